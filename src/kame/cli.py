@@ -1,0 +1,94 @@
+"""The ``kame`` command line.
+
+    kame demo                         # the main job on the embedded default
+    kame bench step|codec|backend|sessions|latency
+    kame codec roundtrip IN.wav -o OUT.wav --codec embedded
+    kame run IN.wav -o OUT.wav        # file mode
+    kame serve                        # WebSocket server + browser page
+
+Each subcommand lives in its own module, which exposes ``add_arguments(parser)`` and
+``main(args) -> int``; this file only maps names to modules (imported lazily, so
+``kame --help`` is fast and a missing optional dependency only affects its command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import KameError
+
+# (command path) -> (module, help). The module provides add_arguments(parser) and main(args).
+COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
+    ("demo",): ("kame.demo", "run the main job end to end on the embedded default"),
+    ("run",): ("kame.runtime.filemode", "run one conversation from a wav file"),
+    ("serve",): ("kame.server.app", "serve the WebSocket API and the browser page"),
+    ("codec", "roundtrip"): ("kame.codec.roundtrip", "encode+decode a wav through a codec"),
+    ("codec", "fit"): ("kame.codec.embedded.fit", "fit the embedded codec from synthesized speech"),
+    ("bench", "step"): ("kame.bench.step", "front-end step time"),
+    ("bench", "codec"): ("kame.bench.codec", "codec encode/decode time"),
+    ("bench", "backend"): ("kame.bench.backend", "STT WER/latency, LLM TTFT, oracle lag"),
+    ("bench", "sessions"): ("kame.bench.sessions", "real-time sessions sustained"),
+    ("bench", "latency"): ("kame.bench.latency", "tandem vs cascade latency"),
+}
+
+
+def _build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict]:
+    parser = argparse.ArgumentParser(prog="kame", description="kame: real-time tandem voice agents")
+    parser.add_argument("--version", action="version", version=f"kame {__import__('kame').__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    leaves: dict = {}
+    for path, (module, help_) in COMMANDS.items():
+        if len(path) == 1:
+            p = subs.add_parser(path[0], help=help_)
+        else:
+            if path[0] not in groups:
+                g = subs.add_parser(path[0], help=f"{path[0]} commands")
+                groups[path[0]] = g.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+            p = groups[path[0]].add_parser(path[1], help=help_)
+        p.set_defaults(_module=module, _path=path)
+        leaves[path] = p
+    # Only import the module of the command actually invoked (to add its arguments).
+    words = [a for a in argv if not a.startswith("-")]
+    for path, p in leaves.items():
+        if tuple(words[: len(path)]) == path:
+            try:
+                importlib.import_module(COMMANDS[path][0]).add_arguments(p)
+            except ModuleNotFoundError as exc:
+                if exc.name and exc.name.startswith("kame"):
+                    p.set_defaults(_missing=f"'kame {' '.join(path)}' is not implemented yet")
+                else:
+                    raise
+    return parser, leaves
+
+
+def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, _ = _build_parser(argv)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "_module", None):
+        parser.print_help()
+        return 2
+    if getattr(args, "_missing", None):
+        print(f"kame: {args._missing}", file=sys.stderr)
+        return 2
+    try:
+        return int(importlib.import_module(args._module).main(args) or 0)
+    except KameError as exc:
+        print(f"kame: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

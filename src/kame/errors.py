@@ -1,0 +1,26 @@
+"""Exception types shared across kame. Every user-facing failure raises one of these with a
+message that says what was wrong and what to do."""
+
+
+class KameError(Exception):
+    """Base class of kame's own errors."""
+
+
+class ConfigError(KameError, ValueError):
+    """A config key or value is unknown or invalid (the message names it)."""
+
+
+class CheckpointError(KameError):
+    """A checkpoint is missing, incomplete, or does not match the config."""
+
+
+class AudioFormatError(KameError, ValueError):
+    """Audio with a wrong sample rate, channel count, dtype, or corrupt content."""
+
+
+class NotAvailableError(KameError):
+    """A component that is not implemented yet, or whose optional dependency is missing."""
+
+
+class BackendError(KameError):
+    """An STT/LLM/TTS service failed (network, protocol, timeout)."""

@@ -1,0 +1,98 @@
+"""One small registry of pluggable components, chosen by short spec strings.
+
+A spec is ``scheme`` or ``scheme:arg`` or ``scheme://arg``:
+    "pocketsphinx"          -> kind "stt", scheme "pocketsphinx", arg None
+    "openai:gpt-4.1"        -> kind "llm", scheme "openai",       arg "gpt-4.1"
+    "hf://SakanaAI/kame"    -> kind "frontend", scheme "hf",      arg "SakanaAI/kame"
+    "/path/to/folder"       -> scheme "path", arg the path (anything starting with / . or ~)
+
+Factories are registered as dotted strings ("module:callable") so that nothing heavy is
+imported until a component is created; a missing optional dependency becomes an
+ImportError-derived NotAvailableError naming the extra to install.
+
+    from kame import registry
+    llm = registry.create("llm", "openai:gpt-4.1", base_url=...)
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .errors import ConfigError, NotAvailableError
+
+
+@dataclass(frozen=True)
+class Entry:
+    target: str  # "package.module:callable"; called as callable(arg, **kwargs)
+    extra: str | None  # pip extra providing its dependencies, e.g. "stt"
+    help: str = ""
+
+
+_ENTRIES: dict[str, dict[str, Entry]] = {}
+
+
+def register(kind: str, scheme: str, target: str, *, extra: str | None = None, help: str = "") -> None:
+    """Register ``scheme`` for component ``kind``; ``target`` is "module:callable"."""
+    _ENTRIES.setdefault(kind, {})[scheme] = Entry(target, extra, help)
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """Split a spec string into (scheme, arg)."""
+    spec = spec.strip()
+    if not spec:
+        raise ConfigError("empty component spec")
+    if spec[0] in "/.~":
+        return "path", spec
+    if "://" in spec:
+        scheme, arg = spec.split("://", 1)
+        return scheme, arg or None
+    if ":" in spec:
+        scheme, arg = spec.split(":", 1)
+        return scheme, arg or None
+    return spec, None
+
+
+def schemes(kind: str) -> dict[str, Entry]:
+    _load_builtin()
+    return dict(_ENTRIES.get(kind, {}))
+
+
+def resolve(kind: str, spec: str) -> tuple[Callable[..., Any], str | None]:
+    """Return (factory, arg) for a spec, importing the factory's module lazily."""
+    _load_builtin()
+    if kind not in _ENTRIES:
+        raise ConfigError(f"unknown component kind {kind!r}; known: {sorted(_ENTRIES)}")
+    scheme, arg = parse_spec(spec)
+    entry = _ENTRIES[kind].get(scheme)
+    if entry is None:
+        raise ConfigError(
+            f"unknown {kind} spec {spec!r}: scheme {scheme!r} is not one of {sorted(_ENTRIES[kind])}"
+        )
+    module_name, _, attr = entry.target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        hint = f"pip install 'kame-tandem[{entry.extra}]'" if entry.extra else "reinstall kame"
+        raise NotAvailableError(
+            f"{kind} {spec!r} needs a package that is not installed ({exc.name or exc}); run: {hint}"
+        ) from exc
+    return getattr(module, attr), arg
+
+
+def create(kind: str, spec: str, **kwargs: Any) -> Any:
+    """Create the component named by ``spec``; extra keyword arguments go to its factory."""
+    factory, arg = resolve(kind, spec)
+    return factory(arg, **kwargs)
+
+
+_LOADED = False
+
+
+def _load_builtin() -> None:
+    # Built-in entries live in one table (kame/components.py) so they are easy to read.
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        importlib.import_module("kame.components")

@@ -1,0 +1,1 @@
+"""Sessions, the frame clock, the batched stepping worker, metrics and file mode."""

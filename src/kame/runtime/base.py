@@ -1,0 +1,89 @@
+"""The agent/session interface that the server and file mode talk to.
+
+Both the tandem runtime (kame.runtime.engine) and the cascade (kame.cascade) implement it,
+so `kame serve --mode tandem|cascade` and `kame run --mode ...` share one protocol.
+
+    agent: Agent = ...                     # built from a KameConfig
+    await agent.start()
+    session = await agent.open_session()   # raises CapacityError when full
+    await session.push_audio(pcm)          # float32 mono 24 kHz, any length (buffered to 80 ms)
+    async for out in session.outputs():    # AgentAudio / AgentText / Meta, in order
+        ...
+    await session.close()
+    await agent.stop()
+
+Outputs:
+  AgentAudio  a chunk of agent speech (float32 24 kHz; the tandem yields one 80 ms frame each)
+  AgentText   a piece of the agent's text (inner monologue / LLM reply text)
+  Meta        a JSON-able dict: {"type": "transcript"|"oracle"|"metric"|"info"|..., ...}
+  ErrorEvent  a recoverable error for the client (the session goes on)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Union
+
+import numpy as np
+
+from ..errors import KameError
+
+
+class CapacityError(KameError):
+    """The agent is serving its maximum number of sessions."""
+
+
+@dataclass(frozen=True)
+class AgentAudio:
+    pcm: np.ndarray  # float32 [N] at 24 kHz
+    t: float
+
+
+@dataclass(frozen=True)
+class AgentText:
+    text: str
+    t: float
+
+
+@dataclass(frozen=True)
+class Meta:
+    data: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    message: str
+    t: float
+
+
+Output = Union[AgentAudio, AgentText, Meta, ErrorEvent]
+
+
+class Session(ABC):
+    id: str
+
+    @abstractmethod
+    async def push_audio(self, pcm: np.ndarray) -> None:
+        """Feed user audio (float32 mono 24 kHz, any length)."""
+
+    @abstractmethod
+    def outputs(self) -> AsyncIterator[Output]:
+        """The session's outputs, in order, until it is closed."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """End the session and free its resources (idempotent)."""
+
+
+class Agent(ABC):
+    max_sessions: int
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+    @abstractmethod
+    async def open_session(self, session_id: str | None = None) -> Session: ...

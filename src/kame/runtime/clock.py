@@ -1,0 +1,71 @@
+"""The one monotonic clock of kame, injectable for tests.
+
+Everything that is timestamped (audio frames, transcripts, oracle events, metrics) reads
+time from a ``Clock``. Production code uses ``MonotonicClock``; tests and simulated-real-time
+file mode use ``FakeClock``, which only moves when told to.
+
+    clock = FakeClock()
+    await clock.sleep(0.08)   # returns once someone calls clock.advance(>= 0.08)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds on a monotonic time line (origin unspecified)."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait until ``now()`` has advanced by ``seconds``."""
+
+
+class MonotonicClock:
+    """Wall-clock time from ``time.monotonic``."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+class FakeClock:
+    """A clock that moves only when ``advance``/``set`` is called.
+
+    ``sleep`` coroutines wake (in deadline order) when the clock passes their deadline.
+    """
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = float(start)
+        self._waiters: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    def now(self) -> float:
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        deadline = self._now + max(0.0, seconds)
+        if deadline <= self._now:
+            await asyncio.sleep(0)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (deadline, next(self._seq), fut))
+        await fut
+
+    def advance(self, seconds: float) -> None:
+        self.set(self._now + seconds)
+
+    def set(self, t: float) -> None:
+        if t < self._now:
+            raise ValueError(f"FakeClock cannot go back in time ({t} < {self._now})")
+        self._now = t
+        while self._waiters and self._waiters[0][0] <= t:
+            _, _, fut = heapq.heappop(self._waiters)
+            if not fut.done():
+                fut.set_result(None)
