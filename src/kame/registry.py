@@ -45,7 +45,8 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
         raise ConfigError("empty component spec")
     if spec[0] in "/.~":
         return "path", spec
-    if "://" in spec:
+    if "://" in spec and spec.index("://") <= spec.find(":"):
+        # "hf://org/repo" -> ("hf", "org/repo"); "mimi:hf://org/repo" keeps its arg whole (below)
         scheme, arg = spec.split("://", 1)
         return scheme, arg or None
     if ":" in spec:

@@ -1,0 +1,156 @@
+"""Loading and saving Mimi weights in the published checkpoint format.
+
+A source is one of
+    /path/to/tokenizer-e351c8d8-checkpoint125.safetensors     a local file
+    /path/to/folder                 a folder holding it (or the file named by config.json's mimi_name)
+    hf://kyutai/moshiko-pytorch-bf16[/FILE]   a Hugging Face repo (FILE defaults to the Mimi name),
+                                    fetched with huggingface_hub (respects HF_HUB_OFFLINE / the cache)
+
+Keys and shapes are those of the ``moshi`` package's MimiModel state_dict; older aliases that
+moshi's own loader accepts (``self_attn.in_proj_weight``, ``embed_sum``, ``cluster_size`` ...)
+are renamed on load. Mismatches raise CheckpointError naming the key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+
+from ...errors import CheckpointError, ConfigError
+from .config import MIMI_NAME, MimiConfig
+from .model import MimiCodec, MimiModel
+
+_ALIASES = [  # (regex on the key suffix, replacement), as accepted by moshi's load hooks
+    (r"self_attn\.in_proj_weight$", "self_attn.in_projs.0.weight"),
+    (r"self_attn\.in_proj\.weight$", "self_attn.in_projs.0.weight"),
+    (r"self_attn\.out_proj\.weight$", "self_attn.out_projs.0.weight"),
+    (r"_codebook\.inited$", "_codebook._initialized"),
+    (r"_codebook\.cluster_size$", "_codebook.cluster_usage"),
+    (r"_codebook\.embed_avg$", "_codebook.embedding_sum"),
+    (r"_codebook\.embed_sum$", "_codebook.embedding_sum"),
+]
+_CONFIG_KEY = "kame_mimi_config"  # safetensors metadata written by save_mimi
+
+
+def resolve_source(source: str | Path) -> Path:
+    """Turn a file, folder or hf://org/repo[/file] into a local safetensors file path."""
+    s = str(source)
+    if s.startswith("hf://"):
+        parts = s[len("hf://"):].strip("/").split("/")
+        if len(parts) < 2 or not all(parts[:2]):
+            raise ConfigError(f"expected hf://ORG/REPO[/FILE], got {s!r}")
+        repo, filename = "/".join(parts[:2]), "/".join(parts[2:]) or MIMI_NAME
+        import huggingface_hub
+
+        try:
+            return Path(huggingface_hub.hf_hub_download(repo, filename))
+        except Exception as exc:  # offline + not cached, unknown repo/file, network error
+            raise CheckpointError(
+                f"cannot get {filename!r} from Hugging Face repo {repo!r}: {type(exc).__name__}: {exc}. "
+                "Download it once with network access (or unset HF_HUB_OFFLINE), or pass a local path."
+            ) from exc
+    path = Path(s).expanduser()
+    if path.is_dir():
+        name = MIMI_NAME
+        cfg = path / "config.json"
+        if cfg.is_file():
+            try:
+                name = json.loads(cfg.read_text()).get("mimi_name", name)
+            except (OSError, ValueError) as exc:
+                raise CheckpointError(f"cannot read {cfg}: {exc}") from exc
+        if (path / name).is_file():
+            return path / name
+        found = sorted(p for p in path.glob("*.safetensors") if "tokenizer" in p.name or "mimi" in p.name.lower())
+        if len(found) == 1:
+            return found[0]
+        raise CheckpointError(f"no Mimi checkpoint in folder {path} (looked for {name!r} and *tokenizer*/*mimi*.safetensors)")
+    if not path.is_file():
+        raise CheckpointError(f"Mimi checkpoint not found: {path}")
+    return path
+
+
+def _rename(key: str) -> str:
+    for pat, rep in _ALIASES:
+        if re.search(pat, key):
+            return re.sub(pat, rep, key)
+    return key
+
+
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import SafetensorError, safe_open
+
+    if path.suffix not in (".safetensors", ".sft", ".sfts"):
+        raise CheckpointError(f"{path}: expected a .safetensors file (the published Mimi format)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            return {_rename(k): f.get_tensor(k) for k in f.keys()}, meta
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+
+
+def load_state(model: MimiModel, state: dict[str, torch.Tensor], where: str = "checkpoint") -> None:
+    """Strictly load ``state`` into ``model``; any missing/unexpected key or shape mismatch raises."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing key {missing[0]!r}" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
+        if unexpected:
+            parts.append(f"unexpected key {unexpected[0]!r}" + (f" (+{len(unexpected) - 1} more)" if len(unexpected) > 1 else ""))
+        raise CheckpointError(f"{where} does not match the Mimi config: {'; '.join(parts)}")
+    for k, v in own.items():
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise CheckpointError(f"{where}: key {k!r} has shape {tuple(state[k].shape)}, the config expects {tuple(v.shape)}")
+    model.load_state_dict({k: t.to(own[k].dtype) for k, t in state.items()}, strict=True)
+
+
+def _infer_n_q(state: dict[str, torch.Tensor], cfg: MimiConfig) -> MimiConfig:
+    """The published file stores 32 codebooks; adapt ``n_q`` to what the file holds."""
+    rest = {int(m.group(1)) for k in state if (m := re.match(r"quantizer\.rvq_rest\.vq\.layers\.(\d+)\.", k))}
+    if rest and len(rest) + cfg.n_q_semantic != cfg.n_q:
+        n_q = len(rest) + cfg.n_q_semantic
+        d = json.loads(cfg.to_json())
+        d.update(n_q=n_q, num_codebooks=min(cfg.num_codebooks, n_q))
+        return MimiConfig.from_dict(d)
+    return cfg
+
+
+def load_mimi(
+    source: str | Path,
+    num_codebooks: int = 8,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    config: MimiConfig | None = None,
+) -> MimiCodec:
+    """Load a Mimi checkpoint (file, folder or hf://org/repo[/file]) as a ``MimiCodec``.
+
+    ``config`` defaults to the one stored by ``save_mimi`` in the file's metadata, else the
+    published ``MimiConfig()`` (with ``n_q`` taken from the file).
+    """
+    path = resolve_source(source)
+    state, meta = _read(path)
+    if config is None:
+        config = MimiConfig.from_json(meta[_CONFIG_KEY]) if _CONFIG_KEY in meta else _infer_n_q(state, MimiConfig())
+    if not config.n_q_semantic <= num_codebooks <= config.n_q:
+        raise ConfigError(f"num_codebooks must be in [{config.n_q_semantic}, {config.n_q}] for {path.name}, got {num_codebooks}")
+    model = MimiModel(config)
+    load_state(model, state, where=str(path))
+    model.to(device=device, dtype=dtype)
+    return MimiCodec(model, num_codebooks=num_codebooks)
+
+
+def save_mimi(codec_or_model: MimiCodec | MimiModel, path: str | Path) -> Path:
+    """Write the weights in the published format (plus the config as safetensors metadata)."""
+    from safetensors.torch import save_file
+
+    model = codec_or_model.model if isinstance(codec_or_model, MimiCodec) else codec_or_model
+    path = Path(path)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata={_CONFIG_KEY: model.cfg.to_json()})
+    return path

@@ -1,0 +1,251 @@
+"""Mimi in kame: the network (``MimiModel``), the ``Codec`` wrapper and its batched stream.
+
+    pcm [B, 1, T] --SEANet encoder--> [B, 512, T/960] (25 Hz) --transformer--> --downsample conv-->
+    [B, 512, F] (12.5 Hz) --split RVQ--> codes [B, K, F]
+    codes --RVQ decode--> [B, 512, F] --upsample convtr--> (25 Hz) --transformer--> --SEANet decoder-->
+    pcm [B, 1, F * 1920]
+
+Everything is causal; ``MimiStream`` runs it 80 ms at a time with per-row state (sessions join
+and leave: ``reset(rows)`` clears only those rows). ``python -m kame.codec.mimi`` runs a quick
+round trip.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ...errors import AudioFormatError, ConfigError
+from ..base import Codec, CodecStream
+from .config import MimiConfig
+from .quantizer import SplitResidualVQ
+from .seanet import ConvDownsample, ConvState, ConvTrState, ConvTrUpsample, SEANetDecoder, SEANetEncoder, SeqState
+from .transformer import ProjectedTransformer, TransformerState
+
+
+@dataclass
+class EncoderState:
+    seanet: SeqState
+    transformer: TransformerState
+    downsample: ConvState
+
+    def reset(self, mask: torch.Tensor) -> None:
+        self.seanet.reset(mask)
+        self.transformer.reset(mask)
+        self.downsample.reset(mask)
+
+
+@dataclass
+class DecoderState:
+    upsample: ConvTrState
+    transformer: TransformerState
+    seanet: SeqState
+
+    def reset(self, mask: torch.Tensor) -> None:
+        self.upsample.reset(mask)
+        self.transformer.reset(mask)
+        self.seanet.reset(mask)
+
+
+class MimiModel(nn.Module):
+    """The Mimi network; ``state_dict()`` keys and shapes are those of the published checkpoint."""
+
+    def __init__(self, cfg: MimiConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = SEANetEncoder(cfg)
+        self.decoder = SEANetDecoder(cfg)
+        self.encoder_transformer = ProjectedTransformer(cfg)
+        self.decoder_transformer = ProjectedTransformer(cfg)
+        self.quantizer = SplitResidualVQ(cfg)
+        self.downsample = ConvDownsample(cfg.resample_stride, cfg.dimension)
+        self.upsample = ConvTrUpsample(cfg.resample_stride, cfg.dimension)
+
+    def init_encoder_state(self, batch_size: int) -> EncoderState:
+        return EncoderState(self.encoder.init_state(batch_size), self.encoder_transformer.init_state(batch_size),
+                            self.downsample.init_state(batch_size))
+
+    def init_decoder_state(self, batch_size: int) -> DecoderState:
+        return DecoderState(self.upsample.init_state(batch_size), self.decoder_transformer.init_state(batch_size),
+                            self.decoder.init_state(batch_size))
+
+    def encode_latent(self, pcm: torch.Tensor, state: EncoderState) -> torch.Tensor:
+        # pcm [B, 1, F * frame_size] -> unquantized latent [B, dimension, F]
+        emb = self.encoder(pcm, state.seanet)  # [B, D, 2F] at 25 Hz
+        emb = self.encoder_transformer(emb, state.transformer)
+        return self.downsample(emb, state.downsample)  # [B, D, F]
+
+    def encode(self, pcm: torch.Tensor, state: EncoderState, num_codebooks: int) -> torch.Tensor:
+        # pcm [B, 1, F * frame_size] -> codes [B, K, F]
+        return self.quantizer.encode(self.encode_latent(pcm, state), num_codebooks)
+
+    def decode(self, codes: torch.Tensor, state: DecoderState) -> torch.Tensor:
+        # codes [B, K, F] -> pcm [B, 1, F * frame_size]
+        emb = self.upsample(self.quantizer.decode(codes), state.upsample)  # [B, D, 2F]
+        emb = self.decoder_transformer(emb, state.transformer)
+        return self.decoder(emb, state.seanet)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+# ----------------------------------------------------------------------------- the Codec
+_CHUNK_FRAMES = 25  # whole-signal encode/decode runs 2 s at a time through the streaming state
+def _rate_hint(n: int, frame_size: int, sample_rate: int) -> str:
+    rate = n * sample_rate / frame_size
+    if n > 0 and rate != sample_rate and abs(rate - round(rate)) < 1e-6 and int(round(rate)) in (8000, 16000, 22050, 32000, 44100, 48000):
+        return f" ({n} samples is 80 ms at {int(round(rate))} Hz: resample to {sample_rate} Hz first)"
+    return ""
+
+
+class MimiCodec(Codec):
+    """Mimi behind kame's ``Codec`` interface (see kame.codec.base).
+
+    ``codec.encode(pcm [B, T])`` -> codes [B, K, F]; ``codec.decode(codes)`` -> pcm [B, F * 1920];
+    ``codec.stream(B)`` for 80 ms steps. ``num_codebooks`` (K) can be changed at any time with
+    ``set_num_codebooks`` (1 semantic + K-1 acoustic; the checkpoint holds ``cfg.n_q``).
+    """
+
+    def __init__(self, model: MimiModel, num_codebooks: int | None = None):
+        self.model = model.eval()
+        self.cfg = model.cfg
+        self.sample_rate = self.cfg.sample_rate
+        self.frame_rate = self.cfg.frame_rate
+        self.frame_size = self.cfg.frame_size
+        self.cardinality = self.cfg.bins
+        self.num_codebooks = self.cfg.num_codebooks
+        self.set_num_codebooks(self.cfg.num_codebooks if num_codebooks is None else num_codebooks)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.downsample.conv.inner.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.downsample.conv.inner.weight.dtype
+
+    @property
+    def total_codebooks(self) -> int:
+        return self.cfg.n_q
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second of the token stream (K * log2(cardinality) * frame_rate)."""
+        return self.num_codebooks * math.log2(self.cardinality) * self.frame_rate
+
+    def set_num_codebooks(self, n: int) -> None:
+        if not isinstance(n, int) or not self.cfg.n_q_semantic <= n <= self.cfg.n_q:
+            raise ConfigError(f"num_codebooks must be an int in [{self.cfg.n_q_semantic}, {self.cfg.n_q}], got {n!r}")
+        self.num_codebooks = n
+
+    # ---- input checks
+    def _check_pcm(self, pcm: torch.Tensor, what: str) -> torch.Tensor:
+        if not isinstance(pcm, torch.Tensor):
+            raise AudioFormatError(f"{what}: expected a torch.Tensor of float samples, got {type(pcm).__name__}")
+        if pcm.dim() == 3 and pcm.shape[1] == 1:
+            pcm = pcm[:, 0]
+        if pcm.dim() != 2:
+            raise AudioFormatError(f"{what}: expected mono pcm of shape [B, T], got shape {tuple(pcm.shape)}")
+        if not pcm.is_floating_point():
+            raise AudioFormatError(f"{what}: expected float samples in [-1, 1], got dtype {pcm.dtype}")
+        return pcm.to(device=self.device, dtype=self.dtype)
+
+    def _check_codes(self, codes: torch.Tensor, dims: int, what: str) -> torch.Tensor:
+        if not isinstance(codes, torch.Tensor) or codes.dim() != dims or codes.is_floating_point():
+            shape = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
+            want = "[B, K]" if dims == 2 else "[B, K, F]"
+            raise AudioFormatError(f"{what}: expected integer codes of shape {want}, got {shape}")
+        K = codes.shape[1]
+        if not 1 <= K <= self.cfg.n_q:
+            raise AudioFormatError(f"{what}: got {K} codebooks, this Mimi has 1..{self.cfg.n_q}")
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.cardinality):
+            raise AudioFormatError(f"{what}: codes must be in [0, {self.cardinality}), got [{int(codes.min())}, {int(codes.max())}]")
+        return codes.to(device=self.device, dtype=torch.long)
+
+    # ---- whole signal
+    @torch.inference_mode()
+    def encode(self, pcm: torch.Tensor) -> torch.Tensor:
+        pcm = self._check_pcm(pcm, "encode")
+        B, T = pcm.shape
+        if T == 0:
+            raise AudioFormatError("encode: empty audio")
+        pad = -T % self.frame_size
+        if pad:
+            pcm = torch.nn.functional.pad(pcm, (0, pad))  # [B, F * frame_size]
+        # Chunks carried through the streaming state give exactly the whole-signal result
+        # with bounded memory for long inputs.
+        state, step = self.model.init_encoder_state(B), _CHUNK_FRAMES * self.frame_size
+        chunks = [self.model.encode(pcm[:, None, i:i + step], state, self.num_codebooks) for i in range(0, pcm.shape[-1], step)]
+        return torch.cat(chunks, dim=-1)
+
+    @torch.inference_mode()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        codes = self._check_codes(codes, 3, "decode")
+        if codes.shape[-1] == 0:
+            raise AudioFormatError("decode: no frames")
+        state = self.model.init_decoder_state(codes.shape[0])
+        chunks = [self.model.decode(codes[..., i:i + _CHUNK_FRAMES], state) for i in range(0, codes.shape[-1], _CHUNK_FRAMES)]
+        return torch.cat(chunks, dim=-1)[:, 0].float()
+
+    def stream(self, batch_size: int = 1) -> "MimiStream":
+        return MimiStream(self, batch_size)
+
+
+class MimiStream(CodecStream):
+    """Batched streaming state: encode and decode states are independent (user audio in,
+    agent audio out); ``reset(rows)`` clears both for those rows only."""
+
+    def __init__(self, codec: MimiCodec, batch_size: int):
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        self.codec = codec
+        self.batch_size = batch_size
+        model = codec.model
+        self.enc = model.init_encoder_state(batch_size)
+        self.dec = model.init_decoder_state(batch_size)
+
+    def _rows_mask(self, rows: Sequence[int] | torch.Tensor | None) -> torch.Tensor:
+        mask = torch.zeros(self.batch_size, dtype=torch.bool)
+        if rows is None:
+            mask[:] = True
+        else:
+            idx = torch.as_tensor(rows)
+            if idx.dtype == torch.bool:
+                if idx.shape != (self.batch_size,):
+                    raise ConfigError(f"reset mask must have shape [{self.batch_size}], got {tuple(idx.shape)}")
+                mask = idx.clone()
+            else:
+                idx = idx.long().flatten()
+                if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.batch_size):
+                    raise ConfigError(f"reset rows {idx.tolist()} out of range for batch size {self.batch_size}")
+                mask[idx] = True
+        return mask.to(self.codec.device)
+
+    def reset(self, rows: Sequence[int] | torch.Tensor | None = None) -> None:
+        mask = self._rows_mask(rows)
+        self.enc.reset(mask)
+        self.dec.reset(mask)
+
+    @torch.inference_mode()
+    def encode_frame(self, pcm: torch.Tensor) -> torch.Tensor:
+        c = self.codec
+        pcm = c._check_pcm(pcm, "encode_frame")
+        if pcm.shape != (self.batch_size, c.frame_size):
+            raise AudioFormatError(
+                f"encode_frame: expected pcm of shape [{self.batch_size}, {c.frame_size}] (80 ms at {c.sample_rate} Hz), "
+                f"got {tuple(pcm.shape)}{_rate_hint(pcm.shape[-1], c.frame_size, c.sample_rate)}"
+            )
+        return c.model.encode(pcm[:, None], self.enc, c.num_codebooks)[:, :, 0]  # [B, K]
+
+    @torch.inference_mode()
+    def decode_frame(self, codes: torch.Tensor) -> torch.Tensor:
+        c = self.codec
+        codes = c._check_codes(codes, 2, "decode_frame")
+        if codes.shape[0] != self.batch_size:
+            raise AudioFormatError(f"decode_frame: expected {self.batch_size} rows of codes, got {codes.shape[0]}")
+        return c.model.decode(codes[:, :, None], self.dec)[:, 0].float()  # [B, frame_size]
+
