@@ -1,0 +1,108 @@
+"""``kame bench step``: front-end LM step time (temporal transformer + depformer + sampling).
+
+For each config (default the random-weight presets tiny, small, 100m), batch size (1 and 4),
+with and without the oracle stream, it steps the batched Stepper for a number of frames on one
+CPU thread and reports p50 / p99 time per batched step, the per-session real-time factor
+(step time / 80 ms frame), the parameter count, and the oracle overhead (ratio of p50 times
+with / without the oracle stream), as a markdown table.
+
+    kame bench step                                   # tiny, small, 100m; batch 1 and 4
+    kame bench step --frontend random:tiny --batch 1 --frames 50
+    kame bench step --frontend /path/to/checkpoint --dtype bf16
+    python bench/step.py ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import time
+
+import torch
+
+DEFAULT_FRONTENDS = ["random:tiny", "random:small", "random:100m"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--frontend", action="append", metavar="SPEC",
+                   help=f"frontend spec (repeatable); default: {' '.join(DEFAULT_FRONTENDS)}")
+    p.add_argument("--batch", type=int, action="append", help="batch sizes (repeatable; default 1 and 4)")
+    p.add_argument("--frames", type=int, default=40, help="timed steps per case (default 40)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--dtype", default=None, help="weights dtype (default float32 on CPU)")
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, math.ceil(q * len(xs)) - 1))]
+
+
+@torch.no_grad()
+def bench_pair(plain, with_oracle, batch: int, frames: int, warmup: int) -> tuple[dict, dict]:
+    """Step a Moshi-style model and the same model with the oracle stream alternately (so that
+    CPU contention hits both alike); the oracle gets a new 20-token prediction every 2 s."""
+    from ..model.stepper import Sampling, Stepper
+
+    steppers = [Stepper(m, batch, Sampling(), generator=torch.Generator().manual_seed(0)) for m in (plain, with_oracle)]
+    g = torch.Generator().manual_seed(1)
+    cfg = plain.cfg
+    times: list[list[float]] = [[], []]
+    for i in range(frames + warmup):
+        if i % 25 == 0:
+            for b in range(batch):
+                steppers[1].oracle.reset(b)
+                steppers[1].oracle.append(b, torch.randint(4, cfg.text_card, (20,), generator=g).tolist())
+        user = torch.randint(0, cfg.card, (batch, cfg.n_user_q), generator=g) if cfg.n_user_q else None
+        for j, st in enumerate(steppers):
+            t0 = time.perf_counter()
+            st.step(user)
+            if i >= warmup:
+                times[j].append(time.perf_counter() - t0)
+    return tuple(dict(p50=_pct(t, 0.5), p99=_pct(t, 0.99), mean=sum(t) / len(t)) for t in times)
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..model.loaders import load_frontend
+
+    torch.set_num_threads(args.threads)
+    specs = args.frontend or DEFAULT_FRONTENDS
+    batches = args.batch or [1, 4]
+    rows = []
+    for spec in specs:
+        with_oracle, _ = load_frontend(spec, dtype=args.dtype, oracle=True, fetch_companions=False)
+        # The same weights without the oracle table (a Moshi model).
+        plain, _ = load_frontend(spec, dtype=args.dtype, oracle=False, fetch_companions=False) \
+            if spec.startswith("random") else (None, None)
+        if plain is None:
+            plain = with_oracle
+        params = plain.num_params()
+        for b in batches:
+            r_plain, r_orc = bench_pair(plain, with_oracle, b, args.frames, args.warmup)
+            rows.append(dict(spec=spec, params=params, oracle_params=with_oracle.num_params() - params,
+                             batch=b, plain=r_plain, oracle=r_orc))
+    print(f"front-end step (temporal + depformer + sampling), batch step times, {args.frames} steps, "
+          f"torch threads {args.threads}, torch {torch.__version__}, {platform.processor() or platform.machine()}\n")
+    print(table(rows))
+    return 0
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| frontend | params (M) | oracle table (M) | batch | step p50 / p99 (ms), no oracle "
+             "| step p50 / p99 (ms), oracle | oracle overhead (p50 ratio) | per session (ms, p50 / batch) "
+             "| RTF (mean step / 80 ms) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        p, o = r["plain"], r["oracle"]
+        lines.append(
+            f"| `{r['spec']}` | {r['params'] / 1e6:.1f} | {r['oracle_params'] / 1e6:.2f} | {r['batch']} "
+            f"| {1e3 * p['p50']:.1f} / {1e3 * p['p99']:.1f} | {1e3 * o['p50']:.1f} / {1e3 * o['p99']:.1f} "
+            f"| {o['p50'] / p['p50']:.3f} | {1e3 * o['p50'] / r['batch']:.1f} | {o['mean'] / 0.08:.2f} |")
+    return "\n".join(lines)
+
+
+def run_cli(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench/step.py", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return main(p.parse_args(argv))

@@ -1,0 +1,227 @@
+"""The one config of the front-end LM (Moshi architecture + KAME oracle stream).
+
+Every key of the published ``config.json`` files is accepted: Moshi 7B / moshiko (the
+``moshi`` package's ``_lm_kwargs``), KAME (same LM keys, always has the oracle stream), and
+Kyutai STT 1B / 2.6B (``dep_q`` 0, ``extra_heads_*``, ``stt_config``). Keys that only describe
+where the other files are or how to generate (``moshi_name``, ``mimi_name``, ``tokenizer_name``,
+``lm_gen_config``, ``model_type``, ``stt_config``, ...) are kept in ``LMConfig.meta``.
+An unknown key raises ``kame.errors.ConfigError`` naming it.
+
+    from kame.model.config import LMConfig, preset
+    cfg = LMConfig.from_dict(json.load(open("config.json")))
+    cfg = preset("tiny")              # random-weight configs for tests / benches
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError, NotAvailableError
+
+
+@dataclass
+class LMConfig:
+    # --- streams -------------------------------------------------------------------------
+    n_q: int = 16  # audio codebooks in the input (model's own dep_q first, then the user's)
+    dep_q: int = 8  # codebooks predicted by the depformer (0 = text only, e.g. Kyutai STT)
+    card: int = 2048  # audio vocabulary; id `card` is the audio BOS/initial token
+    text_card: int = 32000  # text vocabulary; id `text_card` is the text BOS (and oracle start)
+    text_card_out: int | None = None  # text output vocabulary if different from text_card
+    delays: list[int] = field(default_factory=lambda: [0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1])
+    existing_text_padding_id: int = 3  # text "pad" (nothing said this frame)
+    existing_text_end_padding_id: int = 0  # text "end of padding" (a word starts next frame)
+    demux_second_text_stream: bool = False  # text ids are (tok2 * (text_card+1) + tok1) pairs
+    # --- temporal transformer ------------------------------------------------------------
+    dim: int = 4096
+    num_heads: int = 32
+    num_layers: int = 32
+    hidden_scale: float = 4.125  # feed-forward size = int(hidden_scale * dim)
+    kv_repeat: int = 1  # grouped-query attention: heads per key/value head
+    causal: bool = True
+    context: int | None = 3000  # attention span in frames = KV ring-buffer capacity
+    max_period: float = 10000.0  # RoPE max period
+    gating: str = "silu"  # "none" (plain GELU MLP) or the activation of the gated FFN
+    norm: str = "rms_norm_f32"  # rms_norm_f32 | rms_norm | layer_norm | layer_norm_f32
+    norm_emb: bool = False  # layer norm after the input embeddings
+    positional_embedding: str = "rope"  # rope | sin | sin_rope | rope_concat | none
+    positional_scale: float = 1.0  # scale of the sinusoidal embedding
+    layer_scale: float | None = None  # LayerScale init (None = no LayerScale)
+    bias_proj: bool = False  # bias on the text/audio output projections
+    # --- depth transformer (over the model's own codebooks, within one frame) --------------
+    depformer_dim: int = 1024
+    depformer_dim_feedforward: int | list[int] | None = 4224  # None = hidden_scale * depformer_dim
+    depformer_num_heads: int = 16
+    depformer_num_layers: int = 6
+    depformer_layer_scale: float | None = None
+    depformer_multi_linear: bool = True  # one input projection per codebook
+    depformer_weights_per_step: bool = True  # one set of layer weights per codebook
+    depformer_weights_per_step_schedule: list[int] | None = None  # codebook -> weight index
+    depformer_low_rank_embeddings: int | None = None
+    depformer_pos_emb: str = "none"
+    depformer_norm: str | None = None  # norm before each codebook's output linear
+    depformer_context: int | None = 8  # (accepted; moshi ignores it, the depformer sees one frame)
+    depformer_max_period: float = 10000.0
+    depformer_gating: str | None = "silu"  # None = same as `gating`
+    depformer_kv_repeat: int | None = None  # None = same as `kv_repeat`
+    # --- extra heads (Kyutai STT: semantic VAD) -------------------------------------------
+    extra_heads_num_heads: int = 0
+    extra_heads_dim: int = 6
+    # --- KAME oracle stream ----------------------------------------------------------------
+    oracle: bool = True  # oracle_emb (text_card + 1 rows) summed into the temporal input
+    # --- metadata (not used by the LM; file names, generation defaults, ...) ---------------
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------------------------
+    @property
+    def num_codebooks(self) -> int:  # text + audio streams
+        return self.n_q + 1
+
+    @property
+    def n_user_q(self) -> int:  # audio codebooks the stepper takes from the user
+        return self.n_q - self.dep_q
+
+    @property
+    def ffn_dim(self) -> int:
+        return int(self.hidden_scale * self.dim)
+
+    @property
+    def dep_ffn_dims(self) -> list[int]:
+        n = self.dep_num_weights
+        ff = self.depformer_dim_feedforward
+        if ff is None:
+            ff = int(self.hidden_scale * self.depformer_dim)
+        return list(ff) if isinstance(ff, list) else [int(ff)] * n
+
+    @property
+    def dep_num_weights(self) -> int:
+        if not self.depformer_weights_per_step:
+            return 1
+        if self.depformer_weights_per_step_schedule:
+            return max(self.depformer_weights_per_step_schedule) + 1
+        return self.dep_q
+
+    @property
+    def max_delay(self) -> int:
+        return max(self.delays)
+
+    def validate(self) -> "LMConfig":
+        if len(self.delays) != self.num_codebooks:
+            raise ConfigError(f"delays has {len(self.delays)} entries, expected n_q + 1 = {self.num_codebooks}")
+        if any(d < 0 for d in self.delays):
+            raise ConfigError(f"delays must be >= 0, got {self.delays}")
+        if not 0 <= self.dep_q <= self.n_q:
+            raise ConfigError(f"dep_q={self.dep_q} must be within [0, n_q={self.n_q}]")
+        if self.dim % self.num_heads or self.depformer_dim % self.depformer_num_heads:
+            raise ConfigError("dim / depformer_dim must be divisible by their number of heads")
+        for name in ("norm",) + (("depformer_norm",) if self.depformer_norm else ()):
+            if getattr(self, name) not in ("rms_norm", "rms_norm_f32", "layer_norm", "layer_norm_f32"):
+                raise ConfigError(f"{name}={getattr(self, name)!r} is not a known norm")
+        for name in ("positional_embedding", "depformer_pos_emb"):
+            if getattr(self, name) not in ("rope", "sin", "sin_rope", "rope_concat", "none"):
+                raise ConfigError(f"{name}={getattr(self, name)!r} is not a known positional embedding")
+        sched = self.depformer_weights_per_step_schedule
+        if sched is not None and len(sched) != self.dep_q:
+            raise ConfigError(f"depformer_weights_per_step_schedule needs dep_q={self.dep_q} entries")
+        if self.dep_q and len(self.dep_ffn_dims) != self.dep_num_weights:
+            raise ConfigError("depformer_dim_feedforward list length must match the depformer weight sets")
+        if self.existing_text_padding_id < 0 or self.existing_text_padding_id >= self.text_card:
+            raise ConfigError(f"existing_text_padding_id={self.existing_text_padding_id} outside the text vocabulary")
+        return self
+
+    # ------------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], **overrides: Any) -> "LMConfig":
+        """Build from a published config.json dict (unknown keys -> ConfigError naming them)."""
+        d = dict(raw)
+        d.update(overrides)
+        meta = dict(d.pop("meta", {}) or {})
+        for key in list(d):
+            if key in META_KEYS:
+                meta[key] = d.pop(key)
+        for key in IGNORED_KEYS:
+            d.pop(key, None)
+        if "demux_second_stream" in d:  # moved key (the moshi loader renames it the same way)
+            d["demux_second_text_stream"] = d.pop("demux_second_stream")
+        for key, (ok, what) in UNSUPPORTED.items():
+            if key in d:
+                value = d.pop(key)
+                if not ok(value):
+                    raise NotAvailableError(f"config key {key}={value!r}: {what} is not supported by kame")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(k for k in d if k not in names)
+        if unknown:
+            raise ConfigError(f"unknown front-end config key(s): {', '.join(unknown)}")
+        if d.get("depformer_gating", "x") is None:
+            d.pop("depformer_gating")
+        return cls(meta=meta, **d).validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config.json form (LM keys + metadata keys at top level, as published)."""
+        d = dataclasses.asdict(self)
+        meta = d.pop("meta")
+        d.update(meta)
+        return d
+
+    def replace(self, **changes: Any) -> "LMConfig":
+        return dataclasses.replace(self, **changes).validate()
+
+
+# Keys that describe files / generation / provenance, kept in LMConfig.meta.
+META_KEYS = {
+    "moshi_name", "mimi_name", "mimi_config_name", "tokenizer_name", "lora_name", "model_type",
+    "lm_gen_config", "tts_config", "stt_config", "model_id", "version", "quantization",
+    "inference_dep_q", "inference_pre_text_silence_frames", "inference_post_text_silence_frames",
+    "inference_prompt_tokens", "generated_audio_codebooks", "architectures", "torch_dtype",
+}
+# Keys accepted and ignored (training-time switches, deprecated keys).
+IGNORED_KEYS = {"depformer_causal", "gradient_checkpointing", "lora_rank", "lora_scaling", "betas", "weights_per_step"}
+# Keys accepted only with their neutral value (features kame does not implement).
+UNSUPPORTED = {
+    "cross_attention": (lambda v: not v, "cross attention (TTS conditioning)"),
+    "conditioners": (lambda v: not v, "conditioners"),
+    "fuser": (lambda v: not v, "condition fuser"),
+    "quantize": (lambda v: not v, "8-bit quantized weights"),
+    "lora": (lambda v: not v, "LoRA adapters (merge them first)"),
+    "skip_self_attn": (lambda v: not v, "skip_self_attn"),
+}
+
+
+def moshi_7b() -> LMConfig:
+    """Moshi 7B (moshiko / KAME) shapes, as the moshi package's ``_lm_kwargs``."""
+    return LMConfig()
+
+
+def preset(name: str) -> LMConfig:
+    """Random-weight configs for tests, benches and the runtime.
+
+    tiny  ~ 3.6M params: dim 64, 2 layers, Moshi streams (n_q 16, dep_q 8), text vocab 1000
+    small ~ 22M params:  dim 256, 6 layers, depformer 128 x 1, text vocab 2000
+    100m  ~ 110M params: dim 640, 10 layers, depformer 256 x 2, text vocab 8000
+    (most parameters of the small ones are the 17 embedding tables of 2049 rows)
+    stt-tiny: Kyutai STT shape (dep_q 0, 2 extra heads), tiny sizes
+    7b: the real Moshi 7B shapes (do not build it with random weights on CPU)
+    """
+    moshi_delays = [0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1]
+    common = dict(delays=moshi_delays, card=2048, context=250, depformer_context=8)
+    if name == "tiny":
+        return LMConfig(dim=64, num_heads=4, num_layers=2, text_card=1000, depformer_dim=32,
+                        depformer_num_heads=2, depformer_num_layers=2, depformer_dim_feedforward=132,
+                        **common).validate()
+    if name == "small":
+        return LMConfig(dim=256, num_heads=8, num_layers=6, text_card=2000, depformer_dim=128,
+                        depformer_num_heads=4, depformer_num_layers=1, depformer_dim_feedforward=528,
+                        **common).validate()
+    if name == "100m":
+        return LMConfig(dim=640, num_heads=10, num_layers=10, text_card=8000, depformer_dim=256,
+                        depformer_num_heads=4, depformer_num_layers=2, depformer_dim_feedforward=1056,
+                        **common).validate()
+    if name == "stt-tiny":
+        return LMConfig(n_q=8, dep_q=0, delays=[0] * 9, dim=64, num_heads=4, num_layers=2, text_card=1000,
+                        context=250, extra_heads_num_heads=2, extra_heads_dim=6, oracle=False,
+                        depformer_dim=32, depformer_num_heads=2, depformer_num_layers=1,
+                        depformer_dim_feedforward=132, meta={"model_type": "stt"}).validate()
+    if name == "7b":
+        return moshi_7b()
+    raise ConfigError(f"unknown preset {name!r}; known: tiny, small, 100m, stt-tiny, 7b")

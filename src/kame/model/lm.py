@@ -1,0 +1,220 @@
+"""The front-end LM: Moshi's temporal transformer + depformer, plus KAME's oracle stream.
+
+Streams (channel k of the [B, K = n_q + 1, T] code tensor):
+    k = 0                 text (inner monologue), vocab text_card (+1 for the BOS id text_card)
+    k = 1 .. dep_q        the model's own audio codebooks (predicted by the depformer)
+    k = dep_q+1 .. n_q    the user's audio codebooks (inputs only)
+Each stream k is delayed by delays[k] frames. Id -1 is the "zero token": it embeds to zero.
+The oracle (KAME) is one more text-vocabulary stream, embedded with its own table ``oracle_emb``
+and summed into the temporal transformer's input only (the depformer never sees it).
+
+    model = LMModel(preset("tiny"))
+    out = model(codes, oracle=oracle_tokens)   # training forward: logits aligned with codes
+    # streaming: see kame.model.stepper.Stepper
+
+Parameter names are those of moshi's LMModel (plus ``oracle_emb.weight``), so published
+checkpoints load directly (kame.model.loaders).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .config import LMConfig
+from .modules import ScaledEmbedding, Transformer, TransformerState, make_norm
+
+
+@dataclass
+class LMOutput:
+    logits: torch.Tensor  # [B, dep_q, T, card], aligned with codes[:, 1:dep_q+1] (NaN where invalid)
+    mask: torch.Tensor  # [B, dep_q, T] valid positions
+    text_logits: torch.Tensor  # [B, 1, T, text_card_out], aligned with codes[:, :1]
+    text_mask: torch.Tensor  # [B, 1, T]
+
+
+def delay_codes(codes: torch.Tensor, delays: list[int], initial: torch.Tensor) -> torch.Tensor:
+    """codes [B, K, T] -> delayed [B, K, T]: stream k shifted right by delays[k], filled with initial[k]."""
+    out = codes.clone()
+    for k, d in enumerate(delays):
+        if d > 0:
+            out[:, k, d:] = codes[:, k, :-d]
+            out[:, k, :d] = initial[k]
+    return out
+
+
+def undelay_logits(logits: torch.Tensor, delays: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits [B, K, T, V] -> realigned logits and mask [B, K, T] (False/NaN for the last d steps)."""
+    B, K, T = logits.shape[:3]
+    mask = torch.ones(B, K, T, dtype=torch.bool, device=logits.device)
+    out = logits.clone()
+    for k, d in enumerate(delays):
+        if d > 0:
+            out[:, k, : T - d] = logits[:, k, d:]
+            out[:, k, T - d:] = float("nan")
+            mask[:, k, T - d:] = False
+    return out, mask
+
+
+class LMModel(nn.Module):
+    def __init__(self, cfg: LMConfig):
+        super().__init__()
+        self.cfg = cfg = cfg.validate()
+        D, Dd = cfg.dim, cfg.depformer_dim
+        demux = cfg.demux_second_text_stream
+        self.emb = nn.ModuleList([ScaledEmbedding(cfg.card + 1, D, norm=cfg.norm_emb) for _ in range(cfg.n_q)])
+        self.text_emb = ScaledEmbedding(cfg.text_card + 1, D, norm=cfg.norm_emb, demux=demux)
+        self.oracle_emb = ScaledEmbedding(cfg.text_card + 1, D, norm=cfg.norm_emb, demux=demux) if cfg.oracle else None
+        self.text_linear = nn.Linear(D, cfg.text_card_out or cfg.text_card, bias=cfg.bias_proj)
+        self.transformer = Transformer(
+            D, cfg.num_heads, cfg.num_layers, [cfg.ffn_dim], norm=cfg.norm, gating=cfg.gating,
+            kv_repeat=cfg.kv_repeat, causal=cfg.causal, context=cfg.context, pos_emb=cfg.positional_embedding,
+            max_period=cfg.max_period, positional_scale=cfg.positional_scale, layer_scale=cfg.layer_scale)
+        self.out_norm = make_norm(cfg.norm, D)
+        # Projections of the temporal output into the depformer (one per codebook if multi_linear).
+        sched = cfg.depformer_weights_per_step_schedule
+        num_in = (max(sched) + 1 if sched else cfg.dep_q) if cfg.depformer_multi_linear else 1
+        self.depformer_in = nn.ModuleList([nn.Linear(D, Dd, bias=False) for _ in range(num_in)])
+        if cfg.dep_q > 0:
+            lr = cfg.depformer_low_rank_embeddings
+            # The last codebook is never a depformer input, hence dep_q - 1 tables.
+            self.depformer_emb = nn.ModuleList(
+                [ScaledEmbedding(cfg.card + 1, Dd, norm=cfg.norm_emb, low_rank=lr) for _ in range(cfg.dep_q - 1)])
+            self.depformer_text_emb = ScaledEmbedding(cfg.text_card + 1, Dd, norm=cfg.norm_emb, low_rank=lr, demux=demux)
+            self.depformer_norms = nn.ModuleList(
+                [nn.Identity() if cfg.depformer_norm is None else make_norm(cfg.depformer_norm, Dd)
+                 for _ in range(cfg.dep_q)])
+            self.depformer = Transformer(
+                Dd, cfg.depformer_num_heads, cfg.depformer_num_layers, cfg.dep_ffn_dims, norm=cfg.norm,
+                gating=cfg.depformer_gating or cfg.gating, kv_repeat=cfg.depformer_kv_repeat or cfg.kv_repeat,
+                num_weights=cfg.dep_num_weights, weights_schedule=cfg.depformer_weights_per_step_schedule,
+                causal=cfg.causal, context=None, pos_emb=cfg.depformer_pos_emb,
+                max_period=cfg.depformer_max_period, positional_scale=cfg.positional_scale,
+                layer_scale=cfg.depformer_layer_scale)
+        else:  # text only (Kyutai STT)
+            self.depformer_emb = self.depformer_text_emb = self.depformer = None
+        self.extra_heads = nn.ModuleList(
+            [nn.Linear(D, cfg.extra_heads_dim, bias=False) for _ in range(cfg.extra_heads_num_heads)])
+        self.linears = nn.ModuleList([nn.Linear(Dd, cfg.card, bias=cfg.bias_proj) for _ in range(cfg.dep_q)])
+        if not any(p.is_meta for p in self.parameters()):
+            self.init_weights()
+
+    # ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """Random init (truncated normal, std 1/sqrt(fan_in)); oracle_emb starts as text_emb."""
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                fan_in = m.weight.shape[1]
+                std = 1 / fan_in ** 0.5
+                nn.init.trunc_normal_(m.weight, std=std, a=-3 * std, b=3 * std)
+                if getattr(m, "bias", None) is not None:
+                    m.bias.zero_()
+        if self.oracle_emb is not None:
+            self.oracle_emb.load_state_dict(self.text_emb.state_dict())
+
+    @property
+    def device(self) -> torch.device:
+        return self.text_emb.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.text_emb.weight.dtype
+
+    @property
+    def has_oracle(self) -> bool:
+        return self.oracle_emb is not None
+
+    def initial_tokens(self) -> torch.Tensor:
+        """[K] the BOS id of each stream: text_card for text, card for audio."""
+        c = self.cfg
+        return torch.tensor([c.text_card] + [c.card] * c.n_q, device=self.device)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ------------------------------------------------------------------------------------
+    def forward_text(self, seq: torch.Tensor, oracle: torch.Tensor | None = None,
+                     state: TransformerState | None = None,
+                     exec_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Temporal transformer. seq [B, K, S] (already delayed), oracle [B, S] or None.
+        Returns transformer_out [B, S, D] (after out_norm) and text_logits [B, S, text_card_out]."""
+        x = None
+        for k in range(self.cfg.n_q):
+            e = self.emb[k](seq[:, k + 1])
+            x = e if x is None else x + e
+        text = self.text_emb(seq[:, 0])
+        if oracle is not None:
+            if self.oracle_emb is None:
+                raise ValueError("this model has no oracle stream (config oracle=False)")
+            text = text + self.oracle_emb(oracle)
+        x = text if x is None else x + text  # [B, S, D]
+        out = self.out_norm(self.transformer(x, state=state, exec_mask=exec_mask))
+        return out, self.text_linear(out)
+
+    def forward(self, codes: torch.Tensor, oracle: torch.Tensor | None = None) -> LMOutput:
+        """Training forward. codes [B, K, T]; oracle [B, T] aligned with the text stream
+        (oracle[:, t] is fed with text token t, i.e. seen when predicting frame t + 1; the
+        first input position gets the start id text_card). Logits are aligned with codes."""
+        B, K, T = codes.shape
+        cfg = self.cfg
+        if K != cfg.num_codebooks:
+            raise ValueError(f"codes have {K} streams, expected n_q + 1 = {cfg.num_codebooks}")
+        initial = self.initial_tokens()
+        delayed = delay_codes(codes, cfg.delays, initial)
+        delayed = torch.cat([initial.view(1, K, 1).expand(B, K, 1), delayed], dim=2)  # [B, K, T + 1]
+        oracle_in = None
+        if oracle is not None:
+            if oracle.shape != (B, T):
+                raise ValueError(f"oracle must be [B, T] = {(B, T)}, got {tuple(oracle.shape)}")
+            start = torch.full((B, 1), cfg.text_card, dtype=oracle.dtype, device=oracle.device)
+            oracle_in = torch.cat([start, oracle[:, :-1]], dim=1)
+        out, text_logits = self.forward_text(delayed[:, :, :-1], oracle_in)
+        text_logits, text_mask = undelay_logits(text_logits[:, None], cfg.delays[:1])
+        text_mask &= codes[:, :1] != -1
+        if cfg.dep_q == 0:
+            empty = out.new_zeros(B, 0, T, cfg.card)
+            return LMOutput(empty, torch.zeros(B, 0, T, dtype=torch.bool, device=out.device), text_logits, text_mask)
+        logits = self.forward_depformer_training(delayed[:, :, 1:], out)
+        logits, mask = undelay_logits(logits, cfg.delays[1: 1 + cfg.dep_q])
+        mask &= codes[:, 1: 1 + cfg.dep_q] != -1
+        return LMOutput(logits, mask, text_logits, text_mask)
+
+    def _dep_input(self, cb: int, out: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        i = 0
+        if cfg.depformer_multi_linear:
+            i = cfg.depformer_weights_per_step_schedule[cb] if cfg.depformer_weights_per_step_schedule else cb
+        emb = self.depformer_text_emb(token) if cb == 0 else self.depformer_emb[cb - 1](token)
+        return self.depformer_in[i](out) + emb
+
+    def forward_depformer_training(self, seq: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """seq [B, K, T] delayed codes of the current frames, out [B, T, D] -> logits [B, dep_q, T, card]."""
+        B, K, T = seq.shape
+        Ka = self.cfg.dep_q
+        x = torch.stack([self._dep_input(cb, out, seq[:, cb]) for cb in range(Ka)], dim=2)  # [B, T, Ka, Dd]
+        y = self.depformer(x.view(B * T, Ka, -1))  # [B*T, Ka, Dd]
+        logits = [self.linears[cb](self.depformer_norms[cb](y[:, cb])).view(B, T, -1) for cb in range(Ka)]
+        return torch.stack(logits, dim=1)
+
+    def depformer_generate(self, text_token: torch.Tensor, out: torch.Tensor,
+                           sample: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One frame of the depformer: text_token [B], out [B, 1, D]; sample(logits [B, card]) -> [B].
+        Returns tokens [B, dep_q] and their logits [B, dep_q, card]."""
+        past = [[] for _ in self.depformer.layers]
+        prev, tokens, all_logits = text_token, [], []
+        for cb in range(self.cfg.dep_q):
+            x = self._dep_input(cb, out, prev[:, None])  # [B, 1, Dd]
+            y = self.depformer(x, step=cb, past=past)
+            logits = self.linears[cb](self.depformer_norms[cb](y))[:, 0]  # [B, card]
+            prev = sample(logits)
+            tokens.append(prev)
+            all_logits.append(logits)
+        return torch.stack(tokens, dim=1), torch.stack(all_logits, dim=1)
+
+    def extra_head_probs(self, out: torch.Tensor) -> list[torch.Tensor]:
+        """out [B, T, D] -> per extra head, softmax probabilities [B, T, extra_heads_dim]."""
+        return [torch.softmax(h(out), dim=-1) for h in self.extra_heads]

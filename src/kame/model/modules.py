@@ -1,0 +1,347 @@
+"""Transformer building blocks of the front-end LM, in plain torch (nanoGPT style).
+
+Parameter names follow the ``moshi`` package so that published ``model.safetensors`` files load
+directly: ``layers.N.self_attn.in_projs.S.weight`` (also the fused ``in_proj_weight`` of
+published checkpoints, split on load), ``out_projs.S.weight``, ``norm1.alpha``,
+``gating.linear_in.weight`` / ``gating.S.linear_in.weight``, ``layer_scale_1.scale`` ...
+
+Streaming: ``Transformer.forward(x, state)`` with a ``TransformerState`` (one per model,
+per-row positions + one KV ring buffer per layer of capacity ``context``). Rows are
+independent: ``state.reset(mask)`` clears some rows, ``exec_mask`` leaves paused rows untouched.
+Without a state the forward is the whole-sequence (training) pass.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ACTIVATIONS = {"silu": F.silu, "gelu": F.gelu, "relu": F.relu, "sigmoid": torch.sigmoid,
+               "tanh": torch.tanh, "elu": F.elu, "leaky_relu": F.leaky_relu, "mish": F.mish,
+               "softsign": F.softsign, "identity": lambda x: x}
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float, f32: bool):
+        super().__init__()
+        self.eps, self.f32 = eps, f32
+        self.alpha = nn.Parameter(torch.ones(1, 1, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, D]
+        dtype = x.dtype
+        if self.f32:
+            x = x.float()
+        var = self.eps + x.pow(2).mean(dim=-1, keepdim=True)
+        return (x * (self.alpha.to(var) * torch.rsqrt(var))).to(dtype)
+
+
+class LayerNormF32(nn.LayerNorm):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.float()).to(x.dtype)
+
+
+def make_norm(kind: str, dim: int) -> nn.Module:
+    if kind == "rms_norm_f32":
+        return RMSNorm(dim, 1e-8, f32=True)
+    if kind == "rms_norm":
+        return RMSNorm(dim, 1e-5, f32=False)
+    if kind == "layer_norm_f32":
+        return LayerNormF32(dim, eps=1e-8)
+    return nn.LayerNorm(dim, eps=1e-5)
+
+
+class LayerScale(nn.Module):
+    def __init__(self, dim: int, init: float):
+        super().__init__()
+        self.scale = nn.Parameter(torch.full((dim,), init))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * x
+
+
+def apply_rope(q: torch.Tensor, k: torch.Tensor, pos: torch.Tensor, max_period: float, interleave: bool):
+    """q, k [B, H, T, D]; pos [B, T] absolute positions. Rotation computed in float32."""
+    D = q.shape[-1]
+    freqs = torch.exp(torch.arange(D // 2, device=q.device, dtype=torch.float32) * (-math.log(max_period) * 2 / D))
+    ang = pos.float()[:, None, :, None] * freqs  # [B, 1, T, D/2]
+    cos, sin = torch.cos(ang), torch.sin(ang)
+
+    def rot(x: torch.Tensor) -> torch.Tensor:
+        if interleave:
+            xr, xi = x.view(*x.shape[:-1], D // 2, 2).float().unbind(-1)
+        else:
+            xr, xi = x[..., : D // 2].float(), x[..., D // 2:].float()
+        yr, yi = xr * cos - xi * sin, xr * sin + xi * cos
+        if interleave:
+            return torch.stack([yr.to(x.dtype), yi.to(x.dtype)], dim=-1).view(x.shape)
+        return torch.cat([yr.to(x.dtype), yi.to(x.dtype)], dim=-1)
+
+    return rot(q), rot(k)
+
+
+def sin_embedding(pos: torch.Tensor, dim: int, max_period: float, dtype: torch.dtype) -> torch.Tensor:
+    """pos [B, T] -> [B, T, dim] (cos | sin halves)."""
+    half = dim // 2
+    adim = torch.arange(half, device=pos.device, dtype=dtype).view(1, 1, -1)
+    phase = pos.to(dtype)[..., None] / (torch.full([], max_period, dtype=dtype) ** (adim / (half - 1)))
+    return torch.cat([torch.cos(phase), torch.sin(phase)], dim=-1)
+
+
+class Gating(nn.Module):
+    """SiLU-gated (or other activation) feed-forward: out(act(a) * b), [a | b] = in(x)."""
+
+    def __init__(self, dim: int, dim_ff: int, activation: str):
+        super().__init__()
+        hidden = (21 * dim) // 8 if dim_ff == 4 * dim else (2 * dim_ff) // 3
+        self.linear_in = nn.Linear(dim, 2 * hidden, bias=False)
+        self.linear_out = nn.Linear(hidden, dim, bias=False)
+        self.act = ACTIVATIONS[activation]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.linear_in(x).chunk(2, dim=-1)  # [B, T, hidden] each
+        return self.linear_out(self.act(a) * b)
+
+
+@dataclass
+class KVCache:
+    """One layer's KV ring buffer: slot = position % capacity, per row."""
+
+    k: torch.Tensor  # [B, H_kv, C, Dh]
+    v: torch.Tensor  # [B, H_kv, C, Dh]
+
+
+@dataclass
+class TransformerState:
+    """Streaming state of one Transformer: per-row positions, per-layer ring buffers."""
+
+    pos: torch.Tensor  # [B] long, next position (= frames seen) of each row
+    slot_pos: torch.Tensor  # [B, C] long, absolute position held by each slot (-1 = empty)
+    caches: list[KVCache]
+    capacity: int
+
+    def reset(self, mask: torch.Tensor) -> None:
+        """Clear rows where mask [B] is True."""
+        self.pos.masked_fill_(mask, 0)
+        self.slot_pos.masked_fill_(mask[:, None], -1)
+
+
+def apply_per_step(mods, schedule: list[int] | None, x: torch.Tensor, step: int | None) -> torch.Tensor:
+    """Apply weights per step: x [B, T, D], time t uses mods[schedule[step + t]] (one module: shared)."""
+    if len(mods) == 1:
+        return mods[0](x)
+    base = 0 if step is None else step
+
+    def idx(t: int) -> int:
+        return schedule[base + t] if schedule is not None else base + t
+
+    if x.shape[1] == 1:
+        return mods[idx(0)](x)
+    return torch.cat([mods[idx(t)](x[:, t: t + 1]) for t in range(x.shape[1])], dim=1)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, kv_repeat: int, num_weights: int, causal: bool,
+                 context: int | None, rope: str | None, max_period: float, schedule: list[int] | None = None):
+        super().__init__()
+        self.schedule = schedule
+        self.dim, self.num_heads, self.kv_repeat = dim, num_heads, kv_repeat
+        self.causal, self.context, self.rope, self.max_period = causal, context, rope, max_period
+        self.mult = num_weights
+        kv_dim = (dim // num_heads) * (num_heads // kv_repeat)
+        self.in_projs = nn.ModuleList([nn.Linear(dim, dim + 2 * kv_dim, bias=False) for _ in range(num_weights)])
+        self.out_projs = nn.ModuleList([nn.Linear(dim, dim, bias=False) for _ in range(num_weights)])
+        self._register_load_state_dict_pre_hook(self._split_fused)
+
+    def _split_fused(self, state_dict, prefix, *_):
+        # Published checkpoints store the weights of all steps fused: in_proj_weight [S*O, I].
+        for src, dst in (("in_proj_weight", "in_projs"), ("in_proj.weight", "in_projs"),
+                         ("out_proj.weight", "out_projs")):
+            w = state_dict.pop(prefix + src, None)
+            if w is not None:
+                w = w.view(self.mult, -1, *w.shape[1:])
+                for i in range(self.mult):
+                    state_dict[f"{prefix}{dst}.{i}.weight"] = w[i]
+
+    def _proj(self, mods: nn.ModuleList, x: torch.Tensor, step: int | None) -> torch.Tensor:
+        return apply_per_step(mods, self.schedule, x, step)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, cache: KVCache | None = None,
+                state: TransformerState | None = None, step: int | None = None,
+                past: list | None = None) -> torch.Tensor:
+        """x [B, T, D], pos [B, T] absolute positions. With `cache`+`state`: streaming ring buffer.
+        With `past` (a list, depformer streaming): keys/values of the earlier steps of the frame."""
+        B, T, _ = x.shape
+        h, hk = self.num_heads, self.num_heads // self.kv_repeat
+        qkv = self._proj(self.in_projs, x, step)
+        q = qkv[..., : self.dim].view(B, T, h, -1).transpose(1, 2)  # [B, H, T, Dh]
+        k, v = qkv[..., self.dim:].view(B, T, 2, hk, -1).permute(2, 0, 3, 1, 4)  # [B, Hk, T, Dh] each
+        if self.rope:
+            q, k = apply_rope(q, k, pos, self.max_period, interleave=self.rope != "rope_concat")
+        if cache is not None:
+            assert state is not None and T == 1, "streaming takes one frame per step"
+            slot = (pos[:, 0] % state.capacity)  # [B]
+            idx = slot.view(B, 1, 1, 1).expand(B, hk, 1, k.shape[-1])
+            cache.k.scatter_(2, idx, k)
+            cache.v.scatter_(2, idx, v)
+            k, v, kpos = cache.k, cache.v, state.slot_pos  # kpos [B, C] (slot_pos updated by caller)
+        elif past is not None:
+            if past:
+                k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+            past[:] = [k, v]
+            kpos = torch.arange(k.shape[2], device=x.device).expand(B, -1)
+        else:
+            kpos = pos
+        if self.kv_repeat > 1:
+            k = k.repeat_interleave(self.kv_repeat, dim=1)
+            v = v.repeat_interleave(self.kv_repeat, dim=1)
+        mask = None
+        if self.causal and past is None:  # (depformer streaming: every past step is visible)
+            delta = pos[:, :, None] - kpos[:, None, :]  # [B, T, S]
+            mask = (kpos[:, None, :] >= 0) & (delta >= 0)
+            if self.context is not None:
+                mask = mask & (delta < self.context)
+            mask = mask[:, None]  # [B, 1, T, S]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        y = y.transpose(1, 2).reshape(B, T, self.dim)
+        return self._proj(self.out_projs, y, step)
+
+
+class Layer(nn.Module):
+    def __init__(self, dim: int, num_heads: int, dim_ff: list[int], *, norm: str, gating: str | None,
+                 kv_repeat: int, num_weights: int, causal: bool, context: int | None, rope: str | None,
+                 max_period: float, layer_scale: float | None, schedule: list[int] | None = None):
+        super().__init__()
+        self.schedule = schedule
+        self.self_attn = Attention(dim, num_heads, kv_repeat, num_weights, causal, context, rope, max_period, schedule)
+        self.norm1 = make_norm(norm, dim)
+        self.norm2 = make_norm(norm, dim)
+        self.num_weights = num_weights
+        if gating in (None, "none"):
+            assert num_weights == 1, "weights per step need a gated feed-forward"
+            self.linear1 = nn.Linear(dim, dim_ff[0], bias=False)
+            self.linear2 = nn.Linear(dim_ff[0], dim, bias=False)
+            self.gating = None
+        elif num_weights > 1:
+            self.gating = nn.ModuleList([Gating(dim, f, gating) for f in dim_ff])
+        else:
+            self.gating = Gating(dim, dim_ff[0], gating)
+        if layer_scale is None:
+            self.layer_scale_1, self.layer_scale_2 = nn.Identity(), nn.Identity()
+        else:
+            self.layer_scale_1, self.layer_scale_2 = LayerScale(dim, layer_scale), LayerScale(dim, layer_scale)
+
+    def _ff(self, x: torch.Tensor, step: int | None) -> torch.Tensor:
+        if self.gating is None:
+            return self.linear2(F.gelu(self.linear1(x)))
+        if isinstance(self.gating, nn.ModuleList):
+            return apply_per_step(self.gating, self.schedule, x, step)
+        return self.gating(x)
+
+    def forward(self, x, pos, cache=None, state=None, step=None, past=None):
+        x = x + self.layer_scale_1(self.self_attn(self.norm1(x), pos, cache, state, step, past))
+        return x + self.layer_scale_2(self._ff(self.norm2(x), step))
+
+
+class Transformer(nn.Module):
+    """A stack of layers. ``num_weights > 1``: per-step weights (the depformer)."""
+
+    def __init__(self, dim: int, num_heads: int, num_layers: int, dim_ff: list[int], *, norm: str,
+                 gating: str | None, kv_repeat: int = 1, num_weights: int = 1,
+                 weights_schedule: list[int] | None = None, causal: bool = True,
+                 context: int | None = None, pos_emb: str = "rope", max_period: float = 10000.0,
+                 positional_scale: float = 1.0, layer_scale: float | None = None):
+        super().__init__()
+        self.dim, self.num_heads, self.kv_repeat, self.context = dim, num_heads, kv_repeat, context
+        self.pos_emb, self.max_period, self.positional_scale = pos_emb, max_period, positional_scale
+        self.weights_schedule = weights_schedule
+        rope = pos_emb if pos_emb in ("rope", "sin_rope", "rope_concat") else None
+        self.layers = nn.ModuleList([
+            Layer(dim, num_heads, dim_ff, norm=norm, gating=gating, kv_repeat=kv_repeat,
+                  num_weights=num_weights, causal=causal, context=context, rope=rope,
+                  max_period=max_period, layer_scale=layer_scale, schedule=weights_schedule)
+            for _ in range(num_layers)])
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> TransformerState:
+        """A fresh streaming state; the ring buffers hold `context` frames."""
+        if self.context is None:
+            raise ValueError("a streaming temporal transformer needs a finite context")
+        p = next(self.parameters())
+        device, dtype = device or p.device, dtype or p.dtype
+        hk, dh = self.num_heads // self.kv_repeat, self.dim // self.num_heads
+        shape = (batch_size, hk, self.context, dh)
+        caches = [KVCache(torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype))
+                  for _ in self.layers]
+        return TransformerState(pos=torch.zeros(batch_size, dtype=torch.long, device=device),
+                                slot_pos=torch.full((batch_size, self.context), -1, dtype=torch.long, device=device),
+                                caches=caches, capacity=self.context)
+
+    def forward(self, x: torch.Tensor, state: TransformerState | None = None,
+                exec_mask: torch.Tensor | None = None, step: int | None = None,
+                past: list | None = None) -> torch.Tensor:
+        """x [B, T, D] -> [B, T, D].
+
+        state: streaming (T == 1); rows with exec_mask False are computed but not advanced.
+        step/past: depformer streaming, codebook index `step`, past = per-layer [k, v] lists."""
+        B, T, D = x.shape
+        if state is not None:
+            pos = state.pos[:, None]  # [B, 1]
+        else:
+            base = 0 if step is None else step
+            pos = torch.arange(base, base + T, device=x.device).expand(B, -1)
+        if self.pos_emb in ("sin", "sin_rope"):
+            x = x + self.positional_scale * sin_embedding(pos, D, self.max_period, x.dtype)
+        if state is not None:
+            # Mark the slot written this step with its position. A paused row (exec_mask False)
+            # is computed too, then its mark is undone: it wrote into the slot of its next
+            # position, which it overwrites before attending to it when it resumes.
+            slot = (state.pos % state.capacity)[:, None]  # [B, 1]
+            old = state.slot_pos.gather(1, slot)
+            state.slot_pos.scatter_(1, slot, state.pos[:, None])
+        for i, layer in enumerate(self.layers):
+            cache = state.caches[i] if state is not None else None
+            x = layer(x, pos, cache, state, step, None if past is None else past[i])
+        if state is not None:
+            if exec_mask is None:
+                state.pos += 1
+            else:
+                state.slot_pos.scatter_(1, slot, torch.where(exec_mask[:, None], state.pos[:, None], old))
+                state.pos += exec_mask.long()
+        return x
+
+
+class ScaledEmbedding(nn.Embedding):
+    """Embedding where id -1 (the "zero token") embeds to exactly zero.
+
+    Options as in moshi: `norm` (layer norm), `low_rank` (small table + linear up),
+    `demux` (ids are pairs tok2 * n + tok1, embedded with two output linears)."""
+
+    def __init__(self, num: int, dim: int, *, norm: bool = False, low_rank: int | None = None, demux: bool = False):
+        super().__init__(num, low_rank or dim)
+        self.norm = nn.LayerNorm(self.embedding_dim, eps=1e-5) if norm else None
+        self.low_rank = nn.Linear(low_rank, dim, bias=False) if low_rank else None
+        self.demux = demux
+        if demux:
+            self.out1 = nn.Linear(low_rank or dim, dim, bias=False)
+            self.out2 = nn.Linear(low_rank or dim, dim, bias=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:  # ids [...] -> [..., dim]
+        is_zero = (ids == -1)[..., None]
+        ids = ids.clamp(min=0)
+        if self.demux:
+            left = super().forward(ids % self.num_embeddings)
+            right = ids // self.num_embeddings - 1
+            right_zero = (right < 0)[..., None]
+            right = super().forward(right.clamp(min=0))
+            y = self.out1(left) + torch.where(right_zero, 0.0, self.out2(right))
+            return torch.where(is_zero, 0.0, y)
+        y = super().forward(ids)
+        if self.norm is not None:
+            y = self.norm(y)
+        y = torch.where(is_zero, torch.zeros((), dtype=y.dtype, device=y.device), y)
+        if self.low_rank is not None:
+            y = self.low_rank(y)
+        return y

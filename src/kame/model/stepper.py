@@ -1,0 +1,314 @@
+"""Streaming generation for the front-end LM (the role of moshi's LMGen), batched over sessions.
+
+    stepper = Stepper(model, batch_size=4, sampling=Sampling())   # or Sampling(greedy=True)
+    out = stepper.step(user_codes)      # user_codes [B, n_user_q] (the user's Mimi codes of a frame)
+    out.valid[b]                        # False while the delays fill (first max_delay steps) or paused
+    out.text[b], out.audio[b]           # the model's text token and dep_q audio codes of frame out.frame[b]
+    out.extra_heads                     # list of [B, extra_heads_dim] probabilities (Kyutai STT VAD)
+
+Rows are independent sessions: ``stepper.reset(rows)`` starts fresh sessions in those rows,
+``stepper.pause(rows)`` / ``resume(rows)`` freeze rows (a paused row does not advance and its
+outputs are invalid); other rows are not disturbed. These calls, and the oracle feed below, may
+come from another thread (e.g. the asyncio thread while ``step`` runs on a worker thread): they
+are queued under a lock and applied at the start of the next ``step``.
+
+Oracle feed (KAME), per row, one token per 80 ms frame:
+    stepper.oracle.reset(row)            # a new back-end prediction: start id (text_card) at the next frame
+    stepper.oracle.append(row, [ids])    # its tokens, one per following frame; pad when none
+A token whose frame has already passed when it arrives is skipped (counted in ``stats``); a
+reset drops the unfed tokens of the previous prediction (counted as superseded): the newest
+prediction wins. ``stepper.oracle.stats(row)`` -> OracleStats. Rows with no prediction yet get
+pad (config existing_text_padding_id).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from .lm import LMModel
+from .modules import TransformerState
+
+UNGENERATED = -2
+
+
+@dataclass
+class Sampling:
+    """Per-stream sampling; defaults are Moshi's / KAME's."""
+
+    temp: float = 0.8  # audio temperature
+    top_k: int = 250  # audio top-k
+    temp_text: float = 0.7
+    top_k_text: int = 25
+    greedy: bool = False  # argmax everywhere (also when a temperature is <= 0)
+
+    @classmethod
+    def from_lm_gen_config(cls, cfg: dict | None) -> "Sampling":
+        """From a config.json's lm_gen_config (keys temp, temp_text, top_k, top_k_text)."""
+        cfg = cfg or {}
+        return cls(**{k: cfg[k] for k in ("temp", "top_k", "temp_text", "top_k_text") if k in cfg})
+
+
+def sample(logits: torch.Tensor, temp: float, top_k: int, greedy: bool,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    """logits [B, V] -> tokens [B] (top-k, temperature; argmax if greedy or temp <= 0)."""
+    logits = logits.float()
+    if greedy or temp <= 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits / temp, dim=-1)
+    idx = None
+    if 0 < top_k < probs.shape[-1]:
+        probs, idx = probs.topk(top_k, dim=-1)
+    # Exponential race == sampling from probs (no host sync, works with a generator).
+    noise = torch.empty_like(probs).exponential_(1, generator=generator)
+    choice = (probs / noise).argmax(dim=-1, keepdim=True)
+    return (idx.gather(-1, choice) if idx is not None else choice)[:, 0]
+
+
+@dataclass
+class OracleStats:
+    fed: int = 0  # tokens fed to the model (start ids included)
+    skipped: int = 0  # tokens that arrived after their frame had passed
+    superseded: int = 0  # unfed tokens dropped because a newer prediction reset the row
+    predictions: int = 0  # resets (back-end predictions started)
+    pad_frames: int = 0  # frames fed with pad
+
+
+@dataclass
+class _OracleRow:
+    start: int | None = None  # frame of the start token (None: no prediction yet)
+    tokens: list[int] = field(default_factory=list)  # tokens[i] is for frame start + i
+    stats: OracleStats = field(default_factory=OracleStats)
+
+
+class OracleFeed:
+    """Per-row oracle token schedule. reset/append are thread-safe (queued, applied at step start)."""
+
+    def __init__(self, batch_size: int, start_id: int, pad_id: int):
+        self.start_id, self.pad_id = start_id, pad_id
+        self._rows = [_OracleRow() for _ in range(batch_size)]
+        self._lock = threading.Lock()
+        self._ops: list[tuple] = []
+
+    def _check(self, row: int) -> int:
+        if not 0 <= int(row) < len(self._rows):
+            raise IndexError(f"oracle row {row} out of range [0, {len(self._rows)})")
+        return int(row)
+
+    def reset(self, row: int) -> None:
+        """A new prediction for `row`: the start id is fed at the row's next frame."""
+        row = self._check(row)
+        with self._lock:
+            self._ops.append(("reset", row, None))
+
+    def append(self, row: int, token_ids: Sequence[int]) -> None:
+        """Tokens of the current prediction, one per frame after the previous ones."""
+        row = self._check(row)
+        ids = [int(t) for t in token_ids]
+        if ids:
+            with self._lock:
+                self._ops.append(("append", row, ids))
+
+    def clear(self, row: int) -> None:
+        """Forget the row's prediction and stats (a new session in this row)."""
+        row = self._check(row)
+        with self._lock:
+            self._ops.append(("clear", row, None))
+
+    def stats(self, row: int) -> OracleStats:
+        with self._lock:
+            s = self._rows[row].stats
+            return OracleStats(**vars(s))
+
+    # --- called by the stepper (worker thread) -------------------------------------------
+    def _apply(self, frames: list[int]) -> None:
+        with self._lock:
+            ops, self._ops = self._ops, []
+            for op, row, ids in ops:
+                r, f = self._rows[row], frames[row]
+                if op == "clear":
+                    self._rows[row] = _OracleRow()
+                    continue
+                if op == "reset" or r.start is None:
+                    if r.start is not None:
+                        r.stats.superseded += max(0, len(r.tokens) - max(0, f - r.start))
+                    r.start, r.tokens = f, [self.start_id]
+                    r.stats.predictions += 1
+                if op == "append":
+                    for i in range(len(r.tokens), len(r.tokens) + len(ids)):
+                        if r.start + i < f:
+                            r.stats.skipped += 1
+                    r.tokens.extend(ids)
+
+    def _next(self, frames: list[int], run: list[bool]) -> list[int]:
+        out = []
+        with self._lock:
+            for row, (f, go) in enumerate(zip(frames, run)):
+                r = self._rows[row]
+                i = -1 if r.start is None else f - r.start
+                have = 0 <= i < len(r.tokens)
+                out.append(r.tokens[i] if have else self.pad_id)
+                if go:  # a paused row does not consume its oracle
+                    if have:
+                        r.stats.fed += 1
+                    else:
+                        r.stats.pad_frames += 1
+        return out
+
+
+@dataclass
+class StepOutput:
+    text: torch.Tensor  # [B] text token of frame `frame` (UNGENERATED = -2 where not valid; pad 3 / end-pad 0 = no word)
+    audio: torch.Tensor  # [B, dep_q] audio codes of frame `frame`
+    valid: torch.Tensor  # [B] bool
+    frame: torch.Tensor  # [B] index of the output frame in the row's session
+    text_logits: torch.Tensor  # [B, text_card_out] logits of the text sampled this step (undelayed)
+    sampled_text: torch.Tensor  # [B] text token sampled this step (before the delay realignment)
+    extra_heads: list[torch.Tensor]  # per extra head [B, extra_heads_dim] probabilities
+    oracle_in: torch.Tensor  # [B] oracle token fed this step (-1: model without oracle)
+
+
+@dataclass
+class StepperState:
+    offsets: torch.Tensor  # [B] frames stepped by each row
+    tokens: torch.Tensor  # [B, K, max_delay + 2] ring buffer of the delayed streams
+    active: torch.Tensor  # [B] bool, False = paused
+    lm: TransformerState  # the temporal transformer's KV ring buffers
+
+
+class Stepper:
+    """Batched streaming generation; see the module docstring."""
+
+    def __init__(self, model: LMModel, batch_size: int = 1, sampling: Sampling | None = None,
+                 generator: torch.Generator | None = None, active: bool = True):
+        """active=False: all rows start paused (a server allocating B slots; ``reset([row])``
+        starts a session in a slot)."""
+        if model.training:
+            model.eval()
+        self.model, self.cfg, self.batch_size = model, model.cfg, batch_size
+        self.sampling = sampling or Sampling()
+        self.generator = generator
+        c, dev = self.cfg, model.device
+        self.delays = torch.tensor(c.delays, device=dev)
+        self.initial = model.initial_tokens()
+        self.oracle = OracleFeed(batch_size, start_id=c.text_card, pad_id=c.existing_text_padding_id)
+        self._lock = threading.Lock()
+        self._ops: list[tuple[str, list[int]]] = []
+        self.state = StepperState(
+            offsets=torch.zeros(batch_size, dtype=torch.long, device=dev),
+            tokens=torch.full((batch_size, c.num_codebooks, c.max_delay + 2), UNGENERATED, device=dev),
+            active=torch.full((batch_size,), bool(active), dtype=torch.bool, device=dev),
+            lm=model.transformer.init_state(batch_size))
+
+    # --- session control (thread-safe, applied at the next step) -------------------------
+    def _rows(self, rows: Sequence[int]) -> list[int]:
+        rows = [int(r) for r in rows]
+        bad = [r for r in rows if not 0 <= r < self.batch_size]
+        if bad:
+            raise IndexError(f"rows {bad} out of range [0, {self.batch_size})")
+        return rows
+
+    @property
+    def frames(self) -> list[int]:
+        """Frames stepped so far by each row (= the frame index its next step works on)."""
+        return self.state.offsets.tolist()
+
+    @property
+    def active(self) -> list[bool]:
+        return self.state.active.tolist()
+
+    def reset(self, rows: Sequence[int] | None = None) -> None:
+        """Start fresh sessions in `rows` (all when None); they are also resumed."""
+        rows = list(range(self.batch_size)) if rows is None else self._rows(rows)
+        with self._lock:
+            self._ops.append(("reset", rows))
+        for r in rows:
+            self.oracle.clear(r)
+
+    def pause(self, rows: Sequence[int]) -> None:
+        """Freeze rows: they do not advance, their outputs are invalid, their inputs ignored."""
+        rows = self._rows(rows)
+        with self._lock:
+            self._ops.append(("pause", rows))
+
+    def resume(self, rows: Sequence[int]) -> None:
+        rows = self._rows(rows)
+        with self._lock:
+            self._ops.append(("resume", rows))
+
+    def _apply_ops(self) -> None:
+        with self._lock:
+            ops, self._ops = self._ops, []
+        s = self.state
+        for op, rows in ops:
+            mask = torch.zeros(self.batch_size, dtype=torch.bool, device=s.offsets.device)
+            mask[rows] = True
+            if op == "reset":
+                s.offsets.masked_fill_(mask, 0)
+                s.tokens.masked_fill_(mask[:, None, None], UNGENERATED)
+                s.lm.reset(mask)
+                s.active |= mask
+            elif op == "pause":
+                s.active &= ~mask
+            else:
+                s.active |= mask
+
+    # --- the step ------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, user_codes: torch.Tensor | None) -> StepOutput:
+        """user_codes [B, >= n_user_q] int (or None when n_user_q == 0) -> StepOutput."""
+        model, c, s, sp = self.model, self.cfg, self.state, self.sampling
+        self._apply_ops()
+        B, K, CT = self.batch_size, c.num_codebooks, s.tokens.shape[2]
+        run = s.active.clone()
+        nu = c.n_user_q
+        if nu:
+            if user_codes is None or user_codes.dim() != 2 or user_codes.shape[0] != B or user_codes.shape[1] < nu:
+                got = None if user_codes is None else tuple(user_codes.shape)
+                raise ValueError(f"user_codes must be [B, n_user_q] = {(B, nu)}, got {got}")
+            user_codes = user_codes[:, :nu]  # extra codebooks (a codec with more) are ignored, as in moshi
+            # Write the user's codes where their delayed stream will read them.
+            user_delays = self.delays[c.dep_q + 1:]
+            where = ((s.offsets[:, None] + user_delays[None]) % CT)[:, :, None]  # [B, nu, 1]
+            buf = s.tokens[:, c.dep_q + 1:]
+            old = buf.gather(2, where)
+            buf.scatter_(2, where, torch.where(run[:, None, None], user_codes.to(buf)[:, :, None], old))
+        # The input of this step: position `offset` of every stream, BOS while a delay fills.
+        pos = (s.offsets % CT)[:, None, None].expand(B, K, 1)
+        inp = s.tokens.gather(2, pos)[:, :, 0]  # [B, K]
+        is_init = (s.offsets[:, None] <= self.delays[None]) | ~run[:, None]
+        inp = torch.where(is_init, self.initial[None], inp)
+        # Oracle token of this frame, per row.
+        frames = s.offsets.tolist()
+        oracle_in = torch.full((B,), -1, dtype=torch.long, device=inp.device)
+        self.oracle._apply(frames)
+        if model.has_oracle:
+            oracle_in = torch.tensor(self.oracle._next(frames, run.tolist()), device=inp.device)
+        out, text_logits = model.forward_text(inp[:, :, None], oracle_in[:, None] if model.has_oracle else None,
+                                              state=s.lm, exec_mask=run)
+        text_logits = text_logits[:, 0]  # [B, V]
+        text = sample(text_logits, sp.temp_text, sp.top_k_text, sp.greedy, self.generator)
+        audio = None
+        if c.dep_q:
+            audio, _ = model.depformer_generate(
+                text, out, lambda lg: sample(lg, sp.temp, sp.top_k, sp.greedy, self.generator))
+        extra = [p[:, 0] for p in model.extra_head_probs(out)]
+        # Store the sampled tokens at the next position (only for running rows).
+        s.offsets += run.long()
+        wpos = (s.offsets % CT)[:, None, None]
+        new = text[:, None] if audio is None else torch.cat([text[:, None], audio], dim=1)  # [B, 1 + dep_q]
+        buf = s.tokens[:, : 1 + c.dep_q]
+        wpos = wpos.expand(B, 1 + c.dep_q, 1)
+        buf.scatter_(2, wpos, torch.where(run[:, None, None], new[:, :, None], buf.gather(2, wpos)))
+        # Output: all model streams realigned to frame offset - 1 - max_delay.
+        md = c.max_delay
+        gen_delays = self.delays[: 1 + c.dep_q]
+        idx = ((s.offsets[:, None] - md + gen_delays[None]) % CT)[:, :, None]
+        outs = s.tokens[:, : 1 + c.dep_q].gather(2, idx)[:, :, 0]  # [B, 1 + dep_q]
+        valid = run & (s.offsets > md)
+        outs = torch.where(valid[:, None], outs, torch.full_like(outs, UNGENERATED))
+        return StepOutput(text=outs[:, 0], audio=outs[:, 1:], valid=valid, frame=s.offsets - 1 - md,
+                          text_logits=text_logits, sampled_text=text, extra_heads=extra, oracle_in=oracle_in)

@@ -1,0 +1,16 @@
+"""`kame bench step` runs and prints its table (tiny config, a few steps; no timing checks)."""
+
+import argparse
+
+from kame.bench import step
+
+
+def test_bench_step_prints_table(capsys):
+    p = argparse.ArgumentParser()
+    step.add_arguments(p)
+    args = p.parse_args(["--frontend", "random:tiny", "--frontend", "random:stt-tiny", "--batch", "2",
+                         "--frames", "3", "--warmup", "1"])
+    assert step.main(args) == 0
+    out = capsys.readouterr().out
+    assert "| `random:tiny` | 3.6 | 0.06 | 2 |" in out
+    assert "`random:stt-tiny`" in out and "oracle overhead" in out

@@ -1,0 +1,211 @@
+"""Loading/saving front-end checkpoints: published config keys, errors, oracle upgrade,
+fused attention weights, dtype, hf:// through a local (offline) Hugging Face cache, registry."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from ._ref import make_checkpoint, moshi_kwargs, moshi_lm
+from kame import registry
+from kame.errors import CheckpointError, ConfigError, NotAvailableError
+from kame.model.config import LMConfig, preset
+from kame.model.loaders import build_meta, load_frontend, save_frontend
+
+
+@pytest.fixture()
+def ckpt(tmp_path):
+    raw, state = make_checkpoint(tmp_path / "ck", "moshi")
+    return tmp_path / "ck", raw, state
+
+
+def test_published_configs_are_accepted():
+    from moshi.models.loaders import _lm_kwargs
+
+    meta = {"moshi_name": "model.safetensors", "mimi_name": "tokenizer-e351c8d8-checkpoint125.safetensors",
+            "tokenizer_name": "tokenizer_spm_32k_3.model", "model_type": "moshi",
+            "lm_gen_config": {"temp": 0.8}, "model_id": {"sig": "x", "epoch": 1}}
+    cfg = LMConfig.from_dict({**_lm_kwargs, **meta})
+    assert cfg.meta["mimi_name"].startswith("tokenizer-") and cfg.dim == 4096 and cfg.oracle
+    n = build_meta(cfg.replace(oracle=False)).num_params()
+    assert abs(n - 7.69e9) < 0.01e9  # the published Moshi size
+    stt = dict(_lm_kwargs, n_q=32, dep_q=0, delays=[0] * 33, dim=2048, text_card=8000, num_heads=16,
+               num_layers=16, context=375, max_period=100000, extra_heads_num_heads=4, extra_heads_dim=6,
+               demux_second_stream=False, cross_attention=False, conditioners={}, existing_text_end_padding_id=0,
+               model_type="stt", stt_config={"audio_delay_seconds": 0.5, "audio_silence_prefix_seconds": 0.0},
+               mimi_name="mimi-pytorch-e351c8d8@125.safetensors", tokenizer_name="tokenizer_en_fr_audio_8000.model",
+               lm_gen_config={"temp": 0.0, "temp_text": 0.0})
+    cfg = LMConfig.from_dict(stt)
+    m = build_meta(cfg)
+    assert len(m.extra_heads) == 4 and m.depformer is None and cfg.meta["stt_config"]["audio_delay_seconds"] == 0.5
+    assert LMConfig.from_dict(cfg.to_dict()) == cfg  # round trip
+
+
+def test_bad_config_keys():
+    with pytest.raises(ConfigError, match="dimm"):
+        LMConfig.from_dict({**moshi_kwargs(), "dimm": 3})
+    with pytest.raises(NotAvailableError, match="cross_attention"):
+        LMConfig.from_dict({**moshi_kwargs(), "cross_attention": True})
+    with pytest.raises(ConfigError, match="delays"):
+        LMConfig.from_dict({**moshi_kwargs(), "delays": [0, 1]})
+    with pytest.raises(ConfigError, match="preset"):
+        preset("huge")
+
+
+def test_load_folder_info_and_oracle_upgrade(ckpt):
+    folder, raw, state = ckpt
+    (folder / "tokenizer.model").write_bytes(b"x")
+    model, info = load_frontend(folder)
+    assert model.has_oracle and info.oracle_upgraded
+    assert torch.equal(model.oracle_emb.weight, model.text_emb.weight)
+    assert model.oracle_emb.weight.data_ptr() != model.text_emb.weight.data_ptr()
+    assert info.tokenizer == folder / "tokenizer.model" and info.mimi is None
+    assert info.missing_files == ["mimi.safetensors"]
+    assert info.lm_gen_config["top_k_text"] == 25 and info.sampling.top_k_text == 25
+    assert info.weights == folder / "model.safetensors"
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    # also by config.json or weights path
+    m2, _ = load_frontend(folder / "config.json", oracle=False)
+    m3, _ = load_frontend(folder / "model.safetensors", oracle=False)
+    assert torch.equal(m2.text_linear.weight, m3.text_linear.weight) and not m2.has_oracle
+
+
+def test_save_load_roundtrip_and_kame_checkpoint(ckpt, tmp_path):
+    folder, raw, _ = ckpt
+    model, info = load_frontend(folder)
+    with torch.no_grad():
+        model.oracle_emb.weight.add_(1.0)  # as if trained
+    out = save_frontend(model, tmp_path / "saved", mimi_name="m.safetensors", tokenizer_name="t.model",
+                        lm_gen_config=info.lm_gen_config)
+    keys = set(load_file(str(out / "model.safetensors")))
+    assert "oracle_emb.weight" in keys and "transformer.layers.0.self_attn.in_projs.0.weight" in keys
+    m2, info2 = load_frontend(out)
+    assert not info2.oracle_upgraded and m2.cfg == model.cfg.replace(meta=m2.cfg.meta)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, m2.state_dict()[k]), k
+    assert json.loads((out / "config.json").read_text())["mimi_name"] == "m.safetensors"
+    with pytest.raises(CheckpointError, match="oracle_emb"):
+        load_frontend(out, oracle=False)
+    # bf16 on disk and in memory
+    save_frontend(model, tmp_path / "bf16", dtype="bf16")
+    m3, _ = load_frontend(tmp_path / "bf16", dtype="bf16")
+    assert m3.text_emb.weight.dtype == torch.bfloat16
+    assert torch.allclose(m3.text_emb.weight.float(), model.text_emb.weight, atol=1e-2)
+
+
+def test_fused_attention_weights_load_in_both(ckpt, tmp_path):
+    """Published checkpoints fuse the per-step attention weights (in_proj_weight)."""
+    folder, raw, state = ckpt
+    fused = {}
+    for k, v in state.items():
+        for name in ("in_projs", "out_projs"):
+            if f".self_attn.{name}." in k:
+                prefix = k.split(f"{name}.")[0]
+                dst = prefix + ("in_proj_weight" if name == "in_projs" else "out_proj.weight")
+                n = len([x for x in state if x.startswith(prefix + name + ".")])
+                fused[dst] = torch.cat([state[f"{prefix}{name}.{i}.weight"] for i in range(n)])
+                break
+        else:
+            fused[k] = v
+    assert "depformer.layers.0.self_attn.in_proj_weight" in fused
+    out = tmp_path / "fused"
+    shutil.copytree(folder, out)
+    save_file(fused, str(out / "model.safetensors"))
+    model, _ = load_frontend(out, oracle=False)
+    ref = moshi_lm(moshi_kwargs(), out / "model.safetensors")
+    codes = torch.randint(0, 100, (1, 17, 6))
+    with torch.no_grad():
+        assert torch.allclose(model(codes).text_logits, ref(codes).text_logits, atol=1e-4)
+
+
+def test_checkpoint_errors(ckpt, tmp_path):
+    folder, raw, state = ckpt
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_frontend(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="config.json"):
+        load_frontend(tmp_path / "empty")
+
+    def variant(name, mutate_state=None, mutate_cfg=None):
+        d = tmp_path / name
+        shutil.copytree(folder, d)
+        if mutate_state:
+            s = dict(state)
+            mutate_state(s)
+            save_file(s, str(d / "model.safetensors"))
+        if mutate_cfg:
+            c = dict(raw)
+            mutate_cfg(c)
+            (d / "config.json").write_text(json.dumps(c))
+        return d
+
+    d = variant("nofile", mutate_cfg=lambda c: c.update(moshi_name="other.safetensors"))
+    with pytest.raises(CheckpointError, match="other.safetensors"):
+        load_frontend(d)
+    d = variant("shape", mutate_cfg=lambda c: c.update(card=101))
+    with pytest.raises(CheckpointError, match=r"shape mismatch for \S*emb\.0\.weight: checkpoint \(101, \d+\), config expects \(102, \d+\)"):
+        load_frontend(d)
+    d = variant("dtype", mutate_state=lambda s: s.update({"text_linear.weight": torch.zeros(300, 64, dtype=torch.int8)}))
+    with pytest.raises(CheckpointError, match="text_linear.weight.*int8"):
+        load_frontend(d)
+    d = variant("unknown", mutate_state=lambda s: s.update({"foo.bar": torch.zeros(2)}))
+    with pytest.raises(CheckpointError, match="foo.bar"):
+        load_frontend(d)
+    d = variant("missing", mutate_state=lambda s: s.pop("out_norm.alpha"))
+    with pytest.raises(CheckpointError, match="out_norm.alpha"):
+        load_frontend(d)
+    d = variant("corrupt")
+    (d / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_frontend(d)
+    d = variant("badkey", mutate_cfg=lambda c: c.update(new_feature=1))
+    with pytest.raises(ConfigError, match="new_feature"):
+        load_frontend(d)
+    with pytest.raises(ConfigError, match="dtype"):
+        load_frontend(folder, dtype="int8")
+
+
+def test_hf_spec_from_offline_cache(ckpt, tmp_path, monkeypatch):
+    """hf://org/repo resolves through huggingface_hub's cache (no network: HF_HUB_OFFLINE=1)."""
+    import huggingface_hub.constants as hc
+
+    folder, raw, _ = ckpt
+    (folder / "tokenizer.model").write_bytes(b"spm")
+    (folder / "mimi.safetensors").write_bytes(b"mimi")
+    cache = tmp_path / "hub"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / "models--acme--tiny-kame"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(folder, repo / "snapshots" / commit)
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    model, info = load_frontend("hf://acme/tiny-kame")
+    assert info.weights.name == "model.safetensors" and str(cache) in str(info.weights)
+    assert info.mimi.read_bytes() == b"mimi" and info.tokenizer.read_bytes() == b"spm"
+    fe = registry.create("frontend", "hf://acme/tiny-kame", oracle=False)
+    assert not fe.model.has_oracle
+    with pytest.raises(CheckpointError, match="acme/absent"):
+        load_frontend("hf://acme/absent")
+
+
+def test_registry_random_and_path(ckpt):
+    folder, _, _ = ckpt
+    fe = registry.create("frontend", "random:tiny")
+    fe2 = registry.create("frontend", "random:tiny")
+    assert torch.equal(fe.model.text_linear.weight, fe2.model.text_linear.weight)  # seeded
+    st = fe.stepper(batch_size=2)
+    assert st.step(torch.zeros(2, 8, dtype=torch.long)).text.shape == (2,)
+    fe3 = registry.create("frontend", str(folder))
+    assert fe3.info.weights == folder / "model.safetensors"
+
+
+def test_wrapper_prefix_is_stripped(ckpt, tmp_path):
+    folder, raw, state = ckpt
+    d = tmp_path / "prefixed"
+    shutil.copytree(folder, d)
+    save_file({"model." + k: v for k, v in state.items()}, str(d / "model.safetensors"))
+    m, _ = load_frontend(d, oracle=False)
+    assert torch.equal(m.text_linear.weight, state["text_linear.weight"])

@@ -1,0 +1,230 @@
+"""The stepper: streamed == training forward (with the oracle), batched rows independent
+(reset / pause per row), oracle feed semantics, sampling, STT shape."""
+
+import threading
+
+import pytest
+import torch
+
+from ._ref import make_checkpoint
+from kame.model.loaders import load_frontend
+from kame.model.stepper import OracleFeed, Sampling, Stepper, sample
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("kame_ckpt")
+    make_checkpoint(folder, "moshi", oracle=True, seed=3)
+    m, _ = load_frontend(folder)
+    with torch.no_grad():  # make the oracle matter more than the cloned init
+        m.oracle_emb.weight.normal_(0, 1.0)
+    return m
+
+
+def _user(B, T, seed=5):
+    return torch.randint(0, 100, (B, 8, T), generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def test_streamed_equals_training_forward_with_oracle(model):
+    B, T = 2, 20  # context is 12: also checks the ring buffer against the windowed mask
+    user = _user(B, T + 1)
+    oracle = torch.randint(4, 300, (B, T), generator=torch.Generator().manual_seed(6))
+    oracle[:, 8:11] = 3  # some pad frames
+    st = Stepper(model, B, Sampling(greedy=True))
+    for b in range(B):
+        st.oracle.reset(b)  # start id at frame 0, then one token per frame
+        st.oracle.append(b, oracle[b].tolist())
+    logits, frames = [], []
+    for t in range(T + 1):
+        o = st.step(user[:, :, t])
+        logits.append(o.text_logits)
+        if t == 0:
+            assert not o.valid.any() and (o.oracle_in == 300).all()
+        else:
+            assert o.valid.all() and (o.frame == t - 1).all()
+            assert torch.equal(o.oracle_in, oracle[:, t - 1])
+            frames.append(torch.cat([o.text[:, None], o.audio], dim=1))
+    gen = torch.stack(frames, dim=2)  # [B, 9, T] frames 0..T-1 of the model's streams
+    # Training layout: the user's frame f+1 is seen with the model's frame f (moshi's convention).
+    codes = torch.cat([gen, user[:, :, 1:]], dim=1)
+    out = model(codes, oracle=oracle)
+    assert torch.allclose(out.text_logits[:, 0], torch.stack(logits[:T], dim=1), atol=1e-4)
+    pred = out.logits.argmax(-1)  # [B, 8, T]
+    assert torch.equal(pred[out.mask], codes[:, 1:9][out.mask])
+    # without the oracle the text predictions differ
+    plain = model(codes)
+    assert not torch.allclose(plain.text_logits, out.text_logits, atol=1e-3)
+
+
+@torch.no_grad()
+def _run_single(model, user, oracle_events, T):
+    st = Stepper(model, 1, Sampling(greedy=True))
+    outs = []
+    for t in range(T):
+        for ev in oracle_events.get(t, []):
+            st.oracle.reset(0) if ev == "reset" else st.oracle.append(0, ev)
+        o = st.step(user[:, :, t])
+        outs.append((o.valid.clone(), o.text.clone(), o.audio.clone(), o.text_logits.clone(), o.oracle_in.clone()))
+    return outs
+
+
+@torch.no_grad()
+def test_batched_rows_reset_and_pause_independently(model):
+    T = 14
+    user = _user(3, T, seed=7)
+    st = Stepper(model, 3, Sampling(greedy=True))
+    got = {0: [], 1: [], 2: []}
+    for t in range(T):
+        if t == 2:
+            st.oracle.reset(0)
+            st.oracle.append(0, [11, 12, 13])
+        if t == 5:
+            st.reset([1])  # a new session joins row 1
+        if t == 3:
+            st.pause([2])
+        if t == 7:
+            st.resume([2])
+        o = st.step(user[:, :, t])
+        assert not o.text_logits.isnan().any()  # paused rows are computed harmlessly
+        for b in range(3):
+            got[b].append((o.valid[b], o.text[b], o.audio[b], o.text_logits[b], o.oracle_in[b]))
+        if 3 <= t < 7:
+            assert not o.valid[2]
+    # row 0: one session with an oracle prediction at frame 2
+    ref0 = _run_single(model, user[0:1], {2: ["reset", [11, 12, 13]]}, T)
+    # row 1: its session starts at step 5
+    ref1 = _run_single(model, user[1:2, :, 5:], {}, T - 5)
+    # row 2: paused for steps 3..6 (its inputs at those steps are never seen)
+    keep = [t for t in range(T) if not 3 <= t < 7]
+    ref2 = _run_single(model, user[2:3, :, keep], {}, len(keep))
+    for b, ref, steps in ((0, ref0, range(T)), (1, ref1, range(5, T)), (2, ref2, keep)):
+        for r, t in zip(ref, steps):
+            v, text, audio, lg, orc = got[b][t]
+            assert bool(v) == bool(r[0][0])
+            assert int(orc) == int(r[4][0])
+            assert torch.allclose(lg, r[3][0], atol=1e-5)
+            if v:
+                assert int(text) == int(r[1][0]) and torch.equal(audio, r[2][0])
+
+
+def test_oracle_feed_semantics():
+    f = OracleFeed(2, start_id=32000, pad_id=3)
+
+    def step(frames, run=(True, True)):
+        f._apply(list(frames))
+        return f._next(list(frames), list(run))
+
+    assert step([0, 0]) == [3, 3]  # no prediction yet: pad
+    f.reset(0)
+    f.append(0, [10, 11])
+    assert step([1, 1]) == [32000, 3]  # start id at the current frame
+    assert step([2, 2]) == [10, 3]
+    assert step([3, 3])[0] == 11
+    assert step([4, 4])[0] == 3  # exhausted: pad
+    # A late token: reset at frame 5, the tokens arrive after frames 6 and 7 passed.
+    f.reset(1)
+    assert step([5, 5]) == [3, 32000]
+    assert step([6, 6])[1] == 3
+    assert step([7, 7])[1] == 3
+    f.append(1, [20, 21, 22, 23])  # 20 was for frame 6, 21 for 7: skipped
+    assert [step([t, t])[1] for t in (8, 9, 10)] == [22, 23, 3]
+    assert f.stats(1).skipped == 2 and f.stats(1).fed == 3
+    # Newest prediction wins; unfed tokens of the old one are counted as superseded.
+    f.reset(0)
+    f.append(0, list(range(100, 110)))
+    assert step([11, 11])[0] == 32000
+    assert step([12, 12])[0] == 100
+    f.reset(0)
+    f.append(0, [200])
+    assert step([13, 13])[0] == 32000 and step([14, 14])[0] == 200
+    s = f.stats(0)
+    assert s.superseded == 9 and s.predictions == 3 and s.skipped == 0
+    # A paused row does not consume its oracle.
+    f.reset(1)
+    f.append(1, [30])
+    assert step([15, 15], run=(True, False))[1] == 32000
+    assert step([15, 15], run=(True, True))[1] == 32000
+    assert step([16, 16])[1] == 30
+
+
+def test_oracle_feed_thread_safe(model):
+    st = Stepper(model, 2, Sampling(greedy=True))
+    n_tokens = 200
+    st.oracle.reset(0)
+
+    def producer():
+        for i in range(n_tokens):
+            st.oracle.append(0, [4 + i % 50])
+
+    th = threading.Thread(target=producer)
+    th.start()
+    for _ in range(30):
+        st.step(_user(2, 1)[:, :, 0])
+    th.join()
+    s = st.oracle.stats(0)
+    rows = st.oracle._rows[0]
+    assert len(rows.tokens) == n_tokens + 1  # nothing lost
+    frames = int(st.state.offsets[0])
+    assert s.fed + s.skipped + s.pad_frames >= frames - 1
+    assert s.fed + s.skipped <= n_tokens + 1
+
+
+def test_sampling():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 50, generator=g)
+    assert torch.equal(sample(logits, 0.7, 25, greedy=True), logits.argmax(-1))
+    assert torch.equal(sample(logits, 0.0, 25, greedy=False), logits.argmax(-1))
+    assert torch.equal(sample(logits, 0.7, 1, False, g), logits.argmax(-1))
+    top = logits.topk(5, dim=-1).indices
+    for _ in range(20):
+        s = sample(logits, 1.0, 5, False, g)
+        assert (top == s[:, None]).any(-1).all()
+    a = sample(logits, 1.0, 50, False, torch.Generator().manual_seed(1))
+    b = sample(logits, 1.0, 50, False, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    d = Sampling()
+    assert (d.temp, d.top_k, d.temp_text, d.top_k_text) == (0.8, 250, 0.7, 25)
+
+
+@torch.no_grad()
+def test_sampled_stepping_reproducible(model):
+    runs = []
+    for _ in range(2):
+        st = Stepper(model, 2, Sampling(), generator=torch.Generator().manual_seed(4))
+        runs.append(torch.stack([st.step(_user(2, 1, seed=t)[:, :, 0]).audio for t in range(6)]))
+    assert torch.equal(runs[0], runs[1])
+
+
+@torch.no_grad()
+def test_stt_shape_and_errors():
+    model, info = load_frontend("random:stt-tiny")
+    st = Stepper(model, 2, Sampling(greedy=True))
+    out = st.step(torch.zeros(2, 8, dtype=torch.long))
+    assert out.audio.shape == (2, 0) and out.valid.all()  # no delays: valid at once
+    assert len(out.extra_heads) == 2 and out.extra_heads[0].shape == (2, 6)
+    assert torch.allclose(out.extra_heads[0].sum(-1), torch.ones(2))
+    with pytest.raises(ValueError, match="user_codes"):
+        st.step(torch.zeros(2, 7, dtype=torch.long))
+
+
+def test_bad_rows_raise_at_call_time(model):
+    st = Stepper(model, 2)
+    with pytest.raises(IndexError):
+        st.reset([2])
+    with pytest.raises(IndexError):
+        st.pause([-1])
+    with pytest.raises(IndexError):
+        st.oracle.append(5, [1])
+    assert st.frames == [0, 0] and st.active == [True, True]
+
+
+@torch.no_grad()
+def test_slots_start_paused(model):
+    st = Stepper(model, 3, Sampling(greedy=True), active=False)
+    o = st.step(_user(3, 1)[:, :, 0])
+    assert not o.valid.any() and st.frames == [0, 0, 0]
+    st.reset([1])
+    for _ in range(3):
+        o = st.step(_user(3, 1)[:, :, 0])
+    assert o.valid.tolist() == [False, True, False] and st.frames == [0, 3, 0]
