@@ -139,6 +139,12 @@ def test_clear_input_errors(codec):
         s.decode_frame(torch.zeros(1, 8, dtype=torch.long))
     with pytest.raises(AudioFormatError, match="empty"):
         codec.encode(torch.zeros(1, 0))
+    bad = torch.zeros(2, FS)
+    bad[1, 7] = float("nan")
+    with pytest.raises(AudioFormatError, match="NaN"):
+        s.encode_frame(bad)
+    with pytest.raises(AudioFormatError, match="NaN"):
+        codec.encode(bad.expand(2, FS).clone().fill_(float("inf")))
 
 
 def test_save_load_file_folder_and_aliases(codec, tmp_path):
@@ -184,6 +190,11 @@ def test_checkpoint_errors_name_the_problem(codec, tmp_path):
     save_file(extra, str(tmp_path / "x.safetensors"))
     with pytest.raises(CheckpointError, match="unexpected key 'encoder.model.99.weight'"):
         load_mimi(tmp_path / "x.safetensors", config=cfg)
+    quant = dict(state)
+    quant["decoder.model.0.conv.conv.weight"] = quant["decoder.model.0.conv.conv.weight"].to(torch.int8)
+    save_file(quant, str(tmp_path / "q.safetensors"))
+    with pytest.raises(CheckpointError, match="'decoder.model.0.conv.conv.weight' has dtype torch.int8"):
+        load_mimi(tmp_path / "q.safetensors", config=cfg)
     with pytest.raises(CheckpointError):  # a tiny file under the published config
         load_mimi(tmp_path / "m.safetensors", config=MimiConfig())
     with pytest.raises(ConfigError, match="num_codebooks"):
@@ -210,6 +221,7 @@ def test_hf_source_resolves_from_offline_cache(codec, tmp_path, monkeypatch):
     ref = codec.encode(x)
     assert torch.equal(load_mimi("hf://org/mimi-repo").encode(x), ref)  # default file name
     assert torch.equal(registry.create("codec", "mimi:hf://org/mimi-repo/other.safetensors").encode(x), ref)
+    assert torch.equal(load_mimi(f"hf://org/mimi-repo@{sha}/other.safetensors").encode(x), ref)  # a revision
     with pytest.raises(CheckpointError, match="org/absent"):
         load_mimi("hf://org/absent")
     with pytest.raises(ConfigError, match="hf://ORG/REPO"):

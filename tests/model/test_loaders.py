@@ -52,6 +52,11 @@ def test_bad_config_keys():
         LMConfig.from_dict({**moshi_kwargs(), "delays": [0, 1]})
     with pytest.raises(ConfigError, match="preset"):
         preset("huge")
+    with pytest.raises(ConfigError, match=r"config key dim='64': expected int"):
+        LMConfig.from_dict({**moshi_kwargs(), "dim": "64"})
+    with pytest.raises(ConfigError, match="delays"):
+        LMConfig.from_dict({**moshi_kwargs(), "delays": [0] * 16 + ["1"]})
+    assert LMConfig.from_dict({**moshi_kwargs(), "hidden_scale": 4}).hidden_scale == 4  # JSON int for a float
 
 
 def test_load_folder_info_and_oracle_upgrade(ckpt):
@@ -93,6 +98,12 @@ def test_save_load_roundtrip_and_kame_checkpoint(ckpt, tmp_path):
     m3, _ = load_frontend(tmp_path / "bf16", dtype="bf16")
     assert m3.text_emb.weight.dtype == torch.bfloat16
     assert torch.allclose(m3.text_emb.weight.float(), model.text_emb.weight, atol=1e-2)
+    from kame.model.stepper import Sampling, Stepper  # a bf16 model steps (KV cache in bf16)
+
+    st = Stepper(m3, 1, Sampling(greedy=True))
+    assert st.state.lm.caches[0].k.dtype == torch.bfloat16
+    outs = [st.step(torch.zeros(1, 8, dtype=torch.long)) for _ in range(3)]
+    assert outs[-1].valid.all() and not outs[-1].text_logits.isnan().any()
 
 
 def test_fused_attention_weights_load_in_both(ckpt, tmp_path):
@@ -165,6 +176,10 @@ def test_checkpoint_errors(ckpt, tmp_path):
         load_frontend(d)
     with pytest.raises(ConfigError, match="dtype"):
         load_frontend(folder, dtype="int8")
+    d = variant("badjson")
+    (d / "config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="config.json is not a readable JSON file"):
+        load_frontend(d)
 
 
 def test_hf_spec_from_offline_cache(ckpt, tmp_path, monkeypatch):
@@ -187,8 +202,18 @@ def test_hf_spec_from_offline_cache(ckpt, tmp_path, monkeypatch):
     assert info.mimi.read_bytes() == b"mimi" and info.tokenizer.read_bytes() == b"spm"
     fe = registry.create("frontend", "hf://acme/tiny-kame", oracle=False)
     assert not fe.model.has_oracle
-    with pytest.raises(CheckpointError, match="acme/absent"):
-        load_frontend("hf://acme/absent")
+    with pytest.raises(CheckpointError, match="acme/absent: config.json is not in the local Hugging Face cache"):
+        load_frontend("hf://acme/absent")  # (not taken for a legacy repo without config.json)
+    with pytest.raises(ConfigError, match="hf://ORG/REPO"):
+        load_frontend("hf://acme")
+    # A cached legacy repo without config.json is Moshi 7B (overrides apply: here the tiny shapes).
+    legacy = cache / "models--acme--legacy"
+    (legacy / "refs").mkdir(parents=True)
+    (legacy / "refs" / "main").write_text(commit)
+    (legacy / "snapshots" / commit).mkdir(parents=True)
+    shutil.copy(folder / "model.safetensors", legacy / "snapshots" / commit / "model.safetensors")
+    m, info = load_frontend("hf://acme/legacy", oracle=False, **moshi_kwargs())
+    assert not m.has_oracle and m.cfg.dim == 64 and info.raw_config == {}
 
 
 def test_registry_random_and_path(ckpt):

@@ -140,12 +140,30 @@ def test_oracle_feed_semantics():
     assert step([13, 13])[0] == 32000 and step([14, 14])[0] == 200
     s = f.stats(0)
     assert s.superseded == 9 and s.predictions == 3 and s.skipped == 0
-    # A paused row does not consume its oracle.
+    # A paused row does not consume its oracle (nor count it).
     f.reset(1)
     f.append(1, [30])
+    before = f.stats(1)
     assert step([15, 15], run=(True, False))[1] == 32000
+    assert f.stats(1).fed == before.fed and f.stats(1).pad_frames == before.pad_frames
     assert step([15, 15], run=(True, True))[1] == 32000
     assert step([16, 16])[1] == 30
+    assert f.stats(1).fed == before.fed + 2
+    # An append with no prediction open starts one (start id first); clear forgets everything.
+    g = OracleFeed(1, start_id=32000, pad_id=3)
+    g.append(0, [40, 41])
+    g._apply([4])
+    assert [g._next([t], [True])[0] for t in (4, 5, 6, 7)] == [32000, 40, 41, 3]
+    g.clear(0)
+    g._apply([8])
+    assert g._next([8], [True]) == [3] and g.stats(0).predictions == 0
+    # Ids outside the vocabulary raise at call time (a bad back-end never breaks a step).
+    with pytest.raises(ValueError, match=r"32001.*\[0, 32001\)"):
+        g.append(0, [5, 32001])
+    with pytest.raises(ValueError, match="-1"):
+        g.append(0, [-1])
+    with pytest.raises(IndexError):
+        g.stats(1)
 
 
 def test_oracle_feed_thread_safe(model):
@@ -217,6 +235,43 @@ def test_bad_rows_raise_at_call_time(model):
     with pytest.raises(IndexError):
         st.oracle.append(5, [1])
     assert st.frames == [0, 0] and st.active == [True, True]
+
+
+@torch.no_grad()
+def test_bad_step_inputs_leave_the_stepper_unchanged(model):
+    st = Stepper(model, 2, Sampling(greedy=True))
+    st.step(_user(2, 1)[:, :, 0])
+    st.pause([1])  # queued: must not be applied by a rejected step
+    with pytest.raises(ValueError, match=r"\[0, 100\).*got \[0, 100\]|\[0, 100\).*101"):
+        st.step(torch.full((2, 8), 101))
+    with pytest.raises(ValueError, match="integer codes"):
+        st.step(torch.zeros(2, 8))
+    with pytest.raises(ValueError, match=r"\(2, 8\)"):
+        st.step(torch.zeros(3, 8, dtype=torch.long))
+    with pytest.raises(ValueError, match="user_codes"):
+        st.step(None)
+    with pytest.raises(ValueError, match="oracle token"):
+        st.oracle.append(0, [300 + 1])  # tiny text_card 300: ids 0..300 (300 = start id)
+    assert st.frames == [1, 1] and st.active == [True, True]
+    o = st.step(_user(2, 1)[:, :, 0])  # the session goes on; the queued pause applies now
+    assert st.frames == [2, 1] and o.valid.tolist() == [True, False]
+
+
+@torch.no_grad()
+def test_row_reset_clears_its_oracle_in_the_same_step(model):
+    st = Stepper(model, 2, Sampling(greedy=True))
+    st.oracle.reset(0)  # a prediction starting at frame 0: start id at frame 0
+    st.oracle.append(0, [50, 51, 52])
+    for _ in range(2):
+        st.step(_user(2, 1)[:, :, 0])
+    st.reset([0])  # new session in row 0 (frame 0 again): the old prediction must not leak into it
+    o = st.step(_user(2, 1)[:, :, 0])
+    assert int(o.oracle_in[0]) == 3 and st.oracle.stats(0).predictions == 0
+    st.reset([1])
+    st.oracle.reset(1)  # the new session's first prediction, queued after the reset: kept
+    st.oracle.append(1, [60])
+    outs = [int(st.step(_user(2, 1)[:, :, 0]).oracle_in[1]) for _ in range(3)]
+    assert outs == [300, 60, 3]
 
 
 @torch.no_grad()

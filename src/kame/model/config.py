@@ -115,6 +115,11 @@ class LMConfig:
             raise ConfigError(f"dep_q={self.dep_q} must be within [0, n_q={self.n_q}]")
         if self.dim % self.num_heads or self.depformer_dim % self.depformer_num_heads:
             raise ConfigError("dim / depformer_dim must be divisible by their number of heads")
+        for heads, rep in ((self.num_heads, self.kv_repeat), (self.depformer_num_heads, self.depformer_kv_repeat or self.kv_repeat)):
+            if rep < 1 or heads % rep:
+                raise ConfigError(f"kv_repeat={rep} must divide the number of heads ({heads})")
+        if self.context is not None and self.context < 1:
+            raise ConfigError(f"context={self.context} must be >= 1 (or null for no limit)")
         for name in ("norm",) + (("depformer_norm",) if self.depformer_norm else ()):
             if getattr(self, name) not in ("rms_norm", "rms_norm_f32", "layer_norm", "layer_norm_f32"):
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not a known norm")
@@ -155,6 +160,7 @@ class LMConfig:
             raise ConfigError(f"unknown front-end config key(s): {', '.join(unknown)}")
         if d.get("depformer_gating", "x") is None:
             d.pop("depformer_gating")
+        _check_types(cls, d)
         return cls(meta=meta, **d).validate()
 
     def to_dict(self) -> dict[str, Any]:
@@ -165,7 +171,32 @@ class LMConfig:
         return d
 
     def replace(self, **changes: Any) -> "LMConfig":
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ConfigError(f"unknown front-end config key(s): {', '.join(unknown)}")
         return dataclasses.replace(self, **changes).validate()
+
+
+_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "None": (type(None),)}
+
+
+def _check_types(cls, d: dict[str, Any]) -> None:
+    """A value of the wrong JSON type -> ConfigError naming the key (not a crash deep in torch)."""
+    ann = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    for key, value in d.items():
+        for alt in (a.strip() for a in ann[key].split("|")):
+            if alt.startswith("list["):
+                inner = _TYPES.get(alt[5:-1], (object,))
+                ok = isinstance(value, list) and all(isinstance(v, inner) and not (
+                    isinstance(v, bool) and bool not in inner) for v in value)
+            elif alt in _TYPES:
+                ok = isinstance(value, _TYPES[alt]) and not (isinstance(value, bool) and alt != "bool")
+            else:
+                ok = True
+            if ok:
+                break
+        else:
+            raise ConfigError(f"config key {key}={value!r}: expected {ann[key]}")
 
 
 # Keys that describe files / generation / provenance, kept in LMConfig.meta.

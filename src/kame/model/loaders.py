@@ -128,6 +128,15 @@ def _try_resolve(name: str, folder, repo, revision, missing: list[str]) -> Path 
     return p
 
 
+def _cached_legacy_repo(repo: str, revision: str | None) -> bool:
+    """Offline: is `repo` a cached repo without config.json (known absent, or weights cached)?"""
+    from huggingface_hub import _CACHED_NO_EXIST, try_to_load_from_cache
+
+    if try_to_load_from_cache(repo, "config.json", revision=revision) is _CACHED_NO_EXIST:
+        return True
+    return isinstance(try_to_load_from_cache(repo, MOSHI_NAME, revision=revision), str)
+
+
 def _find_config(spec: str) -> tuple[dict | None, Path | None, str | None, str | None, str]:
     """-> (raw config or None, folder, hf repo, revision, weights name override)."""
     if spec.startswith("hf://") or spec.startswith("hf:"):
@@ -135,16 +144,23 @@ def _find_config(spec: str) -> tuple[dict | None, Path | None, str | None, str |
         revision = None
         if "@" in repo:
             repo, revision = repo.split("@", 1)
+        if repo.count("/") != 1 or not all(repo.split("/")):
+            raise ConfigError(f"expected hf://ORG/REPO[@REVISION], got {spec!r}")
         try:
             cfg_path = _hf_download(repo, "config.json", revision)
         except Exception as exc:
-            from huggingface_hub.errors import EntryNotFoundError
+            from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
+            if isinstance(exc, LocalEntryNotFoundError) and not _cached_legacy_repo(repo, revision):
+                raise CheckpointError(
+                    f"hf://{repo}: config.json is not in the local Hugging Face cache and could not be "
+                    f"downloaded (offline, or no network); download the repo once with network access, "
+                    f"or pass a local folder") from exc
             if isinstance(exc, EntryNotFoundError):  # legacy repo: Moshi 7B (as moshi does)
                 log.warning("repo %s has no config.json; assuming Moshi 7B", repo)
                 return None, None, repo, revision, ""
-            raise CheckpointError(f"cannot get config.json of hf://{repo}: {exc}") from exc
-        return json.loads(cfg_path.read_text()), None, repo, revision, ""
+            raise CheckpointError(f"cannot get config.json of hf://{repo}: {type(exc).__name__}: {exc}") from exc
+        return _read_json(cfg_path), None, repo, revision, ""
     path = Path(spec.removeprefix("path:")).expanduser()
     if not path.exists():
         raise CheckpointError(f"front-end checkpoint {str(path)!r} does not exist")
@@ -153,17 +169,23 @@ def _find_config(spec: str) -> tuple[dict | None, Path | None, str | None, str |
         if path.suffix in (".safetensors", ".sft"):
             weights, path = path.name, path.parent
         elif path.name.endswith(".json"):
-            return json.loads(path.read_text()), path.parent, None, None, ""
+            return _read_json(path), path.parent, None, None, ""
         else:
             raise CheckpointError(f"{path}: expected a folder, a config.json or a .safetensors file")
     cfg_path = path / "config.json"
     if not cfg_path.exists():
         raise CheckpointError(f"{path} has no config.json (a front-end checkpoint folder needs one)")
+    return _read_json(cfg_path), path, None, None, weights
+
+
+def _read_json(path: Path) -> dict:
     try:
-        raw = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{cfg_path} is not valid JSON: {exc}") from exc
-    return raw, path, None, None, weights
+        raw = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path} is not a readable JSON file: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a JSON object of config keys, got {type(raw).__name__}")
+    return raw
 
 
 def read_state(path: Path, device: torch.device) -> dict[str, torch.Tensor]:
@@ -252,8 +274,10 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
             torch.random.set_rng_state(gen_state)
         return model, FrontendInfo(spec, cfg, None, None, None, {}, cfg.meta.get("model_type", "moshi"))
     raw, folder, repo, revision, weights_name = _find_config(spec)
-    if raw is None:
+    if raw is None:  # a legacy repo without config.json: Moshi 7B
         cfg, raw = moshi_7b(), {}
+        if oracle is not None or config_overrides:
+            cfg = cfg.replace(**({"oracle": oracle} if oracle is not None else {}), **config_overrides)
     else:
         raw_lm = dict(raw)
         if oracle is not None:

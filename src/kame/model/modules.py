@@ -13,12 +13,13 @@ Without a state the forward is the whole-sequence (training) pass.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..layers import LayerScale, apply_rope, rope_tables, window_mask
 
 ACTIVATIONS = {"silu": F.silu, "gelu": F.gelu, "relu": F.relu, "sigmoid": torch.sigmoid,
                "tanh": torch.tanh, "elu": F.elu, "leaky_relu": F.leaky_relu, "mish": F.mish,
@@ -52,35 +53,6 @@ def make_norm(kind: str, dim: int) -> nn.Module:
     if kind == "layer_norm_f32":
         return LayerNormF32(dim, eps=1e-8)
     return nn.LayerNorm(dim, eps=1e-5)
-
-
-class LayerScale(nn.Module):
-    def __init__(self, dim: int, init: float):
-        super().__init__()
-        self.scale = nn.Parameter(torch.full((dim,), init))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scale * x
-
-
-def apply_rope(q: torch.Tensor, k: torch.Tensor, pos: torch.Tensor, max_period: float, interleave: bool):
-    """q, k [B, H, T, D]; pos [B, T] absolute positions. Rotation computed in float32."""
-    D = q.shape[-1]
-    freqs = torch.exp(torch.arange(D // 2, device=q.device, dtype=torch.float32) * (-math.log(max_period) * 2 / D))
-    ang = pos.float()[:, None, :, None] * freqs  # [B, 1, T, D/2]
-    cos, sin = torch.cos(ang), torch.sin(ang)
-
-    def rot(x: torch.Tensor) -> torch.Tensor:
-        if interleave:
-            xr, xi = x.view(*x.shape[:-1], D // 2, 2).float().unbind(-1)
-        else:
-            xr, xi = x[..., : D // 2].float(), x[..., D // 2:].float()
-        yr, yi = xr * cos - xi * sin, xr * sin + xi * cos
-        if interleave:
-            return torch.stack([yr.to(x.dtype), yi.to(x.dtype)], dim=-1).view(x.shape)
-        return torch.cat([yr.to(x.dtype), yi.to(x.dtype)], dim=-1)
-
-    return rot(q), rot(k)
 
 
 def sin_embedding(pos: torch.Tensor, dim: int, max_period: float, dtype: torch.dtype) -> torch.Tensor:
@@ -180,7 +152,9 @@ class Attention(nn.Module):
         q = qkv[..., : self.dim].view(B, T, h, -1).transpose(1, 2)  # [B, H, T, Dh]
         k, v = qkv[..., self.dim:].view(B, T, 2, hk, -1).permute(2, 0, 3, 1, 4)  # [B, Hk, T, Dh] each
         if self.rope:
-            q, k = apply_rope(q, k, pos, self.max_period, interleave=self.rope != "rope_concat")
+            cos, sin = rope_tables(pos, q.shape[-1], self.max_period)  # [B, 1, T, Dh/2]
+            interleave = self.rope != "rope_concat"
+            q, k = apply_rope(q, cos, sin, interleave), apply_rope(k, cos, sin, interleave)
         if cache is not None:
             assert state is not None and T == 1, "streaming takes one frame per step"
             slot = (pos[:, 0] % state.capacity)  # [B]
@@ -200,11 +174,7 @@ class Attention(nn.Module):
             v = v.repeat_interleave(self.kv_repeat, dim=1)
         mask = None
         if self.causal and past is None:  # (depformer streaming: every past step is visible)
-            delta = pos[:, :, None] - kpos[:, None, :]  # [B, T, S]
-            mask = (kpos[:, None, :] >= 0) & (delta >= 0)
-            if self.context is not None:
-                mask = mask & (delta < self.context)
-            mask = mask[:, None]  # [B, 1, T, S]
+            mask = window_mask(pos, kpos, self.context)[:, None]  # [B, 1, T, S]
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         y = y.transpose(1, 2).reshape(B, T, self.dim)
         return self._proj(self.out_projs, y, step)

@@ -10,7 +10,10 @@ Rows are independent sessions: ``stepper.reset(rows)`` starts fresh sessions in 
 ``stepper.pause(rows)`` / ``resume(rows)`` freeze rows (a paused row does not advance and its
 outputs are invalid); other rows are not disturbed. These calls, and the oracle feed below, may
 come from another thread (e.g. the asyncio thread while ``step`` runs on a worker thread): they
-are queued under a lock and applied at the start of the next ``step``.
+are queued under a lock and applied, in call order, at the start of the next ``step`` (a row's
+``reset`` and the clearing of its oracle always land in the same step). ``step`` itself must run
+on one thread at a time. Bad arguments (row out of range, token id outside the vocabulary, user
+codes of the wrong shape/dtype/range) raise at call time and change nothing.
 
 Oracle feed (KAME), per row, one token per 80 ms frame:
     stepper.oracle.reset(row)            # a new back-end prediction: start id (text_card) at the next frame
@@ -18,7 +21,8 @@ Oracle feed (KAME), per row, one token per 80 ms frame:
 A token whose frame has already passed when it arrives is skipped (counted in ``stats``); a
 reset drops the unfed tokens of the previous prediction (counted as superseded): the newest
 prediction wins. ``stepper.oracle.stats(row)`` -> OracleStats. Rows with no prediction yet get
-pad (config existing_text_padding_id).
+pad (config existing_text_padding_id); an ``append`` with no prediction open starts one, as if
+``reset`` had been called first.
 """
 
 from __future__ import annotations
@@ -87,8 +91,10 @@ class _OracleRow:
 class OracleFeed:
     """Per-row oracle token schedule. reset/append are thread-safe (queued, applied at step start)."""
 
-    def __init__(self, batch_size: int, start_id: int, pad_id: int):
+    def __init__(self, batch_size: int, start_id: int, pad_id: int, vocab: int | None = None):
+        """vocab: number of valid ids (default start_id + 1); appended ids must be in [0, vocab)."""
         self.start_id, self.pad_id = start_id, pad_id
+        self.vocab = start_id + 1 if vocab is None else vocab
         self._rows = [_OracleRow() for _ in range(batch_size)]
         self._lock = threading.Lock()
         self._ops: list[tuple] = []
@@ -108,6 +114,9 @@ class OracleFeed:
         """Tokens of the current prediction, one per frame after the previous ones."""
         row = self._check(row)
         ids = [int(t) for t in token_ids]
+        bad = [t for t in ids if not 0 <= t < self.vocab]
+        if bad:
+            raise ValueError(f"oracle token id(s) {bad[:8]} outside the text vocabulary [0, {self.vocab}) (row {row})")
         if ids:
             with self._lock:
                 self._ops.append(("append", row, ids))
@@ -119,6 +128,7 @@ class OracleFeed:
             self._ops.append(("clear", row, None))
 
     def stats(self, row: int) -> OracleStats:
+        row = self._check(row)
         with self._lock:
             s = self._rows[row].stats
             return OracleStats(**vars(s))
@@ -194,7 +204,9 @@ class Stepper:
         c, dev = self.cfg, model.device
         self.delays = torch.tensor(c.delays, device=dev)
         self.initial = model.initial_tokens()
-        self.oracle = OracleFeed(batch_size, start_id=c.text_card, pad_id=c.existing_text_padding_id)
+        n_text = c.text_card + 1  # text ids incl. the start id; muxed pairs when demuxed (as text_emb)
+        self.oracle = OracleFeed(batch_size, start_id=c.text_card, pad_id=c.existing_text_padding_id,
+                                 vocab=n_text * (n_text + 1) if c.demux_second_text_stream else n_text)
         self._lock = threading.Lock()
         self._ops: list[tuple[str, list[int]]] = []
         self.state = StepperState(
@@ -223,10 +235,10 @@ class Stepper:
     def reset(self, rows: Sequence[int] | None = None) -> None:
         """Start fresh sessions in `rows` (all when None); they are also resumed."""
         rows = list(range(self.batch_size)) if rows is None else self._rows(rows)
-        with self._lock:
+        with self._lock:  # queued together with the oracle clear: both land in the same step
             self._ops.append(("reset", rows))
-        for r in rows:
-            self.oracle.clear(r)
+            for r in rows:
+                self.oracle.clear(r)
 
     def pause(self, rows: Sequence[int]) -> None:
         """Freeze rows: they do not advance, their outputs are invalid, their inputs ignored."""
@@ -239,9 +251,17 @@ class Stepper:
         with self._lock:
             self._ops.append(("resume", rows))
 
-    def _apply_ops(self) -> None:
+    def _apply_ops(self) -> list[int]:
+        """Apply the queued session and oracle operations; returns the rows' frames.
+        Lock order: the stepper's lock, then the oracle's."""
         with self._lock:
             ops, self._ops = self._ops, []
+            self._apply_session_ops(ops)
+            frames = self.state.offsets.tolist()
+            self.oracle._apply(frames)
+        return frames
+
+    def _apply_session_ops(self, ops: list[tuple[str, list[int]]]) -> None:
         s = self.state
         for op, rows in ops:
             mask = torch.zeros(self.batch_size, dtype=torch.bool, device=s.offsets.device)
@@ -256,20 +276,31 @@ class Stepper:
             else:
                 s.active |= mask
 
+    def _check_user_codes(self, user_codes: torch.Tensor | None) -> torch.Tensor:
+        c, B, nu = self.cfg, self.batch_size, self.cfg.n_user_q
+        if (not isinstance(user_codes, torch.Tensor) or user_codes.dim() != 2 or user_codes.shape[0] != B
+                or user_codes.shape[1] < nu or user_codes.is_floating_point()):
+            got = tuple(user_codes.shape) if isinstance(user_codes, torch.Tensor) else type(user_codes).__name__
+            dt = f" {user_codes.dtype}" if isinstance(user_codes, torch.Tensor) else ""
+            raise ValueError(f"user_codes must be integer codes [B, n_user_q] = {(B, nu)}, got {got}{dt}")
+        user_codes = user_codes[:, :nu]  # extra codebooks (a codec with more) are ignored, as in moshi
+        lo, hi = int(user_codes.min()), int(user_codes.max())
+        if lo < -1 or hi > c.card:
+            raise ValueError(f"user_codes must be audio codes in [0, {c.card}) (or -1 / {c.card}), got [{lo}, {hi}]")
+        return user_codes
+
     # --- the step ------------------------------------------------------------------------
     @torch.no_grad()
     def step(self, user_codes: torch.Tensor | None) -> StepOutput:
         """user_codes [B, >= n_user_q] int (or None when n_user_q == 0) -> StepOutput."""
         model, c, s, sp = self.model, self.cfg, self.state, self.sampling
-        self._apply_ops()
         B, K, CT = self.batch_size, c.num_codebooks, s.tokens.shape[2]
-        run = s.active.clone()
         nu = c.n_user_q
+        if nu:  # checked before anything changes: a bad call leaves the stepper as it was
+            user_codes = self._check_user_codes(user_codes)
+        frames = self._apply_ops()
+        run = s.active.clone()
         if nu:
-            if user_codes is None or user_codes.dim() != 2 or user_codes.shape[0] != B or user_codes.shape[1] < nu:
-                got = None if user_codes is None else tuple(user_codes.shape)
-                raise ValueError(f"user_codes must be [B, n_user_q] = {(B, nu)}, got {got}")
-            user_codes = user_codes[:, :nu]  # extra codebooks (a codec with more) are ignored, as in moshi
             # Write the user's codes where their delayed stream will read them.
             user_delays = self.delays[c.dep_q + 1:]
             where = ((s.offsets[:, None] + user_delays[None]) % CT)[:, :, None]  # [B, nu, 1]
@@ -282,9 +313,7 @@ class Stepper:
         is_init = (s.offsets[:, None] <= self.delays[None]) | ~run[:, None]
         inp = torch.where(is_init, self.initial[None], inp)
         # Oracle token of this frame, per row.
-        frames = s.offsets.tolist()
         oracle_in = torch.full((B,), -1, dtype=torch.long, device=inp.device)
-        self.oracle._apply(frames)
         if model.has_oracle:
             oracle_in = torch.tensor(self.oracle._next(frames, run.tolist()), device=inp.device)
         out, text_logits = model.forward_text(inp[:, :, None], oracle_in[:, None] if model.has_oracle else None,

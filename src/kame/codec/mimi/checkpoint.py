@@ -3,7 +3,7 @@
 A source is one of
     /path/to/tokenizer-e351c8d8-checkpoint125.safetensors     a local file
     /path/to/folder                 a folder holding it (or the file named by config.json's mimi_name)
-    hf://kyutai/moshiko-pytorch-bf16[/FILE]   a Hugging Face repo (FILE defaults to the Mimi name),
+    hf://kyutai/moshiko-pytorch-bf16[@REV][/FILE]   a Hugging Face repo (FILE defaults to the Mimi name),
                                     fetched with huggingface_hub (respects HF_HUB_OFFLINE / the cache)
 
 Keys and shapes are those of the ``moshi`` package's MimiModel state_dict; older aliases that
@@ -36,17 +36,18 @@ _CONFIG_KEY = "kame_mimi_config"  # safetensors metadata written by save_mimi
 
 
 def resolve_source(source: str | Path) -> Path:
-    """Turn a file, folder or hf://org/repo[/file] into a local safetensors file path."""
+    """Turn a file, folder or hf://org/repo[@rev][/file] into a local safetensors file path."""
     s = str(source)
     if s.startswith("hf://"):
         parts = s[len("hf://"):].strip("/").split("/")
         if len(parts) < 2 or not all(parts[:2]):
-            raise ConfigError(f"expected hf://ORG/REPO[/FILE], got {s!r}")
-        repo, filename = "/".join(parts[:2]), "/".join(parts[2:]) or MIMI_NAME
+            raise ConfigError(f"expected hf://ORG/REPO[@REVISION][/FILE], got {s!r}")
+        name, _, revision = parts[1].partition("@")
+        repo, filename = f"{parts[0]}/{name}", "/".join(parts[2:]) or MIMI_NAME
         import huggingface_hub
 
         try:
-            return Path(huggingface_hub.hf_hub_download(repo, filename))
+            return Path(huggingface_hub.hf_hub_download(repo, filename, revision=revision or None))
         except Exception as exc:  # offline + not cached, unknown repo/file, network error
             raise CheckpointError(
                 f"cannot get {filename!r} from Hugging Face repo {repo!r}: {type(exc).__name__}: {exc}. "
@@ -107,6 +108,8 @@ def load_state(model: MimiModel, state: dict[str, torch.Tensor], where: str = "c
     for k, v in own.items():
         if tuple(state[k].shape) != tuple(v.shape):
             raise CheckpointError(f"{where}: key {k!r} has shape {tuple(state[k].shape)}, the config expects {tuple(v.shape)}")
+        if v.is_floating_point() and not state[k].is_floating_point():
+            raise CheckpointError(f"{where}: key {k!r} has dtype {state[k].dtype} (quantized?); expected floating point weights")
     model.load_state_dict({k: t.to(own[k].dtype) for k, t in state.items()}, strict=True)
 
 

@@ -152,6 +152,8 @@ class MimiCodec(Codec):
             raise AudioFormatError(f"{what}: expected mono pcm of shape [B, T], got shape {tuple(pcm.shape)}")
         if not pcm.is_floating_point():
             raise AudioFormatError(f"{what}: expected float samples in [-1, 1], got dtype {pcm.dtype}")
+        if pcm.numel() and not bool(torch.isfinite(pcm).all()):  # NaN/inf would poison the row's state
+            raise AudioFormatError(f"{what}: audio contains NaN or infinite samples (corrupt input)")
         return pcm.to(device=self.device, dtype=self.dtype)
 
     def _check_codes(self, codes: torch.Tensor, dims: int, what: str) -> torch.Tensor:

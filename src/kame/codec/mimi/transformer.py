@@ -13,13 +13,13 @@ Parameter names reproduce the checkpoint's keys, e.g.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...layers import LayerScale, apply_rope, rope_tables, window_mask
 from .config import MimiConfig
 
 _QUERY_CHUNK = 256  # whole-signal attention is computed in query blocks of this size
@@ -44,17 +44,6 @@ class TransformerState:
     def reset(self, mask: torch.Tensor) -> None:
         for s in self.layers:
             s.reset(mask)
-
-
-def apply_rope(x: torch.Tensor, pos: torch.Tensor, max_period: float) -> torch.Tensor:
-    """Rotate interleaved (real, imag) pairs of x [B, H, T, D] by angle pos [B, T] * freq."""
-    D = x.shape[-1]
-    freqs = torch.exp(torch.arange(D // 2, device=x.device, dtype=torch.float32) * (-math.log(max_period) * 2 / D))
-    angle = pos.to(torch.float32)[:, None, :, None] * freqs  # [B, 1, T, D/2]
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    xr, xi = x.float().unflatten(-1, (D // 2, 2)).unbind(-1)  # each [B, H, T, D/2]
-    out = torch.stack([xr * cos - xi * sin, xr * sin + xi * cos], dim=-1)
-    return out.flatten(-2).to(x.dtype)
 
 
 class SelfAttention(nn.Module):
@@ -86,8 +75,8 @@ class SelfAttention(nn.Module):
         H = self.num_heads
         q, k, v = self.in_projs[0](x).view(B, T, 3, H, C // H).permute(2, 0, 3, 1, 4)  # each [B, H, T, Dh]
         pos_q = state.offset[:, None] + torch.arange(T, device=x.device)  # [B, T]
-        q = apply_rope(q, pos_q, self.max_period)
-        k = apply_rope(k, pos_q, self.max_period)
+        cos, sin = rope_tables(pos_q, q.shape[-1], self.max_period)  # [B, 1, T, Dh/2]
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # interleaved pairs, as moshi
         L = state.k.shape[2]
         keys = torch.cat([state.k, k], dim=2)  # [B, H, L + T, Dh]
         values = torch.cat([state.v, v], dim=2)
@@ -96,9 +85,7 @@ class SelfAttention(nn.Module):
         for s in range(0, T, _QUERY_CHUNK):
             e = min(T, s + _QUERY_CHUNK)
             # queries s..e-1 can only see keys s-(context-1).. e-1, i.e. indices [s, L + e)
-            pk = pos_k[:, s: L + e]  # [B, Tk]
-            delta = pos_q[:, s:e, None] - pk[:, None, :]  # [B, Tq, Tk]
-            mask = (pk[:, None, :] >= 0) & (delta >= 0) & (delta < self.context)
+            mask = window_mask(pos_q[:, s:e], pos_k[:, s: L + e], self.context)  # [B, Tq, Tk]
             outs.append(F.scaled_dot_product_attention(q[:, :, s:e], keys[:, :, s: L + e], values[:, :, s: L + e], mask[:, None]))
         y = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]  # [B, H, T, Dh]
         state.k = keys[:, :, T:].contiguous()
@@ -106,15 +93,6 @@ class SelfAttention(nn.Module):
         state.pos = pos_k[:, T:].contiguous()
         state.offset = state.offset + T
         return self.out_projs[0](y.transpose(1, 2).reshape(B, T, C))
-
-
-class LayerScale(nn.Module):
-    def __init__(self, dim: int, init: float):
-        super().__init__()
-        self.scale = nn.Parameter(torch.full((dim,), init))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scale * x
 
 
 class TransformerLayer(nn.Module):
