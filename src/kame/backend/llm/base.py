@@ -5,6 +5,8 @@
         ...   # text pieces as they arrive
 
 Cancelling the consuming task cancels the request. Errors raise kame.errors.BackendError.
+Implementations: kame.backend.llm.openai (OpenAI-compatible HTTP), kame.backend.llm.embedded
+(SmolLM2 offline). ``await llm.aclose()`` releases connections.
 """
 
 from __future__ import annotations
@@ -27,3 +29,6 @@ class LLM(ABC):
         temperature: float | None = None,
     ) -> AsyncIterator[str]:
         """Stream the reply's text pieces."""
+
+    async def aclose(self) -> None:
+        """Release connections/resources (no-op by default; idempotent)."""

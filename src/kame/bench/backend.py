@@ -1,0 +1,228 @@
+"""``kame bench backend``: STT WER/latency, LLM time-to-first-token and speed, oracle lag.
+
+Three markdown tables:
+  1. STT (H4's kame.bench.backend_stt; skipped with --no-stt).
+  2. LLM: for each --llm spec (default the embedded SmolLM2), the oracle prompt of N scripted
+     conversations: time to first token (request -> first text piece) p50 / p90, the LLM's own
+     decode speed (tokens/s; pieces/s for a remote server, ~ tokens), and text-stream tokens/s
+     (oracle-vocabulary tokens of the reply / (request -> last piece); the front-end consumes
+     12.5 per second).
+  3. Oracle lag on scripted user turns in real time (monotonic clock; synthesized word timing:
+     partials as each word ends plus a simulated STT delay, the final after the last word), with
+     the real LLM of the first --llm spec through OracleProducer: "all" = every prediction's
+     lag from the user's last word it saw to its first oracle token; "end of turn" = from the
+     turn's last word to the first oracle token of a prediction that saw the whole turn.
+
+    kame bench backend                                # STT + embedded LLM + oracle lag
+    kame bench backend --no-stt --turns 4
+    kame bench backend --no-stt --llm embedded --llm openai:qwen2.5 --base-url http://127.0.0.1:8000/v1
+    python bench/backend.py ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import platform
+import time
+
+TURNS = [
+    "hi there can you tell me what the capital of france is",
+    "how many people live in that city today",
+    "what is the best time of year to visit it",
+    "could you recommend a good museum for children",
+    "how long does the train from london take",
+    "and what should i eat while i am there",
+    "why is the sky blue during the day",
+    "how does a vaccine protect the body",
+]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-stt", action="store_true", help="skip the STT table")
+    try:
+        from .backend_stt import add_stt_arguments
+
+        add_stt_arguments(p)
+    except ImportError:
+        pass
+    g = p.add_argument_group("LLM / oracle")
+    g.add_argument("--llm", action="append", metavar="SPEC", help="llm spec (repeatable; default embedded; none = skip)")
+    g.add_argument("--base-url", default=None, help="base URL for openai:MODEL specs (default env OPENAI_BASE_URL)")
+    g.add_argument("--prompts", type=int, default=6, help="LLM requests per spec (default 6)")
+    g.add_argument("--turns", type=int, default=6, help="scripted user turns for the oracle lag (default 6)")
+    g.add_argument("--word-s", type=float, default=0.35, help="synthesized seconds per user word (default 0.35)")
+    g.add_argument("--stt-delay", type=float, default=0.3, help="simulated partial transcript delay, s (default 0.3)")
+    g.add_argument("--max-tokens", type=int, default=60, help="LLM max tokens (default 60)")
+    g.add_argument("--threads", type=int, default=1, help="torch threads (default 1: far faster than 2 on a busy CPU)")
+
+
+def _pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, math.ceil(q * len(xs)) - 1))]
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _make_llm(spec: str, args):
+    from .. import registry
+
+    kw = {"base_url": args.base_url} if spec.startswith("openai") and args.base_url else {}
+    return registry.create("llm", spec, **kw)
+
+
+def _prompt_for(i: int):
+    from ..backend.prompt import Conversation, PromptConfig, build_messages
+    from ..backend.types import Transcript, Word
+
+    conv = Conversation()
+    words = TURNS[i % len(TURNS)].split()
+    conv.on_transcript(Transcript(tuple(Word(w, k * 0.35, k * 0.35 + 0.3) for k, w in enumerate(words)), True, 5.0))
+    return build_messages(conv, PromptConfig())
+
+
+async def _bench_llm(llm, args, tok) -> dict:
+    ttft, tps, text_tps, words = [], [], [], []
+    for i in range(args.prompts):
+        msgs = _prompt_for(i)
+        n0, s0 = getattr(llm, "tokens_generated", 0), getattr(llm, "generate_seconds", 0.0)
+        t0 = time.perf_counter()
+        first = last = None
+        pieces: list[str] = []
+        async for piece in llm.stream_chat(msgs, max_tokens=args.max_tokens):
+            now = time.perf_counter()
+            first = first or now
+            last = now
+            pieces.append(piece)
+        if first is None:
+            continue
+        text = "".join(pieces)
+        ttft.append(first - t0)
+        if hasattr(llm, "tokens_generated") and llm.generate_seconds > s0:
+            tps.append((llm.tokens_generated - n0) / (llm.generate_seconds - s0))
+        elif last > first and len(pieces) > 1:
+            tps.append((len(pieces) - 1) / (last - first))
+        if last > first:
+            text_tps.append(len(tok.encode(text)) / (last - t0))
+        words.append(len(text.split()))
+        if i == 0:
+            print(f"  sample reply: {text.strip()!r}")
+    return dict(n=len(ttft), ttft50=_pct(ttft, 0.5), ttft90=_pct(ttft, 0.9), tps=_pct(tps, 0.5),
+                text_tps=_pct(text_tps, 0.5), words=_pct(words, 0.5))
+
+
+async def _bench_oracle(llm, args, tok) -> dict:
+    from ..backend.oracle import OracleProducer
+    from ..backend.policy import OraclePolicy
+    from ..backend.types import OracleAppend, Transcript, Word
+    from ..runtime.clock import MonotonicClock
+    from ..runtime.metrics import MetricsLog
+
+    clock = MonotonicClock()
+    log = MetricsLog()
+    events: list = []
+    prod = OracleProducer(llm, tok, OraclePolicy(max_tokens=args.max_tokens), clock=clock, metrics=log,
+                          on_event=events.append, session="bench")
+    runner = asyncio.create_task(prod.run())
+    end_lags: list[float] = []
+    for i in range(args.turns):
+        words = TURNS[i % len(TURNS)].split()
+        t0 = clock.now()
+        timed = [Word(w, t0 + k * args.word_s, t0 + (k + 1) * args.word_s - 0.05) for k, w in enumerate(words)]
+        for k in range(len(words)):  # partial k+1 arrives stt_delay after word k ends
+            await asyncio.sleep(max(0.0, timed[k].end + args.stt_delay - clock.now()))
+            await prod.on_transcript(Transcript(tuple(timed[: k + 1]), False, clock.now()))
+        first_full = prod.prediction_id + (0 if prod.conversation.user_words() == prod._basis else 1)
+        await asyncio.sleep(max(0.0, timed[-1].end + 0.5 - clock.now()))  # final after 0.5 s
+        await prod.on_transcript(Transcript(tuple(timed), True, clock.now()))
+        # wait for the answer to the whole turn, then "speak" it as the agent turn
+        deadline = clock.now() + 20.0
+        while clock.now() < deadline and (prod.busy or not any(
+                isinstance(e, OracleAppend) and e.prediction_id >= first_full for e in events)):
+            await asyncio.sleep(0.02)
+        full = [e for e in events if isinstance(e, OracleAppend) and e.prediction_id >= first_full]
+        if full:
+            end_lags.append(full[0].t - timed[-1].end)
+            pid = full[-1].prediction_id
+            prod.on_agent_text("".join(e.text for e in events if isinstance(e, OracleAppend) and e.prediction_id == pid))
+        await asyncio.sleep(0.5)
+    await prod.aclose()
+    await runner
+    lags = log.values("oracle_lag")
+    return dict(turns=args.turns, predictions=prod.prediction_id, lag50=_pct(lags, 0.5), lag90=_pct(lags, 0.9),
+                end50=_pct(end_lags, 0.5), end90=_pct(end_lags, 0.9), answered=len(end_lags),
+                cancelled=prod.stats["cancelled"], failed=prod.stats["failed"])
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..backend.tokenizer import default_tokenizer
+
+    print(f"machine: {_cpu_name()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; "
+          f"torch threads {args.threads}; python {platform.python_version()}\n")
+    torch.set_num_threads(args.threads)
+    if not args.no_stt:
+        try:
+            from .backend_stt import run_stt_bench, stt_table
+        except ImportError:
+            print("STT: kame.bench.backend_stt is not available (skipped)\n")
+        else:
+            print("## STT\n")
+            print(stt_table(run_stt_bench(args)) + "\n")
+    tok = default_tokenizer()
+    specs = [s for s in (args.llm or ["embedded"]) if s != "none"]  # --llm none: STT only
+
+    async def _all():
+        rows, oracle = [], None
+        for k, spec in enumerate(specs):
+            t0 = time.perf_counter()
+            llm = _make_llm(spec, args)
+            load = time.perf_counter() - t0
+            print(f"LLM {spec}: loaded in {load:.1f} s")
+            try:
+                rows.append(dict(spec=spec, load=load, **await _bench_llm(llm, args, tok)))
+                if k == 0 and args.turns > 0:
+                    oracle = dict(spec=spec, **await _bench_oracle(llm, args, tok))
+            finally:
+                if hasattr(llm, "aclose"):
+                    await llm.aclose()
+        return rows, oracle
+
+    if not specs:
+        return 0
+    rows, oracle = asyncio.run(_all())
+    print(f"\n(load average {os.getloadavg()[0]:.1f} at the end)")
+    print("\n## LLM\n")
+    print("| LLM | load (s) | requests | TTFT p50 / p90 (s) | LLM tokens/s | text-stream tokens/s | words/reply |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| `{r['spec']}` | {r['load']:.1f} | {r['n']} | {r['ttft50']:.2f} / {r['ttft90']:.2f} | {r['tps']:.1f} "
+              f"| {r['text_tps']:.1f} | {r['words']:.0f} |")
+    if oracle:
+        o = oracle
+        print(f"\n## Oracle lag (`{o['spec']}`, {o['turns']} scripted turns, {args.word_s:g} s/word, "
+              f"partials +{args.stt_delay:g} s, final +0.5 s)\n")
+        print("| predictions | cancelled | failed | lag all p50 / p90 (s) | end-of-turn lag p50 / p90 (s) | turns answered |")
+        print("|---|---|---|---|---|---|")
+        print(f"| {o['predictions']} | {o['cancelled']} | {o['failed']} | {o['lag50']:.2f} / {o['lag90']:.2f} "
+              f"| {o['end50']:.2f} / {o['end90']:.2f} | {o['answered']}/{o['turns']} |")
+    return 0
+
+
+def run_cli(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench/backend.py", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return main(p.parse_args(argv))

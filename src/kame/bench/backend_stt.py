@@ -1,0 +1,237 @@
+"""STT part of ``kame bench backend``: WER and streaming latency of the embedded STTs.
+
+Synthesizes N sentences (half piper, half espeak-ng with varied voices), plays each STT one
+continuous stream of them (1.2 s of silence between sentences) in real time on the monotonic
+clock (a frame is handed over when its 80 ms of audio have "been spoken"), and measures:
+  - WER: word-level edit distance of the final transcripts vs. the reference (lower-cased,
+    punctuation stripped, digits spelled as whisper writes them are not normalised);
+  - word latency: for each word of a final, the first transcript (partial or final) holding
+    it (same text, within 0.5 s of its time) minus the word's audio end (from the final);
+  - final latency: VAD end of speech -> final (the "stt_final_latency" metric);
+  - CPU: process CPU time / audio time (all threads; > 1 means more than one core busy).
+
+    kame bench backend --stt pocketsphinx --stt embedded --sentences 40
+    kame bench backend --stt 'embedded;whisper_interval=1.0'     # constructor options
+    python bench/backend_stt.py --sentences 8       # quick look
+
+H5's ``kame bench backend`` calls ``add_stt_arguments(parser)`` and ``run_stt_bench(args)``
+(rows as dicts) and prints ``stt_table(rows)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import time
+
+import numpy as np
+
+DEFAULT_STTS = ["pocketsphinx", "whisper", "embedded", "embedded;whisper_interval=1.0"]
+ESPEAK_VOICES = ["en-us", "en+f2", "en-us+m3", "en-gb-scotland+m1", "en-029", "en-us+f4"]
+
+SENTENCES = [
+    "What is the capital of France?",
+    "Can you tell me how photosynthesis works?",
+    "I would like to book a table for two tonight.",
+    "How far is the moon from the earth?",
+    "Please explain the difference between weather and climate.",
+    "Why is the sky blue during the day?",
+    "What should I cook for dinner this evening?",
+    "Who wrote the play about a prince of Denmark?",
+    "How many legs does a spider have?",
+    "Tell me a short story about a brave little mouse.",
+    "What is the best way to learn a new language?",
+    "Could you remind me to call my mother tomorrow?",
+    "Is it going to rain in the afternoon?",
+    "How do airplanes stay in the air?",
+    "What are the main causes of inflation?",
+    "I think the meeting should start a little later.",
+    "Which planet is closest to the sun?",
+    "Can you recommend a good book for the summer?",
+    "What happens when water freezes?",
+    "My computer is very slow, what can I do about it?",
+    "How long should I boil an egg?",
+    "Explain why people need to sleep every night.",
+    "What is the tallest mountain in the world?",
+    "Do you know any good exercises for a sore back?",
+    "Why do leaves change color in the autumn?",
+    "How does a vaccine protect the body?",
+    "What time does the train leave for the city?",
+    "I am looking for a present for my brother.",
+    "Tell me something interesting about the ocean.",
+    "What is the meaning of the word democracy?",
+    "How can I save more money each month?",
+    "Which animals live in the desert?",
+    "What did the ancient Romans eat?",
+    "Please summarize the history of the printing press.",
+    "Why is exercise good for the heart?",
+    "How do I make a simple tomato sauce?",
+    "What is the difference between a virus and a bacterium?",
+    "Can you help me plan a trip to the mountains?",
+    "How does the internet send information around the world?",
+    "What makes a good leader in a small team?",
+    "Why do we have different seasons?",
+    "Where do most of the world's oranges come from?",
+    "How should I prepare for a job interview?",
+    "What is the speed of light in a vacuum?",
+    "Tell me a joke about a cat and a dog.",
+    "What are the rules of chess for the knight?",
+    "How much water should an adult drink each day?",
+    "Why did the dinosaurs disappear?",
+]
+
+
+def add_stt_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("STT")
+    g.add_argument("--stt", action="append", metavar="SPEC",
+                   help=f"STT spec to measure (repeatable), optionally with numeric constructor options: "
+                        f"'embedded;whisper_interval=1.0'; default: {' '.join(DEFAULT_STTS)}")
+    g.add_argument("--sentences", type=int, default=40, help="synthesized sentences (default 40; half piper, half espeak)")
+    g.add_argument("--gap", type=float, default=1.2, help="silence between sentences, s (default 1.2)")
+
+
+add_arguments = add_stt_arguments
+
+
+def normalize(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split()
+
+
+def edit_distance(ref: list[str], hyp: list[str]) -> int:
+    """Word-level Levenshtein distance (substitutions + deletions + insertions)."""
+    d = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, d[0] = d[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
+    return d[len(hyp)]
+
+
+def make_corpus(n: int) -> list[dict]:
+    """[{text, voice, pcm}] — even indices piper (varied speed), odd ones espeak voices."""
+    from ..backend.tts.espeak import EspeakTTS
+    from ..backend.tts.piper import PiperTTS
+
+    piper = PiperTTS()
+    out = []
+    for i in range(n):
+        text = SENTENCES[i % len(SENTENCES)]
+        if i % 2 == 0:
+            scale = (0.9, 1.0, 1.15)[(i // 2) % 3]
+            piper._cfg.length_scale = scale
+            out.append(dict(text=text, voice=f"piper x{scale}", group="piper", pcm=piper.synth(text)))
+        else:
+            voice = ESPEAK_VOICES[(i // 2) % len(ESPEAK_VOICES)]
+            out.append(dict(text=text, voice=f"espeak {voice}", group="espeak", pcm=EspeakTTS(voice).synth(text)))
+    return out
+
+
+async def _run_stream(spec: str, corpus: list[dict], gap: float) -> dict:
+    from .. import registry
+    from ..backend.types import AudioFrame
+    from ..runtime.clock import MonotonicClock
+    from ..runtime.metrics import MetricsLog
+
+    clock, log = MonotonicClock(), MetricsLog()
+    spec, _, opts = spec.partition(";")  # "embedded;whisper_interval=1.0": constructor options
+    kwargs = {k: float(v) for k, v in (kv.split("=", 1) for kv in opts.split(",") if kv)}
+    stt = registry.create("stt", spec, clock=clock, metrics=log, **kwargs)
+    sil = np.zeros(int(gap * 24000), np.float32)
+    parts, spans, n = [sil], [], len(sil)
+    for item in corpus:
+        parts += [item["pcm"], sil]
+        spans.append((n / 24000, (n + len(item["pcm"])) / 24000))
+        n += len(item["pcm"]) + len(sil)
+    pcm = np.concatenate(parts + [np.zeros(-n % 1920, np.float32)])
+    t0 = clock.now() + 0.2
+    spans = [(t0 + s, t0 + e) for s, e in spans]
+
+    async def frames():
+        for i in range(0, len(pcm), 1920):
+            t = t0 + i / 24000
+            await clock.sleep(t + 0.08 - clock.now())  # the frame exists once its audio is over
+            yield AudioFrame(pcm[i:i + 1920], t)
+
+    cpu0 = time.process_time()
+    trs = [tr async for tr in stt.stream(frames())]
+    cpu = time.process_time() - cpu0
+    return dict(trs=trs, spans=spans, cpu=cpu, audio=len(pcm) / 24000, final_lat=log.values("stt_final_latency"))
+
+
+def score(corpus: list[dict], run: dict) -> dict:
+    trs, spans = run["trs"], run["spans"]
+    hyps: list[list[str]] = [[] for _ in corpus]
+    lat: list[float] = []
+    pending: list = []  # transcripts since the last final
+    for tr in trs:
+        pending.append(tr)
+        if not tr.final:
+            continue
+        for w in tr.words:  # first transcript holding this word
+            key = normalize(w.text)
+            mid = (w.start + w.end) / 2
+            first = next((p for p in pending if any(
+                normalize(v.text) == key and abs((v.start + v.end) / 2 - mid) < 0.5 for v in p.words)), tr)
+            lat.append(first.t - w.end)
+        for w in tr.words:  # attribute words to the sentence whose span holds them
+            mid = (w.start + w.end) / 2
+            k = min(range(len(spans)), key=lambda i: 0 if spans[i][0] - 0.5 <= mid <= spans[i][1] + 0.5
+                    else min(abs(mid - spans[i][0]), abs(mid - spans[i][1])) + 1)
+            hyps[k] += normalize(w.text)
+        pending = []
+    errs = {"all": [0, 0], "piper": [0, 0], "espeak": [0, 0]}
+    for item, hyp in zip(corpus, hyps):
+        ref = normalize(item["text"])
+        e = edit_distance(ref, hyp)
+        for g in ("all", item["group"]):
+            errs[g][0] += e
+            errs[g][1] += len(ref)
+    pct = lambda xs, q: float(np.percentile(xs, q)) if xs else float("nan")  # noqa: E731
+    return dict(
+        wer=errs["all"][0] / max(1, errs["all"][1]),
+        wer_piper=errs["piper"][0] / max(1, errs["piper"][1]),
+        wer_espeak=errs["espeak"][0] / max(1, errs["espeak"][1]),
+        word_lat_p50=pct(lat, 50), word_lat_p90=pct(lat, 90),
+        final_lat_p50=pct(run["final_lat"], 50),
+        partials=sum(not t.final for t in trs), finals=sum(t.final for t in trs),
+        cpu=run["cpu"] / run["audio"],
+    )
+
+
+def run_stt_bench(args: argparse.Namespace) -> list[dict]:
+    """Measure each STT spec; returns one dict per spec (see ``stt_table``)."""
+    specs = getattr(args, "stt", None) or DEFAULT_STTS
+    corpus = make_corpus(getattr(args, "sentences", 40))
+    rows = []
+    for spec in specs:
+        run = asyncio.run(_run_stream(spec, corpus, getattr(args, "gap", 1.2)))
+        rows.append(dict(stt=spec, sentences=len(corpus), words=sum(len(normalize(c["text"])) for c in corpus),
+                         audio_s=run["audio"], **score(corpus, run)))
+    return rows
+
+
+def stt_table(rows: list[dict]) -> str:
+    lines = ["| STT | sentences (words) | WER all | WER piper | WER espeak | word latency p50 / p90 (s) "
+             "| final latency p50 (s) | partials | CPU s per audio s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| `{r['stt']}` | {r['sentences']} ({r['words']}) | {100 * r['wer']:.1f} % | {100 * r['wer_piper']:.1f} % "
+            f"| {100 * r['wer_espeak']:.1f} % | {r['word_lat_p50']:.2f} / {r['word_lat_p90']:.2f} "
+            f"| {r['final_lat_p50']:.2f} | {r['partials']} | {r['cpu']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    rows = run_stt_bench(args)
+    print(f"STT streaming in real time, {rows[0]['sentences'] if rows else 0} sentences, "
+          f"{rows[0]['audio_s'] if rows else 0:.0f} s of audio per STT\n")
+    print(stt_table(rows))
+    return 0
+
+
+def run_cli(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench/backend_stt.py", description=__doc__.splitlines()[0])
+    add_stt_arguments(p)
+    return main(p.parse_args(argv))

@@ -1,0 +1,67 @@
+"""A scripted in-process LLM test double (tests only, never registered).
+
+    llm = ScriptedLLM()                        # each stream_chat call becomes a Call
+    ... producer starts a prediction ...
+    call = llm.calls[-1]; call.send("The", " capital"); call.end()   # or call.fail(exc)
+    call.closed  # True once the consumer closed/cancelled the stream
+    llm = ScriptedLLM(auto=["Hello", " there."])   # every call streams these at once and ends
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator, Sequence
+
+from kame.backend.llm.base import LLM
+from kame.backend.types import ChatMessage
+
+_END = object()
+
+
+class Call:
+    def __init__(self, messages, max_tokens, temperature) -> None:
+        self.messages = list(messages)
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.closed = False  # the consumer stopped early (cancel/close)
+        self.finished = False  # streamed to the end
+        self.yielded: list[str] = []
+
+    def send(self, *pieces: str) -> None:
+        for p in pieces:
+            self.queue.put_nowait(p)
+
+    def end(self) -> None:
+        self.queue.put_nowait(_END)
+
+    def fail(self, exc: BaseException) -> None:
+        self.queue.put_nowait(exc)
+
+
+class ScriptedLLM(LLM):
+    name = "scripted"
+
+    def __init__(self, auto: list[str] | None = None) -> None:
+        self.auto = auto
+        self.calls: list[Call] = []
+
+    async def stream_chat(self, messages: Sequence[ChatMessage], *, max_tokens=None, temperature=None) -> AsyncIterator[str]:
+        call = Call(messages, max_tokens, temperature)
+        self.calls.append(call)
+        if self.auto is not None:
+            call.send(*self.auto)
+            call.end()
+        try:
+            while True:
+                item = await call.queue.get()
+                if item is _END:
+                    call.finished = True
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                call.yielded.append(item)
+                yield item
+        finally:
+            if not call.finished:
+                call.closed = True

@@ -1,0 +1,272 @@
+"""Oracle producer on a FakeClock with scripted transcripts and a scripted LLM."""
+
+import asyncio
+import random
+
+import pytest
+
+from kame.backend.knowledge import KnowledgeBase
+from kame.backend.oracle import OracleProducer
+from kame.backend.policy import OraclePolicy
+from kame.backend.prompt import PromptConfig
+from kame.backend.tokenizer import default_tokenizer
+from kame.backend.types import OracleAppend, OracleReset, Transcript, Word
+from kame.errors import BackendError
+from kame.runtime.clock import FakeClock
+from kame.runtime.metrics import MetricsLog
+
+from .scripted_llm import ScriptedLLM
+
+SENT = "what is the capital city of france and how many people live there".split()
+
+
+def tr(n, final=False, t=None, words=SENT):
+    ws = tuple(Word(w, 0.3 * i, 0.3 * i + 0.25) for i, w in enumerate(words[:n]))
+    return Transcript(ws, final, ws[-1].end + 0.1 if t is None and ws else (t or 0.0))
+
+
+async def settle(n=200):
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def tok():
+    return default_tokenizer()
+
+
+def make(tok, llm=None, **policy):
+    clock = FakeClock()
+    log = MetricsLog()
+    events = []
+    llm = llm or ScriptedLLM()
+    p = OracleProducer(llm, tok, OraclePolicy(**policy), clock=clock, metrics=log, on_event=events.append, session="s")
+    return p, llm, clock, events, log
+
+
+async def test_restart_after_n_new_words(tok):
+    p, llm, clock, _, _ = make(tok)
+    await p.on_transcript(tr(1))
+    assert p.prediction_id == 0  # 1 word < 2
+    await p.on_transcript(tr(2))
+    assert p.prediction_id == 1 and p.stats["start_words"] == 1
+    await settle()
+    clock.advance(1.0)
+    await p.on_transcript(tr(3))
+    assert p.prediction_id == 1  # 1 new word
+    await p.on_transcript(tr(4))
+    assert p.prediction_id == 2
+    await settle()
+    assert llm.calls[0].closed and not llm.calls[1].closed  # the stale stream was cancelled
+    assert p.stats["cancelled"] == 1
+    # a revised partial counts its changed words as new
+    clock.advance(1.0)
+    revised = SENT[:2] + ["kapitol", "sea"]
+    await p.on_transcript(tr(4, words=revised))
+    assert p.prediction_id == 3
+    await p.aclose()
+
+
+async def test_min_interval_defers_to_the_poll(tok):
+    p, llm, clock, _, _ = make(tok, min_interval=0.5, poll_interval=0.5)
+    runner = asyncio.create_task(p.run())
+    await settle()
+    await p.on_transcript(tr(2))
+    assert p.prediction_id == 1
+    clock.advance(0.2)
+    await p.on_transcript(tr(4))
+    assert p.prediction_id == 1 and p.stats["wait_interval"] == 1
+    clock.advance(0.3)  # t = 0.5: the poll applies the deferred restart
+    await settle()
+    assert p.prediction_id == 2
+    await p.aclose()
+    await asyncio.wait_for(runner, 1)
+
+
+async def test_final_restarts_at_once_unless_already_predicted(tok):
+    p, llm, clock, _, _ = make(tok, min_interval=0.5)
+    await p.on_transcript(tr(2))
+    clock.advance(0.1)
+    await p.on_transcript(tr(3, final=True))  # 1 new word, inside min_interval: still restarts
+    assert p.prediction_id == 2 and p.stats["start_final"] == 1
+    # next utterance: partial predicted, then the identical final -> no restart
+    clock.advance(1.0)
+    nxt = SENT[:3] + ["tell", "me", "more"]
+    await p.on_transcript(Transcript(tuple(Word(w, 5 + i, 5.2 + i) for i, w in enumerate(nxt[3:])), False, 8.0))
+    assert p.prediction_id == 3
+    clock.advance(1.0)
+    await p.on_transcript(Transcript(tuple(Word(w, 5 + i, 5.2 + i) for i, w in enumerate(nxt[3:])), True, 9.0))
+    assert p.prediction_id == 3
+    await p.aclose()
+
+
+async def test_cap_per_window(tok):
+    p, llm, clock, _, _ = make(tok, min_interval=0.0, max_restarts=5, window=2.0, poll_interval=0.5)
+    runner = asyncio.create_task(p.run())
+    await settle()
+    for k in range(2, 16, 2):  # 7 triggers, 0.1 s apart
+        await p.on_transcript(tr(k))
+        clock.advance(0.1)
+        await settle(3)
+    assert p.prediction_id == 5 and p.stats["wait_cap"] >= 2
+    clock.advance(2.0)  # the window slides: the poll starts the deferred one
+    await settle()
+    assert p.prediction_id == 6
+    assert sum(c.closed for c in llm.calls) == 5  # every stale stream was closed
+    await p.aclose()
+    await asyncio.wait_for(runner, 1)
+
+
+async def test_newest_wins_and_ids_match_whole_text(tok):
+    p, llm, clock, events, log = make(tok, min_interval=0.0)
+    await p.on_transcript(tr(2))
+    await settle()
+    c1 = llm.calls[0]
+    c1.send("Paris is ", "lovely ")
+    await settle()
+    assert isinstance(events[0], OracleReset) and events[0].prediction_id == 1
+    await p.on_transcript(tr(4))
+    await settle()
+    c1.send("stale ", "words ")  # the old stream is closed: nothing of it may appear
+    c2 = llm.calls[1]
+    text = "The capital of France is Paris, with about two million people."
+    rng = random.Random(0)
+    cuts = sorted(rng.sample(range(1, len(text)), 12))
+    for a, b in zip([0] + cuts, cuts + [len(text)]):
+        c2.send(text[a:b])
+        await settle(2)
+    c2.end()
+    await settle()
+    assert c1.closed and c2.finished
+    new = [e for e in events if e.prediction_id == 2]
+    assert isinstance(new[0], OracleReset) and all(isinstance(e, OracleAppend) for e in new[1:])
+    ids = [i for e in new[1:] for i in e.token_ids]
+    assert ids == tok.encode(text)
+    assert "".join(e.text for e in new[1:]).strip() == text
+    assert not any("stale" in getattr(e, "text", "") for e in events)
+    assert p.stats["completed"] == 1
+
+
+async def test_metrics_on_the_fake_clock(tok):
+    p, llm, clock, events, log = make(tok)
+    clock.set(1.0)
+    await p.on_transcript(tr(3))  # last word ends at 0.85
+    await settle()
+    clock.set(1.4)
+    llm.calls[0].send("Sure, ")
+    await settle()
+    clock.set(1.5)
+    llm.calls[0].send("the answer is ", "Paris.")
+    llm.calls[0].end()
+    await settle()
+    assert log.values("llm_ttft") == [pytest.approx(0.4)]
+    assert log.values("oracle_lag") == [pytest.approx(1.4 - 0.85)]
+    assert log.values("oracle_restart") == [1.0]
+    assert log.events[0].labels["reason"] == "words" and log.events[0].session == "s"
+    assert len(log.values("llm_tokens_per_s")) == 1
+
+
+async def test_reset_at_restart_option(tok):
+    p, llm, clock, events, _ = make(tok, reset_on_first_token=False)
+    await p.on_transcript(tr(2))
+    assert events == [OracleReset(1, 0.0)]
+
+
+async def test_llm_error_then_recovery(tok):
+    p, llm, clock, events, _ = make(tok, retry_backoff=1.0, poll_interval=0.5)
+    runner = asyncio.create_task(p.run())
+    await settle()
+    await p.on_transcript(tr(2))
+    await settle()
+    llm.calls[0].fail(BackendError("HTTP 500: boom"))
+    await settle()
+    assert p.stats["failed"] == 1 and not p.busy
+    clock.advance(0.5)
+    await p.on_transcript(tr(5))  # during back-off: no restart
+    await settle()
+    assert len(llm.calls) == 1 and p.stats["wait_backoff"] >= 1
+    clock.advance(0.5)  # back-off over: the poll retries with the newest conversation
+    await settle()
+    assert len(llm.calls) == 2 and p.stats["start_retry"] == 1
+    assert llm.calls[1].messages[1].content == "user: what is the capital city"  # the newest words
+    llm.calls[1].send("Paris. ")
+    llm.calls[1].end()
+    await settle()
+    assert any(isinstance(e, OracleAppend) and e.prediction_id == 2 for e in events)
+    await p.aclose()
+    await asyncio.wait_for(runner, 1)
+
+
+async def test_stall_times_out_on_the_session_clock(tok):
+    p, llm, clock, events, _ = make(tok, first_token_timeout=3.0, chunk_timeout=1.0, retry_backoff=0.5)
+    await p.on_transcript(tr(2))
+    await settle()
+    clock.advance(2.9)
+    await settle()
+    assert p.busy and p.stats["failed"] == 0
+    clock.advance(0.2)  # no first piece within 3 s
+    await settle()
+    assert p.stats["failed"] == 1 and llm.calls[0].closed
+    # retry, then a stall between chunks
+    clock.advance(1.0)
+    p._decide()
+    await settle()
+    llm.calls[1].send("Paris ")
+    await settle()
+    clock.advance(1.5)
+    await settle()
+    assert p.stats["failed"] == 2 and llm.calls[1].closed
+    await p.aclose()
+
+
+async def test_exceptions_never_escape(tok):
+    class Boom(ScriptedLLM):
+        def stream_chat(self, messages, **kw):
+            raise RuntimeError("bad llm")
+
+    def bad_consumer(ev):
+        raise ValueError("consumer bug")
+
+    p = OracleProducer(Boom(), tok, clock=FakeClock(), on_event=bad_consumer)
+    await p.on_transcript(tr(2))
+    await settle()
+    assert p.stats["failed"] == 1
+    p2, llm, clock, _, _ = make(tok)
+    p2.on_event = bad_consumer
+    await p2.on_transcript(tr(2))
+    await settle()
+    llm.calls[0].send("Hello there. ")
+    llm.calls[0].end()
+    await settle()
+    assert p2.stats["completed"] == 1
+
+
+async def test_events_queue_when_no_callback(tok):
+    p = OracleProducer(ScriptedLLM(auto=["Hi ", "there."]), tok, clock=FakeClock())
+    await p.on_transcript(tr(2))
+    await settle()
+    got = [p.events.get_nowait() for _ in range(p.events.qsize())]
+    assert isinstance(got[0], OracleReset)
+    assert [i for e in got[1:] for i in e.token_ids] == tok.encode("Hi there.")
+
+
+async def test_prompt_lines_agent_text_and_knowledge(tok, tmp_path):
+    (tmp_path / "museum.md").write_text("The city museum opens at nine in the morning and closes at five.")
+    (tmp_path / "zoo.txt").write_text("The zoo has three elephants and a very old tortoise.")
+    kb = KnowledgeBase.from_folder(tmp_path)
+    llm = ScriptedLLM()
+    clock = FakeClock()
+    p = OracleProducer(llm, tok, OraclePolicy(), prompt=PromptConfig(persona="You are Kame."),
+                       knowledge=kb, clock=clock, on_event=lambda e: None)
+    await p.on_transcript(Transcript((Word("hello", 0, 0.3),), True, 0.5))
+    p.on_agent_text("\u2581Hi")
+    p.on_agent_text(" there!")
+    clock.advance(1.0)
+    words = "when does the museum open".split()
+    await p.on_transcript(Transcript(tuple(Word(w, 1 + i, 1.2 + i) for i, w in enumerate(words)), False, 6))
+    await settle()
+    system, user = llm.calls[-1].messages
+    assert "at most 30 words" in system.content and "You are Kame." in system.content
+    assert "museum opens at nine" in system.content and "elephants" not in system.content
+    assert user.content.splitlines() == ["user: hello", "agent: Hi there!", "user: when does the museum open"]
+    await p.aclose()

@@ -1,0 +1,233 @@
+"""Streaming STTs (pocketsphinx, whisper, embedded hybrid) on piper speech, on a FakeClock."""
+
+import asyncio
+import re
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from kame import registry
+from kame.backend.stt.streaming import Recognizer, SegmentedSTT
+from kame.backend.types import AudioFrame, Word
+from kame.errors import AudioFormatError, BackendError, ConfigError, NotAvailableError
+from kame.runtime.clock import FakeClock
+from kame.runtime.metrics import MetricsLog
+
+pytest.importorskip("pocketsphinx")
+
+SENT_A = "The quick brown fox jumps over the lazy dog."
+SENT_B = "Please call me tomorrow morning."
+T0 = 100.0  # the session clock starts at 100 s: word times must be on that clock
+
+
+@pytest.fixture(scope="module")
+def clips():
+    from kame.backend.tts.piper import PiperTTS
+
+    tts = PiperTTS()
+    return {s: tts.synth(s) for s in (SENT_A, SENT_B)}
+
+
+def layout(clips, *sentences, gap=1.0):
+    """Concatenate clips with ``gap`` s of silence around; return (pcm, [(start, end)])."""
+    sil = np.zeros(int(gap * 24000), np.float32)
+    parts, spans, n = [sil], [], len(sil)
+    for s in sentences:
+        parts += [clips[s], sil]
+        spans.append((T0 + n / 24000, T0 + (n + len(clips[s])) / 24000))
+        n += len(clips[s]) + len(sil)
+    x = np.concatenate(parts)
+    pad = -len(x) % 1920
+    return np.concatenate([x, np.zeros(pad, np.float32)]), spans
+
+
+async def feed(pcm, clock):
+    """Frames stamped with the clock, which advances 80 ms after each one."""
+    for i in range(0, len(pcm), 1920):
+        yield AudioFrame(pcm[i:i + 1920], clock.now())
+        clock.advance(0.08)
+        await asyncio.sleep(0)
+
+
+async def collect(stt, pcm, clock):
+    return [tr async for tr in stt.stream(feed(pcm, clock))]
+
+
+def norm(text):
+    return re.sub(r"[^a-z' ]", "", text.lower()).split()
+
+
+def check_stream(trs, spans, expect_words):
+    finals = [tr for tr in trs if tr.final]
+    assert len(finals) == len(spans)
+    ts = [tr.t for tr in trs]
+    assert ts == sorted(ts)  # stamped from the clock, in order
+    start = 0
+    for final, (s, e), words in zip(finals, spans, expect_words):
+        k = trs.index(final)
+        partials = [tr for tr in trs[start:k] if not tr.final]
+        start = k + 1
+        assert partials, "partials come before the final"
+        # partials grow: the last partial has more words than the first
+        assert len(partials[-1].words) > len(partials[0].words)
+        got = norm(final.text)
+        for w in words:
+            assert w in got, (w, final.text)
+        for w in final.words:  # word times lie within the utterance audio (+ pre-roll slack)
+            assert s - 0.4 <= w.start <= w.end <= e + 0.1, (w, s, e)
+        assert final.t >= e  # the final comes after the audio ended
+
+
+@pytest.fixture(scope="module")
+def whisper_handle():
+    pytest.importorskip("faster_whisper")
+    from kame.backend.stt.whisper import WhisperModelHandle
+
+    return WhisperModelHandle(cpu_threads=1)
+
+
+async def test_pocketsphinx_partials_and_finals(clips):
+    clock, log = FakeClock(T0), MetricsLog()
+    stt = registry.create("stt", "pocketsphinx", clock=clock, metrics=log, max_lag=float("inf"))
+    pcm, spans = layout(clips, SENT_A, SENT_B)
+    trs = await collect(stt, pcm, clock)
+    # pocketsphinx is weak; these words it gets on this voice
+    check_stream(trs, spans, [["quick", "brown", "fox", "lazy", "dog"], ["call", "me", "tomorrow"]])
+    # word-by-word: many partials per utterance
+    assert sum(not tr.final for tr in trs) >= 10
+    assert len(log.values("stt_final_latency")) == 2 and log.values("stt_partial_latency")
+
+
+async def test_whisper_exact_final(clips, whisper_handle):
+    from kame.backend.stt.whisper import WhisperSTT
+
+    clock = FakeClock(T0)
+    stt = WhisperSTT(handle=whisper_handle, clock=clock, max_lag=float("inf"), whisper_interval=0.8, background=False)
+    pcm, spans = layout(clips, SENT_A)
+    trs = await collect(stt, pcm, clock)
+    check_stream(trs, spans, [norm(SENT_A)])
+    assert norm(trs[-1].text) == norm(SENT_A)
+
+
+async def test_embedded_hybrid(clips, whisper_handle):
+    from kame.backend.stt.embedded import EmbeddedSTT
+
+    clock = FakeClock(T0)
+    stt = EmbeddedSTT(handle=whisper_handle, clock=clock, max_lag=float("inf"))
+    pcm, spans = layout(clips, SENT_B)
+    trs = await collect(stt, pcm, clock)
+    check_stream(trs, spans, [norm(SENT_B)])
+    assert norm(trs[-1].text) == norm(SENT_B)
+
+
+async def test_bad_frames_raise_audio_format_error(clips):
+    stt = registry.create("stt", "pocketsphinx", clock=FakeClock())
+
+    async def frames(bad):
+        yield AudioFrame(np.zeros(1920, np.float32), 0.0)
+        yield bad
+
+    for bad in [AudioFrame(np.zeros(1280, np.float32), 0.08),  # 80 ms at 16 kHz
+                AudioFrame(np.zeros(1600, np.float32), 0.08),
+                AudioFrame(np.zeros((1920, 2), np.float32), 0.08),  # stereo
+                AudioFrame(np.zeros(1920, np.int16), 0.08),
+                np.zeros(1920, np.float32)]:  # not an AudioFrame
+        with pytest.raises(AudioFormatError):
+            async for _ in stt.stream(frames(bad)):
+                pass
+
+    async def broken_source():
+        yield AudioFrame(np.zeros(1920, np.float32), 0.0)
+        raise OSError("microphone unplugged")
+
+    with pytest.raises(OSError, match="unplugged"):  # the source's own error, unchanged
+        async for _ in stt.stream(broken_source()):
+            pass
+
+
+class _Boom(Recognizer):
+    def __init__(self, calls):
+        self.calls = calls
+
+    def accept(self, pcm16k):
+        pass
+
+    def partial(self):
+        self.calls.append(time.monotonic())
+        if self.calls is CRASH:
+            raise RuntimeError("recognizer exploded")
+        time.sleep(0.05)  # a slow decoder
+        return [Word("x", 0.0, 0.1)] * len(self.calls)
+
+    def final(self, speech_end=None):
+        return [Word("done", 0.0, 0.1)]
+
+
+CRASH: list = []
+
+
+class _FakeSTT(SegmentedSTT):
+    name = "fake"
+
+    def __init__(self, calls, **kw):
+        super().__init__(**kw)
+        self.calls = calls
+
+    def new_recognizer(self):
+        return _Boom(self.calls)
+
+
+async def test_crashed_recognizer_is_backend_error(clips):
+    clock = FakeClock(T0)
+    pcm, _ = layout(clips, SENT_B)
+    CRASH.clear()
+    with pytest.raises(BackendError, match="exploded"):
+        await asyncio.wait_for(collect(_FakeSTT(CRASH, clock=clock, max_lag=float("inf")), pcm, clock), 30)
+    # the worker thread is gone
+    assert not [t for t in threading.enumerate() if t.name == "kame-stt-fake"]
+
+
+async def test_slow_decoder_skips_partials_not_audio(clips):
+    """The feeder outruns a slow decoder: partial requests are skipped, the final still comes."""
+    clock = FakeClock(T0)
+    pcm, _ = layout(clips, SENT_A)
+    calls: list = []
+    trs = await collect(_FakeSTT(calls, clock=clock, partial_interval=0.08, max_lag=0.16), pcm, clock)
+    speech_frames = len(clips[SENT_A]) / 1920
+    assert len(calls) < speech_frames / 2  # far fewer decodes than frames
+    assert trs[-1].final and trs[-1].text == "done"
+
+
+def test_registry_specs_and_missing_extra(monkeypatch):
+    assert {"embedded", "pocketsphinx", "whisper", "openai", "kyutai"} <= set(registry.schemes("stt"))
+    with pytest.raises(ConfigError):
+        registry.create("stt", "nosuchstt")
+    with pytest.raises(NotAvailableError, match="model.bin"):
+        registry.create("stt", "whisper:/nonexistent/model")
+    monkeypatch.setitem(sys.modules, "faster_whisper", None)  # simulate the extra not installed
+    with pytest.raises(NotAvailableError, match=r"kame-tandem\[stt\]"):
+        registry.create("stt", "whisper")
+
+
+def test_embedded_skips_pocketsphinx_when_far_behind(clips, whisper_handle):
+    """A starved worker (lag > max_ps_lag) stops feeding pocketsphinx; word times stay right
+    after the gap and the whisper final still has every word."""
+    from kame.audio import resample
+    from kame.backend.stt.embedded import EmbeddedSTT, HybridRecognizer
+
+    stt = EmbeddedSTT(handle=whisper_handle)
+    x = resample(clips[SENT_A], 24000, 16000)
+    rec = HybridRecognizer(stt)
+    for i in range(0, len(x) - 1279, 1280):
+        rec.lag = 5.0 if 1.0 <= i / 16000 < 1.6 else 0.0  # 0.6 s not decoded by pocketsphinx
+        rec.accept(x[i:i + 1280])
+    partial = rec.partial()
+    final = rec.final()
+    assert norm(" ".join(w.text for w in final)) == norm(SENT_A)
+    assert "dog" in [w.text for w in partial]
+    dog_p = next(w for w in partial if w.text == "dog")
+    dog_f = next(w for w in final if w.text.startswith("dog"))
+    assert abs(dog_p.end - dog_f.end) < 0.3  # the gap is accounted for (else ~0.6 s early)

@@ -1,0 +1,105 @@
+"""The text-stream tokenizer: shipped default model, and incremental == whole-text encoding."""
+
+import hashlib
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kame.backend.tokenizer import DEFAULT_MODEL, PAD_ID, TextTokenizer, default_tokenizer, train_default
+from kame.errors import CheckpointError
+
+TEXTS = [
+    "Hello, how are you today? I think the capital of France is Paris.",
+    "  Sure!  Photosynthesis   turns sunlight,\nwater and CO2 into sugar… and oxygen. ",
+    "Well — 3.14159 is π; naïve café-goers don't mind 😀 emoji.",
+    "",
+    "   ",
+    "a",
+]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return default_tokenizer()
+
+
+def test_default_model_layout(tok):
+    assert tok.vocab_size == 4000
+    assert tok.pad_id == PAD_ID == 3
+    assert tok.piece(0) == "<unk>" and tok.piece(3) == "<pad>"
+    ids = tok.encode("the capital of France")
+    assert tok.decode(ids) == "the capital of France"
+    assert "".join(tok.piece_text(i) for i in ids).strip() == "the capital of France"
+    assert tok.piece_text(3) == "" and tok.piece_text(-1) == ""
+
+
+def test_missing_or_corrupt_model(tmp_path):
+    with pytest.raises(CheckpointError):
+        TextTokenizer(tmp_path / "nope.model")
+    bad = tmp_path / "bad.model"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(CheckpointError):
+        TextTokenizer(bad)
+
+
+def _chunked(tok, text, cuts):
+    enc = tok.incremental()
+    out, prev = [], 0
+    for c in sorted(set(cuts)) + [len(text)]:
+        out += enc.push(text[prev:c])
+        prev = c
+    return out + enc.flush()
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_every_single_cut_and_per_char(tok, text):
+    whole = tok.encode(text)
+    for c in range(len(text) + 1):
+        assert _chunked(tok, text, [c]) == whole, (text, c)
+    assert _chunked(tok, text, list(range(len(text)))) == whole
+
+
+def test_naive_per_chunk_encoding_is_wrong(tok):
+    # The bug the incremental encoder avoids: a spurious "▁" at each chunk boundary.
+    text = "The capital of France is Paris."
+    naive = tok.encode("The capi") + tok.encode("tal of France is Par") + tok.encode("is.")
+    assert naive != tok.encode(text)
+    assert _chunked(tok, text, [8, 28]) == tok.encode(text)
+
+
+def test_push_returns_only_final_ids(tok):
+    enc = tok.incremental()
+    assert enc.push("Hel") == []
+    assert enc.push("lo wor") == tok.encode("Hello")
+    assert enc.pending == "wor"
+    assert enc.push("ld") == []
+    assert enc.flush() == tok.encode("world")
+    assert enc.flush() == []
+
+
+_ALPHABET = st.sampled_from(list("abcdeXYZ .,!?'-\n\t0123456789") + ["é", "…", "π", "  ", "😀", "\u00a0", "ﬁ"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_chunkings_equal_whole(tok, data):
+    text = "".join(data.draw(st.lists(_ALPHABET, max_size=40)))
+    cuts = data.draw(st.lists(st.integers(0, len(text)), max_size=8))
+    assert _chunked(tok, text, cuts) == tok.encode(text)
+
+
+def test_train_tiny_model_on_the_fly(tmp_path):
+    lines = ["the quick brown fox jumps over the lazy dog"] * 50 + ["hello world, how are you"] * 50
+    info = train_default(tmp_path / "t.model", vocab_size=34, seed_text=lines)
+    assert info["model_sha256"] == hashlib.sha256((tmp_path / "t.model").read_bytes()).hexdigest()
+    again = train_default(tmp_path / "t2.model", vocab_size=34, seed_text=lines)
+    assert again["model_sha256"] == info["model_sha256"]  # deterministic
+    t = TextTokenizer(tmp_path / "t.model")
+    assert t.vocab_size == 34
+    text = "the lazy fox says hello world"
+    assert _chunked(t, text, [3, 9, 10, 17]) == t.encode(text)
+
+
+def test_shipped_model_file_is_small():
+    assert DEFAULT_MODEL.stat().st_size < 1_000_000

@@ -1,0 +1,86 @@
+"""Streaming VAD on synthesized speech + silence (silero ONNX and webrtc)."""
+
+import numpy as np
+import pytest
+
+from kame.backend.vad import StreamingVAD, StreamResampler, VADConfig
+from kame.errors import AudioFormatError, ConfigError
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def speech():
+    """1 s silence, sentence A, 1 s silence, sentence B (espeak), 1 s silence; boundaries."""
+    from kame.backend.tts.espeak import EspeakTTS
+
+    tts = EspeakTTS("en-us", rate=170)
+    a = tts.synth("Hello there, how are you today?")
+    b = tts.synth("Please book a table for two.")
+    sil = np.zeros(24000, np.float32)
+    x = np.concatenate([sil, a, sil, b, sil])
+    x = x[: len(x) // 1920 * 1920]
+    # true speech extent of each clip (espeak pads a little silence around speech)
+    def extent(clip, offset):
+        idx = np.flatnonzero(np.abs(clip) > 0.01)
+        return offset + idx[0] / 24000, offset + idx[-1] / 24000
+
+    ea = extent(a, 1.0)
+    eb = extent(b, 2.0 + len(a) / 24000)
+    return x, [ea, eb]
+
+
+def run(vad, x, t0=10.0):
+    events, probs = [], []
+    for i in range(0, len(x), 1920):
+        events += vad.push(x[i:i + 1920], t0 + i / 24000)
+        probs += vad.probs
+    return events, probs
+
+
+@pytest.mark.parametrize("backend", ["silero", "webrtc"])
+def test_vad_finds_speech_boundaries(speech, backend):
+    x, truth = speech
+    t0 = 10.0  # frames' clock times start at 10 s: events must be on that clock
+    events, probs = run(StreamingVAD(backend=backend, min_silence=0.5), x, t0)
+    kinds = [e.kind for e in events]
+    assert kinds == ["start", "end", "start", "end"], events
+    for (s, e), (ts, te) in zip(zip(events[::2], events[1::2]), truth):
+        assert abs(s.t - (t0 + ts)) < 0.25 and abs(e.t - (t0 + te)) < 0.35, (s, e, ts, te)
+        assert s.detected_at >= s.t and e.detected_at >= e.t + 0.5 - 0.05  # min_silence waited
+    # probabilities: high inside speech, low in the leading silence
+    in_speech = [p for t, p in probs if t0 + truth[0][0] + 0.2 < t < t0 + truth[0][1] - 0.2]
+    silence = [p for t, p in probs if t < t0 + 0.8]
+    assert np.mean(in_speech) > 0.6 and max(silence) < 0.3
+
+
+def test_vad_min_silence_merges_short_pause(speech):
+    x, _ = speech
+    events, _ = run(StreamingVAD(min_silence=1.5), np.concatenate([x, np.zeros(24000, np.float32)]))
+    # the 1 s pause between the sentences no longer ends the speech
+    assert [e.kind for e in events] == ["start", "end"]
+
+
+def test_vad_reset_and_errors():
+    vad = StreamingVAD()
+    with pytest.raises(AudioFormatError):
+        vad.push(np.zeros((1920, 2), np.float32), 0.0)
+    with pytest.raises(AudioFormatError):
+        vad.push(np.zeros(1920, np.int16), 0.0)
+    with pytest.raises(ConfigError):
+        StreamingVAD(min_silense=0.3)
+    with pytest.raises(ConfigError):
+        StreamingVAD(VADConfig(backend="nope"))
+    assert vad.push(np.zeros(1920, np.float32), 0.0) == [] and not vad.in_speech
+
+
+def test_stream_resampler_is_seamless():
+    t = np.arange(24000 * 2) / 24000
+    x = (0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    whole = StreamResampler()(x)
+    rs = StreamResampler()
+    parts = np.concatenate([rs(x[i:i + 1920]) for i in range(0, len(x), 1920)])
+    assert parts.shape == (32000,)
+    np.testing.assert_allclose(parts, whole, atol=1e-5)
+    spec = np.abs(np.fft.rfft(parts[8000:24000]))
+    assert abs(np.argmax(spec) * 16000 / 16000 - 1000) < 2  # still a 1 kHz tone at 16 kHz
