@@ -1,0 +1,54 @@
+"""The one config of the embedded codec (stored as JSON in the fitted file's metadata)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+
+from ...errors import ConfigError
+
+
+@dataclass(frozen=True)
+class EmbeddedCodecConfig:
+    sample_rate: int = 24000
+    frame_size: int = 1920  # 80 ms: one token frame (12.5 Hz), same layout as Mimi
+    hop: int = 240  # 10 ms analysis sub-frame; frame_size // hop sub-frames per token frame
+    n_fft: int = 1024  # spectrum FFT size (zero-padded window)
+    win: int = 600  # spectrum window (25 ms hann); centred like the F0 window
+    yin_win: int = 480  # F0 (YIN) integration window; the F0 look-back is 2 * yin_win samples
+    n_mels: int = 64  # mel bands over fmin..sample_rate/2
+    fmin: float = 40.0
+    n_cep: int = 24  # mel-cepstral coefficients kept per sub-frame (the spectral envelope)
+    f0_min: float = 50.0
+    f0_max: float = 500.0
+    log_floor: float = 1e-4  # floor of the mel power before the log (about -60 dB re full scale)
+    w_f0: float = 1.5  # weight of one semitone of F0 in the VQ distance (cepstrum units = 1)
+    w_voicing: float = 4.0  # weight of the voicing strength (0..1) in the VQ distance
+    pca_dim: int = 64  # the stacked per-frame vector is projected to this many dims before VQ
+    num_codebooks: int = 8
+    cardinality: int = 2048
+    kmeans_iters: int = 12
+
+    @property
+    def subframes(self) -> int:
+        return self.frame_size // self.hop
+
+    @property
+    def feat_dim(self) -> int:  # per sub-frame: n_cep cepstra + F0 (semitones) + voicing
+        return self.n_cep + 2
+
+    @property
+    def lookback(self) -> int:  # samples of history the analysis window needs
+        return 2 * self.yin_win
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "EmbeddedCodecConfig":
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown embedded codec config keys: {unknown}")
+        return cls(**data)

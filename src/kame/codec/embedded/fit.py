@@ -1,0 +1,121 @@
+"""Fit the embedded codec on speech kame synthesizes itself (`kame codec fit`).
+
+    kame codec fit --seed 0 -o src/kame/assets/embedded_codec.safetensors   # the shipped file
+    kame codec fit --sentences 40 --iters 2 -o /tmp/tiny.safetensors        # a quick small fit
+
+Steps: synthesize the training sentences (kame.codec.embedded.sentences) over TRAIN_VOICES
+(espeak-ng voices/pitches/rates + piper length/noise scales), analyse them (causal features,
+as the encoder does), stack 8 sub-frames per token frame (at two frame-grid offsets, doubling
+the data), fit PCA + 8-stage residual k-means, then fit the vocoder's per-band log-mel
+correction so decoded speech has the original's spectral balance. Everything is seeded; the
+same command on the same machine type writes the same bytes (sha256 printed and written next
+to the file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import EmbeddedCodecConfig
+from .data import TRAIN_VOICES, Voice, synthesize
+from .features import Analyzer, analyze
+from .model import DEFAULT_PATH, EmbeddedCodec, save
+from .rvq import fit_rvq
+from .sentences import train_sentences
+
+log = logging.getLogger(__name__)
+
+
+def stack_frames(feats: torch.Tensor, cfg: EmbeddedCodecConfig, offsets: tuple[int, ...] = (0,)) -> torch.Tensor:
+    """feats [N, F] sub-frames -> [M, S * F] token-frame vectors, for each grid offset."""
+    S = cfg.subframes
+    out = []
+    for off in offsets:
+        n = (feats.shape[0] - off) // S
+        if n > 0:
+            out.append(feats[off : off + n * S].reshape(n, S * feats.shape[1]))
+    return torch.cat(out) if out else torch.zeros(0, S * feats.shape[1])
+
+
+def fit_correction(codec: EmbeddedCodec, clips: list[np.ndarray], rounds: int = 2) -> torch.Tensor:
+    """Per-mel-band mean log-mel difference original - decoded over speech sub-frames."""
+    cfg, an = codec.cfg, codec.analyzer
+    lag = codec.delay_samples // cfg.hop  # decoded sub-frame n + lag matches original n
+    for _ in range(rounds):
+        diffs = []
+        for pcm in clips:
+            x = torch.from_numpy(pcm)[None]
+            _, lm = analyze(x, cfg, an)
+            y = codec.decode(codec.encode(x))
+            _, lm_y = analyze(y, cfg, an)
+            n = min(lm.shape[1], lm_y.shape[1] - lag)
+            a, b = lm[0, :n], lm_y[0, lag : lag + n]
+            speech = a.max(1).values > np.log(cfg.log_floor) + 6.0  # ~26 dB above the floor
+            diffs.append((a - b)[speech])
+        corr = torch.cat(diffs).mean(0)
+        codec.vocoder.correction = codec.vocoder.correction + corr
+        log.info("correction round: mean |delta| %.3f", float(corr.abs().mean()))
+    return codec.vocoder.correction
+
+
+def fit(cfg: EmbeddedCodecConfig, *, seed: int = 0, sentences: int = 1000,
+        voices: list[Voice] | None = None, correction_clips: int = 40) -> tuple[EmbeddedCodec, dict]:
+    voices = voices or TRAIN_VOICES
+    t0 = time.perf_counter()
+    clips = synthesize(voices, train_sentences(sentences, seed), seed=seed)
+    t_synth = time.perf_counter() - t0
+    an = Analyzer(cfg)
+    rows = []
+    for _, _, pcm in clips:
+        feats, _ = analyze(torch.from_numpy(pcm)[None], cfg, an)
+        rows.append(stack_frames(feats[0], cfg, (0, cfg.subframes // 2)))
+    x = torch.cat(rows)
+    minutes = sum(len(c[2]) for c in clips) / cfg.sample_rate / 60
+    log.info("%d clips, %.1f min of audio, %d training vectors (synth %.1f s)", len(clips), minutes, len(x), t_synth)
+    t1 = time.perf_counter()
+    rvq = fit_rvq(x, cfg, seed)
+    rvq.codebooks = rvq.codebooks.half().float()  # what the file will hold
+    t_vq = time.perf_counter() - t1
+    codec = EmbeddedCodec(cfg, rvq, torch.zeros(cfg.n_mels))
+    step = max(1, len(clips) // correction_clips)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the vocoder's small ops run faster on one thread
+    try:
+        fit_correction(codec, [c[2] for c in clips[::step][:correction_clips]])
+    finally:
+        torch.set_num_threads(threads)
+    meta = {"seed": seed, "sentences": sentences, "clips": len(clips), "audio_minutes": round(minutes, 2),
+            "voices": [v.label for v in voices], "vectors": len(x)}
+    stats = {"synth_s": t_synth, "vq_s": t_vq, "total_s": time.perf_counter() - t0, **meta}
+    return codec, stats
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", default=str(DEFAULT_PATH), help="where to write the fitted file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sentences", type=int, default=1000, help="training sentences (15%% piper, the rest espeak voices)")
+    p.add_argument("--iters", type=int, default=None, help="k-means iterations per stage (default: config)")
+    p.add_argument("--cardinality", type=int, default=None, help="entries per codebook (default 2048)")
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = EmbeddedCodecConfig()
+    if args.iters is not None:
+        cfg = replace(cfg, kmeans_iters=args.iters)
+    if args.cardinality is not None:
+        cfg = replace(cfg, cardinality=args.cardinality)
+    codec, stats = fit(cfg, seed=args.seed, sentences=args.sentences)
+    meta = {k: stats[k] for k in ("seed", "sentences", "clips", "audio_minutes", "voices", "vectors")}
+    digest = save(codec, args.output, meta)
+    size = Path(args.output).stat().st_size
+    print(f"wrote {args.output} ({size / 1e6:.2f} MB) sha256 {digest}")
+    print(f"{stats['clips']} clips, {stats['audio_minutes']:.1f} min audio; synth {stats['synth_s']:.1f} s, "
+          f"VQ fit {stats['vq_s']:.1f} s, total {stats['total_s']:.1f} s")
+    return 0

@@ -1,0 +1,225 @@
+"""The embedded CPU codec: causal analysis -> PCA + 8-stage RVQ (2048 entries) -> causal
+harmonic-plus-noise vocoder. Same token layout as Mimi (12.5 Hz, 1920 samples at 24 kHz,
+8 codebooks, codebook 0 coarsest); no downloaded weights: the fitted file (~2 MB) ships in
+kame/assets and is made by `kame codec fit` (see docs/codecs.md).
+
+    codec = load()                              # or registry.create("codec", "embedded[:PATH]")
+    codes = codec.encode(pcm)                   # [B, T] -> [B, 8, F]
+    pcm = codec.decode(codes)                   # [B, k<=8, F] -> [B, F * 1920]
+    s = codec.stream(batch_size=4)
+    codes = s.encode_frame(frame)               # [B, 1920] -> [B, 8]
+    out = s.decode_frame(codes)                 # [B, 8] -> [B, 1920]
+    s.reset([2])                                # row 2 starts a new session
+
+Encoding and decoding are causal (no look-ahead): streaming and whole-signal results are equal
+(tests check it). The decoded audio lags the input by ``delay_samples`` (20 ms).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ...errors import AudioFormatError, CheckpointError, ConfigError, NotAvailableError
+from ..base import Codec, CodecStream
+from .config import EmbeddedCodecConfig
+from .features import Analyzer, frame_windows
+from .rvq import RVQ
+from .vocoder import Vocoder, VocoderState
+
+FORMAT = "kame-embedded-codec/1"
+DEFAULT_PATH = Path(__file__).resolve().parents[2] / "assets" / "embedded_codec.safetensors"
+# sha256 of the shipped file, made by: kame codec fit --seed 0 -o src/kame/assets/embedded_codec.safetensors
+DEFAULT_SHA256 = "175b74db9cd01971106e5e861c60fe388dddb0c04840b48d85aec6da94fed699"
+_DEFAULT_F0 = 120.0  # F0 (Hz) assumed before the first voiced sub-frame
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class EmbeddedCodec(Codec):
+    def __init__(self, cfg: EmbeddedCodecConfig, rvq: RVQ, correction: torch.Tensor, meta: dict | None = None) -> None:
+        self.cfg = cfg
+        self.sample_rate, self.frame_size = cfg.sample_rate, cfg.frame_size
+        self.frame_rate = cfg.sample_rate / cfg.frame_size
+        self.num_codebooks, self.cardinality = cfg.num_codebooks, cfg.cardinality
+        self.delay_samples = cfg.yin_win  # analysis centre lags the window end by yin_win
+        self.bitrate = self.frame_rate * cfg.num_codebooks * math.log2(cfg.cardinality)  # bits/s
+        self.rvq = rvq
+        self.analyzer = Analyzer(cfg)
+        self.vocoder = Vocoder(cfg, correction)
+        self.meta = meta or {}
+
+    # --- shared pieces ---------------------------------------------------------------------
+    def _check_pcm(self, pcm: torch.Tensor, frame: bool) -> torch.Tensor:
+        if not isinstance(pcm, torch.Tensor):
+            raise AudioFormatError(f"expected a torch.Tensor of audio, got {type(pcm).__name__}")
+        if pcm.dim() != 2 or (frame and pcm.shape[1] != self.frame_size):
+            want = f"[B, {self.frame_size}]" if frame else "[B, T]"
+            raise AudioFormatError(f"expected pcm of shape {want}, got {list(pcm.shape)}")
+        if not pcm.is_floating_point():
+            raise AudioFormatError(f"expected float audio in [-1, 1], got dtype {pcm.dtype}")
+        if not torch.isfinite(pcm).all():
+            raise AudioFormatError("audio contains NaN or infinite samples")
+        return pcm.float()
+
+    def _check_codes(self, codes: torch.Tensor, ndim: int) -> torch.Tensor:
+        if codes.dim() != ndim or not 1 <= codes.shape[1] <= self.num_codebooks:
+            raise AudioFormatError(
+                f"expected codes of shape [B, k{', F' if ndim == 3 else ''}] with 1 <= k <= "
+                f"{self.num_codebooks}, got {list(codes.shape)}")
+        if codes.numel() and (codes.min() < 0 or codes.max() >= self.cardinality):
+            raise AudioFormatError(f"codes must lie in [0, {self.cardinality}), got "
+                                   f"[{int(codes.min())}, {int(codes.max())}]")
+        return codes.long()
+
+    def _encode_windows(self, win: torch.Tensor, last_f0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """win [B, F * S, lookback] -> codes [B, K, F], new last_f0."""
+        B, S = win.shape[0], self.cfg.subframes
+        feats, last_f0 = self.analyzer.features(win, last_f0)  # [B, F*S, 26]
+        F = feats.shape[1] // S
+        codes = self.rvq.encode(feats.reshape(B * F, S * self.cfg.feat_dim))  # [B*F, K]
+        return codes.reshape(B, F, -1).transpose(1, 2).contiguous(), last_f0
+
+    def _features(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [B, k, F] -> sub-frame features [B, F * S, 26]."""
+        B, k, F = codes.shape
+        x = self.rvq.decode(codes.transpose(1, 2).reshape(B * F, k))
+        return x.reshape(B, F * self.cfg.subframes, self.cfg.feat_dim)
+
+    # --- whole signal ----------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, pcm: torch.Tensor) -> torch.Tensor:
+        pcm = self._check_pcm(pcm, frame=False)
+        B, T = pcm.shape
+        F = -(-T // self.frame_size)
+        padded = torch.zeros(B, self.cfg.lookback + F * self.frame_size)
+        padded[:, self.cfg.lookback : self.cfg.lookback + T] = pcm
+        codes, _ = self._encode_windows(frame_windows(padded, self.cfg), torch.full((B,), _DEFAULT_F0))
+        return codes
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        codes = self._check_codes(codes, 3)
+        state = self.vocoder.new_state(codes.shape[0])
+        # frame by frame, exactly as the stream does (same op shapes -> bit-identical output)
+        out = [self.vocoder.render(state, self._features(codes[:, :, f : f + 1])) for f in range(codes.shape[2])]
+        return torch.cat(out, 1) if out else torch.zeros(codes.shape[0], 0)
+
+    def stream(self, batch_size: int = 1) -> "EmbeddedStream":
+        return EmbeddedStream(self, batch_size)
+
+
+class EmbeddedStream(CodecStream):
+    """Streaming state: the analysis look-back, the last voiced F0, the vocoder state."""
+
+    def __init__(self, codec: EmbeddedCodec, batch_size: int) -> None:
+        self.codec, self.batch_size = codec, batch_size
+        self.history = torch.zeros(batch_size, codec.cfg.lookback)  # [B, lookback]
+        self.last_f0 = torch.full((batch_size,), _DEFAULT_F0)  # [B]
+        self.voc: VocoderState = codec.vocoder.new_state(batch_size)
+
+    def _rows(self, pcm_or_codes: torch.Tensor) -> None:
+        if pcm_or_codes.shape[0] != self.batch_size:
+            raise AudioFormatError(f"stream has {self.batch_size} rows, got a batch of {pcm_or_codes.shape[0]}")
+
+    @torch.no_grad()
+    def encode_frame(self, pcm: torch.Tensor) -> torch.Tensor:
+        pcm = self.codec._check_pcm(pcm, frame=True)
+        self._rows(pcm)
+        buf = torch.cat([self.history, pcm], 1)  # [B, lookback + frame]
+        codes, self.last_f0 = self.codec._encode_windows(frame_windows(buf, self.codec.cfg), self.last_f0)
+        self.history = buf[:, -self.codec.cfg.lookback :].clone()
+        return codes[:, :, 0]
+
+    @torch.no_grad()
+    def decode_frame(self, codes: torch.Tensor) -> torch.Tensor:
+        codes = self.codec._check_codes(codes, 2)
+        self._rows(codes)
+        return self.codec.vocoder.render(self.voc, self.codec._features(codes[:, :, None]))
+
+    def reset(self, rows: Sequence[int] | torch.Tensor | None = None) -> None:
+        idx = torch.arange(self.batch_size) if rows is None else torch.as_tensor(rows, dtype=torch.long)
+        self.history[idx] = 0.0
+        self.last_f0[idx] = _DEFAULT_F0
+        self.voc.reset(idx)
+
+
+# --- the fitted file -----------------------------------------------------------------------
+def save(codec: EmbeddedCodec, path: str | Path, meta: dict | None = None) -> str:
+    """Write the fitted codec (codebooks fp16) as safetensors + a ``.sha256`` file; return the sha256."""
+    from safetensors.torch import save_file
+
+    r = codec.rvq
+    tensors = {"mean": r.mean.float(), "scale": r.scale.float(), "proj": r.proj.float(),
+               "codebooks": r.codebooks.half(), "correction": codec.vocoder.correction.float()}
+    metadata = {"format": FORMAT, "config": codec.cfg.to_json(), "fit": json.dumps(meta or {}, sort_keys=True)}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+    digest = sha256_file(path)
+    path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")
+    return digest
+
+
+def load(path: str | Path | None = None, *, sha256: str | None = None) -> EmbeddedCodec:
+    """Load a fitted codec (the shipped one by default), checking its sha256 against ``sha256``,
+    else the shipped checksum (default file) or a ``.sha256`` file beside it (if present)."""
+    from safetensors import safe_open
+
+    default = path is None
+    path = Path(path) if path is not None else DEFAULT_PATH
+    if not path.exists():
+        if default:
+            raise NotAvailableError(
+                f"the embedded codec file is missing ({path}); make it with: "
+                f"kame codec fit --seed 0 -o {path}")
+        raise CheckpointError(f"embedded codec file not found: {path}")
+    expected = sha256 or (DEFAULT_SHA256 if default else None)
+    side = path.with_name(path.name + ".sha256")
+    if expected is None and side.exists():
+        expected = side.read_text().split()[0]
+    if expected is not None:
+        got = sha256_file(path)
+        if got != expected:
+            raise CheckpointError(f"embedded codec file {path} has sha256 {got}, expected {expected} "
+                                  "(corrupt or from another fit; re-run `kame codec fit`)")
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            t = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:
+        raise CheckpointError(f"cannot read embedded codec file {path}: {exc}") from exc
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a {FORMAT} file (format {meta.get('format')!r})")
+    missing = {"mean", "scale", "proj", "codebooks", "correction"} - set(t)
+    if missing:
+        raise CheckpointError(f"embedded codec file {path} lacks tensors {sorted(missing)}")
+    cfg = EmbeddedCodecConfig.from_json(meta["config"])
+    rvq = RVQ(mean=t["mean"].float(), scale=t["scale"].float(), proj=t["proj"].float(),
+              codebooks=t["codebooks"].float())
+    if tuple(rvq.codebooks.shape) != (cfg.num_codebooks, cfg.cardinality, cfg.pca_dim):
+        raise CheckpointError(f"codebooks of {path} have shape {list(rvq.codebooks.shape)}, config says "
+                              f"{[cfg.num_codebooks, cfg.cardinality, cfg.pca_dim]}")
+    return EmbeddedCodec(cfg, rvq, t["correction"].float(), json.loads(meta.get("fit", "{}")))
+
+
+def create(arg: str | None = None, *, sha256: str | None = None, dtype: torch.dtype | None = None,
+           device: str | None = None) -> EmbeddedCodec:
+    """Registry factory: ``embedded`` (the shipped file) or ``embedded:PATH``. The codec always
+    runs in float32 on the CPU; another dtype/device is a ConfigError."""
+    if dtype not in (None, torch.float32):
+        raise ConfigError(f"the embedded codec runs in float32 only, got dtype {dtype}")
+    if device not in (None, "cpu"):
+        raise ConfigError(f"the embedded codec runs on the CPU only, got device {device!r}")
+    return load(arg, sha256=sha256)

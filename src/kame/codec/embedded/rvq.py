@@ -1,0 +1,113 @@
+"""PCA projection + residual vector quantizer (k-means per stage) for the embedded codec.
+
+A token frame's 8 sub-frame feature vectors are stacked ([8 * (n_cep + 2)]), centred, weighted
+per dimension, projected to ``pca_dim`` with PCA, then quantized by ``num_codebooks`` stages of
+k-means, each on the residual of the previous ones (coarse to fine: decoding with only the first
+k codebooks degrades gracefully).
+
+    q = fit_rvq(x, cfg, seed)           # x [N, D] stacked features
+    codes = q.encode(x)                 # [N, K] int64
+    x_hat = q.decode(codes)             # [N, D]; codes may hold fewer than K columns
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from .config import EmbeddedCodecConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RVQ:
+    mean: torch.Tensor  # [D]
+    scale: torch.Tensor  # [D] per-dimension weight applied before the projection
+    proj: torch.Tensor  # [D, P] orthonormal PCA basis
+    codebooks: torch.Tensor  # [K, card, P]
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x - self.mean) * self.scale) @ self.proj
+
+    def unproject(self, z: torch.Tensor) -> torch.Tensor:
+        return (z @ self.proj.T) / self.scale + self.mean
+
+    def encode(self, x: torch.Tensor, num_codebooks: int | None = None) -> torch.Tensor:
+        """x [N, D] -> codes [N, K]."""
+        r = self.project(x)
+        codes = []
+        for cb in self.codebooks[: num_codebooks or self.codebooks.shape[0]]:
+            idx = _nearest(r, cb)
+            codes.append(idx)
+            r = r - cb[idx]
+        return torch.stack(codes, -1)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [N, k] (k <= K) -> x [N, D]."""
+        z = torch.zeros(codes.shape[0], self.proj.shape[1])
+        for i in range(codes.shape[1]):
+            z = z + self.codebooks[i][codes[:, i]]
+        return self.unproject(z)
+
+
+def _nearest(x: torch.Tensor, cb: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest codebook row for each row of x ([N, P], [C, P] -> [N])."""
+    out = torch.empty(x.shape[0], dtype=torch.long)
+    c2 = cb.square().sum(1)
+    for s in range(0, x.shape[0], 8192):
+        xs = x[s : s + 8192]
+        out[s : s + 8192] = (c2[None] - 2.0 * xs @ cb.T).argmin(1)
+    return out
+
+
+def kmeans(x: torch.Tensor, k: int, iters: int, gen: torch.Generator) -> torch.Tensor:
+    """Plain Lloyd k-means from random data points; empty clusters are re-seeded from the
+    points farthest from their centroid. x [N, P] -> centroids [k, P]."""
+    n = x.shape[0]
+    if n < k:  # tiny fits (tests): repeat points with a small jitter
+        reps = -(-k // n)
+        x = x.repeat(reps, 1) + 1e-3 * torch.randn(n * reps, x.shape[1], generator=gen)
+        n = x.shape[0]
+    cent = x[torch.randperm(n, generator=gen)[:k]].clone()
+    for _ in range(iters):
+        idx = _nearest(x, cent)
+        sums = torch.zeros_like(cent).index_add_(0, idx, x)
+        counts = torch.bincount(idx, minlength=k).to(x.dtype)
+        filled = counts > 0
+        cent[filled] = sums[filled] / counts[filled, None]
+        if not filled.all():
+            err = (x - cent[idx]).square().sum(1)
+            far = torch.argsort(err, descending=True)[: int((~filled).sum())]
+            cent[~filled] = x[far]
+    return cent
+
+
+def fit_rvq(x: torch.Tensor, cfg: EmbeddedCodecConfig, seed: int = 0) -> RVQ:
+    """Fit the weighted PCA and the residual codebooks on stacked features x [N, D]."""
+    gen = torch.Generator().manual_seed(seed)
+    F = cfg.feat_dim
+    w = torch.ones(F)
+    w[cfg.n_cep] = cfg.w_f0
+    w[cfg.n_cep + 1] = cfg.w_voicing
+    scale = w.repeat(cfg.subframes)  # [D]
+    mean = x.mean(0)
+    xc = (x - mean) * scale
+    cov = (xc.T.double() @ xc.double()) / max(1, xc.shape[0] - 1)
+    evals, evecs = torch.linalg.eigh(cov)
+    order = torch.argsort(evals, descending=True)[: cfg.pca_dim]
+    proj = evecs[:, order].float()
+    # fix the sign of each basis vector so refits are identical bit for bit
+    proj = proj * torch.sign(proj[proj.abs().argmax(0), torch.arange(proj.shape[1])])[None]
+    kept = float(evals[order].sum() / evals.sum())
+    log.info("PCA %d -> %d dims keeps %.4f of the weighted variance", x.shape[1], cfg.pca_dim, kept)
+    r = xc @ proj
+    books = []
+    for stage in range(cfg.num_codebooks):
+        cb = kmeans(r, cfg.cardinality, cfg.kmeans_iters, gen)
+        r = r - cb[_nearest(r, cb)]
+        books.append(cb)
+        log.info("RVQ stage %d: residual mse %.4f", stage, float(r.square().mean()))
+    return RVQ(mean=mean, scale=scale, proj=proj, codebooks=torch.stack(books))

