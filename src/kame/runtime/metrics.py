@@ -16,6 +16,7 @@ MetricName = Literal[
     "llm_ttft",  # LLM request sent -> first token
     "llm_tokens_per_s",
     "oracle_lag",  # user's last word -> first oracle token fed to the front-end
+    "oracle_restart",  # the oracle started a new prediction (value 1; labels: reason)
     "first_response_latency",  # user's end of speech -> first agent audio
     "content_latency",  # user's end of speech -> first word of the answer audible
     "step_time",  # one batched front-end step (+ codec), seconds

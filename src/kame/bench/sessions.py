@@ -1,0 +1,167 @@
+"""``kame bench sessions``: how many real-time tandem sessions one machine sustains.
+
+For each front-end (default the random presets tiny and small) and each stepping mode
+(batched: ONE step for all sessions per frame; per-session: one batch-1 step per session,
+one after the other), it runs the real TandemAgent on the wall clock (MonotonicClock) with N
+sessions (1, 2, 4, 8 by default) that each push 80 ms of audio every 80 ms, for a few seconds,
+and reports the worker's compute time per frame (p50/p99; all sessions' encode + LM step +
+decode + VAD), the frame load (p50 / 80 ms) and the missed-deadline ratio (frames finished after their 80 ms deadline / frames). N is
+"sustained" when fewer than 5 % of the deadlines are missed. Because a shared machine makes
+wall-clock step times noisy, it also reports the process CPU time per frame (all threads,
+event loop included) and the sessions one core could carry at that cost (N x 80 ms / CPU per
+frame): a contention-robust view of batched vs per-session cost. The back-end is off (front-end +
+codec only: the STT/LLM run elsewhere or on other cores); VAD is the energy detector.
+
+    kame bench sessions                                  # tiny + small, batched vs per-session
+    kame bench sessions --frontend random:tiny --sessions 1 --sessions 16 --seconds 3
+    kame bench sessions --codec mimi:random-tiny --threads 2
+    python bench/sessions.py ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import time
+
+import numpy as np
+
+DEFAULT_FRONTENDS = ["random:tiny", "random:small"]
+DEFAULT_SESSIONS = [1, 2, 4, 8]
+SUSTAINED = 0.05  # missed-deadline ratio under which N sessions count as sustained
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--frontend", action="append", metavar="SPEC", help=f"repeatable; default {DEFAULT_FRONTENDS}")
+    p.add_argument("--sessions", type=int, action="append", help=f"repeatable; default {DEFAULT_SESSIONS}")
+    p.add_argument("--mode", choices=("both", "batched", "per-session"), default="both")
+    p.add_argument("--codec", default="auto", help="codec spec (default: the front-end's own: embedded)")
+    p.add_argument("--seconds", type=float, default=4.0, help="measured seconds per case (default 4)")
+    p.add_argument("--warmup", type=float, default=0.8, help="unmeasured seconds first (default 0.8)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads of the worker (default 2)")
+
+
+def _pct(xs, q: float) -> float:
+    return float(np.percentile(xs, q)) if len(xs) else float("nan")
+
+
+async def run_case(frontend: str, codec: str, n: int, batched: bool, seconds: float, warmup: float,
+                   threads: int) -> dict:
+    """N live sessions on the wall clock; returns step times and missed deadlines."""
+    from ..config import load_config
+    from ..runtime.clock import MonotonicClock
+    from ..runtime.engine import TandemAgent
+    from ..runtime.metrics import MetricsLog
+
+    cfg = load_config(None, {"frontend.spec": frontend, "codec.spec": codec, "backend.stt": "none",
+                             "backend.llm": "none", "runtime.max_sessions": n, "runtime.batched": batched,
+                             "runtime.vad": "energy", "runtime.torch_threads": threads,
+                             "runtime.stats_interval_s": 0.0})
+    clock = MonotonicClock()
+    log = MetricsLog()
+    agent = TandemAgent(cfg, clock=clock, metrics=log)
+    await agent.start()
+    sessions = [await agent.open_session(f"b{i}") for i in range(n)]
+    rng = np.random.default_rng(0)
+    frame = (rng.standard_normal(1920) * 0.1).astype(np.float32)
+
+    async def drain(s):
+        async for _ in s.outputs():
+            pass
+
+    drains = [asyncio.create_task(drain(s)) for s in sessions]
+    t0 = clock.now()
+    k = 0
+    measure_from = None
+    while clock.now() - t0 < warmup + seconds:
+        for s in sessions:  # the "clients": 80 ms of audio every 80 ms
+            await s.push_audio(frame)
+        if measure_from is None and clock.now() - t0 >= warmup:
+            measure_from, cpu0, wall0 = len(log.events), time.process_time(), clock.now()
+        k += 1
+        await clock.sleep(t0 + k * 0.08 - clock.now())
+    cpu = time.process_time() - cpu0  # CPU seconds of the whole process (all threads) while measuring
+    wall = clock.now() - wall0
+    events = log.events[measure_from or 0:]
+    for s in sessions:
+        await s.close()
+    await asyncio.gather(*drains)
+    comps = dict(agent.components)
+    await agent.stop()
+    steps = [m.value for m in events if m.name == "step_time"]
+    missed = [m.value for m in events if m.name == "missed_deadline"]
+    return {"frontend": frontend, "codec": comps.get("codec"), "params": comps.get("frontend_params"),
+            "batched": batched, "sessions": n, "frames": len(steps), "step_p50": _pct(steps, 50),
+            "step_p99": _pct(steps, 99), "missed": len(missed), "missed_ratio": len(missed) / max(1, len(steps)),
+            "max_late": max(missed, default=0.0), "cpu_per_frame": cpu / max(1, len(steps)),
+            "cpu_share": cpu / max(wall, 1e-9)}
+
+
+def table(rows: list[dict]) -> str:
+    out = ["| front-end | params | codec | stepping | sessions | frames | step p50 / p99 (ms) | "
+           "frame load (p50 / 80 ms) | missed deadlines | sustained | CPU ms / frame | sessions per core (est.) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        load = r["step_p50"] / 0.08  # share of each 80 ms frame the worker is busy (>= 1: cannot keep up)
+        out.append(
+            f"| `{r['frontend']}` | {r['params'] / 1e6:.1f} M | `{r['codec']}` | "
+            f"{'batched' if r['batched'] else 'per-session'} | {r['sessions']} | {r['frames']} | "
+            f"{r['step_p50'] * 1e3:.1f} / {r['step_p99'] * 1e3:.1f} | {load:.2f} | "
+            f"{r['missed']} ({100 * r['missed_ratio']:.0f} %) | {'yes' if r['missed_ratio'] < SUSTAINED else 'no'} | "
+            f"{r['cpu_per_frame'] * 1e3:.1f} | {r['sessions'] * 0.08 / max(r['cpu_per_frame'], 1e-9):.1f} |")
+    return "\n".join(out)
+
+
+def _codec(spec: str) -> str:
+    """'auto' is the random front-ends' own codec ("embedded"); fall back to a tiny random
+    Mimi (same token layout) if the fitted embedded codec is not installed."""
+    if spec != "auto":
+        return spec
+    from .. import registry
+    from ..errors import KameError
+
+    try:
+        registry.create("codec", "embedded")
+        return "auto"
+    except KameError as exc:
+        print(f"note: codec 'embedded' unavailable ({exc}); using mimi:random-tiny")
+        return "mimi:random-tiny"
+
+
+def main(args) -> int:
+    args.codec = _codec(args.codec)
+    frontends = args.frontend or DEFAULT_FRONTENDS
+    ns = sorted(set(args.sessions or DEFAULT_SESSIONS))
+    modes = {"both": [True, False], "batched": [True], "per-session": [False]}[args.mode]
+    rows = []
+    for fe in frontends:
+        for batched in modes:
+            for n in ns:
+                r = asyncio.run(run_case(fe, args.codec, n, batched, args.seconds, args.warmup, args.threads))
+                rows.append(r)
+                print(f"  {fe} {'batched' if batched else 'per-session'} N={n}: p50 {r['step_p50'] * 1e3:.1f} ms, "
+                      f"missed {100 * r['missed_ratio']:.0f} %", flush=True)
+                if r["missed_ratio"] > 0.5:  # hopeless beyond: skip larger N
+                    break
+    print()
+    print(f"machine: {platform.processor() or platform.machine()}, torch threads {args.threads}; "
+          f"{args.seconds:g} s per case after {args.warmup:g} s warm-up; sustained = < {SUSTAINED:.0%} missed")
+    print()
+    print(table(rows))
+    for fe in frontends:
+        for batched in modes:
+            ok = [r["sessions"] for r in rows if r["frontend"] == fe and r["batched"] == batched
+                  and r["missed_ratio"] < SUSTAINED]
+            print(f"- {fe} {'batched' if batched else 'per-session'}: sustains {max(ok) if ok else 0} "
+                  f"session(s) of the tested {ns}")
+    return 0
+
+
+def run_cli(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench/sessions.py", description=__doc__.split("\n")[0])
+    add_arguments(p)
+    return main(p.parse_args(argv))
+
+
+__all__ = ["add_arguments", "main", "run_cli", "run_case", "table"]

@@ -1,0 +1,444 @@
+"""Server soak test: concurrent sessions, a protocol fuzzer, connect/disconnect cycles.
+
+    kame bench soak                                   # echo agent: 16 x 60 s, 10 000 fuzz, 1000 cycles
+    kame bench soak --agent config --set frontend.spec=random:tiny --set backend.stt=none --set backend.llm=none
+    python bench/soak.py --parts fuzz --fuzz 2000     # one part, smaller
+
+Runs `kame serve`'s app in this process on a loopback port, with real WebSocket clients
+(kame.server.client), and prints markdown tables:
+  sessions  N clients stream Ogg/Opus speech-like audio in real time for S seconds; each must get
+            agent audio back the whole time. Reports received/expected audio, errors, event-loop
+            lag (p99 oversleep of a 10 ms timer: the loop never blocks) and, with a real agent,
+            missed-deadline ratio and step time p50/p99 from the agent's metrics.
+  fuzz      >= N random / truncated / oversized / corrupt messages over reconnecting
+            connections while a canary session streams; every bad message must get a 0x05 error
+            or a clean close, the canary none, and the server must stay up.
+  cycles    N connect/disconnect cycles (clean closes, aborts, mid-audio drops): connections,
+            agent sessions and asyncio tasks must return to baseline; RSS growth is reported.
+The tests (tests/server/test_soak.py) run the same functions at a small scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import resource
+import time
+from collections import Counter
+
+import aiohttp
+import numpy as np
+from aiohttp import web
+
+from ..runtime.metrics import MetricsLog
+from ..server import protocol as P
+from ..server.app import SERVER_KEY, Server, ServerConfig, make_app, server_config_from
+from ..server.client import chat, chat_url
+
+
+def speechlike(seconds: float, seed: int = 0) -> np.ndarray:
+    """Syllable-rate modulated harmonic tones with pauses (no TTS needed)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 24000)) / 24000
+    f0 = 110 + 40 * np.sin(2 * np.pi * 0.3 * t + rng.uniform(0, 6))
+    phase = 2 * np.pi * np.cumsum(f0) / 24000
+    x = sum(np.sin(k * phase) / k for k in range(1, 6))
+    env = np.clip(np.sin(2 * np.pi * 4 * t), 0, 1) * (np.sin(2 * np.pi * 0.25 * t + rng.uniform(0, 6)) > -0.3)
+    return (0.2 * x * env).astype(np.float32)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class LoopLag:
+    """How late a 10 ms timer fires (wall lag: the loop's responsiveness, including time the
+    OS did not schedule this process), and how much CPU the loop thread itself spent per
+    window (busy: work done on the loop; > 10 ms would mean a callback blocked it)."""
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+        self.busy: list[float] = []
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            t, c = time.perf_counter(), time.thread_time()
+            await asyncio.sleep(0.01)
+            self.lags.append(time.perf_counter() - t - 0.01)
+            self.busy.append(time.thread_time() - c)
+
+    def stop(self) -> dict:
+        self._task.cancel()
+        a, b = np.array(self.lags or [0.0]), np.array(self.busy or [0.0])
+        return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "max": float(a.max()),
+                "busy_p99": float(np.percentile(b, 99)), "busy_max": float(b.max())}
+
+
+# ---- parts ---------------------------------------------------------------------------------
+
+
+async def run_sessions(url: str, n: int, seconds: float, http: aiohttp.ClientSession | None = None,
+                       subprocess_clients: bool = False) -> dict:
+    """``n`` real-time clients for ``seconds``. With ``subprocess_clients`` the clients run in a
+    child process (as real clients would), so this process's loop lag is the server's alone."""
+    lag = LoopLag()
+    cpu0 = time.process_time()
+    if subprocess_clients:
+        import json
+        import sys
+
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "kame.bench.soak", "--client-url", url, "--sessions", str(n),
+            "--seconds", str(seconds), stdout=asyncio.subprocess.PIPE)
+        out, _ = await proc.communicate()
+        r = json.loads(out.decode().strip().splitlines()[-1])
+        r["loop_lag"] = lag.stop()
+        r["server_cpu_s"] = time.process_time() - cpu0  # this process = the server (+ agent threads)
+        return r
+    t0 = time.monotonic()
+    results = await asyncio.gather(*(chat(url, speechlike(seconds, i), http=http, tail_s=0.5) for i in range(n)))
+    wall = time.monotonic() - t0
+    recv = [len(r.audio) / 24000 for r in results]
+    return {
+        "sessions": n, "seconds": seconds, "wall_s": wall,
+        "audio_back_min_s": min(recv), "audio_back_mean_s": float(np.mean(recv)),
+        "expected_s": seconds + 0.5,
+        "errors": sum(len(r.errors) for r in results),
+        "refused": sum(r.status is not None for r in results),
+        "clean_closes": sum(r.close_code == 1000 for r in results),
+        "metas": sum(len(r.metas) for r in results),
+        "loop_lag": lag.stop(),
+    }
+
+
+def _fuzz_message(rng: random.Random, enc: P.OpusEncoder, good: list[bytes], max_bytes: int) -> tuple[str, bytes | str]:
+    """One malformed (or occasionally valid) message and its category."""
+    r = rng.random()
+    if r < 0.15:
+        return "random_bytes", rng.randbytes(rng.randint(0, 600))
+    if r < 0.25:
+        return "unknown_kind", bytes([rng.choice([0x07, 0x09, 0x10, 0x7F, 0xFF])]) + rng.randbytes(rng.randint(0, 50))
+    if r < 0.30:
+        return "empty", b""
+    if r < 0.45:
+        page = rng.choice(good)
+        return "truncated_opus", b"\x01" + page[: rng.randint(0, max(0, len(page) - 1))]
+    if r < 0.60:
+        page = bytearray(rng.choice(good))
+        for _ in range(rng.randint(1, 8)):
+            page[rng.randrange(len(page))] = rng.randrange(256)
+        return "corrupt_opus", b"\x01" + bytes(page)
+    if r < 0.65:
+        return "garbage_opus", b"\x01" + rng.randbytes(rng.randint(1, 400))
+    if r < 0.72:
+        return "odd_pcm", b"\x08" + rng.randbytes(2 * rng.randint(0, 100) + 1)
+    if r < 0.76:
+        return "oversized", b"\x01" + bytes(max_bytes + rng.randint(1, 1000))
+    if r < 0.77:
+        return "huge", b"\x08" + bytes(max_bytes * 5)
+    if r < 0.82:
+        return "text_frame", "hello" * rng.randint(0, 10)
+    if r < 0.87:
+        return "server_kind", bytes([rng.choice([0x00, 0x02, 0x04, 0x05])]) + rng.randbytes(rng.randint(0, 30))
+    if r < 0.90:
+        return "bad_control", b"\x03" + rng.randbytes(rng.choice([0, 2, 3]))
+    if r < 0.93:
+        return "ping", b"\x06" + rng.randbytes(rng.randint(0, 10))
+    if r < 0.97:
+        return "valid_pcm", P.encode(P.Kind.PCM, P.pcm16_encode(speechlike(0.08, rng.randint(0, 99))))
+    return "valid_opus", P.encode(P.Kind.AUDIO, enc.encode(speechlike(0.08, rng.randint(0, 99))))
+
+
+def _expect_error(cat: str, data: bytes | str, max_bytes: int) -> bool:
+    """Whether the server must answer this message with a 0x05 error (or a close)."""
+    if cat in ("valid_pcm", "valid_opus", "ping"):
+        return False
+    if isinstance(data, str) or not data or len(data) > max_bytes:
+        return True
+    kind, payload = data[0], data[1:]
+    if kind == P.Kind.PING:
+        return False
+    if kind == P.Kind.CONTROL:
+        return not (len(payload) == 1 and payload[0] < 4)
+    if kind == P.Kind.PCM:  # any even, non-empty payload is valid (noise) PCM
+        return len(payload) == 0 or len(payload) % 2 == 1
+    if kind == P.Kind.AUDIO and payload:  # a cut/corruption may leave whole, valid pages
+        try:
+            P.check_ogg_pages(payload)
+            return False
+        except P.ProtocolError:
+            return True
+    return True
+
+
+async def run_fuzz(url: str, n_messages: int, http: aiohttp.ClientSession, server: Server, seed: int = 0,
+                   workers: int = 4) -> dict:
+    """``n_messages`` fuzz messages over ``workers`` reconnecting connections + a canary."""
+    max_bytes = server.cfg.max_message_bytes
+    src = P.OpusEncoder()
+    good = [p for p in (src.encode(speechlike(0.08, i)) for i in range(30)) if p]
+    sent: Counter = Counter()
+    errors: Counter = Counter()
+    closes: Counter = Counter()
+    unanswered = 0  # bad messages on client-closed connections that got no 0x05
+    left = [n_messages]
+    canary_s = max(3.0, n_messages / 1500)
+    canary = asyncio.create_task(chat(url, speechlike(canary_s, 99), http=http, tail_s=0.5))
+
+    async def worker(w: int) -> None:
+        nonlocal unanswered
+        rng = random.Random(seed * 100 + w)
+        enc = P.OpusEncoder()
+        while left[0] > 0:
+            ws = await http.ws_connect(chat_url(url), max_msg_size=1 << 24)
+            await ws.receive(timeout=10)  # handshake
+            st = {"bad": 0, "answered": 0}
+
+            async def rx() -> None:
+                async for msg in ws:
+                    if msg.type == aiohttp.WSMsgType.BINARY and msg.data[:1] == b"\x05":
+                        e = P.parse_json(msg.data[1:])
+                        errors[e["code"]] += 1
+                        st["answered"] += not e["fatal"]
+                if not st.get("client_closed"):
+                    closes[ws.close_code] += 1  # the server closed (1008 too many errors, 1009 too big)
+
+            rt = asyncio.create_task(rx())
+            for k in range(rng.randint(20, 200)):  # messages on this connection
+                if left[0] <= 0 or rt.done():
+                    break
+                left[0] -= 1
+                cat, data = _fuzz_message(rng, enc, good, max_bytes)
+                sent[cat] += 1
+                try:
+                    await (ws.send_str(data) if isinstance(data, str) else ws.send_bytes(data))
+                except ConnectionError:
+                    break
+                st["bad"] += _expect_error(cat, data, max_bytes)
+                if k % 8 == 0:
+                    await asyncio.sleep(0)
+            for _ in range(300):  # wait (<= 3 s) for every bad message's error or a close
+                if rt.done() or st["answered"] >= st["bad"]:
+                    break
+                await asyncio.sleep(0.01)
+            if not rt.done():
+                unanswered += st["bad"] - st["answered"]
+                closes["client_close"] += 1
+                st["client_closed"] = True
+                await ws.close()
+                rt.cancel()
+            await asyncio.gather(rt, return_exceptions=True)
+
+    lag = LoopLag()
+    t0 = time.monotonic()
+    await asyncio.gather(*(worker(w) for w in range(workers)))
+    wall = time.monotonic() - t0
+    res = await canary
+    return {
+        "messages": sum(sent.values()), "wall_s": wall, "sent": dict(sent), "errors": dict(errors),
+        "closes": {str(k): v for k, v in closes.items()}, "unanswered": unanswered,
+        "canary_errors": len(res.errors), "canary_close": res.close_code,
+        "canary_audio_s": len(res.audio) / 24000, "canary_expected_s": canary_s + 0.5,
+        "loop_lag": lag.stop(),
+    }
+
+
+async def run_cycles(url: str, n: int, http: aiohttp.ClientSession, server: Server) -> dict:
+    pcm = P.encode(P.Kind.PCM, P.pcm16_encode(speechlike(0.08)))
+    enc = P.OpusEncoder()
+    opus = P.encode(P.Kind.AUDIO, enc.encode(speechlike(0.16)))
+
+    async def one(i: int) -> None:
+        ws = await http.ws_connect(chat_url(url))
+        await ws.receive(timeout=10)
+        if i % 2:
+            await ws.send_bytes(pcm if i % 4 == 1 else opus)
+        if i % 7 == 0:
+            await asyncio.sleep(0.1)  # let an output frame or two arrive
+        if i % 5 == 0:  # abrupt: no close frame
+            ws._response.connection.transport.abort()
+            ws._response.close()
+        else:
+            await ws.close()
+
+    async def settle() -> None:
+        for _ in range(500):
+            if not server.connections and _agent_sessions(server) in (0, None):
+                return
+            await asyncio.sleep(0.02)
+
+    warm = min(50, n // 10)
+    for i in range(warm):
+        await one(i)
+    await settle()
+    await asyncio.sleep(0.2)
+    tasks0, rss0 = len(asyncio.all_tasks()), rss_mb()
+    trace = [round(rss0, 1)]
+    t0 = time.monotonic()
+    for i in range(warm, n):
+        await one(i)
+        if (i - warm + 1) % max(1, (n - warm) // 4) == 0:
+            trace.append(round(rss_mb(), 1))
+    wall = time.monotonic() - t0
+    await settle()
+    await asyncio.sleep(0.2)
+    return {
+        "cycles": n, "wall_s": wall, "connections_left": len(server.connections),
+        "agent_sessions_left": _agent_sessions(server), "tasks_before": tasks0,
+        "tasks_after": len(asyncio.all_tasks()), "rss_before_mb": rss0, "rss_after_mb": rss_mb(),
+        "rss_trace_mb": trace,
+    }
+
+
+def _agent_sessions(server: Server) -> int | None:
+    a = server.agent
+    for name in ("active_sessions", "num_sessions"):
+        v = getattr(a, name, None)
+        if isinstance(v, int):
+            return v
+    for name in ("sessions", "_sessions"):  # TandemAgent.sessions (row -> session), EchoAgent._sessions
+        s = getattr(a, name, None)
+        if isinstance(s, dict):
+            return len(s)
+    return None
+
+
+# ---- driver --------------------------------------------------------------------------------
+
+
+def _build_agent(args, metrics: MetricsLog):
+    if args.agent == "echo":
+        from ..server.echo import EchoAgent
+
+        return EchoAgent(max_sessions=max(args.sessions, 8)), ServerConfig()
+    from ..config import load_config
+    from ..runtime.engine import build_agent
+
+    sets = [f"runtime.max_sessions={max(args.sessions, 1)}"] + list(args.set)
+    cfg = load_config(args.config, sets)
+    return build_agent(cfg, metrics=metrics), server_config_from(cfg.server)
+
+
+async def soak(args) -> dict:
+    metrics = MetricsLog()
+    agent, cfg = _build_agent(args, metrics)
+    cfg.idle_timeout_s = 30.0
+    app = make_app(agent, cfg, manage_agent=True)
+    runner = web.AppRunner(app, shutdown_timeout=5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    server = app[SERVER_KEY]
+    out: dict = {"agent": args.agent}
+    parts = args.parts.split(",")
+    try:
+        async with aiohttp.ClientSession() as http:
+            if "sessions" in parts:
+                out["sessions"] = await run_sessions(url, args.sessions, args.seconds, http, subprocess_clients=True)
+                st, md = metrics.values("step_time"), metrics.values("missed_deadline")
+                if st:
+                    out["sessions"]["steps"] = len(st)
+                    out["sessions"]["step_p50_ms"] = 1e3 * float(np.percentile(st, 50))
+                    out["sessions"]["step_p99_ms"] = 1e3 * float(np.percentile(st, 99))
+                    out["sessions"]["missed_ratio"] = len(md) / len(st)
+            if "fuzz" in parts:
+                out["fuzz"] = await run_fuzz(url, args.fuzz, http, server, seed=args.seed)
+            if "cycles" in parts:
+                out["cycles"] = await run_cycles(url, args.cycles, http, server)
+            async with http.get(url + "/api/health") as r:
+                out["health"] = await r.json()
+    finally:
+        await runner.cleanup()
+    return out
+
+
+def tables(r: dict) -> str:
+    lines = []
+    if "sessions" in r:
+        s = r["sessions"]
+        lines += ["| agent | sessions × s | audio back min / mean (s, of expected) | errors | refused | clean closes "
+                  "| server loop lag p99 / max (ms) | loop CPU per 10 ms window p99 / max (ms) "
+                  "| server CPU (% of a core) | steps | step p50 / p99 (ms) "
+                  "| missed-deadline ratio |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|",
+                  f"| {r['agent']} | {s['sessions']} × {s['seconds']:g} | {s['audio_back_min_s']:.1f} / "
+                  f"{s['audio_back_mean_s']:.1f} (of {s['expected_s']:.1f}) | {s['errors']} | {s['refused']} "
+                  f"| {s['clean_closes']} | {1e3 * s['loop_lag']['p99']:.1f} / {1e3 * s['loop_lag']['max']:.1f} "
+                  f"| {1e3 * s['loop_lag']['busy_p99']:.1f} / {1e3 * s['loop_lag']['busy_max']:.1f} "
+                  f"| {100 * s.get('server_cpu_s', float('nan')) / s['wall_s']:.0f} "
+                  f"| {s.get('steps', '-')} | " + (f"{s['step_p50_ms']:.1f} / {s['step_p99_ms']:.1f} | {s['missed_ratio']:.3f} |"
+                                                   if "steps" in s else "- | - |"), ""]
+    if "fuzz" in r:
+        f = r["fuzz"]
+        lines += ["| fuzz messages | wall (s) | 0x05 errors | closes (code: n) | unanswered | canary errors / close "
+                  "| canary audio (s, of expected) | loop lag p99 (ms) |",
+                  "|---|---|---|---|---|---|---|---|",
+                  f"| {f['messages']} | {f['wall_s']:.1f} | {sum(f['errors'].values())} | "
+                  f"{', '.join(f'{k}: {v}' for k, v in sorted(f['closes'].items()))} | {f['unanswered']} | "
+                  f"{f['canary_errors']} / {f['canary_close']} | {f['canary_audio_s']:.1f} (of {f['canary_expected_s']:.1f}) "
+                  f"| {1e3 * f['loop_lag']['p99']:.1f} |", "",
+                  "error codes: " + ", ".join(f"`{k}` {v}" for k, v in sorted(f["errors"].items())), ""]
+    if "cycles" in r:
+        c = r["cycles"]
+        lines += ["| cycles | wall (s) | connections left | agent sessions left | tasks before → after "
+                  "| RSS before → after (MB) | RSS every quarter (MB) |",
+                  "|---|---|---|---|---|---|---|",
+                  f"| {c['cycles']} | {c['wall_s']:.1f} | {c['connections_left']} | {c['agent_sessions_left']} "
+                  f"| {c['tasks_before']} → {c['tasks_after']} | {c['rss_before_mb']:.1f} → {c['rss_after_mb']:.1f} "
+                  f"| {' → '.join(str(x) for x in c.get('rss_trace_mb', []))} |", ""]
+    lines.append(f"server health after: {r.get('health')}")
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--agent", default="echo", choices=["echo", "config"], help="echo (no model) or the config's agent")
+    p.add_argument("--config", default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--parts", default="sessions,fuzz,cycles")
+    p.add_argument("--sessions", type=int, default=16)
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--fuzz", type=int, default=10000)
+    p.add_argument("--cycles", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="also write the raw results here")
+    p.add_argument("--client-url", default=None, help=argparse.SUPPRESS)  # internal: clients-only child process
+
+
+async def _clients_only(url: str, n: int, seconds: float) -> dict:
+    async with aiohttp.ClientSession() as http:
+        r = await run_sessions(url, n, seconds, http)
+    r["client_loop_lag"] = r.pop("loop_lag")
+    return r
+
+
+def main(args) -> int:
+    import json
+
+    if args.client_url:
+        print(json.dumps(asyncio.run(_clients_only(args.client_url, args.sessions, args.seconds))))
+        return 0
+    r = asyncio.run(soak(args))
+    print(tables(r))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(r, f, indent=1)
+    return 0
+
+
+def run_cli(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench/soak.py", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return main(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(run_cli())

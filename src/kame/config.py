@@ -1,0 +1,256 @@
+"""The one configuration of kame: a commented dataclass tree, read from ONE TOML file plus
+``--set key=value`` overrides.
+
+    from kame.config import load_config
+    cfg = load_config("kame.toml", ["backend.llm=openai:gpt-4.1", "runtime.max_sessions=8"])
+    cfg.frontend.spec, cfg.backend.stt, cfg.server.port ...
+
+A file looks like (every key optional; see docs/runtime.md for all of them)::
+
+    mode = "tandem"
+    [frontend]
+    spec = "random:tiny"
+    [backend]
+    stt = "embedded"
+    llm = "openai:gpt-4.1"
+    [runtime]
+    max_sessions = 4
+
+Unknown keys and bad values raise kame.errors.ConfigError naming the dotted key
+(``runtime.max_sessions: expected an integer >= 1, got 'x'``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .errors import ConfigError
+
+
+def _opt(default: Any, *, choices: Iterable[Any] | None = None, min: float | None = None, max: float | None = None):
+    """A dataclass field with validation metadata (allowed choices / numeric range)."""
+    meta = {"choices": tuple(choices) if choices is not None else None, "min": min, "max": max}
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class FrontendConfig:
+    # which front-end LM: "random:tiny" | "random:small" | "random:100m" (random weights, for
+    # tests/benches), "hf://SakanaAI/kame" (published checkpoint), or a local folder
+    spec: str = "random:tiny"
+    dtype: str = _opt("float32", choices=("float32", "bfloat16", "float16"))
+    device: str = "cpu"
+    # sampling (KAME/Moshi defaults); temperature 0 = greedy
+    temp: float = _opt(0.8, min=0.0)  # audio tokens
+    temp_text: float = _opt(0.7, min=0.0)  # inner-monologue text tokens
+    top_k: int = _opt(250, min=0)  # audio; 0 = no top-k
+    top_k_text: int = _opt(25, min=0)
+    seed: int = -1  # sampling seed; -1 = nondeterministic
+
+
+@dataclass
+class CodecConfig:
+    # "auto" = the checkpoint's own codec (Mimi for published checkpoints, "embedded" for the
+    # embedded / random front-ends); or any codec spec: "mimi:...", "embedded"
+    spec: str = "auto"
+
+
+@dataclass
+class BackendConfig:
+    # streaming STT ("embedded", "pocketsphinx", "whisper", "openai:MODEL") and LLM ("embedded",
+    # "openai:MODEL"); "none" for both runs the front-end alone (no oracle)
+    stt: str = "embedded"
+    llm: str = "embedded"
+    system_prompt: str = ""  # "" = the built-in KAME prompt (short spoken answers)
+    knowledge_dir: str = ""  # folder of .txt/.md notes given to the LLM ("" = none)
+    # re-prediction policy (as SakanaAI/kame): poll every poll_interval_s; restart on
+    # >= min_new_words new user words or a final transcript; at most max_restarts per restart_window_s
+    poll_interval_s: float = _opt(0.5, min=0.01)
+    min_new_words: int = _opt(2, min=1)
+    max_restarts: int = _opt(5, min=1)
+    restart_window_s: float = _opt(2.0, min=0.0)
+    max_reply_words: int = _opt(30, min=1)
+    llm_max_tokens: int = _opt(80, min=1)
+    llm_temperature: float = _opt(0.7, min=0.0)
+    retry_s: float = _opt(1.0, min=0.0)  # wait before restarting a failed STT/LLM stream
+    # feed the front-end's inner monologue to the LLM prompt as the agent's own words;
+    # "auto" = yes, except for random-weight front-ends (their text is babble)
+    agent_text: str = _opt("auto", choices=("auto", "on", "off"))
+
+
+@dataclass
+class RuntimeConfig:
+    max_sessions: int = _opt(4, min=1, max=256)  # rows of the batched step (CapacityError beyond)
+    batched: bool = True  # one batched step for all sessions (False: one step per session, for benches)
+    max_input_backlog_s: float = _opt(1.0, min=0.08)  # older buffered user audio is dropped (counted)
+    silence_db: float = _opt(-40.0, max=0.0)  # agent audio above this RMS (dBFS) counts as speech
+    vad: str = _opt("auto", choices=("auto", "energy", "silero", "webrtc"))  # user end-of-speech detector
+    stats_interval_s: float = _opt(1.0, min=0.0)  # period of per-session "stats" Meta (0 = never)
+    torch_threads: int = _opt(0, min=0)  # intra-op threads of the worker (0 = torch default)
+
+
+@dataclass
+class ServerConfig:  # the fields of kame.server.app.ServerConfig (kept in sync)
+    host: str = "127.0.0.1"
+    port: int = _opt(8998, min=0, max=65535)  # Moshi's default port
+    max_message_bytes: int = _opt(65536, min=1024)  # larger client messages get a 0x05 error and are dropped
+    hard_message_factor: int = _opt(4, min=1)  # beyond max_message_bytes * this, the socket is closed
+    idle_timeout_s: float = _opt(30.0, min=0.0)  # no client audio for this long -> error + close
+    auth_token: str | None = None  # if set, required as Bearer header or ?token= (env KAME_AUTH_TOKEN)
+    send_queue_messages: int = _opt(64, min=1)  # per-client outgoing queue (~5 s of 80 ms audio)
+    send_timeout_s: float = _opt(10.0, min=0.0)  # one send blocked this long -> the client is gone
+    max_errors: int = _opt(100, min=1)  # protocol errors per connection before it is closed
+    static_dir: str | None = None  # default: the package's static/ folder
+
+
+try:  # the [cascade] section is owned by kame.cascade (its fields are documented there)
+    from .cascade.config import CascadeConfig
+except ImportError:  # pragma: no cover - cascade not installed/ready
+
+    @dataclass
+    class CascadeConfig:  # type: ignore[no-redef]
+        tts: str = "embedded"  # TTS spec for the cascade's spoken reply
+
+
+@dataclass
+class KameConfig:
+    mode: str = _opt("tandem", choices=("tandem", "cascade"))
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------------------
+def _type_of(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
+
+
+def _check_value(path: str, f: dataclasses.Field, tp: Any, value: Any) -> Any:
+    """Return ``value`` converted to the field's type, or raise ConfigError naming ``path``."""
+    args = typing.get_args(tp)
+    if type(None) in args:  # Optional[X]: TOML has no null, so the string "none" means None
+        if value is None or (isinstance(value, str) and value.lower() == "none"):
+            return None
+        inner = [a for a in args if a is not type(None)]
+        tp = inner[0] if len(inner) == 1 else Any
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true/false, got {value!r}")
+    elif tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        value = float(value)
+    elif tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+    meta = f.metadata
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"{path}: {value!r} is not one of {list(meta['choices'])}")
+    if meta.get("min") is not None and value < meta["min"]:
+        raise ConfigError(f"{path}: must be >= {meta['min']}, got {value!r}")
+    if meta.get("max") is not None and value > meta["max"]:
+        raise ConfigError(f"{path}: must be <= {meta['max']}, got {value!r}")
+    return value
+
+
+def _apply(obj: Any, data: Mapping[str, Any], prefix: str = "") -> None:
+    """Set fields of dataclass ``obj`` from a (nested) mapping, validating each."""
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"unknown config key {path!r} (known here: {known})")
+        f = fields[key]
+        tp = _type_of(type(obj), key)
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{path}: expected a table [{path}], got {value!r}")
+            _apply(getattr(obj, key), value, prefix=f"{path}.")
+        else:
+            setattr(obj, key, _check_value(path, f, tp, value))
+    validate = getattr(obj, "validate", None)
+    if callable(validate):  # section-level checks (e.g. kame.cascade.config.CascadeConfig)
+        validate()
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"a.b=value"`` -> ("a.b", value); value parsed as a TOML value when it is one
+    (numbers, true/false, "quoted"), else taken as a plain string."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def _override(cfg: KameConfig, key: str, value: Any) -> None:
+    parts = key.split(".")
+    obj: Any = cfg
+    for i, part in enumerate(parts[:-1]):
+        if not dataclasses.is_dataclass(obj) or part not in {f.name for f in dataclasses.fields(obj)}:
+            raise ConfigError(f"unknown config key {'.'.join(parts[: i + 1])!r}")
+        obj = getattr(obj, part)
+        if not dataclasses.is_dataclass(obj):
+            raise ConfigError(f"unknown config key {key!r} ({'.'.join(parts[: i + 1])} is not a table)")
+    name = parts[-1]
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    if name in fields and str in (_type_of(type(obj), name), *typing.get_args(_type_of(type(obj), name))) \
+            and not isinstance(value, (str, bool)):
+        value = str(value)  # --set server.auth_token=1234 stays a string
+    _apply(obj, {name: value}, prefix=".".join(parts[:-1]) + "." if len(parts) > 1 else "")
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Iterable[str] | Mapping[str, Any] | None = None,
+) -> KameConfig:
+    """Read the TOML file at ``path`` (None = defaults) and apply ``overrides``
+    (``["a.b=v", ...]`` as from ``--set``, or a ``{"a.b": v}`` mapping)."""
+    cfg = KameConfig()
+    if path is not None:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
+        _apply(cfg, data)
+    if overrides:
+        items = overrides.items() if isinstance(overrides, Mapping) else (parse_override(s) for s in overrides)
+        for key, value in items:
+            _override(cfg, key, value)
+    return cfg
+
+
+def add_config_arguments(parser) -> None:
+    """The shared ``--config FILE`` / ``--set key=value`` options (run, serve, benches)."""
+    parser.add_argument("--config", metavar="FILE", default=None, help="TOML config file")
+    parser.add_argument(
+        "--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+        help="override one config key, e.g. --set backend.llm=openai:gpt-4.1 (repeatable)",
+    )
+
+
+def config_from_args(args) -> KameConfig:
+    return load_config(getattr(args, "config", None), getattr(args, "overrides", None) or [])

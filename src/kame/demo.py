@@ -1,0 +1,70 @@
+"""`kame demo` — the main job, end to end, on the embedded default (CPU, offline).
+
+    kame demo                          # question -> cascade answer + tandem run, out/demo/
+    kame demo --question "How far away is the Moon?" --mode cascade
+    kame demo --set backend.llm=openai:gpt-4.1      # any config override applies to both runs
+
+Steps:
+  1. synthesize the spoken question with the embedded TTS (piper) -> OUT/question.wav
+  2. cascade (embedded STT -> embedded LLM -> piper) in simulated real time -> OUT/cascade.*
+  3. tandem: front-end + codec with the same STT/LLM as the back-end feeding the oracle
+     stream, in simulated real time -> OUT/tandem.*
+
+Until kame's own trained tiny front-end exists (roadmap), the tandem's front-end is a
+random-weight tiny checkpoint: its audio is babble (labelled as such everywhere), but the
+back-end's partial transcripts, the re-predictions streamed into the oracle, the batched
+per-frame stepping and the latency metrics are all real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from .audio import write_wav
+from .config import add_config_arguments
+
+DEFAULT_QUESTION = "What is the capital city of France?"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--question", default=DEFAULT_QUESTION, help="the question the user speaks")
+    p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    p.add_argument("--mode", choices=("both", "cascade", "tandem"), default="both")
+    p.add_argument("--fast", action="store_true", help="no wall-clock pacing (latencies not meaningful)")
+    p.add_argument("--tail", type=float, default=6.0, help="seconds of silence after the question")
+    add_config_arguments(p)
+
+
+def main(args) -> int:
+    from .backend.tts.piper import PiperTTS
+    from .runtime import filemode
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    question = out / "question.wav"
+    pcm = PiperTTS().synth(args.question)
+    write_wav(question, pcm)
+    print(f"== kame demo: the user asks {args.question!r} ({pcm.shape[0] / 24000:.1f} s of speech, "
+          f"piper TTS) -> {question}\n")
+    modes = ("cascade", "tandem") if args.mode == "both" else (args.mode,)
+    for mode in modes:
+        what = {
+            "cascade": "cascade: embedded STT -> embedded LLM -> piper TTS (a real spoken answer)",
+            "tandem": "tandem: front-end + codec, back-end STT -> LLM -> oracle stream "
+                      "(front-end = random-weight tiny checkpoint until kame ships a trained one)",
+        }[mode]
+        print(f"== {what}")
+        run_args = argparse.Namespace(
+            input=str(question), output=str(out / f"{mode}.wav"), mode=mode, fast=args.fast,
+            tail=args.tail, no_png=False, config=args.config, overrides=list(args.overrides),
+        )
+        rc = filemode.main(run_args)
+        if rc:
+            return rc
+        print()
+    print(f"== done in {time.perf_counter() - t0:.0f} s; listen to {out}/*.wav (user left, agent right), "
+          f"see {out}/*.png for the timelines and {out}/*.json for transcripts, oracle events and metrics.")
+    return 0

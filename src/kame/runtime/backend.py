@@ -1,0 +1,256 @@
+"""The per-session back-end of the tandem: STT + oracle producer, supervised, never blocking
+the front-end.
+
+    bridge = BackendBridge(session, stt, make_producer, clock, retry_s=1.0)
+    # make_producer(session, on_llm_status) -> kame.backend.oracle.OracleProducer (producer_factory)
+    await bridge.start()
+    bridge.push_user_frame(AudioFrame(pcm, t))     # from the frame ticker, same audio as the front-end
+    bridge.push_agent_text(" hello", t)            # the front-end's inner monologue (its own words)
+    await bridge.aclose()
+
+Data flow: user frames -> STT stream -> Transcript -> session.on_transcript + producer;
+producer -> OracleReset/OracleAppend -> session.on_oracle (queued, handed to the worker with
+the next frame's job, i.e. onto the stepper's per-row oracle feed).
+
+Failure policy: the STT loop and the producer loop are supervised separately. The producer
+retries failed LLM streams itself (with back-off) and never raises; the LLM is wrapped
+(WatchedLLM) so a failing stream reports "llm down" and the next stream that yields reports
+"llm up". If the STT stream (or the producer) raises, the session gets an ErrorEvent + a {"type": "backend",
+"status": "down"} Meta, the loop waits ``retry_s`` on the clock and starts again with a fresh
+stream; the front-end never waits for it (the frame ticker only reads queues). User audio
+arriving while the STT is down is dropped (the STT restarts on live audio). When the stream
+works again a {"status": "up"} Meta is sent. The user-frame queue is bounded (a stalled STT
+cannot grow memory; drops are counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, AsyncIterator, Callable
+
+from ..backend.types import AudioFrame
+from ..config import KameConfig
+from ..errors import ConfigError
+from .clock import Clock
+
+if TYPE_CHECKING:
+    from .session import TandemSession
+
+log = logging.getLogger(__name__)
+MAX_QUEUED_FRAMES = 250  # 20 s of audio
+
+
+class BackendBridge:
+    def __init__(self, session: "TandemSession", stt, make_producer: Callable | None,
+                 clock: Clock, *, retry_s: float = 1.0) -> None:
+        self.session, self.stt, self.make_producer = session, stt, make_producer
+        self.clock, self.retry_s = clock, retry_s
+        self._frames: asyncio.Queue | None = None
+        self._producer = None  # kame.backend.oracle.OracleProducer
+        self._tasks: list[asyncio.Task] = []
+        self._closed = False
+        self.dropped_frames = 0
+        self.up = {"stt": True, "llm": True}
+
+    async def start(self) -> None:
+        if self.stt is not None:
+            self._tasks.append(asyncio.create_task(self._stt_loop(), name=f"stt-{self.session.id}"))
+        if self.make_producer is not None:
+            self._tasks.append(asyncio.create_task(self._producer_loop(), name=f"oracle-{self.session.id}"))
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._frames is not None:
+            self._frames.put_nowait(None)
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing anyway
+                pass
+        self._tasks.clear()
+        if self._producer is not None:
+            try:
+                await self._producer.aclose()
+            except Exception:  # noqa: BLE001
+                pass
+            self._producer = None
+
+    # ----------------------------------------------------------------- inputs (ticker)
+    def push_user_frame(self, frame: AudioFrame) -> None:
+        q = self._frames
+        if q is None or self._closed:
+            return
+        if q.qsize() >= MAX_QUEUED_FRAMES:
+            q.get_nowait()
+            self.dropped_frames += 1
+        q.put_nowait(frame)
+
+    def push_agent_text(self, text: str, t: float) -> None:
+        if self._producer is not None:
+            try:
+                self._producer.on_agent_text(text, t)
+            except Exception as exc:  # noqa: BLE001
+                log.debug("producer rejected agent text: %s", exc)
+
+    # ----------------------------------------------------------------- supervised loops
+    def _status(self, component: str, ok: bool, error: str | None = None) -> None:
+        if self.up[component] != ok:
+            self.up[component] = ok
+            self.session.on_backend_status(component, ok, error)
+
+    async def _frame_iter(self, q: asyncio.Queue) -> AsyncIterator[AudioFrame]:
+        while True:
+            f = await q.get()
+            if f is None:
+                return
+            yield f
+
+    async def _stt_loop(self) -> None:
+        while not self._closed:
+            q: asyncio.Queue = asyncio.Queue()
+            self._frames = q
+            try:
+                async for tr in self.stt.stream(self._frame_iter(q)):
+                    self._status("stt", True)
+                    self.session.on_transcript(tr)
+                    if self._producer is not None:
+                        await self._producer.on_transcript(tr)
+                if self._closed:
+                    return
+                raise RuntimeError("the STT stream ended")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure: report, wait, restart
+                log.warning("session %s: STT failed: %s", self.session.id, exc)
+                self._frames = None
+                self._status("stt", False, f"{type(exc).__name__}: {exc}")
+            await self.clock.sleep(self.retry_s)
+
+    async def _producer_loop(self) -> None:
+        while not self._closed:
+            try:
+                self._producer = self.make_producer(self.session, self._llm_status)
+                await self._producer.run()  # returns after aclose; LLM failures stay inside
+                if self._closed:
+                    return
+                raise RuntimeError("the oracle producer stopped")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a producer bug: report, restart
+                log.warning("session %s: oracle producer failed: %s", self.session.id, exc)
+                self._status("llm", False, f"{type(exc).__name__}: {exc}")
+                old, self._producer = self._producer, None
+                if old is not None:
+                    try:
+                        await old.aclose()
+                    except Exception:  # noqa: BLE001
+                        pass
+            await self.clock.sleep(self.retry_s)
+
+    def _llm_status(self, ok: bool, error: str | None = None) -> None:
+        self._status("llm", ok, error)
+
+
+class WatchedLLM:
+    """Wraps an LLM to report its health: a failing stream -> status down, a stream that
+    yields its first piece -> status up (the producer itself retries with back-off)."""
+
+    def __init__(self, llm, on_status: Callable[[bool, str | None], None]) -> None:
+        self.llm, self.on_status = llm, on_status
+        self.name = getattr(llm, "name", "llm")
+
+    async def stream_chat(self, messages, **kwargs):
+        try:
+            first = True
+            async for piece in self.llm.stream_chat(messages, **kwargs):
+                if first:
+                    self.on_status(True, None)
+                    first = False
+                yield piece
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except Exception as exc:
+            self.on_status(False, f"{type(exc).__name__}: {exc}")
+            raise
+
+
+def producer_factory(cfg: KameConfig, clock: Clock, llm, tokenizer):
+    """(session, on_llm_status) -> kame.backend.oracle.OracleProducer feeding session.on_oracle."""
+    from ..backend.oracle import OracleProducer
+    from ..backend.policy import OraclePolicy
+    from ..backend.prompt import PromptConfig
+
+    bc = cfg.backend
+    policy = OraclePolicy.from_config(bc)
+    prompt = PromptConfig(system_prompt=bc.system_prompt, max_words=bc.max_reply_words)
+    knowledge = None
+    if bc.knowledge_dir:
+        from ..backend.knowledge import KnowledgeBase
+
+        knowledge = KnowledgeBase.from_folder(bc.knowledge_dir)
+
+    def make(session: "TandemSession", on_status) -> object:
+        return OracleProducer(WatchedLLM(llm, on_status), tokenizer, policy, prompt=prompt, knowledge=knowledge,
+                              clock=clock, metrics=session.producer_metric, on_event=session.on_oracle,
+                              session=session.id)
+
+    return make
+
+
+def load_backend(cfg: KameConfig, clock: Clock, tokenizer=None, metrics=None):
+    """The config's STT + LLM -> (factory(session) -> BackendBridge | None, info).
+    ``tokenizer``: the front-end's text vocabulary (oracle ids must be in it)."""
+    from .. import registry
+
+    bc = cfg.backend
+    if bc.stt == "none" and bc.llm == "none":
+        if getattr(cfg.cascade, "hybrid_routing", False):
+            raise ConfigError("cascade.hybrid_routing needs backend.stt and backend.llm (not 'none')")
+        return (lambda session: None), {"stt": "none", "llm": "none"}
+    stt = None
+    if bc.stt != "none":
+        try:  # STTs stamp Transcript.t (and their metrics) on the agent's clock
+            stt = registry.create("stt", bc.stt, clock=clock, metrics=metrics)
+        except TypeError:
+            stt = registry.create("stt", bc.stt)
+    make_producer = llm = None
+    if bc.llm != "none":
+        from ..backend.tokenizer import default_tokenizer
+
+        llm = registry.create("llm", bc.llm)
+        make_producer = producer_factory(cfg, clock, llm, tokenizer or default_tokenizer())
+
+    info = {"stt": bc.stt, "llm": bc.llm}
+    make_router = None
+    if getattr(cfg.cascade, "hybrid_routing", False):  # structured turns answered by the cascade path
+        make_router, info["tts"] = _router_factory(cfg, clock, metrics, llm if bc.llm != "none" else None)
+        info["hybrid_routing"] = True
+
+    def factory(session: "TandemSession") -> BackendBridge:
+        if make_router is not None:
+            session.router = make_router(session)
+        return BackendBridge(session, stt, make_producer, clock, retry_s=bc.retry_s)
+
+    return factory, info
+
+
+def _router_factory(cfg: KameConfig, clock: Clock, metrics, llm):
+    """cascade.hybrid_routing: per session a kame.cascade.hybrid.HybridRouter (LLM + TTS)."""
+    from ..cascade.agent import default_prompt_fn, load_tts
+    from ..cascade.hybrid import HybridRouter
+    from .metrics import null_sink
+
+    if llm is None or cfg.backend.stt == "none":
+        raise ConfigError("cascade.hybrid_routing needs backend.stt and backend.llm (not 'none')")
+    bc = cfg.backend
+    tts, tts_spec = load_tts(cfg.cascade.tts, getattr(cfg.cascade, "tts_fallback", None))
+    prompt_fn = default_prompt_fn(bc.system_prompt, bc.max_reply_words, bc.knowledge_dir)
+
+    def make(session: "TandemSession") -> HybridRouter:
+        return HybridRouter(llm, tts, cfg.cascade, clock, emit=session._put, prompt_fn=prompt_fn,
+                            metrics=metrics or null_sink, session_id=session.id)
+
+    return make, tts_spec

@@ -1,0 +1,316 @@
+"""File mode: one conversation from a wav file -> OUT.wav (user left, agent right) + OUT.json + OUT.png.
+
+    kame run question.wav -o answer.wav                        # simulated real time (default)
+    kame run question.wav -o answer.wav --fast                 # as fast as possible
+    kame run q.wav -o a.wav --config kame.toml --set backend.llm=openai:gpt-4.1 --mode cascade
+
+Time semantics (simulated real time, the default). Everything runs on a FakeClock (virtual
+time = the position in the output wav). Frame k of the input (samples [k*1920, (k+1)*1920))
+is handed to the session at virtual time (k+1)*80 ms - when it would have fully arrived live -
+and its audio is stamped k*80 ms. The clock then waits until (a) the agent produced that
+frame's output (so the front-end never "misses" a deadline in virtual time: the step's cost is
+reported as step_time instead), and (b) the wall clock since the start has reached the
+virtual time: virtual time never runs ahead of wall time, so the back-end (STT, LLM, which
+run on real threads/sockets) gets at least as much real time as it would live. If the
+front-end is slower than real time, virtual time runs slower than wall time (slow motion)
+and back-end latencies look shorter than live by that factor (reported as "slowdown").
+``--fast`` drops (b): no wall-clock pacing, so back-end results arrive late in virtual time
+(use it to check the front-end path, not back-end latencies).
+
+The agent's output of the step at virtual time t is placed at t in the right channel (it
+cannot start earlier than the frame that caused it). Trailing silence (--tail, 3 s) lets the
+agent answer after the user stops.
+
+Outputs: OUT.wav (stereo 24 kHz), OUT.json (components, words with times, partial/final
+transcripts, oracle events, agent text with times, metrics, summary) and OUT.png (timeline).
+A random-weight front-end is labelled as such everywhere: its speech is babble, not an answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..audio import read_wav, write_wav
+from ..config import add_config_arguments, config_from_args, KameConfig
+from ..errors import AudioFormatError, ConfigError, KameError
+from .base import AgentAudio, AgentText, ErrorEvent, Meta
+from .clock import FakeClock
+from .metrics import MetricsLog
+
+SR, FRAME = 24000, 1920
+FRAME_S = FRAME / SR
+
+
+def add_arguments(p) -> None:
+    p.add_argument("input", help="input wav (any rate/channels; mixed to mono 24 kHz)")
+    p.add_argument("-o", "--output", required=True, help="output wav (stereo: user left, agent right)")
+    add_config_arguments(p)
+    p.add_argument("--mode", choices=("tandem", "cascade"), default=None, help="override config mode")
+    p.add_argument("--fast", action="store_true", help="no wall-clock pacing (as fast as possible)")
+    p.add_argument("--tail", type=float, default=3.0, help="seconds of silence appended (default 3)")
+    p.add_argument("--no-png", action="store_true", help="skip the timeline plot")
+
+
+async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = False, agent=None,
+                           clock: FakeClock | None = None, metrics: MetricsLog | None = None,
+                           frame_timeout_s: float = 5.0) -> dict:
+    """Play ``pcm`` (float32 mono 24 kHz, tail included) into one session; return a record."""
+    from .engine import build_agent
+
+    clock = clock or FakeClock(start=FRAME_S)
+    metrics = metrics or MetricsLog()
+    agent = agent or build_agent(cfg, clock=clock, metrics=metrics)
+    n = math.ceil(pcm.shape[0] / FRAME)
+    pcm = np.pad(pcm, (0, n * FRAME - pcm.shape[0]))
+    t0 = clock.now() - FRAME_S  # virtual time of input sample 0
+    rec: dict = {"agent_audio": [], "agent_text": [], "transcripts": [], "oracle": [], "vad": [],
+                 "metrics": [], "errors": [], "backend": [], "stats": [], "info": {}, "other": []}
+    got_audio = asyncio.Event()
+    failed = [0]
+
+    def frames_out() -> int:
+        return len(rec["agent_audio"]) + failed[0]
+
+    async def collect(session) -> None:
+        async for out in session.outputs():
+            if isinstance(out, AgentAudio):
+                rec["agent_audio"].append((out.t - t0, np.asarray(out.pcm, np.float32)))
+                got_audio.set()
+            elif isinstance(out, AgentText):
+                rec["agent_text"].append({"t": out.t - t0, "text": out.text})
+            elif isinstance(out, ErrorEvent):
+                rec["errors"].append({"t": out.t - t0, "message": out.message})
+                if out.message.startswith("front-end step failed"):
+                    failed[0] += 1  # a frame that will have no audio
+                    got_audio.set()
+            elif isinstance(out, Meta):
+                d = dict(out.data)
+                kind = d.get("type")
+                if "t" in d and isinstance(d["t"], (int, float)):
+                    d["t"] = d["t"] - t0
+                for w in d.get("words", ()):
+                    w["start"], w["end"] = w["start"] - t0, w["end"] - t0
+                key = {"transcript": "transcripts", "oracle": "oracle", "vad": "vad", "metric": "metrics",
+                       "backend": "backend", "stats": "stats"}.get(kind)
+                if key:
+                    rec[key].append(d)
+                elif kind == "info":
+                    rec["info"].update(d)
+                else:  # other kinds (e.g. the cascade's turn events): kept as they are
+                    rec["other"].append(d)
+
+    load0 = time.perf_counter()
+    await agent.start()  # loads the models (not counted in the pacing)
+    session = await agent.open_session("file")
+    task = asyncio.create_task(collect(session))
+    load_s = time.perf_counter() - load0
+    wall0 = time.perf_counter()
+    late_frames = 0
+    try:
+        for k in range(n):
+            await session.push_audio(pcm[k * FRAME:(k + 1) * FRAME])
+            if k > 0:  # (+1 ns: the ticker's schedule is a float sum of 0.08 steps)
+                clock.set(max(clock.now(), t0 + (k + 1) * FRAME_S + 1e-9))
+            # wait (wall time) until the agent produced the output of this frame
+            deadline = time.perf_counter() + frame_timeout_s
+            while frames_out() < k + 1 and time.perf_counter() < deadline and not task.done():
+                got_audio.clear()
+                try:
+                    await asyncio.wait_for(got_audio.wait(), timeout=0.05)
+                except asyncio.TimeoutError:
+                    pass
+            if frames_out() < k + 1:
+                late_frames += 1
+                frame_timeout_s = min(frame_timeout_s, 0.1)  # an agent that skips frames: don't stall
+            if not fast:  # virtual time never runs ahead of wall time
+                ahead = (k + 1) * FRAME_S - (time.perf_counter() - wall0)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+    finally:
+        clock.advance(FRAME_S)
+        await session.close()
+        await asyncio.wait_for(task, timeout=30)
+        await agent.stop()
+    wall = time.perf_counter() - wall0
+    if not rec["agent_audio"] and rec["errors"]:
+        raise KameError(f"the agent produced no audio: {rec['errors'][0]['message']}")
+    rec["components"] = {k: v for k, v in getattr(agent, "components", {}).items()
+                         if isinstance(v, (str, int, float, bool, type(None)))}
+    rec["components"].update({k: v for k, v in rec["info"].items()
+                              if k not in ("type", "session") and isinstance(v, (str, int, float, bool, type(None)))})
+    rec["frames"], rec["wall_s"], rec["late_frames"], rec["load_s"] = n, wall, late_frames, load_s
+    rec["duration_s"] = n * FRAME_S
+    rec["slowdown"] = wall / rec["duration_s"] if rec["duration_s"] else 0.0
+    rec["step_times"] = metrics.values("step_time")
+    return rec
+
+
+def agent_track(rec: dict, n_samples: int) -> np.ndarray:
+    """Place each agent chunk at its virtual time (chunk of time t starts at sample t*SR)."""
+    out = np.zeros(n_samples, np.float32)
+    for t, chunk in rec["agent_audio"]:
+        i = int(round(t * SR))
+        if i >= n_samples:
+            continue
+        m = min(chunk.shape[0], n_samples - i)
+        out[i:i + m] = chunk[:m]
+    return out
+
+
+def summarize(rec: dict) -> dict:
+    def vals(name):
+        return [m["value"] for m in rec["metrics"] if m.get("name") == name]
+
+    st = rec.get("step_times") or []  # (none: the cascade has no front-end steps)
+    finals = [t for t in rec["transcripts"] if t["final"]]
+    heard = " ".join(t["text"] for t in finals) or (rec["transcripts"][-1]["text"] if rec["transcripts"] else "")
+    comps = rec["components"]
+    return {
+        "frontend": comps.get("frontend"), "frontend_random": comps.get("frontend_random"),
+        "codec": comps.get("codec"), "stt": comps.get("stt"), "llm": comps.get("llm"),
+        "mode": comps.get("mode"), "tts": comps.get("tts"),
+        "heard": heard,
+        "oracle_text": " | ".join("".join(o.get("text", "") for o in rec["oracle"] if o.get("prediction_id") == pid
+                                          and o["event"] == "append")
+                                  for pid in sorted({o["prediction_id"] for o in rec["oracle"]})),
+        "agent_text": "".join(a["text"] for a in rec["agent_text"]).strip(),
+        "first_response_latency_s": vals("first_response_latency"),
+        "oracle_lag_s": vals("oracle_lag"),
+        "step_time_p50_s": float(np.percentile(st, 50)) if st else None,
+        "step_time_p99_s": float(np.percentile(st, 99)) if st else None,
+        "missed_deadlines": len(vals("missed_deadline")),
+        "frames": rec["frames"], "late_frames": rec["late_frames"], "wall_s": rec["wall_s"],
+        "slowdown": rec["slowdown"], "load_s": rec["load_s"], "errors": len(rec["errors"]),
+    }
+
+
+def plot_timeline(path: Path, user: np.ndarray, agent: np.ndarray, rec: dict, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = np.arange(user.shape[0]) / SR
+    fig, ax = plt.subplots(4, 1, figsize=(14, 9), sharex=True, gridspec_kw={"height_ratios": [2, 2, 2, 2]})
+    ax[0].plot(t, user, lw=0.4, color="tab:blue")
+    ax[0].set_ylabel("user")
+    for v in rec["vad"]:
+        ax[0].axvline(v["t"], color="green" if v["event"] == "start" else "red", lw=0.8, ls="--")
+    for i, tr in enumerate(rec["transcripts"]):
+        ax[1].text(tr["t"], 0.9 - 0.12 * (i % 7), tr["text"][-60:] or "(empty)", fontsize=6,
+                   fontweight="bold" if tr["final"] else "normal", color="black" if tr["final"] else "gray")
+        ax[1].plot([tr["t"]], [0.95 - 0.12 * (i % 7)], "|", color="black")
+    ax[1].set_ylim(0, 1)
+    ax[1].set_ylabel("transcripts\n(partial gray,\nfinal bold)")
+    preds: dict = {}  # prediction id -> [reset time, text]
+    for o in rec["oracle"]:
+        p = preds.setdefault(o["prediction_id"], [o["t"], ""])
+        if o["event"] == "reset":
+            p[0] = o["t"]
+        p[1] += o.get("text", "")
+    for i, (pid, (tp, text)) in enumerate(sorted(preds.items())):
+        ax[2].axvline(tp, color="purple", lw=0.8)
+        ax[2].text(tp, 0.9 - 0.12 * (i % 7), f"#{pid}:{text[:60]}", fontsize=6, color="purple")
+    ax[2].set_ylim(0, 1)
+    ax[2].set_ylabel("oracle\n(resets, text)")
+    ax[3].plot(t, agent, lw=0.4, color="tab:orange")
+    ax[3].set_ylabel("agent")
+    words, cur, t_cur = [], "", None
+    for a in rec["agent_text"]:
+        if a["text"].startswith(" ") and cur:
+            words.append((t_cur, cur))
+            cur, t_cur = "", None
+        cur += a["text"]
+        t_cur = a["t"] if t_cur is None else t_cur
+    if cur:
+        words.append((t_cur, cur))
+    top = float(np.abs(agent).max() or 1.0)
+    for i, (tw, w) in enumerate(words[:400]):
+        ax[3].text(tw, top * (0.9 - 0.25 * (i % 4)), w.strip()[:20], fontsize=5, color="saddlebrown")
+    for m in rec["metrics"]:
+        if m.get("name") == "first_response_latency":
+            ax[3].axvline(m["t"], color="red", lw=0.6, ls=":")
+    ax[3].set_xlabel("time (s)")
+    ax[3].set_xlim(0, t[-1] if t.size else 1.0)
+    fig.suptitle(title, fontsize=9)
+    import warnings
+
+    with warnings.catch_warnings():  # long labels: a slightly imperfect layout is fine
+        warnings.simplefilter("ignore")
+        fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(args) -> int:
+    cfg = config_from_args(args)
+    if args.mode:
+        cfg.mode = args.mode
+    if args.tail < 0:
+        raise ConfigError(f"--tail must be >= 0, got {args.tail}")
+    user, _ = read_wav(args.input, SR)  # AudioFormatError (exit 1) for missing/corrupt files
+    if not np.all(np.isfinite(user)):
+        raise AudioFormatError(f"{args.input} contains NaN or infinite samples")
+    user = np.concatenate([user, np.zeros(int(args.tail * SR), np.float32)])
+    rec = asyncio.run(run_conversation(cfg, user, fast=args.fast))
+    n = math.ceil(user.shape[0] / FRAME) * FRAME
+    user = np.pad(user, (0, n - user.shape[0]))
+    agent = agent_track(rec, n)
+    out = Path(args.output)
+    write_wav(out, np.stack([user, agent], axis=1), SR)
+    summary = summarize(rec)
+    random_fe = bool(summary["frontend_random"])
+    doc = {
+        "input": str(args.input), "output": str(out), "pacing": "fast" if args.fast else "simulated-realtime",
+        "duration_s": rec["duration_s"], "tail_s": args.tail, "components": rec["components"],
+        "frontend_random": random_fe,
+        "note": rec["components"].get("frontend_note", "") if random_fe else "",
+        "summary": summary,
+        "user_words": _user_words(rec),
+        "transcripts": rec["transcripts"], "oracle": rec["oracle"], "agent_text": rec["agent_text"],
+        "vad": rec["vad"], "metrics": rec["metrics"], "backend": rec["backend"], "errors": rec["errors"],
+        "other_meta": rec["other"],
+        "stats": rec["stats"][-1] if rec["stats"] else {},
+        "config": cfg.to_dict(),
+    }
+    out.with_suffix(".json").write_text(json.dumps(doc, indent=1, default=str))
+    if not args.no_png:
+        fe = f"{summary['frontend']}" + (" (RANDOM WEIGHTS: babble, not an answer)" if random_fe else "")
+        plot_timeline(out.with_suffix(".png"), user, agent, rec,
+                      f"kame run {Path(args.input).name}: mode={summary['mode']} front-end={fe} codec={summary['codec']} "
+                      f"stt={summary['stt']} llm={summary['llm']}")
+    _print_summary(summary, out, args.no_png)
+    return 0
+
+
+def _user_words(rec: dict) -> list[dict]:
+    finals = [t for t in rec["transcripts"] if t["final"]]
+    if rec["transcripts"] and not rec["transcripts"][-1]["final"]:
+        finals.append(rec["transcripts"][-1])  # an utterance that never got a final
+    return [w for t in finals for w in t["words"]]
+
+
+def _print_summary(s: dict, out: Path, no_png: bool) -> None:
+    def fmt(xs):
+        return ", ".join(f"{x:.2f}" for x in xs) if xs else "-"
+
+    print(f"mode      {s['mode']}")
+    fe = s["frontend"] or f"(none: {s['mode']})"
+    print(f"front-end {fe}" + ("  ** RANDOM WEIGHTS: its speech is babble, not an answer **" if s["frontend_random"] else ""))
+    print(f"codec     {s['codec'] or '-'}   stt {s['stt']}   llm {s['llm']}" + (f"   tts {s['tts']}" if s.get("tts") else ""))
+    print(f"heard     {s['heard']!r}")
+    print(f"oracle    {s['oracle_text'][:200]!r}")
+    print(f"agent     {s['agent_text'][:200]!r}" + ("  (random front-end babble)" if s["frontend_random"] else ""))
+    print(f"latency   first response [s]: {fmt(s['first_response_latency_s'])}   oracle lag [s]: {fmt(s['oracle_lag_s'])}")
+    st = s["step_time_p50_s"]
+    steps = f"p50 {st * 1000:.1f} ms  p99 {s['step_time_p99_s'] * 1000:.1f} ms" if st is not None else "-"
+    print(f"step      {steps}  missed deadlines {s['missed_deadlines']}  frames {s['frames']}  "
+          f"wall {s['wall_s']:.1f} s (+{s['load_s']:.1f} s loading, x{s['slowdown']:.2f} of real time)  "
+          f"errors {s['errors']}")
+    print(f"wrote     {out}, {out.with_suffix('.json')}" + ("" if no_png else f", {out.with_suffix('.png')}"))

@@ -1,0 +1,179 @@
+"""The real FrameModel: codec encode -> front-end LM step (with the oracle feed) -> codec decode.
+
+    factory, info = load_frame_models(config)     # loads the front-end + its codec once
+    fm = factory(batch_size)                      # a Stepper + a codec stream for that many rows
+    out = fm.step(pcm [B, 1920], active [B])      # FrameOut(pcm, text, oracle)
+
+Rows that are not active (no session) are paused in the stepper (their LM state does not
+advance) while the codec stream still runs on silence for them; a row is reset (LM, codec,
+oracle feed) when a session takes it. The first ``max_delay`` frames of a row have no model
+audio yet: the decoder gets the codec's silence codes there and the output is zeros.
+
+``info`` names what was loaded (front-end spec, whether its weights are random, codec,
+parameter count) - file mode and the server report it, so a random front-end's babble is never
+presented as an answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..config import KameConfig
+from ..errors import ConfigError
+from .worker import FrameOut
+
+log = logging.getLogger(__name__)
+
+
+class CodecFrameModel:
+    def __init__(self, stepper, codec, *, silence_codes: torch.Tensor, text_skip: Sequence[int]) -> None:
+        self.stepper, self.codec = stepper, codec
+        self.stream = codec.stream(stepper.batch_size)
+        self.batch_size = stepper.batch_size
+        cfg = stepper.cfg
+        self.n_user_q, self.dep_q = cfg.n_user_q, cfg.dep_q
+        self.text_card = cfg.text_card
+        self.pad_id = cfg.existing_text_padding_id
+        self.text_skip = set(int(t) for t in text_skip)
+        self.silence_codes = silence_codes  # [K] codes of a silent frame
+        self.paused = np.zeros(self.batch_size, bool)
+        self.oov_oracle = 0  # oracle ids outside the front-end's text vocabulary (mapped)
+
+    def reset(self, rows: Sequence[int]) -> None:
+        rows = list(rows)
+        self.stepper.reset(rows)  # also resumes and clears the oracle feed
+        self.stream.reset(rows)
+        self.paused[rows] = False
+
+    def oracle_reset(self, row: int) -> None:
+        self.stepper.oracle.reset(row)
+
+    def oracle_append(self, row: int, token_ids: Sequence[int]) -> None:
+        ids = [int(t) for t in token_ids]
+        if any(t >= self.text_card or t < 0 for t in ids):
+            # a back-end tokenizer bigger than this front-end's vocabulary (random presets only)
+            self.oov_oracle += sum(t >= self.text_card or t < 0 for t in ids)
+            ids = [t % self.text_card for t in ids]
+        self.stepper.oracle.append(row, ids)
+
+    @torch.no_grad()
+    def step(self, pcm: np.ndarray, active: np.ndarray) -> FrameOut:
+        pause = np.flatnonzero(~active & ~self.paused).tolist()
+        resume = np.flatnonzero(active & self.paused).tolist()
+        if pause:
+            self.stepper.pause(pause)
+        if resume:
+            self.stepper.resume(resume)
+        self.paused = ~active
+        codes = self.stream.encode_frame(torch.from_numpy(pcm))  # [B, K]
+        dev = self.stepper.model.device  # the LM may live elsewhere (frontend.device) than the codec
+        out = self.stepper.step(codes[:, : self.n_user_q].long().to(dev) if self.n_user_q else None)
+        valid = out.valid.cpu()  # [B]
+        audio = out.audio.cpu()  # [B, dep_q]
+        K = self.silence_codes.shape[0]
+        dec_in = self.silence_codes[None].expand(self.batch_size, K).clone()  # [B, K]
+        n = min(K, self.dep_q)
+        dec_in[valid, :n] = audio[valid, :n].to(dec_in)
+        pcm_out = self.stream.decode_frame(dec_in).float()  # [B, 1920]
+        pcm_out = torch.where(valid[:, None], pcm_out, torch.zeros_like(pcm_out))
+        text = torch.where(valid, out.text.cpu(), torch.full_like(out.text.cpu(), -1))
+        text = [(-1 if int(t) in self.text_skip else int(t)) for t in text.tolist()]
+        oracle = [(-1 if int(t) == self.pad_id else int(t)) for t in out.oracle_in.tolist()]
+        return FrameOut(pcm=pcm_out.cpu().numpy(), text=np.array(text, np.int64), oracle=np.array(oracle, np.int64))
+
+
+def _random_overrides(codec) -> dict:
+    """Random presets adapt to the codec they run with (cardinality, codebooks)."""
+    over: dict = {"card": int(codec.cardinality)}
+    K = int(codec.num_codebooks)
+    if K < 8:  # Moshi layout with K codebooks per side: semantic undelayed, acoustic delayed by 1
+        over.update(n_q=2 * K, dep_q=K, delays=[0, 0] + [1] * (K - 1) + [0] + [1] * (K - 1))
+    return over
+
+
+def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: str):
+    """-> (LMModel, codec, codec spec, text tokenizer | None, info dict)."""
+    from .. import registry
+    from ..model.loaders import load_frontend  # published checkpoints, folders, random presets
+
+    if spec.startswith("random"):  # random weights: the embedded CPU codec unless told otherwise
+        codec_spec = "embedded" if codec_spec == "auto" else codec_spec
+        codec = registry.create("codec", codec_spec)
+        model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), **_random_overrides(codec))
+    else:
+        model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0))
+        if codec_spec == "auto":  # the checkpoint's own Mimi
+            codec_spec = f"mimi:{finfo.mimi}" if finfo.mimi is not None else "mimi"
+        codec = registry.create("codec", codec_spec)
+    tokenizer = None
+    if finfo.tokenizer is not None:
+        from ..backend.tokenizer import TextTokenizer
+
+        tokenizer = TextTokenizer(finfo.tokenizer)
+    info = {"frontend_random": finfo.weights is None, "frontend_type": finfo.model_type,
+            "frontend_weights": str(finfo.weights) if finfo.weights else None,
+            "tokenizer": str(finfo.tokenizer) if finfo.tokenizer else "default (kame/assets)"}
+    return model, codec, codec_spec, tokenizer, info
+
+
+def load_frame_models(cfg: KameConfig):
+    """Load the front-end and its codec; return (factory(batch_size) -> FrameModel, info)."""
+    from ..model.stepper import Sampling, Stepper
+
+    fc = cfg.frontend
+    model, codec, codec_spec, tokenizer, linfo = _load_frontend(fc.spec, fc.dtype, fc.device, fc.seed, cfg.codec.spec)
+    model.eval()
+    if getattr(codec, "frame_size", 1920) != 1920:
+        raise ConfigError(f"codec {codec_spec!r} has frame_size {codec.frame_size}, the runtime needs 1920 (80 ms)")
+    c = model.cfg
+    if codec.num_codebooks < max(c.n_user_q, c.dep_q):
+        raise ConfigError(f"codec {codec_spec!r} gives {codec.num_codebooks} codebooks, the front-end "
+                          f"{fc.spec!r} needs {max(c.n_user_q, c.dep_q)}")
+    if codec.cardinality != c.card:
+        raise ConfigError(f"codec {codec_spec!r} has {codec.cardinality} codes per codebook, the front-end "
+                          f"{fc.spec!r} expects {c.card}")
+    if tokenizer is None:
+        from ..backend.tokenizer import default_tokenizer
+
+        tokenizer = default_tokenizer()
+    with torch.no_grad():
+        s = codec.stream(1)
+        silence_codes = s.encode_frame(torch.zeros(1, 1920))[0].long()  # [K]
+    greedy = fc.temp <= 0 and fc.temp_text <= 0
+    sampling = Sampling(temp=fc.temp, top_k=fc.top_k, temp_text=fc.temp_text, top_k_text=fc.top_k_text, greedy=greedy)
+    text_skip = {c.existing_text_padding_id, c.existing_text_end_padding_id, c.text_card}
+
+    def factory(batch_size: int) -> CodecFrameModel:
+        gen = None
+        if fc.seed >= 0:
+            gen = torch.Generator(device=fc.device).manual_seed(fc.seed)
+        stepper = Stepper(model, batch_size=batch_size, sampling=sampling, generator=gen)
+        return CodecFrameModel(stepper, codec, silence_codes=silence_codes, text_skip=text_skip)
+
+    def token_text(tok: int) -> str:
+        return tokenizer.piece_text(tok)
+
+    random_weights = bool(linfo.get("frontend_random", fc.spec.startswith("random")))
+    info = {
+        "frontend": fc.spec,
+        "frontend_random": random_weights,
+        "frontend_params": int(sum(p.numel() for p in model.parameters())),
+        "codec": codec_spec,
+        "text_vocab": c.text_card,
+        "oracle": bool(getattr(model, "has_oracle", False)),
+        "oracle_start_id": c.text_card,
+        # a back-end tokenizer bigger than the front-end's text vocabulary (small random presets):
+        # oracle ids are folded into it (CodecFrameModel.oracle_append)
+        "oracle_ids_folded": tokenizer.vocab_size > c.text_card,
+        "token_text": token_text,
+        "text_tokenizer": tokenizer,
+        **{k: v for k, v in linfo.items() if k != "frontend_random"},
+    }
+    if random_weights:
+        info["frontend_note"] = ("RANDOM-WEIGHT front-end: its speech and inner monologue are babble, "
+                                 "not answers; the pipeline and timing are real")
+    return factory, info

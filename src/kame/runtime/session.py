@@ -1,0 +1,325 @@
+"""One tandem conversation: input buffering, outputs, back-end bridge, per-session metrics.
+
+The session lives on the asyncio event loop and never touches a model. The agent's frame
+ticker (kame.runtime.engine) calls, once per 80 ms frame:
+
+    rin = session.take_input(t)     # next 80 ms of user audio (silence if none) + pending oracle events
+    ... one batched step on the worker thread ...
+    session.deliver(rin, rout, t)   # agent audio/text out, metrics, agent text -> back-end
+
+Metrics (all on the agent's one clock):
+  first_response_latency  user's end of speech (VAD) -> first agent frame above runtime.silence_db
+                          (0 if the agent was already speaking then: the tandem can answer early)
+  oracle_lag              end of the user's last word the prediction was based on (as the
+                          producer reports it; else the newest transcribed word) -> the first
+                          token of that prediction FED to the front-end
+  missed_deadline         per-session count in every "stats" Meta (the engine reports lateness)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, AsyncIterator
+
+import numpy as np
+
+from ..backend.types import FRAME_SIZE, AudioFrame, OracleAppend, OracleEvent, OracleReset, Transcript
+from .base import AgentAudio, AgentText, ErrorEvent, Meta, Output, Session
+from .metrics import Metric
+from .worker import RowInput, RowOutput
+
+if TYPE_CHECKING:
+    from .engine import TandemAgent
+
+log = logging.getLogger(__name__)
+_ids = itertools.count(1)
+_CLOSED = object()
+FRAME_S = FRAME_SIZE / 24000  # 0.08 s
+MAX_PENDING_OUTPUTS = 4000  # unread outputs kept per session (~2-3 min of audio frames + text)
+
+
+@dataclass
+class SessionStats:
+    frames: int = 0  # frames stepped
+    input_frames: int = 0  # frames that carried user audio (the rest was fed silence)
+    missed_deadlines: int = 0
+    max_lateness: float = 0.0
+    dropped_input_s: float = 0.0  # user audio dropped because the backlog exceeded the limit
+    bad_audio: int = 0  # push_audio chunks rejected (NaN, wrong dtype/shape)
+    oracle_tokens_fed: int = 0
+    predictions: int = 0
+    transcripts: int = 0
+    backend_failures: int = 0
+    dropped_outputs: int = 0  # outputs nobody read (beyond MAX_PENDING_OUTPUTS)
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Latency:
+    """State for first-response latency and oracle lag."""
+
+    user_end: float | None = None  # end of the user's last utterance, awaiting the agent's answer
+    user_speaking: bool = False
+    agent_voiced: deque = field(default_factory=lambda: deque(maxlen=100))  # (t, voiced) recent agent frames
+    last_word_end: float | None = None  # end of the newest transcribed user word
+    pending_lag: tuple[int, float] | None = None  # (prediction id, last word end) awaiting its first fed token
+    basis: dict = field(default_factory=dict)  # prediction id -> end of the last user word it was based on
+
+
+class TandemSession(Session):
+    def __init__(self, agent: "TandemAgent", row: int, session_id: str | None = None) -> None:
+        self.agent, self.row = agent, row
+        self.id = session_id or f"s{next(_ids)}"
+        self.clock, cfg = agent.clock, agent.config
+        self.stats = SessionStats()
+        self.closed = False
+        self._ended = False
+        self.joined = False  # set once the first step reset its row
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._buf: deque[np.ndarray] = deque()  # pushed user audio chunks (not yet framed)
+        self._buf_len = 0
+        self._max_backlog = int(cfg.runtime.max_input_backlog_s * 24000)
+        self._oracle_inbox: list[OracleEvent] = []
+        self._lat = _Latency()
+        self._step_times: deque[float] = deque(maxlen=int(max(cfg.runtime.stats_interval_s, 1.0) / FRAME_S))
+        self._silence = 10 ** (cfg.runtime.silence_db / 20)
+        self._stats_every = cfg.runtime.stats_interval_s
+        self._next_stats = self.clock.now() + self._stats_every
+        self.backend = None  # kame.runtime.backend.BackendBridge (None = front-end only)
+        self.router = None  # kame.cascade.hybrid.HybridRouter (cascade.hybrid_routing), else None
+
+    # ----------------------------------------------------------------- client-facing API
+    async def push_audio(self, pcm: np.ndarray) -> None:
+        if self.closed:
+            return
+        err = _check_audio(pcm)
+        if err is not None:
+            self.stats.bad_audio += 1
+            self._put(ErrorEvent(f"bad audio dropped: {err}", self.clock.now()))
+            return
+        pcm = np.asarray(pcm, np.float32).reshape(-1)
+        if pcm.size == 0:
+            return
+        self._buf.append(pcm)
+        self._buf_len += pcm.size
+        while self._buf_len > self._max_backlog:  # bound latency: drop the oldest audio, counted
+            over = self._buf_len - self._max_backlog
+            head = self._buf[0]
+            if head.size <= over:
+                self._buf.popleft()
+                self._buf_len -= head.size
+                self.stats.dropped_input_s += head.size / 24000
+            else:
+                self._buf[0] = head[over:]
+                self._buf_len -= over
+                self.stats.dropped_input_s += over / 24000
+
+    async def outputs(self) -> AsyncIterator[Output]:
+        while True:
+            item = await self._queue.get()
+            if item is _CLOSED:
+                return
+            yield item
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.backend is not None:
+            await self.backend.aclose()
+        if self.router is not None:
+            await self.router.aclose()
+        self._put(Meta({"type": "stats", "session": self.id, "final": True, "t": self.clock.now(),
+                        **self.stats.to_json(), **self._step_summary()}))
+        self.agent._release(self)
+        self._queue.put_nowait(_CLOSED)
+        self._ended = True  # nothing is queued after the end marker
+
+    # ----------------------------------------------------------------- engine-facing API
+    def take_input(self, tick: float) -> RowInput:
+        """The next 80 ms of user audio (silence if less than a frame is buffered) and the
+        oracle events that arrived since the last frame. The frame fed at ``tick`` was captured
+        during the 80 ms before it: its audio time (RowInput.t, AudioFrame.t) is tick - 80 ms."""
+        t = tick - FRAME_S
+        if self._buf_len >= FRAME_SIZE:
+            parts, need = [], FRAME_SIZE
+            while need:
+                head = self._buf[0]
+                if head.size <= need:
+                    parts.append(self._buf.popleft())
+                    need -= head.size
+                else:
+                    parts.append(head[:need])
+                    self._buf[0] = head[need:]
+                    need = 0
+            self._buf_len -= FRAME_SIZE
+            pcm = np.concatenate(parts)
+            self.stats.input_frames += 1
+        else:
+            pcm = np.zeros(FRAME_SIZE, np.float32)
+        events, self._oracle_inbox = self._oracle_inbox, []
+        for ev in events:
+            if isinstance(ev, OracleReset):  # lag from the last word the prediction was based on
+                word_end = self._lat.basis.pop(ev.prediction_id, self._lat.last_word_end)
+                if word_end is not None:
+                    self._lat.pending_lag = (ev.prediction_id, word_end)
+        reset = not self.joined
+        self.joined = True
+        if self.backend is not None:
+            self.backend.push_user_frame(AudioFrame(pcm, t))
+        return RowInput(row=self.row, pcm=pcm, t=t, reset=reset, oracle=events)
+
+    def deliver(self, rin: RowInput, rout: RowOutput, t: float, step_s: float = 0.0) -> None:
+        """Outputs of one step for this session (t = when the step finished; step_s = the
+        worker's compute time for the whole frame)."""
+        if self.closed:
+            return
+        self.stats.frames += 1
+        self._step_times.append(step_s)
+        lat = self._lat
+        for ev in rout.vad:  # user voice activity (from the worker)
+            self._put(Meta({"type": "vad", "event": ev.kind, "t": ev.t}))
+            if ev.kind == "start":
+                lat.user_speaking, lat.user_end = True, None
+            else:
+                lat.user_speaking, lat.user_end = False, ev.t
+        pcm = rout.pcm
+        text = self.agent.token_text(rout.text_token)
+        if self.router is not None:  # hybrid routing: a routed reply replaces the front-end's audio
+            try:
+                self.router.on_vad(rout.vad, t, lat.user_speaking)
+                if text:
+                    self.router.on_agent_text(text, t)
+                pcm = self.router.frame(pcm)
+            except Exception as exc:  # noqa: BLE001 - the router must not stop the session
+                log.exception("hybrid router failed")
+                self._put(ErrorEvent(f"hybrid routing failed: {exc}", t))
+        self._put(AgentAudio(pcm, t))
+        if text:
+            self._put(AgentText(text, t))
+            if self.backend is not None and self.agent.feed_agent_text:
+                self.backend.push_agent_text(text, t)
+        voiced = float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) >= self._silence
+        lat.agent_voiced.append((t, voiced))
+        if lat.user_end is not None:
+            # the first voiced agent frame at/after the end of speech (the detection comes late,
+            # so look back over recent frames); 0 if the agent was already talking
+            before = [v for ft, v in lat.agent_voiced if ft <= lat.user_end]
+            if before and before[-1]:  # talking when the user stopped (or over them): 0
+                self.metric("first_response_latency", 0.0, t, labels={"overlap": True})
+                lat.user_end = None
+            else:
+                hit = next((ft for ft, v in lat.agent_voiced if v and ft >= lat.user_end), None)
+                if hit is not None:
+                    self.metric("first_response_latency", hit - lat.user_end, t)
+                    lat.user_end = None
+        if rout.oracle_token >= 0 and rout.oracle_token != self.agent.oracle_start_id:
+            self.stats.oracle_tokens_fed += 1
+            if lat.pending_lag is not None:
+                pid, word_end = lat.pending_lag
+                lat.pending_lag = None
+                fed = rin.t + FRAME_S  # the tick at which the token went into the step
+                self.metric("oracle_lag", max(0.0, fed - word_end), fed, labels={"prediction_id": pid, "stage": "fed"})
+        if self._stats_every and t >= self._next_stats:
+            self._next_stats = t + self._stats_every
+            self._put(Meta({"type": "stats", "session": self.id, "t": t, **self.stats.to_json(),
+                            **self._step_summary()}))
+
+    def _step_summary(self) -> dict:
+        """Step time (worker compute per frame) over the recent frames of this session."""
+        xs = sorted(self._step_times)
+        if not xs:
+            return {"step_time_p50_s": None, "step_time_max_s": None}
+        return {"step_time_p50_s": xs[len(xs) // 2], "step_time_max_s": xs[-1]}
+
+    def missed_deadline(self, lateness: float, t: float) -> None:
+        self.stats.missed_deadlines += 1
+        self.stats.max_lateness = max(self.stats.max_lateness, lateness)
+        # the agent already logged it once for the frame: only the session's Meta here
+        self.metric("missed_deadline", lateness, t, labels={"count": self.stats.missed_deadlines}, sink=False)
+
+    # ----------------------------------------------------------------- back-end callbacks
+    def on_transcript(self, tr: Transcript) -> None:
+        self.stats.transcripts += 1
+        if tr.words:
+            self._lat.last_word_end = max(w.end for w in tr.words)
+        self._put(Meta({"type": "transcript", "final": tr.final, "text": tr.text, "t": tr.t,
+                        "words": [{"word": w.text, "start": w.start, "end": w.end} for w in tr.words]}))
+        if self.router is not None:
+            try:
+                self.router.on_transcript(tr)
+            except Exception as exc:  # noqa: BLE001
+                log.exception("hybrid router failed")
+                self._put(ErrorEvent(f"hybrid routing failed: {exc}", self.clock.now()))
+
+    def on_oracle(self, ev: OracleEvent) -> None:
+        if self.closed:
+            return
+        self._oracle_inbox.append(ev)  # handed to the worker with the next frame's job
+        if isinstance(ev, OracleReset):
+            self.stats.predictions += 1
+            self._put(Meta({"type": "oracle", "event": "reset", "prediction_id": ev.prediction_id, "t": ev.t}))
+        elif isinstance(ev, OracleAppend):
+            self._put(Meta({"type": "oracle", "event": "append", "prediction_id": ev.prediction_id,
+                            "text": ev.text, "token_ids": list(ev.token_ids), "t": ev.t}))
+
+    def on_backend_status(self, component: str, ok: bool, error: str | None = None) -> None:
+        t = self.clock.now()
+        if not ok:
+            self.stats.backend_failures += 1
+            self._put(ErrorEvent(f"back-end {component} failed (front-end continues): {error}", t))
+        self._put(Meta({"type": "backend", "component": component, "status": "up" if ok else "down",
+                        "error": error, "t": t}))
+
+    # ----------------------------------------------------------------- helpers
+    def metric(self, name: str, value: float, t: float, labels: dict | None = None, sink: bool = True) -> None:
+        m = Metric(name, float(value), t, session=self.id, labels=labels or {})
+        if sink:
+            self.agent.metrics(m)
+        self._put(Meta({"type": "metric", **m.to_json()}))
+
+    def producer_metric(self, m: Metric) -> None:
+        """Metrics of the oracle producer. Its oracle_lag stops at the token being *emitted*;
+        the session's own oracle_lag (stage "fed") measures up to the stepper, so the
+        producer's is kept in the session's Meta only, labelled stage "emitted"."""
+        if m.name == "oracle_lag":
+            pid = m.labels.get("prediction_id")
+            if pid is not None:  # the producer knows which word the prediction was based on
+                self._lat.basis[pid] = m.t - m.value
+                while len(self._lat.basis) > 16:
+                    self._lat.basis.pop(next(iter(self._lat.basis)))
+            d = m.to_json()
+            d["labels"] = {**d.get("labels", {}), "stage": "emitted"}
+            self._put(Meta({"type": "metric", **d}))
+            return
+        self.agent.metrics(m)
+        self._put(Meta({"type": "metric", **m.to_json()}))
+
+    def info(self, **data) -> None:
+        self._put(Meta({"type": "info", "session": self.id, **data}))
+
+    def _put(self, item: Output) -> None:
+        if not self._ended and (not self.closed or isinstance(item, Meta)):
+            if self._queue.qsize() >= MAX_PENDING_OUTPUTS:  # nobody reads: drop the oldest, counted
+                self._queue.get_nowait()
+                self.stats.dropped_outputs += 1
+            self._queue.put_nowait(item)
+
+
+def _check_audio(pcm) -> str | None:
+    """Why a pushed chunk is unusable (None if fine). Integer PCM is refused, not guessed."""
+    if not isinstance(pcm, np.ndarray):
+        return f"expected a numpy array, got {type(pcm).__name__}"
+    if not np.issubdtype(pcm.dtype, np.floating):
+        return f"expected float32 samples in [-1, 1], got dtype {pcm.dtype}"
+    if pcm.ndim != 1 and not (pcm.ndim == 2 and 1 in pcm.shape):
+        return f"expected mono audio (1-D), got shape {pcm.shape}"
+    if not np.all(np.isfinite(pcm)):
+        return "audio contains NaN or infinite samples"
+    return None

@@ -1,0 +1,214 @@
+"""The one model worker thread: every 80 ms frame, ONE batched step for ALL live sessions.
+
+    worker = StepWorker(frame_models, rows_per_model)     # owns the models; nothing else touches them
+    result = await worker.submit(StepJob(rows=[RowInput(row=0, pcm=..., reset=True, oracle=[...])]))
+    result.rows[0].pcm, result.rows[0].text_token, result.rows[0].oracle_token
+
+A ``FrameModel`` is "codec encode -> front-end LM step (with the oracle feed) -> codec decode"
+for a batch of rows (kame.runtime.frontend.CodecFrameModel wraps the real ones; tests use
+fakes). The worker maps session rows onto models: batched mode has one model with
+``max_sessions`` rows (one step per frame for everyone); unbatched mode (benchmarks) has one
+single-row model per session, stepped one after the other.
+
+Thread safety: the asyncio side never touches a model. Everything a step needs (user audio,
+row resets, oracle events from the back-end) travels inside the StepJob handed to the worker's
+single thread; results come back in the StepResult. Rows of absent sessions are stepped on
+silence inside the batch (their outputs are discarded) and are reset when a session takes
+them, so a joining session always starts from a fresh state.
+
+User voice activity (for the first-response latency) is computed here too, per row, since VAD
+inference is model compute as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from ..backend.types import FRAME_SIZE, OracleAppend, OracleEvent, OracleReset
+
+
+class FrameModel(Protocol):
+    """Codec + front-end stepping a fixed batch of rows, one 80 ms frame at a time."""
+
+    batch_size: int
+
+    def reset(self, rows: Sequence[int]) -> None:
+        """Fresh state (LM, codec, oracle feed) for ``rows``."""
+
+    def oracle_reset(self, row: int) -> None:
+        """A new prediction: the start token is fed at the next step, then appended tokens."""
+
+    def oracle_append(self, row: int, token_ids: Sequence[int]) -> None:
+        """More tokens of the current prediction (fed one per frame)."""
+
+    def step(self, pcm: np.ndarray, active: np.ndarray) -> "FrameOut":
+        """pcm [B, 1920] float32 user audio, active [B] bool -> FrameOut for the frame."""
+
+
+@dataclass
+class FrameOut:
+    pcm: np.ndarray  # [B, 1920] float32 agent audio
+    text: np.ndarray  # [B] int64 inner-monologue text token (-1 = none yet)
+    oracle: np.ndarray  # [B] int64 oracle token fed at this step (-1 = none/pad)
+
+
+@dataclass
+class RowInput:
+    row: int
+    pcm: np.ndarray  # [1920] float32 user audio of this frame
+    t: float  # clock time of the frame (start)
+    reset: bool = False  # the session just joined: reset its row first
+    oracle: list[OracleEvent] = field(default_factory=list)  # to apply before the step, in order
+
+
+@dataclass
+class StepJob:
+    rows: list[RowInput]
+    release: list[int] = field(default_factory=list)  # rows of closed sessions (reset, then idle)
+
+
+@dataclass
+class RowOutput:
+    pcm: np.ndarray  # [1920]
+    text_token: int
+    oracle_token: int
+    vad: list = field(default_factory=list)  # user VAD events (kame.backend.vad.VADEvent-like)
+
+
+@dataclass
+class StepResult:
+    rows: dict[int, RowOutput]
+    compute_s: float  # worker compute time of the whole frame (perf_counter; a cost, not a timestamp)
+
+
+class EnergyVAD:
+    """A tiny energy voice-activity detector with the StreamingVAD.push interface
+    (used when runtime.vad = "energy" or no VAD model is installed)."""
+
+    def __init__(self, threshold_db: float = -40.0, min_silence: float = 0.5, frame_s: float = 0.02) -> None:
+        self.threshold = 10 ** (threshold_db / 20)
+        self.min_silence, self.frame_s = min_silence, frame_s
+        self.reset()
+
+    def reset(self) -> None:
+        self.in_speech, self.silence, self.last_end = False, 0.0, None
+
+    def push(self, pcm: np.ndarray, t: float) -> list:
+        from ..backend.vad import VADEvent
+
+        events = []
+        n = int(self.frame_s * 24000)
+        for i in range(0, pcm.shape[0] - n + 1, n):
+            t0, t1 = t + i / 24000, t + (i + n) / 24000
+            rms = float(np.sqrt(np.mean(pcm[i:i + n] ** 2)))
+            if rms >= self.threshold:
+                if not self.in_speech:
+                    events.append(VADEvent("start", t0, t1))
+                self.in_speech, self.silence, self.last_end = True, 0.0, t1
+            elif self.in_speech:
+                self.silence += t1 - t0
+                if self.silence >= self.min_silence:
+                    self.in_speech = False
+                    events.append(VADEvent("end", self.last_end, t1))
+        return events
+
+
+def make_vad_factory(kind: str) -> Callable[[], object] | None:
+    """runtime.vad -> a factory of per-row VADs ("auto": silero if installed, else energy)."""
+    if kind == "energy":
+        return EnergyVAD
+    try:
+        from ..backend.vad import StreamingVAD
+
+        backend = "silero" if kind in ("auto", "silero") else "webrtc"
+        StreamingVAD(backend=backend)  # fail now (not inside the worker) if unavailable
+        return lambda: StreamingVAD(backend=backend)
+    except Exception:  # noqa: BLE001 - optional dependency missing
+        if kind != "auto":
+            raise
+        return EnergyVAD
+
+
+class StepWorker:
+    """Owns the frame models and steps them on ONE thread."""
+
+    def __init__(self, models: Sequence[FrameModel], *, vad_factory: Callable[[], object] | None = None,
+                 torch_threads: int = 0) -> None:
+        self.models = list(models)
+        # session row -> (model index, row inside the model)
+        self.row_map: list[tuple[int, int]] = [(m, r) for m, fm in enumerate(self.models) for r in range(fm.batch_size)]
+        self.vad_factory = vad_factory
+        self.vads: dict[int, object] = {}
+        self._torch_threads = torch_threads
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kame-step")
+        self.steps = 0
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.row_map)
+
+    def _init_thread(self) -> None:
+        if self._torch_threads:
+            import torch
+
+            torch.set_num_threads(self._torch_threads)
+
+    async def call(self, fn: Callable, *args):
+        """Run ``fn(*args)`` on the worker thread (e.g. model loading / warm-up)."""
+        return await asyncio.wrap_future(self._pool.submit(fn, *args))
+
+    async def submit(self, job: StepJob) -> StepResult:
+        return await asyncio.wrap_future(self._pool.submit(self.run, job))
+
+    def run(self, job: StepJob) -> StepResult:
+        """Apply resets and oracle events, step every model that has a live row (worker thread)."""
+        if self.steps == 0:
+            self._init_thread()
+        t0 = time.perf_counter()
+        resets: dict[int, list[int]] = {}
+        for row in job.release + [r.row for r in job.rows if r.reset]:
+            m, r = self.row_map[row]
+            resets.setdefault(m, []).append(r)
+            self.vads.pop(row, None)
+        for m, rows in resets.items():
+            self.models[m].reset(sorted(set(rows)))
+        for ri in job.rows:
+            m, r = self.row_map[ri.row]
+            for ev in ri.oracle:
+                if isinstance(ev, OracleReset):
+                    self.models[m].oracle_reset(r)
+                elif isinstance(ev, OracleAppend):
+                    self.models[m].oracle_append(r, ev.token_ids)
+        by_model: dict[int, list[RowInput]] = {}
+        for ri in job.rows:
+            by_model.setdefault(self.row_map[ri.row][0], []).append(ri)
+        out: dict[int, RowOutput] = {}
+        for m, rows in by_model.items():
+            fm = self.models[m]
+            pcm = np.zeros((fm.batch_size, FRAME_SIZE), np.float32)
+            active = np.zeros(fm.batch_size, bool)
+            for ri in rows:
+                r = self.row_map[ri.row][1]
+                pcm[r], active[r] = ri.pcm, True
+            fo = fm.step(pcm, active)
+            for ri in rows:
+                r = self.row_map[ri.row][1]
+                out[ri.row] = RowOutput(pcm=np.asarray(fo.pcm[r], np.float32), text_token=int(fo.text[r]),
+                                        oracle_token=int(fo.oracle[r]))
+        if self.vad_factory is not None:
+            for ri in job.rows:
+                vad = self.vads.get(ri.row)
+                if vad is None:
+                    vad = self.vads[ri.row] = self.vad_factory()
+                out[ri.row].vad = vad.push(ri.pcm, ri.t)
+        self.steps += 1
+        return StepResult(rows=out, compute_s=time.perf_counter() - t0)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

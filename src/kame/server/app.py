@@ -1,0 +1,456 @@
+"""`kame serve`: the aiohttp app serving the WebSocket API (/api/chat) and the browser page.
+
+    kame serve                                 # the configured agent on 127.0.0.1:8998
+    kame serve --agent echo --port 8998        # diagnostic echo agent, no model needed
+    kame serve --token SECRET --host 0.0.0.0   # require "Authorization: Bearer SECRET" or ?token=
+
+Routes: GET / (the page), GET /<file> (src/kame/server/static only), GET /api/health (JSON),
+GET /api/chat (WebSocket, protocol in docs/protocol.md).
+
+Per connection: one task reads the socket (decode Opus/PCM -> session.push_audio), one pumps
+session.outputs() into a bounded send queue (encoding audio), one writes the queue to the
+socket, one watches for idleness. A slow client only fills its own queue: the oldest audio is
+dropped first; when nothing droppable is left the connection is closed with an error. Limits
+(max sessions, message size, idle timeout, auth) are in ServerConfig.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hmac
+import logging
+import mimetypes
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp.abc import AbstractAccessLogger
+
+from ..errors import ConfigError, KameError, NotAvailableError
+from ..runtime.base import Agent, AgentAudio, AgentText, CapacityError, ErrorEvent, Meta, Session
+from ..runtime.clock import Clock, MonotonicClock
+from . import protocol as P
+
+log = logging.getLogger("kame.server")
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8998  # Moshi's default port
+    max_message_bytes: int = 65536  # larger client messages get a 0x05 error and are dropped
+    hard_message_factor: int = 4  # beyond max_message_bytes * this, the socket is closed (1009)
+    idle_timeout_s: float = 30.0  # no client audio for this long -> 0x05 error + close
+    auth_token: str | None = None  # if set, required as Bearer header or ?token=
+    send_queue_messages: int = 64  # per-client outgoing queue (~5 s of 80 ms audio)
+    send_timeout_s: float = 10.0  # one send blocked this long -> the client is gone, close
+    max_errors: int = 100  # protocol errors per connection before it is closed
+    static_dir: str | None = None  # default: the package's static/ folder
+
+
+class SlowClient(Exception):
+    pass
+
+
+class SendQueue:
+    """Bounded outgoing queue. Audio is droppable (oldest first); other messages are not."""
+
+    def __init__(self, maxlen: int) -> None:
+        self.maxlen = maxlen
+        self._q: collections.deque[tuple[bytes, bool]] = collections.deque()
+        self._ev = asyncio.Event()
+        self.dropped = 0
+
+    def put(self, data: bytes, droppable: bool = False) -> None:
+        if len(self._q) >= self.maxlen:
+            for i, (_, d) in enumerate(self._q):
+                if d:
+                    del self._q[i]
+                    self.dropped += 1
+                    break
+            else:
+                if droppable:
+                    self.dropped += 1
+                    return
+                raise SlowClient(f"client is not reading: {len(self._q)} messages queued")
+        self._q.append((data, droppable))
+        self._ev.set()
+
+    async def get(self) -> bytes:
+        while not self._q:
+            self._ev.clear()
+            await self._ev.wait()
+        return self._q.popleft()[0]
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+
+class Connection:
+    """One WebSocket client bound to one agent Session."""
+
+    def __init__(self, server: "Server", ws: web.WebSocketResponse, session: Session, pcm_out: bool, transport=None) -> None:
+        self.server, self.ws, self.session, self.pcm_out = server, ws, session, pcm_out
+        self.transport = transport
+        self.cfg = server.cfg
+        self.queue = SendQueue(self.cfg.send_queue_messages)
+        self.decoder = P.OpusDecoder()
+        self.encoder = P.OpusEncoder()
+        self.last_audio = server.clock.now()
+        self.errors = 0
+        self.send_started: float | None = None  # clock time of the send in progress
+        self.client_closed = False
+        self.close_code, self.close_reason = WSCloseCode.OK, "bye"
+
+    def send_error(self, code: str, message: str, fatal: bool = False) -> None:
+        self.queue.put(P.error(code, message, fatal))
+
+    async def run(self) -> None:
+        self.queue.put(P.handshake())
+        self.queue.put(P.metadata({
+            "type": "info", "session": self.session.id, "sample_rate": P.SAMPLE_RATE,
+            "audio_out": "pcm" if self.pcm_out else "opus", "protocol": P.PROTOCOL_VERSION,
+            "max_message_bytes": self.cfg.max_message_bytes, "idle_timeout_s": self.cfg.idle_timeout_s,
+        }))
+        tasks = [
+            asyncio.create_task(self._read(), name=f"ws-read-{self.session.id}"),
+            asyncio.create_task(self._pump(), name=f"ws-pump-{self.session.id}"),
+            asyncio.create_task(self._write(), name=f"ws-write-{self.session.id}"),
+            asyncio.create_task(self._watch(), name=f"ws-idle-{self.session.id}"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if not t.cancelled() and t.exception() is not None:
+                    exc = t.exception()
+                    if isinstance(exc, SlowClient):
+                        self.close_code, self.close_reason = WSCloseCode.POLICY_VIOLATION, str(exc)
+                    elif isinstance(exc, ConnectionError):  # the client went away mid-send
+                        log.info("connection %s lost: %s", self.session.id, exc)
+                    else:
+                        log.error("connection %s failed: %r", self.session.id, exc, exc_info=exc)
+                        try:
+                            self._fatal("internal_error", f"server error: {type(exc).__name__}", WSCloseCode.INTERNAL_ERROR)
+                        except SlowClient:
+                            self.close_code, self.close_reason = WSCloseCode.INTERNAL_ERROR, "server error"
+            # Stop producing, then let the writer flush what is queued (e.g. the final error),
+            # bounded by 1 s, unless the writer is what stopped.
+            others, writer = tasks[:2] + tasks[3:], tasks[2]
+            for t in others:
+                t.cancel()
+            await asyncio.wait(others, timeout=5)
+            deadline = time.monotonic() + 1.0
+            while len(self.queue) and time.monotonic() < deadline and not writer.done() and not self.ws.closed \
+                    and not self.client_closed:
+                await asyncio.sleep(0.01)
+        finally:
+            for t in tasks:
+                t.cancel()
+            _, pending = await asyncio.wait(tasks, timeout=5)
+            if pending:  # never hang the handler on a task that ignores cancellation
+                log.error("connection %s: tasks did not stop: %s", self.session.id, pending)
+            if not self.ws.closed:
+                reason = self.close_reason.encode()[:120].decode("utf-8", "ignore").encode()
+                try:
+                    await asyncio.wait_for(self.ws.close(code=self.close_code, message=reason), 2.0)
+                except (asyncio.TimeoutError, ConnectionError):
+                    pass
+
+    def _fatal(self, code: str, message: str, ws_code: int) -> None:
+        self.send_error(code, message, fatal=True)
+        self.close_code, self.close_reason = ws_code, message
+
+    async def _read(self) -> None:
+        cfg = self.cfg
+        while True:
+            msg = await self.ws.receive()
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                self.client_closed = True
+                return
+            if msg.type == WSMsgType.ERROR:  # e.g. message beyond the hard size limit (aiohttp closed 1009)
+                self.close_code, self.close_reason = self.ws.close_code or WSCloseCode.PROTOCOL_ERROR, str(msg.data)
+                return
+            try:
+                if msg.type == WSMsgType.TEXT:
+                    raise P.ProtocolError("text_frame", "text WebSocket frames are not part of the protocol; send binary messages")
+                if len(msg.data) > cfg.max_message_bytes:
+                    raise P.ProtocolError(
+                        "message_too_large", f"message of {len(msg.data)} bytes exceeds the limit of {cfg.max_message_bytes}; dropped"
+                    )
+                await self._handle(*P.decode(msg.data))
+            except P.ProtocolError as exc:
+                self.errors += 1
+                if self.errors >= cfg.max_errors:
+                    self._fatal("too_many_errors", f"{self.errors} protocol errors; closing (last: {exc})", WSCloseCode.POLICY_VIOLATION)
+                    return
+                self.send_error(exc.code, str(exc))
+
+    async def _handle(self, kind: P.Kind, payload: bytes) -> None:
+        if kind == P.Kind.AUDIO:
+            pcm = self.decoder.decode(payload)
+        elif kind == P.Kind.PCM:
+            pcm = P.pcm16_decode(payload)
+        elif kind == P.Kind.PING:
+            self.queue.put(P.encode(P.Kind.PING, payload[:64]))
+            return
+        elif kind == P.Kind.CONTROL:
+            P.parse_control(payload)  # validated; full-duplex streaming has no turns to control
+            return
+        else:
+            raise P.ProtocolError("unexpected_kind", f"kind 0x{int(kind):02x} ({kind.name}) is not sent by clients")
+        self.last_audio = self.server.clock.now()
+        if len(pcm):
+            try:
+                await self.session.push_audio(pcm)
+            except KameError as exc:  # e.g. AudioFormatError from the session: drop, go on
+                raise P.ProtocolError("bad_audio", f"audio rejected by the agent: {exc}") from None
+
+    async def _pump(self) -> None:
+        reported = 0
+        async for out in self.session.outputs():
+            if self.queue.dropped != reported:  # tell the client (droppable itself)
+                reported = self.queue.dropped
+                self.queue.put(P.metadata({"type": "dropped", "count": reported}), droppable=True)
+            if isinstance(out, AgentAudio):
+                # Agents emit 80 ms frames in real time; a longer chunk is sent frame by frame,
+                # yielding to the loop between frames so it never blocks other sessions.
+                pcm = np.asarray(out.pcm, dtype=np.float32).reshape(-1)
+                if self.pcm_out:
+                    for i in range(0, len(pcm), P.OPUS_FRAME):
+                        self.queue.put(P.encode(P.Kind.PCM, P.pcm16_encode(pcm[i : i + P.OPUS_FRAME])), droppable=True)
+                else:
+                    for n, pages in enumerate(self.encoder.frames(pcm)):
+                        if n:
+                            await asyncio.sleep(0)
+                        self.queue.put(P.encode(P.Kind.AUDIO, pages), droppable=True)
+            elif isinstance(out, AgentText):
+                self.queue.put(P.encode(P.Kind.TEXT, out.text))
+            elif isinstance(out, Meta):
+                self.queue.put(P.metadata(out.data))
+            elif isinstance(out, ErrorEvent):
+                self.send_error("agent_error", out.message)
+        self._fatal("session_ended", "the agent ended the session", WSCloseCode.OK)
+
+    async def _write(self) -> None:
+        # No asyncio.wait_for here: on Python < 3.12 it can swallow a cancellation. A send that
+        # blocks too long (client not reading) is detected by _watch instead.
+        while True:
+            data = await self.queue.get()
+            self.send_started = self.server.clock.now()
+            await self.ws.send_bytes(data)
+            self.send_started = None
+
+    async def _watch(self) -> None:
+        """Closes idle connections (no client audio) and clients whose socket stopped reading."""
+        timeout = self.cfg.idle_timeout_s if self.cfg.idle_timeout_s and self.cfg.idle_timeout_s > 0 else float("inf")
+        clock = self.server.clock
+        period = max(0.05, min(timeout / 4, self.cfg.send_timeout_s / 4, 1.0))
+        while True:
+            now = clock.now()
+            if now - self.last_audio >= timeout:
+                self._fatal("idle_timeout", f"no audio from the client for {timeout:g} s", WSCloseCode.POLICY_VIOLATION)
+                return
+            if self.send_started is not None and now - self.send_started >= self.cfg.send_timeout_s:
+                self.close_code, self.close_reason = WSCloseCode.POLICY_VIOLATION, "client stopped reading"
+                if self.transport is not None:
+                    self.transport.abort()
+                return
+            await clock.sleep(min(period, max(0.01, timeout - (now - self.last_audio))))
+
+
+class Server:
+    """Holds the agent, the config and the live connections of one app."""
+
+    def __init__(self, agent: Agent, cfg: ServerConfig, clock: Clock | None = None) -> None:
+        self.agent, self.cfg = agent, cfg
+        self.clock = clock or MonotonicClock()
+        self.connections: set[Connection] = set()
+        self.started = time.monotonic()
+        self.total_sessions = 0
+        self.static = _load_static(Path(cfg.static_dir) if cfg.static_dir else STATIC_DIR)
+
+    def authorized(self, request: web.Request) -> bool:
+        token = self.cfg.auth_token
+        if not token:
+            return True
+        given = request.query.get("token", "")
+        auth = request.headers.get("Authorization", "")
+        if auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        return hmac.compare_digest(given.encode(), token.encode())
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        if not self.authorized(request):
+            return web.json_response(
+                {"error": "unauthorized", "message": "missing or wrong token (Authorization: Bearer ... or ?token=)"},
+                status=401, headers={"WWW-Authenticate": "Bearer"},
+            )
+        ws = web.WebSocketResponse(
+            max_msg_size=self.cfg.max_message_bytes * self.cfg.hard_message_factor, compress=False, heartbeat=None,
+            timeout=2.0,
+        )
+        if not ws.can_prepare(request).ok:
+            return web.json_response({"error": "not_websocket", "message": "/api/chat needs a WebSocket upgrade"}, status=400)
+        try:
+            session = await self.agent.open_session()
+        except CapacityError as exc:
+            return web.json_response({"error": "capacity", "message": str(exc)}, status=503, headers={"Retry-After": "5"})
+        except KameError as exc:  # e.g. the agent could not start (missing weights)
+            log.error("cannot open a session: %s", exc)
+            return web.json_response({"error": "agent_unavailable", "message": str(exc)}, status=503)
+        self.total_sessions += 1
+        conn = None
+        try:
+            await ws.prepare(request)
+            pcm_out = request.query.get("pcm", "0") in ("1", "true", "yes")
+            conn = Connection(self, ws, session, pcm_out=pcm_out, transport=request.transport)
+            self.connections.add(conn)
+            await conn.run()
+        finally:
+            if conn is not None:
+                self.connections.discard(conn)
+            await session.close()
+        return ws
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({
+            "ok": True, "sessions": len(self.connections), "max_sessions": getattr(self.agent, "max_sessions", None),
+            "total_sessions": self.total_sessions, "uptime_s": round(time.monotonic() - self.started, 1),
+            "auth": bool(self.cfg.auth_token),
+        })
+
+    async def static_file(self, request: web.Request) -> web.Response:
+        name = request.match_info.get("name") or "index.html"
+        if name not in self.static:
+            raise web.HTTPNotFound(text="not found")
+        body, ctype = self.static[name]
+        return web.Response(body=body, content_type=ctype, headers={"Cache-Control": "no-cache"})
+
+    async def on_shutdown(self, app: web.Application) -> None:
+        for conn in list(self.connections):
+            conn.close_code, conn.close_reason = WSCloseCode.GOING_AWAY, "server shutting down"
+            try:
+                await asyncio.wait_for(conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down"), 2.0)
+            except (asyncio.TimeoutError, ConnectionError):
+                pass
+
+
+def _load_static(folder: Path) -> dict[str, tuple[bytes, str]]:
+    """The page's files, read once: regular files directly in ``folder`` (no symlinks, no
+    subfolders), so requests can only ever name one of these, never a path."""
+    files = {}
+    if folder.is_dir():
+        for p in sorted(folder.iterdir()):
+            if p.is_symlink() or not p.is_file() or p.name.startswith("."):
+                continue
+            ctype = mimetypes.guess_type(p.name)[0] or "application/octet-stream"
+            if p.suffix == ".js":
+                ctype = "text/javascript"
+            files[p.name] = (p.read_bytes(), ctype)
+    return files
+
+
+SERVER_KEY = web.AppKey("kame_server", Server)
+
+
+def make_app(agent: Agent, cfg: ServerConfig | None = None, clock: Clock | None = None, manage_agent: bool = False) -> web.Application:
+    """The aiohttp app. With ``manage_agent`` the app starts/stops the agent with itself."""
+    server = Server(agent, cfg or ServerConfig(), clock)
+    app = web.Application(client_max_size=1 << 16)
+    app[SERVER_KEY] = server
+    app.router.add_get("/api/chat", server.chat)
+    app.router.add_get("/api/health", server.health)
+    app.router.add_get("/", server.static_file)
+    app.router.add_get("/{name}", server.static_file)
+    app.on_shutdown.append(server.on_shutdown)
+    if manage_agent:
+        async def _start(_): await agent.start()
+        async def _stop(_): await agent.stop()
+        app.on_startup.append(_start)
+        app.on_cleanup.append(_stop)
+    return app
+
+
+class AccessLogger(AbstractAccessLogger):
+    """Access log without query strings (they may carry ?token=)."""
+
+    def log(self, request, response, time) -> None:
+        self.logger.info('%s "%s %s" %s %.3fs', request.remote, request.method, request.path, response.status, time)
+
+
+# ---- CLI ------------------------------------------------------------------------------------
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--config", default=None, help="kame TOML config (its [server] section sets the defaults below)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, repeatable")
+    parser.add_argument("--agent", default="config", choices=["config", "echo"],
+                        help="'config': the agent the config builds (tandem/cascade); 'echo': diagnostic echo, no model")
+    parser.add_argument("--mode", default=None, choices=["tandem", "cascade"], help="override the config's mode")
+    parser.add_argument("--host", default=None)
+    parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--token", default=None, help="require this bearer token (also KAME_AUTH_TOKEN)")
+    parser.add_argument("--max-sessions", type=int, default=None, help="echo agent only (others: [runtime] in the config)")
+
+
+def server_config_from(section) -> ServerConfig:
+    """A ServerConfig from a config's [server] section (object or dict); unknown keys are errors."""
+    if section is None:
+        return ServerConfig()
+    import dataclasses
+
+    items = section if isinstance(section, dict) else dataclasses.asdict(section)
+    known = {f.name for f in fields(ServerConfig)}
+    unknown = sorted(set(items) - known)
+    if isinstance(section, dict) and unknown:
+        raise ConfigError(f"unknown [server] keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    cfg = ServerConfig(**{k: v for k, v in items.items() if k in known})
+    cfg.auth_token = cfg.auth_token or None  # "" = no auth
+    return cfg
+
+
+def _build(args) -> tuple[Agent, ServerConfig]:
+    import os
+
+    if args.agent == "echo":
+        from .echo import EchoAgent
+
+        cfg, agent = ServerConfig(), EchoAgent(max_sessions=args.max_sessions or 16)
+        if args.config:
+            from ..config import load_config
+
+            cfg = server_config_from(getattr(load_config(args.config, args.set), "server", None))
+    else:
+        try:
+            from ..config import load_config
+            from ..runtime.engine import build_agent
+        except ImportError as exc:
+            raise NotAvailableError(
+                f"the configured agent cannot be built yet ({exc}); use `kame serve --agent echo` to check the server"
+            ) from None
+        config = load_config(args.config, ([f"mode={args.mode}"] if args.mode else []) + list(args.set))
+        cfg, agent = server_config_from(getattr(config, "server", None)), build_agent(config)
+    if args.host:
+        cfg.host = args.host
+    if args.port:
+        cfg.port = args.port
+    cfg.auth_token = args.token or os.environ.get("KAME_AUTH_TOKEN") or cfg.auth_token
+    return agent, cfg
+
+
+def main(args) -> int:
+    agent, cfg = _build(args)
+    app = make_app(agent, cfg, manage_agent=True)
+    if cfg.host not in ("127.0.0.1", "localhost", "::1") and not cfg.auth_token:
+        log.warning("serving on %s without an auth token", cfg.host)
+
+    async def announce(_app) -> None:  # after the agent has started (make_app's hook runs first)
+        print(f"kame: serving on http://{cfg.host}:{cfg.port}/ (WebSocket /api/chat)", flush=True)
+
+    app.on_startup.append(announce)
+    web.run_app(app, host=cfg.host, port=cfg.port, print=None, handle_signals=True, access_log_class=AccessLogger)
+    return 0

@@ -1,0 +1,124 @@
+"""A diagnostic agent that echoes the user's audio back, paced in real time.
+
+It implements the Agent/Session interface (kame.runtime.base) with no model at all, so the
+server, the browser page and network setups can be checked without weights:
+
+    kame serve --agent echo            # speak into the page, hear yourself 0.4 s later
+
+Each session emits one 80 ms AgentAudio frame per 80 ms (the user's audio delayed by
+``delay_frames``, silence when none), an AgentText piece and "transcript"/"oracle"/"metric"
+Meta once a second, like a real agent would. It is NOT a conversational agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import AsyncIterator
+
+import numpy as np
+
+from ..runtime.base import Agent, AgentAudio, AgentText, CapacityError, Meta, Output, Session
+from ..runtime.clock import Clock, MonotonicClock
+
+FRAME = 1920  # 80 ms at 24 kHz
+_ids = itertools.count()
+
+
+class EchoSession(Session):
+    def __init__(self, agent: "EchoAgent", session_id: str) -> None:
+        self.id = session_id
+        self.agent = agent
+        self._in = np.zeros(0, dtype=np.float32)
+        self._pending: list[np.ndarray] = [np.zeros(FRAME, np.float32)] * agent.delay_frames
+        self._out: asyncio.Queue = asyncio.Queue()
+        self._closed = asyncio.Event()
+        self._heard = 0  # samples received
+        self._task = asyncio.create_task(self._run(), name=f"echo-session-{session_id}")
+
+    async def push_audio(self, pcm: np.ndarray) -> None:
+        if self._closed.is_set():
+            return
+        pcm = np.asarray(pcm, dtype=np.float32).reshape(-1)
+        self._heard += len(pcm)
+        self._in = np.concatenate([self._in, pcm])
+        while len(self._in) >= FRAME:
+            self._pending.append(self._in[:FRAME])
+            self._in = self._in[FRAME:]
+        # Keep at most 10 s of backlog (a client sending faster than real time).
+        del self._pending[: max(0, len(self._pending) - 125)]
+
+    async def _run(self) -> None:
+        clock, step = self.agent.clock, FRAME / 24000
+        t_next = clock.now()
+        await self._out.put(Meta({"type": "info", "agent": "echo", "session": self.id}))
+        for n in itertools.count(1):
+            t_next += step
+            await clock.sleep(t_next - clock.now())
+            t0 = clock.now()
+            frame = self._pending.pop(0) if self._pending else np.zeros(FRAME, np.float32)
+            await self._out.put(AgentAudio(frame, t0))
+            if n % 12 == 0:  # about once a second
+                secs = self._heard / 24000
+                await self._out.put(AgentText(" echo", t0))
+                await self._out.put(Meta({"type": "transcript", "final": False, "text": f"heard {secs:.1f} s"}))
+                await self._out.put(Meta({"type": "oracle", "event": "reset", "prediction_id": n, "t": t0}))
+                await self._out.put(Meta({"type": "oracle", "event": "append", "prediction_id": n,
+                                          "text": f"echo after {secs:.1f} s", "t": t0}))
+                await self._out.put(Meta({
+                    "type": "metric", "name": "step_time", "value": clock.now() - t0,
+                    "t": clock.now(), "session": self.id, "labels": {},
+                }))
+
+    async def outputs(self) -> AsyncIterator[Output]:
+        while not self._closed.is_set():
+            if not self._out.empty():
+                yield self._out.get_nowait()
+                continue
+            get = asyncio.ensure_future(self._out.get())
+            closed = asyncio.ensure_future(self._closed.wait())
+            try:
+                await asyncio.wait({get, closed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:  # also when the consumer is cancelled: leave no task behind
+                get.cancel()
+                closed.cancel()
+            if get.done() and not get.cancelled():
+                yield get.result()
+
+    async def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        self.agent._sessions.pop(self.id, None)
+
+
+class EchoAgent(Agent):
+    def __init__(self, max_sessions: int = 16, delay_frames: int = 5, clock: Clock | None = None) -> None:
+        self.max_sessions = max_sessions
+        self.delay_frames = delay_frames
+        self.clock = clock or MonotonicClock()
+        self._sessions: dict[str, EchoSession] = {}
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        for s in list(self._sessions.values()):
+            await s.close()
+
+    async def open_session(self, session_id: str | None = None) -> Session:
+        if len(self._sessions) >= self.max_sessions:
+            raise CapacityError(f"echo agent is serving its maximum of {self.max_sessions} sessions")
+        sid = session_id or f"echo{next(_ids)}"
+        s = EchoSession(self, sid)
+        self._sessions[sid] = s
+        return s
+
+    @property
+    def active_sessions(self) -> int:
+        return len(self._sessions)

@@ -1,0 +1,241 @@
+"""The kame WebSocket wire protocol: message kinds, encode/decode, and the audio codecs.
+
+Every WebSocket message is binary; its first byte is the kind, the rest the payload. Kinds
+0x00-0x06 are Kyutai's Moshi protocol (so Moshi clients work unchanged), 0x08 is kame's raw-PCM
+addition for browsers. The full description for client authors is docs/protocol.md.
+
+    data = encode(Kind.TEXT, "hello")          # b"\\x02hello"
+    kind, payload = decode(data)               # raises ProtocolError on bad input
+    dec = OpusDecoder(); pcm = dec.decode(ogg_bytes)     # float32 24 kHz (maybe empty)
+    enc = OpusEncoder(); pages = enc.encode(pcm)         # Ogg/Opus bytes (maybe empty)
+
+Run `python -m kame.server.protocol` to print the kind table.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from enum import IntEnum
+
+import numpy as np
+import sphn
+
+from ..errors import KameError
+
+SAMPLE_RATE = 24000
+PROTOCOL_VERSION = 0  # as in Kyutai's rust/protocol.md ("always 0 for now")
+MODEL_VERSION = 0
+OPUS_FRAME = 1920  # samples per Opus frame we encode (80 ms at 24 kHz; sphn accepts 960/1920)
+
+
+class Kind(IntEnum):
+    """First byte of every message. Direction: S = server -> client, C = client -> server."""
+
+    HANDSHAKE = 0x00  # S: session ready; payload u32 LE protocol version + u32 LE model version
+    AUDIO = 0x01  # C,S: Ogg/Opus pages, 24 kHz mono
+    TEXT = 0x02  # S: UTF-8 piece of the agent's text
+    CONTROL = 0x03  # C: one action byte (Moshi; unused in full-duplex streaming, accepted)
+    METADATA = 0x04  # S: UTF-8 JSON object (transcripts, oracle, metrics, info)
+    ERROR = 0x05  # S: UTF-8 JSON {"code", "message", "fatal"}
+    PING = 0x06  # C,S: a client ping is answered with a ping carrying the same payload
+    # 0x07 is Kyutai's "colored text" (server -> client); kame never sends or accepts it.
+    PCM = 0x08  # C (and S with ?pcm=1): raw int16 little-endian PCM, 24 kHz mono (kame)
+
+
+class Control(IntEnum):
+    START = 0
+    END_TURN = 1
+    PAUSE = 2
+    RESTART = 3
+
+
+class ProtocolError(KameError):
+    """A message that does not follow the protocol; ``code`` is sent in the 0x05 error."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def encode(kind: Kind, payload: bytes | str = b"") -> bytes:
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    return bytes([int(kind)]) + payload
+
+
+def decode(data: bytes) -> tuple[Kind, bytes]:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ProtocolError("text_frame", "text WebSocket frames are not part of the protocol; send binary messages")
+    if len(data) == 0:
+        raise ProtocolError("empty_message", "empty message (the first byte must be the message kind)")
+    try:
+        kind = Kind(data[0])
+    except ValueError:
+        raise ProtocolError("unknown_kind", f"unknown message kind 0x{data[0]:02x}") from None
+    return kind, bytes(data[1:])
+
+
+# ---- typed helpers -------------------------------------------------------------------------
+
+
+def handshake(protocol_version: int = PROTOCOL_VERSION, model_version: int = MODEL_VERSION) -> bytes:
+    return encode(Kind.HANDSHAKE, struct.pack("<II", protocol_version, model_version))
+
+
+def parse_handshake(payload: bytes) -> tuple[int, int]:
+    """(protocol, model) versions; a bare 0x00 (Python Moshi server) means (0, 0)."""
+    if len(payload) >= 8:
+        return struct.unpack("<II", payload[:8])
+    return 0, 0
+
+
+def metadata(data: dict) -> bytes:
+    return encode(Kind.METADATA, json.dumps(data, separators=(",", ":"), default=_json_default))
+
+
+def error(code: str, message: str, fatal: bool = False) -> bytes:
+    return encode(Kind.ERROR, json.dumps({"code": code, "message": message, "fatal": fatal}))
+
+
+def parse_json(payload: bytes) -> dict:
+    try:
+        obj = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError("bad_json", f"payload is not UTF-8 JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("bad_json", "payload must be a JSON object")
+    return obj
+
+
+def parse_text(payload: bytes) -> str:
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError("bad_utf8", f"text payload is not UTF-8: {exc}") from None
+
+
+def parse_control(payload: bytes) -> Control:
+    if len(payload) != 1:
+        raise ProtocolError("bad_control", f"control payload must be 1 byte, got {len(payload)}")
+    try:
+        return Control(payload[0])
+    except ValueError:
+        raise ProtocolError("bad_control", f"unknown control action {payload[0]}") from None
+
+
+def pcm16_encode(pcm: np.ndarray) -> bytes:
+    """float32 [N] in [-1, 1] -> int16 little-endian bytes."""
+    x = np.clip(np.asarray(pcm, dtype=np.float32), -1.0, 1.0)
+    return (x * 32767.0).astype("<i2").tobytes()
+
+
+def pcm16_decode(payload: bytes) -> np.ndarray:
+    """int16 little-endian bytes -> float32 [N]."""
+    if len(payload) % 2 or not payload:
+        raise ProtocolError("bad_pcm", f"PCM payload must be whole int16 samples (>= 1), got {len(payload)} bytes")
+    return np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+# ---- Ogg/Opus (sphn) -------------------------------------------------------------------------
+
+
+_BITREV8 = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
+
+
+def ogg_crc(page: bytes) -> int:
+    """The Ogg page checksum (CRC-32, polynomial 0x04c11db7, not reflected, init 0), computed
+    with zlib's reflected CRC-32 on bit-reversed bytes (C speed; ~1 us per page)."""
+    p = (page[:22] + b"\0\0\0\0" + page[26:]).translate(_BITREV8)
+    raw = zlib.crc32(p, 0xFFFFFFFF) ^ 0xFFFFFFFF
+    return int(f"{raw:032b}"[::-1], 2)
+
+
+def check_ogg_pages(data: bytes) -> int:
+    """Check that ``data`` is a whole number of complete Ogg pages; returns the number of
+    packets they end (each Opus packet is <= 120 ms, which bounds the decoded size).
+    (Each 0x01 message carries whole pages, as sphn and the Moshi web client send them.)"""
+    n, pos = 0, 0
+    while pos < len(data):
+        if len(data) - pos < 27 or data[pos : pos + 4] != b"OggS" or data[pos + 4] != 0:
+            raise ProtocolError("bad_audio", f"audio message is not whole Ogg pages (bad page header at byte {pos})")
+        nseg = data[pos + 26]
+        if len(data) - pos < 27 + nseg:
+            raise ProtocolError("bad_audio", f"truncated Ogg page header at byte {pos}")
+        lacing = data[pos + 27 : pos + 27 + nseg]
+        size = 27 + nseg + sum(lacing)
+        if len(data) - pos < size:
+            raise ProtocolError("bad_audio", f"truncated Ogg page at byte {pos} ({len(data) - pos} of {size} bytes)")
+        page = data[pos : pos + size]
+        if ogg_crc(page) != struct.unpack_from("<I", page, 22)[0]:
+            raise ProtocolError("bad_audio", f"Ogg page at byte {pos} fails its checksum (corrupt data)")
+        pos, n = pos + size, n + sum(1 for v in lacing if v < 255)
+    return n
+
+
+class OpusDecoder:
+    """Incremental Ogg/Opus -> float32 PCM. Corrupt data raises ProtocolError("bad_audio") and
+    resets the stream (a fresh reader accepts pages from the middle of a stream)."""
+
+    def __init__(self, max_samples_per_message: int = 10 * SAMPLE_RATE) -> None:
+        self.max_samples = max_samples_per_message
+        self._reader = sphn.OpusStreamReader(SAMPLE_RATE)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        if not data:
+            raise ProtocolError("bad_audio", "empty audio message")
+        packets = check_ogg_pages(data)
+        if packets * 2880 > self.max_samples:  # 2880 = 120 ms, the longest Opus packet
+            raise ProtocolError(
+                "audio_too_long", f"one message holds {packets} Opus packets (max {self.max_samples // 2880}); dropped"
+            )
+        try:
+            pcm = self._reader.append_bytes(data)
+        except Exception as exc:  # sphn raises ValueError on a bad capture pattern etc.
+            self._reader = sphn.OpusStreamReader(SAMPLE_RATE)
+            raise ProtocolError("bad_audio", f"corrupt Ogg/Opus data ({exc}); decoder reset") from None
+        pcm = np.asarray(pcm, dtype=np.float32).reshape(-1)
+        if len(pcm) > self.max_samples:
+            raise ProtocolError(
+                "audio_too_long",
+                f"one message decoded to {len(pcm) / SAMPLE_RATE:.1f} s of audio "
+                f"(max {self.max_samples / SAMPLE_RATE:.1f} s); dropped",
+            )
+        if not np.all(np.isfinite(pcm)):
+            raise ProtocolError("bad_audio", "decoded audio has NaN/inf samples; dropped")
+        return pcm
+
+
+class OpusEncoder:
+    """float32 PCM (any chunk length) -> Ogg/Opus bytes, buffered to whole 80 ms frames."""
+
+    def __init__(self) -> None:
+        self._writer = sphn.OpusStreamWriter(SAMPLE_RATE)
+        self._buf = np.zeros(0, dtype=np.float32)
+
+    def encode(self, pcm: np.ndarray) -> bytes:
+        return b"".join(self.frames(pcm))
+
+    def frames(self, pcm: np.ndarray):
+        """Like encode, but yields the pages of each 80 ms frame separately (so a caller can
+        send them as separate messages and yield to the event loop in between)."""
+        self._buf = np.concatenate([self._buf, np.asarray(pcm, dtype=np.float32).reshape(-1)])
+        while len(self._buf) >= OPUS_FRAME:
+            frame, self._buf = self._buf[:OPUS_FRAME], self._buf[OPUS_FRAME:]
+            pages = self._writer.append_pcm(np.clip(frame, -1.0, 1.0))
+            if pages:
+                yield pages
+
+
+if __name__ == "__main__":
+    for k in Kind:
+        print(f"0x{int(k):02x}  {k.name}")

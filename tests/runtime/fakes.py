@@ -1,0 +1,167 @@
+"""Small deterministic fakes for the runtime tests: a frame model, an STT, an LLM,
+and a helper that drives the frame ticker on a FakeClock."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+
+import numpy as np
+
+from kame.backend.types import Transcript, Word
+from kame.errors import BackendError
+from kame.runtime.worker import FrameOut
+
+START = 1000  # the fake front-end's oracle start id
+
+
+class FakeFrameModel:
+    """Per-row state = a hash of everything the row has seen (audio + oracle tokens), so any
+    cross-row leak or missed reset changes that row's outputs."""
+
+    def __init__(self, batch_size: int, hook=None, voice_from: int = 2) -> None:
+        self.voice_from = voice_from  # a row's outputs are audible from its frame voice_from on
+        self.batch_size = batch_size
+        self.h = np.zeros(batch_size, np.int64)
+        self.n = np.zeros(batch_size, np.int64)
+        self.feed = [deque() for _ in range(batch_size)]
+        self.hook = hook
+        self.steps = 0
+        self.batch_sizes: list[int] = []
+
+    def reset(self, rows) -> None:
+        for r in rows:
+            self.h[r], self.n[r] = 0, 0
+            self.feed[r].clear()
+
+    def oracle_reset(self, row: int) -> None:
+        self.feed[row].clear()
+        self.feed[row].append(START)
+
+    def oracle_append(self, row: int, ids) -> None:
+        self.feed[row].extend(int(i) for i in ids)
+
+    def step(self, pcm: np.ndarray, active: np.ndarray) -> FrameOut:
+        if self.hook is not None:
+            self.hook()
+        self.steps += 1
+        self.batch_sizes.append(int(active.sum()))
+        B = self.batch_size
+        out = np.zeros((B, pcm.shape[1]), np.float32)
+        text = np.full(B, -1, np.int64)
+        oracle = np.full(B, -1, np.int64)
+        for r in np.flatnonzero(active):
+            tok = self.feed[r].popleft() if self.feed[r] else -1
+            energy = int(np.abs(pcm[r]).sum() * 1000)
+            self.h[r] = (self.h[r] * 31 + energy + (tok + 2) * 7 + 1) % 1_000_003
+            self.n[r] += 1
+            if self.n[r] > 1:
+                text[r] = self.h[r] % 97
+            if self.n[r] >= self.voice_from:
+                out[r] = 0.3 * np.sin(np.arange(pcm.shape[1]) * (1 + self.h[r] % 13) / 50.0)
+            oracle[r] = tok
+        return FrameOut(pcm=out, text=text, oracle=oracle)
+
+
+class FakeSTT:
+    """One word per voiced frame; a partial after each voiced frame, a final after 3 silent
+    frames. ``dead`` makes the stream raise (a crashed STT service)."""
+
+    def __init__(self) -> None:
+        self.dead = False
+        self.streams = 0
+
+    async def stream(self, frames):
+        self.streams += 1
+        words: list[Word] = []
+        silent = 0
+        async for f in frames:
+            if self.dead:
+                raise BackendError("fake STT is down")
+            if np.abs(f.pcm).max() > 0.05:
+                words.append(Word(f"w{len(words)}", f.t, f.t + 0.08))
+                silent = 0
+                yield Transcript(tuple(words), False, f.t + 0.08)
+            else:
+                silent += 1
+                if silent == 3 and words:
+                    yield Transcript(tuple(words), True, f.t + 0.08)
+                    words = []
+
+
+class FakeLLM:
+    """Replies "answer N" in two pieces; ``dead`` makes it raise BackendError."""
+
+    def __init__(self) -> None:
+        self.dead = False
+        self.calls = 0
+
+    async def stream_chat(self, messages, *, max_tokens=None, temperature=None):
+        self.calls += 1
+        if self.dead:
+            raise BackendError("fake LLM is down")
+        yield "answer "
+        await asyncio.sleep(0)
+        yield f"{self.calls} ."
+
+
+async def wait_for(pred, timeout: float = 10.0) -> None:
+    """Yield to the loop (and the worker thread) until ``pred()`` holds (wall-time bound)."""
+    end = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > end:
+            raise AssertionError("timed out waiting for the runtime")
+        await asyncio.sleep(0.0005)
+
+
+async def step(agent, clock, n: int = 1) -> None:
+    """Run ``n`` more frames: advance the FakeClock one frame at a time and wait for each."""
+    for _ in range(n):
+        target = agent.frames + 1
+        if agent.frames > 0 or target > 1:
+            clock.advance(0.08)
+        await wait_for(lambda: agent.frames >= target)
+        for _ in range(5):  # let output consumers (Recorder tasks) drain their queues
+            await asyncio.sleep(0)
+
+
+def create_stt(arg=None, **kwargs) -> FakeSTT:
+    """Registry factory (tests register it as stt "fake")."""
+    return FakeSTT()
+
+
+def create_llm(arg=None, **kwargs) -> FakeLLM:
+    """Registry factory (tests register it as llm "fake")."""
+    return FakeLLM()
+
+
+class QuestionSTT(FakeSTT):
+    """Says "what is 12 times 7" (a "structured" turn) as a final after the first loud frame."""
+
+    async def stream(self, frames):
+        said = False
+        async for f in frames:
+            if not said and np.abs(f.pcm).max() > 0.05:
+                said = True
+                words = tuple(Word(w, f.t + 0.1 * i, f.t + 0.1 * i + 0.08)
+                              for i, w in enumerate("what is 12 times 7".split()))
+                yield Transcript(words, True, f.t + 0.5)
+
+
+class FakeTTS:
+    """0.24 s of a constant 0.5 signal per text."""
+
+    name = "fake"
+    sample_rate = 24000
+
+    async def synthesize(self, text):
+        yield np.full(3 * 1920, 0.5, np.float32)
+
+
+def create_question_stt(arg=None, **kwargs) -> QuestionSTT:
+    return QuestionSTT()
+
+
+def create_tts(arg=None, **kwargs) -> FakeTTS:
+    return FakeTTS()

@@ -1,0 +1,59 @@
+"""kame.config: TOML + --set overrides, errors naming the dotted key."""
+
+from __future__ import annotations
+
+import pytest
+
+from kame.config import KameConfig, load_config, parse_override
+from kame.errors import ConfigError
+
+
+def test_defaults_file_and_overrides(tmp_path):
+    assert load_config() == KameConfig()
+    f = tmp_path / "kame.toml"
+    f.write_text('mode = "tandem"\n[frontend]\nspec = "random:small"\ntemp = 0\n'
+                 '[runtime]\nmax_sessions = 8\n[server]\nport = 9000\n')
+    cfg = load_config(f, ["backend.llm=openai:gpt-4.1", "runtime.max_sessions=2", "server.auth_token=1234",
+                          "runtime.batched=false", 'backend.system_prompt="Be brief, please."'])
+    assert cfg.frontend.spec == "random:small" and cfg.frontend.temp == 0.0
+    assert isinstance(cfg.frontend.temp, float)
+    assert cfg.runtime.max_sessions == 2 and cfg.server.port == 9000  # --set wins over the file
+    assert cfg.backend.llm == "openai:gpt-4.1" and cfg.server.auth_token == "1234"
+    assert cfg.runtime.batched is False and cfg.backend.system_prompt == "Be brief, please."
+    assert parse_override("a.b = 3") == ("a.b", 3)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("runtime.max_sesions=3", "runtime.max_sesions"),
+    ("bogus.key=1", "bogus"),
+    ("runtime.max_sessions=many", "runtime.max_sessions: expected an integer"),
+    ("runtime.max_sessions=0", "runtime.max_sessions: must be >= 1"),
+    ("frontend.temp=-1", "frontend.temp: must be >= 0"),
+    ("frontend.dtype=int8", "frontend.dtype: 'int8' is not one of"),
+    ("mode=both", "mode: 'both' is not one of"),
+    ("runtime.batched=3", "runtime.batched: expected true/false"),
+    ("runtime=3", "runtime: expected a table"),
+    ("frontend.spec.x=1", "frontend.spec"),
+    ("server.port=70000", "server.port: must be <= 65535"),
+    ("noequals", "key=value"),
+])
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        load_config(None, [override])
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[runtime\nmax_sessions = 2\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("[backend]\nstt = 'embedded'\nllm_model = 'x'\n")
+    with pytest.raises(ConfigError, match="backend.llm_model"):
+        load_config(unknown)
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text("[server]\nidle_timeout_s = 'soon'\n")
+    with pytest.raises(ConfigError, match="server.idle_timeout_s: expected a number"):
+        load_config(wrong)

@@ -1,0 +1,357 @@
+"""The tandem runtime with fakes: batching equivalence, deadlines, back-end failure, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from kame.config import load_config
+from kame.backend.tokenizer import default_tokenizer
+from kame.runtime.backend import BackendBridge, producer_factory
+from kame.runtime.base import AgentAudio, AgentText, CapacityError, ErrorEvent, Meta
+from kame.runtime.clock import FakeClock
+from kame.runtime.engine import TandemAgent
+from kame.runtime.metrics import MetricsLog
+
+from .fakes import START, FakeFrameModel, FakeLLM, FakeSTT, step, wait_for
+
+F = 1920
+
+
+def make_agent(max_sessions=4, batched=True, backend=None, hook=None, voice_from=2, **overrides):
+    cfg = load_config(None, {"runtime.max_sessions": max_sessions, "runtime.batched": batched,
+                             "runtime.vad": "energy", "runtime.max_input_backlog_s": 30.0,
+                             "runtime.stats_interval_s": 0.0, **overrides})
+    clock = FakeClock()
+    log = MetricsLog()
+    models = []
+
+    def factory(b):
+        models.append(FakeFrameModel(b, hook=hook, voice_from=voice_from))
+        return models[-1]
+
+    agent = TandemAgent(cfg, clock=clock, metrics=log, frame_models=factory,
+                        backend=backend or (lambda s: None), token_text=lambda t: f" t{t}")
+    agent.fake_models = models
+    agent.oracle_start_id = START
+    return agent, clock, log
+
+
+def real_backend(stt, llm, retry_s=0.16):
+    """BackendBridge with the real OracleProducer (kame.backend.oracle) on a fake STT/LLM."""
+    tok = default_tokenizer()
+    return lambda s: BackendBridge(s, stt, producer_factory(s.agent.config, s.clock, llm, tok), s.clock,
+                                   retry_s=retry_s)
+
+
+class Recorder:
+    def __init__(self, session):
+        self.items = []
+        self.task = asyncio.create_task(self._run(session))
+
+    async def _run(self, session):
+        async for out in session.outputs():
+            self.items.append(out)
+
+    def audio(self):
+        return [o.pcm for o in self.items if isinstance(o, AgentAudio)]
+
+    def text(self):
+        return [o.text for o in self.items if isinstance(o, AgentText)]
+
+    def meta(self, kind):
+        return [o.data for o in self.items if isinstance(o, Meta) and o.data.get("type") == kind]
+
+
+def speech(seed, n_frames):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(n_frames * F).astype(np.float32) * 0.2
+    x[: 3 * F] *= 0  # some silence too
+    return x
+
+
+async def run_alone(audio, batched=True):
+    agent, clock, _ = make_agent(batched=batched)
+    await agent.start()
+    s = await agent.open_session()
+    rec = Recorder(s)
+    n = audio.shape[0] // F
+    for k in range(n):
+        await s.push_audio(audio[k * F:(k + 1) * F])
+        await step(agent, clock)
+    await s.close()
+    await rec.task
+    await agent.stop()
+    return rec
+
+
+@pytest.mark.parametrize("batched", [True, False])
+async def test_batched_sessions_join_leave_match_running_alone(batched):
+    # (seed, join frame, frames): B leaves at 20, D joins at 22 and reuses a freed row
+    plan = {"A": (1, 0, 30), "B": (2, 5, 15), "C": (3, 12, 18), "D": (4, 22, 8)}
+    audio = {k: speech(seed, n) for k, (seed, _, n) in plan.items()}
+    agent, clock, _ = make_agent(max_sessions=3, batched=batched)
+    await agent.start()
+    sessions, recs = {}, {}
+    for k in range(30):
+        for name, (_, join, n) in plan.items():
+            if k == join:
+                sessions[name] = await agent.open_session(name)
+                recs[name] = Recorder(sessions[name])
+            if name in sessions and k == join + n:
+                await sessions.pop(name).close()
+        for name, s in sessions.items():
+            j = k - plan[name][1]
+            await s.push_audio(audio[name][j * F:(j + 1) * F])
+        await step(agent, clock)
+    for s in sessions.values():
+        await s.close()
+    for r in recs.values():
+        await r.task
+    await agent.stop()
+    if batched:
+        assert len(agent.fake_models) == 1 and max(agent.fake_models[0].batch_sizes) == 3
+    for name, r in recs.items():
+        alone = await run_alone(audio[name], batched=True)
+        assert len(r.audio()) == plan[name][2]
+        np.testing.assert_array_equal(np.stack(r.audio()), np.stack(alone.audio()))
+        assert r.text() == alone.text() and len(r.text()) > 0
+
+
+async def test_missed_deadline_is_counted():
+    clock_ref = {}
+    slow = {"n": 0}
+    loop_ref = {}
+
+    def hook():  # a step that takes 0.2 s of clock time (advanced from the worker, thread-safely)
+        if slow["n"] > 0:
+            slow["n"] -= 1
+            done = threading.Event()
+            loop_ref["loop"].call_soon_threadsafe(lambda: (clock_ref["c"].advance(0.2), done.set()))
+            done.wait(5)
+
+    agent, clock, log = make_agent(hook=hook)
+    clock_ref["c"], loop_ref["loop"] = clock, asyncio.get_running_loop()
+    await agent.start()
+    s = await agent.open_session()
+    rec = Recorder(s)
+    await step(agent, clock, 3)
+    assert log.values("missed_deadline") == []
+    slow["n"] = 1
+    await step(agent, clock)  # this frame finishes 0.2 s after its start: 0.12 s late
+    await step(agent, clock, 2)  # the next one starts at once (re-anchored), then on time
+    assert log.values("missed_deadline") == pytest.approx([0.12])
+    assert agent.missed == 1 and s.stats.missed_deadlines == 1
+    assert len(log.values("step_time")) == agent.frames == 7  # 3 + slow + immediate re-anchored + 2
+    await s.close()
+    await rec.task
+    stats = rec.meta("stats")[-1]
+    assert stats["missed_deadlines"] == 1 and stats["final"] and stats["frames"] == 7
+    assert stats["step_time_p50_s"] > 0 and stats["max_lateness"] == pytest.approx(0.12)
+    assert [m["value"] for m in rec.meta("metric") if m["name"] == "missed_deadline"] == pytest.approx([0.12])
+    await agent.stop()
+
+
+async def test_backend_dies_mid_turn_audio_flows_and_oracle_resumes():
+    stt, llm = FakeSTT(), FakeLLM()
+    agent, clock, log = make_agent(backend=real_backend(stt, llm), **{"backend.retry_s": 0.1})
+    await agent.start()
+    s = await agent.open_session()
+    rec = Recorder(s)
+    rng = np.random.default_rng(0)
+    voiced = lambda: (rng.standard_normal(F) * 0.3).astype(np.float32)  # noqa: E731
+
+    async def frames(n, loud=True):
+        for _ in range(n):
+            await s.push_audio(voiced() if loud else np.zeros(F, np.float32))
+            await step(agent, clock)
+            for _ in range(20):  # let the back-end tasks run (they are real coroutines)
+                await asyncio.sleep(0)
+
+    await frames(4)
+    await wait_for(lambda: rec.meta("oracle"))
+    await frames(2)
+    fed_before = s.stats.oracle_tokens_fed
+    assert fed_before > 0
+    llm.dead = True
+    n_resets = len([o for o in rec.meta("oracle") if o["event"] == "reset"])
+    await frames(6)  # mid-turn: user keeps talking, LLM is down
+    assert any(m["status"] == "down" and m["component"] == "llm" for m in rec.meta("backend"))
+    assert any(isinstance(o, ErrorEvent) for o in rec.items)
+    audio_frames = len(rec.audio())
+    assert audio_frames == agent.frames == 12  # the front-end never stopped
+    llm.dead = False
+    await frames(12)
+    assert any(m["status"] == "up" and m["component"] == "llm" for m in rec.meta("backend"))
+    resets_after = [o for o in rec.meta("oracle") if o["event"] == "reset"]
+    assert len(resets_after) > n_resets + 0
+    assert s.stats.oracle_tokens_fed > fed_before  # the oracle is fed to the front-end again
+    lags = {stage: {m["labels"]["prediction_id"]: m["value"] for m in rec.meta("metric")
+                    if m["name"] == "oracle_lag" and m["labels"].get("stage") == stage} for stage in ("emitted", "fed")}
+    assert lags["fed"] and set(lags["fed"]) <= set(lags["emitted"])
+    assert all(lags["fed"][p] >= lags["emitted"][p] for p in lags["fed"])  # fed at/after emission, same basis
+    assert log.values("oracle_lag") == list(lags["fed"].values())  # the agent's sink gets the fed lag only
+    assert len(rec.audio()) == agent.frames == 24
+    # the agent's own words reached the producer (inner monologue -> back-end)
+    turns = s.backend._producer.conversation.turns
+    assert any(t.speaker == "agent" and " t" in t.text for t in turns)
+    await s.close()
+    await rec.task
+    await agent.stop()
+
+
+async def test_stt_dies_and_recovers():
+    stt = FakeSTT()
+    backend = lambda s: BackendBridge(s, stt, None, s.clock, retry_s=0.08)  # noqa: E731
+    agent, clock, _ = make_agent(backend=backend)
+    await agent.start()
+    s = await agent.open_session()
+    rec = Recorder(s)
+    loud = (np.ones(F) * 0.3).astype(np.float32)
+    for k in range(12):
+        stt.dead = 3 <= k < 6
+        await s.push_audio(loud)
+        await step(agent, clock)
+        for _ in range(20):
+            await asyncio.sleep(0)
+    assert [m["status"] for m in rec.meta("backend") if m["component"] == "stt"] == ["down", "up"]
+    assert stt.streams >= 2 and len(rec.audio()) == 12
+    await s.close()
+    await rec.task
+    await agent.stop()
+
+
+async def test_capacity_bad_audio_and_idle_rows():
+    agent, clock, _ = make_agent(max_sessions=2)
+    await agent.start()
+    a, b = await agent.open_session(), await agent.open_session()
+    with pytest.raises(CapacityError):
+        await agent.open_session()
+    rec = Recorder(a)
+    await a.push_audio(np.full(F, np.nan, np.float32))
+    await a.push_audio(np.zeros(F, np.int16))
+    await a.push_audio(np.zeros((2, F), np.float32))
+    await a.push_audio(np.zeros(F, np.float32))
+    await step(agent, clock, 2)
+    errors = [o for o in rec.items if isinstance(o, ErrorEvent)]
+    assert len(errors) == 3 and "NaN" in errors[0].message and "int16" in errors[1].message
+    assert len(rec.audio()) == 2 and a.stats.input_frames == 1 and a.stats.bad_audio == 3
+    await b.close()
+    c = await agent.open_session()  # the freed row is reusable at once
+    await step(agent, clock)
+    assert agent.fake_models[0].batch_sizes[-1] == 2
+    for x in (a, c):
+        await x.close()
+    await rec.task
+    await agent.stop()
+
+
+async def test_input_backlog_is_bounded_and_counted():
+    agent, clock, _ = make_agent(**{"runtime.max_input_backlog_s": 0.16})
+    await agent.start()
+    s = await agent.open_session()
+    await s.push_audio(np.ones(10 * F, np.float32) * 0.1)  # 0.8 s at once
+    assert s.stats.dropped_input_s == pytest.approx(0.8 - 0.16)
+    await step(agent, clock, 3)
+    assert s.stats.input_frames == 2
+    await s.close()
+    await agent.stop()
+
+
+async def test_1000_open_close_cycles_leave_nothing_behind():
+    stt, llm = FakeSTT(), FakeLLM()
+    agent, clock, _ = make_agent(max_sessions=2, backend=real_backend(stt, llm))
+    await agent.start()
+    keep = await agent.open_session()  # one long-lived session keeps the ticker stepping
+    await step(agent, clock)
+    base_tasks = len(asyncio.all_tasks())
+    for i in range(1000):
+        s = await agent.open_session()
+        await s.push_audio(np.zeros(F // 2, np.float32))
+        if i % 50 == 0:
+            await step(agent, clock)
+        await s.close()
+    await step(agent, clock)
+    await wait_for(lambda: len(asyncio.all_tasks()) <= base_tasks, timeout=5)  # (cancellations settle)
+    assert len(asyncio.all_tasks()) == base_tasks
+    assert list(agent.sessions.values()) == [keep]
+    assert sorted(agent._free) == [1 - keep.row] and agent._released == []
+    await keep.close()
+    await agent.stop()
+    assert agent.worker is None
+
+
+async def test_a_failing_step_is_reported_and_the_session_goes_on():
+    fail = {"n": 0}
+
+    def hook():
+        if fail["n"]:
+            fail["n"] -= 1
+            raise RuntimeError("boom")
+
+    agent, clock, _ = make_agent(hook=hook)
+    await agent.start()
+    s = await agent.open_session()
+    rec = Recorder(s)
+    await step(agent, clock)
+    fail["n"] = 1
+    clock.advance(0.08)
+    await wait_for(lambda: any(isinstance(o, ErrorEvent) for o in rec.items))
+    await step(agent, clock, 2)
+    errors = [o.message for o in rec.items if isinstance(o, ErrorEvent)]
+    assert errors == ["front-end step failed: boom"] and len(rec.audio()) == 3
+    await s.close()
+    await rec.task
+    await agent.stop()
+
+
+@pytest.mark.parametrize("voice_from, expected, overlap", [(11, 0.40, False), (2, 0.0, True)])
+async def test_first_response_latency(voice_from, expected, overlap):
+    # user speaks in frames 0..5 (audio [-0.08, 0.40) on the clock), then silence; the agent
+    # becomes audible at its frame `voice_from` (frame k finishes at k * 0.08)
+    agent, clock, log = make_agent(voice_from=voice_from)
+    await agent.start()
+    s = await agent.open_session()
+    rec = Recorder(s)
+    loud = (np.sin(np.arange(F) / 3.0) * 0.3).astype(np.float32)
+    for k in range(20):
+        await s.push_audio(loud if k < 6 else np.zeros(F, np.float32))
+        await step(agent, clock)
+    vad = rec.meta("vad")
+    assert [v["event"] for v in vad] == ["start", "end"] and vad[1]["t"] == pytest.approx(0.40)
+    assert log.values("first_response_latency") == pytest.approx([expected])
+    m = [m for m in rec.meta("metric") if m["name"] == "first_response_latency"]
+    assert len(m) == 1 and m[0]["labels"].get("overlap", False) is overlap
+    await s.close()
+    await rec.task
+    await agent.stop()
+
+
+async def test_hybrid_routing_replaces_front_end_audio_for_structured_turns(fake_components):
+    from kame.runtime.backend import load_backend
+
+    agent, clock, log = make_agent(**{"backend.stt": "fake_question", "backend.llm": "fake", "cascade.tts": "fake",
+                                      "cascade.hybrid_routing": True})
+    agent._backend, info = load_backend(agent.config, clock, default_tokenizer(), log)
+    assert info["hybrid_routing"] and info["tts"] == "fake"
+    await agent.start()
+    s = await agent.open_session()
+    rec = Recorder(s)
+    for k in range(30):
+        await s.push_audio((np.ones(F) * 0.3).astype(np.float32) if k < 2 else np.zeros(F, np.float32))
+        await step(agent, clock)
+        for _ in range(20):
+            await asyncio.sleep(0)
+    routes = rec.meta("route")
+    assert routes and routes[0]["route"] == "structured"
+    audio = np.concatenate(rec.audio())
+    assert np.isclose(audio, 0.5).sum() == 3 * F  # the routed reply's whole TTS audio was played ...
+    routed = [a for a in rec.audio() if np.isclose(a, 0.5).any()]
+    assert all(set(np.unique(a)) <= {0.0, 0.5} for a in routed)  # ... instead of the front-end's frames
+    assert any("answer" in (m.get("text") or "") for m in rec.meta("agent_turn"))
+    await s.close()
+    await rec.task
+    await agent.stop()

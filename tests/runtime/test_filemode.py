@@ -1,0 +1,79 @@
+"""`kame run` end to end: tiny random front-end + tiny codec + fake STT/LLM (registered as
+components), simulated real time; outputs wav/json/png with the expected structure."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import soundfile as sf
+
+from kame.audio import write_wav
+from kame.cli import main
+
+CODEC = "mimi:random-tiny"
+
+
+def test_kame_run_end_to_end(tmp_path, capsys, fake_components):
+    rng = np.random.default_rng(0)
+    user = np.zeros(int(1.2 * 24000), np.float32)
+    user[4800:19200] = np.clip(rng.standard_normal(14400) * 0.25, -0.9, 0.9)  # 0.2 s .. 0.8 s "speech"
+    wav = tmp_path / "in.wav"
+    write_wav(wav, user, 24000)
+    out = tmp_path / "out.wav"
+    rc = main(["run", str(wav), "-o", str(out), "--tail", "1.0", "--set", "frontend.spec=random:tiny",
+               "--set", f"codec.spec={CODEC}", "--set", "backend.stt=fake", "--set", "backend.llm=fake",
+               "--set", "runtime.vad=energy", "--set", "backend.retry_s=0.1"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "random:tiny" in printed and "RANDOM WEIGHTS" in printed
+    audio, sr = sf.read(out)
+    n = int(np.ceil(2.2 * 24000 / 1920)) * 1920
+    assert sr == 24000 and audio.shape == (n, 2)
+    np.testing.assert_allclose(audio[: user.shape[0], 0], user, atol=1e-3)  # left: the user
+    assert np.abs(audio[:1920, 1]).max() == 0 and np.abs(audio[:, 1]).max() > 0.0  # right: agent (after frame 0)
+    doc = json.loads(out.with_suffix(".json").read_text())
+    assert doc["components"]["frontend"] == "random:tiny" and doc["frontend_random"] is True
+    assert "RANDOM" in doc["note"] and doc["components"]["codec"] == CODEC
+    assert doc["components"]["stt"] == "fake" and doc["components"]["llm"] == "fake"
+    assert doc["pacing"] == "simulated-realtime"
+    words = doc["user_words"]
+    assert words and all(0.15 <= w["start"] < w["end"] <= 0.9 for w in words)  # times on the wav's axis
+    assert any(t["final"] for t in doc["transcripts"]) and any(not t["final"] for t in doc["transcripts"])
+    kinds = {o["event"] for o in doc["oracle"]}
+    assert kinds == {"reset", "append"} and "answer" in "".join(o.get("text", "") for o in doc["oracle"])
+    assert doc["agent_text"] and all(0 < a["t"] <= 2.3 for a in doc["agent_text"])
+    names = {m["name"] for m in doc["metrics"]}
+    assert {"oracle_lag", "llm_ttft"} <= names
+    assert [v["event"] for v in doc["vad"]][:2] == ["start", "end"]
+    assert doc["summary"]["frames"] == n // 1920 and doc["summary"]["step_time_p50_s"] > 0
+    assert doc["stats"]["oracle_tokens_fed"] > 0 and doc["stats"]["final"]
+    png = out.with_suffix(".png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_kame_run_bad_input(tmp_path, capsys):
+    out = tmp_path / "o.wav"
+    assert main(["run", str(tmp_path / "missing.wav"), "-o", str(out)]) == 1
+    assert "not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF1234WAVEjunk")
+    assert main(["run", str(bad), "-o", str(out)]) == 1
+    assert "cannot read" in capsys.readouterr().err
+    assert main(["run", str(bad), "-o", str(out), "--set", "runtime.nope=1"]) == 1
+    assert "runtime.nope" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_kame_run_fast_front_end_only(tmp_path, capsys):
+    wav = tmp_path / "in.wav"
+    write_wav(wav, np.zeros(24000, np.float32), 24000)
+    out = tmp_path / "fast.wav"
+    rc = main(["run", str(wav), "-o", str(out), "--fast", "--no-png", "--tail", "0.5",
+               "--set", f"codec.spec={CODEC}", "--set", "backend.stt=none", "--set", "backend.llm=none",
+               "--set", "runtime.vad=energy"])
+    assert rc == 0 and not out.with_suffix(".png").exists()
+    doc = json.loads(out.with_suffix(".json").read_text())
+    assert doc["pacing"] == "fast" and doc["summary"]["frames"] == 19 and doc["summary"]["late_frames"] == 0
+    assert doc["components"]["stt"] == "none" and doc["transcripts"] == [] and doc["oracle"] == []
+    assert sf.info(str(out)).frames == 19 * 1920

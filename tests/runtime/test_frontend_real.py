@@ -1,0 +1,122 @@
+"""The real frame model (tiny random front-end + a tiny codec, greedy): sessions joining and
+leaving a batch get exactly what they get alone; the oracle reaches the stepper."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kame.backend.types import OracleAppend, OracleReset
+from kame.config import load_config
+from kame.errors import ConfigError
+from kame.runtime.clock import FakeClock
+from kame.runtime.engine import TandemAgent
+from kame.runtime.metrics import MetricsLog
+
+from .fakes import step
+from .test_engine import Recorder, speech
+
+F = 1920
+CODEC = "mimi:random-tiny"
+
+
+def real_cfg(**over):
+    return load_config(None, {"frontend.spec": "random:tiny", "codec.spec": CODEC, "frontend.temp": 0.0,
+                              "frontend.temp_text": 0.0, "backend.stt": "none", "backend.llm": "none",
+                              "runtime.max_sessions": 3, "runtime.vad": "energy", "runtime.stats_interval_s": 0.0,
+                              "runtime.max_input_backlog_s": 30.0, **over})
+
+
+async def run(plan, audio, cfg, oracle_at=None):
+    clock = FakeClock()
+    agent = TandemAgent(cfg, clock=clock, metrics=MetricsLog())
+    await agent.start()
+    sessions, recs = {}, {}
+    total = max(j + n for _, j, n in plan.values())
+    for k in range(total):
+        for name, (_, join, n) in plan.items():
+            if k == join:
+                sessions[name] = await agent.open_session(name)
+                recs[name] = Recorder(sessions[name])
+            if name in sessions and k == join + n:
+                await sessions.pop(name).close()
+        for name, s in sessions.items():
+            j = k - plan[name][1]
+            await s.push_audio(audio[name][j * F:(j + 1) * F])
+            if oracle_at is not None and j == oracle_at:
+                s.on_oracle(OracleReset(1, clock.now()))
+                s.on_oracle(OracleAppend(1, (5, 6, 7, 8), "x", clock.now()))
+        await step(agent, clock)
+    for s in sessions.values():
+        await s.close()
+    for r in recs.values():
+        await r.task
+    await agent.stop()
+    return agent, recs
+
+
+async def test_real_batched_join_leave_equals_alone():
+    # B leaves at 9, D joins at 10 and reuses its row (max_sessions 3)
+    plan = {"A": (1, 0, 14), "B": (2, 3, 6), "C": (3, 5, 9), "D": (4, 10, 4)}
+    audio = {k: speech(seed, n) for k, (seed, _, n) in plan.items()}
+    cfg = real_cfg()
+    agent, recs = await run(plan, audio, cfg, oracle_at=4)
+    assert agent.components["frontend_random"] is True and agent.components["codec"] == CODEC
+    for name, r in recs.items():
+        _, alone = await run({name: (0, 0, plan[name][2])}, {name: audio[name]}, cfg, oracle_at=4)
+        a, b = np.stack(r.audio()), np.stack(alone[name].audio())
+        assert a.shape == (plan[name][2], F) and np.abs(a).max() > 0
+        np.testing.assert_allclose(a, b, atol=1e-5)
+        assert r.text() == alone[name].text()
+        assert r.text()  # the tiny model says something (babble)
+    # the oracle reached the stepper: start id at frame 4, then one token per frame (5..8)
+    fed = {name: r.meta("stats")[-1]["oracle_tokens_fed"] for name, r in recs.items()}
+    assert fed == {name: max(0, min(4, n - 5)) for name, (_, _, n) in plan.items()}
+
+
+async def test_unbatched_mode_and_codec_mismatch():
+    plan = {"A": (1, 0, 5)}
+    audio = {"A": speech(1, 5)}
+    _, batched = await run(plan, audio, real_cfg())
+    _, single = await run(plan, audio, real_cfg(**{"runtime.batched": False}))
+    np.testing.assert_allclose(np.stack(batched["A"].audio()), np.stack(single["A"].audio()), atol=1e-5)
+    # a checkpoint-shaped front-end with a codec of another cardinality is refused by name
+    agent = TandemAgent(real_cfg(**{"frontend.spec": "random:tiny"}), clock=FakeClock())
+    from kame.runtime import frontend
+
+    class Odd:
+        cardinality, num_codebooks, frame_size = 7, 8, 1920
+
+    with pytest.raises(ConfigError, match="codes per codebook"):
+        orig = frontend._load_frontend
+
+        def fake_load(*a):
+            model, codec, spec, tok, info = orig(*a)
+            return model, Odd(), "odd", tok, info
+
+        frontend._load_frontend = fake_load
+        try:
+            frontend.load_frame_models(agent.config)
+        finally:
+            frontend._load_frontend = orig
+
+
+async def test_checkpoint_folder_runs_with_its_own_codec_and_tokenizer(tmp_path):
+    import shutil
+
+    from kame.backend.tokenizer import DEFAULT_MODEL
+    from kame.codec.mimi import build_random, save_mimi
+    from kame.model.loaders import load_frontend, save_frontend
+
+    codec = build_random("tiny")
+    model, _ = load_frontend("random:tiny", card=codec.cardinality)
+    ck = tmp_path / "ck"
+    save_frontend(model, ck, mimi_name="mimi_tiny.safetensors", tokenizer_name="spm.model")
+    save_mimi(codec, ck / "mimi_tiny.safetensors")
+    shutil.copy(DEFAULT_MODEL, ck / "spm.model")
+    cfg = real_cfg(**{"frontend.spec": str(ck), "codec.spec": "auto", "runtime.max_sessions": 1})
+    agent, recs = await run({"A": (0, 0, 4)}, {"A": speech(1, 4)}, cfg)
+    comps = agent.components
+    assert comps["frontend_random"] is False and comps["codec"] == f"mimi:{ck / 'mimi_tiny.safetensors'}"
+    assert comps["tokenizer"] == str(ck / "spm.model") and "frontend_note" not in comps
+    assert len(recs["A"].audio()) == 4

@@ -1,0 +1,76 @@
+"""`kame serve` with the real tandem agent (tiny random front-end + tiny Mimi codec) and fake
+STT/LLM back-ends registered as components: audio/text/metadata come back over the protocol,
+and when the LLM dies mid-turn the agent's audio keeps flowing and the client is told."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from aiohttp import web
+
+from kame import registry
+from kame.bench.soak import speechlike
+from kame.config import load_config
+from kame.server.app import make_app, server_config_from
+from kame.server.client import chat
+
+from ..runtime.fakes import FakeLLM, FakeSTT
+
+LLMS: list[FakeLLM] = []
+
+
+def create_llm(arg=None, **kwargs) -> FakeLLM:
+    LLMS.append(FakeLLM())
+    return LLMS[-1]
+
+
+def create_stt(arg=None, **kwargs) -> FakeSTT:
+    return FakeSTT()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fake_components():
+    registry.register("stt", "fake_srv", "tests.server.test_agent_integration:create_stt")
+    registry.register("llm", "fake_srv", "tests.server.test_agent_integration:create_llm")
+
+
+async def test_tandem_agent_over_websocket_survives_llm_death():
+    from kame.runtime.engine import build_agent
+
+    cfg = load_config(None, ["frontend.spec=random:tiny", "codec.spec=mimi:random-tiny", "backend.stt=fake_srv",
+                             "backend.llm=fake_srv", "runtime.vad=energy", "backend.retry_s=0.1",
+                             "runtime.max_sessions=2", "runtime.max_input_backlog_s=5"])
+    LLMS.clear()
+    agent = build_agent(cfg)
+    app = make_app(agent, server_config_from(cfg.server), manage_agent=True)
+    runner = web.AppRunner(app, shutdown_timeout=2)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        task = asyncio.create_task(chat(url, speechlike(4.0, 3), tail_s=1.0))
+        for _ in range(300):  # wait until the back-end has asked the LLM (the user is talking)
+            if LLMS and LLMS[-1].calls > 0:
+                break
+            await asyncio.sleep(0.02)
+        assert LLMS and LLMS[-1].calls > 0, "the back-end never called the LLM"
+        await asyncio.sleep(0.3)
+        t_dead = time.monotonic()
+        LLMS[-1].dead = True  # the back-end dies mid-turn (the user is still talking)
+        res = await task
+        t_end = time.monotonic()
+    finally:
+        await runner.cleanup()
+    assert res.close_code == 1000 and res.handshake == (0, 0)
+    types = {m.get("type") for m in res.metas}
+    assert {"info", "transcript", "oracle", "backend"} <= types
+    assert any(m.get("type") == "backend" and m.get("component") == "llm" and m.get("status") == "down" for m in res.metas)
+    assert any(e["code"] == "agent_error" and "llm" in e["message"] and not e["fatal"] for e in res.errors)
+    assert res.texts  # inner-monologue text pieces (random weights: babble)
+    # Audio kept flowing after the LLM died: frames arrived until the end of the call.
+    assert len(res.audio) / 24000 > 1.0
+    after = [t for t in res.audio_times if res.connected_at + t > t_dead]
+    assert len(after) >= 10  # (about one 80 ms frame per 80 ms; lenient for loaded machines)

@@ -1,0 +1,92 @@
+"""Unit tests of kame.server.protocol: kinds, encode/decode, PCM and Ogg/Opus helpers, and
+that docs/protocol.md documents exactly the kinds the code defines."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kame.server import protocol as P
+
+from .conftest import peak_hz, tone
+
+
+def test_encode_decode_roundtrip_every_kind():
+    for kind in P.Kind:
+        data = P.encode(kind, b"\x01\x02xyz")
+        assert data[0] == int(kind)
+        assert P.decode(data) == (kind, b"\x01\x02xyz")
+    assert P.encode(P.Kind.TEXT, "héllo") == b"\x02" + "héllo".encode()
+
+
+@pytest.mark.parametrize("data,code", [(b"", "empty_message"), (b"\x07x", "unknown_kind"), (b"\xff", "unknown_kind"),
+                                       ("text", "text_frame")])
+def test_decode_errors(data, code):
+    with pytest.raises(P.ProtocolError) as e:
+        P.decode(data)
+    assert e.value.code == code
+
+
+def test_handshake_and_helpers():
+    assert P.handshake() == b"\x00" + bytes(8)
+    assert P.parse_handshake(P.handshake(0, 7)[1:]) == (0, 7)
+    assert P.parse_handshake(b"") == (0, 0)  # Python Moshi server's bare 0x00
+    kind, payload = P.decode(P.error("bad_audio", "nope"))
+    assert kind == P.Kind.ERROR and json.loads(payload) == {"code": "bad_audio", "message": "nope", "fatal": False}
+    kind, payload = P.decode(P.metadata({"type": "metric", "value": np.float32(0.5)}))
+    assert P.parse_json(payload) == {"type": "metric", "value": 0.5}
+    assert P.parse_control(b"\x01") == P.Control.END_TURN
+    for bad in (b"", b"\x01\x02", b"\x09"):
+        with pytest.raises(P.ProtocolError):
+            P.parse_control(bad)
+    with pytest.raises(P.ProtocolError):
+        P.parse_json(b"[1]")
+    with pytest.raises(P.ProtocolError):
+        P.parse_text(b"\xff\xfe")
+
+
+def test_pcm16_roundtrip_and_odd_length():
+    x = np.array([0.0, 0.5, -0.5, 1.5, -2.0], np.float32)
+    y = P.pcm16_decode(P.pcm16_encode(x))
+    np.testing.assert_allclose(y, np.clip(x, -1, 1), atol=1e-4)
+    for bad in (b"\x00\x01\x02", b""):
+        with pytest.raises(P.ProtocolError):
+            P.pcm16_decode(bad)
+
+
+def test_opus_roundtrip_partial_frames_and_corruption():
+    enc, dec = P.OpusEncoder(), P.OpusDecoder()
+    x = tone(1.0, 500)
+    pages = [enc.encode(x[i : i + 1000]) for i in range(0, len(x), 1000)]  # odd chunk sizes are buffered
+    assert sum(1 for p in pages if p) > 5
+    y = np.concatenate([dec.decode(p) for p in pages if p])
+    assert abs(len(y) - 24000) <= 1920 and abs(peak_hz(y) - 500) < 15
+    pages = [p for p in pages if p]
+    flipped = bytearray(pages[2])
+    flipped[-5] ^= 0x10  # one bit in the Opus payload: caught by the page checksum
+    for bad in (b"", b"garbage", b"OggS" + bytes(40), pages[1][:-3], bytes(flipped)):
+        with pytest.raises(P.ProtocolError) as e:
+            dec.decode(bad)
+        assert e.value.code == "bad_audio"
+    assert len(dec.decode(enc.encode(tone(0.08)))) > 0  # the stream goes on after bad messages
+
+
+def test_opus_decoder_bounds_audio_per_message():
+    enc = P.OpusEncoder()
+    many = enc.encode(tone(2.0))  # 25 packets
+    with pytest.raises(P.ProtocolError) as e:
+        P.OpusDecoder(max_samples_per_message=24000).decode(many)
+    assert e.value.code == "audio_too_long"
+    assert P.check_ogg_pages(many) >= 25
+
+
+def test_docs_document_every_kind():
+    doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
+    rows = dict(re.findall(r"^\| 0x([0-9a-f]{2}) \| ([A-Z—]+) \|", doc, flags=re.M))
+    for kind in P.Kind:
+        assert rows.get(f"{int(kind):02x}") == kind.name, kind
+    assert set(rows) - {f"{int(k):02x}" for k in P.Kind} == {"07"}  # the documented reserved kind
