@@ -1,0 +1,410 @@
+"""Latency of the tandem vs the cascade, on the same scripted dialogues, STT and LLM.
+
+    kame bench latency                     # 30 user turns (22 dialogues, 4 multi-turn), both modes
+    kame bench latency --turns 4           # a quick subset
+    kame bench latency --modes cascade --set backend.llm=openai:gpt-4.1-mini
+
+The user turns are synthesized by kame's own TTS (the bundled piper voice at three speaking
+rates and four espeak-ng voices). Each dialogue is one audio file: 0.5 s of silence, then per
+user turn its speech followed by ``--window`` seconds for the agent. Every dialogue runs through
+the file-mode machinery (kame.runtime.filemode.run_conversation) in SIMULATED real time: a
+virtual clock that never runs ahead of the wall clock (so the STT/LLM/TTS get at least their
+real compute time; "slowdown" > 1 means the agent ran slower than real time). Both modes use the
+config's backend.stt and backend.llm; the cascade speaks with cascade.tts.
+
+Measured per user turn, from the recorded audio (not from the agents' own metrics):
+  first-response latency  user's end of speech (known from the script) -> first 10 ms of agent
+                          audio above runtime.silence_db (0 if the agent was already speaking)
+  content latency         user's end of speech -> start of the first word of the LLM's answer
+                          audible in the agent's audio: whisper tiny.en (faster-whisper, word
+                          timestamps) transcribes the agent's audio of the turn; the first ASR
+                          word that is a content word of the LLM's answer for that turn (cascade:
+                          the reply; tandem: the oracle predictions) counts. "never" if none is.
+  oracle lag (tandem)     the runtime's oracle_lag metric (user's last word -> first oracle token fed)
+and p50 / p90 per mode, the ratio cascade / tandem, a PNG of both distributions and a JSON of
+every turn. The tandem's default front-end is a random-weight tiny checkpoint: its audio is
+babble, not an answer, so its content latency is "never" on (almost) every turn and its
+first-response latency only says when it makes noise. This is printed with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import platform
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..audio import SAMPLE_RATE, resample, write_wav
+
+log = logging.getLogger(__name__)
+SR = SAMPLE_RATE
+
+# Scripted dialogues: lists of user turns (single-turn questions, then multi-turn dialogues).
+DIALOGUES: list[list[str]] = [
+    ["What is the capital of France?"],
+    ["How far away is the moon?"],
+    ["Why is the sky blue?"],
+    ["I am planning a trip to Japan.", "Which city should I visit first?", "And what food should I try there?"],
+    ["Who wrote Romeo and Juliet?"],
+    ["What is the boiling point of water?"],
+    ["Can you recommend a good book to read?"],
+    ["I want to start running.", "How far should I run at first?", "How often should I train each week?"],
+    ["What is photosynthesis?"],
+    ["How many legs does a spider have?"],
+    ["What is the tallest mountain in the world?"],
+    ["Tell me a fun fact about octopuses."],
+    ["Let's talk about space.", "What is the closest star to us?", "How long would it take to get there?"],
+    ["What should I cook for dinner tonight?"],
+    ["How do airplanes stay in the air?"],
+    ["What is the largest ocean on Earth?"],
+    ["My tomato plants look sick.", "The leaves are turning yellow.", "How often should I water them?"],
+    ["Who painted the Mona Lisa?"],
+    ["What is seven times eight?"],
+    ["What language do people speak in Brazil?"],
+    ["How can I sleep better at night?"],
+    ["What is the speed of light?"],
+]
+# (engine, argument): piper length_scale or espeak voice; dialogues cycle through them.
+VOICES: list[tuple[str, object]] = [
+    ("piper", 1.0), ("espeak", "en-us+f2"), ("piper", 1.15), ("espeak", "en-us+m3"),
+    ("piper", 0.9), ("espeak", "en-gb-scotland+m1"), ("espeak", "en-029"),
+]
+_STOP = set(
+    "a an and are as at be but by do does for from had has have he her his how i if in is it its me my not "
+    "of on or our she so that the their them then there these they this to was we were what when where which "
+    "who why will with would you your yes no oh okay well just can could should also very really here".split()
+)
+
+
+@dataclass
+class UserTurn:
+    dialogue: int
+    index: int  # turn number inside the dialogue
+    text: str
+    voice: str
+    start: float  # s, speech start in the dialogue's audio
+    end: float  # s, end of speech (last sample above -50 dBFS)
+    window_end: float  # next turn's start, or the end of the audio
+
+
+@dataclass
+class TurnResult:
+    mode: str
+    turn: UserTurn
+    first_response: float | None = None  # s (None: the agent never made a sound in the window)
+    content: float | None = None  # s (None: no word of the answer was audible)
+    content_word: str = ""
+    answer: str = ""  # the LLM's answer text for the turn (cascade reply / tandem oracle predictions)
+    heard: str = ""  # whisper transcript of the agent's audio in the window
+    oracle_lag: list[float] = field(default_factory=list)
+    llm_ttft: list[float] = field(default_factory=list)
+    request_delay: float | None = None  # end of speech -> first LLM request of the turn (VAD + STT final; cascade)
+    tts_first_chunk: float | None = None  # cascade
+
+
+# ---------------------------------------------------------------------------- dialogue audio
+def _voices():
+    from ..backend.tts.espeak import EspeakTTS
+    from ..backend.tts.piper import PiperTTS
+
+    cache: dict = {}
+
+    def synth(engine: str, arg, text: str) -> np.ndarray:
+        key = (engine, arg)
+        if key not in cache:
+            cache[key] = PiperTTS(length_scale=float(arg)) if engine == "piper" else EspeakTTS(str(arg))
+        return cache[key].synth(text)
+
+    return synth
+
+
+def build_dialogues(n_turns: int, window: float, lead: float = 0.5) -> list[tuple[np.ndarray, list[UserTurn]]]:
+    """Synthesize the first ``n_turns`` user turns into per-dialogue tracks with known timings."""
+    synth = _voices()
+    out, left = [], n_turns
+    for d, turns in enumerate(DIALOGUES):
+        if left <= 0:
+            break
+        turns = turns[:left]
+        left -= len(turns)
+        engine, arg = VOICES[d % len(VOICES)]
+        parts, meta, t = [np.zeros(int(lead * SR), np.float32)], [], lead
+        for i, text in enumerate(turns):
+            pcm = synth(engine, arg, text)
+            loud = np.flatnonzero(np.abs(pcm) > 10 ** (-50 / 20))
+            pcm = pcm[: loud[-1] + 1] if loud.size else pcm
+            start = t + (loud[0] / SR if loud.size else 0.0)
+            end = t + pcm.shape[0] / SR
+            parts += [pcm, np.zeros(int(window * SR), np.float32)]
+            meta.append(UserTurn(d, i, text, f"{engine}:{arg}", start, end, 0.0))
+            t = end + window
+        for i, ut in enumerate(meta):
+            ut.window_end = meta[i + 1].start if i + 1 < len(meta) else t
+        out.append((np.concatenate(parts), meta))
+    return out
+
+
+# ---------------------------------------------------------------------------- running
+async def warm_up_llm(spec: str) -> None:
+    """One short untimed request, so the first measured turn does not pay one-off costs
+    (an embedded model is loaded once per process and shared by every agent built later)."""
+    from .. import registry
+    from ..backend.types import ChatMessage
+
+    if spec == "none":
+        return
+    llm = await asyncio.get_running_loop().run_in_executor(None, registry.create, "llm", spec)
+    async for _ in llm.stream_chat([ChatMessage("user", "Say hello.")], max_tokens=4):
+        pass
+
+
+async def run_mode(cfg, dialogues, log_every: bool = True) -> list[tuple[dict, np.ndarray]]:
+    from ..runtime.filemode import agent_track, run_conversation
+
+    await warm_up_llm(cfg.backend.llm)
+    results = []
+    for k, (pcm, turns) in enumerate(dialogues):
+        rec = await run_conversation(cfg, pcm)
+        n = math.ceil(pcm.shape[0] / 1920) * 1920
+        results.append((rec, agent_track(rec, n)))
+        if log_every:
+            print(f"  [{cfg.mode}] dialogue {k + 1}/{len(dialogues)}: {len(turns)} turn(s), "
+                  f"{rec['duration_s']:.1f} s audio, wall {rec['wall_s']:.1f} s, errors {len(rec['errors'])}", flush=True)
+    return results
+
+
+def _first_voiced(agent: np.ndarray, t0: float, t1: float, thr: float) -> float | None:
+    """First 10 ms window in [t0, t1) with RMS >= thr (t0 itself if already voiced)."""
+    w = SR // 100
+    i0, i1 = int(t0 * SR) // w, min(int(t1 * SR), agent.shape[0]) // w
+    if i1 <= i0:
+        return None
+    frames = agent[i0 * w: i1 * w].reshape(-1, w).astype(np.float64)
+    hit = np.flatnonzero(np.sqrt(np.mean(frames ** 2, axis=1)) >= thr)
+    return None if hit.size == 0 else (i0 + hit[0]) * w / SR
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower().replace("\u2581", " "))
+
+
+def _content_words(text: str) -> set[str]:
+    return {w.strip("'") for w in _words(text) if w not in _STOP and (len(w) >= 3 or w.isdigit())}
+
+
+def answer_text(mode: str, rec: dict, ut: UserTurn) -> str:
+    """The LLM's answer for a user turn: cascade = reply text in the turn's window; tandem =
+    the text of every oracle prediction started in the window (the front-end may say any of it)."""
+    lo, hi = ut.start, ut.window_end
+    if mode == "cascade":
+        return "".join(a["text"] for a in rec["agent_text"] if lo <= a["t"] < hi).strip()
+    pids = [o["prediction_id"] for o in rec["oracle"] if o["event"] == "reset" and lo <= o["t"] < hi]
+    preds = ["".join(o.get("text", "") for o in rec["oracle"] if o.get("prediction_id") == p and o["event"] == "append")
+             for p in pids]
+    return " | ".join(p.strip() for p in preds if p.strip())
+
+
+def analyse(mode: str, runs, dialogues, asr, thr: float) -> list[TurnResult]:
+    out = []
+    for (rec, agent), (_, turns) in zip(runs, dialogues):
+        for ut in turns:
+            r = TurnResult(mode, ut)
+            hit = _first_voiced(agent, ut.end, ut.window_end, thr)
+            r.first_response = None if hit is None else max(0.0, hit - ut.end)
+            r.answer = answer_text(mode, rec, ut)
+            want = _content_words(r.answer)
+            if hit is not None or _first_voiced(agent, ut.start, ut.end, thr) is not None:
+                seg = agent[int(ut.start * SR): int(ut.window_end * SR)]
+                words = asr.transcribe(resample(seg, SR, 16000))
+                r.heard = " ".join(w.text for w in words)
+                for w in words:
+                    norm = {x.strip("'") for x in _words(w.text)}
+                    if norm & want:
+                        r.content = max(0.0, ut.start + w.start - ut.end)
+                        r.content_word = w.text
+                        break
+            in_win = [m for m in rec["metrics"] if ut.start <= m.get("t", -1) < ut.window_end]
+            r.oracle_lag = [m["value"] for m in in_win if m["name"] == "oracle_lag"]
+            r.llm_ttft = [m["value"] for m in in_win if m["name"] == "llm_ttft"]
+            # the LLM request time = llm_ttft's time - its value (the cascade sends one per turn)
+            reqs = [m["t"] - m["value"] for m in in_win if m["name"] == "llm_ttft" and m["t"] - m["value"] >= ut.end - 1]
+            r.request_delay = (min(reqs) - ut.end) if reqs else None
+            tts = [m["value"] for m in in_win if m["name"] == "tts_first_chunk"]
+            r.tts_first_chunk = tts[0] if tts else None
+            out.append(r)
+    return out
+
+
+# ---------------------------------------------------------------------------- report
+def _pct(xs, q):
+    return float(np.percentile(xs, q)) if len(xs) else float("nan")
+
+
+def _fmt(x):
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
+
+
+def summary(results: list[TurnResult]) -> dict:
+    fr = [r.first_response for r in results if r.first_response is not None]
+    ct = [r.content for r in results if r.content is not None]
+    ol = [v for r in results for v in r.oracle_lag]
+    tt = [v for r in results for v in r.llm_ttft]
+    rd = [r.request_delay for r in results if r.request_delay is not None]
+    tf = [r.tts_first_chunk for r in results if r.tts_first_chunk is not None]
+    return {"turns": len(results), "first_response_n": len(fr), "content_n": len(ct),
+            "first_response_p50": _pct(fr, 50), "first_response_p90": _pct(fr, 90),
+            "content_p50": _pct(ct, 50), "content_p90": _pct(ct, 90),
+            "oracle_lag_p50": _pct(ol, 50), "oracle_lag_p90": _pct(ol, 90), "oracle_lag_n": len(ol),
+            "llm_ttft_p50": _pct(tt, 50), "request_delay_p50": _pct(rd, 50), "tts_first_chunk_p50": _pct(tf, 50)}
+
+
+def table(sums: dict[str, dict], slowdown: dict[str, float]) -> str:
+    lines = ["| mode | turns | first response p50 / p90 (s) | content latency p50 / p90 (s) | answer audible | "
+             "oracle lag p50 / p90 (s) | LLM TTFT p50 (s) | slowdown |",
+             "|---|---|---|---|---|---|---|---|"]
+    for mode, s in sums.items():
+        lines.append(
+            f"| {mode} | {s['turns']} | {_fmt(s['first_response_p50'])} / {_fmt(s['first_response_p90'])}"
+            f" ({s['first_response_n']} answered) | {_fmt(s['content_p50'])} / {_fmt(s['content_p90'])} | "
+            f"{s['content_n']}/{s['turns']} | "
+            + (f"{_fmt(s['oracle_lag_p50'])} / {_fmt(s['oracle_lag_p90'])}" if mode == "tandem" else "-")
+            + f" | {_fmt(s['llm_ttft_p50'])} | x{slowdown.get(mode, float('nan')):.2f} |")
+    if "tandem" in sums and "cascade" in sums:
+        c, t = sums["cascade"], sums["tandem"]
+
+        def ratio(k):
+            if not (c[k] == c[k] and t[k] == t[k]):
+                return "n/a"
+            return f"{c[k] / t[k]:.2f}" if t[k] > 0 else f"inf (tandem {t[k]:.2f})"
+
+        lines.append(f"| cascade / tandem | | {ratio('first_response_p50')} / {ratio('first_response_p90')} | "
+                     f"{ratio('content_p50')} / {ratio('content_p90')} | | | | |")
+    return "\n".join(lines)
+
+
+def plot(path: Path, results: dict[str, list[TurnResult]], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    rng = np.random.default_rng(0)
+    for ax, key, label in ((axes[0], "first_response", "first-response latency (s)"),
+                           (axes[1], "content", "content latency (s)")):
+        data, names = [], []
+        for mode, rs in results.items():
+            xs = [getattr(r, key) for r in rs if getattr(r, key) is not None]
+            data.append(xs if xs else [np.nan])
+            names.append(f"{mode}\n({len(xs)}/{len(rs)} turns)")
+        ax.boxplot(data, showfliers=False)
+        ax.set_xticks(range(1, len(names) + 1), names)
+        for i, d in enumerate(data):
+            ax.scatter(np.full(len(d), i + 1) + rng.uniform(-0.12, 0.12, len(d)), d, s=10, alpha=0.6)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------- CLI
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..config import add_config_arguments
+
+    add_config_arguments(p)
+    p.add_argument("--turns", type=int, default=30, help="user turns to run (default 30 = all dialogues)")
+    p.add_argument("--modes", default="tandem,cascade", help="comma-separated modes (default tandem,cascade)")
+    p.add_argument("--window", type=float, default=8.0, help="seconds after each user turn for the agent (default 8)")
+    p.add_argument("--out", default="bench/results/latency", help="folder for latency.json/.png/.md and wavs")
+    p.add_argument("--save-wavs", action="store_true", help="also write each dialogue's stereo wav")
+
+
+def main(args) -> int:
+    from ..backend.stt.whisper import WhisperModelHandle
+    from ..config import config_from_args
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for m in modes:
+        if m not in ("tandem", "cascade"):
+            raise SystemExit(f"--modes: unknown mode {m!r}")
+    n_turns = max(1, min(args.turns, sum(len(d) for d in DIALOGUES)))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    dialogues = build_dialogues(n_turns, args.window)
+    print(f"{n_turns} user turns in {len(dialogues)} dialogues "
+          f"({sum(p.shape[0] for p, _ in dialogues) / SR:.0f} s of audio per mode)", flush=True)
+    runs, results, slowdown, comps = {}, {}, {}, {}
+    for mode in modes:
+        cfg = config_from_args(args)
+        cfg.mode = mode
+        runs[mode] = asyncio.run(run_mode(cfg, dialogues))
+        walls = sum(r["wall_s"] for r, _ in runs[mode])
+        slowdown[mode] = walls / sum(r["duration_s"] for r, _ in runs[mode])
+        comps[mode] = runs[mode][0][0]["components"]
+        thr = 10 ** (cfg.runtime.silence_db / 20)
+    print("transcribing the agents' audio (whisper tiny.en, word timestamps)...", flush=True)
+    asr = WhisperModelHandle(cpu_threads=2)
+    for mode in modes:
+        results[mode] = analyse(mode, runs[mode], dialogues, asr, thr)
+    sums = {m: summary(rs) for m, rs in results.items()}
+    random_fe = any(c.get("frontend_random") for c in comps.values())
+    cpu = _cpu_name()
+    desc = {m: ", ".join(f"{k}={v}" for k, v in c.items() if k in ("frontend", "codec", "stt", "llm", "tts", "vad"))
+            for m, c in comps.items()}
+    md = [f"kame bench latency: {n_turns} user turns, {len(dialogues)} dialogues, window {args.window:g} s, "
+          f"simulated real time; {cpu}; {time.perf_counter() - t_start:.0f} s total", ""]
+    md += [f"- {m}: {d}" for m, d in desc.items()]
+    if random_fe:
+        md.append("- NOTE: the tandem front-end has RANDOM WEIGHTS (no trained embedded front-end exists): its audio "
+                  "is babble, not an answer; its first-response latency only says when it makes sound, and its "
+                  "content latency is n/a unless a word of the LLM's answer happens to be recognized in it.")
+    md += ["", table(sums, slowdown)]
+    if "cascade" in sums:
+        c = sums["cascade"]
+        md += ["", f"cascade breakdown (p50): end of speech -> LLM request (VAD + STT final) "
+                   f"{_fmt(c['request_delay_p50'])} s, LLM TTFT {_fmt(c['llm_ttft_p50'])} s, "
+                   f"TTS first chunk {_fmt(c['tts_first_chunk_p50'])} s (the rest: waiting for the first "
+                   f"complete clause/sentence of the LLM stream, and playback pacing)"]
+    text = "\n".join(md)
+    print("\n" + text)
+    (out / "latency.md").write_text(text + "\n")
+    (out / "latency.json").write_text(json.dumps({
+        "summary": sums, "slowdown": slowdown, "components": comps, "cpu": cpu, "window_s": args.window,
+        "turns": {m: [dict(asdict(r), turn=asdict(r.turn)) for r in rs] for m, rs in results.items()},
+    }, indent=1, default=str))
+    plot(out / "latency.png", results, "kame bench latency: " + "; ".join(f"{m}: {d}" for m, d in desc.items())
+         + (" (tandem front-end: RANDOM WEIGHTS)" if random_fe else ""))
+    if args.save_wavs:
+        for mode in modes:
+            for k, ((rec, agent), (pcm, _)) in enumerate(zip(runs[mode], dialogues)):
+                user = np.pad(pcm, (0, agent.shape[0] - pcm.shape[0]))
+                write_wav(out / f"{mode}_{k:02d}.wav", np.stack([user, agent], axis=1), SR)
+    print(f"\nwrote {out / 'latency.md'}, {out / 'latency.json'}, {out / 'latency.png'}")
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() + f" ({__import__('os').cpu_count()} cores)"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run_cli(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench/latency.py", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return main(p.parse_args(argv))

@@ -1,0 +1,188 @@
+"""The cascade agent: the classic VAD/STT -> LLM -> TTS pipeline built from the same parts as the
+tandem (same STT, LLM, VAD and prompt), behind the same Agent/Session interface.
+
+    from kame.config import load_config
+    from kame.cascade.agent import build_cascade_agent
+    agent = build_cascade_agent(load_config(None, ["mode=cascade", "cascade.tts=espeak"]))
+    await agent.start()                       # loads STT, LLM, TTS (in a worker thread)
+    s = await agent.open_session()            # CapacityError past runtime.max_sessions
+    await s.push_audio(pcm); async for out in s.outputs(): ...
+    await agent.stop()
+
+Used by ``kame serve --mode cascade`` and ``kame run --mode cascade`` through
+kame.runtime.engine.build_agent. Components come from the config: backend.stt, backend.llm
+(shared with the tandem), cascade.tts (falls back to cascade.tts_fallback, logged, if it fails
+to load), runtime.vad. Loaded components are shared by all sessions; each session has its own
+VAD state and STT stream. Tests pass ready-made components with ``components={...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+from concurrent.futures import ThreadPoolExecutor
+import logging
+from typing import Callable, Sequence
+
+from .. import registry
+from ..backend.types import ChatMessage, Turn
+from ..errors import ConfigError
+from ..runtime.base import Agent, CapacityError, Meta, Session
+from ..runtime.clock import Clock, MonotonicClock
+from ..runtime.metrics import MetricsSink, null_sink
+from .config import CascadeConfig
+from .session import CascadeSession
+
+log = logging.getLogger(__name__)
+_ids = itertools.count(1)
+
+
+def load_tts(spec: str, fallback: str | None):
+    """Create the TTS named by ``spec``; if it fails to load, log why and use ``fallback``."""
+    try:
+        return registry.create("tts", spec), spec
+    except Exception as exc:  # noqa: BLE001 - any load failure (missing wheel, bad voice file)
+        if not fallback or fallback == spec:
+            raise
+        log.warning("cascade: tts %r failed to load (%s); falling back to %r", spec, exc, fallback)
+        return registry.create("tts", fallback), fallback
+
+
+def _create_timed(kind: str, spec: str, clock: Clock, metrics: MetricsSink):
+    """Create a component on the agent's clock (transcript times then match the frames' clock);
+    components whose factory takes no clock are created without it."""
+    try:
+        return registry.create(kind, spec, clock=clock, metrics=metrics)
+    except TypeError:
+        return registry.create(kind, spec)
+
+
+def default_prompt_fn(system_prompt: str = "", max_words: int = 30, knowledge_dir: str = ""
+                      ) -> Callable[[Sequence[Turn]], list[ChatMessage]]:
+    """The conversation -> chat messages with the tandem oracle's prompt builder
+    (kame.backend.prompt: KAME's system prompt, ``user:``/``agent:`` lines, optional notes), so
+    both modes ask the LLM the same question."""
+    from ..backend.prompt import Conversation, PromptConfig, build_messages
+
+    pcfg = PromptConfig(system_prompt=system_prompt, max_words=max_words)
+    kb = None
+    if knowledge_dir:
+        from ..backend.knowledge import KnowledgeBase
+
+        kb = KnowledgeBase.from_folder(knowledge_dir)
+
+    def prompt(history: Sequence[Turn]) -> list[ChatMessage]:
+        conv = Conversation()
+        conv.turns = list(history)
+        return build_messages(conv, pcfg, knowledge=kb)
+
+    return prompt
+
+
+class CascadeAgent(Agent):
+    def __init__(
+        self,
+        config,
+        *,
+        clock: Clock | None = None,
+        metrics: MetricsSink | None = None,
+        components: dict | None = None,
+    ) -> None:
+        self.config = config
+        cfg = getattr(config, "cascade", None) or CascadeConfig()
+        if not isinstance(cfg, CascadeConfig):
+            raise ConfigError("the [cascade] config section is not a kame.cascade.config.CascadeConfig")
+        # unset LLM settings follow the tandem's back-end settings (same LLM behaviour in both modes)
+        backend = getattr(config, "backend", None)
+        self.cfg = dataclasses.replace(
+            cfg,
+            max_tokens=cfg.max_tokens if cfg.max_tokens is not None else getattr(backend, "llm_max_tokens", 80),
+            temperature=cfg.temperature if cfg.temperature is not None else getattr(backend, "llm_temperature", None),
+        )
+        self.clock = clock or MonotonicClock()
+        self.metrics = metrics or null_sink
+        runtime = getattr(config, "runtime", None)
+        self.max_sessions = int(getattr(runtime, "max_sessions", 4))
+        self._given = dict(components or {})
+        self.components: dict = {}
+        self.stt = self.llm = self.tts = None
+        self._vad_factory: Callable[[], object] | None = None
+        self._prompt_fn = None
+        self.sessions: dict[str, CascadeSession] = {}
+        self._started = False
+        # VAD compute of all sessions on one small thread, not queued behind STT/TTS work
+        self._vad_pool = ThreadPoolExecutor(1, thread_name_prefix="kame-cascade-vad")
+
+    def _load(self) -> dict:
+        """Blocking component loading (run in a worker thread)."""
+        cfg, given = self.config, self._given
+        backend = getattr(cfg, "backend", None)
+        info: dict = {"mode": "cascade"}
+        stt_spec = getattr(backend, "stt", "embedded")
+        llm_spec = getattr(backend, "llm", "embedded")
+        if "stt" not in given and stt_spec == "none":
+            raise ConfigError("backend.stt = 'none' cannot be used with mode = 'cascade' (it needs an STT)")
+        if "llm" not in given and llm_spec == "none":
+            raise ConfigError("backend.llm = 'none' cannot be used with mode = 'cascade' (it needs an LLM)")
+        self.stt = given.get("stt") or _create_timed("stt", stt_spec, self.clock, self.metrics)
+        self.llm = given.get("llm") or registry.create("llm", llm_spec)
+        if "tts" in given:
+            self.tts, tts_spec = given["tts"], getattr(given["tts"], "name", "custom")
+        else:
+            self.tts, tts_spec = load_tts(self.cfg.tts, self.cfg.tts_fallback)
+        if "vad_factory" in given:
+            self._vad_factory = given["vad_factory"]
+            vad_kind = "custom"
+        else:
+            from ..runtime.worker import make_vad_factory
+
+            vad_kind = getattr(getattr(cfg, "runtime", None), "vad", "auto")
+            self._vad_factory = make_vad_factory(vad_kind)
+        self._prompt_fn = given.get("prompt_fn") or default_prompt_fn(
+            getattr(backend, "system_prompt", ""), int(getattr(backend, "max_reply_words", 30)),
+            getattr(backend, "knowledge_dir", ""))
+        info.update(stt=stt_spec if "stt" not in given else getattr(self.stt, "name", "custom"),
+                    llm=llm_spec if "llm" not in given else getattr(self.llm, "name", "custom"),
+                    tts=tts_spec, vad=vad_kind, cascade=self.cfg.to_dict())
+        return info
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        info = await asyncio.get_running_loop().run_in_executor(None, self._load)
+        self.components.update(info)
+        self._started = True
+
+    async def stop(self) -> None:
+        for s in list(self.sessions.values()):
+            await s.close()
+        for comp in (self.llm, self.tts, self.stt):
+            aclose = getattr(comp, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("cascade: closing %s failed: %s", comp, exc)
+        self._started = False
+
+    async def open_session(self, session_id: str | None = None) -> Session:
+        if not self._started:
+            await self.start()
+        if len(self.sessions) >= self.max_sessions:
+            raise CapacityError(f"all {self.max_sessions} sessions are in use (runtime.max_sessions)")
+        sid = session_id or f"c{next(_ids)}"
+        s = CascadeSession(
+            sid, stt=self.stt, llm=self.llm, tts=self.tts, vad=self._vad_factory(), prompt_fn=self._prompt_fn,
+            cfg=self.cfg, clock=self.clock, metrics=self.metrics, on_close=lambda s: self.sessions.pop(s.id, None),
+            vad_pool=self._vad_pool,
+        )
+        self.sessions[sid] = s
+        s._emit(Meta({"type": "info", "session": sid, **self.components}))
+        return s
+
+
+def build_cascade_agent(config, *, clock: Clock | None = None, metrics: MetricsSink | None = None,
+                        components: dict | None = None) -> CascadeAgent:
+    """kame.runtime.engine.build_agent calls this for ``mode = "cascade"``."""
+    return CascadeAgent(config, clock=clock, metrics=metrics, components=components)

@@ -1,0 +1,63 @@
+"""The [cascade] config section: the cascade baseline (VAD/STT -> LLM -> TTS) and hybrid routing.
+
+    from kame.cascade.config import CascadeConfig
+    cfg = CascadeConfig.from_dict({"tts": "espeak:en-us+f2", "barge_in_min_speech": 0.3})
+
+An unknown key raises kame.errors.ConfigError naming it. The STT and LLM specs are shared
+with the tandem (top-level ``stt`` / ``llm`` of the KAME config), so both modes compare the
+same components; only the TTS is cascade-specific.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError
+
+
+@dataclass
+class CascadeConfig:
+    # --- components ---------------------------------------------------------------------
+    tts: str = "embedded"  # tts spec: "embedded"/"piper", "espeak[:VOICE]", "openai:MODEL[:VOICE]"
+    tts_fallback: str | None = "espeak"  # used (and logged) if ``tts`` fails to load; None = fail
+    # --- reply generation ---------------------------------------------------------------
+    max_tokens: int | None = None  # LLM reply length cap; None = backend.llm_max_tokens (same as the tandem)
+    temperature: float | None = None  # None = backend.llm_temperature (same as the tandem)
+    # --- streaming TTS: start speaking on the first complete sentence/clause --------------
+    first_clause_min_words: int = 4  # the first segment may end at , ; : once it has this many words
+    max_segment_words: int = 30  # force a cut in run-on text without punctuation
+    # --- turn taking ------------------------------------------------------------------------
+    vad_threshold: float = 0.5  # speech probability (or energy score) above which a frame is speech
+    barge_in_min_speech: float = 0.24  # s of user speech while the agent talks before it stops
+    end_of_turn_silence: float = 0.5  # s of VAD silence that ends a speech region (the turn itself ends on the STT final)
+    # --- output -------------------------------------------------------------------------
+    emit_silence: bool = True  # one AgentAudio every 80 ms even when silent (like the tandem)
+    silence_threshold: float = 0.01  # |pcm| peak above which agent audio counts as "audible"
+    # --- hybrid routing (used by the tandem runtime) --------------------------------------
+    hybrid_routing: bool = False  # tandem: answer "structured" turns (numbers, code, extraction) by the cascade path
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "CascadeConfig":
+        d = dict(d or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown [cascade] config key(s) {unknown}; known: {sorted(names)}")
+        cfg = cls(**d)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if not isinstance(self.tts, str) or not self.tts.strip():
+            raise ConfigError("[cascade] tts must be a non-empty tts spec string")
+        if self.first_clause_min_words < 1 or self.max_segment_words < 2:
+            raise ConfigError("[cascade] first_clause_min_words must be >= 1 and max_segment_words >= 2")
+        if self.barge_in_min_speech < 0 or self.end_of_turn_silence <= 0:
+            raise ConfigError("[cascade] barge_in_min_speech must be >= 0 and end_of_turn_silence > 0")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ConfigError("[cascade] max_tokens must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,137 @@
+"""Hybrid routing for a tandem session: "structured" user turns (numbers, code, extraction; see
+kame.cascade.routing) are answered by the cascade path, the rest by the tandem front-end.
+
+One ``HybridRouter`` per tandem session; the tandem runtime calls it from the event loop:
+
+    router = HybridRouter(llm, tts, cfg.cascade, clock, emit=session._put, metrics=agent.metrics,
+                          session_id=session.id, prompt_fn=prompt_fn)
+    router.on_transcript(tr)            # every partial/final from the STT; a final may start a reply
+    router.on_agent_text(piece, t)      # the front-end's own words (kept in the history)
+    router.on_vad(events, t, in_speech) # user voice activity: barge-in cancels a routed reply
+    pcm = router.frame(front_end_pcm)   # per 80 ms frame: the routed reply's audio while it
+                                        # plays (the front-end's frame is muted), else the front-end's
+    await router.aclose()
+
+A routed turn emits Meta {"type": "route", "route": "structured", "rules": [...], "t"} and the
+reply's AgentText / metrics like the cascade. Nothing here blocks: LLM and TTS run in tasks.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..backend.types import ChatMessage, Transcript, Turn
+from ..runtime.base import Meta, Output
+from ..runtime.clock import Clock
+from ..runtime.metrics import Metric, MetricsSink, null_sink
+from .config import CascadeConfig
+from .reply import ReplyPipeline
+from .routing import explain_turn
+
+
+class HybridRouter:
+    def __init__(
+        self,
+        llm,
+        tts,
+        cfg: CascadeConfig,
+        clock: Clock,
+        *,
+        emit: Callable[[Output], None],
+        prompt_fn: Callable[[Sequence[Turn]], list[ChatMessage]],
+        metrics: MetricsSink = null_sink,
+        session_id: str | None = None,
+    ) -> None:
+        self.llm, self.tts, self.cfg, self.clock = llm, tts, cfg, clock
+        self._emit, self._sink, self._prompt_fn, self.session_id = emit, metrics, prompt_fn, session_id
+        self.history: list[Turn] = []
+        self.reply: ReplyPipeline | None = None
+        self.routed_turns = 0
+        self._turn = 0
+        self._user_end: float | None = None
+        self._speech_start: float | None = None
+
+    # ---- inputs -----------------------------------------------------------------------
+    def on_transcript(self, tr: Transcript) -> str | None:
+        """Returns the route of a final transcript ("structured"/"open"), None for partials."""
+        text = tr.text.strip()
+        if not tr.final or not text:
+            return None
+        end = tr.words[-1].end if tr.words else tr.t
+        start = tr.words[0].start if tr.words else end
+        self.history.append(Turn("user", text, start, end))
+        self._turn += 1
+        route, rules = explain_turn(text)
+        self._emit(Meta({"type": "route", "turn": self._turn, "route": route, "rules": rules, "t": self.clock.now()}))
+        self._stop_reply()
+        if route == "structured" and self.cfg.hybrid_routing:
+            self.routed_turns += 1
+            tid = self._turn
+            self.reply = ReplyPipeline(
+                self.llm, self.tts, self.cfg, self.clock, emit=self._emit,
+                metric=lambda n, v, labels: self._metric(n, v, {"turn": tid, "route": "structured", **labels}))
+            t_end = self._user_end if self._user_end is not None else end
+            self.reply.start(self._prompt_fn(self.history), t_user_end=t_end, turn_id=tid)
+        return route
+
+    def on_agent_text(self, piece: str, t: float) -> None:
+        if self.reply is not None and self.reply.active:
+            return  # the front-end is muted: its words are not heard
+        last = self.history[-1] if self.history else None
+        if last is not None and last.speaker == "agent":
+            last.text += piece
+            last.end = t
+        elif piece.strip():
+            self.history.append(Turn("agent", piece.lstrip(), t, t))
+
+    def on_vad(self, events: Sequence, t: float, in_speech: bool) -> None:
+        for ev in events:
+            if ev.kind == "end":
+                self._user_end, self._speech_start = ev.t, None
+            elif ev.kind == "start":
+                self._user_end, self._speech_start = None, ev.t
+        rp = self.reply
+        if rp is None or not rp.active or not in_speech or self._speech_start is None:
+            return
+        # only speech since the reply started counts (as in the cascade session)
+        if t - max(self._speech_start, rp.t_started) >= self.cfg.barge_in_min_speech:
+            self._emit(Meta({"type": "barge_in", "turn": rp.turn_id, "t": t, "heard": rp.spoken_text}))
+            self._stop_reply()
+
+    # ---- output -----------------------------------------------------------------------
+    def frame(self, front_end_pcm: np.ndarray) -> np.ndarray:
+        """The 80 ms frame to send: the routed reply's audio while it is active, else the front-end's."""
+        rp = self.reply
+        if rp is None:
+            return front_end_pcm
+        pcm = rp.pull_frame()
+        if pcm is None and not rp.active:
+            self._stop_reply()
+            return front_end_pcm
+        return pcm if pcm is not None else np.zeros_like(front_end_pcm)
+
+    @property
+    def active(self) -> bool:
+        return self.reply is not None and self.reply.active
+
+    async def aclose(self) -> None:
+        self._stop_reply()
+
+    def _stop_reply(self) -> None:
+        rp, self.reply = self.reply, None
+        if rp is None:
+            return
+        interrupted = rp.active
+        rp.cancel()
+        text = (rp.spoken_text if interrupted else rp.text).strip()
+        if text:
+            self.history.append(Turn("agent", text, rp.t_started, self.clock.now(), {"routed": True}))
+        self._emit(Meta({"type": "agent_turn", "text": text, "reply": rp.text, "interrupted": interrupted,
+                         "turn": rp.turn_id, "route": "structured", "t": self.clock.now()}))
+
+    def _metric(self, name: str, value: float, labels: dict) -> None:
+        m = Metric(name, float(value), self.clock.now(), self.session_id, {"mode": "hybrid", **labels})
+        self._sink(m)
+        self._emit(Meta({"type": "metric", **m.to_json()}))

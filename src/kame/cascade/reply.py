@@ -1,0 +1,210 @@
+"""One spoken agent reply of the cascade: streaming LLM -> sentence/clause segments -> streaming
+TTS -> a buffer of 24 kHz audio pulled one 80 ms frame at a time.
+
+    rp = ReplyPipeline(llm, tts, cfg, clock, emit=out_queue.put_nowait, metric=on_metric)
+    rp.start(messages, t_user_end=end_of_speech_time, turn_id=3)
+    ...
+    pcm = rp.pull_frame()       # every 80 ms: float32 [1920] or None when nothing is ready
+    rp.cancel()                 # barge-in: stops the LLM stream and the TTS, drops queued audio
+
+TTS starts on the first complete segment (see kame.cascade.text), so the first audio leaves
+while the LLM is still streaming. The LLM and TTS run as two tasks connected by a queue; model
+compute is inside the components (worker threads). Used by the cascade session and, for hybrid
+routing, by the tandem runtime (which pulls frames instead of the front-end's output).
+
+Metrics (via ``metric(name, value, labels)``): llm_ttft, tts_first_chunk, first_response_latency
+(user's end of speech -> first audible agent sample), content_latency (same point: in the cascade
+the first audible sample is already the LLM's answer; labelled estimate="tts-onset").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..audio import SAMPLE_RATE, resample
+from ..backend.types import FRAME_SIZE, ChatMessage
+from ..runtime.base import AgentText, ErrorEvent, Meta, Output
+from ..runtime.clock import Clock
+from .config import CascadeConfig
+from .text import SegmentSplitter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Segment:
+    text: str
+    pcm: list[np.ndarray] = field(default_factory=list)  # chunks as they come from the TTS
+    done: bool = False  # the TTS finished this segment
+    started: bool = False  # playback has reached it
+
+
+class ReplyPipeline:
+    def __init__(
+        self,
+        llm,
+        tts,
+        cfg: CascadeConfig,
+        clock: Clock,
+        *,
+        emit: Callable[[Output], None],
+        metric: Callable[[str, float, dict], None],
+    ) -> None:
+        self.llm, self.tts, self.cfg, self.clock = llm, tts, cfg, clock
+        self._emit, self._metric = emit, metric
+        self.text = ""  # LLM reply so far
+        self.turn_id = -1
+        self.t_user_end: float | None = None
+        self.t_started = 0.0
+        self._segments: deque[_Segment] = deque()  # queued for playback (head is playing)
+        self._spoken: list[str] = []  # segments whose playback started
+        self._task: asyncio.Task | None = None
+        self._generating = False
+        self._first_audible_done = False
+        self.cancelled = False
+        self.failed = False
+
+    # ---- control ------------------------------------------------------------------------
+    def start(self, messages: Sequence[ChatMessage], *, t_user_end: float, turn_id: int) -> None:
+        self.turn_id, self.t_user_end = turn_id, t_user_end
+        self.t_started = self.clock.now()
+        self._generating = True
+        self._task = asyncio.create_task(self._run(list(messages)), name=f"cascade-reply-{turn_id}")
+
+    def cancel(self) -> None:
+        """Stop the LLM stream and the TTS and drop all queued audio (barge-in)."""
+        self.cancelled = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._segments.clear()
+        self._generating = False
+
+    async def wait(self) -> None:
+        """Wait until generation (LLM + TTS) has finished or was cancelled."""
+        if self._task is not None:
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    @property
+    def active(self) -> bool:
+        """Still generating or still has audio to play."""
+        return self._generating or any(s.pcm or not s.done for s in self._segments)
+
+    @property
+    def spoken_text(self) -> str:
+        """The segments whose audio has started playing (what the user may have heard)."""
+        return " ".join(self._spoken)
+
+    # ---- playback -----------------------------------------------------------------------
+    def pull_frame(self) -> np.ndarray | None:
+        """The next 80 ms of reply audio (zero-padded on underrun), or None if nothing is ready."""
+        out = np.zeros(FRAME_SIZE, np.float32)
+        n = 0
+        while n < FRAME_SIZE and self._segments:
+            seg = self._segments[0]
+            if not seg.pcm:
+                if seg.done:
+                    self._segments.popleft()
+                    continue
+                break  # waiting for the TTS
+            if not seg.started:
+                seg.started = True
+                self._spoken.append(seg.text)
+            chunk = seg.pcm[0]
+            k = min(FRAME_SIZE - n, chunk.shape[0])
+            out[n : n + k] = chunk[:k]
+            n += k
+            if k == chunk.shape[0]:
+                seg.pcm.pop(0)
+            else:
+                seg.pcm[0] = chunk[k:]
+        if n == 0:
+            return None
+        if not self._first_audible_done:
+            loud = np.flatnonzero(np.abs(out[:n]) > self.cfg.silence_threshold)
+            if loud.size:
+                self._first_audible_done = True
+                t_audible = self.clock.now() + loud[0] / SAMPLE_RATE
+                if self.t_user_end is not None:
+                    lat = t_audible - self.t_user_end
+                    self._metric("first_response_latency", lat, {})
+                    self._metric("content_latency", lat, {"estimate": "tts-onset"})
+        return out
+
+    # ---- generation ---------------------------------------------------------------------
+    async def _run(self, messages: list[ChatMessage]) -> None:
+        segq: asyncio.Queue[str | None] = asyncio.Queue()
+        tts_task = asyncio.create_task(self._tts_loop(segq), name=f"cascade-tts-{self.turn_id}")
+        splitter = SegmentSplitter(self.cfg.first_clause_min_words, self.cfg.max_segment_words)
+        try:
+            t_req = self.clock.now()
+            first = True
+            kwargs = {"max_tokens": self.cfg.max_tokens}
+            if self.cfg.temperature is not None:
+                kwargs["temperature"] = self.cfg.temperature
+            try:
+                async for piece in self.llm.stream_chat(messages, **kwargs):
+                    if not piece:
+                        continue
+                    if first:
+                        first = False
+                        self._metric("llm_ttft", self.clock.now() - t_req, {})
+                    self.text += piece
+                    self._emit(AgentText(piece, self.clock.now()))
+                    for seg in splitter.feed(piece):
+                        segq.put_nowait(seg)
+            except Exception as exc:  # noqa: BLE001 - a dead back-end must not end the session
+                self._fail("llm", exc)
+            for seg in splitter.flush():
+                segq.put_nowait(seg)
+            segq.put_nowait(None)
+            await tts_task
+        except asyncio.CancelledError:
+            tts_task.cancel()
+            raise
+        finally:
+            self._generating = False
+            if not tts_task.done():
+                tts_task.cancel()
+
+    async def _tts_loop(self, segq: asyncio.Queue) -> None:
+        first = True
+        while True:
+            text = await segq.get()
+            if text is None:
+                return
+            seg = _Segment(text)
+            self._segments.append(seg)
+            t_req = self.clock.now()
+            try:
+                async for pcm in self.tts.synthesize(text):
+                    pcm = np.asarray(pcm, np.float32).reshape(-1)
+                    rate = int(getattr(self.tts, "sample_rate", SAMPLE_RATE))
+                    if rate != SAMPLE_RATE:
+                        pcm = resample(pcm, rate, SAMPLE_RATE)
+                    if first:
+                        first = False
+                        self._metric("tts_first_chunk", self.clock.now() - t_req, {})
+                    if pcm.size:
+                        seg.pcm.append(pcm)
+            except Exception as exc:  # noqa: BLE001 - a dead back-end must not end the session
+                seg.done = True
+                self._fail("tts", exc)
+                return  # the rest of this reply cannot be spoken; the session goes on
+            seg.done = True
+
+    def _fail(self, component: str, exc: BaseException) -> None:
+        self.failed = True
+        msg = f"{component} failed during the reply to turn {self.turn_id}: {exc}"
+        log.warning(msg)
+        t = self.clock.now()
+        self._emit(ErrorEvent(msg, t))
+        self._emit(Meta({"type": "error", "component": component, "message": str(exc), "t": t}))

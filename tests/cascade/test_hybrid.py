@@ -1,0 +1,83 @@
+"""Hybrid routing inside a tandem session: structured turns are answered by the cascade path."""
+
+import asyncio
+
+import numpy as np
+
+from kame.backend.types import Transcript, Word
+from kame.backend.vad import VADEvent
+from kame.cascade.agent import default_prompt_fn
+from kame.cascade.config import CascadeConfig
+from kame.cascade.hybrid import HybridRouter
+from kame.runtime.base import Meta
+from kame.runtime.clock import FakeClock
+
+from .fakes import FakeLLM, FakeTTS
+
+FRONT = np.full(1920, 0.001, np.float32)  # the front-end's (quiet) frame
+
+
+def _final(text, t):
+    return Transcript(tuple(Word(w, t - 0.5, t - 0.1) for w in text.split()), True, t)
+
+
+async def _frames(clock, router, n):
+    out = []
+    for _ in range(n):
+        clock.advance(0.08)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        out.append(router.frame(FRONT))
+    return out
+
+
+def _router(clock, llm, tts, on=True):
+    events = []
+    cfg = CascadeConfig(hybrid_routing=on, max_tokens=50)
+    r = HybridRouter(llm, tts, cfg, clock, emit=events.append, prompt_fn=default_prompt_fn())
+    return r, events
+
+
+async def test_structured_turn_is_spoken_by_the_cascade_path():
+    clock = FakeClock()
+    llm, tts = FakeLLM(clock, ["Seventeen times twenty three is ", "three hundred ninety one."], delay=0.1), FakeTTS(clock)
+    router, events = _router(clock, llm, tts)
+    assert router.on_transcript(_final("what is seventeen times twenty three", clock.now())) == "structured"
+    frames = await _frames(clock, router, 80)
+    routed = [f for f in frames if f is not FRONT]
+    assert any(np.abs(f).max() > 0.1 for f in routed)  # the reply's audio replaced the front-end
+    assert frames[-1] is FRONT  # and the front-end is back once the reply is over
+    routes = [e.data for e in events if isinstance(e, Meta) and e.data["type"] == "route"]
+    assert routes[0]["route"] == "structured" and "arithmetic: expression" in routes[0]["rules"]
+    done = [e.data for e in events if isinstance(e, Meta) and e.data["type"] == "agent_turn"]
+    assert done and not done[0]["interrupted"] and done[0]["text"].endswith("ninety one.")
+    assert router.history[-1].speaker == "agent"
+
+
+async def test_open_turns_and_routing_off_leave_the_front_end_alone():
+    clock = FakeClock()
+    llm, tts = FakeLLM(clock, ["Hi."]), FakeTTS(clock)
+    router, _ = _router(clock, llm, tts)
+    assert router.on_transcript(_final("tell me about rome", clock.now())) == "open"
+    assert all(f is FRONT for f in await _frames(clock, router, 10))
+    off, _ = _router(clock, llm, tts, on=False)
+    assert off.on_transcript(_final("what is 2 + 2", clock.now())) == "structured"
+    assert all(f is FRONT for f in await _frames(clock, off, 10))
+    assert llm.calls == []
+
+
+async def test_barge_in_cancels_the_routed_reply():
+    clock = FakeClock()
+    llm = FakeLLM(clock, [f"Digit number {i} is {i}. " for i in range(30)], delay=0.3)
+    router, events = _router(clock, llm, FakeTTS(clock))
+    router.on_transcript(_final("read back my phone number", clock.now()))
+    await _frames(clock, router, 20)
+    assert router.active
+    t = clock.now()
+    router.on_vad([VADEvent("start", t, t)], t, True)
+    assert router.active  # not yet: a blip is not a barge-in
+    router.on_vad([], t + 0.32, True)
+    await asyncio.sleep(0)
+    assert not router.active and llm.cancelled == 1
+    assert all(f is FRONT for f in await _frames(clock, router, 5))
+    assert [e.data["type"] for e in events if isinstance(e, Meta)].count("barge_in") == 1

@@ -1,0 +1,185 @@
+"""The cascade session with fake STT/LLM/TTS on a FakeClock: streaming TTS start, barge-in,
+one reply per turn, a dead LLM, the agent's capacity and config."""
+
+import numpy as np
+import pytest
+
+from kame.cascade.agent import build_cascade_agent
+from kame.cascade.config import CascadeConfig
+from kame.config import load_config
+from kame.errors import ConfigError
+from kame.runtime.base import AgentText, CapacityError, ErrorEvent
+from kame.runtime.clock import FakeClock
+from kame.runtime.metrics import MetricsLog
+
+from .fakes import Driver, FakeLLM, FakeSTT, FakeTTS, FakeVAD, speech_frame
+
+REPLY = ["Sure, the capital of France ", "is Paris. ", "It has been the capital ", "for a very long time. ",
+         "Anything else?"]
+
+
+async def _agent(clock, llm, tts, stt=None, **overrides):
+    cfg = load_config(None, {"mode": "cascade", **overrides})
+    log = MetricsLog()
+    agent = build_cascade_agent(cfg, clock=clock, metrics=log, components={
+        "stt": stt or FakeSTT(), "llm": llm, "tts": tts, "vad_factory": FakeVAD})
+    await agent.start()
+    return agent, log
+
+
+async def test_first_audio_leaves_before_llm_stream_ends():
+    clock = FakeClock()
+    llm, tts = FakeLLM(clock, REPLY, delay=0.3), FakeTTS(clock)
+    agent, log = await _agent(clock, llm, tts)
+    s = await agent.open_session()
+    d = Driver(clock, s)
+    await d.step(speech_frame(), frames=10)
+    await d.step(frames=2)
+    s.stt.say("what is the capital of france", clock.now())
+    await d.step(frames=90)
+    assert len(llm.calls) == 1 and llm.finished_at
+    voiced = d.voiced()
+    assert voiced, "no agent audio"
+    # speech started on the first clause, long before the LLM finished streaming
+    assert tts.texts[0] == "Sure, the capital of France is Paris."
+    assert voiced[0].t < llm.finished_at[0]
+    assert tts.texts == ["Sure, the capital of France is Paris.", "It has been the capital for a very long time.",
+                         "Anything else?"]
+    # text and metrics
+    assert "".join(o.text for o in d.out if isinstance(o, AgentText)) == "".join(REPLY)
+    for name in ("llm_ttft", "tts_first_chunk", "first_response_latency", "content_latency"):
+        assert len(log.values(name)) == 1, name
+    assert log.values("first_response_latency")[0] > 0
+    names = {m["name"] for m in d.metas("metric")}
+    assert {"llm_ttft", "first_response_latency"} <= names
+    # audio paced: one AgentAudio per 80 ms tick, strictly increasing times
+    ts = [a.t for a in d.audio()]
+    assert np.allclose(np.diff(ts), 0.08)
+    agent_tr = d.metas("agent_turn")
+    assert agent_tr and agent_tr[-1]["text"] == "".join(REPLY).strip() and not agent_tr[-1]["interrupted"]
+    await d.close()
+    await agent.stop()
+
+
+async def test_first_segment_can_be_a_clause():
+    clock = FakeClock()
+    llm = FakeLLM(clock, ["Well, let me think about that, ", "because it is tricky. ", "Yes."], delay=0.5)
+    tts = FakeTTS(clock)
+    agent, _ = await _agent(clock, llm, tts)
+    s = await agent.open_session()
+    d = Driver(clock, s)
+    s.stt.say("is it tricky", clock.now())
+    await d.step(frames=40)
+    assert tts.texts == ["Well, let me think about that,", "because it is tricky.", "Yes."]
+    assert tts.started_at[0] < llm.finished_at[0]
+    await d.close()
+
+
+async def test_barge_in_cancels_llm_and_tts_and_stops_audio():
+    clock = FakeClock()
+    long_reply = [f"This is sentence number {i} of a long answer. " for i in range(20)]
+    llm, tts = FakeLLM(clock, long_reply, delay=0.4), FakeTTS(clock)
+    agent, _ = await _agent(clock, llm, tts, **{"cascade.barge_in_min_speech": 0.24})
+    s = await agent.open_session()
+    d = Driver(clock, s)
+    s.stt.say("tell me a long story", clock.now())
+    await d.step(frames=25)
+    assert d.voiced(), "the agent should be speaking"
+    n_tts = len(tts.texts)
+    await d.step(speech_frame(), frames=5)  # the user talks over the agent
+    barge = d.metas("barge_in")
+    assert len(barge) == 1
+    assert llm.cancelled == 1 and not llm.finished_at
+    t_barge = barge[0]["t"]
+    await d.step(frames=30)
+    # no agent audio after the barge-in frame; no new TTS segment
+    assert not [a for a in d.voiced() if a.t > t_barge + 1e-6]
+    assert len(tts.texts) <= n_tts + 1
+    agent_tr = d.metas("agent_turn")
+    assert agent_tr[-1]["interrupted"] and agent_tr[-1]["text"] == barge[0]["heard"]
+    # the history keeps only what was heard
+    assert s.history[-1].speaker == "agent" and s.history[-1].text == barge[0]["heard"]
+    assert len(s.history[-1].text) < len("".join(long_reply))
+    await d.close()
+
+
+async def test_end_of_turn_triggers_once_per_turn():
+    clock = FakeClock()
+    llm, tts = FakeLLM(clock, ["Okay."], delay=0.1), FakeTTS(clock)
+    agent, _ = await _agent(clock, llm, tts)
+    s = await agent.open_session()
+    d = Driver(clock, s)
+    s.stt.say("hello", clock.now(), final=False)
+    s.stt.say("hello there", clock.now(), final=False)
+    await d.step(frames=3)
+    assert llm.calls == []  # partials never start a reply
+    s.stt.say("hello there", clock.now())
+    s.stt.say("", clock.now())  # an empty final (noise) is not a turn
+    await d.step(frames=20)
+    assert len(llm.calls) == 1
+    s.stt.say("and goodbye", clock.now())
+    await d.step(frames=20)
+    assert len(llm.calls) == 2
+    assert len(d.metas("turn")) == 2
+    # the second prompt holds the whole conversation: user, agent, user
+    last = llm.calls[1]
+    assert last[-1].content.splitlines() == ["user: hello there", "agent: Okay.", "user: and goodbye"]
+    await d.close()
+
+
+async def test_dead_llm_reports_error_and_session_goes_on():
+    clock = FakeClock()
+    llm, tts = FakeLLM(clock, ["Fine, thanks."], delay=0.1, fail_calls={1}), FakeTTS(clock)
+    agent, _ = await _agent(clock, llm, tts)
+    s = await agent.open_session()
+    d = Driver(clock, s)
+    s.stt.say("how are you", clock.now())
+    await d.step(frames=10)
+    errors = [o for o in d.out if isinstance(o, ErrorEvent)]
+    assert errors and "llm" in errors[0].message and "down" in errors[0].message
+    assert [m["component"] for m in d.metas("error")] == ["llm"]
+    assert not d.voiced()
+    s.stt.say("how are you now", clock.now())
+    await d.step(frames=20)
+    assert len(llm.calls) == 2 and d.voiced()
+    await d.close()
+
+
+async def test_bad_audio_is_reported_and_dropped():
+    clock = FakeClock()
+    agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock))
+    s = await agent.open_session()
+    d = Driver(clock, s)
+    await s.push_audio(np.full(1920, np.nan, np.float32))
+    await s.push_audio(np.zeros(1920, np.int16))
+    await d.step(frames=2)
+    errs = [o.message for o in d.out if isinstance(o, ErrorEvent)]
+    assert len(errs) == 2 and "NaN" in errs[0] and "dtype" in errs[1]
+    await d.close()
+
+
+async def test_capacity_and_close():
+    clock = FakeClock()
+    agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock), **{"runtime.max_sessions": 1})
+    s = await agent.open_session()
+    with pytest.raises(CapacityError):
+        await agent.open_session()
+    await s.close()
+    s2 = await agent.open_session()
+    assert s2.id != s.id
+    await agent.stop()
+
+
+def test_cascade_config_section():
+    cfg = load_config(None, ["mode=cascade", "cascade.tts=espeak:en-us+f2", "cascade.hybrid_routing=true"])
+    assert cfg.cascade.tts == "espeak:en-us+f2" and cfg.cascade.hybrid_routing is True
+    with pytest.raises(ConfigError, match="nope"):
+        load_config(None, ["cascade.nope=1"])
+    with pytest.raises(ConfigError):
+        CascadeConfig.from_dict({"max_tokens": 0})
+
+
+async def test_missing_stt_is_a_config_error():
+    with pytest.raises(ConfigError, match="needs an STT"):
+        agent = build_cascade_agent(load_config(None, ["mode=cascade", "backend.stt=none"]))
+        await agent.start()
