@@ -13,6 +13,13 @@ if [ "${1:-}" = "--test" ]; then
     $PIP -e ".[test]"
     # Reference implementation, test-only: its wheel pins torch<2.10, so no deps.
     $PIP --no-deps "moshi==0.2.13"
+    # Headless Chromium for the browser-page test (tests/server/test_browser.py skips without
+    # it). Only where apt-get can run unattended (root, Debian/Ubuntu); never prompts.
+    if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        (DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+         DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null \
+            || echo "kame: could not install chromium; the browser test will be skipped"
+    fi
 else
     $PIP -e ".[all]"
 fi

@@ -1,7 +1,7 @@
 """The ``kame`` command line.
 
     kame demo                         # the main job on the embedded default
-    kame bench step|codec|backend|sessions|latency
+    kame bench step|codec|backend|sessions|latency|soak
     kame codec roundtrip IN.wav -o OUT.wav --codec embedded
     kame run IN.wav -o OUT.wav        # file mode
     kame serve                        # WebSocket server + browser page
@@ -28,9 +28,11 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("codec", "fit"): ("kame.codec.embedded.fit", "fit the embedded codec from synthesized speech"),
     ("bench", "step"): ("kame.bench.step", "front-end step time"),
     ("bench", "codec"): ("kame.bench.codec", "codec encode/decode time"),
+    ("bench", "codec-quality"): ("kame.bench.codec_quality", "codec intelligibility (whisper WER), log-mel and F0 error"),
     ("bench", "backend"): ("kame.bench.backend", "STT WER/latency, LLM TTFT, oracle lag"),
     ("bench", "sessions"): ("kame.bench.sessions", "real-time sessions sustained"),
     ("bench", "latency"): ("kame.bench.latency", "tandem vs cascade latency"),
+    ("bench", "soak"): ("kame.bench.soak", "server soak: concurrent sessions, protocol fuzzing, connect cycles"),
 }
 
 

