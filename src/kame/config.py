@@ -76,7 +76,9 @@ class BackendConfig:
     restart_window_s: float = _opt(2.0, min=0.0)
     max_reply_words: int = _opt(30, min=1)
     llm_max_tokens: int = _opt(80, min=1)
-    llm_temperature: float = _opt(0.7, min=0.0)
+    # 0 = greedy: the embedded 135M LLM drifts off-topic (even into French) when sampled at 0.7;
+    # raise it for a large hosted LLM if you want varied replies
+    llm_temperature: float = _opt(0.0, min=0.0)
     retry_s: float = _opt(1.0, min=0.0)  # wait before restarting a failed STT/LLM stream
     # feed the front-end's inner monologue to the LLM prompt as the agent's own words;
     # "auto" = yes, except for random-weight front-ends (their text is babble)
