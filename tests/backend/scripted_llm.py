@@ -5,6 +5,9 @@
     call = llm.calls[-1]; call.send("The", " capital"); call.end()   # or call.fail(exc)
     call.closed  # True once the consumer closed/cancelled the stream
     llm = ScriptedLLM(auto=["Hello", " there."])   # every call streams these at once and ends
+
+Also ``cancel_after_first_piece(llm, messages)``: start a stream, cancel its task once a piece
+arrived (any LLM; the cancellation tests of the real ones).
 """
 
 from __future__ import annotations
@@ -65,3 +68,24 @@ class ScriptedLLM(LLM):
         finally:
             if not call.finished:
                 call.closed = True
+
+
+async def cancel_after_first_piece(llm: LLM, messages: Sequence[ChatMessage], timeout: float,
+                                   **kwargs) -> list[str]:
+    """Consume ``llm.stream_chat`` in a task, cancel it after the first piece; the pieces got."""
+    import pytest
+
+    got: list[str] = []
+    first = asyncio.Event()
+
+    async def consume() -> None:
+        async for piece in llm.stream_chat(messages, **kwargs):
+            got.append(piece)
+            first.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(first.wait(), timeout)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    return got

@@ -1,12 +1,12 @@
 """The embedded SmolLM2 LLM: loads offline once, streams, stops on cancel, shared."""
 
-import asyncio
-
 import pytest
 
 from kame import registry
 from kame.backend.types import ChatMessage
 from kame.errors import NotAvailableError
+
+from .scripted_llm import cancel_after_first_piece
 
 pytestmark = pytest.mark.slow  # one ~20 s model load for the module
 
@@ -31,17 +31,7 @@ async def test_streams_an_answer(llm):
 async def test_cancel_stops_generation_and_frees_the_worker(llm):
     before = llm.tokens_generated
     long = [ChatMessage("user", "Write a very long story about a dragon and a knight.")]
-    first = asyncio.Event()
-
-    async def consume():
-        async for _ in llm.stream_chat(long, max_tokens=400):
-            first.set()
-
-    task = asyncio.create_task(consume())
-    await asyncio.wait_for(first.wait(), 60)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await cancel_after_first_piece(llm, long, 60, max_tokens=400)
     # the next request runs after the cancelled one stopped early (well short of 400 tokens)
     assert "".join([p async for p in llm.stream_chat(MSGS, max_tokens=8)])
     cancelled_tokens = llm.tokens_generated - before - 8

@@ -10,6 +10,7 @@ from kame.backend.types import ChatMessage
 from kame.errors import BackendError, ConfigError
 
 from .fake_openai import FakeOpenAI, Reply
+from .scripted_llm import cancel_after_first_piece
 
 MSGS = [ChatMessage("system", "Be brief."), ChatMessage("user", "user: hello")]
 
@@ -129,19 +130,7 @@ async def test_first_token_timeout(server):
 
 async def test_cancel_closes_request(server, llm):
     server.push(Reply([f" w{i}" for i in range(200)], delay=0.02))
-    got = []
-    first = asyncio.Event()
-
-    async def consume():
-        async for p in llm.stream_chat(MSGS):
-            got.append(p)
-            first.set()
-
-    task = asyncio.create_task(consume())
-    await asyncio.wait_for(first.wait(), 5)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    got = await cancel_after_first_piece(llm, MSGS, 5)
     await server.wait_disconnects(1)
     assert server.completed == 0 and 0 < len(got) < 200
 

@@ -131,6 +131,18 @@ async def test_openai_stt_session_continues_with_on_error(server, speech):
     assert len(server.requests) == 2
 
 
+async def test_openai_stt_dead_server(speech):
+    from .test_openai_http import dead_url
+
+    pcm, _ = speech
+    clock = FakeClock(T0)
+    stt = registry.create("stt", "openai:m", base_url=await dead_url(), connect_timeout=1.0, clock=clock,
+                          max_lag=float("inf"), request_interval=100)
+    with pytest.raises(BackendError, match=r"^STT .*/audio/transcriptions: cannot connect .*is the server running"):
+        async for _ in stt.stream(feed(pcm, clock)):
+            pass
+
+
 async def test_openai_stt_slow_server_times_out(server, speech):
     pcm, _ = speech
     clock = FakeClock(T0)

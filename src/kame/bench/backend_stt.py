@@ -3,8 +3,8 @@
 Synthesizes N sentences (half piper, half espeak-ng with varied voices), plays each STT one
 continuous stream of them (1.2 s of silence between sentences) in real time on the monotonic
 clock (a frame is handed over when its 80 ms of audio have "been spoken"), and measures:
-  - WER: word-level edit distance of the final transcripts vs. the reference (lower-cased,
-    punctuation stripped, digits spelled as whisper writes them are not normalised);
+  - WER: word-level edit distance of the final transcripts vs. the reference (both through
+    kame.bench.textmetrics.normalize: lower case, no punctuation, digits spelled out);
   - word latency: for each word of a final, the first transcript (partial or final) holding
     it (same text, within 0.5 s of its time) minus the word's audio end (from the final);
   - final latency: VAD end of speech -> final (the "stt_final_latency" metric);
@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import time
 
 import numpy as np
+
+from .textmetrics import edit_distance, normalize
 
 DEFAULT_STTS = ["pocketsphinx", "whisper", "embedded", "embedded;whisper_interval=1.0"]
 ESPEAK_VOICES = ["en-us", "en+f2", "en-us+m3", "en-gb-scotland+m1", "en-029", "en-us+f4"]
@@ -92,20 +93,6 @@ def add_stt_arguments(p: argparse.ArgumentParser) -> None:
 
 
 add_arguments = add_stt_arguments
-
-
-def normalize(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split()
-
-
-def edit_distance(ref: list[str], hyp: list[str]) -> int:
-    """Word-level Levenshtein distance (substitutions + deletions + insertions)."""
-    d = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, d[0] = d[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
-    return d[len(hyp)]
 
 
 def make_corpus(n: int) -> list[dict]:

@@ -98,13 +98,8 @@ class EmbeddedLLM(LLM):
         self.tokens_generated = 0  # totals, for benchmarks (LLM tokens, not text-stream tokens)
         self.generate_seconds = 0.0
 
-    async def stream_chat(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-    ) -> AsyncIterator[str]:
+    async def stream_chat(self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None,
+                          temperature: float | None = None) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         stop = threading.Event()

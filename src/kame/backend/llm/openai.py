@@ -9,7 +9,7 @@
 POSTs ``{base_url}/chat/completions`` with ``"stream": true`` and parses the server-sent events
 (``data: {json}`` lines, ``data: [DONE]`` at the end; comments and other fields ignored). The
 base URL and key default to the environment (``OPENAI_BASE_URL``, else the OpenAI API;
-``OPENAI_API_KEY``, optional for local servers).
+``OPENAI_API_KEY``, optional for local servers; neither: ConfigError, see kame.backend.openai_http).
 
 Errors raise kame.errors.BackendError with the HTTP status and an excerpt of the body: HTTP
 errors, connection failures, malformed chunks, an ``error`` object in the stream, a stream that
@@ -24,21 +24,21 @@ import asyncio
 import json
 import logging
 import os
-import sys
 from typing import AsyncIterator, Sequence
 
 import aiohttp
 
 from ...errors import BackendError
+from ..openai_http import OpenAIHTTP, read_excerpt, within
 from ..types import ChatMessage
 from .base import LLM
 
 log = logging.getLogger(__name__)
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
-class OpenAIChat(LLM):
+class OpenAIChat(OpenAIHTTP, LLM):
     name = "openai"
+    what = "LLM"
 
     def __init__(
         self,
@@ -54,39 +54,17 @@ class OpenAIChat(LLM):
         if not model:
             raise BackendError("openai LLM needs a model name: openai:MODEL")
         self.model = model
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
-        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
-        self.connect_timeout = connect_timeout
+        self._init_http(base_url, api_key, connect_timeout)
         self.first_token_timeout = first_token_timeout
         self.chunk_timeout = chunk_timeout
         self.extra_body = dict(extra_body or {})
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def url(self) -> str:
         return f"{self.base_url}/chat/completions"
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            timeout = aiohttp.ClientTimeout(total=None, connect=self.connect_timeout, sock_connect=self.connect_timeout)
-            self._session = aiohttp.ClientSession(timeout=timeout)
-            self._loop = loop
-        return self._session
-
-    async def aclose(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
-
-    async def stream_chat(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-    ) -> AsyncIterator[str]:
+    async def stream_chat(self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None,
+                          temperature: float | None = None) -> AsyncIterator[str]:
         body: dict = {
             "model": self.model,
             "messages": [{"role": m.role, "content": m.content} for m in messages],
@@ -97,29 +75,21 @@ class OpenAIChat(LLM):
             body["max_tokens"] = int(max_tokens)
         if temperature is not None:
             body["temperature"] = float(temperature)
-        headers = {"Accept": "text/event-stream"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        session = self._get_session()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.first_token_timeout
-        try:
-            resp = await _within(session.post(self.url, json=body, headers=headers), self.first_token_timeout)
-        except asyncio.TimeoutError as exc:
-            raise BackendError(f"LLM {self.url}: no response within {self.first_token_timeout:g} s") from exc
-        except aiohttp.ClientError as exc:
-            raise BackendError(f"LLM {self.url}: cannot connect: {exc}") from exc
+        resp = await self._http_post(self.url, self.first_token_timeout, json=body,
+                                     headers={"Accept": "text/event-stream"})
         done = False
         try:
             if resp.status != 200:
-                text = await _read_excerpt(resp)
+                text = await read_excerpt(resp)
                 raise BackendError(f"LLM {self.url}: HTTP {resp.status}: {text}")
             got_content = False
             finished = False
             while True:
                 timeout = self.chunk_timeout if got_content else max(0.0, deadline - loop.time())
                 try:
-                    raw = await _within(resp.content.readline(), timeout)
+                    raw = await within(resp.content.readline(), timeout)
                 except asyncio.TimeoutError as exc:
                     what = "between chunks" if got_content else "for the first token"
                     raise BackendError(f"LLM {self.url}: stream stalled ({timeout:g} s {what})") from exc
@@ -161,30 +131,6 @@ class OpenAIChat(LLM):
                 resp.release()
             else:  # error, cancellation or early close: drop the connection so the server stops
                 resp.close()
-
-
-async def _within(aw, timeout: float):
-    """``await aw`` with a timeout. (asyncio.wait_for of Python 3.11 can swallow a cancellation
-    that arrives as the awaited read completes; asyncio.timeout cannot.)"""
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(timeout):
-            return await aw
-    return await asyncio.wait_for(aw, timeout)
-
-
-async def _read_excerpt(resp: aiohttp.ClientResponse, limit: int = 300) -> str:
-    try:
-        raw = await _within(resp.content.read(4096), 2.0)
-    except (asyncio.TimeoutError, aiohttp.ClientError):
-        return "(no body)"
-    text = raw.decode("utf-8", errors="replace").strip()
-    try:  # OpenAI-style {"error": {"message": ...}}
-        err = json.loads(text).get("error")
-        if isinstance(err, dict) and err.get("message"):
-            text = err["message"]
-    except (json.JSONDecodeError, AttributeError):
-        pass
-    return text[:limit] or "(empty body)"
 
 
 def create(arg: str | None, **kwargs) -> OpenAIChat:

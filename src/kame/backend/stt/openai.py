@@ -22,16 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import io
-from concurrent.futures import Future
 import logging
-import os
 import wave
+from concurrent.futures import Future
 
+import aiohttp
 import numpy as np
 
-from ...errors import BackendError, ConfigError
+from ...errors import BackendError
+from ..openai_http import OpenAIHTTP, read_excerpt, within
 from ..types import Word
-from .streaming import Recognizer, SegmentedSTT
+from .streaming import BufferedRecognizer, Recognizer, SegmentedSTT
 
 log = logging.getLogger(__name__)
 
@@ -56,25 +57,16 @@ def parse_words(body: dict, duration: float) -> list[Word]:
     return [Word(t, i * step, (i + 1) * step) for i, t in enumerate(texts)]
 
 
-class OpenAIRecognizer(Recognizer):
+class OpenAIRecognizer(BufferedRecognizer):
     """Partials: at most one request in flight (non-blocking: the worker keeps running the
     VAD), a new one once it returned and ``request_interval`` s of new audio came.
     Final: the silence-trimmed utterance, blocking, with the timeout."""
 
     def __init__(self, stt: "OpenAITranscriptionSTT") -> None:
+        super().__init__()
         self.stt = stt
-        self.chunks: list[np.ndarray] = []
-        self.n = 0
         self.pending: Future | None = None
         self.pending_len = 0
-
-    def audio(self, n: int | None = None) -> np.ndarray:
-        x = np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.float32)
-        return x if n is None else x[:n]
-
-    def accept(self, pcm16k: np.ndarray) -> None:
-        self.chunks.append(pcm16k)
-        self.n += pcm16k.shape[0]
 
     def partial(self) -> list[Word] | None:
         words = None
@@ -96,39 +88,31 @@ class OpenAIRecognizer(Recognizer):
         return self.stt.result(self.stt.submit(self.audio(n)))
 
 
-class OpenAITranscriptionSTT(SegmentedSTT):
+class OpenAITranscriptionSTT(OpenAIHTTP, SegmentedSTT):
     name = "openai"
+    what = "STT"
     partial_interval = 0.08  # poll every frame; requests every ``request_interval`` s of audio
 
     def __init__(self, model: str | None = None, *, base_url: str | None = None, api_key: str | None = None,
                  language: str | None = "en", word_timestamps: bool = True, timeout: float = 15.0,
-                 request_interval: float = 1.0, **kwargs) -> None:
+                 request_interval: float = 1.0, connect_timeout: float = 5.0, **kwargs) -> None:
         super().__init__(**kwargs)
+        self._init_http(base_url, api_key, connect_timeout)
         self.request_interval = float(request_interval)  # s of new audio between partial requests
         self.model = model or "whisper-1"
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
-        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
-        if not self.base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"openai STT base URL must start with http:// or https://, got {self.base_url!r}")
         self.language, self.word_timestamps, self.timeout = language, word_timestamps, float(timeout)
-        self._session = None  # aiohttp.ClientSession shared by this STT's open streams
-        self._users = 0
+        self._users = 0  # open streams (they share one session, closed after the last)
 
     def new_recognizer(self) -> Recognizer:
         return OpenAIRecognizer(self)
 
     async def _open(self) -> None:
-        import aiohttp
-
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
         self._users += 1
 
     async def _close(self) -> None:
         self._users -= 1
-        if self._users == 0 and self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._users == 0:
+            await self.aclose()
 
     def submit(self, pcm16k: np.ndarray) -> Future:
         """From the worker thread: start a request on the event loop."""
@@ -142,13 +126,11 @@ class OpenAITranscriptionSTT(SegmentedSTT):
             raise
         except TimeoutError as exc:
             fut.cancel()
-            raise BackendError(f"transcription at {self.base_url} timed out after {self.timeout:.1f} s") from exc
+            raise BackendError(f"STT {self.base_url}: transcription timed out after {self.timeout:.1f} s") from exc
         except Exception as exc:
-            raise BackendError(f"transcription at {self.base_url} failed: {type(exc).__name__}: {exc}") from exc
+            raise BackendError(f"STT {self.base_url}: transcription failed: {type(exc).__name__}: {exc}") from exc
 
     async def _post(self, pcm16k: np.ndarray) -> list[Word]:
-        import aiohttp
-
         form = aiohttp.FormData()
         form.add_field("file", wav_bytes(pcm16k), filename="utterance.wav", content_type="audio/wav")
         form.add_field("model", self.model)
@@ -157,23 +139,23 @@ class OpenAITranscriptionSTT(SegmentedSTT):
         form.add_field("response_format", "verbose_json" if self.word_timestamps else "json")
         if self.word_timestamps:
             form.add_field("timestamp_granularities[]", "word")
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         url = f"{self.base_url}/audio/transcriptions"
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        resp = await self._http_post(url, self.timeout, data=form)
         try:
-            async with self._session.post(url, data=form, headers=headers,
-                                          timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
-                if resp.status != 200:
-                    text = (await resp.text())[:300]
-                    raise BackendError(f"transcription at {url} returned HTTP {resp.status}: {text}")
-                body = await resp.json(content_type=None)
+            if resp.status != 200:
+                raise BackendError(f"STT {url}: HTTP {resp.status}: {await read_excerpt(resp)}")
+            body = await within(resp.json(content_type=None), max(0.0, deadline - asyncio.get_running_loop().time()))
         except asyncio.TimeoutError as exc:
-            raise BackendError(f"transcription at {url} timed out after {self.timeout:.1f} s") from exc
+            raise BackendError(f"STT {url}: timed out after {self.timeout:.1f} s") from exc
         except aiohttp.ClientError as exc:
-            raise BackendError(f"transcription at {url} failed: {type(exc).__name__}: {exc}") from exc
+            raise BackendError(f"STT {url}: failed: {type(exc).__name__}: {exc}") from exc
         except ValueError as exc:
-            raise BackendError(f"transcription at {url} returned invalid JSON: {exc}") from exc
+            raise BackendError(f"STT {url}: invalid JSON: {exc}") from exc
+        finally:
+            resp.release()
         if not isinstance(body, dict):
-            raise BackendError(f"transcription at {url} returned {type(body).__name__}, expected a JSON object")
+            raise BackendError(f"STT {url}: returned {type(body).__name__}, expected a JSON object")
         return parse_words(body, pcm16k.shape[0] / 16000)
 
 

@@ -78,6 +78,23 @@ class Recognizer(ABC):
         """
 
 
+class BufferedRecognizer(Recognizer):
+    """A recognizer that keeps the whole utterance (decoders that re-read the growing buffer)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[np.ndarray] = []
+        self.n = 0  # samples received
+
+    def accept(self, pcm16k: np.ndarray) -> None:
+        self.chunks.append(pcm16k)
+        self.n += pcm16k.shape[0]
+
+    def audio(self, n: int | None = None) -> np.ndarray:
+        """The first ``n`` samples (all by default)."""
+        x = np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.float32)
+        return x if n is None else x[:n]
+
+
 class SegmentedSTT(STT, ABC):
     """An STT made of a VAD segmenter + a per-utterance ``Recognizer`` in a worker thread."""
 

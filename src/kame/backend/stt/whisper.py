@@ -24,7 +24,7 @@ import numpy as np
 
 from ...errors import NotAvailableError
 from ..types import Word
-from .streaming import Recognizer, SegmentedSTT
+from .streaming import BufferedRecognizer, Recognizer, SegmentedSTT
 
 _PUNCT_ONLY = set(".,!?;:-–—…\"'")
 TAIL = 0.2  # s of audio kept after the VAD's end of speech (the rest is silence)
@@ -81,7 +81,7 @@ class WhisperModelHandle:
         return out
 
 
-class WhisperRecognizer(Recognizer):
+class WhisperRecognizer(BufferedRecognizer):
     """Growing-buffer whisper. Decodes run on the handle's decode thread so the STT worker
     keeps up with the VAD (``background=False``: inline, deterministic, for tests); at most
     one decode is in flight: a new one starts once the previous finished and ``interval`` s
@@ -90,22 +90,13 @@ class WhisperRecognizer(Recognizer):
 
     def __init__(self, handle: WhisperModelHandle, *, interval: float | None = 0.48, final_beam: int = 1,
                  background: bool = True) -> None:
+        super().__init__()
         self.handle, self.final_beam, self.background = handle, final_beam, background
         self.interval = None if interval is None else int(interval * 16000)  # None: final only
-        self.chunks: list[np.ndarray] = []
-        self.n = 0  # samples received
         self.pending: Future | None = None  # in-flight decode
         self.pending_len = 0  # samples it covers
         self.words: list[Word] = []  # newest finished decode
         self.words_len = 0  # samples it covered
-
-    def audio(self, n: int | None = None) -> np.ndarray:
-        x = np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.float32)
-        return x if n is None else x[:n]
-
-    def accept(self, pcm16k: np.ndarray) -> None:
-        self.chunks.append(pcm16k)
-        self.n += pcm16k.shape[0]
 
     def poll(self) -> bool:
         """Collect a finished decode, start the next one if due; True if new words arrived."""

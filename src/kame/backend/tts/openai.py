@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import os
 from typing import AsyncIterator
 
@@ -31,13 +30,13 @@ import numpy as np
 
 from ...audio import SAMPLE_RATE, resample
 from ...errors import BackendError, ConfigError
+from ..openai_http import OpenAIHTTP, read_excerpt, within
 from .base import TTS
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
-
-class OpenAITTS(TTS):
+class OpenAITTS(OpenAIHTTP, TTS):
     name = "openai"
+    what = "TTS"
 
     def __init__(
         self,
@@ -59,30 +58,13 @@ class OpenAITTS(TTS):
             raise ConfigError(f"openai TTS response_format must be 'pcm' or 'wav', got {response_format!r}")
         self.model, self.voice, self.response_format = model, voice, response_format
         self.speed, self.pcm_rate = speed, int(pcm_rate)
-        env_url = os.environ.get("OPENAI_TTS_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
-        self.base_url = (base_url or env_url or DEFAULT_BASE_URL).rstrip("/")
-        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
-        self.connect_timeout, self.first_chunk_timeout, self.chunk_timeout = connect_timeout, first_chunk_timeout, chunk_timeout
+        self._init_http(base_url, api_key, connect_timeout, env=("OPENAI_TTS_BASE_URL", "OPENAI_BASE_URL"))
+        self.first_chunk_timeout, self.chunk_timeout = first_chunk_timeout, chunk_timeout
         self.sample_rate = SAMPLE_RATE
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def url(self) -> str:
         return f"{self.base_url}/audio/speech"
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            timeout = aiohttp.ClientTimeout(total=None, connect=self.connect_timeout, sock_connect=self.connect_timeout)
-            self._session = aiohttp.ClientSession(timeout=timeout)
-            self._loop = loop
-        return self._session
-
-    async def aclose(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
 
     async def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
         if not text.strip():
@@ -90,21 +72,14 @@ class OpenAITTS(TTS):
         body: dict = {"model": self.model, "input": text, "voice": self.voice, "response_format": self.response_format}
         if self.speed is not None:
             body["speed"] = float(self.speed)
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        session = self._get_session()
-        try:
-            resp = await asyncio.wait_for(session.post(self.url, json=body, headers=headers), self.first_chunk_timeout)
-        except asyncio.TimeoutError as exc:
-            raise BackendError(f"TTS {self.url}: no response within {self.first_chunk_timeout:g} s") from exc
-        except aiohttp.ClientError as exc:
-            raise BackendError(f"TTS {self.url}: cannot connect: {exc}") from exc
+        resp = await self._http_post(self.url, self.first_chunk_timeout, json=body)
         ok = False
         try:
             if resp.status >= 400:
-                raise BackendError(f"TTS {self.url}: HTTP {resp.status}: {await _read_excerpt(resp)}")
+                raise BackendError(f"TTS {self.url}: HTTP {resp.status}: {await read_excerpt(resp)}")
             ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if ctype.startswith("application/json") or ctype.startswith("text/"):
-                raise BackendError(f"TTS {self.url}: expected audio, got {ctype}: {await _read_excerpt(resp)}")
+                raise BackendError(f"TTS {self.url}: expected audio, got {ctype}: {await read_excerpt(resp)}")
             if self.response_format == "wav":
                 yield await self._read_wav(resp)
             else:
@@ -120,7 +95,7 @@ class OpenAITTS(TTS):
     async def _read_chunk(self, resp: aiohttp.ClientResponse, first: bool) -> bytes:
         timeout = self.first_chunk_timeout if first else self.chunk_timeout
         try:
-            return await asyncio.wait_for(resp.content.readany(), timeout)
+            return await within(resp.content.readany(), timeout)
         except asyncio.TimeoutError as exc:
             raise BackendError(f"TTS {self.url}: audio stream stalled ({timeout:g} s)") from exc
         except aiohttp.ClientError as exc:
@@ -161,21 +136,6 @@ class OpenAITTS(TTS):
         except Exception as exc:  # soundfile raises its own error types
             raise BackendError(f"TTS {self.url}: cannot decode the wav response ({len(data)} bytes): {exc}") from exc
         return resample(pcm.mean(axis=1), int(rate), SAMPLE_RATE)
-
-
-async def _read_excerpt(resp: aiohttp.ClientResponse, limit: int = 300) -> str:
-    try:
-        raw = await asyncio.wait_for(resp.content.read(4096), 2.0)
-    except (asyncio.TimeoutError, aiohttp.ClientError):
-        return "(no body)"
-    text = raw.decode("utf-8", errors="replace").strip()
-    try:  # OpenAI-style {"error": {"message": ...}}
-        err = json.loads(text).get("error")
-        if isinstance(err, dict) and err.get("message"):
-            text = err["message"]
-    except (json.JSONDecodeError, AttributeError):
-        pass
-    return text[:limit] or "(empty body)"
 
 
 def create(arg: str | None = None, **kwargs) -> OpenAITTS:

@@ -1,0 +1,124 @@
+"""What kame's OpenAI-compatible HTTP adapters share (``llm/openai``, ``stt/openai``,
+``tts/openai``): where the server is, the key, one aiohttp session per event loop, the auth
+header, and POST / error-body handling with clear ``BackendError`` messages.
+
+    class OpenAIChat(OpenAIHTTP, LLM):
+        what = "LLM"
+        def __init__(self, model, *, base_url=None, api_key=None, connect_timeout=5.0):
+            self._init_http(base_url, api_key, connect_timeout)
+        ...
+            resp = await self._http_post(url, timeout, json=body)   # BackendError if unreachable
+
+Server resolution (``resolve_endpoint``): the ``base_url`` argument, else the first set
+environment variable of ``env`` (``OPENAI_BASE_URL`` by default), else the OpenAI API — which
+needs a key (``api_key`` or ``OPENAI_API_KEY``): with neither a server nor a key there is
+nothing to talk to, and that is a ConfigError at construction rather than a 401 later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from typing import Sequence
+
+import aiohttp
+
+from ..errors import BackendError, ConfigError
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+def resolve_endpoint(what: str, base_url: str | None, api_key: str | None,
+                     env: Sequence[str] = ("OPENAI_BASE_URL",)) -> tuple[str, str]:
+    """(base URL without trailing slash, API key or "") — see the module docstring."""
+    url = base_url or next((os.environ[e] for e in env if os.environ.get(e)), None)
+    key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
+    if not url:
+        if not key:
+            raise ConfigError(
+                f"openai {what}: no server configured: set {' or '.join(env)} to an OpenAI-compatible server "
+                "(e.g. http://127.0.0.1:8000/v1 for vLLM, http://127.0.0.1:8080/v1 for llama.cpp, "
+                "http://127.0.0.1:11434/v1 for Ollama) or pass base_url=, or set OPENAI_API_KEY to use "
+                f"{DEFAULT_BASE_URL}")
+        url = DEFAULT_BASE_URL
+    url = url.rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"openai {what}: base URL must start with http:// or https://, got {url!r}")
+    return url, key
+
+
+async def within(aw, timeout: float):
+    """``await aw`` with a timeout. (asyncio.wait_for of Python 3.11 can swallow a cancellation
+    that arrives as the awaited read completes; asyncio.timeout cannot.)"""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(timeout):
+            return await aw
+    return await asyncio.wait_for(aw, timeout)
+
+
+async def read_excerpt(resp: aiohttp.ClientResponse, limit: int = 300) -> str:
+    """The start of an error body; an OpenAI-style ``{"error": {"message": ...}}`` gives its message."""
+    try:
+        raw = await within(resp.content.read(4096), 2.0)
+    except (asyncio.TimeoutError, aiohttp.ClientError):
+        return "(no body)"
+    text = raw.decode("utf-8", errors="replace").strip()
+    try:
+        err = json.loads(text).get("error")
+        if isinstance(err, dict) and err.get("message"):
+            text = err["message"]
+    except (json.JSONDecodeError, AttributeError):
+        pass
+    return text[:limit] or "(empty body)"
+
+
+class OpenAIHTTP:
+    """Mixin of the OpenAI-compatible adapters (call ``_init_http`` from ``__init__``)."""
+
+    what = "server"  # "LLM" / "STT" / "TTS": the first word of error messages
+    base_url: str
+    api_key: str
+
+    def _init_http(self, base_url: str | None, api_key: str | None, connect_timeout: float = 5.0,
+                   env: Sequence[str] = ("OPENAI_BASE_URL",)) -> None:
+        self.base_url, self.api_key = resolve_endpoint(self.what, base_url, api_key, env)
+        self.connect_timeout = float(connect_timeout)
+        self._env = tuple(env)
+        self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        """This event loop's session (a new one if the loop changed or it was closed)."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._session_loop is not loop:
+            timeout = aiohttp.ClientTimeout(total=None, connect=self.connect_timeout, sock_connect=self.connect_timeout)
+            self._session = aiohttp.ClientSession(timeout=timeout)
+            self._session_loop = loop
+        return self._session
+
+    async def aclose(self) -> None:
+        """Close the session (idempotent)."""
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    def _headers(self, **extra: str) -> dict[str, str]:
+        headers = dict(extra)
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+    async def _http_post(self, url: str, timeout: float, *, headers: dict | None = None,
+                         **kwargs) -> aiohttp.ClientResponse:
+        """POST and wait for the response headers; BackendError when none come within
+        ``timeout`` s or the server cannot be reached. The caller releases/closes the response."""
+        try:
+            return await within(self._get_session().post(url, headers=self._headers(**(headers or {})), **kwargs),
+                                timeout)
+        except asyncio.TimeoutError as exc:
+            raise BackendError(f"{self.what} {url}: timed out, no response within {timeout:g} s") from exc
+        except aiohttp.ClientError as exc:
+            raise BackendError(f"{self.what} {url}: cannot connect ({exc}); is the server running? "
+                               f"(base URL {self.base_url}, from base_url= or {' / '.join(self._env)})") from exc
