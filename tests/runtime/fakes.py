@@ -1,5 +1,5 @@
-"""Small deterministic fakes for the runtime tests: a frame model, an STT, an LLM,
-and a helper that drives the frame ticker on a FakeClock."""
+"""Small deterministic fakes for the runtime tests: a frame model, an STT, an LLM, and helpers
+that drive the frame ticker on a FakeClock (step, run_plan) and record a session (Recorder)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from collections import deque
 
 import numpy as np
 
-from kame.backend.types import Transcript, Word
+from kame.backend.types import OracleAppend, OracleReset, Transcript, Word
 from kame.errors import BackendError
+from kame.runtime.base import AgentAudio, AgentText, Meta
 from kame.runtime.worker import FrameOut
 
 START = 1000  # the fake front-end's oracle start id
@@ -91,10 +92,14 @@ class FakeSTT:
 
 
 class FakeLLM:
-    """Replies "answer N" in two pieces; ``dead`` makes it raise BackendError."""
+    """Replies "answer N" in two pieces; ``dead`` makes it raise BackendError. With ``hold``
+    a reply stops after its first piece (``in_reply`` is then True) until ``hold`` is cleared
+    or the LLM dies: that is how tests kill it mid-reply."""
 
     def __init__(self) -> None:
         self.dead = False
+        self.hold = False
+        self.in_reply = False
         self.calls = 0
 
     async def stream_chat(self, messages, *, max_tokens=None, temperature=None):
@@ -103,6 +108,12 @@ class FakeLLM:
             raise BackendError("fake LLM is down")
         yield "answer "
         await asyncio.sleep(0)
+        while self.hold and not self.dead:
+            self.in_reply = True
+            await asyncio.sleep(0.001)
+        self.in_reply = False
+        if self.dead:
+            raise BackendError("fake LLM died mid-reply")
         yield f"{self.calls} ."
 
 
@@ -124,6 +135,62 @@ async def step(agent, clock, n: int = 1) -> None:
         await wait_for(lambda: agent.frames >= target)
         for _ in range(5):  # let output consumers (Recorder tasks) drain their queues
             await asyncio.sleep(0)
+
+
+class Recorder:
+    """Collects everything a session outputs (in a task)."""
+
+    def __init__(self, session):
+        self.items = []
+        self.task = asyncio.create_task(self._run(session))
+
+    async def _run(self, session):
+        async for out in session.outputs():
+            self.items.append(out)
+
+    def audio(self):
+        return [o.pcm for o in self.items if isinstance(o, AgentAudio)]
+
+    def text(self):
+        return [o.text for o in self.items if isinstance(o, AgentText)]
+
+    def meta(self, kind):
+        return [o.data for o in self.items if isinstance(o, Meta) and o.data.get("type") == kind]
+
+
+def speech(seed, n_frames, frame=1920):
+    """Noise "speech" of n_frames frames, the first 3 silent."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(n_frames * frame).astype(np.float32) * 0.2
+    x[: 3 * frame] *= 0
+    return x
+
+
+async def run_plan(agent, clock, plan: dict, audio: dict, oracle_at: int | None = None, frame: int = 1920) -> dict:
+    """Sessions join and leave a started agent by ``plan`` {name: (seed, join frame, frames)}:
+    each pushes ``audio[name]`` one frame per step from its join frame on and closes after its
+    frames. With ``oracle_at`` every session gets an oracle prediction (start + tokens 5..8)
+    at its own frame ``oracle_at``. Returns {name: Recorder}."""
+    sessions, recs = {}, {}
+    for k in range(max(j + n for _, j, n in plan.values())):
+        for name, (_, join, n) in plan.items():
+            if k == join:
+                sessions[name] = await agent.open_session(name)
+                recs[name] = Recorder(sessions[name])
+            if name in sessions and k == join + n:
+                await sessions.pop(name).close()
+        for name, s in sessions.items():
+            j = k - plan[name][1]
+            await s.push_audio(audio[name][j * frame:(j + 1) * frame])
+            if oracle_at is not None and j == oracle_at:
+                s.on_oracle(OracleReset(1, clock.now()))
+                s.on_oracle(OracleAppend(1, (5, 6, 7, 8), "x", clock.now()))
+        await step(agent, clock)
+    for s in sessions.values():
+        await s.close()
+    for r in recs.values():
+        await r.task
+    return recs
 
 
 def create_stt(arg=None, **kwargs) -> FakeSTT:

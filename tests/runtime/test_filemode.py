@@ -62,18 +62,25 @@ def test_kame_run_bad_input(tmp_path, capsys):
     assert "cannot read" in capsys.readouterr().err
     assert main(["run", str(bad), "-o", str(out), "--set", "runtime.nope=1"]) == 1
     assert "runtime.nope" in capsys.readouterr().err
+    assert main(["run", str(bad), "-o", str(tmp_path / "o.mp3")]) == 1  # checked before reading or loading
+    assert "must be a .wav" in capsys.readouterr().err
+    (tmp_path / "d.wav").mkdir()
+    assert main(["run", str(bad), "-o", str(tmp_path / "d.wav")]) == 1
+    assert "is a folder" in capsys.readouterr().err
     assert not out.exists()
 
 
 def test_kame_run_fast_front_end_only(tmp_path, capsys):
-    wav = tmp_path / "in.wav"
-    write_wav(wav, np.zeros(24000, np.float32), 24000)
+    wav = tmp_path / "in.wav"  # 16 kHz stereo: converted to 24 kHz mono, and the user is told
+    sf.write(wav, np.zeros((16000, 2), np.float32), 16000)
     out = tmp_path / "fast.wav"
     rc = main(["run", str(wav), "-o", str(out), "--fast", "--no-png", "--tail", "0.5",
                "--set", f"codec.spec={CODEC}", "--set", "backend.stt=none", "--set", "backend.llm=none",
                "--set", "runtime.vad=energy"])
     assert rc == 0 and not out.with_suffix(".png").exists()
+    assert "resampled 16000 Hz -> 24 kHz; mixed 2 channels to mono" in capsys.readouterr().out
     doc = json.loads(out.with_suffix(".json").read_text())
+    assert doc["input_conversion"].startswith("resampled 16000 Hz")
     assert doc["pacing"] == "fast" and doc["summary"]["frames"] == 19 and doc["summary"]["late_frames"] == 0
     assert doc["components"]["stt"] == "none" and doc["transcripts"] == [] and doc["oracle"] == []
     assert sf.info(str(out)).frames == 19 * 1920

@@ -6,15 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kame.backend.types import OracleAppend, OracleReset
 from kame.config import load_config
 from kame.errors import ConfigError
 from kame.runtime.clock import FakeClock
 from kame.runtime.engine import TandemAgent
 from kame.runtime.metrics import MetricsLog
 
-from .fakes import step
-from .test_engine import Recorder, speech
+from .fakes import run_plan, speech
 
 F = 1920
 CODEC = "mimi:random-tiny"
@@ -31,26 +29,7 @@ async def run(plan, audio, cfg, oracle_at=None):
     clock = FakeClock()
     agent = TandemAgent(cfg, clock=clock, metrics=MetricsLog())
     await agent.start()
-    sessions, recs = {}, {}
-    total = max(j + n for _, j, n in plan.values())
-    for k in range(total):
-        for name, (_, join, n) in plan.items():
-            if k == join:
-                sessions[name] = await agent.open_session(name)
-                recs[name] = Recorder(sessions[name])
-            if name in sessions and k == join + n:
-                await sessions.pop(name).close()
-        for name, s in sessions.items():
-            j = k - plan[name][1]
-            await s.push_audio(audio[name][j * F:(j + 1) * F])
-            if oracle_at is not None and j == oracle_at:
-                s.on_oracle(OracleReset(1, clock.now()))
-                s.on_oracle(OracleAppend(1, (5, 6, 7, 8), "x", clock.now()))
-        await step(agent, clock)
-    for s in sessions.values():
-        await s.close()
-    for r in recs.values():
-        await r.task
+    recs = await run_plan(agent, clock, plan, audio, oracle_at=oracle_at)
     await agent.stop()
     return agent, recs
 

@@ -96,6 +96,9 @@ class Chromium:
             raise RuntimeError(f"JS error in {expr!r}: {r['exceptionDetails']}")
         return r["result"].get("value")
 
+    async def navigate(self, url: str) -> None:
+        await self.call("Page.navigate", url=url)
+
     async def screenshot(self) -> bytes:
         r = await self.call("Page.captureScreenshot", format="png")
         return base64.b64decode(r["data"])

@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import os
 
+import aiohttp
 import numpy as np
 import pytest
 import soundfile as sf
 
 from .cdp import Chromium, find_chromium
+from kame.server.client import chat_url
 from kame.server.echo import EchoAgent
 
 from .conftest import peak_hz, running_server
@@ -75,3 +77,26 @@ async def test_browser_page_roundtrip(tmp_path, query):
                     break
                 await asyncio.sleep(0.05)
             assert not server.connections and server.agent.active_sessions == 0
+
+
+async def test_browser_page_explains_token_and_full_server(tmp_path):
+    mic = tmp_path / "mic.wav"
+    sf.write(mic, np.zeros(24000, np.float32), 24000, subtype="PCM_16")
+    ready = "typeof window.kameStart === 'function' && document.readyState === 'complete'"
+    log = "document.getElementById('log').textContent"
+    async with running_server(auth_token="s3cret", max_sessions=1) as (url, server):
+        async with Chromium(url + "/", fake_audio=str(mic)) as page:
+            await _wait_for(page, ready)
+            await page.eval("window.kameStart()")
+            await _wait_for(page, log + ".includes('needs a token')")
+            assert await page.eval("document.getElementById('status').textContent") == "cannot connect"
+            # the only session is taken: the page says the server is full instead of failing silently
+            async with aiohttp.ClientSession() as http:
+                async with http.ws_connect(chat_url(url, token="s3cret")) as ws:
+                    await ws.receive(timeout=10)  # handshake: the session is live
+                    await page.navigate(url + "/?token=s3cret")
+                    await _wait_for(page, ready + " && !" + log + ".includes('needs a token')")
+                    await page.eval("window.kameStart()")
+                    await _wait_for(page, log + ".includes('server is full')")
+                    assert await page.eval("document.getElementById('status').textContent") == "server full"
+                    assert server.total_sessions == 1

@@ -13,7 +13,8 @@ import pytest
 import yarl
 
 from kame.server import protocol as P
-from kame.server.app import SendQueue, SlowClient
+from kame.errors import ConfigError
+from kame.server.app import SendQueue, SlowClient, check_listen
 from kame.server.client import chat, chat_url
 
 from .conftest import peak_hz, running_server, tone
@@ -111,6 +112,21 @@ async def test_not_websocket_and_health():
         async with http.get(url + "/api/health") as r:
             h = await r.json()
             assert h["ok"] and h["sessions"] == 0 and h["max_sessions"] == 8
+
+
+
+def test_listen_problems_are_named_before_the_agent_loads():
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}: .*--port"):
+            check_listen("127.0.0.1", port)
+    check_listen("127.0.0.1", port)  # free again
+    with pytest.raises(ConfigError, match="port 70000: must be in 0..65535"):
+        check_listen("127.0.0.1", 70000)
 
 
 MALFORMED = [

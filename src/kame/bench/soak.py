@@ -14,7 +14,8 @@ Runs `kame serve`'s app in this process on a loopback port, with real WebSocket 
             connections while a canary session streams; every bad message must get a 0x05 error
             or a clean close, the canary none, and the server must stay up.
   cycles    N connect/disconnect cycles (clean closes, aborts, mid-audio drops): connections,
-            agent sessions and asyncio tasks must return to baseline; RSS growth is reported.
+            agent sessions, the tandem agent's batch rows and asyncio tasks must return to
+            baseline; RSS growth is reported.
 The tests (tests/server/test_soak.py) run the same functions at a small scale.
 """
 
@@ -290,10 +291,19 @@ async def run_cycles(url: str, n: int, http: aiohttp.ClientSession, server: Serv
     await asyncio.sleep(0.2)
     return {
         "cycles": n, "wall_s": wall, "connections_left": len(server.connections),
-        "agent_sessions_left": _agent_sessions(server), "tasks_before": tasks0,
+        "agent_sessions_left": _agent_sessions(server), "rows": _agent_rows(server), "tasks_before": tasks0,
         "tasks_after": len(asyncio.all_tasks()), "rss_before_mb": rss0, "rss_after_mb": rss_mb(),
         "rss_trace_mb": trace,
     }
+
+
+def _agent_rows(server: Server) -> str | None:
+    """The tandem agent's batch rows as "free / total" (all free when no session is live)."""
+    a = server.agent
+    free, total = getattr(a, "_free", None), getattr(a, "max_sessions", None)
+    if not isinstance(free, list) or not isinstance(total, int):
+        return None
+    return f"{len(set(free))} / {total}"
 
 
 def _agent_sessions(server: Server) -> int | None:
@@ -387,10 +397,11 @@ def tables(r: dict) -> str:
                   "error codes: " + ", ".join(f"`{k}` {v}" for k, v in sorted(f["errors"].items())), ""]
     if "cycles" in r:
         c = r["cycles"]
-        lines += ["| cycles | wall (s) | connections left | agent sessions left | tasks before → after "
+        lines += ["| cycles | wall (s) | connections left | agent sessions left | batch rows free | tasks before → after "
                   "| RSS before → after (MB) | RSS every quarter (MB) |",
-                  "|---|---|---|---|---|---|---|",
+                  "|---|---|---|---|---|---|---|---|",
                   f"| {c['cycles']} | {c['wall_s']:.1f} | {c['connections_left']} | {c['agent_sessions_left']} "
+                  f"| {c.get('rows') or '-'} "
                   f"| {c['tasks_before']} → {c['tasks_after']} | {c['rss_before_mb']:.1f} → {c['rss_after_mb']:.1f} "
                   f"| {' → '.join(str(x) for x in c.get('rss_trace_mb', []))} |", ""]
     lines.append(f"server health after: {r.get('health')}")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -201,12 +202,15 @@ def plot_timeline(path: Path, user: np.ndarray, agent: np.ndarray, rec: dict, ti
     ax[0].plot(t, user, lw=0.4, color="tab:blue")
     ax[0].set_ylabel("user")
     for v in rec["vad"]:
-        ax[0].axvline(v["t"], color="green" if v["event"] == "start" else "red", lw=0.8, ls="--")
+        ax[0].axvline(v["t"], color="green" if v["event"] == "start" else "red", lw=0.8, ls="--",
+                      label=f"user speech {v['event']} (VAD)")
+    _legend(ax[0])
     for i, tr in enumerate(rec["transcripts"]):
         ax[1].text(tr["t"], 0.9 - 0.12 * (i % 7), tr["text"][-60:] or "(empty)", fontsize=6,
                    fontweight="bold" if tr["final"] else "normal", color="black" if tr["final"] else "gray")
         ax[1].plot([tr["t"]], [0.95 - 0.12 * (i % 7)], "|", color="black")
     ax[1].set_ylim(0, 1)
+    ax[1].set_yticks([])
     ax[1].set_ylabel("transcripts\n(partial gray,\nfinal bold)")
     preds: dict = {}  # prediction id -> [reset time, text]
     for o in rec["oracle"]:
@@ -216,9 +220,10 @@ def plot_timeline(path: Path, user: np.ndarray, agent: np.ndarray, rec: dict, ti
         p[1] += o.get("text", "")
     for i, (pid, (tp, text)) in enumerate(sorted(preds.items())):
         ax[2].axvline(tp, color="purple", lw=0.8)
-        ax[2].text(tp, 0.9 - 0.12 * (i % 7), f"#{pid}:{text[:60]}", fontsize=6, color="purple")
+        ax[2].text(tp, 0.9 - 0.12 * (i % 7), f"#{pid}:{text[:110]}", fontsize=6, color="purple")
     ax[2].set_ylim(0, 1)
-    ax[2].set_ylabel("oracle\n(resets, text)")
+    ax[2].set_yticks([])
+    ax[2].set_ylabel("oracle predictions\n(reset time, text)")
     ax[3].plot(t, agent, lw=0.4, color="tab:orange")
     ax[3].set_ylabel("agent")
     words, cur, t_cur = [], "", None
@@ -235,7 +240,8 @@ def plot_timeline(path: Path, user: np.ndarray, agent: np.ndarray, rec: dict, ti
         ax[3].text(tw, top * (0.9 - 0.25 * (i % 4)), w.strip()[:20], fontsize=5, color="saddlebrown")
     for m in rec["metrics"]:
         if m.get("name") == "first_response_latency":
-            ax[3].axvline(m["t"], color="red", lw=0.6, ls=":")
+            ax[3].axvline(m["t"], color="red", lw=0.6, ls=":", label="first response")
+    _legend(ax[3])
     ax[3].set_xlabel("time (s)")
     ax[3].set_xlim(0, t[-1] if t.size else 1.0)
     fig.suptitle(title, fontsize=9)
@@ -248,26 +254,69 @@ def plot_timeline(path: Path, user: np.ndarray, agent: np.ndarray, rec: dict, ti
     plt.close(fig)
 
 
+def check_output_path(path: str) -> Path:
+    """-o must name a .wav file (OUT.json / OUT.png go next to it) whose folder can be made:
+    checked before the models load, not after the conversation."""
+    out = Path(path)
+    if out.suffix.lower() != ".wav":
+        raise ConfigError(f"-o {path}: the output must be a .wav file (OUT.json and OUT.png are written next to it)")
+    if out.is_dir():
+        raise ConfigError(f"-o {path} is a folder; give a file name such as {out / 'answer.wav'}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"-o {path}: cannot create its folder: {exc}") from exc
+    if not os.access(out.parent, os.W_OK):
+        raise ConfigError(f"-o {path}: cannot write into {out.parent}")
+    return out
+
+
+def read_input(path: str) -> tuple[np.ndarray, str]:
+    """The input as float32 mono 24 kHz, and a note saying how it was converted (or "")."""
+    import soundfile as sf
+
+    user, _ = read_wav(path, SR)  # AudioFormatError (exit 1) for missing/corrupt files
+    if not np.all(np.isfinite(user)):
+        raise AudioFormatError(f"{path} contains NaN or infinite samples")
+    info = sf.info(str(path))
+    changes = ([f"resampled {info.samplerate} Hz -> 24 kHz"] if info.samplerate != SR else []) + \
+        ([f"mixed {info.channels} channels to mono"] if info.channels != 1 else [])
+    note = "; ".join(changes)
+    if info.samplerate < 16000:
+        note += f" (recorded at {info.samplerate} Hz: no audio above {info.samplerate // 2} Hz, STT may suffer)"
+    return user, note
+
+
+def _legend(ax) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    uniq = dict(zip(labels, handles))
+    if uniq:
+        ax.legend(uniq.values(), uniq.keys(), loc="upper right", fontsize=6)
+
+
 def main(args) -> int:
     cfg = config_from_args(args)
     if args.mode:
         cfg.mode = args.mode
     if args.tail < 0:
         raise ConfigError(f"--tail must be >= 0, got {args.tail}")
-    user, _ = read_wav(args.input, SR)  # AudioFormatError (exit 1) for missing/corrupt files
-    if not np.all(np.isfinite(user)):
-        raise AudioFormatError(f"{args.input} contains NaN or infinite samples")
+    out = check_output_path(args.output)
+    user, note = read_input(args.input)
+    if note:
+        print(f"input     {args.input}: {note}")
     user = np.concatenate([user, np.zeros(int(args.tail * SR), np.float32)])
     rec = asyncio.run(run_conversation(cfg, user, fast=args.fast))
     n = math.ceil(user.shape[0] / FRAME) * FRAME
     user = np.pad(user, (0, n - user.shape[0]))
     agent = agent_track(rec, n)
-    out = Path(args.output)
+    clipped = float(np.mean(np.abs(agent) > 1.0))  # the wav holds [-1, 1]: say so if the agent exceeded it
+    agent = np.clip(agent, -1.0, 1.0)
     write_wav(out, np.stack([user, agent], axis=1), SR)
     summary = summarize(rec)
+    summary["agent_clipped_fraction"] = clipped
     random_fe = bool(summary["frontend_random"])
     doc = {
-        "input": str(args.input), "output": str(out), "pacing": "fast" if args.fast else "simulated-realtime",
+        "input": str(args.input), "input_conversion": note, "output": str(out), "pacing": "fast" if args.fast else "simulated-realtime",
         "duration_s": rec["duration_s"], "tail_s": args.tail, "components": rec["components"],
         "frontend_random": random_fe,
         "note": rec["components"].get("frontend_note", "") if random_fe else "",
@@ -313,4 +362,7 @@ def _print_summary(s: dict, out: Path, no_png: bool) -> None:
     print(f"step      {steps}  missed deadlines {s['missed_deadlines']}  frames {s['frames']}  "
           f"wall {s['wall_s']:.1f} s (+{s['load_s']:.1f} s loading, x{s['slowdown']:.2f} of real time)  "
           f"errors {s['errors']}")
+    if s.get("agent_clipped_fraction"):
+        print(f"warning   {100 * s['agent_clipped_fraction']:.2f} % of the agent's samples exceeded full scale "
+              f"and were clipped in {out.name}")
     print(f"wrote     {out}, {out.with_suffix('.json')}" + ("" if no_png else f", {out.with_suffix('.png')}"))

@@ -442,13 +442,40 @@ def _build(args) -> tuple[Agent, ServerConfig]:
     return agent, cfg
 
 
+def check_listen(host: str, port: int) -> None:
+    """Fail before the agent loads (tens of seconds) if ``host:port`` cannot be listened on."""
+    import socket
+
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port {port}: must be in 0..65535")
+    try:
+        family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"host {host!r}: {exc.strerror}") from None
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
+        try:
+            sock.bind(addr)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror} "
+                              "(another `kame serve` running? choose one with --port)") from None
+
+
 def main(args) -> int:
     agent, cfg = _build(args)
+    check_listen(cfg.host, cfg.port)
     app = make_app(agent, cfg, manage_agent=True)
     if cfg.host not in ("127.0.0.1", "localhost", "::1") and not cfg.auth_token:
         log.warning("serving on %s without an auth token", cfg.host)
+    print("kame: loading the agent (front-end, codec, STT, LLM: can take half a minute) ...", flush=True)
 
     async def announce(_app) -> None:  # after the agent has started (make_app's hook runs first)
+        comps = getattr(agent, "components", {})
+        what = ", ".join(f"{k} {comps[k]}" for k in ("mode", "frontend", "codec", "stt", "llm", "tts") if comps.get(k))
+        if what:
+            print(f"kame: agent ready: {what}", flush=True)
+        if comps.get("frontend_note"):
+            print(f"kame: note: {comps['frontend_note']}", flush=True)
         print(f"kame: serving on http://{cfg.host}:{cfg.port}/ (WebSocket /api/chat)", flush=True)
 
     app.on_startup.append(announce)

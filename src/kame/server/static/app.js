@@ -11,10 +11,10 @@ const $ = (id) => document.getElementById(id);
 const kame = (window.kame = {
   connected: false, handshake: null, audioIn: 0, audioOut: 0, samplesOut: 0, texts: 0,
   metas: 0, errors: [], oracleResets: 0, transcript: "", oracle: "", agentText: "",
-  metrics: {}, dropped: 0, closed: null, outRmsMax: 0, stats: null,
+  metrics: {}, dropped: 0, closed: null, outRmsMax: 0, stats: null, components: null, oracleHistory: [],
 });
 
-let ws = null, ctx = null, stream = null, node = null, playTime = 0, level = 0;
+let ws = null, ctx = null, stream = null, node = null, playTime = 0, level = 0, levelOut = 0;
 
 function log(msg, cls) {
   const d = document.createElement("div");
@@ -60,7 +60,8 @@ function play(payload) {
   const ch = buf.getChannelData(0);
   let e = 0;
   for (let i = 0; i < n; i++) { ch[i] = dv.getInt16(2 * i, true) / 32768; e += ch[i] * ch[i]; }
-  kame.outRmsMax = Math.max(kame.outRmsMax, Math.sqrt(e / n));
+  levelOut = Math.sqrt(e / n);
+  kame.outRmsMax = Math.max(kame.outRmsMax, levelOut);
   const src = ctx.createBufferSource();
   src.buffer = buf;
   src.connect(ctx.destination);
@@ -90,13 +91,25 @@ function onMeta(d) {
     }
   } else if (type === "oracle") {
     // {"event": "reset"} starts a new prediction; {"event": "append", "text"} extends it.
-    if (d.event === "reset") { kame.oracleResets++; kame.oracle = ""; }
+    if (d.event === "reset") {
+      if (kame.oracle) { // keep the last few predictions visible: the oracle changes as the user talks
+        kame.oracleHistory.unshift(kame.oracle);
+        kame.oracleHistory.length = Math.min(kame.oracleHistory.length, 3);
+        $("oracle-history").replaceChildren(...kame.oracleHistory.map((t) => {
+          const li = document.createElement("li");
+          li.textContent = t;
+          return li;
+        }));
+      }
+      kame.oracleResets++;
+      kame.oracle = "";
+    }
     if (d.text) kame.oracle += d.text;
     $("oracle").textContent = kame.oracle || "—";
     $("oracle-count").textContent = kame.oracleResets + " predictions";
   } else if (type === "stats") {
     kame.stats = d;
-    if (d.missed_deadlines !== undefined) $("n-miss").textContent = d.missed_deadlines;
+    renderStats(d);
   } else if (type === "backend") {
     log("back-end " + d.component + " " + d.status + (d.error ? ": " + d.error : ""), d.status === "up" ? "" : "err");
   } else if (type === "vad") {
@@ -105,10 +118,15 @@ function onMeta(d) {
     log(type + " " + JSON.stringify(d).slice(0, 160));
   } else if (type === "metric") {
     kame.metrics[d.name] = d.value;
-    renderMetrics();
+    if (!SHOWN_ELSEWHERE.has(d.name)) renderMetrics();
+    else if (d.name === "step_time" && !kame.stats) $("frames").textContent = "step " + (1000 * d.value).toFixed(0) + " ms of the 80 ms budget";
   } else if (type === "info") {
-    const { type: _t, session, ...rest } = d;
-    log("info " + (session || "") + " " + JSON.stringify(rest).slice(0, 200));
+    if ("audio_out" in d) { // the server's own info (first): limits of this connection
+      log("session " + d.session + ": audio " + d.audio_out + " at " + d.sample_rate + " Hz, idle timeout " +
+        d.idle_timeout_s + " s");
+    } else {
+      renderComponents(d);
+    }
   } else if (type === "dropped") {
     kame.dropped = d.count;
     $("n-drop").textContent = d.count;
@@ -117,17 +135,59 @@ function onMeta(d) {
   }
 }
 
-// Metrics measured in seconds (kame.runtime.metrics); others are plain numbers.
+// Metrics measured in seconds (kame.runtime.metrics); others are plain numbers. The newest value
+// of each is shown, with what it measures as a tooltip.
 const SECONDS = new Set(["stt_partial_latency", "stt_final_latency", "llm_ttft", "oracle_lag", "step_time",
   "first_response_latency", "content_latency", "missed_deadline", "tts_first_chunk"]);
+const SHOWN_ELSEWHERE = new Set(["step_time", "missed_deadline", "oracle_restart"]); // stats line / oracle panel
+const EXPLAIN = {
+  first_response_latency: "your end of speech -> the agent's first audible frame (0 ms: it was already talking)",
+  oracle_lag: "your last transcribed word -> the first token of the back-end's new prediction fed to the front-end",
+  llm_ttft: "back-end LLM: time to its first token",
+  llm_tokens_per_s: "back-end LLM: generation speed (tokens per second)",
+  stt_partial_latency: "end of a word -> its partial transcript",
+  stt_final_latency: "your end of speech -> the final transcript",
+};
 
 function renderMetrics() {
-  const rows = Object.entries(kame.metrics).sort().map(([k, v]) => {
-    const s = !SECONDS.has(k) ? (+v).toPrecision(3) : k === "missed_deadline" ? (1000 * v).toFixed(0) + " ms late"
-      : (1000 * v).toFixed(0) + " ms";
-    return "<tr><td>" + k.replace(/_/g, " ") + "</td><td class=v>" + s + "</td></tr>";
-  });
-  $("metrics").tBodies[0].innerHTML = rows.join("");
+  const body = $("metrics").tBodies[0];
+  const shown = Object.entries(kame.metrics).filter(([k]) => !SHOWN_ELSEWHERE.has(k)).sort();
+  body.replaceChildren(...shown.map(([k, v]) => {
+    const tr = document.createElement("tr");
+    tr.title = EXPLAIN[k] || k;
+    const name = document.createElement("td"), val = document.createElement("td");
+    name.textContent = k.replace(/_/g, " ");
+    val.className = "v";
+    val.textContent = SECONDS.has(k) ? (1000 * v).toFixed(0) + " ms" : Number.isInteger(+v) ? String(v) : (+v).toFixed(1);
+    tr.append(name, val);
+    return tr;
+  }));
+}
+
+function renderStats(d) {
+  if (d.frames === undefined) return;
+  const ratio = d.frames ? d.missed_deadlines / d.frames : 0;
+  let s = "front-end: " + d.frames + " frames · missed deadlines " + d.missed_deadlines + " (" +
+    (100 * ratio).toFixed(0) + " %)";
+  if (d.step_time_p50_s !== undefined) s += " · step " + (1000 * d.step_time_p50_s).toFixed(0) + " ms of the 80 ms budget";
+  if (d.dropped_input_s) s += " · your audio dropped " + d.dropped_input_s.toFixed(1) + " s";
+  if (ratio > 0.05) s += " — this machine is not keeping real time: audio will stutter";
+  $("frames").textContent = s;
+  $("frames").className = ratio > 0.05 ? "warn" : "muted";
+}
+
+function renderComponents(d) {
+  kame.components = d;
+  const parts = [];
+  if (d.agent) parts.push("agent " + d.agent);
+  if (d.mode) parts.push("mode " + d.mode);
+  if (d.frontend) parts.push("front-end " + d.frontend + (d.frontend_random ? " (random weights)" : ""));
+  for (const k of ["codec", "stt", "llm", "tts"]) if (d[k]) parts.push(k.toUpperCase().replace("CODEC", "codec") + " " + d[k]);
+  $("components").textContent = parts.join(" · ") || "agent: " + JSON.stringify(d).slice(0, 160);
+  const note = d.frontend_random ? (d.frontend_note ||
+    "random-weight front-end: its speech and text are babble, not answers; the pipeline and timing are real") : "";
+  $("banner").hidden = !note;
+  $("banner").textContent = note ? "Note: " + note + "." : "";
 }
 
 function onMessage(ev) {
@@ -148,7 +208,9 @@ function onMessage(ev) {
       const t = new TextDecoder().decode(payload);
       kame.texts++;
       kame.agentText += t;
-      $("agent-text").textContent = kame.agentText.slice(-600);
+      const box = $("agent-text");
+      box.textContent = kame.agentText.slice(-600);
+      box.scrollTop = box.scrollHeight; // follow the newest words
       break;
     }
     case KIND.METADATA: {
@@ -169,16 +231,42 @@ function onMessage(ev) {
 }
 
 function drawLevel() {
-  const c = $("level"), g = c.getContext("2d");
-  g.clearRect(0, 0, c.width, c.height);
-  g.fillStyle = "#3a7bd5";
-  g.fillRect(0, 0, Math.min(1, level * 4) * c.width, c.height);
+  for (const [id, v, color] of [["level", level, "#3a7bd5"], ["level-out", levelOut, "#e67e22"]]) {
+    const c = $(id), g = c.getContext("2d");
+    g.clearRect(0, 0, c.width, c.height);
+    g.fillStyle = color;
+    g.fillRect(0, 0, Math.min(1, v * 4) * c.width, c.height);
+  }
+  levelOut *= 0.9; // decays when no agent audio arrives
   if (ctx) requestAnimationFrame(drawLevel);
+}
+
+// Before asking for the microphone: is the server reachable, full, or asking for a token?
+// (A refused WebSocket upgrade does not tell the page its HTTP status.)
+async function serverProblem() {
+  let h;
+  try {
+    const r = await fetch("api/health", { cache: "no-store" });
+    h = await r.json();
+  } catch (e) {
+    return "the kame server is not reachable (" + e.message + ")";
+  }
+  if (h.auth && !new URLSearchParams(location.search).get("token"))
+    return "this server needs a token: open this page as …/?token=YOUR_TOKEN";
+  if (h.max_sessions && h.sessions >= h.max_sessions)
+    return "the server is full (" + h.sessions + " of " + h.max_sessions + " sessions in use); try again later";
+  return null;
 }
 
 async function start() {
   if (ws) return;
   setStatus("starting…");
+  const problem = await serverProblem();
+  if (problem) {
+    setStatus(problem.startsWith("the server is full") ? "server full" : "cannot connect", "error");
+    log(problem, "err");
+    return;
+  }
   try {
     stream = await navigator.mediaDevices.getUserMedia({
       audio: { channelCount: 1, echoCancellation: true, noiseSuppression: false, autoGainControl: false },
@@ -220,14 +308,18 @@ async function start() {
   ws.binaryType = "arraybuffer";
   ws.onopen = () => { kame.connected = true; log("connected " + ws.url.replace(/token=[^&]*/, "token=…")); };
   ws.onmessage = onMessage;
-  ws.onclose = (e) => {
+  ws.onclose = async (e) => {
+    const live = !!kame.handshake;
     kame.connected = false;
     kame.closed = { code: e.code, reason: e.reason };
     log("closed: " + e.code + " " + (e.reason || ""), e.code === 1000 ? "" : "err");
     setStatus(e.code === 1000 ? "closed" : "closed " + e.code, e.code === 1000 ? "idle" : "error");
     stop();
+    if (!live && e.code !== 1000) { // refused before the session started: say why if we can
+      const problem = await serverProblem();
+      log(problem || "the server refused the session (see its log)", "err");
+    }
   };
-  ws.onerror = () => log("WebSocket error (server down, full (503) or token (401)?)", "err");
   $("connect").textContent = "Stop";
   $("connect").className = "stop";
   drawLevel();
@@ -241,6 +333,7 @@ function stop() {
   if (ctx) ctx.close();
   stream = ctx = node = null;
   playTime = 0;
+  level = levelOut = 0;
   $("connect").textContent = "Connect microphone";
   $("connect").className = "";
 }
