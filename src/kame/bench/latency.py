@@ -19,7 +19,8 @@ Measured per user turn, from the recorded audio (not from the agents' own metric
                           audible in the agent's audio: whisper tiny.en (faster-whisper, word
                           timestamps) transcribes the agent's audio of the turn; the first ASR
                           word that is a content word of the LLM's answer for that turn (cascade:
-                          the reply; tandem: the oracle predictions) counts. "never" if none is.
+                          the reply; tandem: the oracle predictions) counts, clamped to be no earlier
+                          than the first response (ASR word starts are approximate). "never" if none is.
   oracle lag (tandem)     the runtime's oracle_lag metric (user's last word -> first oracle token fed)
 and p50 / p90 per mode, the ratio cascade / tandem, a PNG of both distributions and a JSON of
 every turn. The tandem's default front-end is a random-weight tiny checkpoint: its audio is
@@ -36,6 +37,7 @@ import logging
 import math
 import platform
 import re
+import textwrap
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,31 +49,8 @@ from ..audio import SAMPLE_RATE, resample, write_wav
 log = logging.getLogger(__name__)
 SR = SAMPLE_RATE
 
-# Scripted dialogues: lists of user turns (single-turn questions, then multi-turn dialogues).
-DIALOGUES: list[list[str]] = [
-    ["What is the capital of France?"],
-    ["How far away is the moon?"],
-    ["Why is the sky blue?"],
-    ["I am planning a trip to Japan.", "Which city should I visit first?", "And what food should I try there?"],
-    ["Who wrote Romeo and Juliet?"],
-    ["What is the boiling point of water?"],
-    ["Can you recommend a good book to read?"],
-    ["I want to start running.", "How far should I run at first?", "How often should I train each week?"],
-    ["What is photosynthesis?"],
-    ["How many legs does a spider have?"],
-    ["What is the tallest mountain in the world?"],
-    ["Tell me a fun fact about octopuses."],
-    ["Let's talk about space.", "What is the closest star to us?", "How long would it take to get there?"],
-    ["What should I cook for dinner tonight?"],
-    ["How do airplanes stay in the air?"],
-    ["What is the largest ocean on Earth?"],
-    ["My tomato plants look sick.", "The leaves are turning yellow.", "How often should I water them?"],
-    ["Who painted the Mona Lisa?"],
-    ["What is seven times eight?"],
-    ["What language do people speak in Brazil?"],
-    ["How can I sleep better at night?"],
-    ["What is the speed of light?"],
-]
+# Scripted dialogues (lists of user turns: single-turn questions, then multi-turn dialogues).
+DIALOGUES: list[list[str]] = json.loads((Path(__file__).with_name("latency_dialogues.json")).read_text())["dialogues"]
 # (engine, argument): piper length_scale or espeak voice; dialogues cycle through them.
 VOICES: list[tuple[str, object]] = [
     ("piper", 1.0), ("espeak", "en-us+f2"), ("piper", 1.15), ("espeak", "en-us+m3"),
@@ -228,7 +207,9 @@ def analyse(mode: str, runs, dialogues, asr, thr: float) -> list[TurnResult]:
                 for w in words:
                     norm = {x.strip("'") for x in _words(w.text)}
                     if norm & want:
-                        r.content = max(0.0, ut.start + w.start - ut.end)
+                        # ASR word starts are approximate (~0.1 s): a word cannot be heard before
+                        # the first audible sample, so it is clamped to the first response
+                        r.content = max(0.0, ut.start + w.start - ut.end, r.first_response or 0.0)
                         r.content_word = w.text
                         break
             in_win = [m for m in rec["metrics"] if ut.start <= m.get("t", -1) < ut.window_end]
@@ -260,6 +241,7 @@ def summary(results: list[TurnResult]) -> dict:
     rd = [r.request_delay for r in results if r.request_delay is not None]
     tf = [r.tts_first_chunk for r in results if r.tts_first_chunk is not None]
     return {"turns": len(results), "first_response_n": len(fr), "content_n": len(ct),
+            "already_sounding_n": sum(1 for x in fr if x == 0.0),
             "first_response_p50": _pct(fr, 50), "first_response_p90": _pct(fr, 90),
             "content_p50": _pct(ct, 50), "content_p90": _pct(ct, 90),
             "oracle_lag_p50": _pct(ol, 50), "oracle_lag_p90": _pct(ol, 90), "oracle_lag_n": len(ol),
@@ -273,7 +255,8 @@ def table(sums: dict[str, dict], slowdown: dict[str, float]) -> str:
     for mode, s in sums.items():
         lines.append(
             f"| {mode} | {s['turns']} | {_fmt(s['first_response_p50'])} / {_fmt(s['first_response_p90'])}"
-            f" ({s['first_response_n']} answered) | {_fmt(s['content_p50'])} / {_fmt(s['content_p90'])} | "
+            f" ({s['first_response_n']} sounded, {s['already_sounding_n']} already at end of speech) | "
+            + (f"{_fmt(s['content_p50'])} / {_fmt(s['content_p90'])}" if s["content_n"] else "never") + " | "
             f"{s['content_n']}/{s['turns']} | "
             + (f"{_fmt(s['oracle_lag_p50'])} / {_fmt(s['oracle_lag_p90'])}" if mode == "tandem" else "-")
             + f" | {_fmt(s['llm_ttft_p50'])} | x{slowdown.get(mode, float('nan')):.2f} |")
@@ -283,7 +266,7 @@ def table(sums: dict[str, dict], slowdown: dict[str, float]) -> str:
         def ratio(k):
             if not (c[k] == c[k] and t[k] == t[k]):
                 return "n/a"
-            return f"{c[k] / t[k]:.2f}" if t[k] > 0 else f"inf (tandem {t[k]:.2f})"
+            return f"{c[k] / t[k]:.2f}" if t[k] > 0 else "n/a (tandem 0)"
 
         lines.append(f"| cascade / tandem | | {ratio('first_response_p50')} / {ratio('first_response_p90')} | "
                      f"{ratio('content_p50')} / {ratio('content_p90')} | | | | |")
@@ -296,7 +279,7 @@ def plot(path: Path, results: dict[str, list[TurnResult]], title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
     rng = np.random.default_rng(0)
     for ax, key, label in ((axes[0], "first_response", "first-response latency (s)"),
                            (axes[1], "content", "content latency (s)")):
@@ -308,10 +291,15 @@ def plot(path: Path, results: dict[str, list[TurnResult]], title: str) -> None:
         ax.boxplot(data, showfliers=False)
         ax.set_xticks(range(1, len(names) + 1), names)
         for i, d in enumerate(data):
-            ax.scatter(np.full(len(d), i + 1) + rng.uniform(-0.12, 0.12, len(d)), d, s=10, alpha=0.6)
+            ax.scatter(np.full(len(d), i + 1) + rng.uniform(-0.12, 0.12, len(d)), d, s=12, alpha=0.7, color=f"C{i}")
+        top = max([x for d in data for x in d if x == x] + [1.0])
+        ax.set_ylim(0, top * 1.1)
+        for i, d in enumerate(data):
+            if not any(x == x for x in d):  # no turn of this mode has a value
+                ax.text(i + 1, top * 0.5, "never", ha="center", va="center", color="grey")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=8)
+    fig.suptitle("\n".join(textwrap.wrap(title, 150)), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -368,7 +356,7 @@ def main(args) -> int:
     if random_fe:
         md.append("- NOTE: the tandem front-end has RANDOM WEIGHTS (no trained embedded front-end exists): its audio "
                   "is babble, not an answer; its first-response latency only says when it makes sound, and its "
-                  "content latency is n/a unless a word of the LLM's answer happens to be recognized in it.")
+                  "content latency is 'never' unless a word of the LLM's answer happens to be recognized in it.")
     md += ["", table(sums, slowdown)]
     if "cascade" in sums:
         c = sums["cascade"]

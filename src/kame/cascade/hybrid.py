@@ -27,7 +27,7 @@ from ..runtime.base import Meta, Output
 from ..runtime.clock import Clock
 from ..runtime.metrics import Metric, MetricsSink, null_sink
 from .config import CascadeConfig
-from .reply import ReplyPipeline
+from .reply import ReplyParts, ReplyPipeline
 from .routing import explain_turn
 
 
@@ -44,7 +44,8 @@ class HybridRouter:
         metrics: MetricsSink = null_sink,
         session_id: str | None = None,
     ) -> None:
-        self.llm, self.tts, self.cfg, self.clock = llm, tts, cfg, clock
+        self.parts = ReplyParts(llm, tts, cfg, clock, emit)
+        self.cfg, self.clock = cfg, clock
         self._emit, self._sink, self._prompt_fn, self.session_id = emit, metrics, prompt_fn, session_id
         self.history: list[Turn] = []
         self.reply: ReplyPipeline | None = None
@@ -69,9 +70,8 @@ class HybridRouter:
         if route == "structured" and self.cfg.hybrid_routing:
             self.routed_turns += 1
             tid = self._turn
-            self.reply = ReplyPipeline(
-                self.llm, self.tts, self.cfg, self.clock, emit=self._emit,
-                metric=lambda n, v, labels: self._metric(n, v, {"turn": tid, "route": "structured", **labels}))
+            labels = {"turn": tid, "route": "structured"}
+            self.reply = ReplyPipeline(self.parts, metric=lambda n, v, extra: self._metric(n, v, {**labels, **extra}))
             t_end = self._user_end if self._user_end is not None else end
             self.reply.start(self._prompt_fn(self.history), t_user_end=t_end, turn_id=tid)
         return route

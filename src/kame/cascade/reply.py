@@ -1,7 +1,8 @@
 """One spoken agent reply of the cascade: streaming LLM -> sentence/clause segments -> streaming
 TTS -> a buffer of 24 kHz audio pulled one 80 ms frame at a time.
 
-    rp = ReplyPipeline(llm, tts, cfg, clock, emit=out_queue.put_nowait, metric=on_metric)
+    parts = ReplyParts(llm, tts, cfg, clock, emit=out_queue.put_nowait)   # one per session
+    rp = ReplyPipeline(parts, metric=on_metric)
     rp.start(messages, t_user_end=end_of_speech_time, turn_id=3)
     ...
     pcm = rp.pull_frame()       # every 80 ms: float32 [1920] or None when nothing is ready
@@ -45,19 +46,21 @@ class _Segment:
     started: bool = False  # playback has reached it
 
 
+@dataclass
+class ReplyParts:
+    """What every reply of a session is made with (the cascade session and the hybrid router)."""
+
+    llm: object  # kame.backend.llm: stream_chat(messages, max_tokens=..., temperature=...)
+    tts: object  # kame.backend.tts: async synthesize(text) -> float32 chunks at tts.sample_rate
+    cfg: CascadeConfig
+    clock: Clock
+    emit: Callable[[Output], None]  # the session's output queue
+
+
 class ReplyPipeline:
-    def __init__(
-        self,
-        llm,
-        tts,
-        cfg: CascadeConfig,
-        clock: Clock,
-        *,
-        emit: Callable[[Output], None],
-        metric: Callable[[str, float, dict], None],
-    ) -> None:
-        self.llm, self.tts, self.cfg, self.clock = llm, tts, cfg, clock
-        self._emit, self._metric = emit, metric
+    def __init__(self, parts: ReplyParts, *, metric: Callable[[str, float, dict], None]) -> None:
+        self.llm, self.tts, self.cfg, self.clock = parts.llm, parts.tts, parts.cfg, parts.clock
+        self._emit, self._metric = parts.emit, metric
         self.text = ""  # LLM reply so far
         self.turn_id = -1
         self.t_user_end: float | None = None

@@ -35,13 +35,19 @@ from ..runtime.base import AgentAudio, ErrorEvent, Meta, Output, Session
 from ..runtime.clock import Clock
 from ..runtime.metrics import Metric, MetricsSink, null_sink
 from .config import CascadeConfig
-from .reply import ReplyPipeline
+from .reply import ReplyParts, ReplyPipeline
 from .routing import explain_turn
 from .turns import TurnTracker
 
 log = logging.getLogger(__name__)
 FRAME_S = FRAME_SIZE / SAMPLE_RATE
 PromptFn = Callable[[Sequence[Turn]], list[ChatMessage]]
+
+
+async def _until_none(queue: asyncio.Queue) -> AsyncIterator:
+    """The queue's items up to (not including) the first None."""
+    while (item := await queue.get()) is not None:
+        yield item
 
 
 class CascadeSession(Session):
@@ -63,6 +69,7 @@ class CascadeSession(Session):
         self.id = session_id
         self.stt, self.llm, self.tts = stt, llm, tts
         self.cfg, self.clock, self._sink = cfg, clock, metrics
+        self._parts = ReplyParts(llm, tts, cfg, clock, self._emit)
         self._prompt_fn = prompt_fn
         self._on_close = on_close
         self._turns = TurnTracker(vad)
@@ -112,12 +119,8 @@ class CascadeSession(Session):
             self._on_vad(events, t + FRAME_S)
         await asyncio.sleep(0)
 
-    async def outputs(self) -> AsyncIterator[Output]:
-        while True:
-            item = await self._out.get()
-            if item is None:
-                return
-            yield item
+    def outputs(self) -> AsyncIterator[Output]:
+        return _until_none(self._out)
 
     async def close(self) -> None:
         if self._closed:
@@ -165,18 +168,11 @@ class CascadeSession(Session):
         log.debug("session %s: barge-in at %.2f s (turn %d)", self.id, t, rp.turn_id)
         self._emit(Meta({"type": "barge_in", "turn": rp.turn_id, "t": t, "heard": heard}))
 
-    async def _frame_source(self) -> AsyncIterator[AudioFrame]:
-        while True:
-            fr = await self._frames.get()
-            if fr is None:
-                return
-            yield fr
-
     async def _stt_loop(self) -> None:
         restarts = 0
         while not self._closed:
             try:
-                async for tr in self.stt.stream(self._frame_source()):
+                async for tr in self.stt.stream(_until_none(self._frames)):
                     self._on_transcript(tr)
                 return  # the frame source ended (close)
             except asyncio.CancelledError:
@@ -216,8 +212,7 @@ class CascadeSession(Session):
 
     def _start_reply(self, t_end: float) -> None:
         tid = self._turn_id
-        rp = ReplyPipeline(self.llm, self.tts, self.cfg, self.clock, emit=self._emit,
-                           metric=lambda name, value, labels: self._metric(name, value, {"turn": tid, **labels}))
+        rp = ReplyPipeline(self._parts, metric=lambda name, v, extra: self._metric(name, v, {"turn": tid, **extra}))
         self._reply = rp
         try:
             messages = self._prompt_fn(self.history)
