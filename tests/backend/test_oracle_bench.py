@@ -1,9 +1,13 @@
-"""`kame bench backend` plumbing: the LLM and oracle-lag measurements on a scripted LLM."""
+"""`kame bench backend` plumbing: arguments, and the LLM and oracle-lag measurements on a scripted LLM."""
 
 import argparse
 
-from kame.bench.backend import _bench_llm, _bench_oracle, add_arguments
+import pytest
+
 from kame.backend.tokenizer import default_tokenizer
+from kame.bench.backend import _bench_llm, _bench_oracle, add_arguments
+from kame.bench.backend_stt import parse_spec
+from kame.errors import ConfigError
 
 from .scripted_llm import ScriptedLLM
 
@@ -26,3 +30,15 @@ async def test_llm_and_oracle_lag_measured():
     o = await _bench_oracle(llm, args, tok)
     assert o["answered"] == 2 and o["failed"] == 0 and o["end50"] > 0
     assert "agent: The capital is Paris." in llm.calls[-1].messages[1].content  # spoken answer in history
+
+
+def test_bad_arguments_are_named():
+    p = argparse.ArgumentParser(exit_on_error=False)
+    add_arguments(p)
+    for argv in (["--sentences", "0"], ["--turns", "-1"], ["--gap", "x"]):
+        with pytest.raises(argparse.ArgumentError, match=argv[0]):
+            p.parse_args(argv)
+    assert parse_spec("embedded;whisper_interval=1.0,final_beam=2") == (
+        "embedded", {"whisper_interval": 1.0, "final_beam": 2.0})
+    with pytest.raises(ConfigError, match="NAME=NUMBER"):
+        parse_spec("embedded;whisper_interval")

@@ -1,7 +1,7 @@
 """``kame bench backend``: STT WER/latency, LLM time-to-first-token and speed, oracle lag.
 
 Three markdown tables:
-  1. STT (H4's kame.bench.backend_stt; skipped with --no-stt).
+  1. STT (kame.bench.backend_stt; skipped with --no-stt).
   2. LLM: for each --llm spec (default the embedded SmolLM2), the oracle prompt of N scripted
      conversations: time to first token (request -> first text piece) p50 / p90, the LLM's own
      decode speed (tokens/s; pieces/s for a remote server, ~ tokens), and text-stream tokens/s
@@ -28,6 +28,8 @@ import os
 import platform
 import time
 
+from .backend_stt import add_stt_arguments, at_least, run_stt_bench, stt_table
+
 TURNS = [
     "hi there can you tell me what the capital of france is",
     "how many people live in that city today",
@@ -42,21 +44,16 @@ TURNS = [
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-stt", action="store_true", help="skip the STT table")
-    try:
-        from .backend_stt import add_stt_arguments
-
-        add_stt_arguments(p)
-    except ImportError:
-        pass
+    add_stt_arguments(p)
     g = p.add_argument_group("LLM / oracle")
     g.add_argument("--llm", action="append", metavar="SPEC", help="llm spec (repeatable; default embedded; none = skip)")
     g.add_argument("--base-url", default=None, help="base URL for openai:MODEL specs (default env OPENAI_BASE_URL)")
-    g.add_argument("--prompts", type=int, default=6, help="LLM requests per spec (default 6)")
-    g.add_argument("--turns", type=int, default=6, help="scripted user turns for the oracle lag (default 6)")
-    g.add_argument("--word-s", type=float, default=0.35, help="synthesized seconds per user word (default 0.35)")
-    g.add_argument("--stt-delay", type=float, default=0.3, help="simulated partial transcript delay, s (default 0.3)")
-    g.add_argument("--max-tokens", type=int, default=60, help="LLM max tokens (default 60)")
-    g.add_argument("--threads", type=int, default=1, help="torch threads (default 1: far faster than 2 on a busy CPU)")
+    g.add_argument("--prompts", type=at_least(1), default=6, help="LLM requests per spec (default 6)")
+    g.add_argument("--turns", type=at_least(0), default=6, help="scripted user turns for the oracle lag (default 6)")
+    g.add_argument("--word-s", type=at_least(0.01, float), default=0.35, help="synthesized seconds per user word (default 0.35)")
+    g.add_argument("--stt-delay", type=at_least(0, float), default=0.3, help="simulated partial transcript delay, s (default 0.3)")
+    g.add_argument("--max-tokens", type=at_least(1), default=60, help="LLM max tokens (default 60)")
+    g.add_argument("--threads", type=at_least(1), default=1, help="torch threads (default 1: far faster than 2 on a busy CPU)")
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -175,13 +172,8 @@ def main(args: argparse.Namespace) -> int:
           f"torch threads {args.threads}; python {platform.python_version()}\n")
     torch.set_num_threads(args.threads)
     if not args.no_stt:
-        try:
-            from .backend_stt import run_stt_bench, stt_table
-        except ImportError:
-            print("STT: kame.bench.backend_stt is not available (skipped)\n")
-        else:
-            print("## STT\n")
-            print(stt_table(run_stt_bench(args)) + "\n")
+        print("## STT\n")
+        print(stt_table(run_stt_bench(args)) + "\n")
     tok = default_tokenizer()
     specs = [s for s in (args.llm or ["embedded"]) if s != "none"]  # --llm none: STT only
 

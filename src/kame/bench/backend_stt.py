@@ -14,8 +14,8 @@ clock (a frame is handed over when its 80 ms of audio have "been spoken"), and m
     kame bench backend --stt 'embedded;whisper_interval=1.0'     # constructor options
     python bench/backend_stt.py --sentences 8       # quick look
 
-H5's ``kame bench backend`` calls ``add_stt_arguments(parser)`` and ``run_stt_bench(args)``
-(rows as dicts) and prints ``stt_table(rows)``.
+``kame bench backend`` (kame.bench.backend) calls ``add_stt_arguments(parser)`` and
+``run_stt_bench(args)`` (rows as dicts) and prints ``stt_table(rows)``.
 """
 
 from __future__ import annotations
@@ -83,13 +83,43 @@ SENTENCES = [
 ]
 
 
+def at_least(minimum: float, cast=int):
+    """An argparse ``type``: a number >= minimum ("argument --x: must be >= 1, got 0")."""
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum:g}, got {text}")
+        return value
+    return parse
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, float]]:
+    """'embedded;whisper_interval=1.0,final_beam=2' -> ('embedded', {...}) (ConfigError if malformed)."""
+    from ..errors import ConfigError
+
+    name, _, opts = spec.partition(";")
+    kwargs = {}
+    for kv in filter(None, opts.split(",")):
+        key, eq, value = kv.partition("=")
+        try:
+            kwargs[key.strip()] = float(value)
+        except ValueError:
+            eq = ""
+        if not eq or not key.strip():
+            raise ConfigError(f"--stt {spec!r}: options after ';' must be NAME=NUMBER, comma-separated; got {kv!r}")
+    return name, kwargs
+
+
 def add_stt_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("STT")
     g.add_argument("--stt", action="append", metavar="SPEC",
                    help=f"STT spec to measure (repeatable), optionally with numeric constructor options: "
                         f"'embedded;whisper_interval=1.0'; default: {' '.join(DEFAULT_STTS)}")
-    g.add_argument("--sentences", type=int, default=40, help="synthesized sentences (default 40; half piper, half espeak)")
-    g.add_argument("--gap", type=float, default=1.2, help="silence between sentences, s (default 1.2)")
+    g.add_argument("--sentences", type=at_least(1), default=40, help="synthesized sentences (default 40; half piper, half espeak)")
+    g.add_argument("--gap", type=at_least(0, float), default=1.2, help="silence between sentences, s (default 1.2)")
 
 
 add_arguments = add_stt_arguments
@@ -121,9 +151,8 @@ async def _run_stream(spec: str, corpus: list[dict], gap: float) -> dict:
     from ..runtime.metrics import MetricsLog
 
     clock, log = MonotonicClock(), MetricsLog()
-    spec, _, opts = spec.partition(";")  # "embedded;whisper_interval=1.0": constructor options
-    kwargs = {k: float(v) for k, v in (kv.split("=", 1) for kv in opts.split(",") if kv)}
-    stt = registry.create("stt", spec, clock=clock, metrics=log, **kwargs)
+    name, kwargs = parse_spec(spec)  # "embedded;whisper_interval=1.0": constructor options
+    stt = registry.create("stt", name, clock=clock, metrics=log, **kwargs)
     sil = np.zeros(int(gap * 24000), np.float32)
     parts, spans, n = [sil], [], len(sil)
     for item in corpus:
@@ -189,6 +218,10 @@ def score(corpus: list[dict], run: dict) -> dict:
 def run_stt_bench(args: argparse.Namespace) -> list[dict]:
     """Measure each STT spec; returns one dict per spec (see ``stt_table``)."""
     specs = getattr(args, "stt", None) or DEFAULT_STTS
+    from .. import registry
+
+    for spec in specs:  # a bad spec fails before minutes of synthesis
+        registry.resolve("stt", parse_spec(spec)[0])
     corpus = make_corpus(getattr(args, "sentences", 40))
     rows = []
     for spec in specs:
