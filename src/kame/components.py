@@ -34,7 +34,7 @@ register("codec", "mimi", "kame.codec.mimi:create", extra=None,
          help="Mimi in kame: mimi (published checkpoint via the HF cache), mimi:PATH|FOLDER, "
               "mimi:hf://ORG/REPO[/FILE], mimi:random (full size), mimi:random-tiny")
 register("stt", "embedded", "kame.backend.stt.embedded:create", extra="stt",
-         help="default, offline: pocketsphinx fast partials + whisper tiny.en partials/finals")
+         help="default, offline: pocketsphinx word-by-word partials + whisper tiny.en finals")
 register("stt", "openai", "kame.backend.stt.openai:create", extra=None,
          help="OpenAI-compatible /audio/transcriptions: openai:MODEL (env OPENAI_BASE_URL, OPENAI_API_KEY); VAD-segmented")
 
