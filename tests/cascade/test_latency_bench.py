@@ -119,6 +119,23 @@ def test_summary_and_table():
     rows = {line.split("|")[1].strip(): line for line in text.splitlines()[2:]}
     assert "never" in rows["tandem"] and "0/3" in rows["tandem"]
     assert "3 already at end of speech" in rows["tandem"]
-    assert "n/a (tandem 0)" in rows["cascade / tandem"]
+    assert "n/a (tandem < 10 ms)" in rows["cascade / tandem"]
     sums["tandem"] = lb.summary([lb.TurnResult("tandem", ut, first_response=x) for x in (1.0, 1.5, 2.0)])
     assert "2.00 /" in lb.table(sums, {}).splitlines()[-1]  # 3.0 / 1.5
+
+
+def test_never_counts_in_the_percentiles():
+    ut = _turn()
+    # one turn in five with an audible answer: its value is not the p50, "never" is
+    rs = [lb.TurnResult("tandem", ut, first_response=0.0, content=0.5 if i == 0 else None) for i in range(5)]
+    s = lb.summary(rs)
+    assert s["content_n"] == 1 and s["content_p50"] == float("inf") and s["content_p90"] == float("inf")
+    assert "never / never" in lb.table({"tandem": s}, {})
+    rs = [lb.TurnResult("cascade", ut, first_response=x) for x in (1.0, 2.0, 3.0, None)]
+    s = lb.summary(rs)
+    assert s["first_response_n"] == 3 and s["first_response_p50"] == 2.5 and s["first_response_p90"] == float("inf")
+    assert lb._json_num(s["first_response_p90"]) == "never" and lb._json_num(float("nan")) is None
+
+
+def test_contractions_and_stop_words_are_not_content():
+    assert lb._content_words("I'm sure it's Paris, and I'll say 42.") == {"sure", "paris", "say", "42"}

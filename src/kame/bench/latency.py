@@ -59,7 +59,8 @@ VOICES: list[tuple[str, object]] = [
 _STOP = set(
     "a an and are as at be but by do does for from had has have he her his how i if in is it its me my not "
     "of on or our she so that the their them then there these they this to was we were what when where which "
-    "who why will with would you your yes no oh okay well just can could should also very really here".split()
+    "who why will with would you your yes no oh okay well just can could should also very really here "
+    "i'm i'd i'll i've you're you've you'll we're it's that's there's let's don't can't won't isn't".split()
 )
 
 
@@ -226,22 +227,28 @@ def analyse(mode: str, runs, dialogues, asr, thr: float) -> list[TurnResult]:
 
 # ---------------------------------------------------------------------------- report
 def _pct(xs, q):
-    return float(np.percentile(xs, q)) if len(xs) else float("nan")
+    """Percentile; None (never happened) counts as +inf, so a p50 past the last real value is "never"."""
+    if not len(xs):
+        return float("nan")
+    v = float(np.percentile([1e9 if x is None else x for x in xs], q))
+    return math.inf if v > 1e6 else v
 
 
 def _fmt(x):
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return "never" if x == math.inf else f"{x:.2f}"
 
 
 def summary(results: list[TurnResult]) -> dict:
-    fr = [r.first_response for r in results if r.first_response is not None]
-    ct = [r.content for r in results if r.content is not None]
+    fr = [r.first_response for r in results]  # None = never (inf in the percentiles)
+    ct = [r.content for r in results]
     ol = [v for r in results for v in r.oracle_lag]
     tt = [v for r in results for v in r.llm_ttft]
     rd = [r.request_delay for r in results if r.request_delay is not None]
     tf = [r.tts_first_chunk for r in results if r.tts_first_chunk is not None]
-    return {"turns": len(results), "first_response_n": len(fr), "content_n": len(ct),
-            "already_sounding_n": sum(1 for x in fr if x == 0.0),
+    return {"turns": len(results), "first_response_n": sum(x is not None for x in fr),
+            "content_n": sum(x is not None for x in ct), "already_sounding_n": sum(1 for x in fr if x == 0.0),
             "first_response_p50": _pct(fr, 50), "first_response_p90": _pct(fr, 90),
             "content_p50": _pct(ct, 50), "content_p90": _pct(ct, 90),
             "oracle_lag_p50": _pct(ol, 50), "oracle_lag_p90": _pct(ol, 90), "oracle_lag_n": len(ol),
@@ -256,7 +263,7 @@ def table(sums: dict[str, dict], slowdown: dict[str, float]) -> str:
         lines.append(
             f"| {mode} | {s['turns']} | {_fmt(s['first_response_p50'])} / {_fmt(s['first_response_p90'])}"
             f" ({s['first_response_n']} sounded, {s['already_sounding_n']} already at end of speech) | "
-            + (f"{_fmt(s['content_p50'])} / {_fmt(s['content_p90'])}" if s["content_n"] else "never") + " | "
+            f"{_fmt(s['content_p50'])} / {_fmt(s['content_p90'])} | "
             f"{s['content_n']}/{s['turns']} | "
             + (f"{_fmt(s['oracle_lag_p50'])} / {_fmt(s['oracle_lag_p90'])}" if mode == "tandem" else "-")
             + f" | {_fmt(s['llm_ttft_p50'])} | x{slowdown.get(mode, float('nan')):.2f} |")
@@ -264,9 +271,10 @@ def table(sums: dict[str, dict], slowdown: dict[str, float]) -> str:
         c, t = sums["cascade"], sums["tandem"]
 
         def ratio(k):
-            if not (c[k] == c[k] and t[k] == t[k]):
+            if not (c[k] == c[k] and t[k] == t[k]) or math.inf in (c[k], t[k]):
                 return "n/a"
-            return f"{c[k] / t[k]:.2f}" if t[k] > 0 else "n/a (tandem 0)"
+            # below the 10 ms analysis window a value is "at once": a ratio to it means nothing
+            return f"{c[k] / t[k]:.2f}" if t[k] >= 0.01 else "n/a (tandem < 10 ms)"
 
         lines.append(f"| cascade / tandem | | {ratio('first_response_p50')} / {ratio('first_response_p90')} | "
                      f"{ratio('content_p50')} / {ratio('content_p90')} | | | | |")
@@ -294,9 +302,11 @@ def plot(path: Path, results: dict[str, list[TurnResult]], title: str) -> None:
             ax.scatter(np.full(len(d), i + 1) + rng.uniform(-0.12, 0.12, len(d)), d, s=12, alpha=0.7, color=f"C{i}")
         top = max([x for d in data for x in d if x == x] + [1.0])
         ax.set_ylim(0, top * 1.1)
-        for i, d in enumerate(data):
-            if not any(x == x for x in d):  # no turn of this mode has a value
-                ax.text(i + 1, top * 0.5, "never", ha="center", va="center", color="grey")
+        for i, (mode, rs) in enumerate(results.items()):
+            never = sum(getattr(r, key) is None for r in rs)
+            if never:  # turns without a value are not in the box: say how many
+                ax.text(i + 1, top * 0.55, f"never on {never}/{len(rs)} turns", ha="center", va="center",
+                        color="dimgrey", fontsize=9)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     fig.suptitle("\n".join(textwrap.wrap(title, 150)), fontsize=8)
@@ -368,7 +378,7 @@ def main(args) -> int:
     print("\n" + text)
     (out / "latency.md").write_text(text + "\n")
     (out / "latency.json").write_text(json.dumps({
-        "summary": sums, "slowdown": slowdown, "components": comps, "cpu": cpu, "window_s": args.window,
+        "summary": {m: {k: _json_num(v) for k, v in d.items()} for m, d in sums.items()}, "slowdown": slowdown, "components": comps, "cpu": cpu, "window_s": args.window,
         "turns": {m: [dict(asdict(r), turn=asdict(r.turn)) for r in rs] for m, rs in results.items()},
     }, indent=1, default=str))
     plot(out / "latency.png", results, "kame bench latency: " + "; ".join(f"{m}: {d}" for m, d in desc.items())
@@ -380,6 +390,13 @@ def main(args) -> int:
                 write_wav(out / f"{mode}_{k:02d}.wav", np.stack([user, agent], axis=1), SR)
     print(f"\nwrote {out / 'latency.md'}, {out / 'latency.json'}, {out / 'latency.png'}")
     return 0
+
+
+def _json_num(v):
+    """Summary values for strict JSON: never -> "never", no value -> null."""
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return "never" if v == math.inf else None
+    return v
 
 
 def _cpu_name() -> str:
