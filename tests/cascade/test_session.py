@@ -61,15 +61,21 @@ async def test_first_audio_leaves_before_llm_stream_ends():
     await agent.stop()
 
 
-async def test_first_segment_can_be_a_clause():
+async def _one_turn(pieces, delay, question, frames=40):
+    """A session whose LLM streams ``pieces``; the user says ``question``; ``frames`` frames later."""
     clock = FakeClock()
-    llm = FakeLLM(clock, ["Well, let me think about that, ", "because it is tricky. ", "Yes."], delay=0.5)
-    tts = FakeTTS(clock)
+    llm, tts = FakeLLM(clock, pieces, delay=delay), FakeTTS(clock)
     agent, _ = await _agent(clock, llm, tts)
     s = await agent.open_session()
     d = Driver(clock, s)
-    s.stt.say("is it tricky", clock.now())
-    await d.step(frames=40)
+    s.stt.say(question, clock.now())
+    await d.step(frames=frames)
+    return agent, s, d, llm, tts
+
+
+async def test_first_segment_can_be_a_clause():
+    agent, s, d, llm, tts = await _one_turn(["Well, let me think about that, ", "because it is tricky. ", "Yes."],
+                                            0.5, "is it tricky")
     assert tts.texts == ["Well, let me think about that,", "because it is tricky.", "Yes."]
     assert tts.started_at[0] < llm.finished_at[0]
     await d.close()
@@ -183,3 +189,17 @@ async def test_missing_stt_is_a_config_error():
     with pytest.raises(ConfigError, match="needs an STT"):
         agent = build_cascade_agent(load_config(None, ["mode=cascade", "backend.stt=none"]))
         await agent.start()
+
+
+async def test_reply_stops_at_an_invented_user_line():
+    pieces = ["Paris is ", "the capital.", "\nuser", ": How big", " is it?", "\nagent: Big."]
+    agent, s, d, llm, tts = await _one_turn(pieces, 0.2, "what is the capital of france")
+    assert tts.texts == ["Paris is the capital."]
+    assert llm.cancelled == 1 and not llm.finished_at  # the LLM stream was closed, not read to the end
+    shown = "".join(o.text for o in d.out if isinstance(o, AgentText))
+    assert shown.startswith("Paris is the capital.") and "How big" not in shown and "Big" not in shown
+    turn = d.metas("agent_turn")[-1]
+    assert turn["reply"] == turn["text"] == "Paris is the capital." and not turn["interrupted"]
+    assert s.history[-1].text == "Paris is the capital."
+    await d.close()
+    await agent.stop()

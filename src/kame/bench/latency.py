@@ -378,7 +378,8 @@ def main(args) -> int:
     print("\n" + text)
     (out / "latency.md").write_text(text + "\n")
     (out / "latency.json").write_text(json.dumps({
-        "summary": {m: {k: _json_num(v) for k, v in d.items()} for m, d in sums.items()}, "slowdown": slowdown, "components": comps, "cpu": cpu, "window_s": args.window,
+        "summary": {m: {k: _json_num(v) for k, v in d.items()} for m, d in sums.items()},
+        "slowdown": slowdown, "components": comps, "cpu": cpu, "window_s": args.window,
         "turns": {m: [dict(asdict(r), turn=asdict(r.turn)) for r in rs] for m, rs in results.items()},
     }, indent=1, default=str))
     plot(out / "latency.png", results, "kame bench latency: " + "; ".join(f"{m}: {d}" for m, d in desc.items())

@@ -21,6 +21,7 @@ the first audible sample is already the LLM's answer; labelled estimate="tts-ons
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass, field
@@ -154,16 +155,25 @@ class ReplyPipeline:
             if self.cfg.temperature is not None:
                 kwargs["temperature"] = self.cfg.temperature
             try:
-                async for piece in self.llm.stream_chat(messages, **kwargs):
-                    if not piece:
-                        continue
-                    if first:
-                        first = False
-                        self._metric("llm_ttft", self.clock.now() - t_req, {})
-                    self.text += piece
-                    self._emit(AgentText(piece, self.clock.now()))
-                    for seg in splitter.feed(piece):
-                        segq.put_nowait(seg)
+                async with contextlib.aclosing(self.llm.stream_chat(messages, **kwargs)) as stream:
+                    async for piece in stream:
+                        if not piece:
+                            continue
+                        if first:
+                            first = False
+                            self._metric("llm_ttft", self.clock.now() - t_req, {})
+                        self.text += piece
+                        for seg in splitter.feed(piece):
+                            segq.put_nowait(seg)
+                        if splitter.ended:  # the LLM started writing the user's next line: not ours to say
+                            dropped = len(splitter.dropped)
+                            self.text = self.text[:-dropped] if dropped else self.text
+                            piece = piece[:-dropped] if dropped < len(piece) else ""
+                        if piece:
+                            self._emit(AgentText(piece, self.clock.now()))
+                        if splitter.ended:
+                            self.text = self.text.rstrip()
+                            break  # closing the stream stops the LLM
             except Exception as exc:  # noqa: BLE001 - a dead back-end must not end the session
                 self._fail("llm", exc)
             for seg in splitter.flush():
