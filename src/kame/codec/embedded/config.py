@@ -28,6 +28,8 @@ class EmbeddedCodecConfig:
     num_codebooks: int = 8
     cardinality: int = 2048
     kmeans_iters: int = 12
+    kmeans_points: int = 131072  # each stage's k-means runs on this many random training vectors
+    encode_beam: int = 4  # RVQ encoding keeps this many best partial code sequences per stage
 
     @property
     def subframes(self) -> int:

@@ -9,9 +9,16 @@ varied length_scale / noise_scale). TRAIN_VOICES are used by `kame codec fit`; H
 
 from __future__ import annotations
 
+import pickle
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from ...errors import NotAvailableError
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,10 @@ HELD_OUT_VOICES = [
 
 class Synth:
     """Caches one TTS object per engine setting. Piper samples noise inside its ONNX graph;
-    seeding onnxruntime before each voice is loaded makes its output repeatable."""
+    seeding onnxruntime before each voice is loaded makes its output repeatable. espeak-ng
+    seeds its noise from the clock and carries state from one utterance to the next (the same
+    text comes out a few samples longer or shorter), so in-process espeak output is not
+    repeatable; ``speak``/``synthesize`` run espeak in a fresh, seeded child process."""
 
     def __init__(self, seed: int = 0) -> None:
         self._piper: dict = {}
@@ -80,23 +90,60 @@ class Synth:
         return self._piper[key].synth(text)
 
 
+def _espeak_child() -> None:
+    """Entry point of the child process: pickled (seed, [(voice, rate, pitch, text)]) on stdin,
+    the pickled float32 clips written to the file named by argv[1]."""
+    import ctypes
+
+    from ...backend.tts.espeak import EspeakTTS, _library
+
+    seed, items = pickle.load(sys.stdin.buffer)
+    lib = _library()
+    if hasattr(lib, "espeak_ng_SetRandSeed"):  # else espeak-ng seeds its noise from the clock
+        lib.espeak_ng_SetRandSeed(ctypes.c_long(seed))
+    clips = [EspeakTTS(n, rate=r, pitch=p).synth(t).astype(np.float32) for n, r, p, t in items]
+    with open(sys.argv[1], "wb") as f:
+        pickle.dump(clips, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _espeak_fresh(items: list[tuple[Voice, str]], seed: int) -> list[np.ndarray]:
+    """espeak-ng clips synthesized in a fresh Python process, so they depend only on the
+    arguments (see Synth)."""
+    if not items:
+        return []
+    payload = pickle.dumps((seed, [(v.name, v.rate, v.pitch, t) for v, t in items]))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "clips.pkl"
+        code = "from kame.codec.embedded.data import _espeak_child; _espeak_child()"
+        proc = subprocess.run([sys.executable, "-c", code, str(out)], input=payload, capture_output=True)
+        if proc.returncode != 0:
+            raise NotAvailableError(f"espeak synthesis in a child process failed: {proc.stderr.decode()[-2000:]}")
+        with open(out, "rb") as f:
+            return pickle.load(f)
+
+
+def speak(pairs: list[tuple[Voice, str]], seed: int = 0) -> list[np.ndarray]:
+    """float32 24 kHz clips for (voice, text) pairs, repeatable for a seed, also within one
+    process: espeak runs in a fresh seeded child process, piper is seeded (see Synth)."""
+    spoken = iter(_espeak_fresh([(v, t) for v, t in pairs if v.engine != "piper"], seed))
+    synth = Synth(seed)
+    return [(synth(v, t) if v.engine == "piper" else next(spoken)).astype(np.float32) for v, t in pairs]
+
+
 def synthesize(voices: list[Voice], sentences: list[str], piper_share: float = 0.15,
                seed: int = 0) -> list[tuple[Voice, str, np.ndarray]]:
     """Deal sentences over voices, each sentence spoken once: a share ``piper_share`` of them
     round-robin over the piper settings (piper is ~20x slower than espeak), the rest over the
-    espeak voices. Repeatable for a seed (espeak is deterministic, piper is seeded)."""
-    synth = Synth(seed)
+    espeak voices. Repeatable for a seed (see speak)."""
     piper = [v for v in voices if v.engine == "piper"]
     espeak = [v for v in voices if v.engine != "piper"]
     every = max(1, round(1 / piper_share)) if piper and piper_share > 0 else 0
-    out = []
+    plan = []
     ip = ie = 0
     for i, text in enumerate(sentences):
         if piper and (not espeak or (every and i % every == 0)):
             v, ip = piper[ip % len(piper)], ip + 1
         else:
             v, ie = espeak[ie % len(espeak)], ie + 1
-        pcm = synth(v, text)
-        if pcm.size:
-            out.append((v, text, pcm.astype(np.float32)))
-    return out
+        plan.append((v, text))
+    return [(v, t, pcm) for (v, t), pcm in zip(plan, speak(plan, seed)) if pcm.size]

@@ -1,15 +1,17 @@
 """Fit the embedded codec on speech kame synthesizes itself (`kame codec fit`).
 
-    kame codec fit --seed 0 -o src/kame/assets/embedded_codec.safetensors   # the shipped file
+    kame codec fit --seed 0 -o src/kame/assets/embedded_codec.safetensors   # the shipped file (~6 min)
     kame codec fit --sentences 40 --iters 2 -o /tmp/tiny.safetensors        # a quick small fit
 
 Steps: synthesize the training sentences (kame.codec.embedded.sentences) over TRAIN_VOICES
 (espeak-ng voices/pitches/rates + piper length/noise scales), analyse them (causal features,
-as the encoder does), stack 8 sub-frames per token frame (at two frame-grid offsets, doubling
-the data), fit PCA + 8-stage residual k-means, then fit the vocoder's per-band log-mel
-correction so decoded speech has the original's spectral balance. Everything is seeded; the
-same command on the same machine type writes the same bytes (sha256 printed and written next
-to the file).
+as the encoder does), stack 8 sub-frames per token frame (at four frame-grid offsets, 20 ms
+apart, so every alignment the encoder meets is seen), fit PCA + 8-stage residual k-means (each
+stage's Lloyd iterations on a random subset of ``kmeans_points`` vectors), then fit the
+vocoder's per-band log-mel correction so decoded speech has the original's spectral balance.
+Everything is seeded (espeak runs in a fresh seeded child process, see data.py); the same
+command on the same machine type writes the same bytes (sha256 printed and written next to
+the file).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...errors import ConfigError
 from .config import EmbeddedCodecConfig
 from .data import TRAIN_VOICES, Voice, synthesize
 from .features import Analyzer, analyze
@@ -65,7 +68,7 @@ def fit_correction(codec: EmbeddedCodec, clips: list[np.ndarray], rounds: int = 
     return codec.vocoder.correction
 
 
-def fit(cfg: EmbeddedCodecConfig, *, seed: int = 0, sentences: int = 1000,
+def fit(cfg: EmbeddedCodecConfig, *, seed: int = 0, sentences: int = 3000,
         voices: list[Voice] | None = None, correction_clips: int = 40) -> tuple[EmbeddedCodec, dict]:
     voices = voices or TRAIN_VOICES
     t0 = time.perf_counter()
@@ -75,7 +78,7 @@ def fit(cfg: EmbeddedCodecConfig, *, seed: int = 0, sentences: int = 1000,
     rows = []
     for _, _, pcm in clips:
         feats, _ = analyze(torch.from_numpy(pcm)[None], cfg, an)
-        rows.append(stack_frames(feats[0], cfg, (0, cfg.subframes // 2)))
+        rows.append(stack_frames(feats[0], cfg, tuple(range(0, cfg.subframes, 2))))
     x = torch.cat(rows)
     minutes = sum(len(c[2]) for c in clips) / cfg.sample_rate / 60
     log.info("%d clips, %.1f min of audio, %d training vectors (synth %.1f s)", len(clips), minutes, len(x), t_synth)
@@ -100,16 +103,21 @@ def fit(cfg: EmbeddedCodecConfig, *, seed: int = 0, sentences: int = 1000,
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", default=str(DEFAULT_PATH), help="where to write the fitted file")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sentences", type=int, default=1000, help="training sentences (15%% piper, the rest espeak voices)")
+    p.add_argument("--sentences", type=int, default=3000,
+                   help="training sentences (15%% piper, the rest espeak voices)")
     p.add_argument("--iters", type=int, default=None, help="k-means iterations per stage (default: config)")
     p.add_argument("--cardinality", type=int, default=None, help="entries per codebook (default 2048)")
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.sentences < 1:
+        raise ConfigError(f"--sentences must be at least 1, got {args.sentences}")
     cfg = EmbeddedCodecConfig()
     if args.iters is not None:
         cfg = replace(cfg, kmeans_iters=args.iters)
     if args.cardinality is not None:
+        if not 2 <= args.cardinality <= 2048:
+            raise ConfigError(f"--cardinality must be in 2..2048 (Mimi's layout), got {args.cardinality}")
         cfg = replace(cfg, cardinality=args.cardinality)
     codec, stats = fit(cfg, seed=args.seed, sentences=args.sentences)
     meta = {k: stats[k] for k in ("seed", "sentences", "clips", "audio_minutes", "voices", "vectors")}

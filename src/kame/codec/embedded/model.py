@@ -32,10 +32,10 @@ from .features import Analyzer, frame_windows
 from .rvq import RVQ
 from .vocoder import Vocoder, VocoderState
 
-FORMAT = "kame-embedded-codec/1"
+FORMAT = "kame-embedded-codec/2"
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "assets" / "embedded_codec.safetensors"
 # sha256 of the shipped file, made by: kame codec fit --seed 0 -o src/kame/assets/embedded_codec.safetensors
-DEFAULT_SHA256 = "175b74db9cd01971106e5e861c60fe388dddb0c04840b48d85aec6da94fed699"
+DEFAULT_SHA256 = "d84fad9f9e2e5241888c9cd4cbbba97db3b7e72358088df5ddb7aed3216df446"
 _DEFAULT_F0 = 120.0  # F0 (Hz) assumed before the first voiced sub-frame
 
 
@@ -88,7 +88,8 @@ class EmbeddedCodec(Codec):
         B, S = win.shape[0], self.cfg.subframes
         feats, last_f0 = self.analyzer.features(win, last_f0)  # [B, F*S, 26]
         F = feats.shape[1] // S
-        codes = self.rvq.encode(feats.reshape(B * F, S * self.cfg.feat_dim))  # [B*F, K]
+        x = feats.reshape(B * F, S * self.cfg.feat_dim)
+        codes = self.rvq.encode(x, beam=self.cfg.encode_beam)  # [B*F, K]
         return codes.reshape(B, F, -1).transpose(1, 2).contiguous(), last_f0
 
     def _features(self, codes: torch.Tensor) -> torch.Tensor:
@@ -163,7 +164,10 @@ def save(codec: EmbeddedCodec, path: str | Path, meta: dict | None = None) -> st
     r = codec.rvq
     tensors = {"mean": r.mean.float(), "scale": r.scale.float(), "proj": r.proj.float(),
                "codebooks": r.codebooks.half(), "correction": codec.vocoder.correction.float()}
-    metadata = {"format": FORMAT, "config": codec.cfg.to_json(), "fit": json.dumps(meta or {}, sort_keys=True)}
+    # one metadata entry: safetensors writes several in a random order (a Rust HashMap), which
+    # would make the bytes, and so the checksum, differ from run to run
+    header = {"format": FORMAT, "config": json.loads(codec.cfg.to_json()), "fit": meta or {}}
+    metadata = {"kame": json.dumps(header, sort_keys=True)}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
@@ -196,22 +200,23 @@ def load(path: str | Path | None = None, *, sha256: str | None = None) -> Embedd
                                   "(corrupt or from another fit; re-run `kame codec fit`)")
     try:
         with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
+            meta = json.loads((f.metadata() or {}).get("kame", "{}"))
             t = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:
         raise CheckpointError(f"cannot read embedded codec file {path}: {exc}") from exc
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a {FORMAT} file (format {meta.get('format')!r})")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        raise CheckpointError(f"{path} is not a {FORMAT} file (format {fmt!r})")
     missing = {"mean", "scale", "proj", "codebooks", "correction"} - set(t)
     if missing:
         raise CheckpointError(f"embedded codec file {path} lacks tensors {sorted(missing)}")
-    cfg = EmbeddedCodecConfig.from_json(meta["config"])
+    cfg = EmbeddedCodecConfig.from_json(json.dumps(meta.get("config", {})))
     rvq = RVQ(mean=t["mean"].float(), scale=t["scale"].float(), proj=t["proj"].float(),
               codebooks=t["codebooks"].float())
     if tuple(rvq.codebooks.shape) != (cfg.num_codebooks, cfg.cardinality, cfg.pca_dim):
         raise CheckpointError(f"codebooks of {path} have shape {list(rvq.codebooks.shape)}, config says "
                               f"{[cfg.num_codebooks, cfg.cardinality, cfg.pca_dim]}")
-    return EmbeddedCodec(cfg, rvq, t["correction"].float(), json.loads(meta.get("fit", "{}")))
+    return EmbeddedCodec(cfg, rvq, t["correction"].float(), meta.get("fit", {}))
 
 
 def create(arg: str | None = None, *, sha256: str | None = None, dtype: torch.dtype | None = None,

@@ -6,7 +6,8 @@ k-means, each on the residual of the previous ones (coarse to fine: decoding wit
 k codebooks degrades gracefully).
 
     q = fit_rvq(x, cfg, seed)           # x [N, D] stacked features
-    codes = q.encode(x)                 # [N, K] int64
+    codes = q.encode(x)                 # [N, K] int64, greedy: nearest entry stage by stage
+    codes = q.encode(x, beam=4)         # beam search over the stages (what the codec uses)
     x_hat = q.decode(codes)             # [N, D]; codes may hold fewer than K columns
 """
 
@@ -33,17 +34,24 @@ class RVQ:
         return ((x - self.mean) * self.scale) @ self.proj
 
     def unproject(self, z: torch.Tensor) -> torch.Tensor:
-        return (z @ self.proj.T) / self.scale + self.mean
+        # a broadcast product + sum instead of a matmul: a BLAS matmul picks its kernel (and so
+        # its rounding) by the number of rows, and the decoder must give a row the same bits
+        # whatever the batch size (the vocoder's high harmonics amplify last-bit differences)
+        return (z[:, :, None] * self.proj.T).sum(1) / self.scale + self.mean
 
-    def encode(self, x: torch.Tensor, num_codebooks: int | None = None) -> torch.Tensor:
-        """x [N, D] -> codes [N, K]."""
+    def encode(self, x: torch.Tensor, num_codebooks: int | None = None, beam: int = 1) -> torch.Tensor:
+        """x [N, D] -> codes [N, K]. ``beam`` > 1 keeps that many best partial code sequences
+        from stage to stage instead of the greedy nearest entry (lower error, more compute)."""
+        books = self.codebooks[: num_codebooks or self.codebooks.shape[0]]
         r = self.project(x)
-        codes = []
-        for cb in self.codebooks[: num_codebooks or self.codebooks.shape[0]]:
-            idx = _nearest(r, cb)
-            codes.append(idx)
-            r = r - cb[idx]
-        return torch.stack(codes, -1)
+        if beam <= 1:
+            codes = []
+            for cb in books:
+                idx = _nearest(r, cb)
+                codes.append(idx)
+                r = r - cb[idx]
+            return torch.stack(codes, -1)
+        return torch.cat([_beam_encode(r[s : s + 2048], books, beam) for s in range(0, len(r), 2048)])
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [N, k] (k <= K) -> x [N, D]."""
@@ -53,20 +61,38 @@ class RVQ:
         return self.unproject(z)
 
 
+def _beam_encode(r: torch.Tensor, books: torch.Tensor, beam: int) -> torch.Tensor:
+    """Beam search over the residual stages: r [N, P] -> codes [N, K] of the best sequence."""
+    n, p = r.shape
+    card = books.shape[1]
+    res, hist = r[:, None], torch.zeros(n, 1, 0, dtype=torch.long)  # [N, w, P], [N, w, stage]
+    for cb in books:
+        # |res - c|^2 for every kept candidate and entry: [N, w, card]
+        d = res.square().sum(-1, keepdim=True) - 2.0 * res @ cb.T + cb.square().sum(1)
+        top = d.reshape(n, -1).topk(min(beam, d.shape[1] * card), largest=False).indices
+        src, idx = top // card, top % card
+        res = torch.gather(res, 1, src[..., None].expand(-1, -1, p)) - cb[idx]
+        hist = torch.cat([torch.gather(hist, 1, src[..., None].expand(-1, -1, hist.shape[2])), idx[..., None]], -1)
+    return hist[:, 0]
+
+
 def _nearest(x: torch.Tensor, cb: torch.Tensor) -> torch.Tensor:
     """Index of the nearest codebook row for each row of x ([N, P], [C, P] -> [N])."""
     out = torch.empty(x.shape[0], dtype=torch.long)
     c2 = cb.square().sum(1)
     for s in range(0, x.shape[0], 8192):
         xs = x[s : s + 8192]
-        out[s : s + 8192] = (c2[None] - 2.0 * xs @ cb.T).argmin(1)
+        out[s : s + 8192] = torch.addmm(c2, xs, cb.T, alpha=-2.0).argmin(1)  # |c|^2 - 2 x.c
     return out
 
 
-def kmeans(x: torch.Tensor, k: int, iters: int, gen: torch.Generator) -> torch.Tensor:
+def kmeans(x: torch.Tensor, k: int, iters: int, gen: torch.Generator, max_points: int = 0) -> torch.Tensor:
     """Plain Lloyd k-means from random data points; empty clusters are re-seeded from the
-    points farthest from their centroid. x [N, P] -> centroids [k, P]."""
+    points farthest from their centroid. x [N, P] -> centroids [k, P]. With ``max_points``
+    the iterations run on a random subset of that many points (the cost is linear in N)."""
     n = x.shape[0]
+    if 0 < max_points < n:
+        x, n = x[torch.randperm(n, generator=gen)[:max_points]], max_points
     if n < k:  # tiny fits (tests): repeat points with a small jitter
         reps = -(-k // n)
         x = x.repeat(reps, 1) + 1e-3 * torch.randn(n * reps, x.shape[1], generator=gen)
@@ -106,7 +132,7 @@ def fit_rvq(x: torch.Tensor, cfg: EmbeddedCodecConfig, seed: int = 0) -> RVQ:
     r = xc @ proj
     books = []
     for stage in range(cfg.num_codebooks):
-        cb = kmeans(r, cfg.cardinality, cfg.kmeans_iters, gen)
+        cb = kmeans(r, cfg.cardinality, cfg.kmeans_iters, gen, cfg.kmeans_points)
         r = r - cb[_nearest(r, cb)]
         books.append(cb)
         log.info("RVQ stage %d: residual mse %.4f", stage, float(r.square().mean()))

@@ -5,7 +5,8 @@ Per 10 ms sub-frame it gets a mel-cepstral envelope, F0 and voicing, and renders
     (no phase reconstruction needed), F0 and harmonic amplitudes ramped linearly from the
     previous sub-frame's values to this one's over the sub-frame;
   * noise part: white noise shaped by the envelope in 20 ms grains, overlap-added with a
-    power-complementary (sqrt-hann) window, the grain's second half carried to the next call.
+    power-complementary (sqrt-hann) window, the grain's second half carried to the next call;
+  * a sample-wise soft limiter (linear up to 0.9): the output never leaves [-1, 1].
 Output of sub-frame n depends only on sub-frames <= n: streaming decode is exact, and the
 whole-signal decode is the same code run over all frames.
 
@@ -26,6 +27,17 @@ from .features import dct_matrix, hz_to_mel
 
 _NOISE_LEN = 1 << 16
 _F_MAX = 11500.0  # harmonics fade out between F_MAX - 500 Hz and F_MAX
+_LOGMEL_MAX = 12.0  # cap of the decoded log-mel envelope
+_KNEE = 0.9  # soft limiter: linear up to this amplitude
+
+
+def soft_limit(x: torch.Tensor, knee: float = _KNEE) -> torch.Tensor:
+    """Identity for |x| <= knee, then a tanh curve approaching 1: decoded audio always lies in
+    [-1, 1], whatever the codes (arbitrary codes from an untrained front-end can
+    ask for far louder sound). Sample-wise, so streaming output is unchanged."""
+    over = x.abs() - knee
+    bent = torch.sign(x) * (knee + (1.0 - knee) * torch.tanh(over / (1.0 - knee)))
+    return torch.where(over > 0, bent, x)
 
 
 @dataclass
@@ -90,7 +102,9 @@ class Vocoder:
         """feats [B, N, n_cep + 2] -> pcm [B, N * hop] (float32)."""
         cfg, H = self.cfg, self.cfg.hop
         B, N, _ = feats.shape
-        logmel = feats[..., : cfg.n_cep] @ self.idct + self.correction  # [B, N, M]
+        # [B, N, M]; capped far above any real speech (a full-scale tone peaks near 10) so
+        # arbitrary codes cannot overflow exp()
+        logmel = (feats[..., : cfg.n_cep] @ self.idct + self.correction).clamp(max=_LOGMEL_MAX)
         f0 = (100.0 * torch.pow(2.0, feats[..., cfg.n_cep].double() / 12.0)).clamp(cfg.f0_min, cfg.f0_max)
         voicing = feats[..., cfg.n_cep + 1].clamp(0.0, 1.0)
         out = []
@@ -111,7 +125,9 @@ class Vocoder:
             phase = st.phase[:, None] + torch.cumsum(freq, 1) / cfg.sample_rate  # [B, H] cycles, < 6
             a_prev = st.amp[:, :K]
             a = a_prev[:, None] + self.ramp_f[None, :, None] * (amp - a_prev)[:, None]  # [B, H, K]
-            cyc = phase.float()[..., None] * self.k_f[:K]  # [B, H, K]; float32 is exact enough here
+            # [B, H, K] cycles reduced to [0, 1) in float64: cos then sees small arguments, so its
+            # result does not depend on the batch size (vectorised vs scalar paths agree)
+            cyc = torch.frac(phase[..., None] * k).float()
             voiced = (a * torch.cos(2.0 * math.pi * cyc)).sum(-1)  # [B, H]
             st.phase = torch.remainder(phase[:, -1], 1.0)
             st.f0 = f
@@ -127,4 +143,4 @@ class Vocoder:
             st.tail = grain[:, H:]
             st.counter = (st.counter + 2 * H) % _NOISE_LEN
             st.started = torch.ones_like(st.started)
-        return torch.cat(out, 1) if out else torch.zeros(B, 0)
+        return soft_limit(torch.cat(out, 1)) if out else torch.zeros(B, 0)
