@@ -362,7 +362,7 @@ def _print_summary(s: dict, out: Path, no_png: bool) -> None:
     print(f"step      {steps}  missed deadlines {s['missed_deadlines']}  frames {s['frames']}  "
           f"wall {s['wall_s']:.1f} s (+{s['load_s']:.1f} s loading, x{s['slowdown']:.2f} of real time)  "
           f"errors {s['errors']}")
-    if s.get("agent_clipped_fraction"):
+    if s.get("agent_clipped_fraction", 0.0) >= 1e-4:  # a handful of clipped samples is inaudible
         print(f"warning   {100 * s['agent_clipped_fraction']:.2f} % of the agent's samples exceeded full scale "
               f"and were clipped in {out.name}")
     print(f"wrote     {out}, {out.with_suffix('.json')}" + ("" if no_png else f", {out.with_suffix('.png')}"))
