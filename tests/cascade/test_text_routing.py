@@ -35,6 +35,7 @@ def test_numbers_abbreviations_and_markdown():
     assert out == ["Pi is 3.14 roughly, e.g. in Dr. Smith's notes."]
     assert rest == ["Bold text"]
     assert clean_for_speech("# Title\n* item `x`") == "Title item x"
+    assert clean_for_speech("Find it here: https://example.com/a_b?c=1 or www.x.org/y today.") == "Find it here: or today."
 
 
 def test_run_on_text_is_cut():

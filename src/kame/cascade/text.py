@@ -11,7 +11,7 @@ Rules: a segment ends after . ! ? (followed by a space or the end of the stream)
 The *first* segment may also end at , ; : or a dash once it has ``first_clause_min_words``
 words — the earliest point where a TTS can say something natural. Text with no punctuation is
 cut after ``max_segment_words`` words. Decimal points ("3.14") and common abbreviations
-("e.g.", "Dr.") do not end a sentence. Markdown symbols that a TTS would read aloud are dropped.
+("e.g.", "Dr.") do not end a sentence. Markdown symbols and URLs that a TTS would read aloud are dropped.
 The prompt shows the conversation as ``user:``/``agent:`` lines, and small models continue it:
 a segment starting with ``agent:`` loses the label; one starting with ``user:`` ends the reply
 (``sp.ended`` becomes True and ``sp.dropped`` holds the text not spoken).
@@ -25,13 +25,14 @@ _ABBREV = {"mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "e.g", "i.e", "ap
 _CLAUSE_END = ",;:—–"
 _SENT_END = ".!?…"
 _MARKDOWN = re.compile(r"[*_#`>|~]+")
+_URL = re.compile(r"(?:https?://|www\.)\S+", re.I)  # a TTS would spell these out letter by letter
 _AGENT_LABEL = re.compile(r"\s*agent\s*:\s*", re.I)
 _USER_LABEL = re.compile(r"\s*user\s*:", re.I)
 
 
 def clean_for_speech(text: str) -> str:
-    """Remove markdown symbols and collapse whitespace (what is left is sent to the TTS)."""
-    return re.sub(r"\s+", " ", _MARKDOWN.sub("", text)).strip()
+    """Remove URLs and markdown symbols, collapse whitespace (what is left is sent to the TTS)."""
+    return re.sub(r"\s+", " ", _MARKDOWN.sub("", _URL.sub("", text))).strip()
 
 
 class SegmentSplitter:
