@@ -5,7 +5,7 @@
 
 import sys
 
-from kame.bench.backend import run_cli
+from kame.cli import main
 
 if __name__ == "__main__":
-    sys.exit(run_cli())
+    sys.exit(main(["bench", "backend", *sys.argv[1:]]))

@@ -5,7 +5,7 @@
 
 import sys
 
-from kame.bench.backend_stt import run_cli
+from kame.cli import main
 
 if __name__ == "__main__":
-    sys.exit(run_cli())
+    sys.exit(main(["bench", "backend", "--llm", "none", *sys.argv[1:]]))

@@ -7,7 +7,7 @@ Same as ``kame bench sessions`` (implementation: src/kame/bench/sessions.py).
 
 import sys
 
-from kame.bench.sessions import run_cli
+from kame.cli import main
 
 if __name__ == "__main__":
-    sys.exit(run_cli())
+    sys.exit(main(["bench", "sessions", *sys.argv[1:]]))

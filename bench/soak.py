@@ -5,7 +5,7 @@
 
 import sys
 
-from kame.bench.soak import run_cli
+from kame.cli import main
 
 if __name__ == "__main__":
-    sys.exit(run_cli())
+    sys.exit(main(["bench", "soak", *sys.argv[1:]]))

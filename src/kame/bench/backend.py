@@ -212,9 +212,3 @@ def main(args: argparse.Namespace) -> int:
         print(f"| {o['predictions']} | {o['cancelled']} | {o['failed']} | {o['lag50']:.2f} / {o['lag90']:.2f} "
               f"| {o['end50']:.2f} / {o['end90']:.2f} | {o['answered']}/{o['turns']} |")
     return 0
-
-
-def run_cli(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench/backend.py", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    return main(p.parse_args(argv))

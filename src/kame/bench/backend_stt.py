@@ -249,9 +249,3 @@ def main(args: argparse.Namespace) -> int:
           f"{rows[0]['audio_s'] if rows else 0:.0f} s of audio per STT\n")
     print(stt_table(rows))
     return 0
-
-
-def run_cli(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench/backend_stt.py", description=__doc__.splitlines()[0])
-    add_stt_arguments(p)
-    return main(p.parse_args(argv))

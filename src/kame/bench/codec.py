@@ -108,9 +108,3 @@ def main(args: argparse.Namespace) -> int:
           f"torch {torch.__version__}, {platform.processor() or platform.machine()}\n")
     print(table(rows))
     return 0
-
-
-def run_cli(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench/codec.py", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    return main(p.parse_args(argv))

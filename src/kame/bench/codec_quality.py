@@ -158,9 +158,3 @@ def main(args: argparse.Namespace) -> int:
         print(line("**voices not fitted on**", held_rows))
     print(line("**all**", list(rows.values())))
     return 0
-
-
-def run_cli() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return main(parser.parse_args())

@@ -408,9 +408,3 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def run_cli(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench/latency.py", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    return main(p.parse_args(argv))

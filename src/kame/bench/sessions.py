@@ -158,10 +158,5 @@ def main(args) -> int:
     return 0
 
 
-def run_cli(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench/sessions.py", description=__doc__.split("\n")[0])
-    add_arguments(p)
-    return main(p.parse_args(argv))
 
-
-__all__ = ["add_arguments", "main", "run_cli", "run_case", "table"]
+__all__ = ["add_arguments", "main", "run_case", "table"]

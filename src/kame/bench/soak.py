@@ -95,7 +95,7 @@ async def run_sessions(url: str, n: int, seconds: float, http: aiohttp.ClientSes
         import sys
 
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "kame.bench.soak", "--client-url", url, "--sessions", str(n),
+            sys.executable, "-m", "kame.cli", "bench", "soak", "--client-url", url, "--sessions", str(n),
             "--seconds", str(seconds), stdout=asyncio.subprocess.PIPE)
         out, _ = await proc.communicate()
         r = json.loads(out.decode().strip().splitlines()[-1])
@@ -441,15 +441,3 @@ def main(args) -> int:
         with open(args.json, "w") as f:
             json.dump(r, f, indent=1)
     return 0
-
-
-def run_cli(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench/soak.py", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    return main(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(run_cli())

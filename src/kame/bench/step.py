@@ -104,9 +104,3 @@ def table(rows: list[dict]) -> str:
             f"| {1e3 * p['p50']:.1f} / {1e3 * p['p99']:.1f} | {1e3 * o['p50']:.1f} / {1e3 * o['p99']:.1f} "
             f"| {overhead} | {1e3 * o['p50'] / r['batch']:.1f} | {o['mean'] / 0.08:.2f} |")
     return "\n".join(lines)
-
-
-def run_cli(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench/step.py", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    return main(p.parse_args(argv))
