@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields
 
 from ...errors import ConfigError
@@ -43,12 +42,11 @@ class EmbeddedCodecConfig:
     def lookback(self) -> int:  # samples of history the analysis window needs
         return 2 * self.yin_win
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+    def to_dict(self) -> dict:
+        return asdict(self)
 
     @classmethod
-    def from_json(cls, text: str) -> "EmbeddedCodecConfig":
-        data = json.loads(text)
+    def from_dict(cls, data: dict) -> "EmbeddedCodecConfig":
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -166,7 +166,7 @@ def save(codec: EmbeddedCodec, path: str | Path, meta: dict | None = None) -> st
                "codebooks": r.codebooks.half(), "correction": codec.vocoder.correction.float()}
     # one metadata entry: safetensors writes several in a random order (a Rust HashMap), which
     # would make the bytes, and so the checksum, differ from run to run
-    header = {"format": FORMAT, "config": json.loads(codec.cfg.to_json()), "fit": meta or {}}
+    header = {"format": FORMAT, "config": codec.cfg.to_dict(), "fit": meta or {}}
     metadata = {"kame": json.dumps(header, sort_keys=True)}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,7 +210,7 @@ def load(path: str | Path | None = None, *, sha256: str | None = None) -> Embedd
     missing = {"mean", "scale", "proj", "codebooks", "correction"} - set(t)
     if missing:
         raise CheckpointError(f"embedded codec file {path} lacks tensors {sorted(missing)}")
-    cfg = EmbeddedCodecConfig.from_json(json.dumps(meta.get("config", {})))
+    cfg = EmbeddedCodecConfig.from_dict(meta.get("config", {}))
     rvq = RVQ(mean=t["mean"].float(), scale=t["scale"].float(), proj=t["proj"].float(),
               codebooks=t["codebooks"].float())
     if tuple(rvq.codebooks.shape) != (cfg.num_codebooks, cfg.cardinality, cfg.pca_dim):
