@@ -16,6 +16,7 @@ TEXTS = [
     "",
     "   ",
     "a",
+    "aaa\nXbbb",  # "bbb" is an exact tie ("b"+"bb" = "bb"+"b") that SentencePiece breaks by position
 ]
 
 
@@ -81,9 +82,9 @@ def test_push_returns_only_final_ids(tok):
 _ALPHABET = st.sampled_from(list("abcdeXYZ .,!?'-\n\t0123456789") + ["é", "…", "π", "  ", "😀", "\u00a0", "ﬁ"])
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_random_chunkings_equal_whole(tok, data):
+def test_random_chunkings_equal_whole(tok, data):  # derandomized: CI sees the same cases every run
     text = "".join(data.draw(st.lists(_ALPHABET, max_size=40)))
     cuts = data.draw(st.lists(st.integers(0, len(text)), max_size=8))
     assert _chunked(tok, text, cuts) == tok.encode(text)

@@ -17,9 +17,11 @@ for any chunking (tests/backend/test_tokenizer.py checks it on random chunkings)
     enc.flush()                           # -> ids of "the"
 
 Why it is exact: SentencePiece (split_by_whitespace, the default for both models) never makes a
-piece across whitespace, and its normalizer collapses runs of whitespace, so the encoding of a
-text is the concatenation of the encodings of its whitespace-separated words. A prefix that ends
-in ASCII whitespace therefore encodes the same alone as inside the whole text.
+piece across whitespace, and its normalizer collapses runs of whitespace, so a text's encoding is
+the concatenation of its words' encodings, except that its Viterbi search breaks exact score ties
+(e.g. "b"+"bb" vs "bb"+"b") differently depending on where the word sits. ``encode`` therefore
+encodes word by word (``str.split()`` words, as Moshi's word-aligned training data does), and the
+incremental encoder emits each word once it is complete: equal by construction.
 
 Re-train the shipped default model (reproducible; prints the sha256 values recorded below):
 
@@ -48,7 +50,6 @@ DEFAULT_MODEL = ASSETS / "text_tokenizer_4k.model"
 # Special ids laid out as in Moshi's text vocabulary: 0 = <unk> (also Moshi's end-of-padding),
 # 1 = <s>, 2 = </s>, 3 = <pad> (Moshi's text padding token).
 UNK_ID, BOS_ID, EOS_ID, PAD_ID = 0, 1, 2, 3
-_SPLIT_CHARS = " \t\n\r"  # ASCII whitespace: always a word boundary after normalization
 
 
 class TextTokenizer:
@@ -78,7 +79,11 @@ class TextTokenizer:
         return self.sp.pad_id()
 
     def encode(self, text: str) -> list[int]:
-        return list(self.sp.EncodeAsIds(text))
+        return self.encode_words(text.split())
+
+    def encode_words(self, words: list[str]) -> list[int]:
+        """Ids of whitespace-free words, each encoded on its own (see the module docstring)."""
+        return [i for ids in self.sp.Encode(words) for i in ids] if words else []
 
     def decode(self, ids) -> str:
         return self.sp.DecodeIds([int(i) for i in ids])
@@ -107,15 +112,16 @@ class IncrementalEncoder:
 
     def push(self, chunk: str) -> list[int]:
         self._buf += chunk
-        cut = max(self._buf.rfind(c) for c in _SPLIT_CHARS)
-        if cut < 0:
-            return []
-        done, self._buf = self._buf[: cut + 1], self._buf[cut + 1 :]
-        return self.tok.encode(done)
+        words = self._buf.split()
+        if words and not self._buf[-1].isspace():  # the last word may go on in the next chunk
+            self._buf = words.pop()
+        else:
+            self._buf = ""
+        return self.tok.encode_words(words)
 
     def flush(self) -> list[int]:
         done, self._buf = self._buf, ""
-        return self.tok.encode(done) if done else []
+        return self.tok.encode(done)
 
     @property
     def pending(self) -> str:

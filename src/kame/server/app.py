@@ -311,9 +311,11 @@ class Server:
             self.connections.add(conn)
             await conn.run()
         finally:
-            if conn is not None:
-                self.connections.discard(conn)
-            await session.close()
+            try:  # close the session first: once a connection is gone, so is its session
+                await session.close()
+            finally:
+                if conn is not None:
+                    self.connections.discard(conn)
         return ws
 
     async def health(self, request: web.Request) -> web.Response:
