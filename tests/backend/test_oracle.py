@@ -270,3 +270,29 @@ async def test_prompt_lines_agent_text_and_knowledge(tok, tmp_path):
     assert "museum opens at nine" in system.content and "elephants" not in system.content
     assert user.content.splitlines() == ["user: hello", "agent: Hi there!", "user: when does the museum open"]
     await p.aclose()
+
+
+async def test_prediction_ends_where_the_llm_writes_the_next_user_line(tok):
+    p, llm, clock, events, log = make(tok)
+    await p.on_transcript(tr(5))
+    await settle()
+    llm.calls[0].send("Paris is ", "the capital.", "\nus", "er: th", "anks")  # never ended by the LLM
+    await settle()
+    ids = [i for e in events if isinstance(e, OracleAppend) for i in e.token_ids]
+    assert ids == tok.encode("Paris is the capital.")
+    assert llm.calls[0].closed and llm.calls[0].yielded[-1] == "er: th"  # closed, not read on
+    assert p.stats["reply_ended"] == 1 and p.stats["completed"] == 1 and not p.busy
+    await p.aclose()
+
+
+async def test_custom_user_label_ends_the_prediction_and_mid_line_labels_do_not(tok):
+    events = []
+    llm = ScriptedLLM(auto=["Ask the user: a per", "son. Caller too.\nCal", "ler: ok"])
+    p = OracleProducer(llm, tok, OraclePolicy(), prompt=PromptConfig(user_label="Caller"), clock=FakeClock(),
+                       on_event=events.append)
+    await p.on_transcript(tr(5))
+    await settle()
+    assert p.last_messages[1].content.startswith("Caller: ")
+    ids = [i for e in events if isinstance(e, OracleAppend) for i in e.token_ids]
+    assert ids == tok.encode("Ask the user: a person. Caller too.") and p.stats["reply_ended"] == 1
+    await p.aclose()

@@ -4,6 +4,8 @@ one reply per turn, a dead LLM, the agent's capacity and config."""
 import numpy as np
 import pytest
 
+from kame.backend.prompt import PromptConfig
+from kame.backend.types import ChatMessage
 from kame.cascade.agent import build_cascade_agent
 from kame.cascade.config import CascadeConfig
 from kame.config import load_config
@@ -18,11 +20,12 @@ REPLY = ["Sure, the capital of France ", "is Paris. ", "It has been the capital 
          "Anything else?"]
 
 
-async def _agent(clock, llm, tts, stt=None, **overrides):
+async def _agent(clock, llm, tts, stt=None, prompt_fn=None, **overrides):
     cfg = load_config(None, {"mode": "cascade", **overrides})
     log = MetricsLog()
+    given = {"stt": stt or FakeSTT(), "llm": llm, "tts": tts, "vad_factory": FakeVAD}
     agent = build_cascade_agent(cfg, clock=clock, metrics=log, components={
-        "stt": stt or FakeSTT(), "llm": llm, "tts": tts, "vad_factory": FakeVAD})
+        **given, **({"prompt_fn": prompt_fn} if prompt_fn else {})})
     await agent.start()
     return agent, log
 
@@ -61,11 +64,11 @@ async def test_first_audio_leaves_before_llm_stream_ends():
     await agent.stop()
 
 
-async def _one_turn(pieces, delay, question, frames=40):
+async def _one_turn(pieces, delay, question, frames=40, prompt_fn=None):
     """A session whose LLM streams ``pieces``; the user says ``question``; ``frames`` frames later."""
     clock = FakeClock()
     llm, tts = FakeLLM(clock, pieces, delay=delay), FakeTTS(clock)
-    agent, _ = await _agent(clock, llm, tts)
+    agent, _ = await _agent(clock, llm, tts, prompt_fn=prompt_fn)
     s = await agent.open_session()
     d = Driver(clock, s)
     s.stt.say(question, clock.now())
@@ -192,7 +195,7 @@ async def test_missing_stt_is_a_config_error():
 
 
 async def test_reply_stops_at_an_invented_user_line():
-    pieces = ["Paris is ", "the capital.", "\nuser", ": How big", " is it?", "\nagent: Big."]
+    pieces = ["Paris is ", "the capital.", "\nus", "er: How big", " is it?", "\nagent: Big."]
     agent, s, d, llm, tts = await _one_turn(pieces, 0.2, "what is the capital of france")
     assert tts.texts == ["Paris is the capital."]
     assert llm.cancelled == 1 and not llm.finished_at  # the LLM stream was closed, not read to the end
@@ -201,5 +204,19 @@ async def test_reply_stops_at_an_invented_user_line():
     turn = d.metas("agent_turn")[-1]
     assert turn["reply"] == turn["text"] == "Paris is the capital." and not turn["interrupted"]
     assert s.history[-1].text == "Paris is the capital."
+    await d.close()
+    await agent.stop()
+
+
+async def test_custom_user_label_ends_the_reply_and_mid_line_labels_are_spoken():
+    def prompt_fn(history):
+        return [ChatMessage("user", "Caller: " + history[-1].text)]
+
+    prompt_fn.prompt_config = PromptConfig(user_label="Caller")
+    pieces = ["The user: ", "a person.", "\nCal", "ler: And you?"]
+    agent, s, d, llm, tts = await _one_turn(pieces, 0.2, "who is the user", prompt_fn=prompt_fn)
+    assert llm.calls[0][0].content == "Caller: who is the user"
+    assert tts.texts == ["The user: a person."] and llm.cancelled == 1
+    assert "".join(o.text for o in d.out if isinstance(o, AgentText)) == "The user: a person."
     await d.close()
     await agent.stop()

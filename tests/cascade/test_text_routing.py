@@ -74,12 +74,3 @@ def test_explain_names_the_rules():
     assert route == "structured"
     assert set(rules) == {"arithmetic: expression", "arithmetic: verb", "extraction"}
 
-
-def test_reply_ends_where_the_llm_starts_writing_the_users_line():
-    sp = SegmentSplitter()
-    out = sp.feed("agent: Paris is the capital. ") + sp.feed("It is big.\nus") + sp.feed("er: And the")
-    assert out == ["Paris is the capital.", "It is big."]
-    assert sp.ended and sp.dropped == "\nuser: And the"  # a suffix of what was fed
-    assert sp.feed(" population?") == [] and sp.dropped == "\nuser: And the population?" and sp.flush() == []
-    plain = SegmentSplitter()
-    assert plain.feed("The user: a person. ") == ["The user: a person."] and not plain.ended

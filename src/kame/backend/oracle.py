@@ -23,6 +23,9 @@ ever dropped). ``on_event`` is a plain function, called on the event loop in ord
 runtime's ``stepper.oracle`` feed or ``queue.put_nowait``); an exception in it is logged.
 
 Behaviour:
+- The prediction is the LLM's reply up to where it goes on writing the conversation (a new
+  ``user:`` or ``agent:`` line, with the PromptConfig's labels; kame.backend.prompt.ReplyGuard):
+  there the producer stops reading and closes the stream; the prediction counts as completed.
 - A restart cancels the running LLM stream (closing its HTTP request / stopping generation) and
   starts a new prediction id; events of older predictions are never emitted after that.
 - Failures (BackendError, any exception, no first piece within ``first_token_timeout`` or no
@@ -33,7 +36,7 @@ Behaviour:
   (text-stream tokens after the first piece, per s), oracle_lag (user's last word end -> first
   oracle token emitted), oracle_restart (value 1, labels.reason). ``stats`` counts decisions:
   start_words / start_final / start_retry, wait_interval / wait_cap / wait_backoff, cancelled,
-  completed, failed.
+  completed, failed, reply_ended (completed predictions cut at an invented next line).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from ..runtime.clock import Clock, MonotonicClock
 from ..runtime.metrics import Metric, MetricsSink, null_sink
 from .llm.base import LLM
 from .policy import OraclePolicy, RestartGate
-from .prompt import Conversation, PromptConfig, build_messages
+from .prompt import Conversation, PromptConfig, ReplyGuard, build_messages
 from .tokenizer import TextTokenizer
 from .types import OracleAppend, OracleEvent, OracleReset, Transcript
 
@@ -182,6 +185,7 @@ class OracleProducer:
         first: float | None = None
         n_ids = 0
         enc = self.tokenizer.incremental()
+        guard = ReplyGuard(self.prompt)
         agen = None
         try:
             agen = self.llm.stream_chat(messages, max_tokens=p.max_tokens, temperature=p.temperature)
@@ -197,8 +201,11 @@ class OracleProducer:
                         self._metric("llm_ttft", first - t0, prediction_id=pid)
                         self._failures = 0
                         self._gate.ok()
-                    n_ids += self._emit_ids(pid, enc.push(piece), word_end, n_ids)
-                n_ids += self._emit_ids(pid, enc.flush(), word_end, n_ids)
+                    n_ids += self._emit_ids(pid, enc.push(guard.feed(piece)), word_end, n_ids)
+                    if guard.ended:  # the LLM went on with the conversation's next line
+                        self.stats["reply_ended"] += 1
+                        break
+                n_ids += self._emit_ids(pid, enc.push(guard.flush()) + enc.flush(), word_end, n_ids)
             finally:
                 with contextlib.suppress(Exception):
                     await agen.aclose()  # closes the HTTP request / stops generation

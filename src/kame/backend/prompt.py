@@ -8,12 +8,24 @@
 gives two messages: the system prompt (KAME's: a suitable next response, at most 30 words,
 spoken style, no symbols; plus a persona and retrieved notes if any) and one user message with
 the conversation as ``user: …`` / ``agent: …`` lines, the pending partial transcript last.
+
+Small models answer that by continuing the conversation: after their reply they write the
+user's next line ("\\nuser: thanks") or another agent line. ``ReplyGuard`` cuts a streamed reply
+there, for the oracle producer and the cascade alike:
+
+    guard = ReplyGuard(PromptConfig())
+    for piece in llm_stream:
+        keep = guard.feed(piece)   # the text to use now ("" while a possible label is held)
+        if guard.ended:            # the reply is over: stop reading (close) the stream
+            break
+    keep = guard.flush()           # at the end of the stream: the text still held
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import ConfigError
 from .types import ChatMessage, Transcript, Turn
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -97,3 +109,89 @@ def build_messages(conv: Conversation, cfg: PromptConfig, knowledge=None) -> lis
             notes = "\n".join(f"- ({c.source}) {c.text}" for _, c in hits)
             system += "\nUse these notes if they are relevant:\n" + notes
     return [ChatMessage("system", system), ChatMessage("user", "\n".join(conv.lines(cfg)))]
+
+
+class ReplyGuard:
+    """Cuts a streamed LLM reply where the model goes on writing the conversation (module doc).
+
+    Rules (labels from the PromptConfig, compared case-insensitively, spaces allowed before ':'):
+    - the reply's first line may start with the agent label ("agent: Paris …"): the label and the
+      reply's leading whitespace are removed;
+    - a line that starts with the user label or the agent label and ':' ends the reply: ``ended``
+      becomes True and ``dropped`` holds the text from that line's newline on (for the first line
+      with the user label: all of it), plus everything fed later; nothing of it is returned;
+    - a label anywhere else ("The user: a person.") is ordinary text.
+    Text at a line start that may still become a label ("\\nus") is held until it is decided.
+    """
+
+    def __init__(self, cfg: PromptConfig | None = None) -> None:
+        cfg = cfg or PromptConfig()
+        for name in ("user_label", "agent_label"):
+            if not getattr(cfg, name).strip():
+                raise ConfigError(f"PromptConfig.{name} must not be empty (the prompt's lines are '<label>: text')")
+        self._user, self._agent = cfg.user_label.strip().lower(), cfg.agent_label.strip().lower()
+        self._held = ""  # undecided text; when non-empty and at a line start, it starts there
+        self._line_start = True  # the next text fed starts a line (the reply's first at first)
+        self._first = True  # nothing kept yet: still on the reply's first line
+        self.ended = False
+        self.dropped = ""
+
+    def feed(self, piece: str) -> str:
+        """The text to keep of ``piece`` (and of text held before); "" once ``ended``."""
+        if self.ended:
+            self.dropped += piece
+            return ""
+        buf, self._held = self._held + piece, ""
+        out: list[str] = []
+        while buf:
+            if self._line_start:
+                label = self._label_at_line_start(buf)
+                if label is None:  # may still become a label: wait for more text
+                    self._held = buf
+                    break
+                if label == "user" or (label == "agent" and not self._first):
+                    self.ended, self.dropped = True, buf
+                    break
+                ws = len(buf) - len(buf.lstrip())
+                if label == "agent":  # the reply labelled as the agent's line: drop the label
+                    rest = buf[buf.index(":", ws) + 1 :]
+                    buf = rest.lstrip()
+                    if not buf:
+                        break  # still at the start: leading whitespace is dropped as it comes
+                elif self._first:
+                    buf = buf[ws:]  # the reply's leading whitespace
+                else:
+                    out.append(buf[:ws])  # the newline (and indentation) before an ordinary line
+                    buf = buf[ws:]
+                self._line_start = self._first = False
+            nl = buf.find("\n")
+            if nl < 0:
+                out.append(buf)
+                break
+            out.append(buf[:nl])
+            buf, self._line_start = buf[nl:], True
+        return "".join(out)
+
+    def flush(self) -> str:
+        """At the end of the stream: the text still held (it did not become a label)."""
+        held, self._held = self._held, ""
+        if self.ended or (self._first and not held.strip()):
+            return ""
+        return held.lstrip() if self._first else held
+
+    def _label_at_line_start(self, buf: str) -> str | bool | None:
+        """"user"/"agent" if ``buf`` starts (after whitespace) with that label and ':', False if
+        it cannot, None if it still may (more text needed)."""
+        s = buf.lstrip().lower()
+        if not s:
+            return None
+        for name, label in (("user", self._user), ("agent", self._agent)):
+            if s.startswith(label):
+                rest = s[len(label) :].lstrip(" \t")
+                if not rest:
+                    return None
+                if rest[0] == ":":
+                    return name
+            elif label.startswith(s):
+                return None
+        return False

@@ -62,7 +62,8 @@ def default_prompt_fn(system_prompt: str = "", max_words: int = 30, knowledge_di
                       ) -> Callable[[Sequence[Turn]], list[ChatMessage]]:
     """The conversation -> chat messages with the tandem oracle's prompt builder
     (kame.backend.prompt: KAME's system prompt, ``user:``/``agent:`` lines, optional notes), so
-    both modes ask the LLM the same question."""
+    both modes ask the LLM the same question. Its ``prompt_config`` attribute (any prompt_fn may
+    have one) gives the reply pipeline the labels that end a reply (ReplyGuard)."""
     from ..backend.prompt import Conversation, PromptConfig, build_messages
 
     pcfg = PromptConfig(system_prompt=system_prompt, max_words=max_words)
@@ -77,6 +78,7 @@ def default_prompt_fn(system_prompt: str = "", max_words: int = 30, knowledge_di
         conv.turns = list(history)
         return build_messages(conv, pcfg, knowledge=kb)
 
+    prompt.prompt_config = pcfg  # type: ignore[attr-defined]  # its labels end a reply (ReplyGuard)
     return prompt
 
 

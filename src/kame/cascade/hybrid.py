@@ -44,7 +44,7 @@ class HybridRouter:
         metrics: MetricsSink = null_sink,
         session_id: str | None = None,
     ) -> None:
-        self.parts = ReplyParts(llm, tts, cfg, clock, emit)
+        self.parts = ReplyParts(llm, tts, cfg, clock, emit, getattr(prompt_fn, "prompt_config", None))
         self.cfg, self.clock = cfg, clock
         self._emit, self._sink, self._prompt_fn, self.session_id = emit, metrics, prompt_fn, session_id
         self.history: list[Turn] = []

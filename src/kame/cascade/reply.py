@@ -8,8 +8,10 @@ TTS -> a buffer of 24 kHz audio pulled one 80 ms frame at a time.
     pcm = rp.pull_frame()       # every 80 ms: float32 [1920] or None when nothing is ready
     rp.cancel()                 # barge-in: stops the LLM stream and the TTS, drops queued audio
 
-TTS starts on the first complete segment (see kame.cascade.text), so the first audio leaves
-while the LLM is still streaming. The LLM and TTS run as two tasks connected by a queue; model
+The reply ends where the LLM goes on writing the conversation (a new ``user:``/``agent:``
+line, kame.backend.prompt.ReplyGuard): that text is neither shown nor spoken and the LLM
+stream is closed. TTS starts on the first complete segment (see kame.cascade.text), so the
+first audio leaves while the LLM is still streaming. The LLM and TTS run as two tasks connected by a queue; model
 compute is inside the components (worker threads). Used by the cascade session and, for hybrid
 routing, by the tandem runtime (which pulls frames instead of the front-end's output).
 
@@ -30,6 +32,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..audio import SAMPLE_RATE, resample
+from ..backend.prompt import PromptConfig, ReplyGuard
 from ..backend.types import FRAME_SIZE, ChatMessage
 from ..runtime.base import AgentText, ErrorEvent, Meta, Output
 from ..runtime.clock import Clock
@@ -56,11 +59,13 @@ class ReplyParts:
     cfg: CascadeConfig
     clock: Clock
     emit: Callable[[Output], None]  # the session's output queue
+    prompt: PromptConfig | None = None  # the prompt's labels, for ReplyGuard (None = the defaults)
 
 
 class ReplyPipeline:
     def __init__(self, parts: ReplyParts, *, metric: Callable[[str, float, dict], None]) -> None:
         self.llm, self.tts, self.cfg, self.clock = parts.llm, parts.tts, parts.cfg, parts.clock
+        self.prompt = parts.prompt
         self._emit, self._metric = parts.emit, metric
         self.text = ""  # LLM reply so far
         self.turn_id = -1
@@ -148,6 +153,15 @@ class ReplyPipeline:
         segq: asyncio.Queue[str | None] = asyncio.Queue()
         tts_task = asyncio.create_task(self._tts_loop(segq), name=f"cascade-tts-{self.turn_id}")
         splitter = SegmentSplitter(self.cfg.first_clause_min_words, self.cfg.max_segment_words)
+        guard = ReplyGuard(self.prompt)
+
+        def take(text: str) -> None:  # a piece of the reply that is ours to say
+            if text:
+                self.text += text
+                self._emit(AgentText(text, self.clock.now()))
+                for seg in splitter.feed(text):
+                    segq.put_nowait(seg)
+
         try:
             t_req = self.clock.now()
             first = True
@@ -162,20 +176,13 @@ class ReplyPipeline:
                         if first:
                             first = False
                             self._metric("llm_ttft", self.clock.now() - t_req, {})
-                        self.text += piece
-                        for seg in splitter.feed(piece):
-                            segq.put_nowait(seg)
-                        if splitter.ended:  # the LLM started writing the user's next line: not ours to say
-                            dropped = len(splitter.dropped)
-                            self.text = self.text[:-dropped] if dropped else self.text
-                            piece = piece[:-dropped] if dropped < len(piece) else ""
-                        if piece:
-                            self._emit(AgentText(piece, self.clock.now()))
-                        if splitter.ended:
+                        take(guard.feed(piece))
+                        if guard.ended:  # the LLM went on with the conversation's next line
                             self.text = self.text.rstrip()
                             break  # closing the stream stops the LLM
             except Exception as exc:  # noqa: BLE001 - a dead back-end must not end the session
                 self._fail("llm", exc)
+            take(guard.flush())
             for seg in splitter.flush():
                 segq.put_nowait(seg)
             segq.put_nowait(None)

@@ -69,7 +69,7 @@ class CascadeSession(Session):
         self.id = session_id
         self.stt, self.llm, self.tts = stt, llm, tts
         self.cfg, self.clock, self._sink = cfg, clock, metrics
-        self._parts = ReplyParts(llm, tts, cfg, clock, self._emit)
+        self._parts = ReplyParts(llm, tts, cfg, clock, self._emit, getattr(prompt_fn, "prompt_config", None))
         self._prompt_fn = prompt_fn
         self._on_close = on_close
         self._turns = TurnTracker(vad)

@@ -12,9 +12,8 @@ The *first* segment may also end at , ; : or a dash once it has ``first_clause_m
 words — the earliest point where a TTS can say something natural. Text with no punctuation is
 cut after ``max_segment_words`` words. Decimal points ("3.14") and common abbreviations
 ("e.g.", "Dr.") do not end a sentence. Markdown symbols and URLs that a TTS would read aloud are dropped.
-The prompt shows the conversation as ``user:``/``agent:`` lines, and small models continue it:
-a segment starting with ``agent:`` loses the label; one starting with ``user:`` ends the reply
-(``sp.ended`` becomes True and ``sp.dropped`` holds the text not spoken).
+Where the reply ends (the LLM writing the conversation's next ``user:`` line) is decided before
+the splitter, by kame.backend.prompt.ReplyGuard (kame.cascade.reply feeds it what is kept).
 """
 
 from __future__ import annotations
@@ -26,8 +25,6 @@ _CLAUSE_END = ",;:—–"
 _SENT_END = ".!?…"
 _MARKDOWN = re.compile(r"[*_#`>|~]+")
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.I)  # a TTS would spell these out letter by letter
-_AGENT_LABEL = re.compile(r"\s*agent\s*:\s*", re.I)
-_USER_LABEL = re.compile(r"\s*user\s*:", re.I)
 
 
 def clean_for_speech(text: str) -> str:
@@ -41,21 +38,11 @@ class SegmentSplitter:
         self.max_segment_words = max_segment_words
         self._buf = ""
         self._emitted = 0  # segments produced so far
-        self.ended = False  # the reply went on with the user's line (see the module doc)
-        self.dropped = ""  # the text fed after that point, never spoken
 
     def feed(self, piece: str) -> list[str]:
-        if self.ended:
-            self.dropped += piece
-            return []
         self._buf += piece
         out: list[str] = []
         while True:
-            if _USER_LABEL.match(self._buf):
-                self.ended, self.dropped, self._buf = True, self._buf, ""
-                break
-            if m := _AGENT_LABEL.match(self._buf):
-                self._buf = self._buf[m.end():]
             cut = self._find_cut(final=False)
             if cut is None:
                 break
