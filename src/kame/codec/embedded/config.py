@@ -26,9 +26,9 @@ class EmbeddedCodecConfig:
     pca_dim: int = 64  # the stacked per-frame vector is projected to this many dims before VQ
     num_codebooks: int = 8
     cardinality: int = 2048
-    kmeans_iters: int = 12
-    kmeans_points: int = 131072  # each stage's k-means runs on this many random training vectors
-    encode_beam: int = 4  # RVQ encoding keeps this many best partial code sequences per stage
+    kmeans_iters: int = 20
+    kmeans_points: int = 0  # each stage's k-means runs on this many random training vectors (0: all)
+    encode_beam: int = 16  # RVQ encoding keeps this many best partial code sequences per stage
 
     @property
     def subframes(self) -> int:

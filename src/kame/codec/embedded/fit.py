@@ -1,13 +1,13 @@
 """Fit the embedded codec on speech kame synthesizes itself (`kame codec fit`).
 
-    kame codec fit --seed 0 -o src/kame/assets/embedded_codec.safetensors   # the shipped file (~6 min)
+    kame codec fit --seed 0 -o src/kame/assets/embedded_codec.safetensors   # the shipped file (~7 min)
     kame codec fit --sentences 40 --iters 2 -o /tmp/tiny.safetensors        # a quick small fit
 
 Steps: synthesize the training sentences (kame.codec.embedded.sentences) over TRAIN_VOICES
 (espeak-ng voices/pitches/rates + piper length/noise scales), analyse them (causal features,
 as the encoder does), stack 8 sub-frames per token frame (at four frame-grid offsets, 20 ms
 apart, so every alignment the encoder meets is seen), fit PCA + 8-stage residual k-means (each
-stage's Lloyd iterations on a random subset of ``kmeans_points`` vectors), then fit the
+stage's Lloyd iterations on all vectors, or a random subset of ``kmeans_points`` if set), then fit the
 vocoder's per-band log-mel correction so decoded speech has the original's spectral balance.
 Everything is seeded (espeak runs in a fresh seeded child process, see data.py); the same
 command on the same machine type writes the same bytes (sha256 printed and written next to

@@ -35,7 +35,7 @@ from .vocoder import Vocoder, VocoderState
 FORMAT = "kame-embedded-codec/2"
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "assets" / "embedded_codec.safetensors"
 # sha256 of the shipped file, made by: kame codec fit --seed 0 -o src/kame/assets/embedded_codec.safetensors
-DEFAULT_SHA256 = "d84fad9f9e2e5241888c9cd4cbbba97db3b7e72358088df5ddb7aed3216df446"
+DEFAULT_SHA256 = "1fe2901e5f39e14b87cd2a18d8e64871470743b82724cab2aa59fba35c7b57c1"
 _DEFAULT_F0 = 120.0  # F0 (Hz) assumed before the first voiced sub-frame
 
 

@@ -7,7 +7,7 @@ k codebooks degrades gracefully).
 
     q = fit_rvq(x, cfg, seed)           # x [N, D] stacked features
     codes = q.encode(x)                 # [N, K] int64, greedy: nearest entry stage by stage
-    codes = q.encode(x, beam=4)         # beam search over the stages (what the codec uses)
+    codes = q.encode(x, beam=16)        # beam search over the stages (what the codec uses)
     x_hat = q.decode(codes)             # [N, D]; codes may hold fewer than K columns
 """
 
