@@ -43,15 +43,8 @@ class RVQ:
         """x [N, D] -> codes [N, K]. ``beam`` > 1 keeps that many best partial code sequences
         from stage to stage instead of the greedy nearest entry (lower error, more compute)."""
         books = self.codebooks[: num_codebooks or self.codebooks.shape[0]]
-        r = self.project(x)
-        if beam <= 1:
-            codes = []
-            for cb in books:
-                idx = _nearest(r, cb)
-                codes.append(idx)
-                r = r - cb[idx]
-            return torch.stack(codes, -1)
-        return torch.cat([_beam_encode(r[s : s + 2048], books, beam) for s in range(0, len(r), 2048)])
+        r = self.project(x)  # beam 1: the nearest entry stage by stage
+        return torch.cat([_beam_encode(r[s : s + 2048], books, max(1, beam)) for s in range(0, len(r), 2048)])
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [N, k] (k <= K) -> x [N, D]."""
