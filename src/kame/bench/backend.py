@@ -28,7 +28,8 @@ import os
 import platform
 import time
 
-from .backend_stt import add_stt_arguments, at_least, run_stt_bench, stt_table
+from . import at_least
+from .backend_stt import add_stt_arguments, run_stt_bench, stt_table
 
 TURNS = [
     "hi there can you tell me what the capital of france is",

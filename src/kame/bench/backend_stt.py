@@ -26,6 +26,7 @@ import time
 
 import numpy as np
 
+from . import at_least
 from .textmetrics import edit_distance, normalize
 
 DEFAULT_STTS = ["pocketsphinx", "whisper", "embedded", "embedded;whisper_interval=1.0"]
@@ -81,19 +82,6 @@ SENTENCES = [
     "How much water should an adult drink each day?",
     "Why did the dinosaurs disappear?",
 ]
-
-
-def at_least(minimum: float, cast=int):
-    """An argparse ``type``: a number >= minimum ("argument --x: must be >= 1, got 0")."""
-    def parse(text: str):
-        try:
-            value = cast(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum:g}, got {text}")
-        return value
-    return parse
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, float]]:
