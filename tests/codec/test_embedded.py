@@ -212,3 +212,18 @@ def test_intelligibility_smoke(codec):
     ref = normalize(text)
     hyp = normalize(Whisper()(rec, codec.sample_rate))
     assert edit_distance(ref, hyp) <= 2, hyp
+
+
+def test_codec_quality_interval_is_a_paired_bootstrap_over_sentences():
+    from kame.bench.codec_quality import wer_change_interval
+
+    words = np.array([10, 10, 10, 10])
+    same = np.array([1, 0, 2, 1])
+    assert wer_change_interval(words, same, same) == (0.0, 0.0, 0.0)  # no change, no spread
+    # one more error in every sentence: +10 points whichever sentences are drawn
+    delta, lo, hi = wer_change_interval(words, same, same + 1)
+    assert delta == pytest.approx(10.0) and lo == pytest.approx(10.0) and hi == pytest.approx(10.0)
+    # all the change in one sentence: the interval holds the change and spans 0 .. 5 errors/40 words
+    delta, lo, hi = wer_change_interval(words, same, same + np.array([0, 0, 5, 0]))
+    assert delta == pytest.approx(12.5) and lo == pytest.approx(0.0) and 12.5 < hi <= 50.0
+    assert wer_change_interval(words, same, same + np.array([0, 0, 5, 0]), seed=0)[1:] == (lo, hi)

@@ -15,7 +15,10 @@ frame at a time, as a live session does), and measures on original and reconstru
   * F0 error: YIN F0 (50-500 Hz, 10 ms) on both signals; mean |difference| in cents over
     sub-frames voiced in both, and the share of those off by more than 100 cents.
 Prints one markdown row per voice, per group (fitted / not fitted) and overall, plus the
-bitrate and the per-frame streaming encode/decode time on one core.
+bitrate and the per-frame streaming encode/decode time on one core. The WER change comes with
+a 95 % interval from a paired bootstrap over sentences (each draw resamples the sentences and
+keeps all of a sentence's clips, original and reconstruction, together): how far the change
+could move on another set of sentences of this kind.
 """
 
 from __future__ import annotations
@@ -91,6 +94,16 @@ def fidelity(orig: np.ndarray, rec: np.ndarray, delay: int) -> tuple[float, list
     return lm, cents, int(va.sum())
 
 
+def wer_change_interval(words: np.ndarray, err_o: np.ndarray, err_r: np.ndarray, draws: int = 2000,
+                        seed: int = 0) -> tuple[float, float, float]:
+    """Per-sentence counts [S] (summed over the clips of a sentence) -> (WER change in points,
+    2.5th and 97.5th percentile of that change over a seeded paired bootstrap of sentences)."""
+    idx = np.random.default_rng(seed).integers(0, len(words), size=(draws, len(words)))
+    boot = 100.0 * (err_r[idx].sum(1) - err_o[idx].sum(1)) / words[idx].sum(1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return 100.0 * float(err_r.sum() - err_o.sum()) / float(words.sum()), float(lo), float(hi)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codec", default="embedded", help="codec spec (embedded, embedded:PATH, mimi, ...)")
     p.add_argument("--sentences", type=int, default=48, help="held-out sentences per voice (max 48)")
@@ -116,7 +129,7 @@ def main(args: argparse.Namespace) -> int:
     enc_t, dec_t = [], []
     t_start = time.perf_counter()
     for voice, fitted in HELD_OUT_VOICES:
-        r = rows.setdefault(voice.label, {"fitted": fitted, "words": 0, "err_o": 0, "err_r": 0,
+        r = rows.setdefault(voice.label, {"fitted": fitted, "words": [], "err_o": [], "err_r": [],
                                           "lm": [], "cents": [], "voiced": 0})
         for text in texts:
             pcm = clips[voice.label, text]
@@ -124,30 +137,30 @@ def main(args: argparse.Namespace) -> int:
             enc_t.append(te)
             dec_t.append(td)
             ref = normalize(text)
-            r["words"] += len(ref)
-            r["err_o"] += edit_distance(ref, normalize(asr(pcm, codec.sample_rate)))
-            r["err_r"] += edit_distance(ref, normalize(asr(rec, codec.sample_rate)))
+            r["words"].append(len(ref))  # one entry per sentence, in HELD_OUT order
+            r["err_o"].append(edit_distance(ref, normalize(asr(pcm, codec.sample_rate))))
+            r["err_r"].append(edit_distance(ref, normalize(asr(rec, codec.sample_rate))))
             lm, cents, voiced = fidelity(pcm, rec, delay)
             r["lm"].append(lm)
             r["cents"] += cents
             r["voiced"] += voiced
 
     def line(name: str, rs: list[dict]) -> str:
-        w = sum(r["words"] for r in rs)
-        eo, er = sum(r["err_o"] for r in rs), sum(r["err_r"] for r in rs)
+        w, eo, er = (np.sum([r[k] for r in rs], 0) for k in ("words", "err_o", "err_r"))  # [S] each
+        delta, lo, hi = wer_change_interval(w, eo, er)
         lm = np.mean([x for r in rs for x in r["lm"]])
         c = np.array([x for r in rs for x in r["cents"]])
         gross = 100.0 * float((c > 100).mean()) if c.size else float("nan")
-        return (f"| {name} | {len(rs) * len(texts)} | {100 * eo / w:.1f} | {100 * er / w:.1f} | "
-                f"{lm:.3f} | {c.mean() if c.size else float('nan'):.0f} | {gross:.1f} |")
+        return (f"| {name} | {len(rs) * len(texts)} | {100 * eo.sum() / w.sum():.1f} | {100 * er.sum() / w.sum():.1f} | "
+                f"{delta:+.1f} [{lo:+.1f}, {hi:+.1f}] | {lm:.3f} | {c.mean() if c.size else float('nan'):.0f} | {gross:.1f} |")
 
     print(f"codec `{args.codec}`: {codec.num_codebooks} codebooks x {codec.cardinality} entries at "
           f"{codec.frame_rate:g} Hz = {codec.frame_rate * codec.num_codebooks * math.log2(codec.cardinality) / 1000:.2f} kbps; "
           f"streaming encode {1000 * np.mean(enc_t):.1f} ms/frame, decode {1000 * np.mean(dec_t):.1f} ms/frame "
           f"(RTF {np.mean(enc_t) * codec.frame_rate:.3f} / {np.mean(dec_t) * codec.frame_rate:.3f}; 80 ms frames, "
           f"batch 1, {args.threads} thread); {time.perf_counter() - t_start:.0f} s total\n")
-    print("| voice | clips | WER orig % | WER codec % | log-mel MSE | F0 err (cents) | F0 err > 100 c (%) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| voice | clips | WER orig % | WER codec % | change, points [95 % CI] | log-mel MSE | F0 err (cents) | F0 err > 100 c (%) |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         print(line(f"{name} ({'fitted' if r['fitted'] else 'held out'})", [r]))
     fit_rows = [r for r in rows.values() if r["fitted"]]
