@@ -130,7 +130,7 @@ def main(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     for voice, fitted in HELD_OUT_VOICES:
         r = rows.setdefault(voice.label, {"fitted": fitted, "words": [], "err_o": [], "err_r": [],
-                                          "lm": [], "cents": [], "voiced": 0})
+                                          "lm": [], "cents": []})
         for text in texts:
             pcm = clips[voice.label, text]
             rec, te, td = stream_roundtrip(codec, pcm)
@@ -140,10 +140,9 @@ def main(args: argparse.Namespace) -> int:
             r["words"].append(len(ref))  # one entry per sentence, in HELD_OUT order
             r["err_o"].append(edit_distance(ref, normalize(asr(pcm, codec.sample_rate))))
             r["err_r"].append(edit_distance(ref, normalize(asr(rec, codec.sample_rate))))
-            lm, cents, voiced = fidelity(pcm, rec, delay)
+            lm, cents, _ = fidelity(pcm, rec, delay)
             r["lm"].append(lm)
             r["cents"] += cents
-            r["voiced"] += voiced
 
     def line(name: str, rs: list[dict]) -> str:
         w, eo, er = (np.sum([r[k] for r in rs], 0) for k in ("words", "err_o", "err_r"))  # [S] each
