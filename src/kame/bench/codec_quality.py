@@ -1,6 +1,6 @@
 """`kame bench codec-quality`: intelligibility and fidelity of a codec on held-out speech.
 
-    kame bench codec-quality                          # embedded codec, 48 sentences x 5 voices
+    kame bench codec-quality                          # embedded codec, 120 sentences x 5 voices
     kame bench codec-quality --codec mimi --sentences 10
 
 For each held-out sentence (kame.codec.embedded.sentences.HELD_OUT) and each held-out voice
@@ -106,7 +106,7 @@ def wer_change_interval(words: np.ndarray, err_o: np.ndarray, err_r: np.ndarray,
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codec", default="embedded", help="codec spec (embedded, embedded:PATH, mimi, ...)")
-    p.add_argument("--sentences", type=int, default=48, help="held-out sentences per voice (max 48)")
+    p.add_argument("--sentences", type=int, default=120, help="held-out sentences per voice (max 120)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for the codec")
 
 
