@@ -101,7 +101,10 @@ async def test_missed_deadline_is_counted():
     assert log.values("missed_deadline") == []
     slow["n"] = 1
     await step(agent, clock)  # this frame finishes 0.2 s after its start: 0.12 s late
-    await step(agent, clock, 2)  # the next one starts at once (re-anchored), then on time
+    # the next one starts at once (re-anchored), with no clock advance; waiting for it here keeps
+    # step() below from racing it (step advances the clock before it waits)
+    await wait_for(lambda: agent.frames >= 5)
+    await step(agent, clock, 2)  # then on time
     assert log.values("missed_deadline") == pytest.approx([0.12])
     assert agent.missed == 1 and s.stats.missed_deadlines == 1
     assert len(log.values("step_time")) == agent.frames == 7  # 3 + slow + immediate re-anchored + 2
