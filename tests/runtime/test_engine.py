@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -315,18 +314,15 @@ async def test_hybrid_routing_replaces_front_end_audio_for_structured_turns(fake
     def routed_samples():
         return sum(int(np.isclose(a, 0.5).sum()) for a in rec.audio())
 
-    # the router's LLM/TTS tasks may lag on a loaded machine: wait for the reply's audio, bounded
-    # by wall time (10 s), not by a number of frames (a fixed 3.4 s was too short now and then)
-    give_up = time.monotonic() + 10.0
-    for k in range(2000):
+    for k in range(200):  # (the router's LLM/TTS tasks may lag on a loaded machine: bounded wait)
         await s.push_audio((np.ones(F) * 0.3).astype(np.float32) if k < 2 else np.zeros(F, np.float32))
         await step(agent, clock)
         for _ in range(20):
             await asyncio.sleep(0)
         if k >= 30:
-            if routed_samples() >= 3 * F or time.monotonic() > give_up:
+            if routed_samples() >= 3 * F:
                 break
-            await asyncio.sleep(0.02)  # wall time for the router's worker threads
+            await asyncio.sleep(0.02)  # wall time for the router's worker threads (bounded: <= 3.4 s)
     routes = rec.meta("route")
     assert routes and routes[0]["route"] == "structured"
     audio = np.concatenate(rec.audio())
