@@ -1,6 +1,6 @@
 """`kame bench codec-quality`: intelligibility and fidelity of a codec on held-out speech.
 
-    kame bench codec-quality                          # embedded codec, 120 sentences x 5 voices
+    kame bench codec-quality                          # embedded codec, all 120 held-out sentences x 5 voices
     kame bench codec-quality --codec mimi --sentences 10
 
 For each held-out sentence (kame.codec.embedded.sentences.HELD_OUT) and each held-out voice
@@ -106,7 +106,8 @@ def wer_change_interval(words: np.ndarray, err_o: np.ndarray, err_r: np.ndarray,
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codec", default="embedded", help="codec spec (embedded, embedded:PATH, mimi, ...)")
-    p.add_argument("--sentences", type=int, default=120, help="held-out sentences per voice (max 120)")
+    p.add_argument("--sentences", type=int, default=None,
+                   help="held-out sentences per voice (default: all of kame.codec.embedded.sentences.HELD_OUT)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for the codec")
 
 
@@ -116,6 +117,8 @@ def main(args: argparse.Namespace) -> int:
     from ..codec.embedded.sentences import HELD_OUT
     from ..errors import ConfigError
 
+    if args.sentences is None:
+        args.sentences = len(HELD_OUT)
     if not 1 <= args.sentences <= len(HELD_OUT):
         raise ConfigError(f"--sentences must be in 1..{len(HELD_OUT)}, got {args.sentences}")
     torch.set_num_threads(args.threads)
