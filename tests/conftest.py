@@ -1,4 +1,4 @@
-"""Test-wide settings: one torch thread, deterministic seeds, no torch.compile (moshi)."""
+"""Test-wide settings: one torch thread, deterministic seeds (onnxruntime too: piper), no torch.compile (moshi)."""
 
 import os
 import random
@@ -18,4 +18,10 @@ def _seed():
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
+    try:  # piper samples its noise inside the ONNX graph, from a session seeded at creation
+        import onnxruntime
+    except ImportError:
+        pass
+    else:
+        onnxruntime.set_seed(0)
     yield
