@@ -84,3 +84,23 @@ def test_stream_resampler_is_seamless():
     np.testing.assert_allclose(parts, whole, atol=1e-5)
     spec = np.abs(np.fft.rfft(parts[8000:24000]))
     assert abs(np.argmax(spec) * 16000 / 16000 - 1000) < 2  # still a 1 kHz tone at 16 kHz
+
+
+@pytest.mark.parametrize("kind", ["silero", "webrtc", "energy"])
+def test_last_voice_stops_while_the_end_of_speech_is_awaited(speech, kind):
+    """``last_voice`` (what barge-in counts up to) stays at the last voiced chunk while the VAD
+    is still "in speech", waiting out min_silence before it reports the end."""
+    from kame.runtime.worker import EnergyVAD
+
+    x, truth = speech
+    vad = EnergyVAD(min_silence=0.8) if kind == "energy" else StreamingVAD(backend=kind, min_silence=0.8)
+    assert vad.last_voice is None
+    end_a = 10.0 + truth[0][1]
+    seen = []
+    for i in range(0, len(x), 1920):
+        t = 10.0 + i / 24000
+        vad.push(x[i:i + 1920], t)
+        if vad.in_speech and end_a + 0.3 < t < end_a + 0.6:  # inside the min_silence wait
+            seen.append(vad.last_voice)
+    assert seen and max(seen) == min(seen) and abs(seen[0] - end_a) < 0.3
+    assert vad.last_voice > 10.0 + truth[1][1] - 0.3  # and it moves on with the next sentence

@@ -20,6 +20,10 @@ class FakeVAD:
     def __init__(self, min_silence: float = 0.24) -> None:
         self.in_speech, self.last_end, self.silence, self.min_silence = False, None, 0.0, min_silence
 
+    @property
+    def last_voice(self):
+        return self.last_end
+
     def push(self, pcm, t):
         t1 = t + pcm.shape[0] / 24000
         if np.abs(pcm).max() > 0.1:

@@ -74,10 +74,35 @@ async def test_barge_in_cancels_the_routed_reply():
     await _frames(clock, router, 20)
     assert router.active
     t = clock.now()
-    router.on_vad([VADEvent("start", t, t)], t, True)
+    router.on_vad([VADEvent("start", t, t)], t, True, t)
     assert router.active  # not yet: a blip is not a barge-in
-    router.on_vad([], t + 0.32, True)
+    router.on_vad([], t + 0.32, True, t + 0.32)
     await asyncio.sleep(0)
     assert not router.active and llm.cancelled == 1
     assert all(f is FRONT for f in await _frames(clock, router, 5))
+    assert [e.data["type"] for e in events if isinstance(e, Meta)].count("barge_in") == 1
+
+
+async def test_the_questions_own_tail_is_not_a_barge_in():
+    """The STT's final can start a routed reply while the VAD still reports the question as
+    ongoing (it waits min_silence before "end"): that silent tail must not cut the reply,
+    while voice heard after the reply started still does."""
+    clock = FakeClock()
+    llm = FakeLLM(clock, [f"Digit number {i} is {i}. " for i in range(30)], delay=0.05)
+    router, events = _router(clock, llm, FakeTTS(clock))
+    t0 = clock.now()
+    router.on_vad([VADEvent("start", t0 - 2.0, t0 - 1.9)], t0, True, t0)  # the question, voiced up to t0
+    router.on_transcript(_final("read back my phone number", t0))
+    for i in range(12):  # ~1 s: still "in speech" (no end event yet), but nothing voiced after t0
+        await _frames(clock, router, 1)
+        router.on_vad([], clock.now(), True, t0)
+    assert router.active and llm.cancelled == 0
+    router.on_vad([VADEvent("end", t0, clock.now())], clock.now(), False, t0)
+    await _frames(clock, router, 3)
+    t1 = clock.now()  # the user speaks again, over the reply
+    router.on_vad([VADEvent("start", t1, t1 + 0.1)], t1 + 0.1, True, t1 + 0.1)
+    assert router.active
+    router.on_vad([], t1 + 0.32, True, t1 + 0.32)
+    await asyncio.sleep(0)
+    assert not router.active and llm.cancelled == 1
     assert [e.data["type"] for e in events if isinstance(e, Meta)].count("barge_in") == 1

@@ -20,10 +20,10 @@ REPLY = ["Sure, the capital of France ", "is Paris. ", "It has been the capital 
          "Anything else?"]
 
 
-async def _agent(clock, llm, tts, stt=None, prompt_fn=None, **overrides):
+async def _agent(clock, llm, tts, stt=None, prompt_fn=None, vad=FakeVAD, **overrides):
     cfg = load_config(None, {"mode": "cascade", **overrides})
     log = MetricsLog()
-    given = {"stt": stt or FakeSTT(), "llm": llm, "tts": tts, "vad_factory": FakeVAD}
+    given = {"stt": stt or FakeSTT(), "llm": llm, "tts": tts, "vad_factory": vad}
     agent = build_cascade_agent(cfg, clock=clock, metrics=log, components={
         **given, **({"prompt_fn": prompt_fn} if prompt_fn else {})})
     await agent.start()
@@ -109,6 +109,24 @@ async def test_barge_in_cancels_llm_and_tts_and_stops_audio():
     # the history keeps only what was heard
     assert s.history[-1].speaker == "agent" and s.history[-1].text == barge[0]["heard"]
     assert len(s.history[-1].text) < len("".join(long_reply))
+    await d.close()
+
+
+async def test_a_reply_starting_before_the_vad_ends_the_turn_is_not_cut_by_its_tail():
+    """The final transcript arrives while the VAD still waits out its min_silence: the reply
+    starts then, and the user's silent tail must not count as talking over it."""
+    clock = FakeClock()
+    llm, tts = FakeLLM(clock, REPLY, delay=0.05), FakeTTS(clock)
+    agent, _ = await _agent(clock, llm, tts, vad=lambda: FakeVAD(min_silence=1.5),  # a slow end detection
+                            **{"cascade.barge_in_min_speech": 0.24})
+    s = await agent.open_session()
+    d = Driver(clock, s)
+    await d.step(speech_frame(), frames=10)
+    s.stt.say("what is the capital of france", clock.now())  # final right at the end of speech
+    await d.step(frames=120)  # the whole reply (~6 s of audio)
+    assert not d.metas("barge_in")
+    agent_tr = d.metas("agent_turn")
+    assert agent_tr and not agent_tr[-1]["interrupted"] and agent_tr[-1]["text"] == "".join(REPLY).strip()
     await d.close()
 
 

@@ -301,11 +301,11 @@ async def test_first_response_latency(voice_from, expected, overlap):
 async def test_hybrid_routing_replaces_front_end_audio_for_structured_turns(fake_components):
     from kame.runtime.backend import load_backend
 
-    # barge-in off: this test is about routing. With barge-in on, a reply that starts before the
-    # VAD has reported the end of the question (its end detection lags) was cut by the question's
-    # own tail after 0.24 s -- 2 of its 3 frames played, in about 1 run in 5
+    # barge-in on (the default 0.24 s): the reply often starts before the VAD has reported the end
+    # of the question (its end detection lags); the question's silent tail must not cut it (before
+    # the barge-in rule counted only voiced chunks, 2 of its 3 frames played in about 1 run in 5)
     agent, clock, log = make_agent(**{"backend.stt": "fake_question", "backend.llm": "fake", "cascade.tts": "fake",
-                                      "cascade.hybrid_routing": True, "cascade.barge_in_min_speech": 60.0})
+                                      "cascade.hybrid_routing": True})
     agent._backend, info = load_backend(agent.config, clock, default_tokenizer(), log)
     assert info["hybrid_routing"] and info["tts"] == "fake"
     await agent.start()
@@ -330,6 +330,24 @@ async def test_hybrid_routing_replaces_front_end_audio_for_structured_turns(fake
     routed = [a for a in rec.audio() if np.isclose(a, 0.5).any()]
     assert all(set(np.unique(a)) <= {0.0, 0.5} for a in routed)  # ... instead of the front-end's frames
     assert any("answer" in (m.get("text") or "") for m in rec.meta("agent_turn"))
+    assert not rec.meta("barge_in")
     await s.close()
     await rec.task
     await agent.stop()
+
+
+def test_worker_reports_each_rows_vad_events_and_last_voice():
+    """The step worker runs one VAD per row and hands the router what barge-in needs: the
+    events and the end of the row's latest voiced chunk (which stops during the end wait)."""
+    from kame.runtime.worker import EnergyVAD, RowInput, StepJob, StepWorker
+
+    w = StepWorker([FakeFrameModel(2)], vad_factory=lambda: EnergyVAD(min_silence=0.5))
+    loud, quiet = np.full(F, 0.3, np.float32), np.zeros(F, np.float32)
+    try:
+        outs = [w.run(StepJob([RowInput(0, loud if k < 3 else quiet, k * 0.08, reset=k == 0),
+                               RowInput(1, quiet, k * 0.08, reset=k == 0)])).rows for k in range(6)]
+    finally:
+        w.shutdown()
+    assert [ev.kind for o in outs for ev in o[0].vad] == ["start"]  # the 0.5 s end wait is not over
+    assert [o[0].last_voice for o in outs] == pytest.approx([0.08, 0.16, 0.24, 0.24, 0.24, 0.24])
+    assert all(o[1].last_voice is None and not o[1].vad for o in outs)

@@ -169,6 +169,12 @@ class StreamingVAD:
     def in_speech(self) -> bool:
         return self.st.in_speech
 
+    @property
+    def last_voice(self) -> float | None:
+        """End time of the latest chunk heard as speech (None before any): unlike ``in_speech``
+        it stops moving during the ``min_silence`` wait that ends a speech region."""
+        return self.st.last_speech_end
+
     def reset(self) -> None:
         self.model.reset()
         self.resampler = StreamResampler()

@@ -7,7 +7,7 @@ One ``HybridRouter`` per tandem session; the tandem runtime calls it from the ev
                           session_id=session.id, prompt_fn=prompt_fn)
     router.on_transcript(tr)            # every partial/final from the STT; a final may start a reply
     router.on_agent_text(piece, t)      # the front-end's own words (kept in the history)
-    router.on_vad(events, t, in_speech) # user voice activity: barge-in cancels a routed reply
+    router.on_vad(events, t, in_speech, last_voice)  # user voice: barge-in cancels a routed reply
     pcm = router.frame(front_end_pcm)   # per 80 ms frame: the routed reply's audio while it
                                         # plays (the front-end's frame is muted), else the front-end's
     await router.aclose()
@@ -29,6 +29,7 @@ from ..runtime.metrics import Metric, MetricsSink, null_sink
 from .config import CascadeConfig
 from .reply import ReplyParts, ReplyPipeline
 from .routing import explain_turn
+from .turns import voice_heard_since
 
 
 class HybridRouter:
@@ -86,17 +87,20 @@ class HybridRouter:
         elif piece.strip():
             self.history.append(Turn("agent", piece.lstrip(), t, t))
 
-    def on_vad(self, events: Sequence, t: float, in_speech: bool) -> None:
+    def on_vad(self, events: Sequence, t: float, in_speech: bool, last_voice: float | None = None) -> None:
+        """VAD events of one frame ending at ``t``; ``last_voice`` = end of the latest chunk the
+        VAD heard as speech (None: not known, then ``t`` while in speech)."""
         for ev in events:
             if ev.kind == "end":
                 self._user_end, self._speech_start = ev.t, None
             elif ev.kind == "start":
                 self._user_end, self._speech_start = None, ev.t
         rp = self.reply
-        if rp is None or not rp.active or not in_speech or self._speech_start is None:
+        if rp is None or not rp.active or not in_speech:
             return
-        # only speech since the reply started counts (as in the cascade session)
-        if t - max(self._speech_start, rp.t_started) >= self.cfg.barge_in_min_speech:
+        # only voice heard since the reply started counts (the cascade session's rule)
+        heard = voice_heard_since(rp.t_started, self._speech_start, t if last_voice is None else last_voice)
+        if heard >= self.cfg.barge_in_min_speech:
             self._emit(Meta({"type": "barge_in", "turn": rp.turn_id, "t": t, "heard": rp.spoken_text}))
             self._stop_reply()
 

@@ -152,11 +152,9 @@ class CascadeSession(Session):
                 self._user_start = ev.t
             self._emit(Meta({"type": "vad", "event": ev.kind, "t": ev.t}))
         rp = self._reply
-        if rp is not None and rp.active and self._turns.in_speech:
-            # only speech heard since the reply started counts (not the tail of the user's turn)
-            run = min(self._turns.speech_run(t), t - rp.t_started)
-            if run >= self.cfg.barge_in_min_speech:
-                self._barge_in(t)
+        # only voice heard since the reply started counts (not the tail of the user's turn)
+        if rp is not None and rp.active and self._turns.heard_since(rp.t_started) >= self.cfg.barge_in_min_speech:
+            self._barge_in(t)
 
     def _barge_in(self, t: float) -> None:
         rp = self._reply

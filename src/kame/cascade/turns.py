@@ -2,7 +2,7 @@
 
     tracker = TurnTracker(make_vad("auto"))
     events = tracker.update(pcm_80ms, t)   # [VADEvent("start"|"end", t, detected_at)]
-    tracker.speech_run(t)                  # seconds of the current speech region (barge-in)
+    tracker.heard_since(t0)                # seconds of user voice heard after t0 (barge-in)
     tracker.current_speech_end()           # end of the user's latest speech (latency origin)
 
 The end of a user's *turn* (what starts the reply) is the STT's final transcript; the VAD gives
@@ -32,15 +32,14 @@ class TurnTracker:
     def in_speech(self) -> bool:
         return bool(self.vad.in_speech)
 
-    def speech_run(self, t: float) -> float:
-        """Seconds since the current speech region started (0 when not in speech)."""
-        return t - self.speech_start if self.in_speech and self.speech_start is not None else 0.0
-
     def current_speech_end(self) -> float | None:
         """Best estimate of the end of the user's latest speech (even before "end" fires)."""
-        st = getattr(self.vad, "st", None)  # StreamingVAD keeps it in its state; EnergyVAD as last_end
-        t = getattr(st, "last_speech_end", None) if st is not None else getattr(self.vad, "last_end", None)
+        t = self.vad.last_voice
         return t if t is not None else self.last_speech_end
+
+    def heard_since(self, t0: float) -> float:
+        """Seconds of user voice heard after ``t0`` in the current speech region (barge-in)."""
+        return voice_heard_since(t0, self.speech_start if self.in_speech else None, self.vad.last_voice)
 
     def update(self, pcm: np.ndarray, t: float) -> list:
         events = self.vad.push(pcm, t)
@@ -50,3 +49,18 @@ class TurnTracker:
             else:
                 self.last_speech_end = ev.t
         return events
+
+
+def voice_heard_since(t0: float, speech_start: float | None, last_voice: float | None) -> float:
+    """Seconds of user voice after ``t0`` (when the agent's reply started) in the speech region
+    that began at ``speech_start`` (None: the user is not speaking), measured up to the VAD's
+    latest voiced chunk ``last_voice``. The barge-in rule of the cascade and of hybrid routing.
+
+    The VAD stays "in speech" for its ``min_silence`` after the user's last sound, so a reply
+    that starts before the end of the user's turn is *reported* meets a region that is still
+    open; its silent tail must not count as talking over the reply. Counting up to the latest
+    voiced chunk (not up to now) makes that tail count for nothing, while a user who goes on
+    talking, or starts again, after ``t0`` is counted as usual."""
+    if speech_start is None or last_voice is None:
+        return 0.0
+    return max(0.0, last_voice - max(speech_start, t0))

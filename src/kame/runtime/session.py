@@ -193,7 +193,7 @@ class TandemSession(Session):
         text = self.agent.token_text(rout.text_token)
         if self.router is not None:  # hybrid routing: a routed reply replaces the front-end's audio
             try:
-                self.router.on_vad(rout.vad, t, lat.user_speaking)
+                self.router.on_vad(rout.vad, t, lat.user_speaking, rout.last_voice)
                 if text:
                     self.router.on_agent_text(text, t)
                 pcm = self.router.frame(pcm)

@@ -79,6 +79,7 @@ class RowOutput:
     text_token: int
     oracle_token: int
     vad: list = field(default_factory=list)  # user VAD events (kame.backend.vad.VADEvent-like)
+    last_voice: float | None = None  # end of the latest chunk the user's VAD heard as speech
 
 
 @dataclass
@@ -98,6 +99,10 @@ class EnergyVAD:
 
     def reset(self) -> None:
         self.in_speech, self.silence, self.last_end = False, 0.0, None
+
+    @property
+    def last_voice(self) -> float | None:  # end of the latest loud chunk (as StreamingVAD.last_voice)
+        return self.last_end
 
     def push(self, pcm: np.ndarray, t: float) -> list:
         from ..backend.vad import VADEvent
@@ -207,6 +212,7 @@ class StepWorker:
                 if vad is None:
                     vad = self.vads[ri.row] = self.vad_factory()
                 out[ri.row].vad = vad.push(ri.pcm, ri.t)
+                out[ri.row].last_voice = vad.last_voice
         self.steps += 1
         return StepResult(rows=out, compute_s=time.perf_counter() - t0)
 
