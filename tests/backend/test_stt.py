@@ -236,3 +236,41 @@ def test_embedded_skips_pocketsphinx_when_far_behind(clips, whisper_handle):
     dog_p = next(w for w in partial if w.text == "dog")
     dog_f = next(w for w in final if w.text.startswith("dog"))
     assert abs(dog_p.end - dog_f.end) < 0.3  # the gap is accounted for (else ~0.6 s early)
+
+
+def test_pocketsphinx_holds_the_gil_only_briefly(clips, whisper_handle):
+    """pocketsphinx's binding keeps the GIL while it decodes: an 80 ms frame goes in as 20 ms
+    calls (the same words come out as feeding it whole), and the embedded STT's decoders skip
+    the fwdflat pass (their final is only a fallback; that pass stalls other threads)."""
+    from kame.audio import resample
+    from kame.backend.stt.embedded import EmbeddedSTT
+    from kame.backend.stt.pocketsphinx import _FILLER, DecoderPool, PocketsphinxRecognizer
+
+    class Spy:
+        def __init__(self, dec):
+            self.dec, self.sizes = dec, []
+
+        def process_raw(self, data, *args):
+            self.sizes.append(len(data) // 2)
+            return self.dec.process_raw(data, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.dec, name)
+
+    x = resample(clips[SENT_A], 24000, 16000)
+    pool = DecoderPool()
+    rec = PocketsphinxRecognizer(pool)
+    rec.dec = spy = Spy(rec.dec)
+    for i in range(0, len(x) - 1279, 1280):
+        rec.accept(x[i:i + 1280])
+    assert spy.sizes and max(spy.sizes) == 320 and sum(spy.sizes) == len(x) // 1280 * 1280
+    words = [w.text for w in rec.final()]
+    whole = pool.get()  # the same decoder type, fed 80 ms per call
+    whole.start_utt()
+    pcm = (np.clip(x, -1, 1) * 32767).astype(np.int16)
+    for i in range(0, len(x) - 1279, 1280):
+        whole.process_raw(pcm[i:i + 1280].tobytes(), False, False)
+    whole.end_utt()
+    assert words == [w for w in (re.sub(r"\(\d+\)$", "", s.word) for s in whole.seg()) if not _FILLER.match(w)]
+    assert DecoderPool().get().config["fwdflat"] is True  # the plain pocketsphinx STT keeps it
+    assert EmbeddedSTT(handle=whisper_handle).pool.get().config["fwdflat"] is False

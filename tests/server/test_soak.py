@@ -36,3 +36,16 @@ async def test_sessions_short():
         r = await run_sessions(url, 4, 1.5, http)
         assert r["errors"] == 0 and r["refused"] == 0 and r["clean_closes"] == 4
         assert r["audio_back_min_s"] > 0.8 * r["expected_s"]
+
+
+def test_spoken_questions_alternate_speech_and_answer_gaps():
+    import numpy as np
+
+    from kame.bench.soak import spoken_questions
+
+    x = spoken_questions(9.6, seed=1)
+    assert x.shape == (int(9.6 * 24000),) and x.dtype == np.float32
+    loud = np.abs(x.reshape(-1, 1920)).max(1) > 0.05  # per 80 ms frame
+    assert loud[:10].any()  # the first question is spoken at once ...
+    gap = np.flatnonzero(~loud[np.argmax(loud):])
+    assert len(gap) >= 40  # ... and followed by ~4 s of silence for the answer

@@ -2,11 +2,13 @@
 
     kame bench soak                                   # echo agent: 16 x 60 s, 10 000 fuzz, 1000 cycles
     kame bench soak --agent config --set frontend.spec=random:tiny --set backend.stt=none --set backend.llm=none
+    kame bench soak --agent config --parts sessions --sessions 1 --seconds 30 --speech   # one user, default config
     python bench/soak.py --parts fuzz --fuzz 2000     # one part, smaller
 
 Runs `kame serve`'s app in this process on a loopback port, with real WebSocket clients
 (kame.server.client), and prints markdown tables:
-  sessions  N clients stream Ogg/Opus speech-like audio in real time for S seconds; each must get
+  sessions  N clients stream Ogg/Opus speech-like audio (tones; or, with --speech, spoken questions
+            so the STT and the LLM work too) in real time for S seconds; each must get
             agent audio back the whole time. Reports received/expected audio, errors, event-loop
             lag (p99 oversleep of a 10 ms timer: the loop never blocks) and, with a real agent,
             missed-deadline ratio and step time p50/p99 from the agent's metrics.
@@ -83,11 +85,28 @@ class LoopLag:
 
 # ---- parts ---------------------------------------------------------------------------------
 
+QUESTIONS = ["What is the capital city of France?", "How many days are there in a leap year?",
+             "Who wrote the play Romeo and Juliet?", "What is seventeen times three?"]
+
+
+def spoken_questions(seconds: float, seed: int = 0) -> np.ndarray:
+    """``seconds`` of a user asking QUESTIONS (piper, else espeak-ng), each followed by 4 s of
+    silence for the answer, starting at question ``seed``: the STT and the LLM get real work."""
+    from ..cascade.agent import load_tts
+
+    tts, _ = load_tts("piper", "espeak")
+    n, out, i = int(seconds * 24000), [], seed
+    while sum(len(x) for x in out) < n:
+        out += [np.asarray(tts.synth(QUESTIONS[i % len(QUESTIONS)]), np.float32), np.zeros(4 * 24000, np.float32)]
+        i += 1
+    return np.concatenate(out)[:n]
+
 
 async def run_sessions(url: str, n: int, seconds: float, http: aiohttp.ClientSession | None = None,
-                       subprocess_clients: bool = False) -> dict:
+                       subprocess_clients: bool = False, speech: bool = False) -> dict:
     """``n`` real-time clients for ``seconds``. With ``subprocess_clients`` the clients run in a
-    child process (as real clients would), so this process's loop lag is the server's alone."""
+    child process (as real clients would), so this process's loop lag is the server's alone.
+    ``speech``: the clients ask spoken questions instead of sending tones."""
     lag = LoopLag()
     cpu0 = time.process_time()
     if subprocess_clients:
@@ -96,14 +115,15 @@ async def run_sessions(url: str, n: int, seconds: float, http: aiohttp.ClientSes
 
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "kame.cli", "bench", "soak", "--client-url", url, "--sessions", str(n),
-            "--seconds", str(seconds), stdout=asyncio.subprocess.PIPE)
+            "--seconds", str(seconds), *(["--speech"] if speech else []), stdout=asyncio.subprocess.PIPE)
         out, _ = await proc.communicate()
         r = json.loads(out.decode().strip().splitlines()[-1])
         r["loop_lag"] = lag.stop()
         r["server_cpu_s"] = time.process_time() - cpu0  # this process = the server (+ agent threads)
         return r
     t0 = time.monotonic()
-    results = await asyncio.gather(*(chat(url, speechlike(seconds, i), http=http, tail_s=0.5) for i in range(n)))
+    audio = [(spoken_questions if speech else speechlike)(seconds, i) for i in range(n)]
+    results = await asyncio.gather(*(chat(url, a, http=http, tail_s=0.5) for a in audio))
     wall = time.monotonic() - t0
     recv = [len(r.audio) / 24000 for r in results]
     return {
@@ -351,13 +371,15 @@ async def soak(args) -> dict:
     try:
         async with aiohttp.ClientSession() as http:
             if "sessions" in parts:
-                out["sessions"] = await run_sessions(url, args.sessions, args.seconds, http, subprocess_clients=True)
+                out["sessions"] = await run_sessions(url, args.sessions, args.seconds, http, subprocess_clients=True,
+                                                     speech=args.speech)
                 st, md = metrics.values("step_time"), metrics.values("missed_deadline")
                 if st:
                     out["sessions"]["steps"] = len(st)
                     out["sessions"]["step_p50_ms"] = 1e3 * float(np.percentile(st, 50))
                     out["sessions"]["step_p99_ms"] = 1e3 * float(np.percentile(st, 99))
                     out["sessions"]["missed_ratio"] = len(md) / len(st)
+                    out["sessions"]["llm_calls"] = len(metrics.values("llm_ttft"))  # back-end predictions started
             if "fuzz" in parts:
                 out["fuzz"] = await run_fuzz(url, args.fuzz, http, server, seed=args.seed)
             if "cycles" in parts:
@@ -376,15 +398,15 @@ def tables(r: dict) -> str:
         lines += ["| agent | sessions × s | audio back min / mean (s, of expected) | errors | refused | clean closes "
                   "| server loop lag p99 / max (ms) | loop CPU per 10 ms window p99 / max (ms) "
                   "| server CPU (% of a core) | steps | step p50 / p99 (ms) "
-                  "| missed-deadline ratio |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|",
+                  "| missed-deadline ratio | LLM calls |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
                   f"| {r['agent']} | {s['sessions']} × {s['seconds']:g} | {s['audio_back_min_s']:.1f} / "
                   f"{s['audio_back_mean_s']:.1f} (of {s['expected_s']:.1f}) | {s['errors']} | {s['refused']} "
                   f"| {s['clean_closes']} | {1e3 * s['loop_lag']['p99']:.1f} / {1e3 * s['loop_lag']['max']:.1f} "
                   f"| {1e3 * s['loop_lag']['busy_p99']:.1f} / {1e3 * s['loop_lag']['busy_max']:.1f} "
                   f"| {100 * s.get('server_cpu_s', float('nan')) / s['wall_s']:.0f} "
-                  f"| {s.get('steps', '-')} | " + (f"{s['step_p50_ms']:.1f} / {s['step_p99_ms']:.1f} | {s['missed_ratio']:.3f} |"
-                                                   if "steps" in s else "- | - |"), ""]
+                  f"| {s.get('steps', '-')} | " + (f"{s['step_p50_ms']:.1f} / {s['step_p99_ms']:.1f} | {s['missed_ratio']:.3f} "
+                                                    f"| {s['llm_calls']} |" if "steps" in s else "- | - | - |"), ""]
     if "fuzz" in r:
         f = r["fuzz"]
         lines += ["| fuzz messages | wall (s) | 0x05 errors | closes (code: n) | unanswered | canary errors / close "
@@ -418,13 +440,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fuzz", type=int, default=10000)
     p.add_argument("--cycles", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--speech", action="store_true",
+                   help="sessions part: clients ask spoken questions (STT and LLM at work) instead of sending tones")
     p.add_argument("--json", default=None, help="also write the raw results here")
     p.add_argument("--client-url", default=None, help=argparse.SUPPRESS)  # internal: clients-only child process
 
 
-async def _clients_only(url: str, n: int, seconds: float) -> dict:
+async def _clients_only(url: str, n: int, seconds: float, speech: bool = False) -> dict:
     async with aiohttp.ClientSession() as http:
-        r = await run_sessions(url, n, seconds, http)
+        r = await run_sessions(url, n, seconds, http, speech=speech)
     r["client_loop_lag"] = r.pop("loop_lag")
     return r
 
@@ -433,7 +457,7 @@ def main(args) -> int:
     import json
 
     if args.client_url:
-        print(json.dumps(asyncio.run(_clients_only(args.client_url, args.sessions, args.seconds))))
+        print(json.dumps(asyncio.run(_clients_only(args.client_url, args.sessions, args.seconds, args.speech))))
         return 0
     r = asyncio.run(soak(args))
     print(tables(r))

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..types import Word
-from .pocketsphinx import DecoderPool, PocketsphinxRecognizer, _load_decoder
+from .pocketsphinx import DecoderPool, PocketsphinxRecognizer
 from .streaming import Recognizer, SegmentedSTT
 from .whisper import WhisperModelHandle, WhisperRecognizer
 
@@ -91,8 +91,10 @@ class EmbeddedSTT(SegmentedSTT):
         self.whisper_interval = None if whisper_interval is None else float(whisper_interval)
         self.final_beam = final_beam
         self.max_ps_lag = float(max_ps_lag)  # pocketsphinx skips audio while this far behind
-        self.pool = DecoderPool()
-        self.pool.put(_load_decoder())
+        # pocketsphinx gives the partials; its final is only a fallback for an empty whisper
+        # final, so its decoders skip the fwdflat pass (which holds the GIL ~60-130 ms per utterance)
+        self.pool = DecoderPool(fwdflat=False)
+        self.pool.put(self.pool.get())  # fail now (not mid-stream) if the model is missing
 
     def new_recognizer(self) -> Recognizer:
         return HybridRecognizer(self)
