@@ -4,6 +4,7 @@ smoke check with whisper tiny.en."""
 
 from __future__ import annotations
 
+import math
 import shutil
 from dataclasses import replace
 
@@ -83,17 +84,19 @@ def test_layout_and_range(codec, speech):
 
 
 def test_streaming_equals_whole_signal(codec, speech):
-    x = torch.stack([_frames(speech["m"], 12), _frames(speech["f"], 12)])
+    # the third row 20 dB quieter: the AGC raises it, frame by frame, in both paths alike
+    x = torch.stack([_frames(speech["m"], 12), _frames(speech["f"], 12), 0.1 * _frames(speech["f"], 12)])
     whole_codes = codec.encode(x)
-    s = codec.stream(2)
+    s = codec.stream(3)
     codes = torch.stack([s.encode_frame(x[:, i * FS : (i + 1) * FS]) for i in range(12)], -1)
     assert torch.equal(codes, whole_codes)
     out = torch.cat([s.decode_frame(codes[:, :, i]) for i in range(12)], 1)
     assert torch.equal(out, codec.decode(whole_codes))
+    assert not torch.equal(codes[2], codes[1])  # levelled, not undone: still the quieter input
 
 
 def test_batch_rows_are_independent_and_reset_works(codec, speech):
-    a, b = _frames(speech["m"], 8), _frames(speech["f"], 8)
+    a, b = _frames(speech["m"], 8), 0.1 * _frames(speech["f"], 8)  # b quiet: the reset must clear the AGC too
     single = {}
     for name, sig in (("a", a), ("b", b)):
         s1 = codec.stream(1)
@@ -118,6 +121,38 @@ def test_batch_rows_are_independent_and_reset_works(codec, speech):
     torch.testing.assert_close(torch.cat(out0), single["a"][1], rtol=0, atol=1e-6)
     torch.testing.assert_close(torch.cat(out1[4:]), single["a"][1][: 4 * FS], rtol=0, atol=1e-6)
     assert not torch.allclose(torch.cat(out1[:4]), single["a"][1][: 4 * FS], atol=1e-3)  # b is not a
+
+
+def test_agc_raises_quiet_input_only(codec, speech):
+    from kame.codec.embedded.features import input_gain, level_input, new_level
+
+    cfg = codec.cfg
+    x = _frames(np.tile(speech["f"], 3), 36)[None]  # [1, T] ~3 s at the synthesizer's level
+    gain, level = input_gain(x.view(1, 36, FS), new_level(1, cfg), cfg)
+    assert torch.equal(gain, torch.ones(1, 36))  # speech at its level: untouched, bit for bit
+    quiet_gain, quiet_level = input_gain(0.1 * x.view(1, 36, FS), new_level(1, cfg), cfg)
+    g_db = 20 * torch.log10(quiet_gain[0])
+    assert float(g_db.min()) >= 0.0 and float(g_db[-12:].min()) > 3.0  # 20 dB quieter: raised, more over time
+    assert float(g_db.max()) <= cfg.agc_max_gain_db + 1e-4 and float(quiet_level[0]) < float(level[0]) - 10
+    silence = input_gain(torch.zeros(1, 5, FS), new_level(1, cfg), cfg)
+    assert torch.equal(silence[0], torch.ones(1, 5)) and torch.equal(silence[1], new_level(1, cfg))
+    off = replace(cfg, agc_max_gain_db=0.0)
+    assert torch.equal(level_input(0.1 * x, off), 0.1 * x)  # turned off: the input as it is
+    # a stream tracks each row's level and a reset starts a row over
+    s = codec.stream(2)
+    for i in range(36):
+        s.encode_frame(torch.cat([x, 0.1 * x])[:, i * FS : (i + 1) * FS])
+    assert float(s.level[1]) < float(s.level[0]) - 10
+    s.reset([1])
+    assert torch.equal(s.level, torch.stack([level[0], new_level(1, cfg)[0]]))
+    # decoded, the quiet input comes back louder than it would without the AGC
+    louder = codec.decode(codec.encode(0.1 * x))[0, 24 * FS :].square().mean().sqrt()
+    codec.cfg = off
+    try:
+        as_is = codec.decode(codec.encode(0.1 * x))[0, 24 * FS :].square().mean().sqrt()
+    finally:
+        codec.cfg = cfg
+    assert 20 * math.log10(float(louder / as_is)) > 3.0
 
 
 def test_arbitrary_codes_stay_in_range(codec):
@@ -192,13 +227,28 @@ def test_tiny_fit_is_reproducible(tmp_path):
     cfg = replace(EmbeddedCodecConfig(), cardinality=32, kmeans_iters=3, pca_dim=16)
     voices = [Voice("espeak", "en-us+m3", 170, 50), Voice("espeak", "en+f2", 170, 60)]
     digests = []
-    for run, seed in enumerate((5, 5, 6)):
-        codec, stats = fit(cfg, seed=seed, sentences=6, voices=voices, correction_clips=2)
+    for run, (seed, augment) in enumerate(((5, 0.5), (5, 0.5), (6, 0.5), (5, 0.0))):
+        codec, stats = fit(replace(cfg, augment=augment), seed=seed, sentences=6, voices=voices, correction_clips=2)
         digests.append(save(codec, tmp_path / f"c{run}.safetensors", {"seed": seed}))
-    assert digests[0] == digests[1] != digests[2]
+    assert digests[0] == digests[1] != digests[2]  # the random channels are seeded too
+    assert digests[3] != digests[0]  # and they change what is fitted
     tiny = load(tmp_path / "c0.safetensors")  # checked against the .sha256 written beside it
     codes = tiny.encode(torch.zeros(1, 3 * FS))
     assert codes.shape == (1, 8, 3) and int(codes.max()) < 32
+
+
+def test_fit_command_checks_its_options():
+    import argparse
+
+    from kame.codec.embedded import fit
+    from kame.errors import ConfigError
+
+    p = argparse.ArgumentParser()
+    fit.add_arguments(p)
+    for bad, msg in ((["--augment", "1.5"], "--augment"), (["--sentences", "0"], "--sentences"),
+                     (["--cardinality", "4096"], "--cardinality")):
+        with pytest.raises(ConfigError, match=msg):
+            fit.main(p.parse_args(bad))
 
 
 def test_intelligibility_smoke(codec):

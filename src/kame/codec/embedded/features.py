@@ -7,6 +7,12 @@ look-ahead). Also the mel helpers the vocoder uses to turn cepstra back into a s
 
 Per sub-frame feature: [c_0 .. c_{n_cep-1}, F0 in semitones re 100 Hz, voicing in 0..1].
 Unvoiced sub-frames carry the last voiced F0 (``last_f0`` is the per-row state).
+
+Before analysis the encoder levels its input (``input_gain``, an AGC with one gain per 80 ms
+frame): the codebooks were fitted on speech at the synthesizers' level, and speech 20 dB
+quieter came through them with ~20 more whisper WER points lost (BENCHMARKS.md).
+
+    gain, level = input_gain(frames, level, cfg)      # frames [B, F, frame_size] -> gain [B, F]
 """
 
 from __future__ import annotations
@@ -16,6 +22,47 @@ import math
 import torch
 
 from .config import EmbeddedCodecConfig
+
+
+def input_gain(frames: torch.Tensor, level: torch.Tensor, cfg: EmbeddedCodecConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoder's AGC. frames [B, F, frame_size] (raw input, in order), level [B] float64 (the
+    tracked speech level, dB re full scale; a session starts at ``new_level``) -> (linear gain
+    for each frame [B, F] float32, the new level [B]).
+
+    The level follows the upper envelope of the frame powers: it rises quickly towards a louder
+    frame (cfg.agc_rise of the gap per frame) and sinks slowly towards a quieter one
+    (cfg.agc_fall), and frames more than cfg.agc_span_db below it or below cfg.agc_gate_db
+    (pauses, room noise) leave it alone. A frame's gain depends on that frame and the ones
+    before it only, so streaming and whole-signal encoding agree."""
+    db = 10.0 * torch.log10(frames.double().square().mean(-1) + 1e-12)  # [B, F]
+    level = level.double().clone()
+    gains = []
+    for f in range(db.shape[1]):
+        e = db[:, f]
+        heard = e > torch.clamp(level - cfg.agc_span_db, min=cfg.agc_gate_db)
+        rate = torch.where(e > level, cfg.agc_rise, cfg.agc_fall)
+        level = torch.where(heard, level + rate * (e - level), level)
+        g_db = (cfg.agc_target_db - level).clamp(0.0, cfg.agc_max_gain_db)
+        gains.append(10.0 ** (g_db / 20.0))
+    gain = torch.stack(gains, 1).float() if gains else torch.ones(db.shape, dtype=torch.float32)
+    return gain, level
+
+
+def new_level(batch_size: int, cfg: EmbeddedCodecConfig) -> torch.Tensor:
+    """The AGC state of fresh sessions: [B] float64 at cfg.agc_start_db (no gain)."""
+    return torch.full((batch_size,), cfg.agc_start_db, dtype=torch.float64)
+
+
+def level_input(pcm: torch.Tensor, cfg: EmbeddedCodecConfig) -> torch.Tensor:
+    """pcm [B, T] -> pcm [B, T] with the encoder's AGC applied from a fresh state (frames cut
+    from sample 0, the last one zero-padded), as whole-signal encoding and the fit see it."""
+    B, T = pcm.shape
+    F = -(-T // cfg.frame_size)
+    frames = torch.zeros(B, F * cfg.frame_size, dtype=pcm.dtype)
+    frames[:, :T] = pcm
+    frames = frames.view(B, F, cfg.frame_size)
+    gain, _ = input_gain(frames, new_level(B, cfg), cfg)
+    return (frames * gain[..., None].to(pcm.dtype)).reshape(B, -1)[:, :T]
 
 
 def hz_to_mel(f):

@@ -2,6 +2,7 @@
 
     kame codec fit --seed 0 -o src/kame/assets/embedded_codec.safetensors   # the shipped file (~7 min)
     kame codec fit --sentences 40 --iters 2 -o /tmp/tiny.safetensors        # a quick small fit
+    kame codec fit --augment 0.5 -o /tmp/robust.safetensors                  # half the clips through random rooms/noise
 
 Steps: synthesize the training sentences (kame.codec.embedded.sentences) over TRAIN_VOICES
 (espeak-ng voices/pitches/rates + piper length/noise scales), analyse them (causal features,
@@ -26,9 +27,10 @@ import numpy as np
 import torch
 
 from ...errors import ConfigError
+from .channel import random_channel
 from .config import EmbeddedCodecConfig
 from .data import TRAIN_VOICES, Voice, synthesize
-from .features import Analyzer, analyze
+from .features import Analyzer, analyze, level_input
 from .model import DEFAULT_PATH, EmbeddedCodec, save
 from .rvq import fit_rvq
 from .sentences import train_sentences
@@ -76,7 +78,11 @@ def fit(cfg: EmbeddedCodecConfig, *, seed: int = 0, sentences: int = 3000,
     t_synth = time.perf_counter() - t0
     an = Analyzer(cfg)
     rows = []
-    for _, _, pcm in clips:
+    for i, (_, _, pcm) in enumerate(clips):
+        rng = np.random.default_rng([seed, i])  # per clip: repeatable whatever the clip order
+        if rng.random() < cfg.augment:  # through a random channel, then levelled as the encoder does
+            # (clean clips are analysed as synthesized: at their level the AGC gives no gain)
+            pcm = level_input(torch.from_numpy(random_channel(pcm, cfg.sample_rate, rng))[None], cfg)[0].numpy()
         feats, _ = analyze(torch.from_numpy(pcm)[None], cfg, an)
         rows.append(stack_frames(feats[0], cfg, tuple(range(0, cfg.subframes, 2))))
     x = torch.cat(rows)
@@ -107,6 +113,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="training sentences (15%% piper, the rest espeak voices)")
     p.add_argument("--iters", type=int, default=None, help="k-means iterations per stage (default: config)")
     p.add_argument("--cardinality", type=int, default=None, help="entries per codebook (default 2048)")
+    p.add_argument("--augment", type=float, default=None,
+                   help="share of training clips passed through a random recording channel: room, noise, "
+                        "pass band, level (channel.py; default: config)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -119,6 +128,10 @@ def main(args: argparse.Namespace) -> int:
         if not 2 <= args.cardinality <= 2048:
             raise ConfigError(f"--cardinality must be in 2..2048 (Mimi's layout), got {args.cardinality}")
         cfg = replace(cfg, cardinality=args.cardinality)
+    if args.augment is not None:
+        if not 0.0 <= args.augment <= 1.0:
+            raise ConfigError(f"--augment is a share of the clips, in 0..1; got {args.augment}")
+        cfg = replace(cfg, augment=args.augment)
     codec, stats = fit(cfg, seed=args.seed, sentences=args.sentences)
     meta = {k: stats[k] for k in ("seed", "sentences", "clips", "audio_minutes", "voices", "vectors")}
     digest = save(codec, args.output, meta)

@@ -12,7 +12,9 @@ kame/assets and is made by `kame codec fit` (see docs/codecs.md).
     s.reset([2])                                # row 2 starts a new session
 
 Encoding and decoding are causal (no look-ahead): streaming and whole-signal results are equal
-(tests check it). The decoded audio lags the input by ``delay_samples`` (20 ms).
+(tests check it). The decoded audio lags the input by ``delay_samples`` (20 ms). The encoder
+raises quiet input to a speech level first (features.input_gain), so quiet speech comes back
+louder.
 """
 
 from __future__ import annotations
@@ -28,14 +30,14 @@ import torch
 from ...errors import AudioFormatError, CheckpointError, ConfigError, NotAvailableError
 from ..base import Codec, CodecStream
 from .config import EmbeddedCodecConfig
-from .features import Analyzer, frame_windows
+from .features import Analyzer, frame_windows, input_gain, level_input, new_level
 from .rvq import RVQ
 from .vocoder import Vocoder, VocoderState
 
 FORMAT = "kame-embedded-codec/2"
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "assets" / "embedded_codec.safetensors"
 # sha256 of the shipped file, made by: kame codec fit --seed 0 -o src/kame/assets/embedded_codec.safetensors
-DEFAULT_SHA256 = "1fe2901e5f39e14b87cd2a18d8e64871470743b82724cab2aa59fba35c7b57c1"
+DEFAULT_SHA256 = "8b78890a745f265a94801bc6ae89bc36f297dd84dcecfaeba050ec911d61da24"
 _DEFAULT_F0 = 120.0  # F0 (Hz) assumed before the first voiced sub-frame
 
 
@@ -101,7 +103,7 @@ class EmbeddedCodec(Codec):
     # --- whole signal ----------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, pcm: torch.Tensor) -> torch.Tensor:
-        pcm = self._check_pcm(pcm, frame=False)
+        pcm = level_input(self._check_pcm(pcm, frame=False), self.cfg)  # the AGC
         B, T = pcm.shape
         F = -(-T // self.frame_size)
         padded = torch.zeros(B, self.cfg.lookback + F * self.frame_size)
@@ -122,11 +124,13 @@ class EmbeddedCodec(Codec):
 
 
 class EmbeddedStream(CodecStream):
-    """Streaming state: the analysis look-back, the last voiced F0, the vocoder state."""
+    """Streaming state: the analysis look-back, the input level (AGC), the last voiced F0, the
+    vocoder state."""
 
     def __init__(self, codec: EmbeddedCodec, batch_size: int) -> None:
         self.codec, self.batch_size = codec, batch_size
-        self.history = torch.zeros(batch_size, codec.cfg.lookback)  # [B, lookback]
+        self.history = torch.zeros(batch_size, codec.cfg.lookback)  # [B, lookback], after the AGC
+        self.level = new_level(batch_size, codec.cfg)  # [B] the AGC's speech level (dB), see input_gain
         self.last_f0 = torch.full((batch_size,), _DEFAULT_F0)  # [B]
         self.voc: VocoderState = codec.vocoder.new_state(batch_size)
 
@@ -138,7 +142,8 @@ class EmbeddedStream(CodecStream):
     def encode_frame(self, pcm: torch.Tensor) -> torch.Tensor:
         pcm = self.codec._check_pcm(pcm, frame=True)
         self._rows(pcm)
-        buf = torch.cat([self.history, pcm], 1)  # [B, lookback + frame]
+        gain, self.level = input_gain(pcm[:, None], self.level, self.codec.cfg)  # [B, 1]
+        buf = torch.cat([self.history, pcm * gain], 1)  # [B, lookback + frame]
         codes, self.last_f0 = self.codec._encode_windows(frame_windows(buf, self.codec.cfg), self.last_f0)
         self.history = buf[:, -self.codec.cfg.lookback :].clone()
         return codes[:, :, 0]
@@ -152,6 +157,7 @@ class EmbeddedStream(CodecStream):
     def reset(self, rows: Sequence[int] | torch.Tensor | None = None) -> None:
         idx = torch.arange(self.batch_size) if rows is None else torch.as_tensor(rows, dtype=torch.long)
         self.history[idx] = 0.0
+        self.level[idx] = new_level(len(idx), self.codec.cfg)
         self.last_f0[idx] = _DEFAULT_F0
         self.voc.reset(idx)
 
