@@ -137,21 +137,22 @@ def run_recordings(args: argparse.Namespace, codec, asr: Whisper) -> int:
     from .recordings import chunks, load_recordings
 
     recs = load_recordings(args.recordings, codec.sample_rate)
-    delay = int(getattr(codec, "delay_samples", 0))
-    rate = codec.sample_rate
+    delay, rate = int(getattr(codec, "delay_samples", 0)), codec.sample_rate
     rows, t_start = [], time.perf_counter()
     for rec in recs:
         full, te, td = stream_roundtrip(codec, rec.pcm)
         out = full[delay : delay + len(rec.pcm)]  # aligned with the original
-        words, errs = [], []
+        words, errs, heard_o, heard_r = [], [], [], []
         for a, b in chunks(len(rec.pcm), rate):
-            ref = normalize(asr(rec.pcm[a:b], rate))
+            ref, hyp = normalize(asr(rec.pcm[a:b], rate)), normalize(asr(out[a:b], rate))
             words.append(len(ref))
-            errs.append(edit_distance(ref, normalize(asr(out[a:b], rate))))
+            errs.append(edit_distance(ref, hyp))
+            heard_o += ref
+            heard_r += hyp
         ref_wer = "–"
-        if rec.text:
+        if rec.text:  # the pieces' transcripts, joined, against the published text
             t = normalize(rec.text)
-            eo, er = edit_distance(t, normalize(asr(rec.pcm, rate))), edit_distance(t, normalize(asr(out, rate)))
+            eo, er = edit_distance(t, heard_o), edit_distance(t, heard_r)
             ref_wer = f"{100 * eo / len(t):.1f} → {100 * er / len(t):.1f}"
         lm, cents, _ = fidelity(rec.pcm, full, delay)
         rows.append(dict(name=rec.name, sec=len(rec.pcm) / rate, src=rec.source_rate, words=words, errs=errs,
@@ -196,10 +197,10 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown --channel {args.channel!r}; known: {', '.join(CHANNELS)}")
     torch.set_num_threads(args.threads)
     codec = registry.create("codec", args.codec)
-    delay = int(getattr(codec, "delay_samples", 0))
     asr = Whisper()
     if args.recordings:
         return run_recordings(args, codec, asr)
+    delay = int(getattr(codec, "delay_samples", 0))
     texts = HELD_OUT[: args.sentences]
     pairs = [(voice, text) for voice, _ in HELD_OUT_VOICES for text in texts]
     clips = dict(zip(((v.label, t) for v, t in pairs), speak(pairs, seed=1)))  # repeatable speech

@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, read_wav
+from ..audio import SAMPLE_RATE, read_wav, resample
 from ..errors import ConfigError, NotAvailableError
 
 
@@ -131,25 +131,20 @@ def _sha256(data: bytes) -> str:
 def load_recordings(source: str, rate: int = SAMPLE_RATE) -> list[Recording]:
     """``"registry"`` or a folder of audio files -> recordings resampled to ``rate``."""
     if source == "registry":
-        return [Recording(rec.name, read_wav(path, rate)[0], _rate(path), rec.text) for rec, path in fetch_registry()]
+        return [_read(rec.name, path, rate, rec.text) for rec, path in fetch_registry()]
     folder = Path(source)
     if not folder.is_dir():
         raise ConfigError(f"--recordings takes 'registry' or a folder of audio files; {source!r} is neither")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
     if not files:
         raise ConfigError(f"no {'/'.join(AUDIO_SUFFIXES)} files in {folder}")
-    recs = []
-    for p in files:
-        pcm, _ = read_wav(p, rate)  # AudioFormatError names a corrupt file
-        txt = p.with_suffix(".txt")
-        recs.append(Recording(p.name, pcm, _rate(p), txt.read_text().strip() if txt.exists() else None))
-    return recs
+    texts = [p.with_suffix(".txt") for p in files]
+    return [_read(p.name, p, rate, t.read_text().strip() if t.exists() else None) for p, t in zip(files, texts)]
 
 
-def _rate(path: Path) -> int:
-    import soundfile as sf
-
-    return int(sf.info(str(path)).samplerate)
+def _read(name: str, path: Path, rate: int, text: str | None) -> Recording:
+    pcm, source_rate = read_wav(path, None)  # mono at its own rate; AudioFormatError names a corrupt file
+    return Recording(name, resample(pcm, source_rate, rate), source_rate, text)
 
 
 def chunks(n: int, rate: int, seconds: float = 15.0) -> list[tuple[int, int]]:

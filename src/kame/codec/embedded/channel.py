@@ -12,7 +12,7 @@ for its seed.
 
     rng = np.random.default_rng(0)
     y = random_channel(pcm, 24000, rng)              # float32 [T] -> float32 [T], peak <= 0.99
-    y = apply_channel("reverb", pcm, 24000, rng)     # one of CHANNELS
+    y = apply_channel("room", pcm, 24000, rng)       # one of CHANNELS
 """
 
 from __future__ import annotations
