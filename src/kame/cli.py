@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # faster-whisper logs every decode ("Processing audio with duration ...") at INFO
+        logging.getLogger("faster_whisper").setLevel(logging.WARNING)
     if not getattr(args, "_module", None):
         parser.print_help()
         return 2

@@ -124,27 +124,33 @@ def test_batch_rows_are_independent_and_reset_works(codec, speech):
 
 
 def test_agc_raises_quiet_input_only(codec, speech):
-    from kame.codec.embedded.features import input_gain, level_input, new_level
+    from kame.codec.embedded.features import LevelState, input_gain, level_input
 
     cfg = codec.cfg
     x = _frames(np.tile(speech["f"], 3), 36)[None]  # [1, T] ~3 s at the synthesizer's level
-    gain, level = input_gain(x.view(1, 36, FS), new_level(1, cfg), cfg)
+    level = LevelState.new(1, cfg)
+    gain = input_gain(x.view(1, 36, FS), level, cfg)
     assert torch.equal(gain, torch.ones(1, 36))  # speech at its level: untouched, bit for bit
-    quiet_gain, quiet_level = input_gain(0.1 * x.view(1, 36, FS), new_level(1, cfg), cfg)
-    g_db = 20 * torch.log10(quiet_gain[0])
-    assert float(g_db.min()) >= 0.0 and float(g_db[-12:].min()) > 3.0  # 20 dB quieter: raised, more over time
-    assert float(g_db.max()) <= cfg.agc_max_gain_db + 1e-4 and float(quiet_level[0]) < float(level[0]) - 10
-    silence = input_gain(torch.zeros(1, 5, FS), new_level(1, cfg), cfg)
-    assert torch.equal(silence[0], torch.ones(1, 5)) and torch.equal(silence[1], new_level(1, cfg))
+    quiet = LevelState.new(1, cfg)
+    g_db = 20 * torch.log10(input_gain(0.1 * x.view(1, 36, FS), quiet, cfg)[0])
+    assert float(g_db.min()) >= 0.0 and float(g_db.max()) <= cfg.agc_max_gain_db + 1e-4
+    assert float(quiet.db[0]) < float(level.db[0]) - 10 and int(quiet.heard[0]) > cfg.agc_startup_frames
+    # 20 dB quieter: levelled from the start (start-up), not only after a second or more
+    first_word = slice(2, 8)  # 160..640 ms
+    assert float(g_db[first_word].mean()) > 5.0 and float(g_db[-12:].mean()) > 8.0  # (without: 0 dB, 4-6 dB)
+    silence = LevelState.new(1, cfg)
+    assert torch.equal(input_gain(torch.zeros(1, 5, FS), silence, cfg), torch.ones(1, 5))
+    assert float(silence.db[0]) == cfg.agc_start_db and int(silence.heard[0]) == 0
     off = replace(cfg, agc_max_gain_db=0.0)
     assert torch.equal(level_input(0.1 * x, off), 0.1 * x)  # turned off: the input as it is
     # a stream tracks each row's level and a reset starts a row over
     s = codec.stream(2)
     for i in range(36):
         s.encode_frame(torch.cat([x, 0.1 * x])[:, i * FS : (i + 1) * FS])
-    assert float(s.level[1]) < float(s.level[0]) - 10
+    assert float(s.level.db[1]) < float(s.level.db[0]) - 10
     s.reset([1])
-    assert torch.equal(s.level, torch.stack([level[0], new_level(1, cfg)[0]]))
+    assert torch.equal(s.level.db, torch.stack([level.db[0], LevelState.new(1, cfg).db[0]]))
+    assert s.level.heard.tolist() == [int(level.heard[0]), 0]
     # decoded, the quiet input comes back louder than it would without the AGC
     louder = codec.decode(codec.encode(0.1 * x))[0, 24 * FS :].square().mean().sqrt()
     codec.cfg = off
@@ -153,6 +159,29 @@ def test_agc_raises_quiet_input_only(codec, speech):
     finally:
         codec.cfg = cfg
     assert 20 * math.log10(float(louder / as_is)) > 3.0
+
+
+def test_agc_does_not_blast_a_talker_after_room_noise(codec, speech):
+    """A second of quiet room noise (-50 dBFS) first: the start-up settles on the noise, so
+    the gain is high when speech starts; the ceiling keeps the speech frames where they were."""
+    from kame.codec.embedded.features import LevelState, input_gain
+
+    cfg = codec.cfg
+    rng = np.random.default_rng(0)
+    x = np.concatenate([np.zeros(FS * 12, np.float32), speech["m"]])
+    x = x + (10 ** (-50 / 20) * rng.standard_normal(len(x))).astype(np.float32)
+    n = len(x) // FS
+    frames = torch.from_numpy(x[: n * FS].copy()).view(1, n, FS)
+    state = LevelState.new(1, cfg)
+    g_db = 20 * torch.log10(input_gain(frames, state, cfg)[0])
+    e = 10 * torch.log10(frames.double().square().mean(-1) + 1e-12)[0]
+    assert float(g_db[8:12].min()) > 15.0  # the noise itself is lifted (it is all the start-up heard)
+    lifted = (e + g_db)[12:]
+    assert float(lifted.max()) <= max(cfg.agc_ceiling_db, float(e[12:].max())) + 1e-6
+    # no ceiling: the first speech frames would come out far louder
+    loose = LevelState.new(1, cfg)
+    g_loose = 20 * torch.log10(input_gain(frames, loose, replace(cfg, agc_ceiling_db=100.0))[0])
+    assert float((e + g_loose)[12:].max()) > float(lifted.max()) + 6.0
 
 
 def test_arbitrary_codes_stay_in_range(codec):

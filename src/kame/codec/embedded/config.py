@@ -29,7 +29,9 @@ class EmbeddedCodecConfig:
     agc_gate_db: float = -55.0  # frames below it never move the level
     agc_span_db: float = 20.0  # nor frames more than this far below the level (pauses, room noise)
     agc_rise: float = 0.3  # share of the gap closed per frame towards a louder frame
-    agc_fall: float = 0.05  # ... towards a quieter one (~1.5 s to settle on a quieter talker)
+    agc_fall: float = 0.05  # ... towards a quieter one (~1.5 s to settle when a talker gets quieter)
+    agc_startup_frames: int = 8  # a row's first frames above the gate: the level jumps up, sinks at agc_rise
+    agc_ceiling_db: float = -18.0  # the gain never lifts a frame's power above this
     log_floor: float = 1e-4  # floor of the mel power before the log (about -60 dB re full scale)
     w_f0: float = 1.5  # weight of one semitone of F0 in the VQ distance (cepstrum units = 1)
     w_voicing: float = 4.0  # weight of the voicing strength (0..1) in the VQ distance

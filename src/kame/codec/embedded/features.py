@@ -12,45 +12,75 @@ Before analysis the encoder levels its input (``input_gain``, an AGC with one ga
 frame): the codebooks were fitted on speech at the synthesizers' level, and speech 20 dB
 quieter came through them with ~20 more whisper WER points lost (BENCHMARKS.md).
 
-    gain, level = input_gain(frames, level, cfg)      # frames [B, F, frame_size] -> gain [B, F]
+    state = LevelState.new(batch_size, cfg)
+    gain = input_gain(frames, state, cfg)             # frames [B, F, frame_size] -> gain [B, F]
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
 from .config import EmbeddedCodecConfig
 
 
-def input_gain(frames: torch.Tensor, level: torch.Tensor, cfg: EmbeddedCodecConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The encoder's AGC. frames [B, F, frame_size] (raw input, in order), level [B] float64 (the
-    tracked speech level, dB re full scale; a session starts at ``new_level``) -> (linear gain
-    for each frame [B, F] float32, the new level [B]).
+@dataclass
+class LevelState:
+    """The AGC's per-row state (see ``input_gain``); a session (row) starts at ``new``."""
+
+    db: torch.Tensor  # [B] float64: the tracked speech level, dB re full scale
+    heard: torch.Tensor  # [B] int64: frames that have moved it since the row started
+    peak: torch.Tensor  # [B] float64: the loudest of those frames within the start-up (dB)
+
+    @classmethod
+    def new(cls, batch_size: int, cfg: EmbeddedCodecConfig) -> "LevelState":
+        return cls(torch.full((batch_size,), cfg.agc_start_db, dtype=torch.float64),
+                   torch.zeros(batch_size, dtype=torch.long), torch.full((batch_size,), -200.0, dtype=torch.float64))
+
+    def reset(self, rows: torch.Tensor, cfg: EmbeddedCodecConfig) -> None:
+        self.db[rows] = cfg.agc_start_db
+        self.heard[rows] = 0
+        self.peak[rows] = -200.0
+
+
+def input_gain(frames: torch.Tensor, state: LevelState, cfg: EmbeddedCodecConfig) -> torch.Tensor:
+    """The encoder's AGC. frames [B, F, frame_size] (raw input, in order), state (updated in
+    place) -> linear gain for each frame [B, F] float32.
 
     The level follows the upper envelope of the frame powers: it rises quickly towards a louder
     frame (cfg.agc_rise of the gap per frame) and sinks slowly towards a quieter one
     (cfg.agc_fall), and frames more than cfg.agc_span_db below it or below cfg.agc_gate_db
-    (pauses, room noise) leave it alone. A frame's gain depends on that frame and the ones
-    before it only, so streaming and whole-signal encoding agree."""
+    (pauses, room noise) leave it alone. Start-up: over a row's first cfg.agc_startup_frames
+    frames above the gate the level jumps up to any louder frame and sinks at cfg.agc_rise,
+    with no span, but not below the loudest of those frames, so a quiet talker is levelled
+    within ~0.4 s instead of ~1.5 s while a talker at speech level gets (almost) no gain. The gain
+    lifts the level to cfg.agc_target_db (at most cfg.agc_max_gain_db, never a cut) but never
+    lifts a frame above cfg.agc_ceiling_db (a talker who starts after a stretch of quiet room
+    noise is not blasted). A frame's gain depends on that frame and the ones before it only,
+    so streaming and whole-signal encoding agree."""
     db = 10.0 * torch.log10(frames.double().square().mean(-1) + 1e-12)  # [B, F]
-    level = level.double().clone()
+    level, heard, peak = state.db.double().clone(), state.heard.clone(), state.peak.clone()
     gains = []
     for f in range(db.shape[1]):
         e = db[:, f]
-        heard = e > torch.clamp(level - cfg.agc_span_db, min=cfg.agc_gate_db)
-        rate = torch.where(e > level, cfg.agc_rise, cfg.agc_fall)
-        level = torch.where(heard, level + rate * (e - level), level)
+        start = heard < cfg.agc_startup_frames
+        floor = torch.where(start, torch.full_like(level, cfg.agc_gate_db),
+                            torch.clamp(level - cfg.agc_span_db, min=cfg.agc_gate_db))
+        moves = e > floor
+        up = e > level
+        rate = torch.where(start, torch.where(up, 1.0, cfg.agc_rise),
+                           torch.where(up, cfg.agc_rise, cfg.agc_fall)).double()
+        level = torch.where(moves, level + rate * (e - level), level)
+        peak = torch.where(moves & start, torch.maximum(peak, e), peak)
+        level = torch.where(start, torch.maximum(level, peak), level)
+        heard = heard + moves.long()
         g_db = (cfg.agc_target_db - level).clamp(0.0, cfg.agc_max_gain_db)
+        g_db = torch.minimum(g_db, (cfg.agc_ceiling_db - e).clamp(min=0.0))
         gains.append(10.0 ** (g_db / 20.0))
-    gain = torch.stack(gains, 1).float() if gains else torch.ones(db.shape, dtype=torch.float32)
-    return gain, level
-
-
-def new_level(batch_size: int, cfg: EmbeddedCodecConfig) -> torch.Tensor:
-    """The AGC state of fresh sessions: [B] float64 at cfg.agc_start_db (no gain)."""
-    return torch.full((batch_size,), cfg.agc_start_db, dtype=torch.float64)
+    state.db, state.heard, state.peak = level, heard, peak
+    return torch.stack(gains, 1).float() if gains else torch.ones(db.shape, dtype=torch.float32)
 
 
 def level_input(pcm: torch.Tensor, cfg: EmbeddedCodecConfig) -> torch.Tensor:
@@ -61,7 +91,7 @@ def level_input(pcm: torch.Tensor, cfg: EmbeddedCodecConfig) -> torch.Tensor:
     frames = torch.zeros(B, F * cfg.frame_size, dtype=pcm.dtype)
     frames[:, :T] = pcm
     frames = frames.view(B, F, cfg.frame_size)
-    gain, _ = input_gain(frames, new_level(B, cfg), cfg)
+    gain = input_gain(frames, LevelState.new(B, cfg), cfg)
     return (frames * gain[..., None].to(pcm.dtype)).reshape(B, -1)[:, :T]
 
 

@@ -30,14 +30,14 @@ import torch
 from ...errors import AudioFormatError, CheckpointError, ConfigError, NotAvailableError
 from ..base import Codec, CodecStream
 from .config import EmbeddedCodecConfig
-from .features import Analyzer, frame_windows, input_gain, level_input, new_level
+from .features import Analyzer, LevelState, frame_windows, input_gain, level_input
 from .rvq import RVQ
 from .vocoder import Vocoder, VocoderState
 
 FORMAT = "kame-embedded-codec/2"
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "assets" / "embedded_codec.safetensors"
 # sha256 of the shipped file, made by: kame codec fit --seed 0 -o src/kame/assets/embedded_codec.safetensors
-DEFAULT_SHA256 = "8b78890a745f265a94801bc6ae89bc36f297dd84dcecfaeba050ec911d61da24"
+DEFAULT_SHA256 = "f45259ef28f9d815fa2abe053326a4c036bcfbb4beee8424f7521f0ad476cccf"
 _DEFAULT_F0 = 120.0  # F0 (Hz) assumed before the first voiced sub-frame
 
 
@@ -130,7 +130,7 @@ class EmbeddedStream(CodecStream):
     def __init__(self, codec: EmbeddedCodec, batch_size: int) -> None:
         self.codec, self.batch_size = codec, batch_size
         self.history = torch.zeros(batch_size, codec.cfg.lookback)  # [B, lookback], after the AGC
-        self.level = new_level(batch_size, codec.cfg)  # [B] the AGC's speech level (dB), see input_gain
+        self.level = LevelState.new(batch_size, codec.cfg)  # the AGC's per-row speech level, see input_gain
         self.last_f0 = torch.full((batch_size,), _DEFAULT_F0)  # [B]
         self.voc: VocoderState = codec.vocoder.new_state(batch_size)
 
@@ -142,7 +142,7 @@ class EmbeddedStream(CodecStream):
     def encode_frame(self, pcm: torch.Tensor) -> torch.Tensor:
         pcm = self.codec._check_pcm(pcm, frame=True)
         self._rows(pcm)
-        gain, self.level = input_gain(pcm[:, None], self.level, self.codec.cfg)  # [B, 1]
+        gain = input_gain(pcm[:, None], self.level, self.codec.cfg)  # [B, 1]
         buf = torch.cat([self.history, pcm * gain], 1)  # [B, lookback + frame]
         codes, self.last_f0 = self.codec._encode_windows(frame_windows(buf, self.codec.cfg), self.last_f0)
         self.history = buf[:, -self.codec.cfg.lookback :].clone()
@@ -157,7 +157,7 @@ class EmbeddedStream(CodecStream):
     def reset(self, rows: Sequence[int] | torch.Tensor | None = None) -> None:
         idx = torch.arange(self.batch_size) if rows is None else torch.as_tensor(rows, dtype=torch.long)
         self.history[idx] = 0.0
-        self.level[idx] = new_level(len(idx), self.codec.cfg)
+        self.level.reset(idx, self.codec.cfg)
         self.last_f0[idx] = _DEFAULT_F0
         self.voc.reset(idx)
 
