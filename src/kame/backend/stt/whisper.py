@@ -10,7 +10,8 @@ newest decode already covers all the speech).
     async for tr in stt.stream(frames): ...
 
 Also exports ``WhisperModelHandle`` (load once, thread-safe ``transcribe``) for the hybrid
-"embedded" STT.
+"embedded" STT, and ``decode_repeatable`` (the decoding rule both use, and the codec bench's
+judge): no temperature sampling, so the same audio always gives the same words.
 """
 
 from __future__ import annotations
@@ -28,6 +29,45 @@ from .streaming import BufferedRecognizer, Recognizer, SegmentedSTT
 
 _PUNCT_ONLY = set(".,!?;:-–—…\"'")
 TAIL = 0.2  # s of audio kept after the VAD's end of speech (the rest is silence)
+# faster-whisper's defaults for falling back from the greedy text
+COMPRESSION_RATIO, LOG_PROB, NO_SPEECH = 2.4, -1.0, 0.6
+
+
+def whisper_attempt(model, pcm16k: np.ndarray, *, fallback: bool = False, beam_size: int = 1,
+                    **options) -> tuple[list, bool, bool, float]:
+    """One decode of a 16 kHz clip at temperature 0 -> (segments, passes faster-whisper's
+    fallback tests, too repetitive, mean log-probability per token). ``fallback``: a beam of at
+    least 5 that may not repeat a 3-gram (a plain beam search loops on some clips as greedy does)."""
+    if fallback:
+        options.update(beam_size=max(5, beam_size), no_repeat_ngram_size=3)
+    else:
+        options.update(beam_size=beam_size)
+    segments, _ = model.transcribe(pcm16k, temperature=0.0, **options)
+    segments = list(segments)
+    looping = any(s.compression_ratio > COMPRESSION_RATIO for s in segments)
+    unlikely = any(s.avg_logprob < LOG_PROB and s.no_speech_prob < NO_SPEECH for s in segments)
+    logp = float(np.mean([s.avg_logprob for s in segments])) if segments else 0.0
+    return segments, not (looping or unlikely), looping, logp
+
+
+def decode_repeatable(model, pcm16k: np.ndarray, **options) -> list:
+    """faster-whisper's ``transcribe`` (a WhisperModel, options passed on) without its temperature
+    sampling: the given search at temperature 0, and where its text fails faster-whisper's tests
+    (too repetitive, or too unlikely while there is speech) the fallback search of
+    ``whisper_attempt``; the first that passes, else (faster-whisper's rule) the likelier of those
+    not too repetitive. Returns the segments.
+
+    Why not sample: CTranslate2 seeds its sampler once per worker thread (a thread_local
+    generator; ``ctranslate2.set_random_seed`` later does not reset it), so a sampled transcript
+    depends on every decode the model ran before it."""
+    tries = [whisper_attempt(model, pcm16k, **options)]
+    if not tries[0][1]:
+        tries.append(whisper_attempt(model, pcm16k, fallback=True, **options))
+    for segments, ok, _, _ in tries:
+        if ok:
+            return segments
+    pool = [t for t in tries if not t[2]] or tries
+    return max(pool, key=lambda t: t[3])[0]
 
 
 def default_model_path() -> Path:
@@ -67,8 +107,8 @@ class WhisperModelHandle:
             return []
         with self.lock:
             # without_timestamps=True makes tiny.en hallucinate "Thank you." after the speech
-            segments, _ = self.model.transcribe(
-                pcm16k, language=self.language, beam_size=beam_size, word_timestamps=True,
+            segments = decode_repeatable(
+                self.model, pcm16k, language=self.language, beam_size=beam_size, word_timestamps=True,
                 condition_on_previous_text=False, vad_filter=False, without_timestamps=False,
             )
             words = [w for seg in segments for w in (seg.words or [])]
