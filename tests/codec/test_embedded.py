@@ -124,15 +124,17 @@ def test_batch_rows_are_independent_and_reset_works(codec, speech):
 
 
 def test_agc_raises_quiet_input_only(codec, speech):
-    from kame.codec.embedded.features import LevelState, input_gain, level_input
+    from kame.codec.embedded.features import LevelState, input_gain, level_input, voiced_frames
 
     cfg = codec.cfg
     x = _frames(np.tile(speech["f"], 3), 36)[None]  # [1, T] ~3 s at the synthesizer's level
+    voiced = voiced_frames(x.view(1, 36, FS), codec.analyzer)  # the speech cue (scale-free)
+    assert 0.5 < float(voiced.float().mean()) < 1.0
     level = LevelState.new(1, cfg)
-    gain = input_gain(x.view(1, 36, FS), level, cfg)
+    gain = input_gain(x.view(1, 36, FS), level, cfg, voiced)
     assert torch.equal(gain, torch.ones(1, 36))  # speech at its level: untouched, bit for bit
     quiet = LevelState.new(1, cfg)
-    g_db = 20 * torch.log10(input_gain(0.1 * x.view(1, 36, FS), quiet, cfg)[0])
+    g_db = 20 * torch.log10(input_gain(0.1 * x.view(1, 36, FS), quiet, cfg, voiced)[0])
     assert float(g_db.min()) >= 0.0 and float(g_db.max()) <= cfg.agc_max_gain_db + 1e-4
     assert float(quiet.db[0]) < float(level.db[0]) - 10 and int(quiet.heard[0]) > cfg.agc_startup_frames
     # 20 dB quieter: levelled from the start (start-up), not only after a second or more
@@ -161,17 +163,53 @@ def test_agc_raises_quiet_input_only(codec, speech):
     assert 20 * math.log10(float(louder / as_is)) > 3.0
 
 
+def _noise_then(speech: np.ndarray, noise_frames: int, rng: np.random.Generator) -> torch.Tensor:
+    """~1 s of quiet room noise (-50 dBFS, white) and then the speech, noise throughout: [1, F, FS]."""
+    x = np.concatenate([np.zeros(FS * noise_frames, np.float32), speech])
+    x = x + (10 ** (-50 / 20) * rng.standard_normal(len(x))).astype(np.float32)
+    n = len(x) // FS
+    return torch.from_numpy(x[: n * FS].copy()).view(1, n, FS)
+
+
+def test_agc_speech_cue_ignores_room_noise(codec, speech):
+    """Room noise before the first word is not speech (no pitch): it neither moves the level
+    nor gets any gain, and a quiet talker after it is still levelled within the first word."""
+    from kame.codec.embedded.features import LevelState, input_gain, voiced_frames
+
+    cfg, an, rng = codec.cfg, codec.analyzer, np.random.default_rng(0)
+    t = torch.arange(30 * FS) / 24000.0
+    hum = 0.003 * (torch.sin(2 * math.pi * 50 * t) + 0.5 * torch.sin(2 * math.pi * 150 * t))
+    low = torch.from_numpy(np.cumsum(rng.standard_normal(30 * FS)).astype(np.float32))  # rumble
+    noises = torch.stack([torch.from_numpy(rng.standard_normal(30 * FS).astype(np.float32)), low, hum])
+    assert not voiced_frames(noises.view(3, 30, FS), an).any()  # hiss, rumble, mains hum
+    # a live session whose user has not spoken yet: 2.4 s of room noise get no gain at all
+    # (without the cue the start-up settles on the noise and lifts it by ~20 dB for good)
+    room = 10 ** (-50 / 20) * noises[:1].view(1, 30, FS)
+    assert torch.equal(input_gain(room, LevelState.new(1, cfg), cfg, voiced_frames(room, an)), torch.ones(1, 30))
+    lifted = 20 * torch.log10(input_gain(room, LevelState.new(1, cfg), replace(cfg, agc_voiced_only=False))[0])
+    assert float(lifted[-10:].min()) > 15.0
+    frames = _noise_then(0.1 * speech["m"], 12, rng)  # the talker 20 dB below the synthesizer
+    voiced = voiced_frames(frames, an)
+    assert not voiced[0, :12].any() and voiced[0, 12:].float().mean() > 0.4
+    state = LevelState.new(1, cfg)
+    g_db = 20 * torch.log10(input_gain(frames, state, cfg, voiced)[0])
+    assert torch.equal(g_db[:12], torch.zeros(12))  # the noise: no gain
+    first_word = slice(19, 24)  # from 0.5 s after its first voiced frame (13 here), noise and all
+    assert float(g_db[first_word].min()) > 5.0  # the talker: levelled within its first word
+    # without the cue (agc_voiced_only off, or no cue given) the start-up settles on the noise
+    g_off = 20 * torch.log10(input_gain(frames, LevelState.new(1, cfg), replace(cfg, agc_voiced_only=False), voiced)[0])
+    assert float(g_off[8:12].min()) > 15.0
+
+
 def test_agc_does_not_blast_a_talker_after_room_noise(codec, speech):
-    """A second of quiet room noise (-50 dBFS) first: the start-up settles on the noise, so
-    the gain is high when speech starts; the ceiling keeps the speech frames where they were."""
+    """Without the speech cue, a second of quiet room noise (-50 dBFS) first: the start-up
+    settles on the noise, so the gain is high when speech starts; the ceiling keeps the speech
+    frames where they were."""
     from kame.codec.embedded.features import LevelState, input_gain
 
     cfg = codec.cfg
-    rng = np.random.default_rng(0)
-    x = np.concatenate([np.zeros(FS * 12, np.float32), speech["m"]])
-    x = x + (10 ** (-50 / 20) * rng.standard_normal(len(x))).astype(np.float32)
-    n = len(x) // FS
-    frames = torch.from_numpy(x[: n * FS].copy()).view(1, n, FS)
+    frames = _noise_then(speech["m"], 12, np.random.default_rng(0))
+    n = frames.shape[1]
     state = LevelState.new(1, cfg)
     g_db = 20 * torch.log10(input_gain(frames, state, cfg)[0])
     e = 10 * torch.log10(frames.double().square().mean(-1) + 1e-12)[0]

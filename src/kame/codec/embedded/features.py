@@ -13,7 +13,8 @@ frame): the codebooks were fitted on speech at the synthesizers' level, and spee
 quieter came through them with ~20 more whisper WER points lost (BENCHMARKS.md).
 
     state = LevelState.new(batch_size, cfg)
-    gain = input_gain(frames, state, cfg)             # frames [B, F, frame_size] -> gain [B, F]
+    voiced = voiced_frames(frames, an)                # [B, F] bool: the speech cue
+    gain = input_gain(frames, state, cfg, voiced)     # frames [B, F, frame_size] -> gain [B, F]
 """
 
 from __future__ import annotations
@@ -45,7 +46,22 @@ class LevelState:
         self.peak[rows] = -200.0
 
 
-def input_gain(frames: torch.Tensor, state: LevelState, cfg: EmbeddedCodecConfig) -> torch.Tensor:
+_CUE_MIN_F0 = 62.0  # Hz: the speech cue ignores periods of mains hum (50/60 Hz)
+
+
+def voiced_frames(frames: torch.Tensor, an: "Analyzer") -> torch.Tensor:
+    """The AGC's speech cue. frames [B, F, frame_size] -> [B, F] bool: YIN finds a pitch
+    (62..f0_max Hz, voicing > 0.5 as the analysis defines it) in at least one of the frame's
+    YIN windows (2 * yin_win samples, half overlapping). Room noise, hiss, rumble and hum are
+    not voiced; any talker is within ~0.1 s of starting a word."""
+    W = 2 * an.cfg.yin_win
+    win = frames.float().unfold(-1, W, W // 2)  # [B, F, n, W]
+    f0, aper = an.yin(win)
+    return ((an.voicing(aper) > 0.5) & (f0 >= _CUE_MIN_F0)).any(-1)
+
+
+def input_gain(frames: torch.Tensor, state: LevelState, cfg: EmbeddedCodecConfig,
+               voiced: torch.Tensor | None = None) -> torch.Tensor:
     """The encoder's AGC. frames [B, F, frame_size] (raw input, in order), state (updated in
     place) -> linear gain for each frame [B, F] float32.
 
@@ -55,7 +71,10 @@ def input_gain(frames: torch.Tensor, state: LevelState, cfg: EmbeddedCodecConfig
     (pauses, room noise) leave it alone. Start-up: over a row's first cfg.agc_startup_frames
     frames above the gate the level jumps up to any louder frame and sinks at cfg.agc_rise,
     with no span, but not below the loudest of those frames, so a quiet talker is levelled
-    within ~0.4 s instead of ~1.5 s while a talker at speech level gets (almost) no gain. The gain
+    within ~0.4 s instead of ~1.5 s while a talker at speech level gets (almost) no gain. When
+    ``voiced`` ([B, F] bool, ``voiced_frames``) is given and cfg.agc_voiced_only is set, only
+    frames with a pitch move the level at all: room noise before the first word (or through a
+    long pause) neither sets the level nor gets a gain. The gain
     lifts the level to cfg.agc_target_db (at most cfg.agc_max_gain_db, never a cut) but never
     lifts a frame above cfg.agc_ceiling_db (a talker who starts after a stretch of quiet room
     noise is not blasted). A frame's gain depends on that frame and the ones before it only,
@@ -69,6 +88,8 @@ def input_gain(frames: torch.Tensor, state: LevelState, cfg: EmbeddedCodecConfig
         floor = torch.where(start, torch.full_like(level, cfg.agc_gate_db),
                             torch.clamp(level - cfg.agc_span_db, min=cfg.agc_gate_db))
         moves = e > floor
+        if voiced is not None and cfg.agc_voiced_only:
+            moves = moves & voiced[:, f]
         up = e > level
         rate = torch.where(start, torch.where(up, 1.0, cfg.agc_rise),
                            torch.where(up, cfg.agc_rise, cfg.agc_fall)).double()
@@ -83,7 +104,7 @@ def input_gain(frames: torch.Tensor, state: LevelState, cfg: EmbeddedCodecConfig
     return torch.stack(gains, 1).float() if gains else torch.ones(db.shape, dtype=torch.float32)
 
 
-def level_input(pcm: torch.Tensor, cfg: EmbeddedCodecConfig) -> torch.Tensor:
+def level_input(pcm: torch.Tensor, cfg: EmbeddedCodecConfig, an: "Analyzer | None" = None) -> torch.Tensor:
     """pcm [B, T] -> pcm [B, T] with the encoder's AGC applied from a fresh state (frames cut
     from sample 0, the last one zero-padded), as whole-signal encoding and the fit see it."""
     B, T = pcm.shape
@@ -91,7 +112,8 @@ def level_input(pcm: torch.Tensor, cfg: EmbeddedCodecConfig) -> torch.Tensor:
     frames = torch.zeros(B, F * cfg.frame_size, dtype=pcm.dtype)
     frames[:, :T] = pcm
     frames = frames.view(B, F, cfg.frame_size)
-    gain = input_gain(frames, LevelState.new(B, cfg), cfg)
+    voiced = voiced_frames(frames, an or Analyzer(cfg)) if cfg.agc_voiced_only else None
+    gain = input_gain(frames, LevelState.new(B, cfg), cfg, voiced)
     return (frames * gain[..., None].to(pcm.dtype)).reshape(B, -1)[:, :T]
 
 
@@ -178,6 +200,11 @@ class Analyzer:
         period = best.to(x.dtype) + lo + 1 + shift
         return cfg.sample_rate / period, y1
 
+    @staticmethod
+    def voicing(aper: torch.Tensor) -> torch.Tensor:
+        """YIN aperiodicity -> voicing strength in 0..1 (1 below 0.15, 0 above 0.5)."""
+        return ((0.5 - aper) / 0.35).clamp(0.0, 1.0)
+
     def features(self, win: torch.Tensor, last_f0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """win [B, N, 2 * yin_win] causal windows (one per sub-frame, in time order);
         last_f0 [B] Hz of the last voiced sub-frame before them.
@@ -189,7 +216,7 @@ class Analyzer:
         cep = self.logmel(seg) @ self.dct.T  # [B, N, C]
         f0, aper = self.yin(win)
         energy = win[..., cfg.yin_win // 2 : cfg.yin_win // 2 + cfg.yin_win].square().mean(-1)
-        voicing = ((0.5 - aper) / 0.35).clamp(0.0, 1.0) * (energy > 1e-6)
+        voicing = self.voicing(aper) * (energy > 1e-6)
         voiced = voicing > 0.5
         # carry the last voiced F0 through unvoiced sub-frames
         n = win.shape[1]

@@ -82,7 +82,7 @@ def fit(cfg: EmbeddedCodecConfig, *, seed: int = 0, sentences: int = 3000,
         rng = np.random.default_rng([seed, i])  # per clip: repeatable whatever the clip order
         if rng.random() < cfg.augment:  # through a random channel, then levelled as the encoder does
             # (clean clips are analysed as synthesized: at their level the AGC gives no gain)
-            pcm = level_input(torch.from_numpy(random_channel(pcm, cfg.sample_rate, rng))[None], cfg)[0].numpy()
+            pcm = level_input(torch.from_numpy(random_channel(pcm, cfg.sample_rate, rng))[None], cfg, an)[0].numpy()
         feats, _ = analyze(torch.from_numpy(pcm)[None], cfg, an)
         rows.append(stack_frames(feats[0], cfg, tuple(range(0, cfg.subframes, 2))))
     x = torch.cat(rows)

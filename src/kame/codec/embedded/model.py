@@ -30,14 +30,14 @@ import torch
 from ...errors import AudioFormatError, CheckpointError, ConfigError, NotAvailableError
 from ..base import Codec, CodecStream
 from .config import EmbeddedCodecConfig
-from .features import Analyzer, LevelState, frame_windows, input_gain, level_input
+from .features import Analyzer, LevelState, frame_windows, input_gain, level_input, voiced_frames
 from .rvq import RVQ
 from .vocoder import Vocoder, VocoderState
 
 FORMAT = "kame-embedded-codec/2"
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "assets" / "embedded_codec.safetensors"
 # sha256 of the shipped file, made by: kame codec fit --seed 0 -o src/kame/assets/embedded_codec.safetensors
-DEFAULT_SHA256 = "f45259ef28f9d815fa2abe053326a4c036bcfbb4beee8424f7521f0ad476cccf"
+DEFAULT_SHA256 = "0045656295abf8e4cb78e662a883f13caa75c84c69b468102d1f7d41d7b7f1a2"
 _DEFAULT_F0 = 120.0  # F0 (Hz) assumed before the first voiced sub-frame
 
 
@@ -103,7 +103,7 @@ class EmbeddedCodec(Codec):
     # --- whole signal ----------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, pcm: torch.Tensor) -> torch.Tensor:
-        pcm = level_input(self._check_pcm(pcm, frame=False), self.cfg)  # the AGC
+        pcm = level_input(self._check_pcm(pcm, frame=False), self.cfg, self.analyzer)  # the AGC
         B, T = pcm.shape
         F = -(-T // self.frame_size)
         padded = torch.zeros(B, self.cfg.lookback + F * self.frame_size)
@@ -142,7 +142,9 @@ class EmbeddedStream(CodecStream):
     def encode_frame(self, pcm: torch.Tensor) -> torch.Tensor:
         pcm = self.codec._check_pcm(pcm, frame=True)
         self._rows(pcm)
-        gain = input_gain(pcm[:, None], self.level, self.codec.cfg)  # [B, 1]
+        cfg = self.codec.cfg
+        voiced = voiced_frames(pcm[:, None], self.codec.analyzer) if cfg.agc_voiced_only else None
+        gain = input_gain(pcm[:, None], self.level, cfg, voiced)  # [B, 1]
         buf = torch.cat([self.history, pcm * gain], 1)  # [B, lookback + frame]
         codes, self.last_f0 = self.codec._encode_windows(frame_windows(buf, self.codec.cfg), self.last_f0)
         self.history = buf[:, -self.codec.cfg.lookback :].clone()
