@@ -196,6 +196,16 @@ def test_agc_speech_cue_ignores_room_noise(codec, speech):
     assert torch.equal(g_db[:12], torch.zeros(12))  # the noise: no gain
     first_word = slice(19, 24)  # from 0.5 s after its first voiced frame (13 here), noise and all
     assert float(g_db[first_word].min()) > 5.0  # the talker: levelled within its first word
+    # then a 3.2 s pause, room noise only: after the hangover the level (so the gain) stays put;
+    # without the cue it sinks towards the noise and the pause is lifted more and more
+    pause = torch.from_numpy((10 ** (-50 / 20) * rng.standard_normal(40 * FS)).astype(np.float32)).view(1, 40, FS)
+    off_cfg = replace(cfg, agc_voiced_only=False)
+    off = LevelState.new(1, cfg)
+    input_gain(frames, off, off_cfg)
+    g_pause = input_gain(pause, state, cfg, voiced_frames(pause, an))[0]
+    assert torch.equal(g_pause[cfg.agc_speech_hangover :], g_pause[-1].expand(40 - cfg.agc_speech_hangover))
+    g_pause_off = 20 * torch.log10(input_gain(pause, off, off_cfg)[0])
+    assert float(g_pause_off[-1]) > float(g_pause_off[cfg.agc_speech_hangover]) + 3.0
     # without the cue (agc_voiced_only off, or no cue given) the start-up settles on the noise
     g_off = 20 * torch.log10(input_gain(frames, LevelState.new(1, cfg), replace(cfg, agc_voiced_only=False), voiced)[0])
     assert float(g_off[8:12].min()) > 15.0

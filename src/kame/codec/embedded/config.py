@@ -33,6 +33,7 @@ class EmbeddedCodecConfig:
     agc_startup_frames: int = 8  # a row's first frames above the gate: the level jumps up, sinks at agc_rise
     agc_ceiling_db: float = -18.0  # the gain never lifts a frame's power above this
     agc_voiced_only: bool = True  # only frames with a pitch (YIN, 62-500 Hz) move the level: never room noise
+    agc_speech_hangover: int = 3  # ... and the frames up to this many after one (unvoiced speech sounds)
     log_floor: float = 1e-4  # floor of the mel power before the log (about -60 dB re full scale)
     w_f0: float = 1.5  # weight of one semitone of F0 in the VQ distance (cepstrum units = 1)
     w_voicing: float = 4.0  # weight of the voicing strength (0..1) in the VQ distance

@@ -27,6 +27,9 @@ import torch
 from .config import EmbeddedCodecConfig
 
 
+_NEVER = 1 << 20  # "frames since the last voiced one" of a row that has not heard one
+
+
 @dataclass
 class LevelState:
     """The AGC's per-row state (see ``input_gain``); a session (row) starts at ``new``."""
@@ -34,16 +37,19 @@ class LevelState:
     db: torch.Tensor  # [B] float64: the tracked speech level, dB re full scale
     heard: torch.Tensor  # [B] int64: frames that have moved it since the row started
     peak: torch.Tensor  # [B] float64: the loudest of those frames within the start-up (dB)
+    quiet: torch.Tensor  # [B] int64: frames since the last voiced one (the speech cue's hangover)
 
     @classmethod
     def new(cls, batch_size: int, cfg: EmbeddedCodecConfig) -> "LevelState":
         return cls(torch.full((batch_size,), cfg.agc_start_db, dtype=torch.float64),
-                   torch.zeros(batch_size, dtype=torch.long), torch.full((batch_size,), -200.0, dtype=torch.float64))
+                   torch.zeros(batch_size, dtype=torch.long), torch.full((batch_size,), -200.0, dtype=torch.float64),
+                   torch.full((batch_size,), _NEVER, dtype=torch.long))
 
     def reset(self, rows: torch.Tensor, cfg: EmbeddedCodecConfig) -> None:
         self.db[rows] = cfg.agc_start_db
         self.heard[rows] = 0
         self.peak[rows] = -200.0
+        self.quiet[rows] = _NEVER
 
 
 _CUE_MIN_F0 = 62.0  # Hz: the speech cue ignores periods of mains hum (50/60 Hz)
@@ -73,14 +79,15 @@ def input_gain(frames: torch.Tensor, state: LevelState, cfg: EmbeddedCodecConfig
     with no span, but not below the loudest of those frames, so a quiet talker is levelled
     within ~0.4 s instead of ~1.5 s while a talker at speech level gets (almost) no gain. When
     ``voiced`` ([B, F] bool, ``voiced_frames``) is given and cfg.agc_voiced_only is set, only
-    frames with a pitch move the level at all: room noise before the first word (or through a
-    long pause) neither sets the level nor gets a gain. The gain
+    speech moves the level: frames with a pitch and the cfg.agc_speech_hangover frames after
+    one (the unvoiced sounds between vowels). Room noise before the first word, or more than
+    that far into a pause, neither sets the level nor gets a gain. The gain
     lifts the level to cfg.agc_target_db (at most cfg.agc_max_gain_db, never a cut) but never
     lifts a frame above cfg.agc_ceiling_db (a talker who starts after a stretch of quiet room
     noise is not blasted). A frame's gain depends on that frame and the ones before it only,
     so streaming and whole-signal encoding agree."""
     db = 10.0 * torch.log10(frames.double().square().mean(-1) + 1e-12)  # [B, F]
-    level, heard, peak = state.db.double().clone(), state.heard.clone(), state.peak.clone()
+    level, heard, peak, quiet = state.db.double().clone(), state.heard.clone(), state.peak.clone(), state.quiet.clone()
     gains = []
     for f in range(db.shape[1]):
         e = db[:, f]
@@ -89,7 +96,8 @@ def input_gain(frames: torch.Tensor, state: LevelState, cfg: EmbeddedCodecConfig
                             torch.clamp(level - cfg.agc_span_db, min=cfg.agc_gate_db))
         moves = e > floor
         if voiced is not None and cfg.agc_voiced_only:
-            moves = moves & voiced[:, f]
+            quiet = torch.where(voiced[:, f], 0, torch.clamp(quiet + 1, max=_NEVER))
+            moves = moves & (quiet <= cfg.agc_speech_hangover)
         up = e > level
         rate = torch.where(start, torch.where(up, 1.0, cfg.agc_rise),
                            torch.where(up, cfg.agc_rise, cfg.agc_fall)).double()
@@ -100,7 +108,7 @@ def input_gain(frames: torch.Tensor, state: LevelState, cfg: EmbeddedCodecConfig
         g_db = (cfg.agc_target_db - level).clamp(0.0, cfg.agc_max_gain_db)
         g_db = torch.minimum(g_db, (cfg.agc_ceiling_db - e).clamp(min=0.0))
         gains.append(10.0 ** (g_db / 20.0))
-    state.db, state.heard, state.peak = level, heard, peak
+    state.db, state.heard, state.peak, state.quiet = level, heard, peak, quiet
     return torch.stack(gains, 1).float() if gains else torch.ones(db.shape, dtype=torch.float32)
 
 

@@ -37,7 +37,7 @@ from .vocoder import Vocoder, VocoderState
 FORMAT = "kame-embedded-codec/2"
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "assets" / "embedded_codec.safetensors"
 # sha256 of the shipped file, made by: kame codec fit --seed 0 -o src/kame/assets/embedded_codec.safetensors
-DEFAULT_SHA256 = "0045656295abf8e4cb78e662a883f13caa75c84c69b468102d1f7d41d7b7f1a2"
+DEFAULT_SHA256 = "07779758d81ab50929bc5386a2d9bfdfb291cddfa9d901065439b1cda30b71d3"
 _DEFAULT_F0 = 120.0  # F0 (Hz) assumed before the first voiced sub-frame
 
 
