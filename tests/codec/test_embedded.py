@@ -153,6 +153,7 @@ def test_agc_raises_quiet_input_only(codec, speech):
     s.reset([1])
     assert torch.equal(s.level.db, torch.stack([level.db[0], LevelState.new(1, cfg).db[0]]))
     assert s.level.heard.tolist() == [int(level.heard[0]), 0]
+    assert int(s.level.quiet[1]) > cfg.agc_speech_hangover  # the reset row has heard no speech yet
     # decoded, the quiet input comes back louder than it would without the AGC
     louder = codec.decode(codec.encode(0.1 * x))[0, 24 * FS :].square().mean().sqrt()
     codec.cfg = off
@@ -164,7 +165,7 @@ def test_agc_raises_quiet_input_only(codec, speech):
 
 
 def _noise_then(speech: np.ndarray, noise_frames: int, rng: np.random.Generator) -> torch.Tensor:
-    """~1 s of quiet room noise (-50 dBFS, white) and then the speech, noise throughout: [1, F, FS]."""
+    """noise_frames frames of quiet room noise (-50 dBFS, white), then the speech, noise throughout: [1, F, FS]."""
     x = np.concatenate([np.zeros(FS * noise_frames, np.float32), speech])
     x = x + (10 ** (-50 / 20) * rng.standard_normal(len(x))).astype(np.float32)
     n = len(x) // FS
