@@ -13,8 +13,8 @@ frame): the codebooks were fitted on speech at the synthesizers' level, and spee
 quieter came through them with ~20 more whisper WER points lost (BENCHMARKS.md).
 
     state = LevelState.new(batch_size, cfg)
-    voiced = voiced_frames(frames, an)                # [B, F] bool: the speech cue
-    gain = input_gain(frames, state, cfg, voiced)     # frames [B, F, frame_size] -> gain [B, F]
+    gain = agc_gain(frames, state, cfg, an)           # frames [B, F, frame_size] -> gain [B, F]
+    # = input_gain(frames, state, cfg, voiced_frames(frames, an)): the speech cue, then the AGC
 """
 
 from __future__ import annotations
@@ -112,6 +112,13 @@ def input_gain(frames: torch.Tensor, state: LevelState, cfg: EmbeddedCodecConfig
     return torch.stack(gains, 1).float() if gains else torch.ones(db.shape, dtype=torch.float32)
 
 
+def agc_gain(frames: torch.Tensor, state: LevelState, cfg: EmbeddedCodecConfig, an: "Analyzer") -> torch.Tensor:
+    """The encoder's AGC as the codec runs it: the speech cue (if cfg.agc_voiced_only), then
+    ``input_gain``. frames [B, F, frame_size] -> gain [B, F]; state updated in place."""
+    voiced = voiced_frames(frames, an) if cfg.agc_voiced_only else None
+    return input_gain(frames, state, cfg, voiced)
+
+
 def level_input(pcm: torch.Tensor, cfg: EmbeddedCodecConfig, an: "Analyzer | None" = None) -> torch.Tensor:
     """pcm [B, T] -> pcm [B, T] with the encoder's AGC applied from a fresh state (frames cut
     from sample 0, the last one zero-padded), as whole-signal encoding and the fit see it."""
@@ -120,8 +127,7 @@ def level_input(pcm: torch.Tensor, cfg: EmbeddedCodecConfig, an: "Analyzer | Non
     frames = torch.zeros(B, F * cfg.frame_size, dtype=pcm.dtype)
     frames[:, :T] = pcm
     frames = frames.view(B, F, cfg.frame_size)
-    voiced = voiced_frames(frames, an or Analyzer(cfg)) if cfg.agc_voiced_only else None
-    gain = input_gain(frames, LevelState.new(B, cfg), cfg, voiced)
+    gain = agc_gain(frames, LevelState.new(B, cfg), cfg, an or Analyzer(cfg))
     return (frames * gain[..., None].to(pcm.dtype)).reshape(B, -1)[:, :T]
 
 

@@ -30,7 +30,7 @@ import torch
 from ...errors import AudioFormatError, CheckpointError, ConfigError, NotAvailableError
 from ..base import Codec, CodecStream
 from .config import EmbeddedCodecConfig
-from .features import Analyzer, LevelState, frame_windows, input_gain, level_input, voiced_frames
+from .features import Analyzer, LevelState, agc_gain, frame_windows, level_input
 from .rvq import RVQ
 from .vocoder import Vocoder, VocoderState
 
@@ -142,9 +142,7 @@ class EmbeddedStream(CodecStream):
     def encode_frame(self, pcm: torch.Tensor) -> torch.Tensor:
         pcm = self.codec._check_pcm(pcm, frame=True)
         self._rows(pcm)
-        cfg = self.codec.cfg
-        voiced = voiced_frames(pcm[:, None], self.codec.analyzer) if cfg.agc_voiced_only else None
-        gain = input_gain(pcm[:, None], self.level, cfg, voiced)  # [B, 1]
+        gain = agc_gain(pcm[:, None], self.level, self.codec.cfg, self.codec.analyzer)  # [B, 1]
         buf = torch.cat([self.history, pcm * gain], 1)  # [B, lookback + frame]
         codes, self.last_f0 = self.codec._encode_windows(frame_windows(buf, self.codec.cfg), self.last_f0)
         self.history = buf[:, -self.codec.cfg.lookback :].clone()
