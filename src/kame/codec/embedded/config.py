@@ -35,7 +35,10 @@ class EmbeddedCodecConfig:
     agc_voiced_only: bool = True  # only frames with a pitch (YIN, 62-500 Hz) move the level: never room noise
     agc_speech_hangover: int = 3  # ... and the frames up to this many after one (unvoiced speech sounds)
     log_floor: float = 1e-4  # floor of the mel power before the log (about -60 dB re full scale)
-    w_f0: float = 1.5  # weight of one semitone of F0 in the VQ distance (cepstrum units = 1)
+    w_f0: float = 3.0  # weight of one semitone of F0 in the VQ distance (cepstrum units = 1)
+    # code a frame's F0 as the change from the previous frame's last decoded F0 (closed loop: the
+    # encoder tracks what the decoder will decode), so a voice's pitch register costs no bits
+    f0_delta: bool = True
     w_voicing: float = 4.0  # weight of the voicing strength (0..1) in the VQ distance
     pca_dim: int = 64  # the stacked per-frame vector is projected to this many dims before VQ
     num_codebooks: int = 8
@@ -52,6 +55,10 @@ class EmbeddedCodecConfig:
     @property
     def feat_dim(self) -> int:  # per sub-frame: n_cep cepstra + F0 (semitones) + voicing
         return self.n_cep + 2
+
+    @property
+    def f0_dims(self) -> list[int]:  # where the sub-frames' F0 sit in a stacked frame vector
+        return [s * self.feat_dim + self.n_cep for s in range(self.subframes)]
 
     @property
     def lookback(self) -> int:  # samples of history the analysis window needs

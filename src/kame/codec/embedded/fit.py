@@ -7,7 +7,8 @@
 Steps: synthesize the training sentences (kame.codec.embedded.sentences) over TRAIN_VOICES
 (espeak-ng voices/pitches/rates + piper length/noise scales), analyse them (causal features,
 as the encoder does), stack 8 sub-frames per token frame (at four frame-grid offsets, 20 ms
-apart, so every alignment the encoder meets is seen), fit PCA + 8-stage residual k-means (each
+apart, so every alignment the encoder meets is seen; F0 as the change from the sub-frame
+before), fit PCA + 8-stage residual k-means (each
 stage's Lloyd iterations on all vectors, or a random subset of ``kmeans_points`` if set), then fit the
 vocoder's per-band log-mel correction so decoded speech has the original's spectral balance.
 Everything is seeded (espeak runs in a fresh seeded child process, see data.py); the same
@@ -31,7 +32,7 @@ from .channel import random_channel
 from .config import EmbeddedCodecConfig
 from .data import TRAIN_VOICES, Voice, synthesize
 from .features import Analyzer, analyze, level_input
-from .model import DEFAULT_PATH, EmbeddedCodec, save
+from .model import DEFAULT_PATH, F0_REF0, EmbeddedCodec, save
 from .rvq import fit_rvq
 from .sentences import train_sentences
 
@@ -47,6 +48,19 @@ def stack_frames(feats: torch.Tensor, cfg: EmbeddedCodecConfig, offsets: tuple[i
         if n > 0:
             out.append(feats[off : off + n * S].reshape(n, S * feats.shape[1]))
     return torch.cat(out) if out else torch.zeros(0, S * feats.shape[1])
+
+
+def f0_references(feats: torch.Tensor, cfg: EmbeddedCodecConfig, offsets: tuple[int, ...] = (0,)) -> torch.Tensor:
+    """For each vector stack_frames makes: the F0 (semitones) of the sub-frame before it, the
+    reference its F0 is coded against when cfg.f0_delta (fitted open loop, on the true F0; the
+    encoder closes the loop on the decoded one). A clip's first frame gets a new row's reference."""
+    S, out = cfg.subframes, []
+    for off in offsets:
+        n = (feats.shape[0] - off) // S
+        if n > 0:
+            before = off + torch.arange(n) * S - 1  # [n] sub-frame index
+            out.append(torch.where(before >= 0, feats[before.clamp(min=0), cfg.n_cep], torch.tensor(F0_REF0)))
+    return torch.cat(out) if out else torch.zeros(0)
 
 
 def fit_correction(codec: EmbeddedCodec, clips: list[np.ndarray], rounds: int = 2) -> torch.Tensor:
@@ -84,7 +98,11 @@ def fit(cfg: EmbeddedCodecConfig, *, seed: int = 0, sentences: int = 3000,
             # (clean clips are analysed as synthesized: at their level the AGC gives no gain)
             pcm = level_input(torch.from_numpy(random_channel(pcm, cfg.sample_rate, rng))[None], cfg, an)[0].numpy()
         feats, _ = analyze(torch.from_numpy(pcm)[None], cfg, an)
-        rows.append(stack_frames(feats[0], cfg, tuple(range(0, cfg.subframes, 2))))
+        offsets = tuple(range(0, cfg.subframes, 2))
+        x = stack_frames(feats[0], cfg, offsets)  # [n, S * 26]
+        if cfg.f0_delta:
+            x[:, cfg.f0_dims] -= f0_references(feats[0], cfg, offsets)[:, None]
+        rows.append(x)
     x = torch.cat(rows)
     minutes = sum(len(c[2]) for c in clips) / cfg.sample_rate / 60
     log.info("%d clips, %.1f min of audio, %d training vectors (synth %.1f s)", len(clips), minutes, len(x), t_synth)

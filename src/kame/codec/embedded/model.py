@@ -5,7 +5,8 @@ kame/assets and is made by `kame codec fit` (see docs/codecs.md).
 
     codec = load()                              # or registry.create("codec", "embedded[:PATH]")
     codes = codec.encode(pcm)                   # [B, T] -> [B, 8, F]
-    pcm = codec.decode(codes)                   # [B, k<=8, F] -> [B, F * 1920]
+    pcm = codec.decode(codes)                   # [B, 8, F] -> [B, F * 1920]
+    codec.set_num_codebooks(4)                  # code with 4 codebooks (F0 is coded closed loop)
     s = codec.stream(batch_size=4)
     codes = s.encode_frame(frame)               # [B, 1920] -> [B, 8]
     out = s.decode_frame(codes)                 # [B, 8] -> [B, 1920]
@@ -37,8 +38,9 @@ from .vocoder import Vocoder, VocoderState
 FORMAT = "kame-embedded-codec/2"
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "assets" / "embedded_codec.safetensors"
 # sha256 of the shipped file, made by: kame codec fit --seed 0 -o src/kame/assets/embedded_codec.safetensors
-DEFAULT_SHA256 = "07779758d81ab50929bc5386a2d9bfdfb291cddfa9d901065439b1cda30b71d3"
+DEFAULT_SHA256 = "4ad1b4a7eb107afa70340fabf35afc2f13b33a23ad123c43647d680a8c367af1"
 _DEFAULT_F0 = 120.0  # F0 (Hz) assumed before the first voiced sub-frame
+F0_REF0 = 12.0 * math.log2(_DEFAULT_F0 / 100.0)  # semitones: the F0 reference of a new row (cfg.f0_delta)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -54,13 +56,23 @@ class EmbeddedCodec(Codec):
         self.cfg = cfg
         self.sample_rate, self.frame_size = cfg.sample_rate, cfg.frame_size
         self.frame_rate = cfg.sample_rate / cfg.frame_size
-        self.num_codebooks, self.cardinality = cfg.num_codebooks, cfg.cardinality
+        self.num_codebooks, self.cardinality = cfg.num_codebooks, cfg.cardinality  # see set_num_codebooks
         self.delay_samples = cfg.yin_win  # analysis centre lags the window end by yin_win
         self.bitrate = self.frame_rate * cfg.num_codebooks * math.log2(cfg.cardinality)  # bits/s
         self.rvq = rvq
         self.analyzer = Analyzer(cfg)
         self.vocoder = Vocoder(cfg, correction)
         self.meta = meta or {}
+        self._f0_dims = torch.tensor(cfg.f0_dims)
+        self._f0_range = (12.0 * math.log2(cfg.f0_min / 100.0), 12.0 * math.log2(cfg.f0_max / 100.0))
+
+    def set_num_codebooks(self, n: int) -> None:
+        """Encode with the first ``n`` codebooks (1..8). With ``cfg.f0_delta`` the encoder's F0
+        loop then closes on what an ``n``-codebook decoder decodes, so set this (not a slice of
+        8-codebook codes) when the decoder will get fewer codebooks; its pitch would drift."""
+        if not isinstance(n, int) or not 1 <= n <= self.cfg.num_codebooks:
+            raise ConfigError(f"num_codebooks must be an int in [1, {self.cfg.num_codebooks}], got {n!r}")
+        self.num_codebooks = n
 
     # --- shared pieces ---------------------------------------------------------------------
     def _check_pcm(self, pcm: torch.Tensor, frame: bool) -> torch.Tensor:
@@ -76,29 +88,49 @@ class EmbeddedCodec(Codec):
         return pcm.float()
 
     def _check_codes(self, codes: torch.Tensor, ndim: int) -> torch.Tensor:
-        if codes.dim() != ndim or not 1 <= codes.shape[1] <= self.num_codebooks:
+        if codes.dim() != ndim or not 1 <= codes.shape[1] <= self.cfg.num_codebooks:
             raise AudioFormatError(
                 f"expected codes of shape [B, k{', F' if ndim == 3 else ''}] with 1 <= k <= "
-                f"{self.num_codebooks}, got {list(codes.shape)}")
+                f"{self.cfg.num_codebooks}, got {list(codes.shape)}")
         if codes.numel() and (codes.min() < 0 or codes.max() >= self.cardinality):
             raise AudioFormatError(f"codes must lie in [0, {self.cardinality}), got "
                                    f"[{int(codes.min())}, {int(codes.max())}]")
         return codes.long()
 
-    def _encode_windows(self, win: torch.Tensor, last_f0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """win [B, F * S, lookback] -> codes [B, K, F], new last_f0."""
-        B, S = win.shape[0], self.cfg.subframes
+    def _encode_windows(self, win: torch.Tensor, last_f0: torch.Tensor,
+                        ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """win [B, F * S, lookback] -> codes [B, k, F], new last_f0 [B], new F0 reference [B]."""
+        B, S, k, beam = win.shape[0], self.cfg.subframes, self.num_codebooks, self.cfg.encode_beam
         feats, last_f0 = self.analyzer.features(win, last_f0)  # [B, F*S, 26]
         F = feats.shape[1] // S
-        x = feats.reshape(B * F, S * self.cfg.feat_dim)
-        codes = self.rvq.encode(x, beam=self.cfg.encode_beam)  # [B*F, K]
-        return codes.reshape(B, F, -1).transpose(1, 2).contiguous(), last_f0
+        x = feats.reshape(B, F, S * self.cfg.feat_dim)  # one stacked vector per token frame
+        if not self.cfg.f0_delta:
+            codes = self.rvq.encode(x.reshape(B * F, -1), num_codebooks=k, beam=beam)  # [B*F, k]
+            return codes.reshape(B, F, k).transpose(1, 2).contiguous(), last_f0, ref
+        out = []
+        for f in range(F):  # closed loop: F0 relative to the previous frame's decoded F0
+            xf = x[:, f].clone()
+            xf[:, self._f0_dims] -= ref[:, None]
+            codes = self.rvq.encode(xf, num_codebooks=k, beam=beam)  # [B, k]
+            _, ref = self._add_reference(self.rvq.decode(codes)[:, None], ref)  # what the decoder will have
+            out.append(codes)
+        return torch.stack(out, 2), last_f0, ref
 
-    def _features(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes [B, k, F] -> sub-frame features [B, F * S, 26]."""
+    def _add_reference(self, x: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, F, S * 26] decoded frame vectors (F0 as changes) -> absolute F0, and the reference
+        after them (each frame's last F0, kept within f0_min..f0_max); the encoder runs the same."""
+        for f in range(x.shape[1]):
+            x[:, f, self._f0_dims] += ref[:, None]
+            ref = x[:, f, self._f0_dims[-1]].clamp(*self._f0_range)
+        return x, ref
+
+    def _features(self, codes: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """codes [B, k, F], F0 reference [B] -> sub-frame features [B, F * S, 26], new reference."""
         B, k, F = codes.shape
-        x = self.rvq.decode(codes.transpose(1, 2).reshape(B * F, k))
-        return x.reshape(B, F * self.cfg.subframes, self.cfg.feat_dim)
+        x = self.rvq.decode(codes.transpose(1, 2).reshape(B * F, k)).reshape(B, F, -1)
+        if self.cfg.f0_delta:
+            x, ref = self._add_reference(x, ref)
+        return x.reshape(B, F * self.cfg.subframes, self.cfg.feat_dim), ref
 
     # --- whole signal ----------------------------------------------------------------------
     @torch.no_grad()
@@ -108,15 +140,19 @@ class EmbeddedCodec(Codec):
         F = -(-T // self.frame_size)
         padded = torch.zeros(B, self.cfg.lookback + F * self.frame_size)
         padded[:, self.cfg.lookback : self.cfg.lookback + T] = pcm
-        codes, _ = self._encode_windows(frame_windows(padded, self.cfg), torch.full((B,), _DEFAULT_F0))
+        codes, _, _ = self._encode_windows(frame_windows(padded, self.cfg), torch.full((B,), _DEFAULT_F0),
+                                           torch.full((B,), F0_REF0))
         return codes
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         codes = self._check_codes(codes, 3)
         state = self.vocoder.new_state(codes.shape[0])
-        # frame by frame, exactly as the stream does (same op shapes -> bit-identical output)
-        out = [self.vocoder.render(state, self._features(codes[:, :, f : f + 1])) for f in range(codes.shape[2])]
+        ref = torch.full((codes.shape[0],), F0_REF0)
+        out = []
+        for f in range(codes.shape[2]):  # frame by frame, exactly as the stream does (bit-identical output)
+            feats, ref = self._features(codes[:, :, f : f + 1], ref)
+            out.append(self.vocoder.render(state, feats))
         return torch.cat(out, 1) if out else torch.zeros(codes.shape[0], 0)
 
     def stream(self, batch_size: int = 1) -> "EmbeddedStream":
@@ -125,13 +161,15 @@ class EmbeddedCodec(Codec):
 
 class EmbeddedStream(CodecStream):
     """Streaming state: the analysis look-back, the input level (AGC), the last voiced F0, the
-    vocoder state."""
+    encoder's and the decoder's F0 reference (cfg.f0_delta), the vocoder state."""
 
     def __init__(self, codec: EmbeddedCodec, batch_size: int) -> None:
         self.codec, self.batch_size = codec, batch_size
         self.history = torch.zeros(batch_size, codec.cfg.lookback)  # [B, lookback], after the AGC
         self.level = LevelState.new(batch_size, codec.cfg)  # the AGC's per-row speech level, see input_gain
         self.last_f0 = torch.full((batch_size,), _DEFAULT_F0)  # [B]
+        self.enc_ref = torch.full((batch_size,), F0_REF0)  # [B] semitones
+        self.dec_ref = torch.full((batch_size,), F0_REF0)  # [B]
         self.voc: VocoderState = codec.vocoder.new_state(batch_size)
 
     def _rows(self, pcm_or_codes: torch.Tensor) -> None:
@@ -144,7 +182,8 @@ class EmbeddedStream(CodecStream):
         self._rows(pcm)
         gain = agc_gain(pcm[:, None], self.level, self.codec.cfg, self.codec.analyzer)  # [B, 1]
         buf = torch.cat([self.history, pcm * gain], 1)  # [B, lookback + frame]
-        codes, self.last_f0 = self.codec._encode_windows(frame_windows(buf, self.codec.cfg), self.last_f0)
+        codes, self.last_f0, self.enc_ref = self.codec._encode_windows(
+            frame_windows(buf, self.codec.cfg), self.last_f0, self.enc_ref)
         self.history = buf[:, -self.codec.cfg.lookback :].clone()
         return codes[:, :, 0]
 
@@ -152,13 +191,16 @@ class EmbeddedStream(CodecStream):
     def decode_frame(self, codes: torch.Tensor) -> torch.Tensor:
         codes = self.codec._check_codes(codes, 2)
         self._rows(codes)
-        return self.codec.vocoder.render(self.voc, self.codec._features(codes[:, :, None]))
+        feats, self.dec_ref = self.codec._features(codes[:, :, None], self.dec_ref)
+        return self.codec.vocoder.render(self.voc, feats)
 
     def reset(self, rows: Sequence[int] | torch.Tensor | None = None) -> None:
         idx = torch.arange(self.batch_size) if rows is None else torch.as_tensor(rows, dtype=torch.long)
         self.history[idx] = 0.0
         self.level.reset(idx, self.codec.cfg)
         self.last_f0[idx] = _DEFAULT_F0
+        self.enc_ref[idx] = F0_REF0
+        self.dec_ref[idx] = F0_REF0
         self.voc.reset(idx)
 
 
@@ -216,7 +258,9 @@ def load(path: str | Path | None = None, *, sha256: str | None = None) -> Embedd
     missing = {"mean", "scale", "proj", "codebooks", "correction"} - set(t)
     if missing:
         raise CheckpointError(f"embedded codec file {path} lacks tensors {sorted(missing)}")
-    cfg = EmbeddedCodecConfig.from_dict(meta.get("config", {}))
+    conf = dict(meta.get("config", {}))
+    conf.setdefault("f0_delta", False)  # files fitted before F0 was coded as a change
+    cfg = EmbeddedCodecConfig.from_dict(conf)
     rvq = RVQ(mean=t["mean"].float(), scale=t["scale"].float(), proj=t["proj"].float(),
               codebooks=t["codebooks"].float())
     if tuple(rvq.codebooks.shape) != (cfg.num_codebooks, cfg.cardinality, cfg.pca_dim):
