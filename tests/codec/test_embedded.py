@@ -386,8 +386,8 @@ def test_intelligibility_smoke(codec):
 
     # piper at settings the codec was not fitted on: whisper hears its originals (almost)
     # perfectly, so a loss is the codec's (espeak's Scottish voice, used here before, loses a
-    # third of its words in whisper even as synthesized, and one sentence of it moved by 2 words
-    # between codecs that score the same on the bench's 120)
+    # third of its words in whisper even as synthesized, and one sentence of it went from 2 to 4
+    # errors between two codecs whose bench results on that voice's 120 sentences are a point apart)
     asr, texts = Whisper(), HELD_OUT[:3]
     clips = speak([(Voice("piper", length_scale=1.1, noise_scale=0.4), t) for t in texts], seed=1)
     words = errors = 0
