@@ -2,8 +2,9 @@
 
 Token layout (what the front-end sees): frames of 80 ms (``frame_size`` = 1920 samples at
 24 kHz), ``num_codebooks`` codes per frame, each in ``[0, cardinality)``; codebook 0 is the
-coarse/semantic one, later codebooks refine it (truncating to fewer codebooks degrades
-gracefully).
+coarse/semantic one, later codebooks refine it (coding with fewer codebooks degrades
+gracefully: ``codec.set_num_codebooks(k)`` before encoding; Mimi's codes are then a prefix of
+its 8-codebook ones, the embedded codec's are not, since its encoder tracks the decoder's F0).
 
 Two ways to run a codec:
   * whole signal:  ``codes = codec.encode(pcm)``  pcm [B, T] float32 -> codes [B, K, F]
@@ -59,3 +60,7 @@ class Codec(ABC):
     @abstractmethod
     def stream(self, batch_size: int = 1) -> CodecStream:
         """A fresh streaming state for ``batch_size`` rows."""
+
+    @abstractmethod
+    def set_num_codebooks(self, n: int) -> None:
+        """Encode with the first ``n`` codebooks from now on (ConfigError if out of range)."""

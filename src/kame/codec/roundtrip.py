@@ -33,9 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def roundtrip(codec, pcm: np.ndarray, *, streaming: bool = False, codebooks: int | None = None) -> tuple[np.ndarray, torch.Tensor]:
     """pcm [T] at codec.sample_rate -> (decoded [F * frame_size], codes [1, K, F]). With
-    ``codebooks`` the codec is set to code with that many (``set_num_codebooks``) where it can."""
+    ``codebooks`` the codec is set to code with that many (``set_num_codebooks``)."""
     x = torch.from_numpy(np.ascontiguousarray(pcm, dtype=np.float32))[None]
-    if codebooks and hasattr(codec, "set_num_codebooks"):  # the encoder should know (embedded: its F0 loop)
+    if codebooks:  # the encoder should know (the embedded codec's F0 loop)
         codec.set_num_codebooks(codebooks)
     if not streaming:
         codes = codec.encode(x)
