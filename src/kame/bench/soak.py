@@ -275,8 +275,21 @@ async def run_cycles(url: str, n: int, http: aiohttp.ClientSession, server: Serv
     enc = P.OpusEncoder()
     opus = P.encode(P.Kind.AUDIO, enc.encode(speechlike(0.16)))
 
+    retries = 0
+
     async def one(i: int) -> None:
-        ws = await http.ws_connect(chat_url(url))
+        nonlocal retries
+        try:
+            ws = await http.ws_connect(chat_url(url))
+        except aiohttp.WSServerHandshakeError as exc:
+            # 503 "capacity": the server has not yet seen an earlier client go (an aborted
+            # transport is noticed a moment later on a busy machine); retry once it has, as a
+            # client honouring Retry-After would. A session that never goes fails the retry.
+            if exc.status != 503:
+                raise
+            retries += 1
+            await settle()
+            ws = await http.ws_connect(chat_url(url))
         await ws.receive(timeout=10)
         if i % 2:
             await ws.send_bytes(pcm if i % 4 == 1 else opus)
@@ -313,7 +326,7 @@ async def run_cycles(url: str, n: int, http: aiohttp.ClientSession, server: Serv
         "cycles": n, "wall_s": wall, "connections_left": len(server.connections),
         "agent_sessions_left": _agent_sessions(server), "rows": _agent_rows(server), "tasks_before": tasks0,
         "tasks_after": len(asyncio.all_tasks()), "rss_before_mb": rss0, "rss_after_mb": rss_mb(),
-        "rss_trace_mb": trace,
+        "rss_trace_mb": trace, "capacity_retries": retries,
     }
 
 
@@ -425,7 +438,8 @@ def tables(r: dict) -> str:
                   f"| {c['cycles']} | {c['wall_s']:.1f} | {c['connections_left']} | {c['agent_sessions_left']} "
                   f"| {c.get('rows') or '-'} "
                   f"| {c['tasks_before']} → {c['tasks_after']} | {c['rss_before_mb']:.1f} → {c['rss_after_mb']:.1f} "
-                  f"| {' → '.join(str(x) for x in c.get('rss_trace_mb', []))} |", ""]
+                  f"| {' → '.join(str(x) for x in c.get('rss_trace_mb', []))} |", "",
+                  f"capacity retries (a 503 before the server saw an earlier client go): {c.get('capacity_retries', 0)}", ""]
     lines.append(f"server health after: {r.get('health')}")
     return "\n".join(lines)
 
