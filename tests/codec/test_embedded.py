@@ -250,12 +250,10 @@ def test_arbitrary_codes_stay_in_range(codec):
 
 def test_coarse_to_fine(codec, speech):
     from kame.codec.embedded.features import analyze
-    from kame.codec.embedded.fit import f0_references, stack_frames
+    from kame.codec.embedded.fit import stack_frames
 
     feats, _ = analyze(torch.from_numpy(speech["f"])[None], codec.cfg)
-    x = stack_frames(feats[0], codec.cfg)
-    if codec.cfg.f0_delta:  # F0 as the change from the sub-frame before, as the fit codes it
-        x[:, codec.cfg.f0_dims] -= f0_references(feats[0], codec.cfg)[:, None]
+    x = stack_frames(feats[0], codec.cfg)  # F0 as changes (cfg.f0_delta), as the fit codes it
     codes = codec.rvq.encode(x)
     err = [float(codec.rvq.project(x - codec.rvq.decode(codes[:, :k]) + codec.rvq.mean).square().mean())
            for k in (1, 2, 4, 8)]

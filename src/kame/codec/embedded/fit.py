@@ -40,27 +40,23 @@ log = logging.getLogger(__name__)
 
 
 def stack_frames(feats: torch.Tensor, cfg: EmbeddedCodecConfig, offsets: tuple[int, ...] = (0,)) -> torch.Tensor:
-    """feats [N, F] sub-frames -> [M, S * F] token-frame vectors, for each grid offset."""
+    """feats [N, F] sub-frames -> [M, S * F] token-frame vectors, for each grid offset, as the
+    RVQ codes them: with cfg.f0_delta, F0 as the change from the sub-frame before each frame
+    (fitted open loop, on the true F0; the encoder closes the loop on the decoded one), a clip's
+    first frame against a new row's reference."""
     S = cfg.subframes
     out = []
     for off in offsets:
         n = (feats.shape[0] - off) // S
         if n > 0:
-            out.append(feats[off : off + n * S].reshape(n, S * feats.shape[1]))
+            x = feats[off : off + n * S].reshape(n, S * feats.shape[1])
+            if cfg.f0_delta:
+                before = off + torch.arange(n) * S - 1  # [n] sub-frame index
+                ref = torch.where(before >= 0, feats[before.clamp(min=0), cfg.n_cep], torch.tensor(F0_REF0))
+                x = x.clone()  # a view of feats otherwise
+                x[:, cfg.f0_dims] -= ref[:, None]
+            out.append(x)
     return torch.cat(out) if out else torch.zeros(0, S * feats.shape[1])
-
-
-def f0_references(feats: torch.Tensor, cfg: EmbeddedCodecConfig, offsets: tuple[int, ...] = (0,)) -> torch.Tensor:
-    """For each vector stack_frames makes: the F0 (semitones) of the sub-frame before it, the
-    reference its F0 is coded against when cfg.f0_delta (fitted open loop, on the true F0; the
-    encoder closes the loop on the decoded one). A clip's first frame gets a new row's reference."""
-    S, out = cfg.subframes, []
-    for off in offsets:
-        n = (feats.shape[0] - off) // S
-        if n > 0:
-            before = off + torch.arange(n) * S - 1  # [n] sub-frame index
-            out.append(torch.where(before >= 0, feats[before.clamp(min=0), cfg.n_cep], torch.tensor(F0_REF0)))
-    return torch.cat(out) if out else torch.zeros(0)
 
 
 def fit_correction(codec: EmbeddedCodec, clips: list[np.ndarray], rounds: int = 2) -> torch.Tensor:
@@ -98,11 +94,7 @@ def fit(cfg: EmbeddedCodecConfig, *, seed: int = 0, sentences: int = 3000,
             # (clean clips are analysed as synthesized: at their level the AGC gives no gain)
             pcm = level_input(torch.from_numpy(random_channel(pcm, cfg.sample_rate, rng))[None], cfg, an)[0].numpy()
         feats, _ = analyze(torch.from_numpy(pcm)[None], cfg, an)
-        offsets = tuple(range(0, cfg.subframes, 2))
-        x = stack_frames(feats[0], cfg, offsets)  # [n, S * 26]
-        if cfg.f0_delta:
-            x[:, cfg.f0_dims] -= f0_references(feats[0], cfg, offsets)[:, None]
-        rows.append(x)
+        rows.append(stack_frames(feats[0], cfg, tuple(range(0, cfg.subframes, 2))))
     x = torch.cat(rows)
     minutes = sum(len(c[2]) for c in clips) / cfg.sample_rate / 60
     log.info("%d clips, %.1f min of audio, %d training vectors (synth %.1f s)", len(clips), minutes, len(x), t_synth)
