@@ -40,7 +40,13 @@ DEFAULT_PATH = Path(__file__).resolve().parents[2] / "assets" / "embedded_codec.
 # sha256 of the shipped file, made by: kame codec fit --seed 0 -o src/kame/assets/embedded_codec.safetensors
 DEFAULT_SHA256 = "4ad1b4a7eb107afa70340fabf35afc2f13b33a23ad123c43647d680a8c367af1"
 _DEFAULT_F0 = 120.0  # F0 (Hz) assumed before the first voiced sub-frame
-F0_REF0 = 12.0 * math.log2(_DEFAULT_F0 / 100.0)  # semitones: the F0 reference of a new row (cfg.f0_delta)
+
+
+def _semitones(hz: float) -> float:  # the analysis's F0 unit (features.Analyzer.features)
+    return 12.0 * math.log2(hz / 100.0)
+
+
+F0_REF0 = _semitones(_DEFAULT_F0)  # the F0 reference of a new row (cfg.f0_delta)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -64,7 +70,7 @@ class EmbeddedCodec(Codec):
         self.vocoder = Vocoder(cfg, correction)
         self.meta = meta or {}
         self._f0_dims = torch.tensor(cfg.f0_dims)
-        self._f0_range = (12.0 * math.log2(cfg.f0_min / 100.0), 12.0 * math.log2(cfg.f0_max / 100.0))
+        self._f0_range = (_semitones(cfg.f0_min), _semitones(cfg.f0_max))
 
     def set_num_codebooks(self, n: int) -> None:
         """Encode with the first ``n`` codebooks (1..8). With ``cfg.f0_delta`` the encoder's F0
