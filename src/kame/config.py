@@ -83,6 +83,10 @@ class BackendConfig:
     # feed the front-end's inner monologue to the LLM prompt as the agent's own words;
     # "auto" = yes, except for random-weight front-ends (their text is babble)
     agent_text: str = _opt("auto", choices=("auto", "on", "off"))
+    # CPU priority of the back-end's compute (the STT's worker and decode threads, the embedded
+    # LLM's child process): this many nice steps below the front-end step, so on a small machine a
+    # whisper decode or an LLM token does not delay an 80 ms frame; 0 = the same priority
+    nice: int = _opt(10, min=0, max=19)
 
 
 @dataclass

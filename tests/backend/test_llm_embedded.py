@@ -3,6 +3,7 @@ shared, survives the child's death."""
 
 import os
 import signal
+import sys
 
 import pytest
 
@@ -18,10 +19,15 @@ MSGS = [ChatMessage("system", "Answer in one short sentence."),
         ChatMessage("user", "What is the capital of France?")]
 
 
+def nice_of(pid: int) -> int:
+    """The nice value of a process's main thread (Linux /proc)."""
+    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[16])
+
+
 @pytest.fixture(scope="module")
 def llm():
     pytest.importorskip("transformers")
-    return registry.create("llm", "embedded")
+    return registry.create("llm", "embedded", nice=3)  # the child runs 3 steps below this process
 
 
 async def test_streams_an_answer(llm):
@@ -45,6 +51,8 @@ async def test_cancel_stops_generation_and_frees_the_worker(llm):
 def test_shared_model_and_bad_path(llm):
     other = registry.create("llm", "smollm2")
     assert other.worker is llm.worker and other.worker.proc.pid != os.getpid()
+    if sys.platform == "linux":  # the child runs below this process's CPU priority
+        assert nice_of(llm.worker.proc.pid) == min(19, nice_of(os.getpid()) + 3)
     with pytest.raises(NotAvailableError):
         registry.create("llm", "embedded:/nonexistent/model.gguf")
 
@@ -64,3 +72,5 @@ async def test_child_death_fails_the_request_and_the_next_one_restarts_it(llm):
     text = "".join([p async for p in llm.stream_chat(MSGS, max_tokens=24)])
     assert "Paris" in text
     assert worker.restarts == restarts + 1 and worker.proc.pid != pid
+    if sys.platform == "linux":  # a restarted child keeps the lower priority
+        assert nice_of(worker.proc.pid) == min(19, nice_of(os.getpid()) + 3)

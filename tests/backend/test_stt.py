@@ -221,6 +221,50 @@ async def test_slow_decoder_skips_partials_not_audio(clips):
     assert trs[-1].final and trs[-1].text == "done"
 
 
+def _nice() -> int:
+    import os
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+class _NiceSpy(Recognizer):
+    """Records the nice value of the thread it is called on and of a thread started from there
+    (as whisper's decode thread is started from the STT worker)."""
+
+    seen: list = []
+
+    def accept(self, pcm16k):
+        pass
+
+    def partial(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as ex:
+            self.seen.append((_nice(), ex.submit(_nice).result()))
+        return []
+
+    def final(self, speech_end=None):
+        return self.partial()
+
+
+class _NiceSTT(SegmentedSTT):
+    name = "nice"
+
+    def new_recognizer(self):
+        return _NiceSpy()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are a Linux feature")
+async def test_worker_and_decode_threads_run_at_lower_priority(clips):
+    clock = FakeClock(T0)
+    pcm, _ = layout(clips, SENT_B)
+    _NiceSpy.seen = []
+    base = _nice()
+    await collect(_NiceSTT(clock=clock, nice=4), pcm, clock)
+    want = min(19, base + 4)
+    assert _NiceSpy.seen and set(_NiceSpy.seen) == {(want, want)}
+    assert _nice() == base  # the caller's own thread is untouched
+
+
 def test_registry_specs_and_missing_extra(monkeypatch):
     assert {"embedded", "pocketsphinx", "whisper", "openai", "kyutai"} <= set(registry.schemes("stt"))
     with pytest.raises(ConfigError):

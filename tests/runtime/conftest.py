@@ -9,6 +9,7 @@ FAKES = {
     ("stt", "fake"): "tests.runtime.fakes:create_stt",
     ("stt", "fake_question"): "tests.runtime.fakes:create_question_stt",
     ("llm", "fake"): "tests.runtime.fakes:create_llm",
+    ("llm", "fake_nice"): "tests.runtime.fakes:create_nice_llm",
     ("tts", "fake"): "tests.runtime.fakes:create_tts",
 }
 

@@ -193,14 +193,25 @@ async def run_plan(agent, clock, plan: dict, audio: dict, oracle_at: int | None 
     return recs
 
 
+CREATED: list[tuple[object, dict]] = []  # (component, the keyword arguments its factory got)
+
+
 def create_stt(arg=None, **kwargs) -> FakeSTT:
     """Registry factory (tests register it as stt "fake")."""
-    return FakeSTT()
+    CREATED.append((FakeSTT(), kwargs))
+    return CREATED[-1][0]
 
 
 def create_llm(arg=None, **kwargs) -> FakeLLM:
     """Registry factory (tests register it as llm "fake")."""
-    return FakeLLM()
+    CREATED.append((FakeLLM(), kwargs))
+    return CREATED[-1][0]
+
+
+def create_nice_llm(arg=None, *, nice: int = 0) -> FakeLLM:
+    """Registry factory of an LLM that, like the embedded one, takes the back-end's CPU priority."""
+    CREATED.append((FakeLLM(), {"nice": nice}))
+    return CREATED[-1][0]
 
 
 class QuestionSTT(FakeSTT):

@@ -351,3 +351,19 @@ def test_worker_reports_each_rows_vad_events_and_last_voice():
     assert [ev.kind for o in outs for ev in o[0].vad] == ["start"]  # the 0.5 s end wait is not over
     assert [o[0].last_voice for o in outs] == pytest.approx([0.08, 0.16, 0.24, 0.24, 0.24, 0.24])
     assert all(o[1].last_voice is None and not o[1].vad for o in outs)
+
+
+def test_load_backend_gives_the_backend_its_cpu_priority(fake_components):
+    """backend.nice reaches the STT and an LLM factory that takes it; other LLMs never see it."""
+    from kame.runtime.backend import load_backend
+
+    from . import fakes
+
+    for llm, llm_kwargs in (("fake_nice", {"nice": 7}), ("fake", {})):
+        fakes.CREATED.clear()
+        cfg = load_config(None, {"backend.stt": "fake", "backend.llm": llm, "backend.nice": 7})
+        load_backend(cfg, FakeClock(), default_tokenizer(), MetricsLog())
+        (_, stt_kwargs), (_, got) = fakes.CREATED
+        assert stt_kwargs["nice"] == 7 and got == llm_kwargs
+    with pytest.raises(Exception, match="backend.nice"):
+        load_config(None, {"backend.nice": 20})  # nice values stop at 19

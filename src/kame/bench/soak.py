@@ -393,6 +393,8 @@ async def soak(args) -> dict:
                     out["sessions"]["step_p99_ms"] = 1e3 * float(np.percentile(st, 99))
                     out["sessions"]["missed_ratio"] = len(md) / len(st)
                     out["sessions"]["llm_calls"] = len(metrics.values("llm_ttft"))  # back-end predictions started
+                    fin = metrics.values("stt_final_latency")  # end of speech -> final transcript
+                    out["sessions"]["stt_final_p50_s"] = float(np.percentile(fin, 50)) if fin else float("nan")
             if "fuzz" in parts:
                 out["fuzz"] = await run_fuzz(url, args.fuzz, http, server, seed=args.seed)
             if "cycles" in parts:
@@ -411,15 +413,16 @@ def tables(r: dict) -> str:
         lines += ["| agent | sessions × s | audio back min / mean (s, of expected) | errors | refused | clean closes "
                   "| server loop lag p99 / max (ms) | loop CPU per 10 ms window p99 / max (ms) "
                   "| server CPU (% of a core) | steps | step p50 / p99 (ms) "
-                  "| missed-deadline ratio | LLM calls |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+                  "| missed-deadline ratio | LLM calls | STT final latency p50 (s) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
                   f"| {r['agent']} | {s['sessions']} × {s['seconds']:g} | {s['audio_back_min_s']:.1f} / "
                   f"{s['audio_back_mean_s']:.1f} (of {s['expected_s']:.1f}) | {s['errors']} | {s['refused']} "
                   f"| {s['clean_closes']} | {1e3 * s['loop_lag']['p99']:.1f} / {1e3 * s['loop_lag']['max']:.1f} "
                   f"| {1e3 * s['loop_lag']['busy_p99']:.1f} / {1e3 * s['loop_lag']['busy_max']:.1f} "
                   f"| {100 * s.get('server_cpu_s', float('nan')) / s['wall_s']:.0f} "
                   f"| {s.get('steps', '-')} | " + (f"{s['step_p50_ms']:.1f} / {s['step_p99_ms']:.1f} | {s['missed_ratio']:.3f} "
-                                                    f"| {s['llm_calls']} |" if "steps" in s else "- | - | - |"), ""]
+                                                    f"| {s['llm_calls']} | {s.get('stt_final_p50_s', float('nan')):.2f} |"
+                                                    if "steps" in s else "- | - | - | - |"), ""]
     if "fuzz" in r:
         f = r["fuzz"]
         lines += ["| fuzz messages | wall (s) | 0x05 errors | closes (code: n) | unanswered | canary errors / close "

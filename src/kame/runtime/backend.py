@@ -26,6 +26,7 @@ cannot grow memory; drops are counted).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from typing import TYPE_CHECKING, AsyncIterator, Callable
 
@@ -213,14 +214,16 @@ def load_backend(cfg: KameConfig, clock: Clock, tokenizer=None, metrics=None):
     stt = None
     if bc.stt != "none":
         try:  # STTs stamp Transcript.t (and their metrics) on the agent's clock
-            stt = registry.create("stt", bc.stt, clock=clock, metrics=metrics)
+            stt = registry.create("stt", bc.stt, clock=clock, metrics=metrics, nice=bc.nice)
         except TypeError:
             stt = registry.create("stt", bc.stt)
     make_producer = llm = None
     if bc.llm != "none":
         from ..backend.tokenizer import default_tokenizer
 
-        llm = registry.create("llm", bc.llm)
+        factory, arg = registry.resolve("llm", bc.llm)
+        # an LLM that runs its own compute process (the embedded one) takes the back-end's priority
+        llm = factory(arg, nice=bc.nice) if "nice" in inspect.signature(factory).parameters else factory(arg)
         make_producer = producer_factory(cfg, clock, llm, tokenizer or default_tokenizer())
 
     info = {"stt": bc.stt, "llm": bc.llm}

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import AsyncIterator, Sequence
 
 from ...errors import BackendError, NotAvailableError
+from ..priority import lower_thread_priority
 from ..types import ChatMessage
 from .base import LLM
 
@@ -87,8 +88,9 @@ def load_model(gguf: Path):
     return model, tok
 
 
-def shared_worker(gguf: Path | None = None) -> "_ChildWorker":
-    """The (started, loaded) child process for a GGUF file, one per file and process."""
+def shared_worker(gguf: Path | None = None, nice: int = 0) -> "_ChildWorker":
+    """The (started, loaded) child process for a GGUF file, one per file and process; it runs
+    ``nice`` steps below normal CPU priority (the first caller's ``nice`` decides)."""
     gguf = Path(gguf) if gguf is not None else smollm2_path()
     if not gguf.is_file():
         raise NotAvailableError(f"embedded LLM weights not found: {gguf}")
@@ -98,15 +100,16 @@ def shared_worker(gguf: Path | None = None) -> "_ChildWorker":
     key = str(gguf)
     with _load_lock:
         if key not in _shared:
-            worker = _ChildWorker(gguf)
+            worker = _ChildWorker(gguf, nice)
             worker.start()  # raises NotAvailableError/BackendError; nothing cached then
             _shared[key] = worker
         return _shared[key]
 
 
 # --- the child process ---
-def _child_main(gguf: str, conn, cancel) -> None:
+def _child_main(gguf: str, conn, cancel, nice: int = 0) -> None:
     """Child entry point: load the model, then serve requests from ``conn`` until it closes."""
+    lower_thread_priority(nice)  # before torch starts any thread: they inherit it
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
 
@@ -161,8 +164,9 @@ def _child_main(gguf: str, conn, cancel) -> None:
 class _ChildWorker:
     """Parent-side handle of one child process: start/restart it, run requests one at a time."""
 
-    def __init__(self, gguf: Path) -> None:
+    def __init__(self, gguf: Path, nice: int = 0) -> None:
         self.gguf = gguf
+        self.nice = nice  # the child's CPU priority below normal (kame.backend.priority)
         self.proc = None
         self.conn = None
         self.cancel = None
@@ -180,7 +184,7 @@ class _ChildWorker:
         ctx = mp.get_context("spawn")
         parent_conn, child_conn = ctx.Pipe()
         cancel = ctx.Value("q", 0, lock=False)  # id of the request to stop (one int64 write)
-        proc = ctx.Process(target=_child_main, args=(str(self.gguf), child_conn, cancel),
+        proc = ctx.Process(target=_child_main, args=(str(self.gguf), child_conn, cancel, self.nice),
                            name="kame-llm-child", daemon=True)  # terminated at interpreter exit
         log.info("starting the embedded LLM child for %s (about 20 s)", self.gguf.name)
         proc.start()
@@ -286,8 +290,9 @@ class EmbeddedLLM(LLM):
         max_tokens: int = 80,  # default when stream_chat gets None
         temperature: float = 0.0,  # default when stream_chat gets None; 0 = greedy
         repetition_penalty: float = 1.1,
+        nice: int = 0,  # the child process runs this much below normal CPU priority (0..19)
     ) -> None:
-        self.worker = shared_worker(Path(gguf) if gguf else None)
+        self.worker = shared_worker(Path(gguf) if gguf else None, nice)
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.repetition_penalty = repetition_penalty
@@ -326,6 +331,7 @@ class EmbeddedLLM(LLM):
                 job.add_done_callback(lambda f: f.exception())  # never "exception never retrieved"
 
 
-def create(arg: str | None, **kwargs) -> EmbeddedLLM:
-    """Registry factory: ``embedded`` / ``smollm2`` (or ``embedded:/path/model.gguf``)."""
-    return EmbeddedLLM(arg or None, **kwargs)
+def create(arg: str | None, *, nice: int = 0, **kwargs) -> EmbeddedLLM:
+    """Registry factory: ``embedded`` / ``smollm2`` (or ``embedded:/path/model.gguf``); ``nice``:
+    the child's CPU priority below normal (``backend.nice`` in the config)."""
+    return EmbeddedLLM(arg or None, nice=nice, **kwargs)

@@ -39,6 +39,7 @@ from ...errors import AudioFormatError, BackendError, KameError
 from ...runtime.clock import Clock, MonotonicClock
 from ...runtime.metrics import Metric, MetricsSink, null_sink
 from ..types import FRAME_SIZE, AudioFrame, Transcript, Word
+from ..priority import lower_thread_priority
 from ..vad import VAD_RATE, StreamingVAD, StreamResampler, VADConfig
 from .base import STT
 
@@ -113,6 +114,7 @@ class SegmentedSTT(STT, ABC):
         max_utterance: float = 25.0,
         preroll: float = 0.3,
         on_error: Callable[[BackendError], None] | None = None,
+        nice: int = 0,
     ) -> None:
         self.clock = clock or MonotonicClock()
         self.metrics = metrics or null_sink
@@ -123,6 +125,7 @@ class SegmentedSTT(STT, ABC):
         self.max_utterance = float(max_utterance)
         self.preroll = float(preroll)
         self.on_error = on_error  # recoverable service errors go here instead of ending stream
+        self.nice = int(nice)  # the worker thread (and the decode threads it starts) runs this much lower
 
     @abstractmethod
     def new_recognizer(self) -> Recognizer:
@@ -241,6 +244,7 @@ class _Worker:
 
     # thread
     def run(self) -> None:
+        lower_thread_priority(self.stt.nice)  # before any decode thread is started from here
         try:
             self._run()
             self.post(("done",))
