@@ -51,6 +51,7 @@ async def test_cancel_stops_generation_and_frees_the_worker(llm):
 def test_shared_model_and_bad_path(llm):
     other = registry.create("llm", "smollm2")
     assert other.worker is llm.worker and other.worker.proc.pid != os.getpid()
+    assert llm.worker.nice == 3  # (no earlier test may have started the shared child)
     if sys.platform == "linux":  # the child runs below this process's CPU priority
         assert nice_of(llm.worker.proc.pid) == min(19, nice_of(os.getpid()) + 3)
     with pytest.raises(NotAvailableError):

@@ -265,6 +265,41 @@ async def test_worker_and_decode_threads_run_at_lower_priority(clips):
     assert _nice() == base  # the caller's own thread is untouched
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are a Linux feature")
+def test_whisper_compute_threads_run_at_lower_priority(clips):
+    """CTranslate2 starts its compute threads when the model is built: they must be niced too."""
+    import glob
+
+    from kame.audio import resample
+    from kame.backend.stt.whisper import WhisperModelHandle
+
+    def threads():  # tid -> (CPU ticks, nice)
+        out = {}
+        for t in glob.glob("/proc/self/task/*"):
+            try:
+                st = open(t + "/stat").read().rsplit(")", 1)[1].split()
+            except OSError:  # the thread ended
+                continue
+            out[int(t.rsplit("/", 1)[1])] = (int(st[11]) + int(st[12]), int(st[16]))
+        return out
+
+    base = _nice()
+    if base > 15:
+        pytest.skip("the test process already runs near the lowest priority")
+    pcm = resample(clips[SENT_A], 24000, 16000)
+    old = threads()  # (other libraries' threads, e.g. onnxruntime's from the clips, may still spin)
+    handle = WhisperModelHandle(nice=4)
+    built = threads()
+    for _ in range(3):
+        handle.transcribe(pcm)  # from this (normal-priority) thread: the compute happens elsewhere
+    after = threads()
+    # the threads the model's constructor started (threads the decode starts from this caller
+    # inherit this thread's priority instead; in the STT the caller is the niced worker's)
+    new = {tid: n for tid, (_, n) in built.items() if tid not in old and tid in after}
+    busy = [tid for tid in new if after[tid][0] - built[tid][0] >= 5]  # they do the decoding
+    assert busy and set(new.values()) == {base + 4}, (new, busy)
+
+
 def test_registry_specs_and_missing_extra(monkeypatch):
     assert {"embedded", "pocketsphinx", "whisper", "openai", "kyutai"} <= set(registry.schemes("stt"))
     with pytest.raises(ConfigError):

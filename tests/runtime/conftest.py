@@ -20,5 +20,8 @@ def fake_components():
     for (kind, scheme), target in FAKES.items():
         registry.register(kind, scheme, target)
     yield
+    from .fakes import CREATED
+
+    CREATED.clear()  # the components the fake factories made (tests read them)
     for kind, scheme in FAKES:
         registry._ENTRIES.get(kind, {}).pop(scheme, None)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from kame.config import load_config
+from kame.errors import ConfigError
 from kame.backend.tokenizer import default_tokenizer
 from kame.runtime.backend import BackendBridge, producer_factory
 from kame.runtime.base import AgentAudio, AgentText, CapacityError, ErrorEvent, Meta
@@ -365,5 +366,5 @@ def test_load_backend_gives_the_backend_its_cpu_priority(fake_components):
         load_backend(cfg, FakeClock(), default_tokenizer(), MetricsLog())
         (_, stt_kwargs), (_, got) = fakes.CREATED
         assert stt_kwargs["nice"] == 7 and got == llm_kwargs
-    with pytest.raises(Exception, match="backend.nice"):
+    with pytest.raises(ConfigError, match="backend.nice"):
         load_config(None, {"backend.nice": 20})  # nice values stop at 19

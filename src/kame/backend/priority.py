@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
 
 def lower_thread_priority(nice: int) -> int:
     """Add ``nice`` (0..19) to the calling thread's nice value (capped at 19); return the new
-    value. A no-op (returning 0) for ``nice`` 0 or where per-thread priorities are unavailable."""
-    if nice <= 0 or not hasattr(os, "setpriority"):
+    value. A no-op (returning 0) for ``nice`` 0 and off Linux (elsewhere setpriority takes a
+    process id, not a thread id)."""
+    if nice <= 0 or sys.platform != "linux":
         return 0
     tid = threading.get_native_id()
     try:
@@ -31,3 +36,26 @@ def lower_thread_priority(nice: int) -> int:
         log.warning("could not lower the priority of thread %s: %s", threading.current_thread().name, exc)
         return 0
     return new
+
+
+def run_in_lowered_thread(fn: Callable[[], T], nice: int) -> T:
+    """Run ``fn`` in a short-lived thread ``nice`` steps below this one and return its result:
+    for libraries that start their compute threads when an object is built (CTranslate2 does,
+    in the constructor), so that those threads inherit the lower priority."""
+    if nice <= 0 or sys.platform != "linux":
+        return fn()
+    out: dict = {}
+
+    def run() -> None:
+        lower_thread_priority(nice)
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            out["error"] = exc
+
+    t = threading.Thread(target=run, name="kame-lowered-init")
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]

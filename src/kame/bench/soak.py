@@ -394,7 +394,7 @@ async def soak(args) -> dict:
                     out["sessions"]["missed_ratio"] = len(md) / len(st)
                     out["sessions"]["llm_calls"] = len(metrics.values("llm_ttft"))  # back-end predictions started
                     fin = metrics.values("stt_final_latency")  # end of speech -> final transcript
-                    out["sessions"]["stt_final_p50_s"] = float(np.percentile(fin, 50)) if fin else float("nan")
+                    out["sessions"]["stt_final_p50_s"] = float(np.percentile(fin, 50)) if fin else None
             if "fuzz" in parts:
                 out["fuzz"] = await run_fuzz(url, args.fuzz, http, server, seed=args.seed)
             if "cycles" in parts:
@@ -404,6 +404,10 @@ async def soak(args) -> dict:
     finally:
         await runner.cleanup()
     return out
+
+
+def _num(x, fmt: str = ".2f") -> str:
+    return "-" if x is None else format(x, fmt)
 
 
 def tables(r: dict) -> str:
@@ -421,7 +425,7 @@ def tables(r: dict) -> str:
                   f"| {1e3 * s['loop_lag']['busy_p99']:.1f} / {1e3 * s['loop_lag']['busy_max']:.1f} "
                   f"| {100 * s.get('server_cpu_s', float('nan')) / s['wall_s']:.0f} "
                   f"| {s.get('steps', '-')} | " + (f"{s['step_p50_ms']:.1f} / {s['step_p99_ms']:.1f} | {s['missed_ratio']:.3f} "
-                                                    f"| {s['llm_calls']} | {s.get('stt_final_p50_s', float('nan')):.2f} |"
+                                                    f"| {s['llm_calls']} | {_num(s.get('stt_final_p50_s'))} |"
                                                     if "steps" in s else "- | - | - | - |"), ""]
     if "fuzz" in r:
         f = r["fuzz"]

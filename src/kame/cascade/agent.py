@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 from .. import registry
 from ..backend.types import ChatMessage, Turn
 from ..errors import ConfigError
+from ..runtime.backend import create_llm, create_stt
 from ..runtime.base import Agent, CapacityError, Meta, Session
 from ..runtime.clock import Clock, MonotonicClock
 from ..runtime.metrics import MetricsSink, null_sink
@@ -47,15 +48,6 @@ def load_tts(spec: str, fallback: str | None):
             raise
         log.warning("cascade: tts %r failed to load (%s); falling back to %r", spec, exc, fallback)
         return registry.create("tts", fallback), fallback
-
-
-def _create_timed(kind: str, spec: str, clock: Clock, metrics: MetricsSink):
-    """Create a component on the agent's clock (transcript times then match the frames' clock);
-    components whose factory takes no clock are created without it."""
-    try:
-        return registry.create(kind, spec, clock=clock, metrics=metrics)
-    except TypeError:
-        return registry.create(kind, spec)
 
 
 def default_prompt_fn(system_prompt: str = "", max_words: int = 30, knowledge_dir: str = ""
@@ -127,8 +119,9 @@ class CascadeAgent(Agent):
             raise ConfigError("backend.stt = 'none' cannot be used with mode = 'cascade' (it needs an STT)")
         if "llm" not in given and llm_spec == "none":
             raise ConfigError("backend.llm = 'none' cannot be used with mode = 'cascade' (it needs an LLM)")
-        self.stt = given.get("stt") or _create_timed("stt", stt_spec, self.clock, self.metrics)
-        self.llm = given.get("llm") or registry.create("llm", llm_spec)
+        nice = getattr(backend, "nice", 0)  # the back-end below the frame loop's CPU priority
+        self.stt = given.get("stt") or create_stt(stt_spec, self.clock, self.metrics, nice)
+        self.llm = given.get("llm") or create_llm(llm_spec, nice)
         if "tts" in given:
             self.tts, tts_spec = given["tts"], getattr(given["tts"], "name", "custom")
         else:

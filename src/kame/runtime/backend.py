@@ -201,6 +201,30 @@ def producer_factory(cfg: KameConfig, clock: Clock, llm, tokenizer):
     return make
 
 
+def create_stt(spec: str, clock: Clock, metrics=None, nice: int = 0):
+    """The STT of ``spec``, stamping transcripts (and metrics) on the agent's clock, its threads
+    ``nice`` steps below the step's CPU priority; a custom factory that does not take these
+    keywords is created with fewer of them (nice first, then clock and metrics)."""
+    from .. import registry
+
+    for kwargs in ({"clock": clock, "metrics": metrics, "nice": nice}, {"clock": clock, "metrics": metrics}, {}):
+        try:
+            return registry.create("stt", spec, **kwargs)
+        except TypeError:
+            if not kwargs:
+                raise
+    raise AssertionError("unreachable")
+
+
+def create_llm(spec: str, nice: int = 0):
+    """The LLM of ``spec``; one that runs its own compute process (the embedded one: its factory
+    names a ``nice`` parameter) runs it ``nice`` steps below the step's CPU priority."""
+    from .. import registry
+
+    factory, arg = registry.resolve("llm", spec)
+    return factory(arg, nice=nice) if "nice" in inspect.signature(factory).parameters else factory(arg)
+
+
 def load_backend(cfg: KameConfig, clock: Clock, tokenizer=None, metrics=None):
     """The config's STT + LLM -> (factory(session) -> BackendBridge | None, info).
     ``tokenizer``: the front-end's text vocabulary (oracle ids must be in it)."""
@@ -211,19 +235,12 @@ def load_backend(cfg: KameConfig, clock: Clock, tokenizer=None, metrics=None):
         if getattr(cfg.cascade, "hybrid_routing", False):
             raise ConfigError("cascade.hybrid_routing needs backend.stt and backend.llm (not 'none')")
         return (lambda session: None), {"stt": "none", "llm": "none"}
-    stt = None
-    if bc.stt != "none":
-        try:  # STTs stamp Transcript.t (and their metrics) on the agent's clock
-            stt = registry.create("stt", bc.stt, clock=clock, metrics=metrics, nice=bc.nice)
-        except TypeError:
-            stt = registry.create("stt", bc.stt)
+    stt = create_stt(bc.stt, clock, metrics, bc.nice) if bc.stt != "none" else None
     make_producer = llm = None
     if bc.llm != "none":
         from ..backend.tokenizer import default_tokenizer
 
-        factory, arg = registry.resolve("llm", bc.llm)
-        # an LLM that runs its own compute process (the embedded one) takes the back-end's priority
-        llm = factory(arg, nice=bc.nice) if "nice" in inspect.signature(factory).parameters else factory(arg)
+        llm = create_llm(bc.llm, bc.nice)
         make_producer = producer_factory(cfg, clock, llm, tokenizer or default_tokenizer())
 
     info = {"stt": bc.stt, "llm": bc.llm}

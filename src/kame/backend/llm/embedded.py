@@ -103,6 +103,9 @@ def shared_worker(gguf: Path | None = None, nice: int = 0) -> "_ChildWorker":
             worker = _ChildWorker(gguf, nice)
             worker.start()  # raises NotAvailableError/BackendError; nothing cached then
             _shared[key] = worker
+        elif _shared[key].nice != nice:
+            log.warning("the embedded LLM's child for %s already runs at nice +%d; +%d asked for is ignored",
+                        gguf.name, _shared[key].nice, nice)
         return _shared[key]
 
 

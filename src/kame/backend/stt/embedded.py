@@ -87,7 +87,7 @@ class EmbeddedSTT(SegmentedSTT):
                  whisper_interval: float | None = None, final_beam: int = 1, max_ps_lag: float = 1.5,
                  handle: WhisperModelHandle | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.handle = handle or WhisperModelHandle(model_path, cpu_threads=cpu_threads)
+        self.handle = handle or WhisperModelHandle(model_path, cpu_threads=cpu_threads, nice=self.nice)
         self.whisper_interval = None if whisper_interval is None else float(whisper_interval)
         self.final_beam = final_beam
         self.max_ps_lag = float(max_ps_lag)  # pocketsphinx skips audio while this far behind

@@ -244,8 +244,8 @@ class _Worker:
 
     # thread
     def run(self) -> None:
-        lower_thread_priority(self.stt.nice)  # before any decode thread is started from here
         try:
+            lower_thread_priority(self.stt.nice)  # before any decode thread is started from here
             self._run()
             self.post(("done",))
         except BaseException as exc:  # noqa: BLE001 - any crash must reach the consumer

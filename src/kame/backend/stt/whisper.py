@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import NotAvailableError
+from ..priority import run_in_lowered_thread
 from ..types import Word
 from .streaming import BufferedRecognizer, Recognizer, SegmentedSTT
 
@@ -84,7 +85,7 @@ class WhisperModelHandle:
     """A loaded CTranslate2 whisper model; ``transcribe`` may be called from any thread."""
 
     def __init__(self, model_path: str | Path | None = None, *, cpu_threads: int | None = None,
-                 compute_type: str = "int8", language: str = "en") -> None:
+                 compute_type: str = "int8", language: str = "en", nice: int = 0) -> None:
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
@@ -96,7 +97,10 @@ class WhisperModelHandle:
                 "download models: convert one with ct2-transformers-converter or use the default"
             )
         threads = cpu_threads or min(2, os.cpu_count() or 1)
-        self.model = WhisperModel(str(path), device="cpu", compute_type=compute_type, cpu_threads=threads)
+        # CTranslate2 starts its compute threads here: built in a thread ``nice`` steps lower, they
+        # inherit its priority (kame.backend.priority; the STT's worker thread only covers Python's side)
+        self.model = run_in_lowered_thread(
+            lambda: WhisperModel(str(path), device="cpu", compute_type=compute_type, cpu_threads=threads), nice)
         self.language = language or None  # None: detect (multilingual models)
         self.lock = threading.Lock()  # one decode at a time per model (CPU bound anyway)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="kame-whisper")  # background decodes
@@ -190,7 +194,7 @@ class WhisperSTT(SegmentedSTT):
                  whisper_interval: float = 0.48, final_beam: int = 1, background: bool = True,
                  handle: WhisperModelHandle | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.handle = handle or WhisperModelHandle(model_path, cpu_threads=cpu_threads)
+        self.handle = handle or WhisperModelHandle(model_path, cpu_threads=cpu_threads, nice=self.nice)
         self.whisper_interval, self.final_beam, self.background = float(whisper_interval), final_beam, background
 
     def new_recognizer(self) -> Recognizer:
