@@ -3,10 +3,12 @@
 On a small machine the 80 ms front-end step shares the cores with whisper decodes and LLM
 tokens; run those ``nice`` steps below it and the kernel gives the step the CPU first. On Linux
 each thread has its own nice value and the threads (and processes) it starts inherit it, so
-lowering the STT worker thread covers whisper's decode thread and its compute threads too.
-Raising priority again needs privileges, so this only ever lowers it.
+lowering the STT worker thread covers the decode threads it starts; a library that starts its
+compute threads in a constructor (CTranslate2) is built in a lowered thread instead. Raising
+priority again needs privileges, so this only ever lowers it; off Linux both are no-ops.
 
-    lower_thread_priority(10)      # the calling thread, and whatever it starts later
+    lower_thread_priority(10)                  # the calling thread, and whatever it starts later
+    model = run_in_lowered_thread(build, 10)   # build() in a thread 10 steps lower
 """
 
 from __future__ import annotations

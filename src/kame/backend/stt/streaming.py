@@ -38,8 +38,8 @@ from ...audio import check_pcm
 from ...errors import AudioFormatError, BackendError, KameError
 from ...runtime.clock import Clock, MonotonicClock
 from ...runtime.metrics import Metric, MetricsSink, null_sink
-from ..types import FRAME_SIZE, AudioFrame, Transcript, Word
 from ..priority import lower_thread_priority
+from ..types import FRAME_SIZE, AudioFrame, Transcript, Word
 from ..vad import VAD_RATE, StreamingVAD, StreamResampler, VADConfig
 from .base import STT
 
