@@ -38,9 +38,8 @@ def roundtrip(codec, pcm: np.ndarray, *, streaming: bool = False, codebooks: int
     if codebooks:  # the encoder should know (the embedded codec's F0 loop)
         codec.set_num_codebooks(codebooks)
     if not streaming:
-        codes = codec.encode(x)
-        dec = codes[:, :codebooks] if codebooks else codes
-        return codec.decode(dec)[0].numpy(), codes
+        codes = codec.encode(x)  # [1, codebooks or K, F]
+        return codec.decode(codes)[0].numpy(), codes
     fs = codec.frame_size
     n = math.ceil(x.shape[1] / fs)
     x = torch.nn.functional.pad(x, (0, n * fs - x.shape[1]))
@@ -50,7 +49,7 @@ def roundtrip(codec, pcm: np.ndarray, *, streaming: bool = False, codebooks: int
         c = s.encode_frame(x[:, i * fs : (i + 1) * fs])
         codes.append(c)
     for c in codes:
-        out.append(s.decode_frame(c[:, :codebooks] if codebooks else c))
+        out.append(s.decode_frame(c))
     return torch.cat(out, 1)[0].numpy(), torch.stack(codes, -1)
 
 

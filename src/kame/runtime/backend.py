@@ -207,13 +207,12 @@ def create_stt(spec: str, clock: Clock, metrics=None, nice: int = 0):
     keywords is created with fewer of them (nice first, then clock and metrics)."""
     from .. import registry
 
-    for kwargs in ({"clock": clock, "metrics": metrics, "nice": nice}, {"clock": clock, "metrics": metrics}, {}):
+    for kwargs in ({"clock": clock, "metrics": metrics, "nice": nice}, {"clock": clock, "metrics": metrics}):
         try:
             return registry.create("stt", spec, **kwargs)
         except TypeError:
-            if not kwargs:
-                raise
-    raise AssertionError("unreachable")
+            pass
+    return registry.create("stt", spec)
 
 
 def create_llm(spec: str, nice: int = 0):

@@ -118,24 +118,19 @@ class EmbeddedCodec(Codec):
             xf = x[:, f].clone()
             xf[:, self._f0_dims] -= ref[:, None]
             codes = self.rvq.encode(xf, num_codebooks=k, beam=beam)  # [B, k]
-            _, ref = self._add_reference(self.rvq.decode(codes)[:, None], ref)  # what the decoder will have
+            _, ref = self._features(codes[:, :, None], ref)  # the reference the decoder will have
             out.append(codes)
         return torch.stack(out, 2), last_f0, ref
 
-    def _add_reference(self, x: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, F, S * 26] decoded frame vectors (F0 as changes) -> absolute F0, and the reference
-        after them (each frame's last F0, kept within f0_min..f0_max); the encoder runs the same."""
-        for f in range(x.shape[1]):
-            x[:, f, self._f0_dims] += ref[:, None]
-            ref = x[:, f, self._f0_dims[-1]].clamp(*self._f0_range)
-        return x, ref
-
     def _features(self, codes: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """codes [B, k, F], F0 reference [B] -> sub-frame features [B, F * S, 26], new reference."""
+        """codes [B, k, F], F0 reference [B] -> sub-frame features [B, F * S, 26], new reference
+        (with cfg.f0_delta: each frame's last F0, kept within f0_min..f0_max; the encoder's loop
+        runs this too)."""
         B, k, F = codes.shape
         x = self.rvq.decode(codes.transpose(1, 2).reshape(B * F, k)).reshape(B, F, -1)
-        if self.cfg.f0_delta:
-            x, ref = self._add_reference(x, ref)
+        for f in range(F if self.cfg.f0_delta else 0):  # F0 coded as changes -> absolute
+            x[:, f, self._f0_dims] += ref[:, None]
+            ref = x[:, f, self._f0_dims[-1]].clamp(*self._f0_range)
         return x.reshape(B, F * self.cfg.subframes, self.cfg.feat_dim), ref
 
     # --- whole signal ----------------------------------------------------------------------
