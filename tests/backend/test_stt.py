@@ -332,39 +332,87 @@ def test_embedded_skips_pocketsphinx_when_far_behind(clips, whisper_handle):
     assert abs(dog_p.end - dog_f.end) < 0.3  # the gap is accounted for (else ~0.6 s early)
 
 
-def test_pocketsphinx_holds_the_gil_only_briefly(clips, whisper_handle):
-    """pocketsphinx's binding keeps the GIL while it decodes: an 80 ms frame goes in as 20 ms
-    calls (the same words come out as feeding it whole), and the embedded STT's decoders skip
-    the fwdflat pass (their final is only a fallback; that pass stalls other threads)."""
+def _in_process_words(x16k, **options) -> list[str]:
+    """Words of a decoder built in this process, fed 80 ms per call (the reference)."""
+    from kame.backend.stt.pocketsphinx import _load_decoder, _words
+
+    dec = _load_decoder(**options)
+    dec.start_utt()
+    pcm = (np.clip(x16k, -1, 1) * 32767).astype(np.int16)
+    for i in range(0, len(x16k) - 1279, 1280):
+        dec.process_raw(pcm[i:i + 1280].tobytes(), False, False)
+    dec.end_utt()
+    return [w.text for w in _words(dec)]
+
+
+def test_pocketsphinx_decodes_in_a_child_process(clips, whisper_handle):
+    """pocketsphinx's binding keeps the GIL while it decodes (it stalled the front-end's step):
+    its decoders run in a child process, giving the words a decoder in this process gives; the
+    embedded STT's skip the fwdflat pass (their final is only a fallback)."""
+    import os
+
     from kame.audio import resample
     from kame.backend.stt.embedded import EmbeddedSTT
-    from kame.backend.stt.pocketsphinx import _FILLER, DecoderPool, PocketsphinxRecognizer
-
-    class Spy:
-        def __init__(self, dec):
-            self.dec, self.sizes = dec, []
-
-        def process_raw(self, data, *args):
-            self.sizes.append(len(data) // 2)
-            return self.dec.process_raw(data, *args)
-
-        def __getattr__(self, name):
-            return getattr(self.dec, name)
+    from kame.backend.stt.pocketsphinx import PocketsphinxRecognizer, shared_process
 
     x = resample(clips[SENT_A], 24000, 16000)
-    pool = DecoderPool()
-    rec = PocketsphinxRecognizer(pool)
-    rec.dec = spy = Spy(rec.dec)
+    server = shared_process()
+    assert server.proc.is_alive() and server.proc.pid != os.getpid()
+    a, b = PocketsphinxRecognizer(server), PocketsphinxRecognizer(server)  # two utterances at once
+    for i in range(0, len(x) - 1279, 1280):
+        a.accept(x[i:i + 1280])
+        b.accept(x[i:i + 1280] * 0.5)
+    partial = [w.text for w in a.partial()]
+    words = [w.text for w in a.final()]
+    assert words == _in_process_words(x) and {"quick", "fox"} <= set(words) and partial
+    assert [w.text for w in b.final()] == _in_process_words(x * 0.5)
+    stt = EmbeddedSTT(handle=whisper_handle)
+    assert stt.ps_server is shared_process(0, fwdflat=False) and stt.ps_server is not server
+    rec = PocketsphinxRecognizer(stt.ps_server)
     for i in range(0, len(x) - 1279, 1280):
         rec.accept(x[i:i + 1280])
-    assert spy.sizes and max(spy.sizes) == 320 and sum(spy.sizes) == len(x) // 1280 * 1280
-    words = [w.text for w in rec.final()]
-    whole = pool.get()  # the same decoder type, fed 80 ms per call
-    whole.start_utt()
-    pcm = (np.clip(x, -1, 1) * 32767).astype(np.int16)
-    for i in range(0, len(x) - 1279, 1280):
-        whole.process_raw(pcm[i:i + 1280].tobytes(), False, False)
-    whole.end_utt()
-    assert words == [w for w in (re.sub(r"\(\d+\)$", "", s.word) for s in whole.seg()) if not _FILLER.match(w)]
-    assert DecoderPool().get().config["fwdflat"] is True  # the plain pocketsphinx STT keeps it
-    assert EmbeddedSTT(handle=whisper_handle).pool.get().config["fwdflat"] is False
+    assert [w.text for w in rec.final()] == _in_process_words(x, fwdflat=False)
+
+
+def test_pocketsphinx_child_death_is_an_error_then_restarts(clips, caplog):
+    """A dead child: the utterance's next call raises BackendError (no hang), and the next
+    utterance starts a new child."""
+    import os
+    import signal
+
+    from kame.audio import resample
+    from kame.backend.stt.pocketsphinx import DecoderProcess, PocketsphinxRecognizer
+
+    x = resample(clips[SENT_B], 24000, 16000)
+    server = DecoderProcess()
+    try:
+        rec = PocketsphinxRecognizer(server)
+        rec.accept(x[:1280])
+        pid = server.proc.pid
+        os.kill(pid, signal.SIGKILL)
+        server.proc.join(5)
+        with pytest.raises(BackendError, match="died"):
+            rec.accept(x[1280:2560])
+            rec.partial()
+        with pytest.raises(BackendError, match="died"):
+            rec.final()
+        rec = PocketsphinxRecognizer(server)  # restarts the child
+        assert server.proc.pid != pid and server.restarts == 1
+        for i in range(0, len(x) - 1279, 1280):
+            rec.accept(x[i:i + 1280])
+        assert [w.text for w in rec.final()] == _in_process_words(x)
+    finally:
+        server.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="nice values are a Linux feature")
+def test_pocketsphinx_child_runs_at_lower_priority():
+    from kame.backend.stt.pocketsphinx import DecoderProcess
+
+    base = _nice()
+    server = DecoderProcess(nice=3)
+    try:
+        stat = open(f"/proc/{server.proc.pid}/stat").read().rsplit(")", 1)[1].split()
+        assert int(stat[16]) == min(19, base + 3)
+    finally:
+        server.close()

@@ -36,7 +36,6 @@ import atexit
 import importlib.util
 import itertools
 import logging
-import multiprocessing as mp
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +43,7 @@ from pathlib import Path
 from typing import AsyncIterator, Sequence
 
 from ...errors import BackendError, NotAvailableError
+from ..childproc import CTX, start_child, stop_child
 from ..priority import lower_thread_priority
 from ..types import ChatMessage
 from .base import LLM
@@ -110,7 +110,7 @@ def shared_worker(gguf: Path | None = None, nice: int = 0) -> "_ChildWorker":
 
 
 # --- the child process ---
-def _child_main(gguf: str, conn, cancel, nice: int = 0) -> None:
+def _child_main(conn, gguf: str, cancel, nice: int = 0) -> None:
     """Child entry point: load the model, then serve requests from ``conn`` until it closes."""
     lower_thread_priority(nice)  # before torch starts any thread: they inherit it
     import torch
@@ -184,25 +184,10 @@ class _ChildWorker:
 
     def start(self) -> None:
         """Spawn the child and wait (~20 s) for its "loaded" message."""
-        ctx = mp.get_context("spawn")
-        parent_conn, child_conn = ctx.Pipe()
-        cancel = ctx.Value("q", 0, lock=False)  # id of the request to stop (one int64 write)
-        proc = ctx.Process(target=_child_main, args=(str(self.gguf), child_conn, cancel, self.nice),
-                           name="kame-llm-child", daemon=True)  # terminated at interpreter exit
+        cancel = CTX.Value("q", 0, lock=False)  # id of the request to stop (one int64 write)
         log.info("starting the embedded LLM child for %s (about 20 s)", self.gguf.name)
-        proc.start()
-        child_conn.close()  # only the child holds its end: its death gives EOF here
-        try:
-            kind, _, value = parent_conn.recv()
-        except (EOFError, OSError):
-            kind, value = "error", f"the child exited while loading (exit code {proc.join(5) or proc.exitcode})"
-        if kind != "loaded":
-            parent_conn.close()
-            if proc.is_alive():
-                proc.terminate()
-            proc.join(5)
-            raise (NotAvailableError if kind == "unavailable" else BackendError)(
-                f"embedded LLM child failed to load {self.gguf.name}: {value}")
+        proc, parent_conn = start_child(_child_main, (str(self.gguf), cancel, self.nice), name="kame-llm-child",
+                                        what=f"the embedded LLM child for {self.gguf.name}")
         self.proc, self.conn, self.cancel = proc, parent_conn, cancel
         if not self.restarts:  # registered after multiprocessing's own exit hook, so it runs first
             atexit.register(self.close)
@@ -219,13 +204,7 @@ class _ChildWorker:
 
     def close(self) -> None:
         """Stop the child: close its pipe so it exits on its own (at interpreter exit too)."""
-        if self.conn is not None:
-            self.conn.close()
-        if self.proc is not None:
-            self.proc.join(5)
-            if self.proc.is_alive():
-                self.proc.terminate()
-                self.proc.join(5)
+        stop_child(self.proc, self.conn)
 
     def _died(self) -> str:
         code = self.proc.exitcode if self.proc is not None else None

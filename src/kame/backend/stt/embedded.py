@@ -25,14 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from ..types import Word
-from .pocketsphinx import DecoderPool, PocketsphinxRecognizer
+from .pocketsphinx import PocketsphinxRecognizer, shared_process
 from .streaming import Recognizer, SegmentedSTT
 from .whisper import WhisperModelHandle, WhisperRecognizer
 
 
 class HybridRecognizer(Recognizer):
     def __init__(self, stt: "EmbeddedSTT") -> None:
-        self.ps = PocketsphinxRecognizer(stt.pool)
+        self.ps = PocketsphinxRecognizer(stt.ps_server)
         self.max_ps_lag = stt.max_ps_lag
         self.fed = self.real = 0  # samples given to pocketsphinx / received
         self.skipped = False
@@ -92,9 +92,9 @@ class EmbeddedSTT(SegmentedSTT):
         self.final_beam = final_beam
         self.max_ps_lag = float(max_ps_lag)  # pocketsphinx skips audio while this far behind
         # pocketsphinx gives the partials; its final is only a fallback for an empty whisper
-        # final, so its decoders skip the fwdflat pass (which holds the GIL ~60-130 ms per utterance)
-        self.pool = DecoderPool(fwdflat=False)
-        self.pool.put(self.pool.get())  # fail now (not mid-stream) if the model is missing
+        # final, so its decoders skip the fwdflat pass (end of utterance ~3 ms instead of ~60-130 ms).
+        # Its decoders run in a child process (see pocketsphinx.py: its binding holds the GIL)
+        self.ps_server = shared_process(self.nice, fwdflat=False)  # fails now if the model is missing
 
     def new_recognizer(self) -> Recognizer:
         return HybridRecognizer(self)

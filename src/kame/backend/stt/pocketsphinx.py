@@ -1,13 +1,18 @@
 """PocketSphinx STT: true word-by-word partials every 80 ms, offline, weak accuracy.
 
 Uses the en-us acoustic model, language model and dictionary bundled in the `pocketsphinx`
-wheel (16 kHz int16). Decoders are slow to build (~0.5 s), so each STT keeps a small pool.
+wheel (16 kHz int16).
 
 pocketsphinx's Python binding holds the GIL while it decodes, which stalls every other thread
-of the process (the front-end's step, the event loop) for as long as one call lasts. So audio
-is fed in 20 ms pieces (calls of ~2-8 ms instead of up to ~50 ms for an 80 ms frame), and the
-embedded STT, which only falls back on pocketsphinx's final, builds its decoders without the
-second ``fwdflat`` pass (end of utterance ~3 ms instead of ~60-130 ms).
+of the process (the front-end's step, the event loop) for as long as one call lasts: in one
+live session beside the embedded STT, 2-9 % of the front-end's 80 ms deadlines were missed
+(none with whisper alone). So the decoders live in a CHILD PROCESS (``DecoderProcess``,
+kame.backend.childproc; one per process and settings, shared by all streams), running ``nice`` steps
+below normal CPU priority: audio goes down a pipe without waiting for an answer, partials and
+finals are one request and reply each (the calling thread waits in ``recv``, without the GIL).
+Decoders are slow to build (~0.5 s), so the child keeps the idle ones for the next utterance.
+If the child dies, the call raises BackendError (the STT's stream ends with it) and the next
+utterance starts a new child (logged).
 
     stt = PocketsphinxSTT()                    # or registry.create("stt", "pocketsphinx")
     async for tr in stt.stream(frames): ...
@@ -15,19 +20,24 @@ second ``fwdflat`` pass (end of utterance ~3 ms instead of ~60-130 ms).
 
 from __future__ import annotations
 
+import atexit
+import itertools
+import logging
 import re
 import threading
+import weakref
 
 import numpy as np
 
-from ...errors import NotAvailableError
+from ...errors import BackendError, NotAvailableError
+from ..childproc import start_child, stop_child
+from ..priority import lower_thread_priority
 from ..types import Word
 from .streaming import Recognizer, SegmentedSTT
 
+log = logging.getLogger(__name__)
 _FILLER = re.compile(r"^(<.*>|\[.*\]|\+\+.*\+\+)$")
-
-
-_PIECE = 320  # samples (20 ms at 16 kHz) per process_raw call: bounds how long one call holds the GIL
+FRAME_RATE = 100.0  # pocketsphinx frames per second (10 ms)
 
 
 def _load_decoder(**options):
@@ -40,55 +50,186 @@ def _load_decoder(**options):
     return Decoder(samprate=16000, loglevel="FATAL", **options)
 
 
-class DecoderPool:
-    """Idle pocketsphinx decoders, reused across utterances and streams (thread-safe); new ones
-    are built with ``options`` (see _load_decoder)."""
+def _words(dec) -> list[Word] | None:
+    """The decoder's current hypothesis as words (None: no hypothesis yet)."""
+    if dec.hyp() is None:
+        return None
+    out = []
+    for seg in dec.seg():
+        w = re.sub(r"\(\d+\)$", "", seg.word)
+        if w and not _FILLER.match(w):
+            out.append(Word(w, seg.start_frame / FRAME_RATE, (seg.end_frame + 1) / FRAME_RATE))
+    return out
 
-    def __init__(self, **options) -> None:
-        self._idle: list = []
-        self._lock = threading.Lock()
-        self.options = options
 
-    def get(self):
+# --- the child process ---
+def _child_main(conn, options: dict, nice: int) -> None:
+    """Serve (op, uid, data) messages until the pipe closes. "open", "accept" and "drop" get no
+    reply; "partial" and "final" get ("ok", words) or ("error", message) - also for an error of
+    an earlier message of that utterance."""
+    lower_thread_priority(nice)
+    try:
+        idle = [_load_decoder(**options)]
+    except NotAvailableError as exc:
+        conn.send(("unavailable", str(exc)))
+        return
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("loaded", None))
+    live: dict[int, object] = {}  # utterance id -> its decoder
+    failed: dict[int, str] = {}  # utterance id -> the error of a message that had no reply
+    while True:
+        try:
+            op, uid, data = conn.recv()
+        except (EOFError, OSError):  # the parent closed the pipe or exited
+            return
+        try:
+            if uid in failed and op in ("partial", "final"):
+                raise RuntimeError(failed.pop(uid))
+            if op == "open":
+                dec = idle.pop() if idle else _load_decoder(**options)
+                dec.start_utt()
+                live[uid] = dec
+            elif op == "accept":
+                live[uid].process_raw(data, False, False)
+            elif op == "partial":
+                conn.send(("ok", _words(live[uid])))
+            elif op in ("final", "drop"):
+                dec = live.pop(uid, None)
+                failed.pop(uid, None)
+                if dec is None:
+                    if op == "final":
+                        raise RuntimeError(f"no utterance {uid}")
+                    continue
+                dec.end_utt()
+                idle.append(dec)
+                if op == "final":
+                    conn.send(("ok", _words(dec) or []))
+        except (EOFError, OSError):  # the pipe broke: the parent is gone
+            return
+        except Exception as exc:  # noqa: BLE001 - reported at the utterance's next reply
+            msg = f"{type(exc).__name__}: {exc}"
+            if op == "final":
+                live.pop(uid, None)  # a decoder in an unknown state is not reused
+            if op in ("partial", "final"):
+                conn.send(("error", msg))
+            else:
+                failed.setdefault(uid, msg)
+
+
+# --- the parent side ---
+class DecoderProcess:
+    """A child process with pocketsphinx decoders built with ``options`` (see _load_decoder),
+    running ``nice`` steps below normal CPU priority; its methods may be called from any thread.
+    Construction starts the child and waits for its first decoder (NotAvailableError if the
+    model is missing)."""
+
+    def __init__(self, nice: int = 0, **options) -> None:
+        self.nice, self.options = nice, options
+        self.proc = self.conn = None
+        self.generation = 0  # bumped at every (re)start: utterances of a dead child are refused
+        self.restarts = 0
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()  # one message (or request + reply) on the pipe at a time
+        self._start()
+        atexit.register(self.close)
+
+    def _start(self) -> None:
+        self.proc, self.conn = start_child(_child_main, (self.options, self.nice), name="kame-pocketsphinx",
+                                           what="the pocketsphinx child process")
+        self.generation += 1
+
+    def _died(self) -> BackendError:
+        code = self.proc.exitcode if self.proc is not None else None
+        if self.conn is not None:
+            self.conn.close()
+        self.proc = self.conn = None
+        log.error("the pocketsphinx child process died (exit code %s); the next utterance restarts it", code)
+        return BackendError(f"the pocketsphinx child process died (exit code {code})")
+
+    def open(self) -> tuple[int, int]:
+        """Start an utterance -> its handle (generation, id); (re)starts the child if needed."""
         with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return _load_decoder(**self.options)
+            if self.proc is None or not self.proc.is_alive():
+                if self.proc is not None:
+                    self._died()
+                self.restarts += 1
+                log.warning("restarting the pocketsphinx child process (restart %d)", self.restarts)
+                self._start()
+            uid = next(self._ids)
+            self._send("open", (self.generation, uid))
+            return self.generation, uid
 
-    def put(self, decoder) -> None:
+    def _send(self, op: str, utt: tuple[int, int], data=None) -> None:  # holding the lock
+        if utt[0] != self.generation or self.conn is None:
+            raise BackendError("the pocketsphinx child process that held this utterance died")
+        try:
+            self.conn.send((op, utt[1], data))
+        except (OSError, ValueError) as exc:
+            raise self._died() from exc
+
+    def send(self, op: str, utt: tuple[int, int], data=None) -> None:
+        """A message that gets no reply ("accept" with int16 bytes, "drop")."""
         with self._lock:
-            self._idle.append(decoder)
+            self._send(op, utt, data)
+
+    def call(self, op: str, utt: tuple[int, int]):
+        """"partial" or "final": send and wait for the reply."""
+        with self._lock:
+            self._send(op, utt)
+            try:
+                kind, value = self.conn.recv()
+            except (EOFError, OSError) as exc:
+                raise self._died() from exc
+        if kind != "ok":
+            raise BackendError(f"pocketsphinx failed: {value}")
+        return value
+
+    def close(self) -> None:
+        """Stop the child (it exits when its pipe closes)."""
+        with self._lock:
+            stop_child(self.proc, self.conn)
+            self.proc = self.conn = None
+
+
+def _drop(server: DecoderProcess, utt: tuple[int, int]) -> None:
+    """An utterance's recognizer was dropped before its final: give its decoder back."""
+    try:
+        server.send("drop", utt)
+    except BackendError:
+        pass
 
 
 class PocketsphinxRecognizer(Recognizer):
-    def __init__(self, pool: DecoderPool) -> None:
-        self.pool = pool
-        self.dec = pool.get()
-        self.dec.start_utt()
-        self.frate = 100.0  # pocketsphinx frames per second (10 ms)
+    def __init__(self, server: DecoderProcess) -> None:
+        self.server = server
+        self.utt = server.open()
+        self._finalizer = weakref.finalize(self, _drop, server, self.utt)
 
     def accept(self, pcm16k: np.ndarray) -> None:
-        pcm = (np.clip(pcm16k, -1, 1) * 32767).astype(np.int16)
-        for i in range(0, pcm.shape[0], _PIECE):  # short calls: other threads get the GIL in between
-            self.dec.process_raw(pcm[i:i + _PIECE].tobytes(), False, False)
-
-    def words(self) -> list[Word]:
-        out = []
-        for seg in self.dec.seg():
-            w = re.sub(r"\(\d+\)$", "", seg.word)
-            if not w or _FILLER.match(w):
-                continue
-            out.append(Word(w, seg.start_frame / self.frate, (seg.end_frame + 1) / self.frate))
-        return out
+        self.server.send("accept", self.utt, (np.clip(pcm16k, -1, 1) * 32767).astype(np.int16).tobytes())
 
     def partial(self) -> list[Word] | None:
-        return self.words() if self.dec.hyp() is not None else None
+        return self.server.call("partial", self.utt)
 
     def final(self, speech_end: float | None = None) -> list[Word]:
-        self.dec.end_utt()
-        words = self.words() if self.dec.hyp() is not None else []
-        self.pool.put(self.dec)
-        return words
+        self._finalizer.detach()
+        return self.server.call("final", self.utt)
+
+
+_shared: dict[tuple, DecoderProcess] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_process(nice: int = 0, **options) -> DecoderProcess:
+    """The DecoderProcess for these settings, one per process (the STT objects of a process and
+    their streams share it: one child, one utterance message at a time)."""
+    key = (nice, tuple(sorted(options.items())))
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = DecoderProcess(nice, **options)
+        return _shared[key]
 
 
 class PocketsphinxSTT(SegmentedSTT):
@@ -97,11 +238,10 @@ class PocketsphinxSTT(SegmentedSTT):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.pool = DecoderPool()
-        self.pool.put(self.pool.get())  # fail now (not mid-stream) if the model is missing
+        self.server = shared_process(self.nice)  # fails now (not mid-stream) if the model is missing
 
     def new_recognizer(self) -> Recognizer:
-        return PocketsphinxRecognizer(self.pool)
+        return PocketsphinxRecognizer(self.server)
 
 
 def create(arg: str | None = None, **kwargs) -> PocketsphinxSTT:

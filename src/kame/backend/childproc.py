@@ -1,0 +1,55 @@
+"""Back-end compute in a child process: start one and wait until it is ready, stop one.
+
+Libraries that hold the GIL while they compute (pocketsphinx's binding) or run long Python
+loops (transformers' generate) would stall the front-end's step and the event loop; in a child
+process they have their own interpreter. Children are started with multiprocessing's "spawn"
+(a fresh interpreter: no copied threads or locks), as daemons, and get the child end of a pipe
+as their first argument. A child says it is ready with a first message whose kind (element 0)
+is "loaded"; "unavailable" means a missing model or package; its last element is the message.
+
+    proc, conn = start_child(_child_main, (model_path, nice), name="kame-x", what="the x child")
+    ...
+    stop_child(proc, conn)
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from typing import Callable
+
+from ..errors import BackendError, NotAvailableError
+
+CTX = mp.get_context("spawn")
+
+
+def start_child(target: Callable, args: tuple, *, name: str, what: str):
+    """Run ``target(conn, *args)`` in a child process and wait for its first message.
+    Returns (process, the parent's end of the pipe); raises NotAvailableError ("unavailable")
+    or BackendError (any other message, or the child exiting first), naming ``what``."""
+    parent_conn, child_conn = CTX.Pipe()
+    proc = CTX.Process(target=target, args=(child_conn, *args), name=name, daemon=True)
+    proc.start()
+    child_conn.close()  # only the child holds its end: its death gives EOF here
+    try:
+        msg = parent_conn.recv()
+    except (EOFError, OSError):
+        proc.join(5)
+        msg = ("error", f"the child exited while loading (exit code {proc.exitcode})")
+    if msg[0] != "loaded":
+        parent_conn.close()
+        if proc.is_alive():
+            proc.terminate()
+        proc.join(5)
+        raise (NotAvailableError if msg[0] == "unavailable" else BackendError)(f"{what} failed to start: {msg[-1]}")
+    return proc, parent_conn
+
+
+def stop_child(proc, conn) -> None:
+    """Close the pipe (the child exits when it reads EOF); terminate it after 5 s."""
+    if conn is not None:
+        conn.close()
+    if proc is not None:
+        proc.join(5)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(5)

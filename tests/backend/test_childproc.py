@@ -1,0 +1,40 @@
+"""kame.backend.childproc: a child is ready on its "loaded" message; a missing model or a child
+that dies while loading is a clear error; stop_child ends it."""
+
+import pytest
+
+from kame.backend.childproc import start_child, stop_child
+from kame.errors import BackendError, NotAvailableError
+
+
+def _echo(conn, greeting):
+    conn.send(("loaded", None))
+    while True:
+        try:
+            conn.send((greeting, conn.recv()))
+        except EOFError:
+            return
+
+
+def _no_model(conn):
+    conn.send(("unavailable", "no model here"))
+
+
+def _dies(conn):
+    raise SystemExit(3)
+
+
+def test_start_talk_stop():
+    proc, conn = start_child(_echo, ("hi",), name="kame-test-echo", what="the echo child")
+    assert proc.is_alive() and proc.daemon
+    conn.send(42)
+    assert conn.recv() == ("hi", 42)
+    stop_child(proc, conn)
+    assert not proc.is_alive() and proc.exitcode == 0  # it left on EOF, not terminated
+
+
+def test_load_failures_are_clear_errors():
+    with pytest.raises(NotAvailableError, match="the x child failed to start: no model here"):
+        start_child(_no_model, (), name="kame-test", what="the x child")
+    with pytest.raises(BackendError, match=r"exited while loading \(exit code 3\)"):
+        start_child(_dies, (), name="kame-test", what="the x child")
