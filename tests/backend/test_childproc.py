@@ -24,6 +24,10 @@ def _dies(conn):
     raise SystemExit(3)
 
 
+def _fails(conn):
+    raise RuntimeError("as spawn's bootstrap does when a script starts a child on import")
+
+
 def test_start_talk_stop():
     proc, conn = start_child(_echo, ("hi",), name="kame-test-echo", what="the echo child")
     assert proc.is_alive() and proc.daemon
@@ -38,3 +42,5 @@ def test_load_failures_are_clear_errors():
         start_child(_no_model, (), name="kame-test", what="the x child")
     with pytest.raises(BackendError, match=r"exited while loading \(exit code 3\)"):
         start_child(_dies, (), name="kame-test", what="the x child")
+    with pytest.raises(BackendError, match=r'exit code 1\).*if __name__ == "__main__"'):
+        start_child(_fails, (), name="kame-test", what="the x child")

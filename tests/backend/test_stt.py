@@ -396,6 +396,7 @@ def test_pocketsphinx_child_death_is_an_error_then_restarts(clips, caplog):
             rec.partial()
         with pytest.raises(BackendError, match="died"):
             rec.final()
+        assert "exit code -9" in caplog.text  # reaped: the real exit code is reported
         rec = PocketsphinxRecognizer(server)  # restarts the child
         assert server.proc.pid != pid and server.restarts == 1
         for i in range(0, len(x) - 1279, 1280):
@@ -416,3 +417,54 @@ def test_pocketsphinx_child_runs_at_lower_priority():
         assert int(stat[16]) == min(19, base + 3)
     finally:
         server.close()
+
+
+def test_a_dropped_recognizer_never_takes_the_lock(clips):
+    """The garbage collector may finalize a recognizer in a thread that holds the child's pipe
+    lock (it runs wherever memory is allocated): the finalizer only queues the "drop", which
+    the next message sends; it must not block (a deadlock of every stream before)."""
+    from kame.audio import resample
+    from kame.backend.stt.pocketsphinx import DecoderProcess, PocketsphinxRecognizer
+
+    x = resample(clips[SENT_B], 24000, 16000)
+    server = DecoderProcess()
+    try:
+        dropped = PocketsphinxRecognizer(server)
+        dropped.accept(x[:1280])
+        with server._lock:  # as if collected inside send()/call()
+            t = threading.Thread(target=dropped._finalizer)
+            t.start()
+            t.join(10)
+            assert not t.is_alive()
+        assert list(server._dropped) == [dropped.utt]
+        rec = PocketsphinxRecognizer(server)  # the next message sends the queued drop first
+        assert not server._dropped
+        for i in range(0, len(x) - 1279, 1280):
+            rec.accept(x[i:i + 1280])
+        assert [w.text for w in rec.final()] == _in_process_words(x)
+    finally:
+        server.close()
+
+
+def test_embedded_final_survives_a_dead_pocketsphinx_child(clips, whisper_handle):
+    """pocketsphinx only gives the hybrid its partials: with its child dead, whisper's final
+    still comes (before: the final raised and the utterance was lost)."""
+    import os
+    import signal
+
+    from kame.audio import resample
+    from kame.backend.stt.embedded import EmbeddedSTT, HybridRecognizer
+    from kame.backend.stt.pocketsphinx import DecoderProcess
+
+    stt = EmbeddedSTT(handle=whisper_handle)
+    stt.ps_server = DecoderProcess(fwdflat=False)
+    try:
+        x = resample(clips[SENT_A], 24000, 16000)
+        rec = HybridRecognizer(stt)
+        for i in range(0, len(x) - 1279, 1280):
+            rec.accept(x[i:i + 1280])
+        os.kill(stt.ps_server.proc.pid, signal.SIGKILL)
+        stt.ps_server.proc.join(5)
+        assert norm(" ".join(w.text for w in rec.final())) == norm(SENT_A)
+    finally:
+        stt.ps_server.close()

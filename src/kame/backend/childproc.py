@@ -3,7 +3,8 @@
 Libraries that hold the GIL while they compute (pocketsphinx's binding) or run long Python
 loops (transformers' generate) would stall the front-end's step and the event loop; in a child
 process they have their own interpreter. Children are started with multiprocessing's "spawn"
-(a fresh interpreter: no copied threads or locks), as daemons, and get the child end of a pipe
+(a fresh interpreter: no copied threads or locks; it re-imports the main script, so a script
+must start them under ``if __name__ == "__main__":``), as daemons, and get the child end of a pipe
 as their first argument. A child says it is ready with a first message whose kind (element 0)
 is "loaded"; "unavailable" means a missing model or package; its last element is the message.
 
@@ -20,6 +21,8 @@ from typing import Callable
 from ..errors import BackendError, NotAvailableError
 
 CTX = mp.get_context("spawn")
+SCRIPT_HINT = ('; if this runs from a script, create kame\'s back-end under `if __name__ == "__main__":` '
+               "(a spawned child re-imports the script; see its traceback above)")
 
 
 def start_child(target: Callable, args: tuple, *, name: str, what: str):
@@ -28,13 +31,20 @@ def start_child(target: Callable, args: tuple, *, name: str, what: str):
     or BackendError (any other message, or the child exiting first), naming ``what``."""
     parent_conn, child_conn = CTX.Pipe()
     proc = CTX.Process(target=target, args=(child_conn, *args), name=name, daemon=True)
-    proc.start()
-    child_conn.close()  # only the child holds its end: its death gives EOF here
+    try:
+        proc.start()
+    except BaseException:
+        parent_conn.close()
+        raise
+    finally:
+        child_conn.close()  # only the child holds its end: its death gives EOF here
     try:
         msg = parent_conn.recv()
     except (EOFError, OSError):
         proc.join(5)
         msg = ("error", f"the child exited while loading (exit code {proc.exitcode})")
+        if proc.exitcode == 1:  # e.g. spawn's bootstrap error
+            msg = (msg[0], msg[1] + SCRIPT_HINT)
     if msg[0] != "loaded":
         parent_conn.close()
         if proc.is_alive():

@@ -207,6 +207,8 @@ class _ChildWorker:
         stop_child(self.proc, self.conn)
 
     def _died(self) -> str:
+        if self.proc is not None:
+            self.proc.join(1)  # reap it, so its exit code is known
         code = self.proc.exitcode if self.proc is not None else None
         log.error("the embedded LLM child died (exit code %s); the next request restarts it", code)
         if self.conn is not None:

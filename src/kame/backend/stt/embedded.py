@@ -20,14 +20,19 @@ pocketsphinx skips audio (partials miss it; the whisper final still gets all of 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
+
+from ...errors import BackendError
 
 from ..types import Word
 from .pocketsphinx import PocketsphinxRecognizer, shared_process
 from .streaming import Recognizer, SegmentedSTT
 from .whisper import WhisperModelHandle, WhisperRecognizer
+
+log = logging.getLogger(__name__)
 
 
 class HybridRecognizer(Recognizer):
@@ -74,9 +79,15 @@ class HybridRecognizer(Recognizer):
         self.wh.pause(speech_end)  # speculative whisper final
 
     def final(self, speech_end: float | None = None) -> list[Word]:
-        ps_words = self.ps.final()
-        words = self.wh.final(speech_end)
-        return words if words else ps_words
+        words = self.wh.final(speech_end)  # whisper's final is the one that matters
+        if words:
+            self.ps.close()  # no need to wait for pocketsphinx's
+            return words
+        try:
+            return self.ps.final()
+        except BackendError as exc:  # its child died: whisper heard nothing either
+            log.warning("pocketsphinx's fallback final failed: %s", exc)
+            return []
 
 
 class EmbeddedSTT(SegmentedSTT):

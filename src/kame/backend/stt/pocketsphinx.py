@@ -11,16 +11,20 @@ kame.backend.childproc; one per process and settings, shared by all streams), ru
 below normal CPU priority: audio goes down a pipe without waiting for an answer, partials and
 finals are one request and reply each (the calling thread waits in ``recv``, without the GIL).
 Decoders are slow to build (~0.5 s), so the child keeps the idle ones for the next utterance.
-If the child dies, the call raises BackendError (the STT's stream ends with it) and the next
-utterance starts a new child (logged).
+If the child dies (or does not answer for 30 s), the call raises BackendError (the STT's
+stream ends with it) and the next utterance starts a new child (logged). As with every
+multiprocessing "spawn" child, a script that creates this STT must do so under
+``if __name__ == "__main__":`` (the child re-imports the script).
 
-    stt = PocketsphinxSTT()                    # or registry.create("stt", "pocketsphinx")
-    async for tr in stt.stream(frames): ...
+    if __name__ == "__main__":
+        stt = PocketsphinxSTT()                # or registry.create("stt", "pocketsphinx")
+        async for tr in stt.stream(frames): ...
 """
 
 from __future__ import annotations
 
 import atexit
+import collections
 import itertools
 import logging
 import re
@@ -38,6 +42,8 @@ from .streaming import Recognizer, SegmentedSTT
 log = logging.getLogger(__name__)
 _FILLER = re.compile(r"^(<.*>|\[.*\]|\+\+.*\+\+)$")
 FRAME_RATE = 100.0  # pocketsphinx frames per second (10 ms)
+POLL_S = 0.1  # how often a caller waiting for a reply checks that the child lives
+REPLY_TIMEOUT_S = 30.0  # a child that does not answer for this long is taken for dead
 
 
 def _load_decoder(**options):
@@ -132,6 +138,10 @@ class DecoderProcess:
         self.restarts = 0
         self._ids = itertools.count(1)
         self._lock = threading.Lock()  # one message (or request + reply) on the pipe at a time
+        # utterances whose recognizer was dropped before its final: a weakref finalizer (which
+        # the garbage collector may run in any thread, even one holding _lock) only queues
+        # them here; the next message sends their "drop"
+        self._dropped: collections.deque[tuple[int, int]] = collections.deque()
         self._start()
         atexit.register(self.close)
 
@@ -140,13 +150,18 @@ class DecoderProcess:
                                            what="the pocketsphinx child process")
         self.generation += 1
 
-    def _died(self) -> BackendError:
-        code = self.proc.exitcode if self.proc is not None else None
+    def _died(self, why: str = "died") -> BackendError:
+        code = None
+        if self.proc is not None:
+            if self.proc.is_alive() and why != "died":  # hung: end it
+                self.proc.terminate()
+            self.proc.join(1)  # reap it, so its exit code is known
+            code = self.proc.exitcode
         if self.conn is not None:
             self.conn.close()
         self.proc = self.conn = None
-        log.error("the pocketsphinx child process died (exit code %s); the next utterance restarts it", code)
-        return BackendError(f"the pocketsphinx child process died (exit code {code})")
+        log.error("the pocketsphinx child process %s (exit code %s); the next utterance restarts it", why, code)
+        return BackendError(f"the pocketsphinx child process {why} (exit code {code})")
 
     def open(self) -> tuple[int, int]:
         """Start an utterance -> its handle (generation, id); (re)starts the child if needed."""
@@ -165,12 +180,21 @@ class DecoderProcess:
         if utt[0] != self.generation or self.conn is None:
             raise BackendError("the pocketsphinx child process that held this utterance died")
         try:
+            while self._dropped:
+                gen, uid = self._dropped.popleft()
+                if gen == self.generation:
+                    self.conn.send(("drop", uid, None))
             self.conn.send((op, utt[1], data))
         except (OSError, ValueError) as exc:
             raise self._died() from exc
 
+    def drop(self, utt: tuple[int, int]) -> None:
+        """Give back the decoder of an utterance that will get no final (sent with the next
+        message; takes no lock, so a finalizer may call it from any thread)."""
+        self._dropped.append(utt)
+
     def send(self, op: str, utt: tuple[int, int], data=None) -> None:
-        """A message that gets no reply ("accept" with int16 bytes, "drop")."""
+        """A message that gets no reply ("accept" with int16 bytes)."""
         with self._lock:
             self._send(op, utt, data)
 
@@ -178,7 +202,14 @@ class DecoderProcess:
         """"partial" or "final": send and wait for the reply."""
         with self._lock:
             self._send(op, utt)
+            waited = 0.0
             try:
+                while not self.conn.poll(POLL_S):
+                    waited += POLL_S
+                    if not self.proc.is_alive():
+                        raise self._died()
+                    if waited >= REPLY_TIMEOUT_S:
+                        raise self._died(f"did not answer for {REPLY_TIMEOUT_S:.0f} s")
                 kind, value = self.conn.recv()
             except (EOFError, OSError) as exc:
                 raise self._died() from exc
@@ -193,19 +224,12 @@ class DecoderProcess:
             self.proc = self.conn = None
 
 
-def _drop(server: DecoderProcess, utt: tuple[int, int]) -> None:
-    """An utterance's recognizer was dropped before its final: give its decoder back."""
-    try:
-        server.send("drop", utt)
-    except BackendError:
-        pass
-
-
 class PocketsphinxRecognizer(Recognizer):
     def __init__(self, server: DecoderProcess) -> None:
         self.server = server
         self.utt = server.open()
-        self._finalizer = weakref.finalize(self, _drop, server, self.utt)
+        # dropped (or closed) before its final: the decoder goes back to the child's idle ones
+        self._finalizer = weakref.finalize(self, server.drop, self.utt)
 
     def accept(self, pcm16k: np.ndarray) -> None:
         self.server.send("accept", self.utt, (np.clip(pcm16k, -1, 1) * 32767).astype(np.int16).tobytes())
@@ -216,6 +240,10 @@ class PocketsphinxRecognizer(Recognizer):
     def final(self, speech_end: float | None = None) -> list[Word]:
         self._finalizer.detach()
         return self.server.call("final", self.utt)
+
+    def close(self) -> None:
+        """End the utterance without its final (no waiting)."""
+        self._finalizer()
 
 
 _shared: dict[tuple, DecoderProcess] = {}
