@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import BackendError
-
 from ..types import Word
 from .pocketsphinx import PocketsphinxRecognizer, shared_process
 from .streaming import Recognizer, SegmentedSTT
