@@ -3,7 +3,7 @@ that dies while loading is a clear error; stop_child ends it."""
 
 import pytest
 
-from kame.backend.childproc import start_child, stop_child
+from kame.backend.childproc import children_cpu_seconds, start_child, stop_child
 from kame.errors import BackendError, NotAvailableError
 
 
@@ -14,6 +14,16 @@ def _echo(conn, greeting):
             conn.send((greeting, conn.recv()))
         except EOFError:
             return
+
+
+def _spin_then_load(conn, cpu_s):
+    import time
+
+    t = time.process_time()
+    while time.process_time() - t < cpu_s:
+        pass
+    conn.send(("loaded", None))
+    conn.recv()  # until the pipe closes
 
 
 def _no_model(conn):
@@ -44,3 +54,13 @@ def test_load_failures_are_clear_errors():
         start_child(_dies, (), name="kame-test", what="the x child")
     with pytest.raises(BackendError, match=r'exit code 1\).*if __name__ == "__main__"'):
         start_child(_fails, (), name="kame-test", what="the x child")
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/stat"), reason="reads /proc")
+def test_children_cpu_seconds_counts_a_live_child():
+    before = children_cpu_seconds()
+    proc, conn = start_child(_spin_then_load, (0.5,), name="kame-test-spin", what="the spinning child")
+    try:
+        assert children_cpu_seconds() - before >= 0.4  # its CPU time, while it lives
+    finally:
+        stop_child(proc, conn)

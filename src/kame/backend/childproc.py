@@ -16,6 +16,7 @@ is "loaded"; "unavailable" means a missing model or package; its last element is
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 from typing import Callable
 
 from ..errors import BackendError, NotAvailableError
@@ -63,3 +64,20 @@ def stop_child(proc, conn) -> None:
         if proc.is_alive():
             proc.terminate()
             proc.join(5)
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds (user + system) used so far by this process's live multiprocessing children
+    (the back-end's compute: benchmarks add it to their own process's CPU time). Linux (/proc);
+    NaN elsewhere."""
+    total = 0.0
+    for child in mp.active_children():
+        try:
+            with open(f"/proc/{child.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # it just ended
+            continue
+        except OSError:  # no /proc
+            return float("nan")
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
