@@ -10,7 +10,7 @@ is "loaded"; "unavailable" means a missing model or package; its last element is
 
     proc, conn = start_child(_child_main, (model_path, nice), name="kame-x", what="the x child")
     ...
-    stop_child(proc, conn)
+    stop_child(proc, conn)                     # or, once it died: code = reap_child(proc, conn)
 """
 
 from __future__ import annotations
@@ -64,6 +64,20 @@ def stop_child(proc, conn) -> None:
         if proc.is_alive():
             proc.terminate()
             proc.join(5)
+
+
+def reap_child(proc, conn, *, hung: bool = False) -> int | None:
+    """After a child died (or, with ``hung``, stopped answering: it is terminated first): reap
+    it so its exit code is known, close the pipe; returns the exit code (None if unknown)."""
+    code = None
+    if proc is not None:
+        if hung and proc.is_alive():
+            proc.terminate()
+        proc.join(1)
+        code = proc.exitcode
+    if conn is not None:
+        conn.close()
+    return code
 
 
 def children_cpu_seconds() -> float:

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import AsyncIterator, Sequence
 
 from ...errors import BackendError, NotAvailableError
-from ..childproc import CTX, start_child, stop_child
+from ..childproc import CTX, reap_child, start_child, stop_child
 from ..priority import lower_thread_priority
 from ..types import ChatMessage
 from .base import LLM
@@ -207,12 +207,8 @@ class _ChildWorker:
         stop_child(self.proc, self.conn)
 
     def _died(self) -> str:
-        if self.proc is not None:
-            self.proc.join(1)  # reap it, so its exit code is known
-        code = self.proc.exitcode if self.proc is not None else None
+        code = reap_child(self.proc, self.conn)
         log.error("the embedded LLM child died (exit code %s); the next request restarts it", code)
-        if self.conn is not None:
-            self.conn.close()
         with self._lock:
             self.proc = self.conn = self.cancel = None
         return f"the LLM child process died (exit code {code})"

@@ -34,7 +34,7 @@ import weakref
 import numpy as np
 
 from ...errors import BackendError, NotAvailableError
-from ..childproc import start_child, stop_child
+from ..childproc import reap_child, start_child, stop_child
 from ..priority import lower_thread_priority
 from ..types import Word
 from .streaming import Recognizer, SegmentedSTT
@@ -151,14 +151,7 @@ class DecoderProcess:
         self.generation += 1
 
     def _died(self, why: str = "died") -> BackendError:
-        code = None
-        if self.proc is not None:
-            if self.proc.is_alive() and why != "died":  # hung: end it
-                self.proc.terminate()
-            self.proc.join(1)  # reap it, so its exit code is known
-            code = self.proc.exitcode
-        if self.conn is not None:
-            self.conn.close()
+        code = reap_child(self.proc, self.conn, hung=why != "died")
         self.proc = self.conn = None
         log.error("the pocketsphinx child process %s (exit code %s); the next utterance restarts it", why, code)
         return BackendError(f"the pocketsphinx child process {why} (exit code {code})")
