@@ -3,7 +3,7 @@ that dies while loading is a clear error; stop_child ends it."""
 
 import pytest
 
-from kame.backend.childproc import children_cpu_seconds, start_child, stop_child
+from kame.backend.childproc import children_cpu_seconds, reap_child, start_child, stop_child
 from kame.errors import BackendError, NotAvailableError
 
 
@@ -24,6 +24,11 @@ def _spin_then_load(conn, cpu_s):
         pass
     conn.send(("loaded", None))
     conn.recv()  # until the pipe closes
+
+
+def _exit_on_message(conn):
+    conn.send(("loaded", None))
+    raise SystemExit(conn.recv())
 
 
 def _no_model(conn):
@@ -54,6 +59,17 @@ def test_load_failures_are_clear_errors():
         start_child(_dies, (), name="kame-test", what="the x child")
     with pytest.raises(BackendError, match=r'exit code 1\).*if __name__ == "__main__"'):
         start_child(_fails, (), name="kame-test", what="the x child")
+
+
+def test_reap_child_reports_the_exit_code_and_ends_a_hung_child():
+    proc, conn = start_child(_exit_on_message, (), name="kame-test-exit", what="the exiting child")
+    conn.send(5)
+    proc.join(10)  # it died by itself
+    assert reap_child(proc, conn) == 5 and conn.closed
+    proc, conn = start_child(_echo, ("hi",), name="kame-test-echo", what="the echo child")
+    assert reap_child(proc, conn, hung=True) == -15  # alive but not answering: terminated (SIGTERM)
+    assert not proc.is_alive() and conn.closed
+    assert reap_child(None, None) is None
 
 
 @pytest.mark.skipif(not __import__("os").path.exists("/proc/self/stat"), reason="reads /proc")
