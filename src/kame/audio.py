@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AudioFormatError
+from .errors import AudioFormatError, KameError
 
 SAMPLE_RATE = 24000
 
@@ -49,12 +49,27 @@ def read_wav(path: str | Path, sample_rate: int | None = SAMPLE_RATE, *, mono: b
     return np.ascontiguousarray(data, dtype=np.float32), rate
 
 
+# what write_wav writes, by the file name's extension: (libsndfile format, subtype)
+WRITE_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS"),
+                 ".opus": ("OGG", "OPUS"), ".mp3": ("MP3", "MPEG_LAYER_III")}
+
+
 def write_wav(path: str | Path, pcm: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-    """Write float32 audio ([T] or [T, C]) as 16-bit PCM wav."""
+    """Write float32 audio ([T] or [T, C]): 16-bit PCM .wav or .flac, or .ogg (Vorbis), .opus,
+    .mp3 (by the extension); the folder is created. A name with another extension or a file
+    that cannot be written raises KameError naming it."""
     import soundfile as sf
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), np.clip(pcm, -1.0, 1.0), sample_rate, subtype="PCM_16")
+    path = Path(path)
+    fmt = WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise KameError(f"cannot write audio file {path}: unknown file type {path.suffix or '(no extension)'!r}; "
+                        f"use one of {', '.join(WRITE_FORMATS)}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(path), np.clip(pcm, -1.0, 1.0), sample_rate, format=fmt[0], subtype=fmt[1])
+    except (OSError, RuntimeError, ValueError) as exc:  # LibsndfileError is a RuntimeError
+        raise KameError(f"cannot write audio file {path}: {exc}") from exc
 
 
 def check_pcm(pcm: np.ndarray, expected_len: int | None = None) -> np.ndarray:

@@ -37,3 +37,22 @@ def test_roundtrip_errors(tmp_path, capsys):
     assert main(["codec", "roundtrip", str(bad), "-o", str(out), "--codec", "nosuchcodec"]) == 1
     assert "unknown codec spec" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_roundtrip_output_types_and_output_errors(tmp_path, capsys):
+    src = tmp_path / "in.wav"
+    sf.write(src, 0.3 * np.sin(2 * np.pi * 150 * np.arange(24000) / 24000), 24000)
+    before = src.read_bytes()
+    assert main(["codec", "roundtrip", str(src), "-o", str(src)]) == 1  # would overwrite the input
+    assert "is the input file" in capsys.readouterr().err and src.read_bytes() == before
+    for name in ("out.flac", "out.ogg", "out.mp3"):  # the type follows the extension
+        assert main(["codec", "roundtrip", str(src), "-o", str(tmp_path / name)]) == 0
+        info = sf.info(tmp_path / name)
+        assert info.samplerate == 24000 and info.format == name.split(".")[1].upper()
+    capsys.readouterr()
+    assert main(["codec", "roundtrip", str(src), "-o", str(tmp_path / "out.xyz")]) == 1
+    assert "unknown file type '.xyz'" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["codec", "roundtrip", str(src), "-o", str(blocker / "out.wav")]) == 1  # its folder is a file
+    assert "cannot write audio file" in capsys.readouterr().err

@@ -14,18 +14,19 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .. import registry
 from ..audio import read_wav, write_wav
-from ..errors import AudioFormatError
+from ..errors import AudioFormatError, ConfigError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="input audio file (wav/flac/ogg; any rate, mono or not)")
-    p.add_argument("-o", "--output", required=True, help="output wav (codec rate, 16-bit)")
+    p.add_argument("-o", "--output", required=True, help="output audio file at the codec's rate: .wav or .flac (16-bit), .ogg, .opus or .mp3")
     p.add_argument("--codec", default="embedded", help="codec spec, e.g. embedded, embedded:PATH, mimi")
     p.add_argument("--codebooks", type=int, default=None, help="code with only the first N codebooks")
     p.add_argument("--streaming", action="store_true", help="encode/decode frame by frame (CodecStream)")
@@ -54,12 +55,14 @@ def roundtrip(codec, pcm: np.ndarray, *, streaming: bool = False, codebooks: int
 
 
 def main(args: argparse.Namespace) -> int:
+    if Path(args.output).resolve() == Path(args.input).resolve():
+        raise ConfigError(f"the output {args.output} is the input file; give another -o")
     codec = registry.create("codec", args.codec)
     pcm, _ = read_wav(args.input, codec.sample_rate)
     if pcm.size == 0:
         raise AudioFormatError(f"{args.input} holds no samples")
     if args.codebooks is not None and not 1 <= args.codebooks <= codec.num_codebooks:
-        raise AudioFormatError(f"--codebooks must be in 1..{codec.num_codebooks}")
+        raise ConfigError(f"--codebooks must be in 1..{codec.num_codebooks}")
     t0 = time.perf_counter()
     out, codes = roundtrip(codec, pcm, streaming=args.streaming, codebooks=args.codebooks)
     dt = time.perf_counter() - t0
