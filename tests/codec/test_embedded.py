@@ -364,15 +364,20 @@ def test_tiny_fit_is_reproducible(tmp_path):
     assert codes.shape == (1, 8, 3) and int(codes.max()) < 32
 
 
-def test_fit_command_checks_its_options():
+def test_fit_command_checks_its_options(tmp_path, monkeypatch):
     import argparse
 
     from kame.codec.embedded import fit
 
+    monkeypatch.setattr(fit, "fit", lambda *a, **k: pytest.fail("fitted before the options were checked"))
     p = argparse.ArgumentParser()
     fit.add_arguments(p)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
     for bad, msg in ((["--augment", "1.5"], "--augment"), (["--sentences", "0"], "--sentences"),
-                     (["--cardinality", "4096"], "--cardinality")):
+                     (["--cardinality", "4096"], "--cardinality"),
+                     (["-o", str(blocker / "x.safetensors")], "cannot create its folder"),  # a file in the way
+                     (["-o", str(tmp_path)], "cannot write a file there")):  # a folder
         with pytest.raises(ConfigError, match=msg):
             fit.main(p.parse_args(bad))
 

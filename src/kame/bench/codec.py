@@ -20,16 +20,18 @@ import time
 
 import torch
 
+from . import at_least
+
 DEFAULT_CODECS = ["mimi:random-tiny", "mimi:random"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codec", action="append", metavar="SPEC",
                    help=f"codec spec (repeatable; replaces the default list): default {' '.join(DEFAULT_CODECS)}")
-    p.add_argument("--frames", type=int, default=50, help="timed frames per codec (default 50 = 4 s)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed frames first (default 5)")
-    p.add_argument("--batch", type=int, default=1, help="rows streamed together (default 1); times are per batch step")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--frames", type=at_least(1), default=50, help="timed frames per codec (default 50 = 4 s)")
+    p.add_argument("--warmup", type=at_least(0), default=5, help="untimed frames first (default 5)")
+    p.add_argument("--batch", type=at_least(1), default=1, help="rows streamed together (default 1); times are per batch step")
+    p.add_argument("--threads", type=at_least(1), default=1, help="torch threads (default 1)")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
                    help="weights dtype, passed to codecs that take one (mimi); default: the codec's own")
 

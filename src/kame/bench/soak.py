@@ -39,6 +39,7 @@ from ..runtime.metrics import MetricsLog
 from ..server import protocol as P
 from ..server.app import SERVER_KEY, Server, ServerConfig, make_app, server_config_from
 from ..server.client import chat, chat_url
+from . import at_least
 
 
 def speechlike(seconds: float, seed: int = 0) -> np.ndarray:
@@ -457,10 +458,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--parts", default="sessions,fuzz,cycles")
-    p.add_argument("--sessions", type=int, default=16)
-    p.add_argument("--seconds", type=float, default=60.0)
-    p.add_argument("--fuzz", type=int, default=10000)
-    p.add_argument("--cycles", type=int, default=1000)
+    p.add_argument("--sessions", type=at_least(1), default=16)
+    p.add_argument("--seconds", type=at_least(0.1, float), default=60.0)
+    p.add_argument("--fuzz", type=at_least(0), default=10000)
+    p.add_argument("--cycles", type=at_least(0), default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--speech", action="store_true",
                    help="sessions part: clients ask spoken questions (STT and LLM at work) instead of sending tones")

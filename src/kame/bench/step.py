@@ -22,16 +22,18 @@ import time
 
 import torch
 
+from . import at_least
+
 DEFAULT_FRONTENDS = ["random:tiny", "random:small", "random:100m"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frontend", action="append", metavar="SPEC",
                    help=f"frontend spec (repeatable); default: {' '.join(DEFAULT_FRONTENDS)}")
-    p.add_argument("--batch", type=int, action="append", help="batch sizes (repeatable; default 1 and 4)")
-    p.add_argument("--frames", type=int, default=40, help="timed steps per case (default 40)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--batch", type=at_least(1), action="append", help="batch sizes (repeatable; default 1 and 4)")
+    p.add_argument("--frames", type=at_least(1), default=40, help="timed steps per case (default 40)")
+    p.add_argument("--warmup", type=at_least(0), default=5, help="untimed steps first (default 5)")
+    p.add_argument("--threads", type=at_least(1), default=1, help="torch threads (default 1)")
     p.add_argument("--dtype", default=None, help="weights dtype (default float32 on CPU)")
 
 

@@ -1,0 +1,21 @@
+"""Every `kame bench` takes only sensible counts: a zero or negative count is an argparse error
+naming the option (not a traceback from inside the benchmark)."""
+
+import pytest
+
+from kame.cli import main
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["bench", "codec", "--frames", "0"], "--frames: must be >= 1, got 0"),
+    (["bench", "codec", "--warmup", "-1"], "--warmup: must be >= 0, got -1"),
+    (["bench", "step", "--batch", "0"], "--batch: must be >= 1, got 0"),
+    (["bench", "step", "--frames", "x"], "--frames: expected a number, got 'x'"),
+    (["bench", "soak", "--sessions", "0"], "--sessions: must be >= 1, got 0"),
+    (["bench", "soak", "--seconds", "0"], "--seconds: must be >= 0.1, got 0"),
+    (["bench", "backend", "--prompts", "0"], "--prompts: must be >= 1, got 0"),
+])
+def test_bad_counts_are_argument_errors(argv, option, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and option in capsys.readouterr().err
