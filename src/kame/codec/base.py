@@ -14,6 +14,10 @@ Two ways to run a codec:
                    ``s.decode_frame(codes)`` [B, K]        -> [B, frame_size]
                    ``s.reset(rows)`` clears the state of some rows (a session left / joined)
 Streaming and whole-signal results must agree (tests check it per codec).
+
+Both codecs check their input with the functions below, so bad input gets the same
+AudioFormatError (ConfigError for a bad batch size or reset rows) from either, before any
+state changes: a live session's stream keeps working.
 """
 
 from __future__ import annotations
@@ -22,6 +26,85 @@ from abc import ABC, abstractmethod
 from typing import Sequence
 
 import torch
+
+from ..errors import AudioFormatError, ConfigError
+
+_COMMON_RATES = (8000, 16000, 22050, 32000, 44100, 48000)
+
+
+def check_pcm(pcm: torch.Tensor, what: str) -> torch.Tensor:
+    """Whole-signal audio: a float tensor [B, T] (or [B, 1, T]), T > 0, finite -> [B, T]."""
+    if not isinstance(pcm, torch.Tensor):
+        raise AudioFormatError(f"{what}: expected a torch.Tensor of float samples, got {type(pcm).__name__}")
+    if pcm.dim() == 3 and pcm.shape[1] == 1:
+        pcm = pcm[:, 0]
+    if pcm.dim() != 2:
+        raise AudioFormatError(f"{what}: expected mono pcm of shape [B, T], got shape {tuple(pcm.shape)}")
+    if not pcm.is_floating_point():
+        raise AudioFormatError(f"{what}: expected float samples in [-1, 1], got dtype {pcm.dtype}")
+    if pcm.shape[1] == 0:
+        raise AudioFormatError(f"{what}: empty audio")
+    if not bool(torch.isfinite(pcm).all()):  # NaN/inf would poison the row's state
+        raise AudioFormatError(f"{what}: audio contains NaN or infinite samples (corrupt input)")
+    return pcm
+
+
+def check_frame(pcm: torch.Tensor, what: str, batch_size: int, frame_size: int, sample_rate: int) -> torch.Tensor:
+    """One 80 ms step of a stream: [batch_size, frame_size] float, finite. A frame that is 80 ms
+    at another common rate says so (1280 samples: "80 ms at 16000 Hz: resample")."""
+    pcm = check_pcm(pcm, what)
+    if tuple(pcm.shape) != (batch_size, frame_size):
+        n, hint = pcm.shape[-1], ""
+        rate = n * sample_rate / frame_size
+        if rate != sample_rate and rate == int(rate) and int(rate) in _COMMON_RATES:
+            hint = f" ({n} samples is 80 ms at {int(rate)} Hz: resample to {sample_rate} Hz first)"
+        raise AudioFormatError(f"{what}: expected pcm of shape [{batch_size}, {frame_size}] (80 ms at "
+                               f"{sample_rate} Hz; one row per session), got {tuple(pcm.shape)}{hint}")
+    return pcm
+
+
+def check_codes(codes: torch.Tensor, dims: int, what: str, max_codebooks: int, cardinality: int,
+                batch_size: int | None = None) -> torch.Tensor:
+    """Integer codes [B, K] (dims 2) or [B, K, F] (dims 3, F > 0), 1 <= K <= max_codebooks, every
+    code in [0, cardinality) -> int64."""
+    if not isinstance(codes, torch.Tensor) or codes.dim() != dims or codes.is_floating_point() or codes.dtype == torch.bool:
+        shape = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
+        raise AudioFormatError(f"{what}: expected integer codes of shape {'[B, K]' if dims == 2 else '[B, K, F]'}, got {shape}")
+    if not 1 <= codes.shape[1] <= max_codebooks:
+        raise AudioFormatError(f"{what}: got {codes.shape[1]} codebooks, this codec has 1..{max_codebooks}")
+    if dims == 3 and codes.shape[2] == 0:
+        raise AudioFormatError(f"{what}: no frames")
+    if batch_size is not None and codes.shape[0] != batch_size:
+        raise AudioFormatError(f"{what}: expected {batch_size} rows of codes (one per session), got {codes.shape[0]}")
+    if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= cardinality):
+        raise AudioFormatError(f"{what}: codes must be in [0, {cardinality}), got [{int(codes.min())}, {int(codes.max())}]")
+    return codes.long()
+
+
+def check_batch_size(batch_size: int) -> int:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    return batch_size
+
+
+def rows_mask(rows: Sequence[int] | torch.Tensor | None, batch_size: int) -> torch.Tensor:
+    """The rows a ``reset`` names (None: all; indices; or a bool mask [batch_size]) -> bool mask."""
+    mask = torch.zeros(batch_size, dtype=torch.bool)
+    if rows is None:
+        mask[:] = True
+        return mask
+    idx = torch.as_tensor(rows)
+    if idx.dtype == torch.bool:
+        if tuple(idx.shape) != (batch_size,):
+            raise ConfigError(f"reset mask must have shape [{batch_size}], got {tuple(idx.shape)}")
+        return idx.clone()
+    if idx.is_floating_point():
+        raise ConfigError(f"reset rows must be integers, got {idx.tolist()}")
+    idx = idx.long().flatten()
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= batch_size):
+        raise ConfigError(f"reset rows {idx.tolist()} out of range for batch size {batch_size}")
+    mask[idx] = True
+    return mask
 
 
 class CodecStream(ABC):

@@ -28,8 +28,8 @@ from typing import Sequence
 
 import torch
 
-from ...errors import AudioFormatError, CheckpointError, ConfigError, NotAvailableError
-from ..base import Codec, CodecStream
+from ...errors import CheckpointError, ConfigError, NotAvailableError
+from ..base import Codec, CodecStream, check_batch_size, check_codes, check_frame, check_pcm, rows_mask
 from .config import EmbeddedCodecConfig
 from .features import Analyzer, LevelState, agc_gain, frame_windows, level_input
 from .rvq import RVQ
@@ -81,27 +81,8 @@ class EmbeddedCodec(Codec):
         self.num_codebooks = n
 
     # --- shared pieces ---------------------------------------------------------------------
-    def _check_pcm(self, pcm: torch.Tensor, frame: bool) -> torch.Tensor:
-        if not isinstance(pcm, torch.Tensor):
-            raise AudioFormatError(f"expected a torch.Tensor of audio, got {type(pcm).__name__}")
-        if pcm.dim() != 2 or (frame and pcm.shape[1] != self.frame_size):
-            want = f"[B, {self.frame_size}]" if frame else "[B, T]"
-            raise AudioFormatError(f"expected pcm of shape {want}, got {list(pcm.shape)}")
-        if not pcm.is_floating_point():
-            raise AudioFormatError(f"expected float audio in [-1, 1], got dtype {pcm.dtype}")
-        if not torch.isfinite(pcm).all():
-            raise AudioFormatError("audio contains NaN or infinite samples")
-        return pcm.float()
-
-    def _check_codes(self, codes: torch.Tensor, ndim: int) -> torch.Tensor:
-        if codes.dim() != ndim or not 1 <= codes.shape[1] <= self.cfg.num_codebooks:
-            raise AudioFormatError(
-                f"expected codes of shape [B, k{', F' if ndim == 3 else ''}] with 1 <= k <= "
-                f"{self.cfg.num_codebooks}, got {list(codes.shape)}")
-        if codes.numel() and (codes.min() < 0 or codes.max() >= self.cardinality):
-            raise AudioFormatError(f"codes must lie in [0, {self.cardinality}), got "
-                                   f"[{int(codes.min())}, {int(codes.max())}]")
-        return codes.long()
+    def _check_codes(self, codes: torch.Tensor, dims: int, what: str, batch_size: int | None = None) -> torch.Tensor:
+        return check_codes(codes, dims, what, self.cfg.num_codebooks, self.cardinality, batch_size)
 
     def _encode_windows(self, win: torch.Tensor, last_f0: torch.Tensor,
                         ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -136,7 +117,7 @@ class EmbeddedCodec(Codec):
     # --- whole signal ----------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, pcm: torch.Tensor) -> torch.Tensor:
-        pcm = level_input(self._check_pcm(pcm, frame=False), self.cfg, self.analyzer)  # the AGC
+        pcm = level_input(check_pcm(pcm, "encode").float(), self.cfg, self.analyzer)  # the AGC
         B, T = pcm.shape
         F = -(-T // self.frame_size)
         padded = torch.zeros(B, self.cfg.lookback + F * self.frame_size)
@@ -147,7 +128,7 @@ class EmbeddedCodec(Codec):
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        codes = self._check_codes(codes, 3)
+        codes = self._check_codes(codes, 3, "decode")
         state = self.vocoder.new_state(codes.shape[0])
         ref = torch.full((codes.shape[0],), F0_REF0)
         out = []
@@ -165,7 +146,7 @@ class EmbeddedStream(CodecStream):
     encoder's and the decoder's F0 reference (cfg.f0_delta), the vocoder state."""
 
     def __init__(self, codec: EmbeddedCodec, batch_size: int) -> None:
-        self.codec, self.batch_size = codec, batch_size
+        self.codec, self.batch_size = codec, check_batch_size(batch_size)
         self.history = torch.zeros(batch_size, codec.cfg.lookback)  # [B, lookback], after the AGC
         self.level = LevelState.new(batch_size, codec.cfg)  # the AGC's per-row speech level, see input_gain
         self.last_f0 = torch.full((batch_size,), _DEFAULT_F0)  # [B]
@@ -173,30 +154,24 @@ class EmbeddedStream(CodecStream):
         self.dec_ref = torch.full((batch_size,), F0_REF0)  # [B]
         self.voc: VocoderState = codec.vocoder.new_state(batch_size)
 
-    def _rows(self, pcm_or_codes: torch.Tensor) -> None:
-        if pcm_or_codes.shape[0] != self.batch_size:
-            raise AudioFormatError(f"stream has {self.batch_size} rows, got a batch of {pcm_or_codes.shape[0]}")
-
     @torch.no_grad()
     def encode_frame(self, pcm: torch.Tensor) -> torch.Tensor:
-        pcm = self.codec._check_pcm(pcm, frame=True)
-        self._rows(pcm)
-        gain = agc_gain(pcm[:, None], self.level, self.codec.cfg, self.codec.analyzer)  # [B, 1]
+        c = self.codec
+        pcm = check_frame(pcm, "encode_frame", self.batch_size, c.frame_size, c.sample_rate).float()
+        gain = agc_gain(pcm[:, None], self.level, c.cfg, c.analyzer)  # [B, 1]
         buf = torch.cat([self.history, pcm * gain], 1)  # [B, lookback + frame]
-        codes, self.last_f0, self.enc_ref = self.codec._encode_windows(
-            frame_windows(buf, self.codec.cfg), self.last_f0, self.enc_ref)
-        self.history = buf[:, -self.codec.cfg.lookback :].clone()
+        codes, self.last_f0, self.enc_ref = c._encode_windows(frame_windows(buf, c.cfg), self.last_f0, self.enc_ref)
+        self.history = buf[:, -c.cfg.lookback :].clone()
         return codes[:, :, 0]
 
     @torch.no_grad()
     def decode_frame(self, codes: torch.Tensor) -> torch.Tensor:
-        codes = self.codec._check_codes(codes, 2)
-        self._rows(codes)
+        codes = self.codec._check_codes(codes, 2, "decode_frame", self.batch_size)
         feats, self.dec_ref = self.codec._features(codes[:, :, None], self.dec_ref)
         return self.codec.vocoder.render(self.voc, feats)
 
     def reset(self, rows: Sequence[int] | torch.Tensor | None = None) -> None:
-        idx = torch.arange(self.batch_size) if rows is None else torch.as_tensor(rows, dtype=torch.long)
+        idx = rows_mask(rows, self.batch_size).nonzero()[:, 0]
         self.history[idx] = 0.0
         self.level.reset(idx, self.codec.cfg)
         self.last_f0[idx] = _DEFAULT_F0

@@ -19,8 +19,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ...errors import AudioFormatError, ConfigError
-from ..base import Codec, CodecStream
+from ...errors import ConfigError
+from ..base import Codec, CodecStream, check_batch_size, check_codes, check_frame, check_pcm, rows_mask
 from .config import MimiConfig
 from .quantizer import SplitResidualVQ
 from .seanet import ConvDownsample, ConvState, ConvTrState, ConvTrUpsample, SEANetDecoder, SEANetEncoder, SeqState
@@ -95,11 +95,6 @@ class MimiModel(nn.Module):
 
 # ----------------------------------------------------------------------------- the Codec
 _CHUNK_FRAMES = 25  # whole-signal encode/decode runs 2 s at a time through the streaming state
-def _rate_hint(n: int, frame_size: int, sample_rate: int) -> str:
-    rate = n * sample_rate / frame_size
-    if n > 0 and rate != sample_rate and abs(rate - round(rate)) < 1e-6 and int(round(rate)) in (8000, 16000, 22050, 32000, 44100, 48000):
-        return f" ({n} samples is 80 ms at {int(round(rate))} Hz: resample to {sample_rate} Hz first)"
-    return ""
 
 
 class MimiCodec(Codec):
@@ -142,39 +137,18 @@ class MimiCodec(Codec):
             raise ConfigError(f"num_codebooks must be an int in [{self.cfg.n_q_semantic}, {self.cfg.n_q}], got {n!r}")
         self.num_codebooks = n
 
-    # ---- input checks
+    # ---- input checks (kame.codec.base: the same errors from every codec)
     def _check_pcm(self, pcm: torch.Tensor, what: str) -> torch.Tensor:
-        if not isinstance(pcm, torch.Tensor):
-            raise AudioFormatError(f"{what}: expected a torch.Tensor of float samples, got {type(pcm).__name__}")
-        if pcm.dim() == 3 and pcm.shape[1] == 1:
-            pcm = pcm[:, 0]
-        if pcm.dim() != 2:
-            raise AudioFormatError(f"{what}: expected mono pcm of shape [B, T], got shape {tuple(pcm.shape)}")
-        if not pcm.is_floating_point():
-            raise AudioFormatError(f"{what}: expected float samples in [-1, 1], got dtype {pcm.dtype}")
-        if pcm.numel() and not bool(torch.isfinite(pcm).all()):  # NaN/inf would poison the row's state
-            raise AudioFormatError(f"{what}: audio contains NaN or infinite samples (corrupt input)")
-        return pcm.to(device=self.device, dtype=self.dtype)
+        return check_pcm(pcm, what).to(device=self.device, dtype=self.dtype)
 
-    def _check_codes(self, codes: torch.Tensor, dims: int, what: str) -> torch.Tensor:
-        if not isinstance(codes, torch.Tensor) or codes.dim() != dims or codes.is_floating_point():
-            shape = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
-            want = "[B, K]" if dims == 2 else "[B, K, F]"
-            raise AudioFormatError(f"{what}: expected integer codes of shape {want}, got {shape}")
-        K = codes.shape[1]
-        if not 1 <= K <= self.cfg.n_q:
-            raise AudioFormatError(f"{what}: got {K} codebooks, this Mimi has 1..{self.cfg.n_q}")
-        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.cardinality):
-            raise AudioFormatError(f"{what}: codes must be in [0, {self.cardinality}), got [{int(codes.min())}, {int(codes.max())}]")
-        return codes.to(device=self.device, dtype=torch.long)
+    def _check_codes(self, codes: torch.Tensor, dims: int, what: str, batch_size: int | None = None) -> torch.Tensor:
+        return check_codes(codes, dims, what, self.cfg.n_q, self.cardinality, batch_size).to(self.device)
 
     # ---- whole signal
     @torch.inference_mode()
     def encode(self, pcm: torch.Tensor) -> torch.Tensor:
         pcm = self._check_pcm(pcm, "encode")
         B, T = pcm.shape
-        if T == 0:
-            raise AudioFormatError("encode: empty audio")
         pad = -T % self.frame_size
         if pad:
             pcm = torch.nn.functional.pad(pcm, (0, pad))  # [B, F * frame_size]
@@ -187,8 +161,6 @@ class MimiCodec(Codec):
     @torch.inference_mode()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         codes = self._check_codes(codes, 3, "decode")
-        if codes.shape[-1] == 0:
-            raise AudioFormatError("decode: no frames")
         state = self.model.init_decoder_state(codes.shape[0])
         chunks = [self.model.decode(codes[..., i:i + _CHUNK_FRAMES], state) for i in range(0, codes.shape[-1], _CHUNK_FRAMES)]
         return torch.cat(chunks, dim=-1)[:, 0].float()
@@ -202,52 +174,26 @@ class MimiStream(CodecStream):
     agent audio out); ``reset(rows)`` clears both for those rows only."""
 
     def __init__(self, codec: MimiCodec, batch_size: int):
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.codec = codec
-        self.batch_size = batch_size
+        self.batch_size = check_batch_size(batch_size)
         model = codec.model
         self.enc = model.init_encoder_state(batch_size)
         self.dec = model.init_decoder_state(batch_size)
 
-    def _rows_mask(self, rows: Sequence[int] | torch.Tensor | None) -> torch.Tensor:
-        mask = torch.zeros(self.batch_size, dtype=torch.bool)
-        if rows is None:
-            mask[:] = True
-        else:
-            idx = torch.as_tensor(rows)
-            if idx.dtype == torch.bool:
-                if idx.shape != (self.batch_size,):
-                    raise ConfigError(f"reset mask must have shape [{self.batch_size}], got {tuple(idx.shape)}")
-                mask = idx.clone()
-            else:
-                idx = idx.long().flatten()
-                if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.batch_size):
-                    raise ConfigError(f"reset rows {idx.tolist()} out of range for batch size {self.batch_size}")
-                mask[idx] = True
-        return mask.to(self.codec.device)
-
     def reset(self, rows: Sequence[int] | torch.Tensor | None = None) -> None:
-        mask = self._rows_mask(rows)
+        mask = rows_mask(rows, self.batch_size).to(self.codec.device)
         self.enc.reset(mask)
         self.dec.reset(mask)
 
     @torch.inference_mode()
     def encode_frame(self, pcm: torch.Tensor) -> torch.Tensor:
         c = self.codec
-        pcm = c._check_pcm(pcm, "encode_frame")
-        if pcm.shape != (self.batch_size, c.frame_size):
-            raise AudioFormatError(
-                f"encode_frame: expected pcm of shape [{self.batch_size}, {c.frame_size}] (80 ms at {c.sample_rate} Hz), "
-                f"got {tuple(pcm.shape)}{_rate_hint(pcm.shape[-1], c.frame_size, c.sample_rate)}"
-            )
+        pcm = check_frame(pcm, "encode_frame", self.batch_size, c.frame_size, c.sample_rate).to(c.device, c.dtype)
         return c.model.encode(pcm[:, None], self.enc, c.num_codebooks)[:, :, 0]  # [B, K]
 
     @torch.inference_mode()
     def decode_frame(self, codes: torch.Tensor) -> torch.Tensor:
         c = self.codec
-        codes = c._check_codes(codes, 2, "decode_frame")
-        if codes.shape[0] != self.batch_size:
-            raise AudioFormatError(f"decode_frame: expected {self.batch_size} rows of codes, got {codes.shape[0]}")
+        codes = c._check_codes(codes, 2, "decode_frame", self.batch_size)
         return c.model.decode(codes[:, :, None], self.dec)[:, 0].float()  # [B, frame_size]
 
