@@ -5,6 +5,8 @@ kame exchanges audio internally as float32 mono at 24 kHz (kame.backend.types.SA
 
 from __future__ import annotations
 
+import contextlib
+import os
 from math import gcd
 from pathlib import Path
 
@@ -54,21 +56,34 @@ WRITE_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg":
                  ".opus": ("OGG", "OPUS"), ".mp3": ("MP3", "MPEG_LAYER_III")}
 
 
-def write_wav(path: str | Path, pcm: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-    """Write float32 audio ([T] or [T, C]): 16-bit PCM .wav or .flac, or .ogg (Vorbis), .opus,
-    .mp3 (by the extension); the folder is created. A name with another extension or a file
-    that cannot be written raises KameError naming it."""
-    import soundfile as sf
-
+def output_format(path: str | Path) -> tuple[str, str]:
+    """The (format, subtype) write_wav uses for ``path``; KameError for another extension (check
+    it before the work that makes the audio)."""
     path = Path(path)
     fmt = WRITE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise KameError(f"cannot write audio file {path}: unknown file type {path.suffix or '(no extension)'!r}; "
                         f"use one of {', '.join(WRITE_FORMATS)}")
+    return fmt
+
+
+def write_wav(path: str | Path, pcm: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write float32 audio ([T] or [T, C]): 16-bit PCM .wav or .flac, or .ogg (Vorbis), .opus,
+    .mp3 (by the extension); the folder is created. The file appears only once written whole
+    (a temporary file beside it is renamed), so a failed write leaves an existing file as it was.
+    Another extension, or a file that cannot be written, raises KameError naming it."""
+    import soundfile as sf
+
+    path = Path(path)
+    fmt = output_format(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(str(path), np.clip(pcm, -1.0, 1.0), sample_rate, format=fmt[0], subtype=fmt[1])
+        sf.write(str(tmp), np.clip(pcm, -1.0, 1.0), sample_rate, format=fmt[0], subtype=fmt[1])
+        os.replace(tmp, path)
     except (OSError, RuntimeError, ValueError) as exc:  # LibsndfileError is a RuntimeError
+        with contextlib.suppress(OSError):  # (its folder may not even exist)
+            tmp.unlink()
         raise KameError(f"cannot write audio file {path}: {exc}") from exc
 
 

@@ -24,7 +24,8 @@ BAD = [  # (what to call, error type, message)
     (lambda c, s: c.encode(torch.zeros(1, FS, dtype=torch.int16)), AudioFormatError, "float samples"),
     (lambda c, s: c.encode(torch.full((1, FS), float("inf"))), AudioFormatError, "NaN or infinite"),
     (lambda c, s: c.decode(torch.zeros(1, 8, 0, dtype=torch.long)), AudioFormatError, "decode: no frames"),
-    (lambda c, s: c.decode(torch.zeros(1, 8, 2)), AudioFormatError, "integer codes"),
+    (lambda c, s: c.decode(torch.zeros(1, 8, 2)), AudioFormatError, "integer codes, got dtype torch.float32"),
+    (lambda c, s: c.decode(torch.zeros(1, 8, 2, dtype=torch.bool)), AudioFormatError, "got dtype torch.bool"),
     (lambda c, s: c.decode(torch.zeros(1, 0, 2, dtype=torch.long)), AudioFormatError, "0 codebooks"),
     (lambda c, s: c.decode(torch.zeros(1, 40, 2, dtype=torch.long)), AudioFormatError, "40 codebooks, this codec has 1.."),
     (lambda c, s: c.decode(torch.full((1, 8, 2), -1)), AudioFormatError, r"codes must be in \[0, "),
@@ -39,20 +40,55 @@ BAD = [  # (what to call, error type, message)
 ]
 
 
+def _frames(n):  # [n, 2, FS]: two sessions saying different things
+    t = torch.arange(n * FS) / 24000.0
+    a = 0.2 * torch.sin(2 * torch.pi * 140 * t) * (1 + torch.sin(2 * torch.pi * 3 * t))
+    b = 0.1 * torch.sin(2 * torch.pi * 220 * t + 1.0)
+    return torch.stack([a, b]).reshape(2, n, FS).transpose(0, 1)
+
+
 @pytest.mark.parametrize("call, error, message", BAD)
 def test_same_error_from_every_codec_and_the_stream_goes_on(codec, call, error, message):
-    s = codec.stream(2)
-    frame = 0.1 * torch.sin(torch.arange(FS) / 9.0).expand(2, FS).contiguous()
-    first = s.encode_frame(frame)
+    frames = _frames(4)
+    ref, s = codec.stream(2), codec.stream(2)
+    want = [ref.encode_frame(f) for f in frames]
+    want_audio = [ref.decode_frame(c) for c in want]
+    for f, c in zip(frames[:2], want[:2]):
+        s.encode_frame(f)
+        s.decode_frame(c)
     with pytest.raises(error, match=message):
         call(codec, s)
-    codes = s.encode_frame(frame)  # the stream still works
-    assert codes.shape == first.shape and s.decode_frame(codes).shape == (2, FS)
+    # the state is as if the bad call never happened: the same codes and audio as the reference
+    for f, c, audio in zip(frames[2:], want[2:], want_audio[2:]):
+        assert torch.equal(s.encode_frame(f), c)
+        torch.testing.assert_close(s.decode_frame(c), audio, rtol=0, atol=1e-6)
 
 
-def test_reset_takes_indices_or_a_mask(codec):
+@pytest.mark.parametrize("rows", [[1], torch.tensor([False, True]), np.array([1])])
+def test_reset_restarts_only_the_rows_it_names(codec, rows):
+    frames = _frames(3)
     s = codec.stream(2)
-    s.reset([1])
-    s.reset(torch.tensor([True, False]))
+    for f in frames[:2]:
+        s.encode_frame(f)
+    s.reset([])  # nothing
+    s.reset(rows)
+    fresh = codec.stream(2)
+    kept = codec.stream(2)
+    for f in frames[:2]:
+        kept.encode_frame(f)
+    got, new, old = s.encode_frame(frames[2]), fresh.encode_frame(frames[2]), kept.encode_frame(frames[2])
+    assert torch.equal(got[1], new[1]) and torch.equal(got[0], old[0])  # row 1 restarted, row 0 went on
+    assert not torch.equal(new[0], old[0])  # (a restart is visible in the codes)
     s.reset()
-    assert s.encode_frame(torch.zeros(2, FS)).shape == (2, codec.num_codebooks)
+    assert torch.equal(s.encode_frame(frames[0]), codec.stream(2).encode_frame(frames[0]))
+
+
+def test_batch_sizes(codec):
+    assert codec.stream(np.int64(2)).batch_size == 2
+    for bad in (0, -1, True, 1.5, "2"):
+        with pytest.raises(ConfigError, match="batch_size must be an int >= 1"):
+            codec.stream(bad)
+    with pytest.raises(AudioFormatError, match="a batch of 0 rows"):
+        codec.encode(torch.zeros(0, FS))
+    with pytest.raises(AudioFormatError, match="a batch of 0 rows"):
+        codec.decode(torch.zeros(0, 8, 2, dtype=torch.long))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from kame.cli import main
@@ -56,3 +57,15 @@ def test_roundtrip_output_types_and_output_errors(tmp_path, capsys):
     blocker.write_text("")
     assert main(["codec", "roundtrip", str(src), "-o", str(blocker / "out.wav")]) == 1  # its folder is a file
     assert "cannot write audio file" in capsys.readouterr().err
+
+
+def test_a_failed_write_leaves_an_existing_file_alone(tmp_path):
+    from kame.audio import write_wav
+    from kame.errors import KameError
+
+    out = tmp_path / "out.opus"
+    write_wav(out, np.zeros(2400, np.float32), 24000)
+    before = out.read_bytes()
+    with pytest.raises(KameError, match="cannot write audio file"):
+        write_wav(out, np.zeros(4410, np.float32), 44100)  # Opus has no 44.1 kHz
+    assert out.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["out.opus"]

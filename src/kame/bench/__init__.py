@@ -2,6 +2,7 @@
 the argparse helpers they share."""
 
 import argparse
+import math
 
 
 def at_least(minimum: float, cast=int):
@@ -10,7 +11,10 @@ def at_least(minimum: float, cast=int):
         try:
             value = cast(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+            kind = "an integer" if cast is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum:g}, got {text}")
         return value

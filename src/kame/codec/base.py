@@ -22,6 +22,7 @@ state changes: a live session's stream keeps working.
 
 from __future__ import annotations
 
+import operator
 from abc import ABC, abstractmethod
 from typing import Sequence
 
@@ -42,6 +43,8 @@ def check_pcm(pcm: torch.Tensor, what: str) -> torch.Tensor:
         raise AudioFormatError(f"{what}: expected mono pcm of shape [B, T], got shape {tuple(pcm.shape)}")
     if not pcm.is_floating_point():
         raise AudioFormatError(f"{what}: expected float samples in [-1, 1], got dtype {pcm.dtype}")
+    if pcm.shape[0] == 0:
+        raise AudioFormatError(f"{what}: a batch of 0 rows")
     if pcm.shape[1] == 0:
         raise AudioFormatError(f"{what}: empty audio")
     if not bool(torch.isfinite(pcm).all()):  # NaN/inf would poison the row's state
@@ -67,9 +70,14 @@ def check_codes(codes: torch.Tensor, dims: int, what: str, max_codebooks: int, c
                 batch_size: int | None = None) -> torch.Tensor:
     """Integer codes [B, K] (dims 2) or [B, K, F] (dims 3, F > 0), 1 <= K <= max_codebooks, every
     code in [0, cardinality) -> int64."""
-    if not isinstance(codes, torch.Tensor) or codes.dim() != dims or codes.is_floating_point() or codes.dtype == torch.bool:
+    want = "[B, K]" if dims == 2 else "[B, K, F]"
+    if not isinstance(codes, torch.Tensor) or codes.dim() != dims:
         shape = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
-        raise AudioFormatError(f"{what}: expected integer codes of shape {'[B, K]' if dims == 2 else '[B, K, F]'}, got {shape}")
+        raise AudioFormatError(f"{what}: expected integer codes of shape {want}, got {shape}")
+    if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+        raise AudioFormatError(f"{what}: expected integer codes, got dtype {codes.dtype}")
+    if codes.shape[0] == 0:
+        raise AudioFormatError(f"{what}: a batch of 0 rows")
     if not 1 <= codes.shape[1] <= max_codebooks:
         raise AudioFormatError(f"{what}: got {codes.shape[1]} codebooks, this codec has 1..{max_codebooks}")
     if dims == 3 and codes.shape[2] == 0:
@@ -82,9 +90,14 @@ def check_codes(codes: torch.Tensor, dims: int, what: str, max_codebooks: int, c
 
 
 def check_batch_size(batch_size: int) -> int:
-    if not isinstance(batch_size, int) or batch_size < 1:
+    """An int >= 1 (numpy and 0-d torch ints too; not a bool) -> int."""
+    try:
+        n = operator.index(batch_size)
+    except TypeError:
+        n = None
+    if n is None or isinstance(batch_size, bool) or n < 1:
         raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    return batch_size
+    return n
 
 
 def rows_mask(rows: Sequence[int] | torch.Tensor | None, batch_size: int) -> torch.Tensor:
@@ -94,6 +107,8 @@ def rows_mask(rows: Sequence[int] | torch.Tensor | None, batch_size: int) -> tor
         mask[:] = True
         return mask
     idx = torch.as_tensor(rows)
+    if idx.numel() == 0:  # no rows: nothing to reset
+        return mask
     if idx.dtype == torch.bool:
         if tuple(idx.shape) != (batch_size,):
             raise ConfigError(f"reset mask must have shape [{batch_size}], got {tuple(idx.shape)}")

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .. import registry
-from ..audio import read_wav, write_wav
+from ..audio import output_format, read_wav, write_wav
 from ..errors import AudioFormatError, ConfigError
 
 
@@ -57,6 +57,7 @@ def roundtrip(codec, pcm: np.ndarray, *, streaming: bool = False, codebooks: int
 def main(args: argparse.Namespace) -> int:
     if Path(args.output).resolve() == Path(args.input).resolve():
         raise ConfigError(f"the output {args.output} is the input file; give another -o")
+    output_format(args.output)  # an unknown extension fails now, not after the round trip
     codec = registry.create("codec", args.codec)
     pcm, _ = read_wav(args.input, codec.sample_rate)
     if pcm.size == 0:

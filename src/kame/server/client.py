@@ -166,7 +166,8 @@ async def chat(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..audio import read_wav, write_wav
+    from ..audio import output_format, read_wav, write_wav
+    from ..errors import KameError
 
     ap = argparse.ArgumentParser(prog="python -m kame.server.client", description=__doc__.split("\n")[0])
     ap.add_argument("url", help="server URL, e.g. ws://127.0.0.1:8998/api/chat or http://127.0.0.1:8998")
@@ -178,13 +179,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tail", type=float, default=2.0, help="seconds of silence streamed after the file")
     ap.add_argument("--fast", action="store_true", help="do not pace the upload in real time")
     a = ap.parse_args(argv)
-    pcm, _ = read_wav(a.input, P.SAMPLE_RATE)
+    try:
+        if a.output:
+            output_format(a.output)  # before the chat, not after it
+        pcm, _ = read_wav(a.input, P.SAMPLE_RATE)
+    except KameError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     res = asyncio.run(chat(a.url, pcm, token=a.token, pcm_mode=a.pcm, realtime=not a.fast, tail_s=a.tail))
     if res.status is not None:
         print(f"refused: HTTP {res.status}", file=sys.stderr)
         return 1
     if a.output:
-        write_wav(a.output, res.audio, P.SAMPLE_RATE)
+        try:
+            write_wav(a.output, res.audio, P.SAMPLE_RATE)
+        except KameError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"text": res.text, "metas": res.metas, "errors": res.errors, "close_code": res.close_code}, f, indent=1)
