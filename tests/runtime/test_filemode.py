@@ -67,6 +67,11 @@ def test_kame_run_bad_input(tmp_path, capsys):
     (tmp_path / "d.wav").mkdir()
     assert main(["run", str(bad), "-o", str(tmp_path / "d.wav")]) == 1
     assert "is a folder" in capsys.readouterr().err
+    assert main(["run", str(bad), "-o", str(bad)]) == 1  # would overwrite the input
+    assert "is the input file" in capsys.readouterr().err and bad.read_bytes() == b"RIFF1234WAVEjunk"
+    for tail in ("nan", "-1", "1e9"):
+        assert main(["run", str(bad), "-o", str(out), "--tail", tail]) == 1
+        assert "--tail must be seconds in [0, 3600)" in capsys.readouterr().err
     assert not out.exists()
 
 

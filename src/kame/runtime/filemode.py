@@ -298,9 +298,11 @@ def main(args) -> int:
     cfg = config_from_args(args)
     if args.mode:
         cfg.mode = args.mode
-    if args.tail < 0:
-        raise ConfigError(f"--tail must be >= 0, got {args.tail}")
+    if not 0 <= args.tail < 3600:  # (also NaN)
+        raise ConfigError(f"--tail must be seconds in [0, 3600), got {args.tail}")
     out = check_output_path(args.output)
+    if Path(args.input).resolve() == out.resolve():
+        raise ConfigError(f"-o {args.output} is the input file; give another -o")
     user, note = read_input(args.input)
     if note:
         print(f"input     {args.input}: {note}")
