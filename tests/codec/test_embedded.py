@@ -400,3 +400,12 @@ def test_codec_quality_interval_is_a_paired_bootstrap_over_sentences():
     delta, lo, hi = wer_change_interval(words, same, same + np.array([0, 0, 5, 0]))
     assert delta == pytest.approx(12.5) and lo == pytest.approx(0.0) and 12.5 < hi <= 50.0
     assert wer_change_interval(words, same, same + np.array([0, 0, 5, 0]), seed=0)[1:] == (lo, hi)
+
+
+def test_config_that_cannot_work_is_a_config_error():
+    from kame.codec.embedded.features import Analyzer
+
+    with pytest.raises(ConfigError, match="unknown embedded codec config keys"):
+        EmbeddedCodecConfig.from_dict({"n_cep": 24, "nosuch": 1})
+    with pytest.raises(ConfigError, match="yin_win .* must cover the longest pitch period"):
+        Analyzer(replace(EmbeddedCodecConfig(), yin_win=240))

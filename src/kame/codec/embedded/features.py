@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ...errors import ConfigError
 from .config import EmbeddedCodecConfig
 
 
@@ -177,7 +178,9 @@ class Analyzer:
         self.window = torch.hann_window(cfg.win, periodic=False)
         self.tau_min = int(cfg.sample_rate // cfg.f0_max)
         self.tau_max = int(math.ceil(cfg.sample_rate / cfg.f0_min))
-        assert self.tau_max <= cfg.yin_win, "yin_win must cover the longest period"
+        if self.tau_max > cfg.yin_win:
+            raise ConfigError(f"embedded codec config: yin_win ({cfg.yin_win} samples) must cover the longest "
+                              f"pitch period, {self.tau_max} samples at f0_min {cfg.f0_min} Hz")
 
     def logmel(self, seg: torch.Tensor) -> torch.Tensor:
         """seg [..., win] -> log mel power [..., n_mels]."""
