@@ -84,7 +84,7 @@ def test_reset_restarts_only_the_rows_it_names(codec, rows):
 
 
 def test_batch_sizes(codec):
-    assert codec.stream(np.int64(2)).batch_size == 2
+    assert codec.stream(np.int64(2)).batch_size == codec.stream(torch.tensor(2)).batch_size == 2
     for bad in (0, -1, True, 1.5, "2"):
         with pytest.raises(ConfigError, match="batch_size must be an int >= 1"):
             codec.stream(bad)

@@ -146,7 +146,8 @@ class EmbeddedStream(CodecStream):
     encoder's and the decoder's F0 reference (cfg.f0_delta), the vocoder state."""
 
     def __init__(self, codec: EmbeddedCodec, batch_size: int) -> None:
-        self.codec, self.batch_size = codec, check_batch_size(batch_size)
+        batch_size = check_batch_size(batch_size)
+        self.codec, self.batch_size = codec, batch_size
         self.history = torch.zeros(batch_size, codec.cfg.lookback)  # [B, lookback], after the AGC
         self.level = LevelState.new(batch_size, codec.cfg)  # the AGC's per-row speech level, see input_gain
         self.last_f0 = torch.full((batch_size,), _DEFAULT_F0)  # [B]

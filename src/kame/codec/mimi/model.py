@@ -175,7 +175,7 @@ class MimiStream(CodecStream):
 
     def __init__(self, codec: MimiCodec, batch_size: int):
         self.codec = codec
-        self.batch_size = check_batch_size(batch_size)
+        self.batch_size = batch_size = check_batch_size(batch_size)
         model = codec.model
         self.enc = model.init_encoder_state(batch_size)
         self.dec = model.init_decoder_state(batch_size)
