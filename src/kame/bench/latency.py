@@ -35,6 +35,7 @@ import asyncio
 import json
 import logging
 import math
+import os
 import platform
 import re
 import textwrap
@@ -45,6 +46,8 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import SAMPLE_RATE, resample, write_wav
+from ..errors import ConfigError
+from . import at_least
 
 log = logging.getLogger(__name__)
 SR = SAMPLE_RATE
@@ -320,9 +323,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..config import add_config_arguments
 
     add_config_arguments(p)
-    p.add_argument("--turns", type=int, default=30, help="user turns to run (default 30 = all dialogues)")
+    p.add_argument("--turns", type=at_least(1), default=30, help="user turns to run (default 30 = all dialogues)")
     p.add_argument("--modes", default="tandem,cascade", help="comma-separated modes (default tandem,cascade)")
-    p.add_argument("--window", type=float, default=8.0, help="seconds after each user turn for the agent (default 8)")
+    p.add_argument("--window", type=at_least(0.5, float), default=8.0, help="seconds after each user turn for the agent (default 8)")
     p.add_argument("--out", default="bench/results/latency", help="folder for latency.json/.png/.md and wavs")
     p.add_argument("--save-wavs", action="store_true", help="also write each dialogue's stereo wav")
 
@@ -337,7 +340,12 @@ def main(args) -> int:
             raise SystemExit(f"--modes: unknown mode {m!r}")
     n_turns = max(1, min(args.turns, sum(len(d) for d in DIALOGUES)))
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:  # before the runs, not after them
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create the folder: {exc}") from exc
+    if not os.access(out, os.W_OK):
+        raise ConfigError(f"--out {out}: cannot write into it")
     t_start = time.perf_counter()
     dialogues = build_dialogues(n_turns, args.window)
     print(f"{n_turns} user turns in {len(dialogues)} dialogues "

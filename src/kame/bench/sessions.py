@@ -27,6 +27,8 @@ import time
 
 import numpy as np
 
+from . import at_least
+
 DEFAULT_FRONTENDS = ["random:tiny", "random:small"]
 DEFAULT_SESSIONS = [1, 2, 4, 8]
 SUSTAINED = 0.05  # missed-deadline ratio under which N sessions count as sustained
@@ -34,12 +36,12 @@ SUSTAINED = 0.05  # missed-deadline ratio under which N sessions count as sustai
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frontend", action="append", metavar="SPEC", help=f"repeatable; default {DEFAULT_FRONTENDS}")
-    p.add_argument("--sessions", type=int, action="append", help=f"repeatable; default {DEFAULT_SESSIONS}")
+    p.add_argument("--sessions", type=at_least(1), action="append", help=f"repeatable; default {DEFAULT_SESSIONS}")
     p.add_argument("--mode", choices=("both", "batched", "per-session"), default="both")
     p.add_argument("--codec", default="auto", help="codec spec (default: the front-end's own: embedded)")
-    p.add_argument("--seconds", type=float, default=4.0, help="measured seconds per case (default 4)")
-    p.add_argument("--warmup", type=float, default=0.8, help="unmeasured seconds first (default 0.8)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads of the worker (default 2)")
+    p.add_argument("--seconds", type=at_least(0.1, float), default=4.0, help="measured seconds per case (default 4)")
+    p.add_argument("--warmup", type=at_least(0, float), default=0.8, help="unmeasured seconds first (default 0.8)")
+    p.add_argument("--threads", type=at_least(1), default=2, help="torch threads of the worker (default 2)")
 
 
 def _pct(xs, q: float) -> float:
