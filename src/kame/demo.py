@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .audio import write_wav
 from .config import add_config_arguments
+from .errors import ConfigError
 
 DEFAULT_QUESTION = "What is the capital city of France?"
 
@@ -41,8 +42,13 @@ def main(args) -> int:
     from .backend.tts.piper import PiperTTS
     from .runtime import filemode
 
+    if not any(ch.isalnum() for ch in args.question):
+        raise ConfigError(f"--question has nothing to say: {args.question!r}")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create the folder: {exc}") from exc
     t0 = time.perf_counter()
     question = out / "question.wav"
     pcm = PiperTTS().synth(args.question)
