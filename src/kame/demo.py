@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from .audio import write_wav
 from .config import add_config_arguments
 from .errors import ConfigError
+from .paths import check_output_folder
 
 DEFAULT_QUESTION = "What is the capital city of France?"
 
@@ -44,11 +44,7 @@ def main(args) -> int:
 
     if not any(ch.isalnum() for ch in args.question):
         raise ConfigError(f"--question has nothing to say: {args.question!r}")
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot create the folder: {exc}") from exc
+    out = check_output_folder(args.out)
     t0 = time.perf_counter()
     question = out / "question.wav"
     pcm = PiperTTS().synth(args.question)

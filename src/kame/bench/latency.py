@@ -35,7 +35,6 @@ import asyncio
 import json
 import logging
 import math
-import os
 import platform
 import re
 import textwrap
@@ -46,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import SAMPLE_RATE, resample, write_wav
-from ..errors import ConfigError
+from ..paths import check_output_folder
 from . import at_least
 
 log = logging.getLogger(__name__)
@@ -339,13 +338,7 @@ def main(args) -> int:
         if m not in ("tandem", "cascade"):
             raise SystemExit(f"--modes: unknown mode {m!r}")
     n_turns = max(1, min(args.turns, sum(len(d) for d in DIALOGUES)))
-    out = Path(args.out)
-    try:  # before the runs, not after them
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot create the folder: {exc}") from exc
-    if not os.access(out, os.W_OK):
-        raise ConfigError(f"--out {out}: cannot write into it")
+    out = check_output_folder(args.out)  # before the runs, not after them
     t_start = time.perf_counter()
     dialogues = build_dialogues(n_turns, args.window)
     print(f"{n_turns} user turns in {len(dialogues)} dialogues "

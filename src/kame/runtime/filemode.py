@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -40,6 +39,7 @@ import numpy as np
 from ..audio import read_wav, write_wav
 from ..config import add_config_arguments, config_from_args, KameConfig
 from ..errors import AudioFormatError, ConfigError, KameError
+from ..paths import check_output_file
 from .base import AgentAudio, AgentText, ErrorEvent, Meta
 from .clock import FakeClock
 from .metrics import MetricsLog
@@ -254,23 +254,6 @@ def plot_timeline(path: Path, user: np.ndarray, agent: np.ndarray, rec: dict, ti
     plt.close(fig)
 
 
-def check_output_path(path: str) -> Path:
-    """-o must name a .wav file (OUT.json / OUT.png go next to it) whose folder can be made:
-    checked before the models load, not after the conversation."""
-    out = Path(path)
-    if out.suffix.lower() != ".wav":
-        raise ConfigError(f"-o {path}: the output must be a .wav file (OUT.json and OUT.png are written next to it)")
-    if out.is_dir():
-        raise ConfigError(f"-o {path} is a folder; give a file name such as {out / 'answer.wav'}")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"-o {path}: cannot create its folder: {exc}") from exc
-    if not os.access(out.parent, os.W_OK):
-        raise ConfigError(f"-o {path}: cannot write into {out.parent}")
-    return out
-
-
 def read_input(path: str) -> tuple[np.ndarray, str]:
     """The input as float32 mono 24 kHz, and a note saying how it was converted (or "")."""
     import soundfile as sf
@@ -300,9 +283,9 @@ def main(args) -> int:
         cfg.mode = args.mode
     if not 0 <= args.tail < 3600:  # (also NaN)
         raise ConfigError(f"--tail must be seconds in [0, 3600), got {args.tail}")
-    out = check_output_path(args.output)
-    if Path(args.input).resolve() == out.resolve():
-        raise ConfigError(f"-o {args.output} is the input file; give another -o")
+    # checked before the models load, not after the conversation
+    out = check_output_file(args.output, suffix=".wav", why=" (OUT.json and OUT.png are written next to it)",
+                            input=args.input)
     user, note = read_input(args.input)
     if note:
         print(f"input     {args.input}: {note}")

@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from ...errors import CheckpointError, ConfigError
+from ...paths import check_output_file
 from .channel import random_channel
 from .config import EmbeddedCodecConfig
 from .data import TRAIN_VOICES, Voice, synthesize
@@ -143,20 +142,14 @@ def main(args: argparse.Namespace) -> int:
         if not 0.0 <= args.augment <= 1.0:
             raise ConfigError(f"--augment is a share of the clips, in 0..1; got {args.augment}")
         cfg = replace(cfg, augment=args.augment)
-    out = Path(args.output)
-    try:  # before minutes of fitting, not after
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"-o {out}: cannot create its folder: {exc}") from exc
-    if out.is_dir() or not os.access(out.parent, os.W_OK):
-        raise ConfigError(f"-o {out}: cannot write a file there")
+    out = check_output_file(args.output)  # before minutes of fitting, not after
     codec, stats = fit(cfg, seed=args.seed, sentences=args.sentences)
     meta = {k: stats[k] for k in ("seed", "sentences", "clips", "audio_minutes", "voices", "vectors")}
     try:
         digest = save(codec, out, meta)
     except Exception as exc:  # safetensors' SafetensorError, OSError
         raise CheckpointError(f"cannot write the fitted codec to {out}: {exc}") from exc
-    size = Path(args.output).stat().st_size
+    size = out.stat().st_size
     print(f"wrote {args.output} ({size / 1e6:.2f} MB) sha256 {digest}")
     print(f"{stats['clips']} clips, {stats['audio_minutes']:.1f} min audio; synth {stats['synth_s']:.1f} s, "
           f"VQ fit {stats['vq_s']:.1f} s, total {stats['total_s']:.1f} s")

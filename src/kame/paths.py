@@ -1,0 +1,46 @@
+"""Checks of the files and folders a command will write, made before its work (minutes of
+fitting, a whole conversation), not after it: each failure is a ConfigError naming the option.
+
+    out = check_output_file(args.output, input=args.input)         # -o FILE
+    out = check_output_file(args.output, suffix=".wav")             # ... of one type
+    folder = check_output_folder(args.out)                          # --out FOLDER
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+def _writable_folder(folder: Path, label: str, what: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot create {what}: {exc}") from exc
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"{label}: cannot write into {folder}")
+
+
+def check_output_file(path: str | Path, *, flag: str = "-o", suffix: str | None = None, why: str = "",
+                      input: str | Path | None = None) -> Path:
+    """A file to write: with the ``suffix`` asked for (``why`` says why), not a folder, not the
+    ``input`` file, in a folder that can be made and written into."""
+    out = Path(path)
+    if suffix is not None and out.suffix.lower() != suffix:
+        raise ConfigError(f"{flag} {path}: the output must be a {suffix} file{why}")
+    if out.is_dir():
+        example = f"such as {out / ('answer' + suffix)}" if suffix else "inside it"
+        raise ConfigError(f"{flag} {path} is a folder, cannot write a file there; give a file name {example}")
+    if input is not None and out.resolve() == Path(input).resolve():
+        raise ConfigError(f"{flag} {path} is the input file; give another {flag}")
+    _writable_folder(out.parent, f"{flag} {path}", "its folder")
+    return out
+
+
+def check_output_folder(path: str | Path, *, flag: str = "--out") -> Path:
+    """A folder to write into: made if missing."""
+    out = Path(path)
+    _writable_folder(out, f"{flag} {path}", "the folder")
+    return out
