@@ -150,8 +150,8 @@ class DecoderProcess:
                                            what="the pocketsphinx child process")
         self.generation += 1
 
-    def _died(self, why: str = "died") -> BackendError:
-        code = reap_child(self.proc, self.conn, hung=why != "died")
+    def _died(self, why: str = "died", *, hung: bool = False) -> BackendError:
+        code = reap_child(self.proc, self.conn, hung=hung)
         self.proc = self.conn = None
         log.error("the pocketsphinx child process %s (exit code %s); the next utterance restarts it", why, code)
         return BackendError(f"the pocketsphinx child process {why} (exit code {code})")
@@ -202,7 +202,7 @@ class DecoderProcess:
                     if not self.proc.is_alive():
                         raise self._died()
                     if waited >= REPLY_TIMEOUT_S:
-                        raise self._died(f"did not answer for {REPLY_TIMEOUT_S:.0f} s")
+                        raise self._died(f"did not answer for {REPLY_TIMEOUT_S:.0f} s", hung=True)
                 kind, value = self.conn.recv()
             except (EOFError, OSError) as exc:
                 raise self._died() from exc
