@@ -37,6 +37,10 @@ def test_roundtrip_errors(tmp_path, capsys):
     assert "cannot read" in capsys.readouterr().err
     assert main(["codec", "roundtrip", str(bad), "-o", str(out), "--codec", "nosuchcodec"]) == 1
     assert "unknown codec spec" in capsys.readouterr().err
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0), 24000)
+    assert main(["codec", "roundtrip", str(empty), "-o", str(out)]) == 1
+    assert "holds no samples" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -21,7 +21,7 @@ import torch
 
 from .. import registry
 from ..audio import output_format, read_wav, write_wav
-from ..errors import AudioFormatError, ConfigError
+from ..errors import ConfigError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,8 +60,6 @@ def main(args: argparse.Namespace) -> int:
     output_format(args.output)  # an unknown extension fails now, not after the round trip
     codec = registry.create("codec", args.codec)
     pcm, _ = read_wav(args.input, codec.sample_rate)
-    if pcm.size == 0:
-        raise AudioFormatError(f"{args.input} holds no samples")
     if args.codebooks is not None and not 1 <= args.codebooks <= codec.num_codebooks:
         raise ConfigError(f"--codebooks must be in 1..{codec.num_codebooks}")
     t0 = time.perf_counter()
