@@ -12,3 +12,9 @@ def test_demo_argument_errors(tmp_path, capsys):
     assert main(["demo", "--out", str(blocker / "d")]) == 1
     assert "cannot create the folder" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
+    for bad, message in ((["--set", "runtime.nope=1"], "runtime.nope"), (["--tail", "-1"], "--tail must be seconds"),
+                         (["--config", str(tmp_path / "missing.toml")], "config file not found")):
+        out = tmp_path / "o"
+        assert main(["demo", "--out", str(out), *bad]) == 1  # before the question is synthesized
+        assert message in capsys.readouterr().err
+        assert not (out / "question.wav").exists()

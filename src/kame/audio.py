@@ -37,6 +37,9 @@ def read_wav(path: str | Path, sample_rate: int | None = SAMPLE_RATE, *, mono: b
     path = Path(path)
     if not path.exists():
         raise AudioFormatError(f"audio file not found: {path}")
+    if path.is_dir():
+        raise AudioFormatError(f"{path} is a folder, not an audio file")
+    _check_wav_length(path)
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises its own LibsndfileError / RuntimeError
@@ -49,6 +52,29 @@ def read_wav(path: str | Path, sample_rate: int | None = SAMPLE_RATE, *, mono: b
             data = resample(data, rate, sample_rate)
             rate = sample_rate
     return np.ascontiguousarray(data, dtype=np.float32), rate
+
+
+def _check_wav_length(path: Path) -> None:
+    """A WAV file cut short (a copy or a download that stopped) reads without complaint as the
+    samples that are left, so compare its data chunk's declared size with the bytes present.
+    Sizes of 0 and 0xFFFFFFFF (a writer that did not know the length) are not checked."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
+            return  # not a RIFF/WAVE file: libsndfile judges it
+        size = path.stat().st_size
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return  # no data chunk: libsndfile says what is wrong
+            n = int.from_bytes(chunk[4:], "little")
+            if chunk[:4] == b"data":
+                have = size - f.tell()
+                if 0 < n < 0xFFFFFFFF and have < n:
+                    raise AudioFormatError(f"audio file {path} is truncated: its header announces {n} bytes "
+                                           f"of audio, the file holds {have}")
+                return
+            f.seek(n + (n & 1), 1)  # chunks are padded to an even size
 
 
 # what write_wav writes, by the file name's extension: (libsndfile format, subtype)

@@ -52,6 +52,20 @@ class FrontendConfig:
     top_k_text: int = _opt(25, min=0)
     seed: int = -1  # sampling seed; -1 = nondeterministic
 
+    def validate(self) -> None:
+        import torch
+
+        try:
+            dev = torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ConfigError(f"frontend.device: {self.device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1')") from None
+        ok = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+        if dev.type not in ok:
+            raise ConfigError(f"frontend.device: {self.device!r}: kame runs on 'cpu', 'cuda' or 'mps'")
+        if not ok[dev.type]:
+            raise ConfigError(f"frontend.device: {self.device!r} is not available here (this torch {torch.__version__} "
+                              f"sees no {dev.type.upper()} device); use 'cpu'")
+
 
 @dataclass
 class CodecConfig:
@@ -87,6 +101,10 @@ class BackendConfig:
     # LLM's child process): this many nice steps below the front-end step, so on a small machine a
     # whisper decode or an LLM token does not delay an 80 ms frame; 0 = the same priority
     nice: int = _opt(10, min=0, max=19)
+
+    def validate(self) -> None:
+        if self.knowledge_dir and not Path(self.knowledge_dir).expanduser().is_dir():
+            raise ConfigError(f"backend.knowledge_dir: {self.knowledge_dir} is not a folder")
 
 
 @dataclass
@@ -235,6 +253,8 @@ def load_config(
     cfg = KameConfig()
     if path is not None:
         p = Path(path).expanduser()
+        if p.is_dir():
+            raise ConfigError(f"config file {p} is a folder; give a TOML file")
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
         try:

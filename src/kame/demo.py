@@ -22,7 +22,7 @@ import argparse
 import time
 
 from .audio import write_wav
-from .config import add_config_arguments
+from .config import add_config_arguments, config_from_args
 from .errors import ConfigError
 from .paths import check_output_folder
 
@@ -45,6 +45,10 @@ def main(args) -> int:
     if not any(ch.isalnum() for ch in args.question):
         raise ConfigError(f"--question has nothing to say: {args.question!r}")
     out = check_output_folder(args.out)
+    # the config and --tail are checked now, not after the question is synthesized (kame run
+    # checks them again per mode)
+    config_from_args(args)
+    filemode.check_tail(args.tail)
     t0 = time.perf_counter()
     question = out / "question.wav"
     pcm = PiperTTS().synth(args.question)

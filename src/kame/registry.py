@@ -60,8 +60,9 @@ def schemes(kind: str) -> dict[str, Entry]:
     return dict(_ENTRIES.get(kind, {}))
 
 
-def resolve(kind: str, spec: str) -> tuple[Callable[..., Any], str | None]:
-    """Return (factory, arg) for a spec, importing the factory's module lazily."""
+def check_spec(kind: str, spec: str) -> tuple[Entry, str | None]:
+    """(entry, arg) of a spec whose scheme is registered for ``kind``, else ConfigError. Imports
+    nothing, so config checks can call it before any component loads."""
     _load_builtin()
     if kind not in _ENTRIES:
         raise ConfigError(f"unknown component kind {kind!r}; known: {sorted(_ENTRIES)}")
@@ -71,6 +72,12 @@ def resolve(kind: str, spec: str) -> tuple[Callable[..., Any], str | None]:
         raise ConfigError(
             f"unknown {kind} spec {spec!r}: scheme {scheme!r} is not one of {sorted(_ENTRIES[kind])}"
         )
+    return entry, arg
+
+
+def resolve(kind: str, spec: str) -> tuple[Callable[..., Any], str | None]:
+    """Return (factory, arg) for a spec, importing the factory's module lazily."""
+    entry, arg = check_spec(kind, spec)
     module_name, _, attr = entry.target.partition(":")
     try:
         module = importlib.import_module(module_name)

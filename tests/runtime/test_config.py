@@ -36,6 +36,11 @@ def test_defaults_file_and_overrides(tmp_path):
     ("frontend.spec.x=1", "frontend.spec"),
     ("server.port=70000", "server.port: must be <= 65535"),
     ("noequals", "key=value"),
+    ("frontend.device=banana", "frontend.device: 'banana' is not a torch device"),
+    ("frontend.device=cuda", "frontend.device: 'cuda' is not available here"),  # a CPU-only torch
+    ("backend.knowledge_dir=/no/such/folder", "backend.knowledge_dir: /no/such/folder is not a folder"),
+    ("cascade.tts=nope", "cascade.tts: unknown tts spec 'nope'"),
+    ("cascade.tts_fallback=nope", "cascade.tts_fallback: unknown tts spec 'nope'"),
 ])
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
@@ -45,6 +50,10 @@ def test_bad_overrides_name_the_key(override, message):
 def test_bad_files(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_config(tmp_path)
+    assert load_config(None, ["cascade.tts=espeak:en-us+f2", "cascade.tts_fallback=none", "frontend.device=cpu",
+                              f"backend.knowledge_dir={tmp_path}"]).cascade.tts == "espeak:en-us+f2"
     bad = tmp_path / "bad.toml"
     bad.write_text("[runtime\nmax_sessions = 2\n")
     with pytest.raises(ConfigError, match="not valid TOML"):

@@ -72,6 +72,14 @@ def test_kame_run_bad_input(tmp_path, capsys):
     for tail in ("nan", "-1", "1e9"):
         assert main(["run", str(bad), "-o", str(out), "--tail", tail]) == 1
         assert "--tail must be seconds in [0, 3600)" in capsys.readouterr().err
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, np.zeros(24000, np.float32), 24000, subtype="PCM_16")
+    cut = tmp_path / "cut.wav"  # a copy that stopped: libsndfile alone would read its 478 samples
+    cut.write_bytes(whole.read_bytes()[:1000])
+    assert main(["run", str(cut), "-o", str(out)]) == 1
+    assert "is truncated: its header announces 48000 bytes of audio, the file holds 956" in capsys.readouterr().err
+    assert main(["run", str(tmp_path), "-o", str(out)]) == 1
+    assert "is a folder, not an audio file" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -52,6 +52,14 @@ class CascadeConfig:
     def validate(self) -> None:
         if not isinstance(self.tts, str) or not self.tts.strip():
             raise ConfigError("[cascade] tts must be a non-empty tts spec string")
+        from .. import registry  # scheme names only: nothing is imported
+
+        for key, spec in (("tts", self.tts), ("tts_fallback", self.tts_fallback)):
+            if spec is not None:
+                try:
+                    registry.check_spec("tts", spec)
+                except ConfigError as exc:
+                    raise ConfigError(f"cascade.{key}: {exc}") from None
         if self.first_clause_min_words < 1 or self.max_segment_words < 2:
             raise ConfigError("[cascade] first_clause_min_words must be >= 1 and max_segment_words >= 2")
         if self.barge_in_min_speech < 0 or self.end_of_turn_silence <= 0:

@@ -277,12 +277,17 @@ def _legend(ax) -> None:
         ax.legend(uniq.values(), uniq.keys(), loc="upper right", fontsize=6)
 
 
+def check_tail(tail: float) -> None:
+    """``--tail``: seconds of silence after the input, in [0, 3600) (NaN too is refused)."""
+    if not 0 <= tail < 3600:
+        raise ConfigError(f"--tail must be seconds in [0, 3600), got {tail}")
+
+
 def main(args) -> int:
     cfg = config_from_args(args)
     if args.mode:
         cfg.mode = args.mode
-    if not 0 <= args.tail < 3600:  # (also NaN)
-        raise ConfigError(f"--tail must be seconds in [0, 3600), got {args.tail}")
+    check_tail(args.tail)
     # checked before the models load, not after the conversation
     out = check_output_file(args.output, suffix=".wav", why=" (OUT.json and OUT.png are written next to it)",
                             input=args.input)
