@@ -368,3 +368,30 @@ def test_load_backend_gives_the_backend_its_cpu_priority(fake_components):
         assert stt_kwargs["nice"] == 7 and got == llm_kwargs
     with pytest.raises(ConfigError, match="backend.nice"):
         load_config(None, {"backend.nice": 20})  # nice values stop at 19
+
+
+async def test_stop_closes_the_shared_stt_and_llm(fake_components):
+    """The STT and LLM every session shares (an HTTP client session for openai:) are closed when
+    the agent stops, and one that fails to close does not stop the others."""
+    from kame.runtime.backend import load_backend
+
+    from . import fakes
+
+    fakes.CREATED.clear()
+    cfg = load_config(None, {"backend.stt": "fake", "backend.llm": "fake"})
+    factory, _ = load_backend(cfg, FakeClock(), default_tokenizer(), MetricsLog())
+    stt, llm = (obj for obj, _ in fakes.CREATED)
+    assert factory.shared == (stt, llm)
+    closed = []
+
+    async def broken():
+        raise ConnectionError("the server is gone")
+
+    async def ok():
+        closed.append("llm")
+
+    stt.aclose, llm.aclose = broken, ok
+    agent, _, _ = make_agent(backend=factory)
+    await agent.start()
+    await agent.stop()
+    assert closed == ["llm"]

@@ -225,7 +225,8 @@ def create_llm(spec: str, nice: int = 0):
 
 
 def load_backend(cfg: KameConfig, clock: Clock, tokenizer=None, metrics=None):
-    """The config's STT + LLM -> (factory(session) -> BackendBridge | None, info).
+    """The config's STT + LLM -> (factory(session) -> BackendBridge | None, info); ``factory.shared``
+    holds the STT and LLM that all sessions share (TandemAgent.stop closes them: HTTP sessions).
     ``tokenizer``: the front-end's text vocabulary (oracle ids must be in it)."""
     from .. import registry
 
@@ -253,6 +254,7 @@ def load_backend(cfg: KameConfig, clock: Clock, tokenizer=None, metrics=None):
             session.router = make_router(session)
         return BackendBridge(session, stt, make_producer, clock, retry_s=bc.retry_s)
 
+    factory.shared = tuple(x for x in (stt, llm) if x is not None)  # every session's; the agent closes them at stop
     return factory, info
 
 

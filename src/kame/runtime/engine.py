@@ -130,6 +130,13 @@ class TandemAgent(Agent):
         if self.worker is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.worker.shutdown)
             self.worker = None
+        for part in getattr(self._backend, "shared", ()):  # the shared STT / LLM: close HTTP sessions
+            aclose = getattr(part, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception as exc:  # a dead back-end must not stop the agent from stopping
+                    log.warning("closing %s failed: %s", type(part).__name__, exc)
 
     async def open_session(self, session_id: str | None = None) -> Session:
         if self._ticker is None:
