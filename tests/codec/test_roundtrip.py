@@ -60,7 +60,13 @@ def test_roundtrip_output_types_and_output_errors(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert main(["codec", "roundtrip", str(src), "-o", str(blocker / "out.wav")]) == 1  # its folder is a file
-    assert "cannot write audio file" in capsys.readouterr().err
+    assert "cannot create its folder" in capsys.readouterr().err
+    (tmp_path / "d.wav").mkdir()
+    for folder in (tmp_path, tmp_path / "d.wav"):  # refused before the round trip, as kame run does
+        assert main(["codec", "roundtrip", str(src), "-o", str(folder)]) == 1
+        assert "is a folder, cannot write a file there" in capsys.readouterr().err
+    assert main(["codec", "roundtrip", str(src), "-o", str(tmp_path / "o.wav"), "--codebooks", "9"]) == 1
+    assert "--codebooks 9: num_codebooks must be an int in [1, 8]" in capsys.readouterr().err
 
 
 def test_a_failed_write_leaves_an_existing_file_alone(tmp_path):
@@ -73,3 +79,13 @@ def test_a_failed_write_leaves_an_existing_file_alone(tmp_path):
     with pytest.raises(KameError, match="cannot write audio file"):
         write_wav(out, np.zeros(4410, np.float32), 44100)  # Opus has no 44.1 kHz
     assert out.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["out.opus"]
+
+
+def test_roundtrip_codebooks_up_to_what_the_codec_takes(tmp_path, capsys):
+    """--codebooks is bounded by the codec (set_num_codebooks), not by its current count: Mimi
+    codes with up to its quantizer's codebooks, more than the 8 it starts with."""
+    src = tmp_path / "in.wav"
+    sf.write(src, 0.3 * np.sin(2 * np.pi * 150 * np.arange(24000) / 24000), 24000)
+    out = tmp_path / "o.wav"
+    assert main(["codec", "roundtrip", str(src), "-o", str(out), "--codec", "mimi:random-tiny", "--codebooks", "12"]) == 0
+    assert "x 12 codebooks" in capsys.readouterr().out and sf.info(out).frames == 13 * 1920

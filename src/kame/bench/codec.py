@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=at_least(1), default=1, help="rows streamed together (default 1); times are per batch step")
     p.add_argument("--threads", type=at_least(1), default=1, help="torch threads (default 1)")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
-                   help="weights dtype, passed to codecs that take one (mimi); default: the codec's own")
+                   help="weights dtype (mimi; the embedded codec runs in float32 only); default: the codec's own")
 
 
 def _signal(n: int, batch: int, sample_rate: int) -> torch.Tensor:

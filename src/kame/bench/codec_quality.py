@@ -46,6 +46,7 @@ import time
 import numpy as np
 import torch
 
+from . import at_least
 from .textmetrics import edit_distance, normalize
 
 
@@ -121,7 +122,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codec", default="embedded", help="codec spec (embedded, embedded:PATH, mimi, ...)")
     p.add_argument("--sentences", type=int, default=None,
                    help="held-out sentences per voice (default: all of kame.codec.embedded.sentences.HELD_OUT)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads for the codec")
+    p.add_argument("--threads", type=at_least(1), default=1, help="torch threads for the codec")
     p.add_argument("--channel", default="clean",
                    help="pass each held-out clip through a recording channel first: clean, room, noise, bright, "
                         "dark, phone, quiet (kame.codec.embedded.channel.CHANNELS); both WERs are on that input")

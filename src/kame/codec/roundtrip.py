@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +21,7 @@ import torch
 from .. import registry
 from ..audio import output_format, read_wav, write_wav
 from ..errors import ConfigError
+from ..paths import check_output_file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,7 +37,7 @@ def roundtrip(codec, pcm: np.ndarray, *, streaming: bool = False, codebooks: int
     ``codebooks`` the codec is set to code with that many (``set_num_codebooks``)."""
     x = torch.from_numpy(np.ascontiguousarray(pcm, dtype=np.float32))[None]
     if codebooks:  # the encoder should know (the embedded codec's F0 loop)
-        codec.set_num_codebooks(codebooks)
+        codec.set_num_codebooks(codebooks)  # ConfigError beyond what the codec can code with
     if not streaming:
         codes = codec.encode(x)  # [1, codebooks or K, F]
         return codec.decode(codes)[0].numpy(), codes
@@ -55,13 +55,17 @@ def roundtrip(codec, pcm: np.ndarray, *, streaming: bool = False, codebooks: int
 
 
 def main(args: argparse.Namespace) -> int:
-    if Path(args.output).resolve() == Path(args.input).resolve():
-        raise ConfigError(f"the output {args.output} is the input file; give another -o")
-    output_format(args.output)  # an unknown extension fails now, not after the round trip
+    # the output (not a folder, not the input, a known type, a folder that can be written) is
+    # checked now, not after the round trip
+    check_output_file(args.output, input=args.input)
+    output_format(args.output)
     codec = registry.create("codec", args.codec)
     pcm, _ = read_wav(args.input, codec.sample_rate)
-    if args.codebooks is not None and not 1 <= args.codebooks <= codec.num_codebooks:
-        raise ConfigError(f"--codebooks must be in 1..{codec.num_codebooks}")
+    if args.codebooks is not None:  # the codec says how many it can code with (Mimi: up to 32)
+        try:
+            codec.set_num_codebooks(args.codebooks)
+        except ConfigError as exc:
+            raise ConfigError(f"--codebooks {args.codebooks}: {exc}") from None
     t0 = time.perf_counter()
     out, codes = roundtrip(codec, pcm, streaming=args.streaming, codebooks=args.codebooks)
     dt = time.perf_counter() - t0
