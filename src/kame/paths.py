@@ -36,6 +36,16 @@ def check_output_file(path: str | Path, *, flag: str = "-o", suffix: str | None 
     if input is not None and out.resolve() == Path(input).resolve():
         raise ConfigError(f"{flag} {path} is the input file; give another {flag}")
     _writable_folder(out.parent, f"{flag} {path}", "its folder")
+    # and the file itself can be made (removed again if it is new): root passes the os.access
+    # check above even where no file can be created (e.g. /proc)
+    new = not out.exists()
+    try:
+        with open(out, "ab"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path}: cannot write it: {exc.strerror or exc}") from None
+    if new:
+        out.unlink()
     return out
 
 

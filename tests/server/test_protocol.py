@@ -90,3 +90,16 @@ def test_docs_document_every_kind():
     for kind in P.Kind:
         assert rows.get(f"{int(kind):02x}") == kind.name, kind
     assert set(rows) - {f"{int(k):02x}" for k in P.Kind} == {"07"}  # the documented reserved kind
+
+
+def test_docs_document_every_error_code_the_server_sends():
+    doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", doc, flags=re.M))
+    src = Path(P.__file__).parent
+    sent = set()
+    for name in ("protocol.py", "app.py"):
+        code = (src / name).read_text()
+        sent |= set(re.findall(r'(?:ProtocolError|send_error|_fatal)\(\s*"([a-z_]+)"', code))
+    sent -= {"bad_json", "bad_utf8"}  # raised by parsers of server messages, i.e. in clients
+    assert "bad_ping" in sent
+    assert sent - documented == set()

@@ -38,6 +38,15 @@ async def _next_error(ws, timeout=5.0) -> dict:
             return json.loads(payload)
 
 
+async def _next_ping(ws, timeout=5.0) -> bytes:
+    """Read messages until a 0x06 ping arrives; its payload (a 0x05 error first fails)."""
+    while True:
+        kind, payload = P.decode((await ws.receive(timeout=timeout)).data)
+        assert kind != P.Kind.ERROR, json.loads(payload)
+        if kind == P.Kind.PING:
+            return payload
+
+
 async def test_echo_roundtrip_opus_and_pcm():
     async with running_server() as (url, server):
         for pcm_mode in (False, True):
@@ -62,12 +71,14 @@ async def test_handshake_bytes_and_ping():
         ws = await http.ws_connect(chat_url(url))
         msg = await ws.receive()
         assert msg.data == b"\x00" + bytes(8)  # kind + u32 LE protocol 0 + u32 LE model 0
-        await ws.send_bytes(b"\x06abc")
-        while True:
-            kind, payload = P.decode((await ws.receive(timeout=5)).data)
-            if kind == P.Kind.PING:
-                assert payload == b"abc"
-                break
+        for ping in (b"abc", b"", bytes(range(64))):  # up to 64 bytes, answered whole
+            await ws.send_bytes(b"\x06" + ping)
+            assert await _next_ping(ws) == ping
+        await ws.send_bytes(b"\x06" + bytes(100))  # too long: an error, no ping; the session goes on
+        err = await _next_error(ws)
+        assert err["code"] == "bad_ping" and "64" in err["message"] and err["fatal"] is False
+        await ws.send_bytes(b"\x06xyz")
+        assert await _next_ping(ws) == b"xyz"
         await ws.close()
 
 
@@ -114,6 +125,20 @@ async def test_not_websocket_and_health():
             assert h["ok"] and h["sessions"] == 0 and h["max_sessions"] == 8
 
 
+def test_serve_max_sessions_must_be_at_least_one(capsys):
+    import argparse
+
+    from kame.server.app import _build, add_arguments
+
+    parser = argparse.ArgumentParser(prog="kame serve")
+    add_arguments(parser)
+    for bad in ("0", "-3", "x"):
+        with pytest.raises(SystemExit) as e:
+            parser.parse_args(["--agent", "echo", "--max-sessions", bad])
+        assert e.value.code == 2 and "--max-sessions" in capsys.readouterr().err
+    assert _build(parser.parse_args(["--agent", "echo", "--max-sessions", "1"]))[0].max_sessions == 1
+    assert _build(parser.parse_args(["--agent", "echo"]))[0].max_sessions == 16  # the default
+
 
 def test_listen_problems_are_named_before_the_agent_loads():
     import socket
@@ -138,6 +163,7 @@ MALFORMED = [
     (b"\x08\x01\x02\x03", "bad_pcm"),  # odd byte count
     (b"\x02hello from client", "unexpected_kind"),
     (b"\x03\x09", "bad_control"),
+    (b"\x06" + bytes(65), "bad_ping"),  # pings are up to 64 bytes: not answered cut short
     (b"\x01" + bytes(70_000), "message_too_large"),  # > max_message_bytes (64 KiB) < hard limit
 ]
 

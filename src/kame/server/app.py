@@ -29,6 +29,7 @@ import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.abc import AbstractAccessLogger
 
+from ..bench import at_least
 from ..errors import ConfigError, KameError, NotAvailableError
 from ..runtime.base import Agent, AgentAudio, AgentText, CapacityError, ErrorEvent, Meta, Session
 from ..runtime.clock import Clock, MonotonicClock
@@ -195,7 +196,7 @@ class Connection:
         elif kind == P.Kind.PCM:
             pcm = P.pcm16_decode(payload)
         elif kind == P.Kind.PING:
-            self.queue.put(P.encode(P.Kind.PING, payload[:64]))
+            self.queue.put(P.encode(P.Kind.PING, P.parse_ping(payload)))  # an over-long one: bad_ping
             return
         elif kind == P.Kind.CONTROL:
             P.parse_control(payload)  # validated; full-duplex streaming has no turns to control
@@ -396,7 +397,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--host", default=None)
     parser.add_argument("--port", type=int, default=None)
     parser.add_argument("--token", default=None, help="require this bearer token (also KAME_AUTH_TOKEN)")
-    parser.add_argument("--max-sessions", type=int, default=None, help="echo agent only (others: [runtime] in the config)")
+    parser.add_argument("--max-sessions", type=at_least(1), default=None,
+                        help="echo agent only, default 16 (others: [runtime] max_sessions in the config)")
 
 
 def server_config_from(section) -> ServerConfig:
@@ -421,7 +423,7 @@ def _build(args) -> tuple[Agent, ServerConfig]:
     if args.agent == "echo":
         from .echo import EchoAgent
 
-        cfg, agent = ServerConfig(), EchoAgent(max_sessions=args.max_sessions or 16)
+        cfg, agent = ServerConfig(), EchoAgent(max_sessions=args.max_sessions or 16)  # (>= 1: checked by argparse)
         if args.config:
             from ..config import load_config
 

@@ -21,7 +21,10 @@ from dataclasses import dataclass, field
 import aiohttp
 import numpy as np
 
+from ..errors import ConfigError
 from . import protocol as P
+
+URL_SCHEMES = ("ws://", "wss://", "http://", "https://")
 
 
 @dataclass
@@ -37,15 +40,25 @@ class ChatResult:
     audio_times: list[float] = field(default_factory=list)  # arrival of each audio message (s from connect)
     connected_at: float | None = None  # time.monotonic() at connect
     status: int | None = None  # HTTP status if the upgrade was refused
-    refusal: dict | None = None
+    refusal: dict | None = None  # then the server's reason (kame serve: {"error", "message"}), if chat() could read it
 
     @property
     def text(self) -> str:
         return "".join(self.texts)
 
+    def refusal_text(self) -> str:
+        """"refused: HTTP 503 capacity: all 4 sessions are in use ..." (as much as is known)."""
+        why = self.refusal or {}
+        return f"refused: HTTP {self.status}" + (f" {why['error']}" if why.get("error") else "") \
+            + (f": {why['message']}" if why.get("message") else "")
+
 
 def chat_url(url: str, token: str | None = None, pcm: bool = False) -> str:
-    if url.startswith("http"):
+    """The /api/chat WebSocket URL of the server at ``url``; ConfigError for a scheme other
+    than ws, wss, http, https."""
+    if not url.lower().startswith(URL_SCHEMES):
+        raise ConfigError(f"{url}: the URL must start with ws://, wss://, http:// or https://")
+    if url.lower().startswith("http"):
         url = "ws" + url[4:]
     if not url.rstrip("/").endswith("/api/chat"):
         url = url.rstrip("/") + "/api/chat"
@@ -105,6 +118,29 @@ class Receiver:
         return self.res
 
 
+def _refusal_keeper(res: ChatResult) -> aiohttp.TraceConfig:
+    """An aiohttp hook keeping the body of a refused upgrade in ``res.refusal`` (the server says
+    why there; aiohttp's WSServerHandshakeError keeps only the status)."""
+    async def on_request_end(session, ctx, params) -> None:
+        if params.response.status == 101:
+            return
+        try:  # small, if it is a kame server's JSON: read at most 4 KiB, waiting at most 5 s
+            body = (await asyncio.wait_for(params.response.content.read(4096), 5)).decode("utf-8", "replace")
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return
+        try:
+            why = json.loads(body)
+        except ValueError:
+            why = None
+        if not isinstance(why, dict):  # not kame serve: the body's text, if any
+            why = {"message": " ".join(body.split())[:200]} if body.strip() else None
+        res.refusal = why
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(on_request_end)
+    return trace
+
+
 async def chat(
     url: str,
     pcm: np.ndarray,
@@ -119,13 +155,17 @@ async def chat(
     """Stream ``pcm`` (float32 24 kHz) to the server, then ``tail_s`` of silence, then close.
 
     With ``realtime=False`` the file is sent as fast as possible; the tail is always paced in
-    real time (the agent answers in real time), so make it long enough to hear the answer."""
+    real time (the agent answers in real time), so make it long enough to hear the answer.
+
+    A refused upgrade sets ``res.status`` and, when ``http`` is not given, ``res.refusal``.
+    Connection failures raise aiohttp.ClientError / OSError; a bad URL scheme ConfigError."""
     res = ChatResult()
+    url = chat_url(url, token, pcm_mode)
     own = http is None
-    http = http or aiohttp.ClientSession()
+    http = http or aiohttp.ClientSession(trace_configs=[_refusal_keeper(res)])
     try:
         try:
-            ws = await http.ws_connect(chat_url(url, token, pcm_mode), max_msg_size=1 << 24, autoclose=True)
+            ws = await http.ws_connect(url, max_msg_size=1 << 24, autoclose=True)
         except aiohttp.WSServerHandshakeError as exc:
             res.status = exc.status
             return res
@@ -168,6 +208,8 @@ async def chat(
 def main(argv: list[str] | None = None) -> int:
     from ..audio import output_format, read_wav, write_wav
     from ..errors import KameError
+    from ..paths import check_output_file
+    from ..runtime.filemode import check_tail
 
     ap = argparse.ArgumentParser(prog="python -m kame.server.client", description=__doc__.split("\n")[0])
     ap.add_argument("url", help="server URL, e.g. ws://127.0.0.1:8998/api/chat or http://127.0.0.1:8998")
@@ -176,29 +218,49 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write text/metadata/errors here")
     ap.add_argument("--token", default=None)
     ap.add_argument("--pcm", action="store_true", help="use raw PCM (0x08) both ways instead of Ogg/Opus")
-    ap.add_argument("--tail", type=float, default=2.0, help="seconds of silence streamed after the file")
+    ap.add_argument("--tail", type=float, default=2.0,
+                    help="seconds of silence streamed after the file (default 2, below 3600)")
     ap.add_argument("--fast", action="store_true", help="do not pace the upload in real time")
     a = ap.parse_args(argv)
-    try:
+    try:  # everything that can be wrong before the session, not after it
+        check_tail(a.tail)  # the bound `kame run --tail` has
+        chat_url(a.url)
         if a.output:
-            output_format(a.output)  # before the chat, not after it
+            output_format(a.output)
+            check_output_file(a.output, input=a.input)
+        if a.json:
+            check_output_file(a.json, flag="--json", input=a.input)
         pcm, _ = read_wav(a.input, P.SAMPLE_RATE)
     except KameError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    res = asyncio.run(chat(a.url, pcm, token=a.token, pcm_mode=a.pcm, realtime=not a.fast, tail_s=a.tail))
-    if res.status is not None:
-        print(f"refused: HTTP {res.status}", file=sys.stderr)
+    try:
+        res = asyncio.run(chat(a.url, pcm, token=a.token, pcm_mode=a.pcm, realtime=not a.fast, tail_s=a.tail))
+    except aiohttp.ClientConnectorError as exc:  # nothing listens there, the name does not resolve, ...
+        print(f"error: cannot connect to {a.url}: {exc.os_error.strerror or exc}", file=sys.stderr)
         return 1
-    if a.output:
-        try:
+    except (aiohttp.ClientError, OSError) as exc:  # e.g. the connection was lost
+        print(f"error: {a.url}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except asyncio.TimeoutError:  # connected, but no handshake came
+        print(f"error: {a.url}: the server sent no handshake within 30 s", file=sys.stderr)
+        return 1
+    if res.status is not None:
+        print(f"error: {res.refusal_text()}", file=sys.stderr)
+        return 1
+    try:
+        if a.output:
             write_wav(a.output, res.audio, P.SAMPLE_RATE)
-        except KameError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump({"text": res.text, "metas": res.metas, "errors": res.errors, "close_code": res.close_code}, f, indent=1)
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump({"text": res.text, "metas": res.metas, "errors": res.errors, "close_code": res.close_code},
+                          f, indent=1)
+    except KameError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # (the --json file was writable a moment ago)
+        print(f"error: --json {a.json}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     print(f"audio {len(res.audio) / P.SAMPLE_RATE:.2f} s, text {res.text!r}, {len(res.metas)} metadata, "
           f"{len(res.errors)} errors, close {res.close_code}")
     return 0

@@ -28,6 +28,7 @@ SAMPLE_RATE = 24000
 PROTOCOL_VERSION = 0  # as in Kyutai's rust/protocol.md ("always 0 for now")
 MODEL_VERSION = 0
 OPUS_FRAME = 1920  # samples per Opus frame we encode (80 ms at 24 kHz; sphn accepts 960/1920)
+MAX_PING_BYTES = 64  # a client's 0x06 payload; answered whole, so a longer one is an error
 
 
 class Kind(IntEnum):
@@ -39,7 +40,7 @@ class Kind(IntEnum):
     CONTROL = 0x03  # C: one action byte (Moshi; unused in full-duplex streaming, accepted)
     METADATA = 0x04  # S: UTF-8 JSON object (transcripts, oracle, metrics, info)
     ERROR = 0x05  # S: UTF-8 JSON {"code", "message", "fatal"}
-    PING = 0x06  # C,S: a client ping is answered with a ping carrying the same payload
+    PING = 0x06  # C,S: a client ping (<= 64 bytes) is answered with a ping carrying the same payload
     # 0x07 is Kyutai's "colored text" (server -> client); kame never sends or accepts it.
     PCM = 0x08  # C (and S with ?pcm=1): raw int16 little-endian PCM, 24 kHz mono (kame)
 
@@ -123,6 +124,13 @@ def parse_control(payload: bytes) -> Control:
         return Control(payload[0])
     except ValueError:
         raise ProtocolError("bad_control", f"unknown control action {payload[0]}") from None
+
+
+def parse_ping(payload: bytes) -> bytes:
+    """A client ping's payload (answered as is): at most MAX_PING_BYTES."""
+    if len(payload) > MAX_PING_BYTES:
+        raise ProtocolError("bad_ping", f"ping payload must be at most {MAX_PING_BYTES} bytes, got {len(payload)}; not answered")
+    return payload
 
 
 def pcm16_encode(pcm: np.ndarray) -> bytes:
