@@ -53,18 +53,12 @@ class FrontendConfig:
     seed: int = -1  # sampling seed; -1 = nondeterministic
 
     def validate(self) -> None:
-        import torch
+        from .model.loaders import parse_device
 
         try:
-            dev = torch.device(self.device)
-        except (RuntimeError, TypeError):
-            raise ConfigError(f"frontend.device: {self.device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1')") from None
-        ok = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-        if dev.type not in ok:
-            raise ConfigError(f"frontend.device: {self.device!r}: kame runs on 'cpu', 'cuda' or 'mps'")
-        if not ok[dev.type]:
-            raise ConfigError(f"frontend.device: {self.device!r} is not available here (this torch {torch.__version__} "
-                              f"sees no {dev.type.upper()} device); use 'cpu'")
+            parse_device(self.device)
+        except ConfigError as exc:
+            raise ConfigError(f"frontend.{exc}") from None
 
 
 @dataclass

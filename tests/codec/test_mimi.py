@@ -248,3 +248,106 @@ def test_bench_prints_a_table(capsys):
     assert bench.main(p.parse_args(["--codec", "mimi:random-tiny", "--frames", "2", "--warmup", "1"])) == 0
     out = capsys.readouterr().out
     assert "| `mimi:random-tiny` | 8 × 128 | 0.70 |" in out
+
+
+def _tiny_state(codec, tmp_path):
+    from safetensors.torch import load_file
+
+    return load_file(str(save_mimi(codec, tmp_path / MIMI_NAME)))
+
+
+def _with_meta(state, path, **changes):
+    """Write ``state`` with a kame_mimi_config metadata entry: the tiny config with ``changes``,
+    or the raw string ``raw`` as given."""
+    import json
+
+    from safetensors.torch import save_file
+
+    raw = changes.pop("raw", None)
+    if raw is None:
+        d = json.loads(MimiConfig.tiny().to_json())
+        d.update(changes)
+        raw = json.dumps(d)
+    save_file(state, str(path), metadata={"kame_mimi_config": raw})
+    return path
+
+
+def test_broken_metadata_config_is_a_checkpoint_error(codec, tmp_path):
+    state = _tiny_state(codec, tmp_path)
+    p = _with_meta(state, tmp_path / "bad.safetensors", raw="{not json")
+    with pytest.raises(CheckpointError, match=r"bad\.safetensors.*kame_mimi_config"):
+        load_mimi(p)
+    p = _with_meta(state, tmp_path / "big.safetensors", d_model="big")
+    with pytest.raises(CheckpointError, match=r"big\.safetensors.*d_model.*'big'"):
+        registry.create("codec", f"mimi:{p}")
+    p = _with_meta(state, tmp_path / "list.safetensors", raw="[1, 2]")
+    with pytest.raises(CheckpointError, match=r"list\.safetensors.*JSON object"):
+        load_mimi(p)
+
+
+def test_metadata_config_errors_name_the_file(codec, tmp_path):
+    state = _tiny_state(codec, tmp_path)
+    cases = [
+        (dict(bogus_key=1), r"unknown MimiConfig key\(s\) \['bogus_key'\]"),
+        (dict(sample_rate=16000), "frame_size 1280 is not a multiple of the SEANet hop 960"),
+        (dict(num_codebooks=99), r"num_codebooks must be in \[1, 16\]"),
+    ]
+    for i, (changes, msg) in enumerate(cases):
+        p = _with_meta(state, tmp_path / f"c{i}.safetensors", **changes)
+        with pytest.raises(CheckpointError, match=rf"c{i}\.safetensors.*kame_mimi_config.*{msg}"):
+            load_mimi(p)
+
+
+def test_bad_folder_config_json_is_a_checkpoint_error(codec, tmp_path):
+    save_mimi(codec, tmp_path / MIMI_NAME)
+    cfg = tmp_path / "config.json"
+    cfg.write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match=r"config\.json.*JSON object"):
+        registry.create("codec", f"mimi:{tmp_path}")
+    cfg.write_text('{"mimi_name": 5}')
+    with pytest.raises(CheckpointError, match=r"config\.json.*mimi_name.*5"):
+        load_mimi(tmp_path)
+    cfg.write_text('{"mimi_name": "%s"}' % MIMI_NAME)
+    assert load_mimi(tmp_path).num_codebooks == 8
+
+
+def test_folder_with_two_candidates_lists_them(codec, tmp_path):
+    save_mimi(codec, tmp_path / "a_mimi.safetensors")
+    save_mimi(codec, tmp_path / "b_mimi.safetensors")
+    with pytest.raises(CheckpointError, match=r"2 candidate.*a_mimi\.safetensors.*b_mimi\.safetensors.*mimi_name") as e:
+        load_mimi(tmp_path)
+    assert "config.json" in str(e.value)
+    (tmp_path / "config.json").write_text('{"mimi_name": "b_mimi.safetensors"}')  # the advertised way out
+    assert load_mimi(tmp_path).num_codebooks == 8
+
+
+def test_device_and_dtype_options_are_checked(codec, tmp_path):
+    p = save_mimi(codec, tmp_path / MIMI_NAME)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="device 'cuda'.*not available"):
+            registry.create("codec", f"mimi:{p}", device="cuda")
+        with pytest.raises(ConfigError, match="device 'cuda'.*not available"):
+            registry.create("codec", "mimi:random-tiny", device="cuda")
+    with pytest.raises(ConfigError, match="device 'nosuch'"):
+        registry.create("codec", f"mimi:{p}", device="nosuch")
+    with pytest.raises(ConfigError, match="dtype"):
+        registry.create("codec", f"mimi:{p}", dtype="int8")
+    with pytest.raises(ConfigError, match="dtype"):
+        registry.create("codec", f"mimi:{p}", dtype=torch.int64)
+    for dt, want in (("float16", torch.float16), ("bfloat16", torch.bfloat16), (torch.float32, torch.float32)):
+        c = registry.create("codec", f"mimi:{p}", dtype=dt, device="cpu")
+        assert next(c.model.parameters()).dtype == want
+
+
+def test_non_finite_weights_are_a_checkpoint_error(codec, tmp_path):
+    from safetensors.torch import save_file
+
+    state = _tiny_state(codec, tmp_path)
+    for i, bad in enumerate((float("nan"), float("inf"))):
+        s = dict(state)
+        k = "decoder.model.0.conv.conv.weight"
+        s[k] = s[k].clone()
+        s[k].view(-1)[3] = bad
+        save_file(s, str(tmp_path / f"n{i}.safetensors"), metadata={"kame_mimi_config": codec.cfg.to_json()})
+        with pytest.raises(CheckpointError, match=rf"n{i}\.safetensors.*'{k}'.*(NaN|inf)"):
+            load_mimi(tmp_path / f"n{i}.safetensors")

@@ -36,8 +36,8 @@ def test_defaults_file_and_overrides(tmp_path):
     ("frontend.spec.x=1", "frontend.spec"),
     ("server.port=70000", "server.port: must be <= 65535"),
     ("noequals", "key=value"),
-    ("frontend.device=banana", "frontend.device: 'banana' is not a torch device"),
-    ("frontend.device=cuda", "frontend.device: 'cuda' is not available here"),  # a CPU-only torch
+    ("frontend.device=banana", "frontend.device 'banana' is not a torch device"),
+    ("frontend.device=cuda", "frontend.device 'cuda' is not available here"),  # a CPU-only torch
     ("backend.knowledge_dir=/no/such/folder", "backend.knowledge_dir: /no/such/folder is not a folder"),
     ("cascade.tts=nope", "cascade.tts: unknown tts spec 'nope'"),
     ("cascade.tts_fallback=nope", "cascade.tts_fallback: unknown tts spec 'nope'"),

@@ -82,6 +82,19 @@ class Frontend:
         return Stepper(self.model, batch_size, sampling or self.info.sampling, generator)
 
 
+def parse_device(device: Any) -> torch.device:
+    """A device option as a torch.device this torch build can use (cpu; cuda / mps when
+    present), else ConfigError."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device {device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1')") from None
+    ok = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not ok.get(dev.type, False):
+        raise ConfigError(f"device {device!r} is not available here (torch {torch.__version__}); use 'cpu'")
+    return dev
+
+
 def parse_dtype(dtype: Any, device: torch.device) -> torch.dtype:
     if dtype is None:  # CPU matmuls are fastest and exact in float32
         return torch.float32 if device.type == "cpu" else torch.bfloat16
@@ -258,7 +271,7 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
     """Load a front-end LM. spec: "hf://org/repo[@rev]", a folder / config.json / .safetensors
     path, or "random:tiny|small|100m|stt-tiny" (random weights, seeded).
     oracle: None = config's `oracle` key, else on (KAME) except for model_type "stt"."""
-    device = torch.device(device)
+    device = parse_device(device)
     dt = parse_dtype(dtype, device)
     spec = str(spec)
     if spec.startswith("random"):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from ...errors import ConfigError
-from .checkpoint import load_mimi, load_state, resolve_source, save_mimi
+from .checkpoint import check_placement, load_mimi, load_state, resolve_source, save_mimi
 from .config import DEFAULT_REPO, MIMI_NAME, PRESETS, MimiConfig
 from .model import MimiCodec, MimiModel, MimiStream
 
@@ -61,7 +61,7 @@ def build_random(
     seed: int = 0,
     num_codebooks: int | None = None,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: str | torch.dtype = torch.float32,
 ) -> MimiCodec:
     """A random-weight Mimi codec: preset "mimi" (published shapes, 96 M values with all 32
     codebooks) or "tiny", or a MimiConfig."""
@@ -71,12 +71,13 @@ def build_random(
         cfg = PRESETS[preset]()
     else:
         raise ConfigError(f"unknown Mimi preset {preset!r}; known: {sorted(PRESETS)}")
+    device, dtype = check_placement(device, dtype)
     model = randomize(MimiModel(cfg), seed=seed).to(device=device, dtype=dtype)
     return MimiCodec(model, num_codebooks=num_codebooks)
 
 
 def create(arg: str | None = None, num_codebooks: int | None = None, device: str | torch.device = "cpu",
-           dtype: torch.dtype = torch.float32, **kwargs) -> MimiCodec:
+           dtype: str | torch.dtype = torch.float32, **kwargs) -> MimiCodec:
     """Registry factory for ``mimi[:ARG]``: ARG is random, random-tiny, a path or hf://..."""
     if kwargs:
         raise ConfigError(f"unknown option(s) for codec 'mimi': {sorted(kwargs)}")

@@ -59,14 +59,24 @@ def resolve_source(source: str | Path) -> Path:
         cfg = path / "config.json"
         if cfg.is_file():
             try:
-                name = json.loads(cfg.read_text()).get("mimi_name", name)
+                d = json.loads(cfg.read_text())
             except (OSError, ValueError) as exc:
                 raise CheckpointError(f"cannot read {cfg}: {exc}") from exc
+            if not isinstance(d, dict):
+                raise CheckpointError(f"{cfg}: expected a JSON object, got {type(d).__name__}")
+            name = d.get("mimi_name", name)
+            if not isinstance(name, str) or not name:
+                raise CheckpointError(f"{cfg}: 'mimi_name' must be a file name, got {name!r}")
         if (path / name).is_file():
             return path / name
         found = sorted(p for p in path.glob("*.safetensors") if "tokenizer" in p.name or "mimi" in p.name.lower())
         if len(found) == 1:
             return found[0]
+        if found:
+            raise CheckpointError(
+                f"folder {path} holds {len(found)} candidate Mimi checkpoints: {', '.join(p.name for p in found)}; "
+                f"pass the file's path, or name it as \"mimi_name\" in {cfg}"
+            )
         raise CheckpointError(f"no Mimi checkpoint in folder {path} (looked for {name!r} and *tokenizer*/*mimi*.safetensors)")
     if not path.is_file():
         raise CheckpointError(f"Mimi checkpoint not found: {path}")
@@ -110,6 +120,8 @@ def load_state(model: MimiModel, state: dict[str, torch.Tensor], where: str = "c
             raise CheckpointError(f"{where}: key {k!r} has shape {tuple(state[k].shape)}, the config expects {tuple(v.shape)}")
         if v.is_floating_point() and not state[k].is_floating_point():
             raise CheckpointError(f"{where}: key {k!r} has dtype {state[k].dtype} (quantized?); expected floating point weights")
+        if state[k].is_floating_point() and not torch.isfinite(state[k]).all():
+            raise CheckpointError(f"{where}: key {k!r} holds NaN or inf values (a corrupt or diverged checkpoint)")
     model.load_state_dict({k: t.to(own[k].dtype) for k, t in state.items()}, strict=True)
 
 
@@ -124,11 +136,19 @@ def _infer_n_q(state: dict[str, torch.Tensor], cfg: MimiConfig) -> MimiConfig:
     return cfg
 
 
+def check_placement(device: str | torch.device, dtype: str | torch.dtype) -> tuple[torch.device, torch.dtype]:
+    """The ``device`` and ``dtype`` options as torch objects, or a ConfigError naming the bad one."""
+    from ...model.loaders import parse_device, parse_dtype
+
+    dev = parse_device(device)
+    return dev, parse_dtype(dtype, dev)
+
+
 def load_mimi(
     source: str | Path,
     num_codebooks: int = 8,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: str | torch.dtype = torch.float32,
     config: MimiConfig | None = None,
 ) -> MimiCodec:
     """Load a Mimi checkpoint (file, folder or hf://org/repo[/file]) as a ``MimiCodec``.
@@ -136,10 +156,16 @@ def load_mimi(
     ``config`` defaults to the one stored by ``save_mimi`` in the file's metadata, else the
     published ``MimiConfig()`` (with ``n_q`` taken from the file).
     """
+    device, dtype = check_placement(device, dtype)
     path = resolve_source(source)
     state, meta = _read(path)
+    if config is None and _CONFIG_KEY in meta:
+        try:
+            config = MimiConfig.from_json(meta[_CONFIG_KEY])
+        except ValueError as exc:  # bad JSON (JSONDecodeError) or a bad config (ConfigError)
+            raise CheckpointError(f"{path}: the {_CONFIG_KEY!r} metadata: {exc}") from exc
     if config is None:
-        config = MimiConfig.from_json(meta[_CONFIG_KEY]) if _CONFIG_KEY in meta else _infer_n_q(state, MimiConfig())
+        config = _infer_n_q(state, MimiConfig())
     if not config.n_q_semantic <= num_codebooks <= config.n_q:
         raise ConfigError(f"num_codebooks must be in [{config.n_q_semantic}, {config.n_q}] for {path.name}, got {num_codebooks}")
     model = MimiModel(config)

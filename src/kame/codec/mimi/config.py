@@ -105,10 +105,22 @@ class MimiConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MimiConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+        if not isinstance(d, dict):
+            raise ConfigError(f"a MimiConfig must be a JSON object, got {type(d).__name__}")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(d) - set(known))
         if unknown:
             raise ConfigError(f"unknown MimiConfig key(s) {unknown}; known: {sorted(known)}")
+        for k, v in d.items():  # the types of the defaults (JSON has no tuples: ratios is a list)
+            default = known[k].default
+            if isinstance(default, tuple):
+                ok, want = isinstance(v, (list, tuple)) and all(type(r) is int for r in v), "a list of ints"
+            elif isinstance(default, float):
+                ok, want = type(v) in (int, float) or (v is None and k == "layer_scale"), "a number"
+            else:
+                ok, want = type(v) is int, "an int"
+            if not ok:
+                raise ConfigError(f"MimiConfig key {k!r} must be {want}, got {v!r}")
         return cls(**d)
 
     @classmethod
