@@ -49,9 +49,11 @@ def resolve_source(source: str | Path) -> Path:
         try:
             return Path(huggingface_hub.hf_hub_download(repo, filename, revision=revision or None))
         except Exception as exc:  # offline + not cached, unknown repo/file, network error
+            how = ("HF_HUB_OFFLINE is set and it is not in the local cache: unset it to download it"
+                   if huggingface_hub.constants.HF_HUB_OFFLINE else "download it once with network access")
             raise CheckpointError(
                 f"cannot get {filename!r} from Hugging Face repo {repo!r}: {type(exc).__name__}: {exc}. "
-                "Download it once with network access (or unset HF_HUB_OFFLINE), or pass a local path."
+                f"{how[0].upper()}{how[1:]}, or pass a local path."
             ) from exc
     path = Path(s).expanduser()
     if path.is_dir():
