@@ -4,6 +4,7 @@ smoke check with whisper tiny.en."""
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from dataclasses import replace
@@ -70,6 +71,76 @@ def test_corrupt_or_missing_file_is_a_clear_error(tmp_path):
         load(bad, sha256=DEFAULT_SHA256)
     with pytest.raises(CheckpointError, match="not found"):
         load(tmp_path / "nope.safetensors")
+
+
+def _shipped() -> tuple[dict, dict[str, torch.Tensor]]:  # the shipped file's header and tensors
+    from safetensors import safe_open
+
+    with safe_open(str(DEFAULT_PATH), "pt") as f:
+        return json.loads(f.metadata()["kame"]), {k: f.get_tensor(k) for k in f.keys()}
+
+
+def _nan(t: torch.Tensor) -> torch.Tensor:
+    t = t.clone()
+    t[0, 0, 0] = float("nan")
+    return t
+
+
+BAD_FILES = [  # (a change to the shipped file's header and tensors, what the error says)
+    (lambda h, t: h.update(config=[1]), "metadata 'config' must be a dict"),
+    (lambda h, t: h["config"].update(pca_dim="x"), "config key 'pca_dim' is 'x', want an int"),
+    (lambda h, t: h["config"].update(hop=0), "config key 'hop' is 0"),
+    (lambda h, t: h["config"].update(f0_delta=1), "config key 'f0_delta'"),
+    (lambda h, t: h["config"].update(yin_win=240), "yin_win .* must cover"),
+    (lambda h, t: t.update(correction=torch.zeros(3)), r"tensor 'correction' has shape \[3\], config says \[64\]"),
+    (lambda h, t: t.update(mean=t["mean"][:-1].clone()), "tensor 'mean' has shape"),
+    (lambda h, t: t.update(proj=t["proj"][:, :-1].contiguous()), "tensor 'proj' has shape"),
+    (lambda h, t: t.update(codebooks=_nan(t["codebooks"])), "tensor 'codebooks' has NaN"),
+    (lambda h, t: t.update(codebooks=t["codebooks"].to(torch.int16)), "'codebooks' has dtype torch.int16"),
+    (lambda h, t: t.update(extra=torch.zeros(1)), r"unexpected tensors \['extra'\]"),
+    (lambda h, t: t.pop("scale"), r"lacks tensors \['scale'\]"),
+]
+
+
+@pytest.mark.parametrize("change, message", BAD_FILES)
+def test_load_checks_the_whole_file(tmp_path, change, message):
+    from safetensors.torch import save_file
+
+    header, tensors = _shipped()
+    change(header, tensors)
+    bad = tmp_path / "bad.safetensors"
+    save_file(tensors, str(bad), metadata={"kame": json.dumps(header)})
+    with pytest.raises(CheckpointError, match=message) as err:
+        load(bad)
+    assert str(bad) in str(err.value)
+
+
+def test_load_checks_the_sha256_file(tmp_path):
+    good = tmp_path / "c.safetensors"
+    shutil.copy(DEFAULT_PATH, good)
+    for text in ("", "not-a-digest  c.safetensors\n"):
+        (tmp_path / "c.safetensors.sha256").write_text(text)
+        with pytest.raises(CheckpointError, match=r"c\.safetensors\.sha256 is empty or malformed"):
+            load(good)
+
+
+def test_embedded_specs_name_the_problem(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copy(DEFAULT_PATH, tmp_path / "c.safetensors")
+    assert isinstance(registry.create("codec", "embedded:~/c.safetensors"), EmbeddedCodec)
+    with pytest.raises(CheckpointError, match=f"{tmp_path} is a folder; give the fitted .safetensors file"):
+        registry.create("codec", f"embedded:{tmp_path}")
+    with pytest.raises(ConfigError, match="embedded codec loads local files only, got 'hf://x/y'"):
+        registry.create("codec", "embedded:hf://x/y")
+
+
+def test_create_options_are_checked_like_mimis():
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) for codec 'embedded': \['bogus'\]"):
+        registry.create("codec", "embedded", bogus=1)
+    c = registry.create("codec", "embedded", num_codebooks=4)
+    assert c.num_codebooks == 4 and c.encode(torch.zeros(1, FS)).shape == (1, 4, 1)
+    with pytest.raises(ConfigError, match="num_codebooks"):
+        registry.create("codec", "embedded", num_codebooks=9)
 
 
 def test_layout_and_range(codec, speech):
@@ -311,14 +382,12 @@ def test_f0_loop_closes_on_the_decoders_codebooks(speech):
     e8, e2, sliced = pitch_error(all8), pitch_error(two), pitch_error(all8[:, :2])
     # measured: 23, 55 and 265 cents
     assert e8 < 50 and e2 < 100 and sliced > 2 * e2, (e8, e2, sliced)
-    for bad in (0, 9, 2.0):
+    for bad in (0, 9, 2.0, True):  # (a bool is an int to Python)
         with pytest.raises(ConfigError, match="num_codebooks"):
             codec.set_num_codebooks(bad)
 
 
 def test_files_fitted_before_f0_delta_still_load(codec, tmp_path):
-    import json
-
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -360,12 +429,17 @@ def test_fit_command_checks_its_options(tmp_path, monkeypatch):
     fit.add_arguments(p)
     blocker = tmp_path / "file"
     blocker.write_text("")
-    for bad, msg in ((["--augment", "1.5"], "--augment"), (["--sentences", "0"], "--sentences"),
-                     (["--cardinality", "4096"], "--cardinality"),
+    out = ["-o", str(tmp_path / "fit.safetensors")]
+    for bad, msg in ((["--augment", "1.5", *out], "--augment"), (["--cardinality", "4096", *out], "--cardinality"),
                      (["-o", str(blocker / "x.safetensors")], "cannot create its folder"),  # a file in the way
                      (["-o", str(tmp_path)], "cannot write a file there")):  # a folder
         with pytest.raises(ConfigError, match=msg):
             fit.main(p.parse_args(bad))
+    # argparse errors: -o is required (without it the shipped file was overwritten), counts and
+    # the seed are checked as they are parsed
+    for bad in ([], ["--sentences", "0", *out], ["--iters", "0", *out], ["--seed", "-1", *out]):
+        with pytest.raises(SystemExit):
+            p.parse_args(bad)
 
 
 def test_intelligibility_smoke(codec):

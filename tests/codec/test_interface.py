@@ -37,6 +37,9 @@ BAD = [  # (what to call, error type, message)
     (lambda c, s: s.decode_frame(torch.full((2, 8), c.cardinality)), AudioFormatError, "codes must be in"),
     (lambda c, s: s.reset([2]), ConfigError, r"reset rows \[2\] out of range"),
     (lambda c, s: s.reset(torch.tensor([True])), ConfigError, r"reset mask must have shape \[2\]"),
+    (lambda c, s: s.reset([0.5]), ConfigError, "reset rows must be integers"),
+    (lambda c, s: s.reset(["a"]), ConfigError, "reset rows must be integers"),
+    (lambda c, s: s.reset({1}), ConfigError, "reset rows must be integers"),
 ]
 
 
@@ -92,3 +95,12 @@ def test_batch_sizes(codec):
         codec.encode(torch.zeros(0, FS))
     with pytest.raises(AudioFormatError, match="a batch of 0 rows"):
         codec.decode(torch.zeros(0, 8, 2, dtype=torch.long))
+
+
+def test_set_num_codebooks_rejects_bools(codec):
+    n = codec.num_codebooks
+    try:
+        with pytest.raises(ConfigError, match="num_codebooks must be an int"):
+            codec.set_num_codebooks(True)  # a bool is an int to Python; stream(True) is rejected too
+    finally:
+        codec.num_codebooks = n

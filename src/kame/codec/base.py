@@ -106,14 +106,17 @@ def rows_mask(rows: Sequence[int] | torch.Tensor | None, batch_size: int) -> tor
     if rows is None:
         mask[:] = True
         return mask
-    idx = torch.as_tensor(rows)
+    try:
+        idx = torch.as_tensor(rows)
+    except (TypeError, ValueError, RuntimeError):  # strings, sets, ragged lists, ...
+        raise ConfigError(f"reset rows must be integers, got {rows!r}") from None
     if idx.numel() == 0:  # no rows: nothing to reset
         return mask
     if idx.dtype == torch.bool:
         if tuple(idx.shape) != (batch_size,):
             raise ConfigError(f"reset mask must have shape [{batch_size}], got {tuple(idx.shape)}")
         return idx.clone()
-    if idx.is_floating_point():
+    if idx.is_floating_point() or idx.is_complex():
         raise ConfigError(f"reset rows must be integers, got {idx.tolist()}")
     idx = idx.long().flatten()
     if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= batch_size):

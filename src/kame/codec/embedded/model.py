@@ -23,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
+from dataclasses import fields
 from pathlib import Path
 from typing import Sequence
 
@@ -76,7 +78,7 @@ class EmbeddedCodec(Codec):
         """Encode with the first ``n`` codebooks (1..8). With ``cfg.f0_delta`` the encoder's F0
         loop then closes on what an ``n``-codebook decoder decodes, so set this (not a slice of
         8-codebook codes) when the decoder will get fewer codebooks; its pitch would drift."""
-        if not isinstance(n, int) or not 1 <= n <= self.cfg.num_codebooks:
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= self.cfg.num_codebooks:
             raise ConfigError(f"num_codebooks must be an int in [1, {self.cfg.num_codebooks}], got {n!r}")
         self.num_codebooks = n
 
@@ -201,23 +203,56 @@ def save(codec: EmbeddedCodec, path: str | Path, meta: dict | None = None) -> st
     return digest
 
 
+_ZERO_OK = {"kmeans_points", "agc_startup_frames", "agc_speech_hangover"}  # int keys that may be 0
+
+
+def _config(path: Path, conf: object) -> EmbeddedCodecConfig:
+    """The fitted file's config: a dict of known keys, each of its field's type (ints >= 1 except
+    _ZERO_OK, finite floats), else CheckpointError naming the file and the key."""
+    if not isinstance(conf, dict):
+        raise CheckpointError(f"{path}: metadata 'config' must be a dict, got {type(conf).__name__}")
+    conf = {"f0_delta": False, **conf}  # files fitted before F0 was coded as a change
+    types = {f.name: f.type for f in fields(EmbeddedCodecConfig)}  # "int", "float" or "bool"
+    for key, v in conf.items():
+        kind = types.get(key)  # None: an unknown key, which from_dict names
+        ok = kind is None or (isinstance(v, bool) if kind == "bool" else (
+            not isinstance(v, bool) and isinstance(v, int if kind == "int" else (int, float)) and math.isfinite(v)
+            and (kind != "int" or v >= (key not in _ZERO_OK))))
+        if not ok:
+            want = {"int": f"an int >= {int(key not in _ZERO_OK)}", "float": "a finite number", "bool": "true/false"}
+            raise CheckpointError(f"{path}: config key {key!r} is {v!r}, want {want[kind]}")
+    try:
+        return EmbeddedCodecConfig.from_dict(conf)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
+
+
 def load(path: str | Path | None = None, *, sha256: str | None = None) -> EmbeddedCodec:
     """Load a fitted codec (the shipped one by default), checking its sha256 against ``sha256``,
-    else the shipped checksum (default file) or a ``.sha256`` file beside it (if present)."""
+    else the shipped checksum (default file) or a ``.sha256`` file beside it (if present), and
+    its contents: the config, every tensor's presence, shape, dtype and values."""
     from safetensors import safe_open
 
     default = path is None
-    path = Path(path) if path is not None else DEFAULT_PATH
+    if str(path).startswith("hf://"):
+        raise ConfigError(f"the embedded codec loads local files only, got {str(path)!r} "
+                          "(it is fitted by `kame codec fit -o FILE`)")
+    path = Path(path).expanduser() if path is not None else DEFAULT_PATH
     if not path.exists():
         if default:
             raise NotAvailableError(
                 f"the embedded codec file is missing ({path}); make it with: "
                 f"kame codec fit --seed 0 -o {path}")
         raise CheckpointError(f"embedded codec file not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; give the fitted .safetensors file")
     expected = sha256 or (DEFAULT_SHA256 if default else None)
     side = path.with_name(path.name + ".sha256")
-    if expected is None and side.exists():
-        expected = side.read_text().split()[0]
+    if expected is None and side.is_file():
+        expected = (side.read_text(errors="replace").split() or [""])[0]
+        if not re.fullmatch(r"[0-9a-f]{64}", expected):
+            raise CheckpointError(f"{side} is empty or malformed (want '<sha256>  {path.name}'); "
+                                  "re-run `kame codec fit` or delete it")
     if expected is not None:
         got = sha256_file(path)
         if got != expected:
@@ -232,26 +267,43 @@ def load(path: str | Path | None = None, *, sha256: str | None = None) -> Embedd
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         fmt = meta.get("format") if isinstance(meta, dict) else None
         raise CheckpointError(f"{path} is not a {FORMAT} file (format {fmt!r})")
-    missing = {"mean", "scale", "proj", "codebooks", "correction"} - set(t)
-    if missing:
-        raise CheckpointError(f"embedded codec file {path} lacks tensors {sorted(missing)}")
-    conf = dict(meta.get("config", {}))
-    conf.setdefault("f0_delta", False)  # files fitted before F0 was coded as a change
-    cfg = EmbeddedCodecConfig.from_dict(conf)
-    rvq = RVQ(mean=t["mean"].float(), scale=t["scale"].float(), proj=t["proj"].float(),
-              codebooks=t["codebooks"].float())
-    if tuple(rvq.codebooks.shape) != (cfg.num_codebooks, cfg.cardinality, cfg.pca_dim):
-        raise CheckpointError(f"codebooks of {path} have shape {list(rvq.codebooks.shape)}, config says "
-                              f"{[cfg.num_codebooks, cfg.cardinality, cfg.pca_dim]}")
-    return EmbeddedCodec(cfg, rvq, t["correction"].float(), meta.get("fit", {}))
+    if not isinstance(meta.get("fit", {}), dict):
+        raise CheckpointError(f"{path}: metadata 'fit' must be a dict")
+    cfg = _config(path, meta.get("config", {}))
+    D = cfg.subframes * cfg.feat_dim
+    shapes = {"mean": (D,), "scale": (D,), "proj": (D, cfg.pca_dim),
+              "codebooks": (cfg.num_codebooks, cfg.cardinality, cfg.pca_dim), "correction": (cfg.n_mels,)}
+    for what, names in (("lacks", set(shapes) - set(t)), ("has unexpected", set(t) - set(shapes))):
+        if names:
+            raise CheckpointError(f"embedded codec file {path} {what} tensors {sorted(names)}")
+    for name, shape in shapes.items():
+        x = t[name]
+        if not x.is_floating_point():
+            raise CheckpointError(f"{path}: tensor {name!r} has dtype {x.dtype}, want a float dtype")
+        if tuple(x.shape) != shape:
+            raise CheckpointError(f"{path}: tensor {name!r} has shape {list(x.shape)}, config says {list(shape)}")
+        if not bool(torch.isfinite(x).all()) or (name == "scale" and bool((x == 0).any())):
+            bad = "NaN, infinite or 0" if name == "scale" else "NaN or infinite"
+            raise CheckpointError(f"{path}: tensor {name!r} has {bad} values")
+    t = {k: v.float() for k, v in t.items()}
+    rvq = RVQ(mean=t["mean"], scale=t["scale"], proj=t["proj"], codebooks=t["codebooks"])
+    try:
+        return EmbeddedCodec(cfg, rvq, t["correction"], meta.get("fit", {}))
+    except (ConfigError, ValueError, ArithmeticError, RuntimeError) as exc:  # a config that cannot work
+        raise CheckpointError(f"{path}: its config cannot work: {exc}") from exc
 
 
-def create(arg: str | None = None, *, sha256: str | None = None, dtype: torch.dtype | None = None,
-           device: str | None = None) -> EmbeddedCodec:
+def create(arg: str | None = None, *, num_codebooks: int | None = None, sha256: str | None = None,
+           dtype: torch.dtype | None = None, device: str | None = None, **kwargs) -> EmbeddedCodec:
     """Registry factory: ``embedded`` (the shipped file) or ``embedded:PATH``. The codec always
-    runs in float32 on the CPU; another dtype/device is a ConfigError."""
+    runs in float32 on the CPU; another dtype/device, or an unknown option, is a ConfigError."""
+    if kwargs:
+        raise ConfigError(f"unknown option(s) for codec 'embedded': {sorted(kwargs)}")
     if dtype not in (None, torch.float32):
         raise ConfigError(f"the embedded codec runs in float32 only, got dtype {dtype}")
     if device not in (None, "cpu"):
         raise ConfigError(f"the embedded codec runs on the CPU only, got device {device!r}")
-    return load(arg, sha256=sha256)
+    codec = load(arg, sha256=sha256)
+    if num_codebooks is not None:
+        codec.set_num_codebooks(num_codebooks)
+    return codec

@@ -133,7 +133,7 @@ class MimiCodec(Codec):
         return self.num_codebooks * math.log2(self.cardinality) * self.frame_rate
 
     def set_num_codebooks(self, n: int) -> None:
-        if not isinstance(n, int) or not self.cfg.n_q_semantic <= n <= self.cfg.n_q:
+        if not isinstance(n, int) or isinstance(n, bool) or not self.cfg.n_q_semantic <= n <= self.cfg.n_q:
             raise ConfigError(f"num_codebooks must be an int in [{self.cfg.n_q_semantic}, {self.cfg.n_q}], got {n!r}")
         self.num_codebooks = n
 
