@@ -32,7 +32,7 @@ from .channel import random_channel
 from .config import EmbeddedCodecConfig
 from .data import TRAIN_VOICES, Voice, synthesize
 from .features import Analyzer, analyze, level_input
-from .model import DEFAULT_PATH, F0_REF0, EmbeddedCodec, save
+from .model import F0_REF0, EmbeddedCodec, save
 from .rvq import fit_rvq
 from .sentences import train_sentences
 
@@ -117,11 +117,16 @@ def fit(cfg: EmbeddedCodecConfig, *, seed: int = 0, sentences: int = 3000,
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-o", "--output", default=str(DEFAULT_PATH), help="where to write the fitted file")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sentences", type=int, default=3000,
+    from ...bench import at_least
+
+    # required: the shipped file is only replaced when asked for by name
+    p.add_argument("-o", "--output", required=True,
+                   help="where to write the fitted file (src/kame/assets/embedded_codec.safetensors in a "
+                        "source checkout replaces the shipped one)")
+    p.add_argument("--seed", type=at_least(0), default=0)
+    p.add_argument("--sentences", type=at_least(1), default=3000,
                    help="training sentences (15%% piper, the rest espeak voices)")
-    p.add_argument("--iters", type=int, default=None, help="k-means iterations per stage (default: config)")
+    p.add_argument("--iters", type=at_least(1), default=None, help="k-means iterations per stage (default: config)")
     p.add_argument("--cardinality", type=int, default=None, help="entries per codebook (default 2048)")
     p.add_argument("--augment", type=float, default=None,
                    help="share of training clips passed through a random recording channel: room, noise, "
@@ -129,8 +134,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.sentences < 1:
-        raise ConfigError(f"--sentences must be at least 1, got {args.sentences}")
     cfg = EmbeddedCodecConfig()
     if args.iters is not None:
         cfg = replace(cfg, kmeans_iters=args.iters)
