@@ -138,6 +138,8 @@ def test_serve_max_sessions_must_be_at_least_one(capsys):
         assert e.value.code == 2 and "--max-sessions" in capsys.readouterr().err
     assert _build(parser.parse_args(["--agent", "echo", "--max-sessions", "1"]))[0].max_sessions == 1
     assert _build(parser.parse_args(["--agent", "echo"]))[0].max_sessions == 16  # the default
+    with pytest.raises(ConfigError, match="runtime.max_sessions"):  # not silently ignored by the real agent
+        _build(parser.parse_args(["--max-sessions", "2"]))
 
 
 def test_listen_problems_are_named_before_the_agent_loads():

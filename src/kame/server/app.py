@@ -423,12 +423,15 @@ def _build(args) -> tuple[Agent, ServerConfig]:
     if args.agent == "echo":
         from .echo import EchoAgent
 
-        cfg, agent = ServerConfig(), EchoAgent(max_sessions=args.max_sessions or 16)  # (>= 1: checked by argparse)
+        cfg, agent = ServerConfig(), EchoAgent(max_sessions=args.max_sessions or 16)
         if args.config:
             from ..config import load_config
 
             cfg = server_config_from(getattr(load_config(args.config, args.set), "server", None))
     else:
+        if args.max_sessions is not None:  # the tandem/cascade agents size their batch from the config
+            raise ConfigError("--max-sessions is for --agent echo; give the agent's with "
+                              "--set runtime.max_sessions=N (or [runtime] max_sessions in the config)")
         try:
             from ..config import load_config
             from ..runtime.engine import build_agent
