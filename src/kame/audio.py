@@ -57,7 +57,18 @@ def read_wav(path: str | Path, sample_rate: int | None = SAMPLE_RATE, *, mono: b
 def _check_wav_length(path: Path) -> None:
     """A WAV file cut short (a copy or a download that stopped) reads without complaint as the
     samples that are left, so compare its data chunk's declared size with the bytes present.
-    Sizes of 0 and 0xFFFFFFFF (a writer that did not know the length) are not checked."""
+    Sizes of 0 and from 0x7FFF0000 up (placeholders of writers that did not know the length:
+    arecord, sox, streams) are not checked, nor anything but a regular file (a pipe), nor a
+    file that cannot be opened (libsndfile then says why)."""
+    if not path.is_file():
+        return
+    try:
+        _wav_data_size(path)
+    except OSError:
+        return
+
+
+def _wav_data_size(path: Path) -> None:
     with open(path, "rb") as f:
         head = f.read(12)
         if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
@@ -70,7 +81,7 @@ def _check_wav_length(path: Path) -> None:
             n = int.from_bytes(chunk[4:], "little")
             if chunk[:4] == b"data":
                 have = size - f.tell()
-                if 0 < n < 0xFFFFFFFF and have < n:
+                if 0 < n < 0x7FFF0000 and have < n:
                     raise AudioFormatError(f"audio file {path} is truncated: its header announces {n} bytes "
                                            f"of audio, the file holds {have}")
                 return

@@ -201,9 +201,6 @@ def _apply(obj: Any, data: Mapping[str, Any], prefix: str = "") -> None:
             _apply(getattr(obj, key), value, prefix=f"{path}.")
         else:
             setattr(obj, key, _check_value(path, f, tp, value))
-    validate = getattr(obj, "validate", None)
-    if callable(validate):  # section-level checks (e.g. kame.cascade.config.CascadeConfig)
-        validate()
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -260,6 +257,10 @@ def load_config(
         items = overrides.items() if isinstance(overrides, Mapping) else (parse_override(s) for s in overrides)
         for key, value in items:
             _override(cfg, key, value)
+    for f in dataclasses.fields(cfg):  # section-level checks, once the overrides are in
+        validate = getattr(getattr(cfg, f.name), "validate", None)
+        if callable(validate):
+            validate()
     return cfg
 
 

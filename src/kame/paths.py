@@ -9,7 +9,9 @@ fitting, a whole conversation), not after it: each failure is a ConfigError nami
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
+from typing import Callable
 
 from .errors import ConfigError
 
@@ -24,9 +26,10 @@ def _writable_folder(folder: Path, label: str, what: str) -> None:
 
 
 def check_output_file(path: str | Path, *, flag: str = "-o", suffix: str | None = None, why: str = "",
-                      input: str | Path | None = None) -> Path:
+                      input: str | Path | None = None, file_type: Callable[[Path], object] | None = None) -> Path:
     """A file to write: with the ``suffix`` asked for (``why`` says why), not a folder, not the
-    ``input`` file, in a folder that can be made and written into."""
+    ``input`` file, of a type ``file_type`` accepts (it raises otherwise, e.g.
+    kame.audio.output_format), in a folder that can be made and written into."""
     out = Path(path)
     if suffix is not None and out.suffix.lower() != suffix:
         raise ConfigError(f"{flag} {path}: the output must be a {suffix} file{why}")
@@ -35,17 +38,17 @@ def check_output_file(path: str | Path, *, flag: str = "-o", suffix: str | None 
         raise ConfigError(f"{flag} {path} is a folder, cannot write a file there; give a file name {example}")
     if input is not None and out.resolve() == Path(input).resolve():
         raise ConfigError(f"{flag} {path} is the input file; give another {flag}")
+    if file_type is not None:
+        file_type(out)  # before any folder is made
     _writable_folder(out.parent, f"{flag} {path}", "its folder")
-    # and the file itself can be made (removed again if it is new): root passes the os.access
-    # check above even where no file can be created (e.g. /proc)
-    new = not out.exists()
+    # and a file can really be made there (root passes the os.access check above even where
+    # none can, e.g. /proc): a temporary one beside it, as the writers do (then rename)
     try:
-        with open(out, "ab"):
-            pass
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".check")
+        os.close(fd)
+        os.unlink(tmp)
     except OSError as exc:
-        raise ConfigError(f"{flag} {path}: cannot write it: {exc.strerror or exc}") from None
-    if new:
-        out.unlink()
+        raise ConfigError(f"{flag} {path}: cannot write into its folder: {exc.strerror or exc}") from None
     return out
 
 

@@ -55,8 +55,8 @@ def test_roundtrip_output_types_and_output_errors(tmp_path, capsys):
         info = sf.info(tmp_path / name)
         assert info.samplerate == 24000 and info.format == name.split(".")[1].upper()
     capsys.readouterr()
-    assert main(["codec", "roundtrip", str(src), "-o", str(tmp_path / "out.xyz")]) == 1
-    assert "unknown file type '.xyz'" in capsys.readouterr().err
+    assert main(["codec", "roundtrip", str(src), "-o", str(tmp_path / "new" / "out.xyz")]) == 1
+    assert "unknown file type '.xyz'" in capsys.readouterr().err and not (tmp_path / "new").exists()
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert main(["codec", "roundtrip", str(src), "-o", str(blocker / "out.wav")]) == 1  # its folder is a file

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from kame.config import KameConfig, load_config, parse_override
 from kame.errors import ConfigError
@@ -37,7 +38,8 @@ def test_defaults_file_and_overrides(tmp_path):
     ("server.port=70000", "server.port: must be <= 65535"),
     ("noequals", "key=value"),
     ("frontend.device=banana", "frontend.device 'banana' is not a torch device"),
-    ("frontend.device=cuda", "frontend.device 'cuda' is not available here"),  # a CPU-only torch
+    pytest.param("frontend.device=cuda", "frontend.device 'cuda' is not available here",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this torch has CUDA")),
     ("backend.knowledge_dir=/no/such/folder", "backend.knowledge_dir: /no/such/folder is not a folder"),
     ("cascade.tts=nope", "cascade.tts: unknown tts spec 'nope'"),
     ("cascade.tts_fallback=nope", "cascade.tts_fallback: unknown tts spec 'nope'"),
@@ -52,6 +54,11 @@ def test_bad_files(tmp_path):
         load_config(tmp_path / "missing.toml")
     with pytest.raises(ConfigError, match="is a folder"):
         load_config(tmp_path)
+    gpu = tmp_path / "gpu.toml"  # section checks run once the overrides are in: --set can mend a file
+    gpu.write_text("[frontend]\ndevice = 'nosuch'\n[cascade]\ntts_fallback = ''\n")
+    with pytest.raises(ConfigError, match="frontend.device 'nosuch'"):
+        load_config(gpu)
+    assert load_config(gpu, ["frontend.device=cpu"]).cascade.tts_fallback == ""  # "" = no fallback
     assert load_config(None, ["cascade.tts=espeak:en-us+f2", "cascade.tts_fallback=none", "frontend.device=cpu",
                               f"backend.knowledge_dir={tmp_path}"]).cascade.tts == "espeak:en-us+f2"
     bad = tmp_path / "bad.toml"

@@ -55,7 +55,7 @@ class CascadeConfig:
         from .. import registry  # scheme names only: nothing is imported
 
         for key, spec in (("tts", self.tts), ("tts_fallback", self.tts_fallback)):
-            if spec is not None:
+            if spec:  # (a fallback of None or "" is no fallback)
                 try:
                     registry.check_spec("tts", spec)
                 except ConfigError as exc:

@@ -57,8 +57,7 @@ def roundtrip(codec, pcm: np.ndarray, *, streaming: bool = False, codebooks: int
 def main(args: argparse.Namespace) -> int:
     # the output (not a folder, not the input, a known type, a folder that can be written) is
     # checked now, not after the round trip
-    check_output_file(args.output, input=args.input)
-    output_format(args.output)
+    check_output_file(args.output, input=args.input, file_type=output_format)
     codec = registry.create("codec", args.codec)
     pcm, _ = read_wav(args.input, codec.sample_rate)
     if args.codebooks is not None:  # the codec says how many it can code with (Mimi: up to 32)

@@ -226,7 +226,7 @@ def create_llm(spec: str, nice: int = 0):
 
 def load_backend(cfg: KameConfig, clock: Clock, tokenizer=None, metrics=None):
     """The config's STT + LLM -> (factory(session) -> BackendBridge | None, info); ``factory.shared``
-    holds the STT and LLM that all sessions share (TandemAgent.stop closes them: HTTP sessions).
+    holds the STT, LLM (and hybrid routing's TTS) all sessions share (TandemAgent.stop closes them).
     ``tokenizer``: the front-end's text vocabulary (oracle ids must be in it)."""
     from .. import registry
 
@@ -244,9 +244,9 @@ def load_backend(cfg: KameConfig, clock: Clock, tokenizer=None, metrics=None):
         make_producer = producer_factory(cfg, clock, llm, tokenizer or default_tokenizer())
 
     info = {"stt": bc.stt, "llm": bc.llm}
-    make_router = None
+    make_router = tts = None
     if getattr(cfg.cascade, "hybrid_routing", False):  # structured turns answered by the cascade path
-        make_router, info["tts"] = _router_factory(cfg, clock, metrics, llm if bc.llm != "none" else None)
+        make_router, info["tts"], tts = _router_factory(cfg, clock, metrics, llm if bc.llm != "none" else None)
         info["hybrid_routing"] = True
 
     def factory(session: "TandemSession") -> BackendBridge:
@@ -254,12 +254,13 @@ def load_backend(cfg: KameConfig, clock: Clock, tokenizer=None, metrics=None):
             session.router = make_router(session)
         return BackendBridge(session, stt, make_producer, clock, retry_s=bc.retry_s)
 
-    factory.shared = tuple(x for x in (stt, llm) if x is not None)  # every session's; the agent closes them at stop
+    factory.shared = tuple(x for x in (stt, llm, tts) if x is not None)  # every session's; the agent closes them at stop
     return factory, info
 
 
 def _router_factory(cfg: KameConfig, clock: Clock, metrics, llm):
-    """cascade.hybrid_routing: per session a kame.cascade.hybrid.HybridRouter (LLM + TTS)."""
+    """cascade.hybrid_routing: per session a kame.cascade.hybrid.HybridRouter (LLM + TTS)
+    -> (factory, TTS spec, the TTS all sessions share)."""
     from ..cascade.agent import default_prompt_fn, load_tts
     from ..cascade.hybrid import HybridRouter
     from .metrics import null_sink
@@ -274,4 +275,4 @@ def _router_factory(cfg: KameConfig, clock: Clock, metrics, llm):
         return HybridRouter(llm, tts, cfg.cascade, clock, emit=session._put, prompt_fn=prompt_fn,
                             metrics=metrics or null_sink, session_id=session.id)
 
-    return make, tts_spec
+    return make, tts_spec, tts

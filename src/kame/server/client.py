@@ -226,8 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         check_tail(a.tail)  # the bound `kame run --tail` has
         chat_url(a.url)
         if a.output:
-            output_format(a.output)
-            check_output_file(a.output, input=a.input)
+            check_output_file(a.output, input=a.input, file_type=output_format)
         if a.json:
             check_output_file(a.json, flag="--json", input=a.input)
         pcm, _ = read_wav(a.input, P.SAMPLE_RATE)
@@ -236,14 +235,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         res = asyncio.run(chat(a.url, pcm, token=a.token, pcm_mode=a.pcm, realtime=not a.fast, tail_s=a.tail))
+    except asyncio.TimeoutError:  # (an OSError too, so first) connected, but the server went quiet
+        print(f"error: {a.url}: the server stopped answering (no handshake, or no end of the session)", file=sys.stderr)
+        return 1
     except aiohttp.ClientConnectorError as exc:  # nothing listens there, the name does not resolve, ...
         print(f"error: cannot connect to {a.url}: {exc.os_error.strerror or exc}", file=sys.stderr)
         return 1
     except (aiohttp.ClientError, OSError) as exc:  # e.g. the connection was lost
         print(f"error: {a.url}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    except asyncio.TimeoutError:  # connected, but no handshake came
-        print(f"error: {a.url}: the server sent no handshake within 30 s", file=sys.stderr)
         return 1
     if res.status is not None:
         print(f"error: {res.refusal_text()}", file=sys.stderr)

@@ -294,14 +294,16 @@ def load(path: str | Path | None = None, *, sha256: str | None = None) -> Embedd
 
 
 def create(arg: str | None = None, *, num_codebooks: int | None = None, sha256: str | None = None,
-           dtype: torch.dtype | None = None, device: str | None = None, **kwargs) -> EmbeddedCodec:
+           dtype: str | torch.dtype | None = None, device: str | torch.device | None = None, **kwargs) -> EmbeddedCodec:
     """Registry factory: ``embedded`` (the shipped file) or ``embedded:PATH``. The codec always
     runs in float32 on the CPU; another dtype/device, or an unknown option, is a ConfigError."""
     if kwargs:
         raise ConfigError(f"unknown option(s) for codec 'embedded': {sorted(kwargs)}")
-    if dtype not in (None, torch.float32):
+    from ...model.loaders import parse_device, parse_dtype
+
+    if dtype is not None and parse_dtype(dtype, torch.device("cpu")) != torch.float32:
         raise ConfigError(f"the embedded codec runs in float32 only, got dtype {dtype}")
-    if device not in (None, "cpu"):
+    if device is not None and parse_device(device).type != "cpu":
         raise ConfigError(f"the embedded codec runs on the CPU only, got device {device!r}")
     codec = load(arg, sha256=sha256)
     if num_codebooks is not None:

@@ -1,0 +1,40 @@
+"""kame.paths and read_wav: checks made before the work, without side effects."""
+
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from kame.audio import read_wav
+from kame.errors import ConfigError
+from kame.paths import check_output_file
+
+
+def test_output_check_leaves_nothing_behind(tmp_path):
+    out = tmp_path / "new" / "out.wav"
+    assert check_output_file(out) == out and sorted(os.listdir(out.parent)) == []  # folder made, no file
+    link = tmp_path / "link.wav"
+    link.symlink_to(tmp_path / "gone" / "real.wav")  # a dangling link stays as it was
+    check_output_file(link)
+    assert link.is_symlink() and not (tmp_path / "gone").exists()
+    ro = tmp_path / "ro.wav"
+    ro.write_bytes(b"x")
+    ro.chmod(0o444)  # replaced by the writers' rename, so not refused
+    check_output_file(ro)
+    assert ro.read_bytes() == b"x"
+    if os.path.isdir("/proc/self"):  # root may pass os.access there, yet nothing can be made
+        with pytest.raises(ConfigError, match="cannot"):
+            check_output_file("/proc/self/kame-out.wav")
+
+
+def test_wav_with_a_placeholder_length_reads(tmp_path):
+    """A writer that could not seek back (arecord, sox to a pipe) leaves a placeholder data size;
+    such a file is whole, not truncated."""
+    wav = tmp_path / "stream.wav"
+    sf.write(wav, np.zeros(2400, np.float32), 24000, subtype="PCM_16")
+    raw = bytearray(wav.read_bytes())
+    i = raw.index(b"data")
+    raw[i + 4 : i + 8] = (0x7FFFFFFF).to_bytes(4, "little")
+    wav.write_bytes(bytes(raw))
+    assert read_wav(wav)[0].shape == (2400,)
