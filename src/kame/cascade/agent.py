@@ -29,7 +29,7 @@ from .. import registry
 from ..backend.types import ChatMessage, Turn
 from ..errors import ConfigError
 from ..runtime.backend import create_llm, create_stt
-from ..runtime.base import Agent, CapacityError, Meta, Session
+from ..runtime.base import Agent, CapacityError, Meta, Session, close_components
 from ..runtime.clock import Clock, MonotonicClock
 from ..runtime.metrics import MetricsSink, null_sink
 from .config import CascadeConfig
@@ -152,13 +152,7 @@ class CascadeAgent(Agent):
     async def stop(self) -> None:
         for s in list(self.sessions.values()):
             await s.close()
-        for comp in (self.llm, self.tts, self.stt):
-            aclose = getattr(comp, "aclose", None)
-            if aclose is not None:
-                try:
-                    await aclose()
-                except Exception as exc:  # noqa: BLE001
-                    log.warning("cascade: closing %s failed: %s", comp, exc)
+        await close_components((self.llm, self.tts, self.stt), "cascade: ")
         self._started = False
 
     async def open_session(self, session_id: str | None = None) -> Session:

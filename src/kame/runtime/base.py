@@ -87,3 +87,17 @@ class Agent(ABC):
 
     @abstractmethod
     async def open_session(self, session_id: str | None = None) -> Session: ...
+
+
+async def close_components(parts, what: str = "") -> None:
+    """``await part.aclose()`` for each shared component that has one (HTTP sessions of STT, LLM,
+    TTS); a failure is logged, never raised: a dead back-end must not stop an agent stopping."""
+    import logging
+
+    for part in parts:
+        aclose = getattr(part, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except Exception as exc:  # noqa: BLE001
+                logging.getLogger(__name__).warning("%sclosing %s failed: %s", what, type(part).__name__, exc)

@@ -31,7 +31,7 @@ from typing import Callable
 
 from ..config import KameConfig
 from ..errors import ConfigError
-from .base import Agent, CapacityError, ErrorEvent, Session
+from .base import Agent, CapacityError, ErrorEvent, Session, close_components
 from .clock import Clock, MonotonicClock
 from .metrics import Metric, MetricsSink, null_sink
 from .session import TandemSession
@@ -130,13 +130,7 @@ class TandemAgent(Agent):
         if self.worker is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.worker.shutdown)
             self.worker = None
-        for part in getattr(self._backend, "shared", ()):  # the shared STT / LLM: close HTTP sessions
-            aclose = getattr(part, "aclose", None)
-            if aclose is not None:
-                try:
-                    await aclose()
-                except Exception as exc:  # a dead back-end must not stop the agent from stopping
-                    log.warning("closing %s failed: %s", type(part).__name__, exc)
+        await close_components(getattr(self._backend, "shared", ()))  # the STT / LLM / TTS all sessions share
 
     async def open_session(self, session_id: str | None = None) -> Session:
         if self._ticker is None:
