@@ -38,3 +38,13 @@ def test_wav_with_a_placeholder_length_reads(tmp_path):
     raw[i + 4 : i + 8] = (0x7FFFFFFF).to_bytes(4, "little")
     wav.write_bytes(bytes(raw))
     assert read_wav(wav)[0].shape == (2400,)
+
+
+def test_output_folder_check_makes_a_file_there(tmp_path):
+    from kame.paths import check_output_folder
+
+    assert check_output_folder(tmp_path / "a" / "b") == tmp_path / "a" / "b"
+    assert os.listdir(tmp_path / "a" / "b") == []
+    if os.path.isdir("/proc/self"):  # the same check as for a file: root passes os.access there
+        with pytest.raises(ConfigError, match="cannot write into"):
+            check_output_folder("/proc/self")

@@ -21,8 +21,14 @@ def _writable_folder(folder: Path, label: str, what: str) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"{label}: cannot create {what}: {exc}") from exc
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"{label}: cannot write into {folder}")
+    # a file can really be made there: a temporary one, as the writers make (then rename); root
+    # passes an os.access check even where none can be made (e.g. /proc)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".kame-", suffix=".check")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot write into {folder}: {exc.strerror or exc}") from None
 
 
 def check_output_file(path: str | Path, *, flag: str = "-o", suffix: str | None = None, why: str = "",
@@ -41,14 +47,6 @@ def check_output_file(path: str | Path, *, flag: str = "-o", suffix: str | None 
     if file_type is not None:
         file_type(out)  # before any folder is made
     _writable_folder(out.parent, f"{flag} {path}", "its folder")
-    # and a file can really be made there (root passes the os.access check above even where
-    # none can, e.g. /proc): a temporary one beside it, as the writers do (then rename)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".check")
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as exc:
-        raise ConfigError(f"{flag} {path}: cannot write into its folder: {exc.strerror or exc}") from None
     return out
 
 
