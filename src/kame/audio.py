@@ -63,29 +63,23 @@ def _check_wav_length(path: Path) -> None:
     if not path.is_file():
         return
     try:
-        _wav_data_size(path)
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
+                return  # not a RIFF/WAVE file: libsndfile judges it
+            while len(chunk := f.read(8)) == 8:  # (no data chunk: libsndfile says what is wrong)
+                n = int.from_bytes(chunk[4:], "little")
+                if chunk[:4] == b"data":
+                    have = path.stat().st_size - f.tell()
+                    break
+                f.seek(n + (n & 1), 1)  # chunks are padded to an even size
+            else:
+                return
     except OSError:
         return
-
-
-def _wav_data_size(path: Path) -> None:
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
-            return  # not a RIFF/WAVE file: libsndfile judges it
-        size = path.stat().st_size
-        while True:
-            chunk = f.read(8)
-            if len(chunk) < 8:
-                return  # no data chunk: libsndfile says what is wrong
-            n = int.from_bytes(chunk[4:], "little")
-            if chunk[:4] == b"data":
-                have = size - f.tell()
-                if 0 < n < 0x7FFF0000 and have < n:
-                    raise AudioFormatError(f"audio file {path} is truncated: its header announces {n} bytes "
-                                           f"of audio, the file holds {have}")
-                return
-            f.seek(n + (n & 1), 1)  # chunks are padded to an even size
+    if 0 < n < 0x7FFF0000 and have < n:
+        raise AudioFormatError(f"audio file {path} is truncated: its header announces {n} bytes "
+                               f"of audio, the file holds {have}")
 
 
 # what write_wav writes, by the file name's extension: (libsndfile format, subtype)
