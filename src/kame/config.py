@@ -23,6 +23,7 @@ Unknown keys and bad values raise kame.errors.ConfigError naming the dotted key
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
+
+_DEVICE = re.compile(r"(cpu|cuda|mps)(:\d+)?")  # a device option's form (kame.model.loaders.parse_device)
 
 
 def _opt(default: Any, *, choices: Iterable[Any] | None = None, min: float | None = None, max: float | None = None):
@@ -44,7 +47,7 @@ class FrontendConfig:
     # tests/benches), "hf://SakanaAI/kame" (published checkpoint), or a local folder
     spec: str = "random:tiny"
     dtype: str = _opt("float32", choices=("float32", "bfloat16", "float16"))
-    device: str = "cpu"
+    device: str = "cpu"  # "cpu", "cuda", "cuda:N", "mps" (availability is checked when the model loads)
     # sampling (KAME/Moshi defaults); temperature 0 = greedy
     temp: float = _opt(0.8, min=0.0)  # audio tokens
     temp_text: float = _opt(0.7, min=0.0)  # inner-monologue text tokens
@@ -52,13 +55,10 @@ class FrontendConfig:
     top_k_text: int = _opt(25, min=0)
     seed: int = -1  # sampling seed; -1 = nondeterministic
 
-    def validate(self) -> None:
-        from .model.loaders import parse_device
-
-        try:
-            parse_device(self.device)
-        except ConfigError as exc:
-            raise ConfigError(f"frontend.{exc}") from None
+    def validate(self) -> None:  # the form only (no torch import); availability: at model load
+        if not _DEVICE.fullmatch(self.device):
+            raise ConfigError(f"frontend.device {self.device!r} is not a torch device (e.g. 'cpu', 'cuda', "
+                              f"'cuda:1', 'mps')")
 
 
 @dataclass
@@ -97,8 +97,10 @@ class BackendConfig:
     nice: int = _opt(10, min=0, max=19)
 
     def validate(self) -> None:
-        if self.knowledge_dir and not Path(self.knowledge_dir).expanduser().is_dir():
-            raise ConfigError(f"backend.knowledge_dir: {self.knowledge_dir} is not a folder")
+        if self.knowledge_dir:  # the check KnowledgeBase.from_folder makes
+            from .backend.knowledge import check_knowledge_dir  # lazily: it imports numpy
+
+            check_knowledge_dir(self.knowledge_dir, "backend.knowledge_dir")
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """Re-prediction decisions (pure), the prompt builder, and the BM25 knowledge base."""
 
+import re
+
 import pytest
 
-from kame.backend.knowledge import KnowledgeBase
+from kame.backend.knowledge import KnowledgeBase, check_knowledge_dir
 from kame.backend.policy import Decision, OraclePolicy, RestartGate
 from kame.backend.prompt import Conversation, PromptConfig, build_messages
 from kame.backend.types import Transcript, Word
@@ -68,5 +70,16 @@ def test_bm25_ranking(tmp_path):
     assert hits[0][1].source == "a.md" and all(h[1].source == "a.md" for h in hits)
     assert kb.search("croissants")[0][1].source == "sub/b.txt"
     assert kb.search("zebra unicorn") == []
-    with pytest.raises(ConfigError):
-        KnowledgeBase.from_folder(tmp_path / "missing")
+
+
+def test_knowledge_dir_check_says_what_is_wrong(tmp_path, monkeypatch):
+    missing, afile = tmp_path / "missing", tmp_path / "a.md"
+    afile.write_text("notes")
+    with pytest.raises(ConfigError, match=re.escape(f"knowledge_dir: {missing} is not a folder (nothing is there)")):
+        KnowledgeBase.from_folder(missing)
+    with pytest.raises(ConfigError, match=re.escape(f"backend.knowledge_dir: {afile} is not a folder (it is a file)")):
+        check_knowledge_dir(afile, "backend.knowledge_dir")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert check_knowledge_dir("~") == tmp_path  # the message names the path as given, the result is expanded
+    with pytest.raises(ConfigError, match="^knowledge_dir: ~/missing is not a folder"):
+        check_knowledge_dir("~/missing")

@@ -203,6 +203,22 @@ def test_checkpoint_errors_name_the_problem(codec, tmp_path):
         MimiConfig.from_dict({"dimensions": 3})
 
 
+@pytest.mark.parametrize("bad, message", [
+    ({"ratios": [8, 6, 5, 0]}, r"ratios must be positive integers, got \[8, 6, 5, 0\]"),
+    ({"ratios": [-8, 6, 5, 4]}, "ratios must be positive integers"),
+    ({"ratios": []}, "ratios must be positive integers"),
+    ({"num_heads": 0}, "num_heads must be positive"),
+    ({"frame_rate": 0}, "frame_rate must be positive"),
+    ({"compress": 0}, "compress must be positive"),
+    ({"num_layers": -1}, "num_layers must be >= 0"),
+])
+def test_invalid_config_values_are_config_errors(bad, message):
+    with pytest.raises(ConfigError, match=message):  # not ZeroDivisionError / a torch error
+        MimiConfig.from_dict(bad)
+    with pytest.raises(ConfigError, match=message):
+        MimiConfig.tiny(**bad)
+
+
 def test_hf_source_resolves_from_offline_cache(codec, tmp_path, monkeypatch):
     import huggingface_hub.constants as hc
 
@@ -222,7 +238,7 @@ def test_hf_source_resolves_from_offline_cache(codec, tmp_path, monkeypatch):
     assert torch.equal(load_mimi("hf://org/mimi-repo").encode(x), ref)  # default file name
     assert torch.equal(registry.create("codec", "mimi:hf://org/mimi-repo/other.safetensors").encode(x), ref)
     assert torch.equal(load_mimi(f"hf://org/mimi-repo@{sha}/other.safetensors").encode(x), ref)  # a revision
-    with pytest.raises(CheckpointError, match="org/absent.*HF_HUB_OFFLINE is set and it is not in the local cache"):
+    with pytest.raises(CheckpointError, match="org/absent: tokenizer.*not in the local Hugging Face cache and HF_HUB_OFFLINE is set"):
         load_mimi("hf://org/absent")
     with pytest.raises(ConfigError, match="hf://ORG/REPO"):
         load_mimi("hf://just-org")
@@ -309,6 +325,9 @@ def test_bad_folder_config_json_is_a_checkpoint_error(codec, tmp_path):
         load_mimi(tmp_path)
     cfg.write_text('{"mimi_name": "%s"}' % MIMI_NAME)
     assert load_mimi(tmp_path).num_codebooks == 8
+    cfg.write_text('{"mimi_name": "renamed.safetensors"}')  # no silent fall back to the default name
+    with pytest.raises(CheckpointError, match=r"config\.json names .*'renamed\.safetensors'.*does not exist"):
+        load_mimi(tmp_path)
 
 
 def test_folder_with_two_candidates_lists_them(codec, tmp_path):

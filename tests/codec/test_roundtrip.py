@@ -89,3 +89,23 @@ def test_roundtrip_codebooks_up_to_what_the_codec_takes(tmp_path, capsys):
     out = tmp_path / "o.wav"
     assert main(["codec", "roundtrip", str(src), "-o", str(out), "--codec", "mimi:random-tiny", "--codebooks", "12"]) == 0
     assert "x 12 codebooks" in capsys.readouterr().out and sf.info(out).frames == 13 * 1920
+
+
+def test_roundtrip_codes_with_the_codebooks_the_codec_is_set_to(tmp_path, capsys):
+    """roundtrip() takes the codec as set (set_num_codebooks, once: by the command); a bad
+    --codebooks is refused before the input is read."""
+    from kame import registry
+    from kame.codec.roundtrip import roundtrip
+
+    codec = registry.create("codec", "embedded")
+    codec.set_num_codebooks(3)
+    pcm = 0.3 * np.sin(2 * np.pi * 150 * np.arange(24000) / 24000)
+    for streaming in (False, True):
+        out, codes = roundtrip(codec, pcm, streaming=streaming)
+        assert codes.shape == (1, 3, 13) and out.shape == (13 * 1920,)
+    src = tmp_path / "in.wav"
+    sf.write(src, pcm, 24000)
+    assert main(["codec", "roundtrip", str(src), "-o", str(tmp_path / "o.wav"), "--codebooks", "3", "--streaming"]) == 0
+    assert "x 3 codebooks" in capsys.readouterr().out
+    assert main(["codec", "roundtrip", str(tmp_path / "missing.wav"), "-o", str(tmp_path / "o.wav"), "--codebooks", "0"]) == 1
+    assert "--codebooks 0: num_codebooks must be an int in [1, 8], got 0" in capsys.readouterr().err

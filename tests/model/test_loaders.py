@@ -234,3 +234,19 @@ def test_wrapper_prefix_is_stripped(ckpt, tmp_path):
     save_file({"model." + k: v for k, v in state.items()}, str(d / "model.safetensors"))
     m, _ = load_frontend(d, oracle=False)
     assert torch.equal(m.text_linear.weight, state["text_linear.weight"])
+
+
+def test_parse_device_checks_the_cuda_index(monkeypatch):
+    from kame.model.loaders import parse_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a (pretend) machine with 2 GPUs
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert parse_device("cuda") == torch.device("cuda") and parse_device("cuda:1") == torch.device("cuda", 1)
+    assert parse_device(torch.device("cuda", 0)).index == 0
+    with pytest.raises(ConfigError, match=r"device 'cuda:2' is not available here: this machine has 2 CUDA device\(s\)"):
+        parse_device("cuda:2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="device 'cuda:0' is not available here"):
+        parse_device("cuda:0")
+    with pytest.raises(ConfigError, match="'gpu0' is not a torch device"):
+        parse_device("gpu0")

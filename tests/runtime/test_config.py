@@ -38,8 +38,8 @@ def test_defaults_file_and_overrides(tmp_path):
     ("server.port=70000", "server.port: must be <= 65535"),
     ("noequals", "key=value"),
     ("frontend.device=banana", "frontend.device 'banana' is not a torch device"),
-    pytest.param("frontend.device=cuda", "frontend.device 'cuda' is not available here",
-                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this torch has CUDA")),
+    ("frontend.device=gpu0", "frontend.device 'gpu0' is not a torch device"),
+    ("frontend.device=cuda:x", "frontend.device 'cuda:x' is not a torch device"),
     ("backend.knowledge_dir=/no/such/folder", "backend.knowledge_dir: /no/such/folder is not a folder"),
     ("cascade.tts=nope", "cascade.tts: unknown tts spec 'nope'"),
     ("cascade.tts_fallback=nope", "cascade.tts_fallback: unknown tts spec 'nope'"),
@@ -47,6 +47,23 @@ def test_defaults_file_and_overrides(tmp_path):
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
         load_config(None, [override])
+
+
+def test_device_form_is_checked_at_load_config_availability_at_model_load():
+    import subprocess
+    import sys
+
+    code = ("import sys; from kame.config import load_config; "
+            "load_config(None, ['frontend.device=cuda:1']); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr  # no torch import at config load
+    for dev in ("cpu", "cuda", "cuda:0", "mps"):
+        assert load_config(None, [f"frontend.device={dev}"]).frontend.device == dev
+    if not torch.cuda.is_available():  # "cuda" on a CPU-only machine: a ConfigError when the model loads
+        from kame.runtime.frontend import load_frame_models
+
+        with pytest.raises(ConfigError, match="device 'cuda' is not available here"):
+            load_frame_models(load_config(None, ["frontend.device=cuda"]))
 
 
 def test_bad_files(tmp_path):

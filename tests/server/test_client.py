@@ -80,6 +80,15 @@ async def test_client_refuses_its_input_as_output(wav, tmp_path, capsys):
     assert wav.read_bytes() == before
 
 
+def test_client_refuses_one_file_for_audio_and_json(wav, tmp_path, monkeypatch, capsys):
+    # refused before connecting (DEAD is never tried), however the one path is spelled
+    monkeypatch.chdir(tmp_path)
+    for out, js in [("a.wav", "a.wav"), ("a.wav", "./a.wav"), (str(tmp_path / "a.wav"), "a.wav")]:
+        assert main([DEAD, str(wav), "-o", out, "--json", js]) == 1
+        assert f"error: --json {js} is the -o file too; give another --json" in capsys.readouterr().err
+    assert not (tmp_path / "a.wav").exists()
+
+
 async def test_client_prints_the_servers_reason_for_a_refusal(wav, capsys):
     async with running_server(max_sessions=1, auth_token="s3cret") as (url, _), aiohttp.ClientSession() as http:
         assert await _main([url, wav, "--token", "wrong"]) == 1

@@ -1,6 +1,6 @@
 """A tiny knowledge base for the oracle LLM: .txt/.md files, chunked, ranked with BM25 (numpy).
 
-    kb = KnowledgeBase.from_folder("notes/")        # every *.txt / *.md below it
+    kb = KnowledgeBase.from_folder("notes/")        # every *.txt / *.md below it (ConfigError if not a folder)
     for score, chunk in kb.search("when does the museum open", k=3):
         print(chunk.source, chunk.text)
 
@@ -39,6 +39,17 @@ class Chunk:
     text: str
 
 
+def check_knowledge_dir(path: str | Path, name: str = "knowledge_dir") -> Path:
+    """The folder of notes ``path`` (``~`` expanded), or a ConfigError naming the setting
+    ``name`` ("backend.knowledge_dir: notes/ is not a folder (nothing is there)"). The one check
+    of the folder: KnowledgeBase.from_folder makes it, and the configuration can, before a session."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        why = "it is a file" if root.exists() else "nothing is there"
+        raise ConfigError(f"{name}: {path} is not a folder ({why})")
+    return root
+
+
 class KnowledgeBase:
     def __init__(self, chunks: list[Chunk], k1: float = 1.5, b: float = 0.75) -> None:
         self.chunks = chunks
@@ -62,9 +73,7 @@ class KnowledgeBase:
 
     @classmethod
     def from_folder(cls, folder: str | Path, chunk_words: int = 80, overlap: int = 20) -> "KnowledgeBase":
-        root = Path(folder).expanduser()
-        if not root.is_dir():
-            raise ConfigError(f"knowledge_dir: {root} is not a folder")
+        root = check_knowledge_dir(folder)
         chunks: list[Chunk] = []
         step = max(1, chunk_words - overlap)
         for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in (".txt", ".md") and p.is_file()):

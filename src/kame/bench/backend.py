@@ -28,7 +28,7 @@ import os
 import platform
 import time
 
-from . import at_least
+from ..cliargs import at_least
 from .backend_stt import add_stt_arguments, run_stt_bench, stt_table
 
 TURNS = [

@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from ..backend.childproc import children_cpu_seconds
-from . import at_least
+from ..cliargs import at_least
 from .textmetrics import edit_distance, normalize
 
 DEFAULT_STTS = ["pocketsphinx", "whisper", "embedded", "embedded;whisper_interval=1.0"]

@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from . import at_least
+from ..cliargs import at_least
 
 DEFAULT_CODECS = ["mimi:random-tiny", "mimi:random"]
 

@@ -46,7 +46,7 @@ import time
 import numpy as np
 import torch
 
-from . import at_least
+from ..cliargs import at_least
 from .textmetrics import edit_distance, normalize
 
 

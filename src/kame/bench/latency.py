@@ -45,8 +45,8 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import SAMPLE_RATE, resample, write_wav
+from ..cliargs import at_least
 from ..paths import check_output_folder
-from . import at_least
 
 log = logging.getLogger(__name__)
 SR = SAMPLE_RATE

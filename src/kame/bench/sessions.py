@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from . import at_least
+from ..cliargs import at_least
 
 DEFAULT_FRONTENDS = ["random:tiny", "random:small"]
 DEFAULT_SESSIONS = [1, 2, 4, 8]

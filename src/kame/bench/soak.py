@@ -35,11 +35,11 @@ import numpy as np
 from aiohttp import web
 
 from ..backend.childproc import children_cpu_seconds
+from ..cliargs import at_least
 from ..runtime.metrics import MetricsLog
 from ..server import protocol as P
 from ..server.app import SERVER_KEY, Server, ServerConfig, make_app, server_config_from
 from ..server.client import chat, chat_url
-from . import at_least
 
 
 def speechlike(seconds: float, seed: int = 0) -> np.ndarray:

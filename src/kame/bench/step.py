@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from . import at_least
+from ..cliargs import at_least
 
 DEFAULT_FRONTENDS = ["random:tiny", "random:small", "random:100m"]
 

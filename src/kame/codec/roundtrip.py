@@ -32,14 +32,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--streaming", action="store_true", help="encode/decode frame by frame (CodecStream)")
 
 
-def roundtrip(codec, pcm: np.ndarray, *, streaming: bool = False, codebooks: int | None = None) -> tuple[np.ndarray, torch.Tensor]:
-    """pcm [T] at codec.sample_rate -> (decoded [F * frame_size], codes [1, K, F]). With
-    ``codebooks`` the codec is set to code with that many (``set_num_codebooks``)."""
+def roundtrip(codec, pcm: np.ndarray, *, streaming: bool = False) -> tuple[np.ndarray, torch.Tensor]:
+    """pcm [T] at codec.sample_rate -> (decoded [F * frame_size], codes [1, K, F]), K the
+    codebooks the codec codes with: to code with fewer, ``codec.set_num_codebooks(k)`` first
+    (the encoder must know: the embedded codec's F0 loop closes on what k codebooks decode)."""
     x = torch.from_numpy(np.ascontiguousarray(pcm, dtype=np.float32))[None]
-    if codebooks:  # the encoder should know (the embedded codec's F0 loop)
-        codec.set_num_codebooks(codebooks)  # ConfigError beyond what the codec can code with
     if not streaming:
-        codes = codec.encode(x)  # [1, codebooks or K, F]
+        codes = codec.encode(x)  # [1, K, F]
         return codec.decode(codes)[0].numpy(), codes
     fs = codec.frame_size
     n = math.ceil(x.shape[1] / fs)
@@ -59,17 +58,17 @@ def main(args: argparse.Namespace) -> int:
     # checked now, not after the round trip
     check_output_file(args.output, input=args.input, file_type=output_format)
     codec = registry.create("codec", args.codec)
-    pcm, _ = read_wav(args.input, codec.sample_rate)
     if args.codebooks is not None:  # the codec says how many it can code with (Mimi: up to 32)
         try:
             codec.set_num_codebooks(args.codebooks)
         except ConfigError as exc:
             raise ConfigError(f"--codebooks {args.codebooks}: {exc}") from None
+    pcm, _ = read_wav(args.input, codec.sample_rate)
     t0 = time.perf_counter()
-    out, codes = roundtrip(codec, pcm, streaming=args.streaming, codebooks=args.codebooks)
+    out, codes = roundtrip(codec, pcm, streaming=args.streaming)
     dt = time.perf_counter() - t0
     write_wav(args.output, out, codec.sample_rate)
-    k = args.codebooks or codes.shape[1]
+    k = codes.shape[1]
     kbps = codec.frame_rate * k * math.log2(codec.cardinality) / 1000
     dur = len(pcm) / codec.sample_rate
     print(f"{args.input}: {dur:.2f} s -> {codes.shape[-1]} frames x {k} codebooks ({kbps:.2f} kbps); "

@@ -6,7 +6,7 @@ names (default ``model.safetensors``, bf16 or fp32). Weight names are those of m
 ``oracle_emb.weight`` is added by KAME and is cloned from ``text_emb.weight`` when absent.
 
     from kame.model.loaders import load_frontend, save_frontend
-    model, info = load_frontend("hf://SakanaAI/kame", dtype="bf16")   # HF cache (hf_hub_download)
+    model, info = load_frontend("hf://SakanaAI/kame", dtype="bf16")   # HF cache (kame.hub)
     model, info = load_frontend("/path/to/folder")                      # config.json + weights
     model, info = load_frontend("random:tiny")                          # random weights, preset config
     info.mimi, info.tokenizer, info.lm_gen_config, info.sampling
@@ -30,6 +30,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..errors import CheckpointError, ConfigError
+from ..hub import HubFileNotFound, HubUnreachable, hf_download, split_hf
 from .config import LMConfig, moshi_7b, preset
 from .lm import LMModel
 from .stepper import Sampling, Stepper
@@ -83,8 +84,8 @@ class Frontend:
 
 
 def parse_device(device: Any) -> torch.device:
-    """A device option as a torch.device this torch build can use (cpu; cuda / mps when
-    present), else ConfigError."""
+    """A device option as a torch.device this machine can use (cpu; cuda / cuda:N / mps when
+    present), else ConfigError. (kame.config checks only the option's form, without torch.)"""
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
@@ -92,6 +93,9 @@ def parse_device(device: Any) -> torch.device:
     ok = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
     if not ok.get(dev.type, False):
         raise ConfigError(f"device {device!r} is not available here (torch {torch.__version__}); use 'cpu'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= (n := torch.cuda.device_count()):
+        raise ConfigError(f"device {device!r} is not available here: this machine has {n} CUDA device(s) "
+                          f"(cuda:0 to cuda:{n - 1}); use one of them, or 'cuda'")
     return dev
 
 
@@ -108,23 +112,19 @@ def parse_dtype(dtype: Any, device: torch.device) -> torch.dtype:
 
 
 # ------------------------------------------------------------------------------------------
-def _hf_download(repo: str, filename: str, revision: str | None = None) -> Path:
-    from huggingface_hub import hf_hub_download
-
-    return Path(hf_hub_download(repo, filename, revision=revision))
-
-
 def _resolve(name: str, folder: Path | None, repo: str | None, revision: str | None) -> Path:
     """A file named by config.json: hf://org/repo/file, file://path, relative to the folder/repo."""
     if name.startswith("hf://"):
-        parts = name[5:].split("/")
-        return _hf_download("/".join(parts[:2]), "/".join(parts[2:]), revision=None)
+        other, rev, filename = split_hf(name)
+        if filename is None:
+            raise ConfigError(f"{name!r}: expected hf://ORG/REPO[@REVISION]/FILE")
+        return hf_download(other, filename, rev)
     if name.startswith("file://"):
         return Path(name[7:])
     if Path(name).is_absolute():
         return Path(name)
     if repo is not None:
-        return _hf_download(repo, name, revision)
+        return hf_download(repo, name, revision)
     assert folder is not None
     return folder / name
 
@@ -152,27 +152,17 @@ def _cached_legacy_repo(repo: str, revision: str | None) -> bool:
 
 def _find_config(spec: str) -> tuple[dict | None, Path | None, str | None, str | None, str]:
     """-> (raw config or None, folder, hf repo, revision, weights name override)."""
-    if spec.startswith("hf://") or spec.startswith("hf:"):
-        repo = spec.split(":", 1)[1].lstrip("/")
-        revision = None
-        if "@" in repo:
-            repo, revision = repo.split("@", 1)
-        if repo.count("/") != 1 or not all(repo.split("/")):
+    if spec.startswith("hf:"):
+        repo, revision, extra = split_hf(spec)
+        if extra is not None:
             raise ConfigError(f"expected hf://ORG/REPO[@REVISION], got {spec!r}")
         try:
-            cfg_path = _hf_download(repo, "config.json", revision)
-        except Exception as exc:
-            from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
-
-            if isinstance(exc, LocalEntryNotFoundError) and not _cached_legacy_repo(repo, revision):
-                raise CheckpointError(
-                    f"hf://{repo}: config.json is not in the local Hugging Face cache and could not be "
-                    f"downloaded (offline, or no network); download the repo once with network access, "
-                    f"or pass a local folder") from exc
-            if isinstance(exc, EntryNotFoundError):  # legacy repo: Moshi 7B (as moshi does)
-                log.warning("repo %s has no config.json; assuming Moshi 7B", repo)
-                return None, None, repo, revision, ""
-            raise CheckpointError(f"cannot get config.json of hf://{repo}: {type(exc).__name__}: {exc}") from exc
+            cfg_path = hf_download(repo, "config.json", revision)
+        except (HubFileNotFound, HubUnreachable) as exc:  # a legacy repo: Moshi 7B (as moshi does)
+            if isinstance(exc, HubUnreachable) and not _cached_legacy_repo(repo, revision):
+                raise
+            log.warning("repo %s has no config.json; assuming Moshi 7B", repo)
+            return None, None, repo, revision, ""
         return _read_json(cfg_path), None, repo, revision, ""
     path = Path(spec.removeprefix("path:")).expanduser()
     if not path.exists():
@@ -301,10 +291,7 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
     meta = cfg.meta
     missing: list[str] = []
     wname = weights_name or meta.get("moshi_name", MOSHI_NAME)
-    try:
-        wpath = _resolve(wname, folder, repo, revision)
-    except Exception as exc:
-        raise CheckpointError(f"cannot get the LM weights {wname!r} of {spec}: {exc}") from exc
+    wpath = _resolve(wname, folder, repo, revision)  # a CheckpointError names the repo and file
     if not wpath.exists():
         raise CheckpointError(f"LM weights {wpath} (named by config.json moshi_name) do not exist")
     mimi = tok = None

@@ -29,7 +29,7 @@ import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.abc import AbstractAccessLogger
 
-from ..bench import at_least
+from ..cliargs import at_least
 from ..errors import ConfigError, KameError, NotAvailableError
 from ..runtime.base import Agent, AgentAudio, AgentText, CapacityError, ErrorEvent, Meta, Session
 from ..runtime.clock import Clock, MonotonicClock

@@ -17,6 +17,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import numpy as np
@@ -229,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
             check_output_file(a.output, input=a.input, file_type=output_format)
         if a.json:
             check_output_file(a.json, flag="--json", input=a.input)
+            if a.output and Path(a.json).resolve() == Path(a.output).resolve():  # one would overwrite the other
+                raise ConfigError(f"--json {a.json} is the -o file too; give another --json")
         pcm, _ = read_wav(a.input, P.SAMPLE_RATE)
     except KameError as exc:
         print(f"error: {exc}", file=sys.stderr)

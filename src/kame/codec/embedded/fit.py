@@ -117,7 +117,7 @@ def fit(cfg: EmbeddedCodecConfig, *, seed: int = 0, sentences: int = 3000,
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ...bench import at_least
+    from ...cliargs import at_least
 
     # required: the shipped file is only replaced when asked for by name
     p.add_argument("-o", "--output", required=True,

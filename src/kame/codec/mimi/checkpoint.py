@@ -4,7 +4,7 @@ A source is one of
     /path/to/tokenizer-e351c8d8-checkpoint125.safetensors     a local file
     /path/to/folder                 a folder holding it (or the file named by config.json's mimi_name)
     hf://kyutai/moshiko-pytorch-bf16[@REV][/FILE]   a Hugging Face repo (FILE defaults to the Mimi name),
-                                    fetched with huggingface_hub (respects HF_HUB_OFFLINE / the cache)
+                                    fetched with kame.hub.hf_download (the cache first; HF_HUB_OFFLINE)
 
 Keys and shapes are those of the ``moshi`` package's MimiModel state_dict; older aliases that
 moshi's own loader accepts (``self_attn.in_proj_weight``, ``embed_sum``, ``cluster_size`` ...)
@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ...errors import CheckpointError, ConfigError
+from ...hub import hf_download, split_hf
 from .config import MIMI_NAME, MimiConfig
 from .model import MimiCodec, MimiModel
 
@@ -39,22 +40,8 @@ def resolve_source(source: str | Path) -> Path:
     """Turn a file, folder or hf://org/repo[@rev][/file] into a local safetensors file path."""
     s = str(source)
     if s.startswith("hf://"):
-        parts = s[len("hf://"):].strip("/").split("/")
-        if len(parts) < 2 or not all(parts[:2]):
-            raise ConfigError(f"expected hf://ORG/REPO[@REVISION][/FILE], got {s!r}")
-        name, _, revision = parts[1].partition("@")
-        repo, filename = f"{parts[0]}/{name}", "/".join(parts[2:]) or MIMI_NAME
-        import huggingface_hub
-
-        try:
-            return Path(huggingface_hub.hf_hub_download(repo, filename, revision=revision or None))
-        except Exception as exc:  # offline + not cached, unknown repo/file, network error
-            how = ("HF_HUB_OFFLINE is set and it is not in the local cache: unset it to download it"
-                   if huggingface_hub.constants.HF_HUB_OFFLINE else "download it once with network access")
-            raise CheckpointError(
-                f"cannot get {filename!r} from Hugging Face repo {repo!r}: {type(exc).__name__}: {exc}. "
-                f"{how[0].upper()}{how[1:]}, or pass a local path."
-            ) from exc
+        repo, revision, filename = split_hf(s)
+        return hf_download(repo, filename or MIMI_NAME, revision)
     path = Path(s).expanduser()
     if path.is_dir():
         name = MIMI_NAME
@@ -66,9 +53,14 @@ def resolve_source(source: str | Path) -> Path:
                 raise CheckpointError(f"cannot read {cfg}: {exc}") from exc
             if not isinstance(d, dict):
                 raise CheckpointError(f"{cfg}: expected a JSON object, got {type(d).__name__}")
-            name = d.get("mimi_name", name)
-            if not isinstance(name, str) or not name:
-                raise CheckpointError(f"{cfg}: 'mimi_name' must be a file name, got {name!r}")
+            if "mimi_name" in d:
+                name = d["mimi_name"]
+                if not isinstance(name, str) or not name:
+                    raise CheckpointError(f"{cfg}: 'mimi_name' must be a file name, got {name!r}")
+                if not (path / name).is_file():
+                    raise CheckpointError(f"{cfg} names the Mimi checkpoint {name!r} (mimi_name), but {path / name} "
+                                          f"does not exist: fix mimi_name or add the file")
+                return path / name
         if (path / name).is_file():
             return path / name
         found = sorted(p for p in path.glob("*.safetensors") if "tokenizer" in p.name or "mimi" in p.name.lower())

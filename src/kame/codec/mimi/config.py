@@ -8,6 +8,9 @@ tests and benchmarks.
     from kame.codec.mimi.config import MimiConfig, PRESETS
     cfg = MimiConfig()             # published shapes, 32 codebooks stored, 8 used
     cfg = PRESETS["tiny"]()        # a few thousand parameters
+
+Invalid values (non-positive ratios or sizes, a frame that is not a whole number of hops ...)
+raise ConfigError naming the field.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from ...errors import ConfigError
 
 MIMI_NAME = "tokenizer-e351c8d8-checkpoint125.safetensors"  # file name in Kyutai's HF repos
 DEFAULT_REPO = "kyutai/moshiko-pytorch-bf16"  # a repo holding it
+_POSITIVE = ("sample_rate", "frame_rate", "dimension", "n_filters", "kernel_size", "last_kernel_size",
+             "residual_kernel_size", "dilation_base", "compress", "d_model", "num_heads", "dim_feedforward",
+             "max_period", "codebook_dim", "n_q", "n_q_semantic", "bins")  # sizes and rates (> 0)
 
 
 @dataclass
@@ -80,6 +86,14 @@ class MimiConfig:
         return self.frame_size // self.hop_length
 
     def validate(self) -> None:
+        if not self.ratios or any(r < 1 for r in self.ratios):
+            raise ConfigError(f"ratios must be positive integers, got {list(self.ratios)}")
+        for name in _POSITIVE:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("n_residual_layers", "num_layers"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.frame_size * self.frame_rate != self.sample_rate:
             raise ConfigError(f"sample_rate {self.sample_rate} is not a whole number of frames at {self.frame_rate} Hz")
         if self.frame_size % self.hop_length:

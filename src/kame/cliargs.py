@@ -1,0 +1,27 @@
+"""argparse ``type`` functions shared by kame's commands (``kame serve``, ``kame codec fit``,
+``kame bench ...``): a bad value is an argparse error naming the option, exit status 2.
+
+    p.add_argument("--sessions", type=at_least(1), default=4)           # an int >= 1
+    p.add_argument("--seconds", type=at_least(0.1, float), default=4.0)  # a finite float >= 0.1
+
+The checks of the files and folders a command writes are in kame.paths.
+"""
+
+import argparse
+import math
+
+
+def at_least(minimum: float, cast=int):
+    """An argparse ``type``: a number >= minimum ("argument --x: must be >= 1, got 0")."""
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            kind = "an integer" if cast is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum:g}, got {text}")
+        return value
+    return parse

@@ -1,0 +1,96 @@
+"""Hugging Face Hub downloads: the one place every ``hf://`` source goes through (Mimi checkpoints,
+front-end checkpoints and the companion files their config.json names).
+
+    from kame.hub import hf_download, split_hf
+    repo, revision, filename = split_hf("hf://kyutai/moshiko-pytorch-bf16@main/model.safetensors")
+    path = hf_download(repo, filename, revision)      # a file in the local Hugging Face cache
+
+First one quick HEAD request asks the hub about the file (no retries, ``HF_HUB_ETAG_TIMEOUT``
+seconds at most). If the hub answers, huggingface_hub downloads the file or takes it from the
+cache as usual (so a branch that moved is updated). If it cannot be reached, the local cache is
+used; a file not in it fails at once with one clear error, where huggingface_hub alone would
+retry for ~25 s and log a warning per attempt. With ``HF_HUB_OFFLINE`` set only the cache is
+looked at. Every failure is a CheckpointError naming the repo and the file and saying what to
+do; two kinds are told apart by their class:
+
+    HubFileNotFound   the hub answered: the repo has no such file
+    HubUnreachable    not in the cache, and HF_HUB_OFFLINE is set or the hub cannot be reached
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import CheckpointError, ConfigError
+
+
+class HubFileNotFound(CheckpointError):
+    """The repo (reached) has no such file."""
+
+
+class HubUnreachable(CheckpointError):
+    """The file is not in the local cache and the hub cannot be asked (offline, no network)."""
+
+
+def split_hf(spec: str) -> tuple[str, str | None, str | None]:
+    """``"hf://ORG/REPO[@REVISION][/FILE]"`` (or ``hf:ORG/...``) -> (repo, revision, file);
+    revision and file are None when absent. A malformed spec is a ConfigError."""
+    parts = spec.removeprefix("hf:").strip("/").split("/")
+    name, _, revision = parts[1].partition("@") if len(parts) > 1 else ("", "", "")
+    if not parts[0] or not name:
+        raise ConfigError(f"expected hf://ORG/REPO[@REVISION][/FILE], got {spec!r}")
+    return f"{parts[0]}/{name}", revision or None, "/".join(parts[2:]) or None
+
+
+def hf_download(repo: str, filename: str, revision: str | None = None) -> Path:
+    """The local path of ``filename`` of Hugging Face repo ``repo`` (downloaded into the cache
+    if needed), else a CheckpointError (HubFileNotFound / HubUnreachable, see the module doc)."""
+    import huggingface_hub as hh
+    from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    src = f"hf://{repo}" + (f"@{revision}" if revision else "")
+    offline = bool(constants.HF_HUB_OFFLINE)
+    if not offline:
+        try:  # one HEAD request, no retries: an unreachable hub fails here, fast and quietly
+            hh.get_hf_file_metadata(hh.hf_hub_url(repo, filename, revision=revision),
+                                    timeout=constants.HF_HUB_ETAG_TIMEOUT)
+        except Exception as exc:
+            err = _error(src, filename, exc, probing=True)
+            if not isinstance(err, HubUnreachable):
+                raise err from exc
+            unreachable = err  # the cache may still have it
+        else:
+            try:
+                return Path(hh.hf_hub_download(repo, filename, revision=revision))
+            except Exception as exc:
+                raise _error(src, filename, exc) from exc
+    try:
+        return Path(hh.hf_hub_download(repo, filename, revision=revision, local_files_only=True))
+    except LocalEntryNotFoundError:
+        pass  # not in the cache
+    except Exception as exc:  # e.g. an invalid repo id
+        raise _error(src, filename, exc) from exc
+    if offline:
+        raise HubUnreachable(f"{src}: {filename} is not in the local Hugging Face cache and HF_HUB_OFFLINE "
+                             f"is set: unset it to download the file, or pass a local path")
+    raise unreachable
+
+
+def _error(src: str, filename: str, exc: Exception, probing: bool = False) -> CheckpointError:
+    """The CheckpointError for a failed look-up or download of ``filename`` of ``src``."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    lines = str(exc).strip().splitlines()
+    what = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+    if isinstance(exc, EntryNotFoundError) and not isinstance(exc, LocalEntryNotFoundError):
+        return HubFileNotFound(f"{src} has no file {filename} ({what})")
+    if isinstance(exc, HfHubHTTPError):  # unknown repo or revision, gated, hub error
+        return CheckpointError(f"cannot get {filename} from {src}: {what}. Check the repo name and revision "
+                               f"(a private or gated repo needs a login), or pass a local path")
+    if probing and not isinstance(exc, ValueError):  # connection refused, timeout, DNS, proxy ...
+        return HubUnreachable(f"{src}: {filename} is not in the local Hugging Face cache and the hub at "
+                              f"{constants.ENDPOINT} cannot be reached ({what}): download it once with network "
+                              f"access (check HF_ENDPOINT / proxy settings), or pass a local path")
+    return CheckpointError(f"cannot get {filename} from {src}: {what}; pass a local path instead")

@@ -1,0 +1,131 @@
+"""kame.hub: the one Hugging Face download of every hf:// source (Mimi, front-ends, companions).
+No real network: an unused localhost port stands for an unreachable hub, and a tiny local HTTP
+server for a hub that answers 404."""
+
+import http.server
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from kame.errors import CheckpointError, ConfigError
+from kame.hub import HubFileNotFound, HubUnreachable, hf_download, split_hf
+
+
+def _unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _online_against(monkeypatch, tmp_path, endpoint: str) -> None:
+    """huggingface_hub pointed at ``endpoint`` with an empty cache, HF_HUB_OFFLINE off."""
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "ENDPOINT", endpoint)
+    monkeypatch.setattr(hc, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)
+
+
+def test_split_hf():
+    assert split_hf("hf://org/repo") == ("org/repo", None, None)
+    assert split_hf("hf:org/repo@v1/sub/f.safetensors") == ("org/repo", "v1", "sub/f.safetensors")
+    for bad in ("hf://org", "hf://", "hf://org/@v1"):
+        with pytest.raises(ConfigError, match=r"hf://ORG/REPO\[@REVISION\]"):
+            split_hf(bad)
+
+
+def test_unreachable_hub_fails_fast_and_quietly(tmp_path):
+    """huggingface_hub alone retries ~25 s and logs ~22 warnings; kame fails at once, one error."""
+    env = {"HF_ENDPOINT": f"http://127.0.0.1:{_unused_port()}", "HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "0",
+           "PATH": "/usr/bin:/bin"}
+    code = "from kame.hub import hf_download; hf_download('org/repo', 'w.safetensors')"
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - t0 < 8
+    assert out.returncode != 0 and "Retrying" not in out.stderr and "thrown while requesting" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("kame.hub.HubUnreachable: hf://org/repo: w.safetensors is not in the local Hugging Face "
+                           "cache and the hub at http://127.0.0.1:"), out.stderr
+
+
+def test_unreachable_hub_through_mimi_and_frontend_loaders(tmp_path, monkeypatch, caplog):
+    from kame.codec.mimi import load_mimi
+    from kame.model.loaders import load_frontend
+
+    _online_against(monkeypatch, tmp_path, f"http://127.0.0.1:{_unused_port()}")
+    t0 = time.monotonic()
+    with pytest.raises(CheckpointError, match=r"hf://kyutai/mimi: tokenizer-\S+ is not in the local .* cannot be reached"):
+        load_mimi("hf://kyutai/mimi")
+    with pytest.raises(HubUnreachable, match="hf://acme/kame: config.json is not in the local"):
+        load_frontend("hf://acme/kame")
+    assert time.monotonic() - t0 < 5
+    assert not [r for r in caplog.records if r.name.startswith("huggingface_hub") and r.levelname == "WARNING"]
+
+
+class _Hub404(http.server.BaseHTTPRequestHandler):
+    """A hub that has repo acme/legacy (without config.json) and nothing else."""
+
+    def do_HEAD(self):
+        self.send_response(404)
+        self.send_header("X-Error-Code", "EntryNotFound" if self.path.startswith("/acme/legacy/") else "RepoNotFound")
+        self.send_header("X-Error-Message", "not here")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def hub404():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hub404)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_hub_answers_missing_file_or_repo(tmp_path, monkeypatch, hub404):
+    _online_against(monkeypatch, tmp_path, hub404)
+    with pytest.raises(HubFileNotFound, match="hf://acme/legacy has no file config.json"):
+        hf_download("acme/legacy", "config.json")
+    with pytest.raises(CheckpointError, match="cannot get model.safetensors from hf://acme/nope@v2: .*repo name") as e:
+        hf_download("acme/nope", "model.safetensors", "v2")
+    assert not isinstance(e.value, (HubFileNotFound, HubUnreachable))
+    from kame.model.loaders import load_frontend
+
+    # a repo without config.json is a legacy Moshi 7B repo (as in moshi): its weights are asked for next
+    with pytest.raises(HubFileNotFound, match="hf://acme/legacy has no file model.safetensors"):
+        load_frontend("hf://acme/legacy")
+
+
+def _cache_file(cache, repo: str, filename: str, data: bytes, revision: str = "main"):
+    """A file in the Hugging Face cache layout (models--ORG--REPO/snapshots/COMMIT/FILE, refs/REV)."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    root = cache / ("models--" + repo.replace("/", "--"))
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / revision).write_text(commit)
+    path = root / "snapshots" / commit / filename
+    path.parent.mkdir(parents=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_unreachable_hub_falls_back_to_the_cache(tmp_path, monkeypatch):
+    """No network but the file was downloaded before: the cached copy, at once, no error."""
+    import huggingface_hub.constants as hc
+
+    _online_against(monkeypatch, tmp_path, f"http://127.0.0.1:{_unused_port()}")
+    cached = _cache_file(tmp_path / "hub", "org/repo", "w.safetensors", b"weights")
+    t0 = time.monotonic()
+    assert hf_download("org/repo", "w.safetensors").read_bytes() == b"weights"
+    assert time.monotonic() - t0 < 5
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)  # offline: the cache only
+    assert hf_download("org/repo", "w.safetensors") == cached
+    with pytest.raises(HubUnreachable, match="not in the local Hugging Face cache and HF_HUB_OFFLINE is set"):
+        hf_download("org/repo", "other.safetensors")

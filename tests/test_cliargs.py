@@ -1,0 +1,34 @@
+"""kame.cliargs: the argparse types every command shares, without the commands importing
+each other (the server and the codec fit do not load the benchmarks)."""
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+from kame.cliargs import at_least
+
+
+def test_at_least_parses_and_refuses():
+    assert at_least(1)("3") == 3 and at_least(0.1, float)("0.5") == 0.5
+    for parse, text, said in [(at_least(1), "0", "must be >= 1, got 0"),
+                              (at_least(1), "1.5", "expected an integer, got '1.5'"),
+                              (at_least(0, float), "x", "expected a number, got 'x'"),
+                              (at_least(0, float), "inf", "expected a finite number, got 'inf'")]:
+        with pytest.raises(argparse.ArgumentTypeError, match=said):
+            parse(text)
+
+
+def test_server_and_codec_fit_do_not_import_the_benchmarks():
+    code = (
+        "import argparse, sys\n"
+        "from kame.server import app\n"
+        "from kame.codec.embedded import fit\n"
+        "for mod in (app, fit):\n"
+        "    mod.add_arguments(argparse.ArgumentParser())\n"
+        "print(sorted(m for m in sys.modules if m == 'kame.bench' or m.startswith('kame.bench.')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
