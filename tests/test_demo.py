@@ -13,7 +13,9 @@ def test_demo_argument_errors(tmp_path, capsys):
     assert "cannot create the folder" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
     for bad, message in ((["--set", "runtime.nope=1"], "runtime.nope"), (["--tail", "-1"], "--tail must be seconds"),
-                         (["--config", str(tmp_path / "missing.toml")], "config file not found")):
+                         (["--config", str(tmp_path / "missing.toml")], "config file not found"),
+                         (["--set", "backend.stt=none"], "backend.stt = 'none' cannot be used with mode = 'cascade'"),
+                         (["--mode", "cascade", "--set", "backend.llm=none"], "backend.llm = 'none' cannot be used")):
         out = tmp_path / "o"
         assert main(["demo", "--out", str(out), *bad]) == 1  # before the question is synthesized
         assert message in capsys.readouterr().err

@@ -15,16 +15,32 @@ import numpy as np
 from .errors import AudioFormatError, KameError
 
 SAMPLE_RATE = 24000
+# the loudest sample accepted where float audio goes in (codecs, write_wav): float audio may go a
+# little over full scale, but +24 dBFS is never audio scaled to [-1, 1] (int16 or uint8 values
+# cast to float are, silently, garbage)
+MAX_PEAK = 16.0
+
+
+def check_rate(rate: float, what: str = "sample rate") -> int:
+    """A sample rate: a positive whole number (24000 or 24000.0) -> int, else AudioFormatError."""
+    try:
+        ok = float(rate).is_integer() and rate > 0 and not isinstance(rate, bool)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise AudioFormatError(f"{what} must be a positive whole number of Hz, got {rate!r}")
+    return int(rate)
 
 
 def resample(pcm: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
-    """Polyphase resampling of a 1-D float signal (scipy)."""
+    """Polyphase resampling of a float signal [T] or [T, C] (scipy) along its first axis."""
+    src_rate, dst_rate = check_rate(src_rate, "source sample rate"), check_rate(dst_rate, "target sample rate")
     if src_rate == dst_rate:
         return np.asarray(pcm, dtype=np.float32)
     from scipy.signal import resample_poly
 
     g = gcd(src_rate, dst_rate)
-    return resample_poly(np.asarray(pcm, dtype=np.float64), dst_rate // g, src_rate // g).astype(np.float32)
+    return resample_poly(np.asarray(pcm, dtype=np.float64), dst_rate // g, src_rate // g, axis=0).astype(np.float32)
 
 
 def read_wav(path: str | Path, sample_rate: int | None = SAMPLE_RATE, *, mono: bool = True) -> tuple[np.ndarray, int]:
@@ -34,6 +50,10 @@ def read_wav(path: str | Path, sample_rate: int | None = SAMPLE_RATE, *, mono: b
     """
     import soundfile as sf
 
+    if str(path) == "":  # Path("") is the current folder
+        raise AudioFormatError("no audio file given (an empty path)")
+    if sample_rate is not None:
+        sample_rate = check_rate(sample_rate)
     path = Path(path)
     if not path.exists():
         raise AudioFormatError(f"audio file not found: {path}")
@@ -46,6 +66,8 @@ def read_wav(path: str | Path, sample_rate: int | None = SAMPLE_RATE, *, mono: b
         raise AudioFormatError(f"cannot read audio file {path}: {exc}") from exc
     if data.size == 0:
         raise AudioFormatError(f"audio file {path} holds no samples")
+    if not np.isfinite(data).all():  # float files only: NaN/inf would reach the codec or the STT
+        raise AudioFormatError(f"audio file {path} holds NaN or infinite samples (a corrupt float file)")
     if mono:
         data = data.mean(axis=1)
         if sample_rate is not None and rate != sample_rate:
@@ -98,15 +120,35 @@ def output_format(path: str | Path) -> tuple[str, str]:
     return fmt
 
 
+MAX_CHANNELS = 16  # more "channels" than this is a [channels, T] array passed as [T, channels]
+
+
 def write_wav(path: str | Path, pcm: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """Write float32 audio ([T] or [T, C]): 16-bit PCM .wav or .flac, or .ogg (Vorbis), .opus,
     .mp3 (by the extension); the folder is created. The file appears only once written whole
     (a temporary file beside it is renamed), so a failed write leaves an existing file as it was.
-    Another extension, or a file that cannot be written, raises KameError naming it."""
+    Another extension, or a file that cannot be written, raises KameError naming it; audio of
+    another shape ([channels, T]: transpose it) or with NaN/inf, AudioFormatError."""
     import soundfile as sf
 
     path = Path(path)
     fmt = output_format(path)
+    sample_rate = check_rate(sample_rate)
+    pcm = np.asarray(pcm)
+    if not np.issubdtype(pcm.dtype, np.floating):
+        raise AudioFormatError(f"cannot write audio file {path}: expected float samples in [-1, 1], got dtype "
+                               f"{pcm.dtype}" + (" (int16 samples? divide them by 32768)" if pcm.dtype.kind in "iu" else ""))
+    pcm = pcm.astype(np.float32, copy=False)
+    if pcm.ndim not in (1, 2) or (pcm.ndim == 2 and pcm.shape[1] > MAX_CHANNELS):
+        hint = " (channels first? transpose it)" if pcm.ndim == 2 else ""
+        raise AudioFormatError(f"cannot write audio file {path}: expected samples [T] or [T, channels], "
+                               f"got shape {pcm.shape}{hint}")
+    peak = float(np.abs(pcm).max()) if pcm.size else 0.0  # NaN if any sample is NaN
+    if not np.isfinite(peak):  # written as full-scale clicks otherwise
+        raise AudioFormatError(f"cannot write audio file {path}: the audio holds NaN or infinite samples")
+    if peak > MAX_PEAK:  # clipped to a full-scale square wave otherwise
+        raise AudioFormatError(f"cannot write audio file {path}: samples reach {peak:.6g}, expected float audio "
+                               f"in [-1, 1] (int16 samples? divide them by 32768)")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ Unknown keys and bad values raise kame.errors.ConfigError naming the dotted key
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import tomllib
 import typing
@@ -173,6 +174,8 @@ def _check_value(path: str, f: dataclasses.Field, tp: Any, value: Any) -> Any:
     elif tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # TOML has nan/inf; they pass every min/max check
+            raise ConfigError(f"{path}: expected a finite number, got {value!r}")
         value = float(value)
     elif tp is str:
         if not isinstance(value, str):
@@ -254,6 +257,8 @@ def load_config(
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
+        except OSError as exc:  # e.g. no permission to read it
+            raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from exc
         _apply(cfg, data)
     if overrides:
         items = overrides.items() if isinstance(overrides, Mapping) else (parse_override(s) for s in overrides)

@@ -47,8 +47,12 @@ def main(args) -> int:
     out = check_output_folder(args.out)
     # the config and --tail are checked now, not after the question is synthesized (kame run
     # checks them again per mode)
-    config_from_args(args)
+    cfg = config_from_args(args)
     filemode.check_tail(args.tail)
+    if args.mode in ("both", "cascade"):
+        from .cascade.agent import check_cascade_backend
+
+        check_cascade_backend(cfg)
     t0 = time.perf_counter()
     question = out / "question.wav"
     pcm = PiperTTS().synth(args.question)

@@ -55,3 +55,19 @@ def test_score_counts_missed_sentences_as_deletions():
     r = score(corpus, dict(trs=trs, spans=[(1.0, 2.0), (4.0, 5.0)], cpu=0.0, audio=6.0, final_lat=[]))
     assert r["wer"] == pytest.approx(2 / 5) and r["wer_piper"] == 0.0 and r["wer_espeak"] == 1.0
     assert np.isnan(r["final_lat_p50"])
+
+
+def test_stt_spec_options_are_checked_before_synthesis(capsys):
+    from kame.bench.backend_stt import check_options, parse_spec
+    from kame.cli import main
+    from kame.errors import ConfigError
+
+    assert parse_spec("embedded;whisper_interval=1.0,final_beam=2") == \
+        ("embedded", {"whisper_interval": 1.0, "final_beam": 2})
+    assert isinstance(parse_spec("embedded;final_beam=2")[1]["final_beam"], int)  # a beam size stays an int
+    check_options("embedded;whisper_interval=1.0,final_beam=2,max_lag=0.5")  # the class's own and its base's
+    with pytest.raises(ConfigError, match="'whisper;foo=1': WhisperSTT has no option 'foo'; its options: .*final_beam"):
+        check_options("whisper;foo=1")
+    # was a TypeError traceback after the corpus was synthesized
+    assert main(["bench", "backend", "--stt", "embedded;foo=1", "--llm", "none", "--sentences", "1"]) == 1
+    assert "EmbeddedSTT has no option 'foo'" in capsys.readouterr().err

@@ -32,3 +32,32 @@ def test_latency_checks_its_output_folder_before_running(tmp_path, capsys):
     blocker.write_text("")
     assert main(["bench", "latency", "--out", str(blocker / "x"), "--turns", "1"]) == 1
     assert "cannot create the folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--modes", ""], "--modes '' names no mode"),
+    (["--modes", " , "], "names no mode"),
+    (["--modes", "tandem,foo"], "--modes: unknown mode 'foo'"),
+    (["--set", "nope=1"], "unknown config key 'nope'"),
+    (["--modes", "cascade", "--set", "backend.stt=none"], "backend.stt = 'none' cannot be used with mode = 'cascade'"),
+])
+def test_latency_checks_modes_and_config_before_running(tmp_path, capsys, extra, message):
+    out = tmp_path / "lat"  # an empty --modes wrote empty results there; the others failed after synthesis
+    assert main(["bench", "latency", "--out", str(out), "--turns", "1", *extra]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("kame: error: ") and message in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--parts", "foo"], "--parts: unknown part 'foo'"),
+    (["--parts", ","], "--parts: ',' names no part"),
+    (["--parts", "fuzz", "--json", "{tmp}"], "--json {tmp} is a folder"),
+    (["--parts", "fuzz", "--set", "bogus=1"], "unknown config key 'bogus'"),  # echo: checked, not ignored
+])
+def test_soak_checks_parts_json_and_config_before_running(tmp_path, capsys, extra, message):
+    # unknown/no parts ran nothing and exited 0; a --json folder failed after the whole soak
+    extra = [a.replace("{tmp}", str(tmp_path)) for a in extra]
+    assert main(["bench", "soak", "--fuzz", "0", *extra]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("kame: error: ") and message.replace("{tmp}", str(tmp_path)) in err

@@ -33,3 +33,35 @@ def test_whisper_transcript_is_repeatable_on_a_clip_that_needs_the_fallback():
     assert first in [" ".join(s.text.strip() for s in segs) for segs in (greedy, beam)] and "quick" in first.lower()
     plain = asr(x, 16000).lower()
     assert "fox" in plain or "quick" in plain
+
+
+def test_interval_leaves_out_draws_of_wordless_pieces():
+    import warnings
+
+    from kame.bench.codec_quality import wer_change_interval
+
+    words, none = np.array([0, 6, 0, 0, 4]), np.zeros(5)  # silent pieces of a recording hear no words
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # was "invalid value encountered in divide" and a [nan, nan] interval
+        delta, lo, hi = wer_change_interval(words, none, np.array([0, 3, 0, 0, 0]))
+    assert delta == pytest.approx(30.0) and 0.0 <= lo <= delta <= hi <= 50.0
+
+
+def test_mean_log_mel_skips_clips_without_speech():
+    from kame.bench.codec_quality import _mean
+
+    assert _mean([1.0, float("nan"), 3.0]) == 2.0  # one 80 ms file made the "all" row nan
+    assert np.isnan(_mean([float("nan")]))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--channel", "room"], "--channel applies to the synthesized sentences, not to --recordings"),
+    (["--sentences", "3"], "--sentences applies to the synthesized sentences"),
+])
+def test_options_recordings_would_ignore_are_refused_first(tmp_path, monkeypatch, capsys, extra, message):
+    from kame import registry
+    from kame.cli import main
+
+    monkeypatch.setattr(registry, "create", lambda *a, **k: pytest.fail("loaded the codec before checking"))
+    assert main(["bench", "codec-quality", "--recordings", str(tmp_path), *extra]) == 1
+    assert message in capsys.readouterr().err

@@ -71,6 +71,10 @@ def test_corrupt_or_missing_file_is_a_clear_error(tmp_path):
         load(bad, sha256=DEFAULT_SHA256)
     with pytest.raises(CheckpointError, match="not found"):
         load(tmp_path / "nope.safetensors")
+    wav = tmp_path / "speech.wav"  # a file of another kind: was only "header too large"
+    wav.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(40))
+    with pytest.raises(CheckpointError, match=r"speech\.wav: not a readable safetensors file \(.*header"):
+        load(wav)
 
 
 def _shipped() -> tuple[dict, dict[str, torch.Tensor]]:  # the shipped file's header and tensors
@@ -429,10 +433,13 @@ def test_fit_command_checks_its_options(tmp_path, monkeypatch):
     fit.add_arguments(p)
     blocker = tmp_path / "file"
     blocker.write_text("")
+    folder = tmp_path / "dir.safetensors"
+    folder.mkdir()
     out = ["-o", str(tmp_path / "fit.safetensors")]
     for bad, msg in ((["--augment", "1.5", *out], "--augment"), (["--cardinality", "4096", *out], "--cardinality"),
                      (["-o", str(blocker / "x.safetensors")], "cannot create its folder"),  # a file in the way
-                     (["-o", str(tmp_path)], "cannot write a file there")):  # a folder
+                     (["-o", str(tmp_path / "fit.wav")], r"must be a \.safetensors file \(the fitted codec"),
+                     (["-o", str(folder)], "cannot write a file there")):  # a folder
         with pytest.raises(ConfigError, match=msg):
             fit.main(p.parse_args(bad))
     # argparse errors: -o is required (without it the shipped file was overwritten), counts and

@@ -23,6 +23,7 @@ BAD = [  # (what to call, error type, message)
     (lambda c, s: c.encode(torch.zeros(1, 0)), AudioFormatError, "encode: empty audio"),
     (lambda c, s: c.encode(torch.zeros(1, FS, dtype=torch.int16)), AudioFormatError, "float samples"),
     (lambda c, s: c.encode(torch.full((1, FS), float("inf"))), AudioFormatError, "NaN or infinite"),
+    (lambda c, s: c.encode(torch.full((1, FS), 12000.0)), AudioFormatError, r"samples reach 12000, .*divide them by 32768"),
     (lambda c, s: c.decode(torch.zeros(1, 8, 0, dtype=torch.long)), AudioFormatError, "decode: no frames"),
     (lambda c, s: c.decode(torch.zeros(1, 8, 2)), AudioFormatError, "integer codes, got dtype torch.float32"),
     (lambda c, s: c.decode(torch.zeros(1, 8, 2, dtype=torch.bool)), AudioFormatError, "got dtype torch.bool"),
@@ -33,6 +34,9 @@ BAD = [  # (what to call, error type, message)
     (lambda c, s: s.encode_frame(torch.zeros(2, 1280)), AudioFormatError, "1280 samples is 80 ms at 16000 Hz"),
     (lambda c, s: s.encode_frame(torch.zeros(3, FS)), AudioFormatError, r"shape \[2, 1920\]"),
     (lambda c, s: s.encode_frame(torch.full((2, FS), float("nan"))), AudioFormatError, "NaN"),
+    # finite but far out of range: int16 values as floats coded silently as garbage, and ~1e38
+    # left NaN in Mimi's attention cache for the rest of the row's session
+    (lambda c, s: s.encode_frame(torch.full((2, FS), 3e38)), AudioFormatError, r"samples reach 3e\+38"),
     (lambda c, s: s.decode_frame(torch.zeros(3, 8, dtype=torch.long)), AudioFormatError, "expected 2 rows"),
     (lambda c, s: s.decode_frame(torch.full((2, 8), c.cardinality)), AudioFormatError, "codes must be in"),
     (lambda c, s: s.reset([2]), ConfigError, r"reset rows \[2\] out of range"),
@@ -97,10 +101,13 @@ def test_batch_sizes(codec):
         codec.decode(torch.zeros(0, 8, 2, dtype=torch.long))
 
 
-def test_set_num_codebooks_rejects_bools(codec):
+def test_set_num_codebooks_takes_ints_only(codec):
     n = codec.num_codebooks
     try:
-        with pytest.raises(ConfigError, match="num_codebooks must be an int"):
-            codec.set_num_codebooks(True)  # a bool is an int to Python; stream(True) is rejected too
+        for bad in (True, "4", 4.0, 0):  # a bool is an int to Python; stream(True) is rejected too
+            with pytest.raises(ConfigError, match=rf"num_codebooks must be an int in \[1, \d+\], got {bad!r}"):
+                codec.set_num_codebooks(bad)
+        codec.set_num_codebooks(np.int64(4))  # as stream() takes numpy ints
+        assert codec.num_codebooks == 4 and type(codec.num_codebooks) is int
     finally:
         codec.num_codebooks = n

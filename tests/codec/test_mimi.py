@@ -199,6 +199,8 @@ def test_checkpoint_errors_name_the_problem(codec, tmp_path):
         load_mimi(tmp_path / "m.safetensors", config=MimiConfig())
     with pytest.raises(ConfigError, match="num_codebooks"):
         load_mimi(tmp_path / "w.safetensors", num_codebooks=99)
+    with pytest.raises(ConfigError, match=r"num_codebooks must be an int in \[1, 16\], got '4' \(w\.safetensors"):
+        load_mimi(tmp_path / "w.safetensors", num_codebooks="4")  # was a TypeError from a comparison
     with pytest.raises(ConfigError, match="unknown MimiConfig key"):
         MimiConfig.from_dict({"dimensions": 3})
 

@@ -43,6 +43,9 @@ def test_defaults_file_and_overrides(tmp_path):
     ("backend.knowledge_dir=/no/such/folder", "backend.knowledge_dir: /no/such/folder is not a folder"),
     ("cascade.tts=nope", "cascade.tts: unknown tts spec 'nope'"),
     ("cascade.tts_fallback=nope", "cascade.tts_fallback: unknown tts spec 'nope'"),
+    ("runtime.max_input_backlog_s=nan", "runtime.max_input_backlog_s: expected a finite number, got nan"),
+    ("runtime.silence_db=-inf", "runtime.silence_db: expected a finite number, got -inf"),
+    ("backend.poll_interval_s=inf", "backend.poll_interval_s: expected a finite number, got inf"),
 ])
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
@@ -90,3 +93,18 @@ def test_bad_files(tmp_path):
     wrong.write_text("[server]\nidle_timeout_s = 'soon'\n")
     with pytest.raises(ConfigError, match="server.idle_timeout_s: expected a number"):
         load_config(wrong)
+
+
+def test_non_finite_numbers_and_unreadable_files(tmp_path, monkeypatch):
+    f = tmp_path / "nan.toml"  # TOML has nan: it passed min/max checks and crashed the session later
+    f.write_text("[runtime]\nmax_input_backlog_s = nan\n")
+    with pytest.raises(ConfigError, match="runtime.max_input_backlog_s: expected a finite number"):
+        load_config(f)
+    f.write_text("[runtime]\nmax_input_backlog_s = 2\n")
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(type(f), "read_text", refuse)
+    with pytest.raises(ConfigError, match="cannot read config file .*nan.toml: Permission denied"):
+        load_config(f)

@@ -67,6 +67,14 @@ def test_kame_run_bad_input(tmp_path, capsys):
     (tmp_path / "d.wav").mkdir()
     assert main(["run", str(bad), "-o", str(tmp_path / "d.wav")]) == 1
     assert "is a folder" in capsys.readouterr().err
+    (tmp_path / "side.json").mkdir()  # OUT.json next to OUT.wav: refused before the run, not after it
+    assert main(["run", str(bad), "-o", str(tmp_path / "side.wav")]) == 1
+    assert "side.json is a folder, so OUT.json cannot be written" in capsys.readouterr().err
+    (tmp_path / "pic.png").mkdir()  # OUT.png too, unless --no-png
+    assert main(["run", str(bad), "-o", str(tmp_path / "pic.wav")]) == 1
+    assert "pic.png is a folder, so OUT.png cannot be written" in capsys.readouterr().err
+    assert main(["run", str(bad), "-o", str(tmp_path / "pic.wav"), "--no-png"]) == 1
+    assert "cannot read" in capsys.readouterr().err  # (got as far as reading the input)
     assert main(["run", str(bad), "-o", str(bad)]) == 1  # would overwrite the input
     assert "is the input file" in capsys.readouterr().err and bad.read_bytes() == b"RIFF1234WAVEjunk"
     for tail in ("nan", "-1", "1e9"):

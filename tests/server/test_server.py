@@ -142,6 +142,19 @@ def test_serve_max_sessions_must_be_at_least_one(capsys):
         _build(parser.parse_args(["--max-sessions", "2"]))
 
 
+def test_serve_echo_applies_and_checks_set_overrides():
+    import argparse
+
+    from kame.server.app import _build, add_arguments
+
+    parser = argparse.ArgumentParser(prog="kame serve")
+    add_arguments(parser)
+    _, cfg = _build(parser.parse_args(["--agent", "echo", "--set", "server.port=9123", "--set", "server.idle_timeout_s=5"]))
+    assert cfg.port == 9123 and cfg.idle_timeout_s == 5.0  # were silently ignored without --config
+    with pytest.raises(ConfigError, match="unknown config key 'bogus'"):
+        _build(parser.parse_args(["--agent", "echo", "--set", "bogus=1"]))
+
+
 def test_listen_problems_are_named_before_the_agent_loads():
     import socket
 

@@ -90,16 +90,51 @@ def parse_spec(spec: str) -> tuple[str, dict[str, float]]:
     from ..errors import ConfigError
 
     name, _, opts = spec.partition(";")
-    kwargs = {}
+    kwargs: dict = {}
     for kv in filter(None, opts.split(",")):
         key, eq, value = kv.partition("=")
-        try:
-            kwargs[key.strip()] = float(value)
+        try:  # "final_beam=2" stays an int
+            kwargs[key.strip()] = int(value) if value.strip().lstrip("+-").isdigit() else float(value)
         except ValueError:
             eq = ""
         if not eq or not key.strip():
             raise ConfigError(f"--stt {spec!r}: options after ';' must be NAME=NUMBER, comma-separated; got {kv!r}")
     return name, kwargs
+
+
+def check_options(spec: str) -> None:
+    """ConfigError unless every option of ``spec`` ('embedded;whisper_interval=1.0') is a keyword
+    its STT class takes (its __init__ and those it passes **kwargs on to), checked before any
+    synthesis; the bench itself passes clock= and metrics=."""
+    import inspect
+    import typing
+
+    from .. import registry
+    from ..errors import ConfigError
+
+    name, kwargs = parse_spec(spec)
+    factory, _ = registry.resolve("stt", name)
+    try:
+        cls = typing.get_type_hints(factory).get("return")
+    except Exception:  # (unresolvable annotations: let the class decide)
+        cls = None
+    if not kwargs or not isinstance(cls, type):
+        return
+    known: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in klass.__dict__:
+            continue
+        params = inspect.signature(klass.__dict__["__init__"]).parameters.values()
+        known |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    else:
+        return  # takes anything: let it decide
+    known -= {"self", "clock", "metrics", "on_error", "handle", "vad"}  # not numbers, or given by the bench
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise ConfigError(f"--stt {spec!r}: {cls.__name__} has no option {unknown[0]!r}; "
+                          f"its options: {', '.join(sorted(known))}")
 
 
 def add_stt_arguments(p: argparse.ArgumentParser) -> None:
@@ -207,10 +242,8 @@ def score(corpus: list[dict], run: dict) -> dict:
 def run_stt_bench(args: argparse.Namespace) -> list[dict]:
     """Measure each STT spec; returns one dict per spec (see ``stt_table``)."""
     specs = getattr(args, "stt", None) or DEFAULT_STTS
-    from .. import registry
-
     for spec in specs:  # a bad spec fails before minutes of synthesis
-        registry.resolve("stt", parse_spec(spec)[0])
+        check_options(spec)
     corpus = make_corpus(getattr(args, "sentences", 40))
     rows = []
     for spec in specs:

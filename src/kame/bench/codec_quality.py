@@ -111,11 +111,20 @@ def fidelity(orig: np.ndarray, rec: np.ndarray, delay: int) -> tuple[float, list
 def wer_change_interval(words: np.ndarray, err_o: np.ndarray, err_r: np.ndarray, draws: int = 2000,
                         seed: int = 0) -> tuple[float, float, float]:
     """Per-sentence counts [S] (summed over the clips of a sentence) -> (WER change in points,
-    2.5th and 97.5th percentile of that change over a seeded paired bootstrap of sentences)."""
+    2.5th and 97.5th percentile of that change over a seeded paired bootstrap of sentences).
+    Draws of only word-less items (silent pieces of a recording) have no WER and are left out;
+    ``words`` must hold at least one word."""
     idx = np.random.default_rng(seed).integers(0, len(words), size=(draws, len(words)))
-    boot = 100.0 * (err_r[idx].sum(1) - err_o[idx].sum(1)) / words[idx].sum(1)
+    n = words[idx].sum(1)
+    boot = 100.0 * (err_r[idx].sum(1) - err_o[idx].sum(1))[n > 0] / n[n > 0]
     lo, hi = np.percentile(boot, [2.5, 97.5])
     return 100.0 * float(err_r.sum() - err_o.sum()) / float(words.sum()), float(lo), float(hi)
+
+
+def _mean(xs: list[float]) -> float:
+    """The mean of the finite values (a clip without speech has no log-mel distance), else NaN."""
+    xs = [x for x in xs if math.isfinite(x)]
+    return float(np.mean(xs)) if xs else float("nan")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -177,7 +186,7 @@ def run_recordings(args: argparse.Namespace, codec, asr: Whisper) -> int:
               f"{r['lm']:.3f} | {c.mean() if c.size else float('nan'):.0f} |")
     allc = np.array([x for r in rows for x in r["cents"]])
     print(f"| **all** | {sum(r['sec'] for r in rows):.0f} | | {sum(sum(r['words']) for r in rows)} | **{drift(rows)}** | | "
-          f"{np.mean([r['lm'] for r in rows]):.3f} | {allc.mean() if allc.size else float('nan'):.0f} |")
+          f"{_mean([r['lm'] for r in rows]):.3f} | {allc.mean() if allc.size else float('nan'):.0f} |")
     return 0
 
 
@@ -188,6 +197,11 @@ def main(args: argparse.Namespace) -> int:
     from ..codec.embedded.sentences import HELD_OUT
     from ..errors import ConfigError
 
+    if args.recordings and (args.sentences is not None or args.channel != "clean"):  # both would be ignored
+        given = " and ".join(o for o, on in (("--sentences", args.sentences is not None),
+                                             ("--channel", args.channel != "clean")) if on)
+        verb = "apply" if " and " in given else "applies"
+        raise ConfigError(f"{given} {verb} to the synthesized sentences, not to --recordings; drop {given}")
     if args.sentences is None:
         args.sentences = len(HELD_OUT)
     if not 1 <= args.sentences <= len(HELD_OUT):
@@ -226,7 +240,7 @@ def main(args: argparse.Namespace) -> int:
     def line(name: str, rs: list[dict]) -> str:
         w, eo, er = (np.sum([r[k] for r in rs], 0) for k in ("words", "err_o", "err_r"))  # [S] each
         delta, lo, hi = wer_change_interval(w, eo, er)
-        lm = np.mean([x for r in rs for x in r["lm"]])
+        lm = _mean([x for r in rs for x in r["lm"]])
         c = np.array([x for r in rs for x in r["cents"]])
         gross = 100.0 * float((c > 100).mean()) if c.size else float("nan")
         return (f"| {name} | {len(rs) * len(texts)} | {100 * eo.sum() / w.sum():.1f} | {100 * er.sum() / w.sum():.1f} | "

@@ -46,6 +46,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE, resample, write_wav
 from ..cliargs import at_least
+from ..errors import ConfigError
 from ..paths import check_output_folder
 
 log = logging.getLogger(__name__)
@@ -333,10 +334,18 @@ def main(args) -> int:
     from ..backend.stt.whisper import WhisperModelHandle
     from ..config import config_from_args
 
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    modes = list(dict.fromkeys(m.strip() for m in args.modes.split(",") if m.strip()))  # each once, in order
     for m in modes:
         if m not in ("tandem", "cascade"):
-            raise SystemExit(f"--modes: unknown mode {m!r}")
+            raise ConfigError(f"--modes: unknown mode {m!r}; give tandem, cascade or both (comma-separated)")
+    if not modes:
+        raise ConfigError(f"--modes {args.modes!r} names no mode; give tandem, cascade or both (comma-separated)")
+    # the config (and what each mode needs of it) before minutes of synthesis, not after
+    cfg = config_from_args(args)
+    if "cascade" in modes:
+        from ..cascade.agent import check_cascade_backend
+
+        check_cascade_backend(cfg)
     n_turns = max(1, min(args.turns, sum(len(d) for d in DIALOGUES)))
     out = check_output_folder(args.out)  # before the runs, not after them
     t_start = time.perf_counter()

@@ -36,9 +36,11 @@ from aiohttp import web
 
 from ..backend.childproc import children_cpu_seconds
 from ..cliargs import at_least
+from ..errors import ConfigError
+from ..paths import check_output_file
 from ..runtime.metrics import MetricsLog
 from ..server import protocol as P
-from ..server.app import SERVER_KEY, Server, ServerConfig, make_app, server_config_from
+from ..server.app import SERVER_KEY, Server, echo_server_config, make_app, server_config_from
 from ..server.client import chat, chat_url
 
 
@@ -361,7 +363,7 @@ def _build_agent(args, metrics: MetricsLog):
     if args.agent == "echo":
         from ..server.echo import EchoAgent
 
-        return EchoAgent(max_sessions=max(args.sessions, 8)), ServerConfig()
+        return EchoAgent(max_sessions=max(args.sessions, 8)), echo_server_config(args.config, args.set)
     from ..config import load_config
     from ..runtime.engine import build_agent
 
@@ -382,7 +384,7 @@ async def soak(args) -> dict:
     url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     server = app[SERVER_KEY]
     out: dict = {"agent": args.agent}
-    parts = args.parts.split(",")
+    parts = parse_parts(args.parts)
     try:
         async with aiohttp.ClientSession() as http:
             if "sessions" in parts:
@@ -406,6 +408,19 @@ async def soak(args) -> dict:
     finally:
         await runner.cleanup()
     return out
+
+
+PARTS = ("sessions", "fuzz", "cycles")
+
+
+def parse_parts(text: str) -> list[str]:
+    """``--parts``: comma-separated names from PARTS, at least one (ConfigError otherwise)."""
+    parts = list(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown or not parts:
+        what = f"unknown part {unknown[0]!r}" if unknown else f"{text!r} names no part"
+        raise ConfigError(f"--parts: {what}; give one or more of {', '.join(PARTS)} (comma-separated)")
+    return parts
 
 
 def _num(x, fmt: str = ".2f") -> str:
@@ -482,6 +497,9 @@ def main(args) -> int:
     if args.client_url:
         print(json.dumps(asyncio.run(_clients_only(args.client_url, args.sessions, args.seconds, args.speech))))
         return 0
+    parse_parts(args.parts)  # the arguments before minutes of soaking, not after them
+    if args.json:
+        check_output_file(args.json, flag="--json")
     r = asyncio.run(soak(args))
     print(tables(r))
     if args.json:

@@ -115,10 +115,7 @@ class CascadeAgent(Agent):
         info: dict = {"mode": "cascade"}
         stt_spec = getattr(backend, "stt", "embedded")
         llm_spec = getattr(backend, "llm", "embedded")
-        if "stt" not in given and stt_spec == "none":
-            raise ConfigError("backend.stt = 'none' cannot be used with mode = 'cascade' (it needs an STT)")
-        if "llm" not in given and llm_spec == "none":
-            raise ConfigError("backend.llm = 'none' cannot be used with mode = 'cascade' (it needs an LLM)")
+        check_cascade_backend(cfg, given)
         nice = getattr(backend, "nice", 0)  # the back-end below the frame loop's CPU priority
         self.stt = given.get("stt") or create_stt(stt_spec, self.clock, self.metrics, nice)
         self.llm = given.get("llm") or create_llm(llm_spec, nice)
@@ -169,6 +166,15 @@ class CascadeAgent(Agent):
         self.sessions[sid] = s
         s._emit(Meta({"type": "info", "session": sid, **self.components}))
         return s
+
+
+def check_cascade_backend(config, given: dict | None = None) -> None:
+    """ConfigError if the config's back-end cannot serve a cascade (it needs an STT and an LLM);
+    components in ``given`` (tests) stand in for the config's. Cheap: callers check it early."""
+    backend = getattr(config, "backend", None)
+    for kind, what in (("stt", "an STT"), ("llm", "an LLM")):
+        if kind not in (given or {}) and getattr(backend, kind, "embedded") == "none":
+            raise ConfigError(f"backend.{kind} = 'none' cannot be used with mode = 'cascade' (it needs {what})")
 
 
 def build_cascade_agent(config, *, clock: Clock | None = None, metrics: MetricsSink | None = None,

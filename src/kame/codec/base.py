@@ -22,19 +22,21 @@ state changes: a live session's stream keeps working.
 
 from __future__ import annotations
 
+import math
 import operator
 from abc import ABC, abstractmethod
 from typing import Sequence
 
 import torch
 
+from ..audio import MAX_PEAK
 from ..errors import AudioFormatError, ConfigError
 
 _COMMON_RATES = (8000, 16000, 22050, 32000, 44100, 48000)
 
 
 def check_pcm(pcm: torch.Tensor, what: str) -> torch.Tensor:
-    """Whole-signal audio: a float tensor [B, T] (or [B, 1, T]), T > 0, finite -> [B, T]."""
+    """Whole-signal audio: a float tensor [B, T] (or [B, 1, T]), T > 0, finite, |x| <= MAX_PEAK -> [B, T]."""
     if not isinstance(pcm, torch.Tensor):
         raise AudioFormatError(f"{what}: expected a torch.Tensor of float samples, got {type(pcm).__name__}")
     if pcm.dim() == 3 and pcm.shape[1] == 1:
@@ -47,8 +49,12 @@ def check_pcm(pcm: torch.Tensor, what: str) -> torch.Tensor:
         raise AudioFormatError(f"{what}: a batch of 0 rows")
     if pcm.shape[1] == 0:
         raise AudioFormatError(f"{what}: empty audio")
-    if not bool(torch.isfinite(pcm).all()):  # NaN/inf would poison the row's state
+    peak = float(pcm.detach().abs().max())  # NaN if any sample is NaN
+    if not math.isfinite(peak):  # NaN/inf would poison the row's state
         raise AudioFormatError(f"{what}: audio contains NaN or infinite samples (corrupt input)")
+    if peak > MAX_PEAK:  # int16 values as floats: garbage codes, and ~1e38 poisons Mimi's state
+        raise AudioFormatError(f"{what}: samples reach {peak:.6g}, expected float audio in [-1, 1] "
+                               f"(int16 samples? divide them by 32768)")
     return pcm
 
 
@@ -87,6 +93,17 @@ def check_codes(codes: torch.Tensor, dims: int, what: str, max_codebooks: int, c
     if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= cardinality):
         raise AudioFormatError(f"{what}: codes must be in [0, {cardinality}), got [{int(codes.min())}, {int(codes.max())}]")
     return codes.long()
+
+
+def check_num_codebooks(n: int, low: int, high: int) -> int:
+    """An int in [low, high] (numpy ints too; not a bool, a float or a string) -> int, else ConfigError."""
+    try:
+        k = operator.index(n)
+    except TypeError:
+        k = None
+    if k is None or isinstance(n, bool) or not low <= k <= high:
+        raise ConfigError(f"num_codebooks must be an int in [{low}, {high}], got {n!r}")
+    return k
 
 
 def check_batch_size(batch_size: int) -> int:

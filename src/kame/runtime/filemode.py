@@ -291,6 +291,10 @@ def main(args) -> int:
     # checked before the models load, not after the conversation
     out = check_output_file(args.output, suffix=".wav", why=" (OUT.json and OUT.png are written next to it)",
                             input=args.input)
+    for side in [out.with_suffix(".json")] + ([] if args.no_png else [out.with_suffix(".png")]):
+        if side.is_dir():  # found now, not after the conversation
+            raise ConfigError(f"-o {args.output}: {side} is a folder, so OUT{side.suffix} cannot be written "
+                              f"next to it; remove it or give another -o")
     user, note = read_input(args.input)
     if note:
         print(f"input     {args.input}: {note}")

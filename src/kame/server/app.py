@@ -417,17 +417,23 @@ def server_config_from(section) -> ServerConfig:
     return cfg
 
 
+def echo_server_config(config: str | None, overrides: list[str]) -> ServerConfig:
+    """The echo agent's server settings: the [server] section of the config and ``--set``
+    overrides when given (checked like any config: unknown keys are errors), else the defaults."""
+    if not config and not overrides:
+        return ServerConfig()
+    from ..config import load_config
+
+    return server_config_from(getattr(load_config(config, overrides), "server", None))
+
+
 def _build(args) -> tuple[Agent, ServerConfig]:
     import os
 
     if args.agent == "echo":
         from .echo import EchoAgent
 
-        cfg, agent = ServerConfig(), EchoAgent(max_sessions=args.max_sessions or 16)
-        if args.config:
-            from ..config import load_config
-
-            cfg = server_config_from(getattr(load_config(args.config, args.set), "server", None))
+        cfg, agent = echo_server_config(args.config, args.set), EchoAgent(max_sessions=args.max_sessions or 16)
     else:
         if args.max_sessions is not None:  # the tandem/cascade agents size their batch from the config
             raise ConfigError("--max-sessions is for --agent echo; give the agent's with "

@@ -145,7 +145,8 @@ def main(args: argparse.Namespace) -> int:
         if not 0.0 <= args.augment <= 1.0:
             raise ConfigError(f"--augment is a share of the clips, in 0..1; got {args.augment}")
         cfg = replace(cfg, augment=args.augment)
-    out = check_output_file(args.output)  # before minutes of fitting, not after
+    out = check_output_file(args.output, suffix=".safetensors",  # before minutes of fitting, not after
+                            why=" (the fitted codec, read back with --codec embedded:FILE)")
     codec, stats = fit(cfg, seed=args.seed, sentences=args.sentences)
     meta = {k: stats[k] for k in ("seed", "sentences", "clips", "audio_minutes", "voices", "vectors")}
     try:

@@ -31,7 +31,8 @@ from typing import Sequence
 import torch
 
 from ...errors import CheckpointError, ConfigError, NotAvailableError
-from ..base import Codec, CodecStream, check_batch_size, check_codes, check_frame, check_pcm, rows_mask
+from ..base import (Codec, CodecStream, check_batch_size, check_codes, check_frame, check_num_codebooks, check_pcm,
+                    rows_mask)
 from .config import EmbeddedCodecConfig
 from .features import Analyzer, LevelState, agc_gain, frame_windows, level_input
 from .rvq import RVQ
@@ -78,9 +79,7 @@ class EmbeddedCodec(Codec):
         """Encode with the first ``n`` codebooks (1..8). With ``cfg.f0_delta`` the encoder's F0
         loop then closes on what an ``n``-codebook decoder decodes, so set this (not a slice of
         8-codebook codes) when the decoder will get fewer codebooks; its pitch would drift."""
-        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= self.cfg.num_codebooks:
-            raise ConfigError(f"num_codebooks must be an int in [1, {self.cfg.num_codebooks}], got {n!r}")
-        self.num_codebooks = n
+        self.num_codebooks = check_num_codebooks(n, 1, self.cfg.num_codebooks)
 
     # --- shared pieces ---------------------------------------------------------------------
     def _check_codes(self, codes: torch.Tensor, dims: int, what: str, batch_size: int | None = None) -> torch.Tensor:
@@ -263,7 +262,7 @@ def load(path: str | Path | None = None, *, sha256: str | None = None) -> Embedd
             meta = json.loads((f.metadata() or {}).get("kame", "{}"))
             t = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:
-        raise CheckpointError(f"cannot read embedded codec file {path}: {exc}") from exc
+        raise CheckpointError(f"cannot read embedded codec file {path}: not a readable safetensors file ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         fmt = meta.get("format") if isinstance(meta, dict) else None
         raise CheckpointError(f"{path} is not a {FORMAT} file (format {fmt!r})")

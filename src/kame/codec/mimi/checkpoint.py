@@ -21,6 +21,7 @@ import torch
 
 from ...errors import CheckpointError, ConfigError
 from ...hub import hf_download, split_hf
+from ..base import check_num_codebooks
 from .config import MIMI_NAME, MimiConfig
 from .model import MimiCodec, MimiModel
 
@@ -160,8 +161,10 @@ def load_mimi(
             raise CheckpointError(f"{path}: the {_CONFIG_KEY!r} metadata: {exc}") from exc
     if config is None:
         config = _infer_n_q(state, MimiConfig())
-    if not config.n_q_semantic <= num_codebooks <= config.n_q:
-        raise ConfigError(f"num_codebooks must be in [{config.n_q_semantic}, {config.n_q}] for {path.name}, got {num_codebooks}")
+    try:  # before the weights are loaded
+        num_codebooks = check_num_codebooks(num_codebooks, config.n_q_semantic, config.n_q)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} ({path.name} holds {config.n_q})") from None
     model = MimiModel(config)
     load_state(model, state, where=str(path))
     model.to(device=device, dtype=dtype)

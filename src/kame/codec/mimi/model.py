@@ -19,8 +19,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ...errors import ConfigError
-from ..base import Codec, CodecStream, check_batch_size, check_codes, check_frame, check_pcm, rows_mask
+from ..base import (Codec, CodecStream, check_batch_size, check_codes, check_frame, check_num_codebooks, check_pcm,
+                    rows_mask)
 from .config import MimiConfig
 from .quantizer import SplitResidualVQ
 from .seanet import ConvDownsample, ConvState, ConvTrState, ConvTrUpsample, SEANetDecoder, SEANetEncoder, SeqState
@@ -133,9 +133,7 @@ class MimiCodec(Codec):
         return self.num_codebooks * math.log2(self.cardinality) * self.frame_rate
 
     def set_num_codebooks(self, n: int) -> None:
-        if not isinstance(n, int) or isinstance(n, bool) or not self.cfg.n_q_semantic <= n <= self.cfg.n_q:
-            raise ConfigError(f"num_codebooks must be an int in [{self.cfg.n_q_semantic}, {self.cfg.n_q}], got {n!r}")
-        self.num_codebooks = n
+        self.num_codebooks = check_num_codebooks(n, self.cfg.n_q_semantic, self.cfg.n_q)
 
     # ---- input checks (kame.codec.base: the same errors from every codec)
     def _check_pcm(self, pcm: torch.Tensor, what: str) -> torch.Tensor:
