@@ -15,9 +15,21 @@ def test_at_least_parses_and_refuses():
     for parse, text, said in [(at_least(1), "0", "must be >= 1, got 0"),
                               (at_least(1), "1.5", "expected an integer, got '1.5'"),
                               (at_least(0, float), "x", "expected a number, got 'x'"),
-                              (at_least(0, float), "inf", "expected a finite number, got 'inf'")]:
+                              (at_least(0, float), "inf", "expected a finite number, got 'inf'"),
+                              (at_least(1, maximum=256), "300", "must be <= 256, got 300")]:
         with pytest.raises(argparse.ArgumentTypeError, match=said):
             parse(text)
+    assert at_least(1, maximum=256)("256") == 256
+
+
+def test_bench_sessions_names_its_own_option_for_too_many_sessions(capsys):
+    from kame.bench.sessions import add_arguments
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    with pytest.raises(SystemExit):
+        p.parse_args(["--sessions", "300"])
+    assert "argument --sessions: must be <= 256, got 300" in capsys.readouterr().err
 
 
 def test_server_and_codec_fit_do_not_import_the_benchmarks():

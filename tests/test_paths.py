@@ -8,7 +8,7 @@ import soundfile as sf
 
 from kame.audio import read_wav
 from kame.errors import ConfigError
-from kame.paths import check_output_file
+from kame.paths import check_output_file, check_output_folder
 
 
 def test_output_check_leaves_nothing_behind(tmp_path):
@@ -26,6 +26,16 @@ def test_output_check_leaves_nothing_behind(tmp_path):
     if os.path.isdir("/proc/self"):  # root may pass os.access there, yet nothing can be made
         with pytest.raises(ConfigError, match="cannot"):
             check_output_file("/proc/self/kame-out.wav")
+
+
+def test_a_file_where_a_folder_must_be_is_named(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for path in (afile / "x.wav", afile / "deeper" / "x.wav"):
+        with pytest.raises(ConfigError, match=f"cannot create its folder: {afile} is a file, not a folder"):
+            check_output_file(path)
+    with pytest.raises(ConfigError, match=f"--out {afile}: cannot create the folder: {afile} is a file"):
+        check_output_folder(afile)
 
 
 def test_wav_with_a_placeholder_length_reads(tmp_path):

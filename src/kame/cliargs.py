@@ -3,6 +3,7 @@
 
     p.add_argument("--sessions", type=at_least(1), default=4)           # an int >= 1
     p.add_argument("--seconds", type=at_least(0.1, float), default=4.0)  # a finite float >= 0.1
+    p.add_argument("--sessions", type=at_least(1, maximum=256))         # ... and <= 256
 
 The checks of the files and folders a command writes are in kame.paths.
 """
@@ -11,8 +12,9 @@ import argparse
 import math
 
 
-def at_least(minimum: float, cast=int):
-    """An argparse ``type``: a number >= minimum ("argument --x: must be >= 1, got 0")."""
+def at_least(minimum: float, cast=int, maximum: float | None = None):
+    """An argparse ``type``: a number >= minimum ("argument --x: must be >= 1, got 0"), and
+    <= maximum if given."""
     def parse(text: str):
         try:
             value = cast(text)
@@ -23,5 +25,7 @@ def at_least(minimum: float, cast=int):
             raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum:g}, got {text}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum:g}, got {text}")
         return value
     return parse

@@ -33,6 +33,7 @@ from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
 
+MAX_SESSIONS = 256  # runtime.max_sessions' ceiling (rows of one batched step)
 _DEVICE = re.compile(r"(cpu|cuda|mps)(:\d+)?")  # a device option's form (kame.model.loaders.parse_device)
 
 
@@ -106,7 +107,7 @@ class BackendConfig:
 
 @dataclass
 class RuntimeConfig:
-    max_sessions: int = _opt(4, min=1, max=256)  # rows of the batched step (CapacityError beyond)
+    max_sessions: int = _opt(4, min=1, max=MAX_SESSIONS)  # rows of the batched step (CapacityError beyond)
     batched: bool = True  # one batched step for all sessions (False: one step per session, for benches)
     max_input_backlog_s: float = _opt(1.0, min=0.08)  # older buffered user audio is dropped (counted)
     silence_db: float = _opt(-40.0, max=0.0)  # agent audio above this RMS (dBFS) counts as speech

@@ -17,6 +17,9 @@ from .errors import ConfigError
 
 
 def _writable_folder(folder: Path, label: str, what: str) -> None:
+    blocker = next((f for f in (folder, *folder.parents) if f.exists() and not f.is_dir()), None)
+    if blocker is not None:  # mkdir would say only "[Errno 17] File exists"
+        raise ConfigError(f"{label}: cannot create {what}: {blocker} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

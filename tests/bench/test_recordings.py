@@ -28,12 +28,13 @@ def _tone(seconds: float, rate: int) -> np.ndarray:
 def test_folder_of_recordings(tmp_path):
     write_wav(tmp_path / "a.wav", _tone(1.0, 16000), 16000)
     write_wav(tmp_path / "b.wav", _tone(0.5, 24000), 24000)
+    write_wav(tmp_path / "c.opus", _tone(0.5, 24000), 24000)  # what kame writes, it reads
     (tmp_path / "a.txt").write_text("hello there\n")
     (tmp_path / "notes.md").write_text("not audio")
     recs = load_recordings(str(tmp_path), 24000)
-    assert [r.name for r in recs] == ["a.wav", "b.wav"]
-    assert [r.source_rate for r in recs] == [16000, 24000]
-    assert [r.text for r in recs] == ["hello there", None]
+    assert [r.name for r in recs] == ["a.wav", "b.wav", "c.opus"]
+    assert [r.source_rate for r in recs] == [16000, 24000, 24000]
+    assert [r.text for r in recs] == ["hello there", None, None]
     assert len(recs[0].pcm) == 24000 and recs[0].pcm.dtype == np.float32  # resampled to the codec's rate
 
 

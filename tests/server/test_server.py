@@ -14,7 +14,7 @@ import yarl
 
 from kame.server import protocol as P
 from kame.errors import ConfigError
-from kame.server.app import SendQueue, SlowClient, check_listen
+from kame.server.app import SendQueue, SlowClient, listen_socket
 from kame.server.client import chat, chat_url
 
 from .conftest import peak_hz, running_server, tone
@@ -163,10 +163,35 @@ def test_listen_problems_are_named_before_the_agent_loads():
         busy.listen()
         port = busy.getsockname()[1]
         with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}: .*--port"):
-            check_listen("127.0.0.1", port)
-    check_listen("127.0.0.1", port)  # free again
+            listen_socket("127.0.0.1", port)
+    listen_socket("127.0.0.1", port).close()  # free again
     with pytest.raises(ConfigError, match="port 70000: must be in 0..65535"):
-        check_listen("127.0.0.1", 70000)
+        listen_socket("127.0.0.1", 70000)
+
+
+def test_serve_port_0_serves_on_a_free_port_and_says_which():
+    """`kame serve --port 0` (was: the config's 8998) prints the port it really listens on."""
+    import re
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from kame.cli import main; sys.exit(main())", "serve", "--agent", "echo", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, port = time.monotonic() + 60, None
+        while port is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, "kame serve ended before it served"
+            if m := re.search(r"serving on http://127\.0\.0\.1:(\d+)/", line):
+                port = int(m.group(1))
+        assert port and port != 8998
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=10) as r:
+            assert json.loads(r.read())["sessions"] == 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 MALFORMED = [

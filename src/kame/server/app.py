@@ -395,7 +395,7 @@ def add_arguments(parser) -> None:
                         help="'config': the agent the config builds (tandem/cascade); 'echo': diagnostic echo, no model")
     parser.add_argument("--mode", default=None, choices=["tandem", "cascade"], help="override the config's mode")
     parser.add_argument("--host", default=None)
-    parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--port", type=int, default=None, help="default: [server] port, 8998; 0: any free port")
     parser.add_argument("--token", default=None, help="require this bearer token (also KAME_AUTH_TOKEN)")
     parser.add_argument("--max-sessions", type=at_least(1), default=None,
                         help="echo agent only, default 16 (others: [runtime] max_sessions in the config)")
@@ -449,14 +449,15 @@ def _build(args) -> tuple[Agent, ServerConfig]:
         cfg, agent = server_config_from(getattr(config, "server", None)), build_agent(config)
     if args.host:
         cfg.host = args.host
-    if args.port:
+    if args.port is not None:  # 0: any free port
         cfg.port = args.port
     cfg.auth_token = args.token or os.environ.get("KAME_AUTH_TOKEN") or cfg.auth_token
     return agent, cfg
 
 
-def check_listen(host: str, port: int) -> None:
-    """Fail before the agent loads (tens of seconds) if ``host:port`` cannot be listened on."""
+def listen_socket(host: str, port: int):
+    """The server's socket, bound to ``host:port`` (port 0: any free one) before the agent loads
+    (tens of seconds), so a port in use or a bad host fails first; the server then listens on it."""
     import socket
 
     if not 0 <= port <= 65535:
@@ -465,18 +466,21 @@ def check_listen(host: str, port: int) -> None:
         family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except socket.gaierror as exc:
         raise ConfigError(f"host {host!r}: {exc.strerror}") from None
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
-        try:
-            sock.bind(addr)
-        except OSError as exc:
-            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror} "
-                              "(another `kame serve` running? choose one with --port)") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
+    try:
+        sock.bind(addr)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror} "
+                          "(another `kame serve` running? choose one with --port)") from None
+    return sock
 
 
 def main(args) -> int:
     agent, cfg = _build(args)
-    check_listen(cfg.host, cfg.port)
+    sock = listen_socket(cfg.host, cfg.port)
+    port = sock.getsockname()[1]  # the one bound (--port 0: chosen by the system)
     app = make_app(agent, cfg, manage_agent=True)
     if cfg.host not in ("127.0.0.1", "localhost", "::1") and not cfg.auth_token:
         log.warning("serving on %s without an auth token", cfg.host)
@@ -489,8 +493,8 @@ def main(args) -> int:
             print(f"kame: agent ready: {what}", flush=True)
         if comps.get("frontend_note"):
             print(f"kame: note: {comps['frontend_note']}", flush=True)
-        print(f"kame: serving on http://{cfg.host}:{cfg.port}/ (WebSocket /api/chat)", flush=True)
+        print(f"kame: serving on http://{cfg.host}:{port}/ (WebSocket /api/chat)", flush=True)
 
     app.on_startup.append(announce)
-    web.run_app(app, host=cfg.host, port=cfg.port, print=None, handle_signals=True, access_log_class=AccessLogger)
+    web.run_app(app, sock=sock, print=None, handle_signals=True, access_log_class=AccessLogger)
     return 0
