@@ -15,6 +15,7 @@ import numpy as np
 from .errors import AudioFormatError, KameError
 
 SAMPLE_RATE = 24000
+MIN_FILE_RATE = 4000  # a file that says it has fewer samples per second is not speech audio (a bad header)
 # the loudest sample accepted where float audio goes in (codecs, write_wav): float audio may go a
 # little over full scale, but +24 dBFS is never audio scaled to [-1, 1] (int16 or uint8 values
 # cast to float are, silently, garbage)
@@ -66,6 +67,9 @@ def read_wav(path: str | Path, sample_rate: int | None = SAMPLE_RATE, *, mono: b
         raise AudioFormatError(f"cannot read audio file {path}: {exc}") from exc
     if data.size == 0:
         raise AudioFormatError(f"audio file {path} holds no samples")
+    if rate < MIN_FILE_RATE:  # resampled, 100 samples "at 1 Hz" would become 100 s of noise
+        raise AudioFormatError(f"audio file {path} says its sample rate is {rate} Hz (below {MIN_FILE_RATE}): "
+                               f"a damaged header, or not audio")
     if not np.isfinite(data).all():  # float files only: NaN/inf would reach the codec or the STT
         raise AudioFormatError(f"audio file {path} holds NaN or infinite samples (a corrupt float file)")
     if mono:

@@ -39,6 +39,12 @@ def test_sample_rates_must_be_rates(tmp_path):
     assert resample(TONE, 24000.0, 12000).shape == (2400,)
     with pytest.raises(AudioFormatError, match="source sample rate"):
         resample(TONE, 0, 24000)
+    odd = tmp_path / "1hz.wav"
+    sf.write(odd, TONE[:100], 1)  # a damaged header: was "resampled" into 100 s of audio
+    with pytest.raises(AudioFormatError, match=r"1hz\.wav says its sample rate is 1 Hz \(below 4000\)"):
+        read_wav(odd)
+    sf.write(odd, TONE, 8000)  # telephone audio is fine
+    assert read_wav(odd)[1] == 24000
 
 
 @pytest.mark.parametrize("pcm, message", [

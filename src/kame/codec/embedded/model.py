@@ -83,7 +83,7 @@ class EmbeddedCodec(Codec):
 
     # --- shared pieces ---------------------------------------------------------------------
     def _check_codes(self, codes: torch.Tensor, dims: int, what: str, batch_size: int | None = None) -> torch.Tensor:
-        return check_codes(codes, dims, what, self.cfg.num_codebooks, self.cardinality, batch_size)
+        return check_codes(codes, dims, what, self.cfg.num_codebooks, self.cardinality, batch_size).cpu()
 
     def _encode_windows(self, win: torch.Tensor, last_f0: torch.Tensor,
                         ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -118,7 +118,7 @@ class EmbeddedCodec(Codec):
     # --- whole signal ----------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, pcm: torch.Tensor) -> torch.Tensor:
-        pcm = level_input(check_pcm(pcm, "encode").float(), self.cfg, self.analyzer)  # the AGC
+        pcm = level_input(check_pcm(pcm, "encode").float().cpu(), self.cfg, self.analyzer)  # the AGC (CPU codec)
         B, T = pcm.shape
         F = -(-T // self.frame_size)
         padded = torch.zeros(B, self.cfg.lookback + F * self.frame_size)
@@ -159,7 +159,7 @@ class EmbeddedStream(CodecStream):
     @torch.no_grad()
     def encode_frame(self, pcm: torch.Tensor) -> torch.Tensor:
         c = self.codec
-        pcm = check_frame(pcm, "encode_frame", self.batch_size, c.frame_size, c.sample_rate).float()
+        pcm = check_frame(pcm, "encode_frame", self.batch_size, c.frame_size, c.sample_rate).float().cpu()
         gain = agc_gain(pcm[:, None], self.level, c.cfg, c.analyzer)  # [B, 1]
         buf = torch.cat([self.history, pcm * gain], 1)  # [B, lookback + frame]
         codes, self.last_f0, self.enc_ref = c._encode_windows(frame_windows(buf, c.cfg), self.last_f0, self.enc_ref)
