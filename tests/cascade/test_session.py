@@ -164,11 +164,14 @@ async def test_dead_llm_reports_error_and_session_goes_on():
     await d.step(frames=10)
     errors = [o for o in d.out if isinstance(o, ErrorEvent)]
     assert errors and "llm" in errors[0].message and "down" in errors[0].message
-    assert [m["component"] for m in d.metas("error")] == ["llm"]
+    # the tandem's shape: {"type": "backend", "status": "down"}, then "up" at the next good reply
+    assert [(m["component"], m["status"]) for m in d.metas("backend")] == [("llm", "down")]
     assert not d.voiced()
     s.stt.say("how are you now", clock.now())
     await d.step(frames=20)
     assert len(llm.calls) == 2 and d.voiced()
+    assert [(m["component"], m["status"]) for m in d.metas("backend")] == [("llm", "down"), ("llm", "up")]
+    assert not d.metas("error")
     await d.close()
 
 

@@ -34,7 +34,7 @@ import numpy as np
 from ..audio import SAMPLE_RATE, resample
 from ..backend.prompt import PromptConfig, ReplyGuard
 from ..backend.types import FRAME_SIZE, ChatMessage
-from ..runtime.base import AgentText, ErrorEvent, Meta, Output
+from ..runtime.base import AgentText, BackendHealth, Output
 from ..runtime.clock import Clock
 from .config import CascadeConfig
 from .text import SegmentSplitter
@@ -60,13 +60,18 @@ class ReplyParts:
     clock: Clock
     emit: Callable[[Output], None]  # the session's output queue
     prompt: PromptConfig | None = None  # the prompt's labels, for ReplyGuard (None = the defaults)
+    health: BackendHealth | None = None  # the session's record of dead back-ends (None: one of its own)
+
+    def __post_init__(self) -> None:
+        if self.health is None:
+            self.health = BackendHealth(self.emit)
 
 
 class ReplyPipeline:
     def __init__(self, parts: ReplyParts, *, metric: Callable[[str, float, dict], None]) -> None:
         self.llm, self.tts, self.cfg, self.clock = parts.llm, parts.tts, parts.cfg, parts.clock
         self.prompt = parts.prompt
-        self._emit, self._metric = parts.emit, metric
+        self._emit, self._metric, self._health = parts.emit, metric, parts.health
         self.text = ""  # LLM reply so far
         self.turn_id = -1
         self.t_user_end: float | None = None
@@ -176,6 +181,7 @@ class ReplyPipeline:
                         if first:
                             first = False
                             self._metric("llm_ttft", self.clock.now() - t_req, {})
+                            self._health.report("llm", True, self.clock.now())
                         take(guard.feed(piece))
                         if guard.ended:  # the LLM went on with the conversation's next line
                             self.text = self.text.rstrip()
@@ -213,6 +219,7 @@ class ReplyPipeline:
                     if first:
                         first = False
                         self._metric("tts_first_chunk", self.clock.now() - t_req, {})
+                        self._health.report("tts", True, self.clock.now())
                     if pcm.size:
                         seg.pcm.append(pcm)
             except Exception as exc:  # noqa: BLE001 - a dead back-end must not end the session
@@ -225,6 +232,4 @@ class ReplyPipeline:
         self.failed = True
         msg = f"{component} failed during the reply to turn {self.turn_id}: {exc}"
         log.warning(msg)
-        t = self.clock.now()
-        self._emit(ErrorEvent(msg, t))
-        self._emit(Meta({"type": "error", "component": component, "message": str(exc), "t": t}))
+        self._health.report(component, False, self.clock.now(), str(exc), msg)

@@ -17,7 +17,8 @@ Meta dicts sent (all JSON-able): {"type": "transcript", "speaker": "user", "text
 "t", "words": [{"word", "start", "end"}]}, {"type": "agent_turn", "text" (as heard), "reply"
 (all the LLM said), "interrupted", "turn", "t"}, {"type": "metric", <Metric fields>}, {"type": "turn", "turn", "route",
 "rules", "t_user_end"}, {"type": "barge_in", "turn", "t", "heard"}, {"type": "vad", "event":
-"start"|"end", "t"}, {"type": "error", "component", "message", "t"}.
+"start"|"end", "t"}, {"type": "backend", "component", "status": "down"|"up", "error", "t"} (as the
+tandem: after an ErrorEvent when a back-end fails, "up" at its next success).
 """
 
 from __future__ import annotations
@@ -179,13 +180,13 @@ class CascadeSession(Session):
                 restarts += 1
                 msg = f"stt failed: {exc}" + ("; restarting the stream" if restarts <= 3 else "; giving up")
                 log.warning("session %s: %s", self.id, msg)
-                self._emit(ErrorEvent(msg, self.clock.now()))
-                self._emit(Meta({"type": "error", "component": "stt", "message": str(exc), "t": self.clock.now()}))
+                self._parts.health.report("stt", False, self.clock.now(), str(exc), msg)
                 if restarts > 3:
                     return
                 await self.clock.sleep(0.5)
 
     def _on_transcript(self, tr: Transcript) -> None:
+        self._parts.health.report("stt", True, self.clock.now())  # working (again)
         text = tr.text.strip()
         self._emit(Meta({"type": "transcript", "speaker": "user", "text": text, "final": tr.final, "t": tr.t,
                          "words": [{"word": w.text, "start": w.start, "end": w.end} for w in tr.words]}))

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, AsyncIterator
 import numpy as np
 
 from ..backend.types import FRAME_SIZE, AudioFrame, OracleAppend, OracleEvent, OracleReset, Transcript
-from .base import AgentAudio, AgentText, ErrorEvent, Meta, Output, Session
+from .base import AgentAudio, AgentText, ErrorEvent, Meta, Output, Session, backend_status
 from .metrics import Metric
 from .worker import RowInput, RowOutput
 
@@ -273,9 +273,8 @@ class TandemSession(Session):
         t = self.clock.now()
         if not ok:
             self.stats.backend_failures += 1
-            self._put(ErrorEvent(f"back-end {component} failed (front-end continues): {error}", t))
-        self._put(Meta({"type": "backend", "component": component, "status": "up" if ok else "down",
-                        "error": error, "t": t}))
+        for out in backend_status(component, ok, t, error, f"back-end {component} failed (front-end continues): {error}"):
+            self._put(out)
 
     # ----------------------------------------------------------------- helpers
     def metric(self, name: str, value: float, t: float, labels: dict | None = None, sink: bool = True) -> None:
