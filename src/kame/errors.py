@@ -22,5 +22,9 @@ class NotAvailableError(KameError):
     """A component that is not implemented yet, or whose optional dependency is missing."""
 
 
+class MissingPackageError(NotAvailableError, ImportError):
+    """A component's optional package is not installed (the message names the extra to install)."""
+
+
 class BackendError(KameError):
     """An STT/LLM/TTS service failed (network, protocol, timeout)."""

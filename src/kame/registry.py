@@ -7,8 +7,8 @@ A spec is ``scheme`` or ``scheme:arg`` or ``scheme://arg``:
     "/path/to/folder"       -> scheme "path", arg the path (anything starting with / . or ~)
 
 Factories are registered as dotted strings ("module:callable") so that nothing heavy is
-imported until a component is created; a missing optional dependency becomes an
-ImportError-derived NotAvailableError naming the extra to install.
+imported until a component is created; a missing optional dependency becomes a
+kame.errors.MissingPackageError (an ImportError and a NotAvailableError) naming the extra to install.
 
     from kame import registry
     llm = registry.create("llm", "openai:gpt-4.1", base_url=...)
@@ -20,7 +20,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .errors import ConfigError, NotAvailableError
+from .errors import ConfigError, MissingPackageError
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ def register(kind: str, scheme: str, target: str, *, extra: str | None = None, h
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
     """Split a spec string into (scheme, arg)."""
+    if not isinstance(spec, str):
+        raise ConfigError(f"a component spec is a string such as 'random:tiny' or 'openai:gpt-4.1', got {spec!r}")
     spec = spec.strip()
     if not spec:
         raise ConfigError("empty component spec")
@@ -82,17 +84,24 @@ def resolve(kind: str, spec: str) -> tuple[Callable[..., Any], str | None]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        hint = f"pip install 'kame-tandem[{entry.extra}]'" if entry.extra else "reinstall kame"
-        raise NotAvailableError(
-            f"{kind} {spec!r} needs a package that is not installed ({exc.name or exc}); run: {hint}"
-        ) from exc
+        raise _missing(kind, spec, entry, exc) from exc
     return getattr(module, attr), arg
 
 
 def create(kind: str, spec: str, **kwargs: Any) -> Any:
     """Create the component named by ``spec``; extra keyword arguments go to its factory."""
     factory, arg = resolve(kind, spec)
-    return factory(arg, **kwargs)
+    try:
+        return factory(arg, **kwargs)
+    except ModuleNotFoundError as exc:  # a package the factory imports lazily
+        if not exc.name or exc.name.split(".")[0] == "kame":
+            raise
+        raise _missing(kind, spec, check_spec(kind, spec)[0], exc) from exc
+
+
+def _missing(kind: str, spec: str, entry: Entry, exc: ImportError) -> MissingPackageError:
+    hint = f"pip install 'kame-tandem[{entry.extra}]'" if entry.extra else "reinstall kame"
+    return MissingPackageError(f"{kind} {spec!r} needs a package that is not installed ({exc.name or exc}); run: {hint}")
 
 
 _LOADED = False

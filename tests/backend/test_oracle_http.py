@@ -91,3 +91,43 @@ async def test_stall_times_out_and_closes_the_request(setup):
     clock.advance(producer.policy.chunk_timeout + 0.1)  # no piece for chunk_timeout (session clock)
     await until(lambda: producer.stats["failed"] == 1)
     await server.wait_disconnects(1)
+
+
+async def test_dead_server_backs_off_recovers_and_aclose_drops_the_stream():
+    """Connection refused: retries after 1, 2, 4 s (session clock); the server comes back on the
+    same port: the next retry streams; aclose mid-stream closes the HTTP request."""
+    from aiohttp import web
+
+    down = FakeOpenAI()
+    await down.start()
+    port, url = down.port, down.base_url
+    await down.stop()
+    llm = OpenAIChat("fake", base_url=url, connect_timeout=1.0)
+    clock, events = FakeClock(), []
+    producer = OracleProducer(llm, default_tokenizer(), OraclePolicy(min_interval=0.0, retry_backoff=1.0),
+                              clock=clock, on_event=events.append)
+    runner = asyncio.create_task(producer.run())
+    server = FakeOpenAI(Reply([f" w{i}" for i in range(500)], delay=0.01))
+    try:
+        await producer.on_transcript(tr(4))
+        for n, wait in ((1, 1.0), (2, 2.0), (3, 4.0)):
+            await until(lambda: producer.stats["failed"] == n)
+            assert producer._gate.retry_at - clock.now() == pytest.approx(wait)  # doubling back-off
+            if n < 3:
+                clock.advance(wait)
+        app = web.Application()  # the server is back, same address
+        app.router.add_post("/v1/chat/completions", server._handle)
+        server._runner = web.AppRunner(app, handle_signals=False)
+        await server._runner.setup()
+        await web.TCPSite(server._runner, "127.0.0.1", port).start()
+        clock.advance(4.0)
+        await until(lambda: appended(events, producer.prediction_id))
+        assert producer.stats["start_retry"] == 3 and producer.stats["failed"] == 3
+        await producer.aclose()
+        await server.wait_disconnects(1)
+        assert server.completed == 0
+    finally:
+        await producer.aclose()
+        await asyncio.wait_for(runner, 2)
+        await llm.aclose()
+        await server.stop()

@@ -13,6 +13,8 @@ from kame.backend.types import AudioFrame
 from kame.errors import BackendError
 from kame.runtime.clock import FakeClock
 
+from ..local_http import serving
+
 pytest.importorskip("onnxruntime")
 T0 = 50.0
 
@@ -51,14 +53,9 @@ async def server():
     srv = FakeServer()
     app = web.Application()
     app.router.add_post("/v1/audio/transcriptions", srv.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    srv.base_url = f"http://127.0.0.1:{port}/v1"
-    yield srv
-    await runner.cleanup()
+    async with serving(app) as (url, _):
+        srv.base_url = url + "/v1"
+        yield srv
 
 
 @pytest.fixture(scope="module")

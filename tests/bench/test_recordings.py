@@ -8,7 +8,6 @@ import argparse
 import hashlib
 import io
 import tarfile
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np

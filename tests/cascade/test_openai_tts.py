@@ -12,6 +12,8 @@ from kame import registry
 from kame.backend.tts.openai import OpenAITTS
 from kame.errors import BackendError, ConfigError
 
+from ..local_http import serving
+
 TONE = (0.25 * np.sin(np.arange(4800) * 0.07)).astype(np.float32)  # 0.2 s at 24 kHz
 
 
@@ -53,14 +55,9 @@ async def server():
 
     app = web.Application()
     app.router.add_post("/v1/audio/speech", speech)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}/v1", seen
-    release.set()
-    await runner.cleanup()
+    async with serving(app) as (url, _):
+        yield url + "/v1", seen
+        release.set()
 
 
 async def _collect(tts, text="Hello there."):

@@ -14,3 +14,20 @@ def test_bench_step_prints_table(capsys):
     out = capsys.readouterr().out
     assert "| `random:tiny` | 3.6 | 0.06 | 2 |" in out
     assert "`random:stt-tiny`" in out and "oracle overhead" in out
+
+
+def test_bench_step_checks_every_spec_and_the_dtype_first(monkeypatch):
+    import pytest
+
+    from kame.errors import ConfigError
+
+    p = argparse.ArgumentParser()
+    step.add_arguments(p)
+    with pytest.raises(SystemExit):
+        p.parse_args(["--dtype", "int8"])  # argparse: "invalid choice"
+    benched = []
+    monkeypatch.setattr(step, "bench_pair", lambda *a: benched.append(a))
+    args = p.parse_args(["--frontend", "random:tiny", "--frontend", "random:7b"])
+    with pytest.raises(ConfigError, match="random:7b"):
+        step.main(args)
+    assert not benched  # not after benching random:tiny

@@ -12,7 +12,7 @@ from kame.config import load_config
 from kame.errors import ConfigError
 from kame.backend.tokenizer import default_tokenizer
 from kame.runtime.backend import BackendBridge, producer_factory
-from kame.runtime.base import AgentAudio, AgentText, CapacityError, ErrorEvent, Meta
+from kame.runtime.base import CapacityError, ErrorEvent
 from kame.runtime.clock import FakeClock
 from kame.runtime.engine import TandemAgent
 from kame.runtime.metrics import MetricsLog

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kame.config import load_config
-from kame.errors import ConfigError
+from kame.errors import CheckpointError, ConfigError
 from kame.runtime.clock import FakeClock
 from kame.runtime.engine import TandemAgent
 from kame.runtime.metrics import MetricsLog
@@ -99,3 +99,28 @@ async def test_checkpoint_folder_runs_with_its_own_codec_and_tokenizer(tmp_path)
     assert comps["frontend_random"] is False and comps["codec"] == f"mimi:{ck / 'mimi_tiny.safetensors'}"
     assert comps["tokenizer"] == str(ck / "spm.model") and "frontend_note" not in comps
     assert len(recs["A"].audio()) == 4
+
+
+def test_bad_specs_fail_before_the_frontend_loads(tmp_path, monkeypatch):
+    """A bad codec / front-end spec is reported before the front-end's weights are read; a
+    checkpoint whose own Mimi is missing says so (not just "the published Mimi is not cached")."""
+    import huggingface_hub.constants as hc
+
+    from kame.model import loaders
+    from kame.runtime import frontend
+
+    calls = []
+    monkeypatch.setattr(loaders, "read_state", lambda *a: calls.append(a) or {})
+    with pytest.raises(ConfigError, match="unknown codec spec 'nope'"):
+        frontend.load_frame_models(real_cfg(**{"frontend.spec": str(tmp_path), "codec.spec": "nope"}))
+    with pytest.raises(ConfigError, match="unknown random front-end 'random:huge'"):
+        frontend.load_frame_models(real_cfg(**{"frontend.spec": "random:huge"}))
+    assert not calls
+    monkeypatch.undo()
+    model, _ = loaders.load_frontend("random:tiny")
+    loaders.save_frontend(model, tmp_path / "ck", mimi_name="gone.safetensors")
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)  # the published Mimi: not cached here
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(CheckpointError, match=r"codec.spec 'auto' for the front-end .*ck': its config.json mimi_name "
+                                              r"'gone.safetensors' was not found, and the published Mimi .* set codec.spec"):
+        frontend.load_frame_models(real_cfg(**{"frontend.spec": str(tmp_path / "ck"), "codec.spec": "auto"}))

@@ -5,25 +5,18 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
-from aiohttp import web
-
 from kame.server.app import SERVER_KEY, ServerConfig, make_app
 from kame.server.echo import EchoAgent
+
+from ..local_http import serving
 
 
 @contextlib.asynccontextmanager
 async def running_server(agent=None, **cfg):
     agent = agent or EchoAgent(max_sessions=cfg.pop("max_sessions", 8), delay_frames=2)
     app = make_app(agent, ServerConfig(**cfg), manage_agent=True)
-    runner = web.AppRunner(app, shutdown_timeout=2)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}", app[SERVER_KEY]
-    finally:
-        await runner.cleanup()
+    async with serving(app) as (url, _):
+        yield url, app[SERVER_KEY]
 
 
 def tone(seconds: float, freq: float = 440.0, amp: float = 0.3) -> np.ndarray:

@@ -11,7 +11,6 @@ import time
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from kame import registry
 from kame.bench.soak import run_cycles, speechlike
@@ -19,6 +18,7 @@ from kame.config import load_config
 from kame.server.app import SERVER_KEY, make_app, server_config_from
 from kame.server.client import chat
 
+from ..local_http import serving
 from ..runtime.fakes import FakeLLM, FakeSTT
 
 LLMS: list[FakeLLM] = []
@@ -49,14 +49,8 @@ async def tandem_server():
                              "runtime.max_sessions=2", "runtime.max_input_backlog_s=5"])
     LLMS.clear()
     app = make_app(build_agent(cfg), server_config_from(cfg.server), manage_agent=True)
-    runner = web.AppRunner(app, shutdown_timeout=2)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}", app[SERVER_KEY]
-    finally:
-        await runner.cleanup()
+    async with serving(app) as (url, _):
+        yield url, app[SERVER_KEY]
 
 
 async def test_tandem_agent_connect_disconnect_cycles_free_every_row():

@@ -26,6 +26,7 @@ from typing import Sequence
 import aiohttp
 
 from ..errors import BackendError, ConfigError
+from .options import number
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -74,6 +75,11 @@ async def read_excerpt(resp: aiohttp.ClientResponse, limit: int = 300) -> str:
     return text[:limit] or "(empty body)"
 
 
+def content_type(resp: aiohttp.ClientResponse) -> str:
+    """The response's media type, lower-case, without parameters ("" if none)."""
+    return resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+
+
 class OpenAIHTTP:
     """Mixin of the OpenAI-compatible adapters (call ``_init_http`` from ``__init__``)."""
 
@@ -84,7 +90,7 @@ class OpenAIHTTP:
     def _init_http(self, base_url: str | None, api_key: str | None, connect_timeout: float = 5.0,
                    env: Sequence[str] = ("OPENAI_BASE_URL",)) -> None:
         self.base_url, self.api_key = resolve_endpoint(self.what, base_url, api_key, env)
-        self.connect_timeout = float(connect_timeout)
+        self.connect_timeout = number(f"openai {self.what}", "connect_timeout", connect_timeout, above=0)
         self._env = tuple(env)
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
@@ -109,6 +115,22 @@ class OpenAIHTTP:
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
+
+    async def _http_error(self, url: str, resp: aiohttp.ClientResponse) -> BackendError:
+        """The BackendError of an HTTP error response: the status, the server's message and,
+        for the usual causes, what to check (the key and where it comes from, the base URL)."""
+        status = resp.status
+        msg = f"{self.what} {url}: HTTP {status}: {await read_excerpt(resp)}"
+        if status in (401, 403):
+            have = "the key given" if self.api_key else "no key is set"
+            msg += f" (check the API key: api_key= or OPENAI_API_KEY; {have})"
+        elif status == 404:
+            msg += (f" (check the model name and the base URL {self.base_url}, from base_url= or "
+                    f"{' / '.join(self._env)}; OpenAI-compatible servers usually serve under /v1)")
+        elif status == 429:
+            after = resp.headers.get("Retry-After")
+            msg += f" (rate limited{f'; retry after {after} s' if after else ''})"
+        return BackendError(msg)
 
     async def _http_post(self, url: str, timeout: float, *, headers: dict | None = None,
                          **kwargs) -> aiohttp.ClientResponse:

@@ -27,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import AudioFormatError, ConfigError, NotAvailableError
+from ..errors import AudioFormatError, ConfigError, MissingPackageError, NotAvailableError
 from .types import SAMPLE_RATE
 
 VAD_RATE = 16000
@@ -79,7 +79,7 @@ class SileroModel:
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise NotAvailableError("silero VAD needs onnxruntime: pip install 'kame-tandem[stt]'") from exc
+            raise MissingPackageError("silero VAD needs onnxruntime: pip install 'kame-tandem[stt]'") from exc
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
@@ -106,7 +106,7 @@ class WebRtcModel:
         try:
             import webrtcvad
         except ImportError as exc:
-            raise NotAvailableError("webrtc VAD needs: pip install 'kame-tandem[stt]' (webrtcvad-wheels)") from exc
+            raise MissingPackageError("webrtc VAD needs: pip install 'kame-tandem[stt]' (webrtcvad-wheels)") from exc
         self.vad = webrtcvad.Vad(aggressiveness)
 
     def reset(self) -> None:

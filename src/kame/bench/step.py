@@ -23,6 +23,7 @@ import time
 import torch
 
 from ..cliargs import at_least
+from ..model.loaders import DTYPES
 
 DEFAULT_FRONTENDS = ["random:tiny", "random:small", "random:100m"]
 
@@ -34,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=at_least(1), default=40, help="timed steps per case (default 40)")
     p.add_argument("--warmup", type=at_least(0), default=5, help="untimed steps first (default 5)")
     p.add_argument("--threads", type=at_least(1), default=1, help="torch threads (default 1)")
-    p.add_argument("--dtype", default=None, help="weights dtype (default float32 on CPU)")
+    p.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="weights dtype (default float32 on CPU)")
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -67,17 +68,18 @@ def bench_pair(plain, with_oracle, batch: int, frames: int, warmup: int) -> tupl
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..model.loaders import load_frontend
+    from ..model.loaders import check_frontend_spec, load_frontend
 
     torch.set_num_threads(args.threads)
     specs = args.frontend or DEFAULT_FRONTENDS
+    kinds = [check_frontend_spec(spec)[0] for spec in specs]  # every spec, before the first is benched
     batches = args.batch or [1, 4]
     rows = []
-    for spec in specs:
+    for spec, kind in zip(specs, kinds):
         with_oracle, _ = load_frontend(spec, dtype=args.dtype, oracle=True, fetch_companions=False)
         # The same weights without the oracle table (a Moshi model).
         plain, _ = load_frontend(spec, dtype=args.dtype, oracle=False, fetch_companions=False) \
-            if spec.startswith("random") else (None, None)
+            if kind == "random" else (None, None)
         if plain is None:
             plain = with_oracle
         oracle_params = sum(p.numel() for p in with_oracle.oracle_emb.parameters()) if with_oracle.has_oracle else 0

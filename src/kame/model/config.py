@@ -15,6 +15,7 @@ An unknown key raises ``kame.errors.ConfigError`` naming it.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +108,20 @@ class LMConfig:
         return max(self.delays)
 
     def validate(self) -> "LMConfig":
+        for name, low in _MIN_INT.items():  # sizes: a bad one is a crash deep in torch otherwise
+            if getattr(self, name) < low:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= {low}")
+        for name in ("hidden_scale", "max_period", "depformer_max_period", "positional_scale",
+                     "layer_scale", "depformer_layer_scale"):
+            v = getattr(self, name)
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise ConfigError(f"{name}={v} must be a finite number > 0")
+        from .modules import ACTIVATIONS  # (lazily: torch)
+
+        for name in ("gating", "depformer_gating"):
+            v = getattr(self, name)
+            if v is not None and v != "none" and v not in ACTIVATIONS:
+                raise ConfigError(f"{name}={v!r} is not 'none' or one of {sorted(ACTIVATIONS)}")
         if len(self.delays) != self.num_codebooks:
             raise ConfigError(f"delays has {len(self.delays)} entries, expected n_q + 1 = {self.num_codebooks}")
         if any(d < 0 for d in self.delays):
@@ -131,8 +146,10 @@ class LMConfig:
             raise ConfigError(f"depformer_weights_per_step_schedule needs dep_q={self.dep_q} entries")
         if self.dep_q and len(self.dep_ffn_dims) != self.dep_num_weights:
             raise ConfigError("depformer_dim_feedforward list length must match the depformer weight sets")
-        if self.existing_text_padding_id < 0 or self.existing_text_padding_id >= self.text_card:
-            raise ConfigError(f"existing_text_padding_id={self.existing_text_padding_id} outside the text vocabulary")
+        for name in ("existing_text_padding_id", "existing_text_end_padding_id"):
+            if not 0 <= getattr(self, name) < self.text_card:
+                raise ConfigError(f"{name}={getattr(self, name)} outside the text vocabulary [0, {self.text_card})")
+        _check_meta(self.meta)
         return self
 
     # ------------------------------------------------------------------------------------
@@ -141,7 +158,10 @@ class LMConfig:
         """Build from a published config.json dict (unknown keys -> ConfigError naming them)."""
         d = dict(raw)
         d.update(overrides)
-        meta = dict(d.pop("meta", {}) or {})
+        meta = d.pop("meta", None) or {}
+        if not isinstance(meta, dict):
+            raise ConfigError(f"config key meta={meta!r}: expected an object of metadata keys")
+        meta = dict(meta)
         for key in list(d):
             if key in META_KEYS:
                 meta[key] = d.pop(key)
@@ -175,6 +195,32 @@ class LMConfig:
         if unknown:
             raise ConfigError(f"unknown front-end config key(s): {', '.join(unknown)}")
         return dataclasses.replace(self, **changes).validate()
+
+
+# Sizes below these are ConfigErrors (not crashes deep in torch).
+_MIN_INT = {"n_q": 0, "dep_q": 0, "card": 1, "text_card": 1, "dim": 1, "num_heads": 1, "num_layers": 0,
+            "depformer_dim": 1, "depformer_num_heads": 1, "depformer_num_layers": 0, "kv_repeat": 1,
+            "extra_heads_num_heads": 0, "extra_heads_dim": 1}
+# Metadata keys kame reads: their JSON types, and the lm_gen_config entries Sampling takes.
+_META_STR = ("moshi_name", "mimi_name", "tokenizer_name", "model_type")
+_GEN_KEYS = {"temp": (int, float), "temp_text": (int, float), "top_k": (int,), "top_k_text": (int,)}
+
+
+def _check_meta(meta: dict[str, Any]) -> None:
+    """The metadata keys kame uses have the right type (a ConfigError naming the key, not an
+    AttributeError while loading or a TypeError in the first sampling step)."""
+    for key in _META_STR:
+        if key in meta and not (isinstance(meta[key], str) and meta[key].strip()):
+            raise ConfigError(f"config key {key}={meta[key]!r}: expected a non-empty string")
+    gen = meta.get("lm_gen_config")
+    if gen is None:
+        return
+    if not isinstance(gen, dict):
+        raise ConfigError(f"config key lm_gen_config={gen!r}: expected an object (temp, top_k, temp_text, top_k_text)")
+    for key, types in _GEN_KEYS.items():
+        v = gen.get(key)
+        if key in gen and (isinstance(v, bool) or not isinstance(v, types) or not math.isfinite(v) or v < 0):
+            raise ConfigError(f"config key lm_gen_config.{key}={v!r}: expected a{'n integer' if types == (int,) else ' number'} >= 0")
 
 
 _TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "None": (type(None),)}
@@ -222,6 +268,9 @@ UNSUPPORTED = {
 def moshi_7b() -> LMConfig:
     """Moshi 7B (moshiko / KAME) shapes, as the moshi package's ``_lm_kwargs``."""
     return LMConfig()
+
+
+PRESETS = ("tiny", "small", "100m", "stt-tiny", "7b")  # the names preset() knows
 
 
 def preset(name: str) -> LMConfig:

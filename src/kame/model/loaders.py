@@ -31,7 +31,7 @@ from safetensors.torch import save_file
 
 from ..errors import CheckpointError, ConfigError
 from ..hub import HubFileNotFound, HubUnreachable, hf_download, split_hf
-from .config import LMConfig, moshi_7b, preset
+from .config import PRESETS, LMConfig, moshi_7b, preset
 from .lm import LMModel
 from .stepper import Sampling, Stepper
 
@@ -111,6 +111,20 @@ def parse_dtype(dtype: Any, device: torch.device) -> torch.dtype:
     return DTYPES[str(dtype)]
 
 
+RANDOM_PRESETS = tuple(p for p in PRESETS if p != "7b")  # 7B is never built with random weights
+
+
+def random_preset(spec: str) -> str | None:
+    """The preset name of a "random" / "random:NAME" spec (None for any other spec), else ConfigError."""
+    if spec != "random" and not spec.startswith("random:"):
+        return None
+    name = spec.partition(":")[2] or "tiny"
+    if name not in RANDOM_PRESETS:
+        raise ConfigError(f"unknown random front-end {spec!r}; use random:{'|'.join(RANDOM_PRESETS)}"
+                          + (" (random 7B weights do not fit in memory: load a checkpoint)" if name == "7b" else ""))
+    return name
+
+
 # ------------------------------------------------------------------------------------------
 def _resolve(name: str, folder: Path | None, repo: str | None, revision: str | None) -> Path:
     """A file named by config.json: hf://org/repo/file, file://path, relative to the folder/repo."""
@@ -135,7 +149,7 @@ def _try_resolve(name: str, folder, repo, revision, missing: list[str]) -> Path 
     except Exception as exc:  # not in the cache / offline / not in the repo
         missing.append(f"{name} ({type(exc).__name__})")
         return None
-    if not p.exists():
+    if not p.is_file():
         missing.append(name)
         return None
     return p
@@ -150,12 +164,32 @@ def _cached_legacy_repo(repo: str, revision: str | None) -> bool:
     return isinstance(try_to_load_from_cache(repo, MOSHI_NAME, revision=revision), str)
 
 
-def _find_config(spec: str) -> tuple[dict | None, Path | None, str | None, str | None, str]:
-    """-> (raw config or None, folder, hf repo, revision, weights name override)."""
+def check_frontend_spec(spec: str) -> tuple[str, str | None, Path | None]:
+    """The form of a front-end spec, checked without loading anything (ConfigError, or a
+    CheckpointError for a path that does not exist): ("random", preset, None), ("hf", repo@rev, None)
+    or ("path", None, path)."""
+    if not isinstance(spec, (str, Path)) or not str(spec).removeprefix("path:").strip():
+        raise ConfigError(f"front-end spec {spec!r}: give hf://ORG/REPO, a checkpoint folder or random:tiny")
+    spec = str(spec)
+    if (name := random_preset(spec)) is not None:
+        return "random", name, None
     if spec.startswith("hf:"):
         repo, revision, extra = split_hf(spec)
         if extra is not None:
             raise ConfigError(f"expected hf://ORG/REPO[@REVISION], got {spec!r}")
+        return "hf", repo + (f"@{revision}" if revision else ""), None
+    path = Path(spec.removeprefix("path:")).expanduser()
+    if not path.exists():
+        hint = " (a front-end spec is hf://ORG/REPO, a checkpoint folder or random:NAME)" if ":" in spec else ""
+        raise CheckpointError(f"front-end checkpoint {str(path)!r} does not exist{hint}")
+    return "path", None, path
+
+
+def _find_config(spec: str) -> tuple[dict | None, Path | None, str | None, str | None, str]:
+    """-> (raw config or None, folder, hf repo, revision, weights name override)."""
+    kind, _, path = check_frontend_spec(spec)
+    if kind == "hf":
+        repo, revision, _ = split_hf(spec)
         try:
             cfg_path = hf_download(repo, "config.json", revision)
         except (HubFileNotFound, HubUnreachable) as exc:  # a legacy repo: Moshi 7B (as moshi does)
@@ -164,9 +198,6 @@ def _find_config(spec: str) -> tuple[dict | None, Path | None, str | None, str |
             log.warning("repo %s has no config.json; assuming Moshi 7B", repo)
             return None, None, repo, revision, ""
         return _read_json(cfg_path), None, repo, revision, ""
-    path = Path(spec.removeprefix("path:")).expanduser()
-    if not path.exists():
-        raise CheckpointError(f"front-end checkpoint {str(path)!r} does not exist")
     weights = ""
     if path.is_file():
         if path.suffix in (".safetensors", ".sft"):
@@ -196,6 +227,8 @@ def read_state(path: Path, device: torch.device) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: only .safetensors weights are supported")
     if not path.exists():
         raise CheckpointError(f"weights file {path} does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"weights file {path} is not a file")
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:
             return {k: f.get_tensor(k) for k in f.keys()}
@@ -261,11 +294,11 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
     """Load a front-end LM. spec: "hf://org/repo[@rev]", a folder / config.json / .safetensors
     path, or "random:tiny|small|100m|stt-tiny" (random weights, seeded).
     oracle: None = config's `oracle` key, else on (KAME) except for model_type "stt"."""
+    kind, name, _ = check_frontend_spec(spec)
     device = parse_device(device)
     dt = parse_dtype(dtype, device)
     spec = str(spec)
-    if spec.startswith("random"):
-        name = spec.split(":", 1)[1] if ":" in spec else "tiny"
+    if kind == "random":
         cfg = preset(name)
         if oracle is not None or config_overrides:
             cfg = cfg.replace(**({"oracle": oracle} if oracle is not None else {}), **config_overrides)

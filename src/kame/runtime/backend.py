@@ -228,7 +228,6 @@ def load_backend(cfg: KameConfig, clock: Clock, tokenizer=None, metrics=None):
     """The config's STT + LLM -> (factory(session) -> BackendBridge | None, info); ``factory.shared``
     holds the STT, LLM (and hybrid routing's TTS) all sessions share (TandemAgent.stop closes them).
     ``tokenizer``: the front-end's text vocabulary (oracle ids must be in it)."""
-    from .. import registry
 
     bc = cfg.backend
     if bc.stt == "none" and bc.llm == "none":

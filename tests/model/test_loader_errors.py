@@ -1,0 +1,138 @@
+"""Broken front-end checkpoints and specs fail with a kame error naming what is wrong (not a
+KeyError / TypeError / ZeroDivisionError from deep inside torch, nor a 30 GB allocation)."""
+
+import json
+import sys
+
+import pytest
+import torch
+
+from kame import registry
+from kame.errors import CheckpointError, ConfigError, NotAvailableError
+from kame.model.loaders import check_frontend_spec, load_frontend, save_frontend
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fe") / "ck"
+    model, _ = load_frontend("random:tiny")
+    save_frontend(model, folder, tokenizer_name="tok.model", lm_gen_config={"temp": 0.8, "top_k": 250})
+    return folder, json.loads((folder / "config.json").read_text())
+
+
+def _with_config(folder, raw, tmp_path, **changes):
+    d = tmp_path / "variant"
+    d.mkdir()
+    (d / "model.safetensors").symlink_to(folder / "model.safetensors")
+    (d / "config.json").write_text(json.dumps({**raw, **changes}))
+    return d
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"gating": "relu6x"}, r"gating='relu6x' is not 'none' or one of \["),
+    ({"depformer_gating": "swish"}, "depformer_gating='swish'"),
+    ({"num_heads": 0}, "num_heads=0 must be >= 1"),
+    ({"dim": -64}, "dim=-64 must be >= 1"),
+    ({"card": -5}, "card=-5 must be >= 1"),
+    ({"hidden_scale": float("nan")}, "hidden_scale=nan must be a finite number > 0"),
+    ({"existing_text_end_padding_id": 5000}, r"existing_text_end_padding_id=5000 outside the text vocabulary \[0, 1000\)"),
+    ({"meta": [1]}, "config key meta=.1.: expected an object"),
+    ({"moshi_name": 5}, "config key moshi_name=5: expected a non-empty string"),
+    ({"moshi_name": ""}, "config key moshi_name='': expected a non-empty string"),
+    ({"mimi_name": None}, "config key mimi_name=None"),
+    ({"lm_gen_config": [1]}, "config key lm_gen_config=.1.: expected an object"),
+    ({"lm_gen_config": {"temp": "hot"}}, r"lm_gen_config.temp='hot': expected a number >= 0"),
+    ({"lm_gen_config": {"top_k": 2.5}}, r"lm_gen_config.top_k=2.5: expected an integer >= 0"),
+])
+def test_bad_config_values_are_config_errors(saved, tmp_path, changes, message):
+    folder, raw = saved
+    with pytest.raises(ConfigError, match=message):
+        load_frontend(_with_config(folder, raw, tmp_path, **changes))
+
+
+def test_lm_gen_config_extra_keys_are_kept(saved, tmp_path):
+    folder, raw = saved
+    _, info = load_frontend(_with_config(folder, raw, tmp_path, lm_gen_config={"temp_text": 0, "cfg_coef": 1.5}))
+    assert info.sampling.temp_text == 0 and info.lm_gen_config["cfg_coef"] == 1.5
+
+
+def test_weights_and_tokenizer_paths_that_are_folders(saved, tmp_path):
+    folder, raw = saved
+    d = tmp_path / "dirs"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(raw))
+    (d / "model.safetensors").mkdir()
+    with pytest.raises(CheckpointError, match="model.safetensors is not a file"):
+        load_frontend(d)
+    (d / "model.safetensors").rmdir()
+    (d / "model.safetensors").symlink_to(folder / "model.safetensors")
+    (d / "tok.model").mkdir()  # a folder is not the tokenizer: a missing companion file
+    _, info = load_frontend(d)
+    assert info.tokenizer is None and "tok.model" in info.missing_files
+
+
+@pytest.mark.parametrize("spec, error, message", [
+    ("random:nonsense", ConfigError, r"unknown random front-end 'random:nonsense'; use random:tiny\|small"),
+    ("random:7b", ConfigError, "random 7B weights do not fit in memory"),  # (was: built, 30 GB)
+    ("random:tiny:x", ConfigError, "unknown random front-end"),
+    ("randomfoo", CheckpointError, "'randomfoo' does not exist"),  # (was: random:tiny)
+    ("", ConfigError, "front-end spec ''"),
+    ("path:", ConfigError, "front-end spec 'path:'"),
+    ("nonsense:x", CheckpointError, "'nonsense:x' does not exist .a front-end spec is hf://ORG/REPO"),
+    ("hf://acme/x/y", ConfigError, "expected hf://ORG/REPO"),
+])
+def test_bad_frontend_specs(spec, error, message):
+    with pytest.raises(error, match=message):
+        check_frontend_spec(spec)
+    with pytest.raises(error, match=message):
+        load_frontend(spec)
+
+
+def test_random_specs():
+    assert check_frontend_spec("random") == ("random", "tiny", None)
+    assert check_frontend_spec("random:stt-tiny") == ("random", "stt-tiny", None)
+    assert check_frontend_spec("hf://acme/x@v1")[:2] == ("hf", "acme/x@v1")
+
+
+def test_hf_spec_fails_fast_offline(monkeypatch):
+    import time
+
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    t0 = time.monotonic()
+    with pytest.raises(CheckpointError, match="acme/never-cached: config.json is not in the local Hugging Face cache"):
+        registry.create("frontend", "hf://acme/never-cached")
+    assert time.monotonic() - t0 < 5
+
+
+def test_registry_spec_checks():
+    with pytest.raises(ConfigError, match="a component spec is a string"):
+        registry.create("frontend", None)
+    with pytest.raises(ConfigError, match="unknown component kind 'bogus'"):
+        registry.create("bogus", "x")
+    with pytest.raises(ConfigError, match=r"unknown frontend spec 'nope:x': scheme 'nope' is not one of \['hf', 'path', 'random'\]"):
+        registry.create("frontend", "nope:x")
+    with pytest.raises(ConfigError, match="unknown front-end config key.s.: bogus"):
+        registry.create("frontend", "random:tiny", bogus=1)
+
+
+def test_missing_package_is_an_import_error_naming_the_extra(monkeypatch):
+    """Both a missing package imported by the factory's module and one the factory imports lazily."""
+    registry.register("stt", "_needs_pkg", "kame_test_no_such_module:create", extra="stt")
+    registry.register("codec", "_lazy", f"{__name__}:_lazy_factory", extra="codec-x")
+    try:
+        with pytest.raises(ImportError, match=r"stt '_needs_pkg' needs a package .* pip install 'kame-tandem\[stt\]'") as e:
+            registry.create("stt", "_needs_pkg")
+        assert isinstance(e.value, NotAvailableError)
+        monkeypatch.setitem(sys.modules, "kame_test_lazy_pkg", None)
+        with pytest.raises(ImportError, match=r"codec '_lazy' needs a package .*kame_test_lazy_pkg.*kame-tandem\[codec-x\]"):
+            registry.create("codec", "_lazy")
+    finally:
+        del registry._ENTRIES["stt"]["_needs_pkg"], registry._ENTRIES["codec"]["_lazy"]
+
+
+def _lazy_factory(arg, **kwargs):
+    import kame_test_lazy_pkg  # noqa: F401
+
+    return torch.zeros(1)
