@@ -17,6 +17,7 @@ kame.errors.MissingPackageError (an ImportError and a NotAvailableError) naming 
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -88,8 +89,20 @@ def resolve(kind: str, spec: str) -> tuple[Callable[..., Any], str | None]:
     return getattr(module, attr), arg
 
 
+class UnknownOptionError(ConfigError):
+    """create() was given a keyword option the component does not take (``option`` names it)."""
+
+    def __init__(self, message: str, option: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+_UNEXPECTED = re.compile(r"unexpected keyword argument '(\w+)'")
+
+
 def create(kind: str, spec: str, **kwargs: Any) -> Any:
-    """Create the component named by ``spec``; extra keyword arguments go to its factory."""
+    """Create the component named by ``spec``; extra keyword arguments go to its factory (one it
+    does not take is an UnknownOptionError, a ConfigError)."""
     factory, arg = resolve(kind, spec)
     try:
         return factory(arg, **kwargs)
@@ -97,6 +110,23 @@ def create(kind: str, spec: str, **kwargs: Any) -> Any:
         if not exc.name or exc.name.split(".")[0] == "kame":
             raise
         raise _missing(kind, spec, check_spec(kind, spec)[0], exc) from exc
+    except TypeError as exc:  # factories pass their options on to the component's constructor
+        m = _UNEXPECTED.search(str(exc))
+        if m is None or m[1] not in kwargs:
+            raise
+        raise UnknownOptionError(f"{kind} {spec!r} has no option {m[1]!r}", m[1]) from None
+
+
+def create_with_optional(kind: str, spec: str, **optional: Any) -> Any:
+    """create() passing each of the ``optional`` keyword arguments (shared context such as the
+    agent's clock) that the component takes, and leaving out those it does not."""
+    while True:
+        try:
+            return create(kind, spec, **optional)
+        except UnknownOptionError as exc:
+            if exc.option not in optional:
+                raise
+            optional.pop(exc.option)
 
 
 def _missing(kind: str, spec: str, entry: Entry, exc: ImportError) -> MissingPackageError:

@@ -1,6 +1,7 @@
 """Re-prediction decisions (pure), the prompt builder, and the BM25 knowledge base."""
 
 import re
+import warnings
 
 import pytest
 
@@ -70,6 +71,19 @@ def test_bm25_ranking(tmp_path):
     assert hits[0][1].source == "a.md" and all(h[1].source == "a.md" for h in hits)
     assert kb.search("croissants")[0][1].source == "sub/b.txt"
     assert kb.search("zebra unicorn") == []
+
+
+def test_bm25_any_script_and_notes_of_stop_words_only(tmp_path):
+    (tmp_path / "fr.md").write_text("Le café ouvre à sept heures près de la gare.")
+    (tmp_path / "ja.md").write_text("東京 駅 は 大きい")
+    assert KnowledgeBase.from_folder(tmp_path).search("quand ouvre le café")[0][1].source == "fr.md"  # was no hit
+    assert KnowledgeBase.from_folder(tmp_path).search("東京")[0][1].source == "ja.md"
+    for f in tmp_path.iterdir():
+        f.unlink()
+    (tmp_path / "stop.md").write_text("and the of it")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # was a division by zero (RuntimeWarning, NaN scores)
+        assert KnowledgeBase.from_folder(tmp_path).search("the museum") == []
 
 
 def test_knowledge_dir_check_says_what_is_wrong(tmp_path, monkeypatch):

@@ -115,6 +115,17 @@ def test_registry_spec_checks():
         registry.create("frontend", "nope:x")
     with pytest.raises(ConfigError, match="unknown front-end config key.s.: bogus"):
         registry.create("frontend", "random:tiny", bogus=1)
+    # an option the component's constructor does not take (was a bare TypeError)
+    with pytest.raises(registry.UnknownOptionError, match="stt 'openai:m' has no option 'bogus'") as e:
+        registry.create("stt", "openai:m", bogus=1, base_url="http://127.0.0.1:9/v1")
+    assert e.value.option == "bogus" and isinstance(e.value, ConfigError)
+
+
+def test_optional_context_is_passed_only_where_taken():
+    """create_with_optional leaves out what a component does not take (the OpenAI LLM has no
+    ``nice``: it runs no process of its own) and passes what it does."""
+    llm = registry.create_with_optional("llm", "openai:m", nice=5, base_url="http://127.0.0.1:9/v1")
+    assert type(llm).__name__ == "OpenAIChat" and llm.base_url.startswith("http://127.0.0.1:9")
 
 
 def test_missing_package_is_an_import_error_naming_the_extra(monkeypatch):

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import ConfigError
 
-_WORD = re.compile(r"[a-z0-9]+")
+_WORD = re.compile(r"[^\W_]+")  # letters and digits of any script ("café", "東京")
 STOP = frozenset(
     "a an and are as at be but by do does for from had has have he her his how i if in is it its "
     "me my not of on or our she so that the their them then there these they this to was we were "
@@ -56,7 +56,7 @@ class KnowledgeBase:
         self.k1, self.b = k1, b
         tfs = [Counter(terms(c.text)) for c in chunks]
         self.lengths = np.array([sum(tf.values()) for tf in tfs], dtype=np.float64)  # [n_chunks]
-        self.avg_len = float(self.lengths.mean()) if len(chunks) else 1.0
+        self.avg_len = max(1.0, float(self.lengths.mean())) if len(chunks) else 1.0  # notes of stop words only: 0
         # inverted index: term -> (chunk ids [m], term counts [m])
         postings: dict[str, tuple[list[int], list[int]]] = {}
         for i, tf in enumerate(tfs):

@@ -203,16 +203,11 @@ def producer_factory(cfg: KameConfig, clock: Clock, llm, tokenizer):
 
 def create_stt(spec: str, clock: Clock, metrics=None, nice: int = 0):
     """The STT of ``spec``, stamping transcripts (and metrics) on the agent's clock, its threads
-    ``nice`` steps below the step's CPU priority; a custom factory that does not take these
-    keywords is created with fewer of them (nice first, then clock and metrics)."""
+    ``nice`` steps below the step's CPU priority; a custom STT that does not take some of these
+    keywords is created without them."""
     from .. import registry
 
-    for kwargs in ({"clock": clock, "metrics": metrics, "nice": nice}, {"clock": clock, "metrics": metrics}):
-        try:
-            return registry.create("stt", spec, **kwargs)
-        except TypeError:
-            pass
-    return registry.create("stt", spec)
+    return registry.create_with_optional("stt", spec, clock=clock, metrics=metrics, nice=nice)
 
 
 def create_llm(spec: str, nice: int = 0):
