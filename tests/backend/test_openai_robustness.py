@@ -1,6 +1,7 @@
 """What the OpenAI-compatible adapters (LLM, STT, TTS) do with a misbehaving server and bad
 options: a specific BackendError / ConfigError, never a stray TypeError, noise or a wrong word."""
 
+import asyncio
 import io
 
 import numpy as np
@@ -83,6 +84,31 @@ async def test_llm_null_error_field_and_garbage_lines_are_ignored(server):
                          b'data: {"error": null, "choices": [{"delta": {"content": "ok"}}]}\n\n',
                          b'data:{"choices": [{"delta": {"content": " caf\xe9"}}]}\r\n\r\n', b"data: [DONE]\n\n")
     assert await chat(server.url) == ["ok", " caf\ufffd"]
+
+
+async def test_llm_server_ignoring_max_tokens_is_cut_there(server):
+    """A server that streams on past max_tokens (forever, here) is cut at max_tokens pieces."""
+    async def endless(request):
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        try:
+            while True:
+                await resp.write(b'data: {"choices": [{"delta": {"content": " la"}}]}\n\n')
+                await asyncio.sleep(0.001)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        return resp
+    server.handler = endless
+    llm = OpenAIChat("m", base_url=server.url, first_token_timeout=2, chunk_timeout=2)
+    try:
+        pieces = await asyncio.wait_for(_collect(llm.stream_chat(MSGS, max_tokens=20)), 10)
+    finally:
+        await llm.aclose()
+    assert pieces == [" la"] * 20
+
+
+async def _collect(stream):
+    return [p async for p in stream]
 
 
 @pytest.mark.parametrize("kw,what", [

@@ -92,6 +92,7 @@ class OpenAIChat(OpenAIHTTP, LLM):
                                    f"got {ctype}: {await read_excerpt(resp)}")
             got_content = False
             finished = False
+            pieces = 0
             while True:
                 timeout = self.chunk_timeout if got_content else max(0.0, deadline - loop.time())
                 try:
@@ -117,6 +118,11 @@ class OpenAIChat(OpenAIHTTP, LLM):
                 finished = finished or end
                 if piece:
                     got_content = True
+                    pieces += 1
+                    if max_tokens is not None and pieces > max_tokens:  # a piece holds >= 1 token
+                        log.warning("LLM %s: the server sent more than max_tokens=%d pieces; reply cut there",
+                                    self.url, max_tokens)
+                        return  # the connection is dropped (finally), so the server stops
                     yield piece
         finally:
             if done:
