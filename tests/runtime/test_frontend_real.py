@@ -87,8 +87,16 @@ async def test_checkpoint_folder_runs_with_its_own_codec_and_tokenizer(tmp_path)
     from kame.codec.mimi import build_random, save_mimi
     from kame.model.loaders import load_frontend, save_frontend
 
+    from kame.backend.tokenizer import TextTokenizer
+
     codec = build_random("tiny")
-    model, _ = load_frontend("random:tiny", card=codec.cardinality)
+    small, _ = load_frontend("random:tiny", card=codec.cardinality)  # text vocabulary 1000
+    save_frontend(small, tmp_path / "bad", tokenizer_name="spm.model")
+    shutil.copy(DEFAULT_MODEL, tmp_path / "bad" / "spm.model")
+    with pytest.raises(CheckpointError, match=r"spm\.model has 4000 pieces, more than its text vocabulary \(text_card 1000\)"):
+        await run({"A": (0, 0, 4)}, {"A": speech(1, 4)}, real_cfg(**{"frontend.spec": str(tmp_path / "bad"),
+                                                                    "codec.spec": "mimi:random-tiny"}))
+    model, _ = load_frontend("random:tiny", card=codec.cardinality, text_card=TextTokenizer(DEFAULT_MODEL).vocab_size)
     ck = tmp_path / "ck"
     save_frontend(model, ck, mimi_name="mimi_tiny.safetensors", tokenizer_name="spm.model")
     save_mimi(codec, ck / "mimi_tiny.safetensors")

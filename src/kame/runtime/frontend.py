@@ -119,6 +119,10 @@ def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: st
         from ..backend.tokenizer import TextTokenizer
 
         tokenizer = TextTokenizer(finfo.tokenizer)
+        if tokenizer.vocab_size > model.cfg.text_card:  # its oracle and text ids would not fit the model
+            raise CheckpointError(f"front-end {spec!r}: its tokenizer {finfo.tokenizer} has {tokenizer.vocab_size} "
+                                  f"pieces, more than its text vocabulary (text_card {model.cfg.text_card}): the "
+                                  f"two do not belong together (check tokenizer_name in its config.json)")
     info = {"frontend_random": finfo.weights is None, "frontend_type": finfo.model_type,
             "frontend_weights": str(finfo.weights) if finfo.weights else None,
             "tokenizer": str(finfo.tokenizer) if finfo.tokenizer else "default (kame/assets)"}
@@ -186,8 +190,8 @@ def load_frame_models(cfg: KameConfig):
         "text_vocab": c.text_card,
         "oracle": bool(getattr(model, "has_oracle", False)),
         "oracle_start_id": c.text_card,
-        # a back-end tokenizer bigger than the front-end's text vocabulary (small random presets):
-        # oracle ids are folded into it (CodecFrameModel.oracle_append)
+        # kame's default tokenizer, bigger than a small random preset's text vocabulary: oracle ids
+        # are folded into it (CodecFrameModel.oracle_append); a checkpoint's own tokenizer must fit
         "oracle_ids_folded": tokenizer.vocab_size > c.text_card,
         "token_text": token_text,
         "text_tokenizer": tokenizer,
