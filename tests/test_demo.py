@@ -20,3 +20,15 @@ def test_demo_argument_errors(tmp_path, capsys):
         assert main(["demo", "--out", str(out), *bad]) == 1  # before the question is synthesized
         assert message in capsys.readouterr().err
         assert not (out / "question.wav").exists()
+
+
+def test_demo_default_tail_holds_the_cascade_answer():
+    """With --tail 6 the demo's cascade.wav held only the first second of the spoken answer (first
+    sound 5.2 s after the question, then ~6 s of speech): the default leaves room for all of it."""
+    import argparse
+
+    from kame.demo import add_arguments
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    assert p.parse_args([]).tail >= 10.0

@@ -27,14 +27,18 @@ from .errors import ConfigError
 from .paths import check_output_folder
 
 DEFAULT_QUESTION = "What is the capital city of France?"
+DEFAULT_TAIL_S = 12.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--question", default=DEFAULT_QUESTION, help="the question the user speaks")
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     p.add_argument("--mode", choices=("both", "cascade", "tandem"), default="both")
-    p.add_argument("--fast", action="store_true", help="no wall-clock pacing (latencies not meaningful)")
-    p.add_argument("--tail", type=float, default=6.0, help="seconds of silence after the question")
+    p.add_argument("--fast", action="store_true",
+                   help="no wall-clock pacing (latencies not meaningful; the cascade's answer comes too late to be in the file)")
+    # the cascade's first sound comes 3-5 s after the question, and its answer takes seconds more
+    p.add_argument("--tail", type=float, default=DEFAULT_TAIL_S,
+                   help=f"seconds of silence after the question (default {DEFAULT_TAIL_S:g}: room for the cascade's whole answer)")
     add_config_arguments(p)
 
 

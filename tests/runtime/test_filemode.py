@@ -48,8 +48,23 @@ def test_kame_run_end_to_end(tmp_path, capsys, fake_components):
     assert [v["event"] for v in doc["vad"]][:2] == ["start", "end"]
     assert doc["summary"]["frames"] == n // 1920 and doc["summary"]["step_time_p50_s"] > 0
     assert doc["stats"]["oracle_tokens_fed"] > 0 and doc["stats"]["final"]
+    assert set(doc) == documented_json_keys()  # docs/runtime.md names every key (7 were missing)
+    for key in ("transcripts", "oracle", "agent_text", "vad", "metrics"):  # times in order
+        times = [e["t"] for e in doc[key]]
+        assert times == sorted(times), key
+    assert doc["summary"]["reply_cut_off"] is False
     png = out.with_suffix(".png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def documented_json_keys() -> set[str]:
+    """The top-level OUT.json keys docs/runtime.md ("File mode") names: `code` words of its bullet."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "runtime.md").read_text()
+    bullet = text.split("* `OUT.json` —", 1)[1].split("\n* ", 1)[0]
+    return set(re.findall(r"`([a-z_]+)`", bullet)) - {"simulated", "fast", "turn"}
 
 
 def test_kame_run_bad_input(tmp_path, capsys):
@@ -105,3 +120,21 @@ def test_kame_run_fast_front_end_only(tmp_path, capsys):
     assert doc["pacing"] == "fast" and doc["summary"]["frames"] == 19 and doc["summary"]["late_frames"] == 0
     assert doc["components"]["stt"] == "none" and doc["transcripts"] == [] and doc["oracle"] == []
     assert sf.info(str(out)).frames == 19 * 1920
+
+
+def test_reply_cut_off_when_the_agent_text_outlives_its_audio():
+    """A cascade answer that comes after the file's end (default --tail 3) left OUT.wav silent on the
+    right with nothing saying so; now the summary flags it (and the run prints a warning)."""
+    from kame.runtime.filemode import SR, reply_cut_off
+
+    text = [{"t": 4.9, "text": "The"}, {"t": 5.4, "text": " capital"}]
+    silent = np.zeros(6 * SR, np.float32)
+    assert reply_cut_off({"agent_text": text}, silent)
+    spoken = silent.copy()
+    spoken[int(5.2 * SR):int(5.9 * SR)] = 0.1  # spoken, then silent before the end: complete
+    assert not reply_cut_off({"agent_text": text}, spoken)
+    spoken[int(5.2 * SR):] = 0.1  # a cascade still speaking when the file ends (the demo's cascade.wav)
+    assert reply_cut_off({"agent_text": text, "components": {"mode": "cascade"}}, spoken)
+    babble = np.full(3 * SR, 0.1, np.float32)  # tandem: text of the last frame at the very end
+    assert not reply_cut_off({"agent_text": [{"t": 3.0, "text": "x"}]}, babble)
+    assert not reply_cut_off({"agent_text": [{"t": 5.0, "text": " "}]}, silent)  # no reply at all

@@ -191,6 +191,22 @@ def summarize(rec: dict) -> dict:
     }
 
 
+AUDIBLE = 0.01  # |sample| above which agent audio counts as heard (the cascade's silence_threshold)
+
+
+def reply_cut_off(rec: dict, agent: np.ndarray) -> bool:
+    """The reply was not all spoken before OUT.wav ended: the agent's text goes on more than 0.5 s
+    past its last audible sample (all of it, for a cascade whose answer came late), or a cascade
+    is still speaking in the last frame (between replies it is silent; a tandem's front-end
+    never is, so that says nothing about it)."""
+    if not "".join(a["text"] for a in rec["agent_text"]).strip():
+        return False
+    loud = np.flatnonzero(np.abs(agent) > AUDIBLE)
+    if not loud.size or loud[-1] / SR + 0.5 < rec["agent_text"][-1]["t"]:
+        return True
+    return rec.get("components", {}).get("mode") == "cascade" and loud[-1] >= agent.shape[0] - FRAME
+
+
 def plot_timeline(path: Path, user: np.ndarray, agent: np.ndarray, rec: dict, title: str) -> None:
     import matplotlib
 
@@ -308,6 +324,7 @@ def main(args) -> int:
     write_wav(out, np.stack([user, agent], axis=1), SR)
     summary = summarize(rec)
     summary["agent_clipped_fraction"] = clipped
+    summary["reply_cut_off"] = reply_cut_off(rec, agent)
     random_fe = bool(summary["frontend_random"])
     doc = {
         "input": str(args.input), "input_conversion": note, "output": str(out), "pacing": "fast" if args.fast else "simulated-realtime",
@@ -359,4 +376,7 @@ def _print_summary(s: dict, out: Path, no_png: bool) -> None:
     if s.get("agent_clipped_fraction", 0.0) >= 1e-4:  # a handful of clipped samples is inaudible
         print(f"warning   {100 * s['agent_clipped_fraction']:.2f} % of the agent's samples exceeded full scale "
               f"and were clipped in {out.name}")
+    if s.get("reply_cut_off"):
+        print(f"warning   the agent's reply is cut off in {out.name}: it was still answering when the file "
+              f"ended; give a longer --tail")
     print(f"wrote     {out}, {out.with_suffix('.json')}" + ("" if no_png else f", {out.with_suffix('.png')}"))
