@@ -252,7 +252,7 @@ def load_config(
         p = Path(path).expanduser()
         if p.is_dir():
             raise ConfigError(f"config file {p} is a folder; give a TOML file")
-        if not p.is_file():
+        if not p.exists():  # a pipe (--config <(...)) or /dev/null is read like a file
             raise ConfigError(f"config file not found: {p}")
         try:
             data = tomllib.loads(p.read_text(encoding="utf-8"))

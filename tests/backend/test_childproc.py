@@ -52,6 +52,20 @@ def test_start_talk_stop():
     assert not proc.is_alive() and proc.exitcode == 0  # it left on EOF, not terminated
 
 
+def test_ctrl_c_is_the_parents_to_handle():
+    """Ctrl-C reaches the whole process group; the child ignores it (no KeyboardInterrupt
+    traceback mid-message) and ends when the parent closes the pipe."""
+    import os
+    import signal
+
+    proc, conn = start_child(_echo, ("hi",), name="kame-test-echo", what="the echo child")
+    os.kill(proc.pid, signal.SIGINT)
+    conn.send(1)
+    assert conn.recv() == ("hi", 1) and proc.is_alive()  # was: dead with a traceback
+    stop_child(proc, conn)
+    assert proc.exitcode == 0
+
+
 def test_load_failures_are_clear_errors():
     with pytest.raises(NotAvailableError, match="the x child failed to start: no model here"):
         start_child(_no_model, (), name="kame-test", what="the x child")

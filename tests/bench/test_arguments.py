@@ -61,3 +61,15 @@ def test_soak_checks_parts_json_and_config_before_running(tmp_path, capsys, extr
     assert main(["bench", "soak", "--fuzz", "0", *extra]) == 1
     err = capsys.readouterr().err
     assert err.startswith("kame: error: ") and message.replace("{tmp}", str(tmp_path)) in err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--llm", "nope"], "unknown llm spec 'nope'"),  # was found after the whole STT table
+    (["--stt", "embedded;bogus=1", "--llm", "none"], "bogus"),
+    (["--no-stt", "--llm", "none"], "leaves nothing to measure"),  # ran nothing, exit 0
+])
+def test_backend_bench_checks_its_specs_before_running(capsys, extra, message):
+    assert main(["bench", "backend", "--sentences", "1", *extra]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("kame: error: ") and message in captured.err
+    assert "machine:" not in captured.out  # nothing ran

@@ -95,6 +95,21 @@ def test_bad_files(tmp_path):
         load_config(wrong)
 
 
+def test_a_pipe_or_dev_null_is_a_config_file(tmp_path):
+    """--config <(...) and /dev/null exist without being regular files (were "not found")."""
+    import os
+
+    assert load_config("/dev/null").mode == "tandem"
+    fifo = tmp_path / "cfg.fifo"
+    os.mkfifo(fifo)
+    import threading
+
+    threading.Thread(target=lambda: fifo.write_text('mode = "cascade"\n'), daemon=True).start()
+    assert load_config(fifo).mode == "cascade"
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "none.toml")
+
+
 def test_non_finite_numbers_and_unreadable_files(tmp_path, monkeypatch):
     f = tmp_path / "nan.toml"  # TOML has nan: it passed min/max checks and crashed the session later
     f.write_text("[runtime]\nmax_input_backlog_s = nan\n")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 from typing import Callable
 
 from ..errors import BackendError, NotAvailableError
@@ -31,7 +32,7 @@ def start_child(target: Callable, args: tuple, *, name: str, what: str):
     Returns (process, the parent's end of the pipe); raises NotAvailableError ("unavailable")
     or BackendError (any other message, or the child exiting first), naming ``what``."""
     parent_conn, child_conn = CTX.Pipe()
-    proc = CTX.Process(target=target, args=(child_conn, *args), name=name, daemon=True)
+    proc = CTX.Process(target=_child, args=(target, child_conn, *args), name=name, daemon=True)
     try:
         proc.start()
     except BaseException:
@@ -53,6 +54,14 @@ def start_child(target: Callable, args: tuple, *, name: str, what: str):
         proc.join(5)
         raise (NotAvailableError if msg[0] == "unavailable" else BackendError)(f"{what} failed to start: {msg[-1]}")
     return proc, parent_conn
+
+
+def _child(target: Callable, conn, *args) -> None:
+    """The child's entry: Ctrl-C at the terminal goes to the whole process group, but the child
+    is the parent's to stop (it closes the pipe), so the child ignores SIGINT instead of dying
+    with a KeyboardInterrupt traceback mid-message."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    target(conn, *args)
 
 
 def stop_child(proc, conn) -> None:

@@ -29,7 +29,8 @@ import platform
 import time
 
 from ..cliargs import at_least
-from .backend_stt import add_stt_arguments, run_stt_bench, stt_table
+from ..errors import ConfigError
+from .backend_stt import add_stt_arguments, check_options, run_stt_bench, stt_table
 
 TURNS = [
     "hi there can you tell me what the capital of france is",
@@ -167,8 +168,16 @@ async def _bench_oracle(llm, args, tok) -> dict:
 def main(args: argparse.Namespace) -> int:
     import torch
 
+    from .. import registry
     from ..backend.tokenizer import default_tokenizer
 
+    specs = [s for s in (args.llm or ["embedded"]) if s != "none"]  # --llm none: STT only
+    if args.no_stt and not specs:
+        raise ConfigError("--no-stt with --llm none leaves nothing to measure")
+    for spec in specs:  # a bad spec fails now, not after the STT table's minutes
+        registry.check_spec("llm", spec)
+    for spec in ([] if args.no_stt else getattr(args, "stt", None) or []):
+        check_options(spec)
     print(f"machine: {_cpu_name()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; "
           f"torch threads {args.threads}; python {platform.python_version()}\n")
     torch.set_num_threads(args.threads)
@@ -176,7 +185,6 @@ def main(args: argparse.Namespace) -> int:
         print("## STT\n")
         print(stt_table(run_stt_bench(args)) + "\n")
     tok = default_tokenizer()
-    specs = [s for s in (args.llm or ["embedded"]) if s != "none"]  # --llm none: STT only
 
     async def _all():
         rows, oracle = [], None
