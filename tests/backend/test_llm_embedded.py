@@ -75,3 +75,40 @@ async def test_child_death_fails_the_request_and_the_next_one_restarts_it(llm):
     assert worker.restarts == restarts + 1 and worker.proc.pid != pid
     if sys.platform == "linux":  # a restarted child keeps the lower priority
         assert nice_of(worker.proc.pid) == min(19, nice_of(os.getpid()) + 3)
+
+
+class _HungWorker:
+    """A worker whose child never answers (hung without dying)."""
+
+    def __init__(self):
+        self.stopped = []
+
+    def submit(self, llm, req_id, request, stop, put):
+        import concurrent.futures
+
+        return concurrent.futures.Future()  # never done, put() never called
+
+    def stop_request(self, req_id):
+        self.stopped.append(req_id)
+
+
+async def test_a_hung_child_is_a_backend_error_not_a_hang():
+    """No token for stall_timeout s: BackendError (was: the stream waited forever); the request is
+    withdrawn. No model load: the worker is a stand-in."""
+    from kame.backend.llm.embedded import EmbeddedLLM
+
+    llm = EmbeddedLLM.__new__(EmbeddedLLM)
+    llm.worker, llm.stall_timeout = _HungWorker(), 0.2
+    llm.max_tokens, llm.temperature, llm.repetition_penalty = 10, 0.0, 1.0
+    with pytest.raises(BackendError, match="nothing from its child for 0.2 s"):
+        async for _ in llm.stream_chat(MSGS):
+            pass
+    assert len(llm.worker.stopped) == 1
+
+
+def test_stall_timeout_is_checked():
+    from kame.backend.llm.embedded import EmbeddedLLM
+    from kame.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="embedded LLM: stall_timeout must be a number > 0"):
+        EmbeddedLLM(stall_timeout=0)

@@ -20,6 +20,7 @@ from kame.cli import main
     (["bench", "latency", "--window", "nan"], "--window: expected a finite number, got 'nan'"),
     (["bench", "sessions", "--seconds", "nan"], "--seconds: expected a finite number, got 'nan'"),
     (["bench", "sessions", "--sessions", "0"], "--sessions: must be >= 1, got 0"),
+    (["bench", "codec-quality", "--sentences", "0"], "--sentences: must be >= 1, got 0"),  # was exit 1, not 2
 ])
 def test_bad_counts_are_argument_errors(argv, option, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -254,6 +254,8 @@ def test_registry_entry():
         registry.create("codec", "mimi:random-tiny", bogus=1)
     with pytest.raises(CheckpointError):
         registry.create("codec", "mimi:/nonexistent/mimi.safetensors")
+    with pytest.raises(ConfigError, match="unknown random Mimi 'random-huge'; use mimi:random"):  # was "not found"
+        registry.create("codec", "mimi:random-huge")
 
 
 def test_bench_prints_a_table(capsys):

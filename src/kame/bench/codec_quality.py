@@ -129,7 +129,7 @@ def _mean(xs: list[float]) -> float:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codec", default="embedded", help="codec spec (embedded, embedded:PATH, mimi, ...)")
-    p.add_argument("--sentences", type=int, default=None,
+    p.add_argument("--sentences", type=at_least(1), default=None,
                    help="held-out sentences per voice (default: all of kame.codec.embedded.sentences.HELD_OUT)")
     p.add_argument("--threads", type=at_least(1), default=1, help="torch threads for the codec")
     p.add_argument("--channel", default="clean",

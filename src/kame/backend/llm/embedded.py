@@ -44,6 +44,7 @@ from typing import AsyncIterator, Sequence
 
 from ...errors import BackendError, MissingPackageError, NotAvailableError
 from ..childproc import CTX, reap_child, start_child, stop_child
+from ..options import number
 from ..priority import lower_thread_priority
 from ..types import ChatMessage
 from .base import LLM
@@ -271,7 +272,9 @@ class EmbeddedLLM(LLM):
         temperature: float = 0.0,  # default when stream_chat gets None; 0 = greedy
         repetition_penalty: float = 1.1,
         nice: int = 0,  # the child process runs this much below normal CPU priority (0..19)
+        stall_timeout: float = 60.0,  # no token (or end) for this long: BackendError (a hung child)
     ) -> None:
+        self.stall_timeout = number("embedded LLM", "stall_timeout", stall_timeout, above=0)
         self.worker = shared_worker(Path(gguf) if gguf else None, nice)
         self.max_tokens = max_tokens
         self.temperature = temperature
@@ -297,7 +300,11 @@ class EmbeddedLLM(LLM):
         job = self.worker.submit(self, req_id, request, stop, put)
         try:
             while True:
-                kind, value = await queue.get()
+                try:  # requests queued before this one count too: 60 s is many replies
+                    kind, value = await asyncio.wait_for(queue.get(), self.stall_timeout)
+                except asyncio.TimeoutError:
+                    raise BackendError(f"embedded LLM: nothing from its child for {self.stall_timeout:g} s "
+                                       f"(hung, or a queue of requests that long)") from None
                 if kind == "text":
                     yield value
                 elif kind == "error":

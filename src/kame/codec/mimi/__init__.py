@@ -16,6 +16,8 @@ Registered as the codec scheme "mimi": ``mimi:PATH``, ``mimi:hf://ORG/REPO[/FILE
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from ...errors import ConfigError
@@ -83,6 +85,8 @@ def create(arg: str | None = None, num_codebooks: int | None = None, device: str
         raise ConfigError(f"unknown option(s) for codec 'mimi': {sorted(kwargs)}")
     if arg in ("random", "random-tiny"):
         return build_random("mimi" if arg == "random" else "tiny", num_codebooks=num_codebooks, device=device, dtype=dtype)
+    if arg and arg.startswith("random") and not Path(arg).expanduser().exists():  # not "checkpoint not found"
+        raise ConfigError(f"unknown random Mimi {arg!r}; use mimi:random (published shapes) or mimi:random-tiny")
     return load_mimi(arg or DEFAULT_SOURCE, num_codebooks=8 if num_codebooks is None else num_codebooks,
                      device=device, dtype=dtype)
 
