@@ -30,7 +30,7 @@ import time
 
 from ..cliargs import at_least
 from ..errors import ConfigError
-from .backend_stt import add_stt_arguments, check_options, run_stt_bench, stt_table
+from .backend_stt import add_stt_arguments, run_stt_bench, stt_specs, stt_table
 
 TURNS = [
     "hi there can you tell me what the capital of france is",
@@ -176,14 +176,13 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("--no-stt with --llm none leaves nothing to measure")
     for spec in specs:  # a bad spec fails now, not after the STT table's minutes
         registry.check_spec("llm", spec)
-    for spec in ([] if args.no_stt else getattr(args, "stt", None) or []):
-        check_options(spec)
+    stt = [] if args.no_stt else stt_specs(args)
     print(f"machine: {_cpu_name()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; "
           f"torch threads {args.threads}; python {platform.python_version()}\n")
     torch.set_num_threads(args.threads)
     if not args.no_stt:
         print("## STT\n")
-        print(stt_table(run_stt_bench(args)) + "\n")
+        print(stt_table(run_stt_bench(args, stt)) + "\n")
     tok = default_tokenizer()
 
     async def _all():

@@ -15,7 +15,7 @@ clock (a frame is handed over when its 80 ms of audio have "been spoken"), and m
     python bench/backend_stt.py --sentences 8       # quick look
 
 ``kame bench backend`` (kame.bench.backend) calls ``add_stt_arguments(parser)`` and
-``run_stt_bench(args)`` (rows as dicts) and prints ``stt_table(rows)``.
+``run_stt_bench(args, stt_specs(args))`` (rows as dicts) and prints ``stt_table(rows)``.
 """
 
 from __future__ import annotations
@@ -239,11 +239,16 @@ def score(corpus: list[dict], run: dict) -> dict:
     )
 
 
-def run_stt_bench(args: argparse.Namespace) -> list[dict]:
-    """Measure each STT spec; returns one dict per spec (see ``stt_table``)."""
+def stt_specs(args: argparse.Namespace) -> list[str]:
+    """The --stt specs (default DEFAULT_STTS), each checked (check_options) before any work."""
     specs = getattr(args, "stt", None) or DEFAULT_STTS
     for spec in specs:  # a bad spec fails before minutes of synthesis
         check_options(spec)
+    return specs
+
+
+def run_stt_bench(args: argparse.Namespace, specs: list[str]) -> list[dict]:
+    """Measure each STT spec (checked: ``stt_specs``); returns one dict per spec (see ``stt_table``)."""
     corpus = make_corpus(getattr(args, "sentences", 40))
     rows = []
     for spec in specs:
@@ -266,7 +271,7 @@ def stt_table(rows: list[dict]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    rows = run_stt_bench(args)
+    rows = run_stt_bench(args, stt_specs(args))
     print(f"STT streaming in real time, {rows[0]['sentences'] if rows else 0} sentences, "
           f"{rows[0]['audio_s'] if rows else 0:.0f} s of audio per STT\n")
     print(stt_table(rows))
