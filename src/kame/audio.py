@@ -6,6 +6,7 @@ kame exchanges audio internally as float32 mono at 24 kHz (kame.backend.types.SA
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from math import gcd
 from pathlib import Path
@@ -20,6 +21,17 @@ MIN_FILE_RATE = 4000  # a file that says it has fewer samples per second is not 
 # little over full scale, but +24 dBFS is never audio scaled to [-1, 1] (int16 or uint8 values
 # cast to float are, silently, garbage)
 MAX_PEAK = 16.0
+
+
+def peak_problem(peak: float) -> str | None:
+    """Why audio whose largest |sample| is ``peak`` is unusable, else None: NaN/inf samples (the
+    peak is then NaN or inf), or samples beyond MAX_PEAK. The one check of sample values, made
+    where audio comes in (a session's pushed audio, the codecs, write_wav)."""
+    if not math.isfinite(peak):
+        return "audio contains NaN or infinite samples"
+    if peak > MAX_PEAK:
+        return f"samples reach {peak:.6g}, expected float audio in [-1, 1] (int16 samples? divide them by 32768)"
+    return None
 
 
 def check_rate(rate: float, what: str = "sample rate") -> int:
@@ -147,12 +159,10 @@ def write_wav(path: str | Path, pcm: np.ndarray, sample_rate: int = SAMPLE_RATE)
         hint = " (channels first? transpose it)" if pcm.ndim == 2 else ""
         raise AudioFormatError(f"cannot write audio file {path}: expected samples [T] or [T, channels], "
                                f"got shape {pcm.shape}{hint}")
-    peak = float(np.abs(pcm).max()) if pcm.size else 0.0  # NaN if any sample is NaN
-    if not np.isfinite(peak):  # written as full-scale clicks otherwise
-        raise AudioFormatError(f"cannot write audio file {path}: the audio holds NaN or infinite samples")
-    if peak > MAX_PEAK:  # clipped to a full-scale square wave otherwise
-        raise AudioFormatError(f"cannot write audio file {path}: samples reach {peak:.6g}, expected float audio "
-                               f"in [-1, 1] (int16 samples? divide them by 32768)")
+    # NaN would be written as full-scale clicks, int16 values as floats clipped to a square wave
+    problem = peak_problem(float(np.abs(pcm).max()) if pcm.size else 0.0)
+    if problem:
+        raise AudioFormatError(f"cannot write audio file {path}: {problem}")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,6 +183,7 @@ def check_pcm(pcm: np.ndarray, expected_len: int | None = None) -> np.ndarray:
         raise AudioFormatError(f"expected {expected_len} samples per frame, got {arr.shape[0]}")
     if not np.issubdtype(arr.dtype, np.floating):
         raise AudioFormatError(f"expected float audio in [-1, 1], got dtype {arr.dtype}")
-    if not np.all(np.isfinite(arr)):
-        raise AudioFormatError("audio contains NaN or infinite samples")
+    problem = peak_problem(float(np.abs(arr).max()) if arr.size else 0.0)
+    if problem:
+        raise AudioFormatError(problem)
     return arr.astype(np.float32, copy=False)

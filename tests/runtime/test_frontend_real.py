@@ -132,3 +132,16 @@ def test_bad_specs_fail_before_the_frontend_loads(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match=r"codec.spec 'auto' for the front-end .*ck': its config.json mimi_name "
                                               r"'gone.safetensors' was not found, and the published Mimi .* set codec.spec"):
         frontend.load_frame_models(real_cfg(**{"frontend.spec": str(tmp_path / "ck"), "codec.spec": "auto"}))
+
+
+async def test_int16_scaled_floats_from_one_session_leave_the_others_alone():
+    """A client that sends int16 values as floats (3000.0): its audio is dropped at its own door
+    with an ErrorEvent, and the batched codec step of the other sessions goes on (the codec's own
+    check used to fail the whole step: "front-end step failed" in every session)."""
+    from kame.runtime.base import ErrorEvent
+
+    loud = np.full(6 * F, 3000.0, np.float32)
+    agent, recs = await run({"A": (0, 0, 6), "B": (1, 0, 6)}, {"A": loud, "B": speech(1, 6)}, real_cfg())
+    errs = {k: [o.message for o in r.items if isinstance(o, ErrorEvent)] for k, r in recs.items()}
+    assert errs["B"] == [] and len(recs["B"].audio()) == 6
+    assert len(errs["A"]) == 6 and all(m.startswith("bad audio dropped: samples reach 3000") for m in errs["A"])

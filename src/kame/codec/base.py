@@ -22,21 +22,20 @@ state changes: a live session's stream keeps working.
 
 from __future__ import annotations
 
-import math
 import operator
 from abc import ABC, abstractmethod
 from typing import Sequence
 
 import torch
 
-from ..audio import MAX_PEAK
+from ..audio import peak_problem
 from ..errors import AudioFormatError, ConfigError
 
 _COMMON_RATES = (8000, 16000, 22050, 32000, 44100, 48000)
 
 
 def check_pcm(pcm: torch.Tensor, what: str) -> torch.Tensor:
-    """Whole-signal audio: a float tensor [B, T] (or [B, 1, T]), T > 0, finite, |x| <= MAX_PEAK -> [B, T]."""
+    """Whole-signal audio: a float tensor [B, T] (or [B, 1, T]), T > 0, finite, |x| <= MAX_PEAK (audio.peak_problem) -> [B, T]."""
     if not isinstance(pcm, torch.Tensor):
         raise AudioFormatError(f"{what}: expected a torch.Tensor of float samples, got {type(pcm).__name__}")
     if pcm.dim() == 3 and pcm.shape[1] == 1:
@@ -49,12 +48,10 @@ def check_pcm(pcm: torch.Tensor, what: str) -> torch.Tensor:
         raise AudioFormatError(f"{what}: a batch of 0 rows")
     if pcm.shape[1] == 0:
         raise AudioFormatError(f"{what}: empty audio")
-    peak = float(pcm.detach().abs().max())  # NaN if any sample is NaN
-    if not math.isfinite(peak):  # NaN/inf would poison the row's state
-        raise AudioFormatError(f"{what}: audio contains NaN or infinite samples (corrupt input)")
-    if peak > MAX_PEAK:  # int16 values as floats: garbage codes, and ~1e38 poisons Mimi's state
-        raise AudioFormatError(f"{what}: samples reach {peak:.6g}, expected float audio in [-1, 1] "
-                               f"(int16 samples? divide them by 32768)")
+    # NaN/inf or int16 values as floats: garbage codes, and they poison a row's state (Mimi's)
+    problem = peak_problem(float(pcm.detach().abs().max()))
+    if problem:
+        raise AudioFormatError(f"{what}: {problem}")
     return pcm
 
 

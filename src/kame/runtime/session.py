@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, AsyncIterator
 
 import numpy as np
 
+from ..audio import peak_problem
 from ..backend.types import FRAME_SIZE, AudioFrame, OracleAppend, OracleEvent, OracleReset, Transcript
 from .base import AgentAudio, AgentText, ErrorEvent, Meta, Output, Session, backend_status
 from .metrics import Metric
@@ -319,6 +320,4 @@ def _check_audio(pcm) -> str | None:
         return f"expected float32 samples in [-1, 1], got dtype {pcm.dtype}"
     if pcm.ndim != 1 and not (pcm.ndim == 2 and 1 in pcm.shape):
         return f"expected mono audio (1-D), got shape {pcm.shape}"
-    if not np.all(np.isfinite(pcm)):
-        return "audio contains NaN or infinite samples"
-    return None
+    return peak_problem(float(np.abs(pcm).max()) if pcm.size else 0.0)  # NaN, or int16 values as floats
