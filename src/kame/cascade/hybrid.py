@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..backend.types import ChatMessage, Transcript, Turn
-from ..runtime.base import Meta, Output
+from ..runtime.base import BackendHealth, Meta, Output
 from ..runtime.clock import Clock
 from ..runtime.metrics import Metric, MetricsSink, null_sink
 from .config import CascadeConfig
@@ -44,8 +44,9 @@ class HybridRouter:
         prompt_fn: Callable[[Sequence[Turn]], list[ChatMessage]],
         metrics: MetricsSink = null_sink,
         session_id: str | None = None,
+        health: BackendHealth | None = None,  # the session's (None: the router's own)
     ) -> None:
-        self.parts = ReplyParts(llm, tts, cfg, clock, emit, getattr(prompt_fn, "prompt_config", None))
+        self.parts = ReplyParts(llm, tts, cfg, clock, emit, getattr(prompt_fn, "prompt_config", None), health)
         self.cfg, self.clock = cfg, clock
         self._emit, self._sink, self._prompt_fn, self.session_id = emit, metrics, prompt_fn, session_id
         self.history: list[Turn] = []

@@ -267,6 +267,6 @@ def _router_factory(cfg: KameConfig, clock: Clock, metrics, llm):
 
     def make(session: "TandemSession") -> HybridRouter:
         return HybridRouter(llm, tts, cfg.cascade, clock, emit=session._put, prompt_fn=prompt_fn,
-                            metrics=metrics or null_sink, session_id=session.id)
+                            metrics=metrics or null_sink, session_id=session.id, health=session.health)
 
     return make, tts_spec, tts

@@ -60,21 +60,11 @@ class ErrorEvent:
 Output = Union[AgentAudio, AgentText, Meta, ErrorEvent]
 
 
-def backend_status(component: str, ok: bool, t: float, error: str | None = None,
-                   message: str | None = None) -> list[Output]:
-    """What a session of either mode sends when a back-end component ("stt", "llm", "tts") goes
-    down or works again: Meta {"type": "backend", "component", "status": "up"|"down", "error",
-    "t"}, after an ErrorEvent (``message``, else a default) when it went down."""
-    meta = Meta({"type": "backend", "component": component, "status": "up" if ok else "down", "error": error, "t": t})
-    if ok:
-        return [meta]
-    return [ErrorEvent(message or f"back-end {component} failed: {error}", t), meta]
-
-
 class BackendHealth:
-    """The back-end components a session knows to be down (a component is up until it fails).
-    ``report``: every failure sends its ErrorEvent; the backend Meta goes out on a change only
-    (down, then up again at the component's next success)."""
+    """A session's record of its back-end components ("stt", "llm", "tts"; each up until it
+    fails) and what it sends about them, in either mode: every failure an ErrorEvent
+    (``message``, else a default); on a change only, Meta {"type": "backend", "component",
+    "status": "down"|"up", "error", "t"} (down, then up at the component's next success)."""
 
     def __init__(self, emit) -> None:
         self._emit = emit  # Output -> None: the session's output queue
@@ -82,11 +72,12 @@ class BackendHealth:
 
     def report(self, component: str, ok: bool, t: float, error: str | None = None,
                message: str | None = None) -> None:
-        changed = ok == (component in self.down)
-        (self.down.discard if ok else self.down.add)(component)
-        for out in backend_status(component, ok, t, error, message):
-            if changed or isinstance(out, ErrorEvent):
-                self._emit(out)
+        if not ok:
+            self._emit(ErrorEvent(message or f"back-end {component} failed: {error}", t))
+        if ok == (component in self.down):  # a change
+            (self.down.discard if ok else self.down.add)(component)
+            self._emit(Meta({"type": "backend", "component": component, "status": "up" if ok else "down",
+                             "error": error, "t": t}))
 
 
 class Session(ABC):

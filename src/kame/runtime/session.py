@@ -29,7 +29,7 @@ import numpy as np
 
 from ..audio import peak_problem
 from ..backend.types import FRAME_SIZE, AudioFrame, OracleAppend, OracleEvent, OracleReset, Transcript
-from .base import AgentAudio, AgentText, ErrorEvent, Meta, Output, Session, backend_status
+from .base import AgentAudio, AgentText, BackendHealth, ErrorEvent, Meta, Output, Session
 from .metrics import Metric
 from .worker import RowInput, RowOutput
 
@@ -94,6 +94,7 @@ class TandemSession(Session):
         self._next_stats = self.clock.now() + self._stats_every
         self.backend = None  # kame.runtime.backend.BackendBridge (None = front-end only)
         self.router = None  # kame.cascade.hybrid.HybridRouter (cascade.hybrid_routing), else None
+        self.health = BackendHealth(self._put)  # dead back-ends (shared with the router's replies)
 
     # ----------------------------------------------------------------- client-facing API
     async def push_audio(self, pcm: np.ndarray) -> None:
@@ -274,8 +275,7 @@ class TandemSession(Session):
         t = self.clock.now()
         if not ok:
             self.stats.backend_failures += 1
-        for out in backend_status(component, ok, t, error, f"back-end {component} failed (front-end continues): {error}"):
-            self._put(out)
+        self.health.report(component, ok, t, error, f"back-end {component} failed (front-end continues): {error}")
 
     # ----------------------------------------------------------------- helpers
     def metric(self, name: str, value: float, t: float, labels: dict | None = None, sink: bool = True) -> None:
