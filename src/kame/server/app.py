@@ -456,8 +456,10 @@ def _build(args) -> tuple[Agent, ServerConfig]:
 
 
 def listen_socket(host: str, port: int):
-    """The server's socket, bound to ``host:port`` (port 0: any free one) before the agent loads
-    (tens of seconds), so a port in use or a bad host fails first; the server then listens on it."""
+    """The server's socket, bound to ``host:port`` (port 0: any free one) and listening before the
+    agent loads (tens of seconds), so a port in use or a bad host fails first. It listens at once
+    because aiohttp's startup hooks (where "serving on" is printed) run before aiohttp itself
+    listens: a client that connects on that line waits in the backlog instead of being refused."""
     import socket
 
     if not 0 <= port <= 65535:
@@ -474,6 +476,7 @@ def listen_socket(host: str, port: int):
         sock.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror} "
                           "(another `kame serve` running? choose one with --port)") from None
+    sock.listen(128)
     return sock
 
 
