@@ -18,7 +18,10 @@ never blocks. Text comes out word by word (transformers' TextStreamer in the chi
 closing the consumer writes the request's id into a shared ``cancel`` value that a
 StoppingCriteria in the child checks before every new token, so the child moves on at once.
 If the child dies, the current request raises BackendError and the next request restarts it
-(logged; another ~20 s load, on the dispatcher thread).
+(logged; another ~20 s load, on the dispatcher thread). A child that does not stop within
+``CANCEL_GRACE_S`` of a cancel (it checks before every token, ~0.1 s apart: so it hangs) is
+terminated and counts as dead, so a hung child holds up the requests behind it for at most the
+consumer's ``stall_timeout`` plus that grace, not forever.
 
 Construction waits for the child's "loaded" message (~20 s on first use): a server should create
 it in a worker thread at start-up
@@ -52,6 +55,7 @@ from .base import LLM
 log = logging.getLogger(__name__)
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 POLL_S = 0.05  # how often the dispatcher looks at the consumer's stop flag and the child's health
+CANCEL_GRACE_S = 10.0  # a cancelled request still running after this long: the child is hung
 
 _load_lock = threading.Lock()
 _shared: dict[str, "_ChildWorker"] = {}  # gguf path -> its child process (started once)
@@ -207,12 +211,13 @@ class _ChildWorker:
         """Stop the child: close its pipe so it exits on its own (at interpreter exit too)."""
         stop_child(self.proc, self.conn)
 
-    def _died(self) -> str:
-        code = reap_child(self.proc, self.conn)
-        log.error("the embedded LLM child died (exit code %s); the next request restarts it", code)
+    def _died(self, hung: bool = False) -> str:
+        code = reap_child(self.proc, self.conn, hung=hung)
+        what = f"hung (no stop {CANCEL_GRACE_S:g} s after a cancel) and was terminated" if hung else "died"
+        log.error("the embedded LLM child %s (exit code %s); the next request restarts it", what, code)
         with self._lock:
             self.proc = self.conn = self.cancel = None
-        return f"the LLM child process died (exit code {code})"
+        return f"the LLM child process {what} (exit code {code})"
 
     # --- dispatcher thread ---
     def _run(self, llm, req_id, request, stop, put) -> None:
@@ -229,9 +234,14 @@ class _ChildWorker:
                 log.warning("restarting the embedded LLM child (restart %d)", self.restarts)
                 self.start()
             self.conn.send((req_id, *request))
+            stopped_at = None  # monotonic time of the consumer's cancel
             while True:
                 if stop.is_set():
                     self.stop_request(req_id)
+                    stopped_at = stopped_at or time.monotonic()
+                    if time.monotonic() - stopped_at > CANCEL_GRACE_S:
+                        put("error", self._died(hung=True))
+                        return
                 if not self.conn.poll(POLL_S):
                     if not self.proc.is_alive():
                         put("error", self._died())

@@ -1,0 +1,103 @@
+"""The embedded LLM's dispatcher with stand-in children (no model load): a child that hangs
+inside a generation is terminated once the consumer gave up, and the next request gets a new
+child instead of queueing behind the hung one forever."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from kame.backend import childproc
+from kame.backend.llm import embedded
+from kame.backend.types import ChatMessage
+from kame.errors import BackendError
+
+MSGS = [ChatMessage("user", "Hi")]
+
+
+def _hangs(conn):
+    """Loads, takes one request, then never answers nor reads again (stuck in a generation)."""
+    import time
+
+    conn.send(("loaded", 0, None))
+    conn.recv()
+    while True:
+        time.sleep(1)
+
+
+def _answers(conn):
+    """Loads, answers every request with one piece of text and its end."""
+    conn.send(("loaded", 0, None))
+    while True:
+        try:
+            req_id, *_ = conn.recv()
+        except EOFError:
+            return
+        conn.send(("text", req_id, "hello"))
+        conn.send(("end", req_id, (1, 0.01)))
+
+
+def _worker_with(target):
+    worker = embedded._ChildWorker(Path("stand-in.gguf"))
+
+    def start():
+        worker.cancel = childproc.CTX.Value("q", 0, lock=False)
+        worker.proc, worker.conn = childproc.start_child(target, (), name="kame-test-llm", what="a stand-in")
+
+    worker.start = start
+    return worker
+
+
+def _llm(worker, stall_timeout):
+    llm = embedded.EmbeddedLLM.__new__(embedded.EmbeddedLLM)
+    llm.worker, llm.stall_timeout = worker, stall_timeout
+    llm.max_tokens, llm.temperature, llm.repetition_penalty = 10, 0.0, 1.0
+    llm.tokens_generated, llm.generate_seconds = 0, 0.0
+    return llm
+
+
+async def test_a_hung_child_is_terminated_and_the_next_request_gets_a_new_one(monkeypatch):
+    monkeypatch.setattr(embedded, "CANCEL_GRACE_S", 0.5)
+    worker = _worker_with(_hangs)
+    worker.start()
+    hung = worker.proc
+    try:
+        llm = _llm(worker, stall_timeout=0.3)
+        with pytest.raises(BackendError, match="nothing from its child for 0.3 s"):
+            async for _ in llm.stream_chat(MSGS):
+                pass
+        for _ in range(100):  # the dispatcher ends it 0.5 s after the consumer's cancel
+            if not hung.is_alive():
+                break
+            await asyncio.sleep(0.05)
+        assert not hung.is_alive() and hung.exitcode == -15  # terminated, not left running
+        # the next request is not stuck behind it: a new child answers (was: a 0.3 s stall
+        # error for every later request, the dispatcher still waiting on the hung child)
+        answering = _worker_with(_answers)
+
+        def start_answering():
+            answering.start()
+            worker.proc, worker.conn, worker.cancel = answering.proc, answering.conn, answering.cancel
+
+        worker.start = start_answering
+        text = "".join([p async for p in llm.stream_chat(MSGS)])
+        assert text == "hello" and worker.restarts == 1 and worker.proc.pid != hung.pid
+    finally:
+        childproc.reap_child(hung, None, hung=True)
+        worker.close()
+
+
+async def test_a_cancelled_request_that_stops_in_time_keeps_its_child(monkeypatch):
+    """The grace applies only to a child that does not stop: a normal one lives on."""
+    worker = _worker_with(_answers)
+    worker.start()
+    try:
+        llm = _llm(worker, stall_timeout=5)
+        pid = worker.proc.pid
+        stream = llm.stream_chat(MSGS)
+        assert await stream.__anext__() == "hello"
+        await stream.aclose()  # cancelled after its first piece
+        assert "".join([p async for p in llm.stream_chat(MSGS)]) == "hello"
+        assert worker.proc.pid == pid and worker.restarts == 0
+    finally:
+        worker.close()
