@@ -11,7 +11,9 @@ import asyncio
 import base64
 import itertools
 import json
+import os
 import shutil
+import time
 import subprocess
 import tempfile
 
@@ -46,7 +48,9 @@ class Chromium:
             args += ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                      f"--use-file-for-fake-audio-capture={self.fake_audio}"]
         args.append("about:blank")
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # its own temporary files (org.chromium.*) go into the profile folder, removed on exit
+        env = {**os.environ, "TMPDIR": self.tmp}
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         port = await asyncio.wait_for(asyncio.to_thread(self._read_port), 30)
         self.http = aiohttp.ClientSession()
         for _ in range(100):
@@ -115,4 +119,8 @@ class Chromium:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            for _ in range(20):  # its helper processes may still write there for a moment
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                if not os.path.exists(self.tmp):
+                    break
+                time.sleep(0.1)
