@@ -138,3 +138,80 @@ def test_reply_cut_off_when_the_agent_text_outlives_its_audio():
     babble = np.full(3 * SR, 0.1, np.float32)  # tandem: text of the last frame at the very end
     assert not reply_cut_off({"agent_text": [{"t": 3.0, "text": "x"}]}, babble)
     assert not reply_cut_off({"agent_text": [{"t": 5.0, "text": " "}]}, silent)  # no reply at all
+
+
+class _TurnAgent:
+    """A stand-in cascade: answers every pushed frame with a frame of audio; the user's speech
+    ends (VAD "end") at frame ``heard``, a reply starts (Meta "turn", after its final transcript)
+    at frame ``start`` and ends (Meta "agent_turn") after frame ``end``."""
+
+    components = {"mode": "cascade"}
+
+    def __init__(self, start: int, end: int, heard: int | None = None) -> None:
+        import asyncio
+
+        self.start_at, self.end_at, self.pushed = start, end, 0
+        self.heard_at = start if heard is None else heard
+        self.out: asyncio.Queue = asyncio.Queue()
+
+    async def start(self):
+        pass
+
+    async def stop(self):
+        pass
+
+    async def open_session(self, name):
+        return self
+
+    async def push_audio(self, pcm):
+        from kame.runtime.base import AgentAudio, Meta
+
+        k, self.pushed = self.pushed, self.pushed + 1
+        if k == 0:
+            self.out.put_nowait(Meta({"type": "info", "mode": "cascade"}))
+        if k == self.heard_at:
+            self.out.put_nowait(Meta({"type": "vad", "event": "end", "t": k * 0.08}))
+        if k == self.start_at:
+            self.out.put_nowait(Meta({"type": "transcript", "final": True, "text": "hi", "t": k * 0.08}))
+            self.out.put_nowait(Meta({"type": "turn", "turn": 1, "t": k * 0.08}))
+        speaking = self.start_at <= k <= self.end_at
+        self.out.put_nowait(AgentAudio(np.full(1920, 0.1 if speaking else 0.0, np.float32), k * 0.08))
+        if k == self.end_at:
+            self.out.put_nowait(Meta({"type": "agent_turn", "turn": 1, "text": "done", "t": k * 0.08}))
+
+    async def outputs(self):
+        while (item := await self.out.get()) is not None:
+            yield item
+
+    async def close(self):
+        self.out.put_nowait(None)
+
+
+async def test_a_cascade_reply_under_way_extends_the_file_until_it_is_over():
+    """The input (10 frames) ends mid-reply: silence frames follow until the reply's agent_turn
+    (frame 24), not past it; with too little extension the file ends at the bound."""
+    from kame.config import load_config
+    from kame.runtime.filemode import FRAME, run_conversation
+
+    cfg, pcm = load_config(None, []), np.zeros(10 * FRAME, np.float32)
+    rec = await run_conversation(cfg, pcm, fast=True, agent=_TurnAgent(3, 24), extend_s=30.0)
+    assert rec["frames"] == 25 and len(rec["agent_audio"]) == 25
+    rec = await run_conversation(cfg, pcm, fast=True, agent=_TurnAgent(3, 24), extend_s=0.8)
+    assert rec["frames"] == 20  # 10 frames of input + 10 of extension (0.8 s), the reply cut
+    rec = await run_conversation(cfg, pcm, fast=True, agent=_TurnAgent(3, 6), extend_s=30.0)
+    assert rec["frames"] == 10  # the reply was over within the input: nothing added
+    rec = await run_conversation(cfg, pcm, fast=True, agent=_TurnAgent(50, 60), extend_s=30.0)
+    assert rec["frames"] == 10  # no reply under way when the input ended
+    # the user stopped at frame 8 and the final transcript (the turn) comes at frame 30
+    rec = await run_conversation(cfg, pcm, fast=True, agent=_TurnAgent(30, 40, heard=8), extend_s=30.0)
+    assert rec["frames"] == 41
+    # ... but a final that never comes is waited for FINAL_WAIT_S (6 s) after the speech ended
+    rec = await run_conversation(cfg, pcm, fast=True, agent=_TurnAgent(300, 310, heard=8), extend_s=30.0)
+    assert rec["frames"] == 8 + 75  # frames 0..82: the last one starts < 6 s after frame 8
+
+
+def test_max_tail_is_checked(tmp_path, capsys):
+    wav = tmp_path / "in.wav"
+    write_wav(wav, np.zeros(2400, np.float32), 24000)
+    assert main(["run", str(wav), "-o", str(tmp_path / "o.wav"), "--max-tail", "nan"]) == 1
+    assert "--max-tail must be seconds" in capsys.readouterr().err

@@ -19,7 +19,8 @@ and back-end latencies look shorter than live by that factor (reported as "slowd
 
 The agent's output of the step at virtual time t is placed at t in the right channel (it
 cannot start earlier than the frame that caused it). Trailing silence (--tail, 3 s) lets the
-agent answer after the user stops.
+agent answer after the user stops; a cascade still answering when it ends gets more silence, one
+frame at a time, until its reply is over (--max-tail, 30 s, bounds the silence in all).
 
 Outputs: OUT.wav (stereo 24 kHz), OUT.json (components, words with times, partial/final
 transcripts, oracle events, agent text with times, metrics, summary) and OUT.png (timeline).
@@ -46,6 +47,8 @@ from .metrics import MetricsLog
 
 SR, FRAME = 24000, 1920
 FRAME_S = FRAME / SR
+DEFAULT_MAX_TAIL_S = 30.0
+FINAL_WAIT_S = 6.0  # a cascade's final transcript comes this soon after the speech ends, or never
 
 
 def add_arguments(p) -> None:
@@ -55,13 +58,18 @@ def add_arguments(p) -> None:
     p.add_argument("--mode", choices=("tandem", "cascade"), default=None, help="override config mode")
     p.add_argument("--fast", action="store_true", help="no wall-clock pacing (as fast as possible)")
     p.add_argument("--tail", type=float, default=3.0, help="seconds of silence appended (default 3)")
+    p.add_argument("--max-tail", type=float, default=DEFAULT_MAX_TAIL_S,
+                   help=f"a cascade still answering after --tail gets more silence until its reply is over, "
+                        f"up to this many seconds of silence in all (default {DEFAULT_MAX_TAIL_S:g})")
     p.add_argument("--no-png", action="store_true", help="skip the timeline plot")
 
 
 async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = False, agent=None,
                            clock: FakeClock | None = None, metrics: MetricsLog | None = None,
-                           frame_timeout_s: float = 5.0) -> dict:
-    """Play ``pcm`` (float32 mono 24 kHz, tail included) into one session; return a record."""
+                           frame_timeout_s: float = 5.0, extend_s: float = 0.0) -> dict:
+    """Play ``pcm`` (float32 mono 24 kHz, tail included) into one session; return a record.
+    While a cascade reply is under way when ``pcm`` ends (``replying``), up to ``extend_s``
+    seconds of silence more are played, a frame at a time; rec["frames"] counts them all."""
     from .engine import build_agent
 
     clock = clock or FakeClock(start=FRAME_S)
@@ -113,9 +121,12 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
     load_s = time.perf_counter() - load0
     wall0 = time.perf_counter()
     late_frames = 0
+    n_max = n + int(extend_s / FRAME_S + 1e-9)
+    silence = np.zeros(FRAME, np.float32)
+    k = 0
     try:
-        for k in range(n):
-            await session.push_audio(pcm[k * FRAME:(k + 1) * FRAME])
+        while k < n or (k < n_max and replying(rec, k * FRAME_S)):
+            await session.push_audio(pcm[k * FRAME:(k + 1) * FRAME] if k < n else silence)
             if k > 0:  # (+1 ns: the ticker's schedule is a float sum of 0.08 steps)
                 clock.set(max(clock.now(), t0 + (k + 1) * FRAME_S + 1e-9))
             # wait (wall time) until the agent produced the output of this frame
@@ -133,11 +144,13 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
                 ahead = (k + 1) * FRAME_S - (time.perf_counter() - wall0)
                 if ahead > 0:
                     await asyncio.sleep(ahead)
+            k += 1
     finally:
         clock.advance(FRAME_S)
         await session.close()
         await asyncio.wait_for(task, timeout=30)
         await agent.stop()
+    n = k  # frames played (the input's, then any extension)
     wall = time.perf_counter() - wall0
     if not rec["agent_audio"] and rec["errors"]:
         raise KameError(f"the agent produced no audio: {rec['errors'][0]['message']}")
@@ -150,6 +163,22 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
     rec["slowdown"] = wall / rec["duration_s"] if rec["duration_s"] else 0.0
     rec["step_times"] = metrics.values("step_time")
     return rec
+
+
+def replying(rec: dict, now: float) -> bool:
+    """A cascade reply is under way or still to come: a turn started (its "turn" event) that has
+    not ended (no "agent_turn" for it yet), or the user's speech ended (the VAD's last event) less
+    than FINAL_WAIT_S before ``now`` and the STT's final transcript, which starts the turn, has
+    not come since (an STT that hears nothing in it sends none). The tandem's
+    front-end speaks all the time, so nothing says when its reply is over: it gets --tail only."""
+    if rec["info"].get("mode") != "cascade":
+        return False
+    started = {d.get("turn") for d in rec["other"] if d.get("type") == "turn"}
+    if started - {d.get("turn") for d in rec["other"] if d.get("type") == "agent_turn"}:
+        return True
+    vad = rec["vad"][-1] if rec["vad"] else None
+    return bool(vad and vad["event"] == "end" and now - vad["t"] < FINAL_WAIT_S
+                and not any(t["final"] and t["t"] >= vad["t"] for t in rec["transcripts"]))
 
 
 def agent_track(rec: dict, n_samples: int) -> np.ndarray:
@@ -293,17 +322,22 @@ def _legend(ax) -> None:
         ax.legend(uniq.values(), uniq.keys(), loc="upper right", fontsize=6)
 
 
-def check_tail(tail: float) -> None:
-    """``--tail``: seconds of silence after the input, in [0, 3600) (NaN too is refused)."""
+def check_tail(tail: float, max_tail: float | None = None) -> None:
+    """``--tail``: seconds of silence after the input, in [0, 3600) (NaN too is refused);
+    ``--max-tail`` too, and not below ``--tail``."""
     if not 0 <= tail < 3600:
         raise ConfigError(f"--tail must be seconds in [0, 3600), got {tail}")
+    if max_tail is not None and not 0 <= max_tail < 3600:
+        raise ConfigError(f"--max-tail must be seconds in [0, 3600), got {max_tail}")
 
 
 def main(args) -> int:
     cfg = config_from_args(args)
     if args.mode:
         cfg.mode = args.mode
-    check_tail(args.tail)
+    max_tail = getattr(args, "max_tail", DEFAULT_MAX_TAIL_S)
+    check_tail(args.tail, max_tail)
+    max_tail = max(args.tail, max_tail)  # never below --tail
     # checked before the models load, not after the conversation
     out = check_output_file(args.output, suffix=".wav", why=" (OUT.json and OUT.png are written next to it)",
                             input=args.input)
@@ -315,8 +349,9 @@ def main(args) -> int:
     if note:
         print(f"input     {args.input}: {note}")
     user = np.concatenate([user, np.zeros(int(args.tail * SR), np.float32)])
-    rec = asyncio.run(run_conversation(cfg, user, fast=args.fast))
-    n = math.ceil(user.shape[0] / FRAME) * FRAME
+    rec = asyncio.run(run_conversation(cfg, user, fast=args.fast, extend_s=max_tail - args.tail))
+    n = rec["frames"] * FRAME  # the input, its tail and any extension for a reply under way
+    extended_s = max(0, n - math.ceil(user.shape[0] / FRAME) * FRAME) / SR
     user = np.pad(user, (0, n - user.shape[0]))
     agent = agent_track(rec, n)
     clipped = float(np.mean(np.abs(agent) > 1.0))  # the wav holds [-1, 1]: say so if the agent exceeded it
@@ -325,10 +360,12 @@ def main(args) -> int:
     summary = summarize(rec)
     summary["agent_clipped_fraction"] = clipped
     summary["reply_cut_off"] = reply_cut_off(rec, agent)
+    summary["tail_extended_s"] = extended_s
     random_fe = bool(summary["frontend_random"])
     doc = {
         "input": str(args.input), "input_conversion": note, "output": str(out), "pacing": "fast" if args.fast else "simulated-realtime",
-        "duration_s": rec["duration_s"], "tail_s": args.tail, "components": rec["components"],
+        "duration_s": rec["duration_s"], "tail_s": args.tail, "tail_extended_s": extended_s,
+        "components": rec["components"],
         "frontend_random": random_fe,
         "note": rec["components"].get("frontend_note", "") if random_fe else "",
         "summary": summary,
@@ -376,7 +413,10 @@ def _print_summary(s: dict, out: Path, no_png: bool) -> None:
     if s.get("agent_clipped_fraction", 0.0) >= 1e-4:  # a handful of clipped samples is inaudible
         print(f"warning   {100 * s['agent_clipped_fraction']:.2f} % of the agent's samples exceeded full scale "
               f"and were clipped in {out.name}")
+    if s.get("tail_extended_s"):
+        print(f"tail      {s['tail_extended_s']:.2f} s of silence more than --tail: the cascade was still answering")
     if s.get("reply_cut_off"):
+        more = "--max-tail" if s["mode"] == "cascade" else "--tail"
         print(f"warning   the agent's reply is cut off in {out.name}: it was still answering when the file "
-              f"ended; give a longer --tail")
+              f"ended; give a longer {more}")
     print(f"wrote     {out}, {out.with_suffix('.json')}" + ("" if no_png else f", {out.with_suffix('.png')}"))
