@@ -5,6 +5,7 @@
     kame codec roundtrip IN.wav -o OUT.wav --codec embedded
     kame run IN.wav -o OUT.wav        # file mode
     kame serve                        # WebSocket server + browser page
+    kame client URL IN.wav -o OUT.wav # a wav file into a running server, its answer out
 
 Each subcommand lives in its own module, which exposes ``add_arguments(parser)`` and
 ``main(args) -> int``; this file only maps names to modules (imported lazily, so
@@ -24,6 +25,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("demo",): ("kame.demo", "run the main job end to end on the embedded default"),
     ("run",): ("kame.runtime.filemode", "run one conversation from a wav file"),
     ("serve",): ("kame.server.app", "serve the WebSocket API and the browser page"),
+    ("client",): ("kame.server.client", "talk to a running `kame serve` from a wav file, save its answer"),
     ("codec", "roundtrip"): ("kame.codec.roundtrip", "encode+decode a wav through a codec"),
     ("codec", "fit"): ("kame.codec.embedded.fit", "fit the embedded codec from synthesized speech"),
     ("bench", "step"): ("kame.bench.step", "front-end step time"),

@@ -1,4 +1,4 @@
-"""The chat client's command line (`python -m kame.server.client URL IN.wav ...`): every
+"""The chat client's command line (`kame client URL IN.wav ...`, or `python -m kame.server.client`): every
 failure is `error: ...` and exit 1 (or an argparse error, exit 2), never a traceback, and what
 can be checked before connecting is checked before connecting."""
 
@@ -100,3 +100,15 @@ async def test_client_prints_the_servers_reason_for_a_refusal(wav, capsys):
         res = await chat(url, tone(0.1), token="s3cret")  # the library call keeps the reason too
         assert res.status == 503 and res.refusal["error"] == "capacity"
         await ws.close()
+
+
+async def test_kame_client_command_is_the_same_client(wav, tmp_path, capsys):
+    """`kame client ...` (the CLI's subcommand) runs this client's main with its parsed arguments."""
+    from kame.cli import main as kame
+
+    out = tmp_path / "out.wav"
+    async with running_server() as (url, _):
+        assert await asyncio.to_thread(kame, ["client", url, str(wav), "-o", str(out), "--fast", "--tail", "0.5"]) == 0
+    assert sf.info(str(out)).duration > 0.3 and "audio" in capsys.readouterr().out
+    assert await asyncio.to_thread(kame, ["client", DEAD, str(wav)]) == 1
+    assert "error: cannot connect to http://127.0.0.1:1" in capsys.readouterr().err

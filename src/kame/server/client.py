@@ -1,7 +1,8 @@
 """A Python client for `kame serve`: stream a wav file, collect the agent's audio/text/metadata.
 
-    python -m kame.server.client ws://127.0.0.1:8998/api/chat IN.wav -o OUT.wav
-    python -m kame.server.client http://host:8998 IN.wav -o OUT.wav --token SECRET --json out.json
+    kame client ws://127.0.0.1:8998/api/chat IN.wav -o OUT.wav
+    kame client http://host:8998 IN.wav -o OUT.wav --token SECRET --json out.json
+    (python -m kame.server.client ... is the same)
 
 In Python (used by the tests and `kame bench soak`):
 
@@ -206,13 +207,7 @@ async def chat(
             await http.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    from ..audio import output_format, read_wav, write_wav
-    from ..errors import KameError
-    from ..paths import check_output_file
-    from ..runtime.filemode import check_tail
-
-    ap = argparse.ArgumentParser(prog="python -m kame.server.client", description=__doc__.split("\n")[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("url", help="server URL, e.g. ws://127.0.0.1:8998/api/chat or http://127.0.0.1:8998")
     ap.add_argument("input", help="wav file (any rate, resampled to 24 kHz)")
     ap.add_argument("-o", "--output", help="write the agent's audio here (24 kHz wav)")
@@ -222,7 +217,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tail", type=float, default=2.0,
                     help="seconds of silence streamed after the file (default 2, below 3600)")
     ap.add_argument("--fast", action="store_true", help="do not pace the upload in real time")
-    a = ap.parse_args(argv)
+
+
+def main(argv: list[str] | argparse.Namespace | None = None) -> int:
+    """``kame client ...`` (parsed arguments) or ``python -m kame.server.client ...`` (argv)."""
+    from ..audio import output_format, read_wav, write_wav
+    from ..errors import KameError
+    from ..paths import check_output_file
+    from ..runtime.filemode import check_tail
+
+    if isinstance(argv, argparse.Namespace):
+        a = argv
+    else:
+        ap = argparse.ArgumentParser(prog="python -m kame.server.client", description=__doc__.split("\n")[0])
+        add_arguments(ap)
+        a = ap.parse_args(argv)
     try:  # everything that can be wrong before the session, not after it
         check_tail(a.tail)  # the bound `kame run --tail` has
         chat_url(a.url)
