@@ -1,4 +1,5 @@
-"""Small audio helpers shared by every component: resampling, wav I/O with checks.
+"""Small audio helpers shared by every component: resampling (whole signals, and streams chunk
+by chunk: ``ChunkResampler``), wav I/O with checks.
 
 kame exchanges audio internally as float32 mono at 24 kHz (kame.backend.types.SAMPLE_RATE).
 """
@@ -54,6 +55,62 @@ def resample(pcm: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
 
     g = gcd(src_rate, dst_rate)
     return resample_poly(np.asarray(pcm, dtype=np.float64), dst_rate // g, src_rate // g, axis=0).astype(np.float32)
+
+
+class ChunkResampler:
+    """Resamples a stream chunk by chunk exactly as ``resample`` (scipy's polyphase filter) would
+    resample it whole: each output sample is computed once, with enough input on both sides
+    (``last=True`` pads the end with zeros, as the whole-signal resampling does). Resampling each
+    chunk on its own instead clicks at every chunk edge and drifts in length.
+
+        rs = ChunkResampler(24000, 16000)
+        out = [rs(chunk) for chunk in chunks] + [rs(tail, last=True)]   # == resample(whole, ...)
+
+    Output is aligned with the input (no group delay: output sample k is at time k / dst) but
+    comes out late: an output sample is emitted once ``pad`` input samples after it have arrived
+    (24 -> 16 kHz: 16 samples, 0.7 ms), so the output length of a call varies around
+    len(chunk) * dst / src. ``lag`` tells where the next output sample lies in time."""
+
+    def __init__(self, src: int, dst: int) -> None:
+        src, dst = check_rate(src, "source sample rate"), check_rate(dst, "target sample rate")
+        g = gcd(src, dst)
+        self.up, self.down = dst // g, src // g
+        half = 10 * max(self.up, self.down)  # scipy's filter design, made once (not per chunk)
+        if self.up != self.down:
+            from scipy.signal import firwin
+
+            self.taps = firwin(2 * half + 1, 1.0 / max(self.up, self.down), window=("kaiser", 5.0))
+        self.pad = -(-half // self.up) + 1  # input samples of filter half-width
+        self.buf = np.zeros(0, np.float32)
+        self.off = 0  # input index of buf[0]: a multiple of ``down`` (so outputs align)
+        self.out = 0  # next output index
+
+    @property
+    def lag(self) -> float:
+        """Input samples received but not yet resampled: the next output sample lies this many
+        input sample periods before the end of the input so far (below ``pad`` + src / dst; 0
+        when the rates are equal). For a stream on a clock, the output of ``rs(chunk)`` with
+        chunk[0] at time t starts at ``t - rs.lag / src`` (``lag`` read before the call)."""
+        return self.off + len(self.buf) - self.out * self.down / self.up
+
+    def __call__(self, pcm: np.ndarray, last: bool = False) -> np.ndarray:
+        if self.up == self.down:
+            return pcm
+        from scipy.signal import resample_poly
+
+        self.buf = np.concatenate([self.buf, pcm])
+        end = self.off + len(self.buf)  # input samples received
+        ready = -(-end * self.up // self.down) if last else max(0, (end - self.pad) * self.up // self.down)
+        if ready <= self.out:
+            return np.zeros(0, np.float32)
+        y = resample_poly(np.asarray(self.buf, np.float64), self.up, self.down, window=self.taps)
+        first = self.off * self.up // self.down  # output index of y[0]
+        chunk = y[self.out - first: ready - first].astype(np.float32)
+        self.out = ready
+        keep = max(0, (self.out * self.down // self.up - self.pad) // self.down * self.down)  # new off
+        if keep > self.off:
+            self.buf, self.off = self.buf[keep - self.off:], keep
+        return chunk
 
 
 def read_wav(path: str | Path, sample_rate: int | None = SAMPLE_RATE, *, mono: bool = True) -> tuple[np.ndarray, int]:

@@ -13,7 +13,7 @@ from kame.audio import resample
 from kame.backend.llm.openai import OpenAIChat
 from kame.backend.stt.embedded import EmbeddedSTT
 from kame.backend.stt.openai import OpenAITranscriptionSTT, parse_words
-from kame.backend.tts.openai import ChunkResampler, OpenAITTS
+from kame.backend.tts.openai import OpenAITTS
 from kame.backend.types import ChatMessage
 from kame.errors import BackendError, ConfigError
 
@@ -227,17 +227,6 @@ async def test_tts_wav_without_usable_audio_is_an_error(server, x, msg):
     server.handler = reply(body=_wav(x, 24000, "FLOAT"), content_type="audio/wav")
     with pytest.raises(BackendError, match=msg):
         await _speak(server.url, response_format="wav")
-
-
-def test_chunk_resampler_equals_resampling_the_whole_signal():
-    rng = np.random.default_rng(0)
-    for src in (16000, 22050, 24000, 48000):
-        x = (0.3 * rng.standard_normal(src // 2)).astype(np.float32)
-        for size in (1, 333, 4000):
-            rs = ChunkResampler(src, 24000)
-            starts = range(0, len(x), size)
-            got = np.concatenate([rs(x[i:i + size], last=i == starts[-1]) for i in starts])
-            np.testing.assert_allclose(got, resample(x, src, 24000), atol=1e-6)
 
 
 async def test_tts_pcm_at_another_rate_streams_without_seams(server):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from kame.backend.vad import StreamingVAD, StreamResampler, VADConfig
+from kame.backend.vad import StreamingVAD, VADConfig
 from kame.errors import AudioFormatError, ConfigError
 
 pytest.importorskip("onnxruntime")
@@ -74,16 +74,43 @@ def test_vad_reset_and_errors():
     assert vad.push(np.zeros(1920, np.float32), 0.0) == [] and not vad.in_speech
 
 
-def test_stream_resampler_is_seamless():
+def test_to_16k_is_seamless_and_times_each_piece():
+    """The VAD's 24 -> 16 kHz step: the pieces join into the whole signal resampled, and the time
+    it gives each piece is where that piece lies on the caller's clock (no offset, no drift)."""
+    from scipy.signal import resample_poly
+
     t = np.arange(24000 * 2) / 24000
     x = (0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
-    whole = StreamResampler()(x)
-    rs = StreamResampler()
-    parts = np.concatenate([rs(x[i:i + 1920]) for i in range(0, len(x), 1920)])
-    assert parts.shape == (32000,)
-    np.testing.assert_allclose(parts, whole, atol=1e-5)
-    spec = np.abs(np.fft.rfft(parts[8000:24000]))
-    assert abs(np.argmax(spec) * 16000 / 16000 - 1000) < 2  # still a 1 kHz tone at 16 kHz
+    vad, parts, n = StreamingVAD(backend="webrtc"), [], 0
+    for i in range(0, len(x), 1920):
+        y, t16 = vad.to_16k(x[i:i + 1920], 10.0 + i / 24000)
+        assert t16 == pytest.approx(10.0 + n / 16000, abs=1e-9), i
+        parts.append(y)
+        n += len(y)
+    assert len(parts[0]) == 1269 and {len(p) for p in parts[1:]} == {1280}  # 16 samples of look-ahead
+    got = np.concatenate(parts)
+    np.testing.assert_allclose(got, resample_poly(x.astype(np.float64), 2, 3)[:len(got)], atol=1e-5)
+    spec = np.abs(np.fft.rfft(got[8000:24000]))
+    assert abs(np.argmax(spec) - 1000) < 2  # still a 1 kHz tone at 16 kHz (1 Hz bins)
+
+
+@pytest.mark.parametrize("backend", ["silero", "webrtc"])
+def test_vad_times_do_not_depend_on_how_the_stream_is_cut(speech, backend):
+    """Pieces of any length (not only 80 ms frames, not multiples of 3) give the same chunk
+    probabilities at the same times and the same events as 80 ms frames."""
+    x, _ = speech
+    want_events, want_probs = run(StreamingVAD(backend=backend), x)
+    vad, events, probs, i = StreamingVAD(backend=backend), [], [], 0
+    for size in np.random.default_rng(0).integers(1, 5000, size=len(x)):
+        if i >= len(x):
+            break
+        events += vad.push(x[i:i + size], 10.0 + i / 24000)
+        probs += vad.probs
+        i += size
+    assert len(probs) == len(want_probs) and len(events) == len(want_events) == 4
+    np.testing.assert_allclose(np.array(probs), np.array(want_probs), atol=1e-4)
+    for e, w in zip(events, want_events):
+        assert e.kind == w.kind and e.t == pytest.approx(w.t, abs=1e-9)
 
 
 @pytest.mark.parametrize("kind", ["silero", "webrtc", "energy"])

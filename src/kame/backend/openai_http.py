@@ -13,6 +13,9 @@ Server resolution (``resolve_endpoint``): the ``base_url`` argument, else the fi
 environment variable of ``env`` (``OPENAI_BASE_URL`` by default), else the OpenAI API — which
 needs a key (``api_key`` or ``OPENAI_API_KEY``): with neither a server nor a key there is
 nothing to talk to, and that is a ConfigError at construction rather than a 401 later.
+
+Response bodies are read through ``_body_chunks`` / ``_read_body`` with a size cap each adapter
+sets (a server that never ends its body is cut at the cap instead of filling the memory).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import asyncio
 import json
 import os
 import sys
-from typing import Sequence
+from typing import AsyncIterator, Awaitable, Callable, Sequence
 
 import aiohttp
 
@@ -29,6 +32,7 @@ from ..errors import BackendError, ConfigError
 from .options import number
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+MiB = 1 << 20
 
 
 def resolve_endpoint(what: str, base_url: str | None, api_key: str | None,
@@ -73,6 +77,11 @@ async def read_excerpt(resp: aiohttp.ClientResponse, limit: int = 300) -> str:
     except (json.JSONDecodeError, AttributeError):
         pass
     return text[:limit] or "(empty body)"
+
+
+def size_text(n: int) -> str:
+    """A byte count for messages: "64 MiB (67108864 bytes)"."""
+    return f"{n / MiB:.4g} MiB ({n} bytes)"
 
 
 def content_type(resp: aiohttp.ClientResponse) -> str:
@@ -144,3 +153,28 @@ class OpenAIHTTP:
         except aiohttp.ClientError as exc:
             raise BackendError(f"{self.what} {url}: cannot connect ({exc}); is the server running? "
                                f"(base URL {self.base_url}, from base_url= or {' / '.join(self._env)})") from exc
+
+    async def _body_chunks(self, url: str, resp: aiohttp.ClientResponse, limit: int, kind: str,
+                           read: Callable[[], Awaitable[bytes]]) -> AsyncIterator[bytes]:
+        """The chunks of a response body as ``read()`` returns them (b"" ends the body), with a cap:
+        a BackendError naming the adapter, ``url``, ``kind`` (what the body is) and ``limit``
+        before anything is read if the Content-Length is over ``limit`` bytes, else as soon as
+        the bytes read pass it (so at most one chunk, a few hundred kB from aiohttp's buffer, more
+        is read). The caller closes the response on the error (the server stops sending)."""
+        def too_big(detail: str) -> BackendError:
+            return BackendError(f"{self.what} {url}: the {kind} is over the openai {self.what} adapter's "
+                                f"limit of {size_text(limit)}: {detail}")
+
+        if resp.content_length is not None and resp.content_length > limit:
+            raise too_big(f"its Content-Length is {resp.content_length} bytes; not read")
+        total = 0
+        while chunk := await read():
+            total += len(chunk)
+            if total > limit:
+                raise too_big(f"stopped reading after {total} bytes (a server that does not end its response?)")
+            yield chunk
+
+    async def _read_body(self, url: str, resp: aiohttp.ClientResponse, limit: int, kind: str,
+                         read: Callable[[], Awaitable[bytes]]) -> bytes:
+        """The whole body, read with ``_body_chunks`` (same cap and errors)."""
+        return b"".join([chunk async for chunk in self._body_chunks(url, resp, limit, kind, read)])

@@ -13,7 +13,10 @@ barge-in). Two back-ends, both offline:
             ...
     vad.probs                                         # [(chunk start t, p)] of the last push
 
-Times are on the caller's clock: the first sample of ``pcm`` is at ``t``. ``push`` is cheap
+Times are on the caller's clock: the first sample of ``pcm`` is at ``t``. The 24 -> 16 kHz
+resampling (``to_16k``) is kame.audio.ChunkResampler: no group delay (a 16 kHz sample is at the
+time of the 24 kHz audio it comes from), output held back by 16 input samples (0.7 ms) of
+look-ahead, which ``to_16k`` accounts for in the time it returns. ``push`` is cheap
 (~1 ms per 80 ms frame) but is still model compute: call it from a worker thread.
 Run this file to print the events of a wav: python -m kame.backend.vad IN.wav
 """
@@ -27,32 +30,11 @@ from typing import Literal
 
 import numpy as np
 
+from ..audio import ChunkResampler
 from ..errors import AudioFormatError, ConfigError, MissingPackageError, NotAvailableError
 from .types import SAMPLE_RATE
 
 VAD_RATE = 16000
-
-
-class StreamResampler:
-    """24 kHz -> 16 kHz without seams between calls: x2 zero-stuffing, FIR low-pass at 7.6 kHz
-    (state carried in ``zi``), keep every 3rd sample. Input lengths must be multiples of 3."""
-
-    def __init__(self, numtaps: int = 97) -> None:
-        from scipy.signal import firwin
-
-        self.taps = (2.0 * firwin(numtaps, 7600, fs=2 * SAMPLE_RATE)).astype(np.float64)
-        self.zi = np.zeros(numtaps - 1)
-        self.delay = (numtaps - 1) / 2 / (2 * SAMPLE_RATE)  # seconds of group delay
-
-    def __call__(self, pcm: np.ndarray) -> np.ndarray:
-        from scipy.signal import lfilter
-
-        if pcm.shape[0] % 3:
-            raise AudioFormatError(f"StreamResampler needs a multiple of 3 samples, got {pcm.shape[0]}")
-        up = np.zeros(2 * pcm.shape[0])  # [2T] at 48 kHz
-        up[::2] = pcm
-        y, self.zi = lfilter(self.taps, 1.0, up, zi=self.zi)
-        return y[::3].astype(np.float32)  # [2T/3] at 16 kHz
 
 
 def silero_model_path() -> Path:
@@ -161,7 +143,7 @@ class StreamingVAD:
             self.model = WebRtcModel(cfg.webrtc_aggressiveness)
         else:
             raise ConfigError(f"unknown VAD backend {cfg.backend!r}: use 'silero' or 'webrtc'")
-        self.resampler = StreamResampler()
+        self.resampler = ChunkResampler(SAMPLE_RATE, VAD_RATE)
         self.probs: list[tuple[float, float]] = []
         self.st = _VADState()
 
@@ -177,7 +159,7 @@ class StreamingVAD:
 
     def reset(self) -> None:
         self.model.reset()
-        self.resampler = StreamResampler()
+        self.resampler = ChunkResampler(SAMPLE_RATE, VAD_RATE)
         self.st = _VADState()
 
     def push(self, pcm: np.ndarray, t: float) -> list[VADEvent]:
@@ -185,7 +167,16 @@ class StreamingVAD:
         pcm = np.asarray(pcm)
         if pcm.ndim != 1 or not np.issubdtype(pcm.dtype, np.floating):
             raise AudioFormatError(f"VAD expects mono float audio, got shape {pcm.shape} dtype {pcm.dtype}")
-        return self.push_16k(self.resampler(pcm), t)
+        return self.push_16k(*self.to_16k(pcm, t))
+
+    def to_16k(self, pcm: np.ndarray, t: float) -> tuple[np.ndarray, float]:
+        """24 kHz audio starting at ``t`` -> (the 16 kHz audio it completes, the time of its first
+        sample). The output runs ~0.7 ms behind the input (the resampler's look-ahead), so its
+        first sample is slightly before ``t`` and its length varies around 2/3 of the input's
+        (80 ms frames: 1269 samples, then 1280 each); the lag is taken as contiguous with
+        ``t`` (a gap in the caller's times shifts at most that 0.7 ms)."""
+        t16 = t - self.resampler.lag / SAMPLE_RATE
+        return self.resampler(np.asarray(pcm, np.float32)), t16
 
     def push_16k(self, pcm16k: np.ndarray, t: float) -> list[VADEvent]:
         """Feed audio already at 16 kHz (first sample at ``t``)."""

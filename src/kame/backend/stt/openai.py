@@ -33,12 +33,18 @@ import aiohttp
 import numpy as np
 
 from ...errors import BackendError
-from ..openai_http import OpenAIHTTP, content_type, within
+from ..openai_http import MiB, OpenAIHTTP, content_type, within
 from ..options import number
 from ..types import Word
 from .streaming import BufferedRecognizer, Recognizer, SegmentedSTT
 
 log = logging.getLogger(__name__)
+
+# Cap on a transcription response (read whole, then parsed). verbose_json with word times is
+# ~60 bytes a word plus segment records: ~10 kB for a 25 s utterance (max_utterance), ~0.3 MB for
+# the 13 min of 16 kHz wav the 25 MB upload limit of OpenAI allows; 8 MiB is 25x that, and an
+# endless or runaway body stops there.
+MAX_JSON_BODY = 8 * MiB
 
 
 def wav_bytes(pcm16k: np.ndarray, rate: int = 16000) -> bytes:
@@ -166,16 +172,22 @@ class OpenAITranscriptionSTT(OpenAIHTTP, SegmentedSTT):
         url = f"{self.base_url}/audio/transcriptions"
         deadline = asyncio.get_running_loop().time() + self.timeout
         resp = await self._http_post(url, self.timeout, data=form)
+        ok = False
         try:
             if resp.status != 200:
                 raise await self._http_error(url, resp)
-            raw = await within(resp.read(), max(0.0, deadline - asyncio.get_running_loop().time()))
+            reading = self._read_body(url, resp, MAX_JSON_BODY, "JSON transcription body", resp.content.readany)
+            raw = await within(reading, max(0.0, deadline - asyncio.get_running_loop().time()))
+            ok = True
         except asyncio.TimeoutError as exc:
             raise BackendError(f"STT {url}: timed out after {self.timeout:.1f} s") from exc
         except aiohttp.ClientError as exc:
             raise BackendError(f"STT {url}: failed: {type(exc).__name__}: {exc}") from exc
         finally:
-            resp.release()
+            if ok:
+                resp.release()
+            else:  # an error, an over-long body or cancellation: drop the connection so the server stops
+                resp.close()
         try:
             body = json.loads(raw)
         except ValueError as exc:  # (UnicodeDecodeError too)

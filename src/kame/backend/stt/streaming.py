@@ -41,18 +41,18 @@ from ...runtime.metrics import Metric, MetricsSink, null_sink
 from ..options import number
 from ..priority import lower_thread_priority
 from ..types import FRAME_SIZE, AudioFrame, Transcript, Word
-from ..vad import VAD_RATE, StreamingVAD, StreamResampler, VADConfig
+from ..vad import VAD_RATE, StreamingVAD, VADConfig
 from .base import STT
 
 log = logging.getLogger(__name__)
-FRAME_16K = FRAME_SIZE * 2 // 3  # 1280 samples = 80 ms at 16 kHz
 
 
 class Recognizer(ABC):
     """One utterance's decoder; all methods run in the worker thread.
 
     Word times it returns are in seconds from the start of the utterance audio it was fed.
-    ``accept`` gets 80 ms chunks at ``sample_rate`` (16 kHz, or 24 kHz = the frames as given).
+    ``accept`` gets ~80 ms chunks at ``sample_rate``: 24 kHz = the frames as given, or 16 kHz
+    (their length varies by a few samples: the first is 1269, then 1280 each).
     """
 
     sample_rate: int = VAD_RATE
@@ -260,7 +260,6 @@ class _Worker:
 
     def _run(self) -> None:
         stt = self.stt
-        resampler = StreamResampler()
         vad = StreamingVAD(VADConfig(**vars(stt.vad_config)))
         # (16 kHz, 24 kHz) frames heard just before speech started
         preroll: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=max(1, round(stt.preroll / 0.08)))
@@ -284,19 +283,19 @@ class _Worker:
                     break
                 pcm, t = self.inbox.popleft()
                 lag = len(self.inbox) * 0.08
-            x = resampler(pcm)  # [1280] at 16 kHz
+            x, t16 = vad.to_16k(pcm, t)  # ~[1280] at 16 kHz (1269 for the first frame), x[0] at t16
             self.frame_idx.append(n16)
-            self.frame_t.append(t)
-            events = vad.push_16k(x, t)
+            self.frame_t.append(t16)
+            events = vad.push_16k(x, t16)
             if rec is None and (vad.in_speech or any(e.kind == "start" for e in events)):
                 rec = stt.new_recognizer()
-                utt_start = n16 - FRAME_16K * len(preroll)
+                utt_len = sum(chunk[0].shape[0] for chunk in preroll)
+                utt_start = n16 - utt_len
                 for chunk in preroll:
                     rec.accept(chunk[0] if rec.sample_rate == VAD_RATE else chunk[1])
-                utt_len = FRAME_16K * len(preroll)
                 last_partial_at, last_words, paused = 0, None, False
                 preroll.clear()
-            n16 += FRAME_16K
+            n16 += x.shape[0]
             if rec is None:
                 preroll.append((x, pcm))
                 if len(self.frame_idx) > 2000:  # between utterances: forget old time marks
@@ -304,7 +303,7 @@ class _Worker:
                 continue
             rec.lag = lag
             rec.accept(x if rec.sample_rate == VAD_RATE else pcm)
-            utt_len += FRAME_16K
+            utt_len += x.shape[0]
             ended = [e for e in events if e.kind == "end"]
             if ended or utt_len >= stt.max_utterance * VAD_RATE:
                 eos = ended[0].t if ended else self.time_of(n16)

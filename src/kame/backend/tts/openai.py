@@ -9,14 +9,15 @@ tts-1 / gpt-4o-mini-tts, or any server with the same endpoint (e.g. openedai-spe
 Request JSON: {"model", "input", "voice", "response_format"} (+ "speed" if set).
 ``response_format="pcm"`` (default): the body is raw 16-bit little-endian mono PCM at 24 kHz and is
 streamed chunk by chunk as it arrives (``pcm_rate`` if a server uses another rate: resampled
-seamlessly across chunks, ``ChunkResampler``).
-``response_format="wav"``: the whole body is read, decoded and resampled to 24 kHz.
+seamlessly across chunks, ``kame.audio.ChunkResampler``); at most ``MAX_PCM_SECONDS`` of audio.
+``response_format="wav"``: the whole body (at most ``MAX_WAV_BODY`` bytes) is read, decoded and
+resampled to 24 kHz.
 Base URL and key come from the environment unless given: ``OPENAI_TTS_BASE_URL``, else
 ``OPENAI_BASE_URL``, else the OpenAI API; ``OPENAI_API_KEY`` (optional for local servers).
 
 Errors raise kame.errors.BackendError: HTTP status >= 400 (with the server's message), connection
-failures, timeouts, an undecodable wav, a JSON/text body where audio was expected, an audio file
-(wav, mp3, ...) where raw pcm was asked, NaN samples, and an empty response. Bad options
+failures, timeouts, a body over its cap, an undecodable wav, a JSON/text body where audio was
+expected, an audio file (wav, mp3, ...) where raw pcm was asked, NaN samples, and an empty response. Bad options
 (``pcm_rate``, ``speed``, timeouts, an empty voice) are ConfigErrors naming them. Cancelling the consumer closes the connection.
 """
 
@@ -25,15 +26,14 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-from math import gcd
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import numpy as np
 
-from ...audio import SAMPLE_RATE, resample
+from ...audio import SAMPLE_RATE, ChunkResampler, resample
 from ...errors import BackendError, ConfigError
-from ..openai_http import OpenAIHTTP, content_type, read_excerpt, within
+from ..openai_http import MiB, OpenAIHTTP, content_type, read_excerpt, within
 from ..options import number
 from .base import TTS
 
@@ -43,45 +43,14 @@ from .base import TTS
 FILE_MAGIC = {b"RIFF": "wav", b"ID3": "mp3", b"OggS": "ogg", b"fLaC": "flac"}
 FILE_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/mpeg", "audio/mp3", "audio/aac", "audio/ogg",
               "audio/opus", "audio/flac", "audio/webm")
-
-
-class ChunkResampler:
-    """Resamples a stream chunk by chunk as resampling it whole would (scipy's polyphase filter):
-    each output sample is computed once, with enough input on both sides (``flush`` pads the end
-    with zeros, as the whole-signal resampling does). Resampling each chunk on its own instead
-    clicks at every chunk edge and drifts in length."""
-
-    def __init__(self, src: int, dst: int) -> None:
-        from scipy.signal import firwin
-
-        g = gcd(src, dst)
-        self.up, self.down = dst // g, src // g
-        half = 10 * max(self.up, self.down)  # scipy's filter design, made once (not per chunk)
-        if self.up != self.down:
-            self.taps = firwin(2 * half + 1, 1.0 / max(self.up, self.down), window=("kaiser", 5.0))
-        self.pad = -(-half // self.up) + 1  # input samples of filter half-width
-        self.buf = np.zeros(0, np.float32)
-        self.off = 0  # input index of buf[0]: a multiple of ``down`` (so outputs align)
-        self.out = 0  # next output index
-
-    def __call__(self, pcm: np.ndarray, last: bool = False) -> np.ndarray:
-        if self.up == self.down:
-            return pcm
-        from scipy.signal import resample_poly
-
-        self.buf = np.concatenate([self.buf, pcm])
-        end = self.off + len(self.buf)  # input samples received
-        ready = -(-end * self.up // self.down) if last else max(0, (end - self.pad) * self.up // self.down)
-        if ready <= self.out:
-            return np.zeros(0, np.float32)
-        y = resample_poly(np.asarray(self.buf, np.float64), self.up, self.down, window=self.taps)
-        first = self.off * self.up // self.down  # output index of y[0]
-        chunk = y[self.out - first: ready - first].astype(np.float32)
-        self.out = ready
-        keep = max(0, (self.out * self.down // self.up - self.pad) // self.down * self.down)  # new off
-        if keep > self.off:
-            self.buf, self.off = self.buf[keep - self.off:], keep
-        return chunk
+# Caps on response bodies, so that a server that never ends its response cannot run kame out of
+# memory (wav, held whole) or stream forever (pcm).
+# wav: read whole, then decoded. 24 kHz 16-bit mono is 48 kB/s, so 64 MiB is 23 min; OpenAI
+# takes at most 4096 characters of input (~5 min of speech at speed 1).
+MAX_WAV_BODY = 64 * MiB
+# pcm: passed on chunk by chunk, never held whole, so the cap is generous: one reply of an hour
+# (173 MB at 24 kHz) is a runaway server, not speech.
+MAX_PCM_SECONDS = 3600
 
 
 class OpenAITTS(OpenAIHTTP, TTS):
@@ -146,53 +115,56 @@ class OpenAITTS(OpenAIHTTP, TTS):
             else:  # error, cancellation or early close: drop the connection so the server stops
                 resp.close()
 
-    async def _read_chunk(self, resp: aiohttp.ClientResponse, first: bool) -> bytes:
-        timeout = self.first_chunk_timeout if first else self.chunk_timeout
-        try:
-            return await within(resp.content.readany(), timeout)
-        except asyncio.TimeoutError as exc:
-            raise BackendError(f"TTS {self.url}: audio stream stalled ({timeout:g} s)") from exc
-        except aiohttp.ClientError as exc:
-            raise BackendError(f"TTS {self.url}: audio stream broken: {exc}") from exc
+    def _reader(self, resp: aiohttp.ClientResponse) -> Callable[[], Awaitable[bytes]]:
+        """Reads the body's next chunk as it arrives (b"" at the end): the first within
+        ``first_chunk_timeout``, then each within ``chunk_timeout``."""
+        first = True
+
+        async def read() -> bytes:
+            nonlocal first
+            timeout = self.first_chunk_timeout if first else self.chunk_timeout
+            first = False
+            try:
+                return await within(resp.content.readany(), timeout)
+            except asyncio.TimeoutError as exc:
+                raise BackendError(f"TTS {self.url}: audio stream stalled ({timeout:g} s)") from exc
+            except aiohttp.ClientError as exc:
+                raise BackendError(f"TTS {self.url}: audio stream broken: {exc}") from exc
+
+        return read
 
     async def _stream_pcm(self, resp: aiohttp.ClientResponse) -> AsyncIterator[np.ndarray]:
         carry = b""  # an odd trailing byte waits for its partner
         total = 0
         rs = ChunkResampler(self.pcm_rate, SAMPLE_RATE)
-        while True:
-            raw = await self._read_chunk(resp, first=total == 0 and not carry)
-            if total == 0 and not carry and raw:
+        limit = MAX_PCM_SECONDS * self.pcm_rate * 2
+        kind = f"pcm stream ({MAX_PCM_SECONDS:g} s of 16-bit audio at {self.pcm_rate} Hz)"
+        async for raw in self._body_chunks(self.url, resp, limit, kind, self._reader(resp)):
+            if total == 0 and not carry:
                 ctype = content_type(resp)
-                kind = next((k for m, k in FILE_MAGIC.items() if raw.startswith(m)), None)
-                if kind is not None or ctype in FILE_TYPES:  # played as raw samples it would be noise
+                file_kind = next((k for m, k in FILE_MAGIC.items() if raw.startswith(m)), None)
+                if file_kind is not None or ctype in FILE_TYPES:  # played as raw samples it would be noise
                     raise BackendError(f"TTS {self.url}: asked for raw pcm, the server sent an audio file "
-                                       f"({kind or ctype}; Content-Type {ctype or 'none'}): "
+                                       f"({file_kind or ctype}; Content-Type {ctype or 'none'}): "
                                        "use response_format='wav' or a server that streams pcm")
             data = carry + raw
             n = len(data) // 2 * 2
             data, carry = data[:n], data[n:]
-            if n or not raw:
+            if n:
                 total += n
-                pcm = np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
-                out = rs(pcm, last=not raw)
+                out = rs(np.frombuffer(data, "<i2").astype(np.float32) / 32768.0)
                 if out.size:
                     yield out
-            if not raw:
-                break
         if total == 0:
             raise BackendError(f"TTS {self.url}: empty audio response")
+        out = rs(np.zeros(0, np.float32), last=True)  # the resampler's look-ahead tail
+        if out.size:
+            yield out
 
     async def _read_wav(self, resp: aiohttp.ClientResponse) -> np.ndarray:
         import soundfile as sf
 
-        parts, first = [], True
-        while True:
-            raw = await self._read_chunk(resp, first)
-            first = False
-            if not raw:
-                break
-            parts.append(raw)
-        data = b"".join(parts)
+        data = await self._read_body(self.url, resp, MAX_WAV_BODY, "wav body", self._reader(resp))
         if not data:
             raise BackendError(f"TTS {self.url}: empty audio response")
         try:

@@ -1,0 +1,66 @@
+"""kame.audio.ChunkResampler: a stream resampled chunk by chunk equals the whole signal resampled."""
+
+import numpy as np
+import pytest
+from scipy.signal import resample_poly
+
+from kame.audio import ChunkResampler, resample
+from kame.errors import AudioFormatError
+
+
+def _chunked(rs, x, sizes):
+    """rs over x cut at ``sizes`` (the last piece flushes): the outputs, one per call."""
+    cuts = np.cumsum(sizes)
+    pieces = np.split(x, cuts[cuts < len(x)])
+    return [rs(p, last=k == len(pieces) - 1) for k, p in enumerate(pieces)]
+
+
+def test_chunk_resampler_equals_resampling_the_whole_signal():
+    rng = np.random.default_rng(0)
+    for src in (16000, 22050, 24000, 48000):
+        x = (0.3 * rng.standard_normal(src // 2)).astype(np.float32)
+        for size in (1, 333, 4000):
+            rs = ChunkResampler(src, 24000)
+            starts = range(0, len(x), size)
+            got = np.concatenate([rs(x[i:i + size], last=i == starts[-1]) for i in starts])
+            np.testing.assert_allclose(got, resample(x, src, 24000), atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_chunk_resampler_24k_to_16k_random_chunks_equals_resample_poly(seed):
+    """The VAD's/STT's conversion: any cut of the stream (empty and 1-sample pieces included)
+    gives scipy.signal.resample_poly of the whole signal, sample for sample."""
+    rng = np.random.default_rng(seed)
+    x = (0.3 * rng.standard_normal(24000 + int(rng.integers(0, 3)))).astype(np.float32)
+    sizes = rng.choice([0, 1, 2, 3, 17, 500, 1920, 4001], size=len(x))
+    outs = _chunked(ChunkResampler(24000, 16000), x, sizes)
+    want = resample_poly(x.astype(np.float64), 2, 3)
+    got = np.concatenate(outs)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_chunk_resampler_lag_times_each_output_and_bounds_the_latency():
+    """``t - lag / src`` (read before a call) is the time of that call's first output sample;
+    the output is never held back by more than ``pad`` input samples (+ one output step)."""
+    rng = np.random.default_rng(1)
+    rs = ChunkResampler(24000, 16000)
+    assert rs.pad == 16 and rs.lag == 0
+    n_in = n_out = 0
+    for size in rng.integers(0, 3000, size=60):
+        t = n_in / 24000
+        t_first = t - rs.lag / 24000
+        out = rs(np.zeros(size, np.float32))
+        assert t_first == pytest.approx(n_out / 16000, abs=1e-12)
+        n_in, n_out = n_in + size, n_out + len(out)
+        assert n_in - rs.pad - 1.5 < n_out * 1.5 <= n_in - rs.pad or n_in < rs.pad
+        assert rs.pad <= rs.lag < rs.pad + 1.5 or n_in < rs.pad
+    assert len(rs(np.zeros(0, np.float32), last=True)) == -(-n_in * 2 // 3) - n_out  # the flush: the rest
+
+
+def test_chunk_resampler_same_rate_passes_through_and_bad_rates_are_named():
+    rs = ChunkResampler(24000, 24000)
+    x = np.arange(5, dtype=np.float32)
+    assert rs(x) is x and rs.lag == 0
+    with pytest.raises(AudioFormatError, match="target sample rate must be a positive whole number of Hz, got 0"):
+        ChunkResampler(24000, 0)
