@@ -32,9 +32,36 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
+from .hub import split_hf
+from .model.config import PRESETS as MODEL_PRESETS  # (torch-free: kame.model imports torch lazily)
 
 MAX_SESSIONS = 256  # runtime.max_sessions' ceiling (rows of one batched step)
 _DEVICE = re.compile(r"(cpu|cuda|mps)(:\d+)?")  # a device option's form (kame.model.loaders.parse_device)
+# The presets of a "random:NAME" front-end: all but "7b" (random 7B weights do not fit in memory)
+RANDOM_FRONTENDS = tuple(p for p in MODEL_PRESETS if p != "7b")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")  # a "scheme:" prefix (2+ characters: not a drive letter)
+
+
+def frontend_spec_form(spec: Any) -> tuple[str, str | None, Path | None]:
+    """The form of a front-end spec, checked without torch and without reading files:
+    ("random", preset, None), ("hf", repo[@rev], None) or ("path", None, path), the path not
+    necessarily existing; else ConfigError. kame.model.loaders.check_frontend_spec adds the
+    path's existence (at model load)."""
+    if not isinstance(spec, (str, Path)) or not str(spec).removeprefix("path:").strip():
+        raise ConfigError(f"front-end spec {spec!r}: give hf://ORG/REPO, a checkpoint folder or random:tiny")
+    spec = str(spec)
+    if spec == "random" or spec.startswith("random:"):
+        name = spec.partition(":")[2] or "tiny"
+        if name not in RANDOM_FRONTENDS:
+            raise ConfigError(f"unknown random front-end {spec!r}; use random:{'|'.join(RANDOM_FRONTENDS)}"
+                              + (" (random 7B weights do not fit in memory: load a checkpoint)" if name == "7b" else ""))
+        return "random", name, None
+    if spec.startswith("hf:"):
+        repo, revision, extra = split_hf(spec)
+        if extra is not None:
+            raise ConfigError(f"expected hf://ORG/REPO[@REVISION], got {spec!r}")
+        return "hf", repo + (f"@{revision}" if revision else ""), None
+    return "path", None, Path(spec.removeprefix("path:")).expanduser()
 
 
 def _opt(default: Any, *, choices: Iterable[Any] | None = None, min: float | None = None, max: float | None = None):
@@ -57,10 +84,20 @@ class FrontendConfig:
     top_k_text: int = _opt(25, min=0)
     seed: int = -1  # sampling seed; -1 = nondeterministic
 
-    def validate(self) -> None:  # the form only (no torch import); availability: at model load
+    def validate(self) -> None:  # the forms only (no torch import); availability, files: at model load
         if not _DEVICE.fullmatch(self.device):
             raise ConfigError(f"frontend.device {self.device!r} is not a torch device (e.g. 'cpu', 'cuda', "
                               f"'cuda:1', 'mps')")
+        try:
+            kind, _, path = frontend_spec_form(self.spec)
+        except ConfigError as exc:
+            raise ConfigError(f"frontend.spec: {exc}") from None
+        # a folder that does not exist yet is checked at model load; "nonsense://x" is no folder
+        if kind == "path" and _SCHEME.match(str(self.spec)) and not str(self.spec).startswith("path:") \
+                and not path.exists():
+            raise ConfigError(f"frontend.spec: {self.spec!r} is not a front-end spec: use hf://ORG/REPO[@REVISION], "
+                              f"a checkpoint folder (path:FOLDER if its name has a colon) or "
+                              f"random:{'|'.join(RANDOM_FRONTENDS)}")
 
 
 @dataclass
@@ -68,6 +105,21 @@ class CodecConfig:
     # "auto" = the checkpoint's own codec (Mimi for published checkpoints, "embedded" for the
     # embedded / random front-ends); or any codec spec: "mimi:...", "embedded"
     spec: str = "auto"
+
+    def validate(self) -> None:  # the form only (nothing imported); files: when the codec loads
+        if self.spec == "auto":
+            return
+        from . import registry  # scheme names only: nothing is imported
+
+        try:
+            _, arg = registry.check_spec("codec", self.spec)
+        except ConfigError as exc:
+            raise ConfigError(f"codec.spec: {exc}, or 'auto' (the front-end's own codec)") from None
+        if arg is not None and arg.startswith("hf://"):  # e.g. mimi:hf://ORG/REPO[@REV][/FILE]
+            try:
+                split_hf(arg)
+            except ConfigError as exc:
+                raise ConfigError(f"codec.spec: {exc}") from None
 
 
 @dataclass

@@ -147,3 +147,20 @@ def _lazy_factory(arg, **kwargs):
     import kame_test_lazy_pkg  # noqa: F401
 
     return torch.zeros(1)
+
+
+def test_one_load_checks_the_spec_once(saved, monkeypatch):
+    """load_frontend checked the spec up to 3 times (itself, _find_config, and its caller)."""
+    from kame.model import loaders
+
+    folder, _ = saved
+    real, calls = loaders.check_frontend_spec, []
+    monkeypatch.setattr(loaders, "check_frontend_spec", lambda spec: calls.append(spec) or real(spec))
+    for spec in ("random:tiny", folder, folder / "config.json", folder / "model.safetensors"):
+        calls.clear()
+        load_frontend(spec)
+        assert calls == [spec]
+    calls.clear()
+    _, info = load_frontend(folder, spec_form=real(folder))  # a caller that has checked it already
+    assert calls == [] and info.weights == folder / "model.safetensors"
+

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -46,9 +48,24 @@ def test_defaults_file_and_overrides(tmp_path):
     ("runtime.max_input_backlog_s=nan", "runtime.max_input_backlog_s: expected a finite number, got nan"),
     ("runtime.silence_db=-inf", "runtime.silence_db: expected a finite number, got -inf"),
     ("backend.poll_interval_s=inf", "backend.poll_interval_s: expected a finite number, got inf"),
+    # front-end and codec specs: their form at config load (was: tens of seconds later, at model load)
+    ("frontend.spec=nonsense://x", "frontend.spec: 'nonsense://x' is not a front-end spec: use hf://ORG/REPO"),
+    ("frontend.spec=randm:tiny", "frontend.spec: 'randm:tiny' is not a front-end spec"),
+    ("frontend.spec=random:huge", "frontend.spec: unknown random front-end 'random:huge'; use random:tiny|small"),
+    ("frontend.spec=random:7b", "frontend.spec: unknown random front-end 'random:7b'"),
+    ("frontend.spec=hf://acme", "frontend.spec: expected hf://ORG/REPO"),
+    ("frontend.spec=hf://acme/x/y", "frontend.spec: expected hf://ORG/REPO[@REVISION], got 'hf://acme/x/y'"),
+    ("frontend.spec=", "frontend.spec: front-end spec ''"),
+    ("frontend.spec=path:", "frontend.spec: front-end spec 'path:'"),
+    ("codec.spec=nope", "codec.spec: unknown codec spec 'nope': scheme 'nope' is not one of ['embedded', 'mimi'], "
+                        "or 'auto'"),
+    ("codec.spec=hf://kyutai/moshiko", "codec.spec: unknown codec spec 'hf://kyutai/moshiko'"),
+    ("codec.spec=/x/mimi.safetensors", "codec.spec: unknown codec spec '/x/mimi.safetensors'"),
+    ("codec.spec=", "codec.spec: empty component spec"),
+    ("codec.spec=mimi:hf://acme", "codec.spec: expected hf://ORG/REPO[@REVISION][/FILE], got 'hf://acme'"),
 ])
 def test_bad_overrides_name_the_key(override, message):
-    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(None, [override])
 
 
@@ -123,3 +140,31 @@ def test_non_finite_numbers_and_unreadable_files(tmp_path, monkeypatch):
     monkeypatch.setattr(type(f), "read_text", refuse)
     with pytest.raises(ConfigError, match="cannot read config file .*nan.toml: Permission denied"):
         load_config(f)
+
+
+def test_spec_forms_pass_files_are_checked_at_model_load(tmp_path, monkeypatch):
+    """Only the form/kind of frontend.spec and codec.spec is checked at config load: a checkpoint
+    folder or codec file that does not exist (yet) is reported when the model loads; config load
+    still imports no torch."""
+    import subprocess
+    import sys
+
+    from kame.errors import CheckpointError
+
+    (tmp_path / "ck:v2").mkdir()  # an existing folder whose name looks like a scheme
+    monkeypatch.chdir(tmp_path)
+    for spec in ("random", "random:stt-tiny", "hf://SakanaAI/kame", "hf://acme/x@v1", "hf:acme/x",
+                 str(tmp_path / "not-yet"), "not-yet/ck", "~/ck", "path:a:b", "ck:v2", str(tmp_path / "ck:v2")):
+        assert load_config(None, {"frontend.spec": spec}).frontend.spec == spec
+    for spec in ("auto", "embedded", "embedded:/no/such.safetensors", "mimi", "mimi:random-tiny",
+                 "mimi:/no/such/folder", "mimi:hf://kyutai/moshiko-pytorch-bf16@main/x.safetensors"):
+        assert load_config(None, {"codec.spec": spec}).codec.spec == spec
+    code = ("import sys; from kame.config import load_config; "
+            "load_config(None, ['frontend.spec=hf://a/b', 'codec.spec=mimi:hf://a/b']); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
+    from kame.model.loaders import load_frontend  # the missing folder: at model load, as before
+
+    with pytest.raises(CheckpointError, match="'.*not-yet' does not exist"):
+        load_frontend(load_config(None, {"frontend.spec": str(tmp_path / "not-yet")}).frontend.spec)

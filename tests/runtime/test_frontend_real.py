@@ -145,3 +145,19 @@ async def test_int16_scaled_floats_from_one_session_leave_the_others_alone():
     errs = {k: [o.message for o in r.items if isinstance(o, ErrorEvent)] for k, r in recs.items()}
     assert errs["B"] == [] and len(recs["B"].audio()) == 6
     assert len(errs["A"]) == 6 and all(m.startswith("bad audio dropped: samples reach 3000") for m in errs["A"])
+
+
+def test_one_load_checks_the_frontend_spec_once(tmp_path, monkeypatch):
+    from kame.model import loaders
+    from kame.runtime import frontend
+
+    from kame.codec.mimi import build_random
+
+    model, _ = loaders.load_frontend("random:tiny", card=build_random("tiny").cardinality)  # CODEC's
+    ck = str(loaders.save_frontend(model, tmp_path / "ck"))
+    real, calls = loaders.check_frontend_spec, []
+    monkeypatch.setattr(loaders, "check_frontend_spec", lambda spec: calls.append(spec) or real(spec))
+    for spec in ("random:tiny", ck):
+        calls.clear()
+        _, info = frontend.load_frame_models(real_cfg(**{"frontend.spec": spec}))
+        assert calls == [spec] and info["frontend_random"] is (spec == "random:tiny")

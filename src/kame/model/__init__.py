@@ -10,10 +10,18 @@ stepper (Stepper, OracleFeed, Sampling, StepOutput), loaders (load_frontend, sav
 See docs/frontend.md.
 """
 
-from .config import LMConfig, preset
-from .lm import LMModel, LMOutput
-from .loaders import Frontend, FrontendInfo, load_frontend, save_frontend
-from .stepper import OracleFeed, OracleStats, Sampling, StepOutput, Stepper
+# Imported on first use (PEP 562), so that the torch-free kame.model.config (preset names, config
+# checks) can be imported without torch, e.g. by kame.config at config load.
+_EXPORTS = {"LMConfig": "config", "preset": "config", "LMModel": "lm", "LMOutput": "lm",
+            "Frontend": "loaders", "FrontendInfo": "loaders", "load_frontend": "loaders",
+            "save_frontend": "loaders", "OracleFeed": "stepper", "OracleStats": "stepper",
+            "Sampling": "stepper", "StepOutput": "stepper", "Stepper": "stepper"}
+__all__ = list(_EXPORTS)
 
-__all__ = ["LMConfig", "preset", "LMModel", "LMOutput", "Frontend", "FrontendInfo", "load_frontend",
-           "save_frontend", "OracleFeed", "OracleStats", "Sampling", "StepOutput", "Stepper"]
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

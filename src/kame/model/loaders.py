@@ -13,8 +13,8 @@ names (default ``model.safetensors``, bf16 or fp32). Weight names are those of m
     save_frontend(model, "out/", mimi_name=..., tokenizer_name=...)     # same format back
 
 The model is built on the meta device and the weights are assigned (no double allocation).
-Errors: CheckpointError (missing file, missing/unknown key, shape or dtype mismatch),
-ConfigError (bad config key or value).
+Errors: CheckpointError (missing file, missing/unknown key, shape or dtype mismatch, NaN/inf
+weights), ConfigError (bad config key or value).
 """
 
 from __future__ import annotations
@@ -23,15 +23,16 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..config import RANDOM_FRONTENDS, frontend_spec_form
 from ..errors import CheckpointError, ConfigError
 from ..hub import HubFileNotFound, HubUnreachable, hf_download, split_hf
-from .config import PRESETS, LMConfig, moshi_7b, preset
+from .config import LMConfig, moshi_7b, preset
 from .lm import LMModel
 from .stepper import Sampling, Stepper
 
@@ -111,18 +112,20 @@ def parse_dtype(dtype: Any, device: torch.device) -> torch.dtype:
     return DTYPES[str(dtype)]
 
 
-RANDOM_PRESETS = tuple(p for p in PRESETS if p != "7b")  # 7B is never built with random weights
+RANDOM_PRESETS = RANDOM_FRONTENDS  # the presets of "random:NAME" (kame.config names them, without torch)
+SpecForm = tuple[str, str | None, Path | None]  # what check_frontend_spec returns
 
 
-def random_preset(spec: str) -> str | None:
-    """The preset name of a "random" / "random:NAME" spec (None for any other spec), else ConfigError."""
-    if spec != "random" and not spec.startswith("random:"):
-        return None
-    name = spec.partition(":")[2] or "tiny"
-    if name not in RANDOM_PRESETS:
-        raise ConfigError(f"unknown random front-end {spec!r}; use random:{'|'.join(RANDOM_PRESETS)}"
-                          + (" (random 7B weights do not fit in memory: load a checkpoint)" if name == "7b" else ""))
-    return name
+def check_finite(tensors: Mapping[str, torch.Tensor], where: str | Path) -> None:
+    """CheckpointError naming ``where`` (the file) and the first floating-point tensor holding NaN
+    or inf: such weights would load and give NaN audio later. Shared by the front-end, Mimi and
+    embedded codec loaders. One sum per tensor (a 7B load: ~1 s; an element-wise isfinite: ~40 s
+    on 2 CPU cores); only a non-finite sum, which finite values can also give by overflowing, is
+    confirmed element by element."""
+    for key, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"{where}: tensor {key!r} has NaN or infinite values (a corrupt or diverged "
+                                  f"checkpoint)")
 
 
 # ------------------------------------------------------------------------------------------
@@ -164,30 +167,23 @@ def _cached_legacy_repo(repo: str, revision: str | None) -> bool:
     return isinstance(try_to_load_from_cache(repo, MOSHI_NAME, revision=revision), str)
 
 
-def check_frontend_spec(spec: str) -> tuple[str, str | None, Path | None]:
+def check_frontend_spec(spec: str) -> SpecForm:
     """The form of a front-end spec, checked without loading anything (ConfigError, or a
     CheckpointError for a path that does not exist): ("random", preset, None), ("hf", repo@rev, None)
-    or ("path", None, path)."""
-    if not isinstance(spec, (str, Path)) or not str(spec).removeprefix("path:").strip():
-        raise ConfigError(f"front-end spec {spec!r}: give hf://ORG/REPO, a checkpoint folder or random:tiny")
-    spec = str(spec)
-    if (name := random_preset(spec)) is not None:
-        return "random", name, None
-    if spec.startswith("hf:"):
-        repo, revision, extra = split_hf(spec)
-        if extra is not None:
-            raise ConfigError(f"expected hf://ORG/REPO[@REVISION], got {spec!r}")
-        return "hf", repo + (f"@{revision}" if revision else ""), None
-    path = Path(spec.removeprefix("path:")).expanduser()
+    or ("path", None, path). load_frontend takes it as ``spec_form`` (checked once per load)."""
+    kind, name, path = frontend_spec_form(spec)  # the form (kame.config checks it too, at config load)
+    if kind != "path":
+        return kind, name, path
     if not path.exists():
-        hint = " (a front-end spec is hf://ORG/REPO, a checkpoint folder or random:NAME)" if ":" in spec else ""
+        hint = " (a front-end spec is hf://ORG/REPO, a checkpoint folder or random:NAME)" if ":" in str(spec) else ""
         raise CheckpointError(f"front-end checkpoint {str(path)!r} does not exist{hint}")
     return "path", None, path
 
 
-def _find_config(spec: str) -> tuple[dict | None, Path | None, str | None, str | None, str]:
-    """-> (raw config or None, folder, hf repo, revision, weights name override)."""
-    kind, _, path = check_frontend_spec(spec)
+def _find_config(spec: str, form: SpecForm) -> tuple[dict | None, Path | None, str | None, str | None, str]:
+    """-> (raw config or None, folder, hf repo, revision, weights name override); ``form``: the
+    spec's check_frontend_spec result."""
+    kind, _, path = form
     if kind == "hf":
         repo, revision, _ = split_hf(spec)
         try:
@@ -231,9 +227,11 @@ def read_state(path: Path, device: torch.device) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"weights file {path} is not a file")
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:
-            return {k: f.get_tensor(k) for k in f.keys()}
+            state = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:
         raise CheckpointError(f"cannot read {path}: {exc}") from exc
+    check_finite(state, path)
+    return state
 
 
 def convert_state(state: dict[str, torch.Tensor], model: LMModel, dtype: torch.dtype,
@@ -290,11 +288,14 @@ def build_meta(cfg: LMConfig) -> LMModel:
 
 def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: Any = None,
                   oracle: bool | None = None, fetch_companions: bool = True,
-                  seed: int = 0, **config_overrides: Any) -> tuple[LMModel, FrontendInfo]:
+                  seed: int = 0, *, spec_form: SpecForm | None = None,
+                  **config_overrides: Any) -> tuple[LMModel, FrontendInfo]:
     """Load a front-end LM. spec: "hf://org/repo[@rev]", a folder / config.json / .safetensors
     path, or "random:tiny|small|100m|stt-tiny" (random weights, seeded).
-    oracle: None = config's `oracle` key, else on (KAME) except for model_type "stt"."""
-    kind, name, _ = check_frontend_spec(spec)
+    oracle: None = config's `oracle` key, else on (KAME) except for model_type "stt".
+    spec_form: check_frontend_spec(spec), if the caller has checked the spec already."""
+    form = spec_form if spec_form is not None else check_frontend_spec(spec)
+    kind, name, _ = form
     device = parse_device(device)
     dt = parse_dtype(dtype, device)
     spec = str(spec)
@@ -309,7 +310,7 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
         finally:
             torch.random.set_rng_state(gen_state)
         return model, FrontendInfo(spec, cfg, None, None, None, {}, cfg.meta.get("model_type", "moshi"))
-    raw, folder, repo, revision, weights_name = _find_config(spec)
+    raw, folder, repo, revision, weights_name = _find_config(spec, form)
     if raw is None:  # a legacy repo without config.json: Moshi 7B
         cfg, raw = moshi_7b(), {}
         if oracle is not None or config_overrides:

@@ -101,16 +101,18 @@ def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: st
     from .. import registry
     from ..model.loaders import check_frontend_spec, load_frontend  # checkpoints, folders, random presets
 
-    kind = check_frontend_spec(spec)[0]  # both specs' form, at once
+    form = check_frontend_spec(spec)  # both specs' form, at once (the front-end's once per load)
+    kind = form[0]
     if codec_spec != "auto":
         registry.check_spec("codec", codec_spec)
     if kind == "random":  # random weights: the embedded CPU codec unless told otherwise
         codec_spec = "embedded" if codec_spec == "auto" else codec_spec
         codec = registry.create("codec", codec_spec)
-        model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), **_random_overrides(codec))
+        model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), spec_form=form,
+                                     **_random_overrides(codec))
     else:
         codec = registry.create("codec", codec_spec) if codec_spec != "auto" else None
-        model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0))
+        model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), spec_form=form)
         if codec is None:  # "auto": the checkpoint's own Mimi
             codec_spec = f"mimi:{finfo.mimi}" if finfo.mimi is not None else "mimi"
             codec = _auto_codec(codec_spec, spec, finfo)

@@ -232,6 +232,8 @@ def load(path: str | Path | None = None, *, sha256: str | None = None) -> Embedd
     its contents: the config, every tensor's presence, shape, dtype and values."""
     from safetensors import safe_open
 
+    from ...model.loaders import check_finite  # (lazily, as parse_device in create)
+
     default = path is None
     if str(path).startswith("hf://"):
         raise ConfigError(f"the embedded codec loads local files only, got {str(path)!r} "
@@ -281,9 +283,9 @@ def load(path: str | Path | None = None, *, sha256: str | None = None) -> Embedd
             raise CheckpointError(f"{path}: tensor {name!r} has dtype {x.dtype}, want a float dtype")
         if tuple(x.shape) != shape:
             raise CheckpointError(f"{path}: tensor {name!r} has shape {list(x.shape)}, config says {list(shape)}")
-        if not bool(torch.isfinite(x).all()) or (name == "scale" and bool((x == 0).any())):
-            bad = "NaN, infinite or 0" if name == "scale" else "NaN or infinite"
-            raise CheckpointError(f"{path}: tensor {name!r} has {bad} values")
+    check_finite(t, path)
+    if bool((t["scale"] == 0).any()):  # the features are divided by it
+        raise CheckpointError(f"{path}: tensor 'scale' has 0 values")
     t = {k: v.float() for k, v in t.items()}
     rvq = RVQ(mean=t["mean"], scale=t["scale"], proj=t["proj"], codebooks=t["codebooks"])
     try:

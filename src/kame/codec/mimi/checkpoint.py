@@ -99,7 +99,10 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 
 
 def load_state(model: MimiModel, state: dict[str, torch.Tensor], where: str = "checkpoint") -> None:
-    """Strictly load ``state`` into ``model``; any missing/unexpected key or shape mismatch raises."""
+    """Strictly load ``state`` into ``model``; any missing/unexpected key, shape mismatch or NaN/inf
+    weight raises."""
+    from ...model.loaders import check_finite  # (lazily, as check_placement)
+
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -115,8 +118,7 @@ def load_state(model: MimiModel, state: dict[str, torch.Tensor], where: str = "c
             raise CheckpointError(f"{where}: key {k!r} has shape {tuple(state[k].shape)}, the config expects {tuple(v.shape)}")
         if v.is_floating_point() and not state[k].is_floating_point():
             raise CheckpointError(f"{where}: key {k!r} has dtype {state[k].dtype} (quantized?); expected floating point weights")
-        if state[k].is_floating_point() and not torch.isfinite(state[k]).all():
-            raise CheckpointError(f"{where}: key {k!r} holds NaN or inf values (a corrupt or diverged checkpoint)")
+    check_finite(state, where)
     model.load_state_dict({k: t.to(own[k].dtype) for k, t in state.items()}, strict=True)
 
 
