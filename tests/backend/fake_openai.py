@@ -9,7 +9,7 @@
 
 A Reply scripts one response: the content pieces, a delay between chunks, an HTTP error, a stall
 (keeps the connection open, sending nothing), an abrupt disconnect, a malformed chunk, a missing
-``[DONE]``, or a gate to wait on before streaming. The server records each request body, how many
+``[DONE]``, a gate to wait on before streaming, endless keep-alive comments, an overlong line. The server records each request body, how many
 streams the client dropped before their end (``disconnects``) and how many it finished.
 """
 
@@ -35,6 +35,8 @@ class Reply:
     error_after: int | None = None  # after this many pieces send {"error": {...}}
     send_done: bool = True  # send finish_reason + "data: [DONE]" at the end
     gate: asyncio.Event | None = None  # wait for it before the first chunk
+    keepalive_after: int | None = None  # after this many pieces send ":" comment lines until the client leaves
+    long_line: int = 0  # > 0: a data line of this many bytes before the first piece
 
 
 class FakeOpenAI:
@@ -104,7 +106,14 @@ class FakeOpenAI:
                     return resp
                 await asyncio.sleep(0.005)
             await self._send(resp, {"choices": [{"index": 0, "delta": {"role": "assistant"}}]})
+            if r.long_line:
+                await resp.write(b"data: " + b"x" * r.long_line + b"\n\n")
             for i, piece in enumerate(r.pieces):
+                if i == r.keepalive_after:
+                    while not self._closing(request):
+                        await resp.write(b": keepalive" + b" " * 1000 + b"\n")
+                        await asyncio.sleep(0)
+                    raise ConnectionResetError
                 if i == r.stall_after:
                     await self._until_closed(request)
                     return resp

@@ -146,3 +146,24 @@ async def test_connection_refused():
             await _collect(llm)
     finally:
         await llm.aclose()
+
+
+async def test_an_endless_stream_is_cut_at_the_cap(server, llm, monkeypatch):
+    """Keep-alive comments forever (each one resets the between-lines timeout): cut at
+    MAX_STREAM_BYTES, the connection dropped (was: read forever)."""
+    from kame.backend.llm import openai as llm_openai
+
+    monkeypatch.setattr(llm_openai, "MAX_STREAM_BYTES", 200_000)
+    server.push(Reply(["a", " b", " c"], keepalive_after=2))
+    got = []
+    with pytest.raises(BackendError, match=r"passed the openai LLM adapter's limit of 0\.1907 MiB \(200000 bytes\)"):
+        async for piece in llm.stream_chat(MSGS):
+            got.append(piece)
+    assert got == ["a", " b"]
+    await server.wait_disconnects(1)
+
+
+async def test_an_overlong_line_is_a_backend_error(server, llm):
+    server.push(Reply(["a"], long_line=2_000_000))  # over aiohttp's line buffer
+    with pytest.raises(BackendError, match="a stream line too long to read"):
+        await _collect(llm)

@@ -13,7 +13,8 @@ base URL and key default to the environment (``OPENAI_BASE_URL``, else the OpenA
 
 Errors raise kame.errors.BackendError with the HTTP status and an excerpt of the body: HTTP
 errors, connection failures, malformed chunks, an ``error`` object in the stream, a stream that
-ends without ``[DONE]`` or a finish reason, and timeouts (connect, first token, between chunks).
+ends without ``[DONE]`` or a finish reason, a stream longer than ``MAX_STREAM_BYTES`` or with a
+line over aiohttp's read buffer (512 KiB), and timeouts (connect, first token, between chunks).
 Cancelling the consumer (or closing the generator) closes the connection, so the server stops
 generating.
 """
@@ -27,14 +28,19 @@ import os
 from typing import AsyncIterator, Sequence
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ...errors import BackendError, ConfigError
-from ..openai_http import OpenAIHTTP, content_type, read_excerpt, within
+from ..openai_http import MiB, OpenAIHTTP, content_type, read_excerpt, size_text, within
 from ..options import number
 from ..types import ChatMessage
 from .base import LLM
 
 log = logging.getLogger(__name__)
+# Cap on one reply's event stream, counted as it arrives: SSE chat chunks take ~150-250 bytes a
+# token, so 16 MiB is ~80 000 tokens, far beyond any reply kame asks for; a server that never
+# ends its stream (e.g. keep-alive comments forever, or no max_tokens) is cut there.
+MAX_STREAM_BYTES = 16 * MiB
 
 
 class OpenAIChat(OpenAIHTTP, LLM):
@@ -92,7 +98,7 @@ class OpenAIChat(OpenAIHTTP, LLM):
                                    f"got {ctype}: {await read_excerpt(resp)}")
             got_content = False
             finished = False
-            pieces = 0
+            pieces = received = 0
             while True:
                 timeout = self.chunk_timeout if got_content else max(0.0, deadline - loop.time())
                 try:
@@ -102,6 +108,13 @@ class OpenAIChat(OpenAIHTTP, LLM):
                     raise BackendError(f"LLM {self.url}: stream stalled ({timeout:g} s {what})") from exc
                 except aiohttp.ClientError as exc:
                     raise BackendError(f"LLM {self.url}: stream broken: {exc}") from exc
+                except (ValueError, HttpProcessingError) as exc:  # a line over aiohttp's buffer (LineTooLong)
+                    raise BackendError(f"LLM {self.url}: a stream line too long to read ({type(exc).__name__}): "
+                                       f"not a chat-completion stream") from None
+                received += len(raw)
+                if received > MAX_STREAM_BYTES:
+                    raise BackendError(f"LLM {self.url}: the event stream passed the openai LLM adapter's limit "
+                                       f"of {size_text(MAX_STREAM_BYTES)} (a server that does not end its reply?)")
                 if not raw:  # EOF
                     if finished:
                         done = True
