@@ -1,0 +1,65 @@
+"""LMModel's training forward is what the roadmap's fine-tuning will use (kame.train's plan):
+its masked losses are finite, every part of the model gets a gradient (the oracle embedding too),
+a few optimizer steps fit a fixed batch, and the oracle stream changes the text predictions.
+One tiny random model, CPU, one thread, fixed seeds."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from kame.model.config import preset
+from kame.model.lm import LMModel
+
+
+def losses(model: LMModel, codes: torch.Tensor, oracle: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(text loss, audio loss): cross-entropy over the valid positions the masks give."""
+    out = model(codes, oracle=oracle)
+    text = F.cross_entropy(out.text_logits[out.text_mask], codes[:, :1][out.text_mask])
+    audio_codes = codes[:, 1: 1 + model.cfg.dep_q]
+    audio = F.cross_entropy(out.logits[out.mask], audio_codes[out.mask])
+    return text, audio
+
+
+def batch(cfg, B: int = 2, T: int = 12, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    text = torch.randint(0, cfg.text_card, (B, 1, T), generator=g)
+    audio = torch.randint(0, cfg.card, (B, cfg.n_q, T), generator=g)
+    oracle = torch.randint(0, cfg.text_card, (B, T), generator=g)
+    return torch.cat([text, audio], dim=1), oracle
+
+
+def test_every_part_learns_from_the_masked_losses():
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = LMModel(preset("tiny"))
+    codes, oracle = batch(model.cfg)
+    text, audio = losses(model, codes, oracle)
+    assert torch.isfinite(text) and torch.isfinite(audio)  # no NaN from the masked positions
+    (text + audio).backward()
+    for name in ("text_emb", "oracle_emb", "emb.0", "transformer", "text_linear", "depformer", "linears.0"):
+        grads = [p.grad for n, p in model.named_parameters() if n.startswith(name)]
+        assert grads and all(g is not None and torch.isfinite(g).all() for g in grads), name
+        assert any(g.abs().sum() > 0 for g in grads), name
+
+
+def test_a_few_steps_fit_a_fixed_batch_and_the_oracle_matters():
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = LMModel(preset("tiny"))
+    codes, oracle = batch(model.cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(40):
+        text, audio = losses(model, codes, oracle)
+        loss = text + audio
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.6 * first, (first, loss.item())
+    with torch.no_grad():  # the same codes with another oracle: other text predictions
+        other = (oracle + 1) % model.cfg.text_card
+        a, b = model(codes, oracle=oracle).text_logits, model(codes, oracle=other).text_logits
+        valid = model(codes, oracle=oracle).text_mask
+        assert (a[valid] - b[valid]).abs().max() > 1e-3
