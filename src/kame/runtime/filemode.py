@@ -324,7 +324,7 @@ def _legend(ax) -> None:
 
 def check_tail(tail: float, max_tail: float | None = None) -> None:
     """``--tail``: seconds of silence after the input, in [0, 3600) (NaN too is refused);
-    ``--max-tail`` too, and not below ``--tail``."""
+    ``--max-tail`` too (main takes a --max-tail below --tail as --tail)."""
     if not 0 <= tail < 3600:
         raise ConfigError(f"--tail must be seconds in [0, 3600), got {tail}")
     if max_tail is not None and not 0 <= max_tail < 3600:
