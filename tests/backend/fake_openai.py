@@ -36,6 +36,7 @@ class Reply:
     send_done: bool = True  # send finish_reason + "data: [DONE]" at the end
     gate: asyncio.Event | None = None  # wait for it before the first chunk
     keepalive_after: int | None = None  # after this many pieces send ":" comment lines until the client leaves
+    keepalive_gap: float = 0.0  # > 0: a short comment every this many seconds (else 1 kB ones, back to back)
     long_line: int = 0  # > 0: a data line of this many bytes before the first piece
 
 
@@ -111,8 +112,8 @@ class FakeOpenAI:
             for i, piece in enumerate(r.pieces):
                 if i == r.keepalive_after:
                     while not self._closing(request):
-                        await resp.write(b": keepalive" + b" " * 1000 + b"\n")
-                        await asyncio.sleep(0)
+                        await resp.write(b": keep-alive\n\n" if r.keepalive_gap else b": keepalive" + b" " * 1000 + b"\n")
+                        await asyncio.sleep(r.keepalive_gap)
                     raise ConnectionResetError
                 if i == r.stall_after:
                     await self._until_closed(request)

@@ -94,3 +94,19 @@ def test_children_cpu_seconds_counts_a_live_child():
         assert children_cpu_seconds() - before >= 0.4  # its CPU time, while it lives
     finally:
         stop_child(proc, conn)
+
+
+def _ignores_sigterm(conn):
+    import signal
+    import time
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    conn.send(("loaded", None))
+    while True:
+        time.sleep(1)
+
+
+def test_reap_child_kills_a_hung_child_that_ignores_sigterm():
+    """Terminated, then killed 5 s later: never left running untracked."""
+    proc, conn = start_child(_ignores_sigterm, (), name="kame-test-stubborn", what="the stubborn child")
+    assert reap_child(proc, conn, hung=True) == -9 and not proc.is_alive()

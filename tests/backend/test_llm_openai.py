@@ -167,3 +167,16 @@ async def test_an_overlong_line_is_a_backend_error(server, llm):
     server.push(Reply(["a"], long_line=2_000_000))  # over aiohttp's line buffer
     with pytest.raises(BackendError, match="a stream line too long to read"):
         await _collect(llm)
+
+
+async def test_keep_alive_comments_do_not_hold_a_stalled_stream_open(server):
+    """A comment every 0.05 s but no data after the first pieces: stalled after chunk_timeout
+    (was: each comment reset the timeout, so the stream stayed open for ever)."""
+    llm = OpenAIChat("m", base_url=server.base_url, chunk_timeout=0.5, first_token_timeout=2.0)
+    server.push(Reply(["a", " b", " c"], keepalive_after=1, keepalive_gap=0.05))
+    try:
+        with pytest.raises(BackendError, match=r"stalled \(0\.5 s between data lines\)"):
+            await asyncio.wait_for(_collect(llm), 10)
+        await server.wait_disconnects(1)
+    finally:
+        await llm.aclose()

@@ -241,3 +241,25 @@ async def test_custom_user_label_ends_the_reply_and_mid_line_labels_are_spoken()
     assert "".join(o.text for o in d.out if isinstance(o, AgentText)) == "The user: a person."
     await d.close()
     await agent.stop()
+
+
+async def test_a_prompt_that_cannot_be_built_ends_the_turn_without_a_reply():
+    """An ErrorEvent, and the turn's agent_turn with no text (kame run waits for it to know the
+    reply is over; was: a turn that never ended); the session answers the next question."""
+    calls = []
+
+    def prompt_fn(history):
+        calls.append(history[-1].text)
+        if len(calls) == 1:
+            raise ValueError("no template")
+        return [ChatMessage("user", history[-1].text)]
+
+    agent, s, d, llm, tts = await _one_turn(["Paris."], 0.1, "what is it", prompt_fn=prompt_fn)
+    assert any("prompt building failed: no template" in o.message for o in d.out if isinstance(o, ErrorEvent))
+    turn, ended = d.metas("turn")[-1], d.metas("agent_turn")[-1]
+    assert ended["turn"] == turn["turn"] and ended["text"] == "" and not llm.calls
+    s.stt.say("and now", d.clock.now())
+    await d.step(frames=40)
+    assert len(llm.calls) == 1 and d.metas("agent_turn")[-1]["text"] == "Paris."
+    await d.close()
+    await agent.stop()

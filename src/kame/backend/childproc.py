@@ -76,13 +76,17 @@ def stop_child(proc, conn) -> None:
 
 
 def reap_child(proc, conn, *, hung: bool = False) -> int | None:
-    """After a child died (or, with ``hung``, stopped answering: it is terminated first): reap
+    """After a child died (or, with ``hung``, stopped answering: it is terminated first, killed
+    if it is still there 5 s later): reap
     it so its exit code is known, close the pipe; returns the exit code (None if unknown)."""
     code = None
     if proc is not None:
         if hung and proc.is_alive():
             proc.terminate()
-        proc.join(1)
+            proc.join(5)
+            if proc.is_alive():  # SIGTERM ignored or too slow: it must not be left running untracked
+                proc.kill()
+        proc.join(5 if hung else 1)
         code = proc.exitcode
     if conn is not None:
         conn.close()

@@ -218,6 +218,9 @@ class CascadeSession(Session):
         except Exception as exc:  # noqa: BLE001
             self._emit(ErrorEvent(f"prompt building failed: {exc}", self.clock.now()))
             self._reply = None
+            # the turn is over, without a reply (every "turn" event gets its "agent_turn")
+            self._emit(Meta({"type": "agent_turn", "text": "", "t": self.clock.now(), "turn": tid,
+                             "interrupted": False, "reply": ""}))
             return
         rp.start(messages, t_user_end=t_end, turn_id=self._turn_id)
 

@@ -456,10 +456,9 @@ def _build(args) -> tuple[Agent, ServerConfig]:
 
 
 def listen_socket(host: str, port: int):
-    """The server's socket, bound to ``host:port`` (port 0: any free one) and listening before the
-    agent loads (tens of seconds), so a port in use or a bad host fails first. It listens at once
-    because aiohttp's startup hooks (where "serving on" is printed) run before aiohttp itself
-    listens: a client that connects on that line waits in the backlog instead of being refused."""
+    """The server's socket, bound to ``host:port`` (port 0: any free one) before the agent loads
+    (tens of seconds), so a port in use or a bad host fails first; main's startup hook makes it
+    listen once the agent is ready (connections before that are refused)."""
     import socket
 
     if not 0 <= port <= 65535:
@@ -476,7 +475,6 @@ def listen_socket(host: str, port: int):
         sock.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror} "
                           "(another `kame serve` running? choose one with --port)") from None
-    sock.listen(128)
     return sock
 
 
@@ -496,6 +494,9 @@ def main(args) -> int:
             print(f"kame: agent ready: {what}", flush=True)
         if comps.get("frontend_note"):
             print(f"kame: note: {comps['frontend_note']}", flush=True)
+        # aiohttp runs this hook before it listens itself: listen now, so that a client that
+        # connects on the line below waits in the backlog instead of being refused
+        sock.listen(128)
         print(f"kame: serving on http://{cfg.host}:{port}/ (WebSocket /api/chat)", flush=True)
 
     app.on_startup.append(announce)

@@ -14,7 +14,8 @@ base URL and key default to the environment (``OPENAI_BASE_URL``, else the OpenA
 Errors raise kame.errors.BackendError with the HTTP status and an excerpt of the body: HTTP
 errors, connection failures, malformed chunks, an ``error`` object in the stream, a stream that
 ends without ``[DONE]`` or a finish reason, a stream longer than ``MAX_STREAM_BYTES`` or with a
-line over aiohttp's read buffer (512 KiB), and timeouts (connect, first token, between chunks).
+line over aiohttp's read buffer (512 KiB), and timeouts (connect, first token, between data
+lines: keep-alive comments do not reset it).
 Cancelling the consumer (or closing the generator) closes the connection, so the server stops
 generating.
 """
@@ -55,7 +56,7 @@ class OpenAIChat(OpenAIHTTP, LLM):
         api_key: str | None = None,
         connect_timeout: float = 5.0,  # TCP/TLS connect
         first_token_timeout: float = 15.0,  # request sent -> first content (incl. headers)
-        chunk_timeout: float = 10.0,  # between two stream lines once streaming
+        chunk_timeout: float = 10.0,  # between two data lines once streaming (comments do not count)
         extra_body: dict | None = None,  # merged into the request JSON (e.g. {"top_p": 0.9})
     ) -> None:
         if not model or not isinstance(model, str):
@@ -99,13 +100,16 @@ class OpenAIChat(OpenAIHTTP, LLM):
             got_content = False
             finished = False
             pieces = received = 0
+            last_data = loop.time()  # of the last data line (once got_content)
             while True:
-                timeout = self.chunk_timeout if got_content else max(0.0, deadline - loop.time())
+                # a wait for the next data line: comments (keep-alives) do not reset it
+                timeout = max(0.0, (last_data + self.chunk_timeout if got_content else deadline) - loop.time())
                 try:
                     raw = await within(resp.content.readline(), timeout)
                 except asyncio.TimeoutError as exc:
-                    what = "between chunks" if got_content else "for the first token"
-                    raise BackendError(f"LLM {self.url}: stream stalled ({timeout:g} s {what})") from exc
+                    what = (f"{self.chunk_timeout:g} s between data lines" if got_content
+                            else f"{self.first_token_timeout:g} s for the first token")
+                    raise BackendError(f"LLM {self.url}: stream stalled ({what})") from exc
                 except aiohttp.ClientError as exc:
                     raise BackendError(f"LLM {self.url}: stream broken: {exc}") from exc
                 except (ValueError, HttpProcessingError) as exc:  # a line over aiohttp's buffer (LineTooLong)
@@ -124,6 +128,7 @@ class OpenAIChat(OpenAIHTTP, LLM):
                 if not line.startswith("data:"):
                     continue  # blank separators, ":" comments, event:/id: fields
                 data = line[5:].strip()
+                last_data = loop.time()
                 if data == "[DONE]":
                     done = True
                     return
