@@ -19,9 +19,14 @@ _EXPORTS = {"LMConfig": "config", "preset": "config", "LMModel": "lm", "LMOutput
 __all__ = list(_EXPORTS)
 
 
+_SUBMODULES = ("config", "modules", "lm", "stepper", "loaders")
+
+
 def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
 
+    if name in _SUBMODULES:  # kame.model.lm etc. without importing them first, as before
+        return importlib.import_module(f".{name}", __name__)
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
