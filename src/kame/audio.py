@@ -24,10 +24,13 @@ MIN_FILE_RATE = 4000  # a file that says it has fewer samples per second is not 
 MAX_PEAK = 16.0
 
 
-def peak_problem(peak: float) -> str | None:
-    """Why audio whose largest |sample| is ``peak`` is unusable, else None: NaN/inf samples (the
-    peak is then NaN or inf), or samples beyond MAX_PEAK. The one check of sample values, made
-    where audio comes in (a session's pushed audio, the codecs, write_wav)."""
+def peak_problem(samples) -> str | None:
+    """Why these samples (an array, or already their largest |sample| as a number) are unusable,
+    else None: NaN/inf samples (the peak is then NaN or inf), or samples beyond MAX_PEAK. The one
+    check of sample values, made where audio comes in (a session's pushed audio, the codecs,
+    write_wav)."""
+    samples = np.asarray(samples)
+    peak = float(np.abs(samples).max()) if samples.size else 0.0  # NaN if any sample is NaN
     if not math.isfinite(peak):
         return "audio contains NaN or infinite samples"
     if peak > MAX_PEAK:
@@ -217,7 +220,7 @@ def write_wav(path: str | Path, pcm: np.ndarray, sample_rate: int = SAMPLE_RATE)
         raise AudioFormatError(f"cannot write audio file {path}: expected samples [T] or [T, channels], "
                                f"got shape {pcm.shape}{hint}")
     # NaN would be written as full-scale clicks, int16 values as floats clipped to a square wave
-    problem = peak_problem(float(np.abs(pcm).max()) if pcm.size else 0.0)
+    problem = peak_problem(pcm)
     if problem:
         raise AudioFormatError(f"cannot write audio file {path}: {problem}")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -240,7 +243,7 @@ def check_pcm(pcm: np.ndarray, expected_len: int | None = None) -> np.ndarray:
         raise AudioFormatError(f"expected {expected_len} samples per frame, got {arr.shape[0]}")
     if not np.issubdtype(arr.dtype, np.floating):
         raise AudioFormatError(f"expected float audio in [-1, 1], got dtype {arr.dtype}")
-    problem = peak_problem(float(np.abs(arr).max()) if arr.size else 0.0)
+    problem = peak_problem(arr)
     if problem:
         raise AudioFormatError(problem)
     return arr.astype(np.float32, copy=False)

@@ -72,14 +72,14 @@ def main(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     specs = args.frontend or DEFAULT_FRONTENDS
-    kinds = [check_frontend_spec(spec)[0] for spec in specs]  # every spec, before the first is benched
+    forms = [check_frontend_spec(spec) for spec in specs]  # every spec, before the first is benched
     batches = args.batch or [1, 4]
     rows = []
-    for spec, kind in zip(specs, kinds):
-        with_oracle, _ = load_frontend(spec, dtype=args.dtype, oracle=True, fetch_companions=False)
+    for spec, form in zip(specs, forms):
+        with_oracle, _ = load_frontend(spec, dtype=args.dtype, oracle=True, fetch_companions=False, spec_form=form)
         # The same weights without the oracle table (a Moshi model).
-        plain, _ = load_frontend(spec, dtype=args.dtype, oracle=False, fetch_companions=False) \
-            if kind == "random" else (None, None)
+        plain, _ = load_frontend(spec, dtype=args.dtype, oracle=False, fetch_companions=False, spec_form=form) \
+            if form[0] == "random" else (None, None)
         if plain is None:
             plain = with_oracle
         oracle_params = sum(p.numel() for p in with_oracle.oracle_emb.parameters()) if with_oracle.has_oracle else 0

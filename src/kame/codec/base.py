@@ -49,7 +49,7 @@ def check_pcm(pcm: torch.Tensor, what: str) -> torch.Tensor:
     if pcm.shape[1] == 0:
         raise AudioFormatError(f"{what}: empty audio")
     # NaN/inf or int16 values as floats: garbage codes, and they poison a row's state (Mimi's)
-    problem = peak_problem(float(pcm.detach().abs().max()))
+    problem = peak_problem(float(pcm.detach().abs().max()))  # (the peak: on the tensor's device)
     if problem:
         raise AudioFormatError(f"{what}: {problem}")
     return pcm

@@ -29,7 +29,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..config import RANDOM_FRONTENDS, frontend_spec_form
+from ..config import frontend_spec_form
 from ..errors import CheckpointError, ConfigError
 from ..hub import HubFileNotFound, HubUnreachable, hf_download, split_hf
 from .config import LMConfig, moshi_7b, preset
@@ -112,7 +112,6 @@ def parse_dtype(dtype: Any, device: torch.device) -> torch.dtype:
     return DTYPES[str(dtype)]
 
 
-RANDOM_PRESETS = RANDOM_FRONTENDS  # the presets of "random:NAME" (kame.config names them, without torch)
 SpecForm = tuple[str, str | None, Path | None]  # what check_frontend_spec returns
 
 
