@@ -156,7 +156,7 @@ async def test_an_endless_stream_is_cut_at_the_cap(server, llm, monkeypatch):
     monkeypatch.setattr(llm_openai, "MAX_STREAM_BYTES", 200_000)
     server.push(Reply(["a", " b", " c"], keepalive_after=2))
     got = []
-    with pytest.raises(BackendError, match=r"passed the openai LLM adapter's limit of 0\.1907 MiB \(200000 bytes\)"):
+    with pytest.raises(BackendError, match=r"event stream is over the openai LLM adapter's limit of 0\.1907 MiB \(200000 bytes\): stopped reading"):
         async for piece in llm.stream_chat(MSGS):
             got.append(piece)
     assert got == ["a", " b"]

@@ -23,6 +23,7 @@ generating.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -32,7 +33,7 @@ import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ...errors import BackendError, ConfigError
-from ..openai_http import MiB, OpenAIHTTP, content_type, read_excerpt, size_text, within
+from ..openai_http import MiB, OpenAIHTTP, content_type, read_excerpt, within
 from ..options import number
 from ..types import ChatMessage
 from .base import LLM
@@ -99,13 +100,14 @@ class OpenAIChat(OpenAIHTTP, LLM):
                                    f"got {ctype}: {await read_excerpt(resp)}")
             got_content = False
             finished = False
-            pieces = received = 0
+            pieces = 0
             last_data = loop.time()  # of the last data line (once got_content)
-            while True:
+
+            async def read_line() -> bytes:
                 # a wait for the next data line: comments (keep-alives) do not reset it
                 timeout = max(0.0, (last_data + self.chunk_timeout if got_content else deadline) - loop.time())
                 try:
-                    raw = await within(resp.content.readline(), timeout)
+                    return await within(resp.content.readline(), timeout)
                 except asyncio.TimeoutError as exc:
                     what = (f"{self.chunk_timeout:g} s between data lines" if got_content
                             else f"{self.first_token_timeout:g} s for the first token")
@@ -115,33 +117,31 @@ class OpenAIChat(OpenAIHTTP, LLM):
                 except (ValueError, HttpProcessingError) as exc:  # a line over aiohttp's buffer (LineTooLong)
                     raise BackendError(f"LLM {self.url}: a stream line too long to read ({type(exc).__name__}): "
                                        f"not a chat-completion stream") from None
-                received += len(raw)
-                if received > MAX_STREAM_BYTES:
-                    raise BackendError(f"LLM {self.url}: the event stream passed the openai LLM adapter's limit "
-                                       f"of {size_text(MAX_STREAM_BYTES)} (a server that does not end its reply?)")
-                if not raw:  # EOF
-                    if finished:
+
+            lines = self._body_chunks(self.url, resp, MAX_STREAM_BYTES, "event stream", read_line)
+            async with contextlib.aclosing(lines):
+                async for raw in lines:
+                    line = raw.decode("utf-8", errors="replace").strip()
+                    if not line.startswith("data:"):
+                        continue  # blank separators, ":" comments, event:/id: fields
+                    data = line[5:].strip()
+                    last_data = loop.time()
+                    if data == "[DONE]":
                         done = True
                         return
-                    raise BackendError(f"LLM {self.url}: stream ended before [DONE]")
-                line = raw.decode("utf-8", errors="replace").strip()
-                if not line.startswith("data:"):
-                    continue  # blank separators, ":" comments, event:/id: fields
-                data = line[5:].strip()
-                last_data = loop.time()
-                if data == "[DONE]":
-                    done = True
-                    return
-                piece, end = self._parse_chunk(data)
-                finished = finished or end
-                if piece:
-                    got_content = True
-                    pieces += 1
-                    if max_tokens is not None and pieces > max_tokens:  # a piece holds >= 1 token
-                        log.warning("LLM %s: the server sent more than max_tokens=%d pieces; reply cut there",
-                                    self.url, max_tokens)
-                        return  # the connection is dropped (finally), so the server stops
-                    yield piece
+                    piece, end = self._parse_chunk(data)
+                    finished = finished or end
+                    if piece:
+                        got_content = True
+                        pieces += 1
+                        if max_tokens is not None and pieces > max_tokens:  # a piece holds >= 1 token
+                            log.warning("LLM %s: the server sent more than max_tokens=%d pieces; reply cut there",
+                                        self.url, max_tokens)
+                            return  # the connection is dropped (finally), so the server stops
+                        yield piece
+            if not finished:  # EOF
+                raise BackendError(f"LLM {self.url}: stream ended before [DONE]")
+            done = True
         finally:
             if done:
                 resp.release()
