@@ -5,7 +5,6 @@ codes and the same audio (within 1e-4), for the tiny config and the published fu
     .venv/bin/python -m pytest tests/codec/test_mimi_reference.py -q
 """
 
-import math
 import os
 
 import pytest
@@ -15,6 +14,8 @@ os.environ.setdefault("NO_TORCH_COMPILE", "1")
 loaders = pytest.importorskip("moshi.models.loaders")
 
 from kame.codec.mimi import MimiConfig, build_random, load_mimi, save_mimi  # noqa: E402
+
+from .test_mimi import speechlike  # noqa: E402
 
 FS = 1920
 
@@ -37,17 +38,6 @@ def moshi_config(c: MimiConfig) -> dict:
     )
     return dict(sample_rate=c.sample_rate, channels=1, frame_rate=c.frame_rate, seanet=seanet,
                 quantizer=quantizer, transformer=transformer)
-
-
-def speechlike(B: int, F: int, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    rows = []
-    for _ in range(B):
-        f = (100 + 400 * torch.rand(F, generator=g)).repeat_interleave(FS)
-        amp = (0.05 + 0.5 * torch.rand(F, generator=g)).repeat_interleave(FS)
-        phase = 2 * math.pi * torch.cumsum(f, 0) / 24000
-        rows.append(amp * torch.sin(phase) + 0.02 * torch.randn(F * FS, generator=g))
-    return torch.stack(rows)
 
 
 def both(preset: str, tmp_path, num_codebooks: int = 8):
