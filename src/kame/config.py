@@ -151,6 +151,15 @@ class BackendConfig:
     nice: int = _opt(10, min=0, max=19)
 
     def validate(self) -> None:
+        from . import registry  # scheme names only: nothing is imported
+
+        for kind in ("stt", "llm"):  # the form only; packages, files and servers: when they load
+            spec = getattr(self, kind)
+            if spec != "none":
+                try:
+                    registry.check_spec(kind, spec)
+                except ConfigError as exc:
+                    raise ConfigError(f"backend.{kind}: {exc}, or 'none'") from None
         if self.knowledge_dir:  # the check KnowledgeBase.from_folder makes
             from .backend.knowledge import check_knowledge_dir  # lazily: it imports numpy
 

@@ -110,3 +110,46 @@ def test_reap_child_kills_a_hung_child_that_ignores_sigterm():
     """Terminated, then killed 5 s later: never left running untracked."""
     proc, conn = start_child(_ignores_sigterm, (), name="kame-test-stubborn", what="the stubborn child")
     assert reap_child(proc, conn, hung=True) == -9 and not proc.is_alive()
+
+
+def _sleep_then_load(conn, seconds):
+    import time
+
+    time.sleep(seconds)
+    conn.send(("loaded", None))
+    conn.recv()
+
+
+async def test_cancelling_a_load_ends_the_children_it_waits_for():
+    """Ctrl-C while an agent loads cancels its load_in_thread: the child still loading is
+    terminated and the loading thread ends at once (was: the exit waited ~20 s for the embedded
+    LLM's child to get ready)."""
+    import asyncio
+    import time
+
+    from kame.backend import childproc
+
+    done = []
+
+    def load():
+        try:
+            start_child(_sleep_then_load, (60,), name="kame-test-slow", what="the slow child")
+        except BackendError as exc:
+            done.append(str(exc))
+
+    task = asyncio.create_task(childproc.load_in_thread(load))
+    for _ in range(200):  # until the child is spawned and waited for
+        if childproc._loading:
+            break
+        await asyncio.sleep(0.05)
+    (proc,) = childproc._loading
+    t0 = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(200):
+        if done:
+            break
+        await asyncio.sleep(0.05)
+    assert done and "the slow child failed to start: the child exited while loading" in done[0]
+    assert time.monotonic() - t0 < 15 and not proc.is_alive() and not childproc._loading

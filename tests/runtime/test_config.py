@@ -63,6 +63,11 @@ def test_defaults_file_and_overrides(tmp_path):
     ("codec.spec=/x/mimi.safetensors", "codec.spec: unknown codec spec '/x/mimi.safetensors'"),
     ("codec.spec=", "codec.spec: empty component spec"),
     ("codec.spec=mimi:hf://acme", "codec.spec: expected hf://ORG/REPO[@REVISION][/FILE], got 'hf://acme'"),
+    # back-end specs too (was: after "loading the agent", not naming the key)
+    ("backend.llm=opnai:gpt-4.1", "backend.llm: unknown llm spec 'opnai:gpt-4.1': scheme 'opnai' is not one of "
+                                  "['embedded', 'openai', 'smollm2'], or 'none'"),
+    ("backend.stt=wisper", "backend.stt: unknown stt spec 'wisper'"),
+    ("backend.stt=", "backend.stt: empty component spec, or 'none'"),
 ])
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

@@ -76,12 +76,31 @@ def test_opus_roundtrip_partial_frames_and_corruption():
 
 
 def test_opus_decoder_bounds_audio_per_message():
-    enc = P.OpusEncoder()
-    many = enc.encode(tone(2.0))  # 25 packets
-    with pytest.raises(P.ProtocolError) as e:
+    """The bound is the audio the message holds (read off the packets' TOC bytes before
+    decoding), not a packet count at the longest packet size: the documented 10 s."""
+    many = P.OpusEncoder().encode(tone(2.0))
+    assert P.check_ogg_pages(many) == 2 * 48000  # samples at 48 kHz; the headers hold none
+    with pytest.raises(P.ProtocolError, match=r"holds 2\.00 s of Opus audio \(max 1\.0 s\)") as e:
         P.OpusDecoder(max_samples_per_message=24000).decode(many)
     assert e.value.code == "audio_too_long"
-    assert P.check_ogg_pages(many) >= 25
+    dec = P.OpusDecoder()  # the default bound: 10 s
+    nine = P.OpusEncoder().encode(tone(9.6))  # was: refused (over 83 packets of up to 120 ms)
+    assert len(dec.decode(nine)) == 9.6 * 24000  # page by page: sphn's reader fails on > ~5 s at once
+    with pytest.raises(P.ProtocolError, match=r"10\.08 s of Opus audio \(max 10\.0 s\)"):
+        dec.decode(P.OpusEncoder().encode(tone(10.08)))
+
+
+@pytest.mark.parametrize("toc, second, ms", [
+    (0b00000_0_00, None, 10), (0b00011_0_00, None, 60),  # SILK NB 10 ms, 60 ms; one frame
+    (0b01101_0_01, None, 40),  # hybrid 20 ms, two frames (code 1)
+    (0b11111_0_10, None, 40),  # CELT FB 20 ms, two frames (code 2)
+    (0b10000_0_11, 0b00_000101, 12.5),  # CELT 2.5 ms x 5 frames (code 3)
+    (0b00011_0_11, 0b00_000011, 120),  # SILK 60 ms x 3 = 180 ms: capped at 120 ms
+    (0b11111_0_11, None, 120),  # code 3 without its count byte: counted as the longest packet
+])
+def test_opus_packet_duration_from_its_toc(toc, second, ms):
+    packet = bytes([toc] + ([second] if second is not None else []))
+    assert P.opus_packet_samples(packet) == ms * 48
 
 
 def test_docs_document_every_kind():

@@ -267,6 +267,33 @@ async def test_too_many_errors_closes():
         assert ws.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
 
 
+async def test_a_burst_of_pings_and_bad_messages_is_answered_not_closed_as_not_reading():
+    """A client that sends a burst faster than the replies go out (more than the 64-message send
+    queue) gets every pong, then the documented too_many_errors (was: closed 1008 "client is not
+    reading" after ~64 replies, the burst read before any reply was sent)."""
+    async with running_server(max_errors=150) as (url, _), aiohttp.ClientSession() as http:
+        ws = await _open(http, url)
+        for i in range(200):
+            await ws.send_bytes(P.encode(P.Kind.PING, b"%d" % i))
+        pongs = []
+        while len(pongs) < 200:
+            msg = await ws.receive(timeout=5)
+            assert msg.type == aiohttp.WSMsgType.BINARY, (msg, len(pongs))
+            kind, payload = P.decode(msg.data)
+            if kind == P.Kind.PING:
+                pongs.append(payload)
+        assert pongs == [b"%d" % i for i in range(200)]
+        for _ in range(200):
+            await ws.send_bytes(b"\x7f")  # unknown kind
+        errors = []
+        while (msg := await ws.receive(timeout=5)).type == aiohttp.WSMsgType.BINARY:
+            kind, payload = P.decode(msg.data)
+            if kind == P.Kind.ERROR:
+                errors.append(json.loads(payload))
+        assert [e["code"] for e in errors] == ["unknown_kind"] * 149 + ["too_many_errors"]
+        assert ws.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
+
+
 async def test_idle_timeout_closes_with_reason():
     async with running_server(idle_timeout_s=0.4) as (url, server), aiohttp.ClientSession() as http:
         ws = await _open(http, url)
@@ -306,6 +333,34 @@ async def test_concurrent_sessions_all_get_audio():
             assert res.errors == [] and res.close_code == 1000
             assert abs(peak_hz(res.audio) - f) < 15  # each session hears its own audio only
         assert server.total_sessions == 6
+
+
+async def test_a_client_gone_during_its_upgrade_is_no_server_error(caplog):
+    """Upgrade requests whose clients close at once (port scans, flaky networks): no ERROR with a
+    traceback per connection (was: aiohttp's "Error handling request" from ws.prepare), no
+    session left open, and the server goes on serving."""
+    import base64
+    import logging
+
+    async with running_server() as (url, server), aiohttp.ClientSession() as http:
+        u = yarl.URL(url)
+        for _ in range(5):
+            _, writer = await asyncio.open_connection(u.host, u.port)
+            key = base64.b64encode(os.urandom(16)).decode()
+            writer.write(f"GET /api/chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+            await writer.drain()
+            writer.close()
+        with caplog.at_level(logging.INFO):
+            for _ in range(100):
+                if server.total_sessions == 5 and not server.connections:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.2)
+        assert server.total_sessions == 5 and not server.connections and server.agent.active_sessions == 0
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+        res = await chat(url, tone(0.5), http=http, realtime=False, tail_s=0.3)
+        assert res.errors == [] and len(res.audio) > 0
 
 
 async def test_connect_disconnect_cycles_return_to_baseline():

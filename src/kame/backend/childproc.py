@@ -11,18 +11,26 @@ is "loaded"; "unavailable" means a missing model or package; its last element is
     proc, conn = start_child(_child_main, (model_path, nice), name="kame-x", what="the x child")
     ...
     stop_child(proc, conn)                     # or, once it died: code = reap_child(proc, conn)
+
+Loads run in a thread (``await load_in_thread(fn, ...)``); cancelling that await (Ctrl-C while an
+agent loads) terminates the children still loading, so neither the thread nor the exit waits
+the ~20 s they take to get ready.
 """
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing as mp
 import os
 import signal
-from typing import Callable
+import threading
+from typing import Any, Callable
 
 from ..errors import BackendError, NotAvailableError
 
 CTX = mp.get_context("spawn")
+_loading: set = set()  # the children start_child is waiting for
+_loading_lock = threading.Lock()
 SCRIPT_HINT = ('; if this runs from a script, create kame\'s back-end under `if __name__ == "__main__":` '
                "(a spawned child re-imports the script; see its traceback above)")
 
@@ -40,6 +48,8 @@ def start_child(target: Callable, args: tuple, *, name: str, what: str):
         raise
     finally:
         child_conn.close()  # only the child holds its end: its death gives EOF here
+    with _loading_lock:
+        _loading.add(proc)
     try:
         msg = parent_conn.recv()
     except (EOFError, OSError):
@@ -47,6 +57,9 @@ def start_child(target: Callable, args: tuple, *, name: str, what: str):
         msg = ("error", f"the child exited while loading (exit code {proc.exitcode})")
         if proc.exitcode == 1:  # e.g. spawn's bootstrap error
             msg = (msg[0], msg[1] + SCRIPT_HINT)
+    finally:
+        with _loading_lock:
+            _loading.discard(proc)
     if msg[0] != "loaded":
         parent_conn.close()
         if proc.is_alive():
@@ -54,6 +67,27 @@ def start_child(target: Callable, args: tuple, *, name: str, what: str):
         proc.join(5)
         raise (NotAvailableError if msg[0] == "unavailable" else BackendError)(f"{what} failed to start: {msg[-1]}")
     return proc, parent_conn
+
+
+def abort_loading() -> None:
+    """Terminate the children that are still loading: the start_child waiting for each raises
+    BackendError at once (the child exited while loading)."""
+    with _loading_lock:
+        procs = list(_loading)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+
+
+async def load_in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` (a blocking load: models, back-end children) in the loop's default executor.
+    If the await is cancelled (Ctrl-C while loading), the children the load waits for are
+    terminated, so the thread ends and the process can exit without waiting for them."""
+    try:
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+    except asyncio.CancelledError:
+        abort_loading()
+        raise
 
 
 def _child(target: Callable, conn, *args) -> None:

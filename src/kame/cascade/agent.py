@@ -18,7 +18,6 @@ VAD state and STT stream. Tests pass ready-made components with ``components={..
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import itertools
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +25,7 @@ import logging
 from typing import Callable, Sequence
 
 from .. import registry
+from ..backend.childproc import load_in_thread
 from ..backend.types import ChatMessage, Turn
 from ..errors import ConfigError
 from ..runtime.backend import create_llm, create_stt
@@ -142,7 +142,7 @@ class CascadeAgent(Agent):
     async def start(self) -> None:
         if self._started:
             return
-        info = await asyncio.get_running_loop().run_in_executor(None, self._load)
+        info = await load_in_thread(self._load)
         self.components.update(info)
         self._started = True
 

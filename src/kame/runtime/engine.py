@@ -29,6 +29,7 @@ import asyncio
 import logging
 from typing import Callable
 
+from ..backend.childproc import load_in_thread
 from ..config import KameConfig
 from ..errors import ConfigError
 from .base import Agent, CapacityError, ErrorEvent, Session, close_components
@@ -85,11 +86,10 @@ class TandemAgent(Agent):
         if self._ticker is not None:
             return
         cfg = self.config
-        loop = asyncio.get_running_loop()
         if self._frame_models is None:
             from .frontend import load_frame_models
 
-            factory, info = await loop.run_in_executor(None, load_frame_models, cfg)
+            factory, info = await load_in_thread(load_frame_models, cfg)
             self._frame_models = factory
             self.components.update(info)
             self.oracle_start_id = info.pop("oracle_start_id", self.oracle_start_id)
@@ -100,8 +100,7 @@ class TandemAgent(Agent):
         if self._backend is None:
             from .backend import load_backend
 
-            self._backend, info = await loop.run_in_executor(None, load_backend, cfg, self.clock, self._tokenizer,
-                                                             self.metrics)
+            self._backend, info = await load_in_thread(load_backend, cfg, self.clock, self._tokenizer, self.metrics)
             self.components.update(info)
         mode = cfg.backend.agent_text
         self.feed_agent_text = mode == "on" or (mode == "auto" and not self.components.get("frontend_random"))

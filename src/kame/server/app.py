@@ -63,7 +63,8 @@ class SendQueue:
     def __init__(self, maxlen: int) -> None:
         self.maxlen = maxlen
         self._q: collections.deque[tuple[bytes, bool]] = collections.deque()
-        self._ev = asyncio.Event()
+        self._ev = asyncio.Event()  # set: something to send
+        self._room = asyncio.Event()  # set: the writer took a message
         self.dropped = 0
 
     def put(self, data: bytes, droppable: bool = False) -> None:
@@ -81,10 +82,22 @@ class SendQueue:
         self._q.append((data, droppable))
         self._ev.set()
 
+    async def put_when_room(self, data: bytes) -> None:
+        """``put`` for replies to the client's own messages (pongs, protocol errors): with the
+        queue full of messages that cannot be dropped, wait until the writer takes one, so a
+        client that sends a burst faster than the replies go out is slowed down (its messages
+        wait unread) instead of closed as not reading. A client that really stops reading is
+        caught by the connection's send timeout."""
+        while len(self._q) >= self.maxlen and not any(d for _, d in self._q):
+            self._room.clear()
+            await self._room.wait()
+        self.put(data)
+
     async def get(self) -> bytes:
         while not self._q:
             self._ev.clear()
             await self._ev.wait()
+        self._room.set()
         return self._q.popleft()[0]
 
     def __len__(self) -> int:
@@ -188,7 +201,7 @@ class Connection:
                 if self.errors >= cfg.max_errors:
                     self._fatal("too_many_errors", f"{self.errors} protocol errors; closing (last: {exc})", WSCloseCode.POLICY_VIOLATION)
                     return
-                self.send_error(exc.code, str(exc))
+                await self.queue.put_when_room(P.error(exc.code, str(exc), False))
 
     async def _handle(self, kind: P.Kind, payload: bytes) -> None:
         if kind == P.Kind.AUDIO:
@@ -196,7 +209,7 @@ class Connection:
         elif kind == P.Kind.PCM:
             pcm = P.pcm16_decode(payload)
         elif kind == P.Kind.PING:
-            self.queue.put(P.encode(P.Kind.PING, P.parse_ping(payload)))  # an over-long one: bad_ping
+            await self.queue.put_when_room(P.encode(P.Kind.PING, P.parse_ping(payload)))  # an over-long one: bad_ping
             return
         elif kind == P.Kind.CONTROL:
             P.parse_control(payload)  # validated; full-duplex streaming has no turns to control
@@ -306,7 +319,11 @@ class Server:
         self.total_sessions += 1
         conn = None
         try:
-            await ws.prepare(request)
+            try:
+                await ws.prepare(request)
+            except ConnectionError as exc:  # the client left during its upgrade (a port scan, a flaky network)
+                log.info("a client left during the WebSocket upgrade: %s", exc)
+                return web.Response(status=400)  # (aiohttp's attempt to send it fails quietly)
             pcm_out = request.query.get("pcm", "0") in ("1", "true", "yes")
             conn = Connection(self, ws, session, pcm_out=pcm_out, transport=request.transport)
             self.connections.add(conn)

@@ -168,11 +168,33 @@ def ogg_crc(page: bytes) -> int:
     return int(f"{raw:032b}"[::-1], 2)
 
 
-def check_ogg_pages(data: bytes) -> int:
-    """Check that ``data`` is a whole number of complete Ogg pages; returns the number of
-    packets they end (each Opus packet is <= 120 ms, which bounds the decoded size).
+_MAX_PACKET_48K = 5760  # 120 ms, the longest Opus packet (RFC 6716 section 3.2.5)
+
+
+def opus_packet_samples(packet: bytes) -> int:
+    """Samples (at 48 kHz) one Opus packet decodes to, from its TOC byte (RFC 6716 section
+    3.1): the frame size of its configuration times its frame count; 120 ms (the most a packet
+    holds) when the count byte is missing."""
+    if not packet:
+        return _MAX_PACKET_48K  # a lost packet: the decoder may conceal it
+    config, code = packet[0] >> 3, packet[0] & 3
+    if config < 12:  # SILK: 10, 20, 40, 60 ms
+        frame = (480, 960, 1920, 2880)[config % 4]
+    elif config < 16:  # hybrid: 10, 20 ms
+        frame = (480, 960)[config % 2]
+    else:  # CELT: 2.5, 5, 10, 20 ms
+        frame = (120, 240, 480, 960)[config % 4]
+    if code == 3:
+        return min(frame * (packet[1] & 0x3F), _MAX_PACKET_48K) if len(packet) > 1 else _MAX_PACKET_48K
+    return frame * (1 if code == 0 else 2)
+
+
+def ogg_pages(data: bytes) -> list[tuple[bytes, int]]:
+    """Split ``data`` into its Ogg pages, checking that it is a whole number of complete pages
+    with good checksums (else ProtocolError "bad_audio"): [(page, samples at 48 kHz that the
+    packets starting in it hold, by their TOC bytes; the OpusHead/OpusTags headers hold none)].
     (Each 0x01 message carries whole pages, as sphn and the Moshi web client send them.)"""
-    n, pos = 0, 0
+    pages, pos = [], 0
     while pos < len(data):
         if len(data) - pos < 27 or data[pos : pos + 4] != b"OggS" or data[pos + 4] != 0:
             raise ProtocolError("bad_audio", f"audio message is not whole Ogg pages (bad page header at byte {pos})")
@@ -186,8 +208,26 @@ def check_ogg_pages(data: bytes) -> int:
         page = data[pos : pos + size]
         if ogg_crc(page) != struct.unpack_from("<I", page, 22)[0]:
             raise ProtocolError("bad_audio", f"Ogg page at byte {pos} fails its checksum (corrupt data)")
-        pos, n = pos + size, n + sum(1 for v in lacing if v < 255)
-    return n
+        at = 27 + nseg
+        starts = [] if page[5] & 1 else [at]  # flag 0x01: the page goes on with the previous page's packet
+        for i, v in enumerate(lacing[:-1]):
+            at += v
+            if v < 255:
+                starts.append(at)  # a packet ends here, the next one starts
+        samples = 0
+        for start, end in zip(starts, starts[1:] + [size]):
+            head = page[start : min(end, start + 8)]
+            if not head.startswith((b"OpusHead", b"OpusTags")):
+                samples += opus_packet_samples(head)
+        pages.append((page, samples))
+        pos += size
+    return pages
+
+
+def check_ogg_pages(data: bytes) -> int:
+    """The audio the Ogg pages of ``data`` hold, in samples at 48 kHz (known before decoding);
+    ProtocolError "bad_audio" if ``data`` is not whole, intact pages (``ogg_pages``)."""
+    return sum(n for _, n in ogg_pages(data))
 
 
 class OpusDecoder:
@@ -201,17 +241,19 @@ class OpusDecoder:
     def decode(self, data: bytes) -> np.ndarray:
         if not data:
             raise ProtocolError("bad_audio", "empty audio message")
-        packets = check_ogg_pages(data)
-        if packets * 2880 > self.max_samples:  # 2880 = 120 ms, the longest Opus packet
+        pages = ogg_pages(data)
+        held = sum(n for _, n in pages) * SAMPLE_RATE // 48000  # what the pages hold, before decoding
+        if held > self.max_samples:
             raise ProtocolError(
-                "audio_too_long", f"one message holds {packets} Opus packets (max {self.max_samples // 2880}); dropped"
+                "audio_too_long", f"one message holds {held / SAMPLE_RATE:.2f} s of Opus audio "
+                f"(max {self.max_samples / SAMPLE_RATE:.1f} s); dropped"
             )
-        try:
-            pcm = self._reader.append_bytes(data)
+        try:  # page by page: sphn's reader fails on more than ~5 s in one call
+            pcm = np.concatenate([np.asarray(self._reader.append_bytes(page), np.float32).reshape(-1)
+                                  for page, _ in pages])
         except Exception as exc:  # sphn raises ValueError on a bad capture pattern etc.
             self._reader = sphn.OpusStreamReader(SAMPLE_RATE)
             raise ProtocolError("bad_audio", f"corrupt Ogg/Opus data ({exc}); decoder reset") from None
-        pcm = np.asarray(pcm, dtype=np.float32).reshape(-1)
         if len(pcm) > self.max_samples:
             raise ProtocolError(
                 "audio_too_long",
