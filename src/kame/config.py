@@ -290,15 +290,18 @@ def _override(cfg: KameConfig, key: str, value: Any) -> None:
     obj: Any = cfg
     for i, part in enumerate(parts[:-1]):
         if not dataclasses.is_dataclass(obj) or part not in {f.name for f in dataclasses.fields(obj)}:
-            raise ConfigError(f"unknown config key {'.'.join(parts[: i + 1])!r}")
+            known = sorted(f.name for f in dataclasses.fields(obj)) if dataclasses.is_dataclass(obj) else []
+            raise ConfigError(f"unknown config key {'.'.join(parts[: i + 1])!r}"
+                              + (f" (known here: {', '.join(known)})" if known else ""))
         obj = getattr(obj, part)
         if not dataclasses.is_dataclass(obj):
             raise ConfigError(f"unknown config key {key!r} ({'.'.join(parts[: i + 1])} is not a table)")
     name = parts[-1]
     fields = {f.name: f for f in dataclasses.fields(obj)}
     if name in fields and str in (_type_of(type(obj), name), *typing.get_args(_type_of(type(obj), name))) \
-            and not isinstance(value, (str, bool)):
-        value = str(value)  # --set server.auth_token=1234 stays a string
+            and not isinstance(value, str):
+        # --set server.auth_token=1234 / backend.system_prompt=true stay strings
+        value = ("true" if value else "false") if isinstance(value, bool) else str(value)
     _apply(obj, {name: value}, prefix=".".join(parts[:-1]) + "." if len(parts) > 1 else "")
 
 
@@ -322,6 +325,8 @@ def load_config(
         except OSError as exc:  # e.g. no permission to read it
             raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from exc
         _apply(cfg, data)
+    if isinstance(overrides, (str, bytes)):  # (iterating it would give one-character "overrides")
+        raise ConfigError(f"overrides: give a list of 'key=value' strings or a mapping, got the string {overrides!r}")
     if overrides:
         items = overrides.items() if isinstance(overrides, Mapping) else (parse_override(s) for s in overrides)
         for key, value in items:

@@ -250,3 +250,21 @@ def test_parse_device_checks_the_cuda_index(monkeypatch):
         parse_device("cuda:0")
     with pytest.raises(ConfigError, match="'gpu0' is not a torch device"):
         parse_device("gpu0")
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    """safetensors writes 0600; kame's writers give their files what any new file gets (umask),
+    so a saved checkpoint, Mimi file or fitted codec can be shared or served."""
+    import os
+
+    from kame.codec.mimi import build_random, save_mimi
+    from kame.model.loaders import save_tensors
+
+    umask = os.umask(0o022)
+    try:
+        save_tensors({"a": torch.zeros(2)}, tmp_path / "a.safetensors")
+        save_mimi(build_random("tiny"), tmp_path / "m.safetensors")
+        for name in ("a.safetensors", "m.safetensors"):
+            assert oct((tmp_path / name).stat().st_mode & 0o777) == oct(0o644), name
+    finally:
+        os.umask(umask)

@@ -175,3 +175,12 @@ def test_spec_forms_pass_files_are_checked_at_model_load(tmp_path, monkeypatch):
 
     with pytest.raises(CheckpointError, match="'.*not-yet' does not exist"):
         load_frontend(load_config(None, {"frontend.spec": str(tmp_path / "not-yet")}).frontend.spec)
+
+
+def test_set_typos_list_the_known_keys_and_strings_stay_strings():
+    with pytest.raises(ConfigError, match=r"unknown config key 'fronend' \(known here: backend, cascade, codec, frontend"):
+        load_config(None, ["fronend.spec=x"])
+    cfg = load_config(None, ["backend.system_prompt=true", "server.auth_token=1234"])
+    assert cfg.backend.system_prompt == "true" and cfg.server.auth_token == "1234"  # (was: true an error)
+    with pytest.raises(ConfigError, match="overrides: give a list of 'key=value' strings"):
+        load_config(None, "backend.llm=none")  # (was: "--set expects key=value, got 'b'")

@@ -218,12 +218,15 @@ async def test_capacity_bad_audio_and_idle_rows():
     await agent.stop()
 
 
-async def test_input_backlog_is_bounded_and_counted():
+async def test_input_backlog_is_bounded_and_counted(caplog):
     agent, clock, _ = make_agent(**{"runtime.max_input_backlog_s": 0.16})
     await agent.start()
     s = await agent.open_session()
     await s.push_audio(np.ones(10 * F, np.float32) * 0.1)  # 0.8 s at once
     assert s.stats.dropped_input_s == pytest.approx(0.8 - 0.16)
+    await s.push_audio(np.ones(10 * F, np.float32) * 0.1)
+    warned = [r.getMessage() for r in caplog.records if "faster than real time" in r.getMessage()]
+    assert len(warned) == 1 and "keeping the newest 0.16 s" in warned[0]  # once per session
     await step(agent, clock, 3)
     assert s.stats.input_frames == 2
     await s.close()

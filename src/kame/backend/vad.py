@@ -116,6 +116,16 @@ class VADConfig:
     webrtc_aggressiveness: int = 2
 
 
+def vad_options(threshold: float | None = None, min_silence: float | None = None) -> dict:
+    """VADConfig overrides for a speech ``threshold`` and an end-of-speech ``min_silence``
+    (None: the default), keeping the hysteresis: silence below 0.7 x the threshold (the
+    defaults' 0.35 / 0.5)."""
+    opts: dict = {} if min_silence is None else {"min_silence": min_silence}
+    if threshold is not None:
+        opts.update(threshold=threshold, neg_threshold=min(VADConfig.neg_threshold, 0.7 * threshold))
+    return opts
+
+
 @dataclass
 class _VADState:
     in_speech: bool = False

@@ -117,7 +117,12 @@ class CascadeAgent(Agent):
         llm_spec = getattr(backend, "llm", "embedded")
         check_cascade_backend(cfg, given)
         nice = getattr(backend, "nice", 0)  # the back-end below the frame loop's CPU priority
-        self.stt = given.get("stt") or create_stt(stt_spec, self.clock, self.metrics, nice)
+        # the turn-taking settings: the STT's own VAD decides when an utterance's final comes,
+        # which is what ends the turn (an STT without a VAD of its own is created without them)
+        from ..backend.vad import vad_options
+
+        turn_vad = vad_options(self.cfg.vad_threshold, self.cfg.end_of_turn_silence)
+        self.stt = given.get("stt") or create_stt(stt_spec, self.clock, self.metrics, nice, vad=turn_vad)
         self.llm = given.get("llm") or create_llm(llm_spec, nice)
         if "tts" in given:
             self.tts, tts_spec = given["tts"], getattr(given["tts"], "name", "custom")
@@ -130,7 +135,8 @@ class CascadeAgent(Agent):
             from ..runtime.worker import make_vad_factory
 
             vad_kind = getattr(getattr(cfg, "runtime", None), "vad", "auto")
-            self._vad_factory = make_vad_factory(vad_kind)
+            self._vad_factory = make_vad_factory(vad_kind, threshold=self.cfg.vad_threshold,
+                                                 min_silence=self.cfg.end_of_turn_silence)
         self._prompt_fn = given.get("prompt_fn") or default_prompt_fn(
             getattr(backend, "system_prompt", ""), int(getattr(backend, "max_reply_words", 30)),
             getattr(backend, "knowledge_dir", ""))

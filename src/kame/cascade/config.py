@@ -29,9 +29,13 @@ class CascadeConfig:
     first_clause_min_words: int = 4  # the first segment may end at , ; : once it has this many words
     max_segment_words: int = 30  # force a cut in run-on text without punctuation
     # --- turn taking ------------------------------------------------------------------------
-    vad_threshold: float = 0.5  # speech probability (or energy score) above which a frame is speech
+    # speech probability above which a frame is speech (silero/webrtc VADs: the turn VAD's and
+    # the STT's; the energy VAD keeps its dB threshold)
+    vad_threshold: float = 0.5
     barge_in_min_speech: float = 0.24  # s of user speech while the agent talks before it stops
-    end_of_turn_silence: float = 0.5  # s of VAD silence that ends a speech region (the turn itself ends on the STT final)
+    # s of silence that ends the user's speech: the STT's utterance (its final transcript starts
+    # the reply) and the turn VAD's speech region (end-of-speech time, barge-in)
+    end_of_turn_silence: float = 0.5
     # --- output -------------------------------------------------------------------------
     emit_silence: bool = True  # one AgentAudio every 80 ms even when silent (like the tandem)
     silence_threshold: float = 0.01  # |pcm| peak above which agent audio counts as "audible"
@@ -62,6 +66,8 @@ class CascadeConfig:
                     raise ConfigError(f"cascade.{key}: {exc}") from None
         if self.first_clause_min_words < 1 or self.max_segment_words < 2:
             raise ConfigError("[cascade] first_clause_min_words must be >= 1 and max_segment_words >= 2")
+        if not 0 < self.vad_threshold < 1:
+            raise ConfigError(f"cascade.vad_threshold: a speech probability in (0, 1), got {self.vad_threshold!r}")
         if self.barge_in_min_speech < 0 or self.end_of_turn_silence <= 0:
             raise ConfigError("[cascade] barge_in_min_speech must be >= 0 and end_of_turn_silence > 0")
         if self.max_tokens is not None and self.max_tokens < 1:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -125,6 +126,16 @@ def check_finite(tensors: Mapping[str, torch.Tensor], where: str | Path) -> None
         if t.is_floating_point() and not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
             raise CheckpointError(f"{where}: tensor {key!r} has NaN or infinite values (a corrupt or diverged "
                                   f"checkpoint)")
+
+
+def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """safetensors' save_file, the file then given the permissions any new file gets here
+    (safetensors writes it 0600, so a checkpoint or fitted codec could not be shared or served).
+    Shared by the front-end, Mimi and embedded codec writers."""
+    save_file(dict(tensors), str(path), metadata=metadata)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 # ------------------------------------------------------------------------------------------
@@ -354,7 +365,7 @@ def save_frontend(model: LMModel, folder: str | Path, dtype: Any = None, **meta:
     raw.setdefault("moshi_name", MOSHI_NAME)
     dt = None if dtype is None else parse_dtype(dtype, torch.device("cpu"))
     state = {k: (v if dt is None else v.to(dt)).detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / raw["moshi_name"]))
+    save_tensors(state, folder / raw["moshi_name"])
     (folder / "config.json").write_text(json.dumps(raw, indent=2))
     return folder
 

@@ -201,13 +201,17 @@ def producer_factory(cfg: KameConfig, clock: Clock, llm, tokenizer):
     return make
 
 
-def create_stt(spec: str, clock: Clock, metrics=None, nice: int = 0):
+def create_stt(spec: str, clock: Clock, metrics=None, nice: int = 0, vad: dict | None = None):
     """The STT of ``spec``, stamping transcripts (and metrics) on the agent's clock, its threads
-    ``nice`` steps below the step's CPU priority; a custom STT that does not take some of these
-    keywords is created without them."""
+    ``nice`` steps below the step's CPU priority, its utterance VAD set by ``vad`` (VADConfig
+    fields; None: its defaults); an STT that does not take some of these keywords (a custom one,
+    or one without a VAD) is created without them."""
     from .. import registry
 
-    return registry.create_with_optional("stt", spec, clock=clock, metrics=metrics, nice=nice)
+    optional = {"clock": clock, "metrics": metrics, "nice": nice}
+    if vad:
+        optional["vad"] = vad
+    return registry.create_with_optional("stt", spec, **optional)
 
 
 def create_llm(spec: str, nice: int = 0):

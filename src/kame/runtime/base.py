@@ -6,7 +6,8 @@ so `kame serve --mode tandem|cascade` and `kame run --mode ...` share one protoc
     agent: Agent = ...                     # built from a KameConfig
     await agent.start()
     session = await agent.open_session()   # raises CapacityError when full
-    await session.push_audio(pcm)          # float32 mono 24 kHz, any length (buffered to 80 ms)
+    await session.push_audio(pcm)          # float32 mono 24 kHz, any length (buffered to 80 ms), in real
+                                           # time: a backlog over runtime.max_input_backlog_s is dropped
     async for out in session.outputs():    # AgentAudio / AgentText / Meta, in order
         ...
     await session.close()

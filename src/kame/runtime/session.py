@@ -110,6 +110,10 @@ class TandemSession(Session):
             return
         self._buf.append(pcm)
         self._buf_len += pcm.size
+        if self._buf_len > self._max_backlog and not self.stats.dropped_input_s:
+            log.warning("session %s: user audio comes faster than real time; keeping the newest %.2f s "
+                        "(runtime.max_input_backlog_s) and dropping older audio (counted in stats dropped_input_s)",
+                        self.id, self._max_backlog / 24000)
         while self._buf_len > self._max_backlog:  # bound latency: drop the oldest audio, counted
             over = self._buf_len - self._max_backlog
             head = self._buf[0]

@@ -124,20 +124,28 @@ class EnergyVAD:
         return events
 
 
-def make_vad_factory(kind: str) -> Callable[[], object] | None:
-    """runtime.vad -> a factory of per-row VADs ("auto": silero if installed, else energy)."""
+def make_vad_factory(kind: str, *, threshold: float | None = None,
+                     min_silence: float | None = None) -> Callable[[], object] | None:
+    """runtime.vad -> a factory of per-row VADs ("auto": silero if installed, else energy).
+    ``threshold``: the speech probability that starts speech (silero/webrtc; the energy VAD has
+    its own dB threshold); ``min_silence``: the seconds of silence that end a speech region
+    (None: the VADs' defaults, 0.5 and 0.5 s)."""
+    from ..backend.vad import vad_options
+
+    opts = vad_options(threshold, min_silence)
+    energy = {k: v for k, v in opts.items() if k == "min_silence"}
     if kind == "energy":
-        return EnergyVAD
+        return lambda: EnergyVAD(**energy)
     try:
         from ..backend.vad import StreamingVAD
 
         backend = "silero" if kind in ("auto", "silero") else "webrtc"
-        StreamingVAD(backend=backend)  # fail now (not inside the worker) if unavailable
-        return lambda: StreamingVAD(backend=backend)
+        StreamingVAD(backend=backend, **opts)  # fail now (not inside the worker) if unavailable
+        return lambda: StreamingVAD(backend=backend, **opts)
     except Exception:  # noqa: BLE001 - optional dependency missing
         if kind != "auto":
             raise
-        return EnergyVAD
+        return lambda: EnergyVAD(**energy)
 
 
 class StepWorker:

@@ -185,7 +185,7 @@ class EmbeddedStream(CodecStream):
 # --- the fitted file -----------------------------------------------------------------------
 def save(codec: EmbeddedCodec, path: str | Path, meta: dict | None = None) -> str:
     """Write the fitted codec (codebooks fp16) as safetensors + a ``.sha256`` file; return the sha256."""
-    from safetensors.torch import save_file
+    from ...model.loaders import save_tensors  # (lazily, as check_finite)
 
     r = codec.rvq
     tensors = {"mean": r.mean.float(), "scale": r.scale.float(), "proj": r.proj.float(),
@@ -196,7 +196,7 @@ def save(codec: EmbeddedCodec, path: str | Path, meta: dict | None = None) -> st
     metadata = {"kame": json.dumps(header, sort_keys=True)}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+    save_tensors({k: v.contiguous() for k, v in tensors.items()}, path, metadata=metadata)
     digest = sha256_file(path)
     path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")
     return digest

@@ -175,10 +175,10 @@ def load_mimi(
 
 def save_mimi(codec_or_model: MimiCodec | MimiModel, path: str | Path) -> Path:
     """Write the weights in the published format (plus the config as safetensors metadata)."""
-    from safetensors.torch import save_file
+    from ...model.loaders import save_tensors  # (lazily, as check_finite)
 
     model = codec_or_model.model if isinstance(codec_or_model, MimiCodec) else codec_or_model
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={_CONFIG_KEY: model.cfg.to_json()})
+    save_tensors(state, path, metadata={_CONFIG_KEY: model.cfg.to_json()})
     return path
