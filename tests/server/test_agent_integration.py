@@ -37,6 +37,9 @@ def create_stt(arg=None, **kwargs) -> FakeSTT:
 def fake_components():
     registry.register("stt", "fake_srv", "tests.server.test_agent_integration:create_stt")
     registry.register("llm", "fake_srv", "tests.server.test_agent_integration:create_llm")
+    yield
+    for kind in ("stt", "llm"):  # (later tests list the registered schemes)
+        registry._ENTRIES.get(kind, {}).pop("fake_srv", None)
 
 
 @contextlib.asynccontextmanager

@@ -1,19 +1,29 @@
 """The chat client's command line (`kame client URL IN.wav ...`, or `python -m kame.server.client`): every
 failure is `error: ...` and exit 1 (or an argparse error, exit 2), never a traceback, and what
-can be checked before connecting is checked before connecting."""
+can be checked before connecting is checked before connecting. A failed session (a fatal server
+error, a close other than 1000) is exit 1 too; server errors and dropped input are printed; a
+cascade still answering after --tail gets more silence, up to --max-tail."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
+from urllib.parse import quote
 
 import aiohttp
+import numpy as np
 import pytest
 import soundfile as sf
 
+from kame import registry
+from kame.config import load_config
+from kame.runtime.base import ErrorEvent
 from kame.server.client import chat, chat_url, main
+from kame.server.echo import EchoAgent
 
+from ..runtime.fakes import FakeLLM, FakeSTT, FakeTTS, QuestionSTT
 from .conftest import running_server, tone
 
 DEAD = "http://127.0.0.1:1"  # nothing listens on port 1: connecting fails at once
@@ -112,3 +122,249 @@ async def test_kame_client_command_is_the_same_client(wav, tmp_path, capsys):
     assert sf.info(str(out)).duration > 0.3 and "audio" in capsys.readouterr().out
     assert await asyncio.to_thread(kame, ["client", DEAD, str(wav)]) == 1
     assert "error: cannot connect to http://127.0.0.1:1" in capsys.readouterr().err
+
+
+# ---- URLs and tokens ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url, token, pcm, want", [
+    ("http://h:1", None, False, "ws://h:1/api/chat"),
+    ("HTTPS://h:1/", None, False, "wss://h:1/api/chat"),
+    ("http://h:1/?token=sek", None, False, "ws://h:1/api/chat?token=sek"),  # the page's URL, token kept
+    ("http://h:1/?token=sek", "other", False, "ws://h:1/api/chat?token=other"),  # --token wins
+    ("http://h:1/api/chat/", None, False, "ws://h:1/api/chat"),
+    ("http://h:1/api/chat?pcm=1", "sek", False, "ws://h:1/api/chat?pcm=1&token=sek"),
+    ("ws://h:1/api/chat", "sek", True, "ws://h:1/api/chat?token=sek&pcm=1"),
+    ("ws://h:1/api/chat?pcm=1", None, True, "ws://h:1/api/chat?pcm=1"),
+    ("http://h:1/kame/", None, False, "ws://h:1/kame/api/chat"),  # behind a path prefix
+    ("http://h:1", "ab+c&d #e", False, "ws://h:1/api/chat?token=ab%2Bc%26d%20%23e"),
+    ("http://h:1/#frag", None, False, "ws://h:1/api/chat"),
+])
+def test_chat_url(url, token, pcm, want):
+    assert chat_url(url, token, pcm) == want
+
+
+def test_chat_url_without_a_host_is_an_error():
+    from kame.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="has no host"):
+        chat_url("http:///api/chat")
+
+
+async def test_client_token_with_url_special_characters(wav, capsys):
+    token = "ab+c&d #e"
+    async with running_server(auth_token=token) as (url, _):
+        assert await _main([url, wav, "--token", token, "--fast", "--tail", "0.2"]) == 0
+        # the page's URL with its token (as `kame serve` prints it for a browser) works too
+        assert await _main([f"{url}/?token={quote(token, safe='')}", wav, "--fast", "--tail", "0.2"]) == 0
+        assert await _main([url + "/api/chat/", wav, "--token", token, "--fast", "--tail", "0.2"]) == 0
+    assert "error" not in capsys.readouterr().err
+
+
+# ---- a cascade still answering after --tail ----------------------------------------------------
+
+class _SlowLLM:
+    """Says "The answer is 84." after ``delay`` seconds; with ``delay`` None, never."""
+
+    name = "slow"
+
+    def __init__(self, delay: float | None) -> None:
+        self.delay = delay
+
+    async def stream_chat(self, messages, **kwargs):
+        await (asyncio.Event().wait() if self.delay is None else asyncio.sleep(self.delay))
+        yield "The answer is 84."
+
+
+class _DeafSTT(FakeSTT):
+    """Hears nothing: no final transcript ever comes, so no turn starts."""
+
+    async def stream(self, frames):
+        async for _ in frames:
+            pass
+        return
+        yield
+
+
+@contextlib.asynccontextmanager
+async def cascade_server(llm_delay: float | None, stt=None):
+    """`kame serve --mode cascade`'s app: the real CascadeAgent with a fake STT (a question in
+    the first loud frame), an LLM that answers after ``llm_delay`` s and a fake TTS (0.24 s of
+    0.5 per sentence)."""
+    from kame.cascade.agent import build_cascade_agent
+
+    cfg = load_config(None, ["mode=cascade", "runtime.vad=energy"])
+    agent = build_cascade_agent(cfg, components={"stt": stt or QuestionSTT(), "llm": _SlowLLM(llm_delay),
+                                                 "tts": FakeTTS()})
+    async with running_server(agent) as (url, _):
+        yield url
+
+
+async def test_client_waits_for_a_cascade_reply_after_the_tail(wav, tmp_path, capsys):
+    """The reply starts about 1 s after the question, after the file (0.5 s) and --tail (0.2 s)
+    are sent: the client streams silence until it is over, and the answer is in OUT.wav."""
+    out, js = tmp_path / "out.wav", tmp_path / "out.json"
+    async with cascade_server(llm_delay=1.0) as url:
+        assert await _main([url, wav, "-o", out, "--json", js, "--fast", "--tail", "0.2"]) == 0
+    answer, _ = sf.read(str(out))
+    assert np.abs(answer).max() > 0.3  # the fake TTS's 0.5 (silent without the wait)
+    doc = json.loads(js.read_text())
+    assert {"type", "mode"} <= set(next(m for m in doc["metas"] if m.get("mode")))  # the agent's info
+    assert 0.5 < doc["tail_extended_s"] < 10 and doc["reply_cut_off"] is False
+    assert any(m.get("type") == "agent_turn" and m["text"] == "The answer is 84." for m in doc["metas"])
+    captured = capsys.readouterr()
+    assert "tail extended" in captured.out and "warning" not in captured.err
+
+
+async def test_client_warns_when_max_tail_cuts_a_cascade_reply(wav, tmp_path, capsys):
+    js = tmp_path / "out.json"
+    async with cascade_server(llm_delay=None) as url:  # the reply never comes: pending until the bound
+        assert await _main([url, wav, "--json", js, "--fast", "--tail", "0.2", "--max-tail", "0.5"]) == 0
+    doc = json.loads(js.read_text())
+    assert doc["tail_extended_s"] == pytest.approx(0.3, abs=1e-6) and doc["reply_cut_off"] is True
+    assert "warning: the cascade was still answering when --max-tail (0.5 s" in capsys.readouterr().err
+
+
+async def test_client_waits_a_while_for_a_final_transcript(monkeypatch):
+    """The user's speech ended (VAD) and the STT's final has not come: wait FINAL_WAIT_S (here
+    1.5 s, not 6) from the end's arrival, then stop (nothing was cut off: no turn had started)."""
+    from kame.runtime import filemode
+
+    monkeypatch.setattr(filemode, "FINAL_WAIT_S", 1.5)
+    async with cascade_server(llm_delay=0.1, stt=_DeafSTT()) as url:
+        res = await chat(url, tone(0.5), realtime=False, tail_s=1.0, max_tail_s=20)  # (the VAD's end within it)
+    assert any(m.get("type") == "vad" and m["event"] == "end" for m in res.metas)
+    assert 0.2 < res.tail_extended_s < 2.0 and not res.reply_cut_off and res.failure() is None
+
+
+async def test_client_does_not_extend_the_tail_of_other_agents(wav, tmp_path):
+    js = tmp_path / "out.json"
+    async with running_server() as (url, _):  # the echo agent (no "mode" in its info)
+        assert await _main([url, wav, "--json", js, "--fast", "--tail", "0.3", "--max-tail", "20"]) == 0
+    doc = json.loads(js.read_text())
+    assert doc["tail_extended_s"] == 0 and doc["reply_cut_off"] is False
+
+
+def test_client_bad_max_tail_is_an_error_before_connecting(wav, capsys):
+    assert main([DEAD, str(wav), "--max-tail", "nan"]) == 1
+    assert "--max-tail must be seconds in [0, 3600)" in capsys.readouterr().err
+
+
+# ---- errors, closes, dropped input --------------------------------------------------------------
+
+class _ComplainingEcho(EchoAgent):
+    """The echo agent, whose sessions report a non-fatal error for each of the first 7 pieces
+    of audio they get (as a back-end failure would)."""
+
+    async def open_session(self, session_id=None):
+        s = await super().open_session(session_id)
+        push, n = s.push_audio, [0]
+
+        async def push_audio(pcm):
+            if n[0] < 7:
+                s._out.put_nowait(ErrorEvent(f"stt failed: {n[0]}", 0.0))
+                n[0] += 1
+            await push(pcm)
+
+        s.push_audio = push_audio
+        return s
+
+
+class _QuittingEcho(EchoAgent):
+    """The echo agent, whose sessions end themselves after 0.3 s of audio (the server then sends
+    a fatal "session_ended" error and closes 1000)."""
+
+    async def open_session(self, session_id=None):
+        s = await super().open_session(session_id)
+        push = s.push_audio
+
+        async def push_audio(pcm):
+            await push(pcm)
+            if s._heard >= 0.3 * 24000:
+                await s.close()
+
+        s.push_audio = push_audio
+        return s
+
+
+async def test_client_prints_non_fatal_server_errors_and_exits_0(wav, capsys):
+    async with running_server(_ComplainingEcho(delay_frames=2)) as (url, _):
+        assert await _main([url, wav, "--fast", "--tail", "0.3"]) == 0
+    err = capsys.readouterr().err
+    assert "server error: agent_error: stt failed: 0" in err and "server error: agent_error: stt failed: 4" in err
+    assert "stt failed: 5" not in err and "... and 2 more (give --json to keep them all)" in err
+    assert not any(line.startswith("error:") for line in err.splitlines())
+
+
+async def test_client_fatal_server_error_is_exit_1(wav, tmp_path, capsys):
+    out = tmp_path / "out.wav"
+    long = tmp_path / "long.wav"
+    sf.write(str(long), tone(1.5), 24000)
+    async with running_server(_QuittingEcho(delay_frames=2)) as (url, _):
+        assert await _main([url, long, "-o", out]) == 1
+    err = capsys.readouterr().err
+    assert "server error (fatal): session_ended: the agent ended the session" in err
+    assert "error: the server ended the session: session_ended" in err
+    assert out.exists()  # what came before is still written
+
+
+async def test_client_server_stopping_mid_upload_is_exit_1(tmp_path, capsys):
+    long, js = tmp_path / "long.wav", tmp_path / "out.json"
+    sf.write(str(long), tone(3.0), 24000)
+    async with running_server() as (url, server):
+        task = asyncio.create_task(_main([url, long, "--json", js]))  # paced in real time: 3 s
+        for _ in range(200):
+            if server.connections:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+    # the server stopped (close 1001) while the client was still uploading
+    assert await task == 1
+    assert "error: the connection closed with code 1001 (server shutting down), not a normal close (1000)" \
+        in capsys.readouterr().err
+    assert json.loads(js.read_text())["close_code"] == 1001
+
+
+def create_stt(arg=None, **kwargs) -> FakeSTT:
+    return FakeSTT()
+
+
+def create_llm(arg=None, **kwargs) -> FakeLLM:
+    return FakeLLM()
+
+
+async def test_client_warns_when_the_server_dropped_input(tmp_path, capsys):
+    """--fast against the tandem (1 s input backlog, the default): most of a 4 s file is
+    dropped, the server's "stats" say so and the client warns."""
+    from kame.bench.soak import speechlike
+    from kame.runtime.engine import build_agent
+    from kame.server.app import make_app, server_config_from
+
+    from ..local_http import serving
+
+    registry.schemes("stt")  # the built-in table first; the fakes only for this test (others list the schemes)
+    for kind in ("stt", "llm"):
+        registry.register(kind, "fake_client", f"tests.server.test_client:create_{kind}")
+    try:
+        cfg = load_config(None, ["frontend.spec=random:tiny", "codec.spec=mimi:random-tiny", "backend.stt=fake_client",
+                                 "backend.llm=fake_client", "runtime.vad=energy", "runtime.max_sessions=1"])
+        assert cfg.runtime.max_input_backlog_s == 1.0
+        long, js = tmp_path / "long.wav", tmp_path / "out.json"
+        sf.write(str(long), speechlike(4.0, 3), 24000)
+        async with serving(make_app(build_agent(cfg), server_config_from(cfg.server), manage_agent=True)) as (url, _):
+            assert await _main([url, long, "--json", js, "--fast", "--tail", "1.5"]) == 0
+    finally:
+        for kind in ("stt", "llm"):
+            registry._ENTRIES.get(kind, {}).pop("fake_client", None)
+    dropped = json.loads(js.read_text())["dropped_input_s"]
+    assert dropped > 2.0  # of 4 s, about 1 s kept
+    captured = capsys.readouterr()
+    assert f"warning: the server dropped {dropped:.2f} s of the input" in captured.err and "--fast" in captured.err
+    assert f"input dropped by the server {dropped:.2f} s" in captured.out
+
+
+def test_client_help_documents_exit_status(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "exit status:" in out and "1001" in out and "server error: CODE: MESSAGE" in out
+    assert "drops input it cannot keep up with" in " ".join(out.split())

@@ -68,7 +68,7 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
                            clock: FakeClock | None = None, metrics: MetricsLog | None = None,
                            frame_timeout_s: float = 5.0, extend_s: float = 0.0) -> dict:
     """Play ``pcm`` (float32 mono 24 kHz, tail included) into one session; return a record.
-    While a cascade reply is under way when ``pcm`` ends (``replying``), up to ``extend_s``
+    While a cascade reply is under way when ``pcm`` ends (``reply_pending``), up to ``extend_s``
     seconds of silence more are played, a frame at a time; rec["frames"] counts them all."""
     from .engine import build_agent
 
@@ -124,8 +124,12 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
     n_max = n + int(extend_s / FRAME_S + 1e-9)
     silence = np.zeros(FRAME, np.float32)
     k = 0
+
+    def metas() -> list[dict]:  # what reply_pending reads (their "t" already on the file's time, as k's)
+        return [rec["info"], *rec["other"], *rec["vad"], *rec["transcripts"]]
+
     try:
-        while k < n or (k < n_max and replying(rec, k * FRAME_S)):
+        while k < n or (k < n_max and reply_pending(metas(), k * FRAME_S)):
             await session.push_audio(pcm[k * FRAME:(k + 1) * FRAME] if k < n else silence)
             if k > 0:  # (+1 ns: the ticker's schedule is a float sum of 0.08 steps)
                 clock.set(max(clock.now(), t0 + (k + 1) * FRAME_S + 1e-9))
@@ -165,20 +169,35 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
     return rec
 
 
-def replying(rec: dict, now: float) -> bool:
-    """A cascade reply is under way or still to come: a turn started (its "turn" event) that has
-    not ended (no "agent_turn" for it yet), or the user's speech ended (the VAD's last event) less
-    than FINAL_WAIT_S before ``now`` and the STT's final transcript, which starts the turn, has
-    not come since (an STT that hears nothing in it sends none). The tandem's
-    front-end speaks all the time, so nothing says when its reply is over: it gets --tail only."""
-    if rec["info"].get("mode") != "cascade":
+def reply_pending(metas, now: float, *, at: str = "t") -> bool:
+    """A cascade reply is under way or still to come, judged from a session's metadata dicts
+    (``metas``, each type in the order the session sent it; `kame run` and `kame client` both
+    decide with this): the session's "info" says mode "cascade" and a turn started (its "turn" event)
+    that has not ended (no "agent_turn" for it yet), or the user's speech ended (the last "vad"
+    event) less than FINAL_WAIT_S before ``now`` and the STT's final transcript, which starts
+    the turn, has not come since (an STT that hears nothing in it sends none). "Since" compares
+    the events' "t" (the session's clock); ``at`` names the field holding an event's time on the
+    clock of ``now`` ("t" in file mode). The tandem's front-end speaks all the time, so nothing
+    says when its reply is over: it gets --tail only."""
+    mode, started, ended, vad, finals = None, set(), set(), None, []
+    for d in metas:
+        kind = d.get("type")
+        if kind == "info" and "mode" in d:
+            mode = d["mode"]
+        elif kind == "turn":
+            started.add(d.get("turn"))
+        elif kind == "agent_turn":
+            ended.add(d.get("turn"))
+        elif kind == "vad":
+            vad = d
+        elif kind == "transcript" and d.get("final"):
+            finals.append(d.get("t"))
+    if mode != "cascade":
         return False
-    started = {d.get("turn") for d in rec["other"] if d.get("type") == "turn"}
-    if started - {d.get("turn") for d in rec["other"] if d.get("type") == "agent_turn"}:
+    if started - ended:
         return True
-    vad = rec["vad"][-1] if rec["vad"] else None
-    return bool(vad and vad["event"] == "end" and now - vad["t"] < FINAL_WAIT_S
-                and not any(t["final"] and t["t"] >= vad["t"] for t in rec["transcripts"]))
+    return bool(vad and vad.get("event") == "end" and now - vad[at] < FINAL_WAIT_S
+                and not any(t is None or t >= vad["t"] for t in finals))
 
 
 def agent_track(rec: dict, n_samples: int) -> np.ndarray:

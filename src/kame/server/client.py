@@ -7,7 +7,11 @@
 In Python (used by the tests and `kame bench soak`):
 
     res = await chat(url, pcm)          # pcm: float32 24 kHz; streams in real time + tail
-    res.audio, res.texts, res.metas, res.errors, res.close_code
+    res.audio, res.texts, res.metas, res.errors, res.close_code, res.failure()
+
+Against a cascade (the session's "info" metadata says mode "cascade") whose reply is under way or
+still to come when the tail ends, more silence is streamed until the reply is over, as `kame run`
+does (kame.runtime.filemode.reply_pending decides for both), up to ``max_tail_s`` (--max-tail).
 """
 
 from __future__ import annotations
@@ -19,14 +23,18 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import numpy as np
 
 from ..errors import ConfigError
+from ..runtime.filemode import DEFAULT_MAX_TAIL_S, check_tail, reply_pending
 from . import protocol as P
 
-URL_SCHEMES = ("ws://", "wss://", "http://", "https://")
+URL_SCHEMES = ("ws", "wss", "http", "https")
+REPLY_METAS = ("info", "turn", "agent_turn", "vad")  # (and final transcripts) what reply_pending reads
+SHOWN_ERRORS = 5  # server errors printed by main (all are in --json)
 
 
 @dataclass
@@ -38,15 +46,35 @@ class ChatResult:
     handshake: tuple[int, int] | None = None
     pings: int = 0
     close_code: int | None = None
+    close_reason: str | None = None  # the close frame's reason, if the server gave one
     first_audio_s: float | None = None  # seconds from connect to the first agent audio
     audio_times: list[float] = field(default_factory=list)  # arrival of each audio message (s from connect)
     connected_at: float | None = None  # time.monotonic() at connect
     status: int | None = None  # HTTP status if the upgrade was refused
     refusal: dict | None = None  # then the server's reason (kame serve: {"error", "message"}), if chat() could read it
+    tail_extended_s: float = 0.0  # silence streamed beyond tail_s while a cascade reply was pending
+    reply_cut_off: bool = False  # a cascade reply was still pending when the stream ended (max_tail_s)
 
     @property
     def text(self) -> str:
         return "".join(self.texts)
+
+    @property
+    def dropped_input_s(self) -> float:
+        """Seconds of the user's audio the server dropped (its input backlog is bounded), as its
+        latest "stats" metadata says (a per-session total; 0 when it sends none)."""
+        return max([float(m.get("dropped_input_s") or 0.0) for m in self.metas if m.get("type") == "stats"] + [0.0])
+
+    def failure(self) -> str | None:
+        """Why the session failed, or None: a fatal server error, or a close other than a
+        normal one (1000), e.g. 1001 when the server stops mid-upload."""
+        fatal = next((e for e in self.errors if e.get("fatal")), None)
+        if fatal is not None:
+            return f"the server ended the session: {fatal.get('code')}: {fatal.get('message')}"
+        if self.close_code != 1000:
+            why = f" ({self.close_reason})" if self.close_reason else ""
+            return f"the connection closed with code {self.close_code}{why}, not a normal close (1000)"
+        return None
 
     def refusal_text(self) -> str:
         """"refused: HTTP 503 capacity: all 4 sessions are in use ..." (as much as is known)."""
@@ -56,18 +84,26 @@ class ChatResult:
 
 
 def chat_url(url: str, token: str | None = None, pcm: bool = False) -> str:
-    """The /api/chat WebSocket URL of the server at ``url``; ConfigError for a scheme other
-    than ws, wss, http, https."""
-    if not url.lower().startswith(URL_SCHEMES):
+    """The /api/chat WebSocket URL of the server at ``url``: http(s) becomes ws(s); a path of ""
+    or "/" (the page's URL) becomes /api/chat, any other without it gets it appended (a server
+    behind a path prefix), a trailing slash goes; the URL's query is kept, its token too unless
+    ``token`` is given; values are URL-encoded. ConfigError for another scheme or no host."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in URL_SCHEMES:
         raise ConfigError(f"{url}: the URL must start with ws://, wss://, http:// or https://")
-    if url.lower().startswith("http"):
-        url = "ws" + url[4:]
-    if not url.rstrip("/").endswith("/api/chat"):
-        url = url.rstrip("/") + "/api/chat"
-    q = [f"token={token}"] if token else []
+    if not parts.netloc:
+        raise ConfigError(f"{url}: the URL has no host")
+    path = parts.path.rstrip("/")
+    if not path.endswith("/api/chat"):
+        path += "/api/chat"
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if token:
+        query = [(k, v) for k, v in query if k != "token"] + [("token", token)]
     if pcm:
-        q.append("pcm=1")
-    return url + ("?" + "&".join(q) if q else "")
+        query = [(k, v) for k, v in query if k != "pcm"] + [("pcm", "1")]
+    return urlunsplit(("wss" if scheme in ("https", "wss") else "ws", parts.netloc, path,
+                       urlencode(query, quote_via=quote), ""))
 
 
 class Receiver:
@@ -79,6 +115,12 @@ class Receiver:
         self.decoder = P.OpusDecoder(max_samples_per_message=1 << 30)
         self.chunks: list[np.ndarray] = []
         self.ready = asyncio.Event()
+        self.sent_s = 0.0  # the session time: seconds of audio sent so far
+        self.turn_metas: list[dict] = []  # what reply_pending reads, with "sent_s" at their arrival
+
+    def replying(self) -> bool:
+        """A cascade reply is under way or still to come (kame.runtime.filemode.reply_pending)."""
+        return reply_pending(self.turn_metas, self.sent_s, at="sent_s")
 
     def feed(self, data: bytes) -> None:
         kind, payload = P.decode(data)
@@ -96,7 +138,12 @@ class Receiver:
         elif kind == P.Kind.TEXT:
             r.texts.append(P.parse_text(payload))
         elif kind == P.Kind.METADATA:
-            r.metas.append(P.parse_json(payload))
+            d = P.parse_json(payload)
+            r.metas.append(d)
+            if d.get("type") in REPLY_METAS or (d.get("type") == "transcript" and d.get("final")):
+                # the server's "t" is on its clock: the session time it arrived at, for waits (a
+                # little after the event, so a wait measured from it is a little longer)
+                self.turn_metas.append({**d, "sent_s": self.sent_s})
         elif kind == P.Kind.ERROR:
             try:
                 r.errors.append(P.parse_json(payload))
@@ -106,10 +153,14 @@ class Receiver:
             r.pings += 1
 
     async def run(self, ws) -> None:
-        async for msg in ws:
+        while True:  # (not `async for`: it hides the CLOSE message, and so the close's reason)
+            msg = await ws.receive()
             if msg.type == aiohttp.WSMsgType.BINARY:
                 self.feed(msg.data)
-            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+            elif msg.type == aiohttp.WSMsgType.CLOSE:
+                self.res.close_reason = msg.extra or None
+                break
+            elif msg.type in (aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
                 break
         self.res.close_code = ws.close_code
         self.ready.set()
@@ -151,16 +202,20 @@ async def chat(
     pcm_mode: bool = False,
     realtime: bool = True,
     tail_s: float = 1.0,
+    max_tail_s: float | None = None,
     chunk: int = 1920,
     http: aiohttp.ClientSession | None = None,
 ) -> ChatResult:
     """Stream ``pcm`` (float32 24 kHz) to the server, then ``tail_s`` of silence, then close.
 
-    With ``realtime=False`` the file is sent as fast as possible; the tail is always paced in
-    real time (the agent answers in real time), so make it long enough to hear the answer.
+    With ``realtime=False`` the file is sent as fast as possible (the server drops what it cannot
+    keep: ``res.dropped_input_s``); the tail is always paced in real time (the agent answers in
+    real time), so make it long enough to hear the answer. A cascade reply still pending after
+    the tail (``Receiver.replying``) gets more silence, a chunk at a time, up to ``max_tail_s``
+    of silence in all (None: ``tail_s``, no more): ``res.tail_extended_s``, ``res.reply_cut_off``.
 
     A refused upgrade sets ``res.status`` and, when ``http`` is not given, ``res.refusal``.
-    Connection failures raise aiohttp.ClientError / OSError; a bad URL scheme ConfigError."""
+    Connection failures raise aiohttp.ClientError / OSError; a bad URL ConfigError."""
     res = ChatResult()
     url = chat_url(url, token, pcm_mode)
     own = http is None
@@ -176,12 +231,17 @@ async def chat(
             rx_task = asyncio.create_task(rx.run(ws))
             await asyncio.wait_for(rx.ready.wait(), 30)
             enc = P.OpusEncoder()
-            audio = np.concatenate([np.asarray(pcm, np.float32), np.zeros(int(tail_s * P.SAMPLE_RATE), np.float32)])
+            pcm = np.asarray(pcm, np.float32)
+            audio = np.concatenate([pcm, np.zeros(int(tail_s * P.SAMPLE_RATE), np.float32)])
+            n_tail = len(audio)
+            n_max = len(pcm) + int(max(tail_s, max_tail_s or 0.0) * P.SAMPLE_RATE)
+            silence = np.zeros(chunk, np.float32)
             t0 = time.monotonic()
-            for i in range(0, len(audio), chunk):
+            i = 0
+            while i < n_tail or (i < n_max and rx.replying()):
                 if rx_task.done():
                     break
-                piece = audio[i : i + chunk]
+                piece = audio[i : i + chunk] if i < n_tail else silence[: n_max - i]
                 if pcm_mode:
                     data = P.encode(P.Kind.PCM, P.pcm16_encode(piece))
                 else:
@@ -193,10 +253,14 @@ async def chat(
                     except ConnectionError:
                         break
                 if realtime or i >= len(pcm):  # the silent tail is always paced in real time
-                    await asyncio.sleep(max(0.0, t0 + (i + chunk) / P.SAMPLE_RATE - time.monotonic()))
+                    await asyncio.sleep(max(0.0, t0 + (i + len(piece)) / P.SAMPLE_RATE - time.monotonic()))
                 else:
                     await asyncio.sleep(0)
-                    t0 = time.monotonic() - (i + chunk) / P.SAMPLE_RATE
+                    t0 = time.monotonic() - (i + len(piece)) / P.SAMPLE_RATE
+                i += len(piece)
+                rx.sent_s = i / P.SAMPLE_RATE
+            res.tail_extended_s = max(0, i - n_tail) / P.SAMPLE_RATE
+            res.reply_cut_off = not rx_task.done() and rx.replying()
             if not rx_task.done():
                 await ws.close()
             await asyncio.wait_for(rx_task, 10)
@@ -207,16 +271,47 @@ async def chat(
             await http.close()
 
 
+EPILOG = """\
+The agent's audio (-o), text, metadata and errors (--json) are written whenever a session took
+place, also one that failed. Against a cascade whose reply is still under way (or still to
+come: the user's speech ended and the STT's final has not come yet) when --tail ends, more
+silence is streamed, up to --max-tail in all; the summary says how much ("tail extended").
+
+stderr:
+  server error: CODE: MESSAGE      the server's first %d errors (0x05); "(fatal)" when it closed
+                                   the session with it; all of them are in --json
+  warning: the server dropped ...  the server dropped part of the input (a tandem keeps about
+                                   1 s of backlog: --fast sends faster than it takes audio)
+  warning: ... --max-tail ...      the cascade was still answering when --max-tail ran out
+  error: ...                       why the exit status is 1
+
+exit status:
+  0  the session ran and ended with a normal close (1000); non-fatal server errors and
+     warnings are printed but do not change it
+  1  bad arguments or files, cannot connect, upgrade refused (HTTP 401/503 ...), a fatal server
+     error, or a close other than 1000 (e.g. 1001: the server stopped mid-upload)
+  2  command-line syntax
+""" % SHOWN_ERRORS
+
+
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("url", help="server URL, e.g. ws://127.0.0.1:8998/api/chat or http://127.0.0.1:8998")
     ap.add_argument("input", help="wav file (any rate, resampled to 24 kHz)")
     ap.add_argument("-o", "--output", help="write the agent's audio here (24 kHz wav)")
     ap.add_argument("--json", help="write text/metadata/errors here")
-    ap.add_argument("--token", default=None)
+    ap.add_argument("--token", default=None,
+                    help="the server's token (sent URL-encoded as ?token=); default: a token in URL's query")
     ap.add_argument("--pcm", action="store_true", help="use raw PCM (0x08) both ways instead of Ogg/Opus")
     ap.add_argument("--tail", type=float, default=2.0,
                     help="seconds of silence streamed after the file (default 2, below 3600)")
-    ap.add_argument("--fast", action="store_true", help="do not pace the upload in real time")
+    ap.add_argument("--max-tail", type=float, default=DEFAULT_MAX_TAIL_S,
+                    help=f"a cascade still answering after --tail gets more silence until its reply is over, "
+                         f"up to this many seconds of silence in all (default {DEFAULT_MAX_TAIL_S:g})")
+    ap.add_argument("--fast", action="store_true",
+                    help="do not pace the upload in real time; the server drops input it cannot keep up with "
+                         "(a tandem keeps [runtime] max_input_backlog_s, 1 s; a warning says how much was "
+                         "dropped), so most of a question is lost: for checking a connection, not for asking")
+    ap.epilog, ap.formatter_class = EPILOG, argparse.RawDescriptionHelpFormatter
 
 
 def main(argv: list[str] | argparse.Namespace | None = None) -> int:
@@ -224,7 +319,6 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
     from ..audio import output_format, read_wav, write_wav
     from ..errors import KameError
     from ..paths import check_output_file
-    from ..runtime.filemode import check_tail
 
     if isinstance(argv, argparse.Namespace):
         a = argv
@@ -233,7 +327,7 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
         add_arguments(ap)
         a = ap.parse_args(argv)
     try:  # everything that can be wrong before the session, not after it
-        check_tail(a.tail)  # the bound `kame run --tail` has
+        check_tail(a.tail, a.max_tail)  # the bounds `kame run --tail/--max-tail` have
         chat_url(a.url)
         if a.output:
             check_output_file(a.output, input=a.input, file_type=output_format)
@@ -246,7 +340,8 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     try:
-        res = asyncio.run(chat(a.url, pcm, token=a.token, pcm_mode=a.pcm, realtime=not a.fast, tail_s=a.tail))
+        res = asyncio.run(chat(a.url, pcm, token=a.token, pcm_mode=a.pcm, realtime=not a.fast, tail_s=a.tail,
+                               max_tail_s=max(a.tail, a.max_tail)))
     except asyncio.TimeoutError:  # (an OSError too, so first) connected, but the server went quiet
         print(f"error: {a.url}: the server stopped answering (no handshake, or no end of the session)", file=sys.stderr)
         return 1
@@ -264,16 +359,42 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
             write_wav(a.output, res.audio, P.SAMPLE_RATE)
         if a.json:
             with open(a.json, "w") as f:
-                json.dump({"text": res.text, "metas": res.metas, "errors": res.errors, "close_code": res.close_code},
-                          f, indent=1)
+                json.dump({"text": res.text, "metas": res.metas, "errors": res.errors, "close_code": res.close_code,
+                           "close_reason": res.close_reason, "tail_extended_s": res.tail_extended_s,
+                           "reply_cut_off": res.reply_cut_off, "dropped_input_s": res.dropped_input_s}, f, indent=1)
     except KameError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # (the --json file was writable a moment ago)
         print(f"error: --json {a.json}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    return _report(res, a)
+
+
+def _report(res: ChatResult, a: argparse.Namespace) -> int:
+    """Print the session's errors, summary and warnings; main's exit status (see EPILOG)."""
+    for e in res.errors[:SHOWN_ERRORS]:
+        print(f"server error{' (fatal)' if e.get('fatal') else ''}: {e.get('code')}: {e.get('message')}",
+              file=sys.stderr)
+    if len(res.errors) > SHOWN_ERRORS:
+        print(f"server error: ... and {len(res.errors) - SHOWN_ERRORS} more"
+              + (f" (all in {a.json})" if a.json else " (give --json to keep them all)"), file=sys.stderr)
+    dropped, extended = res.dropped_input_s, res.tail_extended_s
     print(f"audio {len(res.audio) / P.SAMPLE_RATE:.2f} s, text {res.text!r}, {len(res.metas)} metadata, "
-          f"{len(res.errors)} errors, close {res.close_code}")
+          f"{len(res.errors)} errors, close {res.close_code}"
+          + (f", tail extended {extended:.2f} s (the cascade was still answering)" if extended else "")
+          + (f", input dropped by the server {dropped:.2f} s" if dropped else ""))
+    if dropped:
+        print(f"warning: the server dropped {dropped:.2f} s of the input: it keeps only a short backlog and "
+              + ("--fast sent faster than real time; leave --fast out" if a.fast else "could not keep up"),
+              file=sys.stderr)
+    if res.reply_cut_off:
+        print(f"warning: the cascade was still answering when --max-tail ({max(a.tail, a.max_tail):g} s of "
+              f"silence) ran out: the answer is cut off; give a longer --max-tail", file=sys.stderr)
+    why = res.failure()
+    if why:
+        print(f"error: {why}", file=sys.stderr)
+        return 1
     return 0
 
 
