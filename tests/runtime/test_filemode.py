@@ -134,7 +134,12 @@ def test_reply_cut_off_when_the_agent_text_outlives_its_audio():
     spoken[int(5.2 * SR):int(5.9 * SR)] = 0.1  # spoken, then silent before the end: complete
     assert not reply_cut_off({"agent_text": text}, spoken)
     spoken[int(5.2 * SR):] = 0.1  # a cascade still speaking when the file ends (the demo's cascade.wav)
-    assert reply_cut_off({"agent_text": text, "components": {"mode": "cascade"}}, spoken)
+    turn = [{"type": "turn", "turn": 1, "t": 4.8}]
+    assert reply_cut_off({"agent_text": text, "other": turn}, spoken)
+    # ... but a reply whose last words end the file is complete once its agent_turn has come (was:
+    # flagged, as audio in the last frame: espeak's replies end abruptly, piper's in silence)
+    assert not reply_cut_off({"agent_text": text, "other": turn + [{"type": "agent_turn", "turn": 1, "t": 5.9}]},
+                             spoken)
     babble = np.full(3 * SR, 0.1, np.float32)  # tandem: text of the last frame at the very end
     assert not reply_cut_off({"agent_text": [{"t": 3.0, "text": "x"}]}, babble)
     assert not reply_cut_off({"agent_text": [{"t": 5.0, "text": " "}]}, silent)  # no reply at all
@@ -147,10 +152,10 @@ class _TurnAgent:
 
     components = {"mode": "cascade"}
 
-    def __init__(self, start: int, end: int, heard: int | None = None) -> None:
+    def __init__(self, start: int, end: int, heard: int | None = None, lag: int = 0) -> None:
         import asyncio
 
-        self.start_at, self.end_at, self.pushed = start, end, 0
+        self.start_at, self.end_at, self.pushed, self.lag = start, end, 0, lag  # lag 1: stamped as a real agent's
         self.heard_at = start if heard is None else heard
         self.out: asyncio.Queue = asyncio.Queue()
 
@@ -175,7 +180,7 @@ class _TurnAgent:
             self.out.put_nowait(Meta({"type": "transcript", "final": True, "text": "hi", "t": k * 0.08}))
             self.out.put_nowait(Meta({"type": "turn", "turn": 1, "t": k * 0.08}))
         speaking = self.start_at <= k <= self.end_at
-        self.out.put_nowait(AgentAudio(np.full(1920, 0.1 if speaking else 0.0, np.float32), k * 0.08))
+        self.out.put_nowait(AgentAudio(np.full(1920, 0.1 if speaking else 0.0, np.float32), (k + self.lag) * 0.08))
         if k == self.end_at:
             self.out.put_nowait(Meta({"type": "agent_turn", "turn": 1, "text": "done", "t": k * 0.08}))
 
@@ -189,13 +194,19 @@ class _TurnAgent:
 
 async def test_a_cascade_reply_under_way_extends_the_file_until_it_is_over():
     """The input (10 frames) ends mid-reply: silence frames follow until the reply's agent_turn
-    (frame 24), not past it; with too little extension the file ends at the bound."""
+    (frame 24) and one frame more (the audio of that frame comes out one frame later), not
+    past it; with too little extension the file ends at the bound."""
     from kame.config import load_config
-    from kame.runtime.filemode import FRAME, run_conversation
+    from kame.runtime.filemode import FRAME, agent_track, run_conversation
 
     cfg, pcm = load_config(None, []), np.zeros(10 * FRAME, np.float32)
     rec = await run_conversation(cfg, pcm, fast=True, agent=_TurnAgent(3, 24), extend_s=30.0)
-    assert rec["frames"] == 25 and len(rec["agent_audio"]) == 25
+    assert rec["frames"] == 26 and len(rec["agent_audio"]) == 26
+    # stamped as a real agent stamps it (frame k's audio at k + 1): the reply's last frame is in
+    # the file (was: the extension stopped at frame 24, and frame 24's audio fell past the end)
+    rec = await run_conversation(cfg, pcm, fast=True, agent=_TurnAgent(3, 24, lag=1), extend_s=30.0)
+    agent = agent_track(rec, rec["frames"] * FRAME)
+    assert np.flatnonzero(agent)[-1] == 26 * FRAME - 1 and (agent[4 * FRAME:26 * FRAME] > 0).all()
     rec = await run_conversation(cfg, pcm, fast=True, agent=_TurnAgent(3, 24), extend_s=0.8)
     assert rec["frames"] == 20  # 10 frames of input + 10 of extension (0.8 s), the reply cut
     rec = await run_conversation(cfg, pcm, fast=True, agent=_TurnAgent(3, 6), extend_s=30.0)
@@ -204,10 +215,10 @@ async def test_a_cascade_reply_under_way_extends_the_file_until_it_is_over():
     assert rec["frames"] == 10  # no reply under way when the input ended
     # the user stopped at frame 8 and the final transcript (the turn) comes at frame 30
     rec = await run_conversation(cfg, pcm, fast=True, agent=_TurnAgent(30, 40, heard=8), extend_s=30.0)
-    assert rec["frames"] == 41
+    assert rec["frames"] == 42
     # ... but a final that never comes is waited for FINAL_WAIT_S (6 s) after the speech ended
     rec = await run_conversation(cfg, pcm, fast=True, agent=_TurnAgent(300, 310, heard=8), extend_s=30.0)
-    assert rec["frames"] == 8 + 75  # frames 0..82: the last one starts < 6 s after frame 8
+    assert rec["frames"] == 8 + 76  # frames 0..82: the last one starts < 6 s after frame 8; and one more
 
 
 def test_max_tail_is_checked(tmp_path, capsys):
@@ -215,3 +226,26 @@ def test_max_tail_is_checked(tmp_path, capsys):
     write_wav(wav, np.zeros(2400, np.float32), 24000)
     assert main(["run", str(wav), "-o", str(tmp_path / "o.wav"), "--max-tail", "nan"]) == 1
     assert "--max-tail must be seconds" in capsys.readouterr().err
+
+
+def test_summary_fields_are_plain_json_and_cascade_replies_are_spaced():
+    """reply_cut_off is a bool (was a numpy bool, written "False" — a true string — to OUT.json);
+    a cascade's replies are joined with a space; oracle lag lists each prediction once (the
+    stage fed to the front-end, not also the producer's "emitted"); a cascade that heard the user
+    and said nothing is flagged."""
+    import json
+
+    from kame.runtime.filemode import SR, reply_cut_off, summarize, unanswered
+
+    rec = {"agent_text": [{"t": 1.0, "text": "Paris."}, {"t": 5.0, "text": "The"}, {"t": 5.1, "text": " answer."}],
+           "other": [{"type": "turn", "turn": 1, "t": 0.9}, {"type": "turn", "turn": 2, "t": 4.9}],
+           "components": {"mode": "cascade"}, "transcripts": [{"final": True, "text": "hi", "t": 0.5, "words": []}],
+           "oracle": [], "metrics": [{"name": "oracle_lag", "value": 0.6, "labels": {"stage": "emitted"}},
+                                     {"name": "oracle_lag", "value": 0.75, "labels": {"stage": "fed"}}],
+           "frames": 1, "late_frames": 0, "wall_s": 1.0, "slowdown": 1.0, "load_s": 0.0, "errors": []}
+    cut = reply_cut_off(rec, np.full(6 * SR, 0.1, np.float32))  # turn 2 has no agent_turn
+    assert cut is True and json.dumps(cut) == "true"
+    s = summarize(rec)
+    assert s["agent_text"] == "Paris. The answer." and s["oracle_lag_s"] == [0.75]
+    assert not unanswered(rec) and unanswered({**rec, "agent_text": []})
+    assert not unanswered({**rec, "agent_text": [], "transcripts": []})  # nothing heard: nothing to answer

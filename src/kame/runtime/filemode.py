@@ -128,8 +128,15 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
     def metas() -> list[dict]:  # what reply_pending reads (their "t" already on the file's time, as k's)
         return [rec["info"], *rec["other"], *rec["vad"], *rec["transcripts"]]
 
+    was_pending = False
     try:
-        while k < n or (k < n_max and reply_pending(metas(), k * FRAME_S)):
+        while True:
+            pending = reply_pending(metas(), k * FRAME_S)
+            # a reply that ended in the last frame played still has that frame's audio to come,
+            # placed one frame later: one more frame, or the reply's last 80 ms is not in OUT.wav
+            if not (k < n or (k < n_max and (pending or was_pending))):
+                break
+            was_pending = pending
             await session.push_audio(pcm[k * FRAME:(k + 1) * FRAME] if k < n else silence)
             if k > 0:  # (+1 ns: the ticker's schedule is a float sum of 0.08 steps)
                 clock.set(max(clock.now(), t0 + (k + 1) * FRAME_S + 1e-9))
@@ -172,32 +179,36 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
 def reply_pending(metas, now: float, *, at: str = "t") -> bool:
     """A cascade reply is under way or still to come, judged from a session's metadata dicts
     (``metas``, each type in the order the session sent it; `kame run` and `kame client` both
-    decide with this): the session's "info" says mode "cascade" and a turn started (its "turn" event)
-    that has not ended (no "agent_turn" for it yet), or the user's speech ended (the last "vad"
+    decide with this): a turn started (its "turn" event: a cascade's, or a tandem's with hybrid
+    routing) that has not ended (no "agent_turn" for it yet), or, the session's "info" saying
+    mode "cascade", the user's speech ended (the last "vad"
     event) less than FINAL_WAIT_S before ``now`` and the STT's final transcript, which starts
     the turn, has not come since (an STT that hears nothing in it sends none). "Since" compares
     the events' "t" (the session's clock); ``at`` names the field holding an event's time on the
     clock of ``now`` ("t" in file mode). The tandem's front-end speaks all the time, so nothing
     says when its reply is over: it gets --tail only."""
-    mode, started, ended, vad, finals = None, set(), set(), None, []
+    mode, vad, finals = None, None, []
     for d in metas:
         kind = d.get("type")
         if kind == "info" and "mode" in d:
             mode = d["mode"]
-        elif kind == "turn":
-            started.add(d.get("turn"))
-        elif kind == "agent_turn":
-            ended.add(d.get("turn"))
         elif kind == "vad":
             vad = d
         elif kind == "transcript" and d.get("final"):
             finals.append(d.get("t"))
+    if open_turns(metas):  # (also a tandem's: hybrid routing answers some turns the cascade's way)
+        return True
     if mode != "cascade":
         return False
-    if started - ended:
-        return True
     return bool(vad and vad.get("event") == "end" and now - vad[at] < FINAL_WAIT_S
                 and not any(t is None or t >= vad["t"] for t in finals))
+
+
+def open_turns(metas) -> set:
+    """The turns that started (a "turn" metadata) and have not ended (no "agent_turn" yet)."""
+    metas = list(metas)
+    return ({d.get("turn") for d in metas if d.get("type") == "turn"}
+            - {d.get("turn") for d in metas if d.get("type") == "agent_turn"})
 
 
 def agent_track(rec: dict, n_samples: int) -> np.ndarray:
@@ -228,9 +239,12 @@ def summarize(rec: dict) -> dict:
         "oracle_text": " | ".join("".join(o.get("text", "") for o in rec["oracle"] if o.get("prediction_id") == pid
                                           and o["event"] == "append")
                                   for pid in sorted({o["prediction_id"] for o in rec["oracle"]})),
-        "agent_text": "".join(a["text"] for a in rec["agent_text"]).strip(),
+        "agent_text": _agent_text(rec),
         "first_response_latency_s": vals("first_response_latency"),
-        "oracle_lag_s": vals("oracle_lag"),
+        # the user's last word -> the prediction's first token fed to the front-end (the producer's
+        # own "emitted" stage, a little earlier, is in OUT.json's metrics)
+        "oracle_lag_s": [m["value"] for m in rec["metrics"] if m.get("name") == "oracle_lag"
+                         and (m.get("labels") or {}).get("stage", "fed") == "fed"],
         "step_time_p50_s": float(np.percentile(st, 50)) if st else None,
         "step_time_p99_s": float(np.percentile(st, 99)) if st else None,
         "missed_deadlines": len(vals("missed_deadline")),
@@ -239,20 +253,40 @@ def summarize(rec: dict) -> dict:
     }
 
 
+def _agent_text(rec: dict) -> str:
+    """The agent's text pieces joined; a cascade's replies (each starts after its "turn" event)
+    with a space between them, as a reply's first piece has none."""
+    starts = sorted(d["t"] for d in rec["other"] if d.get("type") == "turn" and "t" in d)
+    out, prev_t = "", None
+    for a in rec["agent_text"]:
+        if out and not out[-1].isspace() and not a["text"][:1].isspace() \
+                and any(prev_t < t <= a["t"] for t in starts):
+            out += " "
+        out, prev_t = out + a["text"], a["t"]
+    return out.strip()
+
+
 AUDIBLE = 0.01  # |sample| above which agent audio counts as heard (the cascade's silence_threshold)
 
 
 def reply_cut_off(rec: dict, agent: np.ndarray) -> bool:
     """The reply was not all spoken before OUT.wav ended: the agent's text goes on more than 0.5 s
-    past its last audible sample (all of it, for a cascade whose answer came late), or a cascade
-    is still speaking in the last frame (between replies it is silent; a tandem's front-end
-    never is, so that says nothing about it)."""
+    past its last audible sample (all of it, for a cascade whose answer came late), or a turn
+    (a cascade's, or hybrid routing's) had not ended (its "agent_turn") when the file ended. (A
+    tandem's front-end speaks all the time, so its audio at the end says nothing.)"""
     if not "".join(a["text"] for a in rec["agent_text"]).strip():
         return False
     loud = np.flatnonzero(np.abs(agent) > AUDIBLE)
     if not loud.size or loud[-1] / SR + 0.5 < rec["agent_text"][-1]["t"]:
         return True
-    return rec.get("components", {}).get("mode") == "cascade" and loud[-1] >= agent.shape[0] - FRAME
+    return bool(open_turns(rec.get("other", ())))
+
+
+def unanswered(rec: dict) -> bool:
+    """A cascade heard the user (a final transcript) but said nothing before OUT.wav ended (e.g.
+    ``--fast``: virtual time runs ahead of its STT, LLM and TTS)."""
+    return bool(rec.get("components", {}).get("mode") == "cascade" and any(t["final"] for t in rec["transcripts"])
+                and not "".join(a["text"] for a in rec["agent_text"]).strip())
 
 
 def plot_timeline(path: Path, user: np.ndarray, agent: np.ndarray, rec: dict, title: str) -> None:
@@ -379,10 +413,12 @@ def main(args) -> int:
     summary = summarize(rec)
     summary["agent_clipped_fraction"] = clipped
     summary["reply_cut_off"] = reply_cut_off(rec, agent)
+    summary["unanswered"] = unanswered(rec)
+    summary["pacing"] = "fast" if args.fast else "simulated-realtime"
     summary["tail_extended_s"] = extended_s
     random_fe = bool(summary["frontend_random"])
     doc = {
-        "input": str(args.input), "input_conversion": note, "output": str(out), "pacing": "fast" if args.fast else "simulated-realtime",
+        "input": str(args.input), "input_conversion": note, "output": str(out), "pacing": summary["pacing"],
         "duration_s": rec["duration_s"], "tail_s": args.tail, "tail_extended_s": extended_s,
         "components": rec["components"],
         "frontend_random": random_fe,
@@ -433,7 +469,12 @@ def _print_summary(s: dict, out: Path, no_png: bool) -> None:
         print(f"warning   {100 * s['agent_clipped_fraction']:.2f} % of the agent's samples exceeded full scale "
               f"and were clipped in {out.name}")
     if s.get("tail_extended_s"):
-        print(f"tail      {s['tail_extended_s']:.2f} s of silence more than --tail: the cascade was still answering")
+        print(f"tail      {s['tail_extended_s']:.2f} s of silence more than --tail: a reply was under way "
+              f"(or the user's final transcript, which starts it, still to come)")
+    if s.get("unanswered"):
+        why = ("--fast leaves its STT, LLM and TTS no time: leave it out" if s.get("pacing") == "fast"
+               else "give a longer --max-tail")
+        print(f"warning   the cascade heard the user but did not answer in {out.name}; {why}")
     if s.get("reply_cut_off"):
         more = "--max-tail" if s["mode"] == "cascade" else "--tail"
         print(f"warning   the agent's reply is cut off in {out.name}: it was still answering when the file "
