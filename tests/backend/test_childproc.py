@@ -121,35 +121,52 @@ def _sleep_then_load(conn, seconds):
 
 
 async def test_cancelling_a_load_ends_the_children_it_waits_for():
-    """Ctrl-C while an agent loads cancels its load_in_thread: the child still loading is
-    terminated and the loading thread ends at once (was: the exit waited ~20 s for the embedded
-    LLM's child to get ready)."""
+    """Ctrl-C while an agent loads cancels its load_in_thread: the child it is waiting for is
+    terminated, the load's later children are not started, and the loading thread ends at once
+    (was: the exit waited ~20 s for the embedded LLM's child to get ready). A child another
+    thread starts meanwhile (a live session's restart) is not touched."""
     import asyncio
+    import multiprocessing
+    import threading
     import time
 
     from kame.backend import childproc
 
-    done = []
+    errors, other = [], []
 
     def load():
-        try:
-            start_child(_sleep_then_load, (60,), name="kame-test-slow", what="the slow child")
-        except BackendError as exc:
-            done.append(str(exc))
+        for i in range(2):  # the second one must not start at all
+            try:
+                start_child(_sleep_then_load, (60,), name=f"kame-test-slow{i}", what=f"slow child {i}")
+            except BackendError as exc:
+                errors.append(str(exc))
+
+    def elsewhere():  # not in the load: a child started by another thread at the same time
+        other.append(start_child(_sleep_then_load, (0.5,), name="kame-test-other", what="the other child"))
+
+    def children(name):
+        return [p for p in multiprocessing.active_children() if p.name == name]
 
     task = asyncio.create_task(childproc.load_in_thread(load))
-    for _ in range(200):  # until the child is spawned and waited for
-        if childproc._loading:
+    bystander = threading.Thread(target=elsewhere)
+    bystander.start()
+    for _ in range(200):  # until the load's first child is spawned
+        if children("kame-test-slow0"):
             break
         await asyncio.sleep(0.05)
-    (proc,) = childproc._loading
+    (proc,) = children("kame-test-slow0")
     t0 = time.monotonic()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     for _ in range(200):
-        if done:
+        if len(errors) == 2:
             break
         await asyncio.sleep(0.05)
-    assert done and "the slow child failed to start: the child exited while loading" in done[0]
-    assert time.monotonic() - t0 < 15 and not proc.is_alive() and not childproc._loading
+    assert "slow child 0 failed to start: the child exited while loading" in errors[0]
+    assert errors[1] == "slow child 1 not started: the load was cancelled"
+    assert time.monotonic() - t0 < 15 and not proc.is_alive() and not children("kame-test-slow1")
+    bystander.join(30)
+    (p, conn) = other[0]
+    assert p.is_alive()  # started and ready, not terminated by the cancel
+    stop_child(p, conn)

@@ -249,3 +249,22 @@ def test_summary_fields_are_plain_json_and_cascade_replies_are_spaced():
     assert s["agent_text"] == "Paris. The answer." and s["oracle_lag_s"] == [0.75]
     assert not unanswered(rec) and unanswered({**rec, "agent_text": []})
     assert not unanswered({**rec, "agent_text": [], "transcripts": []})  # nothing heard: nothing to answer
+
+
+def test_reply_pending_counts_routed_turns_and_waits_from_when_the_end_was_detected():
+    from kame.runtime.filemode import reply_pending, unanswered
+
+    tandem = [{"type": "info", "mode": "tandem"}]
+    routed = tandem + [{"type": "route", "turn": 1, "route": "structured", "t": 2.0}]
+    assert reply_pending(routed, 3.0)  # hybrid routing answers it the cascade's way: wait for it
+    assert not reply_pending(routed + [{"type": "agent_turn", "turn": 1, "t": 4.0}], 4.1)
+    assert not reply_pending(tandem + [{"type": "route", "turn": 2, "route": "open", "t": 2.0}], 3.0)
+    # a long end_of_turn_silence: the VAD reports the end (detected_at) long after the speech
+    # ended (t); the wait for the final counts from the report (was: from t, so it was over)
+    cascade = [{"type": "info", "mode": "cascade"},
+               {"type": "vad", "event": "end", "t": 1.0, "detected_at": 7.5}]
+    assert reply_pending(cascade, 8.0, at="detected_at") and not reply_pending(cascade, 8.0)
+    assert not reply_pending(cascade, 14.0, at="detected_at")
+    rec = {"components": {"mode": "cascade"}, "agent_text": [],
+           "transcripts": [{"final": True, "text": " ", "t": 1.0}]}  # a final with no words
+    assert not unanswered(rec)

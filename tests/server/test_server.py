@@ -508,3 +508,23 @@ async def test_slow_client_is_dropped_then_closed_without_stalling_others():
         assert slow.close_reason == "client stopped reading"
         assert got > 50 and fast.queue.dropped < slow.queue.dropped  # the reading client kept being served
         writer.close()
+
+
+async def test_replies_to_a_burst_leave_room_for_the_agents_messages():
+    """put_when_room waits while the queue is nearly full of undroppable messages, so a metadata
+    or final error put while the burst's replies wait still fits (was: the burst filled the queue
+    to the brim and the next plain put closed the connection as not reading)."""
+    q = SendQueue(16)
+    for i in range(12):  # 16 - min(8, 16 // 4) = 12 places for the replies
+        await q.put_when_room(b"pong%d" % i)
+    waiting = asyncio.create_task(q.put_when_room(b"pong12"))
+    await asyncio.sleep(0.01)
+    assert not waiting.done() and len(q) == 12
+    for i in range(4):
+        q.put(b"meta%d" % i)  # the agent's text/metadata, a final error: they fit
+    assert [await q.get() for _ in range(4)] == [b"pong0", b"pong1", b"pong2", b"pong3"]
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # 12 undroppable messages still queued
+    assert await q.get() == b"pong4"
+    await asyncio.wait_for(waiting, 1)  # room again: the reply goes in
+    assert len(q) == 12

@@ -13,8 +13,9 @@ is "loaded"; "unavailable" means a missing model or package; its last element is
     stop_child(proc, conn)                     # or, once it died: code = reap_child(proc, conn)
 
 Loads run in a thread (``await load_in_thread(fn, ...)``); cancelling that await (Ctrl-C while an
-agent loads) terminates the children still loading, so neither the thread nor the exit waits
-the ~20 s they take to get ready.
+agent loads) terminates the children that load is waiting for and makes its later start_child
+calls fail at once, so neither the thread nor the exit waits the ~20 s a child takes to get
+ready. Children started elsewhere (e.g. a live session restarting one) are not touched.
 """
 
 from __future__ import annotations
@@ -29,8 +30,34 @@ from typing import Any, Callable
 from ..errors import BackendError, NotAvailableError
 
 CTX = mp.get_context("spawn")
-_loading: set = set()  # the children start_child is waiting for
-_loading_lock = threading.Lock()
+_current = threading.local()  # .load: the _Load running in this thread (load_in_thread), if any
+
+
+class _Load:
+    """One load_in_thread call: the children its start_child calls wait for; abort() ends them."""
+
+    def __init__(self) -> None:
+        self.aborted = False
+        self.children: set = set()
+        self.lock = threading.Lock()
+
+    def add(self, proc) -> None:
+        with self.lock:
+            self.children.add(proc)
+            aborted = self.aborted
+        if aborted:  # cancelled between the spawn and here
+            proc.terminate()
+
+    def discard(self, proc) -> None:
+        with self.lock:
+            self.children.discard(proc)
+
+    def abort(self) -> None:
+        with self.lock:
+            self.aborted, procs = True, list(self.children)
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
 SCRIPT_HINT = ('; if this runs from a script, create kame\'s back-end under `if __name__ == "__main__":` '
                "(a spawned child re-imports the script; see its traceback above)")
 
@@ -39,6 +66,9 @@ def start_child(target: Callable, args: tuple, *, name: str, what: str):
     """Run ``target(conn, *args)`` in a child process and wait for its first message.
     Returns (process, the parent's end of the pipe); raises NotAvailableError ("unavailable")
     or BackendError (any other message, or the child exiting first), naming ``what``."""
+    load = getattr(_current, "load", None)
+    if load is not None and load.aborted:
+        raise BackendError(f"{what} not started: the load was cancelled")
     parent_conn, child_conn = CTX.Pipe()
     proc = CTX.Process(target=_child, args=(target, child_conn, *args), name=name, daemon=True)
     try:
@@ -48,8 +78,8 @@ def start_child(target: Callable, args: tuple, *, name: str, what: str):
         raise
     finally:
         child_conn.close()  # only the child holds its end: its death gives EOF here
-    with _loading_lock:
-        _loading.add(proc)
+    if load is not None:
+        load.add(proc)
     try:
         msg = parent_conn.recv()
     except (EOFError, OSError):
@@ -58,8 +88,8 @@ def start_child(target: Callable, args: tuple, *, name: str, what: str):
         if proc.exitcode == 1:  # e.g. spawn's bootstrap error
             msg = (msg[0], msg[1] + SCRIPT_HINT)
     finally:
-        with _loading_lock:
-            _loading.discard(proc)
+        if load is not None:
+            load.discard(proc)
     if msg[0] != "loaded":
         parent_conn.close()
         if proc.is_alive():
@@ -69,24 +99,24 @@ def start_child(target: Callable, args: tuple, *, name: str, what: str):
     return proc, parent_conn
 
 
-def abort_loading() -> None:
-    """Terminate the children that are still loading: the start_child waiting for each raises
-    BackendError at once (the child exited while loading)."""
-    with _loading_lock:
-        procs = list(_loading)
-    for proc in procs:
-        if proc.is_alive():
-            proc.terminate()
-
-
 async def load_in_thread(fn: Callable[..., Any], *args: Any) -> Any:
     """``fn(*args)`` (a blocking load: models, back-end children) in the loop's default executor.
-    If the await is cancelled (Ctrl-C while loading), the children the load waits for are
-    terminated, so the thread ends and the process can exit without waiting for them."""
+    If the await is cancelled (Ctrl-C while loading), the children this load waits for are
+    terminated and its later start_child calls raise BackendError at once, so the thread ends
+    (after any in-process step it is in) and the process can exit without waiting for them."""
+    load = _Load()
+
+    def run() -> Any:
+        _current.load = load
+        try:
+            return fn(*args)
+        finally:
+            _current.load = None
+
     try:
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(None, run)
     except asyncio.CancelledError:
-        abort_loading()
+        load.abort()
         raise
 
 

@@ -151,7 +151,7 @@ class CascadeSession(Session):
         for ev in events:
             if ev.kind == "start" and self._user_start is None:
                 self._user_start = ev.t
-            self._emit(Meta({"type": "vad", "event": ev.kind, "t": ev.t}))
+            self._emit(Meta({"type": "vad", "event": ev.kind, "t": ev.t, "detected_at": ev.detected_at}))
         rp = self._reply
         # only voice heard since the reply started counts (not the tail of the user's turn)
         if rp is not None and rp.active and self._turns.heard_since(rp.t_started) >= self.cfg.barge_in_min_speech:

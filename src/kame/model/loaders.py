@@ -133,9 +133,17 @@ def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | Path, metadata
     (safetensors writes it 0600, so a checkpoint or fitted codec could not be shared or served).
     Shared by the front-end, Mimi and embedded codec writers."""
     save_file(dict(tensors), str(path), metadata=metadata)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def _umask() -> int:
+    """The process's umask, read without setting it (os.umask would change it for a moment, for
+    every thread): Linux's /proc; elsewhere the usual 022."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return 0o022
 
 
 # ------------------------------------------------------------------------------------------

@@ -101,8 +101,9 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
             elif isinstance(out, Meta):
                 d = dict(out.data)
                 kind = d.get("type")
-                if "t" in d and isinstance(d["t"], (int, float)):
-                    d["t"] = d["t"] - t0
+                for key in ("t", "detected_at"):
+                    if isinstance(d.get(key), (int, float)):
+                        d[key] = d[key] - t0
                 for w in d.get("words", ()):
                     w["start"], w["end"] = w["start"] - t0, w["end"] - t0
                 key = {"transcript": "transcripts", "oracle": "oracle", "vad": "vad", "metric": "metrics",
@@ -131,7 +132,7 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
     was_pending = False
     try:
         while True:
-            pending = reply_pending(metas(), k * FRAME_S)
+            pending = k >= n - 1 and reply_pending(metas(), k * FRAME_S, at="detected_at")
             # a reply that ended in the last frame played still has that frame's audio to come,
             # placed one frame later: one more frame, or the reply's last 80 ms is not in OUT.wav
             if not (k < n or (k < n_max and (pending or was_pending))):
@@ -179,13 +180,13 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
 def reply_pending(metas, now: float, *, at: str = "t") -> bool:
     """A cascade reply is under way or still to come, judged from a session's metadata dicts
     (``metas``, each type in the order the session sent it; `kame run` and `kame client` both
-    decide with this): a turn started (its "turn" event: a cascade's, or a tandem's with hybrid
-    routing) that has not ended (no "agent_turn" for it yet), or, the session's "info" saying
-    mode "cascade", the user's speech ended (the last "vad"
-    event) less than FINAL_WAIT_S before ``now`` and the STT's final transcript, which starts
-    the turn, has not come since (an STT that hears nothing in it sends none). "Since" compares
-    the events' "t" (the session's clock); ``at`` names the field holding an event's time on the
-    clock of ``now`` ("t" in file mode). The tandem's front-end speaks all the time, so nothing
+    decide with this): a turn started (``open_turns``: a cascade's, or hybrid routing's in a
+    tandem) that has not ended, or, the session's "info" saying mode "cascade", the user's
+    speech ended (the last "vad" event) less than FINAL_WAIT_S before ``now`` and the STT's
+    final transcript, which starts the turn, has not come since (an STT that hears nothing in
+    it sends none). "Since" compares the events' "t" (the session's clock); the wait counts from
+    the field ``at`` of the "vad" event, on the clock of ``now`` (file mode: "detected_at", when
+    the VAD reported the end, end_of_turn_silence after it; else "t"). The tandem's front-end speaks all the time, so nothing
     says when its reply is over: it gets --tail only."""
     mode, vad, finals = None, None, []
     for d in metas:
@@ -200,14 +201,17 @@ def reply_pending(metas, now: float, *, at: str = "t") -> bool:
         return True
     if mode != "cascade":
         return False
-    return bool(vad and vad.get("event") == "end" and now - vad[at] < FINAL_WAIT_S
+    return bool(vad and vad.get("event") == "end" and now - vad.get(at, vad["t"]) < FINAL_WAIT_S
                 and not any(t is None or t >= vad["t"] for t in finals))
 
 
 def open_turns(metas) -> set:
-    """The turns that started (a "turn" metadata) and have not ended (no "agent_turn" yet)."""
+    """The turns that started and have not ended (no "agent_turn" yet): a cascade's ("turn"
+    metadata) and hybrid routing's in a tandem ("route" metadata with route "structured": the
+    turns it answers)."""
     metas = list(metas)
-    return ({d.get("turn") for d in metas if d.get("type") == "turn"}
+    return ({d.get("turn") for d in metas if d.get("type") == "turn"
+             or (d.get("type") == "route" and d.get("route") == "structured")}
             - {d.get("turn") for d in metas if d.get("type") == "agent_turn"})
 
 
@@ -283,9 +287,10 @@ def reply_cut_off(rec: dict, agent: np.ndarray) -> bool:
 
 
 def unanswered(rec: dict) -> bool:
-    """A cascade heard the user (a final transcript) but said nothing before OUT.wav ended (e.g.
-    ``--fast``: virtual time runs ahead of its STT, LLM and TTS)."""
-    return bool(rec.get("components", {}).get("mode") == "cascade" and any(t["final"] for t in rec["transcripts"])
+    """A cascade heard the user (a final transcript with words) but said nothing before OUT.wav
+    ended (e.g. ``--fast``: virtual time runs ahead of its STT, LLM and TTS)."""
+    return bool(rec.get("components", {}).get("mode") == "cascade"
+                and any(t["final"] and t.get("text", "").strip() for t in rec["transcripts"])
                 and not "".join(a["text"] for a in rec["agent_text"]).strip())
 
 

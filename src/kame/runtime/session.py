@@ -190,7 +190,7 @@ class TandemSession(Session):
         self._step_times.append(step_s)
         lat = self._lat
         for ev in rout.vad:  # user voice activity (from the worker)
-            self._put(Meta({"type": "vad", "event": ev.kind, "t": ev.t}))
+            self._put(Meta({"type": "vad", "event": ev.kind, "t": ev.t, "detected_at": ev.detected_at}))
             if ev.kind == "start":
                 lat.user_speaking, lat.user_end = True, None
             else:

@@ -83,12 +83,14 @@ class SendQueue:
         self._ev.set()
 
     async def put_when_room(self, data: bytes) -> None:
-        """``put`` for replies to the client's own messages (pongs, protocol errors): with the
-        queue full of messages that cannot be dropped, wait until the writer takes one, so a
-        client that sends a burst faster than the replies go out is slowed down (its messages
-        wait unread) instead of closed as not reading. A client that really stops reading is
-        caught by the connection's send timeout."""
-        while len(self._q) >= self.maxlen and not any(d for _, d in self._q):
+        """``put`` for replies to the client's own messages (pongs, protocol errors): while the
+        queue is nearly full (all but a quarter of it, at most 8 places, kept for the agent's
+        text and metadata and for a final error) of messages that cannot be dropped, wait until
+        the writer takes one, so a client that sends a burst faster than the replies go out is
+        slowed down (its messages wait unread) instead of closed as not reading. A client that
+        really stops reading is caught by the connection's send timeout."""
+        room = self.maxlen - min(8, self.maxlen // 4)
+        while len(self._q) >= room and sum(1 for _, d in self._q if not d) >= room:
             self._room.clear()
             await self._room.wait()
         self.put(data)

@@ -260,7 +260,7 @@ async def chat(
                 i += len(piece)
                 rx.sent_s = i / P.SAMPLE_RATE
             res.tail_extended_s = max(0, i - n_tail) / P.SAMPLE_RATE
-            res.reply_cut_off = not rx_task.done() and rx.replying()
+            res.reply_cut_off = i >= n_max and not rx_task.done() and rx.replying()  # (not a lost connection)
             if not rx_task.done():
                 await ws.close()
             await asyncio.wait_for(rx_task, 10)

@@ -209,7 +209,8 @@ def ogg_pages(data: bytes) -> list[tuple[bytes, int]]:
         if ogg_crc(page) != struct.unpack_from("<I", page, 22)[0]:
             raise ProtocolError("bad_audio", f"Ogg page at byte {pos} fails its checksum (corrupt data)")
         at = 27 + nseg
-        starts = [] if page[5] & 1 else [at]  # flag 0x01: the page goes on with the previous page's packet
+        # flag 0x01: the page goes on with the previous page's packet; a page of no segments has none
+        starts = [] if page[5] & 1 or not nseg else [at]
         for i, v in enumerate(lacing[:-1]):
             at += v
             if v < 255:
