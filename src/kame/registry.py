@@ -17,6 +17,7 @@ kame.errors.MissingPackageError (an ImportError and a NotAvailableError) naming 
 from __future__ import annotations
 
 import importlib
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -29,14 +30,18 @@ class Entry:
     target: str  # "package.module:callable"; called as callable(arg, **kwargs)
     extra: str | None  # pip extra providing its dependencies, e.g. "stt"
     help: str = ""
+    needs: str | None = None  # what the part after "scheme:" names when the spec must have one, e.g. "MODEL"
+    needs_env: str | None = None  # ... unless this environment variable gives it (the factory reads it)
 
 
 _ENTRIES: dict[str, dict[str, Entry]] = {}
 
 
-def register(kind: str, scheme: str, target: str, *, extra: str | None = None, help: str = "") -> None:
-    """Register ``scheme`` for component ``kind``; ``target`` is "module:callable"."""
-    _ENTRIES.setdefault(kind, {})[scheme] = Entry(target, extra, help)
+def register(kind: str, scheme: str, target: str, *, extra: str | None = None, help: str = "",
+             needs: str | None = None, needs_env: str | None = None) -> None:
+    """Register ``scheme`` for component ``kind``; ``target`` is "module:callable"; ``needs``: the
+    spec must name this after the scheme (``openai:MODEL``), unless env ``needs_env`` is set."""
+    _ENTRIES.setdefault(kind, {})[scheme] = Entry(target, extra, help, needs, needs_env)
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -75,6 +80,9 @@ def check_spec(kind: str, spec: str) -> tuple[Entry, str | None]:
         raise ConfigError(
             f"unknown {kind} spec {spec!r}: scheme {scheme!r} is not one of {sorted(_ENTRIES[kind])}"
         )
+    if entry.needs and not (arg or "").strip(": ") and not (entry.needs_env and os.environ.get(entry.needs_env)):
+        raise ConfigError(f"{kind} spec {spec!r} names no {entry.needs}: give {scheme}:{entry.needs}"
+                          + (f" (or set {entry.needs_env})" if entry.needs_env else ""))
     return entry, arg
 
 

@@ -296,3 +296,34 @@ async def test_custom_user_label_ends_the_prediction_and_mid_line_labels_do_not(
     ids = [i for e in events if isinstance(e, OracleAppend) for i in e.token_ids]
     assert ids == tok.encode("Ask the user: a person. Caller too.") and p.stats["reply_ended"] == 1
     await p.aclose()
+
+
+async def test_a_stall_is_reported_as_the_llm_failing_and_backs_off_more(tok):
+    """The oracle's own timers end a stalled stream before the adapter's do, so the health
+    watcher never saw an error: a hung LLM server was invisible in a tandem session (no "llm
+    down", no ErrorEvent). Now the producer tells the watcher. And a stream that breaks after
+    its first piece no longer resets the back-off (was: retried every retry_backoff s forever)."""
+    from kame.runtime.backend import WatchedLLM
+
+    statuses = []
+    inner = ScriptedLLM()
+    inner.url = "http://127.0.0.1:9/v1/chat/completions"
+    p, llm, clock, events, _ = make(tok, WatchedLLM(inner, lambda ok, err: statuses.append((ok, err))),
+                                    first_token_timeout=3.0, chunk_timeout=1.0, retry_backoff=0.5)
+    await p.on_transcript(tr(2))
+    await settle()
+    clock.advance(3.1)
+    await settle()
+    assert statuses == [(False, "LLM http://127.0.0.1:9/v1/chat/completions: LLM stalled: nothing for 3.00 s")]
+    retry_1 = p._gate.retry_at - clock.now()
+    clock.advance(retry_1 + 0.01)
+    p._decide()
+    await settle()
+    inner.calls[1].send("Paris ")  # a first piece, then the stream stalls between chunks
+    await settle()
+    assert statuses[-1] == (True, None)
+    clock.advance(1.1)
+    await settle()
+    assert statuses[-1][0] is False and p.stats["failed"] == 2
+    assert p._gate.retry_at - clock.now() > retry_1  # the back-off grew
+    await p.aclose()

@@ -68,6 +68,8 @@ def test_defaults_file_and_overrides(tmp_path):
                                   "['embedded', 'openai', 'smollm2'], or 'none'"),
     ("backend.stt=wisper", "backend.stt: unknown stt spec 'wisper'"),
     ("backend.stt=", "backend.stt: empty component spec, or 'none'"),
+    ("backend.llm=openai", "backend.llm: llm spec 'openai' names no MODEL: give openai:MODEL"),
+    ("cascade.tts=openai:", "cascade.tts: tts spec 'openai:' names no MODEL: give openai:MODEL"),
 ])
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

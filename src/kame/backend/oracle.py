@@ -199,8 +199,8 @@ class OracleProducer:
                     if first is None:
                         first = self.clock.now()
                         self._metric("llm_ttft", first - t0, prediction_id=pid)
-                        self._failures = 0
-                        self._gate.ok()
+                        self._gate.ok()  # healthy again (the failure count is reset only when a stream
+                        # completes: one that breaks after its first piece, time after time, backs off more)
                     n_ids += self._emit_ids(pid, enc.push(guard.feed(piece)), word_end, n_ids)
                     if guard.ended:  # the LLM went on with the conversation's next line
                         self.stats["reply_ended"] += 1
@@ -224,6 +224,9 @@ class OracleProducer:
             self._gate.fail(now, self._failures)
             log.warning("oracle prediction %d failed (%s: %s); retry in %.2f s", pid,
                         type(exc).__name__, exc, self._gate.retry_at - now)
+            stalled = getattr(self.llm, "stalled", None)  # (a health watcher: kame.runtime.backend.WatchedLLM)
+            if isinstance(exc, _Stalled) and callable(stalled):  # our timer, not the LLM, ended the stream
+                stalled(str(exc))
 
     async def _next(self, agen, timeout: float) -> str | None:
         """The next piece, None at the end; _Stalled after ``timeout`` s on the session clock."""

@@ -163,6 +163,12 @@ class WatchedLLM:
         self.llm, self.on_status = llm, on_status
         self.name = getattr(llm, "name", "llm")
 
+    def stalled(self, message: str) -> None:
+        """The oracle's own timer gave up on a stream (its timeouts are shorter than the
+        adapter's): that is the LLM failing too, reported as such."""
+        where = getattr(self.llm, "url", None) or self.name
+        self.on_status(False, f"LLM {where}: {message}")
+
     async def stream_chat(self, messages, **kwargs):
         try:
             first = True

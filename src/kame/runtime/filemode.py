@@ -476,12 +476,13 @@ def _print_summary(s: dict, out: Path, no_png: bool) -> None:
     if s.get("tail_extended_s"):
         print(f"tail      {s['tail_extended_s']:.2f} s of silence more than --tail: a reply was under way "
               f"(or the user's final transcript, which starts it, still to come)")
+    failed = f"its back-end reported {s['errors']} error(s): see 'errors' in {out.with_suffix('.json').name}"
     if s.get("unanswered"):
-        why = ("--fast leaves its STT, LLM and TTS no time: leave it out" if s.get("pacing") == "fast"
-               else "give a longer --max-tail")
+        why = (failed if s.get("errors") else "--fast leaves its STT, LLM and TTS no time: leave it out"
+               if s.get("pacing") == "fast" else "give a longer --max-tail")
         print(f"warning   the cascade heard the user but did not answer in {out.name}; {why}")
     if s.get("reply_cut_off"):
-        more = "--max-tail" if s["mode"] == "cascade" else "--tail"
+        why = failed if s.get("errors") else f"give a longer {'--max-tail' if s['mode'] == 'cascade' else '--tail'}"
         print(f"warning   the agent's reply is cut off in {out.name}: it was still answering when the file "
-              f"ended; give a longer {more}")
+              f"ended; {why}")
     print(f"wrote     {out}, {out.with_suffix('.json')}" + ("" if no_png else f", {out.with_suffix('.png')}"))

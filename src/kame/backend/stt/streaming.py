@@ -254,6 +254,9 @@ class _Worker:
             lower_thread_priority(self.stt.nice)  # before any decode thread is started from here
             self._run()
             self.post(("done",))
+        except BackendError as exc:  # a service's error (a server down, a timeout): expected, said in one line
+            log.warning("STT stream ended: %s", exc)
+            self.post(("error", exc))
         except BaseException as exc:  # noqa: BLE001 - any crash must reach the consumer
             log.exception("STT worker crashed")
             self.post(("error", exc))
