@@ -263,3 +263,29 @@ async def test_a_prompt_that_cannot_be_built_ends_the_turn_without_a_reply():
     assert len(llm.calls) == 1 and d.metas("agent_turn")[-1]["text"] == "Paris."
     await d.close()
     await agent.stop()
+
+
+async def test_a_reply_whose_tts_failed_is_not_recorded_as_heard():
+    """The turn's text (and the LLM's history) is what played, not the whole reply, when the TTS
+    failed mid-reply (was: the full reply, as if the user had heard it)."""
+    clock = FakeClock()
+
+    class DyingTTS(FakeTTS):
+        async def synthesize(self, text):
+            if len(self.texts) >= 1:
+                self.texts.append(text)
+                raise RuntimeError("HTTP 500: tts down")
+            async for pcm in super().synthesize(text):
+                yield pcm
+
+    llm, tts = FakeLLM(clock, REPLY, delay=0.05), DyingTTS(clock)
+    agent, _ = await _agent(clock, llm, tts)
+    s = await agent.open_session()
+    d = Driver(clock, s)
+    s.stt.say("what is the capital of france", clock.now())
+    await d.step(frames=80)
+    (turn,) = d.metas("agent_turn")
+    assert turn["failed"] is True and turn["text"] == tts.texts[0].strip() and turn["reply"].startswith(turn["text"])
+    assert len(turn["reply"]) > len(turn["text"])
+    assert s.history[-1].text == turn["text"]
+    await d.close()

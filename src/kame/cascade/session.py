@@ -15,9 +15,9 @@ the next frame. The agent's turn goes into the history as far as it was heard.
 
 Meta dicts sent (all JSON-able): {"type": "transcript", "speaker": "user", "text", "final",
 "t", "words": [{"word", "start", "end"}]}, {"type": "agent_turn", "text" (as heard), "reply"
-(all the LLM said), "interrupted", "turn", "t"}, {"type": "metric", <Metric fields>}, {"type": "turn", "turn", "route",
+(all the LLM said), "interrupted", "failed" (the LLM or TTS failed mid-reply), "turn", "t"}, {"type": "metric", <Metric fields>}, {"type": "turn", "turn", "route",
 "rules", "t_user_end"}, {"type": "barge_in", "turn", "t", "heard"}, {"type": "vad", "event":
-"start"|"end", "t"}, {"type": "backend", "component", "status": "down"|"up", "error", "t"} (as the
+"start"|"end", "t", "detected_at"}, {"type": "backend", "component", "status": "down"|"up", "error", "t"} (as the
 tandem: after an ErrorEvent when a back-end fails, "up" at its next success).
 """
 
@@ -247,10 +247,12 @@ class CascadeSession(Session):
             k += 1
 
     def _commit_agent(self, rp: ReplyPipeline, *, interrupted: bool) -> None:
-        text = (rp.spoken_text if interrupted else rp.text).strip()
+        # what the user heard: all of the reply, unless it was cut by a barge-in or a failed
+        # LLM/TTS (then the segments that started playing)
+        text = (rp.spoken_text if interrupted or rp.failed else rp.text).strip()
         self._emit(Meta({"type": "agent_turn", "text": text,
                          "t": self.clock.now(), "turn": rp.turn_id, "interrupted": interrupted,
-                         "reply": rp.text}))
+                         "failed": rp.failed, "reply": rp.text}))
         if text:
             now = self.clock.now()
             self.history.append(Turn("agent", text, rp.t_user_end or now, now, {"interrupted": interrupted}))
