@@ -54,7 +54,8 @@ def test_latency_checks_modes_and_config_before_running(tmp_path, capsys, extra,
     (["--parts", "foo"], "--parts: unknown part 'foo'"),
     (["--parts", ","], "--parts: ',' names no part"),
     (["--parts", "fuzz", "--json", "{tmp}"], "--json {tmp} is a folder"),
-    (["--parts", "fuzz", "--set", "bogus=1"], "unknown config key 'bogus'"),  # echo: checked, not ignored
+    (["--parts", "fuzz", "--set", "server.bogus=1"], "unknown config key 'server.bogus'"),  # echo: checked
+    (["--parts", "fuzz", "--set", "backend.llm=none"], "the echo agent takes only server.* keys"),  # was ignored
 ])
 def test_soak_checks_parts_json_and_config_before_running(tmp_path, capsys, extra, message):
     # unknown/no parts ran nothing and exited 0; a --json folder failed after the whole soak
@@ -74,3 +75,24 @@ def test_backend_bench_checks_its_specs_before_running(capsys, extra, message):
     captured = capsys.readouterr()
     assert captured.err.startswith("kame: error: ") and message in captured.err
     assert "machine:" not in captured.out  # nothing ran
+
+
+def test_latency_refuses_more_turns_than_it_has(tmp_path, capsys):
+    assert main(["bench", "latency", "--out", str(tmp_path / "lat"), "--turns", "31"]) == 1  # was: cut to 30
+    assert "--turns 31: the benchmark's dialogues have 30 user turns" in capsys.readouterr().err
+
+
+def test_codec_and_sessions_benches_check_every_spec_before_measuring(monkeypatch, capsys):
+    """A bad spec at the end of the list was found after the others were measured (minutes), and
+    their results were thrown away."""
+    from kame.bench import codec, sessions
+
+    measured = []
+    monkeypatch.setattr(codec, "bench_one", lambda *a, **k: measured.append(a))
+    monkeypatch.setattr(sessions, "run_case", lambda *a, **k: measured.append(a))
+    assert main(["bench", "codec", "--codec", "mimi:random-tiny", "--codec", "embedded:/no/such.safetensors"]) == 1
+    assert "/no/such.safetensors" in capsys.readouterr().err
+    assert main(["bench", "sessions", "--frontend", "random:tiny", "--frontend", "random:typo",
+                 "--sessions", "1", "--seconds", "0.5"]) == 1
+    assert "unknown random front-end 'random:typo'" in capsys.readouterr().err
+    assert measured == []

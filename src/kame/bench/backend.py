@@ -28,6 +28,7 @@ import os
 import platform
 import time
 
+from ..backend.childproc import load_in_thread
 from ..cliargs import at_least
 from ..errors import ConfigError
 from .backend_stt import add_stt_arguments, run_stt_bench, stt_specs, stt_table
@@ -189,7 +190,7 @@ def main(args: argparse.Namespace) -> int:
         rows, oracle = [], None
         for k, spec in enumerate(specs):
             t0 = time.perf_counter()
-            llm = _make_llm(spec, args)
+            llm = await load_in_thread(_make_llm, spec, args)  # (Ctrl-C while it loads: ends at once)
             load = time.perf_counter() - t0
             print(f"LLM {spec}: loaded in {load:.1f} s")
             try:

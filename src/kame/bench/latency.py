@@ -136,15 +136,18 @@ def build_dialogues(n_turns: int, window: float, lead: float = 0.5) -> list[tupl
 
 
 # ---------------------------------------------------------------------------- running
-async def warm_up_llm(spec: str) -> None:
+async def warm_up_llm(spec: str, nice: int = 0) -> None:
     """One short untimed request, so the first measured turn does not pay one-off costs
     (an embedded model is loaded once per process and shared by every agent built later)."""
-    from .. import registry
+    from ..backend.childproc import load_in_thread
     from ..backend.types import ChatMessage
+    from ..runtime.backend import create_llm
 
     if spec == "none":
         return
-    llm = await asyncio.get_running_loop().run_in_executor(None, registry.create, "llm", spec)
+    # the agents' own way (kame.runtime.backend.create_llm): at the config's CPU priority, which
+    # the shared embedded LLM child keeps for the whole run; Ctrl-C while it loads ends at once
+    llm = await load_in_thread(create_llm, spec, nice)
     async for _ in llm.stream_chat([ChatMessage("user", "Say hello.")], max_tokens=4):
         pass
 
@@ -152,7 +155,7 @@ async def warm_up_llm(spec: str) -> None:
 async def run_mode(cfg, dialogues, log_every: bool = True) -> list[tuple[dict, np.ndarray]]:
     from ..runtime.filemode import agent_track, run_conversation
 
-    await warm_up_llm(cfg.backend.llm)
+    await warm_up_llm(cfg.backend.llm, cfg.backend.nice)
     results = []
     for k, (pcm, turns) in enumerate(dialogues):
         rec = await run_conversation(cfg, pcm)
@@ -326,7 +329,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--turns", type=at_least(1), default=30, help="user turns to run (default 30 = all dialogues)")
     p.add_argument("--modes", default="tandem,cascade", help="comma-separated modes (default tandem,cascade)")
     p.add_argument("--window", type=at_least(0.5, float), default=8.0, help="seconds after each user turn for the agent (default 8)")
-    p.add_argument("--out", default="bench/results/latency", help="folder for latency.json/.png/.md and wavs")
+    p.add_argument("--out", default="out/bench/latency",
+                   help="folder for latency.json/.png/.md and wavs (default out/bench/latency; the results "
+                        "BENCHMARKS.md shows are in bench/results/latency)")
     p.add_argument("--save-wavs", action="store_true", help="also write each dialogue's stereo wav")
 
 
@@ -346,7 +351,10 @@ def main(args) -> int:
         from ..cascade.agent import check_cascade_backend
 
         check_cascade_backend(cfg)
-    n_turns = max(1, min(args.turns, sum(len(d) for d in DIALOGUES)))
+    n_turns = sum(len(d) for d in DIALOGUES)
+    if args.turns > n_turns:
+        raise ConfigError(f"--turns {args.turns}: the benchmark's dialogues have {n_turns} user turns")
+    n_turns = args.turns
     out = check_output_folder(args.out)  # before the runs, not after them
     t_start = time.perf_counter()
     dialogues = build_dialogues(n_turns, args.window)

@@ -135,6 +135,12 @@ def _codec(spec: str) -> str:
 def main(args) -> int:
     args.codec = _codec(args.codec)
     frontends = args.frontend or DEFAULT_FRONTENDS
+    from ..config import load_config
+    from ..model.loaders import check_frontend_spec
+
+    for fe in frontends:  # every spec, before the first is measured (a typo would throw those runs away)
+        load_config(None, {"frontend.spec": fe, "codec.spec": args.codec})
+        check_frontend_spec(fe)
     ns = sorted(set(args.sessions or DEFAULT_SESSIONS))
     modes = {"both": [True, False], "batched": [True], "per-session": [False]}[args.mode]
     rows = []

@@ -377,7 +377,7 @@ async def soak(args) -> dict:
     agent, cfg = _build_agent(args, metrics)
     cfg.idle_timeout_s = 30.0
     app = make_app(agent, cfg, manage_agent=True)
-    runner = web.AppRunner(app, shutdown_timeout=5)
+    runner = web.AppRunner(app, shutdown_timeout=5, access_log=None)  # (one line per connection: thousands)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -403,8 +403,12 @@ async def soak(args) -> dict:
                 out["fuzz"] = await run_fuzz(url, args.fuzz, http, server, seed=args.seed)
             if "cycles" in parts:
                 out["cycles"] = await run_cycles(url, args.cycles, http, server)
-            async with http.get(url + "/api/health") as r:
-                out["health"] = await r.json()
+            for _ in range(50):  # the last clients' sessions may still be closing: up to 5 s
+                async with http.get(url + "/api/health") as r:
+                    out["health"] = await r.json()
+                if not out["health"].get("sessions"):
+                    break
+                await asyncio.sleep(0.1)
     finally:
         await runner.cleanup()
     return out
@@ -470,14 +474,21 @@ def tables(r: dict) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent", default="echo", choices=["echo", "config"], help="echo (no model) or the config's agent")
-    p.add_argument("--config", default=None)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--parts", default="sessions,fuzz,cycles")
-    p.add_argument("--sessions", type=at_least(1), default=16)
-    p.add_argument("--seconds", type=at_least(0.1, float), default=60.0)
-    p.add_argument("--fuzz", type=at_least(0), default=10000)
-    p.add_argument("--cycles", type=at_least(0), default=1000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="the TOML config (the echo agent uses its [server] section only)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key (repeatable; the echo agent takes server.* keys only)")
+    p.add_argument("--parts", default="sessions,fuzz,cycles",
+                   help="comma-separated parts to run, of sessions, fuzz, cycles (default all three)")
+    p.add_argument("--sessions", type=at_least(1), default=16,
+                   help="sessions part: concurrent clients streaming in real time (default 16)")
+    p.add_argument("--seconds", type=at_least(0.1, float), default=60.0,
+                   help="sessions part: seconds each client streams (default 60)")
+    p.add_argument("--fuzz", type=at_least(0), default=10000,
+                   help="fuzz part: malformed/random messages sent (default 10000)")
+    p.add_argument("--cycles", type=at_least(0), default=1000,
+                   help="cycles part: connect/disconnect cycles (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="fuzz part: random seed (default 0)")
     p.add_argument("--speech", action="store_true",
                    help="sessions part: clients ask spoken questions (STT and LLM at work) instead of sending tones")
     p.add_argument("--json", default=None, help="also write the raw results here")
@@ -498,6 +509,10 @@ def main(args) -> int:
         print(json.dumps(asyncio.run(_clients_only(args.client_url, args.sessions, args.seconds, args.speech))))
         return 0
     parse_parts(args.parts)  # the arguments before minutes of soaking, not after them
+    agent_keys = [kv for kv in args.set if not kv.strip().startswith("server.")]
+    if args.agent != "config" and agent_keys:  # (the echo agent's server takes [server] keys)
+        raise ConfigError(f"--set {agent_keys[0]}: the echo agent takes only server.* keys; give --agent config "
+                          "to soak the config's agent")
     if args.json:
         check_output_file(args.json, flag="--json")
     r = asyncio.run(soak(args))
