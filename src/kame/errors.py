@@ -27,4 +27,7 @@ class MissingPackageError(NotAvailableError, ImportError):
 
 
 class BackendError(KameError):
-    """An STT/LLM/TTS service failed (network, protocol, timeout)."""
+    """An STT/LLM/TTS service failed (network, protocol, timeout). ``retry_after``: seconds the
+    service asked to wait before the next request (HTTP 429's Retry-After), if it said."""
+
+    retry_after: float | None = None

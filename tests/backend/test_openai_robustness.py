@@ -132,8 +132,9 @@ async def test_llm_non_streaming_body_is_named(server, kw, what):
 async def test_http_errors_say_what_to_check(server, monkeypatch, status, headers, hint):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     server.handler = reply(status=status, text='{"error": {"message": "nope"}}', headers=headers)
-    with pytest.raises(BackendError, match=rf"HTTP {status}: nope \(.*{hint}"):
+    with pytest.raises(BackendError, match=rf"HTTP {status}: nope \(.*{hint}") as err:
         await chat(server.url)
+    assert err.value.retry_after == (7.0 if status == 429 else None)  # the oracle's back-off waits that long
     with pytest.raises(BackendError, match=rf"^TTS .*HTTP {status}: nope \(.*{hint}"):
         tts = OpenAITTS("tts-1", base_url=server.url)
         try:

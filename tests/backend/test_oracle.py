@@ -327,3 +327,16 @@ async def test_a_stall_is_reported_as_the_llm_failing_and_backs_off_more(tok):
     assert statuses[-1][0] is False and p.stats["failed"] == 2
     assert p._gate.retry_at - clock.now() > retry_1  # the back-off grew
     await p.aclose()
+
+
+async def test_a_rate_limited_llm_is_retried_after_the_wait_it_asked_for(tok):
+    """HTTP 429 with Retry-After: 7 (was: shown in the message, retried after the 1 s back-off)."""
+    p, llm, clock, events, _ = make(tok, retry_backoff=1.0, poll_interval=0.5)
+    await p.on_transcript(tr(2))
+    await settle()
+    exc = BackendError("LLM http://x/v1/chat/completions: HTTP 429: slow down (rate limited; retry after 7 s)")
+    exc.retry_after = 7.0
+    llm.calls[0].fail(exc)
+    await settle()
+    assert p._gate.retry_at - clock.now() == pytest.approx(7.0)
+    await p.aclose()

@@ -148,3 +148,17 @@ async def test_openai_stt_slow_server_times_out(server, speech):
     stt = make(server, clock, timeout=0.3, on_error=errors.append, request_interval=100)
     trs = [tr async for tr in stt.stream(feed(pcm, clock))]
     assert trs == [] and len(errors) == 2 and all("timed out" in str(e) for e in errors)
+
+
+def test_the_stt_can_have_its_own_server(monkeypatch):
+    """OPENAI_STT_BASE_URL points the STT at another server than the LLM's OPENAI_BASE_URL (a
+    local whisper beside a hosted LLM); without it both use OPENAI_BASE_URL."""
+    from kame.backend.llm.openai import OpenAIChat
+    from kame.backend.stt.openai import OpenAITranscriptionSTT
+
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://llm.example:8000/v1")
+    monkeypatch.delenv("OPENAI_STT_BASE_URL", raising=False)
+    assert OpenAITranscriptionSTT("whisper-1").base_url == "http://llm.example:8000/v1"
+    monkeypatch.setenv("OPENAI_STT_BASE_URL", "http://127.0.0.1:9000/v1/")
+    assert OpenAITranscriptionSTT("whisper-1").base_url == "http://127.0.0.1:9000/v1"
+    assert OpenAIChat("m").base_url == "http://llm.example:8000/v1"

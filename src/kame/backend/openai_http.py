@@ -139,7 +139,10 @@ class OpenAIHTTP:
         elif status == 429:
             after = resp.headers.get("Retry-After")
             msg += f" (rate limited{f'; retry after {after} s' if after else ''})"
-        return BackendError(msg)
+        exc = BackendError(msg)
+        if status == 429 and (after or "").strip().isdigit():  # (seconds; the HTTP-date form is left to the back-off)
+            exc.retry_after = float(after)
+        return exc
 
     async def _http_post(self, url: str, timeout: float, *, headers: dict | None = None,
                          **kwargs) -> aiohttp.ClientResponse:

@@ -221,7 +221,7 @@ class OracleProducer:
             self._failures += 1
             self.stats["failed"] += 1
             now = self.clock.now()
-            self._gate.fail(now, self._failures)
+            self._gate.fail(now, self._failures, getattr(exc, "retry_after", None))
             log.warning("oracle prediction %d failed (%s: %s); retry in %.2f s", pid,
                         type(exc).__name__, exc, self._gate.retry_at - now)
             stalled = getattr(self.llm, "stalled", None)  # (a health watcher: kame.runtime.backend.WatchedLLM)

@@ -75,8 +75,9 @@ class RestartGate:
         self.recent.append(now)
         self.last_start = now
 
-    def fail(self, now: float, failures: int) -> None:
-        self.retry_at = now + self.policy.backoff(failures)
+    def fail(self, now: float, failures: int, at_least: float | None = None) -> None:
+        """Back off after a failure; ``at_least``: the wait the service asked for (Retry-After)."""
+        self.retry_at = now + max(self.policy.backoff(failures), at_least or 0.0)
 
     def ok(self) -> None:
         self.retry_at = None

@@ -8,7 +8,8 @@ the final. Works with OpenAI
 (whisper-1 gives word times; gpt-4o-*-transcribe: pass ``word_timestamps=False``) and with
 local servers exposing the same route (faster-whisper-server / speaches, vLLM, LocalAI ...).
 
-    stt = OpenAITranscriptionSTT("whisper-1")   # base URL/key: args or OPENAI_BASE_URL/OPENAI_API_KEY
+    stt = OpenAITranscriptionSTT("whisper-1")   # base URL/key: args, or OPENAI_STT_BASE_URL (else
+                                                # OPENAI_BASE_URL) / OPENAI_API_KEY
     async for tr in stt.stream(frames): ...
 
 Failures: a failed partial request is logged and skipped (the next one retries); a failed
@@ -125,7 +126,8 @@ class OpenAITranscriptionSTT(OpenAIHTTP, SegmentedSTT):
                  language: str | None = "en", word_timestamps: bool = True, timeout: float = 15.0,
                  request_interval: float = 1.0, connect_timeout: float = 5.0, **kwargs) -> None:
         super().__init__(**kwargs)
-        self._init_http(base_url, api_key, connect_timeout)
+        # its own server if OPENAI_STT_BASE_URL says so (a local whisper beside a hosted LLM)
+        self._init_http(base_url, api_key, connect_timeout, env=("OPENAI_STT_BASE_URL", "OPENAI_BASE_URL"))
         # s of new audio between partial requests
         self.request_interval = number("openai STT", "request_interval", request_interval, above=0, allow_inf=True)
         self.model = model or "whisper-1"
