@@ -58,6 +58,8 @@ class _Load:
         for proc in procs:
             if proc.is_alive():
                 proc.terminate()
+
+
 SCRIPT_HINT = ('; if this runs from a script, create kame\'s back-end under `if __name__ == "__main__":` '
                "(a spawned child re-imports the script; see its traceback above)")
 

@@ -186,8 +186,8 @@ def reply_pending(metas, now: float, *, at: str = "t") -> bool:
     final transcript, which starts the turn, has not come since (an STT that hears nothing in
     it sends none). "Since" compares the events' "t" (the session's clock); the wait counts from
     the field ``at`` of the "vad" event, on the clock of ``now`` (file mode: "detected_at", when
-    the VAD reported the end, end_of_turn_silence after it; else "t"). The tandem's front-end speaks all the time, so nothing
-    says when its reply is over: it gets --tail only."""
+    the VAD reported the end, end_of_turn_silence after it; else "t"). The tandem's front-end
+    speaks all the time, so nothing says when its reply is over: it gets --tail only."""
     mode, vad, finals = None, None, []
     for d in metas:
         kind = d.get("type")
@@ -260,7 +260,7 @@ def summarize(rec: dict) -> dict:
 def _agent_text(rec: dict) -> str:
     """The agent's text pieces joined; a cascade's replies (each starts after its "turn" event)
     with a space between them, as a reply's first piece has none."""
-    starts = sorted(d["t"] for d in rec["other"] if d.get("type") == "turn" and "t" in d)
+    starts = sorted(d["t"] for d in rec.get("other", ()) if d.get("type") == "turn" and "t" in d)
     out, prev_t = "", None
     for a in rec["agent_text"]:
         if out and not out[-1].isspace() and not a["text"][:1].isspace() \
@@ -278,7 +278,7 @@ def reply_cut_off(rec: dict, agent: np.ndarray) -> bool:
     past its last audible sample (all of it, for a cascade whose answer came late), or a turn
     (a cascade's, or hybrid routing's) had not ended (its "agent_turn") when the file ended. (A
     tandem's front-end speaks all the time, so its audio at the end says nothing.)"""
-    if not "".join(a["text"] for a in rec["agent_text"]).strip():
+    if not _agent_text(rec):
         return False
     loud = np.flatnonzero(np.abs(agent) > AUDIBLE)
     if not loud.size or loud[-1] / SR + 0.5 < rec["agent_text"][-1]["t"]:
@@ -291,7 +291,7 @@ def unanswered(rec: dict) -> bool:
     ended (e.g. ``--fast``: virtual time runs ahead of its STT, LLM and TTS)."""
     return bool(rec.get("components", {}).get("mode") == "cascade"
                 and any(t["final"] and t.get("text", "").strip() for t in rec["transcripts"])
-                and not "".join(a["text"] for a in rec["agent_text"]).strip())
+                and not _agent_text(rec))
 
 
 def plot_timeline(path: Path, user: np.ndarray, agent: np.ndarray, rec: dict, title: str) -> None:
