@@ -36,7 +36,8 @@ register("codec", "mimi", "kame.codec.mimi:create", extra=None,
 register("stt", "embedded", "kame.backend.stt.embedded:create", extra="stt",
          help="default, offline: pocketsphinx word-by-word partials + whisper tiny.en finals")
 register("stt", "openai", "kame.backend.stt.openai:create", extra=None, needs="MODEL",
-         help="OpenAI-compatible /audio/transcriptions: openai:MODEL (env OPENAI_BASE_URL, OPENAI_API_KEY); VAD-segmented")
+         help="OpenAI-compatible /audio/transcriptions: openai:MODEL[;response_format=json|verbose_json,...] "
+              "(env OPENAI_STT_BASE_URL or OPENAI_BASE_URL, OPENAI_STT_API_KEY or OPENAI_API_KEY); VAD-segmented")
 
 # --- llm (H5: backend LLMs) ---
 register("llm", "openai", "kame.backend.llm.openai:create", extra=None, needs="MODEL", needs_env="OPENAI_MODEL",
@@ -48,7 +49,7 @@ register("llm", "smollm2", "kame.backend.llm.embedded:create", extra="llm", help
 # --- tts openai (H7: src/kame/backend/tts/openai.py) ---
 register("tts", "openai", "kame.backend.tts.openai:create", extra=None, needs="MODEL", needs_env="OPENAI_TTS_MODEL",
          help="OpenAI-compatible /v1/audio/speech: openai:MODEL[:VOICE] (env OPENAI_TTS_BASE_URL or "
-              "OPENAI_BASE_URL, OPENAI_API_KEY)")
+              "OPENAI_BASE_URL, OPENAI_TTS_API_KEY or OPENAI_API_KEY)")
 
 # --- frontend (H1: src/kame/model) ---
 register("frontend", "hf", "kame.model.loaders:create_hf", extra=None,

@@ -5,6 +5,8 @@ A spec is ``scheme`` or ``scheme:arg`` or ``scheme://arg``:
     "openai:gpt-4.1"        -> kind "llm", scheme "openai",       arg "gpt-4.1"
     "hf://SakanaAI/kame"    -> kind "frontend", scheme "hf",      arg "SakanaAI/kame"
     "/path/to/folder"       -> scheme "path", arg the path (anything starting with / . or ~)
+A component that takes options reads them after a ';' (``split_options``):
+    "openai:gpt-4o-transcribe;response_format=json,language=de"
 
 Factories are registered as dotted strings ("module:callable") so that nothing heavy is
 imported until a component is created; a missing optional dependency becomes a
@@ -61,6 +63,25 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
         scheme, arg = spec.split(":", 1)
         return scheme, arg or None
     return spec, None
+
+
+def split_options(text: str | None, where: str, allowed: tuple[str, ...] | None = None,
+                  example: str = "") -> tuple[str, dict[str, str]]:
+    """ "HEAD;NAME=VALUE,NAME=VALUE" -> (HEAD, {NAME: VALUE}), values as text. ConfigError
+    (starting with ``where``) for a malformed or repeated option, or one not in ``allowed``."""
+    head, _, opts = (text or "").partition(";")
+    options: dict[str, str] = {}
+    for kv in filter(str.strip, opts.split(",")):
+        name, eq, value = kv.partition("=")
+        name = name.strip()
+        if not eq or not name or name in options or (allowed is not None and name not in allowed):
+            why = (f"{kv.strip()!r} is not NAME=VALUE" if not eq or not name else
+                   f"{name!r} given twice" if name in options else f"unknown option {name!r}")
+            names = f", NAME one of {', '.join(allowed)}" if allowed is not None else ""
+            raise ConfigError(f"{where}: {why}; options after ';' are NAME=VALUE, comma-separated{names}"
+                              + (f" (e.g. {example})" if example else ""))
+        options[name] = value.strip()
+    return head.strip(), options
 
 
 def schemes(kind: str) -> dict[str, Entry]:

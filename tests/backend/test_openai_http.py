@@ -10,7 +10,8 @@ from kame.errors import BackendError, ConfigError
 
 from .fake_openai import FakeOpenAI
 
-ENV = ("OPENAI_BASE_URL", "OPENAI_TTS_BASE_URL", "OPENAI_API_KEY")
+ENV = ("OPENAI_BASE_URL", "OPENAI_STT_BASE_URL", "OPENAI_TTS_BASE_URL", "OPENAI_API_KEY", "OPENAI_STT_API_KEY",
+       "OPENAI_TTS_API_KEY")
 
 
 @pytest.fixture
@@ -21,15 +22,54 @@ def clean_env(monkeypatch):
 
 
 def test_resolution_order(clean_env):
-    assert resolve_endpoint("LLM", "http://a:1/v1/", "k") == ("http://a:1/v1", "k")
+    ep = resolve_endpoint("LLM", "http://a:1/v1/", "k")
+    assert (ep.url, ep.key, ep.url_from, ep.key_from) == ("http://a:1/v1", "k", "base_url=", "api_key=")
     clean_env.setenv("OPENAI_BASE_URL", "http://b:2/v1")
-    assert resolve_endpoint("LLM", None, None) == ("http://b:2/v1", "")
+    ep = resolve_endpoint("LLM", None, None)
+    assert (ep.url, ep.key, ep.url_from, ep.key_from) == ("http://b:2/v1", "", "OPENAI_BASE_URL", "")
     clean_env.setenv("OPENAI_TTS_BASE_URL", "http://c:3/v1")
-    assert resolve_endpoint("TTS", None, None, ("OPENAI_TTS_BASE_URL", "OPENAI_BASE_URL"))[0] == "http://c:3/v1"
+    assert resolve_endpoint("TTS", None, None, "TTS").url == "http://c:3/v1"
     clean_env.delenv("OPENAI_BASE_URL")
     clean_env.delenv("OPENAI_TTS_BASE_URL")
     clean_env.setenv("OPENAI_API_KEY", "sk-x")
-    assert resolve_endpoint("LLM", None, None) == (DEFAULT_BASE_URL, "sk-x")
+    ep = resolve_endpoint("LLM", None, None)
+    assert (ep.url, ep.key, ep.url_from, ep.key_from) == (DEFAULT_BASE_URL, "sk-x", "the default", "OPENAI_API_KEY")
+
+
+def test_stt_and_tts_have_their_own_key(clean_env):
+    """OPENAI_STT_API_KEY / OPENAI_TTS_API_KEY are the STT's / TTS's key when set (a local whisper or
+    TTS server beside a hosted LLM, or the reverse), else OPENAI_API_KEY; the LLM keeps
+    OPENAI_API_KEY; an empty variable counts as unset; api_key= wins over all."""
+    from kame.backend.llm.openai import OpenAIChat
+    from kame.backend.stt.openai import OpenAITranscriptionSTT
+    from kame.backend.tts.openai import OpenAITTS
+
+    clean_env.setenv("OPENAI_BASE_URL", "http://b:2/v1")
+    clean_env.setenv("OPENAI_API_KEY", "sk-llm")
+    clean_env.setenv("OPENAI_STT_API_KEY", "sk-stt")
+    clean_env.setenv("OPENAI_TTS_API_KEY", "sk-tts")
+    stt, tts, llm = OpenAITranscriptionSTT("whisper-1"), OpenAITTS("tts-1"), OpenAIChat("m")
+    assert (stt.api_key, tts.api_key, llm.api_key) == ("sk-stt", "sk-tts", "sk-llm")
+    assert (stt.endpoint.key_from, tts.endpoint.key_from) == ("OPENAI_STT_API_KEY", "OPENAI_TTS_API_KEY")
+    assert OpenAITranscriptionSTT("whisper-1", api_key="sk-arg").api_key == "sk-arg"
+    assert OpenAITTS("tts-1", api_key="").api_key == ""  # no key sent
+    clean_env.setenv("OPENAI_STT_API_KEY", "")
+    clean_env.delenv("OPENAI_TTS_API_KEY")
+    stt, tts = OpenAITranscriptionSTT("whisper-1"), OpenAITTS("tts-1")
+    assert (stt.api_key, tts.api_key, stt.endpoint.key_from) == ("sk-llm", "sk-llm", "OPENAI_API_KEY")
+
+
+@pytest.mark.parametrize("kind,spec,url_var,key_var", [
+    ("stt", "openai:whisper-1", "OPENAI_STT_BASE_URL", "OPENAI_STT_API_KEY"),
+    ("tts", "openai:tts-1", "OPENAI_TTS_BASE_URL", "OPENAI_TTS_API_KEY"),
+])
+def test_own_key_alone_reaches_the_openai_api(clean_env, kind, spec, url_var, key_var):
+    """The service's own key is enough for the OpenAI API; without any, the error names its variables."""
+    with pytest.raises(ConfigError, match=f"set {url_var} or OPENAI_BASE_URL .* or set {key_var} or OPENAI_API_KEY"):
+        registry.create(kind, spec)
+    clean_env.setenv(key_var, "sk-own")
+    comp = registry.create(kind, spec)
+    assert (comp.base_url, comp.api_key) == (DEFAULT_BASE_URL, "sk-own")
 
 
 @pytest.mark.parametrize("kind,spec", [("llm", "openai:m"), ("stt", "openai:whisper-1"), ("tts", "openai:tts-1")])

@@ -2,7 +2,9 @@
 options: a specific BackendError / ConfigError, never a stray TypeError, noise or a wrong word."""
 
 import asyncio
+import email.utils
 import io
+import time
 
 import numpy as np
 import pytest
@@ -124,13 +126,14 @@ async def test_llm_non_streaming_body_is_named(server, kw, what):
 
 
 @pytest.mark.parametrize("status,headers,hint", [
-    (401, {}, r"check the API key: api_key= or OPENAI_API_KEY; no key is set"),
+    (401, {}, r"check the API key: api_key=, else (OPENAI_TTS_API_KEY, else )?OPENAI_API_KEY; no key is set"),
     (403, {}, r"OPENAI_API_KEY"),
-    (404, {}, r"check the model name and the base URL http://127\.0\.0\.1:\d+/v1, from base_url= or (OPENAI_TTS_BASE_URL / )?OPENAI_BASE_URL"),
+    (404, {}, r"check the model name and the base URL http://127\.0\.0\.1:\d+/v1, from base_url=; OpenAI-compatible"),
     (429, {"Retry-After": "7"}, r"rate limited; retry after 7 s"),
 ])
 async def test_http_errors_say_what_to_check(server, monkeypatch, status, headers, hint):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_TTS_API_KEY", raising=False)
     server.handler = reply(status=status, text='{"error": {"message": "nope"}}', headers=headers)
     with pytest.raises(BackendError, match=rf"HTTP {status}: nope \(.*{hint}") as err:
         await chat(server.url)
@@ -141,6 +144,63 @@ async def test_http_errors_say_what_to_check(server, monkeypatch, status, header
             [c async for c in tts.synthesize("hello")]
         finally:
             await tts.aclose()
+
+
+@pytest.mark.parametrize("own,used", [(True, "OPENAI_STT_API_KEY"), (False, "OPENAI_API_KEY")])
+async def test_a_refused_key_names_the_variable_it_came_from(server, monkeypatch, own, used):
+    """The STT sends OPENAI_STT_API_KEY when set, else OPENAI_API_KEY; a 401 says which one it was."""
+    monkeypatch.setenv("OPENAI_STT_BASE_URL", server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-llm")
+    if own:
+        monkeypatch.setenv("OPENAI_STT_API_KEY", "sk-stt")
+    else:
+        monkeypatch.delenv("OPENAI_STT_API_KEY", raising=False)
+    seen = []
+
+    async def refuse(request):
+        seen.append(request.headers.get("Authorization"))
+        return web.json_response({"error": {"message": "Incorrect API key provided"}}, status=401)
+    server.handler = refuse
+    stt = OpenAITranscriptionSTT("whisper-1", timeout=2)
+    try:
+        with pytest.raises(BackendError, match=r"^STT .*HTTP 401: Incorrect API key provided \(check the API key: "
+                           rf"api_key=, else OPENAI_STT_API_KEY, else OPENAI_API_KEY; the key sent is from {used}\)"):
+            await stt._post(np.zeros(1600, np.float32))
+    finally:
+        await stt.aclose()
+    assert seen == [f"Bearer {'sk-stt' if own else 'sk-llm'}"]
+
+
+async def test_retry_after_as_an_http_date(server):
+    """HTTP 429's Retry-After in the HTTP-date form (RFC 9110) is the seconds from now to that time."""
+    server.handler = reply(status=429, text="slow down",
+                           headers={"Retry-After": email.utils.formatdate(time.time() + 120, usegmt=True)})
+    with pytest.raises(BackendError, match=r"rate limited; retry after 1[012]\d s") as err:
+        await chat(server.url)
+    assert 110 <= err.value.retry_after <= 120
+
+
+@pytest.mark.parametrize("value,want", [
+    ("120", 120.0), (" 3 ", 3.0),
+    ("Wed, 21 Oct 2015 07:28:30 GMT", 30.0),  # RFC 9110's IMF-fixdate
+    ("Wednesday, 21-Oct-15 07:28:30 GMT", 30.0),  # the obsolete forms recipients must still accept
+    ("Wed Oct 21 07:28:30 2015", 30.0),
+    ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),  # in the past: no wait, never negative
+    ("soon", None), ("-5", None), ("1e3", None), ("\u00b2", None), ("9" * 400, None), ("", None), (None, None),
+    ("Wed, 99 Oct 2015 07:28:00 GMT", None), ("Mon, 01 Jan 99999 00:00:00 GMT", None),
+])
+def test_retry_after_values(value, want):
+    from kame.backend.openai_http import retry_after_seconds
+
+    now = email.utils.parsedate_to_datetime("Wed, 21 Oct 2015 07:28:00 GMT").timestamp()
+    assert retry_after_seconds(value, now) == want
+
+
+async def test_garbage_retry_after_is_ignored(server):
+    server.handler = reply(status=429, text="slow down", headers={"Retry-After": "in a while"})
+    with pytest.raises(BackendError, match=r"HTTP 429: slow down \(rate limited\)$") as err:
+        await chat(server.url)
+    assert err.value.retry_after is None  # the oracle's own back-off
 
 
 @pytest.mark.parametrize("make,msg", [

@@ -40,5 +40,10 @@ def test_bad_arguments_are_named():
             p.parse_args(argv)
     assert parse_spec("embedded;whisper_interval=1.0,final_beam=2") == (
         "embedded", {"whisper_interval": 1.0, "final_beam": 2.0})
-    with pytest.raises(ConfigError, match="NAME=NUMBER"):
+    with pytest.raises(ConfigError, match="NAME=VALUE"):
         parse_spec("embedded;whisper_interval")
+    with pytest.raises(ConfigError, match="'final_beam' given twice"):
+        parse_spec("embedded;final_beam=2,final_beam=3")
+    # text options reach the STT as text (was refused: numbers only)
+    assert parse_spec("openai:m;response_format=json,request_interval=0.5") == (
+        "openai:m", {"response_format": "json", "request_interval": 0.5})

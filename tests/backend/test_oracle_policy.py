@@ -97,3 +97,15 @@ def test_knowledge_dir_check_says_what_is_wrong(tmp_path, monkeypatch):
     assert check_knowledge_dir("~") == tmp_path  # the message names the path as given, the result is expanded
     with pytest.raises(ConfigError, match="^knowledge_dir: ~/missing is not a folder"):
         check_knowledge_dir("~/missing")
+
+
+def test_a_retry_after_wait_is_honoured_up_to_a_bound():
+    """A service's Retry-After is waited for, but a far one (an HTTP date a day ahead, a server
+    clock that runs fast) does not silence the oracle for the rest of the session."""
+    g = RestartGate(OraclePolicy(retry_backoff=1.0))
+    g.fail(100.0, 1, at_least=7.0)
+    assert g.retry_at == 107.0
+    g.fail(100.0, 1, at_least=86400.0)
+    assert g.retry_at == 100.0 + RestartGate.MAX_RETRY_AFTER
+    g.fail(100.0, 1, at_least=None)
+    assert g.retry_at == 101.0

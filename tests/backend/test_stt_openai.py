@@ -10,7 +10,8 @@ from aiohttp import web
 
 from kame import registry
 from kame.backend.types import AudioFrame
-from kame.errors import BackendError
+from kame.backend.stt.openai import parse_words
+from kame.errors import BackendError, ConfigError
 from kame.runtime.clock import FakeClock
 
 from ..local_http import serving
@@ -23,7 +24,7 @@ class FakeServer:
     """POST /v1/audio/transcriptions: answers "hello world" timed on the clip's length."""
 
     def __init__(self):
-        self.mode = "ok"  # "ok" | "error" | "slow" | "garbage"
+        self.mode = "ok"  # "ok" | "error" | "slow" | "garbage" | "json_only" (as gpt-4o-transcribe)
         self.requests = []
         self.fail_next = 0  # answer this many requests with HTTP 500 first
 
@@ -32,7 +33,8 @@ class FakeServer:
         with wave.open(io.BytesIO(form["file"].file.read())) as w:
             rate, n = w.getframerate(), w.getnframes()
         self.requests.append(dict(model=form["model"], auth=request.headers.get("Authorization"),
-                                  rate=rate, dur=n / rate, fmt=form["response_format"], mode=self.mode))
+                                  rate=rate, dur=n / rate, fmt=form["response_format"], mode=self.mode,
+                                  gran=form.getall("timestamp_granularities[]", []), lang=form.get("language")))
         if self.fail_next > 0:
             self.fail_next -= 1
             return web.Response(status=500, text="transient failure")
@@ -42,6 +44,14 @@ class FakeServer:
             await asyncio.sleep(1.0)
         if self.mode == "garbage":
             return web.Response(text="<html>not json</html>")
+        if self.mode == "json_only":  # OpenAI's answer for gpt-4o-transcribe
+            if form["response_format"] != "json":
+                return web.json_response({"error": {
+                    "message": f"response_format '{form['response_format']}' is not compatible with model "
+                               f"'{form['model']}'. Use 'json' or 'text' instead.",
+                    "type": "invalid_request_error", "param": "response_format", "code": "unsupported_value"}},
+                    status=400)
+            return web.json_response({"text": "hello world"})
         dur = n / rate
         return web.json_response({"text": "hello world", "words": [
             {"word": "hello", "start": 0.3, "end": 0.3 + dur / 4},
@@ -162,3 +172,87 @@ def test_the_stt_can_have_its_own_server(monkeypatch):
     monkeypatch.setenv("OPENAI_STT_BASE_URL", "http://127.0.0.1:9000/v1/")
     assert OpenAITranscriptionSTT("whisper-1").base_url == "http://127.0.0.1:9000/v1"
     assert OpenAIChat("m").base_url == "http://llm.example:8000/v1"
+
+
+async def test_transcription_without_word_times(server, speech):
+    """A gpt-4o-transcribe model is asked for "json" (it refuses verbose_json) and its text-only
+    answers still make partials and finals; the words are spread over the clip, a final's up to
+    the VAD's end of speech (not the 0.25 s of silence sent after it)."""
+    pcm, spans = speech
+    server.mode = "json_only"
+    clock = FakeClock(T0)
+    stt = registry.create("stt", "openai:gpt-4o-transcribe", base_url=server.base_url, api_key="sk-test",
+                          clock=clock, max_lag=float("inf"), request_interval=0.8)
+    assert stt.response_format == "json"
+    trs = [tr async for tr in stt.stream(feed(pcm, clock))]
+    finals = [tr for tr in trs if tr.final]
+    assert [f.text for f in finals] == ["hello world", "hello world"]
+    assert any(not tr.final for tr in trs[: trs.index(finals[0])])  # partials before the final
+    assert {q["fmt"] for q in server.requests} == {"json"} and all(q["gran"] == [] for q in server.requests)
+    for f, (s, e) in zip(finals, spans):
+        assert s - 0.4 < f.words[0].start < f.words[0].end <= f.words[1].start < f.words[-1].end < e + 0.2
+
+
+async def test_a_refused_response_format_names_the_option(server, speech):
+    pcm, _ = speech
+    server.mode = "json_only"
+    clock = FakeClock(T0)
+    stt = registry.create("stt", "openai:my-transcriber;response_format=verbose_json", base_url=server.base_url,
+                          clock=clock, max_lag=float("inf"), request_interval=100)
+    with pytest.raises(BackendError, match=r"HTTP 400: response_format 'verbose_json' is not compatible .*"
+                       r"\(the server refuses response_format=verbose_json with word timestamps: set the openai "
+                       r"STT's response_format option to json, e.g. backend.stt = \"openai:my-transcriber;"
+                       r"response_format=json\""):
+        async for _ in stt.stream(feed(pcm, clock)):
+            pass
+    assert server.requests[0]["gran"] == ["word"]
+
+
+async def test_final_without_word_times_ends_at_the_end_of_speech(server):
+    server.mode = "json_only"
+    stt = registry.create("stt", "openai:m;response_format=json", base_url=server.base_url)
+    try:
+        words = await stt._post(np.zeros(16000, np.float32), speech_end=0.6)
+        assert [(w.text, w.start, w.end) for w in words] == [("hello", 0.0, 0.3), ("world", 0.3, 0.6)]
+        words = await stt._post(np.zeros(16000, np.float32))  # a partial: the whole clip
+        assert words[-1].end == 1.0
+    finally:
+        await stt.aclose()
+
+
+def test_spec_options():
+    spec = "openai:whisper-large;response_format=json, language=de,request_interval=0.5,timeout=3"
+    stt = registry.create("stt", spec, base_url="http://x/v1")
+    assert (stt.model, stt.response_format, stt.language, stt.request_interval, stt.timeout) == (
+        "whisper-large", "json", "de", 0.5, 3.0)
+    assert registry.create("stt", "openai:whisper-1;language=", base_url="http://x/v1").language == ""  # auto-detect
+    assert registry.create("stt", "openai:whisper-1", base_url="http://x/v1").response_format == "verbose_json"
+    assert registry.create("stt", "openai:gpt-4o-mini-transcribe", base_url="http://x/v1").response_format == "json"
+
+
+@pytest.mark.parametrize("spec,kw,msg", [
+    ("openai:m;response_format=text", {}, "response_format must be one of verbose_json, json"),
+    ("openai:m;format=json", {}, "unknown option 'format'; options after ';' are NAME=VALUE"),
+    ("openai:m;json", {}, "'json' is not NAME=VALUE"),
+    ("openai:m;language=de,language=fr", {}, "'language' given twice"),
+    ("openai:m;api_key=sk-1", {}, "unknown option 'api_key'"),
+    ("openai:;response_format=json", {}, "names no MODEL before ';'"),
+    ("openai:m;timeout=soon", {}, "openai STT: timeout must be a number > 0, got 'soon'"),
+    ("openai:m;timeout=3", {"timeout": 4}, "option 'timeout' is also given as a keyword argument"),
+])
+def test_bad_spec_options_are_config_errors(spec, kw, msg):
+    with pytest.raises(ConfigError, match=msg.replace("(", r"\(")):
+        registry.create("stt", spec, base_url="http://x/v1", **kw)
+
+
+def test_segment_times_when_the_server_gives_no_word_times():
+    """verbose_json from a server that ignores timestamp_granularities: the words are spread over
+    their segments; segments that do not fit the text are not used (the clip then)."""
+    segs = [{"start": 0.5, "end": 1.0, "text": " hello there"}, {"start": 2.0, "end": 2.5, "text": " world"}]
+    words = parse_words({"text": "hello there world", "segments": segs}, 3.0)
+    assert [(w.text, w.start, w.end) for w in words] == [("hello", 0.5, 0.75), ("there", 0.75, 1.0),
+                                                          ("world", 2.0, 2.5)]
+    for bad in ([{"start": 0.5, "end": 1.0, "text": "hello"}], [dict(segs[0], end="x"), segs[1]],
+                [dict(segs[0], start=float("nan")), segs[1]], "segments", [5]):
+        words = parse_words({"text": "hello there world", "segments": bad}, 3.0)
+        assert [(w.start, w.end) for w in words] == [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)]

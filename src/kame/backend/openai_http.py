@@ -9,10 +9,17 @@ header, and POST / error-body handling with clear ``BackendError`` messages.
         ...
             resp = await self._http_post(url, timeout, json=body)   # BackendError if unreachable
 
-Server resolution (``resolve_endpoint``): the ``base_url`` argument, else the first set
-environment variable of ``env`` (``OPENAI_BASE_URL`` by default), else the OpenAI API — which
-needs a key (``api_key`` or ``OPENAI_API_KEY``): with neither a server nor a key there is
-nothing to talk to, and that is a ConfigError at construction rather than a 401 later.
+Server resolution (``resolve_endpoint``): the ``base_url`` argument, else the environment,
+else the OpenAI API — which needs a key: with neither a server nor a key there is nothing to
+talk to, and that is a ConfigError at construction rather than a 401 later. The environment:
+an adapter with a ``service`` ("STT", "TTS") reads its own variable first, then the generic one
+(``OPENAI_STT_BASE_URL``, else ``OPENAI_BASE_URL``; ``OPENAI_STT_API_KEY``, else
+``OPENAI_API_KEY``), so a local whisper or TTS server can sit beside a hosted LLM, each with its
+own key; the LLM (no service) reads the generic ones. An empty variable counts as unset; pass
+``api_key=""`` to send no key. Error messages name the variable a URL or key came from.
+
+HTTP 429's ``Retry-After`` (delay-seconds or an HTTP-date, RFC 9110) is kept on the
+BackendError as ``retry_after`` seconds (``retry_after_seconds``).
 
 Response bodies are read through ``_body_chunks`` / ``_read_body`` with a size cap each adapter
 sets (a server that never ends its body is cut at the cap instead of filling the memory).
@@ -21,9 +28,14 @@ sets (a server that never ends its body is cut at the cap instead of filling the
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
 import json
+import math
 import os
 import sys
+import time
+from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable, Sequence
 
 import aiohttp
@@ -35,23 +47,71 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MiB = 1 << 20
 
 
+def env_names(setting: str, service: str | None = None) -> tuple[str, ...]:
+    """The environment variables of a setting, the service's own first:
+    ("OPENAI_STT_API_KEY", "OPENAI_API_KEY") for ("API_KEY", "STT"); ("OPENAI_API_KEY",) without."""
+    generic = f"OPENAI_{setting}"
+    return (f"OPENAI_{service}_{setting}", generic) if service else (generic,)
+
+
+def from_env(names: Sequence[str]) -> tuple[str | None, str | None]:
+    """(value, name) of the first of ``names`` set to a non-empty value, else (None, None)."""
+    return next(((os.environ[n], n) for n in names if os.environ.get(n)), (None, None))
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where an adapter's server is and the key it sends, and where each came from (for messages)."""
+
+    url: str  # without trailing slash
+    key: str = field(repr=False)  # "" = none (never in a repr: it may end up in a log)
+    url_from: str  # "base_url=", the variable's name, or "the default"
+    key_from: str  # "api_key=", the variable's name, or "" (no key)
+    url_vars: tuple[str, ...]  # the variables a URL is read from, in order
+    key_vars: tuple[str, ...]
+
+
 def resolve_endpoint(what: str, base_url: str | None, api_key: str | None,
-                     env: Sequence[str] = ("OPENAI_BASE_URL",)) -> tuple[str, str]:
-    """(base URL without trailing slash, API key or "") — see the module docstring."""
-    url = base_url or next((os.environ[e] for e in env if os.environ.get(e)), None)
-    key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
+                     service: str | None = None) -> Endpoint:
+    """The Endpoint of an adapter (``what``: "LLM" / "STT" / "TTS", for messages) — see the
+    module docstring."""
+    url_vars, key_vars = env_names("BASE_URL", service), env_names("API_KEY", service)
+    url, url_from = (base_url, "base_url=") if base_url else from_env(url_vars)
+    key, key_from = (api_key, "api_key=") if api_key is not None else from_env(key_vars)
+    key, key_from = key or "", key_from if key else ""
     if not url:
         if not key:
             raise ConfigError(
-                f"openai {what}: no server configured: set {' or '.join(env)} to an OpenAI-compatible server "
+                f"openai {what}: no server configured: set {' or '.join(url_vars)} to an OpenAI-compatible server "
                 "(e.g. http://127.0.0.1:8000/v1 for vLLM, http://127.0.0.1:8080/v1 for llama.cpp, "
-                "http://127.0.0.1:11434/v1 for Ollama) or pass base_url=, or set OPENAI_API_KEY to use "
-                f"{DEFAULT_BASE_URL}")
-        url = DEFAULT_BASE_URL
+                "http://127.0.0.1:11434/v1 for Ollama) or pass base_url=, or set "
+                f"{' or '.join(key_vars)} to use {DEFAULT_BASE_URL}")
+        url, url_from = DEFAULT_BASE_URL, "the default"
     url = url.rstrip("/")
     if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"openai {what}: base URL must start with http:// or https://, got {url!r}")
-    return url, key
+        raise ConfigError(f"openai {what}: base URL must start with http:// or https://, got {url!r} "
+                          f"(from {url_from})")
+    return Endpoint(url, key, url_from, key_from, url_vars, key_vars)
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from an HTTP ``Retry-After`` value: delay-seconds ("120") or an HTTP-date
+    ("Wed, 21 Oct 2015 07:28:00 GMT", RFC 9110; ``now``: the wall-clock time, default
+    time.time()), never negative; None for no value or one that is neither."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if value.isascii() and value.isdigit():
+        seconds = float(value)
+    else:
+        try:  # (ValueError or TypeError, by Python version, for what is not a date)
+            when = email.utils.parsedate_to_datetime(value)
+            if when.tzinfo is None:  # "-0000": UTC, with no zone asserted
+                when = when.replace(tzinfo=datetime.timezone.utc)
+            seconds = when.timestamp() - (time.time() if now is None else now)
+        except (TypeError, ValueError, IndexError, OverflowError, OSError):
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 async def within(aw, timeout: float):
@@ -93,14 +153,15 @@ class OpenAIHTTP:
     """Mixin of the OpenAI-compatible adapters (call ``_init_http`` from ``__init__``)."""
 
     what = "server"  # "LLM" / "STT" / "TTS": the first word of error messages
+    service: str | None = None  # "STT" / "TTS": reads OPENAI_<service>_BASE_URL / _API_KEY first
     base_url: str
     api_key: str
+    endpoint: Endpoint
 
-    def _init_http(self, base_url: str | None, api_key: str | None, connect_timeout: float = 5.0,
-                   env: Sequence[str] = ("OPENAI_BASE_URL",)) -> None:
-        self.base_url, self.api_key = resolve_endpoint(self.what, base_url, api_key, env)
+    def _init_http(self, base_url: str | None, api_key: str | None, connect_timeout: float = 5.0) -> None:
+        self.endpoint = resolve_endpoint(self.what, base_url, api_key, self.service)
+        self.base_url, self.api_key = self.endpoint.url, self.endpoint.key
         self.connect_timeout = number(f"openai {self.what}", "connect_timeout", connect_timeout, above=0)
-        self._env = tuple(env)
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
 
@@ -128,20 +189,19 @@ class OpenAIHTTP:
     async def _http_error(self, url: str, resp: aiohttp.ClientResponse) -> BackendError:
         """The BackendError of an HTTP error response: the status, the server's message and,
         for the usual causes, what to check (the key and where it comes from, the base URL)."""
-        status = resp.status
+        status, ep = resp.status, self.endpoint
         msg = f"{self.what} {url}: HTTP {status}: {await read_excerpt(resp)}"
+        after = retry_after_seconds(resp.headers.get("Retry-After")) if status == 429 else None
         if status in (401, 403):
-            have = "the key given" if self.api_key else "no key is set"
-            msg += f" (check the API key: api_key= or OPENAI_API_KEY; {have})"
+            have = f"the key sent is from {ep.key_from}" if ep.key_from else "no key is set"
+            msg += f" (check the API key: {', else '.join(('api_key=', *ep.key_vars))}; {have})"
         elif status == 404:
-            msg += (f" (check the model name and the base URL {self.base_url}, from base_url= or "
-                    f"{' / '.join(self._env)}; OpenAI-compatible servers usually serve under /v1)")
+            msg += (f" (check the model name and the base URL {ep.url}, from {ep.url_from}; "
+                    "OpenAI-compatible servers usually serve under /v1)")
         elif status == 429:
-            after = resp.headers.get("Retry-After")
-            msg += f" (rate limited{f'; retry after {after} s' if after else ''})"
+            msg += f" (rate limited{f'; retry after {math.ceil(after)} s' if after is not None else ''})"
         exc = BackendError(msg)
-        if status == 429 and (after or "").strip().isdigit():  # (seconds; the HTTP-date form is left to the back-off)
-            exc.retry_after = float(after)
+        exc.retry_after = after  # the oracle's back-off waits at least that long
         return exc
 
     async def _http_post(self, url: str, timeout: float, *, headers: dict | None = None,
@@ -154,8 +214,10 @@ class OpenAIHTTP:
         except asyncio.TimeoutError as exc:
             raise BackendError(f"{self.what} {url}: timed out, no response within {timeout:g} s") from exc
         except aiohttp.ClientError as exc:
+            ep = self.endpoint
+            where = ep.url_from if ep.url_from != "the default" else f"the default; set {' or '.join(ep.url_vars)}"
             raise BackendError(f"{self.what} {url}: cannot connect ({exc}); is the server running? "
-                               f"(base URL {self.base_url}, from base_url= or {' / '.join(self._env)})") from exc
+                               f"(base URL {ep.url}, from {where})") from exc
 
     async def _body_chunks(self, url: str, resp: aiohttp.ClientResponse, limit: int, kind: str,
                            read: Callable[[], Awaitable[bytes]]) -> AsyncIterator[bytes]:

@@ -75,9 +75,15 @@ class RestartGate:
         self.recent.append(now)
         self.last_start = now
 
+    # The longest Retry-After honoured: a longer one (a far date, a server clock ahead of ours)
+    # would silence the oracle for the rest of the session; a retry after this costs one request.
+    MAX_RETRY_AFTER = 60.0
+
     def fail(self, now: float, failures: int, at_least: float | None = None) -> None:
-        """Back off after a failure; ``at_least``: the wait the service asked for (Retry-After)."""
-        self.retry_at = now + max(self.policy.backoff(failures), at_least or 0.0)
+        """Back off after a failure; ``at_least``: the wait the service asked for (Retry-After),
+        honoured up to MAX_RETRY_AFTER seconds."""
+        asked = min(at_least or 0.0, self.MAX_RETRY_AFTER)
+        self.retry_at = now + max(self.policy.backoff(failures), asked)
 
     def ok(self) -> None:
         self.retry_at = None

@@ -85,20 +85,18 @@ SENTENCES = [
 ]
 
 
-def parse_spec(spec: str) -> tuple[str, dict[str, float]]:
-    """'embedded;whisper_interval=1.0,final_beam=2' -> ('embedded', {...}) (ConfigError if malformed)."""
-    from ..errors import ConfigError
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """'embedded;whisper_interval=1.0,final_beam=2' -> ('embedded', {...}): numbers as numbers
+    (an int stays an int), other values as text (ConfigError if malformed)."""
+    from ..registry import split_options
 
-    name, _, opts = spec.partition(";")
+    name, options = split_options(spec, f"--stt {spec!r}", example="embedded;whisper_interval=1.0")
     kwargs: dict = {}
-    for kv in filter(None, opts.split(",")):
-        key, eq, value = kv.partition("=")
-        try:  # "final_beam=2" stays an int
-            kwargs[key.strip()] = int(value) if value.strip().lstrip("+-").isdigit() else float(value)
+    for key, value in options.items():
+        try:
+            kwargs[key] = int(value) if value.lstrip("+-").isdigit() else float(value)
         except ValueError:
-            eq = ""
-        if not eq or not key.strip():
-            raise ConfigError(f"--stt {spec!r}: options after ';' must be NAME=NUMBER, comma-separated; got {kv!r}")
+            kwargs[key] = value  # "response_format=json"
     return name, kwargs
 
 

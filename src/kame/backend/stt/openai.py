@@ -1,15 +1,24 @@
 """OpenAI-compatible transcription endpoint as a streaming STT ("openai:MODEL").
 
 The utterance (segmented by kame's VAD) is POSTed as a 16 kHz wav to
-``{base_url}/audio/transcriptions`` (multipart: file, model, language, response_format
-verbose_json with word timestamps): the growing buffer every ``request_interval`` s of new
-audio for partials (one request in flight at most), the whole utterance at end of speech for
-the final. Works with OpenAI
-(whisper-1 gives word times; gpt-4o-*-transcribe: pass ``word_timestamps=False``) and with
-local servers exposing the same route (faster-whisper-server / speaches, vLLM, LocalAI ...).
+``{base_url}/audio/transcriptions`` (multipart: file, model, language, response_format): the
+growing buffer every ``request_interval`` s of new audio for partials (one request in flight at
+most), the whole utterance at end of speech for the final. Works with OpenAI and with local
+servers exposing the same route (faster-whisper-server / speaches, vLLM, LocalAI ...).
+
+``response_format``: "verbose_json" (with ``timestamp_granularities[]=word``: word times) or
+"json" (text only). OpenAI's gpt-4o-transcribe / gpt-4o-mini-transcribe refuse verbose_json, so a
+model named gpt-...transcribe... gets json by default, any other verbose_json. Without word
+times ("json", or a server that ignores the granularity) the words are spread evenly over the
+response's timed segments if it has usable ones, else over the clip (a final's: up to the VAD's
+end of speech). Only the times are approximate then: the re-prediction policy counts words; the
+times feed the latency metrics (``stt_partial_latency``, the oracle lag, which come out low by
+up to the silence the clip ends with) and the cascade's turn timing. A server that refuses the
+format gives a BackendError naming the option. A spec sets options after a ';':
+``openai:gpt-4o-transcribe;response_format=json,language=de`` (``SPEC_OPTIONS``).
 
     stt = OpenAITranscriptionSTT("whisper-1")   # base URL/key: args, or OPENAI_STT_BASE_URL (else
-                                                # OPENAI_BASE_URL) / OPENAI_API_KEY
+                                                # OPENAI_BASE_URL) / OPENAI_STT_API_KEY (else OPENAI_API_KEY)
     async for tr in stt.stream(frames): ...
 
 Failures: a failed partial request is logged and skipped (the next one retries); a failed
@@ -33,7 +42,8 @@ from concurrent.futures import Future
 import aiohttp
 import numpy as np
 
-from ...errors import BackendError
+from ...errors import BackendError, ConfigError
+from ...registry import split_options
 from ..openai_http import MiB, OpenAIHTTP, content_type, within
 from ..options import number
 from ..types import Word
@@ -46,6 +56,9 @@ log = logging.getLogger(__name__)
 # the 13 min of 16 kHz wav the 25 MB upload limit of OpenAI allows; 8 MiB is 25x that, and an
 # endless or runaway body stops there.
 MAX_JSON_BODY = 8 * MiB
+RESPONSE_FORMATS = ("verbose_json", "json")
+# the constructor options a spec may set after ';' (values are strings; the constructor checks them)
+SPEC_OPTIONS = ("response_format", "language", "request_interval", "timeout", "connect_timeout")
 
 
 def wav_bytes(pcm16k: np.ndarray, rate: int = 16000) -> bytes:
@@ -58,11 +71,32 @@ def wav_bytes(pcm16k: np.ndarray, rate: int = 16000) -> bytes:
     return buf.getvalue()
 
 
+def spread(texts: list[str], start: float, end: float) -> list[Word]:
+    """Words spread evenly over [start, end]."""
+    step = (end - start) / max(1, len(texts))
+    return [Word(t, start + i * step, start + (i + 1) * step) for i, t in enumerate(texts)]
+
+
+def segment_words(segments, texts: list[str]) -> list[Word] | None:
+    """The text's words spread evenly over timed segments (verbose_json without word times), or
+    None if the segments are unusable: not a list of {text, start, end} with finite times in
+    order, or not the same words as the text."""
+    try:
+        spans = [(str(s["text"]).split(), float(s["start"]), float(s["end"])) for s in segments]
+    except (TypeError, KeyError, ValueError, AttributeError):
+        return None
+    if [t for ws, _, _ in spans for t in ws] != texts or not all(
+            math.isfinite(a) and math.isfinite(b) and 0 <= a <= b for _, a, b in spans):
+        return None
+    return [w for ws, a, b in spans for w in spread(ws, a, b)]
+
+
 def parse_words(body: dict, duration: float) -> list[Word]:
     """Words from a transcription response (``{"text": ..., "words": [{"word", "start", "end"}]}``);
-    without word times, the text's words spread evenly over the clip. ValueError (saying what is
-    wrong) for a body that is not a transcription: an ``error`` object, no ``text``, a ``text``
-    that is not a string, malformed ``words``."""
+    without word times, the text's words spread evenly over its timed ``segments`` if usable,
+    else over [0, ``duration``]. ValueError (saying what is wrong) for a body that is not a
+    transcription: an ``error`` object, no ``text``, a ``text`` that is not a string, malformed
+    ``words``."""
     if body.get("error") is not None:
         raise ValueError(f"error in the response: {json.dumps(body['error'])[:300]}")
     text = body.get("text")
@@ -82,8 +116,21 @@ def parse_words(body: dict, duration: float) -> list[Word]:
             return out
         raise ValueError(f"'words' with a non-finite time: {json.dumps(words)[:200]}")
     texts = text.split()
-    step = duration / max(1, len(texts))
-    return [Word(t, i * step, (i + 1) * step) for i, t in enumerate(texts)]
+    if body.get("segments"):
+        timed = segment_words(body["segments"], texts)
+        if timed is not None:
+            return timed
+    return spread(texts, 0.0, duration)
+
+
+def split_spec(arg: str | None) -> tuple[str | None, dict[str, str]]:
+    """A spec's argument "MODEL;NAME=VALUE,NAME=VALUE" -> (MODEL, {NAME: VALUE}); ConfigError for
+    an option not in SPEC_OPTIONS, a malformed or repeated one, or options without a model."""
+    where = f"stt spec 'openai:{arg}'"
+    model, options = split_options(arg, where, SPEC_OPTIONS, "openai:gpt-4o-transcribe;response_format=json")
+    if ";" in (arg or "") and not model:
+        raise ConfigError(f"{where} names no MODEL before ';': give openai:MODEL;{(arg or '').partition(';')[2]}")
+    return model or None, options
 
 
 class OpenAIRecognizer(BufferedRecognizer):
@@ -114,24 +161,30 @@ class OpenAIRecognizer(BufferedRecognizer):
         if self.pending is not None:
             self.pending.cancel()
         n = self.n if speech_end is None else int((speech_end + 0.25) * 16000)
-        return self.stt.result(self.stt.submit(self.audio(n)))
+        return self.stt.result(self.stt.submit(self.audio(n), speech_end))
 
 
 class OpenAITranscriptionSTT(OpenAIHTTP, SegmentedSTT):
     name = "openai"
     what = "STT"
+    service = "STT"  # its own server and key if OPENAI_STT_BASE_URL / OPENAI_STT_API_KEY say so
     partial_interval = 0.08  # poll every frame; requests every ``request_interval`` s of audio
 
     def __init__(self, model: str | None = None, *, base_url: str | None = None, api_key: str | None = None,
-                 language: str | None = "en", word_timestamps: bool = True, timeout: float = 15.0,
+                 language: str | None = "en", response_format: str | None = None, timeout: float = 15.0,
                  request_interval: float = 1.0, connect_timeout: float = 5.0, **kwargs) -> None:
         super().__init__(**kwargs)
-        # its own server if OPENAI_STT_BASE_URL says so (a local whisper beside a hosted LLM)
-        self._init_http(base_url, api_key, connect_timeout, env=("OPENAI_STT_BASE_URL", "OPENAI_BASE_URL"))
+        self._init_http(base_url, api_key, connect_timeout)
         # s of new audio between partial requests
         self.request_interval = number("openai STT", "request_interval", request_interval, above=0, allow_inf=True)
         self.model = model or "whisper-1"
-        self.language, self.word_timestamps = language, word_timestamps
+        if response_format is None:  # OpenAI's gpt-*transcribe* models refuse verbose_json (whisper-1 takes it)
+            gpt_transcribe = self.model.startswith("gpt-") and "transcribe" in self.model
+            response_format = "json" if gpt_transcribe else "verbose_json"
+        if response_format not in RESPONSE_FORMATS:
+            raise ConfigError(f"openai STT: response_format must be one of {', '.join(RESPONSE_FORMATS)} "
+                              f"(verbose_json: with word times), got {response_format!r}")
+        self.language, self.response_format = language, response_format
         self.timeout = number("openai STT", "timeout", timeout, above=0)
         self._users = 0  # open streams (they share one session, closed after the last)
 
@@ -146,9 +199,9 @@ class OpenAITranscriptionSTT(OpenAIHTTP, SegmentedSTT):
         if self._users == 0:
             await self.aclose()
 
-    def submit(self, pcm16k: np.ndarray) -> Future:
+    def submit(self, pcm16k: np.ndarray, speech_end: float | None = None) -> Future:
         """From the worker thread: start a request on the event loop."""
-        return asyncio.run_coroutine_threadsafe(self._post(pcm16k), self._loop)
+        return asyncio.run_coroutine_threadsafe(self._post(pcm16k, speech_end), self._loop)
 
     def result(self, fut: Future) -> list[Word]:
         """From the worker thread: wait for a request (BackendError on any failure)."""
@@ -162,14 +215,24 @@ class OpenAITranscriptionSTT(OpenAIHTTP, SegmentedSTT):
         except Exception as exc:
             raise BackendError(f"STT {self.base_url}: transcription failed: {type(exc).__name__}: {exc}") from exc
 
-    async def _post(self, pcm16k: np.ndarray) -> list[Word]:
+    def _refused_format(self, exc: BackendError) -> BackendError:
+        """An HTTP 400/422 that names the response format: the same error saying which option to change."""
+        other = next(f for f in RESPONSE_FORMATS if f != self.response_format)
+        asked = "verbose_json with word timestamps" if self.response_format == "verbose_json" else "json"
+        return BackendError(
+            f"{exc} (the server refuses response_format={asked}: set the openai STT's response_format "
+            f"option to {other}, e.g. backend.stt = \"openai:{self.model};response_format={other}\", or "
+            f"OpenAITranscriptionSTT(response_format=\"{other}\"))")
+
+    async def _post(self, pcm16k: np.ndarray, speech_end: float | None = None) -> list[Word]:
+        """Transcribe a clip; without word times its words span [0, speech_end or the clip's end]."""
         form = aiohttp.FormData()
         form.add_field("file", wav_bytes(pcm16k), filename="utterance.wav", content_type="audio/wav")
         form.add_field("model", self.model)
         if self.language:
             form.add_field("language", self.language)
-        form.add_field("response_format", "verbose_json" if self.word_timestamps else "json")
-        if self.word_timestamps:
+        form.add_field("response_format", self.response_format)
+        if self.response_format == "verbose_json":
             form.add_field("timestamp_granularities[]", "word")
         url = f"{self.base_url}/audio/transcriptions"
         deadline = asyncio.get_running_loop().time() + self.timeout
@@ -177,7 +240,11 @@ class OpenAITranscriptionSTT(OpenAIHTTP, SegmentedSTT):
         ok = False
         try:
             if resp.status != 200:
-                raise await self._http_error(url, resp)
+                exc = await self._http_error(url, resp)
+                if resp.status in (400, 422) and any(
+                        k in str(exc).lower() for k in ("response_format", "verbose_json", "granularit")):
+                    exc = self._refused_format(exc)
+                raise exc
             reading = self._read_body(url, resp, MAX_JSON_BODY, "JSON transcription body", resp.content.readany)
             raw = await within(reading, max(0.0, deadline - asyncio.get_running_loop().time()))
             ok = True
@@ -198,11 +265,17 @@ class OpenAITranscriptionSTT(OpenAIHTTP, SegmentedSTT):
                                f"{exc}: {text!r}") from exc
         if not isinstance(body, dict):
             raise BackendError(f"STT {url}: returned {type(body).__name__}, expected a JSON object")
+        duration = pcm16k.shape[0] / 16000
         try:
-            return parse_words(body, pcm16k.shape[0] / 16000)
+            return parse_words(body, duration if speech_end is None else min(duration, max(0.0, speech_end)))
         except ValueError as exc:
             raise BackendError(f"STT {url}: {exc}") from exc
 
 
 def create(arg: str | None = None, **kwargs) -> OpenAITranscriptionSTT:
-    return OpenAITranscriptionSTT(arg, **kwargs)
+    """Registry factory: ``openai:MODEL[;NAME=VALUE,...]`` (NAME in SPEC_OPTIONS; kwargs: the
+    constructor's, including those)."""
+    model, options = split_spec(arg)
+    if twice := sorted(options.keys() & kwargs.keys()):
+        raise ConfigError(f"stt spec 'openai:{arg}': option {twice[0]!r} is also given as a keyword argument")
+    return OpenAITranscriptionSTT(model, **options, **kwargs)

@@ -13,7 +13,9 @@ seamlessly across chunks, ``kame.audio.ChunkResampler``); at most ``MAX_PCM_SECO
 ``response_format="wav"``: the whole body (at most ``MAX_WAV_BODY`` bytes) is read, decoded and
 resampled to 24 kHz.
 Base URL and key come from the environment unless given: ``OPENAI_TTS_BASE_URL``, else
-``OPENAI_BASE_URL``, else the OpenAI API; ``OPENAI_API_KEY`` (optional for local servers).
+``OPENAI_BASE_URL``, else the OpenAI API; ``OPENAI_TTS_API_KEY``, else ``OPENAI_API_KEY``
+(optional for local servers), so a local TTS server can sit beside a hosted LLM
+(kame.backend.openai_http).
 
 Errors raise kame.errors.BackendError: HTTP status >= 400 (with the server's message), connection
 failures, timeouts, a body over its cap, an undecodable wav, a JSON/text body where audio was
@@ -56,6 +58,7 @@ MAX_PCM_SECONDS = 3600
 class OpenAITTS(OpenAIHTTP, TTS):
     name = "openai"
     what = "TTS"
+    service = "TTS"  # its own server and key if OPENAI_TTS_BASE_URL / OPENAI_TTS_API_KEY say so
 
     def __init__(
         self,
@@ -80,7 +83,7 @@ class OpenAITTS(OpenAIHTTP, TTS):
         self.model, self.voice, self.response_format = model, voice, response_format
         self.speed = None if speed is None else number("openai TTS", "speed", speed, above=0)
         self.pcm_rate = number("openai TTS", "pcm_rate", pcm_rate, min=1, cast=int)
-        self._init_http(base_url, api_key, connect_timeout, env=("OPENAI_TTS_BASE_URL", "OPENAI_BASE_URL"))
+        self._init_http(base_url, api_key, connect_timeout)
         self.first_chunk_timeout = number("openai TTS", "first_chunk_timeout", first_chunk_timeout, above=0)
         self.chunk_timeout = number("openai TTS", "chunk_timeout", chunk_timeout, above=0)
         self.sample_rate = SAMPLE_RATE
