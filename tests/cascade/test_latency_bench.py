@@ -139,3 +139,51 @@ def test_never_counts_in_the_percentiles():
 
 def test_contractions_and_stop_words_are_not_content():
     assert lb._content_words("I'm sure it's Paris, and I'll say 42.") == {"sure", "paris", "say", "42"}
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/stat"), reason="reads /proc")
+def test_ctrl_c_in_a_dialogue_exits_without_waiting_for_the_back_end_childs_teardown(tmp_path):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) while a dialogue's reply is
+    under way: the bench exits with 130 and leaves no child process, and it does not wait for
+    its back-end child's interpreter teardown (the embedded LLM's child tore down torch: 2-5 s,
+    and Ctrl-C took about 7 s to exit; childproc's children now skip it)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from .latency_interrupt import TEARDOWN_S
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, KAME_TEST_FOLDER=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-c", "from tests.cascade.latency_interrupt import run; run()"],
+                            cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        requests = tmp_path / "requests"
+        deadline = time.monotonic() + 120
+        while not (requests.exists() and len(requests.read_text().splitlines()) >= 2):  # warm-up + the reply
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()[-2000:]
+            time.sleep(0.05)
+        child = int((tmp_path / "child.pid").read_text())
+        assert _running(child)
+        os.killpg(proc.pid, signal.SIGINT)
+        out = proc.communicate(timeout=60)[0].decode()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, out[-2000:]
+    assert "Traceback" not in out, out[-2000:]
+    time.sleep(TEARDOWN_S + 0.5)  # long enough for the child's teardown to have ended, had it run
+    assert not _running(child)
+    assert not (tmp_path / "left").exists(), "the back-end child tore its interpreter down"

@@ -24,6 +24,7 @@ import asyncio
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
 from typing import Any, Callable
 
@@ -125,9 +126,22 @@ async def load_in_thread(fn: Callable[..., Any], *args: Any) -> Any:
 def _child(target: Callable, conn, *args) -> None:
     """The child's entry: Ctrl-C at the terminal goes to the whole process group, but the child
     is the parent's to stop (it closes the pipe), so the child ignores SIGINT instead of dying
-    with a KeyboardInterrupt traceback mid-message."""
+    with a KeyboardInterrupt traceback mid-message. Once ``target`` returns (its pipe closed)
+    the child leaves at once: a spawned child would otherwise tear its interpreter down, torch
+    and transformers included, which takes seconds (more at a high nice) that the parent's exit
+    and Ctrl-C wait for. An exception still ends it the usual way, with its traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     target(conn, *args)
+    try:  # what multiprocessing does after a child's target, e.g. releasing tqdm's semaphore
+        mp.util._exit_function()  # (without it the resource tracker warns of a "leaked semaphore")
+    except Exception:  # noqa: BLE001 - leaving anyway
+        pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):  # (closed or replaced streams)
+            pass
+    os._exit(0)
 
 
 def stop_child(proc, conn) -> None:

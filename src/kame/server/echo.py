@@ -6,14 +6,20 @@ server, the browser page and network setups can be checked without weights:
     kame serve --agent echo            # speak into the page, hear yourself 0.4 s later
 
 Each session emits one 80 ms AgentAudio frame per 80 ms (the user's audio delayed by
-``delay_frames``, silence when none), an AgentText piece and "transcript"/"oracle"/"metric"
+``delay_frames``, silence when none), an AgentText piece and "transcript"/"oracle"/"metric"/"stats"
 Meta once a second, like a real agent would. It is NOT a conversational agent.
+
+Audio sent faster than real time piles up; the session keeps the newest ``MAX_BACKLOG_S`` of it
+and drops older audio as the tandem does: one warning in the server's log, the seconds dropped
+in every "stats" Meta (``dropped_input_s``, which `kame client` warns about), and a "stats" Meta
+at once when dropping starts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from typing import AsyncIterator
 
 import numpy as np
@@ -22,7 +28,10 @@ from ..runtime.base import Agent, AgentAudio, AgentText, CapacityError, Meta, Ou
 from ..runtime.clock import Clock, MonotonicClock
 
 FRAME = 1920  # 80 ms at 24 kHz
+FRAME_S = FRAME / 24000
+MAX_BACKLOG_S = 10.0  # user audio kept beyond what was played (the rest is dropped, counted)
 _ids = itertools.count()
+log = logging.getLogger(__name__)
 
 
 class EchoSession(Session):
@@ -30,10 +39,13 @@ class EchoSession(Session):
         self.id = session_id
         self.agent = agent
         self._in = np.zeros(0, dtype=np.float32)
-        self._pending: list[np.ndarray] = [np.zeros(FRAME, np.float32)] * agent.delay_frames
+        self._pending: list[np.ndarray] = []  # user audio frames not played yet
         self._out: asyncio.Queue = asyncio.Queue()
         self._closed = asyncio.Event()
         self._heard = 0  # samples received
+        self._frames = 0  # frames played
+        self._missed = 0  # frames played more than a frame late
+        self.dropped_input_s = 0.0  # user audio dropped: it came faster than real time
         self._task = asyncio.create_task(self._run(), name=f"echo-session-{session_id}")
 
     async def push_audio(self, pcm: np.ndarray) -> None:
@@ -45,18 +57,32 @@ class EchoSession(Session):
         while len(self._in) >= FRAME:
             self._pending.append(self._in[:FRAME])
             self._in = self._in[FRAME:]
-        # Keep at most 10 s of backlog (a client sending faster than real time).
-        del self._pending[: max(0, len(self._pending) - 125)]
+        over = len(self._pending) - round(MAX_BACKLOG_S / FRAME_S)
+        if over > 0:  # a client sending faster than real time: keep the newest audio, count the rest
+            first = not self.dropped_input_s
+            del self._pending[:over]
+            self.dropped_input_s += over * FRAME_S
+            if first:  # warn once; the client learns of it at once, not only with the next second's stats
+                log.warning("echo session %s: user audio comes faster than real time; keeping the newest %g s "
+                            "and dropping older audio (counted in stats dropped_input_s)", self.id, MAX_BACKLOG_S)
+                await self._out.put(self._stats(self.agent.clock.now()))
+
+    def _stats(self, t: float) -> Meta:
+        return Meta({"type": "stats", "session": self.id, "t": t, "frames": self._frames,
+                     "missed_deadlines": self._missed, "dropped_input_s": round(self.dropped_input_s, 3)})
 
     async def _run(self) -> None:
-        clock, step = self.agent.clock, FRAME / 24000
+        clock, step = self.agent.clock, FRAME_S
         t_next = clock.now()
         await self._out.put(Meta({"type": "info", "agent": "echo", "session": self.id}))
         for n in itertools.count(1):
             t_next += step
             await clock.sleep(t_next - clock.now())
             t0 = clock.now()
-            frame = self._pending.pop(0) if self._pending else np.zeros(FRAME, np.float32)
+            self._frames += 1
+            self._missed += int(t0 - t_next > step)
+            delaying = n <= self.agent.delay_frames  # the first frames are the delay: silence
+            frame = self._pending.pop(0) if self._pending and not delaying else np.zeros(FRAME, np.float32)
             await self._out.put(AgentAudio(frame, t0))
             if n % 12 == 0:  # about once a second
                 secs = self._heard / 24000
@@ -69,6 +95,7 @@ class EchoSession(Session):
                     "type": "metric", "name": "step_time", "value": clock.now() - t0,
                     "t": clock.now(), "session": self.id, "labels": {},
                 }))
+                await self._out.put(self._stats(t0))
 
     async def outputs(self) -> AsyncIterator[Output]:
         while not self._closed.is_set():
