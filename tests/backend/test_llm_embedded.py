@@ -58,7 +58,7 @@ def test_shared_model_and_bad_path(llm):
         registry.create("llm", "embedded:/nonexistent/model.gguf")
 
 
-async def test_child_death_fails_the_request_and_the_next_one_restarts_it(llm):
+async def test_child_death_fails_the_request_and_the_next_one_restarts_it(llm, capfd):
     worker = llm.worker
     pid, restarts = worker.proc.pid, worker.restarts
     long = [ChatMessage("user", "Write a very long story about a dragon and a knight.")]
@@ -73,6 +73,8 @@ async def test_child_death_fails_the_request_and_the_next_one_restarts_it(llm):
     text = "".join([p async for p in llm.stream_chat(MSGS, max_tokens=24)])
     assert "Paris" in text
     assert worker.restarts == restarts + 1 and worker.proc.pid != pid
+    # the child's load draws no progress bar on the terminal (transformers' GGUF reader's tqdm)
+    assert "GGUF tensors" not in capfd.readouterr().err
     if sys.platform == "linux":  # a restarted child keeps the lower priority
         assert nice_of(worker.proc.pid) == min(19, nice_of(os.getpid()) + 3)
 

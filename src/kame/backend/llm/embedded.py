@@ -39,6 +39,7 @@ import atexit
 import importlib.util
 import itertools
 import logging
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -117,6 +118,9 @@ def shared_worker(gguf: Path | None = None, nice: int = 0) -> "_ChildWorker":
 # --- the child process ---
 def _child_main(conn, gguf: str, cancel, nice: int = 0) -> None:
     """Child entry point: load the model, then serve requests from ``conn`` until it closes."""
+    # transformers' GGUF reader draws a tqdm bar on stderr at every start; tqdm reads
+    # TQDM_DISABLE when it is first imported (by torch or transformers, below)
+    os.environ.setdefault("TQDM_DISABLE", "1")
     lower_thread_priority(nice)  # before torch starts any thread: they inherit it
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
