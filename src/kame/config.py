@@ -77,12 +77,18 @@ class FrontendConfig:
     spec: str = "random:tiny"
     dtype: str = _opt("float32", choices=("float32", "bfloat16", "float16"))
     device: str = "cpu"  # "cpu", "cuda", "cuda:N", "mps" (availability is checked when the model loads)
-    # sampling (KAME/Moshi defaults); temperature 0 = greedy
-    temp: float = _opt(0.8, min=0.0)  # audio tokens
-    temp_text: float = _opt(0.7, min=0.0)  # inner-monologue text tokens
-    top_k: int = _opt(250, min=0)  # audio; 0 = no top-k
-    top_k_text: int = _opt(25, min=0)
+    # sampling; None (unset, or "none") = the checkpoint's config.json lm_gen_config value, else
+    # kame's default (KAME/Moshi's: temp 0.8, temp_text 0.7, top_k 250, top_k_text 25); a value
+    # set here wins over both. Temperature 0 = greedy
+    temp: float | None = _opt(None, min=0.0)  # audio tokens
+    temp_text: float | None = _opt(None, min=0.0)  # inner-monologue text tokens
+    top_k: int | None = _opt(None, min=0)  # audio; 0 = no top-k
+    top_k_text: int | None = _opt(None, min=0)
     seed: int = -1  # sampling seed; -1 = nondeterministic
+    # the oracle stream (the back-end's predictions fed to the front-end): "auto" = the
+    # checkpoint's config.json "oracle" key, else on (a Moshi checkpoint gets a copy of its
+    # text_emb, as KAME initialises it) except for Kyutai STT; "on"; "off" = run it as plain Moshi
+    oracle: str = _opt("auto", choices=("auto", "on", "off"))
 
     def validate(self) -> None:  # the forms only (no torch import); availability, files: at model load
         if not _DEVICE.fullmatch(self.device):

@@ -11,7 +11,7 @@ import torch
 
 from kame import registry
 from kame.backend.types import AudioFrame
-from kame.errors import ConfigError
+from kame.errors import CheckpointError
 from kame.runtime.clock import FakeClock
 
 spm = pytest.importorskip("sentencepiece")
@@ -121,5 +121,6 @@ def test_kyutai_rejects_non_stt_checkpoint(tmp_path):
 
     model, _ = load_frontend("random:tiny")  # a Moshi-shaped LM (dep_q 8)
     save_frontend(model, tmp_path)
-    with pytest.raises(ConfigError, match="dep_q"):
+    with pytest.raises(CheckpointError, match=r"speech-to-speech front-end checkpoint \(dep_q 8\), not a Kyutai "
+                                              r"STT; use it as frontend.spec="):
         registry.create("stt", f"kyutai:{tmp_path}")

@@ -374,3 +374,78 @@ def test_non_finite_weights_are_a_checkpoint_error(codec, tmp_path):
         save_file(s, str(tmp_path / f"n{i}.safetensors"), metadata={"kame_mimi_config": codec.cfg.to_json()})
         with pytest.raises(CheckpointError, match=rf"n{i}\.safetensors.*'{k}'.*(NaN|inf)"):
             load_mimi(tmp_path / f"n{i}.safetensors")
+
+
+def _offline_cache(monkeypatch, tmp_path, files: dict) -> None:
+    """A fake, offline Hugging Face cache: {"org/repo": {filename: bytes | Path}}."""
+    import huggingface_hub.constants as hc
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    for repo, content in files.items():
+        root = tmp_path / "hub" / ("models--" + repo.replace("/", "--"))
+        (root / "refs").mkdir(parents=True)
+        (root / "refs" / "main").write_text(sha)
+        (root / "snapshots" / sha).mkdir(parents=True)
+        for name, data in content.items():
+            (root / "snapshots" / sha / name).write_bytes(data if isinstance(data, bytes) else data.read_bytes())
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+
+
+def test_folder_mimi_name_is_resolved_as_the_front_end_loader_does(codec, tmp_path, monkeypatch):
+    """mimi_name hf://ORG/REPO/FILE (was: the folder joined with 'hf:/...'), file:// and absolute,
+    and the front-end loader's info.mimi is the same file."""
+    import json
+
+    from kame.codec.mimi import resolve_source
+    from kame.model.loaders import load_frontend, save_frontend
+
+    mimi = save_mimi(codec, tmp_path / "m.safetensors")
+    _offline_cache(monkeypatch, tmp_path, {"org/mimi-repo": {"other.safetensors": mimi}})
+    x = speechlike(1, 2)
+    ref = codec.encode(x)
+    model, _ = load_frontend("random:tiny")
+    for i, name in enumerate(("hf://org/mimi-repo/other.safetensors", f"file://{mimi}", str(mimi))):
+        folder = save_frontend(model, tmp_path / f"fe{i}", mimi_name=name)
+        assert json.loads((folder / "config.json").read_text())["mimi_name"] == name
+        _, info = load_frontend(folder)
+        assert resolve_source(folder) == info.mimi and info.mimi.is_file(), name
+        assert torch.equal(registry.create("codec", f"mimi:{folder}").encode(x), ref)
+    (tmp_path / "fe0" / "config.json").write_text(json.dumps({"mimi_name": "hf://org/absent/x.safetensors"}))
+    with pytest.raises(CheckpointError, match=r"config\.json names the Mimi checkpoint 'hf://org/absent/x\.safetensors' "
+                                              r"\(mimi_name\): hf://org/absent: x\.safetensors is not in the local"):
+        load_mimi(tmp_path / "fe0")
+
+
+def test_hf_repo_follows_its_config_json_mimi_name(codec, tmp_path, monkeypatch):
+    """mimi:hf://ORG/REPO takes the Mimi its config.json names, as a local folder does (was: always
+    the default file name, so a Kyutai STT repo's Mimi was 'not in the cache')."""
+    import json
+
+    mimi = save_mimi(codec, tmp_path / "m.safetensors")
+    stt_like = json.dumps({"mimi_name": "mimi-pytorch-e351c8d8@125.safetensors", "model_type": "stt"}).encode()
+    _offline_cache(monkeypatch, tmp_path, {
+        "org/stt-like": {"config.json": stt_like, "mimi-pytorch-e351c8d8@125.safetensors": mimi},
+        "org/plain": {"config.json": b"{}", MIMI_NAME: mimi},  # no mimi_name: the default name
+        "org/weights-only": {MIMI_NAME: mimi},  # no config.json cached (offline): the default name
+        "org/nothing": {"model.safetensors": b"x"},
+    })
+    x = speechlike(1, 2)
+    ref = codec.encode(x)
+    for repo in ("org/stt-like", "org/plain", "org/weights-only"):
+        assert torch.equal(registry.create("codec", f"mimi:hf://{repo}").encode(x), ref), repo
+    with pytest.raises(CheckpointError, match=r"hf://org/nothing: tokenizer-\S+ is not in the local Hugging Face cache"
+                                              r".*nor is the repo's config.json"):
+        load_mimi("hf://org/nothing")
+
+
+def test_wrapper_prefix_is_stripped_as_for_the_front_end(codec, tmp_path):
+    """(was: "missing key 'encoder.model.0.conv.conv.weight' (+317 more); unexpected key 'model.decoder...'")"""
+    from safetensors.torch import save_file
+
+    state = _tiny_state(codec, tmp_path)
+    for pre in ("model.", "module.mimi."):
+        p = tmp_path / f"{pre}safetensors"
+        save_file({pre + k: v for k, v in state.items()}, str(p), metadata={"kame_mimi_config": codec.cfg.to_json()})
+        x = speechlike(1, 2)
+        assert torch.equal(load_mimi(p).encode(x), codec.encode(x))

@@ -129,3 +129,40 @@ def test_unreachable_hub_falls_back_to_the_cache(tmp_path, monkeypatch):
     assert hf_download("org/repo", "w.safetensors") == cached
     with pytest.raises(HubUnreachable, match="not in the local Hugging Face cache and HF_HUB_OFFLINE is set"):
         hf_download("org/repo", "other.safetensors")
+
+
+def test_offline_uncached_config_json_is_not_a_repo_without_one(tmp_path, monkeypatch, caplog):
+    """Offline, a repo whose weights are cached but whose config.json is not: kame cannot know
+    whether the repo has one. It says so (was: "repo has no config.json; assuming Moshi 7B"), and
+    when the Moshi 7B it then assumes does not fit the weights, says that this is the likely cause
+    (was: only "checkpoint lacks 316 key(s)")."""
+    import logging
+
+    import huggingface_hub.constants as hc
+
+    from kame.model.loaders import load_frontend, save_frontend
+
+    model, _ = load_frontend("random:tiny")
+    folder = save_frontend(model, tmp_path / "ck")
+    weights = (folder / "model.safetensors").read_bytes()
+    _cache_file(tmp_path / "hub", "acme/weights-only", "model.safetensors", weights)
+    known = _cache_file(tmp_path / "hub", "acme/legacy", "model.safetensors", weights)
+    no_exist = known.parents[2] / ".no_exist" / known.parent.name  # huggingface_hub's "this repo has no such file"
+    no_exist.mkdir(parents=True)
+    (no_exist / "config.json").write_text("")
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    caplog.set_level(logging.WARNING, logger="kame.model.loaders")
+    with pytest.raises(CheckpointError) as e:
+        load_frontend("hf://acme/weights-only")
+    msg = str(e.value)
+    assert msg.startswith("hf://acme/weights-only: its weights do not fit Moshi 7B (checkpoint lacks ")
+    assert ("Moshi 7B was assumed because the config.json of hf://acme/weights-only is not in the local Hugging Face "
+            "cache (offline") in msg and "that assumption is the likely cause: download it once with network" in msg
+    assert "whether the repo has one is unknown; assuming Moshi 7B" in caplog.text
+    assert "acme/weights-only has no config.json" not in caplog.text
+    caplog.clear()
+    with pytest.raises(CheckpointError, match=r"Moshi 7B was assumed because hf://acme/legacy has no config.json \(as "
+                                              r"recorded in the local Hugging Face cache\); that assumption is the likely cause"):
+        load_frontend("hf://acme/legacy")
+    assert "hf://acme/legacy has no config.json (as recorded" in caplog.text

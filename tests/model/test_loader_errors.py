@@ -43,11 +43,26 @@ def _with_config(folder, raw, tmp_path, **changes):
     ({"lm_gen_config": [1]}, "config key lm_gen_config=.1.: expected an object"),
     ({"lm_gen_config": {"temp": "hot"}}, r"lm_gen_config.temp='hot': expected a number >= 0"),
     ({"lm_gen_config": {"top_k": 2.5}}, r"lm_gen_config.top_k=2.5: expected an integer >= 0"),
+    # (were accepted: the docs say unknown keys are errors)
+    ({"lm_gen_config": {"temperature": 0.8}}, r"unknown lm_gen_config key\(s\): temperature \(known: temp, "),
+    ({"lm_gen_config": {"use_sampling": 1}}, r"lm_gen_config.use_sampling=1: expected true or false"),
+    ({"model_type": "foo"}, r"config key model_type='foo': expected one of moshi, kame, hibiki, stt, tts"),
+    # (was: "delays has 17 entries, expected n_q + 1 = 1")
+    ({"n_q": 0}, "n_q=0 must be >= 1"),
+    ({"delays": [0, 1]}, r"delays has 2 entries, expected one per stream: n_q \+ 1 = 17 \(text \+ n_q=16 audio"),
 ])
 def test_bad_config_values_are_config_errors(saved, tmp_path, changes, message):
     folder, raw = saved
-    with pytest.raises(ConfigError, match=message):
-        load_frontend(_with_config(folder, raw, tmp_path, **changes))
+    d = _with_config(folder, raw, tmp_path, **changes)
+    with pytest.raises(ConfigError, match=message) as e:
+        load_frontend(d)
+    assert str(e.value).startswith(f"{d / 'config.json'}: ")  # names the file (was: the key only)
+
+
+def test_use_sampling_false_is_greedy(saved, tmp_path):
+    folder, raw = saved
+    _, info = load_frontend(_with_config(folder, raw, tmp_path, lm_gen_config={"use_sampling": False, "temp": 0.8}))
+    assert info.sampling.greedy and info.sampling.temp == 0.8
 
 
 def test_lm_gen_config_extra_keys_are_kept(saved, tmp_path):
@@ -164,3 +179,100 @@ def test_one_load_checks_the_spec_once(saved, monkeypatch):
     _, info = load_frontend(folder, spec_form=real(folder))  # a caller that has checked it already
     assert calls == [] and info.weights == folder / "model.safetensors"
 
+
+
+# --- save_frontend: refuses what load_frontend would refuse, before writing anything -------------
+@pytest.mark.parametrize("meta, error, message", [
+    ({"bogus": 1}, ConfigError, "unknown front-end config key.s.: bogus .load_frontend would refuse"),
+    ({"mimi_name": 5}, ConfigError, "config key mimi_name=5: expected a non-empty string"),
+    ({"lm_gen_config": {"temperature": 0.8}}, ConfigError, "unknown lm_gen_config key.s.: temperature"),
+    ({"lm_gen_config": {"top_k": "many"}}, ConfigError, "lm_gen_config.top_k='many'"),
+    ({"lm_gen_config": {...}}, ConfigError, r"lm_gen_config=\{Ellipsis\} \(set\) cannot be written to config.json"),
+    ({"model_id": {"when": object()}}, ConfigError, r"model_id.when=<object .*cannot be written"),
+    ({"model_id": {"loss": float("nan")}}, ConfigError, "model_id.loss=nan .float. cannot be written"),
+    ({"model_type": "foo"}, ConfigError, "model_type='foo'"),
+    ({"moshi_name": "weights.bin"}, ConfigError, "moshi_name='weights.bin': expected the name of a .safetensors file"),
+    ({"moshi_name": "../x.safetensors"}, ConfigError, "moshi_name='../x.safetensors'"),
+    ({"moshi_name": "/abs/x.safetensors"}, ConfigError, "moshi_name='/abs/x.safetensors'"),
+    ({"moshi_name": "hf://a/b/x.safetensors"}, ConfigError, "moshi_name='hf://a/b/x.safetensors'"),
+    ({"dim": 128}, ConfigError, r"dim=128 is an LM config key: config.json gets the model's own value \(64\)"),
+    ({"conditioners": {"x": 1}}, NotAvailableError, "conditioners"),
+    ({"dtype_": 1, "lm_gen_config": {"temp": 1}}, ConfigError, "dtype_"),
+])
+def test_save_frontend_refuses_before_writing(tmp_path, meta, error, message):
+    model, _ = load_frontend("random:tiny")
+    out = tmp_path / "new" / "ck"
+    with pytest.raises(error, match=message):
+        save_frontend(model, out, **meta)
+    assert not (tmp_path / "new").exists()  # (was: model.safetensors written, then the error)
+    old = tmp_path / "old"  # an existing checkpoint is left as it was
+    save_frontend(model, old, tokenizer_name="t.model")
+    before = {p.name: p.read_bytes() for p in old.iterdir()}
+    with pytest.raises(error, match=message):
+        save_frontend(model, old, **meta)
+    assert {p.name: p.read_bytes() for p in old.iterdir()} == before
+
+
+def test_save_frontend_bad_dtype_writes_nothing(tmp_path):
+    model, _ = load_frontend("random:tiny")
+    with pytest.raises(ConfigError, match="dtype"):
+        save_frontend(model, tmp_path / "ck", dtype="int8")
+    assert not (tmp_path / "ck").exists()  # (was: an empty folder)
+
+
+def test_save_frontend_converts_paths_and_tuples(tmp_path):
+    from pathlib import Path
+
+    model, _ = load_frontend("random:tiny")
+    tok = tmp_path / "spm.model"
+    tok.write_bytes(b"x")
+    out = save_frontend(model, tmp_path / "ck", mimi_name=Path("m.safetensors"), tokenizer_name=tok,
+                        lm_gen_config={"temp": 0.5, "cfg_is_masked_until": (1, 2)}, moshi_name=Path("w.safetensors"))
+    raw = json.loads((out / "config.json").read_text())
+    assert raw["mimi_name"] == "m.safetensors" and raw["tokenizer_name"] == str(tok)
+    assert raw["lm_gen_config"]["cfg_is_masked_until"] == [1, 2]
+    _, info = load_frontend(out)
+    assert info.tokenizer == tok and info.weights == out / "w.safetensors" and info.sampling.temp == 0.5
+
+
+def test_save_frontend_failure_leaves_no_half_checkpoint(tmp_path, monkeypatch):
+    """A failure while writing (here: the disk fills up in the middle of the weights) leaves the
+    folder as it was: no new folder, no temporary files, an older checkpoint intact."""
+    from kame.model import loaders
+
+    model, _ = loaders.load_frontend("random:tiny")
+    old = tmp_path / "old"
+    save_frontend(model, old)
+    before = {p.name: p.read_bytes() for p in old.iterdir()}
+    real = loaders.save_tensors
+
+    def disk_full(tensors, path, metadata=None):
+        real(tensors, path, metadata)
+        Path(path).write_bytes(Path(path).read_bytes()[:100])
+        raise OSError(28, "No space left on device")
+
+    from pathlib import Path
+
+    monkeypatch.setattr(loaders, "save_tensors", disk_full)
+    with torch.no_grad():
+        model.text_emb.weight.add_(1.0)
+    for folder in (old, tmp_path / "new" / "ck"):
+        with pytest.raises(OSError, match="No space left"):
+            save_frontend(model, folder, tokenizer_name="t.model")
+    assert {p.name: p.read_bytes() for p in old.iterdir()} == before
+    assert not (tmp_path / "new").exists()
+    monkeypatch.setattr(loaders, "save_tensors", real)
+    save_frontend(model, old, tokenizer_name="t.model")  # the same call, with room: the new checkpoint
+    m2, info = load_frontend(old)
+    assert torch.equal(m2.text_emb.weight, model.text_emb.weight) and info.config.meta["tokenizer_name"] == "t.model"
+    assert sorted(p.name for p in old.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_docs_save_snippet_runs(tmp_path, monkeypatch):
+    """docs/frontend.md's save_frontend line, with real values for its placeholders."""
+    monkeypatch.chdir(tmp_path)
+    model, _ = load_frontend("random:tiny")
+    save_frontend(model, "out/", dtype="bf16", mimi_name="tokenizer-e351c8d8-checkpoint125.safetensors",
+                  tokenizer_name="tokenizer_spm_32k_3.model", lm_gen_config={"temp": 0.8, "top_k": 250})
+    m2, info = load_frontend("out/", dtype="bf16")
+    assert info.sampling.top_k == 250 and m2.text_emb.weight.dtype == torch.bfloat16

@@ -26,12 +26,25 @@ def test_defaults_file_and_overrides(tmp_path):
     assert parse_override("a.b = 3") == ("a.b", 3)
 
 
+def test_frontend_sampling_and_oracle_default_to_the_checkpoints(tmp_path):
+    """Unset (None) sampling keys mean the checkpoint's lm_gen_config, else kame's default
+    (kame.runtime.frontend.resolve_sampling): only a value the user sets overrides it."""
+    fc = load_config().frontend
+    assert (fc.temp, fc.temp_text, fc.top_k, fc.top_k_text, fc.oracle) == (None, None, None, None, "auto")
+    f = tmp_path / "kame.toml"
+    f.write_text("[frontend]\ntop_k = 100\noracle = 'off'\n")
+    fc = load_config(f, ["frontend.temp_text=0.5", "frontend.top_k=none", "frontend.oracle=on"]).frontend
+    assert (fc.temp, fc.temp_text, fc.top_k, fc.oracle) == (None, 0.5, None, "on")  # "none": the checkpoint's again
+
+
 @pytest.mark.parametrize("override, message", [
     ("runtime.max_sesions=3", "runtime.max_sesions"),
     ("bogus.key=1", "bogus"),
     ("runtime.max_sessions=many", "runtime.max_sessions: expected an integer"),
     ("runtime.max_sessions=0", "runtime.max_sessions: must be >= 1"),
     ("frontend.temp=-1", "frontend.temp: must be >= 0"),
+    ("frontend.top_k_text=2.5", "frontend.top_k_text: expected an integer, got 2.5"),
+    ("frontend.oracle=maybe", "frontend.oracle: 'maybe' is not one of ['auto', 'on', 'off']"),
     ("frontend.dtype=int8", "frontend.dtype: 'int8' is not one of"),
     ("mode=both", "mode: 'both' is not one of"),
     ("runtime.batched=3", "runtime.batched: expected true/false"),

@@ -130,8 +130,12 @@ def test_bad_specs_fail_before_the_frontend_loads(tmp_path, monkeypatch):
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)  # the published Mimi: not cached here
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(CheckpointError, match=r"codec.spec 'auto' for the front-end .*ck': its config.json mimi_name "
-                                              r"'gone.safetensors' was not found, and the published Mimi .* set codec.spec"):
+                                              r"'gone.safetensors' was not found \(looked for .*ck/gone.safetensors\), "
+                                              r"and the published Mimi .* set codec.spec") as err:
         frontend.load_frame_models(real_cfg(**{"frontend.spec": str(tmp_path / "ck"), "codec.spec": "auto"}))
+    # trained on Mimi codes (it names a Mimi file): the hint is Mimi, never the embedded codec
+    assert str(err.value).endswith("set codec.spec (mimi:PATH, the Mimi it was trained with)")
+    assert "embedded" not in str(err.value)
 
 
 async def test_int16_scaled_floats_from_one_session_leave_the_others_alone():

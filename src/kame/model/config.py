@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import PurePath
+from typing import Any, Mapping
 
 from ..errors import ConfigError, NotAvailableError
 
@@ -123,7 +125,8 @@ class LMConfig:
             if v is not None and v != "none" and v not in ACTIVATIONS:
                 raise ConfigError(f"{name}={v!r} is not 'none' or one of {sorted(ACTIVATIONS)}")
         if len(self.delays) != self.num_codebooks:
-            raise ConfigError(f"delays has {len(self.delays)} entries, expected n_q + 1 = {self.num_codebooks}")
+            raise ConfigError(f"delays has {len(self.delays)} entries, expected one per stream: n_q + 1 = "
+                              f"{self.num_codebooks} (text + n_q={self.n_q} audio codebooks)")
         if any(d < 0 for d in self.delays):
             raise ConfigError(f"delays must be >= 0, got {self.delays}")
         if not 0 <= self.dep_q <= self.n_q:
@@ -198,12 +201,19 @@ class LMConfig:
 
 
 # Sizes below these are ConfigErrors (not crashes deep in torch).
-_MIN_INT = {"n_q": 0, "dep_q": 0, "card": 1, "text_card": 1, "dim": 1, "num_heads": 1, "num_layers": 0,
+_MIN_INT = {"n_q": 1, "dep_q": 0, "card": 1, "text_card": 1, "dim": 1, "num_heads": 1, "num_layers": 0,
             "depformer_dim": 1, "depformer_num_heads": 1, "depformer_num_layers": 0, "kv_repeat": 1,
             "extra_heads_num_heads": 0, "extra_heads_dim": 1}
-# Metadata keys kame reads: their JSON types, and the lm_gen_config entries Sampling takes.
+# Metadata keys kame reads: their JSON types; the model types of the published configs
+# (moshi's CheckpointInfo: moshi, hibiki; Kyutai STT / TTS: stt, tts; kame: as moshi); the lm_gen_config entries:
+# those of moshi's LMGen that a JSON file can hold (FrontendInfo.sampling reads temp, top_k,
+# temp_text, top_k_text and use_sampling), and their types.
 _META_STR = ("moshi_name", "mimi_name", "tokenizer_name", "model_type")
-_GEN_KEYS = {"temp": (int, float), "temp_text": (int, float), "top_k": (int,), "top_k_text": (int,)}
+MODEL_TYPES = ("moshi", "kame", "hibiki", "stt", "tts")
+_NUM, _INT, _BOOL = (int, float), (int,), (bool,)
+_GEN_KEYS = {"temp": _NUM, "temp_text": _NUM, "top_k": _INT, "top_k_text": _INT, "use_sampling": _BOOL,
+             "cfg_coef": _NUM, "check": _BOOL, "support_out_of_sync": _BOOL, "cfg_is_no_text": _BOOL,
+             "cfg_is_masked_until": (list, type(None))}
 
 
 def _check_meta(meta: dict[str, Any]) -> None:
@@ -212,15 +222,27 @@ def _check_meta(meta: dict[str, Any]) -> None:
     for key in _META_STR:
         if key in meta and not (isinstance(meta[key], str) and meta[key].strip()):
             raise ConfigError(f"config key {key}={meta[key]!r}: expected a non-empty string")
+    if "model_type" in meta and meta["model_type"] not in MODEL_TYPES:
+        raise ConfigError(f"config key model_type={meta['model_type']!r}: expected one of {', '.join(MODEL_TYPES)}")
     gen = meta.get("lm_gen_config")
     if gen is None:
         return
     if not isinstance(gen, dict):
         raise ConfigError(f"config key lm_gen_config={gen!r}: expected an object (temp, top_k, temp_text, top_k_text)")
-    for key, types in _GEN_KEYS.items():
-        v = gen.get(key)
-        if key in gen and (isinstance(v, bool) or not isinstance(v, types) or not math.isfinite(v) or v < 0):
-            raise ConfigError(f"config key lm_gen_config.{key}={v!r}: expected a{'n integer' if types == (int,) else ' number'} >= 0")
+    unknown = sorted(str(k) for k in gen if k not in _GEN_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown lm_gen_config key(s): {', '.join(unknown)} (known: {', '.join(_GEN_KEYS)})")
+    for key, v in gen.items():
+        types = _GEN_KEYS[key]
+        if types is _BOOL:
+            ok, want = isinstance(v, bool), "true or false"
+        elif types[0] is list:
+            ok, want = v is None or (isinstance(v, list) and all(type(x) is int for x in v)), "a list of integers or null"
+        else:
+            ok = not isinstance(v, bool) and isinstance(v, types) and math.isfinite(v) and v >= 0
+            want = f"a{'n integer' if types == _INT else ' number'} >= 0"
+        if not ok:
+            raise ConfigError(f"config key lm_gen_config.{key}={v!r}: expected {want}")
 
 
 _TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "None": (type(None),)}
@@ -243,6 +265,49 @@ def _check_types(cls, d: dict[str, Any]) -> None:
                 break
         else:
             raise ConfigError(f"config key {key}={value!r}: expected {ann[key]}")
+
+
+def _jsonable(value: Any, where: str) -> Any:
+    """``value`` as config.json can hold it (a path as its text, a tuple as a list, numpy/torch
+    scalars as numbers), else a ConfigError naming ``where``."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and math.isfinite(value):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return {k: _jsonable(v, f"{where}.{k}") for k, v in value.items()}
+    raise ConfigError(f"save_frontend: {where}={value!r} ({type(value).__name__}) cannot be written to config.json "
+                      f"(JSON holds text, finite numbers, true/false, null, lists and objects with text keys)")
+
+
+def config_json(model_cfg: LMConfig, meta: Mapping[str, Any], moshi_name: str) -> dict[str, Any]:
+    """The config.json kame.model.loaders.save_frontend writes for a model of ``model_cfg`` plus the
+    ``meta`` keys (``moshi_name``: the default weights name), checked as load_frontend checks it
+    (unknown keys, types, lm_gen_config, model_type, a weights name inside the folder), else
+    ConfigError (nothing is written then)."""
+    raw = model_cfg.to_dict()
+    for key, value in meta.items():
+        value = _jsonable(value, key)
+        if key in raw and key not in META_KEYS and value != raw[key]:
+            raise ConfigError(f"save_frontend: {key}={value!r} is an LM config key: config.json gets the model's "
+                              f"own value ({raw[key]!r}), which its weights were made for")
+        raw[key] = value
+    name = raw.setdefault("moshi_name", moshi_name)
+    if isinstance(name, str) and (PurePath(name).suffix not in (".safetensors", ".sft", ".sfts") or ":" in name
+                                  or PurePath(name).is_absolute() or ".." in PurePath(name).parts):
+        raise ConfigError(f"save_frontend: moshi_name={name!r}: expected the name of a .safetensors file inside "
+                          f"the folder (e.g. {moshi_name})")
+    try:
+        LMConfig.from_dict(raw)
+    except (ConfigError, NotAvailableError) as exc:
+        raise type(exc)(f"save_frontend: {exc} (load_frontend would refuse the config.json)") from None
+    return raw
 
 
 # Keys that describe files / generation / provenance, kept in LMConfig.meta.

@@ -14,7 +14,11 @@ names (default ``model.safetensors``, bf16 or fp32). Weight names are those of m
 
 The model is built on the meta device and the weights are assigned (no double allocation).
 Errors: CheckpointError (missing file, missing/unknown key, shape or dtype mismatch, NaN/inf
-weights), ConfigError (bad config key or value).
+weights, a truncated file, a checkpoint of another kind: a Mimi codec, Kyutai STT where a
+speech-to-speech front-end is expected), ConfigError (bad config key or value, naming config.json).
+
+Shared with the Mimi loader (kame.codec.mimi.checkpoint): ``resolve_named`` (a file named by a
+config.json), ``read_safetensors``, ``strip_wrapper_prefix``, ``checkpoint_kind`` / ``kind_hint``.
 """
 
 from __future__ import annotations
@@ -22,18 +26,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+import tempfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..config import frontend_spec_form
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, NotAvailableError
 from ..hub import HubFileNotFound, HubUnreachable, hf_download, split_hf
-from .config import LMConfig, moshi_7b, preset
+from .config import LMConfig, config_json, moshi_7b, preset
 from .lm import LMModel
 from .stepper import Sampling, Stepper
 
@@ -60,8 +65,9 @@ class FrontendInfo:
     missing_files: list[str] = field(default_factory=list)  # named by config.json, not found
 
     @property
-    def sampling(self) -> Sampling:
-        return Sampling.from_lm_gen_config(self.lm_gen_config)
+    def sampling(self) -> Sampling:  # moshi's LMGen: use_sampling false = argmax
+        s = Sampling.from_lm_gen_config(self.lm_gen_config)
+        return replace(s, greedy=True) if self.lm_gen_config.get("use_sampling") is False else s
 
     def text_tokenizer(self):
         """The SentencePiece processor of `tokenizer` (whole-text use; for streaming replies use
@@ -147,8 +153,10 @@ def _umask() -> int:
 
 
 # ------------------------------------------------------------------------------------------
-def _resolve(name: str, folder: Path | None, repo: str | None, revision: str | None) -> Path:
-    """A file named by config.json: hf://org/repo/file, file://path, relative to the folder/repo."""
+def resolve_named(name: str, folder: Path | None, repo: str | None, revision: str | None) -> Path:
+    """A file named by config.json (moshi_name, mimi_name, tokenizer_name): hf://ORG/REPO[@REV]/FILE,
+    file://PATH, an absolute path, or a name relative to the folder / hf repo the config.json is in.
+    The one resolution of these names: the front-end loader's and the Mimi loader's."""
     if name.startswith("hf://"):
         other, rev, filename = split_hf(name)
         if filename is None:
@@ -166,7 +174,7 @@ def _resolve(name: str, folder: Path | None, repo: str | None, revision: str | N
 
 def _try_resolve(name: str, folder, repo, revision, missing: list[str]) -> Path | None:
     try:
-        p = _resolve(name, folder, repo, revision)
+        p = resolve_named(name, folder, repo, revision)
     except Exception as exc:  # not in the cache / offline / not in the repo
         missing.append(f"{name} ({type(exc).__name__})")
         return None
@@ -176,13 +184,39 @@ def _try_resolve(name: str, folder, repo, revision, missing: list[str]) -> Path 
     return p
 
 
-def _cached_legacy_repo(repo: str, revision: str | None) -> bool:
-    """Offline: is `repo` a cached repo without config.json (known absent, or weights cached)?"""
+def _cached_legacy_repo(repo: str, revision: str | None) -> str | None:
+    """Offline: why `repo` may be taken for a repo without config.json (its absence recorded in
+    the cache, or its weights cached without it), else None."""
     from huggingface_hub import _CACHED_NO_EXIST, try_to_load_from_cache
 
+    src = f"hf://{repo}" + (f"@{revision}" if revision else "")
     if try_to_load_from_cache(repo, "config.json", revision=revision) is _CACHED_NO_EXIST:
-        return True
-    return isinstance(try_to_load_from_cache(repo, MOSHI_NAME, revision=revision), str)
+        return f"{src} has no config.json (as recorded in the local Hugging Face cache)"
+    if isinstance(try_to_load_from_cache(repo, MOSHI_NAME, revision=revision), str):
+        return (f"the config.json of {src} is not in the local Hugging Face cache (offline: HF_HUB_OFFLINE or no "
+                f"network), so whether the repo has one is unknown")
+    return None
+
+
+def read_config(folder: Path | None = None, repo: str | None = None,
+                revision: str | None = None) -> tuple[dict | None, str, str]:
+    """The config.json of a folder or hf repo -> (raw or None, where, why none): where names the
+    file (in errors); why says whether the repo has none, or it is not cached (offline). A hub
+    that cannot be asked, with nothing cached that tells, is the HubUnreachable error."""
+    if repo is None:
+        where = str(folder / "config.json")
+        return (_read_json(folder / "config.json"), where, "") if (folder / "config.json").is_file() else \
+            (None, where, f"{folder} has no config.json")
+    where = f"hf://{repo}" + (f"@{revision}" if revision else "") + "/config.json"
+    try:
+        return _read_json(hf_download(repo, "config.json", revision), where), where, ""
+    except HubFileNotFound:
+        return None, where, f"hf://{repo} has no config.json"
+    except HubUnreachable:
+        why = _cached_legacy_repo(repo, revision)
+        if why is None:
+            raise
+        return None, where, why
 
 
 def check_frontend_spec(spec: str) -> SpecForm:
@@ -198,58 +232,181 @@ def check_frontend_spec(spec: str) -> SpecForm:
     return "path", None, path
 
 
-def _find_config(spec: str, form: SpecForm) -> tuple[dict | None, Path | None, str | None, str | None, str]:
-    """-> (raw config or None, folder, hf repo, revision, weights name override); ``form``: the
-    spec's check_frontend_spec result."""
+class _Found(NamedTuple):
+    raw: dict | None  # None: no config.json (Moshi 7B assumed, as `assumed` says why)
+    folder: Path | None
+    repo: str | None
+    revision: str | None
+    weights: str  # weights file name given by the spec (a .safetensors path), else ""
+    where: str  # the config.json, for errors
+    assumed: str = ""
+
+
+def _find_config(spec: str, form: SpecForm) -> _Found:
+    """config.json of a front-end spec; ``form``: the spec's check_frontend_spec result."""
     kind, _, path = form
     if kind == "hf":
         repo, revision, _ = split_hf(spec)
-        try:
-            cfg_path = hf_download(repo, "config.json", revision)
-        except (HubFileNotFound, HubUnreachable) as exc:  # a legacy repo: Moshi 7B (as moshi does)
-            if isinstance(exc, HubUnreachable) and not _cached_legacy_repo(repo, revision):
-                raise
-            log.warning("repo %s has no config.json; assuming Moshi 7B", repo)
-            return None, None, repo, revision, ""
-        return _read_json(cfg_path), None, repo, revision, ""
+        raw, where, why = read_config(None, repo, revision)
+        if raw is None:  # a legacy repo: Moshi 7B (as moshi does)
+            log.warning("%s; assuming Moshi 7B (as the moshi package does for a repo without one)", why)
+        return _Found(raw, None, repo, revision, "", where, why)
     weights = ""
     if path.is_file():
-        if path.suffix in (".safetensors", ".sft"):
+        if path.suffix in (".safetensors", ".sft", ".sfts"):
             weights, path = path.name, path.parent
         elif path.name.endswith(".json"):
-            return _read_json(path), path.parent, None, None, ""
+            return _Found(_read_json(path), path.parent, None, None, "", str(path))
         else:
             raise CheckpointError(f"{path}: expected a folder, a config.json or a .safetensors file")
     cfg_path = path / "config.json"
     if not cfg_path.exists():
-        raise CheckpointError(f"{path} has no config.json (a front-end checkpoint folder needs one)")
-    return _read_json(cfg_path), path, None, None, weights
+        files = [path / weights] if weights else sorted(path.glob("*.safetensors"))
+        for f, kind_ in ((f, _file_kind(f)) for f in files):
+            if kind_ in ("mimi", "embedded"):
+                raise CheckpointError(f"{path} has no config.json and is not a front-end checkpoint: {kind_hint(kind_, f)}")
+        raise CheckpointError(f"{path} has no config.json (a front-end checkpoint folder needs one: the weights alone "
+                              f"do not give the model's shapes)")
+    return _Found(_read_json(cfg_path), path, None, None, weights, str(cfg_path))
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path, where: str | None = None) -> dict:
     try:
         raw = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path} is not a readable JSON file: {exc}") from exc
+        raise ConfigError(f"{where or path} is not a readable JSON file: {exc}") from exc
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a JSON object of config keys, got {type(raw).__name__}")
+        raise ConfigError(f"{where or path}: expected a JSON object of config keys, got {type(raw).__name__}")
     return raw
 
 
-def read_state(path: Path, device: torch.device) -> dict[str, torch.Tensor]:
-    if path.suffix not in (".safetensors", ".sft", ".sfts"):
-        raise CheckpointError(f"{path}: only .safetensors weights are supported")
+# --- safetensors files: reading, truncation, what kind of checkpoint ----------------------
+SAFETENSORS_SUFFIXES = (".safetensors", ".sft", ".sfts")
+_MAX_HEADER = 100_000_000  # safetensors' own limit on its JSON header
+
+
+def safetensors_header(path: str | Path) -> tuple[dict[str, dict], dict[str, str]]:
+    """(tensor entries, metadata) of a safetensors file, read without loading it (and without
+    torch); CheckpointError if it is not one, or is truncated (an incomplete download or copy:
+    its header describes more bytes than the file has)."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little") if size >= 8 else 0
+            text = f.read(n) if 0 < n <= _MAX_HEADER else b""
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from exc
+    header, end = None, 0
+    if text and len(text) == n:
+        try:
+            header = json.loads(text)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            header = None
+    if isinstance(header, dict):
+        meta = header.pop("__metadata__", None) or {}
+        ends = [e["data_offsets"][1] for e in header.values() if isinstance(e, dict)
+                and isinstance(e.get("data_offsets"), list) and len(e["data_offsets"]) == 2]
+        end = max([int(x) for x in ends if isinstance(x, int)], default=0)
+        if size >= 8 + n + end:
+            return header, meta if isinstance(meta, dict) else {}
+    if size < 8 or header is not None or (text[:1] == b"{" and len(text) < n):
+        full = f"the {8 + n + end} bytes its header describes" if header is not None else "its header"
+        raise CheckpointError(f"{path} is truncated: it has {size} bytes, fewer than {full} (an incomplete "
+                              f"download or copy): download or copy it again")
+    raise CheckpointError(f"cannot read {path}: not a readable safetensors file (no safetensors header)")
+
+
+def read_safetensors(path: Path, device: str | torch.device = "cpu", what: str = "weights"
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a .safetensors file; CheckpointError naming the file if it is
+    missing, not a file, not safetensors or truncated. Shared by the front-end and Mimi loaders."""
+    if path.suffix not in SAFETENSORS_SUFFIXES:
+        raise CheckpointError(f"{path}: expected a .safetensors file ({what} in the published format)")
     if not path.exists():
-        raise CheckpointError(f"weights file {path} does not exist")
+        raise CheckpointError(f"{what} file {path} does not exist")
     if not path.is_file():
-        raise CheckpointError(f"weights file {path} is not a file")
+        raise CheckpointError(f"{what} file {path} is not a file")
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:
-            state = {k: f.get_tensor(k) for k in f.keys()}
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
     except Exception as exc:
-        raise CheckpointError(f"cannot read {path}: {exc}") from exc
+        safetensors_header(path)  # a truncated file (or no safetensors header) says so
+        raise CheckpointError(f"cannot read {path}: not a readable safetensors file ({exc})") from exc
+
+
+def read_state(path: Path, device: torch.device) -> dict[str, torch.Tensor]:
+    state, _ = read_safetensors(path, device, "LM weights")
     check_finite(state, path)
     return state
+
+
+def strip_wrapper_prefix(state: dict[str, torch.Tensor], anchor: str) -> dict[str, torch.Tensor]:
+    """``state`` without a training wrapper's prefix ("model.", "lm.", "module." ...), found from
+    ``anchor``, a key every checkpoint of the kind holds (front-end: text_emb.weight). Shared by
+    the front-end and Mimi loaders."""
+    if anchor in state:
+        return state
+    pre = next((k[: -len(anchor)] for k in state if k.endswith("." + anchor)), None)
+    if pre is None:
+        return state
+    return {(k[len(pre):] if k.startswith(pre) else k): v for k, v in state.items()}
+
+
+def checkpoint_kind(keys: Iterable[str], metadata: Mapping[str, str] | None = None) -> str | None:
+    """What a checkpoint file holds, from its tensor names (and metadata): "mimi" (a Mimi codec),
+    "embedded" (kame's fitted embedded codec), "frontend" (a Moshi/KAME LM), "stt" (a Kyutai STT
+    LM: no depformer) or None (none of these)."""
+    keys = list(keys)
+    meta = metadata or {}
+    if "kame_mimi_config" in meta or any(".rvq_first." in k or "encoder_transformer." in k for k in keys):
+        return "mimi"
+    if {"codebooks", "proj", "correction"} <= set(keys):
+        return "embedded"
+    if any(k.endswith("text_emb.weight") for k in keys):
+        return "frontend" if any("depformer" in k for k in keys) else "stt"
+    return None
+
+
+def _file_kind(path: Path) -> str | None:
+    try:
+        header, meta = safetensors_header(path)
+    except CheckpointError:
+        return None
+    return checkpoint_kind(header, meta)
+
+
+def kind_hint(kind: str, path: Path) -> str:
+    """What a checkpoint of ``kind`` at ``path`` is, and where it goes in kame's config."""
+    folder = path.parent if path.suffix in SAFETENSORS_SUFFIXES else path
+    return {
+        "mimi": f"{path} is a Mimi codec checkpoint; use it as the codec: codec.spec=mimi:{path}",
+        "embedded": f"{path} is a fitted embedded codec; use it as the codec: codec.spec=embedded:{path}",
+        "frontend": f"{path} holds front-end LM weights (Moshi/KAME); use their folder as the front-end: "
+                    f"frontend.spec={folder} (its Mimi codec is the file its config.json names as mimi_name)",
+        "stt": f"{path} holds Kyutai STT LM weights (text out, no audio); use their folder as the speech-to-text "
+               f"back-end: backend.stt=kyutai:{folder}",
+    }[kind]
+
+
+def _check_expected(expect: str | None, cfg: LMConfig, spec: str) -> None:
+    """load_frontend's ``expect``: a speech-to-speech front-end ("frontend") or a Kyutai STT LM
+    ("stt"), told apart by dep_q (the audio codebooks it generates; 0 for Kyutai STT)."""
+    if expect is None:
+        return
+    if expect not in ("frontend", "stt"):
+        raise ConfigError(f"expect={expect!r}: use 'frontend', 'stt' or None")
+    if expect == "frontend" and cfg.dep_q == 0:
+        if spec.startswith("random"):
+            raise CheckpointError(f"{spec} is shaped like Kyutai STT (dep_q 0: text out, no audio), not a "
+                                  f"speech-to-speech front-end; use random:tiny, random:small or random:100m")
+        mt = cfg.meta.get("model_type", "moshi")
+        raise CheckpointError(f"{spec} is a Kyutai STT checkpoint (model_type {mt!r}, dep_q 0: it writes text and "
+                              f"no audio), not a speech-to-speech front-end; use it as the speech-to-text back-end: "
+                              f"backend.stt=kyutai:{spec}, and a Moshi/KAME checkpoint as frontend.spec")
+    if expect == "stt" and cfg.dep_q != 0:
+        raise CheckpointError(f"{spec} is a speech-to-speech front-end checkpoint (dep_q {cfg.dep_q}), not a Kyutai "
+                              f"STT; use it as frontend.spec={spec}")
 
 
 def convert_state(state: dict[str, torch.Tensor], model: LMModel, dtype: torch.dtype,
@@ -258,12 +415,7 @@ def convert_state(state: dict[str, torch.Tensor], model: LMModel, dtype: torch.d
     Returns (state, oracle_upgraded)."""
     state = dict(state)
     expected = model.state_dict()  # meta tensors: names and shapes only
-    if "text_emb.weight" not in state:  # a training wrapper's prefix, e.g. "model." / "lm."
-        for k in state:
-            if k.endswith(".text_emb.weight"):
-                pre = k[: -len("text_emb.weight")]
-                state = {(x[len(pre):] if x.startswith(pre) else x): v for x, v in state.items()}
-                break
+    state = strip_wrapper_prefix(state, "text_emb.weight")  # a training wrapper's "model." / "lm."
     # Fused attention weights of published checkpoints: in_proj_weight [S * O, I] -> in_projs.S.weight.
     for key in [k for k in state if k.endswith(("self_attn.in_proj_weight", "self_attn.in_proj.weight",
                                                 "self_attn.out_proj.weight"))]:
@@ -306,12 +458,14 @@ def build_meta(cfg: LMConfig) -> LMModel:
 
 def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: Any = None,
                   oracle: bool | None = None, fetch_companions: bool = True,
-                  seed: int = 0, *, spec_form: SpecForm | None = None,
+                  seed: int = 0, *, spec_form: SpecForm | None = None, expect: str | None = None,
                   **config_overrides: Any) -> tuple[LMModel, FrontendInfo]:
     """Load a front-end LM. spec: "hf://org/repo[@rev]", a folder / config.json / .safetensors
     path, or "random:tiny|small|100m|stt-tiny" (random weights, seeded).
     oracle: None = config's `oracle` key, else on (KAME) except for model_type "stt".
-    spec_form: check_frontend_spec(spec), if the caller has checked the spec already."""
+    spec_form: check_frontend_spec(spec), if the caller has checked the spec already.
+    expect: "frontend" refuses a Kyutai STT checkpoint (dep_q 0: no audio out), "stt" a
+    speech-to-speech one, each with a CheckpointError saying where it goes; None takes both."""
     form = spec_form if spec_form is not None else check_frontend_spec(spec)
     kind, name, _ = form
     device = parse_device(device)
@@ -321,6 +475,7 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
         cfg = preset(name)
         if oracle is not None or config_overrides:
             cfg = cfg.replace(**({"oracle": oracle} if oracle is not None else {}), **config_overrides)
+        _check_expected(expect, cfg, spec)
         gen_state = torch.random.get_rng_state()
         torch.manual_seed(seed)
         try:
@@ -328,7 +483,8 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
         finally:
             torch.random.set_rng_state(gen_state)
         return model, FrontendInfo(spec, cfg, None, None, None, {}, cfg.meta.get("model_type", "moshi"))
-    raw, folder, repo, revision, weights_name = _find_config(spec, form)
+    found = _find_config(spec, form)
+    raw, folder, repo, revision = found.raw, found.folder, found.repo, found.revision
     if raw is None:  # a legacy repo without config.json: Moshi 7B
         cfg, raw = moshi_7b(), {}
         if oracle is not None or config_overrides:
@@ -339,19 +495,28 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
             raw_lm["oracle"] = oracle
         elif "oracle" not in raw_lm:
             raw_lm["oracle"] = raw_lm.get("model_type", "moshi") != "stt"
-        cfg = LMConfig.from_dict(raw_lm, **config_overrides)
+        try:
+            cfg = LMConfig.from_dict(raw_lm, **config_overrides)
+        except (ConfigError, NotAvailableError) as exc:  # name the file (and the caller's overrides)
+            over = f" (with {', '.join(sorted(config_overrides))} given to load_frontend)" if config_overrides else ""
+            raise type(exc)(f"{found.where}{over}: {exc}") from None
+    _check_expected(expect, cfg, spec)
     meta = cfg.meta
     missing: list[str] = []
-    wname = weights_name or meta.get("moshi_name", MOSHI_NAME)
-    wpath = _resolve(wname, folder, repo, revision)  # a CheckpointError names the repo and file
+    wname = found.weights or meta.get("moshi_name", MOSHI_NAME)
+    wpath = resolve_named(wname, folder, repo, revision)  # a CheckpointError names the repo and file
     if not wpath.exists():
-        raise CheckpointError(f"LM weights {wpath} (named by config.json moshi_name) do not exist")
+        raise CheckpointError(f"LM weights {wpath} (named by {found.where} moshi_name) do not exist")
     mimi = tok = None
     if fetch_companions:
         mimi = _try_resolve(meta.get("mimi_name", MIMI_NAME), folder, repo, revision, missing)
         tok = _try_resolve(meta.get("tokenizer_name", TOKENIZER_NAME), folder, repo, revision, missing)
     model = build_meta(cfg)
-    state, upgraded = convert_state(read_state(wpath, device), model, dt)
+    state = read_state(wpath, device)
+    try:
+        state, upgraded = convert_state(state, model, dt)
+    except CheckpointError as exc:
+        raise _mismatch(exc, wpath, state, cfg, found) from exc
     model.load_state_dict(state, assign=True)
     model.eval()
     if upgraded:
@@ -361,20 +526,64 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
     return model, info
 
 
+def _mismatch(exc: CheckpointError, wpath: Path, state: Mapping[str, torch.Tensor], cfg: LMConfig,
+              found: _Found) -> CheckpointError:
+    """convert_state's error, naming the weights file and saying what they are when that explains it
+    (a Mimi / embedded codec file, Kyutai STT weights under a Moshi config or the reverse, a Moshi 7B
+    config assumed for a repo without config.json)."""
+    kind = checkpoint_kind(state)
+    if kind in ("mimi", "embedded"):
+        return CheckpointError(f"{wpath} is not front-end LM weights: {kind_hint(kind, wpath)}")
+    msg = f"{wpath}: {exc}"
+    if (kind == "stt") == bool(cfg.dep_q) and kind is not None and found.raw is not None:
+        what = "Kyutai STT LM weights (no depformer)" if kind == "stt" else "Moshi/KAME LM weights (with a depformer)"
+        msg += f" (the file holds {what}, which {found.where} (dep_q {cfg.dep_q}) does not describe)"
+    if found.raw is None:
+        get = ("download it once with network access (without HF_HUB_OFFLINE), or "
+               if "not in the local" in found.assumed else "")
+        msg = (f"{found.where.rsplit('/', 1)[0]}: its weights do not fit Moshi 7B ({exc}). Moshi 7B was assumed "
+               f"because {found.assumed}; that assumption is the likely cause: {get}load a folder holding the "
+               f"config.json the weights were saved with")
+    return CheckpointError(msg)
+
+
 def save_frontend(model: LMModel, folder: str | Path, dtype: Any = None, **meta: Any) -> Path:
     """Write config.json + model.safetensors (moshi key names + oracle_emb.weight).
     Extra keyword arguments (mimi_name, tokenizer_name, lm_gen_config, model_type, ...) go to
-    config.json; a model loaded with load_frontend keeps the metadata it was loaded with."""
+    config.json; a model loaded with load_frontend keeps the metadata it was loaded with.
+    Everything is checked as load_frontend checks it before anything is written (ConfigError),
+    and the files are written under temporary names and then renamed: a failure leaves the folder
+    as it was."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    cfg = model.cfg
-    raw = cfg.to_dict()
-    raw.update(meta)
-    raw.setdefault("moshi_name", MOSHI_NAME)
     dt = None if dtype is None else parse_dtype(dtype, torch.device("cpu"))
+    raw = config_json(model.cfg, meta, MOSHI_NAME)
+    text = json.dumps(raw, indent=2)
+    if folder.exists() and not folder.is_dir():
+        raise CheckpointError(f"save_frontend: {folder} exists and is not a folder")
     state = {k: (v if dt is None else v.to(dt)).detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_tensors(state, folder / raw["moshi_name"])
-    (folder / "config.json").write_text(json.dumps(raw, indent=2))
+    wpath = folder / raw["moshi_name"]
+    made = [d for d in (wpath.parent, *wpath.parent.parents) if not d.exists()][::-1]  # folders to create
+    temps: list[Path] = []
+    try:
+        wpath.parent.mkdir(parents=True, exist_ok=True)
+        for dst in (wpath, folder / "config.json"):
+            fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+            os.close(fd)
+            temps.append(Path(tmp))
+        save_tensors(state, temps[0])
+        temps[1].write_text(text)
+        os.chmod(temps[1], 0o666 & ~_umask())
+        os.replace(temps[0], wpath)  # the weights first: config.json names them
+        os.replace(temps[1], folder / "config.json")
+    except BaseException:
+        for t in temps:
+            t.unlink(missing_ok=True)
+        for d in reversed(made):
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise
     return folder
 
 

@@ -10,13 +10,20 @@ oracle feed) when a session takes it. The first ``max_delay`` frames of a row ha
 audio yet: the decoder gets the codec's silence codes there and the output is zeros.
 
 ``info`` names what was loaded (front-end spec, whether its weights are random, codec,
-parameter count) - file mode and the server report it, so a random front-end's babble is never
-presented as an answer.
+parameter count, ``oracle_stream``: "trained" (KAME's oracle_emb), "text_emb-copy" (a Moshi
+checkpoint), "random" or "off", and ``sampling_*``: the values used and where each came from) -
+file mode and the server report it, so a random front-end's babble is never presented as an
+answer.
+
+A checkpoint is run as it was trained: its own text tokenizer (missing: a CheckpointError, not
+kame's default vocabulary), its lm_gen_config sampling (frontend.temp etc. win when set), and a
+Mimi codec if it was trained on Mimi codes (another codec: a ConfigError).
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -95,27 +102,52 @@ def _random_overrides(codec) -> dict:
     return over
 
 
-def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: str):
+def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: str, oracle: str = "auto"):
     """-> (LMModel, codec, codec spec, text tokenizer | None, info dict). A named codec is created
-    (and a bad codec spec reported) before the front-end's weights load."""
+    (and a bad codec spec reported) before the front-end's weights load. ``oracle``: the config's
+    frontend.oracle (auto | on | off)."""
     from .. import registry
-    from ..model.loaders import check_frontend_spec, load_frontend  # checkpoints, folders, random presets
+    from ..model.loaders import TOKENIZER_NAME, check_frontend_spec, load_frontend  # checkpoints, folders, presets
 
     form = check_frontend_spec(spec)  # both specs' form, at once (the front-end's once per load)
     kind = form[0]
     if codec_spec != "auto":
         registry.check_spec("codec", codec_spec)
+    # "off" loads a checkpoint with its oracle stream (a KAME file's oracle_emb must find its place)
+    # and removes it below; a random preset is built without one
+    want = {"auto": None, "on": True, "off": True if kind != "random" else False}[oracle]
     if kind == "random":  # random weights: the embedded CPU codec unless told otherwise
         codec_spec = "embedded" if codec_spec == "auto" else codec_spec
         codec = registry.create("codec", codec_spec)
         model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), spec_form=form,
-                                     **_random_overrides(codec))
+                                     oracle=want, **_random_overrides(codec))
     else:
         codec = registry.create("codec", codec_spec) if codec_spec != "auto" else None
-        model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), spec_form=form)
+        try:
+            model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), spec_form=form,
+                                         oracle=want, expect="frontend")
+        except CheckpointError as exc:
+            if want is not None or "oracle_emb" not in str(exc) or "shape" in str(exc):
+                raise
+            # an oracle_emb the config does not define: a KAME file whose config.json says "oracle":
+            # false (the loader's hint names load_frontend's argument; here it is a config key)
+            raise CheckpointError(f"front-end {spec!r}: {exc}; in kame's config: frontend.oracle=on (run it "
+                                  f"with its oracle stream) or frontend.oracle=off (run it as plain Moshi)") from exc
+        mimi_why = _mimi_trained(finfo)
+        if codec is not None and mimi_why and registry.parse_spec(codec_spec)[0] != "mimi":
+            raise ConfigError(f"codec.spec {codec_spec!r} does not fit the front-end {spec!r}: it was trained on "
+                              f"Mimi codes ({mimi_why}), and this codec's codes stand for other sounds, so the "
+                              f"front-end would hear noise and answer with noise. Use codec.spec=auto (its own "
+                              f"Mimi) or mimi:PATH")
         if codec is None:  # "auto": the checkpoint's own Mimi
             codec_spec = f"mimi:{finfo.mimi}" if finfo.mimi is not None else "mimi"
-            codec = _auto_codec(codec_spec, spec, finfo)
+            codec = _auto_codec(codec_spec, spec, form, finfo)
+    stream = _oracle_stream(model, finfo, kind)
+    if oracle == "off" and model.has_oracle:  # run it as plain Moshi: the stepper feeds no oracle
+        model.oracle_emb = None
+        model.cfg = model.cfg.replace(oracle=False)
+        stream = "off"
+        log.info("front-end %s: frontend.oracle=off: its oracle stream removed (run as plain Moshi)", spec)
     tokenizer = None
     if finfo.tokenizer is not None:
         from ..backend.tokenizer import TextTokenizer
@@ -125,13 +157,65 @@ def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: st
             raise CheckpointError(f"front-end {spec!r}: its tokenizer {finfo.tokenizer} has {tokenizer.vocab_size} "
                                   f"pieces, more than its text vocabulary (text_card {model.cfg.text_card}): the "
                                   f"two do not belong together (check tokenizer_name in its config.json)")
+    elif kind != "random" and ("tokenizer_name" in finfo.config.meta or not finfo.raw_config):
+        # kame's default vocabulary is another one: the oracle's ids and the agent's text would be wrong
+        name = finfo.config.meta.get("tokenizer_name", TOKENIZER_NAME)
+        named = "config.json tokenizer_name" if finfo.raw_config else "the Moshi default, the repo has no config.json"
+        raise CheckpointError(f"front-end {spec!r}: its text tokenizer {name!r} ({named}) was not found: looked for "
+                              f"{_where(name, form, finfo)}. The oracle's token ids and the agent's text must come "
+                              f"from the vocabulary the front-end was trained with; put the file there or fix "
+                              f"tokenizer_name in its config.json")
     info = {"frontend_random": finfo.weights is None, "frontend_type": finfo.model_type,
             "frontend_weights": str(finfo.weights) if finfo.weights else None,
-            "tokenizer": str(finfo.tokenizer) if finfo.tokenizer else "default (kame/assets)"}
+            "tokenizer": str(finfo.tokenizer) if finfo.tokenizer else "default (kame/assets)",
+            "oracle_stream": stream,  # below: for load_frame_models (taken out there)
+            "lm_gen_config": dict(finfo.lm_gen_config), "checkpoint_sampling": finfo.sampling}
     return model, codec, codec_spec, tokenizer, info
 
 
-def _auto_codec(codec_spec: str, spec: str, finfo):
+def _oracle_stream(model, finfo, kind: str) -> str:
+    """What the front-end's oracle input is: "trained" (the checkpoint's oracle_emb, KAME),
+    "text_emb-copy" (a checkpoint without one, e.g. Moshi: cloned from text_emb on load),
+    "random" (random weights) or "off"."""
+    if not model.has_oracle:
+        return "off"
+    if kind == "random":
+        return "random"
+    return "text_emb-copy" if finfo.oracle_upgraded else "trained"
+
+
+def _mimi_trained(finfo) -> str | None:
+    """Why a checkpoint's audio codes are Mimi's (None: nothing says so, e.g. kame's own front-ends
+    saved without a mimi_name)."""
+    meta = finfo.config.meta
+    if meta.get("mimi_name"):
+        return f"its config.json names the Mimi file {meta['mimi_name']!r}"
+    if not finfo.raw_config:
+        return "a Moshi repo without config.json"
+    if meta.get("model_type") in ("moshi", "kame"):
+        return f"its config.json model_type is {meta['model_type']!r}"
+    return None
+
+
+def _where(name: str, form, finfo) -> str:
+    """Where the loader looked for a companion file named ``name`` by config.json (and why it was
+    not taken, from ``info.missing_files``)."""
+    kind, repo, path = form
+    if name.startswith(("hf://", "file://")) or Path(name).is_absolute():
+        where = name.removeprefix("file://")
+    elif kind == "hf":
+        where = f"hf://{repo}/{name}"
+    else:
+        where = str((path.parent if path.is_file() else path) / name)
+    why = [m[len(name):].strip(" ()") for m in finfo.missing_files if m.startswith(name + " (")]
+    return where + (f" ({_HUB_WHY.get(why[0], why[0])})" if why else "")
+
+
+_HUB_WHY = {"HubUnreachable": "not in the local Hugging Face cache, and the hub cannot be asked",
+            "HubFileNotFound": "the repo has no such file"}
+
+
+def _auto_codec(codec_spec: str, spec: str, form, finfo):
     """codec.spec "auto" for a checkpoint: the Mimi its config.json names, else the published one."""
     from .. import registry
 
@@ -141,17 +225,21 @@ def _auto_codec(codec_spec: str, spec: str, finfo):
         if finfo.mimi is not None:
             raise
         named = finfo.config.meta.get("mimi_name")
-        why = f"its config.json mimi_name {named!r} was not found" if named else "its config.json names no mimi_name"
+        why = (f"its config.json mimi_name {named!r} was not found (looked for {_where(named, form, finfo)})"
+               if named else "its config.json names no mimi_name")
+        # a front-end trained on Mimi codes needs Mimi: another codec's codes stand for other sounds
+        hint = "mimi:PATH, the Mimi it was trained with" if _mimi_trained(finfo) else "mimi:PATH or embedded"
         raise CheckpointError(f"codec.spec 'auto' for the front-end {spec!r}: {why}, and the published Mimi is not "
-                              f"available either ({exc}); set codec.spec (e.g. mimi:PATH or embedded)") from exc
+                              f"available either ({exc}); set codec.spec ({hint})") from exc
 
 
 def load_frame_models(cfg: KameConfig):
     """Load the front-end and its codec; return (factory(batch_size) -> FrameModel, info)."""
-    from ..model.stepper import Sampling, Stepper
+    from ..model.stepper import Stepper
 
     fc = cfg.frontend
-    model, codec, codec_spec, tokenizer, linfo = _load_frontend(fc.spec, fc.dtype, fc.device, fc.seed, cfg.codec.spec)
+    model, codec, codec_spec, tokenizer, linfo = _load_frontend(fc.spec, fc.dtype, fc.device, fc.seed, cfg.codec.spec,
+                                                                fc.oracle)
     model.eval()
     if getattr(codec, "frame_size", 1920) != 1920:
         raise ConfigError(f"codec {codec_spec!r} has frame_size {codec.frame_size}, the runtime needs 1920 (80 ms)")
@@ -169,8 +257,7 @@ def load_frame_models(cfg: KameConfig):
     with torch.no_grad():
         s = codec.stream(1)
         silence_codes = s.encode_frame(torch.zeros(1, 1920))[0].long()  # [K]
-    greedy = fc.temp <= 0 and fc.temp_text <= 0
-    sampling = Sampling(temp=fc.temp, top_k=fc.top_k, temp_text=fc.temp_text, top_k_text=fc.top_k_text, greedy=greedy)
+    sampling, sampling_info = resolve_sampling(fc, linfo.pop("checkpoint_sampling"), linfo.pop("lm_gen_config"))
     text_skip = {c.existing_text_padding_id, c.existing_text_end_padding_id, c.text_card}
 
     def factory(batch_size: int) -> CodecFrameModel:
@@ -190,7 +277,8 @@ def load_frame_models(cfg: KameConfig):
         "frontend_params": int(sum(p.numel() for p in model.parameters())),
         "codec": codec_spec,
         "text_vocab": c.text_card,
-        "oracle": bool(getattr(model, "has_oracle", False)),
+        "oracle": bool(getattr(model, "has_oracle", False)),  # oracle_stream says what it is
+        **sampling_info,
         "oracle_start_id": c.text_card,
         # kame's default tokenizer, bigger than a small random preset's text vocabulary: oracle ids
         # are folded into it (CodecFrameModel.oracle_append); a checkpoint's own tokenizer must fit
@@ -202,4 +290,43 @@ def load_frame_models(cfg: KameConfig):
     if random_weights:
         info["frontend_note"] = ("RANDOM-WEIGHT front-end: its speech and inner monologue are babble, "
                                  "not answers; the pipeline and timing are real")
+    stream = linfo["oracle_stream"]
+    if stream == "text_emb-copy":
+        info["oracle_note"] = ("the checkpoint has no trained oracle_emb (a Moshi checkpoint): its oracle stream is "
+                               "a copy of text_emb, as KAME initialises it; frontend.oracle=off runs it as plain Moshi")
+        log.warning("front-end %s: %s", fc.spec, info["oracle_note"])
+    elif stream == "off" and cfg.backend.llm != "none":
+        why = "frontend.oracle is off" if fc.oracle == "off" else "the front-end has no oracle stream (its config)"
+        info["oracle_note"] = f"{why}: the back-end's predictions (backend.llm={cfg.backend.llm}) are not fed to it"
+        log.warning("%s", info["oracle_note"])
     return factory, info
+
+
+SAMPLING_KEYS = ("temp", "top_k", "temp_text", "top_k_text")
+
+
+def resolve_sampling(fc, checkpoint, lm_gen_config: dict):
+    """The front-end's Sampling: per key the config's value if set (frontend.temp, ...), else the
+    checkpoint's (``checkpoint``: the loader's Sampling of its config.json lm_gen_config, which
+    names the keys it sets; ``use_sampling: false`` = greedy, i.e. temperatures 0), else kame's
+    default (KAME/Moshi's) -> (Sampling, what kame run and the server report as used: flat
+    JSON scalars {"sampling_temp": 0.8, ..., "sampling_greedy": False, "sampling_source":
+    "temp=checkpoint top_k=default temp_text=config top_k_text=checkpoint"})."""
+    from ..model.stepper import Sampling
+
+    default, values, source = Sampling(), {}, {}
+    for key in SAMPLING_KEYS:
+        temp = key.startswith("temp")
+        if getattr(fc, key) is not None:
+            values[key], source[key] = getattr(fc, key), "config"
+        elif temp and checkpoint.greedy:
+            values[key], source[key] = 0.0, "checkpoint"
+        elif key in lm_gen_config:
+            values[key], source[key] = getattr(checkpoint, key), "checkpoint"
+        else:
+            values[key], source[key] = getattr(default, key), "default"
+        values[key] = float(values[key]) if temp else int(values[key])
+    greedy = values["temp"] <= 0 and values["temp_text"] <= 0
+    used = {f"sampling_{k}": v for k, v in values.items()}
+    used.update(sampling_greedy=greedy, sampling_source=" ".join(f"{k}={v}" for k, v in source.items()))
+    return Sampling(**values, greedy=greedy), used

@@ -110,7 +110,7 @@ class KyutaiSTT(SegmentedSTT):
 
         if not source:
             raise ConfigError("kyutai STT needs a checkpoint: kyutai:/path/to/folder or kyutai:hf://kyutai/stt-1b-en_fr")
-        model, info = load_frontend(str(source), device=device, dtype=dtype)
+        model, info = load_frontend(str(source), device=device, dtype=dtype, expect="stt")
         cfg = model.cfg
         if cfg.dep_q != 0:
             raise ConfigError(f"{source} is not a speech-to-text checkpoint: dep_q = {cfg.dep_q} (Kyutai STT has 0)")

@@ -3,12 +3,17 @@
 A source is one of
     /path/to/tokenizer-e351c8d8-checkpoint125.safetensors     a local file
     /path/to/folder                 a folder holding it (or the file named by config.json's mimi_name)
-    hf://kyutai/moshiko-pytorch-bf16[@REV][/FILE]   a Hugging Face repo (FILE defaults to the Mimi name),
-                                    fetched with kame.hub.hf_download (the cache first; HF_HUB_OFFLINE)
+    hf://kyutai/moshiko-pytorch-bf16[@REV][/FILE]   a Hugging Face repo (FILE defaults to the file its
+                                    config.json names as mimi_name, else the Mimi name), fetched with
+                                    kame.hub.hf_download (the cache first; HF_HUB_OFFLINE)
+A folder's or repo's mimi_name is resolved by the front-end loader's own code
+(kame.model.loaders.resolve_named: relative, absolute, file:// or hf://ORG/REPO/FILE).
 
 Keys and shapes are those of the ``moshi`` package's MimiModel state_dict; older aliases that
 moshi's own loader accepts (``self_attn.in_proj_weight``, ``embed_sum``, ``cluster_size`` ...)
-are renamed on load. Mismatches raise CheckpointError naming the key.
+are renamed on load and a wrapper prefix ("model.") is taken off (as for the front-end).
+Mismatches raise CheckpointError naming the key; a front-end LM, Kyutai STT or embedded codec
+file says what it is and where it goes; a truncated file says so.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from pathlib import Path
 import torch
 
 from ...errors import CheckpointError, ConfigError
-from ...hub import hf_download, split_hf
+from ...hub import HubUnreachable, hf_download, split_hf
 from ..base import check_num_codebooks
 from .config import MIMI_NAME, MimiConfig
 from .model import MimiCodec, MimiModel
@@ -38,32 +43,45 @@ _CONFIG_KEY = "kame_mimi_config"  # safetensors metadata written by save_mimi
 
 
 def resolve_source(source: str | Path) -> Path:
-    """Turn a file, folder or hf://org/repo[@rev][/file] into a local safetensors file path."""
+    """Turn a file, folder or hf://org/repo[@rev][/file] into a local safetensors file path.
+    A folder or repo is resolved as the front-end loader resolves it (kame.model.loaders:
+    read_config, resolve_named): its config.json's ``mimi_name`` (relative, absolute, file:// or
+    hf://ORG/REPO/FILE), else the published Mimi file name."""
+    from ...model.loaders import read_config  # (lazily: loaders imports this package)
+
     s = str(source)
-    if s.startswith("hf://"):
+    if s.startswith("hf:"):
         repo, revision, filename = split_hf(s)
-        return hf_download(repo, filename or MIMI_NAME, revision)
+        if filename:
+            return hf_download(repo, filename, revision)
+        try:
+            raw, where, why = read_config(None, repo, revision)
+        except HubUnreachable:  # config.json not cached (offline): the default name may be
+            raw, where, why = None, "", "not in the local"
+        named = _named(raw, where, None, repo, revision)
+        if named is not None:
+            return named
+        try:
+            return hf_download(repo, MIMI_NAME, revision)
+        except HubUnreachable as exc:
+            if "not in the local" not in why:
+                raise
+            raise HubUnreachable(f"{exc} (nor is the repo's config.json, which may name another Mimi file as "
+                                 f"mimi_name)") from None
     path = Path(s).expanduser()
     if path.is_dir():
-        name = MIMI_NAME
         cfg = path / "config.json"
+        raw = None
         if cfg.is_file():
             try:
-                d = json.loads(cfg.read_text())
-            except (OSError, ValueError) as exc:
-                raise CheckpointError(f"cannot read {cfg}: {exc}") from exc
-            if not isinstance(d, dict):
-                raise CheckpointError(f"{cfg}: expected a JSON object, got {type(d).__name__}")
-            if "mimi_name" in d:
-                name = d["mimi_name"]
-                if not isinstance(name, str) or not name:
-                    raise CheckpointError(f"{cfg}: 'mimi_name' must be a file name, got {name!r}")
-                if not (path / name).is_file():
-                    raise CheckpointError(f"{cfg} names the Mimi checkpoint {name!r} (mimi_name), but {path / name} "
-                                          f"does not exist: fix mimi_name or add the file")
-                return path / name
-        if (path / name).is_file():
-            return path / name
+                raw, _, _ = read_config(path)
+            except ConfigError as exc:
+                raise CheckpointError(str(exc)) from exc
+        named = _named(raw, str(cfg), path, None, None)
+        if named is not None:
+            return named
+        if (path / MIMI_NAME).is_file():
+            return path / MIMI_NAME
         found = sorted(p for p in path.glob("*.safetensors") if "tokenizer" in p.name or "mimi" in p.name.lower())
         if len(found) == 1:
             return found[0]
@@ -72,9 +90,28 @@ def resolve_source(source: str | Path) -> Path:
                 f"folder {path} holds {len(found)} candidate Mimi checkpoints: {', '.join(p.name for p in found)}; "
                 f"pass the file's path, or name it as \"mimi_name\" in {cfg}"
             )
-        raise CheckpointError(f"no Mimi checkpoint in folder {path} (looked for {name!r} and *tokenizer*/*mimi*.safetensors)")
+        raise CheckpointError(f"no Mimi checkpoint in folder {path} (looked for {MIMI_NAME!r} and *tokenizer*/*mimi*.safetensors)")
     if not path.is_file():
         raise CheckpointError(f"Mimi checkpoint not found: {path}")
+    return path
+
+
+def _named(raw: dict | None, where: str, folder: Path | None, repo: str | None, revision: str | None) -> Path | None:
+    """The Mimi file named by a config.json's mimi_name (None: it names none)."""
+    from ...model.loaders import resolve_named
+
+    if raw is None or "mimi_name" not in raw:
+        return None
+    name = raw["mimi_name"]
+    if not isinstance(name, str) or not name.strip():
+        raise CheckpointError(f"{where}: 'mimi_name' must be a file name, got {name!r}")
+    try:
+        path = resolve_named(name, folder, repo, revision)
+    except (CheckpointError, ConfigError) as exc:
+        raise type(exc)(f"{where} names the Mimi checkpoint {name!r} (mimi_name): {exc}") from None
+    if not path.is_file():
+        raise CheckpointError(f"{where} names the Mimi checkpoint {name!r} (mimi_name), but {path} does not exist: "
+                              f"fix mimi_name or add the file")
     return path
 
 
@@ -85,27 +122,30 @@ def _rename(key: str) -> str:
     return key
 
 
-def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import SafetensorError, safe_open
+_ANCHOR = "quantizer.rvq_first.vq.layers.0._codebook.embedding_sum"  # a key every Mimi file holds
 
-    if path.suffix not in (".safetensors", ".sft", ".sfts"):
-        raise CheckpointError(f"{path}: expected a .safetensors file (the published Mimi format)")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            return {_rename(k): f.get_tensor(k) for k in f.keys()}, meta
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(state with moshi's key names, metadata) of a Mimi file: aliases renamed and a training
+    wrapper's prefix ("model." ...) taken off as the front-end loader does; CheckpointError for
+    a file that is not safetensors or is truncated."""
+    from ...model.loaders import read_safetensors, strip_wrapper_prefix
+
+    state, meta = read_safetensors(path, "cpu", "Mimi checkpoint")
+    return strip_wrapper_prefix({_rename(k): v for k, v in state.items()}, _ANCHOR), meta
 
 
 def load_state(model: MimiModel, state: dict[str, torch.Tensor], where: str = "checkpoint") -> None:
     """Strictly load ``state`` into ``model``; any missing/unexpected key, shape mismatch or NaN/inf
     weight raises."""
-    from ...model.loaders import check_finite  # (lazily, as check_placement)
+    from ...model.loaders import check_finite, checkpoint_kind, kind_hint  # (lazily, as check_placement)
 
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
+    kind = checkpoint_kind(state) if missing else "mimi"
+    if kind not in ("mimi", None):  # a front-end LM, Kyutai STT or embedded codec file
+        raise CheckpointError(f"{where} is not a Mimi codec checkpoint: {kind_hint(kind, Path(where))}")
     if missing or unexpected:
         parts = []
         if missing:

@@ -1,0 +1,185 @@
+"""The runtime runs a published-format checkpoint as it was trained: its own tokenizer (missing:
+an error, not kame's default vocabulary), its lm_gen_config sampling (the user's frontend.temp
+etc. win), a Mimi codec for a Mimi-trained checkpoint, and frontend.oracle auto | on | off (what
+the oracle stream is: in the components kame run writes)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from kame.backend.tokenizer import DEFAULT_MODEL, TextTokenizer
+from kame.cli import main
+from kame.codec.mimi import build_random, save_mimi
+from kame.config import load_config
+from kame.errors import CheckpointError, ConfigError
+from kame.model.loaders import load_frontend, save_frontend
+from kame.runtime.frontend import load_frame_models
+
+F = 1920
+MIMI = "mimi_tiny.safetensors"
+
+
+def make_ck(folder, *, oracle_emb=True, config_oracle=None, tokenizer=True, mimi=True, card=None, **meta):
+    """A tiny checkpoint folder: config.json + weights (+ its Mimi + its tokenizer). ``oracle_emb``:
+    whether the weights hold a (KAME) oracle_emb; config.json gets no "oracle" key (as published),
+    unless ``config_oracle`` is one."""
+    codec = build_random("tiny")
+    model, _ = load_frontend("random:tiny", card=card or codec.cardinality, oracle=oracle_emb,
+                             text_card=TextTokenizer(DEFAULT_MODEL).vocab_size)
+    names = {"mimi_name": MIMI} if mimi else {}
+    save_frontend(model, folder, tokenizer_name="spm.model", **names, **meta)
+    raw = json.loads((folder / "config.json").read_text())
+    del raw["oracle"]
+    if config_oracle is not None:
+        raw["oracle"] = config_oracle
+    (folder / "config.json").write_text(json.dumps(raw))
+    if mimi:
+        save_mimi(codec, folder / MIMI)
+    if tokenizer:
+        shutil.copy(DEFAULT_MODEL, folder / "spm.model")
+    return folder
+
+
+def cfg(spec, *sets):
+    return load_config(None, [f"frontend.spec={spec}", "backend.stt=none", "backend.llm=none", *sets])
+
+
+def used(info):
+    """The sampling a load reports as used (the components kame run writes)."""
+    return {k.removeprefix("sampling_"): v for k, v in info.items() if k.startswith("sampling_")}
+
+
+def step_text(factory, n=6, seed=0):
+    fm = factory(1)
+    fm.reset([0])
+    rng = np.random.default_rng(seed)
+    outs = [fm.step(rng.standard_normal((1, F)).astype(np.float32) * 0.1, np.ones(1, bool)) for _ in range(n)]
+    return [int(o.text[0]) for o in outs], [int(o.oracle[0]) for o in outs]
+
+
+def test_a_missing_tokenizer_is_an_error_not_kames_default(tmp_path, monkeypatch):
+    ck = make_ck(tmp_path / "ck", tokenizer=False)
+    with pytest.raises(CheckpointError, match=r"front-end '.*ck': its text tokenizer 'spm.model' \(config.json "
+                                              r"tokenizer_name\) was not found: looked for .*ck/spm.model\. "
+                                              r"The oracle"):
+        load_frame_models(cfg(ck))
+    # the same checkpoint through hf:// (an offline cache without the file): where it was looked for
+    import huggingface_hub.constants as hc
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--acme--tiny"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(ck, repo / "snapshots" / commit)
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    with pytest.raises(CheckpointError, match=r"looked for hf://acme/tiny/spm.model \(not in the local Hugging Face "
+                                              r"cache"):
+        load_frame_models(cfg("hf://acme/tiny"))
+    # with the file it runs with it; kame's own front-ends that name none keep kame's default
+    shutil.copy(DEFAULT_MODEL, ck / "spm.model")
+    assert load_frame_models(cfg(ck))[1]["tokenizer"] == str(ck / "spm.model")
+    model, _ = load_frontend("random:tiny", card=build_random("tiny").cardinality)
+    own = save_frontend(model, tmp_path / "own")
+    _, info = load_frame_models(cfg(own, "codec.spec=mimi:random-tiny"))
+    assert info["tokenizer"] == "default (kame/assets)"
+
+
+def test_sampling_comes_from_the_checkpoint_unless_the_config_sets_it(tmp_path):
+    ck = make_ck(tmp_path / "ck", lm_gen_config={"temp": 0, "temp_text": 0.0, "top_k": 7})
+    factory, info = load_frame_models(cfg(ck, "frontend.seed=1"))
+    assert used(info) == {"temp": 0.0, "top_k": 7, "temp_text": 0.0, "top_k_text": 25, "greedy": True,
+                          "source": "temp=checkpoint top_k=checkpoint temp_text=checkpoint top_k_text=default"}
+    assert factory(1).stepper.sampling.greedy
+    # greedy, as the checkpoint says: other seeds give the same tokens
+    assert step_text(factory) == step_text(load_frame_models(cfg(ck, "frontend.seed=2"))[0])
+    # the user's explicit values win, key by key; "none" is the checkpoint's again
+    factory, info = load_frame_models(cfg(ck, "frontend.temp_text=0.9", "frontend.top_k_text=3", "frontend.top_k=none"))
+    s = factory(1).stepper.sampling
+    assert (s.temp, s.top_k, s.temp_text, s.top_k_text, s.greedy) == (0.0, 7, 0.9, 3, False)
+    assert used(info)["source"] == "temp=checkpoint top_k=checkpoint temp_text=config top_k_text=config"
+    # moshi's use_sampling false (the loader's greedy Sampling): temperatures 0 unless set
+    ck2 = make_ck(tmp_path / "ck2", lm_gen_config={"use_sampling": False, "temp": 0.6, "top_k": 7})
+    _, info = load_frame_models(cfg(ck2, "frontend.temp=0.4"))
+    assert used(info) == {"temp": 0.4, "top_k": 7, "temp_text": 0.0, "top_k_text": 25, "greedy": False,
+                          "source": "temp=config top_k=checkpoint temp_text=checkpoint top_k_text=default"}
+    # nothing anywhere: kame's (KAME/Moshi's) defaults
+    _, info = load_frame_models(cfg("random:tiny", "codec.spec=mimi:random-tiny"))
+    assert used(info) == {"temp": 0.8, "top_k": 250, "temp_text": 0.7, "top_k_text": 25, "greedy": False,
+                          "source": "temp=default top_k=default temp_text=default top_k_text=default"}
+
+
+def test_a_mimi_trained_checkpoint_refuses_another_codec(tmp_path):
+    card = build_random("tiny").cardinality
+    from kame import registry
+
+    emb = registry.create("codec", "embedded")  # (its cardinality: the checkpoints below fit it)
+    named = make_ck(tmp_path / "named", card=emb.cardinality)
+    with pytest.raises(ConfigError, match=r"codec.spec 'embedded' does not fit the front-end '.*named': it was "
+                                          r"trained on Mimi codes \(its config.json names the Mimi file "
+                                          r"'mimi_tiny.safetensors'\).* Use codec.spec=auto"):
+        load_frame_models(cfg(named, "codec.spec=embedded"))
+    moshi = make_ck(tmp_path / "moshi", card=emb.cardinality, mimi=False, model_type="moshi")
+    with pytest.raises(ConfigError, match=r"trained on Mimi codes \(its config.json model_type is 'moshi'\)"):
+        load_frame_models(cfg(moshi, "codec.spec=embedded"))
+    # a Mimi codec is taken; kame's own checkpoint that names no Mimi runs with the embedded codec
+    assert load_frame_models(cfg(make_ck(tmp_path / "t", card=card), f"codec.spec=mimi:{tmp_path / 't' / MIMI}"))
+    own = make_ck(tmp_path / "own", card=emb.cardinality, mimi=False)
+    assert load_frame_models(cfg(own, "codec.spec=embedded"))[1]["codec"] == "embedded"
+
+
+def test_frontend_oracle_auto_on_off(tmp_path):
+    kame = make_ck(tmp_path / "kame")
+    _, info = load_frame_models(cfg(kame))
+    assert info["oracle"] is True and info["oracle_stream"] == "trained" and "oracle_note" not in info
+    # a Moshi checkpoint (no oracle_emb): a copy of text_emb, and said so; or plain Moshi
+    moshi = make_ck(tmp_path / "moshi", oracle_emb=False)
+    _, info = load_frame_models(cfg(moshi))
+    assert info["oracle_stream"] == "text_emb-copy" and "copy of text_emb" in info["oracle_note"]
+    factory, info = load_frame_models(cfg(moshi, "frontend.oracle=off"))
+    assert info["oracle"] is False and info["oracle_stream"] == "off"
+    # a KAME file whose config.json says "oracle": false: the error names the config key
+    off = make_ck(tmp_path / "off", config_oracle=False)  # (its weights hold oracle_emb)
+    with pytest.raises(CheckpointError, match=r"front-end '.*off': .*checkpoint has 1 key\(s\) the config does not "
+                                              r"define.*oracle_emb.weight; in kame's config: frontend.oracle=on .* or "
+                                              r"frontend.oracle=off"):
+        load_frame_models(cfg(off))
+    on_factory, info = load_frame_models(cfg(off, "frontend.oracle=on", "frontend.temp=0", "frontend.temp_text=0"))
+    assert info["oracle_stream"] == "trained"
+    off_factory, info = load_frame_models(cfg(off, "frontend.oracle=off", "frontend.temp=0", "frontend.temp_text=0",
+                                              "backend.stt=embedded", "backend.llm=embedded"))
+    assert info["oracle"] is False and info["oracle_stream"] == "off"
+    assert info["oracle_note"].startswith("frontend.oracle is off: the back-end's predictions")
+    # off: the predictions reach no oracle stream (nothing fed), the front-end still runs
+    fm = off_factory(1)
+    fm.reset([0])
+    fm.oracle_reset(0)
+    fm.oracle_append(0, [5, 6, 7])
+    outs = [fm.step(np.zeros((1, F), np.float32), np.ones(1, bool)) for _ in range(4)]
+    assert [int(o.oracle[0]) for o in outs] == [-1] * 4 and fm.stepper.oracle.stats(0).fed == 0
+    fm = on_factory(1)
+    fm.reset([0])
+    fm.oracle_reset(0)
+    fm.oracle_append(0, [5, 6, 7])
+    outs = [fm.step(np.zeros((1, F), np.float32), np.ones(1, bool)) for _ in range(4)]
+    assert [int(o.oracle[0]) for o in outs] == [4000, 5, 6, 7]  # start id (text_card), then the tokens
+
+
+def test_kame_run_json_shows_the_oracle_stream_and_the_sampling_used(tmp_path, capsys):
+    ck = make_ck(tmp_path / "ck", oracle_emb=False, lm_gen_config={"temp": 0.5, "top_k_text": 9})
+    wav = tmp_path / "in.wav"
+    sf.write(wav, np.zeros(24000, np.float32), 24000)
+    out = tmp_path / "out.wav"
+    rc = main(["run", str(wav), "-o", str(out), "--fast", "--no-png", "--tail", "0.2", "--set", f"frontend.spec={ck}",
+               "--set", "frontend.temp_text=0.3", "--set", "backend.stt=none", "--set", "backend.llm=none",
+               "--set", "runtime.vad=energy"])
+    assert rc == 0, capsys.readouterr()
+    comps = json.loads(out.with_suffix(".json").read_text())["components"]
+    assert comps["oracle_stream"] == "text_emb-copy" and comps["oracle"] is True
+    assert used(comps) == {"temp": 0.5, "top_k": 250, "temp_text": 0.3, "top_k_text": 9, "greedy": False,
+                           "source": "temp=checkpoint top_k=default temp_text=config top_k_text=checkpoint"}
