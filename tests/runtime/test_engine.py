@@ -398,3 +398,21 @@ async def test_stop_closes_the_shared_stt_and_llm(fake_components):
     await agent.start()
     await agent.stop()
     assert closed == ["llm"]
+
+
+async def test_outputs_of_an_ended_session_end_again_instead_of_hanging():
+    """A second outputs() after the session ended returns (it waited forever for a second end marker)."""
+    agent, clock, _ = make_agent()
+    await agent.start()
+    s = await agent.open_session()
+    await step(agent, clock)
+    await s.close()
+    first = [o async for o in s.outputs()]
+    assert first  # the frames and the final stats
+    again = await asyncio.wait_for(_collect(s), 2.0)
+    assert again == []
+    await agent.stop()
+
+
+async def _collect(s):
+    return [o async for o in s.outputs()]

@@ -362,6 +362,63 @@ async def test_client_warns_when_the_server_dropped_input(tmp_path, capsys):
     assert f"input dropped by the server {dropped:.2f} s" in captured.out
 
 
+# ---- an agent slower than real time ------------------------------------------------------------
+
+async def test_client_warns_when_the_agent_missed_its_deadlines(tmp_path, caplog, capsys):
+    """A tandem whose front-end takes 0.1 s per 80 ms frame (a deliberately slow fake) misses
+    every deadline: the client, which sent in real time, warns at the end as `kame run` does;
+    the server's log says once that the session falls behind real time and why."""
+    import logging
+    import time
+
+    from kame.runtime.engine import TandemAgent
+
+    from ..runtime.fakes import FakeFrameModel
+
+    caplog.set_level(logging.WARNING, logger="kame.runtime.session")
+    cfg = load_config(None, ["runtime.vad=energy", "runtime.max_sessions=1"])
+    agent = TandemAgent(cfg, frame_models=lambda b: FakeFrameModel(b, hook=lambda: time.sleep(0.1)),
+                        backend=lambda s: None, token_text=lambda t: "")
+    js = tmp_path / "out.json"
+    long = tmp_path / "long.wav"
+    sf.write(str(long), tone(1.5), 24000)
+    async with running_server(agent) as (url, _):
+        assert await _main([url, long, "--json", js, "--tail", "0.3"]) == 0  # a warning, not a failure
+    doc = json.loads(js.read_text())
+    late, frames = doc["missed_deadlines"], doc["frames"]
+    assert late == frames >= 5  # (the server's latest stats: it sends them every second)
+    captured = capsys.readouterr()
+    assert f"warning: the agent missed its 80 ms deadline on {late} of {frames} frames (100 %): it ran slower " \
+           f"than real time" in captured.err and "too slow for the CPU" in captured.err
+    assert f"missed deadlines {late} of {frames} frames" in captured.out
+    behind = [r.getMessage() for r in caplog.records if "falls behind real time" in r.getMessage()]
+    assert len(behind) == 1 and "too slow for this CPU" in behind[0]
+    assert not any("faster than real time" in r.getMessage() for r in caplog.records)  # the client is not blamed
+
+
+@pytest.mark.parametrize("late, dropped, fast, warned, why", [
+    (2, 0.0, False, False, None),  # 2 of 100 frames: a hiccup, not an agent behind real time
+    (40, 0.0, False, True, None),
+    (40, 1.2, False, True, "the agent ran slower than real time"),
+    (0, 1.2, True, False, "--fast sent faster than real time"),
+    (0, 1.2, False, False, "reached it faster than real time at times"),
+])
+def test_client_tells_a_slow_agent_from_other_causes_of_dropped_input(late, dropped, fast, warned, why, capsys):
+    import argparse
+
+    from kame.server.client import ChatResult, _report
+
+    res = ChatResult(close_code=1000, metas=[
+        {"type": "stats", "frames": 50, "missed_deadlines": late // 2, "dropped_input_s": 0.0},
+        {"type": "stats", "frames": 100, "missed_deadlines": late, "dropped_input_s": dropped}])
+    assert _report(res, argparse.Namespace(fast=fast, json=None, tail=1.0, max_tail=1.0)) == 0
+    err = capsys.readouterr().err
+    assert ("warning: the agent missed its 80 ms deadline" in err) is warned
+    assert (f"warning: the server dropped {dropped:.2f} s of the input" in err) is bool(dropped)
+    if why:
+        assert why in err
+
+
 def test_client_help_documents_exit_status(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])

@@ -11,10 +11,11 @@ until then, takes 80 ms of input from every live session (silence if a session s
 full duplex, the agent keeps listening and talking), runs ONE worker job (codec encode ->
 LM step -> codec decode for all rows), and delivers the outputs. The frame's deadline is
 ``s_k + 80 ms``; finishing later is a missed deadline: a Metric("missed_deadline", lateness)
-plus a per-session counter (in the "stats" Meta) - never silently absorbed. After a miss the
-schedule re-anchors at the finish time (``s_{k+1} = max(s_k + 80 ms, finish)``): the ticker
-does not burst to catch up; the sessions' input backlog absorbs it (bounded by
-runtime.max_input_backlog_s, drops counted).
+plus a per-session counter (in the "stats" Meta) - never silently absorbed; a session whose
+frames keep missing (kame.runtime.metrics.behind_real_time) logs it once, with the numbers and
+the likely cause (TandemSession.frame_timing). After a miss the schedule re-anchors at the
+finish time (``s_{k+1} = max(s_k + 80 ms, finish)``): the ticker does not burst to catch up;
+the sessions' input backlog absorbs it (bounded by runtime.max_input_backlog_s, drops counted).
 
 Session rows: ``max_sessions`` rows; a new session takes a free row (reset at its first
 step), a closed session's row goes back to the pool at once and is reset at the next step
@@ -191,22 +192,22 @@ class TandemAgent(Agent):
     async def _frame(self, next_t: float) -> float:
         """One frame for every live session; returns the next frame's scheduled time."""
         clock = self.clock
+        started = clock.now()  # (after next_t when the ticker woke late)
         live = list(self.sessions.values())
         rows = [s.take_input(next_t) for s in live]
         result = await self.worker.submit(StepJob(rows=rows, release=self._take_released()))
         done = clock.now()
         self.frames += 1
         self.metrics(Metric("step_time", result.compute_s, done, labels={"sessions": len(live)}))
-        for s, rin in zip(live, rows):
-            if rin.row in result.rows:
-                s.deliver(rin, result.rows[rin.row], done, result.compute_s)
         deadline = next_t + FRAME_S
         late = done - deadline
         if late > 1e-9:
             self.missed += 1
             self.metrics(Metric("missed_deadline", late, done, labels={"sessions": len(live)}))
-            for s in live:
-                s.missed_deadline(late, done)
+        for s, rin in zip(live, rows):  # (timing first: a "stats" sent by deliver counts this frame's miss)
+            s.frame_timing(late if late > 1e-9 else 0.0, started - next_t, done - started, done)
+            if rin.row in result.rows:
+                s.deliver(rin, result.rows[rin.row], done, result.compute_s)
         return max(deadline, done)  # re-anchor after a miss: no catch-up burst
 
     def _take_released(self) -> list[int]:

@@ -43,7 +43,7 @@ from ..errors import AudioFormatError, ConfigError, KameError
 from ..paths import check_output_file
 from .base import AgentAudio, AgentText, ErrorEvent, Meta
 from .clock import FakeClock
-from .metrics import MetricsLog
+from .metrics import SLOW_CAUSE, MetricsLog, behind_real_time, late_share
 
 SR, FRAME = 24000, 1920
 FRAME_S = FRAME / SR
@@ -252,6 +252,9 @@ def summarize(rec: dict) -> dict:
         "step_time_p50_s": float(np.percentile(st, 50)) if st else None,
         "step_time_p99_s": float(np.percentile(st, 99)) if st else None,
         "missed_deadlines": len(vals("missed_deadline")),
+        # steps longer than the 80 ms frame: live, these frames would miss their deadline
+        # (in simulated real time none does: virtual time waits for the step)
+        "slow_steps": sum(x > FRAME_S for x in st),
         "frames": rec["frames"], "late_frames": rec["late_frames"], "wall_s": rec["wall_s"],
         "slowdown": rec["slowdown"], "load_s": rec["load_s"], "errors": len(rec["errors"]),
     }
@@ -421,6 +424,7 @@ def main(args) -> int:
     summary["unanswered"] = unanswered(rec)
     summary["pacing"] = "fast" if args.fast else "simulated-realtime"
     summary["tail_extended_s"] = extended_s
+    summary["step_rows"] = cfg.runtime.max_sessions if cfg.runtime.batched else 1  # rows each step codes
     random_fe = bool(summary["frontend_random"])
     doc = {
         "input": str(args.input), "input_conversion": note, "output": str(out), "pacing": summary["pacing"],
@@ -470,6 +474,14 @@ def _print_summary(s: dict, out: Path, no_png: bool) -> None:
     print(f"step      {steps}  missed deadlines {s['missed_deadlines']}  frames {s['frames']}  "
           f"wall {s['wall_s']:.1f} s (+{s['load_s']:.1f} s loading, x{s['slowdown']:.2f} of real time)  "
           f"errors {s['errors']}")
+    if behind_real_time(s.get("slow_steps", 0), s["frames"]):  # (`kame client` says the same of a server)
+        print(f"warning   the front-end's step took longer than the 80 ms frame on "
+              f"{late_share(s['slow_steps'], s['frames'])}, {st * 1000:.0f} ms per step (median): it runs slower "
+              f"than real time, so live (kame serve) it would miss those deadlines and its audio stutter; "
+              f"{SLOW_CAUSE}: try "
+              + (f"--set runtime.max_sessions=1 (each step codes all its {s['step_rows']} rows, and this run uses "
+                 f"one), " if s.get("step_rows", 1) > 1 else "")
+              + "a smaller front-end or codec, a GPU (frontend.device), or a faster machine")
     if s.get("agent_clipped_fraction", 0.0) >= 1e-4:  # a handful of clipped samples is inaudible
         print(f"warning   {100 * s['agent_clipped_fraction']:.2f} % of the agent's samples exceeded full scale "
               f"and were clipped in {out.name}")

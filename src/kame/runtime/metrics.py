@@ -55,3 +55,21 @@ class MetricsLog:
 
     def values(self, name: str) -> list[float]:
         return [m.value for m in self.events if m.name == name]
+
+
+# ---- behind real time: one rule for the server's log, `kame client` and `kame run` -----------------
+
+LATE_SHARE = 0.05  # more than this share of the frames late (the page's flag, bench sessions' "sustained")
+MIN_LATE = 3  # ... and at least this many: one slow step (a warm-up) re-anchors the schedule and is 1 miss
+SLOW_CAUSE = "the front-end (model + codec) is too slow for the CPU, or too many sessions or other work share the CPU"
+
+
+def behind_real_time(late: int, frames: int) -> bool:
+    """Whether ``late`` of ``frames`` frames that missed their 80 ms deadline (or, in `kame run`,
+    whose step took longer than 80 ms) mean the agent runs slower than real time."""
+    return late >= MIN_LATE and late > LATE_SHARE * frames
+
+
+def late_share(late: int, frames: int) -> str:
+    """"14 of 15 frames (93 %)"."""
+    return f"{late} of {frames} frames ({100 * late / max(frames, 1):.0f} %)"

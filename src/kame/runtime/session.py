@@ -13,7 +13,9 @@ Metrics (all on the agent's one clock):
   oracle_lag              end of the user's last word the prediction was based on (as the
                           producer reports it; else the newest transcribed word) -> the first
                           token of that prediction FED to the front-end
-  missed_deadline         per-session count in every "stats" Meta (the engine reports lateness)
+  missed_deadline         per-session count in every "stats" Meta (the engine reports lateness); a
+                          session that falls behind real time logs it once, with the likely cause
+                          (frame_timing); so does the first drop of user audio (push_audio)
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np
 from ..audio import peak_problem
 from ..backend.types import FRAME_SIZE, AudioFrame, OracleAppend, OracleEvent, OracleReset, Transcript
 from .base import AgentAudio, AgentText, BackendHealth, ErrorEvent, Meta, Output, Session
-from .metrics import Metric
+from .metrics import Metric, behind_real_time
 from .worker import RowInput, RowOutput
 
 if TYPE_CHECKING:
@@ -41,6 +43,8 @@ _ids = itertools.count(1)
 _CLOSED = object()
 FRAME_S = FRAME_SIZE / 24000  # 0.08 s
 MAX_PENDING_OUTPUTS = 4000  # unread outputs kept per session (~2-3 min of audio frames + text)
+PACE_WINDOW = 63  # recent frames (~5 s) judged for "falls behind real time"
+HEAVY_STEP = 0.75  # a step taking this share of the 80 ms (median of the late frames) is the cause
 
 
 @dataclass
@@ -87,6 +91,11 @@ class TandemSession(Session):
         self._buf_len = 0
         self._max_backlog = int(cfg.runtime.max_input_backlog_s * 24000)
         self._oracle_inbox: list[OracleEvent] = []
+        self._received = 0  # samples of user audio pushed (kept or dropped)
+        self._taken = 0  # frames of input taken by the ticker (take_input)
+        self._first_audio: tuple[float, int] | None = None  # (clock time, frames taken) at the first audio
+        self._pace: deque[tuple[float, float, float]] = deque(maxlen=PACE_WINDOW)  # frame_timing's, recent
+        self._behind_warned = False
         self._lat = _Latency()
         self._step_times: deque[float] = deque(maxlen=int(max(cfg.runtime.stats_interval_s, 1.0) / FRAME_S))
         self._silence = 10 ** (cfg.runtime.silence_db / 20)
@@ -110,10 +119,11 @@ class TandemSession(Session):
             return
         self._buf.append(pcm)
         self._buf_len += pcm.size
+        if self._first_audio is None:
+            self._first_audio = (self.clock.now(), self._taken)
+        self._received += pcm.size
         if self._buf_len > self._max_backlog and not self.stats.dropped_input_s:
-            log.warning("session %s: user audio comes faster than real time; keeping the newest %.2f s "
-                        "(runtime.max_input_backlog_s) and dropping older audio (counted in stats dropped_input_s)",
-                        self.id, self._max_backlog / 24000)
+            self._warn_dropping()
         while self._buf_len > self._max_backlog:  # bound latency: drop the oldest audio, counted
             over = self._buf_len - self._max_backlog
             head = self._buf[0]
@@ -130,6 +140,7 @@ class TandemSession(Session):
         while True:
             item = await self._queue.get()
             if item is _CLOSED:
+                self._queue.put_nowait(_CLOSED)  # for a later outputs() call: it ends too, not hangs
                 return
             yield item
 
@@ -153,6 +164,7 @@ class TandemSession(Session):
         oracle events that arrived since the last frame. The frame fed at ``tick`` was captured
         during the 80 ms before it: its audio time (RowInput.t, AudioFrame.t) is tick - 80 ms."""
         t = tick - FRAME_S
+        self._taken += 1
         if self._buf_len >= FRAME_SIZE:
             parts, need = [], FRAME_SIZE
             while need:
@@ -244,11 +256,85 @@ class TandemSession(Session):
             return {"step_time_p50_s": None, "step_time_max_s": None}
         return {"step_time_p50_s": xs[len(xs) // 2], "step_time_max_s": xs[-1]}
 
-    def missed_deadline(self, lateness: float, t: float) -> None:
+    def frame_timing(self, lateness: float, start_delay: float, step_s: float, t: float) -> None:
+        """The ticker's timing of a frame this session was in, on the agent's clock: ``lateness``
+        past its 80 ms deadline (0: it made it), ``start_delay`` how late the ticker woke for it,
+        ``step_s`` how long the frame took from there (t = when it finished). A late frame is
+        counted (stats missed_deadlines, max_lateness; a "missed_deadline" metric Meta); when the
+        recent frames say the agent falls behind real time (metrics.behind_real_time), the log
+        says so, once (_warn_behind)."""
+        self._pace.append((lateness, start_delay, step_s))
+        if lateness <= 0:
+            return
         self.stats.missed_deadlines += 1
         self.stats.max_lateness = max(self.stats.max_lateness, lateness)
-        # the agent already logged it once for the frame: only the session's Meta here
+        # the agent already sent the frame's metric to its sink: only the session's Meta here
         self.metric("missed_deadline", lateness, t, labels={"count": self.stats.missed_deadlines}, sink=False)
+        if not self._behind_warned and behind_real_time(sum(p[0] > 0 for p in self._pace), len(self._pace)):
+            self._warn_behind()
+
+    def _warn_behind(self) -> None:
+        """Log, once, that this session's frames miss their deadlines: how many, and whether the
+        step itself is too slow (the front-end and codec for this CPU and batch) or starts late
+        (something else takes the CPU or the event loop), and what to do."""
+        late = [p for p in self._pace if p[0] > 0]
+        if self._behind_warned or not late:
+            return
+        self._behind_warned = True
+        agent, rt = self.agent, self.agent.config.runtime
+        step, delay = _median([p[2] for p in late]), _median([p[1] for p in late])
+        live = max(1, len(agent.sessions))
+        fe, codec = agent.components.get("frontend"), agent.components.get("codec")
+        model = f"the front-end {fe}" + (f" with codec {codec}" if codec else "") if fe else "the front-end"
+        if step >= HEAVY_STEP * FRAME_S:
+            rows = (f"the batch's {rt.max_sessions} rows (runtime.max_sessions; {live} in use)"
+                    if rt.batched and rt.max_sessions > 1 else f"{live} session(s), one after the other"
+                    if live > 1 else "one session")
+            cause = (f"each step, codec and front-end for {rows}, takes {step * 1000:.0f} ms (median) per "
+                     f"80 ms of audio: {model} is too slow for this CPU"
+                     + (" at this batch size" if rt.batched and rt.max_sessions > 1 else ""))
+            fix = ((f"runtime.max_sessions = {live} (each step codes all its rows, used or not), "
+                    if rt.batched and rt.max_sessions > live else "fewer sessions, " if live > 1 else "")
+                   + "a smaller front-end or codec, a GPU (frontend.device), or a faster machine")
+        else:
+            cause = (f"the steps take only {step * 1000:.0f} ms (median) but start {delay * 1000:.0f} ms late "
+                     f"(median): something else holds the CPU or this process's event loop (the back-end's STT "
+                     f"and LLM, the network traffic of many sessions, other programs)")
+            fix = ("fewer sessions (runtime.max_sessions), the back-end's models on another machine "
+                   "(backend.stt / backend.llm = openai:...), or more CPU cores")
+        log.warning("session %s falls behind real time: %d of its last %d frames missed their 80 ms deadline "
+                    "(up to %.2f s late); %s. Its audio stutters and comes late, and its input piles up "
+                    "(dropped beyond runtime.max_input_backlog_s). Try %s. (Logged once per session; "
+                    "stats missed_deadlines keeps counting.)",
+                    self.id, len(late), len(self._pace), max(p[0] for p in late), cause, fix)
+
+    def _warn_dropping(self) -> None:
+        """The input backlog overflowed for the first time: say why, once. Since the session's
+        first audio, either the client sent more audio than clock time passed (faster than real
+        time), or the agent stepped fewer frames than clock time passed (slower than real time:
+        its deadlines are missed; _warn_behind follows), or neither on average: the audio came
+        in a burst (held back by the network or the client, then sent at once)."""
+        now = self.clock.now()
+        t0, taken0 = self._first_audio or (now, self._taken)
+        elapsed, sent = now - t0, self._received / 24000
+        stepped = (self._taken - taken0) * FRAME_S
+        ahead, behind = sent - elapsed, elapsed - stepped  # the client's excess, the agent's shortfall
+        keep = self._max_backlog / 24000
+        slow_agent = behind >= ahead and behind > keep / 2
+        if slow_agent:
+            why = (f"the agent runs slower than real time: it stepped {self._taken - taken0} frames ({stepped:.2f} s) "
+                   f"in the {elapsed:.2f} s since the user's audio began, so the audio piles up "
+                   + (f"(and the client sends faster than real time too: {sent:.2f} s of it)" if ahead > keep / 2
+                      else "although the client sends it in real time"))
+        elif ahead > keep / 2:
+            why = f"the client sends audio faster than real time ({sent:.2f} s of it in {elapsed:.2f} s)"
+        else:
+            why = (f"the user's audio came in a burst ({sent:.2f} s of it in {elapsed:.2f} s is about real time "
+                   f"on average: the network or the client held it back, then sent it at once)")
+        log.warning("session %s: %s; keeping the newest %.2f s (runtime.max_input_backlog_s) and dropping older "
+                    "audio (counted in stats dropped_input_s)", self.id, why, keep)
+        if slow_agent:
+            self._warn_behind()
 
     # ----------------------------------------------------------------- back-end callbacks
     def on_transcript(self, tr: Transcript) -> None:
@@ -314,6 +400,10 @@ class TandemSession(Session):
                 self._queue.get_nowait()
                 self.stats.dropped_outputs += 1
             self._queue.put_nowait(item)
+
+
+def _median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
 
 
 def _check_audio(pcm) -> str | None:

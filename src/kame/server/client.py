@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..runtime.filemode import DEFAULT_MAX_TAIL_S, check_tail, reply_pending
+from ..runtime.metrics import SLOW_CAUSE, behind_real_time, late_share
 from . import protocol as P
 
 URL_SCHEMES = ("ws", "wss", "http", "https")
@@ -64,6 +65,15 @@ class ChatResult:
         """Seconds of the user's audio the server dropped (its input backlog is bounded), as its
         latest "stats" metadata says (a per-session total; 0 when it sends none)."""
         return max([float(m.get("dropped_input_s") or 0.0) for m in self.metas if m.get("type") == "stats"] + [0.0])
+
+    @property
+    def missed_deadlines(self) -> tuple[int, int]:
+        """(frames that missed their 80 ms deadline, frames) as the server's latest "stats"
+        metadata says (per-session totals; (0, 0) when it sends none, as the cascade)."""
+        stats = [m for m in self.metas if m.get("type") == "stats" and isinstance(m.get("frames"), int)
+                 and isinstance(m.get("missed_deadlines"), int)]
+        last = max(stats, key=lambda m: m["frames"], default={"frames": 0, "missed_deadlines": 0})
+        return last["missed_deadlines"], last["frames"]
 
     def failure(self) -> str | None:
         """Why the session failed, or None: a fatal server error, or a close other than a
@@ -281,7 +291,11 @@ stderr:
   server error: CODE: MESSAGE      the server's first %d errors (0x05); "(fatal)" when it closed
                                    the session with it; all of them are in --json
   warning: the server dropped ...  the server dropped part of the input (a tandem keeps about
-                                   1 s of backlog: --fast sends faster than it takes audio)
+                                   1 s of backlog: --fast sends faster than it takes audio, and an
+                                   agent slower than real time takes it slower than it comes)
+  warning: the agent missed ...    more than 5 %% of the frames (and at least 3) missed their 80 ms
+                                   deadline (the server's "stats"): the agent ran slower than real
+                                   time (the server's CPU is too slow for its model, or too busy)
   warning: ... --max-tail ...      the cascade was still answering when --max-tail ran out
   error: ...                       why the exit status is 1
 
@@ -361,7 +375,9 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
             with open(a.json, "w") as f:
                 json.dump({"text": res.text, "metas": res.metas, "errors": res.errors, "close_code": res.close_code,
                            "close_reason": res.close_reason, "tail_extended_s": res.tail_extended_s,
-                           "reply_cut_off": res.reply_cut_off, "dropped_input_s": res.dropped_input_s}, f, indent=1)
+                           "reply_cut_off": res.reply_cut_off, "dropped_input_s": res.dropped_input_s,
+                           "missed_deadlines": res.missed_deadlines[0], "frames": res.missed_deadlines[1]},
+                          f, indent=1)
     except KameError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -380,13 +396,22 @@ def _report(res: ChatResult, a: argparse.Namespace) -> int:
         print(f"server error: ... and {len(res.errors) - SHOWN_ERRORS} more"
               + (f" (all in {a.json})" if a.json else " (give --json to keep them all)"), file=sys.stderr)
     dropped, extended = res.dropped_input_s, res.tail_extended_s
+    late, frames = res.missed_deadlines
+    behind = behind_real_time(late, frames)
     print(f"audio {len(res.audio) / P.SAMPLE_RATE:.2f} s, text {res.text!r}, {len(res.metas)} metadata, "
           f"{len(res.errors)} errors, close {res.close_code}"
           + (f", tail extended {extended:.2f} s (the cascade was still answering)" if extended else "")
-          + (f", input dropped by the server {dropped:.2f} s" if dropped else ""))
+          + (f", input dropped by the server {dropped:.2f} s" if dropped else "")
+          + (f", missed deadlines {late} of {frames} frames" if late else ""))
+    if behind:  # (the wording `kame run` uses for a front-end slower than real time)
+        print(f"warning: the agent missed its 80 ms deadline on {late_share(late, frames)}: it ran slower than "
+              f"real time, so its audio came late and stuttered; {SLOW_CAUSE} (kame serve's log says which)",
+              file=sys.stderr)
     if dropped:
-        print(f"warning: the server dropped {dropped:.2f} s of the input: it keeps only a short backlog and "
-              + ("--fast sent faster than real time; leave --fast out" if a.fast else "could not keep up"),
+        why = ("--fast sent faster than real time; leave --fast out" if a.fast else
+               "the agent ran slower than real time (see above)" if behind else
+               "the audio reached it faster than real time at times (held back by the network, then sent at once)")
+        print(f"warning: the server dropped {dropped:.2f} s of the input: it keeps only a short backlog and {why}",
               file=sys.stderr)
     if res.reply_cut_off:
         print(f"warning: the cascade was still answering when --max-tail ({max(a.tail, a.max_tail):g} s of "
