@@ -42,6 +42,10 @@ def _build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict]:
     parser = argparse.ArgumentParser(prog="kame", description="kame: real-time tandem voice agents")
     parser.add_argument("--version", action="version", version=f"kame {__import__('kame').__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import MODULE (a module on the Python path, or a .py file) first: its "
+                             "kame.registry.register() calls add component schemes; repeatable "
+                             "(also: env KAME_PLUGINS=a,b; installed packages' 'kame.components' entry points)")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
     leaves: dict = {}
@@ -56,7 +60,7 @@ def _build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict]:
         p.set_defaults(_module=module, _path=path)
         leaves[path] = p
     # Only import the module of the command actually invoked (to add its arguments).
-    words = [a for a in argv if not a.startswith("-")]
+    words = [a for i, a in enumerate(argv) if not a.startswith("-") and (i == 0 or argv[i - 1] != "--plugin")]
     for path, p in leaves.items():
         if tuple(words[: len(path)]) == path:
             try:
@@ -88,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kame: {args._missing}", file=sys.stderr)
         return 2
     try:
+        if args.plugin:
+            from . import registry
+
+            registry.load_plugins(args.plugin)
         return int(importlib.import_module(args._module).main(args) or 0)
     except KameError as exc:
         print(f"kame: error: {exc}", file=sys.stderr)

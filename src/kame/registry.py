@@ -14,22 +14,44 @@ kame.errors.MissingPackageError (an ImportError and a NotAvailableError) naming 
 
     from kame import registry
     llm = registry.create("llm", "openai:gpt-4.1", base_url=...)
+
+Your own components: a module that calls ``register`` (a target "module:callable" or the
+callable itself) is loaded as a *plugin*, so that its schemes work in configs and on the
+command line (``--set backend.llm=mine``), from any of
+    kame --plugin mycomps run ...            # a module on the Python path, or a file: ./mycomps.py
+    KAME_PLUGINS=mycomps,./other.py kame serve
+    [project.entry-points."kame.components"] mycomps = "mycomps"   # in an installed package
+A factory that raises, or returns an object without the kind's methods (``stt``: stream,
+``llm``: stream_chat, ``tts``: synthesize, ``codec``: encode/decode/stream), is a KameError
+naming the spec and where it failed.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import importlib.util
 import os
 import re
+import sys
+import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
-from .errors import ConfigError, MissingPackageError
+from .errors import ConfigError, KameError, MissingPackageError
+
+PLUGINS_ENV = "KAME_PLUGINS"  # comma-separated plugin modules or .py files
+ENTRY_POINT_GROUP = "kame.components"  # installed packages' plugin modules
+# the methods a created component must have, by kind (the interfaces in kame.backend / kame.codec)
+REQUIRED_METHODS = {"stt": ("stream",), "llm": ("stream_chat",), "tts": ("synthesize",),
+                    "codec": ("encode", "decode", "stream")}
+_TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 @dataclass(frozen=True)
 class Entry:
-    target: str  # "package.module:callable"; called as callable(arg, **kwargs)
+    target: str | Callable  # "package.module:callable" (imported when used) or the callable; called as f(arg, **kwargs)
     extra: str | None  # pip extra providing its dependencies, e.g. "stt"
     help: str = ""
     needs: str | None = None  # what the part after "scheme:" names when the spec must have one, e.g. "MODEL"
@@ -39,10 +61,17 @@ class Entry:
 _ENTRIES: dict[str, dict[str, Entry]] = {}
 
 
-def register(kind: str, scheme: str, target: str, *, extra: str | None = None, help: str = "",
+def register(kind: str, scheme: str, target: str | Callable, *, extra: str | None = None, help: str = "",
              needs: str | None = None, needs_env: str | None = None) -> None:
-    """Register ``scheme`` for component ``kind``; ``target`` is "module:callable"; ``needs``: the
-    spec must name this after the scheme (``openai:MODEL``), unless env ``needs_env`` is set."""
+    """Register ``scheme`` for component ``kind``; ``target`` is "module:callable" or a callable,
+    called as target(arg, **kwargs); ``needs``: the spec must name this after the scheme
+    (``openai:MODEL``), unless env ``needs_env`` is set."""
+    if not (callable(target) or (isinstance(target, str) and _TARGET.match(target))):
+        raise ConfigError(f"register({kind!r}, {scheme!r}, {target!r}): the target must be 'module:callable' "
+                          "(e.g. 'mycomps:create_llm') or the factory itself")
+    if not isinstance(scheme, str) or not re.match(r"^[A-Za-z_][\w.+-]*$", scheme):
+        raise ConfigError(f"register({kind!r}, {scheme!r}, ...): a scheme is a name such as 'mine' (letters, "
+                          "digits, _ . + -), the part of a spec before ':'")
     _ENTRIES.setdefault(kind, {})[scheme] = Entry(target, extra, help, needs, needs_env)
 
 
@@ -100,6 +129,7 @@ def check_spec(kind: str, spec: str) -> tuple[Entry, str | None]:
     if entry is None:
         raise ConfigError(
             f"unknown {kind} spec {spec!r}: scheme {scheme!r} is not one of {sorted(_ENTRIES[kind])}"
+            + _path_hint(kind, spec)
         )
     if entry.needs and not (arg or "").strip(": ") and not (entry.needs_env and os.environ.get(entry.needs_env)):
         raise ConfigError(f"{kind} spec {spec!r} names no {entry.needs}: give {scheme}:{entry.needs}"
@@ -107,15 +137,35 @@ def check_spec(kind: str, spec: str) -> tuple[Entry, str | None]:
     return entry, arg
 
 
+def _path_hint(kind: str, spec: str) -> str:
+    """For a spec that looks like a relative path ("ck/mimi-full"): how to write it as one."""
+    spec = spec.strip()
+    if ":" in spec or not ("/" in spec or os.path.exists(spec)):
+        return ""
+    if "path" in _ENTRIES[kind]:
+        return f"; {spec!r} looks like a path: write ./{spec} or path:{spec}"
+    takes = [s for s, e in _ENTRIES[kind].items() if "PATH" in e.help]
+    return (f"; {spec!r} looks like a path: put a scheme first, e.g. " + " or ".join(f"{s}:{spec}" for s in takes)
+            if takes else "")
+
+
 def resolve(kind: str, spec: str) -> tuple[Callable[..., Any], str | None]:
     """Return (factory, arg) for a spec, importing the factory's module lazily."""
     entry, arg = check_spec(kind, spec)
+    if callable(entry.target):
+        return entry.target, arg
     module_name, _, attr = entry.target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        if not entry.extra and module_name.split(".")[0] != "kame":  # a plugin's module, no extra to install
+            raise ConfigError(f"{kind} {spec!r}: cannot import {module_name!r}, registered for it: "
+                              f"{type(exc).__name__}: {exc}") from exc
         raise _missing(kind, spec, entry, exc) from exc
-    return getattr(module, attr), arg
+    try:
+        return getattr(module, attr), arg
+    except AttributeError:
+        raise ConfigError(f"{kind} {spec!r}: module {module_name!r} has no {attr!r}, registered for it") from None
 
 
 class UnknownOptionError(ConfigError):
@@ -134,16 +184,33 @@ def create(kind: str, spec: str, **kwargs: Any) -> Any:
     does not take is an UnknownOptionError, a ConfigError)."""
     factory, arg = resolve(kind, spec)
     try:
-        return factory(arg, **kwargs)
+        made = factory(arg, **kwargs)
+    except (KameError, KeyboardInterrupt, SystemExit):
+        raise
     except ModuleNotFoundError as exc:  # a package the factory imports lazily
         if not exc.name or exc.name.split(".")[0] == "kame":
-            raise
+            raise _failed(kind, spec, exc) from exc
         raise _missing(kind, spec, check_spec(kind, spec)[0], exc) from exc
     except TypeError as exc:  # factories pass their options on to the component's constructor
         m = _UNEXPECTED.search(str(exc))
         if m is None or m[1] not in kwargs:
-            raise
+            raise _failed(kind, spec, exc) from exc
         raise UnknownOptionError(f"{kind} {spec!r} has no option {m[1]!r}", m[1]) from None
+    except Exception as exc:  # noqa: BLE001 - a factory's own bug or failure: named, with where
+        raise _failed(kind, spec, exc) from exc
+    lacks = [m for m in REQUIRED_METHODS.get(kind, ()) if not callable(getattr(made, m, None))]
+    if lacks:
+        raise ConfigError(f"{kind} {spec!r}: its factory returned {type(made).__name__}, which has no "
+                          f"{', '.join(m + '()' for m in lacks)} (a {kind} implements kame's {kind.upper()} "
+                          "interface)")
+    return made
+
+
+def _failed(kind: str, spec: str, exc: BaseException) -> KameError:
+    """A factory's unexpected exception, as one line naming the spec and where it was raised."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    return KameError(f"{kind} {spec!r} could not be created: {type(exc).__name__}: {exc}{where}")
 
 
 def create_with_optional(kind: str, spec: str, **optional: Any) -> Any:
@@ -167,8 +234,44 @@ _LOADED = False
 
 
 def _load_builtin() -> None:
-    # Built-in entries live in one table (kame/components.py) so they are easy to read.
+    # Built-in entries live in one table (kame/components.py) so they are easy to read; then the
+    # plugins of installed packages and of KAME_PLUGINS.
     global _LOADED
     if not _LOADED:
         _LOADED = True
         importlib.import_module("kame.components")
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            load_plugins([ep.value], f"entry point {ep.name!r} of {ENTRY_POINT_GROUP!r}")
+        load_plugins(filter(None, os.environ.get(PLUGINS_ENV, "").split(",")), PLUGINS_ENV)
+
+
+_PLUGINS: set[str] = set()
+
+
+def load_plugins(names, source: str = "--plugin") -> None:
+    """Import plugin modules (a module name, or a .py file's path) once each; their register()
+    calls add schemes. ConfigError naming ``source`` if one cannot be imported."""
+    _load_builtin()  # first, so that a plugin may replace a built-in scheme
+    for name in (n.strip() for n in names):
+        if not name or name in _PLUGINS:
+            continue
+        path = Path(name).expanduser()
+        try:
+            if name.endswith(".py") or os.sep in name:
+                if not path.is_file():
+                    raise FileNotFoundError(f"no file {str(path)!r}")
+                spec = importlib.util.spec_from_file_location(f"kame_plugin_{path.stem}", path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[spec.name] = module
+                spec.loader.exec_module(module)
+            else:
+                importlib.import_module(name)
+        except (KameError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of the plugin's import, named
+            hint = (f" (a module on the Python path, or the file's path: ./{name}.py)"
+                    if isinstance(exc, ModuleNotFoundError) and exc.name == name and Path(f"{name}.py").is_file()
+                    else "")
+            raise ConfigError(f"plugin {name!r} (from {source}) could not be loaded: "
+                              f"{type(exc).__name__}: {exc}{hint}") from exc
+        _PLUGINS.add(name)

@@ -19,6 +19,12 @@ class RecordingSTT:
     def __init__(self, **kwargs):
         CREATED.append(kwargs)
 
+    async def stream(self, frames):
+        async for _ in frames:
+            pass
+        return
+        yield
+
     async def aclose(self):
         pass
 

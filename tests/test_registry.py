@@ -1,0 +1,105 @@
+"""kame.registry: your own components as plugins (--plugin, KAME_PLUGINS), checked registration,
+and factories that fail or return the wrong thing give one clear error naming the spec."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kame import registry
+from kame.errors import ConfigError, KameError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def scratch():
+    """Schemes registered by a test are removed after it."""
+    registry.schemes("stt")  # the built-in table first: it stays
+    before = {kind: set(entries) for kind, entries in registry._ENTRIES.items()}
+    plugins = set(registry._PLUGINS)
+    yield
+    for kind, entries in registry._ENTRIES.items():
+        for scheme in set(entries) - before.get(kind, set()):
+            del entries[scheme]
+    registry._PLUGINS.intersection_update(plugins)
+
+
+class _NotAnLLM:
+    pass
+
+
+def _boom(arg=None, **kw):
+    raise ValueError("no model file here")
+
+
+def test_registration_is_checked(scratch):
+    with pytest.raises(ConfigError, match="'module:callable'"):
+        registry.register("llm", "dotted", "mycomps.create_llm")  # a dot where the colon goes
+    with pytest.raises(ConfigError, match="scheme"):
+        registry.register("llm", "bad:scheme", "mycomps:create_llm")
+    registry.register("llm", "direct", lambda arg=None, **kw: _NotAnLLM())  # a callable is fine
+
+
+def test_a_factory_that_raises_or_returns_the_wrong_thing_is_named(scratch):
+    registry.register("llm", "boom", _boom)
+    with pytest.raises(KameError, match=r"llm 'boom' could not be created: ValueError: no model file here "
+                                        r"\(at test_registry.py:\d+\)"):
+        registry.create("llm", "boom")
+    registry.register("llm", "wrong", lambda arg=None, **kw: _NotAnLLM())
+    with pytest.raises(ConfigError, match=r"llm 'wrong'.*returned _NotAnLLM, which has no stream_chat\(\)"):
+        registry.create("llm", "wrong")
+
+
+def test_a_plugin_module_that_cannot_be_imported_is_not_a_missing_kame_extra(scratch):
+    registry.register("stt", "gone", "no_such_module_here:create")
+    with pytest.raises(ConfigError, match="cannot import 'no_such_module_here'") as err:
+        registry.create("stt", "gone")
+    assert "reinstall kame" not in str(err.value)
+    with pytest.raises(ConfigError, match=r"plugin '.*missing\.py' \(from --plugin\) could not be loaded"):
+        registry.load_plugins(["./missing.py"])
+
+
+PLUGIN = textwrap.dedent("""
+    from kame import registry
+
+    def make_codec(arg=None, **kw):
+        return registry.create("codec", "embedded")
+
+    registry.register("codec", "mycodec", make_codec, help="a plugin's codec")
+""")
+
+
+def test_a_plugin_file_adds_a_scheme_the_command_line_can_name(tmp_path, scratch):
+    """`kame --plugin ./mycomps.py codec roundtrip ... --codec mycodec` (the plugin's value is not
+    taken for the command's name)."""
+    import soundfile as sf
+
+    from kame.cli import main
+
+    plugin = tmp_path / "mycomps.py"
+    plugin.write_text(PLUGIN)
+    t = np.arange(24000) / 24000
+    sf.write(tmp_path / "in.wav", (0.2 * np.sin(2 * np.pi * 180 * t)).astype(np.float32), 24000)
+    out = tmp_path / "out.wav"
+    assert main(["--plugin", str(plugin), "codec", "roundtrip", str(tmp_path / "in.wav"), "-o", str(out),
+                 "--codec", "mycodec"]) == 0
+    assert sf.info(out).frames > 0
+
+
+def test_plugins_from_the_environment(tmp_path):
+    plugin = tmp_path / "envcomps.py"
+    plugin.write_text(PLUGIN)
+    env = dict(os.environ, KAME_PLUGINS=f" {plugin} ,")
+    out = subprocess.run([sys.executable, "-c", "from kame import registry; print(sorted(registry.schemes('codec')))"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    assert "mycodec" in out
+    env["KAME_PLUGINS"] = "no_such_plugin_module"
+    err = subprocess.run([sys.executable, "-m", "kame.cli", "codec", "roundtrip", "x.wav", "-o", "y.wav",
+                          "--codec", "mycodec"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert err.returncode == 1 and "plugin 'no_such_plugin_module' (from KAME_PLUGINS)" in err.stderr
+    assert "Traceback" not in err.stderr
