@@ -314,7 +314,7 @@ async def test_a_stall_is_reported_as_the_llm_failing_and_backs_off_more(tok):
     await settle()
     clock.advance(3.1)
     await settle()
-    assert statuses == [(False, "LLM http://127.0.0.1:9/v1/chat/completions: LLM stalled: nothing for 3.00 s")]
+    assert statuses == [(False, "LLM http://127.0.0.1:9/v1/chat/completions stalled: nothing for 3.00 s")]
     retry_1 = p._gate.retry_at - clock.now()
     clock.advance(retry_1 + 0.01)
     p._decide()
@@ -340,3 +340,30 @@ async def test_a_rate_limited_llm_is_retried_after_the_wait_it_asked_for(tok):
     await settle()
     assert p._gate.retry_at - clock.now() == pytest.approx(7.0)
     await p.aclose()
+
+
+@pytest.mark.parametrize("bad, said", [(None, "yielded None"), (7, "yielded int 7"), ({"t": 1}, "yielded dict {'t': 1}")])
+async def test_a_piece_that_is_not_text_fails_the_prediction(tok, bad, said):
+    """An LLM that yields something else than str broke its interface: the prediction fails (was:
+    None "completed" it silently, an int raised a TypeError from the producer's own code), with
+    a message that says what it yielded; a health watcher hears it as the LLM failing, with no
+    "up" for the bad piece."""
+    from kame.runtime.backend import WatchedLLM
+
+    statuses = []
+    inner = ScriptedLLM()
+    p, _, clock, events, _ = make(tok, WatchedLLM(inner, lambda ok, err: statuses.append((ok, err))))
+    await p.on_transcript(tr(2))
+    await settle()
+    inner.calls[0].send(bad, "Paris.")
+    await settle()
+    assert p.stats["failed"] == 1 and p.stats["completed"] == 0 and events == []
+    assert statuses == [(False, f"LLM scripted broke its interface: {said}, expected str (a text piece)")]
+    # the same without a watcher: the producer's own check
+    bare = ScriptedLLM(auto=["The ", bad])
+    p2, _, _, _, _ = make(tok, bare)
+    await p2.on_transcript(tr(2))
+    await settle()
+    assert p2.stats["failed"] == 1 and p2.stats["completed"] == 0
+    await p.aclose()
+    await p2.aclose()

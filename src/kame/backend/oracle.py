@@ -29,9 +29,13 @@ Behaviour:
 - A restart cancels the running LLM stream (closing its HTTP request / stopping generation) and
   starts a new prediction id; events of older predictions are never emitted after that.
 - Failures (BackendError, any exception, no first piece within ``first_token_timeout`` or no
-  piece for ``chunk_timeout`` on the session clock) are logged and counted; the producer waits
+  piece for ``chunk_timeout`` on the session clock, a piece that is not a str: the LLM broke its
+  interface, kame.backend.llm.base.check_piece) are logged and counted; the producer waits
   ``policy.backoff(n)`` and retries the newest conversation, and meanwhile the session simply
-  has no oracle. Nothing propagates out of the producer.
+  has no oracle. Nothing propagates out of the producer. The faults the producer finds itself
+  (a stall, a piece that is not text), which the LLM never raised, are also handed to
+  ``llm.failed(message)`` when the LLM has it (a health watcher:
+  kame.runtime.backend.WatchedLLM), so they are reported like the LLM's own errors.
 - Metrics (on the injected clock): llm_ttft (request -> first piece), llm_tokens_per_s
   (text-stream tokens after the first piece, per s), oracle_lag (user's last word end -> first
   oracle token emitted), oracle_restart (value 1, labels.reason). ``stats`` counts decisions:
@@ -47,9 +51,10 @@ import logging
 from collections import Counter
 from typing import Any, Callable
 
+from ..errors import BackendError
 from ..runtime.clock import Clock, MonotonicClock
 from ..runtime.metrics import Metric, MetricsSink, null_sink
-from .llm.base import LLM
+from .llm.base import LLM, check_piece, describe
 from .policy import OraclePolicy, RestartGate
 from .prompt import Conversation, PromptConfig, ReplyGuard, build_messages
 from .tokenizer import TextTokenizer
@@ -58,8 +63,15 @@ from .types import OracleAppend, OracleEvent, OracleReset, Transcript
 log = logging.getLogger(__name__)
 
 
-class _Stalled(Exception):
+class _LLMFault(BackendError):
+    """A fault of the LLM that the producer found (the LLM itself raised nothing)."""
+
+
+class _Stalled(_LLMFault):
     pass
+
+
+_END = object()  # the LLM's stream ended
 
 
 class OracleProducer:
@@ -194,8 +206,9 @@ class OracleProducer:
                     now = self.clock.now()
                     timeout = p.chunk_timeout if first is not None else p.first_token_timeout - (now - t0)
                     piece = await self._next(agen, timeout)
-                    if piece is None:
+                    if piece is _END:
                         break
+                    check_piece(piece, self.llm, _LLMFault)  # (None or an int is a broken LLM, not an end)
                     if first is None:
                         first = self.clock.now()
                         self._metric("llm_ttft", first - t0, prediction_id=pid)
@@ -224,12 +237,13 @@ class OracleProducer:
             self._gate.fail(now, self._failures, getattr(exc, "retry_after", None))
             log.warning("oracle prediction %d failed (%s: %s); retry in %.2f s", pid,
                         type(exc).__name__, exc, self._gate.retry_at - now)
-            stalled = getattr(self.llm, "stalled", None)  # (a health watcher: kame.runtime.backend.WatchedLLM)
-            if isinstance(exc, _Stalled) and callable(stalled):  # our timer, not the LLM, ended the stream
-                stalled(str(exc))
+            failed = getattr(self.llm, "failed", None)  # (a health watcher: kame.runtime.backend.WatchedLLM)
+            if isinstance(exc, _LLMFault) and callable(failed):  # we, not the LLM, ended the stream
+                failed(str(exc))
 
-    async def _next(self, agen, timeout: float) -> str | None:
-        """The next piece, None at the end; _Stalled after ``timeout`` s on the session clock."""
+    async def _next(self, agen, timeout: float) -> Any:
+        """The next piece (as yielded: unchecked), _END at the end; _Stalled after ``timeout`` s
+        on the session clock."""
         nxt = asyncio.ensure_future(agen.__anext__())
         timer = asyncio.ensure_future(self.clock.sleep(max(0.0, timeout)))
         try:
@@ -238,8 +252,8 @@ class OracleProducer:
                 try:
                     return nxt.result()
                 except StopAsyncIteration:
-                    return None
-            raise _Stalled(f"LLM stalled: nothing for {timeout:.2f} s")
+                    return _END
+            raise _Stalled(f"LLM {describe(self.llm)} stalled: nothing for {timeout:.2f} s")
         finally:
             for f in (nxt, timer):
                 if not f.done():

@@ -24,6 +24,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 
+def backoff(base: float, failures: int, cap: float) -> float:
+    """The wait before the next try after ``failures`` failures in a row: base, 2 base, 4 base, ... up to cap."""
+    return min(cap, base * 2 ** max(0, failures - 1))
+
+
 @dataclass
 class OraclePolicy:
     min_new_words: int = 2  # restart after this many new (or revised) user words
@@ -53,7 +58,7 @@ class OraclePolicy:
         )
 
     def backoff(self, failures: int) -> float:
-        return min(self.max_backoff, self.retry_backoff * 2 ** max(0, failures - 1))
+        return backoff(self.retry_backoff, failures, self.max_backoff)
 
 
 @dataclass(frozen=True)

@@ -10,29 +10,41 @@ the front-end.
 
 Data flow: user frames -> STT stream -> Transcript -> session.on_transcript + producer;
 producer -> OracleReset/OracleAppend -> session.on_oracle (queued, handed to the worker with
-the next frame's job, i.e. onto the stepper's per-row oracle feed).
+the next frame's job, i.e. onto the stepper's per-row oracle feed). The STT's metrics
+(stt_partial_latency, stt_final_latency) of this session's stream are tagged with the session
+and go where the producer's go (session.producer_metric: a "metric" Meta + the agent's sink),
+for STTs that take a per-stream sink (kame.backend.stt.base.open_stream; kame's own do).
 
 Failure policy: the STT loop and the producer loop are supervised separately. The producer
 retries failed LLM streams itself (with back-off) and never raises; the LLM is wrapped
-(WatchedLLM) so a failing stream reports "llm down" and the next stream that yields reports
-"llm up". If the STT stream (or the producer) raises, the session gets an ErrorEvent + a {"type": "backend",
-"status": "down"} Meta, the loop waits ``retry_s`` on the clock and starts again with a fresh
-stream; the front-end never waits for it (the frame ticker only reads queues). User audio
-arriving while the STT is down is dropped (the STT restarts on live audio). When the stream
-works again a {"status": "up"} Meta is sent. The user-frame queue is bounded (a stalled STT
-cannot grow memory; drops are counted).
+(WatchedLLM) so a failing stream (one that raises, stalls, or yields something that is not
+text) reports "llm down" and the next stream that yields text reports "llm up". If the STT
+stream raises, ends, yields something that is not a Transcript, or stalls (it has taken no
+audio for ``stall_s`` while frames wait for it), the session gets an ErrorEvent + a {"type":
+"backend", "status": "down"} Meta, the loop waits ``retry_s`` on the clock (doubled for each
+failure in a row, up to MAX_RETRY_S, until a transcript comes) and starts again with a fresh stream; the front-end never waits for it (the frame ticker only reads queues).
+Every failure is reported to the session (an ErrorEvent and one count in stats
+backend_failures each); the down/up Meta only on a change. User audio the STT never gets (its
+queue full, the frames it left waiting when it failed, audio while it is down) is counted in
+``dropped_frames``. When the stream works again a {"status": "up"} Meta is sent. The
+user-frame queue is bounded (a stalled STT cannot grow memory).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import inspect
 import logging
 from typing import TYPE_CHECKING, AsyncIterator, Callable
 
+from ..backend.llm.base import check_piece
+from ..backend.policy import backoff
+from ..backend.stt.base import check_transcript, open_stream
 from ..backend.types import AudioFrame
 from ..config import KameConfig
-from ..errors import ConfigError
+from ..errors import BackendError, ConfigError, KameError
 from .clock import Clock
 
 if TYPE_CHECKING:
@@ -40,22 +52,40 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_QUEUED_FRAMES = 250  # 20 s of audio
+STALL_S = 5.0  # an STT that takes no audio for this long while frames wait for it has stalled
+FRAME_S = 0.08
+STOP_WAIT_S = 2.0  # wall time given a stalled STT's stream to unwind after its cancellation
+MAX_RETRY_S = 30.0  # the longest wait between restarts of a failing STT
+
+
+def _why(exc: BaseException) -> str:
+    """An error for the session: kame's own errors say it all, others get their type."""
+    return str(exc) if isinstance(exc, KameError) else f"{type(exc).__name__}: {exc}"
 
 
 class BackendBridge:
     def __init__(self, session: "TandemSession", stt, make_producer: Callable | None,
-                 clock: Clock, *, retry_s: float = 1.0) -> None:
+                 clock: Clock, *, retry_s: float = 1.0, stall_s: float = STALL_S) -> None:
         self.session, self.stt, self.make_producer = session, stt, make_producer
-        self.clock, self.retry_s = clock, retry_s
-        self._frames: asyncio.Queue | None = None
+        self.clock, self.retry_s, self.stall_s = clock, retry_s, stall_s
+        self._stt_failures = 0  # STT failures in a row (the restart's back-off)
+        self._frames: asyncio.Queue | None = None  # the STT stream's input (None: the STT is down)
+        self._progress_at = 0.0  # when the STT last took a frame, or was last owed none
+        self._stall: asyncio.Future | None = None  # resolved (with the reason) when the STT stalls
         self._producer = None  # kame.backend.oracle.OracleProducer
         self._tasks: list[asyncio.Task] = []
         self._closed = False
-        self.dropped_frames = 0
+        self.dropped_frames = 0  # user frames the STT never got (queue full, stalled, down)
         self.up = {"stt": True, "llm": True}
+
+    @property
+    def dropped_s(self) -> float:
+        """Seconds of user audio the STT never got."""
+        return round(self.dropped_frames * FRAME_S, 2)
 
     async def start(self) -> None:
         if self.stt is not None:
+            self._frames = asyncio.Queue()  # the first stream's: audio from the first frame on
             self._tasks.append(asyncio.create_task(self._stt_loop(), name=f"stt-{self.session.id}"))
         if self.make_producer is not None:
             self._tasks.append(asyncio.create_task(self._producer_loop(), name=f"oracle-{self.session.id}"))
@@ -81,9 +111,20 @@ class BackendBridge:
 
     # ----------------------------------------------------------------- inputs (ticker)
     def push_user_frame(self, frame: AudioFrame) -> None:
-        q = self._frames
-        if q is None or self._closed:
+        if self._closed or self.stt is None:
             return
+        q = self._frames
+        if q is None:  # the STT is down, its stream restarts on live audio
+            self.dropped_frames += 1
+            return
+        now = self.clock.now()
+        if q.empty():
+            self._progress_at = now  # it had all the audio so far
+        elif now - self._progress_at >= self.stall_s and self._stall is not None and not self._stall.done():
+            name = getattr(self.stt, "name", None) or type(self.stt).__name__
+            self._stall.set_result(
+                f"STT {name} stalled: it has taken no audio for {now - self._progress_at:.1f} s "
+                f"({q.qsize() * FRAME_S:.1f} s of audio waiting for it); restarting its stream")
         if q.qsize() >= MAX_QUEUED_FRAMES:
             q.get_nowait()
             self.dropped_frames += 1
@@ -98,27 +139,75 @@ class BackendBridge:
 
     # ----------------------------------------------------------------- supervised loops
     def _status(self, component: str, ok: bool, error: str | None = None) -> None:
-        if self.up[component] != ok:
-            self.up[component] = ok
-            self.session.on_backend_status(component, ok, error)
+        """Every failure goes to the session (an ErrorEvent, counted); "up" only after a failure."""
+        if ok and self.up[component]:
+            return
+        self.up[component] = ok
+        self.session.on_backend_status(component, ok, error)
 
     async def _frame_iter(self, q: asyncio.Queue) -> AsyncIterator[AudioFrame]:
         while True:
             f = await q.get()
+            self._progress_at = self.clock.now()
             if f is None:
                 return
             yield f
 
+    def _stt_metric(self, m) -> None:
+        """A metric of this session's STT stream: tagged with the session, then passed on like
+        the producer's (a "metric" Meta and the agent's sink)."""
+        if m.session is None:
+            m = dataclasses.replace(m, session=self.session.id)
+        self.session.producer_metric(m)
+
+    async def _transcribe(self, q: asyncio.Queue) -> None:
+        """One STT stream: its transcripts to the session and the producer."""
+        stream = open_stream(self.stt, self._frame_iter(q), self._stt_metric)
+        try:
+            async for item in stream:
+                tr = check_transcript(item, self.stt)  # before "up": a broken STT is not working
+                self._stt_failures = 0
+                self._status("stt", True)
+                self.session.on_transcript(tr)
+                if self._producer is not None:
+                    await self._producer.on_transcript(tr)
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+    async def _stop(self, task: asyncio.Task) -> None:
+        """Cancel a stream's task, giving it STOP_WAIT_S (wall time) to unwind: an STT that
+        ignores the cancellation must not hold up its restart or the session's close."""
+        task.cancel()
+        await asyncio.wait({task}, timeout=STOP_WAIT_S)
+        if task.done():
+            with contextlib.suppress(BaseException):
+                task.result()
+        else:
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            log.warning("session %s: the STT stream did not stop within %.0f s of its cancellation",
+                        self.session.id, STOP_WAIT_S)
+
     async def _stt_loop(self) -> None:
         while not self._closed:
-            q: asyncio.Queue = asyncio.Queue()
-            self._frames = q
+            if self._frames is None:
+                self._frames = asyncio.Queue()
+            q = self._frames
+            self._progress_at = self.clock.now()
+            stall = self._stall = asyncio.get_running_loop().create_future()
+            run = asyncio.create_task(self._transcribe(q), name=f"stt-stream-{self.session.id}")
             try:
-                async for tr in self.stt.stream(self._frame_iter(q)):
-                    self._status("stt", True)
-                    self.session.on_transcript(tr)
-                    if self._producer is not None:
-                        await self._producer.on_transcript(tr)
+                try:
+                    await asyncio.wait({run, stall}, return_when=asyncio.FIRST_COMPLETED)
+                except asyncio.CancelledError:
+                    await self._stop(run)
+                    raise
+                if not run.done():  # stalled: it no longer reads the audio
+                    await self._stop(run)
+                    raise BackendError(stall.result())
+                run.result()  # the STT's own failure, if any
                 if self._closed:
                     return
                 raise RuntimeError("the STT stream ended")
@@ -127,8 +216,13 @@ class BackendBridge:
             except Exception as exc:  # noqa: BLE001 - any failure: report, wait, restart
                 log.warning("session %s: STT failed: %s", self.session.id, exc)
                 self._frames = None
-                self._status("stt", False, f"{type(exc).__name__}: {exc}")
-            await self.clock.sleep(self.retry_s)
+                self.dropped_frames += q.qsize()  # the audio it left waiting is lost with it
+                self._stt_failures += 1
+                self._status("stt", False, _why(exc))
+            finally:
+                self._stall = None
+            # a dead STT is retried after retry_s, then 2x, 4x ... up to MAX_RETRY_S (one error each)
+            await self.clock.sleep(backoff(self.retry_s, self._stt_failures, max(self.retry_s, MAX_RETRY_S)))
 
     async def _producer_loop(self) -> None:
         while not self._closed:
@@ -142,7 +236,7 @@ class BackendBridge:
                 raise
             except Exception as exc:  # noqa: BLE001 - a producer bug: report, restart
                 log.warning("session %s: oracle producer failed: %s", self.session.id, exc)
-                self._status("llm", False, f"{type(exc).__name__}: {exc}")
+                self._status("llm", False, _why(exc))
                 old, self._producer = self._producer, None
                 if old is not None:
                     try:
@@ -156,23 +250,26 @@ class BackendBridge:
 
 
 class WatchedLLM:
-    """Wraps an LLM to report its health: a failing stream -> status down, a stream that
-    yields its first piece -> status up (the producer itself retries with back-off)."""
+    """Wraps an LLM to report its health: a failing stream (it raises, or yields something
+    that is not text: kame.backend.llm.base.check_piece) -> status down, a stream that yields
+    its first text piece -> status up (the producer itself retries with back-off). Faults the
+    producer finds itself (a stall) come in through ``failed``."""
 
     def __init__(self, llm, on_status: Callable[[bool, str | None], None]) -> None:
         self.llm, self.on_status = llm, on_status
-        self.name = getattr(llm, "name", "llm")
+        self.name = getattr(llm, "name", None) or type(llm).__name__
+        self.url = getattr(llm, "url", None)
 
-    def stalled(self, message: str) -> None:
-        """The oracle's own timer gave up on a stream (its timeouts are shorter than the
-        adapter's): that is the LLM failing too, reported as such."""
-        where = getattr(self.llm, "url", None) or self.name
-        self.on_status(False, f"LLM {where}: {message}")
+    def failed(self, message: str) -> None:
+        """The producer ended a stream for a fault the LLM did not raise (e.g. its timers, which
+        are shorter than the adapter's, found it stalled): that is the LLM failing too."""
+        self.on_status(False, message)
 
     async def stream_chat(self, messages, **kwargs):
         try:
             first = True
             async for piece in self.llm.stream_chat(messages, **kwargs):
+                check_piece(piece, self.llm)  # (before "up": a broken LLM is not working)
                 if first:
                     self.on_status(True, None)
                     first = False
@@ -180,7 +277,7 @@ class WatchedLLM:
         except (asyncio.CancelledError, GeneratorExit):
             raise
         except Exception as exc:
-            self.on_status(False, f"{type(exc).__name__}: {exc}")
+            self.on_status(False, _why(exc))
             raise
 
 

@@ -153,7 +153,7 @@ class TandemSession(Session):
         if self.router is not None:
             await self.router.aclose()
         self._put(Meta({"type": "stats", "session": self.id, "final": True, "t": self.clock.now(),
-                        **self.stats.to_json(), **self._step_summary()}))
+                        **self._stats_fields()}))
         self.agent._release(self)
         self._queue.put_nowait(_CLOSED)
         self._ended = True  # nothing is queued after the end marker
@@ -246,8 +246,13 @@ class TandemSession(Session):
                 self.metric("oracle_lag", max(0.0, fed - word_end), fed, labels={"prediction_id": pid, "stage": "fed"})
         if self._stats_every and t >= self._next_stats:
             self._next_stats = t + self._stats_every
-            self._put(Meta({"type": "stats", "session": self.id, "t": t, **self.stats.to_json(),
-                            **self._step_summary()}))
+            self._put(Meta({"type": "stats", "session": self.id, "t": t, **self._stats_fields()}))
+
+    def _stats_fields(self) -> dict:
+        """A "stats" Meta's counters: the session's, the recent step times, and the seconds of
+        user audio its STT never got (stalled, down, or its queue full)."""
+        dropped = round(self.backend.dropped_s, 3) if self.backend is not None else 0.0
+        return {**self.stats.to_json(), **self._step_summary(), "stt_dropped_s": dropped}
 
     def _step_summary(self) -> dict:
         """Step time (worker compute per frame) over the recent frames of this session."""

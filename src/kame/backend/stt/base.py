@@ -6,14 +6,25 @@
                                               # on the same clock as the frames' ``t``
 
 The stream ends when ``frames`` ends (after flushing a last final). Heavy compute runs in a
-worker thread, never on the event loop.
+worker thread, never on the event loop. Every item must be a ``Transcript``; consumers check
+that with ``check_transcript`` (anything else is the STT failing, with a message saying what it
+yielded).
+
+Per-stream metrics: an STT created with a metrics sink (the agent's) may also accept
+``stream(frames, metrics=sink)``, a sink for that one stream's metrics (the session's, which
+tags them with the session and forwards them to the agent's sink) used instead of its own.
+``open_stream(stt, frames, metrics)`` passes it to STTs that take it (kame's own do:
+kame.backend.stt.streaming.SegmentedSTT) and leaves it out for the others.
 """
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
-from typing import AsyncIterable, AsyncIterator
+from typing import Any, AsyncIterable, AsyncIterator
 
+from ...errors import BackendError
+from ..llm.base import yielded
 from ..types import AudioFrame, Transcript
 
 
@@ -23,3 +34,30 @@ class STT(ABC):
     @abstractmethod
     def stream(self, frames: AsyncIterable[AudioFrame]) -> AsyncIterator[Transcript]:
         """Transcribe a live audio stream into partial and final transcripts."""
+
+
+def takes_stream_metrics(stt: Any) -> bool:
+    """Whether ``stt.stream`` accepts the per-stream ``metrics`` keyword."""
+    try:
+        params = inspect.signature(stt.stream).parameters
+    except (TypeError, ValueError):
+        return False
+    return "metrics" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def open_stream(stt: Any, frames: AsyncIterable[AudioFrame], metrics=None) -> AsyncIterator[Transcript]:
+    """``stt.stream(frames)``, with ``metrics=`` (this stream's metrics sink) if given and the STT
+    takes it."""
+    if metrics is not None and takes_stream_metrics(stt):
+        return stt.stream(frames, metrics=metrics)
+    return stt.stream(frames)
+
+
+def check_transcript(item: Any, stt: Any) -> Transcript:
+    """``item`` if it is a Transcript, else BackendError("STT NAME broke its interface: yielded
+    dict {...}, expected Transcript")."""
+    if isinstance(item, Transcript):
+        return item
+    name = getattr(stt, "name", None) or type(stt).__name__
+    raise BackendError(f"STT {name} broke its interface: yielded {yielded(item)}, "
+                       "expected Transcript (kame.backend.types)")

@@ -12,7 +12,9 @@ Pipeline of one ``stream`` call:
     the utterance reaches ``max_utterance`` s, it is asked for the final.
   Results go back to the loop, which stamps ``Transcript.t`` from the injected clock and
   emits the metrics "stt_partial_latency" (t - end of the newest word) and
-  "stt_final_latency" (t - end of speech).
+  "stt_final_latency" (t - end of speech), labelled with the STT, to ``stream(frames,
+  metrics=sink)``'s sink if given (a session's: it tags them with the session), else to the
+  STT's own (``metrics=`` at construction).
 Bounded work: if the worker is behind (more than ``max_lag`` s of audio waiting), or the VAD
 hears a pause (>= ``pause_skip`` s, the end of speech may be coming and the final needs the
 CPU), partial decodes are skipped; audio itself is never dropped.
@@ -144,7 +146,10 @@ class SegmentedSTT(STT, ABC):
         """Undo ``_open``."""
 
     # ---------------------------------------------------------------- event-loop side
-    async def stream(self, frames: AsyncIterable[AudioFrame]) -> AsyncIterator[Transcript]:
+    async def stream(self, frames: AsyncIterable[AudioFrame], *,
+                     metrics: MetricsSink | None = None) -> AsyncIterator[Transcript]:
+        """``metrics``: this stream's metrics sink (e.g. the session's), instead of the STT's."""
+        sink = metrics or self.metrics
         loop = asyncio.get_running_loop()
         await self._open()
         out: asyncio.Queue = asyncio.Queue()
@@ -186,9 +191,9 @@ class SegmentedSTT(STT, ABC):
                 now = self.clock.now()
                 tr = Transcript(tuple(words), kind == "final", now)
                 if kind == "partial" and words:
-                    self.metrics(Metric("stt_partial_latency", now - words[-1].end, now, labels={"stt": self.name}))
+                    sink(Metric("stt_partial_latency", now - words[-1].end, now, labels={"stt": self.name}))
                 if kind == "final" and end_of_speech is not None:
-                    self.metrics(Metric("stt_final_latency", now - end_of_speech, now, labels={"stt": self.name}))
+                    sink(Metric("stt_final_latency", now - end_of_speech, now, labels={"stt": self.name}))
                 yield tr
         finally:
             worker.stop()
