@@ -84,7 +84,7 @@ class FrontendConfig:
     temp_text: float | None = _opt(None, min=0.0)  # inner-monologue text tokens
     top_k: int | None = _opt(None, min=0)  # audio; 0 = no top-k
     top_k_text: int | None = _opt(None, min=0)
-    seed: int = -1  # sampling seed; -1 = nondeterministic
+    seed: int = _opt(-1, min=-1)  # sampling seed; -1 = nondeterministic
     # the oracle stream (the back-end's predictions fed to the front-end): "auto" = the
     # checkpoint's config.json "oracle" key, else on (a Moshi checkpoint gets a copy of its
     # text_emb, as KAME initialises it) except for Kyutai STT; "on"; "off" = run it as plain Moshi
@@ -161,6 +161,9 @@ class BackendConfig:
 
         for kind in ("stt", "llm"):  # the form only; packages, files and servers: when they load
             spec = getattr(self, kind)
+            if isinstance(spec, str) and spec.strip().lower() == "none":  # ("None", as for optional keys)
+                spec = "none"
+                setattr(self, kind, spec)
             if spec != "none":
                 try:
                     registry.check_spec(kind, spec)
@@ -341,7 +344,19 @@ def load_config(
         validate = getattr(getattr(cfg, f.name), "validate", None)
         if callable(validate):
             validate()
+    _check_together(cfg)
     return cfg
+
+
+def _check_together(cfg: KameConfig) -> None:
+    """Keys of different sections that only work together: checked at load, not after the models
+    took seconds to load."""
+    if cfg.mode == "cascade":
+        from .cascade.agent import check_cascade_backend
+
+        check_cascade_backend(cfg)
+    elif getattr(cfg.cascade, "hybrid_routing", False) and "none" in (cfg.backend.stt, cfg.backend.llm):
+        raise ConfigError("cascade.hybrid_routing needs backend.stt and backend.llm (not 'none')")
 
 
 def add_config_arguments(parser) -> None:

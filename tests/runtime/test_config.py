@@ -199,3 +199,16 @@ def test_set_typos_list_the_known_keys_and_strings_stay_strings():
     assert cfg.backend.system_prompt == "true" and cfg.server.auth_token == "1234"  # (was: true an error)
     with pytest.raises(ConfigError, match="overrides: give a list of 'key=value' strings"):
         load_config(None, "backend.llm=none")  # (was: "--set expects key=value, got 'b'")
+
+
+def test_keys_that_only_work_together_are_checked_at_load():
+    """Was: accepted, then failed when the agent started (after seconds of loading)."""
+    with pytest.raises(ConfigError, match="backend.stt = 'none' cannot be used with mode = 'cascade'"):
+        load_config(None, ["mode=cascade", "backend.stt=none"])
+    with pytest.raises(ConfigError, match="backend.llm = 'none' cannot be used with mode = 'cascade'"):
+        load_config(None, ["mode=cascade", "backend.llm=none"])
+    with pytest.raises(ConfigError, match="cascade.hybrid_routing needs backend.stt and backend.llm"):
+        load_config(None, ["cascade.hybrid_routing=true", "backend.llm=none"])
+    assert load_config(None, ["backend.stt=None", "backend.llm=NONE"]).backend.stt == "none"  # as for optional keys
+    with pytest.raises(ConfigError, match="frontend.seed"):
+        load_config(None, ["frontend.seed=-7"])
