@@ -103,3 +103,12 @@ def test_plugins_from_the_environment(tmp_path):
                           "--codec", "mycodec"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert err.returncode == 1 and "plugin 'no_such_plugin_module' (from KAME_PLUGINS)" in err.stderr
     assert "Traceback" not in err.stderr
+
+
+def test_the_tandem_back_end_creates_its_llm_through_the_registry(scratch):
+    """So a failing factory is the one-line error there too (was: a raw traceback from kame run)."""
+    from kame.runtime.backend import create_llm
+
+    registry.register("llm", "boom", _boom)
+    with pytest.raises(KameError, match="llm 'boom' could not be created: ValueError"):
+        create_llm("boom", nice=3)

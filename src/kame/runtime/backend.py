@@ -322,8 +322,9 @@ def create_llm(spec: str, nice: int = 0):
     names a ``nice`` parameter) runs it ``nice`` steps below the step's CPU priority."""
     from .. import registry
 
-    factory, arg = registry.resolve("llm", spec)
-    return factory(arg, nice=nice) if "nice" in inspect.signature(factory).parameters else factory(arg)
+    factory, _ = registry.resolve("llm", spec)
+    named = "nice" in inspect.signature(factory).parameters
+    return registry.create("llm", spec, **({"nice": nice} if named else {}))  # (its errors, named)
 
 
 def load_backend(cfg: KameConfig, clock: Clock, tokenizer=None, metrics=None):
