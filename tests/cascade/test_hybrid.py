@@ -77,7 +77,8 @@ async def test_barge_in_cancels_the_routed_reply():
     router.on_vad([VADEvent("start", t, t)], t, True, t)
     assert router.active  # not yet: a blip is not a barge-in
     router.on_vad([], t + 0.32, True, t + 0.32)
-    await asyncio.sleep(0)
+    for _ in range(5):  # (the cancellation reaches the LLM's stream through the reply's task)
+        await asyncio.sleep(0)
     assert not router.active and llm.cancelled == 1
     assert all(f is FRONT for f in await _frames(clock, router, 5))
     assert [e.data["type"] for e in events if isinstance(e, Meta)].count("barge_in") == 1
@@ -103,6 +104,28 @@ async def test_the_questions_own_tail_is_not_a_barge_in():
     router.on_vad([VADEvent("start", t1, t1 + 0.1)], t1 + 0.1, True, t1 + 0.1)
     assert router.active
     router.on_vad([], t1 + 0.32, True, t1 + 0.32)
-    await asyncio.sleep(0)
+    for _ in range(5):  # (the cancellation reaches the LLM's stream through the reply's task)
+        await asyncio.sleep(0)
     assert not router.active and llm.cancelled == 1
     assert [e.data["type"] for e in events if isinstance(e, Meta)].count("barge_in") == 1
+
+
+async def test_a_routed_reply_whose_tts_audio_is_unusable_ends_as_failed():
+    """NaN TTS audio never replaces the front-end's frame; the routed turn ends failed, with
+    nothing heard (was: the reply's full text, as if spoken), and the ErrorEvent names the TTS."""
+    from kame.runtime.base import ErrorEvent
+
+    class NanTTS(FakeTTS):
+        async def synthesize(self, text):
+            async for pcm in super().synthesize(text):
+                yield np.full_like(pcm, np.nan)
+
+    clock = FakeClock()
+    llm = FakeLLM(clock, ["Seventeen times twenty three is ", "three hundred ninety one."], delay=0.1)
+    router, events = _router(clock, llm, NanTTS(clock))
+    router.on_transcript(_final("what is seventeen times twenty three", clock.now()))
+    frames = await _frames(clock, router, 40)
+    assert all(np.isfinite(f).all() for f in frames) and frames[-1] is FRONT
+    (ended,) = [e.data for e in events if isinstance(e, Meta) and e.data["type"] == "agent_turn"]
+    assert ended["failed"] is True and ended["text"] == "" and ended["reply"]
+    assert any(isinstance(e, ErrorEvent) and e.message.startswith("tts fake-tts failed") for e in events)

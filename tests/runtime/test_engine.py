@@ -416,3 +416,19 @@ async def test_outputs_of_an_ended_session_end_again_instead_of_hanging():
 
 async def _collect(s):
     return [o async for o in s.outputs()]
+
+
+async def test_an_open_sessions_id_is_refused_and_free_again_once_it_closed():
+    """As the cascade's: was accepted, two live sessions with one id."""
+    from kame.runtime.base import SessionIdError
+
+    agent, clock, _ = make_agent()
+    await agent.start()
+    s = await agent.open_session("alice")
+    with pytest.raises(SessionIdError, match="'alice' is in use"):
+        await agent.open_session("alice")
+    assert len(agent.sessions) == 1
+    await s.close()
+    again = await agent.open_session("alice")
+    assert again.id == "alice"
+    await agent.stop()

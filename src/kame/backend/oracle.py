@@ -52,7 +52,7 @@ from collections import Counter
 from typing import Any, Callable
 
 from ..errors import BackendError
-from ..runtime.clock import Clock, MonotonicClock
+from ..runtime.clock import END, Clock, MonotonicClock, NothingWithin, next_within
 from ..runtime.metrics import Metric, MetricsSink, null_sink
 from .llm.base import LLM, check_piece, describe
 from .policy import OraclePolicy, RestartGate
@@ -71,7 +71,6 @@ class _Stalled(_LLMFault):
     pass
 
 
-_END = object()  # the LLM's stream ended
 
 
 class OracleProducer:
@@ -206,7 +205,7 @@ class OracleProducer:
                     now = self.clock.now()
                     timeout = p.chunk_timeout if first is not None else p.first_token_timeout - (now - t0)
                     piece = await self._next(agen, timeout)
-                    if piece is _END:
+                    if piece is END:
                         break
                     check_piece(piece, self.llm, _LLMFault)  # (None or an int is a broken LLM, not an end)
                     if first is None:
@@ -242,24 +241,12 @@ class OracleProducer:
                 failed(str(exc))
 
     async def _next(self, agen, timeout: float) -> Any:
-        """The next piece (as yielded: unchecked), _END at the end; _Stalled after ``timeout`` s
+        """The next piece (as yielded: unchecked), END at the end; _Stalled after ``timeout`` s
         on the session clock."""
-        nxt = asyncio.ensure_future(agen.__anext__())
-        timer = asyncio.ensure_future(self.clock.sleep(max(0.0, timeout)))
         try:
-            done, _ = await asyncio.wait({nxt, timer}, return_when=asyncio.FIRST_COMPLETED)
-            if nxt in done:
-                try:
-                    return nxt.result()
-                except StopAsyncIteration:
-                    return _END
-            raise _Stalled(f"LLM {describe(self.llm)} stalled: nothing for {timeout:.2f} s")
-        finally:
-            for f in (nxt, timer):
-                if not f.done():
-                    f.cancel()
-            with contextlib.suppress(BaseException):
-                await asyncio.gather(nxt, timer, return_exceptions=True)
+            return await next_within(agen, self.clock, timeout)
+        except NothingWithin:
+            raise _Stalled(f"LLM {describe(self.llm)} stalled: nothing for {timeout:.2f} s") from None
 
     # --- outputs ------------------------------------------------------------------------------
     def _emit_ids(self, pid: int, ids: list[int], word_end: float | None, sent: int) -> int:

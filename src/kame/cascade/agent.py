@@ -7,7 +7,9 @@ tandem (same STT, LLM, VAD and prompt), behind the same Agent/Session interface.
     await agent.start()                       # loads STT, LLM, TTS (in a worker thread)
     s = await agent.open_session()            # CapacityError past runtime.max_sessions
     await s.push_audio(pcm); async for out in s.outputs(): ...
-    await agent.stop()
+    await agent.stop()                        # closes every session (at once), the VAD thread, the components
+
+A session id in use is refused (SessionIdError); a closed session's id is free again.
 
 Used by ``kame serve --mode cascade`` and ``kame run --mode cascade`` through
 kame.runtime.engine.build_agent. Components come from the config: backend.stt, backend.llm
@@ -18,10 +20,11 @@ VAD state and STT stream. Tests pass ready-made components with ``components={..
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
-from concurrent.futures import ThreadPoolExecutor
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
 from .. import registry
@@ -29,7 +32,7 @@ from ..backend.childproc import load_in_thread
 from ..backend.types import ChatMessage, Turn
 from ..errors import ConfigError
 from ..runtime.backend import create_llm, create_stt
-from ..runtime.base import Agent, CapacityError, Meta, Session, close_components
+from ..runtime.base import Agent, CapacityError, Meta, Session, check_session_id, close_components
 from ..runtime.clock import Clock, MonotonicClock
 from ..runtime.metrics import MetricsSink, null_sink
 from .config import CascadeConfig
@@ -105,8 +108,9 @@ class CascadeAgent(Agent):
         self._prompt_fn = None
         self.sessions: dict[str, CascadeSession] = {}
         self._started = False
-        # VAD compute of all sessions on one small thread, not queued behind STT/TTS work
-        self._vad_pool = ThreadPoolExecutor(1, thread_name_prefix="kame-cascade-vad")
+        # VAD compute of all sessions on one small thread, not queued behind STT/TTS work (from
+        # start() to stop())
+        self._vad_pool: ThreadPoolExecutor | None = None
 
     def _load(self) -> dict:
         """Blocking component loading (run in a worker thread)."""
@@ -150,28 +154,47 @@ class CascadeAgent(Agent):
             return
         info = await load_in_thread(self._load)
         self.components.update(info)
+        if self._vad_pool is None:
+            self._vad_pool = ThreadPoolExecutor(1, thread_name_prefix="kame-cascade-vad")
         self._started = True
 
     async def stop(self) -> None:
-        for s in list(self.sessions.values()):
-            await s.close()
+        """Close every session (all at once: each may wait for its STT's last transcript), the
+        shared components and the VAD thread."""
+        sessions = list(self.sessions.values())
+        results = await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        for s, r in zip(sessions, results):
+            if isinstance(r, Exception):
+                log.warning("cascade: closing session %s failed: %s", s.id, r)
         await close_components((self.llm, self.tts, self.stt), "cascade: ")
+        pool, self._vad_pool = self._vad_pool, None
+        if pool is not None:
+            await asyncio.get_running_loop().run_in_executor(None, pool.shutdown)
         self._started = False
 
     async def open_session(self, session_id: str | None = None) -> Session:
         if not self._started:
             await self.start()
+        check_session_id(session_id, self.sessions)
         if len(self.sessions) >= self.max_sessions:
             raise CapacityError(f"all {self.max_sessions} sessions are in use (runtime.max_sessions)")
-        sid = session_id or f"c{next(_ids)}"
+        sid = session_id
+        while sid is None or sid in self.sessions:
+            sid = f"c{next(_ids)}"
+        backend = getattr(self.config, "backend", None)
         s = CascadeSession(
             sid, stt=self.stt, llm=self.llm, tts=self.tts, vad=self._vad_factory(), prompt_fn=self._prompt_fn,
-            cfg=self.cfg, clock=self.clock, metrics=self.metrics, on_close=lambda s: self.sessions.pop(s.id, None),
-            vad_pool=self._vad_pool,
+            cfg=self.cfg, clock=self.clock, metrics=self.metrics, on_close=self._closed_session,
+            vad_pool=self._vad_pool, retry_s=float(getattr(backend, "retry_s", 1.0)),
+            names={k: self.components.get(k) for k in ("stt", "llm", "tts")},
         )
         self.sessions[sid] = s
         s._emit(Meta({"type": "info", "session": sid, **self.components}))
         return s
+
+    def _closed_session(self, s: CascadeSession) -> None:
+        if self.sessions.get(s.id) is s:
+            del self.sessions[s.id]
 
 
 def check_cascade_backend(config, given: dict | None = None) -> None:

@@ -11,6 +11,7 @@ same components; only the TTS is cascade-specific.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,8 +55,10 @@ class CascadeConfig:
         return cfg
 
     def validate(self) -> None:
+        """ConfigError naming the dotted key and its value (``cascade.max_segment_words: must be
+        >= 2, got 1``) for a value out of its range (the rules are _RANGES)."""
         if not isinstance(self.tts, str) or not self.tts.strip():
-            raise ConfigError("[cascade] tts must be a non-empty tts spec string")
+            raise ConfigError(f"cascade.tts: expected a non-empty tts spec string, got {self.tts!r}")
         from .. import registry  # scheme names only: nothing is imported
 
         for key, spec in (("tts", self.tts), ("tts_fallback", self.tts_fallback)):
@@ -64,14 +67,39 @@ class CascadeConfig:
                     registry.check_spec("tts", spec)
                 except ConfigError as exc:
                     raise ConfigError(f"cascade.{key}: {exc}") from None
-        if self.first_clause_min_words < 1 or self.max_segment_words < 2:
-            raise ConfigError("[cascade] first_clause_min_words must be >= 1 and max_segment_words >= 2")
-        if not 0 < self.vad_threshold < 1:
-            raise ConfigError(f"cascade.vad_threshold: a speech probability in (0, 1), got {self.vad_threshold!r}")
-        if self.barge_in_min_speech < 0 or self.end_of_turn_silence <= 0:
-            raise ConfigError("[cascade] barge_in_min_speech must be >= 0 and end_of_turn_silence > 0")
-        if self.max_tokens is not None and self.max_tokens < 1:
-            raise ConfigError("[cascade] max_tokens must be >= 1")
+        for key, (lo, hi, lo_open, hi_open, what) in _RANGES.items():
+            value = getattr(self, key)
+            if value is None and key in _OPTIONAL:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"cascade.{key}: expected a finite number, got {value!r}")
+            if (lo is not None and (value <= lo if lo_open else value < lo)) or \
+                    (hi is not None and (value >= hi if hi_open else value > hi)):
+                rule = f"{what or 'must be'} {_range_text(lo, hi, lo_open, hi_open)}"
+                raise ConfigError(f"cascade.{key}: {rule}, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# the numeric keys' ranges: key -> (low, high, low excluded, high excluded, what the value is);
+# None = unbounded
+_RANGES: dict[str, tuple[float | None, float | None, bool, bool, str]] = {
+    "max_tokens": (1, None, False, False, ""),
+    "temperature": (0.0, None, False, False, ""),
+    "first_clause_min_words": (1, None, False, False, ""),
+    "max_segment_words": (2, None, False, False, ""),
+    "vad_threshold": (0.0, 1.0, True, True, "a speech probability"),
+    "barge_in_min_speech": (0.0, None, False, False, ""),
+    "end_of_turn_silence": (0.0, None, True, False, ""),
+    "silence_threshold": (0.0, 1.0, False, True, "a sample level (|x| of float audio)"),
+}
+_OPTIONAL = {"max_tokens", "temperature"}  # None: the [backend] value
+
+
+def _range_text(lo, hi, lo_open: bool, hi_open: bool) -> str:
+    if lo is not None and hi is not None:
+        return f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    if lo is not None:
+        return f"{'>' if lo_open else '>='} {lo:g}"
+    return f"{'<' if hi_open else '<='} {hi:g}"

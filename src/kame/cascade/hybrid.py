@@ -130,11 +130,12 @@ class HybridRouter:
             return
         interrupted = rp.active
         rp.cancel()
-        text = (rp.spoken_text if interrupted else rp.text).strip()
+        # what was heard: all of the reply, unless a barge-in or a failed LLM/TTS cut it (as the cascade's)
+        text = (rp.spoken_text if interrupted or rp.failed else rp.text).strip()
         if text:
             self.history.append(Turn("agent", text, rp.t_started, self.clock.now(), {"routed": True}))
         self._emit(Meta({"type": "agent_turn", "text": text, "reply": rp.text, "interrupted": interrupted,
-                         "turn": rp.turn_id, "route": "structured", "t": self.clock.now()}))
+                         "failed": rp.failed, "turn": rp.turn_id, "route": "structured", "t": self.clock.now()}))
 
     def _metric(self, name: str, value: float, labels: dict) -> None:
         m = Metric(name, float(value), self.clock.now(), self.session_id, {"mode": "hybrid", **labels})

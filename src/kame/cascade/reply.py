@@ -15,6 +15,14 @@ first audio leaves while the LLM is still streaming. The LLM and TTS run as two 
 compute is inside the components (worker threads). Used by the cascade session and, for hybrid
 routing, by the tandem runtime (which pulls frames instead of the front-end's output).
 
+Failures end the reply, never the session: an LLM or TTS that raises, that stalls (no first
+piece / chunk within ``first_timeout`` s, or nothing for ``chunk_timeout`` s after one, on the
+session clock: the tandem oracle's timeouts, kame.backend.policy.OraclePolicy), an LLM piece that
+is not text, or TTS audio that is unusable (not a float numpy array, not mono, NaN, int16-scale:
+the check of user audio, kame.runtime.session.audio_problem). Each is an ErrorEvent naming the
+component, and a {"type": "backend", "status": "down"} Meta (kame.runtime.base.BackendHealth);
+``failed`` is set and the reply ends with what was already spoken.
+
 Metrics (via ``metric(name, value, labels)``): llm_ttft, tts_first_chunk, first_response_latency
 (user's end of speech -> first audible agent sample), content_latency (same point: in the cascade
 the first audible sample is already the LLM's answer; labelled estimate="tts-onset").
@@ -32,14 +40,27 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..audio import SAMPLE_RATE, resample
+from ..backend.policy import OraclePolicy
 from ..backend.prompt import PromptConfig, ReplyGuard
 from ..backend.types import FRAME_SIZE, ChatMessage
+from ..errors import BackendError
 from ..runtime.base import AgentText, BackendHealth, Output
-from ..runtime.clock import Clock
+from ..runtime.clock import END, Clock, NothingWithin, next_within
+from ..runtime.session import audio_problem
 from .config import CascadeConfig
 from .text import SegmentSplitter
 
 log = logging.getLogger(__name__)
+class Stalled(BackendError):
+    """A component gave nothing within its timeout (our timer ended its stream)."""
+
+
+async def _aclose(stream) -> None:
+    """Close an async generator (stops the LLM / TTS behind it); errors are the stream's end."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()
 
 
 @dataclass
@@ -61,14 +82,23 @@ class ReplyParts:
     emit: Callable[[Output], None]  # the session's output queue
     prompt: PromptConfig | None = None  # the prompt's labels, for ReplyGuard (None = the defaults)
     health: BackendHealth | None = None  # the session's record of dead back-ends (None: one of its own)
+    names: dict = field(default_factory=dict)  # "llm"/"tts" -> the spec, for messages (else the class's name)
+    # stall timeouts on the clock: the tandem oracle's (OraclePolicy; not in the config, as there)
+    first_timeout: float = OraclePolicy.first_token_timeout  # request -> first LLM piece / TTS chunk
+    chunk_timeout: float = OraclePolicy.chunk_timeout  # between two pieces / chunks
 
     def __post_init__(self) -> None:
         if self.health is None:
             self.health = BackendHealth(self.emit)
 
+    def name(self, component: str) -> str:
+        part = self.llm if component == "llm" else self.tts
+        return str(self.names.get(component) or getattr(part, "name", None) or type(part).__name__)
+
 
 class ReplyPipeline:
     def __init__(self, parts: ReplyParts, *, metric: Callable[[str, float, dict], None]) -> None:
+        self.parts = parts
         self.llm, self.tts, self.cfg, self.clock = parts.llm, parts.tts, parts.cfg, parts.clock
         self.prompt = parts.prompt
         self._emit, self._metric, self._health = parts.emit, metric, parts.health
@@ -174,8 +204,12 @@ class ReplyPipeline:
             if self.cfg.temperature is not None:
                 kwargs["temperature"] = self.cfg.temperature
             try:
-                async with contextlib.aclosing(self.llm.stream_chat(messages, **kwargs)) as stream:
-                    async for piece in stream:
+                stream = aiter(self.llm.stream_chat(messages, **kwargs))
+                try:
+                    while (piece := await self._next(stream, "LLM", t_req, first)) is not END:
+                        if not isinstance(piece, str):
+                            raise BackendError(f"the LLM gave a piece of type {type(piece).__name__} "
+                                               f"({piece!r:.40}), expected text")
                         if not piece:
                             continue
                         if first:
@@ -186,6 +220,8 @@ class ReplyPipeline:
                         if guard.ended:  # the LLM went on with the conversation's next line
                             self.text = self.text.rstrip()
                             break  # closing the stream stops the LLM
+                finally:
+                    await _aclose(stream)
             except Exception as exc:  # noqa: BLE001 - a dead back-end must not end the session
                 self._fail("llm", exc)
             take(guard.flush())
@@ -210,26 +246,51 @@ class ReplyPipeline:
             seg = _Segment(text)
             self._segments.append(seg)
             t_req = self.clock.now()
+            got = False
             try:
-                async for pcm in self.tts.synthesize(text):
-                    pcm = np.asarray(pcm, np.float32).reshape(-1)
-                    rate = int(getattr(self.tts, "sample_rate", SAMPLE_RATE))
-                    if rate != SAMPLE_RATE:
-                        pcm = resample(pcm, rate, SAMPLE_RATE)
-                    if first:
-                        first = False
-                        self._metric("tts_first_chunk", self.clock.now() - t_req, {})
-                        self._health.report("tts", True, self.clock.now())
-                    if pcm.size:
-                        seg.pcm.append(pcm)
+                stream = aiter(self.tts.synthesize(text))
+                try:
+                    while (pcm := await self._next(stream, "TTS", t_req, not got)) is not END:
+                        got = True
+                        problem = audio_problem(pcm)
+                        if problem is not None:
+                            raise BackendError(f"its audio is unusable ({problem}); the rest of the reply "
+                                               "is not spoken")
+                        pcm = np.asarray(pcm, np.float32).reshape(-1)
+                        rate = int(getattr(self.tts, "sample_rate", SAMPLE_RATE))
+                        if rate != SAMPLE_RATE:
+                            pcm = resample(pcm, rate, SAMPLE_RATE)
+                        if first:
+                            first = False
+                            self._metric("tts_first_chunk", self.clock.now() - t_req, {})
+                            self._health.report("tts", True, self.clock.now())
+                        if pcm.size:
+                            seg.pcm.append(pcm)
+                finally:
+                    await _aclose(stream)
             except Exception as exc:  # noqa: BLE001 - a dead back-end must not end the session
                 seg.done = True
                 self._fail("tts", exc)
                 return  # the rest of this reply cannot be spoken; the session goes on
             seg.done = True
 
+    async def _next(self, stream, what: str, t_req: float, first: bool):
+        """The stream's next piece / chunk within the stall timeouts (Stalled else): the first
+        within ``first_timeout`` s of the request ``t_req``, each next within ``chunk_timeout`` s."""
+        p = self.parts
+        if first:
+            timeout = p.first_timeout - (self.clock.now() - t_req)
+            stalled = f"{what} stalled: nothing within {p.first_timeout:g} s of the request"
+        else:
+            timeout = p.chunk_timeout
+            stalled = f"{what} stalled: nothing for {p.chunk_timeout:g} s after its last output"
+        try:
+            return await next_within(stream, self.clock, timeout)
+        except NothingWithin:
+            raise Stalled(stalled) from None
+
     def _fail(self, component: str, exc: BaseException) -> None:
         self.failed = True
-        msg = f"{component} failed during the reply to turn {self.turn_id}: {exc}"
+        msg = f"{component} {self.parts.name(component)} failed during the reply to turn {self.turn_id}: {exc}"
         log.warning(msg)
         self._health.report(component, False, self.clock.now(), str(exc), msg)

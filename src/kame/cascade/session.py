@@ -18,23 +18,36 @@ Meta dicts sent (all JSON-able): {"type": "transcript", "speaker": "user", "text
 (all the LLM said), "interrupted", "failed" (the LLM or TTS failed mid-reply), "turn", "t"}, {"type": "metric", <Metric fields>}, {"type": "turn", "turn", "route",
 "rules", "t_user_end"}, {"type": "barge_in", "turn", "t", "heard"}, {"type": "vad", "event":
 "start"|"end", "t", "detected_at"}, {"type": "backend", "component", "status": "down"|"up", "error", "t"} (as the
-tandem: after an ErrorEvent when a back-end fails, "up" at its next success).
+tandem: after an ErrorEvent when a back-end fails, "up" at its next success), and at close
+{"type": "stats", "session", "final": true, "t", <CascadeStats fields>}.
+
+Failures (as the tandem's): a failed STT stream (or one that ended by itself) is restarted after
+the tandem's back-off (``retry_s`` = backend.retry_s, doubling per failure in a row up to
+kame.runtime.backend.MAX_RETRY_S; a transcript resets it), for as long as the session lives; the audio
+that arrives meanwhile is dropped (counted). An STT that takes no audio while
+MAX_QUEUED_FRAMES frames wait is reported down once and the oldest frames are dropped. LLM and
+TTS failures and stalls end the reply (kame.cascade.reply), never the session. Unread outputs are
+kept up to MAX_PENDING_OUTPUTS (the tandem's), then the oldest are dropped (``dropped_outputs``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Sequence
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, check_pcm
+from ..audio import SAMPLE_RATE
+from ..backend.policy import backoff
 from ..backend.types import FRAME_SIZE, AudioFrame, ChatMessage, Transcript, Turn
-from ..errors import AudioFormatError
-from ..runtime.base import AgentAudio, ErrorEvent, Meta, Output, Session
+from ..errors import BackendError
+from ..runtime.backend import MAX_QUEUED_FRAMES, MAX_RETRY_S
+from ..runtime.base import AgentAudio, BackendHealth, ErrorEvent, Meta, Output, Session
 from ..runtime.clock import Clock
 from ..runtime.metrics import Metric, MetricsSink, null_sink
+from ..runtime.session import MAX_PENDING_OUTPUTS, audio_problem
 from .config import CascadeConfig
 from .reply import ReplyParts, ReplyPipeline
 from .routing import explain_turn
@@ -43,12 +56,35 @@ from .turns import TurnTracker
 log = logging.getLogger(__name__)
 FRAME_S = FRAME_SIZE / SAMPLE_RATE
 PromptFn = Callable[[Sequence[Turn]], list[ChatMessage]]
+CLOSE_GRACE_S = 5.0  # close(): real seconds the STT may take to flush its last transcript
 
 
-async def _until_none(queue: asyncio.Queue) -> AsyncIterator:
-    """The queue's items up to (not including) the first None."""
-    while (item := await queue.get()) is not None:
-        yield item
+@dataclass
+class CascadeStats:
+    """Counts of one session, sent in its final "stats" Meta (names as the tandem's SessionStats)."""
+
+    transcripts: int = 0
+    turns: int = 0
+    bad_audio: int = 0  # push_audio chunks refused (not a float numpy array, not mono, NaN, int16-scale)
+    backend_failures: int = 0  # STT / LLM / TTS failures reported (ErrorEvent)
+    dropped_frames: int = 0  # 80 ms user frames the STT never got (while it was down or took no audio)
+    dropped_outputs: int = 0  # outputs nobody read (beyond MAX_PENDING_OUTPUTS)
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+class _CountedHealth(BackendHealth):
+    """The session's BackendHealth, counting failures in its stats."""
+
+    def __init__(self, emit, stats: CascadeStats) -> None:
+        super().__init__(emit)
+        self.stats = stats
+
+    def report(self, component: str, ok: bool, t: float, error: str | None = None, message: str | None = None) -> None:
+        if not ok:
+            self.stats.backend_failures += 1
+        super().report(component, ok, t, error, message)
 
 
 class CascadeSession(Session):
@@ -66,11 +102,20 @@ class CascadeSession(Session):
         metrics: MetricsSink = null_sink,
         on_close: Callable[["CascadeSession"], None] | None = None,
         vad_pool=None,
+        retry_s: float = 1.0,
+        names: dict | None = None,
     ) -> None:
         self.id = session_id
         self.stt, self.llm, self.tts = stt, llm, tts
         self.cfg, self.clock, self._sink = cfg, clock, metrics
-        self._parts = ReplyParts(llm, tts, cfg, clock, self._emit, getattr(prompt_fn, "prompt_config", None))
+        self.stats = CascadeStats()
+        self._names = dict(names or {})  # "stt"/"llm"/"tts" -> spec, for messages
+        self._ended = False  # the end marker is queued: nothing after it
+        self._parts = ReplyParts(llm, tts, cfg, clock, self._emit, getattr(prompt_fn, "prompt_config", None),
+                                 _CountedHealth(self._emit, self.stats), self._names)
+        self._retry_s = max(retry_s, 0.01)  # the STT's restart back-off: the tandem's (doubling, capped)
+        self._stt_failures = 0  # in a row (a transcript resets it)
+        self._stt_starved = False  # reported: the STT takes no audio
         self._prompt_fn = prompt_fn
         self._on_close = on_close
         self._turns = TurnTracker(vad)
@@ -94,19 +139,19 @@ class CascadeSession(Session):
     async def push_audio(self, pcm: np.ndarray) -> None:
         if self._closed:
             return
-        try:  # bad audio is reported and dropped; the session goes on (as the tandem does)
-            arr = np.asarray(pcm)
-            pcm = check_pcm(arr.reshape(-1) if arr.ndim == 2 and 1 in arr.shape else arr)
-        except AudioFormatError as exc:
-            self._emit(ErrorEvent(f"bad audio dropped: {exc}", self.clock.now()))
+        err = audio_problem(pcm)
+        if err is not None:  # bad audio is reported and dropped; the session goes on (as the tandem does)
+            self.stats.bad_audio += 1
+            self._emit(ErrorEvent(f"bad audio dropped: {err}", self.clock.now()))
             return
+        pcm = np.asarray(pcm, np.float32).reshape(-1)
         async with self._push_lock:  # concurrent pushes keep frame order and timing
             await self._push(pcm)
 
     async def _push(self, pcm: np.ndarray) -> None:
         now = self.clock.now()
         self._buf = np.concatenate([self._buf, pcm])
-        while self._buf.shape[0] >= FRAME_SIZE:
+        while self._buf.shape[0] >= FRAME_SIZE and not self._closed:
             frame, self._buf = self._buf[:FRAME_SIZE], self._buf[FRAME_SIZE:]
             # Live audio ends "now": this frame started len(rest + frame) samples earlier. Audio
             # pushed ahead of time (file mode) keeps its own continuity; never stamped in the future.
@@ -114,14 +159,16 @@ class CascadeSession(Session):
             if self._last_frame_t is not None:
                 t = min(now, max(t, self._last_frame_t + FRAME_S))
             self._last_frame_t = t
-            self._frames.put_nowait(AudioFrame(frame, t))
+            self._queue_frame(AudioFrame(frame, t))
             # VAD compute (~1 ms) off the event loop; frames stay in order (one push at a time).
             events = await asyncio.get_running_loop().run_in_executor(self._vad_pool, self._turns.update, frame, t)
             self._on_vad(events, t + FRAME_S)
         await asyncio.sleep(0)
 
-    def outputs(self) -> AsyncIterator[Output]:
-        return _until_none(self._out)
+    async def outputs(self) -> AsyncIterator[Output]:
+        while (item := await self._out.get()) is not None:
+            yield item
+        self._out.put_nowait(None)  # the end stays queued: outputs() called again ends at once too
 
     async def close(self) -> None:
         if self._closed:
@@ -133,7 +180,7 @@ class CascadeSession(Session):
         stt_task, play_task = self._tasks
         play_task.cancel()
         try:
-            await asyncio.wait_for(stt_task, timeout=5.0)
+            await asyncio.wait_for(stt_task, timeout=CLOSE_GRACE_S)
         except (asyncio.TimeoutError, asyncio.CancelledError):
             stt_task.cancel()
         except Exception:  # noqa: BLE001 - already reported by the loop
@@ -142,7 +189,11 @@ class CascadeSession(Session):
             if not task.done():
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._make_room()  # (first: the final count includes what this Meta pushes out)
+        self._emit(Meta({"type": "stats", "session": self.id, "final": True, "t": self.clock.now(),
+                         **self.stats.to_json()}))
         self._out.put_nowait(None)
+        self._ended = True
         if self._on_close:
             self._on_close(self)
 
@@ -167,26 +218,67 @@ class CascadeSession(Session):
         log.debug("session %s: barge-in at %.2f s (turn %d)", self.id, t, rp.turn_id)
         self._emit(Meta({"type": "barge_in", "turn": rp.turn_id, "t": t, "heard": heard}))
 
+    def _queue_frame(self, frame: AudioFrame) -> None:
+        """A frame for the STT; while MAX_QUEUED_FRAMES wait (it takes no audio) the oldest is
+        dropped, counted, and the STT reported down once (up again at its next transcript)."""
+        q = self._frames
+        if q.qsize() >= MAX_QUEUED_FRAMES:
+            q.get_nowait()
+            self.stats.dropped_frames += 1
+            if not self._stt_starved:
+                self._stt_starved = True
+                err = f"stt {self._name('stt')} takes no audio: {MAX_QUEUED_FRAMES * FRAME_S:g} s of it wait"
+                log.warning("session %s: %s; dropping the oldest", self.id, err)
+                self._parts.health.report("stt", False, self.clock.now(), err, err + "; dropping the oldest")
+        q.put_nowait(frame)
+
+    async def _stt_frames(self) -> AsyncIterator[AudioFrame]:
+        """The queued frames up to the end marker (None, at close), for the STT."""
+        while (frame := await self._frames.get()) is not None:
+            self._stt_starved = False
+            yield frame
+        self._frames.put_nowait(None)  # (a restarted stream ends at once too)
+
+    def _drop_frames(self) -> None:
+        """Drop the frames queued for a failed STT (the next stream starts on live audio, as the
+        tandem's); the end marker stays."""
+        while not self._frames.empty():
+            if self._frames.get_nowait() is None:
+                self._frames.put_nowait(None)
+                return
+            self.stats.dropped_frames += 1
+
+    def _name(self, component: str) -> str:
+        part = getattr(self, component)
+        return str(self._names.get(component) or getattr(part, "name", None) or type(part).__name__)
+
     async def _stt_loop(self) -> None:
-        restarts = 0
+        """The STT stream, restarted after a failure for as long as the session lives (the
+        tandem's back-off: retry_s doubling per failure in a row, capped; a transcript resets it)."""
         while not self._closed:
             try:
-                async for tr in self.stt.stream(_until_none(self._frames)):
+                async for tr in self.stt.stream(self._stt_frames()):
+                    self._stt_failures = 0
                     self._on_transcript(tr)
-                return  # the frame source ended (close)
+                if self._closed:
+                    return  # the frame source ended (close)
+                raise BackendError("the stream ended by itself")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - report and restart the stream
-                restarts += 1
-                msg = f"stt failed: {exc}" + ("; restarting the stream" if restarts <= 3 else "; giving up")
-                log.warning("session %s: %s", self.id, msg)
-                self._parts.health.report("stt", False, self.clock.now(), str(exc), msg)
-                if restarts > 3:
+                if self._closed:
                     return
-                await self.clock.sleep(0.5)
+                self._stt_failures += 1
+                wait = backoff(self._retry_s, self._stt_failures, max(self._retry_s, MAX_RETRY_S))
+                msg = f"stt {self._name('stt')} failed: {exc}; restarting the stream in {wait:g} s"
+                log.warning("session %s: %s", self.id, msg)
+                self._parts.health.report("stt", False, self.clock.now(), f"{type(exc).__name__}: {exc}", msg)
+                await self.clock.sleep(wait)
+                self._drop_frames()
 
     def _on_transcript(self, tr: Transcript) -> None:
         self._parts.health.report("stt", True, self.clock.now())  # working (again)
+        self.stats.transcripts += 1
         text = tr.text.strip()
         self._emit(Meta({"type": "transcript", "speaker": "user", "text": text, "final": tr.final, "t": tr.t,
                          "words": [{"word": w.text, "start": w.start, "end": w.end} for w in tr.words]}))
@@ -204,6 +296,7 @@ class CascadeSession(Session):
             self._reply = None
         self.history.append(Turn("user", text, start, t_end))
         self._turn_id += 1
+        self.stats.turns += 1
         route, rules = explain_turn(text)
         self._emit(Meta({"type": "turn", "turn": self._turn_id, "route": route, "rules": rules,
                          "t_user_end": t_end, "t": self.clock.now()}))
@@ -220,7 +313,7 @@ class CascadeSession(Session):
             self._reply = None
             # the turn is over, without a reply (every "turn" event gets its "agent_turn")
             self._emit(Meta({"type": "agent_turn", "text": "", "t": self.clock.now(), "turn": tid,
-                             "interrupted": False, "reply": ""}))
+                             "interrupted": False, "failed": True, "reply": ""}))
             return
         rp.start(messages, t_user_end=t_end, turn_id=self._turn_id)
 
@@ -263,5 +356,14 @@ class CascadeSession(Session):
         self._emit(Meta({"type": "metric", **m.to_json()}))
 
     def _emit(self, item: Output) -> None:
-        if not self._closed or isinstance(item, Meta):
-            self._out.put_nowait(item)
+        if self._ended or (self._closed and not isinstance(item, Meta)):
+            return
+        self._make_room()
+        self._out.put_nowait(item)
+
+    def _make_room(self) -> None:
+        """Room for one output: nobody reads MAX_PENDING_OUTPUTS of them: drop the oldest, counted
+        (as the tandem)."""
+        while self._out.qsize() >= MAX_PENDING_OUTPUTS:
+            self._out.get_nowait()
+            self.stats.dropped_outputs += 1

@@ -35,6 +35,17 @@ class CapacityError(KameError):
     """The agent is serving its maximum number of sessions."""
 
 
+class SessionIdError(KameError, ValueError):
+    """open_session(id) with the id of a session that is still open."""
+
+
+def check_session_id(session_id: str | None, open_ids) -> None:
+    """SessionIdError if ``session_id`` is one of the open sessions' ids (both agents' rule)."""
+    if session_id is not None and session_id in open_ids:
+        raise SessionIdError(f"session id {session_id!r} is in use by an open session; close it first or "
+                             f"give another id (or none: the agent makes one)")
+
+
 @dataclass(frozen=True)
 class AgentAudio:
     pcm: np.ndarray  # float32 [N] at 24 kHz

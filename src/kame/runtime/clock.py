@@ -69,3 +69,32 @@ class FakeClock:
             _, _, fut = heapq.heappop(self._waiters)
             if not fut.done():
                 fut.set_result(None)
+
+
+END = object()  # next_within: the stream ended
+
+
+class NothingWithin(Exception):
+    """next_within's timer ran out (not a TimeoutError: the stream's own may pass through)."""
+
+
+async def next_within(stream, clock: Clock, timeout: float):
+    """The next item of the async iterator ``stream``, END at its end, or NothingWithin after
+    ``timeout`` s on ``clock`` (the pending ``__anext__`` is cancelled, and so is a stream whose
+    producer hangs). The oracle's and the cascade's stall timers."""
+    nxt = asyncio.ensure_future(stream.__anext__())
+    timer = asyncio.ensure_future(clock.sleep(max(0.0, timeout)))
+    try:
+        done, _ = await asyncio.wait({nxt, timer}, return_when=asyncio.FIRST_COMPLETED)
+        if nxt in done:
+            try:
+                return nxt.result()
+            except StopAsyncIteration:
+                return END
+        raise NothingWithin(f"nothing within {timeout:g} s")
+    finally:
+        for f in (nxt, timer):
+            if not f.done():
+                f.cancel()
+        await asyncio.wait({nxt, timer})  # (never raises; a cancel of ours still propagates)
+

@@ -33,7 +33,7 @@ from typing import Callable
 from ..backend.childproc import load_in_thread
 from ..config import KameConfig
 from ..errors import ConfigError
-from .base import Agent, CapacityError, ErrorEvent, Session, close_components
+from .base import Agent, CapacityError, ErrorEvent, Session, check_session_id, close_components
 from .clock import Clock, MonotonicClock
 from .metrics import Metric, MetricsSink, null_sink
 from .session import TandemSession
@@ -135,6 +135,7 @@ class TandemAgent(Agent):
     async def open_session(self, session_id: str | None = None) -> Session:
         if self._ticker is None:
             await self.start()
+        check_session_id(session_id, {s.id for s in self.sessions.values()})
         if not self._free:
             raise CapacityError(f"all {self.max_sessions} sessions are in use (runtime.max_sessions)")
         row = self._free.pop()

@@ -109,7 +109,7 @@ class TandemSession(Session):
     async def push_audio(self, pcm: np.ndarray) -> None:
         if self.closed:
             return
-        err = _check_audio(pcm)
+        err = audio_problem(pcm)
         if err is not None:
             self.stats.bad_audio += 1
             self._put(ErrorEvent(f"bad audio dropped: {err}", self.clock.now()))
@@ -411,10 +411,11 @@ def _median(xs: list[float]) -> float:
     return sorted(xs)[len(xs) // 2]
 
 
-def _check_audio(pcm) -> str | None:
-    """Why a pushed chunk is unusable (None if fine). Integer PCM is refused, not guessed."""
+def audio_problem(pcm) -> str | None:
+    """Why a chunk of audio is unusable (None if fine): the check of user audio pushed to either
+    agent and of a TTS's output. Integer PCM is refused, not guessed; so is a list."""
     if not isinstance(pcm, np.ndarray):
-        return f"expected a numpy array, got {type(pcm).__name__}"
+        return f"expected a float32 numpy array (mono, 24 kHz, in [-1, 1]), got {type(pcm).__name__}"
     if not np.issubdtype(pcm.dtype, np.floating):
         return f"expected float32 samples in [-1, 1], got dtype {pcm.dtype}"
     if pcm.ndim != 1 and not (pcm.ndim == 2 and 1 in pcm.shape):
