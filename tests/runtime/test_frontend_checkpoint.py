@@ -183,3 +183,7 @@ def test_kame_run_json_shows_the_oracle_stream_and_the_sampling_used(tmp_path, c
     assert comps["oracle_stream"] == "text_emb-copy" and comps["oracle"] is True
     assert used(comps) == {"temp": 0.5, "top_k": 250, "temp_text": 0.3, "top_k_text": 9, "greedy": False,
                            "source": "temp=checkpoint top_k=default temp_text=config top_k_text=checkpoint"}
+    printed = capsys.readouterr().out  # and on screen, not only in the JSON
+    assert ("model     oracle stream text_emb-copy   sampling temp=0.5 top_k=250 temp_text=0.3 top_k_text=9 "
+            "(temp=checkpoint top_k=default temp_text=config top_k_text=checkpoint)") in printed
+    assert "note      the checkpoint has no trained oracle_emb" in printed

@@ -239,6 +239,11 @@ def summarize(rec: dict) -> dict:
         "frontend": comps.get("frontend"), "frontend_random": comps.get("frontend_random"),
         "codec": comps.get("codec"), "stt": comps.get("stt"), "llm": comps.get("llm"),
         "mode": comps.get("mode"), "tts": comps.get("tts"),
+        "oracle_stream": comps.get("oracle_stream"), "oracle_note": comps.get("oracle_note"),
+        "sampling": ("greedy" if comps.get("sampling_greedy") else
+                     " ".join(f"{k}={comps[f'sampling_{k}']:g}" for k in ("temp", "top_k", "temp_text", "top_k_text")
+                              if isinstance(comps.get(f"sampling_{k}"), (int, float))) or None),
+        "sampling_source": comps.get("sampling_source"),
         "heard": heard,
         "oracle_text": " | ".join("".join(o.get("text", "") for o in rec["oracle"] if o.get("prediction_id") == pid
                                           and o["event"] == "append")
@@ -465,6 +470,11 @@ def _print_summary(s: dict, out: Path, no_png: bool) -> None:
     fe = s["frontend"] or f"(none: {s['mode']})"
     print(f"front-end {fe}" + ("  ** RANDOM WEIGHTS: its speech is babble, not an answer **" if s["frontend_random"] else ""))
     print(f"codec     {s['codec'] or '-'}   stt {s['stt']}   llm {s['llm']}" + (f"   tts {s['tts']}" if s.get("tts") else ""))
+    if s.get("oracle_stream") and not s["frontend_random"]:  # a checkpoint: what its oracle is, how it samples
+        print(f"model     oracle stream {s['oracle_stream']}   sampling {s.get('sampling') or '-'}"
+              + (f" ({s['sampling_source']})" if s.get("sampling_source") else ""))
+    if s.get("oracle_note"):
+        print(f"note      {s['oracle_note']}")
     print(f"heard     {s['heard']!r}")
     print(f"oracle    {s['oracle_text'][:200]!r}")
     print(f"agent     {s['agent_text'][:200]!r}" + ("  (random front-end babble)" if s["frontend_random"] else ""))
