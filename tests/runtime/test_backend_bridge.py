@@ -152,6 +152,7 @@ async def test_an_stt_that_stops_reading_audio_is_reported_stalled_and_restarted
                                            r"restarting its stream", errs[0]), errs
     assert statuses(rec, "stt") == ["down", "up"]  # the restarted stream transcribes again
     assert stt.streams == 2 and rec.meta("transcript")
+    assert {m["speaker"] for m in rec.meta("transcript")} == {"user"}  # as the cascade's
     assert s.stats.backend_failures == 1
     # the frames it left waiting + those pushed while it was down: lost for the STT, and counted
     assert 10 <= s.backend.dropped_frames <= 14 and s.backend.dropped_s == pytest.approx(0.08 * s.backend.dropped_frames)

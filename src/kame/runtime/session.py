@@ -346,7 +346,7 @@ class TandemSession(Session):
         self.stats.transcripts += 1
         if tr.words:
             self._lat.last_word_end = max(w.end for w in tr.words)
-        self._put(Meta({"type": "transcript", "final": tr.final, "text": tr.text, "t": tr.t,
+        self._put(Meta({"type": "transcript", "speaker": "user", "final": tr.final, "text": tr.text, "t": tr.t,
                         "words": [{"word": w.text, "start": w.start, "end": w.end} for w in tr.words]}))
         if self.router is not None:
             try:
