@@ -112,3 +112,33 @@ def test_the_tandem_back_end_creates_its_llm_through_the_registry(scratch):
     registry.register("llm", "boom", _boom)
     with pytest.raises(KameError, match="llm 'boom' could not be created: ValueError"):
         create_llm("boom", nice=3)
+
+
+def test_an_entry_point_may_name_a_module_or_a_setup_function(tmp_path, monkeypatch, scratch):
+    """"mycomps" is imported; "mycomps:setup" is imported and setup() called (was: the whole
+    "mycomps:setup" taken as a module name, a ConfigError)."""
+    import importlib.metadata as md
+
+    (tmp_path / "ep_comps.py").write_text(textwrap.dedent("""
+        from kame import registry
+
+        def setup():
+            registry.register("llm", "from_ep", lambda arg=None, **kw: None)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ep = md.EntryPoint(name="mine", value="ep_comps:setup", group=registry.ENTRY_POINT_GROUP)
+    registry._load_entry_point(ep)
+    assert "from_ep" in registry.schemes("llm")
+    bad = md.EntryPoint(name="bad", value="ep_comps_missing:setup", group=registry.ENTRY_POINT_GROUP)
+    with pytest.raises(ConfigError, match=r"plugin 'ep_comps_missing:setup' \(entry point 'bad'"):
+        registry._load_entry_point(bad)
+
+
+def test_a_failed_plugin_load_is_reported_again_not_skipped(monkeypatch):
+    monkeypatch.setattr(registry, "_LOADED", False)
+    monkeypatch.setenv(registry.PLUGINS_ENV, "no_such_plugin_module_2")
+    for _ in range(2):  # (was: the second call found the registry "loaded" and went on without it)
+        with pytest.raises(ConfigError, match="no_such_plugin_module_2"):
+            registry.schemes("llm")
+    monkeypatch.delenv(registry.PLUGINS_ENV)
+    assert "openai" in registry.schemes("llm")

@@ -147,7 +147,7 @@ class BackendConfig:
     # 0 = greedy: the embedded 135M LLM drifts off-topic (even into French) when sampled at 0.7;
     # raise it for a large hosted LLM if you want varied replies
     llm_temperature: float = _opt(0.0, min=0.0)
-    retry_s: float = _opt(1.0, min=0.0)  # wait before restarting a failed STT/LLM stream
+    retry_s: float = _opt(1.0, min=0.05)  # first wait before restarting a failed STT/LLM stream (doubles per failure)
     # feed the front-end's inner monologue to the LLM prompt as the agent's own words;
     # "auto" = yes, except for random-weight front-ends (their text is babble)
     agent_text: str = _opt("auto", choices=("auto", "on", "off"))

@@ -20,7 +20,8 @@ callable itself) is loaded as a *plugin*, so that its schemes work in configs an
 command line (``--set backend.llm=mine``), from any of
     kame --plugin mycomps run ...            # a module on the Python path, or a file: ./mycomps.py
     KAME_PLUGINS=mycomps,./other.py kame serve
-    [project.entry-points."kame.components"] mycomps = "mycomps"   # in an installed package
+    [project.entry-points."kame.components"] mycomps = "mycomps"   # in an installed package ("mycomps:setup":
+                                                                   # imported, then setup() called)
 A factory that raises, or returns an object without the kind's methods (``stt``: stream,
 ``llm``: stream_chat, ``tts``: synthesize, ``codec``: encode/decode/stream), is a KameError
 naming the spec and where it failed.
@@ -239,10 +240,31 @@ def _load_builtin() -> None:
     global _LOADED
     if not _LOADED:
         _LOADED = True
-        importlib.import_module("kame.components")
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            load_plugins([ep.value], f"entry point {ep.name!r} of {ENTRY_POINT_GROUP!r}")
-        load_plugins(filter(None, os.environ.get(PLUGINS_ENV, "").split(",")), PLUGINS_ENV)
+        try:
+            importlib.import_module("kame.components")
+            for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+                _load_entry_point(ep)
+            load_plugins(filter(None, os.environ.get(PLUGINS_ENV, "").split(",")), PLUGINS_ENV)
+        except BaseException:
+            _LOADED = False  # the next call tries again (and reports the same failure), not skips the rest
+            raise
+
+
+def _load_entry_point(ep) -> None:
+    """An installed package's plugin: ``"module"`` (imported: its register() calls) or
+    ``"module:function"`` (imported, then function() called to register)."""
+    if ep.value in _PLUGINS:
+        return
+    try:
+        hook = ep.load()
+        if ep.attr and callable(hook):
+            hook()
+    except (KameError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the plugin's failure, named
+        raise ConfigError(f"plugin {ep.value!r} (entry point {ep.name!r} of {ENTRY_POINT_GROUP!r}) could not be "
+                          f"loaded: {type(exc).__name__}: {exc}") from exc
+    _PLUGINS.add(ep.value)
 
 
 _PLUGINS: set[str] = set()

@@ -134,6 +134,37 @@ async def test_a_tts_that_hangs_fails_the_turn_and_the_next_one_works(mode):
     await agent.stop()
 
 
+async def test_an_llm_piece_that_is_not_text_fails_the_turn_with_the_tandems_wording():
+    clock = FakeClock()
+    agent, _ = await _agent(clock, FakeLLM(clock, ["Well, ", 42, "no."], delay=0.1), FakeTTS(clock))
+    d = Driver(clock, await agent.open_session())
+    await _ask(d, "how are you", 30)
+    why = "LLM fake-llm broke its interface: yielded int 42, expected str (a text piece)"  # check_piece
+    assert _errors(d) == [f"llm fake-llm failed during the reply to turn 1: {why}"]
+    assert d.metas("backend") and d.metas("backend")[0]["error"] == why
+    assert d.metas("agent_turn")[-1]["failed"] is True
+    await d.close()
+    await agent.stop()
+
+
+async def test_a_failure_that_is_not_kames_names_its_type_in_the_backend_meta():
+    """The Meta's "error" is runtime.base._why(exc), the tandem's: the type for foreign errors."""
+    clock = FakeClock()
+
+    class BrokenTTS(FakeTTS):
+        async def synthesize(self, text):
+            raise RuntimeError("no voice")
+            yield
+
+    agent, _ = await _agent(clock, FakeLLM(clock, ["Fine."], delay=0.1), BrokenTTS(clock))
+    d = Driver(clock, await agent.open_session())
+    await _ask(d, "how are you", 30)
+    assert _errors(d) == ["tts fake-tts failed during the reply to turn 1: RuntimeError: no voice"]
+    assert d.metas("backend")[0]["error"] == "RuntimeError: no voice"
+    await d.close()
+    await agent.stop()
+
+
 # ---- 2. the STT is restarted for good, with back-off (r3_cascade_stt_gives_up.py) -----------
 class FlakySTT(FakeSTT):
     """Streams 1..``fail`` fail at once; the others work (stream ``fail_again`` fails after its
@@ -196,25 +227,101 @@ async def test_an_stt_stream_that_ends_by_itself_is_restarted():
     await agent.stop()
 
 
-async def test_an_stt_that_takes_no_audio_is_reported_and_its_queue_bounded(monkeypatch):
-    monkeypatch.setattr(cascade_session, "MAX_QUEUED_FRAMES", 20)
-    monkeypatch.setattr(cascade_session, "CLOSE_GRACE_S", 0.2)
-    clock = FakeClock()
+class DeafSTT(FakeSTT):
+    """Streams in ``deaf`` (1-based) take no audio, ever; the others work."""
 
-    class DeafSTT(FakeSTT):
-        async def stream(self, frames):
+    def __init__(self, deaf=(1,)):
+        super().__init__()
+        self.deaf, self.streams = set(deaf), 0
+
+    async def stream(self, frames):
+        self.streams += 1
+        if self.streams in self.deaf:
             await asyncio.Event().wait()
-            yield
+        async for tr in super().stream(frames):
+            yield tr
 
-    agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock), stt=DeafSTT())
+
+async def test_an_stt_that_takes_no_audio_is_restarted_after_the_tandems_stall_time(monkeypatch):
+    """As the tandem's bridge: no audio taken for STALL_S (5 s) while frames wait -> reported
+    and its stream restarted (was: reported after 250 frames, never restarted)."""
+    monkeypatch.setattr(cascade_session, "MAX_QUEUED_FRAMES", 20)
+    clock = FakeClock()
+    stt = DeafSTT()
+    agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."], delay=0.1), FakeTTS(clock), stt=stt)
     s = await agent.open_session()
     d = Driver(clock, s)
-    await d.step(frames=60)
-    assert s._frames.qsize() == 20 and s.stats.dropped_frames == 40
-    assert [e for e in _errors(d) if "takes no audio" in e] == _errors(d) and len(_errors(d)) == 1
-    assert _backend(d) == [("stt", "down")]
+    await d.step(frames=60)  # 4.8 s: not stalled yet; the queue is bounded, the oldest dropped
+    assert s._frames.qsize() == 20 and s.stats.dropped_frames == 40 and not _errors(d)
+    await d.step(frames=20)  # past 5 s
+    (err,) = _errors(d)
+    assert err.startswith("stt fake-stt failed: STT fake-stt stalled: it has taken no audio for 5.0 s")
+    assert err.endswith("restarting the stream in 1 s") and _backend(d) == [("stt", "down")]
+    assert stt.streams == 2 and s.stats.backend_failures == 1
+    await _ask(d, "hello", 20)  # the new stream works
+    assert d.metas("agent_turn")[-1]["text"] == "Hi." and _backend(d) == [("stt", "down"), ("stt", "up")]
     await d.close()
-    assert d.metas("stats")[-1]["dropped_frames"] == 40
+    assert d.metas("stats")[-1]["dropped_frames"] == s.stats.dropped_frames > 40
+    await agent.stop()
+
+
+class DictSTT(FakeSTT):
+    """Yields a dict instead of a Transcript (a broken STT plugin)."""
+
+    streams = 0
+
+    async def stream(self, frames):
+        self.streams += 1
+        yield {"final": True, "text": "hello"}
+
+
+async def test_an_stt_that_yields_no_transcript_stays_down_and_backs_off():
+    """check_transcript before "up" (as the tandem): was an AttributeError, status flapping
+    down/up and the back-off never growing."""
+    clock = FakeClock()
+    stt = DictSTT()
+    agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock), stt=stt, **{"backend.retry_s": 0.5})
+    d = Driver(clock, await agent.open_session())
+    await d.step(frames=60)  # 4.8 s: 0.5 + 1 + 2 s of back-off, the 4th stream fails too
+    why = ("STT fake-stt broke its interface: yielded dict {'final': True, 'text': 'hello'}, expected "
+           "Transcript (kame.backend.types)")
+    assert _errors(d) == [f"stt fake-stt failed: {why}; restarting the stream in {w}" for w in ("0.5 s", "1 s", "2 s", "4 s")]
+    assert _backend(d) == [("stt", "down")] and d.metas("backend")[0]["error"] == why  # kame's error: no type
+    assert not d.metas("transcript") and stt.streams == 4
+    await d.close()
+    await agent.stop()
+
+
+async def test_audio_while_the_stt_is_down_is_dropped_not_queued():
+    """As the tandem: a 30 s back-off (375 frames) queued nothing, so no false second failure
+    (was: "takes no audio" after 250 queued frames)."""
+    clock = FakeClock()
+    stt = FlakySTT(fail=100)
+    agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock), stt=stt, **{"backend.retry_s": 0.5})
+    s = await agent.open_session()
+    d = Driver(clock, s)
+    await d.step(frames=1000)  # 80 s: 0.5 + 1 + ... + 16 + 30 + 30 s of back-off
+    assert all("connection lost" in e for e in _errors(d)) and len(_errors(d)) == stt.streams == 8
+    assert s._frames is None and s.stats.dropped_frames == 1000  # none waits for the dead STT
+    assert _backend(d) == [("stt", "down")] and d.metas("backend")[0]["error"] == "RuntimeError: connection lost (1)"
+    await d.close()
+    await agent.stop()
+
+
+async def test_close_cancels_a_down_stt_at_once(monkeypatch):
+    """No stream runs (the STT waits to restart): close() does not wait CLOSE_GRACE_S for it."""
+    monkeypatch.setattr(cascade_session, "CLOSE_GRACE_S", 3600.0)
+    clock = FakeClock()
+    stt = FlakySTT(fail=100)
+    agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock), stt=stt, **{"backend.retry_s": 0.5})
+    s = await agent.open_session()
+    d = Driver(clock, s)
+    await d.step(frames=3)  # the first stream failed: 0.5 s back-off
+    assert s._frames is None and stt.streams == 1
+    closing = asyncio.create_task(d.close())
+    for _ in range(50):  # a few turns of the event loop, no time passing (was: waited the grace)
+        await asyncio.sleep(0)
+    assert closing.done() and all(t.done() for t in s._tasks) and d.metas("stats")[-1]["final"]
     await agent.stop()
 
 

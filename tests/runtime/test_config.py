@@ -212,3 +212,9 @@ def test_keys_that_only_work_together_are_checked_at_load():
     assert load_config(None, ["backend.stt=None", "backend.llm=NONE"]).backend.stt == "none"  # as for optional keys
     with pytest.raises(ConfigError, match="frontend.seed"):
         load_config(None, ["frontend.seed=-7"])
+
+
+def test_retry_s_has_a_floor():
+    """retry_s = 0 restarted a dead STT in a tight loop (an ErrorEvent per event-loop pass)."""
+    with pytest.raises(ConfigError, match="backend.retry_s"):
+        load_config(None, ["backend.retry_s=0"])

@@ -418,8 +418,12 @@ async def _collect(s):
     return [o async for o in s.outputs()]
 
 
-async def test_an_open_sessions_id_is_refused_and_free_again_once_it_closed():
-    """As the cascade's: was accepted, two live sessions with one id."""
+async def test_an_open_sessions_id_is_refused_and_free_again_once_it_closed(monkeypatch):
+    """As the cascade's: was accepted, two live sessions with one id; and an id the agent makes
+    skips one a caller took (was: open_session("s2") then open_session() gave two "s2")."""
+    import itertools
+
+    from kame.runtime import engine
     from kame.runtime.base import SessionIdError
 
     agent, clock, _ = make_agent()
@@ -431,4 +435,8 @@ async def test_an_open_sessions_id_is_refused_and_free_again_once_it_closed():
     await s.close()
     again = await agent.open_session("alice")
     assert again.id == "alice"
+    monkeypatch.setattr(engine, "_session_ids", itertools.count(1000))
+    taken = await agent.open_session("s1000")
+    made = await agent.open_session()
+    assert (taken.id, made.id) == ("s1000", "s1001")
     await agent.stop()

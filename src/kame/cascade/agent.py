@@ -32,7 +32,7 @@ from ..backend.childproc import load_in_thread
 from ..backend.types import ChatMessage, Turn
 from ..errors import ConfigError
 from ..runtime.backend import create_llm, create_stt
-from ..runtime.base import Agent, CapacityError, Meta, Session, check_session_id, close_components
+from ..runtime.base import Agent, CapacityError, Meta, Session, close_components, session_id_for
 from ..runtime.clock import Clock, MonotonicClock
 from ..runtime.metrics import MetricsSink, null_sink
 from .config import CascadeConfig
@@ -175,12 +175,9 @@ class CascadeAgent(Agent):
     async def open_session(self, session_id: str | None = None) -> Session:
         if not self._started:
             await self.start()
-        check_session_id(session_id, self.sessions)
+        sid = session_id_for(session_id, self.sessions, lambda: f"c{next(_ids)}")
         if len(self.sessions) >= self.max_sessions:
             raise CapacityError(f"all {self.max_sessions} sessions are in use (runtime.max_sessions)")
-        sid = session_id
-        while sid is None or sid in self.sessions:
-            sid = f"c{next(_ids)}"
         backend = getattr(self.config, "backend", None)
         s = CascadeSession(
             sid, stt=self.stt, llm=self.llm, tts=self.tts, vad=self._vad_factory(), prompt_fn=self._prompt_fn,

@@ -18,9 +18,10 @@ routing, by the tandem runtime (which pulls frames instead of the front-end's ou
 Failures end the reply, never the session: an LLM or TTS that raises, that stalls (no first
 piece / chunk within ``first_timeout`` s, or nothing for ``chunk_timeout`` s after one, on the
 session clock: the tandem oracle's timeouts, kame.backend.policy.OraclePolicy), an LLM piece that
-is not text, or TTS audio that is unusable (not a float numpy array, not mono, NaN, int16-scale:
+is not text (kame.backend.llm.base.check_piece, the tandem's WatchedLLM check), or TTS audio that is unusable (not a float numpy array, not mono, NaN, int16-scale:
 the check of user audio, kame.runtime.session.audio_problem). Each is an ErrorEvent naming the
-component, and a {"type": "backend", "status": "down"} Meta (kame.runtime.base.BackendHealth);
+component, and a {"type": "backend", "status": "down"} Meta (kame.runtime.base.BackendHealth; its
+"error" is kame.runtime.base._why(exc), as the tandem's);
 ``failed`` is set and the reply ends with what was already spoken.
 
 Metrics (via ``metric(name, value, labels)``): llm_ttft, tts_first_chunk, first_response_latency
@@ -40,11 +41,12 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..audio import SAMPLE_RATE, resample
+from ..backend.llm.base import check_piece
 from ..backend.policy import OraclePolicy
 from ..backend.prompt import PromptConfig, ReplyGuard
 from ..backend.types import FRAME_SIZE, ChatMessage
 from ..errors import BackendError
-from ..runtime.base import AgentText, BackendHealth, Output
+from ..runtime.base import AgentText, BackendHealth, Output, _why
 from ..runtime.clock import END, Clock, NothingWithin, next_within
 from ..runtime.session import audio_problem
 from .config import CascadeConfig
@@ -207,10 +209,7 @@ class ReplyPipeline:
                 stream = aiter(self.llm.stream_chat(messages, **kwargs))
                 try:
                     while (piece := await self._next(stream, "LLM", t_req, first)) is not END:
-                        if not isinstance(piece, str):
-                            raise BackendError(f"the LLM gave a piece of type {type(piece).__name__} "
-                                               f"({piece!r:.40}), expected text")
-                        if not piece:
+                        if not check_piece(piece, self.llm):  # text, else BackendError naming the LLM
                             continue
                         if first:
                             first = False
@@ -291,6 +290,7 @@ class ReplyPipeline:
 
     def _fail(self, component: str, exc: BaseException) -> None:
         self.failed = True
-        msg = f"{component} {self.parts.name(component)} failed during the reply to turn {self.turn_id}: {exc}"
+        why = _why(exc)
+        msg = f"{component} {self.parts.name(component)} failed during the reply to turn {self.turn_id}: {why}"
         log.warning(msg)
-        self._health.report(component, False, self.clock.now(), str(exc), msg)
+        self._health.report(component, False, self.clock.now(), why, msg)

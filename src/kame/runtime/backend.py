@@ -44,8 +44,9 @@ from ..backend.policy import backoff
 from ..backend.stt.base import check_transcript, open_stream
 from ..backend.types import AudioFrame
 from ..config import KameConfig
-from ..errors import BackendError, ConfigError, KameError
-from .clock import Clock
+from ..errors import BackendError, ConfigError
+from .base import _why
+from .clock import STOP_WAIT_S, Clock
 
 if TYPE_CHECKING:
     from .session import TandemSession
@@ -54,13 +55,7 @@ log = logging.getLogger(__name__)
 MAX_QUEUED_FRAMES = 250  # 20 s of audio
 STALL_S = 5.0  # an STT that takes no audio for this long while frames wait for it has stalled
 FRAME_S = 0.08
-STOP_WAIT_S = 2.0  # wall time given a stalled STT's stream to unwind after its cancellation
 MAX_RETRY_S = 30.0  # the longest wait between restarts of a failing STT
-
-
-def _why(exc: BaseException) -> str:
-    """An error for the session: kame's own errors say it all, others get their type."""
-    return str(exc) if isinstance(exc, KameError) else f"{type(exc).__name__}: {exc}"
 
 
 class BackendBridge:

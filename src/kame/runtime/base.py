@@ -24,11 +24,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Union
+from typing import AsyncIterator, Callable, Union
 
 import numpy as np
 
 from ..errors import KameError
+
+
+def _why(exc: BaseException) -> str:
+    """An error for the session (the "error" of a {"type": "backend"} Meta, in both agents):
+    kame's own errors say it all, others get their type."""
+    return str(exc) if isinstance(exc, KameError) else f"{type(exc).__name__}: {exc}"
 
 
 class CapacityError(KameError):
@@ -39,11 +45,16 @@ class SessionIdError(KameError, ValueError):
     """open_session(id) with the id of a session that is still open."""
 
 
-def check_session_id(session_id: str | None, open_ids) -> None:
-    """SessionIdError if ``session_id`` is one of the open sessions' ids (both agents' rule)."""
+def session_id_for(session_id: str | None, open_ids, make: Callable[[], str]) -> str:
+    """The id of a new session (both agents' rule): ``session_id`` unless an open session has it
+    (SessionIdError); without one, the first of make(), make(), ... that no open session has."""
     if session_id is not None and session_id in open_ids:
         raise SessionIdError(f"session id {session_id!r} is in use by an open session; close it first or "
                              f"give another id (or none: the agent makes one)")
+    sid = session_id
+    while sid is None or sid in open_ids:
+        sid = make()
+    return sid
 
 
 @dataclass(frozen=True)

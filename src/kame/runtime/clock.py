@@ -72,6 +72,7 @@ class FakeClock:
 
 
 END = object()  # next_within: the stream ended
+STOP_WAIT_S = 2.0  # wall time a cancelled __anext__ gets to unwind
 
 
 class NothingWithin(Exception):
@@ -96,5 +97,7 @@ async def next_within(stream, clock: Clock, timeout: float):
         for f in (nxt, timer):
             if not f.done():
                 f.cancel()
-        await asyncio.wait({nxt, timer})  # (never raises; a cancel of ours still propagates)
+        # (never raises; a cancel of ours still propagates; a stream that ignores its
+        # cancellation is left behind after STOP_WAIT_S instead of hanging its reader)
+        await asyncio.wait({nxt, timer}, timeout=STOP_WAIT_S)
 

@@ -33,10 +33,10 @@ from typing import Callable
 from ..backend.childproc import load_in_thread
 from ..config import KameConfig
 from ..errors import ConfigError
-from .base import Agent, CapacityError, ErrorEvent, Session, check_session_id, close_components
+from .base import Agent, CapacityError, ErrorEvent, Session, close_components, session_id_for
 from .clock import Clock, MonotonicClock
 from .metrics import Metric, MetricsSink, null_sink
-from .session import TandemSession
+from .session import TandemSession, _ids as _session_ids
 from .worker import FrameModel, StepJob, StepWorker, make_vad_factory
 
 log = logging.getLogger(__name__)
@@ -135,11 +135,11 @@ class TandemAgent(Agent):
     async def open_session(self, session_id: str | None = None) -> Session:
         if self._ticker is None:
             await self.start()
-        check_session_id(session_id, {s.id for s in self.sessions.values()})
+        sid = session_id_for(session_id, {s.id for s in self.sessions.values()}, lambda: f"s{next(_session_ids)}")
         if not self._free:
             raise CapacityError(f"all {self.max_sessions} sessions are in use (runtime.max_sessions)")
         row = self._free.pop()
-        s = TandemSession(self, row, session_id)
+        s = TandemSession(self, row, sid)
         self.sessions[row] = s
         if self._backend is not None:
             s.backend = self._backend(s)

@@ -80,7 +80,7 @@ class _Latency:
 class TandemSession(Session):
     def __init__(self, agent: "TandemAgent", row: int, session_id: str | None = None) -> None:
         self.agent, self.row = agent, row
-        self.id = session_id or f"s{next(_ids)}"
+        self.id = session_id or f"s{next(_ids)}"  # (the agent gives one: session_id_for)
         self.clock, cfg = agent.clock, agent.config
         self.stats = SessionStats()
         self.closed = False
