@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from kame.cascade import session as cascade_session
+from kame.runtime import sttloop
 from kame.runtime.base import SessionIdError
 from kame.config import load_config
 from kame.errors import ConfigError
@@ -245,14 +246,14 @@ class DeafSTT(FakeSTT):
 async def test_an_stt_that_takes_no_audio_is_restarted_after_the_tandems_stall_time(monkeypatch):
     """As the tandem's bridge: no audio taken for STALL_S (5 s) while frames wait -> reported
     and its stream restarted (was: reported after 250 frames, never restarted)."""
-    monkeypatch.setattr(cascade_session, "MAX_QUEUED_FRAMES", 20)
+    monkeypatch.setattr(sttloop, "MAX_QUEUED_FRAMES", 20)
     clock = FakeClock()
     stt = DeafSTT()
     agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."], delay=0.1), FakeTTS(clock), stt=stt)
     s = await agent.open_session()
     d = Driver(clock, s)
     await d.step(frames=60)  # 4.8 s: not stalled yet; the queue is bounded, the oldest dropped
-    assert s._frames.qsize() == 20 and s.stats.dropped_frames == 40 and not _errors(d)
+    assert s._stt._frames.qsize() == 20 and s._stt.dropped_frames == 40 and not _errors(d)
     await d.step(frames=20)  # past 5 s
     (err,) = _errors(d)
     assert err.startswith("stt fake-stt failed: STT fake-stt stalled: it has taken no audio for 5.0 s")
@@ -302,7 +303,7 @@ async def test_audio_while_the_stt_is_down_is_dropped_not_queued():
     d = Driver(clock, s)
     await d.step(frames=1000)  # 80 s: 0.5 + 1 + ... + 16 + 30 + 30 s of back-off
     assert all("connection lost" in e for e in _errors(d)) and len(_errors(d)) == stt.streams == 8
-    assert s._frames is None and s.stats.dropped_frames == 1000  # none waits for the dead STT
+    assert s._stt._frames is None and s._stt.dropped_frames == 1000  # none waits for the dead STT
     assert _backend(d) == [("stt", "down")] and d.metas("backend")[0]["error"] == "RuntimeError: connection lost (1)"
     await d.close()
     await agent.stop()
@@ -317,7 +318,7 @@ async def test_close_cancels_a_down_stt_at_once(monkeypatch):
     s = await agent.open_session()
     d = Driver(clock, s)
     await d.step(frames=3)  # the first stream failed: 0.5 s back-off
-    assert s._frames is None and stt.streams == 1
+    assert not s._stt.running and stt.streams == 1
     closing = asyncio.create_task(d.close())
     for _ in range(50):  # a few turns of the event loop, no time passing (was: waited the grace)
         await asyncio.sleep(0)

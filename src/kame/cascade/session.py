@@ -21,14 +21,10 @@ Meta dicts sent (all JSON-able): {"type": "transcript", "speaker": "user", "text
 tandem: after an ErrorEvent when a back-end fails, "up" at its next success), and at close
 {"type": "stats", "session", "final": true, "t", <CascadeStats fields>}.
 
-Failures (the tandem bridge's STT policy, kame.runtime.backend.BackendBridge): an STT stream
-that raises, ends by itself, yields something that is not a Transcript
-(kame.backend.stt.base.check_transcript) or stalls (it has taken no audio for STALL_S while
-frames wait for it) is reported (ErrorEvent + "down") and restarted after the tandem's back-off
-(``retry_s`` = backend.retry_s, doubling per failure in a row up to MAX_RETRY_S; a transcript
-resets it and reports "up"), for as long as the session lives. The frames it left waiting and
-the audio that arrives while it is down are dropped (counted); at most MAX_QUEUED_FRAMES wait
-for it (the oldest dropped, counted). close() lets a running stream flush its last transcript
+Failures: the STT stream is kame.runtime.sttloop.STTSupervisor's, as the tandem's (reported
+with an ErrorEvent + "down" and restarted with back-off after it raises, ends by itself, yields
+something that is not a Transcript or stalls; "up" at its next transcript; the audio it never
+got counted in dropped_frames). close() lets a running stream flush its last transcript
 (CLOSE_GRACE_S) and cancels a down one at once. LLM and TTS failures and stalls end the reply
 (kame.cascade.reply), never the session. Unread outputs are
 kept up to MAX_PENDING_OUTPUTS (the tandem's), then the oldest are dropped (``dropped_outputs``).
@@ -37,7 +33,6 @@ kept up to MAX_PENDING_OUTPUTS (the tandem's), then the oldest are dropped (``dr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Sequence
@@ -45,15 +40,12 @@ from typing import AsyncIterator, Callable, Sequence
 import numpy as np
 
 from ..audio import SAMPLE_RATE
-from ..backend.policy import backoff
-from ..backend.stt.base import check_transcript
 from ..backend.types import FRAME_SIZE, AudioFrame, ChatMessage, Transcript, Turn
-from ..errors import BackendError
-from ..runtime.backend import MAX_QUEUED_FRAMES, MAX_RETRY_S, STALL_S, STOP_WAIT_S
 from ..runtime.base import AgentAudio, BackendHealth, ErrorEvent, Meta, Output, Session, _why
 from ..runtime.clock import Clock
 from ..runtime.metrics import Metric, MetricsSink, null_sink
 from ..runtime.session import MAX_PENDING_OUTPUTS, audio_problem
+from ..runtime.sttloop import STTSupervisor
 from .config import CascadeConfig
 from .reply import ReplyParts, ReplyPipeline
 from .routing import explain_turn
@@ -119,18 +111,15 @@ class CascadeSession(Session):
         self._ended = False  # the end marker is queued: nothing after it
         self._parts = ReplyParts(llm, tts, cfg, clock, self._emit, getattr(prompt_fn, "prompt_config", None),
                                  _CountedHealth(self._emit, self.stats), self._names)
-        self._retry_s = max(retry_s, 0.01)  # the STT's restart back-off: the tandem's (doubling, capped)
-        self._stt_failures = 0  # in a row (a transcript resets it)
-        self._progress_at = clock.now()  # when the STT last took a frame, or was last owed none
-        self._stall: asyncio.Future | None = None  # resolved (with the reason) when the STT stalls
+        # the STT stream, supervised as the tandem's (restarts with back-off, stall detection)
+        self._stt = STTSupervisor(stt, clock, who=session_id, retry_s=retry_s, on_transcript=self._stt_transcript,
+                                  on_failure=self._stt_failure)
         self._prompt_fn = prompt_fn
         self._on_close = on_close
         self._turns = TurnTracker(vad)
         self._vad_pool = vad_pool  # an Executor for the VAD (None = the loop's default)
         self.history: list[Turn] = []
         self._out: asyncio.Queue[Output | None] = asyncio.Queue()
-        # the running STT stream's input (None: the STT is down); the first from the first frame on
-        self._frames: asyncio.Queue[AudioFrame | None] | None = asyncio.Queue()
         self._buf = np.zeros(0, np.float32)
         self._push_lock = asyncio.Lock()
         self._last_frame_t: float | None = None
@@ -139,7 +128,7 @@ class CascadeSession(Session):
         self._user_start: float | None = None  # first speech of the pending user turn
         self._closed = False
         self._tasks = [
-            asyncio.create_task(self._stt_loop(), name=f"cascade-stt-{session_id}"),
+            asyncio.create_task(self._stt.run(), name=f"cascade-stt-{session_id}"),
             asyncio.create_task(self._playback_loop(), name=f"cascade-play-{session_id}"),
         ]
 
@@ -167,7 +156,7 @@ class CascadeSession(Session):
             if self._last_frame_t is not None:
                 t = min(now, max(t, self._last_frame_t + FRAME_S))
             self._last_frame_t = t
-            self._queue_frame(AudioFrame(frame, t))
+            self._stt.push(AudioFrame(frame, t))
             # VAD compute (~1 ms) off the event loop; frames stay in order (one push at a time).
             events = await asyncio.get_running_loop().run_in_executor(self._vad_pool, self._turns.update, frame, t)
             self._on_vad(events, t + FRAME_S)
@@ -186,10 +175,11 @@ class CascadeSession(Session):
             self._reply.cancel()
         stt_task, play_task = self._tasks
         play_task.cancel()
-        if self._frames is None:  # the STT is down (waiting to restart): nothing to flush
+        running = self._stt.running
+        self._stt.end()  # lets a running stream flush and end
+        if not running:  # the STT is down (waiting to restart): nothing to flush
             stt_task.cancel()
         else:
-            self._frames.put_nowait(None)  # lets the running stream flush and end
             try:
                 await asyncio.wait_for(stt_task, timeout=CLOSE_GRACE_S)
             except (asyncio.TimeoutError, asyncio.CancelledError):
@@ -201,6 +191,7 @@ class CascadeSession(Session):
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._make_room()  # (first: the final count includes what this Meta pushes out)
+        self.stats.dropped_frames = self._stt.dropped_frames
         self._emit(Meta({"type": "stats", "session": self.id, "final": True, "t": self.clock.now(),
                          **self.stats.to_json()}))
         self._out.put_nowait(None)
@@ -229,105 +220,17 @@ class CascadeSession(Session):
         log.debug("session %s: barge-in at %.2f s (turn %d)", self.id, t, rp.turn_id)
         self._emit(Meta({"type": "barge_in", "turn": rp.turn_id, "t": t, "heard": heard}))
 
-    def _queue_frame(self, frame: AudioFrame) -> None:
-        """A frame for the STT (as the tandem's BackendBridge.push_user_frame): dropped, counted,
-        while it is down; its stall (no audio taken for STALL_S while frames wait) is signalled
-        to the STT loop, which restarts the stream; at most MAX_QUEUED_FRAMES wait (the oldest
-        is dropped, counted)."""
-        q = self._frames
-        if q is None:  # the STT is down: its next stream starts on live audio
-            self.stats.dropped_frames += 1
-            return
-        now = self.clock.now()
-        if q.empty():
-            self._progress_at = now  # it had all the audio so far
-        elif now - self._progress_at >= STALL_S and self._stall is not None and not self._stall.done():
-            self._stall.set_result(f"STT {self._name('stt')} stalled: it has taken no audio for "
-                                   f"{now - self._progress_at:.1f} s ({q.qsize() * FRAME_S:.1f} s of audio "
-                                   "waiting for it)")
-        if q.qsize() >= MAX_QUEUED_FRAMES:
-            q.get_nowait()
-            self.stats.dropped_frames += 1
-        q.put_nowait(frame)
-
-    async def _stt_frames(self, q: asyncio.Queue) -> AsyncIterator[AudioFrame]:
-        """The frames of ``q`` up to the end marker (None, at close), for one STT stream."""
-        while True:
-            frame = await q.get()
-            self._progress_at = self.clock.now()
-            if frame is None:
-                return
-            yield frame
-
     def _name(self, component: str) -> str:
         part = getattr(self, component)
         return str(self._names.get(component) or getattr(part, "name", None) or type(part).__name__)
 
-    async def _transcribe(self, q: asyncio.Queue) -> None:
-        """One STT stream: its transcripts to the session."""
-        stream = self.stt.stream(self._stt_frames(q))
-        try:
-            async for item in stream:
-                tr = check_transcript(item, self.stt)  # before "up": a broken STT is not working
-                self._stt_failures = 0
-                self._on_transcript(tr)
-        finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(Exception):
-                    await aclose()
+    async def _stt_transcript(self, tr: Transcript) -> None:
+        self._on_transcript(tr)
 
-    async def _stop(self, task: asyncio.Task) -> None:
-        """Cancel a stream's task, giving it STOP_WAIT_S (wall time) to unwind (the tandem's)."""
-        task.cancel()
-        await asyncio.wait({task}, timeout=STOP_WAIT_S)
-        if task.done():
-            with contextlib.suppress(BaseException):
-                task.result()
-        else:
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
-            log.warning("session %s: the STT stream did not stop within %.0f s of its cancellation",
-                        self.id, STOP_WAIT_S)
-
-    async def _stt_loop(self) -> None:
-        """The STT stream, restarted after a failure or a stall for as long as the session lives
-        (the tandem's back-off: retry_s doubling per failure in a row, capped; a transcript
-        resets it). While it is down, _frames is None (the audio is dropped)."""
-        while not self._closed:
-            if self._frames is None:
-                self._frames = asyncio.Queue()
-            q = self._frames
-            self._progress_at = self.clock.now()
-            stall = self._stall = asyncio.get_running_loop().create_future()
-            run = asyncio.create_task(self._transcribe(q), name=f"cascade-stt-stream-{self.id}")
-            try:
-                try:
-                    await asyncio.wait({run, stall}, return_when=asyncio.FIRST_COMPLETED)
-                except asyncio.CancelledError:
-                    await self._stop(run)
-                    raise
-                if not run.done():  # stalled: it no longer reads the audio
-                    await self._stop(run)
-                    raise BackendError(stall.result())
-                run.result()  # the STT's own failure, if any
-                if self._closed:
-                    return  # the frame source ended (close)
-                raise BackendError("the stream ended by itself")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - report, wait, restart the stream
-                if self._closed:
-                    return
-                self._frames = None
-                self.stats.dropped_frames += q.qsize()  # the audio it left waiting is lost with it
-                self._stt_failures += 1
-                wait = backoff(self._retry_s, self._stt_failures, max(self._retry_s, MAX_RETRY_S))
-                msg = f"stt {self._name('stt')} failed: {_why(exc)}; restarting the stream in {wait:g} s"
-                log.warning("session %s: %s", self.id, msg)
-                self._parts.health.report("stt", False, self.clock.now(), _why(exc), msg)
-            finally:
-                self._stall = None
-            await self.clock.sleep(wait)
+    def _stt_failure(self, exc: BaseException, wait: float) -> None:
+        msg = f"stt {self._name('stt')} failed: {_why(exc)}; restarting the stream in {wait:g} s"
+        log.warning("session %s: %s", self.id, msg)
+        self._parts.health.report("stt", False, self.clock.now(), _why(exc), msg)
 
     def _on_transcript(self, tr: Transcript) -> None:
         self._parts.health.report("stt", True, self.clock.now())  # working (again)

@@ -15,47 +15,40 @@ the next frame's job, i.e. onto the stepper's per-row oracle feed). The STT's me
 and go where the producer's go (session.producer_metric: a "metric" Meta + the agent's sink),
 for STTs that take a per-stream sink (kame.backend.stt.base.open_stream; kame's own do).
 
-Failure policy: the STT loop and the producer loop are supervised separately. The producer
+Failure policy: the STT stream and the producer loop are supervised separately. The producer
 retries failed LLM streams itself (with back-off) and never raises; the LLM is wrapped
 (WatchedLLM) so a failing stream (one that raises, stalls, or yields something that is not
-text) reports "llm down" and the next stream that yields text reports "llm up". If the STT
-stream raises, ends, yields something that is not a Transcript, or stalls (it has taken no
-audio for ``stall_s`` while frames wait for it), the session gets an ErrorEvent + a {"type":
-"backend", "status": "down"} Meta, the loop waits ``retry_s`` on the clock (doubled for each
-failure in a row, up to MAX_RETRY_S, until a transcript comes) and starts again with a fresh stream; the front-end never waits for it (the frame ticker only reads queues).
+text) reports "llm down" and the next stream that yields text reports "llm up". The STT stream
+is kame.runtime.sttloop.STTSupervisor's (the cascade's too): restarted with back-off after it
+raises, ends, yields something that is not a Transcript, or stalls; each failure gives the
+session an ErrorEvent + a {"type": "backend", "status": "down"} Meta, the next transcript a
+{"status": "up"}. The front-end never waits for it (the frame ticker only queues frames).
 Every failure is reported to the session (an ErrorEvent and one count in stats
-backend_failures each); the down/up Meta only on a change. User audio the STT never gets (its
-queue full, the frames it left waiting when it failed, audio while it is down) is counted in
-``dropped_frames``. When the stream works again a {"status": "up"} Meta is sent. The
-user-frame queue is bounded (a stalled STT cannot grow memory).
+backend_failures each); the down/up Meta only on a change. User audio the STT never gets is
+counted in ``dropped_frames``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import inspect
 import logging
-from typing import TYPE_CHECKING, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..backend.llm.base import check_piece
-from ..backend.policy import backoff
-from ..backend.stt.base import check_transcript, open_stream
-from ..backend.types import AudioFrame
+from ..backend.types import AudioFrame, Transcript
 from ..config import KameConfig
-from ..errors import BackendError, ConfigError
+from ..errors import ConfigError
 from .base import _why
-from .clock import STOP_WAIT_S, Clock
+from .clock import Clock
+from .sttloop import STALL_S, STTSupervisor
 
 if TYPE_CHECKING:
     from .session import TandemSession
 
 log = logging.getLogger(__name__)
-MAX_QUEUED_FRAMES = 250  # 20 s of audio
-STALL_S = 5.0  # an STT that takes no audio for this long while frames wait for it has stalled
 FRAME_S = 0.08
-MAX_RETRY_S = 30.0  # the longest wait between restarts of a failing STT
 
 
 class BackendBridge:
@@ -63,15 +56,18 @@ class BackendBridge:
                  clock: Clock, *, retry_s: float = 1.0, stall_s: float = STALL_S) -> None:
         self.session, self.stt, self.make_producer = session, stt, make_producer
         self.clock, self.retry_s, self.stall_s = clock, retry_s, stall_s
-        self._stt_failures = 0  # STT failures in a row (the restart's back-off)
-        self._frames: asyncio.Queue | None = None  # the STT stream's input (None: the STT is down)
-        self._progress_at = 0.0  # when the STT last took a frame, or was last owed none
-        self._stall: asyncio.Future | None = None  # resolved (with the reason) when the STT stalls
+        self._stt = None if stt is None else STTSupervisor(
+            stt, clock, who=session.id, retry_s=retry_s, stall_s=stall_s, metrics=self._stt_metric,
+            on_transcript=self._on_transcript, on_failure=self._on_stt_failure)
         self._producer = None  # kame.backend.oracle.OracleProducer
         self._tasks: list[asyncio.Task] = []
         self._closed = False
-        self.dropped_frames = 0  # user frames the STT never got (queue full, stalled, down)
         self.up = {"stt": True, "llm": True}
+
+    @property
+    def dropped_frames(self) -> int:
+        """User frames the STT never got (its queue full, stalled, down)."""
+        return self._stt.dropped_frames if self._stt is not None else 0
 
     @property
     def dropped_s(self) -> float:
@@ -79,16 +75,15 @@ class BackendBridge:
         return round(self.dropped_frames * FRAME_S, 2)
 
     async def start(self) -> None:
-        if self.stt is not None:
-            self._frames = asyncio.Queue()  # the first stream's: audio from the first frame on
-            self._tasks.append(asyncio.create_task(self._stt_loop(), name=f"stt-{self.session.id}"))
+        if self._stt is not None:  # (its queue takes audio from the first frame on)
+            self._tasks.append(asyncio.create_task(self._stt.run(), name=f"stt-{self.session.id}"))
         if self.make_producer is not None:
             self._tasks.append(asyncio.create_task(self._producer_loop(), name=f"oracle-{self.session.id}"))
 
     async def aclose(self) -> None:
         self._closed = True
-        if self._frames is not None:
-            self._frames.put_nowait(None)
+        if self._stt is not None:
+            self._stt.end()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -106,24 +101,8 @@ class BackendBridge:
 
     # ----------------------------------------------------------------- inputs (ticker)
     def push_user_frame(self, frame: AudioFrame) -> None:
-        if self._closed or self.stt is None:
-            return
-        q = self._frames
-        if q is None:  # the STT is down, its stream restarts on live audio
-            self.dropped_frames += 1
-            return
-        now = self.clock.now()
-        if q.empty():
-            self._progress_at = now  # it had all the audio so far
-        elif now - self._progress_at >= self.stall_s and self._stall is not None and not self._stall.done():
-            name = getattr(self.stt, "name", None) or type(self.stt).__name__
-            self._stall.set_result(
-                f"STT {name} stalled: it has taken no audio for {now - self._progress_at:.1f} s "
-                f"({q.qsize() * FRAME_S:.1f} s of audio waiting for it); restarting its stream")
-        if q.qsize() >= MAX_QUEUED_FRAMES:
-            q.get_nowait()
-            self.dropped_frames += 1
-        q.put_nowait(frame)
+        if not self._closed and self._stt is not None:
+            self._stt.push(frame)
 
     def push_agent_text(self, text: str, t: float) -> None:
         if self._producer is not None:
@@ -140,14 +119,6 @@ class BackendBridge:
         self.up[component] = ok
         self.session.on_backend_status(component, ok, error)
 
-    async def _frame_iter(self, q: asyncio.Queue) -> AsyncIterator[AudioFrame]:
-        while True:
-            f = await q.get()
-            self._progress_at = self.clock.now()
-            if f is None:
-                return
-            yield f
-
     def _stt_metric(self, m) -> None:
         """A metric of this session's STT stream: tagged with the session, then passed on like
         the producer's (a "metric" Meta and the agent's sink)."""
@@ -155,69 +126,16 @@ class BackendBridge:
             m = dataclasses.replace(m, session=self.session.id)
         self.session.producer_metric(m)
 
-    async def _transcribe(self, q: asyncio.Queue) -> None:
-        """One STT stream: its transcripts to the session and the producer."""
-        stream = open_stream(self.stt, self._frame_iter(q), self._stt_metric)
-        try:
-            async for item in stream:
-                tr = check_transcript(item, self.stt)  # before "up": a broken STT is not working
-                self._stt_failures = 0
-                self._status("stt", True)
-                self.session.on_transcript(tr)
-                if self._producer is not None:
-                    await self._producer.on_transcript(tr)
-        finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(Exception):
-                    await aclose()
+    async def _on_transcript(self, tr: Transcript) -> None:
+        """A transcript of the supervised STT stream: to the session and the producer."""
+        self._status("stt", True)
+        self.session.on_transcript(tr)
+        if self._producer is not None:
+            await self._producer.on_transcript(tr)
 
-    async def _stop(self, task: asyncio.Task) -> None:
-        """Cancel a stream's task, giving it STOP_WAIT_S (wall time) to unwind: an STT that
-        ignores the cancellation must not hold up its restart or the session's close."""
-        task.cancel()
-        await asyncio.wait({task}, timeout=STOP_WAIT_S)
-        if task.done():
-            with contextlib.suppress(BaseException):
-                task.result()
-        else:
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
-            log.warning("session %s: the STT stream did not stop within %.0f s of its cancellation",
-                        self.session.id, STOP_WAIT_S)
-
-    async def _stt_loop(self) -> None:
-        while not self._closed:
-            if self._frames is None:
-                self._frames = asyncio.Queue()
-            q = self._frames
-            self._progress_at = self.clock.now()
-            stall = self._stall = asyncio.get_running_loop().create_future()
-            run = asyncio.create_task(self._transcribe(q), name=f"stt-stream-{self.session.id}")
-            try:
-                try:
-                    await asyncio.wait({run, stall}, return_when=asyncio.FIRST_COMPLETED)
-                except asyncio.CancelledError:
-                    await self._stop(run)
-                    raise
-                if not run.done():  # stalled: it no longer reads the audio
-                    await self._stop(run)
-                    raise BackendError(stall.result())
-                run.result()  # the STT's own failure, if any
-                if self._closed:
-                    return
-                raise RuntimeError("the STT stream ended")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any failure: report, wait, restart
-                log.warning("session %s: STT failed: %s", self.session.id, exc)
-                self._frames = None
-                self.dropped_frames += q.qsize()  # the audio it left waiting is lost with it
-                self._stt_failures += 1
-                self._status("stt", False, _why(exc))
-            finally:
-                self._stall = None
-            # a dead STT is retried after retry_s, then 2x, 4x ... up to MAX_RETRY_S (one error each)
-            await self.clock.sleep(backoff(self.retry_s, self._stt_failures, max(self.retry_s, MAX_RETRY_S)))
+    def _on_stt_failure(self, exc: BaseException, wait: float) -> None:
+        log.warning("session %s: STT failed: %s (restart in %g s)", self.session.id, exc, wait)
+        self._status("stt", False, f"{_why(exc)}; restarting the stream in {wait:g} s")
 
     async def _producer_loop(self) -> None:
         while not self._closed:

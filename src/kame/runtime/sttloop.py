@@ -1,0 +1,153 @@
+"""One session's STT stream, supervised the same way by both agents (the tandem's
+kame.runtime.backend.BackendBridge, the cascade's kame.cascade.session.CascadeSession).
+
+    sup = STTSupervisor(stt, clock, who="s1", retry_s=1.0, on_transcript=..., on_failure=...)
+    task = asyncio.create_task(sup.run())   # until end() / cancellation
+    sup.push(AudioFrame(pcm, t))            # from the frame ticker: never blocks
+    sup.end()                               # no more audio: the running stream flushes and ends
+    sup.dropped_frames, sup.running
+
+A stream that raises, ends by itself, yields something that is not a Transcript, or stalls (it
+has taken no audio for ``stall_s`` while frames wait for it) is stopped (STOP_WAIT_S of wall time
+to unwind) and started again after ``retry_s``, doubled for each failure in a row up to
+MAX_RETRY_S until a transcript comes. ``on_failure(exc, wait)`` hears of each failure (``wait``:
+the seconds before the restart), ``on_transcript(tr)`` gets each transcript (awaited; its first
+after a failure is the sign the STT is up again). While the STT is down its audio is dropped,
+not queued (its stream restarts on live audio); at most MAX_QUEUED_FRAMES wait for a running
+stream (the oldest dropped). Both are counted in ``dropped_frames``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import AsyncIterator, Awaitable, Callable
+
+from ..backend.policy import backoff
+from ..backend.stt.base import check_transcript, open_stream
+from ..backend.types import FRAME_SIZE, AudioFrame, Transcript
+from ..errors import BackendError
+from .clock import STOP_WAIT_S, Clock
+
+log = logging.getLogger(__name__)
+
+FRAME_S = FRAME_SIZE / 24000
+STALL_S = 5.0  # an STT that takes no audio for this long while frames wait for it has stalled
+MAX_QUEUED_FRAMES = 250  # 20 s of audio waiting for a running STT stream, then the oldest is dropped
+MAX_RETRY_S = 30.0  # the longest wait between restarts of a failing STT
+
+
+class STTSupervisor:
+    def __init__(self, stt, clock: Clock, *, who: str, retry_s: float = 1.0, stall_s: float = STALL_S,
+                 on_transcript: Callable[[Transcript], Awaitable[None]],
+                 on_failure: Callable[[BaseException, float], None], metrics=None) -> None:
+        self.stt, self.clock, self.who = stt, clock, who  # who: the session, for log lines
+        self.retry_s, self.stall_s, self.metrics = retry_s, stall_s, metrics
+        self.on_transcript, self.on_failure = on_transcript, on_failure
+        self.dropped_frames = 0  # user frames the STT never got (queue full, stalled, down)
+        self._frames: asyncio.Queue | None = asyncio.Queue()  # the stream's input (None: the STT is down)
+        self._progress_at = clock.now()  # when the STT last took a frame, or was last owed none
+        self._stall: asyncio.Future | None = None  # resolved (with the reason) when the STT stalls
+        self._failures = 0  # in a row (a transcript resets it)
+        self._ended = False
+
+    @property
+    def running(self) -> bool:
+        """A stream is running (False while the STT is down, waiting to restart)."""
+        return self._frames is not None and self._stall is not None
+
+    def push(self, frame: AudioFrame) -> None:
+        if self._ended:
+            return
+        q = self._frames
+        if q is None:  # the STT is down: its stream restarts on live audio
+            self.dropped_frames += 1
+            return
+        now = self.clock.now()
+        if q.empty():
+            self._progress_at = now  # it had all the audio so far
+        elif now - self._progress_at >= self.stall_s and self._stall is not None and not self._stall.done():
+            name = getattr(self.stt, "name", None) or type(self.stt).__name__
+            self._stall.set_result(f"STT {name} stalled: it has taken no audio for {now - self._progress_at:.1f} s "
+                                   f"({q.qsize() * FRAME_S:.1f} s of audio waiting for it)")
+        if q.qsize() >= MAX_QUEUED_FRAMES:
+            q.get_nowait()
+            self.dropped_frames += 1
+        q.put_nowait(frame)
+
+    def end(self) -> None:
+        """No more audio: the running stream gets the end of its frames (it flushes a last final)."""
+        self._ended = True
+        if self._frames is not None:
+            self._frames.put_nowait(None)
+
+    async def run(self) -> None:
+        while not self._ended:
+            if self._frames is None:
+                self._frames = asyncio.Queue()
+            q = self._frames
+            self._progress_at = self.clock.now()
+            stall = self._stall = asyncio.get_running_loop().create_future()
+            run = asyncio.create_task(self._transcribe(q), name=f"stt-stream-{self.who}")
+            try:
+                try:
+                    await asyncio.wait({run, stall}, return_when=asyncio.FIRST_COMPLETED)
+                except asyncio.CancelledError:
+                    await self._stop(run)
+                    raise
+                if not run.done():  # stalled: it no longer reads the audio
+                    await self._stop(run)
+                    raise BackendError(stall.result())
+                run.result()  # the STT's own failure, if any
+                if self._ended:
+                    return  # its frames ended (end())
+                raise BackendError("the STT stream ended by itself")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure: report, wait, restart
+                if self._ended:
+                    return
+                self._frames = None
+                self.dropped_frames += q.qsize()  # the audio it left waiting is lost with it
+                self._failures += 1
+                wait = backoff(self.retry_s, self._failures, max(self.retry_s, MAX_RETRY_S))
+                self.on_failure(exc, wait)
+            finally:
+                self._stall = None
+            await self.clock.sleep(wait)
+
+    async def _frame_iter(self, q: asyncio.Queue) -> AsyncIterator[AudioFrame]:
+        while True:
+            f = await q.get()
+            self._progress_at = self.clock.now()
+            if f is None:
+                return
+            yield f
+
+    async def _transcribe(self, q: asyncio.Queue) -> None:
+        """One STT stream: each transcript, checked, to on_transcript."""
+        stream = open_stream(self.stt, self._frame_iter(q), self.metrics)
+        try:
+            async for item in stream:
+                tr = check_transcript(item, self.stt)  # before "up": a broken STT is not working
+                self._failures = 0
+                await self.on_transcript(tr)
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+    async def _stop(self, task: asyncio.Task) -> None:
+        """Cancel a stream's task, giving it STOP_WAIT_S (wall time) to unwind: an STT that
+        ignores the cancellation must not hold up its restart or the session's close."""
+        task.cancel()
+        await asyncio.wait({task}, timeout=STOP_WAIT_S)
+        if task.done():
+            with contextlib.suppress(BaseException):
+                task.result()
+        else:
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            log.warning("session %s: the STT stream did not stop within %.0f s of its cancellation",
+                        self.who, STOP_WAIT_S)
