@@ -458,3 +458,32 @@ def test_the_reply_parts_name_a_component_by_its_spec():
     clock = FakeClock()
     parts = ReplyParts(FakeLLM(clock, []), FakeTTS(clock), None, clock, lambda o: None, names={"tts": "piper"})
     assert (parts.name("tts"), parts.name("llm")) == ("piper", "fake-llm")
+
+
+async def test_cancelling_close_still_closes_and_is_not_swallowed(monkeypatch):
+    """A caller that cancels close() (e.g. through wait_for) gets its CancelledError (was: swallowed),
+    and the session is closed all the same (final stats, its STT stream cancelled)."""
+    monkeypatch.setattr(cascade_session, "CLOSE_GRACE_S", 3600.0)
+    clock = FakeClock()
+
+    class StuckSTT(FakeSTT):
+        async def stream(self, frames):
+            async for _ in frames:
+                pass
+            await asyncio.Event().wait()  # never flushes
+            yield
+
+    agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock), stt=StuckSTT())
+    s = await agent.open_session()
+    reader = asyncio.create_task(_drain(s))
+    await asyncio.sleep(0)
+    closing = asyncio.create_task(s.close())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    outs = await asyncio.wait_for(reader, 5)
+    assert any(isinstance(o, Meta) and o.data.get("type") == "stats" and o.data.get("final") for o in outs)
+    assert all(t.done() for t in s._tasks) and not agent.sessions
+    await agent.stop()

@@ -175,15 +175,20 @@ class CascadeSession(Session):
             self._reply.cancel()
         stt_task, play_task = self._tasks
         play_task.cancel()
-        running = self._stt.running
+        running, cancelled = self._stt.running, False
         self._stt.end()  # lets a running stream flush and end
         if not running:  # the STT is down (waiting to restart): nothing to flush
             stt_task.cancel()
         else:
             try:
                 await asyncio.wait_for(stt_task, timeout=CLOSE_GRACE_S)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except asyncio.TimeoutError:
                 stt_task.cancel()
+            except asyncio.CancelledError:
+                stt_task.cancel()
+                me = asyncio.current_task()
+                # our caller cancelled close(): finish closing, then let the cancellation go on
+                cancelled = me is not None and bool(getattr(me, "cancelling", lambda: 1)())
             except Exception:  # noqa: BLE001 - already reported by the loop
                 pass
         for task in self._tasks:
@@ -198,6 +203,8 @@ class CascadeSession(Session):
         self._ended = True
         if self._on_close:
             self._on_close(self)
+        if cancelled:
+            raise asyncio.CancelledError
 
     # ---- input side ---------------------------------------------------------------------
     def _on_vad(self, events: list, t: float) -> None:
