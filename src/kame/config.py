@@ -148,6 +148,9 @@ class BackendConfig:
     # raise it for a large hosted LLM if you want varied replies
     llm_temperature: float = _opt(0.0, min=0.0)
     retry_s: float = _opt(1.0, min=0.05)  # first wait before restarting a failed STT/LLM stream (doubles per failure)
+    # an STT that has taken no audio for this long while frames wait for it has stalled: reported
+    # and its stream restarted (raise it for an STT that loads a model inside stream())
+    stt_stall_s: float = _opt(5.0, min=0.5)
     # feed the front-end's inner monologue to the LLM prompt as the agent's own words;
     # "auto" = yes, except for random-weight front-ends (their text is babble)
     agent_text: str = _opt("auto", choices=("auto", "on", "off"))

@@ -440,3 +440,27 @@ async def test_an_open_sessions_id_is_refused_and_free_again_once_it_closed(monk
     made = await agent.open_session()
     assert (taken.id, made.id) == ("s1000", "s1001")
     await agent.stop()
+
+
+async def test_the_stt_stall_time_is_a_config_key(fake_components):
+    """backend.stt_stall_s reaches both agents' STT supervisors (there was no key: an STT that
+    loads a model inside stream() for more than 5 s was restarted)."""
+    from kame.cascade.agent import build_cascade_agent
+    from kame.runtime.backend import load_backend
+
+    with pytest.raises(ConfigError, match="backend.stt_stall_s"):
+        load_config(None, {"backend.stt_stall_s": 0.1})
+    cfg = load_config(None, {"backend.stt": "fake", "backend.llm": "fake", "backend.stt_stall_s": 30.0})
+    make, _ = load_backend(cfg, FakeClock(), default_tokenizer(), MetricsLog())
+    agent, clock, _ = make_agent(backend=make)
+    await agent.start()
+    s = await agent.open_session()
+    assert s.backend._stt.stall_s == 30.0
+    await agent.stop()
+    cascade = build_cascade_agent(load_config(None, {"mode": "cascade", "backend.stt": "fake", "backend.llm": "fake",
+                                                     "backend.stt_stall_s": 30.0, "runtime.vad": "energy"}),
+                                  clock=FakeClock(), components={"tts": object()})
+    await cascade.start()
+    c = await cascade.open_session()
+    assert c._stt.stall_s == 30.0
+    await cascade.stop()

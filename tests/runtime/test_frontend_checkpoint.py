@@ -187,3 +187,22 @@ def test_kame_run_json_shows_the_oracle_stream_and_the_sampling_used(tmp_path, c
     assert ("model     oracle stream text_emb-copy   sampling temp=0.5 top_k=250 temp_text=0.3 top_k_text=9 "
             "(temp=checkpoint top_k=default temp_text=config top_k_text=checkpoint)") in printed
     assert "note      the checkpoint has no trained oracle_emb" in printed
+
+
+def test_a_refused_checkpoint_is_refused_before_its_weights_are_read(tmp_path, monkeypatch):
+    """The wrong-codec and missing-tokenizer checks need only config.json and the companion files:
+    they come before the weights load (was: after, so a 7B checkpoint loaded for minutes first)."""
+    from kame import registry
+    from kame.model import loaders
+
+    def no_weights(*a, **kw):
+        raise AssertionError("the weights were read before the check")
+
+    emb = registry.create("codec", "embedded")
+    named = make_ck(tmp_path / "named", card=emb.cardinality)
+    notok = make_ck(tmp_path / "notok", tokenizer=False)
+    monkeypatch.setattr(loaders, "read_state", no_weights)
+    with pytest.raises(ConfigError, match="does not fit the front-end"):
+        load_frame_models(cfg(named, "codec.spec=embedded"))
+    with pytest.raises(CheckpointError, match="its text tokenizer 'spm.model'"):
+        load_frame_models(cfg(notok))

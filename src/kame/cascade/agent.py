@@ -32,6 +32,7 @@ from ..backend.childproc import load_in_thread
 from ..backend.types import ChatMessage, Turn
 from ..errors import ConfigError
 from ..runtime.backend import create_llm, create_stt
+from ..runtime.sttloop import STALL_S
 from ..runtime.base import Agent, CapacityError, Meta, Session, close_components, session_id_for
 from ..runtime.clock import Clock, MonotonicClock
 from ..runtime.metrics import MetricsSink, null_sink
@@ -183,6 +184,7 @@ class CascadeAgent(Agent):
             sid, stt=self.stt, llm=self.llm, tts=self.tts, vad=self._vad_factory(), prompt_fn=self._prompt_fn,
             cfg=self.cfg, clock=self.clock, metrics=self.metrics, on_close=self._closed_session,
             vad_pool=self._vad_pool, retry_s=float(getattr(backend, "retry_s", 1.0)),
+            stall_s=float(getattr(backend, "stt_stall_s", STALL_S)),
             names={k: self.components.get(k) for k in ("stt", "llm", "tts")},
         )
         self.sessions[sid] = s

@@ -45,7 +45,7 @@ from ..runtime.base import AgentAudio, BackendHealth, ErrorEvent, Meta, Output, 
 from ..runtime.clock import Clock
 from ..runtime.metrics import Metric, MetricsSink, null_sink
 from ..runtime.session import MAX_PENDING_OUTPUTS, audio_problem
-from ..runtime.sttloop import STTSupervisor
+from ..runtime.sttloop import STALL_S, STTSupervisor
 from .config import CascadeConfig
 from .reply import ReplyParts, ReplyPipeline
 from .routing import explain_turn
@@ -101,6 +101,7 @@ class CascadeSession(Session):
         on_close: Callable[["CascadeSession"], None] | None = None,
         vad_pool=None,
         retry_s: float = 1.0,
+        stall_s: float = STALL_S,
         names: dict | None = None,
     ) -> None:
         self.id = session_id
@@ -112,7 +113,8 @@ class CascadeSession(Session):
         self._parts = ReplyParts(llm, tts, cfg, clock, self._emit, getattr(prompt_fn, "prompt_config", None),
                                  _CountedHealth(self._emit, self.stats), self._names)
         # the STT stream, supervised as the tandem's (restarts with back-off, stall detection)
-        self._stt = STTSupervisor(stt, clock, who=session_id, retry_s=retry_s, on_transcript=self._stt_transcript,
+        self._stt = STTSupervisor(stt, clock, who=session_id, retry_s=retry_s, stall_s=stall_s,
+                                  on_transcript=self._stt_transcript,
                                   on_failure=self._stt_failure)
         self._prompt_fn = prompt_fn
         self._on_close = on_close

@@ -29,7 +29,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, NamedTuple
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 import torch
 from safetensors import safe_open
@@ -459,13 +459,16 @@ def build_meta(cfg: LMConfig) -> LMModel:
 def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: Any = None,
                   oracle: bool | None = None, fetch_companions: bool = True,
                   seed: int = 0, *, spec_form: SpecForm | None = None, expect: str | None = None,
+                  before_weights: Callable[[FrontendInfo], None] | None = None,
                   **config_overrides: Any) -> tuple[LMModel, FrontendInfo]:
     """Load a front-end LM. spec: "hf://org/repo[@rev]", a folder / config.json / .safetensors
     path, or "random:tiny|small|100m|stt-tiny" (random weights, seeded).
     oracle: None = config's `oracle` key, else on (KAME) except for model_type "stt".
     spec_form: check_frontend_spec(spec), if the caller has checked the spec already.
     expect: "frontend" refuses a Kyutai STT checkpoint (dep_q 0: no audio out), "stt" a
-    speech-to-speech one, each with a CheckpointError saying where it goes; None takes both."""
+    speech-to-speech one, each with a CheckpointError saying where it goes; None takes both.
+    before_weights: called with the FrontendInfo (config and companion files resolved) before a
+    checkpoint's weights are read, so a caller's checks fail before a 7B load, not after."""
     form = spec_form if spec_form is not None else check_frontend_spec(spec)
     kind, name, _ = form
     device = parse_device(device)
@@ -511,6 +514,10 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
     if fetch_companions:
         mimi = _try_resolve(meta.get("mimi_name", MIMI_NAME), folder, repo, revision, missing)
         tok = _try_resolve(meta.get("tokenizer_name", TOKENIZER_NAME), folder, repo, revision, missing)
+    info = FrontendInfo(spec, cfg, wpath, mimi, tok, dict(meta.get("lm_gen_config") or {}),
+                        meta.get("model_type", "moshi"), False, raw, missing)
+    if before_weights is not None:
+        before_weights(info)
     model = build_meta(cfg)
     state = read_state(wpath, device)
     try:
@@ -521,9 +528,7 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
     model.eval()
     if upgraded:
         log.info("%s has no oracle_emb: initialised it as a copy of text_emb", wpath)
-    info = FrontendInfo(spec, cfg, wpath, mimi, tok, dict(meta.get("lm_gen_config") or {}),
-                        meta.get("model_type", "moshi"), upgraded, raw, missing)
-    return model, info
+    return model, replace(info, oracle_upgraded=upgraded)
 
 
 def _mismatch(exc: CheckpointError, wpath: Path, state: Mapping[str, torch.Tensor], cfg: LMConfig,

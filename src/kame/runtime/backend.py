@@ -267,7 +267,7 @@ def load_backend(cfg: KameConfig, clock: Clock, tokenizer=None, metrics=None):
     def factory(session: "TandemSession") -> BackendBridge:
         if make_router is not None:
             session.router = make_router(session)
-        return BackendBridge(session, stt, make_producer, clock, retry_s=bc.retry_s)
+        return BackendBridge(session, stt, make_producer, clock, retry_s=bc.retry_s, stall_s=bc.stt_stall_s)
 
     factory.shared = tuple(x for x in (stt, llm, tts) if x is not None)  # every session's; the agent closes them at stop
     return factory, info

@@ -107,7 +107,7 @@ def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: st
     (and a bad codec spec reported) before the front-end's weights load. ``oracle``: the config's
     frontend.oracle (auto | on | off)."""
     from .. import registry
-    from ..model.loaders import TOKENIZER_NAME, check_frontend_spec, load_frontend  # checkpoints, folders, presets
+    from ..model.loaders import check_frontend_spec, load_frontend  # checkpoints, folders, presets
 
     form = check_frontend_spec(spec)  # both specs' form, at once (the front-end's once per load)
     kind = form[0]
@@ -123,9 +123,14 @@ def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: st
                                      oracle=want, **_random_overrides(codec))
     else:
         codec = registry.create("codec", codec_spec) if codec_spec != "auto" else None
+
+        def check(finfo) -> None:  # before the weights load: a 7B checkpoint is refused in seconds
+            _check_codec(finfo, spec, codec, codec_spec)
+            _check_tokenizer(finfo, spec, form)
+
         try:
             model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), spec_form=form,
-                                         oracle=want, expect="frontend")
+                                         oracle=want, expect="frontend", before_weights=check)
         except CheckpointError as exc:
             if want is not None or "oracle_emb" not in str(exc) or "shape" in str(exc):
                 raise
@@ -133,12 +138,6 @@ def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: st
             # false (the loader's hint names load_frontend's argument; here it is a config key)
             raise CheckpointError(f"front-end {spec!r}: {exc}; in kame's config: frontend.oracle=on (run it "
                                   f"with its oracle stream) or frontend.oracle=off (run it as plain Moshi)") from exc
-        mimi_why = _mimi_trained(finfo)
-        if codec is not None and mimi_why and registry.parse_spec(codec_spec)[0] != "mimi":
-            raise ConfigError(f"codec.spec {codec_spec!r} does not fit the front-end {spec!r}: it was trained on "
-                              f"Mimi codes ({mimi_why}), and this codec's codes stand for other sounds, so the "
-                              f"front-end would hear noise and answer with noise. Use codec.spec=auto (its own "
-                              f"Mimi) or mimi:PATH")
         if codec is None:  # "auto": the checkpoint's own Mimi
             codec_spec = f"mimi:{finfo.mimi}" if finfo.mimi is not None else "mimi"
             codec = _auto_codec(codec_spec, spec, form, finfo)
@@ -152,19 +151,7 @@ def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: st
     if finfo.tokenizer is not None:
         from ..backend.tokenizer import TextTokenizer
 
-        tokenizer = TextTokenizer(finfo.tokenizer)
-        if tokenizer.vocab_size > model.cfg.text_card:  # its oracle and text ids would not fit the model
-            raise CheckpointError(f"front-end {spec!r}: its tokenizer {finfo.tokenizer} has {tokenizer.vocab_size} "
-                                  f"pieces, more than its text vocabulary (text_card {model.cfg.text_card}): the "
-                                  f"two do not belong together (check tokenizer_name in its config.json)")
-    elif kind != "random" and ("tokenizer_name" in finfo.config.meta or not finfo.raw_config):
-        # kame's default vocabulary is another one: the oracle's ids and the agent's text would be wrong
-        name = finfo.config.meta.get("tokenizer_name", TOKENIZER_NAME)
-        named = "config.json tokenizer_name" if finfo.raw_config else "the Moshi default, the repo has no config.json"
-        raise CheckpointError(f"front-end {spec!r}: its text tokenizer {name!r} ({named}) was not found: looked for "
-                              f"{_where(name, form, finfo)}. The oracle's token ids and the agent's text must come "
-                              f"from the vocabulary the front-end was trained with; put the file there or fix "
-                              f"tokenizer_name in its config.json")
+        tokenizer = TextTokenizer(finfo.tokenizer)  # (checked by _check_tokenizer before the weights)
     info = {"frontend_random": finfo.weights is None, "frontend_type": finfo.model_type,
             "frontend_weights": str(finfo.weights) if finfo.weights else None,
             "tokenizer": str(finfo.tokenizer) if finfo.tokenizer else "default (kame/assets)",
@@ -182,6 +169,42 @@ def _oracle_stream(model, finfo, kind: str) -> str:
     if kind == "random":
         return "random"
     return "text_emb-copy" if finfo.oracle_upgraded else "trained"
+
+
+def _check_codec(finfo, spec: str, codec, codec_spec: str) -> None:
+    """ConfigError if a named codec cannot be the checkpoint's: one trained on Mimi codes hears
+    and speaks only those."""
+    from .. import registry
+
+    mimi_why = _mimi_trained(finfo)
+    if codec is not None and mimi_why and registry.parse_spec(codec_spec)[0] != "mimi":
+        raise ConfigError(f"codec.spec {codec_spec!r} does not fit the front-end {spec!r}: it was trained on "
+                          f"Mimi codes ({mimi_why}), and this codec's codes stand for other sounds, so the "
+                          f"front-end would hear noise and answer with noise. Use codec.spec=auto (its own "
+                          f"Mimi) or mimi:PATH")
+
+
+def _check_tokenizer(finfo, spec: str, form) -> None:
+    """CheckpointError if the checkpoint's text tokenizer is missing (kame's default vocabulary is
+    another one: the oracle's ids and the agent's text would be wrong) or does not fit its text
+    vocabulary."""
+    from ..backend.tokenizer import TextTokenizer
+    from ..model.loaders import TOKENIZER_NAME
+
+    text_card = finfo.config.text_card
+    if finfo.tokenizer is not None:
+        size = TextTokenizer(finfo.tokenizer).vocab_size
+        if size > text_card:  # its oracle and text ids would not fit the model
+            raise CheckpointError(f"front-end {spec!r}: its tokenizer {finfo.tokenizer} has {size} pieces, more "
+                                  f"than its text vocabulary (text_card {text_card}): the two do not belong "
+                                  f"together (check tokenizer_name in its config.json)")
+    elif "tokenizer_name" in finfo.config.meta or not finfo.raw_config:
+        name = finfo.config.meta.get("tokenizer_name", TOKENIZER_NAME)
+        named = "config.json tokenizer_name" if finfo.raw_config else "the Moshi default, the repo has no config.json"
+        raise CheckpointError(f"front-end {spec!r}: its text tokenizer {name!r} ({named}) was not found: looked for "
+                              f"{_where(name, form, finfo)}. The oracle's token ids and the agent's text must come "
+                              f"from the vocabulary the front-end was trained with; put the file there or fix "
+                              f"tokenizer_name in its config.json")
 
 
 def _mimi_trained(finfo) -> str | None:
