@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from kame import registry
 from kame.codec.mimi import MIMI_NAME, build_random, load_mimi, save_mimi
 from kame.errors import CheckpointError, ConfigError
-from kame.model import loaders
+from kame.model import tensorfiles
 from kame.model.loaders import load_frontend, save_frontend
 
 
@@ -89,10 +89,10 @@ def test_stt_weights_under_a_moshi_config_are_named(cks, tmp_path):
 
 
 def test_checkpoint_kind_sees_through_a_wrapper_prefix(cks):
-    assert loaders.checkpoint_kind(load_file(str(cks / "mimi" / MIMI_NAME))) == "mimi"
-    assert loaders.checkpoint_kind({"model." + k: v for k, v in load_file(str(cks / "kame" / "model.safetensors")).items()}) == "frontend"
-    assert loaders.checkpoint_kind(load_file(str(cks / "stt" / "model.safetensors"))) == "stt"
-    assert loaders.checkpoint_kind({"a.weight": torch.zeros(1)}) is None
+    assert tensorfiles.checkpoint_kind(load_file(str(cks / "mimi" / MIMI_NAME))) == "mimi"
+    assert tensorfiles.checkpoint_kind({"model." + k: v for k, v in load_file(str(cks / "kame" / "model.safetensors")).items()}) == "frontend"
+    assert tensorfiles.checkpoint_kind(load_file(str(cks / "stt" / "model.safetensors"))) == "stt"
+    assert tensorfiles.checkpoint_kind({"a.weight": torch.zeros(1)}) is None
 
 
 def test_a_path_as_a_codec_spec_says_how_to_write_it():

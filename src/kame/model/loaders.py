@@ -29,10 +29,9 @@ import os
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..config import frontend_spec_form
@@ -41,6 +40,8 @@ from ..hub import HubFileNotFound, HubUnreachable, hf_download, split_hf
 from .config import LMConfig, config_json, moshi_7b, preset
 from .lm import LMModel
 from .stepper import Sampling, Stepper
+from .tensorfiles import (SAFETENSORS_SUFFIXES, checkpoint_kind, file_kind, kind_hint, read_safetensors,
+                          strip_wrapper_prefix)
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +254,7 @@ def _find_config(spec: str, form: SpecForm) -> _Found:
         return _Found(raw, None, repo, revision, "", where, why)
     weights = ""
     if path.is_file():
-        if path.suffix in (".safetensors", ".sft", ".sfts"):
+        if path.suffix in SAFETENSORS_SUFFIXES:
             weights, path = path.name, path.parent
         elif path.name.endswith(".json"):
             return _Found(_read_json(path), path.parent, None, None, "", str(path))
@@ -262,7 +263,7 @@ def _find_config(spec: str, form: SpecForm) -> _Found:
     cfg_path = path / "config.json"
     if not cfg_path.exists():
         files = [path / weights] if weights else sorted(path.glob("*.safetensors"))
-        for f, kind_ in ((f, _file_kind(f)) for f in files):
+        for f, kind_ in ((f, file_kind(f)) for f in files):
             if kind_ in ("mimi", "embedded"):
                 raise CheckpointError(f"{path} has no config.json and is not a front-end checkpoint: {kind_hint(kind_, f)}")
         raise CheckpointError(f"{path} has no config.json (a front-end checkpoint folder needs one: the weights alone "
@@ -281,112 +282,10 @@ def _read_json(path: Path, where: str | None = None) -> dict:
 
 
 # --- safetensors files: reading, truncation, what kind of checkpoint ----------------------
-SAFETENSORS_SUFFIXES = (".safetensors", ".sft", ".sfts")
-_MAX_HEADER = 100_000_000  # safetensors' own limit on its JSON header
-
-
-def safetensors_header(path: str | Path) -> tuple[dict[str, dict], dict[str, str]]:
-    """(tensor entries, metadata) of a safetensors file, read without loading it (and without
-    torch); CheckpointError if it is not one, or is truncated (an incomplete download or copy:
-    its header describes more bytes than the file has)."""
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            n = int.from_bytes(f.read(8), "little") if size >= 8 else 0
-            text = f.read(n) if 0 < n <= _MAX_HEADER else b""
-    except OSError as exc:
-        raise CheckpointError(f"cannot read {path}: {exc}") from exc
-    header, end = None, 0
-    if text and len(text) == n:
-        try:
-            header = json.loads(text)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            header = None
-    if isinstance(header, dict):
-        meta = header.pop("__metadata__", None) or {}
-        ends = [e["data_offsets"][1] for e in header.values() if isinstance(e, dict)
-                and isinstance(e.get("data_offsets"), list) and len(e["data_offsets"]) == 2]
-        end = max([int(x) for x in ends if isinstance(x, int)], default=0)
-        if size >= 8 + n + end:
-            return header, meta if isinstance(meta, dict) else {}
-    if size < 8 or header is not None or (text[:1] == b"{" and len(text) < n):
-        full = f"the {8 + n + end} bytes its header describes" if header is not None else "its header"
-        raise CheckpointError(f"{path} is truncated: it has {size} bytes, fewer than {full} (an incomplete "
-                              f"download or copy): download or copy it again")
-    raise CheckpointError(f"cannot read {path}: not a readable safetensors file (no safetensors header)")
-
-
-def read_safetensors(path: Path, device: str | torch.device = "cpu", what: str = "weights"
-                     ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors, metadata) of a .safetensors file; CheckpointError naming the file if it is
-    missing, not a file, not safetensors or truncated. Shared by the front-end and Mimi loaders."""
-    if path.suffix not in SAFETENSORS_SUFFIXES:
-        raise CheckpointError(f"{path}: expected a .safetensors file ({what} in the published format)")
-    if not path.exists():
-        raise CheckpointError(f"{what} file {path} does not exist")
-    if not path.is_file():
-        raise CheckpointError(f"{what} file {path} is not a file")
-    try:
-        with safe_open(str(path), framework="pt", device=str(device)) as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
-    except Exception as exc:
-        safetensors_header(path)  # a truncated file (or no safetensors header) says so
-        raise CheckpointError(f"cannot read {path}: not a readable safetensors file ({exc})") from exc
-
-
 def read_state(path: Path, device: torch.device) -> dict[str, torch.Tensor]:
     state, _ = read_safetensors(path, device, "LM weights")
     check_finite(state, path)
     return state
-
-
-def strip_wrapper_prefix(state: dict[str, torch.Tensor], anchor: str) -> dict[str, torch.Tensor]:
-    """``state`` without a training wrapper's prefix ("model.", "lm.", "module." ...), found from
-    ``anchor``, a key every checkpoint of the kind holds (front-end: text_emb.weight). Shared by
-    the front-end and Mimi loaders."""
-    if anchor in state:
-        return state
-    pre = next((k[: -len(anchor)] for k in state if k.endswith("." + anchor)), None)
-    if pre is None:
-        return state
-    return {(k[len(pre):] if k.startswith(pre) else k): v for k, v in state.items()}
-
-
-def checkpoint_kind(keys: Iterable[str], metadata: Mapping[str, str] | None = None) -> str | None:
-    """What a checkpoint file holds, from its tensor names (and metadata): "mimi" (a Mimi codec),
-    "embedded" (kame's fitted embedded codec), "frontend" (a Moshi/KAME LM), "stt" (a Kyutai STT
-    LM: no depformer) or None (none of these)."""
-    keys = list(keys)
-    meta = metadata or {}
-    if "kame_mimi_config" in meta or any(".rvq_first." in k or "encoder_transformer." in k for k in keys):
-        return "mimi"
-    if {"codebooks", "proj", "correction"} <= set(keys):
-        return "embedded"
-    if any(k.endswith("text_emb.weight") for k in keys):
-        return "frontend" if any("depformer" in k for k in keys) else "stt"
-    return None
-
-
-def _file_kind(path: Path) -> str | None:
-    try:
-        header, meta = safetensors_header(path)
-    except CheckpointError:
-        return None
-    return checkpoint_kind(header, meta)
-
-
-def kind_hint(kind: str, path: Path) -> str:
-    """What a checkpoint of ``kind`` at ``path`` is, and where it goes in kame's config."""
-    folder = path.parent if path.suffix in SAFETENSORS_SUFFIXES else path
-    return {
-        "mimi": f"{path} is a Mimi codec checkpoint; use it as the codec: codec.spec=mimi:{path}",
-        "embedded": f"{path} is a fitted embedded codec; use it as the codec: codec.spec=embedded:{path}",
-        "frontend": f"{path} holds front-end LM weights (Moshi/KAME); use their folder as the front-end: "
-                    f"frontend.spec={folder} (its Mimi codec is the file its config.json names as mimi_name)",
-        "stt": f"{path} holds Kyutai STT LM weights (text out, no audio); use their folder as the speech-to-text "
-               f"back-end: backend.stt=kyutai:{folder}",
-    }[kind]
 
 
 def _check_expected(expect: str | None, cfg: LMConfig, spec: str) -> None:

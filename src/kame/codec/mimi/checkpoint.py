@@ -129,7 +129,7 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(state with moshi's key names, metadata) of a Mimi file: aliases renamed and a training
     wrapper's prefix ("model." ...) taken off as the front-end loader does; CheckpointError for
     a file that is not safetensors or is truncated."""
-    from ...model.loaders import read_safetensors, strip_wrapper_prefix
+    from ...model.tensorfiles import read_safetensors, strip_wrapper_prefix
 
     state, meta = read_safetensors(path, "cpu", "Mimi checkpoint")
     return strip_wrapper_prefix({_rename(k): v for k, v in state.items()}, _ANCHOR), meta
@@ -138,7 +138,8 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 def load_state(model: MimiModel, state: dict[str, torch.Tensor], where: str = "checkpoint") -> None:
     """Strictly load ``state`` into ``model``; any missing/unexpected key, shape mismatch or NaN/inf
     weight raises."""
-    from ...model.loaders import check_finite, checkpoint_kind, kind_hint  # (lazily, as check_placement)
+    from ...model.loaders import check_finite  # (lazily, as check_placement)
+    from ...model.tensorfiles import checkpoint_kind, kind_hint
 
     own = model.state_dict()
     missing = [k for k in own if k not in state]

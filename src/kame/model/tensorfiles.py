@@ -1,0 +1,122 @@
+"""Checkpoint files in the safetensors format: their header read without loading them (a
+truncated download told apart from a wrong file), their tensors read with a clear error, a
+training wrapper's key prefix stripped, and what kind of checkpoint a file is (Mimi, kame's
+embedded codec, a Moshi/KAME front-end LM, a Kyutai STT LM) with where it goes in kame's config.
+Shared by the front-end loader (kame.model.loaders) and the Mimi loader (kame.codec.mimi).
+
+    header, meta = safetensors_header(path)            # no tensors read, no torch needed
+    state, meta = read_safetensors(path, "cpu", "LM weights")
+    kind = checkpoint_kind(state, meta)                # "mimi" | "embedded" | "frontend" | "stt" | None
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import torch
+from safetensors import safe_open
+
+from ..errors import CheckpointError
+
+SAFETENSORS_SUFFIXES = (".safetensors", ".sft", ".sfts")
+_MAX_HEADER = 100_000_000  # safetensors' own limit on its JSON header
+
+
+def safetensors_header(path: str | Path) -> tuple[dict[str, dict], dict[str, str]]:
+    """(tensor entries, metadata) of a safetensors file, read without loading it (and without
+    torch); CheckpointError if it is not one, or is truncated (an incomplete download or copy:
+    its header describes more bytes than the file has)."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little") if size >= 8 else 0
+            text = f.read(n) if 0 < n <= _MAX_HEADER else b""
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from exc
+    header, end = None, 0
+    if text and len(text) == n:
+        try:
+            header = json.loads(text)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            header = None
+    if isinstance(header, dict):
+        meta = header.pop("__metadata__", None) or {}
+        ends = [e["data_offsets"][1] for e in header.values() if isinstance(e, dict)
+                and isinstance(e.get("data_offsets"), list) and len(e["data_offsets"]) == 2]
+        end = max([int(x) for x in ends if isinstance(x, int)], default=0)
+        if size >= 8 + n + end:
+            return header, meta if isinstance(meta, dict) else {}
+    if size < 8 or header is not None or (text[:1] == b"{" and len(text) < n):
+        full = f"the {8 + n + end} bytes its header describes" if header is not None else "its header"
+        raise CheckpointError(f"{path} is truncated: it has {size} bytes, fewer than {full} (an incomplete "
+                              f"download or copy): download or copy it again")
+    raise CheckpointError(f"cannot read {path}: not a readable safetensors file (no safetensors header)")
+
+
+def read_safetensors(path: Path, device: str | torch.device = "cpu", what: str = "weights"
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a .safetensors file; CheckpointError naming the file if it is
+    missing, not a file, not safetensors or truncated. Shared by the front-end and Mimi loaders."""
+    if path.suffix not in SAFETENSORS_SUFFIXES:
+        raise CheckpointError(f"{path}: expected a .safetensors file ({what} in the published format)")
+    if not path.exists():
+        raise CheckpointError(f"{what} file {path} does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"{what} file {path} is not a file")
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except Exception as exc:
+        safetensors_header(path)  # a truncated file (or no safetensors header) says so
+        raise CheckpointError(f"cannot read {path}: not a readable safetensors file ({exc})") from exc
+
+
+def strip_wrapper_prefix(state: dict[str, torch.Tensor], anchor: str) -> dict[str, torch.Tensor]:
+    """``state`` without a training wrapper's prefix ("model.", "lm.", "module." ...), found from
+    ``anchor``, a key every checkpoint of the kind holds (front-end: text_emb.weight). Shared by
+    the front-end and Mimi loaders."""
+    if anchor in state:
+        return state
+    pre = next((k[: -len(anchor)] for k in state if k.endswith("." + anchor)), None)
+    if pre is None:
+        return state
+    return {(k[len(pre):] if k.startswith(pre) else k): v for k, v in state.items()}
+
+
+def checkpoint_kind(keys: Iterable[str], metadata: Mapping[str, str] | None = None) -> str | None:
+    """What a checkpoint file holds, from its tensor names (and metadata): "mimi" (a Mimi codec),
+    "embedded" (kame's fitted embedded codec), "frontend" (a Moshi/KAME LM), "stt" (a Kyutai STT
+    LM: no depformer) or None (none of these)."""
+    keys = list(keys)
+    meta = metadata or {}
+    if "kame_mimi_config" in meta or any(".rvq_first." in k or "encoder_transformer." in k for k in keys):
+        return "mimi"
+    if {"codebooks", "proj", "correction"} <= set(keys):
+        return "embedded"
+    if any(k.endswith("text_emb.weight") for k in keys):
+        return "frontend" if any("depformer" in k for k in keys) else "stt"
+    return None
+
+
+def file_kind(path: Path) -> str | None:
+    try:
+        header, meta = safetensors_header(path)
+    except CheckpointError:
+        return None
+    return checkpoint_kind(header, meta)
+
+
+def kind_hint(kind: str, path: Path) -> str:
+    """What a checkpoint of ``kind`` at ``path`` is, and where it goes in kame's config."""
+    folder = path.parent if path.suffix in SAFETENSORS_SUFFIXES else path
+    return {
+        "mimi": f"{path} is a Mimi codec checkpoint; use it as the codec: codec.spec=mimi:{path}",
+        "embedded": f"{path} is a fitted embedded codec; use it as the codec: codec.spec=embedded:{path}",
+        "frontend": f"{path} holds front-end LM weights (Moshi/KAME); use their folder as the front-end: "
+                    f"frontend.spec={folder} (its Mimi codec is the file its config.json names as mimi_name)",
+        "stt": f"{path} holds Kyutai STT LM weights (text out, no audio); use their folder as the speech-to-text "
+               f"back-end: backend.stt=kyutai:{folder}",
+    }[kind]
