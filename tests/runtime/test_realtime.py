@@ -134,6 +134,9 @@ async def test_a_ticker_that_wakes_late_is_not_blamed_on_the_model(caplog):
     s = await agent.open_session("starved")
     await step(agent, clock)
     for _ in range(6):
+        # the ticker sleeps till its next frame (after a late one it re-anchors and runs one at
+        # once: advancing while that frame is in the worker would make it look slow)
+        await wait_for(lambda: bool(clock._waiters))
         target = agent.frames + 1
         clock.advance(0.3)  # the ticker wakes 0.22 s after the frame was due
         await wait_for(lambda: agent.frames >= target)
