@@ -152,6 +152,9 @@ async def test_metrics_on_the_fake_clock(tok):
     clock.set(1.0)
     await p.on_transcript(tr(3))  # last word ends at 0.85
     await settle()
+    clock.set(1.2)
+    llm.calls[0].send("")  # an empty piece (a keep-alive) is not the first token (as in the cascade)
+    await settle()
     clock.set(1.4)
     llm.calls[0].send("Sure, ")
     await settle()

@@ -208,6 +208,8 @@ class OracleProducer:
                     if piece is END:
                         break
                     check_piece(piece, self.llm, _LLMFault)  # (None or an int is a broken LLM, not an end)
+                    if not piece:  # an empty piece (a keep-alive) is not the first token
+                        continue
                     if first is None:
                         first = self.clock.now()
                         self._metric("llm_ttft", first - t0, prediction_id=pid)
