@@ -38,6 +38,18 @@ def peak_problem(samples) -> str | None:
     return None
 
 
+def audio_problem(pcm) -> str | None:
+    """Why a chunk of audio is unusable (None if fine): the check of user audio pushed to either
+    agent and of a TTS's output. Integer PCM is refused, not guessed; so is a list."""
+    if not isinstance(pcm, np.ndarray):
+        return f"expected a float32 numpy array (mono, 24 kHz, in [-1, 1]), got {type(pcm).__name__}"
+    if not np.issubdtype(pcm.dtype, np.floating):
+        return f"expected float32 samples in [-1, 1], got dtype {pcm.dtype}"
+    if pcm.ndim != 1 and not (pcm.ndim == 2 and 1 in pcm.shape):
+        return f"expected mono audio (1-D), got shape {pcm.shape}"
+    return peak_problem(pcm)  # NaN, or int16 values as floats
+
+
 def check_rate(rate: float, what: str = "sample rate") -> int:
     """A sample rate: a positive whole number (24000 or 24000.0) -> int, else AudioFormatError."""
     try:

@@ -8,6 +8,7 @@ import numpy as np
 
 SAMPLE_RATE = 24000  # audio exchanged inside kame: 24 kHz mono float32
 FRAME_SIZE = 1920  # 80 ms
+FRAME_S = 0.08  # the frame's duration in seconds (FRAME_SIZE at 24 kHz)
 
 
 @dataclass(frozen=True)

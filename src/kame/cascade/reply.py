@@ -19,7 +19,7 @@ Failures end the reply, never the session: an LLM or TTS that raises, that stall
 piece / chunk within ``first_timeout`` s, or nothing for ``chunk_timeout`` s after one, on the
 session clock: the tandem oracle's timeouts, kame.backend.policy.OraclePolicy), an LLM piece that
 is not text (kame.backend.llm.base.check_piece, the tandem's WatchedLLM check), or TTS audio that is unusable (not a float numpy array, not mono, NaN, int16-scale:
-the check of user audio, kame.runtime.session.audio_problem). Each is an ErrorEvent naming the
+the check of user audio, kame.audio.audio_problem). Each is an ErrorEvent naming the
 component, and a {"type": "backend", "status": "down"} Meta (kame.runtime.base.BackendHealth; its
 "error" is kame.runtime.base._why(exc), as the tandem's);
 ``failed`` is set and the reply ends with what was already spoken.
@@ -40,15 +40,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, resample
-from ..backend.llm.base import check_piece
+from ..audio import SAMPLE_RATE, audio_problem, resample
+from ..backend.llm.base import check_piece, component_name
 from ..backend.policy import OraclePolicy
 from ..backend.prompt import PromptConfig, ReplyGuard
 from ..backend.types import FRAME_SIZE, ChatMessage
 from ..errors import BackendError
 from ..runtime.base import AgentText, BackendHealth, Output, _why
 from ..runtime.clock import END, Clock, NothingWithin, next_within
-from ..runtime.session import audio_problem
 from .config import CascadeConfig
 from .text import SegmentSplitter
 
@@ -95,7 +94,7 @@ class ReplyParts:
 
     def name(self, component: str) -> str:
         part = self.llm if component == "llm" else self.tts
-        return str(self.names.get(component) or getattr(part, "name", None) or type(part).__name__)
+        return str(self.names.get(component) or component_name(part))
 
 
 class ReplyPipeline:

@@ -39,12 +39,13 @@ from typing import AsyncIterator, Callable, Sequence
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
-from ..backend.types import FRAME_SIZE, AudioFrame, ChatMessage, Transcript, Turn
+from ..audio import SAMPLE_RATE, audio_problem
+from ..backend.llm.base import component_name
+from ..backend.types import FRAME_S, FRAME_SIZE, AudioFrame, ChatMessage, Transcript, Turn
 from ..runtime.base import AgentAudio, BackendHealth, ErrorEvent, Meta, Output, Session, _why
 from ..runtime.clock import Clock
 from ..runtime.metrics import Metric, MetricsSink, null_sink
-from ..runtime.session import MAX_PENDING_OUTPUTS, audio_problem
+from ..runtime.session import MAX_PENDING_OUTPUTS
 from ..runtime.sttloop import STALL_S, STTSupervisor
 from .config import CascadeConfig
 from .reply import ReplyParts, ReplyPipeline
@@ -52,7 +53,6 @@ from .routing import explain_turn
 from .turns import TurnTracker
 
 log = logging.getLogger(__name__)
-FRAME_S = FRAME_SIZE / SAMPLE_RATE
 PromptFn = Callable[[Sequence[Turn]], list[ChatMessage]]
 CLOSE_GRACE_S = 5.0  # close(): real seconds the STT may take to flush its last transcript
 
@@ -229,15 +229,11 @@ class CascadeSession(Session):
         log.debug("session %s: barge-in at %.2f s (turn %d)", self.id, t, rp.turn_id)
         self._emit(Meta({"type": "barge_in", "turn": rp.turn_id, "t": t, "heard": heard}))
 
-    def _name(self, component: str) -> str:
-        part = getattr(self, component)
-        return str(self._names.get(component) or getattr(part, "name", None) or type(part).__name__)
-
     async def _stt_transcript(self, tr: Transcript) -> None:
         self._on_transcript(tr)
 
     def _stt_failure(self, exc: BaseException, wait: float) -> None:
-        msg = f"stt {self._name('stt')} failed: {_why(exc)}; restarting the stream in {wait:g} s"
+        msg = f"stt {self._names.get('stt') or component_name(self.stt)} failed: {_why(exc)}; restarting the stream in {wait:g} s"
         log.warning("session %s: %s", self.id, msg)
         self._parts.health.report("stt", False, self.clock.now(), _why(exc), msg)
 

@@ -36,8 +36,8 @@ import inspect
 import logging
 from typing import TYPE_CHECKING, Callable
 
-from ..backend.llm.base import check_piece
-from ..backend.types import AudioFrame, Transcript
+from ..backend.llm.base import check_piece, component_name
+from ..backend.types import FRAME_S, AudioFrame, Transcript
 from ..config import KameConfig
 from ..errors import ConfigError
 from .base import _why
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     from .session import TandemSession
 
 log = logging.getLogger(__name__)
-FRAME_S = 0.08
 
 
 class BackendBridge:
@@ -170,7 +169,7 @@ class WatchedLLM:
 
     def __init__(self, llm, on_status: Callable[[bool, str | None], None]) -> None:
         self.llm, self.on_status = llm, on_status
-        self.name = getattr(llm, "name", None) or type(llm).__name__
+        self.name = component_name(llm)
         self.url = getattr(llm, "url", None)
 
     def failed(self, message: str) -> None:

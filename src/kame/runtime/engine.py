@@ -31,6 +31,7 @@ import logging
 from typing import Callable
 
 from ..backend.childproc import load_in_thread
+from ..backend.types import FRAME_S
 from ..config import KameConfig
 from ..errors import ConfigError
 from .base import Agent, CapacityError, ErrorEvent, Session, close_components, session_id_for
@@ -40,7 +41,6 @@ from .session import TandemSession, _ids as _session_ids
 from .worker import FrameModel, StepJob, StepWorker, make_vad_factory
 
 log = logging.getLogger(__name__)
-FRAME_S = 0.08
 
 
 class TandemAgent(Agent):

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, AsyncIterator
 
 import numpy as np
 
-from ..audio import peak_problem
-from ..backend.types import FRAME_SIZE, AudioFrame, OracleAppend, OracleEvent, OracleReset, Transcript
+from ..audio import audio_problem
+from ..backend.types import FRAME_S, FRAME_SIZE, AudioFrame, OracleAppend, OracleEvent, OracleReset, Transcript
 from .base import AgentAudio, AgentText, BackendHealth, ErrorEvent, Meta, Output, Session
 from .metrics import Metric, behind_real_time
 from .worker import RowInput, RowOutput
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 _CLOSED = object()
-FRAME_S = FRAME_SIZE / 24000  # 0.08 s
 MAX_PENDING_OUTPUTS = 4000  # unread outputs kept per session (~2-3 min of audio frames + text)
 PACE_WINDOW = 63  # recent frames (~5 s) judged for "falls behind real time"
 HEAVY_STEP = 0.75  # a step taking this share of the 80 ms (median of the late frames) is the cause
@@ -409,15 +408,3 @@ class TandemSession(Session):
 
 def _median(xs: list[float]) -> float:
     return sorted(xs)[len(xs) // 2]
-
-
-def audio_problem(pcm) -> str | None:
-    """Why a chunk of audio is unusable (None if fine): the check of user audio pushed to either
-    agent and of a TTS's output. Integer PCM is refused, not guessed; so is a list."""
-    if not isinstance(pcm, np.ndarray):
-        return f"expected a float32 numpy array (mono, 24 kHz, in [-1, 1]), got {type(pcm).__name__}"
-    if not np.issubdtype(pcm.dtype, np.floating):
-        return f"expected float32 samples in [-1, 1], got dtype {pcm.dtype}"
-    if pcm.ndim != 1 and not (pcm.ndim == 2 and 1 in pcm.shape):
-        return f"expected mono audio (1-D), got shape {pcm.shape}"
-    return peak_problem(pcm)  # NaN, or int16 values as floats

@@ -24,15 +24,15 @@ import contextlib
 import logging
 from typing import AsyncIterator, Awaitable, Callable
 
+from ..backend.llm.base import component_name
 from ..backend.policy import backoff
 from ..backend.stt.base import check_transcript, open_stream
-from ..backend.types import FRAME_SIZE, AudioFrame, Transcript
+from ..backend.types import FRAME_S, AudioFrame, Transcript
 from ..errors import BackendError
 from .clock import STOP_WAIT_S, Clock
 
 log = logging.getLogger(__name__)
 
-FRAME_S = FRAME_SIZE / 24000
 STALL_S = 5.0  # an STT that takes no audio for this long while frames wait for it has stalled
 MAX_QUEUED_FRAMES = 250  # 20 s of audio waiting for a running STT stream, then the oldest is dropped
 MAX_RETRY_S = 30.0  # the longest wait between restarts of a failing STT
@@ -68,8 +68,7 @@ class STTSupervisor:
         if q.empty():
             self._progress_at = now  # it had all the audio so far
         elif now - self._progress_at >= self.stall_s and self._stall is not None and not self._stall.done():
-            name = getattr(self.stt, "name", None) or type(self.stt).__name__
-            self._stall.set_result(f"STT {name} stalled: it has taken no audio for {now - self._progress_at:.1f} s "
+            self._stall.set_result(f"STT {component_name(self.stt)} stalled: it has taken no audio for {now - self._progress_at:.1f} s "
                                    f"({q.qsize() * FRAME_S:.1f} s of audio waiting for it)")
         if q.qsize() >= MAX_QUEUED_FRAMES:
             q.get_nowait()

@@ -24,11 +24,10 @@ from typing import AsyncIterator
 
 import numpy as np
 
+from ..backend.types import FRAME_S, FRAME_SIZE as FRAME
 from ..runtime.base import Agent, AgentAudio, AgentText, CapacityError, Meta, Output, Session
 from ..runtime.clock import Clock, MonotonicClock
 
-FRAME = 1920  # 80 ms at 24 kHz
-FRAME_S = FRAME / 24000
 MAX_BACKLOG_S = 10.0  # user audio kept beyond what was played (the rest is dropped, counted)
 _ids = itertools.count()
 log = logging.getLogger(__name__)

@@ -39,9 +39,14 @@ class LLM(ABC):
         """Release connections/resources (no-op by default; idempotent)."""
 
 
+def component_name(part: Any) -> str:
+    """How messages name an STT / LLM / TTS: its ``name`` (else its class's)."""
+    return str(getattr(part, "name", None) or type(part).__name__)
+
+
 def describe(llm: Any) -> str:
     """How errors name an LLM: its endpoint if it has one, else its name (else its class)."""
-    return str(getattr(llm, "url", None) or getattr(llm, "name", None) or type(llm).__name__)
+    return str(getattr(llm, "url", None) or component_name(llm))
 
 
 def yielded(item: Any) -> str:

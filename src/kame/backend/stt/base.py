@@ -24,7 +24,7 @@ from abc import ABC, abstractmethod
 from typing import Any, AsyncIterable, AsyncIterator
 
 from ...errors import BackendError
-from ..llm.base import yielded
+from ..llm.base import component_name, yielded
 from ..types import AudioFrame, Transcript
 
 
@@ -58,6 +58,5 @@ def check_transcript(item: Any, stt: Any) -> Transcript:
     dict {...}, expected Transcript")."""
     if isinstance(item, Transcript):
         return item
-    name = getattr(stt, "name", None) or type(stt).__name__
-    raise BackendError(f"STT {name} broke its interface: yielded {yielded(item)}, "
+    raise BackendError(f"STT {component_name(stt)} broke its interface: yielded {yielded(item)}, "
                        "expected Transcript (kame.backend.types)")

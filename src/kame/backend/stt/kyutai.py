@@ -25,10 +25,9 @@ import numpy as np
 import torch
 
 from ...errors import CheckpointError, ConfigError, NotAvailableError
-from ..types import FRAME_SIZE, SAMPLE_RATE, Word
+from ..types import FRAME_S, FRAME_SIZE, SAMPLE_RATE, Word
 from .streaming import Recognizer, SegmentedSTT
 
-FRAME_S = FRAME_SIZE / SAMPLE_RATE  # 0.08
 
 
 class _Decoder:
