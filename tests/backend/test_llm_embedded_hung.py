@@ -102,3 +102,43 @@ async def test_a_cancelled_request_that_stops_in_time_keeps_its_child(monkeypatc
         assert worker.proc.pid == pid and worker.restarts == 0
     finally:
         worker.close()
+
+
+def _one_piece_then_waits(conn):
+    """Loads, answers the first request with one piece, then waits for its pipe to close."""
+    conn.send(("loaded", 0, None))
+    req_id, *_ = conn.recv()
+    conn.send(("text", req_id, "hel"))
+    try:
+        conn.recv()
+    except EOFError:
+        return
+
+
+async def test_release_children_stops_the_child_and_the_next_request_starts_it(monkeypatch):
+    """release_children() is not a failure: no restart counted, the next request starts the
+    child again; a request it interrupts gets an error that says what happened."""
+    monkeypatch.setattr(childproc, "_shared_stops", [])
+    worker = _worker_with(_one_piece_then_waits)
+    worker.start()
+    childproc.shared_child(worker.close)
+    try:
+        llm = _llm(worker, stall_timeout=30)
+        first = worker.proc
+        stream = llm.stream_chat(MSGS)
+        assert await stream.__anext__() == "hel"
+        assert await asyncio.to_thread(childproc.release_children) == 1
+        with pytest.raises(BackendError, match="was stopped"):
+            await stream.__anext__()
+        assert not first.is_alive() and worker.proc is None
+        answering = _worker_with(_answers)
+
+        def start_answering():
+            answering.start()
+            worker.proc, worker.conn, worker.cancel = answering.proc, answering.conn, answering.cancel
+
+        worker.start = start_answering
+        assert "".join([p async for p in llm.stream_chat(MSGS)]) == "hello"
+        assert worker.restarts == 0 and worker.proc.pid != first.pid
+    finally:
+        worker.close()

@@ -406,6 +406,33 @@ def test_pocketsphinx_child_death_is_an_error_then_restarts(clips, caplog):
         server.close()
 
 
+def test_release_children_stops_the_shared_pocketsphinx_child(clips, monkeypatch, caplog):
+    """kame.backend.release_children() stops a shared child on purpose: an utterance it held
+    says so, and the next utterance starts it again without counting (or logging) a restart."""
+    from kame.audio import resample
+    from kame.backend import childproc, release_children
+    from kame.backend.stt.pocketsphinx import PocketsphinxRecognizer, shared_process
+
+    monkeypatch.setattr(childproc, "_shared_stops", [])  # only this test's child is released
+    x = resample(clips[SENT_B], 24000, 16000)
+    server = shared_process(1, fwdflat=False)  # settings no other test shares
+    try:
+        rec = PocketsphinxRecognizer(server)
+        rec.accept(x[:1280])
+        proc = server.proc
+        assert release_children() == 1 and not proc.is_alive() and server.proc is None
+        assert release_children() == 0  # nothing left to stop
+        with pytest.raises(BackendError, match="was stopped"):
+            rec.partial()
+        rec = PocketsphinxRecognizer(server)  # starts it again
+        assert server.proc.is_alive() and server.restarts == 0 and "restarting" not in caplog.text
+        for i in range(0, len(x) - 1279, 1280):
+            rec.accept(x[i:i + 1280])
+        assert [w.text for w in rec.final()] == _in_process_words(x, fwdflat=False)
+    finally:
+        server.close()
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="nice values are a Linux feature")
 def test_pocketsphinx_child_runs_at_lower_priority():
     from kame.backend.stt.pocketsphinx import DecoderProcess

@@ -12,6 +12,10 @@ is "loaded"; "unavailable" means a missing model or package; its last element is
     ...
     stop_child(proc, conn)                     # or, once it died: code = reap_child(proc, conn)
 
+Long-lived children shared by every agent of a process (the embedded LLM's, pocketsphinx's)
+register their stop function with ``shared_child``; ``release_children()`` stops them all (their
+next use starts them again).
+
 Loads run in a thread (``await load_in_thread(fn, ...)``); cancelling that await (Ctrl-C while an
 agent loads) terminates the children that load is waiting for and makes its later start_child
 calls fail at once, so neither the thread nor the exit waits the ~20 s a child takes to get
@@ -171,6 +175,24 @@ def reap_child(proc, conn, *, hung: bool = False) -> int | None:
     if conn is not None:
         conn.close()
     return code
+
+
+_shared_stops: list[Callable[[], bool]] = []  # see shared_child
+
+
+def shared_child(stop: Callable[[], bool]) -> None:
+    """Register a shared child's stop function for release_children (it returns whether a
+    child was running)."""
+    _shared_stops.append(stop)
+
+
+def release_children() -> int:
+    """Stop the back-end child processes that the agents of this process share (the embedded
+    LLM's, pocketsphinx's), e.g. after ``agent.stop()`` in a long-lived program, to give their
+    memory back. An agent that uses one later starts it again (its load, ~20 s for the LLM,
+    is paid again); one in the middle of a request gets a back-end error, as if it had died.
+    Returns how many children were stopped."""
+    return sum(bool(stop()) for stop in list(_shared_stops))
 
 
 def children_cpu_seconds() -> float:

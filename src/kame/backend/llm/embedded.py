@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import AsyncIterator, Sequence
 
 from ...errors import BackendError, MissingPackageError, NotAvailableError
-from ..childproc import CTX, reap_child, start_child, stop_child
+from ..childproc import CTX, reap_child, shared_child, start_child, stop_child
 from ..options import number
 from ..priority import lower_thread_priority
 from ..types import ChatMessage
@@ -109,6 +109,7 @@ def shared_worker(gguf: Path | None = None, nice: int = 0) -> "_ChildWorker":
             worker = _ChildWorker(gguf, nice)
             worker.start()  # raises NotAvailableError/BackendError; nothing cached then
             _shared[key] = worker
+            shared_child(worker.close)
         elif _shared[key].nice != nice:
             log.warning("the embedded LLM's child for %s already runs at nice +%d; +%d asked for is ignored",
                         gguf.name, _shared[key].nice, nice)
@@ -183,7 +184,9 @@ class _ChildWorker:
         self.conn = None
         self.cancel = None
         self.current = 0  # id of the request the child is running (0: none)
-        self.restarts = 0
+        self.restarts = 0  # restarts after the child died (not after close)
+        self.released = False  # close() stopped the child on purpose; the next request starts it
+        self._atexit = None
         self._lock = threading.Lock()  # guards current/cancel between consumer and dispatcher
         self._dispatch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kame-llm")
 
@@ -198,8 +201,8 @@ class _ChildWorker:
         proc, parent_conn = start_child(_child_main, (str(self.gguf), cancel, self.nice), name="kame-llm-child",
                                         what=f"the embedded LLM child for {self.gguf.name}")
         self.proc, self.conn, self.cancel = proc, parent_conn, cancel
-        if not self.restarts:  # registered after multiprocessing's own exit hook, so it runs first
-            atexit.register(self.close)
+        if not self._atexit:  # registered after multiprocessing's own exit hook, so it runs first
+            self._atexit = atexit.register(self.close)
         log.info("embedded LLM child ready (pid %d)", proc.pid)
 
     def stop_request(self, req_id: int) -> None:
@@ -211,11 +214,19 @@ class _ChildWorker:
     def submit(self, llm: "EmbeddedLLM", req_id: int, request: tuple, stop: threading.Event, put):
         return self._dispatch.submit(self._run, llm, req_id, request, stop, put)
 
-    def close(self) -> None:
-        """Stop the child: close its pipe so it exits on its own (at interpreter exit too)."""
-        stop_child(self.proc, self.conn)
+    def close(self) -> bool:
+        """Stop the child: close its pipe so it exits on its own (at interpreter exit too, and
+        at release_children; the next request starts it again). Returns whether one ran."""
+        with self._lock:
+            proc, conn = self.proc, self.conn
+            self.proc = self.conn = self.cancel = None
+            self.released = True
+        stop_child(proc, conn)
+        return proc is not None
 
     def _died(self, hung: bool = False) -> str:
+        if self.proc is None and self.released:  # close() ran during the request
+            return "the LLM child process was stopped (kame.backend.childproc.release_children)"
         code = reap_child(self.proc, self.conn, hung=hung)
         what = f"hung (no stop {CANCEL_GRACE_S:g} s after a cancel) and was terminated" if hung else "died"
         log.error("the embedded LLM child %s (exit code %s); the next request restarts it", what, code)
@@ -234,10 +245,14 @@ class _ChildWorker:
             if not self.alive:
                 if self.proc is not None:  # died between requests
                     self._died()
-                self.restarts += 1
-                log.warning("restarting the embedded LLM child (restart %d)", self.restarts)
+                if self.released:  # closed on purpose (release_children): not a failure
+                    self.released = False
+                else:
+                    self.restarts += 1
+                    log.warning("restarting the embedded LLM child (restart %d)", self.restarts)
                 self.start()
-            self.conn.send((req_id, *request))
+            proc, conn = self.proc, self.conn  # a release_children() meanwhile closes conn: OSError below
+            conn.send((req_id, *request))
             stopped_at = None  # monotonic time of the consumer's cancel
             while True:
                 if stop.is_set():
@@ -246,12 +261,12 @@ class _ChildWorker:
                     if time.monotonic() - stopped_at > CANCEL_GRACE_S:
                         put("error", self._died(hung=True))
                         return
-                if not self.conn.poll(POLL_S):
-                    if not self.proc.is_alive():
+                if not conn.poll(POLL_S):
+                    if not proc.is_alive():
                         put("error", self._died())
                         return
                     continue
-                kind, rid, value = self.conn.recv()
+                kind, rid, value = conn.recv()
                 if rid != req_id:  # cannot happen: one request at a time
                     log.warning("dropping a reply for request %s (running %s)", rid, req_id)
                 elif kind == "text":

@@ -34,7 +34,7 @@ import weakref
 import numpy as np
 
 from ...errors import BackendError, NotAvailableError
-from ..childproc import reap_child, start_child, stop_child
+from ..childproc import reap_child, shared_child, start_child, stop_child
 from ..priority import lower_thread_priority
 from ..types import Word
 from .streaming import Recognizer, SegmentedSTT
@@ -135,7 +135,8 @@ class DecoderProcess:
         self.nice, self.options = nice, options
         self.proc = self.conn = None
         self.generation = 0  # bumped at every (re)start: utterances of a dead child are refused
-        self.restarts = 0
+        self.restarts = 0  # restarts after the child died (not after close)
+        self.released = False  # close() stopped the child on purpose; the next utterance starts it
         self._ids = itertools.count(1)
         self._lock = threading.Lock()  # one message (or request + reply) on the pipe at a time
         # utterances whose recognizer was dropped before its final: a weakref finalizer (which
@@ -162,8 +163,11 @@ class DecoderProcess:
             if self.proc is None or not self.proc.is_alive():
                 if self.proc is not None:
                     self._died()
-                self.restarts += 1
-                log.warning("restarting the pocketsphinx child process (restart %d)", self.restarts)
+                if self.released:  # closed on purpose (release_children): not a failure
+                    self.released = False
+                else:
+                    self.restarts += 1
+                    log.warning("restarting the pocketsphinx child process (restart %d)", self.restarts)
                 self._start()
             uid = next(self._ids)
             self._send("open", (self.generation, uid))
@@ -171,7 +175,8 @@ class DecoderProcess:
 
     def _send(self, op: str, utt: tuple[int, int], data=None) -> None:  # holding the lock
         if utt[0] != self.generation or self.conn is None:
-            raise BackendError("the pocketsphinx child process that held this utterance died")
+            how = "was stopped (release_children)" if self.conn is None and self.released else "died"
+            raise BackendError(f"the pocketsphinx child process that held this utterance {how}")
         try:
             while self._dropped:
                 gen, uid = self._dropped.popleft()
@@ -210,11 +215,15 @@ class DecoderProcess:
             raise BackendError(f"pocketsphinx failed: {value}")
         return value
 
-    def close(self) -> None:
-        """Stop the child (it exits when its pipe closes)."""
+    def close(self) -> bool:
+        """Stop the child (it exits when its pipe closes; at interpreter exit, and at
+        release_children: the next utterance starts it again). Returns whether one ran."""
         with self._lock:
+            proc = self.proc
             stop_child(self.proc, self.conn)
             self.proc = self.conn = None
+            self.released = True
+        return proc is not None
 
 
 class PocketsphinxRecognizer(Recognizer):
@@ -250,6 +259,7 @@ def shared_process(nice: int = 0, **options) -> DecoderProcess:
     with _shared_lock:
         if key not in _shared:
             _shared[key] = DecoderProcess(nice, **options)
+            shared_child(_shared[key].close)
         return _shared[key]
 
 
