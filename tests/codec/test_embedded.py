@@ -170,6 +170,22 @@ def test_streaming_equals_whole_signal(codec, speech):
     assert not torch.equal(codes[2], codes[1])  # levelled, not undone: still the quieter input
 
 
+def test_whole_signal_encode_works_in_bounded_steps(codec, speech, monkeypatch):
+    # it analysed the whole signal at once: ~2 MB per second of audio (10 min: 1.5 GB)
+    from kame.codec.embedded.model import ENCODE_CHUNK
+
+    x = torch.stack([_frames(np.tile(speech["m"], 3), 2 * ENCODE_CHUNK + 3), _frames(speech["f"], 2 * ENCODE_CHUNK + 3)])
+    x = x[:, :-700]
+    s = codec.stream(2)
+    frames = torch.nn.functional.pad(x, (0, 700)).reshape(2, -1, FS)
+    streamed = torch.stack([s.encode_frame(frames[:, i]) for i in range(frames.shape[1])], -1)
+    sizes = []
+    features = codec.analyzer.features
+    monkeypatch.setattr(codec.analyzer, "features", lambda win, f0: sizes.append(win.shape[1]) or features(win, f0))
+    assert torch.equal(codec.encode(x), streamed)
+    assert max(sizes) <= ENCODE_CHUNK * codec.cfg.subframes
+
+
 def test_batch_rows_are_independent_and_reset_works(codec, speech):
     a, b = _frames(speech["m"], 8), 0.1 * _frames(speech["f"], 8)  # b quiet: the reset must clear the AGC too
     single = {}
@@ -295,7 +311,6 @@ def test_agc_does_not_blast_a_talker_after_room_noise(codec, speech):
 
     cfg = codec.cfg
     frames = _noise_then(speech["m"], 12, np.random.default_rng(0))
-    n = frames.shape[1]
     state = LevelState.new(1, cfg)
     g_db = 20 * torch.log10(input_gain(frames, state, cfg)[0])
     e = 10 * torch.log10(frames.double().square().mean(-1) + 1e-12)[0]

@@ -92,8 +92,9 @@ def test_roundtrip_codebooks_up_to_what_the_codec_takes(tmp_path, capsys):
 
 
 def test_roundtrip_codes_with_the_codebooks_the_codec_is_set_to(tmp_path, capsys):
-    """roundtrip() takes the codec as set (set_num_codebooks, once: by the command); a bad
-    --codebooks is refused before the input is read."""
+    """roundtrip() takes the codec as set (set_num_codebooks, once: by the command); a
+    --codebooks below 1 is refused as the options are parsed, one above what the codec takes
+    once it is loaded."""
     from kame import registry
     from kame.codec.roundtrip import roundtrip
 
@@ -107,5 +108,21 @@ def test_roundtrip_codes_with_the_codebooks_the_codec_is_set_to(tmp_path, capsys
     sf.write(src, pcm, 24000)
     assert main(["codec", "roundtrip", str(src), "-o", str(tmp_path / "o.wav"), "--codebooks", "3", "--streaming"]) == 0
     assert "x 3 codebooks" in capsys.readouterr().out
-    assert main(["codec", "roundtrip", str(tmp_path / "missing.wav"), "-o", str(tmp_path / "o.wav"), "--codebooks", "0"]) == 1
-    assert "--codebooks 0: num_codebooks must be an int in [1, 8], got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["codec", "roundtrip", str(tmp_path / "missing.wav"), "-o", str(tmp_path / "o.wav"), "--codebooks", "0"])
+    assert "argument --codebooks: must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["codec", "roundtrip", str(src), "-o", str(tmp_path / "o.wav"), "--codebooks", "9"]) == 1
+    assert "--codebooks 9: num_codebooks must be an int in [1, 8], got 9" in capsys.readouterr().err
+
+
+def test_the_input_is_read_before_the_codec_loads(tmp_path, capsys, monkeypatch):
+    # the codec was loaded first: `--codec mimi` downloaded 385 MB before "audio file not found"
+    from kame import registry
+
+    monkeypatch.setattr(registry, "create", lambda *a, **k: pytest.fail("the codec was loaded first"))
+    for name, content, message in (("missing.wav", None, "audio file not found"),
+                                   ("text.wav", b"not audio", "cannot read audio file")):
+        if content is not None:
+            (tmp_path / name).write_bytes(content)
+        assert main(["codec", "roundtrip", str(tmp_path / name), "-o", str(tmp_path / "o.wav"), "--codec", "mimi"]) == 1
+        assert message in capsys.readouterr().err

@@ -19,16 +19,18 @@ import numpy as np
 import torch
 
 from .. import registry
-from ..audio import output_format, read_wav, write_wav
+from ..audio import output_format, read_wav, resample, write_wav
+from ..cliargs import at_least
 from ..errors import ConfigError
 from ..paths import check_output_file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="input audio file (wav/flac/ogg; any rate, mono or not)")
+    p.add_argument("input", help="input audio file (wav/flac/ogg/opus/mp3; any rate, mono or not)")
     p.add_argument("-o", "--output", required=True, help="output audio file at the codec's rate: .wav or .flac (16-bit), .ogg, .opus or .mp3")
     p.add_argument("--codec", default="embedded", help="codec spec, e.g. embedded, embedded:PATH, mimi")
-    p.add_argument("--codebooks", type=int, default=None, help="code with only the first N codebooks")
+    p.add_argument("--codebooks", type=at_least(1), default=None,
+                   help="code with only the first N codebooks (embedded: 1..8; mimi: 1..32)")
     p.add_argument("--streaming", action="store_true", help="encode/decode frame by frame (CodecStream)")
 
 
@@ -57,13 +59,17 @@ def main(args: argparse.Namespace) -> int:
     # the output (not a folder, not the input, a known type, a folder that can be written) is
     # checked now, not after the round trip
     check_output_file(args.output, input=args.input, file_type=output_format)
+    # and the codec spec's form, and the input is read (at its own rate), before the codec loads:
+    # Mimi takes seconds, or a download
+    registry.check_spec("codec", args.codec)
+    pcm, rate = read_wav(args.input, None)
     codec = registry.create("codec", args.codec)
     if args.codebooks is not None:  # the codec says how many it can code with (Mimi: up to 32)
         try:
             codec.set_num_codebooks(args.codebooks)
         except ConfigError as exc:
             raise ConfigError(f"--codebooks {args.codebooks}: {exc}") from None
-    pcm, _ = read_wav(args.input, codec.sample_rate)
+    pcm = resample(pcm, rate, codec.sample_rate)
     t0 = time.perf_counter()
     out, codes = roundtrip(codec, pcm, streaming=args.streaming)
     dt = time.perf_counter() - t0

@@ -28,6 +28,7 @@ import torch
 
 from ...errors import CheckpointError, ConfigError
 from ...paths import check_output_file
+from . import model
 from .channel import random_channel
 from .config import EmbeddedCodecConfig
 from .data import TRAIN_VOICES, Voice, synthesize
@@ -98,6 +99,10 @@ def fit(cfg: EmbeddedCodecConfig, *, seed: int = 0, sentences: int = 3000,
     x = torch.cat(rows)
     minutes = sum(len(c[2]) for c in clips) / cfg.sample_rate / 60
     log.info("%d clips, %.1f min of audio, %d training vectors (synth %.1f s)", len(clips), minutes, len(x), t_synth)
+    if len(x) < cfg.cardinality:  # kmeans repeats them: every entry a copy of a training vector
+        log.warning("only %d training vectors for %d entries per codebook: the codebooks will copy them (a "
+                    "test-size fit, not a usable codec); use more --sentences (the shipped fit: 3000) or a "
+                    "smaller --cardinality", len(x), cfg.cardinality)
     t1 = time.perf_counter()
     rvq = fit_rvq(x, cfg, seed)
     rvq.codebooks = rvq.codebooks.half().float()  # what the file will hold
@@ -155,6 +160,9 @@ def main(args: argparse.Namespace) -> int:
         raise CheckpointError(f"cannot write the fitted codec to {out}: {exc}") from exc
     size = out.stat().st_size
     print(f"wrote {args.output} ({size / 1e6:.2f} MB) sha256 {digest}")
+    if out.resolve() == model.DEFAULT_PATH.resolve() and digest != model.DEFAULT_SHA256:
+        print(f"note: this replaced the shipped file with other bytes: `--codec embedded` refuses it until "
+              f"DEFAULT_SHA256 in kame/codec/embedded/model.py is set to {digest} (it is {model.DEFAULT_SHA256})")
     print(f"{stats['clips']} clips, {stats['audio_minutes']:.1f} min audio; synth {stats['synth_s']:.1f} s, "
           f"VQ fit {stats['vq_s']:.1f} s, total {stats['total_s']:.1f} s")
     return 0

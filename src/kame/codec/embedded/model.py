@@ -34,7 +34,7 @@ from ...errors import CheckpointError, ConfigError, NotAvailableError
 from ..base import (Codec, CodecStream, check_batch_size, check_codes, check_frame, check_num_codebooks, check_pcm,
                     rows_mask)
 from .config import EmbeddedCodecConfig
-from .features import Analyzer, LevelState, agc_gain, frame_windows, level_input
+from .features import Analyzer, LevelState, agc_gain, frame_windows
 from .rvq import RVQ
 from .vocoder import Vocoder, VocoderState
 
@@ -43,6 +43,7 @@ DEFAULT_PATH = Path(__file__).resolve().parents[2] / "assets" / "embedded_codec.
 # sha256 of the shipped file, made by: kame codec fit --seed 0 -o src/kame/assets/embedded_codec.safetensors
 DEFAULT_SHA256 = "4ad1b4a7eb107afa70340fabf35afc2f13b33a23ad123c43647d680a8c367af1"
 _DEFAULT_F0 = 120.0  # F0 (Hz) assumed before the first voiced sub-frame
+ENCODE_CHUNK = 25  # frames (2 s) per step of the whole-signal encode: its memory does not grow with the audio
 
 
 def _semitones(hz: float) -> float:  # the analysis's F0 unit (features.Analyzer.features)
@@ -118,14 +119,14 @@ class EmbeddedCodec(Codec):
     # --- whole signal ----------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, pcm: torch.Tensor) -> torch.Tensor:
-        pcm = level_input(check_pcm(pcm, "encode").float().cpu(), self.cfg, self.analyzer)  # the AGC (CPU codec)
+        """pcm [B, T] -> codes [B, K, F]: a fresh stream fed ENCODE_CHUNK frames at a time
+        (the same codes as frame by frame; memory bounded whatever the length of the audio)."""
+        pcm = check_pcm(pcm, "encode").float().cpu()
         B, T = pcm.shape
         F = -(-T // self.frame_size)
-        padded = torch.zeros(B, self.cfg.lookback + F * self.frame_size)
-        padded[:, self.cfg.lookback : self.cfg.lookback + T] = pcm
-        codes, _, _ = self._encode_windows(frame_windows(padded, self.cfg), torch.full((B,), _DEFAULT_F0),
-                                           torch.full((B,), F0_REF0))
-        return codes
+        s, step = self.stream(B), ENCODE_CHUNK * self.frame_size
+        padded = torch.nn.functional.pad(pcm, (0, F * self.frame_size - T))
+        return torch.cat([s._encode(padded[:, i : i + step]) for i in range(0, F * self.frame_size, step)], 2)
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
@@ -160,11 +161,17 @@ class EmbeddedStream(CodecStream):
     def encode_frame(self, pcm: torch.Tensor) -> torch.Tensor:
         c = self.codec
         pcm = check_frame(pcm, "encode_frame", self.batch_size, c.frame_size, c.sample_rate).float().cpu()
-        gain = agc_gain(pcm[:, None], self.level, c.cfg, c.analyzer)  # [B, 1]
-        buf = torch.cat([self.history, pcm * gain], 1)  # [B, lookback + frame]
+        return self._encode(pcm)[:, :, 0]
+
+    def _encode(self, pcm: torch.Tensor) -> torch.Tensor:
+        """pcm [B, n * frame_size] float32 (checked) -> codes [B, k, n]; the state moves on n frames."""
+        c = self.codec
+        frames = pcm.reshape(pcm.shape[0], -1, c.frame_size)
+        gain = agc_gain(frames, self.level, c.cfg, c.analyzer)  # [B, n]
+        buf = torch.cat([self.history, (frames * gain[..., None]).flatten(1)], 1)  # [B, lookback + n * frame]
         codes, self.last_f0, self.enc_ref = c._encode_windows(frame_windows(buf, c.cfg), self.last_f0, self.enc_ref)
         self.history = buf[:, -c.cfg.lookback :].clone()
-        return codes[:, :, 0]
+        return codes
 
     @torch.no_grad()
     def decode_frame(self, codes: torch.Tensor) -> torch.Tensor:
@@ -202,6 +209,15 @@ def save(codec: EmbeddedCodec, path: str | Path, meta: dict | None = None) -> st
     return digest
 
 
+def _format(meta: dict) -> object:
+    """The ``format`` of a fitted file's metadata (its one "kame" JSON entry), else None."""
+    try:
+        header = json.loads(meta.get("kame", "{}"))
+    except (TypeError, ValueError):
+        return None
+    return header.get("format") if isinstance(header, dict) else None
+
+
 _ZERO_OK = {"kmeans_points", "agc_startup_frames", "agc_speech_hangover"}  # int keys that may be 0
 
 
@@ -233,6 +249,7 @@ def load(path: str | Path | None = None, *, sha256: str | None = None) -> Embedd
     from safetensors import safe_open
 
     from ...model.loaders import check_finite  # (lazily, as parse_device in create)
+    from ...model.tensorfiles import checkpoint_kind, kind_hint, safetensors_header
 
     default = path is None
     if str(path).startswith("hf://"):
@@ -247,6 +264,9 @@ def load(path: str | Path | None = None, *, sha256: str | None = None) -> Embedd
         raise CheckpointError(f"embedded codec file not found: {path}")
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder; give the fitted .safetensors file")
+    header, raw = safetensors_header(path)  # a truncated or non-safetensors file says so, before its checksum
+    if _format(raw) != FORMAT and (kind := checkpoint_kind(header, raw)) not in (None, "embedded"):
+        raise CheckpointError(f"{path} is not a fitted embedded codec: {kind_hint(kind, path)}")
     expected = sha256 or (DEFAULT_SHA256 if default else None)
     side = path.with_name(path.name + ".sha256")
     if expected is None and side.is_file():
@@ -256,6 +276,12 @@ def load(path: str | Path | None = None, *, sha256: str | None = None) -> Embedd
                                   "re-run `kame codec fit` or delete it")
     if expected is not None:
         got = sha256_file(path)
+        if got != expected and default and sha256 is None:  # the shipped file, replaced by another fit?
+            raise CheckpointError(
+                f"the shipped embedded codec file {path} has sha256 {got}, but kame ships {expected} "
+                f"(DEFAULT_SHA256 in kame/codec/embedded/model.py): if you refitted it on purpose, set "
+                f"DEFAULT_SHA256 to the new sha256; else restore the file (reinstall kame; in a source "
+                f"checkout: git checkout src/kame/assets/{path.name})")
         if got != expected:
             raise CheckpointError(f"embedded codec file {path} has sha256 {got}, expected {expected} "
                                   "(corrupt or from another fit; re-run `kame codec fit`)")
@@ -267,7 +293,11 @@ def load(path: str | Path | None = None, *, sha256: str | None = None) -> Embedd
         raise CheckpointError(f"cannot read embedded codec file {path}: not a readable safetensors file ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         fmt = meta.get("format") if isinstance(meta, dict) else None
-        raise CheckpointError(f"{path} is not a {FORMAT} file (format {fmt!r})")
+        if isinstance(fmt, str) and fmt.startswith(FORMAT.split("/")[0] + "/"):
+            raise CheckpointError(f"{path} is an embedded codec file of format {fmt!r}, written by another kame "
+                                  f"version; this one reads {FORMAT!r}: refit it with `kame codec fit -o FILE`")
+        raise CheckpointError(f"{path} is not a fitted embedded codec (its metadata has format {fmt!r}, not "
+                              f"{FORMAT!r}); make one with `kame codec fit -o FILE`")
     if not isinstance(meta.get("fit", {}), dict):
         raise CheckpointError(f"{path}: metadata 'fit' must be a dict")
     cfg = _config(path, meta.get("config", {}))

@@ -68,7 +68,7 @@ def resolve_source(source: str | Path) -> Path:
                 raise
             raise HubUnreachable(f"{exc} (nor is the repo's config.json, which may name another Mimi file as "
                                  f"mimi_name)") from None
-    path = Path(s).expanduser()
+    path = Path(s[len("file://"):] if s.startswith("file://") else s).expanduser()  # as mimi_name takes it
     if path.is_dir():
         cfg = path / "config.json"
         raw = None
@@ -92,7 +92,8 @@ def resolve_source(source: str | Path) -> Path:
             )
         raise CheckpointError(f"no Mimi checkpoint in folder {path} (looked for {MIMI_NAME!r} and *tokenizer*/*mimi*.safetensors)")
     if not path.is_file():
-        raise CheckpointError(f"Mimi checkpoint not found: {path}")
+        raise CheckpointError(f"Mimi checkpoint not found: {path} (mimi:ARG takes a .safetensors file, a folder "
+                              f"holding one, hf://ORG/REPO[/FILE], random or random-tiny)")
     return path
 
 
@@ -135,9 +136,9 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     return strip_wrapper_prefix({_rename(k): v for k, v in state.items()}, _ANCHOR), meta
 
 
-def load_state(model: MimiModel, state: dict[str, torch.Tensor], where: str = "checkpoint") -> None:
+def load_state(model: MimiModel, state: dict[str, torch.Tensor], where: str = "checkpoint", note: str = "") -> None:
     """Strictly load ``state`` into ``model``; any missing/unexpected key, shape mismatch or NaN/inf
-    weight raises."""
+    weight raises (``note`` is added to the key and shape errors: where the config came from)."""
     from ...model.loaders import check_finite  # (lazily, as check_placement)
     from ...model.tensorfiles import checkpoint_kind, kind_hint
 
@@ -153,10 +154,11 @@ def load_state(model: MimiModel, state: dict[str, torch.Tensor], where: str = "c
             parts.append(f"missing key {missing[0]!r}" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
         if unexpected:
             parts.append(f"unexpected key {unexpected[0]!r}" + (f" (+{len(unexpected) - 1} more)" if len(unexpected) > 1 else ""))
-        raise CheckpointError(f"{where} does not match the Mimi config: {'; '.join(parts)}")
+        raise CheckpointError(f"{where} does not match the Mimi config: {'; '.join(parts)}{note}")
     for k, v in own.items():
         if tuple(state[k].shape) != tuple(v.shape):
-            raise CheckpointError(f"{where}: key {k!r} has shape {tuple(state[k].shape)}, the config expects {tuple(v.shape)}")
+            raise CheckpointError(f"{where}: key {k!r} has shape {tuple(state[k].shape)}, the config expects "
+                                  f"{tuple(v.shape)}{note}")
         if v.is_floating_point() and not state[k].is_floating_point():
             raise CheckpointError(f"{where}: key {k!r} has dtype {state[k].dtype} (quantized?); expected floating point weights")
     check_finite(state, where)
@@ -202,14 +204,17 @@ def load_mimi(
             config = MimiConfig.from_json(meta[_CONFIG_KEY])
         except ValueError as exc:  # bad JSON (JSONDecodeError) or a bad config (ConfigError)
             raise CheckpointError(f"{path}: the {_CONFIG_KEY!r} metadata: {exc}") from exc
-    if config is None:
+    note = ""
+    if config is None:  # a file as published (no kame metadata): the published shapes
         config = _infer_n_q(state, MimiConfig())
+        note = (" (the file holds no kame config, so the published Mimi's shapes were assumed; a Mimi of "
+                "another size loads with load_mimi(path, config=MimiConfig(...)), and save_mimi stores its config)")
     try:  # before the weights are loaded
         num_codebooks = check_num_codebooks(num_codebooks, config.n_q_semantic, config.n_q)
     except ConfigError as exc:
         raise ConfigError(f"{exc} ({path.name} holds {config.n_q})") from None
     model = MimiModel(config)
-    load_state(model, state, where=str(path))
+    load_state(model, state, where=str(path), note=note)
     model.to(device=device, dtype=dtype)
     return MimiCodec(model, num_codebooks=num_codebooks)
 
