@@ -58,3 +58,21 @@ def test_output_folder_check_makes_a_file_there(tmp_path):
     if os.path.isdir("/proc/self"):  # the same check as for a file: root passes os.access there
         with pytest.raises(ConfigError, match="cannot write into"):
             check_output_folder("/proc/self")
+
+
+def test_an_empty_output_path_says_so():
+    """(was: "-o  is a folder, cannot write a file there")"""
+    with pytest.raises(ConfigError, match=r"^-o is empty; give the file to write, e.g. -o answer.wav$"):
+        check_output_file("")
+    with pytest.raises(ConfigError, match=r"^--out is empty"):
+        check_output_folder(" ")
+
+
+def test_an_empty_audio_file_says_so(tmp_path):
+    """(was: "cannot read audio file ...: Format not recognised")"""
+    from kame.errors import AudioFormatError
+
+    empty = tmp_path / "q.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(AudioFormatError, match=r"q\.wav is empty \(0 bytes\)"):
+        read_wav(empty)

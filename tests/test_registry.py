@@ -142,3 +142,19 @@ def test_a_failed_plugin_load_is_reported_again_not_skipped(monkeypatch):
             registry.schemes("llm")
     monkeypatch.delenv(registry.PLUGINS_ENV)
     assert "openai" in registry.schemes("llm")
+
+
+@pytest.mark.parametrize("kind, spec, hint", [
+    ("codec", "Embedded", "; schemes are lower case: embedded"),
+    ("stt", "OpenAI:gpt-4o-transcribe", "; schemes are lower case: openai:gpt-4o-transcribe"),
+    ("codec", "embeded:/x.safetensors", "; did you mean embedded:/x.safetensors?"),
+    ("codec", "hf://kyutai/moshiko-pytorch-bf16", "; put a scheme first, e.g. mimi:hf://kyutai/moshiko-pytorch-bf16"),
+    ("stt", "hf://kyutai/stt-1b-en_fr", "; put a scheme first, e.g. kyutai:hf://kyutai/stt-1b-en_fr"),
+])
+def test_a_misspelled_scheme_gets_the_one_meant(kind, spec, hint):
+    with pytest.raises(ConfigError) as err:
+        registry.check_spec(kind, spec)
+    assert str(err.value).endswith(hint)
+    with pytest.raises(ConfigError) as err:
+        registry.check_spec("llm", "xyz")  # nothing close: no guess
+    assert str(err.value).endswith("]")  # (the known schemes; other tests may have registered more)

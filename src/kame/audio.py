@@ -144,6 +144,8 @@ def read_wav(path: str | Path, sample_rate: int | None = SAMPLE_RATE, *, mono: b
         raise AudioFormatError(f"audio file not found: {path}")
     if path.is_dir():
         raise AudioFormatError(f"{path} is a folder, not an audio file")
+    if path.is_file() and path.stat().st_size == 0:  # (soundfile: "Format not recognised")
+        raise AudioFormatError(f"audio file {path} is empty (0 bytes)")
     _check_wav_length(path)
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)

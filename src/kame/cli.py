@@ -55,6 +55,7 @@ def _build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict]:
         else:
             if path[0] not in groups:
                 g = subs.add_parser(path[0], help=f"{path[0]} commands")
+                g.set_defaults(_group=g)  # `kame codec` alone: this group's help, not the top level's
                 groups[path[0]] = g.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
             p = groups[path[0]].add_parser(path[1], help=help_)
         p.set_defaults(_module=module, _path=path)
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:  # faster-whisper logs every decode ("Processing audio with duration ...") at INFO
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)
     if not getattr(args, "_module", None):
-        parser.print_help()
+        getattr(args, "_group", parser).print_help()
         return 2
     if getattr(args, "_missing", None):
         print(f"kame: {args._missing}", file=sys.stderr)

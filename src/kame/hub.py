@@ -36,9 +36,11 @@ def split_hf(spec: str) -> tuple[str, str | None, str | None]:
     """``"hf://ORG/REPO[@REVISION][/FILE]"`` (or ``hf:ORG/...``) -> (repo, revision, file);
     revision and file are None when absent. A malformed spec is a ConfigError."""
     parts = spec.removeprefix("hf:").strip("/").split("/")
-    name, _, revision = parts[1].partition("@") if len(parts) > 1 else ("", "", "")
+    name, at, revision = parts[1].partition("@") if len(parts) > 1 else ("", "", "")
     if not parts[0] or not name:
         raise ConfigError(f"expected hf://ORG/REPO[@REVISION][/FILE], got {spec!r}")
+    if at and not revision:  # "hf://a/b@/x": not silently the default branch
+        raise ConfigError(f"{spec!r} has an empty revision after '@': give a branch, tag or commit, or drop the '@'")
     return f"{parts[0]}/{name}", revision or None, "/".join(parts[2:]) or None
 
 

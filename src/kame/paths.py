@@ -39,6 +39,8 @@ def check_output_file(path: str | Path, *, flag: str = "-o", suffix: str | None 
     """A file to write: with the ``suffix`` asked for (``why`` says why), not a folder, not the
     ``input`` file, of a type ``file_type`` accepts (it raises otherwise, e.g.
     kame.audio.output_format), in a folder that can be made and written into."""
+    if not str(path).strip():
+        raise ConfigError(f"{flag} is empty; give the file to write, e.g. {flag} answer{suffix or '.wav'}")
     out = Path(path)
     if suffix is not None and out.suffix.lower() != suffix:
         raise ConfigError(f"{flag} {path}: the output must be a {suffix} file{why}")
@@ -55,6 +57,8 @@ def check_output_file(path: str | Path, *, flag: str = "-o", suffix: str | None 
 
 def check_output_folder(path: str | Path, *, flag: str = "--out") -> Path:
     """A folder to write into: made if missing."""
+    if not str(path).strip():
+        raise ConfigError(f"{flag} is empty; give the folder to write into")
     out = Path(path)
     _writable_folder(out, f"{flag} {path}", "the folder")
     return out

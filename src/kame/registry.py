@@ -130,7 +130,7 @@ def check_spec(kind: str, spec: str) -> tuple[Entry, str | None]:
     if entry is None:
         raise ConfigError(
             f"unknown {kind} spec {spec!r}: scheme {scheme!r} is not one of {sorted(_ENTRIES[kind])}"
-            + _path_hint(kind, spec)
+            + (_path_hint(kind, spec) or _scheme_hint(kind, scheme, spec))
         )
     if entry.needs and not (arg or "").strip(": ") and not (entry.needs_env and os.environ.get(entry.needs_env)):
         raise ConfigError(f"{kind} spec {spec!r} names no {entry.needs}: give {scheme}:{entry.needs}"
@@ -148,6 +148,24 @@ def _path_hint(kind: str, spec: str) -> str:
     takes = [s for s, e in _ENTRIES[kind].items() if "PATH" in e.help]
     return (f"; {spec!r} looks like a path: put a scheme first, e.g. " + " or ".join(f"{s}:{spec}" for s in takes)
             if takes else "")
+
+
+def _scheme_hint(kind: str, scheme: str, spec: str) -> str:
+    """For a misspelled or miscased scheme ("Embedded", "embeded"), the one meant; for a bare
+    hf:// spec where the kind takes hf:// after a scheme (codecs), how to write it."""
+    import difflib
+
+    known = _ENTRIES[kind]
+    rest = spec.strip()[len(scheme):]
+    if scheme.lower() in known:
+        return f"; schemes are lower case: {scheme.lower()}{rest}"
+    close = difflib.get_close_matches(scheme.lower(), list(known), n=1, cutoff=0.75)
+    if close:
+        return f"; did you mean {close[0]}{rest}?"
+    takes_hf = [s for s, e in known.items() if "hf://" in e.help]
+    if scheme == "hf" and takes_hf:
+        return "; put a scheme first, e.g. " + " or ".join(f"{s}:{spec.strip()}" for s in takes_hf)
+    return ""
 
 
 def resolve(kind: str, spec: str) -> tuple[Callable[..., Any], str | None]:

@@ -33,8 +33,8 @@ def cks(tmp_path_factory):
 def test_mimi_given_as_the_front_end(cks, tmp_path):
     mimi = cks / "mimi" / MIMI_NAME
     for spec in (cks / "mimi", mimi):  # was: "has no config.json (a front-end checkpoint folder needs one)"
-        with pytest.raises(CheckpointError, match=rf"{mimi} is a Mimi codec checkpoint; use it as the codec: "
-                                                  rf"codec.spec=mimi:{mimi}"):
+        with pytest.raises(CheckpointError, match=rf"front-end checkpoint: it is a Mimi codec checkpoint; give it as "
+                                                  rf"the codec: mimi:{mimi} \(--codec, or codec.spec"):
             load_frontend(spec)
     # the Mimi file as the weights of a folder that has a config.json (was: "N unknown keys ...")
     d = tmp_path / "mixed"
@@ -47,7 +47,7 @@ def test_mimi_given_as_the_front_end(cks, tmp_path):
 def test_front_end_and_stt_weights_given_as_mimi(cks):
     lm = cks / "kame" / "model.safetensors"
     with pytest.raises(CheckpointError, match=rf"{lm} is not a Mimi codec checkpoint: .*front-end LM weights "
-                                              rf"\(Moshi/KAME\); use their folder as the front-end: frontend.spec={cks / 'kame'}"):
+                                              rf"\(Moshi/KAME\); give their folder as the front-end: frontend.spec={cks / 'kame'}"):
         load_mimi(lm)
     with pytest.raises(CheckpointError, match="is not a Mimi codec checkpoint"):
         registry.create("codec", f"mimi:{lm}")
@@ -59,7 +59,7 @@ def test_front_end_and_stt_weights_given_as_mimi(cks):
 def test_embedded_codec_file_given_as_mimi():
     from kame.codec.embedded.model import DEFAULT_PATH
 
-    with pytest.raises(CheckpointError, match=r"is a fitted embedded codec; use it as the codec: codec.spec=embedded:"):
+    with pytest.raises(CheckpointError, match=r"is not a Mimi codec checkpoint: it is a fitted embedded codec; give it as the codec: embedded:"):
         load_mimi(DEFAULT_PATH)
 
 
@@ -146,3 +146,18 @@ def test_a_kyutai_stt_config_json_is_recognised_without_weights(cks, tmp_path):
         load_frontend(d, expect="frontend")
     with pytest.raises(CheckpointError, match="do not exist"):  # without expect: the missing weights
         load_frontend(d)
+
+
+def test_files_with_bytes_after_their_tensors_say_so(cks, tmp_path):
+    """(was safetensors' "incomplete metadata, file not fully covered")"""
+    from kame.codec.embedded.model import DEFAULT_PATH, load
+
+    m = tmp_path / "m.safetensors"
+    m.write_bytes((cks / "mimi" / MIMI_NAME).read_bytes() + b"\0" * 100)
+    with pytest.raises(CheckpointError, match=r"m\.safetensors is corrupt: it has 100 bytes more than the \d+ its "
+                                              r"header describes"):
+        load_mimi(m)
+    e = tmp_path / "e.safetensors"
+    e.write_bytes(DEFAULT_PATH.read_bytes() + b"x")
+    with pytest.raises(CheckpointError, match=r"e\.safetensors is corrupt: it has 1 byte more"):
+        load(e)

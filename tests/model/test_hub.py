@@ -37,6 +37,9 @@ def test_split_hf():
     for bad in ("hf://org", "hf://", "hf://org/@v1"):
         with pytest.raises(ConfigError, match=r"hf://ORG/REPO\[@REVISION\]"):
             split_hf(bad)
+    for bad in ("hf://org/repo@", "hf://org/repo@/x.safetensors"):  # was: the default branch, silently
+        with pytest.raises(ConfigError, match="has an empty revision after '@'"):
+            split_hf(bad)
 
 
 def test_unreachable_hub_fails_fast_and_quietly(tmp_path):

@@ -27,7 +27,7 @@ _MAX_HEADER = 100_000_000  # safetensors' own limit on its JSON header
 def safetensors_header(path: str | Path) -> tuple[dict[str, dict], dict[str, str]]:
     """(tensor entries, metadata) of a safetensors file, read without loading it (and without
     torch); CheckpointError if it is not one, or is truncated (an incomplete download or copy:
-    its header describes more bytes than the file has)."""
+    its header describes more bytes than the file has), or has bytes its header does not describe."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -47,7 +47,12 @@ def safetensors_header(path: str | Path) -> tuple[dict[str, dict], dict[str, str
         ends = [e["data_offsets"][1] for e in header.values() if isinstance(e, dict)
                 and isinstance(e.get("data_offsets"), list) and len(e["data_offsets"]) == 2]
         end = max([int(x) for x in ends if isinstance(x, int)], default=0)
-        if size >= 8 + n + end:
+        if size > 8 + n + end:  # safetensors refuses it ("file not fully covered")
+            extra = size - 8 - n - end
+            raise CheckpointError(f"{path} is corrupt: it has {extra} byte{'s' * (extra > 1)} more than the {8 + n + end} "
+                                  f"its header describes (damaged, or written over another file): download or "
+                                  f"copy it again")
+        if size == 8 + n + end:
             return header, meta if isinstance(meta, dict) else {}
     if size < 8 or header is not None or (text[:1] == b"{" and len(text) < n):
         full = f"the {8 + n + end} bytes its header describes" if header is not None else "its header"
@@ -110,13 +115,16 @@ def file_kind(path: Path) -> str | None:
 
 
 def kind_hint(kind: str, path: Path) -> str:
-    """What a checkpoint of ``kind`` at ``path`` is, and where it goes in kame's config."""
+    """What a checkpoint of ``kind`` at ``path`` is, and the spec it goes in (the caller's
+    message names the path already)."""
     folder = path.parent if path.suffix in SAFETENSORS_SUFFIXES else path
     return {
-        "mimi": f"{path} is a Mimi codec checkpoint; use it as the codec: codec.spec=mimi:{path}",
-        "embedded": f"{path} is a fitted embedded codec; use it as the codec: codec.spec=embedded:{path}",
-        "frontend": f"{path} holds front-end LM weights (Moshi/KAME); use their folder as the front-end: "
+        "mimi": f"it is a Mimi codec checkpoint; give it as the codec: mimi:{path} (--codec, or codec.spec in the "
+                f"config)",
+        "embedded": f"it is a fitted embedded codec; give it as the codec: embedded:{path} (--codec, or codec.spec "
+                    f"in the config)",
+        "frontend": f"it holds front-end LM weights (Moshi/KAME); give their folder as the front-end: "
                     f"frontend.spec={folder} (its Mimi codec is the file its config.json names as mimi_name)",
-        "stt": f"{path} holds Kyutai STT LM weights (text out, no audio); use their folder as the speech-to-text "
+        "stt": f"it holds Kyutai STT LM weights (text out, no audio); give their folder as the speech-to-text "
                f"back-end: backend.stt=kyutai:{folder}",
     }[kind]
