@@ -30,8 +30,11 @@ A random-weight front-end is labelled as such everywhere: its speech is babble, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -66,10 +69,12 @@ def add_arguments(p) -> None:
 
 async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = False, agent=None,
                            clock: FakeClock | None = None, metrics: MetricsLog | None = None,
-                           frame_timeout_s: float = 5.0, extend_s: float = 0.0) -> dict:
+                           frame_timeout_s: float = 5.0, extend_s: float = 0.0,
+                           stop: asyncio.Event | None = None) -> dict:
     """Play ``pcm`` (float32 mono 24 kHz, tail included) into one session; return a record.
     While a cascade reply is under way when ``pcm`` ends (``reply_pending``), up to ``extend_s``
-    seconds of silence more are played, a frame at a time; rec["frames"] counts them all."""
+    seconds of silence more are played, a frame at a time; rec["frames"] counts them all. Once
+    ``stop`` is set (kame run: Ctrl-C) no more frames are played: rec["interrupted"]."""
     from .engine import build_agent
 
     clock = clock or FakeClock(start=FRAME_S)
@@ -135,7 +140,7 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
             pending = k >= n - 1 and reply_pending(metas(), k * FRAME_S, at="detected_at")
             # a reply that ended in the last frame played still has that frame's audio to come,
             # placed one frame later: one more frame, or the reply's last 80 ms is not in OUT.wav
-            if not (k < n or (k < n_max and (pending or was_pending))):
+            if not (k < n or (k < n_max and (pending or was_pending))) or (stop is not None and stop.is_set()):
                 break
             was_pending = pending
             await session.push_audio(pcm[k * FRAME:(k + 1) * FRAME] if k < n else silence)
@@ -171,10 +176,35 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
     rec["components"].update({k: v for k, v in rec["info"].items()
                               if k not in ("type", "session") and isinstance(v, (str, int, float, bool, type(None)))})
     rec["frames"], rec["wall_s"], rec["late_frames"], rec["load_s"] = n, wall, late_frames, load_s
+    rec["interrupted"] = bool(stop is not None and stop.is_set())
     rec["duration_s"] = n * FRAME_S
     rec["slowdown"] = wall / rec["duration_s"] if rec["duration_s"] else 0.0
     rec["step_times"] = metrics.values("step_time")
     return rec
+
+
+@contextlib.asynccontextmanager
+async def first_ctrl_c(what: str):
+    """An asyncio.Event set by the first Ctrl-C (SIGINT) inside the block, which prints
+    "interrupted: ``what``": the caller ends its work early and keeps what it has (kame run,
+    kame client). A second Ctrl-C raises KeyboardInterrupt as usual: quit at once. (No handler
+    where the loop cannot install one: Windows, a thread other than the main one.)"""
+    loop, stop = asyncio.get_running_loop(), asyncio.Event()
+
+    def interrupted() -> None:
+        stop.set()
+        loop.remove_signal_handler(signal.SIGINT)  # (Python's own handler again)
+        print(f"\ninterrupted: {what} (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, interrupted)
+    except (NotImplementedError, RuntimeError, ValueError):
+        pass
+    try:
+        yield stop
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGINT)
 
 
 def reply_pending(metas, now: float, *, at: str = "t") -> bool:
@@ -302,6 +332,27 @@ def unanswered(rec: dict) -> bool:
                 and not _agent_text(rec))
 
 
+def answer_missing(rec: dict) -> dict | None:
+    """A tandem whose back-end streamed nothing into the front-end's oracle after the user's last
+    word before the file ended: the front-end never got the answer to what was said last (the
+    STT's final and the LLM's first token take seconds on a slow CPU; --tail too short). Then
+    {"last_word_end", "stt_final_latency", "llm_ttft"} (the latest of each, None if none), else
+    None. Not for a cascade (``unanswered``) nor without an LLM or without words heard."""
+    comps = rec.get("components", {})
+    words = _user_words(rec)
+    if comps.get("mode") == "cascade" or comps.get("llm") in (None, "none") or not words:
+        return None
+    last = max(w["end"] for w in words)
+    if any(o.get("event") == "append" and o.get("text") and o.get("t", -1) >= last for o in rec["oracle"]):
+        return None
+
+    def latest(name):
+        vals = [m["value"] for m in rec["metrics"] if m.get("name") == name]
+        return vals[-1] if vals else None
+
+    return {"last_word_end": last, "stt_final_latency": latest("stt_final_latency"), "llm_ttft": latest("llm_ttft")}
+
+
 def plot_timeline(path: Path, user: np.ndarray, agent: np.ndarray, rec: dict, title: str) -> None:
     import matplotlib
 
@@ -414,11 +465,20 @@ def main(args) -> int:
     user, note = read_input(args.input)
     if note:
         print(f"input     {args.input}: {note}")
+    input_s = user.shape[0] / SR
     user = np.concatenate([user, np.zeros(int(args.tail * SR), np.float32)])
-    rec = asyncio.run(run_conversation(cfg, user, fast=args.fast, extend_s=max_tail - args.tail))
-    n = rec["frames"] * FRAME  # the input, its tail and any extension for a reply under way
+
+    async def converse() -> dict:
+        async with first_ctrl_c("ending the conversation here and writing what was played") as stop:
+            return await run_conversation(cfg, user, fast=args.fast, extend_s=max_tail - args.tail, stop=stop)
+
+    rec = asyncio.run(converse())
+    n = rec["frames"] * FRAME  # the input, its tail and any extension for a reply under way (all played)
+    if rec["interrupted"] and not n:
+        print("interrupted before the conversation started; nothing written", file=sys.stderr)
+        return 130
     extended_s = max(0, n - math.ceil(user.shape[0] / FRAME) * FRAME) / SR
-    user = np.pad(user, (0, n - user.shape[0]))
+    user = np.pad(user, (0, max(0, n - user.shape[0])))[:n]
     agent = agent_track(rec, n)
     clipped = float(np.mean(np.abs(agent) > 1.0))  # the wav holds [-1, 1]: say so if the agent exceeded it
     agent = np.clip(agent, -1.0, 1.0)
@@ -430,6 +490,8 @@ def main(args) -> int:
     summary["pacing"] = "fast" if args.fast else "simulated-realtime"
     summary["tail_extended_s"] = extended_s
     summary["step_rows"] = cfg.runtime.max_sessions if cfg.runtime.batched else 1  # rows each step codes
+    summary["answer_missing"] = None if rec["interrupted"] else answer_missing(rec)
+    summary["interrupted"] = rec["interrupted"]
     random_fe = bool(summary["frontend_random"])
     doc = {
         "input": str(args.input), "input_conversion": note, "output": str(out), "pacing": summary["pacing"],
@@ -448,10 +510,16 @@ def main(args) -> int:
     out.with_suffix(".json").write_text(json.dumps(doc, indent=1, default=str))
     if not args.no_png:
         fe = f"{summary['frontend']}" + (" (RANDOM WEIGHTS: babble, not an answer)" if random_fe else "")
+        parts = ([f"front-end={fe}", f"codec={summary['codec']}"] if summary["frontend"] else []) \
+            + [f"stt={summary['stt']}", f"llm={summary['llm']}"] + ([f"tts={summary['tts']}"] if summary.get("tts") else [])
         plot_timeline(out.with_suffix(".png"), user, agent, rec,
-                      f"kame run {Path(args.input).name}: mode={summary['mode']} front-end={fe} codec={summary['codec']} "
-                      f"stt={summary['stt']} llm={summary['llm']}")
+                      f"kame run {Path(args.input).name}: mode={summary['mode']} " + " ".join(parts)
+                      + ("  (INTERRUPTED)" if rec["interrupted"] else ""))
     _print_summary(summary, out, args.no_png)
+    if rec["interrupted"]:
+        print(f"interrupted after {rec['duration_s']:.2f} s of the input's {input_s:.2f} s (+{args.tail:g} s tail): "
+              f"the files hold what was played", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -463,7 +531,9 @@ def _user_words(rec: dict) -> list[dict]:
 
 
 def _print_summary(s: dict, out: Path, no_png: bool) -> None:
-    def fmt(xs):
+    def fmt(xs):  # (all of them are in OUT.json)
+        if len(xs) > 6:
+            return f"{len(xs)} values, median {float(np.median(xs)):.2f}, max {max(xs):.2f}"
         return ", ".join(f"{x:.2f}" for x in xs) if xs else "-"
 
     print(f"mode      {s['mode']}")
@@ -476,7 +546,8 @@ def _print_summary(s: dict, out: Path, no_png: bool) -> None:
     if s.get("oracle_note"):
         print(f"note      {s['oracle_note']}")
     print(f"heard     {s['heard']!r}")
-    print(f"oracle    {s['oracle_text'][:200]!r}")
+    if s["frontend"]:  # (a cascade has no front-end, so no oracle)
+        print(f"oracle    {s['oracle_text'][:200]!r}")
     print(f"agent     {s['agent_text'][:200]!r}" + ("  (random front-end babble)" if s["frontend_random"] else ""))
     print(f"latency   first response [s]: {fmt(s['first_response_latency_s'])}   oracle lag [s]: {fmt(s['oracle_lag_s'])}")
     st = s["step_time_p50_s"]
@@ -503,6 +574,15 @@ def _print_summary(s: dict, out: Path, no_png: bool) -> None:
         why = (failed if s.get("errors") else "--fast leaves its STT, LLM and TTS no time: leave it out"
                if s.get("pacing") == "fast" else "give a longer --max-tail")
         print(f"warning   the cascade heard the user but did not answer in {out.name}; {why}")
+    if s.get("answer_missing"):
+        miss, took = s["answer_missing"], []
+        if miss.get("stt_final_latency") is not None:
+            took.append(f"the STT's last final came {miss['stt_final_latency']:.2f} s after the speech")
+        if miss.get("llm_ttft") is not None:
+            took.append(f"the LLM's last first token {miss['llm_ttft']:.2f} s after its prompt")
+        print(f"warning   the back-end's answer to the user's last words (ending at {miss['last_word_end']:.2f} s) "
+              f"had not reached the front-end's oracle when {out.name} ended at {s['frames'] * FRAME_S:.2f} s"
+              + (f" ({'; '.join(took)})" if took else "") + "; give a longer --tail")
     if s.get("reply_cut_off"):
         why = failed if s.get("errors") else f"give a longer {'--max-tail' if s['mode'] == 'cascade' else '--tail'}"
         print(f"warning   the agent's reply is cut off in {out.name}: it was still answering when the file "

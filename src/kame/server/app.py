@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import hmac
 import logging
 import mimetypes
@@ -310,7 +311,9 @@ class Server:
             timeout=2.0,
         )
         if not ws.can_prepare(request).ok:
-            return web.json_response({"error": "not_websocket", "message": "/api/chat needs a WebSocket upgrade"}, status=400)
+            return web.json_response({"error": "not_websocket", "message": "/api/chat needs a WebSocket upgrade (GET with "
+                                      "Upgrade: websocket, Sec-WebSocket-Version: 13 and a valid Sec-WebSocket-Key)"},
+                                     status=400)
         try:
             session = await self.agent.open_session()
         except CapacityError as exc:
@@ -452,6 +455,9 @@ def _build(args) -> tuple[Agent, ServerConfig]:
     if args.agent == "echo":
         from .echo import EchoAgent
 
+        if args.mode:  # (the echo agent has no modes)
+            raise ConfigError(f"--mode {args.mode} is for the configured agent; --agent echo only echoes")
+
         cfg, agent = echo_server_config(args.config, args.set), EchoAgent(max_sessions=args.max_sessions or 16)
     else:
         if args.max_sessions is not None:  # the tandem/cascade agents size their batch from the config
@@ -492,9 +498,17 @@ def listen_socket(host: str, port: int):
         sock.bind(addr)
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror} "
-                          "(another `kame serve` running? choose one with --port)") from None
+        hint = LISTEN_HINTS.get(exc.errno)
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}" + (f" ({hint})" if hint else "")) from None
     return sock
+
+
+LISTEN_HINTS = {  # errno of a failed bind -> what to do
+    errno.EADDRINUSE: "another `kame serve`, or another program, uses it: choose another with --port (0: any free one)",
+    errno.EADDRNOTAVAIL: "no network interface of this machine has that address: use 127.0.0.1, 0.0.0.0 (all) "
+                         "or one of its own addresses with --host",
+    errno.EACCES: "ports below 1024 need privileges: choose one above 1023 with --port",
+}
 
 
 def main(args) -> int:
@@ -504,7 +518,8 @@ def main(args) -> int:
     app = make_app(agent, cfg, manage_agent=True)
     if cfg.host not in ("127.0.0.1", "localhost", "::1") and not cfg.auth_token:
         log.warning("serving on %s without an auth token", cfg.host)
-    print("kame: loading the agent (front-end, codec, STT, LLM: can take half a minute) ...", flush=True)
+    if args.agent != "echo":
+        print("kame: loading the agent (front-end, codec, STT, LLM: can take half a minute) ...", flush=True)
 
     async def announce(_app) -> None:  # after the agent has started (make_app's hook runs first)
         comps = getattr(agent, "components", {})

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -28,14 +29,25 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import aiohttp
 import numpy as np
 
-from ..errors import ConfigError
-from ..runtime.filemode import DEFAULT_MAX_TAIL_S, check_tail, reply_pending
+from ..errors import ConfigError, KameError
+from ..runtime.filemode import DEFAULT_MAX_TAIL_S, check_tail, first_ctrl_c, read_input, reply_pending
 from ..runtime.metrics import SLOW_CAUSE, behind_real_time, late_share
 from . import protocol as P
 
 URL_SCHEMES = ("ws", "wss", "http", "https")
 REPLY_METAS = ("info", "turn", "agent_turn", "vad")  # (and final transcripts) what reply_pending reads
 SHOWN_ERRORS = 5  # server errors printed by main (all are in --json)
+UPGRADE_TIMEOUT_S = 30.0  # connected, no answer to the WebSocket upgrade (or no handshake) this long: give up
+TEXT_SHOWN = 200  # characters of the agent's text in main's summary (all of it is in --json)
+CLOSE_CODES = {  # why a connection closed, for failure()
+    1001: "the server is shutting down", 1006: "the connection was lost without a close from the server "
+    "(it stopped or was killed, or the network failed)", 1008: "the server closed it for a policy violation",
+    1009: "a message was too large for the server", 1011: "the server failed (its log says why)",
+}
+
+
+class NoAnswer(KameError):
+    """Connected, but the server did not answer (the WebSocket upgrade, or the handshake)."""
 
 
 @dataclass
@@ -53,8 +65,12 @@ class ChatResult:
     connected_at: float | None = None  # time.monotonic() at connect
     status: int | None = None  # HTTP status if the upgrade was refused
     refusal: dict | None = None  # then the server's reason (kame serve: {"error", "message"}), if chat() could read it
+    url: str | None = None  # the WebSocket URL connected to
     tail_extended_s: float = 0.0  # silence streamed beyond tail_s while a cascade reply was pending
     reply_cut_off: bool = False  # a cascade reply was still pending when the stream ended (max_tail_s)
+    input_s: float = 0.0  # seconds of audio to stream before the tail
+    sent_s: float = 0.0  # seconds of audio streamed (the input, then its tail)
+    interrupted: bool = False  # the stream was ended early by ``stop`` (kame client: Ctrl-C)
 
     @property
     def text(self) -> str:
@@ -82,15 +98,22 @@ class ChatResult:
         if fatal is not None:
             return f"the server ended the session: {fatal.get('code')}: {fatal.get('message')}"
         if self.close_code != 1000:
-            why = f" ({self.close_reason})" if self.close_reason else ""
-            return f"the connection closed with code {self.close_code}{why}, not a normal close (1000)"
+            why = self.close_reason or CLOSE_CODES.get(self.close_code)
+            return f"the connection closed with code {self.close_code}" + (f" ({why})" if why else "") \
+                + ", not a normal close (1000)"
         return None
 
     def refusal_text(self) -> str:
         """"refused: HTTP 503 capacity: all 4 sessions are in use ..." (as much as is known)."""
         why = self.refusal or {}
-        return f"refused: HTTP {self.status}" + (f" {why['error']}" if why.get("error") else "") \
-            + (f": {why['message']}" if why.get("message") else "")
+        said = why.get("message")
+        if str(said).startswith(f"{self.status}:"):  # aiohttp's own "404: Not Found": no more than the status
+            said = None
+        text = f"refused: HTTP {self.status}" + (f" {why['error']}" if why.get("error") else "") \
+            + (f": {said}" if said else "")
+        if self.status == 404 and not why.get("error"):  # not kame serve's own refusal: a wrong path or server
+            text += f" at {self.url} (no kame server's /api/chat there: check the URL's path and port)"
+        return text
 
 
 def chat_url(url: str, token: str | None = None, pcm: bool = False) -> str:
@@ -215,6 +238,7 @@ async def chat(
     max_tail_s: float | None = None,
     chunk: int = 1920,
     http: aiohttp.ClientSession | None = None,
+    stop: asyncio.Event | None = None,
 ) -> ChatResult:
     """Stream ``pcm`` (float32 24 kHz) to the server, then ``tail_s`` of silence, then close.
 
@@ -223,33 +247,55 @@ async def chat(
     real time), so make it long enough to hear the answer. A cascade reply still pending after
     the tail (``Receiver.replying``) gets more silence, a chunk at a time, up to ``max_tail_s``
     of silence in all (None: ``tail_s``, no more): ``res.tail_extended_s``, ``res.reply_cut_off``.
+    Once ``stop`` is set (kame client: Ctrl-C) nothing more is sent: the session is closed
+    normally and what came is returned, ``res.interrupted`` set.
 
     A refused upgrade sets ``res.status`` and, when ``http`` is not given, ``res.refusal``.
-    Connection failures raise aiohttp.ClientError / OSError; a bad URL ConfigError."""
+    Connection failures raise aiohttp.ClientError / OSError; a bad URL ConfigError; a server
+    that does not answer the upgrade, or sends no handshake, within UPGRADE_TIMEOUT_S NoAnswer."""
     res = ChatResult()
-    url = chat_url(url, token, pcm_mode)
+    url = res.url = chat_url(url, token, pcm_mode)
+    stop = stop or asyncio.Event()
     own = http is None
     http = http or aiohttp.ClientSession(trace_configs=[_refusal_keeper(res)])
     try:
+        # (a ClientSession's own timeout is 5 min: too long to wait for a server that is not one)
+        connect = asyncio.ensure_future(http.ws_connect(url, max_msg_size=1 << 24, autoclose=True))
+        if not await _first(connect, stop, UPGRADE_TIMEOUT_S) or not connect.done():
+            connect.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError, OSError):
+                await connect
+            if stop.is_set():
+                res.interrupted = True
+                return res
+            raise NoAnswer(f"{url}: connected, but no answer to the WebSocket upgrade within {UPGRADE_TIMEOUT_S:g} s "
+                           f"(is a kame server listening there, and not stuck?)")
         try:
-            ws = await http.ws_connect(url, max_msg_size=1 << 24, autoclose=True)
+            ws = connect.result()
         except aiohttp.WSServerHandshakeError as exc:
             res.status = exc.status
             return res
         async with ws:
             rx = Receiver(res)
             rx_task = asyncio.create_task(rx.run(ws))
-            await asyncio.wait_for(rx.ready.wait(), 30)
+            if not await _first(rx.ready.wait(), stop, UPGRADE_TIMEOUT_S):
+                rx_task.cancel()
+                raise NoAnswer(f"{url}: the WebSocket opened, but the server sent no handshake (0x00) within "
+                               f"{UPGRADE_TIMEOUT_S:g} s (is it a kame or Moshi server?)")
             enc = P.OpusEncoder()
             pcm = np.asarray(pcm, np.float32)
+            res.input_s = len(pcm) / P.SAMPLE_RATE
             audio = np.concatenate([pcm, np.zeros(int(tail_s * P.SAMPLE_RATE), np.float32)])
+            n_asked = len(audio)  # the input and --tail (the tail's extension counts from here)
+            if not pcm_mode:  # the encoder sends whole 80 ms frames: the last part of one, padded, too
+                audio = np.pad(audio, (0, -len(audio) % P.OPUS_FRAME))
             n_tail = len(audio)
             n_max = len(pcm) + int(max(tail_s, max_tail_s or 0.0) * P.SAMPLE_RATE)
             silence = np.zeros(chunk, np.float32)
             t0 = time.monotonic()
             i = 0
             while i < n_tail or (i < n_max and rx.replying()):
-                if rx_task.done():
+                if rx_task.done() or stop.is_set():
                     break
                 piece = audio[i : i + chunk] if i < n_tail else silence[: n_max - i]
                 if pcm_mode:
@@ -268,17 +314,43 @@ async def chat(
                     await asyncio.sleep(0)
                     t0 = time.monotonic() - (i + len(piece)) / P.SAMPLE_RATE
                 i += len(piece)
-                rx.sent_s = i / P.SAMPLE_RATE
-            res.tail_extended_s = max(0, i - n_tail) / P.SAMPLE_RATE
+                rx.sent_s = res.sent_s = i / P.SAMPLE_RATE
+            res.interrupted = stop.is_set()
+            res.tail_extended_s = (i - n_asked if i > n_tail else 0) / P.SAMPLE_RATE  # (the padding is not)
             res.reply_cut_off = i >= n_max and not rx_task.done() and rx.replying()  # (not a lost connection)
             if not rx_task.done():
-                await ws.close()
-            await asyncio.wait_for(rx_task, 10)
+                await ws.close()  # (waits up to 10 s for the server's close, then drops the connection)
+            try:
+                await asyncio.wait_for(rx_task, 10)
+            except asyncio.TimeoutError:  # what came is kept; the close code says the end was not clean
+                pass
             res.close_code = ws.close_code
         return rx.finish()
     finally:
         if own:
             await http.close()
+
+
+async def _first(what, stop: asyncio.Event, timeout: float) -> bool:
+    """Wait until ``what`` (an awaitable; not cancelled here if it is a future) is done or ``stop``
+    is set, at most ``timeout`` s: whether either happened."""
+    own = not asyncio.isfuture(what)
+    what, halt = asyncio.ensure_future(what), asyncio.ensure_future(stop.wait())
+    try:
+        done, _ = await asyncio.wait([what, halt], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        halt.cancel()
+        if own:
+            what.cancel()
+    return bool(done)
+
+
+async def _chat_until_interrupted(a: argparse.Namespace, pcm: np.ndarray) -> ChatResult:
+    """``chat`` for main: the first Ctrl-C ends the stream and keeps what came (written as usual,
+    exit status 130); a second one quits at once."""
+    async with first_ctrl_c("ending the session and saving what came") as stop:
+        return await chat(a.url, pcm, token=a.token, pcm_mode=a.pcm, realtime=not a.fast, tail_s=a.tail,
+                          max_tail_s=max(a.tail, a.max_tail), stop=stop)
 
 
 EPILOG = """\
@@ -297,6 +369,8 @@ stderr:
                                    deadline (the server's "stats"): the agent ran slower than real
                                    time (the server's CPU is too slow for its model, or too busy)
   warning: ... --max-tail ...      the cascade was still answering when --max-tail ran out
+  interrupted ...                  Ctrl-C: the stream ended there, the session was closed and
+                                   what came was written; a second Ctrl-C quits at once
   error: ...                       why the exit status is 1
 
 exit status:
@@ -305,6 +379,7 @@ exit status:
   1  bad arguments or files, cannot connect, upgrade refused (HTTP 401/503 ...), a fatal server
      error, or a close other than 1000 (e.g. 1001: the server stopped mid-upload)
   2  command-line syntax
+  130  interrupted (Ctrl-C)
 """ % SHOWN_ERRORS
 
 
@@ -330,8 +405,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | argparse.Namespace | None = None) -> int:
     """``kame client ...`` (parsed arguments) or ``python -m kame.server.client ...`` (argv)."""
-    from ..audio import output_format, read_wav, write_wav
-    from ..errors import KameError
+    from ..audio import output_format, write_wav
     from ..paths import check_output_file
 
     if isinstance(argv, argparse.Namespace):
@@ -349,15 +423,18 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
             check_output_file(a.json, flag="--json", input=a.input)
             if a.output and Path(a.json).resolve() == Path(a.output).resolve():  # one would overwrite the other
                 raise ConfigError(f"--json {a.json} is the -o file too; give another --json")
-        pcm, _ = read_wav(a.input, P.SAMPLE_RATE)
+        pcm, note = read_input(a.input)  # (24 kHz mono, as kame run reads it)
     except KameError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if note:
+        print(f"input {a.input}: {note}")
     try:
-        res = asyncio.run(chat(a.url, pcm, token=a.token, pcm_mode=a.pcm, realtime=not a.fast, tail_s=a.tail,
-                               max_tail_s=max(a.tail, a.max_tail)))
-    except asyncio.TimeoutError:  # (an OSError too, so first) connected, but the server went quiet
-        print(f"error: {a.url}: the server stopped answering (no handshake, or no end of the session)", file=sys.stderr)
+        res = asyncio.run(_chat_until_interrupted(a, pcm))
+    except KeyboardInterrupt:  # a second Ctrl-C
+        return 130
+    except KameError as exc:  # NoAnswer: connected, but the server did not answer
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     except aiohttp.ClientConnectorError as exc:  # nothing listens there, the name does not resolve, ...
         print(f"error: cannot connect to {a.url}: {exc.os_error.strerror or exc}", file=sys.stderr)
@@ -368,6 +445,9 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
     if res.status is not None:
         print(f"error: {res.refusal_text()}", file=sys.stderr)
         return 1
+    if res.interrupted and res.handshake is None:
+        print("interrupted before the session started; nothing written", file=sys.stderr)
+        return 130
     try:
         if a.output:
             write_wav(a.output, res.audio, P.SAMPLE_RATE)
@@ -375,7 +455,8 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
             with open(a.json, "w") as f:
                 json.dump({"text": res.text, "metas": res.metas, "errors": res.errors, "close_code": res.close_code,
                            "close_reason": res.close_reason, "tail_extended_s": res.tail_extended_s,
-                           "reply_cut_off": res.reply_cut_off, "dropped_input_s": res.dropped_input_s,
+                           "reply_cut_off": res.reply_cut_off, "interrupted": res.interrupted,
+                           "sent_s": res.sent_s, "dropped_input_s": res.dropped_input_s,
                            "missed_deadlines": res.missed_deadlines[0], "frames": res.missed_deadlines[1]},
                           f, indent=1)
     except KameError as exc:
@@ -398,7 +479,8 @@ def _report(res: ChatResult, a: argparse.Namespace) -> int:
     dropped, extended = res.dropped_input_s, res.tail_extended_s
     late, frames = res.missed_deadlines
     behind = behind_real_time(late, frames)
-    print(f"audio {len(res.audio) / P.SAMPLE_RATE:.2f} s, text {res.text!r}, {len(res.metas)} metadata, "
+    text = res.text if len(res.text) <= TEXT_SHOWN else res.text[:TEXT_SHOWN] + "..."
+    print(f"audio {len(res.audio) / P.SAMPLE_RATE:.2f} s, text {text!r}, {len(res.metas)} metadata, "
           f"{len(res.errors)} errors, close {res.close_code}"
           + (f", tail extended {extended:.2f} s (the cascade was still answering)" if extended else "")
           + (f", input dropped by the server {dropped:.2f} s" if dropped else "")
@@ -413,6 +495,10 @@ def _report(res: ChatResult, a: argparse.Namespace) -> int:
                "the audio reached it faster than real time at times (held back by the network, then sent at once)")
         print(f"warning: the server dropped {dropped:.2f} s of the input: it keeps only a short backlog and {why}",
               file=sys.stderr)
+    if not len(res.audio) and not res.failure() and not res.interrupted:
+        why = (f"the session ended {a.tail:g} s after the input was sent (--tail): give the agent time to answer"
+               if a.tail < 1 else "the agent sent none (its log may say why)")
+        print(f"warning: no audio came from the agent; {why}", file=sys.stderr)
     if res.reply_cut_off:
         print(f"warning: the cascade was still answering when --max-tail ({max(a.tail, a.max_tail):g} s of "
               f"silence) ran out: the answer is cut off; give a longer --max-tail", file=sys.stderr)
@@ -420,6 +506,11 @@ def _report(res: ChatResult, a: argparse.Namespace) -> int:
     if why:
         print(f"error: {why}", file=sys.stderr)
         return 1
+    if res.interrupted:
+        print(f"interrupted after streaming {res.sent_s:.2f} s (the input is {res.input_s:.2f} s); what came "
+              f"is written" + (f" ({', '.join(f for f in (a.output, a.json) if f)})" if a.output or a.json else ""),
+              file=sys.stderr)
+        return 130
     return 0
 
 

@@ -1,0 +1,98 @@
+"""What `kame run` tells a user at the end: Ctrl-C ends the conversation and writes what was
+played (exit 130); a tandem whose back-end answer never reached the front-end before the file
+ended is flagged; long lists of latencies are summarized; a cascade's summary has no oracle
+line (it has no front-end)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import numpy as np
+import soundfile as sf
+
+from kame.audio import write_wav
+from kame.cli import main
+from kame.runtime import filemode
+from kame.runtime.clock import FakeClock
+from kame.runtime.filemode import _print_summary, answer_missing
+
+CODEC = "mimi:random-tiny"
+
+
+def test_ctrl_c_ends_the_run_and_writes_what_was_played(tmp_path, monkeypatch, capsys):
+    class InterruptingClock(FakeClock):  # Ctrl-C once 10 frames have been played
+        sets = 0
+
+        def set(self, t):
+            super().set(t)
+            InterruptingClock.sets += 1
+            if InterruptingClock.sets == 10:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(filemode, "FakeClock", InterruptingClock)
+    wav, out = tmp_path / "in.wav", tmp_path / "out.wav"
+    write_wav(wav, np.zeros(24000 * 20, np.float32), 24000)  # 250 frames
+    rc = main(["run", str(wav), "-o", str(out), "--fast", "--set", f"codec.spec={CODEC}",
+               "--set", "backend.stt=none", "--set", "backend.llm=none", "--set", "runtime.vad=energy"])
+    err = capsys.readouterr().err
+    assert rc == 130, err
+    assert "interrupted: ending the conversation here" in err and "the files hold what was played" in err
+    frames = sf.info(str(out)).frames // 1920
+    assert 10 <= frames < 250
+    doc = json.loads(out.with_suffix(".json").read_text())
+    assert doc["summary"]["interrupted"] is True and doc["summary"]["frames"] == frames
+    assert doc["duration_s"] == frames * 0.08 and out.with_suffix(".png").exists()
+
+
+def _rec(**kw) -> dict:
+    rec = {"components": {"mode": "tandem", "llm": "embedded"}, "oracle": [], "metrics": [],
+           "transcripts": [{"final": True, "text": "what is the capital of France", "t": 3.76,
+                            "words": [{"word": "what", "start": 0.1, "end": 0.4},
+                                      {"word": "France", "start": 1.4, "end": 1.66}]}]}
+    rec.update(kw)
+    return rec
+
+
+def test_answer_missing_when_no_prediction_reached_the_oracle_after_the_last_word():
+    metrics = [{"name": "stt_final_latency", "value": 2.1}, {"name": "llm_ttft", "value": 1.04}]
+    miss = answer_missing(_rec(metrics=metrics))
+    assert miss == {"last_word_end": 1.66, "stt_final_latency": 2.1, "llm_ttft": 1.04}
+    early = [{"event": "reset", "prediction_id": 1, "t": 0.9}, {"event": "append", "text": " The", "t": 1.0}]
+    assert answer_missing(_rec(oracle=early))  # an answer to the first words only
+    assert answer_missing(_rec(oracle=early + [{"event": "append", "text": " Paris", "t": 2.2}])) is None
+    assert answer_missing(_rec(components={"mode": "cascade", "llm": "embedded"})) is None  # (unanswered)
+    assert answer_missing(_rec(components={"mode": "tandem", "llm": "none"})) is None  # no back-end answer expected
+    assert answer_missing(_rec(transcripts=[])) is None  # nothing heard
+
+
+def _summary(**kw) -> dict:
+    s = {"mode": "tandem", "frontend": "random:tiny", "frontend_random": True, "codec": "embedded",
+         "stt": "embedded", "llm": "embedded", "heard": "hi", "oracle_text": "", "agent_text": "babble",
+         "first_response_latency_s": [], "oracle_lag_s": [], "step_time_p50_s": 0.03, "step_time_p99_s": 0.05,
+         "missed_deadlines": 0, "frames": 60, "wall_s": 4.8, "load_s": 20.0, "slowdown": 1.0, "errors": 0}
+    s.update(kw)
+    return s
+
+
+def test_the_summary_warns_that_the_answer_never_reached_the_front_end(tmp_path, capsys):
+    miss = {"last_word_end": 1.66, "stt_final_latency": 2.1, "llm_ttft": 1.04}
+    _print_summary(_summary(answer_missing=miss), tmp_path / "out.wav", True)
+    out = capsys.readouterr().out
+    assert "warning   the back-end's answer to the user's last words (ending at 1.66 s) had not reached " \
+           "the front-end's oracle when out.wav ended at 4.80 s" in out
+    assert "the STT's last final came 2.10 s after the speech" in out and "give a longer --tail" in out
+
+
+def test_many_latencies_are_summarized_not_listed(tmp_path, capsys):
+    _print_summary(_summary(first_response_latency_s=[0.0] * 29, oracle_lag_s=[3.07, 3.39]), tmp_path / "o.wav", True)
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("latency"))
+    assert "first response [s]: 29 values, median 0.00, max 0.00" in line and "oracle lag [s]: 3.07, 3.39" in line
+
+
+def test_a_cascade_summary_has_no_oracle_line(tmp_path, capsys):
+    _print_summary(_summary(mode="cascade", frontend=None, frontend_random=None, codec=None, tts="embedded",
+                            step_time_p50_s=None), tmp_path / "o.wav", True)
+    out = capsys.readouterr().out
+    assert "front-end (none: cascade)" in out and "\noracle" not in out

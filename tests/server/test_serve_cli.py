@@ -1,0 +1,61 @@
+"""`kame serve`'s command line as a user meets it: an address that cannot be listened on is
+named with the right cause, options that do not apply to the chosen agent are errors rather
+than ignored, the echo agent does not claim to load models, and a bad upgrade says what a
+valid one is."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+
+import aiohttp
+import pytest
+
+from kame.errors import ConfigError
+from kame.server.app import _build, add_arguments, listen_socket
+
+from .conftest import running_server
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="kame serve")
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_an_address_of_no_interface_is_not_blamed_on_another_server():
+    with pytest.raises(ConfigError) as e:
+        listen_socket("192.0.2.1", 0)  # TEST-NET-1: no interface of this machine has it
+    said = str(e.value)
+    assert "cannot listen on 192.0.2.1:0" in said and "no network interface" in said
+    assert "another `kame serve`" not in said
+
+
+def test_a_port_in_use_says_so():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigError, match="another `kame serve`, or another program, uses it"):
+            listen_socket("127.0.0.1", port)
+
+
+def test_mode_with_the_echo_agent_is_an_error_not_ignored():
+    with pytest.raises(ConfigError, match="--mode cascade is for the configured agent"):
+        _build(_parse(["--agent", "echo", "--mode", "cascade"]))
+
+
+def test_the_echo_agent_does_not_announce_loading_models(monkeypatch, capsys):
+    from kame.server import app as A
+
+    monkeypatch.setattr(A.web, "run_app", lambda *a, **k: None)  # (not serving: only what main prints first)
+    assert A.main(_parse(["--agent", "echo", "--port", "0"])) == 0
+    assert "front-end, codec, STT, LLM" not in capsys.readouterr().out
+
+
+async def test_a_bad_websocket_upgrade_says_what_a_valid_one_is():
+    headers = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "99", "Sec-WebSocket-Key": "x"}
+    async with running_server() as (url, _), aiohttp.ClientSession() as http:
+        async with http.get(url + "/api/chat", headers=headers) as r:
+            body = await r.json()
+    assert r.status == 400 and body["error"] == "not_websocket" and "Sec-WebSocket-Version: 13" in body["message"]
