@@ -76,3 +76,10 @@ def test_an_empty_audio_file_says_so(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(AudioFormatError, match=r"q\.wav is empty \(0 bytes\)"):
         read_wav(empty)
+
+
+def test_a_folder_given_as_the_output_file_is_called_a_folder(tmp_path):
+    """(was: "-o DIR: the output must be a .wav file", kame run's -o an existing folder)"""
+    with pytest.raises(ConfigError, match=rf"^-o {tmp_path} is a folder, cannot write a file there; give a file name "
+                                          rf"such as {tmp_path / 'answer.wav'}"):
+        check_output_file(tmp_path, suffix=".wav")

@@ -169,9 +169,9 @@ class BackendConfig:
                 setattr(self, kind, spec)
             if spec != "none":
                 try:
-                    registry.check_spec(kind, spec)
+                    registry.check_spec(kind, spec, also=("none",))
                 except ConfigError as exc:
-                    raise ConfigError(f"backend.{kind}: {exc}, or 'none'") from None
+                    raise ConfigError(f"backend.{kind}: {exc}") from None
         if self.knowledge_dir:  # the check KnowledgeBase.from_folder makes
             from .backend.knowledge import check_knowledge_dir  # lazily: it imports numpy
 

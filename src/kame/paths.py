@@ -42,11 +42,11 @@ def check_output_file(path: str | Path, *, flag: str = "-o", suffix: str | None 
     if not str(path).strip():
         raise ConfigError(f"{flag} is empty; give the file to write, e.g. {flag} answer{suffix or '.wav'}")
     out = Path(path)
-    if suffix is not None and out.suffix.lower() != suffix:
-        raise ConfigError(f"{flag} {path}: the output must be a {suffix} file{why}")
-    if out.is_dir():
+    if out.is_dir():  # (before the suffix: "must be a .wav file" would hide that it is a folder)
         example = f"such as {out / ('answer' + suffix)}" if suffix else "inside it"
         raise ConfigError(f"{flag} {path} is a folder, cannot write a file there; give a file name {example}")
+    if suffix is not None and out.suffix.lower() != suffix:
+        raise ConfigError(f"{flag} {path}: the output must be a {suffix} file{why}")
     if input is not None and out.resolve() == Path(input).resolve():
         raise ConfigError(f"{flag} {path} is the input file; give another {flag}")
     if file_type is not None:

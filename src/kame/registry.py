@@ -119,21 +119,26 @@ def schemes(kind: str) -> dict[str, Entry]:
     return dict(_ENTRIES.get(kind, {}))
 
 
-def check_spec(kind: str, spec: str) -> tuple[Entry, str | None]:
-    """(entry, arg) of a spec whose scheme is registered for ``kind``, else ConfigError. Imports
-    nothing, so config checks can call it before any component loads."""
+def check_spec(kind: str, spec: str, also: tuple[str, ...] = ()) -> tuple[Entry, str | None]:
+    """(entry, arg) of a spec whose scheme is registered for ``kind``, else ConfigError (``also``:
+    other values the caller takes, e.g. "none", named beside the schemes). Imports nothing, so
+    config checks can call it before any component loads."""
     _load_builtin()
     if kind not in _ENTRIES:
         raise ConfigError(f"unknown component kind {kind!r}; known: {sorted(_ENTRIES)}")
-    scheme, arg = parse_spec(spec)
+    alt = "".join(f", or {a!r}" for a in also)
+    try:
+        scheme, arg = parse_spec(spec)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}{alt}") from None
     entry = _ENTRIES[kind].get(scheme)
     if entry is None:
         raise ConfigError(
-            f"unknown {kind} spec {spec!r}: scheme {scheme!r} is not one of {sorted(_ENTRIES[kind])}"
+            f"unknown {kind} spec {spec!r}: scheme {scheme!r} is not one of {sorted(_ENTRIES[kind])}{alt}"
             + (_path_hint(kind, spec) or _scheme_hint(kind, scheme, spec))
         )
     if entry.needs and not (arg or "").strip(": ") and not (entry.needs_env and os.environ.get(entry.needs_env)):
-        raise ConfigError(f"{kind} spec {spec!r} names no {entry.needs}: give {scheme}:{entry.needs}"
+        raise ConfigError(f"{kind} spec {spec!r} names no {entry.needs}: give {scheme}:{entry.needs}{alt}"
                           + (f" (or set {entry.needs_env})" if entry.needs_env else ""))
     return entry, arg
 

@@ -78,7 +78,7 @@ def test_frontend_sampling_and_oracle_default_to_the_checkpoints(tmp_path):
     ("codec.spec=mimi:hf://acme", "codec.spec: expected hf://ORG/REPO[@REVISION][/FILE], got 'hf://acme'"),
     # back-end specs too (was: after "loading the agent", not naming the key)
     ("backend.llm=opnai:gpt-4.1", "backend.llm: unknown llm spec 'opnai:gpt-4.1': scheme 'opnai' is not one of "
-                                  "['embedded', 'openai', 'smollm2'], or 'none'"),
+                                  "['embedded', 'openai', 'smollm2'], or 'none'; did you mean openai:gpt-4.1?"),
     ("backend.stt=wisper", "backend.stt: unknown stt spec 'wisper'"),
     ("backend.stt=", "backend.stt: empty component spec, or 'none'"),
     ("backend.llm=openai", "backend.llm: llm spec 'openai' names no MODEL: give openai:MODEL"),

@@ -245,7 +245,7 @@ async def test_oversized_beyond_hard_limit_closes_cleanly():
         await ws.send_bytes(b"\x01" + bytes(1500))  # soft limit: error, connection stays
         assert (await _next_error(ws))["code"] == "message_too_large"
         await ws.send_bytes(b"\x01" + bytes(5000))  # hard limit: closed with 1009
-        while (msg := await ws.receive(timeout=5)).type == aiohttp.WSMsgType.BINARY:
+        while (await ws.receive(timeout=5)).type == aiohttp.WSMsgType.BINARY:
             pass
         assert ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
         res = await chat(url, tone(0.5), http=http, realtime=False, tail_s=0.8)  # server still fine
