@@ -142,6 +142,10 @@ class BackendConfig:
     min_new_words: int = _opt(2, min=1)
     max_restarts: int = _opt(5, min=1)
     restart_window_s: float = _opt(2.0, min=0.0)
+    # after a prediction was cancelled unheard, a word-triggered restart waits for the running
+    # one's first piece (a final does not), so a slow LLM's predictions are not all cancelled
+    # mid-turn (long monologues); false (default) = SakanaAI/kame's rule, better on short turns
+    wait_first_token: bool = False
     max_reply_words: int = _opt(30, min=1)
     llm_max_tokens: int = _opt(80, min=1)
     # 0 = greedy: the embedded 135M LLM drifts off-topic (even into French) when sampled at 0.7;

@@ -370,3 +370,56 @@ async def test_a_piece_that_is_not_text_fails_the_prediction(tok, bad, said):
     assert p2.stats["failed"] == 1 and p2.stats["completed"] == 0
     await p.aclose()
     await p2.aclose()
+
+
+async def test_word_restarts_wait_for_the_running_prediction_s_first_piece(tok):
+    """An LLM slower to its first token (1 s) than the user is to two new words (0.6 s):
+    without the wait (the default) every prediction is cancelled before it says anything (no
+    oracle until the user stops); with it, once one was cancelled unheard, a restart waits
+    for the running one's first piece, then the poll applies it. A final does not wait."""
+    for wait in (False, True):
+        p, llm, clock, events, _ = make(tok, wait_first_token=wait, min_interval=0.5, poll_interval=0.5,
+                                        max_restarts=100)
+        runner = asyncio.create_task(p.run())
+        await settle()
+        started: dict[int, float] = {}  # call index -> clock time it started
+        for n in range(2, 21, 2):  # a 6 s monologue
+            await p.on_transcript(tr(n, words=SENT + SENT))
+            for _ in range(6):  # 0.6 s in 0.1 s steps; each call answers 1 s after it started
+                await settle()
+                for i, c in enumerate(llm.calls):
+                    started.setdefault(i, clock.now())
+                    if not c.closed and not c.yielded and clock.now() - started[i] >= 1.0 - 1e-9:
+                        c.send("The capital")
+                await settle()
+                clock.advance(0.1)
+        said = {e.prediction_id for e in events if isinstance(e, OracleAppend)}
+        if wait:  # every other prediction at least is heard
+            assert len(said) >= 3 and p.stats["wait_first_token"] > 0
+            assert p.stats["cancelled_unheard"] <= len(said) + 1
+        else:  # each cancelled before its first piece
+            assert not said and p.stats["cancelled_unheard"] == p.stats["cancelled"] == len(llm.calls) - 1
+        before = p.prediction_id
+        await p.on_transcript(tr(21, final=True, words=SENT + SENT))  # a final starts at once, first piece or not
+        assert p.prediction_id == before + 1 and p.stats["start_final"] == 1
+        await p.aclose()
+        await runner
+
+
+async def test_predictions_that_speak_are_restarted_as_sakana_kame_does(tok):
+    """With wait_first_token, an LLM whose predictions speak before the next
+    restart, and a first prediction still silent, are restarted on new words at once."""
+    p, llm, clock, events, _ = make(tok, wait_first_token=True, min_interval=0.5, max_restarts=100)
+    await p.on_transcript(tr(2))
+    clock.advance(0.6)
+    await p.on_transcript(tr(4))  # the first prediction is silent, but none was cancelled unheard before
+    assert p.prediction_id == 2 and p.stats["cancelled_unheard"] == 1
+    await settle()
+    for n in (6, 8, 10):
+        llm.calls[-1].send("The")  # the running prediction speaks
+        await settle()
+        clock.advance(0.6)
+        await p.on_transcript(tr(n))
+        await settle()
+    assert p.prediction_id == 5 and p.stats["wait_first_token"] == 0 and p.stats["cancelled_unheard"] == 1
+    await p.aclose()

@@ -109,3 +109,12 @@ def test_a_retry_after_wait_is_honoured_up_to_a_bound():
     assert g.retry_at == 100.0 + RestartGate.MAX_RETRY_AFTER
     g.fail(100.0, 1, at_least=None)
     assert g.retry_at == 101.0
+
+
+def test_word_restarts_wait_for_the_first_piece_finals_do_not():
+    g = RestartGate(OraclePolicy(wait_first_token=True))
+    assert g.decide(0.0, new_words=3, final=False, has_text=True, awaiting_first=True) == Decision("wait", "first_token")
+    assert g.decide(0.0, new_words=0, final=True, has_text=True, awaiting_first=True) == Decision("start", "final")
+    assert g.decide(0.0, new_words=3, final=False, has_text=True, awaiting_first=False) == Decision("start", "words")
+    ref = RestartGate(OraclePolicy())  # SakanaAI/kame's rule (the default)
+    assert ref.decide(0.0, new_words=3, final=False, has_text=True, awaiting_first=True) == Decision("start", "words")

@@ -39,7 +39,8 @@ Behaviour:
 - Metrics (on the injected clock): llm_ttft (request -> first piece), llm_tokens_per_s
   (text-stream tokens after the first piece, per s), oracle_lag (user's last word end -> first
   oracle token emitted), oracle_restart (value 1, labels.reason). ``stats`` counts decisions:
-  start_words / start_final / start_retry, wait_interval / wait_cap / wait_backoff, cancelled,
+  start_words / start_final / start_retry, wait_interval / wait_first_token / wait_cap /
+  wait_backoff, cancelled (cancelled_unheard: before their first piece),
   completed, failed, reply_ended (completed predictions cut at an invented next line).
 """
 
@@ -105,6 +106,8 @@ class OracleProducer:
         self._basis: list[str] = []  # user words the newest prediction was based on
         self._final_pending = False  # a final transcript with new text not predicted yet
         self._task: asyncio.Task | None = None
+        self._first_pid = 0  # the newest prediction that has yielded its first piece
+        self._unheard = 0  # predictions cancelled before their first piece, in a row
         self._failures = 0
         self._closed = False
         self._runner: asyncio.Task | None = None
@@ -164,16 +167,25 @@ class OracleProducer:
         now = self.clock.now()
         words = self.conversation.user_words()
         d = self._gate.decide(now, new_words=self._new_words(words), final=self._final_pending,
-                              has_text=bool(words))
+                              has_text=bool(words), awaiting_first=self._awaiting_first())
         if d.action == "wait":
             self.stats[f"wait_{d.reason}"] += 1
         elif d.action == "start":
             self._start(d.reason, words, now)
 
+    def _awaiting_first(self) -> bool:
+        """The running prediction has not yielded its first piece, and the one before it was
+        cancelled before its own (policy.wait_first_token: a slow LLM is not cancelled every
+        time; a fast one, whose predictions speak, is restarted as SakanaAI/kame does)."""
+        return self.busy and self._first_pid < self.prediction_id and self._unheard > 0
+
     def _start(self, reason: str, words: list[str], now: float) -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel()  # the stale stream closes its request as it unwinds
             self.stats["cancelled"] += 1
+            if self._first_pid < self.prediction_id:  # cancelled before it said anything
+                self._unheard += 1
+                self.stats["cancelled_unheard"] += 1
         self._gate.record(now)
         self._gate.retry_at = None  # a retry is starting; a failure sets it again
         self.prediction_id += 1
@@ -212,6 +224,8 @@ class OracleProducer:
                         continue
                     if first is None:
                         first = self.clock.now()
+                        self._first_pid = max(self._first_pid, pid)
+                        self._unheard = 0
                         self._metric("llm_ttft", first - t0, prediction_id=pid)
                         self._gate.ok()  # healthy again (the failure count is reset only when a stream
                         # completes: one that breaks after its first piece, time after time, backs off more)

@@ -13,7 +13,10 @@ Rules, in order (``now`` on the session clock):
   nothing to predict (no user words)          -> none
   in back-off after a failure                 -> wait "backoff" (then "retry" once it is over)
   final transcript not predicted yet          -> start "final"   (skips min_interval, not the cap)
-  >= min_new_words changed/new user words     -> start "words"   (after min_interval)
+  >= min_new_words changed/new user words     -> start "words"   (after min_interval; with
+                                                 wait_first_token and the last prediction cancelled
+                                                 unheard, once the running one has its first
+                                                 piece: wait "first_token")
   restarts in the last ``window`` s >= max    -> wait "cap"
 """
 
@@ -38,6 +41,13 @@ class OraclePolicy:
     window: float = 2.0  # ... per this many seconds
     poll_interval: float = 0.5  # s between polls (deferred restarts, retries)
     event_driven: bool = True  # also decide on each transcript, not only on polls
+    # after a prediction was cancelled before its first piece, a word-triggered restart waits
+    # until the running one has its first piece (a final does not): with an LLM slower to its
+    # first token than the user is to two new words (a CPU LLM under load, a long monologue),
+    # restarting on words alone cancels every prediction before it says anything, and the
+    # front-end has no oracle until the user stops. Off by default (SakanaAI/kame's rule: restart
+    # regardless): on short turns it delayed the whole turn's prediction (BENCHMARKS.md, "LLM and oracle")
+    wait_first_token: bool = False
     max_tokens: int = 80  # LLM max_tokens per prediction
     temperature: float | None = None  # None = the LLM's default
     first_token_timeout: float = 10.0  # s (session clock) from request to first piece -> failure
@@ -55,6 +65,7 @@ class OraclePolicy:
             window=backend.restart_window_s, poll_interval=backend.poll_interval_s,
             min_interval=backend.poll_interval_s, max_tokens=backend.llm_max_tokens,
             temperature=backend.llm_temperature, retry_backoff=max(backend.retry_s, 0.01),
+            wait_first_token=backend.wait_first_token,
         )
 
     def backoff(self, failures: int) -> float:
@@ -93,7 +104,10 @@ class RestartGate:
     def ok(self) -> None:
         self.retry_at = None
 
-    def decide(self, now: float, *, new_words: int, final: bool, has_text: bool) -> Decision:
+    def decide(self, now: float, *, new_words: int, final: bool, has_text: bool,
+               awaiting_first: bool = False) -> Decision:
+        """``awaiting_first``: a prediction is running that has not yielded its first piece (and
+        the one before it was cancelled before its own: the producer decides that)."""
         p = self.policy
         while self.recent and self.recent[0] <= now - p.window:
             self.recent.popleft()
@@ -108,6 +122,8 @@ class RestartGate:
         elif new_words >= p.min_new_words:
             if self.last_start is not None and now - self.last_start < p.min_interval:
                 return Decision("wait", "interval")
+            if awaiting_first and p.wait_first_token:
+                return Decision("wait", "first_token")
             reason = "words"
         else:
             return Decision("none")
