@@ -138,8 +138,8 @@ def check_spec(kind: str, spec: str, also: tuple[str, ...] = ()) -> tuple[Entry,
             + (_path_hint(kind, spec) or _scheme_hint(kind, scheme, spec))
         )
     if entry.needs and not (arg or "").strip(": ") and not (entry.needs_env and os.environ.get(entry.needs_env)):
-        raise ConfigError(f"{kind} spec {spec!r} names no {entry.needs}: give {scheme}:{entry.needs}{alt}"
-                          + (f" (or set {entry.needs_env})" if entry.needs_env else ""))
+        raise ConfigError(f"{kind} spec {spec!r} names no {entry.needs}: give {scheme}:{entry.needs}"
+                          + (f" (or set {entry.needs_env})" if entry.needs_env else "") + alt)
     return entry, arg
 
 

@@ -115,7 +115,7 @@ def _one_piece_then_waits(conn):
         return
 
 
-async def test_release_children_stops_the_child_and_the_next_request_starts_it(monkeypatch):
+async def test_release_children_stops_the_child_and_the_next_request_starts_it(monkeypatch, tmp_path):
     """release_children() is not a failure: no restart counted, the next request starts the
     child again; a request it interrupts gets an error that says what happened."""
     monkeypatch.setattr(childproc, "_shared_stops", [])
@@ -140,5 +140,11 @@ async def test_release_children_stops_the_child_and_the_next_request_starts_it(m
         worker.start = start_answering
         assert "".join([p async for p in llm.stream_chat(MSGS)]) == "hello"
         assert worker.restarts == 0 and worker.proc.pid != first.pid
+        # released again: the next agent's load (shared_worker) starts it, not its first request
+        assert await asyncio.to_thread(childproc.release_children) == 1 and worker.proc is None
+        gguf = tmp_path / "stand-in.gguf"
+        gguf.write_bytes(b"")
+        monkeypatch.setitem(embedded._shared, str(gguf), worker)
+        assert embedded.shared_worker(gguf) is worker and worker.alive and not worker.released
     finally:
         worker.close()

@@ -424,7 +424,10 @@ def test_release_children_stops_the_shared_pocketsphinx_child(clips, monkeypatch
         assert release_children() == 0  # nothing left to stop
         with pytest.raises(BackendError, match="was stopped"):
             rec.partial()
-        rec = PocketsphinxRecognizer(server)  # starts it again
+        assert shared_process(1, fwdflat=False) is server  # the next agent's load starts it again
+        assert server.proc.is_alive() and server.restarts == 0 and "restarting" not in caplog.text
+        server.close()  # released again: an utterance starts it too
+        rec = PocketsphinxRecognizer(server)
         assert server.proc.is_alive() and server.restarts == 0 and "restarting" not in caplog.text
         for i in range(0, len(x) - 1279, 1280):
             rec.accept(x[i:i + 1280])

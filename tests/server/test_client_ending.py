@@ -46,7 +46,7 @@ async def silent_server():
 
 async def test_chat_gives_up_on_a_server_that_never_answers_the_upgrade(silent_server, monkeypatch):
     monkeypatch.setattr(C, "UPGRADE_TIMEOUT_S", 0.5)
-    with pytest.raises(NoAnswer, match="no answer to the WebSocket upgrade within 0.5 s"):
+    with pytest.raises(NoAnswer, match="no answer to the connection or its WebSocket upgrade within 0.5 s"):
         await asyncio.wait_for(chat(silent_server, tone(0.2)), 10)  # (aiohttp's own wait: 5 minutes)
 
 
@@ -56,7 +56,7 @@ async def test_client_says_the_server_never_answered(silent_server, tmp_path, mo
     sf.write(str(wav), tone(0.2), 24000)
     assert await asyncio.wait_for(asyncio.to_thread(main, [silent_server, str(wav)]), 10) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "no answer to the WebSocket upgrade" in err and "Traceback" not in err
+    assert err.startswith("error: ") and "no answer to the connection or its WebSocket upgrade" in err and "Traceback" not in err
 
 
 async def test_chat_stop_ends_the_stream_closes_normally_and_keeps_what_came():

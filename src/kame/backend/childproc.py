@@ -189,9 +189,10 @@ def shared_child(stop: Callable[[], bool]) -> None:
 def release_children() -> int:
     """Stop the back-end child processes that the agents of this process share (the embedded
     LLM's, pocketsphinx's), e.g. after ``agent.stop()`` in a long-lived program, to give their
-    memory back. An agent that uses one later starts it again (its load, ~20 s for the LLM,
-    is paid again); one in the middle of a request gets a back-end error, as if it had died.
-    Returns how many children were stopped."""
+    memory back. An agent created later starts them again when it loads (the LLM's ~20 s load
+    is paid again); a request or utterance it interrupts gets a back-end error. It waits for
+    each child to exit (up to ~10 s each): call it from a thread (``asyncio.to_thread``), not
+    on an event loop. Returns how many children were stopped."""
     return sum(bool(stop()) for stop in list(_shared_stops))
 
 

@@ -75,7 +75,7 @@ class OraclePolicy:
 @dataclass(frozen=True)
 class Decision:
     action: Literal["start", "wait", "none"]
-    reason: str = ""  # start: "words" | "final" | "retry"; wait: "interval" | "cap" | "backoff"
+    reason: str = ""  # start: "words" | "final" | "retry"; wait: "interval" | "first_token" | "cap" | "backoff"
 
 
 class RestartGate:

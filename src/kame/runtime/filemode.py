@@ -40,9 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import read_wav, write_wav
+from ..audio import read_wav, resample, write_wav
 from ..config import add_config_arguments, config_from_args, KameConfig
-from ..errors import AudioFormatError, ConfigError, KameError
+from ..errors import ConfigError, KameError
 from ..paths import check_output_file
 from .base import AgentAudio, AgentText, ErrorEvent, Meta
 from .clock import FakeClock
@@ -140,7 +140,10 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
             pending = k >= n - 1 and reply_pending(metas(), k * FRAME_S, at="detected_at")
             # a reply that ended in the last frame played still has that frame's audio to come,
             # placed one frame later: one more frame, or the reply's last 80 ms is not in OUT.wav
-            if not (k < n or (k < n_max and (pending or was_pending))) or (stop is not None and stop.is_set()):
+            if not (k < n or (k < n_max and (pending or was_pending))):
+                break
+            if stop is not None and stop.is_set():  # (a Ctrl-C after the last frame is no interruption)
+                rec["interrupted"] = True
                 break
             was_pending = pending
             await session.push_audio(pcm[k * FRAME:(k + 1) * FRAME] if k < n else silence)
@@ -176,7 +179,7 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
     rec["components"].update({k: v for k, v in rec["info"].items()
                               if k not in ("type", "session") and isinstance(v, (str, int, float, bool, type(None)))})
     rec["frames"], rec["wall_s"], rec["late_frames"], rec["load_s"] = n, wall, late_frames, load_s
-    rec["interrupted"] = bool(stop is not None and stop.is_set())
+    rec.setdefault("interrupted", False)
     rec["duration_s"] = n * FRAME_S
     rec["slowdown"] = wall / rec["duration_s"] if rec["duration_s"] else 0.0
     rec["step_times"] = metrics.values("step_time")
@@ -187,24 +190,33 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
 async def first_ctrl_c(what: str):
     """An asyncio.Event set by the first Ctrl-C (SIGINT) inside the block, which prints
     "interrupted: ``what``": the caller ends its work early and keeps what it has (kame run,
-    kame client). A second Ctrl-C raises KeyboardInterrupt as usual: quit at once. (No handler
-    where the loop cannot install one: Windows, a thread other than the main one.)"""
+    kame client). A second Ctrl-C raises KeyboardInterrupt as usual: quit at once, even while
+    the loop is busy. Not installed where SIGINT is ignored (``cmd &`` in a script) nor outside
+    the main thread; the previous handler is restored at the end."""
     loop, stop = asyncio.get_running_loop(), asyncio.Event()
+    previous = signal.getsignal(signal.SIGINT)
 
-    def interrupted() -> None:
-        stop.set()
-        loop.remove_signal_handler(signal.SIGINT)  # (Python's own handler again)
+    pressed = []
+
+    def interrupted(signum, frame) -> None:  # (runs in the main thread, between bytecodes)
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(True)
+        loop.call_soon_threadsafe(stop.set)  # (not stop.set(): this may interrupt the loop itself)
         print(f"\ninterrupted: {what} (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
 
-    try:
-        loop.add_signal_handler(signal.SIGINT, interrupted)
-    except (NotImplementedError, RuntimeError, ValueError):
-        pass
+    installed = False
+    if previous is not signal.SIG_IGN:  # (inside asyncio.run: the Runner's own handler, restored after)
+        try:
+            signal.signal(signal.SIGINT, interrupted)
+            installed = True
+        except ValueError:  # not the main thread
+            pass
     try:
         yield stop
     finally:
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.remove_signal_handler(signal.SIGINT)
+        if installed:
+            signal.signal(signal.SIGINT, previous)
 
 
 def reply_pending(metas, now: float, *, at: str = "t") -> bool:
@@ -257,9 +269,14 @@ def agent_track(rec: dict, n_samples: int) -> np.ndarray:
     return out
 
 
+def _metric_values(rec: dict, name: str) -> list[float]:
+    """The values of a run's metric ``name``, in the order they came."""
+    return [m["value"] for m in rec["metrics"] if m.get("name") == name]
+
+
 def summarize(rec: dict) -> dict:
     def vals(name):
-        return [m["value"] for m in rec["metrics"] if m.get("name") == name]
+        return _metric_values(rec, name)
 
     st = rec.get("step_times") or []  # (none: the cascade has no front-end steps)
     finals = [t for t in rec["transcripts"] if t["final"]]
@@ -347,7 +364,7 @@ def answer_missing(rec: dict) -> dict | None:
         return None
 
     def latest(name):
-        vals = [m["value"] for m in rec["metrics"] if m.get("name") == name]
+        vals = _metric_values(rec, name)
         return vals[-1] if vals else None
 
     return {"last_word_end": last, "stt_final_latency": latest("stt_final_latency"), "llm_ttft": latest("llm_ttft")}
@@ -417,18 +434,16 @@ def plot_timeline(path: Path, user: np.ndarray, agent: np.ndarray, rec: dict, ti
 
 
 def read_input(path: str) -> tuple[np.ndarray, str]:
-    """The input as float32 mono 24 kHz, and a note saying how it was converted (or "")."""
-    import soundfile as sf
-
-    user, _ = read_wav(path, SR)  # AudioFormatError (exit 1) for missing/corrupt files
-    if not np.all(np.isfinite(user)):
-        raise AudioFormatError(f"{path} contains NaN or infinite samples")
-    info = sf.info(str(path))
-    changes = ([f"resampled {info.samplerate} Hz -> 24 kHz"] if info.samplerate != SR else []) + \
-        ([f"mixed {info.channels} channels to mono"] if info.channels != 1 else [])
+    """The input as float32 mono 24 kHz, and a note saying how it was converted (or ""). Read
+    once, so a pipe (``<(sox ...)``, /dev/stdin) works as a file does."""
+    data, rate = read_wav(path, None, mono=False)  # AudioFormatError (exit 1): missing, corrupt, NaN
+    channels = data.shape[1]
+    user = resample(data.mean(axis=1), rate, SR).astype(np.float32)
+    changes = ([f"resampled {rate} Hz -> 24 kHz"] if rate != SR else []) + \
+        ([f"mixed {channels} channels to mono"] if channels != 1 else [])
     note = "; ".join(changes)
-    if info.samplerate < 16000:
-        note += f" (recorded at {info.samplerate} Hz: no audio above {info.samplerate // 2} Hz, STT may suffer)"
+    if rate < 16000:
+        note += f" (recorded at {rate} Hz: no audio above {rate // 2} Hz, STT may suffer)"
     return user, note
 
 

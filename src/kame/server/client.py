@@ -42,7 +42,7 @@ TEXT_SHOWN = 200  # characters of the agent's text in main's summary (all of it 
 CLOSE_CODES = {  # why a connection closed, for failure()
     1001: "the server is shutting down", 1006: "the connection was lost without a close from the server "
     "(it stopped or was killed, or the network failed)", 1008: "the server closed it for a policy violation",
-    1009: "a message was too large for the server", 1011: "the server failed (its log says why)",
+    1009: "a message was too large (for the server, or for this client)", 1011: "the server failed (its log says why)",
 }
 
 
@@ -268,7 +268,7 @@ async def chat(
             if stop.is_set():
                 res.interrupted = True
                 return res
-            raise NoAnswer(f"{url}: connected, but no answer to the WebSocket upgrade within {UPGRADE_TIMEOUT_S:g} s "
+            raise NoAnswer(f"{url}: no answer to the connection or its WebSocket upgrade within {UPGRADE_TIMEOUT_S:g} s "
                            f"(is a kame server listening there, and not stuck?)")
         try:
             ws = connect.result()
@@ -417,9 +417,9 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
     try:  # everything that can be wrong before the session, not after it
         check_tail(a.tail, a.max_tail)  # the bounds `kame run --tail/--max-tail` have
         chat_url(a.url)
-        if a.output:
+        if a.output is not None:  # ("" too: check_output_file says it is empty)
             check_output_file(a.output, input=a.input, file_type=output_format)
-        if a.json:
+        if a.json is not None:
             check_output_file(a.json, flag="--json", input=a.input)
             if a.output and Path(a.json).resolve() == Path(a.output).resolve():  # one would overwrite the other
                 raise ConfigError(f"--json {a.json} is the -o file too; give another --json")

@@ -113,6 +113,7 @@ def shared_worker(gguf: Path | None = None, nice: int = 0) -> "_ChildWorker":
         elif _shared[key].nice != nice:
             log.warning("the embedded LLM's child for %s already runs at nice +%d; +%d asked for is ignored",
                         gguf.name, _shared[key].nice, nice)
+        _shared[key].ensure_started()  # after release_children: now (the agent's load), not in its first request
         return _shared[key]
 
 
@@ -205,6 +206,13 @@ class _ChildWorker:
             self._atexit = atexit.register(self.close)
         log.info("embedded LLM child ready (pid %d)", proc.pid)
 
+    def ensure_started(self) -> None:
+        """Start the child again if close() stopped it (release_children); a no-op otherwise. The
+        next agent pays the load when it starts, not in a live session's first request."""
+        if self.released and not self.alive:
+            self.start()
+            self.released = False
+
     def stop_request(self, req_id: int) -> None:
         """Ask the child to stop ``req_id`` at its next token (no-op unless it is running)."""
         with self._lock:
@@ -252,6 +260,8 @@ class _ChildWorker:
                     log.warning("restarting the embedded LLM child (restart %d)", self.restarts)
                 self.start()
             proc, conn = self.proc, self.conn  # a release_children() meanwhile closes conn: OSError below
+            if conn is None:  # (or it ran right after the start above)
+                raise OSError("the child was stopped")
             conn.send((req_id, *request))
             stopped_at = None  # monotonic time of the consumer's cancel
             while True:

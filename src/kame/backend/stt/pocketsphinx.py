@@ -146,6 +146,13 @@ class DecoderProcess:
         self._start()
         atexit.register(self.close)
 
+    def ensure_started(self) -> None:
+        """Start the child again if close() stopped it (release_children); a no-op otherwise."""
+        with self._lock:
+            if self.released and self.proc is None:
+                self._start()
+                self.released = False
+
     def _start(self) -> None:
         self.proc, self.conn = start_child(_child_main, (self.options, self.nice), name="kame-pocketsphinx",
                                            what="the pocketsphinx child process")
@@ -260,6 +267,8 @@ def shared_process(nice: int = 0, **options) -> DecoderProcess:
         if key not in _shared:
             _shared[key] = DecoderProcess(nice, **options)
             shared_child(_shared[key].close)
+        else:
+            _shared[key].ensure_started()  # after release_children: now, not in the first utterance
         return _shared[key]
 
 

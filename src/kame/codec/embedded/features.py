@@ -122,7 +122,8 @@ def agc_gain(frames: torch.Tensor, state: LevelState, cfg: EmbeddedCodecConfig, 
 
 def level_input(pcm: torch.Tensor, cfg: EmbeddedCodecConfig, an: "Analyzer | None" = None) -> torch.Tensor:
     """pcm [B, T] -> pcm [B, T] with the encoder's AGC applied from a fresh state (frames cut
-    from sample 0, the last one zero-padded), as whole-signal encoding and the fit see it."""
+    from sample 0, the last one zero-padded), as the fit levels its channel-augmented clips (the
+    encoder levels frame by frame: EmbeddedStream, with the same agc_gain)."""
     B, T = pcm.shape
     F = -(-T // cfg.frame_size)
     frames = torch.zeros(B, F * cfg.frame_size, dtype=pcm.dtype)

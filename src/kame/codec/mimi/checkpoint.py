@@ -68,7 +68,7 @@ def resolve_source(source: str | Path) -> Path:
                 raise
             raise HubUnreachable(f"{exc} (nor is the repo's config.json, which may name another Mimi file as "
                                  f"mimi_name)") from None
-    path = Path(s[len("file://"):] if s.startswith("file://") else s).expanduser()  # as mimi_name takes it
+    path = Path(s.removeprefix("file://")).expanduser()  # as mimi_name takes it
     if path.is_dir():
         cfg = path / "config.json"
         raw = None
