@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import math
 import os
-import platform
 import time
 
 from ..backend.childproc import load_in_thread
@@ -64,16 +63,6 @@ def _pct(xs: list[float], q: float) -> float:
         return float("nan")
     xs = sorted(xs)
     return xs[min(len(xs) - 1, max(0, math.ceil(q * len(xs)) - 1))]
-
-
-def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _make_llm(spec: str, args):
@@ -171,6 +160,7 @@ def main(args: argparse.Namespace) -> int:
 
     from .. import registry
     from ..backend.tokenizer import default_tokenizer
+    from .machine import header
 
     specs = [s for s in (args.llm or ["embedded"]) if s != "none"]  # --llm none: STT only
     if args.no_stt and not specs:
@@ -178,8 +168,7 @@ def main(args: argparse.Namespace) -> int:
     for spec in specs:  # a bad spec fails now, not after the STT table's minutes
         registry.check_spec("llm", spec)
     stt = [] if args.no_stt else stt_specs(args)
-    print(f"machine: {_cpu_name()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; "
-          f"torch threads {args.threads}; python {platform.python_version()}\n")
+    print(f"{header(args, add_arguments, 'backend')}\ntorch threads {args.threads}\n", flush=True)
     torch.set_num_threads(args.threads)
     if not args.no_stt:
         print("## STT\n")
@@ -214,7 +203,7 @@ def main(args: argparse.Namespace) -> int:
               f"| {r['text_tps']:.1f} | {r['words']:.0f} |")
     if oracle:
         o = oracle
-        print(f"\n## Oracle lag (`{o['spec']}`, {o['turns']} scripted turns, {args.word_s:g} s/word, "
+        print(f"\n## Oracle lag (`{o['spec']}`, {o['turns']} scripted turn{'s' * (o['turns'] != 1)}, {args.word_s:g} s/word, "
               f"partials +{args.stt_delay:g} s, final +0.5 s)\n")
         print("| predictions | cancelled | failed | lag all p50 / p90 (s) | end-of-turn lag p50 / p90 (s) | turns answered |")
         print("|---|---|---|---|---|---|")

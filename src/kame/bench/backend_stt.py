@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import time
 
 import numpy as np
@@ -140,7 +141,8 @@ def add_stt_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--stt", action="append", metavar="SPEC",
                    help=f"STT spec to measure (repeatable), optionally with numeric constructor options: "
                         f"'embedded;whisper_interval=1.0'; default: {' '.join(DEFAULT_STTS)}")
-    g.add_argument("--sentences", type=at_least(1), default=40, help="synthesized sentences (default 40; half piper, half espeak)")
+    g.add_argument("--sentences", type=at_least(1, maximum=len(SENTENCES)), default=40,
+                   help=f"synthesized sentences, at most {len(SENTENCES)} (default 40; half piper, half espeak)")
     g.add_argument("--gap", type=at_least(0, float), default=1.2, help="silence between sentences, s (default 1.2)")
 
 
@@ -226,10 +228,9 @@ def score(corpus: list[dict], run: dict) -> dict:
             errs[g][0] += e
             errs[g][1] += len(ref)
     pct = lambda xs, q: float(np.percentile(xs, q)) if xs else float("nan")  # noqa: E731
+    wer = {g: e / n if n else float("nan") for g, (e, n) in errs.items()}  # (a group without sentences: none)
     return dict(
-        wer=errs["all"][0] / max(1, errs["all"][1]),
-        wer_piper=errs["piper"][0] / max(1, errs["piper"][1]),
-        wer_espeak=errs["espeak"][0] / max(1, errs["espeak"][1]),
+        wer=wer["all"], wer_piper=wer["piper"], wer_espeak=wer["espeak"],
         word_lat_p50=pct(lat, 50), word_lat_p90=pct(lat, 90),
         final_lat_p50=pct(run["final_lat"], 50),
         partials=sum(not t.final for t in trs), finals=sum(t.final for t in trs),
@@ -260,11 +261,15 @@ def stt_table(rows: list[dict]) -> str:
     lines = ["| STT | sentences (words) | WER all | WER piper | WER espeak | word latency p50 / p90 (s) "
              "| final latency p50 (s) | partials | CPU s per audio s |",
              "|---|---|---|---|---|---|---|---|---|"]
+    def f(x: float, spec: str, unit: str = "") -> str:  # "–" where there is no figure (no sentence, no final)
+        return format(x, spec) + unit if math.isfinite(x) else "–"
+
     for r in rows:
         lines.append(
-            f"| `{r['stt']}` | {r['sentences']} ({r['words']}) | {100 * r['wer']:.1f} % | {100 * r['wer_piper']:.1f} % "
-            f"| {100 * r['wer_espeak']:.1f} % | {r['word_lat_p50']:.2f} / {r['word_lat_p90']:.2f} "
-            f"| {r['final_lat_p50']:.2f} | {r['partials']} | {r['cpu']:.2f} |")
+            f"| `{r['stt']}` | {r['sentences']} ({r['words']}) | {f(100 * r['wer'], '.1f', ' %')} "
+            f"| {f(100 * r['wer_piper'], '.1f', ' %')} | {f(100 * r['wer_espeak'], '.1f', ' %')} "
+            f"| {f(r['word_lat_p50'], '.2f')} / {f(r['word_lat_p90'], '.2f')} "
+            f"| {f(r['final_lat_p50'], '.2f')} | {r['partials']} | {r['cpu']:.2f} |")
     return "\n".join(lines)
 
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import statistics
 import time
 
 import torch
 
 from ..cliargs import at_least
+from ..config import MAX_SESSIONS
 
 DEFAULT_CODECS = ["mimi:random-tiny", "mimi:random"]
 
@@ -30,7 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"codec spec (repeatable; replaces the default list): default {' '.join(DEFAULT_CODECS)}")
     p.add_argument("--frames", type=at_least(1), default=50, help="timed frames per codec (default 50 = 4 s)")
     p.add_argument("--warmup", type=at_least(0), default=5, help="untimed frames first (default 5)")
-    p.add_argument("--batch", type=at_least(1), default=1, help="rows streamed together (default 1); times are per batch step")
+    p.add_argument("--batch", type=at_least(1, maximum=MAX_SESSIONS), default=1,
+                   help=f"rows streamed together (default 1; at most {MAX_SESSIONS}, runtime.max_sessions' ceiling); "
+                        "times are per batch step")
     p.add_argument("--threads", type=at_least(1), default=1, help="torch threads (default 1)")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
                    help="weights dtype (mimi; the embedded codec runs in float32 only); default: the codec's own")
@@ -106,12 +108,15 @@ def table(rows: list[dict]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    from .machine import header
+
     torch.set_num_threads(args.threads)
     specs = args.codec or DEFAULT_CODECS
     loaded = [load_codec(s, args.dtype) for s in specs]  # every one, before the first is measured
+    print(header(args, add_arguments, "codec"), flush=True)
     rows = [bench_one(s, codec, load_s, args.frames, args.warmup, args.batch) for s, (codec, load_s) in zip(specs, loaded)]
     dt = f", {args.dtype}" if args.dtype else ""
-    print(f"codec streaming, 80 ms frames, batch {args.batch}, {args.frames} frames{dt}, torch threads {args.threads}, "
-          f"torch {torch.__version__}, {platform.processor() or platform.machine()}\n")
+    print(f"\ncodec streaming, 80 ms frames, batch {args.batch}, {args.frames} frames after {args.warmup} warm-up{dt}, "
+          f"torch threads {args.threads}\n")
     print(table(rows))
     return 0

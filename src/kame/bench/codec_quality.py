@@ -117,12 +117,23 @@ def wer_change_interval(words: np.ndarray, err_o: np.ndarray, err_r: np.ndarray,
     """Per-sentence counts [S] (summed over the clips of a sentence) -> (WER change in points,
     2.5th and 97.5th percentile of that change over a seeded paired bootstrap of sentences).
     Draws of only word-less items (silent pieces of a recording) have no WER and are left out;
-    ``words`` must hold at least one word."""
+    ``words`` must hold at least one word. With fewer than two items holding words there is
+    nothing to resample: the interval is (NaN, NaN), shown as none by ``change``."""
+    delta = 100.0 * float(err_r.sum() - err_o.sum()) / float(words.sum())
+    if np.count_nonzero(words) < 2:  # (every draw is the same item: a zero-width "interval")
+        return delta, float("nan"), float("nan")
     idx = np.random.default_rng(seed).integers(0, len(words), size=(draws, len(words)))
     n = words[idx].sum(1)
     boot = 100.0 * (err_r[idx].sum(1) - err_o[idx].sum(1))[n > 0] / n[n > 0]
     lo, hi = np.percentile(boot, [2.5, 97.5])
-    return 100.0 * float(err_r.sum() - err_o.sum()) / float(words.sum()), float(lo), float(hi)
+    return delta, float(lo), float(hi)
+
+
+def change(delta: float, lo: float, hi: float, sign: str, item: str) -> str:
+    """"+4.4 [+2.1, +5.7]"; without an interval (one ``item`` with words) "+4.4 [no interval from one sentence]"."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"{delta:{sign}.1f} [no interval from one {item}]"
+    return f"{delta:{sign}.1f} [{lo:{sign}.1f}, {hi:{sign}.1f}]"
 
 
 def _mean(xs: list[float]) -> float:
@@ -133,8 +144,11 @@ def _mean(xs: list[float]) -> float:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codec", default="embedded", help="codec spec (embedded, embedded:PATH, mimi, ...)")
-    p.add_argument("--sentences", type=at_least(1), default=None,
-                   help="held-out sentences per voice (default: all of kame.codec.embedded.sentences.HELD_OUT)")
+    from ..codec.embedded.sentences import HELD_OUT
+
+    p.add_argument("--sentences", type=at_least(1, maximum=len(HELD_OUT)), default=None,
+                   help=f"held-out sentences per voice, 1 to {len(HELD_OUT)} (default: all of "
+                        "kame.codec.embedded.sentences.HELD_OUT)")
     p.add_argument("--threads", type=at_least(1), default=1, help="torch threads for the codec")
     p.add_argument("--channel", default="clean",
                    help="pass each held-out clip through a recording channel first: clean, room, noise, bright, "
@@ -181,8 +195,7 @@ def run_recordings(args: argparse.Namespace, codec, asr: Whisper) -> int:
     def drift(rs: list[dict]) -> str:
         w = np.array([x for r in rs for x in r["words"]], dtype=float)
         e = np.array([x for r in rs for x in r["errs"]], dtype=float)
-        d, lo, hi = wer_change_interval(w, np.zeros_like(e), e)
-        return f"{d:.1f} [{lo:.1f}, {hi:.1f}]"
+        return change(*wer_change_interval(w, np.zeros_like(e), e), "", "15 s piece")
 
     def why_wordless(r: dict) -> str:  # silent: fidelity found no frame above the speech level
         return "silent" if not math.isfinite(r["lm"]) else "no words whisper could hear"
@@ -228,20 +241,21 @@ def main(args: argparse.Namespace) -> int:
     from ..codec.embedded.data import HELD_OUT_VOICES, speak
     from ..codec.embedded.sentences import HELD_OUT
     from ..errors import ConfigError
+    from .machine import header
 
     if args.recordings and (args.sentences is not None or args.channel != "clean"):  # both would be ignored
         given = " and ".join(o for o, on in (("--sentences", args.sentences is not None),
                                              ("--channel", args.channel != "clean")) if on)
         verb = "apply" if " and " in given else "applies"
         raise ConfigError(f"{given} {verb} to the synthesized sentences, not to --recordings; drop {given}")
-    if args.sentences is None:
-        args.sentences = len(HELD_OUT)
-    if not 1 <= args.sentences <= len(HELD_OUT):
-        raise ConfigError(f"--sentences must be in 1..{len(HELD_OUT)}, got {args.sentences}")
     if args.channel not in CHANNELS:
         raise ConfigError(f"unknown --channel {args.channel!r}; known: {', '.join(CHANNELS)}")
+    command = header(args, add_arguments, "codec-quality")
+    if args.sentences is None:
+        args.sentences = len(HELD_OUT)
     torch.set_num_threads(args.threads)
     codec = registry.create("codec", args.codec)
+    print(command + "\n", flush=True)
     asr = Whisper()
     if args.recordings:
         return run_recordings(args, codec, asr)
@@ -271,18 +285,18 @@ def main(args: argparse.Namespace) -> int:
 
     def line(name: str, rs: list[dict]) -> str:
         w, eo, er = (np.sum([r[k] for r in rs], 0) for k in ("words", "err_o", "err_r"))  # [S] each
-        delta, lo, hi = wer_change_interval(w, eo, er)
+        interval = change(*wer_change_interval(w, eo, er), "+", "sentence")
         lm = _mean([x for r in rs for x in r["lm"]])
         c = np.array([x for r in rs for x in r["cents"]])
         gross = 100.0 * float((c > 100).mean()) if c.size else float("nan")
         return (f"| {name} | {len(rs) * len(texts)} | {100 * eo.sum() / w.sum():.1f} | {100 * er.sum() / w.sum():.1f} | "
-                f"{delta:+.1f} [{lo:+.1f}, {hi:+.1f}] | {lm:.3f} | {c.mean() if c.size else float('nan'):.0f} | {gross:.1f} |")
+                f"{interval} | {lm:.3f} | {c.mean() if c.size else float('nan'):.0f} | {gross:.1f} |")
 
     print(f"codec `{args.codec}`, channel `{args.channel}`: {codec.num_codebooks} codebooks x {codec.cardinality} entries at "
           f"{codec.frame_rate:g} Hz = {codec.frame_rate * codec.num_codebooks * math.log2(codec.cardinality) / 1000:.2f} kbps; "
           f"streaming encode {1000 * np.mean(enc_t):.1f} ms/frame, decode {1000 * np.mean(dec_t):.1f} ms/frame "
           f"(RTF {np.mean(enc_t) * codec.frame_rate:.3f} / {np.mean(dec_t) * codec.frame_rate:.3f}; 80 ms frames, "
-          f"batch 1, {args.threads} thread); {time.perf_counter() - t_start:.0f} s total\n")
+          f"batch 1, {args.threads} thread{'s' * (args.threads != 1)}); {time.perf_counter() - t_start:.0f} s total\n")
     print("| voice | clips | WER orig % | WER codec % | change, points [95 % CI] | log-mel MSE | F0 err (cents) | F0 err > 100 c (%) |")
     print("|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():

@@ -35,7 +35,6 @@ import asyncio
 import json
 import logging
 import math
-import platform
 import re
 import textwrap
 import time
@@ -338,6 +337,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args) -> int:
     from ..backend.stt.whisper import WhisperModelHandle
     from ..config import config_from_args
+    from .machine import cpu_name, header
 
     modes = list(dict.fromkeys(m.strip() for m in args.modes.split(",") if m.strip()))  # each once, in order
     for m in modes:
@@ -356,9 +356,11 @@ def main(args) -> int:
         raise ConfigError(f"--turns {args.turns}: the benchmark's dialogues have {n_turns} user turns")
     n_turns = args.turns
     out = check_output_folder(args.out)  # before the runs, not after them
+    started = header(args, add_arguments, "latency")  # the command, and the machine's load at the start
+    print(started, flush=True)
     t_start = time.perf_counter()
     dialogues = build_dialogues(n_turns, args.window)
-    print(f"{n_turns} user turns in {len(dialogues)} dialogues "
+    print(f"{n_turns} user turn{'s' * (n_turns != 1)} in {len(dialogues)} dialogue{'s' * (len(dialogues) != 1)} "
           f"({sum(p.shape[0] for p, _ in dialogues) / SR:.0f} s of audio per mode)", flush=True)
     runs, results, slowdown, comps = {}, {}, {}, {}
     for mode in modes:
@@ -375,11 +377,12 @@ def main(args) -> int:
         results[mode] = analyse(mode, runs[mode], dialogues, asr, thr)
     sums = {m: summary(rs) for m, rs in results.items()}
     random_fe = any(c.get("frontend_random") for c in comps.values())
-    cpu = _cpu_name()
+    cpu = cpu_name()
     desc = {m: ", ".join(f"{k}={v}" for k, v in c.items() if k in ("frontend", "codec", "stt", "llm", "tts", "vad"))
             for m, c in comps.items()}
-    md = [f"kame bench latency: {n_turns} user turns, {len(dialogues)} dialogues, window {args.window:g} s, "
-          f"simulated real time; {cpu}; {time.perf_counter() - t_start:.0f} s total", ""]
+    md = [started, "", f"kame bench latency: {n_turns} user turn{'s' * (n_turns != 1)}, {len(dialogues)} "
+          f"dialogue{'s' * (len(dialogues) != 1)}, window {args.window:g} s, simulated real time; "
+          f"{time.perf_counter() - t_start:.0f} s total", ""]
     md += [f"- {m}: {d}" for m, d in desc.items()]
     if random_fe:
         md.append("- NOTE: the tandem front-end has RANDOM WEIGHTS (no trained embedded front-end exists): its audio "
@@ -416,13 +419,3 @@ def _json_num(v):
     if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
         return "never" if v == math.inf else None
     return v
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip() + f" ({__import__('os').cpu_count()} cores)"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

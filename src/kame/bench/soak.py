@@ -36,7 +36,7 @@ from aiohttp import web
 
 from ..backend.childproc import children_cpu_seconds
 from ..cliargs import at_least
-from ..errors import ConfigError
+from ..errors import ConfigError, KameError
 from ..paths import check_output_file
 from ..runtime.metrics import MetricsLog
 from ..server import protocol as P
@@ -121,7 +121,11 @@ async def run_sessions(url: str, n: int, seconds: float, http: aiohttp.ClientSes
             sys.executable, "-m", "kame.cli", "bench", "soak", "--client-url", url, "--sessions", str(n),
             "--seconds", str(seconds), *(["--speech"] if speech else []), stdout=asyncio.subprocess.PIPE)
         out, _ = await proc.communicate()
-        r = json.loads(out.decode().strip().splitlines()[-1])
+        lines = out.decode().strip().splitlines()
+        if proc.returncode or not lines:  # (its own error is on stderr, above)
+            raise KameError(f"the sessions part's client process failed (exit code {proc.returncode}); "
+                            "its error is printed above")
+        r = json.loads(lines[-1])
         r["loop_lag"] = lag.stop()
         r["server_cpu_s"] = time.process_time() + children_cpu_seconds() - cpu0  # this process = the server
         return r
@@ -212,6 +216,7 @@ async def run_fuzz(url: str, n_messages: int, http: aiohttp.ClientSession, serve
     errors: Counter = Counter()
     closes: Counter = Counter()
     unanswered = 0  # bad messages on client-closed connections that got no 0x05
+    retries = Counter()  # 503s: the server had not yet seen a worker's previous connection go
     left = [n_messages]
     canary_s = max(3.0, n_messages / 1500)
     canary = asyncio.create_task(chat(url, speechlike(canary_s, 99), http=http, tail_s=0.5))
@@ -221,7 +226,7 @@ async def run_fuzz(url: str, n_messages: int, http: aiohttp.ClientSession, serve
         rng = random.Random(seed * 100 + w)
         enc = P.OpusEncoder()
         while left[0] > 0:
-            ws = await http.ws_connect(chat_url(url), max_msg_size=1 << 24)
+            ws = await _connect_when_free(http, url, server, retries, max_msg_size=1 << 24)
             await ws.receive(timeout=10)  # handshake
             st = {"bad": 0, "answered": 0}
 
@@ -270,8 +275,44 @@ async def run_fuzz(url: str, n_messages: int, http: aiohttp.ClientSession, serve
         "closes": {str(k): v for k, v in closes.items()}, "unanswered": unanswered,
         "canary_errors": len(res.errors), "canary_close": res.close_code,
         "canary_audio_s": len(res.audio) / 24000, "canary_expected_s": canary_s + 0.5,
-        "loop_lag": lag.stop(),
+        "loop_lag": lag.stop(), "workers": workers, "capacity_retries": retries["503"],
     }
+
+
+async def _connect_when_free(http: aiohttp.ClientSession, url: str, server: Server, retries: Counter, **kw):
+    """ws_connect, retried while the server answers 503 "capacity" (it has not yet seen a
+    previous connection of ours go: an agent with as many sessions as the part uses has no
+    slack) for up to 10 s; counted in ``retries["503"]``."""
+    for attempt in range(500):
+        try:
+            return await http.ws_connect(chat_url(url), **kw)
+        except aiohttp.WSServerHandshakeError as exc:
+            if exc.status != 503 or attempt == 499:
+                raise
+            retries["503"] += 1
+            await asyncio.sleep(0.02)
+
+
+async def settle(server: Server) -> None:
+    """Until the server has no connection and its agent no session (up to 10 s): a client that
+    just went is seen a moment later on a busy machine."""
+    for _ in range(500):
+        if not server.connections and _agent_sessions(server) in (0, None):
+            return
+        await asyncio.sleep(0.02)
+
+
+def fuzz_workers(agent) -> int:
+    """Fuzzing connections for the agent's capacity: 4, or fewer beside the canary session when
+    the agent takes fewer than 5 sessions at once (ConfigError below 2: no room for both)."""
+    cap = getattr(agent, "max_sessions", None)
+    if not isinstance(cap, int):
+        return 4
+    if cap < 2:
+        raise ConfigError(f"the fuzz part needs 2 sessions at once (a canary and a fuzzing connection); the agent "
+                          f"takes {cap} (runtime.max_sessions = {cap}): give --sessions 2 or more (and no smaller "
+                          "runtime.max_sessions), or leave fuzz out of --parts")
+    return min(4, cap - 1)
 
 
 async def run_cycles(url: str, n: int, http: aiohttp.ClientSession, server: Server) -> dict:
@@ -292,7 +333,7 @@ async def run_cycles(url: str, n: int, http: aiohttp.ClientSession, server: Serv
             if exc.status != 503:
                 raise
             retries += 1
-            await settle()
+            await settle(server)
             ws = await http.ws_connect(chat_url(url))
         await ws.receive(timeout=10)
         if i % 2:
@@ -305,16 +346,10 @@ async def run_cycles(url: str, n: int, http: aiohttp.ClientSession, server: Serv
         else:
             await ws.close()
 
-    async def settle() -> None:
-        for _ in range(500):
-            if not server.connections and _agent_sessions(server) in (0, None):
-                return
-            await asyncio.sleep(0.02)
-
     warm = min(50, n // 10)
     for i in range(warm):
         await one(i)
-    await settle()
+    await settle(server)
     await asyncio.sleep(0.2)
     tasks0, rss0 = len(asyncio.all_tasks()), rss_mb()
     trace = [round(rss0, 1)]
@@ -324,7 +359,7 @@ async def run_cycles(url: str, n: int, http: aiohttp.ClientSession, server: Serv
         if (i - warm + 1) % max(1, (n - warm) // 4) == 0:
             trace.append(round(rss_mb(), 1))
     wall = time.monotonic() - t0
-    await settle()
+    await settle(server)
     await asyncio.sleep(0.2)
     return {
         "cycles": n, "wall_s": wall, "connections_left": len(server.connections),
@@ -375,6 +410,8 @@ def _build_agent(args, metrics: MetricsLog):
 async def soak(args) -> dict:
     metrics = MetricsLog()
     agent, cfg = _build_agent(args, metrics)
+    parts = parse_parts(args.parts)
+    workers = fuzz_workers(agent) if "fuzz" in parts else 0  # before any part runs
     cfg.idle_timeout_s = 30.0
     app = make_app(agent, cfg, manage_agent=True)
     runner = web.AppRunner(app, shutdown_timeout=5, access_log=None)  # (one line per connection: thousands)
@@ -384,7 +421,6 @@ async def soak(args) -> dict:
     url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     server = app[SERVER_KEY]
     out: dict = {"agent": args.agent}
-    parts = parse_parts(args.parts)
     try:
         async with aiohttp.ClientSession() as http:
             if "sessions" in parts:
@@ -400,8 +436,10 @@ async def soak(args) -> dict:
                     fin = metrics.values("stt_final_latency")  # end of speech -> final transcript
                     out["sessions"]["stt_final_p50_s"] = float(np.percentile(fin, 50)) if fin else None
             if "fuzz" in parts:
-                out["fuzz"] = await run_fuzz(url, args.fuzz, http, server, seed=args.seed)
+                await settle(server)  # the sessions part's clients may still be going
+                out["fuzz"] = await run_fuzz(url, args.fuzz, http, server, seed=args.seed, workers=workers)
             if "cycles" in parts:
+                await settle(server)
                 out["cycles"] = await run_cycles(url, args.cycles, http, server)
             for _ in range(50):  # the last clients' sessions may still be closing: up to 5 s
                 async with http.get(url + "/api/health") as r:
@@ -458,6 +496,9 @@ def tables(r: dict) -> str:
                   f"{f['canary_errors']} / {f['canary_close']} | {f['canary_audio_s']:.1f} (of {f['canary_expected_s']:.1f}) "
                   f"| {1e3 * f['loop_lag']['p99']:.1f} |", "",
                   "error codes: " + ", ".join(f"`{k}` {v}" for k, v in sorted(f["errors"].items())), ""]
+        if f.get("workers", 4) != 4 or f.get("capacity_retries"):
+            lines += [f"fuzzing connections: {f.get('workers', 4)} beside the canary; capacity retries (a 503 before "
+                      f"the server saw a worker's previous connection go): {f.get('capacity_retries', 0)}", ""]
     if "cycles" in r:
         c = r["cycles"]
         lines += ["| cycles | wall (s) | connections left | agent sessions left | batch rows free | tasks before → after "
@@ -505,19 +546,28 @@ async def _clients_only(url: str, n: int, seconds: float, speech: bool = False) 
 def main(args) -> int:
     import json
 
+    from .machine import header
+
     if args.client_url:
-        print(json.dumps(asyncio.run(_clients_only(args.client_url, args.sessions, args.seconds, args.speech))))
+        try:
+            r = asyncio.run(_clients_only(args.client_url, args.sessions, args.seconds, args.speech))
+        except (OSError, aiohttp.ClientError) as exc:  # (no traceback: the parent says the part failed)
+            raise KameError(f"the soak's clients could not talk to the server at {args.client_url}: {exc}") from None
+        print(json.dumps(r))
         return 0
     parse_parts(args.parts)  # the arguments before minutes of soaking, not after them
     agent_keys = [kv for kv in args.set if not kv.strip().startswith("server.")]
     if args.agent != "config" and agent_keys:  # (the echo agent's server takes [server] keys)
         raise ConfigError(f"--set {agent_keys[0]}: the echo agent takes only server.* keys; give --agent config "
                           "to soak the config's agent")
-    if args.json:
+    if args.json is not None:  # ('' too: it was silently no file)
+        if not args.json.strip():
+            raise ConfigError("--json is empty; give the file to write, e.g. --json soak.json")
         check_output_file(args.json, flag="--json")
+    print(header(args, add_arguments, "soak") + "\n", flush=True)
     r = asyncio.run(soak(args))
     print(tables(r))
-    if args.json:
+    if args.json is not None:
         with open(args.json, "w") as f:
             json.dump(r, f, indent=1)
     return 0

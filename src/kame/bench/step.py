@@ -2,10 +2,10 @@
 
 For each config (default the random-weight presets tiny, small, 100m), batch size (1 and 4),
 with and without the oracle stream, it steps the batched Stepper for a number of frames on one
-CPU thread and reports p50 / p99 time per batched step, the per-session real-time factor
-(step time / 80 ms frame), the parameter count, and the oracle overhead (ratio of p50 times
-with / without the oracle stream; random presets only, a checkpoint is loaded once, with it),
-as a markdown table.
+CPU thread and reports p50 / p99 time per batched step, the real-time factor of the batched
+step (mean step time / 80 ms frame: < 1 keeps up with all the batch's sessions), the parameter
+count, and the oracle overhead (ratio of p50 times with / without the oracle stream; random
+presets only, a checkpoint is loaded once, with it), as a markdown table.
 
     kame bench step                                   # tiny, small, 100m; batch 1 and 4
     kame bench step --frontend random:tiny --batch 1 --frames 50
@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import time
 
 import torch
 
 from ..cliargs import at_least
+from ..config import MAX_SESSIONS
 from ..model.loaders import DTYPES
 
 DEFAULT_FRONTENDS = ["random:tiny", "random:small", "random:100m"]
@@ -31,7 +31,8 @@ DEFAULT_FRONTENDS = ["random:tiny", "random:small", "random:100m"]
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frontend", action="append", metavar="SPEC",
                    help=f"frontend spec (repeatable); default: {' '.join(DEFAULT_FRONTENDS)}")
-    p.add_argument("--batch", type=at_least(1), action="append", help="batch sizes (repeatable; default 1 and 4)")
+    p.add_argument("--batch", type=at_least(1, maximum=MAX_SESSIONS), action="append",
+                   help=f"batch sizes (repeatable; default 1 and 4; at most {MAX_SESSIONS}, runtime.max_sessions' ceiling)")
     p.add_argument("--frames", type=at_least(1), default=40, help="timed steps per case (default 40)")
     p.add_argument("--warmup", type=at_least(0), default=5, help="untimed steps first (default 5)")
     p.add_argument("--threads", type=at_least(1), default=1, help="torch threads (default 1)")
@@ -69,10 +70,12 @@ def bench_pair(plain, with_oracle, batch: int, frames: int, warmup: int) -> tupl
 
 def main(args: argparse.Namespace) -> int:
     from ..model.loaders import check_frontend_spec, load_frontend
+    from .machine import header
 
     torch.set_num_threads(args.threads)
     specs = args.frontend or DEFAULT_FRONTENDS
     forms = [check_frontend_spec(spec) for spec in specs]  # every spec, before the first is benched
+    print(header(args, add_arguments, "step"), flush=True)
     batches = args.batch or [1, 4]
     rows = []
     for spec, form in zip(specs, forms):
@@ -88,8 +91,8 @@ def main(args: argparse.Namespace) -> int:
             r_plain, r_orc = bench_pair(plain, with_oracle, b, args.frames, args.warmup)
             rows.append(dict(spec=spec, params=params, oracle_params=oracle_params, batch=b, plain=r_plain,
                              oracle=r_orc, same_model=plain is with_oracle))
-    print(f"front-end step (temporal + depformer + sampling), batch step times, {args.frames} steps, "
-          f"torch threads {args.threads}, torch {torch.__version__}, {platform.processor() or platform.machine()}\n")
+    print(f"\nfront-end step (temporal + depformer + sampling), batch step times, {args.frames} steps after "
+          f"{args.warmup} warm-up, {args.dtype or 'float32'} weights, torch threads {args.threads}\n")
     print(table(rows))
     return 0
 

@@ -1,0 +1,92 @@
+"""What a benchmark ran on and how it was called: the header every ``kame bench`` prints first,
+so that its tables can be pasted into BENCHMARKS.md with the machine and the command.
+
+    print(header(args, add_arguments, "step"))
+    # command: kame bench step --frontend random:tiny --frames 5
+    # machine: AMD EPYC (2 cores), load average 1.2; kame 0.1.0, torch 2.13.0+cpu, python 3.11.7; 2026-12-04 20:40 UTC
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shlex
+import time
+from typing import Callable
+
+_SECRET_KEY = re.compile(r"(token|key|secret|password)$", re.I)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo; ``platform.processor()`` is empty on Linux) and
+    the number of cores this process may use."""
+    name = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    name = name or platform.processor() or platform.machine() or "unknown CPU"
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 0
+    return f"{name} ({cores} cores)"
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def machine_line() -> str:
+    from .. import __version__
+
+    try:
+        load = f"load average {os.getloadavg()[0]:.1f}"
+    except OSError:
+        load = "load average unknown"
+    return (f"machine: {cpu_name()}, {load}; kame {__version__}, torch {_version('torch')}, "
+            f"python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M %Z')}")
+
+
+def _mask(value: str) -> str:
+    """A value as shown: a secret --set value (…token=, …key=) and a URL's password hidden."""
+    key, eq, rest = value.partition("=")
+    if eq and _SECRET_KEY.search(key.strip()):
+        return f"{key}=***"
+    return re.sub(r"(://[^/:@\s]+):[^/@\s]*@", r"\1:***@", value)
+
+
+def command_line(args: argparse.Namespace, add_arguments: Callable[[argparse.ArgumentParser], None],
+                 name: str) -> str:
+    """The ``kame bench NAME ...`` command that gives ``args`` (the options that differ from
+    their defaults, as the module's ``add_arguments`` declares them), secrets masked."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    words = ["kame"]
+    words += [w for p in getattr(args, "plugin", None) or [] for w in ("--plugin", p)]
+    words += ["bench", name]
+    for action in parser._actions:
+        if action.help == argparse.SUPPRESS or not action.option_strings or not hasattr(args, action.dest):
+            continue
+        value, flag = getattr(args, action.dest), max(action.option_strings, key=len)
+        if value == action.default or value is None or value is False or value == []:
+            continue
+        if value is True:
+            words.append(flag)
+            continue
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            words += [flag, _mask(format(v, "g") if isinstance(v, float) else str(v))]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def header(args: argparse.Namespace, add_arguments: Callable[[argparse.ArgumentParser], None], name: str) -> str:
+    """Two lines: ``command: kame bench NAME ...`` and ``machine: ...``."""
+    return f"command: {command_line(args, add_arguments, name)}\n{machine_line()}"
