@@ -118,9 +118,9 @@ class CodecConfig:
         from . import registry  # scheme names only: nothing is imported
 
         try:
-            _, arg = registry.check_spec("codec", self.spec)
+            _, arg = registry.check_spec("codec", self.spec, also=("auto",))  # auto: the front-end's own
         except ConfigError as exc:
-            raise ConfigError(f"codec.spec: {exc}, or 'auto' (the front-end's own codec)") from None
+            raise ConfigError(f"codec.spec: {exc}") from None
         if arg is not None and arg.startswith("hf://"):  # e.g. mimi:hf://ORG/REPO[@REV][/FILE]
             try:
                 split_hf(arg)

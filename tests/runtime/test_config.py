@@ -72,6 +72,8 @@ def test_frontend_sampling_and_oracle_default_to_the_checkpoints(tmp_path):
     ("frontend.spec=path:", "frontend.spec: front-end spec 'path:'"),
     ("codec.spec=nope", "codec.spec: unknown codec spec 'nope': scheme 'nope' is not one of ['embedded', 'mimi'], "
                         "or 'auto'"),
+    ("codec.spec=Embedded", "codec.spec: unknown codec spec 'Embedded': scheme 'Embedded' is not one of ['embedded', "
+                            "'mimi'], or 'auto'; schemes are lower case: embedded"),
     ("codec.spec=hf://kyutai/moshiko", "codec.spec: unknown codec spec 'hf://kyutai/moshiko'"),
     ("codec.spec=/x/mimi.safetensors", "codec.spec: unknown codec spec '/x/mimi.safetensors'"),
     ("codec.spec=", "codec.spec: empty component spec"),
