@@ -2,6 +2,7 @@
 
 import os
 import random
+import signal
 
 os.environ.setdefault("NO_TORCH_COMPILE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -11,6 +12,12 @@ import pytest
 import torch
 
 torch.set_num_threads(1)
+
+# The Ctrl-C tests press Ctrl-C (SIGINT), in this process and in the commands they start. A test
+# run started as a background job (`cmd &` in a script) inherits an ignored SIGINT, which kame
+# leaves ignored on purpose and a child process inherits: give Python's own handler back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

@@ -64,8 +64,10 @@ def test_an_empty_output_path_says_so():
     """(was: "-o  is a folder, cannot write a file there")"""
     with pytest.raises(ConfigError, match=r"^-o is empty; give the file to write, e.g. -o answer.wav$"):
         check_output_file("", suffix=".wav")
-    with pytest.raises(ConfigError, match=r"^--json is empty; give the file to write$"):  # (no .wav example)
+    with pytest.raises(ConfigError, match=r"^--json is empty; give the file to write, e.g. --json answer.json$"):
         check_output_file("", flag="--json")
+    with pytest.raises(ConfigError, match=r"^--out is empty; give the file to write$"):
+        check_output_file("", flag="--out")
     with pytest.raises(ConfigError, match=r"^--out is empty"):
         check_output_folder(" ")
 

@@ -120,7 +120,7 @@ class CodecConfig:
         try:
             _, arg = registry.check_spec("codec", self.spec, also=("auto",))  # auto: the front-end's own
         except ConfigError as exc:
-            raise ConfigError(f"codec.spec: {exc}") from None
+            raise ConfigError(f"codec.spec: {exc} ('auto': the front-end's own codec)") from None
         if arg is not None and arg.startswith("hf://"):  # e.g. mimi:hf://ORG/REPO[@REV][/FILE]
             try:
                 split_hf(arg)

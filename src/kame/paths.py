@@ -40,7 +40,8 @@ def check_output_file(path: str | Path, *, flag: str = "-o", suffix: str | None 
     ``input`` file, of a type ``file_type`` accepts (it raises otherwise, e.g.
     kame.audio.output_format), in a folder that can be made and written into."""
     if not str(path).strip():
-        raise ConfigError(f"{flag} is empty; give the file to write" + (f", e.g. {flag} answer{suffix}" if suffix else ""))
+        example = f"answer{suffix}" if suffix else {"-o": "answer.wav", "--json": "answer.json"}.get(flag)
+        raise ConfigError(f"{flag} is empty; give the file to write" + (f", e.g. {flag} {example}" if example else ""))
     out = Path(path)
     if out.is_dir():  # (before the suffix: "must be a .wav file" would hide that it is a folder)
         example = f"such as {out / ('answer' + suffix)}" if suffix else "inside it"

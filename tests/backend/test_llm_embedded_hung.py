@@ -145,6 +145,7 @@ async def test_release_children_stops_the_child_and_the_next_request_starts_it(m
         gguf = tmp_path / "stand-in.gguf"
         gguf.write_bytes(b"")
         monkeypatch.setitem(embedded._shared, str(gguf), worker)
+        monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: object())  # (no [llm] extra needed)
         assert embedded.shared_worker(gguf) is worker and worker.alive and not worker.released
     finally:
         worker.close()

@@ -151,7 +151,7 @@ def test_soak_refuses_a_fuzz_part_with_no_room_and_an_empty_json(capsys, tmp_pat
     with pytest.raises(ConfigError, match="runtime.max_sessions = 1"):
         fuzz_workers(argparse.Namespace(max_sessions=1))
     assert main(["bench", "soak", "--parts", "cycles", "--cycles", "1", "--json", ""]) == 1  # was: ran, wrote nothing
-    assert "--json is empty; give the file to write, e.g. --json soak.json" in capsys.readouterr().err
+    assert "--json is empty; give the file to write, e.g. --json answer.json" in capsys.readouterr().err
 
 
 async def test_soak_says_when_its_client_process_fails():

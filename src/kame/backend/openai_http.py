@@ -84,7 +84,8 @@ def resolve_endpoint(what: str, base_url: str | None, api_key: str | None,
             raise ConfigError(
                 f"openai {what}: no server configured: set {' or '.join(url_vars)} to an OpenAI-compatible server "
                 "(e.g. http://127.0.0.1:8000/v1 for vLLM, http://127.0.0.1:8080/v1 for llama.cpp, "
-                "http://127.0.0.1:11434/v1 for Ollama; in Python base_url=, in kame bench backend --base-url), or set "
+                "http://127.0.0.1:11434/v1 for Ollama; in Python base_url="
+                + (", in kame bench backend --base-url" if what == "LLM" else "") + "), or set "
                 f"{' or '.join(key_vars)} to use {DEFAULT_BASE_URL}")
         url, url_from = DEFAULT_BASE_URL, "the default"
     url = url.rstrip("/")

@@ -561,8 +561,6 @@ def main(args) -> int:
         raise ConfigError(f"--set {agent_keys[0]}: the echo agent takes only server.* keys; give --agent config "
                           "to soak the config's agent")
     if args.json is not None:  # ('' too: it was silently no file)
-        if not args.json.strip():
-            raise ConfigError("--json is empty; give the file to write, e.g. --json soak.json")
         check_output_file(args.json, flag="--json")
     print(header(args, add_arguments, "soak") + "\n", flush=True)
     r = asyncio.run(soak(args))

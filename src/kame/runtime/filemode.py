@@ -198,12 +198,16 @@ async def first_ctrl_c(what: str):
 
     pressed = []
 
-    def interrupted(signum, frame) -> None:  # (runs in the main thread, between bytecodes)
+    def announce() -> None:
+        stop.set()
+        print(f"\ninterrupted: {what} (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
+
+    def interrupted(signum, frame) -> None:  # (runs in the main thread, between bytecodes: it may
+        # interrupt the loop or a write to stderr, so it only records the press; the loop does the rest)
         if pressed:
             raise KeyboardInterrupt
         pressed.append(True)
-        loop.call_soon_threadsafe(stop.set)  # (not stop.set(): this may interrupt the loop itself)
-        print(f"\ninterrupted: {what} (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
+        loop.call_soon_threadsafe(announce)
 
     installed = False
     if previous is not signal.SIG_IGN:  # (inside asyncio.run: the Runner's own handler, restored after)

@@ -295,7 +295,10 @@ async def chat(
             t0 = time.monotonic()
             i = 0
             while i < n_tail or (i < n_max and rx.replying()):
-                if rx_task.done() or stop.is_set():
+                if rx_task.done():
+                    break
+                if stop.is_set():  # (a Ctrl-C after the last chunk is no interruption)
+                    res.interrupted = True
                     break
                 piece = audio[i : i + chunk] if i < n_tail else silence[: n_max - i]
                 if pcm_mode:
@@ -315,7 +318,6 @@ async def chat(
                     t0 = time.monotonic() - (i + len(piece)) / P.SAMPLE_RATE
                 i += len(piece)
                 rx.sent_s = res.sent_s = i / P.SAMPLE_RATE
-            res.interrupted = stop.is_set()
             res.tail_extended_s = (i - n_asked if i > n_tail else 0) / P.SAMPLE_RATE  # (the padding is not)
             res.reply_cut_off = i >= n_max and not rx_task.done() and rx.replying()  # (not a lost connection)
             if not rx_task.done():

@@ -186,7 +186,7 @@ class _ChildWorker:
         self.cancel = None
         self.current = 0  # id of the request the child is running (0: none)
         self.restarts = 0  # restarts after the child died (not after close)
-        self.released = False  # close() stopped the child on purpose; the next request starts it
+        self.released = False  # close() stopped it on purpose; the next agent (ensure_started) or request starts it
         self._atexit = None
         self._lock = threading.Lock()  # guards current/cancel between consumer and dispatcher
         self._dispatch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kame-llm")
@@ -208,10 +208,16 @@ class _ChildWorker:
 
     def ensure_started(self) -> None:
         """Start the child again if close() stopped it (release_children); a no-op otherwise. The
-        next agent pays the load when it starts, not in a live session's first request."""
+        next agent pays the load when it starts, not in a live session's first request. Runs on
+        the dispatcher thread, so a request's own (re)start cannot start a second child."""
+        self._dispatch.submit(self._start_if_released).result()
+
+    def _start_if_released(self) -> None:
         if self.released and not self.alive:
             self.start()
-            self.released = False
+            with self._lock:  # (a close() right after the start keeps it released)
+                if self.proc is not None:
+                    self.released = False
 
     def stop_request(self, req_id: int) -> None:
         """Ask the child to stop ``req_id`` at its next token (no-op unless it is running)."""
@@ -223,8 +229,9 @@ class _ChildWorker:
         return self._dispatch.submit(self._run, llm, req_id, request, stop, put)
 
     def close(self) -> bool:
-        """Stop the child: close its pipe so it exits on its own (at interpreter exit too, and
-        at release_children; the next request starts it again). Returns whether one ran."""
+        """Stop the child: close its pipe so it exits on its own (at interpreter exit too, and at
+        release_children: the next agent (ensure_started) or request starts it again). Returns
+        whether one ran."""
         with self._lock:
             proc, conn = self.proc, self.conn
             self.proc = self.conn = self.cancel = None

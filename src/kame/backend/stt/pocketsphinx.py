@@ -136,7 +136,7 @@ class DecoderProcess:
         self.proc = self.conn = None
         self.generation = 0  # bumped at every (re)start: utterances of a dead child are refused
         self.restarts = 0  # restarts after the child died (not after close)
-        self.released = False  # close() stopped the child on purpose; the next utterance starts it
+        self.released = False  # close() stopped it on purpose; the next agent (ensure_started) or utterance starts it
         self._ids = itertools.count(1)
         self._lock = threading.Lock()  # one message (or request + reply) on the pipe at a time
         # utterances whose recognizer was dropped before its final: a weakref finalizer (which
@@ -224,7 +224,8 @@ class DecoderProcess:
 
     def close(self) -> bool:
         """Stop the child (it exits when its pipe closes; at interpreter exit, and at
-        release_children: the next utterance starts it again). Returns whether one ran."""
+        release_children: the next agent (ensure_started) or utterance starts it again). Returns
+        whether one ran."""
         with self._lock:
             proc = self.proc
             stop_child(self.proc, self.conn)
