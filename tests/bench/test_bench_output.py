@@ -111,6 +111,23 @@ def test_sessions_summary_names_the_cases_it_ran(monkeypatch, capsys):
             "its deadlines)") in out
 
 
+def test_ctrl_c_during_sessions_keeps_the_cases_measured(monkeypatch, capsys):
+    """(was: Ctrl-C threw away every case measured so far, ~80 s of a default run)"""
+    from kame.bench import sessions
+
+    async def case(frontend, codec, n, batched, *_):
+        if n == 4:
+            raise KeyboardInterrupt
+        return dict(frontend=frontend, codec="embedded", params=3.6e6, batched=batched, sessions=n, frames=10,
+                    step_p50=0.02 * n, step_p99=0.03 * n, missed=0, missed_ratio=0.0, cpu_per_frame=0.02 * n)
+
+    monkeypatch.setattr(sessions, "run_case", case)
+    assert main(["bench", "sessions", "--frontend", "random:tiny", "--mode", "batched"]) == 130
+    out = capsys.readouterr().out
+    assert "interrupted: the table holds the 2 case(s) measured before Ctrl-C" in out
+    assert "| `random:tiny` |" in out and "sustains 2 session(s) of the tested [1, 2] ([4, 8] not run: Ctrl-C)" in out
+
+
 def test_stt_table_shows_no_wer_for_a_voice_group_without_sentences():
     """`kame bench backend --sentences 1` synthesizes one piper sentence and no espeak one: the
     table said "WER espeak 0.0 %" (and "nan" for a latency that had no final)."""
