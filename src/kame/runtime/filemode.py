@@ -30,10 +30,8 @@ A random-weight front-end is labelled as such everywhere: its speech is babble, 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
-import signal
 import sys
 import time
 from pathlib import Path
@@ -46,6 +44,7 @@ from ..errors import ConfigError, KameError
 from ..paths import check_output_file
 from .base import AgentAudio, AgentText, ErrorEvent, Meta
 from .clock import FakeClock
+from .interrupt import first_ctrl_c, unless_stopped
 from .metrics import SLOW_CAUSE, MetricsLog, behind_real_time, late_share
 
 SR, FRAME = 24000, 1920
@@ -121,7 +120,8 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
                     rec["other"].append(d)
 
     load0 = time.perf_counter()
-    await agent.start()  # loads the models (not counted in the pacing)
+    if not await unless_stopped(agent.start(), stop):  # loads the models (not counted in the pacing)
+        return {**rec, "interrupted": True, "frames": 0}  # Ctrl-C while loading: nothing played
     session = await agent.open_session("file")
     task = asyncio.create_task(collect(session))
     load_s = time.perf_counter() - load0
@@ -184,43 +184,6 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
     rec["slowdown"] = wall / rec["duration_s"] if rec["duration_s"] else 0.0
     rec["step_times"] = metrics.values("step_time")
     return rec
-
-
-@contextlib.asynccontextmanager
-async def first_ctrl_c(what: str):
-    """An asyncio.Event set by the first Ctrl-C (SIGINT) inside the block, which prints
-    "interrupted: ``what``": the caller ends its work early and keeps what it has (kame run,
-    kame client). A second Ctrl-C raises KeyboardInterrupt as usual: quit at once, even while
-    the loop is busy. Not installed where SIGINT is ignored (``cmd &`` in a script) nor outside
-    the main thread; the previous handler is restored at the end."""
-    loop, stop = asyncio.get_running_loop(), asyncio.Event()
-    previous = signal.getsignal(signal.SIGINT)
-
-    pressed = []
-
-    def announce() -> None:
-        stop.set()
-        print(f"\ninterrupted: {what} (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
-
-    def interrupted(signum, frame) -> None:  # (runs in the main thread, between bytecodes: it may
-        # interrupt the loop or a write to stderr, so it only records the press; the loop does the rest)
-        if pressed:
-            raise KeyboardInterrupt
-        pressed.append(True)
-        loop.call_soon_threadsafe(announce)
-
-    installed = False
-    if previous is not signal.SIG_IGN:  # (inside asyncio.run: the Runner's own handler, restored after)
-        try:
-            signal.signal(signal.SIGINT, interrupted)
-            installed = True
-        except ValueError:  # not the main thread
-            pass
-    try:
-        yield stop
-    finally:
-        if installed:
-            signal.signal(signal.SIGINT, previous)
 
 
 def reply_pending(metas, now: float, *, at: str = "t") -> bool:

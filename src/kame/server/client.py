@@ -30,7 +30,8 @@ import aiohttp
 import numpy as np
 
 from ..errors import ConfigError, KameError
-from ..runtime.filemode import DEFAULT_MAX_TAIL_S, check_tail, first_ctrl_c, read_input, reply_pending
+from ..runtime.filemode import DEFAULT_MAX_TAIL_S, check_tail, read_input, reply_pending
+from ..runtime.interrupt import first_ctrl_c
 from ..runtime.metrics import SLOW_CAUSE, behind_real_time, late_share
 from . import protocol as P
 

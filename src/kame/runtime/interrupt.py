@@ -1,0 +1,72 @@
+"""Ctrl-C in the commands that play a conversation (kame run, kame client): the first press
+ends the conversation and keeps what came, a second quits at once.
+
+    async with first_ctrl_c("ending the conversation here") as stop:   # stop: an asyncio.Event
+        if not await unless_stopped(agent.start(), stop):              # a load ended by Ctrl-C
+            ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+
+
+async def unless_stopped(work, stop: asyncio.Event | None) -> bool:
+    """Await ``work`` unless ``stop`` is set first: then cancel it (an agent's load: kame.backend.
+    childproc terminates the children it waits for) and return False."""
+    task = asyncio.ensure_future(work)
+    if stop is None:
+        await task
+        return True
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        task.result()  # (its error, if any)
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    return False
+
+
+@contextlib.asynccontextmanager
+async def first_ctrl_c(what: str):
+    """An asyncio.Event set by the first Ctrl-C (SIGINT) inside the block, which prints
+    "interrupted: ``what``": the caller ends its work early and keeps what it has (kame run,
+    kame client). A second Ctrl-C raises KeyboardInterrupt as usual: quit at once, even while
+    the loop is busy. Not installed where SIGINT is ignored (``cmd &`` in a script) nor outside
+    the main thread; the previous handler is restored at the end."""
+    loop, stop = asyncio.get_running_loop(), asyncio.Event()
+    previous = signal.getsignal(signal.SIGINT)
+
+    pressed = []
+
+    def announce() -> None:
+        stop.set()
+        print(f"\ninterrupted: {what} (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
+
+    def interrupted(signum, frame) -> None:  # (runs in the main thread, between bytecodes: it may
+        # interrupt the loop or a write to stderr, so it only records the press; the loop does the rest)
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(True)
+        loop.call_soon_threadsafe(announce)
+
+    installed = False
+    if previous is not signal.SIG_IGN:  # (inside asyncio.run: the Runner's own handler, restored after)
+        try:
+            signal.signal(signal.SIGINT, interrupted)
+            installed = True
+        except ValueError:  # not the main thread
+            pass
+    try:
+        yield stop
+    finally:
+        if installed:
+            signal.signal(signal.SIGINT, previous)

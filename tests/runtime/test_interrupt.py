@@ -1,0 +1,75 @@
+"""kame.runtime.interrupt: Ctrl-C in kame run / kame client (a real SIGINT to this process)."""
+
+import asyncio
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from kame.config import load_config
+from kame.runtime.filemode import run_conversation
+from kame.runtime.interrupt import first_ctrl_c, unless_stopped
+
+
+def test_first_ctrl_c_sets_the_event_a_second_quits_at_once_even_when_the_loop_is_busy():
+    """(was: loop.add_signal_handler: both presses queued behind busy synchronous code, so the
+    second never quit; and it replaced an ignored SIGINT, restoring Python's default after)"""
+    async def run():
+        async with first_ctrl_c("testing") as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            await asyncio.sleep(0.05)
+            assert stop.is_set()
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+                t0 = time.monotonic()
+                while time.monotonic() - t0 < 5:  # busy: the loop runs no callback meanwhile
+                    pass
+        return signal.getsignal(signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT)
+    assert asyncio.run(run()) is not None and signal.getsignal(signal.SIGINT) is before
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # `cmd &` in a script: left alone
+    try:
+        async def ignored():
+            async with first_ctrl_c("testing"):
+                return signal.getsignal(signal.SIGINT)
+        assert asyncio.run(ignored()) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+async def test_unless_stopped_cancels_the_work_when_stop_comes_first():
+    stop = asyncio.Event()
+    cancelled = []
+
+    async def load():  # (an agent's start that takes long)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    asyncio.get_running_loop().call_later(0.05, stop.set)
+    t0 = time.monotonic()
+    assert await unless_stopped(load(), stop) is False and cancelled and time.monotonic() - t0 < 5
+    assert await unless_stopped(asyncio.sleep(0), asyncio.Event()) is True and await unless_stopped(asyncio.sleep(0), None)
+    with pytest.raises(ValueError):  # the work's own error comes through
+
+        async def broken():
+            raise ValueError("no")
+        await unless_stopped(broken(), asyncio.Event())
+
+
+async def test_ctrl_c_while_the_agent_loads_ends_the_run_at_once():
+    """(was: the first Ctrl-C waited for the whole load, ~20 s with the embedded LLM)"""
+    class SlowAgent:
+        async def start(self):
+            await asyncio.sleep(60)
+
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.05, stop.set)
+    t0 = time.monotonic()
+    rec = await run_conversation(load_config(), np.zeros(24000, np.float32), agent=SlowAgent(), stop=stop)
+    assert rec["interrupted"] and rec["frames"] == 0 and time.monotonic() - t0 < 5
