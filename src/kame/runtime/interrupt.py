@@ -14,25 +14,33 @@ import signal
 import sys
 
 
+async def done_or_stopped(what, stop: asyncio.Event, timeout: float | None = None) -> bool:
+    """Wait until ``what`` (an awaitable; not cancelled here if it is a future) is done or ``stop``
+    is set, at most ``timeout`` s (None: no limit): whether either happened."""
+    own = not asyncio.isfuture(what)
+    what, halt = asyncio.ensure_future(what), asyncio.ensure_future(stop.wait())
+    try:
+        done, _ = await asyncio.wait([what, halt], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        halt.cancel()
+        if own:
+            what.cancel()
+    return bool(done)
+
+
 async def unless_stopped(work, stop: asyncio.Event | None) -> bool:
     """Await ``work`` unless ``stop`` is set first: then cancel it (an agent's load: kame.backend.
     childproc terminates the children it waits for) and return False."""
     task = asyncio.ensure_future(work)
-    if stop is None:
-        await task
-        return True
-    stopped = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-    if task.done():
-        task.result()  # (its error, if any)
-        return True
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
-    return False
+    if stop is not None:
+        await done_or_stopped(task, stop)
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            return False
+    await task  # (its error, if any)
+    return True
 
 
 @contextlib.asynccontextmanager

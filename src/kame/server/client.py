@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import ConfigError, KameError
 from ..runtime.filemode import DEFAULT_MAX_TAIL_S, check_tail, read_input, reply_pending
-from ..runtime.interrupt import first_ctrl_c
+from ..runtime.interrupt import done_or_stopped, first_ctrl_c
 from ..runtime.metrics import SLOW_CAUSE, behind_real_time, late_share
 from . import protocol as P
 
@@ -262,7 +262,7 @@ async def chat(
     try:
         # (a ClientSession's own timeout is 5 min: too long to wait for a server that is not one)
         connect = asyncio.ensure_future(http.ws_connect(url, max_msg_size=1 << 24, autoclose=True))
-        if not await _first(connect, stop, UPGRADE_TIMEOUT_S) or not connect.done():
+        if not await done_or_stopped(connect, stop, UPGRADE_TIMEOUT_S) or not connect.done():
             connect.cancel()
             with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError, OSError):
                 await connect
@@ -279,7 +279,7 @@ async def chat(
         async with ws:
             rx = Receiver(res)
             rx_task = asyncio.create_task(rx.run(ws))
-            if not await _first(rx.ready.wait(), stop, UPGRADE_TIMEOUT_S):
+            if not await done_or_stopped(rx.ready.wait(), stop, UPGRADE_TIMEOUT_S):
                 rx_task.cancel()
                 raise NoAnswer(f"{url}: the WebSocket opened, but the server sent no handshake (0x00) within "
                                f"{UPGRADE_TIMEOUT_S:g} s (is it a kame or Moshi server?)")
@@ -332,20 +332,6 @@ async def chat(
     finally:
         if own:
             await http.close()
-
-
-async def _first(what, stop: asyncio.Event, timeout: float) -> bool:
-    """Wait until ``what`` (an awaitable; not cancelled here if it is a future) is done or ``stop``
-    is set, at most ``timeout`` s: whether either happened."""
-    own = not asyncio.isfuture(what)
-    what, halt = asyncio.ensure_future(what), asyncio.ensure_future(stop.wait())
-    try:
-        done, _ = await asyncio.wait([what, halt], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        halt.cancel()
-        if own:
-            what.cancel()
-    return bool(done)
 
 
 async def _chat_until_interrupted(a: argparse.Namespace, pcm: np.ndarray) -> ChatResult:
