@@ -226,7 +226,7 @@ async def run_fuzz(url: str, n_messages: int, http: aiohttp.ClientSession, serve
         rng = random.Random(seed * 100 + w)
         enc = P.OpusEncoder()
         while left[0] > 0:
-            ws = await _connect_when_free(http, url, server, retries, max_msg_size=1 << 24)
+            ws = await _connect_when_free(http, url, retries, max_msg_size=1 << 24)
             await ws.receive(timeout=10)  # handshake
             st = {"bad": 0, "answered": 0}
 
@@ -279,10 +279,12 @@ async def run_fuzz(url: str, n_messages: int, http: aiohttp.ClientSession, serve
     }
 
 
-async def _connect_when_free(http: aiohttp.ClientSession, url: str, server: Server, retries: Counter, **kw):
+async def _connect_when_free(http: aiohttp.ClientSession, url: str, retries: Counter, **kw):
     """ws_connect, retried while the server answers 503 "capacity" (it has not yet seen a
-    previous connection of ours go: an agent with as many sessions as the part uses has no
-    slack) for up to 10 s; counted in ``retries["503"]``."""
+    previous connection of ours go: an aborted transport is noticed a moment later on a busy
+    machine, and an agent with as many sessions as the part uses has no slack), as a client
+    honouring Retry-After would, for up to 10 s; counted in ``retries["503"]``. A session that
+    never goes fails it."""
     for attempt in range(500):
         try:
             return await http.ws_connect(chat_url(url), **kw)
@@ -320,21 +322,10 @@ async def run_cycles(url: str, n: int, http: aiohttp.ClientSession, server: Serv
     enc = P.OpusEncoder()
     opus = P.encode(P.Kind.AUDIO, enc.encode(speechlike(0.16)))
 
-    retries = 0
+    retries = Counter()
 
     async def one(i: int) -> None:
-        nonlocal retries
-        try:
-            ws = await http.ws_connect(chat_url(url))
-        except aiohttp.WSServerHandshakeError as exc:
-            # 503 "capacity": the server has not yet seen an earlier client go (an aborted
-            # transport is noticed a moment later on a busy machine); retry once it has, as a
-            # client honouring Retry-After would. A session that never goes fails the retry.
-            if exc.status != 503:
-                raise
-            retries += 1
-            await settle(server)
-            ws = await http.ws_connect(chat_url(url))
+        ws = await _connect_when_free(http, url, retries)
         await ws.receive(timeout=10)
         if i % 2:
             await ws.send_bytes(pcm if i % 4 == 1 else opus)
@@ -365,7 +356,7 @@ async def run_cycles(url: str, n: int, http: aiohttp.ClientSession, server: Serv
         "cycles": n, "wall_s": wall, "connections_left": len(server.connections),
         "agent_sessions_left": _agent_sessions(server), "rows": _agent_rows(server), "tasks_before": tasks0,
         "tasks_after": len(asyncio.all_tasks()), "rss_before_mb": rss0, "rss_after_mb": rss_mb(),
-        "rss_trace_mb": trace, "capacity_retries": retries,
+        "rss_trace_mb": trace, "capacity_retries": retries["503"],
     }
 
 
