@@ -3,6 +3,7 @@
 
     tts = EspeakTTS(voice="en-us+m3", rate=170, pitch=50)
     pcm = tts.synth("Hello there.")      # float32, 24 kHz
+    ipa("Hello there.")                  # 'həlˈoʊ ðˈɛɹ': espeak-ng's phonemes, in IPA
 
 The espeak-ng library is a process-wide singleton; calls are serialised by a lock.
 """
@@ -27,6 +28,7 @@ _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _POS_CHARACTER = 1
 _ESPEAK_CHARS_UTF8 = 1
 _PARAM_RATE, _PARAM_PITCH = 1, 3
+_PHONEMES_IPA = 0x02  # espeak_TextToPhonemes' phonememode: IPA as UTF-8, no separators
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 _buffer: list[np.ndarray] = []
 
@@ -55,6 +57,28 @@ def _library():
     return _LIB
 
 
+def _set_voice(lib, voice: str) -> None:  # under _LOCK
+    if lib.espeak_SetVoiceByName(voice.encode()) != 0:
+        raise NotAvailableError(f"espeak-ng has no voice {voice!r}")
+
+
+def ipa(text: str, voice: str = "en-us") -> str:
+    """espeak-ng's phonemes for ``text`` in IPA, with its stress marks; clauses joined by a space
+    (the punctuation is dropped)."""
+    lib = _library()
+    lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+    buf = ctypes.create_string_buffer(text.encode("utf-8"))
+    ptr = ctypes.c_void_p(ctypes.addressof(buf))  # espeak-ng moves it past each clause; NULL at the end
+    out = []
+    with _LOCK:
+        _set_voice(lib, voice)
+        while ptr.value:
+            clause = lib.espeak_TextToPhonemes(ctypes.byref(ptr), _ESPEAK_CHARS_UTF8, _PHONEMES_IPA)
+            if clause:
+                out.append(clause.decode("utf-8"))
+    return " ".join(c for c in out if c.strip())
+
+
 class EspeakTTS(TTS):
     name = "espeak"
 
@@ -67,8 +91,7 @@ class EspeakTTS(TTS):
     def synth(self, text: str) -> np.ndarray:
         data = text.encode("utf-8") + b"\0"
         with _LOCK:
-            if self._lib.espeak_SetVoiceByName(self.voice.encode()) != 0:
-                raise NotAvailableError(f"espeak-ng has no voice {self.voice!r}")
+            _set_voice(self._lib, self.voice)
             self._lib.espeak_SetParameter(_PARAM_RATE, int(self.rate), 0)
             self._lib.espeak_SetParameter(_PARAM_PITCH, int(self.pitch), 0)
             _buffer.clear()

