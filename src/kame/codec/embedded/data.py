@@ -184,9 +184,10 @@ def speak(pairs: list[tuple[Voice, str]], seed: int = 0) -> list[np.ndarray]:
 
         model_file()  # assembled here once: two children doing it at once would race
     half = (len(kokoro) + 1) // 2
-    children = [_Fresh("espeak", espeak, seed), _Fresh("kokoro", kokoro[:half], seed),
-                _Fresh("kokoro", kokoro[half:], seed)]
+    children: list[_Fresh] = []
     try:
+        for engine, items in (("espeak", espeak), ("kokoro", kokoro[:half]), ("kokoro", kokoro[half:])):
+            children.append(_Fresh(engine, items, seed))
         synth = Synth(seed)
         piper = [synth(v, t) for v, t in pairs if v.engine == "piper"]
         spoken = {"espeak": iter(children[0].clips()),
