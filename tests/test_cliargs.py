@@ -44,3 +44,18 @@ def test_server_and_codec_fit_do_not_import_the_benchmarks():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_no_command_imports_torch_or_scipy_to_show_its_options():
+    # `kame CMD --help` (and an argument error) only needs the command's add_arguments: the heavy
+    # libraries load when the command runs, so help comes back at once.
+    code = (
+        "import argparse, importlib, sys\n"
+        "from kame.cli import COMMANDS\n"
+        "for module, _ in COMMANDS.values():\n"
+        "    importlib.import_module(module).add_arguments(argparse.ArgumentParser())\n"
+        "print(sorted(m for m in ('torch', 'scipy', 'faster_whisper', 'onnxruntime') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -16,11 +16,13 @@ import argparse
 import math
 import statistics
 import time
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..cliargs import at_least
 from ..config import MAX_SESSIONS
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_CODECS = ["mimi:random-tiny", "mimi:random"]
 
@@ -40,6 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _signal(n: int, batch: int, sample_rate: int) -> torch.Tensor:
     """A speech-like test signal: a gliding harmonic tone with syllable-rate envelope + noise."""
+    import torch
+
     g = torch.Generator().manual_seed(0)
     t = torch.arange(n) / sample_rate
     f0 = 140 + 40 * torch.sin(2 * math.pi * 0.7 * t)
@@ -57,6 +61,8 @@ def _pct(xs: list[float], q: float) -> float:
 
 def load_codec(spec: str, dtype: str | None = None):
     """(codec, load seconds)"""
+    import torch
+
     from .. import registry
 
     t0 = time.perf_counter()
@@ -65,6 +71,8 @@ def load_codec(spec: str, dtype: str | None = None):
 
 
 def bench_one(spec: str, codec, load_s: float, frames: int, warmup: int, batch: int) -> dict:
+    import torch
+
     fs = codec.frame_size
     pcm = _signal((frames + warmup) * fs, batch, codec.sample_rate)
     stream = codec.stream(batch)
@@ -108,6 +116,8 @@ def table(rows: list[dict]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    import torch
+
     from .machine import header
 
     torch.set_num_threads(args.threads)

@@ -48,7 +48,6 @@ import math
 import time
 
 import numpy as np
-import torch
 
 from ..cliargs import at_least
 from .textmetrics import edit_distance, normalize
@@ -77,6 +76,8 @@ class Whisper:
 
 def stream_roundtrip(codec, pcm: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Streaming encode + decode; returns (decoded, encode s/frame, decode s/frame)."""
+    import torch
+
     fs = codec.frame_size
     n = math.ceil(len(pcm) / fs)
     x = torch.zeros(1, n * fs)
@@ -95,6 +96,8 @@ def stream_roundtrip(codec, pcm: np.ndarray) -> tuple[np.ndarray, float, float]:
 
 def fidelity(orig: np.ndarray, rec: np.ndarray, delay: int) -> tuple[float, list[float], int]:
     """(log-mel MSE over speech sub-frames, per-frame |F0 error| in cents, voiced frame count)."""
+    import torch
+
     from ..codec.embedded.config import EmbeddedCodecConfig
     from ..codec.embedded.features import Analyzer, analyze
 
@@ -236,6 +239,8 @@ def run_recordings(args: argparse.Namespace, codec, asr: Whisper) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    import torch
+
     from .. import registry
     from ..codec.embedded.channel import CHANNELS, apply_channel
     from ..codec.embedded.data import HELD_OUT_VOICES, speak

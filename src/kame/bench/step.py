@@ -19,11 +19,9 @@ import argparse
 import math
 import time
 
-import torch
-
 from ..cliargs import at_least
 from ..config import MAX_SESSIONS
-from ..model.loaders import DTYPES
+from ..model.config import DTYPE_NAMES
 
 DEFAULT_FRONTENDS = ["random:tiny", "random:small", "random:100m"]
 
@@ -36,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=at_least(1), default=40, help="timed steps per case (default 40)")
     p.add_argument("--warmup", type=at_least(0), default=5, help="untimed steps first (default 5)")
     p.add_argument("--threads", type=at_least(1), default=1, help="torch threads (default 1)")
-    p.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="weights dtype (default float32 on CPU)")
+    p.add_argument("--dtype", default=None, choices=sorted(DTYPE_NAMES), help="weights dtype (default float32 on CPU)")
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -44,31 +42,35 @@ def _pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, max(0, math.ceil(q * len(xs)) - 1))]
 
 
-@torch.no_grad()
 def bench_pair(plain, with_oracle, batch: int, frames: int, warmup: int) -> tuple[dict, dict]:
     """Step a Moshi-style model and the same model with the oracle stream alternately (so that
     CPU contention hits both alike); the oracle gets a new 20-token prediction every 2 s."""
+    import torch
+
     from ..model.stepper import Sampling, Stepper
 
     steppers = [Stepper(m, batch, Sampling(), generator=torch.Generator().manual_seed(0)) for m in (plain, with_oracle)]
     g = torch.Generator().manual_seed(1)
     cfg = plain.cfg
     times: list[list[float]] = [[], []]
-    for i in range(frames + warmup):
-        if i % 25 == 0:
-            for b in range(batch):
-                steppers[1].oracle.reset(b)
-                steppers[1].oracle.append(b, torch.randint(4, cfg.text_card, (20,), generator=g).tolist())
-        user = torch.randint(0, cfg.card, (batch, cfg.n_user_q), generator=g) if cfg.n_user_q else None
-        for j, st in enumerate(steppers):
-            t0 = time.perf_counter()
-            st.step(user)
-            if i >= warmup:
-                times[j].append(time.perf_counter() - t0)
+    with torch.no_grad():
+        for i in range(frames + warmup):
+            if i % 25 == 0:
+                for b in range(batch):
+                    steppers[1].oracle.reset(b)
+                    steppers[1].oracle.append(b, torch.randint(4, cfg.text_card, (20,), generator=g).tolist())
+            user = torch.randint(0, cfg.card, (batch, cfg.n_user_q), generator=g) if cfg.n_user_q else None
+            for j, st in enumerate(steppers):
+                t0 = time.perf_counter()
+                st.step(user)
+                if i >= warmup:
+                    times[j].append(time.perf_counter() - t0)
     return tuple(dict(p50=_pct(t, 0.5), p99=_pct(t, 0.99), mean=sum(t) / len(t)) for t in times)
 
 
 def main(args: argparse.Namespace) -> int:
+    import torch
+
     from ..model.loaders import check_frontend_spec, load_frontend
     from .machine import header
 

@@ -14,15 +14,18 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .. import registry
 from ..audio import output_format, read_wav, resample, write_wav
 from ..cliargs import at_least
 from ..errors import ConfigError
 from ..paths import check_output_file
+
+if TYPE_CHECKING:
+    import torch
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,6 +41,8 @@ def roundtrip(codec, pcm: np.ndarray, *, streaming: bool = False) -> tuple[np.nd
     """pcm [T] at codec.sample_rate -> (decoded [F * frame_size], codes [1, K, F]), K the
     codebooks the codec codes with: to code with fewer, ``codec.set_num_codebooks(k)`` first
     (the encoder must know: the embedded codec's F0 loop closes on what k codebooks decode)."""
+    import torch
+
     x = torch.from_numpy(np.ascontiguousarray(pcm, dtype=np.float32))[None]
     if not streaming:
         codes = codec.encode(x)  # [1, K, F]

@@ -336,6 +336,9 @@ def moshi_7b() -> LMConfig:
 
 
 PRESETS = ("tiny", "small", "100m", "stt-tiny", "7b")  # the names preset() knows
+# dtype names a loader takes (--dtype, load_frontend(dtype=...)) -> torch dtype attribute (loaders.DTYPES)
+DTYPE_NAMES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp32": "float32", "float32": "float32",
+               "float": "float32", "fp16": "float16", "float16": "float16", "half": "float16"}
 
 
 def preset(name: str) -> LMConfig:

@@ -37,7 +37,7 @@ from safetensors.torch import save_file
 from ..config import frontend_spec_form
 from ..errors import CheckpointError, ConfigError, NotAvailableError
 from ..hub import HubFileNotFound, HubUnreachable, hf_download, split_hf
-from .config import LMConfig, config_json, moshi_7b, preset
+from .config import DTYPE_NAMES, LMConfig, config_json, moshi_7b, preset
 from .lm import LMModel
 from .stepper import Sampling, Stepper
 from .tensorfiles import (SAFETENSORS_SUFFIXES, checkpoint_kind, file_kind, kind_hint, read_safetensors,
@@ -48,8 +48,7 @@ log = logging.getLogger(__name__)
 MOSHI_NAME = "model.safetensors"
 MIMI_NAME = "tokenizer-e351c8d8-checkpoint125.safetensors"
 TOKENIZER_NAME = "tokenizer_spm_32k_3.model"
-DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32,
-          "float": torch.float32, "fp16": torch.float16, "float16": torch.float16, "half": torch.float16}
+DTYPES = {name: getattr(torch, attr) for name, attr in DTYPE_NAMES.items()}
 
 
 @dataclass

@@ -24,21 +24,21 @@ import argparse
 import logging
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ...errors import CheckpointError, ConfigError
 from ...paths import check_output_file
-from . import model
-from .channel import random_channel
 from .config import EmbeddedCodecConfig
 from .data import KOKORO_VOICES, TRAIN_VOICES, Voice, synthesize
-from .features import Analyzer, analyze, level_input
 from .kokoro import require as require_kokoro
-from .model import F0_REF0, EmbeddedCodec, save
-from .rvq import fit_rvq
 from .sentences import train_sentences
+
+if TYPE_CHECKING:  # torch, scipy and the modules using them load when a fit runs (`--help` needs none)
+    import torch
+
+    from .model import EmbeddedCodec
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,10 @@ def stack_frames(feats: torch.Tensor, cfg: EmbeddedCodecConfig, offsets: tuple[i
     RVQ codes them: with cfg.f0_delta, F0 as the change from the sub-frame before each frame
     (fitted open loop, on the true F0; the encoder closes the loop on the decoded one), a clip's
     first frame against a new row's reference."""
+    import torch
+
+    from .model import F0_REF0
+
     S = cfg.subframes
     out = []
     for off in offsets:
@@ -65,6 +69,10 @@ def stack_frames(feats: torch.Tensor, cfg: EmbeddedCodecConfig, offsets: tuple[i
 
 def fit_correction(codec: EmbeddedCodec, clips: list[np.ndarray], rounds: int = 2) -> torch.Tensor:
     """Per-mel-band mean log-mel difference original - decoded over speech sub-frames."""
+    import torch
+
+    from .features import analyze
+
     cfg, an = codec.cfg, codec.analyzer
     lag = codec.delay_samples // cfg.hop  # decoded sub-frame n + lag matches original n
     for _ in range(rounds):
@@ -87,6 +95,13 @@ def fit_correction(codec: EmbeddedCodec, clips: list[np.ndarray], rounds: int = 
 def fit(cfg: EmbeddedCodecConfig, *, seed: int = 0, sentences: int = 3000, kokoro: int = 0,
         voices: list[Voice] | None = None, correction_clips: int = 40) -> tuple[EmbeddedCodec, dict]:
     """Fit on ``sentences`` over ``voices`` (TRAIN_VOICES) plus ``kokoro`` more over KOKORO_VOICES."""
+    import torch
+
+    from .channel import random_channel
+    from .features import Analyzer, analyze, level_input
+    from .model import EmbeddedCodec
+    from .rvq import fit_rvq
+
     voices = voices or TRAIN_VOICES
     if kokoro:
         require_kokoro()  # before minutes of synthesis
@@ -152,6 +167,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from . import model
+
     cfg = EmbeddedCodecConfig()
     if args.iters is not None:
         cfg = replace(cfg, kmeans_iters=args.iters)
@@ -169,7 +186,7 @@ def main(args: argparse.Namespace) -> int:
     meta = {k: stats[k] for k in ("seed", "sentences", "clips", "audio_minutes", "voices", "vectors",
                                   "kokoro_sentences") if k in stats}
     try:
-        digest = save(codec, out, meta)
+        digest = model.save(codec, out, meta)
     except Exception as exc:  # safetensors' SafetensorError, OSError
         raise CheckpointError(f"cannot write the fitted codec to {out}: {exc}") from exc
     size = out.stat().st_size
