@@ -393,8 +393,9 @@ def _offline_cache(monkeypatch, tmp_path, files: dict) -> None:
 
 
 def test_folder_mimi_name_is_resolved_as_the_front_end_loader_does(codec, tmp_path, monkeypatch):
-    """mimi_name hf://ORG/REPO/FILE (was: the folder joined with 'hf:/...'), file:// and absolute,
-    and the front-end loader's info.mimi is the same file."""
+    """mimi_name hf://ORG/REPO/FILE (was: the folder joined with 'hf:/...'), file://, absolute and
+    ~/ (was: a folder named '~' in the checkpoint's folder), and the front-end loader's info.mimi is
+    the same file."""
     import json
 
     from kame.codec.mimi import resolve_source
@@ -405,7 +406,8 @@ def test_folder_mimi_name_is_resolved_as_the_front_end_loader_does(codec, tmp_pa
     x = speechlike(1, 2)
     ref = codec.encode(x)
     model, _ = load_frontend("random:tiny")
-    for i, name in enumerate(("hf://org/mimi-repo/other.safetensors", f"file://{mimi}", str(mimi))):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for i, name in enumerate(("hf://org/mimi-repo/other.safetensors", f"file://{mimi}", str(mimi), "~/m.safetensors")):
         folder = save_frontend(model, tmp_path / f"fe{i}", mimi_name=name)
         assert json.loads((folder / "config.json").read_text())["mimi_name"] == name
         _, info = load_frontend(folder)

@@ -153,6 +153,13 @@ def _umask() -> int:
 
 
 # ------------------------------------------------------------------------------------------
+def local_name(name: str) -> Path | None:
+    """A name config.json gives as file://PATH or an absolute PATH (~ expanded): that Path; None for
+    hf:// names and names relative to the checkpoint's folder or repo."""
+    path = Path(name.removeprefix("file://")).expanduser()
+    return path if name.startswith("file://") or path.is_absolute() else None
+
+
 def resolve_named(name: str, folder: Path | None, repo: str | None, revision: str | None) -> Path:
     """A file named by config.json (moshi_name, mimi_name, tokenizer_name): hf://ORG/REPO[@REV]/FILE,
     file://PATH, an absolute path, or a name relative to the folder / hf repo the config.json is in.
@@ -162,10 +169,9 @@ def resolve_named(name: str, folder: Path | None, repo: str | None, revision: st
         if filename is None:
             raise ConfigError(f"{name!r}: expected hf://ORG/REPO[@REVISION]/FILE")
         return hf_download(other, filename, rev)
-    if name.startswith("file://"):
-        return Path(name[7:])
-    if Path(name).is_absolute():
-        return Path(name)
+    local = local_name(name)
+    if local is not None:
+        return local
     if repo is not None:
         return hf_download(repo, name, revision)
     assert folder is not None

@@ -23,7 +23,6 @@ Mimi codec if it was trained on Mimi codes (another codec: a ConfigError).
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -223,9 +222,14 @@ def _mimi_trained(finfo) -> str | None:
 def _where(name: str, form, finfo) -> str:
     """Where the loader looked for a companion file named ``name`` by config.json (and why it was
     not taken, from ``info.missing_files``)."""
+    from ..model.loaders import local_name
+
     kind, repo, path = form
-    if name.startswith(("hf://", "file://")) or Path(name).is_absolute():
-        where = name.removeprefix("file://")
+    local = local_name(name)
+    if name.startswith("hf://"):
+        where = name
+    elif local is not None:
+        where = str(local)
     elif kind == "hf":
         where = f"hf://{repo}/{name}"
     else:
