@@ -30,6 +30,10 @@ def test_a_mimi_checkpoint_given_as_the_embedded_codec_says_where_it_goes(tmp_pa
     save_file({"w": torch.zeros(2)}, str(other))
     with pytest.raises(CheckpointError, match=r"is not a fitted embedded codec \(its metadata has format None.*kame codec fit"):
         load(other)
+    # kame metadata that is not JSON (was: "not a readable safetensors file")
+    save_file({"w": torch.zeros(2)}, str(other), metadata={"kame": "{not json"})
+    with pytest.raises(CheckpointError, match=r"is not a fitted embedded codec \(its metadata has format None"):
+        load(other)
     newer = tmp_path / "newer.safetensors"  # was: "is not a kame-embedded-codec/2 file (format 'kame-embedded-codec/3')"
     newer.write_bytes(model.DEFAULT_PATH.read_bytes().replace(model.FORMAT.encode(), b"kame-embedded-codec/3"))
     with pytest.raises(CheckpointError, match=r"format 'kame-embedded-codec/3', written by another kame version; "

@@ -209,13 +209,13 @@ def save(codec: EmbeddedCodec, path: str | Path, meta: dict | None = None) -> st
     return digest
 
 
-def _format(meta: dict) -> object:
-    """The ``format`` of a fitted file's metadata (its one "kame" JSON entry), else None."""
+def _kame_meta(raw: dict) -> object:
+    """A fitted file's metadata: its one "kame" JSON entry, parsed ({} without one; None if it is
+    not JSON). ``raw``: the safetensors header's metadata."""
     try:
-        header = json.loads(meta.get("kame", "{}"))
+        return json.loads(raw.get("kame", "{}"))
     except (TypeError, ValueError):
         return None
-    return header.get("format") if isinstance(header, dict) else None
 
 
 _ZERO_OK = {"kmeans_points", "agc_startup_frames", "agc_speech_hangover"}  # int keys that may be 0
@@ -265,7 +265,9 @@ def load(path: str | Path | None = None, *, sha256: str | None = None) -> Embedd
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder; give the fitted .safetensors file")
     header, raw = safetensors_header(path)  # a truncated or non-safetensors file says so, before its checksum
-    if _format(raw) != FORMAT and (kind := checkpoint_kind(header, raw)) not in (None, "embedded"):
+    meta = _kame_meta(raw)
+    fmt = meta.get("format") if isinstance(meta, dict) else None
+    if fmt != FORMAT and (kind := checkpoint_kind(header, raw)) not in (None, "embedded"):
         raise CheckpointError(f"{path} is not a fitted embedded codec: {kind_hint(kind, path)}")
     expected = sha256 or (DEFAULT_SHA256 if default else None)
     side = path.with_name(path.name + ".sha256")
@@ -287,12 +289,10 @@ def load(path: str | Path | None = None, *, sha256: str | None = None) -> Embedd
                                   "(corrupt or from another fit; re-run `kame codec fit`)")
     try:
         with safe_open(str(path), "pt") as f:
-            meta = json.loads((f.metadata() or {}).get("kame", "{}"))
             t = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:
         raise CheckpointError(f"cannot read embedded codec file {path}: not a readable safetensors file ({exc})") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        fmt = meta.get("format") if isinstance(meta, dict) else None
+    if fmt != FORMAT:
         if isinstance(fmt, str) and fmt.startswith(FORMAT.split("/")[0] + "/"):
             raise CheckpointError(f"{path} is an embedded codec file of format {fmt!r}, written by another kame "
                                   f"version; this one reads {FORMAT!r}: refit it with `kame codec fit -o FILE`")
