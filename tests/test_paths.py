@@ -87,3 +87,7 @@ def test_a_folder_given_as_the_output_file_is_called_a_folder(tmp_path):
     with pytest.raises(ConfigError, match=rf"^-o {tmp_path} is a folder, cannot write a file there; give a file name "
                                           rf"such as {tmp_path / 'answer.wav'}"):
         check_output_file(tmp_path, suffix=".wav")
+    new = f"{tmp_path}/new/"  # a folder name that does not exist yet (was: "unknown file type '(no extension)'")
+    with pytest.raises(ConfigError, match=r"new/ is a folder, cannot write a file there"):
+        check_output_file(new, file_type=lambda p: pytest.fail("asked for the type of a folder"))
+    assert not (tmp_path / "new").exists()

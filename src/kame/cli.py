@@ -26,7 +26,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("run",): ("kame.runtime.filemode", "run one conversation from a wav file"),
     ("serve",): ("kame.server.app", "serve the WebSocket API and the browser page"),
     ("client",): ("kame.server.client", "talk to a running `kame serve` from a wav file, save its answer"),
-    ("codec", "roundtrip"): ("kame.codec.roundtrip", "encode+decode a wav through a codec"),
+    ("codec", "roundtrip"): ("kame.codec.roundtrip", "encode+decode an audio file through a codec"),
     ("codec", "fit"): ("kame.codec.embedded.fit", "fit the embedded codec from synthesized speech"),
     ("bench", "step"): ("kame.bench.step", "front-end step time"),
     ("bench", "codec"): ("kame.bench.codec", "codec encode/decode time"),

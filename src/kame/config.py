@@ -33,6 +33,7 @@ from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
 from .hub import split_hf
+from .paths import local_path
 from .model.config import PRESETS as MODEL_PRESETS  # (torch-free: kame.model imports torch lazily)
 
 MAX_SESSIONS = 256  # runtime.max_sessions' ceiling (rows of one batched step)
@@ -61,7 +62,7 @@ def frontend_spec_form(spec: Any) -> tuple[str, str | None, Path | None]:
         if extra is not None:
             raise ConfigError(f"expected hf://ORG/REPO[@REVISION], got {spec!r}")
         return "hf", repo + (f"@{revision}" if revision else ""), None
-    return "path", None, Path(spec.removeprefix("path:")).expanduser()
+    return "path", None, local_path(spec.removeprefix("path:"))
 
 
 def _opt(default: Any, *, choices: Iterable[Any] | None = None, min: float | None = None, max: float | None = None):

@@ -1,6 +1,8 @@
-"""Checks of the files and folders a command will write, made before its work (minutes of
-fitting, a whole conversation), not after it: each failure is a ConfigError naming the option.
+"""Local paths as kame reads them, and checks of the files and folders a command will write,
+made before its work (minutes of fitting, a whole conversation), not after it: each failure is a
+ConfigError naming the option.
 
+    path = local_path("file://~/ck")                                # a spec's or config's local name
     out = check_output_file(args.output, input=args.input)         # -o FILE
     out = check_output_file(args.output, suffix=".wav")             # ... of one type
     folder = check_output_folder(args.out)                          # --out FOLDER
@@ -14,6 +16,12 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import ConfigError
+
+
+def local_path(name: str | Path) -> Path:
+    """A local file or folder as specs (``embedded:``, ``mimi:``, a front-end) and config.json's file
+    names give it: PATH or file://PATH, ~ expanded. The one reading of such a name."""
+    return Path(str(name).removeprefix("file://")).expanduser()
 
 
 def _writable_folder(folder: Path, label: str, what: str) -> None:
@@ -43,7 +51,8 @@ def check_output_file(path: str | Path, *, flag: str = "-o", suffix: str | None 
         example = f"answer{suffix}" if suffix else {"-o": "answer.wav", "--json": "answer.json"}.get(flag)
         raise ConfigError(f"{flag} is empty; give the file to write" + (f", e.g. {flag} {example}" if example else ""))
     out = Path(path)
-    if out.is_dir():  # (before the suffix: "must be a .wav file" would hide that it is a folder)
+    if out.is_dir() or str(path).endswith(("/", os.sep)):  # (before the suffix: "must be a .wav file" would
+        # hide that it is a folder; a name ending in / is one, made or not)
         example = f"such as {out / ('answer' + suffix)}" if suffix else "inside it"
         raise ConfigError(f"{flag} {path} is a folder, cannot write a file there; give a file name {example}")
     if suffix is not None and out.suffix.lower() != suffix:

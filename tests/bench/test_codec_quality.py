@@ -65,3 +65,16 @@ def test_options_recordings_would_ignore_are_refused_first(tmp_path, monkeypatch
     monkeypatch.setattr(registry, "create", lambda *a, **k: pytest.fail("loaded the codec before checking"))
     assert main(["bench", "codec-quality", "--recordings", str(tmp_path), *extra]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_recordings_are_read_before_the_models_load_and_an_empty_name_is_refused(tmp_path, monkeypatch, capsys):
+    # an empty --recordings ran the whole synthesized benchmark (minutes); a missing folder was
+    # found after the codec and whisper had loaded
+    from kame import registry
+    from kame.cli import main
+
+    monkeypatch.setattr(registry, "create", lambda *a, **k: pytest.fail("loaded the codec before checking"))
+    assert main(["bench", "codec-quality", "--recordings", ""]) == 1
+    assert "--recordings is empty; give 'registry', a folder" in capsys.readouterr().err
+    assert main(["bench", "codec-quality", "--recordings", str(tmp_path / "missing")]) == 1
+    assert "is none of them" in capsys.readouterr().err

@@ -47,6 +47,29 @@ def test_bad_folder_and_corrupt_file(tmp_path):
         load_recordings(str(tmp_path))
 
 
+def test_a_transcript_that_cannot_be_read_is_named(tmp_path):
+    # were UnicodeDecodeError / IsADirectoryError tracebacks
+    write_wav(tmp_path / "a.wav", _tone(0.5, 24000), 24000)
+    (tmp_path / "a.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"transcript .*a\.txt is not UTF-8 text \(byte 3\)"):
+        load_recordings(str(tmp_path))
+    (tmp_path / "a.txt").write_bytes("\ufeffcaf\xe9 au lait\r\n".encode("utf-8"))  # a BOM (Windows editors)
+    assert load_recordings(str(tmp_path))[0].text == "caf\xe9 au lait"
+    (tmp_path / "a.txt").unlink()
+    (tmp_path / "a.txt").mkdir()
+    with pytest.raises(ConfigError, match=r"cannot read the transcript .*a\.txt: Is a directory"):
+        load_recordings(str(tmp_path))
+
+
+def test_a_cache_folder_that_cannot_be_made_is_an_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    monkeypatch.setenv("KAME_CACHE", str(blocker))  # was NotADirectoryError
+    with pytest.raises(ConfigError, match=r"cannot make the recordings cache folder .*afile/recordings \(set "
+                                          r"KAME_CACHE to a writable folder; now .*afile\)"):
+        fetch_registry(download=lambda *a: pytest.fail("downloaded"))
+
+
 def _archive(path: Path, members: dict[str, bytes]) -> Path:
     with tarfile.open(path, "w:gz") as tar:
         for name, data in members.items():

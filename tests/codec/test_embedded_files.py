@@ -28,11 +28,11 @@ def test_a_mimi_checkpoint_given_as_the_embedded_codec_says_where_it_goes(tmp_pa
     from safetensors.torch import save_file
 
     save_file({"w": torch.zeros(2)}, str(other))
-    with pytest.raises(CheckpointError, match=r"is not a fitted embedded codec \(its metadata has format None.*kame codec fit"):
+    with pytest.raises(CheckpointError, match=r"is not a fitted embedded codec \(it has no 'kame' metadata\); .*kame codec fit"):
         load(other)
-    # kame metadata that is not JSON (was: "not a readable safetensors file")
+    # kame metadata that is not JSON (was: "not a readable safetensors file", then "format None")
     save_file({"w": torch.zeros(2)}, str(other), metadata={"kame": "{not json"})
-    with pytest.raises(CheckpointError, match=r"is not a fitted embedded codec \(its metadata has format None"):
+    with pytest.raises(CheckpointError, match=r"is not a fitted embedded codec \(its 'kame' metadata is not JSON\)"):
         load(other)
     newer = tmp_path / "newer.safetensors"  # was: "is not a kame-embedded-codec/2 file (format 'kame-embedded-codec/3')"
     newer.write_bytes(model.DEFAULT_PATH.read_bytes().replace(model.FORMAT.encode(), b"kame-embedded-codec/3"))
@@ -52,6 +52,18 @@ def test_a_cut_copy_of_a_fitted_file_says_it_is_truncated(tmp_path):
     (tmp_path / "fit.safetensors.sha256").write_text(f"{model.DEFAULT_SHA256}  fit.safetensors\n")
     with pytest.raises(CheckpointError, match="is truncated"):
         load(cut)
+
+
+def test_a_file_url_and_a_home_path_name_a_local_fitted_file(tmp_path, monkeypatch):
+    # as mimi: and config.json's file names take them (was: "embedded codec file not found: file:/...")
+    copy = tmp_path / "fit.safetensors"
+    copy.write_bytes(model.DEFAULT_PATH.read_bytes())
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for spec in (f"embedded:file://{copy}", "embedded:~/fit.safetensors"):
+        assert registry.create("codec", spec).rvq.codebooks.shape == (8, 2048, 64), spec
+    from kame.config import frontend_spec_form
+
+    assert frontend_spec_form(f"file://{tmp_path}/ck") == ("path", None, tmp_path / "ck")  # a front-end too
 
 
 def test_the_shipped_file_replaced_by_another_fit_says_how_to_fix_it(tmp_path, monkeypatch):

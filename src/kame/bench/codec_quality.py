@@ -166,15 +166,15 @@ def _fmt(x: float, spec: str) -> str:
     return format(x, spec) if math.isfinite(x) else "–"
 
 
-def run_recordings(args: argparse.Namespace, codec, asr: Whisper) -> int:
-    """The --recordings table: transcript drift through the codec on real speech. A recording
-    whisper hears no words in (silent, or no speech it recognises) has no drift: its row and a
-    line below the table say so, and the **all** row covers the recordings with words only."""
+def run_recordings(args: argparse.Namespace, codec, asr: Whisper, recs: list) -> int:
+    """The --recordings table: transcript drift through the codec on real speech (``recs``:
+    recordings.load_recordings). A recording whisper hears no words in (silent, or no speech it
+    recognises) has no drift: its row and a line below the table say so, and the **all** row
+    covers the recordings with words only."""
     from ..errors import ConfigError
-    from .recordings import chunks, load_recordings
+    from .recordings import chunks
 
-    recs = load_recordings(args.recordings, codec.sample_rate)
-    delay, rate = int(getattr(codec, "delay_samples", 0)), codec.sample_rate
+    delay, rate = codec.delay_samples, codec.sample_rate
     rows, t_start = [], time.perf_counter()
     for rec in recs:
         full, te, td = stream_roundtrip(codec, rec.pcm)
@@ -247,7 +247,10 @@ def main(args: argparse.Namespace) -> int:
     from ..codec.embedded.sentences import HELD_OUT
     from ..errors import ConfigError
     from .machine import header
+    from .recordings import load_recordings
 
+    if args.recordings == "":  # (not a folder: Path("") is the current one)
+        raise ConfigError("--recordings is empty; give 'registry', a folder of audio files or one audio file")
     if args.recordings and (args.sentences is not None or args.channel != "clean"):  # both would be ignored
         given = " and ".join(o for o, on in (("--sentences", args.sentences is not None),
                                              ("--channel", args.channel != "clean")) if on)
@@ -258,13 +261,14 @@ def main(args: argparse.Namespace) -> int:
     command = header(args, add_arguments, "codec-quality")
     if args.sentences is None:
         args.sentences = len(HELD_OUT)
+    recs = load_recordings(args.recordings) if args.recordings else None  # its errors before the models load
     torch.set_num_threads(args.threads)
     codec = registry.create("codec", args.codec)
     print(command + "\n", flush=True)
     asr = Whisper()
-    if args.recordings:
-        return run_recordings(args, codec, asr)
-    delay = int(getattr(codec, "delay_samples", 0))
+    if recs is not None:
+        return run_recordings(args, codec, asr, recs)
+    delay = codec.delay_samples
     texts = HELD_OUT[: args.sentences]
     pairs = [(voice, text) for voice, _ in HELD_OUT_VOICES for text in texts]
     clips = dict(zip(((v.label, t) for v, t in pairs), speak(pairs, seed=1)))  # repeatable speech

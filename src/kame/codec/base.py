@@ -163,6 +163,7 @@ class Codec(ABC):
     frame_size: int = 1920
     num_codebooks: int = 8
     cardinality: int = 2048
+    delay_samples: int = 0  # the decoded audio lags the input by this many samples (embedded: 480)
 
     @abstractmethod
     def encode(self, pcm: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,7 @@ from safetensors.torch import save_file
 from ..config import frontend_spec_form
 from ..errors import CheckpointError, ConfigError, NotAvailableError
 from ..hub import HubFileNotFound, HubUnreachable, hf_download, split_hf
+from ..paths import local_path
 from .config import DTYPE_NAMES, LMConfig, config_json, moshi_7b, preset
 from .lm import LMModel
 from .stepper import Sampling, Stepper
@@ -156,7 +157,7 @@ def _umask() -> int:
 def local_name(name: str) -> Path | None:
     """A name config.json gives as file://PATH or an absolute PATH (~ expanded): that Path; None for
     hf:// names and names relative to the checkpoint's folder or repo."""
-    path = Path(name.removeprefix("file://")).expanduser()
+    path = local_path(name)
     return path if name.startswith("file://") or path.is_absolute() else None
 
 

@@ -54,7 +54,10 @@ def safetensors_header(path: str | Path) -> tuple[dict[str, dict], dict[str, str
                                   f"copy it again")
         if size == 8 + n + end:
             return header, meta if isinstance(meta, dict) else {}
-    if size < 8 or header is not None or (text[:1] == b"{" and len(text) < n):
+    if size < 8:  # not even the header's length
+        raise CheckpointError(f"{path} has only {size} byte{'s' * (size != 1)}: not a safetensors file (or a copy "
+                              f"cut short: download or copy it again)")
+    if header is not None or (text[:1] == b"{" and len(text) < n):
         full = f"the {8 + n + end} bytes its header describes" if header is not None else "its header"
         raise CheckpointError(f"{path} is truncated: it has {size} bytes, fewer than {full} (an incomplete "
                               f"download or copy): download or copy it again")

@@ -31,6 +31,7 @@ from typing import Sequence
 import torch
 
 from ...errors import CheckpointError, ConfigError, NotAvailableError
+from ...paths import local_path
 from ..base import (Codec, CodecStream, check_batch_size, check_codes, check_frame, check_num_codebooks, check_pcm,
                     rows_mask)
 from .config import EmbeddedCodecConfig
@@ -255,7 +256,7 @@ def load(path: str | Path | None = None, *, sha256: str | None = None) -> Embedd
     if str(path).startswith("hf://"):
         raise ConfigError(f"the embedded codec loads local files only, got {str(path)!r} "
                           "(it is fitted by `kame codec fit -o FILE`)")
-    path = Path(path).expanduser() if path is not None else DEFAULT_PATH
+    path = local_path(path) if path is not None else DEFAULT_PATH
     if not path.exists():
         if default:
             raise NotAvailableError(
@@ -296,8 +297,9 @@ def load(path: str | Path | None = None, *, sha256: str | None = None) -> Embedd
         if isinstance(fmt, str) and fmt.startswith(FORMAT.split("/")[0] + "/"):
             raise CheckpointError(f"{path} is an embedded codec file of format {fmt!r}, written by another kame "
                                   f"version; this one reads {FORMAT!r}: refit it with `kame codec fit -o FILE`")
-        raise CheckpointError(f"{path} is not a fitted embedded codec (its metadata has format {fmt!r}, not "
-                              f"{FORMAT!r}); make one with `kame codec fit -o FILE`")
+        what = ("its 'kame' metadata is not JSON" if meta is None else "it has no 'kame' metadata" if not meta
+                else f"its metadata has format {fmt!r}, not {FORMAT!r}")
+        raise CheckpointError(f"{path} is not a fitted embedded codec ({what}); make one with `kame codec fit -o FILE`")
     if not isinstance(meta.get("fit", {}), dict):
         raise CheckpointError(f"{path}: metadata 'fit' must be a dict")
     cfg = _config(path, meta.get("config", {}))

@@ -26,6 +26,7 @@ import torch
 
 from ...errors import CheckpointError, ConfigError
 from ...hub import HubUnreachable, hf_download, split_hf
+from ...paths import local_path
 from ..base import check_num_codebooks
 from .config import MIMI_NAME, MimiConfig
 from .model import MimiCodec, MimiModel
@@ -68,7 +69,7 @@ def resolve_source(source: str | Path) -> Path:
                 raise
             raise HubUnreachable(f"{exc} (nor is the repo's config.json, which may name another Mimi file as "
                                  f"mimi_name)") from None
-    path = Path(s.removeprefix("file://")).expanduser()  # as mimi_name takes it
+    path = local_path(s)
     if path.is_dir():
         cfg = path / "config.json"
         raw = None
