@@ -202,7 +202,9 @@ class ServerConfig:  # the fields of kame.server.app.ServerConfig (kept in sync)
     hard_message_factor: int = _opt(4, min=1)  # beyond max_message_bytes * this, the socket is closed
     idle_timeout_s: float = _opt(30.0, min=0.0)  # no client audio for this long -> error + close
     auth_token: str | None = None  # if set, required as Bearer header or ?token= (env KAME_AUTH_TOKEN)
-    send_queue_messages: int = _opt(64, min=1)  # per-client outgoing queue (~5 s of 80 ms audio)
+    # per-client outgoing queue (~5 s of 80 ms audio); at least 16: the start of a session and one
+    # burst of an agent's text and metadata, which cannot be dropped (below, sessions failed as "not reading")
+    send_queue_messages: int = _opt(64, min=16)
     send_timeout_s: float = _opt(10.0, min=0.0)  # one send blocked this long -> the client is gone
     max_errors: int = _opt(100, min=1)  # protocol errors per connection before it is closed
     static_dir: str | None = None  # default: the package's static/ folder

@@ -50,6 +50,7 @@ def test_frontend_sampling_and_oracle_default_to_the_checkpoints(tmp_path):
     ("runtime.batched=3", "runtime.batched: expected true/false"),
     ("runtime=3", "runtime: expected a table"),
     ("frontend.spec.x=1", "frontend.spec"),
+    ("server.send_queue_messages=4", "server.send_queue_messages: must be >= 16"),  # (was >= 1: 2-4 failed every session)
     ("server.port=70000", "server.port: must be <= 65535"),
     ("noequals", "key=value"),
     ("frontend.device=banana", "frontend.device 'banana' is not a torch device"),

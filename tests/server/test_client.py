@@ -425,3 +425,33 @@ def test_client_help_documents_exit_status(capsys):
     out = capsys.readouterr().out
     assert "exit status:" in out and "1001" in out and "server error: CODE: MESSAGE" in out
     assert "drops input it cannot keep up with" in " ".join(out.split())
+
+
+async def test_a_server_message_the_client_cannot_read_is_skipped_and_the_session_goes_on(wav, tmp_path, capsys):
+    """Moshi's 0x07 (coloured text), bad JSON, bad Ogg: were `error: unknown message kind 0x07`
+    and exit 1 with nothing written."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from kame.server import protocol as P
+
+    async def handler(request):
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_bytes(P.handshake())
+        for bad in (b"\x07\x00hi", b"\x04{not json", b"\x01not ogg"):
+            await ws.send_bytes(bad)
+        await ws.send_bytes(P.encode(P.Kind.TEXT, "still here"))
+        await ws.send_bytes(P.encode(P.Kind.PCM, P.pcm16_encode(np.full(1920, 0.1, np.float32))))
+        async for msg in ws:  # until the client closes
+            pass
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/api/chat", handler)
+    async with TestServer(app) as server:
+        out, js = tmp_path / "o.wav", tmp_path / "o.json"
+        assert await _main([f"http://127.0.0.1:{server.port}", wav, "--fast", "--tail", "0.3", "-o", out, "--json", js]) == 0
+    err = capsys.readouterr().err
+    assert err.count("server error: unreadable_message: kame client skipped a server message it cannot read") == 3
+    assert json.loads(js.read_text())["text"] == "still here" and sf.info(out).frames == 1920

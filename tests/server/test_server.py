@@ -478,8 +478,11 @@ class _FloodAgent:
         return _FloodSession(f"flood{self.n}")
 
 
-async def test_slow_client_is_dropped_then_closed_without_stalling_others():
+async def test_slow_client_is_dropped_then_closed_without_stalling_others(caplog):
+    import logging
     import socket
+
+    caplog.set_level(logging.WARNING, logger="kame.server.app")
 
     async with running_server(agent=_FloodAgent(), send_queue_messages=8, send_timeout_s=0.5,
                               max_message_bytes=1 << 20) as (url, server), aiohttp.ClientSession() as http:
@@ -506,6 +509,8 @@ async def test_slow_client_is_dropped_then_closed_without_stalling_others():
         assert saw_drops  # the slow client's oldest audio was dropped...
         assert slow not in server.connections  # ... and it was closed once a send stayed blocked
         assert slow.close_reason == "client stopped reading"
+        assert "connection flood1 dropped: the client stopped reading (a send waited 0.5 s)" in caplog.text  # (was: no
+        # line at all)
         assert got > 50 and fast.queue.dropped < slow.queue.dropped  # the reading client kept being served
         writer.close()
 

@@ -48,7 +48,7 @@ class ServerConfig:
     hard_message_factor: int = 4  # beyond max_message_bytes * this, the socket is closed (1009)
     idle_timeout_s: float = 30.0  # no client audio for this long -> 0x05 error + close
     auth_token: str | None = None  # if set, required as Bearer header or ?token=
-    send_queue_messages: int = 64  # per-client outgoing queue (~5 s of 80 ms audio)
+    send_queue_messages: int = 64  # per-client outgoing queue (~5 s of 80 ms audio; kame.config: at least 16)
     send_timeout_s: float = 10.0  # one send blocked this long -> the client is gone, close
     max_errors: int = 100  # protocol errors per connection before it is closed
     static_dir: str | None = None  # default: the package's static/ folder
@@ -145,6 +145,7 @@ class Connection:
                 if not t.cancelled() and t.exception() is not None:
                     exc = t.exception()
                     if isinstance(exc, SlowClient):
+                        log.warning("connection %s closed: %s", self.session.id, exc)
                         self.close_code, self.close_reason = WSCloseCode.POLICY_VIOLATION, str(exc)
                     elif isinstance(exc, ConnectionError):  # the client went away mid-send
                         log.info("connection %s lost: %s", self.session.id, exc)
@@ -272,6 +273,8 @@ class Connection:
                 self._fatal("idle_timeout", f"no audio from the client for {timeout:g} s", WSCloseCode.POLICY_VIOLATION)
                 return
             if self.send_started is not None and now - self.send_started >= self.cfg.send_timeout_s:
+                log.warning("connection %s dropped: the client stopped reading (a send waited %g s)",
+                            self.session.id, self.cfg.send_timeout_s)
                 self.close_code, self.close_reason = WSCloseCode.POLICY_VIOLATION, "client stopped reading"
                 if self.transport is not None:
                     self.transport.abort()

@@ -157,6 +157,16 @@ class Receiver:
         return reply_pending(self.turn_metas, self.sent_s, at="sent_s")
 
     def feed(self, data: bytes) -> None:
+        """One server message into the result. One the client cannot read (an unknown kind such as
+        Moshi's 0x07, bad JSON, bad Ogg, ...) is kept as a non-fatal error and skipped: the session
+        goes on (was: it ended the client, with nothing written)."""
+        try:
+            self._feed(data)
+        except P.ProtocolError as exc:
+            self.res.errors.append({"code": "unreadable_message", "fatal": False,
+                                    "message": f"kame client skipped a server message it cannot read: {exc}"})
+
+    def _feed(self, data: bytes) -> None:
         kind, payload = P.decode(data)
         r = self.res
         if kind == P.Kind.HANDSHAKE:
