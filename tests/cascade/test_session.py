@@ -188,6 +188,27 @@ async def test_bad_audio_is_reported_and_dropped():
     await d.close()
 
 
+async def test_audio_sent_faster_than_real_time_is_dropped_beyond_the_backlog(caplog):
+    """(was: all of it taken: a client that sent 109 s at once kept the STT and the VAD busy while
+    other sessions waited) The audio may run runtime.max_input_backlog_s ahead of the clock; the
+    newest is kept, the rest counted in the final stats; real-time audio loses nothing."""
+    clock = FakeClock()
+    stt = FakeSTT()
+    agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock), stt=stt,
+                            **{"runtime.max_input_backlog_s": 0.4})
+    s = await agent.open_session()
+    d = Driver(clock, s)
+    await d.step(frames=5)  # 0.4 s in real time (the first frame: 0.08 s ahead)
+    flood = np.zeros(24000 * 3, np.float32)
+    await s.push_audio(flood)  # 3 s at once: 0.32 s of room left, the rest dropped
+    await d.step(frames=10)  # real time again: nothing more dropped
+    await d.close()
+    stats = d.metas("stats")[-1]
+    assert stats["dropped_input_s"] == pytest.approx(3.0 - 0.32, abs=1e-3)
+    assert 15 < stt.frames <= 5 + 4 + 10  # 0.32 s of the flood is 4 frames (without the bound: 52)
+    assert "the client sends audio faster than real time (3.40 s of it in 0.32 s)" in caplog.text
+
+
 async def test_capacity_and_close():
     clock = FakeClock()
     agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock), **{"runtime.max_sessions": 1})

@@ -186,6 +186,7 @@ class CascadeAgent(Agent):
             vad_pool=self._vad_pool, retry_s=float(getattr(backend, "retry_s", 1.0)),
             stall_s=float(getattr(backend, "stt_stall_s", STALL_S)),
             names={k: self.components.get(k) for k in ("stt", "llm", "tts")},
+            max_backlog_s=float(getattr(getattr(self.config, "runtime", None), "max_input_backlog_s", 1.0)),
         )
         self.sessions[sid] = s
         s._emit(Meta({"type": "info", "session": sid, **self.components}))

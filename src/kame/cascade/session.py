@@ -66,6 +66,7 @@ class CascadeStats:
     bad_audio: int = 0  # push_audio chunks refused (not a float numpy array, not mono, NaN, int16-scale)
     backend_failures: int = 0  # STT / LLM / TTS failures reported (ErrorEvent)
     dropped_frames: int = 0  # 80 ms user frames the STT never got (while it was down or took no audio)
+    dropped_input_s: float = 0.0  # user audio dropped on arrival: sent faster than real time (max_backlog_s)
     dropped_outputs: int = 0  # outputs nobody read (beyond MAX_PENDING_OUTPUTS)
 
     def to_json(self) -> dict:
@@ -103,6 +104,7 @@ class CascadeSession(Session):
         retry_s: float = 1.0,
         stall_s: float = STALL_S,
         names: dict | None = None,
+        max_backlog_s: float = 1.0,
     ) -> None:
         self.id = session_id
         self.stt, self.llm, self.tts = stt, llm, tts
@@ -123,6 +125,12 @@ class CascadeSession(Session):
         self.history: list[Turn] = []
         self._out: asyncio.Queue[Output | None] = asyncio.Queue()
         self._buf = np.zeros(0, np.float32)
+        # the audio may run at most max_backlog_s ahead of the clock since it began (as the tandem's
+        # input backlog, runtime.max_input_backlog_s): a client flooding faster than real time cannot
+        # make the STT and VAD work through minutes of audio while other sessions wait
+        self._max_ahead = int(max_backlog_s * SAMPLE_RATE)
+        self._audio_t0: float | None = None  # clock time of the first audio
+        self._heard = 0  # samples taken
         self._push_lock = asyncio.Lock()
         self._last_frame_t: float | None = None
         self._reply: ReplyPipeline | None = None
@@ -143,9 +151,30 @@ class CascadeSession(Session):
             self.stats.bad_audio += 1
             self._emit(ErrorEvent(f"bad audio dropped: {err}", self.clock.now()))
             return
-        pcm = np.asarray(pcm, np.float32).reshape(-1)
+        pcm = self._within_real_time(np.asarray(pcm, np.float32).reshape(-1))
         async with self._push_lock:  # concurrent pushes keep frame order and timing
             await self._push(pcm)
+
+    def _within_real_time(self, pcm: np.ndarray) -> np.ndarray:
+        """The newest part of ``pcm`` that keeps the audio taken within max_backlog_s of the
+        clock time since the first audio; the rest is dropped and counted (dropped_input_s),
+        logged the first time. A client sending in real time (or file mode, whose clock moves
+        with the audio) loses nothing."""
+        now = self.clock.now()
+        if self._audio_t0 is None:
+            self._audio_t0 = now
+        room = int((now - self._audio_t0) * SAMPLE_RATE) + self._max_ahead - self._heard
+        if len(pcm) > room:
+            cut = len(pcm) - max(room, 0)
+            if not self.stats.dropped_input_s:
+                log.warning("session %s: the client sends audio faster than real time (%.2f s of it in %.2f s); "
+                            "keeping %.2f s ahead at most (runtime.max_input_backlog_s) and dropping the rest "
+                            "(counted in stats dropped_input_s)", self.id, (self._heard + len(pcm)) / SAMPLE_RATE,
+                            now - self._audio_t0, self._max_ahead / SAMPLE_RATE)
+            self.stats.dropped_input_s = round(self.stats.dropped_input_s + cut / SAMPLE_RATE, 3)
+            pcm = pcm[cut:]
+        self._heard += len(pcm)
+        return pcm
 
     async def _push(self, pcm: np.ndarray) -> None:
         now = self.clock.now()

@@ -397,7 +397,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          f"up to this many seconds of silence in all (default {DEFAULT_MAX_TAIL_S:g})")
     ap.add_argument("--fast", action="store_true",
                     help="do not pace the upload in real time; the server drops input it cannot keep up with "
-                         "(a tandem keeps [runtime] max_input_backlog_s, 1 s; a warning says how much was "
+                         "(the tandem and the cascade keep [runtime] max_input_backlog_s, 1 s; a warning says how much was "
                          "dropped), so most of a question is lost: for checking a connection, not for asking")
     ap.epilog, ap.formatter_class = EPILOG, argparse.RawDescriptionHelpFormatter
 
