@@ -59,8 +59,13 @@ def test_client_bad_tail_is_an_error_before_connecting(wav, tail, capsys):
     assert e.value.code == 2 and "--tail" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("url, said", [(DEAD, "cannot connect to http://127.0.0.1:1"),
-                                       ("foo://bar", "foo://bar: the URL must start with ws://, wss://, http:// or https://")])
+@pytest.mark.parametrize("url, said", [
+    (DEAD, "cannot connect to http://127.0.0.1:1: connection refused (is `kame serve` running there"),  # (was:
+    # "Connect call failed ('127.0.0.1', 1)")
+    ("foo://bar", "foo://bar: the URL must start with ws://, wss://, http:// or https://"),
+    ("ws://127.0.0.1:99999", "ws://127.0.0.1:99999: Port out of range 0-65535"),  # (was: InvalidUrlClientError)
+    ("http://::1:8998/", "(an IPv6 address goes in brackets: http://[::1]:8998/)"),  # (was: InvalidUrlClientError)
+])
 def test_client_unreachable_or_bad_url_is_an_error(wav, url, said, capsys):
     assert main([url, str(wav)]) == 1
     err = capsys.readouterr().err
@@ -455,3 +460,23 @@ async def test_a_server_message_the_client_cannot_read_is_skipped_and_the_sessio
     err = capsys.readouterr().err
     assert err.count("server error: unreadable_message: kame client skipped a server message it cannot read") == 3
     assert json.loads(js.read_text())["text"] == "still here" and sf.info(out).frames == 1920
+
+
+async def test_a_refusal_from_another_web_server_is_told_without_its_html(wav, capsys):
+    # (was: "refused: HTTP 404: <!DOCTYPE HTML> ... <p>Error code at ws://..." cut at 200 characters)
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    page = "<!DOCTYPE HTML><html><head><title>Error response</title></head><body><h1>Error response</h1>" \
+           "<p>Error code: 404</p><p>Message: File not found.</p></body></html>"
+
+    async def handler(request):
+        return web.Response(status=404, text=page, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/api/chat", handler)
+    async with TestServer(app) as server:
+        assert await _main([f"http://127.0.0.1:{server.port}", wav]) == 1
+    err = capsys.readouterr().err
+    assert "refused: HTTP 404: Error response Error response Error code: 404 Message: File not found. at ws://" in err
+    assert "<" not in err

@@ -534,7 +534,8 @@ def main(args) -> int:
         # aiohttp runs this hook before it listens itself: listen now, so that a client that
         # connects on the line below waits in the backlog instead of being refused
         sock.listen(128)
-        print(f"kame: serving on http://{cfg.host}:{port}/ (WebSocket /api/chat)", flush=True)
+        host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host  # an IPv6 address, as a URL writes it
+        print(f"kame: serving on http://{host}:{port}/ (WebSocket /api/chat)", flush=True)
 
     app.on_startup.append(announce)
     web.run_app(app, sock=sock, print=None, handle_signals=True, access_log_class=AccessLogger)

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -128,6 +129,11 @@ def chat_url(url: str, token: str | None = None, pcm: bool = False) -> str:
         raise ConfigError(f"{url}: the URL must start with ws://, wss://, http:// or https://")
     if not parts.netloc:
         raise ConfigError(f"{url}: the URL has no host")
+    try:
+        parts.port  # (raises for a port that is not a number in 0..65535)
+    except ValueError as exc:
+        hint = " (an IPv6 address goes in brackets: http://[::1]:8998/)" if parts.netloc.count(":") > 1 else ""
+        raise ConfigError(f"{url}: {exc}{hint}") from None
     path = parts.path.rstrip("/")
     if not path.endswith("/api/chat"):
         path += "/api/chat"
@@ -229,8 +235,9 @@ def _refusal_keeper(res: ChatResult) -> aiohttp.TraceConfig:
             why = json.loads(body)
         except ValueError:
             why = None
-        if not isinstance(why, dict):  # not kame serve: the body's text, if any
-            why = {"message": " ".join(body.split())[:200]} if body.strip() else None
+        if not isinstance(why, dict):  # not kame serve: the body's text, if any (an HTML page's, without tags)
+            text = " ".join(re.sub(r"<[^>]*>", " ", body).split())
+            why = {"message": text[:200] + ("..." if len(text) > 200 else "")} if text else None
         res.refusal = why
 
     trace = aiohttp.TraceConfig()
@@ -436,7 +443,10 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except aiohttp.ClientConnectorError as exc:  # nothing listens there, the name does not resolve, ...
-        print(f"error: cannot connect to {a.url}: {exc.os_error.strerror or exc}", file=sys.stderr)
+        why = exc.os_error.strerror or str(exc)
+        if isinstance(exc.os_error, ConnectionRefusedError) or "Connect call failed" in why:
+            why = "connection refused (is `kame serve` running there, on that port?)"
+        print(f"error: cannot connect to {a.url}: {why}", file=sys.stderr)
         return 1
     except (aiohttp.ClientError, OSError) as exc:  # e.g. the connection was lost
         print(f"error: {a.url}: {type(exc).__name__}: {exc}", file=sys.stderr)
