@@ -96,3 +96,16 @@ def test_codec_and_sessions_benches_check_every_spec_before_measuring(monkeypatc
                  "--sessions", "1", "--seconds", "0.5"]) == 1
     assert "unknown random front-end 'random:typo'" in capsys.readouterr().err
     assert measured == []
+
+
+def test_a_codec_spec_that_cannot_work_is_refused_before_torch_loads():
+    # (was: about 2 s of imports first)
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom kame.cli import main\n"
+            "rcs = [main(['bench', cmd, '--codec', 'nonsense:x']) for cmd in ('codec', 'codec-quality')]\n"
+            "print(rcs, 'torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[1, 1] False", out.stderr
+    assert out.stderr.count("unknown codec spec 'nonsense:x'") == 2

@@ -116,12 +116,16 @@ def table(rows: list[dict]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    from .. import registry
+
+    specs = args.codec or DEFAULT_CODECS
+    for spec in specs:  # a spec that cannot work: said at once, before torch loads
+        registry.check_spec("codec", spec)
     import torch
 
     from .machine import header
 
     torch.set_num_threads(args.threads)
-    specs = args.codec or DEFAULT_CODECS
     loaded = [load_codec(s, args.dtype) for s in specs]  # every one, before the first is measured
     print(header(args, add_arguments, "codec"), flush=True)
     rows = [bench_one(s, codec, load_s, args.frames, args.warmup, args.batch) for s, (codec, load_s) in zip(specs, loaded)]

@@ -239,9 +239,11 @@ def run_recordings(args: argparse.Namespace, codec, asr: Whisper, recs: list) ->
 
 
 def main(args: argparse.Namespace) -> int:
+    from .. import registry
+
+    registry.check_spec("codec", args.codec)  # a spec that cannot work: said at once, before torch loads
     import torch
 
-    from .. import registry
     from ..codec.embedded.channel import CHANNELS, apply_channel
     from ..codec.embedded.data import HELD_OUT_VOICES, speak
     from ..codec.embedded.sentences import HELD_OUT
