@@ -40,6 +40,7 @@ MAX_SESSIONS = 256  # runtime.max_sessions' ceiling (rows of one batched step)
 _DEVICE = re.compile(r"(cpu|cuda|mps)(:\d+)?")  # a device option's form (kame.model.loaders.parse_device)
 # The presets of a "random:NAME" front-end: all but "7b" (random 7B weights do not fit in memory)
 RANDOM_FRONTENDS = tuple(p for p in MODEL_PRESETS if p != "7b")
+MODES = ("tandem", "cascade")  # the agents a config builds (kame.runtime.engine.build_agent)
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")  # a "scheme:" prefix (2+ characters: not a drive letter)
 
 
@@ -221,7 +222,7 @@ except ImportError:  # pragma: no cover - cascade not installed/ready
 
 @dataclass
 class KameConfig:
-    mode: str = _opt("tandem", choices=("tandem", "cascade"))
+    mode: str = _opt("tandem", choices=MODES)
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     codec: CodecConfig = field(default_factory=CodecConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
@@ -230,7 +231,12 @@ class KameConfig:
     cascade: CascadeConfig = field(default_factory=CascadeConfig)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The config as plain data, to write beside a run: a server.auth_token is masked (was:
+        written out as it is, e.g. from a config file shared with `kame serve`)."""
+        d = dataclasses.asdict(self)
+        if d["server"].get("auth_token"):
+            d["server"]["auth_token"] = "***"
+        return d
 
 
 # ----------------------------------------------------------------------------------------
@@ -289,9 +295,9 @@ def _apply(obj: Any, data: Mapping[str, Any], prefix: str = "") -> None:
             setattr(obj, key, _check_value(path, f, tp, value))
 
 
-def parse_override(item: str) -> tuple[str, Any]:
-    """``"a.b=value"`` -> ("a.b", value); value parsed as a TOML value when it is one
-    (numbers, true/false, "quoted"), else taken as a plain string."""
+def parse_override(item: str) -> tuple[str, Any, str]:
+    """``"a.b=value"`` -> ("a.b", value, the text after "="); value parsed as a TOML value when it
+    is one (numbers, true/false, "quoted"), else taken as a plain string."""
     key, sep, raw = item.partition("=")
     key = key.strip()
     if not sep or not key:
@@ -301,10 +307,11 @@ def parse_override(item: str) -> tuple[str, Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
-    return key, value
+    return key, value, raw
 
 
-def _override(cfg: KameConfig, key: str, value: Any) -> None:
+def _override(cfg: KameConfig, key: str, value: Any, raw: str | None = None) -> None:
+    """Set one key; ``raw``: the text the user typed (--set), which a string key keeps as it is."""
     parts = key.split(".")
     obj: Any = cfg
     for i, part in enumerate(parts[:-1]):
@@ -319,8 +326,9 @@ def _override(cfg: KameConfig, key: str, value: Any) -> None:
     fields = {f.name: f for f in dataclasses.fields(obj)}
     if name in fields and str in (_type_of(type(obj), name), *typing.get_args(_type_of(type(obj), name))) \
             and not isinstance(value, str):
-        # --set server.auth_token=1234 / backend.system_prompt=true stay strings
-        value = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        # --set server.auth_token=1234 / backend.system_prompt=true stay strings, as typed (was:
+        # str() of the number: "2.50" became "2.5", "1e5" "100000.0", "0x1F" "31")
+        value = raw if raw is not None else ("true" if value else "false") if isinstance(value, bool) else str(value)
     _apply(obj, {name: value}, prefix=".".join(parts[:-1]) + "." if len(parts) > 1 else "")
 
 
@@ -347,9 +355,10 @@ def load_config(
     if isinstance(overrides, (str, bytes)):  # (iterating it would give one-character "overrides")
         raise ConfigError(f"overrides: give a list of 'key=value' strings or a mapping, got the string {overrides!r}")
     if overrides:
-        items = overrides.items() if isinstance(overrides, Mapping) else (parse_override(s) for s in overrides)
-        for key, value in items:
-            _override(cfg, key, value)
+        items = ((k, v, None) for k, v in overrides.items()) if isinstance(overrides, Mapping) \
+            else (parse_override(s) for s in overrides)
+        for key, value, raw in items:
+            _override(cfg, key, value, raw)
     for f in dataclasses.fields(cfg):  # section-level checks, once the overrides are in
         validate = getattr(getattr(cfg, f.name), "validate", None)
         if callable(validate):
@@ -379,4 +388,9 @@ def add_config_arguments(parser) -> None:
 
 
 def config_from_args(args) -> KameConfig:
-    return load_config(getattr(args, "config", None), getattr(args, "overrides", None) or [])
+    """The config of ``--config`` and ``--set``, and ``--mode`` (tandem/cascade) when the command has
+    it: applied as the last override, so the checks that depend on the mode see it (was: set after
+    them, so `--mode tandem` on a cascade config with backend.stt=none was refused)."""
+    mode = getattr(args, "mode", None)
+    sets = list(getattr(args, "overrides", None) or []) + ([f"mode={mode}"] if mode in MODES else [])
+    return load_config(getattr(args, "config", None), sets)

@@ -23,7 +23,7 @@ def test_defaults_file_and_overrides(tmp_path):
     assert cfg.runtime.max_sessions == 2 and cfg.server.port == 9000  # --set wins over the file
     assert cfg.backend.llm == "openai:gpt-4.1" and cfg.server.auth_token == "1234"
     assert cfg.runtime.batched is False and cfg.backend.system_prompt == "Be brief, please."
-    assert parse_override("a.b = 3") == ("a.b", 3)
+    assert parse_override("a.b = 3") == ("a.b", 3, "3")
 
 
 def test_frontend_sampling_and_oracle_default_to_the_checkpoints(tmp_path):
@@ -200,6 +200,9 @@ def test_set_typos_list_the_known_keys_and_strings_stay_strings():
         load_config(None, ["fronend.spec=x"])
     cfg = load_config(None, ["backend.system_prompt=true", "server.auth_token=1234"])
     assert cfg.backend.system_prompt == "true" and cfg.server.auth_token == "1234"  # (was: true an error)
+    for typed in ("2.50", "1e5", "0x1F", "1_000", "+5", "2024-01-01T10:00:00"):  # as typed (was: "2.5",
+        # "100000.0", "31", "1000", "5", "2024-01-01 10:00:00": a folder "2.50" was "not a folder")
+        assert load_config(None, [f"server.auth_token={typed}"]).server.auth_token == typed
     with pytest.raises(ConfigError, match="overrides: give a list of 'key=value' strings"):
         load_config(None, "backend.llm=none")  # (was: "--set expects key=value, got 'b'")
 
@@ -221,3 +224,28 @@ def test_retry_s_has_a_floor():
     """retry_s = 0 restarted a dead STT in a tight loop (an ErrorEvent per event-loop pass)."""
     with pytest.raises(ConfigError, match="backend.retry_s"):
         load_config(None, ["backend.retry_s=0"])
+
+
+def test_the_config_written_beside_a_run_masks_the_auth_token():
+    # (was: OUT.json held the token as it is, e.g. from a config file shared with `kame serve`)
+    d = load_config(None, ["server.auth_token=s3cret"]).to_dict()
+    assert d["server"]["auth_token"] == "***" and "s3cret" not in repr(d)
+    assert load_config().to_dict()["server"]["auth_token"] is None  # none set: none shown
+
+
+def test_mode_option_is_applied_before_the_checks_that_depend_on_it(tmp_path):
+    # (was: `kame run --config casc.toml --mode tandem --set backend.stt=none` refused: "backend.stt =
+    # 'none' cannot be used with mode = 'cascade'", the --mode set only after the checks)
+    import argparse
+
+    from kame.config import config_from_args
+
+    casc = tmp_path / "casc.toml"
+    casc.write_text('mode = "cascade"\n')
+    args = argparse.Namespace(config=str(casc), overrides=["backend.stt=none"], mode="tandem")
+    assert config_from_args(args).mode == "tandem"
+    args = argparse.Namespace(config=None, overrides=["mode=cascade", "backend.llm=none"], mode="tandem")
+    assert config_from_args(args).mode == "tandem"  # --mode wins over --set mode=
+    args.mode = "both"  # (kame demo's: each run gets its own)
+    with pytest.raises(ConfigError, match="backend.llm = 'none' cannot be used with mode = 'cascade'"):
+        config_from_args(args)

@@ -16,7 +16,7 @@ from kame.audio import write_wav
 from kame.cli import main
 from kame.runtime import filemode
 from kame.runtime.clock import FakeClock
-from kame.runtime.filemode import _print_summary, answer_missing
+from kame.runtime.filemode import _print_summary, answer_missing, unheard
 
 CODEC = "mimi:random-tiny"
 
@@ -47,7 +47,7 @@ def test_ctrl_c_ends_the_run_and_writes_what_was_played(tmp_path, monkeypatch, c
 
 
 def _rec(**kw) -> dict:
-    rec = {"components": {"mode": "tandem", "llm": "embedded"}, "oracle": [], "metrics": [],
+    rec = {"components": {"mode": "tandem", "stt": "embedded", "llm": "embedded"}, "oracle": [], "metrics": [],
            "transcripts": [{"final": True, "text": "what is the capital of France", "t": 3.76,
                             "words": [{"word": "what", "start": 0.1, "end": 0.4},
                                       {"word": "France", "start": 1.4, "end": 1.66}]}]}
@@ -83,6 +83,30 @@ def test_the_summary_warns_that_the_answer_never_reached_the_front_end(tmp_path,
     assert "warning   the back-end's answer to the user's last words (ending at 1.66 s) had not reached " \
            "the front-end's oracle when out.wav ended at 4.80 s" in out
     assert "the STT's last final came 2.10 s after the speech" in out and "give a longer --tail" in out
+
+
+def test_the_answer_missing_warning_blames_back_end_errors_or_fast_before_the_tail(tmp_path, capsys):
+    # (was: "give a longer --tail" when the LLM could not be reached, and with --fast)
+    miss = {"last_word_end": 1.66, "stt_final_latency": None, "llm_ttft": None}
+    _print_summary(_summary(answer_missing=miss, errors=3), tmp_path / "out.wav", True)
+    line = next(x for x in capsys.readouterr().out.splitlines() if "had not reached" in x)
+    assert line.endswith("its back-end reported 3 error(s): see 'errors' in out.json")
+    _print_summary(_summary(answer_missing=miss, pacing="fast"), tmp_path / "out.wav", True)
+    line = next(x for x in capsys.readouterr().out.splitlines() if "had not reached" in x)
+    assert line.endswith("--fast leaves its STT, LLM and TTS no time: leave it out")
+
+
+def test_speech_the_stt_never_transcribed_is_warned_about(tmp_path, capsys):
+    # (was: a tandem run with --fast printed heard '' and no warning though the VAD found speech)
+    vad = [{"event": "start", "t": 0.06}, {"event": "end", "t": 1.98},
+           {"event": "start", "t": 3.0}, {"event": "end", "t": 4.0}, {"event": "start", "t": 5.0}]
+    assert unheard(_rec(vad=vad)) == (2, 3)  # words only in the first stretch
+    assert unheard(_rec(vad=vad[:2])) is None
+    assert unheard(_rec(vad=vad, transcripts=[])) == (3, 3)
+    assert unheard(_rec(vad=vad, components={"mode": "tandem", "stt": "none"})) is None
+    _print_summary(_summary(unheard=(3, 3), pacing="fast", heard=""), tmp_path / "out.wav", True)
+    assert "warning   the STT transcribed nothing in 3 of the 3 stretches of speech the VAD found in out.wav; " \
+           "--fast leaves its STT, LLM and TTS no time: leave it out" in capsys.readouterr().out
 
 
 def test_many_latencies_are_summarized_not_listed(tmp_path, capsys):

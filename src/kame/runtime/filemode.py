@@ -316,6 +316,26 @@ def unanswered(rec: dict) -> bool:
                 and not _agent_text(rec))
 
 
+def unheard(rec: dict) -> tuple[int, int] | None:
+    """(stretches of speech the VAD found in which the STT transcribed no word, stretches), or None
+    when it heard words in all of them (or there is no STT). The tandem's --fast runs its frames
+    ahead of its STT, which then hears little or nothing, and only this says so."""
+    if rec.get("components", {}).get("stt") in (None, "none"):
+        return None
+    spans, start = [], None
+    for v in rec.get("vad", ()):
+        if v.get("event") == "start":
+            start = v["t"]
+        elif v.get("event") == "end" and start is not None:
+            spans.append((start, v["t"]))
+            start = None
+    if start is not None:  # speech until the end
+        spans.append((start, float("inf")))
+    words = _user_words(rec)
+    missed = sum(1 for a, b in spans if not any(w["end"] > a and w["start"] < b for w in words))
+    return (missed, len(spans)) if missed else None
+
+
 def answer_missing(rec: dict) -> dict | None:
     """A tandem whose back-end streamed nothing into the front-end's oracle after the user's last
     word before the file ended: the front-end never got the answer to what was said last (the
@@ -431,9 +451,7 @@ def check_tail(tail: float, max_tail: float | None = None) -> None:
 
 
 def main(args) -> int:
-    cfg = config_from_args(args)
-    if args.mode:
-        cfg.mode = args.mode
+    cfg = config_from_args(args)  # (with --mode)
     max_tail = getattr(args, "max_tail", DEFAULT_MAX_TAIL_S)
     check_tail(args.tail, max_tail)
     max_tail = max(args.tail, max_tail)  # never below --tail
@@ -473,6 +491,7 @@ def main(args) -> int:
     summary["tail_extended_s"] = extended_s
     summary["step_rows"] = cfg.runtime.max_sessions if cfg.runtime.batched else 1  # rows each step codes
     summary["answer_missing"] = None if rec["interrupted"] else answer_missing(rec)
+    summary["unheard"] = None if rec["interrupted"] else unheard(rec)
     summary["interrupted"] = rec["interrupted"]
     random_fe = bool(summary["frontend_random"])
     doc = {
@@ -552,10 +571,15 @@ def _print_summary(s: dict, out: Path, no_png: bool) -> None:
         print(f"tail      {s['tail_extended_s']:.2f} s of silence more than --tail: a reply was under way "
               f"(or the user's final transcript, which starts it, still to come)")
     failed = f"its back-end reported {s['errors']} error(s): see 'errors' in {out.with_suffix('.json').name}"
+    fast = "--fast leaves its STT, LLM and TTS no time: leave it out"
     if s.get("unanswered"):
-        why = (failed if s.get("errors") else "--fast leaves its STT, LLM and TTS no time: leave it out"
-               if s.get("pacing") == "fast" else "give a longer --max-tail")
+        why = failed if s.get("errors") else fast if s.get("pacing") == "fast" else "give a longer --max-tail"
         print(f"warning   the cascade heard the user but did not answer in {out.name}; {why}")
+    if s.get("unheard"):
+        (n, of), why = s["unheard"], failed if s.get("errors") else fast if s.get("pacing") == "fast" else \
+            "the STT heard no words there (too quiet, not speech it knows, or a language it does not)"
+        print(f"warning   the STT transcribed nothing in {n} of the {of} stretches of speech the VAD found in "
+              f"{out.name}; {why}")
     if s.get("answer_missing"):
         miss, took = s["answer_missing"], []
         if miss.get("stt_final_latency") is not None:
@@ -564,7 +588,8 @@ def _print_summary(s: dict, out: Path, no_png: bool) -> None:
             took.append(f"the LLM's last first token {miss['llm_ttft']:.2f} s after its prompt")
         print(f"warning   the back-end's answer to the user's last words (ending at {miss['last_word_end']:.2f} s) "
               f"had not reached the front-end's oracle when {out.name} ended at {s['frames'] * FRAME_S:.2f} s"
-              + (f" ({'; '.join(took)})" if took else "") + "; give a longer --tail")
+              + (f" ({'; '.join(took)})" if took else "") + "; "
+              + (failed if s.get("errors") else fast if s.get("pacing") == "fast" else "give a longer --tail"))
     if s.get("reply_cut_off"):
         why = failed if s.get("errors") else f"give a longer {'--max-tail' if s['mode'] == 'cascade' else '--tail'}"
         print(f"warning   the agent's reply is cut off in {out.name}: it was still answering when the file "

@@ -473,7 +473,7 @@ def _build(args) -> tuple[Agent, ServerConfig]:
             raise NotAvailableError(
                 f"the configured agent cannot be built yet ({exc}); use `kame serve --agent echo` to check the server"
             ) from None
-        config = load_config(args.config, ([f"mode={args.mode}"] if args.mode else []) + list(args.set))
+        config = load_config(args.config, list(args.set) + ([f"mode={args.mode}"] if args.mode else []))  # --mode wins
         cfg, agent = server_config_from(getattr(config, "server", None)), build_agent(config)
     if args.host:
         cfg.host = args.host
