@@ -49,7 +49,7 @@ def frontend_spec_form(spec: Any) -> tuple[str, str | None, Path | None]:
     ("random", preset, None), ("hf", repo[@rev], None) or ("path", None, path), the path not
     necessarily existing; else ConfigError. kame.model.loaders.check_frontend_spec adds the
     path's existence (at model load)."""
-    if not isinstance(spec, (str, Path)) or not str(spec).removeprefix("path:").strip():
+    if not isinstance(spec, (str, Path)) or not str(spec).removeprefix("path:").removeprefix("file://").strip():
         raise ConfigError(f"front-end spec {spec!r}: give hf://ORG/REPO, a checkpoint folder or random:tiny")
     spec = str(spec)
     if spec == "random" or spec.startswith("random:"):
@@ -59,9 +59,13 @@ def frontend_spec_form(spec: Any) -> tuple[str, str | None, Path | None]:
                               + (" (random 7B weights do not fit in memory: load a checkpoint)" if name == "7b" else ""))
         return "random", name, None
     if spec.startswith("hf:"):
-        repo, revision, extra = split_hf(spec)
+        whole = f"expected hf://ORG/REPO[@REVISION] (a front-end is a whole repo, not one file), got {spec!r}"
+        try:
+            repo, revision, extra = split_hf(spec)
+        except ConfigError as exc:  # (was: "expected hf://ORG/REPO[@REVISION][/FILE]", then /FILE refused)
+            raise ConfigError(whole if str(exc).startswith("expected") else str(exc)) from None
         if extra is not None:
-            raise ConfigError(f"expected hf://ORG/REPO[@REVISION], got {spec!r}")
+            raise ConfigError(whole)
         return "hf", repo + (f"@{revision}" if revision else ""), None
     return "path", None, local_path(spec.removeprefix("path:"))
 

@@ -68,7 +68,7 @@ def test_frontend_sampling_and_oracle_default_to_the_checkpoints(tmp_path):
     ("frontend.spec=random:huge", "frontend.spec: unknown random front-end 'random:huge'; use random:tiny|small"),
     ("frontend.spec=random:7b", "frontend.spec: unknown random front-end 'random:7b'"),
     ("frontend.spec=hf://acme", "frontend.spec: expected hf://ORG/REPO"),
-    ("frontend.spec=hf://acme/x/y", "frontend.spec: expected hf://ORG/REPO[@REVISION], got 'hf://acme/x/y'"),
+    ("frontend.spec=hf://acme/x/y", "frontend.spec: expected hf://ORG/REPO[@REVISION] (a front-end is a whole repo, not one file), got 'hf://acme/x/y'"),
     ("frontend.spec=", "frontend.spec: front-end spec ''"),
     ("frontend.spec=path:", "frontend.spec: front-end spec 'path:'"),
     ("codec.spec=nope", "codec.spec: unknown codec spec 'nope': scheme 'nope' is not one of ['embedded', 'mimi'], "
@@ -249,3 +249,14 @@ def test_mode_option_is_applied_before_the_checks_that_depend_on_it(tmp_path):
     args.mode = "both"  # (kame demo's: each run gets its own)
     with pytest.raises(ConfigError, match="backend.llm = 'none' cannot be used with mode = 'cascade'"):
         config_from_args(args)
+
+
+def test_front_end_specs_a_user_gets_wrong_say_what_is_meant():
+    from kame.config import frontend_spec_form
+
+    with pytest.raises(ConfigError, match=r"expected hf://ORG/REPO\[@REVISION\] \(a front-end is a whole repo"):
+        frontend_spec_form("hf://x")  # (was: offered [/FILE], which is then refused)
+    with pytest.raises(ConfigError, match=r"a front-end is a whole repo, not one file\), got 'hf://a/b/c.safetensors'"):
+        frontend_spec_form("hf://a/b/c.safetensors")
+    with pytest.raises(ConfigError, match=r"give hf://ORG/REPO, a checkpoint folder"):
+        frontend_spec_form("file://")  # (was: ". has no config.json")

@@ -92,6 +92,10 @@ def test_kame_run_bad_input(tmp_path, capsys):
     assert "cannot read" in capsys.readouterr().err  # (got as far as reading the input)
     assert main(["run", str(bad), "-o", str(bad)]) == 1  # would overwrite the input
     assert "is the input file" in capsys.readouterr().err and bad.read_bytes() == b"RIFF1234WAVEjunk"
+    audio_named_json = tmp_path / "talk.json"  # OUT.json would be the input (was: overwritten by it)
+    audio_named_json.write_bytes(b"RIFF1234WAVEjunk")
+    assert main(["run", str(audio_named_json), "-o", str(tmp_path / "talk.wav")]) == 1
+    assert "OUT.json would be" in capsys.readouterr().err and audio_named_json.read_bytes() == b"RIFF1234WAVEjunk"
     for tail in ("nan", "-1", "1e9"):
         assert main(["run", str(bad), "-o", str(out), "--tail", tail]) == 1
         assert "--tail must be seconds in [0, 3600)" in capsys.readouterr().err

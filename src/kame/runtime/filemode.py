@@ -459,6 +459,8 @@ def main(args) -> int:
     out = check_output_file(args.output, suffix=".wav", why=" (OUT.json and OUT.png are written next to it)",
                             input=args.input)
     for side in [out.with_suffix(".json")] + ([] if args.no_png else [out.with_suffix(".png")]):
+        if side.resolve() == Path(args.input).resolve():  # (was: the input, talk.json, overwritten)
+            raise ConfigError(f"-o {args.output}: OUT{side.suffix} would be {side}, the input file; give another -o")
         if side.is_dir():  # found now, not after the conversation
             raise ConfigError(f"-o {args.output}: {side} is a folder, so OUT{side.suffix} cannot be written "
                               f"next to it; remove it or give another -o")
