@@ -56,3 +56,14 @@ def test_no_command_imports_torch_or_scipy_to_show_its_options():
     # libraries load when the command runs, so help comes back at once.
     assert _loaded_after_add_arguments("[m for m, _ in __import__('kame.cli').cli.COMMANDS.values()]",
                                        "m in ('torch', 'scipy', 'faster_whisper', 'onnxruntime')") == []
+
+
+@pytest.mark.parametrize("command", [["run", "in.wav", "-o", "o.wav"], ["serve"], ["demo"], ["bench", "soak"]])
+def test_config_is_given_once(command, capsys):
+    # (was: the second --config silently replaced the first)
+    from kame.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main([*command, "--config", "a.toml", "--config", "b.toml"])
+    assert e.value.code == 2
+    assert "argument --config: given twice ('a.toml', then 'b.toml'); give one" in capsys.readouterr().err

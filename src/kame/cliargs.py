@@ -4,6 +4,7 @@
     p.add_argument("--sessions", type=at_least(1), default=4)           # an int >= 1
     p.add_argument("--seconds", type=at_least(0.1, float), default=4.0)  # a finite float >= 0.1
     p.add_argument("--sessions", type=at_least(1, maximum=256))         # ... and <= 256
+    p.add_argument("--config", action=Once)                             # given at most once
 
 The checks of the files and folders a command writes are in kame.paths.
 """
@@ -29,3 +30,14 @@ def at_least(minimum: float, cast=int, maximum: float | None = None):
             raise argparse.ArgumentTypeError(f"must be <= {maximum:g}, got {text}")
         return value
     return parse
+
+
+class Once(argparse.Action):
+    """An option that may be given once: a second one is an argparse error (was: the last
+    --config FILE silently replaced the first; --set is the way to add to a config)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, None) not in (None, self.default):
+            parser.error(f"argument {option_string}: given twice ({getattr(namespace, self.dest)!r}, then {values!r}); "
+                         f"give one (and --set KEY=VALUE for single keys)")
+        setattr(namespace, self.dest, values)

@@ -384,7 +384,9 @@ def _check_together(cfg: KameConfig) -> None:
 
 def add_config_arguments(parser) -> None:
     """The shared ``--config FILE`` / ``--set key=value`` options (run, serve, benches)."""
-    parser.add_argument("--config", metavar="FILE", default=None, help="TOML config file")
+    from .cliargs import Once
+
+    parser.add_argument("--config", metavar="FILE", default=None, action=Once, help="TOML config file")
     parser.add_argument(
         "--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
         help="override one config key, e.g. --set backend.llm=openai:gpt-4.1 (repeatable)",

@@ -35,7 +35,7 @@ import numpy as np
 from aiohttp import web
 
 from ..backend.childproc import children_cpu_seconds
-from ..cliargs import at_least
+from ..cliargs import Once, at_least
 from ..errors import ConfigError, KameError
 from ..paths import check_output_file
 from ..runtime.metrics import MetricsLog
@@ -506,7 +506,7 @@ def tables(r: dict) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent", default="echo", choices=["echo", "config"], help="echo (no model) or the config's agent")
-    p.add_argument("--config", default=None, metavar="FILE",
+    p.add_argument("--config", default=None, metavar="FILE", action=Once,
                    help="the TOML config (the echo agent uses its [server] section only)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key (repeatable; the echo agent takes server.* keys only)")

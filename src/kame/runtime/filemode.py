@@ -62,7 +62,8 @@ def add_arguments(p) -> None:
     p.add_argument("--tail", type=float, default=3.0, help="seconds of silence appended (default 3)")
     p.add_argument("--max-tail", type=float, default=DEFAULT_MAX_TAIL_S,
                    help=f"a cascade still answering after --tail gets more silence until its reply is over, "
-                        f"up to this many seconds of silence in all (default {DEFAULT_MAX_TAIL_S:g})")
+                        f"up to this many seconds of silence in all (default {DEFAULT_MAX_TAIL_S:g}; never less "
+                        f"than --tail)")
     p.add_argument("--no-png", action="store_true", help="skip the timeline plot")
 
 

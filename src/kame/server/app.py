@@ -30,7 +30,7 @@ import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.abc import AbstractAccessLogger
 
-from ..cliargs import at_least
+from ..cliargs import Once, at_least
 from ..errors import ConfigError, KameError, NotAvailableError
 from ..runtime.base import Agent, AgentAudio, AgentText, CapacityError, ErrorEvent, Meta, Session
 from ..runtime.clock import Clock, MonotonicClock
@@ -414,7 +414,8 @@ class AccessLogger(AbstractAccessLogger):
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--config", default=None, help="kame TOML config (its [server] section sets the defaults below)")
+    parser.add_argument("--config", default=None, action=Once,
+                        help="kame TOML config (its [server] section sets the defaults below)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, repeatable")
     parser.add_argument("--agent", default="config", choices=["config", "echo"],
                         help="'config': the agent the config builds (tandem/cascade); 'echo': diagnostic echo, no model")
