@@ -472,7 +472,8 @@ def main(args) -> int:
     user = np.concatenate([user, np.zeros(int(args.tail * SR), np.float32)])
 
     async def converse() -> dict:
-        async with first_ctrl_c("ending the conversation here and writing what was played") as stop:
+        # (what the files get is said after: nothing, if the models were still loading)
+        async with first_ctrl_c("ending the conversation here") as stop:
             return await run_conversation(cfg, user, fast=args.fast, extend_s=max_tail - args.tail, stop=stop)
 
     rec = asyncio.run(converse())
