@@ -310,3 +310,12 @@ async def test_a_reply_whose_tts_failed_is_not_recorded_as_heard():
     assert len(turn["reply"]) > len(turn["text"])
     assert s.history[-1].text == turn["text"]
     await d.close()
+
+
+def test_a_tts_fallback_is_named_in_the_components():
+    # (was: the summary said "tts espeak", the failure only in the log)
+    from kame.cascade.agent import load_tts
+
+    tts, name = load_tts("piper:/no/such/voice.onnx", "espeak")
+    assert name.startswith("espeak (cascade.tts 'piper:/no/such/voice.onnx' failed to load: ")
+    assert load_tts("espeak", "espeak")[1] == "espeak"

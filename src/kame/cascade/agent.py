@@ -44,14 +44,17 @@ _ids = itertools.count(1)
 
 
 def load_tts(spec: str, fallback: str | None):
-    """Create the TTS named by ``spec``; if it fails to load, log why and use ``fallback``."""
+    """(TTS, its name for the components list): the TTS named by ``spec``; if it fails to load, log
+    why and use ``fallback``, named so that a run's summary says so (was: only the log did)."""
     try:
         return registry.create("tts", spec), spec
     except Exception as exc:  # noqa: BLE001 - any load failure (missing wheel, bad voice file)
         if not fallback or fallback == spec:
             raise
         log.warning("cascade: tts %r failed to load (%s); falling back to %r", spec, exc, fallback)
-        return registry.create("tts", fallback), fallback
+        why = " ".join(str(exc).split())
+        why = why if len(why) <= 100 else why[:100] + "..."
+        return registry.create("tts", fallback), f"{fallback} (cascade.tts {spec!r} failed to load: {why})"
 
 
 def default_prompt_fn(system_prompt: str = "", max_words: int = 30, knowledge_dir: str = ""
