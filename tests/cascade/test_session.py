@@ -191,22 +191,47 @@ async def test_bad_audio_is_reported_and_dropped():
 async def test_audio_sent_faster_than_real_time_is_dropped_beyond_the_backlog(caplog):
     """(was: all of it taken: a client that sent 109 s at once kept the STT and the VAD busy while
     other sessions waited) The audio may run runtime.max_input_backlog_s ahead of the clock; the
-    newest is kept, the rest counted in the final stats; real-time audio loses nothing."""
+    newest is kept, the rest counted, and said in a "stats" Meta while the session goes on (the
+    final one comes at close, which a server no longer forwards); real-time audio loses nothing,
+    a few samples too many at a time are counted too, and a pause earns no credit."""
     clock = FakeClock()
     stt = FakeSTT()
     agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock), stt=stt,
                             **{"runtime.max_input_backlog_s": 0.4})
     s = await agent.open_session()
     d = Driver(clock, s)
-    await d.step(frames=5)  # 0.4 s in real time (the first frame: 0.08 s ahead)
-    flood = np.zeros(24000 * 3, np.float32)
-    await s.push_audio(flood)  # 3 s at once: 0.32 s of room left, the rest dropped
-    await d.step(frames=10)  # real time again: nothing more dropped
+    await d.step(frames=5)  # real time: each chunk arrives as it ends
+    await s.push_audio(np.zeros(24000 * 3, np.float32))  # 3 s at once: 0.4 s kept, 2.6 s dropped
+    await d.settle()
+    live = [m for m in d.metas("stats") if not m["final"]]
+    assert len(live) == 1 and live[0]["dropped_input_s"] == pytest.approx(2.6)
+    await d.step(frames=10)  # real time again (the backlog stays full): nothing more dropped
+    assert s.stats.dropped_input_s == pytest.approx(2.6)
+    await d.step(np.zeros(1930, np.float32), frames=10)  # 10 samples too many each time (was: rounded to 0)
+    assert s.stats.dropped_input_s == pytest.approx(2.6 + 100 / 24000, abs=1e-3) and s._dropped == 2.6 * 24000 + 100
+    clock.advance(10.0)  # a pause, then two 3 s chunks at once: the first may have been recorded in the
+    await s.push_audio(np.zeros(24000 * 3, np.float32))  # last 3 s, the second only 0.4 s of it
+    await s.push_audio(np.zeros(24000 * 3, np.float32))
     await d.close()
-    stats = d.metas("stats")[-1]
-    assert stats["dropped_input_s"] == pytest.approx(3.0 - 0.32, abs=1e-3)
-    assert 15 < stt.frames <= 5 + 4 + 10  # 0.32 s of the flood is 4 frames (without the bound: 52)
-    assert "the client sends audio faster than real time (3.40 s of it in 0.32 s)" in caplog.text
+    assert d.metas("stats")[-1]["final"] and d.metas("stats")[-1]["dropped_input_s"] == pytest.approx(5.2 + 100 / 24000, abs=1e-3)
+    assert caplog.text.count("the client sends audio faster than real time") == 1
+    assert stt.frames <= 5 + 5 + 10 + 10 + 37 + 5  # (without the bound: 5 + 37 + 20 + 75)
+
+
+async def test_file_mode_pushing_loses_nothing_at_the_smallest_backlog():
+    # file mode pushes frames 0 and 1 at the same clock time, then one per 80 ms (was: at
+    # runtime.max_input_backlog_s 0.08, frame 1 was dropped)
+    clock = FakeClock(start=0.08)
+    agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock), **{"runtime.max_input_backlog_s": 0.08})
+    s = await agent.open_session()
+    d = Driver(clock, s)
+    frame = np.zeros(1920, np.float32)
+    for k in range(20):
+        await s.push_audio(frame)
+        if k:
+            clock.set(0.08 + k * 0.08)
+    await d.close()
+    assert d.metas("stats")[-1]["dropped_input_s"] == 0
 
 
 async def test_capacity_and_close():

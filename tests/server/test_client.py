@@ -480,3 +480,14 @@ async def test_a_refusal_from_another_web_server_is_told_without_its_html(wav, c
     err = capsys.readouterr().err
     assert "refused: HTTP 404: Error response Error response Error code: 404 Message: File not found. at ws://" in err
     assert "<" not in err
+
+
+async def test_the_client_hears_of_input_a_cascade_dropped(tmp_path, capsys):
+    # (was: the cascade said so only in its final stats, sent at close, which the server no
+    # longer forwards: no warning)
+    long = tmp_path / "long.wav"
+    sf.write(str(long), tone(4.0), 24000)
+    async with cascade_server(llm_delay=0.1) as url:
+        assert await _main([url, long, "--fast", "--tail", "0.3"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the server dropped" in err and "--fast sent faster than real time; leave --fast out" in err

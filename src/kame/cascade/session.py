@@ -18,8 +18,9 @@ Meta dicts sent (all JSON-able): {"type": "transcript", "speaker": "user", "text
 (all the LLM said), "interrupted", "failed" (the LLM or TTS failed mid-reply), "turn", "t"}, {"type": "metric", <Metric fields>}, {"type": "turn", "turn", "route",
 "rules", "t_user_end"}, {"type": "barge_in", "turn", "t", "heard"}, {"type": "vad", "event":
 "start"|"end", "t", "detected_at"}, {"type": "backend", "component", "status": "down"|"up", "error", "t"} (as the
-tandem: after an ErrorEvent when a back-end fails, "up" at its next success), and at close
-{"type": "stats", "session", "final": true, "t", <CascadeStats fields>}.
+tandem: after an ErrorEvent when a back-end fails, "up" at its next success), at close
+{"type": "stats", "session", "final": true, "t", <CascadeStats fields>}, and the same with
+"final": false at most once a second while input sent faster than real time is being dropped.
 
 Failures: the STT stream is kame.runtime.sttloop.STTSupervisor's, as the tandem's (reported
 with an ErrorEvent + "down" and restarted with back-off after it raises, ends by itself, yields
@@ -129,8 +130,9 @@ class CascadeSession(Session):
         # input backlog, runtime.max_input_backlog_s): a client flooding faster than real time cannot
         # make the STT and VAD work through minutes of audio while other sessions wait
         self._max_ahead = int(max_backlog_s * SAMPLE_RATE)
-        self._audio_t0: float | None = None  # clock time of the first audio
-        self._heard = 0  # samples taken
+        self._end = float("-inf")  # clock time at which the audio taken so far ends, played in real time
+        self._dropped = 0  # samples dropped
+        self._stats_sent_at: float | None = None
         self._push_lock = asyncio.Lock()
         self._last_frame_t: float | None = None
         self._reply: ReplyPipeline | None = None
@@ -156,24 +158,27 @@ class CascadeSession(Session):
             await self._push(pcm)
 
     def _within_real_time(self, pcm: np.ndarray) -> np.ndarray:
-        """The newest part of ``pcm`` that keeps the audio taken within max_backlog_s of the
-        clock time since the first audio; the rest is dropped and counted (dropped_input_s),
-        logged the first time. A client sending in real time (or file mode, whose clock moves
-        with the audio) loses nothing."""
-        now = self.clock.now()
-        if self._audio_t0 is None:
-            self._audio_t0 = now
-        room = int((now - self._audio_t0) * SAMPLE_RATE) + self._max_ahead - self._heard
-        if len(pcm) > room:
-            cut = len(pcm) - max(room, 0)
-            if not self.stats.dropped_input_s:
-                log.warning("session %s: the client sends audio faster than real time (%.2f s of it in %.2f s); "
-                            "keeping %.2f s ahead at most (runtime.max_input_backlog_s) and dropping the rest "
-                            "(counted in stats dropped_input_s)", self.id, (self._heard + len(pcm)) / SAMPLE_RATE,
-                            now - self._audio_t0, self._max_ahead / SAMPLE_RATE)
-            self.stats.dropped_input_s = round(self.stats.dropped_input_s + cut / SAMPLE_RATE, 3)
-            pcm = pcm[cut:]
-        self._heard += len(pcm)
+        """The newest part of ``pcm`` that keeps the audio taken at most max_backlog_s ahead of
+        the clock; the rest is dropped and counted (dropped_input_s), logged the first time and
+        sent in a "stats" Meta at most once a second while it goes on. Each chunk is taken as
+        ending when it arrives, unless the audio before it ends later (``_end``): so a client
+        sending in real time, or file mode (its clock moves with the audio), loses nothing, and a
+        pause earns no credit for a burst after it."""
+        now, n = self.clock.now(), len(pcm)
+        start = max(self._end, now - n / SAMPLE_RATE)  # where this chunk's audio begins
+        keep = min(n, max(0, int(round((now - start) * SAMPLE_RATE)) + self._max_ahead))
+        if keep < n:
+            if not self._dropped:
+                log.warning("session %s: the client sends audio faster than real time; keeping it at most %.2f s "
+                            "ahead (runtime.max_input_backlog_s) and dropping the rest (counted in stats "
+                            "dropped_input_s)", self.id, self._max_ahead / SAMPLE_RATE)
+            self._dropped += n - keep
+            self.stats.dropped_input_s = round(self._dropped / SAMPLE_RATE, 3)
+            if self._stats_sent_at is None or now - self._stats_sent_at >= 1.0:  # (the final one comes at close,
+                self._stats_sent_at = now  # after a server stopped reading the session's outputs)
+                self._emit(Meta({"type": "stats", "session": self.id, "final": False, "t": now, **self.stats.to_json()}))
+            pcm = pcm[n - keep:]
+        self._end = start + keep / SAMPLE_RATE
         return pcm
 
     async def _push(self, pcm: np.ndarray) -> None:
