@@ -156,12 +156,11 @@ def read_wav(path: str | Path, sample_rate: int | None = SAMPLE_RATE, *, mono: b
     if rate < MIN_FILE_RATE:  # resampled, 100 samples "at 1 Hz" would become 100 s of noise
         raise AudioFormatError(f"audio file {path} says its sample rate is {rate} Hz (below {MIN_FILE_RATE}): "
                                f"a damaged header, or not audio")
-    peak = float(np.abs(data).max())  # float files only can hold NaN/inf or samples beyond full scale
-    if not math.isfinite(peak):  # they would reach the codec or the STT
-        raise AudioFormatError(f"audio file {path} holds NaN or infinite samples (a corrupt float file)")
-    if peak > MAX_PEAK:  # as the codecs refuse it, but naming the file (was: "encode: samples reach ...")
-        raise AudioFormatError(f"audio file {path} has float samples up to {peak:.6g}, where full scale is 1.0 "
-                               f"(int16 values saved as floats?); rescale it to [-1, 1]")
+    # float files only can hold NaN/inf or samples beyond full scale, which would reach the codec or
+    # the STT: refused as the codecs refuse them, but naming the file (was: "encode: samples reach ...")
+    problem = peak_problem(data)
+    if problem:
+        raise AudioFormatError(f"audio file {path}: {problem}")
     if mono:
         data = data.mean(axis=1)
         if sample_rate is not None and rate != sample_rate:

@@ -105,7 +105,7 @@ class FrontendConfig:
         except ConfigError as exc:
             raise ConfigError(f"frontend.spec: {exc}") from None
         # a folder that does not exist yet is checked at model load; "nonsense://x" is no folder
-        if kind == "path" and _SCHEME.match(str(self.spec)) and not str(self.spec).startswith("path:") \
+        if kind == "path" and _SCHEME.match(str(self.spec)) and not str(self.spec).startswith(("path:", "file://")) \
                 and not path.exists():
             raise ConfigError(f"frontend.spec: {self.spec!r} is not a front-end spec: use hf://ORG/REPO[@REVISION], "
                               f"a checkpoint folder (path:FOLDER if its name has a colon) or "
@@ -192,7 +192,9 @@ class BackendConfig:
 class RuntimeConfig:
     max_sessions: int = _opt(4, min=1, max=MAX_SESSIONS)  # rows of the batched step (CapacityError beyond)
     batched: bool = True  # one batched step for all sessions (False: one step per session, for benches)
-    max_input_backlog_s: float = _opt(1.0, min=0.08)  # older buffered user audio is dropped (counted)
+    # user audio buffered at most (tandem: older is dropped; cascade: audio more than this ahead of
+    # real time is dropped on arrival, the newest kept); counted in stats dropped_input_s
+    max_input_backlog_s: float = _opt(1.0, min=0.08)
     silence_db: float = _opt(-40.0, max=0.0)  # agent audio above this RMS (dBFS) counts as speech
     vad: str = _opt("auto", choices=("auto", "energy", "silero", "webrtc"))  # user end-of-speech detector
     stats_interval_s: float = _opt(1.0, min=0.0)  # period of per-session "stats" Meta (0 = never)

@@ -40,11 +40,12 @@ def test_every_bench_starts_with_its_command_and_the_machine(argv, capsys):
 
 def test_latency_results_file_names_the_command_and_the_machine(tmp_path, capsys):
     out = tmp_path / "lat"
-    argv = ["bench", "latency", "--modes", "tandem", "--set", "backend.stt=none", "--set", "backend.llm=none",
-            "--turns", "1", "--window", "0.5", "--out", str(out)]
+    # (a cascade config's tandem run: was refused, "backend.stt = 'none' cannot be used with mode = 'cascade'")
+    argv = ["bench", "latency", "--modes", "tandem", "--set", "mode=cascade", "--set", "backend.stt=none",
+            "--set", "backend.llm=none", "--turns", "1", "--window", "0.5", "--out", str(out)]
     assert main(argv) == 0
     md = (out / "latency.md").read_text()  # was: only the CPU's name, in the first line
-    assert md.startswith(f"command: kame bench latency --set backend.stt=none --set backend.llm=none --turns 1 "
+    assert md.startswith(f"command: kame bench latency --set mode=cascade --set backend.stt=none --set backend.llm=none --turns 1 "
                          f"--modes tandem --window 0.5 --out {out}\nmachine: ")
     assert _header(md) and "1 user turn, 1 dialogue," in md  # (was "1 user turns, 1 dialogues")
 

@@ -20,18 +20,18 @@ def test_read_refuses_nan_samples_naming_the_file(tmp_path, capsys):
     bad[100] = np.nan
     src = tmp_path / "nan.wav"
     sf.write(src, bad, 24000, subtype="FLOAT")
-    with pytest.raises(AudioFormatError, match=r"nan\.wav holds NaN or infinite samples"):
+    with pytest.raises(AudioFormatError, match=r"nan\.wav: audio contains NaN or infinite samples"):
         read_wav(src)
     assert main(["codec", "roundtrip", str(src), "-o", str(tmp_path / "o.wav")]) == 1
-    assert "nan.wav holds NaN or infinite samples" in capsys.readouterr().err
+    assert "nan.wav: audio contains NaN or infinite samples" in capsys.readouterr().err
     # int16 values saved as floats: the file is named (was: "encode: samples reach 9830.4", after the
     # codec loaded); a float file a little over full scale is audio and is read
     loud = tmp_path / "loud.wav"
     sf.write(loud, TONE * 32768, 24000, subtype="FLOAT")
-    with pytest.raises(AudioFormatError, match=r"loud\.wav has float samples up to 9830\.4, where full scale is 1\.0"):
+    with pytest.raises(AudioFormatError, match=r"loud\.wav: samples reach 9830\.4, expected float audio in \[-1, 1\] \(int16 samples\? divide"):
         read_wav(loud)
     assert main(["codec", "roundtrip", str(loud), "-o", str(tmp_path / "o.wav")]) == 1
-    assert "loud.wav has float samples up to" in capsys.readouterr().err
+    assert "loud.wav: samples reach 9830.4" in capsys.readouterr().err
     sf.write(loud, TONE * 4, 24000, subtype="FLOAT")
     assert np.abs(read_wav(loud)[0]).max() == pytest.approx(1.2, rel=1e-3)
 

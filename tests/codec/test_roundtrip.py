@@ -143,3 +143,20 @@ def test_roundtrip_output_is_aligned_with_the_input(streaming):
     onset = int(np.argmax(np.abs(y) > 0.1 * np.abs(y).max()))
     assert len(y) == len(x) and abs(onset - 12000) < 240, onset
     assert np.abs(y[-2400:]).max() > 0.05  # the tone goes on to the end
+
+
+def test_roundtrip_says_one_frame_and_sets_its_threads(tmp_path, capsys):
+    # (was: "1 frames"; and it ran on all of torch's threads)
+    import torch
+
+    src = tmp_path / "short.wav"
+    sf.write(src, 0.1 * np.sin(np.arange(1200) / 3), 24000)  # 50 ms: one frame
+    before = torch.get_num_threads()
+    try:
+        assert main(["codec", "roundtrip", str(src), "-o", str(tmp_path / "o.wav"), "--threads", "2"]) == 0
+        assert torch.get_num_threads() == 2
+        assert main(["codec", "roundtrip", str(src), "-o", str(tmp_path / "o.wav")]) == 0
+        assert torch.get_num_threads() == 1  # the default
+    finally:
+        torch.set_num_threads(before)
+    assert "-> 1 frame x 8 codebooks" in capsys.readouterr().out

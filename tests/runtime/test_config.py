@@ -177,7 +177,8 @@ def test_spec_forms_pass_files_are_checked_at_model_load(tmp_path, monkeypatch):
     (tmp_path / "ck:v2").mkdir()  # an existing folder whose name looks like a scheme
     monkeypatch.chdir(tmp_path)
     for spec in ("random", "random:stt-tiny", "hf://SakanaAI/kame", "hf://acme/x@v1", "hf:acme/x",
-                 str(tmp_path / "not-yet"), "not-yet/ck", "~/ck", "path:a:b", "ck:v2", str(tmp_path / "ck:v2")):
+                 str(tmp_path / "not-yet"), "not-yet/ck", "~/ck", "path:a:b", "ck:v2", str(tmp_path / "ck:v2"),
+                 f"file://{tmp_path}/not-yet"):  # (was: file:// that did not exist yet: "not a front-end spec")
         assert load_config(None, {"frontend.spec": spec}).frontend.spec == spec
     for spec in ("auto", "embedded", "embedded:/no/such.safetensors", "mimi", "mimi:random-tiny",
                  "mimi:/no/such/folder", "mimi:hf://kyutai/moshiko-pytorch-bf16@main/x.safetensors"):

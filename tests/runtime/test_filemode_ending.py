@@ -102,6 +102,8 @@ def test_speech_the_stt_never_transcribed_is_warned_about(tmp_path, capsys):
            {"event": "start", "t": 3.0}, {"event": "end", "t": 4.0}, {"event": "start", "t": 5.0}]
     assert unheard(_rec(vad=vad)) == (2, 3)  # words only in the first stretch
     assert unheard(_rec(vad=vad[:2])) is None
+    click = [{"event": "start", "t": 2.5}, {"event": "end", "t": 2.7}]  # 0.2 s: no word expected (was: warned)
+    assert unheard(_rec(vad=vad[:2] + click)) is None and unheard(_rec(vad=vad[:2] + click, transcripts=[])) == (1, 1)
     assert unheard(_rec(vad=vad, transcripts=[])) == (3, 3)
     assert unheard(_rec(vad=vad, components={"mode": "tandem", "stt": "none"})) is None
     _print_summary(_summary(unheard=(3, 3), pacing="fast", heard=""), tmp_path / "out.wav", True)

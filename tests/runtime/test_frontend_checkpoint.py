@@ -68,11 +68,13 @@ def test_a_missing_tokenizer_is_an_error_not_kames_default(tmp_path, monkeypatch
                                               r"tokenizer_name\) was not found: looked for .*ck/spm.model\. "
                                               r"The oracle"):
         load_frame_models(cfg(ck))
-    # named file://PATH: where it was looked for is that path
+    # named ~/NAME or file://PATH: where it was looked for is that path (was: ck/~/gone.model)
     raw = json.loads((ck / "config.json").read_text())
-    (ck / "config.json").write_text(json.dumps({**raw, "tokenizer_name": f"file://{tmp_path}/gone.model"}))
-    with pytest.raises(CheckpointError, match=rf"not found: looked for {tmp_path}/gone.model\. The oracle"):
-        load_frame_models(cfg(ck))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name in ("~/gone.model", f"file://{tmp_path}/home/gone.model"):
+        (ck / "config.json").write_text(json.dumps({**raw, "tokenizer_name": name}))
+        with pytest.raises(CheckpointError, match=rf"not found: looked for {tmp_path}/home/gone.model\. The oracle"):
+            load_frame_models(cfg(ck))
     (ck / "config.json").write_text(json.dumps(raw))
     # the same checkpoint through hf:// (an offline cache without the file): where it was looked for
     import huggingface_hub.constants as hc

@@ -72,6 +72,20 @@ def test_client_unreachable_or_bad_url_is_an_error(wav, url, said, capsys):
     assert err.startswith("error: ") and said in err and "Traceback" not in err
 
 
+def test_an_unreachable_network_is_not_called_a_refused_connection(wav, monkeypatch, capsys):
+    # asyncio words every failed connect "Connect call failed (...)" (was: all said "connection refused")
+    import errno
+
+    import aiohappyeyeballs
+
+    async def unreachable(*a, **k):
+        raise OSError(errno.ENETUNREACH, "Connect call failed ('10.1.2.3', 8998)")
+    monkeypatch.setattr(aiohappyeyeballs, "start_connection", unreachable)
+    assert main(["http://10.1.2.3:8998", str(wav)]) == 1
+    err = capsys.readouterr().err
+    assert "error: cannot connect to http://10.1.2.3:8998: Network is unreachable" in err and "refused" not in err
+
+
 def test_client_output_files_checked_before_connecting(wav, tmp_path, capsys):
     # Each is refused before the client connects (else the error would be "cannot connect").
     if Path("/proc").is_dir():  # root may "write" in /proc by os.access, but no file can be made there
@@ -463,12 +477,14 @@ async def test_a_server_message_the_client_cannot_read_is_skipped_and_the_sessio
 
 
 async def test_a_refusal_from_another_web_server_is_told_without_its_html(wav, capsys):
-    # (was: "refused: HTTP 404: <!DOCTYPE HTML> ... <p>Error code at ws://..." cut at 200 characters)
+    # (was: "refused: HTTP 404: <!DOCTYPE HTML> ... <p>Error code at ws://..." cut at 200 characters;
+    # then the style sheet's text and "&amp;" were kept)
     from aiohttp import web
     from aiohttp.test_utils import TestServer
 
-    page = "<!DOCTYPE HTML><html><head><title>Error response</title></head><body><h1>Error response</h1>" \
-           "<p>Error code: 404</p><p>Message: File not found.</p></body></html>"
+    page = "<!DOCTYPE HTML><html><head><title>Error response</title><STYLE type='text/css'>h1 {color: red}</style>" \
+           "</head><body><h1>Error response</h1><p>Error code: 404</p><p>Message: File not found &amp; gone.</p>" \
+           "<script>var x = 1 < 2;</script></body></html>"
 
     async def handler(request):
         return web.Response(status=404, text=page, content_type="text/html")
@@ -478,8 +494,8 @@ async def test_a_refusal_from_another_web_server_is_told_without_its_html(wav, c
     async with TestServer(app) as server:
         assert await _main([f"http://127.0.0.1:{server.port}", wav]) == 1
     err = capsys.readouterr().err
-    assert "refused: HTTP 404: Error response Error response Error code: 404 Message: File not found. at ws://" in err
-    assert "<" not in err
+    assert "refused: HTTP 404: Error response Error response Error code: 404 Message: File not found & gone. at ws://" in err
+    assert "<" not in err and "red" not in err
 
 
 async def test_the_client_hears_of_input_a_cascade_dropped(tmp_path, capsys):

@@ -345,12 +345,9 @@ def main(args) -> int:
             raise ConfigError(f"--modes: unknown mode {m!r}; give tandem, cascade or both (comma-separated)")
     if not modes:
         raise ConfigError(f"--modes {args.modes!r} names no mode; give tandem, cascade or both (comma-separated)")
-    # the config (and what each mode needs of it) before minutes of synthesis, not after
-    cfg = config_from_args(args)
-    if "cascade" in modes:
-        from ..cascade.agent import check_cascade_backend
-
-        check_cascade_backend(cfg)
+    # each mode's config (and what the mode needs of it) before minutes of synthesis, not after; the
+    # mode set last, so a cascade config's checks do not refuse its tandem run (was: backend.stt=none)
+    cfgs = {m: config_from_args(argparse.Namespace(**{**vars(args), "mode": m})) for m in modes}
     n_turns = sum(len(d) for d in DIALOGUES)
     if args.turns > n_turns:
         raise ConfigError(f"--turns {args.turns}: the benchmark's dialogues have {n_turns} user turns")
@@ -364,8 +361,7 @@ def main(args) -> int:
           f"({sum(p.shape[0] for p, _ in dialogues) / SR:.0f} s of audio per mode)", flush=True)
     runs, results, slowdown, comps = {}, {}, {}, {}
     for mode in modes:
-        cfg = config_from_args(args)
-        cfg.mode = mode
+        cfg = cfgs[mode]
         runs[mode] = asyncio.run(run_mode(cfg, dialogues))
         walls = sum(r["wall_s"] for r, _ in runs[mode])
         slowdown[mode] = walls / sum(r["duration_s"] for r, _ in runs[mode])

@@ -163,7 +163,7 @@ def local_name(name: str) -> Path | None:
 
 def resolve_named(name: str, folder: Path | None, repo: str | None, revision: str | None) -> Path:
     """A file named by config.json (moshi_name, mimi_name, tokenizer_name): hf://ORG/REPO[@REV]/FILE,
-    file://PATH, an absolute path, or a name relative to the folder / hf repo the config.json is in.
+    file://PATH, an absolute or ~/ path, or a name relative to the folder / hf repo the config.json is in.
     The one resolution of these names: the front-end loader's and the Mimi loader's."""
     if name.startswith("hf://"):
         other, rev, filename = split_hf(name)

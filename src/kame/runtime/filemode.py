@@ -317,6 +317,9 @@ def unanswered(rec: dict) -> bool:
                 and not _agent_text(rec))
 
 
+MIN_WORD_SPEECH_S = 0.3  # a stretch of speech the VAD found, shorter than this, need hold no word
+
+
 def unheard(rec: dict) -> tuple[int, int] | None:
     """(stretches of speech the VAD found in which the STT transcribed no word, stretches), or None
     when it heard words in all of them (or there is no STT). The tandem's --fast runs its frames
@@ -332,6 +335,7 @@ def unheard(rec: dict) -> tuple[int, int] | None:
             start = None
     if start is not None:  # speech until the end
         spans.append((start, float("inf")))
+    spans = [(a, b) for a, b in spans if b - a >= MIN_WORD_SPEECH_S]  # a click or a cough is no word
     words = _user_words(rec)
     missed = sum(1 for a, b in spans if not any(w["end"] > a and w["start"] < b for w in words))
     return (missed, len(spans)) if missed else None

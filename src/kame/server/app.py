@@ -416,7 +416,8 @@ class AccessLogger(AbstractAccessLogger):
 def add_arguments(parser) -> None:
     parser.add_argument("--config", default=None, action=Once,
                         help="kame TOML config (its [server] section sets the defaults below)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, repeatable")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="config override, repeatable")
     parser.add_argument("--agent", default="config", choices=["config", "echo"],
                         help="'config': the agent the config builds (tandem/cascade); 'echo': diagnostic echo, no model")
     parser.add_argument("--mode", default=None, choices=["tandem", "cascade"], help="override the config's mode")
@@ -462,19 +463,19 @@ def _build(args) -> tuple[Agent, ServerConfig]:
         if args.mode:  # (the echo agent has no modes)
             raise ConfigError(f"--mode {args.mode} is for the configured agent; --agent echo only echoes")
 
-        cfg, agent = echo_server_config(args.config, args.set), EchoAgent(max_sessions=args.max_sessions or 16)
+        cfg, agent = echo_server_config(args.config, args.overrides), EchoAgent(max_sessions=args.max_sessions or 16)
     else:
         if args.max_sessions is not None:  # the tandem/cascade agents size their batch from the config
             raise ConfigError("--max-sessions is for --agent echo; give the agent's with "
                               "--set runtime.max_sessions=N (or [runtime] max_sessions in the config)")
         try:
-            from ..config import load_config
+            from ..config import config_from_args
             from ..runtime.engine import build_agent
         except ImportError as exc:
             raise NotAvailableError(
                 f"the configured agent cannot be built yet ({exc}); use `kame serve --agent echo` to check the server"
             ) from None
-        config = load_config(args.config, list(args.set) + ([f"mode={args.mode}"] if args.mode else []))  # --mode wins
+        config = config_from_args(args)  # (--mode applied last: it wins over --set mode=)
         cfg, agent = server_config_from(getattr(config, "server", None)), build_agent(config)
     if args.host:
         cfg.host = args.host

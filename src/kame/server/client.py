@@ -19,7 +19,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
+import html
 import json
+import os
 import re
 import sys
 import time
@@ -236,7 +239,8 @@ def _refusal_keeper(res: ChatResult) -> aiohttp.TraceConfig:
         except ValueError:
             why = None
         if not isinstance(why, dict):  # not kame serve: the body's text, if any (an HTML page's, without tags)
-            text = " ".join(re.sub(r"<[^>]*>", " ", body).split())
+            body = re.sub(r"(?is)<(style|script)\b.*?</\1\s*>", " ", body)  # (their text is no message)
+            text = " ".join(html.unescape(re.sub(r"<[^>]*>", " ", body)).split())
             why = {"message": text[:200] + ("..." if len(text) > 200 else "")} if text else None
         res.refusal = why
 
@@ -367,7 +371,9 @@ silence is streamed, up to --max-tail in all; the summary says how much ("tail e
 
 stderr:
   server error: CODE: MESSAGE      the server's first %d errors (0x05); "(fatal)" when it closed
-                                   the session with it; all of them are in --json
+                                   the session with it; all of them are in --json (with the
+                                   client's own non-fatal unreadable_message: a server message
+                                   it could not read, skipped)
   warning: the server dropped ...  the server dropped part of the input (a tandem keeps about
                                    1 s of backlog: --fast sends faster than it takes audio, and an
                                    agent slower than real time takes it slower than it comes)
@@ -443,9 +449,12 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except aiohttp.ClientConnectorError as exc:  # nothing listens there, the name does not resolve, ...
-        why = exc.os_error.strerror or str(exc)
-        if isinstance(exc.os_error, ConnectionRefusedError) or "Connect call failed" in why:
+        err = exc.os_error  # (asyncio sets every connect error's strerror to "Connect call failed (...)")
+        if err.errno == errno.ECONNREFUSED:
             why = "connection refused (is `kame serve` running there, on that port?)"
+        else:  # e.g. "Network is unreachable", or the resolver's "Name or service not known"
+            why = os.strerror(err.errno) if isinstance(err.errno, int) and "Connect call failed" in str(err) \
+                else (err.strerror or str(exc))
         print(f"error: cannot connect to {a.url}: {why}", file=sys.stderr)
         return 1
     except (aiohttp.ClientError, OSError) as exc:  # e.g. the connection was lost

@@ -7,7 +7,7 @@ A source is one of
                                     config.json names as mimi_name, else the Mimi name), fetched with
                                     kame.hub.hf_download (the cache first; HF_HUB_OFFLINE)
 A folder's or repo's mimi_name is resolved by the front-end loader's own code
-(kame.model.loaders.resolve_named: relative, absolute, file:// or hf://ORG/REPO/FILE).
+(kame.model.loaders.resolve_named: relative, absolute, ~/, file:// or hf://ORG/REPO/FILE).
 
 Keys and shapes are those of the ``moshi`` package's MimiModel state_dict; older aliases that
 moshi's own loader accepts (``self_attn.in_proj_weight``, ``embed_sum``, ``cluster_size`` ...)
@@ -46,7 +46,7 @@ _CONFIG_KEY = "kame_mimi_config"  # safetensors metadata written by save_mimi
 def resolve_source(source: str | Path) -> Path:
     """Turn a file, folder or hf://org/repo[@rev][/file] into a local safetensors file path.
     A folder or repo is resolved as the front-end loader resolves it (kame.model.loaders:
-    read_config, resolve_named): its config.json's ``mimi_name`` (relative, absolute, file:// or
+    read_config, resolve_named): its config.json's ``mimi_name`` (relative, absolute, ~/, file:// or
     hf://ORG/REPO/FILE), else the published Mimi file name."""
     from ...model.loaders import read_config  # (lazily: loaders imports this package)
 
