@@ -137,7 +137,8 @@ class CodecConfig:
 @dataclass
 class BackendConfig:
     # streaming STT ("embedded", "pocketsphinx", "whisper", "openai:MODEL") and LLM ("embedded",
-    # "openai:MODEL"); "none" for both runs the front-end alone (no oracle)
+    # "openai:MODEL"); "none" for both runs the front-end alone (no oracle), as stt "none" does
+    # in a tandem (its LLM, which answers what the STT heard, is then not loaded)
     stt: str = "embedded"
     llm: str = "embedded"
     system_prompt: str = ""  # "" = the built-in KAME prompt (short spoken answers)

@@ -373,6 +373,20 @@ def test_load_backend_gives_the_backend_its_cpu_priority(fake_components):
         load_config(None, {"backend.nice": 20})  # nice values stop at 19
 
 
+def test_an_llm_without_an_stt_is_not_loaded(fake_components, caplog):
+    """A tandem with backend.stt=none would never ask its LLM (it answers what the STT heard): it
+    is not loaded, and the log says so (was: loaded, for nothing)."""
+    from kame.runtime.backend import load_backend
+
+    from . import fakes
+
+    fakes.CREATED.clear()
+    cfg = load_config(None, {"backend.stt": "none", "backend.llm": "fake"})
+    factory, info = load_backend(cfg, FakeClock(), default_tokenizer(), MetricsLog())
+    assert fakes.CREATED == [] and info == {"stt": "none", "llm": "none"} and factory(None) is None
+    assert "backend.stt is 'none': nothing would reach backend.llm 'fake', which is not loaded" in caplog.text
+
+
 async def test_stop_closes_the_shared_stt_and_llm(fake_components):
     """The STT and LLM every session shares (an HTTP client session for openai:) are closed when
     the agent stops, and one that fails to close does not stop the others."""

@@ -263,7 +263,7 @@ async def test_malformed_messages_get_errors_and_session_survives():
         assert len(res.audio) >= 2.5 * 24000 and abs(peak_hz(res.audio) - 300) < 15
 
 
-async def test_oversized_beyond_hard_limit_closes_cleanly():
+async def test_oversized_beyond_hard_limit_closes_cleanly(caplog):
     async with running_server(max_message_bytes=1000, hard_message_factor=2) as (url, server), aiohttp.ClientSession() as http:
         ws = await _open(http, url)
         await ws.send_bytes(b"\x01" + bytes(1500))  # soft limit: error, connection stays
@@ -272,6 +272,11 @@ async def test_oversized_beyond_hard_limit_closes_cleanly():
         while (await ws.receive(timeout=5)).type == aiohttp.WSMsgType.BINARY:
             pass
         assert ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+        for _ in range(50):  # the server says why in its log (was: no line at all)
+            if "closed (1009): Message size 5001 exceeds limit 2000" in caplog.text:
+                break
+            await asyncio.sleep(0.02)
+        assert "closed (1009): Message size 5001 exceeds limit 2000" in caplog.text
         res = await chat(url, tone(0.5), http=http, realtime=False, tail_s=0.8)  # server still fine
         assert res.errors == [] and len(res.audio) > 0
 

@@ -245,6 +245,11 @@ def load_backend(cfg: KameConfig, clock: Clock, tokenizer=None, metrics=None):
     ``tokenizer``: the front-end's text vocabulary (oracle ids must be in it)."""
 
     bc = cfg.backend
+    if bc.stt == "none" and bc.llm != "none" and not getattr(cfg.cascade, "hybrid_routing", False):
+        # the LLM answers what the STT heard: without one it would never be asked (was: loaded anyway)
+        log.warning("backend.stt is 'none': nothing would reach backend.llm %r, which is not loaded (the "
+                    "front-end runs alone; set backend.llm=none to say so)", bc.llm)
+        return (lambda session: None), {"stt": "none", "llm": "none"}
     if bc.stt == "none" and bc.llm == "none":
         if getattr(cfg.cascade, "hybrid_routing", False):
             raise ConfigError("cascade.hybrid_routing needs backend.stt and backend.llm (not 'none')")

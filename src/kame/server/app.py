@@ -190,7 +190,9 @@ class Connection:
                 self.client_closed = True
                 return
             if msg.type == WSMsgType.ERROR:  # e.g. message beyond the hard size limit (aiohttp closed 1009)
-                self.close_code, self.close_reason = self.ws.close_code or WSCloseCode.PROTOCOL_ERROR, str(msg.data)
+                code = getattr(msg.data, "code", None) or self.ws.close_code  # (ws says 1006 after aiohttp's 1009)
+                self.close_code, self.close_reason = code or WSCloseCode.PROTOCOL_ERROR, str(msg.data)
+                log.warning("connection %s closed (%s): %s", self.session.id, self.close_code, msg.data)  # (was: no line)
                 return
             try:
                 if msg.type == WSMsgType.TEXT:
