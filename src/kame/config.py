@@ -198,7 +198,8 @@ class RuntimeConfig:
     max_input_backlog_s: float = _opt(1.0, min=0.08)
     silence_db: float = _opt(-40.0, max=0.0)  # agent audio above this RMS (dBFS) counts as speech
     vad: str = _opt("auto", choices=("auto", "energy", "silero", "webrtc"))  # user end-of-speech detector
-    stats_interval_s: float = _opt(1.0, min=0.0)  # period of per-session "stats" Meta (0 = never)
+    # period of per-session "stats" Meta (0 = never; the cascade sends one only when a count changed)
+    stats_interval_s: float = _opt(1.0, min=0.0)
     torch_threads: int = _opt(0, min=0)  # intra-op threads of the worker (0 = torch default)
 
 

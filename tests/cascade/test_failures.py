@@ -254,6 +254,8 @@ async def test_an_stt_that_takes_no_audio_is_restarted_after_the_tandems_stall_t
     d = Driver(clock, s)
     await d.step(frames=60)  # 4.8 s: not stalled yet; the queue is bounded, the oldest dropped
     assert s._stt._frames.qsize() == 20 and s._stt.dropped_frames == 40 and not _errors(d)
+    live = [m for m in d.metas("stats") if not m["final"]]  # said while the session runs (was: 0 until close)
+    assert live and 0 < live[-1]["dropped_frames"] <= 40 and live[-1]["t"] >= live[0]["t"] + 1.0 * (len(live) - 1)
     await d.step(frames=20)  # past 5 s
     (err,) = _errors(d)
     assert err.startswith("stt fake-stt failed: STT fake-stt stalled: it has taken no audio for 5.0 s")

@@ -218,6 +218,19 @@ async def test_audio_sent_faster_than_real_time_is_dropped_beyond_the_backlog(ca
     assert stt.frames <= 5 + 5 + 10 + 10 + 37 + 5  # (without the bound: 5 + 37 + 20 + 75)
 
 
+async def test_an_empty_chunk_takes_no_credit_from_the_next():
+    # (was: an empty push moved the audio's end up to the clock: 0.99 s of the next 2 s chunk dropped)
+    clock = FakeClock()
+    agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock), **{"runtime.max_input_backlog_s": 1.0})
+    s = await agent.open_session()
+    d = Driver(clock, s)
+    await s.push_audio(np.zeros(0, np.float32))
+    clock.advance(0.01)
+    await s.push_audio(np.zeros(48000, np.float32))  # 2 s, arriving as it ends: 1 s ahead at most
+    await d.close()
+    assert d.metas("stats")[-1]["dropped_input_s"] == 0
+
+
 async def test_file_mode_pushing_loses_nothing_at_the_smallest_backlog():
     # file mode pushes frames 0 and 1 at the same clock time, then one per 80 ms (was: at
     # runtime.max_input_backlog_s 0.08, frame 1 was dropped)

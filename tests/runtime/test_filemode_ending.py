@@ -104,10 +104,13 @@ def test_speech_the_stt_never_transcribed_is_warned_about(tmp_path, capsys):
     assert unheard(_rec(vad=vad[:2])) is None
     click = [{"event": "start", "t": 2.5}, {"event": "end", "t": 2.7}]  # 0.2 s: no word expected (was: warned)
     assert unheard(_rec(vad=vad[:2] + click)) is None and unheard(_rec(vad=vad[:2] + click, transcripts=[])) == (1, 1)
+    end_click = [{"event": "start", "t": 2.5}]  # speech until the input ends, 0.1 s later: a click too
+    assert unheard({**_rec(vad=vad[:2] + end_click), "duration_s": 2.6}) is None
     assert unheard(_rec(vad=vad, transcripts=[])) == (3, 3)
     assert unheard(_rec(vad=vad, components={"mode": "tandem", "stt": "none"})) is None
     _print_summary(_summary(unheard=(3, 3), pacing="fast", heard=""), tmp_path / "out.wav", True)
-    assert "warning   the STT transcribed nothing in 3 of the 3 stretches of speech the VAD found in out.wav; " \
+    assert "warning   the STT transcribed nothing in 3 of the 3 stretches of speech (0.3 s or longer) the VAD found " \
+           "in out.wav; " \
            "--fast leaves its STT, LLM and TTS no time: leave it out" in capsys.readouterr().out
 
 

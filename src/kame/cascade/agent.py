@@ -190,6 +190,7 @@ class CascadeAgent(Agent):
             stall_s=float(getattr(backend, "stt_stall_s", STALL_S)),
             names={k: self.components.get(k) for k in ("stt", "llm", "tts")},
             max_backlog_s=float(getattr(getattr(self.config, "runtime", None), "max_input_backlog_s", 1.0)),
+            stats_interval_s=float(getattr(getattr(self.config, "runtime", None), "stats_interval_s", 1.0)),
         )
         self.sessions[sid] = s
         s._emit(Meta({"type": "info", "session": sid, **self.components}))

@@ -20,7 +20,8 @@ Meta dicts sent (all JSON-able): {"type": "transcript", "speaker": "user", "text
 "start"|"end", "t", "detected_at"}, {"type": "backend", "component", "status": "down"|"up", "error", "t"} (as the
 tandem: after an ErrorEvent when a back-end fails, "up" at its next success), at close
 {"type": "stats", "session", "final": true, "t", <CascadeStats fields>}, and the same with
-"final": false at most once a second while input sent faster than real time is being dropped.
+"final": false while it runs, when a count changed, at most every runtime.stats_interval_s
+(every 80 ms while input sent faster than real time is being dropped).
 
 Failures: the STT stream is kame.runtime.sttloop.STTSupervisor's, as the tandem's (reported
 with an ErrorEvent + "down" and restarted with back-off after it raises, ends by itself, yields
@@ -60,7 +61,8 @@ CLOSE_GRACE_S = 5.0  # close(): real seconds the STT may take to flush its last 
 
 @dataclass
 class CascadeStats:
-    """Counts of one session, sent in its final "stats" Meta (names as the tandem's SessionStats)."""
+    """Counts of one session, sent in "stats" Metas: the final one at close, and while it runs when
+    they changed (``CascadeSession._live_stats``); names as the tandem's SessionStats."""
 
     transcripts: int = 0
     turns: int = 0
@@ -106,6 +108,7 @@ class CascadeSession(Session):
         stall_s: float = STALL_S,
         names: dict | None = None,
         max_backlog_s: float = 1.0,
+        stats_interval_s: float = 1.0,
     ) -> None:
         self.id = session_id
         self.stt, self.llm, self.tts = stt, llm, tts
@@ -132,7 +135,10 @@ class CascadeSession(Session):
         self._max_ahead = int(max_backlog_s * SAMPLE_RATE)
         self._end = float("-inf")  # clock time at which the audio taken so far ends, played in real time
         self._dropped = 0  # samples dropped
-        self._stats_sent_at: float | None = None
+        # a "stats" Meta while the session runs: when a count changed, at most every stats_interval_s
+        # (runtime.stats_interval_s; 0 = only the final one), checked on each playback tick and drop
+        self._stats_every = stats_interval_s
+        self._stats_sent: tuple[float | None, dict] = (None, self.stats.to_json())  # (when, what)
         self._push_lock = asyncio.Lock()
         self._last_frame_t: float | None = None
         self._reply: ReplyPipeline | None = None
@@ -160,11 +166,13 @@ class CascadeSession(Session):
     def _within_real_time(self, pcm: np.ndarray) -> np.ndarray:
         """The newest part of ``pcm`` that keeps the audio taken at most max_backlog_s ahead of
         the clock; the rest is dropped and counted (dropped_input_s), logged the first time and
-        sent in a "stats" Meta at most once a second while it goes on. Each chunk is taken as
+        said in the live "stats" Meta (``_live_stats``). Each chunk is taken as
         ending when it arrives, unless the audio before it ends later (``_end``): so a client
         sending in real time, or file mode (its clock moves with the audio), loses nothing, and a
         pause earns no credit for a burst after it."""
         now, n = self.clock.now(), len(pcm)
+        if not n:  # (it would move _end up to now: the next chunk's credit)
+            return pcm
         start = max(self._end, now - n / SAMPLE_RATE)  # where this chunk's audio begins
         keep = min(n, max(0, int(round((now - start) * SAMPLE_RATE)) + self._max_ahead))
         if keep < n:
@@ -174,12 +182,27 @@ class CascadeSession(Session):
                             "dropped_input_s)", self.id, self._max_ahead / SAMPLE_RATE)
             self._dropped += n - keep
             self.stats.dropped_input_s = round(self._dropped / SAMPLE_RATE, 3)
-            if self._stats_sent_at is None or now - self._stats_sent_at >= 1.0:  # (the final one comes at close,
-                self._stats_sent_at = now  # after a server stopped reading the session's outputs)
-                self._emit(Meta({"type": "stats", "session": self.id, "final": False, "t": now, **self.stats.to_json()}))
+            self._live_stats(now)
             pcm = pcm[n - keep:]
         self._end = start + keep / SAMPLE_RATE
         return pcm
+
+    def _live_stats(self, now: float) -> None:
+        """A non-final "stats" Meta if a count changed since the last one and stats_interval_s has
+        passed since it (the first at once), or one frame if input was dropped (a client sending a
+        file at once ends its session soon after: it learns how much was lost). The final one
+        comes at close, which a server no longer forwards once the client has left."""
+        when, sent = self._stats_sent
+        if not self._stats_every:
+            return
+        self.stats.dropped_frames = self._stt.dropped_frames
+        counts = self.stats.to_json()
+        if counts == sent:
+            return
+        gap = FRAME_S if counts["dropped_input_s"] != sent["dropped_input_s"] else self._stats_every
+        if when is None or now - when >= gap - 1e-9:
+            self._stats_sent = (now, counts)
+            self._emit(Meta({"type": "stats", "session": self.id, "final": False, "t": now, **counts}))
 
     async def _push(self, pcm: np.ndarray) -> None:
         now = self.clock.now()
@@ -329,6 +352,7 @@ class CascadeSession(Session):
                 self._emit(AgentAudio(pcm, next_t))
             elif self.cfg.emit_silence:
                 self._emit(AgentAudio(np.zeros(FRAME_SIZE, np.float32), next_t))
+            self._live_stats(next_t)
             if rp is not None and not rp.active and rp is self._reply:
                 self._commit_agent(rp, interrupted=False)
                 self._reply = None

@@ -321,7 +321,8 @@ MIN_WORD_SPEECH_S = 0.3  # a stretch of speech the VAD found, shorter than this,
 
 
 def unheard(rec: dict) -> tuple[int, int] | None:
-    """(stretches of speech the VAD found in which the STT transcribed no word, stretches), or None
+    """(stretches of speech of MIN_WORD_SPEECH_S or more the VAD found in which the STT transcribed
+    no word, such stretches), or None
     when it heard words in all of them (or there is no STT). The tandem's --fast runs its frames
     ahead of its STT, which then hears little or nothing, and only this says so."""
     if rec.get("components", {}).get("stt") in (None, "none"):
@@ -334,7 +335,7 @@ def unheard(rec: dict) -> tuple[int, int] | None:
             spans.append((start, v["t"]))
             start = None
     if start is not None:  # speech until the end
-        spans.append((start, float("inf")))
+        spans.append((start, rec.get("duration_s", float("inf"))))
     spans = [(a, b) for a, b in spans if b - a >= MIN_WORD_SPEECH_S]  # a click or a cough is no word
     words = _user_words(rec)
     missed = sum(1 for a, b in spans if not any(w["end"] > a and w["start"] < b for w in words))
@@ -586,8 +587,8 @@ def _print_summary(s: dict, out: Path, no_png: bool) -> None:
     if s.get("unheard"):
         (n, of), why = s["unheard"], failed if s.get("errors") else fast if s.get("pacing") == "fast" else \
             "the STT heard no words there (too quiet, not speech it knows, or a language it does not)"
-        print(f"warning   the STT transcribed nothing in {n} of the {of} stretches of speech the VAD found in "
-              f"{out.name}; {why}")
+        print(f"warning   the STT transcribed nothing in {n} of the {of} stretches of speech ({MIN_WORD_SPEECH_S:g} s "
+              f"or longer) the VAD found in {out.name}; {why}")
     if s.get("answer_missing"):
         miss, took = s["answer_missing"], []
         if miss.get("stt_final_latency") is not None:

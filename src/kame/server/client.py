@@ -374,9 +374,10 @@ stderr:
                                    the session with it; all of them are in --json (with the
                                    client's own non-fatal unreadable_message: a server message
                                    it could not read, skipped)
-  warning: the server dropped ...  the server dropped part of the input (a tandem keeps about
-                                   1 s of backlog: --fast sends faster than it takes audio, and an
-                                   agent slower than real time takes it slower than it comes)
+  warning: the server dropped ...  the server dropped part of the input (an agent keeps about
+                                   1 s of backlog, runtime.max_input_backlog_s: --fast sends faster
+                                   than it takes audio, and a tandem slower than real time takes it
+                                   slower than it comes)
   warning: the agent missed ...    more than 5 %% of the frames (and at least 3) missed their 80 ms
                                    deadline (the server's "stats"): the agent ran slower than real
                                    time (the server's CPU is too slow for its model, or too busy)
@@ -449,12 +450,15 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except aiohttp.ClientConnectorError as exc:  # nothing listens there, the name does not resolve, ...
-        err = exc.os_error  # (asyncio sets every connect error's strerror to "Connect call failed (...)")
-        if err.errno == errno.ECONNREFUSED:
+        # asyncio words every connect error "Connect call failed (...)"; trying several addresses
+        # (localhost: ::1 and 127.0.0.1) gives "Multiple exceptions: [Errno 99] ..., [Errno 111] ..."
+        err, text = exc.os_error, str(exc.os_error)
+        if err.errno == errno.ECONNREFUSED or (err.errno is None and f"[Errno {errno.ECONNREFUSED}]" in text):
             why = "connection refused (is `kame serve` running there, on that port?)"
-        else:  # e.g. "Network is unreachable", or the resolver's "Name or service not known"
-            why = os.strerror(err.errno) if isinstance(err.errno, int) and "Connect call failed" in str(err) \
-                else (err.strerror or str(exc))
+        elif isinstance(err.errno, int) and "Connect call failed" in text:
+            why = os.strerror(err.errno)  # e.g. "Network is unreachable"
+        else:  # e.g. the resolver's "Name or service not known"
+            why = err.strerror or text or str(exc)
         print(f"error: cannot connect to {a.url}: {why}", file=sys.stderr)
         return 1
     except (aiohttp.ClientError, OSError) as exc:  # e.g. the connection was lost
