@@ -123,10 +123,8 @@ class CodecConfig:
             return
         from . import registry  # scheme names only: nothing is imported
 
-        try:
-            _, arg = registry.check_spec("codec", self.spec, also=("auto",))  # auto: the front-end's own
-        except ConfigError as exc:
-            raise ConfigError(f"codec.spec: {exc} ('auto': the front-end's own codec)") from None
+        _, arg = registry.check_key_spec("codec.spec", "codec", self.spec, also=("auto",),
+                                         note=" ('auto': the front-end's own codec)")
         if arg is not None and arg.startswith("hf://"):  # e.g. mimi:hf://ORG/REPO[@REV][/FILE]
             try:
                 split_hf(arg)
@@ -179,10 +177,7 @@ class BackendConfig:
                 spec = "none"
                 setattr(self, kind, spec)
             if spec != "none":
-                try:
-                    registry.check_spec(kind, spec, also=("none",))
-                except ConfigError as exc:
-                    raise ConfigError(f"backend.{kind}: {exc}") from None
+                registry.check_key_spec(f"backend.{kind}", kind, spec, also=("none",))
         if self.knowledge_dir:  # the check KnowledgeBase.from_folder makes
             from .backend.knowledge import check_knowledge_dir  # lazily: it imports numpy
 

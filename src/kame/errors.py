@@ -10,6 +10,11 @@ class ConfigError(KameError, ValueError):
     """A config key or value is unknown or invalid (the message names it)."""
 
 
+class PluginError(ConfigError):
+    """A plugin (--plugin, KAME_PLUGINS, an installed package's entry point) could not be loaded:
+    not the fault of the config key whose check happened to load it."""
+
+
 class CheckpointError(KameError):
     """A checkpoint is missing, incomplete, or does not match the config."""
 

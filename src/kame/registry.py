@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import ConfigError, KameError, MissingPackageError
+from .errors import ConfigError, KameError, MissingPackageError, PluginError
 
 PLUGINS_ENV = "KAME_PLUGINS"  # comma-separated plugin modules or .py files
 ENTRY_POINT_GROUP = "kame.components"  # installed packages' plugin modules
@@ -141,6 +141,18 @@ def check_spec(kind: str, spec: str, also: tuple[str, ...] = ()) -> tuple[Entry,
         raise ConfigError(f"{kind} spec {spec!r} names no {entry.needs}: give {scheme}:{entry.needs}"
                           + (f" (or set {entry.needs_env})" if entry.needs_env else "") + alt)
     return entry, arg
+
+
+def check_key_spec(key: str, kind: str, spec: str, also: tuple[str, ...] = (), note: str = ""):
+    """check_spec for a config key: its ConfigError names ``key`` ("backend.llm: unknown llm spec
+    ...", then ``note``); a plugin that cannot be loaded is said as it is (PluginError: not the
+    key's fault, though its check loaded the plugins)."""
+    try:
+        return check_spec(kind, spec, also)
+    except PluginError:
+        raise
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}{note}") from None
 
 
 def _path_hint(kind: str, spec: str) -> str:
@@ -285,7 +297,7 @@ def _load_entry_point(ep) -> None:
     except (KameError, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001 - the plugin's failure, named
-        raise ConfigError(f"plugin {ep.value!r} (entry point {ep.name!r} of {ENTRY_POINT_GROUP!r}) could not be "
+        raise PluginError(f"plugin {ep.value!r} (entry point {ep.name!r} of {ENTRY_POINT_GROUP!r}) could not be "
                           f"loaded: {type(exc).__name__}: {exc}") from exc
     _PLUGINS.add(ep.value)
 
@@ -317,6 +329,6 @@ def load_plugins(names, source: str = "--plugin") -> None:
             hint = (f" (a module on the Python path, or the file's path: ./{name}.py)"
                     if isinstance(exc, ModuleNotFoundError) and exc.name == name and Path(f"{name}.py").is_file()
                     else "")
-            raise ConfigError(f"plugin {name!r} (from {source}) could not be loaded: "
+            raise PluginError(f"plugin {name!r} (from {source}) could not be loaded: "
                               f"{type(exc).__name__}: {exc}{hint}") from exc
         _PLUGINS.add(name)

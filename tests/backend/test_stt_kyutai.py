@@ -124,3 +124,6 @@ def test_kyutai_rejects_non_stt_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match=r"speech-to-speech front-end checkpoint \(dep_q 8\), not a Kyutai "
                                               r"STT; use it as frontend.spec="):
         registry.create("stt", f"kyutai:{tmp_path}")
+    # a folder that is not there is a Kyutai STT checkpoint missing (was: "front-end checkpoint ...")
+    with pytest.raises(CheckpointError, match=r"Kyutai STT checkpoint '.*gone' does not exist \(kyutai:FOLDER"):
+        registry.create("stt", f"kyutai:{tmp_path / 'gone'}")

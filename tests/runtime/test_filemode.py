@@ -147,6 +147,28 @@ def test_reply_cut_off_when_the_agent_text_outlives_its_audio():
     babble = np.full(3 * SR, 0.1, np.float32)  # tandem: text of the last frame at the very end
     assert not reply_cut_off({"agent_text": [{"t": 3.0, "text": "x"}]}, babble)
     assert not reply_cut_off({"agent_text": [{"t": 5.0, "text": " "}]}, silent)  # no reply at all
+    # a reply whose TTS failed (no audio) is not one cut off by the file's end: it failed, and says so
+    failed = turn + [{"type": "agent_turn", "turn": 1, "t": 5.5, "failed": True, "reply": "The capital"}]
+    assert not reply_cut_off({"agent_text": text, "other": failed}, silent)  # (was: cut off)
+
+
+def test_the_summary_tells_failed_and_empty_replies(tmp_path, capsys):
+    # (was: a failed TTS "cut off ... still answering when the file ended"; an LLM answering with no
+    # text "give a longer --max-tail")
+    from kame.runtime.filemode import _print_summary, reply_outcomes
+
+    from .test_filemode_ending import _summary
+
+    other = [{"type": "agent_turn", "turn": 1, "failed": True, "reply": "Hi"},
+             {"type": "agent_turn", "turn": 2, "failed": False, "reply": ""},
+             {"type": "agent_turn", "turn": 3, "failed": False, "reply": "Fine."}]
+    assert reply_outcomes({"other": other}) == {"failed": 1, "empty": 1}
+    _print_summary(_summary(mode="cascade", replies={"failed": 1, "empty": 1}, errors=2), tmp_path / "o.wav", True)
+    out = capsys.readouterr().out
+    assert "warning   1 of the agent's replies had no text: its LLM answered with none" in out
+    assert "warning   1 of the agent's replies failed before all of it was spoken; its back-end reported 2 error(s)" in out
+    _print_summary(_summary(mode="cascade", unanswered=True, replies={"failed": 0, "empty": 1}), tmp_path / "o.wav", True)
+    assert "did not answer in o.wav; its LLM answered with no text" in capsys.readouterr().out
 
 
 class _TurnAgent:

@@ -63,10 +63,7 @@ class CascadeConfig:
 
         for key, spec in (("tts", self.tts), ("tts_fallback", self.tts_fallback)):
             if spec:  # (a fallback of None or "" is no fallback)
-                try:
-                    registry.check_spec("tts", spec)
-                except ConfigError as exc:
-                    raise ConfigError(f"cascade.{key}: {exc}") from None
+                registry.check_key_spec(f"cascade.{key}", "tts", spec)
         for key, (lo, hi, lo_open, hi_open, what) in _RANGES.items():
             value = getattr(self, key)
             if value is None and key in _OPTIONAL:

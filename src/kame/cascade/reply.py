@@ -22,7 +22,8 @@ is not text (kame.backend.llm.base.check_piece, the tandem's WatchedLLM check), 
 the check of user audio, kame.audio.audio_problem). Each is an ErrorEvent naming the
 component, and a {"type": "backend", "status": "down"} Meta (kame.runtime.base.BackendHealth; its
 "error" is kame.runtime.base._why(exc), as the tandem's);
-``failed`` is set and the reply ends with what was already spoken.
+``failed`` is set and the reply ends with what was already spoken; after an LLM failure, the
+segments it completed before are still spoken, its unfinished last words are not.
 
 Metrics (via ``metric(name, value, labels)``): llm_ttft, tts_first_chunk, first_response_latency
 (user's end of speech -> first audible agent sample), content_latency (same point: in the cascade
@@ -222,9 +223,10 @@ class ReplyPipeline:
                     await _aclose(stream)
             except Exception as exc:  # noqa: BLE001 - a dead back-end must not end the session
                 self._fail("llm", exc)
-            take(guard.flush())
-            for seg in splitter.flush():
-                segq.put_nowait(seg)
+            if not self.failed:  # (an LLM cut off mid-sentence: its unfinished words are not spoken)
+                take(guard.flush())
+                for seg in splitter.flush():
+                    segq.put_nowait(seg)
             segq.put_nowait(None)
             await tts_task
         except asyncio.CancelledError:

@@ -303,10 +303,21 @@ def reply_cut_off(rec: dict, agent: np.ndarray) -> bool:
     tandem's front-end speaks all the time, so its audio at the end says nothing.)"""
     if not _agent_text(rec):
         return False
+    ended = [d for d in rec.get("other", ()) if d.get("type") == "agent_turn"]
+    failed_last = bool(ended and ended[-1].get("failed") and ended[-1].get("t", 0) >= rec["agent_text"][-1]["t"])
     loud = np.flatnonzero(np.abs(agent) > AUDIBLE)
-    if not loud.size or loud[-1] / SR + 0.5 < rec["agent_text"][-1]["t"]:
-        return True
+    if not failed_last and (not loud.size or loud[-1] / SR + 0.5 < rec["agent_text"][-1]["t"]):
+        return True  # (a failed reply's unspoken text is no cut: failed_replies says it)
     return bool(open_turns(rec.get("other", ())))
+
+
+def reply_outcomes(rec: dict) -> dict:
+    """{"failed": replies a failing LLM/TTS ended, "empty": replies that ended without a word (the
+    LLM gave no text, and did not fail)}, from the "agent_turn" metadata (a cascade's, hybrid
+    routing's)."""
+    ended = [d for d in rec.get("other", ()) if d.get("type") == "agent_turn"]
+    return {"failed": sum(1 for d in ended if d.get("failed")),
+            "empty": sum(1 for d in ended if not d.get("failed") and not str(d.get("reply", "")).strip())}
 
 
 def unanswered(rec: dict) -> bool:
@@ -496,6 +507,7 @@ def main(args) -> int:
     summary["agent_clipped_fraction"] = clipped
     summary["reply_cut_off"] = reply_cut_off(rec, agent)
     summary["unanswered"] = unanswered(rec)
+    summary["replies"] = reply_outcomes(rec)
     summary["pacing"] = "fast" if args.fast else "simulated-realtime"
     summary["tail_extended_s"] = extended_s
     summary["step_rows"] = cfg.runtime.max_sessions if cfg.runtime.batched else 1  # rows each step codes
@@ -581,9 +593,15 @@ def _print_summary(s: dict, out: Path, no_png: bool) -> None:
               f"(or the user's final transcript, which starts it, still to come)")
     failed = f"its back-end reported {s['errors']} error(s): see 'errors' in {out.with_suffix('.json').name}"
     fast = "--fast leaves its STT, LLM and TTS no time: leave it out"
+    replies = s.get("replies") or {}
     if s.get("unanswered"):
-        why = failed if s.get("errors") else fast if s.get("pacing") == "fast" else "give a longer --max-tail"
+        why = failed if s.get("errors") else fast if s.get("pacing") == "fast" else \
+            "its LLM answered with no text" if replies.get("empty") else "give a longer --max-tail"
         print(f"warning   the cascade heard the user but did not answer in {out.name}; {why}")
+    elif replies.get("empty"):  # (was: nothing said of them)
+        print(f"warning   {replies['empty']} of the agent's replies had no text: its LLM answered with none")
+    if replies.get("failed"):  # (was: "the agent's reply is cut off ... when the file ended")
+        print(f"warning   {replies['failed']} of the agent's replies failed before all of it was spoken; {failed}")
     if s.get("unheard"):
         (n, of), why = s["unheard"], failed if s.get("errors") else fast if s.get("pacing") == "fast" else \
             "the STT heard no words there (too quiet, not speech it knows, or a language it does not)"

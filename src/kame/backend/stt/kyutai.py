@@ -109,6 +109,12 @@ class KyutaiSTT(SegmentedSTT):
 
         if not source:
             raise ConfigError("kyutai STT needs a checkpoint: kyutai:/path/to/folder or kyutai:hf://kyutai/stt-1b-en_fr")
+        if not str(source).startswith("hf:"):  # (was: "front-end checkpoint ... does not exist")
+            from ...paths import local_path
+
+            if not local_path(str(source)).exists():
+                raise CheckpointError(f"Kyutai STT checkpoint {str(source)!r} does not exist (kyutai:FOLDER holding its "
+                                      f"config.json and weights, or kyutai:hf://kyutai/stt-1b-en_fr)")
         model, info = load_frontend(str(source), device=device, dtype=dtype, expect="stt")
         cfg = model.cfg
         if cfg.dep_q != 0:
