@@ -19,28 +19,8 @@ from kame.backend.tts.openai import OpenAITTS
 from kame.backend.types import ChatMessage
 from kame.errors import BackendError, ConfigError
 
-from ..local_http import serving
 
 MSGS = [ChatMessage("user", "hi")]
-
-
-@pytest.fixture
-async def server():
-    """A loopback server whose one handler the test sets: ``srv.handler = async fn(request)``."""
-    class Srv:
-        handler = None
-
-    srv = Srv()
-
-    async def handle(request):
-        await request.read()
-        return await srv.handler(request)
-
-    app = web.Application()
-    app.router.add_post("/v1/{tail:.*}", handle)
-    async with serving(app) as (url, _):
-        srv.url = url + "/v1"
-        yield srv
 
 
 def sse(*lines: bytes):

@@ -118,3 +118,16 @@ def test_word_restarts_wait_for_the_first_piece_finals_do_not():
     assert g.decide(0.0, new_words=3, final=False, has_text=True, awaiting_first=False) == Decision("start", "words")
     ref = RestartGate(OraclePolicy())  # SakanaAI/kame's rule (the default)
     assert ref.decide(0.0, new_words=3, final=False, has_text=True, awaiting_first=True) == Decision("start", "words")
+
+
+@pytest.mark.parametrize("files, found", [({"a.rst": "notes", "sub/b.pdf": "%PDF"}, "it holds only .pdf, .rst files"),
+                                          ({}, "it is empty")])
+def test_a_knowledge_folder_without_notes_is_a_config_error(tmp_path, files, found):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(f"knowledge_dir: {tmp_path} holds no notes ({found}): the knowledge "
+                                                    "base reads .txt and .md files")):
+        KnowledgeBase.from_folder(tmp_path)
+    (tmp_path / "c.TXT").write_text("the museum opens at nine")
+    assert [c.source for c in KnowledgeBase.from_folder(tmp_path).chunks] == ["c.TXT"]

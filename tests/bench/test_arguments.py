@@ -109,3 +109,20 @@ def test_a_codec_spec_that_cannot_work_is_refused_before_torch_loads():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "[1, 1] False", out.stderr
     assert out.stderr.count("unknown codec spec 'nonsense:x'") == 2
+
+
+def test_backend_bench_base_url_help_says_it_is_for_the_llm_and_how_to_point_the_stt(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "backend", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "base URL for --llm openai:MODEL specs only" in out
+    assert "'openai:MODEL;base_url=URL'" in out
+
+
+def test_backend_bench_takes_an_stt_base_url_in_the_spec():
+    """What the --base-url help tells a user to do for the STT is accepted (checked before any work)."""
+    from kame.bench.backend_stt import check_options, parse_spec
+
+    check_options("openai:whisper-1;base_url=http://127.0.0.1:8000/v1")
+    assert parse_spec("openai:whisper-1;base_url=http://127.0.0.1:8000/v1") == (
+        "openai:whisper-1", {"base_url": "http://127.0.0.1:8000/v1"})

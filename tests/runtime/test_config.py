@@ -119,6 +119,9 @@ def test_bad_files(tmp_path):
     with pytest.raises(ConfigError, match="frontend.device 'nosuch'"):
         load_config(gpu)
     assert load_config(gpu, ["frontend.device=cpu"]).cascade.tts_fallback == ""  # "" = no fallback
+    with pytest.raises(ConfigError, match=r"backend.knowledge_dir: .* holds no notes \(it holds only .toml files\)"):
+        load_config(None, [f"backend.knowledge_dir={tmp_path}"])  # at config load (was: 0 notes, silently)
+    (tmp_path / "note.md").write_text("The museum opens at nine.")
     assert load_config(None, ["cascade.tts=espeak:en-us+f2", "cascade.tts_fallback=none", "frontend.device=cpu",
                               f"backend.knowledge_dir={tmp_path}"]).cascade.tts == "espeak:en-us+f2"
     bad = tmp_path / "bad.toml"

@@ -1,6 +1,7 @@
 """A tiny knowledge base for the oracle LLM: .txt/.md files, chunked, ranked with BM25 (numpy).
 
-    kb = KnowledgeBase.from_folder("notes/")        # every *.txt / *.md below it (ConfigError if not a folder)
+    kb = KnowledgeBase.from_folder("notes/")        # every *.txt / *.md below it (ConfigError if not a
+                                                    # folder, or if it holds none)
     for score, chunk in kb.search("when does the museum open", k=3):
         print(chunk.source, chunk.text)
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from ..errors import ConfigError
 
+NOTE_SUFFIXES = (".txt", ".md")  # the files a knowledge folder's notes are read from
 _WORD = re.compile(r"[^\W_]+")  # letters and digits of any script ("café", "東京")
 STOP = frozenset(
     "a an and are as at be but by do does for from had has have he her his how i if in is it its "
@@ -41,13 +43,26 @@ class Chunk:
 
 def check_knowledge_dir(path: str | Path, name: str = "knowledge_dir") -> Path:
     """The folder of notes ``path`` (``~`` expanded), or a ConfigError naming the setting
-    ``name`` ("backend.knowledge_dir: notes/ is not a folder (nothing is there)"). The one check
+    ``name`` ("backend.knowledge_dir: notes/ is not a folder (nothing is there)", or it holds no
+    .txt / .md file: other kinds are not read). The one check
     of the folder: KnowledgeBase.from_folder makes it, and the configuration can, before a session."""
     root = Path(path).expanduser()
     if not root.is_dir():
         why = "it is a file" if root.exists() else "nothing is there"
         raise ConfigError(f"{name}: {path} is not a folder ({why})")
+    if not any(_notes(root)):  # (was: 0 notes, silently)
+        others = sorted({p.suffix.lower() or p.name for p in root.rglob("*") if p.is_file()})
+        found = f"it holds only {', '.join(others[:8])}{' ...' if len(others) > 8 else ''} files" if others \
+            else "it is empty"
+        raise ConfigError(f"{name}: {path} holds no notes ({found}): the knowledge base reads "
+                          f"{' and '.join(NOTE_SUFFIXES)} files (plain text) anywhere below the folder; "
+                          "convert the notes to text, or unset the setting")
     return root
+
+
+def _notes(root: Path):
+    """The note files below ``root``, in name order."""
+    return (p for p in sorted(root.rglob("*")) if p.suffix.lower() in NOTE_SUFFIXES and p.is_file())
 
 
 class KnowledgeBase:
@@ -72,11 +87,14 @@ class KnowledgeBase:
         }
 
     @classmethod
-    def from_folder(cls, folder: str | Path, chunk_words: int = 80, overlap: int = 20) -> "KnowledgeBase":
-        root = check_knowledge_dir(folder)
+    def from_folder(cls, folder: str | Path, chunk_words: int = 80, overlap: int = 20,
+                    name: str = "knowledge_dir") -> "KnowledgeBase":
+        """The notes below ``folder``: ConfigError naming the setting ``name`` if it is not a folder
+        or holds no .txt / .md file (check_knowledge_dir)."""
+        root = check_knowledge_dir(folder, name)
         chunks: list[Chunk] = []
         step = max(1, chunk_words - overlap)
-        for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in (".txt", ".md") and p.is_file()):
+        for path in _notes(root):
             words = path.read_text(encoding="utf-8", errors="replace").split()
             for s in range(0, max(1, len(words) - overlap), step):
                 piece = words[s : s + chunk_words]

@@ -16,7 +16,13 @@ an adapter with a ``service`` ("STT", "TTS") reads its own variable first, then 
 (``OPENAI_STT_BASE_URL``, else ``OPENAI_BASE_URL``; ``OPENAI_STT_API_KEY``, else
 ``OPENAI_API_KEY``), so a local whisper or TTS server can sit beside a hosted LLM, each with its
 own key; the LLM (no service) reads the generic ones. An empty variable counts as unset; pass
-``api_key=""`` to send no key. Error messages name the variable a URL or key came from.
+``api_key=""`` to send no key. Error messages name the variable a URL or key came from. A key
+is stripped of surrounding whitespace (the newline of ``OPENAI_API_KEY=$(cat keyfile)``); one with
+a control character inside is a ConfigError naming where it came from (not a bare ValueError
+from aiohttp's header check at the first request).
+
+An adapter's spec "openai:MODEL;NAME=VALUE,..." is split by ``spec_options`` (the model
+stripped, the options those the adapter lists), with kame.registry.split_options.
 
 HTTP 429's ``Retry-After`` (delay-seconds or an HTTP-date, RFC 9110) is kept on the
 BackendError as ``retry_after`` seconds (``retry_after_seconds``).
@@ -41,6 +47,7 @@ from typing import AsyncIterator, Awaitable, Callable, Sequence
 import aiohttp
 
 from ..errors import BackendError, ConfigError
+from ..registry import split_options
 from .options import number
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -55,8 +62,9 @@ def env_names(setting: str, service: str | None = None) -> tuple[str, ...]:
 
 
 def from_env(names: Sequence[str]) -> tuple[str | None, str | None]:
-    """(value, name) of the first of ``names`` set to a non-empty value, else (None, None)."""
-    return next(((os.environ[n], n) for n in names if os.environ.get(n)), (None, None))
+    """(value, name) of the first of ``names`` set to a value that is not empty or blank, the value
+    stripped; else (None, None)."""
+    return next(((os.environ[n].strip(), n) for n in names if os.environ.get(n, "").strip()), (None, None))
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,12 @@ def resolve_endpoint(what: str, base_url: str | None, api_key: str | None,
     url_vars, key_vars = env_names("BASE_URL", service), env_names("API_KEY", service)
     url, url_from = (base_url, "base_url=") if base_url else from_env(url_vars)
     key, key_from = (api_key, "api_key=") if api_key is not None else from_env(key_vars)
-    key, key_from = key or "", key_from if key else ""
+    key = (key or "").strip()  # (a trailing newline from $(cat keyfile) is common)
+    key_from = key_from if key else ""
+    if bad := next((c for c in key if ord(c) < 32 or ord(c) == 127), None):
+        raise ConfigError(f"openai {what}: the API key from {key_from} holds a control character ({bad!r}, "
+                          f"at {key.index(bad)}), which cannot go in an HTTP header: set it to the key alone, "
+                          "on one line")
     if not url:
         if not key:
             raise ConfigError(
@@ -93,6 +106,19 @@ def resolve_endpoint(what: str, base_url: str | None, api_key: str | None,
         raise ConfigError(f"openai {what}: base URL must start with http:// or https://, got {url!r} "
                           f"(from {url_from})")
     return Endpoint(url, key, url_from, key_from, url_vars, key_vars)
+
+
+def spec_options(kind: str, arg: str | None, allowed: tuple[str, ...], example: str,
+                 kwargs: dict) -> tuple[str, dict]:
+    """An ``openai:`` spec's argument "MODEL;NAME=VALUE,..." -> (MODEL, stripped; ``kwargs`` plus
+    the options, as text: the constructor checks them). ConfigError naming the spec (``kind``:
+    "llm" / "tts") for an option not in ``allowed``, a malformed or repeated one, or one also given
+    as a keyword argument."""
+    where = f"{kind} spec 'openai:{arg}'"
+    model, options = split_options(arg, where, allowed, example)
+    if twice := sorted(options.keys() & kwargs.keys()):
+        raise ConfigError(f"{where}: option {twice[0]!r} is also given as a keyword argument")
+    return model, {**kwargs, **options}
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:

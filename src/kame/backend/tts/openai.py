@@ -21,6 +21,8 @@ Errors raise kame.errors.BackendError: HTTP status >= 400 (with the server's mes
 failures, timeouts, a body over its cap, an undecodable wav, a JSON/text body where audio was
 expected, an audio file (wav, mp3, ...) where raw pcm was asked, NaN samples, and an empty response. Bad options
 (``pcm_rate``, ``speed``, timeouts, an empty voice) are ConfigErrors naming them. Cancelling the consumer closes the connection.
+A spec sets options after a ';': ``openai:tts-1:nova;speed=1.2,response_format=wav``
+(``SPEC_OPTIONS``; others are a ConfigError naming the spec).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import numpy as np
 
 from ...audio import SAMPLE_RATE, ChunkResampler, resample
 from ...errors import BackendError, ConfigError
-from ..openai_http import MiB, OpenAIHTTP, content_type, read_excerpt, within
+from ..openai_http import MiB, OpenAIHTTP, content_type, read_excerpt, spec_options, within
 from ..options import number
 from .base import TTS
 
@@ -53,6 +55,8 @@ MAX_WAV_BODY = 64 * MiB
 # pcm: passed on chunk by chunk, never held whole, so the cap is generous: one reply of an hour
 # (173 MB at 24 kHz) is a runaway server, not speech.
 MAX_PCM_SECONDS = 3600
+# the constructor options a spec may set after ';' (values are text; the constructor checks them)
+SPEC_OPTIONS = ("response_format", "speed", "pcm_rate", "first_chunk_timeout", "chunk_timeout", "connect_timeout")
 
 
 class OpenAITTS(OpenAIHTTP, TTS):
@@ -182,8 +186,10 @@ class OpenAITTS(OpenAIHTTP, TTS):
 
 
 def create(arg: str | None = None, **kwargs) -> OpenAITTS:
-    """Registry factory: ``openai:MODEL[:VOICE]`` (kwargs: response_format, base_url, api_key, ...)."""
-    model, _, voice = (arg or os.environ.get("OPENAI_TTS_MODEL", "")).partition(":")
-    if voice:
-        kwargs.setdefault("voice", voice)
-    return OpenAITTS(model, **kwargs)
+    """Registry factory: ``openai:MODEL[:VOICE][;NAME=VALUE,...]`` (NAME in SPEC_OPTIONS; kwargs:
+    the constructor's: response_format, base_url, api_key, ...)."""
+    head, kwargs = spec_options("tts", arg, SPEC_OPTIONS, "openai:tts-1:nova;speed=1.2", kwargs)
+    model, _, voice = (head or os.environ.get("OPENAI_TTS_MODEL", "")).partition(":")
+    if voice.strip():
+        kwargs.setdefault("voice", voice.strip())
+    return OpenAITTS(model.strip(), **kwargs)
