@@ -57,11 +57,13 @@ def test_command_line_gives_what_differs_from_the_defaults_with_secrets_hidden()
     p = argparse.ArgumentParser()
     backend.add_arguments(p)
     args = p.parse_args(["--no-stt", "--llm", "openai:my model", "--llm", "embedded", "--prompts", "6",
-                         "--word-s", "0.5", "--base-url", "http://me:pw@host:8000/v1"])
+                         "--word-s", "0.12345678", "--base-url", "http://me:pw@host:8000/v1"])
     args.plugin = ["./mine.py"]
-    assert command_line(args, backend.add_arguments, "backend") == (
+    assert command_line(args, backend.add_arguments, "backend") == (  # (was: --word-s 0.123457)
         "kame --plugin ./mine.py bench backend --no-stt --llm 'openai:my model' --llm embedded "
-        "--base-url 'http://me:***@host:8000/v1' --word-s 0.5")  # --prompts 6 is the default
+        "--base-url 'http://me:***@host:8000/v1' --word-s 0.12345678")  # --prompts 6 is the default
+    args.word_s = 8.0
+    assert command_line(args, backend.add_arguments, "backend").endswith("--word-s 8")
     p = argparse.ArgumentParser()
     soak.add_arguments(p)
     args = p.parse_args(["--agent", "config", "--set", "server.auth_token=abc", "--set", "backend.llm=none",

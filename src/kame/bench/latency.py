@@ -198,6 +198,8 @@ def answer_text(mode: str, rec: dict, ut: UserTurn) -> str:
 
 
 def analyse(mode: str, runs, dialogues, asr, thr: float) -> list[TurnResult]:
+    from ..runtime.filemode import fed_oracle_lags
+
     out = []
     for (rec, agent), (_, turns) in zip(runs, dialogues):
         for ut in turns:
@@ -219,7 +221,7 @@ def analyse(mode: str, runs, dialogues, asr, thr: float) -> list[TurnResult]:
                         r.content_word = w.text
                         break
             in_win = [m for m in rec["metrics"] if ut.start <= m.get("t", -1) < ut.window_end]
-            r.oracle_lag = [m["value"] for m in in_win if m["name"] == "oracle_lag"]
+            r.oracle_lag = fed_oracle_lags(in_win)  # one per prediction (was: its "emitted" stage too)
             r.llm_ttft = [m["value"] for m in in_win if m["name"] == "llm_ttft"]
             # the LLM request time = llm_ttft's time - its value (the cascade sends one per turn)
             reqs = [m["t"] - m["value"] for m in in_win if m["name"] == "llm_ttft" and m["t"] - m["value"] >= ut.end - 1]
@@ -406,7 +408,8 @@ def main(args) -> int:
             for k, ((rec, agent), (pcm, _)) in enumerate(zip(runs[mode], dialogues)):
                 user = np.pad(pcm, (0, agent.shape[0] - pcm.shape[0]))
                 write_wav(out / f"{mode}_{k:02d}.wav", np.stack([user, agent], axis=1), SR)
-    print(f"\nwrote {out / 'latency.md'}, {out / 'latency.json'}, {out / 'latency.png'}")
+    wavs = f", {out}/{{{','.join(modes)}}}_NN.wav ({len(dialogues)} each)" if args.save_wavs else ""  # (was: unsaid)
+    print(f"\nwrote {out / 'latency.md'}, {out / 'latency.json'}, {out / 'latency.png'}{wavs}")
     return 0
 
 

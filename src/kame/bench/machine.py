@@ -83,8 +83,14 @@ def command_line(args: argparse.Namespace, add_arguments: Callable[[argparse.Arg
             words.append(flag)
             continue
         for v in value if isinstance(value, (list, tuple)) else [value]:
-            words += [flag, _mask(format(v, "g") if isinstance(v, float) else str(v))]
+            words += [flag, _mask(_number(v) if isinstance(v, float) else str(v))]
     return " ".join(shlex.quote(w) for w in words)
+
+
+def _number(v: float) -> str:
+    """A float as short as it reads back exactly: 8.0 -> "8", 0.12345678 stays (was: "0.123457")."""
+    short = format(v, "g")
+    return short if float(short) == v else repr(v)
 
 
 def header(args: argparse.Namespace, add_arguments: Callable[[argparse.ArgumentParser], None], name: str) -> str:

@@ -265,10 +265,7 @@ def summarize(rec: dict) -> dict:
                                   for pid in sorted({o["prediction_id"] for o in rec["oracle"]})),
         "agent_text": _agent_text(rec),
         "first_response_latency_s": vals("first_response_latency"),
-        # the user's last word -> the prediction's first token fed to the front-end (the producer's
-        # own "emitted" stage, a little earlier, is in OUT.json's metrics)
-        "oracle_lag_s": [m["value"] for m in rec["metrics"] if m.get("name") == "oracle_lag"
-                         and (m.get("labels") or {}).get("stage", "fed") == "fed"],
+        "oracle_lag_s": fed_oracle_lags(rec["metrics"]),
         "step_time_p50_s": float(np.percentile(st, 50)) if st else None,
         "step_time_p99_s": float(np.percentile(st, 99)) if st else None,
         "missed_deadlines": len(vals("missed_deadline")),
@@ -278,6 +275,14 @@ def summarize(rec: dict) -> dict:
         "frames": rec["frames"], "late_frames": rec["late_frames"], "wall_s": rec["wall_s"],
         "slowdown": rec["slowdown"], "load_s": rec["load_s"], "errors": len(rec["errors"]),
     }
+
+
+def fed_oracle_lags(metrics) -> list[float]:
+    """The oracle_lag values of recorded "metric" dicts: the user's last word -> the prediction's
+    first token fed to the front-end, one per prediction (the producer's own "emitted" stage, a
+    little earlier, is recorded too and left out)."""
+    return [m["value"] for m in metrics if m.get("name") == "oracle_lag"
+            and (m.get("labels") or {}).get("stage", "fed") == "fed"]
 
 
 def _agent_text(rec: dict) -> str:
