@@ -32,3 +32,15 @@ def test_demo_default_tail_holds_the_cascade_answer():
     p = argparse.ArgumentParser()
     add_arguments(p)
     assert p.parse_args([]).tail >= 10.0
+
+
+def test_demo_headings_name_the_configured_components():
+    # (was: "cascade: embedded STT -> embedded LLM -> piper TTS" whatever --set said)
+    from kame.config import load_config
+    from kame.demo import _heading
+
+    cfg = load_config(None, ["mode=cascade", "backend.stt=whisper", "cascade.tts=espeak"])
+    assert _heading(cfg) == "cascade: STT whisper -> LLM embedded -> TTS espeak (a spoken answer)"
+    cfg = load_config(None, ["backend.llm=none", "backend.stt=none"])
+    assert _heading(cfg).startswith("tandem: front-end random:tiny (random weights: kame ships no trained front-end "
+                                    "yet) + codec auto; back-end STT none -> LLM none")

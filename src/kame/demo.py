@@ -42,6 +42,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p)
 
 
+def _heading(cfg) -> str:
+    """What a mode's run is made of, as configured (was: always "embedded STT -> embedded LLM ->
+    piper TTS", whatever --set said)."""
+    b = cfg.backend
+    if cfg.mode == "cascade":
+        return f"cascade: STT {b.stt} -> LLM {b.llm} -> TTS {cfg.cascade.tts} (a spoken answer)"
+    random = " (random weights: kame ships no trained front-end yet)" if cfg.frontend.spec.startswith("random") else ""
+    return (f"tandem: front-end {cfg.frontend.spec}{random} + codec {cfg.codec.spec}; back-end STT {b.stt} -> "
+            f"LLM {b.llm} -> oracle stream")
+
+
 def main(args) -> int:
     from .backend.tts.piper import PiperTTS
     from .runtime import filemode
@@ -65,12 +76,7 @@ def main(args) -> int:
           f"piper TTS) -> {question}\n")
     modes = ("cascade", "tandem") if args.mode == "both" else (args.mode,)
     for mode in modes:
-        what = {
-            "cascade": "cascade: embedded STT -> embedded LLM -> piper TTS (a real spoken answer)",
-            "tandem": "tandem: front-end + codec, back-end STT -> LLM -> oracle stream "
-                      "(front-end = random-weight tiny checkpoint until kame ships a trained one)",
-        }[mode]
-        print(f"== {what}")
+        print(f"== {_heading(config_from_args(argparse.Namespace(**{**vars(args), 'mode': mode})))}")
         run_args = argparse.Namespace(
             input=str(question), output=str(out / f"{mode}.wav"), mode=mode, fast=args.fast,
             tail=args.tail, no_png=False, config=args.config, overrides=list(args.overrides),

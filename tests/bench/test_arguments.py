@@ -56,6 +56,7 @@ def test_latency_checks_modes_and_config_before_running(tmp_path, capsys, extra,
     (["--parts", "fuzz", "--json", "{tmp}"], "--json {tmp} is a folder"),
     (["--parts", "fuzz", "--set", "server.bogus=1"], "unknown config key 'server.bogus'"),  # echo: checked
     (["--parts", "fuzz", "--set", "backend.llm=none"], "the echo agent takes only server.* keys"),  # was ignored
+    (["--agent", "config", "--sessions", "300"], "--sessions 300: the configured agent takes at most 256 sessions"),
 ])
 def test_soak_checks_parts_json_and_config_before_running(tmp_path, capsys, extra, message):
     # unknown/no parts ran nothing and exited 0; a --json folder failed after the whole soak

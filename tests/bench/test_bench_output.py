@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 
 import numpy as np
@@ -74,6 +75,8 @@ def test_command_line_gives_what_differs_from_the_defaults_with_secrets_hidden()
 
 @pytest.mark.parametrize("argv, message", [
     (["bench", "step", "--batch", "257"], "--batch: must be <= 256, got 257"),  # ran for ever
+    (["bench", "step", "--threads", "1000"], f"--threads: must be <= {os.cpu_count()}, got 1000 (this machine has"),
+    (["codec", "roundtrip", "x.wav", "-o", "y.wav", "--threads", "1000"], "--threads: must be <= "),  # (were taken)
     (["bench", "codec", "--batch", "100000"], "--batch: must be <= 256, got 100000"),  # hung for minutes
     (["bench", "codec-quality", "--sentences", "121"], "--sentences: must be <= 120, got 121"),  # was exit 1
     (["bench", "backend", "--sentences", "49"], "--sentences: must be <= 48, got 49"),  # were repeats: same voice
@@ -181,3 +184,11 @@ async def test_soak_says_when_its_client_process_fails():
 
     with pytest.raises(KameError, match=r"client process failed \(exit code 1\)"):
         await run_sessions("http://127.0.0.1:1", 1, 0.1, subprocess_clients=True)
+
+
+def test_backend_llm_table_says_dash_not_nan():
+    # (was: "nan" for the text-stream rate of a one-piece reply, --max-tokens 1)
+    from kame.bench.backend import llm_table
+
+    row = dict(spec="embedded", load=21.4, n=1, ttft50=0.26, ttft90=0.26, tps=3.9, text_tps=float("nan"), words=1)
+    assert llm_table([row]).splitlines()[-1] == "| `embedded` | 21.4 | 1 | 0.26 / 0.26 | 3.9 | – | 1 |"

@@ -29,7 +29,7 @@ import sys
 import time
 
 from ..backend.childproc import load_in_thread
-from ..cliargs import at_least
+from ..cliargs import at_least, thread_count
 from ..errors import ConfigError
 from .backend_stt import add_stt_arguments, run_stt_bench, stt_specs, stt_table
 
@@ -59,7 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--word-s", type=at_least(0.01, float), default=0.35, help="synthesized seconds per user word (default 0.35)")
     g.add_argument("--stt-delay", type=at_least(0, float), default=0.3, help="simulated partial transcript delay, s (default 0.3)")
     g.add_argument("--max-tokens", type=at_least(1), default=60, help="LLM max tokens (default 60)")
-    g.add_argument("--threads", type=at_least(1), default=1, help="torch threads (default 1: far faster than 2 on a busy CPU)")
+    g.add_argument("--threads", type=thread_count, default=1, help="torch threads of this process: the STT's models (default 1: far faster than 2 on a busy "
+                        "CPU); the embedded LLM's child process always runs on one")
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -159,12 +160,25 @@ async def _bench_oracle(llm, args, tok) -> dict:
                 cancelled=prod.stats["cancelled"], failed=prod.stats["failed"])
 
 
+def llm_table(rows: list[dict]) -> str:
+    """The LLM table (markdown) of the rows _bench_llm measured, each with its spec and load time;
+    "–" where a figure is undefined (was: "nan", e.g. the stream rate of a one-piece reply)."""
+    from .machine import figure
+
+    lines = ["| LLM | load (s) | requests | TTFT p50 / p90 (s) | LLM tokens/s | text-stream tokens/s | words/reply |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| `{r['spec']}` | {r['load']:.1f} | {r['n']} | {figure(r['ttft50'], '.2f')} / "
+              f"{figure(r['ttft90'], '.2f')} | {figure(r['tps'], '.1f')} | {figure(r['text_tps'], '.1f')} "
+              f"| {figure(r['words'], '.0f')} |" for r in rows]
+    return "\n".join(lines)
+
+
 def main(args: argparse.Namespace) -> int:
     import torch
 
     from .. import registry
     from ..backend.tokenizer import default_tokenizer
-    from .machine import header
+    from .machine import figure, header
 
     specs = [s for s in (args.llm or ["embedded"]) if s != "none"]  # --llm none: STT only
     if args.no_stt and not specs:
@@ -175,7 +189,8 @@ def main(args: argparse.Namespace) -> int:
     if args.base_url and any(s.startswith("openai:") and "base_url=" not in s for s in stt):
         print(f"note: --base-url {args.base_url} is for --llm only; an --stt openai: spec takes its own "
               "('openai:MODEL;base_url=URL'), else OPENAI_STT_BASE_URL / OPENAI_BASE_URL", file=sys.stderr)
-    print(f"{header(args, add_arguments, 'backend')}\ntorch threads {args.threads}\n", flush=True)
+    print(f"{header(args, add_arguments, 'backend')}\ntorch threads {args.threads} (the STT's; the embedded LLM's child: 1)\n",
+          flush=True)  # (was: "torch threads N", as if the LLM used them)
     torch.set_num_threads(args.threads)
     if not args.no_stt:
         print("## STT\n")
@@ -203,17 +218,14 @@ def main(args: argparse.Namespace) -> int:
     rows, oracle = asyncio.run(_all())
     print(f"\n(load average {os.getloadavg()[0]:.1f} at the end)")
     print("\n## LLM\n")
-    print("| LLM | load (s) | requests | TTFT p50 / p90 (s) | LLM tokens/s | text-stream tokens/s | words/reply |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| `{r['spec']}` | {r['load']:.1f} | {r['n']} | {r['ttft50']:.2f} / {r['ttft90']:.2f} | {r['tps']:.1f} "
-              f"| {r['text_tps']:.1f} | {r['words']:.0f} |")
+    print(llm_table(rows))
     if oracle:
         o = oracle
         print(f"\n## Oracle lag (`{o['spec']}`, {o['turns']} scripted turn{'s' * (o['turns'] != 1)}, {args.word_s:g} s/word, "
               f"partials +{args.stt_delay:g} s, final +0.5 s)\n")
         print("| predictions | cancelled | failed | lag all p50 / p90 (s) | end-of-turn lag p50 / p90 (s) | turns answered |")
         print("|---|---|---|---|---|---|")
-        print(f"| {o['predictions']} | {o['cancelled']} | {o['failed']} | {o['lag50']:.2f} / {o['lag90']:.2f} "
-              f"| {o['end50']:.2f} / {o['end90']:.2f} | {o['answered']}/{o['turns']} |")
+        print(f"| {o['predictions']} | {o['cancelled']} | {o['failed']} | {figure(o['lag50'], '.2f')} / "
+              f"{figure(o['lag90'], '.2f')} | {figure(o['end50'], '.2f')} / {figure(o['end90'], '.2f')} "
+              f"| {o['answered']}/{o['turns']} |")
     return 0

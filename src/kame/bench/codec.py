@@ -18,7 +18,7 @@ import statistics
 import time
 from typing import TYPE_CHECKING
 
-from ..cliargs import at_least
+from ..cliargs import at_least, thread_count
 from ..config import MAX_SESSIONS
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=at_least(1, maximum=MAX_SESSIONS), default=1,
                    help=f"rows streamed together (default 1; at most {MAX_SESSIONS}, runtime.max_sessions' ceiling); "
                         "times are per batch step")
-    p.add_argument("--threads", type=at_least(1), default=1, help="torch threads (default 1)")
+    p.add_argument("--threads", type=thread_count, default=1, help="torch threads (default 1)")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
                    help="weights dtype (mimi; the embedded codec runs in float32 only); default: the codec's own")
 

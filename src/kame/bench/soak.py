@@ -551,6 +551,12 @@ def main(args) -> int:
     if args.agent != "config" and agent_keys:  # (the echo agent's server takes [server] keys)
         raise ConfigError(f"--set {agent_keys[0]}: the echo agent takes only server.* keys; give --agent config "
                           "to soak the config's agent")
+    if args.agent == "config":  # its batch has the sessions' rows (was: "runtime.max_sessions: must be <= 256")
+        from ..config import MAX_SESSIONS
+
+        if args.sessions > MAX_SESSIONS:
+            raise ConfigError(f"--sessions {args.sessions}: the configured agent takes at most {MAX_SESSIONS} "
+                              f"sessions (runtime.max_sessions' ceiling); the echo agent takes more")
     if args.json is not None:  # ('' too: it was silently no file)
         check_output_file(args.json, flag="--json")
     print(header(args, add_arguments, "soak") + "\n", flush=True)

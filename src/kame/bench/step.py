@@ -19,7 +19,7 @@ import argparse
 import math
 import time
 
-from ..cliargs import at_least
+from ..cliargs import at_least, thread_count
 from ..config import MAX_SESSIONS
 from ..model.config import DTYPE_NAMES
 
@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"batch sizes (repeatable; default 1 and 4; at most {MAX_SESSIONS}, runtime.max_sessions' ceiling)")
     p.add_argument("--frames", type=at_least(1), default=40, help="timed steps per case (default 40)")
     p.add_argument("--warmup", type=at_least(0), default=5, help="untimed steps first (default 5)")
-    p.add_argument("--threads", type=at_least(1), default=1, help="torch threads (default 1)")
+    p.add_argument("--threads", type=thread_count, default=1, help="torch threads (default 1)")
     p.add_argument("--dtype", default=None, choices=sorted(DTYPE_NAMES), help="weights dtype (default float32 on CPU)")
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import registry
 from ..audio import output_format, read_wav, resample, write_wav
-from ..cliargs import at_least
+from ..cliargs import at_least, thread_count
 from ..errors import ConfigError
 from ..paths import check_output_file
 
@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="code with only the first N codebooks (embedded: 1..8; mimi: 1..its quantizer's, "
                         "32 for the published checkpoint)")
     p.add_argument("--streaming", action="store_true", help="encode/decode frame by frame (CodecStream)")
-    p.add_argument("--threads", type=at_least(1), default=1,
+    p.add_argument("--threads", type=thread_count, default=1,
                    help="torch threads (default 1: on a busy machine more threads only wait on each other)")
 
 
