@@ -43,4 +43,4 @@ def test_demo_headings_name_the_configured_components():
     assert _heading(cfg) == "cascade: STT whisper -> LLM embedded -> TTS espeak (a spoken answer)"
     cfg = load_config(None, ["backend.llm=none", "backend.stt=none"])
     assert _heading(cfg).startswith("tandem: front-end random:tiny (random weights: kame ships no trained front-end "
-                                    "yet) + codec auto; back-end STT none -> LLM none")
+                                    "yet) + its own codec; back-end STT none -> LLM none")

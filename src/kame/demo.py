@@ -49,7 +49,8 @@ def _heading(cfg) -> str:
     if cfg.mode == "cascade":
         return f"cascade: STT {b.stt} -> LLM {b.llm} -> TTS {cfg.cascade.tts} (a spoken answer)"
     random = " (random weights: kame ships no trained front-end yet)" if cfg.frontend.spec.startswith("random") else ""
-    return (f"tandem: front-end {cfg.frontend.spec}{random} + codec {cfg.codec.spec}; back-end STT {b.stt} -> "
+    codec = "its own codec" if cfg.codec.spec == "auto" else f"codec {cfg.codec.spec}"
+    return (f"tandem: front-end {cfg.frontend.spec}{random} + {codec}; back-end STT {b.stt} -> "
             f"LLM {b.llm} -> oracle stream")
 
 
