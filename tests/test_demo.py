@@ -44,3 +44,5 @@ def test_demo_headings_name_the_configured_components():
     cfg = load_config(None, ["backend.llm=none", "backend.stt=none"])
     assert _heading(cfg).startswith("tandem: front-end random:tiny (random weights: kame ships no trained front-end "
                                     "yet) + its own codec; back-end STT none -> LLM none")
+    cfg = load_config(None, ["backend.stt=none"])  # its LLM is not loaded then (was: "LLM embedded")
+    assert _heading(cfg).endswith("back-end STT none -> LLM not loaded (STT none) -> oracle stream")

@@ -161,12 +161,18 @@ def test_a_misspelled_scheme_gets_the_one_meant(kind, spec, hint):
 
 
 @pytest.mark.parametrize("sets", [[], ["backend.stt=none", "backend.llm=none"], ["codec.spec=embedded"]])
-def test_a_broken_plugin_is_not_blamed_on_the_key_whose_check_loaded_it(tmp_path, sets):
+@pytest.mark.parametrize("plugin, error", [
+    ("def oops(:\n", "SyntaxError"),
+    ("from kame import registry\nregistry.register('llm', 'bad name', lambda arg=None, **kw: None)\n",
+     "register('llm', 'bad name'"),  # the plugin's own ConfigError (was: prefixed "backend.stt: ")
+])
+def test_a_broken_plugin_is_not_blamed_on_the_key_whose_check_loaded_it(tmp_path, sets, plugin, error):
     # (was: "cascade.tts: plugin './bad.py' (from KAME_PLUGINS) could not be loaded", in a tandem)
     bad = tmp_path / "bad.py"
-    bad.write_text("def oops(:\n")
+    bad.write_text(plugin)
     code = ("import sys; from kame.config import load_config; from kame.errors import PluginError\n"
             "try:\n    load_config(None, sys.argv[1:])\nexcept PluginError as exc:\n    print(exc)")
     out = subprocess.run([sys.executable, "-c", code, *sets], cwd=ROOT, env=dict(os.environ, KAME_PLUGINS=str(bad)),
                          capture_output=True, text=True, timeout=60)
-    assert out.stdout.startswith(f"plugin '{bad}' (from KAME_PLUGINS) could not be loaded: SyntaxError"), out
+    assert out.stdout.startswith(f"plugin '{bad}' (from KAME_PLUGINS) could not be loaded: ") \
+        and error in out.stdout, out

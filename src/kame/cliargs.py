@@ -33,10 +33,18 @@ def at_least(minimum: float, cast=int, maximum: float | None = None):
     return parse
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a container's share), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # (not on every platform)
+        return os.cpu_count() or 1
+
+
 def thread_count(text: str) -> int:
     """An argparse ``type`` for --threads: 1 to this machine's cores (was: any number: 1000
     threads on 2 cores ran 18x slower and drove the load average past 300)."""
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     try:
         return at_least(1, int, cores)(text)
     except argparse.ArgumentTypeError as exc:

@@ -50,8 +50,8 @@ def _heading(cfg) -> str:
         return f"cascade: STT {b.stt} -> LLM {b.llm} -> TTS {cfg.cascade.tts} (a spoken answer)"
     random = " (random weights: kame ships no trained front-end yet)" if cfg.frontend.spec.startswith("random") else ""
     codec = "its own codec" if cfg.codec.spec == "auto" else f"codec {cfg.codec.spec}"
-    return (f"tandem: front-end {cfg.frontend.spec}{random} + {codec}; back-end STT {b.stt} -> "
-            f"LLM {b.llm} -> oracle stream")
+    llm = "LLM not loaded (STT none)" if b.stt == "none" and b.llm != "none" else f"LLM {b.llm}"  # (runtime.backend)
+    return f"tandem: front-end {cfg.frontend.spec}{random} + {codec}; back-end STT {b.stt} -> {llm} -> oracle stream"
 
 
 def main(args) -> int:

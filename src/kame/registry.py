@@ -294,8 +294,11 @@ def _load_entry_point(ep) -> None:
         hook = ep.load()
         if ep.attr and callable(hook):
             hook()
-    except (KameError, KeyboardInterrupt):
+    except (PluginError, KeyboardInterrupt):
         raise
+    except KameError as exc:  # e.g. a bad register() call: the plugin's, not the config key's
+        raise PluginError(f"plugin {ep.value!r} (entry point {ep.name!r} of {ENTRY_POINT_GROUP!r}) could not be "
+                          f"loaded: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - the plugin's failure, named
         raise PluginError(f"plugin {ep.value!r} (entry point {ep.name!r} of {ENTRY_POINT_GROUP!r}) could not be "
                           f"loaded: {type(exc).__name__}: {exc}") from exc
@@ -323,8 +326,10 @@ def load_plugins(names, source: str = "--plugin") -> None:
                 spec.loader.exec_module(module)
             else:
                 importlib.import_module(name)
-        except (KameError, KeyboardInterrupt):
+        except (PluginError, KeyboardInterrupt):
             raise
+        except KameError as exc:  # e.g. a bad register() call: the plugin's, not the config key's
+            raise PluginError(f"plugin {name!r} (from {source}) could not be loaded: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - any failure of the plugin's import, named
             hint = (f" (a module on the Python path, or the file's path: ./{name}.py)"
                     if isinstance(exc, ModuleNotFoundError) and exc.name == name and Path(f"{name}.py").is_file()

@@ -44,16 +44,21 @@ async def test_a_reasoning_model_that_stopped_without_an_answer_is_an_error_sayi
         await chat(server.url)
 
 
-@pytest.mark.parametrize("lines,why", [
-    ([data('{"choices": [{"delta": {}, "finish_reason": "stop"}]}')], r"returned no text \(finish_reason 'stop'\)"),
-    ([data('{"choices": [{"delta": {"role": "assistant"}}]}'), b"data: [DONE]\n\n"], r"returned no text: check"),
-    ([data('{"choices": [{"delta": {"content": ""}, "finish_reason": "length"}]}'), b"data: [DONE]\n\n"],
-     r"no text \(finish_reason 'length'\): it hit max_tokens before any text"),
-])
-async def test_a_stream_with_no_text_at_all_is_an_error_not_an_empty_answer(server, lines, why):
-    server.handler = sse(*lines)
-    with pytest.raises(BackendError, match=why):
+async def test_a_stream_that_hit_max_tokens_before_any_text_is_an_error(server):
+    server.handler = sse(data('{"choices": [{"delta": {"content": ""}, "finish_reason": "length"}]}'),
+                         b"data: [DONE]\n\n")
+    with pytest.raises(BackendError, match=r"no text \(finish_reason 'length'\): it hit max_tokens before any text"):
         await chat(server.url)
+
+
+@pytest.mark.parametrize("lines", [
+    [data('{"choices": [{"delta": {}, "finish_reason": "stop"}]}')],
+    [data('{"choices": [{"delta": {"role": "assistant"}}]}'), b"data: [DONE]\n\n"],
+])
+async def test_an_answer_of_no_text_is_empty_not_an_error(server, lines):
+    # (the tandem's oracle may get one: a failure there would be retried, and reported, for nothing)
+    server.handler = sse(*lines)
+    assert await chat(server.url) == []
 
 
 async def test_legacy_completions_style_text_chunks_are_read_as_text(server):

@@ -116,18 +116,21 @@ async def test_an_llm_that_stalls_mid_reply_ends_it_with_what_was_said():
     await agent.stop()
 
 
-async def test_an_llm_cut_off_mid_sentence_leaves_its_unfinished_words_unspoken():
-    # (was: after the failure the splitter's rest was flushed to the TTS: "The capital of" was
-    # spoken, a second after the error)
+@pytest.mark.parametrize("pieces", [
+    ["Paris is the capital. ", "The capital of"],  # (was: "The capital of" spoken after the error)
+    ["Paris is the capital."],  # a finished last sentence the splitter had not cut yet is spoken
+    ["Paris is the capital.\n"],
+])
+async def test_an_llm_cut_off_mid_sentence_leaves_its_unfinished_words_unspoken(pieces):
     clock = FakeClock()
-    llm = HangingLLM(clock, ["Paris is the capital. ", "The capital of"], after=2, delay=0.1)
+    llm = HangingLLM(clock, pieces, after=len(pieces), delay=0.1)
     tts = FakeTTS(clock)
     agent, _ = await _agent(clock, llm, tts)
     d = Driver(clock, await agent.open_session())
     await _ask(d, "what is the capital of france", 100)
     ended = d.metas("agent_turn")[-1]
     assert ended["failed"] is True and ended["text"] == "Paris is the capital."
-    assert tts.texts == ["Paris is the capital."]
+    assert [t.strip() for t in tts.texts] == ["Paris is the capital."]
     await d.close()
     await agent.stop()
 

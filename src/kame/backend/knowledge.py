@@ -56,7 +56,7 @@ def check_knowledge_dir(path: str | Path, name: str = "knowledge_dir") -> Path:
             else "it is empty"
         raise ConfigError(f"{name}: {path} holds no notes ({found}): the knowledge base reads "
                           f"{' and '.join(NOTE_SUFFIXES)} files (plain text) anywhere below the folder; "
-                          "convert the notes to text, or unset the setting")
+                          + ("convert the notes to text" if others else "add notes") + ", or unset the setting")
     return root
 
 

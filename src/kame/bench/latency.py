@@ -408,7 +408,8 @@ def main(args) -> int:
             for k, ((rec, agent), (pcm, _)) in enumerate(zip(runs[mode], dialogues)):
                 user = np.pad(pcm, (0, agent.shape[0] - pcm.shape[0]))
                 write_wav(out / f"{mode}_{k:02d}.wav", np.stack([user, agent], axis=1), SR)
-    wavs = f", {out}/{{{','.join(modes)}}}_NN.wav ({len(dialogues)} each)" if args.save_wavs else ""  # (was: unsaid)
+    pattern = modes[0] if len(modes) == 1 else "{" + ",".join(modes) + "}"
+    wavs = f", {out}/{pattern}_NN.wav ({len(dialogues)} each)" if args.save_wavs else ""  # (was: unsaid)
     print(f"\nwrote {out / 'latency.md'}, {out / 'latency.json'}, {out / 'latency.png'}{wavs}")
     return 0
 

@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from ..cliargs import at_least, thread_count
+from ..cliargs import at_least, thread_count, usable_cores
 from ..config import MAX_SESSIONS
 
 DEFAULT_FRONTENDS = ["random:tiny", "random:small"]
@@ -41,7 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codec", default="auto", help="codec spec (default: the front-end's own: embedded)")
     p.add_argument("--seconds", type=at_least(0.1, float), default=4.0, help="measured seconds per case (default 4)")
     p.add_argument("--warmup", type=at_least(0, float), default=0.8, help="unmeasured seconds first (default 0.8)")
-    p.add_argument("--threads", type=thread_count, default=2, help="torch threads of the worker (default 2)")
+    p.add_argument("--threads", type=thread_count, default=min(2, usable_cores()),
+                   help="torch threads of the worker (default 2, or 1 on a one-core machine)")
 
 
 def _pct(xs, q: float) -> float:

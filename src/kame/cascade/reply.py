@@ -53,6 +53,7 @@ from .config import CascadeConfig
 from .text import SegmentSplitter
 
 log = logging.getLogger(__name__)
+SENTENCE_ENDS = (".", "!", "?", "…")  # a segment ending so is a whole sentence
 class Stalled(BackendError):
     """A component gave nothing within its timeout (our timer ended its stream)."""
 
@@ -223,10 +224,10 @@ class ReplyPipeline:
                     await _aclose(stream)
             except Exception as exc:  # noqa: BLE001 - a dead back-end must not end the session
                 self._fail("llm", exc)
-            if not self.failed:  # (an LLM cut off mid-sentence: its unfinished words are not spoken)
-                take(guard.flush())
-                for seg in splitter.flush():
-                    segq.put_nowait(seg)
+            take(guard.flush())
+            for seg in splitter.flush():  # after a failure, a finished last sentence is spoken (the
+                if not self.failed or seg.rstrip().endswith(SENTENCE_ENDS):  # splitter waits for the
+                    segq.put_nowait(seg)  # next token to cut it), its unfinished words are not
             segq.put_nowait(None)
             await tts_task
         except asyncio.CancelledError:

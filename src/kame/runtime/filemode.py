@@ -322,7 +322,8 @@ def reply_outcomes(rec: dict) -> dict:
     routing's)."""
     ended = [d for d in rec.get("other", ()) if d.get("type") == "agent_turn"]
     return {"failed": sum(1 for d in ended if d.get("failed")),
-            "empty": sum(1 for d in ended if not d.get("failed") and not str(d.get("reply", "")).strip())}
+            "empty": sum(1 for d in ended if not d.get("failed") and not d.get("interrupted")  # (a barge-in
+                         and not str(d.get("reply", "")).strip())}  # may come before the first word)
 
 
 def unanswered(rec: dict) -> bool:

@@ -19,9 +19,9 @@ A spec sets options after a ';': ``openai:MODEL;first_token_timeout=60,chunk_tim
 Errors raise kame.errors.BackendError with the HTTP status and an excerpt of the body: HTTP
 errors, connection failures, a 200 response that is not an event stream (its Content-Type and
 an excerpt), malformed chunks, an ``error`` object in the stream, a stream that ends without
-``[DONE]`` or a finish reason, a stream that ends with no text at all (with its finish reason,
-and a hint when it held only ``reasoning_content``: a reasoning model that spent max_tokens
-thinking), a stream longer than ``MAX_STREAM_BYTES`` or with a line over aiohttp's read buffer
+``[DONE]`` or a finish reason, a stream that spent its tokens without text (finish reason
+"length", or only ``reasoning_content``: a reasoning model that spent max_tokens thinking; a
+stream that simply ends with no text is an empty answer, as the oracle may get one), a stream longer than ``MAX_STREAM_BYTES`` or with a line over aiohttp's read buffer
 (512 KiB), and timeouts (connect, first token, between data lines: keep-alive comments do not
 reset it).
 Cancelling the consumer (or closing the generator) closes the connection, so the server stops
@@ -155,8 +155,8 @@ class OpenAIChat(OpenAIHTTP, LLM):
                         yield piece
             if not finished:  # EOF
                 raise BackendError(f"LLM {self.url}: stream ended before [DONE]")
-            if not got_content:
-                raise self._no_text(finish_reason, reasoning, max_tokens)
+            if not got_content and (reasoning or finish_reason == "length"):  # a budget spent on nothing said
+                raise self._no_text(finish_reason, reasoning, max_tokens)  # (an answer of no text is one)
             done = True
         finally:
             if done:
@@ -173,10 +173,8 @@ class OpenAIChat(OpenAIHTTP, LLM):
                     "backend.llm_max_tokens or use a non-reasoning model")
         elif reasoning:
             hint = ": it sent only reasoning_content (a reasoning model's thinking), no answer; use a non-reasoning model"
-        elif finish_reason == "length":
+        else:  # finish_reason "length"
             hint = ": it hit max_tokens before any text; raise backend.llm_max_tokens"
-        else:
-            hint = ": check the model (openai:MODEL) and that the server streams chat completions"
         return BackendError(f"LLM {self.url}: model {self.model!r} returned no text{why}{hint}")
 
     def _parse_chunk(self, data: str) -> tuple[str, str | None, bool]:
