@@ -182,15 +182,15 @@ class CascadeAgent(Agent):
         sid = session_id_for(session_id, self.sessions, lambda: f"c{next(_ids)}")
         if len(self.sessions) >= self.max_sessions:
             raise CapacityError(f"all {self.max_sessions} sessions are in use (runtime.max_sessions)")
-        backend = getattr(self.config, "backend", None)
+        backend, runtime = getattr(self.config, "backend", None), getattr(self.config, "runtime", None)
         s = CascadeSession(
             sid, stt=self.stt, llm=self.llm, tts=self.tts, vad=self._vad_factory(), prompt_fn=self._prompt_fn,
             cfg=self.cfg, clock=self.clock, metrics=self.metrics, on_close=self._closed_session,
             vad_pool=self._vad_pool, retry_s=float(getattr(backend, "retry_s", 1.0)),
             stall_s=float(getattr(backend, "stt_stall_s", STALL_S)),
             names={k: self.components.get(k) for k in ("stt", "llm", "tts")},
-            max_backlog_s=float(getattr(getattr(self.config, "runtime", None), "max_input_backlog_s", 1.0)),
-            stats_interval_s=float(getattr(getattr(self.config, "runtime", None), "stats_interval_s", 1.0)),
+            max_backlog_s=float(getattr(runtime, "max_input_backlog_s", 1.0)),
+            stats_interval_s=float(getattr(runtime, "stats_interval_s", 1.0)),
         )
         self.sessions[sid] = s
         s._emit(Meta({"type": "info", "session": sid, **self.components}))

@@ -53,7 +53,8 @@ from .config import CascadeConfig
 from .text import SegmentSplitter
 
 log = logging.getLogger(__name__)
-SENTENCE_ENDS = (".", "!", "?", "…")  # a segment ending so is a whole sentence
+
+
 class Stalled(BackendError):
     """A component gave nothing within its timeout (our timer ended its stream)."""
 
@@ -225,9 +226,10 @@ class ReplyPipeline:
             except Exception as exc:  # noqa: BLE001 - a dead back-end must not end the session
                 self._fail("llm", exc)
             take(guard.flush())
-            for seg in splitter.flush():  # after a failure, a finished last sentence is spoken (the
-                if not self.failed or seg.rstrip().endswith(SENTENCE_ENDS):  # splitter waits for the
-                    segq.put_nowait(seg)  # next token to cut it), its unfinished words are not
+            # after a failure, a last sentence it finished is spoken (the splitter waits for the
+            # next token to cut it there), its unfinished words are not
+            for seg in splitter.flush(whole_sentences=self.failed):
+                segq.put_nowait(seg)
             segq.put_nowait(None)
             await tts_task
         except asyncio.CancelledError:

@@ -53,10 +53,14 @@ class SegmentSplitter:
                 self._emitted += 1
         return out
 
-    def flush(self) -> list[str]:
+    def flush(self, whole_sentences: bool = False) -> list[str]:
+        """The rest of the reply as segments; ``whole_sentences``: without a last piece that does
+        not end a sentence (an LLM that failed mid-sentence: its unfinished words are not said)."""
         out = self.feed("")
         seg = clean_for_speech(self._buf)
         self._buf = ""
+        if whole_sentences and not seg.endswith(tuple(_SENT_END)):
+            return out
         if seg and re.search(r"\w", seg):
             out.append(seg)
             self._emitted += 1

@@ -308,19 +308,24 @@ def reply_cut_off(rec: dict, agent: np.ndarray) -> bool:
     tandem's front-end speaks all the time, so its audio at the end says nothing.)"""
     if not _agent_text(rec):
         return False
-    ended = [d for d in rec.get("other", ()) if d.get("type") == "agent_turn"]
+    ended = _agent_turns(rec)
     failed_last = bool(ended and ended[-1].get("failed") and ended[-1].get("t", 0) >= rec["agent_text"][-1]["t"])
     loud = np.flatnonzero(np.abs(agent) > AUDIBLE)
     if not failed_last and (not loud.size or loud[-1] / SR + 0.5 < rec["agent_text"][-1]["t"]):
-        return True  # (a failed reply's unspoken text is no cut: failed_replies says it)
+        return True  # (a failed reply's unspoken text is no cut: reply_outcomes counts it)
     return bool(open_turns(rec.get("other", ())))
+
+
+def _agent_turns(rec: dict) -> list[dict]:
+    """The "agent_turn" metadata of a run (a cascade's, hybrid routing's): one per reply ended."""
+    return [d for d in rec.get("other", ()) if d.get("type") == "agent_turn"]
 
 
 def reply_outcomes(rec: dict) -> dict:
     """{"failed": replies a failing LLM/TTS ended, "empty": replies that ended without a word (the
     LLM gave no text, and did not fail)}, from the "agent_turn" metadata (a cascade's, hybrid
     routing's)."""
-    ended = [d for d in rec.get("other", ()) if d.get("type") == "agent_turn"]
+    ended = _agent_turns(rec)
     return {"failed": sum(1 for d in ended if d.get("failed")),
             "empty": sum(1 for d in ended if not d.get("failed") and not d.get("interrupted")  # (a barge-in
                          and not str(d.get("reply", "")).strip())}  # may come before the first word)
@@ -339,9 +344,9 @@ MIN_WORD_SPEECH_S = 0.3  # a stretch of speech the VAD found, shorter than this,
 
 def unheard(rec: dict) -> tuple[int, int] | None:
     """(stretches of speech of MIN_WORD_SPEECH_S or more the VAD found in which the STT transcribed
-    no word, such stretches), or None
-    when it heard words in all of them (or there is no STT). The tandem's --fast runs its frames
-    ahead of its STT, which then hears little or nothing, and only this says so."""
+    no word, such stretches), or None when it heard words in all of them (or there is no STT).
+    The tandem's --fast runs its frames ahead of its STT, which then hears little or nothing, and
+    only this says so."""
     if rec.get("components", {}).get("stt") in (None, "none"):
         return None
     spans, start = [], None
@@ -598,21 +603,24 @@ def _print_summary(s: dict, out: Path, no_png: bool) -> None:
         print(f"tail      {s['tail_extended_s']:.2f} s of silence more than --tail: a reply was under way "
               f"(or the user's final transcript, which starts it, still to come)")
     failed = f"its back-end reported {s['errors']} error(s): see 'errors' in {out.with_suffix('.json').name}"
-    fast = "--fast leaves its STT, LLM and TTS no time: leave it out"
+
+    def why(otherwise: str) -> str:  # a warning's likeliest cause: back-end errors, then --fast
+        return failed if s.get("errors") else "--fast leaves its STT, LLM and TTS no time: leave it out" \
+            if s.get("pacing") == "fast" else otherwise
+
     replies = s.get("replies") or {}
     if s.get("unanswered"):
-        why = failed if s.get("errors") else fast if s.get("pacing") == "fast" else \
-            "its LLM answered with no text" if replies.get("empty") else "give a longer --max-tail"
-        print(f"warning   the cascade heard the user but did not answer in {out.name}; {why}")
+        print(f"warning   the cascade heard the user but did not answer in {out.name}; "
+              + why("its LLM answered with no text" if replies.get("empty") else "give a longer --max-tail"))
     elif replies.get("empty"):  # (was: nothing said of them)
         print(f"warning   {replies['empty']} of the agent's replies had no text: its LLM answered with none")
     if replies.get("failed"):  # (was: "the agent's reply is cut off ... when the file ended")
         print(f"warning   {replies['failed']} of the agent's replies failed before all of it was spoken; {failed}")
     if s.get("unheard"):
-        (n, of), why = s["unheard"], failed if s.get("errors") else fast if s.get("pacing") == "fast" else \
-            "the STT heard no words there (too quiet, not speech it knows, or a language it does not)"
+        n, of = s["unheard"]
         print(f"warning   the STT transcribed nothing in {n} of the {of} stretches of speech ({MIN_WORD_SPEECH_S:g} s "
-              f"or longer) the VAD found in {out.name}; {why}")
+              f"or longer) the VAD found in {out.name}; "
+              + why("the STT heard no words there (too quiet, not speech it knows, or a language it does not)"))
     if s.get("answer_missing"):
         miss, took = s["answer_missing"], []
         if miss.get("stt_final_latency") is not None:
@@ -621,10 +629,9 @@ def _print_summary(s: dict, out: Path, no_png: bool) -> None:
             took.append(f"the LLM's last first token {miss['llm_ttft']:.2f} s after its prompt")
         print(f"warning   the back-end's answer to the user's last words (ending at {miss['last_word_end']:.2f} s) "
               f"had not reached the front-end's oracle when {out.name} ended at {s['frames'] * FRAME_S:.2f} s"
-              + (f" ({'; '.join(took)})" if took else "") + "; "
-              + (failed if s.get("errors") else fast if s.get("pacing") == "fast" else "give a longer --tail"))
+              + (f" ({'; '.join(took)})" if took else "") + "; " + why("give a longer --tail"))
     if s.get("reply_cut_off"):
-        why = failed if s.get("errors") else f"give a longer {'--max-tail' if s['mode'] == 'cascade' else '--tail'}"
+        cause = failed if s.get("errors") else f"give a longer {'--max-tail' if s['mode'] == 'cascade' else '--tail'}"
         print(f"warning   the agent's reply is cut off in {out.name}: it was still answering when the file "
-              f"ended; {why}")
+              f"ended; {cause}")
     print(f"wrote     {out}, {out.with_suffix('.json')}" + ("" if no_png else f", {out.with_suffix('.png')}"))
