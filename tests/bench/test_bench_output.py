@@ -192,3 +192,12 @@ def test_backend_llm_table_says_dash_not_nan():
 
     row = dict(spec="embedded", load=21.4, n=1, ttft50=0.26, ttft90=0.26, tps=3.9, text_tps=float("nan"), words=1)
     assert llm_table([row]).splitlines()[-1] == "| `embedded` | 21.4 | 1 | 0.26 / 0.26 | 3.9 | – | 1 |"
+
+
+def test_bench_percentiles_are_measured_values_and_nan_for_none():
+    from kame.bench.machine import pct
+
+    xs = [0.4, 0.1, 0.3, 0.2]
+    assert pct(xs, 0.5) == 0.2 and pct(xs, 0.99) == 0.4 and pct(xs, 0.0) == 0.1  # nearest rank, not interpolated
+    assert pct([0.7], 0.9) == 0.7
+    assert math.isnan(pct([], 0.5))

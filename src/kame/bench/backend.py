@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
 import sys
 import time
@@ -32,6 +31,7 @@ from ..backend.childproc import load_in_thread
 from ..cliargs import at_least, thread_count
 from ..errors import ConfigError
 from .backend_stt import add_stt_arguments, run_stt_bench, stt_specs, stt_table
+from .machine import pct
 
 TURNS = [
     "hi there can you tell me what the capital of france is",
@@ -62,12 +62,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=thread_count, default=1, help="torch threads of this process: the STT's models (default 1: far faster than 2 on a busy "
                         "CPU); the embedded LLM's child process always runs on one")
 
-
-def _pct(xs: list[float], q: float) -> float:
-    if not xs:
-        return float("nan")
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, max(0, math.ceil(q * len(xs)) - 1))]
 
 
 def _make_llm(spec: str, args):
@@ -113,8 +107,8 @@ async def _bench_llm(llm, args, tok) -> dict:
         words.append(len(text.split()))
         if i == 0:
             print(f"  sample reply: {text.strip()!r}")
-    return dict(n=len(ttft), ttft50=_pct(ttft, 0.5), ttft90=_pct(ttft, 0.9), tps=_pct(tps, 0.5),
-                text_tps=_pct(text_tps, 0.5), words=_pct(words, 0.5))
+    return dict(n=len(ttft), ttft50=pct(ttft, 0.5), ttft90=pct(ttft, 0.9), tps=pct(tps, 0.5),
+                text_tps=pct(text_tps, 0.5), words=pct(words, 0.5))
 
 
 async def _bench_oracle(llm, args, tok) -> dict:
@@ -155,8 +149,8 @@ async def _bench_oracle(llm, args, tok) -> dict:
     await prod.aclose()
     await runner
     lags = log.values("oracle_lag")
-    return dict(turns=args.turns, predictions=prod.prediction_id, lag50=_pct(lags, 0.5), lag90=_pct(lags, 0.9),
-                end50=_pct(end_lags, 0.5), end90=_pct(end_lags, 0.9), answered=len(end_lags),
+    return dict(turns=args.turns, predictions=prod.prediction_id, lag50=pct(lags, 0.5), lag90=pct(lags, 0.9),
+                end50=pct(end_lags, 0.5), end90=pct(end_lags, 0.9), answered=len(end_lags),
                 cancelled=prod.stats["cancelled"], failed=prod.stats["failed"])
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..cliargs import at_least, thread_count
 from ..config import MAX_SESSIONS
+from .machine import pct
 
 if TYPE_CHECKING:
     import torch
@@ -53,10 +54,6 @@ def _signal(n: int, batch: int, sample_rate: int) -> torch.Tensor:
     x = 0.2 * tone * env + 0.01 * torch.randn(n, generator=g)
     return x.expand(batch, n).clone()
 
-
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, max(0, math.ceil(q * len(xs)) - 1))]
 
 
 def load_codec(spec: str, dtype: str | None = None):
@@ -95,7 +92,7 @@ def bench_one(spec: str, codec, load_s: float, frames: int, warmup: int, batch: 
         bitrate = codec.num_codebooks * math.log2(codec.cardinality) * codec.frame_rate
     return dict(
         spec=spec, K=codec.num_codebooks, card=codec.cardinality, kbps=bitrate / 1000, params=params, load_s=load_s,
-        enc_p50=_pct(enc, 0.5), enc_p99=_pct(enc, 0.99), dec_p50=_pct(dec, 0.5), dec_p99=_pct(dec, 0.99),
+        enc_p50=pct(enc, 0.5), enc_p99=pct(enc, 0.99), dec_p50=pct(dec, 0.5), dec_p99=pct(dec, 0.99),
         rtf_enc=statistics.mean(enc) / frame_s, rtf_dec=statistics.mean(dec) / frame_s,
         rtf=(statistics.mean(enc) + statistics.mean(dec)) / frame_s,
     )

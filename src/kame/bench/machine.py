@@ -88,6 +88,15 @@ def command_line(args: argparse.Namespace, add_arguments: Callable[[argparse.Arg
     return " ".join(shlex.quote(w) for w in words)
 
 
+def pct(xs: list[float], q: float) -> float:
+    """The nearest-rank q-quantile (q in 0..1) of a bench's timings: a value that was measured,
+    never one interpolated between two; nan for no values (a table prints it as "–")."""
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, math.ceil(q * len(xs)) - 1))]
+
+
 def figure(x: float, spec: str) -> str:
     """A figure of a bench's table, or "–" where there is none (no speech frames, a one-piece
     reply's stream rate): never "nan"."""

@@ -16,12 +16,12 @@ presets only, a checkpoint is loaded once, with it), as a markdown table.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 from ..cliargs import at_least, thread_count
 from ..config import MAX_SESSIONS
 from ..model.config import DTYPE_NAMES
+from .machine import pct
 
 DEFAULT_FRONTENDS = ["random:tiny", "random:small", "random:100m"]
 
@@ -36,10 +36,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=thread_count, default=1, help="torch threads (default 1)")
     p.add_argument("--dtype", default=None, choices=sorted(DTYPE_NAMES), help="weights dtype (default float32 on CPU)")
 
-
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, max(0, math.ceil(q * len(xs)) - 1))]
 
 
 def bench_pair(plain, with_oracle, batch: int, frames: int, warmup: int) -> tuple[dict, dict]:
@@ -65,7 +61,7 @@ def bench_pair(plain, with_oracle, batch: int, frames: int, warmup: int) -> tupl
                 st.step(user)
                 if i >= warmup:
                     times[j].append(time.perf_counter() - t0)
-    return tuple(dict(p50=_pct(t, 0.5), p99=_pct(t, 0.99), mean=sum(t) / len(t)) for t in times)
+    return tuple(dict(p50=pct(t, 0.5), p99=pct(t, 0.99), mean=sum(t) / len(t)) for t in times)
 
 
 def main(args: argparse.Namespace) -> int:
