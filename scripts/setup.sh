@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# Set up kame in ./.venv on a fresh machine (Python >= 3.10 + pip, CPU only).
+# Set up kame in ./.venv on a fresh machine (Python >= 3.11 + pip, CPU only).
 #   bash scripts/setup.sh          # runtime: kame + embedded STT/LLM/TTS
 #   bash scripts/setup.sh --test   # plus the test tools and the `moshi` reference package
-# torch is installed first, pinned, so nothing else can pull a CUDA build.
+# torch is installed first, pinned, so nothing else can pull another build. Where pip sees only
+# PyPI (a CUDA build on Linux): PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu bash scripts/setup.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || {
+        echo "kame needs Python >= 3.11; $PY is $("$PY" -V 2>/dev/null || echo "not found"). Give another: PYTHON=python3.11 bash $0${*:+ $*}" >&2
+        exit 1
+    }
+    "$PY" -m venv .venv
+fi
 PIP=".venv/bin/python -m pip install --disable-pip-version-check -q"
 $PIP "torch==2.13.0"
 if [ "${1:-}" = "--test" ]; then

@@ -1,7 +1,7 @@
 """The ``kame`` command line.
 
     kame demo                         # the main job on the embedded default
-    kame bench step|codec|backend|sessions|latency|soak
+    kame bench step|codec|codec-quality|backend|sessions|latency|soak
     kame codec roundtrip IN.wav -o OUT.wav --codec embedded
     kame run IN.wav -o OUT.wav        # file mode
     kame serve                        # WebSocket server + browser page

@@ -56,6 +56,7 @@ register("frontend", "hf", "kame.model.loaders:create_hf", extra=None,
          help="hf://ORG/REPO[@REV]: config.json + weights via the Hugging Face cache (e.g. hf://SakanaAI/kame)")
 register("frontend", "path", "kame.model.loaders:create_path", extra=None,
          help="a local checkpoint folder (config.json + model.safetensors), config.json or .safetensors path")
+register("frontend", "file", "kame.model.loaders:create_path", extra=None, help="file://PATH: = the path form")
 register("frontend", "random", "kame.model.loaders:create_random", extra=None,
          help="random weights: random:tiny|small|100m|stt-tiny (tests, benches)")
 register("stt", "kyutai", "kame.backend.stt.kyutai:create", extra=None,

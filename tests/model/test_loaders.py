@@ -225,6 +225,8 @@ def test_registry_random_and_path(ckpt):
     assert st.step(torch.zeros(2, 8, dtype=torch.long)).text.shape == (2,)
     fe3 = registry.create("frontend", str(folder))
     assert fe3.info.weights == folder / "model.safetensors"
+    for spec in (f"path:{folder}", f"file://{folder}"):  # the forms the config's frontend.spec takes too
+        assert registry.create("frontend", spec).info.weights == folder / "model.safetensors"
 
 
 def test_wrapper_prefix_is_stripped(ckpt, tmp_path):

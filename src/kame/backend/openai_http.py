@@ -39,7 +39,6 @@ import email.utils
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable, Sequence
@@ -144,10 +143,8 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
 async def within(aw, timeout: float):
     """``await aw`` with a timeout. (asyncio.wait_for of Python 3.11 can swallow a cancellation
     that arrives as the awaited read completes; asyncio.timeout cannot.)"""
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(timeout):
-            return await aw
-    return await asyncio.wait_for(aw, timeout)
+    async with asyncio.timeout(timeout):
+        return await aw
 
 
 async def read_excerpt(resp: aiohttp.ClientResponse, limit: int = 300) -> str:

