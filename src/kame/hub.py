@@ -34,9 +34,12 @@ class HubUnreachable(CheckpointError):
 
 def split_hf(spec: str) -> tuple[str, str | None, str | None]:
     """``"hf://ORG/REPO[@REVISION][/FILE]"`` (or ``hf:ORG/...``) -> (repo, revision, file);
-    revision and file are None when absent. A malformed spec is a ConfigError."""
+    revision and file are None when absent. A revision is a branch, tag or commit, or a pull
+    request's ``refs/pr/N``. A malformed spec is a ConfigError."""
     parts = spec.removeprefix("hf:").strip("/").split("/")
     name, at, revision = parts[1].partition("@") if len(parts) > 1 else ("", "", "")
+    if revision == "refs" and parts[2:3] == ["pr"] and len(parts) > 3:  # a pull request's revision: refs/pr/N
+        revision, parts = "/".join(["refs", *parts[2:4]]), parts[:2] + parts[4:]
     if not parts[0] or not name:
         raise ConfigError(f"expected hf://ORG/REPO[@REVISION][/FILE], got {spec!r}")
     if at and not revision:  # "hf://a/b@/x": not silently the default branch

@@ -24,6 +24,21 @@ def local_path(name: str | Path) -> Path:
     return Path(str(name).removeprefix("file://")).expanduser()
 
 
+def lfs_pointer(path: str | Path) -> str | None:
+    """If ``path`` is a Git LFS pointer rather than the file (a Hugging Face repo cloned without
+    git-lfs), a sentence saying so and what to do; else None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(200)
+    except OSError:
+        return None
+    if not head.startswith(b"version https://git-lfs.github.com/spec/"):
+        return None
+    size = next((line.split()[1].decode() for line in head.splitlines() if line.startswith(b"size ")), "?")
+    return (f"{path} is a Git LFS pointer to a file of {size} bytes, not the file itself (a repo cloned without "
+            f"git-lfs): run `git lfs pull` in its folder, or download it with `hf download`")
+
+
 def _writable_folder(folder: Path, label: str, what: str) -> None:
     blocker = next((f for f in (folder, *folder.parents) if f.exists() and not f.is_dir()), None)
     if blocker is not None:  # mkdir would say only "[Errno 17] File exists"

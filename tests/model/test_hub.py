@@ -34,6 +34,11 @@ def _online_against(monkeypatch, tmp_path, endpoint: str) -> None:
 def test_split_hf():
     assert split_hf("hf://org/repo") == ("org/repo", None, None)
     assert split_hf("hf:org/repo@v1/sub/f.safetensors") == ("org/repo", "v1", "sub/f.safetensors")
+    # a pull request's revision holds slashes (was: revision "refs", file "pr/1/...")
+    assert split_hf("hf://org/repo@refs/pr/1") == ("org/repo", "refs/pr/1", None)
+    assert split_hf("hf://org/repo@refs/pr/12/m.safetensors") == ("org/repo", "refs/pr/12", "m.safetensors")
+    from kame.config import frontend_spec_form
+    assert frontend_spec_form("hf://org/repo@refs/pr/3") == ("hf", "org/repo@refs/pr/3", None)
     for bad in ("hf://org", "hf://", "hf://org/@v1"):
         with pytest.raises(ConfigError, match=r"hf://ORG/REPO\[@REVISION\]"):
             split_hf(bad)

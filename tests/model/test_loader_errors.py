@@ -50,6 +50,9 @@ def _with_config(folder, raw, tmp_path, **changes):
     # (was: "delays has 17 entries, expected n_q + 1 = 1")
     ({"n_q": 0}, "n_q=0 must be >= 1"),
     ({"delays": [0, 1]}, r"delays has 2 entries, expected one per stream: n_q \+ 1 = 17 \(text \+ n_q=16 audio"),
+    # (were accepted, then every step failed / "coroutine raised StopIteration")
+    ({"text_card_out": 6000}, r"text_card_out=6000 must be within \[1, 1001\]: each text id the model writes is fed back"),
+    ({"num_layers": 0}, "num_layers=0 must be >= 1"),
 ])
 def test_bad_config_values_are_config_errors(saved, tmp_path, changes, message):
     folder, raw = saved
@@ -126,7 +129,7 @@ def test_registry_spec_checks():
         registry.create("frontend", None)
     with pytest.raises(ConfigError, match="unknown component kind 'bogus'"):
         registry.create("bogus", "x")
-    with pytest.raises(ConfigError, match=r"unknown frontend spec 'nope:x': scheme 'nope' is not one of \['hf', 'path', 'random'\]"):
+    with pytest.raises(ConfigError, match=r"unknown frontend spec 'nope:x': scheme 'nope' is not one of \['file', 'hf', 'path', 'random'\]"):
         registry.create("frontend", "nope:x")
     with pytest.raises(ConfigError, match="unknown front-end config key.s.: bogus"):
         registry.create("frontend", "random:tiny", bogus=1)
@@ -276,3 +279,55 @@ def test_docs_save_snippet_runs(tmp_path, monkeypatch):
                   tokenizer_name="tokenizer_spm_32k_3.model", lm_gen_config={"temp": 0.8, "top_k": 250})
     m2, info = load_frontend("out/", dtype="bf16")
     assert info.sampling.top_k == 250 and m2.text_emb.weight.dtype == torch.bfloat16
+
+
+def test_a_streamed_model_needs_a_finite_context(saved, tmp_path):
+    """context null (accepted for a config) is refused before the weights when the model is to be
+    streamed, and by the stepper otherwise (was: a ValueError traceback from init_state)."""
+    from kame.model.stepper import Stepper
+
+    folder, raw = saved
+    d = _with_config(folder, raw, tmp_path, context=None)
+    for expect in ("frontend", "stt"):
+        with pytest.raises(ConfigError, match=r"context null \(no attention limit\), but a streamed model needs a finite"):
+            load_frontend(d, expect=expect, before_weights=lambda info: pytest.fail("read on"))
+    model, _ = load_frontend(d)  # a training forward takes it
+    with pytest.raises(ConfigError, match=r"set \"context\" in its config.json"):
+        Stepper(model, batch_size=1)
+
+
+def test_missing_weights_say_which_name_and_what_is_there(saved, tmp_path):
+    folder, raw = saved
+    d = tmp_path / "renamed"
+    d.mkdir()
+    (d / "consolidated.safetensors").symlink_to(folder / "model.safetensors")
+    (d / "config.json").write_text(json.dumps({k: v for k, v in raw.items() if k != "moshi_name"}))
+    with pytest.raises(CheckpointError, match=r"model.safetensors \(the default name: .*config.json has no moshi_name\) "
+                                              r"do not exist; .* holds consolidated.safetensors: set moshi_name"):
+        load_frontend(d)
+
+
+def test_shape_mismatch_names_the_size_keys_config_json_lacks(saved, tmp_path):
+    folder, raw = saved
+    d = _with_config(folder, {k: v for k, v in raw.items() if k not in ("text_card", "dim")}, tmp_path)
+    with pytest.raises(CheckpointError, match=r"config.json has no text_card, dim, so Moshi 7B's text_card=32000, "
+                                              r"dim=4096 were assumed: give the values the weights were saved with"):
+        load_frontend(d)
+
+
+def test_git_lfs_pointers_are_named(saved, tmp_path):
+    """A Hugging Face repo cloned without git-lfs holds pointers (was: "no safetensors header")."""
+    from kame.backend.tokenizer import TextTokenizer
+
+    folder, raw = saved
+    d = tmp_path / "lfs"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(raw))
+    pointer = "version https://git-lfs.github.com/spec/v1\noid sha256:" + "ab" * 32 + "\nsize 15441873\n"
+    (d / "model.safetensors").write_text(pointer)
+    (d / "tok.model").write_text(pointer)
+    with pytest.raises(CheckpointError, match=r"model.safetensors is a Git LFS pointer to a file of 15441873 bytes, "
+                                              r"not the file itself .* run `git lfs pull`"):
+        load_frontend(d)
+    with pytest.raises(CheckpointError, match=r"tok.model is a Git LFS pointer"):
+        TextTokenizer(d / "tok.model")

@@ -44,6 +44,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from ..errors import CheckpointError
+from ..paths import lfs_pointer
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL = ASSETS / "text_tokenizer_4k.model"
@@ -68,7 +69,9 @@ class TextTokenizer:
                 self.sp.Load(str(path))
                 self.path = path
         except (RuntimeError, OSError) as exc:
-            raise CheckpointError(f"cannot load SentencePiece model {model if not isinstance(model, bytes) else '<bytes>'}: {exc}") from exc
+            where = model if not isinstance(model, bytes) else "<bytes>"
+            raise CheckpointError((lfs_pointer(model) if not isinstance(model, bytes) else None)
+                                  or f"cannot load SentencePiece model {where}: {exc}") from exc
 
     @property
     def vocab_size(self) -> int:

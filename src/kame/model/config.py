@@ -138,6 +138,12 @@ class LMConfig:
                 raise ConfigError(f"kv_repeat={rep} must divide the number of heads ({heads})")
         if self.context is not None and self.context < 1:
             raise ConfigError(f"context={self.context} must be >= 1 (or null for no limit)")
+        n_text = self.text_card + 1  # the text embeddings' ids (the start id too); muxed pairs when demuxed
+        n_ids = n_text * (n_text + 1) if self.demux_second_text_stream else n_text
+        if self.text_card_out is not None and not 1 <= self.text_card_out <= n_ids:
+            raise ConfigError(f"text_card_out={self.text_card_out} must be within [1, {n_ids}]: each text id the model "
+                              f"writes is fed back into its text embedding, which takes {n_ids} ids (text_card + 1"
+                              f"{' pairs' if self.demux_second_text_stream else ''})")
         for name in ("norm",) + (("depformer_norm",) if self.depformer_norm else ()):
             if getattr(self, name) not in ("rms_norm", "rms_norm_f32", "layer_norm", "layer_norm_f32"):
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not a known norm")
@@ -201,9 +207,13 @@ class LMConfig:
 
 
 # Sizes below these are ConfigErrors (not crashes deep in torch).
-_MIN_INT = {"n_q": 1, "dep_q": 0, "card": 1, "text_card": 1, "dim": 1, "num_heads": 1, "num_layers": 0,
+_MIN_INT = {"n_q": 1, "dep_q": 0, "card": 1, "text_card": 1, "dim": 1, "num_heads": 1, "num_layers": 1,
             "depformer_dim": 1, "depformer_num_heads": 1, "depformer_num_layers": 0, "kv_repeat": 1,
             "extra_heads_num_heads": 0, "extra_heads_dim": 1}
+# The keys that set the weights' shapes: a config.json without one gets Moshi 7B's value, and a
+# shape mismatch then names them (kame.model.loaders).
+SHAPE_KEYS = ("n_q", "dep_q", "card", "text_card", "dim", "num_heads", "num_layers", "hidden_scale", "kv_repeat",
+              "depformer_dim", "depformer_dim_feedforward", "depformer_num_heads", "depformer_num_layers")
 # Metadata keys kame reads: their JSON types; the model types of the published configs
 # (moshi's CheckpointInfo: moshi, hibiki; Kyutai STT / TTS: stt, tts; kame: as moshi); the lm_gen_config entries:
 # those of moshi's LMGen that a JSON file can hold (FrontendInfo.sampling reads temp, top_k,

@@ -38,8 +38,9 @@ from ..config import frontend_spec_form
 from ..errors import CheckpointError, ConfigError, NotAvailableError
 from ..hub import HubFileNotFound, HubUnreachable, hf_download, split_hf
 from ..paths import local_path
-from .config import DTYPE_NAMES, LMConfig, config_json, moshi_7b, preset
+from .config import DTYPE_NAMES, SHAPE_KEYS, LMConfig, config_json, moshi_7b, preset
 from .lm import LMModel
+from .modules import NEEDS_CONTEXT
 from .stepper import Sampling, Stepper
 from .tensorfiles import (SAFETENSORS_SUFFIXES, checkpoint_kind, file_kind, kind_hint, read_safetensors,
                           strip_wrapper_prefix)
@@ -301,6 +302,8 @@ def _check_expected(expect: str | None, cfg: LMConfig, spec: str) -> None:
         return
     if expect not in ("frontend", "stt"):
         raise ConfigError(f"expect={expect!r}: use 'frontend', 'stt' or None")
+    if cfg.context is None:  # both are stepped frame by frame (before the weights: the stepper would refuse it)
+        raise ConfigError(f"{spec}: its {NEEDS_CONTEXT}")
     if expect == "frontend" and cfg.dep_q == 0:
         if spec.startswith("random"):
             raise CheckpointError(f"{spec} is shaped like Kyutai STT (dep_q 0: text out, no audio), not a "
@@ -414,7 +417,7 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
     wname = found.weights or meta.get("moshi_name", MOSHI_NAME)
     wpath = resolve_named(wname, folder, repo, revision)  # a CheckpointError names the repo and file
     if not wpath.exists():
-        raise CheckpointError(f"LM weights {wpath} (named by {found.where} moshi_name) do not exist")
+        raise CheckpointError(_no_weights(wpath, found, named="moshi_name" in meta))
     mimi = tok = None
     if fetch_companions:
         mimi = _try_resolve(meta.get("mimi_name", MIMI_NAME), folder, repo, revision, missing)
@@ -436,6 +439,16 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
     return model, replace(info, oracle_upgraded=upgraded)
 
 
+def _no_weights(wpath: Path, found: _Found, named: bool) -> str:
+    """The LM weights are not where config.json's moshi_name (or the default name) puts them: say
+    which it was, what .safetensors files are there, and what to do."""
+    why = f"named by {found.where} moshi_name" if named else f"the default name: {found.where} has no moshi_name"
+    others = sorted(p.name for p in wpath.parent.glob("*.safetensors")) if wpath.parent.is_dir() else []
+    there = f"; {wpath.parent} holds {', '.join(others)}" if others else ""
+    return (f"LM weights {wpath} ({why}) do not exist{there}: set moshi_name in config.json to the weights file, "
+            f"or give that file as the front-end spec")
+
+
 def _mismatch(exc: CheckpointError, wpath: Path, state: Mapping[str, torch.Tensor], cfg: LMConfig,
               found: _Found) -> CheckpointError:
     """convert_state's error, naming the weights file and saying what they are when that explains it
@@ -445,6 +458,12 @@ def _mismatch(exc: CheckpointError, wpath: Path, state: Mapping[str, torch.Tenso
     if kind in ("mimi", "embedded"):
         return CheckpointError(f"{wpath} is not front-end LM weights: {kind_hint(kind, wpath)}")
     msg = f"{wpath}: {exc}"
+    moshi = LMConfig()  # the defaults: Moshi 7B's
+    absent = [k for k in SHAPE_KEYS if found.raw is not None and k not in found.raw and getattr(cfg, k) == getattr(moshi, k)]
+    if absent:
+        msg += (f" ({found.where} has no {', '.join(absent)}, so Moshi 7B's "
+                f"{', '.join(f'{k}={getattr(cfg, k)}' for k in absent)} {'was' if len(absent) == 1 else 'were'} "
+                f"assumed: give the values the weights were saved with)")
     if (kind == "stt") == bool(cfg.dep_q) and kind is not None and found.raw is not None:
         what = "Kyutai STT LM weights (no depformer)" if kind == "stt" else "Moshi/KAME LM weights (with a depformer)"
         msg += f" (the file holds {what}, which {found.where} (dep_q {cfg.dep_q}) does not describe)"

@@ -19,8 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from ..layers import LayerScale, apply_rope, rope_tables, window_mask
 
+NEEDS_CONTEXT = ("config has context null (no attention limit), but a streamed model needs a finite one, the "
+                 "frames its KV cache holds (Moshi's is 3000): set \"context\" in its config.json")
 ACTIVATIONS = {"silu": F.silu, "gelu": F.gelu, "relu": F.relu, "sigmoid": torch.sigmoid,
                "tanh": torch.tanh, "elu": F.elu, "leaky_relu": F.leaky_relu, "mish": F.mish,
                "softsign": F.softsign, "identity": lambda x: x}
@@ -238,7 +241,7 @@ class Transformer(nn.Module):
     def init_state(self, batch_size: int, device=None, dtype=None) -> TransformerState:
         """A fresh streaming state; the ring buffers hold `context` frames."""
         if self.context is None:
-            raise ValueError("a streaming temporal transformer needs a finite context")
+            raise ConfigError(f"this model's {NEEDS_CONTEXT}")
         p = next(self.parameters())
         device, dtype = device or p.device, dtype or p.dtype
         hk, dh = self.num_heads // self.kv_repeat, self.dim // self.num_heads

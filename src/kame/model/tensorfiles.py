@@ -19,6 +19,7 @@ import torch
 from safetensors import safe_open
 
 from ..errors import CheckpointError
+from ..paths import lfs_pointer
 
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft", ".sfts")
 _MAX_HEADER = 100_000_000  # safetensors' own limit on its JSON header
@@ -61,7 +62,7 @@ def safetensors_header(path: str | Path) -> tuple[dict[str, dict], dict[str, str
         full = f"the {8 + n + end} bytes its header describes" if header is not None else "its header"
         raise CheckpointError(f"{path} is truncated: it has {size} bytes, fewer than {full} (an incomplete "
                               f"download or copy): download or copy it again")
-    raise CheckpointError(f"cannot read {path}: not a readable safetensors file (no safetensors header)")
+    raise CheckpointError(lfs_pointer(path) or f"cannot read {path}: not a readable safetensors file (no safetensors header)")
 
 
 def read_safetensors(path: Path, device: str | torch.device = "cpu", what: str = "weights"
