@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 
 from kame import registry
 from kame.codec.mimi import MIMI_NAME, MimiConfig, build_random, load_mimi, save_mimi
-from kame.errors import CheckpointError
+from kame.errors import CheckpointError, ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -44,3 +44,13 @@ def test_a_smaller_mimi_without_kame_config_says_the_published_shapes_were_assum
     with pytest.raises(CheckpointError) as err:  # a file with its config: no such note
         load_mimi(tiny, config=MimiConfig())
     assert "no kame config" not in str(err.value)
+
+
+def test_a_mimi_of_fewer_codebooks_codes_with_what_it_holds(tmp_path):
+    # was: "num_codebooks must be an int in [1, 4], got 8" - an 8 the user never set
+    four = save_mimi(build_random(MimiConfig.tiny(n_q=4, num_codebooks=4)), tmp_path / "four.safetensors")
+    assert registry.create("codec", f"mimi:{four}").num_codebooks == 4
+    assert load_mimi(four).num_codebooks == 4 and load_mimi(four, num_codebooks=2).num_codebooks == 2
+    assert registry.create("codec", f"mimi:{four}", num_codebooks=3).num_codebooks == 3  # what the runtime asks
+    with pytest.raises(ConfigError, match=rf"got 8 \(four\.safetensors holds 4 codebooks: {tmp_path}/four"):
+        load_mimi(four, num_codebooks=8)

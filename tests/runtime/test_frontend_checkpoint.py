@@ -11,6 +11,7 @@ import shutil
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from kame.backend.tokenizer import DEFAULT_MODEL, TextTokenizer
 from kame.cli import main
@@ -24,15 +25,19 @@ F = 1920
 MIMI = "mimi_tiny.safetensors"
 
 
-def make_ck(folder, *, oracle_emb=True, config_oracle=None, tokenizer=True, mimi=True, card=None, **meta):
+def make_ck(folder, *, oracle_emb=True, config_oracle=None, tokenizer=True, mimi=True, card=None, lm=None,
+            mimi_cfg=None, tokenizer_name="spm.model", **meta):
     """A tiny checkpoint folder: config.json + weights (+ its Mimi + its tokenizer). ``oracle_emb``:
     whether the weights hold a (KAME) oracle_emb; config.json gets no "oracle" key (as published),
-    unless ``config_oracle`` is one."""
-    codec = build_random("tiny")
+    unless ``config_oracle`` is one. ``lm``: LM config keys (n_q, dep_q, delays ...); ``mimi_cfg``:
+    its Mimi's MimiConfig (default: tiny); ``tokenizer_name`` None: config.json names none."""
+    codec = build_random(mimi_cfg or "tiny")
     model, _ = load_frontend("random:tiny", card=card or codec.cardinality, oracle=oracle_emb,
-                             text_card=TextTokenizer(DEFAULT_MODEL).vocab_size)
+                             text_card=TextTokenizer(DEFAULT_MODEL).vocab_size, **(lm or {}))
     names = {"mimi_name": MIMI} if mimi else {}
-    save_frontend(model, folder, tokenizer_name="spm.model", **names, **meta)
+    if tokenizer_name is not None:
+        names["tokenizer_name"] = tokenizer_name
+    save_frontend(model, folder, **names, **meta)
     raw = json.loads((folder / "config.json").read_text())
     del raw["oracle"]
     if config_oracle is not None:
@@ -214,3 +219,120 @@ def test_a_refused_checkpoint_is_refused_before_its_weights_are_read(tmp_path, m
         load_frame_models(cfg(named, "codec.spec=embedded"))
     with pytest.raises(CheckpointError, match="its text tokenizer 'spm.model'"):
         load_frame_models(cfg(notok))
+
+
+def test_the_codec_is_resolved_and_fitted_before_the_weights_are_read(tmp_path, monkeypatch):
+    """codec.spec=auto's Mimi (missing), and a codec's cardinality, frame size and codebooks are
+    decided from config.json and the codec before the weights (was: after, minutes for a 7B)."""
+    import huggingface_hub.constants as hc
+
+    from kame.codec.mimi.config import MimiConfig
+    from kame.model import loaders
+
+    ck = make_ck(tmp_path / "ck")
+    nomimi = make_ck(tmp_path / "nomimi")
+    (nomimi / MIMI).unlink()
+    mimi4 = make_ck(tmp_path / "mimi4", mimi_cfg=MimiConfig.tiny(n_q=4, num_codebooks=4))  # needs 8
+    save_mimi(build_random(MimiConfig.tiny(bins=64)), tmp_path / "bins64.safetensors")
+    save_mimi(build_random(MimiConfig.tiny(frame_rate=25.0)), tmp_path / "f960.safetensors")
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)  # the published Mimi: not cached here
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    real_read, reads = loaders.read_state, []
+
+    def no_weights(*a, **kw):
+        raise AssertionError("the weights were read before the check")
+
+    monkeypatch.setattr(loaders, "read_state", no_weights)
+    with pytest.raises(CheckpointError, match=r"codec.spec 'auto' for the front-end .*nomimi': its config.json "
+                                              r"mimi_name 'mimi_tiny.safetensors' was not found"):
+        load_frame_models(cfg(nomimi))
+    with pytest.raises(ConfigError, match=r"bins64.safetensors' has 64 codes per codebook, the front-end .*ck' "
+                                          r"expects 128"):
+        load_frame_models(cfg(ck, f"codec.spec=mimi:{tmp_path / 'bins64.safetensors'}"))
+    with pytest.raises(ConfigError, match=r"f960.safetensors' has frame_size 960, the runtime needs 1920"):
+        load_frame_models(cfg(ck, f"codec.spec=mimi:{tmp_path / 'f960.safetensors'}"))
+    with pytest.raises(ConfigError, match=r"holds 4 codebooks, the front-end .*mimi4' needs 8"):
+        load_frame_models(cfg(mimi4))
+    # a checkpoint that fits: its weights read once, its Mimi loaded once
+    import kame.codec.mimi as mimi_pkg
+
+    loads, real_load = [], mimi_pkg.load_mimi
+    monkeypatch.setattr(loaders, "read_state", lambda *a: reads.append(a) or real_read(*a))
+    monkeypatch.setattr(mimi_pkg, "load_mimi", lambda *a, **kw: loads.append(a) or real_load(*a, **kw))
+    _, info = load_frame_models(cfg(ck))
+    assert len(reads) == 1 and len(loads) == 1 and info["codec"] == f"mimi:{ck / MIMI}"
+
+
+def test_the_codec_codes_with_the_codebooks_the_frontend_needs(tmp_path):
+    """A Mimi file of 4 codebooks serves a front-end that needs 4 (was: "got 8", an 8 nobody set);
+    for one that needs 8 the error names the Mimi file, the front-end and the counts."""
+    import re
+
+    from kame.codec.mimi.config import MimiConfig
+
+    four = MimiConfig.tiny(n_q=4, num_codebooks=4)
+    dq4 = make_ck(tmp_path / "dq4", mimi_cfg=four, lm={"n_q": 8, "dep_q": 4, "delays": [0, 0, 1, 1, 1, 0, 1, 1, 1]})
+    for sets in ((), (f"codec.spec=mimi:{dq4 / MIMI}",)):
+        factory, info = load_frame_models(cfg(dq4, *sets))
+        fm = factory(1)
+        assert fm.codec.num_codebooks == 4 and info["codec"] == f"mimi:{dq4 / MIMI}"
+        fm.reset([0])
+        outs = [fm.step(np.zeros((1, F), np.float32), np.ones(1, bool)) for _ in range(3)]
+        assert all(o.pcm.shape == (1, F) for o in outs)
+    # an 8-codebook Mimi is asked for the 4 this front-end reads and generates
+    assert load_frame_models(cfg(dq4, "codec.spec=mimi:random-tiny"))[0](1).codec.num_codebooks == 4
+    needs8 = make_ck(tmp_path / "needs8", mimi_cfg=four)  # n_q 16, dep_q 8
+    with pytest.raises(ConfigError, match=re.escape(f"codec 'mimi:{needs8 / MIMI}' holds 4 codebooks, the front-end "
+                                                    f"'{needs8}' needs 8 (n_user_q 8, dep_q 8)")):
+        load_frame_models(cfg(needs8))
+
+
+@pytest.mark.parametrize("codec", ["mimi", "embedded"])
+def test_only_the_codebooks_the_model_generates_are_decoded(tmp_path, codec):
+    """dep_q 4 with a codec coding 8 codebooks (the user's 8): the decoder gets the model's 4
+    codes (coarse to fine, as moshi decodes them), not those padded with a silent frame's codes."""
+    from kame import registry
+
+    lm = {"n_q": 12, "dep_q": 4, "delays": [0, 0, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1]}
+    if codec == "mimi":
+        ck = make_ck(tmp_path / "ck", lm=lm)
+    else:  # kame's own front-end (no Mimi named) runs with the embedded codec
+        ck = make_ck(tmp_path / "ck", lm=lm, mimi=False, card=registry.create("codec", "embedded").cardinality)
+    factory, _ = load_frame_models(cfg(ck, f"codec.spec={'auto' if codec == 'mimi' else 'embedded'}",
+                                       "frontend.seed=0"))
+    fm = factory(1)
+    assert fm.codec.num_codebooks == 8  # max(n_user_q 8, dep_q 4)
+    fm.reset([0])
+    made, decoded = [], []
+    step, decode = fm.stepper.step, fm.stream.decode_frame
+    fm.stepper.step = lambda u: made.append(step(u)) or made[-1]
+    fm.stream.decode_frame = lambda codes: decoded.append(codes.clone()) or decode(codes)
+    rng = np.random.default_rng(0)
+    outs = [fm.step(rng.standard_normal((1, F)).astype(np.float32) * 0.1, np.ones(1, bool)) for _ in range(5)]
+    assert [tuple(d.shape) for d in decoded] == [(1, 4)] * 5
+    valid = [bool(o.valid[0]) for o in made]
+    assert valid == [False, True, True, True, True]  # (acoustic codebooks delayed by 1)
+    for o, d, out in zip(made, decoded, outs):
+        if o.valid[0]:
+            assert torch.equal(d, o.audio.cpu().to(d.dtype)) and np.abs(out.pcm).max() > 0
+        else:
+            assert torch.equal(d[0], fm.silence_codes[:4]) and not out.pcm.any()
+
+
+def test_a_mimi_trained_config_without_tokenizer_name_needs_moshis_tokenizer(tmp_path):
+    """A Moshi/KAME config.json without tokenizer_name means Moshi's tokenizer (as moshi reads it):
+    missing, an error (was: kame's 4k vocabulary, silently); kame's own keep kame's default."""
+    moshi = make_ck(tmp_path / "moshi", tokenizer=False, tokenizer_name=None, model_type="moshi")
+    with pytest.raises(CheckpointError, match=r"front-end '.*moshi': its text tokenizer 'tokenizer_spm_32k_3.model' "
+                                              r"\(the Moshi default: its config.json names no tokenizer_name, and it "
+                                              r"was trained on Mimi codes \(its config.json names the Mimi file "
+                                              r"'mimi_tiny.safetensors'\)\) was not found: looked for "
+                                              r".*moshi/tokenizer_spm_32k_3.model\. .* set tokenizer_name"):
+        load_frame_models(cfg(moshi))
+    kame = make_ck(tmp_path / "kame", tokenizer=False, tokenizer_name=None, mimi=False, model_type="kame")
+    with pytest.raises(CheckpointError, match=r"\(its config.json model_type is 'kame'\)\) was not found"):
+        load_frame_models(cfg(kame, "codec.spec=mimi:random-tiny"))
+    shutil.copy(DEFAULT_MODEL, moshi / "tokenizer_spm_32k_3.model")  # Moshi's default name: taken
+    assert load_frame_models(cfg(moshi))[1]["tokenizer"] == str(moshi / "tokenizer_spm_32k_3.model")
+    own = make_ck(tmp_path / "own", tokenizer=False, tokenizer_name=None, mimi=False)
+    assert load_frame_models(cfg(own, "codec.spec=mimi:random-tiny"))[1]["tokenizer"] == "default (kame/assets)"

@@ -6,8 +6,10 @@
 
 Rows that are not active (no session) are paused in the stepper (their LM state does not
 advance) while the codec stream still runs on silence for them; a row is reset (LM, codec,
-oracle feed) when a session takes it. The first ``max_delay`` frames of a row have no model
-audio yet: the decoder gets the codec's silence codes there and the output is zeros.
+oracle feed) when a session takes it. The codec codes with the codebooks the front-end needs
+(max(n_user_q, dep_q)); the decoder gets the dep_q codebooks the model generates. The first
+``max_delay`` frames of a row have no model audio yet: the decoder gets the codec's silence
+codes there and the output is zeros.
 
 ``info`` names what was loaded (front-end spec, whether its weights are random, codec,
 parameter count, ``oracle_stream``: "trained" (KAME's oracle_emb), "text_emb-copy" (a Moshi
@@ -17,7 +19,8 @@ answer.
 
 A checkpoint is run as it was trained: its own text tokenizer (missing: a CheckpointError, not
 kame's default vocabulary), its lm_gen_config sampling (frontend.temp etc. win when set), and a
-Mimi codec if it was trained on Mimi codes (another codec: a ConfigError).
+Mimi codec if it was trained on Mimi codes (another codec: a ConfigError). Everything that can
+refuse a checkpoint (codec, tokenizer, codec/front-end fit) is decided before its weights are read.
 """
 
 from __future__ import annotations
@@ -80,12 +83,16 @@ class CodecFrameModel:
         out = self.stepper.step(codes[:, : self.n_user_q].long().to(dev) if self.n_user_q else None)
         valid = out.valid.cpu()  # [B]
         audio = out.audio.cpu()  # [B, dep_q]
-        K = self.silence_codes.shape[0]
-        dec_in = self.silence_codes[None].expand(self.batch_size, K).clone()  # [B, K]
-        n = min(K, self.dep_q)
-        dec_in[valid, :n] = audio[valid, :n].to(dec_in)
-        pcm_out = self.stream.decode_frame(dec_in).float()  # [B, 1920]
-        pcm_out = torch.where(valid[:, None], pcm_out, torch.zeros_like(pcm_out))
+        # decode the dep_q codebooks the model made (coarse to fine: a prefix of the codec's K);
+        # rows without model audio yet decode a silent frame's first dep_q codes
+        n = min(self.silence_codes.shape[0], self.dep_q)
+        if n:
+            dec_in = self.silence_codes[None, :n].expand(self.batch_size, n).clone()  # [B, dep_q]
+            dec_in[valid] = audio[valid, :n].to(dec_in)
+            pcm_out = self.stream.decode_frame(dec_in).float()  # [B, 1920]
+            pcm_out = torch.where(valid[:, None], pcm_out, torch.zeros_like(pcm_out))
+        else:  # a front-end that generates no audio (a random stt preset)
+            pcm_out = torch.zeros(self.batch_size, pcm.shape[-1])
         text = torch.where(valid, out.text.cpu(), torch.full_like(out.text.cpu(), -1))
         text = [(-1 if int(t) in self.text_skip else int(t)) for t in text.tolist()]
         oracle = [(-1 if int(t) == self.pad_id else int(t)) for t in out.oracle_in.tolist()]
@@ -102,9 +109,9 @@ def _random_overrides(codec) -> dict:
 
 
 def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: str, oracle: str = "auto"):
-    """-> (LMModel, codec, codec spec, text tokenizer | None, info dict). A named codec is created
-    (and a bad codec spec reported) before the front-end's weights load. ``oracle``: the config's
-    frontend.oracle (auto | on | off)."""
+    """-> (LMModel, codec, codec spec, text tokenizer | None, info dict). The codec (a named one, or
+    for "auto" the checkpoint's Mimi) is created and fitted to the front-end (_fit_codec) before the
+    front-end's weights load. ``oracle``: the config's frontend.oracle (auto | on | off)."""
     from .. import registry
     from ..model.loaders import check_frontend_spec, load_frontend  # checkpoints, folders, presets
 
@@ -120,12 +127,20 @@ def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: st
         codec = registry.create("codec", codec_spec)
         model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), spec_form=form,
                                      oracle=want, **_random_overrides(codec))
+        _fit_codec(codec, codec_spec, model.cfg, spec)
     else:
-        codec = registry.create("codec", codec_spec) if codec_spec != "auto" else None
+        named = registry.create("codec", codec_spec) if codec_spec != "auto" else None
+        chosen: dict = {}
 
         def check(finfo) -> None:  # before the weights load: a 7B checkpoint is refused in seconds
-            _check_codec(finfo, spec, codec, codec_spec)
+            _check_codec(finfo, spec, named, codec_spec)
             _check_tokenizer(finfo, spec, form)
+            codec, cspec = named, codec_spec
+            if codec is None:  # "auto": the checkpoint's own Mimi
+                cspec = f"mimi:{finfo.mimi.absolute()}" if finfo.mimi is not None else "mimi"
+                codec = _auto_codec(cspec, spec, form, finfo)
+            _fit_codec(codec, cspec, finfo.config, spec)
+            chosen.update(codec=codec, spec=cspec)
 
         try:
             model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), spec_form=form,
@@ -137,9 +152,7 @@ def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: st
             # false (the loader's hint names load_frontend's argument; here it is a config key)
             raise CheckpointError(f"front-end {spec!r}: {exc}; in kame's config: frontend.oracle=on (run it "
                                   f"with its oracle stream) or frontend.oracle=off (run it as plain Moshi)") from exc
-        if codec is None:  # "auto": the checkpoint's own Mimi
-            codec_spec = f"mimi:{finfo.mimi}" if finfo.mimi is not None else "mimi"
-            codec = _auto_codec(codec_spec, spec, form, finfo)
+        codec, codec_spec = chosen["codec"], chosen["spec"]
     stream = _oracle_stream(model, finfo, kind)
     if oracle == "off" and model.has_oracle:  # run it as plain Moshi: the stepper feeds no oracle
         model.oracle_emb = None
@@ -170,6 +183,28 @@ def _oracle_stream(model, finfo, kind: str) -> str:
     return "text_emb-copy" if finfo.oracle_upgraded else "trained"
 
 
+def _fit_codec(codec, codec_spec: str, cfg, spec: str) -> None:
+    """ConfigError unless ``codec`` can serve the front-end of config ``cfg``: 80 ms frames, its
+    cardinality, and the codebooks it reads of the user's audio and generates (n_user_q, dep_q),
+    which the codec is then set to code with (a Mimi file holding fewer: the error says so)."""
+    if getattr(codec, "frame_size", 1920) != 1920:
+        raise ConfigError(f"codec {codec_spec!r} has frame_size {codec.frame_size}, the runtime needs 1920 (80 ms)")
+    if codec.cardinality != cfg.card:
+        raise ConfigError(f"codec {codec_spec!r} has {codec.cardinality} codes per codebook, the front-end "
+                          f"{spec!r} expects {cfg.card} (its config's card): use the codec it was trained with")
+    need = max(cfg.n_user_q, cfg.dep_q)
+    if codec.num_codebooks == need:
+        return
+    try:
+        codec.set_num_codebooks(need)
+    except ConfigError as exc:
+        held = getattr(codec, "total_codebooks", None)  # (Mimi: what its file stores)
+        has = f"holds {held} codebooks" if held is not None and held < need else f"cannot code with {need} ({exc})"
+        raise ConfigError(f"codec {codec_spec!r} {has}, the front-end {spec!r} needs {need} (n_user_q "
+                          f"{cfg.n_user_q}, dep_q {cfg.dep_q}): set codec.spec to the codec it was trained "
+                          f"with") from None
+
+
 def _check_codec(finfo, spec: str, codec, codec_spec: str) -> None:
     """ConfigError if a named codec cannot be the checkpoint's: one trained on Mimi codes hears
     and speaks only those."""
@@ -197,13 +232,22 @@ def _check_tokenizer(finfo, spec: str, form) -> None:
             raise CheckpointError(f"front-end {spec!r}: its tokenizer {finfo.tokenizer} has {size} pieces, more "
                                   f"than its text vocabulary (text_card {text_card}): the two do not belong "
                                   f"together (check tokenizer_name in its config.json)")
-    elif "tokenizer_name" in finfo.config.meta or not finfo.raw_config:
+    elif "tokenizer_name" in finfo.config.meta or _mimi_trained(finfo):
+        # a config.json without the key: kame's default vocabulary only for kame's own front-ends
+        # (not trained on Mimi codes); Moshi/KAME (and moshi's loader) mean Moshi's tokenizer
         name = finfo.config.meta.get("tokenizer_name", TOKENIZER_NAME)
-        named = "config.json tokenizer_name" if finfo.raw_config else "the Moshi default, the repo has no config.json"
+        if "tokenizer_name" in finfo.config.meta:
+            named = "config.json tokenizer_name"
+        elif not finfo.raw_config:
+            named = "the Moshi default, the repo has no config.json"
+        else:
+            named = (f"the Moshi default: its config.json names no tokenizer_name, and it was trained on Mimi "
+                     f"codes ({_mimi_trained(finfo)})")
         raise CheckpointError(f"front-end {spec!r}: its text tokenizer {name!r} ({named}) was not found: looked for "
                               f"{_where(name, form, finfo)}. The oracle's token ids and the agent's text must come "
-                              f"from the vocabulary the front-end was trained with; put the file there or fix "
-                              f"tokenizer_name in its config.json")
+                              f"from the vocabulary the front-end was trained with; put the file there or "
+                              f"{'fix' if 'tokenizer_name' in finfo.config.meta else 'set'} tokenizer_name in its "
+                              f"config.json")
 
 
 def _mimi_trained(finfo) -> str | None:
@@ -268,15 +312,7 @@ def load_frame_models(cfg: KameConfig):
     model, codec, codec_spec, tokenizer, linfo = _load_frontend(fc.spec, fc.dtype, fc.device, fc.seed, cfg.codec.spec,
                                                                 fc.oracle)
     model.eval()
-    if getattr(codec, "frame_size", 1920) != 1920:
-        raise ConfigError(f"codec {codec_spec!r} has frame_size {codec.frame_size}, the runtime needs 1920 (80 ms)")
     c = model.cfg
-    if codec.num_codebooks < max(c.n_user_q, c.dep_q):
-        raise ConfigError(f"codec {codec_spec!r} gives {codec.num_codebooks} codebooks, the front-end "
-                          f"{fc.spec!r} needs {max(c.n_user_q, c.dep_q)}")
-    if codec.cardinality != c.card:
-        raise ConfigError(f"codec {codec_spec!r} has {codec.cardinality} codes per codebook, the front-end "
-                          f"{fc.spec!r} expects {c.card}")
     if tokenizer is None:
         from ..backend.tokenizer import default_tokenizer
 

@@ -5,7 +5,7 @@ causal, streamed 80 ms at a time with batched per-row state. Loads the published
 (``tokenizer-e351c8d8-checkpoint125.safetensors``):
 
     from kame.codec.mimi import load_mimi, build_random
-    codec = load_mimi("hf://kyutai/moshiko-pytorch-bf16", num_codebooks=8)   # or a file/folder
+    codec = load_mimi("hf://kyutai/moshiko-pytorch-bf16", num_codebooks=8)   # or a file/folder (None: its config's)
     codec = build_random("tiny")                                               # tests / benches
     codes = codec.encode(pcm)              # pcm [B, T] float -> [B, K, F]
     s = codec.stream(batch_size=4); s.encode_frame(pcm[:, :1920]); s.reset([2])
@@ -80,15 +80,16 @@ def build_random(
 
 def create(arg: str | None = None, num_codebooks: int | None = None, device: str | torch.device = "cpu",
            dtype: str | torch.dtype = torch.float32, **kwargs) -> MimiCodec:
-    """Registry factory for ``mimi[:ARG]``: ARG is random, random-tiny, a path or hf://..."""
+    """Registry factory for ``mimi[:ARG]``: ARG is random, random-tiny, a path or hf://...
+    ``num_codebooks``: the codebooks to code with (None: the file's config, Moshi's 8 unless the
+    file holds fewer; the runtime asks for what its front-end reads and generates)."""
     if kwargs:
         raise ConfigError(f"unknown option(s) for codec 'mimi': {sorted(kwargs)}")
     if arg in ("random", "random-tiny"):
         return build_random("mimi" if arg == "random" else "tiny", num_codebooks=num_codebooks, device=device, dtype=dtype)
     if arg and arg.startswith("random") and not Path(arg).expanduser().exists():  # not "checkpoint not found"
         raise ConfigError(f"unknown random Mimi {arg!r}; use mimi:random (published shapes) or mimi:random-tiny")
-    return load_mimi(arg or DEFAULT_SOURCE, num_codebooks=8 if num_codebooks is None else num_codebooks,
-                     device=device, dtype=dtype)
+    return load_mimi(arg or DEFAULT_SOURCE, num_codebooks=num_codebooks, device=device, dtype=dtype)
 
 
 __all__ = [

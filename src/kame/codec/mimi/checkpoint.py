@@ -187,7 +187,7 @@ def check_placement(device: str | torch.device, dtype: str | torch.dtype) -> tup
 
 def load_mimi(
     source: str | Path,
-    num_codebooks: int = 8,
+    num_codebooks: int | None = None,
     device: str | torch.device = "cpu",
     dtype: str | torch.dtype = torch.float32,
     config: MimiConfig | None = None,
@@ -195,7 +195,9 @@ def load_mimi(
     """Load a Mimi checkpoint (file, folder or hf://org/repo[/file]) as a ``MimiCodec``.
 
     ``config`` defaults to the one stored by ``save_mimi`` in the file's metadata, else the
-    published ``MimiConfig()`` (with ``n_q`` taken from the file).
+    published ``MimiConfig()`` (with ``n_q`` taken from the file). ``num_codebooks`` (the codebooks
+    coded with, at most what the file holds) defaults to the config's ``num_codebooks``: Moshi's 8,
+    or all the file holds when it holds fewer.
     """
     device, dtype = check_placement(device, dtype)
     path = resolve_source(source)
@@ -210,10 +212,12 @@ def load_mimi(
         config = _infer_n_q(state, MimiConfig())
         note = (" (the file holds no kame config, so the published Mimi's shapes were assumed; a Mimi of "
                 "another size loads with load_mimi(path, config=MimiConfig(...)), and save_mimi stores its config)")
+    if num_codebooks is None:
+        num_codebooks = config.num_codebooks
     try:  # before the weights are loaded
         num_codebooks = check_num_codebooks(num_codebooks, config.n_q_semantic, config.n_q)
     except ConfigError as exc:
-        raise ConfigError(f"{exc} ({path.name} holds {config.n_q})") from None
+        raise ConfigError(f"{exc} ({path.name} holds {config.n_q} codebooks: {path})") from None
     model = MimiModel(config)
     load_state(model, state, where=str(path), note=note)
     model.to(device=device, dtype=dtype)
