@@ -202,7 +202,9 @@ class RuntimeConfig:
 class ServerConfig:  # the fields of kame.server.app.ServerConfig (kept in sync)
     host: str = "127.0.0.1"
     port: int = _opt(8998, min=0, max=65535)  # Moshi's default port
-    max_message_bytes: int = _opt(65536, min=1024)  # larger client messages get a 0x05 error and are dropped
+    # larger client messages get a 0x05 error and are dropped; at least one 80 ms PCM message (1 + 1920 x 2
+    # bytes: what the browser page and kame client --pcm send)
+    max_message_bytes: int = _opt(65536, min=3841)
     hard_message_factor: int = _opt(4, min=1)  # beyond max_message_bytes * this, the socket is closed
     idle_timeout_s: float = _opt(30.0, min=0.0)  # no client audio for this long -> error + close
     auth_token: str | None = None  # if set, required as Bearer header or ?token= (env KAME_AUTH_TOKEN)
@@ -212,6 +214,11 @@ class ServerConfig:  # the fields of kame.server.app.ServerConfig (kept in sync)
     send_timeout_s: float = _opt(10.0, min=0.0)  # one send blocked this long -> the client is gone
     max_errors: int = _opt(100, min=1)  # protocol errors per connection before it is closed
     static_dir: str | None = None  # default: the package's static/ folder
+
+    def validate(self) -> None:
+        if self.static_dir and not local_path(self.static_dir).is_dir():
+            raise ConfigError(f"server.static_dir: {self.static_dir!r} is not a folder (it holds the browser page: "
+                              f"index.html and its files; leave it unset for kame's own page)")
 
 
 try:  # the [cascade] section is owned by kame.cascade (its fields are documented there)

@@ -75,6 +75,37 @@ def test_opus_roundtrip_partial_frames_and_corruption():
     assert len(dec.decode(enc.encode(tone(0.08)))) > 0  # the stream goes on after bad messages
 
 
+def test_opus_packets_behind_valid_checksums_that_decode_out_of_range_are_bad_audio():
+    """A buggy encoder or a proxy rewriting pages: packets of random bytes under recomputed page
+    checksums. What decodes beyond any real Opus audio is bad_audio and the decoder is reset (was:
+    taken as audio, then refused by the agent as 'int16 samples? divide them by 32768')."""
+    import random
+    import struct
+
+    rng = random.Random(1)
+    msgs = list(P.OpusEncoder().frames(tone(1.6, 440, 0.3)))
+    dec, codes = P.OpusDecoder(), []
+    for i, m in enumerate(msgs):
+        out = b""
+        for page, _ in P.ogg_pages(m):
+            if i >= 1:  # the first message holds the headers
+                page = bytearray(page)
+                for j in range(27 + page[26] + 1, len(page)):
+                    page[j] = rng.randrange(256)
+                page[22:26] = bytes(4)
+                struct.pack_into("<I", page, 22, P.ogg_crc(bytes(page)))
+            out += bytes(page)
+        try:
+            pcm = dec.decode(out)
+        except P.ProtocolError as exc:
+            codes.append(exc.code)
+            assert exc.code == "bad_audio" and "decoder reset" in str(exc), exc
+            continue
+        assert np.abs(pcm).max() <= 4.0
+    assert codes  # (this seed's message 4 decodes to samples reaching 160)
+    assert len(dec.decode(P.OpusEncoder().encode(tone(0.16)))) > 0  # a fresh stream decodes after them
+
+
 def test_opus_decoder_bounds_audio_per_message():
     """The bound is the audio the message holds (read off the packets' TOC bytes before
     decoding), not a packet count at the longest packet size: the documented 10 s."""

@@ -562,3 +562,47 @@ async def test_replies_to_a_burst_leave_room_for_the_agents_messages():
     assert await q.get() == b"pong4"
     await asyncio.wait_for(waiting, 1)  # room again: the reply goes in
     assert len(q) == 12
+
+
+async def test_a_flood_of_buffered_messages_lets_other_tasks_run():
+    """aiohttp returns buffered messages without suspending: one client sending thousands of tiny
+    valid audio messages held the event loop, and every session's ticker, for up to a second.
+    Its reader now yields every few messages."""
+    from types import SimpleNamespace
+
+    from aiohttp import WSMsgType
+
+    from kame.runtime.clock import MonotonicClock
+    from kame.server.app import Connection, ServerConfig
+
+    n = 2000
+    msgs = [SimpleNamespace(type=WSMsgType.BINARY, data=P.encode(P.Kind.PCM, bytes(2)))] * n
+    msgs.append(SimpleNamespace(type=WSMsgType.CLOSE, data=None))
+
+    class Ws:  # a socket whose messages are all buffered: receive() never suspends
+        async def receive(self):
+            return msgs.pop(0)
+
+    class Session:
+        id, pushed = "flood", 0
+
+        async def push_audio(self, pcm):
+            Session.pushed += 1
+
+    server = SimpleNamespace(cfg=ServerConfig(), clock=MonotonicClock())
+    conn = Connection(server, Ws(), Session(), pcm_out=True)
+    ticks, reading = 0, True
+
+    async def other_session():
+        nonlocal ticks
+        while reading:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_session())
+    await asyncio.sleep(0)
+    await conn._read()
+    reading = False
+    await other
+    assert Session.pushed == n and conn.client_closed
+    assert ticks > n // 16  # (was: 1, the flood read in one go)

@@ -111,7 +111,7 @@ class TandemAgent(Agent):
         if sum(m.batch_size for m in models) < n:
             raise ConfigError(f"the frame model has {sum(m.batch_size for m in models)} rows < max_sessions={n}")
         self.worker = StepWorker(models, vad_factory=make_vad_factory(cfg.runtime.vad),
-                                 torch_threads=cfg.runtime.torch_threads)
+                                 torch_threads=cfg.runtime.torch_threads, clock=self.clock)
         self.components.setdefault("mode", "tandem")
         self.components["batched"] = cfg.runtime.batched
         self._free = list(range(n))[::-1]
@@ -205,8 +205,11 @@ class TandemAgent(Agent):
         if late > 1e-9:
             self.missed += 1
             self.metrics(Metric("missed_deadline", late, done, labels={"sessions": len(live)}))
+        # the step: from the ticker's start until the worker had it done; the wait: the ticker's late
+        # start and the time the event loop took to take the result (a loop held by other work)
+        ended = min(done, result.ended) if result.ended is not None else done
         for s, rin in zip(live, rows):  # (timing first: a "stats" sent by deliver counts this frame's miss)
-            s.frame_timing(late if late > 1e-9 else 0.0, started - next_t, done - started, done)
+            s.frame_timing(late if late > 1e-9 else 0.0, started - next_t + done - ended, ended - started, done)
             if rin.row in result.rows:
                 s.deliver(rin, result.rows[rin.row], done, result.compute_s)
         return max(deadline, done)  # re-anchor after a miss: no catch-up burst

@@ -260,14 +260,15 @@ class TandemSession(Session):
             return {"step_time_p50_s": None, "step_time_max_s": None}
         return {"step_time_p50_s": xs[len(xs) // 2], "step_time_max_s": xs[-1]}
 
-    def frame_timing(self, lateness: float, start_delay: float, step_s: float, t: float) -> None:
+    def frame_timing(self, lateness: float, wait_s: float, step_s: float, t: float) -> None:
         """The ticker's timing of a frame this session was in, on the agent's clock: ``lateness``
-        past its 80 ms deadline (0: it made it), ``start_delay`` how late the ticker woke for it,
-        ``step_s`` how long the frame took from there (t = when it finished). A late frame is
+        past its 80 ms deadline (0: it made it), ``wait_s`` how long it waited for the event loop
+        (the ticker woke late, the step's result was taken late), ``step_s`` how long the step took
+        from the ticker's start until the worker had done it (t = when the frame finished). A late frame is
         counted (stats missed_deadlines, max_lateness; a "missed_deadline" metric Meta); when the
         recent frames say the agent falls behind real time (metrics.behind_real_time), the log
         says so, once (_warn_behind)."""
-        self._pace.append((lateness, start_delay, step_s))
+        self._pace.append((lateness, wait_s, step_s))
         if lateness <= 0:
             return
         self.stats.missed_deadlines += 1
@@ -279,8 +280,8 @@ class TandemSession(Session):
 
     def _warn_behind(self) -> None:
         """Log, once, that this session's frames miss their deadlines: how many, and whether the
-        step itself is too slow (the front-end and codec for this CPU and batch) or starts late
-        (something else takes the CPU or the event loop), and what to do."""
+        step itself is too slow (the front-end and codec for this CPU and batch) or waits for the
+        event loop (something else takes the CPU or the loop), and what to do."""
         late = [p for p in self._pace if p[0] > 0]
         if self._behind_warned or not late:
             return
@@ -301,9 +302,10 @@ class TandemSession(Session):
                     if rt.batched and rt.max_sessions > live else "fewer sessions, " if live > 1 else "")
                    + "a smaller front-end or codec, a GPU (frontend.device), or a faster machine")
         else:
-            cause = (f"the steps take only {step * 1000:.0f} ms (median) but start {delay * 1000:.0f} ms late "
-                     f"(median): something else holds the CPU or this process's event loop (the back-end's STT "
-                     f"and LLM, the network traffic of many sessions, other programs)")
+            cause = (f"the steps take only {step * 1000:.0f} ms (median) but wait {delay * 1000:.0f} ms (median) "
+                     f"for the event loop to start them or take their results: something else holds the CPU or "
+                     f"this process's event loop (the back-end's STT and LLM, the network traffic of many "
+                     f"sessions, other programs)")
             fix = ("fewer sessions (runtime.max_sessions), the back-end's models on another machine "
                    "(backend.stt / backend.llm = openai:...), or more CPU cores")
         log.warning("session %s falls behind real time: %d of its last %d frames missed their 80 ms deadline "

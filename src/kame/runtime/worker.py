@@ -86,6 +86,7 @@ class RowOutput:
 class StepResult:
     rows: dict[int, RowOutput]
     compute_s: float  # worker compute time of the whole frame (perf_counter; a cost, not a timestamp)
+    ended: float | None = None  # the agent's clock when the worker had finished it (None: no clock given)
 
 
 class EnergyVAD:
@@ -152,8 +153,9 @@ class StepWorker:
     """Owns the frame models and steps them on ONE thread."""
 
     def __init__(self, models: Sequence[FrameModel], *, vad_factory: Callable[[], object] | None = None,
-                 torch_threads: int = 0) -> None:
+                 torch_threads: int = 0, clock=None) -> None:
         self.models = list(models)
+        self.clock = clock  # stamps StepResult.ended: a late frame is then told from a late event loop
         # session row -> (model index, row inside the model)
         self.row_map: list[tuple[int, int]] = [(m, r) for m, fm in enumerate(self.models) for r in range(fm.batch_size)]
         self.vad_factory = vad_factory
@@ -222,7 +224,8 @@ class StepWorker:
                 out[ri.row].vad = vad.push(ri.pcm, ri.t)
                 out[ri.row].last_voice = vad.last_voice
         self.steps += 1
-        return StepResult(rows=out, compute_s=time.perf_counter() - t0)
+        return StepResult(rows=out, compute_s=time.perf_counter() - t0,
+                          ended=self.clock.now() if self.clock is not None else None)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -20,6 +20,7 @@ import asyncio
 import collections
 import errno
 import hmac
+import itertools
 import logging
 import mimetypes
 import time
@@ -32,12 +33,16 @@ from aiohttp.abc import AbstractAccessLogger
 
 from ..cliargs import Once, at_least
 from ..errors import ConfigError, KameError, NotAvailableError
+from ..paths import local_path
 from ..runtime.base import Agent, AgentAudio, AgentText, CapacityError, ErrorEvent, Meta, Session
 from ..runtime.clock import Clock, MonotonicClock
 from . import protocol as P
 
 log = logging.getLogger("kame.server")
 STATIC_DIR = Path(__file__).parent / "static"
+# A client's messages handled before its reader yields to the event loop: aiohttp returns buffered
+# messages without suspending, so a flood of tiny ones would otherwise hold every session's ticker.
+READ_BURST = 8
 
 
 @dataclass
@@ -184,7 +189,9 @@ class Connection:
 
     async def _read(self) -> None:
         cfg = self.cfg
-        while True:
+        for handled in itertools.count(1):
+            if handled % READ_BURST == 0:  # buffered messages return without suspending: let the others run
+                await asyncio.sleep(0)
             msg = await self.ws.receive()
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
                 self.client_closed = True
@@ -293,7 +300,7 @@ class Server:
         self.connections: set[Connection] = set()
         self.started = time.monotonic()
         self.total_sessions = 0
-        self.static = _load_static(Path(cfg.static_dir) if cfg.static_dir else STATIC_DIR)
+        self.static = _load_static(local_path(cfg.static_dir) if cfg.static_dir else STATIC_DIR)
 
     def authorized(self, request: web.Request) -> bool:
         token = self.cfg.auth_token

@@ -15,6 +15,7 @@ Run `python -m kame.server.protocol` to print the kind table.
 from __future__ import annotations
 
 import json
+import math
 import struct
 import zlib
 from enum import IntEnum
@@ -231,6 +232,9 @@ def check_ogg_pages(data: bytes) -> int:
     return sum(n for _, n in ogg_pages(data))
 
 
+MAX_OPUS_PEAK = 4.0  # |sample| no Opus stream of audio in [-1, 1] decodes to (overshoot stays well below)
+
+
 class OpusDecoder:
     """Incremental Ogg/Opus -> float32 PCM. Corrupt data raises ProtocolError("bad_audio") and
     resets the stream (a fresh reader accepts pages from the middle of a stream)."""
@@ -261,8 +265,12 @@ class OpusDecoder:
                 f"one message decoded to {len(pcm) / SAMPLE_RATE:.1f} s of audio "
                 f"(max {self.max_samples / SAMPLE_RATE:.1f} s); dropped",
             )
-        if not np.all(np.isfinite(pcm)):
-            raise ProtocolError("bad_audio", "decoded audio has NaN/inf samples; dropped")
+        peak = float(np.abs(pcm).max()) if pcm.size else 0.0  # NaN if any sample is NaN
+        if not peak <= MAX_OPUS_PEAK:  # pages that pass their checksums but hold corrupt packets
+            self._reader = sphn.OpusStreamReader(SAMPLE_RATE)
+            what = f"samples reaching {peak:.3g}" if math.isfinite(peak) else "NaN/inf samples"
+            raise ProtocolError("bad_audio", f"corrupt Ogg/Opus data (it decodes to {what}; Opus of audio in "
+                                             f"[-1, 1] stays below {MAX_OPUS_PEAK:g}); dropped, decoder reset")
         return pcm
 
 
