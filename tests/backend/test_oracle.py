@@ -1,6 +1,7 @@
 """Oracle producer on a FakeClock with scripted transcripts and a scripted LLM."""
 
 import asyncio
+import logging
 import random
 
 import pytest
@@ -219,6 +220,20 @@ async def test_stall_times_out_on_the_session_clock(tok):
     clock.advance(1.5)
     await settle()
     assert p.stats["failed"] == 2 and llm.calls[1].closed
+    await p.aclose()
+
+
+async def test_a_failed_prediction_is_logged_with_its_session(tok, caplog):
+    """The line names the session: with several, "oracle prediction 1 failed" does not say whose
+    (was: no session in it)."""
+    p, llm, clock, _, _ = make(tok)
+    with caplog.at_level(logging.WARNING, logger="kame.backend.oracle"):
+        await p.on_transcript(tr(2))
+        await settle()
+        llm.calls[0].fail(BackendError("HTTP 500: boom"))
+        await settle()
+    assert [r.getMessage() for r in caplog.records if r.name == "kame.backend.oracle"] == [
+        "session s: oracle prediction 1 failed (BackendError: HTTP 500: boom); retry in 1.00 s"]
     await p.aclose()
 
 

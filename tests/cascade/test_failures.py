@@ -396,8 +396,9 @@ async def _drain(s) -> list:
 
 
 async def test_stop_closes_the_sessions_at_once(monkeypatch):
-    """Each close waits (CLOSE_GRACE_S) for an STT that never finishes: every session's STT
-    sees the end of its audio before any of those waits is over."""
+    """Each close waits (CLOSE_GRACE_S) for an STT that never finishes (each session has a reader:
+    else nobody would get what it flushes, and close() does not wait): every session's STT sees
+    the end of its audio before any of those waits is over."""
     monkeypatch.setattr(cascade_session, "CLOSE_GRACE_S", 0.2)
     clock, events = FakeClock(), []
 
@@ -413,11 +414,11 @@ async def test_stop_closes_the_sessions_at_once(monkeypatch):
             yield
 
     agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock), stt=StuckSTT())
-    for _ in range(3):
-        await agent.open_session()
+    readers = [asyncio.create_task(_drain(await agent.open_session())) for _ in range(3)]
     await asyncio.sleep(0)
     await agent.stop()
     assert events == ["input ended"] * 3 + ["cancelled"] * 3
+    await asyncio.gather(*readers)
 
 
 # ---- 5. unread outputs are capped, counted ---------------------------------------------------

@@ -32,7 +32,8 @@ Behaviour:
   piece for ``chunk_timeout`` on the session clock, a piece that is not a str: the LLM broke its
   interface, kame.backend.llm.base.check_piece) are logged and counted; the producer waits
   ``policy.backoff(n)`` and retries the newest conversation, and meanwhile the session simply
-  has no oracle. Nothing propagates out of the producer. The faults the producer finds itself
+  has no oracle (the log line names the session: "session s1: oracle prediction 3 failed ...").
+  Nothing propagates out of the producer. The faults the producer finds itself
   (a stall, a piece that is not text), which the LLM never raised, are also handed to
   ``llm.failed(message)`` when the LLM has it (a health watcher:
   kame.runtime.backend.WatchedLLM), so they are reported like the LLM's own errors.
@@ -250,7 +251,9 @@ class OracleProducer:
             self.stats["failed"] += 1
             now = self.clock.now()
             self._gate.fail(now, self._failures, getattr(exc, "retry_after", None))
-            log.warning("oracle prediction %d failed (%s: %s); retry in %.2f s", pid,
+            # (named by its session: with several, "prediction 3 failed" alone says not whose)
+            log.warning("%soracle prediction %d failed (%s: %s); retry in %.2f s",
+                        f"session {self.session}: " if self.session else "", pid,
                         type(exc).__name__, exc, self._gate.retry_at - now)
             failed = getattr(self.llm, "failed", None)  # (a health watcher: kame.runtime.backend.WatchedLLM)
             if isinstance(exc, _LLMFault) and callable(failed):  # we, not the LLM, ended the stream

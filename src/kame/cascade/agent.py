@@ -9,7 +9,10 @@ tandem (same STT, LLM, VAD and prompt), behind the same Agent/Session interface.
     await s.push_audio(pcm); async for out in s.outputs(): ...
     await agent.stop()                        # closes every session (at once), the VAD thread, the components
 
-A session id in use is refused (SessionIdError); a closed session's id is free again.
+A session id in use is refused (SessionIdError); a closed session's id and place are free again
+as soon as its close() starts (its STT stream may still be unwinding: stop() waits for that).
+Each session's VAD is built in the VAD thread, not on the event loop (a silero VAD is an
+onnxruntime session: ~75-170 ms that would stall every other session).
 
 Used by ``kame serve --mode cascade`` and ``kame run --mode cascade`` through
 kame.runtime.engine.build_agent. Components come from the config: backend.stt, backend.llm
@@ -30,7 +33,7 @@ from typing import Callable, Sequence
 from .. import registry
 from ..backend.childproc import load_in_thread
 from ..backend.types import ChatMessage, Turn
-from ..errors import ConfigError
+from ..errors import ConfigError, KameError
 from ..runtime.backend import create_llm, create_stt
 from ..runtime.sttloop import STALL_S
 from ..runtime.base import Agent, CapacityError, Meta, Session, close_components, session_id_for
@@ -111,6 +114,9 @@ class CascadeAgent(Agent):
         self._vad_factory: Callable[[], object] | None = None
         self._prompt_fn = None
         self.sessions: dict[str, CascadeSession] = {}
+        self._opening: set[str] = set()  # ids of sessions whose VAD is being built (they count as open)
+        self._stopping: set[CascadeSession] = set()  # closed, their STT stream maybe still unwinding
+        self._stops = 0  # stop() calls (a session opening across one is refused)
         self._started = False
         # VAD compute of all sessions on one small thread, not queued behind STT/TTS work (from
         # start() to stop())
@@ -163,13 +169,18 @@ class CascadeAgent(Agent):
         self._started = True
 
     async def stop(self) -> None:
-        """Close every session (all at once: each may wait for its STT's last transcript), the
-        shared components and the VAD thread."""
+        """Close every session (all at once: one with a reader may wait for its STT's last
+        transcript), wait for the STT streams of sessions closed earlier to unwind (their close()
+        did not), then close the shared components and the VAD thread."""
+        self._stops += 1
         sessions = list(self.sessions.values())
         results = await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
         for s, r in zip(sessions, results):
             if isinstance(r, Exception):
                 log.warning("cascade: closing session %s failed: %s", s.id, r)
+        # sessions closed before whose STT stream still unwinds (close() did not wait for it)
+        stopping, self._stopping = [s for s in self._stopping if not s.stopped], set()
+        await asyncio.gather(*(s.wait_stopped() for s in stopping))
         await close_components((self.llm, self.tts, self.stt), "cascade: ")
         pool, self._vad_pool = self._vad_pool, None
         if pool is not None:
@@ -179,12 +190,23 @@ class CascadeAgent(Agent):
     async def open_session(self, session_id: str | None = None) -> Session:
         if not self._started:
             await self.start()
-        sid = session_id_for(session_id, self.sessions, lambda: f"c{next(_ids)}")
-        if len(self.sessions) >= self.max_sessions:
+        taken = self.sessions.keys() | self._opening
+        sid = session_id_for(session_id, taken, lambda: f"c{next(_ids)}")
+        if len(taken) >= self.max_sessions:
             raise CapacityError(f"all {self.max_sessions} sessions are in use (runtime.max_sessions)")
+        # the VAD is built in the VAD thread: a silero VAD (an onnxruntime session) takes ~75-170 ms
+        # of compute that would stall every other session on the event loop (was: built on it)
+        self._opening.add(sid)  # (its id and place are taken meanwhile)
+        stops = self._stops
+        try:
+            vad = await asyncio.get_running_loop().run_in_executor(self._vad_pool, self._vad_factory)
+        finally:
+            self._opening.discard(sid)
+        if self._stops != stops:  # stop() ran meanwhile (it did not see this session)
+            raise KameError(f"cascade: the agent stopped while session {sid} was opening")
         backend, runtime = getattr(self.config, "backend", None), getattr(self.config, "runtime", None)
         s = CascadeSession(
-            sid, stt=self.stt, llm=self.llm, tts=self.tts, vad=self._vad_factory(), prompt_fn=self._prompt_fn,
+            sid, stt=self.stt, llm=self.llm, tts=self.tts, vad=vad, prompt_fn=self._prompt_fn,
             cfg=self.cfg, clock=self.clock, metrics=self.metrics, on_close=self._closed_session,
             vad_pool=self._vad_pool, retry_s=float(getattr(backend, "retry_s", 1.0)),
             stall_s=float(getattr(backend, "stt_stall_s", STALL_S)),
@@ -197,8 +219,11 @@ class CascadeAgent(Agent):
         return s
 
     def _closed_session(self, s: CascadeSession) -> None:
+        """A session's close() started: its place and id are free at once."""
         if self.sessions.get(s.id) is s:
             del self.sessions[s.id]
+        self._stopping = {x for x in self._stopping if not x.stopped}
+        self._stopping.add(s)  # stop() waits for its STT stream to unwind
 
 
 def check_cascade_backend(config, given: dict | None = None) -> None:

@@ -13,7 +13,10 @@ One ``HybridRouter`` per tandem session; the tandem runtime calls it from the ev
     await router.aclose()
 
 A routed turn emits Meta {"type": "route", "route": "structured", "rules": [...], "t"} and the
-reply's AgentText / metrics like the cascade. Nothing here blocks: LLM and TTS run in tasks.
+reply's AgentText / metrics like the cascade: as there, a routed reply's first text piece starts
+with a space when the session's text so far (the front-end's words, an earlier routed reply)
+ends mid-word, so the TEXT stream reads "... okay. Twelve", not "okay.Twelve". Nothing here
+blocks: LLM and TTS run in tasks.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ class HybridRouter:
         session_id: str | None = None,
         health: BackendHealth | None = None,  # the session's (None: the router's own)
     ) -> None:
-        self.parts = ReplyParts(llm, tts, cfg, clock, emit, getattr(prompt_fn, "prompt_config", None), health)
+        self.parts = ReplyParts(llm, tts, cfg, clock, emit, getattr(prompt_fn, "prompt_config", None), health,
+                                session=session_id)
         self.cfg, self.clock = cfg, clock
         self._emit, self._sink, self._prompt_fn, self.session_id = emit, metrics, prompt_fn, session_id
         self.history: list[Turn] = []
@@ -79,6 +83,7 @@ class HybridRouter:
         return route
 
     def on_agent_text(self, piece: str, t: float) -> None:
+        self.parts.text_sent(piece)  # (the session sends it: a routed reply after it starts a new word)
         if self.reply is not None and self.reply.active:
             return  # the front-end is muted: its words are not heard
         last = self.history[-1] if self.history else None

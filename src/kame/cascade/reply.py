@@ -25,6 +25,16 @@ component, and a {"type": "backend", "status": "down"} Meta (kame.runtime.base.B
 ``failed`` is set and the reply ends with what was already spoken; after an LLM failure, the
 segments it completed before are still spoken, its unfinished last words are not.
 
+Text: each piece of the reply is an AgentText as it comes (what a client concatenates, TEXT
+0x02). The LLM's leading whitespace is dropped, so a reply whose session already sent text (an
+earlier reply, or in the tandem the front-end's words: ``ReplyParts.text_sent``) starts with a
+space unless that text ended with one: a reply cut by a barge-in and the next one read "the
+capital of Paris is ...", not "the capital ofParis is ..."; the very first reply has no leading
+space.
+
+Failures are logged naming the session (``ReplyParts.session``): "session c2: llm NAME failed
+during the reply to turn 1: ...".
+
 Metrics (via ``metric(name, value, labels)``): llm_ttft, tts_first_chunk, first_response_latency
 (user's end of speech -> first audible agent sample), content_latency (same point: in the cascade
 the first audible sample is already the LLM's answer; labelled estimate="tts-onset").
@@ -90,10 +100,26 @@ class ReplyParts:
     # stall timeouts on the clock: the tandem oracle's (OraclePolicy; not in the config, as there)
     first_timeout: float = OraclePolicy.first_token_timeout  # request -> first LLM piece / TTS chunk
     chunk_timeout: float = OraclePolicy.chunk_timeout  # between two pieces / chunks
+    session: str | None = None  # the session's id, for log lines
+    # the last character of the agent text the session sent ("": none yet), so that a reply starts
+    # on a new word (``text_sent``; the hybrid router also notes the front-end's text here)
+    text_end: str = ""
 
     def __post_init__(self) -> None:
         if self.health is None:
             self.health = BackendHealth(self.emit)
+
+    def text_sent(self, text: str) -> None:
+        """The session sent ``text`` (an AgentText piece, a reply's or the front-end's)."""
+        if text:
+            self.text_end = text[-1]
+
+    def reply_start(self, piece: str) -> str:
+        """A reply's first text piece as sent: with a leading space when the session's text so
+        far ends mid-word (nothing before it: as it is)."""
+        if self.text_end and not self.text_end.isspace() and not piece[:1].isspace():
+            return " " + piece
+        return piece
 
     def name(self, component: str) -> str:
         part = self.llm if component == "llm" else self.tts
@@ -196,8 +222,10 @@ class ReplyPipeline:
 
         def take(text: str) -> None:  # a piece of the reply that is ours to say
             if text:
+                sent = text if self.text else self.parts.reply_start(text)  # (a new reply: a new word)
                 self.text += text
-                self._emit(AgentText(text, self.clock.now()))
+                self.parts.text_sent(sent)
+                self._emit(AgentText(sent, self.clock.now()))
                 for seg in splitter.feed(text):
                     segq.put_nowait(seg)
 
@@ -296,5 +324,6 @@ class ReplyPipeline:
         self.failed = True
         why = _why(exc)
         msg = f"{component} {self.parts.name(component)} failed during the reply to turn {self.turn_id}: {why}"
-        log.warning(msg)
+        # (the log names the session: every session has a "turn 1"; the ErrorEvent is the session's own)
+        log.warning("%s%s", f"session {self.parts.session}: " if self.parts.session else "", msg)
         self._health.report(component, False, self.clock.now(), why, msg)

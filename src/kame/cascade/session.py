@@ -26,8 +26,11 @@ tandem: after an ErrorEvent when a back-end fails, "up" at its next success), at
 Failures: the STT stream is kame.runtime.sttloop.STTSupervisor's, as the tandem's (reported
 with an ErrorEvent + "down" and restarted with back-off after it raises, ends by itself, yields
 something that is not a Transcript or stalls; "up" at its next transcript; the audio it never
-got counted in dropped_frames). close() lets a running stream flush its last transcript
-(CLOSE_GRACE_S) and cancels a down one at once. LLM and TTS failures and stalls end the reply
+got counted in dropped_frames). close() frees the session's place in its agent at once
+(``on_close``); while someone waits for its outputs (file mode's reader) a running stream may
+flush its last transcript first (CLOSE_GRACE_S), else (a server whose client left: nobody would
+get it) the stream is cancelled at once and unwinds in the background (``wait_stopped``), as a
+down one is. LLM and TTS failures and stalls end the reply
 (kame.cascade.reply), never the session. Unread outputs are
 kept up to MAX_PENDING_OUTPUTS (the tandem's), then the oldest are dropped (``dropped_outputs``).
 """
@@ -117,7 +120,7 @@ class CascadeSession(Session):
         self._names = dict(names or {})  # "stt"/"llm"/"tts" -> spec, for messages
         self._ended = False  # the end marker is queued: nothing after it
         self._parts = ReplyParts(llm, tts, cfg, clock, self._emit, getattr(prompt_fn, "prompt_config", None),
-                                 _CountedHealth(self._emit, self.stats), self._names)
+                                 _CountedHealth(self._emit, self.stats), self._names, session=session_id)
         # the STT stream, supervised as the tandem's (restarts with back-off, stall detection)
         self._stt = STTSupervisor(stt, clock, who=session_id, retry_s=retry_s, stall_s=stall_s,
                                   on_transcript=self._stt_transcript,
@@ -145,6 +148,7 @@ class CascadeSession(Session):
         self._turn_id = 0
         self._user_start: float | None = None  # first speech of the pending user turn
         self._closed = False
+        self._readers = 0  # outputs() readers waiting for the next output (close() flushes the STT for them)
         self._tasks = [
             asyncio.create_task(self._stt.run(), name=f"cascade-stt-{session_id}"),
             asyncio.create_task(self._playback_loop(), name=f"cascade-play-{session_id}"),
@@ -222,23 +226,39 @@ class CascadeSession(Session):
         await asyncio.sleep(0)
 
     async def outputs(self) -> AsyncIterator[Output]:
-        while (item := await self._out.get()) is not None:
+        while True:
+            self._readers += 1  # (until it resumes: a reader that was handed an item still counts)
+            try:
+                item = await self._out.get()
+            finally:
+                self._readers -= 1
+            if item is None:
+                break
             yield item
         self._out.put_nowait(None)  # the end stays queued: outputs() called again ends at once too
 
     async def close(self) -> None:
+        """End the session. Its place in the agent (runtime.max_sessions) and its id are free at
+        once. While a reader waits for the outputs (file mode's), a running STT stream may flush
+        its last transcript (up to CLOSE_GRACE_S) and close() returns once the session is over.
+        With no reader (a server: its client has left) nobody would get that transcript: the
+        stream is cancelled, close() returns at once and the stream unwinds in the background
+        (``wait_stopped``; the agent's stop() waits for it). The outputs end with a final "stats"
+        Meta either way."""
         if self._closed:
             return
         self._closed = True
+        if self._on_close:  # (was: after the STT's flush and stop, up to 7 s: a reconnect got "capacity")
+            self._on_close(self)
         if self._reply is not None:
             self._reply.cancel()
         stt_task, play_task = self._tasks
         play_task.cancel()
-        running, cancelled = self._stt.running, False
-        self._stt.end()  # lets a running stream flush and end
-        if not running:  # the STT is down (waiting to restart): nothing to flush
-            stt_task.cancel()
+        flush, cancelled = self._stt.running and self._readers > 0, False
+        if not flush:  # the STT is down (waiting to restart) or nobody would read what it flushes:
+            stt_task.cancel()  # (no end() first: its stream would start decoding a last final)
         else:
+            self._stt.end()  # no more audio: the running stream flushes and ends
             try:
                 await asyncio.wait_for(stt_task, timeout=CLOSE_GRACE_S)
             except asyncio.TimeoutError:
@@ -253,17 +273,28 @@ class CascadeSession(Session):
         for task in self._tasks:
             if not task.done():
                 task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if flush:  # (else they end in the background: wait_stopped)
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         self._make_room()  # (first: the final count includes what this Meta pushes out)
         self.stats.dropped_frames = self._stt.dropped_frames
         self._emit(Meta({"type": "stats", "session": self.id, "final": True, "t": self.clock.now(),
                          **self.stats.to_json()}))
         self._out.put_nowait(None)
         self._ended = True
-        if self._on_close:
-            self._on_close(self)
         if cancelled:
             raise asyncio.CancelledError
+
+    @property
+    def stopped(self) -> bool:
+        """All its tasks have ended (after close(): its STT stream has unwound)."""
+        return all(t.done() for t in self._tasks)
+
+    async def wait_stopped(self) -> None:
+        """Until all its tasks have ended: after close(), its STT stream's unwinding (the
+        supervisor gives a stream that ignores its cancellation STOP_WAIT_S, then leaves it)."""
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            await asyncio.wait(pending)
 
     # ---- input side ---------------------------------------------------------------------
     def _on_vad(self, events: list, t: float) -> None:

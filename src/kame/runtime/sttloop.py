@@ -126,7 +126,7 @@ class STTSupervisor:
 
     async def _transcribe(self, q: asyncio.Queue) -> None:
         """One STT stream: each transcript, checked, to on_transcript."""
-        stream = open_stream(self.stt, self._frame_iter(q), self.metrics)
+        stream = open_stream(self.stt, self._frame_iter(q), self.metrics, owner=self.who)
         try:
             async for item in stream:
                 tr = check_transcript(item, self.stt)  # before "up": a broken STT is not working

@@ -15,10 +15,14 @@ Per-stream metrics: an STT created with a metrics sink (the agent's) may also ac
 tags them with the session and forwards them to the agent's sink) used instead of its own.
 ``open_stream(stt, frames, metrics)`` passes it to STTs that take it (kame's own do:
 kame.backend.stt.streaming.SegmentedSTT) and leaves it out for the others.
+
+``open_stream(..., owner=SESSION_ID)`` also sets ``STREAM_OWNER`` for the task that iterates the
+stream (kame.runtime.sttloop does): an STT's log lines can name the session ("session c2: ...").
 """
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 from abc import ABC, abstractmethod
 from typing import Any, AsyncIterable, AsyncIterator
@@ -45,9 +49,14 @@ def takes_stream_metrics(stt: Any) -> bool:
     return "metrics" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
-def open_stream(stt: Any, frames: AsyncIterable[AudioFrame], metrics=None) -> AsyncIterator[Transcript]:
+STREAM_OWNER: contextvars.ContextVar[str] = contextvars.ContextVar("kame_stt_stream_owner", default="")
+
+
+def open_stream(stt: Any, frames: AsyncIterable[AudioFrame], metrics=None, owner: str = "") -> AsyncIterator[Transcript]:
     """``stt.stream(frames)``, with ``metrics=`` (this stream's metrics sink) if given and the STT
-    takes it."""
+    takes it; ``owner`` (the session) is STREAM_OWNER in the calling task from here on."""
+    if owner:
+        STREAM_OWNER.set(owner)
     if metrics is not None and takes_stream_metrics(stt):
         return stt.stream(frames, metrics=metrics)
     return stt.stream(frames)

@@ -22,6 +22,11 @@ Errors: a recognizer crash ends ``stream`` with BackendError (never a hang). A s
 (a recognizer's final raising BackendError, e.g. an HTTP endpoint down) does the same unless
 ``on_error`` is given: then ``on_error(exc)`` is called on the loop, the utterance is
 committed with its last partial (if any) and the stream goes on with the next utterance.
+Log lines name the session the stream runs for (``STREAM_OWNER``, which kame.runtime.sttloop
+sets): "session c2: STT stream ended: ...". A failure of work
+still under way after the consumer stopped the stream (its session closed, or restarted it: e.g.
+an HTTP request whose connection kame itself closed) is not the service's fault: it is logged
+at debug level as such, not as a warning blaming the service.
 """
 
 from __future__ import annotations
@@ -44,9 +49,15 @@ from ..options import number
 from ..priority import lower_thread_priority
 from ..types import FRAME_SIZE, AudioFrame, Transcript, Word
 from ..vad import VAD_RATE, StreamingVAD, VADConfig
-from .base import STT
+from .base import STREAM_OWNER, STT
 
 log = logging.getLogger(__name__)
+
+
+def _stream_owner() -> str:
+    """The prefix of this stream's log lines: "session ID: " when a session opened it, else ""."""
+    owner = STREAM_OWNER.get()
+    return f"session {owner}: " if owner else ""
 
 
 class Recognizer(ABC):
@@ -153,7 +164,7 @@ class SegmentedSTT(STT, ABC):
         loop = asyncio.get_running_loop()
         await self._open()
         out: asyncio.Queue = asyncio.Queue()
-        worker = _Worker(self, lambda item: loop.call_soon_threadsafe(out.put_nowait, item))
+        worker = _Worker(self, lambda item: loop.call_soon_threadsafe(out.put_nowait, item), _stream_owner())
         self._loop = loop  # for recognizers that do I/O on the loop (openai)
         thread = threading.Thread(target=worker.run, name=f"kame-stt-{self.name}", daemon=True)
         thread.start()
@@ -230,8 +241,9 @@ def _newer_partial_waiting(q: asyncio.Queue) -> bool:
 class _Worker:
     """The thread side of one stream: resampling, VAD, recognizers, bounded decoding."""
 
-    def __init__(self, stt: SegmentedSTT, post: Callable[[tuple], None]) -> None:
+    def __init__(self, stt: SegmentedSTT, post: Callable[[tuple], None], who: str = "") -> None:
         self.stt, self.post = stt, post
+        self.who = who  # the log lines' prefix ("session c2: " or "")
         self.cond = threading.Condition()
         self.inbox: deque[tuple[np.ndarray, float]] = deque()  # frames not yet processed
         self.closed = False  # no more frames will come
@@ -260,10 +272,14 @@ class _Worker:
             self._run()
             self.post(("done",))
         except BackendError as exc:  # a service's error (a server down, a timeout): expected, said in one line
-            log.warning("STT stream ended: %s", exc)
+            if self.stopped:  # the consumer had gone: kame dropped the work (e.g. closed its connection)
+                log.debug("%sthe STT stream was stopped by its consumer (its session closed, or restarted the "
+                          "stream); the request or decode under way then ended: %s", self.who, exc)
+            else:
+                log.warning("%sSTT stream ended: %s", self.who, exc)
             self.post(("error", exc))
         except BaseException as exc:  # noqa: BLE001 - any crash must reach the consumer
-            log.exception("STT worker crashed")
+            log.exception("%sSTT worker crashed", self.who)
             self.post(("error", exc))
 
     def _run(self) -> None:
@@ -338,9 +354,9 @@ class _Worker:
         try:
             words = self.to_clock(rec.final(eos - self.time_of(utt_start)), utt_start)
         except BackendError as exc:
-            if self.stt.on_error is None:
+            if self.stt.on_error is None or self.stopped:  # (stopped: nobody takes the partial; run() says why)
                 raise
-            log.warning("final transcription failed, committing the last partial: %s", exc)
+            log.warning("%sfinal transcription failed, committing the last partial: %s", self.who, exc)
             self.post(("service_error", exc))
             words = last_words or []
         if words or last_words:  # an utterance that produced no text at all stays silent

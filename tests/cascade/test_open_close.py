@@ -1,0 +1,174 @@
+"""Opening and closing cascade sessions: a closed session's place is free at once (a client that
+reconnects is not refused "capacity" while the old STT stream unwinds), a reader still gets the
+STT's last final (file mode), and the VAD is built off the event loop."""
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from kame.backend.types import Transcript, Word
+from kame.cascade import session as cascade_session
+from kame.errors import KameError
+from kame.runtime.base import CapacityError, Meta
+from kame.runtime.clock import FakeClock
+
+from .fakes import Driver, FakeLLM, FakeTTS, FakeVAD, speech_frame
+from .test_session import _agent
+
+
+async def _spin(n: int = 50) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+class SlowToStopSTT:
+    """Takes frames; once cancelled its stream needs ``release`` before it has unwound (as a
+    worker thread finishing a decode). ``flushed``: its frames ended (it would decode a final)."""
+
+    name = "slow-to-stop"
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.flushed = self.unwound = 0
+
+    async def stream(self, frames):
+        try:
+            async for _ in frames:
+                pass
+            self.flushed += 1
+            await asyncio.Event().wait()
+            yield
+        finally:
+            await self.release.wait()
+            self.unwound += 1
+
+
+class FinalAtEndSTT:
+    """Says nothing until its frames end, then flushes the utterance under way as a final (after
+    ``gate``, if given)."""
+
+    name = "final-at-end"
+
+    def __init__(self, gate: asyncio.Event | None = None) -> None:
+        self.gate = gate
+
+    async def stream(self, frames):
+        t = 0.0
+        async for f in frames:
+            t = f.t + 0.08
+        if self.gate is not None:
+            await self.gate.wait()
+        yield Transcript((Word("last", t - 0.6, t - 0.3), Word("words", t - 0.3, t)), True, t)
+
+
+async def test_a_close_nobody_reads_frees_the_place_before_the_stt_has_stopped(monkeypatch):
+    """A server's client left (close 1000): its reader is gone. close() frees the place and returns
+    at once, without the STT's grace (was: up to CLOSE_GRACE_S + STOP_WAIT_S, ~7 s, during which a
+    reconnect got HTTP 503 "capacity"); the stream is cancelled, not asked to flush a final nobody
+    would get, and unwinds in the background; agent.stop() waits for it."""
+    monkeypatch.setattr(cascade_session, "CLOSE_GRACE_S", 3600.0)
+    clock, stt = FakeClock(), SlowToStopSTT()
+    agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock), stt=stt, **{"runtime.max_sessions": 1})
+    s = await agent.open_session()
+    d = Driver(clock, s)
+    await d.step(speech_frame(), frames=5)
+    d._task.cancel()  # the server's pump: cancelled when the client leaves, before session.close()
+    await asyncio.gather(d._task, return_exceptions=True)
+    closing = asyncio.create_task(s.close())
+    await _spin()
+    assert closing.done() and not agent.sessions  # freed, and close() is over
+    again = await agent.open_session()  # the client reconnects: not refused
+    assert not s.stopped and stt.unwound == 0  # while the old stream is still unwinding
+    assert stt.flushed == 0  # it was not asked for a last final
+    outs = [o async for o in s.outputs()]  # (the outputs still end with the final stats)
+    assert isinstance(outs[-1], Meta) and outs[-1].data["type"] == "stats" and outs[-1].data["final"]
+    stopping = asyncio.create_task(agent.stop())
+    await _spin()
+    assert not stopping.done()  # stop() waits for the old stream (no task left behind)
+    stt.release.set()
+    await stopping
+    assert s.stopped and again.stopped and stt.unwound == 2
+
+
+async def test_a_close_with_a_reader_flushes_the_last_final_and_frees_the_place_at_once(monkeypatch):
+    """File mode reads the outputs until they end: close() lets the STT flush the utterance under
+    way (its final still comes), and the session's place is free while it does (was: only after)."""
+    monkeypatch.setattr(cascade_session, "CLOSE_GRACE_S", 3600.0)
+    clock, gate = FakeClock(), asyncio.Event()
+    agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock), stt=FinalAtEndSTT(gate),
+                            **{"runtime.max_sessions": 1})
+    s = await agent.open_session()
+    d = Driver(clock, s)
+    await d.step(speech_frame(), frames=5)
+    closing = asyncio.create_task(d.close())
+    await _spin()
+    assert not closing.done() and not agent.sessions  # flushing; the place is free already
+    other = await agent.open_session()
+    gate.set()
+    await closing
+    finals = [m["text"] for m in d.metas("transcript") if m["final"]]
+    assert finals == ["last words"] and d.metas("stats")[-1]["final"]
+    await other.close()
+    await agent.stop()
+
+
+async def test_file_mode_still_gets_the_final_the_stt_flushes_at_the_end():
+    """kame run --mode cascade ends its session with close() while it reads the outputs: the STT's
+    last final (speech to the very end of the file) is in the record."""
+    from kame.config import load_config
+    from kame.runtime.filemode import run_conversation
+
+    clock = FakeClock(start=0.08)
+    agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock), stt=FinalAtEndSTT())
+    pcm = np.concatenate([speech_frame()] * 10)  # speech until the end (no tail of silence)
+    rec = await run_conversation(load_config(None, {"mode": "cascade"}), pcm, fast=True, agent=agent, clock=clock)
+    assert [t["text"] for t in rec["transcripts"] if t["final"]] == ["last words"]
+
+
+async def test_the_vad_is_built_off_the_event_loop():
+    """A silero VAD is an onnxruntime session (~75-170 ms): built on the loop it stalled every
+    other session (was: open_session called the factory there)."""
+    clock, built_on = FakeClock(), []
+
+    def factory():
+        built_on.append(threading.get_ident())
+        return FakeVAD()
+
+    agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock), vad=factory)
+    s = await agent.open_session()
+    assert built_on and threading.get_ident() not in built_on
+    await s.close()
+    await agent.stop()
+
+
+async def test_a_session_whose_vad_is_being_built_holds_its_place_and_id():
+    clock, entered, go = FakeClock(), threading.Event(), threading.Event()
+
+    def factory():
+        entered.set()
+        go.wait(30)
+        return FakeVAD()
+
+    agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock), vad=factory, **{"runtime.max_sessions": 1})
+    first = asyncio.create_task(agent.open_session("alice"))
+    await asyncio.to_thread(entered.wait, 30)
+    with pytest.raises(CapacityError):
+        await agent.open_session()
+    go.set()
+    s = await first
+    assert s.id == "alice" and list(agent.sessions) == ["alice"]
+    # stop() while a session opens: it is refused, not left open behind the stopped agent
+    entered.clear()
+    go.clear()
+    await s.close()
+    opening = asyncio.create_task(agent.open_session("bob"))
+    await asyncio.to_thread(entered.wait, 30)
+    stopping = asyncio.create_task(agent.stop())
+    await _spin()
+    go.set()
+    with pytest.raises(KameError, match="the agent stopped while session bob was opening"):
+        await opening
+    await stopping
+    assert not agent.sessions
