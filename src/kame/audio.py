@@ -27,8 +27,8 @@ MAX_PEAK = 16.0
 def peak_problem(samples) -> str | None:
     """Why these samples (an array, or already their largest |sample| as a number) are unusable,
     else None: NaN/inf samples (the peak is then NaN or inf), or samples beyond MAX_PEAK. The one
-    check of sample values, made where audio comes in (a session's pushed audio, the codecs,
-    write_wav)."""
+    check of sample values, made where audio comes in (a session's pushed audio, the server's
+    Opus decoder, the codecs, write_wav)."""
     samples = np.asarray(samples)
     peak = float(np.abs(samples).max()) if samples.size else 0.0  # NaN if any sample is NaN
     if not math.isfinite(peak):

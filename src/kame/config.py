@@ -213,12 +213,7 @@ class ServerConfig:  # the fields of kame.server.app.ServerConfig (kept in sync)
     send_queue_messages: int = _opt(64, min=16)
     send_timeout_s: float = _opt(10.0, min=0.0)  # one send blocked this long -> the client is gone
     max_errors: int = _opt(100, min=1)  # protocol errors per connection before it is closed
-    static_dir: str | None = None  # default: the package's static/ folder
-
-    def validate(self) -> None:
-        if self.static_dir and not local_path(self.static_dir).is_dir():
-            raise ConfigError(f"server.static_dir: {self.static_dir!r} is not a folder (it holds the browser page: "
-                              f"index.html and its files; leave it unset for kame's own page)")
+    static_dir: str | None = None  # default: the package's static/ folder (checked by kame serve)
 
 
 try:  # the [cascade] section is owned by kame.cascade (its fields are documented there)

@@ -34,11 +34,13 @@ class HubUnreachable(CheckpointError):
 
 def split_hf(spec: str) -> tuple[str, str | None, str | None]:
     """``"hf://ORG/REPO[@REVISION][/FILE]"`` (or ``hf:ORG/...``) -> (repo, revision, file);
-    revision and file are None when absent. A revision is a branch, tag or commit, or a pull
-    request's ``refs/pr/N``. A malformed spec is a ConfigError."""
+    revision and file are None when absent. A revision is a branch, tag or commit, or a git ref
+    ``refs/KIND/NAME`` (a pull request's ``refs/pr/N``). A malformed spec is a ConfigError."""
     parts = spec.removeprefix("hf:").strip("/").split("/")
     name, at, revision = parts[1].partition("@") if len(parts) > 1 else ("", "", "")
-    if revision == "refs" and parts[2:3] == ["pr"] and len(parts) > 3:  # a pull request's revision: refs/pr/N
+    if revision == "refs":  # a git ref: refs/KIND/NAME (refs/pr/1, refs/heads/main, refs/convert/parquet)
+        if len(parts) < 4 or not parts[2] or not parts[3]:
+            raise ConfigError(f"{spec!r}: a revision starting with refs/ is refs/KIND/NAME (e.g. refs/pr/1)")
         revision, parts = "/".join(["refs", *parts[2:4]]), parts[:2] + parts[4:]
     if not parts[0] or not name:
         raise ConfigError(f"expected hf://ORG/REPO[@REVISION][/FILE], got {spec!r}")

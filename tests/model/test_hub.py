@@ -37,6 +37,10 @@ def test_split_hf():
     # a pull request's revision holds slashes (was: revision "refs", file "pr/1/...")
     assert split_hf("hf://org/repo@refs/pr/1") == ("org/repo", "refs/pr/1", None)
     assert split_hf("hf://org/repo@refs/pr/12/m.safetensors") == ("org/repo", "refs/pr/12", "m.safetensors")
+    assert split_hf("hf://org/repo@refs/heads/main/m.safetensors") == ("org/repo", "refs/heads/main", "m.safetensors")
+    for bad in ("hf://org/repo@refs/pr", "hf://org/repo@refs/pr/", "hf://org/repo@refs"):  # (were: revision "refs")
+        with pytest.raises(ConfigError, match="a revision starting with refs/ is refs/KIND/NAME"):
+            split_hf(bad)
     from kame.config import frontend_spec_form
     assert frontend_spec_form("hf://org/repo@refs/pr/3") == ("hf", "org/repo@refs/pr/3", None)
     for bad in ("hf://org", "hf://", "hf://org/@v1"):

@@ -283,8 +283,34 @@ def test_the_codec_codes_with_the_codebooks_the_frontend_needs(tmp_path):
     assert load_frame_models(cfg(dq4, "codec.spec=mimi:random-tiny"))[0](1).codec.num_codebooks == 4
     needs8 = make_ck(tmp_path / "needs8", mimi_cfg=four)  # n_q 16, dep_q 8
     with pytest.raises(ConfigError, match=re.escape(f"codec 'mimi:{needs8 / MIMI}' holds 4 codebooks, the front-end "
-                                                    f"'{needs8}' needs 8 (n_user_q 8, dep_q 8)")):
-        load_frame_models(cfg(needs8))
+                                                    f"'{needs8}' needs 8 (n_user_q 8, dep_q 8): its config.json and "
+                                                    f"the Mimi file it names (mimi_name) do not belong together")):
+        load_frame_models(cfg(needs8))  # (auto: the misfit is inside the checkpoint, not another codec to pick)
+    with pytest.raises(ConfigError, match=r"needs 8 \(n_user_q 8, dep_q 8\): use the codec it was trained with"):
+        load_frame_models(cfg(needs8, f"codec.spec=mimi:{dq4 / MIMI}"))
+
+
+def test_a_codec_of_a_fixed_count_that_covers_the_need_is_used_as_it_is(tmp_path, monkeypatch):
+    """A codec that codes a fixed 8 codebooks (set_num_codebooks refuses others) serves a front-end
+    that needs 4: the runtime takes the first 4 (was: refused, "cannot code with 4")."""
+    from kame.codec.base import Codec
+    from kame.codec.mimi.config import MimiConfig
+
+    four = MimiConfig.tiny(n_q=4, num_codebooks=4)
+    dq4 = make_ck(tmp_path / "dq4", mimi_cfg=four, lm={"n_q": 8, "dep_q": 4, "delays": [0, 0, 1, 1, 1, 0, 1, 1, 1]})
+
+    def fixed(self, n):
+        if n != self.num_codebooks:
+            raise ConfigError(f"this codec always codes {self.num_codebooks} codebooks, got {n}")
+
+    eight = build_random("tiny")  # 8 codebooks
+    monkeypatch.setattr(type(eight), "set_num_codebooks", fixed)
+    assert isinstance(eight, Codec)
+    factory, _ = load_frame_models(cfg(dq4, "codec.spec=mimi:random-tiny"))
+    fm = factory(1)
+    assert fm.codec.num_codebooks == 8
+    fm.reset([0])
+    assert fm.step(np.zeros((1, F), np.float32), np.ones(1, bool)).pcm.shape == (1, F)
 
 
 @pytest.mark.parametrize("codec", ["mimi", "embedded"])

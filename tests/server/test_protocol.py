@@ -101,7 +101,7 @@ def test_opus_packets_behind_valid_checksums_that_decode_out_of_range_are_bad_au
             codes.append(exc.code)
             assert exc.code == "bad_audio" and "decoder reset" in str(exc), exc
             continue
-        assert np.abs(pcm).max() <= 4.0
+        assert np.abs(pcm).max() <= 16.0  # (audio.MAX_PEAK: Opus of full-scale noise overshoots past 4)
     assert codes  # (this seed's message 4 decodes to samples reaching 160)
     assert len(dec.decode(P.OpusEncoder().encode(tone(0.16)))) > 0  # a fresh stream decodes after them
 

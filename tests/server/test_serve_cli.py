@@ -45,6 +45,19 @@ def test_mode_with_the_echo_agent_is_an_error_not_ignored():
         _build(_parse(["--agent", "echo", "--mode", "cascade"]))
 
 
+def test_a_static_dir_that_is_no_folder_is_refused_by_serve_only(tmp_path):
+    """(was: a bare 404 page, nothing logged); `kame run` with the same config is not stopped by a
+    server-only key."""
+    from kame.config import load_config
+
+    with pytest.raises(ConfigError, match=r"server.static_dir: '/no/such/page' is not a folder \(it holds the "
+                                          r"browser page"):
+        _build(_parse(["--agent", "echo", "--set", "server.static_dir=/no/such/page"]))
+    assert load_config(None, ["server.static_dir=/no/such/page"]).server.static_dir == "/no/such/page"
+    (tmp_path / "index.html").write_text("<p>mine</p>")
+    assert _build(_parse(["--agent", "echo", "--set", f"server.static_dir={tmp_path}"]))[1].static_dir == str(tmp_path)
+
+
 def test_the_echo_agent_does_not_announce_loading_models(monkeypatch, capsys):
     from kame.server import app as A
 

@@ -567,7 +567,7 @@ async def test_replies_to_a_burst_leave_room_for_the_agents_messages():
 async def test_a_flood_of_buffered_messages_lets_other_tasks_run():
     """aiohttp returns buffered messages without suspending: one client sending thousands of tiny
     valid audio messages held the event loop, and every session's ticker, for up to a second.
-    Its reader now yields every few messages."""
+    Its reader now yields to the loop before each message."""
     from types import SimpleNamespace
 
     from aiohttp import WSMsgType
@@ -605,4 +605,4 @@ async def test_a_flood_of_buffered_messages_lets_other_tasks_run():
     reading = False
     await other
     assert Session.pushed == n and conn.client_closed
-    assert ticks > n // 16  # (was: 1, the flood read in one go)
+    assert ticks >= n  # (was: 1, the flood read in one go)

@@ -67,7 +67,7 @@ def bench_pair(plain, with_oracle, batch: int, frames: int, warmup: int) -> tupl
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from ..model.loaders import check_frontend_spec, load_frontend
+    from ..model.loaders import check_frontend_spec, check_streamable, load_frontend
     from .machine import header
 
     torch.set_num_threads(args.threads)
@@ -77,7 +77,8 @@ def main(args: argparse.Namespace) -> int:
     batches = args.batch or [1, 4]
     rows = []
     for spec, form in zip(specs, forms):
-        with_oracle, _ = load_frontend(spec, dtype=args.dtype, oracle=True, fetch_companions=False, spec_form=form)
+        with_oracle, _ = load_frontend(spec, dtype=args.dtype, oracle=True, fetch_companions=False, spec_form=form,
+                                       before_weights=lambda info: check_streamable(info.config, info.source))
         # The same weights without the oracle table (a Moshi model).
         plain, _ = load_frontend(spec, dtype=args.dtype, oracle=False, fetch_companions=False, spec_form=form) \
             if form[0] == "random" else (None, None)

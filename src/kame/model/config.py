@@ -106,6 +106,13 @@ class LMConfig:
         return self.dep_q
 
     @property
+    def text_ids(self) -> int:
+        """The ids the text embeddings take (text_emb, oracle_emb): the text_card pieces and the start
+        id; when demuxed, pairs of them (tok2 * (text_card + 1) + tok1)."""
+        n = self.text_card + 1
+        return n * (n + 1) if self.demux_second_text_stream else n
+
+    @property
     def max_delay(self) -> int:
         return max(self.delays)
 
@@ -138,8 +145,7 @@ class LMConfig:
                 raise ConfigError(f"kv_repeat={rep} must divide the number of heads ({heads})")
         if self.context is not None and self.context < 1:
             raise ConfigError(f"context={self.context} must be >= 1 (or null for no limit)")
-        n_text = self.text_card + 1  # the text embeddings' ids (the start id too); muxed pairs when demuxed
-        n_ids = n_text * (n_text + 1) if self.demux_second_text_stream else n_text
+        n_ids = self.text_ids
         if self.text_card_out is not None and not 1 <= self.text_card_out <= n_ids:
             raise ConfigError(f"text_card_out={self.text_card_out} must be within [1, {n_ids}]: each text id the model "
                               f"writes is fed back into its text embedding, which takes {n_ids} ids (text_card + 1"

@@ -295,6 +295,13 @@ def read_state(path: Path, device: torch.device) -> dict[str, torch.Tensor]:
     return state
 
 
+def check_streamable(cfg: LMConfig, spec: str) -> None:
+    """ConfigError unless a model of this config can be stepped frame by frame (a finite context):
+    checked before the weights (the stepper would refuse it after them)."""
+    if cfg.context is None:
+        raise ConfigError(f"{spec}: its {NEEDS_CONTEXT}")
+
+
 def _check_expected(expect: str | None, cfg: LMConfig, spec: str) -> None:
     """load_frontend's ``expect``: a speech-to-speech front-end ("frontend") or a Kyutai STT LM
     ("stt"), told apart by dep_q (the audio codebooks it generates; 0 for Kyutai STT)."""
@@ -302,8 +309,7 @@ def _check_expected(expect: str | None, cfg: LMConfig, spec: str) -> None:
         return
     if expect not in ("frontend", "stt"):
         raise ConfigError(f"expect={expect!r}: use 'frontend', 'stt' or None")
-    if cfg.context is None:  # both are stepped frame by frame (before the weights: the stepper would refuse it)
-        raise ConfigError(f"{spec}: its {NEEDS_CONTEXT}")
+    check_streamable(cfg, spec)  # both are stepped frame by frame
     if expect == "frontend" and cfg.dep_q == 0:
         if spec.startswith("random"):
             raise CheckpointError(f"{spec} is shaped like Kyutai STT (dep_q 0: text out, no audio), not a "

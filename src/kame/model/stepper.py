@@ -204,9 +204,7 @@ class Stepper:
         c, dev = self.cfg, model.device
         self.delays = torch.tensor(c.delays, device=dev)
         self.initial = model.initial_tokens()
-        n_text = c.text_card + 1  # text ids incl. the start id; muxed pairs when demuxed (as text_emb)
-        self.oracle = OracleFeed(batch_size, start_id=c.text_card, pad_id=c.existing_text_padding_id,
-                                 vocab=n_text * (n_text + 1) if c.demux_second_text_stream else n_text)
+        self.oracle = OracleFeed(batch_size, start_id=c.text_card, pad_id=c.existing_text_padding_id, vocab=c.text_ids)
         self._lock = threading.Lock()
         self._ops: list[tuple[str, list[int]]] = []
         self.state = StepperState(

@@ -19,7 +19,8 @@ from typing import Protocol
 
 class Clock(Protocol):
     def now(self) -> float:
-        """Seconds on a monotonic time line (origin unspecified)."""
+        """Seconds on a monotonic time line (origin unspecified). Also read from other threads
+        (the step worker stamps when it finished a frame), so it must not need the event loop."""
 
     async def sleep(self, seconds: float) -> None:
         """Wait until ``now()`` has advanced by ``seconds``."""

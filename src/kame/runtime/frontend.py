@@ -139,7 +139,7 @@ def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: st
             if codec is None:  # "auto": the checkpoint's own Mimi
                 cspec = f"mimi:{finfo.mimi.absolute()}" if finfo.mimi is not None else "mimi"
                 codec = _auto_codec(cspec, spec, form, finfo)
-            _fit_codec(codec, cspec, finfo.config, spec)
+            _fit_codec(codec, cspec, finfo.config, spec, own=named is None)
             chosen.update(codec=codec, spec=cspec)
 
         try:
@@ -183,26 +183,31 @@ def _oracle_stream(model, finfo, kind: str) -> str:
     return "text_emb-copy" if finfo.oracle_upgraded else "trained"
 
 
-def _fit_codec(codec, codec_spec: str, cfg, spec: str) -> None:
+def _fit_codec(codec, codec_spec: str, cfg, spec: str, own: bool = False) -> None:
     """ConfigError unless ``codec`` can serve the front-end of config ``cfg``: 80 ms frames, its
     cardinality, and the codebooks it reads of the user's audio and generates (n_user_q, dep_q),
-    which the codec is then set to code with (a Mimi file holding fewer: the error says so)."""
+    which the codec is then set to code with if it can (one that codes a fixed number, at least
+    those, is used as it is). ``own``: the codec is the checkpoint's own Mimi (codec.spec auto),
+    so a misfit is between its config.json and that file."""
+    fix = ("its config.json and the Mimi file it names (mimi_name) do not belong together: check mimi_name, "
+           "or set codec.spec=mimi:PATH" if own else "use the codec it was trained with (codec.spec)")
     if getattr(codec, "frame_size", 1920) != 1920:
         raise ConfigError(f"codec {codec_spec!r} has frame_size {codec.frame_size}, the runtime needs 1920 (80 ms)")
     if codec.cardinality != cfg.card:
         raise ConfigError(f"codec {codec_spec!r} has {codec.cardinality} codes per codebook, the front-end "
-                          f"{spec!r} expects {cfg.card} (its config's card): use the codec it was trained with")
+                          f"{spec!r} expects {cfg.card} (its config's card): {fix}")
     need = max(cfg.n_user_q, cfg.dep_q)
     if codec.num_codebooks == need:
         return
     try:
         codec.set_num_codebooks(need)
     except ConfigError as exc:
+        if codec.num_codebooks > need:  # it codes more than needed: the runtime takes the first ones
+            return
         held = getattr(codec, "total_codebooks", None)  # (Mimi: what its file stores)
         has = f"holds {held} codebooks" if held is not None and held < need else f"cannot code with {need} ({exc})"
         raise ConfigError(f"codec {codec_spec!r} {has}, the front-end {spec!r} needs {need} (n_user_q "
-                          f"{cfg.n_user_q}, dep_q {cfg.dep_q}): set codec.spec to the codec it was trained "
-                          f"with") from None
+                          f"{cfg.n_user_q}, dep_q {cfg.dep_q}): {fix}") from None
 
 
 def _check_codec(finfo, spec: str, codec, codec_spec: str) -> None:

@@ -20,7 +20,6 @@ import asyncio
 import collections
 import errno
 import hmac
-import itertools
 import logging
 import mimetypes
 import time
@@ -40,9 +39,6 @@ from . import protocol as P
 
 log = logging.getLogger("kame.server")
 STATIC_DIR = Path(__file__).parent / "static"
-# A client's messages handled before its reader yields to the event loop: aiohttp returns buffered
-# messages without suspending, so a flood of tiny ones would otherwise hold every session's ticker.
-READ_BURST = 8
 
 
 @dataclass
@@ -189,9 +185,10 @@ class Connection:
 
     async def _read(self) -> None:
         cfg = self.cfg
-        for handled in itertools.count(1):
-            if handled % READ_BURST == 0:  # buffered messages return without suspending: let the others run
-                await asyncio.sleep(0)
+        while True:
+            # aiohttp returns buffered messages without suspending: without this yield a client's
+            # flood (thousands of tiny messages, or 10 s Opus ones) would hold every session's ticker
+            await asyncio.sleep(0)
             msg = await self.ws.receive()
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
                 self.client_closed = True
@@ -450,6 +447,9 @@ def server_config_from(section) -> ServerConfig:
         raise ConfigError(f"unknown [server] keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     cfg = ServerConfig(**{k: v for k, v in items.items() if k in known})
     cfg.auth_token = cfg.auth_token or None  # "" = no auth
+    if cfg.static_dir and not local_path(cfg.static_dir).is_dir():  # (here: a server-only key stops no `kame run`)
+        raise ConfigError(f"server.static_dir: {cfg.static_dir!r} is not a folder (it holds the browser page: "
+                          f"index.html and its files; leave it unset for kame's own page)")
     return cfg
 
 

