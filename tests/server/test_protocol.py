@@ -106,6 +106,16 @@ def test_opus_packets_behind_valid_checksums_that_decode_out_of_range_are_bad_au
     assert len(dec.decode(P.OpusEncoder().encode(tone(0.16)))) > 0  # a fresh stream decodes after them
 
 
+def test_loud_full_scale_opus_is_audio_not_corruption():
+    """Opus overshoots full scale: an 11 kHz square wave in [-1, 1] decodes to peaks of 2-8 (was:
+    half its messages refused as corrupt by a +-4 bound, the connection closed after 100)."""
+    t = np.arange(24000 * 6) / 24000
+    square = np.sign(np.sin(2 * np.pi * 11000 * t)).astype(np.float32)
+    dec = P.OpusDecoder()
+    peaks = [float(np.abs(dec.decode(m)).max()) for m in P.OpusEncoder().frames(square)]
+    assert len(peaks) > 50 and max(peaks) > 4.0  # (what the old bound refused)
+
+
 def test_opus_decoder_bounds_audio_per_message():
     """The bound is the audio the message holds (read off the packets' TOC bytes before
     decoding), not a packet count at the longest packet size: the documented 10 s."""
