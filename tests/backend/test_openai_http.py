@@ -101,3 +101,25 @@ async def test_dead_server_llm():
                 pass
     finally:
         await llm.aclose()
+
+
+async def test_a_session_made_while_the_last_one_closes_is_kept():
+    """A stream that starts while the last user's aclose() is under way (a reconnect to a freed
+    place) gets a new HTTP session; aclose() must not then forget it unclosed (was: set to None)."""
+    import asyncio
+
+    from kame.backend.openai_http import OpenAIHTTP
+
+    class Client(OpenAIHTTP):
+        what, service = "STT", "STT"
+
+    c = Client()
+    c._init_http("http://127.0.0.1:9/v1", "x")
+    old = c._get_session()
+    closing = asyncio.create_task(c.aclose())
+    await asyncio.sleep(0)  # aclose() has started
+    new = c._get_session()
+    await closing
+    assert old.closed and new is not old and c._session is new and not new.closed
+    await c.aclose()
+    assert new.closed and c._session is None

@@ -133,3 +133,36 @@ async def test_a_request_dropped_after_the_session_stopped_the_stream_is_no_warn
     (line,) = _lines(caplog, logging.DEBUG)
     assert line.startswith("session c9: the STT stream was stopped by its consumer (its session closed, or "
                            "restarted the stream); the request or decode under way then ended: STT http://")
+
+
+async def test_a_recognizers_own_lines_in_the_worker_thread_name_the_session(monkeypatch, caplog):
+    """The recognizers run in the stream's worker thread (e.g. openai's 'partial transcription
+    failed (skipped)'): they see the session too (was: the thread did not have the task's context)."""
+    from kame.backend.stt.base import owner_prefix
+
+    monkeypatch.setattr(streaming, "StreamingVAD", _LoudVAD)
+    said = threading.Event()
+
+    class Chatty(_FailingFinal):
+        def partial(self):
+            logging.getLogger("kame.backend.stt.streaming").warning("%spartial request failed (skipped)",
+                                                                  owner_prefix())
+            said.set()
+            return None
+
+    class ChattySTT(_HTTPishSTT):
+        def new_recognizer(self):
+            return Chatty(self)
+
+    clock = FakeClock()
+    sup, _ = _supervisor(ChattySTT(clock=clock), clock, who="c7")
+    with caplog.at_level(logging.WARNING, logger="kame.backend.stt.streaming"):
+        task = asyncio.create_task(sup.run())
+        await _push(sup, clock, [LOUD] * 3)
+        for _ in range(3000):
+            if said.is_set():
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert "session c7: partial request failed (skipped)" in _lines(caplog, logging.WARNING)

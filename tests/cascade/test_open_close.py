@@ -172,3 +172,67 @@ async def test_a_session_whose_vad_is_being_built_holds_its_place_and_id():
         await opening
     await stopping
     assert not agent.sessions
+
+
+async def test_open_session_while_the_agent_stops_is_refused():
+    """(was: a session opened while stop() closed the others stayed registered and running after
+    the agent had stopped; its push_audio then raised RuntimeError)"""
+    clock, stt = FakeClock(), SlowToStopSTT()
+    agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock), stt=stt)
+    s = await agent.open_session()
+    stopping = asyncio.create_task(agent.stop())  # waits for s's STT stream to unwind
+    await _spin()
+    assert not stopping.done()
+    with pytest.raises(KameError, match="the agent is stopping; no new session"):
+        await agent.open_session()
+    stt.release.set()
+    await stopping
+    assert s.stopped and not agent.sessions
+
+
+class CleanupLLM(FakeLLM):
+    """Its stream's cleanup (closing an HTTP response) waits for ``done``; records the order of
+    that cleanup and of the component's own aclose()."""
+
+    def __init__(self, clock) -> None:
+        super().__init__(clock, ["Paris", " is", " the", " capital."] * 20, delay=0.2)
+        self.done, self.order = asyncio.Event(), []
+
+    async def stream_chat(self, messages, **kw):
+        try:
+            async for p in super().stream_chat(messages, **kw):
+                yield p
+        finally:
+            await self.done.wait()
+            self.order.append("stream cleaned up")
+
+    async def aclose(self):
+        self.order.append("component closed")
+
+
+async def test_stop_waits_for_the_reply_a_close_cancelled():
+    """A session closed mid-reply with nobody reading: its cancelled reply unwinds in the
+    background, and the agent's stop() waits for it before closing the LLM (was: the LLM stream's
+    cleanup ran after the LLM was closed, a task left after stop())."""
+    from kame.runtime.base import AgentText
+
+    clock = FakeClock()
+    llm = CleanupLLM(clock)
+    agent, _ = await _agent(clock, llm, FakeTTS(clock))
+    s = await agent.open_session()
+    d = Driver(clock, s)
+    s.stt.say("what is the capital of france", clock.now())
+    for _ in range(30):
+        await d.step()
+        if any(isinstance(o, AgentText) for o in d.out):
+            break
+    assert s._reply is not None and s._reply.active
+    d._task.cancel()  # (the server's pump, before session.close())
+    await asyncio.gather(d._task, return_exceptions=True)
+    await s.close()
+    stopping = asyncio.create_task(agent.stop())
+    await _spin()
+    assert not stopping.done() and not s.stopped and llm.order == []
+    llm.done.set()
+    await stopping
+    assert llm.order == ["stream cleaned up", "component closed"] and s.stopped

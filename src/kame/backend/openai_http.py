@@ -199,10 +199,11 @@ class OpenAIHTTP:
         return self._session
 
     async def aclose(self) -> None:
-        """Close the session (idempotent)."""
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        """Close the session (idempotent). It is detached first: a request made while it closes
+        gets a new session, which is not forgotten unclosed."""
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            await session.close()
 
     def _headers(self, **extra: str) -> dict[str, str]:
         headers = dict(extra)

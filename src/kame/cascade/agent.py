@@ -117,6 +117,7 @@ class CascadeAgent(Agent):
         self._opening: set[str] = set()  # ids of sessions whose VAD is being built (they count as open)
         self._stopping: set[CascadeSession] = set()  # closed, their STT stream maybe still unwinding
         self._stops = 0  # stop() calls (a session opening across one is refused)
+        self._stopping_now = False  # stop() is under way
         self._started = False
         # VAD compute of all sessions on one small thread, not queued behind STT/TTS work (from
         # start() to stop())
@@ -173,6 +174,13 @@ class CascadeAgent(Agent):
         transcript), wait for the STT streams of sessions closed earlier to unwind (their close()
         did not), then close the shared components and the VAD thread."""
         self._stops += 1
+        self._stopping_now = True  # (an open_session meanwhile is refused)
+        try:
+            await self._stop()
+        finally:
+            self._stopping_now = False
+
+    async def _stop(self) -> None:
         sessions = list(self.sessions.values())
         results = await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
         for s, r in zip(sessions, results):
@@ -188,6 +196,8 @@ class CascadeAgent(Agent):
         self._started = False
 
     async def open_session(self, session_id: str | None = None) -> Session:
+        if self._stopping_now:  # (stop() would not see it: it would outlive the agent)
+            raise KameError("cascade: the agent is stopping; no new session")
         if not self._started:
             await self.start()
         taken = self.sessions.keys() | self._opening

@@ -15,7 +15,7 @@ One ``HybridRouter`` per tandem session; the tandem runtime calls it from the ev
 A routed turn emits Meta {"type": "route", "route": "structured", "rules": [...], "t"} and the
 reply's AgentText / metrics like the cascade: as there, a routed reply's first text piece starts
 with a space when the session's text so far (the front-end's words, an earlier routed reply)
-ends mid-word, so the TEXT stream reads "... okay. Twelve", not "okay.Twelve". Nothing here
+does not end in whitespace, so the TEXT stream reads "... okay. Twelve", not "okay.Twelve". Nothing here
 blocks: LLM and TTS run in tasks.
 """
 

@@ -116,7 +116,7 @@ class ReplyParts:
 
     def reply_start(self, piece: str) -> str:
         """A reply's first text piece as sent: with a leading space when the session's text so
-        far ends mid-word (nothing before it: as it is)."""
+        far does not end in whitespace (nothing before it: as it is)."""
         if self.text_end and not self.text_end.isspace() and not piece[:1].isspace():
             return " " + piece
         return piece
@@ -166,6 +166,11 @@ class ReplyPipeline:
                 await self._task
             except asyncio.CancelledError:
                 pass
+
+    @property
+    def done(self) -> bool:
+        """Its generation task (LLM + TTS) has ended, or never started."""
+        return self._task is None or self._task.done()
 
     @property
     def active(self) -> bool:

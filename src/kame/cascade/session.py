@@ -145,6 +145,7 @@ class CascadeSession(Session):
         self._push_lock = asyncio.Lock()
         self._last_frame_t: float | None = None
         self._reply: ReplyPipeline | None = None
+        self._closing_reply: ReplyPipeline | None = None  # the reply close() cancelled
         self._turn_id = 0
         self._user_start: float | None = None  # first speech of the pending user turn
         self._closed = False
@@ -252,6 +253,7 @@ class CascadeSession(Session):
             self._on_close(self)
         if self._reply is not None:
             self._reply.cancel()
+            self._closing_reply = self._reply  # (its task unwinds: wait_stopped waits for it)
         stt_task, play_task = self._tasks
         play_task.cancel()
         flush, cancelled = self._stt.running and self._readers > 0, False
@@ -286,15 +288,20 @@ class CascadeSession(Session):
 
     @property
     def stopped(self) -> bool:
-        """All its tasks have ended (after close(): its STT stream has unwound)."""
-        return all(t.done() for t in self._tasks)
+        """All its tasks have ended (after close(): its STT stream has unwound, the reply it
+        cancelled too)."""
+        rp = self._closing_reply
+        return all(t.done() for t in self._tasks) and (rp is None or rp.done)
 
     async def wait_stopped(self) -> None:
         """Until all its tasks have ended: after close(), its STT stream's unwinding (the
-        supervisor gives a stream that ignores its cancellation STOP_WAIT_S, then leaves it)."""
+        supervisor gives a stream that ignores its cancellation STOP_WAIT_S, then leaves it) and
+        the cancelled reply's (its LLM stream closed before the agent closes the LLM)."""
         pending = [t for t in self._tasks if not t.done()]
         if pending:
             await asyncio.wait(pending)
+        if self._closing_reply is not None:
+            await self._closing_reply.wait()
 
     # ---- input side ---------------------------------------------------------------------
     def _on_vad(self, events: list, t: float) -> None:

@@ -11,7 +11,9 @@ Two ways to run a codec:
                    ``pcm = codec.decode(codes)``  codes [B, K, F]    -> pcm [B, F * frame_size]
   * streaming:     ``s = codec.stream(batch_size)`` then per 80 ms frame
                    ``s.encode_frame(pcm)``  [B, frame_size] -> [B, K]
-                   ``s.decode_frame(codes)`` [B, K]        -> [B, frame_size]
+                   ``s.decode_frame(codes)`` [B, K']       -> [B, frame_size]  (K' <= K: the first
+                                                               K' codebooks, coarse to fine; the runtime
+                                                               decodes the dep_q a front-end generates)
                    ``s.reset(rows)`` clears the state of some rows (a session left / joined)
 Streaming and whole-signal results must agree (tests check it per codec).
 
@@ -150,7 +152,7 @@ class CodecStream(ABC):
 
     @abstractmethod
     def decode_frame(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes [B, K] int64 -> pcm [B, frame_size] float32."""
+        """codes [B, K'] int64 (the first K' <= K codebooks) -> pcm [B, frame_size] float32."""
 
     @abstractmethod
     def reset(self, rows: Sequence[int] | torch.Tensor | None = None) -> None:

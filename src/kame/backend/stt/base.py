@@ -52,6 +52,13 @@ def takes_stream_metrics(stt: Any) -> bool:
 STREAM_OWNER: contextvars.ContextVar[str] = contextvars.ContextVar("kame_stt_stream_owner", default="")
 
 
+def owner_prefix() -> str:
+    """The prefix of an STT's log lines: "session ID: " in a stream a session opened (its task, and
+    the threads it starts in a copy of its context), else ""."""
+    owner = STREAM_OWNER.get()
+    return f"session {owner}: " if owner else ""
+
+
 def open_stream(stt: Any, frames: AsyncIterable[AudioFrame], metrics=None, owner: str = "") -> AsyncIterator[Transcript]:
     """``stt.stream(frames)``, with ``metrics=`` (this stream's metrics sink) if given and the STT
     takes it; ``owner`` (the session) is STREAM_OWNER in the calling task from here on."""

@@ -29,6 +29,7 @@ from ...errors import BackendError
 from ..options import number
 from ..types import Word
 from .pocketsphinx import PocketsphinxRecognizer, shared_process
+from .base import owner_prefix
 from .streaming import Recognizer, SegmentedSTT
 from .whisper import WhisperModelHandle, WhisperRecognizer, check_whisper_options
 
@@ -86,7 +87,7 @@ class HybridRecognizer(Recognizer):
         try:
             return self.ps.final()
         except BackendError as exc:  # its child died: whisper heard nothing either
-            log.warning("pocketsphinx's fallback final failed: %s", exc)
+            log.warning("%spocketsphinx's fallback final failed: %s", owner_prefix(), exc)
             return []
 
 

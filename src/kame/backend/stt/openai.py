@@ -47,6 +47,7 @@ from ...registry import split_options
 from ..openai_http import MiB, OpenAIHTTP, content_type, within
 from ..options import number
 from ..types import Word
+from .base import owner_prefix
 from .streaming import BufferedRecognizer, Recognizer, SegmentedSTT
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ class OpenAIRecognizer(BufferedRecognizer):
             try:
                 words = self.stt.result(fut)
             except BackendError as exc:
-                log.warning("partial transcription failed (skipped): %s", exc)
+                log.warning("%spartial transcription failed (skipped): %s", owner_prefix(), exc)
         if self.pending is None and self.n - self.pending_len >= self.stt.request_interval * 16000:
             self.pending_len = self.n
             self.pending = self.stt.submit(self.audio())

@@ -22,8 +22,8 @@ Errors: a recognizer crash ends ``stream`` with BackendError (never a hang). A s
 (a recognizer's final raising BackendError, e.g. an HTTP endpoint down) does the same unless
 ``on_error`` is given: then ``on_error(exc)`` is called on the loop, the utterance is
 committed with its last partial (if any) and the stream goes on with the next utterance.
-Log lines name the session the stream runs for (``STREAM_OWNER``, which kame.runtime.sttloop
-sets): "session c2: STT stream ended: ...". A failure of work
+Log lines, the recognizers' too, name the session the stream runs for (``STREAM_OWNER``, which
+kame.runtime.sttloop sets): "session c2: STT stream ended: ...". A failure of work
 still under way after the consumer stopped the stream (its session closed, or restarted it: e.g.
 an HTTP request whose connection kame itself closed) is not the service's fault: it is logged
 at debug level as such, not as a warning blaming the service.
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextvars
 import logging
 import threading
 from abc import ABC, abstractmethod
@@ -49,15 +50,9 @@ from ..options import number
 from ..priority import lower_thread_priority
 from ..types import FRAME_SIZE, AudioFrame, Transcript, Word
 from ..vad import VAD_RATE, StreamingVAD, VADConfig
-from .base import STREAM_OWNER, STT
+from .base import STT, owner_prefix
 
 log = logging.getLogger(__name__)
-
-
-def _stream_owner() -> str:
-    """The prefix of this stream's log lines: "session ID: " when a session opened it, else ""."""
-    owner = STREAM_OWNER.get()
-    return f"session {owner}: " if owner else ""
 
 
 class Recognizer(ABC):
@@ -164,9 +159,11 @@ class SegmentedSTT(STT, ABC):
         loop = asyncio.get_running_loop()
         await self._open()
         out: asyncio.Queue = asyncio.Queue()
-        worker = _Worker(self, lambda item: loop.call_soon_threadsafe(out.put_nowait, item), _stream_owner())
+        worker = _Worker(self, lambda item: loop.call_soon_threadsafe(out.put_nowait, item), owner_prefix())
         self._loop = loop  # for recognizers that do I/O on the loop (openai)
-        thread = threading.Thread(target=worker.run, name=f"kame-stt-{self.name}", daemon=True)
+        # (in a copy of this task's context: the recognizers' log lines name the session too)
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(worker.run,),
+                                  name=f"kame-stt-{self.name}", daemon=True)
         thread.start()
 
         async def feed() -> None:
