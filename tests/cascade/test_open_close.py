@@ -236,3 +236,39 @@ async def test_stop_waits_for_the_reply_a_close_cancelled():
     llm.done.set()
     await stopping
     assert llm.order == ["stream cleaned up", "component closed"] and s.stopped
+
+
+async def test_a_reader_that_awaits_between_items_still_gets_the_last_final(monkeypatch):
+    """A reader counts from its first item until it ends or is closed, not only while it waits
+    inside outputs() (was: one awaiting in its loop body, as the server's pump does, got no final).
+    A reader that is closed (the server's pump, aclosing) no longer counts: close() does not flush."""
+    import contextlib
+
+    monkeypatch.setattr(cascade_session, "CLOSE_GRACE_S", 3600.0)
+    clock = FakeClock()
+    agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock), stt=FinalAtEndSTT())
+    s = await agent.open_session()
+    got, busy = [], asyncio.Event()
+
+    async def reader():
+        async for out in s.outputs():
+            if isinstance(out, Meta) and out.data.get("type") == "transcript" and out.data["final"]:
+                got.append(out.data["text"])
+            await busy.wait()  # work between items (a send to a slow client)
+
+    task = asyncio.create_task(reader())
+    for _ in range(5):
+        await s.push_audio(speech_frame())
+        clock.advance(0.08)
+        await _spin(5)
+    busy.set()
+    await s.close()
+    await task
+    assert got == ["last words"]
+    # a closed reader (the server's pump when its client left) does not hold close() up
+    s2 = await agent.open_session()
+    async with contextlib.aclosing(s2.outputs()) as outs:
+        assert isinstance(await outs.__anext__(), Meta) and s2._readers == 1  # (its "info")
+    assert s2._readers == 0  # (a pump cancelled in its loop body, then closed: no reader)
+    await s2.close()
+    await agent.stop()

@@ -27,7 +27,7 @@ Failures: the STT stream is kame.runtime.sttloop.STTSupervisor's, as the tandem'
 with an ErrorEvent + "down" and restarted with back-off after it raises, ends by itself, yields
 something that is not a Transcript or stalls; "up" at its next transcript; the audio it never
 got counted in dropped_frames). close() frees the session's place in its agent at once
-(``on_close``); while someone waits for its outputs (file mode's reader) a running stream may
+(``on_close``); while someone reads its outputs (file mode's reader) a running stream may
 flush its last transcript first (CLOSE_GRACE_S), else (a server whose client left: nobody would
 get it) the stream is cancelled at once and unwinds in the background (``wait_stopped``), as a
 down one is. LLM and TTS failures and stalls end the reply
@@ -149,7 +149,7 @@ class CascadeSession(Session):
         self._turn_id = 0
         self._user_start: float | None = None  # first speech of the pending user turn
         self._closed = False
-        self._readers = 0  # outputs() readers waiting for the next output (close() flushes the STT for them)
+        self._readers = 0  # outputs() readers not ended or closed (close() flushes the STT for them)
         self._tasks = [
             asyncio.create_task(self._stt.run(), name=f"cascade-stt-{session_id}"),
             asyncio.create_task(self._playback_loop(), name=f"cascade-play-{session_id}"),
@@ -227,25 +227,22 @@ class CascadeSession(Session):
         await asyncio.sleep(0)
 
     async def outputs(self) -> AsyncIterator[Output]:
-        while True:
-            self._readers += 1  # (until it resumes: a reader that was handed an item still counts)
-            try:
-                item = await self._out.get()
-            finally:
-                self._readers -= 1
-            if item is None:
-                break
-            yield item
+        self._readers += 1  # a reader from its first item until it ends or is closed (close() flushes for it)
+        try:
+            while (item := await self._out.get()) is not None:
+                yield item
+        finally:
+            self._readers -= 1
         self._out.put_nowait(None)  # the end stays queued: outputs() called again ends at once too
 
     async def close(self) -> None:
         """End the session. Its place in the agent (runtime.max_sessions) and its id are free at
-        once. While a reader waits for the outputs (file mode's), a running STT stream may flush
+        once. While a reader iterates the outputs (file mode's), a running STT stream may flush
         its last transcript (up to CLOSE_GRACE_S) and close() returns once the session is over.
-        With no reader (a server: its client has left) nobody would get that transcript: the
-        stream is cancelled, close() returns at once and the stream unwinds in the background
-        (``wait_stopped``; the agent's stop() waits for it). The outputs end with a final "stats"
-        Meta either way."""
+        With no reader (a server closes its reader when its client leaves) nobody would get that
+        transcript: the stream is cancelled, close() returns at once and the stream unwinds in the
+        background (``wait_stopped``; the agent's stop() waits for it). The outputs end with a
+        final "stats" Meta either way."""
         if self._closed:
             return
         self._closed = True

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import errno
 import hmac
 import logging
@@ -234,8 +235,15 @@ class Connection:
                 raise P.ProtocolError("bad_audio", f"audio rejected by the agent: {exc}") from None
 
     async def _pump(self) -> None:
+        # (aclosing: a pump cancelled because its client left stops reading at once, so a cascade
+        # session's close() does not wait to flush a last transcript for nobody)
+        async with contextlib.aclosing(self.session.outputs()) as outputs:
+            await self._forward(outputs)
+        self._fatal("session_ended", "the agent ended the session", WSCloseCode.OK)
+
+    async def _forward(self, outputs) -> None:
         reported = 0
-        async for out in self.session.outputs():
+        async for out in outputs:
             if self.queue.dropped != reported:  # tell the client (droppable itself)
                 reported = self.queue.dropped
                 self.queue.put(P.metadata({"type": "dropped", "count": reported}), droppable=True)
@@ -257,7 +265,6 @@ class Connection:
                 self.queue.put(P.metadata(out.data))
             elif isinstance(out, ErrorEvent):
                 self.send_error("agent_error", out.message)
-        self._fatal("session_ended", "the agent ended the session", WSCloseCode.OK)
 
     async def _write(self) -> None:
         # No asyncio.wait_for here: on Python < 3.12 it can swallow a cancellation. A send that
