@@ -73,3 +73,53 @@ async def test_ctrl_c_while_the_agent_loads_ends_the_run_at_once():
     t0 = time.monotonic()
     rec = await run_conversation(load_config(), np.zeros(24000, np.float32), agent=SlowAgent(), stop=stop)
     assert rec["interrupted"] and rec["frames"] == 0 and time.monotonic() - t0 < 5
+
+
+def test_run_to_end_leaves_a_task_that_ignores_its_cancellation(caplog):
+    """A plugin's stream that catches its cancellation hung `kame run` for ever (asyncio.run waits
+    for every task); run_to_end waits a bounded time, names the task, and returns the result."""
+    import logging
+
+    from kame.runtime.interrupt import run_to_end
+
+    release = []
+
+    async def stubborn():
+        while not release:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                pass  # (a plugin that swallows it)
+
+    async def main():
+        asyncio.get_running_loop().create_task(stubborn(), name="plugin-llm-stream")
+        await asyncio.sleep(0)
+        return "the record"
+
+    with caplog.at_level(logging.WARNING, logger="kame.runtime.interrupt"):
+        assert run_to_end(main(), leave_after=0.05) == "the record"
+    assert any("1 task(s) did not stop" in r.getMessage() and "plugin-llm-stream" in r.getMessage()
+               for r in caplog.records)
+    release.append(True)
+    assert run_to_end(asyncio.sleep(0, result=7)) == 7  # (nothing left: closed as asyncio.run does)
+
+
+async def test_close_components_does_not_wait_for_ever_on_a_plugins_aclose(monkeypatch, caplog):
+    import logging
+
+    from kame.runtime import base
+
+    class Hangs:
+        async def aclose(self):
+            await asyncio.Event().wait()
+
+    class Closes:
+        closed = False
+
+        async def aclose(self):
+            Closes.closed = True
+
+    monkeypatch.setattr(base, "CLOSE_COMPONENT_S", 0.05)
+    with caplog.at_level(logging.WARNING, logger="kame.runtime.base"):
+        await base.close_components((Hangs(), Closes()), "cascade: ")
+    assert Closes.closed and any("closing Hangs did not end within" in r.getMessage() for r in caplog.records)

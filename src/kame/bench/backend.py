@@ -30,6 +30,7 @@ import time
 from ..backend.childproc import load_in_thread
 from ..cliargs import at_least, thread_count
 from ..errors import ConfigError
+from ..runtime.interrupt import run_to_end
 from .backend_stt import add_stt_arguments, run_stt_bench, stt_specs, stt_table
 from .machine import pct
 
@@ -209,7 +210,7 @@ def main(args: argparse.Namespace) -> int:
 
     if not specs:
         return 0
-    rows, oracle = asyncio.run(_all())
+    rows, oracle = run_to_end(_all())
     print(f"\n(load average {os.getloadavg()[0]:.1f} at the end)")
     print("\n## LLM\n")
     print(llm_table(rows))

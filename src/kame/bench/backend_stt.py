@@ -21,7 +21,6 @@ clock (a frame is handed over when its 80 ms of audio have "been spoken"), and m
 from __future__ import annotations
 
 import argparse
-import asyncio
 import math
 import time
 
@@ -29,6 +28,7 @@ import numpy as np
 
 from ..backend.childproc import children_cpu_seconds
 from ..cliargs import at_least
+from ..runtime.interrupt import run_to_end
 from .textmetrics import edit_distance, normalize
 
 DEFAULT_STTS = ["pocketsphinx", "whisper", "embedded", "embedded;whisper_interval=1.0"]
@@ -251,7 +251,7 @@ def run_stt_bench(args: argparse.Namespace, specs: list[str]) -> list[dict]:
     corpus = make_corpus(getattr(args, "sentences", 40))
     rows = []
     for spec in specs:
-        run = asyncio.run(_run_stream(spec, corpus, getattr(args, "gap", 1.2)))
+        run = run_to_end(_run_stream(spec, corpus, getattr(args, "gap", 1.2)))
         rows.append(dict(stt=spec, sentences=len(corpus), words=sum(len(normalize(c["text"])) for c in corpus),
                          audio_s=run["audio"], **score(corpus, run)))
     return rows

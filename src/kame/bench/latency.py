@@ -31,7 +31,6 @@ first-response latency only says when it makes noise. This is printed with the r
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import math
@@ -47,6 +46,7 @@ from ..audio import SAMPLE_RATE, resample, write_wav
 from ..cliargs import at_least
 from ..errors import ConfigError
 from ..paths import check_output_folder
+from ..runtime.interrupt import run_to_end
 
 log = logging.getLogger(__name__)
 SR = SAMPLE_RATE
@@ -364,7 +364,7 @@ def main(args) -> int:
     runs, results, slowdown, comps = {}, {}, {}, {}
     for mode in modes:
         cfg = cfgs[mode]
-        runs[mode] = asyncio.run(run_mode(cfg, dialogues))
+        runs[mode] = run_to_end(run_mode(cfg, dialogues))
         walls = sum(r["wall_s"] for r, _ in runs[mode])
         slowdown[mode] = walls / sum(r["duration_s"] for r, _ in runs[mode])
         comps[mode] = runs[mode][0][0]["components"]

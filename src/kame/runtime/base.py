@@ -22,6 +22,7 @@ Outputs:
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable, Union
@@ -132,15 +133,22 @@ class Agent(ABC):
     async def open_session(self, session_id: str | None = None) -> Session: ...
 
 
+CLOSE_COMPONENT_S = 5.0  # one component's aclose() at most, then the agent stops without it
+
+
 async def close_components(parts, what: str = "") -> None:
     """``await part.aclose()`` for each shared component that has one (HTTP sessions of STT, LLM,
-    TTS); a failure is logged, never raised: a dead back-end must not stop an agent stopping."""
+    TTS), each for at most CLOSE_COMPONENT_S; a failure or a hang is logged, never raised: a dead
+    back-end (or a plugin whose aclose never returns) must not stop an agent stopping."""
     import logging
 
     for part in parts:
         aclose = getattr(part, "aclose", None)
         if aclose is not None:
             try:
-                await aclose()
+                await asyncio.wait_for(aclose(), CLOSE_COMPONENT_S)
+            except asyncio.TimeoutError:
+                logging.getLogger(__name__).warning("%sclosing %s did not end within %.0f s; left", what,
+                                                    type(part).__name__, CLOSE_COMPONENT_S)
             except Exception as exc:  # noqa: BLE001
                 logging.getLogger(__name__).warning("%sclosing %s failed: %s", what, type(part).__name__, exc)

@@ -44,7 +44,7 @@ from ..errors import ConfigError, KameError
 from ..paths import check_output_file
 from .base import AgentAudio, AgentText, ErrorEvent, Meta
 from .clock import FakeClock
-from .interrupt import first_ctrl_c, unless_stopped
+from .interrupt import first_ctrl_c, run_to_end, unless_stopped
 from .metrics import SLOW_CAUSE, MetricsLog, behind_real_time, late_share
 
 SR, FRAME = 24000, 1920
@@ -433,7 +433,7 @@ def main(args) -> int:
         async with first_ctrl_c("ending the conversation here") as stop:
             return await run_conversation(cfg, user, fast=args.fast, extend_s=max_tail - args.tail, stop=stop)
 
-    rec = asyncio.run(converse())
+    rec = run_to_end(converse())
     n = rec["frames"] * FRAME  # the input, its tail and any extension for a reply under way (all played)
     if rec["interrupted"] and not n:
         print("interrupted before the conversation started; nothing written", file=sys.stderr)

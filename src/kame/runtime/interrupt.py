@@ -1,5 +1,8 @@
 """Ctrl-C in the commands that play a conversation (kame run, kame client): the first press
-ends the conversation and keeps what came, a second quits at once.
+ends the conversation and keeps what came, a second quits at once. And ``run_to_end``, the
+asyncio.run of the commands: a component that ignores its cancellation does not hang them.
+
+    rec = run_to_end(converse())                                       # asyncio.run, bounded at the end
 
     async with first_ctrl_c("ending the conversation here") as stop:   # stop: an asyncio.Event
         if not await unless_stopped(agent.start(), stop):              # a load ended by Ctrl-C
@@ -10,8 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
+
+log = logging.getLogger(__name__)
+LEAVE_AFTER_S = 5.0  # a task left running when a command's work is done gets this long to stop
 
 
 async def done_or_stopped(what, stop: asyncio.Event, timeout: float | None = None) -> bool:
@@ -78,3 +85,39 @@ async def first_ctrl_c(what: str):
     finally:
         if installed:
             signal.signal(signal.SIGINT, previous)
+
+
+def run_to_end(main, leave_after: float = LEAVE_AFTER_S):
+    """``asyncio.run(main)``, except at the end: the tasks ``main`` leaves running (a plugin's
+    stream that catches its cancellation, an ``aclose()`` that never returns) are cancelled and
+    waited for at most ``leave_after`` seconds, then left behind with a warning naming them, where
+    asyncio.run would wait for them forever. (A component's thread that never returns still
+    holds the interpreter's exit: Python joins those.)"""
+    runner = asyncio.Runner()
+    try:
+        return runner.run(main)
+    finally:
+        try:
+            left = runner.run(_end_leftovers(leave_after))
+        except BaseException:  # noqa: BLE001 - a second Ctrl-C: close as asyncio.run would
+            left = []
+        if left:
+            log.warning("%d task(s) did not stop within %.0f s of their cancellation and are left behind (a "
+                        "component that ignores cancellation or never finishes closing): %s",
+                        len(left), leave_after, ", ".join(left))
+            runner.get_loop().close()
+        else:
+            runner.close()
+
+
+async def _end_leftovers(leave_after: float) -> list[str]:
+    """Cancel the tasks still running, wait at most ``leave_after`` s: the names of those left."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for t in tasks:
+        t.cancel()
+    if not tasks:
+        return []
+    _, pending = await asyncio.wait(tasks, timeout=leave_after)
+    for t in pending:  # (said once, above: not again as "Task was destroyed but it is pending!" at exit)
+        t._log_destroy_pending = False
+    return sorted(t.get_name() for t in pending)

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import ConfigError, KameError
 from ..runtime.filemode import DEFAULT_MAX_TAIL_S, check_tail, read_input, reply_pending
-from ..runtime.interrupt import done_or_stopped, first_ctrl_c
+from ..runtime.interrupt import done_or_stopped, first_ctrl_c, run_to_end
 from ..runtime.metrics import SLOW_CAUSE, behind_real_time, late_share
 from . import protocol as P
 
@@ -443,7 +443,7 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
     if note:
         print(f"input {a.input}: {note}")
     try:
-        res = asyncio.run(_chat_until_interrupted(a, pcm))
+        res = run_to_end(_chat_until_interrupted(a, pcm))
     except KeyboardInterrupt:  # a second Ctrl-C
         return 130
     except KameError as exc:  # NoAnswer: connected, but the server did not answer
