@@ -291,7 +291,7 @@ class TandemSession(Session):
         live = max(1, len(agent.sessions))
         fe, codec = agent.components.get("frontend"), agent.components.get("codec")
         model = f"the front-end {fe}" + (f" with codec {codec}" if codec else "") if fe else "the front-end"
-        if step >= HEAVY_STEP * FRAME_S:
+        if step >= HEAVY_STEP * FRAME_S and step >= delay:  # (a loop held longer than the step: its cause)
             rows = (f"the batch's {rt.max_sessions} rows (runtime.max_sessions; {live} in use)"
                     if rt.batched and rt.max_sessions > 1 else f"{live} session(s), one after the other"
                     if live > 1 else "one session")
@@ -302,7 +302,7 @@ class TandemSession(Session):
                     if rt.batched and rt.max_sessions > live else "fewer sessions, " if live > 1 else "")
                    + "a smaller front-end or codec, a GPU (frontend.device), or a faster machine")
         else:
-            cause = (f"the steps take only {step * 1000:.0f} ms (median) but wait {delay * 1000:.0f} ms (median) "
+            cause = (f"the steps take {step * 1000:.0f} ms (median) but wait {delay * 1000:.0f} ms (median) "
                      f"for the event loop to start them or take their results: something else holds the CPU or "
                      f"this process's event loop (the back-end's STT and LLM, the network traffic of many "
                      f"sessions, other programs)")
