@@ -127,6 +127,28 @@ async def test_an_stt_that_yields_non_transcripts_is_reported_without_flapping()
     await finish(agent, s, rec)
 
 
+@pytest.mark.parametrize("words, said", [
+    (("hello",), "a transcript word is str 'hello', expected Word(text, start, end)"),
+    ((Word("hello", float("nan"), 0.5),),
+     "word 'hello' has times nan..0.5: expected finite seconds on the clock of the frames"),
+])
+async def test_an_stt_whose_words_are_not_words_broke_its_interface(words, said):
+    """(was: accepted, then 'str' object has no attribute 'end' in unrelated code, or NaN
+    oracle_lag metrics and invalid JSON in kame run's record)"""
+
+    class BadWordsSTT:
+        async def stream(self, frames):
+            async for f in frames:
+                yield Transcript(words, True, f.t)
+
+    agent, clock, _ = make_agent(lambda s: BackendBridge(s, BadWordsSTT(), None, s.clock, retry_s=0.16))
+    s, rec = await talk(agent, clock, 6)
+    errs = errors(rec)
+    assert errs and all(f"STT BadWordsSTT broke its interface: {said}" in e for e in errs)
+    assert s.stats.transcripts == 0
+    await finish(agent, s, rec)
+
+
 class HangsOnceSTT(FakeSTT):
     """Its first stream takes one frame and then never reads again (a deadlocked recognizer, a
     server that never answers); later streams work like FakeSTT."""

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import contextvars
 import inspect
+import math
 from abc import ABC, abstractmethod
 from typing import Any, AsyncIterable, AsyncIterator
 
 from ...errors import BackendError
 from ..llm.base import component_name, yielded
-from ..types import AudioFrame, Transcript
+from ..types import AudioFrame, Transcript, Word
 
 
 class STT(ABC):
@@ -70,9 +71,22 @@ def open_stream(stt: Any, frames: AsyncIterable[AudioFrame], metrics=None, owner
 
 
 def check_transcript(item: Any, stt: Any) -> Transcript:
-    """``item`` if it is a Transcript, else BackendError("STT NAME broke its interface: yielded
-    dict {...}, expected Transcript")."""
-    if isinstance(item, Transcript):
-        return item
-    raise BackendError(f"STT {component_name(stt)} broke its interface: yielded {yielded(item)}, "
-                       "expected Transcript (kame.backend.types)")
+    """``item`` if it is a Transcript of Words with finite times, else BackendError("STT NAME
+    broke its interface: yielded dict {...}, expected Transcript") or one naming the bad word."""
+    broke = f"STT {component_name(stt)} broke its interface"
+    if not isinstance(item, Transcript):
+        raise BackendError(f"{broke}: yielded {yielded(item)}, expected Transcript (kame.backend.types)")
+    words = item.words if isinstance(item.words, (tuple, list)) else None
+    if words is None:
+        raise BackendError(f"{broke}: Transcript.words is {yielded(item.words)}, expected a tuple of Word")
+    for w in words:
+        if not isinstance(w, Word):
+            raise BackendError(f"{broke}: a transcript word is {yielded(w)}, expected Word(text, start, end)")
+        if not (_finite(w.start) and _finite(w.end)):  # (not start <= end: a real STT's rounding may cross them)
+            raise BackendError(f"{broke}: word {w.text!r} has times {w.start!r}..{w.end!r}: expected finite "
+                               f"seconds on the clock of the frames' t (AudioFrame.t)")
+    return item
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
