@@ -55,6 +55,47 @@ def test_a_factory_that_raises_or_returns_the_wrong_thing_is_named(scratch):
         registry.create("llm", "wrong")
 
 
+class _DuckCodec:
+    """What docs/backend.md listed for a codec (encode/decode/stream), no Codec base class."""
+
+    def encode(self, pcm): ...
+
+    def decode(self, codes): ...
+
+    def stream(self, batch_size=1): ...
+
+
+def test_a_codec_must_have_the_whole_codec_contract(scratch):
+    """A duck-typed codec without set_num_codebooks() and the token layout's numbers is refused
+    when it is created, naming what it lacks (was: accepted, then a raw AttributeError traceback
+    in kame run / kame codec roundtrip)."""
+    from kame.codec.base import Codec
+
+    registry.register("codec", "duck", lambda arg=None, **kw: _DuckCodec())
+    with pytest.raises(ConfigError) as err:
+        registry.create("codec", "duck")
+    assert str(err.value) == ("codec 'duck': its factory returned _DuckCodec, which has no set_num_codebooks(), "
+                              "sample_rate, frame_rate, frame_size, num_codebooks, cardinality (a codec implements "
+                              "kame's CODEC interface; subclass kame.codec.base.Codec, which has them all: "
+                              "docs/codecs.md)")
+    duck = _DuckCodec()  # attributes that are not numbers are missing too; the rest is found
+    duck.set_num_codebooks = lambda n: None
+    duck.sample_rate, duck.frame_rate, duck.frame_size, duck.num_codebooks = 24000, 12.5, 1920, 8
+    duck.cardinality = True
+    registry.register("codec", "duck2", lambda arg=None, **kw: duck)
+    with pytest.raises(ConfigError, match=r"returned _DuckCodec, which has no cardinality \(a codec"):
+        registry.create("codec", "duck2")
+    duck.cardinality = np.int64(2048)  # numpy numbers are numbers
+    assert registry.create("codec", "duck2") is duck
+
+    class Sub(Codec):  # a subclass has the layout's defaults
+        encode = decode = stream = set_num_codebooks = lambda self, *a: None
+
+    registry.register("codec", "sub", lambda arg=None, **kw: Sub())
+    assert isinstance(registry.create("codec", "sub"), Sub)
+    assert registry.create("codec", "embedded").cardinality > 0  # the built-in ones pass
+
+
 def test_a_plugin_module_that_cannot_be_imported_is_not_a_missing_kame_extra(scratch):
     registry.register("stt", "gone", "no_such_module_here:create")
     with pytest.raises(ConfigError, match="cannot import 'no_such_module_here'") as err:

@@ -23,8 +23,9 @@ command line (``--set backend.llm=mine``), from any of
     [project.entry-points."kame.components"] mycomps = "mycomps"   # in an installed package ("mycomps:setup":
                                                                    # imported, then setup() called)
 A factory that raises, or returns an object without the kind's methods (``stt``: stream,
-``llm``: stream_chat, ``tts``: synthesize, ``codec``: encode/decode/stream), is a KameError
-naming the spec and where it failed.
+``llm``: stream_chat, ``tts``: synthesize, ``codec``: encode/decode/stream/set_num_codebooks and
+the numbers sample_rate, frame_rate, frame_size, num_codebooks, cardinality: the whole of
+kame.codec.base.Codec), is a KameError naming the spec and where it failed (or what it lacks).
 """
 
 from __future__ import annotations
@@ -46,7 +47,11 @@ PLUGINS_ENV = "KAME_PLUGINS"  # comma-separated plugin modules or .py files
 ENTRY_POINT_GROUP = "kame.components"  # installed packages' plugin modules
 # the methods a created component must have, by kind (the interfaces in kame.backend / kame.codec)
 REQUIRED_METHODS = {"stt": ("stream",), "llm": ("stream_chat",), "tts": ("synthesize",),
-                    "codec": ("encode", "decode", "stream")}
+                    "codec": ("encode", "decode", "stream", "set_num_codebooks")}
+# ... and the numbers it must have (a codec's: its token layout, kame.codec.base.Codec)
+REQUIRED_ATTRIBUTES = {"codec": ("sample_rate", "frame_rate", "frame_size", "num_codebooks", "cardinality")}
+# where a kind's whole interface is, for the error of a component that lacks part of it
+_INTERFACE = {"codec": "subclass kame.codec.base.Codec, which has them all: docs/codecs.md"}
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -234,12 +239,20 @@ def create(kind: str, spec: str, **kwargs: Any) -> Any:
         raise UnknownOptionError(f"{kind} {spec!r} has no option {m[1]!r}", m[1]) from None
     except Exception as exc:  # noqa: BLE001 - a factory's own bug or failure: named, with where
         raise _failed(kind, spec, exc) from exc
-    lacks = [m for m in REQUIRED_METHODS.get(kind, ()) if not callable(getattr(made, m, None))]
+    lacks = [m + "()" for m in REQUIRED_METHODS.get(kind, ()) if not callable(getattr(made, m, None))]
+    lacks += [a for a in REQUIRED_ATTRIBUTES.get(kind, ()) if not _is_number(getattr(made, a, None))]
     if lacks:
+        how = f"; {_INTERFACE[kind]}" if kind in _INTERFACE else ""
         raise ConfigError(f"{kind} {spec!r}: its factory returned {type(made).__name__}, which has no "
-                          f"{', '.join(m + '()' for m in lacks)} (a {kind} implements kame's {kind.upper()} "
-                          "interface)")
+                          f"{', '.join(lacks)} (a {kind} implements kame's {kind.upper()} interface{how})")
     return made
+
+
+def _is_number(value: Any) -> bool:
+    """An int or float (numpy's too), not a bool: a codec's sample_rate, frame_size, ..."""
+    import numbers
+
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _failed(kind: str, spec: str, exc: BaseException) -> KameError:

@@ -51,7 +51,8 @@ class HangingLLM(FakeLLM):
 
 class OddTTS(FakeTTS):
     """Call k (1-based) in ``modes`` yields: "hang" (nothing, ever), "stall" (one chunk, then
-    nothing), "nan", "int16" or "stereo" audio; other calls a good tone."""
+    nothing), "nan", "int16" or "stereo" audio, "empty" (nothing: its stream just ends) or
+    "zerolen" (one array of 0 samples); other calls a good tone."""
 
     def __init__(self, clock, modes: dict):
         super().__init__(clock)
@@ -59,6 +60,12 @@ class OddTTS(FakeTTS):
 
     async def synthesize(self, text):
         mode = self.modes.get(len(self.texts) + 1)
+        if mode in ("empty", "zerolen"):
+            self.texts.append(text)
+            await self.clock.sleep(self.delay)
+            if mode == "zerolen":
+                yield np.zeros(0, np.float32)
+            return
         async for pcm in super().synthesize(text):
             if mode == "hang":
                 await asyncio.Event().wait()
@@ -362,6 +369,28 @@ async def test_unusable_tts_audio_fails_the_turn_and_never_plays(mode, why):
     turn, ended = _last_turn_pair(d)
     assert ended["turn"] == turn["turn"] and ended["failed"] is True and ended["text"] == ""
     await _ask(d, "and now", 30)  # a good chunk: the next turn plays, the TTS is up again
+    assert d.voiced() and _backend(d) == [("tts", "down"), ("tts", "up")]
+    await d.close()
+    await agent.stop()
+
+
+@pytest.mark.parametrize("mode", ["empty", "zerolen"])
+async def test_a_tts_that_gives_no_audio_fails_the_turn(mode):
+    """A TTS whose stream ends without a sample for words to say has failed (was: a success, the
+    turn's text "heard", no error, and kame run advised --max-tail for a reply never played)."""
+    clock = FakeClock()
+    tts = OddTTS(clock, {1: mode})
+    agent, _ = await _agent(clock, FakeLLM(clock, ["Fine, thanks."], delay=0.1), tts)
+    d = Driver(clock, await agent.open_session())
+    await _ask(d, "how are you", 30)
+    assert not d.voiced()
+    (err,) = _errors(d)
+    assert err == ("tts fake-tts failed during the reply to turn 1: it gave no audio for 'Fine, thanks.' (its "
+                   "stream ended without a sample); the rest of the reply is not spoken")
+    turn, ended = _last_turn_pair(d)
+    assert ended["turn"] == turn["turn"] and ended["failed"] is True and ended["text"] == ""
+    assert _backend(d) == [("tts", "down")]
+    await _ask(d, "and now", 30)  # the next turn's TTS speaks: up again
     assert d.voiced() and _backend(d) == [("tts", "down"), ("tts", "up")]
     await d.close()
     await agent.stop()

@@ -126,13 +126,14 @@ async def wait_for(pred, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.0005)
 
 
-async def step(agent, clock, n: int = 1) -> None:
-    """Run ``n`` more frames: advance the FakeClock one frame at a time and wait for each."""
+async def step(agent, clock, n: int = 1, failed=lambda: 0) -> None:
+    """Run ``n`` more frames: advance the FakeClock one frame at a time and wait for each.
+    ``failed()``: the frames whose step failed so far (they do not count in agent.frames)."""
     for _ in range(n):
-        target = agent.frames + 1
-        if agent.frames > 0 or target > 1:
+        target = agent.frames + failed() + 1
+        if target > 1:
             clock.advance(0.08)
-        await wait_for(lambda: agent.frames >= target)
+        await wait_for(lambda: agent.frames + failed() >= target)
         for _ in range(5):  # let output consumers (Recorder tasks) drain their queues
             await asyncio.sleep(0)
 
@@ -166,11 +167,12 @@ def speech(seed, n_frames, frame=1920):
     return x
 
 
-async def run_plan(agent, clock, plan: dict, audio: dict, oracle_at: int | None = None, frame: int = 1920) -> dict:
+async def run_plan(agent, clock, plan: dict, audio: dict, oracle_at: int | None = None, frame: int = 1920,
+                   failed=lambda: 0) -> dict:
     """Sessions join and leave a started agent by ``plan`` {name: (seed, join frame, frames)}:
     each pushes ``audio[name]`` one frame per step from its join frame on and closes after its
     frames. With ``oracle_at`` every session gets an oracle prediction (start + tokens 5..8)
-    at its own frame ``oracle_at``. Returns {name: Recorder}."""
+    at its own frame ``oracle_at``. ``failed``: as step's. Returns {name: Recorder}."""
     sessions, recs = {}, {}
     for k in range(max(j + n for _, j, n in plan.values())):
         for name, (_, join, n) in plan.items():
@@ -185,7 +187,7 @@ async def run_plan(agent, clock, plan: dict, audio: dict, oracle_at: int | None 
             if oracle_at is not None and j == oracle_at:
                 s.on_oracle(OracleReset(1, clock.now()))
                 s.on_oracle(OracleAppend(1, (5, 6, 7, 8), "x", clock.now()))
-        await step(agent, clock)
+        await step(agent, clock, failed=failed)
     for s in sessions.values():
         await s.close()
     for r in recs.values():

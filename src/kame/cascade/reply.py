@@ -18,8 +18,9 @@ routing, by the tandem runtime (which pulls frames instead of the front-end's ou
 Failures end the reply, never the session: an LLM or TTS that raises, that stalls (no first
 piece / chunk within ``first_timeout`` s, or nothing for ``chunk_timeout`` s after one, on the
 session clock: the tandem oracle's timeouts, kame.backend.policy.OraclePolicy), an LLM piece that
-is not text (kame.backend.llm.base.check_piece, the tandem's WatchedLLM check), or TTS audio that is unusable (not a float numpy array, not mono, NaN, int16-scale:
-the check of user audio, kame.audio.audio_problem). Each is an ErrorEvent naming the
+is not text (kame.backend.llm.base.check_piece, the tandem's WatchedLLM check), TTS audio that is unusable (not a float numpy array, not mono, NaN, int16-scale:
+the check of user audio, kame.audio.audio_problem), or a TTS stream that ends without a
+sample for a segment with words in it (nothing yielded, or only empty arrays). Each is an ErrorEvent naming the
 component, and a {"type": "backend", "status": "down"} Meta (kame.runtime.base.BackendHealth; its
 "error" is kame.runtime.base._why(exc), as the tandem's);
 ``failed`` is set and the reply ends with what was already spoken; after an LLM failure, the
@@ -283,6 +284,7 @@ class ReplyPipeline:
             self._segments.append(seg)
             t_req = self.clock.now()
             got = False
+            samples = 0  # (playback may already have taken some of seg.pcm)
             try:
                 stream = aiter(self.tts.synthesize(text))
                 try:
@@ -296,14 +298,19 @@ class ReplyPipeline:
                         rate = int(getattr(self.tts, "sample_rate", SAMPLE_RATE))
                         if rate != SAMPLE_RATE:
                             pcm = resample(pcm, rate, SAMPLE_RATE)
-                        if first:
-                            first = False
-                            self._metric("tts_first_chunk", self.clock.now() - t_req, {})
-                            self._health.report("tts", True, self.clock.now())
                         if pcm.size:
+                            if first:
+                                first = False
+                                self._metric("tts_first_chunk", self.clock.now() - t_req, {})
+                                self._health.report("tts", True, self.clock.now())
+                            samples += pcm.size
                             seg.pcm.append(pcm)
                 finally:
                     await _aclose(stream)
+                if not samples and any(c.isalnum() for c in text):
+                    # (a stream that ends without a sample: the words were never said, not "spoken")
+                    raise BackendError(f"it gave no audio for {text.strip()!r} (its stream ended without a "
+                                       "sample); the rest of the reply is not spoken")
             except Exception as exc:  # noqa: BLE001 - a dead back-end must not end the session
                 seg.done = True
                 self._fail("tts", exc)

@@ -33,7 +33,7 @@ from typing import Callable
 from ..backend.childproc import load_in_thread
 from ..backend.types import FRAME_S
 from ..config import KameConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, KameError
 from .base import Agent, CapacityError, ErrorEvent, Session, close_components, session_id_for
 from .clock import Clock, MonotonicClock
 from .metrics import Metric, MetricsSink, null_sink
@@ -185,7 +185,10 @@ class TandemAgent(Agent):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a model (or delivery) failure: report it, keep the sessions alive
-                log.exception("frame step failed")
+                if isinstance(exc, KameError):  # named by kame (e.g. a codec that broke its interface)
+                    log.warning("frame step failed: %s", exc)
+                else:
+                    log.exception("frame step failed")
                 for s in list(self.sessions.values()):
                     s._put(ErrorEvent(f"front-end step failed: {exc}", clock.now()))
                 next_t = max(next_t + FRAME_S, clock.now())

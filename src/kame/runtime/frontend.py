@@ -31,18 +31,37 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..audio import peak_problem
+from ..codec.base import check_codes, check_frame
 from ..config import KameConfig
-from ..errors import CheckpointError, ConfigError
+from ..errors import AudioFormatError, CheckpointError, ConfigError, KameError
 from .worker import FrameOut
 
 log = logging.getLogger(__name__)
 
 
+class CodecInterfaceError(KameError):
+    """A codec's stream returned something its interface does not allow (kame.codec.base)."""
+
+
 class CodecFrameModel:
-    def __init__(self, stepper, codec, *, silence_codes: torch.Tensor, text_skip: Sequence[int]) -> None:
+    """The codec's stream output is checked every frame (a plugin codec's too): encode_frame's
+    codes must be integers [B, K] in [0, cardinality) with the K >= n_user_q the front-end reads,
+    decode_frame's audio a float tensor [B, frame_size], finite and within MAX_PEAK (the codecs'
+    own input checks, kame.codec.base). A broken frame is replaced (silence codes for the
+    front-end; silent audio for its rows) and the step raises a CodecInterfaceError naming the
+    codec once per session (the engine sends every live session an ErrorEvent): the rows of the
+    sessions it reached are not told again until a new session takes them (``reset``). An
+    exception raised inside the codec is re-raised naming it."""
+
+    def __init__(self, stepper, codec, *, silence_codes: torch.Tensor, text_skip: Sequence[int],
+                 codec_spec: str | None = None) -> None:
         self.stepper, self.codec = stepper, codec
+        self.codec_spec = codec_spec or type(codec).__name__
         self.stream = codec.stream(stepper.batch_size)
         self.batch_size = stepper.batch_size
+        self.told = np.zeros(self.batch_size, bool)  # rows whose session was told the codec broke
+        self.codec_faults = 0  # frames with broken codec output (repaired)
         cfg = stepper.cfg
         self.n_user_q, self.dep_q = cfg.n_user_q, cfg.dep_q
         self.text_card = cfg.text_card
@@ -55,8 +74,9 @@ class CodecFrameModel:
     def reset(self, rows: Sequence[int]) -> None:
         rows = list(rows)
         self.stepper.reset(rows)  # also resumes and clears the oracle feed
-        self.stream.reset(rows)
+        self._codec("reset", rows)
         self.paused[rows] = False
+        self.told[rows] = False  # a new session: told again if the codec breaks
 
     def oracle_reset(self, row: int) -> None:
         self.stepper.oracle.reset(row)
@@ -78,9 +98,15 @@ class CodecFrameModel:
         if resume:
             self.stepper.resume(resume)
         self.paused = ~active
-        codes = self.stream.encode_frame(torch.from_numpy(pcm))  # [B, K]
+        broken: list[str] = []
+        codes = self._codec("encode_frame", torch.from_numpy(pcm))  # [B, K]
+        try:
+            codes = _check_codes(codes, self.codec, self.n_user_q, self.batch_size, "encode_frame returned")
+        except AudioFormatError as exc:  # the front-end hears a silent frame instead
+            broken.append(str(exc))
+            codes = self.silence_codes[None].expand(self.batch_size, -1)
         dev = self.stepper.model.device  # the LM may live elsewhere (frontend.device) than the codec
-        out = self.stepper.step(codes[:, : self.n_user_q].long().to(dev) if self.n_user_q else None)
+        out = self.stepper.step(codes[:, : self.n_user_q].to(dev) if self.n_user_q else None)
         valid = out.valid.cpu()  # [B]
         audio = out.audio.cpu()  # [B, dep_q]
         # decode the dep_q codebooks the model made (coarse to fine: a prefix of the codec's K);
@@ -89,14 +115,59 @@ class CodecFrameModel:
         if n:
             dec_in = self.silence_codes[None, :n].expand(self.batch_size, n).clone()  # [B, dep_q]
             dec_in[valid] = audio[valid, :n].to(dec_in)
-            pcm_out = self.stream.decode_frame(dec_in).float()  # [B, 1920]
+            pcm_out = self._codec("decode_frame", dec_in)  # [B, 1920]
+            try:
+                pcm_out = check_frame(pcm_out, "decode_frame returned", self.batch_size, pcm.shape[-1],
+                                      self.codec.sample_rate).float()
+            except AudioFormatError as exc:  # silence instead (only the broken rows' if it is a tensor)
+                broken.append(str(exc))
+                pcm_out = _silence_broken_rows(pcm_out, self.batch_size, pcm.shape[-1])
             pcm_out = torch.where(valid[:, None], pcm_out, torch.zeros_like(pcm_out))
         else:  # a front-end that generates no audio (a random stt preset)
             pcm_out = torch.zeros(self.batch_size, pcm.shape[-1])
+        if broken:
+            self._broken(broken, active)
         text = torch.where(valid, out.text.cpu(), torch.full_like(out.text.cpu(), -1))
         text = [(-1 if int(t) in self.text_skip else int(t)) for t in text.tolist()]
         oracle = [(-1 if int(t) == self.pad_id else int(t)) for t in out.oracle_in.tolist()]
         return FrameOut(pcm=pcm_out.cpu().numpy(), text=np.array(text, np.int64), oracle=np.array(oracle, np.int64))
+
+    def _codec(self, method: str, *args):
+        """The codec stream's ``method``; its exception re-raised naming the codec."""
+        try:
+            return getattr(self.stream, method)(*args)
+        except Exception as exc:  # noqa: BLE001 - a codec's own failure (a plugin's too), named
+            raise KameError(f"codec {self.codec_spec} failed in {method}(): {type(exc).__name__}: {exc}") from exc
+
+    def _broken(self, problems: list[str], active: np.ndarray) -> None:
+        """A frame of broken codec output (already replaced): CodecInterfaceError for the sessions
+        not told yet (the engine reports it to every live session), else counted only."""
+        self.codec_faults += 1
+        if not (active & ~self.told).any():
+            return
+        self.told |= active
+        raise CodecInterfaceError(f"codec {self.codec_spec} broke its interface: {'; '.join(problems)} (its broken "
+                                  "frames are replaced by silence; said once per session)")
+
+
+def _check_codes(codes, codec, n_user_q: int, batch_size: int, what: str) -> torch.Tensor:
+    """A stream's encoded frame: integer codes [batch_size, K], K in [n_user_q, num_codebooks],
+    in [0, cardinality) -> int64, else AudioFormatError (kame.codec.base.check_codes)."""
+    codes = check_codes(codes, 2, what, max(int(codec.num_codebooks), 1), int(codec.cardinality), batch_size)
+    if codes.shape[1] < n_user_q:
+        raise AudioFormatError(f"{what}: got {codes.shape[1]} codebooks, the front-end reads {n_user_q} "
+                               f"(num_codebooks is {codec.num_codebooks})")
+    return codes
+
+
+def _silence_broken_rows(pcm, batch_size: int, frame_size: int) -> torch.Tensor:
+    """Decoded audio that failed check_frame -> [batch_size, frame_size] float: a float tensor of
+    that shape keeps its rows whose samples are usable (audio.peak_problem), the rest is zeros."""
+    if isinstance(pcm, torch.Tensor) and pcm.is_floating_point() and tuple(pcm.shape) == (batch_size, frame_size):
+        pcm = pcm.detach().float()
+        bad = torch.tensor([peak_problem(float(p)) is not None for p in pcm.abs().amax(1).cpu()])
+        return torch.where(bad[:, None].to(pcm.device), torch.zeros_like(pcm), pcm)
+    return torch.zeros(batch_size, frame_size)
 
 
 def _random_overrides(codec) -> dict:
@@ -324,7 +395,11 @@ def load_frame_models(cfg: KameConfig):
         tokenizer = default_tokenizer()
     with torch.no_grad():
         s = codec.stream(1)
-        silence_codes = s.encode_frame(torch.zeros(1, 1920))[0].long()  # [K]
+        try:
+            silence_codes = _check_codes(s.encode_frame(torch.zeros(1, 1920)), codec, c.n_user_q, 1,
+                                         "encode_frame of a silent frame returned")[0]  # [K]
+        except AudioFormatError as exc:
+            raise CodecInterfaceError(f"codec {codec_spec} broke its interface: {exc}") from None
     sampling, sampling_info = resolve_sampling(fc, linfo.pop("checkpoint_sampling"), linfo.pop("lm_gen_config"))
     text_skip = {c.existing_text_padding_id, c.existing_text_end_padding_id, c.text_card}
 
@@ -333,7 +408,8 @@ def load_frame_models(cfg: KameConfig):
         if fc.seed >= 0:
             gen = torch.Generator(device=fc.device).manual_seed(fc.seed)
         stepper = Stepper(model, batch_size=batch_size, sampling=sampling, generator=gen)
-        return CodecFrameModel(stepper, codec, silence_codes=silence_codes, text_skip=text_skip)
+        return CodecFrameModel(stepper, codec, silence_codes=silence_codes, text_skip=text_skip,
+                               codec_spec=codec_spec)
 
     def token_text(tok: int) -> str:
         return tokenizer.piece_text(tok)
