@@ -396,6 +396,18 @@ async def test_a_tts_that_gives_no_audio_fails_the_turn(mode):
     await agent.stop()
 
 
+async def test_digits_a_tts_cannot_say_are_no_failure():
+    """piper gives no audio for some digits ('١٢٣'): only a segment with letters needs audio (was:
+    such a segment failed the reply and the rest went unspoken)."""
+    clock = FakeClock()
+    agent, _ = await _agent(clock, FakeLLM(clock, ["١٢٣."], delay=0.1), OddTTS(clock, {1: "empty"}))
+    d = Driver(clock, await agent.open_session())
+    await _ask(d, "how many", 30)
+    assert _errors(d) == [] and _last_turn_pair(d)[1]["failed"] is False
+    await d.close()
+    await agent.stop()
+
+
 # ---- 4. session ids, stop(), outputs() after the end (r7_session_ids_and_outputs.py) --------
 async def test_an_id_in_use_is_refused_and_stop_ends_every_session():
     clock = FakeClock()

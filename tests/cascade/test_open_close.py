@@ -272,3 +272,39 @@ async def test_a_reader_that_awaits_between_items_still_gets_the_last_final(monk
     assert s2._readers == 0  # (a pump cancelled in its loop body, then closed: no reader)
     await s2.close()
     await agent.stop()
+
+
+async def test_stop_leaves_a_cancelled_reply_whose_stream_never_closes(monkeypatch):
+    """An LLM stream that swallows its cancellation while closing: stop() waits for the cancelled
+    reply at most STOP_WAIT_S (was: for ever, and kame run wrote nothing)."""
+    from kame.runtime.base import AgentText
+
+    monkeypatch.setattr(cascade_session, "STOP_WAIT_S", 0.05)
+    clock = FakeClock()
+    llm = CleanupLLM(clock)  # its cleanup waits for llm.done, never set here ...
+
+    released = asyncio.Event()
+
+    async def never(self=llm):
+        while not released.is_set():
+            try:
+                await released.wait()
+            except asyncio.CancelledError:
+                pass  # ... and swallows the cancellation (till the test ends: its loop would wait for it)
+
+    llm.done.wait = never
+    agent, _ = await _agent(clock, llm, FakeTTS(clock))
+    s = await agent.open_session()
+    d = Driver(clock, s)
+    s.stt.say("what is the capital of france", clock.now())
+    for _ in range(30):
+        await d.step()
+        if any(isinstance(o, AgentText) for o in d.out):
+            break
+    d._task.cancel()
+    await asyncio.gather(d._task, return_exceptions=True)
+    await s.close()
+    await asyncio.wait_for(agent.stop(), 30)  # (returns: the stuck stream is left behind)
+    assert llm.order == ["component closed"]
+    released.set()
+    await _spin()

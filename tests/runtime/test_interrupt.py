@@ -109,9 +109,15 @@ async def test_close_components_does_not_wait_for_ever_on_a_plugins_aclose(monke
 
     from kame.runtime import base
 
-    class Hangs:
+    released = asyncio.Event()
+
+    class Hangs:  # (and swallows its cancellation, till the test ends: wait_for would wait for it)
         async def aclose(self):
-            await asyncio.Event().wait()
+            while not released.is_set():
+                try:
+                    await released.wait()
+                except asyncio.CancelledError:
+                    pass
 
     class Closes:
         closed = False
@@ -123,3 +129,5 @@ async def test_close_components_does_not_wait_for_ever_on_a_plugins_aclose(monke
     with caplog.at_level(logging.WARNING, logger="kame.runtime.base"):
         await base.close_components((Hangs(), Closes()), "cascade: ")
     assert Closes.closed and any("closing Hangs did not end within" in r.getMessage() for r in caplog.records)
+    released.set()  # (the test's loop would wait for it at its end)
+    await asyncio.sleep(0)

@@ -307,7 +307,7 @@ class ReplyPipeline:
                             seg.pcm.append(pcm)
                 finally:
                     await _aclose(stream)
-                if not samples and any(c.isalnum() for c in text):
+                if not samples and any(c.isalpha() for c in text):  # (not digits: piper says nothing for some)
                     # (a stream that ends without a sample: the words were never said, not "spoken")
                     raise BackendError(f"it gave no audio for {text.strip()!r} (its stream ended without a "
                                        "sample); the rest of the reply is not spoken")

@@ -48,7 +48,7 @@ from ..audio import SAMPLE_RATE, audio_problem
 from ..backend.llm.base import component_name
 from ..backend.types import FRAME_S, FRAME_SIZE, AudioFrame, ChatMessage, Transcript, Turn
 from ..runtime.base import AgentAudio, BackendHealth, ErrorEvent, Meta, Output, Session, _why
-from ..runtime.clock import Clock
+from ..runtime.clock import STOP_WAIT_S, Clock
 from ..runtime.metrics import Metric, MetricsSink, null_sink
 from ..runtime.session import MAX_PENDING_OUTPUTS
 from ..runtime.sttloop import STALL_S, STTSupervisor
@@ -297,8 +297,8 @@ class CascadeSession(Session):
         pending = [t for t in self._tasks if not t.done()]
         if pending:
             await asyncio.wait(pending)
-        if self._closing_reply is not None:
-            await self._closing_reply.wait()
+        if self._closing_reply is not None:  # (at most STOP_WAIT_S: a stream that swallows its cancellation is left)
+            await asyncio.wait([asyncio.ensure_future(self._closing_reply.wait())], timeout=STOP_WAIT_S)
 
     # ---- input side ---------------------------------------------------------------------
     def _on_vad(self, events: list, t: float) -> None:

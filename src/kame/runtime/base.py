@@ -145,10 +145,13 @@ async def close_components(parts, what: str = "") -> None:
     for part in parts:
         aclose = getattr(part, "aclose", None)
         if aclose is not None:
-            try:
-                await asyncio.wait_for(aclose(), CLOSE_COMPONENT_S)
-            except asyncio.TimeoutError:
+            task = asyncio.ensure_future(aclose())
+            done, _ = await asyncio.wait({task}, timeout=CLOSE_COMPONENT_S)  # (not wait_for: it waits for a
+            if not done:  # cancelled aclose that swallows its cancellation)
+                task.cancel()
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
                 logging.getLogger(__name__).warning("%sclosing %s did not end within %.0f s; left", what,
                                                     type(part).__name__, CLOSE_COMPONENT_S)
-            except Exception as exc:  # noqa: BLE001
-                logging.getLogger(__name__).warning("%sclosing %s failed: %s", what, type(part).__name__, exc)
+            elif not task.cancelled() and task.exception() is not None:
+                logging.getLogger(__name__).warning("%sclosing %s failed: %s", what, type(part).__name__,
+                                                    task.exception())

@@ -85,6 +85,8 @@ async def next_within(stream, clock: Clock, timeout: float):
     ``timeout`` s on ``clock`` (the pending ``__anext__`` is cancelled, and so is a stream whose
     producer hangs). The oracle's and the cascade's stall timers."""
     nxt = asyncio.ensure_future(stream.__anext__())
+    if hasattr(nxt, "set_name"):  # (named for run_to_end's warning, should it never stop)
+        nxt.set_name(f"next item of {getattr(stream, '__qualname__', type(stream).__name__)}")
     timer = asyncio.ensure_future(clock.sleep(max(0.0, timeout)))
     try:
         done, _ = await asyncio.wait({nxt, timer}, return_when=asyncio.FIRST_COMPLETED)

@@ -99,8 +99,10 @@ def run_to_end(main, leave_after: float = LEAVE_AFTER_S):
     finally:
         try:
             left = runner.run(_end_leftovers(leave_after))
-        except BaseException:  # noqa: BLE001 - a second Ctrl-C: close as asyncio.run would
-            left = []
+        except BaseException:  # noqa: BLE001 - Ctrl-C during that wait: leave what is still running
+            left = [t.get_name() for t in asyncio.all_tasks(runner.get_loop()) if not t.done()]
+            for t in asyncio.all_tasks(runner.get_loop()):
+                t._log_destroy_pending = False
         if left:
             log.warning("%d task(s) did not stop within %.0f s of their cancellation and are left behind (a "
                         "component that ignores cancellation or never finishes closing): %s",

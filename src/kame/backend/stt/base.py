@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 import math
+import numbers
 from abc import ABC, abstractmethod
 from typing import Any, AsyncIterable, AsyncIterator
 
@@ -89,4 +90,4 @@ def check_transcript(item: Any, stt: Any) -> Transcript:
 
 
 def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)  # (numpy floats too)
