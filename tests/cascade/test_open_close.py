@@ -210,15 +210,10 @@ class CleanupLLM(FakeLLM):
         self.order.append("component closed")
 
 
-async def test_stop_waits_for_the_reply_a_close_cancelled():
-    """A session closed mid-reply with nobody reading: its cancelled reply unwinds in the
-    background, and the agent's stop() waits for it before closing the LLM (was: the LLM stream's
-    cleanup ran after the LLM was closed, a task left after stop())."""
+async def _closed_mid_reply(agent, clock):
+    """A session asked a question, closed by a server whose client left while the reply streams."""
     from kame.runtime.base import AgentText
 
-    clock = FakeClock()
-    llm = CleanupLLM(clock)
-    agent, _ = await _agent(clock, llm, FakeTTS(clock))
     s = await agent.open_session()
     d = Driver(clock, s)
     s.stt.say("what is the capital of france", clock.now())
@@ -230,6 +225,18 @@ async def test_stop_waits_for_the_reply_a_close_cancelled():
     d._task.cancel()  # (the server's pump, before session.close())
     await asyncio.gather(d._task, return_exceptions=True)
     await s.close()
+    return s
+
+
+async def test_stop_waits_for_the_reply_a_close_cancelled():
+    """A session closed mid-reply with nobody reading: its cancelled reply unwinds in the
+    background, and the agent's stop() waits for it before closing the LLM (was: the LLM stream's
+    cleanup ran after the LLM was closed, a task left after stop())."""
+
+    clock = FakeClock()
+    llm = CleanupLLM(clock)
+    agent, _ = await _agent(clock, llm, FakeTTS(clock))
+    s = await _closed_mid_reply(agent, clock)
     stopping = asyncio.create_task(agent.stop())
     await _spin()
     assert not stopping.done() and not s.stopped and llm.order == []
@@ -277,7 +284,6 @@ async def test_a_reader_that_awaits_between_items_still_gets_the_last_final(monk
 async def test_stop_leaves_a_cancelled_reply_whose_stream_never_closes(monkeypatch):
     """An LLM stream that swallows its cancellation while closing: stop() waits for the cancelled
     reply at most STOP_WAIT_S (was: for ever, and kame run wrote nothing)."""
-    from kame.runtime.base import AgentText
 
     monkeypatch.setattr(cascade_session, "STOP_WAIT_S", 0.05)
     clock = FakeClock()
@@ -294,16 +300,7 @@ async def test_stop_leaves_a_cancelled_reply_whose_stream_never_closes(monkeypat
 
     llm.done.wait = never
     agent, _ = await _agent(clock, llm, FakeTTS(clock))
-    s = await agent.open_session()
-    d = Driver(clock, s)
-    s.stt.say("what is the capital of france", clock.now())
-    for _ in range(30):
-        await d.step()
-        if any(isinstance(o, AgentText) for o in d.out):
-            break
-    d._task.cancel()
-    await asyncio.gather(d._task, return_exceptions=True)
-    await s.close()
+    await _closed_mid_reply(agent, clock)
     await asyncio.wait_for(agent.stop(), 30)  # (returns: the stuck stream is left behind)
     assert llm.order == ["component closed"]
     released.set()
