@@ -266,3 +266,23 @@ async def test_a_dead_stt_is_retried_with_back_off():
     await finish(agent, s, rec)
     final = [m for m in rec.meta("stats") if m.get("final")]
     assert final[0]["stt_dropped_s"] > 60  # the audio the dead STT never got, in the session's stats
+
+
+async def test_a_failed_stt_log_line_names_the_stt_and_the_exception_type(caplog):
+    """The tandem's STT failure line named neither (was: "session s: STT failed: boom"), as the
+    cascade's does ("stt SPEC failed: RuntimeError: boom")."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="kame.runtime.backend")
+
+    class DeadSTT:
+        async def stream(self, frames):
+            raise RuntimeError("no server")
+            yield
+
+    agent, clock, _ = make_agent(lambda s: BackendBridge(s, DeadSTT(), None, s.clock, retry_s=0.08,
+                                                         stt_name="mystt:big"))
+    s, rec = await talk(agent, clock, 3)
+    await finish(agent, s, rec)
+    lines = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert lines and lines[0].startswith(f"session {s.id}: stt mystt:big failed: RuntimeError: no server (restart in")

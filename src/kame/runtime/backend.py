@@ -52,8 +52,9 @@ log = logging.getLogger(__name__)
 
 class BackendBridge:
     def __init__(self, session: "TandemSession", stt, make_producer: Callable | None,
-                 clock: Clock, *, retry_s: float = 1.0, stall_s: float = STALL_S) -> None:
+                 clock: Clock, *, retry_s: float = 1.0, stall_s: float = STALL_S, stt_name: str | None = None) -> None:
         self.session, self.stt, self.make_producer = session, stt, make_producer
+        self.stt_name = stt_name or component_name(stt)  # (its spec, for log lines)
         self.clock, self.retry_s, self.stall_s = clock, retry_s, stall_s
         self._stt = None if stt is None else STTSupervisor(
             stt, clock, who=session.id, retry_s=retry_s, stall_s=stall_s, metrics=self._stt_metric,
@@ -133,7 +134,7 @@ class BackendBridge:
             await self._producer.on_transcript(tr)
 
     def _on_stt_failure(self, exc: BaseException, wait: float) -> None:
-        log.warning("session %s: STT failed: %s (restart in %g s)", self.session.id, exc, wait)
+        log.warning("session %s: stt %s failed: %s (restart in %g s)", self.session.id, self.stt_name, _why(exc), wait)
         self._status("stt", False, f"{_why(exc)}; restarting the stream in {wait:g} s")
 
     async def _producer_loop(self) -> None:
@@ -271,7 +272,8 @@ def load_backend(cfg: KameConfig, clock: Clock, tokenizer=None, metrics=None):
     def factory(session: "TandemSession") -> BackendBridge:
         if make_router is not None:
             session.router = make_router(session)
-        return BackendBridge(session, stt, make_producer, clock, retry_s=bc.retry_s, stall_s=bc.stt_stall_s)
+        return BackendBridge(session, stt, make_producer, clock, retry_s=bc.retry_s, stall_s=bc.stt_stall_s,
+                             stt_name=bc.stt)
 
     factory.shared = tuple(x for x in (stt, llm, tts) if x is not None)  # every session's; the agent closes them at stop
     return factory, info

@@ -142,14 +142,15 @@ async def close_components(parts, what: str = "") -> None:
     back-end (or a plugin whose aclose never returns) must not stop an agent stopping."""
     import logging
 
+    from .clock import cancel_within
+
     for part in parts:
         aclose = getattr(part, "aclose", None)
         if aclose is not None:
             task = asyncio.ensure_future(aclose())
             done, _ = await asyncio.wait({task}, timeout=CLOSE_COMPONENT_S)  # (not wait_for: it waits for a
             if not done:  # cancelled aclose that swallows its cancellation)
-                task.cancel()
-                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+                await cancel_within([task], 0)
                 logging.getLogger(__name__).warning("%sclosing %s did not end within %.0f s; left", what,
                                                     type(part).__name__, CLOSE_COMPONENT_S)
             elif not task.cancelled() and task.exception() is not None:

@@ -76,6 +76,31 @@ END = object()  # next_within: the stream ended
 STOP_WAIT_S = 2.0  # wall time a cancelled __anext__ gets to unwind
 
 
+def leave(tasks) -> None:
+    """Let ``tasks`` run on unwatched: their outcome is taken when they end (no "exception was
+    never retrieved") and they are not reported again as "destroyed but pending" at exit."""
+    for t in tasks:
+        t.add_done_callback(lambda t: t.cancelled() or t.exception())
+        t._log_destroy_pending = False
+
+
+async def cancel_within(tasks, timeout: float) -> list:
+    """Cancel ``tasks`` (futures) and wait at most ``timeout`` s (wall time) for them to unwind;
+    those still running are left (``leave``) and returned: a component that swallows its
+    cancellation must not hang whoever stops it. Outcomes of the ended ones are taken, never
+    raised (a cancellation of the caller itself still propagates)."""
+    tasks = list(tasks)
+    for t in tasks:
+        t.cancel()
+    if not tasks:
+        return []
+    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    for t in done:
+        t.cancelled() or t.exception()
+    leave(pending)
+    return [t for t in tasks if t in pending]
+
+
 class NothingWithin(Exception):
     """next_within's timer ran out (not a TimeoutError: the stream's own may pass through)."""
 
@@ -96,11 +121,6 @@ async def next_within(stream, clock: Clock, timeout: float):
             except StopAsyncIteration:
                 return END
         raise NothingWithin(f"nothing within {timeout:g} s")
-    finally:
-        for f in (nxt, timer):
-            if not f.done():
-                f.cancel()
-        # (never raises; a cancel of ours still propagates; a stream that ignores its
-        # cancellation is left behind after STOP_WAIT_S instead of hanging its reader)
-        await asyncio.wait({nxt, timer}, timeout=STOP_WAIT_S)
+    finally:  # (a stream that ignores its cancellation is left after STOP_WAIT_S, not its reader hung)
+        await cancel_within((nxt, timer), STOP_WAIT_S)
 

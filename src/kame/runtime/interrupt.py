@@ -17,6 +17,8 @@ import logging
 import signal
 import sys
 
+from .clock import cancel_within, leave
+
 log = logging.getLogger(__name__)
 LEAVE_AFTER_S = 5.0  # a task left running when a command's work is done gets this long to stop
 
@@ -99,14 +101,14 @@ def run_to_end(main, leave_after: float = LEAVE_AFTER_S):
     finally:
         try:
             left = runner.run(_end_leftovers(leave_after))
+            within = f"within {leave_after:.0f} s of their cancellation"
         except BaseException:  # noqa: BLE001 - Ctrl-C during that wait: leave what is still running
-            left = [t.get_name() for t in asyncio.all_tasks(runner.get_loop()) if not t.done()]
-            for t in asyncio.all_tasks(runner.get_loop()):
-                t._log_destroy_pending = False
+            running = [t for t in asyncio.all_tasks(runner.get_loop()) if not t.done()]
+            leave(running)
+            left, within = sorted(t.get_name() for t in running), "before Ctrl-C cut their wait short"
         if left:
-            log.warning("%d task(s) did not stop within %.0f s of their cancellation and are left behind (a "
-                        "component that ignores cancellation or never finishes closing): %s",
-                        len(left), leave_after, ", ".join(left))
+            log.warning("%d task(s) did not stop %s and are left behind (a component that ignores "
+                        "cancellation or never finishes closing): %s", len(left), within, ", ".join(left))
             runner.get_loop().close()
         else:
             runner.close()
@@ -115,11 +117,5 @@ def run_to_end(main, leave_after: float = LEAVE_AFTER_S):
 async def _end_leftovers(leave_after: float) -> list[str]:
     """Cancel the tasks still running, wait at most ``leave_after`` s: the names of those left."""
     tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    for t in tasks:
-        t.cancel()
-    if not tasks:
-        return []
-    _, pending = await asyncio.wait(tasks, timeout=leave_after)
-    for t in pending:  # (said once, above: not again as "Task was destroyed but it is pending!" at exit)
-        t._log_destroy_pending = False
-    return sorted(t.get_name() for t in pending)
+    # (said once, by run_to_end: not again as "Task was destroyed but it is pending!" at exit)
+    return sorted(t.get_name() for t in await cancel_within(tasks, leave_after))

@@ -29,7 +29,7 @@ from ..backend.policy import backoff
 from ..backend.stt.base import check_transcript, open_stream
 from ..backend.types import FRAME_S, AudioFrame, Transcript
 from ..errors import BackendError
-from .clock import STOP_WAIT_S, Clock
+from .clock import STOP_WAIT_S, Clock, cancel_within
 
 log = logging.getLogger(__name__)
 
@@ -141,12 +141,6 @@ class STTSupervisor:
     async def _stop(self, task: asyncio.Task) -> None:
         """Cancel a stream's task, giving it STOP_WAIT_S (wall time) to unwind: an STT that
         ignores the cancellation must not hold up its restart or the session's close."""
-        task.cancel()
-        await asyncio.wait({task}, timeout=STOP_WAIT_S)
-        if task.done():
-            with contextlib.suppress(BaseException):
-                task.result()
-        else:
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        if await cancel_within([task], STOP_WAIT_S):
             log.warning("session %s: the STT stream did not stop within %.0f s of its cancellation",
                         self.who, STOP_WAIT_S)

@@ -35,7 +35,7 @@ from ..cliargs import Once, at_least
 from ..errors import ConfigError, KameError, NotAvailableError
 from ..paths import local_path
 from ..runtime.base import Agent, AgentAudio, AgentText, CapacityError, ErrorEvent, Meta, Session
-from ..runtime.clock import Clock, MonotonicClock
+from ..runtime.clock import Clock, MonotonicClock, cancel_within
 from . import protocol as P
 
 log = logging.getLogger("kame.server")
@@ -168,11 +168,10 @@ class Connection:
                     and not self.client_closed:
                 await asyncio.sleep(0.01)
         finally:
-            for t in tasks:
-                t.cancel()
-            _, pending = await asyncio.wait(tasks, timeout=5)
-            if pending:  # never hang the handler on a task that ignores cancellation
-                log.error("connection %s: tasks did not stop: %s", self.session.id, pending)
+            left = await cancel_within(tasks, 5)  # never hang the handler on a task that ignores cancellation
+            if left:
+                log.error("connection %s: tasks did not stop within 5 s of their cancellation: %s", self.session.id,
+                          ", ".join(t.get_name() for t in left))
             if not self.ws.closed:
                 reason = self.close_reason.encode()[:120].decode("utf-8", "ignore").encode()
                 try:
