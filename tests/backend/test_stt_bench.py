@@ -43,9 +43,9 @@ def test_score_wer_by_group_and_word_latency():
     assert r["wer"] == pytest.approx(1 / 14)  # "capitol"; "2" == "two" after normalisation
     assert r["wer_piper"] == pytest.approx(1 / 6) and r["wer_espeak"] == 0.0
     lat = [1.8 - w.end for w in first[:2]] + [3.0 - w.end for w in first[2:]] + [7.5 - w.end for w in second]
-    assert r["word_lat_p50"] == pytest.approx(np.percentile(lat, 50))
-    assert r["word_lat_p90"] == pytest.approx(np.percentile(lat, 90))
-    assert r["final_lat_p50"] == pytest.approx(0.55)
+    s = sorted(lat)  # nearest rank, a measured value: of 14 words the 7th and the 13th
+    assert r["word_lat_p50"] == pytest.approx(s[6]) and r["word_lat_p90"] == pytest.approx(s[12])
+    assert r["final_lat_p50"] == 0.5
     assert (r["partials"], r["finals"], r["cpu"]) == (1, 2, pytest.approx(0.3))
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from ..backend.childproc import children_cpu_seconds
 from ..cliargs import at_least
 from ..runtime.interrupt import run_to_end
+from .machine import pct
 from .textmetrics import edit_distance, normalize
 
 DEFAULT_STTS = ["pocketsphinx", "whisper", "embedded", "embedded;whisper_interval=1.0"]
@@ -227,12 +228,11 @@ def score(corpus: list[dict], run: dict) -> dict:
         for g in ("all", item["group"]):
             errs[g][0] += e
             errs[g][1] += len(ref)
-    pct = lambda xs, q: float(np.percentile(xs, q)) if xs else float("nan")  # noqa: E731
     wer = {g: e / n if n else float("nan") for g, (e, n) in errs.items()}  # (a group without sentences: none)
     return dict(
         wer=wer["all"], wer_piper=wer["piper"], wer_espeak=wer["espeak"],
-        word_lat_p50=pct(lat, 50), word_lat_p90=pct(lat, 90),
-        final_lat_p50=pct(run["final_lat"], 50),
+        word_lat_p50=pct(lat, 0.5), word_lat_p90=pct(lat, 0.9),
+        final_lat_p50=pct(run["final_lat"], 0.5),
         partials=sum(not t.final for t in trs), finals=sum(t.final for t in trs),
         cpu=run["cpu"] / run["audio"],
     )

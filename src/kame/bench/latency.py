@@ -22,10 +22,11 @@ Measured per user turn, from the recorded audio (not from the agents' own metric
                           the reply; tandem: the oracle predictions) counts, clamped to be no earlier
                           than the first response (ASR word starts are approximate). "never" if none is.
   oracle lag (tandem)     the runtime's oracle_lag metric (user's last word -> first oracle token fed)
-and p50 / p90 per mode, the ratio cascade / tandem, a PNG of both distributions and a JSON of
-every turn. The tandem's default front-end is a random-weight tiny checkpoint: its audio is
-babble, not an answer, so its content latency is "never" on (almost) every turn and its
-first-response latency only says when it makes noise. This is printed with the results.
+and p50 / p90 per mode (nearest rank: a measured value; a turn with none counts as +inf), the
+ratio cascade / tandem, a PNG of both distributions and a JSON of every turn. The tandem's
+default front-end is a random-weight tiny checkpoint: its audio is babble, not an answer, so its
+content latency is "never" on (almost) every turn and its first-response latency only says when
+it makes noise. This is printed with the results.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from ..cliargs import at_least
 from ..errors import ConfigError
 from ..paths import check_output_folder
 from ..runtime.interrupt import run_to_end
+from .machine import pct
 
 log = logging.getLogger(__name__)
 SR = SAMPLE_RATE
@@ -234,11 +236,9 @@ def analyse(mode: str, runs, dialogues, asr, thr: float) -> list[TurnResult]:
 
 # ---------------------------------------------------------------------------- report
 def _pct(xs, q):
-    """Percentile; None (never happened) counts as +inf, so a p50 past the last real value is "never"."""
-    if not len(xs):
-        return float("nan")
-    v = float(np.percentile([1e9 if x is None else x for x in xs], q))
-    return math.inf if v > 1e6 else v
+    """machine.pct (nearest rank: a measured value; nan for none) with None (never happened) as
+    +inf, so a p50 past the last real value is "never"."""
+    return pct([math.inf if x is None else x for x in xs], q)
 
 
 def _fmt(x):
@@ -256,10 +256,10 @@ def summary(results: list[TurnResult]) -> dict:
     tf = [r.tts_first_chunk for r in results if r.tts_first_chunk is not None]
     return {"turns": len(results), "first_response_n": sum(x is not None for x in fr),
             "content_n": sum(x is not None for x in ct), "already_sounding_n": sum(1 for x in fr if x == 0.0),
-            "first_response_p50": _pct(fr, 50), "first_response_p90": _pct(fr, 90),
-            "content_p50": _pct(ct, 50), "content_p90": _pct(ct, 90),
-            "oracle_lag_p50": _pct(ol, 50), "oracle_lag_p90": _pct(ol, 90), "oracle_lag_n": len(ol),
-            "llm_ttft_p50": _pct(tt, 50), "request_delay_p50": _pct(rd, 50), "tts_first_chunk_p50": _pct(tf, 50)}
+            "first_response_p50": _pct(fr, 0.5), "first_response_p90": _pct(fr, 0.9),
+            "content_p50": _pct(ct, 0.5), "content_p90": _pct(ct, 0.9),
+            "oracle_lag_p50": _pct(ol, 0.5), "oracle_lag_p90": _pct(ol, 0.9), "oracle_lag_n": len(ol),
+            "llm_ttft_p50": _pct(tt, 0.5), "request_delay_p50": _pct(rd, 0.5), "tts_first_chunk_p50": _pct(tf, 0.5)}
 
 
 def table(sums: dict[str, dict], slowdown: dict[str, float]) -> str:

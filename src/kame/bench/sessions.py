@@ -28,6 +28,7 @@ import numpy as np
 
 from ..cliargs import at_least, thread_count, usable_cores
 from ..config import MAX_SESSIONS
+from .machine import pct
 
 DEFAULT_FRONTENDS = ["random:tiny", "random:small"]
 DEFAULT_SESSIONS = [1, 2, 4, 8]
@@ -43,10 +44,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=at_least(0, float), default=0.8, help="unmeasured seconds first (default 0.8)")
     p.add_argument("--threads", type=thread_count, default=min(2, usable_cores()),
                    help="torch threads of the worker (default 2, or 1 on a one-core machine)")
-
-
-def _pct(xs, q: float) -> float:
-    return float(np.percentile(xs, q)) if len(xs) else float("nan")
 
 
 async def run_case(frontend: str, codec: str, n: int, batched: bool, seconds: float, warmup: float,
@@ -95,8 +92,8 @@ async def run_case(frontend: str, codec: str, n: int, batched: bool, seconds: fl
     steps = [m.value for m in events if m.name == "step_time"]
     missed = [m.value for m in events if m.name == "missed_deadline"]
     return {"frontend": frontend, "codec": comps.get("codec"), "params": comps.get("frontend_params"),
-            "batched": batched, "sessions": n, "frames": len(steps), "step_p50": _pct(steps, 50),
-            "step_p99": _pct(steps, 99), "missed": len(missed), "missed_ratio": len(missed) / max(1, len(steps)),
+            "batched": batched, "sessions": n, "frames": len(steps), "step_p50": pct(steps, 0.5),
+            "step_p99": pct(steps, 0.99), "missed": len(missed), "missed_ratio": len(missed) / max(1, len(steps)),
             "max_late": max(missed, default=0.0), "cpu_per_frame": cpu / max(1, len(steps)),
             "cpu_share": cpu / max(wall, 1e-9)}
 

@@ -42,6 +42,7 @@ from ..runtime.metrics import MetricsLog
 from ..server import protocol as P
 from ..server.app import SERVER_KEY, Server, echo_server_config, make_app, server_config_from
 from ..server.client import chat, chat_url
+from .machine import pct
 
 
 def speechlike(seconds: float, seed: int = 0) -> np.ndarray:
@@ -82,9 +83,8 @@ class LoopLag:
 
     def stop(self) -> dict:
         self._task.cancel()
-        a, b = np.array(self.lags or [0.0]), np.array(self.busy or [0.0])
-        return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "max": float(a.max()),
-                "busy_p99": float(np.percentile(b, 99)), "busy_max": float(b.max())}
+        a, b = self.lags or [0.0], self.busy or [0.0]  # (no window yet: 0)
+        return {"p50": pct(a, 0.5), "p99": pct(a, 0.99), "max": max(a), "busy_p99": pct(b, 0.99), "busy_max": max(b)}
 
 
 # ---- parts ---------------------------------------------------------------------------------
@@ -420,12 +420,12 @@ async def soak(args) -> dict:
                 st, md = metrics.values("step_time"), metrics.values("missed_deadline")
                 if st:
                     out["sessions"]["steps"] = len(st)
-                    out["sessions"]["step_p50_ms"] = 1e3 * float(np.percentile(st, 50))
-                    out["sessions"]["step_p99_ms"] = 1e3 * float(np.percentile(st, 99))
+                    out["sessions"]["step_p50_ms"] = 1e3 * pct(st, 0.5)
+                    out["sessions"]["step_p99_ms"] = 1e3 * pct(st, 0.99)
                     out["sessions"]["missed_ratio"] = len(md) / len(st)
                     out["sessions"]["llm_calls"] = len(metrics.values("llm_ttft"))  # back-end predictions started
                     fin = metrics.values("stt_final_latency")  # end of speech -> final transcript
-                    out["sessions"]["stt_final_p50_s"] = float(np.percentile(fin, 50)) if fin else None
+                    out["sessions"]["stt_final_p50_s"] = pct(fin, 0.5) if fin else None
             if "fuzz" in parts:
                 await settle(server)  # the sessions part's clients may still be going
                 out["fuzz"] = await run_fuzz(url, args.fuzz, http, server, seed=args.seed, workers=workers)
