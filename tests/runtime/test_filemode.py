@@ -166,10 +166,11 @@ def test_the_summary_tells_failed_and_empty_replies(tmp_path, capsys):
     assert reply_outcomes({"other": other}) == {"failed": 1, "empty": 1}
     _print_summary(_summary(mode="cascade", replies={"failed": 1, "empty": 1}, errors=2), tmp_path / "o.wav", True)
     out = capsys.readouterr().out
-    assert "warning   1 of the agent's replies had no text: its LLM answered with none" in out
+    assert "warning   1 of the agent's replies had no text: its LLM 'embedded' answered with no text; " \
+           "check that LLM's replies, or set another backend.llm" in out
     assert "warning   1 of the agent's replies failed before all of it was spoken; its back-end reported 2 error(s)" in out
     _print_summary(_summary(mode="cascade", unanswered=True, replies={"failed": 0, "empty": 1}), tmp_path / "o.wav", True)
-    assert "did not answer in o.wav; its LLM answered with no text" in capsys.readouterr().out
+    assert "did not answer in o.wav; its LLM 'embedded' answered with no text" in capsys.readouterr().out
 
 
 class _TurnAgent:

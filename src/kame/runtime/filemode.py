@@ -25,6 +25,8 @@ frame at a time, until its reply is over (--max-tail, 30 s, bounds the silence i
 Outputs: OUT.wav (stereo 24 kHz), OUT.json (components, words with times, partial/final
 transcripts, oracle events, agent text with times, metrics, summary) and OUT.png (timeline).
 A random-weight front-end is labelled as such everywhere: its speech is babble, not an answer.
+Exit 0; 130 after Ctrl-C; 1 (after writing the files) when the front-end's step failed on more
+than half of the frames (kame.runtime.runreport, which also words the summary's warnings).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from .base import AgentAudio, AgentText, ErrorEvent, Meta
 from .clock import FakeClock
 from .interrupt import first_ctrl_c, run_to_end, unless_stopped
 from .metrics import SLOW_CAUSE, MetricsLog, behind_real_time, late_share
+from .runreport import MIN_WORD_SPEECH_S, STEP_FAILED, frontend_failure, print_warnings
 
 SR, FRAME = 24000, 1920
 FRAME_S = FRAME / SR
@@ -100,7 +103,7 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
                 rec["agent_text"].append({"t": out.t - t0, "text": out.text})
             elif isinstance(out, ErrorEvent):
                 rec["errors"].append({"t": out.t - t0, "message": out.message})
-                if out.message.startswith("front-end step failed"):
+                if out.message.startswith(STEP_FAILED):
                     failed[0] += 1  # a frame that will have no audio
                     got_audio.set()
             elif isinstance(out, Meta):
@@ -180,6 +183,7 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
     rec["components"].update({k: v for k, v in rec["info"].items()
                               if k not in ("type", "session") and isinstance(v, (str, int, float, bool, type(None)))})
     rec["frames"], rec["wall_s"], rec["late_frames"], rec["load_s"] = n, wall, late_frames, load_s
+    rec["failed_steps"] = failed[0]  # frames whose front-end step failed (their ErrorEvents)
     rec.setdefault("interrupted", False)
     rec["duration_s"] = n * FRAME_S
     rec["slowdown"] = wall / rec["duration_s"] if rec["duration_s"] else 0.0
@@ -274,6 +278,7 @@ def summarize(rec: dict) -> dict:
         "slow_steps": sum(x > FRAME_S for x in st),
         "frames": rec["frames"], "late_frames": rec["late_frames"], "wall_s": rec["wall_s"],
         "slowdown": rec["slowdown"], "load_s": rec["load_s"], "errors": len(rec["errors"]),
+        "frontend_failed_steps": rec.get("failed_steps", 0),  # (counted in "errors" too)
     }
 
 
@@ -337,9 +342,6 @@ def unanswered(rec: dict) -> bool:
     return bool(rec.get("components", {}).get("mode") == "cascade"
                 and any(t["final"] and t.get("text", "").strip() for t in rec["transcripts"])
                 and not _agent_text(rec))
-
-
-MIN_WORD_SPEECH_S = 0.3  # a stretch of speech the VAD found, shorter than this, need hold no word
 
 
 def unheard(rec: dict) -> tuple[int, int] | None:
@@ -485,6 +487,9 @@ def main(args) -> int:
         print(f"interrupted after {rec['duration_s']:.2f} s of the input's {input_s:.2f} s (+{args.tail:g} s tail): "
               f"the files hold what was played", file=sys.stderr)
         return 130
+    reason = frontend_failure(summary, rec["errors"], out)
+    if reason:  # exit 1 (cli), the files written: they hold what the front-end produced
+        raise KameError(reason)
     return 0
 
 
@@ -534,36 +539,5 @@ def _print_summary(s: dict, out: Path, no_png: bool) -> None:
     if s.get("tail_extended_s"):
         print(f"tail      {s['tail_extended_s']:.2f} s of silence more than --tail: a reply was under way "
               f"(or the user's final transcript, which starts it, still to come)")
-    failed = f"its back-end reported {s['errors']} error(s): see 'errors' in {out.with_suffix('.json').name}"
-
-    def why(otherwise: str) -> str:  # a warning's likeliest cause: back-end errors, then --fast
-        return failed if s.get("errors") else "--fast leaves its STT, LLM and TTS no time: leave it out" \
-            if s.get("pacing") == "fast" else otherwise
-
-    replies = s.get("replies") or {}
-    if s.get("unanswered"):
-        print(f"warning   the cascade heard the user but did not answer in {out.name}; "
-              + why("its LLM answered with no text" if replies.get("empty") else "give a longer --max-tail"))
-    elif replies.get("empty"):  # (was: nothing said of them)
-        print(f"warning   {replies['empty']} of the agent's replies had no text: its LLM answered with none")
-    if replies.get("failed"):  # (was: "the agent's reply is cut off ... when the file ended")
-        print(f"warning   {replies['failed']} of the agent's replies failed before all of it was spoken; {failed}")
-    if s.get("unheard"):
-        n, of = s["unheard"]
-        print(f"warning   the STT transcribed nothing in {n} of the {of} stretches of speech ({MIN_WORD_SPEECH_S:g} s "
-              f"or longer) the VAD found in {out.name}; "
-              + why("the STT heard no words there (too quiet, not speech it knows, or a language it does not)"))
-    if s.get("answer_missing"):
-        miss, took = s["answer_missing"], []
-        if miss.get("stt_final_latency") is not None:
-            took.append(f"the STT's last final came {miss['stt_final_latency']:.2f} s after the speech")
-        if miss.get("llm_ttft") is not None:
-            took.append(f"the LLM's last first token {miss['llm_ttft']:.2f} s after its prompt")
-        print(f"warning   the back-end's answer to the user's last words (ending at {miss['last_word_end']:.2f} s) "
-              f"had not reached the front-end's oracle when {out.name} ended at {s['frames'] * FRAME_S:.2f} s"
-              + (f" ({'; '.join(took)})" if took else "") + "; " + why("give a longer --tail"))
-    if s.get("reply_cut_off"):
-        cause = failed if s.get("errors") else f"give a longer {'--max-tail' if s['mode'] == 'cascade' else '--tail'}"
-        print(f"warning   the agent's reply is cut off in {out.name}: it was still answering when the file "
-              f"ended; {cause}")
+    print_warnings(s, out)  # (kame.runtime.runreport)
     print(f"wrote     {out}, {out.with_suffix('.json')}" + ("" if no_png else f", {out.with_suffix('.png')}"))

@@ -1,0 +1,87 @@
+"""What went wrong in a `kame run`, and why: the warnings at the end of its printed summary (each
+names its likeliest cause) and the rule by which a run whose front-end mostly failed exits 1.
+Both read the summary dict kame.runtime.filemode builds (``summarize`` and its ``main``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..backend.types import FRAME_S
+
+MIN_WORD_SPEECH_S = 0.3  # a stretch of speech the VAD found, shorter than this, need hold no word
+STEP_FAILED = "front-end step failed"  # how the engine's ErrorEvent for a failed frame step begins
+FAST = "--fast leaves its STT, LLM and TTS no time: leave it out"
+
+# A failed step leaves its frame without agent audio (the engine reports it and goes on, as a
+# live server must). A few (a passing fault) leave a usable run with short gaps: a warning says
+# how many. More than half: the agent's channel is mostly silence, so the run fails (exit 1,
+# kame's code for a failure it names, after the files are written), or a script that takes exit
+# 0 for "here is the answer" takes garbage for one. (All of them: run_conversation raises
+# already, as the agent produced no audio at all.)
+MOSTLY_FAILED = 0.5
+
+
+def failed_steps(s: dict) -> int:
+    """The frames whose front-end step failed, at most the frames played (a step may run as the
+    session closes)."""
+    return min(s.get("frontend_failed_steps") or 0, s.get("frames") or 0)
+
+
+def frontend_failure(s: dict, errors: list[dict], out: Path) -> str | None:
+    """Why the run failed, one line, when its front-end's step failed on more than MOSTLY_FAILED
+    of the frames (``errors``: the run's, for the first failure's message); else None."""
+    n, frames = failed_steps(s), s.get("frames") or 0
+    if not n or n <= MOSTLY_FAILED * frames:
+        return None
+    first = next((e["message"] for e in errors if e.get("message", "").startswith(STEP_FAILED)), STEP_FAILED)
+    return (f"the front-end's step failed on {n} of the {frames} frames, so the agent's channel of {out.name} is "
+            f"mostly silence (first: {first}); {out.name} and {out.with_suffix('.json').name} hold what it "
+            f"produced; see the log for the cause")
+
+
+def print_warnings(s: dict, out: Path) -> None:
+    """The summary's warnings of what failed or is missing, each with its likeliest cause."""
+    json_name = out.with_suffix(".json").name
+    n_failed = failed_steps(s)
+    if n_failed:  # (was: nothing said, and exit 0 whatever their share)
+        print(f"warning   the front-end's step failed on {n_failed} of the {s['frames']} frames: those frames have "
+              f"no agent audio in {out.name}; see 'errors' in {json_name} and the log")
+    errors = max(0, (s.get("errors") or 0) - (s.get("frontend_failed_steps") or 0))  # (those are no back-end's)
+    failed = f"its back-end reported {errors} error(s): see 'errors' in {json_name}"
+
+    def why(otherwise: str) -> str:  # a warning's likeliest cause: back-end errors, then --fast
+        return failed if errors else FAST if s.get("pacing") == "fast" else otherwise
+
+    def why_empty() -> str:  # an LLM's empty answer is its own: --fast only if the STT heard little of it
+        said = f"its LLM {s.get('llm')!r} answered with no text"
+        if s.get("pacing") == "fast" and (s.get("unheard") or not str(s.get("heard") or "").strip()):
+            return f"{said} to the little its STT heard; {FAST}"
+        return said + (" (not --fast: its STT heard the user)" if s.get("pacing") == "fast" else "") \
+            + "; check that LLM's replies, or set another backend.llm"
+
+    replies = s.get("replies") or {}
+    if s.get("unanswered"):  # (was: --fast blamed for an LLM that answered with no text)
+        print(f"warning   the cascade heard the user but did not answer in {out.name}; "
+              + (why_empty() if replies.get("empty") else why("give a longer --max-tail")))
+    elif replies.get("empty"):  # (was: nothing said of them)
+        print(f"warning   {replies['empty']} of the agent's replies had no text: {why_empty()}")
+    if replies.get("failed"):  # (was: "the agent's reply is cut off ... when the file ended")
+        print(f"warning   {replies['failed']} of the agent's replies failed before all of it was spoken; {failed}")
+    if s.get("unheard"):
+        n, of = s["unheard"]
+        print(f"warning   the STT transcribed nothing in {n} of the {of} stretches of speech ({MIN_WORD_SPEECH_S:g} s "
+              f"or longer) the VAD found in {out.name}; "
+              + why("the STT heard no words there (too quiet, not speech it knows, or a language it does not)"))
+    if s.get("answer_missing"):
+        miss, took = s["answer_missing"], []
+        if miss.get("stt_final_latency") is not None:
+            took.append(f"the STT's last final came {miss['stt_final_latency']:.2f} s after the speech")
+        if miss.get("llm_ttft") is not None:
+            took.append(f"the LLM's last first token {miss['llm_ttft']:.2f} s after its prompt")
+        print(f"warning   the back-end's answer to the user's last words (ending at {miss['last_word_end']:.2f} s) "
+              f"had not reached the front-end's oracle when {out.name} ended at {s['frames'] * FRAME_S:.2f} s"
+              + (f" ({'; '.join(took)})" if took else "") + "; " + why("give a longer --tail"))
+    if s.get("reply_cut_off"):
+        cause = failed if errors else f"give a longer {'--max-tail' if s['mode'] == 'cascade' else '--tail'}"
+        print(f"warning   the agent's reply is cut off in {out.name}: it was still answering when the file "
+              f"ended; {cause}")
