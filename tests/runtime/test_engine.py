@@ -12,7 +12,7 @@ from kame.config import load_config
 from kame.errors import ConfigError
 from kame.backend.tokenizer import default_tokenizer
 from kame.runtime.backend import BackendBridge, producer_factory
-from kame.runtime.base import CapacityError, ErrorEvent
+from kame.runtime.base import AgentAudio, AgentText, CapacityError, ErrorEvent
 from kame.runtime.clock import FakeClock
 from kame.runtime.engine import TandemAgent
 from kame.runtime.metrics import MetricsLog
@@ -312,6 +312,7 @@ async def test_hybrid_routing_replaces_front_end_audio_for_structured_turns(fake
                                       "cascade.hybrid_routing": True})
     agent._backend, info = load_backend(agent.config, clock, default_tokenizer(), log)
     assert info["hybrid_routing"] and info["tts"] == "fake"
+    agent.token_text = lambda tok: "§" if tok >= 0 else ""  # the front-end's words, told apart
     await agent.start()
     s = await agent.open_session()
     rec = Recorder(s)
@@ -333,6 +334,11 @@ async def test_hybrid_routing_replaces_front_end_audio_for_structured_turns(fake
     assert np.isclose(audio, 0.5).sum() == 3 * F  # the routed reply's whole TTS audio was played ...
     routed = [a for a in rec.audio() if np.isclose(a, 0.5).any()]
     assert all(set(np.unique(a)) <= {0.0, 0.5} for a in routed)  # ... instead of the front-end's frames
+    # ... and the muted front-end's words are not sent among the reply's (they ran together)
+    routed_t = [x.t for x in rec.items if isinstance(x, AgentAudio) and np.isclose(x.pcm, 0.5).any()]
+    texts = [x for x in rec.items if isinstance(x, AgentText)]
+    assert not any("§" in x.text for x in texts if routed_t[0] <= x.t <= routed_t[-1]), [(x.t, x.text) for x in texts]
+    assert any("§" in x.text for x in texts) and "answer" in "".join(x.text for x in texts)  # (both speak)
     assert any("answer" in (m.get("text") or "") for m in rec.meta("agent_turn"))
     assert not rec.meta("barge_in")
     await s.close()

@@ -211,6 +211,8 @@ class TandemSession(Session):
         if self.router is not None:  # hybrid routing: a routed reply replaces the front-end's audio
             try:
                 self.router.on_vad(rout.vad, t, lat.user_speaking, rout.last_voice)
+                if self.router.active:  # the front-end is muted: its words are not said (the routed
+                    text = ""  # reply's are sent instead; they ran together in the text stream)
                 if text:
                     self.router.on_agent_text(text, t)
                 pcm = self.router.frame(pcm)
