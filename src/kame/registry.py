@@ -25,7 +25,9 @@ command line (``--set backend.llm=mine``), from any of
 A factory that raises, or returns an object without the kind's methods (``stt``: stream,
 ``llm``: stream_chat, ``tts``: synthesize, ``codec``: encode/decode/stream/set_num_codebooks and
 the numbers sample_rate, frame_rate, frame_size, num_codebooks, cardinality: the whole of
-kame.codec.base.Codec), is a KameError naming the spec and where it failed (or what it lacks).
+kame.codec.base.Codec), is a KameError naming the spec and where it failed (or what it lacks);
+one that cannot be called as factory(arg, **options) is a ConfigError naming it and the signature
+it needs. A plugin replaces a built-in scheme only with register(..., replace=True).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import os
 import re
 import sys
@@ -45,6 +48,7 @@ from .errors import ConfigError, KameError, MissingPackageError, PluginError, in
 
 PLUGINS_ENV = "KAME_PLUGINS"  # comma-separated plugin modules or .py files
 ENTRY_POINT_GROUP = "kame.components"  # installed packages' plugin modules
+KINDS = ("codec", "frontend", "stt", "llm", "tts")  # the kinds of component kame looks up
 # the methods a created component must have, by kind (the interfaces in kame.backend / kame.codec)
 REQUIRED_METHODS = {"stt": ("stream",), "llm": ("stream_chat",), "tts": ("synthesize",),
                     "codec": ("encode", "decode", "stream", "set_num_codebooks")}
@@ -53,6 +57,9 @@ REQUIRED_ATTRIBUTES = {"codec": ("sample_rate", "frame_rate", "frame_size", "num
 # where a kind's whole interface is, for the error of a component that lacks part of it
 _INTERFACE = {"codec": "subclass kame.codec.base.Codec, which has them all: docs/codecs.md"}
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+# schemes written only as "scheme://ARG": kame.config reads a front-end's file://PATH, and refuses
+# file:PATH (not a path to it: kame.paths.local_path), so the registry refuses it too
+_SLASHES_ONLY = {("frontend", "file")}
 
 
 @dataclass(frozen=True)
@@ -65,19 +72,29 @@ class Entry:
 
 
 _ENTRIES: dict[str, dict[str, Entry]] = {}
+_BUILTIN: set[tuple[str, str]] = set()  # (kind, scheme) of kame's own table (kame/components.py)
 
 
 def register(kind: str, scheme: str, target: str | Callable, *, extra: str | None = None, help: str = "",
-             needs: str | None = None, needs_env: str | None = None) -> None:
-    """Register ``scheme`` for component ``kind``; ``target`` is "module:callable" or a callable,
-    called as target(arg, **kwargs); ``needs``: the spec must name this after the scheme
-    (``openai:MODEL``), unless env ``needs_env`` is set."""
+             needs: str | None = None, needs_env: str | None = None, replace: bool = False) -> None:
+    """Register ``scheme`` for component ``kind`` (one of KINDS); ``target`` is "module:callable"
+    or a callable, called as target(arg, **kwargs); ``needs``: the spec must name this after the
+    scheme (``openai:MODEL``), unless env ``needs_env`` is set. A built-in scheme is replaced only
+    with ``replace=True``; registering a plugin's scheme again (its module imported twice) replaces it."""
+    if kind not in KINDS:  # (a typo would register a scheme nobody looks up)
+        raise ConfigError(f"register({kind!r}, {scheme!r}, ...): unknown component kind {kind!r}; "
+                          f"the kinds are {', '.join(KINDS)}")
     if not (callable(target) or (isinstance(target, str) and _TARGET.match(target))):
         raise ConfigError(f"register({kind!r}, {scheme!r}, {target!r}): the target must be 'module:callable' "
                           "(e.g. 'mycomps:create_llm') or the factory itself")
     if not isinstance(scheme, str) or not re.match(r"^[A-Za-z_][\w.+-]*$", scheme):
         raise ConfigError(f"register({kind!r}, {scheme!r}, ...): a scheme is a name such as 'mine' (letters, "
                           "digits, _ . + -), the part of a spec before ':'")
+    _load_table()  # kame's own first: checked against here, and never loaded over a plugin's later
+    if (kind, scheme) in _BUILTIN and not replace:
+        raise ConfigError(f"register({kind!r}, {scheme!r}, ...): {scheme!r} is kame's built-in {kind} scheme "
+                          f"({_ENTRIES[kind][scheme].help or _ENTRIES[kind][scheme].target}); pick another "
+                          f"scheme name, or pass replace=True to use yours instead of kame's")
     _ENTRIES.setdefault(kind, {})[scheme] = Entry(target, extra, help, needs, needs_env)
 
 
@@ -129,19 +146,24 @@ def check_spec(kind: str, spec: str, also: tuple[str, ...] = ()) -> tuple[Entry,
     other values the caller takes, e.g. "none", named beside the schemes). Imports nothing, so
     config checks can call it before any component loads."""
     _load_builtin()
-    if kind not in _ENTRIES:
-        raise ConfigError(f"unknown component kind {kind!r}; known: {sorted(_ENTRIES)}")
+    if kind not in KINDS:
+        raise ConfigError(f"unknown component kind {kind!r}; the kinds are {', '.join(KINDS)}")
     alt = "".join(f", or {a!r}" for a in also)
     try:
         scheme, arg = parse_spec(spec)
     except ConfigError as exc:
         raise ConfigError(f"{exc}{alt}") from None
-    entry = _ENTRIES[kind].get(scheme)
+    entry = _ENTRIES.get(kind, {}).get(scheme)
     if entry is None:
         raise ConfigError(
-            f"unknown {kind} spec {spec!r}: scheme {scheme!r} is not one of {sorted(_ENTRIES[kind])}{alt}"
-            + (_path_hint(kind, spec) or _scheme_hint(kind, scheme, spec))
+            f"unknown {kind} spec {spec!r}: scheme {scheme!r} is not one of {sorted(_ENTRIES.get(kind, {}))}{alt}"
+            + (_options_hint(kind, scheme, spec) or _path_hint(kind, spec) or _scheme_hint(kind, scheme, spec))
         )
+    if (kind, scheme) in _SLASHES_ONLY and not spec.strip().startswith(f"{scheme}://"):
+        path = arg or "PATH"
+        plain = path if path[0] in "/.~" else f"./{path}"
+        raise ConfigError(f"{kind} spec {spec!r}: write {scheme}://{path} (or {plain}, path:{path}); "
+                          f"'{scheme}:' without '//' is not a path{alt}")
     if entry.needs and not (arg or "").strip(": ") and not (entry.needs_env and os.environ.get(entry.needs_env)):
         raise ConfigError(f"{kind} spec {spec!r} names no {entry.needs}: give {scheme}:{entry.needs}"
                           + (f" (or set {entry.needs_env})" if entry.needs_env else "") + alt)
@@ -158,6 +180,17 @@ def check_key_spec(key: str, kind: str, spec: str, also: tuple[str, ...] = (), n
         raise
     except ConfigError as exc:
         raise ConfigError(f"{key}: {exc}{note}") from None
+
+
+def _options_hint(kind: str, scheme: str, spec: str) -> str:
+    """For options written straight after the scheme ("mine;opt=1", so the whole is taken as the
+    scheme): where they go."""
+    name, semi, _ = scheme.partition(";")
+    entry = _ENTRIES[kind].get(name)
+    if not semi or entry is None:
+        return ""
+    options = spec.strip()[len(name) + 1:]
+    return f"; options go after the scheme's ':' and its argument, if any: write {name}:{entry.needs or ''};{options}"
 
 
 def _path_hint(kind: str, spec: str) -> str:
@@ -224,6 +257,7 @@ def create(kind: str, spec: str, **kwargs: Any) -> Any:
     """Create the component named by ``spec``; extra keyword arguments go to its factory (one it
     does not take is an UnknownOptionError, a ConfigError)."""
     factory, arg = resolve(kind, spec)
+    _check_call(kind, spec, factory, arg, kwargs)
     try:
         made = factory(arg, **kwargs)
     except (KameError, KeyboardInterrupt, SystemExit):
@@ -246,6 +280,50 @@ def create(kind: str, spec: str, **kwargs: Any) -> Any:
         raise ConfigError(f"{kind} {spec!r}: its factory returned {type(made).__name__}, which has no "
                           f"{', '.join(lacks)} (a {kind} implements kame's {kind.upper()} interface{how})")
     return made
+
+
+def _check_call(kind: str, spec: str, factory: Callable, arg: str | None, kwargs: dict[str, Any]) -> None:
+    """Bind the call before making it, so that a factory kame cannot call as factory(arg, **kwargs)
+    is said as that, naming it (not a TypeError at kame's line), and a keyword it does not take is
+    an UnknownOptionError; a TypeError raised inside the factory stays the factory's."""
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):  # (no signature to read, e.g. some builtins: the call will tell)
+        return
+    try:
+        sig.bind(arg, **kwargs)
+        return
+    except TypeError as exc:
+        error = exc
+    params = sig.parameters.values()
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        unknown = [k for k in kwargs if k not in named]
+        if unknown and _binds(sig, arg, {k: v for k, v in kwargs.items() if k in named}):
+            raise UnknownOptionError(f"{kind} {spec!r} has no option {unknown[0]!r}", unknown[0])
+    scheme = parse_spec(spec)[0]
+    given = "".join(f", {k}=..." for k in kwargs)
+    raise ConfigError(f"{kind} {spec!r}: its factory {_describe(factory)} has the signature {sig}, so it cannot be "
+                      f"called as factory(arg{given}): {error}. A factory takes the spec's arg first (the part after "
+                      f"'{scheme}:', None without it), then keyword options: def create(arg=None, **kwargs)") from None
+
+
+def _binds(sig: inspect.Signature, arg: Any, kwargs: dict[str, Any]) -> bool:
+    try:
+        sig.bind(arg, **kwargs)
+    except TypeError:
+        return False
+    return True
+
+
+def _describe(factory: Callable) -> str:
+    """module:qualname of a factory, and its file and line where they can be found."""
+    name = f"{getattr(factory, '__module__', None) or '?'}:{getattr(factory, '__qualname__', None) or repr(factory)}"
+    try:
+        where = f" ({Path(inspect.getsourcefile(factory)).name}:{inspect.getsourcelines(factory)[1]})"
+    except (TypeError, OSError):
+        where = ""
+    return name + where
 
 
 def _is_number(value: Any) -> bool:
@@ -280,16 +358,29 @@ def _missing(kind: str, spec: str, entry: Entry, exc: ImportError) -> MissingPac
 
 
 _LOADED = False
+_TABLE_LOADED = False
+
+
+def _load_table() -> None:
+    # Built-in entries live in one table (kame/components.py) so they are easy to read.
+    global _TABLE_LOADED
+    if not _TABLE_LOADED:
+        _TABLE_LOADED = True  # (its own register() calls come back here)
+        try:
+            importlib.import_module("kame.components")
+        except BaseException:
+            _TABLE_LOADED = False
+            raise
+        _BUILTIN.update((kind, scheme) for kind, entries in _ENTRIES.items() for scheme in entries)
 
 
 def _load_builtin() -> None:
-    # Built-in entries live in one table (kame/components.py) so they are easy to read; then the
-    # plugins of installed packages and of KAME_PLUGINS.
+    # The built-in table, then the plugins of installed packages and of KAME_PLUGINS.
     global _LOADED
     if not _LOADED:
         _LOADED = True
         try:
-            importlib.import_module("kame.components")
+            _load_table()
             for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
                 _load_entry_point(ep)
             load_plugins(filter(None, os.environ.get(PLUGINS_ENV, "").split(",")), PLUGINS_ENV)
@@ -324,7 +415,7 @@ _PLUGINS: set[str] = set()
 def load_plugins(names, source: str = "--plugin") -> None:
     """Import plugin modules (a module name, or a .py file's path) once each; their register()
     calls add schemes. ConfigError naming ``source`` if one cannot be imported."""
-    _load_builtin()  # first, so that a plugin may replace a built-in scheme
+    _load_builtin()  # first: a plugin's register() is checked against the built-in schemes
     for name in (n.strip() for n in names):
         if not name or name in _PLUGINS:
             continue

@@ -1,0 +1,191 @@
+"""kame.registry as a plugin author meets it: register() refuses an unknown kind and (without
+replace=True) a built-in scheme; a spec's options without their ':' get a hint; a front-end's
+file:PATH is refused as kame.config refuses it; a factory kame cannot call is named."""
+
+import importlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from kame import registry
+from kame.errors import ConfigError, KameError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def scratch():
+    """The registry as it was before the test: schemes added removed, built-ins replaced restored."""
+    registry.schemes("stt")  # the built-in table first
+    before = {kind: dict(entries) for kind, entries in registry._ENTRIES.items()}
+    plugins = set(registry._PLUGINS)
+    yield
+    for kind, entries in registry._ENTRIES.items():
+        entries.clear()
+        entries.update(before.get(kind, {}))
+    registry._PLUGINS.intersection_update(plugins)
+
+
+class _LLM:
+    async def stream_chat(self, messages, *, max_tokens=None, temperature=None):
+        yield "mine"
+
+
+def _create_llm(arg=None, **kw):
+    return _LLM()
+
+
+def test_an_unknown_kind_is_refused_naming_the_kinds(scratch):
+    # (was: registered under "ltt", a scheme nobody would ever look up)
+    with pytest.raises(ConfigError) as err:
+        registry.register("ltt", "mine", _create_llm)
+    assert str(err.value) == ("register('ltt', 'mine', ...): unknown component kind 'ltt'; "
+                              "the kinds are codec, frontend, stt, llm, tts")
+    assert "ltt" not in registry._ENTRIES
+    with pytest.raises(ConfigError, match="unknown component kind 'ltt'; the kinds are codec, frontend"):
+        registry.check_spec("ltt", "mine")
+
+
+def test_a_built_in_scheme_is_replaced_only_with_replace_true(scratch):
+    kames = registry.schemes("llm")["openai"]
+    with pytest.raises(ConfigError, match=r"register\('llm', 'openai', \.\.\.\): 'openai' is kame's built-in llm "
+                                          r"scheme \(.*\); pick another scheme name, or pass replace=True"):
+        registry.register("llm", "openai", _create_llm)  # (was: kame's silently hidden)
+    assert registry.schemes("llm")["openai"] is kames
+    registry.register("llm", "openai", _create_llm, replace=True)
+    assert isinstance(registry.create("llm", "openai:anything"), _LLM)
+
+
+def test_a_plugin_registered_before_the_built_in_table_is_checked_against_it_and_kept():
+    """A fresh process whose first registry call is a plugin's register(): the built-in table
+    loads first (was: it loaded later, silently over the plugin's replacement)."""
+    code = textwrap.dedent("""
+        from kame import registry
+        from kame.errors import ConfigError
+        try:
+            registry.register("llm", "openai", "mycomps:create")
+        except ConfigError as exc:
+            print("refused:", exc)
+        registry.register("llm", "openai", "mycomps:create", replace=True)
+        print("kept:", registry.schemes("llm")["openai"].target)
+    """)
+    env = {k: v for k, v in os.environ.items() if k != registry.PLUGINS_ENV}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "refused: register('llm', 'openai', ...): 'openai' is kame's built-in llm scheme" in out.stdout
+    assert out.stdout.endswith("kept: mycomps:create\n")
+
+
+def test_a_plugin_module_imported_twice_registers_again(tmp_path, monkeypatch, scratch):
+    """Loaded by file (--plugin ./twice_comps.py) and imported by name: both register "twice"."""
+    (tmp_path / "twice_comps.py").write_text(textwrap.dedent("""
+        from kame import registry
+
+        registry.register("llm", "twice", lambda arg=None, **kw: None, help="mine")
+        registry.register("llm", "openai", lambda arg=None, **kw: None, replace=True)
+    """))
+    registry.load_plugins([str(tmp_path / "twice_comps.py")])
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        importlib.import_module("twice_comps")
+    finally:
+        sys.modules.pop("twice_comps", None)
+    assert registry.check_spec("llm", "twice")[0].help == "mine"
+
+
+@pytest.mark.parametrize("kind, spec, hint", [
+    ("llm", "mine;opt=1", "; options go after the scheme's ':' and its argument, if any: write mine:;opt=1"),
+    ("stt", "openai;response_format=json",
+     "; options go after the scheme's ':' and its argument, if any: write openai:MODEL;response_format=json"),
+])
+def test_options_without_the_colon_say_where_they_go(kind, spec, hint, scratch):
+    registry.register("llm", "mine", _create_llm)
+    with pytest.raises(ConfigError) as err:  # (was: only "scheme 'mine;opt=1' is not one of [...]")
+        registry.check_spec(kind, spec)
+    assert str(err.value).endswith(hint)
+    assert registry.check_spec("llm", "mine:;opt=1")[1] == ";opt=1"  # the form the hint gives
+    with pytest.raises(ConfigError) as err:  # an unknown scheme with options: no such hint
+        registry.check_spec("llm", "nosuch;opt=1")
+    assert "options go" not in str(err.value)
+
+
+@pytest.mark.parametrize("spec", ["file:ck", "file:/abs/ck", "file:", "file://ck", "file:///abs/ck", "path:ck",
+                                  "./ck", "hf://org/repo", "random:tiny"])
+def test_a_front_end_spec_is_taken_by_the_registry_as_the_config_takes_it(spec, tmp_path, monkeypatch):
+    """file:ck was the registry's folder ck, and not a front-end spec to kame.config."""
+    from kame.config import FrontendConfig
+
+    monkeypatch.chdir(tmp_path)  # (no folder named like the specs)
+    try:
+        FrontendConfig(spec=spec).validate()
+        config_takes = True
+    except ConfigError:
+        config_takes = False
+    try:
+        registry.check_spec("frontend", spec)
+        registry_takes = True
+    except ConfigError as exc:
+        registry_takes = False
+        if spec.startswith("file:"):
+            assert "write file://" in str(exc)
+    assert registry_takes == config_takes
+
+
+def test_file_colon_says_how_to_write_the_path():
+    with pytest.raises(ConfigError) as err:
+        registry.check_spec("frontend", "file:ck")
+    assert str(err.value) == ("frontend spec 'file:ck': write file://ck (or ./ck, path:ck); "
+                              "'file:' without '//' is not a path")
+    with pytest.raises(ConfigError, match=r"write file:///abs/ck \(or /abs/ck, path:/abs/ck\)"):
+        registry.check_spec("frontend", "file:/abs/ck")
+
+
+def test_a_factory_kame_cannot_call_is_named_with_the_signature_it_needs(tmp_path, scratch):
+    """(was: "llm 'nullary' could not be created: TypeError: create() takes 0 positional arguments
+    but 1 was given (at registry.py:228)")"""
+    plugin = tmp_path / "sigcomps.py"
+    plugin.write_text(textwrap.dedent("""
+        from kame import registry
+
+        def create():
+            return None
+
+        def needs_clock(arg, *, clock):
+            return None
+
+        registry.register("llm", "nullary", create)
+        registry.register("stt", "needs_clock", needs_clock)
+    """))
+    registry.load_plugins([str(plugin)])
+    with pytest.raises(ConfigError) as err:
+        registry.create("llm", "nullary")
+    assert str(err.value) == (
+        "llm 'nullary': its factory kame_plugin_sigcomps:create (sigcomps.py:4) has the signature (), so it "
+        "cannot be called as factory(arg): too many positional arguments. A factory takes the spec's arg first "
+        "(the part after 'nullary:', None without it), then keyword options: def create(arg=None, **kwargs)")
+    with pytest.raises(ConfigError, match=r"stt 'needs_clock': its factory kame_plugin_sigcomps:needs_clock "
+                                          r"\(sigcomps.py:7\) has the signature \(arg, \*, clock\), so it cannot be "
+                                          r"called as factory\(arg, nice=\.\.\.\): missing a required argument"):
+        registry.create("stt", "needs_clock", nice=3)
+
+
+def test_a_type_error_inside_a_factory_and_an_option_it_does_not_take_are_as_before(scratch):
+    def inside(arg=None, **kw):
+        raise TypeError("a bug of the factory's own")
+
+    def no_nice(arg=None, clock=None):
+        return _LLM()
+
+    registry.register("llm", "inside", inside)
+    with pytest.raises(KameError, match=r"llm 'inside' could not be created: TypeError: a bug of the factory's own "
+                                        r"\(at test_registry_plugins.py:\d+\)"):
+        registry.create("llm", "inside")
+    registry.register("llm", "no_nice", no_nice)
+    with pytest.raises(registry.UnknownOptionError, match="llm 'no_nice' has no option 'nice'"):
+        registry.create("llm", "no_nice", clock=1, nice=3)
+    assert isinstance(registry.create_with_optional("llm", "no_nice", clock=1, nice=3), _LLM)
