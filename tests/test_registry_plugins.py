@@ -189,3 +189,29 @@ def test_a_type_error_inside_a_factory_and_an_option_it_does_not_take_are_as_bef
     with pytest.raises(registry.UnknownOptionError, match="llm 'no_nice' has no option 'nice'"):
         registry.create("llm", "no_nice", clock=1, nice=3)
     assert isinstance(registry.create_with_optional("llm", "no_nice", clock=1, nice=3), _LLM)
+
+
+@pytest.mark.parametrize("kind, method, body, wrong", [
+    ("llm", "stream_chat", "def stream_chat(self, messages, **kw):\n        yield 'hi'", "a plain generator"),
+    ("llm", "stream_chat", "async def stream_chat(self, messages, **kw):\n        return 'hi'", "a coroutine function"),
+    ("stt", "stream", "def stream(self, frames):\n        yield None", "a plain generator"),
+    ("tts", "synthesize", "async def synthesize(self, text):\n        return None", "a coroutine function"),
+])
+def test_a_method_kame_reads_with_async_for_is_checked_at_creation(kind, method, body, wrong, scratch):
+    """A sync generator (or a coroutine) for stream_chat / stream / synthesize was found by the
+    first request ("'async for' requires an object with __aiter__"), once per request."""
+    ns: dict = {}
+    exec(f"class Mine:\n    {body}\n", ns)
+    registry.register(kind, "mine", lambda arg=None, **kw: ns["Mine"]())
+    with pytest.raises(ConfigError, match=rf"{kind} 'mine': its Mine.{method}\(\) is {wrong} .*'async for': write "
+                                          rf"it as an async generator, 'async def {method}\(\.\.\.\)' that yields"):
+        registry.create(kind, "mine")
+
+
+def test_an_async_generator_method_is_taken(scratch):
+    class Mine:
+        async def stream_chat(self, messages, **kw):
+            yield "hi"
+
+    registry.register("llm", "mine", lambda arg=None, **kw: Mine())
+    assert isinstance(registry.create("llm", "mine"), Mine)

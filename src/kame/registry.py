@@ -54,6 +54,9 @@ REQUIRED_METHODS = {"stt": ("stream",), "llm": ("stream_chat",), "tts": ("synthe
                     "codec": ("encode", "decode", "stream", "set_num_codebooks")}
 # ... and the numbers it must have (a codec's: its token layout, kame.codec.base.Codec)
 REQUIRED_ATTRIBUTES = {"codec": ("sample_rate", "frame_rate", "frame_size", "num_codebooks", "cardinality")}
+# the methods kame reads with ``async for`` (a plain generator or a coroutine function is a mistake
+# found at creation, not by the first request)
+ASYNC_ITERATORS = {"stt": "stream", "llm": "stream_chat", "tts": "synthesize"}
 # where a kind's whole interface is, for the error of a component that lacks part of it
 _INTERFACE = {"codec": "subclass kame.codec.base.Codec, which has them all: docs/codecs.md"}
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -279,6 +282,13 @@ def create(kind: str, spec: str, **kwargs: Any) -> Any:
         how = f"; {_INTERFACE[kind]}" if kind in _INTERFACE else ""
         raise ConfigError(f"{kind} {spec!r}: its factory returned {type(made).__name__}, which has no "
                           f"{', '.join(lacks)} (a {kind} implements kame's {kind.upper()} interface{how})")
+    method = getattr(made, ASYNC_ITERATORS.get(kind, ""), None)
+    wrong = ("a plain generator (def ... yield)" if inspect.isgeneratorfunction(method) else
+             "a coroutine function (async def without yield)" if inspect.iscoroutinefunction(method) else None)
+    if wrong:
+        name = ASYNC_ITERATORS[kind]
+        raise ConfigError(f"{kind} {spec!r}: its {type(made).__name__}.{name}() is {wrong}, but kame reads it "
+                          f"with 'async for': write it as an async generator, 'async def {name}(...)' that yields")
     return made
 
 
