@@ -8,7 +8,7 @@ import torch
 
 from ._ref import make_checkpoint
 from kame.model.loaders import load_frontend
-from kame.model.stepper import OracleFeed, Sampling, Stepper, sample
+from kame.model.stepper import OracleFeed, Sampling, Stepper, oracle_ids, oracle_timeline, sample
 
 
 @pytest.fixture(scope="module")
@@ -26,35 +26,62 @@ def _user(B, T, seed=5):
 
 
 @torch.no_grad()
+def _session(model, user, events, steps):
+    """Run the stepper `steps` steps; events[b]: row b's oracle calls (frame, "reset") /
+    (frame, "append", ids), made before the step of that frame."""
+    B = user.shape[0]
+    st = Stepper(model, B, Sampling(greedy=True))
+    text_logits, audio_logits, oracle_in, frames = [], [], [], []
+    for t in range(steps):
+        for b in range(B):
+            for ev in events[b]:
+                if ev[0] == t:
+                    st.oracle.reset(b) if ev[1] == "reset" else st.oracle.append(b, ev[2])
+        o = st.step(user[:, :, t])
+        text_logits.append(o.text_logits)
+        audio_logits.append(o.audio_logits)
+        oracle_in.append(o.oracle_in)
+        if o.valid.all():
+            assert (o.frame == len(frames)).all()
+            frames.append(torch.cat([o.text[:, None], o.audio], dim=1))
+    return (torch.stack(text_logits, 1), torch.stack(audio_logits, 1), torch.stack(oracle_in, 1),
+            torch.stack(frames, 2), st)
+
+
+@torch.no_grad()
 def test_streamed_equals_training_forward_with_oracle(model):
+    """forward(codes, oracle) == the stepper, text and audio logits, when oracle[:, t] is the
+    token the stepper fed at step t (oracle_timeline of the same events)."""
     B, T = 2, 20  # context is 12: also checks the ring buffer against the windowed mask
     user = _user(B, T + 1)
-    oracle = torch.randint(4, 300, (B, T), generator=torch.Generator().manual_seed(6))
-    oracle[:, 8:11] = 3  # some pad frames
-    st = Stepper(model, B, Sampling(greedy=True))
-    for b in range(B):
-        st.oracle.reset(b)  # start id at frame 0, then one token per frame
-        st.oracle.append(b, oracle[b].tolist())
-    logits, frames = [], []
-    for t in range(T + 1):
-        o = st.step(user[:, :, t])
-        logits.append(o.text_logits)
-        if t == 0:
-            assert not o.valid.any() and (o.oracle_in == 300).all()
-        else:
-            assert o.valid.all() and (o.frame == t - 1).all()
-            assert torch.equal(o.oracle_in, oracle[:, t - 1])
-            frames.append(torch.cat([o.text[:, None], o.audio], dim=1))
-    gen = torch.stack(frames, dim=2)  # [B, 9, T] frames 0..T-1 of the model's streams
+    first = torch.randint(4, 300, (T,), generator=torch.Generator().manual_seed(6)).tolist()
+    first[8:11] = [3, 3, 3]  # some pad frames inside a prediction
+    events = [
+        [(0, "reset"), (0, "append", first)],  # a prediction from the first frame
+        # a session start as at inference: pad until the back-end's first prediction (frame 4),
+        # late tokens (skipped), a second prediction (frame 10) replacing the first's unfed ones
+        [(4, "reset"), (4, "append", [11, 12, 13, 14, 15, 16]), (7, "append", [20, 21]),
+         (10, "reset"), (10, "append", [30, 31, 32]), (13, "append", [40, 41]),
+         (17, "append", [50, 51, 52])],
+    ]
+    text_logits, audio_logits, oracle_in, gen, st = _session(model, user, events, T + 1)
+    assert oracle_in[1].tolist()[:T] == [3, 3, 3, 3, 300, 11, 12, 13, 14, 15, 300, 30, 31, 32, 40, 41,
+                                         3, 51, 52, 3]
+    assert st.oracle.stats(1).skipped == 1 and st.oracle.stats(1).superseded == 3
+    oracle = torch.stack([oracle_timeline(ev, T, **oracle_ids(model.cfg)) for ev in events])
+    assert torch.equal(oracle, oracle_in[:, :T])  # the pure function gives the stepper's feed
     # Training layout: the user's frame f+1 is seen with the model's frame f (moshi's convention).
-    codes = torch.cat([gen, user[:, :, 1:]], dim=1)
+    codes = torch.cat([gen, user[:, :, 1:]], dim=1)  # gen: the model's frames 0..T-1
     out = model(codes, oracle=oracle)
-    assert torch.allclose(out.text_logits[:, 0], torch.stack(logits[:T], dim=1), atol=1e-4)
-    pred = out.logits.argmax(-1)  # [B, 8, T]
-    assert torch.equal(pred[out.mask], codes[:, 1:9][out.mask])
-    # without the oracle the text predictions differ
-    plain = model(codes)
-    assert not torch.allclose(plain.text_logits, out.text_logits, atol=1e-3)
+    assert out.text_mask.all()
+    assert (out.text_logits[:, 0] - text_logits[:, :T]).abs().max() < 1e-5
+    # audio codebook k (delay d) of frame f is sampled at step f + d; forward masks the last d frames
+    for k, d in enumerate(model.cfg.delays[1: 1 + model.cfg.dep_q]):
+        assert out.mask[:, k, :T - d].all() and not out.mask[:, k, T - d:].any()
+        assert (out.logits[:, k, :T - d] - audio_logits[:, d:T, k]).abs().max() < 1e-5
+    # another oracle, or none (= pad at every step), gives other text predictions
+    for other in (None, oracle.roll(1, dims=1)):
+        assert (model(codes, oracle=other).text_logits - out.text_logits).abs().max() > 1e-2
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ from kame.model.config import preset
 from kame.model.lm import LMModel
 
 
-def losses(model: LMModel, codes: torch.Tensor, oracle: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def losses(model: LMModel, codes: torch.Tensor, oracle: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(text loss, audio loss): cross-entropy over the valid positions the masks give."""
     out = model(codes, oracle=oracle)
     text = F.cross_entropy(out.text_logits[out.text_mask], codes[:, :1][out.text_mask])
@@ -63,3 +63,53 @@ def test_a_few_steps_fit_a_fixed_batch_and_the_oracle_matters():
         a, b = model(codes, oracle=oracle).text_logits, model(codes, oracle=other).text_logits
         valid = model(codes, oracle=oracle).text_mask
         assert (a[valid] - b[valid]).abs().max() > 1e-3
+
+
+@torch.no_grad()
+def test_inputs_change_what_the_model_reads_not_the_targets():
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = LMModel(preset("tiny")).eval()
+    cfg = model.cfg
+    codes, oracle = batch(cfg)
+    codes[0, 0, 3] = -1  # no text target there
+    ref = model(codes, oracle=oracle)
+    same = model(codes, oracle=oracle, inputs=codes.clone())
+    for name in ("logits", "mask", "text_logits", "text_mask"):
+        assert torch.equal(getattr(ref, name).nan_to_num(), getattr(same, name).nan_to_num()), name
+    # KAME-style input dropouts: text to pad from frame 5 on, the user's semantic stream zeroed
+    inputs = codes.clone()
+    inputs[:, 0, 5:] = cfg.existing_text_padding_id
+    inputs[:, 1 + cfg.dep_q] = -1
+    out = model(codes, oracle=oracle, inputs=inputs)
+    assert torch.equal(out.mask, ref.mask) and torch.equal(out.text_mask, ref.text_mask)  # from codes
+    assert not out.text_mask[0, 0, 3]
+    # the first position sees only BOS frames (the user's stream is read from position 1 on)
+    assert torch.equal(out.text_logits[:, :, 0], ref.text_logits[:, :, 0])
+    assert (out.text_logits[:, :, 1:] - ref.text_logits[:, :, 1:]).abs().amax(-1).min() > 1e-4
+    # an input zeroed (-1) where codes hold a target: still a target
+    inputs = codes.clone()
+    inputs[:, 0, 7] = -1
+    out = model(codes, oracle=oracle, inputs=inputs)
+    assert out.text_mask[:, 0, 7].all() and torch.equal(out.text_mask, ref.text_mask)
+    assert (out.text_logits[:, :, 8] - ref.text_logits[:, :, 8]).abs().max() > 1e-4
+    assert torch.equal(out.text_logits[:, :, :8], ref.text_logits[:, :, :8])  # causal: earlier ones unchanged
+
+
+def test_no_oracle_feeds_pad_so_every_parameter_gets_a_gradient():
+    """oracle=None on a model with an oracle stream = pad at every step (what the stepper feeds
+    with no prediction): oracle_emb stays in the graph, so DDP does not find an unused parameter."""
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = LMModel(preset("tiny"))
+    codes, _ = batch(model.cfg)
+    pad = torch.full(codes[:, 0].shape, model.cfg.existing_text_padding_id)
+    with torch.no_grad():
+        a, b = model(codes), model(codes, oracle=pad)
+        assert torch.equal(a.text_logits.nan_to_num(), b.text_logits.nan_to_num())
+        assert torch.equal(a.logits.nan_to_num(), b.logits.nan_to_num())
+    text, audio = losses(model, codes, None)
+    (text + audio).backward()
+    unused = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not unused, unused
+    assert model.oracle_emb.weight.grad[model.cfg.existing_text_padding_id].abs().sum() > 0

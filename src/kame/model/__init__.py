@@ -14,7 +14,8 @@ See docs/frontend.md.
 # checks) can be imported without torch, e.g. by kame.config at config load.
 _EXPORTS = {"LMConfig": "config", "preset": "config", "LMModel": "lm", "LMOutput": "lm",
             "Frontend": "loaders", "FrontendInfo": "loaders", "load_frontend": "loaders",
-            "save_frontend": "loaders", "OracleFeed": "stepper", "OracleStats": "stepper",
+            "save_frontend": "loaders", "OracleFeed": "stepper", "OracleStats": "stepper", "oracle_ids": "stepper",
+            "oracle_timeline": "stepper",
             "Sampling": "stepper", "StepOutput": "stepper", "Stepper": "stepper"}
 __all__ = list(_EXPORTS)
 

@@ -9,7 +9,8 @@ The oracle (KAME) is one more text-vocabulary stream, embedded with its own tabl
 and summed into the temporal transformer's input only (the depformer never sees it).
 
     model = LMModel(preset("tiny"))
-    out = model(codes, oracle=oracle_tokens)   # training forward: logits aligned with codes
+    out = model(codes, oracle=oracle_tokens)   # training forward: logits aligned with codes,
+    #                                            oracle_tokens[:, t] = what the stepper feeds at step t
     # streaming: see kame.model.stepper.Stepper
 
 Parameter names are those of moshi's LMModel (plus ``oracle_emb.weight``), so published
@@ -155,24 +156,46 @@ class LMModel(nn.Module):
         out = self.out_norm(self.transformer(x, state=state, exec_mask=exec_mask))
         return out, self.text_linear(out)
 
-    def forward(self, codes: torch.Tensor, oracle: torch.Tensor | None = None) -> LMOutput:
-        """Training forward. codes [B, K, T]; oracle [B, T] aligned with the text stream
-        (oracle[:, t] is fed with text token t, i.e. seen when predicting frame t + 1; the
-        first input position gets the start id text_card). Logits are aligned with codes."""
+    def forward(self, codes: torch.Tensor, oracle: torch.Tensor | None = None,
+                inputs: torch.Tensor | None = None) -> LMOutput:
+        """Training forward: the Stepper's computation over a whole session (teacher forced).
+
+        codes [B, K, T]: frame t of every stream, undelayed (the delays are applied here): the
+        targets; -1 = no target there (masked). Logits and masks are aligned with codes.
+        inputs [B, K, T] (default codes): what the model reads (the temporal transformer and the
+        depformer's teacher-forced tokens), laid out as codes; -1 embeds to zero. Input-only
+        changes (e.g. text tokens dropped to pad, a stream zeroed) go here, codes keep the targets.
+        oracle [B, T]: ``oracle[:, t]`` is exactly the token the Stepper feeds at its step t;
+        nothing is added or shifted here. ``kame.model.stepper.oracle_timeline(events, T,
+        **oracle_ids(cfg))`` gives it from the back-end's resets/appends (pad until the first
+        prediction, its start id at the reset's frame). Step t predicts text frame t, so
+        ``text_logits[:, :, t]`` sees oracle[:, :t + 1]. oracle=None on a model with an oracle
+        stream: pad at every step (what the stepper feeds with no prediction; also keeps
+        oracle_emb in the graph, as DDP needs); all -1 adds nothing (plain Moshi).
+
+        Layout (the Stepper's, as in Moshi): input position t is step t. The model's frame f
+        (text, audio) is what the stepper outputs as frame f. The user's streams are shifted by
+        one: ``codes[:, user, f]`` holds the user codes the stepper got at step f + 1 (user frame
+        f + 1 beside model frame f). So data preparation puts user frame f + 1 at column f; the
+        user's frame 0 is never read (step 0 feeds BOS), nor is the last column's (-1 is fine).
+        tests/model/test_stepper.py checks forward == stepper on this layout."""
         B, K, T = codes.shape
         cfg = self.cfg
         if K != cfg.num_codebooks:
             raise ValueError(f"codes have {K} streams, expected n_q + 1 = {cfg.num_codebooks}")
+        if inputs is None:
+            inputs = codes
+        elif inputs.shape != codes.shape:
+            raise ValueError(f"inputs must have the shape of codes {tuple(codes.shape)}, got {tuple(inputs.shape)}")
+        if oracle is None and self.has_oracle:
+            oracle = torch.full((B, T), cfg.existing_text_padding_id, dtype=torch.long, device=codes.device)
+        if oracle is not None and oracle.shape != (B, T):
+            raise ValueError(f"oracle must be [B, T] = {(B, T)} (the token fed at each step), "
+                             f"got {tuple(oracle.shape)}")
         initial = self.initial_tokens()
-        delayed = delay_codes(codes, cfg.delays, initial)
+        delayed = delay_codes(inputs, cfg.delays, initial)
         delayed = torch.cat([initial.view(1, K, 1).expand(B, K, 1), delayed], dim=2)  # [B, K, T + 1]
-        oracle_in = None
-        if oracle is not None:
-            if oracle.shape != (B, T):
-                raise ValueError(f"oracle must be [B, T] = {(B, T)}, got {tuple(oracle.shape)}")
-            start = torch.full((B, 1), cfg.text_card, dtype=oracle.dtype, device=oracle.device)
-            oracle_in = torch.cat([start, oracle[:, :-1]], dim=1)
-        out, text_logits = self.forward_text(delayed[:, :, :-1], oracle_in)
+        out, text_logits = self.forward_text(delayed[:, :, :-1], oracle)
         text_logits, text_mask = undelay_logits(text_logits[:, None], cfg.delays[:1])
         text_mask &= codes[:, :1] != -1
         if cfg.dep_q == 0:

@@ -23,10 +23,16 @@ reset drops the unfed tokens of the previous prediction (counted as superseded):
 prediction wins. ``stepper.oracle.stats(row)`` -> OracleStats. Rows with no prediction yet get
 pad (config existing_text_padding_id); an ``append`` with no prediction open starts one, as if
 ``reset`` had been called first.
+
+The same schedule as a pure function, for training data (``LMModel.forward``'s ``oracle``):
+    oracle_timeline([(4, "reset"), (4, "append", ids), (9, "reset"), ...], T, **oracle_ids(cfg))
+gives the [T] tokens this feed would give at steps 0..T-1 (events at frame f = calls made
+before step f). OracleFeed and oracle_timeline share their rules (``_OracleRow``).
 """
 
 from __future__ import annotations
 
+import operator
 import threading
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -83,9 +89,84 @@ class OracleStats:
 
 @dataclass
 class _OracleRow:
+    """One row's oracle schedule: the rules OracleFeed and oracle_timeline share."""
+
     start: int | None = None  # frame of the start token (None: no prediction yet)
     tokens: list[int] = field(default_factory=list)  # tokens[i] is for frame start + i
     stats: OracleStats = field(default_factory=OracleStats)
+
+    def apply(self, op: str, ids: list[int] | None, frame: int, start_id: int) -> None:
+        """A "reset" or "append" made before the step of `frame`."""
+        s = self.stats
+        if op == "reset" or self.start is None:  # an append with nothing open starts a prediction
+            if self.start is not None:
+                s.superseded += max(0, len(self.tokens) - max(0, frame - self.start))
+            self.start, self.tokens = frame, [start_id]
+            s.predictions += 1
+        if op == "append":
+            n = len(self.tokens)
+            s.skipped += sum(self.start + n + j < frame for j in range(len(ids)))  # their frame has passed
+            self.tokens.extend(ids)
+
+    def token_at(self, frame: int, pad_id: int) -> tuple[int, bool]:
+        """(token fed at `frame`, whether it is a prediction's token rather than pad)."""
+        i = -1 if self.start is None else frame - self.start
+        if 0 <= i < len(self.tokens):
+            return self.tokens[i], True
+        return pad_id, False
+
+
+def _check_ids(token_ids: Sequence[int], vocab: int, where: str) -> list[int]:
+    ids = [int(t) for t in token_ids]
+    bad = [t for t in ids if not 0 <= t < vocab]
+    if bad:
+        raise ValueError(f"oracle token id(s) {bad[:8]} outside the text vocabulary [0, {vocab}) ({where})")
+    return ids
+
+
+def oracle_ids(cfg) -> dict:
+    """The oracle's special ids for an LMConfig: start id (text_card), pad, vocabulary size."""
+    return dict(start_id=cfg.text_card, pad_id=cfg.existing_text_padding_id, vocab=cfg.text_ids)
+
+
+def oracle_timeline(events: Sequence[tuple], num_frames: int, *, start_id: int, pad_id: int,
+                    vocab: int | None = None) -> torch.Tensor:
+    """The oracle tokens a Stepper feeds one session at steps 0..num_frames-1 -> LongTensor [num_frames].
+
+    events: ``(frame, "reset")`` and ``(frame, "append", token_ids)`` in call order (frames not
+    decreasing): the OracleFeed calls made before the row's step `frame` (step f = the step fed
+    with the user's frame f). Events at frames >= num_frames change nothing. This is the training
+    forward's ``oracle`` (LMModel.forward: ``oracle[:, t]`` is fed at step t). Ids as OracleFeed's
+    (``oracle_ids(cfg)`` gives them for a config)."""
+    vocab = start_id + 1 if vocab is None else vocab
+    evs = [_event(n, ev, vocab) for n, ev in enumerate(events)]
+    for n in range(1, len(evs)):
+        if evs[n][0] < evs[n - 1][0]:
+            raise ValueError(f"oracle event {n} at frame {evs[n][0]} comes after one at frame {evs[n - 1][0]}: "
+                             "give the events in the order the feed got them (frames not decreasing)")
+    row, out, i = _OracleRow(), [], 0
+    for f in range(num_frames):
+        while i < len(evs) and evs[i][0] == f:
+            _, op, ids = evs[i]
+            if op == "reset" or ids:  # an empty append is no call (as OracleFeed.append)
+                row.apply(op, ids, f, start_id)
+            i += 1
+        out.append(row.token_at(f, pad_id)[0])
+    return torch.tensor(out, dtype=torch.long)
+
+
+def _event(n: int, ev, vocab: int) -> tuple[int, str, list[int] | None]:
+    """oracle_timeline's event n -> (frame, op, ids), or a ValueError saying what is wrong."""
+    op = ev[1] if isinstance(ev, (tuple, list)) and len(ev) in (2, 3) and isinstance(ev[1], str) else None
+    if (op, len(ev) if op else 0) not in (("reset", 2), ("append", 3)):
+        raise ValueError(f"oracle event {n} must be (frame, 'reset') or (frame, 'append', token_ids), got {ev!r}")
+    try:
+        frame = None if isinstance(ev[0], bool) else operator.index(ev[0])
+    except TypeError:
+        frame = None
+    if frame is None or frame < 0:
+        raise ValueError(f"oracle event {n}: its frame must be an int >= 0 (the step it comes before), got {ev[0]!r}")
+    return frame, op, _check_ids(ev[2], vocab, f"event {n}") if op == "append" else None
 
 
 class OracleFeed:
@@ -113,10 +194,7 @@ class OracleFeed:
     def append(self, row: int, token_ids: Sequence[int]) -> None:
         """Tokens of the current prediction, one per frame after the previous ones."""
         row = self._check(row)
-        ids = [int(t) for t in token_ids]
-        bad = [t for t in ids if not 0 <= t < self.vocab]
-        if bad:
-            raise ValueError(f"oracle token id(s) {bad[:8]} outside the text vocabulary [0, {self.vocab}) (row {row})")
+        ids = _check_ids(token_ids, self.vocab, f"row {row}")
         if ids:
             with self._lock:
                 self._ops.append(("append", row, ids))
@@ -138,29 +216,18 @@ class OracleFeed:
         with self._lock:
             ops, self._ops = self._ops, []
             for op, row, ids in ops:
-                r, f = self._rows[row], frames[row]
                 if op == "clear":
                     self._rows[row] = _OracleRow()
-                    continue
-                if op == "reset" or r.start is None:
-                    if r.start is not None:
-                        r.stats.superseded += max(0, len(r.tokens) - max(0, f - r.start))
-                    r.start, r.tokens = f, [self.start_id]
-                    r.stats.predictions += 1
-                if op == "append":
-                    for i in range(len(r.tokens), len(r.tokens) + len(ids)):
-                        if r.start + i < f:
-                            r.stats.skipped += 1
-                    r.tokens.extend(ids)
+                else:
+                    self._rows[row].apply(op, ids, frames[row], self.start_id)
 
     def _next(self, frames: list[int], run: list[bool]) -> list[int]:
         out = []
         with self._lock:
             for row, (f, go) in enumerate(zip(frames, run)):
                 r = self._rows[row]
-                i = -1 if r.start is None else f - r.start
-                have = 0 <= i < len(r.tokens)
-                out.append(r.tokens[i] if have else self.pad_id)
+                tok, have = r.token_at(f, self.pad_id)
+                out.append(tok)
                 if go:  # a paused row does not consume its oracle
                     if have:
                         r.stats.fed += 1
@@ -176,6 +243,9 @@ class StepOutput:
     valid: torch.Tensor  # [B] bool
     frame: torch.Tensor  # [B] index of the output frame in the row's session
     text_logits: torch.Tensor  # [B, text_card_out] logits of the text sampled this step (undelayed)
+    # [B, dep_q, card] logits of the audio sampled this step; codebook k's are for frame
+    # step - delays[1 + k] (LMModel.forward's logits[:, k, step - delays[1 + k]])
+    audio_logits: torch.Tensor
     sampled_text: torch.Tensor  # [B] text token sampled this step (before the delay realignment)
     extra_heads: list[torch.Tensor]  # per extra head [B, extra_heads_dim] probabilities
     oracle_in: torch.Tensor  # [B] oracle token fed this step (-1: model without oracle)
@@ -204,7 +274,7 @@ class Stepper:
         c, dev = self.cfg, model.device
         self.delays = torch.tensor(c.delays, device=dev)
         self.initial = model.initial_tokens()
-        self.oracle = OracleFeed(batch_size, start_id=c.text_card, pad_id=c.existing_text_padding_id, vocab=c.text_ids)
+        self.oracle = OracleFeed(batch_size, **oracle_ids(c))
         self._lock = threading.Lock()
         self._ops: list[tuple[str, list[int]]] = []
         self.state = StepperState(
@@ -318,9 +388,9 @@ class Stepper:
                                               state=s.lm, exec_mask=run)
         text_logits = text_logits[:, 0]  # [B, V]
         text = sample(text_logits, sp.temp_text, sp.top_k_text, sp.greedy, self.generator)
-        audio = None
+        audio, audio_logits = None, text_logits.new_zeros(B, 0, c.card)
         if c.dep_q:
-            audio, _ = model.depformer_generate(
+            audio, audio_logits = model.depformer_generate(
                 text, out, lambda lg: sample(lg, sp.temp, sp.top_k, sp.greedy, self.generator))
         extra = [p[:, 0] for p in model.extra_head_probs(out)]
         # Store the sampled tokens at the next position (only for running rows).
@@ -338,4 +408,5 @@ class Stepper:
         valid = run & (s.offsets > md)
         outs = torch.where(valid[:, None], outs, torch.full_like(outs, UNGENERATED))
         return StepOutput(text=outs[:, 0], audio=outs[:, 1:], valid=valid, frame=s.offsets - 1 - md,
-                          text_logits=text_logits, sampled_text=text, extra_heads=extra, oracle_in=oracle_in)
+                          text_logits=text_logits, audio_logits=audio_logits, sampled_text=text,
+                          extra_heads=extra, oracle_in=oracle_in)
