@@ -111,3 +111,32 @@ def test_set_num_codebooks_takes_ints_only(codec):
         assert codec.num_codebooks == 4 and type(codec.num_codebooks) is int
     finally:
         codec.num_codebooks = n
+
+
+def test_fingerprint_is_the_sha256_of_what_decides_the_codes(tmp_path):
+    """Codec.fingerprint (None by default: unknown) is what a front-end checkpoint records as
+    kame.codec_sha256: the embedded codec's fitted file, Mimi's weights file, None for random Mimi
+    weights. A Mimi file in a Hugging Face cache is named by its sha256: taken from there."""
+    import os
+
+    from kame.codec.base import Codec, file_sha256
+    from kame.codec.embedded.model import DEFAULT_PATH, DEFAULT_SHA256
+    from kame.codec.embedded.model import load as load_embedded
+    from kame.codec.embedded.model import save as save_embedded
+    from kame.codec.mimi import build_random, save_mimi
+
+    assert Codec.fingerprint is None  # a plugin that sets none
+    assert registry.create("codec", "embedded").fingerprint == DEFAULT_SHA256 == file_sha256(DEFAULT_PATH)
+    other = tmp_path / "other.safetensors"
+    sha = save_embedded(load_embedded(), other, meta={"note": "another fit"})
+    assert registry.create("codec", f"embedded:{other}").fingerprint == sha != DEFAULT_SHA256
+    assert registry.create("codec", "mimi:random-tiny").fingerprint is None
+    save_mimi(build_random("tiny"), tmp_path / "mimi.safetensors")
+    mimi = registry.create("codec", f"mimi:{tmp_path / 'mimi.safetensors'}")
+    assert mimi.fingerprint == file_sha256(tmp_path / "mimi.safetensors")
+    blobs = tmp_path / "models--acme--m" / "blobs"
+    blobs.mkdir(parents=True)
+    fake = "0123456789abcdef" * 4  # not the file's sha256: proves it was taken from the name, not hashed
+    os.replace(tmp_path / "mimi.safetensors", blobs / fake)
+    (tmp_path / "snap.safetensors").symlink_to(blobs / fake)
+    assert registry.create("codec", f"mimi:{tmp_path / 'snap.safetensors'}").fingerprint == fake

@@ -95,9 +95,11 @@ def test_a_missing_tokenizer_is_an_error_not_kames_default(tmp_path, monkeypatch
                                               r"cache"):
         load_frame_models(cfg("hf://acme/tiny"))
     # with the file it runs with it; kame's own front-ends that name none keep kame's default
+    # (if it fits their text vocabulary: test_trained_weights_are_not_folded_into_a_tokenizer_that_does_not_fit)
     shutil.copy(DEFAULT_MODEL, ck / "spm.model")
     assert load_frame_models(cfg(ck))[1]["tokenizer"] == str(ck / "spm.model")
-    model, _ = load_frontend("random:tiny", card=build_random("tiny").cardinality)
+    model, _ = load_frontend("random:tiny", card=build_random("tiny").cardinality,
+                             text_card=TextTokenizer(DEFAULT_MODEL).vocab_size)
     own = save_frontend(model, tmp_path / "own")
     _, info = load_frame_models(cfg(own, "codec.spec=mimi:random-tiny"))
     assert info["tokenizer"] == "default (kame/assets)"
@@ -362,3 +364,133 @@ def test_a_mimi_trained_config_without_tokenizer_name_needs_moshis_tokenizer(tmp
     assert load_frame_models(cfg(moshi))[1]["tokenizer"] == str(moshi / "tokenizer_spm_32k_3.model")
     own = make_ck(tmp_path / "own", tokenizer=False, tokenizer_name=None, mimi=False)
     assert load_frame_models(cfg(own, "codec.spec=mimi:random-tiny"))[1]["tokenizer"] == "default (kame/assets)"
+
+
+def own_ck(folder, text_card=None, **save):
+    """kame's own tiny front-end for the embedded codec (its cardinality; the default tokenizer's
+    vocabulary unless ``text_card``), saved with ``save`` (codec=, tokenizer=, train=, ...)."""
+    from kame import registry
+
+    card = registry.create("codec", "embedded").cardinality
+    model, _ = load_frontend("random:tiny", card=card, text_card=text_card or TextTokenizer(DEFAULT_MODEL).vocab_size)
+    return save_frontend(model, folder, **save)
+
+
+def no_weights(monkeypatch):
+    from kame.model import loaders
+
+    def refuse(*a, **kw):
+        raise AssertionError("the weights were read before the check")
+
+    monkeypatch.setattr(loaders, "read_state", refuse)
+
+
+def test_auto_runs_the_codec_and_tokenizer_the_checkpoint_records(tmp_path, monkeypatch):
+    """codec.spec=auto follows config.json's kame.codec (was: the published Mimi, when cached: codes
+    the front-end never heard; offline an error), and kame.tokenizer "default" is kame's own."""
+    import huggingface_hub.constants as hc
+
+    import kame.codec.mimi as mimi_pkg
+
+    ck = own_ck(tmp_path / "ck", codec="embedded", tokenizer="default", model_type="kame", train={"steps": 3})
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(mimi_pkg, "load_mimi", lambda *a, **kw: pytest.fail("the published Mimi was loaded"))
+    factory, info = load_frame_models(cfg(ck))
+    assert info["codec"] == "embedded" and info["tokenizer"] == str(DEFAULT_MODEL) and not info["oracle_ids_folded"]
+    assert factory(1).codec.fingerprint == json.loads((ck / "config.json").read_text())["kame"]["codec_sha256"]
+    # another kind of codec named: refused (as for a Mimi-trained checkpoint), before the weights
+    no_weights(monkeypatch)
+    with pytest.raises(ConfigError, match=r"codec.spec 'mimi:random-tiny' does not fit the front-end '.*ck': it was "
+                                          r"trained with the codec 'embedded' \(its config.json kame.codec\).* Use "
+                                          r"codec.spec=auto"):
+        load_frame_models(cfg(ck, "codec.spec=mimi:random-tiny"))
+    # a recorded codec that does not fit its config.json: the misfit is inside the checkpoint
+    bad = own_ck(tmp_path / "bad", codec="mimi:random-tiny", tokenizer="default")  # (card: the embedded codec's)
+    with pytest.raises(ConfigError, match=r"codec 'mimi:random-tiny' has 128 codes per codebook, the front-end .*bad' "
+                                          r"expects 2048 \(its config's card\): its config.json and the codec it "
+                                          r"records \(kame.codec 'mimi:random-tiny'\) do not belong together"):
+        load_frame_models(cfg(bad))
+
+
+def test_a_codec_of_another_fit_is_refused_before_the_weights(tmp_path, monkeypatch):
+    """A codec whose fingerprint is not the kame.codec_sha256 the front-end was saved with (another
+    fit of the embedded codec, the recorded file refitted in place) is a CheckpointError naming both
+    sha256 values (was: run, hearing other codes)."""
+    from kame.codec.embedded.model import DEFAULT_SHA256
+    from kame.codec.embedded.model import load as load_embedded
+    from kame.codec.embedded.model import save as save_embedded
+
+    ck = own_ck(tmp_path / "ck", codec="embedded")
+    other = tmp_path / "other.safetensors"
+    sha = save_embedded(load_embedded(), other, meta={"note": "another fit"})
+    assert load_frame_models(cfg(ck, "codec.spec=embedded"))[1]["codec"] == "embedded"
+    no_weights(monkeypatch)
+    with pytest.raises(CheckpointError, match=rf"front-end '.*ck' was trained with the codec 'embedded' of sha256 "
+                                              rf"{DEFAULT_SHA256} \(its config.json kame.codec_sha256\), but codec "
+                                              rf"'embedded:.*other.safetensors' has sha256 {sha}: another fit or file.* "
+                                              rf"Use the codec file it was trained with \(codec.spec=embedded:PATH\), "
+                                              rf"or refit it with the seed and command"):
+        load_frame_models(cfg(ck, f"codec.spec=embedded:{other}"))
+    fit = tmp_path / "fit.safetensors"
+    save_embedded(load_embedded(), fit, meta={"note": "first"})
+    ck2 = own_ck(tmp_path / "ck2", codec=f"embedded:{fit}")
+    save_embedded(load_embedded(), fit, meta={"note": "refitted"})  # (its .sha256 file too)
+    with pytest.raises(CheckpointError, match=rf"trained with the codec 'embedded:{fit}' of sha256 .*, but codec "
+                                              rf"'embedded:{fit}' has sha256"):
+        load_frame_models(cfg(ck2))
+
+
+def test_a_codec_without_a_fingerprint_is_run_with_a_warning(tmp_path, caplog):
+    mimi = tmp_path / "mimi.safetensors"
+    save_mimi(build_random("tiny"), mimi)
+    model, _ = load_frontend("random:tiny", card=build_random("tiny").cardinality,
+                             text_card=TextTokenizer(DEFAULT_MODEL).vocab_size)
+    ck = save_frontend(model, tmp_path / "ck", codec=f"mimi:{mimi}", tokenizer="default")
+    assert load_frame_models(cfg(ck))[1]["codec"] == f"mimi:{mimi}"
+    assert "has no fingerprint" not in caplog.text
+    assert load_frame_models(cfg(ck, "codec.spec=mimi:random-tiny"))[1]["codec"] == "mimi:random-tiny"
+    assert "codec mimi:random-tiny has no fingerprint (random weights" in caplog.text
+
+
+def test_a_tokenizer_of_another_sha256_is_refused_before_the_weights(tmp_path, monkeypatch):
+    ck = own_ck(tmp_path / "ck", tokenizer="default", tokenizer_sha256="ab" * 32)
+    no_weights(monkeypatch)
+    with pytest.raises(CheckpointError, match=rf"front-end '.*ck' was trained with a text tokenizer of sha256 "
+                                              rf"{'ab' * 32} \(its config.json kame.tokenizer_sha256\), but "
+                                              rf"{DEFAULT_MODEL} has sha256 [0-9a-f]{{64}}: another vocabulary.*"
+                                              rf"python -m kame.backend.tokenizer train"):
+        load_frame_models(cfg(ck, "codec.spec=embedded"))
+    # recorded without naming the tokenizer: checked against the one it would run with (kame's default)
+    raw = json.loads((ck / "config.json").read_text())
+    raw["kame"] = {"tokenizer_sha256": "ab" * 32}
+    (ck / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(CheckpointError, match=rf"but {DEFAULT_MODEL} has sha256"):
+        load_frame_models(cfg(ck, "codec.spec=embedded"))
+
+
+def test_a_kame_config_is_not_taken_for_a_mimi_trained_one(tmp_path):
+    """model_type "kame" with a "kame" object is kame's own front-end (was: read as trained on Mimi:
+    the embedded codec refused, Moshi's tokenizer asked for)."""
+    ck = own_ck(tmp_path / "ck", model_type="kame", train={"steps": 3})
+    _, info = load_frame_models(cfg(ck, "codec.spec=embedded"))
+    assert info["codec"] == "embedded" and info["tokenizer"] == "default (kame/assets)"
+
+
+def test_trained_weights_are_not_folded_into_a_tokenizer_that_does_not_fit(tmp_path, monkeypatch):
+    """Oracle ids are folded into the text vocabulary of random weights only: trained weights whose
+    text_card is smaller than the tokenizer they would run with are refused before the weights load
+    (was: kame's 4k tokenizer, ids taken modulo text_card, silently)."""
+    small = own_ck(tmp_path / "small", text_card=1000)
+    named = own_ck(tmp_path / "named", text_card=1000, tokenizer="default")
+    _, info = load_frame_models(cfg("random:tiny", "codec.spec=embedded"))
+    assert info["frontend_random"] and info["oracle_ids_folded"]  # random weights: folded, and said so
+    no_weights(monkeypatch)
+    with pytest.raises(CheckpointError, match=r"front-end '.*small': its config.json names no text tokenizer "
+                                              r"\(tokenizer_name or kame.tokenizer\), so kame's default one would be "
+                                              r"used \(.*text_tokenizer_4k.model, 4000 pieces\), which does not fit its "
+                                              r"text vocabulary \(text_card 1000\).* Name it in its config.json"):
+        load_frame_models(cfg(small, "codec.spec=embedded"))
+    with pytest.raises(CheckpointError, match=r"its tokenizer .*text_tokenizer_4k.model has 4000 pieces, more than its "
+                                              r"text vocabulary \(text_card 1000\).*check kame.tokenizer in its"):
+        load_frame_models(cfg(named, "codec.spec=embedded"))

@@ -144,9 +144,12 @@ def test_one_load_checks_the_frontend_spec_once(tmp_path, monkeypatch):
     from kame.model import loaders
     from kame.runtime import frontend
 
+    from kame.backend.tokenizer import DEFAULT_MODEL, TextTokenizer
     from kame.codec.mimi import build_random
 
-    model, _ = loaders.load_frontend("random:tiny", card=build_random("tiny").cardinality)  # CODEC's
+    # (CODEC's cardinality; trained-format weights need a text vocabulary the default tokenizer fits)
+    model, _ = loaders.load_frontend("random:tiny", card=build_random("tiny").cardinality,
+                                     text_card=TextTokenizer(DEFAULT_MODEL).vocab_size)
     ck = str(loaders.save_frontend(model, tmp_path / "ck"))
     real, calls = loaders.check_frontend_spec, []
     monkeypatch.setattr(loaders, "check_frontend_spec", lambda spec: calls.append(spec) or real(spec))

@@ -24,6 +24,7 @@ state changes: a live session's stream keeps working.
 
 from __future__ import annotations
 
+import hashlib
 import operator
 from abc import ABC, abstractmethod
 from typing import Sequence
@@ -92,6 +93,15 @@ def check_codes(codes: torch.Tensor, dims: int, what: str, max_codebooks: int, c
     if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= cardinality):
         raise AudioFormatError(f"{what}: codes must be in [0, {cardinality}), got [{int(codes.min())}, {int(codes.max())}]")
     return codes.long()
+
+
+def file_sha256(path) -> str:
+    """The sha256 of a file (hex), read in 1 MB pieces."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def check_num_codebooks(n: int, low: int, high: int) -> int:
@@ -166,6 +176,11 @@ class Codec(ABC):
     num_codebooks: int = 8
     cardinality: int = 2048
     delay_samples: int = 0  # the decoded audio lags the input by this many samples (embedded: 480)
+    # sha256 of what decides the codes (the embedded codec's fitted file, Mimi's weights file);
+    # None = unknown (random weights, a plugin that sets none). A front-end saved with it in its
+    # config.json (kame.codec_sha256) refuses a codec whose fingerprint differs; with None, kame
+    # cannot check and warns.
+    fingerprint: str | None = None
 
     @abstractmethod
     def encode(self, pcm: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,8 @@ Every key of the published ``config.json`` files is accepted: Moshi 7B / moshiko
 ``moshi`` package's ``_lm_kwargs``), KAME (same LM keys, always has the oracle stream), and
 Kyutai STT 1B / 2.6B (``dep_q`` 0, ``extra_heads_*``, ``stt_config``). Keys that only describe
 where the other files are or how to generate (``moshi_name``, ``mimi_name``, ``tokenizer_name``,
-``lm_gen_config``, ``model_type``, ``stt_config``, ...) are kept in ``LMConfig.meta``.
+``lm_gen_config``, ``model_type``, ``stt_config``, ...) are kept in ``LMConfig.meta``, as is
+``kame``: what kame trained the front-end with (codec, tokenizer, their sha256, train notes).
 An unknown key raises ``kame.errors.ConfigError`` naming it.
 
     from kame.model.config import LMConfig, preset
@@ -17,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import re
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any, Mapping
@@ -240,14 +242,11 @@ def _check_meta(meta: dict[str, Any]) -> None:
             raise ConfigError(f"config key {key}={meta[key]!r}: expected a non-empty string")
     if "model_type" in meta and meta["model_type"] not in MODEL_TYPES:
         raise ConfigError(f"config key model_type={meta['model_type']!r}: expected one of {', '.join(MODEL_TYPES)}")
+    check_kame(meta)
     gen = meta.get("lm_gen_config")
     if gen is None:
         return
-    if not isinstance(gen, dict):
-        raise ConfigError(f"config key lm_gen_config={gen!r}: expected an object (temp, top_k, temp_text, top_k_text)")
-    unknown = sorted(str(k) for k in gen if k not in _GEN_KEYS)
-    if unknown:
-        raise ConfigError(f"unknown lm_gen_config key(s): {', '.join(unknown)} (known: {', '.join(_GEN_KEYS)})")
+    _check_object("lm_gen_config", gen, _GEN_KEYS, "temp, top_k, temp_text, top_k_text")
     for key, v in gen.items():
         types = _GEN_KEYS[key]
         if types is _BOOL:
@@ -259,6 +258,45 @@ def _check_meta(meta: dict[str, Any]) -> None:
             want = f"a{'n integer' if types == _INT else ' number'} >= 0"
         if not ok:
             raise ConfigError(f"config key lm_gen_config.{key}={v!r}: expected {want}")
+
+
+def _check_object(key: str, value: Any, known, shape: str, note: str = "") -> None:
+    """config.json's ``key`` must be an object whose keys are all ``known``."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"config key {key}={value!r}: expected an object ({shape})")
+    unknown = sorted(str(k) for k in value if k not in known)
+    if unknown:
+        raise ConfigError(f"unknown {key} key(s): {', '.join(unknown)} (known: {', '.join(known)}{note})")
+
+
+# kame's own provenance key of config.json: what a front-end was trained with. Unknown sub-keys
+# are refused (a newer kame may add one that changes how the checkpoint must run); "train" is free.
+KAME_KEYS = ("codec", "codec_sha256", "tokenizer", "tokenizer_sha256", "train")
+DEFAULT_TOKENIZER = "default"  # kame.tokenizer: kame's shipped vocabulary (kame/assets/text_tokenizer_4k.model)
+
+
+def check_kame(meta: dict[str, Any]) -> None:
+    """config.json's "kame" object: codec / tokenizer (non-empty strings), their sha256 (64 hex
+    digits), train (an object of anything)."""
+    kame = meta.get("kame")
+    if kame is None:
+        return
+    _check_object("kame", kame, KAME_KEYS, ", ".join(KAME_KEYS), "; free-form notes go under kame.train")
+    for key in ("codec", "tokenizer"):
+        if key in kame and not (isinstance(kame[key], str) and kame[key].strip()):
+            raise ConfigError(f"config key kame.{key}={kame[key]!r}: expected a non-empty string")
+    for key in ("codec_sha256", "tokenizer_sha256"):
+        if key in kame and not (isinstance(kame[key], str) and re.fullmatch(r"[0-9a-f]{64}", kame[key])):
+            raise ConfigError(f"config key kame.{key}={kame[key]!r}: expected a sha256 (64 lowercase hex digits)")
+    if kame.get("codec", "").split(":", 1)[0] == "auto":
+        raise ConfigError("config key kame.codec='auto': name the codec the front-end was trained with (e.g. "
+                          "embedded, embedded:PATH, mimi:PATH)")
+    if "train" in kame and not isinstance(kame["train"], dict):
+        raise ConfigError(f"config key kame.train={kame['train']!r}: expected an object")
+    name, tok = meta.get("tokenizer_name"), kame.get("tokenizer")
+    if name is not None and tok is not None and name != tok:
+        raise ConfigError(f"config keys tokenizer_name={name!r} and kame.tokenizer={tok!r} name two tokenizers: "
+                          f"keep one (kame.tokenizer {DEFAULT_TOKENIZER!r} is kame's shipped vocabulary)")
 
 
 _TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "None": (type(None),)}
@@ -332,6 +370,7 @@ META_KEYS = {
     "lm_gen_config", "tts_config", "stt_config", "model_id", "version", "quantization",
     "inference_dep_q", "inference_pre_text_silence_frames", "inference_post_text_silence_frames",
     "inference_prompt_tokens", "generated_audio_codebooks", "architectures", "torch_dtype",
+    "kame",  # what kame trained it with (codec, tokenizer, their sha256; check_kame)
 }
 # Keys accepted and ignored (training-time switches, deprecated keys).
 IGNORED_KEYS = {"depformer_causal", "gradient_checkpointing", "lora_rank", "lora_scaling", "betas", "weights_per_step"}

@@ -9,8 +9,13 @@ names (default ``model.safetensors``, bf16 or fp32). Weight names are those of m
     model, info = load_frontend("hf://SakanaAI/kame", dtype="bf16")   # HF cache (kame.hub)
     model, info = load_frontend("/path/to/folder")                      # config.json + weights
     model, info = load_frontend("random:tiny")                          # random weights, preset config
-    info.mimi, info.tokenizer, info.lm_gen_config, info.sampling
+    info.mimi, info.tokenizer, info.lm_gen_config, info.sampling, info.kame
     save_frontend(model, "out/", mimi_name=..., tokenizer_name=...)     # same format back
+    save_frontend(model, "out/", codec="embedded", tokenizer="default", train={...})  # kame's own
+
+config.json's ``kame`` object records what kame trained a front-end with (``codec``,
+``codec_sha256``, ``tokenizer``, ``tokenizer_sha256``, free-form ``train``); the runtime
+(kame.runtime.frontend) runs it with that codec and tokenizer, and refuses others.
 
 The model is built on the meta device and the weights are assigned (no double allocation).
 Errors: CheckpointError (missing file, missing/unknown key, shape or dtype mismatch, NaN/inf
@@ -38,8 +43,9 @@ from ..config import frontend_spec_form
 from ..errors import CheckpointError, ConfigError, NotAvailableError
 from ..hub import HubFileNotFound, HubUnreachable, hf_download, split_hf
 from ..paths import local_path
-from .config import DTYPE_NAMES, SHAPE_KEYS, LMConfig, config_json, moshi_7b, preset
+from .config import DEFAULT_TOKENIZER, DTYPE_NAMES, SHAPE_KEYS, LMConfig, config_json, moshi_7b, preset
 from .lm import LMModel
+from .meta import kame_record, tokenizer_name
 from .modules import NEEDS_CONTEXT
 from .stepper import Sampling, Stepper
 from .tensorfiles import (SAFETENSORS_SUFFIXES, checkpoint_kind, file_kind, kind_hint, read_safetensors,
@@ -70,6 +76,10 @@ class FrontendInfo:
     def sampling(self) -> Sampling:  # moshi's LMGen: use_sampling false = argmax
         s = Sampling.from_lm_gen_config(self.lm_gen_config)
         return replace(s, greedy=True) if self.lm_gen_config.get("use_sampling") is False else s
+
+    @property
+    def kame(self) -> dict:  # config.json's "kame" object: what kame trained it with ({}: nothing said)
+        return dict(self.config.meta.get("kame") or {})
 
     def text_tokenizer(self):
         """The SentencePiece processor of `tokenizer` (whole-text use; for streaming replies use
@@ -190,6 +200,18 @@ def _try_resolve(name: str, folder, repo, revision, missing: list[str]) -> Path 
         missing.append(name)
         return None
     return p
+
+
+def _resolve_tokenizer(meta, folder, repo, revision, missing: list[str]) -> Path | None:
+    name = tokenizer_name(meta)
+    if name != DEFAULT_TOKENIZER:
+        return _try_resolve(name, folder, repo, revision, missing)
+    from ..backend.tokenizer import DEFAULT_MODEL  # (lazily: sentencepiece)
+
+    if not DEFAULT_MODEL.is_file():
+        missing.append(f"{name} ({DEFAULT_MODEL} is missing: python -m kame.backend.tokenizer train)")
+        return None
+    return DEFAULT_MODEL
 
 
 def _cached_legacy_repo(repo: str, revision: str | None) -> str | None:
@@ -427,7 +449,7 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
     mimi = tok = None
     if fetch_companions:
         mimi = _try_resolve(meta.get("mimi_name", MIMI_NAME), folder, repo, revision, missing)
-        tok = _try_resolve(meta.get("tokenizer_name", TOKENIZER_NAME), folder, repo, revision, missing)
+        tok = _resolve_tokenizer(meta, folder, repo, revision, missing)
     info = FrontendInfo(spec, cfg, wpath, mimi, tok, dict(meta.get("lm_gen_config") or {}),
                         meta.get("model_type", "moshi"), False, raw, missing)
     if before_weights is not None:
@@ -482,15 +504,26 @@ def _mismatch(exc: CheckpointError, wpath: Path, state: Mapping[str, torch.Tenso
     return CheckpointError(msg)
 
 
-def save_frontend(model: LMModel, folder: str | Path, dtype: Any = None, **meta: Any) -> Path:
+def save_frontend(model: LMModel, folder: str | Path, dtype: Any = None, *, codec: str | None = None,
+                  codec_sha256: str | None = None, tokenizer: str | Path | None = None,
+                  tokenizer_sha256: str | None = None, train: Mapping[str, Any] | None = None, **meta: Any) -> Path:
     """Write config.json + model.safetensors (moshi key names + oracle_emb.weight).
     Extra keyword arguments (mimi_name, tokenizer_name, lm_gen_config, model_type, ...) go to
     config.json; a model loaded with load_frontend keeps the metadata it was loaded with.
+    codec (a codec spec: embedded, embedded:PATH, mimi:PATH), tokenizer ("default": kame's shipped
+    one, else a file name as tokenizer_name takes it, also written as tokenizer_name) and train
+    (free-form) go to config.json's "kame" object, with the sha256 of the codec (its fingerprint)
+    and of the tokenizer file unless given: the runtime then runs the front-end with them and
+    refuses others.
     Everything is checked as load_frontend checks it before anything is written (ConfigError),
     and the files are written under temporary names and then renamed: a failure leaves the folder
     as it was."""
     folder = Path(folder)
     dt = None if dtype is None else parse_dtype(dtype, torch.device("cpu"))
+    given = {"codec": codec, "codec_sha256": codec_sha256, "tokenizer": tokenizer,
+             "tokenizer_sha256": tokenizer_sha256, "train": train}
+    if any(v is not None for v in given.values()):
+        meta = kame_record(model.cfg, meta, folder, given)
     raw = config_json(model.cfg, meta, MOSHI_NAME)
     text = json.dumps(raw, indent=2)
     if folder.exists() and not folder.is_dir():

@@ -18,9 +18,11 @@ file mode and the server report it, so a random front-end's babble is never pres
 answer.
 
 A checkpoint is run as it was trained: its own text tokenizer (missing: a CheckpointError, not
-kame's default vocabulary), its lm_gen_config sampling (frontend.temp etc. win when set), and a
-Mimi codec if it was trained on Mimi codes (another codec: a ConfigError). Everything that can
-refuse a checkpoint (codec, tokenizer, codec/front-end fit) is decided before its weights are read.
+kame's default vocabulary), its lm_gen_config sampling (frontend.temp etc. win when set), the
+codec its config.json records (kame.codec; another kind of codec: a ConfigError; another file,
+told by kame.codec_sha256 and the codec's fingerprint: a CheckpointError), else a Mimi codec if it
+was trained on Mimi codes (another codec: a ConfigError). Everything that can refuse a checkpoint
+(codec, tokenizer, their sha256, codec/front-end fit) is decided before its weights are read.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import torch
 from ..audio import peak_problem
 from ..codec.base import check_codes, check_frame
 from ..config import KameConfig
-from ..errors import AudioFormatError, CheckpointError, ConfigError, KameError
+from ..errors import AudioFormatError, CheckpointError, ConfigError, KameError, NotAvailableError
 from .worker import FrameOut
 
 log = logging.getLogger(__name__)
@@ -84,7 +86,8 @@ class CodecFrameModel:
     def oracle_append(self, row: int, token_ids: Sequence[int]) -> None:
         ids = [int(t) for t in token_ids]
         if any(t >= self.text_card or t < 0 for t in ids):
-            # a back-end tokenizer bigger than this front-end's vocabulary (random presets only)
+            # a back-end tokenizer bigger than this front-end's vocabulary: random presets only (the
+            # load refuses trained weights whose tokenizer does not fit, _check_tokenizer)
             self.oov_oracle += sum(t >= self.text_card or t < 0 for t in ids)
             ids = [t % self.text_card for t in ids]
         self.stepper.oracle.append(row, ids)
@@ -206,11 +209,19 @@ def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: st
         def check(finfo) -> None:  # before the weights load: a 7B checkpoint is refused in seconds
             _check_codec(finfo, spec, named, codec_spec)
             _check_tokenizer(finfo, spec, form)
-            codec, cspec = named, codec_spec
-            if codec is None:  # "auto": the checkpoint's own Mimi
+            codec, cspec, fix = named, codec_spec, None
+            if codec is None and finfo.kame.get("codec"):  # "auto": the codec it was trained with
+                cspec = finfo.kame["codec"]
+                codec = _recorded_codec(cspec, spec)
+                fix = (f"its config.json and the codec it records (kame.codec {cspec!r}) do not belong together: "
+                       f"check kame.codec, or set codec.spec")
+            elif codec is None:  # "auto": the checkpoint's own Mimi
                 cspec = f"mimi:{finfo.mimi.absolute()}" if finfo.mimi is not None else "mimi"
                 codec = _auto_codec(cspec, spec, form, finfo)
-            _fit_codec(codec, cspec, finfo.config, spec, own=named is None)
+                fix = ("its config.json and the Mimi file it names (mimi_name) do not belong together: check "
+                       "mimi_name, or set codec.spec=mimi:PATH")
+            _check_fingerprint(codec, cspec, finfo, spec)
+            _fit_codec(codec, cspec, finfo.config, spec, fix)
             chosen.update(codec=codec, spec=cspec)
 
         try:
@@ -254,14 +265,13 @@ def _oracle_stream(model, finfo, kind: str) -> str:
     return "text_emb-copy" if finfo.oracle_upgraded else "trained"
 
 
-def _fit_codec(codec, codec_spec: str, cfg, spec: str, own: bool = False) -> None:
+def _fit_codec(codec, codec_spec: str, cfg, spec: str, fix: str | None = None) -> None:
     """ConfigError unless ``codec`` can serve the front-end of config ``cfg``: 80 ms frames, its
     cardinality, and the codebooks it reads of the user's audio and generates (n_user_q, dep_q),
     which the codec is then set to code with if it can (one that codes a fixed number, at least
-    those, is used as it is). ``own``: the codec is the checkpoint's own Mimi (codec.spec auto),
-    so a misfit is between its config.json and that file."""
-    fix = ("its config.json and the Mimi file it names (mimi_name) do not belong together: check mimi_name, "
-           "or set codec.spec=mimi:PATH" if own else "use the codec it was trained with (codec.spec)")
+    those, is used as it is). ``fix``: what to do (codec.spec auto: the codec is the checkpoint's
+    own, so a misfit is inside the checkpoint); default: use the codec it was trained with."""
+    fix = fix or "use the codec it was trained with (codec.spec)"
     if getattr(codec, "frame_size", 1920) != 1920:
         raise ConfigError(f"codec {codec_spec!r} has frame_size {codec.frame_size}, the runtime needs 1920 (80 ms)")
     if codec.cardinality != cfg.card:
@@ -282,10 +292,17 @@ def _fit_codec(codec, codec_spec: str, cfg, spec: str, own: bool = False) -> Non
 
 
 def _check_codec(finfo, spec: str, codec, codec_spec: str) -> None:
-    """ConfigError if a named codec cannot be the checkpoint's: one trained on Mimi codes hears
-    and speaks only those."""
+    """ConfigError if a named codec cannot be the checkpoint's: one whose config.json records its
+    codec (kame.codec) hears and speaks only that kind of codec's codes, one trained on Mimi codes
+    only Mimi's."""
     from .. import registry
 
+    recorded = finfo.kame.get("codec")
+    if codec is not None and recorded and registry.parse_spec(codec_spec)[0] != registry.parse_spec(recorded)[0]:
+        raise ConfigError(f"codec.spec {codec_spec!r} does not fit the front-end {spec!r}: it was trained with the "
+                          f"codec {recorded!r} (its config.json kame.codec), and another codec's codes stand for other "
+                          f"sounds, so the front-end would hear noise and answer with noise. Use codec.spec=auto "
+                          f"(that codec) or name that codec")
     mimi_why = _mimi_trained(finfo)
     if codec is not None and mimi_why and registry.parse_spec(codec_spec)[0] != "mimi":
         raise ConfigError(f"codec.spec {codec_spec!r} does not fit the front-end {spec!r}: it was trained on "
@@ -296,24 +313,36 @@ def _check_codec(finfo, spec: str, codec, codec_spec: str) -> None:
 
 def _check_tokenizer(finfo, spec: str, form) -> None:
     """CheckpointError if the checkpoint's text tokenizer is missing (kame's default vocabulary is
-    another one: the oracle's ids and the agent's text would be wrong) or does not fit its text
-    vocabulary."""
-    from ..backend.tokenizer import TextTokenizer
-    from ..model.loaders import TOKENIZER_NAME
+    another one: the oracle's ids and the agent's text would be wrong), does not fit its text
+    vocabulary (kame's default one too: the oracle's ids are folded into the vocabulary of random
+    weights only), or is not the file its config.json records the sha256 of."""
+    from ..backend.tokenizer import DEFAULT_MODEL, TextTokenizer
+    from ..model.meta import tokenizer_name
 
-    text_card = finfo.config.text_card
-    if finfo.tokenizer is not None:
-        size = TextTokenizer(finfo.tokenizer).vocab_size
-        if size > text_card:  # its oracle and text ids would not fit the model
+    text_card, meta = finfo.config.text_card, finfo.config.meta
+    named_key = "tokenizer_name" if "tokenizer_name" in meta else "kame.tokenizer" if "tokenizer" in finfo.kame else None
+    if finfo.tokenizer is not None or not (named_key or _mimi_trained(finfo)):
+        # its own, or kame's default for kame's own front-ends that name none
+        path = finfo.tokenizer or DEFAULT_MODEL
+        size = TextTokenizer(path).vocab_size
+        if size > text_card and finfo.tokenizer is not None:  # its oracle and text ids would not fit the model
             raise CheckpointError(f"front-end {spec!r}: its tokenizer {finfo.tokenizer} has {size} pieces, more "
                                   f"than its text vocabulary (text_card {text_card}): the two do not belong "
-                                  f"together (check tokenizer_name in its config.json)")
-    elif "tokenizer_name" in finfo.config.meta or _mimi_trained(finfo):
+                                  f"together (check {named_key or 'tokenizer_name'} in its config.json)")
+        if size > text_card:
+            raise CheckpointError(f"front-end {spec!r}: its config.json names no text tokenizer (tokenizer_name or "
+                                  f"kame.tokenizer), so kame's default one would be used ({path}, {size} pieces), "
+                                  f"which does not fit its text vocabulary (text_card {text_card}): the oracle's "
+                                  f"token ids and the agent's text must come from the vocabulary it was trained with. "
+                                  f"Name it in its config.json: tokenizer_name (the file), or save it with "
+                                  f"save_frontend(..., tokenizer=...) (kame.tokenizer)")
+        _check_tokenizer_sha(path, finfo, spec)
+    else:
         # a config.json without the key: kame's default vocabulary only for kame's own front-ends
         # (not trained on Mimi codes); Moshi/KAME (and moshi's loader) mean Moshi's tokenizer
-        name = finfo.config.meta.get("tokenizer_name", TOKENIZER_NAME)
-        if "tokenizer_name" in finfo.config.meta:
-            named = "config.json tokenizer_name"
+        name = tokenizer_name(meta)
+        if named_key:
+            named = f"config.json {named_key}"
         elif not finfo.raw_config:
             named = "the Moshi default, the repo has no config.json"
         else:
@@ -322,16 +351,39 @@ def _check_tokenizer(finfo, spec: str, form) -> None:
         raise CheckpointError(f"front-end {spec!r}: its text tokenizer {name!r} ({named}) was not found: looked for "
                               f"{_where(name, form, finfo)}. The oracle's token ids and the agent's text must come "
                               f"from the vocabulary the front-end was trained with; put the file there or "
-                              f"{'fix' if 'tokenizer_name' in finfo.config.meta else 'set'} tokenizer_name in its "
-                              f"config.json")
+                              f"{'fix ' + named_key if named_key else 'set tokenizer_name'} in its config.json")
+
+
+def _check_tokenizer_sha(path, finfo, spec: str) -> None:
+    """CheckpointError if its config.json records the sha256 of the tokenizer it was trained with
+    (kame.tokenizer_sha256) and ``path`` (the one it would run with) has another."""
+    from ..codec.base import file_sha256
+
+    want = finfo.kame.get("tokenizer_sha256")
+    if want is None or (got := file_sha256(path)) == want:
+        return
+    raise CheckpointError(f"front-end {spec!r} was trained with a text tokenizer of sha256 {want} (its config.json "
+                          f"kame.tokenizer_sha256), but {path} has sha256 {got}: another vocabulary, so the oracle's "
+                          f"token ids and the agent's text would mean other words. Use the tokenizer file it was "
+                          f"trained with (tokenizer_name / kame.tokenizer in its config.json), or retrain the "
+                          f"tokenizer with the same command and corpus (python -m kame.backend.tokenizer train; "
+                          f"its sha256 must be {want})")
 
 
 def _mimi_trained(finfo) -> str | None:
     """Why a checkpoint's audio codes are Mimi's (None: nothing says so, e.g. kame's own front-ends
-    saved without a mimi_name)."""
-    meta = finfo.config.meta
+    saved without a mimi_name). A config.json's kame.codec says which codec it is; one with a
+    "kame" object is kame's own (its model_type does not mean Mimi)."""
+    from .. import registry
+
+    meta, kame = finfo.config.meta, finfo.kame
+    if kame.get("codec"):
+        mimi = registry.parse_spec(kame["codec"])[0] == "mimi"
+        return f"its config.json kame.codec is {kame['codec']!r}" if mimi else None
     if meta.get("mimi_name"):
         return f"its config.json names the Mimi file {meta['mimi_name']!r}"
+    if meta.get("kame") is not None:
+        return None
     if not finfo.raw_config:
         return "a Moshi repo without config.json"
     if meta.get("model_type") in ("moshi", "kame"):
@@ -360,6 +412,44 @@ def _where(name: str, form, finfo) -> str:
 
 _HUB_WHY = {"HubUnreachable": "not in the local Hugging Face cache, and the hub cannot be asked",
             "HubFileNotFound": "the repo has no such file"}
+
+
+def _recorded_codec(codec_spec: str, spec: str):
+    """codec.spec "auto" for a checkpoint whose config.json records its codec (kame.codec): that codec."""
+    from .. import registry
+
+    try:
+        return registry.create("codec", codec_spec)
+    except (ConfigError, CheckpointError, NotAvailableError) as exc:
+        raise type(exc)(f"codec.spec 'auto' for the front-end {spec!r}: the codec it was trained with, {codec_spec!r} "
+                        f"(its config.json kame.codec), cannot be loaded: {exc}") from exc
+
+
+def _check_fingerprint(codec, codec_spec: str, finfo, spec: str) -> None:
+    """CheckpointError if its config.json records the sha256 of the codec it was trained with
+    (kame.codec_sha256) and ``codec``'s fingerprint differs (another fit or file: its codes stand
+    for other sounds); a codec without a fingerprint (None: unknown) cannot be checked: a warning."""
+    from .. import registry
+
+    want = finfo.kame.get("codec_sha256")
+    if want is None:
+        return
+    got = getattr(codec, "fingerprint", None)
+    if got is None:
+        log.warning("front-end %s was trained with a codec of sha256 %s (its config.json kame.codec_sha256); codec %s "
+                    "has no fingerprint (random weights, or a codec that sets none), so kame cannot check that it "
+                    "is the same", spec, want, codec_spec)
+        return
+    if got == want:
+        return
+    scheme = registry.parse_spec(codec_spec)[0]
+    refit = (f", or refit it with the seed and command it was fitted with (kame codec fit --seed S ... -o FILE, "
+             f"docs/codecs.md) until its sha256 is {want}" if scheme == "embedded" else "")
+    trained = f" {finfo.kame['codec']!r}" if finfo.kame.get("codec") else ""
+    raise CheckpointError(f"front-end {spec!r} was trained with the codec{trained} of sha256 {want} (its config.json "
+                          f"kame.codec_sha256), but codec {codec_spec!r} has sha256 {got}: another fit or file, whose "
+                          f"codes stand for other sounds, so the front-end would hear noise. Use the codec file it was "
+                          f"trained with (codec.spec={scheme}:PATH){refit}")
 
 
 def _auto_codec(codec_spec: str, spec: str, form, finfo):
@@ -425,7 +515,8 @@ def load_frame_models(cfg: KameConfig):
         **sampling_info,
         "oracle_start_id": c.text_card,
         # kame's default tokenizer, bigger than a small random preset's text vocabulary: oracle ids
-        # are folded into it (CodecFrameModel.oracle_append); a checkpoint's own tokenizer must fit
+        # are folded into it (CodecFrameModel.oracle_append); a checkpoint's tokenizer must fit
+        # (_check_tokenizer refuses it before the weights load)
         "oracle_ids_folded": tokenizer.vocab_size > c.text_card,
         "token_text": token_text,
         "text_tokenizer": tokenizer,

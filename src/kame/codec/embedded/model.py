@@ -20,7 +20,6 @@ louder.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -33,7 +32,7 @@ import torch
 from ...errors import CheckpointError, ConfigError, NotAvailableError
 from ...paths import local_path
 from ..base import (Codec, CodecStream, check_batch_size, check_codes, check_frame, check_num_codebooks, check_pcm,
-                    rows_mask)
+                    file_sha256, rows_mask)
 from .config import EmbeddedCodecConfig
 from .features import Analyzer, LevelState, agc_gain, frame_windows
 from .rvq import RVQ
@@ -54,17 +53,14 @@ def _semitones(hz: float) -> float:  # the analysis's F0 unit (features.Analyzer
 F0_REF0 = _semitones(_DEFAULT_F0)  # the F0 reference of a new row (cfg.f0_delta)
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+sha256_file = file_sha256  # (the name save() and the tests use)
 
 
 class EmbeddedCodec(Codec):
-    def __init__(self, cfg: EmbeddedCodecConfig, rvq: RVQ, correction: torch.Tensor, meta: dict | None = None) -> None:
+    def __init__(self, cfg: EmbeddedCodecConfig, rvq: RVQ, correction: torch.Tensor, meta: dict | None = None,
+                 fingerprint: str | None = None) -> None:
         self.cfg = cfg
+        self.fingerprint = fingerprint  # the fitted file's sha256 (None: not loaded from a file)
         self.sample_rate, self.frame_size = cfg.sample_rate, cfg.frame_size
         self.frame_rate = cfg.sample_rate / cfg.frame_size
         self.num_codebooks, self.cardinality = cfg.num_codebooks, cfg.cardinality  # see set_num_codebooks
@@ -277,8 +273,8 @@ def load(path: str | Path | None = None, *, sha256: str | None = None) -> Embedd
         if not re.fullmatch(r"[0-9a-f]{64}", expected):
             raise CheckpointError(f"{side} is empty or malformed (want '<sha256>  {path.name}'); "
                                   "re-run `kame codec fit` or delete it")
+    got = sha256_file(path)  # also the codec's fingerprint (~2 MB: a few ms)
     if expected is not None:
-        got = sha256_file(path)
         if got != expected and default and sha256 is None:  # the shipped file, replaced by another fit?
             raise CheckpointError(
                 f"the shipped embedded codec file {path} has sha256 {got}, but kame ships {expected} "
@@ -321,7 +317,7 @@ def load(path: str | Path | None = None, *, sha256: str | None = None) -> Embedd
     t = {k: v.float() for k, v in t.items()}
     rvq = RVQ(mean=t["mean"], scale=t["scale"], proj=t["proj"], codebooks=t["codebooks"])
     try:
-        return EmbeddedCodec(cfg, rvq, t["correction"], meta.get("fit", {}))
+        return EmbeddedCodec(cfg, rvq, t["correction"], meta.get("fit", {}), fingerprint=got)
     except (ConfigError, ValueError, ArithmeticError, RuntimeError) as exc:  # a config that cannot work
         raise CheckpointError(f"{path}: its config cannot work: {exc}") from exc
 

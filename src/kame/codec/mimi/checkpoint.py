@@ -221,7 +221,7 @@ def load_mimi(
     model = MimiModel(config)
     load_state(model, state, where=str(path), note=note)
     model.to(device=device, dtype=dtype)
-    return MimiCodec(model, num_codebooks=num_codebooks)
+    return MimiCodec(model, num_codebooks=num_codebooks, source=path)
 
 
 def save_mimi(codec_or_model: MimiCodec | MimiModel, path: str | Path) -> Path:

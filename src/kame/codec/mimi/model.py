@@ -13,14 +13,16 @@ round trip.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import nn
 
 from ..base import (Codec, CodecStream, check_batch_size, check_codes, check_frame, check_num_codebooks, check_pcm,
-                    rows_mask)
+                    file_sha256, rows_mask)
 from .config import MimiConfig
 from .quantizer import SplitResidualVQ
 from .seanet import ConvDownsample, ConvState, ConvTrState, ConvTrUpsample, SEANetDecoder, SEANetEncoder, SeqState
@@ -105,8 +107,10 @@ class MimiCodec(Codec):
     ``set_num_codebooks`` (1 semantic + K-1 acoustic; the checkpoint holds ``cfg.n_q``).
     """
 
-    def __init__(self, model: MimiModel, num_codebooks: int | None = None):
+    def __init__(self, model: MimiModel, num_codebooks: int | None = None, source: Path | None = None):
         self.model = model.eval()
+        self.source = source  # the weights file it was loaded from (None: random or built in memory)
+        self._fingerprint: str | None = None
         self.cfg = model.cfg
         self.sample_rate = self.cfg.sample_rate
         self.frame_rate = self.cfg.frame_rate
@@ -122,6 +126,16 @@ class MimiCodec(Codec):
     @property
     def dtype(self) -> torch.dtype:
         return self.model.downsample.conv.inner.weight.dtype
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The sha256 of its weights file (None: random weights), computed on first use (~1 s for
+        the published file; a Hugging Face cache names its blob by it: taken from there)."""
+        if self._fingerprint is None and self.source is not None:
+            blob = Path(self.source).resolve()
+            lfs = blob.parent.name == "blobs" and re.fullmatch(r"[0-9a-f]{64}", blob.name)
+            self._fingerprint = blob.name if lfs else file_sha256(blob)
+        return self._fingerprint
 
     @property
     def total_codebooks(self) -> int:

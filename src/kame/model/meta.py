@@ -1,0 +1,82 @@
+"""config.json's "kame" object: what kame trained a front-end with.
+
+    "kame": {"codec": "embedded", "codec_sha256": "4ad1...", "tokenizer": "default",
+             "tokenizer_sha256": "f580...", "train": {...anything...}}
+
+``codec``: the codec spec the front-end was trained on (codec.spec=auto runs it with that one);
+``codec_sha256``: that codec's fingerprint (kame.codec.base.Codec.fingerprint: the embedded
+codec's fitted file, Mimi's weights file); ``tokenizer``: "default" (kame's shipped vocabulary)
+or a file name as tokenizer_name takes it; ``tokenizer_sha256``: that file's sha256; ``train``:
+free-form notes (steps, data, command). LMConfig keeps it in ``meta`` (checked by
+kame.model.config.check_kame); save_frontend writes it (``kame_record``); the runtime
+(kame.runtime.frontend) refuses a codec or tokenizer whose sha256 differs, before the weights load.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path, PurePath
+from typing import Any, Mapping
+
+from ..errors import ConfigError, KameError
+from .config import DEFAULT_TOKENIZER, KAME_KEYS, LMConfig, check_kame
+
+log = logging.getLogger(__name__)
+
+def tokenizer_name(meta: Mapping[str, Any]) -> str:
+    """The text tokenizer a config.json names: tokenizer_name, else kame.tokenizer (DEFAULT_TOKENIZER:
+    kame's shipped one), else Moshi's default name (as the moshi package reads it)."""
+    from .loaders import TOKENIZER_NAME  # (lazily: loaders imports this module)
+
+    return meta.get("tokenizer_name") or (meta.get("kame") or {}).get("tokenizer") or TOKENIZER_NAME
+
+
+def kame_record(cfg: LMConfig, meta: dict[str, Any], folder: Path, given: dict[str, Any]) -> dict[str, Any]:
+    """save_frontend's meta with the "kame" object updated from ``given`` (codec, tokenizer, their
+    sha256, train): a codec or tokenizer given replaces the recorded one and its sha256, which is
+    computed unless given (the codec's fingerprint: None for random weights, then not recorded)."""
+    from .. import registry
+    from ..backend.tokenizer import DEFAULT_MODEL  # (lazily: sentencepiece)
+    from ..codec.base import file_sha256
+    from .loaders import resolve_named
+
+    meta = dict(meta)
+    kame = meta.get("kame", cfg.meta.get("kame")) or {}
+    try:
+        if not isinstance(kame, Mapping):
+            check_kame({"kame": kame})  # (the ConfigError saying what it must be)
+        kame = dict(kame)
+        for key, value in given.items():
+            if value is not None:
+                kame[key] = str(value) if isinstance(value, PurePath) else dict(value) if isinstance(value, Mapping) else value
+        for key in ("codec", "tokenizer"):  # a new one: the old record's sha256 was another file's
+            if given[key] is not None and given[f"{key}_sha256"] is None:
+                kame.pop(f"{key}_sha256", None)
+        tok = kame.get("tokenizer")
+        if given["tokenizer"] is not None and tok != DEFAULT_TOKENIZER:
+            meta.setdefault("tokenizer_name", tok)  # where moshi's reader (and kame's) looks for it
+        check_kame({**meta, "kame": kame})
+        if "codec" in kame:  # the runtime creates it from this spec
+            registry.check_spec("codec", kame["codec"])
+    except ConfigError as exc:
+        raise ConfigError(f"save_frontend: {exc}") from None
+    if given["codec"] is not None and "codec_sha256" not in kame:
+        try:
+            fingerprint = getattr(registry.create("codec", kame["codec"]), "fingerprint", None)
+        except KameError as exc:  # (a missing file, ...): the error's own type
+            raise type(exc)(f"save_frontend: codec {kame['codec']!r} (created for its sha256; give codec_sha256 "
+                            f"to record it without it): {exc}") from exc
+        if fingerprint is None:
+            log.warning("save_frontend: codec %s has no fingerprint (random weights?): config.json records its spec "
+                        "only, and kame cannot check that the front-end runs with the same codec", kame["codec"])
+        else:
+            kame["codec_sha256"] = fingerprint
+    if given["tokenizer"] is not None and "tokenizer_sha256" not in kame:
+        path = DEFAULT_MODEL if tok == DEFAULT_TOKENIZER else resolve_named(tok, folder, None, None)
+        if not path.is_file():
+            raise ConfigError(f"save_frontend: tokenizer {tok!r}: no file at {path} to take its sha256 from (a name "
+                              f"is resolved as tokenizer_name is, relative to the checkpoint folder): put the file "
+                              f"there first, or give tokenizer_sha256")
+        kame["tokenizer_sha256"] = file_sha256(path)
+    meta["kame"] = {k: kame[k] for k in KAME_KEYS if k in kame}  # (check_kame refused any other key)
+    return meta
