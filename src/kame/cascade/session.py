@@ -6,6 +6,7 @@ Implements kame.runtime.base.Session, so the server and file mode drive it like 
     session = await agent.open_session()
     await session.push_audio(pcm)                # float32 24 kHz, any length
     async for out in session.outputs(): ...      # AgentAudio every 80 ms, AgentText, Meta, ErrorEvent
+                                                 # (one reader at a time: ReaderError, as the tandem)
 
 Turn taking: the STT's *final* transcript ends the user's turn and starts one reply (a final
 with no words is ignored). The VAD (kame.cascade.turns) gives the end-of-speech time for the
@@ -40,14 +41,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from ..audio import SAMPLE_RATE, audio_problem
 from ..backend.llm.base import component_name
 from ..backend.types import FRAME_S, FRAME_SIZE, AudioFrame, ChatMessage, Transcript, Turn
-from ..runtime.base import AgentAudio, BackendHealth, ErrorEvent, Meta, Output, Session, _why
+from ..runtime.base import (AgentAudio, BackendHealth, ErrorEvent, Meta, Output, OutputReader, Session, SingleReader,
+                            _why)
 from ..runtime.clock import STOP_WAIT_S, Clock
 from ..runtime.metrics import Metric, MetricsSink, null_sink
 from ..runtime.session import MAX_PENDING_OUTPUTS
@@ -149,7 +151,7 @@ class CascadeSession(Session):
         self._turn_id = 0
         self._user_start: float | None = None  # first speech of the pending user turn
         self._closed = False
-        self._readers = 0  # outputs() readers not ended or closed (close() flushes the STT for them)
+        self._reader = SingleReader(self._out, None, session_id)  # outputs(): one reader at a time
         self._tasks = [
             asyncio.create_task(self._stt.run(), name=f"cascade-stt-{session_id}"),
             asyncio.create_task(self._playback_loop(), name=f"cascade-play-{session_id}"),
@@ -226,14 +228,17 @@ class CascadeSession(Session):
             self._on_vad(events, t + FRAME_S)
         await asyncio.sleep(0)
 
-    async def outputs(self) -> AsyncIterator[Output]:
-        self._readers += 1  # a reader from its first item until it ends or is closed (close() flushes for it)
-        try:
-            while (item := await self._out.get()) is not None:
-                yield item
-        finally:
-            self._readers -= 1
-        self._out.put_nowait(None)  # the end stays queued: outputs() called again ends at once too
+    def outputs(self) -> OutputReader:
+        """The outputs, in order, until the end (None, which stays queued: outputs() called again
+        ends at once too). One reader at a time: ReaderError while another is open, as the tandem's
+        (base.SingleReader)."""
+        return self._reader.open()
+
+    @property
+    def _readers(self) -> int:
+        """1 while a reader is open (from outputs() until it ends, is closed, or is dropped): close()
+        lets the STT flush its last transcript for it."""
+        return int(self._reader.reading)
 
     async def close(self) -> None:
         """End the session. Its place in the agent (runtime.max_sessions) and its id are free at

@@ -8,8 +8,8 @@ so `kame serve --mode tandem|cascade` and `kame run --mode ...` share one protoc
     session = await agent.open_session()   # raises CapacityError when full
     await session.push_audio(pcm)          # float32 mono 24 kHz, any length (buffered to 80 ms), in real
                                            # time: a backlog over runtime.max_input_backlog_s is dropped
-    async for out in session.outputs():    # AgentAudio / AgentText / Meta, in order
-        ...
+    async for out in session.outputs():    # AgentAudio / AgentText / Meta, in order; ONE reader per
+        ...                                # session (a second open one: ReaderError): dispatch by type
     await session.close()
     await agent.stop()
 
@@ -23,6 +23,7 @@ Outputs:
 from __future__ import annotations
 
 import asyncio
+import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable, Union
@@ -44,6 +45,11 @@ class CapacityError(KameError):
 
 class SessionIdError(KameError, ValueError):
     """open_session(id) with the id of a session that is still open."""
+
+
+class ReaderError(KameError, RuntimeError):
+    """A session's outputs() called while another reader of it is open: each output goes to one
+    reader, so two would each silently get part of them."""
 
 
 def session_id_for(session_id: str | None, open_ids, make: Callable[[], str]) -> str:
@@ -84,6 +90,87 @@ class ErrorEvent:
 Output = Union[AgentAudio, AgentText, Meta, ErrorEvent]
 
 
+def _task() -> asyncio.Task | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # (no running loop)
+        return None
+
+
+class OutputReader:
+    """What a session's outputs() returns: the items of its output queue until the end marker
+    (left queued, so a later reader ends at once too). It is over for good when the marker comes,
+    when it is closed (``aclose()``, contextlib.aclosing) or when waiting for an item raises (its
+    task was cancelled); the items it did not take stay queued for the next reader."""
+
+    def __init__(self, slot: "SingleReader") -> None:
+        self._slot = slot
+        self.done = False
+        self._task = _task()  # the task reading it (its creator until it is iterated)
+
+    @property
+    def open(self) -> bool:
+        """Not over, and its task has not ended (one cancelled in its loop body may still be
+        referenced by its traceback: it reads no more)."""
+        return not self.done and (self._task is None or not self._task.done())
+
+    def __aiter__(self) -> "OutputReader":
+        return self
+
+    async def __anext__(self) -> Output:
+        if self.done:
+            raise StopAsyncIteration
+        if self._slot._last() is not self:  # read on after a newer reader took over (this one's task had ended)
+            self.done = True
+            raise ReaderError(f"this outputs() reader of session {self._slot._id} was replaced by a newer one "
+                              f"(outputs() was called again once the task reading this one had ended); read "
+                              f"the newer one")
+        self._task = _task()
+        queue, end = self._slot._queue, self._slot._end
+        try:
+            item = await queue.get()  # (a cancelled get() takes no item)
+        except BaseException:
+            self.done = True  # as an async generator: an exception ends it
+            raise
+        if item is end:
+            queue.put_nowait(item)
+            self.done = True
+            raise StopAsyncIteration
+        return item
+
+    async def aclose(self) -> None:
+        self.done = True
+
+
+class SingleReader:
+    """A session's outputs(), one reader at a time (both agents' sessions). A reader is open from
+    outputs() until it is over (OutputReader), the task reading it has ended, or nothing refers to
+    it any more (a loop left with ``break``); outputs() while one is open raises ReaderError
+    (was: both read the one queue, each silently got part of the outputs)."""
+
+    def __init__(self, queue: asyncio.Queue, end: object, session_id: str) -> None:
+        self._queue, self._end, self._id = queue, end, session_id
+        self._last: Callable[[], OutputReader | None] = lambda: None
+
+    @property
+    def reading(self) -> bool:
+        """A reader is open (file mode's: the cascade's close() lets its STT flush for it)."""
+        r = self._last()
+        return r is not None and r.open
+
+    def open(self) -> OutputReader:
+        if self.reading:
+            raise ReaderError(
+                f"session {self._id} already has an outputs() reader; each output goes to one reader, so a "
+                f"second would silently split them. Read them in one loop that dispatches by type "
+                f"(isinstance(out, AgentAudio) / AgentText / Meta / ErrorEvent) and hands them on, or end "
+                f"the first reader before starting another (leave its loop, cancel its task, or await "
+                f"its aclose()); nothing is lost in between")
+        r = OutputReader(self)
+        self._last = weakref.ref(r)
+        return r
+
+
 class BackendHealth:
     """A session's record of its back-end components ("stt", "llm", "tts"; each up until it
     fails) and what it sends about them, in either mode: every failure an ErrorEvent
@@ -113,7 +200,7 @@ class Session(ABC):
 
     @abstractmethod
     def outputs(self) -> AsyncIterator[Output]:
-        """The session's outputs, in order, until it is closed."""
+        """The session's outputs, in order, until it is closed. One reader at a time (ReaderError)."""
 
     @abstractmethod
     async def close(self) -> None:

@@ -25,13 +25,13 @@ import itertools
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, AsyncIterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..audio import audio_problem
 from ..backend.types import FRAME_S, FRAME_SIZE, AudioFrame, OracleAppend, OracleEvent, OracleReset, Transcript
-from .base import AgentAudio, AgentText, BackendHealth, ErrorEvent, Meta, Output, Session
+from .base import AgentAudio, AgentText, BackendHealth, ErrorEvent, Meta, Output, OutputReader, Session, SingleReader
 from .metrics import Metric, behind_real_time
 from .worker import RowInput, RowOutput
 
@@ -86,6 +86,7 @@ class TandemSession(Session):
         self._ended = False
         self.joined = False  # set once the first step reset its row
         self._queue: asyncio.Queue = asyncio.Queue()
+        self._reader = SingleReader(self._queue, _CLOSED, self.id)  # outputs(): one reader at a time
         self._buf: deque[np.ndarray] = deque()  # pushed user audio chunks (not yet framed)
         self._buf_len = 0
         self._max_backlog = int(cfg.runtime.max_input_backlog_s * 24000)
@@ -135,13 +136,10 @@ class TandemSession(Session):
                 self._buf_len -= over
                 self.stats.dropped_input_s += over / 24000
 
-    async def outputs(self) -> AsyncIterator[Output]:
-        while True:
-            item = await self._queue.get()
-            if item is _CLOSED:
-                self._queue.put_nowait(_CLOSED)  # for a later outputs() call: it ends too, not hangs
-                return
-            yield item
+    def outputs(self) -> OutputReader:
+        """The outputs, in order, until the end marker (which stays queued: a later outputs() ends
+        at once too). One reader at a time: ReaderError while another is open (base.SingleReader)."""
+        return self._reader.open()
 
     async def close(self) -> None:
         if self.closed:
