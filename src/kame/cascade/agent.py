@@ -37,8 +37,9 @@ from ..errors import ConfigError, KameError
 from ..runtime.backend import create_llm, create_stt
 from ..runtime.sttloop import STALL_S
 from ..runtime.base import Agent, CapacityError, Meta, Session, close_components, session_id_for
-from ..runtime.clock import Clock, MonotonicClock
-from ..runtime.metrics import MetricsSink, null_sink
+from ..runtime.clock import Clock
+from ..runtime.engine import StartOnce, check_clock
+from ..runtime.metrics import MetricsSink, guard_sink
 from .config import CascadeConfig
 from .session import CascadeSession
 
@@ -104,8 +105,8 @@ class CascadeAgent(Agent):
             max_tokens=cfg.max_tokens if cfg.max_tokens is not None else getattr(backend, "llm_max_tokens", 80),
             temperature=cfg.temperature if cfg.temperature is not None else getattr(backend, "llm_temperature", None),
         )
-        self.clock = clock or MonotonicClock()
-        self.metrics = metrics or null_sink
+        self.clock = check_clock(clock)
+        self.metrics = guard_sink(metrics)  # (every caller gets the guarded one: sessions, STT, replies)
         runtime = getattr(config, "runtime", None)
         self.max_sessions = int(getattr(runtime, "max_sessions", 4))
         self._given = dict(components or {})
@@ -119,12 +120,14 @@ class CascadeAgent(Agent):
         self._stops = 0  # stop() calls (a session opening across one is refused)
         self._stopping_now = False  # stop() is under way
         self._started = False
+        self._start_once = StartOnce()  # (one load however many callers start the agent at once)
         # VAD compute of all sessions on one small thread, not queued behind STT/TTS work (from
         # start() to stop())
         self._vad_pool: ThreadPoolExecutor | None = None
 
-    def _load(self) -> dict:
-        """Blocking component loading (run in a worker thread)."""
+    def _load(self) -> tuple[dict, dict]:
+        """Blocking component loading (run in a worker thread) -> the parts and the info. The agent
+        takes them when the load has ended (a load whose start was cancelled changes nothing)."""
         cfg, given = self.config, self._given
         backend = getattr(cfg, "backend", None)
         info: dict = {"mode": "cascade"}
@@ -137,33 +140,42 @@ class CascadeAgent(Agent):
         from ..backend.vad import vad_options
 
         turn_vad = vad_options(self.cfg.vad_threshold, self.cfg.end_of_turn_silence)
-        self.stt = given.get("stt") or create_stt(stt_spec, self.clock, self.metrics, nice, vad=turn_vad)
-        self.llm = given.get("llm") or create_llm(llm_spec, nice)
+        parts: dict = {}
+        parts["stt"] = given.get("stt") or create_stt(stt_spec, self.clock, self.metrics, nice, vad=turn_vad)
+        parts["llm"] = given.get("llm") or create_llm(llm_spec, nice)
         if "tts" in given:
-            self.tts, tts_spec = given["tts"], getattr(given["tts"], "name", "custom")
+            parts["tts"], tts_spec = given["tts"], getattr(given["tts"], "name", "custom")
         else:
-            self.tts, tts_spec = load_tts(self.cfg.tts, self.cfg.tts_fallback)
+            parts["tts"], tts_spec = load_tts(self.cfg.tts, self.cfg.tts_fallback)
         if "vad_factory" in given:
-            self._vad_factory = given["vad_factory"]
+            parts["_vad_factory"] = given["vad_factory"]
             vad_kind = "custom"
         else:
             from ..runtime.worker import make_vad_factory
 
             vad_kind = getattr(getattr(cfg, "runtime", None), "vad", "auto")
-            self._vad_factory = make_vad_factory(vad_kind, threshold=self.cfg.vad_threshold,
-                                                 min_silence=self.cfg.end_of_turn_silence)
-        self._prompt_fn = given.get("prompt_fn") or default_prompt_fn(
+            parts["_vad_factory"] = make_vad_factory(vad_kind, threshold=self.cfg.vad_threshold,
+                                                     min_silence=self.cfg.end_of_turn_silence)
+        parts["_prompt_fn"] = given.get("prompt_fn") or default_prompt_fn(
             getattr(backend, "system_prompt", ""), int(getattr(backend, "max_reply_words", 30)),
             getattr(backend, "knowledge_dir", ""))
-        info.update(stt=stt_spec if "stt" not in given else getattr(self.stt, "name", "custom"),
-                    llm=llm_spec if "llm" not in given else getattr(self.llm, "name", "custom"),
+        info.update(stt=stt_spec if "stt" not in given else getattr(parts["stt"], "name", "custom"),
+                    llm=llm_spec if "llm" not in given else getattr(parts["llm"], "name", "custom"),
                     tts=tts_spec, vad=vad_kind, cascade=self.cfg.to_dict())
-        return info
+        return parts, info
 
     async def start(self) -> None:
-        if self._started:
-            return
-        info = await load_in_thread(self._load)
+        """Loads the components (once however many callers ask at once: open_session starts the
+        agent; the others wait for that load and get its error)."""
+        if self._stopping_now:
+            raise KameError("cascade: the agent is stopping; start it again once stop() has returned")
+        if not self._started:
+            await self._start_once.run(self._start)
+
+    async def _start(self) -> None:
+        parts, info = await load_in_thread(self._load)
+        for name, part in parts.items():
+            setattr(self, name, part)
         self.components.update(info)
         if self._vad_pool is None:
             self._vad_pool = ThreadPoolExecutor(1, thread_name_prefix="kame-cascade-vad")
@@ -181,6 +193,7 @@ class CascadeAgent(Agent):
             self._stopping_now = False
 
     async def _stop(self) -> None:
+        await self._start_once.cancel()  # (its callers get a KameError)
         sessions = list(self.sessions.values())
         results = await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
         for s, r in zip(sessions, results):

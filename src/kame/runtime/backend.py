@@ -240,40 +240,52 @@ def create_llm(spec: str, nice: int = 0):
     return registry.create("llm", spec, **({"nice": nice} if named else {}))  # (its errors, named)
 
 
-def load_backend(cfg: KameConfig, clock: Clock, tokenizer=None, metrics=None):
+def load_backend(cfg: KameConfig, clock: Clock, tokenizer=None, metrics=None, own: dict | None = None):
     """The config's STT + LLM -> (factory(session) -> BackendBridge | None, info); ``factory.shared``
     holds the STT, LLM (and hybrid routing's TTS) all sessions share (TandemAgent.stop closes them).
-    ``tokenizer``: the front-end's text vocabulary (oracle ids must be in it)."""
+    ``tokenizer``: the front-end's text vocabulary (oracle ids must be in it). ``own``: the caller's
+    own "stt" / "llm" objects (TandemAgent(components=...)), used instead of backend.stt / .llm."""
+    from ..backend.llm.base import component_name
 
-    bc = cfg.backend
-    if bc.stt == "none" and bc.llm != "none" and not getattr(cfg.cascade, "hybrid_routing", False):
+    bc, own = cfg.backend, dict(own or {})
+    hybrid = getattr(cfg.cascade, "hybrid_routing", False)
+    if own and hybrid:
+        raise ConfigError("cascade.hybrid_routing does not take own STT / LLM objects (TandemAgent components=): "
+                          "register them (kame.registry.register, docs/backend.md) and name them in backend.stt / "
+                          "backend.llm")
+    has_stt, has_llm = "stt" in own or bc.stt != "none", "llm" in own or bc.llm != "none"
+    if "llm" in own and not has_stt:
+        raise ConfigError("TandemAgent(components={'llm': ...}) without an STT (backend.stt = 'none' and no "
+                          "components['stt']): nothing would ask that LLM; give an STT too, or leave the LLM out")
+    if not has_stt and has_llm and not hybrid:
         # the LLM answers what the STT heard: without one it would never be asked (was: loaded anyway)
         log.warning("backend.stt is 'none': nothing would reach backend.llm %r, which is not loaded (the "
                     "front-end runs alone; set backend.llm=none to say so)", bc.llm)
         return (lambda session: None), {"stt": "none", "llm": "none"}
-    if bc.stt == "none" and bc.llm == "none":
-        if getattr(cfg.cascade, "hybrid_routing", False):
+    if not has_stt and not has_llm:
+        if hybrid:
             raise ConfigError("cascade.hybrid_routing needs backend.stt and backend.llm (not 'none')")
         return (lambda session: None), {"stt": "none", "llm": "none"}
-    stt = create_stt(bc.stt, clock, metrics, bc.nice) if bc.stt != "none" else None
+    stt = own.get("stt") or (create_stt(bc.stt, clock, metrics, bc.nice) if has_stt else None)
     make_producer = llm = None
-    if bc.llm != "none":
+    if has_llm:
         from ..backend.tokenizer import default_tokenizer
 
-        llm = create_llm(bc.llm, bc.nice)
+        llm = own.get("llm") or create_llm(bc.llm, bc.nice)
         make_producer = producer_factory(cfg, clock, llm, tokenizer or default_tokenizer())
 
-    info = {"stt": bc.stt, "llm": bc.llm}
+    info = {"stt": component_name(stt) if "stt" in own else bc.stt,
+            "llm": component_name(llm) if "llm" in own else bc.llm}
     make_router = tts = None
-    if getattr(cfg.cascade, "hybrid_routing", False):  # structured turns answered by the cascade path
-        make_router, info["tts"], tts = _router_factory(cfg, clock, metrics, llm if bc.llm != "none" else None)
+    if hybrid:  # structured turns answered by the cascade path
+        make_router, info["tts"], tts = _router_factory(cfg, clock, metrics, llm)
         info["hybrid_routing"] = True
 
     def factory(session: "TandemSession") -> BackendBridge:
         if make_router is not None:
             session.router = make_router(session)
         return BackendBridge(session, stt, make_producer, clock, retry_s=bc.retry_s, stall_s=bc.stt_stall_s,
-                             stt_name=bc.stt)
+                             stt_name=info["stt"])
 
     factory.shared = tuple(x for x in (stt, llm, tts) if x is not None)  # every session's; the agent closes them at stop
     return factory, info

@@ -27,8 +27,9 @@ ticker sleeps and nothing is stepped.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from typing import Callable
+from typing import Awaitable, Callable
 
 from ..backend.childproc import load_in_thread
 from ..backend.types import FRAME_S
@@ -36,11 +37,68 @@ from ..config import KameConfig
 from ..errors import ConfigError, KameError
 from .base import Agent, CapacityError, ErrorEvent, Session, close_components, session_id_for
 from .clock import Clock, MonotonicClock
-from .metrics import Metric, MetricsSink, null_sink
+from .metrics import Metric, MetricsSink, guard_sink
 from .session import TandemSession, _ids as _session_ids
 from .worker import FrameModel, StepJob, StepWorker, make_vad_factory
 
 log = logging.getLogger(__name__)
+
+
+class StartOnce:
+    """An agent's start, shared by every caller (both agents use it): the first start() runs it in
+    a task, callers meanwhile wait for that one and get its error. A cancelled caller leaves the
+    others waiting; only when every caller gave up is the start cancelled (a load in a thread is
+    then aborted, as a cancelled start always was), so nothing is loaded twice or half-started."""
+
+    def __init__(self) -> None:
+        self._current: list | None = None  # [task, callers waiting for it]
+
+    async def run(self, start: Callable[[], Awaitable[None]]) -> None:
+        loop = asyncio.get_running_loop()
+        cur = self._current
+        if cur is None or cur[0].done() or cur[0].get_loop() is not loop:
+            task = loop.create_task(start(), name="kame-start")
+            cur = self._current = [task, 0]
+            task.add_done_callback(self._ended)
+        task = cur[0]
+        cur[1] += 1
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if task.cancelled() and not (me is not None and me.cancelling()):  # stop() cancelled the start
+                raise KameError("the agent was stopped while it was starting; start it again") from None
+            raise
+        finally:
+            cur[1] -= 1
+            if cur[1] == 0 and not task.done():  # every caller gave up
+                task.cancel()
+
+    def _ended(self, task: asyncio.Task) -> None:
+        if self._current is not None and self._current[0] is task:
+            self._current = None
+        if not task.cancelled():
+            task.exception()  # (its callers got it; no "exception was never retrieved")
+
+    async def cancel(self) -> None:
+        """stop(): cancel a start under way in this loop and wait until it has ended."""
+        task = self._current[0] if self._current is not None else None
+        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+            task.cancel()
+            await asyncio.wait({task})
+
+
+def check_clock(clock) -> Clock:
+    """The agent's clock (None: MonotonicClock); one without now() and sleep() is a TypeError now,
+    not an AttributeError inside the frame ticker later."""
+    if clock is None:
+        return MonotonicClock()
+    lacks = [m + "()" for m in ("now", "sleep") if not callable(getattr(clock, m, None))]
+    if lacks:
+        raise TypeError(f"clock: {clock!r} is not a kame Clock (it has no {' or '.join(lacks)}): a clock has "
+                        f"now() -> seconds and async sleep(seconds), as kame.runtime.clock.MonotonicClock and "
+                        f"FakeClock; leave clock=None for real time")
+    return clock
 
 
 class TandemAgent(Agent):
@@ -49,6 +107,13 @@ class TandemAgent(Agent):
     ``frame_models``: a factory ``(batch_size) -> FrameModel`` (default: the front-end and codec
     named by the config, kame.runtime.frontend). ``backend``: a factory ``(session) ->
     BackendBridge | None`` (default: the config's STT + LLM, kame.runtime.backend).
+    ``components``: names for the info Meta, and the caller's own STT / LLM objects under "stt" /
+    "llm" (used instead of backend.stt / backend.llm; stop() closes them as it closes its own).
+
+    start() runs once however many callers ask at once (open_session starts the agent); in an
+    event loop after the one it ran in has ended, it starts again there (that loop's sessions
+    are closed; the loaded models are kept). stop() closes what start loaded: a later start loads
+    it again.
     """
 
     def __init__(
@@ -63,34 +128,59 @@ class TandemAgent(Agent):
         components: dict | None = None,
     ) -> None:
         self.config = config
-        self.clock = clock or MonotonicClock()
-        self.metrics = metrics or null_sink
+        self.clock = check_clock(clock)
+        self.metrics = guard_sink(metrics)  # (every caller gets the guarded one: sessions, STT, producer)
         self.max_sessions = config.runtime.max_sessions
+        info, self._own = _split_components(components)
+        if self._own and backend is not None:
+            raise TypeError("TandemAgent: give either backend= (a bridge factory) or own STT / LLM objects in "
+                            "components=, not both")
         self._frame_models = frame_models
         self._backend = backend
+        self._backend_given = backend is not None  # (else loaded by start, and reloaded after stop)
         self._token_text = token_text
         self._tokenizer = None  # the front-end's text vocabulary (for the oracle)
         self.feed_agent_text = True  # inner monologue -> back-end (config backend.agent_text)
-        self.components: dict = dict(components or {})  # what is running, for info Meta / file mode
+        self.components: dict = info  # what is running, for info Meta / file mode
         self.oracle_start_id = -2  # set from the front-end (its text_card) at start
         self.worker: StepWorker | None = None
         self.sessions: dict[int, TandemSession] = {}  # row -> live session
         self._free: list[int] = []
         self._released: list[int] = []  # rows to reset at the next step
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # (a new one in each loop the agent starts in)
         self._ticker: asyncio.Task | None = None
+        self._start_once = StartOnce()
+        self._stopping = False
         self.frames = 0
         self.missed = 0
 
     # ----------------------------------------------------------------- lifecycle
+    def _ticking(self) -> bool:
+        t = self._ticker
+        return t is not None and not t.done() and t.get_loop() is asyncio.get_running_loop()
+
     async def start(self) -> None:
-        if self._ticker is not None:
+        if self._stopping:
+            raise KameError("the agent is stopping; start it again once stop() has returned")
+        if self._ticking():
             return
+        self._check_loop()
+        await self._start_once.run(self._start)
+
+    def _check_loop(self) -> None:
+        """KameError if the agent runs in another event loop that is running (another thread's)."""
+        old = self._ticker
+        if old is not None and not old.done() and old.get_loop() is not asyncio.get_running_loop() \
+                and old.get_loop().is_running():
+            raise KameError("this agent runs in another event loop (another thread): use it from that loop, "
+                            "or build one agent per loop")
+
+    async def _start(self) -> None:
+        if self._ticker is not None:  # its event loop has ended (e.g. started in another asyncio.run)
+            await self._leave_old_loop()
         cfg = self.config
         if self._frame_models is None:
-            from .frontend import load_frame_models
-
-            factory, info = await load_in_thread(load_frame_models, cfg)
+            factory, info = await load_in_thread(_load_frontend, cfg)  # (importing it imports torch)
             self._frame_models = factory
             self.components.update(info)
             self.oracle_start_id = info.pop("oracle_start_id", self.oracle_start_id)
@@ -99,42 +189,74 @@ class TandemAgent(Agent):
             if self._token_text is None:
                 self._token_text = token_text
         if self._backend is None:
-            from .backend import load_backend
-
-            self._backend, info = await load_in_thread(load_backend, cfg, self.clock, self._tokenizer, self.metrics)
+            self._backend, info = await load_in_thread(_load_backend, cfg, self.clock, self._tokenizer,
+                                                       self.metrics, self._own)
             self.components.update(info)
         mode = cfg.backend.agent_text
         self.feed_agent_text = mode == "on" or (mode == "auto" and not self.components.get("frontend_random"))
         self.components["agent_text_to_llm"] = self.feed_agent_text
-        n = self.max_sessions
+        if self.worker is None:  # (kept from a loop that has ended: it is a thread, not the loop's)
+            models, vad_factory = await load_in_thread(self._build_models)  # (a silero VAD loads onnxruntime)
+            self.worker = StepWorker(models, vad_factory=vad_factory, torch_threads=cfg.runtime.torch_threads,
+                                     clock=self.clock)
+            self._free, self._released = list(range(self.max_sessions))[::-1], []
+        self.components.setdefault("mode", "tandem")
+        self.components["batched"] = cfg.runtime.batched
+        self._wake = asyncio.Event()
+        self._ticker = asyncio.get_running_loop().create_task(self._run(), name="kame-ticker")
+
+    def _build_models(self) -> tuple[list[FrameModel], Callable[[], object] | None]:
+        """The frame models and the per-row VAD factory (in the load thread, not on the event loop)."""
+        cfg, n = self.config, self.max_sessions
         models = [self._frame_models(n)] if cfg.runtime.batched else [self._frame_models(1) for _ in range(n)]
         if sum(m.batch_size for m in models) < n:
             raise ConfigError(f"the frame model has {sum(m.batch_size for m in models)} rows < max_sessions={n}")
-        self.worker = StepWorker(models, vad_factory=make_vad_factory(cfg.runtime.vad),
-                                 torch_threads=cfg.runtime.torch_threads, clock=self.clock)
-        self.components.setdefault("mode", "tandem")
-        self.components["batched"] = cfg.runtime.batched
-        self._free = list(range(n))[::-1]
-        self._ticker = asyncio.create_task(self._run(), name="kame-ticker")
+        return models, make_vad_factory(cfg.runtime.vad)
+
+    async def _leave_old_loop(self) -> None:
+        """The loop the agent ran in has ended, its ticker and its sessions' tasks with it: the
+        sessions are closed (their readers were in that loop); the worker and models are kept."""
+        old, self._ticker = self._ticker, None
+        _cancel_elsewhere(old)
+        if self.sessions:
+            log.info("the agent's previous event loop has ended: closing its %d session(s)", len(self.sessions))
+        for s in list(self.sessions.values()):
+            await self._close_quietly(s)
+
+    async def _close_quietly(self, s: TandemSession) -> None:
+        try:
+            await s.close()
+        except Exception as exc:  # noqa: BLE001 - closing anyway (e.g. a session of a loop that has ended)
+            log.warning("closing session %s failed: %s", s.id, exc)
+        self._release(s)  # (its row is free even if its close failed)
 
     async def stop(self) -> None:
-        for s in list(self.sessions.values()):
-            await s.close()
-        if self._ticker is not None:
-            self._ticker.cancel()
-            try:
-                await self._ticker
-            except asyncio.CancelledError:
-                pass
-            self._ticker = None
-        if self.worker is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.worker.shutdown)
-            self.worker = None
-        await close_components(getattr(self._backend, "shared", ()))  # the STT / LLM / TTS all sessions share
+        self._check_loop()
+        self._stopping = True
+        try:
+            await self._start_once.cancel()  # (its callers get a KameError)
+            for s in list(self.sessions.values()):
+                await self._close_quietly(s)
+            ticker, self._ticker = self._ticker, None
+            if ticker is not None and ticker.get_loop() is asyncio.get_running_loop():
+                ticker.cancel()
+                await asyncio.wait({ticker})
+            elif ticker is not None:
+                _cancel_elsewhere(ticker)
+            worker, self.worker = self.worker, None
+            if worker is not None:
+                await asyncio.get_running_loop().run_in_executor(None, worker.shutdown)
+            backend = self._backend
+            if not self._backend_given:
+                self._backend = None  # closed below: the next start loads (or wraps) them again
+            await close_components(getattr(backend, "shared", ()))  # the STT / LLM / TTS all sessions share
+        finally:
+            self._stopping = False
 
     async def open_session(self, session_id: str | None = None) -> Session:
-        if self._ticker is None:
-            await self.start()
+        if self._stopping:  # (stop() would not see it: it would outlive the agent)
+            raise KameError("the agent is stopping; no new session (open one once stop() has returned)")
+        await self.start()  # (at once when it runs; else this caller waits for the one start)
         sid = session_id_for(session_id, {s.id for s in self.sessions.values()}, lambda: f"s{next(_session_ids)}")
         if not self._free:
             raise CapacityError(f"all {self.max_sessions} sessions are in use (runtime.max_sessions)")
@@ -171,6 +293,8 @@ class TandemAgent(Agent):
                         await self.worker.submit(StepJob(rows=[], release=self._take_released()))
                     except Exception:  # noqa: BLE001 - the next owner's first step resets it anyway
                         log.exception("row reset failed")
+                    next_t = clock.now()
+                    continue  # (a session that joined during the reset set _wake: not cleared unseen)
                 self._wake.clear()
                 await self._wake.wait()
                 next_t = clock.now()
@@ -226,15 +350,80 @@ def _jsonable(v) -> bool:
     return isinstance(v, (str, int, float, bool, type(None), list, dict))
 
 
+def _cancel_elsewhere(task: asyncio.Task) -> None:
+    """Cancel a task of an event loop that is not running (it ends if that loop ever runs again)."""
+    if not task.done():
+        try:
+            task.cancel()
+        except RuntimeError:  # its loop is closed
+            pass
+
+
+_CASCADE_PARTS = ("tts", "vad_factory", "prompt_fn")  # components only the cascade takes as objects
+
+
+def _split_components(components: dict | None) -> tuple[dict, dict]:
+    """TandemAgent(components=...) -> (names for the info Meta, the caller's own STT / LLM objects)."""
+    from .. import registry
+
+    info, own = {}, {}
+    for key, value in (components or {}).items():
+        if value is None or isinstance(value, str) or not (key in ("stt", "llm") or key in _CASCADE_PARTS):
+            info[key] = value
+        elif key in _CASCADE_PARTS:
+            raise TypeError(
+                f"TandemAgent(components={{{key!r}: {type(value).__name__}}}): a tandem takes its own 'stt' and "
+                f"'llm' objects there, not a {key}; a {key} object is the cascade's (mode = 'cascade'). For a "
+                f"tandem's hybrid-routing TTS, register it (kame.registry.register('tts', 'mine', factory)) and set "
+                f"cascade.tts = 'mine' (docs/backend.md, \"Your own components\")")
+        else:
+            method = registry.ASYNC_ITERATORS[key]
+            fn = getattr(value, method, None)
+            if not callable(fn) or inspect.isgeneratorfunction(fn) or inspect.iscoroutinefunction(fn):
+                raise TypeError(
+                    f"TandemAgent(components={{{key!r}: {type(value).__name__}}}): an own {key} needs an async "
+                    f"generator method {method}(...) ('async def {method}(...)' that yields; kame reads it with "
+                    f"'async for'; docs/backend.md)")
+            own[key] = value
+    return info, own
+
+
+def _load_frontend(cfg: KameConfig):
+    """kame.runtime.frontend.load_frame_models (in the load thread: importing it imports torch)."""
+    from .frontend import load_frame_models
+
+    return load_frame_models(cfg)
+
+
+def _load_backend(cfg: KameConfig, clock: Clock, tokenizer, metrics, own: dict):
+    """kame.runtime.backend.load_backend (in the load thread: its import is heavy)."""
+    from .backend import load_backend
+
+    return load_backend(cfg, clock, tokenizer, metrics, own)
+
+
+def _check_keywords(fn: Callable, what: str, kwargs: dict) -> None:
+    """build_agent's extra keywords must be ones the chosen agent takes (a TypeError naming them)."""
+    takes = [n for n, p in inspect.signature(fn).parameters.items()
+             if p.kind is p.KEYWORD_ONLY and n not in ("clock", "metrics")]
+    unknown = [k for k in kwargs if k not in takes]
+    if unknown:
+        raise TypeError(f"build_agent: {what} takes no {', '.join(k + '=' for k in unknown)} (it takes clock=, "
+                        f"metrics={''.join(', ' + n + '=' for n in takes)})")
+
+
 def build_agent(config: KameConfig, *, clock: Clock | None = None, metrics: MetricsSink | None = None,
                 **kwargs) -> Agent:
-    """mode "tandem" -> TandemAgent; "cascade" -> kame.cascade.agent.build_cascade_agent."""
+    """mode "tandem" -> TandemAgent; "cascade" -> kame.cascade.agent.build_cascade_agent. Other
+    keywords go to the chosen agent (a TypeError for one it does not take)."""
     if config.mode == "cascade":
         from ..cascade.agent import build_cascade_agent
 
-        return build_cascade_agent(config, clock=clock, metrics=metrics)
+        _check_keywords(build_cascade_agent, "mode = 'cascade' (kame.cascade.agent.build_cascade_agent)", kwargs)
+        return build_cascade_agent(config, clock=clock, metrics=metrics, **kwargs)
     if config.mode != "tandem":
         raise ConfigError(f"mode: {config.mode!r} is not one of ['tandem', 'cascade']")
+    _check_keywords(TandemAgent, "mode = 'tandem' (TandemAgent)", kwargs)
     return TandemAgent(config, clock=clock, metrics=metrics, **kwargs)
 
 

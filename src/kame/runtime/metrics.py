@@ -7,8 +7,12 @@ benchmarks aggregate them. All times come from the one injectable Clock.
 
 from __future__ import annotations
 
+import inspect
+import logging
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Literal
+
+log = logging.getLogger(__name__)
 
 MetricName = Literal[
     "stt_partial_latency",  # audio time of last word end -> partial emitted
@@ -42,6 +46,54 @@ MetricsSink = Callable[[Metric], None]
 
 def null_sink(_: Metric) -> None:
     pass
+
+
+def sink_name(sink) -> str:
+    """``mymod.my_sink`` / ``mymod.Dashboard``: how messages name a sink."""
+    named = sink if hasattr(sink, "__qualname__") else type(sink)
+    return f"{getattr(named, '__module__', '?')}.{getattr(named, '__qualname__', repr(sink))}"
+
+
+class GuardedSink:
+    """An agent's sink as every part of it calls it (frame ticker, sessions, STT, oracle producer):
+    a sink that raises must not cost a frame's audio, so its failure is logged once (naming the
+    sink) and that metric is dropped. ``sink``: the one given."""
+
+    def __init__(self, sink: MetricsSink) -> None:
+        self.sink = sink
+        self.failures = 0
+
+    def __call__(self, m: Metric) -> None:
+        try:
+            out = self.sink(m)
+        except Exception:  # noqa: BLE001 - the sink's bug, not the agent's
+            self.failures += 1
+            if self.failures == 1:
+                log.exception("metrics sink %s raised on a %r metric; the agent goes on and drops the metrics "
+                              "it fails on (logged once)", sink_name(self.sink), m.name)
+            return
+        if inspect.isawaitable(out):  # (a plain def that returns a coroutine: never awaited)
+            getattr(out, "close", lambda: None)()
+            self.failures += 1
+            if self.failures == 1:
+                log.error("metrics sink %s returned an awaitable, which nobody awaits: a sink is called, not "
+                          "awaited (logged once); record the metric and return, or queue it for your own task",
+                          sink_name(self.sink))
+
+
+def guard_sink(sink: MetricsSink | None) -> MetricsSink:
+    """The agent's sink (None: null_sink), checked and wrapped (GuardedSink). An ``async def`` sink
+    is a TypeError: the agent calls it inside its frame loop and sessions, where nothing awaits it."""
+    if sink is None or sink is null_sink or isinstance(sink, GuardedSink):
+        return sink or null_sink
+    if not callable(sink):
+        raise TypeError(f"metrics: {sink!r} is not callable; give a function metric -> None "
+                        f"(e.g. kame.runtime.metrics.MetricsLog())")
+    if inspect.iscoroutinefunction(sink) or inspect.iscoroutinefunction(getattr(sink, "__call__", None)):
+        raise TypeError(f"metrics: {sink_name(sink)} is an async def, but a sink is called, not awaited (inside "
+                        f"the agent's frame loop): write it as a plain def that records the metric "
+                        f"(or puts it on a queue your own task reads)")
+    return GuardedSink(sink)
 
 
 class MetricsLog:
