@@ -184,7 +184,7 @@ def _random_overrides(codec) -> dict:
 
 def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: str, oracle: str = "auto"):
     """-> (LMModel, codec, codec spec, text tokenizer | None, info dict). The codec (a named one, or
-    for "auto" the checkpoint's Mimi) is created and fitted to the front-end (_fit_codec) before the
+    for "auto" the checkpoint's Mimi) is created and fitted to the front-end (fit_codec) before the
     front-end's weights load. ``oracle``: the config's frontend.oracle (auto | on | off)."""
     from .. import registry
     from ..model.loaders import check_frontend_spec, load_frontend  # checkpoints, folders, presets
@@ -201,7 +201,7 @@ def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: st
         codec = registry.create("codec", codec_spec)
         model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), spec_form=form,
                                      oracle=want, **_random_overrides(codec))
-        _fit_codec(codec, codec_spec, model.cfg, spec)
+        fit_codec(codec, codec_spec, model.cfg, spec)
     else:
         named = registry.create("codec", codec_spec) if codec_spec != "auto" else None
         chosen: dict = {}
@@ -221,7 +221,7 @@ def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: st
                 fix = ("its config.json and the Mimi file it names (mimi_name) do not belong together: check "
                        "mimi_name, or set codec.spec=mimi:PATH")
             _check_fingerprint(codec, cspec, finfo, spec)
-            _fit_codec(codec, cspec, finfo.config, spec, fix)
+            fit_codec(codec, cspec, finfo.config, spec, fix)
             chosen.update(codec=codec, spec=cspec)
 
         try:
@@ -265,7 +265,7 @@ def _oracle_stream(model, finfo, kind: str) -> str:
     return "text_emb-copy" if finfo.oracle_upgraded else "trained"
 
 
-def _fit_codec(codec, codec_spec: str, cfg, spec: str, fix: str | None = None) -> None:
+def fit_codec(codec, codec_spec: str, cfg, spec: str, fix: str | None = None) -> None:
     """ConfigError unless ``codec`` can serve the front-end of config ``cfg``: 80 ms frames, its
     cardinality, and the codebooks it reads of the user's audio and generates (n_user_q, dep_q),
     which the codec is then set to code with if it can (one that codes a fixed number, at least

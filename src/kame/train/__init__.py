@@ -1,19 +1,30 @@
-"""Training the front-end (roadmap, not built yet: nothing here runs).
+"""Training the front-end: its data layout exists; generation and fine-tuning are the roadmap.
 
-What will live here, and the pieces of today's code it builds on:
+docs/training.md describes both. What exists now (tested, tests/train):
 
-- synthetic spoken dialogues from text QA sets (MMLU-Pro, GSM8K, HSSBench): the user side
-  spoken by kame's TTS (kame.backend.tts; the voices kame.codec.embedded.data uses), the agent
-  side by the same TTS, both coded to 12.5 Hz tokens by a codec (kame.codec: Mimi or embedded);
+- ``kame.train.data``: the on-disk layout of one training dialogue (a folder: stereo 24 kHz
+  audio.wav, user left / agent right as `kame run` writes it; dialogue.json with both speakers'
+  words and times, the oracle events at their frames with their hint levels, the tokenizer's
+  sha256), its checks (``DataError``), and a JSONL manifest;
+- ``kame.train.codes``: the optional cache of a dialogue's codec codes (codes.npz, checked
+  against the codec's fingerprint and the audio's sha256);
+- ``kame.train.examples``: a dialogue -> ``(codes [K, T], oracle [T])`` laid out as
+  ``LMModel.forward`` takes them (the agent's text stream with Moshi's pad / end-of-padding rules,
+  the user's frame f + 1 beside the agent's frame f, the oracle ``oracle_timeline`` gives, the
+  stepper's own rules), and ``collate`` for batches;
+- ``kame.train.recorded.from_kame_run``: a conversation `kame run` recorded -> a dialogue.
+
+Roadmap, built on these:
+
+- synthetic spoken dialogues from text QA sets (MMLU-Pro, GSM8K, HSSBench): both sides spoken by
+  kame's TTS (kame.backend.tts), written with ``write_dialogue``;
 - the simulated oracle: LLM predictions of the agent's reply from partial transcripts at graded
-  hint levels, one token per 80 ms frame as the stepper feeds it (kame.model.stepper.
-  oracle_timeline turns resets/appends at frames into that timeline; the prompt is
-  kame.backend.prompt's, the tokens kame.backend.tokenizer's);
-- fine-tuning under torchrun with LMModel's training forward, ``model(codes, oracle=oracle,
-  inputs=dropped)`` (kame.model.lm: logits aligned with the codes, the oracle summed into the
-  temporal input; its docstring gives the data layout: user frame f + 1 beside model frame f);
-- checkpoints in the published format with their config (kame.model.loaders.save_frontend), so
-  ``load_frontend``, ``kame run`` and ``kame serve`` take them as they take KAME's.
+  hint levels (the prompt kame.backend.prompt's, the tokens kame.backend.tokenizer's), stored as
+  the dialogue's oracle events;
+- fine-tuning under torchrun with ``model(codes, oracle=oracle, inputs=dropped)`` on collated
+  batches; checkpoints in the published format with their config
+  (kame.model.loaders.save_frontend), so ``load_frontend``, ``kame run`` and ``kame serve`` take
+  them as they take KAME's.
 
 Until then kame's tandem runs a random-weight front-end (``random:tiny``) and says so.
 """

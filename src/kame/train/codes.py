@@ -1,0 +1,89 @@
+"""The optional cache of a dialogue's codec codes: DIALOGUE/codes.npz (docs/training.md).
+
+    write_codes(dialogue, codec, spec="embedded")     # encode once, e.g. before training
+    user, agent = load_codes(dialogue, codec)         # [K, T] each; None without a cache
+
+codes.npz holds ``user`` and ``agent`` ([K, T] int16) and ``meta`` (JSON text): the codec's spec,
+fingerprint (kame.codec.base.Codec.fingerprint), codebook count and cardinality, the frame count
+and the sha256 of audio.wav. A cache made by another codec (fingerprint or codebooks) or from
+another audio.wav is a DataError, never used: a stale cache would train the front-end on codes
+its codec does not make.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..codec.base import file_sha256
+from .data import AUDIO, CODES, DataError, Dialogue
+
+
+def encode_dialogue(d: Dialogue, codec) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both channels through ``codec.encode`` (one batch: user, agent) -> (user [K, T], agent [K, T])
+    int64, T = d.frames, K = codec.num_codebooks."""
+    pcm = torch.from_numpy(np.ascontiguousarray(np.asarray(d.audio, np.float32).T))  # [2, N]
+    with torch.no_grad():
+        codes = codec.encode(pcm)
+    K = int(codec.num_codebooks)
+    if not isinstance(codes, torch.Tensor) or tuple(codes.shape) != (2, K, d.frames):
+        got = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
+        raise DataError(f"codec {type(codec).__name__}.encode of the dialogue's 2 channels ({d.samples} samples) gave "
+                        f"{got}, expected [2, num_codebooks={K}, frames={d.frames}] (80 ms frames)")
+    codes = codes.long()
+    return codes[0], codes[1]
+
+
+def write_codes(d: Dialogue, codec, *, spec: str) -> Path:
+    """Encode ``d`` (read from or written to a folder) and cache the codes as FOLDER/codes.npz,
+    with what decides them: the codec's ``spec`` (e.g. "embedded"), fingerprint and codebook count,
+    and the audio file's sha256. A codec without a fingerprint (random weights) cannot be checked
+    later, so it is refused."""
+    if d.folder is None:
+        raise DataError("write_codes: the dialogue has no folder (read_dialogue or write_dialogue it first)")
+    fp = getattr(codec, "fingerprint", None)
+    if fp is None:
+        raise DataError(f"write_codes: codec {spec!r} has no fingerprint (random weights?): a cache of its codes could "
+                        f"not be told stale; encode on the fly instead (use_cache=False)")
+    user, agent = encode_dialogue(d, codec)
+    meta = {"codec": spec, "codec_sha256": fp, "num_codebooks": int(codec.num_codebooks),
+            "cardinality": int(codec.cardinality), "frames": d.frames,
+            "audio_sha256": file_sha256(d.folder / AUDIO)}
+    dtype = np.int16 if int(codec.cardinality) <= 32768 else np.int32
+    path = d.folder / CODES
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, user=user.numpy().astype(dtype), agent=agent.numpy().astype(dtype), meta=np.array(json.dumps(meta)))
+    os.replace(tmp, path)
+    return path
+
+
+def load_codes(d: Dialogue, codec) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The cached (user, agent) codes of ``d`` for ``codec``, None without a cache; a DataError when
+    the cache is another codec's (fingerprint, codebooks) or another audio's (sha256)."""
+    if d.folder is None or not (d.folder / CODES).is_file():
+        return None
+    path = d.folder / CODES
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta, user, agent = json.loads(str(z["meta"])), z["user"], z["agent"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{path}: not a codes cache ({exc}); remove it or write it again (write_codes)") from None
+    fix = f"write it again (kame.train.codes.write_codes) or remove {path}"
+    fp = getattr(codec, "fingerprint", None)
+    if fp is None or meta.get("codec_sha256") != fp:
+        raise DataError(f"{path}: cached with codec {meta.get('codec')!r} sha256 {meta.get('codec_sha256')}, this "
+                        f"codec's fingerprint is {fp}: {fix}")
+    if meta.get("num_codebooks") != int(codec.num_codebooks):
+        raise DataError(f"{path}: cached with {meta.get('num_codebooks')} codebooks, the codec codes with "
+                        f"{codec.num_codebooks}: {fix}")
+    sha = file_sha256(d.folder / AUDIO)
+    if meta.get("audio_sha256") != sha:
+        raise DataError(f"{path}: made from another {AUDIO} (sha256 {meta.get('audio_sha256')}, now {sha}): {fix}")
+    shape = (int(codec.num_codebooks), d.frames)
+    if user.shape != shape or agent.shape != shape:
+        raise DataError(f"{path}: codes of shape {user.shape}/{agent.shape}, expected {shape}: {fix}")
+    return torch.from_numpy(user.astype(np.int64)), torch.from_numpy(agent.astype(np.int64))

@@ -1,0 +1,375 @@
+"""The on-disk layout of training dialogues (docs/training.md): one folder per dialogue, a JSONL
+manifest over many, and an optional cache of the dialogue's codec codes.
+
+    DIALOGUE/audio.wav      stereo 24 kHz: user left, agent right (as `kame run` writes OUT.wav)
+    DIALOGUE/dialogue.json  words of both speakers with times, the oracle events, provenance
+    DIALOGUE/codes.npz      optional: the codec's codes of both channels, with the codec's
+                            fingerprint and the audio's sha256 (kame.train.codes; stale: an error)
+
+    d = Dialogue(audio, words=[Word("user", "hi", 0.1, 0.3), ...], oracle=[OracleEvent(5, "reset", hint=0), ...])
+    write_dialogue("data/d0001", d)
+    d = read_dialogue("data/d0001")          # DataError saying what is wrong (rate, mono, words, ...)
+    write_manifest("data/train.jsonl", ["data/d0001", ...])
+    for entry in read_manifest("data/train.jsonl"): read_dialogue(entry.path)
+
+Both channels are on one 80 ms clock: frame f of either is samples [f*1920, (f+1)*1920), and the
+agent's frame f is the front-end's output frame f (what it says at step f, having heard the user's
+frames up to f). Oracle events are at frames of that clock (an event at frame t is applied before
+step t, as kame.model.stepper.oracle_timeline takes them). kame.train.examples turns a dialogue into
+LMModel.forward's input; kame.train.recorded makes one from what `kame run` wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..errors import KameError
+
+SAMPLE_RATE, FRAME_SIZE = 24000, 1920
+FRAME_RATE = SAMPLE_RATE / FRAME_SIZE  # 12.5 Hz
+FORMAT, VERSION = "kame-dialogue", 1
+AUDIO, META, CODES = "audio.wav", "dialogue.json", "codes.npz"
+SPEAKERS = ("user", "agent")  # audio channels 0 (left) and 1 (right)
+EVENTS = ("reset", "append")
+TIME_SLACK = 1e-6  # seconds a word may end past the audio (float rounding of a writer)
+
+
+class DataError(KameError, ValueError):
+    """A training dialogue, manifest or codes cache that is malformed or stale (says what to do)."""
+
+
+def frame_of(seconds: float) -> int:
+    """The 80 ms frame holding time ``seconds`` (a word starting at 0.24 s is in frame 3; the
+    small slack keeps 0.24 * 12.5 = 2.9999... in frame 3)."""
+    return math.floor(seconds * FRAME_RATE + 1e-6)
+
+
+@dataclass
+class Word:
+    speaker: str  # "user" | "agent"
+    word: str  # one word, no whitespace (punctuation attached, as an aligner or an STT gives it)
+    start: float  # seconds from the dialogue's start
+    end: float
+
+    def to_json(self) -> dict:
+        return {"speaker": self.speaker, "word": self.word, "start": float(self.start), "end": float(self.end)}
+
+
+@dataclass
+class OracleEvent:
+    """One back-end call into the front-end's oracle feed, applied before step ``frame``.
+    reset: a new prediction starts (its start id is fed at this frame); ``prediction`` its id,
+    ``hint`` the simulated oracle's hint level (0 = no hint; higher = more of the reference reply
+    shown; None = a real back-end). append: the prediction's next token ``ids`` (one per frame
+    after the earlier ones) and, optionally, their ``text`` (kame.train.examples.retokenize_oracle
+    re-encodes it for another tokenizer)."""
+
+    frame: int
+    event: str  # "reset" | "append"
+    ids: list[int] = field(default_factory=list)
+    text: str | None = None
+    prediction: int | None = None
+    hint: int | None = None
+
+    def timeline_event(self) -> tuple:
+        """The event as kame.model.stepper.oracle_timeline takes it."""
+        return (self.frame, "reset") if self.event == "reset" else (self.frame, "append", list(self.ids))
+
+    def to_json(self) -> dict:
+        d: dict[str, Any] = {"frame": int(self.frame), "event": self.event}
+        if self.event == "append":
+            d["ids"] = [int(t) for t in self.ids]  # (numpy ints too)
+            if self.text is not None:
+                d["text"] = self.text
+        else:
+            for key in ("prediction", "hint"):
+                if getattr(self, key) is not None:
+                    d[key] = int(getattr(self, key))
+        return d
+
+
+@dataclass
+class Dialogue:
+    """One training dialogue. ``audio`` [N, 2] float32 at 24 kHz: column 0 the user, 1 the agent."""
+
+    audio: np.ndarray
+    words: list[Word] = field(default_factory=list)
+    oracle: list[OracleEvent] = field(default_factory=list)
+    tokenizer_sha256: str | None = None  # the tokenizer of the oracle's ids (None: no ids)
+    source: dict = field(default_factory=dict)  # provenance, free-form (QA item, kame run, ...)
+    folder: Path | None = None  # where it was read from / written to (its codes cache is there)
+
+    @property
+    def samples(self) -> int:
+        return int(self.audio.shape[0])
+
+    @property
+    def frames(self) -> int:
+        """80 ms frames: the last one partial (the codec pads it with silence)."""
+        return -(-self.samples // FRAME_SIZE)
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples / SAMPLE_RATE
+
+    def words_of(self, speaker: str) -> list[Word]:
+        return [w for w in self.words if w.speaker == speaker]
+
+    def timeline_events(self) -> list[tuple]:
+        return [ev.timeline_event() for ev in self.oracle]
+
+    def validate(self) -> "Dialogue":
+        validate_dialogue(self)
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+
+
+def validate_dialogue(d: Dialogue, where: str = "dialogue") -> None:
+    """DataError unless ``d`` keeps the layout's rules: audio [N, 2] finite float at 24 kHz;
+    words of "user"/"agent", no whitespace inside, 0 <= start <= end <= duration, each speaker's
+    sorted by start; oracle events at frames in [0, frames), not decreasing, appends with ids
+    >= 0 and a tokenizer_sha256 saying whose ids they are."""
+    a = d.audio
+    if not isinstance(a, np.ndarray) or a.ndim != 2 or a.shape[1] != 2:
+        shape = getattr(a, "shape", type(a).__name__)
+        hint = " (mono: a dialogue needs both speakers, user left, agent right)" if getattr(a, "ndim", 0) == 1 or (
+            getattr(a, "ndim", 0) == 2 and a.shape[1] == 1) else ""
+        raise DataError(f"{where}: audio must be stereo samples [N, 2] (user, agent), got {shape}{hint}")
+    if a.shape[0] == 0:
+        raise DataError(f"{where}: audio holds no samples")
+    if not np.issubdtype(a.dtype, np.floating) or not np.isfinite(a).all():
+        raise DataError(f"{where}: audio must be finite float samples in [-1, 1], got {a.dtype}"
+                        + ("" if np.issubdtype(a.dtype, np.floating) else " (int16? divide by 32768)"))
+    duration = d.duration_s
+    last: dict[str, float] = {}
+    for i, w in enumerate(d.words):
+        what = f"{where}: word {i}"
+        if not isinstance(w, Word):
+            raise DataError(f"{what}: expected a Word, got {type(w).__name__}")
+        if w.speaker not in SPEAKERS:
+            raise DataError(f"{what} ({w.word!r}): speaker {w.speaker!r} is not one of {', '.join(SPEAKERS)}")
+        if not isinstance(w.word, str) or not w.word or any(c.isspace() for c in w.word):
+            raise DataError(f"{what}: {w.word!r} must be one word, non-empty, without whitespace (split it)")
+        times = (w.start, w.end)
+        if not all(isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x) for x in times):
+            raise DataError(f"{what} ({w.word!r}): start and end must be finite numbers of seconds, got {times}")
+        if not 0 <= w.start <= w.end <= duration + TIME_SLACK:
+            raise DataError(f"{what} ({w.word!r}): times {w.start:g}-{w.end:g} s outside the audio [0, "
+                            f"{duration:g}] s, or end before start")
+        if w.start < last.get(w.speaker, 0.0):
+            raise DataError(f"{what} ({w.word!r}): starts at {w.start:g} s, before the {w.speaker}'s previous word "
+                            f"({last[w.speaker]:g} s): sort each speaker's words by start")
+        last[w.speaker] = w.start
+    prev, has_ids = 0, False
+    for i, ev in enumerate(d.oracle):
+        what = f"{where}: oracle event {i}"
+        if not isinstance(ev, OracleEvent):
+            raise DataError(f"{what}: expected an OracleEvent, got {type(ev).__name__}")
+        if ev.event not in EVENTS:
+            raise DataError(f"{what}: event {ev.event!r} is not one of {', '.join(EVENTS)}")
+        if not _is_int(ev.frame) or not 0 <= ev.frame < d.frames:
+            raise DataError(f"{what}: frame {ev.frame!r} outside the dialogue's frames [0, {d.frames})")
+        if ev.frame < prev:
+            raise DataError(f"{what}: frame {ev.frame} comes after an event at frame {prev}: give the events in "
+                            f"the order the feed got them (frames not decreasing)")
+        prev = ev.frame
+        if ev.event == "append":
+            if not isinstance(ev.ids, (list, tuple)) or not all(_is_int(t) and t >= 0 for t in ev.ids):
+                raise DataError(f"{what}: ids must be a list of token ids >= 0, got {ev.ids!r}")
+            if ev.text is not None and not isinstance(ev.text, str):
+                raise DataError(f"{what}: text must be a string, got {ev.text!r}")
+            has_ids = has_ids or bool(ev.ids)
+        else:
+            if ev.ids or ev.text is not None:
+                raise DataError(f"{what}: a reset carries no ids or text (they go in the appends after it)")
+            for key in ("prediction", "hint"):
+                v = getattr(ev, key)
+                if v is not None and not (_is_int(v) and v >= 0):
+                    raise DataError(f"{what}: {key} must be an int >= 0 or null, got {v!r}")
+    sha = d.tokenizer_sha256
+    if sha is not None and not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+        raise DataError(f"{where}: tokenizer_sha256 {sha!r} is not a sha256 (64 lowercase hex digits)")
+    if has_ids and sha is None:
+        raise DataError(f"{where}: the oracle has token ids but no tokenizer_sha256 says whose ids they are "
+                        f"(kame.train.examples.tokenizer_sha256(tokenizer))")
+    if not isinstance(d.source, dict):
+        raise DataError(f"{where}: source must be an object, got {type(d.source).__name__}")
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+# ---------------------------------------------------------------------------------------------
+# writing and reading
+
+
+def write_dialogue(folder: str | Path, d: Dialogue, *, overwrite: bool = False) -> Path:
+    """Write ``d`` as FOLDER/audio.wav + FOLDER/dialogue.json (validated first: nothing is written
+    for a bad dialogue). An existing dialogue is replaced only with ``overwrite`` (its codes cache
+    is then removed: it was the old audio's). Sets ``d.folder``, and ``d.audio`` to the samples as
+    stored (16-bit), so codes made from ``d`` now are those a reader's would be."""
+    from ..audio import read_wav, write_wav
+
+    folder = Path(folder)
+    validate_dialogue(d, str(folder))
+    if (folder / META).exists() and not overwrite:
+        raise DataError(f"{folder} already holds a dialogue; pass overwrite=True to replace it")
+    folder.mkdir(parents=True, exist_ok=True)
+    if (folder / CODES).exists():
+        (folder / CODES).unlink()
+    write_wav(folder / AUDIO, np.asarray(d.audio, np.float32), SAMPLE_RATE)  # 16-bit PCM
+    d.audio = read_wav(folder / AUDIO, None, mono=False)[0]  # what is stored (16-bit), as a reader gets it
+    doc = {"format": FORMAT, "version": VERSION, "sample_rate": SAMPLE_RATE, "samples": d.samples,
+           "frames": d.frames, "duration_s": d.duration_s, "tokenizer_sha256": d.tokenizer_sha256,
+           "words": [w.to_json() for w in d.words], "oracle": [ev.to_json() for ev in d.oracle],
+           "source": d.source}
+    _write_text(folder / META, json.dumps(doc, indent=1, default=str))
+    d.folder = folder
+    return folder
+
+
+def read_dialogue(folder: str | Path, *, audio: bool = True) -> Dialogue:
+    """Read and validate FOLDER (a DataError naming the file and what is wrong). ``audio=False``
+    checks the wav's header only (rate, channels, length) and leaves ``audio`` all zeros: for
+    manifests and statistics."""
+    import soundfile as sf
+
+    from ..audio import read_wav
+    from ..errors import AudioFormatError
+
+    folder = Path(folder)
+    meta_path, wav = folder / META, folder / AUDIO
+    if not meta_path.is_file():
+        raise DataError(f"{folder}: no {META} (a dialogue folder holds {AUDIO} and {META}; see docs/training.md)")
+    doc = _read_json(meta_path)
+    if doc.get("format") != FORMAT or doc.get("version") != VERSION:
+        raise DataError(f"{meta_path}: format {doc.get('format')!r} version {doc.get('version')!r}, expected "
+                        f"{FORMAT!r} version {VERSION}")
+    try:
+        info = sf.info(str(wav))
+    except Exception as exc:  # missing or unreadable (soundfile's own error types)
+        raise DataError(f"{wav}: cannot read the dialogue's audio: {exc}") from None
+    if info.samplerate != SAMPLE_RATE:
+        raise DataError(f"{wav}: {info.samplerate} Hz, a dialogue's audio is {SAMPLE_RATE} Hz (kame's codecs): "
+                        f"resample it (kame.audio.resample) and write it again")
+    if info.channels != 2:
+        raise DataError(f"{wav}: {info.channels} channel(s), a dialogue's audio is stereo: user left, agent right")
+    if info.frames != doc.get("samples"):
+        raise DataError(f"{wav}: {info.frames} samples, {META} says {doc.get('samples')}: the files do not belong "
+                        f"together (write the dialogue again)")
+    if audio:
+        try:
+            pcm, _ = read_wav(wav, None, mono=False)
+        except AudioFormatError as exc:
+            raise DataError(str(exc)) from None
+    else:
+        pcm = np.zeros((info.frames, 2), np.float32)
+    try:
+        words = [Word(w["speaker"], w["word"], w["start"], w["end"]) for w in doc.get("words", [])]
+        oracle = [OracleEvent(e["frame"], e["event"], list(e.get("ids", [])), e.get("text"), e.get("prediction"),
+                              e.get("hint")) for e in doc.get("oracle", [])]
+    except (KeyError, TypeError) as exc:
+        raise DataError(f"{meta_path}: a word or oracle event lacks a field or is not an object ({exc!r}); "
+                        f"see docs/training.md") from None
+    d = Dialogue(pcm, words, oracle, doc.get("tokenizer_sha256"), doc.get("source") or {}, folder)
+    validate_dialogue(d, str(meta_path))
+    if doc.get("frames") != d.frames:
+        raise DataError(f"{meta_path}: frames {doc.get('frames')!r}, its {doc.get('samples')} samples make {d.frames}")
+    return d
+
+
+def _read_json(path: Path):
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not readable JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write through a temporary file renamed into place: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# manifest
+
+
+@dataclass
+class ManifestEntry:
+    path: Path  # the dialogue's folder (resolved against the manifest's folder)
+    duration: float  # seconds
+    frames: int
+    user_words: int
+    agent_words: int
+    predictions: int  # oracle resets
+    hints: list[int]  # the hint levels of its predictions (sorted, unique; real back-ends: none)
+
+
+def manifest_entry(folder: str | Path) -> ManifestEntry:
+    d = read_dialogue(folder, audio=False)
+    return ManifestEntry(Path(folder), d.duration_s, d.frames, len(d.words_of("user")), len(d.words_of("agent")),
+                         sum(ev.event == "reset" for ev in d.oracle),
+                         sorted({ev.hint for ev in d.oracle if ev.hint is not None}))
+
+
+def write_manifest(path: str | Path, folders: Iterable[str | Path]) -> list[ManifestEntry]:
+    """A JSONL manifest, one dialogue a line: {"path" (relative to the manifest's folder when
+    inside it), "duration", "frames", "user_words", "agent_words", "predictions", "hints"}. Each
+    folder is checked (read_dialogue without the samples) first."""
+    path = Path(path)
+    entries = [manifest_entry(f) for f in folders]
+    base = path.parent.resolve()
+    lines = []
+    for e in entries:
+        p = e.path.resolve()
+        rel = p.relative_to(base) if p.is_relative_to(base) else p
+        lines.append(json.dumps({"path": rel.as_posix(), "duration": e.duration, "frames": e.frames,
+                                 "user_words": e.user_words, "agent_words": e.agent_words,
+                                 "predictions": e.predictions, "hints": e.hints}))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_text(path, "".join(line + "\n" for line in lines))
+    return entries
+
+
+def read_manifest(path: str | Path, *, check: bool = True) -> list[ManifestEntry]:
+    """The manifest's entries, paths resolved against its folder. ``check``: every folder must hold
+    a dialogue.json (a DataError naming the line otherwise)."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise DataError(f"cannot read manifest {path}: {exc}") from None
+    out = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+            p = Path(d["path"])
+            e = ManifestEntry(p if p.is_absolute() else path.parent / p, float(d["duration"]), int(d["frames"]),
+                              int(d.get("user_words", 0)), int(d.get("agent_words", 0)),
+                              int(d.get("predictions", 0)), [int(h) for h in d.get("hints", [])])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{path}:{n}: not a manifest line ({{\"path\": ..., \"duration\": ..., \"frames\": ...}}): "
+                            f"{exc!r}") from None
+        if check and not (e.path / META).is_file():
+            raise DataError(f"{path}:{n}: {e.path} holds no {META}")
+        out.append(e)
+    return out

@@ -1,0 +1,109 @@
+"""kame.train.recorded.from_kame_run: what `kame run` writes (OUT.wav, OUT.json, with the timing
+kame.runtime.filemode gives them) becomes a Dialogue on the layout's one clock: the agent's
+frame f at frame f, its text pieces joined into words, the oracle events at the steps that fed them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from kame.audio import write_wav
+from kame.backend.tokenizer import default_tokenizer
+from kame.model.config import preset
+from kame.train.data import DataError, OracleEvent, Word, read_dialogue, write_dialogue
+from kame.train.examples import tokenizer_sha256, training_example
+from kame.train.recorded import from_kame_run
+
+from ._fakes import FakeCodec, LEVELS, codes_of, levels
+
+F = 0.08
+T = 20  # frames played
+LAG = 2  # output frame f comes out of step f + 1 (max delay 1), placed one frame after its input frame
+
+
+def stamp(step: int) -> float:
+    """When `kame run` stamps what step k delivers (its tick + the FakeClock's 1 ns)."""
+    return (step + 1) * F + 1e-9
+
+
+def write_run(tmp_path, mode: str = "tandem", tokenizer: str = "default (kame/assets)"):
+    user, model = levels(T, 0), levels(T - LAG, 7)  # the model's output frames 0..T-3
+    right = [0] * LAG + model  # frame f of the model is heard at frame f + 2
+    pcm = np.stack([np.repeat(np.asarray(user, np.float32) / LEVELS, 1920),
+                    np.repeat(np.asarray(right, np.float32) / LEVELS, 1920)], axis=1)
+    out = tmp_path / "answer.wav"
+    write_wav(out, pcm, 24000)
+    pieces = {3: " The", 4: " cap", 5: "ital", 7: " is", 9: " Par", 10: "is.", 11: " "}  # by output frame
+    doc = {
+        "input": "q.wav", "output": "elsewhere/answer.wav", "duration_s": T * F, "frontend_random": True,
+        "components": {"frontend": "random:tiny", "codec": "embedded", "stt": "embedded", "llm": "embedded",
+                       "mode": mode, "tokenizer": tokenizer},
+        "user_words": [{"word": "What", "start": 0.0, "end": 0.24}, {"word": "is", "start": 0.24, "end": 0.46},
+                       {"word": "the capital", "start": 0.46, "end": 1.9}],  # (ends past the file)
+        "agent_text": [{"t": stamp(f + 1), "text": p} for f, p in pieces.items()],
+        "oracle": [{"type": "oracle", "event": "reset", "prediction_id": 1, "t": stamp(9)},
+                   {"type": "oracle", "event": "append", "prediction_id": 1, "text": " the", "token_ids": [5, 6],
+                    "t": stamp(9)},
+                   {"type": "oracle", "event": "append", "prediction_id": 1, "text": "", "token_ids": [],
+                    "t": stamp(10)},
+                   {"type": "oracle", "event": "append", "prediction_id": 1, "text": " Paris", "token_ids": [7],
+                    "t": stamp(10)},
+                   {"type": "oracle", "event": "reset", "prediction_id": 2, "t": stamp(T + 1)}],  # after the end
+    }
+    (tmp_path / "answer.json").write_text(json.dumps(doc))
+    return tmp_path / "answer.json", user, model
+
+
+def test_a_recorded_run_becomes_a_dialogue_on_one_clock(tmp_path):
+    out_json, user, model = write_run(tmp_path)
+    d = from_kame_run(out_json)
+    assert d.frames == T and d.samples == T * 1920
+    frame_levels = np.round(d.audio.reshape(T, 1920, 2).mean(1) * LEVELS).astype(int)
+    assert frame_levels[:, 0].tolist() == user  # the user as played
+    assert frame_levels[:, 1].tolist() == model + [0, 0]  # the model's frame f at frame f, silence after
+    assert d.words_of("user") == [Word("user", "What", 0.0, 0.24), Word("user", "is", 0.24, 0.46),
+                                  Word("user", "the", 0.46, 1.6), Word("user", "capital", 0.46, 1.6)]
+    got = [(w.word, round(w.start / F), round(w.end / F)) for w in d.words_of("agent")]
+    assert got == [("The", 3, 4), ("capital", 4, 6), ("is", 7, 8), ("Paris.", 9, 11)]
+    # each event before the step after the one it was stamped in; the empty append and the event
+    # after the recording's end are left out
+    assert d.oracle == [OracleEvent(10, "reset", prediction=1), OracleEvent(10, "append", [5, 6], " the"),
+                        OracleEvent(11, "append", [7], " Paris")]
+    assert d.tokenizer_sha256 == tokenizer_sha256(default_tokenizer())
+    assert d.source["kind"] == "kame run" and d.source["agent_lag"] == LAG and d.source["frontend_random"]
+    # a training example of it: the agent's codes of output frame f in column f, its words there too
+    cfg = preset("tiny").replace(text_card=4000)
+    tok = default_tokenizer()
+    codes, oracle = training_example(d, FakeCodec(), tok, cfg)
+    assert codes[1: 1 + cfg.dep_q, : T - LAG].tolist() == codes_of(model).tolist()
+    assert codes[0, 3] == tok.encode_words(["The"])[0] and codes[0, 2] == cfg.existing_text_end_padding_id
+    assert oracle[9:13].tolist() == [3, 4000, 5, 6]
+    back = read_dialogue(write_dialogue(tmp_path / "d", d))  # it is a valid dialogue folder
+    assert back.words == d.words and back.oracle == d.oracle
+
+
+def test_other_lags_and_refusals(tmp_path):
+    out_json, _, model = write_run(tmp_path)
+    d = from_kame_run(out_json, tmp_path / "answer.wav", agent_lag=3)  # a front-end of max delay 2
+    frame_levels = np.round(d.audio.reshape(T, 1920, 2).mean(1) * LEVELS).astype(int)
+    assert frame_levels[:, 1].tolist() == model[1:] + [0, 0, 0]
+    assert [round(w.start / F) for w in d.words_of("agent")] == [2, 3, 6, 8]
+    with pytest.raises(DataError, match=r"agent_lag must be an int >= 0"):
+        from_kame_run(out_json, agent_lag=-1)
+    (tmp_path / "c").mkdir()
+    other, _, _ = write_run(tmp_path / "c", mode="cascade")
+    with pytest.raises(DataError, match=r"a cascade's recording: its agent text is not timed to its speech"):
+        from_kame_run(other)
+    (tmp_path / "t").mkdir()
+    mine, _, _ = write_run(tmp_path / "t", tokenizer="tokenizer_spm_32k_3.model")
+    with pytest.raises(DataError, match=r"oracle ids come from tokenizer 'tokenizer_spm_32k_3.model': pass it as tokenizer="):
+        from_kame_run(mine)
+    assert from_kame_run(mine, tokenizer=default_tokenizer()).oracle[1].ids == [5, 6]
+    write_wav(tmp_path / "mono.wav", np.zeros(1920 * 4, np.float32), 24000)
+    with pytest.raises(DataError, match=r"mono.wav: 24000 Hz, 1 channel\(s\); `kame run` writes stereo"):
+        from_kame_run(out_json, tmp_path / "mono.wav")
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(DataError, match=r"not what `kame run` writes"):
+        from_kame_run(tmp_path / "x.json")
