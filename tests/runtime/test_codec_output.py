@@ -99,8 +99,8 @@ def wrap_codec():
     del registry._ENTRIES["codec"]["wrap"]
 
 
-class StepFailures(logging.Handler):
-    """The engine's "frame step failed" lines (a failed frame does not count in agent.frames)."""
+class StepLines(logging.Handler):
+    """The engine's "frame step failed" lines."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -116,16 +116,17 @@ async def run(plan: dict, audio: dict, cfg) -> tuple[dict, int]:
     ({name: Recorder}, the number of failed steps)."""
     clock = FakeClock()
     agent = TandemAgent(cfg, clock=clock, metrics=MetricsLog())
-    failed = StepFailures()
-    logging.getLogger("kame.runtime.engine").addHandler(failed)
+    lines = StepLines()
+    logging.getLogger("kame.runtime.engine").addHandler(lines)
     try:
         await agent.start()
-        recs = await run_plan(agent, clock, plan, audio, failed=lambda: len(failed.records))
+        recs = await run_plan(agent, clock, plan, audio, failed=lambda: agent.failed_steps)
         await agent.stop()
     finally:
-        logging.getLogger("kame.runtime.engine").removeHandler(failed)
-    assert all(r.exc_info is None for r in failed.records)  # a named codec failure: one line, no traceback
-    return recs, len(failed.records)
+        logging.getLogger("kame.runtime.engine").removeHandler(lines)
+    assert all(r.exc_info is None for r in lines.records)  # a named codec failure: one line, no traceback
+    assert bool(lines.records) == bool(agent.failed_steps)  # (one per run of failures, not per frame)
+    return recs, agent.failed_steps
 
 
 def cfg(mode, **over):

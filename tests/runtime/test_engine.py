@@ -484,3 +484,35 @@ async def test_the_stt_stall_time_is_a_config_key(fake_components):
     c = await cascade.open_session()
     assert c._stt.stall_s == 30.0
     await cascade.stop()
+
+
+async def test_a_lasting_step_failure_is_logged_once_then_counted(caplog):
+    """A front-end that fails every frame logged a traceback every 80 ms (~45 000 an hour): now the
+    first failure in full, a count every StepFailures.REPORT_S of clock time, and the recovery."""
+    import logging
+
+    from kame.runtime.engine import StepFailures
+
+    caplog.set_level(logging.WARNING, logger="kame.runtime.engine")
+    broken = [True]
+
+    def hook():
+        if broken[0]:
+            raise RuntimeError("CUDA out of memory")
+
+    agent, clock, _ = make_agent(hook=hook)
+    await agent.start()
+    s = await agent.open_session()
+    rec = Recorder(s)
+    n = int(2.5 * StepFailures.REPORT_S / 0.08)  # 2.5 report periods of failing frames
+    await step(agent, clock, n, failed=lambda: agent.failed_steps)
+    broken[0] = False
+    await step(agent, clock, 3, failed=lambda: agent.failed_steps)
+    lines = [r for r in caplog.records if r.name == "kame.runtime.engine"]
+    assert agent.failed_steps == n and len([e for e in rec.items if isinstance(e, ErrorEvent)]) == n  # (each frame still told)
+    assert [r.getMessage().split(":")[0] for r in lines] == ["frame step failed"] + ["frame step still failing"] * 2 \
+        + [f"frame steps work again after {n} failed in a row"]
+    assert lines[0].exc_info is not None and "CUDA out of memory" in lines[1].getMessage()
+    await s.close()
+    await rec.task
+    await agent.stop()
