@@ -59,6 +59,8 @@ def _build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict]:
                 groups[path[0]] = g.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
             p = groups[path[0]].add_parser(path[1], help=help_)
         p.set_defaults(_module=module, _path=path)
+        # also after the command (`kame serve -v`); SUPPRESS: absent, it keeps the top level's value
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
         leaves[path] = p
     # Only import the module of the command actually invoked (to add its arguments).
     words = [a for i, a in enumerate(argv) if not a.startswith("-") and (i == 0 or argv[i - 1] != "--plugin")]

@@ -214,6 +214,8 @@ class ServerConfig:  # the fields of kame.server.app.ServerConfig (kept in sync)
     send_timeout_s: float = _opt(10.0, min=0.0)  # one send blocked this long -> the client is gone
     max_errors: int = _opt(100, min=1)  # protocol errors per connection before it is closed
     static_dir: str | None = None  # default: the package's static/ folder (checked by kame serve)
+    # reverse proxies (comma-separated addresses/networks) whose X-Forwarded-For names the client in the log
+    trusted_proxy: str | None = None
 
 
 try:  # the [cascade] section is owned by kame.cascade (its fields are documented there)

@@ -4,8 +4,8 @@
     kame serve --agent echo --port 8998        # diagnostic echo agent, no model needed
     kame serve --token SECRET --host 0.0.0.0   # require "Authorization: Bearer SECRET" or ?token=
 
-Routes: GET / (the page), GET /<file> (src/kame/server/static only), GET /api/health (JSON),
-GET /api/chat (WebSocket, protocol in docs/protocol.md).
+Routes: GET / (the page), GET /<file> (src/kame/server/static only), GET /api/health (JSON,
+kame.server.ops), GET /api/chat (WebSocket, protocol in docs/protocol.md).
 
 Per connection: one task reads the socket (decode Opus/PCM -> session.push_audio), one pumps
 session.outputs() into a bounded send queue (encoding audio), one writes the queue to the
@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
-from aiohttp.abc import AbstractAccessLogger
 
 from ..cliargs import Once, at_least
 from ..errors import ConfigError, KameError, NotAvailableError
 from ..paths import local_path
 from ..runtime.base import Agent, AgentAudio, AgentText, CapacityError, ErrorEvent, Meta, Session
 from ..runtime.clock import Clock, MonotonicClock, cancel_within
+from . import ops
 from . import protocol as P
 
 log = logging.getLogger("kame.server")
@@ -54,6 +54,7 @@ class ServerConfig:
     send_timeout_s: float = 10.0  # one send blocked this long -> the client is gone, close
     max_errors: int = 100  # protocol errors per connection before it is closed
     static_dir: str | None = None  # default: the package's static/ folder
+    trusted_proxy: str | None = None  # reverse proxies (addresses/networks) whose X-Forwarded-For is believed
 
 
 class SlowClient(Exception):
@@ -119,10 +120,14 @@ class Connection:
         self.queue = SendQueue(self.cfg.send_queue_messages)
         self.decoder = P.OpusDecoder()
         self.encoder = P.OpusEncoder()
-        self.last_audio = server.clock.now()
+        self.last_audio = self.opened = server.clock.now()
+        self.started = time.monotonic()  # (for the "closed after" log line)
+        self.view = ops.SessionView()  # back-end components down, last stats (for health and the log)
         self.errors = 0
         self.send_started: float | None = None  # clock time of the send in progress
         self.client_closed = False
+        self.client_close: tuple[int, str] | None = None  # the client's close code and reason
+        self.lost: str | None = None  # why the connection broke, if it did
         self.close_code, self.close_reason = WSCloseCode.OK, "bye"
 
     def send_error(self, code: str, message: str, fatal: bool = False) -> None:
@@ -151,6 +156,7 @@ class Connection:
                         self.close_code, self.close_reason = WSCloseCode.POLICY_VIOLATION, str(exc)
                     elif isinstance(exc, ConnectionError):  # the client went away mid-send
                         log.info("connection %s lost: %s", self.session.id, exc)
+                        self.lost = str(exc) or type(exc).__name__
                     else:
                         log.error("connection %s failed: %r", self.session.id, exc, exc_info=exc)
                         try:
@@ -192,6 +198,8 @@ class Connection:
             msg = await self.ws.receive()
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
                 self.client_closed = True
+                if msg.type == WSMsgType.CLOSE:  # (for the log line)
+                    self.client_close = (msg.data, getattr(msg, "extra", None) or "")
                 return
             if msg.type == WSMsgType.ERROR:  # e.g. message beyond the hard size limit (aiohttp closed 1009)
                 code = getattr(msg.data, "code", None) or self.ws.close_code  # (ws says 1006 after aiohttp's 1009)
@@ -261,6 +269,7 @@ class Connection:
             elif isinstance(out, AgentText):
                 self.queue.put(P.encode(P.Kind.TEXT, out.text))
             elif isinstance(out, Meta):
+                self.view.note(out.data)
                 self.queue.put(P.metadata(out.data))
             elif isinstance(out, ErrorEvent):
                 self.send_error("agent_error", out.message)
@@ -304,6 +313,8 @@ class Server:
         self.started = time.monotonic()
         self.total_sessions = 0
         self.static = _load_static(local_path(cfg.static_dir) if cfg.static_dir else STATIC_DIR)
+        self.trusted = ops.parse_trusted(cfg.trusted_proxy)
+        self.health_state = ops.Health()  # (also the agent's start in the background)
 
     def authorized(self, request: web.Request) -> bool:
         token = self.cfg.auth_token
@@ -321,6 +332,9 @@ class Server:
                 {"error": "unauthorized", "message": "missing or wrong token (Authorization: Bearer ... or ?token=)"},
                 status=401, headers={"WWW-Authenticate": "Bearer"},
             )
+        if self.health_state.loading:
+            return web.json_response({"error": "loading", "message": "the agent is still loading (front-end, codec, "
+                                      "STT, LLM); try again in a few seconds"}, status=503, headers={"Retry-After": "5"})
         ws = web.WebSocketResponse(
             max_msg_size=self.cfg.max_message_bytes * self.cfg.hard_message_factor, compress=False, heartbeat=None,
             timeout=2.0,
@@ -335,7 +349,8 @@ class Server:
             return web.json_response({"error": "capacity", "message": str(exc)}, status=503, headers={"Retry-After": "5"})
         except KameError as exc:  # e.g. the agent could not start (missing weights)
             log.error("cannot open a session: %s", exc)
-            return web.json_response({"error": "agent_unavailable", "message": str(exc)}, status=503)
+            return web.json_response({"error": "agent_unavailable", "message": str(exc)}, status=503,
+                                     headers={"Retry-After": "5"})
         self.total_sessions += 1
         conn = None
         try:
@@ -347,6 +362,7 @@ class Server:
             pcm_out = request.query.get("pcm", "0") in ("1", "true", "yes")
             conn = Connection(self, ws, session, pcm_out=pcm_out, transport=request.transport)
             self.connections.add(conn)
+            ops.log_opened(self, request, session.id)
             await conn.run()
         finally:
             try:  # close the session first: once a connection is gone, so is its session
@@ -354,14 +370,12 @@ class Server:
             finally:
                 if conn is not None:
                     self.connections.discard(conn)
+                    ops.log_closed(conn)
         return ws
 
     async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({
-            "ok": True, "sessions": len(self.connections), "max_sessions": getattr(self.agent, "max_sessions", None),
-            "total_sessions": self.total_sessions, "uptime_s": round(time.monotonic() - self.started, 1),
-            "auth": bool(self.cfg.auth_token),
-        })
+        status, body = ops.health(self)
+        return web.json_response(body, status=status, headers={"Cache-Control": "no-store"})
 
     async def static_file(self, request: web.Request) -> web.Response:
         name = request.match_info.get("name") or "index.html"
@@ -397,29 +411,33 @@ def _load_static(folder: Path) -> dict[str, tuple[bytes, str]]:
 SERVER_KEY = web.AppKey("kame_server", Server)
 
 
-def make_app(agent: Agent, cfg: ServerConfig | None = None, clock: Clock | None = None, manage_agent: bool = False) -> web.Application:
-    """The aiohttp app. With ``manage_agent`` the app starts/stops the agent with itself."""
+def make_app(agent: Agent, cfg: ServerConfig | None = None, clock: Clock | None = None, manage_agent: bool = False,
+             load_in_background: bool = False) -> web.Application:
+    """The aiohttp app. With ``manage_agent`` the app starts/stops the agent with itself; with
+    ``load_in_background`` too, it serves while the agent starts (503 "loading" until then)."""
     server = Server(agent, cfg or ServerConfig(), clock)
+    ops.install_log_filters()
     app = web.Application(client_max_size=1 << 16)
     app[SERVER_KEY] = server
+    app[ops.TRUSTED_KEY] = server.trusted
     app.router.add_get("/api/chat", server.chat)
     app.router.add_get("/api/health", server.health)
     app.router.add_get("/", server.static_file)
     app.router.add_get("/{name}", server.static_file)
     app.on_shutdown.append(server.on_shutdown)
     if manage_agent:
-        async def _start(_): await agent.start()
-        async def _stop(_): await agent.stop()
+        async def _start(_):
+            if load_in_background:
+                server.health_state.begin_loading(agent)
+            else:
+                await agent.start()
+
+        async def _stop(_):
+            await server.health_state.end_loading()
+            await agent.stop()
         app.on_startup.append(_start)
         app.on_cleanup.append(_stop)
     return app
-
-
-class AccessLogger(AbstractAccessLogger):
-    """Access log without query strings (they may carry ?token=)."""
-
-    def log(self, request, response, time) -> None:
-        self.logger.info('%s "%s %s" %s %.3fs', request.remote, request.method, request.path, response.status, time)
 
 
 # ---- CLI ------------------------------------------------------------------------------------
@@ -436,6 +454,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--host", default=None)
     parser.add_argument("--port", type=int, default=None, help="default: [server] port, 8998; 0: any free port")
     parser.add_argument("--token", default=None, help="require this bearer token (also KAME_AUTH_TOKEN)")
+    parser.add_argument("--trusted-proxy", default=None, metavar="ADDRS",
+                        help="your reverse proxies' addresses/networks, comma-separated: the client address logged "
+                             "is then read from their X-Forwarded-For (unset: the peer's; [server] trusted_proxy)")
     parser.add_argument("--max-sessions", type=at_least(1), default=None,
                         help="echo agent only, default 16 (others: [runtime] max_sessions in the config)")
 
@@ -497,13 +518,15 @@ def _build(args) -> tuple[Agent, ServerConfig]:
     if args.port is not None:  # 0: any free port
         cfg.port = args.port
     cfg.auth_token = args.token or os.environ.get("KAME_AUTH_TOKEN") or cfg.auth_token
+    cfg.trusted_proxy = getattr(args, "trusted_proxy", None) or cfg.trusted_proxy
+    ops.parse_trusted(cfg.trusted_proxy)  # (a bad one is named before the agent loads)
     return agent, cfg
 
 
 def listen_socket(host: str, port: int):
     """The server's socket, bound to ``host:port`` (port 0: any free one) before the agent loads
-    (tens of seconds), so a port in use or a bad host fails first; main's startup hook makes it
-    listen once the agent is ready (connections before that are refused)."""
+    (tens of seconds), so a port in use or a bad host fails first; main's first startup hook makes
+    it listen before the agent's start begins (meanwhile /api/health says "loading")."""
     import socket
 
     if not 0 <= port <= 65535:
@@ -535,25 +558,38 @@ def main(args) -> int:
     agent, cfg = _build(args)
     sock = listen_socket(cfg.host, cfg.port)
     port = sock.getsockname()[1]  # the one bound (--port 0: chosen by the system)
-    app = make_app(agent, cfg, manage_agent=True)
+    app = make_app(agent, cfg, manage_agent=True, load_in_background=True)
+    state = app[SERVER_KEY].health_state
     if cfg.host not in ("127.0.0.1", "localhost", "::1") and not cfg.auth_token:
         log.warning("serving on %s without an auth token", cfg.host)
-    if args.agent != "echo":
-        print("kame: loading the agent (front-end, codec, STT, LLM: can take half a minute) ...", flush=True)
+    host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host  # an IPv6 address, as a URL writes it
 
-    async def announce(_app) -> None:  # after the agent has started (make_app's hook runs first)
+    async def listen(_app) -> None:  # (first hook: before the agent's start begins)
+        # listen now, while the agent loads: health probes get 503 "loading", not "connection refused"
+        sock.listen(128)
+        if args.agent != "echo":
+            print(f"kame: loading the agent (front-end, codec, STT, LLM: can take half a minute); meanwhile "
+                  f"http://{host}:{port}/api/health answers 503 \"loading\" ...", flush=True)
+
+    def announce() -> None:  # once the agent has started
         comps = getattr(agent, "components", {})
         what = ", ".join(f"{k} {comps[k]}" for k in ("mode", "frontend", "codec", "stt", "llm", "tts") if comps.get(k))
         if what:
             print(f"kame: agent ready: {what}", flush=True)
         if comps.get("frontend_note"):
             print(f"kame: note: {comps['frontend_note']}", flush=True)
-        # aiohttp runs this hook before it listens itself: listen now, so that a client that
-        # connects on the line below waits in the backlog instead of being refused
-        sock.listen(128)
-        host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host  # an IPv6 address, as a URL writes it
         print(f"kame: serving on http://{host}:{port}/ (WebSocket /api/chat)", flush=True)
 
-    app.on_startup.append(announce)
-    web.run_app(app, sock=sock, print=None, handle_signals=True, access_log_class=AccessLogger)
+    def failed(_exc) -> None:  # the agent could not start: stop serving (as a signal would); raised below
+        asyncio.get_running_loop().call_soon(_graceful_exit)
+
+    state.on_ready, state.on_failed = announce, failed
+    app.on_startup.insert(0, listen)
+    web.run_app(app, sock=sock, print=None, handle_signals=True, access_log_class=ops.AccessLogger)
+    if state.load_error is not None:
+        raise state.load_error
     return 0
+
+
+def _graceful_exit() -> None:
+    raise web.GracefulExit()

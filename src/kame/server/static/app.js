@@ -29,11 +29,16 @@ function setStatus(text, cls) {
   $("status").className = "status " + (cls || "idle");
 }
 
-function wsUrl() {
-  const q = new URLSearchParams(location.search);
+// The WebSocket URL, relative to the page as its other requests are: a page served behind a
+// reverse proxy under a path (https://host/kame/) connects to wss://host/kame/api/chat, not wss://host/api/chat.
+function wsUrl(href) {
+  const page = new URL(href || location.href);
+  const url = new URL("api/chat", page);
+  url.protocol = page.protocol === "https:" ? "wss:" : "ws:";
   const p = new URLSearchParams({ pcm: "1" });
-  if (q.get("token")) p.set("token", q.get("token"));
-  return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/api/chat?" + p;
+  if (page.searchParams.get("token")) p.set("token", page.searchParams.get("token"));
+  url.search = "?" + p;
+  return url.href;
 }
 
 function sendPcm(f32) {
@@ -251,6 +256,8 @@ async function serverProblem() {
   } catch (e) {
     return "the kame server is not reachable (" + e.message + ")";
   }
+  if (h.status === "loading") return "the server is still loading its agent; try again in a few seconds";
+  if (h.status === "failed") return "the server's agent has failed (" + (h.error || "see the server's log") + ")";
   if (h.auth && !new URLSearchParams(location.search).get("token"))
     return "this server needs a token: open this page as …/?token=YOUR_TOKEN";
   if (h.max_sessions && h.sessions >= h.max_sessions)
@@ -263,7 +270,8 @@ async function start() {
   setStatus("starting…");
   const problem = await serverProblem();
   if (problem) {
-    setStatus(problem.startsWith("the server is full") ? "server full" : "cannot connect", "error");
+    setStatus(problem.startsWith("the server is full") ? "server full" :
+      problem.includes("still loading") ? "server loading" : "cannot connect", "error");
     log(problem, "err");
     return;
   }

@@ -1,0 +1,299 @@
+"""What `kame serve` tells its operator: /api/health, the session and access log lines, and
+the filter that keeps tokens out of aiohttp's own log lines.
+
+/api/health (no token needed; full description in docs/protocol.md):
+
+    503 {"ok": false, "status": "loading", ...}   the agent is still loading (port already open)
+    200 {"ok": true, "status": "ok", ...}          ready
+    200 {"ok": true, "status": "degraded", ...}    ready, but a back-end component is down in a
+                                                   live session, or the front-end makes no frames
+    503 {"ok": false, "status": "failed", ...}     the agent's frame loop ended, or it failed to start
+
+The agents keep no agent-level health of their own: the back-end state is what the live
+sessions reported ("backend" Meta events, which the server forwards), the front-end's progress
+is the tandem's frame counter (TandemAgent.frames), and a dead frame loop is its ticker task
+having ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+import time
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
+
+from ..errors import ConfigError, KameError
+
+log = logging.getLogger("kame.server")
+STALL_S = 5.0  # live sessions and no front-end frame for this long: the front-end is "stalled"
+HEALTH_PATH = "/api/health"
+BACKEND_PARTS = ("stt", "llm", "tts")
+
+
+# ---- client addresses ----------------------------------------------------------------------
+
+
+def parse_trusted(spec: str | None) -> tuple:
+    """``server.trusted_proxy`` / ``--trusted-proxy``: comma-separated addresses or networks
+    of the reverse proxies in front (e.g. "127.0.0.1" or "10.0.0.0/8,::1"); None or "": none."""
+    nets = []
+    for part in (spec or "").split(","):
+        if part.strip():
+            try:
+                nets.append(ipaddress.ip_network(part.strip(), strict=False))
+            except ValueError:
+                raise ConfigError(f"server.trusted_proxy: {part.strip()!r} is not an IP address or network "
+                                  f"(give the reverse proxy's address, e.g. 127.0.0.1 or 10.0.0.0/8; "
+                                  f"several comma-separated)") from None
+    return tuple(nets)
+
+
+def _trusted(addr: str | None, nets: tuple) -> bool:
+    try:
+        ip = ipaddress.ip_address((addr or "").strip())
+    except ValueError:
+        return False
+    return any(ip.version == n.version and ip in n for n in nets)
+
+
+def client_address(request: web.BaseRequest, trusted: tuple) -> str:
+    """The client's address: the peer's, or, when the peer is a trusted proxy, the nearest
+    address in X-Forwarded-For that is not one (a client can put anything in that header, so
+    it is read only from proxies the operator named)."""
+    remote = request.remote or "?"
+    if not trusted or not _trusted(remote, trusted):
+        return remote
+    hops = [h.strip() for v in request.headers.getall("X-Forwarded-For", []) for h in v.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else remote
+
+
+TRUSTED_KEY = web.AppKey("kame_trusted_proxies", tuple)
+
+
+class AccessLogger(AbstractAccessLogger):
+    """Access log without query strings (they may carry ?token=); health probes at DEBUG (a
+    probe every few seconds would bury the rest); the client behind a trusted proxy."""
+
+    def log(self, request, response, time) -> None:
+        try:
+            trusted = request.app.get(TRUSTED_KEY, ())
+        except (AttributeError, RuntimeError):  # (a request aiohttp could not parse has no app)
+            trusted = ()
+        level = logging.DEBUG if request.path == HEALTH_PATH else logging.INFO
+        self.logger.log(level, '%s "%s %s" %s %.3fs', client_address(request, trusted), request.method,
+                        request.path, response.status, time)
+
+
+# ---- aiohttp's own log lines ---------------------------------------------------------------
+
+_QUERY = re.compile(r"\?[^\s'\"]+")  # a query string, up to a space or a quote
+
+
+def redact(text: str) -> str:
+    return _QUERY.sub("?…", text)
+
+
+class RedactQueries(logging.Filter):
+    """On aiohttp's loggers. aiohttp logs a malformed request (a bad Content-Length, a control
+    character in the URL) at ERROR with a traceback whose message quotes the raw request line,
+    ``?token=SECRET`` included. Such a request is the client's fault: it becomes one WARNING
+    line without the traceback; in every line a query string is cut to ``?…``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            lines = [x.strip() for x in str(exc.message).splitlines()]
+            said = " ".join(x for x in lines if x and set(x) != {"^"})  # (no caret lines)
+            record.msg, record.args = redact(f"{record.getMessage()}: malformed request (HTTP {exc.code}): {said}"), ()
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+            return True
+        msg = record.getMessage()
+        if redact(msg) != msg:
+            record.msg, record.args = redact(msg), ()
+        if record.exc_info and not record.exc_text:  # (formatters print exc_text when it is set)
+            text = logging.Formatter().formatException(record.exc_info)
+            if redact(text) != text:
+                record.exc_text = redact(text)
+        return True
+
+
+REDACT = RedactQueries()
+
+
+def install_log_filters() -> None:
+    """Idempotent (one filter instance)."""
+    for name in ("aiohttp.server", "aiohttp.access", "aiohttp.web"):
+        logging.getLogger(name).addFilter(REDACT)
+
+
+# ---- per connection ------------------------------------------------------------------------
+
+
+class SessionView:
+    """What a connection saw of its session's Meta: back-end components down, the last stats."""
+
+    def __init__(self) -> None:
+        self.backend_down: set[str] = set()
+        self.stats: dict = {}
+
+    def note(self, data) -> None:
+        if not isinstance(data, dict):
+            return
+        if data.get("type") == "backend" and isinstance(data.get("component"), str):
+            (self.backend_down.discard if data.get("status") == "up" else self.backend_down.add)(data["component"])
+        elif data.get("type") == "stats":
+            self.stats = data
+
+
+def log_opened(server, request: web.BaseRequest, session_id: str) -> None:
+    log.info("session %s opened: client %s, %d of %s sessions", session_id,
+             client_address(request, server.trusted), len(server.connections),
+             getattr(server.agent, "max_sessions", "?"))
+
+
+def log_closed(conn) -> None:
+    stats = session_summary(conn.session, conn.view)
+    log.info("session %s closed after %.1f s: %s%s; messages dropped for a slow client %d, protocol errors %d",
+             conn.session.id, time.monotonic() - conn.started, ending(conn), f"; {stats}" if stats else "",
+             conn.queue.dropped, conn.errors)
+
+
+def ending(conn) -> str:
+    """How a connection (app.Connection) ended: the client's close, a lost connection, or the server's close."""
+    if conn.client_close is not None:
+        code, reason = conn.client_close
+        return f"closed by the client ({code}{' ' + reason if reason else ''})"
+    if conn.client_closed or conn.lost:
+        return "the connection was lost" + (f" ({conn.lost})" if conn.lost else "")
+    return f"closed by the server ({int(conn.close_code)} {conn.close_reason})"
+
+
+def session_summary(session, view: SessionView) -> str:
+    """The stats part of the "session closed" line: the session's own counters when it has
+    them (kame's sessions), else its last "stats" Meta."""
+    stats = dict(view.stats)
+    own = getattr(getattr(session, "stats", None), "to_json", None)
+    if callable(own):
+        try:
+            stats.update(own())
+        except Exception:  # noqa: BLE001 - a log line must not fail a close
+            pass
+    parts = []
+    for key, label in (("frames", "frames"), ("missed_deadlines", "missed deadlines"), ("bad_audio", "bad audio")):
+        if isinstance(stats.get(key), int):
+            parts.append(f"{label} {stats[key]}")
+    if isinstance(stats.get("dropped_input_s"), (int, float)):
+        parts.append(f"input dropped {stats['dropped_input_s']:.2f} s")
+    return ", ".join(parts)
+
+
+# ---- /api/health ---------------------------------------------------------------------------
+
+
+class Health:
+    """The server's health state: the agent's start in the background (loading, its failure),
+    the front-end's progress between probes."""
+
+    def __init__(self) -> None:
+        self.loading = False  # make_app(load_in_background=True): until agent.start() returned
+        self.load_error: BaseException | None = None
+        self.on_ready = None  # () -> None, once the background start has ended (main: the banner)
+        self.on_failed = None  # (exception) -> None, if it failed (main: stop serving, exit with it)
+        self._task: asyncio.Task | None = None
+        self._frames: int | None = None  # the agent's frame count when it last moved
+        self._since = 0.0  # (server clock) since when it has not moved
+        self._ticker_logged = False
+
+    def begin_loading(self, agent) -> None:
+        """Start the agent in the background; meanwhile /api/health and /api/chat answer 503
+        "loading" (the port is open: probes see a server that is up, not ready)."""
+        self.loading = True
+        self._task = asyncio.get_running_loop().create_task(self._load(agent), name="kame-load-agent")
+
+    async def _load(self, agent) -> None:
+        try:
+            await agent.start()
+        except Exception as exc:  # noqa: BLE001 - said by on_failed (main: "kame: error: ...") or logged
+            self.loading, self.load_error = False, exc
+            if self.on_failed is not None:
+                self.on_failed(exc)
+            else:
+                log.error("the agent could not start: %s", exc, exc_info=not isinstance(exc, KameError))
+            return
+        self.loading = False
+        if self.on_ready is not None:
+            self.on_ready()
+
+    async def wait_loaded(self) -> None:
+        """Until the background start has ended (at once if there is none)."""
+        if self._task is not None:
+            await asyncio.wait({self._task})
+
+    async def end_loading(self) -> None:
+        """Cancel a start still under way (the server stops while the agent loads)."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+
+    def frontend(self, now: float, frames: int, newest_open: float | None) -> str:
+        """"stalled" when sessions are live, none opened in the last STALL_S and the frame
+        count has not moved for STALL_S; else "up" (no sessions: the frame loop sleeps)."""
+        if newest_open is None or frames != self._frames:
+            self._frames, self._since = frames, now
+            return "up"
+        return "stalled" if now - max(self._since, newest_open) >= STALL_S else "up"
+
+    def ticker_failure(self, agent) -> str | None:
+        """The tandem's frame loop (its ticker task) has ended by itself (stop() clears it
+        first): every session is frozen. (A public ``running`` on the agent would be cleaner.)"""
+        task = getattr(agent, "_ticker", None)
+        if not isinstance(task, asyncio.Task) or not task.done():
+            return None
+        exc = None if task.cancelled() else task.exception()
+        if not self._ticker_logged:
+            self._ticker_logged = True
+            log.error("the agent's frame loop has ended (%s): its sessions get no more frames; restart kame serve",
+                      repr(exc) if exc else "cancelled", exc_info=exc)
+        return "the agent's frame loop has ended (see the server's log)"
+
+
+def health(server) -> tuple[int, dict]:
+    """(HTTP status, body) of /api/health."""
+    agent, conns = server.agent, list(server.connections)
+    body = {
+        "ok": True, "status": "ok", "sessions": len(conns), "max_sessions": getattr(agent, "max_sessions", None),
+        "total_sessions": server.total_sessions, "uptime_s": round(time.monotonic() - server.started, 1),
+        "auth": bool(server.cfg.auth_token),
+    }
+    h = server.health_state
+    if h.loading:
+        return 503, {**body, "ok": False, "status": "loading"}
+    failed = "the agent failed to start (see the server's log)" if h.load_error else h.ticker_failure(agent)
+    if failed:
+        return 503, {**body, "ok": False, "status": "failed", "error": failed}
+    comps = getattr(agent, "components", None)
+    comps = comps if isinstance(comps, dict) else {}
+    backend = {k: "up" for k in BACKEND_PARTS if comps.get(k) and comps.get(k) != "none"}
+    for conn in conns:
+        backend.update((k, "down") for k in conn.view.backend_down)
+    body["backend"] = backend
+    frames, missed = getattr(agent, "frames", None), getattr(agent, "missed", None)
+    if isinstance(frames, int):
+        newest = max((c.opened for c in conns), default=None)
+        body["frontend"] = h.frontend(server.clock.now(), frames, newest)
+        body["frames"] = frames
+        if isinstance(missed, int):
+            body["missed_deadlines"] = missed
+    if "down" in backend.values() or body.get("frontend") == "stalled":
+        body["status"] = "degraded"
+    return 200, body

@@ -1,0 +1,386 @@
+"""What `kame serve` tells its operator (kame.server.ops): /api/health while the agent loads and
+once it runs, the session log lines, the access log, aiohttp's log lines without tokens, the
+browser page's WebSocket URL behind a path prefix, `kame serve -v`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+
+from kame.errors import ConfigError, KameError
+from kame.runtime.base import Agent, Meta, Session
+from kame.runtime.clock import FakeClock
+from kame.server import ops
+from kame.server import protocol as P
+from kame.server.app import SERVER_KEY, STATIC_DIR, ServerConfig, _build, make_app
+from kame.server.client import chat_url
+
+from ..local_http import serving
+from .conftest import running_server
+
+UPGRADE = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+           "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+FIELDS = {"ok", "status", "sessions", "max_sessions", "total_sessions", "uptime_s", "auth"}
+
+
+class FakeSession(Session):
+    def __init__(self, sid: str) -> None:
+        self.id = sid
+        self.out: asyncio.Queue = asyncio.Queue()
+
+    async def push_audio(self, pcm) -> None:
+        pass
+
+    async def outputs(self):
+        while (item := await self.out.get()) is not None:
+            yield item
+
+    async def close(self) -> None:
+        self.out.put_nowait(None)
+
+
+class FakeAgent(Agent):
+    """An agent whose start waits for ``gate`` (a model that loads), with the counters and
+    components of kame's tandem."""
+
+    def __init__(self, gate: asyncio.Event | None = None, fail: Exception | None = None) -> None:
+        self.max_sessions, self.gate, self.fail = 4, gate, fail
+        self.components = {"mode": "tandem", "stt": "embedded", "llm": "embedded", "tts": None}
+        self.frames = self.missed = 0
+        self.sessions: list[FakeSession] = []
+
+    async def start(self) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail is not None:
+            raise self.fail
+
+    async def stop(self) -> None:
+        pass
+
+    async def open_session(self, session_id=None) -> Session:
+        s = FakeSession(session_id or f"f{len(self.sessions) + 1}")
+        self.sessions.append(s)
+        return s
+
+
+async def _health(http, url) -> tuple[int, dict]:
+    async with http.get(url + "/api/health") as r:
+        return r.status, await r.json()
+
+
+async def _open(http, url, **kw):
+    ws = await http.ws_connect(chat_url(url, **kw))
+    assert P.decode((await ws.receive(timeout=10)).data)[0] == P.Kind.HANDSHAKE
+    return ws
+
+
+# ---- /api/health ---------------------------------------------------------------------------
+
+
+async def test_while_the_agent_loads_health_and_chat_answer_503_loading():
+    """(was: nothing listened during the 26-51 s load: probes got "connection refused")"""
+    gate = asyncio.Event()
+    agent = FakeAgent(gate)
+    app = make_app(agent, ServerConfig(), manage_agent=True, load_in_background=True)
+    state = app[SERVER_KEY].health_state
+    async with serving(app) as (url, _), aiohttp.ClientSession() as http:
+        status, h = await _health(http, url)
+        assert status == 503 and h["ok"] is False and h["status"] == "loading" and FIELDS <= set(h)
+        async with http.get(url + "/api/chat", headers=UPGRADE) as r:
+            assert r.status == 503 and r.headers["Retry-After"] == "5"
+            assert (await r.json())["error"] == "loading"
+        gate.set()
+        await state.wait_loaded()
+        status, h = await _health(http, url)
+        assert status == 200 and h["ok"] is True and h["status"] == "ok"
+        ws = await _open(http, url)
+        await ws.close()
+
+
+async def test_a_failed_background_start_is_reported_not_raised(caplog):
+    agent = FakeAgent(fail=KameError("front-end checkpoint '/x' does not exist"))
+    app = make_app(agent, ServerConfig(), manage_agent=True, load_in_background=True)
+    async with serving(app) as (url, _), aiohttp.ClientSession() as http:
+        await app[SERVER_KEY].health_state.wait_loaded()
+        status, h = await _health(http, url)
+        assert status == 503 and h["status"] == "failed" and "failed to start" in h["error"]
+    assert "the agent could not start: front-end checkpoint '/x' does not exist" in caplog.text
+
+
+async def test_health_when_ready_says_backend_frontend_and_counters():
+    clock = FakeClock(100.0)
+    agent = FakeAgent()
+    app = make_app(agent, ServerConfig(), clock=clock)
+    async with serving(app) as (url, _), aiohttp.ClientSession() as http:
+        status, h = await _health(http, url)
+        assert status == 200 and FIELDS <= set(h) and h["status"] == "ok"
+        assert h["backend"] == {"stt": "up", "llm": "up"}  # (tts None: not configured)
+        assert h["frontend"] == "up" and h["frames"] == 0 and h["missed_deadlines"] == 0
+        ws = await _open(http, url)
+        session = agent.sessions[0]
+        # a session's back-end goes down: degraded until it says it is up again
+        session.out.put_nowait(Meta({"type": "backend", "component": "llm", "status": "down", "error": "died"}))
+        session.out.put_nowait(Meta({"type": "marker"}))  # (once the client has it, the server has seen the one before)
+        while json.loads(P.decode((await ws.receive(timeout=10)).data)[1]).get("type") != "marker":
+            pass
+        status, h = await _health(http, url)
+        assert status == 200 and h["status"] == "degraded" and h["backend"] == {"stt": "up", "llm": "down"}
+        session.out.put_nowait(Meta({"type": "backend", "component": "llm", "status": "up", "error": None}))
+        session.out.put_nowait(Meta({"type": "marker"}))
+        while json.loads(P.decode((await ws.receive(timeout=10)).data)[1]).get("type") != "marker":
+            pass
+        assert (await _health(http, url))[1]["status"] == "ok"
+        # the front-end makes no frame for 5 s while a session is live (a step failing every frame)
+        agent.frames, agent.missed = 40, 3
+        assert (await _health(http, url))[1]["frontend"] == "up"
+        clock.advance(ops.STALL_S)
+        status, h = await _health(http, url)
+        assert status == 200 and h["status"] == "degraded" and h["frontend"] == "stalled"
+        assert h["frames"] == 40 and h["missed_deadlines"] == 3
+        agent.frames += 1
+        assert (await _health(http, url))[1]["frontend"] == "up"
+        await ws.close()
+
+
+def test_frontend_watch_ignores_idle_agents_and_new_sessions():
+    h = ops.Health()
+    assert h.frontend(0.0, 5, None) == "up"
+    assert h.frontend(60.0, 5, None) == "up"  # no session: the frame loop sleeps
+    assert h.frontend(61.0, 5, 60.5) == "up"  # a session that just joined
+    assert h.frontend(66.0, 5, 60.5) == "stalled"
+    assert h.frontend(67.0, 6, 60.5) == "up"
+
+
+async def test_a_dead_frame_loop_is_503_failed_and_logged_once(caplog):
+    async def ticker():
+        raise RuntimeError("the worker thread is gone")
+
+    agent = FakeAgent()
+    agent._ticker = asyncio.create_task(ticker())
+    await asyncio.wait({agent._ticker})
+    async with running_server(agent=agent) as (url, _), aiohttp.ClientSession() as http:
+        for _ in range(2):
+            status, h = await _health(http, url)
+            assert status == 503 and h["ok"] is False and h["status"] == "failed" and "frame loop" in h["error"]
+    said = [r for r in caplog.records if "frame loop has ended" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.ERROR and "RuntimeError" in said[0].getMessage()
+
+
+async def test_agent_unavailable_has_retry_after():
+    class Broken(FakeAgent):
+        async def open_session(self, session_id=None):
+            raise KameError("the agent is stopping")
+
+    async with running_server(agent=Broken()) as (url, _), aiohttp.ClientSession() as http:
+        async with http.get(url + "/api/chat", headers=UPGRADE) as r:
+            assert r.status == 503 and (await r.json())["error"] == "agent_unavailable"
+            assert r.headers["Retry-After"] == "5"
+
+
+SERVE_SCRIPT = textwrap.dedent("""
+    import asyncio, sys
+    from kame import cli
+    from kame.errors import KameError
+    from kame.server import app as A
+
+    class Slow(A.Agent):  # an agent that loads until the test writes a line
+        max_sessions = 2
+        components = {"mode": "tandem"}
+        async def start(self):
+            line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+            if line.strip() == "fail":
+                raise KameError("no weights here")
+        async def stop(self): pass
+        async def open_session(self, session_id=None): raise KameError("not in this test")
+
+    A._build = lambda args: (Slow(), A.ServerConfig(port=0))
+    sys.exit(cli.main(["serve"]))
+""")
+
+
+@pytest.mark.parametrize("outcome", ["ready", "fail"])
+def test_kame_serve_listens_while_the_agent_loads(outcome):
+    import re
+    import urllib.error
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-c", SERVE_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        m = re.search(r"meanwhile (http://127\.0\.0\.1:\d+)/api/health answers 503", line)
+        assert m, line + proc.stderr.read() if not line else line
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(m.group(1) + "/api/health", timeout=10)
+        assert e.value.code == 503 and json.loads(e.value.read())["status"] == "loading"
+        proc.stdin.write(outcome + "\n")
+        proc.stdin.flush()
+        if outcome == "ready":
+            assert "serving on " + m.group(1) in proc.stdout.readline() + proc.stdout.readline()
+            with urllib.request.urlopen(m.group(1) + "/api/health", timeout=10) as r:
+                assert json.loads(r.read())["status"] == "ok"
+        else:
+            assert proc.wait(timeout=30) == 1
+            assert "kame: error: no weights here" in proc.stderr.read()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+# ---- logs ----------------------------------------------------------------------------------
+
+
+async def test_sessions_are_logged_when_they_open_and_close(caplog):
+    caplog.set_level(logging.INFO, logger="kame.server")
+    async with running_server() as (url, _), aiohttp.ClientSession() as http:
+        ws = await _open(http, url, pcm=True)
+        for _ in range(30):  # until its first stats (the echo agent sends them about once a second)
+            kind, payload = P.decode((await ws.receive(timeout=10)).data)
+            if kind == P.Kind.METADATA and json.loads(payload).get("type") == "stats":
+                break
+        await ws.close()
+        for _ in range(200):
+            if "closed after" in caplog.text:
+                break
+            await asyncio.sleep(0.01)
+    lines = [r.getMessage() for r in caplog.records if r.name == "kame.server" and r.levelno == logging.INFO]
+    opened = [x for x in lines if " opened: " in x]
+    closed = [x for x in lines if " closed after " in x]
+    assert len(opened) == 1 and opened[0].endswith(": client 127.0.0.1, 1 of 8 sessions")
+    assert len(closed) == 1 and "closed by the client (1000)" in closed[0]
+    assert "frames " in closed[0] and "missed deadlines " in closed[0] and "input dropped 0.00 s" in closed[0]
+    assert "protocol errors 0" in closed[0]
+
+
+async def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(caplog):
+    caplog.set_level(logging.INFO, logger="kame.server")
+    headers = {"X-Forwarded-For": "198.51.100.7, 203.0.113.9"}  # (the first one: whatever the client said)
+    for trusted, shown in ((None, "127.0.0.1"), ("127.0.0.1", "203.0.113.9"), ("127.0.0.0/8,203.0.113.0/24",
+                                                                                "198.51.100.7")):
+        caplog.clear()
+        async with running_server(trusted_proxy=trusted) as (url, _), aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(chat_url(url), headers=headers)
+            await ws.receive(timeout=10)
+            await ws.close()
+        assert f"opened: client {shown}, " in caplog.text, (trusted, caplog.text)
+    with pytest.raises(ConfigError, match="server.trusted_proxy: 'proxy.local' is not an IP address"):
+        ops.parse_trusted("127.0.0.1, proxy.local")
+
+
+def test_health_probes_are_not_in_the_access_log_at_info(caplog):
+    caplog.set_level(logging.DEBUG, logger="aiohttp.access")
+    app = make_app(FakeAgent(), ServerConfig(trusted_proxy="10.0.0.1"))
+    access = ops.AccessLogger(logging.getLogger("aiohttp.access"), "")
+    probe = make_mocked_request("GET", "/api/health?token=T", app=app)
+    chat = make_mocked_request("GET", "/api/chat?token=T", app=app)
+    for req in (probe, chat):
+        access.log(req, web.Response(status=200), 0.001)
+    levels = {r.getMessage().split('"')[1]: r.levelno for r in caplog.records}
+    assert levels == {"GET /api/health": logging.DEBUG, "GET /api/chat": logging.INFO}
+    assert "token" not in caplog.text
+
+
+async def test_a_malformed_request_is_one_warning_without_its_token(caplog):
+    """(was: aiohttp's ERROR with a traceback quoting `GET /api/chat?token=s3cr%2Bt...`)"""
+    caplog.set_level(logging.DEBUG)
+    async with running_server(auth_token="s3cr+t&x") as (url, _):
+        host, port = url.split("//")[1].split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"GET /api/chat?token=s3cr%2Bt%26x\x01 HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        assert b" 400 " in await reader.readline()
+        writer.close()
+    assert "s3cr" not in caplog.text
+    bad = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(bad) == 1 and bad[0].levelno == logging.WARNING and bad[0].exc_info is None
+    assert "malformed request (HTTP 400)" in bad[0].getMessage() and "/api/chat?…" in bad[0].getMessage()
+
+
+def test_redact_cuts_query_strings_only():
+    assert ops.redact("b'GET /api/chat?token=abc&pcm=1 HTTP/1.1'") == "b'GET /api/chat?… HTTP/1.1'"
+    assert ops.redact("is it up? yes") == "is it up? yes"
+
+
+def test_verbose_is_taken_after_the_command_too():
+    from kame.cli import _build_parser
+
+    for argv, verbose in ((["serve", "-v"], True), (["-v", "serve"], True), (["serve"], False),
+                          (["serve", "--agent", "echo", "--verbose"], True), (["bench", "step", "-v"], True)):
+        parser, _ = _build_parser(argv)
+        assert parser.parse_args(argv).verbose is verbose, argv
+
+
+def test_trusted_proxy_option_is_checked_before_the_agent_loads():
+    import argparse
+
+    from kame.server.app import add_arguments
+
+    parser = argparse.ArgumentParser(prog="kame serve")
+    add_arguments(parser)
+    assert _build(parser.parse_args(["--agent", "echo", "--trusted-proxy", "::1,10.0.0.0/8"]))[1].trusted_proxy
+    with pytest.raises(ConfigError, match="not an IP address or network"):
+        _build(parser.parse_args(["--agent", "echo", "--trusted-proxy", "my-proxy"]))
+
+
+# ---- the page behind a path prefix ---------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")
+def test_the_page_connects_relative_to_its_own_address():
+    """(was: wss://example.org/api/chat, a 404 behind a proxy serving the page under /kame/)"""
+    js = textwrap.dedent("""
+        const src = require("fs").readFileSync(process.argv[1], "utf8");
+        const fn = src.match(/function wsUrl\\([^)]*\\) \\{[\\s\\S]*?\\n\\}/)[0];
+        const out = {};
+        for (const href of process.argv.slice(2)) {
+          globalThis.location = new URL(href);
+          out[href] = eval("(" + fn + ")")();
+        }
+        console.log(JSON.stringify(out));
+    """)
+    pages = ["https://example.org/kame/?token=T", "http://127.0.0.1:8998/", "http://h/a/b/?token=a%2Bb%26c&x=1"]
+    got = json.loads(subprocess.run(["node", "-e", js, str(STATIC_DIR / "app.js"), *pages], check=True,
+                                    capture_output=True, text=True).stdout)
+    assert got == {
+        "https://example.org/kame/?token=T": "wss://example.org/kame/api/chat?pcm=1&token=T",
+        "http://127.0.0.1:8998/": "ws://127.0.0.1:8998/api/chat?pcm=1",
+        "http://h/a/b/?token=a%2Bb%26c&x=1": "ws://h/a/b/api/chat?pcm=1&token=a%2Bb%26c",
+    }
+
+
+def test_the_page_names_no_absolute_path():
+    """Every URL in the page's files is relative (a string starting with "/x" is not)."""
+    import re
+
+    for f in ("app.js", "index.html", "pcm-worklet.js", "style.css"):
+        assert re.findall(r"[\"'`]/\w", (STATIC_DIR / f).read_text()) == [], f
+
+
+def test_the_closed_line_says_who_closed():
+    from types import SimpleNamespace as NS
+
+    conn = NS(client_close=None, client_closed=False, lost=None, close_code=1008, close_reason="no audio for 30 s")
+    assert ops.ending(conn) == "closed by the server (1008 no audio for 30 s)"
+    assert ops.ending(NS(**{**vars(conn), "client_close": (1001, "going away")})) == "closed by the client (1001 going away)"
+    assert ops.ending(NS(**{**vars(conn), "lost": "Cannot write to closing transport"})) == \
+        "the connection was lost (Cannot write to closing transport)"
+
+
+def test_trusted_proxy_is_a_config_key():
+    """(was: --trusted-proxy only; '--set server.trusted_proxy=...' an unknown key)"""
+    from kame.config import load_config
+    from kame.server.app import server_config_from
+
+    cfg = load_config(None, {"server.trusted_proxy": "10.0.0.0/8"})
+    assert server_config_from(cfg.server).trusted_proxy == "10.0.0.0/8"
