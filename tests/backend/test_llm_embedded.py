@@ -82,6 +82,8 @@ async def test_child_death_fails_the_request_and_the_next_one_restarts_it(llm, c
 class _HungWorker:
     """A worker whose child never answers (hung without dying)."""
 
+    loading, loaded_at = False, 0.0  # (not (re)starting its child)
+
     def __init__(self):
         self.stopped = []
 

@@ -1,8 +1,10 @@
 """The embedded LLM's dispatcher with stand-in children (no model load): a child that hangs
 inside a generation is terminated once the consumer gave up, and the next request gets a new
-child instead of queueing behind the hung one forever."""
+child instead of queueing behind the hung one forever; a child's (re)start is no stall, but one
+that hangs while loading fails the request."""
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -39,13 +41,17 @@ def _answers(conn):
 
 def _worker_with(target):
     worker = embedded._ChildWorker(Path("stand-in.gguf"))
+    worker.start = _starts(worker, target)
+    return worker
 
+
+def _starts(worker, target):
+    """A start() for ``worker`` that runs ``target`` as its child."""
     def start():
         worker.cancel = childproc.CTX.Value("q", 0, lock=False)
         worker.proc, worker.conn = childproc.start_child(target, (), name="kame-test-llm", what="a stand-in")
 
-    worker.start = start
-    return worker
+    return start
 
 
 def _llm(worker, stall_timeout):
@@ -148,4 +154,77 @@ async def test_release_children_stops_the_child_and_the_next_request_starts_it(m
         monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: object())  # (no [llm] extra needed)
         assert embedded.shared_worker(gguf) is worker and worker.alive and not worker.released
     finally:
+        worker.close()
+
+
+def _never_loads(conn):
+    """Hangs while loading: never says "loaded"."""
+    import time
+
+    while True:
+        time.sleep(1)
+
+
+async def _until(pred):
+    for _ in range(2000):
+        if pred():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out")
+
+
+async def _text(llm):
+    return "".join([p async for p in llm.stream_chat(MSGS)])
+
+
+async def test_a_restart_that_loads_longer_than_the_stall_timeout_is_waited_for():
+    """The child's (re)start (the model's ~20 s load; minutes on a busy machine) is not counted
+    in stall_timeout (was: "nothing from its child for 60 s" while a restarted child loaded)."""
+    loading, gate = threading.Event(), threading.Event()
+    worker = _worker_with(_answers)
+    start = worker.start
+
+    def slow_start():
+        loading.set()
+        gate.wait(60)  # the model's load: it ends when the test says so
+        start()
+
+    worker.start = slow_start
+    reply = None
+    try:
+        llm = _llm(worker, stall_timeout=0.2)
+        reply = asyncio.create_task(_text(llm))
+        await _until(loading.is_set)  # (no child yet: this request starts one)
+        await asyncio.sleep(0.2)  # the request's stall timer, started before this wait, runs out first
+        gate.set()
+        llm.stall_timeout = 30  # (what follows is the child's answer, not its load: a busy machine's pace)
+        assert await reply == "hello"
+        assert worker.restarts == 1 and worker.alive and not worker.loading
+    finally:
+        gate.set()
+        if reply is not None:
+            reply.cancel()
+        worker.close()
+
+
+async def test_a_child_that_hangs_while_loading_fails_the_request_and_the_next_one_gets_a_new_one(monkeypatch):
+    """A (re)start still loading after LOAD_TIMEOUT_S is terminated and the request fails saying
+    so (was: the stall error, and the dispatcher waited on the child forever)."""
+    monkeypatch.setattr(embedded, "LOAD_TIMEOUT_S", 0.5)
+    worker = _worker_with(_never_loads)
+    try:
+        llm = _llm(worker, stall_timeout=0.1)  # (its load is no stall: LOAD_TIMEOUT_S bounds it)
+        with pytest.raises(BackendError, match="did not finish loading the model within 0.5 s .* was terminated"):
+            await _text(llm)
+        assert worker.proc is None and not worker.loading
+        assert not [p for p in childproc.CTX.active_children() if p.name == "kame-test-llm"]
+        # the dispatcher is free: the next request starts a new child, which answers
+        monkeypatch.setattr(embedded, "LOAD_TIMEOUT_S", 600.0)
+        worker.start = _starts(worker, _answers)
+        llm.stall_timeout = 30  # (the child's answer on a busy machine)
+        assert await _text(llm) == "hello" and worker.restarts == 2
+    finally:
+        for p in childproc.CTX.active_children():  # (a dispatcher that never ends the load waits on it)
+            if p.name == "kame-test-llm":
+                p.kill()
         worker.close()

@@ -84,11 +84,14 @@ async def test_failure_then_recovery_when_the_server_comes_back(setup, failure):
 
 async def test_stall_times_out_and_closes_the_request(setup):
     server, producer, clock, events = setup
-    server.push(Reply([" Well", " maybe", " not"], stall_after=1))
+    server.push(Reply([" Well maybe", " not"], stall_after=1))  # (" Well" is appended at once)
     await producer.on_transcript(tr(3))
-    await until(lambda: producer.stats["events"] > 0 or server.requests)
-    await asyncio.sleep(0.05)
-    clock.advance(producer.policy.chunk_timeout + 0.1)  # no piece for chunk_timeout (session clock)
+    # the first piece came and the producer's timer for the next one runs on the session clock
+    # (was: a wall-time wait for the request; on a loaded machine the first piece came after the
+    # advance, and its timer started after it: no stall, ever)
+    chunk_timeout = producer.policy.chunk_timeout
+    await until(lambda: appended(events, 1) and any(t == clock.now() + chunk_timeout for t, _ in clock.sleepers()))
+    clock.advance(chunk_timeout + 0.1)  # no piece for chunk_timeout (session clock)
     await until(lambda: producer.stats["failed"] == 1)
     await server.wait_disconnects(1)
 

@@ -410,6 +410,11 @@ async def test_digits_a_tts_cannot_say_are_no_failure():
 
 # ---- 4. session ids, stop(), outputs() after the end (r7_session_ids_and_outputs.py) --------
 async def test_an_id_in_use_is_refused_and_stop_ends_every_session():
+    earlier = set(threading.enumerate())  # (another test's agent, not stopped yet, is not this one's)
+
+    def vad_threads():
+        return [t for t in threading.enumerate() if t.name.startswith("kame-cascade-vad") and t not in earlier]
+
     clock = FakeClock()
     agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock), **{"runtime.max_sessions": 2})
     alice = await agent.open_session("alice")
@@ -419,14 +424,14 @@ async def test_an_id_in_use_is_refused_and_stop_ends_every_session():
     assert other.id != "alice" and set(agent.sessions) == {"alice", other.id}
     readers = [asyncio.create_task(_drain(s)) for s in (alice, other)]
     await alice.push_audio(np.zeros(1920, np.float32))  # (the VAD thread starts)
-    assert [t for t in threading.enumerate() if t.name.startswith("kame-cascade-vad")]
+    assert vad_threads()
     await agent.stop()
     assert alice._closed and other._closed and not agent.sessions
     for r in readers:
         await asyncio.wait_for(r, 5)
     again = await asyncio.wait_for(_drain(alice), 5)  # outputs() after the end: ends at once
     assert again == []
-    assert not [t for t in threading.enumerate() if t.name.startswith("kame-cascade-vad")]
+    assert not vad_threads()
     reopened = await agent.open_session("alice")  # a closed session's id is free again
     assert reopened.id == "alice"
     await agent.stop()

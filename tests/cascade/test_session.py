@@ -20,12 +20,31 @@ REPLY = ["Sure, the capital of France ", "is Paris. ", "It has been the capital 
          "Anything else?"]
 
 
+_live: list | None = None  # the agents _agent started in the running test (stop_agents)
+
+
+@pytest.fixture(autouse=True)
+async def stop_agents():
+    """Stops every agent the test started with _agent, also when the test failed: a running
+    agent's VAD thread and tasks would reach the tests after it (test_failures counts them)."""
+    global _live
+    _live = []
+    try:
+        yield
+    finally:
+        agents, _live = _live, None
+        for agent in agents:
+            await agent.stop()  # (stopping one the test stopped itself is harmless)
+
+
 async def _agent(clock, llm, tts, stt=None, prompt_fn=None, vad=FakeVAD, **overrides):
     cfg = load_config(None, {"mode": "cascade", **overrides})
     log = MetricsLog()
     given = {"stt": stt or FakeSTT(), "llm": llm, "tts": tts, "vad_factory": vad}
     agent = build_cascade_agent(cfg, clock=clock, metrics=log, components={
         **given, **({"prompt_fn": prompt_fn} if prompt_fn else {})})
+    if _live is not None:  # (in a module that uses stop_agents)
+        _live.append(agent)
     await agent.start()
     return agent, log
 

@@ -126,14 +126,29 @@ async def wait_for(pred, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.0005)
 
 
+def ticker_waits(agent, clock) -> bool:
+    """The tandem's ticker runs no frame until the FakeClock moves: it sleeps on the clock (till
+    its next frame time), or no session is live (it waits for one, or resets freed rows)."""
+    ticker = agent._ticker
+    return not agent.sessions or ticker is None or ticker.done() or any(t is ticker for _, t in clock.sleepers())
+
+
 async def step(agent, clock, n: int = 1, failed=lambda: 0) -> None:
-    """Run ``n`` more frames: advance the FakeClock one frame at a time and wait for each.
+    """Run ``n`` more frames, one at a time. A frame the ticker runs without the clock (the first
+    one, one woken by open_session, or one re-anchored at once after a late frame) is waited
+    for; otherwise the FakeClock is advanced 80 ms, only once the ticker sleeps on it (an advance
+    that lands mid-step makes that step late). Returns once the ticker waits again.
     ``failed()``: the frames whose step failed so far (they do not count in agent.frames)."""
+    def count() -> int:
+        return agent.frames + failed()
+
     for _ in range(n):
-        target = agent.frames + failed() + 1
-        if target > 1:
+        target = count() + 1
+        await wait_for(lambda: count() >= target or ticker_waits(agent, clock))
+        if count() < target:
             clock.advance(0.08)
-        await wait_for(lambda: agent.frames + failed() >= target)
+        await wait_for(lambda: count() >= target)
+        await wait_for(lambda: ticker_waits(agent, clock))  # (a frame re-anchored after a late one runs now)
         for _ in range(5):  # let output consumers (Recorder tasks) drain their queues
             await asyncio.sleep(0)
 

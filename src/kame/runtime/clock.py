@@ -40,11 +40,12 @@ class FakeClock:
     """A clock that moves only when ``advance``/``set`` is called.
 
     ``sleep`` coroutines wake (in deadline order) when the clock passes their deadline.
+    ``sleepers()`` says who still waits (tests: advance once a loop sleeps, not mid-step).
     """
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = float(start)
-        self._waiters: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._waiters: list[tuple[float, int, asyncio.Future[None], asyncio.Task | None]] = []
         self._seq = itertools.count()
 
     def now(self) -> float:
@@ -56,8 +57,13 @@ class FakeClock:
             await asyncio.sleep(0)
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (deadline, next(self._seq), fut))
+        heapq.heappush(self._waiters, (deadline, next(self._seq), fut, asyncio.current_task()))
         await fut
+
+    def sleepers(self) -> list[tuple[float, asyncio.Task | None]]:
+        """(deadline, task) of each sleep() still waiting, soonest first. A cancelled sleep is left
+        out (its entry stays in the heap until it is due), and so is one woken but not yet run."""
+        return [(d, task) for d, _, fut, task in sorted(self._waiters, key=lambda w: w[:2]) if not fut.done()]
 
     def advance(self, seconds: float) -> None:
         self.set(self._now + seconds)
@@ -67,7 +73,7 @@ class FakeClock:
             raise ValueError(f"FakeClock cannot go back in time ({t} < {self._now})")
         self._now = t
         while self._waiters and self._waiters[0][0] <= t:
-            _, _, fut = heapq.heappop(self._waiters)
+            fut = heapq.heappop(self._waiters)[2]
             if not fut.done():
                 fut.set_result(None)
 

@@ -18,10 +18,12 @@ never blocks. Text comes out word by word (transformers' TextStreamer in the chi
 closing the consumer writes the request's id into a shared ``cancel`` value that a
 StoppingCriteria in the child checks before every new token, so the child moves on at once.
 If the child dies, the current request raises BackendError and the next request restarts it
-(logged; another ~20 s load, on the dispatcher thread). A child that does not stop within
-``CANCEL_GRACE_S`` of a cancel (it checks before every token, ~0.1 s apart: so it hangs) is
-terminated and counts as dead, so a hung child holds up the requests behind it for at most the
-consumer's ``stall_timeout`` plus that grace, not forever.
+(logged; another ~20 s load, on the dispatcher thread). That load does not count in the
+consumers' ``stall_timeout`` (it takes minutes on a busy machine); a child still loading after
+``LOAD_TIMEOUT_S`` hangs: it is terminated and the request fails, saying so. A child that does
+not stop within ``CANCEL_GRACE_S`` of a cancel (it checks before every token, ~0.1 s apart: so
+it hangs) is terminated and counts as dead, so a hung child holds up the requests behind it for
+at most the consumer's ``stall_timeout`` plus that grace, not forever.
 
 Construction waits for the child's "loaded" message (~20 s on first use): a server should create
 it in a worker thread at start-up
@@ -50,6 +52,7 @@ from pathlib import Path
 from typing import AsyncIterator, Sequence
 
 from ...errors import BackendError, ConfigError, MissingPackageError, NotAvailableError, install_hint
+from .. import childproc
 from ..childproc import CTX, reap_child, shared_child, start_child, stop_child
 from ..options import number
 from ..priority import lower_thread_priority
@@ -60,6 +63,7 @@ log = logging.getLogger(__name__)
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 POLL_S = 0.05  # how often the dispatcher looks at the consumer's stop flag and the child's health
 CANCEL_GRACE_S = 10.0  # a cancelled request still running after this long: the child is hung
+LOAD_TIMEOUT_S = 600.0  # a (re)start still loading the model after this long: the child is hung
 
 _load_lock = threading.Lock()
 _shared: dict[str, "_ChildWorker"] = {}  # gguf path -> its child process (started once)
@@ -205,6 +209,8 @@ class _ChildWorker:
         self.current = 0  # id of the request the child is running (0: none)
         self.restarts = 0  # restarts after the child died (not after close)
         self.released = False  # close() stopped it on purpose; the next agent (ensure_started) or request starts it
+        self.loading = False  # the dispatcher is (re)starting the child: consumers do not count it as a stall
+        self.loaded_at = 0.0  # time.monotonic() when the dispatcher's last (re)start ended
         self._atexit = None
         self._lock = threading.Lock()  # guards current/cancel between consumer and dispatcher
         self._dispatch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kame-llm")
@@ -232,7 +238,7 @@ class _ChildWorker:
 
     def _start_if_released(self) -> None:
         if self.released and not self.alive:
-            self.start()
+            self._load()
             with self._lock:  # (a close() right after the start keeps it released)
                 if self.proc is not None:
                     self.released = False
@@ -268,6 +274,30 @@ class _ChildWorker:
         return f"the LLM child process {what} (exit code {code})"
 
     # --- dispatcher thread ---
+    def _load(self) -> None:
+        """start() on the dispatcher thread, flagged as loading (the consumers' stall timers do
+        not run meanwhile), and terminated as hung if it is not ready within LOAD_TIMEOUT_S."""
+        load = childproc._Load()  # start_child registers its child here: abort() terminates it
+        timer = threading.Timer(LOAD_TIMEOUT_S, load.abort)
+        timer.daemon = True
+        self.loading = True
+        childproc._current.load = load
+        timer.start()
+        try:
+            self.start()
+        except BackendError:
+            if not load.aborted:
+                raise
+            log.error("the embedded LLM child did not finish loading within %g s and was terminated", LOAD_TIMEOUT_S)
+            raise BackendError(f"the LLM child process did not finish loading the model within {LOAD_TIMEOUT_S:g} s "
+                               "(hung, or the machine is far too busy) and was terminated; the next request "
+                               "starts a new one") from None
+        finally:
+            timer.cancel()
+            childproc._current.load = None
+            self.loaded_at = time.monotonic()  # (before loading goes False: consumers read them in this order)
+            self.loading = False
+
     def _run(self, llm, req_id, request, stop, put) -> None:
         with self._lock:
             if stop.is_set():  # cancelled while queued
@@ -283,7 +313,7 @@ class _ChildWorker:
                 else:
                     self.restarts += 1
                     log.warning("restarting the embedded LLM child (restart %d)", self.restarts)
-                self.start()
+                self._load()
             proc, conn = self.proc, self.conn  # a release_children() meanwhile closes conn: OSError below
             if conn is None:  # (or it ran right after the start above)
                 raise OSError("the child was stopped")
@@ -363,12 +393,22 @@ class EmbeddedLLM(LLM):
                    self.temperature if temperature is None else temperature, self.repetition_penalty)
         job = self.worker.submit(self, req_id, request, stop, put)
         try:
+            since = time.monotonic()  # the child's silence counts from here
             while True:
                 try:  # requests queued before this one count too: 60 s is many replies
-                    kind, value = await asyncio.wait_for(queue.get(), self.stall_timeout)
+                    left = since + self.stall_timeout - time.monotonic()
+                    kind, value = await asyncio.wait_for(queue.get(), max(left, POLL_S))
                 except asyncio.TimeoutError:
+                    # A (re)start of the child (this request's or one queued before it) is no
+                    # stall: its model load takes minutes on a busy machine, and the dispatcher
+                    # ends a hung one (LOAD_TIMEOUT_S). Silence counts again from its end.
+                    worker = self.worker
+                    if worker.loading or worker.loaded_at > since:
+                        since = time.monotonic() if worker.loading else worker.loaded_at
+                        continue
                     raise BackendError(f"embedded LLM: nothing from its child for {self.stall_timeout:g} s "
                                        f"(hung, or a queue of requests that long)") from None
+                since = time.monotonic()
                 if kind == "text":
                     yield value
                 elif kind == "error":
