@@ -228,3 +228,24 @@ async def test_a_child_that_hangs_while_loading_fails_the_request_and_the_next_o
             if p.name == "kame-test-llm":
                 p.kill()
         worker.close()
+
+
+async def test_close_during_a_restart_ends_the_loading_child_at_once(monkeypatch):
+    """close() (an agent's stop, a server's shutdown) while the child (re)loads: the loading
+    child is terminated and the request fails saying so (was: close() saw no child, so shutdown
+    waited out the whole load, up to LOAD_TIMEOUT_S, and a second signal orphaned the child)."""
+    worker = _worker_with(_never_loads)
+    try:
+        llm = _llm(worker, stall_timeout=0.1)
+        reply = asyncio.ensure_future(_text(llm))
+        await _until(lambda: worker.loading and [p for p in childproc.CTX.active_children() if p.name == "kame-test-llm"])
+        assert worker.close()  # (a load was under way)
+        with pytest.raises(BackendError, match="stopped while it loaded the model"):
+            await asyncio.wait_for(reply, 30)
+        await _until(lambda: not [p for p in childproc.CTX.active_children() if p.name == "kame-test-llm"])
+        assert not worker.loading
+    finally:
+        for p in childproc.CTX.active_children():
+            if p.name == "kame-test-llm":
+                p.kill()
+        worker.close()

@@ -211,6 +211,7 @@ class _ChildWorker:
         self.released = False  # close() stopped it on purpose; the next agent (ensure_started) or request starts it
         self.loading = False  # the dispatcher is (re)starting the child: consumers do not count it as a stall
         self.loaded_at = 0.0  # time.monotonic() when the dispatcher's last (re)start ended
+        self._load_now = None  # the childproc._Load of a (re)start under way (close() aborts it)
         self._atexit = None
         self._lock = threading.Lock()  # guards current/cancel between consumer and dispatcher
         self._dispatch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kame-llm")
@@ -260,8 +261,12 @@ class _ChildWorker:
             proc, conn = self.proc, self.conn
             self.proc = self.conn = self.cancel = None
             self.released = True
+            load = self._load_now
+        if load is not None:  # a (re)start under way: its loading child is terminated, not waited for (a
+            load.by_close = True  # server's shutdown waited out the whole model load, a second signal orphaned it)
+            load.abort()
         stop_child(proc, conn)
-        return proc is not None
+        return proc is not None or load is not None
 
     def _died(self, hung: bool = False) -> str:
         if self.proc is None and self.released:  # close() ran during the request
@@ -282,12 +287,17 @@ class _ChildWorker:
         timer.daemon = True
         self.loading = True
         childproc._current.load = load
+        with self._lock:
+            self._load_now = load
         timer.start()
         try:
             self.start()
         except BackendError:
             if not load.aborted:
                 raise
+            if getattr(load, "by_close", False):  # close() stopped it while it loaded
+                raise BackendError("the LLM child process was stopped while it loaded the model "
+                                   "(kame.backend.childproc.release_children, or shutdown)") from None
             log.error("the embedded LLM child did not finish loading within %g s and was terminated", LOAD_TIMEOUT_S)
             raise BackendError(f"the LLM child process did not finish loading the model within {LOAD_TIMEOUT_S:g} s "
                                "(hung, or the machine is far too busy) and was terminated; the next request "
@@ -295,6 +305,8 @@ class _ChildWorker:
         finally:
             timer.cancel()
             childproc._current.load = None
+            with self._lock:
+                self._load_now = None
             self.loaded_at = time.monotonic()  # (before loading goes False: consumers read them in this order)
             self.loading = False
 
