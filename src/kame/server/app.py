@@ -385,6 +385,7 @@ class Server:
         return web.Response(body=body, content_type=ctype, headers={"Cache-Control": "no-cache"})
 
     async def on_shutdown(self, app: web.Application) -> None:
+        log.info("shutting down: closing %d session(s)", len(self.connections))
         for conn in list(self.connections):
             conn.close_code, conn.close_reason = WSCloseCode.GOING_AWAY, "server shutting down"
             try:
@@ -451,7 +452,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--agent", default="config", choices=["config", "echo"],
                         help="'config': the agent the config builds (tandem/cascade); 'echo': diagnostic echo, no model")
     parser.add_argument("--mode", default=None, choices=["tandem", "cascade"], help="override the config's mode")
-    parser.add_argument("--host", default=None)
+    parser.add_argument("--host", default=None, help="address to bind, default: [server] host, 127.0.0.1 (0.0.0.0: all)")
     parser.add_argument("--port", type=int, default=None, help="default: [server] port, 8998; 0: any free port")
     parser.add_argument("--token", default=None, help="require this bearer token (also KAME_AUTH_TOKEN)")
     parser.add_argument("--trusted-proxy", default=None, metavar="ADDRS",
