@@ -249,3 +249,38 @@ async def test_close_during_a_restart_ends_the_loading_child_at_once(monkeypatch
             if p.name == "kame-test-llm":
                 p.kill()
         worker.close()
+
+
+async def test_state_says_up_down_loading_and_stopped():
+    """EmbeddedLLM.state, for the agents' health() (was: nothing said a killed child was down,
+    nor that its restart was loading, until a request failed)."""
+    loading, gate = threading.Event(), threading.Event()
+    worker = _worker_with(_answers)
+    worker.start()
+    llm = _llm(worker, stall_timeout=30)
+    reply = None
+    try:
+        assert llm.state == worker.state == "up"
+        worker.proc.kill()  # (an operator's kill, the OOM killer)
+        worker.proc.join(10)
+        assert llm.state == "down"
+        start = worker.start
+
+        def slow_start():
+            loading.set()
+            gate.wait(60)  # the model's load: it ends when the test says so
+            start()
+
+        worker.start = slow_start
+        reply = asyncio.create_task(_text(llm))  # the next request restarts it
+        await _until(loading.is_set)
+        assert llm.state == "loading"
+        gate.set()
+        assert await reply == "hello" and llm.state == "up"
+        worker.close()
+        assert llm.state == "stopped"
+    finally:
+        gate.set()
+        if reply is not None:
+            reply.cancel()
+        worker.close()

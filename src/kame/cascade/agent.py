@@ -38,7 +38,7 @@ from ..runtime.backend import create_llm, create_stt
 from ..runtime.sttloop import STALL_S
 from ..runtime.base import Agent, CapacityError, Meta, Session, close_components, session_id_for
 from ..runtime.clock import Clock
-from ..runtime.engine import StartOnce, check_clock
+from ..runtime.engine import StartOnce, check_clock, component_state
 from ..runtime.metrics import MetricsSink, guard_sink
 from .config import CascadeConfig
 from .session import CascadeSession
@@ -180,6 +180,14 @@ class CascadeAgent(Agent):
         if self._vad_pool is None:
             self._vad_pool = ThreadPoolExecutor(1, thread_name_prefix="kame-cascade-vad")
         self._started = True
+
+    def health(self) -> dict:
+        """What a health probe needs, read-only and cheap: ``started`` and ``running`` (the same
+        for the cascade: it has no loop of its own), ``components`` (the state of its shared
+        STT / LLM / TTS, kame.runtime.engine.component_state) and ``error`` (None)."""
+        parts = {"stt": self.stt, "llm": self.llm, "tts": self.tts} if self._started else {}
+        return {"started": self._started, "running": self._started, "error": None,
+                "components": {k: component_state(p) for k, p in parts.items() if p is not None}}
 
     async def stop(self) -> None:
         """Close every session (all at once: one with a reader may wait for its STT's last

@@ -122,6 +122,31 @@ class StepFailures:
             self.run = 0
 
 
+def component_state(part) -> str:
+    """A shared component's state for an agent's health(): its optional ``state`` attribute
+    ("up", "loading", "down", "stopped": kame.backend.llm.embedded.EmbeddedLLM has one); "up"
+    for one without it (plugins), "unknown" if reading it fails (a health probe must not)."""
+    try:
+        state = getattr(part, "state", None)
+    except Exception:  # noqa: BLE001 - a plugin's state property that raises
+        return "unknown"
+    return state if isinstance(state, str) and state else "up"
+
+
+def shared_states(parts) -> dict:
+    """The tandem's shared parts (load_backend's ``factory.shared``) -> {"stt"|"llm"|"tts": state},
+    each named by the interface it has (stream / stream_chat / synthesize)."""
+    from .. import registry
+
+    states: dict = {}
+    for part in parts:
+        kind = next((k for k, method in registry.ASYNC_ITERATORS.items()
+                     if k not in states and callable(getattr(part, method, None))), None)
+        if kind is not None:
+            states[kind] = component_state(part)
+    return states
+
+
 def check_clock(clock) -> Clock:
     """The agent's clock (None: MonotonicClock); one without now() and sleep() is a TypeError now,
     not an AttributeError inside the frame ticker later."""
@@ -194,6 +219,22 @@ class TandemAgent(Agent):
         """Frame steps that failed since the agent was made (they do not count in ``frames``)."""
         return self._failures.total
 
+    def health(self) -> dict:
+        """What a health probe needs, read-only and cheap: ``started`` (a start succeeded and no
+        stop since), ``running`` (started and its frame loop, the ticker task, alive), ``frames``,
+        ``missed``, ``failed_steps``, ``components`` (the state of each shared STT / LLM / TTS,
+        component_state) and ``error`` (why it is not running after a start, else None)."""
+        t = self._ticker
+        running = t is not None and not t.done() and not t.get_loop().is_closed()
+        error = None
+        if t is not None and not running:
+            exc = t.exception() if t.done() and not t.cancelled() else None
+            error = (f"the frame loop has ended: {type(exc).__name__}: {exc}" if exc else
+                     "the frame loop was cancelled" if t.done() else "the frame loop's event loop has ended")
+        return {"started": t is not None, "running": running, "frames": self.frames, "missed": self.missed,
+                "failed_steps": self.failed_steps, "components": shared_states(getattr(self._backend, "shared", ())),
+                "error": error}
+
     # ----------------------------------------------------------------- lifecycle
     def _ticking(self) -> bool:
         t = self._ticker
@@ -244,6 +285,15 @@ class TandemAgent(Agent):
         self.components["batched"] = cfg.runtime.batched
         self._wake = asyncio.Event()
         self._ticker = asyncio.get_running_loop().create_task(self._run(), name="kame-ticker")
+        self._ticker.add_done_callback(self._ticker_ended)
+
+    def _ticker_ended(self, task: asyncio.Task) -> None:
+        """The frame loop failed by itself (stop() clears _ticker before it cancels it): said at
+        once, with its traceback (a health probe only sees that it has ended)."""
+        if task is self._ticker and not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("the frame loop has ended (%s: %s): the sessions get no more frames; stop the agent and "
+                      "start it again", type(exc).__name__, exc, exc_info=exc)
 
     def _build_models(self) -> tuple[list[FrameModel], Callable[[], object] | None]:
         """The frame models and the per-row VAD factory (in the load thread, not on the event loop)."""

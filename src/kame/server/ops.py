@@ -5,14 +5,18 @@ the filter that keeps tokens out of aiohttp's own log lines.
 
     503 {"ok": false, "status": "loading", ...}   the agent is still loading (port already open)
     200 {"ok": true, "status": "ok", ...}          ready
-    200 {"ok": true, "status": "degraded", ...}    ready, but a back-end component is down in a
-                                                   live session, or the front-end makes no frames
-    503 {"ok": false, "status": "failed", ...}     the agent's frame loop ended, or it failed to start
+    200 {"ok": true, "status": "degraded", ...}    ready, but a shared back-end component is
+                                                   loading / down / stopped (the agent's health()
+                                                   or a live session says so), or the front-end
+                                                   makes no frames
+    503 {"ok": false, "status": "failed", ...}     the agent stopped running after its start (the
+                                                   tandem's frame loop ended), or it failed to start
 
-The agents keep no agent-level health of their own: the back-end state is what the live
-sessions reported ("backend" Meta events, which the server forwards), the front-end's progress
-is the tandem's frame counter (TandemAgent.frames), and a dead frame loop is its ticker task
-having ended.
+The agent says how it is (``agent.health()``: running, frame counters, each shared component's
+state; kame.runtime.engine.TandemAgent, kame.cascade.agent.CascadeAgent), so a component that
+dies or reloads shows with no session live and before a request fails; the live sessions add
+what they saw ("backend" Meta events, which the server forwards). An agent without health() (a
+plugin's) is read by its ``components`` names and ``frames`` / ``missed`` counters.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ log = logging.getLogger("kame.server")
 STALL_S = 5.0  # live sessions and no front-end frame for this long: the front-end is "stalled"
 HEALTH_PATH = "/api/health"
 BACKEND_PARTS = ("stt", "llm", "tts")
+NOT_UP = ("loading", "down", "stopped")  # component states that make the server "degraded"
 
 
 # ---- client addresses ----------------------------------------------------------------------
@@ -211,7 +216,8 @@ class Health:
         self._task: asyncio.Task | None = None
         self._frames: int | None = None  # the agent's frame count when it last moved
         self._since = 0.0  # (server clock) since when it has not moved
-        self._ticker_logged = False
+        self._stop_logged = False  # (the agent's stop after its start: logged once)
+        self._health_logged = False
 
     def begin_loading(self, agent) -> None:
         """Start the agent in the background; meanwhile /api/health and /api/chat answer 503
@@ -253,18 +259,34 @@ class Health:
             return "up"
         return "stalled" if now - max(self._since, newest_open) >= STALL_S else "up"
 
-    def ticker_failure(self, agent) -> str | None:
-        """The tandem's frame loop (its ticker task) has ended by itself (stop() clears it
-        first): every session is frozen. (A public ``running`` on the agent would be cleaner.)"""
-        task = getattr(agent, "_ticker", None)
-        if not isinstance(task, asyncio.Task) or not task.done():
+    def agent_health(self, agent) -> dict | None:
+        """agent.health() (None: the agent has none, or it failed: logged once)."""
+        fn = getattr(agent, "health", None)
+        if not callable(fn):
             return None
-        exc = None if task.cancelled() else task.exception()
-        if not self._ticker_logged:
-            self._ticker_logged = True
-            log.error("the agent's frame loop has ended (%s): its sessions get no more frames; restart kame serve",
-                      repr(exc) if exc else "cancelled", exc_info=exc)
-        return "the agent's frame loop has ended (see the server's log)"
+        try:
+            got = fn()
+        except Exception:  # noqa: BLE001 - a probe must answer; said once
+            if not self._health_logged:
+                self._health_logged = True
+                log.warning("the agent's health() failed; /api/health reports without it", exc_info=True)
+            return None
+        return got if isinstance(got, dict) else None
+
+    def failure(self, agent, ah: dict | None) -> str | None:
+        """Why the agent no longer runs after its start (None: it runs, or has not started),
+        logged once. ``ah``: agent.health() (None: the agent has none)."""
+        if ah is not None:
+            if not ah.get("started") or ah.get("running"):
+                return None
+            if not self._stop_logged:
+                self._stop_logged = True
+                log.error("the agent is not running: %s; its sessions get nothing more; restart kame serve",
+                          ah.get("error") or "it stopped by itself")
+            if "frames" in ah:
+                return "the agent's frame loop has ended (see the server's log)"
+            return "the agent has stopped running (see the server's log)"
+        return None  # (an agent without health(): not known)
 
 
 def health(server) -> tuple[int, dict]:
@@ -278,22 +300,30 @@ def health(server) -> tuple[int, dict]:
     h = server.health_state
     if h.loading:
         return 503, {**body, "ok": False, "status": "loading"}
-    failed = "the agent failed to start (see the server's log)" if h.load_error else h.ticker_failure(agent)
+    ah = None if h.load_error else h.agent_health(agent)
+    failed = "the agent failed to start (see the server's log)" if h.load_error else h.failure(agent, ah)
     if failed:
         return 503, {**body, "ok": False, "status": "failed", "error": failed}
     comps = getattr(agent, "components", None)
     comps = comps if isinstance(comps, dict) else {}
     backend = {k: "up" for k in BACKEND_PARTS if comps.get(k) and comps.get(k) != "none"}
-    for conn in conns:
-        backend.update((k, "down") for k in conn.view.backend_down)
+    states = (ah or {}).get("components")
+    if isinstance(states, dict):  # what the agent's components say of themselves
+        backend.update((k, v) for k, v in states.items() if isinstance(k, str) and isinstance(v, str))
+    for conn in conns:  # what the live sessions saw (a state the agent knows better, e.g. loading, stays)
+        backend.update((k, "down") for k in conn.view.backend_down if backend.get(k, "up") == "up")
     body["backend"] = backend
-    frames, missed = getattr(agent, "frames", None), getattr(agent, "missed", None)
+    src = ah if ah is not None and "frames" in ah else {"frames": getattr(agent, "frames", None),
+                                                        "missed": getattr(agent, "missed", None)}
+    frames, missed = src.get("frames"), src.get("missed")
     if isinstance(frames, int):
         newest = max((c.opened for c in conns), default=None)
         body["frontend"] = h.frontend(server.clock.now(), frames, newest)
         body["frames"] = frames
         if isinstance(missed, int):
             body["missed_deadlines"] = missed
-    if "down" in backend.values() or body.get("frontend") == "stalled":
+        if isinstance(src.get("failed_steps"), int):
+            body["failed_steps"] = src["failed_steps"]
+    if any(v in NOT_UP for v in backend.values()) or body.get("frontend") == "stalled":
         body["status"] = "degraded"
     return 200, body

@@ -220,6 +220,23 @@ class _ChildWorker:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.is_alive()
 
+    @property
+    def state(self) -> str:
+        """"loading" while a (re)start loads the model, "up" while the child runs, "down" when it
+        has died (the next request restarts it), "stopped" when close() stopped it on purpose (the
+        next agent or request starts it). Cheap (a non-blocking waitpid) and safe from any thread:
+        health probes read it on the event loop."""
+        with self._lock:
+            proc, released = self.proc, self.released
+        if self.loading:
+            return "loading"
+        if proc is None:
+            return "stopped" if released else "down"
+        try:  # (racing the dispatcher's reap at worst says "up" once more)
+            return "up" if proc.is_alive() else "down"
+        except ValueError:  # reaped and closed meanwhile
+            return "down"
+
     def start(self) -> None:
         """Spawn the child and wait (~20 s) for its "loaded" message."""
         cancel = CTX.Value("q", 0, lock=False)  # id of the request to stop (one int64 write)
@@ -387,6 +404,12 @@ class EmbeddedLLM(LLM):
         self.repetition_penalty = repetition_penalty
         self.tokens_generated = 0  # totals, for benchmarks (LLM tokens, not text-stream tokens)
         self.generate_seconds = 0.0
+
+    @property
+    def state(self) -> str:
+        """Its child's state, for the agents' health(): "up", "loading", "down" or "stopped"
+        (_ChildWorker.state; the child is shared by every EmbeddedLLM of the same file)."""
+        return self.worker.state
 
     async def stream_chat(self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None,
                           temperature: float | None = None) -> AsyncIterator[str]:
