@@ -54,6 +54,19 @@ def _starts(worker, target):
     return start
 
 
+def _gate_start(worker, loading: threading.Event, gate: threading.Event) -> None:
+    """Make worker's (re)start set ``loading``, then wait for ``gate`` (the model's load: it ends
+    when the test says so) before it starts the child."""
+    start = worker.start
+
+    def slow_start():
+        loading.set()
+        gate.wait(60)
+        start()
+
+    worker.start = slow_start
+
+
 def _llm(worker, stall_timeout):
     llm = embedded.EmbeddedLLM.__new__(embedded.EmbeddedLLM)
     llm.worker, llm.stall_timeout = worker, stall_timeout
@@ -182,14 +195,7 @@ async def test_a_restart_that_loads_longer_than_the_stall_timeout_is_waited_for(
     in stall_timeout (was: "nothing from its child for 60 s" while a restarted child loaded)."""
     loading, gate = threading.Event(), threading.Event()
     worker = _worker_with(_answers)
-    start = worker.start
-
-    def slow_start():
-        loading.set()
-        gate.wait(60)  # the model's load: it ends when the test says so
-        start()
-
-    worker.start = slow_start
+    _gate_start(worker, loading, gate)
     reply = None
     try:
         llm = _llm(worker, stall_timeout=0.2)
@@ -264,14 +270,7 @@ async def test_state_says_up_down_loading_and_stopped():
         worker.proc.kill()  # (an operator's kill, the OOM killer)
         worker.proc.join(10)
         assert llm.state == "down"
-        start = worker.start
-
-        def slow_start():
-            loading.set()
-            gate.wait(60)  # the model's load: it ends when the test says so
-            start()
-
-        worker.start = slow_start
+        _gate_start(worker, loading, gate)
         reply = asyncio.create_task(_text(llm))  # the next request restarts it
         await _until(loading.is_set)
         assert llm.state == "loading"
