@@ -368,3 +368,30 @@ def test_build_agent_refuses_keywords_the_chosen_agent_does_not_take():
     with pytest.raises(TypeError, match=r"mode = 'cascade' .* takes no frame_models= \(it takes clock=, metrics=, "
                                         r"components=\)"):
         build_agent(load_config(None, {"mode": "cascade"}), frame_models=FakeFrameModel)
+
+
+async def test_a_start_its_callers_gave_up_does_not_fail_the_next_caller():
+    """(review, helper-82) the only caller of a start is cancelled, and a new caller comes while
+    that start unwinds: it got "the agent was stopped while it was starting" though nobody called
+    stop(); it now waits for the old start to end and runs a new one."""
+    from kame.runtime.engine import StartOnce
+
+    once, gate, starts = StartOnce(), asyncio.Event(), []
+
+    async def start():
+        starts.append(1)
+        try:
+            await gate.wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.05)  # (a load in a thread takes a moment to unwind)
+            raise
+
+    first = asyncio.create_task(once.run(start))
+    await asyncio.sleep(0.01)
+    first.cancel()  # (a client's wait_for(open_session(), ...) timed out)
+    await asyncio.gather(first, return_exceptions=True)
+    second = asyncio.create_task(once.run(start))
+    await asyncio.sleep(0)
+    gate.set()
+    await asyncio.wait_for(second, 5)
+    assert len(starts) == 2

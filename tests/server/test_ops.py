@@ -383,3 +383,43 @@ def test_trusted_proxy_is_a_config_key():
 
     cfg = load_config(None, {"server.trusted_proxy": "10.0.0.0/8"})
     assert server_config_from(cfg.server).trusted_proxy == "10.0.0.0/8"
+
+
+async def test_a_plugin_session_whose_outputs_has_no_aclose_is_served(caplog):
+    """(review, helper-82) a session whose outputs() is a plain async iterator (the Session
+    interface asks no more): the pump's aclosing() failed with AttributeError at every end, so
+    the connection was logged as failed instead of ending with session_ended."""
+
+    class PlainOutputs:
+        def __init__(self, q):
+            self.q = q
+
+        def __aiter__(self):
+            return self
+
+        async def __anext__(self):
+            item = await self.q.get()
+            if item is None:
+                raise StopAsyncIteration
+            return item
+
+    class PlainSession(FakeSession):
+        def outputs(self):
+            return PlainOutputs(self.out)
+
+    class PlainAgent(FakeAgent):
+        async def open_session(self, session_id=None) -> Session:
+            s = PlainSession(session_id or "p1")
+            self.sessions.append(s)
+            return s
+
+    agent = PlainAgent()
+    async with running_server(agent=agent) as (url, _), aiohttp.ClientSession() as http:
+        ws = await _open(http, url)
+        agent.sessions[0].out.put_nowait(None)  # the agent ends the session
+        kinds = []
+        while not kinds or kinds[-1][0] != P.Kind.ERROR:  # (the info Meta comes first)
+            kinds.append(P.decode((await ws.receive(timeout=10)).data))
+        assert b"session_ended" in bytes(kinds[-1][1])
+        await ws.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -51,27 +51,32 @@ class StartOnce:
     then aborted, as a cancelled start always was), so nothing is loaded twice or half-started."""
 
     def __init__(self) -> None:
-        self._current: list | None = None  # [task, callers waiting for it]
+        self._current: list | None = None  # [task, callers waiting for it, how it is being ended]
 
     async def run(self, start: Callable[[], Awaitable[None]]) -> None:
         loop = asyncio.get_running_loop()
         cur = self._current
+        if cur is not None and cur[2] == "abandoned" and not cur[0].done() and cur[0].get_loop() is loop:
+            await asyncio.wait({cur[0]})  # (its callers gave up: it unwinds; this caller starts anew)
+            cur = self._current
         if cur is None or cur[0].done() or cur[0].get_loop() is not loop:
             task = loop.create_task(start(), name="kame-start")
-            cur = self._current = [task, 0]
+            cur = self._current = [task, 0, None]
             task.add_done_callback(self._ended)
         task = cur[0]
         cur[1] += 1
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
-            me = asyncio.current_task()
-            if task.cancelled() and not (me is not None and me.cancelling()):  # stop() cancelled the start
-                raise KameError("the agent was stopped while it was starting; start it again") from None
+            if cur[2] == "stopped":  # stop() cancelled the start (not this caller's cancellation)
+                me = asyncio.current_task()
+                if not (me is not None and me.cancelling()):
+                    raise KameError("the agent was stopped while it was starting; start it again") from None
             raise
         finally:
             cur[1] -= 1
             if cur[1] == 0 and not task.done():  # every caller gave up
+                cur[2] = cur[2] or "abandoned"
                 task.cancel()
 
     def _ended(self, task: asyncio.Task) -> None:
@@ -82,8 +87,10 @@ class StartOnce:
 
     async def cancel(self) -> None:
         """stop(): cancel a start under way in this loop and wait until it has ended."""
-        task = self._current[0] if self._current is not None else None
+        cur = self._current
+        task = cur[0] if cur is not None else None
         if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+            cur[2] = "stopped"
             task.cancel()
             await asyncio.wait({task})
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import errno
 import hmac
 import logging
@@ -244,8 +243,12 @@ class Connection:
     async def _pump(self) -> None:
         # (aclosing: a pump cancelled because its client left stops reading at once, so a cascade
         # session's close() does not wait to flush a last transcript for nobody)
-        async with contextlib.aclosing(self.session.outputs()) as outputs:
+        outputs = self.session.outputs()
+        try:
             await self._forward(outputs)
+        finally:  # (a plain async iterator of a plugin's session may have no aclose)
+            if hasattr(outputs, "aclose"):
+                await outputs.aclose()
         self._fatal("session_ended", "the agent ended the session", WSCloseCode.OK)
 
     async def _forward(self, outputs) -> None:
