@@ -283,3 +283,30 @@ async def test_state_says_up_down_loading_and_stopped():
         if reply is not None:
             reply.cancel()
         worker.close()
+
+
+async def test_a_close_just_as_the_child_finished_loading_stops_it(monkeypatch):
+    """(review, helper-82) close() between the child's "loaded" and the worker taking it: close()
+    saw no child and the load had nothing left to abort, so the child outlived close()."""
+    worker = embedded._ChildWorker(Path("stand-in.gguf"))
+    started = []
+
+    def start_then_close(target, args, **kw):  # the child is ready; close() comes before it is taken
+        proc, conn = childproc.start_child(_answers, (), name="kame-test-llm", what="a stand-in")
+        started.append(proc)
+        worker.close()
+        return proc, conn
+
+    monkeypatch.setattr(embedded, "start_child", start_then_close)
+    try:
+        llm = _llm(worker, stall_timeout=30)
+        with pytest.raises(BackendError, match="stopped while it loaded the model"):
+            await _text(llm)
+        assert worker.proc is None
+        started[0].join(10)
+        assert not started[0].is_alive()
+    finally:
+        for p in childproc.CTX.active_children():
+            if p.name == "kame-test-llm":
+                p.kill()
+        worker.close()

@@ -243,7 +243,14 @@ class _ChildWorker:
         log.info("starting the embedded LLM child for %s (about 20 s)", self.gguf.name)
         proc, parent_conn = start_child(_child_main, (str(self.gguf), cancel, self.nice), name="kame-llm-child",
                                         what=f"the embedded LLM child for {self.gguf.name}")
-        self.proc, self.conn, self.cancel = proc, parent_conn, cancel
+        with self._lock:  # (a close() while it loaded: this child must not outlive it)
+            closed = self._load_now is not None and getattr(self._load_now, "by_close", False)
+            if not closed:
+                self.proc, self.conn, self.cancel = proc, parent_conn, cancel
+        if closed:
+            stop_child(proc, parent_conn)
+            raise BackendError("the LLM child process was stopped while it loaded the model "
+                               "(kame.backend.childproc.release_children, or shutdown)")
         if not self._atexit:  # registered after multiprocessing's own exit hook, so it runs first
             self._atexit = atexit.register(self.close)
         log.info("embedded LLM child ready (pid %d)", proc.pid)
@@ -279,9 +286,10 @@ class _ChildWorker:
             self.proc = self.conn = self.cancel = None
             self.released = True
             load = self._load_now
+            if load is not None:  # (under the lock: start() checks it there)
+                load.by_close = True
         if load is not None:  # a (re)start under way: its loading child is terminated, not waited for (a
-            load.by_close = True  # server's shutdown waited out the whole model load, a second signal orphaned it)
-            load.abort()
+            load.abort()  # server's shutdown waited out the whole model load, a second signal orphaned it)
         stop_child(proc, conn)
         return proc is not None or load is not None
 
