@@ -395,3 +395,31 @@ async def test_a_start_its_callers_gave_up_does_not_fail_the_next_caller():
     gate.set()
     await asyncio.wait_for(second, 5)
     assert len(starts) == 2
+
+
+async def test_a_frame_loop_that_died_in_its_loop_is_restarted_for_the_same_sessions(caplog):
+    """(review, helper-82) the next start() took a ticker that had failed in this very loop for
+    one of an ended loop: it closed every live session ("the agent's previous event loop has
+    ended"). Now a new ticker serves them."""
+    import logging
+
+    from .fakes import FakeFrameModel, step
+    from kame.config import load_config
+    from kame.runtime.clock import FakeClock
+    from kame.runtime.engine import TandemAgent
+
+    caplog.set_level(logging.INFO, logger="kame.runtime.engine")
+    clock = FakeClock()
+    agent = TandemAgent(load_config(None, {"runtime.max_sessions": 2, "runtime.vad": "energy"}), clock=clock,
+                        frame_models=lambda b: FakeFrameModel(b), backend=lambda s: None, token_text=lambda t: "")
+    s = await agent.open_session()
+    await step(agent, clock, 2)
+    agent._ticker.cancel()  # (as a bug that ends the frame loop would)
+    await asyncio.wait({agent._ticker})
+    await agent.start()
+    assert not s.closed
+    frames = agent.frames
+    await step(agent, clock, 2)
+    assert agent.frames >= frames + 2 and not s.closed
+    assert not [r for r in caplog.records if "previous event loop" in r.getMessage()]
+    await agent.stop()

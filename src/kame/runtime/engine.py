@@ -264,7 +264,11 @@ class TandemAgent(Agent):
                             "or build one agent per loop")
 
     async def _start(self) -> None:
-        if self._ticker is not None:  # its event loop has ended (e.g. started in another asyncio.run)
+        old = self._ticker
+        if old is not None and old.get_loop() is asyncio.get_running_loop():  # it failed in this loop (logged):
+            self._ticker = None  # a new one serves the same sessions (their readers are in this loop)
+            log.warning("the frame loop had ended; starting it again for the %d session(s)", len(self.sessions))
+        elif old is not None:  # its event loop has ended (e.g. started in another asyncio.run)
             await self._leave_old_loop()
         cfg = self.config
         if self._frame_models is None:
