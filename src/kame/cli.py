@@ -39,7 +39,12 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
 
 
 def _build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict]:
-    parser = argparse.ArgumentParser(prog="kame", description="kame: real-time tandem voice agents")
+    parser = argparse.ArgumentParser(
+        prog="kame", description="kame: real-time tandem voice agents",
+        epilog="environment: KAME_AUTH_TOKEN (kame serve's bearer token), KAME_PLUGINS (plugin modules), "
+               "KAME_CACHE (the bench recordings cache), HF_HUB_OFFLINE=1 (hf:// from the local cache only), "
+               "OPENAI_API_KEY / OPENAI_BASE_URL / OPENAI_MODEL (openai: components; OPENAI_STT_* and "
+               "OPENAI_TTS_* override them for the STT and TTS)")
     parser.add_argument("--version", action="version", version=f"kame {__import__('kame').__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
