@@ -208,6 +208,8 @@ class ServerConfig:  # the fields of kame.server.app.ServerConfig (kept in sync)
     hard_message_factor: int = _opt(4, min=1)  # beyond max_message_bytes * this, the socket is closed
     idle_timeout_s: float = _opt(30.0, min=0.0)  # no client audio for this long -> error + close
     auth_token: str | None = None  # if set, required as Bearer header or ?token= (env KAME_AUTH_TOKEN)
+    auth_token_file: str | None = None  # a file holding auth_token instead (kame serve reads it; not both)
+    max_session_s: float = _opt(0.0, min=0.0)  # a session open this long is closed (session_limit); 0: no limit
     # per-client outgoing queue (~5 s of 80 ms audio); at least 16: the start of a session and one
     # burst of an agent's text and metadata, which cannot be dropped (below, sessions failed as "not reading")
     send_queue_messages: int = _opt(64, min=16)

@@ -3,9 +3,10 @@
     kame serve                                 # the configured agent on 127.0.0.1:8998
     kame serve --agent echo --port 8998        # diagnostic echo agent, no model needed
     kame serve --token SECRET --host 0.0.0.0   # require "Authorization: Bearer SECRET" or ?token=
+    kame serve --token-file /run/secrets/kame  # the same, the token kept out of `ps`
 
-Routes: GET / (the page), GET /<file> (src/kame/server/static only), GET /api/health (JSON,
-kame.server.ops), GET /api/chat (WebSocket, protocol in docs/protocol.md).
+Routes: GET / (the page), GET /<file> (src/kame/server/static only), GET /api/health (JSON) and
+/api/metrics (Prometheus; kame.server.ops), GET /api/chat (WebSocket, protocol in docs/protocol.md).
 
 Per connection: one task reads the socket (decode Opus/PCM -> session.push_audio), one pumps
 session.outputs() into a bounded send queue (encoding audio), one writes the queue to the
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import errno
 import hmac
 import logging
 import mimetypes
@@ -36,6 +36,7 @@ from ..runtime.base import Agent, AgentAudio, AgentText, CapacityError, ErrorEve
 from ..runtime.clock import Clock, MonotonicClock, cancel_within
 from . import ops
 from . import protocol as P
+from .ops import listen_socket
 
 log = logging.getLogger("kame.server")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -49,6 +50,8 @@ class ServerConfig:
     hard_message_factor: int = 4  # beyond max_message_bytes * this, the socket is closed (1009)
     idle_timeout_s: float = 30.0  # no client audio for this long -> 0x05 error + close
     auth_token: str | None = None  # if set, required as Bearer header or ?token=
+    auth_token_file: str | None = None  # a file holding auth_token (read by server_config_from)
+    max_session_s: float = 0.0  # a session open this long -> 0x05 session_limit + close; 0: no limit
     send_queue_messages: int = 64  # per-client outgoing queue (~5 s of 80 ms audio; kame.config: at least 16)
     send_timeout_s: float = 10.0  # one send blocked this long -> the client is gone, close
     max_errors: int = 100  # protocol errors per connection before it is closed
@@ -127,6 +130,7 @@ class Connection:
         self.client_closed = False
         self.client_close: tuple[int, str] | None = None  # the client's close code and reason
         self.lost: str | None = None  # why the connection broke, if it did
+        self.ended_by: str | None = None  # the fatal error's code, if the server sent one
         self.close_code, self.close_reason = WSCloseCode.OK, "bye"
 
     def send_error(self, code: str, message: str, fatal: bool = False) -> None:
@@ -138,6 +142,7 @@ class Connection:
             "type": "info", "session": self.session.id, "sample_rate": P.SAMPLE_RATE,
             "audio_out": "pcm" if self.pcm_out else "opus", "protocol": P.PROTOCOL_VERSION,
             "max_message_bytes": self.cfg.max_message_bytes, "idle_timeout_s": self.cfg.idle_timeout_s,
+            "max_session_s": self.cfg.max_session_s,
         }))
         tasks = [
             asyncio.create_task(self._read(), name=f"ws-read-{self.session.id}"),
@@ -186,7 +191,7 @@ class Connection:
 
     def _fatal(self, code: str, message: str, ws_code: int) -> None:
         self.send_error(code, message, fatal=True)
-        self.close_code, self.close_reason = ws_code, message
+        self.close_code, self.close_reason, self.ended_by = ws_code, message, code
 
     async def _read(self) -> None:
         cfg = self.cfg
@@ -287,14 +292,20 @@ class Connection:
             self.send_started = None
 
     async def _watch(self) -> None:
-        """Closes idle connections (no client audio) and clients whose socket stopped reading."""
+        """Closes idle connections (no client audio), sessions open for max_session_s, and clients
+        whose socket stopped reading."""
         timeout = self.cfg.idle_timeout_s if self.cfg.idle_timeout_s and self.cfg.idle_timeout_s > 0 else float("inf")
+        limit = self.cfg.max_session_s if self.cfg.max_session_s and self.cfg.max_session_s > 0 else float("inf")
         clock = self.server.clock
         period = max(0.05, min(timeout / 4, self.cfg.send_timeout_s / 4, 1.0))
         while True:
             now = clock.now()
             if now - self.last_audio >= timeout:
                 self._fatal("idle_timeout", f"no audio from the client for {timeout:g} s", WSCloseCode.POLICY_VIOLATION)
+                return
+            if now - self.opened >= limit:
+                self._fatal("session_limit", f"the session reached the server's limit of {limit:g} s; "
+                            "connect again to go on", WSCloseCode.POLICY_VIOLATION)
                 return
             if self.send_started is not None and now - self.send_started >= self.cfg.send_timeout_s:
                 log.warning("connection %s dropped: the client stopped reading (a send waited %g s)",
@@ -303,7 +314,7 @@ class Connection:
                 if self.transport is not None:
                     self.transport.abort()
                 return
-            await clock.sleep(min(period, max(0.01, timeout - (now - self.last_audio))))
+            await clock.sleep(min(period, max(0.01, min(timeout - (now - self.last_audio), limit - (now - self.opened)))))
 
 
 class Server:
@@ -315,6 +326,7 @@ class Server:
         self.connections: set[Connection] = set()
         self.started = time.monotonic()
         self.total_sessions = 0
+        self.metrics = ops.Metrics()  # (/api/metrics)
         self.static = _load_static(local_path(cfg.static_dir) if cfg.static_dir else STATIC_DIR)
         self.trusted = ops.parse_trusted(cfg.trusted_proxy)
         self.health_state = ops.Health()  # (also the agent's start in the background)
@@ -331,13 +343,13 @@ class Server:
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         if not self.authorized(request):
-            return web.json_response(
-                {"error": "unauthorized", "message": "missing or wrong token (Authorization: Bearer ... or ?token=)"},
+            return ops.refuse(
+                self, {"error": "unauthorized", "message": "missing or wrong token (Authorization: Bearer ... or ?token=)"},
                 status=401, headers={"WWW-Authenticate": "Bearer"},
             )
         if self.health_state.loading:
-            return web.json_response({"error": "loading", "message": "the agent is still loading (front-end, codec, "
-                                      "STT, LLM); try again in a few seconds"}, status=503, headers={"Retry-After": "5"})
+            return ops.refuse(self, {"error": "loading", "message": "the agent is still loading (front-end, codec, "
+                                     "STT, LLM); try again in a few seconds"}, status=503, headers={"Retry-After": "5"})
         ws = web.WebSocketResponse(
             max_msg_size=self.cfg.max_message_bytes * self.cfg.hard_message_factor, compress=False, heartbeat=None,
             timeout=2.0,
@@ -349,11 +361,11 @@ class Server:
         try:
             session = await self.agent.open_session()
         except CapacityError as exc:
-            return web.json_response({"error": "capacity", "message": str(exc)}, status=503, headers={"Retry-After": "5"})
+            return ops.refuse(self, {"error": "capacity", "message": str(exc)}, status=503, headers={"Retry-After": "5"})
         except KameError as exc:  # e.g. the agent could not start (missing weights)
             log.error("cannot open a session: %s", exc)
-            return web.json_response({"error": "agent_unavailable", "message": str(exc)}, status=503,
-                                     headers={"Retry-After": "5"})
+            return ops.refuse(self, {"error": "agent_unavailable", "message": str(exc)}, status=503,
+                              headers={"Retry-After": "5"})
         self.total_sessions += 1
         conn = None
         try:
@@ -373,7 +385,7 @@ class Server:
             finally:
                 if conn is not None:
                     self.connections.discard(conn)
-                    ops.log_closed(conn)
+                    ops.closed(conn)
         return ws
 
     async def health(self, request: web.Request) -> web.Response:
@@ -390,7 +402,7 @@ class Server:
     async def on_shutdown(self, app: web.Application) -> None:
         log.info("shutting down: closing %d session(s)", len(self.connections))
         for conn in list(self.connections):
-            conn.close_code, conn.close_reason = WSCloseCode.GOING_AWAY, "server shutting down"
+            conn.close_code, conn.close_reason = WSCloseCode.GOING_AWAY, ops.SHUTDOWN_REASON
             try:
                 await asyncio.wait_for(conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down"), 2.0)
             except (asyncio.TimeoutError, ConnectionError):
@@ -426,6 +438,7 @@ def make_app(agent: Agent, cfg: ServerConfig | None = None, clock: Clock | None 
     app[ops.TRUSTED_KEY] = server.trusted
     app.router.add_get("/api/chat", server.chat)
     app.router.add_get("/api/health", server.health)
+    app.router.add_get(ops.METRICS_PATH, ops.metrics_handler(server))
     app.router.add_get("/", server.static_file)
     app.router.add_get("/{name}", server.static_file)
     app.on_shutdown.append(server.on_shutdown)
@@ -458,6 +471,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--host", default=None, help="address to bind, default: [server] host, 127.0.0.1 (0.0.0.0: all)")
     parser.add_argument("--port", type=int, default=None, help="default: [server] port, 8998; 0: any free port")
     parser.add_argument("--token", default=None, help="require this bearer token (also KAME_AUTH_TOKEN)")
+    parser.add_argument("--token-file", default=None, metavar="PATH", action=Once,
+                        help="require the bearer token in this file (kept out of `ps`; [server] auth_token_file)")
     parser.add_argument("--trusted-proxy", default=None, metavar="ADDRS",
                         help="your reverse proxies' addresses/networks, comma-separated: the client address logged "
                              "is then read from their X-Forwarded-For (unset: the peer's; [server] trusted_proxy)")
@@ -478,6 +493,7 @@ def server_config_from(section) -> ServerConfig:
         raise ConfigError(f"unknown [server] keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     cfg = ServerConfig(**{k: v for k, v in items.items() if k in known})
     cfg.auth_token = cfg.auth_token or None  # "" = no auth
+    ops.config_token(cfg)  # server.auth_token_file (before the agent loads)
     if cfg.static_dir and not local_path(cfg.static_dir).is_dir():  # (here: a server-only key stops no `kame run`)
         raise ConfigError(f"server.static_dir: {cfg.static_dir!r} is not a folder (it holds the browser page: "
                           f"index.html and its files; leave it unset for kame's own page)")
@@ -497,6 +513,7 @@ def echo_server_config(config: str | None, overrides: list[str]) -> ServerConfig
 def _build(args) -> tuple[Agent, ServerConfig]:
     import os
 
+    token = ops.cli_token(args.token, getattr(args, "token_file", None), os.environ)  # (a bad file: before all else)
     if args.agent == "echo":
         from .echo import EchoAgent
 
@@ -521,41 +538,10 @@ def _build(args) -> tuple[Agent, ServerConfig]:
         cfg.host = args.host
     if args.port is not None:  # 0: any free port
         cfg.port = args.port
-    cfg.auth_token = args.token or os.environ.get("KAME_AUTH_TOKEN") or cfg.auth_token
+    cfg.auth_token = token or cfg.auth_token
     cfg.trusted_proxy = getattr(args, "trusted_proxy", None) or cfg.trusted_proxy
     ops.parse_trusted(cfg.trusted_proxy)  # (a bad one is named before the agent loads)
     return agent, cfg
-
-
-def listen_socket(host: str, port: int):
-    """The server's socket, bound to ``host:port`` (port 0: any free one) before the agent loads
-    (tens of seconds), so a port in use or a bad host fails first; main's first startup hook makes
-    it listen before the agent's start begins (meanwhile /api/health says "loading")."""
-    import socket
-
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"port {port}: must be in 0..65535")
-    try:
-        family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    except socket.gaierror as exc:
-        raise ConfigError(f"host {host!r}: {exc.strerror}") from None
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
-    try:
-        sock.bind(addr)
-    except OSError as exc:
-        sock.close()
-        hint = LISTEN_HINTS.get(exc.errno)
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}" + (f" ({hint})" if hint else "")) from None
-    return sock
-
-
-LISTEN_HINTS = {  # errno of a failed bind -> what to do
-    errno.EADDRINUSE: "another `kame serve`, or another program, uses it: choose another with --port (0: any free one)",
-    errno.EADDRNOTAVAIL: "no network interface of this machine has that address: use 127.0.0.1, 0.0.0.0 (all) "
-                         "or one of its own addresses with --host",
-    errno.EACCES: "ports below 1024 need privileges: choose one above 1023 with --port",
-}
 
 
 def main(args) -> int:

@@ -1,5 +1,6 @@
-"""What `kame serve` tells its operator: /api/health, the session and access log lines, and
-the filter that keeps tokens out of aiohttp's own log lines.
+"""What `kame serve` tells its operator: /api/health, /api/metrics, the session and access log
+lines, and the filter that keeps tokens out of aiohttp's own log lines; the listening socket and
+the token file, checked before the agent loads.
 
 /api/health (no token needed; full description in docs/protocol.md):
 
@@ -22,6 +23,7 @@ plugin's) is read by its ``components`` names and ``frames`` / ``missed`` counte
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import re
@@ -32,10 +34,12 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import ConfigError, KameError
+from ..paths import local_path
 
 log = logging.getLogger("kame.server")
 STALL_S = 5.0  # live sessions and no front-end frame for this long: the front-end is "stalled"
 HEALTH_PATH = "/api/health"
+METRICS_PATH = "/api/metrics"
 BACKEND_PARTS = ("stt", "llm", "tts")
 NOT_UP = ("loading", "down", "stopped")  # component states that make the server "degraded"
 
@@ -84,15 +88,15 @@ TRUSTED_KEY = web.AppKey("kame_trusted_proxies", tuple)
 
 
 class AccessLogger(AbstractAccessLogger):
-    """Access log without query strings (they may carry ?token=); health probes at DEBUG (a
-    probe every few seconds would bury the rest); the client behind a trusted proxy."""
+    """Access log without query strings (they may carry ?token=); health probes and metrics
+    scrapes at DEBUG (one every few seconds would bury the rest); the client behind a trusted proxy."""
 
     def log(self, request, response, time) -> None:
         try:
             trusted = request.app.get(TRUSTED_KEY, ())
         except (AttributeError, RuntimeError):  # (a request aiohttp could not parse has no app)
             trusted = ()
-        level = logging.DEBUG if request.path == HEALTH_PATH else logging.INFO
+        level = logging.DEBUG if request.path in (HEALTH_PATH, METRICS_PATH) else logging.INFO
         self.logger.log(level, '%s "%s %s" %s %.3fs', client_address(request, trusted), request.method,
                         request.path, response.status, time)
 
@@ -170,6 +174,28 @@ def log_closed(conn) -> None:
     log.info("session %s closed after %.1f s: %s%s; messages dropped for a slow client %d, protocol errors %d",
              conn.session.id, time.monotonic() - conn.started, ending(conn), f"; {stats}" if stats else "",
              conn.queue.dropped, conn.errors)
+
+
+def closed(conn) -> None:
+    """A connection (app.Connection) has ended: counted for /api/metrics, then logged."""
+    m = conn.server.metrics
+    m.closed[closed_how(conn)] += 1
+    m.protocol_errors += conn.errors
+    m.dropped += conn.queue.dropped
+    log_closed(conn)
+
+
+def closed_how(conn) -> str:
+    """The ``how`` label of kame_sessions_closed_total (ENDINGS)."""
+    if conn.close_reason == SHUTDOWN_REASON:  # (first: the client's socket then closes too)
+        return "shutdown"
+    if conn.ended_by in ("idle_timeout", "session_limit", "session_ended"):
+        return conn.ended_by
+    if conn.client_close is not None:
+        return "client"
+    if conn.client_closed or conn.lost:
+        return "lost"
+    return "error"  # the server closed it: a slow client, too many errors, an oversized message, a failure
 
 
 def ending(conn) -> str:
@@ -327,3 +353,149 @@ def health(server) -> tuple[int, dict]:
     if any(v in NOT_UP for v in backend.values()) or body.get("frontend") == "stalled":
         body["status"] = "degraded"
     return 200, body
+
+
+# ---- /api/metrics --------------------------------------------------------------------------
+
+SHUTDOWN_REASON = "server shutting down"
+REFUSALS = ("unauthorized", "loading", "capacity", "agent_unavailable")  # /api/chat's HTTP errors
+# how sessions ended: the client closed, the connection broke, one of the server's fatal errors,
+# the server stopped, or the server closed it for anything else (slow client, too many errors, ...)
+ENDINGS = ("client", "lost", "idle_timeout", "session_limit", "session_ended", "shutdown", "error")
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus text format
+
+
+class Metrics:
+    """The counters the server keeps for /api/metrics (the rest is read when scraped)."""
+
+    def __init__(self) -> None:
+        self.refused = dict.fromkeys(REFUSALS, 0)
+        self.closed = dict.fromkeys(ENDINGS, 0)
+        self.protocol_errors = 0  # of the connections that have ended (live ones: added when scraped)
+        self.dropped = 0  # audio messages dropped for a slow client, likewise
+
+
+def refuse(server, body: dict, status: int, headers=None) -> web.Response:
+    """/api/chat's refusal ``body`` ({"error": one of REFUSALS, "message": ...}), counted."""
+    server.metrics.refused[body["error"]] = server.metrics.refused.get(body["error"], 0) + 1
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _label(value) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def metrics_text(server) -> str:
+    """/api/metrics in the Prometheus text format (0.0.4)."""
+    status, body = health(server)
+    conns, m = list(server.connections), server.metrics
+    out: list[str] = []
+
+    def metric(name: str, kind: str, help_: str, samples) -> None:
+        out.extend((f"# HELP {name} {help_}", f"# TYPE {name} {kind}"))
+        for labels, value in samples:
+            tags = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
+            out.append(f"{name}{{{tags}}} {value}" if tags else f"{name} {value}")
+
+    metric("kame_ready", "gauge", "1 when /api/health answers 200 (ok or degraded), 0 when loading or failed",
+           [({}, int(status == 200))])
+    metric("kame_uptime_seconds", "gauge", "seconds since the server started", [({}, body["uptime_s"])])
+    metric("kame_sessions_open", "gauge", "sessions open now", [({}, len(conns))])
+    if isinstance(body.get("max_sessions"), int):
+        metric("kame_sessions_max", "gauge", "the agent's maximum of sessions open at once", [({}, body["max_sessions"])])
+    metric("kame_sessions_opened_total", "counter", "sessions opened", [({}, server.total_sessions)])
+    metric("kame_sessions_refused_total", "counter", "/api/chat requests refused, by the HTTP error's name",
+           [({"reason": k}, v) for k, v in m.refused.items()])
+    metric("kame_sessions_closed_total", "counter", "sessions ended, by how", [({"how": k}, v) for k, v in m.closed.items()])
+    metric("kame_protocol_errors_total", "counter", "protocol errors (0x05, not fatal) sent to clients",
+           [({}, m.protocol_errors + sum(c.errors for c in conns))])
+    metric("kame_audio_dropped_total", "counter", "audio messages dropped for clients that read too slowly",
+           [({}, m.dropped + sum(c.queue.dropped for c in conns))])
+    for key, name, help_ in (("frames", "kame_agent_frames_total", "80 ms frames the agent has stepped"),
+                             ("missed_deadlines", "kame_agent_missed_deadlines_total", "frames that missed their deadline"),
+                             ("failed_steps", "kame_agent_failed_steps_total", "frame steps that failed")):
+        if isinstance(body.get(key), int):
+            metric(name, "counter", help_, [({}, body[key])])
+    parts = dict(body.get("backend") or {})
+    if body.get("frontend"):
+        parts["frontend"] = body["frontend"]
+    if parts:
+        metric("kame_component_up", "gauge", "1 when the agent's shared component is up, 0 when not (loading, down, "
+               "stopped, stalled)", [({"component": k}, int(v == "up")) for k, v in sorted(parts.items())])
+    return "\n".join(out) + "\n"
+
+
+def metrics_handler(server):
+    """GET /api/metrics; with a token set, it needs the token as /api/chat does."""
+    async def handle(request: web.Request) -> web.Response:
+        if not server.authorized(request):
+            return web.json_response({"error": "unauthorized", "message": "missing or wrong token (Authorization: "
+                                      "Bearer ... or ?token=)"}, status=401, headers={"WWW-Authenticate": "Bearer"})
+        return web.Response(body=metrics_text(server).encode(),
+                            headers={"Content-Type": METRICS_TYPE, "Cache-Control": "no-store"})
+    return handle
+
+
+# ---- before the agent loads: the token file, the socket -------------------------------------
+
+
+def read_token_file(path: str, what: str) -> str:
+    """The token in the file ``path`` (``what`` names where the path came from), whitespace stripped."""
+    try:
+        token = local_path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} {path}: cannot read the token: {getattr(exc, 'strerror', None) or exc}") from None
+    if not token:
+        raise ConfigError(f"{what} {path}: the file is empty; put the bearer token in it (one line)")
+    if any(c.isspace() for c in token):
+        raise ConfigError(f"{what} {path}: the file holds more than one word; put only the bearer token in it")
+    return token
+
+
+def config_token(cfg) -> None:
+    """server.auth_token_file read into ``cfg.auth_token`` (a ServerConfig)."""
+    if cfg.auth_token and cfg.auth_token_file:
+        raise ConfigError("server.auth_token and server.auth_token_file are both set: keep one (the file keeps the "
+                          "token out of the config)")
+    if cfg.auth_token_file:
+        cfg.auth_token = read_token_file(cfg.auth_token_file, "server.auth_token_file")
+
+
+def cli_token(token: str | None, token_file: str | None, env: dict) -> str | None:
+    """`kame serve`'s token: --token or --token-file, else KAME_AUTH_TOKEN (None: the config's)."""
+    if token and token_file:
+        raise ConfigError("--token and --token-file are both given: use one (--token-file keeps the token out of `ps`)")
+    if token_file:
+        return read_token_file(token_file, "--token-file")
+    return token or env.get("KAME_AUTH_TOKEN") or None
+
+
+def listen_socket(host: str, port: int):
+    """The server's socket, bound to ``host:port`` (port 0: any free one) before the agent loads
+    (tens of seconds), so a port in use or a bad host fails first; main's first startup hook makes
+    it listen before the agent's start begins (meanwhile /api/health says "loading")."""
+    import socket
+
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port {port}: must be in 0..65535")
+    try:
+        family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"host {host!r}: {exc.strerror}") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
+    try:
+        sock.bind(addr)
+    except OSError as exc:
+        sock.close()
+        hint = LISTEN_HINTS.get(exc.errno)
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}" + (f" ({hint})" if hint else "")) from None
+    return sock
+
+
+LISTEN_HINTS = {  # errno of a failed bind -> what to do
+    errno.EADDRINUSE: "another `kame serve`, or another program, uses it: choose another with --port (0: any free one)",
+    errno.EADDRNOTAVAIL: "no network interface of this machine has that address: use 127.0.0.1, 0.0.0.0 (all) "
+                         "or one of its own addresses with --host",
+    errno.EACCES: "ports below 1024 need privileges: choose one above 1023 with --port",
+}
