@@ -282,14 +282,28 @@ def create(kind: str, spec: str, **kwargs: Any) -> Any:
         how = f"; {_INTERFACE[kind]}" if kind in _INTERFACE else ""
         raise ConfigError(f"{kind} {spec!r}: its factory returned {type(made).__name__}, which has no "
                           f"{', '.join(lacks)} (a {kind} implements kame's {kind.upper()} interface{how})")
-    method = getattr(made, ASYNC_ITERATORS.get(kind, ""), None)
-    wrong = ("a plain generator (def ... yield)" if inspect.isgeneratorfunction(method) else
-             "a coroutine function (async def without yield)" if inspect.iscoroutinefunction(method) else None)
+    wrong = async_method_problem(kind, made)
     if wrong:
         name = ASYNC_ITERATORS[kind]
         raise ConfigError(f"{kind} {spec!r}: its {type(made).__name__}.{name}() is {wrong}, but kame reads it "
                           f"with 'async for': write it as an async generator, 'async def {name}(...)' that yields")
     return made
+
+
+def async_method_problem(kind: str, obj: Any) -> str | None:
+    """What is wrong with ``obj``'s method that kame reads with ``async for`` (ASYNC_ITERATORS[kind]):
+    "missing", "a plain generator ...", "a coroutine function ...", or None (also for other kinds)."""
+    name = ASYNC_ITERATORS.get(kind)
+    if name is None:
+        return None
+    method = getattr(obj, name, None)
+    if not callable(method):
+        return "missing"
+    if inspect.isgeneratorfunction(method):
+        return "a plain generator (def ... yield)"
+    if inspect.iscoroutinefunction(method):
+        return "a coroutine function (async def without yield)"
+    return None
 
 
 def _check_call(kind: str, spec: str, factory: Callable, arg: str | None, kwargs: dict[str, Any]) -> None:

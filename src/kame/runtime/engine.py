@@ -476,9 +476,8 @@ def _split_components(components: dict | None) -> tuple[dict, dict]:
                 f"tandem's hybrid-routing TTS, register it (kame.registry.register('tts', 'mine', factory)) and set "
                 f"cascade.tts = 'mine' (docs/backend.md, \"Your own components\")")
         else:
-            method = registry.ASYNC_ITERATORS[key]
-            fn = getattr(value, method, None)
-            if not callable(fn) or inspect.isgeneratorfunction(fn) or inspect.iscoroutinefunction(fn):
+            if registry.async_method_problem(key, value):
+                method = registry.ASYNC_ITERATORS[key]
                 raise TypeError(
                     f"TandemAgent(components={{{key!r}: {type(value).__name__}}}): an own {key} needs an async "
                     f"generator method {method}(...) ('async def {method}(...)' that yields; kame reads it with "
