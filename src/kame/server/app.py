@@ -343,10 +343,7 @@ class Server:
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         if not self.authorized(request):
-            return ops.refuse(
-                self, {"error": "unauthorized", "message": "missing or wrong token (Authorization: Bearer ... or ?token=)"},
-                status=401, headers={"WWW-Authenticate": "Bearer"},
-            )
+            return ops.refuse(self, ops.UNAUTHORIZED, status=401, headers=ops.UNAUTHORIZED_HEADERS)
         if self.health_state.loading:
             return ops.refuse(self, {"error": "loading", "message": "the agent is still loading (front-end, codec, "
                                      "STT, LLM); try again in a few seconds"}, status=503, headers={"Retry-After": "5"})

@@ -362,6 +362,9 @@ REFUSALS = ("unauthorized", "loading", "capacity", "agent_unavailable")  # /api/
 # how sessions ended: the client closed, the connection broke, one of the server's fatal errors,
 # the server stopped, or the server closed it for anything else (slow client, too many errors, ...)
 ENDINGS = ("client", "lost", "idle_timeout", "session_limit", "session_ended", "shutdown", "error")
+# the 401 of /api/chat and /api/metrics when a token is set and the request has not got it
+UNAUTHORIZED = {"error": "unauthorized", "message": "missing or wrong token (Authorization: Bearer ... or ?token=)"}
+UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus text format
 
 
@@ -428,9 +431,8 @@ def metrics_text(server) -> str:
 def metrics_handler(server):
     """GET /api/metrics; with a token set, it needs the token as /api/chat does."""
     async def handle(request: web.Request) -> web.Response:
-        if not server.authorized(request):
-            return web.json_response({"error": "unauthorized", "message": "missing or wrong token (Authorization: "
-                                      "Bearer ... or ?token=)"}, status=401, headers={"WWW-Authenticate": "Bearer"})
+        if not server.authorized(request):  # (not counted: a refusal of /api/chat is)
+            return web.json_response(UNAUTHORIZED, status=401, headers=UNAUTHORIZED_HEADERS)
         return web.Response(body=metrics_text(server).encode(),
                             headers={"Content-Type": METRICS_TYPE, "Cache-Control": "no-store"})
     return handle
