@@ -87,3 +87,15 @@ def check_output_folder(path: str | Path, *, flag: str = "--out") -> Path:
     out = Path(path)
     _writable_folder(out, f"{flag} {path}", "the folder")
     return out
+
+
+def file_sha256(path) -> str:
+    """The sha256 of a file (hex), read in 1 MB pieces (a codec's fingerprint, a tokenizer's, a
+    training dialogue's audio)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

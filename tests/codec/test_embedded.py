@@ -15,7 +15,8 @@ import torch
 
 from kame import registry
 from kame.codec.embedded import EmbeddedCodec, EmbeddedCodecConfig, load, save
-from kame.codec.embedded.model import DEFAULT_PATH, DEFAULT_SHA256, sha256_file
+from kame.codec.embedded.model import DEFAULT_PATH, DEFAULT_SHA256
+from kame.paths import file_sha256
 from kame.codec.embedded.data import Voice, speak
 from kame.codec.embedded.sentences import HELD_OUT, train_sentences
 from kame.errors import CheckpointError, ConfigError
@@ -53,7 +54,7 @@ def test_sentence_sets_disjoint_and_varied():
 
 def test_registry_and_shipped_checksum(codec):
     assert isinstance(registry.create("codec", "embedded"), EmbeddedCodec)
-    assert DEFAULT_SHA256 is not None and sha256_file(DEFAULT_PATH) == DEFAULT_SHA256
+    assert DEFAULT_SHA256 is not None and file_sha256(DEFAULT_PATH) == DEFAULT_SHA256
     assert DEFAULT_PATH.stat().st_size < 4_000_000
     assert (codec.frame_size, codec.num_codebooks, codec.cardinality, codec.sample_rate) == (1920, 8, 2048, 24000)
     assert codec.frame_rate == 12.5

@@ -119,7 +119,8 @@ def test_fingerprint_is_the_sha256_of_what_decides_the_codes(tmp_path):
     weights. A Mimi file in a Hugging Face cache is named by its sha256: taken from there."""
     import os
 
-    from kame.codec.base import Codec, file_sha256
+    from kame.codec.base import Codec
+    from kame.paths import file_sha256
     from kame.codec.embedded.model import DEFAULT_PATH, DEFAULT_SHA256
     from kame.codec.embedded.model import load as load_embedded
     from kame.codec.embedded.model import save as save_embedded

@@ -24,7 +24,6 @@ state changes: a live session's stream keeps working.
 
 from __future__ import annotations
 
-import hashlib
 import operator
 from abc import ABC, abstractmethod
 from typing import Sequence
@@ -93,15 +92,6 @@ def check_codes(codes: torch.Tensor, dims: int, what: str, max_codebooks: int, c
     if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= cardinality):
         raise AudioFormatError(f"{what}: codes must be in [0, {cardinality}), got [{int(codes.min())}, {int(codes.max())}]")
     return codes.long()
-
-
-def file_sha256(path) -> str:
-    """The sha256 of a file (hex), read in 1 MB pieces."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_num_codebooks(n: int, low: int, high: int) -> int:

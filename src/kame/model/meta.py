@@ -37,7 +37,7 @@ def kame_record(cfg: LMConfig, meta: dict[str, Any], folder: Path, given: dict[s
     computed unless given (the codec's fingerprint: None for random weights, then not recorded)."""
     from .. import registry
     from ..backend.tokenizer import DEFAULT_MODEL  # (lazily: sentencepiece)
-    from ..codec.base import file_sha256
+    from ..paths import file_sha256
     from .loaders import resolve_named
 
     meta = dict(meta)

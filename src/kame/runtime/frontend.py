@@ -357,7 +357,7 @@ def _check_tokenizer(finfo, spec: str, form) -> None:
 def _check_tokenizer_sha(path, finfo, spec: str) -> None:
     """CheckpointError if its config.json records the sha256 of the tokenizer it was trained with
     (kame.tokenizer_sha256) and ``path`` (the one it would run with) has another."""
-    from ..codec.base import file_sha256
+    from ..paths import file_sha256
 
     want = finfo.kame.get("tokenizer_sha256")
     if want is None or (got := file_sha256(path)) == want:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..codec.base import file_sha256
+from ..paths import file_sha256
 from .data import AUDIO, CODES, DataError, Dialogue
 
 

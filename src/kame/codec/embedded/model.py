@@ -30,9 +30,9 @@ from typing import Sequence
 import torch
 
 from ...errors import CheckpointError, ConfigError, NotAvailableError
-from ...paths import local_path
+from ...paths import file_sha256, local_path
 from ..base import (Codec, CodecStream, check_batch_size, check_codes, check_frame, check_num_codebooks, check_pcm,
-                    file_sha256, rows_mask)
+                    rows_mask)
 from .config import EmbeddedCodecConfig
 from .features import Analyzer, LevelState, agc_gain, frame_windows
 from .rvq import RVQ
@@ -51,9 +51,6 @@ def _semitones(hz: float) -> float:  # the analysis's F0 unit (features.Analyzer
 
 
 F0_REF0 = _semitones(_DEFAULT_F0)  # the F0 reference of a new row (cfg.f0_delta)
-
-
-sha256_file = file_sha256  # (the name save() and the tests use)
 
 
 class EmbeddedCodec(Codec):
@@ -201,7 +198,7 @@ def save(codec: EmbeddedCodec, path: str | Path, meta: dict | None = None) -> st
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_tensors({k: v.contiguous() for k, v in tensors.items()}, path, metadata=metadata)
-    digest = sha256_file(path)
+    digest = file_sha256(path)
     path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")
     return digest
 
@@ -273,7 +270,7 @@ def load(path: str | Path | None = None, *, sha256: str | None = None) -> Embedd
         if not re.fullmatch(r"[0-9a-f]{64}", expected):
             raise CheckpointError(f"{side} is empty or malformed (want '<sha256>  {path.name}'); "
                                   "re-run `kame codec fit` or delete it")
-    got = sha256_file(path)  # also the codec's fingerprint (~2 MB: a few ms)
+    got = file_sha256(path)  # also the codec's fingerprint (~2 MB: a few ms)
     if expected is not None:
         if got != expected and default and sha256 is None:  # the shipped file, replaced by another fit?
             raise CheckpointError(

@@ -21,8 +21,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ...paths import file_sha256
 from ..base import (Codec, CodecStream, check_batch_size, check_codes, check_frame, check_num_codebooks, check_pcm,
-                    file_sha256, rows_mask)
+                    rows_mask)
 from .config import MimiConfig
 from .quantizer import SplitResidualVQ
 from .seanet import ConvDownsample, ConvState, ConvTrState, ConvTrUpsample, SEANetDecoder, SEANetEncoder, SeqState
