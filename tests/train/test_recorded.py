@@ -5,6 +5,7 @@ frame f at frame f, its text pieces joined into words, the oracle events at the 
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -28,9 +29,12 @@ def stamp(step: int) -> float:
     return (step + 1) * F + 1e-9
 
 
-def write_run(tmp_path, mode: str = "tandem", tokenizer: str = "default (kame/assets)"):
-    user, model = levels(T, 0), levels(T - LAG, 7)  # the model's output frames 0..T-3
-    right = [0] * LAG + model  # frame f of the model is heard at frame f + 2
+def write_run(tmp_path, mode: str = "tandem", tokenizer: str = "default (kame/assets)", lag: int = LAG,
+              frames: list | None = None, feed: dict | None = None):
+    """``frames``: each oracle event's recorded frame, with ``feed`` as frontend_feed (a run of this
+    kame); without them, an older kame's recording."""
+    user, model = levels(T, 0), levels(T - lag, 7)  # the model's output frames 0..T-lag-1
+    right = [0] * lag + model  # frame f of the model is heard at frame f + lag
     pcm = np.stack([np.repeat(np.asarray(user, np.float32) / LEVELS, 1920),
                     np.repeat(np.asarray(right, np.float32) / LEVELS, 1920)], axis=1)
     out = tmp_path / "answer.wav"
@@ -52,10 +56,15 @@ def write_run(tmp_path, mode: str = "tandem", tokenizer: str = "default (kame/as
                     "t": stamp(10)},
                    {"type": "oracle", "event": "reset", "prediction_id": 2, "t": stamp(T + 1)}],  # after the end
     }
+    if frames is not None:
+        for o, f in zip(doc["oracle"], frames):
+            o["frame"] = f
+        doc["frontend_feed"] = feed
     (tmp_path / "answer.json").write_text(json.dumps(doc))
     return tmp_path / "answer.json", user, model
 
 
+@pytest.mark.filterwarnings("ignore:.*does not record its oracle events:UserWarning")  # (an older recording)
 def test_a_recorded_run_becomes_a_dialogue_on_one_clock(tmp_path):
     out_json, user, model = write_run(tmp_path)
     d = from_kame_run(out_json)
@@ -84,6 +93,7 @@ def test_a_recorded_run_becomes_a_dialogue_on_one_clock(tmp_path):
     assert back.words == d.words and back.oracle == d.oracle
 
 
+@pytest.mark.filterwarnings("ignore:.*does not record its oracle events:UserWarning")  # (an older recording)
 def test_other_lags_and_refusals(tmp_path):
     out_json, _, model = write_run(tmp_path)
     d = from_kame_run(out_json, tmp_path / "answer.wav", agent_lag=3)  # a front-end of max delay 2
@@ -107,3 +117,54 @@ def test_other_lags_and_refusals(tmp_path):
     (tmp_path / "x.json").write_text("{}")
     with pytest.raises(DataError, match=r"not what `kame run` writes"):
         from_kame_run(tmp_path / "x.json")
+
+
+def test_the_recorded_frames_and_max_delay_are_used(tmp_path):
+    """A run of this kame records the step each event went into and the front-end's max_delay:
+    those are used, not the stamps (here the events went a step earlier than stamped: a race) nor
+    the assumed max_delay 1."""
+    feed = {"max_delay": 2, "delays": [0, 0, 2], "oracle": True, "start_id": 4000, "pad_id": 3, "text_card": 4000,
+            "steps": T, "oracle_tokens": [[9, 4000], [10, 5], [11, 6], [12, 7]], "oracle_frames": True}
+    out_json, _, model = write_run(tmp_path, lag=3, frames=[9, 9, 10, 10, None], feed=feed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing estimated: no warning
+        d = from_kame_run(out_json)
+    assert d.oracle == [OracleEvent(9, "reset", prediction=1), OracleEvent(9, "append", [5, 6], " the"),
+                        OracleEvent(10, "append", [7], " Paris")]
+    frame_levels = np.round(d.audio.reshape(T, 1920, 2).mean(1) * LEVELS).astype(int)
+    assert frame_levels[:, 1].tolist() == model + [0, 0, 0]  # moved back max_delay + 1 = 3 frames
+    assert [round(w.start / F) for w in d.words_of("agent")] == [2, 3, 6, 8]
+    assert (d.source["agent_lag"], d.source["agent_lag_from"], d.source["oracle_frames"]) == (3, "recorded max_delay",
+                                                                                            "recorded")
+    cfg = preset("tiny").replace(text_card=4000)
+    assert training_example(d, FakeCodec(), default_tokenizer(), cfg)[1][8:14].tolist() == [3, 4000, 5, 6, 7, 3]
+    # a feed the events do not give (here: one step later than recorded) is refused, saying where
+    feed["oracle_tokens"] = [[f + 1, t] for f, t in feed["oracle_tokens"]]
+    (tmp_path / "b").mkdir()
+    shifted, _, _ = write_run(tmp_path / "b", lag=3, frames=[9, 9, 10, 10, None], feed=feed)
+    with pytest.raises(DataError, match=r"at frame 9 the front-end was fed oracle token 3, but the run's oracle "
+                                        r"events give 4000"):
+        from_kame_run(shifted)
+    (tmp_path / "c").mkdir()
+    edited, _, _ = write_run(tmp_path / "c", lag=3, frames=[9, 8, 10, 10, None], feed=feed)
+    with pytest.raises(DataError, match=r"oracle event 1 has frame 8: frames are ints >= 0 that do not decrease"):
+        from_kame_run(edited)
+    # a run whose front-end step failed: said (the record cannot tell if a failed step advanced it)
+    doc = json.loads(out_json.read_text())
+    doc["summary"] = {"frontend_failed_steps": 2}
+    out_json.write_text(json.dumps(doc))
+    with pytest.warns(UserWarning, match=r"the front-end's step failed on 2 frame\(s\): they have no agent audio, "
+                                         r"and the frames recorded after the first may be one step off"):
+        assert from_kame_run(out_json).source["failed_steps"] == 2
+
+
+def test_an_older_recording_is_estimated_and_says_so(tmp_path):
+    out_json, _, _ = write_run(tmp_path)
+    with pytest.warns(UserWarning, match=r"does not record its oracle events' frames \(estimated from their time "
+                                         r"stamps\) nor its front-end's max_delay \(1 assumed: agent_lag 2\)"):
+        d = from_kame_run(out_json)
+    assert (d.source["agent_lag_from"], d.source["oracle_frames"]) == ("default", "estimated")
+    with pytest.warns(UserWarning, match=r"does not record its oracle events' frames \(estimated from their time "
+                                         r"stamps\); a run of this kame"):
+        d = from_kame_run(out_json, agent_lag=2)  # (a lag given: only the frames are guessed)
+    assert d.source["agent_lag_from"] == "given"

@@ -23,7 +23,8 @@ agent answer after the user stops; a cascade still answering when it ends gets m
 frame at a time, until its reply is over (--max-tail, 30 s, bounds the silence in all).
 
 Outputs: OUT.wav (stereo 24 kHz), OUT.json (components, words with times, partial/final
-transcripts, oracle events, agent text with times, metrics, summary) and OUT.png (timeline).
+transcripts, oracle events with the step each went into, agent text with times, the front-end's
+delays and the oracle tokens it was fed, metrics, summary) and OUT.png (timeline).
 A random-weight front-end is labelled as such everywhere: its speech is babble, not an answer.
 Exit 0; 130 after Ctrl-C; 1 (after writing the files) when the front-end's step failed on more
 than half of the frames (kame.runtime.runreport, which also words the summary's warnings).
@@ -127,6 +128,8 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
     if not await unless_stopped(agent.start(), stop):  # loads the models (not counted in the pacing)
         return {**rec, "interrupted": True, "frames": 0}  # Ctrl-C while loading: nothing played
     session = await agent.open_session("file")
+    # (before any step: open_session returns without yielding to the ticker)
+    feed = session.record_feed() if hasattr(session, "record_feed") else None
     task = asyncio.create_task(collect(session))
     load_s = time.perf_counter() - load0
     wall0 = time.perf_counter()
@@ -188,7 +191,22 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
     rec["duration_s"] = n * FRAME_S
     rec["slowdown"] = wall / rec["duration_s"] if rec["duration_s"] else 0.0
     rec["step_times"] = metrics.values("step_time")
+    rec["frontend_feed"] = feed_record(feed, rec["oracle"])
     return rec
+
+
+def feed_record(feed, oracle: list[dict]) -> dict | None:
+    """OUT.json's ``frontend_feed`` from the session's FeedLog (None: no front-end, a cascade),
+    and each ``oracle`` event's "frame": the step it was applied before (None: after the last
+    step). The frames are set only when the session's events and ``oracle`` match one to one."""
+    if feed is None:
+        return None
+    out = feed.to_json()
+    out["oracle_frames"] = len(oracle) == feed.received
+    if out["oracle_frames"]:
+        for n, o in enumerate(oracle):
+            o["frame"] = feed.events.get(n)
+    return out
 
 
 def reply_pending(metas, now: float, *, at: str = "t") -> bool:
@@ -468,7 +486,7 @@ def main(args) -> int:
         "user_words": _user_words(rec),
         "transcripts": rec["transcripts"], "oracle": rec["oracle"], "agent_text": rec["agent_text"],
         "vad": rec["vad"], "metrics": rec["metrics"], "backend": rec["backend"], "errors": rec["errors"],
-        "other_meta": rec["other"],
+        "other_meta": rec["other"], "frontend_feed": rec.get("frontend_feed"),
         "stats": rec["stats"][-1] if rec["stats"] else {},
         "config": cfg.to_dict(),
     }

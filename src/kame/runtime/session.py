@@ -31,6 +31,7 @@ import numpy as np
 
 from ..audio import audio_problem
 from ..backend.types import FRAME_S, FRAME_SIZE, AudioFrame, OracleAppend, OracleEvent, OracleReset, Transcript
+from ..errors import KameError
 from .base import AgentAudio, AgentText, BackendHealth, ErrorEvent, Meta, Output, OutputReader, Session, SingleReader
 from .metrics import Metric, behind_real_time
 from .worker import RowInput, RowOutput
@@ -44,6 +45,7 @@ _CLOSED = object()
 MAX_PENDING_OUTPUTS = 4000  # unread outputs kept per session (~2-3 min of audio frames + text)
 PACE_WINDOW = 63  # recent frames (~5 s) judged for "falls behind real time"
 HEAVY_STEP = 0.75  # a step taking this share of the 80 ms (median of the late frames) is the cause
+LAYOUT_KEYS = ("max_delay", "delays", "oracle", "start_id", "pad_id", "text_card")  # TandemSession.frontend_layout
 
 
 @dataclass
@@ -76,6 +78,38 @@ class _Latency:
     basis: dict = field(default_factory=dict)  # prediction id -> end of the last user word it was based on
 
 
+@dataclass
+class FeedLog:
+    """What a session's front-end steps were fed (kept once ``record_feed()`` asks: `kame run`
+    does, and kame.train.recorded rebuilds the training layout from it). Steps count from the
+    session's first (its row's reset); file mode feeds input frame k at step k."""
+
+    frontend: dict | None = None  # TandemSession.frontend_layout() (None: a frame model that does not say)
+    steps: int = 0  # steps delivered
+    received: int = 0  # oracle events received (one "oracle" Meta each, in the same order)
+    events: dict[int, int] = field(default_factory=dict)  # event n (arrival order) -> the step it went before
+    tokens: list[tuple[int, int]] = field(default_factory=list)  # (step, oracle token fed), pad left out
+    _handed: int = 0  # events handed to steps
+    _pending: list[int] = field(default_factory=list)  # events handed to a step not delivered yet
+
+    def handed(self, n: int) -> None:
+        self._pending.extend(range(self._handed, self._handed + n))
+        self._handed += n
+
+    def stepped(self, oracle_token: int) -> None:
+        # (a failed step delivers nothing: its events are applied before the next one, so they get its step)
+        for n in self._pending:
+            self.events[n] = self.steps
+        self._pending.clear()
+        if oracle_token >= 0:
+            self.tokens.append((self.steps, int(oracle_token)))
+        self.steps += 1
+
+    def to_json(self) -> dict:
+        return {**dict.fromkeys(LAYOUT_KEYS), **(self.frontend or {}), "steps": self.steps,
+                "oracle_tokens": [[f, t] for f, t in self.tokens]}
+
+
 class TandemSession(Session):
     def __init__(self, agent: "TandemAgent", row: int, session_id: str | None = None) -> None:
         self.agent, self.row = agent, row
@@ -104,6 +138,7 @@ class TandemSession(Session):
         self.backend = None  # kame.runtime.backend.BackendBridge (None = front-end only)
         self.router = None  # kame.cascade.hybrid.HybridRouter (cascade.hybrid_routing), else None
         self.health = BackendHealth(self._put)  # dead back-ends (shared with the router's replies)
+        self.feed_log: FeedLog | None = None  # (record_feed)
 
     # ----------------------------------------------------------------- client-facing API
     async def push_audio(self, pcm: np.ndarray) -> None:
@@ -155,6 +190,29 @@ class TandemSession(Session):
         self._queue.put_nowait(_CLOSED)
         self._ended = True  # nothing is queued after the end marker
 
+    def record_feed(self) -> FeedLog:
+        """Keep a FeedLog of this session (not by default: it grows with the session). Call it
+        before the first step, as `kame run` does when the session opens."""
+        if self.feed_log is None:
+            if self._taken:
+                raise KameError(f"session {self.id}: record_feed() after its first step: the steps already "
+                                f"taken were not recorded; call it as the session opens")
+            self.feed_log = FeedLog(frontend=self.frontend_layout())
+        return self.feed_log
+
+    def frontend_layout(self) -> dict | None:
+        """The front-end stepping this session's row (LAYOUT_KEYS): its acoustic delays (its output
+        frame f comes out of step f + max_delay), whether it has an oracle stream, its oracle ids;
+        None for a frame model that is no kame Stepper's."""
+        worker = getattr(self.agent, "worker", None)
+        try:
+            cfg = worker.models[worker.row_map[self.row][0]].stepper.cfg
+            return {"max_delay": int(cfg.max_delay), "delays": [int(d) for d in cfg.delays],
+                    "oracle": bool(cfg.oracle), "start_id": int(cfg.text_card),
+                    "pad_id": int(cfg.existing_text_padding_id), "text_card": int(cfg.text_card)}
+        except (AttributeError, IndexError, TypeError):
+            return None
+
     # ----------------------------------------------------------------- engine-facing API
     def take_input(self, tick: float) -> RowInput:
         """The next 80 ms of user audio (silence if less than a frame is buffered) and the
@@ -179,6 +237,8 @@ class TandemSession(Session):
         else:
             pcm = np.zeros(FRAME_SIZE, np.float32)
         events, self._oracle_inbox = self._oracle_inbox, []
+        if self.feed_log is not None:
+            self.feed_log.handed(len(events))
         for ev in events:
             if isinstance(ev, OracleReset):  # lag from the last word the prediction was based on
                 word_end = self._lat.basis.pop(ev.prediction_id, self._lat.last_word_end)
@@ -196,6 +256,8 @@ class TandemSession(Session):
         if self.closed:
             return
         self.stats.frames += 1
+        if self.feed_log is not None:
+            self.feed_log.stepped(rout.oracle_token)
         self._step_times.append(step_s)
         lat = self._lat
         for ev in rout.vad:  # user voice activity (from the worker)
@@ -360,6 +422,8 @@ class TandemSession(Session):
         if self.closed:
             return
         self._oracle_inbox.append(ev)  # handed to the worker with the next frame's job
+        if self.feed_log is not None:
+            self.feed_log.received += 1
         if isinstance(ev, OracleReset):
             self.stats.predictions += 1
             self._put(Meta({"type": "oracle", "event": "reset", "prediction_id": ev.prediction_id, "t": ev.t}))

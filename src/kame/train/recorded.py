@@ -9,16 +9,20 @@ What `kame run` writes (kame.runtime.filemode) and how it maps onto the layout's
   [k*1920, (k+1)*1920)) at step k, and ``user_words`` are in the file's seconds: kept as they are;
 * the agent (right channel) lags: the front-end's output frame f comes out of step f + max_delay,
   delivered at the end of that step and placed in OUT.wav one frame after the input frame that
-  caused it, so at frame f + max_delay + 1. ``agent_lag`` (default 2: Moshi, KAME and kame's presets
-  have max_delay 1) frames are cut from the right channel's start (and silence added at its end),
-  putting the agent's frame f at frame f as the layout wants; ``agent_text`` pieces (one per output
-  frame, stamped when delivered) move back by as much and are joined into words (a piece starting
-  with a space starts a word);
-* oracle events are stamped when the back-end sent them; the session hands them to the next step,
-  so an event stamped t goes before step floor(t / 80 ms). (OUT.json does not record the step
-  itself: in rare races the event went one step earlier.) Their ids are the back-end tokenizer's
-  (the front-end's text vocabulary, kame's default tokenizer for random presets), recorded as the
-  dialogue's tokenizer_sha256.
+  caused it, so at frame f + max_delay + 1. ``agent_lag`` = max_delay + 1 frames (max_delay as the
+  run recorded it in ``frontend_feed``) are cut from the right channel's start (and silence added
+  at its end), putting the agent's frame f at frame f as the layout wants; ``agent_text`` pieces
+  (one per output frame, stamped when delivered) move back by as much and are joined into words
+  (a piece starting with a space starts a word);
+* each oracle event's ``frame`` is the step the run applied it before, as recorded; its ids are
+  the back-end tokenizer's (the front-end's text vocabulary, kame's default tokenizer for random
+  presets), recorded as the dialogue's tokenizer_sha256. The oracle tokens the run recorded as fed
+  must be those the events give (kame.model.stepper.oracle_timeline): else a DataError.
+
+An OUT.json of an older kame records neither: its events' frames are then estimated from their
+time stamps (the session hands an event stamped t to the next step, floor(t / 80 ms); in rare
+races it went one step earlier) and max_delay 1 is assumed (Moshi, KAME and kame's presets);
+a UserWarning and the dialogue's ``source`` ("oracle_frames", "agent_lag_from") say so.
 
 A cascade's recording is refused: its agent text is not timed to its speech.
 """
@@ -26,6 +30,7 @@ A cascade's recording is refused: its agent text is not timed to its speech.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +41,12 @@ FRAME_S = FRAME_SIZE / SAMPLE_RATE
 DEFAULT_AGENT_LAG = 2  # 1 + the front-end's max delay (1 for Moshi, KAME and kame's presets)
 
 
-def from_kame_run(out_json: str | Path, out_wav: str | Path | None = None, *, agent_lag: int = DEFAULT_AGENT_LAG,
+def from_kame_run(out_json: str | Path, out_wav: str | Path | None = None, *, agent_lag: int | None = None,
                   tokenizer=None) -> Dialogue:
     """The Dialogue of a `kame run` (tandem mode): its OUT.wav (default: beside the JSON, the same
-    name with .wav) with the agent channel moved back ``agent_lag`` frames, the user's
-    words, the agent's words (from its text pieces), the oracle events at the frames they were fed.
+    name with .wav) with the agent channel moved back ``agent_lag`` frames (default: the run's
+    recorded max_delay + 1; DEFAULT_AGENT_LAG for an older recording), the user's words, the
+    agent's words (from its text pieces), the oracle events at the frames they were fed.
     ``tokenizer``: the one the run's oracle ids came from (default: kame's default tokenizer, which
     the run must then report using)."""
     from ..audio import read_wav
@@ -58,6 +64,11 @@ def from_kame_run(out_json: str | Path, out_wav: str | Path | None = None, *, ag
     if comps.get("mode") == "cascade":
         raise DataError(f"{out_json}: a cascade's recording: its agent text is not timed to its speech (and it has "
                         f"no oracle); align the agent's words to its audio first and build the Dialogue yourself")
+    feed = doc.get("frontend_feed") if isinstance(doc.get("frontend_feed"), dict) else {}
+    max_delay = feed.get("max_delay")
+    lag_from = "given" if agent_lag is not None else "recorded max_delay" if isinstance(max_delay, int) else "default"
+    if agent_lag is None:
+        agent_lag = max_delay + 1 if isinstance(max_delay, int) else DEFAULT_AGENT_LAG
     if not (isinstance(agent_lag, int) and agent_lag >= 0):
         raise DataError(f"agent_lag must be an int >= 0 (frames), got {agent_lag!r}")
     if out_wav is None:  # kame run writes OUT.json beside OUT.wav
@@ -79,16 +90,20 @@ def from_kame_run(out_json: str | Path, out_wav: str | Path | None = None, *, ag
     words = sorted(_user_words(doc["user_words"], duration), key=lambda w: w.start)
     words += _agent_words(doc["agent_text"], agent_lag, duration)
 
-    oracle, prev = [], 0
-    for o in doc.get("oracle", []):
-        f = max(prev, frame_of(float(o["t"])))
-        if f >= frames:
-            break  # sent after the recording's end: never fed
-        prev = f
-        if o.get("event") == "reset":
-            oracle.append(OracleEvent(f, "reset", prediction=o.get("prediction_id")))
-        elif o.get("event") == "append" and o.get("token_ids"):
-            oracle.append(OracleEvent(f, "append", [int(t) for t in o["token_ids"]], o.get("text")))
+    events = [o for o in doc.get("oracle", []) if isinstance(o, dict)]
+    recorded = bool(feed.get("oracle_frames")) and all("frame" in o for o in events)
+    oracle = _oracle_events(events, frames, recorded, out_json)
+    if recorded:
+        _check_fed(oracle, feed, frames, out_json)
+    guessed = (["its oracle events' frames (estimated from their time stamps)"] if events and not recorded else []) \
+        + ([f"its front-end's max_delay (1 assumed: agent_lag {agent_lag})"] if lag_from == "default" else [])
+    if guessed:  # (an OUT.json of an older kame)
+        warnings.warn(f"{out_json} does not record {' nor '.join(guessed)}; a run of this kame records them "
+                      f"exactly (docs/runtime.md, \"What the front-end was fed\")", UserWarning, stacklevel=2)
+    failed = (doc.get("summary") or {}).get("frontend_failed_steps") or 0
+    if failed:  # (the record cannot tell whether a failed step advanced the front-end)
+        warnings.warn(f"{out_json}: the front-end's step failed on {failed} frame(s): they have no agent audio, and "
+                      f"the frames recorded after the first may be one step off", UserWarning, stacklevel=2)
 
     sha = None
     if any(ev.ids for ev in oracle):
@@ -102,9 +117,61 @@ def from_kame_run(out_json: str | Path, out_wav: str | Path | None = None, *, ag
             tokenizer = default_tokenizer()
         sha = tokenizer_sha256(tokenizer)
     source = {"kind": "kame run", "json": str(out_json), "wav": str(out_wav), "agent_lag": agent_lag,
+              "agent_lag_from": lag_from, "max_delay": max_delay,
+              "oracle_frames": "recorded" if recorded else "estimated",
+              "failed_steps": failed,
               "frontend": comps.get("frontend"), "frontend_random": bool(doc.get("frontend_random")),
               "codec": comps.get("codec"), "stt": comps.get("stt"), "llm": comps.get("llm")}
     return Dialogue(audio, words, oracle, sha, source).validate()
+
+
+def _oracle_events(items, frames: int, recorded: bool, where: Path) -> list[OracleEvent]:
+    """OUT.json's oracle events -> OracleEvents at the step each was applied before: its recorded
+    ``frame`` (None: never fed), else estimated from its stamp. Events after the recording's end,
+    and appends without ids (no call), are left out."""
+    out, prev = [], 0
+    for n, o in enumerate(items):
+        if recorded:
+            f = o["frame"]
+            if f is None:
+                continue  # came after the last step
+            if isinstance(f, bool) or not isinstance(f, int) or f < prev:
+                raise DataError(f"{where}: oracle event {n} has frame {f!r}: frames are ints >= 0 that do not "
+                                f"decrease (is the JSON edited?)")
+        else:
+            f = max(prev, frame_of(float(o["t"])))
+        if f >= frames:
+            continue  # fed after the recording's end
+        prev = f
+        if o.get("event") == "reset":
+            out.append(OracleEvent(f, "reset", prediction=o.get("prediction_id")))
+        elif o.get("event") == "append" and o.get("token_ids"):
+            out.append(OracleEvent(f, "append", [int(t) for t in o["token_ids"]], o.get("text")))
+    return out
+
+
+def _check_fed(oracle: list[OracleEvent], feed: dict, frames: int, where: Path) -> None:
+    """DataError unless the oracle tokens the run recorded as fed (``feed["oracle_tokens"]``) are,
+    frame by frame, those its events give by the feed's own rules (oracle_timeline). Not checked
+    when the run did not record its front-end's ids, or the front-end has no oracle stream."""
+    from ..model.stepper import oracle_timeline
+
+    start, pad, card = (feed.get(k) for k in ("start_id", "pad_id", "text_card"))
+    if not (all(isinstance(x, int) for x in (start, pad, card)) and feed.get("oracle") is not False):
+        return
+    fold = [ev.timeline_event() if ev.event == "reset" else  # (ids the front-end could not hold: as it folds them)
+            (ev.frame, "append", [t % card if not 0 <= t < card else t for t in ev.ids]) for ev in oracle]
+    want = oracle_timeline(fold, frames, start_id=start, pad_id=pad, vocab=card + 1).tolist()
+    got = [pad] * frames
+    for f, t in feed.get("oracle_tokens") or []:
+        if 0 <= f < frames:
+            got[f] = t
+    steps = min(frames, int(feed.get("steps") or 0))
+    bad = next((f for f in range(steps) if got[f] != want[f]), None)
+    if bad is not None:
+        raise DataError(f"{where}: at frame {bad} the front-end was fed oracle token {got[bad]}, but the run's oracle "
+                        f"events give {want[bad]}: its record does not hold together (a failed front-end step shifts "
+                        f"the steps after it; see summary.frontend_failed_steps); it cannot be converted exactly")
 
 
 def _user_words(items, duration: float) -> list[Word]:
