@@ -348,6 +348,7 @@ def load_config(
     """Read the TOML file at ``path`` (None = defaults) and apply ``overrides``
     (``["a.b=v", ...]`` as from ``--set``, or a ``{"a.b": v}`` mapping)."""
     cfg = KameConfig()
+    sources: dict[str, str] = {}  # dotted key -> the file that set it (key_source)
     if path is not None:
         p = Path(path).expanduser()
         if p.is_dir():
@@ -361,6 +362,7 @@ def load_config(
         except OSError as exc:  # e.g. no permission to read it
             raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from exc
         _apply(cfg, data)
+        sources = dict.fromkeys(_dotted_keys(data), str(p))
     if isinstance(overrides, (str, bytes)):  # (iterating it would give one-character "overrides")
         raise ConfigError(f"overrides: give a list of 'key=value' strings or a mapping, got the string {overrides!r}")
     if overrides:
@@ -368,12 +370,28 @@ def load_config(
             else (parse_override(s) for s in overrides)
         for key, value, raw in items:
             _override(cfg, key, value, raw)
+            sources.pop(key.strip(), None)  # (set by the override, not the file)
     for f in dataclasses.fields(cfg):  # section-level checks, once the overrides are in
         validate = getattr(getattr(cfg, f.name), "validate", None)
         if callable(validate):
             validate()
     _check_together(cfg)
+    cfg._sources = sources
     return cfg
+
+
+def key_source(cfg: KameConfig, key: str) -> str | None:
+    """The config file that set ``key`` ("frontend.spec"), for errors that say which key to change
+    where; None for a default, an override (--set) or a config not made by load_config."""
+    return getattr(cfg, "_sources", {}).get(key)
+
+
+def _dotted_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys of a config file's leaves ({"frontend": {"spec": ...}} -> ["frontend.spec"])."""
+    keys = []
+    for name, value in data.items():
+        keys += _dotted_keys(value, f"{prefix}{name}.") if isinstance(value, Mapping) else [f"{prefix}{name}"]
+    return keys
 
 
 def _check_together(cfg: KameConfig) -> None:

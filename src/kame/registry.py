@@ -114,6 +114,10 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
         # "hf://org/repo" -> ("hf", "org/repo"); "mimi:hf://org/repo" keeps its arg whole (below)
         scheme, arg = spec.split("://", 1)
         return scheme, arg or None
+    semi = spec.find(";")
+    if semi > 0 and (":" not in spec or semi < spec.index(":")):
+        # "embedded;whisper_interval=1.0": options straight after a scheme without an argument
+        return spec[:semi].strip(), spec[semi:]
     if ":" in spec:
         scheme, arg = spec.split(":", 1)
         return scheme, arg or None
@@ -139,6 +143,20 @@ def split_options(text: str | None, where: str, allowed: tuple[str, ...] | None 
     return head.strip(), options
 
 
+def spec_kwargs(kind: str, scheme: str, arg: str | None, kwargs: dict, allowed: tuple[str, ...],
+                example: str = "") -> tuple[str | None, dict]:
+    """A factory's spec argument "HEAD;NAME=VALUE,..." -> (HEAD or None, the constructor's keyword
+    arguments: ``kwargs`` plus the spec's options, values as text for the constructor to check).
+    ConfigError for an option not in ``allowed``, a malformed or repeated one, or one also given
+    as a keyword argument."""
+    sep = "" if not arg or arg.startswith(";") else ":"
+    where = f"{kind} spec '{scheme}{sep}{arg or ''}'"
+    head, options = split_options(arg, where, allowed, example)
+    if twice := sorted(options.keys() & kwargs.keys()):
+        raise ConfigError(f"{where}: option {twice[0]!r} is also given as a keyword argument")
+    return head or None, {**kwargs, **options}
+
+
 def schemes(kind: str) -> dict[str, Entry]:
     _load_builtin()
     return dict(_ENTRIES.get(kind, {}))
@@ -160,14 +178,14 @@ def check_spec(kind: str, spec: str, also: tuple[str, ...] = ()) -> tuple[Entry,
     if entry is None:
         raise ConfigError(
             f"unknown {kind} spec {spec!r}: scheme {scheme!r} is not one of {sorted(_ENTRIES.get(kind, {}))}{alt}"
-            + (_options_hint(kind, scheme, spec) or _path_hint(kind, spec) or _scheme_hint(kind, scheme, spec))
+            + (_path_hint(kind, spec) or _scheme_hint(kind, scheme, spec))
         )
     if (kind, scheme) in _SLASHES_ONLY and not spec.strip().startswith(f"{scheme}://"):
         path = arg or "PATH"
         plain = path if path[0] in "/.~" else f"./{path}"
         raise ConfigError(f"{kind} spec {spec!r}: write {scheme}://{path} (or {plain}, path:{path}); "
                           f"'{scheme}:' without '//' is not a path{alt}")
-    if entry.needs and not (arg or "").strip(": ") and not (entry.needs_env and os.environ.get(entry.needs_env)):
+    if entry.needs and not (arg or "").partition(";")[0].strip(": ") and not (entry.needs_env and os.environ.get(entry.needs_env)):
         raise ConfigError(f"{kind} spec {spec!r} names no {entry.needs}: give {scheme}:{entry.needs}"
                           + (f" (or set {entry.needs_env})" if entry.needs_env else "") + alt)
     return entry, arg
@@ -183,17 +201,6 @@ def check_key_spec(key: str, kind: str, spec: str, also: tuple[str, ...] = (), n
         raise
     except ConfigError as exc:
         raise ConfigError(f"{key}: {exc}{note}") from None
-
-
-def _options_hint(kind: str, scheme: str, spec: str) -> str:
-    """For options written straight after the scheme ("mine;opt=1", so the whole is taken as the
-    scheme): where they go."""
-    name, semi, _ = scheme.partition(";")
-    entry = _ENTRIES[kind].get(name)
-    if not semi or entry is None:
-        return ""
-    options = spec.strip()[len(name) + 1:]
-    return f"; options go after the scheme's ':' and its argument, if any: write {name}:{entry.needs or ''};{options}"
 
 
 def _path_hint(kind: str, spec: str) -> str:

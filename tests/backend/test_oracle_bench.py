@@ -6,8 +6,6 @@ import pytest
 
 from kame.backend.tokenizer import default_tokenizer
 from kame.bench.backend import _bench_llm, _bench_oracle, add_arguments
-from kame.bench.backend_stt import parse_spec
-from kame.errors import ConfigError
 
 from .scripted_llm import ScriptedLLM
 
@@ -38,12 +36,3 @@ def test_bad_arguments_are_named():
     for argv in (["--sentences", "0"], ["--turns", "-1"], ["--gap", "x"]):
         with pytest.raises(argparse.ArgumentError, match=argv[0]):
             p.parse_args(argv)
-    assert parse_spec("embedded;whisper_interval=1.0,final_beam=2") == (
-        "embedded", {"whisper_interval": 1.0, "final_beam": 2.0})
-    with pytest.raises(ConfigError, match="NAME=VALUE"):
-        parse_spec("embedded;whisper_interval")
-    with pytest.raises(ConfigError, match="'final_beam' given twice"):
-        parse_spec("embedded;final_beam=2,final_beam=3")
-    # text options reach the STT as text (was refused: numbers only)
-    assert parse_spec("openai:m;response_format=json,request_interval=0.5") == (
-        "openai:m", {"response_format": "json", "request_interval": 0.5})

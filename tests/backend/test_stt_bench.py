@@ -57,17 +57,26 @@ def test_score_counts_missed_sentences_as_deletions():
     assert np.isnan(r["final_lat_p50"])
 
 
-def test_stt_spec_options_are_checked_before_synthesis(capsys):
-    from kame.bench.backend_stt import check_options, parse_spec
-    from kame.cli import main
+def test_stt_spec_options_reach_the_constructor(monkeypatch):
+    """backend.stt = 'embedded;whisper_interval=1.0' (and whisper's, openai's) sets constructor
+    options, as a text the constructor checks; an unknown, repeated or doubly given one is a
+    ConfigError before anything loads (the bench builds its STTs through the same factories)."""
+    from kame import registry
+    from kame.backend.stt import embedded, whisper
     from kame.errors import ConfigError
 
-    assert parse_spec("embedded;whisper_interval=1.0,final_beam=2") == \
-        ("embedded", {"whisper_interval": 1.0, "final_beam": 2})
-    assert isinstance(parse_spec("embedded;final_beam=2")[1]["final_beam"], int)  # a beam size stays an int
-    check_options("embedded;whisper_interval=1.0,final_beam=2,max_lag=0.5")  # the class's own and its base's
-    with pytest.raises(ConfigError, match="'whisper;foo=1': WhisperSTT has no option 'foo'; its options: .*final_beam"):
-        check_options("whisper;foo=1")
-    # was a TypeError traceback after the corpus was synthesized
-    assert main(["bench", "backend", "--stt", "embedded;foo=1", "--llm", "none", "--sentences", "1"]) == 1
-    assert "EmbeddedSTT has no option 'foo'" in capsys.readouterr().err
+    made = []
+    monkeypatch.setattr(embedded, "EmbeddedSTT", lambda model, **kw: made.append((model, kw)))
+    monkeypatch.setattr(whisper, "WhisperSTT", lambda model, **kw: made.append((model, kw)))
+    embedded.create(registry.parse_spec("embedded;whisper_interval=1.0,final_beam=2")[1])
+    whisper.create(registry.parse_spec("whisper:/m;max_lag=0.5")[1])
+    assert made == [(None, {"whisper_interval": "1.0", "final_beam": "2"}), ("/m", {"max_lag": "0.5"})]
+    for spec, why in (("embedded;foo=1", "unknown option 'foo'.*whisper_interval"),
+                      ("whisper;max_ps_lag=1", "unknown option 'max_ps_lag'"),
+                      ("embedded;final_beam=2,final_beam=3", "given twice"),
+                      ("embedded;whisper_interval", "NAME=VALUE")):
+        with pytest.raises(ConfigError, match=f"stt spec '{spec.split(';')[0]}.*{why}"):
+            registry.create("stt", spec)
+    with pytest.raises(ConfigError, match="'final_beam' is also given as a keyword"):
+        embedded.create(";final_beam=2", final_beam=3)
+    assert len(made) == 2

@@ -236,7 +236,7 @@ def test_spec_options():
     ("openai:m;json", {}, "'json' is not NAME=VALUE"),
     ("openai:m;language=de,language=fr", {}, "'language' given twice"),
     ("openai:m;api_key=sk-1", {}, "unknown option 'api_key'"),
-    ("openai:;response_format=json", {}, "names no MODEL before ';'"),
+    ("openai:;response_format=json", {}, "names no MODEL"),
     ("openai:m;timeout=soon", {}, "openai STT: timeout must be a number > 0, got 'soon'"),
     ("openai:m;timeout=3", {"timeout": 4}, "option 'timeout' is also given as a keyword argument"),
 ])

@@ -46,23 +46,25 @@ def check_knowledge_dir(path: str | Path, name: str = "knowledge_dir") -> Path:
     ``name`` ("backend.knowledge_dir: notes/ is not a folder (nothing is there)", or it holds no
     .txt / .md file: other kinds are not read). The one check
     of the folder: KnowledgeBase.from_folder makes it, and the configuration can, before a session."""
+    return _note_files(path, name)[0]
+
+
+def _note_files(path: str | Path, name: str) -> tuple[Path, list[Path]]:
+    """(the folder, its note files in name order): check_knowledge_dir's check, walking the folder
+    once, so that from_folder reads the files it found (was: a second walk of the whole tree)."""
     root = Path(path).expanduser()
     if not root.is_dir():
         why = "it is a file" if root.exists() else "nothing is there"
         raise ConfigError(f"{name}: {path} is not a folder ({why})")
-    if not any(_notes(root)):  # (was: 0 notes, silently)
+    notes = [p for p in sorted(root.rglob("*")) if p.suffix.lower() in NOTE_SUFFIXES and p.is_file()]
+    if not notes:  # (was: 0 notes, silently)
         others = sorted({p.suffix.lower() or p.name for p in root.rglob("*") if p.is_file()})
         found = f"it holds only {', '.join(others[:8])}{' ...' if len(others) > 8 else ''} files" if others \
             else "it is empty"
         raise ConfigError(f"{name}: {path} holds no notes ({found}): the knowledge base reads "
                           f"{' and '.join(NOTE_SUFFIXES)} files (plain text) anywhere below the folder; "
                           + ("convert the notes to text" if others else "add notes") + ", or unset the setting")
-    return root
-
-
-def _notes(root: Path):
-    """The note files below ``root``, in name order."""
-    return (p for p in sorted(root.rglob("*")) if p.suffix.lower() in NOTE_SUFFIXES and p.is_file())
+    return root, notes
 
 
 class KnowledgeBase:
@@ -91,10 +93,10 @@ class KnowledgeBase:
                     name: str = "knowledge_dir") -> "KnowledgeBase":
         """The notes below ``folder``: ConfigError naming the setting ``name`` if it is not a folder
         or holds no .txt / .md file (check_knowledge_dir)."""
-        root = check_knowledge_dir(folder, name)
+        root, notes = _note_files(folder, name)
         chunks: list[Chunk] = []
         step = max(1, chunk_words - overlap)
-        for path in _notes(root):
+        for path in notes:
             words = path.read_text(encoding="utf-8", errors="replace").split()
             for s in range(0, max(1, len(words) - overlap), step):
                 piece = words[s : s + chunk_words]

@@ -31,7 +31,7 @@ from ..backend.childproc import load_in_thread
 from ..cliargs import at_least, thread_count
 from ..errors import ConfigError
 from ..runtime.interrupt import run_to_end
-from .backend_stt import add_stt_arguments, run_stt_bench, stt_specs, stt_table
+from .backend_stt import add_stt_arguments, build_stts, run_stt_bench, stt_specs, stt_table
 from .machine import pct
 
 TURNS = [
@@ -53,8 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--llm", action="append", metavar="SPEC", help="llm spec (repeatable; default embedded; none = skip)")
     g.add_argument("--base-url", default=None,
                    help="base URL for --llm openai:MODEL specs only (default env OPENAI_BASE_URL); an --stt openai: "
-                        "spec takes its own: 'openai:MODEL;base_url=URL' (default env OPENAI_STT_BASE_URL, "
-                        "else OPENAI_BASE_URL)")
+                        "spec is built as backend.stt is: its server from env OPENAI_STT_BASE_URL, else "
+                        "OPENAI_BASE_URL")
     g.add_argument("--prompts", type=at_least(1), default=6, help="LLM requests per spec (default 6)")
     g.add_argument("--turns", type=at_least(0), default=6, help="scripted user turns for the oracle lag (default 6)")
     g.add_argument("--word-s", type=at_least(0.01, float), default=0.35, help="synthesized seconds per user word (default 0.35)")
@@ -181,15 +181,16 @@ def main(args: argparse.Namespace) -> int:
     for spec in specs:  # a bad spec fails now, not after the STT table's minutes
         registry.check_spec("llm", spec)
     stt = [] if args.no_stt else stt_specs(args)
-    if args.base_url and any(s.startswith("openai:") and "base_url=" not in s for s in stt):
-        print(f"note: --base-url {args.base_url} is for --llm only; an --stt openai: spec takes its own "
-              "('openai:MODEL;base_url=URL'), else OPENAI_STT_BASE_URL / OPENAI_BASE_URL", file=sys.stderr)
+    if args.base_url and any(s.startswith("openai:") for s in stt):
+        print(f"note: --base-url {args.base_url} is for --llm only; an --stt openai: spec is built as backend.stt "
+              "is: its server from OPENAI_STT_BASE_URL, else OPENAI_BASE_URL", file=sys.stderr)
+    built = build_stts(stt)  # an STT that cannot be built (an unknown option, no model) fails before any output
     print(f"{header(args, add_arguments, 'backend')}\ntorch threads {args.threads} (the STT's; the embedded LLM's child: 1)\n",
           flush=True)  # (was: "torch threads N", as if the LLM used them)
     torch.set_num_threads(args.threads)
     if not args.no_stt:
         print("## STT\n")
-        print(stt_table(run_stt_bench(args, stt)) + "\n")
+        print(stt_table(run_stt_bench(args, stt, built)) + "\n")
     tok = default_tokenizer()
 
     async def _all():

@@ -11,8 +11,14 @@ clock (a frame is handed over when its 80 ms of audio have "been spoken"), and m
   - CPU: process CPU time / audio time (all threads; > 1 means more than one core busy).
 
     kame bench backend --stt pocketsphinx --stt embedded --sentences 40
-    kame bench backend --stt 'embedded;whisper_interval=1.0'     # constructor options
+    kame bench backend --stt 'openai:whisper-1;response_format=json'   # any backend.stt spec
     python bench/backend_stt.py --sentences 8       # quick look
+
+Each --stt SPEC is what backend.stt takes, built as the agent builds its STT
+(kame.runtime.backend.create_stt, which hands the whole spec, ';options' included, to the
+component's factory; at nice 0), all of them before any synthesis, so a bad spec or option fails
+at once (was: the bench read ';options' as constructor keywords of its own, so a spec could mean
+one thing here and another in a config).
 
 ``kame bench backend`` (kame.bench.backend) calls ``add_stt_arguments(parser)`` and
 ``run_stt_bench(args, stt_specs(args))`` (rows as dicts) and prints ``stt_table(rows)``.
@@ -87,61 +93,34 @@ SENTENCES = [
 ]
 
 
-def parse_spec(spec: str) -> tuple[str, dict]:
-    """'embedded;whisper_interval=1.0,final_beam=2' -> ('embedded', {...}): numbers as numbers
-    (an int stays an int), other values as text (ConfigError if malformed)."""
-    from ..registry import split_options
-
-    name, options = split_options(spec, f"--stt {spec!r}", example="embedded;whisper_interval=1.0")
-    kwargs: dict = {}
-    for key, value in options.items():
-        try:
-            kwargs[key] = int(value) if value.lstrip("+-").isdigit() else float(value)
-        except ValueError:
-            kwargs[key] = value  # "response_format=json"
-    return name, kwargs
-
-
-def check_options(spec: str) -> None:
-    """ConfigError unless every option of ``spec`` ('embedded;whisper_interval=1.0') is a keyword
-    its STT class takes (its __init__ and those it passes **kwargs on to), checked before any
-    synthesis; the bench itself passes clock= and metrics=."""
-    import inspect
-    import typing
-
+def check_spec(spec: str) -> None:
+    """ConfigError unless ``spec`` is a spec backend.stt takes: the config's own check of it
+    (its form and scheme; packages, files and options: when it is built, build_stts)."""
     from .. import registry
-    from ..errors import ConfigError
 
-    name, kwargs = parse_spec(spec)
-    factory, _ = registry.resolve("stt", name)
-    try:
-        cls = typing.get_type_hints(factory).get("return")
-    except Exception:  # (unresolvable annotations: let the class decide)
-        cls = None
-    if not kwargs or not isinstance(cls, type):
-        return
-    known: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" not in klass.__dict__:
-            continue
-        params = inspect.signature(klass.__dict__["__init__"]).parameters.values()
-        known |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            break
-    else:
-        return  # takes anything: let it decide
-    known -= {"self", "clock", "metrics", "on_error", "handle", "vad"}  # not numbers, or given by the bench
-    unknown = sorted(set(kwargs) - known)
-    if unknown:
-        raise ConfigError(f"--stt {spec!r}: {cls.__name__} has no option {unknown[0]!r}; "
-                          f"its options: {', '.join(sorted(known))}")
+    registry.check_key_spec("--stt", "stt", spec)
+
+
+def build_stts(specs: list[str]) -> list[tuple[str, object, object]]:
+    """[(spec, STT, its MetricsLog)]: each STT built as the agent builds its backend.stt
+    (kame.runtime.backend.create_stt: the whole spec to its factory, on the monotonic clock), at
+    nice 0 (the bench runs no front-end to give the CPU to)."""
+    from ..runtime.backend import create_stt
+    from ..runtime.clock import MonotonicClock
+    from ..runtime.metrics import MetricsLog
+
+    built = []
+    for spec in specs:
+        log = MetricsLog()
+        built.append((spec, create_stt(spec, MonotonicClock(), log, nice=0), log))
+    return built
 
 
 def add_stt_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("STT")
     g.add_argument("--stt", action="append", metavar="SPEC",
-                   help=f"STT spec to measure (repeatable), optionally with numeric constructor options: "
-                        f"'embedded;whisper_interval=1.0'; default: {' '.join(DEFAULT_STTS)}")
+                   help=f"STT spec to measure (repeatable): what backend.stt takes, options included "
+                        f"('embedded;whisper_interval=1.0'); default: {' '.join(DEFAULT_STTS)}")
     g.add_argument("--sentences", type=at_least(1, maximum=len(SENTENCES)), default=40,
                    help=f"synthesized sentences, at most {len(SENTENCES)} (default 40; half piper, half espeak)")
     g.add_argument("--gap", type=at_least(0, float), default=1.2, help="silence between sentences, s (default 1.2)")
@@ -169,15 +148,12 @@ def make_corpus(n: int) -> list[dict]:
     return out
 
 
-async def _run_stream(spec: str, corpus: list[dict], gap: float) -> dict:
-    from .. import registry
+async def _run_stream(stt, log, corpus: list[dict], gap: float) -> dict:
     from ..backend.types import AudioFrame
+    from ..runtime.base import close_components
     from ..runtime.clock import MonotonicClock
-    from ..runtime.metrics import MetricsLog
 
-    clock, log = MonotonicClock(), MetricsLog()
-    name, kwargs = parse_spec(spec)  # "embedded;whisper_interval=1.0": constructor options
-    stt = registry.create("stt", name, clock=clock, metrics=log, **kwargs)
+    clock = MonotonicClock()
     sil = np.zeros(int(gap * 24000), np.float32)
     parts, spans, n = [sil], [], len(sil)
     for item in corpus:
@@ -195,8 +171,11 @@ async def _run_stream(spec: str, corpus: list[dict], gap: float) -> dict:
             yield AudioFrame(pcm[i:i + 1920], t)
 
     cpu0 = time.process_time() + children_cpu_seconds()  # pocketsphinx decodes in a child process
-    trs = [tr async for tr in stt.stream(frames())]
-    cpu = time.process_time() + children_cpu_seconds() - cpu0
+    try:
+        trs = [tr async for tr in stt.stream(frames())]
+        cpu = time.process_time() + children_cpu_seconds() - cpu0
+    finally:
+        await close_components([stt], "bench: ")  # (an HTTP STT's session, in the loop that opened it)
     return dict(trs=trs, spans=spans, cpu=cpu, audio=len(pcm) / 24000, final_lat=log.values("stt_final_latency"))
 
 
@@ -239,19 +218,22 @@ def score(corpus: list[dict], run: dict) -> dict:
 
 
 def stt_specs(args: argparse.Namespace) -> list[str]:
-    """The --stt specs (default DEFAULT_STTS), each checked (check_options) before any work."""
+    """The --stt specs (default DEFAULT_STTS), each checked (check_spec) before any work."""
     specs = getattr(args, "stt", None) or DEFAULT_STTS
-    for spec in specs:  # a bad spec fails before minutes of synthesis
-        check_options(spec)
+    for spec in specs:  # a bad spec fails before the models load and minutes of synthesis
+        check_spec(spec)
     return specs
 
 
-def run_stt_bench(args: argparse.Namespace, specs: list[str]) -> list[dict]:
-    """Measure each STT spec (checked: ``stt_specs``); returns one dict per spec (see ``stt_table``)."""
+def run_stt_bench(args: argparse.Namespace, specs: list[str], built: list | None = None) -> list[dict]:
+    """Measure each STT spec (checked: ``stt_specs``; ``built``: build_stts(specs) if done already);
+    returns one dict per spec (see ``stt_table``). All are built before the corpus is synthesized:
+    a spec that cannot be (an unknown option, a missing model) fails in seconds."""
+    stts = build_stts(specs) if built is None else built
     corpus = make_corpus(getattr(args, "sentences", 40))
     rows = []
-    for spec in specs:
-        run = run_to_end(_run_stream(spec, corpus, getattr(args, "gap", 1.2)))
+    for spec, stt, log in stts:
+        run = run_to_end(_run_stream(stt, log, corpus, getattr(args, "gap", 1.2)))
         rows.append(dict(stt=spec, sentences=len(corpus), words=sum(len(normalize(c["text"])) for c in corpus),
                          audio_s=run["audio"], **score(corpus, run)))
     return rows

@@ -42,6 +42,7 @@ from ..config import KameConfig
 from ..errors import ConfigError
 from .base import _why
 from .clock import Clock
+from .loading import config_key, config_keys
 from .sttloop import STALL_S, STTSupervisor
 
 if TYPE_CHECKING:
@@ -266,13 +267,18 @@ def load_backend(cfg: KameConfig, clock: Clock, tokenizer=None, metrics=None, ow
         if hybrid:
             raise ConfigError("cascade.hybrid_routing needs backend.stt and backend.llm (not 'none')")
         return (lambda session: None), {"stt": "none", "llm": "none"}
-    stt = own.get("stt") or (create_stt(bc.stt, clock, metrics, bc.nice) if has_stt else None)
-    make_producer = llm = None
-    if has_llm:
-        from ..backend.tokenizer import default_tokenizer
+    with config_keys(cfg):  # a load error names the config key to change, and the file that set it
+        with config_key("backend.stt"):
+            stt = own.get("stt") or (create_stt(bc.stt, clock, metrics, bc.nice) if has_stt else None)
+        make_producer = llm = None
+        if has_llm:
+            from ..backend.tokenizer import default_tokenizer
 
-        llm = own.get("llm") or create_llm(bc.llm, bc.nice)
-        make_producer = producer_factory(cfg, clock, llm, tokenizer or default_tokenizer())
+            with config_key("backend.llm"):
+                llm = own.get("llm") or create_llm(bc.llm, bc.nice)
+            tokenizer = tokenizer or default_tokenizer()
+            with config_key("backend.knowledge_dir"):  # (its notes are read here)
+                make_producer = producer_factory(cfg, clock, llm, tokenizer)
 
     info = {"stt": component_name(stt) if "stt" in own else bc.stt,
             "llm": component_name(llm) if "llm" in own else bc.llm}

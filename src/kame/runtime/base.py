@@ -143,10 +143,10 @@ class OutputReader:
 
 
 class SingleReader:
-    """A session's outputs(), one reader at a time (both agents' sessions). A reader is open from
-    outputs() until it is over (OutputReader), the task reading it has ended, or nothing refers to
-    it any more (a loop left with ``break``); outputs() while one is open raises ReaderError
-    (was: both read the one queue, each silently got part of the outputs)."""
+    """A session's outputs(), one reader at a time (the tandem's, the cascade's and the echo agent's
+    sessions). A reader is open from outputs() until it is over (OutputReader), the task reading it
+    has ended, or nothing refers to it any more (a loop left with ``break``); outputs() while one is
+    open raises ReaderError (was: both read the one queue, each silently got part of the outputs)."""
 
     def __init__(self, queue: asyncio.Queue, end: object, session_id: str) -> None:
         self._queue, self._end, self._id = queue, end, session_id

@@ -36,7 +36,8 @@ import torch
 from ..audio import peak_problem
 from ..codec.base import check_codes, check_frame
 from ..config import KameConfig
-from ..errors import AudioFormatError, CheckpointError, ConfigError, KameError, NotAvailableError
+from ..errors import AudioFormatError, CheckpointError, ConfigError, KameError
+from .loading import auto_codec, check_codec, check_fingerprint, check_tokenizer, config_key, config_keys, recorded_codec
 from .worker import FrameOut
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ class CodecFrameModel:
         ids = [int(t) for t in token_ids]
         if any(t >= self.text_card or t < 0 for t in ids):
             # a back-end tokenizer bigger than this front-end's vocabulary: random presets only (the
-            # load refuses trained weights whose tokenizer does not fit, _check_tokenizer)
+            # load refuses trained weights whose tokenizer does not fit, check_tokenizer)
             self.oov_oracle += sum(t >= self.text_card or t < 0 for t in ids)
             ids = [t % self.text_card for t in ids]
         self.stepper.oracle.append(row, ids)
@@ -185,55 +186,72 @@ def _random_overrides(codec) -> dict:
 def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: str, oracle: str = "auto"):
     """-> (LMModel, codec, codec spec, text tokenizer | None, info dict). The codec (a named one, or
     for "auto" the checkpoint's Mimi) is created and fitted to the front-end (fit_codec) before the
-    front-end's weights load. ``oracle``: the config's frontend.oracle (auto | on | off)."""
+    front-end's weights load. ``oracle``: the config's frontend.oracle (auto | on | off). Its load
+    errors are tagged with the config key to change (loading.config_key; load_frame_models names it)."""
     from .. import registry
-    from ..model.loaders import check_frontend_spec, load_frontend  # checkpoints, folders, presets
+    from ..model.loaders import check_frontend_spec, load_frontend, parse_device  # checkpoints, folders, presets
 
-    form = check_frontend_spec(spec)  # both specs' form, at once (the front-end's once per load)
+    with config_key("frontend.device"):
+        parse_device(device)  # (was: said by the loader, as if the checkpoint's fault)
+    with config_key("frontend.spec"):
+        form = check_frontend_spec(spec)  # both specs' form, at once (the front-end's once per load)
     kind = form[0]
     if codec_spec != "auto":
-        registry.check_spec("codec", codec_spec)
+        with config_key("codec.spec"):
+            registry.check_spec("codec", codec_spec)
     # "off" loads a checkpoint with its oracle stream (a KAME file's oracle_emb must find its place)
     # and removes it below; a random preset is built without one
     want = {"auto": None, "on": True, "off": True if kind != "random" else False}[oracle]
     if kind == "random":  # random weights: the embedded CPU codec unless told otherwise
         codec_spec = "embedded" if codec_spec == "auto" else codec_spec
-        codec = registry.create("codec", codec_spec)
-        model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), spec_form=form,
-                                     oracle=want, **_random_overrides(codec))
-        fit_codec(codec, codec_spec, model.cfg, spec)
+        with config_key("codec.spec"):
+            codec = registry.create("codec", codec_spec)
+        with config_key("frontend.spec"):
+            model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), spec_form=form,
+                                         oracle=want, **_random_overrides(codec))
+        with config_key("codec.spec"):
+            fit_codec(codec, codec_spec, model.cfg, spec)
     else:
-        named = registry.create("codec", codec_spec) if codec_spec != "auto" else None
+        with config_key("codec.spec"):
+            named = registry.create("codec", codec_spec) if codec_spec != "auto" else None
         chosen: dict = {}
 
         def check(finfo) -> None:  # before the weights load: a 7B checkpoint is refused in seconds
-            _check_codec(finfo, spec, named, codec_spec)
-            _check_tokenizer(finfo, spec, form)
+            with config_key("codec.spec"):
+                check_codec(finfo, spec, named, codec_spec)
+            with config_key("frontend.spec"):
+                check_tokenizer(finfo, spec, form)
+            with config_key("codec.spec"):  # the codec it runs with, and whether it fits
+                _choose_codec(finfo)
+
+        def _choose_codec(finfo) -> None:
             codec, cspec, fix = named, codec_spec, None
             if codec is None and finfo.kame.get("codec"):  # "auto": the codec it was trained with
                 cspec = finfo.kame["codec"]
-                codec = _recorded_codec(cspec, spec)
+                codec = recorded_codec(cspec, spec)
                 fix = (f"its config.json and the codec it records (kame.codec {cspec!r}) do not belong together: "
                        f"check kame.codec, or set codec.spec")
             elif codec is None:  # "auto": the checkpoint's own Mimi
                 cspec = f"mimi:{finfo.mimi.absolute()}" if finfo.mimi is not None else "mimi"
-                codec = _auto_codec(cspec, spec, form, finfo)
+                codec = auto_codec(cspec, spec, form, finfo)
                 fix = ("its config.json and the Mimi file it names (mimi_name) do not belong together: check "
                        "mimi_name, or set codec.spec=mimi:PATH")
-            _check_fingerprint(codec, cspec, finfo, spec)
+            check_fingerprint(codec, cspec, finfo, spec)
             fit_codec(codec, cspec, finfo.config, spec, fix)
             chosen.update(codec=codec, spec=cspec)
 
         try:
-            model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), spec_form=form,
-                                         oracle=want, expect="frontend", before_weights=check)
+            with config_key("frontend.spec"):
+                model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), spec_form=form,
+                                             oracle=want, expect="frontend", before_weights=check)
         except CheckpointError as exc:
             if want is not None or "oracle_emb" not in str(exc) or "shape" in str(exc):
                 raise
             # an oracle_emb the config does not define: a KAME file whose config.json says "oracle":
             # false (the loader's hint names load_frontend's argument; here it is a config key)
-            raise CheckpointError(f"front-end {spec!r}: {exc}; in kame's config: frontend.oracle=on (run it "
-                                  f"with its oracle stream) or frontend.oracle=off (run it as plain Moshi)") from exc
+            with config_key("frontend.oracle"):
+                raise CheckpointError(f"front-end {spec!r}: {exc}; in kame's config: frontend.oracle=on (run it "
+                                      f"with its oracle stream) or frontend.oracle=off (run it as plain Moshi)") from exc
         codec, codec_spec = chosen["codec"], chosen["spec"]
     stream = _oracle_stream(model, finfo, kind)
     if oracle == "off" and model.has_oracle:  # run it as plain Moshi: the stepper feeds no oracle
@@ -245,7 +263,7 @@ def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: st
     if finfo.tokenizer is not None:
         from ..backend.tokenizer import TextTokenizer
 
-        tokenizer = TextTokenizer(finfo.tokenizer)  # (checked by _check_tokenizer before the weights)
+        tokenizer = TextTokenizer(finfo.tokenizer)  # (checked by check_tokenizer before the weights)
     info = {"frontend_random": finfo.weights is None, "frontend_type": finfo.model_type,
             "frontend_weights": str(finfo.weights) if finfo.weights else None,
             "tokenizer": str(finfo.tokenizer) if finfo.tokenizer else "default (kame/assets)",
@@ -291,192 +309,14 @@ def fit_codec(codec, codec_spec: str, cfg, spec: str, fix: str | None = None) ->
                           f"{cfg.n_user_q}, dep_q {cfg.dep_q}): {fix}") from None
 
 
-def _check_codec(finfo, spec: str, codec, codec_spec: str) -> None:
-    """ConfigError if a named codec cannot be the checkpoint's: one whose config.json records its
-    codec (kame.codec) hears and speaks only that kind of codec's codes, one trained on Mimi codes
-    only Mimi's."""
-    from .. import registry
-
-    recorded = finfo.kame.get("codec")
-    if codec is not None and recorded and registry.parse_spec(codec_spec)[0] != registry.parse_spec(recorded)[0]:
-        raise ConfigError(f"codec.spec {codec_spec!r} does not fit the front-end {spec!r}: it was trained with the "
-                          f"codec {recorded!r} (its config.json kame.codec), and another codec's codes stand for other "
-                          f"sounds, so the front-end would hear noise and answer with noise. Use codec.spec=auto "
-                          f"(that codec) or name that codec")
-    mimi_why = _mimi_trained(finfo)
-    if codec is not None and mimi_why and registry.parse_spec(codec_spec)[0] != "mimi":
-        raise ConfigError(f"codec.spec {codec_spec!r} does not fit the front-end {spec!r}: it was trained on "
-                          f"Mimi codes ({mimi_why}), and this codec's codes stand for other sounds, so the "
-                          f"front-end would hear noise and answer with noise. Use codec.spec=auto (its own "
-                          f"Mimi) or mimi:PATH")
-
-
-def _check_tokenizer(finfo, spec: str, form) -> None:
-    """CheckpointError if the checkpoint's text tokenizer is missing (kame's default vocabulary is
-    another one: the oracle's ids and the agent's text would be wrong), does not fit its text
-    vocabulary (kame's default one too: the oracle's ids are folded into the vocabulary of random
-    weights only), or is not the file its config.json records the sha256 of."""
-    from ..backend.tokenizer import DEFAULT_MODEL, TextTokenizer
-    from ..model.meta import tokenizer_name
-
-    text_card, meta = finfo.config.text_card, finfo.config.meta
-    named_key = "tokenizer_name" if "tokenizer_name" in meta else "kame.tokenizer" if "tokenizer" in finfo.kame else None
-    if finfo.tokenizer is not None or not (named_key or _mimi_trained(finfo)):
-        # its own, or kame's default for kame's own front-ends that name none
-        path = finfo.tokenizer or DEFAULT_MODEL
-        size = TextTokenizer(path).vocab_size
-        if size > text_card and finfo.tokenizer is not None:  # its oracle and text ids would not fit the model
-            raise CheckpointError(f"front-end {spec!r}: its tokenizer {finfo.tokenizer} has {size} pieces, more "
-                                  f"than its text vocabulary (text_card {text_card}): the two do not belong "
-                                  f"together (check {named_key or 'tokenizer_name'} in its config.json)")
-        if size > text_card:
-            raise CheckpointError(f"front-end {spec!r}: its config.json names no text tokenizer (tokenizer_name or "
-                                  f"kame.tokenizer), so kame's default one would be used ({path}, {size} pieces), "
-                                  f"which does not fit its text vocabulary (text_card {text_card}): the oracle's "
-                                  f"token ids and the agent's text must come from the vocabulary it was trained with. "
-                                  f"Name it in its config.json: tokenizer_name (the file), or save it with "
-                                  f"save_frontend(..., tokenizer=...) (kame.tokenizer)")
-        _check_tokenizer_sha(path, finfo, spec)
-    else:
-        # a config.json without the key: kame's default vocabulary only for kame's own front-ends
-        # (not trained on Mimi codes); Moshi/KAME (and moshi's loader) mean Moshi's tokenizer
-        name = tokenizer_name(meta)
-        if named_key:
-            named = f"config.json {named_key}"
-        elif not finfo.raw_config:
-            named = "the Moshi default, the repo has no config.json"
-        else:
-            named = (f"the Moshi default: its config.json names no tokenizer_name, and it was trained on Mimi "
-                     f"codes ({_mimi_trained(finfo)})")
-        raise CheckpointError(f"front-end {spec!r}: its text tokenizer {name!r} ({named}) was not found: looked for "
-                              f"{_where(name, form, finfo)}. The oracle's token ids and the agent's text must come "
-                              f"from the vocabulary the front-end was trained with; put the file there or "
-                              f"{'fix ' + named_key if named_key else 'set tokenizer_name'} in its config.json")
-
-
-def _check_tokenizer_sha(path, finfo, spec: str) -> None:
-    """CheckpointError if its config.json records the sha256 of the tokenizer it was trained with
-    (kame.tokenizer_sha256) and ``path`` (the one it would run with) has another."""
-    from ..paths import file_sha256
-
-    want = finfo.kame.get("tokenizer_sha256")
-    if want is None or (got := file_sha256(path)) == want:
-        return
-    raise CheckpointError(f"front-end {spec!r} was trained with a text tokenizer of sha256 {want} (its config.json "
-                          f"kame.tokenizer_sha256), but {path} has sha256 {got}: another vocabulary, so the oracle's "
-                          f"token ids and the agent's text would mean other words. Use the tokenizer file it was "
-                          f"trained with (tokenizer_name / kame.tokenizer in its config.json), or retrain the "
-                          f"tokenizer with the same command and corpus (python -m kame.backend.tokenizer train; "
-                          f"its sha256 must be {want})")
-
-
-def _mimi_trained(finfo) -> str | None:
-    """Why a checkpoint's audio codes are Mimi's (None: nothing says so, e.g. kame's own front-ends
-    saved without a mimi_name). A config.json's kame.codec says which codec it is; one with a
-    "kame" object is kame's own (its model_type does not mean Mimi)."""
-    from .. import registry
-
-    meta, kame = finfo.config.meta, finfo.kame
-    if kame.get("codec"):
-        mimi = registry.parse_spec(kame["codec"])[0] == "mimi"
-        return f"its config.json kame.codec is {kame['codec']!r}" if mimi else None
-    if meta.get("mimi_name"):
-        return f"its config.json names the Mimi file {meta['mimi_name']!r}"
-    if meta.get("kame") is not None:
-        return None
-    if not finfo.raw_config:
-        return "a Moshi repo without config.json"
-    if meta.get("model_type") in ("moshi", "kame"):
-        return f"its config.json model_type is {meta['model_type']!r}"
-    return None
-
-
-def _where(name: str, form, finfo) -> str:
-    """Where the loader looked for a companion file named ``name`` by config.json (and why it was
-    not taken, from ``info.missing_files``)."""
-    from ..model.loaders import local_name
-
-    kind, repo, path = form
-    local = local_name(name)
-    if name.startswith("hf://"):
-        where = name
-    elif local is not None:
-        where = str(local)
-    elif kind == "hf":
-        where = f"hf://{repo}/{name}"
-    else:
-        where = str((path.parent if path.is_file() else path) / name)
-    why = [m[len(name):].strip(" ()") for m in finfo.missing_files if m.startswith(name + " (")]
-    return where + (f" ({_HUB_WHY.get(why[0], why[0])})" if why else "")
-
-
-_HUB_WHY = {"HubUnreachable": "not in the local Hugging Face cache, and the hub cannot be asked",
-            "HubFileNotFound": "the repo has no such file"}
-
-
-def _recorded_codec(codec_spec: str, spec: str):
-    """codec.spec "auto" for a checkpoint whose config.json records its codec (kame.codec): that codec."""
-    from .. import registry
-
-    try:
-        return registry.create("codec", codec_spec)
-    except (ConfigError, CheckpointError, NotAvailableError) as exc:
-        raise type(exc)(f"codec.spec 'auto' for the front-end {spec!r}: the codec it was trained with, {codec_spec!r} "
-                        f"(its config.json kame.codec), cannot be loaded: {exc}") from exc
-
-
-def _check_fingerprint(codec, codec_spec: str, finfo, spec: str) -> None:
-    """CheckpointError if its config.json records the sha256 of the codec it was trained with
-    (kame.codec_sha256) and ``codec``'s fingerprint differs (another fit or file: its codes stand
-    for other sounds); a codec without a fingerprint (None: unknown) cannot be checked: a warning."""
-    from .. import registry
-
-    want = finfo.kame.get("codec_sha256")
-    if want is None:
-        return
-    got = getattr(codec, "fingerprint", None)
-    if got is None:
-        log.warning("front-end %s was trained with a codec of sha256 %s (its config.json kame.codec_sha256); codec %s "
-                    "has no fingerprint (random weights, or a codec that sets none), so kame cannot check that it "
-                    "is the same", spec, want, codec_spec)
-        return
-    if got == want:
-        return
-    scheme = registry.parse_spec(codec_spec)[0]
-    refit = (f", or refit it with the seed and command it was fitted with (kame codec fit --seed S ... -o FILE, "
-             f"docs/codecs.md) until its sha256 is {want}" if scheme == "embedded" else "")
-    trained = f" {finfo.kame['codec']!r}" if finfo.kame.get("codec") else ""
-    raise CheckpointError(f"front-end {spec!r} was trained with the codec{trained} of sha256 {want} (its config.json "
-                          f"kame.codec_sha256), but codec {codec_spec!r} has sha256 {got}: another fit or file, whose "
-                          f"codes stand for other sounds, so the front-end would hear noise. Use the codec file it was "
-                          f"trained with (codec.spec={scheme}:PATH){refit}")
-
-
-def _auto_codec(codec_spec: str, spec: str, form, finfo):
-    """codec.spec "auto" for a checkpoint: the Mimi its config.json names, else the published one."""
-    from .. import registry
-
-    try:
-        return registry.create("codec", codec_spec)
-    except CheckpointError as exc:
-        if finfo.mimi is not None:
-            raise
-        named = finfo.config.meta.get("mimi_name")
-        why = (f"its config.json mimi_name {named!r} was not found (looked for {_where(named, form, finfo)})"
-               if named else "its config.json names no mimi_name")
-        # a front-end trained on Mimi codes needs Mimi: another codec's codes stand for other sounds
-        hint = "mimi:PATH, the Mimi it was trained with" if _mimi_trained(finfo) else "mimi:PATH or embedded"
-        raise CheckpointError(f"codec.spec 'auto' for the front-end {spec!r}: {why}, and the published Mimi is not "
-                              f"available either ({exc}); set codec.spec ({hint})") from exc
-
-
 def load_frame_models(cfg: KameConfig):
     """Load the front-end and its codec; return (factory(batch_size) -> FrameModel, info)."""
     from ..model.stepper import Stepper
 
     fc = cfg.frontend
-    model, codec, codec_spec, tokenizer, linfo = _load_frontend(fc.spec, fc.dtype, fc.device, fc.seed, cfg.codec.spec,
-                                                                fc.oracle)
+    with config_keys(cfg):  # a load error names the config key to change, and the file that set it
+        model, codec, codec_spec, tokenizer, linfo = _load_frontend(fc.spec, fc.dtype, fc.device, fc.seed,
+                                                                    cfg.codec.spec, fc.oracle)
     model.eval()
     c = model.cfg
     if tokenizer is None:
@@ -516,7 +356,7 @@ def load_frame_models(cfg: KameConfig):
         "oracle_start_id": c.text_card,
         # kame's default tokenizer, bigger than a small random preset's text vocabulary: oracle ids
         # are folded into it (CodecFrameModel.oracle_append); a checkpoint's tokenizer must fit
-        # (_check_tokenizer refuses it before the weights load)
+        # (check_tokenizer refuses it before the weights load)
         "oracle_ids_folded": tokenizer.vocab_size > c.text_card,
         "token_text": token_text,
         "text_tokenizer": tokenizer,

@@ -20,16 +20,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from typing import AsyncIterator
 
 import numpy as np
 
 from ..backend.types import FRAME_S, FRAME_SIZE as FRAME
-from ..runtime.base import Agent, AgentAudio, AgentText, CapacityError, Meta, Output, Session
+from ..runtime.base import Agent, AgentAudio, AgentText, CapacityError, Meta, OutputReader, Session, SingleReader
 from ..runtime.clock import Clock, MonotonicClock
 
 MAX_BACKLOG_S = 10.0  # user audio kept beyond what was played (the rest is dropped, counted)
 _ids = itertools.count()
+_CLOSED = object()  # the end marker of a session's outputs
 log = logging.getLogger(__name__)
 
 
@@ -40,6 +40,7 @@ class EchoSession(Session):
         self._in = np.zeros(0, dtype=np.float32)
         self._pending: list[np.ndarray] = []  # user audio frames not played yet
         self._out: asyncio.Queue = asyncio.Queue()
+        self._reader = SingleReader(self._out, _CLOSED, session_id)  # outputs(): one reader, as the tandem's
         self._closed = asyncio.Event()
         self._heard = 0  # samples received
         self._frames = 0  # frames played
@@ -96,20 +97,11 @@ class EchoSession(Session):
                 }))
                 await self._out.put(self._stats(t0))
 
-    async def outputs(self) -> AsyncIterator[Output]:
-        while not self._closed.is_set():
-            if not self._out.empty():
-                yield self._out.get_nowait()
-                continue
-            get = asyncio.ensure_future(self._out.get())
-            closed = asyncio.ensure_future(self._closed.wait())
-            try:
-                await asyncio.wait({get, closed}, return_when=asyncio.FIRST_COMPLETED)
-            finally:  # also when the consumer is cancelled: leave no task behind
-                get.cancel()
-                closed.cancel()
-            if get.done() and not get.cancelled():
-                yield get.result()
+    def outputs(self) -> OutputReader:
+        """The outputs, in order, until the session is closed. One reader at a time: ReaderError
+        while another is open (kame.runtime.base.SingleReader; was: a second reader silently took
+        part of the outputs)."""
+        return self._reader.open()
 
     async def close(self) -> None:
         if self._closed.is_set():
@@ -120,6 +112,7 @@ class EchoSession(Session):
             await self._task
         except asyncio.CancelledError:
             pass
+        self._out.put_nowait(_CLOSED)  # (after the task: nothing is queued after the end marker)
         self.agent._sessions.pop(self.id, None)
 
 

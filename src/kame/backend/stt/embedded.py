@@ -26,12 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import BackendError
+from ...registry import spec_kwargs
 from ..options import number
 from ..types import Word
 from .pocketsphinx import PocketsphinxRecognizer, shared_process
 from .base import owner_prefix
 from .streaming import Recognizer, SegmentedSTT
-from .whisper import WhisperModelHandle, WhisperRecognizer, check_whisper_options
+from .whisper import SPEC_OPTIONS as WHISPER_OPTIONS, WhisperModelHandle, WhisperRecognizer, check_whisper_options
 
 log = logging.getLogger(__name__)
 
@@ -115,5 +116,11 @@ class EmbeddedSTT(SegmentedSTT):
         return HybridRecognizer(self)
 
 
+SPEC_OPTIONS = (*WHISPER_OPTIONS, "max_ps_lag")  # the constructor options a spec may set after ';'
+
+
 def create(arg: str | None = None, **kwargs) -> EmbeddedSTT:
-    return EmbeddedSTT(arg, **kwargs)
+    """Registry factory: ``embedded[:MODEL_DIR][;NAME=VALUE,...]``, NAME in SPEC_OPTIONS (e.g.
+    ``embedded;whisper_interval=1.0``: whisper also re-decodes every second for the partials)."""
+    model, kwargs = spec_kwargs("stt", "embedded", arg, kwargs, SPEC_OPTIONS, "embedded;whisper_interval=1.0")
+    return EmbeddedSTT(model, **kwargs)

@@ -43,7 +43,7 @@ import aiohttp
 import numpy as np
 
 from ...errors import BackendError, ConfigError
-from ...registry import split_options
+from ...registry import spec_kwargs
 from ..openai_http import MiB, OpenAIHTTP, content_type, within
 from ..options import number
 from ..types import Word
@@ -122,16 +122,6 @@ def parse_words(body: dict, duration: float) -> list[Word]:
         if timed is not None:
             return timed
     return spread(texts, 0.0, duration)
-
-
-def split_spec(arg: str | None) -> tuple[str | None, dict[str, str]]:
-    """A spec's argument "MODEL;NAME=VALUE,NAME=VALUE" -> (MODEL, {NAME: VALUE}); ConfigError for
-    an option not in SPEC_OPTIONS, a malformed or repeated one, or options without a model."""
-    where = f"stt spec 'openai:{arg}'"
-    model, options = split_options(arg, where, SPEC_OPTIONS, "openai:gpt-4o-transcribe;response_format=json")
-    if ";" in (arg or "") and not model:
-        raise ConfigError(f"{where} names no MODEL before ';': give openai:MODEL;{(arg or '').partition(';')[2]}")
-    return model or None, options
 
 
 class OpenAIRecognizer(BufferedRecognizer):
@@ -276,7 +266,9 @@ class OpenAITranscriptionSTT(OpenAIHTTP, SegmentedSTT):
 def create(arg: str | None = None, **kwargs) -> OpenAITranscriptionSTT:
     """Registry factory: ``openai:MODEL[;NAME=VALUE,...]`` (NAME in SPEC_OPTIONS; kwargs: the
     constructor's, including those)."""
-    model, options = split_spec(arg)
-    if twice := sorted(options.keys() & kwargs.keys()):
-        raise ConfigError(f"stt spec 'openai:{arg}': option {twice[0]!r} is also given as a keyword argument")
-    return OpenAITranscriptionSTT(model, **options, **kwargs)
+    model, kwargs = spec_kwargs("stt", "openai", arg, kwargs, SPEC_OPTIONS,
+                                "openai:gpt-4o-transcribe;response_format=json")
+    if ";" in (arg or "") and not model:
+        raise ConfigError(f"stt spec 'openai:{arg}' names no MODEL before ';': "
+                          f"give openai:MODEL;{arg.partition(';')[2]}")
+    return OpenAITranscriptionSTT(model, **kwargs)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import NotAvailableError, install_hint
+from ...registry import spec_kwargs
 from ..options import number
 from ..priority import run_in_lowered_thread
 from ..types import Word
@@ -212,5 +213,12 @@ class WhisperSTT(SegmentedSTT):
                                  background=self.background)
 
 
+# the constructor options a spec may set after ';' (values are text; the constructor checks them)
+SPEC_OPTIONS = ("whisper_interval", "final_beam", "cpu_threads", "partial_interval", "max_lag", "max_utterance",
+                "preroll")
+
+
 def create(arg: str | None = None, **kwargs) -> WhisperSTT:
-    return WhisperSTT(arg, **kwargs)
+    """Registry factory: ``whisper[:MODEL_DIR][;NAME=VALUE,...]``, NAME in SPEC_OPTIONS."""
+    model, kwargs = spec_kwargs("stt", "whisper", arg, kwargs, SPEC_OPTIONS, "whisper;whisper_interval=1.0")
+    return WhisperSTT(model, **kwargs)

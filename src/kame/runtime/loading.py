@@ -1,0 +1,251 @@
+"""Loading the config's models: the checks a front-end checkpoint passes before its weights are
+read (its codec, its tokenizer, their sha256), and load errors that name the config key to change.
+
+    with config_keys(cfg):                       # a load error, tagged below, names its key:
+        with config_key("codec.spec"):           #   "codec.spec = 'mimi:/x' (from kame.toml): codec ..."
+            codec = registry.create("codec", cfg.codec.spec)
+
+A ConfigError, CheckpointError or NotAvailableError (or a component's could-not-be-created
+KameError) raised inside ``config_key(KEY)`` is tagged with KEY (the innermost tag wins);
+``config_keys(cfg)`` leads its message with the key, its value and the config file that set it
+(kame.config.key_source), and keeps the rest of the message as it was. A PluginError is left
+as it is (the plugin's fault, not the key's).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+
+from ..config import KameConfig, key_source
+from ..errors import CheckpointError, ConfigError, KameError, NotAvailableError, PluginError
+
+log = logging.getLogger("kame.runtime.frontend")  # (these checks' warnings are the front-end's)
+
+
+def _keyable(exc: BaseException) -> bool:
+    return (isinstance(exc, (ConfigError, CheckpointError, NotAvailableError)) or type(exc) is KameError) \
+        and not isinstance(exc, PluginError)
+
+
+@contextmanager
+def config_key(key: str):
+    """Tag a load error raised inside with the config key ``key`` ("codec.spec"), unless an inner
+    config_key tagged it already."""
+    try:
+        yield
+    except BaseException as exc:
+        if _keyable(exc) and getattr(exc, "config_key", None) is None:
+            exc.config_key = key
+        raise
+
+
+@contextmanager
+def config_keys(cfg: KameConfig):
+    """Lead the message of a load error tagged by config_key with its key, the key's value in
+    ``cfg`` and the file that set it (if a file did): the key to change, not only the component."""
+    try:
+        yield
+    except BaseException as exc:
+        key = getattr(exc, "config_key", None)
+        if key is not None and _keyable(exc) and not getattr(exc, "config_key_named", False):
+            _name_key(exc, key, cfg)
+        raise
+
+
+def _name_key(exc: BaseException, key: str, cfg: KameConfig) -> None:
+    value = cfg
+    for part in key.split("."):
+        value = getattr(value, part)
+    source = key_source(cfg, key)
+    where = f" (from {source})" if source else ""
+    said = str(exc)
+    if said.startswith(key):  # it names the key already (and the value): add where it was set
+        if not source:
+            return
+        said = f"{key}{where}: {said}"
+    else:
+        said = f"{key} = {value!r}{where}: {said}"
+    exc.args = (said,)
+    if isinstance(exc, ImportError):  # (its str() is its msg)
+        exc.msg = said
+    exc.config_key_named = True
+
+
+def check_codec(finfo, spec: str, codec, codec_spec: str) -> None:
+    """ConfigError if a named codec cannot be the checkpoint's: one whose config.json records its
+    codec (kame.codec) hears and speaks only that kind of codec's codes, one trained on Mimi codes
+    only Mimi's."""
+    from .. import registry
+
+    recorded = finfo.kame.get("codec")
+    if codec is not None and recorded and registry.parse_spec(codec_spec)[0] != registry.parse_spec(recorded)[0]:
+        raise ConfigError(f"codec.spec {codec_spec!r} does not fit the front-end {spec!r}: it was trained with the "
+                          f"codec {recorded!r} (its config.json kame.codec), and another codec's codes stand for other "
+                          f"sounds, so the front-end would hear noise and answer with noise. Use codec.spec=auto "
+                          f"(that codec) or name that codec")
+    mimi_why = _mimi_trained(finfo)
+    if codec is not None and mimi_why and registry.parse_spec(codec_spec)[0] != "mimi":
+        raise ConfigError(f"codec.spec {codec_spec!r} does not fit the front-end {spec!r}: it was trained on "
+                          f"Mimi codes ({mimi_why}), and this codec's codes stand for other sounds, so the "
+                          f"front-end would hear noise and answer with noise. Use codec.spec=auto (its own "
+                          f"Mimi) or mimi:PATH")
+
+
+def check_tokenizer(finfo, spec: str, form) -> None:
+    """CheckpointError if the checkpoint's text tokenizer is missing (kame's default vocabulary is
+    another one: the oracle's ids and the agent's text would be wrong), does not fit its text
+    vocabulary (kame's default one too: the oracle's ids are folded into the vocabulary of random
+    weights only), or is not the file its config.json records the sha256 of."""
+    from ..backend.tokenizer import DEFAULT_MODEL, TextTokenizer
+    from ..model.meta import tokenizer_name
+
+    text_card, meta = finfo.config.text_card, finfo.config.meta
+    named_key = "tokenizer_name" if "tokenizer_name" in meta else "kame.tokenizer" if "tokenizer" in finfo.kame else None
+    if finfo.tokenizer is not None or not (named_key or _mimi_trained(finfo)):
+        # its own, or kame's default for kame's own front-ends that name none
+        path = finfo.tokenizer or DEFAULT_MODEL
+        size = TextTokenizer(path).vocab_size
+        if size > text_card and finfo.tokenizer is not None:  # its oracle and text ids would not fit the model
+            raise CheckpointError(f"front-end {spec!r}: its tokenizer {finfo.tokenizer} has {size} pieces, more "
+                                  f"than its text vocabulary (text_card {text_card}): the two do not belong "
+                                  f"together (check {named_key or 'tokenizer_name'} in its config.json)")
+        if size > text_card:
+            raise CheckpointError(f"front-end {spec!r}: its config.json names no text tokenizer (tokenizer_name or "
+                                  f"kame.tokenizer), so kame's default one would be used ({path}, {size} pieces), "
+                                  f"which does not fit its text vocabulary (text_card {text_card}): the oracle's "
+                                  f"token ids and the agent's text must come from the vocabulary it was trained with. "
+                                  f"Name it in its config.json: tokenizer_name (the file), or save it with "
+                                  f"save_frontend(..., tokenizer=...) (kame.tokenizer)")
+        _check_tokenizer_sha(path, finfo, spec)
+    else:
+        # a config.json without the key: kame's default vocabulary only for kame's own front-ends
+        # (not trained on Mimi codes); Moshi/KAME (and moshi's loader) mean Moshi's tokenizer
+        name = tokenizer_name(meta)
+        if named_key:
+            named = f"config.json {named_key}"
+        elif not finfo.raw_config:
+            named = "the Moshi default, the repo has no config.json"
+        else:
+            named = (f"the Moshi default: its config.json names no tokenizer_name, and it was trained on Mimi "
+                     f"codes ({_mimi_trained(finfo)})")
+        raise CheckpointError(f"front-end {spec!r}: its text tokenizer {name!r} ({named}) was not found: looked for "
+                              f"{_where(name, form, finfo)}. The oracle's token ids and the agent's text must come "
+                              f"from the vocabulary the front-end was trained with; put the file there or "
+                              f"{'fix ' + named_key if named_key else 'set tokenizer_name'} in its config.json")
+
+
+def _check_tokenizer_sha(path, finfo, spec: str) -> None:
+    """CheckpointError if its config.json records the sha256 of the tokenizer it was trained with
+    (kame.tokenizer_sha256) and ``path`` (the one it would run with) has another."""
+    from ..paths import file_sha256
+
+    want = finfo.kame.get("tokenizer_sha256")
+    if want is None or (got := file_sha256(path)) == want:
+        return
+    raise CheckpointError(f"front-end {spec!r} was trained with a text tokenizer of sha256 {want} (its config.json "
+                          f"kame.tokenizer_sha256), but {path} has sha256 {got}: another vocabulary, so the oracle's "
+                          f"token ids and the agent's text would mean other words. Use the tokenizer file it was "
+                          f"trained with (tokenizer_name / kame.tokenizer in its config.json), or retrain the "
+                          f"tokenizer with the same command and corpus (python -m kame.backend.tokenizer train; "
+                          f"its sha256 must be {want})")
+
+
+def _mimi_trained(finfo) -> str | None:
+    """Why a checkpoint's audio codes are Mimi's (None: nothing says so, e.g. kame's own front-ends
+    saved without a mimi_name). A config.json's kame.codec says which codec it is; one with a
+    "kame" object is kame's own (its model_type does not mean Mimi)."""
+    from .. import registry
+
+    meta, kame = finfo.config.meta, finfo.kame
+    if kame.get("codec"):
+        mimi = registry.parse_spec(kame["codec"])[0] == "mimi"
+        return f"its config.json kame.codec is {kame['codec']!r}" if mimi else None
+    if meta.get("mimi_name"):
+        return f"its config.json names the Mimi file {meta['mimi_name']!r}"
+    if meta.get("kame") is not None:
+        return None
+    if not finfo.raw_config:
+        return "a Moshi repo without config.json"
+    if meta.get("model_type") in ("moshi", "kame"):
+        return f"its config.json model_type is {meta['model_type']!r}"
+    return None
+
+
+def _where(name: str, form, finfo) -> str:
+    """Where the loader looked for a companion file named ``name`` by config.json (and why it was
+    not taken, from ``info.missing_files``)."""
+    from ..model.loaders import local_name
+
+    kind, repo, path = form
+    local = local_name(name)
+    if name.startswith("hf://"):
+        where = name
+    elif local is not None:
+        where = str(local)
+    elif kind == "hf":
+        where = f"hf://{repo}/{name}"
+    else:
+        where = str((path.parent if path.is_file() else path) / name)
+    why = [m[len(name):].strip(" ()") for m in finfo.missing_files if m.startswith(name + " (")]
+    return where + (f" ({_HUB_WHY.get(why[0], why[0])})" if why else "")
+
+
+_HUB_WHY = {"HubUnreachable": "not in the local Hugging Face cache, and the hub cannot be asked",
+            "HubFileNotFound": "the repo has no such file"}
+
+
+def recorded_codec(codec_spec: str, spec: str):
+    """codec.spec "auto" for a checkpoint whose config.json records its codec (kame.codec): that codec."""
+    from .. import registry
+
+    try:
+        return registry.create("codec", codec_spec)
+    except (ConfigError, CheckpointError, NotAvailableError) as exc:
+        raise type(exc)(f"codec.spec 'auto' for the front-end {spec!r}: the codec it was trained with, {codec_spec!r} "
+                        f"(its config.json kame.codec), cannot be loaded: {exc}") from exc
+
+
+def check_fingerprint(codec, codec_spec: str, finfo, spec: str) -> None:
+    """CheckpointError if its config.json records the sha256 of the codec it was trained with
+    (kame.codec_sha256) and ``codec``'s fingerprint differs (another fit or file: its codes stand
+    for other sounds); a codec without a fingerprint (None: unknown) cannot be checked: a warning."""
+    from .. import registry
+
+    want = finfo.kame.get("codec_sha256")
+    if want is None:
+        return
+    got = getattr(codec, "fingerprint", None)
+    if got is None:
+        log.warning("front-end %s was trained with a codec of sha256 %s (its config.json kame.codec_sha256); codec %s "
+                    "has no fingerprint (random weights, or a codec that sets none), so kame cannot check that it "
+                    "is the same", spec, want, codec_spec)
+        return
+    if got == want:
+        return
+    scheme = registry.parse_spec(codec_spec)[0]
+    refit = (f", or refit it with the seed and command it was fitted with (kame codec fit --seed S ... -o FILE, "
+             f"docs/codecs.md) until its sha256 is {want}" if scheme == "embedded" else "")
+    trained = f" {finfo.kame['codec']!r}" if finfo.kame.get("codec") else ""
+    raise CheckpointError(f"front-end {spec!r} was trained with the codec{trained} of sha256 {want} (its config.json "
+                          f"kame.codec_sha256), but codec {codec_spec!r} has sha256 {got}: another fit or file, whose "
+                          f"codes stand for other sounds, so the front-end would hear noise. Use the codec file it was "
+                          f"trained with (codec.spec={scheme}:PATH){refit}")
+
+
+def auto_codec(codec_spec: str, spec: str, form, finfo):
+    """codec.spec "auto" for a checkpoint: the Mimi its config.json names, else the published one."""
+    from .. import registry
+
+    try:
+        return registry.create("codec", codec_spec)
+    except CheckpointError as exc:
+        if finfo.mimi is not None:
+            raise
+        named = finfo.config.meta.get("mimi_name")
+        why = (f"its config.json mimi_name {named!r} was not found (looked for {_where(named, form, finfo)})"
+               if named else "its config.json names no mimi_name")
+        # a front-end trained on Mimi codes needs Mimi: another codec's codes stand for other sounds
+        hint = "mimi:PATH, the Mimi it was trained with" if _mimi_trained(finfo) else "mimi:PATH or embedded"
+        raise CheckpointError(f"codec.spec 'auto' for the front-end {spec!r}: {why}, and the published Mimi is not "
+                              f"available either ({exc}); set codec.spec ({hint})") from exc
