@@ -19,7 +19,9 @@ next use starts them again).
 Loads run in a thread (``await load_in_thread(fn, ...)``); cancelling that await (Ctrl-C while an
 agent loads) terminates the children that load is waiting for and makes its later start_child
 calls fail at once, so neither the thread nor the exit waits the ~20 s a child takes to get
-ready. Children started elsewhere (e.g. a live session restarting one) are not touched.
+ready. Children started elsewhere (e.g. a live session restarting one) are not touched. A load
+in the process itself (the front-end's model) cannot be stopped: ``loads_running()`` says one
+still runs, so a program that is quitting need not wait for it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ..errors import BackendError, NotAvailableError
 
 CTX = mp.get_context("spawn")
 _current = threading.local()  # .load: the _Load running in this thread (load_in_thread), if any
+_running: set = set()  # the _Loads whose fn has not returned yet (cancelled ones too): loads_running
 
 
 class _Load:
@@ -115,9 +118,11 @@ async def load_in_thread(fn: Callable[..., Any], *args: Any) -> Any:
 
     def run() -> Any:
         _current.load = load
+        _running.add(load)
         try:
             return fn(*args)
         finally:
+            _running.discard(load)
             _current.load = None
 
     try:
@@ -125,6 +130,13 @@ async def load_in_thread(fn: Callable[..., Any], *args: Any) -> Any:
     except asyncio.CancelledError:
         load.abort()
         raise
+
+
+def loads_running() -> int:
+    """How many load_in_thread loads are still running in their thread, cancelled ones included
+    (an in-process model load cannot be stopped: it runs to its end, and the interpreter's exit
+    waits for its thread; kame serve leaves without waiting, kame.server.ops.leave_if_loading)."""
+    return len(_running)
 
 
 def _child(target: Callable, conn, *args) -> None:

@@ -17,6 +17,7 @@ dropped first; when nothing droppable is left the connection is closed with an e
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import collections
 import hmac
@@ -475,6 +476,7 @@ def add_arguments(parser) -> None:
                              "is then read from their X-Forwarded-For (unset: the peer's; [server] trusted_proxy)")
     parser.add_argument("--max-sessions", type=at_least(1), default=None,
                         help="echo agent only, default 16 (others: [runtime] max_sessions in the config)")
+    parser.epilog, parser.formatter_class = ops.SERVE_EPILOG, argparse.RawDescriptionHelpFormatter
 
 
 def server_config_from(section) -> ServerConfig:
@@ -546,7 +548,7 @@ def main(args) -> int:
     sock = listen_socket(cfg.host, cfg.port)
     port = sock.getsockname()[1]  # the one bound (--port 0: chosen by the system)
     app = make_app(agent, cfg, manage_agent=True, load_in_background=True)
-    state = app[SERVER_KEY].health_state
+    state, stopping = app[SERVER_KEY].health_state, ops.Stopping()
     if cfg.host not in ("127.0.0.1", "localhost", "::1") and not cfg.auth_token:
         log.warning("serving on %s without an auth token", cfg.host)
     host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host  # an IPv6 address, as a URL writes it
@@ -554,6 +556,7 @@ def main(args) -> int:
     async def listen(_app) -> None:  # (first hook: before the agent's start begins)
         # listen now, while the agent loads: health probes get 503 "loading", not "connection refused"
         sock.listen(128)
+        stopping.install()  # (Ctrl-C: exit status 130)
         if args.agent != "echo":
             print(f"kame: loading the agent (front-end, codec, STT, LLM: can take half a minute); meanwhile "
                   f"http://{host}:{port}/api/health answers 503 \"loading\" ...", flush=True)
@@ -572,10 +575,14 @@ def main(args) -> int:
 
     state.on_ready, state.on_failed = announce, failed
     app.on_startup.insert(0, listen)
-    web.run_app(app, sock=sock, print=None, handle_signals=True, access_log_class=ops.AccessLogger)
+    try:
+        web.run_app(app, sock=sock, print=None, handle_signals=True, access_log_class=ops.AccessLogger)
+    except KeyboardInterrupt:  # a second Ctrl-C during the shutdown
+        stopping.interrupted = True
     if state.load_error is not None:
         raise state.load_error
-    return 0
+    ops.leave_if_loading(state, stopping.status)  # (a signal during start-up: not after the model's load)
+    return stopping.status
 
 
 def _graceful_exit() -> None:

@@ -23,10 +23,14 @@ plugin's) is read by its ``components`` names and ``frames`` / ``missed`` counte
 from __future__ import annotations
 
 import asyncio
+import atexit
 import errno
 import ipaddress
 import logging
+import os
 import re
+import signal
+import sys
 import time
 
 from aiohttp import web
@@ -244,6 +248,7 @@ class Health:
         self._since = 0.0  # (server clock) since when it has not moved
         self._stop_logged = False  # (the agent's stop after its start: logged once)
         self._health_logged = False
+        self.cut_short = False  # the server stopped while the agent was loading (end_loading cancelled it)
 
     def begin_loading(self, agent) -> None:
         """Start the agent in the background; meanwhile /api/health and /api/chat answer 503
@@ -274,6 +279,7 @@ class Health:
         """Cancel a start still under way (the server stops while the agent loads)."""
         task, self._task = self._task, None
         if task is not None and not task.done():
+            self.cut_short = True
             task.cancel()
             await asyncio.wait({task})
 
@@ -501,3 +507,68 @@ LISTEN_HINTS = {  # errno of a failed bind -> what to do
                          "or one of its own addresses with --host",
     errno.EACCES: "ports below 1024 need privileges: choose one above 1023 with --port",
 }
+
+
+# ---- stopping --------------------------------------------------------------------------------
+
+SERVE_EPILOG = """\
+stopping:
+  Ctrl-C (SIGINT) or SIGTERM   closes the sessions (1001 "server shutting down"), stops the
+                               agent and exits; a second Ctrl-C quits at once. During start-up
+                               it cancels the agent's load and exits without waiting for a
+                               model still loading in the process
+
+exit status:
+  0    stopped by SIGTERM (a service manager's normal stop)
+  1    an error before serving (config, token file, address in use), or the agent could
+       not start
+  2    command-line syntax
+  130  stopped by Ctrl-C (SIGINT), as every kame command
+"""
+
+
+class Stopping:
+    """Which signal stopped `kame serve`, for its exit status: aiohttp stops the server on SIGINT
+    and SIGTERM alike (exit 0); ``install`` (on the running loop, after aiohttp's handlers, so
+    it replaces its SIGINT's) remembers a Ctrl-C, so `kame serve` exits 130 then, as every kame
+    command does. SIGTERM stays 0: a service manager's normal stop is no failure."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+
+    def install(self) -> None:
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._sigint)
+        except (NotImplementedError, RuntimeError):  # no signal handlers there (Windows, not the main thread)
+            pass
+
+    def _sigint(self) -> None:
+        if self.interrupted:  # a second Ctrl-C during the shutdown: quit at once
+            raise KeyboardInterrupt
+        self.interrupted = True
+        raise web.GracefulExit()
+
+    @property
+    def status(self) -> int:
+        return 130 if self.interrupted else 0
+
+
+def leave_if_loading(health: Health, status: int) -> None:
+    """After the server stopped while the agent loaded (``health.cut_short``): the cancelled load
+    has terminated its back-end children, but a model loading in this process (the front-end's:
+    a minute for a large preset) runs on to its end, and the interpreter's exit waits for its
+    thread. If one still runs, run the exit hooks (the log's, multiprocessing's: children and
+    semaphores, the LLM child's stop) and leave now with ``status``. (Not a daemon thread instead:
+    at exit Python 3.11 ends those with pthread_exit, which can abort the process inside torch.)"""
+    from ..backend.childproc import loads_running
+
+    if not health.cut_short or not loads_running():
+        return
+    log.info("the agent was still loading: exiting without waiting for its load to end")
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):  # (closed or replaced streams)
+            pass
+    os._exit(status)

@@ -140,11 +140,24 @@ def shared_worker(gguf: Path | None = None, nice: int = 0) -> "_ChildWorker":
 
 
 # --- the child process ---
+def _no_cross_process_tqdm_lock() -> None:
+    """tqdm's first bar (transformers' GGUF reader draws one, disabled or not) creates a
+    multiprocessing RLock: a named semaphore registered with the parent's resource tracker. A
+    child killed (SIGKILL, the OOM killer) cannot unlink it, so the parent's exit warned of "1
+    leaked semaphore objects". The child is one process: a thread lock does."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # (transformers needs tqdm; load_model says what is missing)
+        return
+    tqdm.set_lock(threading.RLock())
+
+
 def _child_main(conn, gguf: str, cancel, nice: int = 0) -> None:
     """Child entry point: load the model, then serve requests from ``conn`` until it closes."""
     # transformers' GGUF reader draws a tqdm bar on stderr at every start; tqdm reads
     # TQDM_DISABLE when it is first imported (by torch or transformers, below)
     os.environ.setdefault("TQDM_DISABLE", "1")
+    _no_cross_process_tqdm_lock()
     lower_thread_priority(nice)  # before torch starts any thread: they inherit it
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer

@@ -1,0 +1,97 @@
+"""How `kame serve` stops, as a service manager and a terminal see it: Ctrl-C (SIGINT) exits
+130 like every kame command (was: 0), SIGTERM (a service manager's normal stop) 0; a signal
+during start-up exits without waiting for a model load still running in the process (was: the
+exit waited for the load thread, a minute for a large front-end preset)."""
+
+from __future__ import annotations
+
+import argparse
+import queue
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+SIGNALS = [(signal.SIGINT, 130), (signal.SIGTERM, 0)]
+
+
+def _serve(args: list[str], stdin=None) -> subprocess.Popen:
+    # SIGINT at its default (a test run from a background job would pass it on ignored)
+    return subprocess.Popen([sys.executable, *args], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def _wait_for(proc: subprocess.Popen, text: str) -> None:
+    """Until a stdout line holds ``text`` (read in a thread: a server that never says it fails, not hangs)."""
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in iter(proc.stdout.readline, "")] + [lines.put("")],
+                     daemon=True).start()
+    while True:
+        line = lines.get(timeout=60)
+        assert line, f"kame serve ended before it said {text!r}: {proc.stderr.read()}"
+        if text in line:
+            return
+
+
+@pytest.mark.parametrize("sig, status", SIGNALS, ids=["SIGINT", "SIGTERM"])
+def test_the_exit_status_says_which_signal_stopped_it(sig, status):
+    proc = _serve(["-c", "import sys; from kame.cli import main; sys.exit(main())", "serve", "--agent", "echo",
+                   "--port", "0"])
+    try:
+        _wait_for(proc, "serving on http://")
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) == status
+        err = proc.stderr.read()
+        assert "shutting down: closing 0 session(s)" in err and "Traceback" not in err
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+LOADING_SCRIPT = textwrap.dedent("""
+    import sys
+    from kame import cli
+    from kame.backend.childproc import load_in_thread
+    from kame.errors import KameError
+    from kame.server import app as A
+
+    class Loading(A.Agent):  # its model loads in the process until the test writes a line
+        max_sessions = 1
+        components = {"mode": "tandem"}
+        async def start(self):
+            await load_in_thread(sys.stdin.readline)
+        async def stop(self): pass
+        async def open_session(self, session_id=None): raise KameError("not in this test")
+
+    A._build = lambda args: (Loading(), A.ServerConfig(port=0))
+    sys.exit(cli.main(["serve"]))
+""")
+
+
+@pytest.mark.parametrize("sig, status", SIGNALS, ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_the_agent_loads_exits_without_waiting_for_the_load(sig, status):
+    proc = _serve(["-c", LOADING_SCRIPT], stdin=subprocess.PIPE)
+    try:
+        _wait_for(proc, "answers 503 \"loading\"")
+        proc.send_signal(sig)
+        try:
+            got = proc.wait(timeout=30)  # (the load never ends by itself)
+        except subprocess.TimeoutExpired:
+            pytest.fail("kame serve waited for the agent's load to end after the signal")
+        assert got == status
+        assert "exiting without waiting for its load to end" in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_help_lists_the_exit_statuses():
+    from kame.server.app import add_arguments
+
+    parser = argparse.ArgumentParser(prog="kame serve")
+    add_arguments(parser)
+    text = parser.format_help()
+    assert "130  stopped by Ctrl-C (SIGINT)" in text and "0    stopped by SIGTERM" in text
