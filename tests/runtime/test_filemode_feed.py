@@ -51,7 +51,7 @@ async def test_the_feed_log_records_the_step_each_oracle_event_went_into():
     assert [o["frame"] for o in oracle] == [1, 1, 3, None] and doc["oracle_frames"] is True
     assert doc == {"max_delay": None, "delays": None, "oracle": None, "start_id": None, "pad_id": None,
                    "text_card": None, "steps": 5, "oracle_tokens": [[1, START], [2, 5], [3, 6], [4, 7]],
-                   "oracle_frames": True}
+                   "lost_steps": [], "unstepped_inputs": [], "oracle_frames": True}
 
 
 def test_frames_are_set_only_when_the_events_match_the_log_one_to_one():
@@ -59,3 +59,24 @@ def test_frames_are_set_only_when_the_events_match_the_log_one_to_one():
     one = [{"event": "reset", "prediction_id": 1}]
     assert feed_record(log, one)["oracle_frames"] is False and "frame" not in one[0]
     assert feed_record(None, one) is None  # a cascade: no front-end
+
+
+def test_the_feed_log_tells_a_lost_output_from_an_unheard_input():
+    """With the model's own step count (RowOutput.step), a failed step that ran is a lost output,
+    one that did not is an input frame the model never heard."""
+    from kame.runtime.session import FeedLog
+
+    ran = FeedLog()
+    for k in (0, 2):  # step 1 ran but failed (its input frame 1 was heard)
+        ran.handed(1)
+        if k == 2:
+            ran.handed(0)
+        ran.stepped(9, k)
+    assert ran.lost == [1] and ran.unstepped == [] and ran.events == {0: 0, 1: 1} and ran.steps == 3
+    skipped = FeedLog()
+    for k in (0, 1):  # the job of input frame 1 failed before the model stepped: input 2 went to step 1
+        skipped.handed(0)
+        if k == 1:
+            skipped.handed(1)
+        skipped.stepped(9, k)
+    assert skipped.lost == [] and skipped.unstepped == [1] and skipped.events == {0: 1}

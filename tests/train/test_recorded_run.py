@@ -17,7 +17,7 @@ from kame.audio import write_wav
 from kame.backend.tokenizer import default_tokenizer
 from kame.cli import main
 from kame.codec.base import Codec, CodecStream
-from kame.model.stepper import Stepper
+from kame.model.stepper import Stepper, oracle_timeline
 from kame.train.data import DataError
 from kame.train.examples import training_example
 from kame.train.recorded import from_kame_run
@@ -154,3 +154,54 @@ def test_a_feed_that_disagrees_with_its_events_is_refused(tmp_path, monkeypatch,
     with pytest.raises(DataError, match=r"at frame \d+ the front-end was fed oracle token \d+, but the run's oracle "
                                         r"events give \d+: its record does not hold together"):
         from_kame_run(out.with_suffix(".json"))
+
+
+def test_a_failed_step_does_not_shift_the_recorded_feed(tmp_path, monkeypatch, components):
+    """A step whose decode failed after the model had stepped: the recording keys each oracle
+    token by the step the model counted (was: the steps delivered, one short after the failure)."""
+    fed = {}  # the stepper's step index of row 0 -> the oracle token it fed there
+    step = Stepper.step
+
+    def spy(self, user_codes):
+        at = self.frames[0]
+        out = step(self, user_codes)
+        fed[at] = int(out.oracle_in[0])
+        return out
+
+    class FailingOnce(SegmentCodec):
+        def stream(self, batch_size=1):
+            inner, calls = super().stream(batch_size), [0]
+
+            class Stream(type(inner)):
+                def decode_frame(self, codes):
+                    calls[0] += 1
+                    if calls[0] == 14:  # (after the fake STT's words and the first prediction)
+                        raise RuntimeError("decoder hiccup")
+                    return inner.decode_frame(codes)
+
+            return Stream()
+
+    monkeypatch.setattr(Stepper, "step", spy)
+    registry.register("codec", "segfail", lambda arg=None: FailingOnce(1))
+    try:
+        write_wav(tmp_path / "q.wav", segments([[100]] * 4 + [[900]] * 6 + [[50]] * 12), 24000)
+        out = tmp_path / "a.wav"
+        assert main(["run", str(tmp_path / "q.wav"), "-o", str(out), "--tail", "1.5", "--no-png",
+                     "--set", "frontend.spec=random:tiny", "--set", "codec.spec=segfail", "--set", "backend.stt=fake_rec",
+                     "--set", "backend.llm=small_ids", "--set", "runtime.vad=energy"]) == 0
+    finally:
+        registry._ENTRIES["codec"].pop("segfail", None)
+    doc = json.loads(out.with_suffix(".json").read_text())
+    assert doc["summary"]["frontend_failed_steps"] == 1
+    pad = 3  # (the tiny preset's text padding id)
+    feed = doc["frontend_feed"]
+    steps, lost = feed["steps"], feed["lost_steps"]
+    assert lost == [13] and feed["unstepped_inputs"] == []  # (the step of the 14th decode ran, its output was lost)
+    assert steps in (len(fed), len(fed) - 1)  # (a step as the session closes may not be delivered)
+    recorded = {f: t for f, t in feed["oracle_tokens"]}
+    assert recorded and recorded == {f: t for f, t in fed.items() if t != pad and f < steps and f not in lost}
+    with pytest.warns(UserWarning, match="failed on 1 frame.s.: they have no agent audio$"):
+        d = from_kame_run(out.with_suffix(".json"))  # the events' frames and the tokens hold together
+    oracle = oracle_timeline(d.timeline_events(), steps, start_id=feed["start_id"], pad_id=pad,
+                             vocab=feed["text_card"] + 1)
+    assert oracle.tolist() == [fed[f] for f in range(steps)]  # the lost step's token too

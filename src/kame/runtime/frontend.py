@@ -109,6 +109,7 @@ class CodecFrameModel:
         except AudioFormatError as exc:  # the front-end hears a silent frame instead
             broken.append(str(exc))
             codes = self.silence_codes[None].expand(self.batch_size, -1)
+        steps = np.array(self.stepper.frames, np.int64)  # [B] each row's step index (its frames so far)
         dev = self.stepper.model.device  # the LM may live elsewhere (frontend.device) than the codec
         out = self.stepper.step(codes[:, : self.n_user_q].to(dev) if self.n_user_q else None)
         valid = out.valid.cpu()  # [B]
@@ -134,7 +135,8 @@ class CodecFrameModel:
         text = torch.where(valid, out.text.cpu(), torch.full_like(out.text.cpu(), -1))
         text = [(-1 if int(t) in self.text_skip else int(t)) for t in text.tolist()]
         oracle = [(-1 if int(t) == self.pad_id else int(t)) for t in out.oracle_in.tolist()]
-        return FrameOut(pcm=pcm_out.cpu().numpy(), text=np.array(text, np.int64), oracle=np.array(oracle, np.int64))
+        return FrameOut(pcm=pcm_out.cpu().numpy(), text=np.array(text, np.int64), oracle=np.array(oracle, np.int64),
+                        step=steps)
 
     def _codec(self, method: str, *args):
         """The codec stream's ``method``; its exception re-raised naming the codec."""
@@ -354,6 +356,9 @@ def load_frame_models(cfg: KameConfig):
         "oracle": bool(getattr(model, "has_oracle", False)),  # oracle_stream says what it is
         **sampling_info,
         "oracle_start_id": c.text_card,
+        "text_pad_id": int(c.existing_text_padding_id),
+        # output frame f comes out of step f + max_delay (the acoustic delays per stream)
+        "max_delay": int(c.max_delay), "delays": [int(d) for d in c.delays],
         # kame's default tokenizer, bigger than a small random preset's text vocabulary: oracle ids
         # are folded into it (CodecFrameModel.oracle_append); a checkpoint's tokenizer must fit
         # (check_tokenizer refuses it before the weights load)

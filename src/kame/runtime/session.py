@@ -85,29 +85,48 @@ class FeedLog:
     session's first (its row's reset); file mode feeds input frame k at step k."""
 
     frontend: dict | None = None  # TandemSession.frontend_layout() (None: a frame model that does not say)
-    steps: int = 0  # steps delivered
+    steps: int = 0  # the next step's index (steps taken so far, as far as this log knows)
     received: int = 0  # oracle events received (one "oracle" Meta each, in the same order)
     events: dict[int, int] = field(default_factory=dict)  # event n (arrival order) -> the step it went before
     tokens: list[tuple[int, int]] = field(default_factory=list)  # (step, oracle token fed), pad left out
+    lost: list[int] = field(default_factory=list)  # steps the model took whose output never came (failed)
+    unstepped: list[int] = field(default_factory=list)  # input frames a failed step took without the model stepping
+    inputs: int = 0  # input frames handed to steps
     _handed: int = 0  # events handed to steps
-    _pending: list[int] = field(default_factory=list)  # events handed to a step not delivered yet
+    _jobs: list[list[int]] = field(default_factory=list)  # per step handed and not delivered yet: its events
 
     def handed(self, n: int) -> None:
-        self._pending.extend(range(self._handed, self._handed + n))
+        """An input frame (and ``n`` oracle events, applied before its step) handed to a step."""
+        self._jobs.append(list(range(self._handed, self._handed + n)))
         self._handed += n
+        self.inputs += 1
 
-    def stepped(self, oracle_token: int) -> None:
-        # (a failed step delivers nothing: its events are applied before the next one, so they get its step)
-        for n in self._pending:
-            self.events[n] = self.steps
-        self._pending.clear()
+    def stepped(self, oracle_token: int, step: int | None = None) -> None:
+        """The latest step handed was delivered: ``step`` is its index as the frame model counted
+        it (RowOutput.step; None: counted here). The steps handed before it failed: the model's
+        count says whether they ran (outputs lost: ``lost``) or not (their input frames never
+        heard: ``unstepped``); exact for one failure between two delivered steps."""
+        *failed, mine = self._jobs or [[]]
+        self._jobs.clear()
+        known, step = step is not None, self.steps if step is None else int(step)  # (unknown: they did not run)
+        ran = max(0, min(len(failed), step - self.steps))  # failed steps that advanced the model
+        for i, job in enumerate(failed):  # their events went before the step the model was at then
+            for n in job:
+                self.events[n] = min(self.steps + i, step)
+        for n in mine:
+            self.events[n] = step
+        if known:
+            self.lost.extend(range(self.steps, self.steps + ran))
+            heard = self.inputs - 1  # this step's input frame (file mode: input frame k at step k)
+            self.unstepped.extend(range(heard - len(failed) + ran, heard))
         if oracle_token >= 0:
-            self.tokens.append((self.steps, int(oracle_token)))
-        self.steps += 1
+            self.tokens.append((step, int(oracle_token)))
+        self.steps = step + 1
 
     def to_json(self) -> dict:
         return {**dict.fromkeys(LAYOUT_KEYS), **(self.frontend or {}), "steps": self.steps,
-                "oracle_tokens": [[f, t] for f, t in self.tokens]}
+                "oracle_tokens": [[f, t] for f, t in self.tokens], "lost_steps": list(self.lost),
+                "unstepped_inputs": list(self.unstepped)}
 
 
 class TandemSession(Session):
@@ -201,17 +220,15 @@ class TandemSession(Session):
         return self.feed_log
 
     def frontend_layout(self) -> dict | None:
-        """The front-end stepping this session's row (LAYOUT_KEYS): its acoustic delays (its output
-        frame f comes out of step f + max_delay), whether it has an oracle stream, its oracle ids;
-        None for a frame model that is no kame Stepper's."""
-        worker = getattr(self.agent, "worker", None)
-        try:
-            cfg = worker.models[worker.row_map[self.row][0]].stepper.cfg
-            return {"max_delay": int(cfg.max_delay), "delays": [int(d) for d in cfg.delays],
-                    "oracle": bool(cfg.oracle), "start_id": int(cfg.text_card),
-                    "pad_id": int(cfg.existing_text_padding_id), "text_card": int(cfg.text_card)}
-        except (AttributeError, IndexError, TypeError):
+        """The front-end stepping this session's row (LAYOUT_KEYS, from what its load said:
+        kame.runtime.frontend.load_frame_models' info): its acoustic delays (its output frame f
+        comes out of step f + max_delay), whether it has an oracle stream, its oracle ids; None
+        for a frame model that does not say (a test's fake)."""
+        c = getattr(self.agent, "components", None) or {}
+        if "max_delay" not in c:
             return None
+        return {"max_delay": c["max_delay"], "delays": list(c["delays"]), "oracle": bool(c.get("oracle")),
+                "start_id": c.get("oracle_start_id"), "pad_id": c.get("text_pad_id"), "text_card": c.get("text_vocab")}
 
     # ----------------------------------------------------------------- engine-facing API
     def take_input(self, tick: float) -> RowInput:
@@ -257,7 +274,7 @@ class TandemSession(Session):
             return
         self.stats.frames += 1
         if self.feed_log is not None:
-            self.feed_log.stepped(rout.oracle_token)
+            self.feed_log.stepped(rout.oracle_token, rout.step)
         self._step_times.append(step_s)
         lat = self._lat
         for ev in rout.vad:  # user voice activity (from the worker)

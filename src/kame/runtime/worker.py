@@ -56,6 +56,7 @@ class FrameOut:
     pcm: np.ndarray  # [B, 1920] float32 agent audio
     text: np.ndarray  # [B] int64 inner-monologue text token (-1 = none yet)
     oracle: np.ndarray  # [B] int64 oracle token fed at this step (-1 = none/pad)
+    step: np.ndarray | None = None  # [B] int64 each row's step index since its reset (None: not told)
 
 
 @dataclass
@@ -78,6 +79,7 @@ class RowOutput:
     pcm: np.ndarray  # [1920]
     text_token: int
     oracle_token: int
+    step: int | None = None  # the row's step index since its session joined (FrameOut.step; None: not told)
     vad: list = field(default_factory=list)  # user VAD events (kame.backend.vad.VADEvent-like)
     last_voice: float | None = None  # end of the latest chunk the user's VAD heard as speech
 
@@ -215,7 +217,8 @@ class StepWorker:
             for ri in rows:
                 r = self.row_map[ri.row][1]
                 out[ri.row] = RowOutput(pcm=np.asarray(fo.pcm[r], np.float32), text_token=int(fo.text[r]),
-                                        oracle_token=int(fo.oracle[r]))
+                                        oracle_token=int(fo.oracle[r]),
+                                        step=None if fo.step is None else int(fo.step[r]))
         if self.vad_factory is not None:
             for ri in job.rows:
                 vad = self.vads.get(ri.row)

@@ -90,6 +90,9 @@ def from_kame_run(out_json: str | Path, out_wav: str | Path | None = None, *, ag
     words = sorted(_user_words(doc["user_words"], duration), key=lambda w: w.start)
     words += _agent_words(doc["agent_text"], agent_lag, duration)
 
+    if unheard := feed.get("unstepped_inputs"):
+        raise DataError(f"{out_json}: a failed front-end step took input frame(s) {unheard[:5]} without stepping, so "
+                        f"the front-end's steps after it heard the input one frame late: it cannot be converted exactly")
     events = [o for o in doc.get("oracle", []) if isinstance(o, dict)]
     recorded = bool(feed.get("oracle_frames")) and all("frame" in o for o in events)
     oracle = _oracle_events(events, frames, recorded, out_json)
@@ -101,9 +104,11 @@ def from_kame_run(out_json: str | Path, out_wav: str | Path | None = None, *, ag
         warnings.warn(f"{out_json} does not record {' nor '.join(guessed)}; a run of this kame records them "
                       f"exactly (docs/runtime.md, \"What the front-end was fed\")", UserWarning, stacklevel=2)
     failed = (doc.get("summary") or {}).get("frontend_failed_steps") or 0
-    if failed:  # (the record cannot tell whether a failed step advanced the front-end)
-        warnings.warn(f"{out_json}: the front-end's step failed on {failed} frame(s): they have no agent audio, and "
-                      f"the frames recorded after the first may be one step off", UserWarning, stacklevel=2)
+    if failed:
+        # (a recording without "lost_steps" cannot tell whether a failed step advanced the front-end)
+        off = "" if "lost_steps" in feed else ", and the frames recorded after the first may be one step off"
+        warnings.warn(f"{out_json}: the front-end's step failed on {failed} frame(s): they have no agent audio{off}",
+                      UserWarning, stacklevel=2)
 
     sha = None
     if any(ev.ids for ev in oracle):
@@ -167,11 +172,13 @@ def _check_fed(oracle: list[OracleEvent], feed: dict, frames: int, where: Path) 
         if 0 <= f < frames:
             got[f] = t
     steps = min(frames, int(feed.get("steps") or 0))
-    bad = next((f for f in range(steps) if got[f] != want[f]), None)
+    lost = set(feed.get("lost_steps") or ())  # steps that ran but failed: what they were fed was not delivered
+    bad = next((f for f in range(steps) if got[f] != want[f] and f not in lost), None)
     if bad is not None:
         raise DataError(f"{where}: at frame {bad} the front-end was fed oracle token {got[bad]}, but the run's oracle "
-                        f"events give {want[bad]}: its record does not hold together (a failed front-end step shifts "
-                        f"the steps after it; see summary.frontend_failed_steps); it cannot be converted exactly")
+                        f"events give {want[bad]}: its record does not hold together (an edited JSON, or an older "
+                        f"kame's record shifted by a failed front-end step: see summary.frontend_failed_steps); it "
+                        f"cannot be converted exactly")
 
 
 def _user_words(items, duration: float) -> list[Word]:
