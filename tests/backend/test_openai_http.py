@@ -123,3 +123,39 @@ async def test_a_session_made_while_the_last_one_closes_is_kept():
     assert old.closed and new is not old and c._session is new and not new.closed
     await c.aclose()
     assert new.closed and c._session is None
+
+
+@pytest.mark.parametrize("status, cause", [(401, "HTTP 401 from the LLM server"), (404, "HTTP 404 from the LLM server"),
+                                           (None, "cannot reach the LLM server")])
+async def test_what_a_remote_client_is_told_of_an_http_error(clean_env, server, status, cause):
+    """The adapter's error tells the operator all (URL, the upstream's answer, where the key came
+    from); what `kame serve` sends its client (kame.runtime.base.client_form) is its short form
+    (was: the whole error, in the 0x05 agent_error and the "backend" Meta)."""
+    from aiohttp import web
+
+    from kame.runtime.base import BackendHealth, ErrorEvent, client_form
+
+    async def answer(request):
+        return web.json_response({"error": {"message": "Incorrect API key provided: sk-proj-abc1****WXYZ, "
+                                            "org org-internal-42"}}, status=status)
+
+    server.handler = answer
+    clean_env.setenv("OPENAI_API_KEY", "sk-proj-abc1secretWXYZ")
+    url = server.url if status else await dead_url()
+    llm = registry.create("llm", "openai:gpt-x", base_url=url, connect_timeout=1.0)
+    try:
+        with pytest.raises(BackendError) as err:
+            async for _ in llm.stream_chat([ChatMessage("user", "hi")], max_tokens=5):
+                pass
+    finally:
+        await llm.aclose()
+    detail = str(err.value)
+    assert url in detail and (status is None or "org-internal-42" in detail)  # (the operator's)
+    out = []
+    BackendHealth(out.append).report("llm", False, 0.0, detail, f"back-end llm failed: {detail}")
+    assert out[0].message.endswith(detail)  # (kame run: all of it)
+    sent = [client_form(o) for o in out]
+    assert isinstance(sent[0], ErrorEvent) and sent[0].message == f"llm back-end failed ({cause}); see the server log"
+    assert sent[1].data["error"] == sent[0].message
+    for secret in ("127.0.0.1", "org-internal", "sk-proj", "OPENAI_API_KEY", "api_key", "/v1"):
+        assert secret not in repr(sent), secret

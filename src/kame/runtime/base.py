@@ -23,6 +23,7 @@ Outputs:
 from __future__ import annotations
 
 import asyncio
+import re
 import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -83,11 +84,53 @@ class Meta:
 
 @dataclass(frozen=True)
 class ErrorEvent:
-    message: str
+    message: str  # all there is to say (`kame run` records it)
     t: float
+    brief: str | None = None  # what a remote client is told instead (client_form); None: made from message
 
 
 Output = Union[AgentAudio, AgentText, Meta, ErrorEvent]
+
+# ---- what a remote client is told of a failure ----------------------------------------------
+# A back-end's error names its internal URL, the upstream server's answer, where the API key comes
+# from: for the operator (the log, `kame run`), not for `kame serve`'s clients. They get the
+# component and a short cause; the server logs the rest (kame.server.ops.for_client).
+
+SEE_LOG = "see the server log"
+_CAUSES = (  # (a pattern in kame's back-end errors, the short cause; {c}: the component, upper-case)
+    (re.compile(r"\bHTTP (\d{3})\b"), "HTTP {0} from the {c} server"),
+    (re.compile(r"\bcannot connect\b|ConnectionRefused|ClientConnector", re.I), "cannot reach the {c} server"),
+    (re.compile(r"\bstalled\b", re.I), "stalled"),
+    (re.compile(r"\btimed out\b|\bTimeoutError\b", re.I), "timed out"),
+    (re.compile(r"\bover the .* limit\b"), "its answer was too large"),
+)
+# kame's own ErrorEvents whose text after the ": " is an internal exception's
+_INTERNAL = ("front-end step failed", "hybrid routing failed", "prompt building failed")
+
+
+def backend_brief(component: str, error: str | None) -> str:
+    """A back-end failure as a remote client is told it: "llm back-end failed (HTTP 401 from the
+    LLM server); see the server log" (no cause class found: none said)."""
+    for pattern, cause in _CAUSES:
+        if m := pattern.search(error or ""):
+            return f"{component} back-end failed ({cause.format(*m.groups(), c=component.upper())}); {SEE_LOG}"
+    return f"{component} back-end failed; {SEE_LOG}"
+
+
+def client_form(out: Output) -> Output:
+    """``out`` as `kame serve` sends it: an ErrorEvent says its ``brief`` (kame's internal failures
+    only their first part, others as they are); a "backend" Meta's "error" is backend_brief's.
+    Other outputs, and those with nothing to hide, are returned as they are."""
+    if isinstance(out, ErrorEvent):
+        text = out.brief
+        if text is None:
+            head = out.message.partition(":")[0]
+            text = f"{head}; {SEE_LOG}" if head in _INTERNAL else out.message
+        return out if text == out.message else ErrorEvent(text, out.t, text)
+    if isinstance(out, Meta) and isinstance(out.data, dict) and out.data.get("type") == "backend" \
+            and out.data.get("error") and isinstance(out.data.get("component"), str):
+        return Meta({**out.data, "error": backend_brief(out.data["component"], str(out.data["error"]))})
+    return out
 
 
 def _task() -> asyncio.Task | None:
@@ -174,8 +217,9 @@ class SingleReader:
 class BackendHealth:
     """A session's record of its back-end components ("stt", "llm", "tts"; each up until it
     fails) and what it sends about them, in either mode: every failure an ErrorEvent
-    (``message``, else a default); on a change only, Meta {"type": "backend", "component",
-    "status": "down"|"up", "error", "t"} (down, then up at the component's next success)."""
+    (``message``, else a default; its ``brief`` for remote clients: backend_brief); on a change
+    only, Meta {"type": "backend", "component", "status": "down"|"up", "error", "t"} (down, then
+    up at the component's next success)."""
 
     def __init__(self, emit) -> None:
         self._emit = emit  # Output -> None: the session's output queue
@@ -184,7 +228,8 @@ class BackendHealth:
     def report(self, component: str, ok: bool, t: float, error: str | None = None,
                message: str | None = None) -> None:
         if not ok:
-            self._emit(ErrorEvent(message or f"back-end {component} failed: {error}", t))
+            self._emit(ErrorEvent(message or f"back-end {component} failed: {error}", t,
+                                  backend_brief(component, error)))
         if ok == (component in self.down):  # a change
             (self.down.discard if ok else self.down.add)(component)
             self._emit(Meta({"type": "backend", "component": component, "status": "up" if ok else "down",

@@ -23,14 +23,10 @@ plugin's) is read by its ``components`` names and ``frames`` / ``missed`` counte
 from __future__ import annotations
 
 import asyncio
-import atexit
 import errno
 import ipaddress
 import logging
-import os
-import re
 import signal
-import sys
 import time
 
 from aiohttp import web
@@ -39,6 +35,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import ConfigError, KameError
 from ..paths import local_path
+from ..runtime.base import ErrorEvent, client_form
+from .logsafe import clean, redact
 
 log = logging.getLogger("kame.server")
 STALL_S = 5.0  # live sessions and no front-end frame for this long: the front-end is "stalled"
@@ -77,15 +75,15 @@ def _trusted(addr: str | None, nets: tuple) -> bool:
 def client_address(request: web.BaseRequest, trusted: tuple) -> str:
     """The client's address: the peer's, or, when the peer is a trusted proxy, the nearest
     address in X-Forwarded-For that is not one (a client can put anything in that header, so
-    it is read only from proxies the operator named)."""
+    it is read only from proxies the operator named). For the log: control characters escaped."""
     remote = request.remote or "?"
     if not trusted or not _trusted(remote, trusted):
-        return remote
+        return clean(remote)
     hops = [h.strip() for v in request.headers.getall("X-Forwarded-For", []) for h in v.split(",") if h.strip()]
     for hop in reversed(hops):
         if not _trusted(hop, trusted):
-            return hop
-    return hops[0] if hops else remote
+            return clean(hop)  # (not an address, maybe: whatever the client put before the proxy's)
+    return clean(hops[0] if hops else remote)
 
 
 TRUSTED_KEY = web.AppKey("kame_trusted_proxies", tuple)
@@ -93,39 +91,37 @@ TRUSTED_KEY = web.AppKey("kame_trusted_proxies", tuple)
 
 class AccessLogger(AbstractAccessLogger):
     """Access log without query strings (they may carry ?token=); health probes and metrics
-    scrapes at DEBUG (one every few seconds would bury the rest); the client behind a trusted proxy."""
+    scrapes at DEBUG (one every few seconds would bury the rest); the client behind a trusted proxy.
+    The path as sent (percent-encoded: a decoded %0A would start a forged line)."""
 
     def log(self, request, response, time) -> None:
         try:
             trusted = request.app.get(TRUSTED_KEY, ())
-        except (AttributeError, RuntimeError):  # (a request aiohttp could not parse has no app)
-            trusted = ()
-        level = logging.DEBUG if request.path in (HEALTH_PATH, METRICS_PATH) else logging.INFO
-        self.logger.log(level, '%s "%s %s" %s %.3fs', client_address(request, trusted), request.method,
-                        request.path, response.status, time)
+        except (AssertionError, AttributeError, RuntimeError):  # a request aiohttp could not parse has
+            trusted = ()  # no app (aiohttp 3.14 asserts on its missing match_info)
+        path = request.rel_url.raw_path
+        level = logging.DEBUG if path in (HEALTH_PATH, METRICS_PATH) else logging.INFO
+        self.logger.log(level, '%s "%s %s" %s %.3fs', client_address(request, trusted), clean(request.method),
+                        clean(path), response.status, time)
 
 
 # ---- aiohttp's own log lines ---------------------------------------------------------------
 
-_QUERY = re.compile(r"\?[^\s'\"]+")  # a query string, up to a space or a quote
-
-
-def redact(text: str) -> str:
-    return _QUERY.sub("?…", text)
-
 
 class RedactQueries(logging.Filter):
     """On aiohttp's loggers. aiohttp logs a malformed request (a bad Content-Length, a control
-    character in the URL) at ERROR with a traceback whose message quotes the raw request line,
-    ``?token=SECRET`` included. Such a request is the client's fault: it becomes one WARNING
-    line without the traceback; in every line a query string is cut to ``?…``."""
+    character in the URL) at ERROR with a traceback whose message quotes the raw request line or
+    header, ``?token=SECRET`` or ``Authorization: Bearer SECRET`` included. Such a request is the
+    client's fault: it becomes one WARNING line without the traceback, secret header values cut
+    and control characters escaped; in every line a query string is cut to ``?…``."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError):
-            lines = [x.strip() for x in str(exc.message).splitlines()]
+            lines = [redact(x.strip()) for x in str(exc.message).splitlines()]  # (per line: a header's ends it)
             said = " ".join(x for x in lines if x and set(x) != {"^"})  # (no caret lines)
-            record.msg, record.args = redact(f"{record.getMessage()}: malformed request (HTTP {exc.code}): {said}"), ()
+            record.msg = clean(redact(f"{record.getMessage()}: malformed request (HTTP {exc.code}): {said}"))
+            record.args = ()
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.exc_info, record.exc_text = None, None
             return True
@@ -167,8 +163,18 @@ class SessionView:
             self.stats = data
 
 
+def for_client(out, session_id: str):
+    """An agent's output as the server sends it to its client (app.Connection._forward):
+    runtime.base.client_form; the detail a shortened error leaves out is logged here."""
+    sent = client_form(out)
+    if isinstance(out, ErrorEvent) and sent is not out:
+        log.info("session %s: agent error: %s (the client is told: %s)", clean(session_id), clean(out.message),
+                 sent.message)
+    return sent
+
+
 def log_opened(server, request: web.BaseRequest, session_id: str) -> None:
-    log.info("session %s opened: client %s, %d of %s sessions", session_id,
+    log.info("session %s opened: client %s, %d of %s sessions", clean(session_id),
              client_address(request, server.trusted), len(server.connections),
              getattr(server.agent, "max_sessions", "?"))
 
@@ -176,7 +182,7 @@ def log_opened(server, request: web.BaseRequest, session_id: str) -> None:
 def log_closed(conn) -> None:
     stats = session_summary(conn.session, conn.view)
     log.info("session %s closed after %.1f s: %s%s; messages dropped for a slow client %d, protocol errors %d",
-             conn.session.id, time.monotonic() - conn.started, ending(conn), f"; {stats}" if stats else "",
+             clean(conn.session.id), time.monotonic() - conn.started, ending(conn), f"; {stats}" if stats else "",
              conn.queue.dropped, conn.errors)
 
 
@@ -203,13 +209,14 @@ def closed_how(conn) -> str:
 
 
 def ending(conn) -> str:
-    """How a connection (app.Connection) ended: the client's close, a lost connection, or the server's close."""
+    """How a connection (app.Connection) ended: the client's close, a lost connection, or the
+    server's close. (Reasons escaped: the client chose its close reason.)"""
     if conn.client_close is not None:
         code, reason = conn.client_close
-        return f"closed by the client ({code}{' ' + reason if reason else ''})"
+        return clean(f"closed by the client ({code}{' ' + reason if reason else ''})")
     if conn.client_closed or conn.lost:
-        return "the connection was lost" + (f" ({conn.lost})" if conn.lost else "")
-    return f"closed by the server ({int(conn.close_code)} {conn.close_reason})"
+        return "the connection was lost" + (f" ({clean(conn.lost)})" if conn.lost else "")
+    return clean(f"closed by the server ({int(conn.close_code)} {conn.close_reason})")
 
 
 def session_summary(session, view: SessionView) -> str:
@@ -556,19 +563,9 @@ class Stopping:
 def leave_if_loading(health: Health, status: int) -> None:
     """After the server stopped while the agent loaded (``health.cut_short``): the cancelled load
     has terminated its back-end children, but a model loading in this process (the front-end's:
-    a minute for a large preset) runs on to its end, and the interpreter's exit waits for its
-    thread. If one still runs, run the exit hooks (the log's, multiprocessing's: children and
-    semaphores, the LLM child's stop) and leave now with ``status``. (Not a daemon thread instead:
-    at exit Python 3.11 ends those with pthread_exit, which can abort the process inside torch.)"""
-    from ..backend.childproc import loads_running
+    a minute for a large preset) runs on to its end; leave now with ``status`` instead of waiting
+    for it (kame.backend.childproc.exit_if_loading)."""
+    from ..backend.childproc import exit_if_loading
 
-    if not health.cut_short or not loads_running():
-        return
-    log.info("the agent was still loading: exiting without waiting for its load to end")
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (AttributeError, OSError, ValueError):  # (closed or replaced streams)
-            pass
-    os._exit(status)
+    if health.cut_short:
+        exit_if_loading(status, log.info)

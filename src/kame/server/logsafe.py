@@ -1,0 +1,39 @@
+"""Client-supplied text on its way into `kame serve`'s log: control characters escaped (a
+client's newline must not start a line that looks like the server's own), secrets cut (query
+strings, which may carry ?token=; the values of Authorization, Proxy-Authorization and Cookie
+headers that aiohttp quotes when it rejects a malformed request).
+
+    log.info("closed by the client (%s)", clean(reason))
+"""
+
+from __future__ import annotations
+
+import re
+
+# C0 and C1 controls, DEL, the Unicode line/paragraph separators, lone surrogates (undecodable
+# bytes of a path or header: a UTF-8 log stream cannot even write them)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(m: re.Match) -> str:
+    c = m.group()
+    return _NAMED.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+
+
+def clean(value) -> str:
+    """``value`` (anything a client chose: a path, a close reason, a header) as text for one log
+    line: control characters as ``\\n``, ``\\x01``, ``\\u2028``; the rest unchanged."""
+    text = value if isinstance(value, str) else str(value)
+    return _CONTROL.sub(_escape, text)
+
+
+_QUERY = re.compile(r"\?[^\s'\"]+")  # a query string, up to a space or a quote
+# a secret header quoted in an error message (b'Authorization: Bearer X\x01'): its value, to the
+# end of the line but for the quote (and bracket, full stop) that close it
+_SECRET_HEADER = re.compile(r"\b((?:proxy-)?authorization|cookie)[ \t]*:.*?(?=['\"]?\)?\.?$)", re.I | re.M)
+
+
+def redact(text: str) -> str:
+    """Query strings cut to ``?…``, secret header values to ``…``."""
+    return _SECRET_HEADER.sub(r"\1: …", _QUERY.sub("?…", text))
