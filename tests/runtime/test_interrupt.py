@@ -133,3 +133,34 @@ def test_run_to_end_says_when_ctrl_c_cut_its_wait_short(caplog, monkeypatch):
     said = [r.getMessage() for r in caplog.records if "did not stop" in r.getMessage()]
     assert len(said) == 1 and "plugin-stt-stream" in said[0] and "before Ctrl-C cut their wait short" in said[0]
     assert "within" not in said[0]
+
+
+def test_run_to_end_does_not_wait_for_a_cancelled_model_load():
+    """Ctrl-C while a model loads in this process (kame run): the cancelled load's thread runs on,
+    and closing the event loop's executor would wait for it to end (a large front-end: a minute)."""
+    import threading
+
+    from kame.backend.childproc import load_in_thread, loads_running
+    from kame.runtime.interrupt import run_to_end
+
+    started, release = threading.Event(), threading.Event()
+
+    def load():
+        started.set()
+        release.wait()
+
+    async def main():
+        task = asyncio.ensure_future(load_in_thread(load))
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        task.cancel()
+        return "interrupted"
+
+    watchdog = threading.Timer(30, release.set)  # (were it waited for: released after 30 s, not forever)
+    watchdog.start()
+    try:
+        assert run_to_end(main()) == "interrupted"
+        assert not release.is_set() and loads_running() >= 1  # returned while the load still ran
+    finally:
+        release.set()
+        watchdog.cancel()

@@ -135,8 +135,29 @@ async def load_in_thread(fn: Callable[..., Any], *args: Any) -> Any:
 def loads_running() -> int:
     """How many load_in_thread loads are still running in their thread, cancelled ones included
     (an in-process model load cannot be stopped: it runs to its end, and the interpreter's exit
-    waits for its thread; kame serve leaves without waiting, kame.server.ops.leave_if_loading)."""
+    waits for its thread; kame serve and kame run leave without waiting: exit_if_loading)."""
     return len(_running)
+
+
+def exit_if_loading(status: int, say: Callable[[str], None] | None = None) -> None:
+    """For a command quitting while a model still loads in this process (a cancelled start): run
+    the exit hooks (the log's, multiprocessing's: children and semaphores, the LLM child's stop),
+    flush the output and leave now with ``status``, instead of the interpreter waiting for the
+    load's thread (a large front-end: a minute). Nothing if no load runs. (Not a daemon thread
+    instead: at exit Python 3.11 ends those with pthread_exit, which can abort inside torch.)"""
+    if not loads_running():
+        return
+    if say is not None:
+        say("the agent was still loading: exiting without waiting for its load to end")
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):  # (closed or replaced streams)
+            pass
+    os._exit(status)
 
 
 def _child(target: Callable, conn, *args) -> None:

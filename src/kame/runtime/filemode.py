@@ -457,6 +457,9 @@ def main(args) -> int:
     n = rec["frames"] * FRAME  # the input, its tail and any extension for a reply under way (all played)
     if rec["interrupted"] and not n:
         print("interrupted before the conversation started; nothing written", file=sys.stderr)
+        from ..backend.childproc import exit_if_loading
+
+        exit_if_loading(130)  # (a front-end still loading in a thread would hold the exit to its end)
         return 130
     extended_s = max(0, n - math.ceil(user.shape[0] / FRAME) * FRAME) / SR
     user = np.pad(user, (0, max(0, n - user.shape[0])))[:n]

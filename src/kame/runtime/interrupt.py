@@ -106,10 +106,14 @@ def run_to_end(main, leave_after: float = LEAVE_AFTER_S):
             running = [t for t in asyncio.all_tasks(runner.get_loop()) if not t.done()]
             leave(running)
             left, within = sorted(t.get_name() for t in running), "before Ctrl-C cut their wait short"
+        from ..backend.childproc import loads_running
+
         if left:
             log.warning("%d task(s) did not stop %s and are left behind (a component that ignores "
                         "cancellation or never finishes closing): %s", len(left), within, ", ".join(left))
             runner.get_loop().close()
+        elif loads_running():  # a cancelled model load still in the executor: closing that would join it
+            runner.get_loop().close()  # (the caller leaves without waiting: childproc.exit_if_loading)
         else:
             runner.close()
 
