@@ -90,3 +90,15 @@ def test_kame_run_says_which_key_to_change(tmp_path, capsys):
     sf.write(wav, np.zeros(24000, np.float32), 24000)
     assert main(["run", str(wav), "-o", str(tmp_path / "out.wav"), "--fast", "--no-png", "--config", str(toml)]) == 1
     assert f"kame: error: frontend.spec = '{ck}' (from {toml}): front-end '{ck}'" in capsys.readouterr().err
+
+
+def test_the_cascade_names_its_keys_too(tmp_path, fake_components):
+    from kame.cascade.agent import CascadeAgent
+
+    toml = _toml(tmp_path, 'mode = "cascade"\n[backend]\nstt = "openai:whisper-1;nope=1"\nllm = "fake"\n')
+    with pytest.raises(ConfigError, match=rf"^backend.stt = 'openai:whisper-1;nope=1' \(from {toml}\): stt spec "
+                                          r"'openai:whisper-1;nope=1': unknown option 'nope'"):
+        CascadeAgent(load_config(toml), clock=FakeClock())._load()
+    with pytest.raises(ConfigError, match=r"^backend.llm = 'openai:m;nope=1': llm spec 'openai:m;nope=1': unknown "
+                                          r"option 'nope'"):
+        CascadeAgent(load_config(toml, ["backend.stt=fake", "backend.llm=openai:m;nope=1"]), clock=FakeClock())._load()

@@ -24,6 +24,7 @@ VAD state and STT stream. Tests pass ready-made components with ``components={..
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -34,11 +35,13 @@ from .. import registry
 from ..backend.childproc import load_in_thread
 from ..backend.types import ChatMessage, Turn
 from ..errors import ConfigError, KameError
+from ..config import KameConfig
 from ..runtime.backend import create_llm, create_stt
 from ..runtime.sttloop import STALL_S
 from ..runtime.base import Agent, CapacityError, Meta, Session, close_components, session_id_for
 from ..runtime.clock import Clock
 from ..runtime.engine import StartOnce, check_clock, component_state
+from ..runtime.loading import config_key, config_keys
 from ..runtime.metrics import MetricsSink, guard_sink
 from .config import CascadeConfig
 from .session import CascadeSession
@@ -141,24 +144,32 @@ class CascadeAgent(Agent):
 
         turn_vad = vad_options(self.cfg.vad_threshold, self.cfg.end_of_turn_silence)
         parts: dict = {}
-        parts["stt"] = given.get("stt") or create_stt(stt_spec, self.clock, self.metrics, nice, vad=turn_vad)
-        parts["llm"] = given.get("llm") or create_llm(llm_spec, nice)
-        if "tts" in given:
-            parts["tts"], tts_spec = given["tts"], getattr(given["tts"], "name", "custom")
-        else:
-            parts["tts"], tts_spec = load_tts(self.cfg.tts, self.cfg.tts_fallback)
-        if "vad_factory" in given:
-            parts["_vad_factory"] = given["vad_factory"]
-            vad_kind = "custom"
-        else:
-            from ..runtime.worker import make_vad_factory
+        # a load error names the config key to change, and the file that set it (kame.runtime.loading)
+        keyed = config_keys(cfg) if isinstance(cfg, KameConfig) else contextlib.nullcontext()
+        with keyed:
+            with config_key("backend.stt"):
+                parts["stt"] = given.get("stt") or create_stt(stt_spec, self.clock, self.metrics, nice, vad=turn_vad)
+            with config_key("backend.llm"):
+                parts["llm"] = given.get("llm") or create_llm(llm_spec, nice)
+            if "tts" in given:
+                parts["tts"], tts_spec = given["tts"], getattr(given["tts"], "name", "custom")
+            else:
+                with config_key("cascade.tts"):
+                    parts["tts"], tts_spec = load_tts(self.cfg.tts, self.cfg.tts_fallback)
+            if "vad_factory" in given:
+                parts["_vad_factory"] = given["vad_factory"]
+                vad_kind = "custom"
+            else:
+                from ..runtime.worker import make_vad_factory
 
-            vad_kind = getattr(getattr(cfg, "runtime", None), "vad", "auto")
-            parts["_vad_factory"] = make_vad_factory(vad_kind, threshold=self.cfg.vad_threshold,
-                                                     min_silence=self.cfg.end_of_turn_silence)
-        parts["_prompt_fn"] = given.get("prompt_fn") or default_prompt_fn(
-            getattr(backend, "system_prompt", ""), int(getattr(backend, "max_reply_words", 30)),
-            getattr(backend, "knowledge_dir", ""))
+                vad_kind = getattr(getattr(cfg, "runtime", None), "vad", "auto")
+                with config_key("runtime.vad"):
+                    parts["_vad_factory"] = make_vad_factory(vad_kind, threshold=self.cfg.vad_threshold,
+                                                             min_silence=self.cfg.end_of_turn_silence)
+            with config_key("backend.knowledge_dir"):  # (its notes are read here)
+                parts["_prompt_fn"] = given.get("prompt_fn") or default_prompt_fn(
+                    getattr(backend, "system_prompt", ""), int(getattr(backend, "max_reply_words", 30)),
+                    getattr(backend, "knowledge_dir", ""))
         info.update(stt=stt_spec if "stt" not in given else getattr(parts["stt"], "name", "custom"),
                     llm=llm_spec if "llm" not in given else getattr(parts["llm"], "name", "custom"),
                     tts=tts_spec, vad=vad_kind, cascade=self.cfg.to_dict())
