@@ -48,19 +48,46 @@ class PromptConfig:
     knowledge_query_words: int = 40  # the query is the last N user words
 
 
-class Conversation:
-    """Committed turns + the pending partial user transcript, in arrival order."""
+KEEP_TURNS = 100  # a Conversation keeps at least the last 100 turns (2.5 x the default max_lines)
+MAX_LINE_CHARS = 600  # a turn's text keeps its last ~600 characters (whole words, ~100 words)
 
-    def __init__(self) -> None:
+
+def _tail(text: str, limit: int = MAX_LINE_CHARS) -> str:
+    """``text``'s last ``limit`` characters, from a word start (its older words are dropped)."""
+    if len(text) <= limit:
+        return text
+    cut = text[-limit:]
+    i = cut.find(" ")
+    return cut[i:] if i >= 0 else cut
+
+
+class Conversation:
+    """Committed turns + the pending partial user transcript, in arrival order.
+
+    Bounded for sessions of hours: only the newest turns are kept (between ``keep_turns`` and
+    twice that; the prompt uses the last ``max_lines``), and a turn's text keeps its last
+    MAX_LINE_CHARS characters (an agent that talks for minutes with no user final in between
+    makes one ever-growing line: the prompt would overflow a small model's context). So
+    ``user_words()`` is the words of the kept turns: when old turns are dropped, its list loses
+    its front (a reader comparing it with an older copy sees changed words once).
+    """
+
+    def __init__(self, keep_turns: int = KEEP_TURNS) -> None:
         self.turns: list[Turn] = []
         self.pending: Transcript | None = None
+        self.keep_turns = max(2, int(keep_turns))  # (2: the newest user turn is always among them)
+
+    def _add(self, turn: Turn) -> None:
+        self.turns.append(turn)
+        if len(self.turns) >= 2 * self.keep_turns:  # dropped in chunks: rarely, in O(1) per turn
+            del self.turns[: -self.keep_turns]
 
     def on_transcript(self, tr: Transcript) -> None:
         if tr.final:
             self.pending = None
             if tr.words:
                 w = tr.words
-                self.turns.append(Turn("user", tr.text, w[0].start, w[-1].end))
+                self._add(Turn("user", _tail(tr.text), w[0].start, w[-1].end))
         else:
             self.pending = tr if tr.words else None
 
@@ -70,13 +97,13 @@ class Conversation:
             return
         last = self.turns[-1] if self.turns else None
         if last is not None and last.speaker == "agent":
-            last.text += piece
+            last.text = _tail(last.text + piece)  # its newest words only (class doc)
             last.end = t
         else:
-            self.turns.append(Turn("agent", piece, t, t))
+            self._add(Turn("agent", _tail(piece), t, t))
 
     def user_words(self) -> list[str]:
-        """All user words so far (committed + pending), lower-cased, for change detection."""
+        """The user words of the kept turns + the pending ones, lower-cased, for change detection."""
         out = [w.lower() for t in self.turns if t.speaker == "user" for w in t.text.split()]
         if self.pending is not None:
             out += [w.text.lower() for w in self.pending.words]
@@ -92,10 +119,15 @@ class Conversation:
 
     def lines(self, cfg: PromptConfig) -> list[str]:
         label = {"user": cfg.user_label, "agent": cfg.agent_label}
-        out = [f"{label[t.speaker]}: {' '.join(t.text.split())}" for t in self.turns if t.text.strip()]
-        if self.pending is not None:
-            out.append(f"{cfg.user_label}: {self.pending.text}")
-        return out[-cfg.max_lines :]
+        n = cfg.max_lines
+        out = [] if self.pending is None else [f"{cfg.user_label}: {self.pending.text}"]
+        for t in reversed(self.turns):  # newest first: only the last max_lines are formatted
+            if n > 0 and len(out) >= n:
+                break
+            if t.text.strip():
+                out.append(f"{label[t.speaker]}: {' '.join(t.text.split())}")
+        out.reverse()
+        return out[-n:]
 
 
 def build_messages(conv: Conversation, cfg: PromptConfig, knowledge=None) -> list[ChatMessage]:

@@ -31,7 +31,7 @@ from ..options import number
 from ..types import Word
 from .pocketsphinx import PocketsphinxRecognizer, shared_process
 from .base import owner_prefix
-from .streaming import Recognizer, SegmentedSTT
+from .streaming import Recognizer, SegmentedSTT, StreamStopped
 from .whisper import SPEC_OPTIONS as WHISPER_OPTIONS, WhisperModelHandle, WhisperRecognizer, check_whisper_options
 
 log = logging.getLogger(__name__)
@@ -87,9 +87,18 @@ class HybridRecognizer(Recognizer):
             return words
         try:
             return self.ps.final()
+        except StreamStopped:  # nobody wants it any more: not pocketsphinx's failure
+            raise
         except BackendError as exc:  # its child died: whisper heard nothing either
             log.warning("%spocketsphinx's fallback final failed: %s", owner_prefix(), exc)
             return []
+
+    def close(self) -> None:
+        """Stopped before the final: pocketsphinx's decoder goes back now, a whisper decode not
+        started yet is dropped (a running one finishes on its own)."""
+        self.ps.close()
+        if self.wh.pending is not None:
+            self.wh.pending.cancel()
 
 
 class EmbeddedSTT(SegmentedSTT):

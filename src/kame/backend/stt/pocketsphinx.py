@@ -10,7 +10,12 @@ live session beside the embedded STT, 2-9 % of the front-end's 80 ms deadlines w
 kame.backend.childproc; one per process and settings, shared by all streams), running ``nice`` steps
 below normal CPU priority: audio goes down a pipe without waiting for an answer, partials and
 finals are one request and reply each (the calling thread waits in ``recv``, without the GIL).
-Decoders are slow to build (~0.5 s), so the child keeps the idle ones for the next utterance.
+Decoders are slow to build (~0.5 s), so the child keeps up to ``max_idle`` (MAX_IDLE_DECODERS)
+idle ones for the next utterances and frees the others (~94 MB each: utterances of many sessions
+at once need many decoders, then would keep the child big forever).
+A stream stopped by its consumer (its session closed) gives up waiting for the child's lock
+(streaming.stream_stop_event): under CPU overload the closed sessions' threads do not queue
+behind the live ones.
 If the child dies (or does not answer for 30 s), the call raises BackendError (the STT's
 stream ends with it) and the next utterance starts a new child (logged). As with every
 multiprocessing "spawn" child, a script that creates this STT must do so under
@@ -25,6 +30,9 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
+import ctypes
+import ctypes.util
 import itertools
 import logging
 import re
@@ -37,13 +45,14 @@ from ...errors import BackendError, NotAvailableError, install_hint
 from ..childproc import reap_child, shared_child, start_child, stop_child
 from ..priority import lower_thread_priority
 from ..types import Word
-from .streaming import Recognizer, SegmentedSTT
+from .streaming import Recognizer, SegmentedSTT, StreamStopped, stream_stop_event
 
 log = logging.getLogger(__name__)
 _FILLER = re.compile(r"^(<.*>|\[.*\]|\+\+.*\+\+)$")
 FRAME_RATE = 100.0  # pocketsphinx frames per second (10 ms)
 POLL_S = 0.1  # how often a caller waiting for a reply checks that the child lives
 REPLY_TIMEOUT_S = 30.0  # a child that does not answer for this long is taken for dead
+MAX_IDLE_DECODERS = 2  # the child keeps this many idle decoders for the next utterances, frees the rest
 
 
 def _load_decoder(**options):
@@ -69,10 +78,20 @@ def _words(dec) -> list[Word] | None:
 
 
 # --- the child process ---
-def _child_main(conn, options: dict, nice: int) -> None:
+def _free_memory() -> None:
+    """Give the heap's free memory back to the system (glibc's malloc_trim; elsewhere nothing):
+    a freed decoder's ~94 MB would otherwise stay in the child's RSS."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _child_main(conn, options: dict, nice: int, max_idle: int = MAX_IDLE_DECODERS) -> None:
     """Serve (op, uid, data) messages until the pipe closes. "open", "accept" and "drop" get no
     reply; "partial" and "final" get ("ok", words) or ("error", message) - also for an error of
-    an earlier message of that utterance."""
+    an earlier message of that utterance. At most ``max_idle`` decoders are kept idle."""
     lower_thread_priority(nice)
     try:
         idle = [_load_decoder(**options)]
@@ -109,9 +128,13 @@ def _child_main(conn, options: dict, nice: int) -> None:
                         raise RuntimeError(f"no utterance {uid}")
                     continue
                 dec.end_utt()
-                idle.append(dec)
                 if op == "final":
                     conn.send(("ok", _words(dec) or []))
+                if len(idle) < max_idle:
+                    idle.append(dec)
+                else:  # enough spare ones: free it (an overload's burst must not stay in memory)
+                    del dec
+                    _free_memory()
         except (EOFError, OSError):  # the pipe broke: the parent is gone
             return
         except Exception as exc:  # noqa: BLE001 - reported at the utterance's next reply
@@ -131,8 +154,8 @@ class DecoderProcess:
     Construction starts the child and waits for its first decoder (NotAvailableError if the
     model is missing)."""
 
-    def __init__(self, nice: int = 0, **options) -> None:
-        self.nice, self.options = nice, options
+    def __init__(self, nice: int = 0, *, max_idle: int = MAX_IDLE_DECODERS, **options) -> None:
+        self.nice, self.options, self.max_idle = nice, options, max_idle
         self.proc = self.conn = None
         self.generation = 0  # bumped at every (re)start: utterances of a dead child are refused
         self.restarts = 0  # restarts after the child died (not after close)
@@ -154,8 +177,8 @@ class DecoderProcess:
                 self.released = False
 
     def _start(self) -> None:
-        self.proc, self.conn = start_child(_child_main, (self.options, self.nice), name="kame-pocketsphinx",
-                                           what="the pocketsphinx child process")
+        self.proc, self.conn = start_child(_child_main, (self.options, self.nice, self.max_idle),
+                                           name="kame-pocketsphinx", what="the pocketsphinx child process")
         self.generation += 1
 
     def _died(self, why: str = "died", *, hung: bool = False) -> BackendError:
@@ -164,9 +187,28 @@ class DecoderProcess:
         log.error("the pocketsphinx child process %s (exit code %s); the next utterance restarts it", why, code)
         return BackendError(f"the pocketsphinx child process {why} (exit code {code})")
 
-    def open(self) -> tuple[int, int]:
-        """Start an utterance -> its handle (generation, id); (re)starts the child if needed."""
-        with self._lock:
+    @contextlib.contextmanager
+    def _locked(self, stop: threading.Event | None):
+        """Hold the lock; with ``stop`` (the calling stream's stop event), give up with
+        StreamStopped once it is set, whether waiting for the lock or holding it already: a
+        stopped stream's thread sends nothing more and leaves the child to the live ones."""
+        if stop is None:
+            self._lock.acquire()
+        else:
+            while not self._lock.acquire(timeout=POLL_S):
+                if stop.is_set():
+                    raise StreamStopped("the pocketsphinx utterance's stream was stopped while it waited for the child")
+        try:
+            if stop is not None and stop.is_set():
+                raise StreamStopped("the pocketsphinx utterance's stream was stopped")
+            yield
+        finally:
+            self._lock.release()
+
+    def open(self, stop: threading.Event | None = None) -> tuple[int, int]:
+        """Start an utterance -> its handle (generation, id); (re)starts the child if needed.
+        ``stop``: the calling stream's stop event (see _locked), for this method and the others."""
+        with self._locked(stop):
             if self.proc is None or not self.proc.is_alive():
                 if self.proc is not None:
                     self._died()
@@ -198,14 +240,15 @@ class DecoderProcess:
         message; takes no lock, so a finalizer may call it from any thread)."""
         self._dropped.append(utt)
 
-    def send(self, op: str, utt: tuple[int, int], data=None) -> None:
+    def send(self, op: str, utt: tuple[int, int], data=None, stop: threading.Event | None = None) -> None:
         """A message that gets no reply ("accept" with int16 bytes)."""
-        with self._lock:
+        with self._locked(stop):
             self._send(op, utt, data)
 
-    def call(self, op: str, utt: tuple[int, int]):
-        """"partial" or "final": send and wait for the reply."""
-        with self._lock:
+    def call(self, op: str, utt: tuple[int, int], stop: threading.Event | None = None):
+        """"partial" or "final": send and wait for the reply (once sent, the reply is waited for
+        even if ``stop`` is set: the next caller must not read it as its own)."""
+        with self._locked(stop):
             self._send(op, utt)
             waited = 0.0
             try:
@@ -237,19 +280,23 @@ class DecoderProcess:
 class PocketsphinxRecognizer(Recognizer):
     def __init__(self, server: DecoderProcess) -> None:
         self.server = server
-        self.utt = server.open()
-        # dropped (or closed) before its final: the decoder goes back to the child's idle ones
+        self.stop = stream_stop_event()  # its stream's (None outside one): the waits give up when set
+        self.utt = server.open(self.stop)
+        # dropped (or closed) before its final: the child takes the decoder back (idle or freed)
         self._finalizer = weakref.finalize(self, server.drop, self.utt)
 
     def accept(self, pcm16k: np.ndarray) -> None:
-        self.server.send("accept", self.utt, (np.clip(pcm16k, -1, 1) * 32767).astype(np.int16).tobytes())
+        self.server.send("accept", self.utt, (np.clip(pcm16k, -1, 1) * 32767).astype(np.int16).tobytes(), self.stop)
 
     def partial(self) -> list[Word] | None:
-        return self.server.call("partial", self.utt)
+        return self.server.call("partial", self.utt, self.stop)
 
     def final(self, speech_end: float | None = None) -> list[Word]:
+        # (StreamStopped: not sent, the finalizer still drops the decoder; after a sent final the
+        # child has let it go: a later "drop" of it is a no-op)
+        words = self.server.call("final", self.utt, self.stop)
         self._finalizer.detach()
-        return self.server.call("final", self.utt)
+        return words
 
     def close(self) -> None:
         """End the utterance without its final (no waiting)."""

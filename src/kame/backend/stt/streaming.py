@@ -22,6 +22,10 @@ Errors: a recognizer crash ends ``stream`` with BackendError (never a hang). A s
 (a recognizer's final raising BackendError, e.g. an HTTP endpoint down) does the same unless
 ``on_error`` is given: then ``on_error(exc)`` is called on the loop, the utterance is
 committed with its last partial (if any) and the stream goes on with the next utterance.
+Stopping: when the consumer stops the stream (its session closed), the worker gives up at its next
+step (before each recognizer call, not only at the next frame), ``close()``s the recognizer of an
+unfinished utterance and never opens a new one; a recognizer call that waits for a shared
+resource may give up too (``stream_stop_event``; pocketsphinx's child process lock does).
 Log lines, the recognizers' too, name the session the stream runs for (``STREAM_OWNER``, which
 kame.runtime.sttloop sets): "session c2: STT stream ended: ...". A failure of work
 still under way after the consumer stopped the stream (its session closed, or restarted it: e.g.
@@ -53,6 +57,21 @@ from ..vad import VAD_RATE, StreamingVAD, VADConfig
 from .base import STT, owner_prefix
 
 log = logging.getLogger(__name__)
+
+# the stop event of the stream the current worker thread serves (None outside a stream's worker)
+_STREAM_STOP: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("kame_stt_stream_stop",
+                                                                                     default=None)
+
+
+def stream_stop_event() -> threading.Event | None:
+    """The event set when the stream this worker thread serves is stopped by its consumer (None
+    when not called from a stream's worker): a recognizer that waits for something shared (a
+    lock, a child process) should give up with ``StreamStopped`` once it is set."""
+    return _STREAM_STOP.get()
+
+
+class StreamStopped(BackendError):
+    """A recognizer call gave up because its stream was stopped (nobody wants the result)."""
 
 
 class Recognizer(ABC):
@@ -86,6 +105,10 @@ class Recognizer(ABC):
         ``speech_end``: where the VAD saw speech end (s from the utterance start), if known;
         the audio after it is silence (trimming it avoids whisper's silence hallucinations).
         """
+
+    def close(self) -> None:
+        """The stream was stopped before this utterance's final: give back what the recognizer
+        holds (a decoder, a thread), without waiting. Default: nothing."""
 
 
 class BufferedRecognizer(Recognizer):
@@ -159,7 +182,7 @@ class SegmentedSTT(STT, ABC):
         loop = asyncio.get_running_loop()
         await self._open()
         out: asyncio.Queue = asyncio.Queue()
-        worker = _Worker(self, lambda item: loop.call_soon_threadsafe(out.put_nowait, item), owner_prefix())
+        worker = _Worker(self, _poster(loop, out), owner_prefix())
         self._loop = loop  # for recognizers that do I/O on the loop (openai)
         # (in a copy of this task's context: the recognizers' log lines name the session too)
         thread = threading.Thread(target=contextvars.copy_context().run, args=(worker.run,),
@@ -212,6 +235,18 @@ class SegmentedSTT(STT, ABC):
             await self._close()
 
 
+def _poster(loop: asyncio.AbstractEventLoop, out: asyncio.Queue) -> Callable[[tuple], None]:
+    """The worker's way to hand an item to the stream; a no-op once the loop is closed (a worker
+    still unwinding at interpreter exit has nobody to tell)."""
+    def post(item: tuple) -> None:
+        try:
+            loop.call_soon_threadsafe(out.put_nowait, item)
+        except RuntimeError:
+            if not loop.is_closed():
+                raise
+    return post
+
+
 def _check_frame(frame: AudioFrame) -> np.ndarray:
     pcm = getattr(frame, "pcm", None)
     if pcm is None:
@@ -245,6 +280,8 @@ class _Worker:
         self.inbox: deque[tuple[np.ndarray, float]] = deque()  # frames not yet processed
         self.closed = False  # no more frames will come
         self.stopped = False  # the consumer went away: exit now
+        self.stop_event = threading.Event()  # the same, for recognizers waiting on something shared
+        self.rec: Recognizer | None = None  # the open utterance's, until its final
 
     # called from the loop
     def put(self, pcm: np.ndarray, t: float) -> None:
@@ -260,13 +297,25 @@ class _Worker:
     def stop(self) -> None:
         with self.cond:
             self.stopped = self.closed = True
+            self.stop_event.set()
             self.cond.notify()
+
+    def _go_on(self) -> None:
+        """Before each step that costs (a recognizer call): give up if the consumer has gone."""
+        if self.stopped:
+            raise StreamStopped("the STT stream was stopped by its consumer")
 
     # thread
     def run(self) -> None:
+        _STREAM_STOP.set(self.stop_event)  # (this thread runs in its own copy of the context)
         try:
             lower_thread_priority(self.stt.nice)  # before any decode thread is started from here
-            self._run()
+            try:
+                self._run()
+            finally:
+                self._close_unfinished()
+            self.post(("done",))
+        except StreamStopped:  # the consumer stopped the stream: nobody waits for anything more
             self.post(("done",))
         except BackendError as exc:  # a service's error (a server down, a timeout): expected, said in one line
             if self.stopped:  # the consumer had gone: kame dropped the work (e.g. closed its connection)
@@ -309,10 +358,12 @@ class _Worker:
             self.frame_t.append(t16)
             events = vad.push_16k(x, t16)
             if rec is None and (vad.in_speech or any(e.kind == "start" for e in events)):
-                rec = stt.new_recognizer()
+                self._go_on()  # never a new utterance for a stopped stream
+                rec = self.rec = stt.new_recognizer()
                 utt_len = sum(chunk[0].shape[0] for chunk in preroll)
                 utt_start = n16 - utt_len
                 for chunk in preroll:
+                    self._go_on()
                     rec.accept(chunk[0] if rec.sample_rate == VAD_RATE else chunk[1])
                 last_partial_at, last_words, paused = 0, None, False
                 preroll.clear()
@@ -323,6 +374,7 @@ class _Worker:
                     del self.frame_idx[:1000], self.frame_t[:1000]
                 continue
             rec.lag = lag
+            self._go_on()
             rec.accept(x if rec.sample_rate == VAD_RATE else pcm)
             utt_len += x.shape[0]
             ended = [e for e in events if e.kind == "end"]
@@ -330,14 +382,19 @@ class _Worker:
                 eos = ended[0].t if ended else self.time_of(n16)
                 self._finalize(rec, utt_start, last_words, eos)
                 rec = None
+                # the next utterance starts at the next frame at the earliest: older time marks
+                # are never read again (continuous speech never reaches the trim above)
+                self._forget_time_marks(n16)
                 continue
             due = (utt_len - last_partial_at) >= stt.partial_interval * VAD_RATE - 1
             pausing = vad.st.silence >= stt.pause_skip  # likely the end: keep the CPU for the final
             if pausing and not paused and vad.st.last_speech_end is not None:
+                self._go_on()
                 rec.pause(vad.st.last_speech_end - self.time_of(utt_start))
             paused = pausing
             if due and lag <= stt.max_lag and not pausing:
                 last_partial_at = utt_len
+                self._go_on()
                 words = rec.partial()
                 if words is not None:
                     words = self.to_clock(words, utt_start)
@@ -347,15 +404,35 @@ class _Worker:
         if rec is not None:
             self._finalize(rec, utt_start, last_words, self.time_of(n16))
 
+    def _close_unfinished(self) -> None:
+        """Stopped (or failed) before the open utterance's final: its recognizer lets go now."""
+        rec, self.rec = self.rec, None
+        if rec is None:
+            return
+        try:
+            rec.close()
+        except Exception:  # noqa: BLE001 - the stream is ending anyway; say it, go on
+            log.debug("%sclosing an unfinished recognizer failed", self.who, exc_info=True)
+
+    def _forget_time_marks(self, idx: int) -> None:
+        """Drop the time marks of frames before the one holding 16 kHz sample ``idx``."""
+        k = bisect.bisect_right(self.frame_idx, idx) - 1
+        if k > 0:
+            del self.frame_idx[:k], self.frame_t[:k]
+
     def _finalize(self, rec: Recognizer, utt_start: int, last_words, eos: float) -> None:
+        self._go_on()
         try:
             words = self.to_clock(rec.final(eos - self.time_of(utt_start)), utt_start)
         except BackendError as exc:
             if self.stt.on_error is None or self.stopped:  # (stopped: nobody takes the partial; run() says why)
                 raise
             log.warning("%sfinal transcription failed, committing the last partial: %s", self.who, exc)
+            self._close_unfinished()  # the stream goes on: whatever it still holds goes now
             self.post(("service_error", exc))
             words = last_words or []
+        else:
+            self.rec = None  # done: nothing to close
         if words or last_words:  # an utterance that produced no text at all stays silent
             self.post(("final", words, eos))
 
