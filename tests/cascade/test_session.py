@@ -376,3 +376,27 @@ def test_a_tts_fallback_is_named_in_the_components():
     tts, name = load_tts("piper:/no/such/voice.onnx", "espeak")
     assert name.startswith("espeak (cascade.tts 'piper:/no/such/voice.onnx' failed to load: ")
     assert load_tts("espeak", "espeak")[1] == "espeak"
+
+
+async def test_a_long_session_keeps_only_the_newest_turns(monkeypatch):
+    """The history the prompt is built from is bounded (was: every turn of an hours-long session)."""
+    import kame.cascade.session as cs
+
+    monkeypatch.setattr(cs, "KEEP_TURNS", 2)  # (100 in use: between 2 and 4 turns kept here)
+    seen = []
+
+    def prompt_fn(history):
+        seen.append([t.text for t in history])
+        return [ChatMessage("user", history[-1].text)]
+
+    clock = FakeClock()
+    llm, tts = FakeLLM(clock, ["Okay."], delay=0.1), FakeTTS(clock)
+    agent, _ = await _agent(clock, llm, tts, prompt_fn=prompt_fn)
+    s = await agent.open_session()
+    d = Driver(clock, s)
+    for n in range(6):
+        s.stt.say(f"question {n}", clock.now())
+        await d.step(frames=20)
+    assert len(seen) == 6 and seen[-1][-1] == "question 5"
+    assert max(len(h) for h in seen) <= 4 and len(s.history) <= 4
+    await d.close()

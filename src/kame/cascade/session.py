@@ -47,6 +47,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE, audio_problem
 from ..backend.llm.base import component_name
+from ..backend.prompt import KEEP_TURNS
 from ..backend.types import FRAME_S, FRAME_SIZE, AudioFrame, ChatMessage, Transcript, Turn
 from ..runtime.base import (AgentAudio, BackendHealth, ErrorEvent, Meta, Output, OutputReader, Session, SingleReader,
                             _why)
@@ -352,7 +353,7 @@ class CascadeSession(Session):
             self._reply.cancel()
             self._commit_agent(self._reply, interrupted=True)
             self._reply = None
-        self.history.append(Turn("user", text, start, t_end))
+        self._remember(Turn("user", text, start, t_end))
         self._turn_id += 1
         self.stats.turns += 1
         route, rules = explain_turn(text)
@@ -407,7 +408,14 @@ class CascadeSession(Session):
                          "failed": rp.failed, "reply": rp.text}))
         if text:
             now = self.clock.now()
-            self.history.append(Turn("agent", text, rp.t_user_end or now, now, {"interrupted": interrupted}))
+            self._remember(Turn("agent", text, rp.t_user_end or now, now, {"interrupted": interrupted}))
+
+    def _remember(self, turn: Turn) -> None:
+        """The history the prompt is built from keeps its newest KEEP_TURNS to 2 x KEEP_TURNS turns
+        (kame.backend.prompt: more than a prompt shows; an hours-long session kept them all)."""
+        self.history.append(turn)
+        if len(self.history) > 2 * KEEP_TURNS:
+            del self.history[:-KEEP_TURNS]
 
     def _metric(self, name: str, value: float, labels: dict) -> None:
         m = Metric(name, float(value), self.clock.now(), self.id, {"mode": "cascade", **labels})
