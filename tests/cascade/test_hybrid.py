@@ -129,3 +129,16 @@ async def test_a_routed_reply_whose_tts_audio_is_unusable_ends_as_failed():
     (ended,) = [e.data for e in events if isinstance(e, Meta) and e.data["type"] == "agent_turn"]
     assert ended["failed"] is True and ended["text"] == "" and ended["reply"]
     assert any(isinstance(e, ErrorEvent) and e.message.startswith("tts fake-tts failed") for e in events)
+
+
+def test_the_front_ends_endless_talk_is_bounded_in_the_history():
+    """The front-end talking for minutes with no user turn: its line keeps its newest words (was:
+    every piece, all of it in the next routed reply's prompt)."""
+    from kame.backend.prompt import MAX_LINE_CHARS
+
+    clock = FakeClock()
+    r, _ = _router(clock, FakeLLM(clock, ["Okay."]), FakeTTS(clock))
+    for n in range(3000):  # ~30 min of words
+        r.on_agent_text(f" word{n}", n * 0.6)
+    (turn,) = r.history
+    assert len(turn.text) <= MAX_LINE_CHARS and turn.text.split()[-1] == "word2999"

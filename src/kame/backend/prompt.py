@@ -61,6 +61,26 @@ def _tail(text: str, limit: int = MAX_LINE_CHARS) -> str:
     return cut[i:] if i >= 0 else cut
 
 
+def remember(turns: list[Turn], turn: Turn, keep: int = KEEP_TURNS) -> None:
+    """Append ``turn``, keeping the newest ``keep`` to 2 x ``keep`` turns (dropped in chunks:
+    rarely, O(1) per turn): a history for sessions of hours (Conversation, the cascade's)."""
+    turns.append(turn)
+    if len(turns) >= 2 * keep:
+        del turns[:-keep]
+
+
+def add_agent_text(turns: list[Turn], piece: str, t: float, keep: int = KEEP_TURNS) -> None:
+    """The agent's next words, ``piece``, spoken at ``t``: they extend its last turn (its newest
+    MAX_LINE_CHARS only: an agent that talks for minutes makes one ever-growing line), else
+    start a turn (not for blank text)."""
+    last = turns[-1] if turns else None
+    if last is not None and last.speaker == "agent":
+        last.text = _tail(last.text + piece)
+        last.end = t
+    elif piece.strip():
+        remember(turns, Turn("agent", _tail(piece.lstrip()), t, t), keep)
+
+
 class Conversation:
     """Committed turns + the pending partial user transcript, in arrival order.
 
@@ -78,9 +98,7 @@ class Conversation:
         self.keep_turns = max(2, int(keep_turns))  # (2: the newest user turn is always among them)
 
     def _add(self, turn: Turn) -> None:
-        self.turns.append(turn)
-        if len(self.turns) >= 2 * self.keep_turns:  # dropped in chunks: rarely, in O(1) per turn
-            del self.turns[: -self.keep_turns]
+        remember(self.turns, turn, self.keep_turns)
 
     def on_transcript(self, tr: Transcript) -> None:
         if tr.final:
@@ -95,12 +113,7 @@ class Conversation:
         piece = piece.replace("\u2581", " ")
         if not piece:
             return
-        last = self.turns[-1] if self.turns else None
-        if last is not None and last.speaker == "agent":
-            last.text = _tail(last.text + piece)  # its newest words only (class doc)
-            last.end = t
-        else:
-            self._add(Turn("agent", _tail(piece), t, t))
+        add_agent_text(self.turns, piece, t, self.keep_turns)
 
     def user_words(self) -> list[str]:
         """The user words of the kept turns + the pending ones, lower-cased, for change detection."""

@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..backend.prompt import add_agent_text, remember
 from ..backend.types import ChatMessage, Transcript, Turn
 from ..runtime.base import BackendHealth, Meta, Output
 from ..runtime.clock import Clock
@@ -68,7 +69,7 @@ class HybridRouter:
             return None
         end = tr.words[-1].end if tr.words else tr.t
         start = tr.words[0].start if tr.words else end
-        self.history.append(Turn("user", text, start, end))
+        remember(self.history, Turn("user", text, start, end))
         self._turn += 1
         route, rules = explain_turn(text)
         self._emit(Meta({"type": "route", "turn": self._turn, "route": route, "rules": rules, "t": self.clock.now()}))
@@ -86,12 +87,7 @@ class HybridRouter:
         self.parts.text_sent(piece)  # (the session sends it: a routed reply after it starts a new word)
         if self.reply is not None and self.reply.active:
             return  # the front-end is muted: its words are not heard
-        last = self.history[-1] if self.history else None
-        if last is not None and last.speaker == "agent":
-            last.text += piece
-            last.end = t
-        elif piece.strip():
-            self.history.append(Turn("agent", piece.lstrip(), t, t))
+        add_agent_text(self.history, piece, t)  # (bounded: kame.backend.prompt)
 
     def on_vad(self, events: Sequence, t: float, in_speech: bool, last_voice: float | None = None) -> None:
         """VAD events of one frame ending at ``t``; ``last_voice`` = end of the latest chunk the
@@ -138,7 +134,7 @@ class HybridRouter:
         # what was heard: all of the reply, unless a barge-in or a failed LLM/TTS cut it (as the cascade's)
         text = (rp.spoken_text if interrupted or rp.failed else rp.text).strip()
         if text:
-            self.history.append(Turn("agent", text, rp.t_started, self.clock.now(), {"routed": True}))
+            remember(self.history, Turn("agent", text, rp.t_started, self.clock.now(), {"routed": True}))
         self._emit(Meta({"type": "agent_turn", "text": text, "reply": rp.text, "interrupted": interrupted,
                          "failed": rp.failed, "turn": rp.turn_id, "route": "structured", "t": self.clock.now()}))
 

@@ -47,7 +47,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE, audio_problem
 from ..backend.llm.base import component_name
-from ..backend.prompt import KEEP_TURNS
+from ..backend.prompt import KEEP_TURNS, remember
 from ..backend.types import FRAME_S, FRAME_SIZE, AudioFrame, ChatMessage, Transcript, Turn
 from ..runtime.base import (AgentAudio, BackendHealth, ErrorEvent, Meta, Output, OutputReader, Session, SingleReader,
                             _why)
@@ -411,11 +411,8 @@ class CascadeSession(Session):
             self._remember(Turn("agent", text, rp.t_user_end or now, now, {"interrupted": interrupted}))
 
     def _remember(self, turn: Turn) -> None:
-        """The history the prompt is built from keeps its newest KEEP_TURNS to 2 x KEEP_TURNS turns
-        (kame.backend.prompt: more than a prompt shows; an hours-long session kept them all)."""
-        self.history.append(turn)
-        if len(self.history) > 2 * KEEP_TURNS:
-            del self.history[:-KEEP_TURNS]
+        # the newest KEEP_TURNS to 2 x KEEP_TURNS turns (more than a prompt shows; were all of them)
+        remember(self.history, turn, KEEP_TURNS)
 
     def _metric(self, name: str, value: float, labels: dict) -> None:
         m = Metric(name, float(value), self.clock.now(), self.id, {"mode": "cascade", **labels})
