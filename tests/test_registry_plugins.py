@@ -1,9 +1,10 @@
 """kame.registry as a plugin author meets it: register() refuses an unknown kind and (without
-replace=True) a built-in scheme; a spec's options without their ':' get a hint; a front-end's
+replace=True) a built-in scheme; a spec's options straight after the scheme are its options (refused by a built-in that takes none); a front-end's
 file:PATH is refused as kame.config refuses it; a factory kame cannot call is named."""
 
 import importlib
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -111,6 +112,14 @@ def test_options_straight_after_the_scheme(scratch):
         registry.check_spec("stt", "openai;response_format=json")
     with pytest.raises(ConfigError, match="scheme 'nosuch' is not one of"):
         registry.check_spec("llm", "nosuch;opt=1")
+    assert registry.parse_spec("mine;url=http://x") == ("mine", ";url=http://x")  # (';' before '://')
+    # a built-in that takes no options refuses them at the config check (was: at load, as its argument)
+    for kind, spec in (("codec", "embedded;num_codebooks=4"), ("llm", "embedded;n_ctx=512"),
+                       ("stt", "pocketsphinx:;x=1"), ("frontend", "random:tiny;seed=1")):
+        with pytest.raises(ConfigError, match=f"{kind} spec '{re.escape(spec)}': .* takes no options after ';'"):
+            registry.check_spec(kind, spec)
+    for kind, spec in (("stt", "whisper;final_beam=2"), ("llm", "openai:m;timeout=3"), ("tts", "openai:t;speed=1")):
+        registry.check_spec(kind, spec)  # (their factories check the names)
 
 
 @pytest.mark.parametrize("spec", ["file:ck", "file:/abs/ck", "file:", "file://ck", "file:///abs/ck", "path:ck",

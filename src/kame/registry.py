@@ -32,6 +32,7 @@ it needs. A plugin replaces a built-in scheme only with register(..., replace=Tr
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.metadata
 import importlib.util
@@ -72,6 +73,7 @@ class Entry:
     help: str = ""
     needs: str | None = None  # what the part after "scheme:" names when the spec must have one, e.g. "MODEL"
     needs_env: str | None = None  # ... unless this environment variable gives it (the factory reads it)
+    options: bool | None = None  # takes NAME=VALUE options after ';' (None: a plugin's, its factory decides)
 
 
 _ENTRIES: dict[str, dict[str, Entry]] = {}
@@ -79,10 +81,13 @@ _BUILTIN: set[tuple[str, str]] = set()  # (kind, scheme) of kame's own table (ka
 
 
 def register(kind: str, scheme: str, target: str | Callable, *, extra: str | None = None, help: str = "",
-             needs: str | None = None, needs_env: str | None = None, replace: bool = False) -> None:
+             needs: str | None = None, needs_env: str | None = None, options: bool | None = None,
+             replace: bool = False) -> None:
     """Register ``scheme`` for component ``kind`` (one of KINDS); ``target`` is "module:callable"
     or a callable, called as target(arg, **kwargs); ``needs``: the spec must name this after the
-    scheme (``openai:MODEL``), unless env ``needs_env`` is set. A built-in scheme is replaced only
+    scheme (``openai:MODEL``), unless env ``needs_env`` is set; ``options``: it takes NAME=VALUE
+    options after ';' (False: a spec with them is refused at the config check; None: the factory
+    decides, as a plugin's does unless it says). A built-in scheme is replaced only
     with ``replace=True``; registering a plugin's scheme again (its module imported twice) replaces it."""
     if kind not in KINDS:  # (a typo would register a scheme nobody looks up)
         raise ConfigError(f"register({kind!r}, {scheme!r}, ...): unknown component kind {kind!r}; "
@@ -98,7 +103,7 @@ def register(kind: str, scheme: str, target: str | Callable, *, extra: str | Non
         raise ConfigError(f"register({kind!r}, {scheme!r}, ...): {scheme!r} is kame's built-in {kind} scheme "
                           f"({_ENTRIES[kind][scheme].help or _ENTRIES[kind][scheme].target}); pick another "
                           f"scheme name, or pass replace=True to use yours instead of kame's")
-    _ENTRIES.setdefault(kind, {})[scheme] = Entry(target, extra, help, needs, needs_env)
+    _ENTRIES.setdefault(kind, {})[scheme] = Entry(target, extra, help, needs, needs_env, options)
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -110,11 +115,11 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
         raise ConfigError("empty component spec")
     if spec[0] in "/.~":
         return "path", spec
-    if "://" in spec and spec.index("://") <= spec.find(":"):
+    semi = spec.find(";")
+    if "://" in spec and spec.index("://") <= spec.find(":") and not 0 < semi < spec.index("://"):
         # "hf://org/repo" -> ("hf", "org/repo"); "mimi:hf://org/repo" keeps its arg whole (below)
         scheme, arg = spec.split("://", 1)
         return scheme, arg or None
-    semi = spec.find(";")
     if semi > 0 and (":" not in spec or semi < spec.index(":")):
         # "embedded;whisper_interval=1.0": options straight after a scheme without an argument
         return spec[:semi].strip(), spec[semi:]
@@ -185,6 +190,8 @@ def check_spec(kind: str, spec: str, also: tuple[str, ...] = ()) -> tuple[Entry,
         plain = path if path[0] in "/.~" else f"./{path}"
         raise ConfigError(f"{kind} spec {spec!r}: write {scheme}://{path} (or {plain}, path:{path}); "
                           f"'{scheme}:' without '//' is not a path{alt}")
+    if entry.options is False and (arg or "").partition(";")[2].strip():
+        raise ConfigError(f"{kind} spec {spec!r}: {scheme} takes no options after ';'{alt}")
     if entry.needs and not (arg or "").partition(";")[0].strip(": ") and not (entry.needs_env and os.environ.get(entry.needs_env)):
         raise ConfigError(f"{kind} spec {spec!r} names no {entry.needs}: give {scheme}:{entry.needs}"
                           + (f" (or set {entry.needs_env})" if entry.needs_env else "") + alt)
@@ -403,6 +410,10 @@ def _load_table() -> None:
             _TABLE_LOADED = False
             raise
         _BUILTIN.update((kind, scheme) for kind, entries in _ENTRIES.items() for scheme in entries)
+        for kind, entries in _ENTRIES.items():  # a built-in that does not say it takes options takes none
+            for scheme, e in entries.items():
+                if e.options is None:
+                    entries[scheme] = dataclasses.replace(e, options=False)
 
 
 def _load_builtin() -> None:

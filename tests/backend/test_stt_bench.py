@@ -80,3 +80,11 @@ def test_stt_spec_options_reach_the_constructor(monkeypatch):
     with pytest.raises(ConfigError, match="'final_beam' is also given as a keyword"):
         embedded.create(";final_beam=2", final_beam=3)
     assert len(made) == 2
+
+
+def test_numeric_options_from_a_spec_reach_whisper_as_numbers():
+    """'whisper;cpu_threads=2' (text from the spec) loads (was: a TypeError from CTranslate2)."""
+    from kame import registry
+
+    stt = registry.create("stt", "whisper;cpu_threads=1,final_beam=2.0")
+    assert stt.final_beam == 2 and isinstance(stt.final_beam, int)

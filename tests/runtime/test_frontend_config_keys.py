@@ -63,7 +63,7 @@ def test_a_message_that_names_its_key_gets_the_file_only(tmp_path):
     (notes / "a.txt").unlink()  # gone between the config's check and the load
     with pytest.raises(ConfigError) as e:
         load_backend(cfg, FakeClock())
-    assert str(e.value).startswith(f"backend.knowledge_dir (from {toml}): backend.knowledge_dir: {notes} holds no notes")
+    assert str(e.value).startswith(f"backend.knowledge_dir (from {toml}): {notes} holds no notes")  # (key said once)
 
 
 @pytest.mark.usefixtures("fake_components")

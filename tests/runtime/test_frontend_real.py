@@ -157,3 +157,17 @@ def test_one_load_checks_the_frontend_spec_once(tmp_path, monkeypatch):
         calls.clear()
         _, info = frontend.load_frame_models(real_cfg(**{"frontend.spec": spec}))
         assert calls == [spec] and info["frontend_random"] is (spec == "random:tiny")
+
+
+def test_the_step_index_counts_from_a_new_sessions_reset():
+    """FrameOut.step is the row's step index since its session joined, also for a row that served
+    another session before (was: the old session's count on the new one's first step)."""
+    from kame.runtime.frontend import load_frame_models
+
+    factory, _ = load_frame_models(real_cfg())
+    fm = factory(2)
+    pcm, both = np.zeros((2, F), np.float32), np.ones(2, bool)
+    fm.reset([0, 1])
+    assert [fm.step(pcm, both).step.tolist() for _ in range(3)] == [[0, 0], [1, 1], [2, 2]]
+    fm.reset([0])  # a new session on row 0
+    assert [fm.step(pcm, both).step.tolist() for _ in range(2)] == [[0, 3], [1, 4]]

@@ -21,8 +21,8 @@ is stripped of surrounding whitespace (the newline of ``OPENAI_API_KEY=$(cat key
 a control character inside is a ConfigError naming where it came from (not a bare ValueError
 from aiohttp's header check at the first request).
 
-An adapter's spec "openai:MODEL;NAME=VALUE,..." is split by ``spec_options`` (the model
-stripped, the options those the adapter lists), with kame.registry.split_options.
+An adapter's spec "openai:MODEL;NAME=VALUE,..." is split by kame.registry.spec_kwargs (the
+model stripped, the options those the adapter lists).
 
 HTTP 429's ``Retry-After`` (delay-seconds or an HTTP-date, RFC 9110) is kept on the
 BackendError as ``retry_after`` seconds (``retry_after_seconds``).
@@ -46,7 +46,6 @@ from typing import AsyncIterator, Awaitable, Callable, Sequence
 import aiohttp
 
 from ..errors import BackendError, ConfigError
-from ..registry import split_options
 from .options import number
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -105,19 +104,6 @@ def resolve_endpoint(what: str, base_url: str | None, api_key: str | None,
         raise ConfigError(f"openai {what}: base URL must start with http:// or https://, got {url!r} "
                           f"(from {url_from})")
     return Endpoint(url, key, url_from, key_from, url_vars, key_vars)
-
-
-def spec_options(kind: str, arg: str | None, allowed: tuple[str, ...], example: str,
-                 kwargs: dict) -> tuple[str, dict]:
-    """An ``openai:`` spec's argument "MODEL;NAME=VALUE,..." -> (MODEL, stripped; ``kwargs`` plus
-    the options, as text: the constructor checks them). ConfigError naming the spec (``kind``:
-    "llm" / "tts") for an option not in ``allowed``, a malformed or repeated one, or one also given
-    as a keyword argument."""
-    where = f"{kind} spec 'openai:{arg}'"
-    model, options = split_options(arg, where, allowed, example)
-    if twice := sorted(options.keys() & kwargs.keys()):
-        raise ConfigError(f"{where}: option {twice[0]!r} is also given as a keyword argument")
-    return model, {**kwargs, **options}
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:

@@ -109,9 +109,11 @@ class CodecFrameModel:
         except AudioFormatError as exc:  # the front-end hears a silent frame instead
             broken.append(str(exc))
             codes = self.silence_codes[None].expand(self.batch_size, -1)
-        steps = np.array(self.stepper.frames, np.int64)  # [B] each row's step index (its frames so far)
         dev = self.stepper.model.device  # the LM may live elsewhere (frontend.device) than the codec
         out = self.stepper.step(codes[:, : self.n_user_q].to(dev) if self.n_user_q else None)
+        # [B] each row's index of this step: its frames so far, less this one (read after the step,
+        # which applies a new session's reset first)
+        steps = np.array(self.stepper.frames, np.int64) - 1
         valid = out.valid.cpu()  # [B]
         audio = out.audio.cpu()  # [B, dep_q]
         # decode the dep_q codebooks the model made (coarse to fine: a prefix of the codec's K);

@@ -15,6 +15,7 @@ as it is (the plugin's fault, not the key's).
 from __future__ import annotations
 
 import logging
+import re
 from contextlib import contextmanager
 
 from ..config import KameConfig, key_source
@@ -60,10 +61,10 @@ def _name_key(exc: BaseException, key: str, cfg: KameConfig) -> None:
     source = key_source(cfg, key)
     where = f" (from {source})" if source else ""
     said = str(exc)
-    if said.startswith(key):  # it names the key already (and the value): add where it was set
+    if re.match(rf"{re.escape(key)}(?![\w.])", said):  # it names the key already (and the value): add where
         if not source:
             return
-        said = f"{key}{where}: {said}"
+        said = f"{key}{where}{said[len(key):]}"
     else:
         said = f"{key} = {value!r}{where}: {said}"
     exc.args = (said,)

@@ -41,7 +41,8 @@ import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ...errors import BackendError, ConfigError
-from ..openai_http import MiB, OpenAIHTTP, content_type, read_excerpt, spec_options, within
+from ...registry import spec_kwargs
+from ..openai_http import MiB, OpenAIHTTP, content_type, read_excerpt, within
 from ..options import number
 from ..types import ChatMessage
 from .base import LLM
@@ -219,5 +220,5 @@ def create(arg: str | None, **kwargs) -> OpenAIChat:
     """Registry factory: ``openai:MODEL[;NAME=VALUE,...]`` (NAME in SPEC_OPTIONS; kwargs: the
     constructor's: base_url, api_key, timeouts...)."""
     # (a spec without a model, and no OPENAI_MODEL, is refused by the registry: components.py's needs=)
-    model, kwargs = spec_options("llm", arg, SPEC_OPTIONS, "openai:gpt-4.1;first_token_timeout=30", kwargs)
+    model, kwargs = spec_kwargs("llm", "openai", arg, kwargs, SPEC_OPTIONS, "openai:gpt-4.1;first_token_timeout=30")
     return OpenAIChat(model or os.environ.get("OPENAI_MODEL", "").strip(), **kwargs)

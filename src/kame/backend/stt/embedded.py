@@ -109,7 +109,7 @@ class EmbeddedSTT(SegmentedSTT):
                  whisper_interval: float | None = None, final_beam: int = 1, max_ps_lag: float = 1.5,
                  handle: WhisperModelHandle | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        check_whisper_options(self.name, cpu_threads, final_beam)  # before loading anything
+        cpu_threads, final_beam = check_whisper_options(self.name, cpu_threads, final_beam)  # before loading
         self.whisper_interval = (None if whisper_interval is None
                                  else number("embedded STT", "whisper_interval", whisper_interval, above=0))
         self.final_beam = int(final_beam)

