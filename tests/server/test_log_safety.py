@@ -63,7 +63,8 @@ def test_redact_cuts_secret_header_values():
     got = redact("Invalid header value char: b'Authorization: Bearer s3cr3t-TOKEN\\x01'")
     assert got == "Invalid header value char: b'Authorization: …'"
     for line in ("b'proxy-authorization: Basic czNjcjN0'", 'b"Cookie: sid=s3cr3t; a=\'b\'"',
-                 "bytearray(b'Cookie: s3cr3t').", "b'AUTHORIZATION:s3cr3t'"):
+                 "bytearray(b'Cookie: s3cr3t').", "b'AUTHORIZATION:s3cr3t'", "b'X-Api-Key: s3cr3t\\x01'",
+                 "b'X-Auth-Token: s3cr3t'", "b'client_secret: s3cr3t'"):
         assert "s3cr3t" not in redact(line) and "czNjcjN0" not in redact(line), line
     assert redact("b'Content-Length: abc'") == "b'Content-Length: abc'"
 

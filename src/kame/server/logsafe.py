@@ -1,7 +1,8 @@
 """Client-supplied text on its way into `kame serve`'s log: control characters escaped (a
 client's newline must not start a line that looks like the server's own), secrets cut (query
-strings, which may carry ?token=; the values of Authorization, Proxy-Authorization and Cookie
-headers that aiohttp quotes when it rejects a malformed request).
+strings, which may carry ?token=; the values of Authorization, Proxy-Authorization, Cookie and
+headers named like a key, token or secret, that aiohttp quotes when it rejects a malformed
+request).
 
     log.info("closed by the client (%s)", clean(reason))
 """
@@ -31,7 +32,9 @@ def clean(value) -> str:
 _QUERY = re.compile(r"\?[^\s'\"]+")  # a query string, up to a space or a quote
 # a secret header quoted in an error message (b'Authorization: Bearer X\x01'): its value, to the
 # end of the line but for the quote (and bracket, full stop) that close it
-_SECRET_HEADER = re.compile(r"\b((?:proxy-)?authorization|cookie)[ \t]*:.*?(?=['\"]?\)?\.?$)", re.I | re.M)
+# (also any header named like a key, token or secret: X-Api-Key, X-Auth-Token, X-Client-Secret)
+_SECRET_HEADER = re.compile(r"\b((?:proxy-)?authorization|cookie|[\w-]*(?:api-?key|token|secret)[\w-]*)[ \t]*:"
+                            r".*?(?=['\"]?\)?\.?$)", re.I | re.M)
 
 
 def redact(text: str) -> str:
