@@ -217,7 +217,20 @@ class ServerConfig:  # the fields of kame.server.app.ServerConfig (kept in sync)
     max_errors: int = _opt(100, min=1)  # protocol errors per connection before it is closed
     static_dir: str | None = None  # default: the package's static/ folder (checked by kame serve)
     # reverse proxies (comma-separated addresses/networks) whose X-Forwarded-For names the client in the log
+    # (and whose X-Forwarded-Host/-Proto give the address a browser's page came from)
     trusted_proxy: str | None = None
+    # origins ("https://app.example.com") of pages served elsewhere that may open sessions ("*": any); a
+    # browser's WebSocket from any other page but the server's own is refused (cross-site WebSocket hijacking)
+    allowed_origins: list = field(default_factory=list)
+    # a loopback bind answers only to Host localhost, 127.x.x.x, [::1] and these names ("*": any): DNS rebinding
+    allowed_hosts: list = field(default_factory=list)
+    max_sessions_per_client: int = _opt(0, min=0)  # live sessions from one client address; 0: no cap
+
+    def validate(self) -> None:
+        if self.allowed_origins or self.allowed_hosts:  # (the server's own check; aiohttp only then)
+            from .server.guard import parse_hosts, parse_origins
+
+            parse_origins(self.allowed_origins), parse_hosts(self.allowed_hosts)
 
 
 try:  # the [cascade] section is owned by kame.cascade (its fields are documented there)

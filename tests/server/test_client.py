@@ -7,6 +7,7 @@ cascade still answering after --tail gets more silence, up to --max-tail."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import contextlib
 import json
 import re
@@ -516,3 +517,24 @@ async def test_the_client_hears_of_input_a_cascade_dropped(tmp_path, capsys):
     err = capsys.readouterr().err
     said = re.search(r"warning: the server dropped ([0-9.]+) s of the input", err)  # (was: 0.02 s, its first drop)
     assert said and 2.5 < float(said.group(1)) <= 3.0 and "--fast sent faster than real time; leave --fast out" in err
+
+
+class _FailingBackendEcho(EchoAgent):
+    """The echo agent, whose sessions report one back-end failure with internal detail."""
+
+    async def open_session(self, session_id=None):
+        s = await super().open_session(session_id)
+        s._out.put_nowait(ErrorEvent("llm 'openai:m' failed: HTTP 401 from http://10.9.8.7:8000/v1/chat/completions: "
+                                     "{\"error\": \"bad key\"} (key from OPENAI_API_KEY)", 0.0,
+                                     brief="llm back-end failed (HTTP 401 from the LLM server); see the server log"))
+        return s
+
+
+async def test_a_remote_client_gets_the_short_form_of_a_back_end_failure(wav, capsys, caplog):
+    caplog.set_level(logging.INFO, logger="kame.server")
+    async with running_server(_FailingBackendEcho(delay_frames=2)) as (url, _):
+        assert await _main([url, wav, "--fast", "--tail", "0.3"]) == 0
+    err = capsys.readouterr().err
+    assert "server error: agent_error: llm back-end failed (HTTP 401 from the LLM server); see the server log" in err
+    assert "10.9.8.7" not in err and "OPENAI_API_KEY" not in err
+    assert "10.9.8.7" in caplog.text  # (the operator's log has it)

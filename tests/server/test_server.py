@@ -376,7 +376,7 @@ async def test_a_client_gone_during_its_upgrade_is_no_server_error(caplog):
         for _ in range(5):
             _, writer = await asyncio.open_connection(u.host, u.port)
             key = base64.b64encode(os.urandom(16)).decode()
-            writer.write(f"GET /api/chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            writer.write(f"GET /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                          f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
             await writer.drain()
             writer.close()
@@ -458,7 +458,7 @@ async def test_static_path_traversal_and_symlinks(tmp_path):
         # A raw request line with an absolute path / dot segments, bypassing client normalisation.
         reader, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
         for target in ("/../secret.txt", "/static/../../secret.txt", "/%2e%2e/secret.txt", "http://x/../secret.txt"):
-            writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            writer.write(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
             await writer.drain()
             head = await reader.readuntil(b"\r\n\r\n")
             length = int([h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")][0].split(b":")[1])
@@ -520,7 +520,7 @@ async def test_slow_client_is_dropped_then_closed_without_stalling_others(caplog
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", port))
         reader, writer = await asyncio.open_connection(sock=sock)
-        writer.write(b"GET /api/chat?pcm=1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        writer.write(b"GET /api/chat?pcm=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
         assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
         # ... and never read again. A normal client on the same server meanwhile:

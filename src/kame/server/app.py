@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import hmac
 import logging
 import mimetypes
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +34,9 @@ from ..errors import ConfigError, KameError, NotAvailableError
 from ..paths import local_path
 from ..runtime.base import Agent, AgentAudio, AgentText, CapacityError, ErrorEvent, Meta, Session
 from ..runtime.clock import Clock, MonotonicClock, cancel_within
-from . import ops
+from . import guard, ops
 from . import protocol as P
+from .guard import SendQueue, SlowClient  # noqa: F401 (SendQueue: also kame.server.app's, as before)
 from .ops import listen_socket
 
 log = logging.getLogger("kame.server")
@@ -49,7 +49,7 @@ class ServerConfig:
     port: int = 8998  # Moshi's default port
     max_message_bytes: int = 65536  # larger client messages get a 0x05 error and are dropped
     hard_message_factor: int = 4  # beyond max_message_bytes * this, the socket is closed (1009)
-    idle_timeout_s: float = 30.0  # no client audio for this long -> 0x05 error + close
+    idle_timeout_s: float = 30.0  # too little client audio over this long (guard.IDLE_AUDIO_SHARE) -> 0x05 error + close
     auth_token: str | None = None  # if set, required as Bearer header or ?token=
     auth_token_file: str | None = None  # a file holding auth_token (read by server_config_from)
     max_session_s: float = 0.0  # a session open this long -> 0x05 session_limit + close; 0: no limit
@@ -58,59 +58,9 @@ class ServerConfig:
     max_errors: int = 100  # protocol errors per connection before it is closed
     static_dir: str | None = None  # default: the package's static/ folder
     trusted_proxy: str | None = None  # reverse proxies (addresses/networks) whose X-Forwarded-For is believed
-
-
-class SlowClient(Exception):
-    pass
-
-
-class SendQueue:
-    """Bounded outgoing queue. Audio is droppable (oldest first); other messages are not."""
-
-    def __init__(self, maxlen: int) -> None:
-        self.maxlen = maxlen
-        self._q: collections.deque[tuple[bytes, bool]] = collections.deque()
-        self._ev = asyncio.Event()  # set: something to send
-        self._room = asyncio.Event()  # set: the writer took a message
-        self.dropped = 0
-
-    def put(self, data: bytes, droppable: bool = False) -> None:
-        if len(self._q) >= self.maxlen:
-            for i, (_, d) in enumerate(self._q):
-                if d:
-                    del self._q[i]
-                    self.dropped += 1
-                    break
-            else:
-                if droppable:
-                    self.dropped += 1
-                    return
-                raise SlowClient(f"client is not reading: {len(self._q)} messages queued")
-        self._q.append((data, droppable))
-        self._ev.set()
-
-    async def put_when_room(self, data: bytes) -> None:
-        """``put`` for replies to the client's own messages (pongs, protocol errors): while the
-        queue is nearly full (all but a quarter of it, at most 8 places, kept for the agent's
-        text and metadata and for a final error) of messages that cannot be dropped, wait until
-        the writer takes one, so a client that sends a burst faster than the replies go out is
-        slowed down (its messages wait unread) instead of closed as not reading. A client that
-        really stops reading is caught by the connection's send timeout."""
-        room = self.maxlen - min(8, self.maxlen // 4)
-        while len(self._q) >= room and sum(1 for _, d in self._q if not d) >= room:
-            self._room.clear()
-            await self._room.wait()
-        self.put(data)
-
-    async def get(self) -> bytes:
-        while not self._q:
-            self._ev.clear()
-            await self._ev.wait()
-        self._room.set()
-        return self._q.popleft()[0]
-
-    def __len__(self) -> int:
-        return len(self._q)
+    allowed_origins: list = field(default_factory=list)  # other pages' origins that may open sessions; "*": any
+    allowed_hosts: list = field(default_factory=list)  # a loopback bind: Host names allowed besides localhost's
+    max_sessions_per_client: int = 0  # live sessions from one client address; 0: no cap
 
 
 class Connection:
@@ -123,7 +73,9 @@ class Connection:
         self.queue = SendQueue(self.cfg.send_queue_messages)
         self.decoder = P.OpusDecoder()
         self.encoder = P.OpusEncoder()
-        self.last_audio = self.opened = server.clock.now()
+        self.opened = server.clock.now()
+        self.budget = guard.AudioBudget(server.clock)  # client audio past real time + a burst: dropped
+        self.activity = guard.AudioActivity(server.clock, self.cfg.idle_timeout_s or 0.0)  # (the idle timeout)
         self.started = time.monotonic()  # (for the "closed after" log line)
         self.view = ops.SessionView()  # back-end components down, last stats (for health and the log)
         self.errors = 0
@@ -184,7 +136,7 @@ class Connection:
                 log.error("connection %s: tasks did not stop within 5 s of their cancellation: %s", self.session.id,
                           ", ".join(t.get_name() for t in left))
             if not self.ws.closed:
-                reason = self.close_reason.encode()[:120].decode("utf-8", "ignore").encode()
+                reason = self.close_reason.encode("utf-8", "replace")[:120].decode("utf-8", "ignore").encode()
                 try:
                     await asyncio.wait_for(self.ws.close(code=self.close_code, message=reason), 2.0)
                 except (asyncio.TimeoutError, ConnectionError):
@@ -228,8 +180,13 @@ class Connection:
 
     async def _handle(self, kind: P.Kind, payload: bytes) -> None:
         if kind == P.Kind.AUDIO:
-            pcm = self.decoder.decode(payload)
+            pages = P.ogg_pages(payload) if payload else []  # (empty: decode's bad_audio)
+            if not self._budget(sum(n for _, n in pages) / 48000):
+                return
+            pcm = self.decoder.decode(payload, pages)
         elif kind == P.Kind.PCM:
+            if not self._budget(len(payload) // 2 / P.SAMPLE_RATE):
+                return
             pcm = P.pcm16_decode(payload)
         elif kind == P.Kind.PING:
             await self.queue.put_when_room(P.encode(P.Kind.PING, P.parse_ping(payload)))  # an over-long one: bad_ping
@@ -239,12 +196,22 @@ class Connection:
             return
         else:
             raise P.ProtocolError("unexpected_kind", f"kind 0x{int(kind):02x} ({kind.name}) is not sent by clients")
-        self.last_audio = self.server.clock.now()
+        self.activity.add(len(pcm) / P.SAMPLE_RATE)
         if len(pcm):
             try:
                 await self.session.push_audio(pcm)
             except KameError as exc:  # e.g. AudioFormatError from the session: drop, go on
                 raise P.ProtocolError("bad_audio", f"audio rejected by the agent: {exc}") from None
+
+    def _budget(self, seconds: float) -> bool:
+        """Whether audio of ``seconds`` fits the client's budget (real time plus a burst); if not,
+        it is dropped undecoded, counted in the stats' dropped_input_s (as an agent's backlog is)."""
+        if self.budget.take(seconds):
+            return True
+        if self.budget.dropped_messages == 1:
+            log.warning("connection %s: client audio comes faster than real time (over %g s ahead); dropping the "
+                        "excess undecoded (counted in stats dropped_input_s)", self.session.id, self.budget.burst_s)
+        return False
 
     async def _pump(self) -> None:
         # (aclosing: a pump cancelled because its client left stops reading at once, so a cascade
@@ -260,9 +227,13 @@ class Connection:
     async def _forward(self, outputs) -> None:
         reported = 0
         async for out in outputs:
+            out = ops.for_client(out, self.session.id)  # (the client gets short errors; the detail is logged)
             if self.queue.dropped != reported:  # tell the client (droppable itself)
                 reported = self.queue.dropped
                 self.queue.put(P.metadata({"type": "dropped", "count": reported}), droppable=True)
+            report = self.budget.report(self.session.id)  # input the server dropped (above)
+            if report is not None:
+                self.queue.put(P.metadata(report), droppable=True)
             if isinstance(out, AgentAudio):
                 # Agents emit 80 ms frames in real time; a longer chunk is sent frame by frame,
                 # yielding to the loop between frames so it never blocks other sessions.
@@ -278,8 +249,9 @@ class Connection:
             elif isinstance(out, AgentText):
                 self.queue.put(P.encode(P.Kind.TEXT, out.text))
             elif isinstance(out, Meta):
-                self.view.note(out.data)
-                self.queue.put(P.metadata(out.data))
+                data = self.budget.merged(out.data)  # (stats: with the input the server dropped)
+                self.view.note(data)
+                self.queue.put(P.metadata(data))
             elif isinstance(out, ErrorEvent):
                 self.send_error("agent_error", out.message)
 
@@ -293,16 +265,17 @@ class Connection:
             self.send_started = None
 
     async def _watch(self) -> None:
-        """Closes idle connections (no client audio), sessions open for max_session_s, and clients
-        whose socket stopped reading."""
+        """Closes idle connections (too little client audio: guard.AudioActivity), sessions open for
+        max_session_s, and clients whose socket stopped reading."""
         timeout = self.cfg.idle_timeout_s if self.cfg.idle_timeout_s and self.cfg.idle_timeout_s > 0 else float("inf")
         limit = self.cfg.max_session_s if self.cfg.max_session_s and self.cfg.max_session_s > 0 else float("inf")
         clock = self.server.clock
         period = max(0.05, min(timeout / 4, self.cfg.send_timeout_s / 4, 1.0))
         while True:
             now = clock.now()
-            if now - self.last_audio >= timeout:
-                self._fatal("idle_timeout", f"no audio from the client for {timeout:g} s", WSCloseCode.POLICY_VIOLATION)
+            idle = self.activity.idle()
+            if idle:
+                self._fatal("idle_timeout", idle, WSCloseCode.POLICY_VIOLATION)
                 return
             if now - self.opened >= limit:
                 self._fatal("session_limit", f"the session reached the server's limit of {limit:g} s; "
@@ -315,7 +288,7 @@ class Connection:
                 if self.transport is not None:
                     self.transport.abort()
                 return
-            await clock.sleep(min(period, max(0.01, min(timeout - (now - self.last_audio), limit - (now - self.opened)))))
+            await clock.sleep(min(period, max(0.01, limit - (now - self.opened))))  # (idle: checked each period)
 
 
 class Server:
@@ -331,6 +304,11 @@ class Server:
         self.static = _load_static(local_path(cfg.static_dir) if cfg.static_dir else STATIC_DIR)
         self.trusted = ops.parse_trusted(cfg.trusted_proxy)
         self.health_state = ops.Health()  # (also the agent's start in the background)
+        self.allowed_origins = guard.parse_origins(cfg.allowed_origins)
+        self.allowed_hosts = guard.parse_hosts(cfg.allowed_hosts)
+        self.loopback = guard.is_loopback_name(cfg.host)  # (then Host is checked: DNS rebinding)
+        self.slots = guard.ClientSlots(cfg.max_sessions_per_client or 0)
+        self.refusals_logged = 0
 
     def authorized(self, request: web.Request) -> bool:
         token = self.cfg.auth_token
@@ -340,11 +318,17 @@ class Server:
         auth = request.headers.get("Authorization", "")
         if auth.lower().startswith("bearer "):
             given = auth[7:].strip()
-        return hmac.compare_digest(given.encode(), token.encode())
+        try:  # (a header's non-UTF-8 bytes come as surrogates: a wrong token, not a server error)
+            return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape"))
+        except UnicodeEncodeError:
+            return False
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         if not self.authorized(request):
             return ops.refuse(self, ops.UNAUTHORIZED, status=401, headers=ops.UNAUTHORIZED_HEADERS)
+        forbidden = guard.refuse_origin(request, self)
+        if forbidden is not None:
+            return forbidden
         if self.health_state.loading:
             return ops.refuse(self, {"error": "loading", "message": "the agent is still loading (front-end, codec, "
                                      "STT, LLM); try again in a few seconds"}, status=503, headers={"Retry-After": "5"})
@@ -356,6 +340,18 @@ class Server:
             return web.json_response({"error": "not_websocket", "message": "/api/chat needs a WebSocket upgrade (GET with "
                                       "Upgrade: websocket, Sec-WebSocket-Version: 13 and a valid Sec-WebSocket-Key)"},
                                      status=400)
+        client = ops.client_address(request, self.trusted)
+        if not self.slots.take(client):
+            return ops.refuse(self, {"error": "too_many_sessions", "message": f"this client ({client}) already has "
+                                     f"{self.slots[client]} sessions open, the server's limit per client "
+                                     f"(server.max_sessions_per_client); close one first"}, status=429,
+                              headers={"Retry-After": "5"})
+        try:
+            return await self._chat(request, ws)
+        finally:
+            self.slots.give_back(client)
+
+    async def _chat(self, request: web.Request, ws: web.WebSocketResponse) -> web.StreamResponse:
         try:
             session = await self.agent.open_session()
         except CapacityError as exc:
@@ -431,8 +427,8 @@ def make_app(agent: Agent, cfg: ServerConfig | None = None, clock: Clock | None 
     ``load_in_background`` too, it serves while the agent starts (503 "loading" until then)."""
     server = Server(agent, cfg or ServerConfig(), clock)
     ops.install_log_filters()
-    app = web.Application(client_max_size=1 << 16)
-    app[SERVER_KEY] = server
+    app = web.Application(client_max_size=1 << 16, middlewares=[guard.host_guard])
+    app[SERVER_KEY] = app[guard.SERVER] = server
     app[ops.TRUSTED_KEY] = server.trusted
     app.router.add_get("/api/chat", server.chat)
     app.router.add_get("/api/health", server.health)
@@ -492,6 +488,7 @@ def server_config_from(section) -> ServerConfig:
         raise ConfigError(f"unknown [server] keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     cfg = ServerConfig(**{k: v for k, v in items.items() if k in known})
     cfg.auth_token = cfg.auth_token or None  # "" = no auth
+    guard.parse_origins(cfg.allowed_origins), guard.parse_hosts(cfg.allowed_hosts)  # (bad ones: before the agent loads)
     ops.config_token(cfg)  # server.auth_token_file (before the agent loads)
     if cfg.static_dir and not local_path(cfg.static_dir).is_dir():  # (here: a server-only key stops no `kame run`)
         raise ConfigError(f"server.static_dir: {cfg.static_dir!r} is not a folder (it holds the browser page: "

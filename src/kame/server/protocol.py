@@ -62,8 +62,8 @@ class ProtocolError(KameError):
 
 
 def encode(kind: Kind, payload: bytes | str = b"") -> bytes:
-    if isinstance(payload, str):
-        payload = payload.encode("utf-8")
+    if isinstance(payload, str):  # (a lone surrogate in an agent's text: "?", not a dead session)
+        payload = payload.encode("utf-8", "replace")
     return bytes([int(kind)]) + payload
 
 
@@ -240,10 +240,12 @@ class OpusDecoder:
         self.max_samples = max_samples_per_message
         self._reader = sphn.OpusStreamReader(SAMPLE_RATE)
 
-    def decode(self, data: bytes) -> np.ndarray:
+    def decode(self, data: bytes, pages: list[tuple[bytes, int]] | None = None) -> np.ndarray:
+        """``pages``: ``ogg_pages(data)`` when the caller has it already (the server reads the
+        durations first, to drop audio past the client's budget undecoded)."""
         if not data:
             raise ProtocolError("bad_audio", "empty audio message")
-        pages = ogg_pages(data)
+        pages = ogg_pages(data) if pages is None else pages
         held = sum(n for _, n in pages) * SAMPLE_RATE // 48000  # what the pages hold, before decoding
         if held > self.max_samples:
             raise ProtocolError(

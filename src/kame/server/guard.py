@@ -1,0 +1,378 @@
+"""What `kame serve` refuses before and during a session, to keep one client (or one web page)
+from using or starving the server (kame.server.app calls these):
+
+- a browser's WebSocket upgrade from a page of another origin (cross-site WebSocket hijacking:
+  any page the operator visits could open sessions on ws://127.0.0.1:8998): the Origin must be
+  the server's own host:port or be listed in ``server.allowed_origins``; no Origin (kame client,
+  scripts) is allowed;
+- on a loopback bind, any request whose Host is not a loopback name (DNS rebinding: a page of
+  evil.example whose name later resolves to 127.0.0.1), unless listed in ``server.allowed_hosts``;
+- more live sessions from one client address than ``server.max_sessions_per_client``;
+- a client that does not read what it is sent (SendQueue: bounded, the oldest audio dropped);
+- client audio faster than real time plus a burst (AudioBudget: dropped before decoding, so a
+  flood of Opus cannot hold the event loop), and sessions that send too little audio to be in
+  use (AudioActivity: the idle timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ipaddress
+import logging
+
+from aiohttp import web
+
+from ..errors import ConfigError
+from . import ops
+from .logsafe import clean
+
+log = logging.getLogger("kame.server")
+
+AUDIO_BURST_S = 3.0  # client audio may run this far ahead of real time; beyond it, it is dropped
+# a session that sent less than this share of real time in audio over the idle window is idle
+IDLE_AUDIO_SHARE = 0.25
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+_LOG_CAP = 100  # refused hosts/origins logged at WARNING (then DEBUG: a page could flood the log)
+SERVER = web.AppKey("kame_guarded_server", object)  # the app's kame.server.app.Server
+
+
+# ---- config ----------------------------------------------------------------------------------
+
+
+def _items(value, key: str) -> list[str]:
+    """A list of strings from a TOML list or a comma-separated string (--set key=a,b)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"server.{key}: expected a list of strings, got {value!r}")
+    return [v.strip() for v in value if v.strip()]
+
+
+def parse_origins(value) -> tuple[str, ...]:
+    """``server.allowed_origins``: origins such as "https://app.example.com" (scheme, host, an
+    optional port; no path), or "*" for any; normalized (lower case, default port left out)."""
+    out = []
+    for item in _items(value, "allowed_origins"):
+        parts = None if item == "*" else _origin_parts(item)
+        if item != "*" and parts is None:
+            raise ConfigError(f"server.allowed_origins: {item!r} is not an origin; give the scheme and host of "
+                              f"the page, e.g. \"https://app.example.com\" or \"http://localhost:3000\" (no path), "
+                              f"or \"*\" for any")
+        out.append("*" if parts is None else f"{parts[0]}://{_host_key(*parts[1:], parts[0])}")
+    return tuple(out)
+
+
+def parse_hosts(value) -> tuple[str, ...]:
+    """``server.allowed_hosts``: host names (no port) a loopback-bound server answers to besides
+    localhost, 127.x.x.x and [::1]; "*" for any."""
+    out = []
+    for item in _items(value, "allowed_hosts"):
+        split = _split_host(item)
+        if item != "*" and (split is None or split[1] is not None or "/" in item):
+            raise ConfigError(f"server.allowed_hosts: {item!r} is not a host name; give the name clients use to "
+                              f"reach the server, without scheme or port (e.g. \"kame.lan\"), or \"*\" for any")
+        out.append("*" if item == "*" else split[0])
+    return tuple(out)
+
+
+# ---- Host and Origin -------------------------------------------------------------------------
+
+
+def _split_host(value: str) -> tuple[str, int | None] | None:
+    """"Name:port" / "[::1]:port" / "name" -> (lower-case name, port or None); None if malformed."""
+    v = value.strip().lower()
+    if not v:
+        return None
+    if v.startswith("["):
+        end = v.find("]")
+        host, rest = v[: end + 1], v[end + 1 :]
+        if end < 0 or (rest and not rest.startswith(":")):
+            return None
+        port = rest[1:] if rest else None
+    elif v.count(":") == 1:
+        host, _, port = v.partition(":")
+    else:
+        host, port = v, None
+    if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
+        return None
+    host = host.rstrip(".")  # ("localhost." is localhost)
+    return (host, int(port) if port else None) if host else None
+
+
+def _host_key(host: str, port: int | None, scheme: str) -> str:
+    return host if port is None or port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
+
+
+def _origin_parts(origin: str) -> tuple[str, str, int | None] | None:
+    """"HTTPS://App.example.com:8443" -> ("https", "app.example.com", 8443); None if it is not
+    scheme://host[:port]."""
+    scheme, sep, rest = origin.strip().lower().partition("://")
+    rest = rest.rstrip("/")
+    if not sep or not scheme.isalpha() or not rest or "/" in rest or "@" in rest:
+        return None
+    split = _split_host(rest)
+    return None if split is None else (scheme, *split)
+
+
+def is_loopback_name(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1 (with or without brackets)."""
+    h = host.strip().lower().strip("[]")
+    if h == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+def _from_proxy(request: web.BaseRequest, trusted: tuple, name: str) -> str | None:
+    """Header ``name`` as the nearest proxy set it (its last value), only from a trusted proxy."""
+    if not trusted or not _trusted_peer(request, trusted):
+        return None
+    values = [h.strip() for v in request.headers.getall(name, []) for h in v.split(",") if h.strip()]
+    return values[-1] if values else None
+
+
+def _trusted_peer(request: web.BaseRequest, trusted: tuple) -> bool:
+    try:
+        ip = ipaddress.ip_address((request.remote or "").strip())
+    except ValueError:
+        return False
+    return any(ip.version == n.version and ip in n for n in trusted)
+
+
+def origin_problem(request: web.BaseRequest, server) -> str | None:
+    """Why a WebSocket upgrade's Origin is refused, or None: no Origin (not a browser), the
+    server's own host:port (the page it serves), or one of ``server.allowed_origins``."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return None
+    allowed, parts = server.allowed_origins, _origin_parts(origin)
+    if "*" in allowed or (parts is not None and f"{parts[0]}://{_host_key(*parts[1:], parts[0])}" in allowed):
+        return None
+    host = _from_proxy(request, server.trusted, "X-Forwarded-Host") or request.headers.get("Host", "")
+    scheme = (_from_proxy(request, server.trusted, "X-Forwarded-Proto") or request.scheme).lower()
+    split = _split_host(host)
+    # the page's own server: the same host:port (each without its scheme's default port)
+    if parts is not None and split is not None and _host_key(*parts[1:], parts[0]) == _host_key(*split, scheme):
+        return None
+    return (f"cross-origin WebSocket refused: the page at Origin {origin[:100]!r} is not served by this server "
+            f"(Host {host[:100]!r}); to let a page served elsewhere use it, list its origin in server.allowed_origins "
+            f"(behind a reverse proxy: set server.trusted_proxy and have the proxy send X-Forwarded-Host)")
+
+
+def host_problem(request: web.BaseRequest, server) -> str | None:
+    """On a loopback bind, why the request's Host is refused (DNS rebinding), or None."""
+    if not server.loopback:
+        return None
+    host = request.headers.get("Host", "")
+    split = _split_host(host)
+    allowed = server.allowed_hosts
+    if "*" in allowed or (split is not None and (is_loopback_name(split[0]) or split[0] in allowed)):
+        return None
+    return (f"Host {host[:100]!r} refused: this server listens on a loopback address and answers only to "
+            f"localhost, 127.0.0.1 or [::1] (a page on another name reaching it would be DNS rebinding); "
+            f"to reach it by that name, add it to server.allowed_hosts")
+
+
+def _log_refusal(server, request: web.BaseRequest, why: str) -> None:
+    level = logging.WARNING if server.refusals_logged < _LOG_CAP else logging.DEBUG
+    server.refusals_logged += 1
+    # (the path as sent: a decoded %0A would start a line of its own; ``why`` quotes with repr)
+    log.log(level, "refused %s %s from %s (HTTP 403): %s", clean(request.method), clean(request.rel_url.raw_path),
+            ops.client_address(request, server.trusted), why)
+
+
+@web.middleware
+async def host_guard(request: web.Request, handler):
+    """403 for every request whose Host a loopback-bound server must not answer (DNS rebinding)."""
+    server = request.app[SERVER]
+    why = host_problem(request, server)
+    if why is None:
+        return await handler(request)
+    _log_refusal(server, request, why)
+    body = {"error": "forbidden_host", "message": why}
+    if request.path == "/api/chat":  # (counted as /api/chat's refusals are)
+        return ops.refuse(server, body, status=403)
+    return web.json_response(body, status=403)
+
+
+def refuse_origin(request: web.Request, server) -> web.Response | None:
+    """A 403 for /api/chat when its Origin is refused (origin_problem), else None."""
+    why = origin_problem(request, server)
+    if why is None:
+        return None
+    _log_refusal(server, request, why)
+    return ops.refuse(server, {"error": "forbidden_origin", "message": why}, status=403)
+
+
+# ---- slow clients ------------------------------------------------------------------------------
+
+
+class SlowClient(Exception):
+    pass
+
+
+class SendQueue:
+    """Bounded outgoing queue. Audio is droppable (oldest first); other messages are not."""
+
+    def __init__(self, maxlen: int) -> None:
+        self.maxlen = maxlen
+        self._q: collections.deque[tuple[bytes, bool]] = collections.deque()
+        self._ev = asyncio.Event()  # set: something to send
+        self._room = asyncio.Event()  # set: the writer took a message
+        self.dropped = 0
+
+    def put(self, data: bytes, droppable: bool = False) -> None:
+        if len(self._q) >= self.maxlen:
+            for i, (_, d) in enumerate(self._q):
+                if d:
+                    del self._q[i]
+                    self.dropped += 1
+                    break
+            else:
+                if droppable:
+                    self.dropped += 1
+                    return
+                raise SlowClient(f"client is not reading: {len(self._q)} messages queued")
+        self._q.append((data, droppable))
+        self._ev.set()
+
+    async def put_when_room(self, data: bytes) -> None:
+        """``put`` for replies to the client's own messages (pongs, protocol errors): while the
+        queue is nearly full (all but a quarter of it, at most 8 places, kept for the agent's
+        text and metadata and for a final error) of messages that cannot be dropped, wait until
+        the writer takes one, so a client that sends a burst faster than the replies go out is
+        slowed down (its messages wait unread) instead of closed as not reading. A client that
+        really stops reading is caught by the connection's send timeout."""
+        room = self.maxlen - min(8, self.maxlen // 4)
+        while len(self._q) >= room and sum(1 for _, d in self._q if not d) >= room:
+            self._room.clear()
+            await self._room.wait()
+        self.put(data)
+
+    async def get(self) -> bytes:
+        while not self._q:
+            self._ev.clear()
+            await self._ev.wait()
+        self._room.set()
+        return self._q.popleft()[0]
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+
+# ---- sessions per client -----------------------------------------------------------------------
+
+
+class ClientSlots:
+    """Live sessions per client address, for ``server.max_sessions_per_client`` (0: no cap)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._n: collections.Counter[str] = collections.Counter()
+
+    def take(self, addr: str) -> bool:
+        if self.cap and self._n[addr] >= self.cap:
+            return False
+        self._n[addr] += 1
+        return True
+
+    def give_back(self, addr: str) -> None:
+        self._n[addr] -= 1
+        if self._n[addr] <= 0:
+            del self._n[addr]
+
+    def __getitem__(self, addr: str) -> int:
+        return self._n.get(addr, 0)
+
+
+# ---- client audio ------------------------------------------------------------------------------
+
+
+class AudioBudget:
+    """Client audio accepted at real time plus a burst: a credit of seconds that grows with the
+    clock up to ``burst_s`` and that each accepted message spends (a message is accepted while
+    any credit is left, so one long message may overdraw it). Audio past it is dropped before
+    it is decoded, counted in ``dropped_s``."""
+
+    def __init__(self, clock, burst_s: float = AUDIO_BURST_S) -> None:
+        self.clock, self.burst_s = clock, burst_s
+        self.credit, self.at = burst_s, clock.now()
+        self.dropped_s, self.dropped_messages = 0.0, 0
+        self.reported_s = self.agent_dropped_s = 0.0  # (for the client's stats)
+
+    def take(self, seconds: float) -> bool:
+        now = self.clock.now()
+        self.credit, self.at = min(self.burst_s, self.credit + (now - self.at)), now
+        if seconds <= 0:  # (Ogg header pages: no audio)
+            return True
+        if self.credit <= 0:
+            self.dropped_s += seconds
+            self.dropped_messages += 1
+            return False
+        self.credit -= seconds
+        return True
+
+    def merged(self, data):
+        """An agent's "stats" Meta with the input the server dropped added to its dropped_input_s:
+        the client is told the total (kame client warns of the largest it saw)."""
+        if isinstance(data, dict) and data.get("type") == "stats":
+            try:
+                self.agent_dropped_s = float(data.get("dropped_input_s") or 0.0)
+            except (TypeError, ValueError):
+                return data
+            if self.dropped_s:
+                data = {**data, "dropped_input_s": round(self.agent_dropped_s + self.dropped_s, 3)}
+        return data
+
+    def report(self, session_id: str) -> dict | None:
+        """A "stats" object with that total when the server dropped more since its last report,
+        else None (sent at the pace of the agent's output, which may send no stats of its own)."""
+        if self.dropped_s == self.reported_s:
+            return None
+        self.reported_s = self.dropped_s
+        return {"type": "stats", "session": session_id, "dropped_input_s": round(self.agent_dropped_s + self.dropped_s, 3)}
+
+
+class AudioActivity:
+    """Seconds of client audio received over the last ``window_s`` (in 16 buckets), to tell a
+    session in use from one kept open by a sample now and then."""
+
+    def __init__(self, clock, window_s: float, share: float = IDLE_AUDIO_SHARE) -> None:
+        self.clock, self.window_s, self.share = clock, window_s, share
+        self.width = window_s / 16 if window_s > 0 else 1.0
+        self.opened = clock.now()
+        self._buckets: collections.deque[list] = collections.deque()  # [index, seconds]
+
+    def add(self, seconds: float) -> None:
+        i = int(self.clock.now() // self.width)
+        if self._buckets and self._buckets[-1][0] == i:
+            self._buckets[-1][1] += seconds
+        else:
+            self._buckets.append([i, seconds])
+        self._prune()
+
+    def _prune(self) -> None:
+        first = int((self.clock.now() - self.window_s) // self.width)
+        while self._buckets and self._buckets[0][0] < first:
+            self._buckets.popleft()
+
+    def received_s(self) -> float:
+        self._prune()
+        return sum(s for _, s in self._buckets)
+
+    def idle(self) -> str | None:
+        """Why the session is idle (a full window open, too little audio in it), or None."""
+        if self.window_s <= 0 or self.clock.now() - self.opened < self.window_s:
+            return None
+        got = self.received_s()
+        if got >= self.share * self.window_s:
+            return None
+        if got == 0:
+            return f"no audio from the client for {self.window_s:g} s"
+        return (f"the client sent only {got:.2f} s of audio in the last {self.window_s:g} s (less than "
+                f"{self.share:.0%} of real time: a session in use streams its audio)")

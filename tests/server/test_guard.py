@@ -1,0 +1,251 @@
+"""kame.server.guard: cross-site WebSocket and DNS-rebinding refusals, the per-client session cap,
+the client audio budget (real time plus a burst, dropped before decoding), the idle timeout on
+audio received, and two inputs that used to fail a request or a session (a non-UTF-8
+Authorization header, a lone surrogate in an agent's text)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+import aiohttp
+import pytest
+
+from kame.config import load_config
+from kame.errors import ConfigError
+from kame.runtime.base import AgentText
+from kame.runtime.clock import FakeClock
+from kame.server import guard
+from kame.server import protocol as P
+from kame.server.app import SERVER_KEY, ServerConfig, make_app, server_config_from
+from kame.server.client import chat, chat_url
+from kame.server.echo import EchoAgent
+
+from ..local_http import serving
+from .conftest import running_server, tone
+from .test_metrics_endpoint import UPGRADE, until
+
+
+async def _status(http, url: str, **headers) -> tuple[int, dict]:
+    """The HTTP status and JSON body of a WebSocket upgrade request to /api/chat."""
+    async with http.get(chat_url(url), headers={**UPGRADE, **headers}) as r:
+        body = await r.json() if r.content_type == "application/json" else {}
+        return r.status, body
+
+
+async def _open(http, url: str, **kw):
+    ws = await http.ws_connect(chat_url(url), **kw)
+    assert (await ws.receive(timeout=10)).data[0] == P.Kind.HANDSHAKE
+    return ws
+
+
+# ---- cross-site WebSocket hijacking, DNS rebinding ---------------------------------------------
+
+
+async def test_a_browser_upgrade_from_another_origin_is_refused():
+    """(was: any page the operator visited could open sessions on ws://127.0.0.1:8998)"""
+    async with running_server() as (url, server), aiohttp.ClientSession() as http:
+        host = url.removeprefix("http://")
+        status, body = await _status(http, url, Origin="https://evil.example")
+        assert status == 403 and body["error"] == "forbidden_origin" and "server.allowed_origins" in body["message"]
+        assert (await _status(http, url, Origin="http://localhost:1"))[0] == 403  # another port of the same host
+        assert server.total_sessions == 0 and server.metrics.refused["forbidden_origin"] == 2
+        # the page the server serves itself, and clients that send no Origin (kame client, scripts)
+        for ws in (await _open(http, url, origin=f"http://{host}"), await _open(http, url)):
+            await ws.close()
+        assert (await chat(url, tone(0.2), realtime=False, tail_s=0.2)).errors == []
+
+
+async def test_allowed_origins_and_a_trusted_proxys_forwarded_host():
+    async with running_server(allowed_origins=["https://app.example.com"], trusted_proxy="127.0.0.1") as (url, _), \
+            aiohttp.ClientSession() as http:
+        assert (await _status(http, url, Origin="https://APP.example.com:443"))[0] == 101
+        assert (await _status(http, url, Origin="http://app.example.com"))[0] == 403  # not the https page
+        proxied = {"X-Forwarded-Host": "kame.example.org", "X-Forwarded-Proto": "https"}
+        assert (await _status(http, url, Origin="https://kame.example.org", **proxied))[0] == 101
+    async with running_server() as (url, _), aiohttp.ClientSession() as http:  # no trusted proxy: not believed
+        assert (await _status(http, url, Origin="https://kame.example.org", **proxied))[0] == 403
+    async with running_server(allowed_origins="*") as (url, _), aiohttp.ClientSession() as http:
+        assert (await _status(http, url, Origin="https://anything.example"))[0] == 101
+
+
+async def test_a_loopback_server_refuses_other_host_names_dns_rebinding():
+    """(was: a page of attacker.example, its name rebound to 127.0.0.1, was answered)"""
+    async with running_server() as (url, server), aiohttp.ClientSession() as http:
+        port = url.rsplit(":", 1)[1]
+        for path in ("/api/health", "/api/metrics", "/"):
+            async with http.get(url + path, headers={"Host": f"attacker.example:{port}"}) as r:
+                assert r.status == 403 and (await r.json())["error"] == "forbidden_host"
+        status, body = await _status(http, url, Host=f"attacker.example:{port}")
+        assert status == 403 and "server.allowed_hosts" in body["message"] and server.total_sessions == 0
+        for host in (f"localhost:{port}", f"127.0.0.2:{port}", f"[::1]:{port}", "localhost"):
+            async with http.get(url + "/api/health", headers={"Host": host}) as r:
+                assert r.status == 200, host
+    async with running_server(allowed_hosts=["kame.lan"]) as (url, _), aiohttp.ClientSession() as http:
+        async with http.get(url + "/api/health", headers={"Host": "KAME.lan:1"}) as r:
+            assert r.status == 200
+    async with running_server(host="0.0.0.0") as (url, _), aiohttp.ClientSession() as http:  # not a loopback bind
+        async with http.get(url + "/api/health", headers={"Host": "kame.example.org"}) as r:
+            assert r.status == 200
+
+
+def test_the_new_keys_are_checked():
+    assert guard.parse_origins(["HTTPS://a.example:443/", "http://b.example:8080", "*"]) == \
+        ("https://a.example", "http://b.example:8080", "*")
+    assert guard.parse_hosts("kame.lan, x.lan") == ("kame.lan", "x.lan")
+    for key, bad in (("allowed_origins", "a.example"), ("allowed_origins", "https://a.example/page"),
+                     ("allowed_origins", "[1]"), ("allowed_hosts", "a.example:80"), ("allowed_hosts", "http://a")):
+        with pytest.raises(ConfigError, match=f"server.{key}"):
+            load_config(None, [f"server.{key}={bad}"])
+        with pytest.raises(ConfigError, match=f"server.{key}"):
+            server_config_from({key: [bad]})
+    with pytest.raises(ConfigError, match="max_sessions_per_client"):
+        load_config(None, ["server.max_sessions_per_client=-1"])
+    cfg = load_config(None, ['server.allowed_origins=["https://app.example.com"]', "server.max_sessions_per_client=2"])
+    assert server_config_from(cfg.server).allowed_origins == ["https://app.example.com"]
+    assert ServerConfig().max_sessions_per_client == 0 and ServerConfig().allowed_origins == []
+
+
+# ---- sessions per client ---------------------------------------------------------------------
+
+
+async def test_max_sessions_per_client_caps_one_address():
+    """(was: one client could hold every session slot)"""
+    async with running_server(max_sessions_per_client=2, trusted_proxy="127.0.0.1") as (url, server), \
+            aiohttp.ClientSession() as http:
+        a, b = await _open(http, url), await _open(http, url)
+        status, body = await _status(http, url)
+        assert status == 429 and body["error"] == "too_many_sessions" and "127.0.0.1" in body["message"]
+        other = await _open(http, url, headers={"X-Forwarded-For": "203.0.113.7"})  # another client, via the proxy
+        await a.close()
+        await until(lambda: len(server.connections) == 2, "the closed session's end")
+        c = await _open(http, url)  # its slot is free again
+        for ws in (b, c, other):
+            await ws.close()
+        assert server.metrics.refused["too_many_sessions"] == 1
+
+
+# ---- client audio: the budget and the idle timeout ----------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _fake_clock_server(**cfg):
+    clock = FakeClock()
+    app = make_app(EchoAgent(max_sessions=4, delay_frames=2), ServerConfig(**cfg), clock=clock, manage_agent=True)
+    async with serving(app) as (url, _), aiohttp.ClientSession() as http:
+        yield url, app[SERVER_KEY], clock, http
+
+
+async def _sync(ws, n: int = 0) -> list[dict]:
+    """Ping and read up to the pong (every message sent before is handled); the errors seen."""
+    await ws.send_bytes(P.encode(P.Kind.PING, bytes([n])))
+    errors = []
+    while True:
+        kind, payload = P.decode((await ws.receive(timeout=10)).data)
+        if kind == P.Kind.ERROR:
+            errors.append(json.loads(payload))
+        elif kind == P.Kind.PING and payload == bytes([n]):
+            return errors
+
+
+async def test_opus_past_real_time_plus_a_burst_is_dropped_before_decoding(monkeypatch):
+    """(was: every message of a flood was decoded on the event loop, 28-54 ms per 10 s of Opus,
+    starving the other sessions)"""
+    decoded = []
+    real = P.OpusDecoder.decode
+    monkeypatch.setattr(P.OpusDecoder, "decode", lambda self, *a: decoded.append(1) or real(self, *a))
+    frames = list(P.OpusEncoder().frames(tone(60.0)))
+    ten_s = [b"".join(frames[i : i + 125]) for i in range(0, len(frames), 125)]  # 6 messages of 10 s (~41 KB)
+    async with _fake_clock_server() as (url, server, clock, http):
+        ws = await _open(http, url)
+        for msg in ten_s[:5]:  # the clock stands still: only the burst is there to spend
+            await ws.send_bytes(P.encode(P.Kind.AUDIO, msg))
+        assert await _sync(ws) == []  # (dropped audio is no protocol error)
+        assert len(decoded) == 1  # the first (within the burst); the other 4 dropped undecoded
+        conn = next(iter(server.connections))
+        assert conn.budget.dropped_s == pytest.approx(40.0) and conn.errors == 0
+        told = None
+        while told is None:  # the client is told, as stats dropped_input_s (kame client warns of it)
+            kind, payload = P.decode((await ws.receive(timeout=10)).data)
+            if kind == P.Kind.METADATA and json.loads(payload).get("type") == "stats":
+                told = json.loads(payload)["dropped_input_s"]
+        assert told >= 40.0
+        clock.advance(10.0)  # real time has caught up with the first message: more is taken
+        await ws.send_bytes(P.encode(P.Kind.AUDIO, ten_s[5]))
+        assert await _sync(ws, 1) == [] and len(decoded) == 2
+        await ws.close()
+
+
+async def test_real_time_pcm_is_never_dropped_and_keeps_the_session_open():
+    async with _fake_clock_server(idle_timeout_s=5.0) as (url, server, clock, http):
+        ws = await _open(http, url)
+        frame = P.encode(P.Kind.PCM, P.pcm16_encode(tone(0.08)))
+        for i in range(200):  # 16 s at real time, with a burst of 2 s first
+            await ws.send_bytes(frame)
+            if i >= 25:
+                clock.advance(0.08)
+            if i % 20 == 0:
+                assert await _sync(ws, i % 250) == []
+        assert await _sync(ws, 251) == []
+        conn = next(iter(server.connections))
+        assert conn.budget.dropped_s == 0 and conn.ended_by is None
+        await ws.close()
+
+
+async def test_a_trickle_of_audio_does_not_keep_a_session_from_its_idle_timeout():
+    """(was: any audio message, even of one sample, reset the idle timer: 3 bytes every 25 s held
+    a session slot forever)"""
+    async with _fake_clock_server(idle_timeout_s=10.0) as (url, server, clock, http):
+        ws = await _open(http, url)
+        for i in range(10):  # one sample a second, for the whole idle window
+            await ws.send_bytes(P.encode(P.Kind.PCM, b"\x01\x00"))
+            assert await _sync(ws, i) == []
+            clock.advance(1.0)
+            await until(lambda: all(d > clock.now() for d, _ in clock.sleepers()), "the watcher's next check")
+        await until(lambda: server.metrics.closed["idle_timeout"] == 1, "an idle timeout")
+        errors = []
+        while (msg := await ws.receive(timeout=10)).type == aiohttp.WSMsgType.BINARY:
+            if msg.data[0] == P.Kind.ERROR:
+                errors.append(json.loads(msg.data[1:]))
+        assert [e["code"] for e in errors] == ["idle_timeout"] and errors[0]["fatal"]
+        assert "0.00 s of audio in the last 10 s" in errors[0]["message"]
+
+
+# ---- inputs that broke a request or a session ----------------------------------------------------
+
+
+async def test_a_non_utf8_authorization_header_is_unauthorized_not_a_server_error():
+    async with running_server(auth_token="s3cret") as (url, _):
+        host, port = url.removeprefix("http://").split(":")
+        for auth in (b"Bearer x\xff", b"Bearer \xed\xa0\x80"):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"GET /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " + auth
+                         + b"\r\nConnection: close\r\n\r\n")
+            status = (await reader.readline()).split()[1]
+            writer.close()
+            assert status == b"401", (auth, status)  # (was: 500 and a traceback in the log)
+        async with aiohttp.ClientSession() as http, http.get(url + "/api/metrics?token=%ff%ed%a0%80") as r:
+            assert r.status == 401
+
+
+class _SurrogateAgent(EchoAgent):
+    async def open_session(self, session_id=None):
+        s = await super().open_session(session_id)
+        await s._out.put(AgentText("caf\u00e9 \ud83d!", 0.0))
+        return s
+
+
+async def test_a_lone_surrogate_in_the_agents_text_does_not_end_the_session():
+    """(was: UnicodeEncodeError in P.encode: the session closed with internal_error)"""
+    assert P.encode(P.Kind.TEXT, "a\ud83db") == b"\x02a?b"
+    async with running_server(_SurrogateAgent(delay_frames=2)) as (url, _), aiohttp.ClientSession() as http:
+        ws = await _open(http, url)
+        while True:
+            kind, payload = P.decode((await ws.receive(timeout=10)).data)
+            assert kind != P.Kind.ERROR, payload
+            if kind == P.Kind.TEXT:
+                assert payload.decode() == "caf\u00e9 ?!"
+                break
+        assert await _sync(ws) == []  # still served
+        await ws.close()
