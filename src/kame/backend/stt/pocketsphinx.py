@@ -52,7 +52,10 @@ _FILLER = re.compile(r"^(<.*>|\[.*\]|\+\+.*\+\+)$")
 FRAME_RATE = 100.0  # pocketsphinx frames per second (10 ms)
 POLL_S = 0.1  # how often a caller waiting for a reply checks that the child lives
 REPLY_TIMEOUT_S = 30.0  # a child that does not answer for this long is taken for dead
-MAX_IDLE_DECODERS = 2  # the child keeps this many idle decoders for the next utterances, frees the rest
+# the child keeps this many idle decoders for the next utterances and frees the rest: the default
+# runtime.max_sessions, so 4 users talking at once never wait for a build (~0.3 s each, in the one
+# child every stream waits on); only a burst beyond it (a closed sessions' backlog) is freed
+MAX_IDLE_DECODERS = 4
 
 
 def _load_decoder(**options):
