@@ -269,6 +269,8 @@ class _Conn:
         self.script, self.sent, self.decoders_at_end = list(script), [], None
 
     def recv(self):
+        while self.script and callable(self.script[0]):  # (a step of the test between messages)
+            self.script.pop(0)()
         if not self.script:
             self.decoders_at_end = len(_FakeDecoder.alive)
             raise EOFError
@@ -277,22 +279,32 @@ class _Conn:
     def send(self, msg):
         self.sent.append(msg)
 
+    def poll(self, timeout):
+        return True  # (a message, or the end, is always there)
+
 
 def test_the_child_frees_decoders_beyond_its_idle_pool(monkeypatch):
     """8 utterances at once (8 sessions, or a closed sessions' backlog), then all done: the child
-    keeps MAX_IDLE_DECODERS decoders, not 8 (~94 MB each) forever."""
+    keeps them while they may be wanted again (SPARE_S), then MAX_IDLE_DECODERS, not 8 (~94 MB
+    each) forever."""
     from kame.backend.stt import pocketsphinx as ps
 
+    now = [0.0]
     monkeypatch.setattr(ps, "_load_decoder", _FakeDecoder)
+    monkeypatch.setattr(ps, "_now", lambda: now[0])
     _FakeDecoder.alive.clear()
     script = [("open", u, None) for u in range(1, 9)]
     script += [("accept", u, b"\0\0" * 160) for u in range(1, 9)]
     script += [("drop", u, None) for u in range(1, 5)] + [("final", u, None) for u in range(5, 9)]
-    script += [("open", 9, None), ("final", 9, None)]  # an idle one is reused
+    script += [("open", 9, None), ("final", 9, None)]  # an idle one is reused, no new one is built
+    script += [lambda: at.append(len(_FakeDecoder.alive)), lambda: now.__setitem__(0, ps.SPARE_S + 1)]
+    script += [("open", 10, None), ("final", 10, None)]  # a minute on: the spares are freed
+    at = []
     conn = _Conn(script)
     ps._child_main(conn, {}, 0)
     assert conn.sent[0] == ("loaded", None)
-    assert conn.sent[1:] == [("ok", [])] * 5  # every final answered
+    assert conn.sent[1:] == [("ok", [])] * 6  # every final answered
+    assert at == [8]  # (all used within SPARE_S: kept for the next utterances)
     assert conn.decoders_at_end == ps.MAX_IDLE_DECODERS < 8
 
 

@@ -10,9 +10,9 @@ live session beside the embedded STT, 2-9 % of the front-end's 80 ms deadlines w
 kame.backend.childproc; one per process and settings, shared by all streams), running ``nice`` steps
 below normal CPU priority: audio goes down a pipe without waiting for an answer, partials and
 finals are one request and reply each (the calling thread waits in ``recv``, without the GIL).
-Decoders are slow to build (~0.5 s), so the child keeps up to ``max_idle`` (MAX_IDLE_DECODERS)
-idle ones for the next utterances and frees the others (~94 MB each: utterances of many sessions
-at once need many decoders, then would keep the child big forever).
+Decoders are slow to build (~0.3-0.5 s), so the child keeps ``max_idle`` (MAX_IDLE_DECODERS)
+idle ones for the next utterances, and more (as many as were in use at once) for SPARE_S after
+their last use, then frees them (~94 MB each: a burst of utterances must not keep the child big).
 A stream stopped by its consumer (its session closed) gives up waiting for the child's lock
 (streaming.stream_stop_event): under CPU overload the closed sessions' threads do not queue
 behind the live ones.
@@ -37,6 +37,7 @@ import itertools
 import logging
 import re
 import threading
+import time
 import weakref
 
 import numpy as np
@@ -52,10 +53,13 @@ _FILLER = re.compile(r"^(<.*>|\[.*\]|\+\+.*\+\+)$")
 FRAME_RATE = 100.0  # pocketsphinx frames per second (10 ms)
 POLL_S = 0.1  # how often a caller waiting for a reply checks that the child lives
 REPLY_TIMEOUT_S = 30.0  # a child that does not answer for this long is taken for dead
-# the child keeps this many idle decoders for the next utterances and frees the rest: the default
-# runtime.max_sessions, so 4 users talking at once never wait for a build (~0.3 s each, in the one
-# child every stream waits on); only a burst beyond it (a closed sessions' backlog) is freed
-MAX_IDLE_DECODERS = 4
+# Idle decoders: the child always keeps MAX_IDLE_DECODERS for the next utterances, and any more
+# (as many as were in use at once: several users talking) for SPARE_S after their last use, then
+# frees them. A build takes ~0.3 s in the one child every stream waits on, so users who keep
+# talking never wait for one, and a burst (an overload's backlog) does not stay in memory.
+MAX_IDLE_DECODERS = 2
+SPARE_S = 60.0
+_now = time.monotonic  # (tests replace it)
 
 
 def _load_decoder(**options):
@@ -81,23 +85,39 @@ def _words(dec) -> list[Word] | None:
 
 
 # --- the child process ---
+_LIBC = None  # the C library, for _free_memory
+
+
 def _free_memory() -> None:
     """Give the heap's free memory back to the system (glibc's malloc_trim; elsewhere nothing):
     a freed decoder's ~94 MB would otherwise stay in the child's RSS."""
+    global _LIBC
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
+        if _LIBC is None:  # (resolved once: find_library runs ldconfig)
+            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        _LIBC.malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def _free_spares(idle: list, max_idle: int) -> None:
+    """Free the idle decoders beyond ``max_idle`` that have not been used for SPARE_S (oldest first)."""
+    old = _now() - SPARE_S
+    n = 0
+    while len(idle) > max_idle and idle[0][1] < old:
+        idle.pop(0)
+        n += 1
+    if n:
+        _free_memory()
 
 
 def _child_main(conn, options: dict, nice: int, max_idle: int = MAX_IDLE_DECODERS) -> None:
     """Serve (op, uid, data) messages until the pipe closes. "open", "accept" and "drop" get no
     reply; "partial" and "final" get ("ok", words) or ("error", message) - also for an error of
-    an earlier message of that utterance. At most ``max_idle`` decoders are kept idle."""
+    an earlier message of that utterance. Idle decoders: ``max_idle`` kept, more for SPARE_S."""
     lower_thread_priority(nice)
     try:
-        idle = [_load_decoder(**options)]
+        idle = [(_load_decoder(**options), _now())]  # (decoder, when it was last used), oldest first
     except NotAvailableError as exc:
         conn.send(("unavailable", str(exc)))
         return
@@ -109,6 +129,9 @@ def _child_main(conn, options: dict, nice: int, max_idle: int = MAX_IDLE_DECODER
     failed: dict[int, str] = {}  # utterance id -> the error of a message that had no reply
     while True:
         try:
+            if len(idle) > max_idle and not conn.poll(SPARE_S / 4):  # (spares to free while it is quiet)
+                _free_spares(idle, max_idle)
+                continue
             op, uid, data = conn.recv()
         except (EOFError, OSError):  # the parent closed the pipe or exited
             return
@@ -116,7 +139,7 @@ def _child_main(conn, options: dict, nice: int, max_idle: int = MAX_IDLE_DECODER
             if uid in failed and op in ("partial", "final"):
                 raise RuntimeError(failed.pop(uid))
             if op == "open":
-                dec = idle.pop() if idle else _load_decoder(**options)
+                dec = idle.pop()[0] if idle else _load_decoder(**options)  # (the newest: the spares age)
                 dec.start_utt()
                 live[uid] = dec
             elif op == "accept":
@@ -133,11 +156,9 @@ def _child_main(conn, options: dict, nice: int, max_idle: int = MAX_IDLE_DECODER
                 dec.end_utt()
                 if op == "final":
                     conn.send(("ok", _words(dec) or []))
-                if len(idle) < max_idle:
-                    idle.append(dec)
-                else:  # enough spare ones: free it (an overload's burst must not stay in memory)
-                    del dec
-                    _free_memory()
+                idle.append((dec, _now()))
+                del dec
+                _free_spares(idle, max_idle)
         except (EOFError, OSError):  # the pipe broke: the parent is gone
             return
         except Exception as exc:  # noqa: BLE001 - reported at the utterance's next reply
