@@ -438,3 +438,27 @@ async def test_predictions_that_speak_are_restarted_as_sakana_kame_does(tok):
         await settle()
     assert p.prediction_id == 5 and p.stats["wait_first_token"] == 0 and p.stats["cancelled_unheard"] == 1
     await p.aclose()
+
+
+async def test_old_turns_dropped_from_the_conversation_are_no_new_words(tok):
+    """When the conversation drops its oldest turns (sessions of hours), the words it dropped are
+    not taken for new ones (was: every kept word counted as new, an extra prediction per drop)."""
+    p, llm, clock, _, _ = make(tok)
+    p.conversation.keep_turns = 2  # (100 in use)
+
+    def final(words, t):
+        return Transcript(tuple(Word(w, t + i, t + i + 0.5) for i, w in enumerate(words)), True, t + len(words))
+
+    await p.on_transcript(final(["what", "is"], 0.0))
+    p.on_agent_text(" it is", 3.0)
+    clock.advance(5.0)
+    await p.on_transcript(final(["tell", "more"], 5.0))
+    started = p.prediction_id
+    p.on_agent_text(" sure", 8.0)  # the fourth turn: the first two are dropped
+    assert p.conversation.dropped_user_words == 2
+    clock.advance(5.0)
+    await p.on_transcript(Transcript((Word("please", 10.0, 10.5),), False, 11.0))  # one new word: no restart
+    assert p.prediction_id == started
+    await p.on_transcript(Transcript((Word("please", 10.0, 10.5), Word("now", 11.0, 11.5)), False, 12.0))
+    assert p.prediction_id == started + 1  # two: a restart, as usual
+    await p.aclose()

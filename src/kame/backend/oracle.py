@@ -105,6 +105,7 @@ class OracleProducer:
         self.last_messages: list | None = None  # prompt of the newest prediction (for logs/tests)
         self._gate = RestartGate(self.policy)
         self._basis: list[str] = []  # user words the newest prediction was based on
+        self._basis_dropped = 0  # the conversation's dropped_user_words then (its words' front lost since)
         self._final_pending = False  # a final transcript with new text not predicted yet
         self._task: asyncio.Task | None = None
         self._first_pid = 0  # the newest prediction that has yielded its first piece
@@ -119,7 +120,7 @@ class OracleProducer:
         if self._closed:
             return
         self.conversation.on_transcript(tr)
-        if tr.final and tr.words and self.conversation.user_words() != self._basis:
+        if tr.final and tr.words and self.conversation.user_words() != self._basis_now():
             self._final_pending = True  # (a final whose words were already predicted is skipped)
         if self.policy.event_driven:
             self._decide()
@@ -156,9 +157,13 @@ class OracleProducer:
         return self._task is not None and not self._task.done()
 
     # --- decisions ----------------------------------------------------------------------------
+    def _basis_now(self) -> list[str]:
+        """The newest prediction's basis without the words the conversation has dropped since."""
+        return self._basis[self.conversation.dropped_user_words - self._basis_dropped:]
+
     def _new_words(self, words: list[str]) -> int:
         common = 0
-        for a, b in zip(words, self._basis):
+        for a, b in zip(words, self._basis_now()):
             if a != b:
                 break
             common += 1
@@ -190,7 +195,7 @@ class OracleProducer:
         self._gate.record(now)
         self._gate.retry_at = None  # a retry is starting; a failure sets it again
         self.prediction_id += 1
-        self._basis = words
+        self._basis, self._basis_dropped = words, self.conversation.dropped_user_words
         self._final_pending = False
         self.stats[f"start_{reason}"] += 1
         self._metric("oracle_restart", 1.0, reason=reason, prediction_id=self.prediction_id)

@@ -61,24 +61,29 @@ def _tail(text: str, limit: int = MAX_LINE_CHARS) -> str:
     return cut[i:] if i >= 0 else cut
 
 
-def remember(turns: list[Turn], turn: Turn, keep: int = KEEP_TURNS) -> None:
+def remember(turns: list[Turn], turn: Turn, keep: int = KEEP_TURNS) -> list[Turn]:
     """Append ``turn``, keeping the newest ``keep`` to 2 x ``keep`` turns (dropped in chunks:
-    rarely, O(1) per turn): a history for sessions of hours (Conversation, the cascade's)."""
+    rarely, O(1) per turn): a history for sessions of hours (Conversation, the cascade's).
+    Returns the turns dropped."""
     turns.append(turn)
-    if len(turns) >= 2 * keep:
-        del turns[:-keep]
+    if len(turns) < 2 * keep:
+        return []
+    dropped = turns[:-keep]
+    del turns[:-keep]
+    return dropped
 
 
-def add_agent_text(turns: list[Turn], piece: str, t: float, keep: int = KEEP_TURNS) -> None:
+def add_agent_text(turns: list[Turn], piece: str, t: float, keep: int = KEEP_TURNS) -> list[Turn]:
     """The agent's next words, ``piece``, spoken at ``t``: they extend its last turn (its newest
     MAX_LINE_CHARS only: an agent that talks for minutes makes one ever-growing line), else
-    start a turn (not for blank text)."""
+    start a turn (not for blank text). Returns the turns dropped (remember)."""
     last = turns[-1] if turns else None
     if last is not None and last.speaker == "agent":
         last.text = _tail(last.text + piece)
         last.end = t
     elif piece.strip():
-        remember(turns, Turn("agent", _tail(piece.lstrip()), t, t), keep)
+        return remember(turns, Turn("agent", _tail(piece.lstrip()), t, t), keep)
+    return []
 
 
 class Conversation:
@@ -89,16 +94,21 @@ class Conversation:
     MAX_LINE_CHARS characters (an agent that talks for minutes with no user final in between
     makes one ever-growing line: the prompt would overflow a small model's context). So
     ``user_words()`` is the words of the kept turns: when old turns are dropped, its list loses
-    its front (a reader comparing it with an older copy sees changed words once).
+    its front (``dropped_user_words`` says how many words so far, for a reader comparing it with
+    an older copy).
     """
 
     def __init__(self, keep_turns: int = KEEP_TURNS) -> None:
         self.turns: list[Turn] = []
         self.pending: Transcript | None = None
         self.keep_turns = max(2, int(keep_turns))  # (2: the newest user turn is always among them)
+        self.dropped_user_words = 0  # user words of the turns dropped so far (user_words() lost its front)
 
     def _add(self, turn: Turn) -> None:
-        remember(self.turns, turn, self.keep_turns)
+        self._count(remember(self.turns, turn, self.keep_turns))
+
+    def _count(self, dropped: list[Turn]) -> None:
+        self.dropped_user_words += sum(len(t.text.split()) for t in dropped if t.speaker == "user")
 
     def on_transcript(self, tr: Transcript) -> None:
         if tr.final:
@@ -113,7 +123,7 @@ class Conversation:
         piece = piece.replace("\u2581", " ")
         if not piece:
             return
-        add_agent_text(self.turns, piece, t, self.keep_turns)
+        self._count(add_agent_text(self.turns, piece, t, self.keep_turns))
 
     def user_words(self) -> list[str]:
         """The user words of the kept turns + the pending ones, lower-cased, for change detection."""
