@@ -206,7 +206,10 @@ class ServerConfig:  # the fields of kame.server.app.ServerConfig (kept in sync)
     # bytes: what the browser page and kame client --pcm send)
     max_message_bytes: int = _opt(65536, min=3841)
     hard_message_factor: int = _opt(4, min=1)  # beyond max_message_bytes * this, the socket is closed
-    idle_timeout_s: float = _opt(30.0, min=0.0)  # no client audio for this long -> error + close
+    idle_timeout_s: float = _opt(30.0, min=0.0)  # too little client audio for this long -> error + close
+    # a session that sent less than this share of real time in audio over idle_timeout_s is idle (0: any audio
+    # keeps it): low enough for push-to-talk, above a sample now and then
+    idle_audio_share: float = _opt(0.05, min=0.0, max=1.0)
     auth_token: str | None = None  # if set, required as Bearer header or ?token= (env KAME_AUTH_TOKEN)
     auth_token_file: str | None = None  # a file holding auth_token instead (kame serve reads it; not both)
     max_session_s: float = _opt(0.0, min=0.0)  # a session open this long is closed (session_limit); 0: no limit
@@ -216,8 +219,9 @@ class ServerConfig:  # the fields of kame.server.app.ServerConfig (kept in sync)
     send_timeout_s: float = _opt(10.0, min=0.0)  # one send blocked this long -> the client is gone
     max_errors: int = _opt(100, min=1)  # protocol errors per connection before it is closed
     static_dir: str | None = None  # default: the package's static/ folder (checked by kame serve)
-    # reverse proxies (comma-separated addresses/networks) whose X-Forwarded-For names the client in the log
-    # (and whose X-Forwarded-Host/-Proto give the address a browser's page came from)
+    # reverse proxies (comma-separated addresses/networks) whose X-Forwarded-For names the client (log, per-client
+    # cap), whose X-Forwarded-Host/-Proto give the address a browser's page came from (Origin check), and whose
+    # forwarded requests skip a loopback bind's Host check
     trusted_proxy: str | None = None
     # origins ("https://app.example.com") of pages served elsewhere that may open sessions ("*": any); a
     # browser's WebSocket from any other page but the server's own is refused (cross-site WebSocket hijacking)

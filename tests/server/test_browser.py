@@ -100,3 +100,22 @@ async def test_browser_page_explains_token_and_full_server(tmp_path):
                     await _wait_for(page, log + ".includes('server is full')")
                     assert await page.eval("document.getElementById('status').textContent") == "server full"
                     assert server.total_sessions == 1
+
+
+async def test_the_page_shows_the_input_the_server_dropped():
+    """The server's own stats ({"type": "stats", "session", "dropped_input_s"}, no frames). (was:
+    stored as the front-end's stats: the drop was never shown and the step_time line went blank)"""
+    async with running_server() as (url, _):
+        async with Chromium(url + "/") as page:
+            await _wait_for(page, "typeof window.kameStart === 'function' && document.readyState === 'complete'")
+            text = "document.getElementById('{}').textContent".format
+            await page.eval("onMeta({type: 'stats', session: 's1', dropped_input_s: 4.26})")
+            await page.eval("onMeta({type: 'metric', name: 'step_time', value: 0.05})")
+            assert await page.eval(text("in-drop")) == "4.3"
+            assert await page.eval(text("frames")) == "step 50 ms of the 80 ms budget"
+            # the front-end's stats (with the same merged total) take the line over; the drop stays
+            await page.eval("onMeta({type: 'stats', frames: 100, missed_deadlines: 0, dropped_input_s: 4.26})")
+            assert (await page.eval(text("frames"))).startswith("front-end: 100 frames")
+            assert await page.eval(text("in-drop")) == "4.3"
+            await page.eval("onMeta({type: 'stats', session: 's1', dropped_input_s: 6})")
+            assert await page.eval(text("in-drop")) == "6.0"

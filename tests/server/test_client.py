@@ -452,7 +452,9 @@ def test_client_help_documents_exit_status(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert "exit status:" in out and "1001" in out and "server error: CODE: MESSAGE" in out
-    assert "drops input it cannot keep up with" in " ".join(out.split())
+    said = " ".join(out.split())  # --fast: what the server does now (its 3 s burst, not only the agent's backlog)
+    assert "takes about 3 s of audio ahead of real time and drops the rest undecoded" in said
+    assert "a network stall held back" in said
 
 
 async def test_a_server_message_the_client_cannot_read_is_skipped_and_the_session_goes_on(wav, tmp_path, capsys):
@@ -515,8 +517,8 @@ async def test_the_client_hears_of_input_a_cascade_dropped(tmp_path, capsys):
     async with cascade_server(llm_delay=0.1) as url:
         assert await _main([url, long, "--fast", "--tail", "0.3"]) == 0
     err = capsys.readouterr().err
-    said = re.search(r"warning: the server dropped ([0-9.]+) s of the input", err)  # (was: 0.02 s, its first drop)
-    assert said and 2.5 < float(said.group(1)) <= 3.0 and "--fast sent faster than real time; leave --fast out" in err
+    said = re.search(r"warning: the server dropped ([0-9.]+) s of the input", err)  # (was: 0.02 s, its first drop; now the server's and the cascade's drops, < the 4 s sent)
+    assert said and 2.5 < float(said.group(1)) < 4.0 and "--fast sent faster than real time; leave --fast out" in err
 
 
 class _FailingBackendEcho(EchoAgent):

@@ -249,3 +249,123 @@ async def test_a_lone_surrogate_in_the_agents_text_does_not_end_the_session():
                 break
         assert await _sync(ws) == []  # still served
         await ws.close()
+
+
+# ---- from the review of the guard (helper-93) -------------------------------------------------
+
+
+def _opus_bomb() -> bytes:
+    """47 KB of Ogg pages whose 2-byte packets claim 120 ms each: 1836 s by their TOC bytes."""
+    import struct
+
+    def page(packets, seq):
+        lacing = bytes(len(p) for p in packets)
+        pg = bytearray(b"OggS" + bytes([0, 0]) + struct.pack("<qIII", 0, 1, seq, 0) + bytes([len(packets)])
+                       + lacing + b"".join(packets))
+        struct.pack_into("<I", pg, 22, P.ogg_crc(bytes(pg)))
+        return bytes(pg)
+
+    return b"".join(page([bytes([(16 << 3) | 3, 48])] * 255, i) for i in range(60))
+
+
+async def test_an_over_long_message_is_refused_before_it_is_charged_to_the_budget():
+    """(was: a message claiming 1836 s was answered audio_too_long but charged in full: the
+    client's real-time audio after it was all dropped)"""
+    bomb = _opus_bomb()
+    assert P.check_ogg_pages(bomb) / 48000 > 1000 and len(bomb) < 65536
+    async with _fake_clock_server(max_message_bytes=600_000) as (url, server, clock, http):
+        ws = await _open(http, url)
+        await ws.send_bytes(P.encode(P.Kind.AUDIO, bomb))
+        await ws.send_bytes(P.encode(P.Kind.PCM, b"\x00" * 2 * 24000 * 11))  # 11 s of PCM (a larger message limit)
+        assert [e["code"] for e in await _sync(ws)] == ["audio_too_long"] * 2
+        conn = next(iter(server.connections))
+        frame = P.encode(P.Kind.PCM, P.pcm16_encode(tone(0.08)))
+        for i in range(50):  # 4 s at real time
+            await ws.send_bytes(frame)
+            if i % 5 == 4:
+                assert await _sync(ws, i) == []
+            clock.advance(0.08)
+        assert conn.budget.dropped_s == 0  # the real-time audio after it was taken
+        await ws.close()
+
+
+async def test_a_bad_pcm_message_past_the_budget_is_still_a_protocol_error():
+    """(was: once the budget was spent, an odd-length PCM message was dropped silently)"""
+    async with _fake_clock_server() as (url, server, clock, http):
+        ws = await _open(http, url)
+        one_s = P.encode(P.Kind.PCM, P.pcm16_encode(tone(1.2)))
+        for _ in range(4):  # the clock stands still: 4.8 s, past the 3 s burst
+            await ws.send_bytes(one_s)
+        assert await _sync(ws) == []
+        assert next(iter(server.connections)).budget.dropped_s > 0
+        await ws.send_bytes(P.encode(P.Kind.PCM, b"\x01\x00\x02"))
+        assert [e["code"] for e in await _sync(ws, 1)] == ["bad_pcm"]
+        await ws.close()
+
+
+async def _talk_now_and_then(idle_audio_share=None) -> tuple[object, dict]:
+    """Push-to-talk: 1 s of audio every 9 s over 30 s, idle timeout 10 s; the server and its info."""
+    cfg = {} if idle_audio_share is None else {"idle_audio_share": idle_audio_share}
+    async with _fake_clock_server(idle_timeout_s=10.0, **cfg) as (url, server, clock, http):
+        ws = await http.ws_connect(chat_url(url))
+        info = None
+        while info is None:
+            kind, payload = P.decode((await ws.receive(timeout=10)).data)
+            if kind == P.Kind.METADATA and json.loads(payload).get("type") == "info":
+                info = json.loads(payload)
+        one_s = P.encode(P.Kind.PCM, P.pcm16_encode(tone(1.0)))
+        conn = next(iter(server.connections))
+        for t in range(31):
+            if conn.ended_by:
+                break
+            if t % 9 == 0:
+                await ws.send_bytes(one_s)
+                await _sync(ws, t)
+            clock.advance(1.0)
+            # (the watcher has checked once it sleeps past now again)
+            await until(lambda: conn.ended_by or any(d > clock.now() for d, _ in clock.sleepers()),
+                        "the watcher's next check")
+        await ws.close()
+        await until(lambda: not server.connections, "the session's end")
+        return server, info
+
+
+async def test_a_push_to_talk_client_is_not_idle():
+    """(was: under a quarter of real time in audio over the idle window closed the session: a
+    push-to-talk or turn-based client was closed as idle)"""
+    server, info = await _talk_now_and_then()
+    assert server.metrics.closed["idle_timeout"] == 0
+    assert info["idle_audio_share"] == 0.05 and info["idle_timeout_s"] == 10.0
+    server, info = await _talk_now_and_then(idle_audio_share=0.25)  # the key sets the share
+    assert server.metrics.closed["idle_timeout"] == 1 and info["idle_audio_share"] == 0.25
+
+
+def test_idle_audio_share_is_checked():
+    assert load_config(None, ["server.idle_audio_share=0.2"]).server.idle_audio_share == 0.2
+    assert server_config_from({}).idle_audio_share == 0.05
+    for bad in ("1.5", "-0.1"):
+        with pytest.raises(ConfigError, match="idle_audio_share"):
+            load_config(None, [f"server.idle_audio_share={bad}"])
+    for bad in (1.5, "x", True):
+        with pytest.raises(ConfigError, match="server.idle_audio_share"):
+            server_config_from({"idle_audio_share": bad})
+
+
+def test_the_startup_warning_names_dns_rebinding_and_the_token_file():
+    assert guard.bind_warning(ServerConfig()) is None
+    assert guard.bind_warning(ServerConfig(host="0.0.0.0", auth_token="t")) is None
+    said = guard.bind_warning(ServerConfig(host="0.0.0.0"))
+    assert "DNS rebinding" in said and "--token-file" in said and "127.0.0.1" in said
+    assert "DNS rebinding" in guard.bind_warning(ServerConfig(host="192.0.2.5"))
+
+
+def test_the_servers_drops_merged_into_an_agent_stats_are_not_reported_again():
+    """(was: the total went out in the agent's stats, then again in the server's own)"""
+    clock = FakeClock()
+    budget = guard.AudioBudget(clock)
+    assert budget.take(5.0) and not budget.take(2.0)  # 2 s dropped
+    merged = budget.merged({"type": "stats", "frames": 10, "dropped_input_s": 1.0})
+    assert merged["dropped_input_s"] == 3.0
+    assert budget.report("s1") is None  # the client has the total already
+    assert not budget.take(0.5)
+    assert budget.report("s1") == {"type": "stats", "session": "s1", "dropped_input_s": 3.5}

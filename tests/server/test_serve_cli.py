@@ -72,3 +72,13 @@ async def test_a_bad_websocket_upgrade_says_what_a_valid_one_is():
         async with http.get(url + "/api/chat", headers=headers) as r:
             body = await r.json()
     assert r.status == 400 and body["error"] == "not_websocket" and "Sec-WebSocket-Version: 13" in body["message"]
+
+
+def test_trusted_proxy_help_says_all_it_drives():
+    """(was: "the client address logged", when it also drives the Origin and Host checks and the cap)"""
+    parser = argparse.ArgumentParser(prog="kame serve")
+    add_arguments(parser)
+    said = " ".join(parser.format_help().split())
+    for what in ("X-Forwarded-For gives the client address (log, max_sessions_per_client)",
+                 "X-Forwarded-Host/-Proto the page's origin", "skips the loopback Host check"):
+        assert what in said

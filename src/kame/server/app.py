@@ -49,7 +49,8 @@ class ServerConfig:
     port: int = 8998  # Moshi's default port
     max_message_bytes: int = 65536  # larger client messages get a 0x05 error and are dropped
     hard_message_factor: int = 4  # beyond max_message_bytes * this, the socket is closed (1009)
-    idle_timeout_s: float = 30.0  # too little client audio over this long (guard.IDLE_AUDIO_SHARE) -> 0x05 error + close
+    idle_timeout_s: float = 30.0  # too little client audio over this long (idle_audio_share) -> 0x05 error + close
+    idle_audio_share: float = guard.IDLE_AUDIO_SHARE  # of real time, over idle_timeout_s: less is idle (0..1)
     auth_token: str | None = None  # if set, required as Bearer header or ?token=
     auth_token_file: str | None = None  # a file holding auth_token (read by server_config_from)
     max_session_s: float = 0.0  # a session open this long -> 0x05 session_limit + close; 0: no limit
@@ -75,7 +76,8 @@ class Connection:
         self.encoder = P.OpusEncoder()
         self.opened = server.clock.now()
         self.budget = guard.AudioBudget(server.clock)  # client audio past real time + a burst: dropped
-        self.activity = guard.AudioActivity(server.clock, self.cfg.idle_timeout_s or 0.0)  # (the idle timeout)
+        self.activity = guard.AudioActivity(server.clock, self.cfg.idle_timeout_s or 0.0,  # (the idle timeout)
+                                            self.cfg.idle_audio_share)
         self.started = time.monotonic()  # (for the "closed after" log line)
         self.view = ops.SessionView()  # back-end components down, last stats (for health and the log)
         self.errors = 0
@@ -95,7 +97,7 @@ class Connection:
             "type": "info", "session": self.session.id, "sample_rate": P.SAMPLE_RATE,
             "audio_out": "pcm" if self.pcm_out else "opus", "protocol": P.PROTOCOL_VERSION,
             "max_message_bytes": self.cfg.max_message_bytes, "idle_timeout_s": self.cfg.idle_timeout_s,
-            "max_session_s": self.cfg.max_session_s,
+            "idle_audio_share": self.cfg.idle_audio_share, "max_session_s": self.cfg.max_session_s,
         }))
         tasks = [
             asyncio.create_task(self._read(), name=f"ws-read-{self.session.id}"),
@@ -179,13 +181,15 @@ class Connection:
                 await self.queue.put_when_room(P.error(exc.code, str(exc), False))
 
     async def _handle(self, kind: P.Kind, payload: bytes) -> None:
+        # a message is checked (whole, at most 10 s) before it is charged to the budget: a bad one
+        # is a protocol error even past the budget, and costs none of it
         if kind == P.Kind.AUDIO:
             pages = P.ogg_pages(payload) if payload else []  # (empty: decode's bad_audio)
-            if not self._budget(sum(n for _, n in pages) / 48000):
+            if not self._budget(self.decoder.held(pages) / P.SAMPLE_RATE):
                 return
             pcm = self.decoder.decode(payload, pages)
         elif kind == P.Kind.PCM:
-            if not self._budget(len(payload) // 2 / P.SAMPLE_RATE):
+            if not self._budget(P.pcm16_samples(payload) / P.SAMPLE_RATE):
                 return
             pcm = P.pcm16_decode(payload)
         elif kind == P.Kind.PING:
@@ -468,8 +472,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--token-file", default=None, metavar="PATH", action=Once,
                         help="require the bearer token in this file (kept out of `ps`; [server] auth_token_file)")
     parser.add_argument("--trusted-proxy", default=None, metavar="ADDRS",
-                        help="your reverse proxies' addresses/networks, comma-separated: the client address logged "
-                             "is then read from their X-Forwarded-For (unset: the peer's; [server] trusted_proxy)")
+                        help="your reverse proxies' addresses/networks, comma-separated ([server] trusted_proxy). "
+                             "From them, X-Forwarded-For gives the client address (log, max_sessions_per_client), "
+                             "X-Forwarded-Host/-Proto the page's origin (the browser's Origin check), and a "
+                             "forwarded request skips the loopback Host check (docs/protocol.md, reverse proxy)")
     parser.add_argument("--max-sessions", type=at_least(1), default=None,
                         help="echo agent only, default 16 (others: [runtime] max_sessions in the config)")
     parser.epilog, parser.formatter_class = ops.SERVE_EPILOG, argparse.RawDescriptionHelpFormatter
@@ -489,6 +495,7 @@ def server_config_from(section) -> ServerConfig:
     cfg = ServerConfig(**{k: v for k, v in items.items() if k in known})
     cfg.auth_token = cfg.auth_token or None  # "" = no auth
     guard.parse_origins(cfg.allowed_origins), guard.parse_hosts(cfg.allowed_hosts)  # (bad ones: before the agent loads)
+    guard.parse_share(cfg.idle_audio_share)
     ops.config_token(cfg)  # server.auth_token_file (before the agent loads)
     if cfg.static_dir and not local_path(cfg.static_dir).is_dir():  # (here: a server-only key stops no `kame run`)
         raise ConfigError(f"server.static_dir: {cfg.static_dir!r} is not a folder (it holds the browser page: "
@@ -546,8 +553,8 @@ def main(args) -> int:
     port = sock.getsockname()[1]  # the one bound (--port 0: chosen by the system)
     app = make_app(agent, cfg, manage_agent=True, load_in_background=True)
     state, stopping = app[SERVER_KEY].health_state, ops.Stopping()
-    if cfg.host not in ("127.0.0.1", "localhost", "::1") and not cfg.auth_token:
-        log.warning("serving on %s without an auth token", cfg.host)
+    if (unsafe := guard.bind_warning(cfg)):
+        log.warning("%s", unsafe)
     host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host  # an IPv6 address, as a URL writes it
 
     async def listen(_app) -> None:  # (first hook: before the agent's start begins)

@@ -374,10 +374,12 @@ stderr:
                                    the session with it; all of them are in --json (with the
                                    client's own non-fatal unreadable_message: a server message
                                    it could not read, skipped)
-  warning: the server dropped ...  the server dropped part of the input (an agent keeps about
-                                   1 s of backlog, runtime.max_input_backlog_s: --fast sends faster
-                                   than it takes audio, and a tandem slower than real time takes it
-                                   slower than it comes)
+  warning: the server dropped ...  the server dropped part of the input: it takes a client's
+                                   audio at real time plus about 3 s and drops the rest undecoded
+                                   (--fast, or audio a network stall held back and then sent at
+                                   once), and the agent keeps about 1 s of backlog
+                                   (runtime.max_input_backlog_s: a tandem slower than real time
+                                   takes audio slower than it comes)
   warning: the agent missed ...    more than 5 %% of the frames (and at least 3) missed their 80 ms
                                    deadline (the server's "stats"): the agent ran slower than real
                                    time (the server's CPU is too slow for its model, or too busy)
@@ -410,9 +412,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help=f"a cascade still answering after --tail gets more silence until its reply is over, "
                          f"up to this many seconds of silence in all (default {DEFAULT_MAX_TAIL_S:g})")
     ap.add_argument("--fast", action="store_true",
-                    help="do not pace the upload in real time; the server drops input it cannot keep up with "
-                         "(the tandem and the cascade keep [runtime] max_input_backlog_s, 1 s; a warning says how much was "
-                         "dropped), so most of a question is lost: for checking a connection, not for asking")
+                    help="do not pace the upload in real time; the server takes about 3 s of audio ahead of real "
+                         "time and drops the rest undecoded (a warning says how much), so most of a longer input "
+                         "is lost: for checking a connection, not for asking")
     ap.epilog, ap.formatter_class = EPILOG, argparse.RawDescriptionHelpFormatter
 
 

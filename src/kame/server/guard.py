@@ -6,7 +6,8 @@ from using or starving the server (kame.server.app calls these):
   the server's own host:port or be listed in ``server.allowed_origins``; no Origin (kame client,
   scripts) is allowed;
 - on a loopback bind, any request whose Host is not a loopback name (DNS rebinding: a page of
-  evil.example whose name later resolves to 127.0.0.1), unless listed in ``server.allowed_hosts``;
+  evil.example whose name later resolves to 127.0.0.1), unless listed in ``server.allowed_hosts``
+  or forwarded by a trusted proxy (which decides the names it serves);
 - more live sessions from one client address than ``server.max_sessions_per_client``;
 - a client that does not read what it is sent (SendQueue: bounded, the oldest audio dropped);
 - client audio faster than real time plus a burst (AudioBudget: dropped before decoding, so a
@@ -31,7 +32,8 @@ log = logging.getLogger("kame.server")
 
 AUDIO_BURST_S = 3.0  # client audio may run this far ahead of real time; beyond it, it is dropped
 # a session that sent less than this share of real time in audio over the idle window is idle
-IDLE_AUDIO_SHARE = 0.25
+# (server.idle_audio_share): low, so push-to-talk and turn-based clients stay, a trickle does not
+IDLE_AUDIO_SHARE = 0.05
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _LOG_CAP = 100  # refused hosts/origins logged at WARNING (then DEBUG: a page could flood the log)
 SERVER = web.AppKey("kame_guarded_server", object)  # the app's kame.server.app.Server
@@ -76,6 +78,25 @@ def parse_hosts(value) -> tuple[str, ...]:
                               f"reach the server, without scheme or port (e.g. \"kame.lan\"), or \"*\" for any")
         out.append("*" if item == "*" else split[0])
     return tuple(out)
+
+
+def parse_share(value) -> float:
+    """``server.idle_audio_share``: a number in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ConfigError(f"server.idle_audio_share: expected a number from 0 to 1 (the share of real time a "
+                          f"session must send in audio over idle_timeout_s; 0: any audio), got {value!r}")
+    return float(value)
+
+
+def bind_warning(cfg) -> str | None:
+    """The start-up warning for a server that any page or host could use: a non-loopback bind
+    without a token (the Host check against DNS rebinding covers only loopback binds)."""
+    if cfg.auth_token or is_loopback_name(cfg.host):
+        return None
+    also = " (it also listens on 127.0.0.1)" if cfg.host in ("0.0.0.0", "::", "") else ""
+    return (f"serving on {cfg.host}{also} without an auth token: anyone who can reach it can open sessions, and so "
+            f"can any web page a user of this machine or network visits, through DNS rebinding (a name re-pointed "
+            f"at this address; the Host check covers loopback binds only); give a token: --token-file PATH")
 
 
 # ---- Host and Origin -------------------------------------------------------------------------
@@ -144,6 +165,36 @@ def _trusted_peer(request: web.BaseRequest, trusted: tuple) -> bool:
     return any(ip.version == n.version and ip in n for n in trusted)
 
 
+def _forwarded(request: web.BaseRequest, server) -> bool:
+    """Whether the request came through a trusted proxy: its peer is one, and it carries the
+    X-Forwarded-For or -Host a proxy adds (a browser's WebSocket cannot send them; this keeps a
+    DNS-rebinding page, whose peer is 127.0.0.1 too, from passing for the proxy)."""
+    return bool(server.trusted) and _trusted_peer(request, server.trusted) and \
+        any(h in request.headers for h in ("X-Forwarded-For", "X-Forwarded-Host"))
+
+
+_RECIPE = {  # (nginx's lines; Caddy 2.5+ sends these headers itself)
+    "X-Forwarded-Host": "nginx: proxy_set_header X-Forwarded-Host $http_host; proxy_set_header X-Forwarded-Proto "
+                        "$scheme; Caddy sends them itself",
+    "X-Forwarded-For": "nginx: proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; Caddy sends it itself",
+}
+
+
+def _proxy_hint(request: web.BaseRequest, server, need: str) -> str:
+    """What to set when a request through a reverse proxy is refused for want of header ``need``
+    (docs/protocol.md, "Behind a reverse proxy")."""
+    peer = (request.remote or "?")[:60]
+    if server.trusted and _trusted_peer(request, server.trusted):
+        if need not in request.headers:
+            return f"the reverse proxy at {peer} sent no {need}: have it send it ({_RECIPE[need]})"
+        return "the reverse proxy's X-Forwarded-Host and -Proto do not name the page's origin"
+    if any(h.startswith("x-forwarded-") for h in map(str.lower, request.headers)):
+        return (f"X-Forwarded-* ignored: {peer} is not a trusted proxy; if it is your reverse proxy, start kame "
+                f"serve with --trusted-proxy {peer} (server.trusted_proxy)")
+    return (f"behind a reverse proxy: start kame serve with --trusted-proxy ADDRESS (server.trusted_proxy) and have "
+            f"the proxy send {need} ({_RECIPE[need]})")
+
+
 def origin_problem(request: web.BaseRequest, server) -> str | None:
     """Why a WebSocket upgrade's Origin is refused, or None: no Origin (not a browser), the
     server's own host:port (the page it serves), or one of ``server.allowed_origins``."""
@@ -160,13 +211,14 @@ def origin_problem(request: web.BaseRequest, server) -> str | None:
     if parts is not None and split is not None and _host_key(*parts[1:], parts[0]) == _host_key(*split, scheme):
         return None
     return (f"cross-origin WebSocket refused: the page at Origin {origin[:100]!r} is not served by this server "
-            f"(Host {host[:100]!r}); to let a page served elsewhere use it, list its origin in server.allowed_origins "
-            f"(behind a reverse proxy: set server.trusted_proxy and have the proxy send X-Forwarded-Host)")
+            f"(Host {host[:100]!r}); {_proxy_hint(request, server, 'X-Forwarded-Host')}; or, to let a page "
+            f"served elsewhere use it, list its origin in server.allowed_origins (docs/protocol.md, \"Behind a reverse proxy\")")
 
 
 def host_problem(request: web.BaseRequest, server) -> str | None:
-    """On a loopback bind, why the request's Host is refused (DNS rebinding), or None."""
-    if not server.loopback:
+    """On a loopback bind, why the request's Host is refused (DNS rebinding), or None. A request
+    forwarded by a trusted proxy is not checked: the proxy decides which names it serves."""
+    if not server.loopback or _forwarded(request, server):
         return None
     host = request.headers.get("Host", "")
     split = _split_host(host)
@@ -175,7 +227,8 @@ def host_problem(request: web.BaseRequest, server) -> str | None:
         return None
     return (f"Host {host[:100]!r} refused: this server listens on a loopback address and answers only to "
             f"localhost, 127.0.0.1 or [::1] (a page on another name reaching it would be DNS rebinding); "
-            f"to reach it by that name, add it to server.allowed_hosts")
+            f"to reach it by that name, add it to server.allowed_hosts; or, "
+            f"{_proxy_hint(request, server, 'X-Forwarded-For')} (docs/protocol.md, \"Behind a reverse proxy\")")
 
 
 def _log_refusal(server, request: web.BaseRequest, why: str) -> None:
@@ -296,8 +349,9 @@ class ClientSlots:
 class AudioBudget:
     """Client audio accepted at real time plus a burst: a credit of seconds that grows with the
     clock up to ``burst_s`` and that each accepted message spends (a message is accepted while
-    any credit is left, so one long message may overdraw it). Audio past it is dropped before
-    it is decoded, counted in ``dropped_s``."""
+    any credit is left, so one message, of at most 10 s, may overdraw it: the server checks a
+    message before it charges it). Audio past it is dropped before it is decoded, counted in
+    ``dropped_s``."""
 
     def __init__(self, clock, burst_s: float = AUDIO_BURST_S) -> None:
         self.clock, self.burst_s = clock, burst_s
@@ -319,7 +373,8 @@ class AudioBudget:
 
     def merged(self, data):
         """An agent's "stats" Meta with the input the server dropped added to its dropped_input_s:
-        the client is told the total (kame client warns of the largest it saw)."""
+        the client is told the total (kame client warns of the largest it saw), and ``report``
+        does not send it again."""
         if isinstance(data, dict) and data.get("type") == "stats":
             try:
                 self.agent_dropped_s = float(data.get("dropped_input_s") or 0.0)
@@ -327,6 +382,7 @@ class AudioBudget:
                 return data
             if self.dropped_s:
                 data = {**data, "dropped_input_s": round(self.agent_dropped_s + self.dropped_s, 3)}
+                self.reported_s = self.dropped_s
         return data
 
     def report(self, session_id: str) -> dict | None:
@@ -375,4 +431,4 @@ class AudioActivity:
         if got == 0:
             return f"no audio from the client for {self.window_s:g} s"
         return (f"the client sent only {got:.2f} s of audio in the last {self.window_s:g} s (less than "
-                f"{self.share:.0%} of real time: a session in use streams its audio)")
+                f"{self.share * 100:g} % of real time, server.idle_audio_share: a session in use sends its audio)")

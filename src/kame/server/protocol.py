@@ -140,6 +140,17 @@ def pcm16_encode(pcm: np.ndarray) -> bytes:
     return (x * 32767.0).astype("<i2").tobytes()
 
 
+def pcm16_samples(payload: bytes, max_samples: int = 10 * SAMPLE_RATE) -> int:
+    """The samples a 0x08 payload holds, checked as pcm16_decode does (bad_pcm) and against the
+    10 s of one message (audio_too_long), before it is decoded or charged to the client."""
+    if len(payload) % 2 or not payload:
+        raise ProtocolError("bad_pcm", f"PCM payload must be whole int16 samples (>= 1), got {len(payload)} bytes")
+    if len(payload) // 2 > max_samples:
+        raise ProtocolError("audio_too_long", f"one message holds {len(payload) / 2 / SAMPLE_RATE:.2f} s of PCM "
+                                              f"(max {max_samples / SAMPLE_RATE:.1f} s); dropped")
+    return len(payload) // 2
+
+
 def pcm16_decode(payload: bytes) -> np.ndarray:
     """int16 little-endian bytes -> float32 [N]."""
     if len(payload) % 2 or not payload:
@@ -246,12 +257,7 @@ class OpusDecoder:
         if not data:
             raise ProtocolError("bad_audio", "empty audio message")
         pages = ogg_pages(data) if pages is None else pages
-        held = sum(n for _, n in pages) * SAMPLE_RATE // 48000  # what the pages hold, before decoding
-        if held > self.max_samples:
-            raise ProtocolError(
-                "audio_too_long", f"one message holds {held / SAMPLE_RATE:.2f} s of Opus audio "
-                f"(max {self.max_samples / SAMPLE_RATE:.1f} s); dropped"
-            )
+        self.held(pages)  # (past 10 s: audio_too_long, before decoding)
         try:  # page by page: sphn's reader fails on more than ~5 s in one call
             pcm = np.concatenate([np.asarray(self._reader.append_bytes(page), np.float32).reshape(-1)
                                   for page, _ in pages])
@@ -270,6 +276,18 @@ class OpusDecoder:
             raise ProtocolError("bad_audio", f"corrupt Ogg/Opus data (decoded: {problem.split(',')[0]}); "
                                              f"dropped, decoder reset")
         return pcm
+
+    def held(self, pages: list[tuple[bytes, int]]) -> int:
+        """The samples (24 kHz) ``pages`` hold by their packets' durations, before decoding;
+        ProtocolError "audio_too_long" past the 10 s of one message (the server checks this
+        before it charges the client's audio budget)."""
+        held = sum(n for _, n in pages) * SAMPLE_RATE // 48000
+        if held > self.max_samples:
+            raise ProtocolError(
+                "audio_too_long", f"one message holds {held / SAMPLE_RATE:.2f} s of Opus audio "
+                f"(max {self.max_samples / SAMPLE_RATE:.1f} s); dropped"
+            )
+        return held
 
     def _reset(self) -> None:
         self._reader = sphn.OpusStreamReader(SAMPLE_RATE)

@@ -11,7 +11,7 @@ const $ = (id) => document.getElementById(id);
 const kame = (window.kame = {
   connected: false, handshake: null, audioIn: 0, audioOut: 0, samplesOut: 0, texts: 0,
   metas: 0, errors: [], oracleResets: 0, transcript: "", oracle: "", agentText: "",
-  metrics: {}, dropped: 0, closed: null, outRmsMax: 0, stats: null, components: null, oracleHistory: [],
+  metrics: {}, dropped: 0, inputDropped: 0, closed: null, outRmsMax: 0, stats: null, components: null, oracleHistory: [],
 });
 
 let ws = null, ctx = null, stream = null, node = null, playTime = 0, level = 0, levelOut = 0;
@@ -113,8 +113,13 @@ function onMeta(d) {
     $("oracle").textContent = kame.oracle || "—";
     $("oracle-count").textContent = kame.oracleResets + " predictions";
   } else if (type === "stats") {
-    kame.stats = d;
-    renderStats(d);
+    // the input the server and the agent dropped (a total): also in the server's own stats and the
+    // cascade's, which have no frames and so leave the front-end line (and its step_time fallback) alone
+    if (typeof d.dropped_input_s === "number") renderInputDropped(d.dropped_input_s);
+    if (d.frames !== undefined) {
+      kame.stats = d;
+      renderStats(d);
+    }
   } else if (type === "backend") {
     log("back-end " + d.component + " " + d.status + (d.error ? ": " + d.error : ""), d.status === "up" ? "" : "err");
   } else if (type === "vad") {
@@ -128,7 +133,7 @@ function onMeta(d) {
   } else if (type === "info") {
     if ("audio_out" in d) { // the server's own info (first): limits of this connection
       log("session " + d.session + ": audio " + d.audio_out + " at " + d.sample_rate + " Hz, idle timeout " +
-        d.idle_timeout_s + " s");
+        d.idle_timeout_s + " s" + (d.idle_audio_share ? " (under " + 100 * d.idle_audio_share + " % of it in audio)" : ""));
     } else {
       renderComponents(d);
     }
@@ -169,13 +174,19 @@ function renderMetrics() {
   }));
 }
 
+function renderInputDropped(s) {
+  kame.inputDropped = Math.max(kame.inputDropped, s);
+  $("in-drop").textContent = kame.inputDropped.toFixed(1);
+  $("in-drop").className = kame.inputDropped > 0 ? "warn" : "";
+  $("in-drop").title = "seconds of your audio the server dropped: it came faster than real time (the network held " +
+    "it back, then sent it at once) or the agent ran slower than real time";
+}
+
 function renderStats(d) {
-  if (d.frames === undefined) return;
   const ratio = d.frames ? d.missed_deadlines / d.frames : 0;
   let s = "front-end: " + d.frames + " frames · missed deadlines " + d.missed_deadlines + " (" +
     (100 * ratio).toFixed(0) + " %)";
   if (d.step_time_p50_s !== undefined) s += " · step " + (1000 * d.step_time_p50_s).toFixed(0) + " ms of the 80 ms budget";
-  if (d.dropped_input_s) s += " · your audio dropped " + d.dropped_input_s.toFixed(1) + " s";
   if (ratio > 0.05) s += " — this machine is not keeping real time: audio will stutter";
   $("frames").textContent = s;
   $("frames").className = ratio > 0.05 ? "warn" : "muted";
