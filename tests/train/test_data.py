@@ -98,6 +98,17 @@ def _bad(**change) -> Dialogue:
     (dict(oracle=[OracleEvent(5, "reset", [1])]), r"a reset carries no ids or text"),
     (dict(oracle=[OracleEvent(5, "reset", hint=-1)]), r"hint must be an int >= 0 or null"),
     (dict(tokenizer_sha256=None), r"oracle has token ids but no tokenizer_sha256"),
+    # (an append's hint or prediction would be lost on write: they are the reset's)
+    (dict(oracle=[OracleEvent(5, "reset"), OracleEvent(5, "append", [1], hint=2)]),
+     r"oracle event 1: an append with hint=2: hint/prediction belong on the reset"),
+    (dict(oracle=[OracleEvent(5, "reset"), OracleEvent(5, "append", [1], prediction=1)]),
+     r"an append with prediction=1: hint/prediction belong on the reset"),
+    (dict(oracle=[OracleEvent(5, "reset"), OracleEvent(6, "append", [])]),
+     r"oracle event 1: an append with neither ids nor text: leave it out \(an empty append is no call"),
+    (dict(sample_rate=16000), r"sample_rate 16000, a dialogue's audio is 24000 Hz.*resample it "
+                              r"\(kame.audio.resample\(audio, 16000, 24000\)\)"),
+    (dict(audio=np.full((1920, 2), 0.5, np.float32) * np.array([1, 3], np.float32)),
+     r"audio peaks at 1.5, above 1.0 \(full scale\): 16-bit audio.wav would clip it; scale it down"),
     (dict(tokenizer_sha256="abc"), r"'abc' is not a sha256"),
 ])
 def test_bad_dialogues_are_refused_saying_what_is_wrong(tmp_path, change, message):
@@ -179,12 +190,28 @@ def test_the_codes_cache_is_used_when_it_matches_and_refused_when_stale(tmp_path
     none.fingerprint = None
     with pytest.raises(DataError, match=r"has no fingerprint.*use_cache=False"):
         write_codes(d, none, spec="mimi:random")
+    # a cache beside a codec without one: writing it again is no fix (write_codes refuses that codec)
+    with pytest.raises(DataError, match=r"codec FakeCodec has no fingerprint \(random weights\?\) to check it "
+                                        r"against: pass use_cache=False \(this codec's codes cannot be cached\)"):
+        load_codes(d, none)
     pcm, _ = sf.read(str(tmp_path / "d" / AUDIO))  # the audio changed behind the cache's back
     sf.write(str(tmp_path / "d" / AUDIO), pcm * 0.5, 24000)
     with pytest.raises(DataError, match=r"made from another audio.wav"):
         load_codes(d, codec)
     with pytest.raises(DataError, match=r"no folder"):
         write_codes(Dialogue(audio([1], [2])), codec, spec="fake")
+
+
+def test_an_empty_append_with_text_is_kept_and_the_rate_is_checked_on_write(tmp_path):
+    """An append whose ids are held back (retokenize_oracle's, a word cut between appends) keeps
+    its text; write_dialogue's sample_rate= is checked; a sound dialogue round-trips."""
+    d = sample()
+    d.oracle.insert(2, OracleEvent(5, "append", [], " Par"))
+    with pytest.raises(DataError, match=r"d16: sample_rate 16000, a dialogue's audio is 24000 Hz.*resample it"):
+        write_dialogue(tmp_path / "d16", d, sample_rate=16000)
+    assert not (tmp_path / "d16").exists()
+    back = read_dialogue(write_dialogue(tmp_path / "d", d, sample_rate=24000))
+    assert back.oracle == d.oracle and back.sample_rate == 24000
 
 
 def test_a_codec_that_does_not_code_80_ms_frames_is_named():

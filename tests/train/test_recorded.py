@@ -68,12 +68,14 @@ def write_run(tmp_path, mode: str = "tandem", tokenizer: str = "default (kame/as
 def test_a_recorded_run_becomes_a_dialogue_on_one_clock(tmp_path):
     out_json, user, model = write_run(tmp_path)
     d = from_kame_run(out_json)
-    assert d.frames == T and d.samples == T * 1920
-    frame_levels = np.round(d.audio.reshape(T, 1920, 2).mean(1) * LEVELS).astype(int)
-    assert frame_levels[:, 0].tolist() == user  # the user as played
-    assert frame_levels[:, 1].tolist() == model + [0, 0]  # the model's frame f at frame f, silence after
+    # the agent's last LAG frames were never recorded: the dialogue ends LAG frames earlier (no
+    # silence made up for the agent: it would be trained on as what the agent said)
+    assert d.frames == T - LAG and d.samples == (T - LAG) * 1920
+    frame_levels = np.round(d.audio.reshape(T - LAG, 1920, 2).mean(1) * LEVELS).astype(int)
+    assert frame_levels[:, 0].tolist() == user[: T - LAG]  # the user as played
+    assert frame_levels[:, 1].tolist() == model  # the model's frame f at frame f, to its last
     assert d.words_of("user") == [Word("user", "What", 0.0, 0.24), Word("user", "is", 0.24, 0.46),
-                                  Word("user", "the", 0.46, 1.6), Word("user", "capital", 0.46, 1.6)]
+                                  Word("user", "the", 0.46, 1.44), Word("user", "capital", 0.46, 1.44)]
     got = [(w.word, round(w.start / F), round(w.end / F)) for w in d.words_of("agent")]
     assert got == [("The", 3, 4), ("capital", 4, 6), ("is", 7, 8), ("Paris.", 9, 11)]
     # each event before the step after the one it was stamped in; the empty append and the event
@@ -97,8 +99,8 @@ def test_a_recorded_run_becomes_a_dialogue_on_one_clock(tmp_path):
 def test_other_lags_and_refusals(tmp_path):
     out_json, _, model = write_run(tmp_path)
     d = from_kame_run(out_json, tmp_path / "answer.wav", agent_lag=3)  # a front-end of max delay 2
-    frame_levels = np.round(d.audio.reshape(T, 1920, 2).mean(1) * LEVELS).astype(int)
-    assert frame_levels[:, 1].tolist() == model[1:] + [0, 0, 0]
+    frame_levels = np.round(d.audio.reshape(T - 3, 1920, 2).mean(1) * LEVELS).astype(int)
+    assert frame_levels[:, 1].tolist() == model[1:]
     assert [round(w.start / F) for w in d.words_of("agent")] == [2, 3, 6, 8]
     with pytest.raises(DataError, match=r"agent_lag must be an int >= 0"):
         from_kame_run(out_json, agent_lag=-1)
@@ -131,8 +133,8 @@ def test_the_recorded_frames_and_max_delay_are_used(tmp_path):
         d = from_kame_run(out_json)
     assert d.oracle == [OracleEvent(9, "reset", prediction=1), OracleEvent(9, "append", [5, 6], " the"),
                         OracleEvent(10, "append", [7], " Paris")]
-    frame_levels = np.round(d.audio.reshape(T, 1920, 2).mean(1) * LEVELS).astype(int)
-    assert frame_levels[:, 1].tolist() == model + [0, 0, 0]  # moved back max_delay + 1 = 3 frames
+    frame_levels = np.round(d.audio.reshape(T - 3, 1920, 2).mean(1) * LEVELS).astype(int)
+    assert frame_levels[:, 1].tolist() == model  # moved back max_delay + 1 = 3 frames
     assert [round(w.start / F) for w in d.words_of("agent")] == [2, 3, 6, 8]
     assert (d.source["agent_lag"], d.source["agent_lag_from"], d.source["oracle_frames"]) == (3, "recorded max_delay",
                                                                                             "recorded")
@@ -168,3 +170,26 @@ def test_an_older_recording_is_estimated_and_says_so(tmp_path):
                                          r"stamps\); a run of this kame"):
         d = from_kame_run(out_json, agent_lag=2)  # (a lag given: only the frames are guessed)
     assert d.source["agent_lag_from"] == "given"
+
+
+@pytest.mark.filterwarnings("ignore:.*does not record its oracle events:UserWarning")  # (an older recording)
+def test_no_agent_audio_is_made_up_at_the_end(tmp_path):
+    """The agent's last agent_lag frames were never recorded: the dialogue ends there (both
+    channels), and the words and oracle events past that end are left out, not trained on."""
+    out_json, user, model = write_run(tmp_path)
+    doc = json.loads(out_json.read_text())
+    doc["user_words"].append({"word": "late", "start": 1.5, "end": 1.55})  # heard in frame 18: past the end
+    doc["agent_text"].append({"t": stamp(18), "text": " end"})  # output frame 17, the last one recorded
+    doc["oracle"].insert(4, {"type": "oracle", "event": "reset", "prediction_id": 3, "t": stamp(17)})  # frame 18
+    out_json.write_text(json.dumps(doc))
+    d = from_kame_run(out_json)
+    assert d.frames == T - LAG and d.audio.shape == ((T - LAG) * 1920, 2)
+    assert not (d.audio[-1920:, 1] == 0).all()  # the last frame is the agent's, not made-up silence
+    assert "late" not in [w.word for w in d.words]
+    assert d.words_of("agent")[-1] == Word("agent", "end", 17 * F, (T - LAG) * F)
+    assert [ev.frame for ev in d.oracle] == [10, 10, 11]
+    codes, _ = training_example(d, FakeCodec(), default_tokenizer(), preset("tiny").replace(text_card=4000))
+    assert codes[1:9].tolist() == codes_of(model).tolist()  # every agent target is what it made
+    with pytest.raises(DataError, match=r"no more than the agent's lag \(20 frames = 38400 samples\): the "
+                                        r"recording holds none of the agent's output"):
+        from_kame_run(out_json, agent_lag=T)

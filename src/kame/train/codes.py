@@ -74,7 +74,11 @@ def load_codes(d: Dialogue, codec) -> tuple[torch.Tensor, torch.Tensor] | None:
         raise DataError(f"{path}: not a codes cache ({exc}); remove it or write it again (write_codes)") from None
     fix = f"write it again (kame.train.codes.write_codes) or remove {path}"
     fp = getattr(codec, "fingerprint", None)
-    if fp is None or meta.get("codec_sha256") != fp:
+    if fp is None:  # (write_codes refuses such a codec: writing it again is no fix)
+        raise DataError(f"{path}: a codes cache (codec {meta.get('codec')!r}), but codec {type(codec).__name__} has no "
+                        f"fingerprint (random weights?) to check it against: pass use_cache=False (this codec's "
+                        f"codes cannot be cached)")
+    if meta.get("codec_sha256") != fp:
         raise DataError(f"{path}: cached with codec {meta.get('codec')!r} sha256 {meta.get('codec_sha256')}, this "
                         f"codec's fingerprint is {fp}: {fix}")
     if meta.get("num_codebooks") != int(codec.num_codebooks):

@@ -98,7 +98,8 @@ class OracleEvent:
 
 @dataclass
 class Dialogue:
-    """One training dialogue. ``audio`` [N, 2] float32 at 24 kHz: column 0 the user, 1 the agent."""
+    """One training dialogue. ``audio`` [N, 2] float32 at 24 kHz: column 0 the user, 1 the agent.
+    ``sample_rate``: the audio's rate, checked (a 16 kHz array must be resampled, not relabelled)."""
 
     audio: np.ndarray
     words: list[Word] = field(default_factory=list)
@@ -106,6 +107,7 @@ class Dialogue:
     tokenizer_sha256: str | None = None  # the tokenizer of the oracle's ids (None: no ids)
     source: dict = field(default_factory=dict)  # provenance, free-form (QA item, kame run, ...)
     folder: Path | None = None  # where it was read from / written to (its codes cache is there)
+    sample_rate: int = SAMPLE_RATE  # must be SAMPLE_RATE: say it, so audio at another rate is caught
 
     @property
     def samples(self) -> int:
@@ -136,10 +138,12 @@ class Dialogue:
 
 
 def validate_dialogue(d: Dialogue, where: str = "dialogue") -> None:
-    """DataError unless ``d`` keeps the layout's rules: audio [N, 2] finite float at 24 kHz;
-    words of "user"/"agent", no whitespace inside, 0 <= start <= end <= duration, each speaker's
+    """DataError unless ``d`` keeps the layout's rules: audio [N, 2] finite float in [-1, 1] at
+    24 kHz (``sample_rate``); words of "user"/"agent", no whitespace inside, 0 <= start <= end <= duration, each speaker's
     sorted by start; oracle events at frames in [0, frames), not decreasing, appends with ids
-    >= 0 and a tokenizer_sha256 saying whose ids they are."""
+    >= 0 (or text; an empty append is no call) and a tokenizer_sha256 saying whose ids they are;
+    hint and prediction on resets only."""
+    check_sample_rate(d.sample_rate, where)
     a = d.audio
     if not isinstance(a, np.ndarray) or a.ndim != 2 or a.shape[1] != 2:
         shape = getattr(a, "shape", type(a).__name__)
@@ -151,6 +155,10 @@ def validate_dialogue(d: Dialogue, where: str = "dialogue") -> None:
     if not np.issubdtype(a.dtype, np.floating) or not np.isfinite(a).all():
         raise DataError(f"{where}: audio must be finite float samples in [-1, 1], got {a.dtype}"
                         + ("" if np.issubdtype(a.dtype, np.floating) else " (int16? divide by 32768)"))
+    peak = float(np.abs(a).max())
+    if peak > 1.0:  # a 16-bit wav would clip it: the stored audio would not be this one
+        raise DataError(f"{where}: audio peaks at {peak:g}, above 1.0 (full scale): 16-bit audio.wav would clip it; "
+                        f"scale it down (e.g. audio * 0.9 / abs(audio).max())")
     duration = d.duration_s
     last: dict[str, float] = {}
     for i, w in enumerate(d.words):
@@ -189,6 +197,13 @@ def validate_dialogue(d: Dialogue, where: str = "dialogue") -> None:
                 raise DataError(f"{what}: ids must be a list of token ids >= 0, got {ev.ids!r}")
             if ev.text is not None and not isinstance(ev.text, str):
                 raise DataError(f"{what}: text must be a string, got {ev.text!r}")
+            for key in ("prediction", "hint"):
+                if getattr(ev, key) is not None:
+                    raise DataError(f"{what}: an append with {key}={getattr(ev, key)!r}: hint/prediction belong on "
+                                    f"the reset that starts the prediction (an append's would be lost on write)")
+            if not ev.ids and ev.text is None:
+                raise DataError(f"{what}: an append with neither ids nor text: leave it out (an empty append is no "
+                                f"call, as OracleFeed.append)")
             has_ids = has_ids or bool(ev.ids)
         else:
             if ev.ids or ev.text is not None:
@@ -207,6 +222,13 @@ def validate_dialogue(d: Dialogue, where: str = "dialogue") -> None:
         raise DataError(f"{where}: source must be an object, got {type(d.source).__name__}")
 
 
+def check_sample_rate(rate, where: str = "dialogue") -> None:
+    if rate != SAMPLE_RATE or isinstance(rate, bool):
+        fix = (f"resample it (kame.audio.resample(audio, {rate}, {SAMPLE_RATE}))" if _is_int(rate) and rate > 0
+               else "give the audio's rate in Hz")
+        raise DataError(f"{where}: sample_rate {rate!r}, a dialogue's audio is {SAMPLE_RATE} Hz (kame's codecs): {fix}")
+
+
 def _is_int(x) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
@@ -215,14 +237,17 @@ def _is_int(x) -> bool:
 # writing and reading
 
 
-def write_dialogue(folder: str | Path, d: Dialogue, *, overwrite: bool = False) -> Path:
+def write_dialogue(folder: str | Path, d: Dialogue, *, overwrite: bool = False,
+                   sample_rate: int | None = None) -> Path:
     """Write ``d`` as FOLDER/audio.wav + FOLDER/dialogue.json (validated first: nothing is written
-    for a bad dialogue). An existing dialogue is replaced only with ``overwrite`` (its codes cache
+    for a bad dialogue; ``sample_rate``, default ``d.sample_rate``, must be 24 kHz). An existing dialogue is replaced only with ``overwrite`` (its codes cache
     is then removed: it was the old audio's). Sets ``d.folder``, and ``d.audio`` to the samples as
     stored (16-bit), so codes made from ``d`` now are those a reader's would be."""
     from ..audio import read_wav, write_wav
 
     folder = Path(folder)
+    if sample_rate is not None:
+        check_sample_rate(sample_rate, str(folder))
     validate_dialogue(d, str(folder))
     if (folder / META).exists() and not overwrite:
         raise DataError(f"{folder} already holds a dialogue; pass overwrite=True to replace it")

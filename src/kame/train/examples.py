@@ -15,13 +15,18 @@ the feed's own rules).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+import warnings
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
 import torch
 
 from .codes import encode_dialogue, load_codes
-from .data import DataError, Dialogue, OracleEvent, Word, frame_of
+from .data import FRAME_RATE, DataError, Dialogue, OracleEvent, Word, frame_of, validate_dialogue
+
+DRIFT_WARNING_S = 0.5  # training_example warns when a word's tokens start later than this after it
+TEXT_CARD_FIX = ("use a front-end whose text_card >= the tokenizer's vocab_size (e.g. load_frontend('random:tiny', "
+                 "text_card=4000) for kame's default tokenizer), or the tokenizer the front-end was trained with")
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,19 @@ def tokenizer_sha256(tokenizer) -> str:
     return sha
 
 
+@dataclass
+class TextStream:
+    """``text_stream_report``'s result: the stream and what the alignment could not keep."""
+
+    ids: torch.Tensor  # [T]
+    max_drift: int = 0  # the most frames a word's first token landed after its start frame
+    drift_word: str | None = None  # that word
+    drift_start: float = 0.0  # its start (s)
+    dropped: int = 0  # tokens past frame T, left out
+    dropped_words: list[str] = field(default_factory=list)  # the words they belong to
+    lost: list[str] = field(default_factory=list)  # words with characters the tokenizer does not know
+
+
 def text_stream(words: Sequence[Word | Mapping], T: int, tokenizer, ids: StreamIds) -> torch.Tensor:
     """One speaker's words with times -> the [T] per-frame text stream (Moshi's inner monologue).
 
@@ -58,22 +76,40 @@ def text_stream(words: Sequence[Word | Mapping], T: int, tokenizer, ids: StreamI
     end-of-padding id when it is padding (so a word straight after another gets none, as in
     Moshi); every other frame is padding. Pieces equal to the pad or end-of-padding id (<unk> is
     Moshi's end-of-padding id 0) are left out: the model would read them as padding. Tokens that
-    would fall at frame T or later are dropped: the dialogue ends there, as its audio does."""
+    would fall at frame T or later are dropped: the dialogue ends there, as its audio does.
+    ``text_stream_report`` says how far the shifts went and what was dropped."""
+    return text_stream_report(words, T, tokenizer, ids).ids
+
+
+def text_stream_report(words: Sequence[Word | Mapping], T: int, tokenizer, ids: StreamIds, *,
+                       where: str = "text_stream") -> TextStream:
+    """``text_stream`` and what it could not keep: the largest shift of a word behind its start
+    (frames), the tokens dropped at the end, the words whose unknown characters were left out."""
     out = [ids.pad] * T
+    rep = TextStream(torch.empty(0))
     free, last = 0, float("-inf")  # first frame not taken; previous word's start
     for i, w in enumerate(words):
         word, start = (w.word, w.start) if isinstance(w, Word) else (w["word"], w["start"])
         if start < last:
-            raise DataError(f"text_stream: word {i} ({word!r}) starts at {start:g} s, before the previous word "
+            raise DataError(f"{where}: word {i} ({word!r}) starts at {start:g} s, before the previous word "
                             f"({last:g} s): sort the words by start")
         last = start
-        toks = [t for t in tokenizer.encode_words([word]) if t not in (ids.pad, ids.end_pad)]
+        raw = tokenizer.encode_words([word])
+        toks = [t for t in raw if t not in (ids.pad, ids.end_pad)]
+        if len(toks) < len(raw):
+            rep.lost.append(word)
         bad = [t for t in toks if not 0 <= t < ids.text_card]
         if bad:
-            raise DataError(f"text_stream: word {word!r} has token ids {bad} outside the text vocabulary [0, "
+            raise DataError(f"{where}: word {word!r} has token ids {bad} outside the text vocabulary [0, "
                             f"{ids.text_card}): the tokenizer ({tokenizer.vocab_size} pieces) is not the "
-                            f"front-end's (text_card {ids.text_card})")
+                            f"front-end's (text_card {ids.text_card}): {TEXT_CARD_FIX}")
         f = max(frame_of(start), free)
+        if toks and f - frame_of(start) > rep.max_drift and frame_of(start) < T:
+            rep.max_drift, rep.drift_word, rep.drift_start = f - frame_of(start), word, float(start)
+        cut = len(toks) - max(0, min(len(toks), T - f))
+        if cut:
+            rep.dropped += cut
+            rep.dropped_words.append(word)
         if not toks or f >= T:
             continue
         if f > 0 and out[f - 1] == ids.pad:
@@ -82,10 +118,12 @@ def text_stream(words: Sequence[Word | Mapping], T: int, tokenizer, ids: StreamI
             out[f] = tok
             f += 1
         free = f
-    return torch.tensor(out, dtype=torch.long)
+    rep.ids = torch.tensor(out, dtype=torch.long)
+    return rep
 
 
-def training_example(d: Dialogue, codec, tokenizer, cfg, *, use_cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def training_example(d: Dialogue, codec, tokenizer, cfg, *, use_cache: bool = True,
+                     drift_warning_s: float = DRIFT_WARNING_S) -> tuple[torch.Tensor, torch.Tensor]:
     """(codes [K = n_q + 1, T], oracle [T]) of dialogue ``d`` for a front-end of config ``cfg``,
     as LMModel.forward takes them (one row of its batch; ``collate`` makes a batch). ``codec``
     is set to code with the codebooks the front-end reads and writes, as the runtime sets it
@@ -93,18 +131,25 @@ def training_example(d: Dialogue, codec, tokenizer, cfg, *, use_cache: bool = Tr
     exists (a stale one is a DataError), else from encoding the audio. ``tokenizer`` makes the
     agent's text stream and must be the one the oracle's ids were made with (tokenizer_sha256;
     else retokenize_oracle first). On a config without an oracle stream, pass oracle=None to the
-    model instead of the returned timeline."""
+    model instead of the returned timeline. The dialogue is validated first (validate_dialogue);
+    a UserWarning says when its text stream lags its words by more than ``drift_warning_s``, drops
+    tokens at the end, or loses characters the tokenizer does not know."""
     from ..model.stepper import oracle_ids, oracle_timeline
     from ..runtime.frontend import fit_codec  # the runtime's rule: the same codebooks as at inference
 
-    fit_codec(codec, type(codec).__name__, cfg, "the training config")
+    where = f"dialogue {d.folder}" if d.folder is not None else "dialogue"
+    validate_dialogue(d, where)  # (an in-memory dialogue has not been checked by a read or a write)
+    fit_codec(codec, type(codec).__name__, cfg, "cfg", fix="pass the codec whose codes the front-end's config was "
+              "made for (its card and codebooks), or a config that fits this codec")
     ids = stream_ids(cfg)
     T = d.frames
-    _check_oracle(d, tokenizer, ids)
+    _check_oracle(d, tokenizer, ids, where)
+    rep = text_stream_report(d.words_of("agent"), T, tokenizer, ids, where=where)
+    _warn_text(rep, T, where, drift_warning_s)
     codes = load_codes(d, codec) if use_cache else None
     user, agent = codes if codes is not None else encode_dialogue(d, codec)
     out = torch.full((cfg.num_codebooks, T), -1, dtype=torch.long)
-    out[0] = text_stream(d.words_of("agent"), T, tokenizer, ids)
+    out[0] = rep.ids
     out[1: 1 + cfg.dep_q] = agent[: cfg.dep_q]
     if cfg.n_user_q:
         out[1 + cfg.dep_q:, : T - 1] = user[: cfg.n_user_q, 1:]  # user frame f + 1 beside agent frame f
@@ -112,19 +157,34 @@ def training_example(d: Dialogue, codec, tokenizer, cfg, *, use_cache: bool = Tr
     return out, oracle
 
 
-def _check_oracle(d: Dialogue, tokenizer, ids: StreamIds) -> None:
+def _warn_text(rep: TextStream, T: int, where: str, drift_warning_s: float) -> None:
+    """What the agent's text stream could not keep, said (training on it is the caller's choice)."""
+    if rep.max_drift and rep.max_drift / FRAME_RATE > drift_warning_s:
+        warnings.warn(f"{where}: the agent's text stream lags its words by up to {rep.max_drift} frames "
+                      f"({rep.max_drift / FRAME_RATE:.2f} s; word {rep.drift_word!r} at {rep.drift_start:g} s): its "
+                      f"words have more tokens than their time holds frames (one token per 80 ms frame); check the "
+                      f"word times (docs/training.md, \"The text stream\")", UserWarning, stacklevel=3)
+    if rep.dropped:
+        warnings.warn(f"{where}: {rep.dropped} token(s) of the agent's text fall past its end (frame {T}) and are "
+                      f"left out: words {rep.dropped_words[:5]}; end the audio later to keep them", UserWarning,
+                      stacklevel=3)
+    if rep.lost:
+        warnings.warn(f"{where}: {len(rep.lost)} agent word(s) have characters the tokenizer does not know, left out "
+                      f"of the text stream: e.g. {rep.lost[:3]}", UserWarning, stacklevel=3)
+
+
+def _check_oracle(d: Dialogue, tokenizer, ids: StreamIds, where: str = "dialogue") -> None:
     appended = [t for ev in d.oracle if ev.event == "append" for t in ev.ids]
     if not appended:
         return
     if d.tokenizer_sha256 != tokenizer_sha256(tokenizer):
-        where = f" ({d.folder})" if d.folder else ""
-        raise DataError(f"dialogue{where}: its oracle ids were made with tokenizer sha256 {d.tokenizer_sha256}, this "
+        raise DataError(f"{where}: its oracle ids were made with tokenizer sha256 {d.tokenizer_sha256}, this "
                         f"tokenizer's is {tokenizer_sha256(tokenizer)}: re-encode them "
                         f"(kame.train.examples.retokenize_oracle) or use that tokenizer")
     bad = sorted({t for t in appended if t >= ids.text_card})
     if bad:
-        raise DataError(f"dialogue: oracle ids {bad[:8]} outside the front-end's text vocabulary [0, {ids.text_card}): "
-                        f"its text_card is below the tokenizer's {tokenizer.vocab_size} pieces")
+        raise DataError(f"{where}: oracle ids {bad[:8]} outside the front-end's text vocabulary [0, {ids.text_card}): "
+                        f"its text_card is below the tokenizer's {tokenizer.vocab_size} pieces: {TEXT_CARD_FIX}")
 
 
 def collate(examples: Sequence[tuple[torch.Tensor, torch.Tensor]], cfg) -> tuple[torch.Tensor, torch.Tensor]:

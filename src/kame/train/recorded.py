@@ -10,10 +10,12 @@ What `kame run` writes (kame.runtime.filemode) and how it maps onto the layout's
 * the agent (right channel) lags: the front-end's output frame f comes out of step f + max_delay,
   delivered at the end of that step and placed in OUT.wav one frame after the input frame that
   caused it, so at frame f + max_delay + 1. ``agent_lag`` = max_delay + 1 frames (max_delay as the
-  run recorded it in ``frontend_feed``) are cut from the right channel's start (and silence added
-  at its end), putting the agent's frame f at frame f as the layout wants; ``agent_text`` pieces
-  (one per output frame, stamped when delivered) move back by as much and are joined into words
-  (a piece starting with a space starts a word);
+  run recorded it in ``frontend_feed``) are cut from the right channel's start, putting the agent's
+  frame f at frame f as the layout wants, and as many from the end of both channels (the agent's
+  last frames were never recorded: silence made up there would be trained on as what it said);
+  ``agent_text`` pieces (one per output frame, stamped when delivered) move back by as much and
+  are joined into words (a piece starting with a space starts a word); words and oracle events
+  past the new end are left out, words across it end there;
 * each oracle event's ``frame`` is the step the run applied it before, as recorded; its ids are
   the back-end tokenizer's (the front-end's text vocabulary, kame's default tokenizer for random
   presets), recorded as the dialogue's tokenizer_sha256. The oracle tokens the run recorded as fed
@@ -45,7 +47,8 @@ def from_kame_run(out_json: str | Path, out_wav: str | Path | None = None, *, ag
                   tokenizer=None) -> Dialogue:
     """The Dialogue of a `kame run` (tandem mode): its OUT.wav (default: beside the JSON, the same
     name with .wav) with the agent channel moved back ``agent_lag`` frames (default: the run's
-    recorded max_delay + 1; DEFAULT_AGENT_LAG for an older recording), the user's words, the
+    recorded max_delay + 1; DEFAULT_AGENT_LAG for an older recording) and both channels ending
+    as many frames earlier (no agent audio was recorded there), the user's words, the
     agent's words (from its text pieces), the oracle events at the frames they were fed.
     ``tokenizer``: the one the run's oracle ids came from (default: kame's default tokenizer, which
     the run must then report using)."""
@@ -80,10 +83,12 @@ def from_kame_run(out_json: str | Path, out_wav: str | Path | None = None, *, ag
     if rate != SAMPLE_RATE or pcm.shape[1] != 2:
         raise DataError(f"{out_wav}: {rate} Hz, {pcm.shape[1]} channel(s); `kame run` writes stereo {SAMPLE_RATE} Hz "
                         f"(user left, agent right): is it this run's OUT.wav?")
-    n, lag = pcm.shape[0], agent_lag * FRAME_SIZE
-    audio = np.zeros((n, 2), np.float32)
-    audio[:, 0] = pcm[:, 0]
-    audio[: max(0, n - lag), 1] = pcm[lag:, 1]
+    lag = agent_lag * FRAME_SIZE
+    n = pcm.shape[0] - lag  # the agent's last frames were never recorded: none made up
+    if n <= 0:
+        raise DataError(f"{out_wav}: {pcm.shape[0]} samples, no more than the agent's lag ({agent_lag} frames = {lag} "
+                        f"samples): the recording holds none of the agent's output")
+    audio = np.ascontiguousarray(np.stack([pcm[:n, 0], pcm[lag:, 1]], axis=1), dtype=np.float32)
     duration = n / SAMPLE_RATE
     frames = -(-n // FRAME_SIZE)
 
@@ -132,7 +137,7 @@ def from_kame_run(out_json: str | Path, out_wav: str | Path | None = None, *, ag
 
 def _oracle_events(items, frames: int, recorded: bool, where: Path) -> list[OracleEvent]:
     """OUT.json's oracle events -> OracleEvents at the step each was applied before: its recorded
-    ``frame`` (None: never fed), else estimated from its stamp. Events after the recording's end,
+    ``frame`` (None: never fed), else estimated from its stamp. Events after the dialogue's end,
     and appends without ids (no call), are left out."""
     out, prev = [], 0
     for n, o in enumerate(items):
@@ -146,7 +151,7 @@ def _oracle_events(items, frames: int, recorded: bool, where: Path) -> list[Orac
         else:
             f = max(prev, frame_of(float(o["t"])))
         if f >= frames:
-            continue  # fed after the recording's end
+            continue  # fed after the dialogue's end (the recording's, less the agent's lag)
         prev = f
         if o.get("event") == "reset":
             out.append(OracleEvent(f, "reset", prediction=o.get("prediction_id")))
@@ -182,17 +187,21 @@ def _check_fed(oracle: list[OracleEvent], feed: dict, frames: int, where: Path) 
 
 
 def _user_words(items, duration: float) -> list[Word]:
+    """The user's words within [0, duration]: those starting at its end or later are left out."""
     out = []
     for w in items:
+        if float(w["start"]) >= duration:
+            continue
         for part in str(w.get("word", "")).split():  # (an STT word is one; split any that is not)
-            start = min(max(0.0, float(w["start"])), duration)
+            start = max(0.0, float(w["start"]))
             out.append(Word("user", part, start, min(max(start, float(w["end"])), duration)))
     return out
 
 
 def _agent_words(pieces, lag: int, duration: float) -> list[Word]:
     """The agent's text pieces ({"t", "text"}, one per output frame) -> words on the layout's
-    clock: a word starts at its first piece's frame and ends with its last piece's frame."""
+    clock: a word starts at its first piece's frame and ends with its last piece's frame (or the
+    dialogue's end); one starting at the end or later is left out."""
     words: list[list] = []  # [text, first frame, last frame]
     open_word = False  # the last piece ended inside a word
     for p in pieces:
@@ -209,4 +218,5 @@ def _agent_words(pieces, lag: int, duration: float) -> list[Word]:
             words.append([parts[0], f, f])
         words += [[w, f, f] for w in parts[1:]]
         open_word = not text[-1].isspace()
-    return [Word("agent", w, min(a * FRAME_S, duration), min((b + 1) * FRAME_S, duration)) for w, a, b in words]
+    return [Word("agent", w, a * FRAME_S, min((b + 1) * FRAME_S, duration)) for w, a, b in words
+            if a * FRAME_S < duration]
