@@ -11,7 +11,8 @@ docs/training.md describes both. What exists now (tested, tests/train):
 - ``kame.train.examples``: a dialogue -> ``(codes [K, T], oracle [T])`` laid out as
   ``LMModel.forward`` takes them (the agent's text stream with Moshi's pad / end-of-padding rules,
   the user's frame f + 1 beside the agent's frame f, the oracle ``oracle_timeline`` gives, the
-  stepper's own rules), and ``collate`` for batches;
+  stepper's own rules), ``collate`` for batches, and ``windows`` / ``crop`` to train long
+  dialogues on fixed-length windows (the training forward's memory is quadratic in length);
 - ``kame.train.recorded.from_kame_run``: a conversation `kame run` recorded -> a dialogue.
 
 Roadmap, built on these:

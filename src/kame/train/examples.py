@@ -3,6 +3,7 @@
     codes, oracle = training_example(dialogue, codec, tokenizer, cfg)   # [K, T], [T]
     codes, oracle = collate([ex1, ex2], cfg)                             # [B, K, T], [B, T] (right-padded)
     out = model(codes, oracle=oracle)
+    codes, oracle = collate(windows(*ex1, 750), cfg)                    # a long dialogue's 60 s windows [B, K, 750]
 
 Layout of ``codes`` (LMModel.forward's): row 0 the agent's inner-monologue text stream
 (``text_stream`` of its words), rows 1..dep_q the agent's codec codes of frame f, the other rows
@@ -210,6 +211,93 @@ def collate(examples: Sequence[tuple[torch.Tensor, torch.Tensor]], cfg) -> tuple
             codes[b, k, max(0, n - d): n] = -1
         oracle[b, :n] = o
     return codes, oracle
+
+
+DEFAULT_MIN_FRACTION = 2  # windows keeps a last, shorter window of at least length // this frames
+
+
+def _check_example(codes: torch.Tensor, oracle: torch.Tensor | None, where: str) -> int:
+    if codes.dim() != 2:
+        raise ValueError(f"{where}: codes must be one example [K, T] (training_example's), got shape "
+                         f"{tuple(codes.shape)}; cut a batch's rows one by one, before collate")
+    T = codes.shape[1]
+    if oracle is not None and oracle.shape != (T,):
+        raise ValueError(f"{where}: oracle must be [T] = [{T}] (codes are {tuple(codes.shape)}), got "
+                         f"{tuple(oracle.shape)}")
+    return T
+
+
+def _int(name: str, v, where: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"{where}: {name} must be an int (frames), got {v!r}")
+    return v
+
+
+def crop(codes: torch.Tensor, oracle: torch.Tensor | None, start: int,
+         length: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Frames ``[start, start + length)`` of one example: (codes [K, length], oracle [length])
+    (copies; oracle None stays None).
+
+    A plain slice of every row and the oracle is a correct example on its own: LMModel.forward
+    reads column 0 of any codes as step 0 of a fresh session (it prepends the initial tokens and
+    applies ``cfg.delays`` itself, on undelayed codes), so no column is special and nothing is to
+    be shifted here. The user's rows stay beside their agent frame (column f holds user frame
+    f + 1), so the crop's user frame ``start`` (column start - 1) is left out just as a whole
+    example's user frame 0 is (step 0 feeds BOS). What a crop does not have is the past: its first
+    steps read BOS where the dialogue had frames, the transformer attends to no frame before
+    ``start``, a delayed stream's last ``delays[k]`` frames have no target (the forward masks
+    them), and a crop starting inside a word or a prediction starts with its middle tokens (the
+    text target, and an oracle with no start id before them). moshi-finetune's windows are the
+    same."""
+    where = "crop"
+    T = _check_example(codes, oracle, where)
+    start, length = _int("start", start, where), _int("length", length, where)
+    if length < 2:
+        raise ValueError(f"{where}: length must be >= 2 frames, got {length}")
+    if start < 0 or start + length > T:
+        raise ValueError(f"{where}: frames [{start}, {start + length}) are not inside the example's [0, {T}): "
+                         f"pass 0 <= start and start + length <= {T}")
+    o = None if oracle is None else oracle[start: start + length].clone()
+    return codes[:, start: start + length].clone(), o
+
+
+def windows(codes: torch.Tensor, oracle: torch.Tensor | None, length: int, stride: int | None = None, *,
+            min_length: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """One example (codes [K, T], oracle [T]) -> its windows for training, each ``crop(codes,
+    oracle, start, length)`` for start = 0, stride, 2 * stride, ... (stride defaults to ``length``:
+    no overlap; a stride above ``length`` skips the frames between windows).
+
+    The training forward's memory grows with the square of T (its attention mask is [B, T, T]):
+    train long dialogues on windows, as moshi-finetune does (``collate`` pads them to a batch).
+    Each window is a session of its own (``crop`` says what that means at its start).
+
+    The end: when the full windows do not reach frame T, the frames from the next start to T are a
+    last, shorter window, kept when it has at least ``min_length`` frames (default ``length // 2``) and
+    dropped otherwise (a short tail is mostly its start, with no past, and it still costs a row of
+    padding in a batch). An example no longer than ``length`` is one window: itself, whatever its
+    length (a short dialogue is not dropped)."""
+    where = "windows"
+    T = _check_example(codes, oracle, where)
+    length = _int("length", length, where)
+    if length < 2:
+        raise ValueError(f"{where}: length must be >= 2 frames, got {length}")
+    stride = length if stride is None else _int("stride", stride, where)
+    if stride < 1:
+        raise ValueError(f"{where}: stride must be >= 1 frame, got {stride}")
+    min_length = max(2, length // DEFAULT_MIN_FRACTION) if min_length is None else _int("min_length", min_length, where)
+    if not 2 <= min_length <= length:
+        raise ValueError(f"{where}: min_length must be in [2, length = {length}], got {min_length}")
+    if T < 2:
+        raise ValueError(f"{where}: the example has {T} frame(s), a window needs at least 2")
+    if T <= length:
+        return [crop(codes, oracle, 0, T)]
+    out, start, end = [], 0, 0
+    while start + length <= T:
+        out.append(crop(codes, oracle, start, length))
+        start, end = start + stride, start + length
+    if end < T and start < T and T - start >= min_length:  # the tail: kept only when long enough (see above)
+        out.append(crop(codes, oracle, start, T - start))
+    return out
 
 
 def retokenize_oracle(d: Dialogue, tokenizer) -> Dialogue:
