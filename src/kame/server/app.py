@@ -402,7 +402,7 @@ class Server:
         for conn in list(self.connections):
             conn.close_code, conn.close_reason = WSCloseCode.GOING_AWAY, ops.SHUTDOWN_REASON
             try:
-                await asyncio.wait_for(conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down"), 2.0)
+                await asyncio.wait_for(conn.ws.close(code=WSCloseCode.GOING_AWAY, message=ops.SHUTDOWN_REASON.encode()), 2.0)
             except (asyncio.TimeoutError, ConnectionError):
                 pass
 

@@ -151,25 +151,17 @@ def is_loopback_name(host: str) -> bool:
 
 def _from_proxy(request: web.BaseRequest, trusted: tuple, name: str) -> str | None:
     """Header ``name`` as the nearest proxy set it (its last value), only from a trusted proxy."""
-    if not trusted or not _trusted_peer(request, trusted):
+    if not trusted or not ops.is_trusted(request.remote, trusted):
         return None
-    values = [h.strip() for v in request.headers.getall(name, []) for h in v.split(",") if h.strip()]
+    values = ops.header_values(request, name)
     return values[-1] if values else None
-
-
-def _trusted_peer(request: web.BaseRequest, trusted: tuple) -> bool:
-    try:
-        ip = ipaddress.ip_address((request.remote or "").strip())
-    except ValueError:
-        return False
-    return any(ip.version == n.version and ip in n for n in trusted)
 
 
 def _forwarded(request: web.BaseRequest, server) -> bool:
     """Whether the request came through a trusted proxy: its peer is one, and it carries the
     X-Forwarded-For or -Host a proxy adds (a browser's WebSocket cannot send them; this keeps a
     DNS-rebinding page, whose peer is 127.0.0.1 too, from passing for the proxy)."""
-    return bool(server.trusted) and _trusted_peer(request, server.trusted) and \
+    return bool(server.trusted) and ops.is_trusted(request.remote, server.trusted) and \
         any(h in request.headers for h in ("X-Forwarded-For", "X-Forwarded-Host"))
 
 
@@ -184,7 +176,7 @@ def _proxy_hint(request: web.BaseRequest, server, need: str) -> str:
     """What to set when a request through a reverse proxy is refused for want of header ``need``
     (docs/protocol.md, "Behind a reverse proxy")."""
     peer = (request.remote or "?")[:60]
-    if server.trusted and _trusted_peer(request, server.trusted):
+    if server.trusted and ops.is_trusted(request.remote, server.trusted):
         if need not in request.headers:
             return f"the reverse proxy at {peer} sent no {need}: have it send it ({_RECIPE[need]})"
         return "the reverse proxy's X-Forwarded-Host and -Proto do not name the page's origin"

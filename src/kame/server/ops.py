@@ -64,7 +64,8 @@ def parse_trusted(spec: str | None) -> tuple:
     return tuple(nets)
 
 
-def _trusted(addr: str | None, nets: tuple) -> bool:
+def is_trusted(addr: str | None, nets: tuple) -> bool:
+    """Whether ``addr`` (a peer's address, or an X-Forwarded-For hop) is in the trusted networks."""
     try:
         ip = ipaddress.ip_address((addr or "").strip())
     except ValueError:
@@ -77,13 +78,18 @@ def client_address(request: web.BaseRequest, trusted: tuple) -> str:
     address in X-Forwarded-For that is not one (a client can put anything in that header, so
     it is read only from proxies the operator named). For the log: control characters escaped."""
     remote = request.remote or "?"
-    if not trusted or not _trusted(remote, trusted):
+    if not trusted or not is_trusted(remote, trusted):
         return clean(remote)
-    hops = [h.strip() for v in request.headers.getall("X-Forwarded-For", []) for h in v.split(",") if h.strip()]
+    hops = header_values(request, "X-Forwarded-For")
     for hop in reversed(hops):
-        if not _trusted(hop, trusted):
+        if not is_trusted(hop, trusted):
             return clean(hop)  # (not an address, maybe: whatever the client put before the proxy's)
     return clean(hops[0] if hops else remote)
+
+
+def header_values(request: web.BaseRequest, name: str) -> list[str]:
+    """Header ``name``'s comma-separated values, over all its lines, in order (a proxy appends)."""
+    return [h.strip() for v in request.headers.getall(name, []) for h in v.split(",") if h.strip()]
 
 
 TRUSTED_KEY = web.AppKey("kame_trusted_proxies", tuple)

@@ -140,11 +140,15 @@ def pcm16_encode(pcm: np.ndarray) -> bytes:
     return (x * 32767.0).astype("<i2").tobytes()
 
 
+def _check_pcm(payload: bytes) -> None:
+    if len(payload) % 2 or not payload:
+        raise ProtocolError("bad_pcm", f"PCM payload must be whole int16 samples (>= 1), got {len(payload)} bytes")
+
+
 def pcm16_samples(payload: bytes, max_samples: int = 10 * SAMPLE_RATE) -> int:
     """The samples a 0x08 payload holds, checked as pcm16_decode does (bad_pcm) and against the
     10 s of one message (audio_too_long), before it is decoded or charged to the client."""
-    if len(payload) % 2 or not payload:
-        raise ProtocolError("bad_pcm", f"PCM payload must be whole int16 samples (>= 1), got {len(payload)} bytes")
+    _check_pcm(payload)
     if len(payload) // 2 > max_samples:
         raise ProtocolError("audio_too_long", f"one message holds {len(payload) / 2 / SAMPLE_RATE:.2f} s of PCM "
                                               f"(max {max_samples / SAMPLE_RATE:.1f} s); dropped")
@@ -153,8 +157,7 @@ def pcm16_samples(payload: bytes, max_samples: int = 10 * SAMPLE_RATE) -> int:
 
 def pcm16_decode(payload: bytes) -> np.ndarray:
     """int16 little-endian bytes -> float32 [N]."""
-    if len(payload) % 2 or not payload:
-        raise ProtocolError("bad_pcm", f"PCM payload must be whole int16 samples (>= 1), got {len(payload)} bytes")
+    _check_pcm(payload)
     return np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0
 
 
@@ -252,12 +255,13 @@ class OpusDecoder:
         self._reader = sphn.OpusStreamReader(SAMPLE_RATE)
 
     def decode(self, data: bytes, pages: list[tuple[bytes, int]] | None = None) -> np.ndarray:
-        """``pages``: ``ogg_pages(data)`` when the caller has it already (the server reads the
-        durations first, to drop audio past the client's budget undecoded)."""
+        """``pages``: ``ogg_pages(data)`` when the caller has them already, checked with ``held``
+        (the server reads the durations first, to drop audio past the client's budget undecoded)."""
         if not data:
             raise ProtocolError("bad_audio", "empty audio message")
-        pages = ogg_pages(data) if pages is None else pages
-        self.held(pages)  # (past 10 s: audio_too_long, before decoding)
+        if pages is None:
+            pages = ogg_pages(data)
+            self.held(pages)  # (past 10 s: audio_too_long, before decoding)
         try:  # page by page: sphn's reader fails on more than ~5 s in one call
             pcm = np.concatenate([np.asarray(self._reader.append_bytes(page), np.float32).reshape(-1)
                                   for page, _ in pages])
