@@ -31,9 +31,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ..backend.types import FRAME_SIZE, SAMPLE_RATE  # (kame's audio: 24 kHz, 80 ms frames)
 from ..errors import KameError
 
-SAMPLE_RATE, FRAME_SIZE = 24000, 1920
 FRAME_RATE = SAMPLE_RATE / FRAME_SIZE  # 12.5 Hz
 FORMAT, VERSION = "kame-dialogue", 1
 AUDIO, META, CODES = "audio.wav", "dialogue.json", "codes.npz"

@@ -37,9 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import FRAME_SIZE, SAMPLE_RATE, DataError, Dialogue, OracleEvent, Word, frame_of
-
-FRAME_S = FRAME_SIZE / SAMPLE_RATE
+from ..backend.types import FRAME_S, FRAME_SIZE, SAMPLE_RATE
+from .data import DataError, Dialogue, OracleEvent, Word, frame_of
 DEFAULT_AGENT_LAG = 2  # 1 + the front-end's max delay (1 for Moshi, KAME and kame's presets)
 
 
