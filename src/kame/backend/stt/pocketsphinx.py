@@ -157,7 +157,6 @@ def _child_main(conn, options: dict, nice: int, max_idle: int = MAX_IDLE_DECODER
                 if op == "final":
                     conn.send(("ok", _words(dec) or []))
                 idle.append((dec, _now()))
-                del dec
                 _free_spares(idle, max_idle)
         except (EOFError, OSError):  # the pipe broke: the parent is gone
             return
