@@ -210,6 +210,8 @@ class ServerConfig:  # the fields of kame.server.app.ServerConfig (kept in sync)
     # a session that sent less than this share of real time in audio over idle_timeout_s is idle (0: any audio
     # keeps it): low enough for push-to-talk, above a sample now and then
     idle_audio_share: float = _opt(0.05, min=0.0, max=1.0)
+    # client audio may run this far ahead of real time (a burst); beyond it, it is dropped undecoded
+    audio_burst_s: float = _opt(3.0, min=0.08)
     auth_token: str | None = None  # if set, required as Bearer header or ?token= (env KAME_AUTH_TOKEN)
     auth_token_file: str | None = None  # a file holding auth_token instead (kame serve reads it; not both)
     max_session_s: float = _opt(0.0, min=0.0)  # a session open this long is closed (session_limit); 0: no limit

@@ -8,7 +8,7 @@
 Routes: GET / (the page), GET /<file> (src/kame/server/static only), GET /api/health (JSON) and
 /api/metrics (Prometheus; kame.server.ops), GET /api/chat (WebSocket, protocol in docs/protocol.md).
 
-Per connection: one task reads the socket (decode Opus/PCM -> session.push_audio), one pumps
+Per connection: one task reads the socket (Opus/PCM -> session.push_audio; Opus decoded on a thread), one pumps
 session.outputs() into a bounded send queue (encoding audio), one writes the queue to the
 socket, one watches for idleness. A slow client only fills its own queue: the oldest audio is
 dropped first; when nothing droppable is left the connection is closed with an error. Limits
@@ -23,6 +23,7 @@ import hmac
 import logging
 import mimetypes
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -37,10 +38,11 @@ from ..runtime.clock import Clock, MonotonicClock, cancel_within
 from . import guard, ops
 from . import protocol as P
 from .guard import SendQueue, SlowClient  # noqa: F401 (SendQueue: also kame.server.app's, as before)
-from .ops import listen_socket
+from .ops import SERVER_KEY, listen_socket  # (SERVER_KEY: also kame.server.app's, as before)
 
 log = logging.getLogger("kame.server")
 STATIC_DIR = Path(__file__).parent / "static"
+DECODE_THREADS = 4  # Opus decoding for all sessions (a session decodes one message at a time)
 
 
 @dataclass
@@ -51,6 +53,7 @@ class ServerConfig:
     hard_message_factor: int = 4  # beyond max_message_bytes * this, the socket is closed (1009)
     idle_timeout_s: float = 30.0  # too little client audio over this long (idle_audio_share) -> 0x05 error + close
     idle_audio_share: float = guard.IDLE_AUDIO_SHARE  # of real time, over idle_timeout_s: less is idle (0..1)
+    audio_burst_s: float = guard.AUDIO_BURST_S  # client audio this far ahead of real time is taken; beyond: dropped
     auth_token: str | None = None  # if set, required as Bearer header or ?token=
     auth_token_file: str | None = None  # a file holding auth_token (read by server_config_from)
     max_session_s: float = 0.0  # a session open this long -> 0x05 session_limit + close; 0: no limit
@@ -75,7 +78,8 @@ class Connection:
         self.decoder = P.OpusDecoder()
         self.encoder = P.OpusEncoder()
         self.opened = server.clock.now()
-        self.budget = guard.AudioBudget(server.clock)  # client audio past real time + a burst: dropped
+        self.budget = guard.AudioBudget(server.clock, self.cfg.audio_burst_s)  # past real time + a burst: dropped
+        self.decoding: Future | None = None  # the last Opus decode (on the server's decode threads)
         self.activity = guard.AudioActivity(server.clock, self.cfg.idle_timeout_s or 0.0,  # (the idle timeout)
                                             self.cfg.idle_audio_share)
         self.started = time.monotonic()  # (for the "closed after" log line)
@@ -137,6 +141,8 @@ class Connection:
             if left:
                 log.error("connection %s: tasks did not stop within 5 s of their cancellation: %s", self.session.id,
                           ", ".join(t.get_name() for t in left))
+            if self.decoding is not None and not self.decoding.done():  # the reader was cancelled mid-decode:
+                await asyncio.wait([asyncio.wrap_future(self.decoding)], timeout=5)  # no decode outlives it
             if not self.ws.closed:
                 reason = self.close_reason.encode("utf-8", "replace")[:120].decode("utf-8", "ignore").encode()
                 try:
@@ -187,7 +193,9 @@ class Connection:
             pages = P.ogg_pages(payload) if payload else []  # (empty: decode's bad_audio)
             if not self._budget(self.decoder.held(pages) / P.SAMPLE_RATE):
                 return
-            pcm = self.decoder.decode(payload, pages)
+            # off the loop (10 s of Opus take ~30 ms); awaited before the next read: the client's order
+            self.decoding = self.server.decode_pool.submit(self.decoder.decode, payload, pages)
+            pcm = await asyncio.wrap_future(self.decoding)
         elif kind == P.Kind.PCM:
             if not self._budget(P.pcm16_samples(payload) / P.SAMPLE_RATE):
                 return
@@ -313,6 +321,7 @@ class Server:
         self.loopback = guard.is_loopback_name(cfg.host)  # (then Host is checked: DNS rebinding)
         self.slots = guard.ClientSlots(cfg.max_sessions_per_client or 0)
         self.refusals_logged = 0
+        self.decode_pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="kame-opus")  # (threads: on use)
 
     def authorized(self, request: web.Request) -> bool:
         token = self.cfg.auth_token
@@ -340,6 +349,8 @@ class Server:
             max_msg_size=self.cfg.max_message_bytes * self.cfg.hard_message_factor, compress=False, heartbeat=None,
             timeout=2.0,
         )
+        if (wrong_version := guard.refuse_version(request)) is not None:  # (aiohttp also takes versions 7, 8)
+            return wrong_version
         if not ws.can_prepare(request).ok:
             return web.json_response({"error": "not_websocket", "message": "/api/chat needs a WebSocket upgrade (GET with "
                                       "Upgrade: websocket, Sec-WebSocket-Version: 13 and a valid Sec-WebSocket-Key)"},
@@ -406,6 +417,10 @@ class Server:
             except (asyncio.TimeoutError, ConnectionError):
                 pass
 
+    async def on_cleanup(self, app: web.Application) -> None:
+        # (after on_shutdown and the handlers' end: each connection waited for its own decode)
+        self.decode_pool.shutdown(wait=False, cancel_futures=True)
+
 
 def _load_static(folder: Path) -> dict[str, tuple[bytes, str]]:
     """The page's files, read once: regular files directly in ``folder`` (no symlinks, no
@@ -422,9 +437,6 @@ def _load_static(folder: Path) -> dict[str, tuple[bytes, str]]:
     return files
 
 
-SERVER_KEY = web.AppKey("kame_server", Server)
-
-
 def make_app(agent: Agent, cfg: ServerConfig | None = None, clock: Clock | None = None, manage_agent: bool = False,
              load_in_background: bool = False) -> web.Application:
     """The aiohttp app. With ``manage_agent`` the app starts/stops the agent with itself; with
@@ -432,14 +444,14 @@ def make_app(agent: Agent, cfg: ServerConfig | None = None, clock: Clock | None 
     server = Server(agent, cfg or ServerConfig(), clock)
     ops.install_log_filters()
     app = web.Application(client_max_size=1 << 16, middlewares=[guard.host_guard])
-    app[SERVER_KEY] = app[guard.SERVER] = server
-    app[ops.TRUSTED_KEY] = server.trusted
+    app[SERVER_KEY] = server
     app.router.add_get("/api/chat", server.chat)
     app.router.add_get("/api/health", server.health)
     app.router.add_get(ops.METRICS_PATH, ops.metrics_handler(server))
     app.router.add_get("/", server.static_file)
     app.router.add_get("/{name}", server.static_file)
     app.on_shutdown.append(server.on_shutdown)
+    app.on_cleanup.append(server.on_cleanup)
     if manage_agent:
         async def _start(_):
             if load_in_background:
@@ -495,7 +507,7 @@ def server_config_from(section) -> ServerConfig:
     cfg = ServerConfig(**{k: v for k, v in items.items() if k in known})
     cfg.auth_token = cfg.auth_token or None  # "" = no auth
     guard.parse_origins(cfg.allowed_origins), guard.parse_hosts(cfg.allowed_hosts)  # (bad ones: before the agent loads)
-    guard.parse_share(cfg.idle_audio_share)
+    guard.parse_share(cfg.idle_audio_share), guard.parse_burst(cfg.audio_burst_s)
     ops.config_token(cfg)  # server.auth_token_file (before the agent loads)
     if cfg.static_dir and not local_path(cfg.static_dir).is_dir():  # (here: a server-only key stops no `kame run`)
         raise ConfigError(f"server.static_dir: {cfg.static_dir!r} is not a folder (it holds the browser page: "

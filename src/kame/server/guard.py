@@ -9,10 +9,11 @@ from using or starving the server (kame.server.app calls these):
   evil.example whose name later resolves to 127.0.0.1), unless listed in ``server.allowed_hosts``
   or forwarded by a trusted proxy (which decides the names it serves);
 - more live sessions from one client address than ``server.max_sessions_per_client``;
+- a WebSocket upgrade of another version than RFC 6455's 13 (426);
 - a client that does not read what it is sent (SendQueue: bounded, the oldest audio dropped);
-- client audio faster than real time plus a burst (AudioBudget: dropped before decoding, so a
-  flood of Opus cannot hold the event loop), and sessions that send too little audio to be in
-  use (AudioActivity: the idle timeout).
+- client audio faster than real time plus a burst (``server.audio_burst_s``; AudioBudget: dropped
+  before decoding, so a flood of Opus cannot keep the decoding threads busy), and sessions that
+  send too little audio to be in use (AudioActivity: the idle timeout).
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from .logsafe import clean
 
 log = logging.getLogger("kame.server")
 
-AUDIO_BURST_S = 3.0  # client audio may run this far ahead of real time; beyond it, it is dropped
+# client audio may run this far ahead of real time (server.audio_burst_s); beyond it, it is dropped
+AUDIO_BURST_S = 3.0
 # a session that sent less than this share of real time in audio over the idle window is idle
 # (server.idle_audio_share): low, so push-to-talk and turn-based clients stay, a trickle does not
 IDLE_AUDIO_SHARE = 0.05
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _LOG_CAP = 100  # refused hosts/origins logged at WARNING (then DEBUG: a page could flood the log)
-SERVER = web.AppKey("kame_guarded_server", object)  # the app's kame.server.app.Server
+WS_VERSION = "13"  # RFC 6455, the only WebSocket version kame speaks (aiohttp also takes the drafts' 7 and 8)
 
 
 # ---- config ----------------------------------------------------------------------------------
@@ -85,6 +87,15 @@ def parse_share(value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise ConfigError(f"server.idle_audio_share: expected a number from 0 to 1 (the share of real time a "
                           f"session must send in audio over idle_timeout_s; 0: any audio), got {value!r}")
+    return float(value)
+
+
+def parse_burst(value) -> float:
+    """``server.audio_burst_s``: at least one 80 ms frame (kame.config declares the same minimum)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.08 <= value < float("inf"):
+        raise ConfigError(f"server.audio_burst_s: expected a number of seconds, at least 0.08 (how far a client's "
+                          f"audio may run ahead of real time before the excess is dropped; default "
+                          f"{AUDIO_BURST_S:g}), got {value!r}")
     return float(value)
 
 
@@ -234,7 +245,7 @@ def _log_refusal(server, request: web.BaseRequest, why: str) -> None:
 @web.middleware
 async def host_guard(request: web.Request, handler):
     """403 for every request whose Host a loopback-bound server must not answer (DNS rebinding)."""
-    server = request.app[SERVER]
+    server = request.app[ops.SERVER_KEY]
     why = host_problem(request, server)
     if why is None:
         return await handler(request)
@@ -252,6 +263,18 @@ def refuse_origin(request: web.Request, server) -> web.Response | None:
         return None
     _log_refusal(server, request, why)
     return ops.refuse(server, {"error": "forbidden_origin", "message": why}, status=403)
+
+
+def refuse_version(request: web.Request) -> web.Response | None:
+    """A 426 for a WebSocket upgrade of another version than RFC 6455's 13 (aiohttp would accept
+    the drafts' 7 and 8), naming the one required as RFC 6455 section 4.2.2 asks; else None."""
+    version = request.headers.get("Sec-WebSocket-Version")
+    if version is None or version == WS_VERSION or request.headers.get("Upgrade", "").strip().lower() != "websocket":
+        return None  # (no upgrade, or no version at all: the not_websocket 400)
+    return web.json_response(
+        {"error": "websocket_version", "message": f"WebSocket version {version[:20]!r} is not supported: "
+         f"kame speaks RFC 6455, Sec-WebSocket-Version: {WS_VERSION} (every current browser and WebSocket library)"},
+        status=426, headers={"Sec-WebSocket-Version": WS_VERSION, "Upgrade": "websocket"})
 
 
 # ---- slow clients ------------------------------------------------------------------------------

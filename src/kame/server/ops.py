@@ -92,7 +92,9 @@ def header_values(request: web.BaseRequest, name: str) -> list[str]:
     return [h.strip() for v in request.headers.getall(name, []) for h in v.split(",") if h.strip()]
 
 
-TRUSTED_KEY = web.AppKey("kame_trusted_proxies", tuple)
+# the app's kame.server.app.Server, for the code that has the request only (guard.host_guard,
+# AccessLogger; app re-exports it): one key, one object
+SERVER_KEY = web.AppKey("kame_server", object)
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -102,7 +104,7 @@ class AccessLogger(AbstractAccessLogger):
 
     def log(self, request, response, time) -> None:
         try:
-            trusted = request.app.get(TRUSTED_KEY, ())
+            trusted = getattr(request.app.get(SERVER_KEY), "trusted", ())
         except (AssertionError, AttributeError, RuntimeError):  # a request aiohttp could not parse has
             trusted = ()  # no app (aiohttp 3.14 asserts on its missing match_info)
         path = request.rel_url.raw_path
@@ -201,26 +203,34 @@ def closed(conn) -> None:
     log_closed(conn)
 
 
+def _client_side(conn) -> str | None:
+    """"client" when the client closed the connection, "lost" when it broke, None when the
+    server closed it (the one test of both closed_how and ending)."""
+    if conn.client_close is not None:
+        return "client"
+    if conn.client_closed or conn.lost:
+        return "lost"
+    return None
+
+
 def closed_how(conn) -> str:
     """The ``how`` label of kame_sessions_closed_total (ENDINGS)."""
     if conn.close_reason == SHUTDOWN_REASON:  # (first: the client's socket then closes too)
         return "shutdown"
     if conn.ended_by in ("idle_timeout", "session_limit", "session_ended"):
         return conn.ended_by
-    if conn.client_close is not None:
-        return "client"
-    if conn.client_closed or conn.lost:
-        return "lost"
-    return "error"  # the server closed it: a slow client, too many errors, an oversized message, a failure
+    # "error": the server closed it: a slow client, too many errors, an oversized message, a failure
+    return _client_side(conn) or "error"
 
 
 def ending(conn) -> str:
     """How a connection (app.Connection) ended: the client's close, a lost connection, or the
     server's close. (Reasons escaped: the client chose its close reason.)"""
-    if conn.client_close is not None:
+    side = _client_side(conn)
+    if side == "client":
         code, reason = conn.client_close
         return clean(f"closed by the client ({code}{' ' + reason if reason else ''})")
-    if conn.client_closed or conn.lost:
+    if side == "lost":
         return "the connection was lost" + (f" ({clean(conn.lost)})" if conn.lost else "")
     return clean(f"closed by the server ({int(conn.close_code)} {conn.close_reason})")
 
