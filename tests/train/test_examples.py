@@ -16,13 +16,13 @@ from kame.model.stepper import Sampling, Stepper, oracle_ids, oracle_timeline
 from kame.train.codes import write_codes
 from kame.train.data import DataError, OracleEvent, Word, read_dialogue, write_dialogue
 from kame.train.examples import (
-    StreamIds, collate, retokenize_oracle, stream_ids, text_stream, tokenizer_sha256, training_example,
+    StreamIds, collate, retokenize_oracle, stream_ids, text_stream, training_example,
 )
 
 from ._fakes import FakeCodec, codes_of, dialogue, levels
 
 P, E = 3, 0  # Moshi's pad and end-of-padding ids (kame's tokenizer has them at the same ids)
-IDS = StreamIds(pad=P, end_pad=E, start=4000, text_card=4000)
+IDS = StreamIds(pad=P, end_pad=E, text_card=4000)
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +51,8 @@ def test_text_stream_puts_each_word_at_its_start_frame_with_end_of_padding_befor
     with pytest.raises(DataError, match=r"word 1 \('a'\) starts at 0.1 s, before the previous word \(0.5 s\)"):
         text_stream([Word("agent", "b", 0.5, 0.6), Word("agent", "a", 0.1, 0.2)], 10, tok, IDS)
     with pytest.raises(DataError, match=r"'capital' has token ids \[3451\] outside the text vocabulary \[0, 1000\)"):
-        text_stream(words[2:3], 10, tok, StreamIds(P, E, 1000, 1000))
-    assert stream_ids(preset("tiny")) == StreamIds(3, 0, 1000, 1000)
+        text_stream(words[2:3], 10, tok, StreamIds(P, E, 1000))
+    assert stream_ids(preset("tiny")) == StreamIds(3, 0, 1000)
 
 
 def _oracle(tok):
@@ -66,7 +66,7 @@ def _oracle(tok):
 
 def _dialogue(tok, T=16, seed=0, **kw):
     words = [Word("user", "Where", 0.0, 0.2), Word("agent", "Hello", 0.0, 0.2), Word("agent", "capital", 0.5, 0.7)]
-    return dialogue(T, seed, words=words, oracle=_oracle(tok), tokenizer_sha256=tokenizer_sha256(tok), **kw)
+    return dialogue(T, seed, words=words, oracle=_oracle(tok), tokenizer_sha256=tok.sha256, **kw)
 
 
 def test_training_example_layout(tok, cfg):
@@ -155,7 +155,7 @@ def test_oracle_ids_of_another_tokenizer_are_refused_until_re_encoded(tok, cfg):
     with pytest.raises(DataError, match=r"made with tokenizer sha256 efef.*this tokenizer's is f58091f1.*retokenize_oracle"):
         training_example(d, FakeCodec(), tok, cfg)
     d2 = retokenize_oracle(d, tok)
-    assert d2.tokenizer_sha256 == tokenizer_sha256(tok) and d.tokenizer_sha256 == "ef" * 32  # a copy
+    assert d2.tokenizer_sha256 == tok.sha256 and d.tokenizer_sha256 == "ef" * 32  # a copy
     # per prediction, the appends' ids are the whole prediction's encoding, each word once complete
     first = [i for ev in d2.oracle[1:3] for i in ev.ids]
     assert first == tok.encode("Paris is the capital of France")

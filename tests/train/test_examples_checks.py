@@ -14,11 +14,11 @@ from kame.backend.tokenizer import default_tokenizer
 from kame.errors import ConfigError
 from kame.model.config import preset
 from kame.train.data import DataError, Dialogue, OracleEvent, Word
-from kame.train.examples import StreamIds, text_stream, text_stream_report, tokenizer_sha256, training_example
+from kame.train.examples import StreamIds, text_stream, text_stream_report, training_example
 
 from ._fakes import FakeCodec, dialogue
 
-IDS = StreamIds(pad=3, end_pad=0, start=4000, text_card=4000)
+IDS = StreamIds(pad=3, end_pad=0, text_card=4000)
 # one sentence of long words at 2.75 words a second (espeak's 165 wpm): more tokens than frames
 SENTENCE = ("The hydroxychloroquine pharmacokinetics in 1,234,567 immunocompromised Staphylococcus aureus "
             "bacteraemia patients were characterised by electroencephalography, spectrophotometry and "
@@ -105,7 +105,7 @@ def test_a_front_end_too_small_for_the_tokenizer_is_named_with_the_fix(tok, tmp_
                                         rf"text vocabulary \[0, 1000\).*: {fix}"):
         training_example(d, FakeCodec(), tok, small)
     d = dialogue(16, oracle=[OracleEvent(2, "reset"), OracleEvent(2, "append", [3451])],
-                 tokenizer_sha256=tokenizer_sha256(tok))
+                 tokenizer_sha256=tok.sha256)
     with pytest.raises(DataError, match=rf"^dialogue: oracle ids \[3451\] outside the front-end's text vocabulary "
                                         rf"\[0, 1000\): its text_card is below the tokenizer's 4000 pieces: {fix}"):
         training_example(d, FakeCodec(), tok, small)

@@ -14,7 +14,7 @@ from kame.audio import write_wav
 from kame.backend.tokenizer import default_tokenizer
 from kame.model.config import preset
 from kame.train.data import DataError, OracleEvent, Word, read_dialogue, write_dialogue
-from kame.train.examples import tokenizer_sha256, training_example
+from kame.train.examples import training_example
 from kame.train.recorded import from_kame_run
 
 from ._fakes import FakeCodec, LEVELS, codes_of, levels
@@ -82,7 +82,7 @@ def test_a_recorded_run_becomes_a_dialogue_on_one_clock(tmp_path):
     # after the recording's end are left out
     assert d.oracle == [OracleEvent(10, "reset", prediction=1), OracleEvent(10, "append", [5, 6], " the"),
                         OracleEvent(11, "append", [7], " Paris")]
-    assert d.tokenizer_sha256 == tokenizer_sha256(default_tokenizer())
+    assert d.tokenizer_sha256 == default_tokenizer().sha256
     assert d.source["kind"] == "kame run" and d.source["agent_lag"] == LAG and d.source["frontend_random"]
     # a training example of it: the agent's codes of output frame f in column f, its words there too
     cfg = preset("tiny").replace(text_card=4000)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from kame.backend.tokenizer import default_tokenizer
 from kame.model.loaders import load_frontend
 from kame.train.data import OracleEvent, Word
-from kame.train.examples import collate, crop, tokenizer_sha256, training_example, windows
+from kame.train.examples import collate, crop, training_example, windows
 
 from ._fakes import FakeCodec, dialogue
 
@@ -88,7 +88,7 @@ def test_windows_of_a_training_example_collate_and_train_through_the_forward():
                                                                                                "of France"),
                      OracleEvent(19, "reset", prediction=2, hint=2), OracleEvent(19, "append", a[:2], "Paris is")]
     words = [Word("user", "Where", 0.0, 0.2), Word("agent", "Hello", 0.3, 0.5), Word("agent", "capital", 1.5, 1.7)]
-    d = dialogue(30, 0, words=words, oracle=oracle_events, tokenizer_sha256=tokenizer_sha256(tok))
+    d = dialogue(30, 0, words=words, oracle=oracle_events, tokenizer_sha256=tok.sha256)
     ex = training_example(d, FakeCodec(), tok, cfg)
     ws = windows(*ex, 12)  # [0, 12), [12, 24), tail [24, 30) of 6 >= 6: kept
     assert [c.shape[1] for c, _ in ws] == [12, 12, 6]

@@ -38,7 +38,7 @@ import argparse
 import hashlib
 import io
 import re
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import sentencepiece as spm
@@ -80,6 +80,12 @@ class TextTokenizer:
     @property
     def pad_id(self) -> int:
         return self.sp.pad_id()
+
+    @cached_property
+    def sha256(self) -> str:
+        """The sha256 of the model (= its .model file's): what a checkpoint's kame.tokenizer_sha256
+        and a training dialogue's tokenizer_sha256 record. Computed once (the model never changes)."""
+        return hashlib.sha256(self.sp.serialized_model_proto()).hexdigest()
 
     def encode(self, text: str) -> list[int]:
         return self.encode_words(text.split())

@@ -62,7 +62,7 @@ def kame_record(cfg: LMConfig, meta: dict[str, Any], folder: Path, given: dict[s
         raise ConfigError(f"save_frontend: {exc}") from None
     if given["codec"] is not None and "codec_sha256" not in kame:
         try:
-            fingerprint = getattr(registry.create("codec", kame["codec"]), "fingerprint", None)
+            fingerprint = codec_fingerprint(kame["codec"])
         except KameError as exc:  # (a missing file, ...): the error's own type
             raise type(exc)(f"save_frontend: codec {kame['codec']!r} (created for its sha256; give codec_sha256 "
                             f"to record it without it): {exc}") from exc
@@ -80,3 +80,16 @@ def kame_record(cfg: LMConfig, meta: dict[str, Any], folder: Path, given: dict[s
         kame["tokenizer_sha256"] = file_sha256(path)
     meta["kame"] = {k: kame[k] for k in KAME_KEYS if k in kame}  # (check_kame refused any other key)
     return meta
+
+
+def codec_fingerprint(spec: str) -> str | None:
+    """The fingerprint of the codec ``spec`` names (kame.codec.base.Codec.fingerprint): kame's
+    embedded codec's from its file, checked as loading it checks it, without building the codec;
+    any other codec's from the codec created."""
+    from .. import registry
+    from ..codec.embedded import model as embedded
+
+    factory, arg = registry.resolve("codec", spec)
+    if factory is embedded.create:  # (not a plugin registered in its place)
+        return embedded.fingerprint(arg)
+    return getattr(registry.create("codec", spec), "fingerprint", None)

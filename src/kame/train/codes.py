@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..paths import file_sha256
 from .data import AUDIO, CODES, DataError, Dialogue
 
 
@@ -52,7 +51,7 @@ def write_codes(d: Dialogue, codec, *, spec: str) -> Path:
     user, agent = encode_dialogue(d, codec)
     meta = {"codec": spec, "codec_sha256": fp, "num_codebooks": int(codec.num_codebooks),
             "cardinality": int(codec.cardinality), "frames": d.frames,
-            "audio_sha256": file_sha256(d.folder / AUDIO)}
+            "audio_sha256": d.audio_sha256()}
     dtype = np.int16 if int(codec.cardinality) <= 32768 else np.int32
     path = d.folder / CODES
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
@@ -84,7 +83,7 @@ def load_codes(d: Dialogue, codec) -> tuple[torch.Tensor, torch.Tensor] | None:
     if meta.get("num_codebooks") != int(codec.num_codebooks):
         raise DataError(f"{path}: cached with {meta.get('num_codebooks')} codebooks, the codec codes with "
                         f"{codec.num_codebooks}: {fix}")
-    sha = file_sha256(d.folder / AUDIO)
+    sha = d.audio_sha256()  # (hashed once per version of the file, not every epoch)
     if meta.get("audio_sha256") != sha:
         raise DataError(f"{path}: made from another {AUDIO} (sha256 {meta.get('audio_sha256')}, now {sha}): {fix}")
     shape = (int(codec.num_codebooks), d.frames)

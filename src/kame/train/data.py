@@ -33,6 +33,7 @@ import numpy as np
 
 from ..backend.types import FRAME_SIZE, SAMPLE_RATE  # (kame's audio: 24 kHz, 80 ms frames)
 from ..errors import KameError
+from ..paths import file_sha256
 
 FRAME_RATE = SAMPLE_RATE / FRAME_SIZE  # 12.5 Hz
 FORMAT, VERSION = "kame-dialogue", 1
@@ -108,6 +109,14 @@ class Dialogue:
     source: dict = field(default_factory=dict)  # provenance, free-form (QA item, kame run, ...)
     folder: Path | None = None  # where it was read from / written to (its codes cache is there)
     sample_rate: int = SAMPLE_RATE  # must be SAMPLE_RATE: say it, so audio at another rate is caught
+    # checks done, remembered so training does them once per dialogue (not fields: replace() and == skip them)
+    _valid: bool = field(default=False, init=False, repr=False, compare=False)  # validated since a field was set
+    _audio_sha256: tuple | None = field(default=None, init=False, repr=False, compare=False)  # (file key, sha256)
+
+    def __setattr__(self, name: str, value) -> None:
+        if not name.startswith("_"):  # a field set anew: validate it again before it is used
+            object.__setattr__(self, "_valid", False)
+        object.__setattr__(self, name, value)
 
     @property
     def samples(self) -> int:
@@ -131,6 +140,27 @@ class Dialogue:
     def validate(self) -> "Dialogue":
         validate_dialogue(self)
         return self
+
+    def ensure_valid(self, where: str = "dialogue") -> "Dialogue":
+        """``validate_dialogue``, unless it passed since a field was last set (read_dialogue,
+        write_dialogue and validate do it): training checks a dialogue once, not every epoch. A
+        change made inside a field (``d.words.append``, ``d.audio[i] = ...``) is not seen: call
+        ``validate()`` after one."""
+        if not self._valid:
+            validate_dialogue(self, where)
+        return self
+
+    def audio_sha256(self) -> str:
+        """The sha256 of FOLDER/audio.wav, hashed once per version of the file: remembered with
+        the file's inode, size and times, so a file changed since is hashed again."""
+        if self.folder is None:
+            raise DataError("the dialogue has no folder, so no audio.wav (read_dialogue or write_dialogue it first)")
+        path = self.folder / AUDIO
+        st = path.stat()  # (before hashing: a change made while hashing shows at the next call)
+        key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if self._audio_sha256 is None or self._audio_sha256[0] != key:
+            self._audio_sha256 = (key, file_sha256(path))
+        return self._audio_sha256[1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,14 +216,14 @@ def validate_dialogue(d: Dialogue, where: str = "dialogue") -> None:
             raise DataError(f"{what}: expected an OracleEvent, got {type(ev).__name__}")
         if ev.event not in EVENTS:
             raise DataError(f"{what}: event {ev.event!r} is not one of {', '.join(EVENTS)}")
-        if not _is_int(ev.frame) or not 0 <= ev.frame < d.frames:
+        if not is_int(ev.frame) or not 0 <= ev.frame < d.frames:
             raise DataError(f"{what}: frame {ev.frame!r} outside the dialogue's frames [0, {d.frames})")
         if ev.frame < prev:
             raise DataError(f"{what}: frame {ev.frame} comes after an event at frame {prev}: give the events in "
                             f"the order the feed got them (frames not decreasing)")
         prev = ev.frame
         if ev.event == "append":
-            if not isinstance(ev.ids, (list, tuple)) or not all(_is_int(t) and t >= 0 for t in ev.ids):
+            if not isinstance(ev.ids, (list, tuple)) or not all(is_int(t) and t >= 0 for t in ev.ids):
                 raise DataError(f"{what}: ids must be a list of token ids >= 0, got {ev.ids!r}")
             if ev.text is not None and not isinstance(ev.text, str):
                 raise DataError(f"{what}: text must be a string, got {ev.text!r}")
@@ -210,26 +240,28 @@ def validate_dialogue(d: Dialogue, where: str = "dialogue") -> None:
                 raise DataError(f"{what}: a reset carries no ids or text (they go in the appends after it)")
             for key in ("prediction", "hint"):
                 v = getattr(ev, key)
-                if v is not None and not (_is_int(v) and v >= 0):
+                if v is not None and not (is_int(v) and v >= 0):
                     raise DataError(f"{what}: {key} must be an int >= 0 or null, got {v!r}")
     sha = d.tokenizer_sha256
     if sha is not None and not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
         raise DataError(f"{where}: tokenizer_sha256 {sha!r} is not a sha256 (64 lowercase hex digits)")
     if has_ids and sha is None:
         raise DataError(f"{where}: the oracle has token ids but no tokenizer_sha256 says whose ids they are "
-                        f"(kame.train.examples.tokenizer_sha256(tokenizer))")
+                        f"(set it to the sha256 of the tokenizer that made them: tokenizer.sha256)")
     if not isinstance(d.source, dict):
         raise DataError(f"{where}: source must be an object, got {type(d.source).__name__}")
+    d._valid = True  # (Dialogue.ensure_valid skips it until a field is set again)
 
 
 def check_sample_rate(rate, where: str = "dialogue") -> None:
     if rate != SAMPLE_RATE or isinstance(rate, bool):
-        fix = (f"resample it (kame.audio.resample(audio, {rate}, {SAMPLE_RATE}))" if _is_int(rate) and rate > 0
+        fix = (f"resample it (kame.audio.resample(audio, {rate}, {SAMPLE_RATE}))" if is_int(rate) and rate > 0
                else "give the audio's rate in Hz")
         raise DataError(f"{where}: sample_rate {rate!r}, a dialogue's audio is {SAMPLE_RATE} Hz (kame's codecs): {fix}")
 
 
-def _is_int(x) -> bool:
+def is_int(x) -> bool:
+    """An int, numpy's too (ids and frames often come from arrays), but not a bool."""
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
@@ -262,6 +294,7 @@ def write_dialogue(folder: str | Path, d: Dialogue, *, overwrite: bool = False,
            "source": d.source}
     _write_text(folder / META, json.dumps(doc, indent=1, default=str))
     d.folder = folder
+    d._valid = True  # (validated above; the stored samples keep its rules: 16-bit, in [-1, 1], as many)
     return folder
 
 

@@ -15,7 +15,6 @@ the feed's own rules).
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
@@ -23,7 +22,7 @@ from typing import Mapping, Sequence
 import torch
 
 from .codes import encode_dialogue, load_codes
-from .data import FRAME_RATE, DataError, Dialogue, OracleEvent, Word, frame_of, validate_dialogue
+from .data import FRAME_RATE, DataError, Dialogue, OracleEvent, Word, frame_of, is_int
 
 DRIFT_WARNING_S = 0.5  # training_example warns when a word's tokens start later than this after it
 TEXT_CARD_FIX = ("use a front-end whose text_card >= the tokenizer's vocab_size (e.g. load_frontend('random:tiny', "
@@ -36,22 +35,11 @@ class StreamIds:
 
     pad: int  # existing_text_padding_id: nothing said this frame (Moshi: 3)
     end_pad: int  # existing_text_end_padding_id: a word starts next frame (Moshi: 0)
-    start: int  # the oracle's start id (text_card)
-    text_card: int  # text ids are in [0, text_card)
+    text_card: int  # text ids are in [0, text_card) (the oracle's start id is text_card: oracle_ids)
 
 
 def stream_ids(cfg) -> StreamIds:
-    return StreamIds(cfg.existing_text_padding_id, cfg.existing_text_end_padding_id, cfg.text_card, cfg.text_card)
-
-
-def tokenizer_sha256(tokenizer) -> str:
-    """The sha256 of a TextTokenizer's model (= its .model file's sha256, as config.json's
-    kame.tokenizer_sha256 records it)."""
-    sha = getattr(tokenizer, "_kame_sha256", None)
-    if sha is None:
-        sha = hashlib.sha256(tokenizer.sp.serialized_model_proto()).hexdigest()
-        tokenizer._kame_sha256 = sha
-    return sha
+    return StreamIds(cfg.existing_text_padding_id, cfg.existing_text_end_padding_id, cfg.text_card)
 
 
 @dataclass
@@ -130,16 +118,16 @@ def training_example(d: Dialogue, codec, tokenizer, cfg, *, use_cache: bool = Tr
     is set to code with the codebooks the front-end reads and writes, as the runtime sets it
     (kame.runtime.frontend); its codes come from FOLDER/codes.npz when ``use_cache`` and one
     exists (a stale one is a DataError), else from encoding the audio. ``tokenizer`` makes the
-    agent's text stream and must be the one the oracle's ids were made with (tokenizer_sha256;
+    agent's text stream and must be the one the oracle's ids were made with (its sha256;
     else retokenize_oracle first). On a config without an oracle stream, pass oracle=None to the
-    model instead of the returned timeline. The dialogue is validated first (validate_dialogue);
+    model instead of the returned timeline. The dialogue is validated first, once (Dialogue.ensure_valid);
     a UserWarning says when its text stream lags its words by more than ``drift_warning_s``, drops
     tokens at the end, or loses characters the tokenizer does not know."""
     from ..model.stepper import oracle_ids, oracle_timeline
     from ..runtime.frontend import fit_codec  # the runtime's rule: the same codebooks as at inference
 
     where = f"dialogue {d.folder}" if d.folder is not None else "dialogue"
-    validate_dialogue(d, where)  # (an in-memory dialogue has not been checked by a read or a write)
+    d.ensure_valid(where)  # (an in-memory dialogue has not been checked by a read or a write)
     fit_codec(codec, type(codec).__name__, cfg, "cfg", fix="pass the codec whose codes the front-end's config was "
               "made for (its card and codebooks), or a config that fits this codec")
     ids = stream_ids(cfg)
@@ -178,9 +166,9 @@ def _check_oracle(d: Dialogue, tokenizer, ids: StreamIds, where: str = "dialogue
     appended = [t for ev in d.oracle if ev.event == "append" for t in ev.ids]
     if not appended:
         return
-    if d.tokenizer_sha256 != tokenizer_sha256(tokenizer):
+    if d.tokenizer_sha256 != tokenizer.sha256:
         raise DataError(f"{where}: its oracle ids were made with tokenizer sha256 {d.tokenizer_sha256}, this "
-                        f"tokenizer's is {tokenizer_sha256(tokenizer)}: re-encode them "
+                        f"tokenizer's is {tokenizer.sha256}: re-encode them "
                         f"(kame.train.examples.retokenize_oracle) or use that tokenizer")
     bad = sorted({t for t in appended if t >= ids.text_card})
     if bad:
@@ -228,9 +216,9 @@ def _check_example(codes: torch.Tensor, oracle: torch.Tensor | None, where: str)
 
 
 def _int(name: str, v, where: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
+    if not is_int(v):
         raise ValueError(f"{where}: {name} must be an int (frames), got {v!r}")
-    return v
+    return int(v)
 
 
 def crop(codes: torch.Tensor, oracle: torch.Tensor | None, start: int,
@@ -324,4 +312,4 @@ def retokenize_oracle(d: Dialogue, tokenizer) -> Dialogue:
         events.append(replace(ev, ids=enc.push(ev.text)))
         last = len(events) - 1
     close()
-    return replace(d, oracle=events, tokenizer_sha256=tokenizer_sha256(tokenizer))
+    return replace(d, oracle=events, tokenizer_sha256=tokenizer.sha256)

@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from ..backend.types import FRAME_S, FRAME_SIZE, SAMPLE_RATE
-from .data import DataError, Dialogue, OracleEvent, Word, frame_of
+from .data import DataError, Dialogue, OracleEvent, Word, frame_of, is_int
+
 DEFAULT_AGENT_LAG = 2  # 1 + the front-end's max delay (1 for Moshi, KAME and kame's presets)
 
 
@@ -53,7 +54,6 @@ def from_kame_run(out_json: str | Path, out_wav: str | Path | None = None, *, ag
     the run must then report using)."""
     from ..audio import read_wav
     from ..errors import AudioFormatError
-    from .examples import tokenizer_sha256
 
     out_json = Path(out_json)
     try:
@@ -68,11 +68,12 @@ def from_kame_run(out_json: str | Path, out_wav: str | Path | None = None, *, ag
                         f"no oracle); align the agent's words to its audio first and build the Dialogue yourself")
     feed = doc.get("frontend_feed") if isinstance(doc.get("frontend_feed"), dict) else {}
     max_delay = feed.get("max_delay")
-    lag_from = "given" if agent_lag is not None else "recorded max_delay" if isinstance(max_delay, int) else "default"
+    lag_from = "given" if agent_lag is not None else "recorded max_delay" if is_int(max_delay) else "default"
     if agent_lag is None:
-        agent_lag = max_delay + 1 if isinstance(max_delay, int) else DEFAULT_AGENT_LAG
-    if not (isinstance(agent_lag, int) and agent_lag >= 0):
+        agent_lag = max_delay + 1 if is_int(max_delay) else DEFAULT_AGENT_LAG
+    if not (is_int(agent_lag) and agent_lag >= 0):
         raise DataError(f"agent_lag must be an int >= 0 (frames), got {agent_lag!r}")
+    agent_lag = int(agent_lag)  # (a numpy int: recorded in the dialogue's JSON source)
     if out_wav is None:  # kame run writes OUT.json beside OUT.wav
         out_wav = out_json.with_suffix(".wav")
     try:
@@ -124,7 +125,7 @@ def from_kame_run(out_json: str | Path, out_wav: str | Path | None = None, *, ag
             from ..backend.tokenizer import default_tokenizer
 
             tokenizer = default_tokenizer()
-        sha = tokenizer_sha256(tokenizer)
+        sha = tokenizer.sha256
     source = {"kind": "kame run", "json": str(out_json), "wav": str(out_wav), "agent_lag": agent_lag,
               "agent_lag_from": lag_from, "max_delay": max_delay,
               "oracle_frames": "recorded" if recorded else "estimated",
@@ -144,7 +145,7 @@ def _oracle_events(items, frames: int, recorded: bool, where: Path) -> list[Orac
             f = o["frame"]
             if f is None:
                 continue  # came after the last step
-            if isinstance(f, bool) or not isinstance(f, int) or f < prev:
+            if not is_int(f) or f < prev:
                 raise DataError(f"{where}: oracle event {n} has frame {f!r}: frames are ints >= 0 that do not "
                                 f"decrease (is the JSON edited?)")
         else:
@@ -166,7 +167,7 @@ def _check_fed(oracle: list[OracleEvent], feed: dict, frames: int, where: Path) 
     from ..model.stepper import oracle_timeline
 
     start, pad, card = (feed.get(k) for k in ("start_id", "pad_id", "text_card"))
-    if not (all(isinstance(x, int) for x in (start, pad, card)) and feed.get("oracle") is not False):
+    if not (all(is_int(x) for x in (start, pad, card)) and feed.get("oracle") is not False):
         return
     fold = [ev.timeline_event() if ev.event == "reset" else  # (ids the front-end could not hold: as it folds them)
             (ev.frame, "append", [t % card if not 0 <= t < card else t for t in ev.ids]) for ev in oracle]

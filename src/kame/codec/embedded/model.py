@@ -236,13 +236,17 @@ def _config(path: Path, conf: object) -> EmbeddedCodecConfig:
         raise CheckpointError(f"{path}: {exc}") from exc
 
 
-def load(path: str | Path | None = None, *, sha256: str | None = None) -> EmbeddedCodec:
-    """Load a fitted codec (the shipped one by default), checking its sha256 against ``sha256``,
-    else the shipped checksum (default file) or a ``.sha256`` file beside it (if present), and
-    its contents: the config, every tensor's presence, shape, dtype and values."""
-    from safetensors import safe_open
+def fingerprint(path: str | Path | None = None, *, sha256: str | None = None) -> str:
+    """The fingerprint of the codec ``load(path, sha256=sha256)`` makes (its file's sha256), from
+    the file alone: checked as load checks it up to its tensors, which are not read (no codec is
+    built: for a checkpoint's record of its codec, kame.model.meta)."""
+    return _fitted_file(path, sha256)[2]
 
-    from ...model.loaders import check_finite  # (lazily, as parse_device in create)
+
+def _fitted_file(path: str | Path | None, sha256: str | None) -> tuple[Path, dict, str]:
+    """(path, "kame" metadata, sha256) of a fitted codec file (the shipped one for None), checked
+    as far as its header goes: where it is, its kind and format, its sha256 against ``sha256``,
+    else the shipped checksum (default file) or a ``.sha256`` file beside it (if present)."""
     from ...model.tensorfiles import checkpoint_kind, kind_hint, safetensors_header
 
     default = path is None
@@ -281,11 +285,6 @@ def load(path: str | Path | None = None, *, sha256: str | None = None) -> Embedd
         if got != expected:
             raise CheckpointError(f"embedded codec file {path} has sha256 {got}, expected {expected} "
                                   "(corrupt or from another fit; re-run `kame codec fit`)")
-    try:
-        with safe_open(str(path), "pt") as f:
-            t = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:
-        raise CheckpointError(f"cannot read embedded codec file {path}: not a readable safetensors file ({exc})") from exc
     if fmt != FORMAT:
         if isinstance(fmt, str) and fmt.startswith(FORMAT.split("/")[0] + "/"):
             raise CheckpointError(f"{path} is an embedded codec file of format {fmt!r}, written by another kame "
@@ -293,6 +292,23 @@ def load(path: str | Path | None = None, *, sha256: str | None = None) -> Embedd
         what = ("its 'kame' metadata is not JSON" if meta is None else "it has no 'kame' metadata" if not meta
                 else f"its metadata has format {fmt!r}, not {FORMAT!r}")
         raise CheckpointError(f"{path} is not a fitted embedded codec ({what}); make one with `kame codec fit -o FILE`")
+    return path, meta, got
+
+
+def load(path: str | Path | None = None, *, sha256: str | None = None) -> EmbeddedCodec:
+    """Load a fitted codec (the shipped one by default), checking its sha256 against ``sha256``,
+    else the shipped checksum (default file) or a ``.sha256`` file beside it (if present), and
+    its contents: the config, every tensor's presence, shape, dtype and values."""
+    from safetensors import safe_open
+
+    from ...model.loaders import check_finite  # (lazily, as parse_device in create)
+
+    path, meta, got = _fitted_file(path, sha256)
+    try:
+        with safe_open(str(path), "pt") as f:
+            t = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:
+        raise CheckpointError(f"cannot read embedded codec file {path}: not a readable safetensors file ({exc})") from exc
     if not isinstance(meta.get("fit", {}), dict):
         raise CheckpointError(f"{path}: metadata 'fit' must be a dict")
     cfg = _config(path, meta.get("config", {}))
