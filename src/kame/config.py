@@ -305,9 +305,11 @@ def _check_value(path: str, f: dataclasses.Field, tp: Any, value: Any) -> Any:
     return value
 
 
-def _apply(obj: Any, data: Mapping[str, Any], prefix: str = "") -> None:
-    """Set fields of dataclass ``obj`` from a (nested) mapping, validating each."""
+def _apply(obj: Any, data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Set fields of dataclass ``obj`` from a (nested) mapping, validating each; return the dotted
+    keys it set ({"frontend": {"spec": ...}} -> ["frontend.spec"]: key_source's file keys)."""
     fields = {f.name: f for f in dataclasses.fields(obj)}
+    keys: list[str] = []
     for key, value in data.items():
         path = f"{prefix}{key}"
         if key not in fields:
@@ -318,9 +320,11 @@ def _apply(obj: Any, data: Mapping[str, Any], prefix: str = "") -> None:
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{path}: expected a table [{path}], got {value!r}")
-            _apply(getattr(obj, key), value, prefix=f"{path}.")
+            keys += _apply(getattr(obj, key), value, prefix=f"{path}.")
         else:
             setattr(obj, key, _check_value(path, f, tp, value))
+            keys.append(path)
+    return keys
 
 
 def parse_override(item: str) -> tuple[str, Any, str]:
@@ -380,8 +384,7 @@ def load_config(
             raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
         except OSError as exc:  # e.g. no permission to read it
             raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from exc
-        _apply(cfg, data)
-        sources = dict.fromkeys(_dotted_keys(data), str(p))
+        sources = dict.fromkeys(_apply(cfg, data), str(p))
     if isinstance(overrides, (str, bytes)):  # (iterating it would give one-character "overrides")
         raise ConfigError(f"overrides: give a list of 'key=value' strings or a mapping, got the string {overrides!r}")
     if overrides:
@@ -403,14 +406,6 @@ def key_source(cfg: KameConfig, key: str) -> str | None:
     """The config file that set ``key`` ("frontend.spec"), for errors that say which key to change
     where; None for a default, an override (--set) or a config not made by load_config."""
     return getattr(cfg, "_sources", {}).get(key)
-
-
-def _dotted_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """The dotted keys of a config file's leaves ({"frontend": {"spec": ...}} -> ["frontend.spec"])."""
-    keys = []
-    for name, value in data.items():
-        keys += _dotted_keys(value, f"{prefix}{name}.") if isinstance(value, Mapping) else [f"{prefix}{name}"]
-    return keys
 
 
 def _check_together(cfg: KameConfig) -> None:

@@ -195,3 +195,19 @@ def test_a_child_leaves_without_tearing_its_interpreter_down(tmp_path):
     stop_child(proc, conn)
     assert proc.exitcode == 0
     assert not marker.exists()  # the exit hook never ran; stop_child did not wait 3 s for it
+
+
+def test_abortable_load_holds_this_threads_children_only_within_it():
+    """abortable_load (the embedded LLM's dispatcher restarting its child): once its handle is
+    aborted, this thread's start_child calls fail at once (nothing spawned); after the block the
+    thread starts children as before."""
+    from kame.backend import childproc
+
+    with childproc.abortable_load() as load:
+        load.abort()
+        with pytest.raises(BackendError, match="^the echo child not started: the load was cancelled$"):
+            start_child(_echo, ("hi",), name="kame-test-echo", what="the echo child")
+    assert load.aborted
+    proc, conn = start_child(_echo, ("hi",), name="kame-test-echo", what="the echo child")
+    stop_child(proc, conn)
+    assert proc.exitcode == 0

@@ -167,6 +167,41 @@ def test_continuous_speech_keeps_time_marks_bounded():
     assert all(abs(s - e) < 0.1 for s, e in zip(starts[1:], ends[:-1]))  # back to back
 
 
+def test_a_long_silence_keeps_time_marks_bounded_and_the_preroll_timed():
+    """10 min of silence (one time mark per frame heard) then speech: when the utterance opens the
+    worker holds the marks of its pre-roll and of the frame that opened it only, and its words,
+    the pre-roll included, follow the clock."""
+    finals: list = []
+    opened: list = []  # (marks held, the opening frame's time) when the recognizer is created
+
+    class Whole(Recognizer):  # one word spanning all the utterance's audio
+        def __init__(self):
+            self.n = 0
+            opened.append((len(worker.frame_idx), worker.frame_t[-1]))
+
+        def accept(self, pcm16k):
+            self.n += pcm16k.shape[0]
+
+        def partial(self):
+            return None
+
+        def final(self, speech_end=None):
+            return [Word("w", 0.0, self.n / 16000)]
+
+    stt = _STT(Whole, preroll=0.32)  # 4 frames
+    worker = _Worker(stt, lambda item: finals.append(item) if item[0] == "final" else None)
+    frames = [SILENCE] * int(600 / 0.08) + [SPEECH] * 10
+    for k, pcm in enumerate(frames):
+        worker.put(pcm, 100.0 + 0.08 * k)
+    worker.close()
+    worker.run()  # (in this thread: all the frames are queued)
+    ((marks, t_open),) = opened
+    assert marks == 5  # 4 pre-roll frames and the opening one (was: up to 2000 between utterances)
+    (final,) = finals
+    assert abs(final[1][0].start - (t_open - 0.32)) < 0.002  # the pre-roll's first frame
+    assert abs(final[1][-1].end - (100.0 + 0.08 * len(frames))) < 0.01
+
+
 def test_a_worker_posting_to_a_closed_loop_does_not_crash(caplog):
     """At interpreter exit the loop closes before a stopped stream's worker unwinds: its last
     posts are dropped, not a "STT worker crashed ... Event loop is closed" error."""

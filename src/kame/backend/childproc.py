@@ -19,7 +19,8 @@ next use starts them again).
 Loads run in a thread (``await load_in_thread(fn, ...)``); cancelling that await (Ctrl-C while an
 agent loads) terminates the children that load is waiting for and makes its later start_child
 calls fail at once, so neither the thread nor the exit waits the ~20 s a child takes to get
-ready. Children started elsewhere (e.g. a live session restarting one) are not touched. A load
+ready. Children started elsewhere (e.g. a live session restarting one) are not touched; a load in a
+thread of its own gets the same hold on its children with ``with abortable_load() as load:``. A load
 in the process itself (the front-end's model) cannot be stopped: ``loads_running()`` says one
 still runs, so a program that is quitting need not wait for it.
 """
@@ -27,12 +28,13 @@ still runs, so a program that is quitting need not wait for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
 import signal
 import sys
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..errors import BackendError, NotAvailableError
 
@@ -130,6 +132,21 @@ async def load_in_thread(fn: Callable[..., Any], *args: Any) -> Any:
     except asyncio.CancelledError:
         load.abort()
         raise
+
+
+@contextlib.contextmanager
+def abortable_load() -> Iterator[_Load]:
+    """load_in_thread's hold on children for a load that runs in a thread of its own (the embedded
+    LLM's dispatcher restarting its child): within it, this thread's start_child calls register
+    their children with the handle it yields, whose ``abort()`` (from any thread: a timeout, a
+    close) terminates them and makes this thread's later start_child calls fail at once."""
+    load = _Load()
+    previous = getattr(_current, "load", None)
+    _current.load = load
+    try:
+        yield load
+    finally:
+        _current.load = previous
 
 
 def loads_running() -> int:

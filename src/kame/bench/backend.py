@@ -31,7 +31,7 @@ from ..backend.childproc import load_in_thread
 from ..cliargs import at_least, thread_count
 from ..errors import ConfigError
 from ..runtime.interrupt import run_to_end
-from .backend_stt import add_stt_arguments, build_stts, run_stt_bench, stt_specs, stt_table
+from .backend_stt import add_stt_arguments, run_stt_bench, stt_specs, stt_table
 from .machine import pct
 
 TURNS = [
@@ -184,13 +184,18 @@ def main(args: argparse.Namespace) -> int:
     if args.base_url and any(s.startswith("openai:") for s in stt):
         print(f"note: --base-url {args.base_url} is for --llm only; an --stt openai: spec is built as backend.stt "
               "is: its server from OPENAI_STT_BASE_URL, else OPENAI_BASE_URL", file=sys.stderr)
-    built = build_stts(stt)  # an STT that cannot be built (an unknown option, no model) fails before any output
-    print(f"{header(args, add_arguments, 'backend')}\ntorch threads {args.threads} (the STT's; the embedded LLM's child: 1)\n",
-          flush=True)  # (was: "torch threads N", as if the LLM used them)
-    torch.set_num_threads(args.threads)
-    if not args.no_stt:
-        print("## STT\n")
-        print(stt_table(run_stt_bench(args, stt, built)) + "\n")
+
+    def start() -> None:  # (once the first STT is built: one that cannot be fails before any output)
+        print(f"{header(args, add_arguments, 'backend')}\ntorch threads {args.threads} (the STT's; the embedded LLM's child: 1)\n",
+              flush=True)  # (was: "torch threads N", as if the LLM used them)
+        torch.set_num_threads(args.threads)
+        if not args.no_stt:
+            print("## STT\n")
+
+    if args.no_stt:
+        start()
+    else:  # each STT built, measured and closed in turn (was: all built first, all their memory at once)
+        print(stt_table(run_stt_bench(args, stt, ready=start)) + "\n")
     tok = default_tokenizer()
 
     async def _all():

@@ -16,9 +16,11 @@ clock (a frame is handed over when its 80 ms of audio have "been spoken"), and m
 
 Each --stt SPEC is what backend.stt takes, built as the agent builds its STT
 (kame.runtime.backend.create_stt, which hands the whole spec, ';options' included, to the
-component's factory; at nice 0), all of them before any synthesis, so a bad spec or option fails
-at once (was: the bench read ';options' as constructor keywords of its own, so a spec could mean
-one thing here and another in a config).
+component's factory; at nice 0), one at a time: each is built, measured and closed before the
+next is built (was: all built first, all their models in memory at once). The first is built
+before any synthesis, so a bad first spec or option fails at once; a later one fails when its
+turn comes (each spec's form is checked before any work). (Was also: the bench read ';options'
+as constructor keywords of its own, so a spec could mean one thing here and another in a config.)
 
 ``kame bench backend`` (kame.bench.backend) calls ``add_stt_arguments(parser)`` and
 ``run_stt_bench(args, stt_specs(args))`` (rows as dicts) and prints ``stt_table(rows)``.
@@ -27,8 +29,10 @@ one thing here and another in a config).
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import time
+from typing import Callable
 
 import numpy as np
 
@@ -95,25 +99,22 @@ SENTENCES = [
 
 def check_spec(spec: str) -> None:
     """ConfigError unless ``spec`` is a spec backend.stt takes: the config's own check of it
-    (its form and scheme; packages, files and options: when it is built, build_stts)."""
+    (its form and scheme; packages, files and options: when it is built, build_stt)."""
     from .. import registry
 
     registry.check_key_spec("--stt", "stt", spec)
 
 
-def build_stts(specs: list[str]) -> list[tuple[str, object, object]]:
-    """[(spec, STT, its MetricsLog)]: each STT built as the agent builds its backend.stt
+def build_stt(spec: str) -> tuple[object, object]:
+    """(STT, its MetricsLog): the STT built as the agent builds its backend.stt
     (kame.runtime.backend.create_stt: the whole spec to its factory, on the monotonic clock), at
     nice 0 (the bench runs no front-end to give the CPU to)."""
     from ..runtime.backend import create_stt
     from ..runtime.clock import MonotonicClock
     from ..runtime.metrics import MetricsLog
 
-    built = []
-    for spec in specs:
-        log = MetricsLog()
-        built.append((spec, create_stt(spec, MonotonicClock(), log, nice=0), log))
-    return built
+    log = MetricsLog()
+    return create_stt(spec, MonotonicClock(), log, nice=0), log
 
 
 def add_stt_arguments(p: argparse.ArgumentParser) -> None:
@@ -154,24 +155,24 @@ async def _run_stream(stt, log, corpus: list[dict], gap: float) -> dict:
     from ..runtime.clock import MonotonicClock
 
     clock = MonotonicClock()
-    sil = np.zeros(int(gap * 24000), np.float32)
-    parts, spans, n = [sil], [], len(sil)
-    for item in corpus:
-        parts += [item["pcm"], sil]
-        spans.append((n / 24000, (n + len(item["pcm"])) / 24000))
-        n += len(item["pcm"]) + len(sil)
-    pcm = np.concatenate(parts + [np.zeros(-n % 1920, np.float32)])
-    t0 = clock.now() + 0.2
-    spans = [(t0 + s, t0 + e) for s, e in spans]
+    try:  # (the STT is closed however this ends)
+        sil = np.zeros(int(gap * 24000), np.float32)
+        parts, spans, n = [sil], [], len(sil)
+        for item in corpus:
+            parts += [item["pcm"], sil]
+            spans.append((n / 24000, (n + len(item["pcm"])) / 24000))
+            n += len(item["pcm"]) + len(sil)
+        pcm = np.concatenate(parts + [np.zeros(-n % 1920, np.float32)])
+        t0 = clock.now() + 0.2
+        spans = [(t0 + s, t0 + e) for s, e in spans]
 
-    async def frames():
-        for i in range(0, len(pcm), 1920):
-            t = t0 + i / 24000
-            await clock.sleep(t + 0.08 - clock.now())  # the frame exists once its audio is over
-            yield AudioFrame(pcm[i:i + 1920], t)
+        async def frames():
+            for i in range(0, len(pcm), 1920):
+                t = t0 + i / 24000
+                await clock.sleep(t + 0.08 - clock.now())  # the frame exists once its audio is over
+                yield AudioFrame(pcm[i:i + 1920], t)
 
-    cpu0 = time.process_time() + children_cpu_seconds()  # pocketsphinx decodes in a child process
-    try:
+        cpu0 = time.process_time() + children_cpu_seconds()  # pocketsphinx decodes in a child process
         trs = [tr async for tr in stt.stream(frames())]
         cpu = time.process_time() + children_cpu_seconds() - cpu0
     finally:
@@ -225,15 +226,29 @@ def stt_specs(args: argparse.Namespace) -> list[str]:
     return specs
 
 
-def run_stt_bench(args: argparse.Namespace, specs: list[str], built: list | None = None) -> list[dict]:
-    """Measure each STT spec (checked: ``stt_specs``; ``built``: build_stts(specs) if done already);
-    returns one dict per spec (see ``stt_table``). All are built before the corpus is synthesized:
-    a spec that cannot be (an unknown option, a missing model) fails in seconds."""
-    stts = build_stts(specs) if built is None else built
-    corpus = make_corpus(getattr(args, "sentences", 40))
+def run_stt_bench(args: argparse.Namespace, specs: list[str], ready: Callable[[], None] | None = None) -> list[dict]:
+    """Measure each STT spec (checked: ``stt_specs``); returns one dict per spec (see ``stt_table``).
+    One STT at a time is built, measured and closed (its models' memory given back before the next
+    loads). The first is built before the corpus is synthesized (and before ``ready()``, e.g. the
+    caller's header, is called): a first spec that cannot be (an unknown option, a missing model)
+    fails in seconds, with no output."""
+    from ..runtime.base import close_components
+
+    corpus: list[dict] | None = None
     rows = []
-    for spec, stt, log in stts:
-        run = run_to_end(_run_stream(stt, log, corpus, getattr(args, "gap", 1.2)))
+    for spec in specs:
+        stt, log = build_stt(spec)
+        if corpus is None:
+            try:
+                if ready is not None:
+                    ready()
+                corpus = make_corpus(getattr(args, "sentences", 40))
+            except BaseException:  # (no synthesis, or Ctrl-C): the STT built for it is closed
+                run_to_end(close_components([stt], "bench: "))
+                raise
+        run = run_to_end(_run_stream(stt, log, corpus, getattr(args, "gap", 1.2)))  # (closes the STT)
+        del stt, log  # (its models' memory goes before the next STT loads, not after)
+        gc.collect()
         rows.append(dict(stt=spec, sentences=len(corpus), words=sum(len(normalize(c["text"])) for c in corpus),
                          audio_s=run["audio"], **score(corpus, run)))
     return rows

@@ -60,7 +60,7 @@ def _name_key(exc: BaseException, key: str, cfg: KameConfig) -> None:
         value = getattr(value, part)
     source = key_source(cfg, key)
     where = f" (from {source})" if source else ""
-    said = str(exc)
+    said = _message(exc)
     if re.match(rf"{re.escape(key)}(?![\w.])", said):  # it names the key already (and the value): add where
         if not source:
             return
@@ -71,6 +71,14 @@ def _name_key(exc: BaseException, key: str, cfg: KameConfig) -> None:
     if isinstance(exc, ImportError):  # (its str() is its msg)
         exc.msg = said
     exc.config_key_named = True
+
+
+def _message(exc: BaseException) -> str:
+    """The error's own text: str() of an error with one argument; the arguments of one raised with
+    several, joined by "; " (str() gives their tuple: "('a', 'b')"); its type's name if it has none."""
+    if len(exc.args) > 1 and not (isinstance(exc, ImportError) and exc.msg is not None):
+        return "; ".join(str(a) for a in exc.args)
+    return str(exc) or type(exc).__name__
 
 
 def check_codec(finfo, spec: str, codec, codec_spec: str) -> None:

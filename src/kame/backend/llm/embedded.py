@@ -64,6 +64,8 @@ GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 POLL_S = 0.05  # how often the dispatcher looks at the consumer's stop flag and the child's health
 CANCEL_GRACE_S = 10.0  # a cancelled request still running after this long: the child is hung
 LOAD_TIMEOUT_S = 600.0  # a (re)start still loading the model after this long: the child is hung
+_STOPPED_WHILE_LOADING = ("the LLM child process was stopped while it loaded the model "
+                          "(kame.backend.childproc.release_children, or shutdown)")
 
 _load_lock = threading.Lock()
 _shared: dict[str, "_ChildWorker"] = {}  # gguf path -> its child process (started once)
@@ -224,7 +226,7 @@ class _ChildWorker:
         self.released = False  # close() stopped it on purpose; the next agent (ensure_started) or request starts it
         self.loading = False  # the dispatcher is (re)starting the child: consumers do not count it as a stall
         self.loaded_at = 0.0  # time.monotonic() when the dispatcher's last (re)start ended
-        self._load_now = None  # the childproc._Load of a (re)start under way (close() aborts it)
+        self._load_now = None  # the childproc.abortable_load() handle of a (re)start under way (close() aborts it)
         self._atexit = None
         self._lock = threading.Lock()  # guards current/cancel between consumer and dispatcher
         self._dispatch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kame-llm")
@@ -262,8 +264,7 @@ class _ChildWorker:
                 self.proc, self.conn, self.cancel = proc, parent_conn, cancel
         if closed:
             stop_child(proc, parent_conn)
-            raise BackendError("the LLM child process was stopped while it loaded the model "
-                               "(kame.backend.childproc.release_children, or shutdown)")
+            raise BackendError(_STOPPED_WHILE_LOADING)
         if not self._atexit:  # registered after multiprocessing's own exit hook, so it runs first
             self._atexit = atexit.register(self.close)
         log.info("embedded LLM child ready (pid %d)", proc.pid)
@@ -320,33 +321,31 @@ class _ChildWorker:
     def _load(self) -> None:
         """start() on the dispatcher thread, flagged as loading (the consumers' stall timers do
         not run meanwhile), and terminated as hung if it is not ready within LOAD_TIMEOUT_S."""
-        load = childproc._Load()  # start_child registers its child here: abort() terminates it
-        timer = threading.Timer(LOAD_TIMEOUT_S, load.abort)
-        timer.daemon = True
-        self.loading = True
-        childproc._current.load = load
-        with self._lock:
-            self._load_now = load
-        timer.start()
-        try:
-            self.start()
-        except BackendError:
-            if not load.aborted:
-                raise
-            if getattr(load, "by_close", False):  # close() stopped it while it loaded
-                raise BackendError("the LLM child process was stopped while it loaded the model "
-                                   "(kame.backend.childproc.release_children, or shutdown)") from None
-            log.error("the embedded LLM child did not finish loading within %g s and was terminated", LOAD_TIMEOUT_S)
-            raise BackendError(f"the LLM child process did not finish loading the model within {LOAD_TIMEOUT_S:g} s "
-                               "(hung, or the machine is far too busy) and was terminated; the next request "
-                               "starts a new one") from None
-        finally:
-            timer.cancel()
-            childproc._current.load = None
+        with childproc.abortable_load() as load:  # start_child registers its child: abort() terminates it
+            timer = threading.Timer(LOAD_TIMEOUT_S, load.abort)
+            timer.daemon = True
+            self.loading = True
             with self._lock:
-                self._load_now = None
-            self.loaded_at = time.monotonic()  # (before loading goes False: consumers read them in this order)
-            self.loading = False
+                self._load_now = load
+            timer.start()
+            try:
+                self.start()
+            except BackendError:
+                if not load.aborted:
+                    raise
+                if getattr(load, "by_close", False):  # close() stopped it while it loaded
+                    raise BackendError(_STOPPED_WHILE_LOADING) from None
+                log.error("the embedded LLM child did not finish loading within %g s and was terminated",
+                          LOAD_TIMEOUT_S)
+                raise BackendError(f"the LLM child process did not finish loading the model within "
+                                   f"{LOAD_TIMEOUT_S:g} s (hung, or the machine is far too busy) and was "
+                                   "terminated; the next request starts a new one") from None
+            finally:
+                timer.cancel()
+                with self._lock:
+                    self._load_now = None
+                self.loaded_at = time.monotonic()  # (before loading goes False: consumers read them in this order)
+                self.loading = False
 
     def _run(self, llm, req_id, request, stop, put) -> None:
         with self._lock:

@@ -370,8 +370,11 @@ class _Worker:
             n16 += x.shape[0]
             if rec is None:
                 preroll.append((x, pcm))
-                if len(self.frame_idx) > 2000:  # between utterances: forget old time marks
-                    del self.frame_idx[:1000], self.frame_t[:1000]
+            # time marks before the oldest audio a recognizer can still get (the open utterance's
+            # start, else the pre-roll's) are never read again: in silence and in continuous speech
+            # (utterances cut at max_utterance) the lists stay as short as one utterance
+            self._forget_time_marks(utt_start if rec is not None else n16 - sum(c[0].shape[0] for c in preroll))
+            if rec is None:
                 continue
             rec.lag = lag
             self._go_on()
@@ -382,9 +385,6 @@ class _Worker:
                 eos = ended[0].t if ended else self.time_of(n16)
                 self._finalize(rec, utt_start, last_words, eos)
                 rec = None
-                # the next utterance starts at the next frame at the earliest: older time marks
-                # are never read again (continuous speech never reaches the trim above)
-                self._forget_time_marks(n16)
                 continue
             due = (utt_len - last_partial_at) >= stt.partial_interval * VAD_RATE - 1
             pausing = vad.st.silence >= stt.pause_skip  # likely the end: keep the CPU for the final
