@@ -555,3 +555,19 @@ async def test_cancelling_close_still_closes_and_is_not_swallowed(monkeypatch):
     assert any(isinstance(o, Meta) and o.data.get("type") == "stats" and o.data.get("final") for o in outs)
     assert all(t.done() for t in s._tasks) and not agent.sessions
     await agent.stop()
+
+
+async def test_audio_queued_for_the_stt_at_close_is_counted():
+    """A session closed with no reader stops its STT stream at once: the frames still waiting for
+    it are counted in the final stats' dropped_frames (was: lost uncounted)."""
+    clock = FakeClock()
+    agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock), stt=DeafSTT())
+    s = await agent.open_session()
+    for _ in range(10):  # 0.8 s: not stalled; all of it waits for the deaf stream
+        clock.advance(0.08)
+        await s.push_audio(np.zeros(1920, np.float32))
+    assert s._stt.dropped_frames == 0
+    await s.close()
+    final = [o.data for o in [o async for o in s.outputs()] if isinstance(o, Meta) and o.data.get("type") == "stats"]
+    assert final[-1]["final"] and final[-1]["dropped_frames"] == 10
+    await agent.stop()

@@ -10,7 +10,7 @@ from kame.cascade.agent import build_cascade_agent
 from kame.cascade.config import CascadeConfig
 from kame.config import load_config
 from kame.errors import ConfigError
-from kame.runtime.base import AgentText, CapacityError, ErrorEvent
+from kame.runtime.base import SEE_LOG, AgentText, CapacityError, ErrorEvent, client_form
 from kame.runtime.clock import FakeClock
 from kame.runtime.metrics import MetricsLog
 
@@ -333,7 +333,9 @@ async def test_a_prompt_that_cannot_be_built_ends_the_turn_without_a_reply():
         return [ChatMessage("user", history[-1].text)]
 
     agent, s, d, llm, tts = await _one_turn(["Paris."], 0.1, "what is it", prompt_fn=prompt_fn)
-    assert any("prompt building failed: no template" in o.message for o in d.out if isinstance(o, ErrorEvent))
+    err = next(o for o in d.out if isinstance(o, ErrorEvent) and "prompt building" in o.message)
+    assert err.message == "prompt building failed: no template"
+    assert client_form(err).message == f"prompt building failed; {SEE_LOG}"  # (what kame serve sends)
     turn, ended = d.metas("turn")[-1], d.metas("agent_turn")[-1]
     assert ended["turn"] == turn["turn"] and ended["text"] == "" and not llm.calls
     s.stt.say("and now", d.clock.now())

@@ -2,7 +2,8 @@
 component and a short cause; the detail (internal URL, the upstream's answer, where the API key
 comes from) stays on the Python objects, for `kame run` and the server's log."""
 
-from kame.runtime.base import SEE_LOG, AgentText, BackendHealth, ErrorEvent, Meta, backend_brief, client_form
+from kame.runtime.base import (SEE_LOG, AgentText, BackendHealth, ErrorEvent, Meta, backend_brief, client_form,
+                               internal_error)
 
 DETAIL = ("LLM http://10.1.2.3:8000/v1/chat/completions: HTTP 401: Incorrect API key provided: sk-proj-abc1****WXYZ "
           "(check the API key: api_key=, else OPENAI_API_KEY; the key sent is from OPENAI_API_KEY)")
@@ -41,12 +42,16 @@ def test_backend_brief_names_the_cause_class():
     assert backend_brief("llm", None) == f"llm back-end failed; {SEE_LOG}"
 
 
-def test_other_errors_internal_ones_cut_the_rest_as_they_are():
-    step = ErrorEvent("front-end step failed: CUDA error at /opt/kame/x.cu:12", 1.0)
+def test_kame_s_internal_errors_are_cut_others_pass_as_they_are():
+    step = internal_error("front-end step failed", RuntimeError("CUDA error at /opt/kame/x.cu:12"), 1.0)
+    assert step.message == "front-end step failed: CUDA error at /opt/kame/x.cu:12"  # (kame run, the log)
     assert client_form(step).message == f"front-end step failed; {SEE_LOG}"
-    assert client_form(ErrorEvent("prompt building failed: KeyError: 'x'", 1.0)).message == \
+    assert client_form(internal_error("prompt building failed", KeyError("x"), 1.0)).message == \
         f"prompt building failed; {SEE_LOG}"
     for kept in (ErrorEvent("bad audio dropped: 3 NaN samples", 1.0), ErrorEvent("stt failed: 0", 1.0),
+                 # a plugin's own error that happens to begin with the words of kame's: not rewritten
+                 ErrorEvent("front-end step failed: my plugin's own words", 1.0),
+                 ErrorEvent("hybrid routing failed: choose another route", 1.0),
                  Meta({"type": "backend", "component": "llm", "status": "up", "error": None}),
                  Meta({"type": "stats", "frames": 3}), AgentText("hi", 1.0)):
         assert client_form(kept) is kept

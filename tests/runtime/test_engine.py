@@ -12,7 +12,7 @@ from kame.config import load_config
 from kame.errors import ConfigError
 from kame.backend.tokenizer import default_tokenizer
 from kame.runtime.backend import BackendBridge, producer_factory
-from kame.runtime.base import AgentAudio, AgentText, CapacityError, ErrorEvent
+from kame.runtime.base import SEE_LOG, AgentAudio, AgentText, CapacityError, ErrorEvent, client_form
 from kame.runtime.clock import FakeClock
 from kame.runtime.engine import TandemAgent
 from kame.runtime.metrics import MetricsLog
@@ -275,6 +275,8 @@ async def test_a_failing_step_is_reported_and_the_session_goes_on():
     await step(agent, clock, 2)
     errors = [o.message for o in rec.items if isinstance(o, ErrorEvent)]
     assert errors == ["front-end step failed: boom"] and len(rec.audio()) == 3
+    sent = [client_form(o).message for o in rec.items if isinstance(o, ErrorEvent)]  # (what kame serve sends)
+    assert sent == [f"front-end step failed; {SEE_LOG}"]
     await s.close()
     await rec.task
     await agent.stop()

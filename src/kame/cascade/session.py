@@ -50,7 +50,7 @@ from ..backend.llm.base import component_name
 from ..backend.prompt import KEEP_TURNS, remember
 from ..backend.types import FRAME_S, FRAME_SIZE, AudioFrame, ChatMessage, Transcript, Turn
 from ..runtime.base import (AgentAudio, BackendHealth, ErrorEvent, Meta, Output, OutputReader, Session, SingleReader,
-                            _why)
+                            _why, internal_error)
 from ..runtime.clock import STOP_WAIT_S, Clock
 from ..runtime.metrics import Metric, MetricsSink, null_sink
 from ..runtime.session import MAX_PENDING_OUTPUTS
@@ -281,6 +281,7 @@ class CascadeSession(Session):
         if flush:  # (else they end in the background: wait_stopped)
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._make_room()  # (first: the final count includes what this Meta pushes out)
+        self._stt.drop_queued()  # the audio its stopped stream never read: counted (was: lost uncounted)
         self.stats.dropped_frames = self._stt.dropped_frames
         self._emit(Meta({"type": "stats", "session": self.id, "final": True, "t": self.clock.now(),
                          **self.stats.to_json()}))
@@ -368,7 +369,7 @@ class CascadeSession(Session):
         try:
             messages = self._prompt_fn(self.history)
         except Exception as exc:  # noqa: BLE001
-            self._emit(ErrorEvent(f"prompt building failed: {exc}", self.clock.now()))
+            self._emit(internal_error("prompt building failed", exc, self.clock.now()))
             self._reply = None
             # the turn is over, without a reply (every "turn" event gets its "agent_turn")
             self._emit(Meta({"type": "agent_turn", "text": "", "t": self.clock.now(), "turn": tid,

@@ -93,6 +93,8 @@ class BackendBridge:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing anyway
                 pass
         self._tasks.clear()
+        if self._stt is not None:  # the audio its stream never read (the last frames before the close)
+            self._stt.drop_queued()
         if self._producer is not None:
             try:
                 await self._producer.aclose()

@@ -104,8 +104,6 @@ _CAUSES = (  # (a pattern in kame's back-end errors, the short cause; {c}: the c
     (re.compile(r"\btimed out\b|\bTimeoutError\b", re.I), "timed out"),
     (re.compile(r"\bover the .* limit\b"), "its answer was too large"),
 )
-# kame's own ErrorEvents whose text after the ": " is an internal exception's
-_INTERNAL = ("front-end step failed", "hybrid routing failed", "prompt building failed")
 
 
 def backend_brief(component: str, error: str | None) -> str:
@@ -117,15 +115,19 @@ def backend_brief(component: str, error: str | None) -> str:
     return f"{component} back-end failed; {SEE_LOG}"
 
 
+def internal_error(what: str, exc: BaseException, t: float) -> ErrorEvent:
+    """The ErrorEvent of a failure inside kame (a frame step, hybrid routing, building a prompt):
+    "what: exc" for `kame run` and the log; a remote client is told ``what`` only (the exception's
+    text may name files, hosts, a plugin's internals)."""
+    return ErrorEvent(f"{what}: {exc}", t, f"{what}; {SEE_LOG}")
+
+
 def client_form(out: Output) -> Output:
-    """``out`` as `kame serve` sends it: an ErrorEvent says its ``brief`` (kame's internal failures
-    only their first part, others as they are); a "backend" Meta's "error" is backend_brief's.
-    Other outputs, and those with nothing to hide, are returned as they are."""
+    """``out`` as `kame serve` sends it: an ErrorEvent says its ``brief`` (set where it is made:
+    internal_error, BackendHealth), one without a brief its message as it is; a "backend" Meta's
+    "error" is backend_brief's. Other outputs, and those with nothing to hide, are returned as they are."""
     if isinstance(out, ErrorEvent):
-        text = out.brief
-        if text is None:
-            head = out.message.partition(":")[0]
-            text = f"{head}; {SEE_LOG}" if head in _INTERNAL else out.message
+        text = out.message if out.brief is None else out.brief
         return out if text == out.message else ErrorEvent(text, out.t, text)
     if isinstance(out, Meta) and isinstance(out.data, dict) and out.data.get("type") == "backend" \
             and out.data.get("error") and isinstance(out.data.get("component"), str):

@@ -35,7 +35,7 @@ from ..backend.childproc import load_in_thread
 from ..backend.types import FRAME_S
 from ..config import KameConfig
 from ..errors import ConfigError, KameError
-from .base import Agent, CapacityError, ErrorEvent, Session, close_components, session_id_for
+from .base import Agent, CapacityError, Session, close_components, internal_error, session_id_for
 from .clock import Clock, MonotonicClock
 from .metrics import Metric, MetricsSink, guard_sink
 from .session import TandemSession, _ids as _session_ids
@@ -346,7 +346,7 @@ class TandemAgent(Agent):
                 _cancel_elsewhere(ticker)
             worker, self.worker = self.worker, None
             if worker is not None:
-                await asyncio.get_running_loop().run_in_executor(None, worker.shutdown)
+                await worker.aclose()  # (bounded: a step stuck in a plugin is left behind, said)
             backend = self._backend
             if not self._backend_given:
                 self._backend = None  # closed below: the next start loads (or wraps) them again
@@ -413,7 +413,7 @@ class TandemAgent(Agent):
             except Exception as exc:  # a model (or delivery) failure: report it, keep the sessions alive
                 self._failures.failed(exc, clock.now())
                 for s in list(self.sessions.values()):
-                    s._put(ErrorEvent(f"front-end step failed: {exc}", clock.now()))
+                    s._put(internal_error("front-end step failed", exc, clock.now()))
                 next_t = max(next_t + FRAME_S, clock.now())
 
     async def _frame(self, next_t: float) -> float:

@@ -73,6 +73,7 @@ class CodecFrameModel:
         self.silence_codes = silence_codes  # [K] codes of a silent frame
         self.paused = np.zeros(self.batch_size, bool)
         self.oov_oracle = 0  # oracle ids outside the front-end's text vocabulary (mapped)
+        self.doing: str | None = None  # the call step() is in (a stuck step's warning names it)
 
     def reset(self, rows: Sequence[int]) -> None:
         rows = list(rows)
@@ -110,6 +111,7 @@ class CodecFrameModel:
             broken.append(str(exc))
             codes = self.silence_codes[None].expand(self.batch_size, -1)
         dev = self.stepper.model.device  # the LM may live elsewhere (frontend.device) than the codec
+        self.doing = "the front-end's step"
         out = self.stepper.step(codes[:, : self.n_user_q].to(dev) if self.n_user_q else None)
         # [B] each row's index of this step: its frames so far, less this one (read after the step,
         # which applies a new session's reset first)
@@ -142,6 +144,7 @@ class CodecFrameModel:
 
     def _codec(self, method: str, *args):
         """The codec stream's ``method``; its exception re-raised naming the codec."""
+        self.doing = f"codec {self.codec_spec}'s {method}()"
         try:
             return getattr(self.stream, method)(*args)
         except Exception as exc:  # noqa: BLE001 - a codec's own failure (a plugin's too), named

@@ -32,7 +32,8 @@ import numpy as np
 from ..audio import audio_problem
 from ..backend.types import FRAME_S, FRAME_SIZE, AudioFrame, OracleAppend, OracleEvent, OracleReset, Transcript
 from ..errors import KameError
-from .base import AgentAudio, AgentText, BackendHealth, ErrorEvent, Meta, Output, OutputReader, Session, SingleReader
+from .base import (AgentAudio, AgentText, BackendHealth, ErrorEvent, Meta, Output, OutputReader, Session, SingleReader,
+                   internal_error)
 from .metrics import Metric, behind_real_time
 from .worker import RowInput, RowOutput
 
@@ -168,7 +169,9 @@ class TandemSession(Session):
             self.stats.bad_audio += 1
             self._put(ErrorEvent(f"bad audio dropped: {err}", self.clock.now()))
             return
-        pcm = np.asarray(pcm, np.float32).reshape(-1)
+        # kame's own copy: a caller that reuses its buffer (a sound card callback's) would change audio
+        # already checked and queued (NaN in it failed the frame's batched step for every session)
+        pcm = np.array(pcm, np.float32).reshape(-1)
         if pcm.size == 0:
             return
         self._buf.append(pcm)
@@ -273,6 +276,8 @@ class TandemSession(Session):
         if self.closed:
             return
         self.stats.frames += 1
+        for message, brief in rout.problems:  # this session's own faults in the frame (the others' went on)
+            self._put(ErrorEvent(message, t, brief))
         if self.feed_log is not None:
             self.feed_log.stepped(rout.oracle_token, rout.step)
         self._step_times.append(step_s)
@@ -295,7 +300,7 @@ class TandemSession(Session):
                 pcm = self.router.frame(pcm)
             except Exception as exc:  # noqa: BLE001 - the router must not stop the session
                 log.exception("hybrid router failed")
-                self._put(ErrorEvent(f"hybrid routing failed: {exc}", t))
+                self._put(internal_error("hybrid routing failed", exc, t))
         self._put(AgentAudio(pcm, t))
         if text:
             self._put(AgentText(text, t))
@@ -433,7 +438,7 @@ class TandemSession(Session):
                 self.router.on_transcript(tr)
             except Exception as exc:  # noqa: BLE001
                 log.exception("hybrid router failed")
-                self._put(ErrorEvent(f"hybrid routing failed: {exc}", self.clock.now()))
+                self._put(internal_error("hybrid routing failed", exc, self.clock.now()))
 
     def on_oracle(self, ev: OracleEvent) -> None:
         if self.closed:

@@ -6,6 +6,7 @@ kame.runtime.backend.BackendBridge, the cascade's kame.cascade.session.CascadeSe
     sup.push(AudioFrame(pcm, t))            # from the frame ticker: never blocks
     sup.end()                               # no more audio: the running stream flushes and ends
     sup.dropped_frames, sup.running
+    sup.drop_queued()                       # at close, once its stream is stopped: what it never read, counted
 
 A stream that raises, ends by itself, yields something that is not a Transcript, or stalls (it
 has taken no audio for ``stall_s`` while frames wait for it) is stopped (STOP_WAIT_S of wall time
@@ -80,6 +81,17 @@ class STTSupervisor:
         self._ended = True
         if self._frames is not None:
             self._frames.put_nowait(None)
+
+    def drop_queued(self) -> int:
+        """At close, once the stream is stopped without reading on: the frames still waiting for it
+        are dropped and counted in ``dropped_frames`` (was: lost uncounted); returns how many."""
+        q, n = self._frames, 0
+        while q is not None and not q.empty():
+            n += q.get_nowait() is not None
+        if q is not None and self._ended:
+            q.put_nowait(None)  # (its end stays queued)
+        self.dropped_frames += n
+        return n
 
     async def run(self) -> None:
         while not self._ended:

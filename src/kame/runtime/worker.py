@@ -24,13 +24,21 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import logging
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from ..audio import peak_problem
 from ..backend.types import FRAME_SIZE, OracleAppend, OracleEvent, OracleReset
+from .base import SEE_LOG
+
+log = logging.getLogger(__name__)
 
 
 class FrameModel(Protocol):
@@ -82,6 +90,7 @@ class RowOutput:
     step: int | None = None  # the row's step index since its session joined (FrameOut.step; None: not told)
     vad: list = field(default_factory=list)  # user VAD events (kame.backend.vad.VADEvent-like)
     last_voice: float | None = None  # end of the latest chunk the user's VAD heard as speech
+    problems: list[tuple[str, str | None]] = field(default_factory=list)  # this row's faults: (message, brief)
 
 
 @dataclass
@@ -151,8 +160,69 @@ def make_vad_factory(kind: str, *, threshold: float | None = None,
         return lambda: EnergyVAD(**energy)
 
 
+class StepThread:
+    """The worker's one thread, running the calls submitted to it in order. A daemon thread: a call
+    that never returns (a plugin codec stuck in its own code) cannot hold the process's exit, as a
+    ThreadPoolExecutor's thread does (Python joins those at exit)."""
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._closed = False
+        self.ended: concurrent.futures.Future = concurrent.futures.Future()  # done when the thread has ended
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable, *args) -> concurrent.futures.Future:
+        if self._closed:
+            raise RuntimeError("the step worker is shut down (the agent was stopped): start the agent again")
+        f: concurrent.futures.Future = concurrent.futures.Future()
+        self._calls.put((f, fn, args))
+        return f
+
+    def close(self) -> None:
+        """No more calls: those not started are cancelled, the thread ends after the running one."""
+        self._closed = True
+        while True:
+            try:
+                item = self._calls.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0].cancel()
+        self._calls.put(None)
+
+    def _loop(self) -> None:
+        try:
+            while (item := self._calls.get()) is not None:
+                f, fn, args = item
+                if not f.set_running_or_notify_cancel():
+                    continue
+                try:
+                    f.set_result(fn(*args))
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                    f.set_exception(exc)
+        finally:
+            self.ended.set_result(None)
+
+
+def _describe(fm) -> str:
+    """The call a frame model's step is in, for a stuck step's warning (CodecFrameModel.doing names
+    its codec's call or its front-end's step)."""
+    doing = getattr(fm, "doing", None)
+    return doing if isinstance(doing, str) and doing else f"{type(fm).__name__}.step()"
+
+
 class StepWorker:
-    """Owns the frame models and steps them on ONE thread."""
+    """Owns the frame models and steps them on ONE thread (StepThread).
+
+    One row's faults stay that row's (``RowOutput.problems``, said by its session as an
+    ErrorEvent when they begin): its audio unusable (not a finite [1920] frame within
+    audio.MAX_PEAK: the codecs' own input check would fail the whole batch's step) is replaced by
+    silence, its oracle events that the model refuses are dropped, its VAD failing gives it no
+    VAD events. A failure of the batched step itself fails the frame for every row: it cannot be
+    told whose it was without stepping the stateful codec and front-end again."""
+
+    STOP_GRACE_S = 5.0  # aclose(): how long a running call may take to end, then the thread is left
 
     def __init__(self, models: Sequence[FrameModel], *, vad_factory: Callable[[], object] | None = None,
                  torch_threads: int = 0, clock=None) -> None:
@@ -163,7 +233,10 @@ class StepWorker:
         self.vad_factory = vad_factory
         self.vads: dict[int, object] = {}
         self._torch_threads = torch_threads
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kame-step")
+        self._thread = StepThread("kame-step")
+        self.doing = "nothing"  # what the thread runs (a stuck call's warning names it)
+        self._stepping = None  # the frame model being stepped (it may say more: _describe)
+        self._failing: dict[int, set[str]] = {}  # row -> kinds of fault it has been told of and still has
         self.steps = 0
 
     @property
@@ -178,10 +251,10 @@ class StepWorker:
 
     async def call(self, fn: Callable, *args):
         """Run ``fn(*args)`` on the worker thread (e.g. model loading / warm-up)."""
-        return await asyncio.wrap_future(self._pool.submit(fn, *args))
+        return await asyncio.wrap_future(self._thread.submit(fn, *args))
 
     async def submit(self, job: StepJob) -> StepResult:
-        return await asyncio.wrap_future(self._pool.submit(self.run, job))
+        return await asyncio.wrap_future(self._thread.submit(self.run, job))
 
     def run(self, job: StepJob) -> StepResult:
         """Apply resets and oracle events, step every model that has a live row (worker thread)."""
@@ -193,15 +266,34 @@ class StepWorker:
             m, r = self.row_map[row]
             resets.setdefault(m, []).append(r)
             self.vads.pop(row, None)
+            self._failing.pop(row, None)  # (a new session: told again)
         for m, rows in resets.items():
+            self.doing = f"{type(self.models[m]).__name__}.reset()"
             self.models[m].reset(sorted(set(rows)))
+        problems: dict[int, list[tuple[str, str | None]]] = {ri.row: [] for ri in job.rows}
+        new: dict[int, set[str]] = {}  # row -> kinds of fault said in this frame (_fault)
+        heard: dict[int, np.ndarray] = {}  # row -> the audio its model and VAD get
         for ri in job.rows:
             m, r = self.row_map[ri.row]
-            for ev in ri.oracle:
-                if isinstance(ev, OracleReset):
-                    self.models[m].oracle_reset(r)
-                elif isinstance(ev, OracleAppend):
-                    self.models[m].oracle_append(r, ev.token_ids)
+            self.doing = f"{type(self.models[m]).__name__}.oracle_append()"
+            try:
+                for ev in ri.oracle:
+                    if isinstance(ev, OracleReset):
+                        self.models[m].oracle_reset(r)
+                    elif isinstance(ev, OracleAppend):
+                        self.models[m].oracle_append(r, ev.token_ids)
+                self._ok(ri.row, "oracle")
+            except Exception as exc:  # noqa: BLE001 - this row's prediction, not the batch's step
+                what = "the front-end refused this session's oracle prediction (its tokens are dropped)"
+                self._fault(problems, new, ri.row, "oracle", f"{what}: {type(exc).__name__}: {exc}",
+                            f"{what}; {SEE_LOG}")
+            bad = _audio_problem(ri.pcm)
+            if bad is None:
+                heard[ri.row] = ri.pcm
+                self._ok(ri.row, "audio")
+            else:
+                heard[ri.row] = np.zeros(FRAME_SIZE, np.float32)
+                self._fault(problems, new, ri.row, "audio", f"unusable user audio replaced by silence: {bad}")
         by_model: dict[int, list[RowInput]] = {}
         for ri in job.rows:
             by_model.setdefault(self.row_map[ri.row][0], []).append(ri)
@@ -212,23 +304,94 @@ class StepWorker:
             active = np.zeros(fm.batch_size, bool)
             for ri in rows:
                 r = self.row_map[ri.row][1]
-                pcm[r], active[r] = ri.pcm, True
-            fo = fm.step(pcm, active)
+                pcm[r], active[r] = heard[ri.row], True
+            self._stepping = fm
+            try:
+                fo = fm.step(pcm, active)
+            except BaseException:
+                for row, kinds in new.items():  # (the frame fails for all: those faults were not said)
+                    self._failing[row] -= kinds
+                raise
+            finally:
+                self._stepping = None
             for ri in rows:
                 r = self.row_map[ri.row][1]
                 out[ri.row] = RowOutput(pcm=np.asarray(fo.pcm[r], np.float32), text_token=int(fo.text[r]),
                                         oracle_token=int(fo.oracle[r]),
-                                        step=None if fo.step is None else int(fo.step[r]))
+                                        step=None if fo.step is None else int(fo.step[r]), problems=problems[ri.row])
         if self.vad_factory is not None:
             for ri in job.rows:
-                vad = self.vads.get(ri.row)
-                if vad is None:
-                    vad = self.vads[ri.row] = self.vad_factory()
-                out[ri.row].vad = vad.push(ri.pcm, ri.t)
-                out[ri.row].last_voice = vad.last_voice
+                self.doing = f"the VAD of row {ri.row}"
+                try:
+                    vad = self.vads.get(ri.row)
+                    if vad is None:
+                        vad = self.vads[ri.row] = self.vad_factory()
+                    out[ri.row].vad = vad.push(heard[ri.row], ri.t)
+                    out[ri.row].last_voice = vad.last_voice
+                    self._ok(ri.row, "vad")
+                except Exception as exc:  # noqa: BLE001 - this row's VAD: the frame stepped for all is kept
+                    self.vads.pop(ri.row, None)  # (a new one next frame)
+                    what = "voice activity detection failed on this frame (a new VAD takes over)"
+                    self._fault(problems, new, ri.row, "vad", f"{what}: {type(exc).__name__}: {exc}",
+                                f"{what}; {SEE_LOG}")
+        self.doing = "nothing"
         self.steps += 1
         return StepResult(rows=out, compute_s=time.perf_counter() - t0,
                           ended=self.clock.now() if self.clock is not None else None)
 
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def _fault(self, problems: dict, new: dict, row: int, kind: str, message: str, brief: str | None = None) -> None:
+        """A row's fault of ``kind``: said (its RowOutput.problems, the log) when it begins, not
+        again each frame while it lasts."""
+        told = self._failing.setdefault(row, set())
+        if kind not in told:
+            told.add(kind)
+            new.setdefault(row, set()).add(kind)
+            problems[row].append((message, brief))
+            log.warning("session row %d: %s", row, message)
+
+    def _ok(self, row: int, kind: str) -> None:
+        told = self._failing.get(row)
+        if told:
+            told.discard(kind)
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Stop the thread (the calls not started are cancelled) and wait for it, at most
+        ``timeout`` s (None: as long as it takes); False if it is still running (left)."""
+        self._thread.close()
+        try:
+            self._thread.ended.result(timeout)
+        except concurrent.futures.TimeoutError:
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        """shutdown() for the event loop: waits at most STOP_GRACE_S for a running call, then
+        leaves the thread (a daemon: the process can exit) with a warning naming the call."""
+        self._thread.close()
+        loop, ended = asyncio.get_running_loop(), asyncio.Event()
+
+        def tell(_) -> None:  # (from the thread, maybe after this loop has ended)
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(ended.set)
+
+        self._thread.ended.add_done_callback(tell)  # (not wrap_future: cancelling its wrapper cancels it)
+        try:
+            await asyncio.wait_for(ended.wait(), self.STOP_GRACE_S)
+        except asyncio.TimeoutError:
+            log.warning("the step thread did not end within %.0f s of the agent's stop: it is still in %s, a call "
+                        "that does not return; left behind (a daemon thread: it does not hold the process's exit). "
+                        "That component hangs: fix it or use another", self.STOP_GRACE_S, self.in_call)
+
+    @property
+    def in_call(self) -> str:
+        """The call the thread is in (or was last in)."""
+        return _describe(self._stepping) if self._stepping is not None else self.doing
+
+
+def _audio_problem(pcm) -> str | None:
+    """Why a row's frame of user audio cannot go into the batch (a [1920] float frame within
+    audio.MAX_PEAK), else None."""
+    if not isinstance(pcm, np.ndarray) or pcm.shape != (FRAME_SIZE,) or not np.issubdtype(pcm.dtype, np.floating):
+        what = f"shape {pcm.shape} dtype {pcm.dtype}" if isinstance(pcm, np.ndarray) else type(pcm).__name__
+        return f"expected a float frame of {FRAME_SIZE} samples, got {what}"
+    return peak_problem(pcm)
