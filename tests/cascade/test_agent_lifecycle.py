@@ -176,3 +176,43 @@ async def test_build_agent_passes_own_components_to_the_cascade(monkeypatch):
     await agent.start()
     assert (agent.stt, agent.llm, agent.tts) == (mine["stt"], mine["llm"], mine["tts"])
     await agent.stop()
+
+
+class StuckVAD(FakeVAD):
+    """A plugin VAD whose push blocks (on ``release``) once ``entered`` is armed."""
+
+    entered = threading.Event()
+    release = threading.Event()
+
+    def push(self, pcm, t):
+        StuckVAD.entered.set()
+        StuckVAD.release.wait()
+        return super().push(pcm, t)
+
+
+async def test_stop_leaves_a_plugin_vad_stuck_in_its_call(loads, monkeypatch, caplog):
+    """The cascade's VAD runs on a daemon thread: a plugin VAD that never returns holds neither
+    stop() (it waits StepWorker.STOP_GRACE_S, then leaves the thread with a warning) nor the exit
+    (was: stop() joined a ThreadPoolExecutor's thread, for ever)."""
+    from kame.runtime.worker import StepWorker
+
+    monkeypatch.setattr(StepWorker, "STOP_GRACE_S", 0.2)
+    StuckVAD.entered.clear(), StuckVAD.release.clear()
+    cfg = load_config(None, {"mode": "cascade", "runtime.max_sessions": 2})
+    agent = build_cascade_agent(cfg, clock=loads.clock, components={"tts": FakeTTS(loads.clock), "vad_factory": StuckVAD})
+    try:
+        s = await agent.open_session()
+        push = asyncio.create_task(s.push_audio(speech_frame()))
+        while not StuckVAD.entered.is_set():
+            await asyncio.sleep(0.01)
+        pool = agent._vad_pool
+        with caplog.at_level(logging.WARNING, "kame.cascade.agent"):
+            await asyncio.wait_for(agent.stop(), 30)
+        warned = [r.getMessage() for r in caplog.records if "VAD thread did not end" in r.getMessage()]
+        assert len(warned) == 1 and "(custom)" in warned[0]
+        assert pool._thread.daemon and not pool.ended.done()
+    finally:
+        StuckVAD.release.set()  # (the stuck call ends)
+    await asyncio.wait_for(asyncio.wrap_future(pool.ended), 30)
+    push.cancel()
+    await asyncio.gather(push, return_exceptions=True)

@@ -28,7 +28,6 @@ import contextlib
 import dataclasses
 import itertools
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
 from .. import registry
@@ -43,6 +42,7 @@ from ..runtime.clock import Clock
 from ..runtime.engine import StartOnce, check_clock, component_state
 from ..runtime.loading import config_key, config_keys
 from ..runtime.metrics import MetricsSink, guard_sink
+from ..runtime.worker import StepThread, StepWorker
 from .config import CascadeConfig
 from .session import CascadeSession
 
@@ -126,7 +126,7 @@ class CascadeAgent(Agent):
         self._start_once = StartOnce()  # (one load however many callers start the agent at once)
         # VAD compute of all sessions on one small thread, not queued behind STT/TTS work (from
         # start() to stop())
-        self._vad_pool: ThreadPoolExecutor | None = None
+        self._vad_pool: StepThread | None = None
 
     def _load(self) -> tuple[dict, dict]:
         """Blocking component loading (run in a worker thread) -> the parts and the info. The agent
@@ -189,7 +189,8 @@ class CascadeAgent(Agent):
             setattr(self, name, part)
         self.components.update(info)
         if self._vad_pool is None:
-            self._vad_pool = ThreadPoolExecutor(1, thread_name_prefix="kame-cascade-vad")
+            # (a daemon thread: a plugin VAD that never returns holds neither stop() nor the exit)
+            self._vad_pool = StepThread("kame-cascade-vad")
         self._started = True
 
     def health(self) -> dict:
@@ -223,8 +224,10 @@ class CascadeAgent(Agent):
         await asyncio.gather(*(s.wait_stopped() for s in stopping))
         await close_components((self.llm, self.tts, self.stt), "cascade: ")
         pool, self._vad_pool = self._vad_pool, None
-        if pool is not None:
-            await asyncio.get_running_loop().run_in_executor(None, pool.shutdown)
+        if pool is not None and not await pool.aclose(StepWorker.STOP_GRACE_S):
+            log.warning("cascade: the VAD thread did not end within %.0f s of the agent's stop: the VAD (%s) is in "
+                        "a call that does not return; left behind (a daemon thread: it does not hold the process's "
+                        "exit). Fix that VAD or use another", StepWorker.STOP_GRACE_S, self.components.get("vad", "?"))
         self._started = False
 
     async def open_session(self, session_id: str | None = None) -> Session:

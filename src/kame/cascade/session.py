@@ -167,7 +167,8 @@ class CascadeSession(Session):
             self.stats.bad_audio += 1
             self._emit(ErrorEvent(f"bad audio dropped: {err}", self.clock.now()))
             return
-        pcm = self._within_real_time(np.asarray(pcm, np.float32).reshape(-1))
+        # kame's own copy (np.array): a caller reusing its buffer must not change audio checked and waiting
+        pcm = self._within_real_time(np.array(pcm, np.float32).reshape(-1))
         async with self._push_lock:  # concurrent pushes keep frame order and timing
             await self._push(pcm)
 

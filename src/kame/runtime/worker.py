@@ -191,6 +191,23 @@ class StepThread:
                 item[0].cancel()
         self._calls.put(None)
 
+    async def aclose(self, grace_s: float) -> bool:
+        """close(), then wait at most ``grace_s`` for the running call to end, without blocking the
+        event loop; False if it is still running (then the thread is left: a daemon)."""
+        self.close()
+        loop, ended = asyncio.get_running_loop(), asyncio.Event()
+
+        def tell(_) -> None:  # (from the thread, maybe after this loop has ended)
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(ended.set)
+
+        self.ended.add_done_callback(tell)  # (not wrap_future: cancelling its wrapper cancels it)
+        try:
+            await asyncio.wait_for(ended.wait(), grace_s)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
     def _loop(self) -> None:
         try:
             while (item := self._calls.get()) is not None:
@@ -367,17 +384,7 @@ class StepWorker:
     async def aclose(self) -> None:
         """shutdown() for the event loop: waits at most STOP_GRACE_S for a running call, then
         leaves the thread (a daemon: the process can exit) with a warning naming the call."""
-        self._thread.close()
-        loop, ended = asyncio.get_running_loop(), asyncio.Event()
-
-        def tell(_) -> None:  # (from the thread, maybe after this loop has ended)
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(ended.set)
-
-        self._thread.ended.add_done_callback(tell)  # (not wrap_future: cancelling its wrapper cancels it)
-        try:
-            await asyncio.wait_for(ended.wait(), self.STOP_GRACE_S)
-        except asyncio.TimeoutError:
+        if not await self._thread.aclose(self.STOP_GRACE_S):
             log.warning("the step thread did not end within %.0f s of the agent's stop: it is still in %s, a call "
                         "that does not return; left behind (a daemon thread: it does not hold the process's exit). "
                         "That component hangs: fix it or use another", self.STOP_GRACE_S, self.in_call)
