@@ -147,6 +147,11 @@ class BackendConfig:
     min_new_words: int = _opt(2, min=1)
     max_restarts: int = _opt(5, min=1)
     restart_window_s: float = _opt(2.0, min=0.0)
+    # word-triggered restarts at most this often; unset (none) = poll_interval_s, as KAME, whose
+    # restarts wait for its next poll
+    min_interval_s: float | None = _opt(None, min=0.0)
+    restart_on_final: bool = True  # restart at once on a final with new words (not held by min_interval_s; capped)
+    event_driven: bool = True  # also decide on each transcript; false: on polls only (a final waits for one)
     # after a prediction was cancelled unheard, a word-triggered restart waits for the running
     # one's first piece (a final does not), so a slow LLM's predictions are not all cancelled
     # mid-turn (long monologues); false (default) = SakanaAI/kame's rule, better on short turns
@@ -157,6 +162,14 @@ class BackendConfig:
     # raise it for a large hosted LLM if you want varied replies
     llm_temperature: float = _opt(0.0, min=0.0)
     retry_s: float = _opt(1.0, min=0.05)  # first wait before restarting a failed STT/LLM stream (doubles per failure)
+    llm_retry_max_s: float = _opt(8.0, min=0.05)  # the oracle's LLM waits double from retry_s up to this
+    # the oracle's LLM stream fails (and is retried) with no first piece this long after its request,
+    # or no next piece this long, on the session clock (an openai:MODEL spec's own HTTP timeouts apply too)
+    llm_first_token_timeout_s: float = _opt(10.0, min=0.1)
+    llm_chunk_timeout_s: float = _opt(5.0, min=0.1)
+    # the oracle's reset goes with a new prediction's first tokens, so the old one feeds the
+    # front-end until then; false: at the restart (the front-end has no oracle until they come)
+    reset_on_first_token: bool = True
     # an STT that has taken no audio for this long while frames wait for it has stalled: reported
     # and its stream restarted (raise it for an STT that loads a model inside stream())
     stt_stall_s: float = _opt(5.0, min=0.5)

@@ -73,8 +73,6 @@ class _Stalled(_LLMFault):
     pass
 
 
-
-
 class OracleProducer:
     def __init__(
         self,
@@ -257,9 +255,11 @@ class OracleProducer:
             now = self.clock.now()
             self._gate.fail(now, self._failures, getattr(exc, "retry_after", None))
             # (named by its session: with several, "prediction 3 failed" alone says not whose)
-            log.warning("%soracle prediction %d failed (%s: %s); retry in %.2f s",
-                        f"session {self.session}: " if self.session else "", pid,
-                        type(exc).__name__, exc, self._gate.retry_at - now)
+            # (a fault found here reads by its message alone, "LLM x stalled: ...": its class is private)
+            why = str(exc) if isinstance(exc, _LLMFault) else f"{type(exc).__name__}: {exc}"
+            log.warning("%soracle prediction %d failed (%s); retry in %.2f s",
+                        f"session {self.session}: " if self.session else "", pid, why,
+                        self._gate.retry_at - now)
             failed = getattr(self.llm, "failed", None)  # (a health watcher: kame.runtime.backend.WatchedLLM)
             if isinstance(exc, _LLMFault) and callable(failed):  # we, not the LLM, ended the stream
                 failed(str(exc))

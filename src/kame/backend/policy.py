@@ -59,13 +59,18 @@ class OraclePolicy:
 
     @classmethod
     def from_config(cls, backend) -> "OraclePolicy":
-        """From kame.config.BackendConfig (its poll/restart/LLM fields)."""
+        """From kame.config.BackendConfig: every field has its backend.* key (docs/backend.md)."""
+        b = backend
         return cls(
-            min_new_words=backend.min_new_words, max_restarts=backend.max_restarts,
-            window=backend.restart_window_s, poll_interval=backend.poll_interval_s,
-            min_interval=backend.poll_interval_s, max_tokens=backend.llm_max_tokens,
-            temperature=backend.llm_temperature, retry_backoff=max(backend.retry_s, 0.01),
-            wait_first_token=backend.wait_first_token,
+            min_new_words=b.min_new_words, restart_on_final=b.restart_on_final,
+            # unset: poll_interval_s, as before the key existed (and as KAME: a restart waits for a poll)
+            min_interval=b.poll_interval_s if b.min_interval_s is None else b.min_interval_s,
+            max_restarts=b.max_restarts, window=b.restart_window_s, poll_interval=b.poll_interval_s,
+            event_driven=b.event_driven, wait_first_token=b.wait_first_token,
+            max_tokens=b.llm_max_tokens, temperature=b.llm_temperature,
+            first_token_timeout=b.llm_first_token_timeout_s, chunk_timeout=b.llm_chunk_timeout_s,
+            retry_backoff=max(b.retry_s, 0.01), max_backoff=b.llm_retry_max_s,
+            reset_on_first_token=b.reset_on_first_token,
         )
 
     def backoff(self, failures: int) -> float:

@@ -5,6 +5,8 @@
         ...   # text pieces (str) as they arrive
 
 Cancelling the consuming task cancels the request. Errors raise kame.errors.BackendError.
+``messages`` must be a non-empty list of ChatMessage: ``check_messages`` (called first by
+each stream_chat) raises TypeError / ValueError before any request is made.
 Every piece must be a ``str`` (possibly empty); a stream that yields anything else (None, an
 int, a dict) has broken the interface, and its consumers treat that as the LLM failing:
 ``check_piece`` raises a BackendError that says what it yielded.
@@ -52,6 +54,25 @@ def describe(llm: Any) -> str:
 def yielded(item: Any) -> str:
     """``int 42``, ``None``, ``dict {'text': 'hi'}``: what a component handed over, for an error."""
     return "None" if item is None else f"{type(item).__name__} {reprlib.repr(item)}"
+
+
+def check_messages(messages: Any) -> list[ChatMessage]:
+    """``messages`` as a list, checked before any request (every LLM's ``stream_chat`` calls it
+    first): TypeError unless a list or tuple of ChatMessage (anything with str ``role`` and
+    ``content``), ValueError if it is empty (was: a str failed on ``.role`` and an empty list
+    went to the model, which refused it)."""
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+        hint = ": wrap it, e.g. [ChatMessage('user', text)]" if isinstance(messages, str) else ""
+        raise TypeError(f"stream_chat expects a list of ChatMessage(role, content), got {yielded(messages)}{hint}")
+    for i, m in enumerate(messages):
+        if not (isinstance(getattr(m, "role", None), str) and isinstance(getattr(m, "content", None), str)):
+            shown = repr(m) if len(repr(m)) <= 100 else repr(m)[:97] + "..."  # (a ChatMessage's repr names it)
+            what = shown if isinstance(m, ChatMessage) or m is None else f"{type(m).__name__} {shown}"
+            raise TypeError(f"stream_chat's messages[{i}] is {what}, expected a ChatMessage(role, content) "
+                            "with a str role and content")
+    if not messages:
+        raise ValueError("stream_chat got no messages: give at least one, e.g. [ChatMessage('user', text)]")
+    return list(messages)
 
 
 def check_piece(piece: Any, llm: Any, error: type[Exception] = BackendError) -> str:

