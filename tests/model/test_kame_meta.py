@@ -20,8 +20,8 @@ TOK_SHA = hashlib.sha256(DEFAULT_MODEL.read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")
-def model():
-    return load_frontend("random:tiny")[0]
+def model():  # (a text vocabulary kame's 4000-piece tokenizer fits: save_frontend checks it)
+    return load_frontend("random:tiny", text_card=4000)[0]
 
 
 def test_save_writes_and_load_reads_what_it_was_trained_with(model, tmp_path):

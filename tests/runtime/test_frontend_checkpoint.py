@@ -482,7 +482,9 @@ def test_trained_weights_are_not_folded_into_a_tokenizer_that_does_not_fit(tmp_p
     text_card is smaller than the tokenizer they would run with are refused before the weights load
     (was: kame's 4k tokenizer, ids taken modulo text_card, silently)."""
     small = own_ck(tmp_path / "small", text_card=1000)
-    named = own_ck(tmp_path / "named", text_card=1000, tokenizer="default")
+    named = own_ck(tmp_path / "named", text_card=1000)  # kame.tokenizer written by hand: save_frontend refuses it
+    raw = json.loads((named / "config.json").read_text())
+    (named / "config.json").write_text(json.dumps({**raw, "kame": {"tokenizer": "default"}}))
     _, info = load_frame_models(cfg("random:tiny", "codec.spec=embedded"))
     assert info["frontend_random"] and info["oracle_ids_folded"]  # random weights: folded, and said so
     no_weights(monkeypatch)

@@ -45,7 +45,7 @@ from ..hub import HubFileNotFound, HubUnreachable, hf_download, split_hf
 from ..paths import local_path
 from .config import DEFAULT_TOKENIZER, DTYPE_NAMES, SHAPE_KEYS, LMConfig, config_json, moshi_7b, preset
 from .lm import LMModel
-from .meta import kame_record, tokenizer_name
+from .meta import kame_record, mimi_trained, tokenizer_name
 from .modules import NEEDS_CONTEXT
 from .stepper import Sampling, Stepper
 from .tensorfiles import (SAFETENSORS_SUFFIXES, checkpoint_kind, file_kind, kind_hint, read_safetensors,
@@ -70,7 +70,9 @@ class FrontendInfo:
     model_type: str = "moshi"
     oracle_upgraded: bool = False  # oracle_emb was cloned from text_emb on load
     raw_config: dict = field(default_factory=dict)
-    missing_files: list[str] = field(default_factory=list)  # named by config.json, not found
+    # companion files not found: those config.json names, and Moshi's default Mimi / tokenizer names
+    # for a checkpoint trained on Mimi codes (or Kyutai STT), which needs them
+    missing_files: list[str] = field(default_factory=list)
 
     @property
     def sampling(self) -> Sampling:  # moshi's LMGen: use_sampling false = argmax
@@ -202,10 +204,25 @@ def _try_resolve(name: str, folder, repo, revision, missing: list[str]) -> Path 
     return p
 
 
-def _resolve_tokenizer(meta, folder, repo, revision, missing: list[str]) -> Path | None:
+def _resolve_mimi(meta, needs: bool, folder, repo, revision, missing: list[str]) -> Path | None:
+    """The Mimi file config.json names (mimi_name), else Moshi's default name, listed in ``missing``
+    when not found only if named or ``needs`` (trained on Mimi codes). A codec recorded in kame.codec
+    is the runtime's to create from its spec: no Mimi is looked for then."""
+    if meta.get("mimi_name"):
+        return _try_resolve(meta["mimi_name"], folder, repo, revision, missing)
+    if (meta.get("kame") or {}).get("codec"):
+        return None
+    return _try_resolve(MIMI_NAME, folder, repo, revision, missing if needs else [])
+
+
+def _resolve_tokenizer(meta, needs: bool, folder, repo, revision, missing: list[str]) -> Path | None:
+    """The tokenizer config.json names (tokenizer_name, kame.tokenizer), else Moshi's default name,
+    listed in ``missing`` when not found only if named or ``needs`` (kame's own front-ends that name
+    none run with kame's default tokenizer)."""
     name = tokenizer_name(meta)
+    named = bool(meta.get("tokenizer_name") or (meta.get("kame") or {}).get("tokenizer"))
     if name != DEFAULT_TOKENIZER:
-        return _try_resolve(name, folder, repo, revision, missing)
+        return _try_resolve(name, folder, repo, revision, missing if named or needs else [])
     from ..backend.tokenizer import DEFAULT_MODEL  # (lazily: sentencepiece)
 
     if not DEFAULT_MODEL.is_file():
@@ -324,7 +341,7 @@ def check_streamable(cfg: LMConfig, spec: str) -> None:
         raise ConfigError(f"{spec}: its {NEEDS_CONTEXT}")
 
 
-def _check_expected(expect: str | None, cfg: LMConfig, spec: str) -> None:
+def check_expected(expect: str | None, cfg: LMConfig, spec: str) -> None:
     """load_frontend's ``expect``: a speech-to-speech front-end ("frontend") or a Kyutai STT LM
     ("stt"), told apart by dep_q (the audio codebooks it generates; 0 for Kyutai STT)."""
     if expect is None:
@@ -414,7 +431,7 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
         cfg = preset(name)
         if oracle is not None or config_overrides:
             cfg = cfg.replace(**({"oracle": oracle} if oracle is not None else {}), **config_overrides)
-        _check_expected(expect, cfg, spec)
+        check_expected(expect, cfg, spec)
         gen_state = torch.random.get_rng_state()
         torch.manual_seed(seed)
         try:
@@ -439,7 +456,7 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
         except (ConfigError, NotAvailableError) as exc:  # name the file (and the caller's overrides)
             over = f" (with {', '.join(sorted(config_overrides))} given to load_frontend)" if config_overrides else ""
             raise type(exc)(f"{found.where}{over}: {exc}") from None
-    _check_expected(expect, cfg, spec)
+    check_expected(expect, cfg, spec)
     meta = cfg.meta
     missing: list[str] = []
     wname = found.weights or meta.get("moshi_name", MOSHI_NAME)
@@ -447,9 +464,10 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
     if not wpath.exists():
         raise CheckpointError(_no_weights(wpath, found, named="moshi_name" in meta))
     mimi = tok = None
-    if fetch_companions:
-        mimi = _try_resolve(meta.get("mimi_name", MIMI_NAME), folder, repo, revision, missing)
-        tok = _resolve_tokenizer(meta, folder, repo, revision, missing)
+    if fetch_companions:  # Moshi's default names are needed by a checkpoint trained on Mimi codes (or Kyutai STT)
+        needs = bool(mimi_trained(meta, bool(raw)) or meta.get("model_type") == "stt")
+        mimi = _resolve_mimi(meta, needs, folder, repo, revision, missing)
+        tok = _resolve_tokenizer(meta, needs, folder, repo, revision, missing)
     info = FrontendInfo(spec, cfg, wpath, mimi, tok, dict(meta.get("lm_gen_config") or {}),
                         meta.get("model_type", "moshi"), False, raw, missing)
     if before_weights is not None:

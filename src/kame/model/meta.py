@@ -31,6 +31,28 @@ def tokenizer_name(meta: Mapping[str, Any]) -> str:
     return meta.get("tokenizer_name") or (meta.get("kame") or {}).get("tokenizer") or TOKENIZER_NAME
 
 
+def mimi_trained(meta: Mapping[str, Any], has_config: bool = True) -> str | None:
+    """Why a checkpoint's audio codes are Mimi's (None: nothing says so, e.g. kame's own front-ends
+    saved without a mimi_name). ``has_config``: False for a repo without config.json (Moshi 7B).
+    A config.json's kame.codec says which codec it is; one with a "kame" object is kame's own (its
+    model_type does not mean Mimi). The one rule: the loader's and the runtime's."""
+    from .. import registry
+
+    kame = meta.get("kame") or {}
+    if isinstance(kame, Mapping) and kame.get("codec"):
+        mimi = registry.parse_spec(kame["codec"])[0] == "mimi"
+        return f"its config.json kame.codec is {kame['codec']!r}" if mimi else None
+    if meta.get("mimi_name"):
+        return f"its config.json names the Mimi file {meta['mimi_name']!r}"
+    if meta.get("kame") is not None:
+        return None
+    if not has_config:
+        return "a Moshi repo without config.json"
+    if meta.get("model_type") in ("moshi", "kame"):
+        return f"its config.json model_type is {meta['model_type']!r}"
+    return None
+
+
 def kame_record(cfg: LMConfig, meta: dict[str, Any], folder: Path, given: dict[str, Any]) -> dict[str, Any]:
     """save_frontend's meta with the "kame" object updated from ``given`` (codec, tokenizer, their
     sha256, train): a codec or tokenizer given replaces the recorded one and its sha256, which is
@@ -60,6 +82,7 @@ def kame_record(cfg: LMConfig, meta: dict[str, Any], folder: Path, given: dict[s
             registry.check_spec("codec", kame["codec"])
     except ConfigError as exc:
         raise ConfigError(f"save_frontend: {exc}") from None
+    check_tokenizer_fits(cfg, {**meta, "kame": kame}, folder)  # (before a codec is built for its sha256)
     if given["codec"] is not None and "codec_sha256" not in kame:
         try:
             fingerprint = codec_fingerprint(kame["codec"])
@@ -80,6 +103,41 @@ def kame_record(cfg: LMConfig, meta: dict[str, Any], folder: Path, given: dict[s
         kame["tokenizer_sha256"] = file_sha256(path)
     meta["kame"] = {k: kame[k] for k in KAME_KEYS if k in kame}  # (check_kame refused any other key)
     return meta
+
+
+def check_tokenizer_fits(cfg: LMConfig, meta: Mapping[str, Any], folder: Path) -> None:
+    """ConfigError if the text tokenizer kame would run a saved front-end with has more pieces than
+    its text vocabulary (text_card): the runtime refuses such a checkpoint (kame.runtime.loading's
+    check_tokenizer), so save_frontend does not write it. The tokenizer is the one config.json names
+    (a file not in the folder yet, or on the hub, is not checked), else kame's default one, unless
+    the front-end was trained on Mimi codes (then Moshi's, which the runtime asks for)."""
+    from ..backend.tokenizer import DEFAULT_MODEL, TextTokenizer  # (lazily: sentencepiece)
+    from .loaders import local_name
+
+    name = meta.get("tokenizer_name") or (meta.get("kame") or {}).get("tokenizer")
+    if name is None and mimi_trained(meta):
+        return
+    if name is None or name == DEFAULT_TOKENIZER:
+        path = DEFAULT_MODEL
+    elif name.startswith("hf://"):
+        return
+    else:
+        path = local_name(name) or folder / name
+        if not path.is_file():
+            return
+    size, card = TextTokenizer(path).vocab_size, cfg.text_card
+    if size <= card:
+        return
+    fix = (f"save a model whose text_card fits the tokenizer (at least {size}; for random weights, e.g. "
+           f"load_frontend('random:small', text_card={size})) or name the tokenizer it was trained with "
+           f"(tokenizer=FILE, at most {card} pieces)")
+    if name is None:
+        raise ConfigError(f"save_frontend: the checkpoint names no text tokenizer (tokenizer= or tokenizer_name), so "
+                          f"kame would run it with its default one ({path}, {size} pieces), which does not fit the "
+                          f"model's text vocabulary (text_card {card}), and refuse to run it: {fix}")
+    raise ConfigError(f"save_frontend: tokenizer {name!r} ({path}) has {size} pieces, more than the model's text "
+                      f"vocabulary (text_card {card}): the oracle's token ids and the agent's text would not fit, and "
+                      f"kame would refuse to run the checkpoint: {fix}")
 
 
 def codec_fingerprint(spec: str) -> str | None:

@@ -12,8 +12,9 @@ outputs are invalid); other rows are not disturbed. These calls, and the oracle 
 come from another thread (e.g. the asyncio thread while ``step`` runs on a worker thread): they
 are queued under a lock and applied, in call order, at the start of the next ``step`` (a row's
 ``reset`` and the clearing of its oracle always land in the same step). ``step`` itself must run
-on one thread at a time. Bad arguments (row out of range, token id outside the vocabulary, user
-codes of the wrong shape/dtype/range) raise at call time and change nothing.
+on one thread at a time. Bad arguments (a row or token id that is not an int - a bool or float is
+refused, not rounded -, a row out of range, a token id outside the vocabulary, user codes of the
+wrong shape/dtype/range, batch_size < 1) raise at call time and change nothing.
 
 Oracle feed (KAME), per row, one token per 80 ms frame:
     stepper.oracle.reset(row)            # a new back-end prediction: start id (text_card) at the next frame
@@ -35,8 +36,9 @@ from __future__ import annotations
 import operator
 import threading
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterable, Sequence
 
+import numpy as np
 import torch
 
 from .lm import LMModel
@@ -116,8 +118,37 @@ class _OracleRow:
         return pad_id, False
 
 
+def as_int(x, what: str) -> int:
+    """``x`` as an int: Python and numpy ints, integer 0-d tensors; a bool or a float is a TypeError
+    (int() would take 5.9 for 5 and True for 1, silently)."""
+    if not isinstance(x, bool) and not (isinstance(x, torch.Tensor) and x.dtype == torch.bool):
+        try:
+            return operator.index(x)
+        except TypeError:
+            pass
+    raise TypeError(f"{what} must be an int, got {type(x).__name__} {x!r}")
+
+
+def token_list(token_ids, where: str) -> list[int]:
+    """Oracle token ids (a sequence of ints, an integer array or tensor) -> list[int], else a
+    TypeError saying what was given; the ids' range is not checked here."""
+    if isinstance(token_ids, (torch.Tensor, np.ndarray)):  # (one type check, not one per id)
+        kind = token_ids.dtype in _INT_DTYPES if isinstance(token_ids, torch.Tensor) else token_ids.dtype.kind in "iu"
+        if not kind or token_ids.ndim != 1:
+            raise TypeError(f"oracle token ids ({where}) must be a 1-d sequence of int ids, got a "
+                            f"{type(token_ids).__name__} of dtype {token_ids.dtype} and shape {tuple(token_ids.shape)}")
+        return token_ids.tolist()
+    if isinstance(token_ids, (str, bytes)) or not isinstance(token_ids, Iterable):
+        raise TypeError(f"oracle token ids ({where}) must be a sequence of int ids (from the text tokenizer), got "
+                        f"{type(token_ids).__name__} {token_ids!r}")
+    return [t if type(t) is int else as_int(t, f"oracle token id ({where})") for t in token_ids]  # (ints: no call)
+
+
+_INT_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
 def _check_ids(token_ids: Sequence[int], vocab: int, where: str) -> list[int]:
-    ids = [int(t) for t in token_ids]
+    ids = token_list(token_ids, where)
     bad = [t for t in ids if not 0 <= t < vocab]
     if bad:
         raise ValueError(f"oracle token id(s) {bad[:8]} outside the text vocabulary [0, {vocab}) ({where})")
@@ -181,9 +212,10 @@ class OracleFeed:
         self._ops: list[tuple] = []
 
     def _check(self, row: int) -> int:
-        if not 0 <= int(row) < len(self._rows):
+        row = as_int(row, "oracle row")
+        if not 0 <= row < len(self._rows):
             raise IndexError(f"oracle row {row} out of range [0, {len(self._rows)})")
-        return int(row)
+        return row
 
     def reset(self, row: int) -> None:
         """A new prediction for `row`: the start id is fed at the row's next frame."""
@@ -266,6 +298,9 @@ class Stepper:
                  generator: torch.Generator | None = None, active: bool = True):
         """active=False: all rows start paused (a server allocating B slots; ``reset([row])``
         starts a session in a slot)."""
+        batch_size = as_int(batch_size, "Stepper batch_size")
+        if batch_size < 1:
+            raise ValueError(f"Stepper batch_size must be at least 1 (one row per session), got {batch_size}")
         if model.training:
             model.eval()
         self.model, self.cfg, self.batch_size = model, model.cfg, batch_size
@@ -284,8 +319,15 @@ class Stepper:
             lm=model.transformer.init_state(batch_size))
 
     # --- session control (thread-safe, applied at the next step) -------------------------
-    def _rows(self, rows: Sequence[int]) -> list[int]:
-        rows = [int(r) for r in rows]
+    def _rows(self, rows: int | Sequence[int]) -> list[int]:
+        """A row (an int) or rows (ints) -> list[int], else TypeError / IndexError."""
+        try:
+            rows = [as_int(rows, "row")]
+        except TypeError:
+            if isinstance(rows, (str, bytes)) or not isinstance(rows, Iterable):
+                raise TypeError(f"rows must be a row (an int) or a sequence of rows, got {type(rows).__name__} "
+                                f"{rows!r}") from None
+            rows = [as_int(r, "row") for r in rows]
         bad = [r for r in rows if not 0 <= r < self.batch_size]
         if bad:
             raise IndexError(f"rows {bad} out of range [0, {self.batch_size})")
@@ -300,21 +342,21 @@ class Stepper:
     def active(self) -> list[bool]:
         return self.state.active.tolist()
 
-    def reset(self, rows: Sequence[int] | None = None) -> None:
-        """Start fresh sessions in `rows` (all when None); they are also resumed."""
+    def reset(self, rows: int | Sequence[int] | None = None) -> None:
+        """Start fresh sessions in `rows` (a row, rows, or all when None); they are also resumed."""
         rows = list(range(self.batch_size)) if rows is None else self._rows(rows)
         with self._lock:  # queued together with the oracle clear: both land in the same step
             self._ops.append(("reset", rows))
             for r in rows:
                 self.oracle.clear(r)
 
-    def pause(self, rows: Sequence[int]) -> None:
+    def pause(self, rows: int | Sequence[int]) -> None:
         """Freeze rows: they do not advance, their outputs are invalid, their inputs ignored."""
         rows = self._rows(rows)
         with self._lock:
             self._ops.append(("pause", rows))
 
-    def resume(self, rows: Sequence[int]) -> None:
+    def resume(self, rows: int | Sequence[int]) -> None:
         rows = self._rows(rows)
         with self._lock:
             self._ops.append(("resume", rows))

@@ -86,7 +86,9 @@ class CodecFrameModel:
         self.stepper.oracle.reset(row)
 
     def oracle_append(self, row: int, token_ids: Sequence[int]) -> None:
-        ids = [int(t) for t in token_ids]
+        from ..model.stepper import token_list
+
+        ids = token_list(token_ids, f"row {row}")  # ints only (int() would round 5.9 to 5)
         if any(t >= self.text_card or t < 0 for t in ids):
             # a back-end tokenizer bigger than this front-end's vocabulary: random presets only (the
             # load refuses trained weights whose tokenizer does not fit, check_tokenizer)
@@ -132,7 +134,7 @@ class CodecFrameModel:
                 broken.append(str(exc))
                 pcm_out = _silence_broken_rows(pcm_out, self.batch_size, pcm.shape[-1])
             pcm_out = torch.where(valid[:, None], pcm_out, torch.zeros_like(pcm_out))
-        else:  # a front-end that generates no audio (a random stt preset)
+        else:  # no audio generated (dep_q 0: load_frame_models refuses such a front-end; a stepper given by hand)
             pcm_out = torch.zeros(self.batch_size, pcm.shape[-1])
         if broken:
             self._broken(broken, active)
@@ -196,7 +198,8 @@ def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: st
     front-end's weights load. ``oracle``: the config's frontend.oracle (auto | on | off). Its load
     errors are tagged with the config key to change (loading.config_key; load_frame_models names it)."""
     from .. import registry
-    from ..model.loaders import check_frontend_spec, load_frontend, parse_device  # checkpoints, folders, presets
+    from ..model.config import preset
+    from ..model.loaders import check_expected, check_frontend_spec, load_frontend, parse_device
 
     with config_key("frontend.device"):
         parse_device(device)  # (was: said by the loader, as if the checkpoint's fault)
@@ -210,12 +213,14 @@ def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: st
     # and removes it below; a random preset is built without one
     want = {"auto": None, "on": True, "off": True if kind != "random" else False}[oracle]
     if kind == "random":  # random weights: the embedded CPU codec unless told otherwise
+        with config_key("frontend.spec"):  # a preset of Kyutai STT's shape: no audio out (before the codec,
+            check_expected("frontend", preset(form[1]), spec)  # whose codebooks could reshape it below)
         codec_spec = "embedded" if codec_spec == "auto" else codec_spec
         with config_key("codec.spec"):
             codec = registry.create("codec", codec_spec)
         with config_key("frontend.spec"):
             model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), spec_form=form,
-                                         oracle=want, **_random_overrides(codec))
+                                         oracle=want, expect="frontend", **_random_overrides(codec))
         with config_key("codec.spec"):
             fit_codec(codec, codec_spec, model.cfg, spec)
     else:

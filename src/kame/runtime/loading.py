@@ -161,24 +161,10 @@ def _check_tokenizer_sha(path, finfo, spec: str) -> None:
 
 
 def _mimi_trained(finfo) -> str | None:
-    """Why a checkpoint's audio codes are Mimi's (None: nothing says so, e.g. kame's own front-ends
-    saved without a mimi_name). A config.json's kame.codec says which codec it is; one with a
-    "kame" object is kame's own (its model_type does not mean Mimi)."""
-    from .. import registry
+    """Why a loaded checkpoint's audio codes are Mimi's (kame.model.meta.mimi_trained's rule)."""
+    from ..model.meta import mimi_trained
 
-    meta, kame = finfo.config.meta, finfo.kame
-    if kame.get("codec"):
-        mimi = registry.parse_spec(kame["codec"])[0] == "mimi"
-        return f"its config.json kame.codec is {kame['codec']!r}" if mimi else None
-    if meta.get("mimi_name"):
-        return f"its config.json names the Mimi file {meta['mimi_name']!r}"
-    if meta.get("kame") is not None:
-        return None
-    if not finfo.raw_config:
-        return "a Moshi repo without config.json"
-    if meta.get("model_type") in ("moshi", "kame"):
-        return f"its config.json model_type is {meta['model_type']!r}"
-    return None
+    return mimi_trained(finfo.config.meta, has_config=bool(finfo.raw_config))
 
 
 def _where(name: str, form, finfo) -> str:
