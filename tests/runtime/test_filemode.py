@@ -176,15 +176,18 @@ def test_the_summary_tells_failed_and_empty_replies(tmp_path, capsys):
 class _TurnAgent:
     """A stand-in cascade: answers every pushed frame with a frame of audio; the user's speech
     ends (VAD "end") at frame ``heard``, a reply starts (Meta "turn", after its final transcript)
-    at frame ``start`` and ends (Meta "agent_turn") after frame ``end``."""
+    at frame ``start`` and ends (Meta "agent_turn") after frame ``end``; with ``partial``, the
+    STT sends a partial transcript with words at that frame."""
 
     components = {"mode": "cascade"}
 
-    def __init__(self, start: int, end: int, heard: int | None = None, lag: int = 0) -> None:
+    def __init__(self, start: int, end: int, heard: int | None = None, lag: int = 0,
+                 partial: int | None = None) -> None:
         import asyncio
 
         self.start_at, self.end_at, self.pushed, self.lag = start, end, 0, lag  # lag 1: stamped as a real agent's
         self.heard_at = start if heard is None else heard
+        self.partial_at = partial
         self.out: asyncio.Queue = asyncio.Queue()
 
     async def start(self):
@@ -202,6 +205,8 @@ class _TurnAgent:
         k, self.pushed = self.pushed, self.pushed + 1
         if k == 0:
             self.out.put_nowait(Meta({"type": "info", "mode": "cascade"}))
+        if k == self.partial_at:
+            self.out.put_nowait(Meta({"type": "transcript", "final": False, "text": "what is", "t": k * 0.08}))
         if k == self.heard_at:
             self.out.put_nowait(Meta({"type": "vad", "event": "end", "t": k * 0.08}))
         if k == self.start_at:

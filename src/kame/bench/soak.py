@@ -14,7 +14,8 @@ Runs `kame serve`'s app in this process on a loopback port, with real WebSocket 
             missed-deadline ratio and step time p50/p99 from the agent's metrics.
   fuzz      >= N random / truncated / oversized / corrupt messages over reconnecting
             connections while a canary session streams; every bad message must get a 0x05 error
-            or a clean close, the canary none, and the server must stay up.
+            or a clean close (else "unanswered"), no valid one an error (else "unexpected"), the
+            canary none, and the server must stay up.
   cycles    N connect/disconnect cycles (clean closes, aborts, mid-audio drops): connections,
             agent sessions, the tandem agent's batch rows and asyncio tasks must return to
             baseline; RSS growth is reported.
@@ -186,13 +187,13 @@ def _fuzz_message(rng: random.Random, enc: P.OpusEncoder, good: list[bytes], max
 
 def _expect_error(cat: str, data: bytes | str, max_bytes: int) -> bool:
     """Whether the server must answer this message with a 0x05 error (or a close)."""
-    if cat in ("valid_pcm", "valid_opus", "ping"):
+    if cat in ("valid_pcm", "valid_opus"):
         return False
     if isinstance(data, str) or not data or len(data) > max_bytes:
         return True
     kind, payload = data[0], data[1:]
-    if kind == P.Kind.PING:
-        return False
+    if kind == P.Kind.PING:  # (random bytes may begin with 0x06 too: an over-long one is bad_ping)
+        return len(payload) > P.MAX_PING_BYTES
     if kind == P.Kind.CONTROL:
         return not (len(payload) == 1 and payload[0] < 4)
     if kind == P.Kind.PCM:  # any even, non-empty payload is valid (noise) PCM
@@ -206,6 +207,12 @@ def _expect_error(cat: str, data: bytes | str, max_bytes: int) -> bool:
     return True
 
 
+def _tally(bad: int, answered: int) -> tuple[int, int]:
+    """(bad messages that got no 0x05, 0x05 errors beyond the bad messages) of one connection:
+    counted apart, as a net difference would go negative, or let extra errors hide missing ones."""
+    return max(0, bad - answered), max(0, answered - bad)
+
+
 async def run_fuzz(url: str, n_messages: int, http: aiohttp.ClientSession, server: Server, seed: int = 0,
                    workers: int = 4) -> dict:
     """``n_messages`` fuzz messages over ``workers`` reconnecting connections + a canary."""
@@ -216,13 +223,14 @@ async def run_fuzz(url: str, n_messages: int, http: aiohttp.ClientSession, serve
     errors: Counter = Counter()
     closes: Counter = Counter()
     unanswered = 0  # bad messages on client-closed connections that got no 0x05
+    unexpected = 0  # 0x05 errors beyond the bad messages sent (_expect_error took one for valid)
     retries = Counter()  # 503s: the server had not yet seen a worker's previous connection go
     left = [n_messages]
     canary_s = max(3.0, n_messages / 1500)
     canary = asyncio.create_task(chat(url, speechlike(canary_s, 99), http=http, tail_s=0.5))
 
     async def worker(w: int) -> None:
-        nonlocal unanswered
+        nonlocal unanswered, unexpected
         rng = random.Random(seed * 100 + w)
         enc = P.OpusEncoder()
         while left[0] > 0:
@@ -257,8 +265,10 @@ async def run_fuzz(url: str, n_messages: int, http: aiohttp.ClientSession, serve
                 if rt.done() or st["answered"] >= st["bad"]:
                     break
                 await asyncio.sleep(0.01)
+            missing, extra = _tally(st["bad"], st["answered"])
+            unexpected += extra
             if not rt.done():
-                unanswered += st["bad"] - st["answered"]
+                unanswered += missing
                 closes["client_close"] += 1
                 st["client_closed"] = True
                 await ws.close()
@@ -273,6 +283,7 @@ async def run_fuzz(url: str, n_messages: int, http: aiohttp.ClientSession, serve
     return {
         "messages": sum(sent.values()), "wall_s": wall, "sent": dict(sent), "errors": dict(errors),
         "closes": {str(k): v for k, v in closes.items()}, "unanswered": unanswered,
+        "unexpected": unexpected,
         "canary_errors": len(res.errors), "canary_close": res.close_code,
         "canary_audio_s": len(res.audio) / 24000, "canary_expected_s": canary_s + 0.5,
         "loop_lag": lag.stop(), "workers": workers, "capacity_retries": retries["503"],
@@ -480,12 +491,12 @@ def tables(r: dict) -> str:
     if "fuzz" in r:
         f = r["fuzz"]
         lines += ["| fuzz messages | wall (s) | 0x05 errors | closes (code: n) | unanswered | canary errors / close "
-                  "| canary audio (s, of expected) | loop lag p99 (ms) |",
-                  "|---|---|---|---|---|---|---|---|",
+                  "| canary audio (s, of expected) | loop lag p99 (ms) | unexpected 0x05 |",  # (new columns last)
+                  "|---|---|---|---|---|---|---|---|---|",
                   f"| {f['messages']} | {f['wall_s']:.1f} | {sum(f['errors'].values())} | "
                   f"{', '.join(f'{k}: {v}' for k, v in sorted(f['closes'].items()))} | {f['unanswered']} | "
                   f"{f['canary_errors']} / {f['canary_close']} | {f['canary_audio_s']:.1f} (of {f['canary_expected_s']:.1f}) "
-                  f"| {1e3 * f['loop_lag']['p99']:.1f} |", "",
+                  f"| {1e3 * f['loop_lag']['p99']:.1f} | {f.get('unexpected', '-')} |", "",
                   "error codes: " + ", ".join(f"`{k}` {v}" for k, v in sorted(f["errors"].items())), ""]
         if f.get("workers", 4) != 4 or f.get("capacity_retries"):
             lines += [f"fuzzing connections: {f.get('workers', 4)} beside the canary; capacity retries (a 503 before "

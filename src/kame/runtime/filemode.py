@@ -49,12 +49,13 @@ from .base import AgentAudio, AgentText, ErrorEvent, Meta
 from .clock import FakeClock
 from .interrupt import first_ctrl_c, run_to_end, unless_stopped
 from .metrics import SLOW_CAUSE, MetricsLog, behind_real_time, late_share
-from .runreport import MIN_WORD_SPEECH_S, STEP_FAILED, frontend_failure, print_warnings
+from .runreport import MIN_WORD_SPEECH_S, STEP_FAILED, final_missing, frontend_failure, late_final, print_warnings
 
 SR, FRAME = 24000, 1920
 FRAME_S = FRAME / SR
 DEFAULT_MAX_TAIL_S = 30.0
 FINAL_WAIT_S = 6.0  # a cascade's final transcript comes this soon after the speech ends, or never
+# (unless the STT sent words of that speech already: then it is working, slowly, and a final comes)
 
 
 def add_arguments(p) -> None:
@@ -77,8 +78,9 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
                            stop: asyncio.Event | None = None) -> dict:
     """Play ``pcm`` (float32 mono 24 kHz, tail included) into one session; return a record.
     While a cascade reply is under way when ``pcm`` ends (``reply_pending``), up to ``extend_s``
-    seconds of silence more are played, a frame at a time; rec["frames"] counts them all. Once
-    ``stop`` is set (kame run: Ctrl-C) no more frames are played: rec["interrupted"]."""
+    seconds of silence more are played, a frame at a time; rec["frames"] counts them all, and
+    rec["max_tail_reached"] says whether the run ended with one still under way. Once ``stop``
+    is set (kame run: Ctrl-C) no more frames are played: rec["interrupted"]."""
     from .engine import build_agent
 
     clock = clock or FakeClock(start=FRAME_S)
@@ -110,7 +112,7 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
             elif isinstance(out, Meta):
                 d = dict(out.data)
                 kind = d.get("type")
-                for key in ("t", "detected_at"):
+                for key in ("t", "detected_at", "t_user_end"):  # (all on the session's clock)
                     if isinstance(d.get(key), (int, float)):
                         d[key] = d[key] - t0
                 for w in d.get("words", ()):
@@ -148,6 +150,7 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
             # a reply that ended in the last frame played still has that frame's audio to come,
             # placed one frame later: one more frame, or the reply's last 80 ms is not in OUT.wav
             if not (k < n or (k < n_max and (pending or was_pending))):
+                rec["max_tail_reached"] = pending  # (what to advise: a longer --max-tail, or --tail)
                 break
             if stop is not None and stop.is_set():  # (a Ctrl-C after the last frame is no interruption)
                 rec["interrupted"] = True
@@ -188,6 +191,7 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
     rec["frames"], rec["wall_s"], rec["late_frames"], rec["load_s"] = n, wall, late_frames, load_s
     rec["failed_steps"] = failed[0]  # frames whose front-end step failed (their ErrorEvents)
     rec.setdefault("interrupted", False)
+    rec.setdefault("max_tail_reached", False)
     rec["duration_s"] = n * FRAME_S
     rec["slowdown"] = wall / rec["duration_s"] if rec["duration_s"] else 0.0
     rec["step_times"] = metrics.values("step_time")
@@ -214,27 +218,34 @@ def reply_pending(metas, now: float, *, at: str = "t") -> bool:
     (``metas``, each type in the order the session sent it; `kame run` and `kame client` both
     decide with this): a turn started (``open_turns``: a cascade's, or hybrid routing's in a
     tandem) that has not ended, or, the session's "info" saying mode "cascade", the user's
-    speech ended (the last "vad" event) less than FINAL_WAIT_S before ``now`` and the STT's
-    final transcript, which starts the turn, has not come since (an STT that hears nothing in
-    it sends none). "Since" compares the events' "t" (the session's clock); the wait counts from
-    the field ``at`` of the "vad" event, on the clock of ``now`` (file mode: "detected_at", when
-    the VAD reported the end, end_of_turn_silence after it; else "t"). The tandem's front-end
-    speaks all the time, so nothing says when its reply is over: it gets --tail only."""
-    mode, vad, finals = None, None, []
+    speech ended (the last "vad" event) and the STT's final transcript, which starts the turn,
+    has not come since: for FINAL_WAIT_S (an STT that hears nothing in it sends none), or for as
+    long as the caller goes on (its --max-tail) when a partial transcript with words came since
+    the speech began (the STT heard it and is still working: on a loaded machine a final may
+    take longer; `kame client` passes no partials). "Since" compares the events' "t" (the
+    session's clock); the wait counts from the field ``at`` of the "vad" event, on the clock of
+    ``now`` (file mode: "detected_at", when the VAD reported the end, end_of_turn_silence after
+    it; else "t"). The tandem's front-end speaks all the time, so nothing says when its reply is
+    over: it gets --tail only."""
+    mode, vad, start, finals, partials = None, None, None, [], []
     for d in metas:
         kind = d.get("type")
         if kind == "info" and "mode" in d:
             mode = d["mode"]
         elif kind == "vad":
             vad = d
+            start = d.get("t") if d.get("event") == "start" else start
         elif kind == "transcript" and d.get("final"):
             finals.append(d.get("t"))
+        elif kind == "transcript" and str(d.get("text") or "").strip():
+            partials.append(d.get("t"))
     if open_turns(metas):  # (also a tandem's: hybrid routing answers some turns the cascade's way)
         return True
-    if mode != "cascade":
+    if mode != "cascade" or not (vad and vad.get("event") == "end") \
+            or any(t is None or t >= vad["t"] for t in finals):
         return False
-    return bool(vad and vad.get("event") == "end" and now - vad.get(at, vad["t"]) < FINAL_WAIT_S
-                and not any(t is None or t >= vad["t"] for t in finals))
+    working = any(t is not None and (start is None or t >= start) for t in partials)
+    return working or now - vad.get(at, vad["t"]) < FINAL_WAIT_S
 
 
 def open_turns(metas) -> set:
@@ -270,7 +281,9 @@ def summarize(rec: dict) -> dict:
 
     st = rec.get("step_times") or []  # (none: the cascade has no front-end steps)
     finals = [t for t in rec["transcripts"] if t["final"]]
-    heard = " ".join(t["text"] for t in finals) or (rec["transcripts"][-1]["text"] if rec["transcripts"] else "")
+    heard = " ".join(t["text"] for t in finals)
+    last = rec["transcripts"][-1] if rec["transcripts"] else None  # (was: a partial shown as if heard)
+    partial = last["text"] if last and not last["final"] else ""  # the words of an utterance with no final
     comps = rec["components"]
     return {
         "frontend": comps.get("frontend"), "frontend_random": comps.get("frontend_random"),
@@ -281,7 +294,7 @@ def summarize(rec: dict) -> dict:
                      " ".join(f"{k}={comps[f'sampling_{k}']:g}" for k in ("temp", "top_k", "temp_text", "top_k_text")
                               if isinstance(comps.get(f"sampling_{k}"), (int, float))) or None),
         "sampling_source": comps.get("sampling_source"),
-        "heard": heard,
+        "heard": heard, "heard_partial": partial,
         "oracle_text": " | ".join("".join(o.get("text", "") for o in rec["oracle"] if o.get("prediction_id") == pid
                                           and o["event"] == "append")
                                   for pid in sorted({o["prediction_id"] for o in rec["oracle"]})),
@@ -476,6 +489,9 @@ def main(args) -> int:
     summary["tail_extended_s"] = extended_s
     summary["step_rows"] = cfg.runtime.max_sessions if cfg.runtime.batched else 1  # rows each step codes
     summary["answer_missing"] = None if rec["interrupted"] else answer_missing(rec)
+    summary["final_missing"] = None if rec["interrupted"] else final_missing(rec)
+    summary["late_final"] = late_final(rec) if summary["unanswered"] else None
+    summary["max_tail_reached"] = rec["max_tail_reached"]
     summary["unheard"] = None if rec["interrupted"] else unheard(rec)
     summary["interrupted"] = rec["interrupted"]
     random_fe = bool(summary["frontend_random"])
@@ -536,7 +552,10 @@ def _print_summary(s: dict, out: Path, no_png: bool) -> None:
               + (f" ({s['sampling_source']})" if s.get("sampling_source") else ""))
     if s.get("oracle_note"):
         print(f"note      {s['oracle_note']}")
-    print(f"heard     {s['heard']!r}")
+    heard, partial = repr(s["heard"]), s.get("heard_partial")
+    if partial:  # (was: shown as heard, as if the STT had finished it)
+        heard = (f"{heard}, then " if s["heard"] else "") + f"partial {partial!r} (no final came for it)"
+    print(f"heard     {heard}")
     if s["frontend"]:  # (a cascade has no front-end, so no oracle)
         print(f"oracle    {s['oracle_text'][:200]!r}")
     print(f"agent     {s['agent_text'][:200]!r}" + ("  (random front-end babble)" if s["frontend_random"] else ""))

@@ -1,6 +1,7 @@
 """What went wrong in a `kame run`, and why: the warnings at the end of its printed summary (each
 names its likeliest cause) and the rule by which a run whose front-end mostly failed exits 1.
-Both read the summary dict kame.runtime.filemode builds (``summarize`` and its ``main``)."""
+Both read the summary dict kame.runtime.filemode builds (``summarize`` and its ``main``); two of
+its fields come from the run's record here (``final_missing``, ``late_final``)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,49 @@ def frontend_failure(s: dict, errors: list[dict], out: Path) -> str | None:
             f"produced; see the log for the cause")
 
 
+def final_missing(rec: dict) -> dict | None:
+    """The STT's final transcript for the user's last speech (the last stretch of
+    MIN_WORD_SPEECH_S or more the VAD found ending) never came within the run (no final sent
+    after its end): {"speech_end": its end, "partial": the words heard of it, from the last
+    partial since it began, or ""}; else None (or there is no STT). A loaded machine leaves the
+    STT too little CPU; the tandem's front-end then never gets the answer, the cascade never
+    starts its reply."""
+    if rec.get("components", {}).get("stt") in (None, "none"):
+        return None
+    spans, start = [], None
+    for v in rec.get("vad", ()):
+        if v.get("event") == "start":
+            start = v["t"]
+        elif v.get("event") == "end" and start is not None:
+            spans.append((start, v["t"]))
+            start = None
+    spans = [(a, b) for a, b in spans if b - a >= MIN_WORD_SPEECH_S]
+    if not spans:
+        return None
+    began, end = spans[-1]
+    trs = rec.get("transcripts", ())
+    if any(t["final"] and t["t"] >= end for t in trs):
+        return None
+    partial = [t for t in trs if not t["final"] and t["t"] >= began and t.get("text", "").strip()]
+    return {"speech_end": end, "partial": partial[-1]["text"].strip() if partial else ""}
+
+
+def late_final(rec: dict) -> dict | None:
+    """A cascade's last final transcript with words started no reply (no "turn" after it): it
+    came too late for one in the file (a final sent as the session closed starts none). Then
+    {"speech_end": the end of that speech (the VAD's, else its last word's), "latency": how long
+    after it the final came}; else None."""
+    if rec.get("components", {}).get("mode") != "cascade":
+        return None
+    finals = [t for t in rec.get("transcripts", ()) if t["final"] and t.get("text", "").strip()]
+    if not finals or any(d.get("type") == "turn" and d.get("t", -1) >= finals[-1]["t"] for d in rec.get("other", ())):
+        return None
+    last = finals[-1]
+    ends = [v["t"] for v in rec.get("vad", ()) if v.get("event") == "end" and v["t"] <= last["t"]]
+    end = ends[-1] if ends else max((w["end"] for w in last.get("words", ())), default=last["t"])
+    return {"speech_end": end, "latency": last["t"] - end}
+
+
 def print_warnings(s: dict, out: Path) -> None:
     """The summary's warnings of what failed or is missing, each with its likeliest cause."""
     json_name = out.with_suffix(".json").name
@@ -54,17 +98,31 @@ def print_warnings(s: dict, out: Path) -> None:
 
     def why_empty() -> str:  # an LLM's empty answer is its own: --fast only if the STT heard little of it
         said = f"its LLM {s.get('llm')!r} answered with no text"
-        if s.get("pacing") == "fast" and (s.get("unheard") or not str(s.get("heard") or "").strip()):
+        if s.get("pacing") == "fast" and (s.get("unheard") or not str(s.get("heard") or s.get("heard_partial") or "").strip()):
             return f"{said} to the little its STT heard; {FAST}"
         return said + (" (not --fast: its STT heard the user)" if s.get("pacing") == "fast" else "") \
             + "; check that LLM's replies, or set another backend.llm"
 
-    replies = s.get("replies") or {}
+    # what would have waited longer: the cascade waits for a final up to --max-tail while the STT
+    # is at work on it (kame.runtime.filemode.reply_pending), else only --tail does
+    longer = "--max-tail" if s.get("max_tail_reached") else "--tail"
+    slow_stt = f"the STT is slow on this machine: give a longer {longer}, or see backend.nice"
+    ended = f"{out.name} ended at {s['frames'] * FRAME_S:.2f} s"
+    replies, late = s.get("replies") or {}, s.get("late_final")
     if s.get("unanswered"):  # (was: --fast blamed for an LLM that answered with no text)
         print(f"warning   the cascade heard the user but did not answer in {out.name}; "
-              + (why_empty() if replies.get("empty") else why("give a longer --max-tail")))
+              + (why_empty() if replies.get("empty") else
+                 why(f"the STT's final transcript for the speech ending at {late['speech_end']:.2f} s came "
+                     f"{late['latency']:.2f} s after it, too late for a reply before {ended}; {slow_stt}") if late
+                 else why("give a longer --max-tail")))  # (was: --max-tail, for a final that came too late)
     elif replies.get("empty"):  # (was: nothing said of them)
         print(f"warning   {replies['empty']} of the agent's replies had no text: {why_empty()}")
+    nofinal = s.get("final_missing")
+    if nofinal:  # (was: nothing said; a tandem's answer_missing took a partial's last word for the end)
+        print(f"warning   the STT's final transcript for the speech ending at {nofinal['speech_end']:.2f} s never "
+              f"came within the run ({ended}"
+              + (f"; it had heard {nofinal['partial']!r} of it" if nofinal.get("partial") else "") + "), so the "
+              + ("cascade" if s.get("mode") == "cascade" else "back-end") + " could not answer it; " + why(slow_stt))
     if replies.get("failed"):  # (was: "the agent's reply is cut off ... when the file ended")
         print(f"warning   {replies['failed']} of the agent's replies failed before all of it was spoken; {failed}")
     if s.get("unheard"):
@@ -72,7 +130,7 @@ def print_warnings(s: dict, out: Path) -> None:
         print(f"warning   the STT transcribed nothing in {n} of the {of} stretches of speech ({MIN_WORD_SPEECH_S:g} s "
               f"or longer) the VAD found in {out.name}; "
               + why("the STT heard no words there (too quiet, not speech it knows, or a language it does not)"))
-    if s.get("answer_missing"):
+    if s.get("answer_missing") and not nofinal:  # (no final: that is why, said above)
         miss, took = s["answer_missing"], []
         if miss.get("stt_final_latency") is not None:
             took.append(f"the STT's last final came {miss['stt_final_latency']:.2f} s after the speech")

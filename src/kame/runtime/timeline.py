@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import SAMPLE_RATE
+from ..backend.types import FRAME_S
+from .filemode import AUDIBLE
 
 
 def plot_timeline(path: Path, user: np.ndarray, agent: np.ndarray, rec: dict, title: str) -> None:
@@ -30,7 +32,7 @@ def plot_timeline(path: Path, user: np.ndarray, agent: np.ndarray, rec: dict, ti
     _legend(ax[0])
     for i, tr in enumerate(rec["transcripts"]):
         ax[1].text(tr["t"], 0.9 - 0.12 * (i % 7), tr["text"][-60:] or "(empty)", fontsize=6,
-                   fontweight="bold" if tr["final"] else "normal", color="black" if tr["final"] else "gray")
+                   fontweight="bold" if tr["final"] else "normal", color="black" if tr["final"] else "gray", clip_on=True)
         ax[1].plot([tr["t"]], [0.95 - 0.12 * (i % 7)], "|", color="black")
     ax[1].set_ylim(0, 1)
     ax[1].set_yticks([])
@@ -43,27 +45,17 @@ def plot_timeline(path: Path, user: np.ndarray, agent: np.ndarray, rec: dict, ti
         p[1] += o.get("text", "")
     for i, (pid, (tp, text)) in enumerate(sorted(preds.items())):
         ax[2].axvline(tp, color="purple", lw=0.8)
-        ax[2].text(tp, 0.9 - 0.12 * (i % 7), f"#{pid}:{text[:110]}", fontsize=6, color="purple")
+        ax[2].text(tp, 0.9 - 0.12 * (i % 7), f"#{pid}:{text[:110]}", fontsize=6, color="purple", clip_on=True)
     ax[2].set_ylim(0, 1)
     ax[2].set_yticks([])
     ax[2].set_ylabel("oracle predictions\n(reset time, text)")
     ax[3].plot(t, agent, lw=0.4, color="tab:orange")
     ax[3].set_ylabel("agent")
-    words, cur, t_cur = [], "", None
-    for a in rec["agent_text"]:
-        if a["text"].startswith(" ") and cur:
-            words.append((t_cur, cur))
-            cur, t_cur = "", None
-        cur += a["text"]
-        t_cur = a["t"] if t_cur is None else t_cur
-    if cur:
-        words.append((t_cur, cur))
-    top = float(np.abs(agent).max() or 1.0)
-    for i, (tw, w) in enumerate(words[:400]):
-        ax[3].text(tw, top * (0.9 - 0.25 * (i % 4)), w.strip()[:20], fontsize=5, color="saddlebrown")
-    for m in rec["metrics"]:
-        if m.get("name") == "first_response_latency":
-            ax[3].axvline(m["t"], color="red", lw=0.6, ls=":", label="first response")
+    # (y in axes fractions, clipped: a label never spills out of its panel)
+    for tw, y, w in agent_word_positions(rec, agent)[:400]:
+        ax[3].text(tw, y, w, fontsize=5, color="saddlebrown", transform=ax[3].get_xaxis_transform(), clip_on=True)
+    for tr in first_response_times(rec):
+        ax[3].axvline(tr, color="red", lw=0.6, ls=":", label="first response")
     _legend(ax[3])
     ax[3].set_xlabel("time (s)")
     ax[3].set_xlim(0, t[-1] if t.size else 1.0)
@@ -75,6 +67,59 @@ def plot_timeline(path: Path, user: np.ndarray, agent: np.ndarray, rec: dict, ti
         fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def first_response_times(rec: dict) -> list[float]:
+    """When each first response began: the user's end of speech plus the first_response_latency
+    metric's value (the metric's own "t" is when it was measured: the VAD reports an end of
+    speech a while after it, and a tandem already talking then gets 0.0, its answer being at the
+    end of speech). The end of speech is the cascade's "turn" event's t_user_end, else the last
+    VAD end at or before it; without either, the metric's "t"."""
+    ends = {d.get("turn"): d["t_user_end"] for d in rec.get("other", ())
+            if d.get("type") == "turn" and isinstance(d.get("t_user_end"), (int, float))}
+    vad_ends = [v["t"] for v in rec.get("vad", ()) if v.get("event") == "end"]
+    out = []
+    for m in rec.get("metrics", ()):
+        if m.get("name") != "first_response_latency":
+            continue
+        end = ends.get((m.get("labels") or {}).get("turn"))
+        if end is None:  # (the response is found at most a frame after the metric's t)
+            end = max((t for t in vad_ends if t <= m["t"] - m["value"] + FRAME_S + 1e-6), default=None)
+        out.append(m["t"] if end is None else end + m["value"])
+    return out
+
+
+def agent_word_positions(rec: dict, agent: np.ndarray) -> list[tuple[float, float, str]]:
+    """(time, height as a fraction of the panel, word) of each agent word in the plot. A tandem's
+    words are at the step that produced them, as is its audio. A cascade's reply is text long
+    before it is speech (the LLM streams ahead of the TTS), so each reply's words are spread over
+    the span it was heard in (its first response to its "agent_turn", or to the last audible
+    sample), by their length in characters: an estimate, the data holds no time per word."""
+    words: list[list] = []  # [time, word]
+    for a in rec.get("agent_text", ()):
+        if not words or (a["text"].startswith(" ") and words[-1][1].strip()):
+            words.append([a["t"], ""])
+        words[-1][1] += a["text"]
+    turns = sorted((d["t"], d.get("turn")) for d in rec.get("other", ()) if d.get("type") == "turn" and "t" in d)
+    if turns:
+        onsets = {}
+        for m, t in zip([m for m in rec.get("metrics", ()) if m.get("name") == "first_response_latency"],
+                        first_response_times(rec)):
+            onsets.setdefault((m.get("labels") or {}).get("turn"), t)
+        ended = {d.get("turn"): d["t"] for d in rec.get("other", ()) if d.get("type") == "agent_turn" and "t" in d}
+        loud = np.flatnonzero(np.abs(agent) > AUDIBLE)
+        bounds = [t for t, _ in turns[1:]] + [float("inf")]
+        for (t_turn, tid), t_next in zip(turns, bounds):
+            mine = [w for w in words if t_turn <= w[0] < t_next]
+            onset = onsets.get(tid)
+            if not mine or onset is None:
+                continue  # (never heard: left at the time it was written)
+            heard = loud[(loud >= onset * SAMPLE_RATE) & (loud < min(t_next, ended.get(tid, t_next)) * SAMPLE_RATE)]
+            end = max(onset, ended.get(tid, heard[-1] / SAMPLE_RATE if heard.size else onset))
+            chars = np.cumsum([0] + [len(w[1]) for w in mine])
+            for w, c in zip(mine, chars):
+                w[0] = onset + (end - onset) * c / max(1, chars[-1])
+    return [(t, 0.85 - 0.22 * (i % 4), w.strip()[:20]) for i, (t, w) in enumerate(words)]
 
 
 def _legend(ax) -> None:
