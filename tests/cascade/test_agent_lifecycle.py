@@ -216,3 +216,46 @@ async def test_stop_leaves_a_plugin_vad_stuck_in_its_call(loads, monkeypatch, ca
     await asyncio.wait_for(asyncio.wrap_future(pool.ended), 30)
     push.cancel()
     await asyncio.gather(push, return_exceptions=True)
+
+
+class SlowUnwindSTT(FakeSTT):
+    """Its stream, once cancelled, unwinds only when ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release, self.unwinding = asyncio.Event(), 0
+
+    async def stream(self, frames):
+        try:
+            async for tr in super().stream(frames):
+                yield tr
+        finally:
+            self.unwinding += 1
+            await self.release.wait()
+            self.unwinding -= 1
+
+
+async def test_sessions_closed_in_a_burst_cannot_pile_up_unwinding_stt_streams(monkeypatch):
+    """As the tandem's: at most max_sessions (at least UNWINDING_MIN) closed sessions' STT
+    streams unwind at once; the next session waits for one (up to STOP_WAIT_S), then is refused."""
+    from kame.runtime import base
+
+    monkeypatch.setattr(cascade_agent, "STOP_WAIT_S", 0.05)
+    clock, stt = FakeClock(), SlowUnwindSTT()
+    cfg = load_config(None, {"mode": "cascade", "runtime.max_sessions": 1})
+    agent = build_cascade_agent(cfg, clock=clock, components={"stt": stt, "llm": FakeLLM(clock, ["Hi."]),
+                                                              "tts": FakeTTS(clock), "vad_factory": FakeVAD})
+    for n in range(base.UNWINDING_MIN):
+        s = await agent.open_session()
+        for _ in range(30):
+            await asyncio.sleep(0)
+        await s.close()
+        for _ in range(30):
+            await asyncio.sleep(0)
+        assert stt.unwinding == n + 1
+    with pytest.raises(base.CapacityError, match="4 closed sessions are still shutting down"):
+        await agent.open_session()
+    stt.release.set()
+    s = await agent.open_session()
+    await s.close()
+    await agent.stop()

@@ -589,6 +589,9 @@ async def test_a_flood_of_buffered_messages_lets_other_tasks_run():
         async def push_audio(self, pcm):
             Session.pushed += 1
 
+        async def close(self):  # (the client's close closes the session)
+            pass
+
     server = SimpleNamespace(cfg=ServerConfig(), clock=MonotonicClock())
     conn = Connection(server, Ws(), Session(), pcm_out=True)
     ticks, reading = 0, True

@@ -37,8 +37,8 @@ from ..errors import ConfigError, KameError
 from ..config import KameConfig
 from ..runtime.backend import create_llm, create_stt
 from ..runtime.sttloop import STALL_S
-from ..runtime.base import Agent, CapacityError, Meta, Session, close_components, session_id_for
-from ..runtime.clock import Clock
+from ..runtime.base import Agent, CapacityError, Meta, Session, close_components, room_to_unwind, session_id_for
+from ..runtime.clock import STOP_WAIT_S, Clock
 from ..runtime.engine import StartOnce, check_clock, component_state
 from ..runtime.loading import config_key, config_keys
 from ..runtime.metrics import MetricsSink, guard_sink
@@ -235,6 +235,12 @@ class CascadeAgent(Agent):
             raise KameError("cascade: the agent is stopping; no new session")
         if not self._started:
             await self.start()
+        if len(self.sessions.keys() | self._opening) >= self.max_sessions:
+            raise CapacityError(f"all {self.max_sessions} sessions are in use (runtime.max_sessions)")
+        # (a bounded number of closed ones still unwinding their STT streams)
+        await room_to_unwind(lambda: self._stopping, self.max_sessions, STOP_WAIT_S)
+        if self._stopping_now:
+            raise KameError("cascade: the agent is stopping; no new session")
         taken = self.sessions.keys() | self._opening
         sid = session_id_for(session_id, taken, lambda: f"c{next(_ids)}")
         if len(taken) >= self.max_sessions:

@@ -6,7 +6,8 @@ the front-end.
     await bridge.start()
     bridge.push_user_frame(AudioFrame(pcm, t))     # from the frame ticker, same audio as the front-end
     bridge.push_agent_text(" hello", t)            # the front-end's inner monologue (its own words)
-    await bridge.aclose()
+    bridge.stop()                                  # at once (the session's close): the loops cancelled
+    await bridge.wait_stopped()                    # ... until they have unwound (aclose(): both)
 
 Data flow: user frames -> STT stream -> Transcript -> session.on_transcript + producer;
 producer -> OracleReset/OracleAppend -> session.on_oracle (queued, handed to the worker with
@@ -63,6 +64,7 @@ class BackendBridge:
         self._producer = None  # kame.backend.oracle.OracleProducer
         self._tasks: list[asyncio.Task] = []
         self._closed = False
+        self._unwinding: asyncio.Future | None = None  # stop()'s unwinding of the cancelled loops
         self.up = {"stt": True, "llm": True}
 
     @property
@@ -81,20 +83,43 @@ class BackendBridge:
         if self.make_producer is not None:
             self._tasks.append(asyncio.create_task(self._producer_loop(), name=f"oracle-{self.session.id}"))
 
-    async def aclose(self) -> None:
+    def stop(self) -> None:
+        """Stop at once (the session's close): no more audio to the STT, its stream and the
+        producer cancelled, the audio still queued for the STT counted as dropped now (so the
+        session's final stats are settled). They unwind in the background (an STT stream may take
+        a while: the embedded one waits for its decode thread); ``wait_stopped`` waits for that."""
+        if self._closed:
+            return
         self._closed = True
-        if self._stt is not None:
-            self._stt.end()
-        for t in self._tasks:
+        for t in self._tasks:  # (no STT end() first: its stream would start decoding a last final for nobody)
             t.cancel()
+        if self._stt is not None:  # the audio its stream never read (the last frames before the close)
+            self._stt.drop_queued()
+        self._unwinding = asyncio.ensure_future(self._unwind())
+
+    @property
+    def stopped(self) -> bool:
+        """stop() was called and its STT stream and producer have unwound."""
+        return self._unwinding is not None and self._unwinding.done()
+
+    async def wait_stopped(self) -> None:
+        """Until the STT stream and producer stop() cancelled have unwound (the supervisor leaves
+        a stream that ignores its cancellation after STOP_WAIT_S)."""
+        if self._unwinding is not None:
+            await asyncio.shield(self._unwinding)
+
+    async def aclose(self) -> None:
+        """stop(), then wait until it has unwound."""
+        self.stop()
+        await self.wait_stopped()
+
+    async def _unwind(self) -> None:
         for t in self._tasks:
             try:
                 await t
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing anyway
                 pass
         self._tasks.clear()
-        if self._stt is not None:  # the audio its stream never read (the last frames before the close)
-            self._stt.drop_queued()
         if self._producer is not None:
             try:
                 await self._producer.aclose()

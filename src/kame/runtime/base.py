@@ -53,6 +53,34 @@ class ReaderError(KameError, RuntimeError):
     reader, so two would each silently get part of them."""
 
 
+UNWINDING_MIN = 4  # closed sessions whose STT streams may unwind at once, at least (room_to_unwind)
+
+
+async def room_to_unwind(unwinding: Callable[[], set], max_sessions: int, wait_s: float) -> None:
+    """Closed sessions free their place at once while their STT streams unwind in the background
+    (both agents' close()); this bounds how many may unwind at once, so a client that opens and
+    closes sessions in a burst cannot pile up STT streams: with max_sessions (at least
+    UNWINDING_MIN) or more still unwinding, a new session waits up to ``wait_s`` (wall time) for
+    one of them, then is refused (CapacityError). ``unwinding()``: the agent's current set of
+    them (read again after the wait: sessions close meanwhile); each has ``stopped`` and
+    ``wait_stopped()``."""
+    cap = max(UNWINDING_MIN, max_sessions)
+    left = [x for x in unwinding() if not x.stopped]
+    if len(left) < cap:
+        return
+    waits = {asyncio.ensure_future(x.wait_stopped()) for x in left}
+    try:
+        await asyncio.wait(waits, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+    left = [x for x in unwinding() if not x.stopped]
+    if len(left) >= cap:
+        raise CapacityError(f"{len(left)} closed sessions are still shutting down their speech recognition; "
+                            f"try again in a moment")
+
+
 def session_id_for(session_id: str | None, open_ids, make: Callable[[], str]) -> str:
     """The id of a new session (both agents' rule): ``session_id`` unless an open session has it
     (SessionIdError); without one, the first of make(), make(), ... that no open session has."""

@@ -18,7 +18,8 @@ finish time (``s_{k+1} = max(s_k + 80 ms, finish)``): the ticker does not burst 
 the sessions' input backlog absorbs it (bounded by runtime.max_input_backlog_s, drops counted).
 
 Session rows: ``max_sessions`` rows; a new session takes a free row (reset at its first
-step), a closed session's row goes back to the pool at once and is reset at the next step
+step), a closed session's row goes back to the pool as its close() starts (its STT stream
+unwinds in the background; stop() waits for it) and is reset at the next step
 (the release and a new owner's first input travel in the same job, resets first). Free rows
 are paused in the stepper (no state change) and fed silence in the batch. When no session is live the
 ticker sleeps and nothing is stepped.
@@ -35,8 +36,8 @@ from ..backend.childproc import load_in_thread
 from ..backend.types import FRAME_S
 from ..config import KameConfig
 from ..errors import ConfigError, KameError
-from .base import Agent, CapacityError, Session, close_components, internal_error, session_id_for
-from .clock import Clock, MonotonicClock
+from .base import Agent, CapacityError, Session, close_components, internal_error, room_to_unwind, session_id_for
+from .clock import STOP_WAIT_S, Clock, MonotonicClock
 from .metrics import Metric, MetricsSink, guard_sink
 from .session import TandemSession, _ids as _session_ids
 from .worker import FrameModel, StepJob, StepWorker, make_vad_factory
@@ -213,6 +214,7 @@ class TandemAgent(Agent):
         self.sessions: dict[int, TandemSession] = {}  # row -> live session
         self._free: list[int] = []
         self._released: list[int] = []  # rows to reset at the next step
+        self._unwinding: set = set()  # closed sessions' back-ends (BackendBridge) still unwinding: stop() waits
         self._wake = asyncio.Event()  # (a new one in each loop the agent starts in)
         self._ticker: asyncio.Task | None = None
         self._start_once = StartOnce()
@@ -338,6 +340,9 @@ class TandemAgent(Agent):
             await self._start_once.cancel()  # (its callers get a KameError)
             for s in list(self.sessions.values()):
                 await self._close_quietly(s)
+            # the STT streams and producers of sessions closed before (their close() did not wait for them)
+            unwinding, self._unwinding = [b for b in self._unwinding if not b.stopped], set()
+            await asyncio.gather(*(b.wait_stopped() for b in unwinding), return_exceptions=True)
             ticker, self._ticker = self._ticker, None
             if ticker is not None and ticker.get_loop() is asyncio.get_running_loop():
                 ticker.cancel()
@@ -358,9 +363,14 @@ class TandemAgent(Agent):
         if self._stopping:  # (stop() would not see it: it would outlive the agent)
             raise KameError("the agent is stopping; no new session (open one once stop() has returned)")
         await self.start()  # (at once when it runs; else this caller waits for the one start)
+        for wait in (True, False):
+            if not self._free:
+                raise CapacityError(f"all {self.max_sessions} sessions are in use (runtime.max_sessions)")
+            if wait:  # (a bounded number of closed ones still unwinding their STT streams)
+                await room_to_unwind(lambda: self._unwinding, self.max_sessions, STOP_WAIT_S)
+                if self._stopping:
+                    raise KameError("the agent is stopping; no new session (open one once stop() has returned)")
         sid = session_id_for(session_id, {s.id for s in self.sessions.values()}, lambda: f"s{next(_session_ids)}")
-        if not self._free:
-            raise CapacityError(f"all {self.max_sessions} sessions are in use (runtime.max_sessions)")
         row = self._free.pop()
         s = TandemSession(self, row, sid)
         self.sessions[row] = s
@@ -373,10 +383,15 @@ class TandemAgent(Agent):
         return s
 
     def _release(self, s: TandemSession) -> None:
+        """A session's close() started: its row and place are free at once; its back-end may
+        still be unwinding (stop() waits for it)."""
         if self.sessions.get(s.row) is s:
             del self.sessions[s.row]
             self._free.append(s.row)  # reusable at once: a new session's first step resets it anyway
             self._released.append(s.row)  # reset (and idle) from the next step on
+        self._unwinding = {b for b in self._unwinding if not b.stopped}
+        if s.backend is not None and not s.backend.stopped:
+            self._unwinding.add(s.backend)
 
     def token_text(self, token: int) -> str:
         if token < 0 or self._token_text is None:

@@ -199,16 +199,19 @@ class TandemSession(Session):
         return self._reader.open()
 
     async def close(self) -> None:
+        """End the session. Its row and place (runtime.max_sessions) are free at once; its STT
+        stream and oracle producer are cancelled and unwind in the background (the agent's stop()
+        waits for them). The outputs end with a final "stats" Meta."""
         if self.closed:
             return
         self.closed = True
-        if self.backend is not None:
-            await self.backend.aclose()
+        if self.backend is not None:  # (was: awaited here, 0.5-0.8 s for the embedded STT's stream,
+            self.backend.stop()  # the row still taken: a client reconnecting at once got "capacity")
+        self.agent._release(self)
         if self.router is not None:
             await self.router.aclose()
         self._put(Meta({"type": "stats", "session": self.id, "final": True, "t": self.clock.now(),
                         **self._stats_fields()}))
-        self.agent._release(self)
         self._queue.put_nowait(_CLOSED)
         self._ended = True  # nothing is queued after the end marker
 
@@ -352,6 +355,8 @@ class TandemSession(Session):
         counted (stats missed_deadlines, max_lateness; a "missed_deadline" metric Meta); when the
         recent frames say the agent falls behind real time (metrics.behind_real_time), the log
         says so, once (_warn_behind)."""
+        if self.closed:  # closed during the step: it was not due this frame (deliver drops it too)
+            return
         self._pace.append((lateness, wait_s, step_s))
         if lateness <= 0:
             return

@@ -87,6 +87,7 @@ class Connection:
         self.errors = 0
         self.send_started: float | None = None  # clock time of the send in progress
         self.client_closed = False
+        self.session_closing: asyncio.Future | None = None  # the session's close(), started when the client closed
         self.client_close: tuple[int, str] | None = None  # the client's close code and reason
         self.lost: str | None = None  # why the connection broke, if it did
         self.ended_by: str | None = None  # the fatal error's code, if the server sent one
@@ -165,6 +166,10 @@ class Connection:
                 self.client_closed = True
                 if msg.type == WSMsgType.CLOSE:  # (for the log line)
                     self.client_close = (msg.data, getattr(msg, "extra", None) or "")
+                # free the session's place before the close is answered (run() answers it: autoclose
+                # is off), so a client that reconnects as soon as its close completes finds it free
+                self.session_closing = asyncio.ensure_future(self.session.close())
+                await asyncio.sleep(0)  # (close() starts: both agents free the place at its start)
                 return
             if msg.type == WSMsgType.ERROR:  # e.g. message beyond the hard size limit (aiohttp closed 1009)
                 code = getattr(msg.data, "code", None) or self.ws.close_code  # (ws says 1006 after aiohttp's 1009)
@@ -347,7 +352,7 @@ class Server:
                                      "STT, LLM); try again in a few seconds"}, status=503, headers={"Retry-After": "5"})
         ws = web.WebSocketResponse(
             max_msg_size=self.cfg.max_message_bytes * self.cfg.hard_message_factor, compress=False, heartbeat=None,
-            timeout=2.0,
+            timeout=2.0, autoclose=False,  # (a client's close is answered once its session is closed: Connection._read)
         )
         if (wrong_version := guard.refuse_version(request)) is not None:  # (aiohttp also takes versions 7, 8)
             return wrong_version
@@ -390,7 +395,8 @@ class Server:
             await conn.run()
         finally:
             try:  # close the session first: once a connection is gone, so is its session
-                await session.close()
+                await (conn.session_closing if conn is not None and conn.session_closing is not None
+                       else session.close())
             finally:
                 if conn is not None:
                     self.connections.discard(conn)
