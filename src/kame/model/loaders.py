@@ -4,6 +4,8 @@ A checkpoint is a folder (or a Hugging Face repo) with ``config.json`` (the LM k
 ``moshi_name``, ``mimi_name``, ``tokenizer_name``, ``lm_gen_config``, ...) and the weights file it
 names (default ``model.safetensors``, bf16 or fp32). Weight names are those of moshi's LMModel;
 ``oracle_emb.weight`` is added by KAME and is cloned from ``text_emb.weight`` when absent.
+A folder or repo with moshi_lm_kwargs.json and no config.json is a cleaned SakanaAI/kame_finetune
+checkpoint (kame.model.formats: how it is read, and its training layouts, refused).
 
     from kame.model.loaders import load_frontend, save_frontend
     model, info = load_frontend("hf://SakanaAI/kame", dtype="bf16")   # HF cache (kame.hub)
@@ -37,19 +39,20 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple
 
 import torch
-from safetensors.torch import save_file
 
 from ..config import frontend_spec_form
 from ..errors import CheckpointError, ConfigError, NotAvailableError
 from ..hub import HubFileNotFound, HubUnreachable, hf_download, split_hf
 from ..paths import local_path
 from .config import DEFAULT_TOKENIZER, DTYPE_NAMES, SHAPE_KEYS, LMConfig, config_json, moshi_7b, preset
+from .formats import (KWARGS_NAME, drop_user_stream, finetune_config, folder_kwargs, hf_kwargs, read_kwargs,
+                      training_error)
 from .lm import LMModel
 from .meta import kame_record, mimi_trained, tokenizer_name
 from .modules import NEEDS_CONTEXT
 from .stepper import Sampling, Stepper
-from .tensorfiles import (SAFETENSORS_SUFFIXES, checkpoint_kind, file_kind, kind_hint, read_safetensors,
-                          strip_wrapper_prefix)
+from .tensorfiles import (SAFETENSORS_SUFFIXES, _umask, checkpoint_kind, file_kind, kind_hint, read_safetensors,
+                          save_tensors, strip_wrapper_prefix)
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,8 @@ class FrontendInfo:
     # companion files not found: those config.json names, and Moshi's default Mimi / tokenizer names
     # for a checkpoint trained on Mimi codes (or Kyutai STT), which needs them
     missing_files: list[str] = field(default_factory=list)
+    layout: str = "config.json"  # or KWARGS_NAME: a cleaned kame_finetune checkpoint (kame.model.formats)
+    user_stream_dropped: int = 0  # depformer steps of the user's codebooks dropped on load (kame_finetune)
 
     @property
     def sampling(self) -> Sampling:  # moshi's LMGen: use_sampling false = argmax
@@ -146,24 +151,6 @@ def check_finite(tensors: Mapping[str, torch.Tensor], where: str | Path) -> None
         if t.is_floating_point() and not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
             raise CheckpointError(f"{where}: tensor {key!r} has NaN or infinite values (a corrupt or diverged "
                                   f"checkpoint)")
-
-
-def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
-    """safetensors' save_file, the file then given the permissions any new file gets here
-    (safetensors writes it 0600, so a checkpoint or fitted codec could not be shared or served).
-    Shared by the front-end, Mimi and embedded codec writers."""
-    save_file(dict(tensors), str(path), metadata=metadata)
-    os.chmod(path, 0o666 & ~_umask())
-
-
-def _umask() -> int:
-    """The process's umask, read without setting it (os.umask would change it for a moment, for
-    every thread): Linux's /proc; elsewhere the usual 022."""
-    try:
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
-    except (OSError, StopIteration, ValueError, IndexError):
-        return 0o022
 
 
 # ------------------------------------------------------------------------------------------
@@ -287,6 +274,7 @@ class _Found(NamedTuple):
     weights: str  # weights file name given by the spec (a .safetensors path), else ""
     where: str  # the config.json, for errors
     assumed: str = ""
+    layout: str = "config.json"  # or KWARGS_NAME (kame_finetune's moshi_lm_kwargs.json, no config.json)
 
 
 def _find_config(spec: str, form: SpecForm) -> _Found:
@@ -295,6 +283,10 @@ def _find_config(spec: str, form: SpecForm) -> _Found:
     if kind == "hf":
         repo, revision, _ = split_hf(spec)
         raw, where, why = read_config(None, repo, revision)
+        kwargs = hf_kwargs(repo, revision) if raw is None else None
+        if kwargs is not None:  # a cleaned kame_finetune checkpoint
+            where = f"hf://{repo}" + (f"@{revision}" if revision else "") + f"/{KWARGS_NAME}"
+            return _Found(read_kwargs(kwargs, where), None, repo, revision, "", where, layout=KWARGS_NAME)
         if raw is None:  # a legacy repo: Moshi 7B (as moshi does)
             log.warning("%s; assuming Moshi 7B (as the moshi package does for a repo without one)", why)
         return _Found(raw, None, repo, revision, "", where, why)
@@ -302,12 +294,17 @@ def _find_config(spec: str, form: SpecForm) -> _Found:
     if path.is_file():
         if path.suffix in SAFETENSORS_SUFFIXES:
             weights, path = path.name, path.parent
+        elif path.name == KWARGS_NAME:
+            return _Found(read_kwargs(path), path.parent, None, None, "", str(path), layout=KWARGS_NAME)
         elif path.name.endswith(".json"):
             return _Found(_read_json(path), path.parent, None, None, "", str(path))
         else:
             raise CheckpointError(f"{path}: expected a folder, a config.json or a .safetensors file")
     cfg_path = path / "config.json"
     if not cfg_path.exists():
+        kwargs = folder_kwargs(path, weights)  # kame_finetune's layouts (a training one: a CheckpointError)
+        if kwargs is not None:
+            return _Found(read_kwargs(kwargs), path, None, None, weights, str(kwargs), layout=KWARGS_NAME)
         files = [path / weights] if weights else sorted(path.glob("*.safetensors"))
         for f, kind_ in ((f, file_kind(f)) for f in files):
             if kind_ in ("mimi", "embedded"):
@@ -441,6 +438,10 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
         return model, FrontendInfo(spec, cfg, None, None, None, {}, cfg.meta.get("model_type", "moshi"))
     found = _find_config(spec, form)
     raw, folder, repo, revision = found.raw, found.folder, found.repo, found.revision
+    user_q = 0
+    if found.layout == KWARGS_NAME:  # its LM keys only: companions by Moshi's default names (kame.model.formats)
+        raw, user_q = finetune_config(raw, resolve_named(found.weights or MOSHI_NAME, folder, repo, revision),
+                                      found.where)
     if raw is None:  # a legacy repo without config.json: Moshi 7B
         cfg, raw = moshi_7b(), {}
         if oracle is not None or config_overrides:
@@ -469,11 +470,15 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
         mimi = _resolve_mimi(meta, needs, folder, repo, revision, missing)
         tok = _resolve_tokenizer(meta, needs, folder, repo, revision, missing)
     info = FrontendInfo(spec, cfg, wpath, mimi, tok, dict(meta.get("lm_gen_config") or {}),
-                        meta.get("model_type", "moshi"), False, raw, missing)
+                        meta.get("model_type", "moshi"), False, raw, missing, found.layout, user_q)
     if before_weights is not None:
         before_weights(info)
     model = build_meta(cfg)
     state = read_state(wpath, device)
+    if user_q:  # as kame_finetune's clean_moshi --remove_modules_for_user_stream
+        state = drop_user_stream(state, cfg.dep_q)
+        log.info("%s: dropped the depformer steps of the user's %d codebooks (dep_q %d -> %d)", wpath, user_q,
+                 cfg.dep_q + user_q, cfg.dep_q)
     try:
         state, upgraded = convert_state(state, model, dt)
     except CheckpointError as exc:
@@ -501,6 +506,8 @@ def _mismatch(exc: CheckpointError, wpath: Path, state: Mapping[str, torch.Tenso
     (a Mimi / embedded codec file, Kyutai STT weights under a Moshi config or the reverse, a Moshi 7B
     config assumed for a repo without config.json)."""
     kind = checkpoint_kind(state)
+    if training_error(wpath, state) is not None:  # kame_finetune's, before clean_moshi
+        return training_error(wpath, state)
     if kind in ("mimi", "embedded"):
         return CheckpointError(f"{wpath} is not front-end LM weights: {kind_hint(kind, wpath)}")
     msg = f"{wpath}: {exc}"

@@ -2,7 +2,8 @@
 truncated download told apart from a wrong file), their tensors read with a clear error, a
 training wrapper's key prefix stripped, and what kind of checkpoint a file is (Mimi, kame's
 embedded codec, a Moshi/KAME front-end LM, a Kyutai STT LM) with where it goes in kame's config.
-Shared by the front-end loader (kame.model.loaders) and the Mimi loader (kame.codec.mimi).
+Shared by the front-end loader (kame.model.loaders) and the Mimi loader (kame.codec.mimi), as is
+``save_tensors`` (the writer of the front-end, Mimi and embedded codec files).
 
     header, meta = safetensors_header(path)            # no tensors read, no torch needed
     state, meta = read_safetensors(path, "cpu", "LM weights")
@@ -12,11 +13,13 @@ Shared by the front-end loader (kame.model.loaders) and the Mimi loader (kame.co
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import torch
 from safetensors import safe_open
+from safetensors.torch import save_file
 
 from ..errors import CheckpointError
 from ..paths import lfs_pointer
@@ -132,3 +135,21 @@ def kind_hint(kind: str, path: Path) -> str:
         "stt": f"it holds Kyutai STT LM weights (text out, no audio); give their folder as the speech-to-text "
                f"back-end: backend.stt=kyutai:{folder}",
     }[kind]
+
+
+def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """safetensors' save_file, the file then given the permissions any new file gets here
+    (safetensors writes it 0600, so a checkpoint or fitted codec could not be shared or served).
+    Shared by the front-end, Mimi and embedded codec writers."""
+    save_file(dict(tensors), str(path), metadata=metadata)
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def _umask() -> int:
+    """The process's umask, read without setting it (os.umask would change it for a moment, for
+    every thread): Linux's /proc; elsewhere the usual 022."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return 0o022

@@ -116,9 +116,11 @@ def check_tokenizer(finfo, spec: str, form) -> None:
         path = finfo.tokenizer or DEFAULT_MODEL
         size = TextTokenizer(path).vocab_size
         if size > text_card and finfo.tokenizer is not None:  # its oracle and text ids would not fit the model
+            check = (f"check {named_key or 'tokenizer_name'} in its config.json" if not _finetune(finfo) else
+                     f"put the tokenizer it was trained with there, as {finfo.tokenizer.name}")
             raise CheckpointError(f"front-end {spec!r}: its tokenizer {finfo.tokenizer} has {size} pieces, more "
                                   f"than its text vocabulary (text_card {text_card}): the two do not belong "
-                                  f"together (check {named_key or 'tokenizer_name'} in its config.json)")
+                                  f"together ({check})")
         if size > text_card:
             raise CheckpointError(f"front-end {spec!r}: its config.json names no text tokenizer (tokenizer_name or "
                                   f"kame.tokenizer), so kame's default one would be used ({path}, {size} pieces), "
@@ -131,6 +133,13 @@ def check_tokenizer(finfo, spec: str, form) -> None:
         # a config.json without the key: kame's default vocabulary only for kame's own front-ends
         # (not trained on Mimi codes); Moshi/KAME (and moshi's loader) mean Moshi's tokenizer
         name = tokenizer_name(meta)
+        if _finetune(finfo):  # kame_finetune's layout names no companion file
+            raise CheckpointError(f"front-end {spec!r}: its text tokenizer was not found: looked for "
+                                  f"{_where(name, form, finfo)}. I{_finetune(finfo)[1:]}, which names no tokenizer: "
+                                  f"kame takes the one it was trained with from its folder, by Moshi's default name "
+                                  f"{name!r}. Copy that file there (Moshi's: {_MOSHI_REPO}/{name}; a model trained "
+                                  f"with another tokenizer needs that one, under this name), or give the folder "
+                                  f"a config.json ({finfo.layout}'s keys plus tokenizer_name, docs/frontend.md)")
         if named_key:
             named = f"config.json {named_key}"
         elif not finfo.raw_config:
@@ -161,10 +170,24 @@ def _check_tokenizer_sha(path, finfo, spec: str) -> None:
 
 
 def _mimi_trained(finfo) -> str | None:
-    """Why a loaded checkpoint's audio codes are Mimi's (kame.model.meta.mimi_trained's rule)."""
+    """Why a loaded checkpoint's audio codes are Mimi's (kame.model.meta.mimi_trained's rule;
+    kame_finetune trains on Moshi's Mimi codes)."""
     from ..model.meta import mimi_trained
 
+    if _finetune(finfo):
+        return f"{_finetune(finfo)}: kame_finetune trains on Moshi's Mimi codes"
     return mimi_trained(finfo.config.meta, has_config=bool(finfo.raw_config))
+
+
+_MOSHI_REPO = "hf://kyutai/moshiko-pytorch-bf16"  # Moshi's Mimi and tokenizer, which kame_finetune starts from
+
+
+def _finetune(finfo) -> str:
+    """What a checkpoint in kame_finetune's cleaned layout is, for errors ("": another layout)."""
+    layout = getattr(finfo, "layout", "config.json")
+    if layout == "config.json":
+        return ""
+    return f"it is a kame_finetune checkpoint ({layout} and its weights, no config.json)"
 
 
 def _where(name: str, form, finfo) -> str:
@@ -240,6 +263,12 @@ def auto_codec(codec_spec: str, spec: str, form, finfo):
         named = finfo.config.meta.get("mimi_name")
         why = (f"its config.json mimi_name {named!r} was not found (looked for {_where(named, form, finfo)})"
                if named else "its config.json names no mimi_name")
+        if _finetune(finfo):
+            from ..model.loaders import MIMI_NAME
+
+            why = (f"{_finetune(finfo)}, which names no Mimi, and Moshi's Mimi is not in its folder (looked for "
+                   f"{_where(MIMI_NAME, form, finfo)}; copy the Mimi it was trained with there, Moshi's: "
+                   f"{_MOSHI_REPO}/{MIMI_NAME})")
         # a front-end trained on Mimi codes needs Mimi: another codec's codes stand for other sounds
         hint = "mimi:PATH, the Mimi it was trained with" if _mimi_trained(finfo) else "mimi:PATH or embedded"
         raise CheckpointError(f"codec.spec 'auto' for the front-end {spec!r}: {why}, and the published Mimi is not "
