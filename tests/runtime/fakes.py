@@ -260,3 +260,36 @@ def create_question_stt(arg=None, **kwargs) -> QuestionSTT:
 
 def create_tts(arg=None, **kwargs) -> FakeTTS:
     return FakeTTS()
+
+
+class SlowCloseSTT:
+    """As the embedded STT: a feeder task reads the frames; once its stream is cancelled it
+    unwinds only when ``release`` is set (the embedded one joins its decode thread).
+    ``log`` says what happened, in order."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.streams = 0
+        self.unwinding = 0  # streams cancelled, waiting for release
+        self.log: list[str] = []
+
+    async def stream(self, frames):
+        self.streams += 1
+
+        async def feed():
+            async for _ in frames:
+                pass
+
+        feeder = asyncio.create_task(feed())
+        try:
+            await asyncio.Event().wait()  # (no transcripts: until cancelled)
+        finally:
+            feeder.cancel()
+            self.unwinding += 1
+            await self.release.wait()
+            self.unwinding -= 1
+            self.log.append("stream unwound")
+        yield  # (an async generator)
+
+    async def aclose(self) -> None:
+        self.log.append("stt closed")

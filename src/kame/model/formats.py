@@ -54,15 +54,21 @@ def _fix(src: str | Path) -> str:
     return _CLEAN.format(src=src)
 
 
-def read_kwargs(path: Path, where: str | None = None) -> dict:
-    """moshi_lm_kwargs.json as a dict (ConfigError naming the file if it is not a JSON object)."""
+def read_json(path: Path, where: str | None = None, what: str = "config keys") -> dict:
+    """A JSON file holding one object (config.json, moshi_lm_kwargs.json) as a dict; ConfigError
+    naming the file (or ``where``) if it is unreadable or not an object."""
     try:
         raw = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{where or path} is not a readable JSON file: {exc}") from exc
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where or path}: expected a JSON object of LM keyword arguments, got {type(raw).__name__}")
+        raise ConfigError(f"{where or path}: expected a JSON object of {what}, got {type(raw).__name__}")
     return raw
+
+
+def read_kwargs(path: Path, where: str | None = None) -> dict:
+    """moshi_lm_kwargs.json as a dict."""
+    return read_json(path, where, "LM keyword arguments")
 
 
 def folder_kwargs(folder: Path, weights_name: str = "") -> Path | None:

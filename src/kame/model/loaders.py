@@ -45,7 +45,7 @@ from ..errors import CheckpointError, ConfigError, NotAvailableError
 from ..hub import HubFileNotFound, HubUnreachable, hf_download, split_hf
 from ..paths import local_path
 from .config import DEFAULT_TOKENIZER, DTYPE_NAMES, SHAPE_KEYS, LMConfig, config_json, moshi_7b, preset
-from .formats import (KWARGS_NAME, drop_user_stream, finetune_config, folder_kwargs, hf_kwargs, read_kwargs,
+from .formats import (KWARGS_NAME, drop_user_stream, finetune_config, folder_kwargs, hf_kwargs, read_json, read_kwargs,
                       training_error)
 from .lm import LMModel
 from .meta import kame_record, mimi_trained, tokenizer_name
@@ -239,11 +239,11 @@ def read_config(folder: Path | None = None, repo: str | None = None,
     that cannot be asked, with nothing cached that tells, is the HubUnreachable error."""
     if repo is None:
         where = str(folder / "config.json")
-        return (_read_json(folder / "config.json"), where, "") if (folder / "config.json").is_file() else \
+        return (read_json(folder / "config.json"), where, "") if (folder / "config.json").is_file() else \
             (None, where, f"{folder} has no config.json")
     where = f"hf://{repo}" + (f"@{revision}" if revision else "") + "/config.json"
     try:
-        return _read_json(hf_download(repo, "config.json", revision), where), where, ""
+        return read_json(hf_download(repo, "config.json", revision), where), where, ""
     except HubFileNotFound:
         return None, where, f"hf://{repo} has no config.json"
     except HubUnreachable:
@@ -297,7 +297,7 @@ def _find_config(spec: str, form: SpecForm) -> _Found:
         elif path.name == KWARGS_NAME:
             return _Found(read_kwargs(path), path.parent, None, None, "", str(path), layout=KWARGS_NAME)
         elif path.name.endswith(".json"):
-            return _Found(_read_json(path), path.parent, None, None, "", str(path))
+            return _Found(read_json(path), path.parent, None, None, "", str(path))
         else:
             raise CheckpointError(f"{path}: expected a folder, a config.json or a .safetensors file")
     cfg_path = path / "config.json"
@@ -311,17 +311,7 @@ def _find_config(spec: str, form: SpecForm) -> _Found:
                 raise CheckpointError(f"{path} has no config.json and is not a front-end checkpoint: {kind_hint(kind_, f)}")
         raise CheckpointError(f"{path} has no config.json (a front-end checkpoint folder needs one: the weights alone "
                               f"do not give the model's shapes)")
-    return _Found(_read_json(cfg_path), path, None, None, weights, str(cfg_path))
-
-
-def _read_json(path: Path, where: str | None = None) -> dict:
-    try:
-        raw = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{where or path} is not a readable JSON file: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where or path}: expected a JSON object of config keys, got {type(raw).__name__}")
-    return raw
+    return _Found(read_json(cfg_path), path, None, None, weights, str(cfg_path))
 
 
 # --- safetensors files: reading, truncation, what kind of checkpoint ----------------------

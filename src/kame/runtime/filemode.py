@@ -49,7 +49,7 @@ from .base import AgentAudio, AgentText, ErrorEvent, Meta
 from .clock import FakeClock
 from .interrupt import first_ctrl_c, run_to_end, unless_stopped
 from .metrics import SLOW_CAUSE, MetricsLog, behind_real_time, late_share
-from .runreport import MIN_WORD_SPEECH_S, STEP_FAILED, final_missing, frontend_failure, late_final, print_warnings
+from .runreport import STEP_FAILED, final_missing, frontend_failure, late_final, print_warnings, speech_spans
 
 SR, FRAME = 24000, 1920
 FRAME_S = FRAME / SR
@@ -382,16 +382,7 @@ def unheard(rec: dict) -> tuple[int, int] | None:
     only this says so."""
     if rec.get("components", {}).get("stt") in (None, "none"):
         return None
-    spans, start = [], None
-    for v in rec.get("vad", ()):
-        if v.get("event") == "start":
-            start = v["t"]
-        elif v.get("event") == "end" and start is not None:
-            spans.append((start, v["t"]))
-            start = None
-    if start is not None:  # speech until the end
-        spans.append((start, rec.get("duration_s", float("inf"))))
-    spans = [(a, b) for a, b in spans if b - a >= MIN_WORD_SPEECH_S]  # a click or a cough is no word
+    spans = speech_spans(rec, open_end=rec.get("duration_s", float("inf")))  # (speech until the end counts)
     words = _user_words(rec)
     missed = sum(1 for a, b in spans if not any(w["end"] > a and w["start"] < b for w in words))
     return (missed, len(spans)) if missed else None

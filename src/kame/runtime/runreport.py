@@ -40,6 +40,22 @@ def frontend_failure(s: dict, errors: list[dict], out: Path) -> str | None:
             f"produced; see the log for the cause")
 
 
+def speech_spans(rec: dict, open_end: float | None = None) -> list[tuple[float, float]]:
+    """The stretches of speech of MIN_WORD_SPEECH_S or more the run's VAD found, (start, end); a
+    stretch still open when the run ended counts up to ``open_end`` if given (else it is left
+    out). Shorter ones (a click, a cough) need hold no word."""
+    spans, start = [], None
+    for v in rec.get("vad", ()):
+        if v.get("event") == "start":
+            start = v["t"]
+        elif v.get("event") == "end" and start is not None:
+            spans.append((start, v["t"]))
+            start = None
+    if start is not None and open_end is not None:
+        spans.append((start, open_end))
+    return [(a, b) for a, b in spans if b - a >= MIN_WORD_SPEECH_S]
+
+
 def final_missing(rec: dict) -> dict | None:
     """The STT's final transcript for the user's last speech (the last stretch of
     MIN_WORD_SPEECH_S or more the VAD found ending) never came within the run (no final sent
@@ -49,14 +65,7 @@ def final_missing(rec: dict) -> dict | None:
     starts its reply."""
     if rec.get("components", {}).get("stt") in (None, "none"):
         return None
-    spans, start = [], None
-    for v in rec.get("vad", ()):
-        if v.get("event") == "start":
-            start = v["t"]
-        elif v.get("event") == "end" and start is not None:
-            spans.append((start, v["t"]))
-            start = None
-    spans = [(a, b) for a, b in spans if b - a >= MIN_WORD_SPEECH_S]
+    spans = speech_spans(rec)
     if not spans:
         return None
     began, end = spans[-1]
