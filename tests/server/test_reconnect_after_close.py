@@ -6,6 +6,8 @@ gave the row back, and the server's per-client count waited for that close)."""
 
 from __future__ import annotations
 
+import asyncio
+
 
 import aiohttp
 
@@ -14,7 +16,8 @@ from kame.runtime.backend import BackendBridge
 from kame.runtime.engine import TandemAgent
 from kame.server.client import chat_url
 
-from ..runtime.fakes import FakeFrameModel, SlowCloseSTT
+from ..cascade.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
+from ..runtime.fakes import FakeFrameModel, SlowCloseSTT, wait_for
 from .conftest import running_server
 
 
@@ -41,3 +44,56 @@ async def test_a_client_reconnecting_the_moment_its_close_is_answered_gets_a_ses
             assert stt.unwinding >= 1  # (the closed sessions' streams still unwind)
         finally:
             stt.release.set()  # (the agent's stop waits for them)
+
+
+async def test_a_clean_close_of_a_tandem_session_counts_as_the_clients():
+    """The session the client's close ends is not taken for one the agent ended: its outputs'
+    reader stops before the session closes (was: kame_sessions_closed_total{how="session_ended"}
+    and a fatal session_ended error queued for a client that had left)."""
+    cfg = load_config(None, {"runtime.max_sessions": 1, "runtime.vad": "energy"})
+    agent = TandemAgent(cfg, frame_models=FakeFrameModel, backend=lambda s: None, token_text=lambda t: "")
+    async with running_server(agent) as (url, server), aiohttp.ClientSession() as http:
+        for _ in range(3):
+            async with http.ws_connect(chat_url(url)) as ws:
+                await ws.receive(timeout=10)
+                await ws.close()
+            await wait_for(lambda: not server.connections)
+        assert {k: v for k, v in server.metrics.closed.items() if v} == {"client": 3}
+
+
+class FlushingSTT(FakeSTT):
+    """Once its audio ends it decodes a last final (until cancelled): counted in ``flushes``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+
+    async def stream(self, frames):
+        async for _ in frames:
+            pass
+        self.flushes += 1
+        await asyncio.Event().wait()  # (the decode of a final nobody will read: until cancelled)
+        yield
+
+
+async def test_a_cascade_session_closed_by_its_client_flushes_nothing_and_frees_its_slot_at_once():
+    """A cascade session with a reader flushes its STT's last transcript on close (file mode's);
+    the server's client has left, so its reader stops first: no flush, the place and the
+    client's slot free when its close is answered (was: the STT decoded a final for nobody for
+    up to 5 s, the slot held: 429 on reconnect)."""
+    from kame.cascade.agent import build_cascade_agent
+
+    from kame.runtime.clock import MonotonicClock
+
+    stt, clock = FlushingSTT(), MonotonicClock()
+    cfg = load_config(None, {"mode": "cascade", "runtime.max_sessions": 1, "runtime.vad": "energy"})
+    agent = build_cascade_agent(cfg, clock=clock, components={"stt": stt, "llm": FakeLLM(clock, ["Hi."]), "tts": FakeTTS(clock),
+                                                 "vad_factory": FakeVAD})
+    async with running_server(agent, max_sessions_per_client=1) as (url, server), aiohttp.ClientSession() as http:
+        for _ in range(2):
+            async with http.ws_connect(chat_url(url)) as ws:  # (429 raises here)
+                await ws.receive(timeout=10)
+                await ws.close()
+                assert not agent.sessions
+        await wait_for(lambda: not server.connections)
+    assert stt.flushes == 0

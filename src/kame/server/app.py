@@ -88,6 +88,7 @@ class Connection:
         self.send_started: float | None = None  # clock time of the send in progress
         self.client_closed = False
         self.session_closing: asyncio.Future | None = None  # the session's close(), started when the client closed
+        self.pump: asyncio.Task | None = None  # run()'s task reading the session's outputs
         self.client_close: tuple[int, str] | None = None  # the client's close code and reason
         self.lost: str | None = None  # why the connection broke, if it did
         self.ended_by: str | None = None  # the fatal error's code, if the server sent one
@@ -104,9 +105,11 @@ class Connection:
             "max_message_bytes": self.cfg.max_message_bytes, "idle_timeout_s": self.cfg.idle_timeout_s,
             "idle_audio_share": self.cfg.idle_audio_share, "max_session_s": self.cfg.max_session_s,
         }))
+        reader = asyncio.create_task(self._read(), name=f"ws-read-{self.session.id}")
+        self.pump = asyncio.create_task(self._pump(), name=f"ws-pump-{self.session.id}")
         tasks = [
-            asyncio.create_task(self._read(), name=f"ws-read-{self.session.id}"),
-            asyncio.create_task(self._pump(), name=f"ws-pump-{self.session.id}"),
+            reader,
+            self.pump,
             asyncio.create_task(self._write(), name=f"ws-write-{self.session.id}"),
             asyncio.create_task(self._watch(), name=f"ws-idle-{self.session.id}"),
         ]
@@ -167,7 +170,12 @@ class Connection:
                 if msg.type == WSMsgType.CLOSE:  # (for the log line)
                     self.client_close = (msg.data, getattr(msg, "extra", None) or "")
                 # free the session's place before the close is answered (run() answers it: autoclose
-                # is off), so a client that reconnects as soon as its close completes finds it free
+                # is off), so a client that reconnects as soon as its close completes finds it free;
+                # the outputs' reader stops first: nobody reads what the session would flush (a
+                # cascade's last transcript), and the session's end is not taken for the agent's
+                if self.pump is not None:
+                    self.pump.cancel()
+                    await asyncio.wait([self.pump])
                 self.session_closing = asyncio.ensure_future(self.session.close())
                 await asyncio.sleep(0)  # (close() starts: both agents free the place at its start)
                 return
