@@ -236,12 +236,13 @@ class ServerConfig:  # the fields of kame.server.app.ServerConfig (kept in sync)
     static_dir: str | None = None  # default: the package's static/ folder (checked by kame serve)
     # reverse proxies (comma-separated addresses/networks) whose X-Forwarded-For names the client (log, per-client
     # cap), whose X-Forwarded-Host/-Proto give the address a browser's page came from (Origin check), and whose
-    # forwarded requests skip a loopback bind's Host check
+    # forwarded requests skip the Host check
     trusted_proxy: str | None = None
     # origins ("https://app.example.com") of pages served elsewhere that may open sessions ("*": any); a
     # browser's WebSocket from any other page but the server's own is refused (cross-site WebSocket hijacking)
     allowed_origins: list = field(default_factory=list)
-    # a loopback bind answers only to Host localhost, 127.x.x.x, [::1] and these names ("*": any): DNS rebinding
+    # Host names answered besides localhost, 127.x.x.x, [::1] (and, on another bind without a token, IP addresses
+    # and this machine's names) ("*": any): DNS rebinding
     allowed_hosts: list = field(default_factory=list)
     max_sessions_per_client: int = _opt(0, min=0)  # live sessions from one client address; 0: no cap
 

@@ -85,9 +85,56 @@ async def test_a_loopback_server_refuses_other_host_names_dns_rebinding():
     async with running_server(allowed_hosts=["kame.lan"]) as (url, _), aiohttp.ClientSession() as http:
         async with http.get(url + "/api/health", headers={"Host": "KAME.lan:1"}) as r:
             assert r.status == 200
-    async with running_server(host="0.0.0.0") as (url, _), aiohttp.ClientSession() as http:  # not a loopback bind
-        async with http.get(url + "/api/health", headers={"Host": "kame.example.org"}) as r:
+
+
+@pytest.fixture
+def box_names(monkeypatch):
+    """This machine's names, as the server asks them at start: Kame-Box, kame-box.home.example."""
+    monkeypatch.setattr("socket.gethostname", lambda: "Kame-Box")
+    monkeypatch.setattr("socket.getfqdn", lambda name="": "kame-box.home.example")
+
+
+async def test_a_non_loopback_server_without_a_token_refuses_other_host_names(box_names):
+    """(was: a server on 0.0.0.0 or a LAN address without a token answered a page of evil.example
+    whose name was re-pointed at it: DNS rebinding)"""
+    for bind in ("0.0.0.0", "::", "192.168.1.5"):  # (the config only: the test server listens on 127.0.0.1)
+        async with running_server(host=bind, allowed_hosts=["kame.lan"]) as (url, server), \
+                aiohttp.ClientSession() as http:
+            for path in ("/", "/api/health"):
+                async with http.get(url + path, headers={"Host": "evil.example:8998"}) as r:
+                    assert r.status == 403 and (await r.json())["error"] == "forbidden_host", (bind, path)
+            status, body = await _status(http, url, Host="Evil.Example")
+            assert status == 403 and body["error"] == "forbidden_host" and server.total_sessions == 0
+            for hint in ("server.allowed_hosts", "--token-file", "IP address"):
+                assert hint in body["message"], hint
+            assert "kame-box" not in body["message"]  # (the page can read it: the names are not told)
+            for host in ("192.168.1.5:8998", "10.0.0.7", "[fe80::1]", "[2001:db8::5]:8998", "localhost:8998",
+                         "127.0.0.1", "[::1]", "kame-box", "KAME-BOX.local:8998", "kame-box.home.example.", "kame.lan"):
+                async with http.get(url + "/api/health", headers={"Host": host}) as r:
+                    assert r.status == 200, (bind, host)
+            assert (await _status(http, url, Host="192.168.1.5:8998", Origin="http://192.168.1.5:8998"))[0] == 101
+    async with running_server(host="0.0.0.0", allowed_hosts="*") as (url, _), aiohttp.ClientSession() as http:
+        async with http.get(url + "/api/health", headers={"Host": "evil.example"}) as r:
             assert r.status == 200
+    async with running_server() as (url, _), aiohttp.ClientSession() as http:  # a loopback bind: as before
+        for host in ("kame-box", "192.168.1.5:8998"):
+            async with http.get(url + "/api/health", headers={"Host": host}) as r:
+                assert r.status == 403, host
+    # a trusted proxy's request is not checked: the proxy decides which names it serves
+    async with running_server(host="0.0.0.0", trusted_proxy="127.0.0.1") as (url, _), aiohttp.ClientSession() as http:
+        forwarded = {"Host": "kame.example.org", "X-Forwarded-For": "192.0.2.9"}
+        async with http.get(url + "/api/health", headers=forwarded) as r:
+            assert r.status == 200
+
+
+async def test_with_a_token_a_non_loopback_server_leaves_the_host_to_the_token(box_names):
+    async with running_server(host="0.0.0.0", auth_token="s3cret") as (url, server), aiohttp.ClientSession() as http:
+        assert server.own_names is None  # (not even asked)
+        async with http.get(url + "/api/health", headers={"Host": "evil.example"}) as r:
+            assert r.status == 200
+        assert (await _status(http, url, Host="evil.example"))[0] == 401  # the token, as usual
+        authorized = {"Host": "evil.example", "Authorization": "Bearer s3cret"}
+        assert (await _status(http, url, **authorized))[0] == 101
 
 
 def test_the_new_keys_are_checked():
@@ -357,6 +404,9 @@ def test_the_startup_warning_names_dns_rebinding_and_the_token_file():
     said = guard.bind_warning(ServerConfig(host="0.0.0.0"))
     assert "DNS rebinding" in said and "--token-file" in said and "127.0.0.1" in said
     assert "DNS rebinding" in guard.bind_warning(ServerConfig(host="192.0.2.5"))
+    # (the Host check keeps pages out: the warning says so, unless allowed_hosts lets any name in)
+    assert "web pages cannot" in said and "server.allowed_hosts" in said
+    assert "any Host is answered" in guard.bind_warning(ServerConfig(host="0.0.0.0", allowed_hosts=["*"]))
 
 
 def test_the_servers_drops_merged_into_an_agent_stats_are_not_reported_again():

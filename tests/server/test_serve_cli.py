@@ -81,5 +81,5 @@ def test_trusted_proxy_help_says_all_it_drives():
     add_arguments(parser)
     said = " ".join(parser.format_help().split())
     for what in ("X-Forwarded-For gives the client address (log, max_sessions_per_client)",
-                 "X-Forwarded-Host/-Proto the page's origin", "skips the loopback Host check"):
+                 "X-Forwarded-Host/-Proto the page's origin", "skips the Host check"):
         assert what in said

@@ -63,7 +63,7 @@ class ServerConfig:
     static_dir: str | None = None  # default: the package's static/ folder
     trusted_proxy: str | None = None  # reverse proxies (addresses/networks) whose X-Forwarded-For is believed
     allowed_origins: list = field(default_factory=list)  # other pages' origins that may open sessions; "*": any
-    allowed_hosts: list = field(default_factory=list)  # a loopback bind: Host names allowed besides localhost's
+    allowed_hosts: list = field(default_factory=list)  # Host names answered besides localhost's (guard.host_problem)
     max_sessions_per_client: int = 0  # live sessions from one client address; 0: no cap
 
 
@@ -332,6 +332,8 @@ class Server:
         self.allowed_origins = guard.parse_origins(cfg.allowed_origins)
         self.allowed_hosts = guard.parse_hosts(cfg.allowed_hosts)
         self.loopback = guard.is_loopback_name(cfg.host)  # (then Host is checked: DNS rebinding)
+        # another bind without a token: Host is checked too, against IPs and these names (None: not checked)
+        self.own_names = None if self.loopback or cfg.auth_token else guard.own_names()
         self.slots = guard.ClientSlots(cfg.max_sessions_per_client or 0)
         self.refusals_logged = 0
         self.decode_pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="kame-opus")  # (threads: on use)
@@ -501,7 +503,7 @@ def add_arguments(parser) -> None:
                         help="your reverse proxies' addresses/networks, comma-separated ([server] trusted_proxy). "
                              "From them, X-Forwarded-For gives the client address (log, max_sessions_per_client), "
                              "X-Forwarded-Host/-Proto the page's origin (the browser's Origin check), and a "
-                             "forwarded request skips the loopback Host check (docs/protocol.md, reverse proxy)")
+                             "forwarded request skips the Host check (docs/protocol.md, reverse proxy)")
     parser.add_argument("--max-sessions", type=at_least(1), default=None,
                         help="echo agent only, default 16 (others: [runtime] max_sessions in the config)")
     parser.epilog, parser.formatter_class = ops.SERVE_EPILOG, argparse.RawDescriptionHelpFormatter

@@ -6,8 +6,10 @@ from using or starving the server (kame.server.app calls these):
   the server's own host:port or be listed in ``server.allowed_origins``; no Origin (kame client,
   scripts) is allowed;
 - on a loopback bind, any request whose Host is not a loopback name (DNS rebinding: a page of
-  evil.example whose name later resolves to 127.0.0.1), unless listed in ``server.allowed_hosts``
-  or forwarded by a trusted proxy (which decides the names it serves);
+  evil.example whose name later resolves to 127.0.0.1); on another bind without a token, any whose
+  Host is neither an IP address, a loopback name nor one of this machine's names (the same attack on
+  a LAN or 0.0.0.0 bind; with a token, the token is the defence: the page cannot know it); unless
+  listed in ``server.allowed_hosts`` or forwarded by a trusted proxy (which decides the names it serves);
 - more live sessions from one client address than ``server.max_sessions_per_client``;
 - a WebSocket upgrade of another version than RFC 6455's 13 (426);
 - a client that does not read what it is sent (SendQueue: bounded, the oldest audio dropped);
@@ -22,6 +24,7 @@ import asyncio
 import collections
 import ipaddress
 import logging
+import socket
 
 from aiohttp import web
 
@@ -70,8 +73,9 @@ def parse_origins(value) -> tuple[str, ...]:
 
 
 def parse_hosts(value) -> tuple[str, ...]:
-    """``server.allowed_hosts``: host names (no port) a loopback-bound server answers to besides
-    localhost, 127.x.x.x and [::1]; "*" for any."""
+    """``server.allowed_hosts``: host names (no port) the server answers to besides localhost,
+    127.x.x.x and [::1] (and, on a non-loopback bind, its IP addresses and this machine's names);
+    "*" for any."""
     out = []
     for item in _items(value, "allowed_hosts"):
         split = _split_host(item)
@@ -100,14 +104,19 @@ def parse_burst(value) -> float:
 
 
 def bind_warning(cfg) -> str | None:
-    """The start-up warning for a server that any page or host could use: a non-loopback bind
-    without a token (the Host check against DNS rebinding covers only loopback binds)."""
+    """The start-up warning for a server that any host could use: a non-loopback bind without a
+    token (web pages, through DNS rebinding, only if server.allowed_hosts has "*")."""
     if cfg.auth_token or is_loopback_name(cfg.host):
         return None
     also = " (it also listens on 127.0.0.1)" if cfg.host in ("0.0.0.0", "::", "") else ""
-    return (f"serving on {cfg.host}{also} without an auth token: anyone who can reach it can open sessions, and so "
-            f"can any web page a user of this machine or network visits, through DNS rebinding (a name re-pointed "
-            f"at this address; the Host check covers loopback binds only); give a token: --token-file PATH")
+    if "*" in parse_hosts(cfg.allowed_hosts):
+        pages = ("and so can any web page a user of this machine or network visits, through DNS rebinding (a name "
+                 "re-pointed at this address: server.allowed_hosts has \"*\", so any Host is answered)")
+    else:
+        pages = ("web pages cannot through DNS rebinding: it answers only to Host names that are IP addresses, "
+                 "localhost, this machine's names or in server.allowed_hosts")
+    return (f"serving on {cfg.host}{also} without an auth token: anyone who can reach it can open sessions; "
+            f"{pages}; give a token: --token-file PATH")
 
 
 # ---- Host and Origin -------------------------------------------------------------------------
@@ -158,6 +167,32 @@ def is_loopback_name(host: str) -> bool:
         return ipaddress.ip_address(h).is_loopback
     except ValueError:
         return False
+
+
+def _is_ip(host: str) -> bool:
+    """An IPv4 or IPv6 address, the latter bracketed or not (a Host no DNS-rebinding page can have)."""
+    try:
+        ipaddress.ip_address(host[1:-1] if host.startswith("[") and host.endswith("]") else host)
+    except ValueError:
+        return False
+    return True
+
+
+def own_names() -> frozenset[str]:
+    """This machine's names, lower-case: socket.gethostname(), socket.getfqdn() and
+    "<hostname>.local" (mDNS), which a non-loopback server without a token answers to.
+    kame.server.app asks once, at start (getfqdn may ask the resolver)."""
+    names = set()
+    for get in (socket.gethostname, socket.getfqdn):
+        try:
+            names.add(get().strip().lower().rstrip("."))
+        except (OSError, UnicodeError):  # (no name: IP addresses still work)
+            pass
+    try:
+        names.add(socket.gethostname().strip().lower().split(".")[0] + ".local")
+    except (OSError, UnicodeError):
+        pass
+    return frozenset(n for n in names if n and n != ".local")
 
 
 def _from_proxy(request: web.BaseRequest, trusted: tuple, name: str) -> str | None:
@@ -219,19 +254,33 @@ def origin_problem(request: web.BaseRequest, server) -> str | None:
 
 
 def host_problem(request: web.BaseRequest, server) -> str | None:
-    """On a loopback bind, why the request's Host is refused (DNS rebinding), or None. A request
-    forwarded by a trusted proxy is not checked: the proxy decides which names it serves."""
-    if not server.loopback or _forwarded(request, server):
+    """Why the request's Host is refused (DNS rebinding), or None. Checked on a loopback bind
+    (loopback names only), and on another bind without a token (``server.own_names`` is then this
+    machine's names; IP addresses pass too: a rebinding page needs a domain name); with a token it
+    is not (the page cannot know the token). A request forwarded by a trusted proxy is not checked
+    either: the proxy decides which names it serves."""
+    own = None if server.loopback else server.own_names
+    if (own is None and not server.loopback) or _forwarded(request, server):
         return None
     host = request.headers.get("Host", "")
     split = _split_host(host)
     allowed = server.allowed_hosts
     if "*" in allowed or (split is not None and (is_loopback_name(split[0]) or split[0] in allowed)):
         return None
-    return (f"Host {host[:100]!r} refused: this server listens on a loopback address and answers only to "
-            f"localhost, 127.0.0.1 or [::1] (a page on another name reaching it would be DNS rebinding); "
-            f"to reach it by that name, add it to server.allowed_hosts; or, "
-            f"{_proxy_hint(request, server, 'X-Forwarded-For')} (docs/protocol.md, \"Behind a reverse proxy\")")
+    if own is not None and split is not None and (_is_ip(split[0]) or split[0] in own):
+        return None
+    proxy = f"{_proxy_hint(request, server, 'X-Forwarded-For')} (docs/protocol.md, \"Behind a reverse proxy\")"
+    if own is None:
+        return (f"Host {host[:100]!r} refused: this server listens on a loopback address and answers only to "
+                f"localhost, 127.0.0.1 or [::1] (a page on another name reaching it would be DNS rebinding); "
+                f"to reach it by that name, add it to server.allowed_hosts; or, {proxy}")
+    # (the names are not listed: a rebinding page can read this answer)
+    return (f"Host {host[:100]!r} refused: this server listens on {server.cfg.host or 'all addresses'} without an "
+            f"auth token and answers only to its IP addresses, localhost and this machine's own names (its host "
+            f"name, its fully qualified name, HOSTNAME.local) (a page on another name reaching it would be DNS "
+            f"rebinding); to reach it by that name, add it to "
+            f"server.allowed_hosts, or give the server a token (--token-file PATH), or use its IP address in "
+            f"the URL; or, {proxy}")
 
 
 def _log_refusal(server, request: web.BaseRequest, why: str) -> None:
@@ -244,7 +293,7 @@ def _log_refusal(server, request: web.BaseRequest, why: str) -> None:
 
 @web.middleware
 async def host_guard(request: web.Request, handler):
-    """403 for every request whose Host a loopback-bound server must not answer (DNS rebinding)."""
+    """403 for every request whose Host the server must not answer (DNS rebinding: host_problem)."""
     server = request.app[ops.SERVER_KEY]
     why = host_problem(request, server)
     if why is None:
