@@ -47,9 +47,12 @@ def test_a_whole_file_passes(tmp_path):
     (tiny_gguf()[:30], "it has a header that counts 2 tensors and 2 metadata entries, which its 30 bytes cannot hold"),
     (tiny_gguf()[:60], "it ends at byte 60, inside its metadata"),
     (tiny_gguf()[:150], "it ends at byte 150, inside its tensor table"),
-    (tiny_gguf()[:-1], "it has 255 bytes, but its tensors need 256 (100 % is there: cut short, or corrupt)"),
+    (tiny_gguf()[:-1], "it has 255 bytes, but its tensors need 256 (99.6 % is there: cut short, or corrupt)"),
+    (tiny_gguf()[:-4], "it has 252 bytes, but its tensors need 256 (98.4 % is there: cut short, or corrupt)"),
+    (tiny_gguf()[:8] + struct.pack("<Q", 0) + tiny_gguf()[16:],
+     "it has no tensors (its header counts 0, and 2 metadata entries): a GGUF file without tensors is not a model"),
     (tiny_gguf(version=1), "it has GGUF version 1; kame reads versions 2 and 3"),
-], ids=["junk", "header", "metadata", "tensor-table", "data", "version"])
+], ids=["junk", "header", "metadata", "tensor-table", "data", "data-98", "no-tensors", "version"])
 def test_a_junk_or_cut_short_file_is_named_before_a_child_starts(tmp_path, content, why):
     fake = tmp_path / "fake.gguf"
     fake.write_bytes(content)

@@ -259,3 +259,40 @@ async def test_sessions_closed_in_a_burst_cannot_pile_up_unwinding_stt_streams(m
     s = await agent.open_session()
     await s.close()
     await agent.stop()
+
+
+async def test_a_session_waiting_for_room_is_refused_if_a_whole_stop_ran_meanwhile(monkeypatch):
+    """(was: opened on the stopped agent: no VAD thread, its STT / LLM / TTS closed)"""
+    from kame.runtime import base
+
+    monkeypatch.setattr(cascade_agent, "STOP_WAIT_S", 30.0)
+    clock, stt = FakeClock(), SlowUnwindSTT()
+    cfg = load_config(None, {"mode": "cascade", "runtime.max_sessions": 1})
+    agent = build_cascade_agent(cfg, clock=clock, components={"stt": stt, "llm": FakeLLM(clock, ["Hi."]),
+                                                              "tts": FakeTTS(clock), "vad_factory": FakeVAD})
+    for n in range(base.UNWINDING_MIN):  # as many closed sessions still unwinding as may be
+        s = await agent.open_session()
+        for _ in range(30):
+            await asyncio.sleep(0)
+        await s.close()
+        for _ in range(30):
+            await asyncio.sleep(0)
+        assert stt.unwinding == n + 1
+    real, stopped = cascade_agent.room_to_unwind, asyncio.Event()
+
+    async def room(*args):
+        await real(*args)  # the opener waits for one of them ...
+        await stopped.wait()  # ... and runs again only once stop() has returned (as the loop may order it)
+
+    monkeypatch.setattr(cascade_agent, "room_to_unwind", room)
+    opening = asyncio.ensure_future(agent.open_session())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not opening.done()
+    stt.release.set()  # (so stop() can end)
+    await agent.stop()
+    assert not agent._stopping_now and agent._vad_pool is None
+    stopped.set()
+    with pytest.raises(KameError, match="the agent was stopped while a session was opening"):
+        await opening
+    assert agent.sessions == {}

@@ -123,6 +123,23 @@ def test_the_audio_is_hashed_once_per_version_of_the_file(tmp_path, monkeypatch,
     assert hashed == [AUDIO] * 3
 
 
+def test_validate_forgets_the_audios_sha256(tmp_path):
+    """audio.wav rewritten in place at its size within one tick of the filesystem's clock keeps
+    its key (inode, size, times): its old sha256 would be used; validate() forgets it."""
+    d = dialogue(16)
+    wav = write_dialogue(tmp_path / "d", d) / AUDIO
+    old = d.audio_sha256()
+    with open(wav, "r+b") as f:
+        f.seek(-2, os.SEEK_END)
+        last = f.read(2)
+        f.seek(-2, os.SEEK_END)
+        f.write(bytes([last[0] ^ 1, last[1]]))
+    st = wav.stat()  # the same key as before the rewrite (as within one tick)
+    d._audio_sha256 = ((str(wav), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns), old)
+    assert d.audio_sha256() == old  # (the limit: the key has not changed)
+    assert d.validate().audio_sha256() == paths.file_sha256(wav) != old
+
+
 def test_a_tokenizer_knows_its_sha256(tok, tmp_path):
     """The sha256 of its model (= the .model file's), a property of the tokenizer, computed once."""
     from kame.backend.tokenizer import DEFAULT_MODEL

@@ -233,14 +233,16 @@ class CascadeAgent(Agent):
     async def open_session(self, session_id: str | None = None) -> Session:
         if self._stopping_now:  # (stop() would not see it: it would outlive the agent)
             raise KameError("cascade: the agent is stopping; no new session")
+        stops = self._stops  # (a whole stop() may run while this waits below: _stopping_now is False again)
         if not self._started:
             await self.start()
         if len(self.sessions.keys() | self._opening) >= self.max_sessions:
             raise CapacityError(f"all {self.max_sessions} sessions are in use (runtime.max_sessions)")
         # (a bounded number of closed ones still unwinding their STT streams)
         await room_to_unwind(lambda: self._stopping, self.max_sessions, STOP_WAIT_S)
-        if self._stopping_now:
-            raise KameError("cascade: the agent is stopping; no new session")
+        if self._stopping_now or self._stops != stops:  # (stop() did not see it: it would outlive the agent)
+            raise KameError("cascade: the agent was stopped while a session was opening; open one again (once "
+                            "stop() has returned)")
         taken = self.sessions.keys() | self._opening
         sid = session_id_for(session_id, taken, lambda: f"c{next(_ids)}")
         if len(taken) >= self.max_sessions:
@@ -248,7 +250,6 @@ class CascadeAgent(Agent):
         # the VAD is built in the VAD thread: a silero VAD (an onnxruntime session) takes ~75-170 ms
         # of compute that would stall every other session on the event loop (was: built on it)
         self._opening.add(sid)  # (its id and place are taken meanwhile)
-        stops = self._stops
         try:
             vad = await asyncio.get_running_loop().run_in_executor(self._vad_pool, self._vad_factory)
         finally:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import operator
 import threading
+from collections.abc import Mapping, Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -130,21 +131,29 @@ def as_int(x, what: str) -> int:
 
 
 def token_list(token_ids, where: str) -> list[int]:
-    """Oracle token ids (a sequence of ints, an integer array or tensor) -> list[int], else a
-    TypeError saying what was given; the ids' range is not checked here."""
+    """Oracle token ids -> list[int]: a list, tuple, range or other sequence of ints, or a 1-d
+    integer (signed or unsigned) numpy array or torch tensor; else a TypeError saying what was
+    given (a set or dict has no defined order, an iterator or generator is refused too: give a
+    list). The ids' range is not checked here."""
+    if type(token_ids) is list or type(token_ids) is tuple:  # (the usual case: no isinstance chain)
+        return [t if type(t) is int else as_int(t, f"oracle token id ({where})") for t in token_ids]
     if isinstance(token_ids, (torch.Tensor, np.ndarray)):  # (one type check, not one per id)
-        kind = token_ids.dtype in _INT_DTYPES if isinstance(token_ids, torch.Tensor) else token_ids.dtype.kind in "iu"
+        if isinstance(token_ids, torch.Tensor):
+            d = token_ids.dtype
+            kind = not (d.is_floating_point or d.is_complex or d == torch.bool)
+        else:
+            kind = token_ids.dtype.kind in "iu"
         if not kind or token_ids.ndim != 1:
             raise TypeError(f"oracle token ids ({where}) must be a 1-d sequence of int ids, got a "
                             f"{type(token_ids).__name__} of dtype {token_ids.dtype} and shape {tuple(token_ids.shape)}")
         return token_ids.tolist()
-    if isinstance(token_ids, (str, bytes)) or not isinstance(token_ids, Iterable):
-        raise TypeError(f"oracle token ids ({where}) must be a sequence of int ids (from the text tokenizer), got "
-                        f"{type(token_ids).__name__} {token_ids!r}")
+    if isinstance(token_ids, (str, bytes, bytearray)) or not isinstance(token_ids, Sequence):
+        why = ("" if isinstance(token_ids, (str, bytes, bytearray)) or not isinstance(token_ids, Iterable) else
+               ": its order is undefined" if isinstance(token_ids, (AbstractSet, Mapping)) else ": give a list")
+        raise TypeError(f"oracle token ids ({where}) must be a sequence of int ids (from the text tokenizer: a "
+                        f"list, tuple, range, or a 1-d integer array or tensor), got {type(token_ids).__name__} "
+                        f"{token_ids!r}{why}")
     return [t if type(t) is int else as_int(t, f"oracle token id ({where})") for t in token_ids]  # (ints: no call)
-
-
-_INT_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
 
 def _check_ids(token_ids: Sequence[int], vocab: int, where: str) -> list[int]:

@@ -105,8 +105,8 @@ class BackendBridge:
     async def wait_stopped(self) -> None:
         """Until the STT stream and producer stop() cancelled have unwound (the supervisor leaves
         a stream that ignores its cancellation after STOP_WAIT_S)."""
-        if self._unwinding is not None:
-            await asyncio.shield(self._unwinding)
+        if self._unwinding is not None and not self._unwinding.done():
+            await asyncio.wait({self._unwinding})  # (not its cancellation: the loop's end may cancel it)
 
     async def aclose(self) -> None:
         """stop(), then wait until it has unwound."""
@@ -114,10 +114,15 @@ class BackendBridge:
         await self.wait_stopped()
 
     async def _unwind(self) -> None:
+        # (held by self._unwinding; nothing need await it: asyncio.run's end cancels it with the rest)
+        me = asyncio.current_task()
         for t in self._tasks:
             try:
                 await t
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing anyway
+            except asyncio.CancelledError:
+                if me is not None and me.cancelling():  # this unwinding itself was cancelled (the loop ends)
+                    raise
+            except Exception:  # noqa: BLE001 - closing anyway
                 pass
         self._tasks.clear()
         if self._producer is not None:

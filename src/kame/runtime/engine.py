@@ -220,6 +220,7 @@ class TandemAgent(Agent):
         self._start_once = StartOnce()
         self._failures = StepFailures()
         self._stopping = False
+        self._stops = 0  # stop() calls (a session opening across a whole one is refused)
         self.frames = 0
         self.missed = 0
 
@@ -335,6 +336,7 @@ class TandemAgent(Agent):
 
     async def stop(self) -> None:
         self._check_loop()
+        self._stops += 1
         self._stopping = True
         try:
             await self._start_once.cancel()  # (its callers get a KameError)
@@ -362,14 +364,16 @@ class TandemAgent(Agent):
     async def open_session(self, session_id: str | None = None) -> Session:
         if self._stopping:  # (stop() would not see it: it would outlive the agent)
             raise KameError("the agent is stopping; no new session (open one once stop() has returned)")
+        stops = self._stops  # (a whole stop() may run while this waits below: _stopping is False again)
         await self.start()  # (at once when it runs; else this caller waits for the one start)
         for wait in (True, False):
             if not self._free:
                 raise CapacityError(f"all {self.max_sessions} sessions are in use (runtime.max_sessions)")
             if wait:  # (a bounded number of closed ones still unwinding their STT streams)
                 await room_to_unwind(lambda: self._unwinding, self.max_sessions, STOP_WAIT_S)
-                if self._stopping:
-                    raise KameError("the agent is stopping; no new session (open one once stop() has returned)")
+                if self._stopping or self._stops != stops:  # (stop() would not see it: it would outlive the agent)
+                    raise KameError("the agent was stopped while a session was opening; open one again (once "
+                                    "stop() has returned)")
         sid = session_id_for(session_id, {s.id for s in self.sessions.values()}, lambda: f"s{next(_session_ids)}")
         row = self._free.pop()
         s = TandemSession(self, row, sid)

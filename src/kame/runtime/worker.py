@@ -36,6 +36,7 @@ import numpy as np
 
 from ..audio import peak_problem
 from ..backend.types import FRAME_SIZE, OracleAppend, OracleEvent, OracleReset
+from ..errors import KameError
 from .base import SEE_LOG
 
 log = logging.getLogger(__name__)
@@ -160,12 +161,17 @@ def make_vad_factory(kind: str, *, threshold: float | None = None,
         return lambda: EnergyVAD(**energy)
 
 
+class ThreadClosedError(KameError, RuntimeError):
+    """A call submitted to a StepThread that was closed (its agent was stopped)."""
+
+
 class StepThread:
     """The worker's one thread, running the calls submitted to it in order. A daemon thread: a call
     that never returns (a plugin codec stuck in its own code) cannot hold the process's exit, as a
     ThreadPoolExecutor's thread does (Python joins those at exit)."""
 
     def __init__(self, name: str) -> None:
+        self.name = name
         self._calls: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
         self.ended: concurrent.futures.Future = concurrent.futures.Future()  # done when the thread has ended
@@ -174,7 +180,10 @@ class StepThread:
 
     def submit(self, fn: Callable, *args) -> concurrent.futures.Future:
         if self._closed:
-            raise RuntimeError("the step worker is shut down (the agent was stopped): start the agent again")
+            # (a KameError: the server answers it as such, not as a 500; this class serves the
+            # tandem's step worker and the cascade's VAD thread, hence its name in the message)
+            raise ThreadClosedError(f"the {self.name} thread is shut down (the agent was stopped): start the "
+                                    f"agent again")
         f: concurrent.futures.Future = concurrent.futures.Future()
         self._calls.put((f, fn, args))
         return f

@@ -138,6 +138,9 @@ class Dialogue:
         return [ev.timeline_event() for ev in self.oracle]
 
     def validate(self) -> "Dialogue":
+        """``validate_dialogue``, and forget the remembered sha256 of audio.wav (``audio_sha256``
+        hashes it again): call it after changing the dialogue or its audio.wav in place."""
+        object.__setattr__(self, "_audio_sha256", None)  # (a same-size rewrite within one tick keeps the file's key)
         validate_dialogue(self)
         return self
 
@@ -152,7 +155,9 @@ class Dialogue:
 
     def audio_sha256(self) -> str:
         """The sha256 of FOLDER/audio.wav, hashed once per version of the file: remembered with
-        the file's inode, size and times, so a file changed since is hashed again."""
+        the file's inode, size and times, so a file changed since is hashed again (one rewritten
+        in place at the same size within one tick of the filesystem's clock is not: ``validate()``
+        forgets it)."""
         if self.folder is None:
             raise DataError("the dialogue has no folder, so no audio.wav (read_dialogue or write_dialogue it first)")
         path = self.folder / AUDIO

@@ -89,7 +89,10 @@ def _layout(buf) -> None:
     r = _Reader(buf, order)
     r.pos = 8
     n_tensors, n_kv = r.take("Q"), r.take("Q")
-    if n_tensors == 0 or n_tensors > len(buf) // 24 or n_kv > len(buf) // 13:  # (the smallest entries' sizes)
+    if n_tensors == 0:
+        raise _Bad(f"has no tensors (its header counts 0, and {n_kv} metadata entries): a GGUF file without "
+                   "tensors is not a model")
+    if n_tensors > len(buf) // 24 or n_kv > len(buf) // 13:  # (the smallest entries' sizes)
         raise _Bad(f"has a header that counts {n_tensors} tensors and {n_kv} metadata entries, which "
                    f"its {len(buf)} bytes cannot hold (cut short, or corrupt)")
     alignment, blocks = 32, _blocks()
@@ -117,7 +120,12 @@ def _layout(buf) -> None:
     data = -(-r.pos // alignment) * alignment
     if end is not None and data + end > len(buf):
         raise _Bad(f"has {len(buf)} bytes, but its tensors need {data + end} "
-                   f"({100 * len(buf) / (data + end):.0f} % is there: cut short, or corrupt)")
+                   f"({_share(len(buf), data + end)} % is there: cut short, or corrupt)")
+
+
+def _share(have: int, need: int) -> str:
+    """have / need in % with one decimal, rounded down: a file a byte short is never "100 %"."""
+    return f"{have * 1000 // need / 10:.1f}"
 
 
 def check_gguf(gguf: Path) -> None:
