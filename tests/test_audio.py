@@ -64,3 +64,24 @@ def test_chunk_resampler_same_rate_passes_through_and_bad_rates_are_named():
     assert rs(x) is x and rs.lag == 0
     with pytest.raises(AudioFormatError, match="target sample rate must be a positive whole number of Hz, got 0"):
         ChunkResampler(24000, 0)
+
+
+def test_channels_that_cancel_in_the_mono_mix_are_warned_of(tmp_path, caplog):
+    """A stereo file whose channels are out of phase mixes to silence: said (was: silent output,
+    no word), the mix still returned; ordinary stereo says nothing."""
+    import logging
+
+    import soundfile as sf
+
+    from kame.audio import read_wav
+
+    a = (0.3 * np.sin(np.arange(24000) / 24000 * 2 * np.pi * 220)).astype(np.float32)
+    sf.write(tmp_path / "inv.wav", np.stack([a, -a], axis=1), 24000)
+    sf.write(tmp_path / "ok.wav", np.stack([a, 0.5 * a], axis=1), 24000)
+    with caplog.at_level(logging.WARNING, "kame.audio"):
+        pcm, _ = read_wav(tmp_path / "ok.wav")
+        assert not caplog.records
+        pcm, _ = read_wav(tmp_path / "inv.wav")
+    assert np.abs(pcm).max() < 1e-4  # (16-bit rounding)
+    (r,) = caplog.records
+    assert "its 2 channels cancel out when mixed to mono" in r.getMessage() and "give one channel" in r.getMessage()

@@ -7,6 +7,7 @@ kame exchanges audio internally as float32 mono at 24 kHz (kame.backend.types.SA
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 from math import gcd
@@ -15,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import AudioFormatError, KameError
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 24000
 MIN_FILE_RATE = 4000  # a file that says it has fewer samples per second is not speech audio (a bad header)
@@ -162,11 +165,26 @@ def read_wav(path: str | Path, sample_rate: int | None = SAMPLE_RATE, *, mono: b
     if problem:
         raise AudioFormatError(f"audio file {path}: {problem}")
     if mono:
+        channels = data
         data = data.mean(axis=1)
+        _warn_if_cancelled(path, channels, data)
         if sample_rate is not None and rate != sample_rate:
             data = resample(data, rate, sample_rate)
             rate = sample_rate
     return np.ascontiguousarray(data, dtype=np.float32), rate
+
+
+def _warn_if_cancelled(path: Path, channels: np.ndarray, mixed: np.ndarray) -> None:
+    """Warn when a file's channels cancel out in the mono mix (one channel out of phase: the mix
+    is near silence though each channel is not); the caller gets the mix either way."""
+    if channels.shape[1] < 2:
+        return
+    each = float(np.sqrt(np.mean(np.square(channels, dtype=np.float64))))
+    left = float(np.sqrt(np.mean(np.square(mixed, dtype=np.float64))))
+    if each > 1e-4 and left < 0.1 * each:
+        log.warning("%s: its %d channels cancel out when mixed to mono (%.0f dB quieter than the channels: one "
+                    "is out of phase?); the mono mix is used: give one channel instead (e.g. sox IN.wav OUT.wav "
+                    "remix 1)", path, channels.shape[1], 20 * np.log10(max(left, 1e-12) / each))
 
 
 def _check_wav_length(path: Path) -> None:
