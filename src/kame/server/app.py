@@ -104,6 +104,7 @@ class Connection:
             "audio_out": "pcm" if self.pcm_out else "opus", "protocol": P.PROTOCOL_VERSION,
             "max_message_bytes": self.cfg.max_message_bytes, "idle_timeout_s": self.cfg.idle_timeout_s,
             "idle_audio_share": self.cfg.idle_audio_share, "max_session_s": self.cfg.max_session_s,
+            "t0": self.opened,  # the session's start on the clock of every "t": a client's anchor for offsets
         }))
         reader = asyncio.create_task(self._read(), name=f"ws-read-{self.session.id}")
         self.pump = asyncio.create_task(self._pump(), name=f"ws-pump-{self.session.id}")

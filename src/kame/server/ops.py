@@ -226,6 +226,8 @@ def closed_how(conn) -> str:
 def ending(conn) -> str:
     """How a connection (app.Connection) ended: the client's close, a lost connection, or the
     server's close. (Reasons escaped: the client chose its close reason.)"""
+    if conn.close_reason == SHUTDOWN_REASON:  # (first, as in closed_how: the client's socket then closes too)
+        return f"closed by the server shutting down ({int(conn.close_code)} {SHUTDOWN_REASON})"
     side = _client_side(conn)
     if side == "client":
         code, reason = conn.client_close
