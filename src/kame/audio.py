@@ -179,8 +179,9 @@ def _warn_if_cancelled(path: Path, channels: np.ndarray, mixed: np.ndarray) -> N
     is near silence though each channel is not); the caller gets the mix either way."""
     if channels.shape[1] < 2:
         return
-    each = float(np.sqrt(np.mean(np.square(channels, dtype=np.float64))))
-    left = float(np.sqrt(np.mean(np.square(mixed, dtype=np.float64))))
+    n = len(mixed)  # (dot products: no float64 copy of a long file)
+    each = float(np.sqrt(sum(float(np.dot(c, c)) for c in channels.T) / (n * channels.shape[1])))
+    left = float(np.sqrt(float(np.dot(mixed, mixed)) / n))
     if each > 1e-4 and left < 0.1 * each:
         log.warning("%s: its %d channels cancel out when mixed to mono (%.0f dB quieter than the channels: one "
                     "is out of phase?); the mono mix is used: give one channel instead (e.g. sox IN.wav OUT.wav "

@@ -212,7 +212,7 @@ class RuntimeConfig:
 
 
 @dataclass
-class ServerConfig:  # the fields of kame.server.app.ServerConfig (kept in sync)
+class ServerConfig:  # the fields of kame.server.settings.ServerConfig (kept in sync)
     host: str = "127.0.0.1"
     port: int = _opt(8998, min=0, max=65535)  # Moshi's default port
     # larger client messages get a 0x05 error and are dropped; at least one 80 ms PCM message (1 + 1920 x 2

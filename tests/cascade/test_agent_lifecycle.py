@@ -18,6 +18,7 @@ from kame.errors import KameError
 from kame.runtime.clock import FakeClock
 from kame.runtime.engine import build_agent
 
+from ..runtime.fakes import wait_for
 from .fakes import Driver, FakeLLM, FakeSTT, FakeTTS, FakeVAD, speech_frame
 
 
@@ -223,9 +224,10 @@ class SlowUnwindSTT(FakeSTT):
 
     def __init__(self) -> None:
         super().__init__()
-        self.release, self.unwinding = asyncio.Event(), 0
+        self.release, self.unwinding, self.started = asyncio.Event(), 0, 0
 
     async def stream(self, frames):
+        self.started += 1
         try:
             async for tr in super().stream(frames):
                 yield tr
@@ -247,12 +249,9 @@ async def test_sessions_closed_in_a_burst_cannot_pile_up_unwinding_stt_streams(m
                                                               "tts": FakeTTS(clock), "vad_factory": FakeVAD})
     for n in range(base.UNWINDING_MIN):
         s = await agent.open_session()
-        for _ in range(30):
-            await asyncio.sleep(0)
+        await wait_for(lambda: stt.started == n + 1)
         await s.close()
-        for _ in range(30):
-            await asyncio.sleep(0)
-        assert stt.unwinding == n + 1
+        await wait_for(lambda: stt.unwinding == n + 1)
     with pytest.raises(base.CapacityError, match="4 closed sessions are still shutting down"):
         await agent.open_session()
     stt.release.set()
@@ -272,12 +271,9 @@ async def test_a_session_waiting_for_room_is_refused_if_a_whole_stop_ran_meanwhi
                                                               "tts": FakeTTS(clock), "vad_factory": FakeVAD})
     for n in range(base.UNWINDING_MIN):  # as many closed sessions still unwinding as may be
         s = await agent.open_session()
-        for _ in range(30):
-            await asyncio.sleep(0)
+        await wait_for(lambda: stt.started == n + 1)
         await s.close()
-        for _ in range(30):
-            await asyncio.sleep(0)
-        assert stt.unwinding == n + 1
+        await wait_for(lambda: stt.unwinding == n + 1)
     real, stopped = cascade_agent.room_to_unwind, asyncio.Event()
 
     async def room(*args):

@@ -419,3 +419,26 @@ def test_the_servers_drops_merged_into_an_agent_stats_are_not_reported_again():
     assert budget.report("s1") is None  # the client has the total already
     assert not budget.take(0.5)
     assert budget.report("s1") == {"type": "stats", "session": "s1", "dropped_input_s": 3.5}
+
+
+async def test_a_server_bound_by_name_answers_to_that_name_and_a_missing_host_is_named(box_names, caplog):
+    """``kame serve --host NAME`` prints http://NAME:PORT/: that name is answered (was: 403
+    forbidden_host on the URL it printed); a request with no Host header is told so (was:
+    "Host '' refused ... add it to server.allowed_hosts"); the names answered are logged at start."""
+    import logging
+    from urllib.parse import urlsplit
+
+    with caplog.at_level(logging.INFO, "kame.server"):
+        async with running_server(host="Kame-VM.lan.") as (url, _), aiohttp.ClientSession() as http:
+            async with http.get(url + "/api/health", headers={"Host": "kame-vm.lan:8998"}) as r:
+                assert r.status == 200
+            async with http.get(url + "/api/health", headers={"Host": "other-vm.lan"}) as r:
+                assert r.status == 403
+            port = urlsplit(url).port
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /api/health HTTP/1.0\r\n\r\n")  # (an HTTP/1.0 health check: no Host)
+            answer = (await reader.read()).decode()
+            writer.close()
+            assert " 403 " in answer.split("\r\n")[0] and "no Host header" in answer and "allowed_hosts" not in answer
+    said = [r.getMessage() for r in caplog.records if "answering Host names" in r.getMessage()]
+    assert len(said) == 1 and "kame-vm.lan" in said[0] and "kame-box" in said[0]

@@ -97,3 +97,29 @@ async def test_a_cascade_session_closed_by_its_client_flushes_nothing_and_frees_
                 assert not agent.sessions
         await wait_for(lambda: not server.connections)
     assert stt.flushes == 0
+
+
+async def test_the_server_answers_a_clients_close_only_once_its_session_is_closed(monkeypatch):
+    """Seen from the server: when it answers the client's close, the session is already gone
+    (was: with the reader cancelled before it closed the session, the close was answered first
+    and the session closed after; a client on another machine reconnecting at once got 503)."""
+    from aiohttp import web
+
+    cfg = load_config(None, {"runtime.max_sessions": 1, "runtime.vad": "energy"})
+    agent = TandemAgent(cfg, frame_models=FakeFrameModel, backend=lambda s: None, token_text=lambda t: "")
+    live_at_answer = []
+    close = web.WebSocketResponse.close
+
+    async def answer(self, **kw):
+        if not self.closed:  # (the answer; later calls do nothing)
+            live_at_answer.append(len(agent.sessions))
+        return await close(self, **kw)
+
+    monkeypatch.setattr(web.WebSocketResponse, "close", answer)
+    async with running_server(agent) as (url, server), aiohttp.ClientSession() as http:
+        for _ in range(3):
+            async with http.ws_connect(chat_url(url)) as ws:
+                await ws.receive(timeout=10)
+                await ws.close()
+            await wait_for(lambda: not server.connections)
+    assert live_at_answer == [0, 0, 0]

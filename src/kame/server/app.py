@@ -24,7 +24,6 @@ import logging
 import mimetypes
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -39,32 +38,11 @@ from . import guard, ops
 from . import protocol as P
 from .guard import SendQueue, SlowClient  # noqa: F401 (SendQueue: also kame.server.app's, as before)
 from .ops import SERVER_KEY, listen_socket  # (SERVER_KEY: also kame.server.app's, as before)
+from .settings import ServerConfig, echo_server_config, server_config_from  # noqa: F401 (also kame.server.app's)
 
 log = logging.getLogger("kame.server")
 STATIC_DIR = Path(__file__).parent / "static"
 DECODE_THREADS = 4  # Opus decoding for all sessions (a session decodes one message at a time)
-
-
-@dataclass
-class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 8998  # Moshi's default port
-    max_message_bytes: int = 65536  # larger client messages get a 0x05 error and are dropped
-    hard_message_factor: int = 4  # beyond max_message_bytes * this, the socket is closed (1009)
-    idle_timeout_s: float = 30.0  # too little client audio over this long (idle_audio_share) -> 0x05 error + close
-    idle_audio_share: float = guard.IDLE_AUDIO_SHARE  # of real time, over idle_timeout_s: less is idle (0..1)
-    audio_burst_s: float = guard.AUDIO_BURST_S  # client audio this far ahead of real time is taken; beyond: dropped
-    auth_token: str | None = None  # if set, required as Bearer header or ?token=
-    auth_token_file: str | None = None  # a file holding auth_token (read by server_config_from)
-    max_session_s: float = 0.0  # a session open this long -> 0x05 session_limit + close; 0: no limit
-    send_queue_messages: int = 64  # per-client outgoing queue (~5 s of 80 ms audio; kame.config: at least 16)
-    send_timeout_s: float = 10.0  # one send blocked this long -> the client is gone, close
-    max_errors: int = 100  # protocol errors per connection before it is closed
-    static_dir: str | None = None  # default: the package's static/ folder
-    trusted_proxy: str | None = None  # reverse proxies (addresses/networks) whose X-Forwarded-For is believed
-    allowed_origins: list = field(default_factory=list)  # other pages' origins that may open sessions; "*": any
-    allowed_hosts: list = field(default_factory=list)  # Host names answered besides localhost's (guard.host_problem)
-    max_sessions_per_client: int = 0  # live sessions from one client address; 0: no cap
 
 
 class Connection:
@@ -148,12 +126,22 @@ class Connection:
                           ", ".join(t.get_name() for t in left))
             if self.decoding is not None and not self.decoding.done():  # the reader was cancelled mid-decode:
                 await asyncio.wait([asyncio.wrap_future(self.decoding)], timeout=5)  # no decode outlives it
+            if self.session_closing is not None:  # the client's close is answered once its session is closed
+                await asyncio.wait([self.session_closing], timeout=2)
             if not self.ws.closed:
                 reason = self.close_reason.encode("utf-8", "replace")[:120].decode("utf-8", "ignore").encode()
                 try:
                     await asyncio.wait_for(self.ws.close(code=self.close_code, message=reason), 2.0)
                 except (asyncio.TimeoutError, ConnectionError):
                     pass
+
+    async def _end_session(self) -> None:
+        """The client closed: stop reading the session's outputs first (nobody reads what it would
+        flush, a cascade's last transcript, and its end is not taken for the agent's), then close it."""
+        if self.pump is not None:
+            self.pump.cancel()
+            await asyncio.wait([self.pump], timeout=5)  # (a plugin's outputs that ignore it: close anyway)
+        await self.session.close()
 
     def _fatal(self, code: str, message: str, ws_code: int) -> None:
         self.send_error(code, message, fatal=True)
@@ -170,15 +158,10 @@ class Connection:
                 self.client_closed = True
                 if msg.type == WSMsgType.CLOSE:  # (for the log line)
                     self.client_close = (msg.data, getattr(msg, "extra", None) or "")
-                # free the session's place before the close is answered (run() answers it: autoclose
-                # is off), so a client that reconnects as soon as its close completes finds it free;
-                # the outputs' reader stops first: nobody reads what the session would flush (a
-                # cascade's last transcript), and the session's end is not taken for the agent's
-                if self.pump is not None:
-                    self.pump.cancel()
-                    await asyncio.wait([self.pump])
-                self.session_closing = asyncio.ensure_future(self.session.close())
-                await asyncio.sleep(0)  # (close() starts: both agents free the place at its start)
+                # the session is closed before the close is answered (run() answers it: autoclose is
+                # off), so a client that reconnects as soon as its close completes finds its place
+                # free; in a task of its own (run() cancels this reader once the pump has ended)
+                self.session_closing = asyncio.ensure_future(self._end_session())
                 return
             if msg.type == WSMsgType.ERROR:  # e.g. message beyond the hard size limit (aiohttp closed 1009)
                 code = getattr(msg.data, "code", None) or self.ws.close_code  # (ws says 1006 after aiohttp's 1009)
@@ -334,7 +317,8 @@ class Server:
         self.allowed_hosts = guard.parse_hosts(cfg.allowed_hosts)
         self.loopback = guard.is_loopback_name(cfg.host)  # (then Host is checked: DNS rebinding)
         # another bind without a token: Host is checked too, against IPs and these names (None: not checked)
-        self.own_names = None if self.loopback or cfg.auth_token else guard.own_names()
+        self.own_names = None if self.loopback or cfg.auth_token else guard.own_names(cfg.host)
+        guard.log_host_names(self.own_names, self.allowed_hosts)
         self.slots = guard.ClientSlots(cfg.max_sessions_per_client or 0)
         self.refusals_logged = 0
         self.decode_pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="kame-opus")  # (threads: on use)
@@ -508,38 +492,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-sessions", type=at_least(1), default=None,
                         help="echo agent only, default 16 (others: [runtime] max_sessions in the config)")
     parser.epilog, parser.formatter_class = ops.SERVE_EPILOG, argparse.RawDescriptionHelpFormatter
-
-
-def server_config_from(section) -> ServerConfig:
-    """A ServerConfig from a config's [server] section (object or dict); unknown keys are errors."""
-    if section is None:
-        return ServerConfig()
-    import dataclasses
-
-    items = section if isinstance(section, dict) else dataclasses.asdict(section)
-    known = {f.name for f in fields(ServerConfig)}
-    unknown = sorted(set(items) - known)
-    if isinstance(section, dict) and unknown:
-        raise ConfigError(f"unknown [server] keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    cfg = ServerConfig(**{k: v for k, v in items.items() if k in known})
-    cfg.auth_token = cfg.auth_token or None  # "" = no auth
-    guard.parse_origins(cfg.allowed_origins), guard.parse_hosts(cfg.allowed_hosts)  # (bad ones: before the agent loads)
-    guard.parse_share(cfg.idle_audio_share), guard.parse_burst(cfg.audio_burst_s)
-    ops.config_token(cfg)  # server.auth_token_file (before the agent loads)
-    if cfg.static_dir and not local_path(cfg.static_dir).is_dir():  # (here: a server-only key stops no `kame run`)
-        raise ConfigError(f"server.static_dir: {cfg.static_dir!r} is not a folder (it holds the browser page: "
-                          f"index.html and its files; leave it unset for kame's own page)")
-    return cfg
-
-
-def echo_server_config(config: str | None, overrides: list[str]) -> ServerConfig:
-    """The echo agent's server settings: the [server] section of the config and ``--set``
-    overrides when given (checked like any config: unknown keys are errors), else the defaults."""
-    if not config and not overrides:
-        return ServerConfig()
-    from ..config import load_config
-
-    return server_config_from(getattr(load_config(config, overrides), "server", None))
 
 
 def _build(args) -> tuple[Agent, ServerConfig]:

@@ -178,11 +178,14 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def own_names() -> frozenset[str]:
+def own_names(bind: str | None = None) -> frozenset[str]:
     """This machine's names, lower-case: socket.gethostname(), socket.getfqdn() and
-    "<hostname>.local" (mDNS), which a non-loopback server without a token answers to.
-    kame.server.app asks once, at start (getfqdn may ask the resolver)."""
+    "<hostname>.local" (mDNS), and the name the server was bound by (``--host NAME``: the URL
+    kame serve prints), which a non-loopback server without a token answers to. kame.server.app
+    asks once, at start (getfqdn may ask the resolver)."""
     names = set()
+    if bind and not _is_ip(bind) and bind.strip() not in ("", "*"):
+        names.add(bind.strip().lower().rstrip("."))
     for get in (socket.gethostname, socket.getfqdn):
         try:
             names.add(get().strip().lower().rstrip("."))
@@ -193,6 +196,14 @@ def own_names() -> frozenset[str]:
     except (OSError, UnicodeError):
         pass
     return frozenset(n for n in names if n and n != ".local")
+
+
+def log_host_names(own: frozenset[str] | None, allowed) -> None:
+    """Say at start which Host names a non-loopback server without a token answers to (its 403
+    does not list them: a rebinding page could read them; the operator's log does)."""
+    if own is not None and "*" not in allowed:
+        log.info("answering Host names: IP addresses, localhost, %s; another name (a container's, a router's DNS "
+                 "name) needs server.allowed_hosts or a token", ", ".join(sorted(own) + list(allowed)) or "-")
 
 
 def _from_proxy(request: web.BaseRequest, trusted: tuple, name: str) -> str | None:
@@ -269,6 +280,10 @@ def host_problem(request: web.BaseRequest, server) -> str | None:
         return None
     if own is not None and split is not None and (_is_ip(split[0]) or split[0] in own):
         return None
+    if split is None:  # (no name to allow: say so, not "add it to allowed_hosts")
+        return (f"{'no Host header' if not host.strip() else f'a malformed Host header ({host[:100]!r})'}: this "
+                f"server answers only requests whose Host names it (HTTP/1.1 clients send one; a health check "
+                f"over HTTP/1.0 must add 'Host: localhost' or the server's address)")
     proxy = f"{_proxy_hint(request, server, 'X-Forwarded-For')} (docs/protocol.md, \"Behind a reverse proxy\")"
     if own is None:
         return (f"Host {host[:100]!r} refused: this server listens on a loopback address and answers only to "

@@ -1,0 +1,65 @@
+"""The server's settings: ServerConfig (the fields of a config's [server] section, kame.config
+keeps the declarations in sync) and how kame serve builds it from a config, checked before any
+model loads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from ..errors import ConfigError
+from ..paths import local_path
+from . import guard, ops
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8998  # Moshi's default port
+    max_message_bytes: int = 65536  # larger client messages get a 0x05 error and are dropped
+    hard_message_factor: int = 4  # beyond max_message_bytes * this, the socket is closed (1009)
+    idle_timeout_s: float = 30.0  # too little client audio over this long (idle_audio_share) -> 0x05 error + close
+    idle_audio_share: float = guard.IDLE_AUDIO_SHARE  # of real time, over idle_timeout_s: less is idle (0..1)
+    audio_burst_s: float = guard.AUDIO_BURST_S  # client audio this far ahead of real time is taken; beyond: dropped
+    auth_token: str | None = None  # if set, required as Bearer header or ?token=
+    auth_token_file: str | None = None  # a file holding auth_token (read by server_config_from)
+    max_session_s: float = 0.0  # a session open this long -> 0x05 session_limit + close; 0: no limit
+    send_queue_messages: int = 64  # per-client outgoing queue (~5 s of 80 ms audio; kame.config: at least 16)
+    send_timeout_s: float = 10.0  # one send blocked this long -> the client is gone, close
+    max_errors: int = 100  # protocol errors per connection before it is closed
+    static_dir: str | None = None  # default: the package's static/ folder
+    trusted_proxy: str | None = None  # reverse proxies (addresses/networks) whose X-Forwarded-For is believed
+    allowed_origins: list = field(default_factory=list)  # other pages' origins that may open sessions; "*": any
+    allowed_hosts: list = field(default_factory=list)  # Host names answered besides localhost's (guard.host_problem)
+    max_sessions_per_client: int = 0  # live sessions from one client address; 0: no cap
+
+
+def server_config_from(section) -> ServerConfig:
+    """A ServerConfig from a config's [server] section (object or dict); unknown keys are errors."""
+    if section is None:
+        return ServerConfig()
+    import dataclasses
+
+    items = section if isinstance(section, dict) else dataclasses.asdict(section)
+    known = {f.name for f in fields(ServerConfig)}
+    unknown = sorted(set(items) - known)
+    if isinstance(section, dict) and unknown:
+        raise ConfigError(f"unknown [server] keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    cfg = ServerConfig(**{k: v for k, v in items.items() if k in known})
+    cfg.auth_token = cfg.auth_token or None  # "" = no auth
+    guard.parse_origins(cfg.allowed_origins), guard.parse_hosts(cfg.allowed_hosts)  # (bad ones: before the agent loads)
+    guard.parse_share(cfg.idle_audio_share), guard.parse_burst(cfg.audio_burst_s)
+    ops.config_token(cfg)  # server.auth_token_file (before the agent loads)
+    if cfg.static_dir and not local_path(cfg.static_dir).is_dir():  # (here: a server-only key stops no `kame run`)
+        raise ConfigError(f"server.static_dir: {cfg.static_dir!r} is not a folder (it holds the browser page: "
+                          f"index.html and its files; leave it unset for kame's own page)")
+    return cfg
+
+
+def echo_server_config(config: str | None, overrides: list[str]) -> ServerConfig:
+    """The echo agent's server settings: the [server] section of the config and ``--set``
+    overrides when given (checked like any config: unknown keys are errors), else the defaults."""
+    if not config and not overrides:
+        return ServerConfig()
+    from ..config import load_config
+
+    return server_config_from(getattr(load_config(config, overrides), "server", None))
