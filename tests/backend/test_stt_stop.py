@@ -133,23 +133,26 @@ def test_stopped_mid_utterance_no_more_calls_and_closed(where):
     assert stt.opened == 1
 
 
+class Whole(Recognizer):
+    """One word spanning all the utterance's audio."""
+
+    def __init__(self):
+        self.n = 0
+
+    def accept(self, pcm16k):
+        self.n += pcm16k.shape[0]
+
+    def partial(self):
+        return None
+
+    def final(self, speech_end=None):
+        return [Word("w", 0.0, self.n / 16000)]
+
+
 def test_continuous_speech_keeps_time_marks_bounded():
     """10 min of speech with no pause (each utterance cut at max_utterance): the worker's
     frame-time lists stay short, and the finals' word times still follow the clock."""
     finals: list = []
-
-    class Whole(Recognizer):  # one word spanning all the utterance's audio
-        def __init__(self):
-            self.n = 0
-
-        def accept(self, pcm16k):
-            self.n += pcm16k.shape[0]
-
-        def partial(self):
-            return None
-
-        def final(self, speech_end=None):
-            return [Word("w", 0.0, self.n / 16000)]
 
     stt = _STT(Whole, max_utterance=2.0, preroll=0.0)
     worker = _Worker(stt, lambda item: finals.append(item) if item[0] == "final" else None)
@@ -174,21 +177,12 @@ def test_a_long_silence_keeps_time_marks_bounded_and_the_preroll_timed():
     finals: list = []
     opened: list = []  # (marks held, the opening frame's time) when the recognizer is created
 
-    class Whole(Recognizer):  # one word spanning all the utterance's audio
+    class Opening(Whole):  # notes what the worker holds when it opens the utterance
         def __init__(self):
-            self.n = 0
+            super().__init__()
             opened.append((len(worker.frame_idx), worker.frame_t[-1]))
 
-        def accept(self, pcm16k):
-            self.n += pcm16k.shape[0]
-
-        def partial(self):
-            return None
-
-        def final(self, speech_end=None):
-            return [Word("w", 0.0, self.n / 16000)]
-
-    stt = _STT(Whole, preroll=0.32)  # 4 frames
+    stt = _STT(Opening, preroll=0.32)  # 4 frames
     worker = _Worker(stt, lambda item: finals.append(item) if item[0] == "final" else None)
     frames = [SILENCE] * int(600 / 0.08) + [SPEECH] * 10
     for k, pcm in enumerate(frames):

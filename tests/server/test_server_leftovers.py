@@ -4,7 +4,6 @@ the Server, WebSocket versions other than RFC 6455's refused, server.audio_burst
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from types import SimpleNamespace
 
@@ -23,6 +22,7 @@ from kame.server.client import chat_url
 from kame.server.echo import EchoAgent
 
 from .conftest import running_server, tone
+from .test_guard import _sync
 from .test_metrics_endpoint import UPGRADE, until
 
 
@@ -78,18 +78,6 @@ def _blocking_decode(monkeypatch):
     return started, release, state
 
 
-async def _pong(ws, n: int = 7) -> list[dict]:
-    """Ping and read up to the pong (every message sent before is handled); the errors seen."""
-    await ws.send_bytes(P.encode(P.Kind.PING, bytes([n])))
-    errors = []
-    while True:
-        kind, payload = P.decode((await ws.receive(timeout=10)).data)
-        if kind == P.Kind.ERROR:
-            errors.append(json.loads(payload))
-        elif kind == P.Kind.PING and payload == bytes([n]):
-            return errors
-
-
 # ---- Opus decoded off the event loop --------------------------------------------------------------
 
 
@@ -108,7 +96,7 @@ async def test_a_blocked_opus_decode_leaves_the_loop_free_and_the_order_kept(mon
             assert r.status == 200 and (await r.json())["sessions"] == 1
         assert state["finished"] == 0 and agent.sessions[0].pushed == []  # the PCM waits its turn
         release.set()
-        assert await _pong(ws) == []
+        assert await _sync(ws, 7) == []
         pushed = agent.sessions[0].pushed
         assert len(pushed) == 2 and len(pushed[0]) > 1920  # the Opus first, then the PCM
         assert np.allclose(pushed[1], P.pcm16_decode(P.pcm16_encode(pcm)))
@@ -148,7 +136,7 @@ async def test_bad_opus_gives_the_same_errors_from_the_decode_thread():
         assert (await ws.receive(timeout=10)).data[0] == P.Kind.HANDSHAKE
         for m in sent:
             await ws.send_bytes(P.encode(P.Kind.AUDIO, m))
-        assert await _pong(ws) == expected
+        assert await _sync(ws, 7) == expected
         assert next(iter(server.connections)).errors == len(expected)
         await ws.close()
 
@@ -284,7 +272,7 @@ async def test_audio_burst_s_sets_the_budget():
         assert (await ws.receive(timeout=10)).data[0] == P.Kind.HANDSHAKE
         for _ in range(3):  # the clock stands still: the first second spends the burst
             await ws.send_bytes(one_s)
-        assert await _pong(ws) == []
+        assert await _sync(ws, 7) == []
         conn = next(iter(app[SERVER_KEY].connections))
         assert conn.budget.burst_s == 1.0 and conn.budget.dropped_s == pytest.approx(2.0)  # (3 s: none dropped)
         await ws.close()
