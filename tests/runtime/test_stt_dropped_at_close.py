@@ -16,22 +16,30 @@ from .test_engine import make_agent
 F = 1920
 
 
-class SlowSTT:
-    """Reads one frame, then nothing more (busy decoding) until its stream is cancelled."""
+class ReadsOneSTT:
+    """Reads one frame, then nothing more (busy decoding) until its stream is cancelled; then it
+    unwinds once ``release`` is set (at once if it was set before)."""
 
     def __init__(self) -> None:
         self.read = 0
-        self.busy = asyncio.Event()  # (never set: the stream is cancelled at close)
+        self.release = asyncio.Event()
 
     async def stream(self, frames):
-        async for _ in frames:
-            self.read += 1
-            await self.busy.wait()
+        try:
+            async for _ in frames:
+                self.read += 1
+                await asyncio.Event().wait()
+        finally:
+            await self.release.wait()
         yield  # (an async generator)
 
 
-async def test_stt_audio_queued_at_close_is_counted_in_stt_dropped_s():
-    stt = SlowSTT()
+@pytest.mark.parametrize("unwinds_at_once", [True, False])
+async def test_stt_audio_queued_at_close_is_counted_in_stt_dropped_s(unwinds_at_once):
+    """Counted when the session closes, whether its STT stream has unwound by then or not."""
+    stt = ReadsOneSTT()
+    if unwinds_at_once:
+        stt.release.set()
     agent, clock, _ = make_agent(backend=lambda s: BackendBridge(s, stt, None, s.clock))
     await agent.start()
     s = await agent.open_session()
@@ -42,6 +50,10 @@ async def test_stt_audio_queued_at_close_is_counted_in_stt_dropped_s():
     assert stt.read == 1  # the STT took the first frame; 4 wait for it
     await s.close()
     await rec.task
+    if not unwinds_at_once:
+        assert not s.backend.stopped  # (still unwinding)
     final = rec.meta("stats")[-1]
     assert final["final"] and final["stt_dropped_s"] == pytest.approx(4 * 0.08)
+    assert s.stats.frames == 5
+    stt.release.set()
     await agent.stop()
