@@ -356,8 +356,9 @@ def parse_override(item: str) -> tuple[str, Any, str]:
     return key, value, raw
 
 
-def _override(cfg: KameConfig, key: str, value: Any, raw: str | None = None) -> None:
-    """Set one key; ``raw``: the text the user typed (--set), which a string key keeps as it is."""
+def _override(cfg: KameConfig, key: str, value: Any, raw: str | None = None) -> list[str]:
+    """Set one key (or a table's keys: ``backend={...}``); ``raw``: the text the user typed
+    (--set), which a string key keeps as it is. Returns the dotted keys it set."""
     parts = key.split(".")
     obj: Any = cfg
     for i, part in enumerate(parts[:-1]):
@@ -375,7 +376,7 @@ def _override(cfg: KameConfig, key: str, value: Any, raw: str | None = None) -> 
         # --set server.auth_token=1234 / backend.system_prompt=true stay strings, as typed (was:
         # str() of the number: "2.50" became "2.5", "1e5" "100000.0", "0x1F" "31")
         value = raw if raw is not None else ("true" if value else "false") if isinstance(value, bool) else str(value)
-    _apply(obj, {name: value}, prefix=".".join(parts[:-1]) + "." if len(parts) > 1 else "")
+    return _apply(obj, {name: value}, prefix=".".join(parts[:-1]) + "." if len(parts) > 1 else "")
 
 
 def load_config(
@@ -405,8 +406,8 @@ def load_config(
         items = ((k, v, None) for k, v in overrides.items()) if isinstance(overrides, Mapping) \
             else (parse_override(s) for s in overrides)
         for key, value, raw in items:
-            _override(cfg, key, value, raw)
-            sources.pop(key.strip(), None)  # (set by the override, not the file)
+            for k in _override(cfg, key, value, raw):  # (the keys it set: the override's, not the file's)
+                sources.pop(k, None)
     for f in dataclasses.fields(cfg):  # section-level checks, once the overrides are in
         validate = getattr(getattr(cfg, f.name), "validate", None)
         if callable(validate):

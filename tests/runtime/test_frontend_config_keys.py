@@ -102,3 +102,12 @@ def test_the_cascade_names_its_keys_too(tmp_path, fake_components):
     with pytest.raises(ConfigError, match=r"^backend.llm = 'openai:m;nope=1': llm spec 'openai:m;nope=1': unknown "
                                           r"option 'nope'"):
         CascadeAgent(load_config(toml, ["backend.stt=fake", "backend.llm=openai:m;nope=1"]), clock=FakeClock())._load()
+
+
+def test_key_source_forgets_a_file_key_a_table_override_set(tmp_path):
+    """--set 'backend={llm_temperature=0.7}' sets backend.llm_temperature: no longer the file's
+    (was: still named the file, whose value it no longer held)."""
+    toml = _toml(tmp_path, "[backend]\nllm_temperature = 0.5\nllm = \"none\"\n")
+    cfg = load_config(toml, ["backend={llm_temperature=0.7}"])
+    assert cfg.backend.llm_temperature == 0.7 and key_source(cfg, "backend.llm_temperature") is None
+    assert key_source(cfg, "backend.llm") == str(toml)
