@@ -366,14 +366,16 @@ class TandemAgent(Agent):
             raise KameError("the agent is stopping; no new session (open one once stop() has returned)")
         stops = self._stops  # (a whole stop() may run while this waits below: _stopping is False again)
         await self.start()  # (at once when it runs; else this caller waits for the one start)
-        for wait in (True, False):
-            if not self._free:
-                raise CapacityError(f"all {self.max_sessions} sessions are in use (runtime.max_sessions)")
-            if wait:  # (a bounded number of closed ones still unwinding their STT streams)
-                await room_to_unwind(lambda: self._unwinding, self.max_sessions, STOP_WAIT_S)
-                if self._stopping or self._stops != stops:  # (stop() would not see it: it would outlive the agent)
-                    raise KameError("the agent was stopped while a session was opening; open one again (once "
-                                    "stop() has returned)")
+        full = f"all {self.max_sessions} sessions are in use (runtime.max_sessions)"
+        if not self._free:
+            raise CapacityError(full)
+        # (a bounded number of closed ones still unwinding their STT streams)
+        await room_to_unwind(lambda: self._unwinding, self.max_sessions, STOP_WAIT_S)
+        if self._stopping or self._stops != stops:  # (stop() would not see it: it would outlive the agent)
+            raise KameError("the agent was stopped while a session was opening; open one again (once "
+                            "stop() has returned)")
+        if not self._free:  # (taken while this waited)
+            raise CapacityError(full)
         sid = session_id_for(session_id, {s.id for s in self.sessions.values()}, lambda: f"s{next(_session_ids)}")
         row = self._free.pop()
         s = TandemSession(self, row, sid)

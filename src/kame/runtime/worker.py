@@ -380,15 +380,10 @@ class StepWorker:
         if told:
             told.discard(kind)
 
-    def shutdown(self, timeout: float | None = None) -> bool:
-        """Stop the thread (the calls not started are cancelled) and wait for it, at most
-        ``timeout`` s (None: as long as it takes); False if it is still running (left)."""
+    def shutdown(self) -> None:
+        """Stop the thread (the calls not started are cancelled) and wait for it to end."""
         self._thread.close()
-        try:
-            self._thread.ended.result(timeout)
-        except concurrent.futures.TimeoutError:
-            return False
-        return True
+        self._thread.ended.result()
 
     async def aclose(self) -> None:
         """shutdown() for the event loop: waits at most STOP_GRACE_S for a running call, then
