@@ -85,3 +85,19 @@ def test_channels_that_cancel_in_the_mono_mix_are_warned_of(tmp_path, caplog):
     assert np.abs(pcm).max() < 1e-4  # (16-bit rounding)
     (r,) = caplog.records
     assert "its 2 channels cancel out when mixed to mono" in r.getMessage() and "give one channel" in r.getMessage()
+
+
+def test_kame_run_warns_of_channels_that_cancel_too(tmp_path, caplog):
+    """kame run's input is mixed by the same function (it mixed with its own mean: no warning)."""
+    import logging
+
+    import soundfile as sf
+
+    from kame.runtime.filemode import read_input
+
+    a = (0.3 * np.sin(np.arange(24000) / 24000 * 2 * np.pi * 220)).astype(np.float32)
+    sf.write(tmp_path / "inv.wav", np.stack([a, -a], axis=1), 24000)
+    with caplog.at_level(logging.WARNING, "kame.audio"):
+        pcm, note = read_input(str(tmp_path / "inv.wav"))
+    assert note == "mixed 2 channels to mono" and np.abs(pcm).max() < 1e-4
+    assert ["cancel out when mixed to mono" in r.getMessage() for r in caplog.records] == [True]

@@ -165,20 +165,20 @@ def read_wav(path: str | Path, sample_rate: int | None = SAMPLE_RATE, *, mono: b
     if problem:
         raise AudioFormatError(f"audio file {path}: {problem}")
     if mono:
-        channels = data
-        data = data.mean(axis=1)
-        _warn_if_cancelled(path, channels, data)
+        data = mix_to_mono(data, path)
         if sample_rate is not None and rate != sample_rate:
             data = resample(data, rate, sample_rate)
             rate = sample_rate
     return np.ascontiguousarray(data, dtype=np.float32), rate
 
 
-def _warn_if_cancelled(path: Path, channels: np.ndarray, mixed: np.ndarray) -> None:
-    """Warn when a file's channels cancel out in the mono mix (one channel out of phase: the mix
-    is near silence though each channel is not); the caller gets the mix either way."""
+def mix_to_mono(channels: np.ndarray, path: str | Path) -> np.ndarray:
+    """A file's samples [T, C] mixed to mono [T] (their mean), with a warning naming ``path``
+    when the channels cancel out in the mix (one out of phase: the mix is near silence though
+    each channel is not); the mix is returned either way."""
+    mixed = channels.mean(axis=1)
     if channels.shape[1] < 2:
-        return
+        return mixed
     n = len(mixed)  # (dot products: no float64 copy of a long file)
     each = float(np.sqrt(sum(float(np.dot(c, c)) for c in channels.T) / (n * channels.shape[1])))
     left = float(np.sqrt(float(np.dot(mixed, mixed)) / n))
@@ -186,6 +186,7 @@ def _warn_if_cancelled(path: Path, channels: np.ndarray, mixed: np.ndarray) -> N
         log.warning("%s: its %d channels cancel out when mixed to mono (%.0f dB quieter than the channels: one "
                     "is out of phase?); the mono mix is used: give one channel instead (e.g. sox IN.wav OUT.wav "
                     "remix 1)", path, channels.shape[1], 20 * np.log10(max(left, 1e-12) / each))
+    return mixed
 
 
 def _check_wav_length(path: Path) -> None:

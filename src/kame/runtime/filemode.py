@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import read_wav, resample, write_wav
+from ..audio import mix_to_mono, read_wav, resample, write_wav
 from ..config import add_config_arguments, config_from_args, KameConfig
 from ..errors import ConfigError, KameError
 from ..paths import check_output_file
@@ -414,7 +414,7 @@ def read_input(path: str) -> tuple[np.ndarray, str]:
     once, so a pipe (``<(sox ...)``, /dev/stdin) works as a file does."""
     data, rate = read_wav(path, None, mono=False)  # AudioFormatError (exit 1): missing, corrupt, NaN
     channels = data.shape[1]
-    user = resample(data.mean(axis=1), rate, SR).astype(np.float32)
+    user = resample(mix_to_mono(data, path), rate, SR).astype(np.float32)
     changes = ([f"resampled {rate} Hz -> 24 kHz"] if rate != SR else []) + \
         ([f"mixed {channels} channels to mono"] if channels != 1 else [])
     note = "; ".join(changes)
