@@ -121,15 +121,19 @@ def _deepspeed_marker(folder: Path) -> str | None:
     return None
 
 
+def _header(weights: Path) -> dict:
+    """The tensors a .safetensors file's header names ({} if it cannot be read: read_state says
+    what is wrong with the file)."""
+    try:
+        return safetensors_header(weights)[0]
+    except CheckpointError:
+        return {}
+
+
 def check_not_training(weights: Path) -> None:
     """CheckpointError if ``weights`` (a .safetensors file, its header only is read) holds a
     kame_finetune training model (MoshiForFinetuning, tools.zero_to_fp32's output)."""
-    try:
-        header, _ = safetensors_header(weights)
-    except CheckpointError:
-        return  # (read_state says what is wrong with the file)
-    exc = training_error(weights, header)
-    if exc is not None:
+    if (exc := training_error(weights, _header(weights))) is not None:
         raise exc
 
 
@@ -165,11 +169,9 @@ def finetune_config(kwargs: dict, weights: Path, where: str) -> tuple[dict, int]
                               f"(companion files and metadata go in a config.json, docs/frontend.md)")
     if not weights.is_file():
         _no_weights(weights)
-    check_not_training(weights)
-    try:
-        header, _ = safetensors_header(weights)
-    except CheckpointError:
-        header = {}  # (read_state says what is wrong with the file)
+    header = _header(weights)
+    if (exc := training_error(weights, header)) is not None:
+        raise exc
     raw = dict(kwargs, model_type="kame" if "oracle_emb.weight" in header or not header else "moshi")
     dep_q, n_q = kwargs.get("dep_q"), kwargs.get("n_q")
     user_q = 0

@@ -48,10 +48,10 @@ from .config import DEFAULT_TOKENIZER, DTYPE_NAMES, SHAPE_KEYS, LMConfig, config
 from .formats import (KWARGS_NAME, drop_user_stream, finetune_config, folder_kwargs, hf_kwargs, read_json, read_kwargs,
                       training_error)
 from .lm import LMModel
-from .meta import kame_record, mimi_trained, tokenizer_name
+from .meta import kame_record, mimi_trained, named_tokenizer, tokenizer_name
 from .modules import NEEDS_CONTEXT
 from .stepper import Sampling, Stepper
-from .tensorfiles import (SAFETENSORS_SUFFIXES, _umask, checkpoint_kind, file_kind, kind_hint, read_safetensors,
+from .tensorfiles import (SAFETENSORS_SUFFIXES, checkpoint_kind, default_mode, file_kind, kind_hint, read_safetensors,
                           save_tensors, strip_wrapper_prefix)
 
 log = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ def _resolve_tokenizer(meta, needs: bool, folder, repo, revision, missing: list[
     listed in ``missing`` when not found only if named or ``needs`` (kame's own front-ends that name
     none run with kame's default tokenizer)."""
     name = tokenizer_name(meta)
-    named = bool(meta.get("tokenizer_name") or (meta.get("kame") or {}).get("tokenizer"))
+    named = bool(named_tokenizer(meta))
     if name != DEFAULT_TOKENIZER:
         return _try_resolve(name, folder, repo, revision, missing if named or needs else [])
     from ..backend.tokenizer import DEFAULT_MODEL  # (lazily: sentencepiece)
@@ -428,10 +428,10 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
         return model, FrontendInfo(spec, cfg, None, None, None, {}, cfg.meta.get("model_type", "moshi"))
     found = _find_config(spec, form)
     raw, folder, repo, revision = found.raw, found.folder, found.repo, found.revision
-    user_q = 0
+    user_q, wpath = 0, None
     if found.layout == KWARGS_NAME:  # its LM keys only: companions by Moshi's default names (kame.model.formats)
-        raw, user_q = finetune_config(raw, resolve_named(found.weights or MOSHI_NAME, folder, repo, revision),
-                                      found.where)
+        wpath = resolve_named(found.weights or MOSHI_NAME, folder, repo, revision)
+        raw, user_q = finetune_config(raw, wpath, found.where)
     if raw is None:  # a legacy repo without config.json: Moshi 7B
         cfg, raw = moshi_7b(), {}
         if oracle is not None or config_overrides:
@@ -451,7 +451,8 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
     meta = cfg.meta
     missing: list[str] = []
     wname = found.weights or meta.get("moshi_name", MOSHI_NAME)
-    wpath = resolve_named(wname, folder, repo, revision)  # a CheckpointError names the repo and file
+    # (a CheckpointError names the repo and file; a moshi_lm_kwargs.json's weights are resolved above)
+    wpath = wpath or resolve_named(wname, folder, repo, revision)
     if not wpath.exists():
         raise CheckpointError(_no_weights(wpath, found, named="moshi_name" in meta))
     mimi = tok = None
@@ -496,8 +497,8 @@ def _mismatch(exc: CheckpointError, wpath: Path, state: Mapping[str, torch.Tenso
     (a Mimi / embedded codec file, Kyutai STT weights under a Moshi config or the reverse, a Moshi 7B
     config assumed for a repo without config.json)."""
     kind = checkpoint_kind(state)
-    if training_error(wpath, state) is not None:  # kame_finetune's, before clean_moshi
-        return training_error(wpath, state)
+    if (err := training_error(wpath, state)) is not None:  # kame_finetune's, before clean_moshi
+        return err
     if kind in ("mimi", "embedded"):
         return CheckpointError(f"{wpath} is not front-end LM weights: {kind_hint(kind, wpath)}")
     msg = f"{wpath}: {exc}"
@@ -555,7 +556,7 @@ def save_frontend(model: LMModel, folder: str | Path, dtype: Any = None, *, code
             temps.append(Path(tmp))
         save_tensors(state, temps[0])
         temps[1].write_text(text)
-        os.chmod(temps[1], 0o666 & ~_umask())
+        default_mode(temps[1])
         os.replace(temps[0], wpath)  # the weights first: config.json names them
         os.replace(temps[1], folder / "config.json")
     except BaseException:

@@ -23,12 +23,18 @@ from .config import DEFAULT_TOKENIZER, KAME_KEYS, LMConfig, check_kame
 
 log = logging.getLogger(__name__)
 
+def named_tokenizer(meta: Mapping[str, Any]):
+    """The text tokenizer a config.json names, if any: tokenizer_name, else kame.tokenizer
+    (DEFAULT_TOKENIZER: kame's shipped one)."""
+    return meta.get("tokenizer_name") or (meta.get("kame") or {}).get("tokenizer")
+
+
 def tokenizer_name(meta: Mapping[str, Any]) -> str:
-    """The text tokenizer a config.json names: tokenizer_name, else kame.tokenizer (DEFAULT_TOKENIZER:
-    kame's shipped one), else Moshi's default name (as the moshi package reads it)."""
+    """The text tokenizer a config.json names (named_tokenizer), else Moshi's default name (as the
+    moshi package reads it)."""
     from .loaders import TOKENIZER_NAME  # (lazily: loaders imports this module)
 
-    return meta.get("tokenizer_name") or (meta.get("kame") or {}).get("tokenizer") or TOKENIZER_NAME
+    return named_tokenizer(meta) or TOKENIZER_NAME
 
 
 def mimi_trained(meta: Mapping[str, Any], has_config: bool = True) -> str | None:
@@ -112,9 +118,9 @@ def check_tokenizer_fits(cfg: LMConfig, meta: Mapping[str, Any], folder: Path) -
     (a file not in the folder yet, or on the hub, is not checked), else kame's default one, unless
     the front-end was trained on Mimi codes (then Moshi's, which the runtime asks for)."""
     from ..backend.tokenizer import DEFAULT_MODEL, TextTokenizer  # (lazily: sentencepiece)
-    from .loaders import local_name
+    from .loaders import resolve_named
 
-    name = meta.get("tokenizer_name") or (meta.get("kame") or {}).get("tokenizer")
+    name = named_tokenizer(meta)
     if name is None and mimi_trained(meta):
         return
     if name is None or name == DEFAULT_TOKENIZER:
@@ -122,7 +128,7 @@ def check_tokenizer_fits(cfg: LMConfig, meta: Mapping[str, Any], folder: Path) -
     elif name.startswith("hf://"):
         return
     else:
-        path = local_name(name) or folder / name
+        path = resolve_named(name, folder, None, None)
         if not path.is_file():
             return
     size, card = TextTokenizer(path).vocab_size, cfg.text_card

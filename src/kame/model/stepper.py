@@ -135,24 +135,24 @@ def token_list(token_ids, where: str) -> list[int]:
     integer (signed or unsigned) numpy array or torch tensor; else a TypeError saying what was
     given (a set or dict has no defined order, an iterator or generator is refused too: give a
     list). The ids' range is not checked here."""
-    if type(token_ids) is list or type(token_ids) is tuple:  # (the usual case: no isinstance chain)
-        return [t if type(t) is int else as_int(t, f"oracle token id ({where})") for t in token_ids]
-    if isinstance(token_ids, (torch.Tensor, np.ndarray)):  # (one type check, not one per id)
-        if isinstance(token_ids, torch.Tensor):
-            d = token_ids.dtype
-            kind = not (d.is_floating_point or d.is_complex or d == torch.bool)
-        else:
-            kind = token_ids.dtype.kind in "iu"
-        if not kind or token_ids.ndim != 1:
-            raise TypeError(f"oracle token ids ({where}) must be a 1-d sequence of int ids, got a "
-                            f"{type(token_ids).__name__} of dtype {token_ids.dtype} and shape {tuple(token_ids.shape)}")
-        return token_ids.tolist()
-    if isinstance(token_ids, (str, bytes, bytearray)) or not isinstance(token_ids, Sequence):
-        why = ("" if isinstance(token_ids, (str, bytes, bytearray)) or not isinstance(token_ids, Iterable) else
-               ": its order is undefined" if isinstance(token_ids, (AbstractSet, Mapping)) else ": give a list")
-        raise TypeError(f"oracle token ids ({where}) must be a sequence of int ids (from the text tokenizer: a "
-                        f"list, tuple, range, or a 1-d integer array or tensor), got {type(token_ids).__name__} "
-                        f"{token_ids!r}{why}")
+    if type(token_ids) is not list and type(token_ids) is not tuple:  # (the usual case skips the isinstance chain)
+        if isinstance(token_ids, (torch.Tensor, np.ndarray)):  # (one type check, not one per id)
+            if isinstance(token_ids, torch.Tensor):
+                d = token_ids.dtype
+                kind = not (d.is_floating_point or d.is_complex or d == torch.bool)
+            else:
+                kind = token_ids.dtype.kind in "iu"
+            if not kind or token_ids.ndim != 1:
+                raise TypeError(f"oracle token ids ({where}) must be a 1-d sequence of int ids, got a "
+                                f"{type(token_ids).__name__} of dtype {token_ids.dtype} and shape "
+                                f"{tuple(token_ids.shape)}")
+            return token_ids.tolist()
+        if isinstance(token_ids, (str, bytes, bytearray)) or not isinstance(token_ids, Sequence):
+            why = ("" if isinstance(token_ids, (str, bytes, bytearray)) or not isinstance(token_ids, Iterable) else
+                   ": its order is undefined" if isinstance(token_ids, (AbstractSet, Mapping)) else ": give a list")
+            raise TypeError(f"oracle token ids ({where}) must be a sequence of int ids (from the text tokenizer: a "
+                            f"list, tuple, range, or a 1-d integer array or tensor), got {type(token_ids).__name__} "
+                            f"{token_ids!r}{why}")
     return [t if type(t) is int else as_int(t, f"oracle token id ({where})") for t in token_ids]  # (ints: no call)
 
 

@@ -142,6 +142,12 @@ def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | Path, metadata
     (safetensors writes it 0600, so a checkpoint or fitted codec could not be shared or served).
     Shared by the front-end, Mimi and embedded codec writers."""
     save_file(dict(tensors), str(path), metadata=metadata)
+    default_mode(path)
+
+
+def default_mode(path: str | Path) -> None:
+    """Give ``path`` the permissions a new file gets here (0666 less the umask), as a file made
+    by mkstemp (0600) or safetensors is not."""
     os.chmod(path, 0o666 & ~_umask())
 
 

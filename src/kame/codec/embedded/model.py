@@ -186,7 +186,7 @@ class EmbeddedStream(CodecStream):
 # --- the fitted file -----------------------------------------------------------------------
 def save(codec: EmbeddedCodec, path: str | Path, meta: dict | None = None) -> str:
     """Write the fitted codec (codebooks fp16) as safetensors + a ``.sha256`` file; return the sha256."""
-    from ...model.loaders import save_tensors  # (lazily, as check_finite)
+    from ...model.tensorfiles import save_tensors  # (lazily, as check_finite)
 
     r = codec.rvq
     tensors = {"mean": r.mean.float(), "scale": r.scale.float(), "proj": r.proj.float(),

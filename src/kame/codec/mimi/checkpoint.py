@@ -226,7 +226,7 @@ def load_mimi(
 
 def save_mimi(codec_or_model: MimiCodec | MimiModel, path: str | Path) -> Path:
     """Write the weights in the published format (plus the config as safetensors metadata)."""
-    from ...model.loaders import save_tensors  # (lazily, as check_finite)
+    from ...model.tensorfiles import save_tensors  # (lazily, as check_finite)
 
     model = codec_or_model.model if isinstance(codec_or_model, MimiCodec) else codec_or_model
     path = Path(path)
