@@ -208,7 +208,7 @@ def log_host_names(own: frozenset[str] | None, allowed) -> None:
 
 def _from_proxy(request: web.BaseRequest, trusted: tuple, name: str) -> str | None:
     """Header ``name`` as the nearest proxy set it (its last value), only from a trusted proxy."""
-    if not trusted or not ops.is_trusted(request.remote, trusted):
+    if not ops.from_trusted_proxy(request, trusted):
         return None
     values = ops.header_values(request, name)
     return values[-1] if values else None
@@ -218,7 +218,7 @@ def _forwarded(request: web.BaseRequest, server) -> bool:
     """Whether the request came through a trusted proxy: its peer is one, and it carries the
     X-Forwarded-For or -Host a proxy adds (a browser's WebSocket cannot send them; this keeps a
     DNS-rebinding page, whose peer is 127.0.0.1 too, from passing for the proxy)."""
-    return bool(server.trusted) and ops.is_trusted(request.remote, server.trusted) and \
+    return ops.from_trusted_proxy(request, server.trusted) and \
         any(h in request.headers for h in ("X-Forwarded-For", "X-Forwarded-Host"))
 
 
@@ -233,7 +233,7 @@ def _proxy_hint(request: web.BaseRequest, server, need: str) -> str:
     """What to set when a request through a reverse proxy is refused for want of header ``need``
     (docs/protocol.md, "Behind a reverse proxy")."""
     peer = (request.remote or "?")[:60]
-    if server.trusted and ops.is_trusted(request.remote, server.trusted):
+    if ops.from_trusted_proxy(request, server.trusted):
         if need not in request.headers:
             return f"the reverse proxy at {peer} sent no {need}: have it send it ({_RECIPE[need]})"
         return "the reverse proxy's X-Forwarded-Host and -Proto do not name the page's origin"
@@ -270,7 +270,7 @@ def host_problem(request: web.BaseRequest, server) -> str | None:
     machine's names; IP addresses pass too: a rebinding page needs a domain name); with a token it
     is not (the page cannot know the token). A request forwarded by a trusted proxy is not checked
     either: the proxy decides which names it serves."""
-    own = None if server.loopback else server.own_names
+    own = server.own_names  # (None on a loopback bind)
     if (own is None and not server.loopback) or _forwarded(request, server):
         return None
     host = request.headers.get("Host", "")

@@ -73,6 +73,11 @@ def is_trusted(addr: str | None, nets: tuple) -> bool:
     return any(ip.version == n.version and ip in n for n in nets)
 
 
+def from_trusted_proxy(request: web.BaseRequest, trusted: tuple) -> bool:
+    """Whether the request's peer is one of the trusted reverse proxies (``trusted``: networks)."""
+    return bool(trusted) and is_trusted(request.remote, trusted)
+
+
 def client_address(request: web.BaseRequest, trusted: tuple) -> str:
     """The client's address: the peer's, or, when the peer is a trusted proxy, the nearest
     address in X-Forwarded-For that is not one (a client can put anything in that header, so

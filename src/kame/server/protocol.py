@@ -30,6 +30,7 @@ PROTOCOL_VERSION = 0  # as in Kyutai's rust/protocol.md ("always 0 for now")
 MODEL_VERSION = 0
 OPUS_FRAME = 1920  # samples per Opus frame we encode (80 ms at 24 kHz; sphn accepts 960/1920)
 MAX_PING_BYTES = 64  # a client's 0x06 payload; answered whole, so a longer one is an error
+MAX_MESSAGE_SAMPLES = 10 * SAMPLE_RATE  # audio in one client message (10 s): more is audio_too_long
 
 
 class Kind(IntEnum):
@@ -145,7 +146,7 @@ def _check_pcm(payload: bytes) -> None:
         raise ProtocolError("bad_pcm", f"PCM payload must be whole int16 samples (>= 1), got {len(payload)} bytes")
 
 
-def pcm16_samples(payload: bytes, max_samples: int = 10 * SAMPLE_RATE) -> int:
+def pcm16_samples(payload: bytes, max_samples: int = MAX_MESSAGE_SAMPLES) -> int:
     """The samples a 0x08 payload holds, checked as pcm16_decode does (bad_pcm) and against the
     10 s of one message (audio_too_long), before it is decoded or charged to the client."""
     _check_pcm(payload)
@@ -250,7 +251,7 @@ class OpusDecoder:
     """Incremental Ogg/Opus -> float32 PCM. Corrupt data raises ProtocolError("bad_audio") and
     resets the stream (a fresh reader accepts pages from the middle of a stream)."""
 
-    def __init__(self, max_samples_per_message: int = 10 * SAMPLE_RATE) -> None:
+    def __init__(self, max_samples_per_message: int = MAX_MESSAGE_SAMPLES) -> None:
         self.max_samples = max_samples_per_message
         self._reader = sphn.OpusStreamReader(SAMPLE_RATE)
 
