@@ -260,7 +260,8 @@ class StepWorker:
         self.vads: dict[int, object] = {}
         self._torch_threads = torch_threads
         self._thread = StepThread("kame-step")
-        self.doing = "nothing"  # what the thread runs (a stuck call's warning names it)
+        # what the thread runs, (what, model or row) put into words only by in_call (not every frame)
+        self.doing: tuple = ("nothing", None)
         self._stepping = None  # the frame model being stepped (it may say more: _describe)
         self._failing: dict[int, set[str]] = {}  # row -> kinds of fault it has been told of and still has
         self.steps = 0
@@ -294,14 +295,14 @@ class StepWorker:
             self.vads.pop(row, None)
             self._failing.pop(row, None)  # (a new session: told again)
         for m, rows in resets.items():
-            self.doing = f"{type(self.models[m]).__name__}.reset()"
+            self.doing = ("reset", m)
             self.models[m].reset(sorted(set(rows)))
         problems: dict[int, list[tuple[str, str | None]]] = {ri.row: [] for ri in job.rows}
         new: dict[int, set[str]] = {}  # row -> kinds of fault said in this frame (_fault)
         heard: dict[int, np.ndarray] = {}  # row -> the audio its model and VAD get
         for ri in job.rows:
             m, r = self.row_map[ri.row]
-            self.doing = f"{type(self.models[m]).__name__}.oracle_append()"
+            self.doing = ("oracle_append", m)
             try:
                 for ev in ri.oracle:
                     if isinstance(ev, OracleReset):
@@ -347,7 +348,7 @@ class StepWorker:
                                         step=None if fo.step is None else int(fo.step[r]), problems=problems[ri.row])
         if self.vad_factory is not None:
             for ri in job.rows:
-                self.doing = f"the VAD of row {ri.row}"
+                self.doing = ("vad", ri.row)
                 try:
                     vad = self.vads.get(ri.row)
                     if vad is None:
@@ -360,7 +361,7 @@ class StepWorker:
                     what = "voice activity detection failed on this frame (a new VAD takes over)"
                     self._fault(problems, new, ri.row, "vad", f"{what}: {type(exc).__name__}: {exc}",
                                 f"{what}; {SEE_LOG}")
-        self.doing = "nothing"
+        self.doing = ("nothing", None)
         self.steps += 1
         return StepResult(rows=out, compute_s=time.perf_counter() - t0,
                           ended=self.clock.now() if self.clock is not None else None)
@@ -396,7 +397,12 @@ class StepWorker:
     @property
     def in_call(self) -> str:
         """The call the thread is in (or was last in)."""
-        return _describe(self._stepping) if self._stepping is not None else self.doing
+        if self._stepping is not None:
+            return _describe(self._stepping)
+        what, which = self.doing
+        if what == "vad":
+            return f"the VAD of row {which}"
+        return f"{type(self.models[which]).__name__}.{what}()" if which is not None else what
 
 
 def _audio_problem(pcm) -> str | None:
