@@ -3,6 +3,7 @@
 
     tts = EspeakTTS(voice="en-us+m3", rate=170, pitch=50)
     pcm = tts.synth("Hello there.")      # float32, 24 kHz
+    pcm, words = tts.synth_words("Hello there.")   # and when each word is said (espeak's events)
     ipa("Hello there.")                  # 'həlˈoʊ ðˈɛɹ': espeak-ng's phonemes, in IPA
 
 The espeak-ng library is a process-wide singleton; calls are serialised by a lock.
@@ -19,7 +20,8 @@ import numpy as np
 
 from ...audio import SAMPLE_RATE, resample
 from ...errors import MissingPackageError, NotAvailableError, install_hint
-from .base import TTS
+from .base import TTS, TimedWord
+from .words import fill_starts, finish, refine, token_spans
 
 _LIB = None
 _LIB_RATE = 22050
@@ -29,14 +31,39 @@ _POS_CHARACTER = 1
 _ESPEAK_CHARS_UTF8 = 1
 _PARAM_RATE, _PARAM_PITCH = 1, 3
 _PHONEMES_IPA = 0x02  # espeak_TextToPhonemes' phonememode: IPA as UTF-8, no separators
-_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+_EVENT_END_OF_LIST, _EVENT_WORD = 0, 1
+
+
+class _Event(ctypes.Structure):
+    """espeak_EVENT (speak_lib.h)."""
+
+    _fields_ = [
+        ("type", ctypes.c_int),  # espeak_EVENT_TYPE
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),  # 1-based, in characters (also with espeakCHARS_UTF8)
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),  # ms into the synthesized audio
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", ctypes.c_void_p),  # a union of int, const char* and char[8]: pointer-sized
+    ]
+
+
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
 _buffer: list[np.ndarray] = []
+_words: list[tuple[int, int]] = []  # (text_position, audio_position ms) of the WORD events
 
 
 @_CALLBACK
-def _on_audio(wav, n, _events):  # called by espeak-ng during espeak_Synth
+def _on_audio(wav, n, events):  # called by espeak-ng during espeak_Synth
     if n > 0 and wav:
         _buffer.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+    if events:
+        i = 0
+        while events[i].type != _EVENT_END_OF_LIST:
+            if events[i].type == _EVENT_WORD:
+                _words.append((events[i].text_position, events[i].audio_position))
+            i += 1
     return 0
 
 
@@ -88,20 +115,53 @@ class EspeakTTS(TTS):
         self.rate, self.pitch = rate, pitch
         self.sample_rate = sample_rate
 
-    def synth(self, text: str) -> np.ndarray:
+    def _run(self, text: str) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        """Audio at espeak-ng's rate and its WORD events (text position, ms)."""
         data = text.encode("utf-8") + b"\0"
         with _LOCK:
             _set_voice(self._lib, self.voice)
             self._lib.espeak_SetParameter(_PARAM_RATE, int(self.rate), 0)
             self._lib.espeak_SetParameter(_PARAM_PITCH, int(self.pitch), 0)
             _buffer.clear()
+            _words.clear()
             err = self._lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _ESPEAK_CHARS_UTF8, None, None)
-            chunks = list(_buffer)
+            chunks, words = list(_buffer), list(_words)
             _buffer.clear()
+            _words.clear()
         if err != 0:
             raise NotAvailableError(f"espeak-ng synthesis failed (code {err})")
         pcm = np.concatenate(chunks).astype(np.float32) / 32768.0 if chunks else np.zeros(0, np.float32)
-        return resample(pcm, _LIB_RATE, self.sample_rate)
+        return pcm, words
+
+    def synth(self, text: str) -> np.ndarray:
+        return resample(self._run(text)[0], _LIB_RATE, self.sample_rate)
+
+    def synth_words(self, text: str) -> tuple[np.ndarray, list[TimedWord]]:
+        """Audio and word timings from espeak-ng's WORD events: each event's character position
+        names the token it falls in (a token said as several words, "1,234", keeps its first;
+        one espeak merged or skipped shares the time of the token before it); a word ends where
+        the next one starts, then `words.refine` moves boundaries to nearby pauses and trims
+        the silence off word edges (so pauses fall between words)."""
+        spans = token_spans(text)
+        if not spans:
+            return np.zeros(0, np.float32), []
+        raw, events = self._run(text)
+        pcm = resample(raw, _LIB_RATE, self.sample_rate)
+        duration = len(pcm) / self.sample_rate
+        owner = np.full(len(text) + 1, len(spans), np.int64)  # character -> its token (spaces: the next one)
+        for k in range(len(spans) - 1, -1, -1):
+            owner[spans[k - 1][1] if k else 0 : spans[k][1]] = k
+        starts: list[float | None] = [None] * len(spans)
+        for pos, ms in events:
+            k = int(owner[min(max(pos - 1, 0), len(text))])
+            if k < len(spans) and starts[k] is None:
+                starts[k] = min(ms / 1000.0, duration)
+        filled = fill_starts(starts, [e - s for s, e in spans], duration)
+        for i in range(1, len(filled)):  # an out-of-order event must not move a word back
+            filled[i] = max(filled[i], filled[i - 1])
+        ends = filled[1:] + [duration]
+        timed = refine(list(zip(filled, ends)), pcm, self.sample_rate)
+        return pcm, finish([text[s:e] for s, e in spans], timed, duration)
 
     async def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
         pcm = await asyncio.get_running_loop().run_in_executor(None, self.synth, text)

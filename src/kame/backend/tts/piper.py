@@ -7,12 +7,20 @@
 
 Speaking rate and generator noise are settable (``length_scale``, ``noise_scale``) so data
 generation can vary the single bundled voice.
+
+    pcm, words = tts.synth_words("I have 18 cats.")   # and when each word is said
+
+Word timings come from the voice's phoneme durations: piper patches the ONNX model in memory to
+output them (needs the ``onnx`` package), so a second, aligned copy of the voice is loaded on the
+first ``synth_words`` call; ``synth``/``synthesize`` never load it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import threading
+import unicodedata
 from pathlib import Path
 from typing import AsyncIterator, Iterator
 
@@ -20,7 +28,8 @@ import numpy as np
 
 from ...audio import SAMPLE_RATE, resample
 from ...errors import MissingPackageError, NotAvailableError, install_hint
-from .base import TTS
+from .base import TTS, TimedWord
+from .words import finish, label_units, refine, token_spans
 
 
 class PiperTTS(TTS):
@@ -49,7 +58,9 @@ class PiperTTS(TTS):
         model_path = Path(model_path)
         if not model_path.exists():
             raise NotAvailableError(f"piper voice model not found: {model_path}")
+        self.model_path = model_path
         self._voice = PiperVoice.load(model_path)
+        self._aligned = None  # the voice with phoneme durations, loaded by synth_words
         self._cfg = SynthesisConfig(length_scale=length_scale, noise_scale=noise_scale)
         self._lock = threading.Lock()  # onnxruntime sessions are safe, but keep order simple
         self.native_rate = int(self._voice.config.sample_rate)
@@ -65,6 +76,70 @@ class PiperTTS(TTS):
     def synth(self, text: str) -> np.ndarray:
         parts = list(self.sentences(text))
         return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+    def synth_words(self, text: str) -> tuple[np.ndarray, list[TimedWord]]:
+        """Audio and word timings from the voice's phoneme durations.
+
+        Rule: each token is phonemized on its own; the utterance's phonemes (spaces and
+        punctuation left out: their time is pause, in no word) are diffed against the tokens'
+        concatenated phonemes, and each token spans its matched phonemes (`words.label_units`:
+        a number said as several words, "1,234", is one token's; words espeak merged are
+        split where the tokens' own phonemes meet). A token with no phoneme ("—") gets an
+        empty span where the word before it ends. Then `words.refine` moves boundaries to
+        nearby pauses and trims silent word edges."""
+        spans = token_spans(text)
+        if not spans:
+            return np.zeros(0, np.float32), []
+        tokens = [text[s:e] for s, e in spans]
+        voice = self._aligned_voice()
+        with self._lock:
+            chunks = list(voice.synthesize(text, self._cfg, include_alignments=True))
+        token_units = [[p for sent in voice.phonemize(tok) for p in sent if _is_unit(p)] for tok in tokens]
+        units, groups, times, parts = [], [], [], []
+        offset, group = 0.0, 0
+        for ch in chunks:
+            pcm = resample(ch.audio_float_array, self.native_rate, self.sample_rate)
+            parts.append(pcm)
+            t = offset
+            for phoneme, n in _phoneme_samples(ch, voice.config.phoneme_id_map, self.model_path):
+                dt = n / self.native_rate
+                if _is_unit(phoneme):
+                    units.append(phoneme)
+                    groups.append(group)
+                    times.append((t, t + dt))
+                else:
+                    group += 1
+                t += dt
+            offset += len(pcm) / self.sample_rate
+        audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        duration = len(audio) / self.sample_rate
+        first: list[float | None] = [None] * len(tokens)
+        last = [0.0] * len(tokens)
+        for k, (t0, t1) in zip(label_units(units, token_units, groups), times):
+            first[k] = t0 if first[k] is None else first[k]
+            last[k] = t1
+        rough, prev_end = [], 0.0
+        for k in range(len(tokens)):
+            start = first[k]
+            if start is None:  # no phoneme of its own
+                rough.append((prev_end, prev_end))
+                continue
+            rough.append((start, last[k]))
+            prev_end = last[k]
+        return audio, finish(tokens, refine(rough, audio, self.sample_rate), duration)
+
+    def _aligned_voice(self):
+        """The voice patched to output phoneme durations (loaded once, on first use)."""
+        with self._lock:
+            if self._aligned is None:
+                try:
+                    importlib.import_module("onnx")  # piper only logs a warning without it
+                except ImportError as exc:
+                    raise MissingPackageError("piper word timings need the onnx package: " + install_hint("tts")) from exc
+                from piper import PiperVoice
+
+                self._aligned = PiperVoice.load(self.model_path, include_alignments=True)
+            return self._aligned
 
     async def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
         loop = asyncio.get_running_loop()
@@ -84,6 +159,38 @@ def _split_sentences(text: str) -> list[str]:
 
     parts = [p.strip() for p in re.split(r"(?<=[.!?;:])\s+", text.strip())]
     return [p for p in parts if p]
+
+
+def _is_unit(phoneme: str) -> bool:
+    """A phoneme that is part of a word: not a space, a punctuation mark, or piper's
+    sentence start/end/padding symbols."""
+    return bool(phoneme.strip()) and phoneme not in ("^", "$", "_") and not all(
+        unicodedata.category(c).startswith("P") for c in phoneme
+    )
+
+
+def _phoneme_samples(chunk, id_map, model_path) -> list[tuple[str, int]]:
+    """(phoneme, native samples) of a sentence chunk, from the model's per-id sample counts
+    (ids: BOS PAD, then each known phoneme's ids and a PAD, then EOS; a phoneme missing from
+    the id map, which piper skips, gets 0). Piper's own ``phoneme_alignments`` are None
+    whenever one phoneme is missing, so this redoes them."""
+    samples = chunk.phoneme_id_samples
+    if samples is None:
+        raise NotAvailableError(
+            f"the piper voice {model_path} gives no phoneme durations (its ONNX graph has no duration "
+            "tensor to expose), so no word timings; use the espeak TTS for those"
+        )
+    pad = len(id_map.get("_", []))
+    out, i = [], 0
+    for phoneme in ["^", *chunk.phonemes, "$"]:
+        ids = id_map.get(phoneme)
+        if ids is None:
+            out.append((phoneme, 0))
+            continue
+        n = len(ids) + (pad if phoneme != "$" else 0)
+        out.append((phoneme, int(np.sum(samples[i : i + n]))))
+        i += n
+    return out
 
 
 def create(arg: str | None = None, **kwargs) -> PiperTTS:
