@@ -3,6 +3,7 @@
     kame demo                         # the main job on the embedded default
     kame bench step|codec|codec-quality|backend|sessions|latency|soak
     kame codec roundtrip IN.wav -o OUT.wav --codec embedded
+    kame data synth QA.jsonl -o data/  # training dialogues from a QA set (simulated oracle)
     kame run IN.wav -o OUT.wav        # file mode
     kame serve                        # WebSocket server + browser page
     kame client URL IN.wav -o OUT.wav # a wav file into a running server, its answer out
@@ -28,6 +29,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("client",): ("kame.server.client", "talk to a running `kame serve` from a wav file, save its answer"),
     ("codec", "roundtrip"): ("kame.codec.roundtrip", "encode+decode an audio file through a codec"),
     ("codec", "fit"): ("kame.codec.embedded.fit", "fit the embedded codec from synthesized speech"),
+    ("data", "synth"): ("kame.train.synth", "synthetic spoken dialogues from a QA set, with a simulated oracle"),
     ("bench", "step"): ("kame.bench.step", "front-end step time"),
     ("bench", "codec"): ("kame.bench.codec", "codec encode/decode time"),
     ("bench", "codec-quality"): ("kame.bench.codec_quality", "codec intelligibility (whisper WER), log-mel and F0 error"),

@@ -13,15 +13,15 @@ docs/training.md describes both. What exists now (tested, tests/train):
   the user's frame f + 1 beside the agent's frame f, the oracle ``oracle_timeline`` gives, the
   stepper's own rules), ``collate`` for batches, and ``windows`` / ``crop`` to train long
   dialogues on fixed-length windows (the training forward's memory is quadratic in length);
-- ``kame.train.recorded.from_kame_run``: a conversation `kame run` recorded -> a dialogue.
+- ``kame.train.recorded.from_kame_run``: a conversation `kame run` recorded -> a dialogue;
+- ``kame.train.qa``: text QA sets (GSM8K, MMLU-Pro, HSSBench, plain question/answer) -> items and
+  the turns a user and an agent would say;
+- ``kame.train.oracle_sim``: KAME's simulated oracle (LLM predictions of the agent's reply from the
+  user's words heard so far, with the true reply as a hint graded by the share heard);
+- ``kame.train.synth``: `kame data synth`, QA items -> spoken dialogue folders + a manifest.
 
 Roadmap, built on these:
 
-- synthetic spoken dialogues from text QA sets (MMLU-Pro, GSM8K, HSSBench): both sides spoken by
-  kame's TTS (kame.backend.tts), written with ``write_dialogue``;
-- the simulated oracle: LLM predictions of the agent's reply from partial transcripts at graded
-  hint levels (the prompt kame.backend.prompt's, the tokens kame.backend.tokenizer's), stored as
-  the dialogue's oracle events;
 - fine-tuning under torchrun with ``model(codes, oracle=oracle, inputs=dropped)`` on collated
   batches; checkpoints in the published format with their config
   (kame.model.loaders.save_frontend), so ``load_frontend``, ``kame run`` and ``kame serve`` take

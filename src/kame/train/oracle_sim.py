@@ -1,0 +1,340 @@
+"""The simulated oracle of KAME's training data: a user turn's words -> the oracle events of a
+training dialogue (kame.train.data.OracleEvent), as KAME made them (arXiv 2510.02327, "Training").
+
+Every ``interval_s`` of the user's turn, once ``min_words`` words were heard, a simulator LLM
+predicts the agent's next turn (10-30 words, spoken style) from the conversation so far and the
+completeness r = words heard / words in the turn, with the true next turn (``reference``) as a
+hint whose use grows with r (``HINT_LEVELS``; level 0 does not show it). At level 5 the true turn
+is used as is, with no LLM call: that is always the case at the turn's end (r = 1).
+
+    from kame import registry
+    from kame.backend.tokenizer import default_tokenizer
+    from kame.train.oracle_sim import SimOracleConfig, simulate_oracle
+
+    llm = registry.create("llm", "openai:gpt-4.1-nano")
+    events = await simulate_oracle(user_words=turn, reference="Paris is the capital of France.",
+                                   llm=llm, tokenizer=default_tokenizer(),
+                                   history=[("user", "Hi."), ("agent", "Hello! What can I do?")],
+                                   first_prediction=n, frames=dialogue_frames)
+    events.stats.empty, events.next_prediction   # predictions skipped (empty); the next free id
+    Dialogue(audio, words, oracle=earlier + events, tokenizer_sha256=default_tokenizer().sha256)
+
+Each kept prediction is a ``reset`` (frame = frame_of(t + delay_s), ``prediction`` a running
+id from ``first_prediction``, ``hint`` its level) and one ``append`` at the same frame with the
+whole text's ids (``tokenizer.encode(text)``) and the text. The events' frames do not decrease,
+so several turns' events concatenated in turn order make a dialogue's oracle.
+
+Choices (and why):
+- Points with the same heard count (a pause in the turn) are all kept, each a fresh prediction:
+  KAME's schedule (SakanaAI/kame_finetune's OracleGenerator) polls on time, not on new words.
+- The turn-end point is kept even when the turn has fewer than ``min_words`` words: the true
+  reply at the end of a one-word turn ("Hello?") is what the oracle should give there.
+- Two points at the same frame (the last poll within 80 ms of the turn's end, or a large
+  ``delay_s``): only the later (more heard) is kept. oracle_timeline (the stepper's rule) applies
+  a reset at the same frame before any token of the earlier one is fed, so the earlier is never
+  seen: keeping it would only cost an LLM call and inflate the manifest's prediction and hint
+  counts. If the later one comes out empty, the earlier is tried instead.
+- Points whose frame is >= ``frames`` are dropped before any LLM call. ``llm=None`` makes only
+  the level-5 predictions (the true reply at the turn's end): a dialogue with no simulator.
+- The LLM's reply is cleaned to one spoken line (``clean_reply``) and cut to ``max_reply_words``;
+  a shorter reply than ``min_reply_words`` is kept (the number is asked for in the prompt). The
+  level-5 reference is used as is (not cut: it is the true turn).
+- An empty reply after cleaning is skipped with a logged warning, counted in the returned list's
+  ``stats.empty``. LLM failures (kame.errors.BackendError, no complete reply within
+  ``timeout_s``) raise SimOracleError (a BackendError) naming the prediction's time and level:
+  the caller decides per dialogue (retry it, or leave it out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from ..backend.llm.base import check_piece, describe
+from ..backend.types import ChatMessage
+from ..errors import BackendError, ConfigError
+from .data import OracleEvent, Word, frame_of
+
+log = logging.getLogger(__name__)
+
+# (max r, level, instruction): the first row whose max r >= r gives the level (KAME's table).
+# Level 0 shows no hint; level 5 uses the true turn as is (no LLM call).
+HINT_LEVELS: tuple[tuple[float, int, str], ...] = (
+    (0.5, 0, "No hint: predict the reply from the conversation alone."),
+    (0.65, 1, "Use the hint's keywords, but do not follow it closely."),
+    (0.8, 2, "Use the hint, but include content different from it."),
+    (0.95, 3, "Follow the hint's content, but do not copy it verbatim."),
+    (0.99, 4, "Use the hint more directly: stay close to its content and wording."),
+    (1.0, 5, "The reply may match the hint exactly."),
+)
+REFERENCE_LEVEL = HINT_LEVELS[-1][1]  # the true turn is used as is
+
+
+def hint_level(r: float) -> int:
+    """The hint level of completeness ``r`` (words heard / words in the turn, in [0, 1])."""
+    if not 0.0 <= r <= 1.0:  # (NaN too)
+        raise ValueError(f"completeness r must be in [0, 1] (words heard / words in the turn), got {r!r}")
+    return next(level for max_r, level, _ in HINT_LEVELS if r <= max_r)
+
+
+def instruction(level: int) -> str:
+    for _, lv, text in HINT_LEVELS:
+        if lv == level:
+            return text
+    raise ValueError(f"hint level {level!r} is not one of {[lv for _, lv, _ in HINT_LEVELS]}")
+
+
+@dataclass
+class SimOracleConfig:
+    interval_s: float = 0.5  # a prediction every this much of the user's turn (from its first word's start)
+    min_words: int = 2  # ... once this many words were heard (the turn-end point is always kept)
+    min_reply_words: int = 10  # the reply's length asked of the simulator (a shorter one is kept)
+    max_reply_words: int = 30  # ... and the cut applied to its reply (not to the level-5 reference)
+    delay_s: float = 0.0  # added to each prediction's time (a real back-end's STT + LLM lag); KAME's data uses 0
+    temperature: float = 0.7  # the simulator's sampling temperature (repeated points get different replies)
+    max_tokens: int = 96  # LLM tokens per reply (30 words with room for a label the cleaning drops)
+    timeout_s: float | None = 60.0  # per LLM call, for its whole reply; None = no limit (the LLM's own)
+
+    def __post_init__(self) -> None:
+        def bad(name: str, want: str) -> ConfigError:
+            return ConfigError(f"SimOracleConfig.{name} must be {want}, got {getattr(self, name)!r}")
+
+        if not self.interval_s > 0:
+            raise bad("interval_s", "> 0 seconds")
+        if not self.delay_s >= 0:
+            raise bad("delay_s", ">= 0 seconds")
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            raise bad("timeout_s", "> 0 seconds or None")
+        if not self.temperature >= 0:
+            raise bad("temperature", ">= 0")
+        for name in ("min_words", "min_reply_words", "max_reply_words", "max_tokens"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise bad(name, "an int >= 1")
+        if self.min_reply_words > self.max_reply_words:
+            raise bad("min_reply_words", f"<= max_reply_words ({self.max_reply_words})")
+
+
+@dataclass
+class SimOracleStats:
+    points: int = 0  # prediction points in the turn
+    past_end: int = 0  # points dropped: their frame >= frames
+    superseded: int = 0  # points dropped: a later point has the same frame
+    llm_calls: int = 0
+    empty: int = 0  # LLM replies empty after cleaning (skipped, warned)
+    no_llm: int = 0  # points below level 5 left out: no LLM was given (llm=None)
+    kept: int = 0  # predictions made into events
+    levels: dict[int, int] = field(default_factory=dict)  # kept predictions per hint level
+
+
+class SimOracleEvents(list):
+    """simulate_oracle's events (a list of OracleEvent) with ``stats`` (SimOracleStats) and
+    ``next_prediction`` (the first prediction id free for the next turn)."""
+
+    def __init__(self, events=(), stats: SimOracleStats | None = None, next_prediction: int = 0) -> None:
+        super().__init__(events)
+        self.stats = stats or SimOracleStats()
+        self.next_prediction = next_prediction
+
+
+class SimOracleError(BackendError):
+    """The simulator LLM failed on one prediction (the message names its time and level)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# when
+
+
+def prediction_points(user_words: list[Word], cfg: SimOracleConfig) -> list[tuple[float, int]]:
+    """(time in s, words heard by then) of one user turn: times turn_start + k * interval_s
+    before the turn's end at which >= min_words were heard (a word is heard once its end <= t,
+    and the ones before it are), then the turn's end (its last word's end: all heard, r = 1).
+    Points with the same count are all kept (KAME's schedule polls on time)."""
+    words = list(user_words)
+    if not words:
+        return []
+    for i in range(1, len(words)):
+        if words[i].start < words[i - 1].start:
+            raise ValueError(f"user word {i} ({words[i].word!r}) starts at {words[i].start:g} s, before the word "
+                             f"before it ({words[i - 1].start:g} s): sort the turn's words by start")
+    start, end = words[0].start, max(w.end for w in words)
+    out: list[tuple[float, int]] = []
+    k, heard = 0, 0
+    while (t := start + k * cfg.interval_s) < end:  # (a product, not a running sum: no drift)
+        while heard < len(words) and words[heard].end <= t + 1e-9:
+            heard += 1
+        if heard >= cfg.min_words:
+            out.append((t, heard))
+        k += 1
+    out.append((end, len(words)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# what
+
+
+SYSTEM_PROMPT = (
+    "You simulate a voice assistant that thinks ahead in a live spoken conversation. The user is "
+    "still speaking: you get the conversation so far and the part of the user's current turn heard "
+    "so far. Predict the assistant's next reply: {min_words} to {max_words} words, natural spoken "
+    "English on one line, with no lists, markdown, symbols or emoji. Reply with the predicted reply "
+    "only, without a speaker label."
+)
+LABELS = {"user": "User", "agent": "Assistant"}
+
+
+def simulator_messages(history: Sequence[tuple[str, str]], heard: list[str], reference: str, r: float, level: int,
+                       cfg: SimOracleConfig) -> list[ChatMessage]:
+    """The simulator's prompt: a system message (the task, the reply's length) and a user message
+    with the earlier turns (``history``: (speaker "user"|"agent", text)), the words heard of the
+    current turn with r, and at levels > 0 the reference as a hint with the level's instruction
+    (level 0: no reference at all)."""
+    lines = history_lines(history)
+    parts = ["Conversation so far:\n" + ("\n".join(lines) if lines else "(nothing yet: this is the first turn)"),
+             f"The user's current turn, heard so far ({round(100 * r)}% of its words; they may not be done):\n"
+             f"User: {' '.join(heard)}"]
+    if level > 0:
+        hint = " ".join(reference.split())
+        parts.append(f"Hint, the assistant's actual next reply (the user does not know it):\n{hint}")
+    parts.append(f"{instruction(level)} Write the assistant's next reply now, {cfg.min_reply_words} to "
+                 f"{cfg.max_reply_words} words.")
+    system = SYSTEM_PROMPT.format(min_words=cfg.min_reply_words, max_words=cfg.max_reply_words)
+    return [ChatMessage("system", system), ChatMessage("user", "\n\n".join(parts))]
+
+
+def history_lines(history: Sequence[tuple[str, str]]) -> list[str]:
+    """``history`` as prompt lines ("User: ...", "Assistant: ..."; empty turns left out), checked."""
+    lines = []
+    for i, turn in enumerate(history):
+        if not (isinstance(turn, (tuple, list)) and len(turn) == 2 and turn[0] in LABELS and isinstance(turn[1], str)):
+            raise ValueError(f"history turn {i} must be (speaker 'user' or 'agent', text), got {turn!r}")
+        if turn[1].strip():
+            lines.append(f"{LABELS[turn[0]]}: {' '.join(turn[1].split())}")
+    return lines
+
+
+_AGENT = r"assistant|agent|moshi|kame|ai|bot|response|reply|answer|prediction|predicted reply"
+_USER = r"user|human|customer|caller|system|hint"
+_LABEL = re.compile(rf"^\s*[*_#>\"'“‘\s]*({_AGENT}|{_USER})\s*[*_]*\s*:\s*", re.IGNORECASE)
+_USER_LABEL = re.compile(rf"^({_USER})$", re.IGNORECASE)
+_BULLET = re.compile(r"^\s*(?:[-*•>#]+|\d+[.)])\s+")
+_DROP = str.maketrans("", "", "*_#`~<>[]{}|\\\"“”„«»")
+
+
+def clean_reply(raw: str, max_words: int) -> str:
+    """An LLM's reply as one spoken line: the first line's speaker label dropped ("assistant:",
+    "Moshi:"), cut where a new labelled line starts (the model writing the conversation on),
+    bullets, markdown symbols, double quotes, emoji and newlines removed, enclosing single quotes
+    stripped, at most ``max_words`` words. "" if nothing is left."""
+    kept: list[str] = []
+    for line in raw.splitlines():
+        m = _LABEL.match(line)
+        if m:
+            if kept or _USER_LABEL.match(m.group(1)):  # a further turn, or the user's: the reply is over
+                break
+            line = line[m.end():]
+        line = _BULLET.sub("", line)
+        if line.strip():
+            kept.append(line)
+    text = " ".join(kept).translate(_DROP)
+    text = "".join(c for c in text if unicodedata.category(c) not in ("So", "Cs", "Co"))  # emoji and the like
+    text = " ".join(text.split()[:max_words])
+    if len(text) > 1 and text[0] in "'‘" and text[-1] in "'’":  # quoted whole ('Paris.'), not an apostrophe
+        text = text[1:-1].strip()
+    return text if any(c.isalnum() for c in text) else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# the events
+
+
+async def simulate_oracle(*, user_words: list[Word], reference: str, llm, tokenizer,
+                          history: Sequence[tuple[str, str]] = (), cfg: SimOracleConfig | None = None,
+                          first_prediction: int = 0, frames: int | None = None) -> SimOracleEvents:
+    """The oracle events of one user turn (module docstring): a reset + append per kept
+    prediction, frames not decreasing, each < ``frames`` when given. ``reference`` is the agent's
+    true next turn; ``history`` the turns before this one. ``llm=None``: no simulator, only the
+    level-5 points (the turn's end: the true reply) make predictions. Returns a list of
+    OracleEvent with ``stats`` and ``next_prediction``. LLM failures raise SimOracleError naming the point."""
+    cfg = cfg or SimOracleConfig()
+    if not isinstance(reference, str) or not reference.strip():
+        raise ValueError(f"reference must be the agent's true next turn (non-empty text), got {reference!r}")
+    history_lines(history)  # (checked now, not at the first LLM call)
+    words = list(user_words)
+    spoken = [w.word for w in words]
+    points = prediction_points(words, cfg)
+    stats = SimOracleStats(points=len(points))
+    # (frame, [points at it]) in time order, past-the-end points dropped before any LLM call
+    groups: list[tuple[int, list[tuple[float, int]]]] = []
+    for t, heard in points:
+        f = frame_of(t + cfg.delay_s)
+        if frames is not None and f >= frames:
+            stats.past_end += 1
+        elif groups and groups[-1][0] == f:
+            groups[-1][1].append((t, heard))
+        else:
+            groups.append((f, [(t, heard)]))
+    events = SimOracleEvents(stats=stats, next_prediction=first_prediction)
+    for f, group in groups:
+        text, level = "", 0
+        for i, (t, heard) in enumerate(reversed(group)):  # the latest first: it supersedes the others
+            r = heard / len(words)
+            level = hint_level(r)
+            if level == REFERENCE_LEVEL:
+                text = reference.strip()
+            elif llm is None:  # no simulator: the true reply at the turn's end only
+                stats.no_llm += 1
+                continue
+            else:
+                messages = simulator_messages(history, spoken[:heard], reference, r, level, cfg)
+                text = await _predict(llm, messages, cfg, t, level, stats)
+            if text and tokenizer.encode(text):
+                stats.superseded += len(group) - 1 - i
+                break
+            stats.empty += 1
+            log.warning("simulated oracle: the prediction at %.2f s (hint level %d, %d/%d words heard) is empty "
+                        "after cleaning: skipped", t, level, heard, len(words))
+            text = ""
+        if not text:
+            continue
+        p = events.next_prediction
+        events.append(OracleEvent(f, "reset", prediction=p, hint=level))
+        events.append(OracleEvent(f, "append", ids=list(tokenizer.encode(text)), text=text))
+        events.next_prediction = p + 1
+        stats.kept += 1
+        stats.levels[level] = stats.levels.get(level, 0) + 1
+    return events
+
+
+async def _predict(llm, messages: list[ChatMessage], cfg: SimOracleConfig, t: float, level: int,
+                   stats: SimOracleStats) -> str:
+    """The LLM's cleaned reply; SimOracleError naming the point if it fails or times out."""
+    where = f"simulated oracle: the prediction at {t:.2f} s (hint level {level})"
+    stats.llm_calls += 1
+    try:
+        raw = await asyncio.wait_for(_read_reply(llm, messages, cfg), cfg.timeout_s)
+    except asyncio.TimeoutError:
+        raise SimOracleError(f"{where}: LLM {describe(llm)} gave no complete reply within {cfg.timeout_s:g} s "
+                             f"(SimOracleConfig.timeout_s); retry the dialogue or raise the timeout") from None
+    except BackendError as exc:
+        raise SimOracleError(f"{where} failed: {exc}") from exc
+    return clean_reply(raw, cfg.max_reply_words)
+
+
+async def _read_reply(llm, messages: list[ChatMessage], cfg: SimOracleConfig) -> str:
+    """The reply's raw text; reading stops (the stream is closed) once it holds more words than
+    will be kept."""
+    raw = ""
+    stream = llm.stream_chat(messages, max_tokens=cfg.max_tokens, temperature=cfg.temperature)
+    async with contextlib.aclosing(stream):
+        async for piece in stream:
+            raw += check_piece(piece, llm)
+            if len(raw.split()) > cfg.max_reply_words + 4:  # (+4: room for a label the cleaning drops)
+                break
+    return raw

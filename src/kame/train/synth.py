@@ -1,0 +1,415 @@
+"""Synthetic spoken dialogues from text QA sets, with a simulated oracle (KAME's training data).
+
+    kame data synth gsm8k_train.jsonl -o data/gsm8k --limit 200          # CLI (this module's main)
+    kame data synth mmlu_pro.jsonl -o data/mmlu --llm openai:gpt-4.1-nano --user-voice espeak:en-us+f2
+
+Each QA item (kame.train.qa: GSM8K, MMLU-Pro, HSSBench or plain question/answer) becomes one
+dialogue folder in kame.train.data's layout: the user asks the question (left channel, a voice
+drawn per item from ``user_voices``), the agent answers (right channel, one voice for all: the
+front-end is trained to speak as one speaker) a short gap after the user's last word; both
+speakers' words carry their times from the TTS (``TTS.synth_words``); the oracle events are the
+simulated oracle's (kame.train.oracle_sim): a prediction of the agent's reply every 0.5 s of the
+user's turn from the words heard so far, with the true reply as a hint whose use grows with the
+share of the turn heard, and the true reply itself at the turn's end. A manifest (``train.jsonl``
+in the output folder) lists every dialogue there.
+
+Re-running the same command skips the dialogues already written (``--overwrite`` redoes them), so
+a long run that stopped can be resumed, or a set made in slices (``--start``/``--limit``); the
+manifest lists every dialogue in the folder. The QA file, the voices and the simulator LLM are
+checked before the first item (one word spoken per voice, one short LLM request). An item that
+fails then (an LLM error or timeout, a text the TTS cannot say) is reported and skipped, and the
+exit code is 1 if any failed; ``MAX_FAILURES_IN_A_ROW`` failures in a row stop the run (a server
+gone down fails every item after it).
+
+Repeatability: the same seed gives each item the same voice, lead-in and gap (drawn from the seed
+and the item's index in its file, so a slice of the set gets what the whole run gives it).
+``synth.json`` in the output folder records the settings; resuming with other settings is
+warned about (a set would mix them). espeak-ng's noise is seeded from the clock,
+so its samples differ a little from run to run (the words and their times do not); an LLM that
+samples (temperature > 0) gives other predictions on every run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..backend.types import SAMPLE_RATE
+from .data import META, DataError, Dialogue, Word, write_dialogue, write_manifest
+
+log = logging.getLogger(__name__)
+
+DEFAULT_USER_VOICES = ("espeak:en-us", "espeak:en-us+f2", "espeak:en-gb-x-rp", "espeak:en-029",
+                       "espeak:en-us+m3", "espeak:en+f4")
+MANIFEST = "train.jsonl"
+SETTINGS = "synth.json"  # the run's settings, beside the manifest
+MAX_FAILURES_IN_A_ROW = 5
+
+
+@dataclass
+class SynthConfig:
+    """How one QA item is laid out as a spoken dialogue (times in seconds)."""
+
+    user_voices: tuple[str, ...] = DEFAULT_USER_VOICES  # TTS specs; one drawn per item
+    agent_voice: str = "piper"  # TTS spec of the agent: one voice for every dialogue
+    lead_s: tuple[float, float] = (0.3, 1.0)  # silence before the user starts (uniform range)
+    gap_s: tuple[float, float] = (0.2, 0.8)  # from the user's last word to the agent's first word
+    tail_s: float = 0.5  # silence after the last speaker stops
+    max_answer_words: int = 60  # the agent's reply is cut to whole sentences within this
+    seed: int = 0
+
+
+@dataclass
+class ItemResult:
+    folder: Path
+    status: str  # "written" | "skipped" (already there) | "failed"
+    error: str = ""
+    duration_s: float = 0.0
+    hints: list[int] = field(default_factory=list)
+
+
+def folder_name(item_id: str) -> str:
+    """A QA item's id as a folder name (only letters, digits, '.', '_' and '-')."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", item_id).strip("._")
+    if not name:
+        raise DataError(f"QA item id {item_id!r} gives no usable folder name")
+    return name
+
+
+def _draw(rng: np.random.Generator, span: tuple[float, float]) -> float:
+    lo, hi = span
+    return float(lo if hi <= lo else rng.uniform(lo, hi))
+
+
+def _timed(tts, text: str, speaker: str, offset: float) -> tuple[np.ndarray, list[Word]]:
+    """``text`` spoken by ``tts`` with its words (times moved by ``offset``); refuses a TTS whose
+    audio is not at 24 kHz or that said nothing."""
+    pcm, timed = tts.synth_words(text)
+    if int(tts.sample_rate) != SAMPLE_RATE:
+        raise DataError(f"the {speaker} TTS ({tts.name}) speaks at {tts.sample_rate} Hz; dialogues are "
+                        f"{SAMPLE_RATE} Hz (create it with sample_rate={SAMPLE_RATE})")
+    if not len(pcm) or not timed:
+        raise DataError(f"the {speaker} TTS ({tts.name}) said nothing for {text[:60]!r}")
+    words = [Word(speaker, w.word, offset + w.start, offset + w.end) for w in timed]
+    return np.asarray(pcm, np.float32), words
+
+
+async def synth_dialogue(item, *, index: int, user_tts, agent_tts, llm, tokenizer, cfg: SynthConfig,
+                         oracle_cfg=None) -> Dialogue:
+    """One QA item -> a Dialogue (not written). ``user_tts``/``agent_tts``: TTS objects with
+    ``synth_words``; ``llm``: the simulator (None: only the final, level-5 prediction, the true
+    reply at the end of the user's turn)."""
+    from .oracle_sim import simulate_oracle
+    from .qa import spoken_turns
+
+    rng = np.random.default_rng([cfg.seed, index])
+    user_text, agent_text = spoken_turns(item, max_answer_words=cfg.max_answer_words)
+    lead = _draw(rng, cfg.lead_s)
+    gap = _draw(rng, cfg.gap_s)
+    # blocking synthesis (espeak holds a process-wide lock; piper runs onnxruntime): off the loop
+    loop = asyncio.get_running_loop()
+    user_pcm, user_words = await loop.run_in_executor(None, _timed, user_tts, user_text, "user", lead)
+    agent_start = user_words[-1].end + gap  # the agent's first word starts `gap` after the user's last
+    agent_pcm, agent_words = await loop.run_in_executor(None, _timed, agent_tts, agent_text, "agent", 0.0)
+    shift = agent_start - agent_words[0].start  # where the agent's audio starts (its own lead-in before)
+    if shift < user_words[-1].end:  # a long lead-in in the agent's audio: never talk over the user
+        shift = user_words[-1].end
+    agent_words = [Word("agent", w.word, w.start + shift, w.end + shift) for w in agent_words]
+    a0, b0 = round(lead * SAMPLE_RATE), round(shift * SAMPLE_RATE)
+    n = max(a0 + len(user_pcm), b0 + len(agent_pcm)) + round(cfg.tail_s * SAMPLE_RATE)
+    audio = np.zeros((n, 2), np.float32)  # [N, 2]: user left, agent right
+    audio[a0:a0 + len(user_pcm), 0] = user_pcm
+    audio[b0:b0 + len(agent_pcm), 1] = agent_pcm
+    np.clip(audio, -1.0, 1.0, out=audio)
+    d = Dialogue(audio, user_words + agent_words)
+    sim = await simulate_oracle(user_words=user_words, reference=agent_text, llm=llm, tokenizer=tokenizer,
+                                cfg=oracle_cfg, frames=d.frames)
+    d.oracle = list(sim)
+    d.tokenizer_sha256 = tokenizer.sha256 if d.oracle else None
+    d.source = {"kind": "kame data synth", "qa": dict(item.source), "item": item.id,
+                "user_tts": getattr(user_tts, "spec", user_tts.name), "agent_tts": getattr(agent_tts, "spec", agent_tts.name),
+                "llm": getattr(llm, "spec", None) if llm is not None else None,
+                "seed": cfg.seed, "index": index, "lead_s": lead, "gap_s": gap,
+                "user_text": user_text, "agent_text": agent_text}
+    return d
+
+
+class _Voices:
+    """TTS objects made on first use, one per spec (a piper voice takes a second to load)."""
+
+    def __init__(self) -> None:
+        self._made: dict[str, object] = {}
+
+    def get(self, spec: str):
+        if spec not in self._made:
+            from .. import registry
+
+            tts = registry.create("tts", spec)
+            tts.spec = spec
+            self._made[spec] = tts
+        return self._made[spec]
+
+
+def item_index(item, position: int) -> int:
+    """What draws an item's voice and layout: its record's index in its file (kame.train.qa puts
+    it in ``source``), else its position in the list given."""
+    index = item.source.get("index") if isinstance(item.source, dict) else None
+    return index if isinstance(index, int) and not isinstance(index, bool) and index >= 0 else position
+
+
+def write_folder_manifest(out: Path) -> int:
+    """OUT/train.jsonl listing every dialogue folder in OUT (sorted by name): those of earlier runs
+    and slices too. The number of dialogues listed."""
+    folders = sorted(p.parent for p in out.glob(f"*/{META}"))
+    write_manifest(out / MANIFEST, folders)
+    return len(folders)
+
+
+async def synth_all(items, out: Path, *, llm, tokenizer, cfg: SynthConfig, oracle_cfg=None,
+                    overwrite: bool = False, voices: _Voices | None = None) -> list[ItemResult]:
+    """Every item into OUT/<item id>/ (resumable: written ones are skipped) and OUT/train.jsonl
+    listing every dialogue in OUT (also when interrupted). One item's failure is logged and
+    skipped; MAX_FAILURES_IN_A_ROW in a row raise a DataError (the manifest is written first)."""
+    voices = voices or _Voices()
+    out.mkdir(parents=True, exist_ok=True)
+    results: list[ItemResult] = []
+    try:
+        await _synth_items(items, out, results, llm=llm, tokenizer=tokenizer, cfg=cfg, oracle_cfg=oracle_cfg,
+                           overwrite=overwrite, voices=voices)
+    finally:
+        write_folder_manifest(out)
+    return results
+
+
+async def _synth_items(items, out: Path, results: list[ItemResult], *, llm, tokenizer, cfg, oracle_cfg,
+                       overwrite, voices) -> None:
+    names: Counter = Counter()
+    in_a_row = 0
+    for position, item in enumerate(items):
+        index = item_index(item, position)
+        name = folder_name(item.id)
+        names[name] += 1
+        if names[name] > 1:  # two records with one id would overwrite each other
+            name = f"{name}-{names[name]}"
+        folder = out / name
+        if (folder / META).exists() and not overwrite:
+            results.append(ItemResult(folder, "skipped"))
+            continue
+        user_spec = cfg.user_voices[int(np.random.default_rng([cfg.seed, index, 1]).integers(len(cfg.user_voices)))]
+        t0 = time.monotonic()
+        try:
+            d = await synth_dialogue(item, index=index, user_tts=voices.get(user_spec),
+                                     agent_tts=voices.get(cfg.agent_voice), llm=llm, tokenizer=tokenizer,
+                                     cfg=cfg, oracle_cfg=oracle_cfg)
+            write_dialogue(folder, d, overwrite=overwrite)
+        except Exception as exc:  # noqa: BLE001 -- one item's failure must not end a long run
+            if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
+                raise
+            log.warning("item %s (%s): %s", item.id, type(exc).__name__, exc)
+            results.append(ItemResult(folder, "failed", f"{type(exc).__name__}: {exc}"))
+            in_a_row += 1
+            if in_a_row >= MAX_FAILURES_IN_A_ROW:
+                raise DataError(f"{in_a_row} items in a row failed, so the run stops (is the LLM or TTS still "
+                                f"working?); the last one, {item.id}: {type(exc).__name__}: {exc}") from exc
+            continue
+        in_a_row = 0
+        hints = sorted(ev.hint for ev in d.oracle if ev.event == "reset" and ev.hint is not None)
+        results.append(ItemResult(folder, "written", duration_s=d.duration_s, hints=hints))
+        log.info("%s: %.1f s of dialogue, %d predictions, in %.1f s", folder.name, d.duration_s, len(hints),
+                 time.monotonic() - t0)
+
+
+def summary(results: list[ItemResult]) -> str:
+    """The run as a small table: counts, hours of audio, predictions per hint level, failures."""
+    by = Counter(r.status for r in results)
+    written = [r for r in results if r.status == "written"]
+    hours = sum(r.duration_s for r in written) / 3600
+    levels = Counter(h for r in written for h in r.hints)
+    lines = ["| written | skipped (already there) | failed | audio written (h) | predictions |",
+             "|---|---|---|---|---|",
+             f"| {by['written']} | {by['skipped']} | {by['failed']} | {hours:.3f} | {sum(levels.values())} |"]
+    if levels:
+        lines += ["", "| hint level | " + " | ".join(str(k) for k in sorted(levels)) + " |",
+                  "|---|" + "---|" * len(levels),
+                  "| predictions | " + " | ".join(str(levels[k]) for k in sorted(levels)) + " |"]
+    failed = [r for r in results if r.status == "failed"]
+    for r in failed[:10]:
+        lines.append(f"failed: {r.folder.name}: {r.error}")
+    if len(failed) > 10:
+        lines.append(f"... and {len(failed) - 10} more failures (see the log)")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# kame data synth
+
+
+def add_arguments(p) -> None:
+    from .qa import FORMATS
+
+    p.add_argument("qa", help="the QA set: .jsonl / .json (GSM8K, MMLU-Pro, HSSBench or {question, answer} records)")
+    p.add_argument("-o", "--out", required=True, help="output folder: one dialogue folder per item + train.jsonl")
+    p.add_argument("--llm", required=True, metavar="SPEC",
+                   help="the oracle simulator's LLM: a capable one for real data (openai:MODEL, e.g. "
+                        "openai:gpt-4.1-nano as KAME used); 'embedded' (offline SmolLM2-135M: runs, but its "
+                        "predictions are mostly off-topic); 'none' (no simulator: only the true reply at the end "
+                        "of the user's turn)")
+    p.add_argument("--format", default="auto", choices=("auto", *FORMATS),
+                   help="the QA set's format (default: from its first record)")
+    p.add_argument("--start", type=int, default=0, help="skip the set's first N items")
+    p.add_argument("--limit", type=int, default=None, help="at most N items (after --start)")
+    p.add_argument("--language", default="en",
+                   help="keep only items in this language (default en: the voices speak English); 'any' keeps all")
+    p.add_argument("--images", choices=("skip", "keep"), default="skip",
+                   help="HSSBench items whose question needs its picture: skip (default) or keep")
+    p.add_argument("--user-voice", action="append", default=None, metavar="SPEC",
+                   help=f"a TTS spec for the user, repeatable; one is drawn per item (default: {', '.join(DEFAULT_USER_VOICES)})")
+    p.add_argument("--agent-voice", default=SynthConfig.agent_voice, metavar="SPEC",
+                   help="the agent's TTS spec (default: piper, the embedded voice)")
+    p.add_argument("--tokenizer", default=None, metavar="PATH",
+                   help="SentencePiece model of the oracle ids (default: kame's default tokenizer)")
+    p.add_argument("--max-answer-words", type=int, default=SynthConfig.max_answer_words)
+    p.add_argument("--interval", type=float, default=None, help="seconds between predictions (default 0.5)")
+    p.add_argument("--delay", type=float, default=None,
+                   help="seconds each prediction arrives after its words were heard (default 0, as KAME's data)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="redo dialogues already in the output folder")
+
+
+def _check_voice(tts, spec: str) -> None:
+    """The voice speaks one word with its timing (a wrong voice name fails here, not at every item)."""
+    from ..backend.tts.base import TTS, WORD_TIMED_TTS
+
+    if isinstance(tts, TTS) and type(tts).synth_words is TTS.synth_words:
+        raise DataError(f"TTS {spec!r} gives no word timings (synth_words), which dialogues need; "
+                        f"use one that does: {', '.join(WORD_TIMED_TTS)}")
+    try:
+        _timed(tts, "Hello.", f"voice {spec}", 0.0)
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- any failure of a voice is the user's to see, named
+        raise DataError(f"TTS {spec!r} cannot speak: {type(exc).__name__}: {exc}") from exc
+
+
+async def _check_llm(llm, spec: str, timeout_s: float) -> None:
+    """One short request, so a server that is down or a wrong model name fails before the run."""
+    import contextlib
+
+    from ..backend.types import ChatMessage
+
+    async def ask() -> None:
+        stream = llm.stream_chat([ChatMessage("user", "Say OK.")], max_tokens=4)
+        async with contextlib.aclosing(stream):
+            async for _ in stream:
+                break
+
+    try:
+        await asyncio.wait_for(ask(), timeout_s)
+    except asyncio.TimeoutError:
+        raise DataError(f"the simulator LLM {spec!r} gave no answer to a trial request within {timeout_s:g} s") from None
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"the simulator LLM {spec!r} failed a trial request: {type(exc).__name__}: {exc}") from exc
+
+
+def settings_of(args, cfg: SynthConfig, oracle_cfg) -> dict:
+    """What makes a set's dialogues alike (synth.json): a resume with others is warned about."""
+    return {"qa": str(Path(args.qa).resolve()), "format": args.format, "language": args.language,
+            "images": args.images, "llm": args.llm, "user_voices": list(cfg.user_voices),
+            "agent_voice": cfg.agent_voice, "tokenizer": args.tokenizer, "max_answer_words": cfg.max_answer_words,
+            "interval_s": oracle_cfg.interval_s, "delay_s": oracle_cfg.delay_s, "seed": cfg.seed}
+
+
+def _record_settings(out: Path, settings: dict) -> None:
+    import json
+
+    path = out / SETTINGS
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = {}
+        changed = sorted(k for k in settings if k in old and old[k] != settings[k])
+        if changed:
+            log.warning("%s holds dialogues made with other settings (%s: %s); the set will mix them (use another "
+                        "-o to keep them apart)", out, ", ".join(changed),
+                        "; ".join(f"{k} was {old[k]!r}" for k in changed))
+    path.write_text(json.dumps(settings, indent=1) + "\n")
+
+
+def main(args) -> int:
+    from dataclasses import replace
+
+    from .. import registry
+    from ..backend.tokenizer import TextTokenizer, default_tokenizer
+    from .oracle_sim import SimOracleConfig
+    from .qa import read_qa
+
+    for name in ("start", "limit", "max_answer_words"):
+        value = getattr(args, name)
+        if value is not None and value < (1 if name != "start" else 0):
+            raise DataError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'start' else '>= 1'}, not {value}")
+    cfg = SynthConfig(user_voices=tuple(args.user_voice or DEFAULT_USER_VOICES), agent_voice=args.agent_voice,
+                      max_answer_words=args.max_answer_words, seed=args.seed)
+    oracle_cfg = SimOracleConfig()
+    if args.interval is not None:
+        if args.interval <= 0:
+            raise DataError(f"--interval must be > 0 seconds, not {args.interval}")
+        oracle_cfg = replace(oracle_cfg, interval_s=args.interval)
+    if args.delay is not None:
+        if args.delay < 0:
+            raise DataError(f"--delay must be >= 0 seconds, not {args.delay}")
+        oracle_cfg = replace(oracle_cfg, delay_s=args.delay)
+    language = None if args.language == "any" else args.language
+    limit = None if args.limit is None else args.start + args.limit
+    items = read_qa(args.qa, args.format, limit=limit, language=language, images=args.images)[args.start:]
+    if not items:
+        raise DataError(f"{args.qa}: no items to synthesize (after --start {args.start})")
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot make the output folder {out}: {exc}") from None
+    tokenizer = TextTokenizer(args.tokenizer) if args.tokenizer else default_tokenizer()
+    voices = _Voices()
+    for spec in dict.fromkeys((*cfg.user_voices, cfg.agent_voice)):  # each voice tried once, before the run
+        _check_voice(voices.get(spec), spec)
+    llm = None
+    if args.llm != "none":
+        print(f"loading the simulator LLM {args.llm} ...", flush=True)
+        llm = registry.create("llm", args.llm)
+        llm.spec = args.llm
+        if args.llm.split(":")[0] in ("embedded", "smollm2"):
+            log.warning("the embedded SmolLM2-135M writes mostly off-topic predictions: fine to try the pipeline, "
+                        "use a capable LLM (--llm openai:MODEL) for data to train on")
+    _record_settings(out, settings_of(args, cfg, oracle_cfg))
+    print(f"{len(items)} items -> {out}/ (voices: user {', '.join(cfg.user_voices)}; agent {cfg.agent_voice}; "
+          f"oracle: {args.llm})", flush=True)
+    results: list[ItemResult] = []
+
+    async def run():
+        try:
+            if llm is not None:
+                await _check_llm(llm, args.llm, oracle_cfg.timeout_s or 60.0)
+            results.extend(await synth_all(items, out, llm=llm, tokenizer=tokenizer, cfg=cfg, oracle_cfg=oracle_cfg,
+                                           overwrite=args.overwrite, voices=voices))
+        finally:
+            if llm is not None:
+                await llm.aclose()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        listed = len(list(out.glob(f"*/{META}")))
+        print(f"\ninterrupted: {listed} dialogues in {out}/ (listed in {out / MANIFEST}); "
+              "run the same command again to go on", flush=True)
+        raise
+    print(summary(results))
+    print(f"manifest: {out / MANIFEST} ({len(list(out.glob(f'*/{META}')))} dialogues)")
+    return 1 if any(r.status == "failed" for r in results) else 0

@@ -1,0 +1,273 @@
+"""kame.train.oracle_sim: KAME's simulated oracle (hint levels, prediction points, the simulator's
+prompt, the events it makes and that they are a valid dialogue's oracle as the stepper feeds it)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from kame.backend.llm.base import LLM
+from kame.backend.tokenizer import default_tokenizer
+from kame.errors import BackendError, ConfigError
+from kame.model.config import preset
+from kame.model.stepper import oracle_ids, oracle_timeline
+from kame.train.data import Dialogue, OracleEvent, Word, validate_dialogue
+from kame.train.examples import training_example
+from kame.train.oracle_sim import (
+    HINT_LEVELS, SimOracleConfig, SimOracleError, clean_reply, hint_level, prediction_points, simulate_oracle,
+    simulator_messages,
+)
+
+from ..backend.scripted_llm import ScriptedLLM
+from ._fakes import FakeCodec
+
+REF = "Paris is the capital of France, and it is also its largest city."
+HISTORY = [("user", "Hi there."), ("agent", "Hello! What would you like to know?")]
+
+
+def turn(spec) -> list[Word]:
+    return [Word("user", w, s, e) for w, s, e in spec]
+
+
+# heard at 1.5 s: 2 words; 2.0 s: 3 ("capital" ends at 2.1); 2.5 s: 5; the end, 2.9 s: 6
+TURN = turn([("What", 1.0, 1.2), ("is", 1.25, 1.4), ("the", 1.45, 1.6), ("capital", 1.7, 2.1),
+             ("of", 2.15, 2.3), ("France?", 2.35, 2.9)])
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return default_tokenizer()
+
+
+class ListLLM(LLM):
+    """Replies replies[i] to the i-th call (ScriptedLLM's auto gives every call the same)."""
+
+    name = "list"
+
+    def __init__(self, replies):
+        self.replies, self.calls = list(replies), []
+
+    async def stream_chat(self, messages, *, max_tokens=None, temperature=None):
+        self.calls.append(messages)
+        yield self.replies[len(self.calls) - 1]
+
+
+def test_hint_level_boundaries():
+    assert [row[:2] for row in HINT_LEVELS] == [(0.5, 0), (0.65, 1), (0.8, 2), (0.95, 3), (0.99, 4), (1.0, 5)]
+    cases = {0.0: 0, 0.5: 0, 0.5001: 1, 13 / 20: 1, 0.651: 2, 0.8: 2, 0.81: 3, 0.95: 3, 0.951: 4, 0.99: 4,
+             0.991: 5, 1.0: 5}
+    assert {r: hint_level(r) for r in cases} == cases
+    for bad in (-0.1, 1.01, float("nan")):
+        with pytest.raises(ValueError, match="completeness r must be in"):
+            hint_level(bad)
+
+
+def test_prediction_points_of_a_turn():
+    cfg = SimOracleConfig()
+    assert prediction_points(TURN, cfg) == [(1.5, 2), (2.0, 3), (2.5, 5), (2.9, 6)]  # 1.0 s: none heard yet
+    assert prediction_points(TURN, SimOracleConfig(min_words=3)) == [(2.0, 3), (2.5, 5), (2.9, 6)]
+    # the turn's end is kept even below min_words (the true reply at the end of a short turn)
+    assert prediction_points(TURN, SimOracleConfig(min_words=7)) == [(2.9, 6)]
+    assert prediction_points(TURN[:1], cfg) == [(1.2, 1)]
+    assert prediction_points([], cfg) == []
+    # a pause: the same count at several points, each kept (KAME polls on time, not on words)
+    pause = turn([("Well", 0.0, 0.2), ("so", 0.3, 0.4), ("hmm", 1.6, 1.8)])
+    assert prediction_points(pause, cfg) == [(0.5, 2), (1.0, 2), (1.5, 2), (1.8, 3)]
+    # a word ending exactly at a point is heard there
+    assert prediction_points(turn([("a", 0.0, 0.2), ("b", 0.2, 0.5), ("c", 0.5, 0.7)]), cfg) == [(0.5, 2), (0.7, 3)]
+    with pytest.raises(ValueError, match="sort the turn's words by start"):
+        prediction_points(TURN[::-1], cfg)
+
+
+def test_config_is_checked():
+    with pytest.raises(ConfigError, match=r"SimOracleConfig.interval_s must be > 0 seconds, got 0"):
+        SimOracleConfig(interval_s=0)
+    with pytest.raises(ConfigError, match=r"min_reply_words must be <= max_reply_words \(30\), got 40"):
+        SimOracleConfig(min_reply_words=40)
+    with pytest.raises(ConfigError, match="min_words must be an int >= 1"):
+        SimOracleConfig(min_words=0)
+
+
+def test_simulator_messages_show_the_reference_only_with_a_hint():
+    cfg = SimOracleConfig()
+    heard = ["What", "is", "the", "capital"]
+    low = simulator_messages(HISTORY, heard, REF, 0.5, 0, cfg)
+    assert [m.role for m in low] == ["system", "user"]
+    assert "10 to 30 words" in low[0].content
+    text = low[1].content
+    assert "User: What is the capital" in text and "50%" in text
+    assert "User: Hi there." in text and "Assistant: Hello! What would you like to know?" in text
+    assert HINT_LEVELS[0][2] in text
+    assert "Paris" not in text and "Hint" not in text  # level 0: no reference at all
+    for level in range(1, 5):
+        msgs = simulator_messages(HISTORY, heard, REF, 0.9, level, cfg)
+        body = msgs[1].content
+        assert REF in body and HINT_LEVELS[level][2] in body and "User: What is the capital" in body
+        assert all(HINT_LEVELS[other][2] not in body for other in range(6) if other != level)
+    first = simulator_messages([], heard, REF, 0.6, 1, cfg)[1].content
+    assert "first turn" in first
+    with pytest.raises(ValueError, match="history turn 0 must be"):
+        simulator_messages([("moshi", "hi")], heard, REF, 0.5, 0, cfg)
+
+
+def test_clean_reply():
+    assert clean_reply('assistant: "Paris is **the** capital."\nuser: thanks', 30) == "Paris is the capital."
+    assert clean_reply("Moshi: - one\n- two 😀", 30) == "one two"
+    assert clean_reply("**Assistant:** hello there", 30) == "hello there"
+    assert clean_reply("'Paris.'", 30) == "Paris." and clean_reply("The students' books", 30) == "The students' books"
+    assert clean_reply("one two three four five", 3) == "one two three"
+    assert clean_reply("user: hi", 30) == "" and clean_reply("*** \n", 30) == ""
+
+
+async def test_events_of_a_turn(tok):
+    llm = ScriptedLLM(auto=["Paris", " is the capital, I think."])
+    cfg = SimOracleConfig()
+    events = await simulate_oracle(user_words=TURN, reference=REF, llm=llm, tokenizer=tok, history=HISTORY,
+                                   cfg=cfg, first_prediction=5)
+    assert [(e.frame, e.event) for e in events] == [(18, "reset"), (18, "append"), (25, "reset"), (25, "append"),
+                                                   (31, "reset"), (31, "append"), (36, "reset"), (36, "append")]
+    resets, appends = events[0::2], events[1::2]
+    assert [(e.prediction, e.hint) for e in resets] == [(5, 0), (6, 0), (7, 3), (8, 5)]
+    assert [e.text for e in appends] == ["Paris is the capital, I think."] * 3 + [REF]  # level 5: the reference
+    assert all(e.ids == tok.encode(e.text) and e.prediction is None and e.hint is None for e in appends)
+    assert events.next_prediction == 9
+    s = events.stats
+    assert (s.points, s.llm_calls, s.kept, s.empty, s.past_end, s.superseded) == (4, 3, 4, 0, 0, 0)
+    assert s.levels == {0: 2, 3: 1, 5: 1}
+    # three LLM calls (none for level 5), with the config's sampling; the reference only at level 3
+    assert len(llm.calls) == 3 and all(c.finished for c in llm.calls)
+    assert [(c.max_tokens, c.temperature) for c in llm.calls] == [(96, 0.7)] * 3
+    shown = [REF in c.messages[1].content for c in llm.calls]
+    assert shown == [False, False, True]
+    assert "User: What is the capital of\n" in llm.calls[2].messages[1].content + "\n"  # 5 words heard at 2.5 s
+
+
+async def test_events_make_a_valid_dialogue_and_the_stream_starts_each_prediction_at_its_frame(tok):
+    llm = ScriptedLLM(auto=["The capital is Paris."])
+    events = await simulate_oracle(user_words=TURN, reference=REF, llm=llm, tokenizer=tok, history=HISTORY)
+    T = 60  # 4.8 s
+    agent = [Word("agent", w, 3.0 + 0.1 * i, 3.05 + 0.1 * i) for i, w in enumerate(REF.split())]
+    d = Dialogue(np.zeros((T * 1920, 2), np.float32), TURN + agent, list(events), tokenizer_sha256=tok.sha256)
+    validate_dialogue(d)
+    cfg = preset("tiny").replace(text_card=4000)
+    codes, oracle = training_example(d, FakeCodec(), tok, cfg)
+    assert oracle.tolist() == oracle_timeline(d.timeline_events(), T, **oracle_ids(cfg)).tolist()
+    start, pad = cfg.text_card, cfg.existing_text_padding_id
+    got = oracle.tolist()
+    assert got[:18] == [pad] * 18  # nothing before the first prediction
+    frames = [e.frame for e in events[0::2]] + [T]
+    for n, app in enumerate(events[1::2]):
+        f, nxt = frames[n], frames[n + 1]
+        assert got[f] == start  # each prediction starts at its frame: start id, then its tokens
+        shown = got[f + 1: nxt]
+        assert shown == (app.ids + [pad] * T)[: len(shown)]
+
+
+async def test_level_5_uses_the_reference_with_no_llm_call(tok):
+    llm = ScriptedLLM(auto=["never used"])
+    events = await simulate_oracle(user_words=TURN, reference="  Paris.  ", llm=llm, tokenizer=tok,
+                                   cfg=SimOracleConfig(min_words=7))
+    assert events == [OracleEvent(36, "reset", prediction=0, hint=5),
+                      OracleEvent(36, "append", ids=tok.encode("Paris."), text="Paris.")]
+    assert llm.calls == []
+    # no LLM at all: the level-5 prediction only, the others counted
+    events = await simulate_oracle(user_words=TURN, reference="Paris.", llm=None, tokenizer=tok, first_prediction=4)
+    assert [(e.frame, e.prediction, e.hint) for e in events[0::2]] == [(36, 4, 5)]
+    assert events.stats.no_llm == 3 and events.stats.empty == 0 and events.next_prediction == 5
+    with pytest.raises(ValueError, match="reference must be the agent's true next turn"):
+        await simulate_oracle(user_words=TURN, reference=" ", llm=llm, tokenizer=tok)
+
+
+async def test_the_reply_is_cleaned_and_cut_and_an_empty_one_skipped(tok, caplog):
+    long = " ".join(f"w{i}" for i in range(40))
+    llm = ScriptedLLM(auto=["Assistant:", ' "Sure, **Paris**', ' it is.\nUser: thanks"'])
+    events = await simulate_oracle(user_words=TURN, reference=REF, llm=llm, tokenizer=tok)
+    assert events[1].text == "Sure, Paris it is." and events[1].ids == tok.encode("Sure, Paris it is.")
+    llm = ScriptedLLM(auto=[long])
+    events = await simulate_oracle(user_words=TURN, reference=REF, llm=llm, tokenizer=tok,
+                                   cfg=SimOracleConfig(max_reply_words=12))
+    assert events[1].text == " ".join(f"w{i}" for i in range(12))
+    # empty after cleaning: skipped, warned, counted; the prediction ids stay consecutive
+    llm = ScriptedLLM(auto=["user: what?"])
+    with caplog.at_level(logging.WARNING, logger="kame.train.oracle_sim"):
+        events = await simulate_oracle(user_words=TURN, reference=REF, llm=llm, tokenizer=tok, first_prediction=2)
+    assert [(e.frame, e.prediction, e.hint) for e in events[0::2]] == [(36, 2, 5)]
+    assert events.stats.empty == 3 and events.stats.kept == 1 and events.next_prediction == 3
+    assert "prediction at 2.50 s (hint level 3, 5/6 words heard) is empty after cleaning: skipped" in caplog.text
+
+
+async def test_frames_limit_and_delay(tok):
+    llm = ScriptedLLM(auto=["Paris, I guess."])
+    events = await simulate_oracle(user_words=TURN, reference=REF, llm=llm, tokenizer=tok, frames=31)
+    assert [e.frame for e in events] == [18, 18, 25, 25]
+    assert len(llm.calls) == 2 and events.stats.past_end == 2  # no LLM call for a point past the end
+    events = await simulate_oracle(user_words=TURN, reference=REF, llm=llm, tokenizer=tok,
+                                   cfg=SimOracleConfig(delay_s=0.3))
+    assert [e.frame for e in events[0::2]] == [22, 28, 35, 40]  # frame_of(t + 0.3)
+    assert [e.hint for e in events[0::2]] == [0, 0, 3, 5]  # the levels are the points' own
+
+
+async def test_points_at_one_frame_keep_the_later(tok):
+    """The last poll within one frame of the turn's end: only the turn-end prediction is kept (a
+    reset at the same frame replaces the earlier before any of its tokens is fed: the same
+    timeline), with no LLM call for the earlier."""
+    short = turn([("Where", 0.0, 0.2), ("is", 0.3, 0.4), ("the", 0.6, 0.9), ("tower?", 1.2, 1.51)])
+    assert prediction_points(short, SimOracleConfig()) == [(0.5, 2), (1.0, 3), (1.5, 3), (1.51, 4)]
+    llm = ScriptedLLM(auto=["The Eiffel Tower is in Paris."])
+    events = await simulate_oracle(user_words=short, reference=REF, llm=llm, tokenizer=tok)
+    assert [(e.frame, e.hint) for e in events[0::2]] == [(6, 0), (12, 2), (18, 5)]
+    assert len(llm.calls) == 2 and events.stats.superseded == 1
+    # keeping the earlier one too would feed exactly the same tokens
+    earlier = [OracleEvent(18, "reset"), OracleEvent(18, "append", tok.encode("The tower"))]
+    both = list(events[:4]) + earlier + list(events[4:])
+    ids = dict(start_id=4000, pad_id=3, vocab=4001)
+    assert oracle_timeline([e.timeline_event() for e in both], 40, **ids).tolist() == \
+        oracle_timeline([e.timeline_event() for e in events], 40, **ids).tolist()
+
+
+async def test_an_empty_later_point_falls_back_to_the_earlier_at_its_frame(tok):
+    words = turn([("Hello", 0.0, 0.21), ("there", 0.5, 1.0)])
+    cfg = SimOracleConfig(interval_s=0.05, min_words=1)  # 0.25 s and 0.30 s are both frame 3
+    llm = ListLLM(["", "First reply here.", "Second reply."])
+    events = await simulate_oracle(user_words=words, reference=REF, llm=llm, tokenizer=tok, cfg=cfg, frames=5)
+    assert [(e.frame, e.event, e.text) for e in events] == [
+        (3, "reset", None), (3, "append", "First reply here."), (4, "reset", None), (4, "append", "Second reply.")]
+    assert [e.prediction for e in events[0::2]] == [0, 1]
+    s = events.stats
+    assert (s.llm_calls, s.empty, s.superseded, s.kept) == (3, 1, 0, 2)
+
+
+async def test_llm_errors_name_the_time_and_level(tok):
+    llm = ScriptedLLM(auto=[BackendError("HTTP 500 from the server")])
+    with pytest.raises(SimOracleError, match=r"prediction at 1.50 s \(hint level 0\) failed: HTTP 500") as err:
+        await simulate_oracle(user_words=TURN, reference=REF, llm=llm, tokenizer=tok)
+    assert isinstance(err.value, BackendError)  # a caller's `except BackendError` catches it
+    llm = ScriptedLLM(auto=[None])  # a piece that is not text: the LLM broke its interface
+    with pytest.raises(SimOracleError, match=r"at 2.00 s \(hint level 0\) failed: LLM scripted broke its interface"):
+        await simulate_oracle(user_words=TURN, reference=REF, llm=llm, tokenizer=tok,
+                              cfg=SimOracleConfig(min_words=3))
+    llm = ScriptedLLM()  # never replies
+    with pytest.raises(SimOracleError, match=r"at 2.50 s \(hint level 3\): LLM scripted gave no complete reply "
+                                             r"within 0.05 s \(SimOracleConfig.timeout_s\)"):
+        await simulate_oracle(user_words=TURN, reference=REF, llm=llm, tokenizer=tok,
+                              cfg=SimOracleConfig(min_words=5, timeout_s=0.05))
+    assert llm.calls[0].closed  # the stream was closed, not left running
+
+
+@pytest.mark.slow
+async def test_with_the_embedded_llm(tok):
+    """SmolLM2-135M offline (~20 s to load, one short reply): a real LLM's reply makes a prediction."""
+    pytest.importorskip("transformers")
+    from kame import registry
+
+    llm = registry.create("llm", "embedded")
+    words = turn([("Tell", 0.0, 0.2), ("me", 0.25, 0.4), ("about", 0.45, 0.7), ("Paris", 0.75, 1.1)])
+    cfg = SimOracleConfig(min_words=3, temperature=0.0, max_tokens=40)  # one LLM point: 1.0 s, 3/4 heard (level 2)
+    events = await simulate_oracle(user_words=words, reference="Paris is the capital of France.", llm=llm,
+                                   tokenizer=tok, cfg=cfg)
+    assert events.stats.llm_calls == 1
+    assert [e.hint for e in events[0::2]][-1] == 5 and events.stats.kept >= 2, events.stats
+    first = events[1]
+    assert first.text and first.ids == tok.encode(first.text) and len(first.text.split()) <= 30

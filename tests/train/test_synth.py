@@ -1,0 +1,270 @@
+"""kame.train.synth: QA items -> spoken training dialogues with a simulated oracle (`kame data synth`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+
+from kame.backend.tokenizer import default_tokenizer
+from kame.backend.tts.base import TTS, TimedWord
+from kame.train.data import DataError, read_dialogue, read_manifest
+from kame.train.qa import QAItem
+from kame.errors import BackendError
+from kame.train.synth import (MAX_FAILURES_IN_A_ROW, SynthConfig, _check_llm, _check_voice, folder_name, synth_all,
+                              synth_dialogue)
+from tests.backend.scripted_llm import ScriptedLLM
+
+SR = 24000
+WORD_S, PAUSE_S, LEAD_S = 0.2, 0.1, 0.05
+
+
+class WordTTS(TTS):
+    """Each word a 0.2 s tone, 0.1 s apart, after 0.05 s of silence; a text with BOOM fails."""
+
+    name = "words"
+
+    def __init__(self, freq: float = 200.0) -> None:
+        self.freq = freq
+        self.texts: list[str] = []
+
+    def synth_words(self, text):
+        self.texts.append(text)
+        if "BOOM" in text:
+            raise RuntimeError("the voice broke")
+        tokens = text.split()
+        n = round((LEAD_S + len(tokens) * (WORD_S + PAUSE_S)) * SR)
+        pcm = np.zeros(n, np.float32)
+        timed = []
+        for i, tok in enumerate(tokens):
+            s = LEAD_S + i * (WORD_S + PAUSE_S)
+            a, b = round(s * SR), round((s + WORD_S) * SR)
+            pcm[a:b] = 0.3 * np.sin(2 * np.pi * self.freq * np.arange(b - a) / SR)
+            timed.append(TimedWord(tok, s, s + WORD_S))
+        return pcm, timed
+
+    async def synthesize(self, text):  # (not used by the synthesizer)
+        yield self.synth_words(text)[0]
+
+
+class Voices:
+    def __init__(self, **made) -> None:
+        self.made = made
+
+    def get(self, spec):
+        return self.made[spec]
+
+
+def item(i: int, q: str = "What is the capital of France?", a: str = "The capital of France is Paris.") -> QAItem:
+    return QAItem(id=f"qa-{i}", question=q, answer=a, source={"dataset": "qa"})
+
+
+def synth(it, *, index=0, llm=None, cfg=None):
+    return asyncio.run(synth_dialogue(it, index=index, user_tts=WordTTS(200.0), agent_tts=WordTTS(500.0), llm=llm,
+                                      tokenizer=default_tokenizer(), cfg=cfg or SynthConfig()))
+
+
+def rms(x):
+    return float(np.sqrt(np.mean(np.square(x)))) if len(x) else 0.0
+
+
+def test_one_dialogue_user_then_agent_with_words_where_the_audio_is():
+    cfg = SynthConfig(lead_s=(0.3, 1.0), gap_s=(0.2, 0.8))
+    d = synth(item(0), cfg=cfg)
+    user, agent = d.words_of("user"), d.words_of("agent")
+    assert [w.word for w in user] == d.source["user_text"].split()
+    assert [w.word for w in agent] == d.source["agent_text"].split()
+    assert 0.3 <= d.source["lead_s"] <= 1.0 and 0.2 <= d.source["gap_s"] <= 0.8
+    assert user[0].start == pytest.approx(d.source["lead_s"] + LEAD_S)
+    assert agent[0].start == pytest.approx(user[-1].end + d.source["gap_s"])  # the gap is word to word
+    assert d.duration_s == pytest.approx(agent[-1].end + PAUSE_S + 0.5, abs=2 / SR)  # + the tail
+    for ch, words, other in ((0, user, 1), (1, agent, 0)):
+        for w in words:  # each word's span holds its speaker's tone and nothing on the other channel
+            span = d.audio[round(w.start * SR) + 10:round(w.end * SR) - 10]
+            assert rms(span[:, ch]) > 0.15 and rms(span[:, other]) == 0.0
+        for a, b in zip(words, words[1:]):  # the pauses between words are silent
+            assert rms(d.audio[round(a.end * SR) + 10:round(b.start * SR) - 10, ch]) == 0.0
+    d.validate()
+    # no simulator: one prediction, the true reply (hint 5) at the end of the user's turn
+    assert [(ev.event, ev.hint) for ev in d.oracle] == [("reset", 5), ("append", None)]
+    assert d.oracle[1].text == d.source["agent_text"]
+    assert d.oracle[1].ids == default_tokenizer().encode(d.source["agent_text"])
+    assert d.tokenizer_sha256 == default_tokenizer().sha256
+
+
+def test_the_simulator_predicts_during_the_users_turn():
+    q = "Which planet in our solar system is the largest one of all the planets we know of today?"
+    llm = ScriptedLLM(auto=["Jupiter is the largest", " planet in our solar system."])
+    d = synth(item(0, q=q), llm=llm)
+    resets = [ev for ev in d.oracle if ev.event == "reset"]
+    user = d.words_of("user")
+    assert len(llm.calls) >= 3 and len(resets) == len(llm.calls) + 1
+    assert all(ev.frame * 0.08 <= user[-1].end + 0.08 for ev in resets)  # all made while the user speaks
+    assert resets[-1].hint == 5 and resets[0].hint == 0
+    texts = [ev.text for ev in d.oracle if ev.event == "append"]
+    assert texts[0] == "Jupiter is the largest planet in our solar system."
+    assert texts[-1] == d.source["agent_text"]
+
+
+def test_the_same_seed_and_index_give_the_same_layout_and_another_index_another():
+    a, b, c = synth(item(0), index=3), synth(item(0), index=3), synth(item(0), index=4)
+    assert (a.source["lead_s"], a.source["gap_s"]) == (b.source["lead_s"], b.source["gap_s"])
+    assert np.array_equal(a.audio, b.audio) and a.words == b.words
+    assert (a.source["lead_s"], a.source["gap_s"]) != (c.source["lead_s"], c.source["gap_s"])
+
+
+def test_a_run_writes_a_manifest_resumes_and_survives_a_failing_item(tmp_path, caplog):
+    voices = Voices(user=WordTTS(200.0), agent=WordTTS(500.0))
+    cfg = SynthConfig(user_voices=("user",), agent_voice="agent")
+    items = [item(0), item(1, q="Say BOOM please."), item(2), item(0, q="Again the same id?")]
+
+    def run(**kw):
+        return asyncio.run(synth_all(items, tmp_path, llm=None, tokenizer=default_tokenizer(), cfg=cfg,
+                                     voices=voices, **kw))
+
+    res = run()
+    assert [r.status for r in res] == ["written", "failed", "written", "written"]
+    assert "the voice broke" in res[1].error and "qa-1" in caplog.text
+    assert [r.folder.name for r in res] == ["qa-0", "qa-1", "qa-2", "qa-0-2"]  # one id twice: two folders
+    entries = read_manifest(tmp_path / "train.jsonl")
+    assert [e.path.name for e in entries] == ["qa-0", "qa-0-2", "qa-2"] and all(e.hints == [5] for e in entries)
+    assert read_dialogue(tmp_path / "qa-0-2").source["user_text"] == "Again the same id?"
+    spoken = len(voices.made["user"].texts)
+    res = run()  # again: what is there is skipped, the failed item is tried again
+    assert [r.status for r in res] == ["skipped", "failed", "skipped", "skipped"]
+    assert len(voices.made["user"].texts) == spoken + 1
+    assert len(read_manifest(tmp_path / "train.jsonl")) == 3
+    res = run(overwrite=True)
+    assert [r.status for r in res] == ["written", "failed", "written", "written"]
+
+
+def test_folder_names_and_voices_without_word_timings():
+    assert folder_name("mmlu-pro/70 #3") == "mmlu-pro_70_3"
+    with pytest.raises(DataError, match="no usable folder name"):
+        folder_name("///")
+
+    class Plain(TTS):
+        name = "plain"
+
+        async def synthesize(self, text):
+            yield np.zeros(10, np.float32)
+
+    with pytest.raises(DataError, match="no word timings"):
+        _check_voice(Plain(), "plain:x")
+    _check_voice(WordTTS(), "words")  # one that has them passes
+
+
+def test_kame_data_synth_end_to_end_with_espeak(tmp_path, capsys):
+    """The command as a user runs it: a JSONL file, real espeak voices, no simulator LLM."""
+    from kame.cli import main
+    from kame.model.loaders import load_frontend
+    from kame.train.examples import training_example
+    from tests.train._fakes import FakeCodec
+
+    pytest.importorskip("espeakng_loader")
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("".join(json.dumps(r) + "\n" for r in (
+        {"question": "What is the capital of France?", "answer": "Paris is the capital of France."},
+        {"question": "How many legs does a spider have?", "answer": "A spider has 8 legs."},
+        {"question": "Who wrote Hamlet?", "answer": "William Shakespeare wrote it."})))
+    out = tmp_path / "data"
+    argv = ["data", "synth", str(qa), "-o", str(out), "--llm", "none", "--limit", "2",
+            "--user-voice", "espeak:en-us+f2", "--agent-voice", "espeak:en-us+m3"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| 2 | 0 | 0 |" in printed and "train.jsonl" in printed
+    entries = read_manifest(out / "train.jsonl")
+    assert len(entries) == 2
+    d = read_dialogue(entries[1].path)
+    assert [w.word for w in d.words_of("user")] == "How many legs does a spider have?".split()
+    assert d.words_of("agent")[0].start > d.words_of("user")[-1].end
+    model, _ = load_frontend("random:tiny", text_card=4000)
+    codes, oracle = training_example(d, FakeCodec(), default_tokenizer(), model.cfg)
+    assert codes.shape[-1] == d.frames and int((oracle == model.cfg.text_card).sum()) == 1  # one start token
+    assert main(argv) == 0 and "| 0 | 2 | 0 |" in capsys.readouterr().out  # resumed: nothing to do
+
+
+def test_bad_arguments_are_refused_before_any_work(tmp_path, capsys):
+    from kame.cli import main
+
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"question": "Why?", "answer": "Because."}) + "\n")
+    assert main(["data", "synth", str(qa), "-o", str(tmp_path / "o"), "--limit", "0", "--llm", "none"]) == 1
+    assert "--limit must be >= 1" in capsys.readouterr().err
+    assert main(["data", "synth", str(qa), "-o", str(tmp_path / "o"), "--start", "5", "--llm", "none"]) == 1
+    assert "no items" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_too_many_failures_in_a_row_stop_the_run_with_the_manifest_written(tmp_path):
+    voices = Voices(user=WordTTS(200.0), agent=WordTTS(500.0))
+    cfg = SynthConfig(user_voices=("user",), agent_voice="agent")
+    items = [item(0)] + [item(i, q="BOOM") for i in range(1, 1 + MAX_FAILURES_IN_A_ROW)] + [item(99)]
+    with pytest.raises(DataError, match=f"{MAX_FAILURES_IN_A_ROW} items in a row failed.*the voice broke"):
+        asyncio.run(synth_all(items, tmp_path, llm=None, tokenizer=default_tokenizer(), cfg=cfg, voices=voices))
+    assert [e.path.name for e in read_manifest(tmp_path / "train.jsonl")] == ["qa-0"]
+    assert not (tmp_path / "qa-99").exists()  # stopped before it
+
+
+def test_the_simulator_llm_is_tried_before_the_run():
+    class Down(ScriptedLLM):
+        async def stream_chat(self, messages, **kw):
+            raise BackendError("connection refused (http://localhost:9/v1)")
+            yield ""
+
+    with pytest.raises(DataError, match="'openai:x' failed a trial request.*connection refused"):
+        asyncio.run(_check_llm(Down(), "openai:x", 5.0))
+    asyncio.run(_check_llm(ScriptedLLM(auto=["OK"]), "openai:x", 5.0))  # one that answers passes
+
+
+def _qa_file(tmp_path, n):
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("".join(json.dumps({"question": f"What is {i} plus {i}?", "answer": f"It is {2 * i}."}) + "\n"
+                          for i in range(n)))
+    return qa
+
+
+ESPEAK = ["--llm", "none", "--user-voice", "espeak:en-us+f2", "--user-voice", "espeak:en-029",
+          "--user-voice", "espeak:en-us", "--agent-voice", "espeak:en-us+m3"]
+
+
+def test_slices_of_a_set_get_what_the_whole_run_gives_and_one_manifest(tmp_path, caplog):
+    from kame.cli import main
+
+    pytest.importorskip("espeakng_loader")
+    qa = _qa_file(tmp_path, 5)
+    assert main(["data", "synth", str(qa), "-o", str(tmp_path / "all"), *ESPEAK]) == 0
+    assert main(["data", "synth", str(qa), "-o", str(tmp_path / "part"), "--start", "3", *ESPEAK]) == 0
+    assert main(["data", "synth", str(qa), "-o", str(tmp_path / "part"), "--limit", "2", *ESPEAK]) == 0
+    whole = {e.path.name: read_dialogue(e.path) for e in read_manifest(tmp_path / "all" / "train.jsonl")}
+    parts = {e.path.name: read_dialogue(e.path) for e in read_manifest(tmp_path / "part" / "train.jsonl")}
+    assert sorted(parts) == sorted(set(whole) - {"qa_qa_2"})  # both slices listed; item 2 never made
+    for name, d in parts.items():
+        for key in ("lead_s", "gap_s", "user_tts", "index"):
+            assert d.source[key] == whole[name].source[key], (name, key)
+    assert len({d.source["user_tts"] for d in whole.values()}) > 1  # (the voices do differ between items)
+    # resuming with other settings is warned about: the set would mix them
+    caplog.clear()
+    assert main(["data", "synth", str(qa), "-o", str(tmp_path / "part"), *ESPEAK[:-1], "espeak:en-gb-x-rp"]) == 0
+    assert "other settings (agent_voice" in caplog.text
+
+
+def test_a_bad_voice_or_output_folder_fails_before_any_item(tmp_path, capsys):
+    from kame.cli import main
+
+    pytest.importorskip("espeakng_loader")
+    qa = _qa_file(tmp_path, 2)
+    out = tmp_path / "o"
+    assert main(["data", "synth", str(qa), "-o", str(out), *ESPEAK, "--user-voice", "espeak:no-such-voice"]) == 1
+    assert "espeak:no-such-voice" in capsys.readouterr().err and not list(out.glob("*/dialogue.json"))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["data", "synth", str(qa), "-o", str(blocker / "sub"), *ESPEAK]) == 1
+    assert "cannot make the output folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: an unknown format or no --llm
+        main(["data", "synth", str(qa), "-o", str(out), "--format", "gsm", "--llm", "none"])
+    with pytest.raises(SystemExit):
+        main(["data", "synth", str(qa), "-o", str(out)])
+    assert "--llm" in capsys.readouterr().err
