@@ -226,15 +226,19 @@ async def _synth_items(items, out: Path, results: list[ItemResult], *, llm, toke
                  time.monotonic() - t0)
 
 
-def summary(results: list[ItemResult]) -> str:
-    """The run as a small table: counts, hours of audio, predictions per hint level, failures."""
+def summary(results: list[ItemResult], wall_s: float | None = None) -> str:
+    """The run as a small table: counts, hours of audio, predictions per hint level, failures;
+    with ``wall_s`` (the run's time) also how many seconds of dialogue it made per second."""
     by = Counter(r.status for r in results)
     written = [r for r in results if r.status == "written"]
-    hours = sum(r.duration_s for r in written) / 3600
+    audio_s = sum(r.duration_s for r in written)
     levels = Counter(h for r in written for h in r.hints)
-    lines = ["| written | skipped (already there) | failed | audio written (h) | predictions |",
-             "|---|---|---|---|---|",
-             f"| {by['written']} | {by['skipped']} | {by['failed']} | {hours:.3f} | {sum(levels.values())} |"]
+    speed = f"{audio_s / wall_s:.2f}" if wall_s and written else "-"
+    lines = ["| written | skipped (already there) | failed | audio written (h) | predictions | wall (s) | "
+             "dialogue s per wall s |",
+             "|---|---|---|---|---|---|---|",
+             f"| {by['written']} | {by['skipped']} | {by['failed']} | {audio_s / 3600:.3f} | {sum(levels.values())} | "
+             f"{wall_s or 0:.0f} | {speed} |"]
     if levels:
         lines += ["", "| hint level | " + " | ".join(str(k) for k in sorted(levels)) + " |",
                   "|---|" + "---|" * len(levels),
@@ -403,6 +407,7 @@ def main(args) -> int:
             if llm is not None:
                 await llm.aclose()
 
+    t0 = time.monotonic()
     try:
         asyncio.run(run())
     except KeyboardInterrupt:
@@ -410,6 +415,6 @@ def main(args) -> int:
         print(f"\ninterrupted: {listed} dialogues in {out}/ (listed in {out / MANIFEST}); "
               "run the same command again to go on", flush=True)
         raise
-    print(summary(results))
+    print(summary(results, time.monotonic() - t0))
     print(f"manifest: {out / MANIFEST} ({len(list(out.glob(f'*/{META}')))} dialogues)")
     return 1 if any(r.status == "failed" for r in results) else 0
