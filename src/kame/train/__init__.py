@@ -18,14 +18,13 @@ docs/training.md describes both. What exists now (tested, tests/train):
   the turns a user and an agent would say;
 - ``kame.train.oracle_sim``: KAME's simulated oracle (LLM predictions of the agent's reply from the
   user's words heard so far, with the true reply as a hint graded by the share heard);
-- ``kame.train.synth``: `kame data synth`, QA items -> spoken dialogue folders + a manifest.
+- ``kame.train.synth``: `kame data synth`, QA items -> spoken dialogue folders + a manifest;
+- ``kame.train.finetune`` / ``kame.train.loss``: `kame train`, fine-tuning a front-end on a manifest
+  (KAME's optimizer, loss weights and oracle augmentation; one process or torchrun/DDP;
+  checkpoints in the published format with their config, so ``load_frontend``, ``kame run`` and
+  ``kame serve`` take them as they take KAME's).
 
-Roadmap, built on these:
-
-- fine-tuning under torchrun with ``model(codes, oracle=oracle, inputs=dropped)`` on collated
-  batches; checkpoints in the published format with their config
-  (kame.model.loaders.save_frontend), so ``load_frontend``, ``kame run`` and ``kame serve`` take
-  them as they take KAME's.
-
-Until then kame's tandem runs a random-weight front-end (``random:tiny``) and says so.
+Not built yet: KAME's input dropouts in the loop, bf16/ZeRO for 7B models, a streaming data
+loader for large sets, and a front-end trained by kame (its tandem runs a random-weight
+front-end, ``random:tiny``, and says so).
 """

@@ -1,0 +1,442 @@
+"""`kame train`: fine-tune a front-end on a manifest of dialogues (docs/training.md, "Fine-tuning").
+
+    kame train data/train.jsonl --frontend random:tiny --codec embedded -o runs/x --steps 200
+    python -m torch.distributed.run --nproc_per_node 2 -m kame.cli train data/train.jsonl ...   # DDP
+    kame train data/train.jsonl --codec embedded -o runs/x --steps 400 --resume runs/x/latest
+
+The loop: manifest -> dialogues -> ``training_example`` (codes from each dialogue's codes.npz
+when there) -> fixed-length windows -> shuffled, seeded batches (``collate``) -> the forward ->
+``frontend_loss`` (kame.train.loss) -> AdamW with a linear warmup, then a constant or cosine
+learning rate, gradients clipped. OUT/step-N is a front-end checkpoint (``save_frontend``, its
+config.json's ``kame.train`` records the step, this config and the manifest's sha256) plus
+train_state.pt (the optimizer's state, for ``--resume``); OUT/latest points at the newest.
+
+The oracle augmentation (KAME's) is drawn per dialogue and epoch from (seed, epoch, dialogue):
+each prediction (a reset and its appends) is skipped with a probability drawn from U[0.1, 0.7],
+never the last one, and the whole stream may be shifted right 1-10 or left 1-15 frames. The
+batches depend only on the seed and the step, so a resumed run sees the batches the straight run
+would have seen.
+
+Under torchrun (WORLD_SIZE > 1) each process takes its share of every global batch
+(batch_size windows each), gradients are averaged by DistributedDataParallel, and rank 0 alone
+logs and saves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+
+from ..errors import ConfigError
+from .data import DataError, read_dialogue, read_manifest
+
+# (torch is imported where it is used: `kame train --help` stays fast, tests/test_cliargs.py)
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+STATE = "train_state.pt"  # beside a checkpoint's config.json: the optimizer's state and the step
+
+
+@dataclass
+class TrainConfig:
+    # optimizer (KAME's: AdamW, lr 3e-5, warmup 100)
+    lr: float = 3e-5  # peak learning rate
+    betas: tuple[float, float] = (0.9, 0.95)  # AdamW betas
+    eps: float = 1e-5  # AdamW eps
+    weight_decay: float = 0.1  # on matrices and embedding tables only (not norms, biases)
+    warmup_steps: int = 100  # linear warmup from lr / warmup_steps to lr
+    schedule: str = "constant"  # after warmup: "constant", or "cosine" down to min_lr_ratio * lr at `steps`
+    min_lr_ratio: float = 0.1  # cosine's floor, as a share of lr
+    grad_clip: float = 1.0  # max global gradient norm (0: no clipping)
+    # data
+    steps: int = 1000  # optimizer steps in all (a resumed run continues up to this)
+    batch_size: int = 4  # windows per process per step (the global batch is batch_size * world size)
+    window_frames: int = 256  # frames per window (KAME: 128-512; at most the model's context)
+    use_cache: bool = True  # read each dialogue's codes.npz when it has one
+    # loss (kame.train.loss)
+    text_pad_weight: float = 0.5  # text targets equal to the padding id
+    semantic_weight: float = 100.0  # audio codebook 0
+    acoustic_weight: float = 1.0  # audio codebooks 1..dep_q-1
+    # oracle augmentation (KAME's), on the dialogue's events before oracle_timeline
+    oracle_aug: bool = True  # off: the events as recorded
+    skip_prob: tuple[float, float] = (0.1, 0.7)  # per-dialogue prediction-skip probability ~ U[a, b]
+    shift_prob: float = 0.5  # chance of a whole-stream shift (then right or left, even odds)
+    shift_right: tuple[int, int] = (1, 10)  # frames, inclusive
+    shift_left: tuple[int, int] = (1, 15)  # frames, inclusive
+    # bookkeeping
+    seed: int = 0  # batches and augmentation
+    log_every: int = 10  # steps between log rows
+    save_every: int = 500  # steps between checkpoints (0: only at the end)
+
+    def check(self) -> "TrainConfig":
+        if self.steps < 1 or self.batch_size < 1 or self.warmup_steps < 0:
+            raise ConfigError(f"train: steps and batch_size must be >= 1 and warmup_steps >= 0 (got steps "
+                              f"{self.steps}, batch_size {self.batch_size}, warmup_steps {self.warmup_steps})")
+        if self.window_frames < 2:
+            raise ConfigError(f"train: the window must be >= 2 frames, got {self.window_frames}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ConfigError(f"train: schedule must be 'constant' or 'cosine', got {self.schedule!r}")
+        if not 0 <= self.skip_prob[0] <= self.skip_prob[1] <= 1:
+            raise ConfigError(f"train: skip_prob must be 0 <= a <= b <= 1, got {self.skip_prob}")
+        return self
+
+
+def lr_at(step: int, tcfg: TrainConfig) -> float:
+    """The learning rate of optimizer step ``step`` (0-based)."""
+    if step < tcfg.warmup_steps:
+        return tcfg.lr * (step + 1) / tcfg.warmup_steps
+    if tcfg.schedule == "constant":
+        return tcfg.lr
+    span = max(1, tcfg.steps - tcfg.warmup_steps)
+    frac = min(1.0, (step - tcfg.warmup_steps) / span)
+    floor = tcfg.min_lr_ratio * tcfg.lr
+    return floor + (tcfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * frac))
+
+
+# --- data -----------------------------------------------------------------------------------
+def augment_oracle(events: Sequence[tuple], rng, tcfg: TrainConfig) -> list[tuple]:
+    """KAME's oracle augmentation of one dialogue's timeline events (``Dialogue.timeline_events``):
+    each prediction (a reset and the appends after it; appends before any reset count as one) is
+    skipped with probability p ~ U[skip_prob], never the last; then, with probability shift_prob,
+    every event moves right 1-10 or left 1-15 frames (clamped at 0; past the end: not fed).
+    ``rng``: a numpy Generator."""
+    groups: list[list[tuple]] = []
+    for ev in events:
+        if ev[1] == "reset" or not groups:
+            groups.append([ev])
+        else:
+            groups[-1].append(ev)
+    p = rng.uniform(*tcfg.skip_prob)
+    kept = [g for i, g in enumerate(groups) if rng.random() >= p or i == len(groups) - 1]
+    shift = 0
+    if rng.random() < tcfg.shift_prob:
+        if rng.random() < 0.5:
+            shift = int(rng.integers(tcfg.shift_right[0], tcfg.shift_right[1] + 1))
+        else:
+            shift = -int(rng.integers(tcfg.shift_left[0], tcfg.shift_left[1] + 1))
+    return [(max(0, ev[0] + shift), *ev[1:]) for g in kept for ev in g]
+
+
+@dataclass
+class Example:
+    """One dialogue, ready to cut: its codes (int32 to halve the memory) and its oracle events."""
+
+    name: str
+    codes: torch.Tensor  # [K, T]
+    events: list[tuple] = field(default_factory=list)
+
+    def oracle(self, cfg, tcfg: TrainConfig, epoch: int, index: int) -> torch.Tensor:
+        import numpy as np
+
+        from ..model.stepper import oracle_ids, oracle_timeline
+
+        events = self.events
+        if tcfg.oracle_aug and events:
+            events = augment_oracle(events, np.random.default_rng([tcfg.seed, epoch, index]), tcfg)
+        return oracle_timeline(events, self.codes.shape[1], **oracle_ids(cfg))
+
+
+def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool = True) -> list[Example]:
+    """Every dialogue of the manifest as an Example (DataError: a missing or empty manifest, a
+    dialogue that does not fit the codec, tokenizer or front-end)."""
+    import torch
+
+    from .examples import training_example
+
+    path = Path(manifest)
+    if not path.is_file():
+        raise DataError(f"train: no manifest at {path}: make one with `kame data synth` (OUT/train.jsonl) or "
+                        f"kame.train.data.write_manifest")
+    entries = read_manifest(path)
+    if not entries:
+        raise DataError(f"train: manifest {path} lists no dialogues")
+    out = []
+    for e in entries:
+        d = read_dialogue(e.path)
+        codes, _ = training_example(d, codec, tokenizer, cfg, use_cache=use_cache)
+        out.append(Example(str(e.path), codes.to(torch.int32), d.timeline_events()))
+    return out
+
+
+def batches(examples: Sequence[Example], cfg, tcfg: TrainConfig, rank: int = 0,
+            world: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """This process's (codes [B, K, T], oracle [B, T]) of every step, forever: each epoch's windows
+    (``windows`` of every dialogue, its oracle augmented for that epoch) in a seeded order, cut into
+    global batches of batch_size * world windows (the last ones of an epoch carry over into the
+    next), of which rank r takes the r-th share."""
+    import torch
+
+    from .examples import collate, windows
+
+    spans = []  # (example, start, length): windows' cuts (they do not change with the epoch)
+    for i, ex in enumerate(examples):
+        start = 0
+        for w, _ in windows(torch.zeros(1, ex.codes.shape[1]), None, tcfg.window_frames):
+            spans.append((i, start, w.shape[1]))
+            start += w.shape[1]
+    G, buf, epoch = tcfg.batch_size * world, [], 0
+    while True:
+        order = torch.randperm(len(spans), generator=torch.Generator().manual_seed(tcfg.seed * 100_003 + epoch))
+        for j in order.tolist():
+            buf.append((epoch, spans[j]))
+            if len(buf) == G:
+                mine = buf[rank * tcfg.batch_size: (rank + 1) * tcfg.batch_size]
+                buf = []
+                yield collate([_cut(examples, cfg, tcfg, ep, sp) for ep, sp in mine], cfg)
+        epoch += 1
+
+
+def _cut(examples, cfg, tcfg, epoch: int, span: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    i, start, length = span
+    ex = examples[i]
+    oracle = ex.oracle(cfg, tcfg, epoch, i)
+    return ex.codes[:, start: start + length].long(), oracle[start: start + length]
+
+
+# --- the loop ---------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    model: torch.nn.Module  # the trained model (unwrapped)
+    step: int  # optimizer steps done in all
+    losses: list[float]  # this process's loss at each step run here
+    last_checkpoint: Path | None  # rank 0's last OUT/step-N (None elsewhere)
+
+
+def make_optimizer(model: torch.nn.Module, tcfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices and embedding tables (>= 2 dims), none on the rest."""
+    import torch
+
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": tcfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=tcfg.lr, betas=tuple(tcfg.betas), eps=tcfg.eps)
+
+
+def check_fit(cfg, tokenizer, tcfg: TrainConfig) -> None:
+    """Errors before any data is read: a tokenizer the front-end's text vocabulary cannot hold, a
+    window longer than the attention context."""
+    from .examples import TEXT_CARD_FIX
+
+    if tokenizer.vocab_size > cfg.text_card:
+        raise DataError(f"train: the tokenizer has {tokenizer.vocab_size} pieces, the front-end's text_card is "
+                        f"{cfg.text_card}: {TEXT_CARD_FIX} (kame train --text-card N for a random: front-end)")
+    if cfg.context is not None and tcfg.window_frames > cfg.context:
+        raise ConfigError(f"train: --window {tcfg.window_frames} frames is longer than the front-end's attention "
+                          f"context ({cfg.context} frames): at inference it never sees that far back; use "
+                          f"--window {cfg.context} or less")
+
+
+def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None, tcfg: TrainConfig, *,
+          codec_spec: str | None = None, tokenizer_spec: str | Path | None = None,
+          resume: str | Path | None = None, device: str | torch.device = "cpu",
+          echo: Callable[[str], None] = print) -> TrainResult:
+    """Fine-tune ``model`` (an LMModel, trained in place) on the manifest's dialogues. ``out``:
+    where checkpoints go (None: none written; ``codec_spec`` and ``tokenizer_spec`` are recorded
+    in them, as save_frontend takes them). ``resume``: a checkpoint folder written by this loop
+    (its weights already in ``model``): its optimizer state and step are restored and training
+    goes on to ``tcfg.steps``. In a process group (torchrun) the model is wrapped in
+    DistributedDataParallel; only rank 0 prints and saves."""
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+
+    from .loss import frontend_loss
+
+    tcfg.check()
+    cfg = model.cfg
+    check_fit(cfg, tokenizer, tcfg)
+    distributed = dist.is_available() and dist.is_initialized()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    device = torch.device(device)
+    examples = load_examples(manifest, codec, tokenizer, cfg, tcfg.use_cache)
+    model.to(device).train()
+    opt = make_optimizer(model, tcfg)
+    step = 0
+    if resume is not None:
+        state = torch.load(Path(resume) / STATE, map_location=device, weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+        if rank == 0:
+            echo(f"resumed from {resume} at step {step}")
+    net = model
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    feed = batches(examples, cfg, tcfg, rank, world)
+    for _ in range(step):  # the batches the run before the resume took
+        next(feed)
+    manifest_sha = _sha256(Path(manifest))
+    losses, last, t0, frames, acc = [], None, time.perf_counter(), 0, []
+    if rank == 0:
+        echo(f"training on {len(examples)} dialogues, {world} process(es), {tcfg.batch_size} windows of "
+             f"<= {tcfg.window_frames} frames each, steps {step}..{tcfg.steps}")
+        echo(f"{'step':>7} {'loss':>9} {'text':>9} {'audio':>9} {'lr':>10} {'frames/s':>9}")
+    while step < tcfg.steps:
+        codes, oracle = next(feed)
+        codes, oracle = codes.to(device), oracle.to(device)
+        lr = lr_at(step, tcfg)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        res = net(codes, oracle=oracle if cfg.oracle else None)
+        loss, parts = frontend_loss(res, codes, cfg, tcfg)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"train: the loss is {float(loss)} at step {step} (lr {lr:.3g}): lower --lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if tcfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+        opt.step()
+        step += 1
+        losses.append(float(loss.detach()))
+        acc.append((losses[-1], parts["text"], parts["audio"]))
+        frames += codes.shape[0] * codes.shape[2] * world
+        if rank == 0 and (step % max(1, tcfg.log_every) == 0 or step == tcfg.steps):
+            dt = max(time.perf_counter() - t0, 1e-9)
+            m = np.mean(acc, axis=0)
+            echo(f"{step:>7} {m[0]:>9.4f} {m[1]:>9.4f} {m[2]:>9.4f} {lr:>10.3g} {frames / dt:>9.0f}")
+            t0, frames, acc = time.perf_counter(), 0, []
+        if out is not None and rank == 0 and (step == tcfg.steps or (tcfg.save_every and step % tcfg.save_every == 0)):
+            last = save_checkpoint(model, opt, Path(out), step, tcfg, manifest, manifest_sha,
+                                   world=world, codec_spec=codec_spec, tokenizer_spec=tokenizer_spec)
+            echo(f"saved {last}")
+    model.eval()
+    if distributed:
+        dist.barrier()
+    return TrainResult(model, step, losses, last)
+
+
+def _sha256(path: Path) -> str:
+    from ..paths import file_sha256
+
+    return file_sha256(path)
+
+
+def save_checkpoint(model, opt, out: Path, step: int, tcfg: TrainConfig, manifest, manifest_sha: str, *,
+                    world: int = 1, codec_spec: str | None, tokenizer_spec: str | Path | None) -> Path:
+    """OUT/step-N: the front-end (save_frontend; config.json's kame.train says how it was trained)
+    and train_state.pt (optimizer, step); then OUT/latest -> step-N (a symlink, replaced atomically)."""
+    import torch
+
+    from ..model.loaders import save_frontend
+
+    folder = out / f"step-{step}"
+    tok = tokenizer_spec
+    if tok is not None and tok != "default":  # a tokenizer file goes with the checkpoint (save_frontend names it)
+        folder.mkdir(parents=True, exist_ok=True)
+        src = Path(tok)
+        if src.resolve() != (folder / src.name).resolve():
+            shutil.copyfile(src, folder / src.name)
+        tok = src.name
+    train_rec = {"step": step, "world_size": world, "config": json.loads(json.dumps(asdict(tcfg))),
+                 "manifest": str(Path(manifest).resolve()), "manifest_sha256": manifest_sha}
+    save_frontend(model, folder, codec=codec_spec, tokenizer=tok, train=train_rec)
+    tmp = folder / f".{STATE}.tmp"
+    torch.save({"step": step, "optimizer": opt.state_dict(), "train": train_rec}, tmp)
+    os.replace(tmp, folder / STATE)
+    link, tmp_link = out / "latest", out / ".latest.tmp"
+    tmp_link.unlink(missing_ok=True)
+    os.symlink(folder.name, tmp_link)
+    os.replace(tmp_link, link)
+    return folder
+
+
+# --- the command ------------------------------------------------------------------------------
+def add_arguments(p) -> None:
+    d = TrainConfig()
+    p.add_argument("manifest", help="the JSONL manifest of the dialogues (kame data synth's OUT/train.jsonl)")
+    p.add_argument("-o", "--out", required=True, help="folder for the checkpoints (OUT/step-N, OUT/latest)")
+    p.add_argument("--frontend", default="random:tiny",
+                   help="the front-end to start from: a checkpoint folder, hf://..., or random:PRESET "
+                        "(default %(default)s)")
+    p.add_argument("--codec", default="embedded", help="the codec whose codes it learns (default %(default)s)")
+    p.add_argument("--text-card", type=int, default=None,
+                   help="a random: front-end's text vocabulary (default: the tokenizer's size when the preset's "
+                        "is smaller)")
+    p.add_argument("--resume", default=None, metavar="CHECKPOINT",
+                   help="go on from OUT/step-N or OUT/latest (its weights and optimizer; --frontend is then ignored)")
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per process per step")
+    p.add_argument("--window", type=int, default=d.window_frames, help="frames per window (KAME: 128-512)")
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--warmup", type=int, default=d.warmup_steps)
+    p.add_argument("--schedule", choices=("constant", "cosine"), default=d.schedule)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--grad-clip", type=float, default=d.grad_clip)
+    p.add_argument("--no-oracle-aug", action="store_true", help="train on the oracle events as recorded")
+    p.add_argument("--no-cache", action="store_true", help="encode the audio even where codes.npz exists")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--log-every", type=int, default=d.log_every)
+    p.add_argument("--save-every", type=int, default=d.save_every)
+    p.add_argument("--device", default="auto", help="auto (cuda when there is one), cpu, cuda")
+
+
+def load_for_training(spec: str, text_card: int | None, device):
+    """(model, tokenizer, tokenizer spec for save_frontend) of a front-end to train: a checkpoint
+    keeps its own tokenizer (kame's default when it names none); a random: one gets a text
+    vocabulary that holds the tokenizer's pieces (``text_card`` or the tokenizer's size)."""
+    from ..backend.tokenizer import DEFAULT_MODEL, TextTokenizer, default_tokenizer
+    from ..model.config import preset
+    from ..model.loaders import check_frontend_spec, load_frontend
+
+    form = check_frontend_spec(spec)
+    if form[0] == "random":
+        tok = default_tokenizer()
+        card = text_card if text_card is not None else max(preset(form[1]).text_card, tok.vocab_size)
+        model, _ = load_frontend(spec, device=device, dtype="fp32", text_card=card)
+        return model, tok, "default"
+    if text_card is not None:
+        raise ConfigError(f"train: --text-card is for a random: front-end; {spec} has its own vocabulary")
+    model, info = load_frontend(spec, device=device, dtype="fp32", expect="frontend")
+    if info.tokenizer is None or Path(info.tokenizer).resolve() == DEFAULT_MODEL.resolve():
+        return model, default_tokenizer(), "default"
+    return model, TextTokenizer(info.tokenizer), str(info.tokenizer)
+
+
+def main(args) -> int:
+    run(args)
+    return 0
+
+
+def run(args) -> TrainResult:
+    """main's work, returning what train returns (tests/train/test_finetune.py runs it under torchrun)."""
+    import torch
+    import torch.distributed as dist
+
+    from .. import registry
+
+    tcfg = TrainConfig(lr=args.lr, warmup_steps=args.warmup, schedule=args.schedule, weight_decay=args.weight_decay,
+                       grad_clip=args.grad_clip, steps=args.steps, batch_size=args.batch_size,
+                       window_frames=args.window, use_cache=not args.no_cache, oracle_aug=not args.no_oracle_aug,
+                       seed=args.seed, log_every=args.log_every, save_every=args.save_every).check()
+    if not Path(args.manifest).is_file():  # (before a front-end is built)
+        raise DataError(f"train: no manifest at {args.manifest}: make one with `kame data synth`")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu")
+    if world > 1:
+        if cuda:
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if cuda else "gloo")
+    try:
+        spec = str(args.resume) if args.resume else args.frontend
+        if args.resume and not (Path(args.resume) / STATE).is_file():
+            raise ConfigError(f"train: --resume {args.resume} holds no {STATE}: give a checkpoint kame train wrote "
+                              f"(OUT/step-N or OUT/latest)")
+        model, tok, tok_spec = load_for_training(spec, None if args.resume else args.text_card, device)
+        torch.manual_seed(tcfg.seed)
+        codec = registry.create("codec", args.codec)
+        rank0 = not dist.is_initialized() or dist.get_rank() == 0
+        return train(model, codec, tok, args.manifest, args.out, tcfg, codec_spec=args.codec, tokenizer_spec=tok_spec,
+              resume=args.resume, device=device, echo=(lambda s: print(s, flush=True)) if rank0 else (lambda s: None))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,257 @@
+"""`kame train` (kame.train.finetune, kame.train.loss): the loss against a hand computation, the
+oracle augmentation, training lowering the loss, checkpoints that load and resume, errors, and
+two processes under torchrun ending with the same weights."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from kame.backend.tokenizer import default_tokenizer
+from kame.cli import _build_parser
+from kame.cli import main as cli_main
+from kame.errors import ConfigError
+from kame.model.lm import LMOutput
+from kame.model.loaders import load_frontend
+from kame.train.data import DataError, OracleEvent, Word, write_dialogue, write_manifest
+from kame.train.examples import collate, training_example
+from kame.train.finetune import STATE, TrainConfig, augment_oracle, train
+from kame.train.loss import frontend_loss
+
+from ._fakes import FakeCodec, dialogue
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- the loss ------------------------------------------------------------------------------------
+def _log_softmax(row, i):
+    m = max(row)
+    return row[i] - m - math.log(sum(math.exp(x - m) for x in row))
+
+
+def test_loss_matches_a_hand_computation():
+    g = torch.Generator().manual_seed(0)
+    B, dep_q, T, card, V = 1, 3, 4, 5, 6
+    logits = torch.randn(B, dep_q, T, card, generator=g)
+    text_logits = torch.randn(B, 1, T, V, generator=g)
+    mask = torch.ones(B, dep_q, T, dtype=torch.bool)
+    mask[0, 1, 3] = mask[0, 2, 0] = False  # a delay's tail, a -1 code
+    logits[~mask] = float("nan")  # (the forward puts NaN there: it must not reach the loss)
+    logits.requires_grad_()
+    text_logits.requires_grad_()
+    text_mask = torch.tensor([[[True, True, True, False]]])
+    codes = torch.tensor([[[3, 1, 3, -1],  # text: pad (3) twice, a word, no target
+                           [0, 1, 2, 3], [4, 0, 1, -1], [-1, 2, 2, 1]]])
+    out = LMOutput(logits, mask, text_logits, text_mask)
+    cfg = SimpleNamespace(existing_text_padding_id=3)
+    tcfg = TrainConfig(text_pad_weight=0.5, semantic_weight=100.0, acoustic_weight=1.0)
+    loss, parts = frontend_loss(out, codes, cfg, tcfg)
+
+    tl = text_logits[0, 0].tolist()
+    num = den = 0.0
+    for t in range(3):
+        w = 0.5 if codes[0, 0, t] == 3 else 1.0
+        num += w * -_log_softmax(tl[t], int(codes[0, 0, t]))
+        den += w
+    text = num / den
+    num = den = 0.0
+    for cb in range(dep_q):
+        for t in range(T):
+            if not mask[0, cb, t]:
+                continue
+            w = 100.0 if cb == 0 else 1.0
+            num += w * -_log_softmax(logits[0, cb, t].tolist(), int(codes[0, 1 + cb, t]))
+            den += w
+    audio = num / den
+    assert parts["text"] == pytest.approx(text, rel=1e-5) and parts["audio"] == pytest.approx(audio, rel=1e-5)
+    assert loss.item() == pytest.approx(text + audio, rel=1e-5)
+    loss.backward()
+    assert torch.isfinite(logits.grad).all() and torch.isfinite(text_logits.grad).all()
+    # with no valid position at all: 0, not NaN
+    empty = LMOutput(logits, torch.zeros_like(mask), text_logits, torch.zeros_like(text_mask))
+    loss0, parts0 = frontend_loss(empty, codes, cfg, tcfg)
+    assert loss0.item() == 0.0 and parts0 == {"text": 0.0, "audio": 0.0}
+
+
+# --- the oracle augmentation ---------------------------------------------------------------------
+EVENTS = [(2, "reset"), (2, "append", [5, 6]), (6, "reset"), (6, "append", [7]), (7, "append", [8]),
+          (10, "reset"), (10, "append", [9]), (20, "reset"), (20, "append", [10, 11])]
+
+
+def test_augmentation_never_drops_the_last_prediction_and_is_seeded():
+    tcfg = TrainConfig(skip_prob=(0.7, 0.7), shift_prob=0.5)
+    seen_shifts, seen_counts = set(), set()
+    for seed in range(300):
+        ev = augment_oracle(EVENTS, np.random.default_rng([seed, 0, 0]), tcfg)
+        assert ev == augment_oracle(EVENTS, np.random.default_rng([seed, 0, 0]), tcfg)  # seeded
+        assert [e[1:] for e in ev[-2:]] == [("reset",), ("append", [10, 11])]  # the last prediction, whole
+        shift = ev[-1][0] - 20
+        assert -15 <= shift <= 10
+        seen_shifts.add(shift)
+        seen_counts.add(sum(e[1] == "reset" for e in ev))
+        for e in ev:  # skipped predictions go whole: every append follows its own reset
+            assert e in [(max(0, f + shift), *rest) for f, *rest in EVENTS]
+    assert {1, 2, 3, 4} <= seen_counts and 0 in seen_shifts and 10 in seen_shifts and -15 in seen_shifts
+    everything = augment_oracle(EVENTS, np.random.default_rng(1), TrainConfig(skip_prob=(0.0, 0.0), shift_prob=0.0))
+    assert everything == EVENTS
+    only_last = augment_oracle(EVENTS, np.random.default_rng(1), TrainConfig(skip_prob=(1.0, 1.0), shift_prob=0.0))
+    assert only_last == EVENTS[-2:]
+
+
+# --- training --------------------------------------------------------------------------------------
+def _data(root: Path, n: int = 2, T: int = 24) -> Path:
+    tok = default_tokenizer()
+    folders = []
+    for i in range(n):
+        reply = ["Paris", "is", "lovely."] if i == 0 else ["Two", "plus", "two."]
+        words = [Word("user", "Where", 0.0, 0.3)] + [Word("agent", w, 0.8 + 0.3 * k, 1.0 + 0.3 * k)
+                                                        for k, w in enumerate(reply)]
+        ids = tok.encode_words(reply)
+        oracle = [OracleEvent(3, "reset", hint=0), OracleEvent(3, "append", ids=ids[:2]),
+                  OracleEvent(6, "reset", hint=5), OracleEvent(6, "append", ids=ids)]
+        d = dialogue(T, seed=i, words=words, oracle=oracle, tokenizer_sha256=tok.sha256)
+        folders.append(write_dialogue(root / f"d{i}", d))
+    write_manifest(root / "train.jsonl", folders)
+    return root / "train.jsonl"
+
+
+def _tiny():
+    return load_frontend("random:tiny", text_card=4000)[0]
+
+
+FAST = dict(lr=3e-3, warmup_steps=2, batch_size=2, window_frames=16, log_every=5, save_every=0)
+
+
+def test_training_lowers_the_loss_and_the_checkpoint_loads_with_the_same_logits(tmp_path):
+    manifest = _data(tmp_path / "data")
+    lines = []
+    res = train(_tiny(), FakeCodec(), default_tokenizer(), manifest, tmp_path / "run", TrainConfig(steps=30, **FAST),
+                tokenizer_spec="default", echo=lines.append)
+    assert res.step == 30 and len(res.losses) == 30
+    first, last = np.mean(res.losses[:3]), np.mean(res.losses[-3:])
+    assert last < 0.7 * first, (first, last)
+    assert lines[1].split() == ["step", "loss", "text", "audio", "lr", "frames/s"] and lines[2].split()[0] == "5"
+    latest = tmp_path / "run" / "latest"
+    assert latest.resolve() == (tmp_path / "run" / "step-30").resolve() == res.last_checkpoint.resolve()
+    loaded, info = load_frontend(latest)
+    rec = info.kame["train"]
+    assert rec["step"] == 30 and rec["world_size"] == 1 and rec["config"]["lr"] == 3e-3
+    assert info.kame["tokenizer"] == "default" and len(info.kame["train"]["manifest_sha256"]) == 64
+    tok, cfg = default_tokenizer(), loaded.cfg
+    from kame.train.data import read_dialogue
+
+    codes, oracle = collate([training_example(read_dialogue(tmp_path / "data" / "d0"), FakeCodec(), tok, cfg)], cfg)
+    with torch.no_grad():
+        a, b = res.model(codes, oracle=oracle), loaded(codes, oracle=oracle)
+    assert torch.equal(a.text_logits[a.text_mask], b.text_logits[b.text_mask])
+    assert torch.equal(a.logits[a.mask], b.logits[b.mask])
+    with torch.no_grad():  # and training changed the model
+        c = _tiny()(codes, oracle=oracle)
+    assert not torch.allclose(a.text_logits[a.text_mask], c.text_logits[c.text_mask])
+
+
+def test_resume_continues_as_the_straight_run(tmp_path):
+    manifest = _data(tmp_path / "data", n=3)
+    kw = dict(FAST, save_every=5)  # (augmentation on: the batches depend on the step alone)
+    straight = train(_tiny(), FakeCodec(), default_tokenizer(), manifest, tmp_path / "a", TrainConfig(steps=20, **kw),
+                     echo=lambda s: None)
+    train(_tiny(), FakeCodec(), default_tokenizer(), manifest, tmp_path / "b", TrainConfig(steps=10, **kw),
+          echo=lambda s: None)
+    state = torch.load(tmp_path / "b" / "latest" / STATE, weights_only=True)
+    assert state["step"] == 10 and state["optimizer"]["state"]
+    model = load_frontend(tmp_path / "b" / "latest")[0]
+    resumed = train(model, FakeCodec(), default_tokenizer(), manifest, tmp_path / "b", TrainConfig(steps=20, **kw),
+                    resume=tmp_path / "b" / "latest", echo=lambda s: None)
+    assert resumed.step == 20 and len(resumed.losses) == 10
+    assert resumed.losses == pytest.approx(straight.losses[10:], rel=1e-4)
+    for (name, p), q in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.allclose(p, q, atol=1e-5), name
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["latest", "step-10", "step-15", "step-20", "step-5"]
+
+
+# --- errors ------------------------------------------------------------------------------------------
+def test_errors(tmp_path, capsys):
+    tok = default_tokenizer()
+    with pytest.raises(DataError, match="no manifest at"):
+        train(_tiny(), FakeCodec(), tok, tmp_path / "nope.jsonl", None, TrainConfig(steps=1, **FAST))
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(DataError, match="lists no dialogues"):
+        train(_tiny(), FakeCodec(), tok, tmp_path / "empty.jsonl", None, TrainConfig(steps=1, **FAST))
+    manifest = _data(tmp_path / "data")
+    with pytest.raises(DataError, match="text_card is 1000.*--text-card"):
+        train(load_frontend("random:tiny")[0], FakeCodec(), tok, manifest, None, TrainConfig(steps=1, **FAST))
+    with pytest.raises(ConfigError, match="longer than the front-end's attention context \\(250"):
+        train(_tiny(), FakeCodec(), tok, manifest, None, TrainConfig(steps=1, **dict(FAST, window_frames=512)))
+    capsys.readouterr()
+    assert cli_main(["train", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "o")]) == 1
+    assert "kame: error: train: no manifest at" in capsys.readouterr().err
+    assert cli_main(["train", str(manifest), "-o", str(tmp_path / "o"), "--text-card", "1000",
+                     "--codec", "embedded", "--window", "16"]) == 1
+    assert "the front-end's text_card is 1000" in capsys.readouterr().err
+    assert cli_main(["train", str(manifest), "-o", str(tmp_path / "o"), "--resume", str(tmp_path)]) == 1
+    assert f"holds no {STATE}" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+# --- torchrun ------------------------------------------------------------------------------------------
+PLUGIN = """
+import sys
+sys.path.insert(0, {fakes!r})
+from _fakes import FakeCodec
+from kame import registry
+registry.register("codec", "fake", lambda arg=None, **kw: FakeCodec())
+"""
+
+SCRIPT = """
+import os, sys, torch
+sys.path.insert(0, {root!r})
+from kame import registry
+from kame.cli import _build_parser
+from kame.train import finetune
+registry.load_plugins([{plugin!r}])
+argv = sys.argv[1:]
+args = _build_parser(argv)[0].parse_args(argv)
+res = finetune.run(args)
+torch.save(res.model.state_dict(), os.path.join({out!r}, "rank%s.pt" % os.environ["RANK"]))
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_end_with_the_same_weights(tmp_path):
+    manifest = _data(tmp_path / "data", n=3)
+    plugin = tmp_path / "fake_codec.py"
+    plugin.write_text(PLUGIN.format(fakes=str(Path(__file__).parent)))
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT.format(root=str(ROOT / "src"), plugin=str(plugin), out=str(tmp_path)))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "src"))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+           "train", str(manifest), "--frontend", "random:tiny", "--codec", "fake", "-o", str(tmp_path / "run"),
+           "--steps", "6", "--batch-size", "1", "--window", "16", "--lr", "3e-3", "--warmup", "1", "--log-every", "2",
+           "--save-every", "3", "--device", "cpu"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                         start_new_session=True)  # (its own group: a hang is ended with the workers)
+    try:
+        stdout, stderr = p.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        raise
+    assert p.returncode == 0, stderr[-3000:]
+    assert stdout.count("training on 3 dialogues, 2 process(es)") == 1  # rank 0 alone logs
+    a, b = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    start = load_frontend("random:tiny", text_card=4000)[0].state_dict()
+    assert not torch.equal(a["text_emb.weight"], start["text_emb.weight"])  # it trained
+    saved = load_frontend(tmp_path / "run" / "latest")[0].state_dict()
+    assert all(torch.equal(a[k], saved[k]) for k in a)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["latest", "step-3", "step-6"]
+    assert _build_parser(["train"])[0] is not None
