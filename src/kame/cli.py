@@ -5,6 +5,7 @@
     kame codec roundtrip IN.wav -o OUT.wav --codec embedded
     kame data synth QA.jsonl -o data/  # training dialogues from a QA set (simulated oracle)
     kame train data/train.jsonl -o runs/x  # fine-tune a front-end on them
+    kame eval mtbench question.jsonl -o eval/ --judge SPEC  # spoken MT-Bench
     kame run IN.wav -o OUT.wav        # file mode
     kame serve                        # WebSocket server + browser page
     kame client URL IN.wav -o OUT.wav # a wav file into a running server, its answer out
@@ -32,6 +33,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("codec", "fit"): ("kame.codec.embedded.fit", "fit the embedded codec from synthesized speech"),
     ("data", "synth"): ("kame.train.synth", "synthetic spoken dialogues from a QA set, with a simulated oracle"),
     ("train",): ("kame.train.finetune", "fine-tune a front-end on a manifest of dialogues (torchrun for several processes)"),
+    ("eval", "mtbench"): ("kame.eval.mtbench", "spoken MT-Bench: questions spoken to the agent, answers rated by an LLM judge"),
     ("bench", "step"): ("kame.bench.step", "front-end step time"),
     ("bench", "codec"): ("kame.bench.codec", "codec encode/decode time"),
     ("bench", "codec-quality"): ("kame.bench.codec_quality", "codec intelligibility (whisper WER), log-mel and F0 error"),

@@ -42,9 +42,9 @@ def test_build_dialogues_timings(monkeypatch):
 def test_first_voiced():
     agent = np.zeros(SR * 4, np.float32)
     agent[int(2.5 * SR):int(3 * SR)] = tone(0.5)
-    assert lb._first_voiced(agent, 1.0, 4.0, 0.01) == pytest.approx(2.5, abs=0.011)
-    assert lb._first_voiced(agent, 1.0, 2.4, 0.01) is None
-    assert lb._first_voiced(agent, 2.7, 4.0, 0.01) == pytest.approx(2.7, abs=0.011)  # already voiced
+    assert lb.first_voiced(agent, 1.0, 4.0, 0.01) == pytest.approx(2.5, abs=0.011)
+    assert lb.first_voiced(agent, 1.0, 2.4, 0.01) is None
+    assert lb.first_voiced(agent, 2.7, 4.0, 0.01) == pytest.approx(2.7, abs=0.011)  # already voiced
 
 
 class FakeASR:

@@ -168,7 +168,7 @@ async def run_mode(cfg, dialogues, log_every: bool = True) -> list[tuple[dict, n
     return results
 
 
-def _first_voiced(agent: np.ndarray, t0: float, t1: float, thr: float) -> float | None:
+def first_voiced(agent: np.ndarray, t0: float, t1: float, thr: float) -> float | None:
     """First 10 ms window in [t0, t1) with RMS >= thr (t0 itself if already voiced)."""
     w = SR // 100
     i0, i1 = int(t0 * SR) // w, min(int(t1 * SR), agent.shape[0]) // w
@@ -206,11 +206,11 @@ def analyse(mode: str, runs, dialogues, asr, thr: float) -> list[TurnResult]:
     for (rec, agent), (_, turns) in zip(runs, dialogues):
         for ut in turns:
             r = TurnResult(mode, ut)
-            hit = _first_voiced(agent, ut.end, ut.window_end, thr)
+            hit = first_voiced(agent, ut.end, ut.window_end, thr)
             r.first_response = None if hit is None else max(0.0, hit - ut.end)
             r.answer = answer_text(mode, rec, ut)
             want = _content_words(r.answer)
-            if hit is not None or _first_voiced(agent, ut.start, ut.end, thr) is not None:
+            if hit is not None or first_voiced(agent, ut.start, ut.end, thr) is not None:
                 seg = agent[int(ut.start * SR): int(ut.window_end * SR)]
                 words = asr.transcribe(resample(seg, SR, 16000))
                 r.heard = " ".join(w.text for w in words)

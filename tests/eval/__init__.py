@@ -1,0 +1,1 @@
+"""kame.eval tests."""
