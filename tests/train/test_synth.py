@@ -268,3 +268,37 @@ def test_a_bad_voice_or_output_folder_fails_before_any_item(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["data", "synth", str(qa), "-o", str(out)])
     assert "--llm" in capsys.readouterr().err
+
+
+def test_jobs_overlap_the_simulator_calls_and_keep_the_items_order(tmp_path):
+    """--jobs 3: three dialogues wait on the LLM at once (a hosted LLM serves them together)."""
+
+    class Gate(ScriptedLLM):
+        def __init__(self):
+            super().__init__()
+            self.waiting = 0
+            self.most = 0
+            self.release = asyncio.Event()
+
+        async def stream_chat(self, messages, **kw):
+            self.waiting += 1
+            self.most = max(self.most, self.waiting)
+            if self.most >= 3:
+                self.release.set()
+            await self.release.wait()  # nobody answers until three ask at once (one at a time: never)
+            self.waiting -= 1
+            yield "A short guess at the reply."
+
+    voices = Voices(user=WordTTS(200.0), agent=WordTTS(500.0))
+    cfg = SynthConfig(user_voices=("user",), agent_voice="agent")
+    q = "Which planet in our solar system is the largest one of all?"
+    items = [item(i, q=q) for i in range(4)]
+    llm = Gate()
+
+    async def run():
+        return await asyncio.wait_for(synth_all(items, tmp_path, llm=llm, tokenizer=default_tokenizer(), cfg=cfg,
+                                                voices=voices, jobs=3), 60)
+
+    res = asyncio.run(run())
+    assert llm.most >= 3 and [r.status for r in res] == ["written"] * 4
+    assert [r.folder.name for r in res] == ["qa-0", "qa-1", "qa-2", "qa-3"]

@@ -173,7 +173,7 @@ def write_folder_manifest(out: Path) -> int:
 
 
 async def synth_all(items, out: Path, *, llm, tokenizer, cfg: SynthConfig, oracle_cfg=None,
-                    overwrite: bool = False, voices: _Voices | None = None) -> list[ItemResult]:
+                    overwrite: bool = False, voices: _Voices | None = None, jobs: int = 1) -> list[ItemResult]:
     """Every item into OUT/<item id>/ (resumable: written ones are skipped) and OUT/train.jsonl
     listing every dialogue in OUT (also when interrupted). One item's failure is logged and
     skipped; MAX_FAILURES_IN_A_ROW in a row raise a DataError (the manifest is written first)."""
@@ -182,48 +182,64 @@ async def synth_all(items, out: Path, *, llm, tokenizer, cfg: SynthConfig, oracl
     results: list[ItemResult] = []
     try:
         await _synth_items(items, out, results, llm=llm, tokenizer=tokenizer, cfg=cfg, oracle_cfg=oracle_cfg,
-                           overwrite=overwrite, voices=voices)
+                           overwrite=overwrite, voices=voices, jobs=jobs)
     finally:
         write_folder_manifest(out)
     return results
 
 
 async def _synth_items(items, out: Path, results: list[ItemResult], *, llm, tokenizer, cfg, oracle_cfg,
-                       overwrite, voices) -> None:
+                       overwrite, voices, jobs: int = 1) -> None:
+    """The items, ``jobs`` at a time (their LLM calls overlap; espeak-ng and each piper voice
+    speak one text at a time anyway); ``results`` in the items' order."""
     names: Counter = Counter()
-    in_a_row = 0
+    slots: list[ItemResult | None] = []
+    todo = []
     for position, item in enumerate(items):
-        index = item_index(item, position)
         name = folder_name(item.id)
         names[name] += 1
         if names[name] > 1:  # two records with one id would overwrite each other
             name = f"{name}-{names[name]}"
         folder = out / name
-        if (folder / META).exists() and not overwrite:
-            results.append(ItemResult(folder, "skipped"))
-            continue
-        user_spec = cfg.user_voices[int(np.random.default_rng([cfg.seed, index, 1]).integers(len(cfg.user_voices)))]
-        t0 = time.monotonic()
-        try:
-            d = await synth_dialogue(item, index=index, user_tts=voices.get(user_spec),
-                                     agent_tts=voices.get(cfg.agent_voice), llm=llm, tokenizer=tokenizer,
-                                     cfg=cfg, oracle_cfg=oracle_cfg)
-            write_dialogue(folder, d, overwrite=overwrite)
-        except Exception as exc:  # noqa: BLE001 -- one item's failure must not end a long run
-            if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
-                raise
-            log.warning("item %s (%s): %s", item.id, type(exc).__name__, exc)
-            results.append(ItemResult(folder, "failed", f"{type(exc).__name__}: {exc}"))
-            in_a_row += 1
-            if in_a_row >= MAX_FAILURES_IN_A_ROW:
-                raise DataError(f"{in_a_row} items in a row failed, so the run stops (is the LLM or TTS still "
-                                f"working?); the last one, {item.id}: {type(exc).__name__}: {exc}") from exc
-            continue
-        in_a_row = 0
-        hints = sorted(ev.hint for ev in d.oracle if ev.event == "reset" and ev.hint is not None)
-        results.append(ItemResult(folder, "written", duration_s=d.duration_s, hints=hints))
-        log.info("%s: %.1f s of dialogue, %d predictions, in %.1f s", folder.name, d.duration_s, len(hints),
-                 time.monotonic() - t0)
+        skipped = (folder / META).exists() and not overwrite
+        slots.append(ItemResult(folder, "skipped") if skipped else None)
+        if not skipped:
+            todo.append((position, item, item_index(item, position), folder))
+    gate = asyncio.Semaphore(jobs)
+    failed_in_a_row: list[tuple[str, BaseException]] = []  # the latest failures, cleared by a success
+
+    async def one(position, item, index, folder) -> None:
+        async with gate:
+            if len(failed_in_a_row) >= MAX_FAILURES_IN_A_ROW:
+                return  # the run is stopping: start no more
+            user_spec = cfg.user_voices[int(np.random.default_rng([cfg.seed, index, 1]).integers(len(cfg.user_voices)))]
+            t0 = time.monotonic()
+            try:
+                d = await synth_dialogue(item, index=index, user_tts=voices.get(user_spec),
+                                         agent_tts=voices.get(cfg.agent_voice), llm=llm, tokenizer=tokenizer,
+                                         cfg=cfg, oracle_cfg=oracle_cfg)
+                write_dialogue(folder, d, overwrite=overwrite)
+            except Exception as exc:  # noqa: BLE001 -- one item's failure must not end a long run
+                log.warning("item %s (%s): %s", item.id, type(exc).__name__, exc)
+                slots[position] = ItemResult(folder, "failed", f"{type(exc).__name__}: {exc}")
+                failed_in_a_row.append((item.id, exc))
+                return
+            failed_in_a_row.clear()
+            hints = sorted(ev.hint for ev in d.oracle if ev.event == "reset" and ev.hint is not None)
+            slots[position] = ItemResult(folder, "written", duration_s=d.duration_s, hints=hints)
+            log.info("%s: %.1f s of dialogue, %d predictions, in %.1f s", folder.name, d.duration_s, len(hints),
+                     time.monotonic() - t0)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for args in todo:
+                group.create_task(one(*args))
+    finally:
+        results.extend(r for r in slots if r is not None)
+    if len(failed_in_a_row) >= MAX_FAILURES_IN_A_ROW:
+        item_id, exc = failed_in_a_row[-1]
+        raise DataError(f"{len(failed_in_a_row)} items in a row failed, so the run stops (is the LLM or TTS still "
+                        f"working?); the last one, {item_id}: {type(exc).__name__}: {exc}") from exc
 
 
 def summary(results: list[ItemResult], wall_s: float | None = None) -> str:
@@ -283,6 +299,9 @@ def add_arguments(p) -> None:
     p.add_argument("--interval", type=float, default=None, help="seconds between predictions (default 0.5)")
     p.add_argument("--delay", type=float, default=None,
                    help="seconds each prediction arrives after its words were heard (default 0, as KAME's data)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="dialogues made at once (default 1): their simulator requests overlap, for a hosted LLM "
+                        "that serves several at a time (the embedded one answers one at a time)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="redo dialogues already in the output folder")
 
@@ -355,7 +374,7 @@ def main(args) -> int:
     from .oracle_sim import SimOracleConfig
     from .qa import read_qa
 
-    for name in ("start", "limit", "max_answer_words"):
+    for name in ("start", "limit", "max_answer_words", "jobs"):
         value = getattr(args, name)
         if value is not None and value < (1 if name != "start" else 0):
             raise DataError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'start' else '>= 1'}, not {value}")
@@ -402,7 +421,7 @@ def main(args) -> int:
             if llm is not None:
                 await _check_llm(llm, args.llm, oracle_cfg.timeout_s or 60.0)
             results.extend(await synth_all(items, out, llm=llm, tokenizer=tokenizer, cfg=cfg, oracle_cfg=oracle_cfg,
-                                           overwrite=args.overwrite, voices=voices))
+                                           overwrite=args.overwrite, voices=voices, jobs=args.jobs))
         finally:
             if llm is not None:
                 await llm.aclose()
