@@ -48,21 +48,19 @@ def test_loss_matches_a_hand_computation():
     logits[~mask] = float("nan")  # (the forward puts NaN there: it must not reach the loss)
     logits.requires_grad_()
     text_logits.requires_grad_()
-    text_mask = torch.tensor([[[True, True, True, False]]])
-    codes = torch.tensor([[[3, 1, 3, -1],  # text: pad (3) twice, a word, no target
+    text_mask = torch.tensor([[[True, True, True, True]]])
+    codes = torch.tensor([[[3, 1, 3, 0],  # text: pad (3) twice, a word, end-of-padding (0)
                            [0, 1, 2, 3], [4, 0, 1, -1], [-1, 2, 2, 1]]])
     out = LMOutput(logits, mask, text_logits, text_mask)
-    cfg = SimpleNamespace(existing_text_padding_id=3)
+    cfg = SimpleNamespace(existing_text_padding_id=3, end_of_text_padding_id=0)
     tcfg = TrainConfig(text_pad_weight=0.5, semantic_weight=100.0, acoustic_weight=1.0)
     loss, parts = frontend_loss(out, codes, cfg, tcfg)
 
+    # KAME's text loss: mean CE of the word positions (1, 3: a word, end-of-padding) + 0.5 * mean CE
+    # of the padding positions (0, 2)
     tl = text_logits[0, 0].tolist()
-    num = den = 0.0
-    for t in range(3):
-        w = 0.5 if codes[0, 0, t] == 3 else 1.0
-        num += w * -_log_softmax(tl[t], int(codes[0, 0, t]))
-        den += w
-    text = num / den
+    ce = [-_log_softmax(tl[t], int(codes[0, 0, t])) for t in range(4)]
+    text = (ce[1] + ce[3]) / 2 + 0.5 * (ce[0] + ce[2]) / 2
     num = den = 0.0
     for cb in range(dep_q):
         for t in range(T):
@@ -87,9 +85,19 @@ EVENTS = [(2, "reset"), (2, "append", [5, 6]), (6, "reset"), (6, "append", [7]),
           (10, "reset"), (10, "append", [9]), (20, "reset"), (20, "append", [10, 11])]
 
 
+def _prediction_of(events):
+    """Each event's prediction: the index of the reset it follows (-1 before any)."""
+    out, p = [], -1
+    for i, e in enumerate(events):
+        p = i if e[1] == "reset" else p
+        out.append(p)
+    return out
+
+
 def test_augmentation_never_drops_the_last_prediction_and_is_seeded():
     tcfg = TrainConfig(skip_prob=(0.7, 0.7), shift_prob=0.5)
     seen_shifts, seen_counts = set(), set()
+    pred = _prediction_of(EVENTS)
     for seed in range(300):
         ev = augment_oracle(EVENTS, np.random.default_rng([seed, 0, 0]), tcfg)
         assert ev == augment_oracle(EVENTS, np.random.default_rng([seed, 0, 0]), tcfg)  # seeded
@@ -98,13 +106,39 @@ def test_augmentation_never_drops_the_last_prediction_and_is_seeded():
         assert -15 <= shift <= 10
         seen_shifts.add(shift)
         seen_counts.add(sum(e[1] == "reset" for e in ev))
-        for e in ev:  # skipped predictions go whole: every append follows its own reset
-            assert e in [(max(0, f + shift), *rest) for f, *rest in EVENTS]
+        # skipped predictions go whole: each kept event is an original one, shifted, and each kept
+        # append's own reset was kept (events before frame 0 aside)
+        kept = [[(f + shift, *rest) for f, *rest in EVENTS].index(e) for e in ev]
+        for i in kept:
+            r = pred[i]
+            assert r == -1 or r in kept or EVENTS[r][0] + shift < 0, (seed, ev)
+            if r != -1 and r in kept:  # and a kept prediction keeps all its appends
+                assert all(j in kept for j, q in enumerate(pred) if q == r and EVENTS[j][0] + shift >= 0)
     assert {1, 2, 3, 4} <= seen_counts and 0 in seen_shifts and 10 in seen_shifts and -15 in seen_shifts
     everything = augment_oracle(EVENTS, np.random.default_rng(1), TrainConfig(skip_prob=(0.0, 0.0), shift_prob=0.0))
     assert everything == EVENTS
     only_last = augment_oracle(EVENTS, np.random.default_rng(1), TrainConfig(skip_prob=(1.0, 1.0), shift_prob=0.0))
     assert only_last == EVENTS[-2:]
+
+
+def test_augmentation_shifts_every_sample_by_default_and_drops_what_moves_before_frame_0():
+    assert TrainConfig().shift_prob == 1.0  # KAME's
+    shifts = [augment_oracle(EVENTS, np.random.default_rng([s, 0, 0]), TrainConfig(skip_prob=(0.0, 0.0)))[-1][0] - 20
+              for s in range(200)]
+    assert 0 not in shifts
+    left = TrainConfig(skip_prob=(0.0, 0.0), shift_left=(7, 7), shift_right=(7, 7))
+    for s in range(20):
+        ev = augment_oracle(EVENTS, np.random.default_rng([s, 0, 0]), left)
+        if ev[-1][0] == 13:  # moved left 7: the events at frames 2 and 6 are dropped, not put at 0 (7 is at 0)
+            assert ev == [(0, "append", [8]), (3, "reset"), (3, "append", [9]), (13, "reset"), (13, "append", [10, 11])]
+            break
+    else:
+        raise AssertionError("no left shift in 20 seeds")
+    # all of it before frame 0: the last prediction stays, at 0
+    early = [(2, "reset"), (2, "append", [5]), (4, "reset"), (5, "append", [6])]
+    far = TrainConfig(skip_prob=(0.0, 0.0), shift_left=(10, 10), shift_right=(10, 10))
+    outs = [augment_oracle(early, np.random.default_rng([s, 0, 0]), far) for s in range(20)]
+    assert [(0, "reset"), (0, "append", [6])] in outs
 
 
 # --- training --------------------------------------------------------------------------------------
@@ -139,7 +173,11 @@ def test_training_lowers_the_loss_and_the_checkpoint_loads_with_the_same_logits(
     assert res.step == 30 and len(res.losses) == 30
     first, last = np.mean(res.losses[:3]), np.mean(res.losses[-3:])
     assert last < 0.7 * first, (first, last)
-    assert lines[1].split() == ["step", "loss", "text", "audio", "lr", "frames/s"] and lines[2].split()[0] == "5"
+    head = [ln.split() for ln in lines].index(["step", "loss", "text", "audio", "lr", "frames/s"])
+    assert lines[head + 1].split()[0] == "5"
+    # the codes were encoded once, said, and cached
+    assert "encoding 2/2 dialogues (cached as codes.npz)" in lines
+    assert (tmp_path / "data" / "d0" / "codes.npz").is_file() and (tmp_path / "data" / "d1" / "codes.npz").is_file()
     latest = tmp_path / "run" / "latest"
     assert latest.resolve() == (tmp_path / "run" / "step-30").resolve() == res.last_checkpoint.resolve()
     loaded, info = load_frontend(latest)
@@ -202,6 +240,104 @@ def test_errors(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_resume_refuses_another_run(tmp_path):
+    manifest = _data(tmp_path / "data", n=2)
+    kw = dict(FAST, save_every=2)
+    train(_tiny(), FakeCodec(), default_tokenizer(), manifest, tmp_path / "b", TrainConfig(steps=2, **kw),
+          echo=lambda s: None)
+    ckpt = tmp_path / "b" / "latest"
+
+    def resume(tcfg, man=manifest, **k):
+        return train(load_frontend(ckpt)[0], FakeCodec(), default_tokenizer(), man, tmp_path / "b", tcfg,
+                     resume=ckpt, echo=lambda s: None, **k)
+
+    with pytest.raises(ConfigError) as e:
+        resume(TrainConfig(steps=4, **dict(kw, batch_size=3, window_frames=12, lr=1e-3), seed=5))
+    said = str(e.value)
+    for what in ("window_frames 16 -> 12", "lr 0.003 -> 0.001", "seed 0 -> 5", "global batch", "2 x 1 -> 3 x 1"):
+        assert what in said, said
+    assert "manifest" not in said
+    text = manifest.read_text()
+    manifest.write_text(text.splitlines()[0] + "\n")  # another manifest
+    with pytest.raises(ConfigError, match="the manifest .*sha256"):
+        resume(TrainConfig(steps=4, **kw))
+    manifest.write_text(text)
+    with pytest.raises(ConfigError, match="at step 2 already.*--steps above 2"):
+        resume(TrainConfig(steps=2, **kw))
+    # only steps, log_every, save_every may change: the run goes on
+    res = resume(TrainConfig(steps=3, **dict(kw, log_every=1, save_every=3)))
+    assert res.step == 3
+    rec = load_frontend(tmp_path / "b" / "latest")[1].kame["train"]
+    assert rec["resumed_from"] == str((tmp_path / "b" / "step-2").resolve())
+
+
+@pytest.fixture
+def fake_codec():
+    from kame import registry
+
+    registry.register("codec", "fake", lambda arg=None, **kw: FakeCodec())
+    yield "fake"
+
+
+def test_cli_codec_checks_out_folder_and_records(tmp_path, capsys, fake_codec):
+    _data(tmp_path / "data", n=2)
+    a = tmp_path / "a"
+    common = ["--window", "16", "--batch-size", "2", "--warmup", "1", "--log-every", "1", "--save-every", "0"]
+
+    def kame_train(*argv):
+        capsys.readouterr()
+        rc = cli_main(["train", str(tmp_path / "data"), "-o", str(a), *common, *argv])  # (a synth OUT folder)
+        return rc, capsys.readouterr()
+
+    rc, io = kame_train("--codec", "fake", "--steps", "2", "--warmup", "5")
+    assert rc == 0, io.err
+    assert "warning: --warmup 5 is more than --steps 2" in io.out
+    info = load_frontend(a / "latest")[1]
+    assert info.kame["codec"] == "fake" and info.kame["train"]["frontend"] == "random:tiny"
+    # resumed without --codec: the checkpoint's own codec (auto), not the embedded one
+    rc, io = kame_train("--steps", "3", "--warmup", "5", "--resume", str(a / "latest"))
+    assert rc == 0, io.err
+    info = load_frontend(a / "latest")[1]
+    assert info.kame["codec"] == "fake" and info.kame["train"]["step"] == 3
+    assert info.kame["train"]["frontend"] == "random:tiny"
+    assert info.kame["train"]["resumed_from"] == str((a / "step-2").resolve())
+    # another codec than the one it was trained with: refused, by kame run's check
+    rc, io = kame_train("--steps", "4", "--warmup", "5", "--codec", "embedded", "--resume", str(a / "latest"))
+    assert rc == 1 and "does not fit the front-end" in io.err and "--codec" in io.err, io.err
+    rc, io = kame_train("--steps", "4", "--warmup", "5", "--frontend", "random:small", "--resume", str(a / "latest"))
+    assert rc == 1 and "not from --frontend random:small" in io.err, io.err
+    # a fresh run into a folder holding one: refused, unless --overwrite
+    rc, io = kame_train("--codec", "fake", "--steps", "1")
+    assert rc == 1 and "holds files already" in io.err and "--resume" in io.err, io.err
+    rc, io = kame_train("--codec", "fake", "--steps", "1", "--overwrite")
+    assert rc == 0, io.err
+    assert sorted(p.name for p in a.iterdir()) == ["latest", "step-1"]
+    (tmp_path / "empty").mkdir()
+    assert cli_main(["train", str(tmp_path / "empty"), "-o", str(a)]) == 1
+    assert "is a folder without a train.jsonl" in capsys.readouterr().err
+
+
+def test_ctrl_c_says_where_to_resume(tmp_path, capsys, monkeypatch, fake_codec):
+    import kame.train.loss as loss_mod
+
+    _data(tmp_path / "data", n=2)
+    real, calls = loss_mod.frontend_loss, []
+
+    def interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(loss_mod, "frontend_loss", interrupted)
+    out = tmp_path / "o"
+    rc = cli_main(["train", str(tmp_path / "data" / "train.jsonl"), "-o", str(out), "--codec", "fake", "--window",
+                   "16", "--batch-size", "2", "--steps", "10", "--save-every", "2"])
+    assert rc == 130
+    err = capsys.readouterr().err
+    assert f"interrupted at step 2; last checkpoint {out / 'step-2'}; resume with --resume {out / 'latest'}" in err, err
+
+
 # --- torchrun ------------------------------------------------------------------------------------------
 PLUGIN = """
 import sys
@@ -218,16 +354,23 @@ from kame import registry
 from kame.cli import _build_parser
 from kame.train import finetune
 registry.load_plugins([{plugin!r}])
+seen, batches = [], finetune.batches
+def spy(*a, **k):  # what this rank trained on, step by step
+    for b in batches(*a, **k):
+        seen.append(b)
+        yield b
+finetune.batches = spy
 argv = sys.argv[1:]
 args = _build_parser(argv)[0].parse_args(argv)
 res = finetune.run(args)
 torch.save(res.model.state_dict(), os.path.join({out!r}, "rank%s.pt" % os.environ["RANK"]))
+torch.save(seen, os.path.join({out!r}, "batches%s.pt" % os.environ["RANK"]))
 """
 
 
 @pytest.mark.slow
 def test_torchrun_two_processes_end_with_the_same_weights(tmp_path):
-    manifest = _data(tmp_path / "data", n=3)
+    manifest = _data(tmp_path / "data", n=3, T=32)  # (windows of 16 frames each: rows compare as they are)
     plugin = tmp_path / "fake_codec.py"
     plugin.write_text(PLUGIN.format(fakes=str(Path(__file__).parent)))
     script = tmp_path / "run.py"
@@ -254,4 +397,16 @@ def test_torchrun_two_processes_end_with_the_same_weights(tmp_path):
     saved = load_frontend(tmp_path / "run" / "latest")[0].state_dict()
     assert all(torch.equal(a[k], saved[k]) for k in a)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["latest", "step-3", "step-6"]
+    assert all((tmp_path / "data" / f"d{i}" / "codes.npz").is_file() for i in range(3))  # each rank's share cached
+    # each rank took its own share: together, the batches of one process at twice the batch size
+    from kame.train.finetune import batches, load_examples
+
+    cfg = load_frontend(tmp_path / "run" / "latest")[0].cfg
+    examples = load_examples(manifest, FakeCodec(), default_tokenizer(), cfg)
+    one = batches(examples, cfg, TrainConfig(batch_size=2, window_frames=16))
+    r0, r1 = (torch.load(tmp_path / f"batches{r}.pt", weights_only=True) for r in (0, 1))
+    assert len(r0) == len(r1) == 6
+    for (c0, o0), (c1, o1) in zip(r0, r1):
+        codes, oracle = next(one)
+        assert torch.equal(torch.cat([c0, c1]), codes) and torch.equal(torch.cat([o0, o1]), oracle)
     assert _build_parser(["train"])[0] is not None

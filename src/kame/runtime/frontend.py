@@ -183,7 +183,7 @@ def _silence_broken_rows(pcm, batch_size: int, frame_size: int) -> torch.Tensor:
     return torch.zeros(batch_size, frame_size)
 
 
-def _random_overrides(codec) -> dict:
+def random_overrides(codec) -> dict:
     """Random presets adapt to the codec they run with (cardinality, codebooks)."""
     over: dict = {"card": int(codec.cardinality)}
     K = int(codec.num_codebooks)
@@ -192,7 +192,7 @@ def _random_overrides(codec) -> dict:
     return over
 
 
-def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: str, oracle: str = "auto"):
+def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_spec: str, oracle: str = "auto"):
     """-> (LMModel, codec, codec spec, text tokenizer | None, info dict). The codec (a named one, or
     for "auto" the checkpoint's Mimi) is created and fitted to the front-end (fit_codec) before the
     front-end's weights load. ``oracle``: the config's frontend.oracle (auto | on | off). Its load
@@ -220,7 +220,7 @@ def _load_frontend(spec: str, dtype: str, device: str, seed: int, codec_spec: st
             codec = registry.create("codec", codec_spec)
         with config_key("frontend.spec"):
             model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), spec_form=form,
-                                         oracle=want, expect="frontend", **_random_overrides(codec))
+                                         oracle=want, expect="frontend", **random_overrides(codec))
         with config_key("codec.spec"):
             fit_codec(codec, codec_spec, model.cfg, spec)
     else:
@@ -327,7 +327,7 @@ def load_frame_models(cfg: KameConfig):
 
     fc = cfg.frontend
     with config_keys(cfg):  # a load error names the config key to change, and the file that set it
-        model, codec, codec_spec, tokenizer, linfo = _load_frontend(fc.spec, fc.dtype, fc.device, fc.seed,
+        model, codec, codec_spec, tokenizer, linfo = load_frontend_checked(fc.spec, fc.dtype, fc.device, fc.seed,
                                                                     cfg.codec.spec, fc.oracle)
     model.eval()
     c = model.cfg

@@ -277,14 +277,23 @@ def windows(codes: torch.Tensor, oracle: torch.Tensor | None, length: int, strid
         raise ValueError(f"{where}: min_length must be in [2, length = {length}], got {min_length}")
     if T < 2:
         raise ValueError(f"{where}: the example has {T} frame(s), a window needs at least 2")
+    return [crop(codes, oracle, start, n) for start, n in window_spans(T, length, stride, min_length)]
+
+
+def window_spans(T: int, length: int, stride: int | None = None,
+                 min_length: int | None = None) -> list[tuple[int, int]]:
+    """The (start, length) of each window ``windows`` cuts from an example of T frames (arguments
+    as there, already checked): a training loop can cut lazily, without the example in hand."""
+    stride = length if stride is None else stride
+    min_length = max(2, length // DEFAULT_MIN_FRACTION) if min_length is None else min_length
     if T <= length:
-        return [crop(codes, oracle, 0, T)]
+        return [(0, T)]
     out, start, end = [], 0, 0
     while start + length <= T:
-        out.append(crop(codes, oracle, start, length))
+        out.append((start, length))
         start, end = start + stride, start + length
-    if end < T and start < T and T - start >= min_length:  # the tail: kept only when long enough (see above)
-        out.append(crop(codes, oracle, start, T - start))
+    if end < T and start < T and T - start >= min_length:  # the tail: kept only when long enough (see windows)
+        out.append((start, T - start))
     return out
 
 

@@ -2,18 +2,24 @@
 
     kame train data/train.jsonl --frontend random:tiny --codec embedded -o runs/x --steps 200
     python -m torch.distributed.run --nproc_per_node 2 -m kame.cli train data/train.jsonl ...   # DDP
-    kame train data/train.jsonl --codec embedded -o runs/x --steps 400 --resume runs/x/latest
+    kame train data/train.jsonl -o runs/x --steps 400 --resume runs/x/latest
 
-The loop: manifest -> dialogues -> ``training_example`` (codes from each dialogue's codes.npz
-when there) -> fixed-length windows -> shuffled, seeded batches (``collate``) -> the forward ->
-``frontend_loss`` (kame.train.loss) -> AdamW with a linear warmup, then a constant or cosine
-learning rate, gradients clipped. OUT/step-N is a front-end checkpoint (``save_frontend``, its
-config.json's ``kame.train`` records the step, this config and the manifest's sha256) plus
-train_state.pt (the optimizer's state, for ``--resume``); OUT/latest points at the newest.
+The front-end and its codec are loaded by kame run's rule (kame.runtime.frontend): --codec auto
+takes the checkpoint's own codec (kame.codec, else its Mimi; embedded for random:), and a named
+codec or a tokenizer that cannot be the checkpoint's is refused (kame.runtime.loading's checks).
+
+The loop: manifest -> dialogues -> ``training_example`` (codes from each dialogue's codes.npz,
+written on the first encode) -> fixed-length windows -> shuffled, seeded batches (``collate``)
+-> the forward -> ``frontend_loss`` (kame.train.loss) -> AdamW with a linear warmup, then a
+constant or cosine learning rate, gradients clipped. OUT/step-N is a front-end checkpoint (``save_frontend``, its
+config.json's ``kame.train`` records the step, this config, the manifest's sha256, the front-end
+it started from and what it was resumed from) plus train_state.pt (the optimizer's state, for
+``--resume``, which refuses another config, manifest or global batch); OUT/latest points at the
+newest.
 
 The oracle augmentation (KAME's) is drawn per dialogue and epoch from (seed, epoch, dialogue):
 each prediction (a reset and its appends) is skipped with a probability drawn from U[0.1, 0.7],
-never the last one, and the whole stream may be shifted right 1-10 or left 1-15 frames. The
+never the last one, and the whole stream is shifted right 1-10 or left 1-15 frames. The
 batches depend only on the seed and the step, so a resumed run sees the batches the straight run
 would have seen.
 
@@ -29,6 +35,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,7 +58,7 @@ class TrainConfig:
     lr: float = 3e-5  # peak learning rate
     betas: tuple[float, float] = (0.9, 0.95)  # AdamW betas
     eps: float = 1e-5  # AdamW eps
-    weight_decay: float = 0.1  # on matrices and embedding tables only (not norms, biases)
+    weight_decay: float = 0.1  # on every parameter, norms and biases too (as KAME's AdamW)
     warmup_steps: int = 100  # linear warmup from lr / warmup_steps to lr
     schedule: str = "constant"  # after warmup: "constant", or "cosine" down to min_lr_ratio * lr at `steps`
     min_lr_ratio: float = 0.1  # cosine's floor, as a share of lr
@@ -68,7 +75,7 @@ class TrainConfig:
     # oracle augmentation (KAME's), on the dialogue's events before oracle_timeline
     oracle_aug: bool = True  # off: the events as recorded
     skip_prob: tuple[float, float] = (0.1, 0.7)  # per-dialogue prediction-skip probability ~ U[a, b]
-    shift_prob: float = 0.5  # chance of a whole-stream shift (then right or left, even odds)
+    shift_prob: float = 1.0  # chance of a whole-stream shift, then right or left at even odds (KAME: 1.0)
     shift_right: tuple[int, int] = (1, 10)  # frames, inclusive
     shift_left: tuple[int, int] = (1, 15)  # frames, inclusive
     # bookkeeping
@@ -85,8 +92,38 @@ class TrainConfig:
         if self.schedule not in ("constant", "cosine"):
             raise ConfigError(f"train: schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         if not 0 <= self.skip_prob[0] <= self.skip_prob[1] <= 1:
-            raise ConfigError(f"train: skip_prob must be 0 <= a <= b <= 1, got {self.skip_prob}")
+            raise ConfigError(f"train: --skip-prob A B must be 0 <= A <= B <= 1, got {self.skip_prob}")
+        if not 0 <= self.shift_prob <= 1:
+            raise ConfigError(f"train: --shift-prob must be in [0, 1], got {self.shift_prob}")
+        for name, (a, b) in (("--shift-right", self.shift_right), ("--shift-left", self.shift_left)):
+            if not 0 <= a <= b:
+                raise ConfigError(f"train: {name} A B must be 0 <= A <= B frames, got {a} {b}")
         return self
+
+
+# may change on --resume (they do not change what a step does); batch_size too when the global
+# batch (batch_size * world size) stays
+RESUMABLE = ("steps", "log_every", "save_every", "use_cache")
+
+
+def check_resume(rec: dict, tcfg: TrainConfig, manifest_sha: str, world: int, where) -> None:
+    """ConfigError naming every difference between the run a checkpoint's ``kame.train`` record
+    ``rec`` describes and this one, but those that leave the steps as they were (RESUMABLE)."""
+    old, new = rec.get("config", {}), json.loads(json.dumps(asdict(tcfg)))
+    diffs = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in new.items()
+             if k not in RESUMABLE + ("batch_size",) and old.get(k) != v]
+    was = old.get("batch_size", 0) * rec.get("world_size", 1)
+    if was != tcfg.batch_size * world:
+        diffs.append(f"global batch (batch_size x processes) {old.get('batch_size')} x {rec.get('world_size')} -> "
+                     f"{tcfg.batch_size} x {world}")
+    if rec.get("manifest_sha256") != manifest_sha:
+        diffs.append(f"the manifest ({rec.get('manifest')}, sha256 {rec.get('manifest_sha256')}) -> sha256 "
+                     f"{manifest_sha}")
+    if diffs:
+        raise ConfigError(f"train: --resume {where} continues another run: " + "; ".join(diffs) + ". A resumed run "
+                          f"must take the batches and settings of the run it continues (only --steps, --log-every, "
+                          f"--save-every and --no-cache may change): give the same options, or start a new run "
+                          f"(another -o) from it with --frontend {where}")
 
 
 def lr_at(step: int, tcfg: TrainConfig) -> float:
@@ -106,8 +143,9 @@ def augment_oracle(events: Sequence[tuple], rng, tcfg: TrainConfig) -> list[tupl
     """KAME's oracle augmentation of one dialogue's timeline events (``Dialogue.timeline_events``):
     each prediction (a reset and the appends after it; appends before any reset count as one) is
     skipped with probability p ~ U[skip_prob], never the last; then, with probability shift_prob,
-    every event moves right 1-10 or left 1-15 frames (clamped at 0; past the end: not fed).
-    ``rng``: a numpy Generator."""
+    every event moves right 1-10 or left 1-15 frames. As in KAME, an event moved before frame 0 is
+    dropped (past the end: not fed); but when that would leave no event at all, the last
+    prediction stays, at frame 0, so that every sample keeps an oracle. ``rng``: a numpy Generator."""
     groups: list[list[tuple]] = []
     for ev in events:
         if ev[1] == "reset" or not groups:
@@ -122,15 +160,20 @@ def augment_oracle(events: Sequence[tuple], rng, tcfg: TrainConfig) -> list[tupl
             shift = int(rng.integers(tcfg.shift_right[0], tcfg.shift_right[1] + 1))
         else:
             shift = -int(rng.integers(tcfg.shift_left[0], tcfg.shift_left[1] + 1))
-    return [(max(0, ev[0] + shift), *ev[1:]) for g in kept for ev in g]
+    out = [(ev[0] + shift, *ev[1:]) for g in kept for ev in g if ev[0] + shift >= 0]
+    if not out and kept:  # all moved before frame 0: the last prediction stays, at frame 0
+        out = [(max(0, ev[0] + shift), *ev[1:]) for ev in kept[-1]]
+    return out
 
 
 @dataclass
 class Example:
-    """One dialogue, ready to cut: its codes (int32 to halve the memory) and its oracle events."""
+    """One dialogue, ready to cut: its codes (int16 when they fit: a quarter of int64's memory),
+    its oracle as recorded (training_example's) and its oracle events (to augment)."""
 
     name: str
     codes: torch.Tensor  # [K, T]
+    recorded: torch.Tensor  # [T]
     events: list[tuple] = field(default_factory=list)
 
     def oracle(self, cfg, tcfg: TrainConfig, epoch: int, index: int) -> torch.Tensor:
@@ -138,32 +181,76 @@ class Example:
 
         from ..model.stepper import oracle_ids, oracle_timeline
 
-        events = self.events
-        if tcfg.oracle_aug and events:
-            events = augment_oracle(events, np.random.default_rng([tcfg.seed, epoch, index]), tcfg)
+        if not (tcfg.oracle_aug and self.events):
+            return self.recorded
+        events = augment_oracle(self.events, np.random.default_rng([tcfg.seed, epoch, index]), tcfg)
         return oracle_timeline(events, self.codes.shape[1], **oracle_ids(cfg))
 
 
-def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool = True) -> list[Example]:
-    """Every dialogue of the manifest as an Example (DataError: a missing or empty manifest, a
-    dialogue that does not fit the codec, tokenizer or front-end)."""
-    import torch
+def manifest_path(path: str | Path) -> Path:
+    """The manifest file ``path`` names (a `kame data synth` OUT folder: its train.jsonl), else DataError."""
+    p = Path(path)
+    if p.is_dir():
+        if (p / "train.jsonl").is_file():
+            return p / "train.jsonl"
+        raise DataError(f"train: {p} is a folder without a train.jsonl: give the manifest file (kame data synth "
+                        f"writes OUT/train.jsonl)")
+    if not p.is_file():
+        raise DataError(f"train: no manifest at {p}: make one with `kame data synth` (OUT/train.jsonl) or "
+                        f"kame.train.data.write_manifest")
+    return p
 
+
+def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool = True, *,
+                  codec_spec: str | None = None, rank: int = 0, world: int = 1,
+                  echo: Callable[[str], None] = lambda s: None) -> list[Example]:
+    """Every dialogue of the manifest as an Example (DataError: a missing or empty manifest, a
+    dialogue that does not fit the codec, tokenizer or front-end). With ``use_cache``, a dialogue
+    without codes.npz is encoded once and cached there (write_codes, as ``codec_spec``; rank r of
+    ``world`` processes encodes every world-th one, then all wait and read); a codec without a
+    fingerprint cannot be cached: it encodes every time. ``echo``: progress."""
+    import torch
+    import torch.distributed as dist
+
+    from ..runtime.frontend import fit_codec
+    from .codes import write_codes
+    from .data import CODES
     from .examples import training_example
 
-    path = Path(manifest)
-    if not path.is_file():
-        raise DataError(f"train: no manifest at {path}: make one with `kame data synth` (OUT/train.jsonl) or "
-                        f"kame.train.data.write_manifest")
+    path = manifest_path(manifest)
     entries = read_manifest(path)
     if not entries:
         raise DataError(f"train: manifest {path} lists no dialogues")
-    out = []
+    spec = codec_spec or type(codec).__name__
+    fit_codec(codec, spec, cfg, "the front-end")  # (the codebooks it codes with, before any encode)
+    cache = use_cache and getattr(codec, "fingerprint", None) is not None
+    todo = [e for e in entries if not (e.path / CODES).is_file()] if use_cache else list(entries)
+    if cache:
+        mine = todo[rank::world]
+        for i, e in enumerate(mine, 1):
+            _progress(echo, i, len(mine), f"encoding {{}}/{len(mine)} dialogues (cached as codes.npz)")
+            write_codes(read_dialogue(e.path), codec, spec=spec)
+        if world > 1 and dist.is_available() and dist.is_initialized():
+            dist.barrier()  # every rank's share written before any is read
+        todo = []
+    elif todo:
+        echo(f"codec {spec} has no fingerprint: its codes cannot be cached, every run encodes them")
+    encode = {e.path for e in todo}
+    out, n = [], 0
     for e in entries:
         d = read_dialogue(e.path)
-        codes, _ = training_example(d, codec, tokenizer, cfg, use_cache=use_cache)
-        out.append(Example(str(e.path), codes.to(torch.int32), d.timeline_events()))
+        if e.path in encode:
+            n += 1
+            _progress(echo, n, len(encode), f"encoding {{}}/{len(encode)} dialogues")
+        codes, oracle = training_example(d, codec, tokenizer, cfg, use_cache=use_cache)
+        small = codes.numel() == 0 or int(codes.max()) < 2 ** 15  # (ids and codes; -1 is "none")
+        out.append(Example(str(e.path), codes.to(torch.int16 if small else torch.int32), oracle, d.timeline_events()))
     return out
+
+
+def _progress(echo, i: int, n: int, fmt: str) -> None:
+    if i == 1 or i == n or i % max(1, n // 10) == 0:  # (about ten lines)
+        echo(fmt.format(i))
 
 
 def batches(examples: Sequence[Example], cfg, tcfg: TrainConfig, rank: int = 0,
@@ -174,14 +261,10 @@ def batches(examples: Sequence[Example], cfg, tcfg: TrainConfig, rank: int = 0,
     next), of which rank r takes the r-th share."""
     import torch
 
-    from .examples import collate, windows
+    from .examples import collate, window_spans
 
-    spans = []  # (example, start, length): windows' cuts (they do not change with the epoch)
-    for i, ex in enumerate(examples):
-        start = 0
-        for w, _ in windows(torch.zeros(1, ex.codes.shape[1]), None, tcfg.window_frames):
-            spans.append((i, start, w.shape[1]))
-            start += w.shape[1]
+    spans = [(i, start, n) for i, ex in enumerate(examples)  # windows' cuts (the same every epoch)
+             for start, n in window_spans(ex.codes.shape[1], tcfg.window_frames)]
     G, buf, epoch = tcfg.batch_size * world, [], 0
     while True:
         order = torch.randperm(len(spans), generator=torch.Generator().manual_seed(tcfg.seed * 100_003 + epoch))
@@ -210,14 +293,21 @@ class TrainResult:
     last_checkpoint: Path | None  # rank 0's last OUT/step-N (None elsewhere)
 
 
+class TrainInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training, with where it stopped (main says how to resume)."""
+
+    def __init__(self, step: int, last: Path | None, out: Path | None, rank: int) -> None:
+        super().__init__(step)
+        self.step, self.last, self.out, self.rank = step, last, out, rank
+
+
 def make_optimizer(model: torch.nn.Module, tcfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices and embedding tables (>= 2 dims), none on the rest."""
+    """AdamW with weight decay on every parameter, norms and biases too (KAME's: one group)."""
     import torch
 
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": tcfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=tcfg.lr, betas=tuple(tcfg.betas), eps=tcfg.eps)
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=tcfg.lr, betas=tuple(tcfg.betas), eps=tcfg.eps,
+                             weight_decay=tcfg.weight_decay)
 
 
 def check_fit(cfg, tokenizer, tcfg: TrainConfig) -> None:
@@ -236,18 +326,21 @@ def check_fit(cfg, tokenizer, tcfg: TrainConfig) -> None:
 
 def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None, tcfg: TrainConfig, *,
           codec_spec: str | None = None, tokenizer_spec: str | Path | None = None,
-          resume: str | Path | None = None, device: str | torch.device = "cpu",
-          echo: Callable[[str], None] = print) -> TrainResult:
+          resume: str | Path | None = None, overwrite: bool = False, start: str | None = None,
+          device: str | torch.device = "cpu", echo: Callable[[str], None] = print) -> TrainResult:
     """Fine-tune ``model`` (an LMModel, trained in place) on the manifest's dialogues. ``out``:
     where checkpoints go (None: none written; ``codec_spec`` and ``tokenizer_spec`` are recorded
-    in them, as save_frontend takes them). ``resume``: a checkpoint folder written by this loop
-    (its weights already in ``model``): its optimizer state and step are restored and training
-    goes on to ``tcfg.steps``. In a process group (torchrun) the model is wrapped in
-    DistributedDataParallel; only rank 0 prints and saves."""
+    in them, as save_frontend takes them; ``start``: the front-end it started from); a folder
+    with files is refused unless resuming or ``overwrite`` (its step-N and latest are removed).
+    ``resume``: a checkpoint folder written by this loop (its weights already in ``model``): the
+    run it recorded must be this one (check_resume); its optimizer state and step are restored and
+    training goes on to ``tcfg.steps``. In a process group (torchrun) the model is wrapped in
+    DistributedDataParallel; only rank 0 prints and saves. Ctrl-C: TrainInterrupted."""
     import numpy as np
     import torch
     import torch.distributed as dist
 
+    from ..paths import file_sha256
     from .loss import frontend_loss
 
     tcfg.check()
@@ -256,14 +349,28 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     device = torch.device(device)
-    examples = load_examples(manifest, codec, tokenizer, cfg, tcfg.use_cache)
-    model.to(device).train()
-    opt = make_optimizer(model, tcfg)
-    step = 0
+    manifest = manifest_path(manifest)
+    manifest_sha = file_sha256(manifest)
+    step, state, rec = 0, None, {"frontend": start}
     if resume is not None:
         state = torch.load(Path(resume) / STATE, map_location=device, weights_only=True)
-        opt.load_state_dict(state["optimizer"])
+        check_resume(state["train"], tcfg, manifest_sha, world, resume)
         step = int(state["step"])
+        if step >= tcfg.steps:
+            raise ConfigError(f"train: {resume} is at step {step} already, so --steps {tcfg.steps} leaves nothing to "
+                              f"do: give --steps above {step}")
+        rec = {"frontend": state["train"].get("frontend"), "resumed_from": str(Path(resume).resolve())}
+    if out is not None and resume is None:
+        _check_out(Path(out), overwrite, rank)
+    if tcfg.warmup_steps > tcfg.steps and rank == 0:
+        echo(f"warning: --warmup {tcfg.warmup_steps} is more than --steps {tcfg.steps}: the learning rate never "
+             f"reaches --lr {tcfg.lr:g} (it ends at {lr_at(tcfg.steps - 1, tcfg):.3g})")
+    examples = load_examples(manifest, codec, tokenizer, cfg, tcfg.use_cache, codec_spec=codec_spec, rank=rank,
+                             world=world, echo=echo if rank == 0 else (lambda s: None))
+    model.to(device).train()
+    opt = make_optimizer(model, tcfg)
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])  # (its hyper-parameters: check_resume made them this run's)
         if rank == 0:
             echo(f"resumed from {resume} at step {step}")
     net = model
@@ -274,56 +381,71 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
     feed = batches(examples, cfg, tcfg, rank, world)
     for _ in range(step):  # the batches the run before the resume took
         next(feed)
-    manifest_sha = _sha256(Path(manifest))
     losses, last, t0, frames, acc = [], None, time.perf_counter(), 0, []
     if rank == 0:
         echo(f"training on {len(examples)} dialogues, {world} process(es), {tcfg.batch_size} windows of "
              f"<= {tcfg.window_frames} frames each, steps {step}..{tcfg.steps}")
         echo(f"{'step':>7} {'loss':>9} {'text':>9} {'audio':>9} {'lr':>10} {'frames/s':>9}")
-    while step < tcfg.steps:
-        codes, oracle = next(feed)
-        codes, oracle = codes.to(device), oracle.to(device)
-        lr = lr_at(step, tcfg)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        res = net(codes, oracle=oracle if cfg.oracle else None)
-        loss, parts = frontend_loss(res, codes, cfg, tcfg)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"train: the loss is {float(loss)} at step {step} (lr {lr:.3g}): lower --lr")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if tcfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-        opt.step()
-        step += 1
-        losses.append(float(loss.detach()))
-        acc.append((losses[-1], parts["text"], parts["audio"]))
-        frames += codes.shape[0] * codes.shape[2] * world
-        if rank == 0 and (step % max(1, tcfg.log_every) == 0 or step == tcfg.steps):
-            dt = max(time.perf_counter() - t0, 1e-9)
-            m = np.mean(acc, axis=0)
-            echo(f"{step:>7} {m[0]:>9.4f} {m[1]:>9.4f} {m[2]:>9.4f} {lr:>10.3g} {frames / dt:>9.0f}")
-            t0, frames, acc = time.perf_counter(), 0, []
-        if out is not None and rank == 0 and (step == tcfg.steps or (tcfg.save_every and step % tcfg.save_every == 0)):
-            last = save_checkpoint(model, opt, Path(out), step, tcfg, manifest, manifest_sha,
-                                   world=world, codec_spec=codec_spec, tokenizer_spec=tokenizer_spec)
-            echo(f"saved {last}")
+    try:
+        while step < tcfg.steps:
+            codes, oracle = next(feed)
+            codes, oracle = codes.to(device), oracle.to(device)
+            lr = lr_at(step, tcfg)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            res = net(codes, oracle=oracle if cfg.oracle else None)
+            loss, parts = frontend_loss(res, codes, cfg, tcfg)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"train: the loss is {float(loss)} at step {step} (lr {lr:.3g}): lower --lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if tcfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+            opt.step()
+            step += 1
+            losses.append(float(loss.detach()))
+            acc.append((losses[-1], parts["text"], parts["audio"]))
+            frames += codes.shape[0] * codes.shape[2] * world
+            if rank == 0 and (step % max(1, tcfg.log_every) == 0 or step == tcfg.steps):
+                dt = max(time.perf_counter() - t0, 1e-9)
+                m = np.mean(acc, axis=0)
+                echo(f"{step:>7} {m[0]:>9.4f} {m[1]:>9.4f} {m[2]:>9.4f} {lr:>10.3g} {frames / dt:>9.0f}")
+                t0, frames, acc = time.perf_counter(), 0, []
+            due = step == tcfg.steps or (tcfg.save_every and step % tcfg.save_every == 0)
+            if out is not None and rank == 0 and due:
+                last = save_checkpoint(model, opt, Path(out), step, tcfg, manifest, manifest_sha, world=world,
+                                       codec_spec=codec_spec, tokenizer_spec=tokenizer_spec, extra=rec)
+                echo(f"saved {last}")
+    except KeyboardInterrupt:
+        raise TrainInterrupted(step, last, Path(out) if out is not None else None, rank) from None
     model.eval()
     if distributed:
         dist.barrier()
     return TrainResult(model, step, losses, last)
 
 
-def _sha256(path: Path) -> str:
-    from ..paths import file_sha256
-
-    return file_sha256(path)
+def _check_out(out: Path, overwrite: bool, rank: int) -> None:
+    """A fresh run's OUT: empty or new; with ``overwrite``, rank 0 removes what a run wrote there."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise ConfigError(f"train: {out} holds files already (another run's?): a new run there would mix its "
+                          f"checkpoints with them. Go on from it with --resume {out}/latest, write elsewhere "
+                          f"(another -o), or --overwrite to remove its step-N folders and latest")
+    if rank == 0:
+        for p in out.iterdir():
+            if p.name in ("latest", ".latest.tmp"):
+                p.unlink()
+            elif p.name.startswith("step-") and p.is_dir():
+                shutil.rmtree(p)
 
 
 def save_checkpoint(model, opt, out: Path, step: int, tcfg: TrainConfig, manifest, manifest_sha: str, *,
-                    world: int = 1, codec_spec: str | None, tokenizer_spec: str | Path | None) -> Path:
-    """OUT/step-N: the front-end (save_frontend; config.json's kame.train says how it was trained)
-    and train_state.pt (optimizer, step); then OUT/latest -> step-N (a symlink, replaced atomically)."""
+                    world: int = 1, codec_spec: str | None, tokenizer_spec: str | Path | None,
+                    extra: dict | None = None) -> Path:
+    """OUT/step-N: the front-end (save_frontend; config.json's kame.train says how it was trained,
+    ``extra``: the front-end it started from, what it was resumed from) and train_state.pt
+    (optimizer, step); then OUT/latest -> step-N (a symlink, replaced atomically)."""
     import torch
 
     from ..model.loaders import save_frontend
@@ -337,7 +459,7 @@ def save_checkpoint(model, opt, out: Path, step: int, tcfg: TrainConfig, manifes
             shutil.copyfile(src, folder / src.name)
         tok = src.name
     train_rec = {"step": step, "world_size": world, "config": json.loads(json.dumps(asdict(tcfg))),
-                 "manifest": str(Path(manifest).resolve()), "manifest_sha256": manifest_sha}
+                 "manifest": str(Path(manifest).resolve()), "manifest_sha256": manifest_sha, **(extra or {})}
     save_frontend(model, folder, codec=codec_spec, tokenizer=tok, train=train_rec)
     tmp = folder / f".{STATE}.tmp"
     torch.save({"step": step, "optimizer": opt.state_dict(), "train": train_rec}, tmp)
@@ -352,17 +474,19 @@ def save_checkpoint(model, opt, out: Path, step: int, tcfg: TrainConfig, manifes
 # --- the command ------------------------------------------------------------------------------
 def add_arguments(p) -> None:
     d = TrainConfig()
-    p.add_argument("manifest", help="the JSONL manifest of the dialogues (kame data synth's OUT/train.jsonl)")
+    p.add_argument("manifest", help="the JSONL manifest of the dialogues (kame data synth's OUT/train.jsonl, or OUT)")
     p.add_argument("-o", "--out", required=True, help="folder for the checkpoints (OUT/step-N, OUT/latest)")
-    p.add_argument("--frontend", default="random:tiny",
+    p.add_argument("--frontend", default=None,
                    help="the front-end to start from: a checkpoint folder, hf://..., or random:PRESET "
-                        "(default %(default)s)")
-    p.add_argument("--codec", default="embedded", help="the codec whose codes it learns (default %(default)s)")
+                        "(default random:tiny; with --resume: the checkpoint)")
+    p.add_argument("--codec", default="auto",
+                   help="the codec whose codes it learns (default auto: the checkpoint's own, embedded for random:)")
     p.add_argument("--text-card", type=int, default=None,
                    help="a random: front-end's text vocabulary (default: the tokenizer's size when the preset's "
                         "is smaller)")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
-                   help="go on from OUT/step-N or OUT/latest (its weights and optimizer; --frontend is then ignored)")
+                   help="go on from OUT/step-N or OUT/latest (its weights, optimizer and settings)")
+    p.add_argument("--overwrite", action="store_true", help="start afresh in an OUT that holds a run (removes it)")
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per process per step")
     p.add_argument("--window", type=int, default=d.window_frames, help="frames per window (KAME: 128-512)")
@@ -372,6 +496,14 @@ def add_arguments(p) -> None:
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--grad-clip", type=float, default=d.grad_clip)
     p.add_argument("--no-oracle-aug", action="store_true", help="train on the oracle events as recorded")
+    p.add_argument("--skip-prob", type=float, nargs=2, default=d.skip_prob, metavar=("A", "B"),
+                   help="each prediction is skipped with a per-dialogue probability ~ U[A, B] (default %(default)s)")
+    p.add_argument("--shift-prob", type=float, default=d.shift_prob,
+                   help="chance of shifting a dialogue's oracle stream (default %(default)s, KAME's)")
+    p.add_argument("--shift-right", type=int, nargs=2, default=d.shift_right, metavar=("A", "B"),
+                   help="a right shift's frames, A..B (default %(default)s)")
+    p.add_argument("--shift-left", type=int, nargs=2, default=d.shift_left, metavar=("A", "B"),
+                   help="a left shift's frames, A..B (default %(default)s)")
     p.add_argument("--no-cache", action="store_true", help="encode the audio even where codes.npz exists")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--log-every", type=int, default=d.log_every)
@@ -379,30 +511,52 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda when there is one), cpu, cuda")
 
 
-def load_for_training(spec: str, text_card: int | None, device):
-    """(model, tokenizer, tokenizer spec for save_frontend) of a front-end to train: a checkpoint
-    keeps its own tokenizer (kame's default when it names none); a random: one gets a text
-    vocabulary that holds the tokenizer's pieces (``text_card`` or the tokenizer's size)."""
-    from ..backend.tokenizer import DEFAULT_MODEL, TextTokenizer, default_tokenizer
+def load_for_training(spec: str, codec_spec: str, text_card: int | None, device):
+    """(model, codec, codec spec, tokenizer, tokenizer spec for save_frontend) of a front-end to
+    train, by kame run's rule (kame.runtime.frontend): a checkpoint's codec ("auto": the one it
+    records, else its Mimi) and tokenizer pass kame.runtime.loading's checks before its weights
+    load; a random: one takes the embedded codec for "auto" and a text vocabulary that holds the
+    tokenizer's pieces (``text_card`` or the tokenizer's size)."""
+    from .. import registry
+    from ..backend.tokenizer import DEFAULT_MODEL, default_tokenizer
+    from ..errors import CheckpointError
     from ..model.config import preset
     from ..model.loaders import check_frontend_spec, load_frontend
+    from ..runtime.frontend import fit_codec, load_frontend_checked, random_overrides
 
     form = check_frontend_spec(spec)
     if form[0] == "random":
+        codec_spec = "embedded" if codec_spec == "auto" else codec_spec
+        codec = registry.create("codec", codec_spec)
         tok = default_tokenizer()
         card = text_card if text_card is not None else max(preset(form[1]).text_card, tok.vocab_size)
-        model, _ = load_frontend(spec, device=device, dtype="fp32", text_card=card)
-        return model, tok, "default"
+        model, _ = load_frontend(spec, device=device, dtype="fp32", text_card=card, expect="frontend",
+                                 **random_overrides(codec))
+        fit_codec(codec, codec_spec, model.cfg, spec)
+        return model, codec, codec_spec, tok, "default"
     if text_card is not None:
         raise ConfigError(f"train: --text-card is for a random: front-end; {spec} has its own vocabulary")
-    model, info = load_frontend(spec, device=device, dtype="fp32", expect="frontend")
-    if info.tokenizer is None or Path(info.tokenizer).resolve() == DEFAULT_MODEL.resolve():
-        return model, default_tokenizer(), "default"
-    return model, TextTokenizer(info.tokenizer), str(info.tokenizer)
+    try:
+        model, codec, codec_spec, tok, info = load_frontend_checked(spec, "fp32", device, 0, codec_spec)
+    except (ConfigError, CheckpointError) as exc:  # (the runtime's words: its config keys are our options)
+        exc.args = (f"train: {exc} (in kame train: codec.spec is --codec, frontend.spec --frontend or --resume)",)
+        raise
+    if tok is None or (tok.path is not None and Path(tok.path).resolve() == DEFAULT_MODEL.resolve()):
+        return model, codec, codec_spec, default_tokenizer(), "default"
+    return model, codec, codec_spec, tok, info["tokenizer"]
 
 
 def main(args) -> int:
-    run(args)
+    try:
+        run(args)
+    except TrainInterrupted as exc:
+        if exc.rank == 0:
+            latest = exc.out / "latest" if exc.out is not None else None
+            last = exc.last or (latest.resolve() if latest is not None and latest.exists() else None)
+            saved = f"last checkpoint {last}; resume with --resume {latest}" if last else \
+                "no checkpoint written yet (--save-every N saves every N steps)"
+            print(f"kame train: interrupted at step {exc.step}; {saved}", file=sys.stderr, flush=True)
+        return 130
     return 0
 
 
@@ -411,14 +565,23 @@ def run(args) -> TrainResult:
     import torch
     import torch.distributed as dist
 
-    from .. import registry
-
     tcfg = TrainConfig(lr=args.lr, warmup_steps=args.warmup, schedule=args.schedule, weight_decay=args.weight_decay,
                        grad_clip=args.grad_clip, steps=args.steps, batch_size=args.batch_size,
                        window_frames=args.window, use_cache=not args.no_cache, oracle_aug=not args.no_oracle_aug,
+                       skip_prob=tuple(args.skip_prob), shift_prob=args.shift_prob,
+                       shift_right=tuple(args.shift_right), shift_left=tuple(args.shift_left),
                        seed=args.seed, log_every=args.log_every, save_every=args.save_every).check()
-    if not Path(args.manifest).is_file():  # (before a front-end is built)
-        raise DataError(f"train: no manifest at {args.manifest}: make one with `kame data synth`")
+    manifest = manifest_path(args.manifest)  # (before a front-end is built)
+    start = args.frontend or "random:tiny"
+    if args.resume:
+        if not (Path(args.resume) / STATE).is_file():
+            raise ConfigError(f"train: --resume {args.resume} holds no {STATE}: give a checkpoint kame train wrote "
+                              f"(OUT/step-N or OUT/latest)")
+        start = torch.load(Path(args.resume) / STATE, map_location="cpu", weights_only=True)["train"].get("frontend")
+        if args.frontend is not None and args.frontend != start:
+            raise ConfigError(f"train: --resume {args.resume} goes on from its own weights (started from "
+                              f"{start or 'an unrecorded front-end'}), not from --frontend {args.frontend}: drop "
+                              f"--frontend, or start a new run (another -o) with --frontend {args.resume}")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu")
@@ -427,16 +590,14 @@ def run(args) -> TrainResult:
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if cuda else "gloo")
     try:
-        spec = str(args.resume) if args.resume else args.frontend
-        if args.resume and not (Path(args.resume) / STATE).is_file():
-            raise ConfigError(f"train: --resume {args.resume} holds no {STATE}: give a checkpoint kame train wrote "
-                              f"(OUT/step-N or OUT/latest)")
-        model, tok, tok_spec = load_for_training(spec, None if args.resume else args.text_card, device)
+        spec = str(args.resume) if args.resume else start
+        model, codec, codec_spec, tok, tok_spec = load_for_training(spec, args.codec,
+                                                                    None if args.resume else args.text_card, device)
         torch.manual_seed(tcfg.seed)
-        codec = registry.create("codec", args.codec)
         rank0 = not dist.is_initialized() or dist.get_rank() == 0
-        return train(model, codec, tok, args.manifest, args.out, tcfg, codec_spec=args.codec, tokenizer_spec=tok_spec,
-              resume=args.resume, device=device, echo=(lambda s: print(s, flush=True)) if rank0 else (lambda s: None))
+        return train(model, codec, tok, manifest, args.out, tcfg, codec_spec=codec_spec, tokenizer_spec=tok_spec,
+                     resume=args.resume, overwrite=args.overwrite, start=start, device=device,
+                     echo=(lambda s: print(s, flush=True)) if rank0 else (lambda s: None))
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
