@@ -5,6 +5,7 @@ import pytest
 
 from kame.backend.types import Word
 from kame.bench import latency as lb
+from kame.errors import KameError
 
 SR = lb.SR
 
@@ -187,3 +188,15 @@ def test_ctrl_c_in_a_dialogue_exits_without_waiting_for_the_back_end_childs_tear
     time.sleep(TEARDOWN_S + 0.5)  # long enough for the child's teardown to have ended, had it run
     assert not _running(child)
     assert not (tmp_path / "left").exists(), "the back-end child tore its interpreter down"
+
+
+def test_lay_out_turns_gap_tail_and_silence():
+    # (shared with kame eval mtbench: no tail after the last turn there, and a silent turn refused)
+    pcm, turns = lb.lay_out_turns([tone(0.5), np.concatenate([np.zeros(2400, np.float32), tone(0.3)])], ["a", "b"],
+                                  1.0, lead=0.5)
+    assert [t.text for t in turns] == ["a", "b"] and turns[0].start == pytest.approx(0.5, abs=1e-3)
+    assert turns[1].start == pytest.approx(turns[0].end + 1.0 + 0.1, abs=1e-3)
+    assert turns[0].window_end == turns[1].start and turns[1].window_end == pytest.approx(pcm.shape[0] / SR)
+    assert turns[1].end == pytest.approx(pcm.shape[0] / SR)  # tail 0: the track ends with the speech
+    with pytest.raises(KameError, match="no audible speech for 'hush'"):
+        lb.lay_out_turns([np.zeros(2400, np.float32)], ["hush"], 1.0, audible=True)

@@ -1,19 +1,21 @@
 """kame eval mtbench: questions read and filtered, ratings parsed, the judge's prompt, and an end
-to end run (espeak questions, a tiny random front-end with fake STT/LLM, a scripted judge)."""
+to end runs (espeak questions, a tiny random front-end or a cascade with fake STT/LLM/TTS, scripted
+judges): resume, settings refused, --rejudge, a dead judge, judge and agent failures."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 
+import numpy as np
 import pytest
 
 from kame import registry
-from kame.backend.types import ChatMessage
+from kame.audio import read_wav
 from kame.cli import main
-from kame.errors import ConfigError
-from kame.eval.judge import judge_messages, parse_rating
-from kame.eval.mtbench import read_questions, table
+from kame.errors import ConfigError, KameError
+from kame.eval.mtbench import cascade_answer, read_questions, run_name, table, turn_records
 from tests.backend.scripted_llm import ScriptedLLM
 
 QUESTIONS = [
@@ -55,53 +57,72 @@ def test_question_errors(tmp_path):
     only = write(tmp_path / "only.jsonl", [QUESTIONS[0]])
     with pytest.raises(ConfigError, match="no question left.*the file has writing"):
         read_questions(only)
+    # a category the user named that the file does not have is refused, not silently dropped
+    f = write(tmp_path / "q.jsonl", QUESTIONS)
+    with pytest.raises(ConfigError, match="has no question in maths; its categories are humanities, reasoning, "
+                                          "stem, writing"):
+        read_questions(f, ("stem", "maths"), strict=True)
     short = write(tmp_path / "short.jsonl", [{"question_id": 1, "category": "stem", "turns": ["One?"]}])
     with pytest.raises(ConfigError, match="has 1 turn.*--turns 2"):
         read_questions(short, turns=2)
 
 
-# ---------------------------------------------------------------------------- judge
-@pytest.mark.parametrize("reply, rating", [
-    ("Clear and correct. Rating: [[8]]", 8.0),
-    ("[[ 7.5 ]]", 7.5),
-    ("First I thought [[3]], but on reflection [[6]].", 6.0),  # the last one
-    ("No brackets here. Rating: 4", 4.0),
-    ("I'd give it 9/10.", 9.0),
-    ("Score [5]", 5.0),
-    ("Rating: [[11]]", None),  # outside 1..10: not guessed
-    ("Rating: [[0]]", None),
-    ("A fine answer overall.", None),
-    ("", None),
-])
-def test_parse_rating(reply, rating):
-    assert parse_rating(reply) == rating
-
-
-def test_judge_prompt_has_question_answer_and_reference():
-    msgs = judge_messages("Is ice cold?", "Yes, very.", reference="Yes, ice is cold.")
-    assert all(isinstance(m, ChatMessage) for m in msgs) and msgs[0].role == "system"
-    text = msgs[-1].content
-    assert "Is ice cold?" in text and "Yes, very." in text and "Yes, ice is cold." in text
-    assert "[[" in text and "reference" in text.lower()
-    plain = judge_messages("Who was Plato?", "A philosopher.")[-1].content
-    assert "Who was Plato?" in plain and "A philosopher." in plain and "reference" not in plain.lower()
-    second = judge_messages("And Kant?", "Also one.", history=[("Who was Plato?", "A philosopher.")])[-1].content
-    assert second.index("Who was Plato?") < second.index("A philosopher.") < second.index("And Kant?") \
-        < second.index("Also one.") and "turn 2" in second
-    assert "said nothing" in judge_messages("Q?", "")[-1].content  # an empty answer is shown as such
-
-
-def test_table_per_category_and_overall():
+def test_table_per_category_avg_of_categories_and_overall():
     recs = [{"category": "stem", "rating": 6.0, "latency_s": 0.5}, {"category": "stem", "rating": 8.0, "latency_s": 1.5},
-            {"category": "reasoning", "rating": None, "latency_s": None}]
+            {"category": "stem", "rating": 10.0, "latency_s": 1.0},
+            {"category": "reasoning", "rating": None, "latency_s": None},
+            {"category": "reasoning", "rating": 2.0, "latency_s": 2.0}]
     lines = table(recs, ("reasoning", "stem", "humanities")).splitlines()
-    assert lines[2] == "| reasoning | 1 | – | never | 1 |"
-    assert lines[3] == "| stem | 2 | 7.00 | 0.50 | 0 |"
-    assert lines[4] == "| **overall** | 3 | 7.00 | 1.50 | 1 |" and len(lines) == 5
+    assert lines[2] == "| reasoning | 2 | 2.00 | 2.00 | 1 |"  # (nearest rank; the silent turn = +inf)
+    assert lines[3] == "| stem | 3 | 8.00 | 1.00 | 0 |"
+    assert lines[4] == "| *avg of categories* | 5 | 5.00 | 1.50 | 1 |"  # (2 + 8) / 2: KAME's avg
+    assert lines[5] == "| **overall** | 5 | 6.50 | 1.50 | 1 |" and len(lines) == 6  # (6 + 8 + 10 + 2) / 4
+
+
+def test_table_by_turn():
+    recs = [{"category": "stem", "turn": 1, "rating": 6.0, "latency_s": 0.5},
+            {"category": "stem", "turn": 2, "rating": 2.0, "latency_s": 1.5}]
+    lines = table(recs, ("stem",), by_turn=True).splitlines()[2:]
+    assert lines == ["| stem, turn 1 | 1 | 6.00 | 0.50 | 0 |", "| *avg of categories, turn 1* | 1 | 6.00 | 0.50 | 0 |",
+                     "| **overall, turn 1** | 1 | 6.00 | 0.50 | 0 |",
+                     "| stem, turn 2 | 1 | 2.00 | 1.50 | 0 |", "| *avg of categories, turn 2* | 1 | 2.00 | 1.50 | 0 |",
+                     "| **overall, turn 2** | 1 | 2.00 | 1.50 | 0 |",
+                     "| **overall, all turns** | 2 | 4.00 | 0.50 | 0 |"]
+
+
+def test_run_names_are_unique():
+    assert run_name("101") == "101" and run_name("q-1_a") == "q-1_a"
+    names = {run_name(x) for x in ("1.0", "1_0", "1/0", "", "1 0")}
+    assert len(names) == 5 and all(n and "/" not in n and "." not in n for n in names)
+    assert run_name("1.0") == run_name("1.0")  # (stable: a rerun finds its files)
+
+
+def test_cascade_answer_is_what_was_heard(tmp_path):
+    # the LLM generated more than was spoken (a barge-in cut the reply): the judged answer is the heard part
+    doc = {"agent_text": [{"t": 2.0, "text": "Cats are small "}, {"t": 2.5, "text": "carnivorous mammals."}],
+           "other_meta": [{"type": "turn", "turn": 1, "t_user_end": 1.5, "t": 1.9},
+                          {"type": "agent_turn", "turn": 1, "text": "Cats are small", "reply": "Cats are small "
+                           "carnivorous mammals.", "interrupted": True, "t": 3.0}]}
+    ut = type("UT", (), {"start": 0.5, "end": 1.5, "window_end": 9.0, "text": "What is a cat?"})()
+    assert cascade_answer(doc, ut) == ("Cats are small", "agent_turn (as heard)")
+    # ... and that is the record's answer, with what the STT heard and the run's flags
+    doc.update(components={"mode": "cascade"}, summary={"reply_cut_off": False, "max_tail_reached": False,
+                                                        "unanswered": False},
+               transcripts=[{"final": True, "t": 1.6, "text": "what is a cat"}])
+    q = read_questions(write(tmp_path / "q.jsonl", [QUESTIONS[2]]))[0]
+    (rec,) = turn_records(q, doc, [ut], np.zeros(24000 * 9, np.float32), 0.01, "cascade", {})
+    assert rec["answer"] == "Cats are small" and rec["heard"] == "what is a cat" and rec["reply_cut_off"] is False
+    # a reply not ended when the file ended: the text generated in the window, said so
+    doc["other_meta"].pop()
+    assert cascade_answer(doc, ut) == ("Cats are small carnivorous mammals.", "generated text (a reply had not ended)")
 
 
 # ---------------------------------------------------------------------------- end to end
 JUDGE = {"n": 0, "replies": []}
+
+
+def probe(messages) -> bool:  # the short request sent before the first question
+    return "Reply with [[5]]" in messages[-1].content
 
 
 class DeadLLM(ScriptedLLM):
@@ -111,10 +132,25 @@ class DeadLLM(ScriptedLLM):
         yield ""
 
 
+class FlakyLLM(ScriptedLLM):
+    """Answers the first short request, then fails."""
+
+    async def stream_chat(self, messages, *, max_tokens=None, temperature=None):
+        if probe(messages):
+            yield "[[5]]"
+            return
+        JUDGE["n"] += 1
+        raise ConnectionError("judge down")
+
+
 class Judges(ScriptedLLM):
     """Each call replies the next of JUDGE["replies"] (then "[[7]]")."""
 
     async def stream_chat(self, messages, *, max_tokens=None, temperature=None):
+        if probe(messages):
+            JUDGE["probes"] += 1
+            yield "[[5]]"
+            return
         JUDGE["n"] += 1
         JUDGE.setdefault("prompts", []).append(messages[-1].content)
         reply = JUDGE["replies"].pop(0) if JUDGE["replies"] else "Fine. Rating: [[7]]"
@@ -124,11 +160,13 @@ class Judges(ScriptedLLM):
 
 @pytest.fixture
 def judges():
-    JUDGE.update(n=0, replies=[], prompts=[])
+    JUDGE.update(n=0, replies=[], prompts=[], probes=0)
     registry.register("llm", "test_judge", lambda arg=None, **kw: Judges())
+    registry.register("llm", "test_judge2", lambda arg=None, **kw: Judges())
     registry.register("llm", "test_dead_judge", lambda arg=None, **kw: DeadLLM())
+    registry.register("llm", "test_flaky_judge", lambda arg=None, **kw: FlakyLLM())
     yield JUDGE
-    for scheme in ("test_judge", "test_dead_judge"):
+    for scheme in ("test_judge", "test_judge2", "test_dead_judge", "test_flaky_judge"):
         registry._ENTRIES.get("llm", {}).pop(scheme, None)
 
 
@@ -137,71 +175,199 @@ AGENT = ["--voice", "espeak:en-us", "--tail", "1.0", "--fast", "--set", "fronten
          "--set", "runtime.vad=energy", "--set", "backend.retry_s=0.1"]
 
 
-def test_end_to_end_results_table_and_resume(tmp_path, capsys, fake_components, judges):
+
+
+def eval_(qf, out, *extra, judge="test_judge"):
+    return main(["eval", "mtbench", qf, "-o", str(out), "--judge", judge, *AGENT, *extra])
+
+
+def refused(capsys, qf, out, *extra, judge="test_judge") -> str:
+    """The error kame printed for a run that failed (exit status not 0)."""
+    capsys.readouterr()
+    assert eval_(qf, out, *extra, judge=judge) != 0
+    return " ".join(capsys.readouterr().err.split())
+
+
+@pytest.fixture
+def agent_runs(monkeypatch):
+    """Counts the agent's runs (kame run's filemode.main) and records every conversation's length."""
+    from kame.runtime import filemode
+
+    seen = {"main": 0, "conversations": [], "main_after": []}
+    real_main, real_conv = filemode.main, filemode.run_conversation
+
+    def counting_main(args):
+        seen["main"] += 1
+        seen["main_after"].append(len(seen["conversations"]))  # (conversations before this run)
+        return real_main(args)
+
+    async def recording_conv(cfg, pcm, **kw):
+        seen["conversations"].append(pcm.shape[0] / 24000)
+        return await real_conv(cfg, pcm, **kw)
+
+    monkeypatch.setattr(filemode, "main", counting_main)
+    monkeypatch.setattr(filemode, "run_conversation", recording_conv)
+    return seen
+
+
+def test_end_to_end_results_table_and_resume(tmp_path, capsys, fake_components, judges, agent_runs, monkeypatch):
+    from kame.bench import latency
+
+    warmed = []
+
+    async def warm_up_llm(spec, nice=0):
+        warmed.append((spec, nice, len(agent_runs["conversations"])))
+
+    monkeypatch.setattr(latency, "warm_up_llm", warm_up_llm)
     qf = write(tmp_path / "question.jsonl", QUESTIONS[:3])  # writing is filtered out: 2 questions
     out = tmp_path / "out"
-    judges["replies"] = ["Wrong. Rating: [[3]]", "I cannot rate this."]
-    rc = main(["eval", "mtbench", qf, "-o", str(out), "--judge", "test_judge", *AGENT])
-    assert rc == 0
+    judges["replies"] = ["Wrong. Rating: [[3]]", "I cannot rate this.", "Still no number."]
+    assert eval_(qf, out) == 0
     printed = capsys.readouterr().out
     lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     assert [(r["question_id"], r["category"], r["rating"]) for r in lines] == [("101", "reasoning", 3.0),
                                                                                 ("131", "stem", None)]
+    # the unparsed reply got one follow-up asking for the rating alone (kept, still unparsed)
+    assert judges["n"] == 3 and lines[1]["judge_followup"] == "Still no number." and judges["probes"] == 1
     r = lines[0]
     assert r["question"] == "Is ice cold?" and r["mode"] == "tandem" and r["judge_reply"] == "Wrong. Rating: [[3]]"
-    assert r["answer"] and isinstance(r["answer"], str) and r["frontend_random"] is True
-    assert "answer" in r["llm_answer"]  # the fake LLM's "answer N", fed to the front-end
-    assert r["latency_s"] is None or r["latency_s"] >= 0
-    for f in r["files"].values():
-        assert (tmp_path / f).exists() or __import__("pathlib").Path(f).exists()
     run = json.loads(open(r["files"]["json"]).read())
     assert run["components"]["frontend"] == "random:tiny"
+    # the answer is the front-end's text stream in the turn's window, not the LLM's answer it was fed
+    end = read_wav(r["files"]["output"], None, mono=False)[0].shape[0] / 24000  # (the last turn's window: to the end)
+    window = "".join(a["text"] for a in run["agent_text"] if r["user_start_s"] - 5e-4 <= a["t"] < end)
+    window = window.replace("\u2581", " ").strip()
+    assert r["answer"] == window and r["answer"] != r["llm_answer"] and r["frontend_random"] is True
+    assert r["llm_answer"].startswith("answer")  # the fake LLM's "answer N", fed to the front-end
+    assert r["heard"].startswith("w0 w1")  # the fake STT's words for the question
+    assert isinstance(r["latency_s"], float) and 0 <= r["latency_s"] < 10
+    assert set(r) >= {"reply_cut_off", "max_tail_reached", "unanswered"} and r["unanswered"] is False
+    # warm-up: the LLM warmed at the back-end's priority, then one untimed conversation, before question 1
+    assert warmed == [("fake", 10, 0)] and agent_runs["main"] == 2 and len(agent_runs["conversations"]) == 3
+    assert agent_runs["main_after"] == [1, 2]  # (the warm-up's conversation came first)
     # the reference went to the judge with the question and the agent's answer
     assert "Yes." in judges["prompts"][0] and "Is ice cold?" in judges["prompts"][0] and r["answer"] in judges["prompts"][0]
     assert "| reasoning | 1 | 3.00 |" in printed and "| stem | 1 | – |" in printed
     assert "| **overall** | 2 | 3.00 |" in printed and "RANDOM WEIGHTS" in printed
+    assert "2 question(s): 2 run, 1 rated, 1 unparsed" in printed
     assert "| **overall** | 2 | 3.00 |" in (out / "results.md").read_text()
-    # resume: both answered, nothing is run or judged again
-    judges["n"] = 0
-    assert main(["eval", "mtbench", qf, "-o", str(out), "--judge", "test_judge", *AGENT]) == 0
-    assert judges["n"] == 0 and len((out / "results.jsonl").read_text().splitlines()) == 2
-    assert "2 already in" in capsys.readouterr().out
-    # another mode into the same folder is refused, not mixed
-    with pytest.raises(ConfigError, match="holds results of --mode tandem"):
-        from kame.eval.mtbench import load_done
+    # resume: both answered, nothing is run or judged again (not even warmed up)
+    judges.update(n=0, probes=0)
+    assert eval_(qf, out) == 0
+    assert judges["n"] == judges["probes"] == 0 and len((out / "results.jsonl").read_text().splitlines()) == 2
+    assert agent_runs["main"] == 2 and len(warmed) == 1
+    assert "2 done in" in capsys.readouterr().out
+    # --rejudge with the same judge: only the unparsed answer is rated again, the agent not run
+    judges["replies"] = ["Better. Rating: [[6]]"]
+    assert eval_(qf, out, "--rejudge") == 0
+    lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["rating"] for r in lines] == [3.0, 6.0] and judges["n"] == 1 and agent_runs["main"] == 2
 
-        load_done(out / "results.jsonl", "cascade", 1)
+
+def test_another_judge_or_agent_is_refused_then_rejudge(tmp_path, capsys, fake_components, judges, agent_runs):
+    qf = write(tmp_path / "question.jsonl", [QUESTIONS[1]])
+    out = tmp_path / "out"
+    assert eval_(qf, out) == 0
+    assert json.loads((out / "eval.json").read_text())["agent"]["backend.llm"] == "fake"
+    assert "rated by the judge test_judge, not test_judge2; give --rejudge" in refused(capsys, qf, out, judge="test_judge2")
+    assert re.search("another agent .*set.*give another -o", refused(capsys, qf, out, "--set", "runtime.silence_db=-40"))
+    assert "another agent (voice 'espeak:en-us' there, 'espeak:en-gb' now)" in \
+        refused(capsys, qf, out, "--voice", "espeak:en-gb")
+    assert "--mode tandem --turns 1, not of --mode cascade" in refused(capsys, qf, out, "--mode", "cascade")
+    # --rejudge: the stored answer rated by the other judge; the agent is not run again
+    judges["replies"] = ["Rating: [[2]]"]
+    runs = agent_runs["main"]
+    assert eval_(qf, out, "--rejudge", judge="test_judge2") == 0
+    (r,) = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert r["rating"] == 2.0 and r["judge"] == "test_judge2" and agent_runs["main"] == runs
+    assert json.loads((out / "eval.json").read_text())["judge"] == "test_judge2"
+    assert eval_(qf, out, judge="test_judge2") == 0  # now the folder's judge: a plain resume
 
 
-def test_judge_failures_are_skipped_then_stop(tmp_path, capsys, fake_components, judges):
+def test_dead_judge_stops_before_any_run(tmp_path, capsys, fake_components, judges, agent_runs):
+    qf = write(tmp_path / "question.jsonl", [QUESTIONS[1]])
+    out = tmp_path / "out"
+    assert "the judge test_dead_judge failed a first short request (ConnectionError: judge down); nothing was " \
+        "run" in refused(capsys, qf, out, judge="test_dead_judge")
+    assert agent_runs["main"] == 0 and not agent_runs["conversations"] and not list((out / "runs").iterdir())
+
+
+def test_judge_failures_are_skipped_then_stop_and_a_rerun_only_grades(tmp_path, capsys, fake_components, judges,
+                                                                      agent_runs):
     qs = [{"question_id": i, "category": "stem", "turns": [f"Question {i}?"]} for i in range(6)]
     qf = write(tmp_path / "question.jsonl", qs)
     out = tmp_path / "out"
-    rc = main(["eval", "mtbench", qf, "-o", str(out), "--judge", "test_dead_judge", "--limit", "1", *AGENT])
-    assert rc == 1  # the question is skipped and said so, not written
+    assert eval_(qf, out, "--limit", "1", judge="test_flaky_judge") == 1  # skipped and said so, not written
     err = capsys.readouterr().err
-    assert "the judge failed (ConnectionError: judge down); skipped" in err
-    assert not (out / "results.jsonl").exists() or not (out / "results.jsonl").read_text().strip()
-    # five failures in a row: the judge is down, the evaluation stops (not 6 questions' runs)
-    judges["n"] = 0
-    assert main(["eval", "mtbench", qf, "-o", str(out), "--judge", "test_dead_judge", *AGENT]) == 1
+    assert "0 (stem): test_flaky_judge: the judge failed (ConnectionError: judge down); skipped" in err
+    assert not (out / "results.jsonl").exists() and (out / "runs" / "0.rec.json").exists()
+    # a rerun with the judge back: question 0 is only graded, not run again
+    runs = agent_runs["main"]
+    assert eval_(qf, out, "--limit", "1") == 0
+    assert agent_runs["main"] == runs and json.loads((out / "results.jsonl").read_text())["rating"] == 7.0
+
+
+def test_agent_failures_are_skipped_then_stop(tmp_path, capsys, fake_components, judges, monkeypatch):
+    from kame.runtime import filemode
+
+    real = filemode.main
+    qs = [{"question_id": i, "category": "stem", "turns": [f"Question {i}?"]} for i in range(10)]
+    qf = write(tmp_path / "question.jsonl", qs)
+    bad = {"1": KameError("the agent made no audio"), "3": RuntimeError("boom")}
+
+    def failing(args):
+        qid = args.input.rsplit("/", 1)[-1].split(".")[0]
+        if qid in bad:
+            raise bad[qid]
+        return real(args)
+
+    monkeypatch.setattr(filemode, "main", failing)
+    out = tmp_path / "out"
+    assert eval_(qf, out, "--limit", "5") == 1  # the others rated, the failures skipped
     err = capsys.readouterr().err
-    assert "failed on 5 questions in a row" in err and "rerun to resume" in err and judges["n"] == 5
+    assert "[2/5] 1 (stem): the agent failed (KameError: the agent made no audio); skipped" in err
+    assert "[4/5] 3 (stem): the agent failed (RuntimeError: boom); skipped" in err
+    rated = [json.loads(x)["question_id"] for x in (out / "results.jsonl").read_text().splitlines()]
+    assert rated == ["0", "2", "4"] and not (out / "runs" / "1.rec.json").exists()
+    # five failures in a row stop the evaluation
+    bad.update({str(i): KameError("down") for i in range(10)})
+    err = refused(capsys, qf, out)
+    assert "5 questions failed in a row (the last: the agent failed: KameError: down); stopped" in err
+    assert "[5/7] 7 (stem)" in err and "[6/7]" not in err
+
+
+def test_judge_made_at_the_backend_priority(tmp_path, capsys, fake_components, judges):
+    from tests.runtime.fakes import CREATED
+
+    qf = write(tmp_path / "question.jsonl", [QUESTIONS[1]])
+    eval_(qf, tmp_path / "out", "--set", "backend.nice=7", judge="fake_nice")
+    assert {"nice": 7} in [kw for _, kw in CREATED]  # (the agent's fake LLM takes no nice)
 
 
 def test_cascade_two_turns(tmp_path, capsys, fake_components, judges):
     qf = write(tmp_path / "question.jsonl", [QUESTIONS[2]])
     out = tmp_path / "out"
-    rc = main(["eval", "mtbench", qf, "-o", str(out), "--judge", "test_judge", "--mode", "cascade", "--turns", "2",
-               "--gap", "3", "--set", "cascade.tts=fake", *AGENT])
-    assert rc == 0
+    assert eval_(qf, out, "--mode", "cascade", "--turns", "2", "--gap", "3", "--set", "cascade.tts=fake") == 0
     lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     assert [(r["question_id"], r["turn"], r["mode"]) for r in lines] == [("131", 1, "cascade"), ("131", 2, "cascade")]
     assert [r["question"] for r in lines] == ["What is a cat?", "And a dog?"]
-    # each turn's answer is the cascade's reply in its own window (the fake LLM counts its replies)
-    assert "answer" in lines[0]["answer"] and "answer" in lines[1]["answer"] and lines[0]["answer"] != lines[1]["answer"]
-    assert "llm_answer" not in lines[0] and "cut_by_next_turn" in lines[0]
+    # each turn's answer is the cascade's "agent_turn" text (as heard) of the reply in its window
+    run = json.loads(open(lines[0]["files"]["json"]).read())
+    heard = [m["text"] for m in run["other_meta"] if m.get("type") == "agent_turn"]
+    assert [r["answer"] for r in lines] == heard and heard[0] != heard[1]
+    assert all(r["answer_source"] == "agent_turn (as heard)" and r["heard"].startswith("w0") for r in lines)
+    assert all(r["reply_cut_off"] is False and r["max_tail_reached"] is False and r["unanswered"] is False
+               for r in lines)
+    assert "llm_answer" not in lines[0] and lines[0]["cut_by_next_turn"] in (True, False)
     assert all(r["latency_s"] is not None and r["latency_s"] >= 0 for r in lines)
     # the second turn is judged with the first as context
     assert "What is a cat?" in judges["prompts"][1] and lines[0]["answer"] in judges["prompts"][1]
-    assert "| stem | 2 | 7.00 |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| stem, turn 1 | 1 | 7.00 |" in printed and "| stem, turn 2 | 1 | 7.00 |" in printed
+    assert "| **overall, all turns** | 2 | 7.00 |" in printed
+
+
+def test_unknown_category_is_refused(tmp_path, capsys, fake_components, judges):
+    qf = write(tmp_path / "question.jsonl", QUESTIONS)
+    err = refused(capsys, qf, tmp_path / "out", "--categories", "stem,maths")
+    assert "has no question in maths; its categories are humanities, reasoning, stem, writing" in err

@@ -45,7 +45,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE, resample, write_wav
 from ..cliargs import at_least
-from ..errors import ConfigError
+from ..errors import ConfigError, KameError
 from ..paths import check_output_folder
 from ..runtime.interrupt import run_to_end
 from .machine import pct
@@ -120,20 +120,39 @@ def build_dialogues(n_turns: int, window: float, lead: float = 0.5) -> list[tupl
         turns = turns[:left]
         left -= len(turns)
         engine, arg = VOICES[d % len(VOICES)]
-        parts, meta, t = [np.zeros(int(lead * SR), np.float32)], [], lead
-        for i, text in enumerate(turns):
-            pcm = synth(engine, arg, text)
-            loud = np.flatnonzero(np.abs(pcm) > 10 ** (-50 / 20))
-            pcm = pcm[: loud[-1] + 1] if loud.size else pcm
-            start = t + (loud[0] / SR if loud.size else 0.0)
-            end = t + pcm.shape[0] / SR
-            parts += [pcm, np.zeros(int(window * SR), np.float32)]
-            meta.append(UserTurn(d, i, text, f"{engine}:{arg}", start, end, 0.0))
-            t = end + window
-        for i, ut in enumerate(meta):
-            ut.window_end = meta[i + 1].start if i + 1 < len(meta) else t
-        out.append((np.concatenate(parts), meta))
+        pcms = [synth(engine, arg, text) for text in turns]
+        out.append(lay_out_turns(pcms, turns, window, lead=lead, tail=window, dialogue=d, voice=f"{engine}:{arg}"))
     return out
+
+
+SPEECH_DB = -50.0  # a user turn's speech: from its first to its last sample above this
+
+
+def lay_out_turns(pcms: list[np.ndarray], texts: list[str], gap: float, *, lead: float = 0.5, tail: float = 0.0,
+                  dialogue: int = 0, voice: str = "", audible: bool = False) -> tuple[np.ndarray, list[UserTurn]]:
+    """One user track: ``lead`` s of silence, each turn's speech (trailing silence trimmed) with
+    ``gap`` s of silence between turns and ``tail`` s after the last; a UserTurn per turn (start
+    and end of its speech; window_end the next turn's start, or the end of the track).
+    ``audible``: a turn with no sample above SPEECH_DB raises KameError (else it is kept whole)."""
+    parts, meta, t = [np.zeros(int(lead * SR), np.float32)], [], lead
+    for i, (pcm, text) in enumerate(zip(pcms, texts)):
+        if i:
+            parts.append(np.zeros(int(gap * SR), np.float32))
+            t += int(gap * SR) / SR
+        pcm = np.asarray(pcm, np.float32)
+        loud = np.flatnonzero(np.abs(pcm) > 10 ** (SPEECH_DB / 20))
+        if audible and not loud.size:
+            raise KameError(f"the TTS gave no audible speech for {text[:60]!r}")
+        pcm = pcm[: loud[-1] + 1] if loud.size else pcm
+        start = t + (loud[0] / SR if loud.size else 0.0)
+        t += pcm.shape[0] / SR
+        parts.append(pcm)
+        meta.append(UserTurn(dialogue, i, text, voice, float(start), float(t), 0.0))
+    parts.append(np.zeros(int(tail * SR), np.float32))
+    t += int(tail * SR) / SR
+    for i, ut in enumerate(meta):
+        ut.window_end = meta[i + 1].start if i + 1 < len(meta) else float(t)
+    return np.concatenate(parts), meta
 
 
 # ---------------------------------------------------------------------------- running
@@ -187,12 +206,17 @@ def _content_words(text: str) -> set[str]:
     return {w.strip("'") for w in _words(text) if w not in _STOP and (len(w) >= 3 or w.isdigit())}
 
 
+def window_text(rec: dict, ut: UserTurn) -> str:
+    """The agent's text stream (rec["agent_text"]) in the turn's window [start, window_end)."""
+    return "".join(a["text"] for a in rec["agent_text"] if ut.start <= a["t"] < ut.window_end).strip()
+
+
 def answer_text(mode: str, rec: dict, ut: UserTurn) -> str:
     """The LLM's answer for a user turn: cascade = reply text in the turn's window; tandem =
     the text of every oracle prediction started in the window (the front-end may say any of it)."""
     lo, hi = ut.start, ut.window_end
     if mode == "cascade":
-        return "".join(a["text"] for a in rec["agent_text"] if lo <= a["t"] < hi).strip()
+        return window_text(rec, ut)
     pids = [o["prediction_id"] for o in rec["oracle"] if o["event"] == "reset" and lo <= o["t"] < hi]
     preds = ["".join(o.get("text", "") for o in rec["oracle"] if o.get("prediction_id") == p and o["event"] == "append")
              for p in pids]
@@ -235,7 +259,7 @@ def analyse(mode: str, runs, dialogues, asr, thr: float) -> list[TurnResult]:
 
 
 # ---------------------------------------------------------------------------- report
-def _pct(xs, q):
+def pct_never(xs, q):
     """machine.pct (nearest rank: a measured value; nan for none) with None (never happened) as
     +inf, so a p50 past the last real value is "never"."""
     return pct([math.inf if x is None else x for x in xs], q)
@@ -256,10 +280,10 @@ def summary(results: list[TurnResult]) -> dict:
     tf = [r.tts_first_chunk for r in results if r.tts_first_chunk is not None]
     return {"turns": len(results), "first_response_n": sum(x is not None for x in fr),
             "content_n": sum(x is not None for x in ct), "already_sounding_n": sum(1 for x in fr if x == 0.0),
-            "first_response_p50": _pct(fr, 0.5), "first_response_p90": _pct(fr, 0.9),
-            "content_p50": _pct(ct, 0.5), "content_p90": _pct(ct, 0.9),
-            "oracle_lag_p50": _pct(ol, 0.5), "oracle_lag_p90": _pct(ol, 0.9), "oracle_lag_n": len(ol),
-            "llm_ttft_p50": _pct(tt, 0.5), "request_delay_p50": _pct(rd, 0.5), "tts_first_chunk_p50": _pct(tf, 0.5)}
+            "first_response_p50": pct_never(fr, 0.5), "first_response_p90": pct_never(fr, 0.9),
+            "content_p50": pct_never(ct, 0.5), "content_p90": pct_never(ct, 0.9),
+            "oracle_lag_p50": pct_never(ol, 0.5), "oracle_lag_p90": pct_never(ol, 0.9), "oracle_lag_n": len(ol),
+            "llm_ttft_p50": pct_never(tt, 0.5), "request_delay_p50": pct_never(rd, 0.5), "tts_first_chunk_p50": pct_never(tf, 0.5)}
 
 
 def table(sums: dict[str, dict], slowdown: dict[str, float]) -> str:

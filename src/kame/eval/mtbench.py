@@ -14,15 +14,22 @@ piper voice) into OUT/runs/ID.in.wav, run through the agent exactly as ``kame ru
 after the first one's end, in the same conversation, and grades both answers (the second with
 the first as context).
 
-Per question and turn, OUT/results.jsonl gets one line: the question, the agent's answer (the
-agent's text in the turn's window: the cascade's reply, the tandem front-end's text stream; for a
+Per question and turn, OUT/results.jsonl gets one line: the question, what the STT heard of it
+(``heard``), the agent's answer (the cascade's: each reply's "agent_turn" text, as heard; the
+tandem's: the front-end's text stream in the turn's window, a proxy of what its audio says; for a
 tandem also the LLM's answer it was fed, ``llm_answer``), the rating (null when the judge's reply
-had none: counted as "unparsed"), the judge's reply, the latency (user's end of speech -> first
-10 ms of agent audio above runtime.silence_db, as kame.bench.latency measures it; null: no sound
-in the window) and the run's files. A rerun into the same folder skips the questions already
-there. A table per category (n, mean rating, median latency, unparsed) and overall is printed and
-written to OUT/results.md. A judge that fails on a question: reported, the question skipped
-(a rerun retries it); five failures in a row stop the evaluation.
+had none, even after one follow-up asking for the rating alone: counted as "unparsed"), the
+judge's replies, the latency (user's end of speech -> first 10 ms of agent audio above
+runtime.silence_db, as kame.bench.latency measures it; null: no sound in the window), the run's
+summary flags (reply_cut_off, max_tail_reached, unanswered) and files. OUT/eval.json records the
+mode, --turns, judge and agent (kame.eval.mtbench.agent_fingerprint): a rerun with others is
+refused; ``--rejudge`` re-rates the stored answers with another judge (and the unparsed ones)
+without running the agent. A rerun skips the questions already rated; one run but not rated
+(OUT/runs/ID.rec.json) is only rated. Before question 1: one short judge request (a dead judge
+stops everything at once) and one untimed warm-up run of the agent. A question whose agent or
+judge fails is reported and skipped (a rerun retries it); five failures in a row stop the
+evaluation. A table per category (n, mean rating, median latency, unparsed), the mean of the
+category means (KAME's avg) and overall is printed and written to OUT/results.md.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import math
 import sys
@@ -45,7 +53,7 @@ from ..paths import check_output_folder
 
 DEFAULT_CATEGORIES = ("reasoning", "stem", "humanities")
 LEAD_S = 0.5  # silence before the first question
-MAX_JUDGE_FAILURES = 5  # in a row: the judge is down, stop
+MAX_FAILURES = 5  # questions failed in a row (agent or judge): something is down, stop
 
 
 @dataclass
@@ -58,8 +66,10 @@ class Question:
 
 
 # ---------------------------------------------------------------------------- questions
-def read_questions(path: str | Path, categories=DEFAULT_CATEGORIES, turns: int = 1) -> list[Question]:
-    """The questions of ``path`` in ``categories`` (None: all), each with at least ``turns`` turns."""
+def read_questions(path: str | Path, categories=DEFAULT_CATEGORIES, turns: int = 1,
+                   strict: bool = False) -> list[Question]:
+    """The questions of ``path`` in ``categories`` (None: all), each with at least ``turns`` turns.
+    ``strict`` (categories the user named): a category with no question in the file is refused."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such question file; give MT-Bench's question.jsonl (FastChat's "
@@ -92,6 +102,10 @@ def read_questions(path: str | Path, categories=DEFAULT_CATEGORIES, turns: int =
         if len(d["turns"]) < turns:
             raise ConfigError(f"{where}: question {qid} has {len(d['turns'])} turn(s), --turns {turns} needs {turns}")
         out.append(Question(qid, d["category"], [t.strip() for t in d["turns"][:turns]], ref, where))
+    missing = [c for c in categories or () if c not in found] if strict else []
+    if missing:  # (was: ignored, so stem,maths ran stem alone)
+        raise ConfigError(f"--categories: {path} has no question in {', '.join(missing)}; its categories are "
+                          f"{', '.join(sorted(found)) or 'none'}")
     if not out:
         raise ConfigError(f"{path}: no question left in categories {', '.join(categories or ())} (the file has "
                           f"{', '.join(sorted(found)) or 'none'}); see --categories")
@@ -102,49 +116,52 @@ def read_questions(path: str | Path, categories=DEFAULT_CATEGORIES, turns: int =
 def speak(tts, texts: list[str], gap: float) -> tuple[np.ndarray, list]:
     """The user's side: LEAD_S of silence, then each text spoken, ``gap`` seconds between them;
     with a kame.bench.latency.UserTurn per text (start/end of its speech; window_end is the next
-    turn's start, or the end of the audio: the caller sets the last one)."""
-    from ..bench.latency import UserTurn
+    turn's start, or the end of the speech: the caller sets the last one)."""
+    from ..bench.latency import lay_out_turns
     from ..runtime.interrupt import run_to_end
 
     async def synth(text: str) -> np.ndarray:
         return np.concatenate([c async for c in tts.synthesize(text)] or [np.zeros(0, np.float32)])
 
-    parts, turns, t = [np.zeros(int(LEAD_S * SR), np.float32)], [], LEAD_S
-    for i, text in enumerate(texts):
-        if i:
-            parts.append(np.zeros(int(gap * SR), np.float32))
-            t += gap
-        pcm = np.asarray(run_to_end(synth(text)), np.float32)
-        loud = np.flatnonzero(np.abs(pcm) > 10 ** (-50 / 20))  # (as latency.build_dialogues trims)
-        if not loud.size:
-            raise KameError(f"the TTS gave no audible speech for {text[:60]!r}")
-        pcm = pcm[: loud[-1] + 1]
-        turns.append(UserTurn(0, i, text, "", float(t + loud[0] / SR), float(t + pcm.shape[0] / SR), 0.0))
-        parts.append(pcm)
-        t += pcm.shape[0] / SR
-    for a, b in zip(turns, turns[1:]):
-        a.window_end = b.start
-    return np.concatenate(parts), turns
+    pcms = [run_to_end(synth(text)) for text in texts]
+    return lay_out_turns(pcms, texts, gap, lead=LEAD_S, audible=True)
+
+
+def warm_up(tts, cfg, fast: bool) -> None:
+    """One untimed run before question 1: the back-end LLM warmed as kame bench latency warms it,
+    then a short spoken "Hello." through the agent, so question 1 does not pay the one-off costs
+    (an embedded STT's or LLM's child starting, its first decode)."""
+    from ..bench.latency import warm_up_llm
+    from ..runtime.filemode import run_conversation
+    from ..runtime.interrupt import run_to_end
+
+    pcm, _ = speak(tts, ["Hello."], 0.0)
+
+    async def run() -> None:
+        await warm_up_llm(cfg.backend.llm, cfg.backend.nice)
+        await run_conversation(cfg, np.concatenate([pcm, np.zeros(2 * SR, np.float32)]), fast=fast)
+
+    run_to_end(run())
 
 
 # ---------------------------------------------------------------------------- one question
 def run_question(args, q: Question, tts, runs: Path, thr: float) -> list[dict]:
-    """Speak ``q``, run it through the agent as ``kame run`` does, one record per turn (no rating yet)."""
-    from ..bench.latency import first_voiced, answer_text
+    """Speak ``q``, run it through the agent as ``kame run`` does, one record per turn (no rating
+    yet). Raises what the agent raises."""
     from ..runtime import filemode
 
     pcm, turns = speak(tts, q.turns, args.gap)
-    stem = runs / _safe(q.id)
+    stem = runs / run_name(q.id)
     wav_in, wav_out, log = stem.with_suffix(".in.wav"), stem.with_suffix(".wav"), stem.with_suffix(".log")
     write_wav(wav_in, pcm, SR)
     wav_out.with_suffix(".json").unlink(missing_ok=True)  # (an earlier attempt's, not to be read as this one's)
     ns = argparse.Namespace(**{**vars(args), "input": str(wav_in), "output": str(wav_out), "no_png": True})
     with open(log, "w") as f, contextlib.redirect_stdout(f):  # (kame run's printout: in ID.log)
         try:
-            rc = filemode.main(ns)
+            rc = filemode.main(ns)  # (it clamps --max-tail to at least --tail itself)
         except KameError as exc:  # the front-end failed: the files are written, the answer is what it is
             if not wav_out.with_suffix(".json").exists():  # (no run at all: e.g. the agent made no audio)
-                raise KameError(f"question {q.id}: {exc}") from None
+                raise
             print(f"error     {exc}", file=f)
             rc = 0
     if rc == 130:
@@ -153,18 +170,33 @@ def run_question(args, q: Question, tts, runs: Path, thr: float) -> list[dict]:
     audio, _ = read_wav(wav_out, None, mono=False)
     agent = audio[:, 1]
     turns[-1].window_end = agent.shape[0] / SR
-    mode = doc["components"].get("mode") or args.mode or "tandem"
+    files = {"input": str(wav_in), "output": str(wav_out), "json": str(wav_out.with_suffix(".json")), "log": str(log)}
+    return turn_records(q, doc, turns, agent, thr, args.mode, files)
+
+
+def turn_records(q: Question, doc: dict, turns: list, agent: np.ndarray, thr: float, mode_asked: str,
+                 files: dict) -> list[dict]:
+    """One record per user turn of a run's OUT.json ``doc`` (its agent track ``agent``)."""
+    from ..bench.latency import answer_text, first_voiced, window_text
+
+    mode = doc["components"].get("mode") or mode_asked
+    summ = doc.get("summary", {})
     out = []
     for k, ut in enumerate(turns):
-        answer = "".join(a["text"] for a in doc["agent_text"] if ut.start <= a["t"] < ut.window_end)
+        if mode == "cascade":
+            answer, source = cascade_answer(doc, ut)
+        else:  # the front-end's own text stream: a proxy of what its audio says
+            answer, source = window_text(doc, ut), "frontend text stream"
         hit = first_voiced(agent, ut.end, ut.window_end, thr)
         rec = {"question_id": q.id, "category": q.category, "turn": k + 1, "mode": mode, "question": ut.text,
-               "answer": answer.replace("\u2581", " ").strip(),
+               "answer": answer.replace("\u2581", " ").strip(), "answer_source": source,
+               "heard": " ".join(t["text"] for t in doc.get("transcripts", ())
+                                 if t["final"] and ut.start <= t["t"] < ut.window_end).strip(),
                "latency_s": None if hit is None else round(max(0.0, hit - ut.end), 3),
-               "user_end_s": round(ut.end, 3), "reference": q.reference[k] if q.reference and k < len(q.reference) else None,
+               "user_start_s": round(ut.start, 3), "user_end_s": round(ut.end, 3), "reference": q.reference[k] if q.reference and k < len(q.reference) else None,
                "frontend_random": doc.get("frontend_random", False), "errors": len(doc.get("errors", ())),
-               "files": {"input": str(wav_in), "output": str(wav_out), "json": str(wav_out.with_suffix(".json")),
-                         "log": str(log)}}
+               **{flag: summ.get(flag) for flag in ("reply_cut_off", "max_tail_reached", "unanswered")},
+               "files": files}
         if mode == "tandem":  # what the LLM answered (fed to the front-end as its oracle)
             rec["llm_answer"] = answer_text("tandem", doc, ut)
         if k + 1 < len(turns):  # agent still audible just before the next question: cut by it
@@ -173,22 +205,86 @@ def run_question(args, q: Question, tts, runs: Path, thr: float) -> list[dict]:
     return out
 
 
-def _safe(qid: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in qid) or "q"
+def cascade_answer(doc: dict, ut) -> tuple[str, str]:
+    """(answer, its source): what the cascade said to the user turn ``ut``, as heard: the
+    "agent_turn" text of each reply to speech that ended in the turn's window (cut where a
+    barge-in or failure cut it). A reply still under way when the file ended has none: then the
+    text generated in the window (the record's reply_cut_off / max_tail_reached say so)."""
+    from ..bench.latency import window_text
+
+    metas = doc.get("other_meta") or ()
+    ends = {m.get("turn"): m.get("t_user_end") for m in metas if m.get("type") == "turn"}
+    mine = {tid for tid, t in ends.items() if t is not None and ut.start <= t < ut.window_end}
+    said = {m.get("turn"): m.get("text", "") for m in metas if m.get("type") == "agent_turn" and m.get("turn") in mine}
+    if mine - set(said):
+        return window_text(doc, ut), "generated text (a reply had not ended)"
+    return " ".join(said[t].strip() for t in sorted(mine) if said[t].strip()), "agent_turn (as heard)"
 
 
-def grade(judge, runner, recs: list[dict], timeout_s: float) -> None:
-    """Judge each turn's answer (in place: rating, judge_reply); raises what the judge raises."""
-    from .judge import ask_judge, judge_messages, parse_rating
+def run_name(qid: str) -> str:
+    """A file name for question ``qid``: the id itself when it is safe, else the id made safe plus
+    a short hash of it (so "1.0" and "1_0" do not share runs/1_0.*)."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in qid)
+    if safe == qid and safe:
+        return safe
+    return f"{safe or 'q'}-{hashlib.sha1(qid.encode()).hexdigest()[:8]}"
+
+
+def grade(judge, runner, recs: list[dict], timeout_s: float, judge_spec: str, which=None) -> None:
+    """Judge turn answers (in place: rating, judge_reply, judge_followup, judge); ``which``: the
+    indices to judge (default all; the earlier turns are context either way). Raises what the
+    judge raises."""
+    from .judge import judge_messages, rate
 
     for k, r in enumerate(recs):
+        if which is not None and k not in which:
+            continue
         msgs = judge_messages(r["question"], r["answer"], reference=r["reference"],
                               history=[(p["question"], p["answer"]) for p in recs[:k]])
-        reply = runner.run(ask_judge(judge, msgs, timeout_s=timeout_s))
-        r["judge_reply"], r["rating"] = reply, parse_rating(reply)
+        r["rating"], r["judge_reply"], r["judge_followup"] = runner.run(rate(judge, msgs, timeout_s=timeout_s))
+        r["judge"] = judge_spec
 
 
 # ---------------------------------------------------------------------------- results
+SETTINGS = "eval.json"  # in OUT: the mode, turns, judge and agent the results are of
+
+
+def agent_fingerprint(args, cfg) -> dict:
+    """What makes the agent's answers what they are (a rerun with others is refused)."""
+    return {"backend.llm": cfg.backend.llm, "backend.stt": cfg.backend.stt, "cascade.tts": cfg.cascade.tts,
+            "frontend.spec": str(cfg.frontend.spec), "voice": args.voice,
+            "set": list(getattr(args, "overrides", None) or [])}
+
+
+def check_settings(out: Path, args, agent: dict) -> dict:
+    """The folder's settings (written when new): a folder of another mode, --turns or agent is
+    refused (give another -o); another judge too, unless --rejudge."""
+    path, results = out / SETTINGS, out / "results.jsonl"
+    want = {"mode": args.mode, "turns": args.turns, "judge": args.judge, "agent": agent}
+    if not path.exists():
+        if (results.exists() and results.read_text().strip()) or any((out / "runs").glob("*.rec.json")):
+            raise ConfigError(f"{out} holds results without {SETTINGS} (the settings they were made with: an "
+                              f"older kame); give another -o")
+        path.write_text(json.dumps(want, indent=1) + "\n")
+        return want
+    have = json.loads(path.read_text())
+    if (have.get("mode"), have.get("turns")) != (args.mode, args.turns):
+        raise ConfigError(f"{out} holds results of --mode {have.get('mode')} --turns {have.get('turns')}, not of "
+                          f"--mode {args.mode} --turns {args.turns}; give another -o")
+    if not args.rejudge and have.get("agent") != agent:
+        diff = [f"{k} {have.get('agent', {}).get(k)!r} there, {v!r} now" for k, v in agent.items()
+                if have.get("agent", {}).get(k) != v]
+        raise ConfigError(f"{out} holds the answers of another agent ({'; '.join(diff)}); give another -o "
+                          f"(or the same settings to resume)")
+    rated = results.exists() and bool(results.read_text().strip())  # (runs not rated yet: any judge may rate them)
+    if not args.rejudge and rated and have.get("judge") != args.judge:
+        raise ConfigError(f"{out} was rated by the judge {have.get('judge')}, not {args.judge}; give --rejudge to "
+                          f"re-rate its answers with {args.judge} (the agent is not run again), or another -o")
+    if have.get("judge") != args.judge:
+        path.write_text(json.dumps({**have, "judge": args.judge}, indent=1) + "\n")
+    return have
+
+
 def load_done(path: Path, mode: str, turns: int) -> list[dict]:
     """The records already in results.jsonl (resume); refused if they are of another mode/--turns."""
     if not path.exists():
@@ -210,25 +306,50 @@ def load_done(path: Path, mode: str, turns: int) -> list[dict]:
 
 
 def _median(xs: list) -> float:
-    """Median latency, a turn without sound counting as +inf (kame.bench.latency's way); nan for none."""
-    from ..bench.machine import pct
+    from ..bench.latency import pct_never
 
-    return pct([math.inf if x is None else x for x in xs], 0.5)
+    return pct_never(xs, 0.5)  # (a turn without sound counts as +inf, as kame bench latency counts it)
 
 
-def table(records: list[dict], categories) -> str:
-    """Per category (n, mean rating, median latency, unparsed) and overall, as KAME's table."""
+def _row(name: str, rs: list[dict], mean: float | None = None) -> str:
+    rated = [r["rating"] for r in rs if r["rating"] is not None]
+    if mean is None and rated:
+        mean = sum(rated) / len(rated)
+    med = _median([r["latency_s"] for r in rs])
+    med = "never" if med == math.inf else ("–" if med != med else f"{med:.2f}")
+    return f"| {name} | {len(rs)} | {'–' if mean is None else f'{mean:.2f}'} | {med} | {len(rs) - len(rated)} |"
+
+
+def table(records: list[dict], categories, by_turn: bool = False) -> str:
+    """Per category (n, mean rating, median latency, unparsed), then "avg of categories" (the mean
+    of the category means: KAME's avg) and "overall" (the mean of all ratings); ``by_turn``: the
+    rows of each turn apart, then overall for all turns."""
     cats = [c for c in categories if any(r["category"] == c for r in records)] + \
         sorted({r["category"] for r in records} - set(categories))
     lines = ["| category | n | mean score (1-10) | median latency (s) | unparsed |", "|---|---|---|---|---|"]
-    for name, rs in [(c, [r for r in records if r["category"] == c]) for c in cats] + [("overall", records)]:
-        rated = [r["rating"] for r in rs if r["rating"] is not None]
-        mean = f"{sum(rated) / len(rated):.2f}" if rated else "–"
-        med = _median([r["latency_s"] for r in rs])
-        med = "never" if med == math.inf else ("–" if med != med else f"{med:.2f}")
-        lines.append(f"| {'**overall**' if name == 'overall' else name} | {len(rs)} | {mean} | {med} | "
-                     f"{len(rs) - len(rated)} |")
+    groups = [(f", turn {t}", [r for r in records if r.get("turn", 1) == t])
+              for t in sorted({r.get("turn", 1) for r in records})] if by_turn else [("", records)]
+    for suffix, recs in groups:
+        means = []
+        for c in cats:
+            rs = [r for r in recs if r["category"] == c]
+            if rs:
+                lines.append(_row(c + suffix, rs))
+                rated = [r["rating"] for r in rs if r["rating"] is not None]
+                if rated:
+                    means.append(sum(rated) / len(rated))
+        avg = sum(means) / len(means) if means else None
+        lines.append(_row(f"*avg of categories{suffix}*", recs, avg))
+        lines.append(_row(f"**overall{suffix}**", recs))
+    if by_turn:
+        lines.append(_row("**overall, all turns**", records))
     return "\n".join(lines)
+
+
+def _write_all(path: Path, records: list[dict]) -> None:
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    tmp.replace(path)
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -240,7 +361,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder for results.jsonl, results.md and runs/ (a rerun resumes)")
     p.add_argument("--judge", required=True, metavar="SPEC",
                    help="the judge LLM, e.g. openai:gpt-4.1 (real scores); embedded runs offline but its "
-                        "ratings mean little")
+                        "ratings are mostly unparsed or meaningless")
     add_config_arguments(p)
     p.add_argument("--mode", choices=("tandem", "cascade"), default="tandem", help="the agent (default tandem)")
     p.add_argument("--categories", default=",".join(DEFAULT_CATEGORIES),
@@ -257,13 +378,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-tail", type=float, default=90.0,
                    help="a cascade still answering after --tail gets more silence, up to this in all (default 90)")
     p.add_argument("--fast", action="store_true", help="no wall-clock pacing (latencies then mean little)")
+    p.add_argument("--rejudge", action="store_true",
+                   help="re-rate the answers stored in OUT with --judge (another judge's ratings, and the "
+                        "unparsed ones); the agent is not run")
     p.add_argument("--judge-timeout", type=at_least(1.0, float), default=180.0,
                    help="seconds for one judge reply (default 180)")
 
 
+def _why(exc: BaseException) -> str:
+    return "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
+
+
+def probe_judge(judge, runner, spec: str, timeout_s: float) -> None:
+    """One short request before the first question: a dead judge is found now, not after a run."""
+    from ..backend.types import ChatMessage
+    from .judge import ask_judge
+
+    try:
+        runner.run(ask_judge(judge, [ChatMessage("user", "Reply with [[5]] and nothing else.")],
+                             timeout_s=timeout_s, max_tokens=8))
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever it is, the judge cannot be used
+        raise KameError(f"the judge {spec} failed a first short request ({_why(exc)}); nothing was run. Check "
+                        f"--judge (a server running? its API key set?) and rerun") from None
+
+
 def main(args) -> int:
     from .. import registry
+    from ..backend.childproc import load_in_thread
     from ..config import config_from_args
+    from ..runtime.backend import create_llm
     from ..runtime.filemode import check_tail
 
     cats = None if args.categories.strip() == "all" else \
@@ -273,7 +418,7 @@ def main(args) -> int:
     check_tail(args.tail, args.max_tail)
     if args.judge.strip() in ("", "none"):
         raise ConfigError("--judge: give the judge LLM, e.g. openai:gpt-4.1 (or embedded, offline)")
-    questions = read_questions(args.questions, cats, args.turns)
+    questions = read_questions(args.questions, cats, args.turns, strict=cats not in (None, DEFAULT_CATEGORIES))
     if args.limit:
         questions = questions[: args.limit]
     cfg = config_from_args(args)  # (checked before anything runs)
@@ -282,45 +427,77 @@ def main(args) -> int:
     runs = out / "runs"
     runs.mkdir(exist_ok=True)
     results = out / "results.jsonl"
+    check_settings(out, args, agent_fingerprint(args, cfg))
     done = load_done(results, args.mode, args.turns)
-    have = {r["question_id"] for r in done}
-    todo = [q for q in questions if q.id not in have]
+    others = sorted({str(r.get("judge")) for r in done} - {args.judge})
+    if others and not args.rejudge:  # (a --rejudge cut short: some answers still have the old judge's rating)
+        raise ConfigError(f"{results} has ratings of the judge {', '.join(others)}; give --rejudge to re-rate them "
+                          f"with {args.judge}, or another -o")
+    by_q: dict[str, list[dict]] = {}
+    for r in done:
+        by_q.setdefault(r["question_id"], []).append(r)
+
+    def saved(q: Question) -> Path:
+        return runs / f"{run_name(q.id)}.rec.json"
+
+    def stale(recs: list[dict]) -> set[int]:  # the answers --rejudge rates: another judge's, or unparsed
+        return {k for k, r in enumerate(recs) if r.get("judge") != args.judge or r.get("rating") is None}
+
+    if args.rejudge:
+        todo = [q for q in questions if (q.id in by_q and stale(by_q[q.id])) or (q.id not in by_q and saved(q).exists())]
+        not_run = [q.id for q in questions if q.id not in by_q and not saved(q).exists()]
+    else:
+        todo, not_run = [q for q in questions if q.id not in by_q], []
     print(f"{len(questions)} question(s) ({', '.join(cats) if cats else 'all categories'}, turn"
-          f"{'s 1-2' if args.turns == 2 else ' 1'}), {len(questions) - len(todo)} already in {results}; "
-          f"mode {args.mode}, judge {args.judge}", flush=True)
+          f"{'s 1-2' if args.turns == 2 else ' 1'}), {len(questions) - len(todo) - len(not_run)} done in {results}; "
+          f"mode {args.mode}, judge {args.judge}" + (f"; --rejudge: {len(todo)} to re-rate" if args.rejudge else ""),
+          flush=True)
     if args.judge.split(":")[0] in ("embedded", "smollm2"):
-        print("note: the embedded judge runs offline but its ratings mean little; use --judge openai:MODEL "
-              "for real scores", flush=True)
-    if args.max_tail < args.tail:
-        args.max_tail = args.tail
+        print("note: the embedded judge runs offline but its ratings are mostly unparsed or meaningless; use "
+              "--judge openai:MODEL for real scores", flush=True)
     runner = asyncio.Runner()  # the judge's own loop, kept for the whole run (its client lives in it)
     failed, in_a_row, new, judge = [], 0, [], None
     try:
-        judge = runner.run(_create(registry, "llm", args.judge)) if todo else None
-        tts = registry.create("tts", args.voice) if todo else None
+        if todo:  # made as the agents make their LLM: at the back-end's CPU priority, in a thread
+            judge = runner.run(load_in_thread(create_llm, args.judge, cfg.backend.nice))
+            probe_judge(judge, runner, args.judge, args.judge_timeout)
+        to_run = [] if args.rejudge else [q for q in todo if not saved(q).exists()]
+        tts = registry.create("tts", args.voice) if to_run else None
+        if to_run:
+            print("warm-up: one untimed run through the agent", flush=True)
+            warm_up(tts, cfg, args.fast)
         for i, q in enumerate(todo, 1):
-            recs = run_question(args, q, tts, runs, thr)
+            tag = f"[{i}/{len(todo)}] {q.id} ({q.category})"
+            which = None
+            if q.id in by_q:  # --rejudge: the stored answers
+                recs, which = by_q[q.id], stale(by_q[q.id])
+            elif saved(q).exists():  # run before, not rated yet: only rated now
+                recs = json.loads(saved(q).read_text())
+            else:
+                try:
+                    recs = run_question(args, q, tts, runs, thr)
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the agent failed on this question: skipped
+                    in_a_row = _failure(failed, in_a_row, q, tag, "the agent", _why(exc), results)
+                    continue
+                saved(q).write_text(json.dumps(recs, indent=1))  # (a judge failure then costs no rerun)
             try:
-                grade(judge, runner, recs, args.judge_timeout)
+                grade(judge, runner, recs, args.judge_timeout, args.judge, which)
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # noqa: BLE001 - any judge failure: this question skipped
-                why = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
-                failed.append(q.id)
-                in_a_row += 1
-                print(f"[{i}/{len(todo)}] {q.id} ({q.category}): the judge failed ({why}); skipped "
-                      f"(a rerun retries it)", file=sys.stderr, flush=True)
-                if in_a_row >= MAX_JUDGE_FAILURES:
-                    raise KameError(f"the judge {args.judge} failed on {in_a_row} questions in a row ({why}); "
-                                    f"stopped. The results so far are in {results}; fix the judge and rerun "
-                                    f"to resume") from None
+                in_a_row = _failure(failed, in_a_row, q, f"{tag}: {args.judge}", "the judge", _why(exc), results)
                 continue
             in_a_row = 0
-            with open(results, "a") as f:
-                for r in recs:
-                    f.write(json.dumps({**r, "turns_asked": args.turns, "judge": args.judge}) + "\n")
-            new += recs
-            print(f"[{i}/{len(todo)}] {q.id} ({q.category}): rating "
+            if q.id in by_q:
+                _write_all(results, done)  # (the records rated again, in place)
+            else:
+                with open(results, "a") as f:
+                    for r in recs:
+                        f.write(json.dumps({**r, "turns_asked": args.turns}) + "\n")
+                new += [{**r, "turns_asked": args.turns} for r in recs]
+            print(f"{tag}: rating "
                   + ", ".join("unparsed" if r["rating"] is None else f"{r['rating']:g}" for r in recs)
                   + ", latency " + ", ".join("never" if r["latency_s"] is None else f"{r['latency_s']:.2f} s"
                                              for r in recs), flush=True)
@@ -331,21 +508,31 @@ def main(args) -> int:
         runner.close()
     ids = {q.id for q in questions}
     records = [r for r in done + new if r["question_id"] in ids]
-    text = table(records, cats or ())
-    random_fe = any(r.get("frontend_random") for r in records)
-    notes = [f"kame eval mtbench: {len({r['question_id'] for r in records})}/{len(questions)} question(s) rated, "
-             f"mode {args.mode}, judge {args.judge}"]
-    if random_fe:
+    text = table(records, cats or (), by_turn=args.turns == 2)
+    rated = sum(r["rating"] is not None for r in records)
+    notes = [f"kame eval mtbench: {len(questions)} question(s): {len({r['question_id'] for r in records})} run, "
+             f"{rated} rated, {len(records) - rated} unparsed" + (" (answers: 2 turns each)" if args.turns == 2 else "")
+             + f"; mode {args.mode}, judge {args.judge}"]
+    if any(r.get("frontend_random") for r in records):
         notes.append("NOTE: the tandem front-end has RANDOM WEIGHTS: its answers are babble and their ratings "
                      "mean nothing until a trained front-end exists (the cascade's are real)")
     if failed:
-        notes.append(f"the judge failed on {len(failed)} question(s), not in the table: {', '.join(failed)} "
-                     f"(rerun to retry)")
+        notes.append(f"{len(failed)} question(s) failed, not in the table: {', '.join(failed)} (rerun to retry)")
+    if not_run:
+        notes.append(f"--rejudge: {len(not_run)} question(s) never run, not in the table: {', '.join(not_run)} "
+                     f"(rerun without --rejudge to run them)")
     print("\n" + "\n".join(notes) + "\n\n" + text)
     (out / "results.md").write_text("\n".join(notes) + "\n\n" + text + "\n")
     print(f"\nwrote {results}, {out / 'results.md'}, {runs}/")
     return 1 if failed else 0
 
 
-async def _create(registry, kind: str, spec: str):
-    return registry.create(kind, spec)  # (inside the judge's loop: a client made here belongs to it)
+def _failure(failed: list, in_a_row: int, q: Question, tag: str, who: str, why: str, results: Path) -> int:
+    """Report a question skipped; the failures in a row so far (MAX_FAILURES: stop)."""
+    failed.append(q.id)
+    in_a_row += 1
+    print(f"{tag}: {who} failed ({why}); skipped (a rerun retries it)", file=sys.stderr, flush=True)
+    if in_a_row >= MAX_FAILURES:
+        raise KameError(f"{in_a_row} questions failed in a row (the last: {who} failed: {why}); stopped. The "
+                        f"results so far are in {results}; fix it and rerun to resume") from None
+    return in_a_row
