@@ -3,7 +3,7 @@
     kame demo                         # the main job on the embedded default
     kame bench step|codec|codec-quality|backend|sessions|latency|soak
     kame codec roundtrip IN.wav -o OUT.wav --codec embedded
-    kame data synth QA.jsonl -o data/  # training dialogues from a QA set (simulated oracle)
+    kame data synth QA.jsonl -o data/ --llm SPEC  # training dialogues from a QA set (simulated oracle)
     kame train data/train.jsonl -o runs/x  # fine-tune a front-end on them
     kame eval mtbench question.jsonl -o eval/ --judge SPEC  # spoken MT-Bench
     kame run IN.wav -o OUT.wav        # file mode

@@ -410,3 +410,20 @@ def test_torchrun_two_processes_end_with_the_same_weights(tmp_path):
         codes, oracle = next(one)
         assert torch.equal(torch.cat([c0, c1]), codes) and torch.equal(torch.cat([o0, o1]), oracle)
     assert _build_parser(["train"])[0] is not None
+
+
+def test_a_cache_of_another_codec_is_encoded_again_and_no_cache_reads_none(tmp_path):
+    from kame.train.finetune import load_examples
+
+    manifest = _data(tmp_path / "data")
+    cfg, tok, said = _tiny().cfg, default_tokenizer(), []
+    load_examples(manifest, FakeCodec(), tok, cfg, codec_spec="fake", echo=said.append)  # caches both
+    other = FakeCodec()
+    other.fingerprint = "cd" * 32  # another codec: its caches are not these
+    said.clear()
+    load_examples(manifest, other, tok, cfg, codec_spec="other", echo=said.append)
+    assert sum("encoding it again" in s for s in said) == 2
+    assert any("encoding 2/2 dialogues" in s for s in said)
+    # without the cache (or a codec with no fingerprint) a stale cache is not read: no error
+    (tmp_path / "data" / "d0" / "codes.npz").write_bytes(b"junk")
+    load_examples(manifest, other, tok, cfg, use_cache=False)

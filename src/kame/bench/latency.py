@@ -168,8 +168,11 @@ async def warm_up_llm(spec: str, nice: int = 0) -> None:
     # the agents' own way (kame.runtime.backend.create_llm): at the config's CPU priority, which
     # the shared embedded LLM child keeps for the whole run; Ctrl-C while it loads ends at once
     llm = await load_in_thread(create_llm, spec, nice)
-    async for _ in llm.stream_chat([ChatMessage("user", "Say hello.")], max_tokens=4):
-        pass
+    try:
+        async for _ in llm.stream_chat([ChatMessage("user", "Say hello.")], max_tokens=4):
+            pass
+    finally:
+        await llm.aclose()  # (an HTTP client's connections; the embedded child stays, shared)
 
 
 async def run_mode(cfg, dialogues, log_every: bool = True) -> list[tuple[dict, np.ndarray]]:

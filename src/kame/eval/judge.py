@@ -15,10 +15,9 @@ not the judge's rating).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
 
+from ..backend.llm.base import collect_reply
 from ..backend.types import ChatMessage
 
 SYSTEM = (
@@ -91,15 +90,7 @@ def parse_rating(reply: str) -> float | None:
 async def ask_judge(llm, messages: list[ChatMessage], *, timeout_s: float, max_tokens: int = 1024) -> str:
     """The judge's whole reply (deterministic: temperature 0). Raises asyncio.TimeoutError past
     ``timeout_s``, and whatever the LLM raises; the stream is closed either way."""
-    async def collect() -> str:
-        pieces = []
-        stream = llm.stream_chat(messages, max_tokens=max_tokens, temperature=0.0)
-        async with contextlib.aclosing(stream):  # (closed on a timeout too: its connection freed)
-            async for piece in stream:
-                pieces.append(piece)
-        return "".join(pieces)
-
-    return await asyncio.wait_for(collect(), timeout_s)
+    return await collect_reply(llm, messages, timeout_s=timeout_s, max_tokens=max_tokens, temperature=0.0)
 
 
 async def rate(llm, messages: list[ChatMessage], *, timeout_s: float) -> tuple[float | None, str, str | None]:

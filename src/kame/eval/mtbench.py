@@ -516,7 +516,10 @@ def main(args) -> int:
     if any(r.get("frontend_random") for r in records):
         notes.append("NOTE: the tandem front-end has RANDOM WEIGHTS: its answers are babble and their ratings "
                      "mean nothing until a trained front-end exists (the cascade's are real)")
-    if failed:
+    if failed and args.rejudge:
+        notes.append(f"{len(failed)} question(s) could not be re-rated, kept with their earlier rating: "
+                     f"{', '.join(failed)} (rerun with --rejudge to retry)")
+    elif failed:
         notes.append(f"{len(failed)} question(s) failed, not in the table: {', '.join(failed)} (rerun to retry)")
     if not_run:
         notes.append(f"--rejudge: {len(not_run)} question(s) never run, not in the table: {', '.join(not_run)} "

@@ -1,4 +1,4 @@
-"""Training the front-end: its data layout exists; generation and fine-tuning are the roadmap.
+"""Training the front-end: the data layout, data synthesis (`kame data synth`) and fine-tuning (`kame train`).
 
 docs/training.md describes both. What exists now (tested, tests/train):
 

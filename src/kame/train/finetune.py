@@ -122,7 +122,7 @@ def check_resume(rec: dict, tcfg: TrainConfig, manifest_sha: str, world: int, wh
     if diffs:
         raise ConfigError(f"train: --resume {where} continues another run: " + "; ".join(diffs) + ". A resumed run "
                           f"must take the batches and settings of the run it continues (only --steps, --log-every, "
-                          f"--save-every and --no-cache may change): give the same options, or start a new run "
+                          f"--save-every, --no-cache and --batch-size with the same batch x processes may change): give the same options, or start a new run "
                           f"(another -o) from it with --frontend {where}")
 
 
@@ -206,14 +206,16 @@ def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool =
                   echo: Callable[[str], None] = lambda s: None) -> list[Example]:
     """Every dialogue of the manifest as an Example (DataError: a missing or empty manifest, a
     dialogue that does not fit the codec, tokenizer or front-end). With ``use_cache``, a dialogue
-    without codes.npz is encoded once and cached there (write_codes, as ``codec_spec``; rank r of
-    ``world`` processes encodes every world-th one, then all wait and read); a codec without a
-    fingerprint cannot be cached: it encodes every time. ``echo``: progress."""
+    without codes.npz, or whose codes.npz another codec or audio made, is encoded and cached there
+    (write_codes, as ``codec_spec``; rank r of ``world`` processes encodes every world-th one,
+    then all wait and read); without ``use_cache``, or with a codec without a fingerprint (it
+    cannot be cached), every dialogue is encoded every time and caches are not read. ``echo``:
+    progress."""
     import torch
     import torch.distributed as dist
 
     from ..runtime.frontend import fit_codec
-    from .codes import write_codes
+    from .codes import load_codes, write_codes
     from .data import CODES
     from .examples import training_example
 
@@ -224,7 +226,7 @@ def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool =
     spec = codec_spec or type(codec).__name__
     fit_codec(codec, spec, cfg, "the front-end")  # (the codebooks it codes with, before any encode)
     cache = use_cache and getattr(codec, "fingerprint", None) is not None
-    todo = [e for e in entries if not (e.path / CODES).is_file()] if use_cache else list(entries)
+    todo = [e for e in entries if not (cache and _cached(e.path, codec, load_codes, CODES, echo))]
     if cache:
         mine = todo[rank::world]
         for i, e in enumerate(mine, 1):
@@ -233,7 +235,7 @@ def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool =
         if world > 1 and dist.is_available() and dist.is_initialized():
             dist.barrier()  # every rank's share written before any is read
         todo = []
-    elif todo:
+    elif use_cache:
         echo(f"codec {spec} has no fingerprint: its codes cannot be cached, every run encodes them")
     encode = {e.path for e in todo}
     out, n = [], 0
@@ -242,10 +244,23 @@ def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool =
         if e.path in encode:
             n += 1
             _progress(echo, n, len(encode), f"encoding {{}}/{len(encode)} dialogues")
-        codes, oracle = training_example(d, codec, tokenizer, cfg, use_cache=use_cache)
+        codes, oracle = training_example(d, codec, tokenizer, cfg, use_cache=cache)
         small = codes.numel() == 0 or int(codes.max()) < 2 ** 15  # (ids and codes; -1 is "none")
         out.append(Example(str(e.path), codes.to(torch.int16 if small else torch.int32), oracle, d.timeline_events()))
     return out
+
+
+def _cached(folder: Path, codec, load_codes, name: str, echo) -> bool:
+    """FOLDER holds a codes.npz this codec can use (one made by another codec or from other audio
+    is said and encoded again)."""
+    if not (folder / name).is_file():
+        return False
+    try:
+        load_codes(read_dialogue(folder, audio=False), codec)
+    except DataError as exc:
+        echo(f"{exc}: encoding it again")
+        return False
+    return True
 
 
 def _progress(echo, i: int, n: int, fmt: str) -> None:

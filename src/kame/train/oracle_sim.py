@@ -48,14 +48,13 @@ Choices (and why):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from ..backend.llm.base import check_piece, describe
+from ..backend.llm.base import collect_reply, describe
 from ..backend.types import ChatMessage
 from ..errors import BackendError, ConfigError
 from .data import OracleEvent, Word, frame_of
@@ -318,23 +317,13 @@ async def _predict(llm, messages: list[ChatMessage], cfg: SimOracleConfig, t: fl
     where = f"simulated oracle: the prediction at {t:.2f} s (hint level {level})"
     stats.llm_calls += 1
     try:
-        raw = await asyncio.wait_for(_read_reply(llm, messages, cfg), cfg.timeout_s)
+        # (reading stops once the reply holds more words than will be kept; +4: room for a label
+        # the cleaning drops)
+        raw = await collect_reply(llm, messages, timeout_s=cfg.timeout_s, max_tokens=cfg.max_tokens,
+                                  temperature=cfg.temperature, max_words=cfg.max_reply_words + 4)
     except asyncio.TimeoutError:
         raise SimOracleError(f"{where}: LLM {describe(llm)} gave no complete reply within {cfg.timeout_s:g} s "
                              f"(SimOracleConfig.timeout_s); retry the dialogue or raise the timeout") from None
     except BackendError as exc:
         raise SimOracleError(f"{where} failed: {exc}") from exc
     return clean_reply(raw, cfg.max_reply_words)
-
-
-async def _read_reply(llm, messages: list[ChatMessage], cfg: SimOracleConfig) -> str:
-    """The reply's raw text; reading stops (the stream is closed) once it holds more words than
-    will be kept."""
-    raw = ""
-    stream = llm.stream_chat(messages, max_tokens=cfg.max_tokens, temperature=cfg.temperature)
-    async with contextlib.aclosing(stream):
-        async for piece in stream:
-            raw += check_piece(piece, llm)
-            if len(raw.split()) > cfg.max_reply_words + 4:  # (+4: room for a label the cleaning drops)
-                break
-    return raw

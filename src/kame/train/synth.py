@@ -1,6 +1,6 @@
 """Synthetic spoken dialogues from text QA sets, with a simulated oracle (KAME's training data).
 
-    kame data synth gsm8k_train.jsonl -o data/gsm8k --limit 200          # CLI (this module's main)
+    kame data synth gsm8k_train.jsonl -o data/gsm8k --llm openai:gpt-4.1-nano --limit 200   # CLI (main)
     kame data synth mmlu_pro.jsonl -o data/mmlu --llm openai:gpt-4.1-nano --user-voice espeak:en-us+f2
 
 Each QA item (kame.train.qa: GSM8K, MMLU-Pro, HSSBench or plain question/answer) becomes one
@@ -274,7 +274,7 @@ def summary(results: list[ItemResult], wall_s: float | None = None) -> str:
 def add_arguments(p) -> None:
     from .qa import FORMATS
 
-    p.add_argument("qa", help="the QA set: .jsonl / .json (GSM8K, MMLU-Pro, HSSBench or {question, answer} records)")
+    p.add_argument("qa", help="the QA set: .jsonl / .json / .parquet (GSM8K, MMLU-Pro, HSSBench or {question, answer} records)")
     p.add_argument("-o", "--out", required=True, help="output folder: one dialogue folder per item + train.jsonl")
     p.add_argument("--llm", required=True, metavar="SPEC",
                    help="the oracle simulator's LLM: a capable one for real data (openai:MODEL, e.g. "
@@ -323,18 +323,11 @@ def _check_voice(tts, spec: str) -> None:
 
 async def _check_llm(llm, spec: str, timeout_s: float) -> None:
     """One short request, so a server that is down or a wrong model name fails before the run."""
-    import contextlib
-
+    from ..backend.llm.base import collect_reply
     from ..backend.types import ChatMessage
 
-    async def ask() -> None:
-        stream = llm.stream_chat([ChatMessage("user", "Say OK.")], max_tokens=4)
-        async with contextlib.aclosing(stream):
-            async for _ in stream:
-                break
-
     try:
-        await asyncio.wait_for(ask(), timeout_s)
+        await collect_reply(llm, [ChatMessage("user", "Say OK.")], timeout_s=timeout_s, max_tokens=4, max_words=0)
     except asyncio.TimeoutError:
         raise DataError(f"the simulator LLM {spec!r} gave no answer to a trial request within {timeout_s:g} s") from None
     except Exception as exc:  # noqa: BLE001
@@ -371,6 +364,7 @@ def main(args) -> int:
 
     from .. import registry
     from ..backend.tokenizer import TextTokenizer, default_tokenizer
+    from ..paths import check_output_folder
     from .oracle_sim import SimOracleConfig
     from .qa import read_qa
 
@@ -394,11 +388,7 @@ def main(args) -> int:
     items = read_qa(args.qa, args.format, limit=limit, language=language, images=args.images)[args.start:]
     if not items:
         raise DataError(f"{args.qa}: no items to synthesize (after --start {args.start})")
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"cannot make the output folder {out}: {exc}") from None
+    out = check_output_folder(args.out, flag="-o")
     tokenizer = TextTokenizer(args.tokenizer) if args.tokenizer else default_tokenizer()
     voices = _Voices()
     for spec in dict.fromkeys((*cfg.user_voices, cfg.agent_voice)):  # each voice tried once, before the run

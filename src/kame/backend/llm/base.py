@@ -10,12 +10,15 @@ each stream_chat) raises TypeError / ValueError before any request is made.
 Every piece must be a ``str`` (possibly empty); a stream that yields anything else (None, an
 int, a dict) has broken the interface, and its consumers treat that as the LLM failing:
 ``check_piece`` raises a BackendError that says what it yielded.
+``collect_reply`` gathers a whole reply (checked pieces, a timeout, the stream closed either way).
 Implementations: kame.backend.llm.openai (OpenAI-compatible HTTP), kame.backend.llm.embedded
 (SmolLM2 offline). ``await llm.aclose()`` releases connections.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import reprlib
 from abc import ABC, abstractmethod
 from typing import Any, AsyncIterator, Sequence
@@ -82,3 +85,23 @@ def check_piece(piece: Any, llm: Any, error: type[Exception] = BackendError) -> 
         return piece
     raise error(f"LLM {describe(llm)} broke its interface: yielded {yielded(piece)}, "
                        "expected str (a text piece)")
+
+
+async def collect_reply(llm: Any, messages: Sequence[ChatMessage], *, timeout_s: float | None,
+                        max_tokens: int | None = None, temperature: float | None = None,
+                        max_words: int | None = None) -> str:
+    """The reply's text, pieces checked (``check_piece``); reading stops once it holds more than
+    ``max_words`` words (0: at the first word). Raises asyncio.TimeoutError past ``timeout_s``
+    (None: no limit) and whatever the LLM raises; the stream is closed either way (its connection
+    freed)."""
+    async def read() -> str:
+        text = ""
+        stream = llm.stream_chat(messages, max_tokens=max_tokens, temperature=temperature)
+        async with contextlib.aclosing(stream):
+            async for piece in stream:
+                text += check_piece(piece, llm)
+                if max_words is not None and len(text.split()) > max_words:
+                    break
+        return text
+
+    return await asyncio.wait_for(read(), timeout_s)
