@@ -162,6 +162,7 @@ async def warm_up_llm(spec: str, nice: int = 0) -> None:
     from ..backend.childproc import load_in_thread
     from ..backend.types import ChatMessage
     from ..runtime.backend import create_llm
+    from ..runtime.base import close_components
 
     if spec == "none":
         return
@@ -171,8 +172,8 @@ async def warm_up_llm(spec: str, nice: int = 0) -> None:
     try:
         async for _ in llm.stream_chat([ChatMessage("user", "Say hello.")], max_tokens=4):
             pass
-    finally:
-        await llm.aclose()  # (an HTTP client's connections; the embedded child stays, shared)
+    finally:  # (an HTTP client's connections; the embedded child stays, shared)
+        await close_components([llm], "warm-up: ")
 
 
 async def run_mode(cfg, dialogues, log_every: bool = True) -> list[tuple[dict, np.ndarray]]:

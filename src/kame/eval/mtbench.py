@@ -503,8 +503,9 @@ def main(args) -> int:
                                              for r in recs), flush=True)
     finally:
         if judge is not None:
-            with contextlib.suppress(Exception):
-                runner.run(judge.aclose())
+            from ..runtime.base import close_components
+
+            runner.run(close_components([judge], "judge: "))  # (logged, never raised)
         runner.close()
     ids = {q.id for q in questions}
     records = [r for r in done + new if r["question_id"] in ids]

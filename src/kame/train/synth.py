@@ -414,7 +414,9 @@ def main(args) -> int:
                                            overwrite=args.overwrite, voices=voices, jobs=args.jobs))
         finally:
             if llm is not None:
-                await llm.aclose()
+                from ..runtime.base import close_components
+
+                await close_components([llm], "kame data synth: ")
 
     t0 = time.monotonic()
     try:
