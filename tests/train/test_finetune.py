@@ -24,7 +24,8 @@ from kame.model.lm import LMOutput
 from kame.model.loaders import load_frontend
 from kame.train.data import DataError, OracleEvent, Word, write_dialogue, write_manifest
 from kame.train.examples import collate, training_example
-from kame.train.finetune import STATE, TrainConfig, augment_oracle, train
+from kame.train.batching import augment_oracle
+from kame.train.finetune import STATE, TrainConfig, train
 from kame.train.loss import frontend_loss
 
 from ._fakes import FakeCodec, dialogue

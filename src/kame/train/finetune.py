@@ -17,6 +17,7 @@ it started from and what it was resumed from) plus train_state.pt (the optimizer
 ``--resume``, which refuses another config, manifest or global batch); OUT/latest points at the
 newest.
 
+The data side (examples, codes cache, augmentation, batches) is kame.train.batching.
 The oracle augmentation (KAME's) is drawn per dialogue and epoch from (seed, epoch, dialogue):
 each prediction (a reset and its appends) is skipped with a probability drawn from U[0.1, 0.7],
 never the last one, and the whole stream is shifted right 1-10 or left 1-15 frames. The
@@ -37,12 +38,13 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
-from .data import DataError, read_dialogue, read_manifest
+from .batching import batches, load_examples, manifest_path
+from .data import DataError
 
 # (torch is imported where it is used: `kame train --help` stays fast, tests/test_cliargs.py)
 if TYPE_CHECKING:
@@ -136,167 +138,6 @@ def lr_at(step: int, tcfg: TrainConfig) -> float:
     frac = min(1.0, (step - tcfg.warmup_steps) / span)
     floor = tcfg.min_lr_ratio * tcfg.lr
     return floor + (tcfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * frac))
-
-
-# --- data -----------------------------------------------------------------------------------
-def augment_oracle(events: Sequence[tuple], rng, tcfg: TrainConfig) -> list[tuple]:
-    """KAME's oracle augmentation of one dialogue's timeline events (``Dialogue.timeline_events``):
-    each prediction (a reset and the appends after it; appends before any reset count as one) is
-    skipped with probability p ~ U[skip_prob], never the last; then, with probability shift_prob,
-    every event moves right 1-10 or left 1-15 frames. As in KAME, an event moved before frame 0 is
-    dropped (past the end: not fed); but when that would leave no event at all, the last
-    prediction stays, at frame 0, so that every sample keeps an oracle. ``rng``: a numpy Generator."""
-    groups: list[list[tuple]] = []
-    for ev in events:
-        if ev[1] == "reset" or not groups:
-            groups.append([ev])
-        else:
-            groups[-1].append(ev)
-    p = rng.uniform(*tcfg.skip_prob)
-    kept = [g for i, g in enumerate(groups) if rng.random() >= p or i == len(groups) - 1]
-    shift = 0
-    if rng.random() < tcfg.shift_prob:
-        if rng.random() < 0.5:
-            shift = int(rng.integers(tcfg.shift_right[0], tcfg.shift_right[1] + 1))
-        else:
-            shift = -int(rng.integers(tcfg.shift_left[0], tcfg.shift_left[1] + 1))
-    out = [(ev[0] + shift, *ev[1:]) for g in kept for ev in g if ev[0] + shift >= 0]
-    if not out and kept:  # all moved before frame 0: the last prediction stays, at frame 0
-        out = [(max(0, ev[0] + shift), *ev[1:]) for ev in kept[-1]]
-    return out
-
-
-@dataclass
-class Example:
-    """One dialogue, ready to cut: its codes (int16 when they fit: a quarter of int64's memory),
-    its oracle as recorded (training_example's) and its oracle events (to augment)."""
-
-    name: str
-    codes: torch.Tensor  # [K, T]
-    recorded: torch.Tensor  # [T]
-    events: list[tuple] = field(default_factory=list)
-
-    def oracle(self, cfg, tcfg: TrainConfig, epoch: int, index: int) -> torch.Tensor:
-        import numpy as np
-
-        from ..model.stepper import oracle_ids, oracle_timeline
-
-        if not (tcfg.oracle_aug and self.events):
-            return self.recorded
-        events = augment_oracle(self.events, np.random.default_rng([tcfg.seed, epoch, index]), tcfg)
-        return oracle_timeline(events, self.codes.shape[1], **oracle_ids(cfg))
-
-
-def manifest_path(path: str | Path) -> Path:
-    """The manifest file ``path`` names (a `kame data synth` OUT folder: its train.jsonl), else DataError."""
-    p = Path(path)
-    if p.is_dir():
-        if (p / "train.jsonl").is_file():
-            return p / "train.jsonl"
-        raise DataError(f"train: {p} is a folder without a train.jsonl: give the manifest file (kame data synth "
-                        f"writes OUT/train.jsonl)")
-    if not p.is_file():
-        raise DataError(f"train: no manifest at {p}: make one with `kame data synth` (OUT/train.jsonl) or "
-                        f"kame.train.data.write_manifest")
-    return p
-
-
-def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool = True, *,
-                  codec_spec: str | None = None, rank: int = 0, world: int = 1,
-                  echo: Callable[[str], None] = lambda s: None) -> list[Example]:
-    """Every dialogue of the manifest as an Example (DataError: a missing or empty manifest, a
-    dialogue that does not fit the codec, tokenizer or front-end). With ``use_cache``, a dialogue
-    without codes.npz, or whose codes.npz another codec or audio made, is encoded and cached there
-    (write_codes, as ``codec_spec``; rank r of ``world`` processes encodes every world-th one,
-    then all wait and read); without ``use_cache``, or with a codec without a fingerprint (it
-    cannot be cached), every dialogue is encoded every time and caches are not read. ``echo``:
-    progress."""
-    import torch
-    import torch.distributed as dist
-
-    from ..runtime.frontend import fit_codec
-    from .codes import load_codes, write_codes
-    from .data import CODES
-    from .examples import training_example
-
-    path = manifest_path(manifest)
-    entries = read_manifest(path)
-    if not entries:
-        raise DataError(f"train: manifest {path} lists no dialogues")
-    spec = codec_spec or type(codec).__name__
-    fit_codec(codec, spec, cfg, "the front-end")  # (the codebooks it codes with, before any encode)
-    cache = use_cache and getattr(codec, "fingerprint", None) is not None
-    todo = [e for e in entries if not (cache and _cached(e.path, codec, load_codes, CODES, echo))]
-    if cache:
-        mine = todo[rank::world]
-        for i, e in enumerate(mine, 1):
-            _progress(echo, i, len(mine), f"encoding {{}}/{len(mine)} dialogues (cached as codes.npz)")
-            write_codes(read_dialogue(e.path), codec, spec=spec)
-        if world > 1 and dist.is_available() and dist.is_initialized():
-            dist.barrier()  # every rank's share written before any is read
-        todo = []
-    elif use_cache:
-        echo(f"codec {spec} has no fingerprint: its codes cannot be cached, every run encodes them")
-    encode = {e.path for e in todo}
-    out, n = [], 0
-    for e in entries:
-        d = read_dialogue(e.path)
-        if e.path in encode:
-            n += 1
-            _progress(echo, n, len(encode), f"encoding {{}}/{len(encode)} dialogues")
-        codes, oracle = training_example(d, codec, tokenizer, cfg, use_cache=cache)
-        small = codes.numel() == 0 or int(codes.max()) < 2 ** 15  # (ids and codes; -1 is "none")
-        out.append(Example(str(e.path), codes.to(torch.int16 if small else torch.int32), oracle, d.timeline_events()))
-    return out
-
-
-def _cached(folder: Path, codec, load_codes, name: str, echo) -> bool:
-    """FOLDER holds a codes.npz this codec can use (one made by another codec or from other audio
-    is said and encoded again)."""
-    if not (folder / name).is_file():
-        return False
-    try:
-        load_codes(read_dialogue(folder, audio=False), codec)
-    except DataError as exc:
-        echo(f"{exc}: encoding it again")
-        return False
-    return True
-
-
-def _progress(echo, i: int, n: int, fmt: str) -> None:
-    if i == 1 or i == n or i % max(1, n // 10) == 0:  # (about ten lines)
-        echo(fmt.format(i))
-
-
-def batches(examples: Sequence[Example], cfg, tcfg: TrainConfig, rank: int = 0,
-            world: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """This process's (codes [B, K, T], oracle [B, T]) of every step, forever: each epoch's windows
-    (``windows`` of every dialogue, its oracle augmented for that epoch) in a seeded order, cut into
-    global batches of batch_size * world windows (the last ones of an epoch carry over into the
-    next), of which rank r takes the r-th share."""
-    import torch
-
-    from .examples import collate, window_spans
-
-    spans = [(i, start, n) for i, ex in enumerate(examples)  # windows' cuts (the same every epoch)
-             for start, n in window_spans(ex.codes.shape[1], tcfg.window_frames)]
-    G, buf, epoch = tcfg.batch_size * world, [], 0
-    while True:
-        order = torch.randperm(len(spans), generator=torch.Generator().manual_seed(tcfg.seed * 100_003 + epoch))
-        for j in order.tolist():
-            buf.append((epoch, spans[j]))
-            if len(buf) == G:
-                mine = buf[rank * tcfg.batch_size: (rank + 1) * tcfg.batch_size]
-                buf = []
-                yield collate([_cut(examples, cfg, tcfg, ep, sp) for ep, sp in mine], cfg)
-        epoch += 1
-
-
-def _cut(examples, cfg, tcfg, epoch: int, span: tuple) -> tuple[torch.Tensor, torch.Tensor]:
-    i, start, length = span
-    ex = examples[i]
-    oracle = ex.oracle(cfg, tcfg, epoch, i)
-    return ex.codes[:, start: start + length].long(), oracle[start: start + length]
 
 
 # --- the loop ---------------------------------------------------------------------------------
