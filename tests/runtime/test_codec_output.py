@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from kame import registry
-from kame.codec.base import Codec, CodecStream
 from kame.runtime.base import ErrorEvent
 from kame.runtime.frontend import CodecInterfaceError, load_frame_models
 
@@ -22,17 +21,17 @@ from kame.runtime.metrics import MetricsLog
 
 from .fakes import run_plan, speech
 from .test_frontend_real import real_cfg
+from .wrapped_codec import INNER, WrappedCodec, WrappedStream
 
 F = 1920
-INNER = "mimi:random-tiny"
 
 
-class WrapStream(CodecStream):
+class WrapStream(WrappedStream):
     """The inner codec's stream, made to misbehave by ``mode``."""
 
     def __init__(self, inner, mode):
-        self.inner, self.mode, self.n = inner, mode, 0
-        self.batch_size = inner.batch_size
+        super().__init__(inner)
+        self.mode, self.n = mode, 0
 
     def encode_frame(self, pcm):
         self.n += 1
@@ -63,21 +62,11 @@ class WrapStream(CodecStream):
             out = out * 1000
         return out
 
-    def reset(self, rows=None):
-        self.inner.reset(rows)
 
-
-class WrapCodec(Codec):
+class WrapCodec(WrappedCodec):
     def __init__(self, mode):
-        self.inner, self.mode = registry.create("codec", INNER), mode
-        for k in ("sample_rate", "frame_rate", "frame_size", "num_codebooks", "cardinality", "delay_samples"):
-            setattr(self, k, getattr(self.inner, k))
-
-    def encode(self, pcm):
-        return self.inner.encode(pcm)
-
-    def decode(self, codes):
-        return self.inner.decode(codes)
+        super().__init__(INNER)
+        self.mode = mode
 
     def stream(self, batch_size=1):
         # the first stream codes the silent frame at load (checked there): broken from the next on,
@@ -85,10 +74,6 @@ class WrapCodec(Codec):
         first, self.made = not getattr(self, "made", False), True
         mode = "ok" if first and self.mode != "numpycodes" else self.mode
         return WrapStream(self.inner.stream(batch_size), mode)
-
-    def set_num_codebooks(self, n):
-        self.inner.set_num_codebooks(n)
-        self.num_codebooks = self.inner.num_codebooks
 
 
 @pytest.fixture(autouse=True)

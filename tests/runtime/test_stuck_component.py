@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from kame import registry
-from kame.codec.base import Codec, CodecStream
 from kame.runtime.clock import FakeClock
 from kame.runtime.engine import TandemAgent
 from kame.runtime.metrics import MetricsLog
@@ -25,8 +24,7 @@ from kame.runtime.worker import StepWorker
 
 from .fakes import wait_for
 from .test_frontend_real import real_cfg
-
-INNER = "mimi:random-tiny"
+from .wrapped_codec import INNER, WrappedCodec, WrappedStream
 
 
 class Gate:
@@ -36,9 +34,10 @@ class Gate:
         self.release = threading.Event()
 
 
-class HangStream(CodecStream):
+class HangStream(WrappedStream):
     def __init__(self, inner, gate: Gate) -> None:
-        self.inner, self.gate, self.batch_size = inner, gate, inner.batch_size
+        super().__init__(inner)
+        self.gate = gate
 
     def encode_frame(self, pcm):
         if self.gate.armed:
@@ -46,31 +45,14 @@ class HangStream(CodecStream):
             self.gate.release.wait()  # (a plugin stuck in its own code)
         return self.inner.encode_frame(pcm)
 
-    def decode_frame(self, codes):
-        return self.inner.decode_frame(codes)
 
-    def reset(self, rows=None):
-        self.inner.reset(rows)
-
-
-class HangCodec(Codec):
+class HangCodec(WrappedCodec):
     def __init__(self, gate: Gate) -> None:
-        self.inner, self.gate = registry.create("codec", INNER), gate
-        for k in ("sample_rate", "frame_rate", "frame_size", "num_codebooks", "cardinality", "delay_samples"):
-            setattr(self, k, getattr(self.inner, k))
-
-    def encode(self, pcm):
-        return self.inner.encode(pcm)
-
-    def decode(self, codes):
-        return self.inner.decode(codes)
+        super().__init__(INNER)
+        self.gate = gate
 
     def stream(self, batch_size=1):
         return HangStream(self.inner.stream(batch_size), self.gate)
-
-    def set_num_codebooks(self, n):
-        self.inner.set_num_codebooks(n)
-        self.num_codebooks = self.inner.num_codebooks
 
 
 @pytest.fixture

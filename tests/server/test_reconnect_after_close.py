@@ -21,6 +21,16 @@ from ..runtime.fakes import FakeFrameModel, SlowCloseSTT, wait_for
 from .conftest import running_server
 
 
+async def connect_and_close(http, url, server, times: int) -> None:
+    """``times`` clients, one after another, each connecting, reading the handshake and closing;
+    the next starts once the server holds no connection."""
+    for _ in range(times):
+        async with http.ws_connect(chat_url(url)) as ws:
+            await ws.receive(timeout=10)
+            await ws.close()
+        await wait_for(lambda: not server.connections)
+
+
 async def test_a_client_reconnecting_the_moment_its_close_is_answered_gets_a_session(monkeypatch):
     """The server frees the session's place before it answers a client's close (aiohttp's
     autoclose is off), though the closed session's STT stream still unwinds: a client that
@@ -53,11 +63,7 @@ async def test_a_clean_close_of_a_tandem_session_counts_as_the_clients():
     cfg = load_config(None, {"runtime.max_sessions": 1, "runtime.vad": "energy"})
     agent = TandemAgent(cfg, frame_models=FakeFrameModel, backend=lambda s: None, token_text=lambda t: "")
     async with running_server(agent) as (url, server), aiohttp.ClientSession() as http:
-        for _ in range(3):
-            async with http.ws_connect(chat_url(url)) as ws:
-                await ws.receive(timeout=10)
-                await ws.close()
-            await wait_for(lambda: not server.connections)
+        await connect_and_close(http, url, server, 3)
         assert {k: v for k, v in server.metrics.closed.items() if v} == {"client": 3}
 
 
@@ -117,9 +123,5 @@ async def test_the_server_answers_a_clients_close_only_once_its_session_is_close
 
     monkeypatch.setattr(web.WebSocketResponse, "close", answer)
     async with running_server(agent) as (url, server), aiohttp.ClientSession() as http:
-        for _ in range(3):
-            async with http.ws_connect(chat_url(url)) as ws:
-                await ws.receive(timeout=10)
-                await ws.close()
-            await wait_for(lambda: not server.connections)
+        await connect_and_close(http, url, server, 3)
     assert live_at_answer == [0, 0, 0]

@@ -9,7 +9,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kame.backend.tokenizer import default_tokenizer
 from kame.model.config import preset
 from kame.model.lm import LMModel
 from kame.model.stepper import Sampling, Stepper, oracle_ids, oracle_timeline
@@ -23,16 +22,6 @@ from ._fakes import FakeCodec, codes_of, dialogue, levels
 
 P, E = 3, 0  # Moshi's pad and end-of-padding ids (kame's tokenizer has them at the same ids)
 IDS = StreamIds(pad=P, end_pad=E, text_card=4000)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return default_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return preset("tiny").replace(text_card=4000)  # kame's tokenizer has 4000 pieces
 
 
 def test_text_stream_puts_each_word_at_its_start_frame_with_end_of_padding_before_it(tok):

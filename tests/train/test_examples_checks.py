@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kame.backend.tokenizer import default_tokenizer
 from kame.errors import ConfigError
 from kame.model.config import preset
 from kame.train.data import DataError, Dialogue, OracleEvent, Word
@@ -23,16 +22,6 @@ IDS = StreamIds(pad=3, end_pad=0, text_card=4000)
 SENTENCE = ("The hydroxychloroquine pharmacokinetics in 1,234,567 immunocompromised Staphylococcus aureus "
             "bacteraemia patients were characterised by electroencephalography, spectrophotometry and "
             "deoxyribonucleic-acid quantification at 98.6 degrees Fahrenheit.").split()
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return default_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return preset("tiny").replace(text_card=4000)
 
 
 def _fast(T: int):

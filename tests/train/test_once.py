@@ -14,8 +14,7 @@ import pytest
 import torch
 
 from kame import paths
-from kame.backend.tokenizer import TextTokenizer, default_tokenizer
-from kame.model.config import preset
+from kame.backend.tokenizer import TextTokenizer
 from kame.train import codes as codes_mod
 from kame.train import data, examples
 from kame.train.codes import write_codes
@@ -25,16 +24,6 @@ from kame.train.recorded import from_kame_run
 
 from ._fakes import FakeCodec, dialogue
 from .test_recorded import write_run
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return default_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return preset("tiny").replace(text_card=4000)
 
 
 @pytest.fixture
@@ -50,6 +39,15 @@ def validations(monkeypatch):
     monkeypatch.setattr(data, "validate_dialogue", counting)
     monkeypatch.setattr(examples, "validate_dialogue", counting, raising=False)
     return calls
+
+
+def flip_last_sample(wav) -> None:
+    """Change audio.wav in place, at its size: the low bit of its last 16-bit sample."""
+    with open(wav, "r+b") as f:
+        f.seek(-2, os.SEEK_END)
+        last = f.read(2)
+        f.seek(-2, os.SEEK_END)
+        f.write(bytes([last[0] ^ 1, last[1]]))
 
 
 def test_a_dialogue_is_validated_once_until_a_field_is_set(tmp_path, tok, cfg, validations):
@@ -106,11 +104,7 @@ def test_the_audio_is_hashed_once_per_version_of_the_file(tmp_path, monkeypatch,
     # audio.wav changed (its last sample; mtime moved on as a later write's): hashed again, cache refused
     wav = folder / AUDIO
     st = wav.stat()
-    with open(wav, "r+b") as f:
-        f.seek(-2, os.SEEK_END)
-        last = f.read(2)
-        f.seek(-2, os.SEEK_END)
-        f.write(bytes([last[0] ^ 1, last[1]]))
+    flip_last_sample(wav)
     os.utime(wav, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     with pytest.raises(DataError, match=r"codes.npz: made from another audio.wav"):
         training_example(d, codec, tok, cfg)
@@ -129,11 +123,7 @@ def test_validate_forgets_the_audios_sha256(tmp_path):
     d = dialogue(16)
     wav = write_dialogue(tmp_path / "d", d) / AUDIO
     old = d.audio_sha256()
-    with open(wav, "r+b") as f:
-        f.seek(-2, os.SEEK_END)
-        last = f.read(2)
-        f.seek(-2, os.SEEK_END)
-        f.write(bytes([last[0] ^ 1, last[1]]))
+    flip_last_sample(wav)
     st = wav.stat()  # the same key as before the rewrite (as within one tick)
     d._audio_sha256 = ((str(wav), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns), old)
     assert d.audio_sha256() == old  # (the limit: the key has not changed)

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from kame.backend.llm.base import LLM
-from kame.backend.tokenizer import default_tokenizer
 from kame.errors import BackendError, ConfigError
 from kame.model.config import preset
 from kame.model.stepper import oracle_ids, oracle_timeline
@@ -34,11 +33,6 @@ def turn(spec) -> list[Word]:
 # heard at 1.5 s: 2 words; 2.0 s: 3 ("capital" ends at 2.1); 2.5 s: 5; the end, 2.9 s: 6
 TURN = turn([("What", 1.0, 1.2), ("is", 1.25, 1.4), ("the", 1.45, 1.6), ("capital", 1.7, 2.1),
              ("of", 2.15, 2.3), ("France?", 2.35, 2.9)])
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return default_tokenizer()
 
 
 class ListLLM(LLM):

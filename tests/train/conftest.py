@@ -1,0 +1,19 @@
+"""Fixtures shared by the kame.train tests: kame's default tokenizer and a tiny front-end config
+whose text vocabulary holds it."""
+
+from __future__ import annotations
+
+import pytest
+
+from kame.backend.tokenizer import default_tokenizer
+from kame.model.config import preset
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return default_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return preset("tiny").replace(text_card=4000)  # kame's tokenizer has 4000 pieces
