@@ -112,12 +112,15 @@ def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool =
     fit_codec(codec, spec, cfg, "the front-end")  # (the codebooks it codes with, before any encode)
     cache = use_cache and getattr(codec, "fingerprint", None) is not None
     todo = [e for e in entries if not (cache and _cached(e.path, codec, load_codes, CODES, echo))]
+    distributed = world > 1 and dist.is_available() and dist.is_initialized()
     if cache:
+        if distributed:  # every rank has listed what is missing before any writes (else a rank that looks
+            dist.barrier()  # late sees another's new files: the shares differ and a dialogue goes unwritten)
         mine = todo[rank::world]
         for i, e in enumerate(mine, 1):
             _progress(echo, i, len(mine), f"encoding {{}}/{len(mine)} dialogues (cached as codes.npz)")
             write_codes(read_dialogue(e.path), codec, spec=spec)
-        if world > 1 and dist.is_available() and dist.is_initialized():
+        if distributed:
             dist.barrier()  # every rank's share written before any is read
         todo = []
     elif use_cache:
