@@ -433,7 +433,8 @@ def run(args) -> TrainResult:
         if not (Path(args.resume) / STATE).is_file():
             raise ConfigError(f"train: --resume {args.resume} holds no {STATE}: give a checkpoint kame train wrote "
                               f"(OUT/step-N or OUT/latest)")
-        start = torch.load(Path(args.resume) / STATE, map_location="cpu", weights_only=True)["train"].get("frontend")
+        # (the record save_frontend put in its config.json: the optimizer state is loaded once, by train)
+        start = json.loads((Path(args.resume) / "config.json").read_text()).get("kame", {}).get("train", {}).get("frontend")
         if args.frontend is not None and args.frontend != start:
             raise ConfigError(f"train: --resume {args.resume} goes on from its own weights (started from "
                               f"{start or 'an unrecorded front-end'}), not from --frontend {args.frontend}: drop "
