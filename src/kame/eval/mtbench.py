@@ -407,6 +407,7 @@ def probe_judge(judge, runner, spec: str, timeout_s: float) -> None:
 def main(args) -> int:
     from .. import registry
     from ..backend.childproc import load_in_thread
+    from ..backend.llm.base import is_embedded
     from ..config import config_from_args
     from ..runtime.backend import create_llm
     from ..runtime.filemode import check_tail
@@ -452,7 +453,7 @@ def main(args) -> int:
           f"{'s 1-2' if args.turns == 2 else ' 1'}), {len(questions) - len(todo) - len(not_run)} done in {results}; "
           f"mode {args.mode}, judge {args.judge}" + (f"; --rejudge: {len(todo)} to re-rate" if args.rejudge else ""),
           flush=True)
-    if args.judge.split(":")[0] in ("embedded", "smollm2"):
+    if is_embedded(args.judge):
         print("note: the embedded judge runs offline but its ratings are mostly unparsed or meaningless; use "
               "--judge openai:MODEL for real scores", flush=True)
     runner = asyncio.Runner()  # the judge's own loop, kept for the whole run (its client lives in it)

@@ -363,6 +363,7 @@ def main(args) -> int:
     from dataclasses import replace
 
     from .. import registry
+    from ..backend.llm.base import is_embedded
     from ..backend.tokenizer import TextTokenizer, default_tokenizer
     from ..paths import check_output_folder
     from .oracle_sim import SimOracleConfig
@@ -398,7 +399,7 @@ def main(args) -> int:
         print(f"loading the simulator LLM {args.llm} ...", flush=True)
         llm = registry.create("llm", args.llm)
         llm.spec = args.llm
-        if args.llm.split(":")[0] in ("embedded", "smollm2"):
+        if is_embedded(args.llm):
             log.warning("the embedded SmolLM2-135M writes mostly off-topic predictions: fine to try the pipeline, "
                         "use a capable LLM (--llm openai:MODEL) for data to train on")
     _record_settings(out, settings_of(args, cfg, oracle_cfg))

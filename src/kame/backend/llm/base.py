@@ -105,3 +105,17 @@ async def collect_reply(llm: Any, messages: Sequence[ChatMessage], *, timeout_s:
         return text
 
     return await asyncio.wait_for(read(), timeout_s)
+
+
+def is_embedded(spec: str) -> bool:
+    """Whether ``spec`` names kame's offline SmolLM2 (``embedded``, ``smollm2``, or another scheme
+    registered to the same factory): fine to try a pipeline with, too weak to judge or simulate
+    (the callers' warnings). False for a spec the registry does not know."""
+    from ... import registry
+    from ...errors import KameError
+
+    try:
+        entry, _ = registry.check_spec("llm", spec)
+    except KameError:
+        return False
+    return entry.target == "kame.backend.llm.embedded:create"
