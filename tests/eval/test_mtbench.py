@@ -43,8 +43,12 @@ def test_reads_and_filters_questions(tmp_path):
 
 
 def test_question_errors(tmp_path):
-    with pytest.raises(ConfigError, match="no such question file"):
+    with pytest.raises(ConfigError, match=r"missing\.jsonl: cannot read it \(no such file or directory\); give MT"):
         read_questions(tmp_path / "missing.jsonl")
+    (tmp_path / "latin1.jsonl").write_bytes('{"question_id": 1, "category": "stem", "turns": ["Caf\xe9?"]}'
+                                            .encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1\.jsonl: not UTF-8 text \(byte 53\); give MT-Bench's question"):
+        read_questions(tmp_path / "latin1.jsonl")  # (was: a UnicodeDecodeError traceback)
     bad = write(tmp_path / "bad.jsonl", [QUESTIONS[1], '{"question_id": 2, "turns": ['])
     with pytest.raises(ConfigError, match=r"bad\.jsonl:2: not valid JSON"):
         read_questions(bad)
@@ -371,3 +375,107 @@ def test_unknown_category_is_refused(tmp_path, capsys, fake_components, judges):
     qf = write(tmp_path / "question.jsonl", QUESTIONS)
     err = refused(capsys, qf, tmp_path / "out", "--categories", "stem,maths")
     assert "has no question in maths; its categories are humanities, reasoning, stem, writing" in err
+
+
+# ---------------------------------------------------------------------------- --reference
+def resolved(path: str) -> str:  # (eval.json records the reference file's absolute path)
+    from pathlib import Path
+
+    return str(Path(path).resolve())
+
+
+def ref_answer(qid, *turns) -> dict:  # FastChat's reference_answer/gpt-4.jsonl format
+    return {"question_id": qid, "answer_id": "x", "model_id": "gpt-4", "choices": [{"index": 0, "turns": list(turns)}],
+            "tstamp": 1.0}
+
+
+def test_reference_file_is_used_recorded_and_a_changed_one_needs_rejudge(tmp_path, capsys, fake_components, judges,
+                                                                        agent_runs):
+    import hashlib
+
+    qs = [QUESTIONS[1], {"question_id": 102, "category": "reasoning", "turns": ["Is fire hot?"]}, QUESTIONS[2]]
+    qf = write(tmp_path / "question.jsonl", qs)
+    rf = write(tmp_path / "gpt-4.jsonl", [ref_answer(101, "Ice is frozen water.", "-"), ref_answer(131, "Stem ref.")])
+    out = tmp_path / "out"
+    assert eval_(qf, out, "--reference", rf) == 0
+    printed = capsys.readouterr()
+    # 101: the file's answer, not the question's own "Yes."; 131 (stem): the file is not used; 102: none anywhere
+    p101, p102, p131 = judges["prompts"]
+    assert "<<<BEGIN REFERENCE ANSWER, TURN 1>>>\nIce is frozen water.\n" in p101 and "Yes." not in p101
+    assert "REFERENCE ANSWER" not in p102 and "REFERENCE ANSWER" not in p131
+    lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["reference"] for r in lines] == ["Ice is frozen water.", None, None]
+    assert "warning: 1 math/reasoning/coding question(s) have no reference answer (neither in --reference " \
+        f"{rf} nor their own \"reference\"), and are judged without one, unlike FastChat's MT-Bench: 102" \
+        in " ".join(printed.err.split())
+    assert "judged without a reference answer (FastChat's MT-Bench has one): 102" in (out / "results.md").read_text()
+    sha = hashlib.sha256((tmp_path / "gpt-4.jsonl").read_bytes()).hexdigest()
+    assert json.loads((out / "eval.json").read_text())["reference_answers"] == {"path": resolved(rf), "sha256": sha}
+    # another file, same answers where they are used (131 is stem): a plain resume, nothing re-rated
+    rf2 = write(tmp_path / "gpt-4b.jsonl", [ref_answer(101, "Ice is frozen water."), ref_answer(131, "Other.")])
+    judges.update(n=0)
+    assert eval_(qf, out, "--reference", rf2) == 0 and judges["n"] == 0
+    assert json.loads((out / "eval.json").read_text())["reference_answers"]["path"] == resolved(rf2)
+    # another answer for 101 (or no file: the question's own): refused, then --rejudge re-rates 101 alone
+    rf3 = write(tmp_path / "gpt-4c.jsonl", [ref_answer(101, "Ice is cold, 0 C.")])
+    err = refused(capsys, qf, out, "--reference", rf3)
+    assert f"has ratings made with other reference answers than now (questions 101; eval.json has --reference " \
+        f"{resolved(rf2)}); give --rejudge" in err
+    assert "other reference answers than now (questions 101; " in refused(capsys, qf, out)
+    # (eval.json not changed by those)
+    assert json.loads((out / "eval.json").read_text())["reference_answers"]["path"] == resolved(rf2)
+    runs, judges["replies"] = agent_runs["main"], ["Rating: [[9]]"]
+    assert eval_(qf, out, "--reference", rf3, "--rejudge") == 0
+    assert judges["n"] == 1 and "Ice is cold, 0 C." in judges["prompts"][-1] and agent_runs["main"] == runs
+    lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert [(r["question_id"], r["rating"], r["reference"]) for r in lines] == \
+        [("101", 9.0, "Ice is cold, 0 C."), ("102", 7.0, None), ("131", 7.0, None)]
+    assert json.loads((out / "eval.json").read_text())["reference_answers"]["path"] == resolved(rf3)
+    # a bad line is named before anything runs
+    bad = write(tmp_path / "bad.jsonl", [ref_answer(101, "x"), '{"question_id": 102, "choices": [{}]}'])
+    assert f"{bad}:2: a reference answer needs question_id and choices[0].turns" in \
+        refused(capsys, qf, tmp_path / "out2", "--reference", bad)
+
+
+def test_grade_uses_todays_references_and_the_first_turns_in_context(judges):
+    from kame.eval.mtbench import grade
+
+    recs = [{"question": "2 + 2?", "answer": "Four.", "reference": "An earlier reference."},
+            {"question": "And 3 + 3?", "answer": "Seven.", "reference": None}]
+    with asyncio.Runner() as runner:
+        grade(Judges(), runner, recs, 5.0, "test_judge", refs=["Four (2+2).", "Six."])
+    assert [r["reference"] for r in recs] == ["Four (2+2).", "Six."]
+    second = judges["prompts"][1]
+    assert "Four (2+2)." in second and "Six." in second and "An earlier reference." not in second
+
+
+def test_reference_per_turn_and_an_edited_question_file(tmp_path, capsys, fake_components, judges, agent_runs):
+    q = {"question_id": 111, "category": "math", "turns": ["Two plus two?", "And three plus three?"]}
+    qf = write(tmp_path / "question.jsonl", [q])
+    rf = write(tmp_path / "gpt-4.jsonl", [ref_answer(111, "Four, from the file.")])  # turn 1 only
+    out, TWO = tmp_path / "out", ("--categories", "math", "--turns", "2", "--gap", "1")
+    assert eval_(qf, out, *TWO, "--reference", rf) == 0
+    printed = capsys.readouterr()
+    lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["reference"] for r in lines] == ["Four, from the file.", None]
+    # turn 2 is rated with turn 1's reference as context, and no reference of its own
+    assert "<<<BEGIN REFERENCE ANSWER, TURN 1>>>\nFour, from the file.\n" in judges["prompts"][1]
+    assert "REFERENCE ANSWER, TURN 2" not in judges["prompts"][1]
+    # the turn without one is named, in the warning and in results.md alike
+    assert "unlike FastChat's MT-Bench: 111 turn 2" in " ".join(printed.err.split())
+    assert "judged without a reference answer (FastChat's MT-Bench has one): 111 turn 2" in \
+        (out / "results.md").read_text()
+    # the question file gets its own references: turn 2's changes (turn 1 keeps the file's), with the same
+    # --reference file: refused, and not blamed on the file
+    write(tmp_path / "question.jsonl", [{**q, "reference": ["Four.", "Six."]}])
+    err = refused(capsys, qf, out, *TWO, "--reference", rf)
+    assert "other reference answers than now (questions 111; the --reference eval.json has: the questions' own " \
+        "\"reference\" changed, or a --rejudge was cut short); give --rejudge" in err
+    # --rejudge re-rates turn 2 alone (turn 1's reference, its context, is the same)
+    judges.update(n=0)
+    runs = agent_runs["main"]
+    assert eval_(qf, out, *TWO, "--reference", rf, "--rejudge") == 0
+    lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert judges["n"] == 1 and agent_runs["main"] == runs
+    assert [r["reference"] for r in lines] == ["Four, from the file.", "Six."]
+    assert "judged without a reference" not in (out / "results.md").read_text()

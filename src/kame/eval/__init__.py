@@ -7,8 +7,10 @@ first turn, or both with ``--turns 2``) are spoken by a TTS, run through the age
 agent said is rated 1-10 by an LLM judge (kame.eval.judge, MT-Bench's single-answer grading in
 kame's wording); latency is measured per question as ``kame bench latency`` (kame.bench.latency)
 measures it. Results per question in OUT/results.jsonl (resumable), a table per category.
+``--reference gpt-4.jsonl``: FastChat's reference answers, given to the judge for math, reasoning
+and coding as FastChat's judge gives them (kame.eval.reference; the question file's own
+"reference" is the fallback).
 
-Not built yet: pairwise grading (MT-Bench's A/B mode), a GPT-4 reference-answer file (the
-question file's own "reference" is used when it has one), content latency (the first word of the
+Not built yet: pairwise grading (MT-Bench's A/B mode), content latency (the first word of the
 answer audible, via ASR) per question.
 """

@@ -40,13 +40,17 @@ def _block(name: str, text: str) -> str:
 
 
 def judge_messages(question: str, answer: str, *, reference: str | None = None,
-                   history: list[tuple[str, str]] = ()) -> list[ChatMessage]:
+                   history: list[tuple] = ()) -> list[ChatMessage]:
     """The judge's request: grade ``answer`` to ``question``. ``history``: the earlier turns
-    (question, answer) of the same conversation (MT-Bench's second turn is graded with its first
-    as context: only the last answer is rated)."""
+    (question, answer) or (question, answer, reference) of the same conversation (MT-Bench's
+    second turn is graded with its first as context, and with both turns' reference answers as
+    FastChat gives them: only the last answer is rated)."""
     parts = []
-    for i, (q, a) in enumerate(history, 1):
-        parts += [_block(f"USER QUESTION, TURN {i}", q), _block(f"ASSISTANT ANSWER, TURN {i}", a or "(no answer)")]
+    for i, (q, a, *ref) in enumerate(history, 1):
+        parts.append(_block(f"USER QUESTION, TURN {i}", q))
+        if ref and ref[0]:
+            parts.append(_block(f"REFERENCE ANSWER, TURN {i}", ref[0]))
+        parts.append(_block(f"ASSISTANT ANSWER, TURN {i}", a or "(no answer)"))
     n = len(history) + 1
     parts.append(_block(f"USER QUESTION, TURN {n}", question))
     if reference:

@@ -3,6 +3,7 @@
     kame eval mtbench question.jsonl -o out/mtbench --judge openai:gpt-4.1            # tandem
     kame eval mtbench question.jsonl -o out/mtbench-cascade --judge openai:gpt-4.1 --mode cascade
     kame eval mtbench question.jsonl -o out/q --judge embedded --limit 3 --set backend.llm=openai:gpt-4.1-mini
+    kame eval mtbench question.jsonl -o out/mtbench --judge openai:gpt-4.1 --reference reference_answer/gpt-4.jsonl
 
 The questions are MT-Bench's ``question.jsonl`` as FastChat ships it (one JSON object a line:
 question_id, category, turns, and reference for some); bring the file, nothing is downloaded.
@@ -12,7 +13,8 @@ piper voice) into OUT/runs/ID.in.wav, run through the agent exactly as ``kame ru
 (kame.runtime.filemode.main: OUT/runs/ID.wav, ID.json, ID.log), and what the agent said is graded
 1-10 by an LLM judge (kame.eval.judge). ``--turns 2`` speaks the second question ``--gap`` seconds
 after the first one's end, in the same conversation, and grades both answers (the second with
-the first as context).
+the first as context). ``--reference FILE``: FastChat's reference answers (kame.eval.reference),
+given to the judge for math, reasoning and coding before a question's own "reference".
 
 Per question and turn, OUT/results.jsonl gets one line: the question, what the STT heard of it
 (``heard``), the agent's answer (the cascade's: each reply's "agent_turn" text, as heard; the
@@ -22,10 +24,11 @@ had none, even after one follow-up asking for the rating alone: counted as "unpa
 judge's replies, the latency (user's end of speech -> first 10 ms of agent audio above
 runtime.silence_db, as kame.bench.latency measures it; null: no sound in the window), the run's
 summary flags (reply_cut_off, max_tail_reached, unanswered) and files. OUT/eval.json records the
-mode, --turns, judge and agent (kame.eval.mtbench.agent_fingerprint): a rerun with others is
-refused; ``--rejudge`` re-rates the stored answers with another judge (and the unparsed ones)
-without running the agent. A rerun skips the questions already rated; one run but not rated
-(OUT/runs/ID.rec.json) is only rated. Before question 1: one short judge request (a dead judge
+mode, --turns, judge, agent (kame.eval.mtbench.agent_fingerprint) and reference file (path,
+sha256): a rerun with others is refused (another reference file: when it changes a stored
+answer's reference); ``--rejudge`` re-rates the stored answers with another judge or reference
+(and the unparsed ones) without running the agent. A rerun skips the questions already rated;
+one run but not rated (OUT/runs/ID.rec.json) is only rated. Before question 1: one short judge request (a dead judge
 stops everything at once) and one untimed warm-up run of the agent. A question whose agent or
 judge fails is reported and skipped (a rerun retries it); five failures in a row stop the
 evaluation. A table per category (n, mean rating, median latency, unparsed), the mean of the
@@ -50,6 +53,9 @@ from ..audio import SAMPLE_RATE as SR, read_wav, write_wav
 from ..cliargs import at_least
 from ..errors import ConfigError, KameError
 from ..paths import check_output_folder
+from .reference import (NEED_REF_CATS, apply_references, check_references, fastchat_lines, first_changed,
+                        read_reference_answers, read_text, record_reference, reference_warning, turns_ok,
+                        unreferenced)
 
 DEFAULT_CATEGORIES = ("reasoning", "stem", "humanities")
 LEAD_S = 0.5  # silence before the first question
@@ -61,8 +67,12 @@ class Question:
     id: str  # question_id as a string (FastChat's are ints)
     category: str
     turns: list[str]
-    reference: list[str] | None
+    reference: list[str | None] | None  # per turn (kame.eval.reference.apply_references)
     where: str  # file:line, for errors
+
+    def ref(self, k: int) -> str | None:
+        """The reference answer of turn ``k`` (0-based), if any."""
+        return self.reference[k] if self.reference and k < len(self.reference) else None
 
 
 # ---------------------------------------------------------------------------- questions
@@ -71,31 +81,15 @@ def read_questions(path: str | Path, categories=DEFAULT_CATEGORIES, turns: int =
     """The questions of ``path`` in ``categories`` (None: all), each with at least ``turns`` turns.
     ``strict`` (categories the user named): a category with no question in the file is refused."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such question file; give MT-Bench's question.jsonl (FastChat's "
-                          f"fastchat/llm_judge/data/mt_bench/question.jsonl; kame downloads nothing)")
-    out, seen, found = [], {}, set()
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); each line must be "
-                              f"one question object") from None
-        if not isinstance(d, dict) or "question_id" not in d or not isinstance(d.get("category"), str) \
-                or not isinstance(d.get("turns"), list) or not d["turns"] \
-                or not all(isinstance(t, str) and t.strip() for t in d["turns"]):
-            raise ConfigError(f"{where}: a question needs question_id, category (a string) and turns (a list "
-                              f"of non-empty strings), as MT-Bench's question.jsonl has")
-        ref = d.get("reference")
+    out, found = [], set()
+    _, text = read_text(path, str(path), "give MT-Bench's question.jsonl (FastChat's "
+                        "fastchat/llm_judge/data/mt_bench/question.jsonl; kame downloads nothing)")
+    for where, d in fastchat_lines(path, text, "question", _question_ok,
+                                   "question_id, category (a string) and turns (a list of non-empty strings), "
+                                   "as MT-Bench's question.jsonl has"):
+        ref, qid = d.get("reference"), str(d["question_id"])
         if ref is not None and not (isinstance(ref, list) and all(isinstance(r, str) for r in ref)):
             raise ConfigError(f"{where}: reference must be a list of strings (one per turn)")
-        qid = str(d["question_id"])
-        if qid in seen:
-            raise ConfigError(f"{where}: question_id {qid} again (first at {seen[qid]}); ids must be unique")
-        seen[qid] = where
         found.add(d["category"])
         if categories is not None and d["category"] not in categories:
             continue
@@ -110,6 +104,10 @@ def read_questions(path: str | Path, categories=DEFAULT_CATEGORIES, turns: int =
         raise ConfigError(f"{path}: no question left in categories {', '.join(categories or ())} (the file has "
                           f"{', '.join(sorted(found)) or 'none'}); see --categories")
     return out
+
+
+def _question_ok(d: dict) -> bool:
+    return isinstance(d.get("category"), str) and turns_ok(d.get("turns"))
 
 
 # ---------------------------------------------------------------------------- speech
@@ -193,7 +191,7 @@ def turn_records(q: Question, doc: dict, turns: list, agent: np.ndarray, thr: fl
                "heard": " ".join(t["text"] for t in doc.get("transcripts", ())
                                  if t["final"] and ut.start <= t["t"] < ut.window_end).strip(),
                "latency_s": None if hit is None else round(max(0.0, hit - ut.end), 3),
-               "user_start_s": round(ut.start, 3), "user_end_s": round(ut.end, 3), "reference": q.reference[k] if q.reference and k < len(q.reference) else None,
+               "user_start_s": round(ut.start, 3), "user_end_s": round(ut.end, 3), "reference": q.ref(k),
                "frontend_random": doc.get("frontend_random", False), "errors": len(doc.get("errors", ())),
                **{flag: summ.get(flag) for flag in ("reply_cut_off", "max_tail_reached", "unanswered")},
                "files": files}
@@ -230,17 +228,20 @@ def run_name(qid: str) -> str:
     return f"{safe or 'q'}-{hashlib.sha1(qid.encode()).hexdigest()[:8]}"
 
 
-def grade(judge, runner, recs: list[dict], timeout_s: float, judge_spec: str, which=None) -> None:
-    """Judge turn answers (in place: rating, judge_reply, judge_followup, judge); ``which``: the
-    indices to judge (default all; the earlier turns are context either way). Raises what the
+def grade(judge, runner, recs: list[dict], timeout_s: float, judge_spec: str, which=None, refs=None) -> None:
+    """Judge turn answers (in place: rating, judge_reply, judge_followup, judge, reference);
+    ``which``: the indices to judge (default all; the earlier turns are context either way);
+    ``refs``: the reference answer of each turn now (default: the records' own). Raises what the
     judge raises."""
     from .judge import judge_messages, rate
 
     for k, r in enumerate(recs):
         if which is not None and k not in which:
             continue
+        if refs is not None:  # (records run earlier: rated with today's reference answers)
+            r["reference"] = refs[k] if k < len(refs) else None
         msgs = judge_messages(r["question"], r["answer"], reference=r["reference"],
-                              history=[(p["question"], p["answer"]) for p in recs[:k]])
+                              history=[(p["question"], p["answer"], p.get("reference")) for p in recs[:k]])
         r["rating"], r["judge_reply"], r["judge_followup"] = runner.run(rate(judge, msgs, timeout_s=timeout_s))
         r["judge"] = judge_spec
 
@@ -379,8 +380,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a cascade still answering after --tail gets more silence, up to this in all (default 90)")
     p.add_argument("--fast", action="store_true", help="no wall-clock pacing (latencies then mean little)")
     p.add_argument("--rejudge", action="store_true",
-                   help="re-rate the answers stored in OUT with --judge (another judge's ratings, and the "
-                        "unparsed ones); the agent is not run")
+                   help="re-rate the answers stored in OUT with --judge (another judge's ratings, those made "
+                        "with other reference answers, and the unparsed ones); the agent is not run")
+    p.add_argument("--reference", metavar="FILE", default=None,
+                   help="FastChat's reference answers (data/mt_bench/reference_answer/gpt-4.jsonl), used for "
+                        f"{', '.join(NEED_REF_CATS)} before a question's own \"reference\"")
     p.add_argument("--judge-timeout", type=at_least(1.0, float), default=180.0,
                    help="seconds for one judge reply (default 180)")
 
@@ -422,13 +426,15 @@ def main(args) -> int:
     questions = read_questions(args.questions, cats, args.turns, strict=cats not in (None, DEFAULT_CATEGORIES))
     if args.limit:
         questions = questions[: args.limit]
+    ref_file = read_reference_answers(args.reference) if args.reference else None
+    no_ref = apply_references(questions, ref_file)
     cfg = config_from_args(args)  # (checked before anything runs)
     thr = 10 ** (cfg.runtime.silence_db / 20)
     out = check_output_folder(args.output, flag="-o")
     runs = out / "runs"
     runs.mkdir(exist_ok=True)
     results = out / "results.jsonl"
-    check_settings(out, args, agent_fingerprint(args, cfg))
+    settings = check_settings(out, args, agent_fingerprint(args, cfg))
     done = load_done(results, args.mode, args.turns)
     others = sorted({str(r.get("judge")) for r in done} - {args.judge})
     if others and not args.rejudge:  # (a --rejudge cut short: some answers still have the old judge's rating)
@@ -437,22 +443,29 @@ def main(args) -> int:
     by_q: dict[str, list[dict]] = {}
     for r in done:
         by_q.setdefault(r["question_id"], []).append(r)
+    if not args.rejudge:  # (as another judge: the old ratings are not those of today's references)
+        check_references(questions, by_q, ref_file, settings.get("reference_answers"), results)
+    record_reference(out / SETTINGS, ref_file)
 
     def saved(q: Question) -> Path:
         return runs / f"{run_name(q.id)}.rec.json"
 
-    def stale(recs: list[dict]) -> set[int]:  # the answers --rejudge rates: another judge's, or unparsed
-        return {k for k, r in enumerate(recs) if r.get("judge") != args.judge or r.get("rating") is None}
+    def stale(q: Question) -> set[int]:  # the answers --rejudge rates: another judge's or reference's, or unparsed
+        recs, k0 = by_q[q.id], first_changed(by_q[q.id], q.reference)
+        return {k for k, r in enumerate(recs) if r.get("judge") != args.judge or r.get("rating") is None
+                or (k0 is not None and k >= k0)}
 
     if args.rejudge:
-        todo = [q for q in questions if (q.id in by_q and stale(by_q[q.id])) or (q.id not in by_q and saved(q).exists())]
+        todo = [q for q in questions if (q.id in by_q and stale(q)) or (q.id not in by_q and saved(q).exists())]
         not_run = [q.id for q in questions if q.id not in by_q and not saved(q).exists()]
     else:
         todo, not_run = [q for q in questions if q.id not in by_q], []
     print(f"{len(questions)} question(s) ({', '.join(cats) if cats else 'all categories'}, turn"
           f"{'s 1-2' if args.turns == 2 else ' 1'}), {len(questions) - len(todo) - len(not_run)} done in {results}; "
-          f"mode {args.mode}, judge {args.judge}" + (f"; --rejudge: {len(todo)} to re-rate" if args.rejudge else ""),
-          flush=True)
+          f"mode {args.mode}, judge {args.judge}" + (f", reference answers {ref_file.path}" if ref_file else "")
+          + (f"; --rejudge: {len(todo)} to re-rate" if args.rejudge else ""), flush=True)
+    if no_ref:
+        print(reference_warning(no_ref, ref_file), file=sys.stderr, flush=True)
     if is_embedded(args.judge):
         print("note: the embedded judge runs offline but its ratings are mostly unparsed or meaningless; use "
               "--judge openai:MODEL for real scores", flush=True)
@@ -471,7 +484,7 @@ def main(args) -> int:
             tag = f"[{i}/{len(todo)}] {q.id} ({q.category})"
             which = None
             if q.id in by_q:  # --rejudge: the stored answers
-                recs, which = by_q[q.id], stale(by_q[q.id])
+                recs, which = by_q[q.id], stale(q)
             elif saved(q).exists():  # run before, not rated yet: only rated now
                 recs = json.loads(saved(q).read_text())
             else:
@@ -484,7 +497,7 @@ def main(args) -> int:
                     continue
                 saved(q).write_text(json.dumps(recs, indent=1))  # (a judge failure then costs no rerun)
             try:
-                grade(judge, runner, recs, args.judge_timeout, args.judge, which)
+                grade(judge, runner, recs, args.judge_timeout, args.judge, which, q.reference)
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # noqa: BLE001 - any judge failure: this question skipped
@@ -514,7 +527,11 @@ def main(args) -> int:
     rated = sum(r["rating"] is not None for r in records)
     notes = [f"kame eval mtbench: {len(questions)} question(s): {len({r['question_id'] for r in records})} run, "
              f"{rated} rated, {len(records) - rated} unparsed" + (" (answers: 2 turns each)" if args.turns == 2 else "")
-             + f"; mode {args.mode}, judge {args.judge}"]
+             + f"; mode {args.mode}, judge {args.judge}" + (f", reference answers {ref_file.path}" if ref_file else "")]
+    unref = unreferenced((q.id, q.category, [r.get("reference") for r in records if r["question_id"] == q.id])
+                         for q in questions)
+    if unref:
+        notes.append(f"judged without a reference answer (FastChat's MT-Bench has one): {', '.join(unref)}")
     if any(r.get("frontend_random") for r in records):
         notes.append("NOTE: the tandem front-end has RANDOM WEIGHTS: its answers are babble and their ratings "
                      "mean nothing until a trained front-end exists (the cascade's are real)")
