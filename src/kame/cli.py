@@ -1,7 +1,7 @@
 """The ``kame`` command line.
 
     kame demo                         # the main job on the embedded default
-    kame bench step|codec|codec-quality|backend|sessions|latency|soak
+    kame bench step|codec|codec-quality|backend|sessions|latency|soak|train
     kame codec roundtrip IN.wav -o OUT.wav --codec embedded
     kame data synth QA.jsonl -o data/ --llm SPEC  # training dialogues from a QA set (simulated oracle)
     kame train data/train.jsonl -o runs/x  # fine-tune a front-end on them
@@ -40,6 +40,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "backend"): ("kame.bench.backend", "STT WER/latency, LLM TTFT, oracle lag"),
     ("bench", "sessions"): ("kame.bench.sessions", "real-time sessions sustained"),
     ("bench", "latency"): ("kame.bench.latency", "tandem vs cascade latency"),
+    ("bench", "train"): ("kame.bench.train", "kame train's memory per process and step time, per layout"),
     ("bench", "soak"): ("kame.bench.soak", "server soak: concurrent sessions, protocol fuzzing, connect cycles"),
 }
 

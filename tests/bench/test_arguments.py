@@ -21,6 +21,8 @@ from kame.cli import main
     (["bench", "sessions", "--seconds", "nan"], "--seconds: expected a finite number, got 'nan'"),
     (["bench", "sessions", "--sessions", "0"], "--sessions: must be >= 1, got 0"),
     (["bench", "codec-quality", "--sentences", "0"], "--sentences: must be >= 1, got 0"),  # was exit 1, not 2
+    (["bench", "train", "--steps", "3"], "--steps: must be >= 4, got 3"),
+    (["bench", "train", "--nproc", "1"], "--nproc: must be >= 2, got 1"),
 ])
 def test_bad_counts_are_argument_errors(argv, option, capsys):
     with pytest.raises(SystemExit) as exc:

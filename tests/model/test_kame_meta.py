@@ -108,3 +108,18 @@ def test_save_refuses_a_codec_spec_kame_cannot_create(model, tmp_path):
                                               r"file not found"):
         save_frontend(model, tmp_path / "ck", codec=f"embedded:{tmp_path / 'gone.safetensors'}")
     assert not (tmp_path / "ck").exists()
+
+
+def test_save_writes_the_weights_it_is_given_and_refuses_other_keys(model, tmp_path):
+    """state_dict= (a training run's weights gathered from a sharded model) is what is written; one
+    that is not this model's (a key missing or extra) is refused before anything is written."""
+    import torch
+
+    given = {k: torch.full_like(v, 0.5) for k, v in model.state_dict().items()}
+    folder = save_frontend(model, tmp_path / "ck", state_dict=given)
+    loaded = load_frontend(folder)[0].state_dict()
+    assert all(torch.equal(loaded[k], given[k]) for k in given)
+    del given["text_emb.weight"]
+    with pytest.raises(CheckpointError, match=r"missing \['text_emb.weight'\]"):
+        save_frontend(model, tmp_path / "bad", state_dict={**given, "extra.weight": torch.zeros(1)})
+    assert not (tmp_path / "bad").exists()

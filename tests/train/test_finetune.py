@@ -353,7 +353,7 @@ import os, sys, torch
 sys.path.insert(0, {root!r})
 from kame import registry
 from kame.cli import _build_parser
-from kame.train import finetune
+from kame.train import finetune, parallel
 registry.load_plugins([{plugin!r}])
 seen, batches = [], finetune.batches
 def spy(*a, **k):  # what this rank trained on, step by step
@@ -364,23 +364,27 @@ finetune.batches = spy
 argv = sys.argv[1:]
 args = _build_parser(argv)[0].parse_args(argv)
 res = finetune.run(args)
-torch.save(res.model.state_dict(), os.path.join({out!r}, "rank%s.pt" % os.environ["RANK"]))
+if not parallel.is_sharded(res.model):
+    torch.save(res.model.state_dict(), os.path.join({out!r}, "rank%s.pt" % os.environ["RANK"]))
+elif os.environ["RANK"] == "0":  # (sharded: the whole weights are the checkpoint rank 0 wrote)
+    from kame.model.loaders import load_frontend
+    torch.save(load_frontend(os.path.join(args.out, "latest"))[0].state_dict(), os.path.join({out!r}, "rank0.pt"))
 torch.save(seen, os.path.join({out!r}, "batches%s.pt" % os.environ["RANK"]))
+torch.save(res.losses, os.path.join({out!r}, "losses%s.pt" % os.environ["RANK"]))
 """
 
 
-@pytest.mark.slow
-def test_torchrun_two_processes_end_with_the_same_weights(tmp_path):
-    manifest = _data(tmp_path / "data", n=3, T=32)  # (windows of 16 frames each: rows compare as they are)
+def torchrun_train(tmp_path: Path, *args: str, plugin_text: str = PLUGIN, ok: bool = True) -> str:
+    """`kame train ARGS` in two torchrun processes on the CPU with the fake codec (``plugin_text``
+    registers it); its stdout (``ok`` False: its stdout + stderr, and it must fail). Each rank's
+    weights at the end go to tmp_path/rankR.pt, its batches and losses to batchesR.pt, lossesR.pt."""
     plugin = tmp_path / "fake_codec.py"
-    plugin.write_text(PLUGIN.format(fakes=str(Path(__file__).parent)))
+    plugin.write_text(plugin_text.format(fakes=str(Path(__file__).parent)))
     script = tmp_path / "run.py"
     script.write_text(SCRIPT.format(root=str(ROOT / "src"), plugin=str(plugin), out=str(tmp_path)))
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "src"))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-           "train", str(manifest), "--frontend", "random:tiny", "--codec", "fake", "-o", str(tmp_path / "run"),
-           "--steps", "6", "--batch-size", "1", "--window", "16", "--lr", "3e-3", "--warmup", "1", "--log-every", "2",
-           "--save-every", "3", "--device", "cpu"]
+           "train", *args, "--codec", "fake", "--device", "cpu"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                          start_new_session=True)  # (its own group: a hang is ended with the workers)
     try:
@@ -389,8 +393,50 @@ def test_torchrun_two_processes_end_with_the_same_weights(tmp_path):
         os.killpg(p.pid, signal.SIGKILL)
         p.communicate()
         raise
+    if not ok:
+        assert p.returncode != 0, stdout
+        return stdout + stderr
     assert p.returncode == 0, stderr[-3000:]
+    return stdout
+
+
+TORCHRUN_ARGS = ("--steps", "6", "--batch-size", "1", "--window", "16", "--lr", "3e-3", "--warmup", "1",
+                 "--log-every", "2", "--save-every", "3")
+
+
+FAILING_PLUGIN = PLUGIN + """
+import os
+class Failing(FakeCodec):
+    def encode(self, pcm):
+        if os.environ["RANK"] == "1":
+            raise OSError("rank 1 cannot encode")
+        return super().encode(pcm)
+registry.register("codec", "fake", lambda arg=None, **kw: Failing(), replace=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_process_failing_to_encode_stops_them_all(tmp_path):
+    """Rank 1's encoding fails: rank 0 learns it at the barrier and stops saying why. (torchrun on one
+    node also ends the other workers when one fails; a launcher that does not - several nodes, srun -
+    would leave them at the barrier until the backend's timeout, 30 minutes for gloo.)"""
+    manifest = _data(tmp_path / "data", n=3, T=32)
+    out = torchrun_train(tmp_path, str(manifest), "--frontend", "random:tiny", "-o", str(tmp_path / "run"),
+                         *TORCHRUN_ARGS, plugin_text=FAILING_PLUGIN, ok=False)
+    assert "rank 1 cannot encode" in out and "another process failed while encoding its share" in out
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_end_with_the_same_weights(tmp_path):
+    manifest = _data(tmp_path / "data", n=3, T=32)  # (windows of 16 frames each: rows compare as they are)
+    stdout = torchrun_train(tmp_path, str(manifest), "--frontend", "random:tiny", "-o", str(tmp_path / "run"),
+                            *TORCHRUN_ARGS)
     assert stdout.count("training on 3 dialogues, 2 process(es)") == 1  # rank 0 alone logs
+    losses = [torch.load(tmp_path / f"losses{r}.pt", weights_only=True) for r in (0, 1)]
+    logged = {int(ln.split()[0]): float(ln.split()[1]) for ln in stdout.splitlines() if ln.split()[:1] in (["2"], ["4"])}
+    assert logged[2] == pytest.approx(np.mean([losses[0][:2], losses[1][:2]]), abs=1e-4)  # both ranks' mean
+    assert losses[0][:2] != losses[1][:2]  # (which differs from rank 0's own)
     a, b = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert all(torch.equal(a[k], b[k]) for k in a)
     start = load_frontend("random:tiny", text_card=4000)[0].state_dict()

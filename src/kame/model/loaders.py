@@ -522,7 +522,8 @@ def _mismatch(exc: CheckpointError, wpath: Path, state: Mapping[str, torch.Tenso
 
 def save_frontend(model: LMModel, folder: str | Path, dtype: Any = None, *, codec: str | None = None,
                   codec_sha256: str | None = None, tokenizer: str | Path | None = None,
-                  tokenizer_sha256: str | None = None, train: Mapping[str, Any] | None = None, **meta: Any) -> Path:
+                  tokenizer_sha256: str | None = None, train: Mapping[str, Any] | None = None,
+                  state_dict: Mapping[str, torch.Tensor] | None = None, **meta: Any) -> Path:
     """Write config.json + model.safetensors (moshi key names + oracle_emb.weight).
     Extra keyword arguments (mimi_name, tokenizer_name, lm_gen_config, model_type, ...) go to
     config.json; a model loaded with load_frontend keeps the metadata it was loaded with.
@@ -530,7 +531,8 @@ def save_frontend(model: LMModel, folder: str | Path, dtype: Any = None, *, code
     one, else a file name as tokenizer_name takes it, also written as tokenizer_name) and train
     (free-form) go to config.json's "kame" object, with the sha256 of the codec (its fingerprint)
     and of the tokenizer file unless given: the runtime then runs the front-end with them and
-    refuses others.
+    refuses others. state_dict: the weights to write instead of ``model.state_dict()`` (a
+    training run's whole weights gathered from a sharded model: kame.train.parallel).
     Everything is checked as load_frontend checks it before anything is written (ConfigError),
     and the files are written under temporary names and then renamed: a failure leaves the folder
     as it was."""
@@ -544,7 +546,12 @@ def save_frontend(model: LMModel, folder: str | Path, dtype: Any = None, *, code
     text = json.dumps(raw, indent=2)
     if folder.exists() and not folder.is_dir():
         raise CheckpointError(f"save_frontend: {folder} exists and is not a folder")
-    state = {k: (v if dt is None else v.to(dt)).detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if state_dict is not None and set(state_dict) != set(model.state_dict()):
+        theirs, ours = set(state_dict), set(model.state_dict())
+        raise CheckpointError(f"save_frontend: state_dict does not match the model's keys (missing "
+                              f"{sorted(ours - theirs)[:5]}, unexpected {sorted(theirs - ours)[:5]})")
+    weights = model.state_dict() if state_dict is None else state_dict
+    state = {k: (v if dt is None else v.to(dt)).detach().cpu().contiguous() for k, v in weights.items()}
     wpath = folder / raw["moshi_name"]
     made = [d for d in (wpath.parent, *wpath.parent.parents) if not d.exists()][::-1]  # folders to create
     temps: list[Path] = []

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from ..errors import ConfigError
@@ -231,6 +232,9 @@ class Transformer(nn.Module):
         self.dim, self.num_heads, self.kv_repeat, self.context = dim, num_heads, kv_repeat, context
         self.pos_emb, self.max_period, self.positional_scale = pos_emb, max_period, positional_scale
         self.weights_schedule = weights_schedule
+        # recompute each layer's activations in the backward instead of keeping them (kame train
+        # --checkpoint-activations: less memory for long windows, one more forward's compute)
+        self.checkpointing = False
         rope = pos_emb if pos_emb in ("rope", "sin_rope", "rope_concat") else None
         self.layers = nn.ModuleList([
             Layer(dim, num_heads, dim_ff, norm=norm, gating=gating, kv_repeat=kv_repeat,
@@ -274,7 +278,11 @@ class Transformer(nn.Module):
             slot = (state.pos % state.capacity)[:, None]  # [B, 1]
             old = state.slot_pos.gather(1, slot)
             state.slot_pos.scatter_(1, slot, state.pos[:, None])
+        recompute = self.checkpointing and state is None and past is None and torch.is_grad_enabled()
         for i, layer in enumerate(self.layers):
+            if recompute:
+                x = torch.utils.checkpoint.checkpoint(layer, x, pos, use_reentrant=False)
+                continue
             cache = state.caches[i] if state is not None else None
             x = layer(x, pos, cache, state, step, None if past is None else past[i])
         if state is not None:

@@ -22,9 +22,11 @@ docs/training.md describes both. What exists now (tested, tests/train):
 - ``kame.train.finetune`` / ``kame.train.loss``: `kame train`, fine-tuning a front-end on a manifest
   (KAME's optimizer, loss weights and oracle augmentation; one process or torchrun/DDP;
   checkpoints in the published format with their config, so ``load_frontend``, ``kame run`` and
-  ``kame serve`` take them as they take KAME's).
+  ``kame serve`` take them as they take KAME's);
+- ``kame.train.parallel``: what a 7B fine-tune needs (KAME's was DeepSpeed ZeRO-3 bf16): bf16
+  compute over fp32 weights, FSDP2 sharding over torchrun's processes, recomputed activations;
+  checkpoints in one layout whatever these are.
 
-Not built yet: KAME's input dropouts in the loop, bf16/ZeRO for 7B models, a streaming data
-loader for large sets, and a front-end trained by kame (its tandem runs a random-weight
+Not built yet: KAME's input dropouts in the loop, a streaming data loader for large sets, and a front-end trained by kame (its tandem runs a random-weight
 front-end, ``random:tiny``, and says so).
 """

@@ -116,12 +116,18 @@ def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool =
     if cache:
         if distributed:  # every rank has listed what is missing before any writes (else a rank that looks
             dist.barrier()  # late sees another's new files: the shares differ and a dialogue goes unwritten)
-        mine = todo[rank::world]
-        for i, e in enumerate(mine, 1):
-            _progress(echo, i, len(mine), f"encoding {{}}/{len(mine)} dialogues (cached as codes.npz)")
-            write_codes(read_dialogue(e.path), codec, spec=spec)
-        if distributed:
-            dist.barrier()  # every rank's share written before any is read
+        mine, failed = todo[rank::world], None
+        try:
+            for i, e in enumerate(mine, 1):
+                _progress(echo, i, len(mine), f"encoding {{}}/{len(mine)} dialogues (cached as codes.npz)")
+                write_codes(read_dialogue(e.path), codec, spec=spec)
+        except Exception as exc:  # (said to the other ranks first: else they wait for it at the barrier)
+            failed = exc
+        if distributed and _any_rank(failed is not None) and failed is None:
+            raise DataError("train: another process failed while encoding its share of the dialogues (its error is "
+                            "printed by torchrun above or below): nothing was trained")
+        if failed is not None:
+            raise failed
         todo = []
     elif use_cache:
         echo(f"codec {spec} has no fingerprint: its codes cannot be cached, every run encodes them")
@@ -136,6 +142,18 @@ def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool =
         small = codes.numel() == 0 or int(codes.max()) < 2 ** 15  # (ids and codes; -1 is "none")
         out.append(Example(str(e.path), codes.to(torch.int16 if small else torch.int32), oracle, d.timeline_events()))
     return out
+
+
+def _any_rank(flag: bool) -> bool:
+    """True when ``flag`` is true in any process of the group (a collective: each rank calls it
+    once at the same point; it is also the barrier after which every share is written)."""
+    import torch
+    import torch.distributed as dist
+
+    device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def _cached(folder: Path, codec, load_codes, name: str, echo) -> bool:

@@ -25,8 +25,9 @@ batches depend only on the seed and the step, so a resumed run sees the batches 
 would have seen.
 
 Under torchrun (WORLD_SIZE > 1) each process takes its share of every global batch
-(batch_size windows each), gradients are averaged by DistributedDataParallel, and rank 0 alone
-logs and saves.
+(batch_size windows each), gradients are averaged by DistributedDataParallel (or the model is
+sharded over the processes, --shard), and rank 0 alone logs and saves. bf16 compute, sharding
+and recomputed activations for large front-ends: kame.train.parallel.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from typing import TYPE_CHECKING, Callable
 from ..errors import ConfigError
 from .batching import batches, load_examples, manifest_path
 from .data import DataError
+from .parallel import PRECISIONS, check_shard, resolve_precision
 
 # (torch is imported where it is used: `kame train --help` stays fast, tests/test_cliargs.py)
 if TYPE_CHECKING:
@@ -65,6 +67,10 @@ class TrainConfig:
     schedule: str = "constant"  # after warmup: "constant", or "cosine" down to min_lr_ratio * lr at `steps`
     min_lr_ratio: float = 0.1  # cosine's floor, as a share of lr
     grad_clip: float = 1.0  # max global gradient norm (0: no clipping)
+    # layout (kame.train.parallel): what a large front-end needs; none changes the loss
+    precision: str = "fp32"  # "fp32", or "bf16": fp32 weights and optimizer, bf16 forward/backward (KAME's)
+    shard: bool = False  # split weights, gradients and optimizer state over torchrun's processes (FSDP2, ZeRO-3)
+    checkpoint_activations: bool = False  # recompute each layer's activations in the backward
     # data
     steps: int = 1000  # optimizer steps in all (a resumed run continues up to this)
     batch_size: int = 4  # windows per process per step (the global batch is batch_size * world size)
@@ -91,6 +97,8 @@ class TrainConfig:
                               f"{self.steps}, batch_size {self.batch_size}, warmup_steps {self.warmup_steps})")
         if self.window_frames < 2:
             raise ConfigError(f"train: the window must be >= 2 frames, got {self.window_frames}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train: precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.schedule not in ("constant", "cosine"):
             raise ConfigError(f"train: schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         if not 0 <= self.skip_prob[0] <= self.skip_prob[1] <= 1:
@@ -105,13 +113,15 @@ class TrainConfig:
 
 # may change on --resume (they do not change what a step does); batch_size too when the global
 # batch (batch_size * world size) stays
-RESUMABLE = ("steps", "log_every", "save_every", "use_cache")
+RESUMABLE = ("steps", "log_every", "save_every", "use_cache", "shard", "checkpoint_activations")
 
 
 def check_resume(rec: dict, tcfg: TrainConfig, manifest_sha: str, world: int, where) -> None:
     """ConfigError naming every difference between the run a checkpoint's ``kame.train`` record
     ``rec`` describes and this one, but those that leave the steps as they were (RESUMABLE)."""
-    old, new = rec.get("config", {}), json.loads(json.dumps(asdict(tcfg)))
+    new = json.loads(json.dumps(asdict(tcfg)))
+    # (a knob the record lacks was added since: the run had its default)
+    old = {**json.loads(json.dumps(asdict(TrainConfig()))), **rec.get("config", {})}
     diffs = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in new.items()
              if k not in RESUMABLE + ("batch_size",) and old.get(k) != v]
     was = old.get("batch_size", 0) * rec.get("world_size", 1)
@@ -124,7 +134,8 @@ def check_resume(rec: dict, tcfg: TrainConfig, manifest_sha: str, world: int, wh
     if diffs:
         raise ConfigError(f"train: --resume {where} continues another run: " + "; ".join(diffs) + ". A resumed run "
                           f"must take the batches and settings of the run it continues (only --steps, --log-every, "
-                          f"--save-every, --no-cache and --batch-size with the same batch x processes may change): give the same options, or start a new run "
+                          f"--save-every, --no-cache, --shard, --checkpoint-activations and --batch-size with the same "
+                          f"batch x processes may change): give the same options, or start a new run "
                           f"(another -o) from it with --frontend {where}")
 
 
@@ -143,7 +154,7 @@ def lr_at(step: int, tcfg: TrainConfig) -> float:
 # --- the loop ---------------------------------------------------------------------------------
 @dataclass
 class TrainResult:
-    model: torch.nn.Module  # the trained model (unwrapped)
+    model: torch.nn.Module  # the trained model (unwrapped; --shard: still sharded, the checkpoints hold it whole)
     step: int  # optimizer steps done in all
     losses: list[float]  # this process's loss at each step run here
     last_checkpoint: Path | None  # rank 0's last OUT/step-N (None elsewhere)
@@ -198,18 +209,22 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
 
     from ..paths import file_sha256
     from .loss import frontend_loss
+    from .parallel import compute, full_state, load_optimizer, prepare
 
     tcfg.check()
     cfg = model.cfg
     check_fit(cfg, tokenizer, tcfg)
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    if tcfg.shard:
+        check_shard(world)
     device = torch.device(device)
     manifest = manifest_path(manifest)
     manifest_sha = file_sha256(manifest)
     step, state, rec = 0, None, {"frontend": start}
     if resume is not None:
-        state = torch.load(Path(resume) / STATE, map_location=device, weights_only=True)
+        # (on the CPU, mapped from disk: a large run's optimizer state is read as it is loaded)
+        state = torch.load(Path(resume) / STATE, map_location="cpu", mmap=True, weights_only=True)
         check_resume(state["train"], tcfg, manifest_sha, world, resume)
         step = int(state["step"])
         if step >= tcfg.steps:
@@ -223,24 +238,22 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
              f"reaches --lr {tcfg.lr:g} (it ends at {lr_at(tcfg.steps - 1, tcfg):.3g})")
     examples = load_examples(manifest, codec, tokenizer, cfg, tcfg.use_cache, codec_spec=codec_spec, rank=rank,
                              world=world, echo=echo if rank == 0 else (lambda s: None))
-    model.to(device).train()
+    model.train()
+    net = prepare(model, tcfg, device)  # (DDP, or sharded in place: the optimizer is made on what it holds)
     opt = make_optimizer(model, tcfg)
     if state is not None:
-        opt.load_state_dict(state["optimizer"])  # (its hyper-parameters: check_resume made them this run's)
+        load_optimizer(model, opt, state["optimizer"])  # (its hyper-parameters: check_resume made them this run's)
+        del state
         if rank == 0:
             echo(f"resumed from {resume} at step {step}")
-    net = model
-    if distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     feed = batches(examples, cfg, tcfg, rank, world)
     for _ in range(step):  # the batches the run before the resume took
         next(feed)
     losses, last, t0, frames, acc = [], None, time.perf_counter(), 0, []
     if rank == 0:
-        echo(f"training on {len(examples)} dialogues, {world} process(es), {tcfg.batch_size} windows of "
-             f"<= {tcfg.window_frames} frames each, steps {step}..{tcfg.steps}")
+        layout = ", sharded" if tcfg.shard else ""
+        echo(f"training on {len(examples)} dialogues, {world} process(es){layout}, {tcfg.batch_size} windows of "
+             f"<= {tcfg.window_frames} frames each, {tcfg.precision}, steps {step}..{tcfg.steps}")
         echo(f"{'step':>7} {'loss':>9} {'text':>9} {'audio':>9} {'lr':>10} {'frames/s':>9}")
     try:
         while step < tcfg.steps:
@@ -249,7 +262,8 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
             lr = lr_at(step, tcfg)
             for g in opt.param_groups:
                 g["lr"] = lr
-            res = net(codes, oracle=oracle if cfg.oracle else None)
+            with compute(tcfg, device):
+                res = net(codes, oracle=oracle if cfg.oracle else None)
             loss, parts = frontend_loss(res, codes, cfg, tcfg)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"train: the loss is {float(loss)} at step {step} (lr {lr:.3g}): lower --lr")
@@ -262,16 +276,25 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
             losses.append(float(loss.detach()))
             acc.append((losses[-1], parts["text"], parts["audio"]))
             frames += codes.shape[0] * codes.shape[2] * world
-            if rank == 0 and (step % max(1, tcfg.log_every) == 0 or step == tcfg.steps):
+            if step % max(1, tcfg.log_every) == 0 or step == tcfg.steps:
                 dt = max(time.perf_counter() - t0, 1e-9)
                 m = np.mean(acc, axis=0)
-                echo(f"{step:>7} {m[0]:>9.4f} {m[1]:>9.4f} {m[2]:>9.4f} {lr:>10.3g} {frames / dt:>9.0f}")
+                if distributed:  # (the global batch's: the mean over the processes)
+                    t = torch.tensor(m, dtype=torch.float64, device=device)
+                    dist.all_reduce(t)
+                    m = (t / world).tolist()
+                if rank == 0:
+                    echo(f"{step:>7} {m[0]:>9.4f} {m[1]:>9.4f} {m[2]:>9.4f} {lr:>10.3g} {frames / dt:>9.0f}")
                 t0, frames, acc = time.perf_counter(), 0, []
             due = step == tcfg.steps or (tcfg.save_every and step % tcfg.save_every == 0)
-            if out is not None and rank == 0 and due:
-                last = save_checkpoint(model, opt, Path(out), step, tcfg, manifest, manifest_sha, world=world,
-                                       codec_spec=codec_spec, tokenizer_spec=tokenizer_spec, extra=rec)
-                echo(f"saved {last}")
+            if out is not None and due:
+                weights, optim = full_state(model, opt) if rank == 0 or tcfg.shard else (None, None)
+                if rank == 0:  # (sharded: every process gathered, rank 0 holds the whole tensors)
+                    last = save_checkpoint(model, weights, optim, Path(out), step, tcfg, manifest, manifest_sha,
+                                           world=world, codec_spec=codec_spec, tokenizer_spec=tokenizer_spec,
+                                           extra=rec)
+                    echo(f"saved {last}")
+                del weights, optim
     except KeyboardInterrupt:
         raise TrainInterrupted(step, last, Path(out) if out is not None else None, rank) from None
     model.eval()
@@ -296,12 +319,13 @@ def _check_out(out: Path, overwrite: bool, rank: int) -> None:
                 shutil.rmtree(p)
 
 
-def save_checkpoint(model, opt, out: Path, step: int, tcfg: TrainConfig, manifest, manifest_sha: str, *,
-                    world: int = 1, codec_spec: str | None, tokenizer_spec: str | Path | None,
-                    extra: dict | None = None) -> Path:
-    """OUT/step-N: the front-end (save_frontend; config.json's kame.train says how it was trained,
-    ``extra``: the front-end it started from, what it was resumed from) and train_state.pt
-    (optimizer, step); then OUT/latest -> step-N (a symlink, replaced atomically)."""
+def save_checkpoint(model, weights: dict, optim: dict, out: Path, step: int, tcfg: TrainConfig, manifest,
+                    manifest_sha: str, *, world: int = 1, codec_spec: str | None,
+                    tokenizer_spec: str | Path | None, extra: dict | None = None) -> Path:
+    """OUT/step-N: the front-end (save_frontend with ``weights``, the model's whole state dict;
+    config.json's kame.train says how it was trained, ``extra``: the front-end it started from,
+    what it was resumed from) and train_state.pt (``optim``, the optimizer's state keyed by
+    parameter name, and the step); then OUT/latest -> step-N (a symlink, replaced atomically)."""
     import torch
 
     from ..model.loaders import save_frontend
@@ -316,9 +340,9 @@ def save_checkpoint(model, opt, out: Path, step: int, tcfg: TrainConfig, manifes
         tok = src.name
     train_rec = {"step": step, "world_size": world, "config": json.loads(json.dumps(asdict(tcfg))),
                  "manifest": str(Path(manifest).resolve()), "manifest_sha256": manifest_sha, **(extra or {})}
-    save_frontend(model, folder, codec=codec_spec, tokenizer=tok, train=train_rec)
+    save_frontend(model, folder, codec=codec_spec, tokenizer=tok, train=train_rec, state_dict=weights)
     tmp = folder / f".{STATE}.tmp"
-    torch.save({"step": step, "optimizer": opt.state_dict(), "train": train_rec}, tmp)
+    torch.save({"step": step, "optimizer": optim, "train": train_rec}, tmp)
     os.replace(tmp, folder / STATE)
     link, tmp_link = out / "latest", out / ".latest.tmp"
     tmp_link.unlink(missing_ok=True)
@@ -351,6 +375,15 @@ def add_arguments(p) -> None:
     p.add_argument("--schedule", choices=("constant", "cosine"), default=d.schedule)
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--grad-clip", type=float, default=d.grad_clip)
+    p.add_argument("--precision", choices=("auto",) + PRECISIONS, default="auto",
+                   help="bf16: fp32 weights and optimizer, bf16 forward and backward (KAME's); auto: bf16 on "
+                        "CUDA, fp32 on the CPU (default)")
+    p.add_argument("--shard", action="store_true",
+                   help="under torchrun: split weights, gradients and optimizer state over the processes (FSDP2, "
+                        "like KAME's ZeRO-3) instead of a whole copy in each")
+    p.add_argument("--checkpoint-activations", action="store_true",
+                   help="recompute each layer's activations in the backward: less memory for long windows, "
+                        "about a third more compute")
     p.add_argument("--no-oracle-aug", action="store_true", help="train on the oracle events as recorded")
     p.add_argument("--skip-prob", type=float, nargs=2, default=d.skip_prob, metavar=("A", "B"),
                    help="each prediction is skipped with a per-dialogue probability ~ U[A, B] (default %(default)s)")
@@ -421,12 +454,19 @@ def run(args) -> TrainResult:
     import torch
     import torch.distributed as dist
 
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu")
     tcfg = TrainConfig(lr=args.lr, warmup_steps=args.warmup, schedule=args.schedule, weight_decay=args.weight_decay,
                        grad_clip=args.grad_clip, steps=args.steps, batch_size=args.batch_size,
                        window_frames=args.window, use_cache=not args.no_cache, oracle_aug=not args.no_oracle_aug,
                        skip_prob=tuple(args.skip_prob), shift_prob=args.shift_prob,
                        shift_right=tuple(args.shift_right), shift_left=tuple(args.shift_left),
-                       seed=args.seed, log_every=args.log_every, save_every=args.save_every).check()
+                       seed=args.seed, log_every=args.log_every, save_every=args.save_every,
+                       precision=resolve_precision(args.precision, device), shard=args.shard,
+                       checkpoint_activations=args.checkpoint_activations).check()
+    if tcfg.shard:
+        check_shard(world)  # (before a large front-end is loaded)
     manifest = manifest_path(args.manifest)  # (before a front-end is built)
     start = args.frontend or "random:tiny"
     if args.resume:
@@ -439,17 +479,16 @@ def run(args) -> TrainResult:
             raise ConfigError(f"train: --resume {args.resume} goes on from its own weights (started from "
                               f"{start or 'an unrecorded front-end'}), not from --frontend {args.frontend}: drop "
                               f"--frontend, or start a new run (another -o) with --frontend {args.resume}")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu")
     if world > 1:
         if cuda:
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if cuda else "gloo")
     try:
         spec = str(args.resume) if args.resume else start
+        # (sharded: loaded on the CPU, each unit moves to the device as it is sharded)
         model, codec, codec_spec, tok, tok_spec = load_for_training(spec, args.codec,
-                                                                    None if args.resume else args.text_card, device)
+                                                                    None if args.resume else args.text_card,
+                                                                    torch.device("cpu") if tcfg.shard else device)
         torch.manual_seed(tcfg.seed)
         rank0 = not dist.is_initialized() or dist.get_rank() == 0
         return train(model, codec, tok, manifest, args.out, tcfg, codec_spec=codec_spec, tokenizer_spec=tok_spec,

@@ -1,0 +1,183 @@
+"""``kame bench train``: what `kame train` holds per process and how fast it steps, per layout.
+
+For each layout (one process; torchrun with DistributedDataParallel; sharded with FSDP2; each
+optionally bf16 and with recomputed activations: kame.train.parallel), it runs `kame train` for a
+few steps on a small synthetic set under torchrun and reports, per process: the bytes of the
+training state it holds (its weights, gradients and optimizer state: the local shards when
+sharded), its resident memory after the steps (before the final checkpoint is gathered and
+saved), its peak during the steps and during the loading before them (each process loads the
+whole model before sharding it), and the median step time (the first two steps and the last
+are not timed). The RSS columns are the largest over the processes.
+
+    kame bench train                                     # random:100m, 2 processes, four layouts
+    kame bench train --frontend random:small --layout ddp --layout shard+bf16 --steps 8
+    python bench/train.py ...
+
+The set is made once with `kame data synth --llm none` (espeak voices, the embedded codec) in a
+temporary folder, or given with --data (a manifest or a synth folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ..cliargs import at_least
+
+LAYOUTS = ("single", "ddp", "ddp+bf16", "shard", "shard+bf16", "shard+bf16+ckpt")
+DEFAULT_LAYOUTS = ["ddp", "shard", "shard+bf16", "shard+bf16+ckpt"]
+QA = [("What is the capital of France?", "Paris is the capital of France, on the river Seine."),
+      ("How many legs does a spider have?", "A spider has eight legs, and most have eight eyes too."),
+      ("Why is the sky blue?", "Air scatters blue sunlight more than red, so the sky looks blue by day."),
+      ("What is twelve times twelve?", "Twelve times twelve is one hundred and forty four.")]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--frontend", default="random:100m", help="the front-end to train (default random:100m)")
+    p.add_argument("--layout", action="append", choices=LAYOUTS,
+                   help=f"repeatable (default: {' '.join(DEFAULT_LAYOUTS)}); single = one process")
+    p.add_argument("--nproc", type=at_least(2), default=2, help="torchrun processes (default 2)")
+    p.add_argument("--steps", type=at_least(4), default=6,
+                   help="steps per layout (the first two and the last are not timed)")
+    p.add_argument("--window", type=at_least(2), default=64, help="frames per window (default 64)")
+    p.add_argument("--batch-size", type=at_least(1), default=1, help="windows per process per step")
+    p.add_argument("--data", default=None, help="a manifest or `kame data synth` folder (default: made here)")
+
+
+def make_data(folder: Path) -> Path:
+    """A few spoken QA dialogues (kame data synth, no simulator, espeak voices) in ``folder``."""
+    from ..cli import main as kame
+
+    qa = folder / "qa.jsonl"
+    qa.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in QA))
+    with contextlib.redirect_stdout(sys.stderr):  # (stdout is the bench's table)
+        rc = kame(["data", "synth", str(qa), "-o", str(folder / "data"), "--llm", "none",
+                   "--user-voice", "espeak:en-us+f2", "--agent-voice", "espeak:en-us+m3"])
+    if rc != 0:
+        raise SystemExit(f"kame bench train: making the data failed (exit {rc})")
+    return folder / "data"
+
+
+def _tensor_mb(tensors) -> float:
+    """The bytes of the tensors this process holds (a sharded tensor's local shard), in MB."""
+    from torch.distributed.tensor import DTensor
+
+    total = 0
+    for t in tensors:
+        if t is None:
+            continue
+        t = t.to_local() if isinstance(t, DTensor) else t
+        total += t.numel() * t.element_size()
+    return total / 2**20
+
+
+def _rss_mb() -> tuple[float, float]:
+    """(resident now, peak resident) of this process in MB (Linux /proc)."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def _reset_peak() -> None:
+    """Start this process's peak resident memory (VmHWM) afresh (Linux: /proc/self/clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:  # (then the peak includes the loading)
+        pass
+
+
+def worker(out: str, argv: list[str]) -> None:
+    """One process of a layout: `kame train ARGV`, then its measures to OUT.rankR.json."""
+    import torch
+
+    from ..cli import _build_parser
+    from ..train import finetune
+
+    kept, stamps = {}, []
+    make, feed = finetune.make_optimizer, finetune.batches
+
+    def keep_optimizer(model, tcfg):
+        kept["model"], kept["opt"] = model, make(model, tcfg)
+        return kept["opt"]
+
+    def timed(*a, **k):  # a stamp as each step takes its batch, and the memory the steps before it left
+        for b in feed(*a, **k):
+            stamps.append(time.perf_counter())
+            if len(stamps) == 1:
+                kept["load_peak"] = _rss_mb()[1]
+                _reset_peak()  # (from here the peak is the steps')
+            kept["rss"], kept["peak"] = _rss_mb()
+            yield b
+
+    finetune.make_optimizer, finetune.batches = keep_optimizer, timed
+    args = _build_parser(argv)[0].parse_args(argv)
+    finetune.run(args)
+    model, opt = kept["model"], kept["opt"]
+    # (the last step is not timed: its end is the final checkpoint's save; nor are the first two, the warm-up)
+    steps = [b - a for a, b in zip(stamps[2:], stamps[3:])]
+    state = [t for s in opt.state.values() for t in s.values() if isinstance(t, torch.Tensor) and t.dim() > 0]
+    rank = os.environ.get("RANK", "0")
+    Path(f"{out}.rank{rank}.json").write_text(json.dumps({
+        "params_mb": _tensor_mb(model.parameters()), "grads_mb": _tensor_mb(p.grad for p in model.parameters()),
+        "optim_mb": _tensor_mb(state), "rss_mb": kept["rss"], "peak_rss_mb": kept["peak"],
+        "load_peak_mb": kept["load_peak"], "step_s": statistics.median(steps) if steps else float("nan")}))
+
+
+def run_layout(layout: str, manifest: Path, args, tmp: Path) -> list[dict]:
+    """Each process's measures for one layout."""
+    nproc = 1 if layout == "single" else args.nproc
+    out = tmp / layout
+    train = ["train", str(manifest), "--frontend", args.frontend, "-o", str(tmp / f"run-{layout}"), "--overwrite",
+             "--steps", str(args.steps), "--window", str(args.window), "--batch-size", str(args.batch_size),
+             "--warmup", "1", "--save-every", "0", "--log-every", str(args.steps), "--device", "cpu",
+             "--precision", "bf16" if "bf16" in layout else "fp32"]
+    train += ["--shard"] if layout.startswith("shard") else []
+    train += ["--checkpoint-activations"] if "ckpt" in layout else []
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           "-m", "kame.bench.train", "--worker", str(out), *train]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        raise SystemExit(f"kame bench train: layout {layout} failed:\n{p.stderr[-3000:]}")
+    return [json.loads((tmp / f"{layout}.rank{r}.json").read_text()) for r in range(nproc)]
+
+
+def main(args) -> int:
+    from .machine import figure, header
+
+    layouts = args.layout or DEFAULT_LAYOUTS
+    with tempfile.TemporaryDirectory(prefix="kame-bench-train-") as d:
+        tmp = Path(d)
+        manifest = Path(args.data) if args.data else make_data(tmp)
+        print(f"# kame bench train: {args.frontend}, window {args.window} x batch {args.batch_size} per process, "
+              f"{args.steps} steps (s/step: the median of steps 3..{args.steps - 1}), 1 thread per process")
+        print(header(args, add_arguments, "train"))
+        print("| layout | processes | weights MB | grads MB | optimizer MB | state MB | RSS MB | peak RSS MB, steps "
+              "| peak RSS MB, loading | s/step | frames/s |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for layout in layouts:
+            ranks = run_layout(layout, manifest, args, tmp)
+            r0 = ranks[0]  # (the ranks hold the same amounts but for uneven shards; rank 0's shown)
+            state = r0["params_mb"] + r0["grads_mb"] + r0["optim_mb"]
+            step = max(r["step_s"] for r in ranks)
+            frames = args.window * args.batch_size * len(ranks) / step
+            print(f"| {layout} | {len(ranks)} | {r0['params_mb']:.0f} | {r0['grads_mb']:.0f} | {r0['optim_mb']:.0f} "
+                  f"| {state:.0f} | {max(r['rss_mb'] for r in ranks):.0f} | "
+                  f"{max(r['peak_rss_mb'] for r in ranks):.0f} | {max(r['load_peak_mb'] for r in ranks):.0f} | "
+                  f"{figure(step, '.2f')} | {figure(frames, '.0f')} |",
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":  # a torchrun process of run_layout
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--worker", required=True)
+    known, rest = parser.parse_known_args()
+    worker(known.worker, rest)

@@ -1,0 +1,138 @@
+"""kame train's layouts for large front-ends (kame.train.parallel): bf16 compute over fp32 weights,
+recomputed activations, FSDP sharding under torchrun matching DDP, and checkpoints that resume in
+another layout."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from kame.backend.tokenizer import default_tokenizer
+from kame.cli import main as cli_main
+from kame.errors import ConfigError
+from kame.model.loaders import load_frontend
+from kame.train.finetune import STATE, TrainConfig, make_optimizer, train
+from kame.train.parallel import load_optimizer
+
+from ._fakes import FakeCodec
+from .test_finetune import FAST, TORCHRUN_ARGS, _data, _tiny, torchrun_train
+
+
+def _layer_outputs(model, seen: list):
+    """Record the dtype of every output of a matmul of the front-end's first temporal layer (its
+    attention's output projection; the residual stream stays fp32 under autocast)."""
+    proj = model.transformer.layers[0].self_attn.out_projs[0]
+    return proj.register_forward_hook(lambda m, a, out: seen.append(out.dtype))
+
+
+def test_bf16_computes_in_bf16_and_keeps_fp32_weights_and_optimizer(tmp_path):
+    manifest = _data(tmp_path / "data")
+    model, seen = _tiny(), []
+    _layer_outputs(model, seen)
+    res = train(model, FakeCodec(), default_tokenizer(), manifest, tmp_path / "run",
+                TrainConfig(steps=4, precision="bf16", **FAST), echo=lambda s: None)
+    assert seen and set(seen) == {torch.bfloat16}  # the forward ran in bf16
+    assert all(np.isfinite(res.losses))
+    with safe_open(str(tmp_path / "run" / "latest" / "model.safetensors"), "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F32"}  # the weights stay fp32
+    state = torch.load(tmp_path / "run" / "latest" / STATE, weights_only=True)
+    assert {v["exp_avg"].dtype for v in state["optimizer"]["state"].values()} == {torch.float32}
+    assert load_frontend(tmp_path / "run" / "latest")[1].kame["train"]["config"]["precision"] == "bf16"
+    seen.clear()
+    with torch.no_grad():  # and the model it returns computes in fp32 again, outside the loop
+        res.model(torch.zeros(1, res.model.cfg.num_codebooks, 4, dtype=torch.long))
+    assert seen == [torch.float32]
+
+
+def test_checkpointed_activations_are_recomputed_and_train_the_same(tmp_path):
+    manifest = _data(tmp_path / "data")
+    runs = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        model, calls = _tiny(), []
+        for tf in (model.transformer, model.depformer):  # (count calls of forward: no hook runs on a recompute)
+            layer, forward = tf.layers[0], tf.layers[0].forward
+            layer.forward = lambda *a, _f=forward, **k: calls.append(1) or _f(*a, **k)
+        res = train(model, FakeCodec(), default_tokenizer(), manifest, None,
+                    TrainConfig(steps=3, checkpoint_activations=ckpt, **FAST), echo=lambda s: None)
+        runs.append((res, len(calls)))
+    (plain, n_plain), (ckpt, n_ckpt) = runs
+    assert n_ckpt == 2 * n_plain  # each layer ran again in the backward
+    assert ckpt.losses == pytest.approx(plain.losses, rel=1e-6)
+    for (name, p), q in zip(plain.model.state_dict().items(), ckpt.model.state_dict().values()):
+        assert torch.allclose(p, q, atol=1e-6), name
+    assert not ckpt.model.transformer.checkpointing or ckpt.model.training is False  # (eval after training)
+
+
+def test_shard_needs_torchrun(tmp_path, capsys):
+    manifest = _data(tmp_path / "data")
+    codec = FakeCodec()
+    with pytest.raises(ConfigError, match="--nproc_per_node 2"):
+        train(_tiny(), codec, default_tokenizer(), manifest, None, TrainConfig(steps=1, shard=True, **FAST))
+    assert codec.calls == 0  # refused before the data was read
+    assert cli_main(["train", str(manifest), "-o", str(tmp_path / "run"), "--shard", "--steps", "1"]) == 1
+    assert "under torchrun" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before anything was loaded or written
+    with pytest.raises(ConfigError, match="precision"):
+        TrainConfig(precision="fp16").check()
+
+
+def test_a_checkpoint_with_the_older_optimizer_state_resumes(tmp_path):
+    """train_state.pt written before the optimizer state was keyed by parameter name (integer keys,
+    ``opt.state_dict()``) and before the layout knobs existed resumes as a new one does."""
+    manifest = _data(tmp_path / "data")
+    kw = dict(FAST, save_every=2)
+    train(_tiny(), FakeCodec(), default_tokenizer(), manifest, tmp_path / "a", TrainConfig(steps=2, **kw),
+          echo=lambda s: None)
+    shutil.copytree(tmp_path / "a", tmp_path / "b", symlinks=True)
+    path = tmp_path / "b" / "step-2" / STATE
+    state = torch.load(path, weights_only=True)
+    model = load_frontend(tmp_path / "b" / "latest")[0]
+    opt = make_optimizer(model, TrainConfig(**kw))
+    load_optimizer(model, opt, state["optimizer"])
+    state["optimizer"] = opt.state_dict()
+    assert all(isinstance(k, int) for k in state["optimizer"]["state"])
+    for knob in ("precision", "shard", "checkpoint_activations"):  # (nor did its record have these)
+        del state["train"]["config"][knob]
+    torch.save(state, path)
+    ends = []
+    for run in ("a", "b"):
+        model = load_frontend(tmp_path / run / "latest")[0]
+        res = train(model, FakeCodec(), default_tokenizer(), manifest, tmp_path / run, TrainConfig(steps=4, **kw),
+                    resume=tmp_path / run / "latest", echo=lambda s: None)
+        ends.append(res)
+    assert ends[0].losses == pytest.approx(ends[1].losses, rel=1e-6)
+    for (name, p), q in zip(ends[0].model.state_dict().items(), ends[1].model.state_dict().values()):
+        assert torch.equal(p, q), name
+
+
+@pytest.mark.slow
+def test_sharded_training_matches_ddp_and_its_checkpoints_resume_unsharded(tmp_path):
+    manifest = str(_data(tmp_path / "data", n=3, T=32))
+    runs = {}
+    for name, extra in (("ddp", ()), ("shard", ("--shard",))):
+        (tmp_path / name).mkdir()
+        out = torchrun_train(tmp_path / name, manifest, "--frontend", "random:tiny", "-o",
+                             str(tmp_path / name / "run"), *TORCHRUN_ARGS, *extra)
+        runs[name] = torch.load(tmp_path / name / "rank0.pt", weights_only=True)
+        assert out.count("training on 3 dialogues, 2 process(es)") == 1
+    assert "2 process(es), sharded" in out
+    ddp, shard = runs["ddp"], runs["shard"]  # (shard: the checkpoint its rank 0 wrote from the gathered weights)
+    assert ddp.keys() == shard.keys()
+    for k in ddp:
+        assert torch.allclose(ddp[k], shard[k], atol=1e-6), k
+    saved = shard
+    state = torch.load(tmp_path / "shard" / "run" / "step-3" / STATE, weights_only=True)
+    assert set(state["optimizer"]["state"]) == set(saved)  # every parameter's state, whole, by name
+    assert all(v["exp_avg"].shape == saved[k].shape for k, v in state["optimizer"]["state"].items())
+    # the sharded run's step 3 goes on unsharded (DDP) to the DDP run's step 6
+    (tmp_path / "resumed").mkdir()
+    torchrun_train(tmp_path / "resumed", manifest, "-o", str(tmp_path / "shard" / "run"), *TORCHRUN_ARGS,
+                   "--resume", str(tmp_path / "shard" / "run" / "step-3"))
+    resumed = torch.load(tmp_path / "resumed" / "rank0.pt", weights_only=True)
+    for k in ddp:
+        assert torch.allclose(ddp[k], resumed[k], atol=1e-6), k
