@@ -1,5 +1,5 @@
-"""Fixtures shared by the kame.train tests: kame's default tokenizer and a tiny front-end config
-whose text vocabulary holds it."""
+"""Fixtures shared by the kame.train tests: kame's default tokenizer, a tiny front-end config
+whose text vocabulary holds it, and the exact fake codec registered as the codec spec "fake"."""
 
 from __future__ import annotations
 
@@ -17,3 +17,13 @@ def tok():
 @pytest.fixture(scope="module")
 def cfg():
     return preset("tiny").replace(text_card=4000)  # kame's tokenizer has 4000 pieces
+
+
+@pytest.fixture
+def fake_codec():
+    from kame import registry
+
+    from ._fakes import FakeCodec
+
+    registry.register("codec", "fake", lambda arg=None, **kw: FakeCodec(), replace=True)
+    yield "fake"

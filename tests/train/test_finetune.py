@@ -272,14 +272,6 @@ def test_resume_refuses_another_run(tmp_path):
     assert rec["resumed_from"] == str((tmp_path / "b" / "step-2").resolve())
 
 
-@pytest.fixture
-def fake_codec():
-    from kame import registry
-
-    registry.register("codec", "fake", lambda arg=None, **kw: FakeCodec())
-    yield "fake"
-
-
 def test_cli_codec_checks_out_folder_and_records(tmp_path, capsys, fake_codec):
     _data(tmp_path / "data", n=2)
     a = tmp_path / "a"

@@ -11,6 +11,10 @@ measures it. Results per question in OUT/results.jsonl (resumable), a table per 
 and coding as FastChat's judge gives them (kame.eval.reference; the question file's own
 "reference" is the fallback).
 
+Built: ``kame eval follow MANIFEST --frontend SPEC`` (kame.eval.follow; docs/eval.md): the front-end
+alone, run through the Stepper on held-out dialogues with their recorded oracle; how much of the
+oracle's words it says (text stream and whisper on its audio) and when.
+
 Not built yet: pairwise grading (MT-Bench's A/B mode), content latency (the first word of the
 answer audible, via ASR) per question.
 """

@@ -1,0 +1,197 @@
+"""``kame eval follow``: how well a front-end says what its oracle gives it, on held-out dialogues.
+
+    kame eval follow data/test/train.jsonl --frontend runs/x/latest [--limit 20] [-o follow/] [--per-dialogue]
+
+The front-end's own skill in the tandem, apart from the back-end: each dialogue of a manifest
+(`kame data synth`'s layout, not trained on) is run through the front-end as the runtime runs it
+(kame.model.stepper.Stepper, one frame at a time: the user's codes of each frame, the recorded
+oracle events applied before the step of their frame, the agent's text and audio sampled), and
+compared with what the dialogue's agent said:
+
+- teacher forced (``LMModel.forward`` on the dialogue): the share of the agent's word tokens
+  (its text stream but padding) and of its semantic audio codes (codebook 0) the model ranks
+  first - what training moves first;
+- generated: the agent's text stream as words against the agent's words (text WER), the first
+  generated word's time against the agent's first word's (onset error, s), and the generated
+  audio (decoded by the codec) transcribed by whisper tiny.en against the agent's words (audio
+  WER; `--no-asr` skips it, it needs the ``bench`` extra's faster-whisper).
+
+Prints a table (the totals, and a row per dialogue with --per-dialogue); with -o, OUT/DIALOGUE.wav (stereo: the
+user, the generated agent) and OUT/results.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..cliargs import at_least
+
+SAMPLE_RATE = 24000
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("manifest", help="held-out dialogues: a manifest (kame data synth's OUT/train.jsonl) or its folder")
+    p.add_argument("--frontend", required=True, help="the front-end: a checkpoint folder (kame train's OUT/latest), "
+                                                     "hf://..., or random:PRESET (a baseline)")
+    p.add_argument("--codec", default="auto", help="its codec (default auto: the checkpoint's own)")
+    p.add_argument("--limit", type=at_least(1), default=None, help="the first N dialogues")
+    p.add_argument("--temp", type=float, default=None,
+                   help="sampling temperature of audio and text (default Moshi's 0.8 / 0.7; 0: greedy)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-asr", action="store_true", help="no whisper transcript of the generated audio")
+    p.add_argument("-o", "--out", default=None, help="folder for the generated audio and results.jsonl")
+    p.add_argument("--per-dialogue", action="store_true", help="a row per dialogue")
+
+
+def teacher_forced(model, codes, oracle) -> tuple[int, int, int, int]:
+    """(agent word tokens ranked first, word tokens, semantic codes ranked first, semantic codes)
+    of the training forward on one dialogue's ``codes`` [K, T], ``oracle`` [T]."""
+    import torch
+
+    cfg = model.cfg
+    with torch.no_grad():
+        out = model(codes[None], oracle=oracle[None] if model.has_oracle else None)
+    tgt, mask = codes[0], out.text_mask[0, 0]
+    words = mask & (tgt != cfg.existing_text_padding_id) & (tgt != cfg.existing_text_end_padding_id)
+    hit = out.text_logits[0, 0].argmax(-1) == tgt
+    sem, smask = codes[1], out.mask[0, 0] if cfg.dep_q else torch.zeros_like(mask)
+    shit = out.logits[0, 0].argmax(-1) == sem if cfg.dep_q else torch.zeros_like(mask)
+    return int((hit & words).sum()), int(words.sum()), int((shit & smask).sum()), int(smask.sum())
+
+
+def generate(model, d, user_codes, sampling, seed: int) -> tuple[list[int], "np.ndarray"]:
+    """Run the dialogue through a Stepper as the runtime does: the text token of each frame [T]
+    and the audio codes [dep_q, T] (frames the delays leave ungenerated at the end are dropped)."""
+    import torch
+
+    from ..model.stepper import Stepper
+
+    st = Stepper(model, 1, sampling, generator=torch.Generator().manual_seed(seed))
+    events: dict[int, list] = {}
+    for ev in d.oracle:
+        events.setdefault(ev.frame, []).append(ev)
+    text, audio = [], []
+    with torch.no_grad():
+        for t in range(d.frames):
+            for ev in events.get(t, []):  # (before the step of their frame, as the back-end's arrive)
+                st.oracle.reset(0) if ev.event == "reset" else st.oracle.append(0, ev.ids)
+            user = user_codes[: model.cfg.n_user_q, t][None] if model.cfg.n_user_q else None
+            out = st.step(user)
+            if bool(out.valid[0]):
+                text.append(int(out.text[0]))
+                audio.append(out.audio[0].tolist())
+    return text, np.asarray(audio, dtype=np.int64).T.reshape(model.cfg.dep_q, -1)
+
+
+def words_of_stream(text: list[int], tokenizer, cfg) -> tuple[str, int | None]:
+    """The text stream as a string, and the frame of its first word token (None: no word)."""
+    ids = [i for i in text if i not in (cfg.existing_text_padding_id, cfg.existing_text_end_padding_id)]
+    first = next((f for f, i in enumerate(text) if i not in (cfg.existing_text_padding_id,
+                                                            cfg.existing_text_end_padding_id)), None)
+    return tokenizer.decode(ids), first
+
+
+def wer(ref: str, hyp: str) -> tuple[int, int]:
+    """(word errors, reference words) after kame.bench.textmetrics.normalize."""
+    from ..bench.textmetrics import edit_distance, normalize
+
+    r = normalize(ref)
+    return edit_distance(r, normalize(hyp)), len(r)
+
+
+def follow_one(model, codec, tokenizer, d, sampling, seed: int, asr) -> dict:
+    """One dialogue's measures (see the module docstring) and the generated audio."""
+    import torch
+
+    from ..train.codes import encode_dialogue, load_codes
+    from ..train.examples import training_example
+
+    cfg = model.cfg
+    codes, oracle = training_example(d, codec, tokenizer, cfg)
+    user, _ = load_codes(d, codec) or encode_dialogue(d, codec)
+    tw, tn, sw, sn = teacher_forced(model, codes, oracle)
+    text, audio = generate(model, d, user, sampling, seed)
+    said, first = words_of_stream(text, tokenizer, cfg)
+    agent = d.words_of("agent")
+    ref = " ".join(w.word for w in agent)
+    rec = {"dialogue": str(d.folder), "reference": ref, "text": said, "text_words_ok": tw, "text_words": tn,
+           "semantic_ok": sw, "semantic": sn}
+    rec["text_errors"], rec["ref_words"] = wer(ref, said)
+    rec["onset_error_s"] = None if first is None or not agent else round(first / 12.5 - agent[0].start, 3)
+    with torch.no_grad():
+        pcm = codec.decode(torch.from_numpy(audio)[None]).numpy()[0] if audio.shape[1] else np.zeros(0, np.float32)
+    rec["asr"] = None
+    if asr is not None:
+        heard = asr(pcm, SAMPLE_RATE) if pcm.size else ""
+        rec["asr"], rec["audio_errors"] = heard, wer(ref, heard)[0]
+    return rec, pcm
+
+
+def _pct(num: float, den: float) -> str:
+    return f"{100 * num / den:.1f}" if den else "–"
+
+
+def main(args) -> int:
+    import soundfile as sf
+    import torch
+
+    from ..model.stepper import Sampling
+    from ..train.batching import manifest_path
+    from ..train.data import read_dialogue, read_manifest
+    from ..train.finetune import load_for_training
+
+    entries = read_manifest(manifest_path(args.manifest))[: args.limit]
+    model, codec, codec_spec, tok, _ = load_for_training(args.frontend, args.codec, None, torch.device("cpu"))
+    model.eval()
+    sampling = Sampling() if args.temp is None else Sampling(temp=args.temp, temp_text=args.temp,
+                                                             greedy=args.temp <= 0)
+    asr = None
+    if not args.no_asr:
+        try:
+            from ..bench.codec_quality import Whisper
+
+            asr = Whisper()
+        except ImportError as exc:
+            print(f"kame eval follow: no whisper ({exc}): install the bench extra, or --no-asr", file=sys.stderr)
+            return 1
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    recs = []
+    print(f"# kame eval follow: {args.frontend} ({codec_spec}), {len(entries)} dialogues from {args.manifest}, "
+          f"sampling temp {sampling.temp}/{sampling.temp_text}{' greedy' if sampling.greedy else ''}")
+    head = "| dialogue | text tokens ok % | semantic ok % | text WER % | onset error (s) | audio WER % |"
+    if args.per_dialogue:
+        print(head + "\n|---|---|---|---|---|---|")
+    for i, e in enumerate(entries):
+        d = read_dialogue(e.path)
+        rec, pcm = follow_one(model, codec, tok, d, sampling, args.seed + i, asr)
+        recs.append(rec)
+        if out is not None:
+            user = np.asarray(d.audio[:, 0], np.float32)
+            n = max(len(user), len(pcm))
+            sf.write(out / f"{Path(e.path).name}.wav", np.stack([np.pad(user, (0, n - len(user))),
+                                                                np.pad(pcm, (0, n - len(pcm)))], 1), SAMPLE_RATE)
+        if args.per_dialogue:
+            print(f"| {Path(e.path).name} | {_pct(rec['text_words_ok'], rec['text_words'])} | "
+                  f"{_pct(rec['semantic_ok'], rec['semantic'])} | {_pct(rec['text_errors'], rec['ref_words'])} | "
+                  f"{rec['onset_error_s']} | "
+                  f"{_pct(rec['audio_errors'], rec['ref_words']) if asr else '–'} |", flush=True)
+    if out is not None:
+        (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    tot = {k: sum(r[k] for r in recs) for k in ("text_words_ok", "text_words", "semantic_ok", "semantic",
+                                                  "text_errors", "ref_words")}
+    onsets = [abs(r["onset_error_s"]) for r in recs if r["onset_error_s"] is not None]
+    audio = _pct(sum(r["audio_errors"] for r in recs), tot["ref_words"]) if asr else "–"
+    print(head.replace("| dialogue |", "| dialogues |").replace("onset error (s)", "onset error (s), median |x|")
+          + "\n|---|---|---|---|---|---|")
+    onset = f"{np.median(onsets):.2f} (of {len(onsets)})" if onsets else "– (no word said)"
+    print(f"| {len(recs)} | {_pct(tot['text_words_ok'], tot['text_words'])} | "
+          f"{_pct(tot['semantic_ok'], tot['semantic'])} | {_pct(tot['text_errors'], tot['ref_words'])} | {onset} "
+          f"| {audio} |")
+    return 0

@@ -1,0 +1,90 @@
+"""`kame eval follow` (kame.eval.follow): a front-end run through the Stepper on a dialogue as the
+runtime runs it, measured against what the dialogue's agent said. The main test is the whole
+training chain's consistency: a front-end `kame train` fitted to two dialogues that differ only by
+their oracle, then run frame by frame with a dialogue's user codes and oracle events, says that
+dialogue's agent text at its time and makes its audio codes exactly; an untrained one does not."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from kame.backend.tokenizer import default_tokenizer
+from kame.cli import main
+from kame.eval.follow import follow_one, wer, words_of_stream
+from kame.model.stepper import Sampling
+from kame.train.data import Dialogue, OracleEvent, Word, read_dialogue, read_manifest, write_dialogue, write_manifest
+from kame.train.finetune import TrainConfig, train
+
+from ..train._fakes import FakeCodec, audio, levels
+from ..train.test_finetune import _data, _tiny
+
+
+def _same_user_other_oracle(root, T: int = 24):
+    """Two dialogues whose audio is the same (both sides): only the oracle says what the agent answers
+    and when (its prediction arrives the frame before the agent's first word)."""
+    tok = default_tokenizer()
+    folders = []
+    for i, (reply, frame) in enumerate(((["Paris", "is", "lovely."], 9), (["Two", "plus", "two."], 12))):
+        words = [Word("user", "Where", 0.0, 0.3)] + [Word("agent", w, (frame + 1) / 12.5 + 0.2 * k,
+                                                          (frame + 1) / 12.5 + 0.2 * k + 0.15)
+                                                     for k, w in enumerate(reply)]
+        oracle = [OracleEvent(frame, "reset", hint=5), OracleEvent(frame, "append", ids=tok.encode_words(reply))]
+        d = Dialogue(audio(levels(T, 0), levels(T, 100)), words=words, oracle=oracle,
+                     tokenizer_sha256=tok.sha256)
+        folders.append(write_dialogue(root / f"d{i}", d))
+    write_manifest(root / "train.jsonl", folders)
+    return root / "train.jsonl"
+
+
+def test_a_front_end_trained_on_dialogues_says_them_back_through_the_stepper(tmp_path):
+    manifest = _same_user_other_oracle(tmp_path / "data")
+    dialogues = [read_dialogue(e.path) for e in read_manifest(manifest)]
+    tok, greedy = default_tokenizer(), Sampling(greedy=True)
+    torch.manual_seed(0)
+    untrained = follow_one(_tiny().eval(), FakeCodec(), tok, dialogues[0], greedy, 0, None)[0]
+    assert untrained["text_errors"] > 0 and untrained["text_words_ok"] < untrained["text_words"]
+    torch.manual_seed(0)
+    res = train(_tiny(), FakeCodec(), tok, manifest, None,
+                TrainConfig(steps=150, lr=3e-3, warmup_steps=5, batch_size=2, window_frames=24, oracle_aug=False,
+                            save_every=0), echo=lambda s: None)
+    for d, said in zip(dialogues, ("Paris is lovely.", "Two plus two.")):
+        rec, pcm = follow_one(res.model, FakeCodec(), tok, d, greedy, 0, None)
+        assert rec["reference"] == said and rec["text"] == said  # what its oracle said, not the other
+        assert rec["text_errors"] == 0 and rec["text_words_ok"] == rec["text_words"] > 0
+        assert rec["semantic_ok"] == rec["semantic"] > 0
+        assert rec["onset_error_s"] == pytest.approx(0.0)  # its first word when its oracle's cue said
+        agent = FakeCodec().encode(torch.from_numpy(np.ascontiguousarray(d.audio[:, 1]))[None])
+        n = pcm.shape[0] // 1920  # (the frames the acoustic delay let it finish)
+        assert n >= d.frames - 1
+        assert np.array_equal(pcm, FakeCodec().decode(agent[:, :, :n])[0].numpy())  # the agent's audio codes
+
+
+def test_words_and_errors():
+    tok = default_tokenizer()
+    cfg = _tiny().cfg
+    P, E = cfg.existing_text_padding_id, cfg.existing_text_end_padding_id
+    ids = tok.encode_words(["Two", "plus", "two."])
+    assert words_of_stream([P, P, E] + ids + [P], tok, cfg) == ("Two plus two.", 3)
+    assert words_of_stream([P, E, P], tok, cfg) == ("", None)
+    assert wer("Two plus 2.", "two plus two") == (0, 3)  # (normalized: case, digits, punctuation)
+    assert wer("Paris is lovely.", "Paris lovely indeed") == (2, 3)
+
+
+def test_cli_writes_the_table_the_audio_and_the_results(tmp_path, capsys, fake_codec):
+    manifest = _data(tmp_path / "data", n=2, T=24)
+    assert main(["eval", "follow", str(manifest), "--frontend", "random:tiny", "--codec", "fake", "--no-asr",
+                 "--temp", "0", "-o", str(tmp_path / "out"), "--per-dialogue"]) == 0
+    out = capsys.readouterr().out
+    assert "| d0 |" in out and "| d1 |" in out and "\n| 2 |" in out
+    recs = [json.loads(ln) for ln in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [r["reference"] for r in recs] == ["Paris is lovely.", "Two plus two."] and recs[0]["asr"] is None
+    audio, rate = sf.read(tmp_path / "out" / "d0.wav")
+    assert rate == 24000 and audio.shape == (24 * 1920, 2)  # the user beside the generated agent
+    assert main(["eval", "follow", str(manifest), "--frontend", "random:tiny", "--codec", "fake", "--no-asr",
+                 "--limit", "1"]) == 0
+    assert "\n| 1 |" in capsys.readouterr().out
