@@ -113,3 +113,19 @@ def test_no_oracle_feeds_pad_so_every_parameter_gets_a_gradient():
     unused = [n for n, p in model.named_parameters() if p.grad is None]
     assert not unused, unused
     assert model.oracle_emb.weight.grad[model.cfg.existing_text_padding_id].abs().sum() > 0
+
+
+def test_layer_norm_f32_computes_in_fp32_with_bf16_weights():
+    """A layer_norm_f32 config's norm with bf16 weights (FSDP's mixed precision casts them, `kame
+    train --shard --precision bf16`) still normalizes in fp32 (was: a dtype error)."""
+    from kame.model.modules import LayerNormF32
+
+    torch.manual_seed(0)
+    norm = LayerNormF32(16)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.1, 0.1)
+    x = torch.randn(2, 3, 16)
+    want = norm(x)
+    got = norm.to(torch.bfloat16)(x.to(torch.bfloat16))
+    assert got.dtype == torch.bfloat16 and torch.allclose(got.float(), want, atol=0.05)

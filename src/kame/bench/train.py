@@ -4,10 +4,11 @@ For each layout (one process; torchrun with DistributedDataParallel; sharded wit
 optionally bf16 and with recomputed activations: kame.train.parallel), it runs `kame train` for a
 few steps on a small synthetic set under torchrun and reports, per process: the bytes of the
 training state it holds (its weights, gradients and optimizer state: the local shards when
-sharded), its resident memory after the steps (before the final checkpoint is gathered and
-saved), its peak during the steps and during the loading before them (each process loads the
-whole model before sharding it), and the median step time (the first two steps and the last
-are not timed). The RSS columns are the largest over the processes.
+sharded), its resident memory after the steps and its peak during them (read as the last step
+takes its batch: the steps before it, not the last one nor the final checkpoint's gather and
+save), its peak during the loading before the steps (each process loads the whole model before
+sharding it), and the median step time (the first two steps and the last are not timed). The
+RSS columns are the largest over the processes.
 
     kame bench train                                     # random:100m, 2 processes, four layouts
     kame bench train --frontend random:small --layout ddp --layout shard+bf16 --steps 8

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from ..cliargs import at_least
-
-SAMPLE_RATE = 24000
+from ..errors import CheckpointError, ConfigError
+from ..train.data import FRAME_RATE, SAMPLE_RATE, DataError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -104,7 +104,7 @@ def wer(ref: str, hyp: str) -> tuple[int, int]:
     return edit_distance(r, normalize(hyp)), len(r)
 
 
-def follow_one(model, codec, tokenizer, d, sampling, seed: int, asr) -> dict:
+def follow_one(model, codec, tokenizer, d, sampling, seed: int, asr) -> tuple[dict, "np.ndarray"]:
     """One dialogue's measures (see the module docstring) and the generated audio."""
     import torch
 
@@ -122,7 +122,7 @@ def follow_one(model, codec, tokenizer, d, sampling, seed: int, asr) -> dict:
     rec = {"dialogue": str(d.folder), "reference": ref, "text": said, "text_words_ok": tw, "text_words": tn,
            "semantic_ok": sw, "semantic": sn}
     rec["text_errors"], rec["ref_words"] = wer(ref, said)
-    rec["onset_error_s"] = None if first is None or not agent else round(first / 12.5 - agent[0].start, 3)
+    rec["onset_error_s"] = None if first is None or not agent else round(first / FRAME_RATE - agent[0].start, 3)
     with torch.no_grad():
         pcm = codec.decode(torch.from_numpy(audio)[None]).numpy()[0] if audio.shape[1] else np.zeros(0, np.float32)
     rec["asr"] = None
@@ -145,8 +145,18 @@ def main(args) -> int:
     from ..train.data import read_dialogue, read_manifest
     from ..train.finetune import load_for_training
 
-    entries = read_manifest(manifest_path(args.manifest))[: args.limit]
-    model, codec, codec_spec, tok, _ = load_for_training(args.frontend, args.codec, None, torch.device("cpu"))
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise ConfigError(f"eval follow: -o {out} is a file, not a folder: give a folder for the audio and "
+                          f"results.jsonl")
+    try:  # (kame train's loaders: their words, said as this command's)
+        entries = read_manifest(manifest_path(args.manifest))[: args.limit]
+        model, codec, codec_spec, tok, _ = load_for_training(args.frontend, args.codec, None, torch.device("cpu"))
+    except (ConfigError, DataError, CheckpointError) as exc:
+        msg = str(exc).replace("(in kame train: codec.spec is --codec, frontend.spec --frontend or --resume)",
+                               "(in kame eval follow: codec.spec is --codec, frontend.spec --frontend)")
+        exc.args = ("eval follow: " + msg.removeprefix("train: "),)
+        raise
     model.eval()
     sampling = Sampling() if args.temp is None else Sampling(temp=args.temp, temp_text=args.temp,
                                                              greedy=args.temp <= 0)
@@ -159,7 +169,6 @@ def main(args) -> int:
         except ImportError as exc:
             print(f"kame eval follow: no whisper ({exc}): install the bench extra, or --no-asr", file=sys.stderr)
             return 1
-    out = Path(args.out) if args.out else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     recs = []

@@ -45,8 +45,10 @@ class RMSNorm(nn.Module):
 
 
 class LayerNormF32(nn.LayerNorm):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).to(x.dtype)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (in fp32 whatever the weights' dtype: bf16 ones too)
+        w, b = self.weight, self.bias
+        return F.layer_norm(x.float(), self.normalized_shape, None if w is None else w.float(),
+                            None if b is None else b.float(), self.eps).to(x.dtype)
 
 
 def make_norm(kind: str, dim: int) -> nn.Module:
@@ -281,7 +283,7 @@ class Transformer(nn.Module):
         recompute = self.checkpointing and state is None and past is None and torch.is_grad_enabled()
         for i, layer in enumerate(self.layers):
             if recompute:
-                x = torch.utils.checkpoint.checkpoint(layer, x, pos, use_reentrant=False)
+                x = torch.utils.checkpoint.checkpoint(layer, x, pos, None, None, step, use_reentrant=False)
                 continue
             cache = state.caches[i] if state is not None else None
             x = layer(x, pos, cache, state, step, None if past is None else past[i])

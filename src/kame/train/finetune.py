@@ -377,7 +377,7 @@ def add_arguments(p) -> None:
     p.add_argument("--grad-clip", type=float, default=d.grad_clip)
     p.add_argument("--precision", choices=("auto",) + PRECISIONS, default="auto",
                    help="bf16: fp32 weights and optimizer, bf16 forward and backward (KAME's); auto: bf16 on "
-                        "CUDA, fp32 on the CPU (default)")
+                        "CUDA, fp32 on the CPU, the run's own with --resume (default)")
     p.add_argument("--shard", action="store_true",
                    help="under torchrun: split weights, gradients and optimizer state over the processes (FSDP2, "
                         "like KAME's ZeRO-3) instead of a whole copy in each")
@@ -457,24 +457,29 @@ def run(args) -> TrainResult:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu")
+    record = {}  # (a resumed run's kame.train record, from the config.json save_frontend wrote)
+    if args.resume:
+        if not (Path(args.resume) / STATE).is_file():
+            raise ConfigError(f"train: --resume {args.resume} holds no {STATE}: give a checkpoint kame train wrote "
+                              f"(OUT/step-N or OUT/latest)")
+        record = json.loads((Path(args.resume) / "config.json").read_text()).get("kame", {}).get("train", {})
+    # --precision auto on --resume: the run's own (it must not change), not this device's default
+    precision = (record.get("config", {}).get("precision", "fp32") if args.resume and args.precision == "auto"
+                 else resolve_precision(args.precision, device))
     tcfg = TrainConfig(lr=args.lr, warmup_steps=args.warmup, schedule=args.schedule, weight_decay=args.weight_decay,
                        grad_clip=args.grad_clip, steps=args.steps, batch_size=args.batch_size,
                        window_frames=args.window, use_cache=not args.no_cache, oracle_aug=not args.no_oracle_aug,
                        skip_prob=tuple(args.skip_prob), shift_prob=args.shift_prob,
                        shift_right=tuple(args.shift_right), shift_left=tuple(args.shift_left),
                        seed=args.seed, log_every=args.log_every, save_every=args.save_every,
-                       precision=resolve_precision(args.precision, device), shard=args.shard,
+                       precision=precision, shard=args.shard,
                        checkpoint_activations=args.checkpoint_activations).check()
     if tcfg.shard:
         check_shard(world)  # (before a large front-end is loaded)
     manifest = manifest_path(args.manifest)  # (before a front-end is built)
     start = args.frontend or "random:tiny"
     if args.resume:
-        if not (Path(args.resume) / STATE).is_file():
-            raise ConfigError(f"train: --resume {args.resume} holds no {STATE}: give a checkpoint kame train wrote "
-                              f"(OUT/step-N or OUT/latest)")
-        # (the record save_frontend put in its config.json: the optimizer state is loaded once, by train)
-        start = json.loads((Path(args.resume) / "config.json").read_text()).get("kame", {}).get("train", {}).get("frontend")
+        start = record.get("frontend")  # (the optimizer state is loaded once, by train)
         if args.frontend is not None and args.frontend != start:
             raise ConfigError(f"train: --resume {args.resume} goes on from its own weights (started from "
                               f"{start or 'an unrecorded front-end'}), not from --frontend {args.frontend}: drop "

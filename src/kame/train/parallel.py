@@ -100,8 +100,10 @@ def compute(tcfg, device: torch.device):
 
 
 def full_state(model, opt) -> tuple[dict | None, dict | None]:
-    """(weights, optimizer state) as whole tensors on the CPU, the optimizer's keyed by parameter
-    name. Sharded: every process must call it (it gathers), rank 0 gets them, others (None, None)."""
+    """(weights, optimizer state) as whole tensors, the optimizer's keyed by parameter name.
+    Sharded: every process must call it (it gathers), rank 0 gets them on the CPU, others (None,
+    None). Unsharded: no collective (rank 0 alone may call it); the tensors are the live ones, on
+    the model's device."""
     import torch.distributed as dist
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
