@@ -217,6 +217,30 @@ def test_resume_continues_as_the_straight_run(tmp_path):
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["latest", "step-10", "step-15", "step-20", "step-5"]
 
 
+def test_batches_from_a_step_are_the_straight_runs_without_cutting_the_ones_before(tmp_path, monkeypatch):
+    """A resumed run starts its batches at its step: the same batches as a run that took the ones
+    before, and those skipped are not cut (was: each one cut, augmented and collated, then thrown
+    away: minutes at large step counts)."""
+    from kame.train import batching
+    from kame.train.batching import batches, load_examples
+
+    manifest = _data(tmp_path / "data", n=3, T=40)
+    cfg = _tiny().cfg
+    examples = load_examples(manifest, FakeCodec(), default_tokenizer(), cfg)
+    tcfg = TrainConfig(batch_size=2, window_frames=16)
+    straight = batches(examples, cfg, tcfg)
+    for _ in range(7):  # (past an epoch: 3 dialogues x 3 windows = 9 windows, 4.5 batches)
+        next(straight)
+    cuts = []
+    cut = batching._cut
+    monkeypatch.setattr(batching, "_cut", lambda *a: cuts.append(a) or cut(*a))
+    resumed = batches(examples, cfg, tcfg, skip=7)
+    for _ in range(3):
+        (c1, o1), (c2, o2) = next(straight), next(resumed)
+        assert torch.equal(c1, c2) and torch.equal(o1, o2)
+    assert len(cuts) == 2 * 3 * 2  # (both generators' 3 batches of 2 windows: none for the skipped 7)
+
+
 # --- errors ------------------------------------------------------------------------------------------
 def test_errors(tmp_path, capsys):
     tok = default_tokenizer()

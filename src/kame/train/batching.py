@@ -175,11 +175,12 @@ def _progress(echo, i: int, n: int, fmt: str) -> None:
 
 
 def batches(examples: Sequence[Example], cfg, tcfg: TrainConfig, rank: int = 0,
-            world: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            world: int = 1, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """This process's (codes [B, K, T], oracle [B, T]) of every step, forever: each epoch's windows
     (``windows`` of every dialogue, its oracle augmented for that epoch) in a seeded order, cut into
     global batches of batch_size * world windows (the last ones of an epoch carry over into the
-    next), of which rank r takes the r-th share."""
+    next), of which rank r takes the r-th share. ``skip``: start at step ``skip`` (a resumed run:
+    the batches before it are passed over without being cut)."""
     import torch
 
     from .examples import collate, window_spans
@@ -194,6 +195,9 @@ def batches(examples: Sequence[Example], cfg, tcfg: TrainConfig, rank: int = 0,
             if len(buf) == G:
                 mine = buf[rank * tcfg.batch_size: (rank + 1) * tcfg.batch_size]
                 buf = []
+                if skip > 0:
+                    skip -= 1
+                    continue
                 yield collate([_cut(examples, cfg, tcfg, ep, sp) for ep, sp in mine], cfg)
         epoch += 1
 

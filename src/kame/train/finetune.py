@@ -246,9 +246,7 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
         del state
         if rank == 0:
             echo(f"resumed from {resume} at step {step}")
-    feed = batches(examples, cfg, tcfg, rank, world)
-    for _ in range(step):  # the batches the run before the resume took
-        next(feed)
+    feed = batches(examples, cfg, tcfg, rank, world, skip=step)  # (past the batches the resumed run took)
     losses, last, t0, frames, acc = [], None, time.perf_counter(), 0, []
     if rank == 0:
         layout = ", sharded" if tcfg.shard else ""
