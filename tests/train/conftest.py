@@ -27,3 +27,4 @@ def fake_codec():
 
     registry.register("codec", "fake", lambda arg=None, **kw: FakeCodec(), replace=True)
     yield "fake"
+    registry._ENTRIES["codec"].pop("fake", None)  # (the later tests list the known schemes)
