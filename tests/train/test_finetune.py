@@ -334,6 +334,31 @@ def test_cli_codec_checks_out_folder_and_records(tmp_path, capsys, fake_codec):
     assert "is a folder without a train.jsonl" in capsys.readouterr().err
 
 
+def test_a_run_recorded_before_window_offsets_resumes_with_its_fixed_windows(tmp_path, capsys, fake_codec):
+    """A checkpoint whose record has no window_offsets (written before they existed, its windows
+    cut from frame 0) resumes with them off unless asked; asked on, it is refused by name."""
+    import json as _json
+
+    manifest = _data(tmp_path / "data", n=2, T=40)
+    common = ["--codec", "fake", "--window", "16", "--batch-size", "2", "--warmup", "1", "--save-every", "0"]
+    assert cli_main(["train", str(manifest), "-o", str(tmp_path / "run"), "--frontend", "random:tiny", "--steps", "2",
+                     "--window-offsets", "off", *common]) == 0
+    ck = tmp_path / "run" / "latest"
+    state = torch.load(ck / STATE, weights_only=True)
+    del state["train"]["config"]["window_offsets"]
+    torch.save(state, ck / STATE)
+    cfg = _json.loads((ck / "config.json").read_text())
+    del cfg["kame"]["train"]["config"]["window_offsets"]
+    (ck / "config.json").write_text(_json.dumps(cfg))
+    capsys.readouterr()
+    assert cli_main(["train", str(manifest), "-o", str(tmp_path / "run"), "--steps", "3", "--resume", str(ck),
+                     *common]) == 0, capsys.readouterr().err
+    assert load_frontend(tmp_path / "run" / "latest")[1].kame["train"]["config"]["window_offsets"] is False
+    assert cli_main(["train", str(manifest), "-o", str(tmp_path / "run"), "--steps", "4", "--resume", str(ck),
+                     "--window-offsets", "on", *common]) == 1
+    assert "window_offsets False -> True" in capsys.readouterr().err
+
+
 def test_ctrl_c_says_where_to_resume(tmp_path, capsys, monkeypatch, fake_codec):
     import kame.train.loss as loss_mod
 
@@ -447,7 +472,7 @@ def test_a_process_failing_to_encode_stops_them_all(tmp_path):
 def test_torchrun_two_processes_end_with_the_same_weights(tmp_path):
     manifest = _data(tmp_path / "data", n=3, T=32)  # (windows of 16 frames each: rows compare as they are)
     stdout = torchrun_train(tmp_path, str(manifest), "--frontend", "random:tiny", "-o", str(tmp_path / "run"),
-                            *TORCHRUN_ARGS)
+                            *TORCHRUN_ARGS, "--window-offsets", "off")  # (equal windows: the ranks' rows concatenate)
     assert stdout.count("training on 3 dialogues, 2 process(es)") == 1  # rank 0 alone logs
     losses = [torch.load(tmp_path / f"losses{r}.pt", weights_only=True) for r in (0, 1)]
     logged = {int(ln.split()[0]): float(ln.split()[1]) for ln in stdout.splitlines() if ln.split()[:1] in (["2"], ["4"])}
@@ -466,7 +491,7 @@ def test_torchrun_two_processes_end_with_the_same_weights(tmp_path):
 
     cfg = load_frontend(tmp_path / "run" / "latest")[0].cfg
     examples = load_examples(manifest, FakeCodec(), default_tokenizer(), cfg)
-    one = batches(examples, cfg, TrainConfig(batch_size=2, window_frames=16))
+    one = batches(examples, cfg, TrainConfig(batch_size=2, window_frames=16, window_offsets=False))
     r0, r1 = (torch.load(tmp_path / f"batches{r}.pt", weights_only=True) for r in (0, 1))
     assert len(r0) == len(r1) == 6
     for (c0, o0), (c1, o1) in zip(r0, r1):

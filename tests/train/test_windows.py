@@ -112,3 +112,35 @@ def test_windows_of_a_training_example_collate_and_train_through_the_forward():
         alone = model(ws[1][0][None], oracle=ws[1][1][None])
         batch = model(codes, oracle=oracle)
     assert (alone.text_logits[0] - batch.text_logits[1]).abs().max() < 1e-5
+
+
+def test_window_spans_from_an_offset_keep_a_long_enough_head():
+    from kame.train.examples import window_spans
+
+    assert window_spans(40, 16) == [(0, 16), (16, 16), (32, 8)]
+    assert window_spans(40, 16, offset=10) == [(0, 10), (10, 16), (26, 14)]  # the head kept as the tail is
+    assert window_spans(40, 16, offset=5) == [(5, 16), (21, 16)]  # a head (and a tail) under 8 frames dropped
+    assert window_spans(12, 16, offset=5) == [(0, 12)]  # one window: itself, whatever the offset
+
+
+def test_long_dialogues_are_cut_elsewhere_each_epoch_and_the_cuts_are_seeded(tmp_path):
+    """tcfg.window_offsets: a dialogue longer than a window is cut from a frame drawn per epoch and
+    dialogue (so a cut is not always on the same frame), the same for a seed; off: the same cuts
+    every epoch, from frame 0."""
+    from kame.train import batching
+    from kame.train.batching import batches
+    from kame.train.finetune import TrainConfig
+
+    ex = [batching.Example("d", torch.arange(17 * 200).view(17, 200) % 2048, torch.full((200,), 3), [])]
+    cfg = load_frontend("random:tiny", text_card=4000)[0].cfg
+
+    def starts(tcfg, steps):  # the window starts of each epoch (batch_size 1: one window a step)
+        feed = batches(ex, cfg, tcfg)
+        return [int(next(feed)[0][0, 1, 0]) - 200 for _ in range(steps)]  # (codes row 1, frame f: 200 + f)
+
+    on = TrainConfig(batch_size=1, window_frames=64, seed=3)
+    first = starts(on, 40)
+    assert first == starts(on, 40)  # seeded
+    assert len({s % 64 for s in first}) > 3  # the cuts move between epochs (~13 epochs here)
+    off = starts(TrainConfig(batch_size=1, window_frames=64, seed=3, window_offsets=False), 12)
+    assert sorted(set(off)) == [0, 64, 128]  # off: from frame 0 every 64 frames, every epoch

@@ -177,7 +177,8 @@ def _progress(echo, i: int, n: int, fmt: str) -> None:
 def batches(examples: Sequence[Example], cfg, tcfg: TrainConfig, rank: int = 0,
             world: int = 1, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """This process's (codes [B, K, T], oracle [B, T]) of every step, forever: each epoch's windows
-    (``windows`` of every dialogue, its oracle augmented for that epoch) in a seeded order, cut into
+    (``windows`` of every dialogue, from a start drawn per epoch with tcfg.window_offsets, its
+    oracle augmented for that epoch) in a seeded order, cut into
     global batches of batch_size * world windows (the last ones of an epoch carry over into the
     next), of which rank r takes the r-th share. ``skip``: start at step ``skip`` (a resumed run:
     the batches before it are passed over without being cut)."""
@@ -185,10 +186,11 @@ def batches(examples: Sequence[Example], cfg, tcfg: TrainConfig, rank: int = 0,
 
     from .examples import collate, window_spans
 
-    spans = [(i, start, n) for i, ex in enumerate(examples)  # windows' cuts (the same every epoch)
-             for start, n in window_spans(ex.codes.shape[1], tcfg.window_frames)]
     G, buf, epoch = tcfg.batch_size * world, [], 0
     while True:
+        spans = [(i, start, n) for i, ex in enumerate(examples)  # this epoch's cuts
+                 for start, n in window_spans(ex.codes.shape[1], tcfg.window_frames,
+                                              offset=_offset(ex.codes.shape[1], tcfg, epoch, i))]
         order = torch.randperm(len(spans), generator=torch.Generator().manual_seed(tcfg.seed * 100_003 + epoch))
         for j in order.tolist():
             buf.append((epoch, spans[j]))
@@ -200,6 +202,17 @@ def batches(examples: Sequence[Example], cfg, tcfg: TrainConfig, rank: int = 0,
                     continue
                 yield collate([_cut(examples, cfg, tcfg, ep, sp) for ep, sp in mine], cfg)
         epoch += 1
+
+
+def _offset(T: int, tcfg: TrainConfig, epoch: int, i: int) -> int:
+    """Where the windows of dialogue ``i`` start in ``epoch`` (tcfg.window_offsets; drawn from
+    (seed, epoch, dialogue) alone, as its augmentation): 0, or a frame in [0, window) for a dialogue
+    longer than one window, so a cut does not always fall on the same frame."""
+    import numpy as np
+
+    if not tcfg.window_offsets or T <= tcfg.window_frames:
+        return 0
+    return int(np.random.default_rng([tcfg.seed, epoch, i, 1]).integers(0, tcfg.window_frames))
 
 
 def _cut(examples, cfg, tcfg, epoch: int, span: tuple) -> tuple[torch.Tensor, torch.Tensor]:

@@ -281,14 +281,21 @@ def windows(codes: torch.Tensor, oracle: torch.Tensor | None, length: int, strid
 
 
 def window_spans(T: int, length: int, stride: int | None = None,
-                 min_length: int | None = None) -> list[tuple[int, int]]:
+                 min_length: int | None = None, offset: int = 0) -> list[tuple[int, int]]:
     """The (start, length) of each window ``windows`` cuts from an example of T frames (arguments
-    as there, already checked): a training loop can cut lazily, without the example in hand."""
+    as there, already checked): a training loop can cut lazily, without the example in hand.
+    ``offset`` (0 <= offset < length): the windows start at frame ``offset`` instead of 0, the
+    frames before it a first, shorter window kept as the tail is (at least ``min_length``
+    frames); kame train draws it per epoch so the cuts fall elsewhere each time."""
     stride = length if stride is None else stride
     min_length = max(2, length // DEFAULT_MIN_FRACTION) if min_length is None else min_length
     if T <= length:
         return [(0, T)]
     out, start, end = [], 0, 0
+    if 0 < offset < T:
+        if offset >= min_length:
+            out.append((0, offset))
+        start = end = offset
     while start + length <= T:
         out.append((start, length))
         start, end = start + stride, start + length

@@ -9,7 +9,7 @@ takes the checkpoint's own codec (kame.codec, else its Mimi; embedded for random
 codec or a tokenizer that cannot be the checkpoint's is refused (kame.runtime.loading's checks).
 
 The loop: manifest -> dialogues -> ``training_example`` (codes from each dialogue's codes.npz,
-written on the first encode) -> fixed-length windows -> shuffled, seeded batches (``collate``)
+written on the first encode) -> fixed-length windows (cut from a frame drawn per epoch) -> shuffled, seeded batches (``collate``)
 -> the forward -> ``frontend_loss`` (kame.train.loss) -> AdamW with a linear warmup, then a
 constant or cosine learning rate, gradients clipped. OUT/step-N is a front-end checkpoint (``save_frontend``, its
 config.json's ``kame.train`` records the step, this config, the manifest's sha256, the front-end
@@ -75,6 +75,7 @@ class TrainConfig:
     steps: int = 1000  # optimizer steps in all (a resumed run continues up to this)
     batch_size: int = 4  # windows per process per step (the global batch is batch_size * world size)
     window_frames: int = 256  # frames per window (KAME: 128-512; at most the model's context)
+    window_offsets: bool = True  # a long dialogue's windows start at a frame drawn per epoch (off: at frame 0)
     use_cache: bool = True  # read each dialogue's codes.npz when it has one
     # loss (kame.train.loss)
     text_pad_weight: float = 0.5  # text targets equal to the padding id
@@ -114,6 +115,8 @@ class TrainConfig:
 # may change on --resume (they do not change what a step does); batch_size too when the global
 # batch (batch_size * world size) stays
 RESUMABLE = ("steps", "log_every", "save_every", "use_cache", "shard", "checkpoint_activations")
+# knobs added since runs were recorded without them, whose earlier behaviour is not their default
+LEGACY = {"window_offsets": False}
 
 
 def check_resume(rec: dict, tcfg: TrainConfig, manifest_sha: str, world: int, where) -> None:
@@ -121,7 +124,7 @@ def check_resume(rec: dict, tcfg: TrainConfig, manifest_sha: str, world: int, wh
     ``rec`` describes and this one, but those that leave the steps as they were (RESUMABLE)."""
     new = json.loads(json.dumps(asdict(tcfg)))
     # (a knob the record lacks was added since: the run had its default)
-    old = {**json.loads(json.dumps(asdict(TrainConfig()))), **rec.get("config", {})}
+    old = {**json.loads(json.dumps(asdict(TrainConfig()))), **LEGACY, **rec.get("config", {})}
     diffs = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in new.items()
              if k not in RESUMABLE + ("batch_size",) and old.get(k) != v]
     was = old.get("batch_size", 0) * rec.get("world_size", 1)
@@ -368,6 +371,9 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per process per step")
     p.add_argument("--window", type=int, default=d.window_frames, help="frames per window (KAME: 128-512)")
+    p.add_argument("--window-offsets", choices=("on", "off"), default=None,
+                   help="on (default): a long dialogue's windows start at a frame drawn per epoch, so the cuts "
+                        "move; off: at frame 0 every epoch (with --resume: the run's own)")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--warmup", type=int, default=d.warmup_steps)
     p.add_argument("--schedule", choices=("constant", "cosine"), default=d.schedule)
@@ -464,9 +470,11 @@ def run(args) -> TrainResult:
     # --precision auto on --resume: the run's own (it must not change), not this device's default
     precision = (record.get("config", {}).get("precision", "fp32") if args.resume and args.precision == "auto"
                  else resolve_precision(args.precision, device))
+    offsets = args.window_offsets == "on" if args.window_offsets else (
+        record.get("config", {}).get("window_offsets", LEGACY["window_offsets"]) if args.resume else True)
     tcfg = TrainConfig(lr=args.lr, warmup_steps=args.warmup, schedule=args.schedule, weight_decay=args.weight_decay,
                        grad_clip=args.grad_clip, steps=args.steps, batch_size=args.batch_size,
-                       window_frames=args.window, use_cache=not args.no_cache, oracle_aug=not args.no_oracle_aug,
+                       window_frames=args.window, window_offsets=offsets, use_cache=not args.no_cache, oracle_aug=not args.no_oracle_aug,
                        skip_prob=tuple(args.skip_prob), shift_prob=args.shift_prob,
                        shift_right=tuple(args.shift_right), shift_left=tuple(args.shift_left),
                        seed=args.seed, log_every=args.log_every, save_every=args.save_every,
