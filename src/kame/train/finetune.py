@@ -119,12 +119,18 @@ RESUMABLE = ("steps", "log_every", "save_every", "use_cache", "shard", "checkpoi
 LEGACY = {"window_offsets": False}
 
 
+def recorded_config(rec: dict) -> dict:
+    """The TrainConfig (as JSON) a checkpoint's ``kame.train`` record ``rec`` ran with, every knob in
+    it: one the record lacks was added since, and takes the behaviour that run had (LEGACY, else
+    the knob's default)."""
+    return {**json.loads(json.dumps(asdict(TrainConfig()))), **LEGACY, **rec.get("config", {})}
+
+
 def check_resume(rec: dict, tcfg: TrainConfig, manifest_sha: str, world: int, where) -> None:
     """ConfigError naming every difference between the run a checkpoint's ``kame.train`` record
     ``rec`` describes and this one, but those that leave the steps as they were (RESUMABLE)."""
     new = json.loads(json.dumps(asdict(tcfg)))
-    # (a knob the record lacks was added since: the run had its default)
-    old = {**json.loads(json.dumps(asdict(TrainConfig()))), **LEGACY, **rec.get("config", {})}
+    old = recorded_config(rec)
     diffs = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in new.items()
              if k not in RESUMABLE + ("batch_size",) and old.get(k) != v]
     was = old.get("batch_size", 0) * rec.get("world_size", 1)
@@ -467,14 +473,15 @@ def run(args) -> TrainResult:
             raise ConfigError(f"train: --resume {args.resume} holds no {STATE}: give a checkpoint kame train wrote "
                               f"(OUT/step-N or OUT/latest)")
         record = json.loads((Path(args.resume) / "config.json").read_text()).get("kame", {}).get("train", {})
-    # --precision auto on --resume: the run's own (it must not change), not this device's default
-    precision = (record.get("config", {}).get("precision", "fp32") if args.resume and args.precision == "auto"
+    # unset on --resume: the run's own (they must not change), not this device's or the new default
+    ran = recorded_config(record) if args.resume else {}
+    precision = (ran["precision"] if args.resume and args.precision == "auto"
                  else resolve_precision(args.precision, device))
-    offsets = args.window_offsets == "on" if args.window_offsets else (
-        record.get("config", {}).get("window_offsets", LEGACY["window_offsets"]) if args.resume else True)
+    offsets = args.window_offsets == "on" if args.window_offsets else ran.get("window_offsets", True)
     tcfg = TrainConfig(lr=args.lr, warmup_steps=args.warmup, schedule=args.schedule, weight_decay=args.weight_decay,
                        grad_clip=args.grad_clip, steps=args.steps, batch_size=args.batch_size,
-                       window_frames=args.window, window_offsets=offsets, use_cache=not args.no_cache, oracle_aug=not args.no_oracle_aug,
+                       window_frames=args.window, window_offsets=offsets, use_cache=not args.no_cache,
+                       oracle_aug=not args.no_oracle_aug,
                        skip_prob=tuple(args.skip_prob), shift_prob=args.shift_prob,
                        shift_right=tuple(args.shift_right), shift_left=tuple(args.shift_left),
                        seed=args.seed, log_every=args.log_every, save_every=args.save_every,

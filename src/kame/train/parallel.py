@@ -59,7 +59,8 @@ def prepare(model: torch.nn.Module, tcfg, device: torch.device) -> torch.nn.Modu
     """The module the loop calls: ``model`` itself (one process), DistributedDataParallel around
     it (torchrun), or ``model`` sharded in place (``tcfg.shard``). Moves it to ``device`` (a
     sharded model's units move there as they are sharded: a model loaded on the CPU never
-    has to fit on one GPU whole). Turns on activation checkpointing when asked."""
+    has to fit on one GPU whole). Turns on activation checkpointing when asked. (--shard in fewer
+    than 2 processes: train refused it with check_shard before reading any data.)"""
     import torch
     import torch.distributed as dist
 
@@ -68,7 +69,6 @@ def prepare(model: torch.nn.Module, tcfg, device: torch.device) -> torch.nn.Modu
             tf.checkpointing = bool(tcfg.checkpoint_activations)
     distributed = dist.is_available() and dist.is_initialized()
     if tcfg.shard:
-        check_shard(dist.get_world_size() if distributed else 1)  # (train checked it before reading data)
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
@@ -109,8 +109,7 @@ def full_state(model, opt) -> tuple[dict | None, dict | None]:
     if is_sharded(model):
         weights, optim = get_state_dict(model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         return (weights, optim) if dist.get_rank() == 0 else (None, None)
-    weights, optim = get_state_dict(model, opt)
-    return weights, optim
+    return get_state_dict(model, opt)
 
 
 def load_optimizer(model, opt, saved: dict) -> None:
