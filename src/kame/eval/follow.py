@@ -64,9 +64,12 @@ def teacher_forced(model, codes, oracle) -> tuple[int, int, int, int]:
     return int((hit & words).sum()), int(words.sum()), int((shit & smask).sum()), int(smask.sum())
 
 
-def generate(model, d, user_codes, sampling, seed: int) -> tuple[list[int], "np.ndarray"]:
+def generate(model, d, codes, sampling, seed: int) -> tuple[list[int], "np.ndarray"]:
     """Run the dialogue through a Stepper as the runtime does: the text token of each frame [T]
-    and the audio codes [dep_q, T] (frames the delays leave ungenerated at the end are dropped)."""
+    and the audio codes [dep_q, T] (frames the delays leave ungenerated at the end are dropped).
+    ``codes`` [K, T]: the dialogue's training example, whose user rows hold user frame t at
+    column t - 1 (LMModel.forward's layout); the user's frame 0, which the stepper never reads
+    (step 0 feeds BOS), is not in it, and step 0 is given zeros."""
     import torch
 
     from ..model.stepper import Stepper
@@ -75,13 +78,14 @@ def generate(model, d, user_codes, sampling, seed: int) -> tuple[list[int], "np.
     events: dict[int, list] = {}
     for ev in d.oracle:
         events.setdefault(ev.frame, []).append(ev)
+    rows = codes[1 + model.cfg.dep_q:]  # [n_user_q, T]: user frame t at column t - 1
+    users = torch.cat([torch.zeros_like(rows[:, :1]), rows[:, :-1]], dim=1)  # [n_user_q, T]: frame t at t
     text, audio = [], []
     with torch.no_grad():
         for t in range(d.frames):
             for ev in events.get(t, []):  # (before the step of their frame, as the back-end's arrive)
                 st.oracle.reset(0) if ev.event == "reset" else st.oracle.append(0, ev.ids)
-            user = user_codes[: model.cfg.n_user_q, t][None] if model.cfg.n_user_q else None
-            out = st.step(user)
+            out = st.step(users[:, t][None] if model.cfg.n_user_q else None)
             if bool(out.valid[0]):
                 text.append(int(out.text[0]))
                 audio.append(out.audio[0].tolist())
@@ -90,10 +94,9 @@ def generate(model, d, user_codes, sampling, seed: int) -> tuple[list[int], "np.
 
 def words_of_stream(text: list[int], tokenizer, cfg) -> tuple[str, int | None]:
     """The text stream as a string, and the frame of its first word token (None: no word)."""
-    ids = [i for i in text if i not in (cfg.existing_text_padding_id, cfg.existing_text_end_padding_id)]
-    first = next((f for f, i in enumerate(text) if i not in (cfg.existing_text_padding_id,
-                                                            cfg.existing_text_end_padding_id)), None)
-    return tokenizer.decode(ids), first
+    words = [(f, i) for f, i in enumerate(text) if i not in (cfg.existing_text_padding_id,
+                                                             cfg.existing_text_end_padding_id)]
+    return tokenizer.decode([i for _, i in words]), words[0][0] if words else None
 
 
 def wer(ref: str, hyp: str) -> tuple[int, int]:
@@ -108,14 +111,12 @@ def follow_one(model, codec, tokenizer, d, sampling, seed: int, asr) -> tuple[di
     """One dialogue's measures (see the module docstring) and the generated audio."""
     import torch
 
-    from ..train.codes import encode_dialogue, load_codes
     from ..train.examples import training_example
 
     cfg = model.cfg
     codes, oracle = training_example(d, codec, tokenizer, cfg)
-    user, _ = load_codes(d, codec) or encode_dialogue(d, codec)
     tw, tn, sw, sn = teacher_forced(model, codes, oracle)
-    text, audio = generate(model, d, user, sampling, seed)
+    text, audio = generate(model, d, codes, sampling, seed)  # (the codes read or encoded once)
     said, first = words_of_stream(text, tokenizer, cfg)
     agent = d.words_of("agent")
     ref = " ".join(w.word for w in agent)
