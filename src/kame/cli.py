@@ -4,6 +4,7 @@
     kame bench step|codec|codec-quality|backend|sessions|latency|soak|train
     kame codec roundtrip IN.wav -o OUT.wav --codec embedded
     kame data synth QA.jsonl -o data/ --llm SPEC  # training dialogues from a QA set (simulated oracle)
+    kame data oracle data/ --llm random  # a new simulated oracle for them (audio and codes kept)
     kame train data/train.jsonl -o runs/x  # fine-tune a front-end on them
     kame eval mtbench question.jsonl -o eval/ --judge SPEC  # spoken MT-Bench
     kame run IN.wav -o OUT.wav        # file mode
@@ -32,6 +33,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("codec", "roundtrip"): ("kame.codec.roundtrip", "encode+decode an audio file through a codec"),
     ("codec", "fit"): ("kame.codec.embedded.fit", "fit the embedded codec from synthesized speech"),
     ("data", "synth"): ("kame.train.synth", "synthetic spoken dialogues from a QA set, with a simulated oracle"),
+    ("data", "oracle"): ("kame.train.reoracle", "simulate the oracle of existing dialogues again (their audio stays)"),
     ("train",): ("kame.train.finetune", "fine-tune a front-end on a manifest of dialogues (torchrun for several processes)"),
     ("eval", "follow"): ("kame.eval.follow", "how well a front-end says its oracle on held-out dialogues"),
     ("eval", "mtbench"): ("kame.eval.mtbench", "spoken MT-Bench: questions spoken to the agent, answers rated by an LLM judge"),

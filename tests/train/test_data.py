@@ -100,9 +100,9 @@ def _bad(**change) -> Dialogue:
     (dict(tokenizer_sha256=None), r"oracle has token ids but no tokenizer_sha256"),
     # (an append's hint or prediction would be lost on write: they are the reset's)
     (dict(oracle=[OracleEvent(5, "reset"), OracleEvent(5, "append", [1], hint=2)]),
-     r"oracle event 1: an append with hint=2: hint/prediction belong on the reset"),
+     r"oracle event 1: an append with hint=2: hint/prediction/use_hint belong on the reset"),
     (dict(oracle=[OracleEvent(5, "reset"), OracleEvent(5, "append", [1], prediction=1)]),
-     r"an append with prediction=1: hint/prediction belong on the reset"),
+     r"an append with prediction=1: hint/prediction/use_hint belong on the reset"),
     (dict(oracle=[OracleEvent(5, "reset"), OracleEvent(6, "append", [])]),
      r"oracle event 1: an append with neither ids nor text: leave it out \(an empty append is no call"),
     (dict(sample_rate=16000), r"sample_rate 16000, a dialogue's audio is 24000 Hz.*resample it "

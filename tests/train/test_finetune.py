@@ -122,6 +122,31 @@ def test_augmentation_never_drops_the_last_prediction_and_is_seeded():
     assert only_last == EVENTS[-2:]
 
 
+def test_a_true_reply_marked_use_hint_is_never_skipped():
+    """KAME's randomized guidance: a prediction whose reset says use_hint (the true reply) is kept
+    like the last one; the others are still skipped; the draws are those of an unprotected run."""
+    from kame.train.batching import protected_events
+    from kame.train.data import OracleEvent
+
+    oracle = [OracleEvent(f, "reset", use_hint=(f == 6)) if op == "reset" else OracleEvent(f, "append", list(rest[0]))
+              for f, op, *rest in EVENTS]
+    protected = protected_events(oracle)
+    assert protected == {2}  # the reset at frame 6, event 2
+    none = TrainConfig(skip_prob=(1.0, 1.0), shift_prob=0.0)
+    assert augment_oracle(EVENTS, np.random.default_rng(1), none, protected) == EVENTS[2:5] + EVENTS[-2:]
+    assert augment_oracle(EVENTS, np.random.default_rng(1), none) == EVENTS[-2:]
+    tcfg = TrainConfig(skip_prob=(0.5, 0.5))
+    counts = set()
+    for seed in range(50):
+        ev = augment_oracle(EVENTS, np.random.default_rng([seed, 0, 0]), tcfg, protected)
+        plain = augment_oracle(EVENTS, np.random.default_rng([seed, 0, 0]), tcfg)
+        shift = ev[-1][0] - 20
+        assert (6 + shift, "reset") in ev or 6 + shift < 0
+        assert all(e in ev for e in plain)  # the same draws: protecting one only adds it back
+        counts.add(sum(e[1] == "reset" for e in ev))
+    assert {2, 3, 4} <= counts
+
+
 def test_augmentation_shifts_every_sample_by_default_and_drops_what_moves_before_frame_0():
     assert TrainConfig().shift_prob == 1.0  # KAME's
     shifts = [augment_oracle(EVENTS, np.random.default_rng([s, 0, 0]), TrainConfig(skip_prob=(0.0, 0.0)))[-1][0] - 20

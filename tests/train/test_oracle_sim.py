@@ -12,7 +12,7 @@ from kame.backend.llm.base import LLM
 from kame.errors import BackendError, ConfigError
 from kame.model.config import preset
 from kame.model.stepper import oracle_ids, oracle_timeline
-from kame.train.data import Dialogue, OracleEvent, Word, validate_dialogue
+from kame.train.data import DataError, Dialogue, OracleEvent, Word, validate_dialogue
 from kame.train.examples import training_example
 from kame.train.oracle_sim import (
     HINT_LEVELS, SimOracleConfig, SimOracleError, clean_reply, hint_level, prediction_points, simulate_oracle,
@@ -265,3 +265,76 @@ async def test_with_the_embedded_llm(tok):
     assert [e.hint for e in events[0::2]][-1] == 5 and events.stats.kept >= 2, events.stats
     first = events[1]
     assert first.text and first.ids == tok.encode(first.text) and len(first.text.split()) <= 30
+
+
+# --- randomized guidance (no LLM) -------------------------------------------------------------------
+POOL = ["It is Berlin, the capital of Germany.", "Water boils at one hundred degrees.",
+        "Mount Everest is the highest mountain on Earth.", "It is Madrid, in the middle of Spain.",
+        "Seven.", "The Pacific is the largest ocean, covering about a third of the planet's surface in all.",
+        REF, "  It is Berlin,   the capital of Germany. ", "What is the capital of France?"]
+
+
+async def test_random_guidance_draws_other_replies_before_the_turns_end_and_the_true_one_at_it(tok):
+    from kame.train.oracle_sim import RandomReplies
+
+    pool = RandomReplies(POOL, tok)
+    assert len(pool) == len(POOL) - 1  # the same text twice (spacing aside) counts once
+    events = await simulate_oracle(user_words=TURN, reference=REF, llm=None, tokenizer=tok, random_replies=pool,
+                                   rng=np.random.default_rng(3), first_prediction=2)
+    resets, appends = events[0::2], events[1::2]
+    assert [e.frame for e in resets] == [18, 25, 31, 36]  # the LLM schedule's points
+    assert [(e.prediction, e.hint, e.use_hint) for e in resets] == [(2, 0, False), (3, 0, False), (4, 0, False),
+                                                                    (5, 5, True)]
+    drawn = [a.text for a in appends[:-1]]
+    assert appends[-1].text == REF and len(set(drawn)) == 3
+    n = len(tok.encode(REF))
+    for text in drawn:  # another item's reply, 0.5-2x as long as the true one, never the question
+        assert text in pool.texts and text not in (REF, "What is the capital of France?")
+        assert n / 2 <= len(tok.encode(text)) <= 2 * n
+    assert events.stats.levels == {0: 3, 5: 1} and events.stats.llm_calls == 0
+    again = await simulate_oracle(user_words=TURN, reference=REF, llm=None, tokenizer=tok, random_replies=pool,
+                                  rng=np.random.default_rng(3), first_prediction=2)
+    assert again == events  # seeded
+    others = {tuple(a.text for a in (await simulate_oracle(
+        user_words=TURN, reference=REF, llm=None, tokenizer=tok, random_replies=pool,
+        rng=np.random.default_rng(s)))[1:-2:2]) for s in range(10)}
+    assert len(others) > 1
+    # written and read back with its flags; training never skips the true reply
+    T = 60
+    agent = [Word("agent", w, 3.0 + 0.1 * i, 3.05 + 0.1 * i) for i, w in enumerate(REF.split())]
+    d = Dialogue(np.zeros((T * 1920, 2), np.float32), TURN + agent, list(events), tokenizer_sha256=tok.sha256)
+    validate_dialogue(d)
+    from kame.train.batching import protected_events
+
+    assert protected_events(d.oracle) == {6}
+    assert [ev.to_json().get("use_hint") for ev in d.oracle] == [False, None, False, None, False, None, True, None]
+
+
+async def test_random_guidance_needs_enough_replies_of_a_like_length(tok):
+    from kame.train.oracle_sim import RandomReplies
+
+    pool = RandomReplies(["Seven.", "Yes.", REF], tok)  # none 0.5-2x as long as REF but REF itself
+    with pytest.raises(SimOracleError, match=r"3 replies needed for this turn, but only 0 of the pool's 3"):
+        await simulate_oracle(user_words=TURN, reference=REF, llm=None, tokenizer=tok, random_replies=pool,
+                              rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="random_replies replaces the LLM"):
+        await simulate_oracle(user_words=TURN, reference=REF, llm=ScriptedLLM(auto=["x"]), tokenizer=tok,
+                              random_replies=pool, rng=np.random.default_rng(0))
+    with pytest.raises(ConfigError, match="min_ratio"):
+        RandomReplies(["a"], tok, min_ratio=1.5)
+    # a turn with no point before its end draws nothing
+    one = await simulate_oracle(user_words=turn([("Hello?", 1.0, 1.3)]), reference=REF, llm=None, tokenizer=tok,
+                                random_replies=pool, rng=np.random.default_rng(0))
+    assert [(e.hint, e.use_hint) for e in one[0::2]] == [(5, True)]
+
+
+def test_use_hint_is_checked_on_resets_only(tok):
+    base = [Word("user", "Hi", 0.1, 0.3)]
+    bad_type = Dialogue(np.zeros((1920 * 10, 2), np.float32), base, [OracleEvent(2, "reset", use_hint=1)])
+    with pytest.raises(DataError, match="use_hint must be true, false or null"):
+        validate_dialogue(bad_type)
+    on_append = Dialogue(np.zeros((1920 * 10, 2), np.float32), base,
+                         [OracleEvent(2, "reset"), OracleEvent(2, "append", [5], use_hint=True)],
+                         tokenizer_sha256=tok.sha256)
+    with pytest.raises(DataError, match="an append with use_hint=True"):
+        validate_dialogue(on_append)

@@ -303,3 +303,65 @@ def test_jobs_overlap_the_simulator_calls_and_keep_the_items_order(tmp_path):
     res = asyncio.run(run())
     assert llm.most >= 3 and [r.status for r in res] == ["written"] * 4
     assert [r.folder.name for r in res] == ["qa-0", "qa-1", "qa-2", "qa-3"]
+
+
+ANSWERS = ["The capital of France is Paris, a city on the Seine.", "A spider has eight legs and two body parts.",
+           "Water boils at one hundred degrees at sea level.", "The largest planet we know of is Jupiter, by far.",
+           "Light from the Sun takes about eight minutes to reach us."]
+
+
+def test_random_guidance_dialogues_draw_the_other_items_replies(tmp_path):
+    """--llm random's layer: each dialogue's predictions before the user's turn ends are other
+    items' replies, its last one its own (use_hint, read back from disk), drawn from the seed
+    and the item's index."""
+    from kame.train.batching import protected_events
+    from kame.train.oracle_sim import RandomReplies
+
+    q = "Tell me about the world."
+    items = [item(i, q=q, a=a) for i, a in enumerate(ANSWERS)]
+    pool = RandomReplies(ANSWERS, default_tokenizer())
+    cfg = SynthConfig(user_voices=("user",), agent_voice="agent")
+
+    def run(out):
+        voices = Voices(user=WordTTS(200.0), agent=WordTTS(500.0))
+        res = asyncio.run(synth_all(items, out, llm=None, tokenizer=default_tokenizer(), cfg=cfg, voices=voices,
+                                    random_replies=pool))
+        assert [r.status for r in res] == ["written"] * 5
+        return [read_dialogue(out / f"qa-{i}") for i in range(5)]
+
+    dialogues = run(tmp_path / "a")
+    for i, d in enumerate(dialogues):
+        texts = [ev.text for ev in d.oracle if ev.event == "append"]
+        resets = [ev for ev in d.oracle if ev.event == "reset"]
+        assert len(texts) >= 3 and texts[-1] == ANSWERS[i] and d.source["llm"] == "random"
+        assert set(texts[:-1]) <= set(ANSWERS) - {ANSWERS[i]} and len(set(texts[:-1])) == len(texts) - 1
+        assert [r.use_hint for r in resets] == [False] * (len(resets) - 1) + [True]
+        assert protected_events(d.oracle) == {len(d.oracle) - 2}
+    assert len({tuple(ev.text for ev in d.oracle) for d in dialogues}) == 5
+    again = run(tmp_path / "b")
+    assert [d.oracle for d in again] == [d.oracle for d in dialogues]  # seeded per item
+
+
+def test_kame_data_synth_llm_random_end_to_end(tmp_path, capsys):
+    from kame.cli import main
+
+    pytest.importorskip("espeakng_loader")
+    qa = tmp_path / "qa.jsonl"
+    q = "Tell me something you know about the world."
+    qa.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for a in ANSWERS))
+    out = tmp_path / "data"
+    argv = ["data", "synth", str(qa), "-o", str(out), "--llm", "random", "--start", "3", "--limit", "1",
+            "--user-voice", "espeak:en-us", "--agent-voice", "espeak:en-us+m3"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| 1 | 0 | 0 |" in printed and "| hint level | 0 | 5 |" in printed
+    (entry,) = read_manifest(out / "train.jsonl")
+    d = read_dialogue(entry.path)
+    texts = [ev.text for ev in d.oracle if ev.event == "append"]
+    # a slice draws from the whole file's replies (items 0-2 and 4 are not in the slice)
+    assert texts[-1] == ANSWERS[3] and set(texts[:-1]) <= set(ANSWERS) - {ANSWERS[3]} and texts[:-1]
+    assert json.loads((out / "synth.json").read_text())["llm"] == "random"
+    one = tmp_path / "one.jsonl"
+    one.write_text(json.dumps({"question": q, "answer": ANSWERS[0]}) + "\n")
+    assert main(["data", "synth", str(one), "-o", str(tmp_path / "o"), "--llm", "random"]) == 1
+    assert "draws the predictions from the set's other replies" in capsys.readouterr().err

@@ -150,13 +150,15 @@ def main(args) -> int:
     if out is not None and out.exists() and not out.is_dir():
         raise ConfigError(f"eval follow: -o {out} is a file, not a folder: give a folder for the audio and "
                           f"results.jsonl")
-    try:  # (kame train's loaders: their words, said as this command's)
-        entries = read_manifest(manifest_path(args.manifest))[: args.limit]
-        model, codec, codec_spec, tok, _ = load_for_training(args.frontend, args.codec, None, torch.device("cpu"))
+    where = "eval follow"
+    try:
+        entries = read_manifest(manifest_path(args.manifest, command=where))[: args.limit]
+        model, codec, codec_spec, tok, _ = load_for_training(args.frontend, args.codec, None, torch.device("cpu"),
+                                                             command=where,
+                                                             options="codec.spec is --codec, frontend.spec --frontend")
     except (ConfigError, DataError, CheckpointError) as exc:
-        msg = str(exc).replace("(in kame train: codec.spec is --codec, frontend.spec --frontend or --resume)",
-                               "(in kame eval follow: codec.spec is --codec, frontend.spec --frontend)")
-        exc.args = ("eval follow: " + msg.removeprefix("train: "),)
+        if not str(exc).startswith(f"{where}: "):  # (a codec's or a dialogue's own words)
+            exc.args = (f"{where}: {exc}",)
         raise
     model.eval()
     sampling = Sampling() if args.temp is None else Sampling(temp=args.temp, temp_text=args.temp,

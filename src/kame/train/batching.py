@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Collection, Iterator, Sequence
 
 from .data import DataError, read_dialogue, read_manifest
 
@@ -24,21 +24,26 @@ if TYPE_CHECKING:  # (torch is imported where it is used: `kame train --help` st
 log = logging.getLogger(__name__)
 
 
-def augment_oracle(events: Sequence[tuple], rng, tcfg: TrainConfig) -> list[tuple]:
+def augment_oracle(events: Sequence[tuple], rng, tcfg: TrainConfig, protected: Collection[int] = ()) -> list[tuple]:
     """KAME's oracle augmentation of one dialogue's timeline events (``Dialogue.timeline_events``):
     each prediction (a reset and the appends after it; appends before any reset count as one) is
-    skipped with probability p ~ U[skip_prob], never the last; then, with probability shift_prob,
+    skipped with probability p ~ U[skip_prob], never the last nor one whose reset's index in
+    ``events`` is in ``protected`` (a true reply, ``OracleEvent.use_hint``: ``protected_events``
+    lists them); then, with probability shift_prob,
     every event moves right 1-10 or left 1-15 frames. As in KAME, an event moved before frame 0 is
     dropped (past the end: not fed); but when that would leave no event at all, the last
     prediction stays, at frame 0, so that every sample keeps an oracle. ``rng``: a numpy Generator."""
     groups: list[list[tuple]] = []
-    for ev in events:
+    keep: list[bool] = []  # per group: never skipped
+    for n, ev in enumerate(events):
         if ev[1] == "reset" or not groups:
             groups.append([ev])
+            keep.append(n in protected)
         else:
             groups[-1].append(ev)
+    keep[-1:] = [True] * len(keep[-1:])  # (the last)
     p = rng.uniform(*tcfg.skip_prob)
-    kept = [g for i, g in enumerate(groups) if rng.random() >= p or i == len(groups) - 1]
+    kept = [g for g, k in zip(groups, keep) if rng.random() >= p or k]
     shift = 0
     if rng.random() < tcfg.shift_prob:
         if rng.random() < 0.5:
@@ -51,6 +56,12 @@ def augment_oracle(events: Sequence[tuple], rng, tcfg: TrainConfig) -> list[tupl
     return out
 
 
+def protected_events(oracle) -> frozenset[int]:
+    """The indices, in a dialogue's oracle events (kame.train.data.OracleEvent), of the resets
+    whose prediction is the true reply (``use_hint``): augment_oracle never skips them."""
+    return frozenset(n for n, ev in enumerate(oracle) if ev.event == "reset" and ev.use_hint)
+
+
 @dataclass
 class Example:
     """One dialogue, ready to cut: its codes (int16 when they fit: a quarter of int64's memory),
@@ -60,6 +71,7 @@ class Example:
     codes: torch.Tensor  # [K, T]
     recorded: torch.Tensor  # [T]
     events: list[tuple] = field(default_factory=list)
+    protected: frozenset[int] = frozenset()  # augment_oracle's (protected_events)
 
     def oracle(self, cfg, tcfg: TrainConfig, epoch: int, index: int) -> torch.Tensor:
         import numpy as np
@@ -68,20 +80,21 @@ class Example:
 
         if not (tcfg.oracle_aug and self.events):
             return self.recorded
-        events = augment_oracle(self.events, np.random.default_rng([tcfg.seed, epoch, index]), tcfg)
+        events = augment_oracle(self.events, np.random.default_rng([tcfg.seed, epoch, index]), tcfg, self.protected)
         return oracle_timeline(events, self.codes.shape[1], **oracle_ids(cfg))
 
 
-def manifest_path(path: str | Path) -> Path:
-    """The manifest file ``path`` names (a `kame data synth` OUT folder: its train.jsonl), else DataError."""
+def manifest_path(path: str | Path, command: str = "train") -> Path:
+    """The manifest file ``path`` names (a `kame data synth` OUT folder: its train.jsonl), else a
+    DataError worded for `kame COMMAND`."""
     p = Path(path)
     if p.is_dir():
         if (p / "train.jsonl").is_file():
             return p / "train.jsonl"
-        raise DataError(f"train: {p} is a folder without a train.jsonl: give the manifest file (kame data synth "
+        raise DataError(f"{command}: {p} is a folder without a train.jsonl: give the manifest file (kame data synth "
                         f"writes OUT/train.jsonl)")
     if not p.is_file():
-        raise DataError(f"train: no manifest at {p}: make one with `kame data synth` (OUT/train.jsonl) or "
+        raise DataError(f"{command}: no manifest at {p}: make one with `kame data synth` (OUT/train.jsonl) or "
                         f"kame.train.data.write_manifest")
     return p
 
@@ -140,7 +153,8 @@ def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool =
             _progress(echo, n, len(encode), f"encoding {{}}/{len(encode)} dialogues")
         codes, oracle = training_example(d, codec, tokenizer, cfg, use_cache=cache)
         small = codes.numel() == 0 or int(codes.max()) < 2 ** 15  # (ids and codes; -1 is "none")
-        out.append(Example(str(e.path), codes.to(torch.int16 if small else torch.int32), oracle, d.timeline_events()))
+        out.append(Example(str(e.path), codes.to(torch.int16 if small else torch.int32), oracle, d.timeline_events(),
+                           protected_events(d.oracle)))
     return out
 
 

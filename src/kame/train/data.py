@@ -69,9 +69,11 @@ class OracleEvent:
     """One back-end call into the front-end's oracle feed, applied before step ``frame``.
     reset: a new prediction starts (its start id is fed at this frame); ``prediction`` its id,
     ``hint`` the simulated oracle's hint level (0 = no hint; higher = more of the reference reply
-    shown; None = a real back-end). append: the prediction's next token ``ids`` (one per frame
-    after the earlier ones) and, optionally, their ``text`` (kame.train.examples.retokenize_oracle
-    re-encodes it for another tokenizer)."""
+    shown; None = a real back-end), ``use_hint`` whether the prediction is the true reply itself
+    (True: the training augmentation never skips it, as KAME's randomized guidance marks its final
+    update; False: a prediction, an LLM's or a drawn one; None: not said). append: the prediction's
+    next token ``ids`` (one per frame after the earlier ones) and, optionally, their ``text``
+    (kame.train.examples.retokenize_oracle re-encodes it for another tokenizer)."""
 
     frame: int
     event: str  # "reset" | "append"
@@ -79,6 +81,7 @@ class OracleEvent:
     text: str | None = None
     prediction: int | None = None
     hint: int | None = None
+    use_hint: bool | None = None
 
     def timeline_event(self) -> tuple:
         """The event as kame.model.stepper.oracle_timeline takes it."""
@@ -94,6 +97,8 @@ class OracleEvent:
             for key in ("prediction", "hint"):
                 if getattr(self, key) is not None:
                     d[key] = int(getattr(self, key))
+            if self.use_hint is not None:
+                d["use_hint"] = bool(self.use_hint)
         return d
 
 
@@ -232,10 +237,11 @@ def validate_dialogue(d: Dialogue, where: str = "dialogue") -> None:
                 raise DataError(f"{what}: ids must be a list of token ids >= 0, got {ev.ids!r}")
             if ev.text is not None and not isinstance(ev.text, str):
                 raise DataError(f"{what}: text must be a string, got {ev.text!r}")
-            for key in ("prediction", "hint"):
+            for key in ("prediction", "hint", "use_hint"):
                 if getattr(ev, key) is not None:
-                    raise DataError(f"{what}: an append with {key}={getattr(ev, key)!r}: hint/prediction belong on "
-                                    f"the reset that starts the prediction (an append's would be lost on write)")
+                    raise DataError(f"{what}: an append with {key}={getattr(ev, key)!r}: hint/prediction/use_hint "
+                                    f"belong on the reset that starts the prediction (an append's would be lost on "
+                                    f"write)")
             if not ev.ids and ev.text is None:
                 raise DataError(f"{what}: an append with neither ids nor text: leave it out (an empty append is no "
                                 f"call, as OracleFeed.append)")
@@ -247,6 +253,8 @@ def validate_dialogue(d: Dialogue, where: str = "dialogue") -> None:
                 v = getattr(ev, key)
                 if v is not None and not (is_int(v) and v >= 0):
                     raise DataError(f"{what}: {key} must be an int >= 0 or null, got {v!r}")
+            if ev.use_hint is not None and not isinstance(ev.use_hint, bool):
+                raise DataError(f"{what}: use_hint must be true, false or null, got {ev.use_hint!r}")
     sha = d.tokenizer_sha256
     if sha is not None and not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
         raise DataError(f"{where}: tokenizer_sha256 {sha!r} is not a sha256 (64 lowercase hex digits)")
@@ -293,14 +301,34 @@ def write_dialogue(folder: str | Path, d: Dialogue, *, overwrite: bool = False,
         (folder / CODES).unlink()
     write_wav(folder / AUDIO, np.asarray(d.audio, np.float32), SAMPLE_RATE)  # 16-bit PCM
     d.audio = read_wav(folder / AUDIO, None, mono=False)[0]  # what is stored (16-bit), as a reader gets it
+    _write_meta(folder, d)
+    d.folder = folder
+    d._valid = True  # (validated above; the stored samples keep its rules: 16-bit, in [-1, 1], as many)
+    return folder
+
+
+def write_meta(d: Dialogue) -> Path:
+    """Rewrite only the dialogue.json of ``d`` (read from its folder: ``read_dialogue``, ``audio=False``
+    is enough), validated first: its audio.wav and codes.npz stay as they are (new oracle events or
+    words for the same audio; ``kame data oracle``). The samples and frames must be the folder's."""
+    if d.folder is None:
+        raise DataError("write_meta: the dialogue has no folder (read_dialogue it first)")
+    folder = Path(d.folder)
+    validate_dialogue(d, str(folder))
+    stored = _read_json(folder / META)
+    if stored.get("samples") != d.samples:
+        raise DataError(f"{folder}: the dialogue has {d.samples} samples, its {AUDIO} {stored.get('samples')}: "
+                        f"write_meta keeps the audio, write_dialogue(..., overwrite=True) replaces it")
+    _write_meta(folder, d)
+    return folder
+
+
+def _write_meta(folder: Path, d: Dialogue) -> None:
     doc = {"format": FORMAT, "version": VERSION, "sample_rate": SAMPLE_RATE, "samples": d.samples,
            "frames": d.frames, "duration_s": d.duration_s, "tokenizer_sha256": d.tokenizer_sha256,
            "words": [w.to_json() for w in d.words], "oracle": [ev.to_json() for ev in d.oracle],
            "source": d.source}
     _write_text(folder / META, json.dumps(doc, indent=1, default=str))
-    d.folder = folder
-    d._valid = True  # (validated above; the stored samples keep its rules: 16-bit, in [-1, 1], as many)
-    return folder
 
 
 def read_dialogue(folder: str | Path, *, audio: bool = True) -> Dialogue:
@@ -342,7 +370,7 @@ def read_dialogue(folder: str | Path, *, audio: bool = True) -> Dialogue:
     try:
         words = [Word(w["speaker"], w["word"], w["start"], w["end"]) for w in doc.get("words", [])]
         oracle = [OracleEvent(e["frame"], e["event"], list(e.get("ids", [])), e.get("text"), e.get("prediction"),
-                              e.get("hint")) for e in doc.get("oracle", [])]
+                              e.get("hint"), e.get("use_hint")) for e in doc.get("oracle", [])]
     except (KeyError, TypeError) as exc:
         raise DataError(f"{meta_path}: a word or oracle event lacks a field or is not an object ({exc!r}); "
                         f"see docs/training.md") from None

@@ -410,12 +410,14 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda when there is one), cpu, cuda")
 
 
-def load_for_training(spec: str, codec_spec: str, text_card: int | None, device):
+def load_for_training(spec: str, codec_spec: str, text_card: int | None, device, *, command: str = "train",
+                      options: str = "codec.spec is --codec, frontend.spec --frontend or --resume"):
     """(model, codec, codec spec, tokenizer, tokenizer spec for save_frontend) of a front-end to
     train, by kame run's rule (kame.runtime.frontend): a checkpoint's codec ("auto": the one it
     records, else its Mimi) and tokenizer pass kame.runtime.loading's checks before its weights
     load; a random: one takes the embedded codec for "auto" and a text vocabulary that holds the
-    tokenizer's pieces (``text_card`` or the tokenizer's size)."""
+    tokenizer's pieces (``text_card`` or the tokenizer's size). Errors are worded for `kame
+    COMMAND`, whose ``options`` stand for the runtime's config keys."""
     from .. import registry
     from ..backend.tokenizer import DEFAULT_MODEL, default_tokenizer
     from ..errors import CheckpointError
@@ -434,11 +436,11 @@ def load_for_training(spec: str, codec_spec: str, text_card: int | None, device)
         fit_codec(codec, codec_spec, model.cfg, spec)
         return model, codec, codec_spec, tok, "default"
     if text_card is not None:
-        raise ConfigError(f"train: --text-card is for a random: front-end; {spec} has its own vocabulary")
+        raise ConfigError(f"{command}: --text-card is for a random: front-end; {spec} has its own vocabulary")
     try:
         model, codec, codec_spec, tok, info = load_frontend_checked(spec, "fp32", device, 0, codec_spec)
     except (ConfigError, CheckpointError) as exc:  # (the runtime's words: its config keys are our options)
-        exc.args = (f"train: {exc} (in kame train: codec.spec is --codec, frontend.spec --frontend or --resume)",)
+        exc.args = (f"{command}: {exc} (in kame {command}: {options})",)
         raise
     if tok is None or (tok.path is not None and Path(tok.path).resolve() == DEFAULT_MODEL.resolve()):
         return model, codec, codec_spec, default_tokenizer(), "default"

@@ -24,6 +24,15 @@ id from ``first_prediction``, ``hint`` its level) and one ``append`` at the same
 whole text's ids (``tokenizer.encode(text)``) and the text. The events' frames do not decrease,
 so several turns' events concatenated in turn order make a dialogue's oracle.
 
+Without an LLM, ``random_replies`` (RandomReplies; `kame data synth --llm random`) is KAME's
+*randomized guidance* (SakanaAI/kame_finetune's ``random`` strategy): every point before the
+turn's end gets a reply drawn from other items' true replies (0.5-2x the true reply's tokens, no
+two alike in a turn), the turn's end the true reply. Its resets say ``use_hint`` (False for a drawn
+reply, True for the true one: the training augmentation never skips that) and ``hint`` 0 for a
+drawn reply (it shows nothing of the true one). The front-end learns from it that the newest
+prediction is what to say, whatever came before; no LLM call is made, so a set of thousands of
+dialogues costs only its speech.
+
 Choices (and why):
 - Points with the same heard count (a pause in the turn) are all kept, each a fresh prediction:
   KAME's schedule (SakanaAI/kame_finetune's OracleGenerator) polls on time, not on new words.
@@ -145,6 +154,54 @@ class SimOracleError(BackendError):
     """The simulator LLM failed on one prediction (the message names its time and level)."""
 
 
+class RandomReplies:
+    """The pool of KAME's randomized guidance: true replies of a set's items, drawn as the
+    predictions before a turn's end. ``replies``: the texts (duplicates by token ids, empty ones
+    dropped); ``draw`` picks, without replacement, replies whose token count is within
+    [min_ratio, max_ratio] x the true reply's, never the true reply nor a text in ``exclude``.
+    The pool must hold training replies only (a held-out set's replies would leak into training
+    as oracle text)."""
+
+    def __init__(self, replies: Sequence[str], tokenizer, *, min_ratio: float = 0.5, max_ratio: float = 2.0) -> None:
+        import numpy as np
+
+        if not 0 < min_ratio <= 1 <= max_ratio:
+            raise ConfigError(f"RandomReplies: need 0 < min_ratio <= 1 <= max_ratio, got {min_ratio}, {max_ratio}")
+        self.tokenizer, self.min_ratio, self.max_ratio = tokenizer, min_ratio, max_ratio
+        seen: set[tuple[int, ...]] = set()
+        self.texts: list[str] = []
+        lengths: list[int] = []
+        for text in replies:
+            text = " ".join(str(text).split())
+            ids = tuple(tokenizer.encode(text)) if text else ()
+            if ids and ids not in seen:
+                seen.add(ids)
+                self.texts.append(text)
+                lengths.append(len(ids))
+        self.lengths = np.asarray(lengths, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def draw(self, n: int, *, reference: str, rng, exclude: Sequence[str] = ()) -> list[str]:
+        """``n`` distinct replies for the predictions of a turn whose true reply is ``reference``
+        (``rng``: a numpy Generator). SimOracleError when fewer than ``n`` are eligible."""
+        import numpy as np
+
+        if n <= 0:
+            return []
+        length = len(self.tokenizer.encode(reference))
+        lo, hi = self.min_ratio * length, self.max_ratio * length
+        banned = {" ".join(t.split()) for t in (reference, *exclude)}
+        eligible = [i for i in np.flatnonzero((self.lengths >= lo) & (self.lengths <= hi))
+                    if self.texts[i] not in banned]
+        if len(eligible) < n:
+            raise SimOracleError(f"randomized oracle: {n} replies needed for this turn, but only {len(eligible)} of the "
+                                 f"pool's {len(self)} have {lo:g}-{hi:g} tokens (the true reply has {length}): use a "
+                                 f"bigger QA set (its other items' replies are the pool)")
+        return [self.texts[i] for i in rng.choice(eligible, size=n, replace=False)]
+
+
 # ---------------------------------------------------------------------------------------------
 # when
 
@@ -255,13 +312,18 @@ def clean_reply(raw: str, max_words: int) -> str:
 
 async def simulate_oracle(*, user_words: list[Word], reference: str, llm, tokenizer,
                           history: Sequence[tuple[str, str]] = (), cfg: SimOracleConfig | None = None,
-                          first_prediction: int = 0, frames: int | None = None) -> SimOracleEvents:
+                          first_prediction: int = 0, frames: int | None = None,
+                          random_replies: RandomReplies | None = None, rng=None) -> SimOracleEvents:
     """The oracle events of one user turn (module docstring): a reset + append per kept
     prediction, frames not decreasing, each < ``frames`` when given. ``reference`` is the agent's
     true next turn; ``history`` the turns before this one. ``llm=None``: no simulator, only the
-    level-5 points (the turn's end: the true reply) make predictions. Returns a list of
-    OracleEvent with ``stats`` and ``next_prediction``. LLM failures raise SimOracleError naming the point."""
+    level-5 points (the turn's end: the true reply) make predictions; with ``random_replies``
+    (and ``rng``, a numpy Generator) instead of an LLM, the other points get drawn replies
+    (randomized guidance). Returns a list of OracleEvent with ``stats`` and ``next_prediction``.
+    LLM failures raise SimOracleError naming the point."""
     cfg = cfg or SimOracleConfig()
+    if random_replies is not None and (llm is not None or rng is None):
+        raise ValueError("simulate_oracle: random_replies replaces the LLM (llm=None) and needs rng")
     if not isinstance(reference, str) or not reference.strip():
         raise ValueError(f"reference must be the agent's true next turn (non-empty text), got {reference!r}")
     history_lines(history)  # (checked now, not at the first LLM call)
@@ -280,6 +342,10 @@ async def simulate_oracle(*, user_words: list[Word], reference: str, llm, tokeni
         else:
             groups.append((f, [(t, heard)]))
     events = SimOracleEvents(stats=stats, next_prediction=first_prediction)
+    drawn: list[str] = []
+    if random_replies is not None:  # one reply per frame below level 5, drawn at once: no two alike
+        n = sum(hint_level(g[-1][1] / len(words)) != REFERENCE_LEVEL for _, g in groups)
+        drawn = random_replies.draw(n, reference=reference, rng=rng, exclude=[t for _, t in history] + [" ".join(spoken)])
     for f, group in groups:
         text, level = "", 0
         for i, (t, heard) in enumerate(reversed(group)):  # the latest first: it supersedes the others
@@ -287,6 +353,8 @@ async def simulate_oracle(*, user_words: list[Word], reference: str, llm, tokeni
             level = hint_level(r)
             if level == REFERENCE_LEVEL:
                 text = reference.strip()
+            elif drawn:  # randomized guidance: another item's true reply, showing nothing of this one
+                text, level = drawn.pop(0), 0
             elif llm is None:  # no simulator: the true reply at the turn's end only
                 stats.no_llm += 1
                 continue
@@ -303,7 +371,8 @@ async def simulate_oracle(*, user_words: list[Word], reference: str, llm, tokeni
         if not text:
             continue
         p = events.next_prediction
-        events.append(OracleEvent(f, "reset", prediction=p, hint=level))
+        use_hint = None if random_replies is None else level == REFERENCE_LEVEL
+        events.append(OracleEvent(f, "reset", prediction=p, hint=level, use_hint=use_hint))
         events.append(OracleEvent(f, "append", ids=list(tokenizer.encode(text)), text=text))
         events.next_prediction = p + 1
         stats.kept += 1

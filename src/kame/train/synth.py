@@ -10,7 +10,9 @@ front-end is trained to speak as one speaker) a short gap after the user's last 
 speakers' words carry their times from the TTS (``TTS.synth_words``); the oracle events are the
 simulated oracle's (kame.train.oracle_sim): a prediction of the agent's reply every 0.5 s of the
 user's turn from the words heard so far, with the true reply as a hint whose use grows with the
-share of the turn heard, and the true reply itself at the turn's end. A manifest (``train.jsonl``
+share of the turn heard, and the true reply itself at the turn's end (``--llm random``: the
+predictions before the end are other items' true replies, KAME's randomized guidance; ``--llm
+none``: only the true reply at the end). A manifest (``train.jsonl``
 in the output folder) lists every dialogue there.
 
 Re-running the same command skips the dialogues already written (``--overwrite`` redoes them), so
@@ -32,6 +34,7 @@ samples (temperature > 0) gives other predictions on every run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -102,10 +105,11 @@ def _timed(tts, text: str, speaker: str, offset: float) -> tuple[np.ndarray, lis
 
 
 async def synth_dialogue(item, *, index: int, user_tts, agent_tts, llm, tokenizer, cfg: SynthConfig,
-                         oracle_cfg=None) -> Dialogue:
+                         oracle_cfg=None, random_replies=None) -> Dialogue:
     """One QA item -> a Dialogue (not written). ``user_tts``/``agent_tts``: TTS objects with
     ``synth_words``; ``llm``: the simulator (None: only the final, level-5 prediction, the true
-    reply at the end of the user's turn)."""
+    reply at the end of the user's turn); ``random_replies`` (kame.train.oracle_sim.RandomReplies,
+    with llm None): randomized guidance, drawn from the seed and ``index``."""
     from .oracle_sim import simulate_oracle
     from .qa import spoken_turns
 
@@ -130,12 +134,13 @@ async def synth_dialogue(item, *, index: int, user_tts, agent_tts, llm, tokenize
     np.clip(audio, -1.0, 1.0, out=audio)
     d = Dialogue(audio, user_words + agent_words)
     sim = await simulate_oracle(user_words=user_words, reference=agent_text, llm=llm, tokenizer=tokenizer,
-                                cfg=oracle_cfg, frames=d.frames)
+                                cfg=oracle_cfg, frames=d.frames, random_replies=random_replies,
+                                rng=np.random.default_rng([cfg.seed, index, 2]))
     d.oracle = list(sim)
     d.tokenizer_sha256 = tokenizer.sha256 if d.oracle else None
     d.source = {"kind": "kame data synth", "qa": dict(item.source), "item": item.id,
                 "user_tts": getattr(user_tts, "spec", user_tts.name), "agent_tts": getattr(agent_tts, "spec", agent_tts.name),
-                "llm": getattr(llm, "spec", None) if llm is not None else None,
+                "llm": getattr(llm, "spec", None) if llm is not None else ("random" if random_replies else None),
                 "seed": cfg.seed, "index": index, "lead_s": lead, "gap_s": gap,
                 "user_text": user_text, "agent_text": agent_text}
     return d
@@ -173,7 +178,8 @@ def write_folder_manifest(out: Path) -> int:
 
 
 async def synth_all(items, out: Path, *, llm, tokenizer, cfg: SynthConfig, oracle_cfg=None,
-                    overwrite: bool = False, voices: _Voices | None = None, jobs: int = 1) -> list[ItemResult]:
+                    overwrite: bool = False, voices: _Voices | None = None, jobs: int = 1,
+                    random_replies=None) -> list[ItemResult]:
     """Every item into OUT/<item id>/ (resumable: written ones are skipped) and OUT/train.jsonl
     listing every dialogue in OUT (also when interrupted). One item's failure is logged and
     skipped; MAX_FAILURES_IN_A_ROW in a row raise a DataError (the manifest is written first)."""
@@ -182,14 +188,14 @@ async def synth_all(items, out: Path, *, llm, tokenizer, cfg: SynthConfig, oracl
     results: list[ItemResult] = []
     try:
         await _synth_items(items, out, results, llm=llm, tokenizer=tokenizer, cfg=cfg, oracle_cfg=oracle_cfg,
-                           overwrite=overwrite, voices=voices, jobs=jobs)
+                           overwrite=overwrite, voices=voices, jobs=jobs, random_replies=random_replies)
     finally:
         write_folder_manifest(out)
     return results
 
 
 async def _synth_items(items, out: Path, results: list[ItemResult], *, llm, tokenizer, cfg, oracle_cfg,
-                       overwrite, voices, jobs: int = 1) -> None:
+                       overwrite, voices, jobs: int = 1, random_replies=None) -> None:
     """The items, ``jobs`` at a time (their LLM calls overlap; espeak-ng and each piper voice
     speak one text at a time anyway); ``results`` in the items' order."""
     names: Counter = Counter()
@@ -217,7 +223,7 @@ async def _synth_items(items, out: Path, results: list[ItemResult], *, llm, toke
             try:
                 d = await synth_dialogue(item, index=index, user_tts=voices.get(user_spec),
                                          agent_tts=voices.get(cfg.agent_voice), llm=llm, tokenizer=tokenizer,
-                                         cfg=cfg, oracle_cfg=oracle_cfg)
+                                         cfg=cfg, oracle_cfg=oracle_cfg, random_replies=random_replies)
                 write_dialogue(folder, d, overwrite=overwrite)
             except Exception as exc:  # noqa: BLE001 -- one item's failure must not end a long run
                 log.warning("item %s (%s): %s", item.id, type(exc).__name__, exc)
@@ -278,9 +284,10 @@ def add_arguments(p) -> None:
     p.add_argument("-o", "--out", required=True, help="output folder: one dialogue folder per item + train.jsonl")
     p.add_argument("--llm", required=True, metavar="SPEC",
                    help="the oracle simulator's LLM: a capable one for real data (openai:MODEL, e.g. "
-                        "openai:gpt-4.1-nano as KAME used); 'embedded' (offline SmolLM2-135M: runs, but its "
-                        "predictions are mostly off-topic); 'none' (no simulator: only the true reply at the end "
-                        "of the user's turn)")
+                        "openai:gpt-4.1-nano as KAME used); 'random' (no LLM: KAME's randomized guidance, the "
+                        "predictions before the turn's end drawn from the set's other true replies); 'embedded' "
+                        "(offline SmolLM2-135M: runs, but its predictions are mostly off-topic); 'none' (no "
+                        "simulator: only the true reply at the end of the user's turn)")
     p.add_argument("--format", default="auto", choices=("auto", *FORMATS),
                    help="the QA set's format (default: from its first record)")
     p.add_argument("--start", type=int, default=0, help="skip the set's first N items")
@@ -359,22 +366,32 @@ def _record_settings(out: Path, settings: dict) -> None:
     path.write_text(json.dumps(settings, indent=1) + "\n")
 
 
-def main(args) -> int:
+def reply_pool(args, cfg: SynthConfig, tokenizer):
+    """`--llm random`'s pool: the agent's reply of every item of the QA file (its language and
+    image filters, not --start/--limit: a slice draws from what the whole run draws from)."""
+    from .oracle_sim import RandomReplies
+    from .qa import read_qa, spoken_turns
+
+    replies = []
+    for item in read_qa(args.qa, args.format, language=None if args.language == "any" else args.language,
+                        images=args.images):
+        try:
+            replies.append(spoken_turns(item, max_answer_words=cfg.max_answer_words)[1])
+        except DataError:  # (an item with nothing speakable: it fails on its own turn)
+            continue
+    pool = RandomReplies(replies, tokenizer)
+    if len(pool) < 2:
+        raise DataError(f"--llm random draws the predictions from the set's other replies, but {args.qa} has "
+                        f"{len(pool)} distinct one(s): use a bigger set, or --llm none")
+    return pool
+
+
+def oracle_config(args):
+    """The SimOracleConfig of --interval and --delay (checked)."""
     from dataclasses import replace
 
-    from .. import registry
-    from ..backend.llm.base import is_embedded
-    from ..backend.tokenizer import TextTokenizer, default_tokenizer
-    from ..paths import check_output_folder
     from .oracle_sim import SimOracleConfig
-    from .qa import read_qa
 
-    for name in ("start", "limit", "max_answer_words", "jobs"):
-        value = getattr(args, name)
-        if value is not None and value < (1 if name != "start" else 0):
-            raise DataError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'start' else '>= 1'}, not {value}")
-    cfg = SynthConfig(user_voices=tuple(args.user_voice or DEFAULT_USER_VOICES), agent_voice=args.agent_voice,
-                      max_answer_words=args.max_answer_words, seed=args.seed)
     oracle_cfg = SimOracleConfig()
     if args.interval is not None:
         if args.interval <= 0:
@@ -384,6 +401,46 @@ def main(args) -> int:
         if args.delay < 0:
             raise DataError(f"--delay must be >= 0 seconds, not {args.delay}")
         oracle_cfg = replace(oracle_cfg, delay_s=args.delay)
+    return oracle_cfg
+
+
+@contextlib.asynccontextmanager
+async def simulator(spec: str, oracle_cfg):
+    """The simulator LLM of --llm SPEC, tried with one short request first and closed at the end;
+    None for 'none' and 'random' (no LLM)."""
+    from .. import registry
+    from ..backend.llm.base import is_embedded
+
+    if spec in ("none", "random"):
+        yield None
+        return
+    print(f"loading the simulator LLM {spec} ...", flush=True)
+    llm = registry.create("llm", spec)
+    llm.spec = spec
+    if is_embedded(spec):
+        log.warning("the embedded SmolLM2-135M writes mostly off-topic predictions: fine to try the pipeline, "
+                    "use a capable LLM (--llm openai:MODEL) for data to train on")
+    try:
+        await _check_llm(llm, spec, oracle_cfg.timeout_s or 60.0)
+        yield llm
+    finally:
+        from ..runtime.base import close_components
+
+        await close_components([llm], "kame data: ")
+
+
+def main(args) -> int:
+    from ..backend.tokenizer import TextTokenizer, default_tokenizer
+    from ..paths import check_output_folder
+    from .qa import read_qa
+
+    for name in ("start", "limit", "max_answer_words", "jobs"):
+        value = getattr(args, name)
+        if value is not None and value < (1 if name != "start" else 0):
+            raise DataError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'start' else '>= 1'}, not {value}")
+    cfg = SynthConfig(user_voices=tuple(args.user_voice or DEFAULT_USER_VOICES), agent_voice=args.agent_voice,
+                      max_answer_words=args.max_answer_words, seed=args.seed)
+    oracle_cfg = oracle_config(args)
     language = None if args.language == "any" else args.language
     limit = None if args.limit is None else args.start + args.limit
     items = read_qa(args.qa, args.format, limit=limit, language=language, images=args.images)[args.start:]
@@ -394,30 +451,18 @@ def main(args) -> int:
     voices = _Voices()
     for spec in dict.fromkeys((*cfg.user_voices, cfg.agent_voice)):  # each voice tried once, before the run
         _check_voice(voices.get(spec), spec)
-    llm = None
-    if args.llm != "none":
-        print(f"loading the simulator LLM {args.llm} ...", flush=True)
-        llm = registry.create("llm", args.llm)
-        llm.spec = args.llm
-        if is_embedded(args.llm):
-            log.warning("the embedded SmolLM2-135M writes mostly off-topic predictions: fine to try the pipeline, "
-                        "use a capable LLM (--llm openai:MODEL) for data to train on")
+    # --llm random's pool: the whole file's replies (a slice draws what the whole run would)
+    random_replies = reply_pool(args, cfg, tokenizer) if args.llm == "random" else None
     _record_settings(out, settings_of(args, cfg, oracle_cfg))
     print(f"{len(items)} items -> {out}/ (voices: user {', '.join(cfg.user_voices)}; agent {cfg.agent_voice}; "
           f"oracle: {args.llm})", flush=True)
     results: list[ItemResult] = []
 
     async def run():
-        try:
-            if llm is not None:
-                await _check_llm(llm, args.llm, oracle_cfg.timeout_s or 60.0)
+        async with simulator(args.llm, oracle_cfg) as llm:
             results.extend(await synth_all(items, out, llm=llm, tokenizer=tokenizer, cfg=cfg, oracle_cfg=oracle_cfg,
-                                           overwrite=args.overwrite, voices=voices, jobs=args.jobs))
-        finally:
-            if llm is not None:
-                from ..runtime.base import close_components
-
-                await close_components([llm], "kame data synth: ")
+                                           overwrite=args.overwrite, voices=voices, jobs=args.jobs,
+                                           random_replies=random_replies))
 
     t0 = time.monotonic()
     try:

@@ -1,0 +1,192 @@
+"""`kame data oracle`: simulate the oracle of dialogues that already exist, keeping their audio.
+
+    kame data synth qa.jsonl -o data/qa --llm none                # speech only (fast)
+    kame data oracle data/qa --llm random                         # then KAME's randomized guidance
+    kame data oracle data/qa --llm openai:gpt-4.1-nano --jobs 8   # or a simulator LLM's predictions
+
+Speech and codes are what a training set costs (the codes cache: ~1.3 s of encoding per 7.5 s
+dialogue with the embedded codec); the oracle is the part one wants to change (another simulator,
+interval, delay or seed). This rewrites each dialogue's oracle events in its dialogue.json
+(``kame.train.data.write_meta``): audio.wav and codes.npz stay as they are, and the manifest is
+written again (its prediction counts and hint levels).
+
+Turns come from the words: each run of one speaker's words (in start order) is a turn; every
+user turn answered by an agent turn gets the simulated oracle of kame.train.oracle_sim, with the
+agent turn's words as the true reply and the turns before as the history (a multi-turn dialogue,
+a ``kame run`` recording too, gets one oracle per answered turn, its prediction ids running on).
+``--llm random`` draws the predictions before each turn's end from the set's other agent turns.
+The seed and each dialogue's index (``source.index`` as `kame data synth` records it, else its
+line in the manifest) draw the replies, so a rerun gives the same oracle. A dialogue that fails
+(an LLM error) keeps its old oracle and is reported; the exit code is then 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from .data import DataError, Word, read_dialogue, read_manifest, write_manifest, write_meta
+
+log = logging.getLogger(__name__)
+
+
+def turns(words: list[Word]) -> list[tuple[str, list[Word]]]:
+    """The dialogue's turns: (speaker, words) for each run of one speaker's words in start order."""
+    out: list[tuple[str, list[Word]]] = []
+    for w in sorted(words, key=lambda w: (w.start, w.end)):
+        if out and out[-1][0] == w.speaker:
+            out[-1][1].append(w)
+        else:
+            out.append((w.speaker, [w]))
+    return out
+
+
+def answered_turns(words: list[Word]) -> list[tuple[list[Word], str, list[tuple[str, str]]]]:
+    """(user turn's words, the agent's reply to it, the turns before as (speaker, text)) for each
+    user turn that an agent turn follows."""
+    ts = turns(words)
+    text = [(spk, " ".join(w.word for w in ws)) for spk, ws in ts]
+    return [(ws, text[i + 1][1], text[:i]) for i, (spk, ws) in enumerate(ts[:-1])
+            if spk == "user" and ts[i + 1][0] == "agent"]
+
+
+async def dialogue_oracle(d, *, llm, tokenizer, cfg, random_replies=None, rng=None) -> list:
+    """The simulated oracle events of every answered user turn of ``d``, in frame order."""
+    from .oracle_sim import simulate_oracle
+
+    events, next_id = [], 0
+    for user_words, reply, history in answered_turns(d.words):
+        sim = await simulate_oracle(user_words=user_words, reference=reply, llm=llm, tokenizer=tokenizer,
+                                    history=history, cfg=cfg, first_prediction=next_id, frames=d.frames,
+                                    random_replies=random_replies, rng=rng)
+        events += sim
+        next_id = sim.next_prediction
+    return sorted(events, key=lambda ev: ev.frame)  # (stable: with a delay, a turn's may reach past the next's start)
+
+
+def reply_pool(entries, tokenizer):
+    """`--llm random`'s pool: every agent turn of the set's dialogues."""
+    from .oracle_sim import RandomReplies
+
+    replies = [reply for e in entries for _, reply, _ in answered_turns(read_dialogue(e.path, audio=False).words)]
+    pool = RandomReplies(replies, tokenizer)
+    if len(pool) < 2:
+        raise DataError(f"--llm random draws the predictions from the set's other replies, but the set has "
+                        f"{len(pool)} distinct one(s): use a bigger set, or --llm none")
+    return pool
+
+
+async def reoracle_all(entries, *, llm, tokenizer, cfg, spec: str, seed: int = 0, random_replies=None,
+                       jobs: int = 1) -> list[tuple[Path, str, str]]:
+    """Each entry's dialogue gets its new oracle (written in place); (folder, "written"|"failed",
+    error or a "level:count ..." summary) per entry, in order. MAX_FAILURES_IN_A_ROW failures in a
+    row stop the run with a DataError."""
+    from .synth import MAX_FAILURES_IN_A_ROW
+
+    results: list = [None] * len(entries)
+    gate = asyncio.Semaphore(jobs)
+    failed_in_a_row: list[tuple[Path, BaseException]] = []
+
+    async def one(position: int, folder: Path) -> None:
+        async with gate:
+            if len(failed_in_a_row) >= MAX_FAILURES_IN_A_ROW:
+                return
+            try:
+                d = read_dialogue(folder, audio=False)
+                index = d.source.get("index") if isinstance(d.source, dict) else None
+                index = index if isinstance(index, int) and not isinstance(index, bool) and index >= 0 else position
+                d.oracle = await dialogue_oracle(d, llm=llm, tokenizer=tokenizer, cfg=cfg,
+                                                 random_replies=random_replies,
+                                                 rng=np.random.default_rng([seed, index, 2]))
+                d.tokenizer_sha256 = tokenizer.sha256 if d.oracle else None
+                d.source = {**d.source, "llm": spec, "oracle": {"kind": "kame data oracle", "llm": spec, "seed": seed,
+                                                                "interval_s": cfg.interval_s, "delay_s": cfg.delay_s}}
+                write_meta(d)
+            except Exception as exc:  # noqa: BLE001 -- one dialogue's failure must not end a long run
+                log.warning("%s (%s): %s", folder, type(exc).__name__, exc)
+                results[position] = (folder, "failed", f"{type(exc).__name__}: {exc}")
+                failed_in_a_row.append((folder, exc))
+                return
+            failed_in_a_row.clear()
+            results[position] = (folder, "written", [ev.hint for ev in d.oracle if ev.event == "reset"])
+
+    async with asyncio.TaskGroup() as group:
+        for position, e in enumerate(entries):
+            group.create_task(one(position, e.path))
+    if len(failed_in_a_row) >= MAX_FAILURES_IN_A_ROW:
+        folder, exc = failed_in_a_row[-1]
+        raise DataError(f"{len(failed_in_a_row)} dialogues in a row failed, so the run stops (is the LLM still "
+                        f"working?); the last one, {folder}: {type(exc).__name__}: {exc}") from exc
+    return [r for r in results if r is not None]
+
+
+def summary(results, wall_s: float) -> str:
+    by = Counter(status for _, status, _ in results)
+    levels = Counter(h for _, status, hints in results if status == "written" for h in hints if h is not None)
+    lines = ["| written | failed | predictions | wall (s) |", "|---|---|---|---|",
+             f"| {by['written']} | {by['failed']} | {sum(levels.values())} | {wall_s:.0f} |"]
+    if levels:
+        lines += ["", "| hint level | " + " | ".join(str(k) for k in sorted(levels)) + " |",
+                  "|---|" + "---|" * len(levels),
+                  "| predictions | " + " | ".join(str(levels[k]) for k in sorted(levels)) + " |"]
+    failed = [(f, err) for f, status, err in results if status == "failed"]
+    lines += [f"failed: {f.name}: {err}" for f, err in failed[:10]]
+    if len(failed) > 10:
+        lines.append(f"... and {len(failed) - 10} more failures (see the log)")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# kame data oracle
+
+
+def add_arguments(p) -> None:
+    p.add_argument("manifest", help="the set: a manifest (train.jsonl) or the folder holding it (kame data synth's -o)")
+    p.add_argument("--llm", required=True, metavar="SPEC",
+                   help="what makes the predictions: 'random' (KAME's randomized guidance: the set's other "
+                        "replies, then the true one), 'none' (only the true reply at each turn's end), or a "
+                        "simulator LLM (openai:MODEL; 'embedded' runs offline but is mostly off-topic)")
+    p.add_argument("--tokenizer", default=None, metavar="PATH",
+                   help="SentencePiece model of the oracle ids (default: kame's default tokenizer)")
+    p.add_argument("--interval", type=float, default=None, help="seconds between predictions (default 0.5)")
+    p.add_argument("--delay", type=float, default=None,
+                   help="seconds each prediction arrives after its words were heard (default 0, as KAME's data)")
+    p.add_argument("--jobs", type=int, default=1, help="dialogues at once (a hosted LLM's requests overlap)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def main(args) -> int:
+    from ..backend.tokenizer import TextTokenizer, default_tokenizer
+    from .batching import manifest_path
+    from .synth import oracle_config, simulator
+
+    if args.jobs < 1:
+        raise DataError(f"--jobs must be >= 1, not {args.jobs}")
+    oracle_cfg = oracle_config(args)
+    path = manifest_path(args.manifest, command="data oracle")
+    entries = read_manifest(path)
+    if not entries:
+        raise DataError(f"data oracle: manifest {path} lists no dialogues")
+    tokenizer = TextTokenizer(args.tokenizer) if args.tokenizer else default_tokenizer()
+    random_replies = reply_pool(entries, tokenizer) if args.llm == "random" else None
+    results: list = []
+
+    async def run():
+        async with simulator(args.llm, oracle_cfg) as llm:
+            print(f"{len(entries)} dialogues in {path} get a new oracle ({args.llm}); their audio stays", flush=True)
+            results.extend(await reoracle_all(entries, llm=llm, tokenizer=tokenizer, cfg=oracle_cfg, spec=args.llm,
+                                              seed=args.seed, random_replies=random_replies, jobs=args.jobs))
+
+    t0 = time.monotonic()
+    try:
+        asyncio.run(run())
+    finally:
+        write_manifest(path, [e.path for e in entries])  # (its prediction counts and hint levels)
+    print(summary(results, time.monotonic() - t0))
+    print(f"manifest: {path} ({len(entries)} dialogues)")
+    return 1 if any(status == "failed" for _, status, _ in results) else 0

@@ -1,0 +1,130 @@
+"""kame.train.reoracle (`kame data oracle`): a new simulated oracle for dialogues that exist,
+their audio and codes cache untouched; turns from the words (multi-turn too)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+
+from kame.backend.tokenizer import default_tokenizer
+from kame.errors import BackendError
+from kame.train.data import (CODES, DataError, Dialogue, OracleEvent, Word, read_dialogue, read_manifest, write_dialogue,
+                             write_manifest, write_meta)
+from kame.train.oracle_sim import SimOracleConfig
+from kame.train.reoracle import answered_turns, dialogue_oracle, reoracle_all, turns
+from tests.backend.scripted_llm import ScriptedLLM
+
+REPLIES = ["The capital of France is Paris, a city on the Seine.", "A spider has eight legs and two body parts.",
+           "Water boils at one hundred degrees at sea level.", "The largest planet we know of is Jupiter, by far.",
+           "Light from the Sun takes about eight minutes to reach us."]
+
+
+def spoken(speaker: str, text: str, start: float, step: float = 0.3) -> list[Word]:
+    return [Word(speaker, w, start + i * step, start + i * step + 0.25) for i, w in enumerate(text.split())]
+
+
+def one_turn(i: int) -> Dialogue:
+    user = spoken("user", "Tell me one thing you know about the world today.", 0.5)
+    agent = spoken("agent", REPLIES[i], user[-1].end + 0.4)
+    T = int((agent[-1].end + 0.5) / 0.08) + 1
+    tok = default_tokenizer()
+    # the oracle kame data synth --llm none gives: the true reply at the turn's end
+    f = int(user[-1].end / 0.08)
+    oracle = [OracleEvent(f, "reset", prediction=0, hint=5), OracleEvent(f, "append", tok.encode(REPLIES[i]), REPLIES[i])]
+    return Dialogue(np.full((T * 1920, 2), 0.01, np.float32), user + agent, oracle, tok.sha256,
+                    {"kind": "kame data synth", "index": 10 + i, "llm": None})
+
+
+def make_set(root, n=5):
+    folders = [write_dialogue(root / f"d{i}", one_turn(i)) for i in range(n)]
+    for f in folders:  # a codes cache, to see that it stays
+        (f / CODES).write_bytes(b"codes of the audio")
+    write_manifest(root / "train.jsonl", folders)
+    return folders
+
+
+def test_kame_data_oracle_random_rewrites_only_the_oracle(tmp_path, capsys):
+    from kame.cli import main
+
+    folders = make_set(tmp_path)
+    before = {f: ((f / "audio.wav").read_bytes(), (f / CODES).stat().st_mtime_ns) for f in folders}
+    assert [e.predictions for e in read_manifest(tmp_path / "train.jsonl")] == [1] * 5
+    assert main(["data", "oracle", str(tmp_path), "--llm", "random", "--seed", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "| 5 | 0 |" in out and "| hint level | 0 | 5 |" in out
+    for i, f in enumerate(folders):
+        assert (f / "audio.wav").read_bytes() == before[f][0] and (f / CODES).stat().st_mtime_ns == before[f][1]
+        d = read_dialogue(f)
+        texts = [ev.text for ev in d.oracle if ev.event == "append"]
+        resets = [ev for ev in d.oracle if ev.event == "reset"]
+        assert texts[-1] == REPLIES[i] and len(texts) >= 3
+        assert set(texts[:-1]) <= set(REPLIES) - {REPLIES[i]}  # the set's other replies
+        assert [(r.hint, r.use_hint) for r in resets] == [(0, False)] * (len(resets) - 1) + [(5, True)]
+        assert d.source["oracle"]["llm"] == "random" and d.source["index"] == 10 + i and d.source["llm"] == "random"
+    entries = read_manifest(tmp_path / "train.jsonl")  # written again: the counts are the new oracle's
+    assert all(e.predictions >= 3 and e.hints == [0, 5] for e in entries)
+    first = [read_dialogue(f).oracle for f in folders]
+    assert main(["data", "oracle", str(tmp_path / "train.jsonl"), "--llm", "random", "--seed", "4"]) == 0
+    assert [read_dialogue(f).oracle for f in folders] == first  # seeded
+    assert main(["data", "oracle", str(tmp_path), "--llm", "none"]) == 0  # back to the true reply only
+    assert all([ev.hint for ev in read_dialogue(f).oracle if ev.event == "reset"] == [5] for f in folders)
+
+
+def test_turns_and_a_multi_turn_dialogue_gets_one_oracle_per_answered_turn(tok):
+    words = (spoken("user", "Hi there, how are you doing?", 0.2) + spoken("agent", "Fine, thanks. And you?", 2.2)
+             + spoken("user", "Good. What is the capital of France, please?", 4.0)
+             + spoken("agent", "It is Paris.", 6.6) + spoken("user", "Thanks.", 8.0))
+    assert [(spk, len(ws)) for spk, ws in turns(words[::-1])] == [("user", 6), ("agent", 4), ("user", 8),
+                                                                    ("agent", 3), ("user", 1)]
+    answered = answered_turns(words)
+    assert [(len(u), reply, [s for s, _ in hist]) for u, reply, hist in answered] == [
+        (6, "Fine, thanks. And you?", []), (8, "It is Paris.", ["user", "agent"])]
+    d = Dialogue(np.zeros((110 * 1920, 2), np.float32), words)
+    llm = ScriptedLLM(auto=["Something to say."])
+    events = asyncio.run(dialogue_oracle(d, llm=llm, tokenizer=tok, cfg=SimOracleConfig()))
+    resets = [ev for ev in events if ev.event == "reset"]
+    assert [ev.prediction for ev in resets] == list(range(len(resets)))  # ids run on over the turns
+    ends = [ev.frame for ev in resets if ev.hint == 5]
+    assert ends == [int(words[5].end / 0.08), int(words[17].end / 0.08)]  # each answered turn's end
+    assert [ev.text for ev in events if ev.event == "append" and ev.frame in ends] == ["Fine, thanks. And you?",
+                                                                                       "It is Paris."]
+    second = llm.calls[-1].messages[1].content  # the second turn's predictions see the first as history
+    assert "User: Hi there, how are you doing?\nAssistant: Fine, thanks. And you?" in second
+    d.oracle, d.tokenizer_sha256 = events, tok.sha256
+    d.validate()
+
+
+def test_a_failing_simulator_keeps_the_old_oracle_and_is_reported(tmp_path):
+    folders = make_set(tmp_path, n=2)
+
+    class Down(ScriptedLLM):
+        async def stream_chat(self, messages, **kw):
+            raise BackendError("connection refused")
+            yield ""
+
+    entries = read_manifest(tmp_path / "train.jsonl")
+    res = asyncio.run(reoracle_all(entries, llm=Down(), tokenizer=default_tokenizer(), cfg=SimOracleConfig(),
+                                   spec="openai:x"))
+    assert [s for _, s, _ in res] == ["failed", "failed"] and "connection refused" in res[0][2]
+    assert read_dialogue(folders[0]).oracle == one_turn(0).oracle  # as it was
+
+
+def test_bad_input_is_refused_by_name(tmp_path, capsys):
+    from kame.cli import main
+
+    assert main(["data", "oracle", str(tmp_path / "nope"), "--llm", "random"]) == 1
+    assert "data oracle: no manifest at" in capsys.readouterr().err
+    make_set(tmp_path / "one", n=1)
+    assert main(["data", "oracle", str(tmp_path / "one"), "--llm", "random"]) == 1
+    assert "draws the predictions from the set's other replies" in capsys.readouterr().err
+    assert main(["data", "oracle", str(tmp_path / "one"), "--llm", "none", "--interval", "0"]) == 1
+    assert "--interval must be > 0" in capsys.readouterr().err
+    d = read_dialogue(tmp_path / "one" / "d0")
+    n = d.samples
+    d.audio = np.zeros((n + 1920 * 3, 2), np.float32)  # other audio: write_dialogue's job, not write_meta's
+    with pytest.raises(DataError, match="write_meta keeps the audio"):
+        write_meta(d)
+    assert json.loads((tmp_path / "one" / "d0" / "dialogue.json").read_text())["samples"] == n
