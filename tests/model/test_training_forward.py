@@ -94,6 +94,15 @@ def test_inputs_change_what_the_model_reads_not_the_targets():
     assert out.text_mask[:, 0, 7].all() and torch.equal(out.text_mask, ref.text_mask)
     assert (out.text_logits[:, :, 8] - ref.text_logits[:, :, 8]).abs().max() > 1e-4
     assert torch.equal(out.text_logits[:, :, :8], ref.text_logits[:, :, :8])  # causal: earlier ones unchanged
+    # the depformer is teacher-forced with codes, not inputs (KAME's dropouts are the temporal
+    # transformer's): the model's semantic code of the last frame, which only the depformer reads,
+    # changed in inputs changes nothing
+    assert cfg.delays[1] == 0
+    inputs = codes.clone()
+    inputs[:, 1, -1] = (codes[:, 1, -1] + 1) % cfg.card
+    out = model(codes, oracle=oracle, inputs=inputs)
+    for name in ("logits", "text_logits"):
+        assert torch.equal(getattr(out, name).nan_to_num(), getattr(ref, name).nan_to_num()), name
 
 
 def test_no_oracle_feeds_pad_so_every_parameter_gets_a_gradient():

@@ -20,6 +20,7 @@ from kame.backend.tokenizer import default_tokenizer
 from kame.cli import _build_parser
 from kame.cli import main as cli_main
 from kame.errors import ConfigError
+from kame.model.config import preset
 from kame.model.lm import LMOutput
 from kame.model.loaders import load_frontend
 from kame.train.data import DataError, OracleEvent, Word, write_dialogue, write_manifest
@@ -223,9 +224,54 @@ def test_training_lowers_the_loss_and_the_checkpoint_loads_with_the_same_logits(
     assert not torch.allclose(a.text_logits[a.text_mask], c.text_logits[c.text_mask])
 
 
+def test_input_dropouts_change_what_the_model_reads_never_the_targets():
+    from kame.train.batching import input_dropouts
+
+    cfg = preset("tiny").replace(text_card=4000)
+    pad = cfg.existing_text_padding_id
+    codes = torch.randint(0, 900, (6, cfg.num_codebooks, 40))
+    codes[:, 0, ::3] = pad
+    codes[:, :, -4:] = -1  # collate's padding
+    keep = codes.clone()
+    assert input_dropouts(codes, cfg, TrainConfig(), 0) is None  # KAME's default: off
+    every = input_dropouts(codes, cfg, TrainConfig(text_token_dropout=1.0), 0)
+    assert torch.equal(codes, keep)  # a copy: the targets stay
+    words = (codes[:, 0] != pad) & (codes[:, 0] != -1)
+    assert (every[:, 0][words] == pad).all() and torch.equal(every[:, 0][~words], codes[:, 0][~words])
+    assert torch.equal(every[:, 1:], codes[:, 1:])
+    text = input_dropouts(codes, cfg, TrainConfig(text_emb_dropout=1.0), 0)
+    assert (text[:, 0] == -1).all() and torch.equal(text[:, 1:], codes[:, 1:])
+    sem = input_dropouts(codes, cfg, TrainConfig(semantic_emb_dropout=1.0), 0)
+    assert (sem[:, 1] == -1).all() and torch.equal(sem[:, [0, *range(2, cfg.num_codebooks)]],
+                                                   codes[:, [0, *range(2, cfg.num_codebooks)]])
+    half = TrainConfig(text_token_dropout=0.5, text_emb_dropout=0.5, semantic_emb_dropout=0.5)
+    a = input_dropouts(codes, cfg, half, 7)
+    assert torch.equal(a, input_dropouts(codes, cfg, half, 7))  # drawn from (seed, step, rank)
+    assert not torch.equal(a, input_dropouts(codes, cfg, half, 8))
+    assert not torch.equal(a, input_dropouts(codes, cfg, half, 7, rank=1))
+    rows = (a[:, 1] == -1).all(-1)  # whole windows, some not all
+    assert 0 < int(rows.sum()) < 6 and ((a[:, 1] == -1) == rows[:, None] | (codes[:, 1] == -1)).all()
+    with pytest.raises(ConfigError, match="--text-token-dropout must be in"):
+        TrainConfig(text_token_dropout=1.5).check()
+
+
+def test_the_training_step_reads_through_the_dropouts(tmp_path):
+    manifest = _data(tmp_path / "data", n=2)
+
+    def first_loss(**kw):
+        return train(_tiny(), FakeCodec(), default_tokenizer(), manifest, None, TrainConfig(**dict(FAST, steps=1, **kw)),
+                     echo=lambda s: None).losses[0]
+
+    plain = first_loss()
+    assert first_loss() == plain
+    assert first_loss(text_emb_dropout=1.0) != pytest.approx(plain, rel=1e-6)
+    assert first_loss(semantic_emb_dropout=1.0) != pytest.approx(plain, rel=1e-6)
+
+
 def test_resume_continues_as_the_straight_run(tmp_path):
     manifest = _data(tmp_path / "data", n=3)
-    kw = dict(FAST, save_every=5)  # (augmentation on: the batches depend on the step alone)
+    # (augmentation and input dropouts on: the batches and what the model reads depend on the step alone)
+    kw = dict(FAST, save_every=5, text_token_dropout=0.3, semantic_emb_dropout=0.5)
     straight = train(_tiny(), FakeCodec(), default_tokenizer(), manifest, tmp_path / "a", TrainConfig(steps=20, **kw),
                      echo=lambda s: None)
     train(_tiny(), FakeCodec(), default_tokenizer(), manifest, tmp_path / "b", TrainConfig(steps=10, **kw),

@@ -162,9 +162,10 @@ class LMModel(nn.Module):
 
         codes [B, K, T]: frame t of every stream, undelayed (the delays are applied here): the
         targets; -1 = no target there (masked). Logits and masks are aligned with codes.
-        inputs [B, K, T] (default codes): what the model reads (the temporal transformer and the
-        depformer's teacher-forced tokens), laid out as codes; -1 embeds to zero. Input-only
-        changes (e.g. text tokens dropped to pad, a stream zeroed) go here, codes keep the targets.
+        inputs [B, K, T] (default codes): what the temporal transformer reads, laid out as codes;
+        -1 embeds to zero. Input-only changes (KAME's input dropouts: text tokens dropped to pad, a
+        stream zeroed) go here; codes keep the targets and are the depformer's teacher-forced
+        tokens (as KAME's fine-tune, whose dropouts change the temporal transformer's input only).
         oracle [B, T]: ``oracle[:, t]`` is exactly the token the Stepper feeds at its step t;
         nothing is added or shifted here. ``kame.model.stepper.oracle_timeline(events, T,
         **oracle_ids(cfg))`` gives it from the back-end's resets/appends (pad until the first
@@ -193,9 +194,13 @@ class LMModel(nn.Module):
             raise ValueError(f"oracle must be [B, T] = {(B, T)} (the token fed at each step), "
                              f"got {tuple(oracle.shape)}")
         initial = self.initial_tokens()
-        delayed = delay_codes(inputs, cfg.delays, initial)
-        delayed = torch.cat([initial.view(1, K, 1).expand(B, K, 1), delayed], dim=2)  # [B, K, T + 1]
-        out, text_logits = self.forward_text(delayed[:, :, :-1], oracle)
+
+        def delayed_of(x: torch.Tensor) -> torch.Tensor:  # [B, K, T] -> [B, K, T + 1]: initial tokens first
+            return torch.cat([initial.view(1, K, 1).expand(B, K, 1), delay_codes(x, cfg.delays, initial)], dim=2)
+
+        delayed = delayed_of(codes)
+        read = delayed if inputs is codes else delayed_of(inputs)
+        out, text_logits = self.forward_text(read[:, :, :-1], oracle)
         text_logits, text_mask = undelay_logits(text_logits[:, None], cfg.delays[:1])
         text_mask &= codes[:, :1] != -1
         if cfg.dep_q == 0:

@@ -27,6 +27,6 @@ docs/training.md describes both. What exists now (tested, tests/train):
   compute over fp32 weights, FSDP2 sharding over torchrun's processes, recomputed activations;
   checkpoints in one layout whatever these are.
 
-Not built yet: KAME's input dropouts in the loop, a streaming data loader for large sets, and a front-end trained by kame (its tandem runs a random-weight
+Not built yet: a streaming data loader for large sets, and a front-end trained by kame (its tandem runs a random-weight
 front-end, ``random:tiny``, and says so).
 """

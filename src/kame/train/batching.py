@@ -56,6 +56,31 @@ def augment_oracle(events: Sequence[tuple], rng, tcfg: TrainConfig, protected: C
     return out
 
 
+def input_dropouts(codes: torch.Tensor, cfg, tcfg: TrainConfig, step: int, rank: int = 0) -> torch.Tensor | None:
+    """KAME's input dropouts of one batch (collate's codes [B, K, T]) -> what the temporal
+    transformer reads (LMModel.forward's ``inputs``), None when they are all off. Text tokens
+    other than pad (and -1) read as pad with probability ``text_token_dropout`` each; with
+    probability ``text_emb_dropout`` per window the whole text stream reads as nothing (-1 embeds
+    to zero; the oracle is still added), with ``semantic_emb_dropout`` the model's own semantic
+    codes (stream 1). Drawn from (seed, step, rank): a resumed run draws what a straight one did."""
+    import numpy as np
+    import torch
+
+    ps = (tcfg.text_token_dropout, tcfg.text_emb_dropout, tcfg.semantic_emb_dropout)
+    if not any(ps):
+        return None
+    rng = np.random.default_rng([tcfg.seed, step, rank, 3])
+    B, _, T = codes.shape
+    inputs = codes.clone()
+    text = inputs[:, 0]  # [B, T] (a view)
+    flip = torch.from_numpy(rng.random((B, T)) < ps[0]) & (text != cfg.existing_text_padding_id) & (text != -1)
+    text[flip] = cfg.existing_text_padding_id
+    text[torch.from_numpy(rng.random(B) < ps[1])] = -1
+    if cfg.dep_q > 0:
+        inputs[torch.from_numpy(rng.random(B) < ps[2]), 1] = -1
+    return inputs
+
+
 def protected_events(oracle) -> frozenset[int]:
     """The indices, in a dialogue's oracle events (kame.train.data.OracleEvent), of the resets
     whose prediction is the true reply (``use_hint``): augment_oracle never skips them."""

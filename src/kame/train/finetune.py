@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
-from .batching import batches, load_examples, manifest_path
+from .batching import batches, input_dropouts, load_examples, manifest_path
 from .data import DataError
 from .parallel import PRECISIONS, check_shard, resolve_precision
 
@@ -87,6 +87,11 @@ class TrainConfig:
     shift_prob: float = 1.0  # chance of a whole-stream shift, then right or left at even odds (KAME: 1.0)
     shift_right: tuple[int, int] = (1, 10)  # frames, inclusive
     shift_left: tuple[int, int] = (1, 15)  # frames, inclusive
+    # input dropouts (KAME's fine-tune; 0 = off, its default): what the temporal transformer reads,
+    # never the targets (kame.train.batching.input_dropouts)
+    text_token_dropout: float = 0.0  # each of the model's text tokens but pad, read as pad
+    text_emb_dropout: float = 0.0  # per window: the model's whole text stream read as nothing
+    semantic_emb_dropout: float = 0.0  # per window: the model's own semantic audio codes read as nothing
     # bookkeeping
     seed: int = 0  # batches and augmentation
     log_every: int = 10  # steps between log rows
@@ -106,6 +111,9 @@ class TrainConfig:
             raise ConfigError(f"train: --skip-prob A B must be 0 <= A <= B <= 1, got {self.skip_prob}")
         if not 0 <= self.shift_prob <= 1:
             raise ConfigError(f"train: --shift-prob must be in [0, 1], got {self.shift_prob}")
+        for name in ("text_token_dropout", "text_emb_dropout", "semantic_emb_dropout"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"train: --{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
         for name, (a, b) in (("--shift-right", self.shift_right), ("--shift-left", self.shift_left)):
             if not 0 <= a <= b:
                 raise ConfigError(f"train: {name} A B must be 0 <= A <= B frames, got {a} {b}")
@@ -265,12 +273,14 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
     try:
         while step < tcfg.steps:
             codes, oracle = next(feed)
+            inputs = input_dropouts(codes, cfg, tcfg, step, rank)  # (None: read the codes as they are)
             codes, oracle = codes.to(device), oracle.to(device)
+            inputs = inputs.to(device) if inputs is not None else None
             lr = lr_at(step, tcfg)
             for g in opt.param_groups:
                 g["lr"] = lr
             with compute(tcfg, device):
-                res = net(codes, oracle=oracle if cfg.oracle else None)
+                res = net(codes, oracle=oracle if cfg.oracle else None, inputs=inputs)
             loss, parts = frontend_loss(res, codes, cfg, tcfg)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"train: the loss is {float(loss)} at step {step} (lr {lr:.3g}): lower --lr")
@@ -403,6 +413,15 @@ def add_arguments(p) -> None:
                    help="a right shift's frames, A..B (default %(default)s)")
     p.add_argument("--shift-left", type=int, nargs=2, default=d.shift_left, metavar=("A", "B"),
                    help="a left shift's frames, A..B (default %(default)s)")
+    p.add_argument("--text-token-dropout", type=float, default=d.text_token_dropout, metavar="P",
+                   help="KAME's input dropout: each text token the model reads (its inner monologue; not pad) is "
+                        "read as pad with probability P; the targets stay (default 0)")
+    p.add_argument("--text-emb-dropout", type=float, default=d.text_emb_dropout, metavar="P",
+                   help="KAME's: with probability P per window, the model reads none of its own text stream "
+                        "(the oracle still added) (default 0)")
+    p.add_argument("--semantic-emb-dropout", type=float, default=d.semantic_emb_dropout, metavar="P",
+                   help="KAME's: with probability P per window, the model reads none of its own semantic audio "
+                        "codes (codebook 0), so it leans on its text and oracle (default 0)")
     p.add_argument("--no-cache", action="store_true", help="encode the audio even where codes.npz exists")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--log-every", type=int, default=d.log_every)
@@ -486,7 +505,8 @@ def run(args) -> TrainResult:
                        oracle_aug=not args.no_oracle_aug,
                        skip_prob=tuple(args.skip_prob), shift_prob=args.shift_prob,
                        shift_right=tuple(args.shift_right), shift_left=tuple(args.shift_left),
-                       seed=args.seed, log_every=args.log_every, save_every=args.save_every,
+                       text_token_dropout=args.text_token_dropout, text_emb_dropout=args.text_emb_dropout,
+                       semantic_emb_dropout=args.semantic_emb_dropout, seed=args.seed, log_every=args.log_every, save_every=args.save_every,
                        precision=precision, shard=args.shard,
                        checkpoint_activations=args.checkpoint_activations).check()
     if tcfg.shard:
