@@ -5,6 +5,7 @@
     kame codec roundtrip IN.wav -o OUT.wav --codec embedded
     kame data synth QA.jsonl -o data/ --llm SPEC  # training dialogues from a QA set (simulated oracle)
     kame data oracle data/ --llm random  # a new simulated oracle for them (audio and codes kept)
+    kame data encode data/ --jobs 8     # their codes cache, before training
     kame train data/train.jsonl -o runs/x  # fine-tune a front-end on them
     kame eval mtbench question.jsonl -o eval/ --judge SPEC  # spoken MT-Bench
     kame run IN.wav -o OUT.wav        # file mode
@@ -34,6 +35,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("codec", "fit"): ("kame.codec.embedded.fit", "fit the embedded codec from synthesized speech"),
     ("data", "synth"): ("kame.train.synth", "synthetic spoken dialogues from a QA set, with a simulated oracle"),
     ("data", "oracle"): ("kame.train.reoracle", "simulate the oracle of existing dialogues again (their audio stays)"),
+    ("data", "encode"): ("kame.train.encode", "the codes cache of a set, made once in several processes"),
     ("train",): ("kame.train.finetune", "fine-tune a front-end on a manifest of dialogues (torchrun for several processes)"),
     ("eval", "follow"): ("kame.eval.follow", "how well a front-end says its oracle on held-out dialogues"),
     ("eval", "mtbench"): ("kame.eval.mtbench", "spoken MT-Bench: questions spoken to the agent, answers rated by an LLM judge"),

@@ -17,8 +17,12 @@ docs/training.md describes both. What exists now (tested, tests/train):
 - ``kame.train.qa``: text QA sets (GSM8K, MMLU-Pro, HSSBench, plain question/answer) -> items and
   the turns a user and an agent would say;
 - ``kame.train.oracle_sim``: KAME's simulated oracle (LLM predictions of the agent's reply from the
-  user's words heard so far, with the true reply as a hint graded by the share heard);
+  user's words heard so far, with the true reply as a hint graded by the share heard), or its
+  randomized guidance without an LLM (other items' true replies, then the true one);
 - ``kame.train.synth``: `kame data synth`, QA items -> spoken dialogue folders + a manifest;
+- ``kame.train.reoracle``: `kame data oracle`, a new simulated oracle for a set's dialogues (any
+  dialogue in the layout, multi-turn too), their audio and codes cache kept;
+- ``kame.train.encode``: `kame data encode`, a set's codes cache in several worker processes;
 - ``kame.train.finetune`` / ``kame.train.loss``: `kame train`, fine-tuning a front-end on a manifest
   (KAME's optimizer, loss weights and oracle augmentation; one process or torchrun/DDP;
   checkpoints in the published format with their config, so ``load_frontend``, ``kame run`` and

@@ -1,0 +1,83 @@
+"""kame.train.encode (`kame data encode`): a set's codes cache made in worker processes, equal to
+what kame train would cache; cached dialogues skipped, stale ones redone, a broken one reported."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from kame.cli import main
+from kame.train.codes import encode_dialogue
+from kame.train.data import CODES, Dialogue, Word, read_dialogue, write_dialogue, write_manifest
+
+PLUGIN = '''
+from kame import registry
+from tests.train._fakes import FakeCodec
+
+
+class LevelCodec(FakeCodec):
+    def __init__(self, arg=None, **kw):
+        super().__init__()
+        self.fingerprint = None if arg == "nofp" else "cd" * 32
+
+
+registry.register("codec", "level", LevelCodec, replace=True)
+'''
+
+
+def dialogue(i: int) -> Dialogue:
+    T = 12 + i
+    levels = (np.arange(T) * 37 + 100 * i) % 900 / 1000.0
+    audio = np.repeat(np.stack([levels, levels[::-1]], axis=1), 1920, axis=0).astype(np.float32)
+    return Dialogue(audio, [Word("user", "hello", 0.1, 0.3), Word("agent", "hi", 0.5, 0.7)])
+
+
+@pytest.fixture
+def plugin(tmp_path):
+    from kame import registry
+
+    path = tmp_path / "levelcodec.py"
+    path.write_text(PLUGIN)
+    yield str(path)
+    registry._ENTRIES["codec"].pop("level", None)  # (the later tests list the known schemes)
+
+
+def test_two_processes_cache_what_kame_train_would(tmp_path, plugin, capsys):
+    from kame import registry
+
+    root = tmp_path / "set"
+    folders = [write_dialogue(root / f"d{i}", dialogue(i)) for i in range(4)]
+    write_manifest(root / "train.jsonl", folders)
+    (folders[2] / "audio.wav").write_bytes(b"RIFF not a wav")  # broken after the manifest was written
+    rc = main(["--plugin", plugin, "data", "encode", str(root), "--codec", "level", "--codebooks", "4", "--jobs", "2"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "| 4 | 0 | 3 | 1 |" in out, out
+    assert "failed: " in out and "d2" in out and not (folders[2] / CODES).exists()
+    codec = registry.create("codec", "level")
+    codec.set_num_codebooks(4)
+    for f in (folders[0], folders[1], folders[3]):
+        with np.load(f / CODES) as z:
+            meta = json.loads(str(z["meta"]))
+            user, agent = encode_dialogue(read_dialogue(f), codec)
+            assert np.array_equal(z["user"], user.numpy()) and np.array_equal(z["agent"], agent.numpy())
+        assert meta["codec"] == "level" and meta["num_codebooks"] == 4
+    # again, with the broken one mended: only it is encoded; another codebook count redoes them all
+    write_dialogue(folders[2], dialogue(2), overwrite=True)
+    assert main(["--plugin", plugin, "data", "encode", str(root), "--codec", "level", "--codebooks", "4"]) == 0
+    assert "| 4 | 3 | 1 | 0 |" in capsys.readouterr().out
+    assert main(["--plugin", plugin, "data", "encode", str(root / "train.jsonl"), "--codec", "level"]) == 0
+    assert "| 4 | 0 | 4 | 0 |" in capsys.readouterr().out
+
+
+def test_bad_input_is_refused_before_any_work(tmp_path, plugin, capsys):
+    assert main(["data", "encode", str(tmp_path / "nope")]) == 1
+    assert "data encode: no manifest at" in capsys.readouterr().err
+    root = tmp_path / "set"
+    write_manifest(root / "train.jsonl", [write_dialogue(root / "d0", dialogue(0))])
+    assert main(["--plugin", plugin, "data", "encode", str(root), "--codec", "level:nofp"]) == 1
+    assert "has no fingerprint" in capsys.readouterr().err
+    assert main(["data", "encode", str(root), "--jobs", "0"]) == 1
+    assert "--jobs must be >= 1" in capsys.readouterr().err
+    assert not (root / "d0" / CODES).exists()
