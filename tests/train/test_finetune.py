@@ -268,6 +268,25 @@ def test_the_training_step_reads_through_the_dropouts(tmp_path):
     assert first_loss(semantic_emb_dropout=1.0) != pytest.approx(plain, rel=1e-6)
 
 
+def test_a_cached_set_loads_without_reading_samples_and_hashes_each_wav_once(tmp_path, monkeypatch):
+    """kame train's start-up on a set whose codes are cached: the codes come from codes.npz, so
+    no audio.wav is decoded, and each is hashed once (the cache check and the example share it)."""
+    import kame.audio
+    import kame.train.data as data
+    from kame.train.batching import load_examples
+
+    manifest = _data(tmp_path / "data", n=3)
+    cfg = _tiny().cfg
+    first = load_examples(manifest, FakeCodec(), default_tokenizer(), cfg)  # encodes and caches
+    hashed, decoded = [], []
+    real_sha, real_read = data.file_sha256, kame.audio.read_wav
+    monkeypatch.setattr(data, "file_sha256", lambda path: hashed.append(path) or real_sha(path))
+    monkeypatch.setattr(kame.audio, "read_wav", lambda *a, **k: decoded.append(a[0]) or real_read(*a, **k))
+    again = load_examples(manifest, FakeCodec(), default_tokenizer(), cfg)
+    assert decoded == [] and len(hashed) == 3 and len(set(hashed)) == 3
+    assert all(torch.equal(a.codes, b.codes) and torch.equal(a.recorded, b.recorded) for a, b in zip(first, again))
+
+
 def test_resume_continues_as_the_straight_run(tmp_path):
     manifest = _data(tmp_path / "data", n=3)
     # (augmentation and input dropouts on: the batches and what the model reads depend on the step alone)

@@ -149,7 +149,10 @@ def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool =
     spec = codec_spec or type(codec).__name__
     fit_codec(codec, spec, cfg, "the front-end")  # (the codebooks it codes with, before any encode)
     cache = use_cache and getattr(codec, "fingerprint", None) is not None
-    todo = [e for e in entries if not (cache and _cached(e.path, codec, load_codes, CODES, echo))]
+    # the dialogues whose cache is good, read without their samples (the codes come from the cache;
+    # the same object again below, so their audio.wav is hashed once)
+    known = {e.path: _cached(e.path, codec, load_codes, CODES, echo) for e in entries} if cache else {}
+    todo = [e for e in entries if known.get(e.path) is None]
     distributed = world > 1 and dist.is_available() and dist.is_initialized()
     if cache:
         if distributed:  # every rank has listed what is missing before any writes (else a rank that looks
@@ -172,7 +175,7 @@ def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool =
     encode = {e.path for e in todo}
     out, n = [], 0
     for e in entries:
-        d = read_dialogue(e.path)
+        d = known.get(e.path) or read_dialogue(e.path, audio=not cache)  # (cached: no samples needed)
         if e.path in encode:
             n += 1
             _progress(echo, n, len(encode), f"encoding {{}}/{len(encode)} dialogues")
@@ -195,17 +198,18 @@ def _any_rank(flag: bool) -> bool:
     return bool(t.item())
 
 
-def _cached(folder: Path, codec, load_codes, name: str, echo) -> bool:
-    """FOLDER holds a codes.npz this codec can use (one made by another codec or from other audio
-    is said and encoded again)."""
+def _cached(folder: Path, codec, load_codes, name: str, echo):
+    """FOLDER's dialogue (read without its samples) when it holds a codes.npz this codec can use,
+    else None (one made by another codec or from other audio is said, to be encoded again)."""
     if not (folder / name).is_file():
-        return False
+        return None
+    d = read_dialogue(folder, audio=False)
     try:
-        load_codes(read_dialogue(folder, audio=False), codec)
+        load_codes(d, codec)
     except DataError as exc:
         echo(f"{exc}: encoding it again")
-        return False
-    return True
+        return None
+    return d
 
 
 def _progress(echo, i: int, n: int, fmt: str) -> None:
