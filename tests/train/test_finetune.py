@@ -148,6 +148,32 @@ def test_a_true_reply_marked_use_hint_is_never_skipped():
     assert {2, 3, 4} <= counts
 
 
+def test_jitter_delays_each_prediction_whole_and_keeps_the_frames_in_order():
+    assert TrainConfig().jitter_frames == 0  # off, as in KAME's defaults
+    base = TrainConfig(skip_prob=(0.0, 0.0), shift_prob=0.0)
+    assert augment_oracle(EVENTS, np.random.default_rng(0), base) == EVENTS
+    tcfg = TrainConfig(skip_prob=(0.0, 0.0), shift_prob=0.0, jitter_frames=4)
+    pred = _prediction_of(EVENTS)
+    delays = set()
+    for seed in range(40):
+        ev = augment_oracle(EVENTS, np.random.default_rng([seed, 0, 0]), tcfg)
+        assert [e[1:] for e in ev] == [e[1:] for e in EVENTS]  # nothing skipped, nothing reordered
+        frames = [e[0] for e in ev]
+        assert frames == sorted(frames)
+        for i, (e, orig) in enumerate(zip(ev, EVENTS)):
+            r = pred[i]
+            assert e[0] - orig[0] == ev[r][0] - EVENTS[r][0] or e[0] == ev[i - 1][0]  # a prediction moves whole
+            assert 0 <= e[0] - orig[0] <= 4 or e[0] == ev[i - 1][0]
+            delays.add(e[0] - orig[0])
+    assert delays == {0, 1, 2, 3, 4}
+    # two predictions a frame apart: the later never arrives before the earlier
+    close = [(5, "reset"), (5, "append", [1]), (6, "reset"), (6, "append", [2])]
+    outs = [augment_oracle(close, np.random.default_rng([s, 0, 0]), tcfg) for s in range(40)]
+    assert all(o[2][0] >= o[0][0] for o in outs) and any(o[2][0] == o[0][0] for o in outs)
+    with pytest.raises(ConfigError, match="--jitter must be an int >= 0"):
+        TrainConfig(jitter_frames=-1).check()
+
+
 def test_augmentation_shifts_every_sample_by_default_and_drops_what_moves_before_frame_0():
     assert TrainConfig().shift_prob == 1.0  # KAME's
     shifts = [augment_oracle(EVENTS, np.random.default_rng([s, 0, 0]), TrainConfig(skip_prob=(0.0, 0.0)))[-1][0] - 20

@@ -29,8 +29,9 @@ def augment_oracle(events: Sequence[tuple], rng, tcfg: TrainConfig, protected: C
     each prediction (a reset and the appends after it; appends before any reset count as one) is
     skipped with probability p ~ U[skip_prob], never the last nor one whose reset's index in
     ``events`` is in ``protected`` (a true reply, ``OracleEvent.use_hint``: ``protected_events``
-    lists them); then, with probability shift_prob,
-    every event moves right 1-10 or left 1-15 frames. As in KAME, an event moved before frame 0 is
+    lists them); then each kept prediction arrives 0..``jitter_frames`` frames later (drawn per
+    prediction; no earlier than the one before it, so frames stay in order); then, with
+    probability shift_prob, every event moves right 1-10 or left 1-15 frames. As in KAME, an event moved before frame 0 is
     dropped (past the end: not fed); but when that would leave no event at all, the last
     prediction stays, at frame 0, so that every sample keeps an oracle. ``rng``: a numpy Generator."""
     groups: list[list[tuple]] = []
@@ -50,6 +51,14 @@ def augment_oracle(events: Sequence[tuple], rng, tcfg: TrainConfig, protected: C
             shift = int(rng.integers(tcfg.shift_right[0], tcfg.shift_right[1] + 1))
         else:
             shift = -int(rng.integers(tcfg.shift_left[0], tcfg.shift_left[1] + 1))
+    if tcfg.jitter_frames > 0:  # (after the other draws: without jitter they are what they were)
+        late, floor = [], 0
+        for g in kept:
+            j = int(rng.integers(0, tcfg.jitter_frames + 1))
+            moved = [(max(ev[0] + j, floor), *ev[1:]) for ev in g]
+            floor = moved[-1][0]
+            late.append(moved)
+        kept = late
     out = [(ev[0] + shift, *ev[1:]) for g in kept for ev in g if ev[0] + shift >= 0]
     if not out and kept:  # all moved before frame 0: the last prediction stays, at frame 0
         out = [(max(0, ev[0] + shift), *ev[1:]) for ev in kept[-1]]

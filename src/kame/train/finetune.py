@@ -87,6 +87,7 @@ class TrainConfig:
     shift_prob: float = 1.0  # chance of a whole-stream shift, then right or left at even odds (KAME: 1.0)
     shift_right: tuple[int, int] = (1, 10)  # frames, inclusive
     shift_left: tuple[int, int] = (1, 15)  # frames, inclusive
+    jitter_frames: int = 0  # each prediction arrives 0..this many frames later (KAME's optional time jitter; 0: off)
     # input dropouts (KAME's fine-tune; 0 = off, its default): what the temporal transformer reads,
     # never the targets (kame.train.batching.input_dropouts)
     text_token_dropout: float = 0.0  # each of the model's text tokens but pad, read as pad
@@ -111,6 +112,8 @@ class TrainConfig:
             raise ConfigError(f"train: --skip-prob A B must be 0 <= A <= B <= 1, got {self.skip_prob}")
         if not 0 <= self.shift_prob <= 1:
             raise ConfigError(f"train: --shift-prob must be in [0, 1], got {self.shift_prob}")
+        if not (isinstance(self.jitter_frames, int) and self.jitter_frames >= 0):
+            raise ConfigError(f"train: --jitter must be an int >= 0 frames, got {self.jitter_frames!r}")
         for name in ("text_token_dropout", "text_emb_dropout", "semantic_emb_dropout"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"train: --{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
@@ -413,6 +416,9 @@ def add_arguments(p) -> None:
                    help="a right shift's frames, A..B (default %(default)s)")
     p.add_argument("--shift-left", type=int, nargs=2, default=d.shift_left, metavar=("A", "B"),
                    help="a left shift's frames, A..B (default %(default)s)")
+    p.add_argument("--jitter", type=int, default=d.jitter_frames, metavar="FRAMES",
+                   help="each prediction arrives 0..FRAMES frames later, drawn per prediction (KAME's optional time "
+                        "jitter, e.g. 4 = 0.32 s; default 0: off)")
     p.add_argument("--text-token-dropout", type=float, default=d.text_token_dropout, metavar="P",
                    help="KAME's input dropout: each text token the model reads (its inner monologue; not pad) is "
                         "read as pad with probability P; the targets stay (default 0)")
@@ -505,7 +511,7 @@ def run(args) -> TrainResult:
                        oracle_aug=not args.no_oracle_aug,
                        skip_prob=tuple(args.skip_prob), shift_prob=args.shift_prob,
                        shift_right=tuple(args.shift_right), shift_left=tuple(args.shift_left),
-                       text_token_dropout=args.text_token_dropout, text_emb_dropout=args.text_emb_dropout,
+                       jitter_frames=args.jitter, text_token_dropout=args.text_token_dropout, text_emb_dropout=args.text_emb_dropout,
                        semantic_emb_dropout=args.semantic_emb_dropout, seed=args.seed, log_every=args.log_every, save_every=args.save_every,
                        precision=precision, shard=args.shard,
                        checkpoint_activations=args.checkpoint_activations).check()
