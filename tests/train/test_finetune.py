@@ -148,6 +148,46 @@ def test_a_true_reply_marked_use_hint_is_never_skipped():
     assert {2, 3, 4} <= counts
 
 
+def test_hint_only_curriculum_shows_only_the_true_replies_then_fewer_and_fewer():
+    from kame.model.stepper import oracle_ids, oracle_timeline
+    from kame.train.batching import Example, batches, hint_only_share, true_replies
+
+    # two drawn replies then the true one (event 4, protected), as --llm random makes them
+    events = [(3, "reset"), (3, "append", [11, 12]), (6, "reset"), (6, "append", [13]), (9, "reset"),
+              (9, "append", [20, 21, 22])]
+    assert true_replies(events, {4}) == (events[4:], frozenset({0}))
+    assert true_replies(events, {0, 4}) == (events[:2] + events[4:], frozenset({0, 2}))
+    tc = TrainConfig(hint_only=(10, 20))
+    assert [hint_only_share(s, tc) for s in (0, 9, 10, 15, 19, 20, 50)] == [1, 1, 1, 0.5, pytest.approx(0.1), 0, 0]
+    assert hint_only_share(0, TrainConfig()) == 0  # off by default
+    cfg = preset("tiny").replace(text_card=4000)
+    T = 16
+    full = oracle_timeline(events, T, **oracle_ids(cfg))
+    ex = [Example(f"d{i}", torch.zeros(cfg.num_codebooks, T, dtype=torch.long), full, events, frozenset({4}))
+          for i in range(4)]
+    hint = oracle_timeline(events[4:], T, **oracle_ids(cfg))
+    tcfg = TrainConfig(batch_size=2, window_frames=T, oracle_aug=False, hint_only=(3, 9))
+    feed = batches(ex, cfg, tcfg)
+    seen = [[("hint" if torch.equal(o, hint) else "full" if torch.equal(o, full) else "?") for o in next(feed)[1]]
+            for _ in range(12)]
+    assert all(w == ["hint", "hint"] for w in seen[:3]) and all(w == ["full", "full"] for w in seen[9:])
+    middle = [x for w in seen[3:9] for x in w]
+    assert "hint" in middle and "full" in middle and "?" not in middle
+    straight = [o for _, (_, o) in zip(range(8), batches(ex, cfg, tcfg))]
+    resumed = batches(ex, cfg, tcfg, skip=5)  # a resumed run's windows are the straight run's
+    assert all(torch.equal(next(resumed)[1], o) for o in straight[5:])
+    # a dialogue with no true reply marked keeps all its predictions; with the augmentation on, the
+    # true reply alone is shifted as KAME's (shift and jitter still apply)
+    plain = Example("p", ex[0].codes, full, events)
+    assert torch.equal(plain.oracle(cfg, tcfg, 0, 0, hint_only=True), full)
+    aug = TrainConfig(skip_prob=(0.0, 0.0))
+    shifted = ex[0].oracle(cfg, aug, 0, 0, hint_only=True)
+    starts = (shifted == cfg.text_card).nonzero().flatten().tolist()
+    assert len(starts) == 1 and starts[0] != 9
+    with pytest.raises(ConfigError, match="--hint-only A B must be steps"):
+        TrainConfig(hint_only=(5, 2)).check()
+
+
 def test_jitter_delays_each_prediction_whole_and_keeps_the_frames_in_order():
     assert TrainConfig().jitter_frames == 0  # off, as in KAME's defaults
     base = TrainConfig(skip_prob=(0.0, 0.0), shift_prob=0.0)

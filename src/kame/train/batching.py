@@ -107,15 +107,45 @@ class Example:
     events: list[tuple] = field(default_factory=list)
     protected: frozenset[int] = frozenset()  # augment_oracle's (protected_events)
 
-    def oracle(self, cfg, tcfg: TrainConfig, epoch: int, index: int) -> torch.Tensor:
+    def oracle(self, cfg, tcfg: TrainConfig, epoch: int, index: int, hint_only: bool = False) -> torch.Tensor:
+        """The oracle this window of ``epoch`` gets: augmented (tcfg.oracle_aug), and with
+        ``hint_only`` its true replies alone (the predictions marked use_hint; a dialogue with none
+        marked keeps all)."""
         import numpy as np
 
         from ..model.stepper import oracle_ids, oracle_timeline
 
-        if not (tcfg.oracle_aug and self.events):
+        events, protected = self.events, self.protected
+        if hint_only and protected:
+            events, protected = true_replies(events, protected)
+        elif not tcfg.oracle_aug:
             return self.recorded
-        events = augment_oracle(self.events, np.random.default_rng([tcfg.seed, epoch, index]), tcfg, self.protected)
-        return oracle_timeline(events, self.codes.shape[1], **oracle_ids(cfg))
+        if tcfg.oracle_aug:
+            events = augment_oracle(events, np.random.default_rng([tcfg.seed, epoch, index]), tcfg, protected)
+        return oracle_timeline(events, self.codes.shape[1], **oracle_ids(cfg)) if events else self.recorded
+
+
+def true_replies(events: Sequence[tuple], protected: Collection[int]) -> tuple[list[tuple], frozenset[int]]:
+    """Only the predictions whose reset's index is in ``protected`` (the true replies), and their
+    resets' indices in what is returned."""
+    out, keep, mine = [], set(), False
+    for n, ev in enumerate(events):
+        if ev[1] == "reset":
+            mine = n in protected
+            if mine:
+                keep.add(len(out))
+        if mine:
+            out.append(ev)
+    return out, frozenset(keep)
+
+
+def hint_only_share(step: int, tcfg: TrainConfig) -> float:
+    """The share of step ``step``'s windows shown only their true replies (tcfg.hint_only = (A, B),
+    KAME's hint-only curriculum): all before step A, none from step B on, falling linearly between."""
+    a, b = tcfg.hint_only
+    if step >= b:
+        return 0.0
+    return 1.0 if step < a else 1.0 - (step - a) / (b - a)
 
 
 def manifest_path(path: str | Path, command: str = "train") -> Path:
@@ -238,7 +268,9 @@ def batches(examples: Sequence[Example], cfg, tcfg: TrainConfig, rank: int = 0,
 
     from .examples import collate, window_spans
 
-    G, buf, epoch = tcfg.batch_size * world, [], 0
+    import numpy as np
+
+    G, buf, epoch, step = tcfg.batch_size * world, [], 0, 0
     while True:
         spans = [(i, start, n) for i, ex in enumerate(examples)  # this epoch's cuts
                  for start, n in window_spans(ex.codes.shape[1], tcfg.window_frames,
@@ -248,11 +280,14 @@ def batches(examples: Sequence[Example], cfg, tcfg: TrainConfig, rank: int = 0,
             buf.append((epoch, spans[j]))
             if len(buf) == G:
                 mine = buf[rank * tcfg.batch_size: (rank + 1) * tcfg.batch_size]
-                buf = []
+                buf, step = [], step + 1
                 if skip > 0:
                     skip -= 1
                     continue
-                yield collate([_cut(examples, cfg, tcfg, ep, sp) for ep, sp in mine], cfg)
+                share = hint_only_share(step - 1, tcfg)  # (drawn per window of the global batch: any rank's same)
+                hint = [share >= 1 or (share > 0 and np.random.default_rng([tcfg.seed, step - 1, rank * tcfg.batch_size + k, 5])
+                                       .random() < share) for k in range(len(mine))]
+                yield collate([_cut(examples, cfg, tcfg, ep, sp, h) for (ep, sp), h in zip(mine, hint)], cfg)
         epoch += 1
 
 
@@ -267,10 +302,10 @@ def _offset(T: int, tcfg: TrainConfig, epoch: int, i: int) -> int:
     return int(np.random.default_rng([tcfg.seed, epoch, i, 1]).integers(0, tcfg.window_frames))
 
 
-def _cut(examples, cfg, tcfg, epoch: int, span: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+def _cut(examples, cfg, tcfg, epoch: int, span: tuple, hint_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     i, start, length = span
     ex = examples[i]
-    oracle = ex.oracle(cfg, tcfg, epoch, i)
+    oracle = ex.oracle(cfg, tcfg, epoch, i, hint_only)
     return ex.codes[:, start: start + length].long(), oracle[start: start + length]
 
 

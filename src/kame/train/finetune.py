@@ -87,6 +87,7 @@ class TrainConfig:
     shift_prob: float = 1.0  # chance of a whole-stream shift, then right or left at even odds (KAME: 1.0)
     shift_right: tuple[int, int] = (1, 10)  # frames, inclusive
     shift_left: tuple[int, int] = (1, 15)  # frames, inclusive
+    hint_only: tuple[int, int] = (0, 0)  # KAME's hint-only curriculum: (A, B) steps, below (kame.train.batching)
     jitter_frames: int = 0  # each prediction arrives 0..this many frames later (KAME's optional time jitter; 0: off)
     # input dropouts (KAME's fine-tune; 0 = off, its default): what the temporal transformer reads,
     # never the targets (kame.train.batching.input_dropouts)
@@ -112,6 +113,8 @@ class TrainConfig:
             raise ConfigError(f"train: --skip-prob A B must be 0 <= A <= B <= 1, got {self.skip_prob}")
         if not 0 <= self.shift_prob <= 1:
             raise ConfigError(f"train: --shift-prob must be in [0, 1], got {self.shift_prob}")
+        if not (len(self.hint_only) == 2 and 0 <= self.hint_only[0] <= self.hint_only[1]):
+            raise ConfigError(f"train: --hint-only A B must be steps 0 <= A <= B, got {self.hint_only}")
         if not (isinstance(self.jitter_frames, int) and self.jitter_frames >= 0):
             raise ConfigError(f"train: --jitter must be an int >= 0 frames, got {self.jitter_frames!r}")
         for name in ("text_token_dropout", "text_emb_dropout", "semantic_emb_dropout"):
@@ -416,6 +419,10 @@ def add_arguments(p) -> None:
                    help="a right shift's frames, A..B (default %(default)s)")
     p.add_argument("--shift-left", type=int, nargs=2, default=d.shift_left, metavar=("A", "B"),
                    help="a left shift's frames, A..B (default %(default)s)")
+    p.add_argument("--hint-only", type=int, nargs=2, default=d.hint_only, metavar=("A", "B"),
+                   help="KAME's hint-only curriculum: every window shows only its true replies (predictions marked "
+                        "use_hint, as --llm random makes) until step A, fewer and fewer until none from step B "
+                        "(default 0 0: off)")
     p.add_argument("--jitter", type=int, default=d.jitter_frames, metavar="FRAMES",
                    help="each prediction arrives 0..FRAMES frames later, drawn per prediction (KAME's optional time "
                         "jitter, e.g. 4 = 0.32 s; default 0: off)")
@@ -511,7 +518,7 @@ def run(args) -> TrainResult:
                        oracle_aug=not args.no_oracle_aug,
                        skip_prob=tuple(args.skip_prob), shift_prob=args.shift_prob,
                        shift_right=tuple(args.shift_right), shift_left=tuple(args.shift_left),
-                       jitter_frames=args.jitter, text_token_dropout=args.text_token_dropout, text_emb_dropout=args.text_emb_dropout,
+                       hint_only=tuple(args.hint_only), jitter_frames=args.jitter, text_token_dropout=args.text_token_dropout, text_emb_dropout=args.text_emb_dropout,
                        semantic_emb_dropout=args.semantic_emb_dropout, seed=args.seed, log_every=args.log_every, save_every=args.save_every,
                        precision=precision, shard=args.shard,
                        checkpoint_activations=args.checkpoint_activations).check()
