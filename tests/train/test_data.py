@@ -148,12 +148,14 @@ def test_bad_files_are_refused_naming_them(tmp_path):
 
 
 def test_manifest(tmp_path):
+    from kame.paths import file_sha256
+
     a = write_dialogue(tmp_path / "data" / "a", sample())
     b = write_dialogue(tmp_path / "elsewhere" / "b", sample(T=20, seed=3))
     entries = write_manifest(tmp_path / "data" / "train.jsonl", [a, b])
     lines = [json.loads(x) for x in (tmp_path / "data" / "train.jsonl").read_text().splitlines()]
     assert lines[0] == {"path": "a", "duration": 16 * 0.08, "frames": 16, "user_words": 2, "agent_words": 2,
-                        "predictions": 2, "hints": [0, 2]}
+                        "predictions": 2, "hints": [0, 2], "meta_sha256": file_sha256(a / "dialogue.json")}
     assert lines[1]["path"] == str(b.resolve())  # outside the manifest's folder: absolute
     back = read_manifest(tmp_path / "data" / "train.jsonl")
     assert [e.path.resolve() for e in back] == [a.resolve(), b.resolve()] and back[1].frames == 20

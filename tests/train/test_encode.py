@@ -13,6 +13,8 @@ from kame.train.codes import encode_dialogue
 from kame.train.data import CODES, Dialogue, Word, read_dialogue, write_dialogue, write_manifest
 
 PLUGIN = '''
+import os
+
 from kame import registry
 from tests.train._fakes import FakeCodec
 
@@ -21,6 +23,12 @@ class LevelCodec(FakeCodec):
     def __init__(self, arg=None, **kw):
         super().__init__()
         self.fingerprint = None if arg == "nofp" else "cd" * 32
+        self.die = arg == "die"  # (its process dies at dialogue(2), as one killed for memory would)
+
+    def encode(self, pcm):
+        if self.die and pcm.shape[-1] == 14 * 1920:
+            os._exit(1)
+        return super().encode(pcm)
 
 
 registry.register("codec", "level", LevelCodec, replace=True)
@@ -67,8 +75,63 @@ def test_two_processes_cache_what_kame_train_would(tmp_path, plugin, capsys):
     write_dialogue(folders[2], dialogue(2), overwrite=True)
     assert main(["--plugin", plugin, "data", "encode", str(root), "--codec", "level", "--codebooks", "4"]) == 0
     assert "| 4 | 3 | 1 | 0 |" in capsys.readouterr().out
-    assert main(["--plugin", plugin, "data", "encode", str(root / "train.jsonl"), "--codec", "level"]) == 0
+    args = ["--plugin", plugin, "data", "encode", str(root / "train.jsonl"), "--codec", "level", "--jobs", "1"]
+    assert main(args) == 0
     assert "| 4 | 0 | 4 | 0 |" in capsys.readouterr().out
+
+
+def test_a_broken_dialogue_beside_its_cache_is_reported_and_the_others_go_on(tmp_path, plugin, capsys):
+    root = tmp_path / "set"
+    folders = [write_dialogue(root / f"d{i}", dialogue(i)) for i in range(3)]
+    write_manifest(root / "train.jsonl", folders)
+    assert main(["--plugin", plugin, "data", "encode", str(root), "--codec", "level", "--jobs", "1"]) == 0
+    capsys.readouterr()
+    (folders[1] / "dialogue.json").write_text("{ not json")  # its codes.npz stays
+    (folders[2] / CODES).unlink()
+    rc = main(["--plugin", plugin, "data", "encode", str(root), "--codec", "level", "--jobs", "1"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "| 3 | 1 | 1 | 1 |" in out, out
+    assert "failed: " in out and "d1" in out and (folders[2] / CODES).is_file()
+
+
+def test_one_process_uses_the_codec_it_checked(tmp_path, plugin, monkeypatch, capsys):
+    from kame.train import encode
+
+    made = []
+    make = encode.make_codec
+    monkeypatch.setattr(encode, "make_codec", lambda *a: made.append(a) or make(*a))
+    root = tmp_path / "set"
+    write_manifest(root / "train.jsonl", [write_dialogue(root / f"d{i}", dialogue(i)) for i in range(2)])
+    assert main(["--plugin", plugin, "data", "encode", str(root), "--codec", "level", "--jobs", "1"]) == 0
+    assert "| 2 | 0 | 2 | 0 |" in capsys.readouterr().out and len(made) == 1  # (for Mimi: one weights load)
+
+
+def test_jobs_default_to_the_cpus_this_process_may_use(monkeypatch):
+    import os
+
+    from kame.cli import _build_parser
+
+    def jobs() -> int:
+        return _build_parser(["data", "encode", "x"])[0].parse_args(["data", "encode", "x"]).jobs
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 2, 5}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert jobs() == 3
+    monkeypatch.delattr(os, "sched_getaffinity")  # (macOS, Windows)
+    assert jobs() == 16
+
+
+def test_a_worker_that_dies_is_a_clear_error_and_a_rerun_goes_on(tmp_path, plugin, capsys):
+    root = tmp_path / "set"
+    folders = [write_dialogue(root / f"d{i}", dialogue(i)) for i in range(3)]
+    write_manifest(root / "train.jsonl", folders)
+    rc = main(["--plugin", plugin, "data", "encode", str(root), "--codec", "level:die", "--jobs", "2"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "a worker process died" in err and "fewer --jobs" in err and "run the command again" in err, err
+    assert not (folders[2] / CODES).exists()
+    kept = sum((f / CODES).is_file() for f in folders)  # (those a worker finished before: they stay)
+    assert main(["--plugin", plugin, "data", "encode", str(root), "--codec", "level", "--jobs", "1"]) == 0
+    assert f"| 3 | {kept} | {3 - kept} | 0 |" in capsys.readouterr().out
 
 
 def test_bad_input_is_refused_before_any_work(tmp_path, plugin, capsys):
@@ -80,4 +143,7 @@ def test_bad_input_is_refused_before_any_work(tmp_path, plugin, capsys):
     assert "has no fingerprint" in capsys.readouterr().err
     assert main(["data", "encode", str(root), "--jobs", "0"]) == 1
     assert "--jobs must be >= 1" in capsys.readouterr().err
+    for n in ("99", "0"):
+        assert main(["--plugin", plugin, "data", "encode", str(root), "--codec", "level", "--codebooks", n]) == 1
+        assert f"--codebooks {n}: codec 'level' refuses it (num_codebooks must be an int in [1, 8]" in capsys.readouterr().err
     assert not (root / "d0" / CODES).exists()

@@ -1,6 +1,7 @@
-"""`kame train` (kame.train.finetune, kame.train.loss): the loss against a hand computation, the
-oracle augmentation, training lowering the loss, checkpoints that load and resume, errors, and
-two processes under torchrun ending with the same weights."""
+"""`kame train` (kame.train.finetune, kame.train.loss): the loss against a hand computation,
+training lowering the loss (through the input dropouts too), checkpoints that load and resume,
+errors, and two processes under torchrun ending with the same weights. The oracle augmentation
+and the dropouts themselves: test_augment.py."""
 
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from kame.model.lm import LMOutput
 from kame.model.loaders import load_frontend
 from kame.train.data import DataError, OracleEvent, Word, write_dialogue, write_manifest
 from kame.train.examples import collate, training_example
-from kame.train.batching import augment_oracle
 from kame.train.finetune import STATE, TrainConfig, train
 from kame.train.loss import frontend_loss
 
@@ -80,158 +80,6 @@ def test_loss_matches_a_hand_computation():
     empty = LMOutput(logits, torch.zeros_like(mask), text_logits, torch.zeros_like(text_mask))
     loss0, parts0 = frontend_loss(empty, codes, cfg, tcfg)
     assert loss0.item() == 0.0 and parts0 == {"text": 0.0, "audio": 0.0}
-
-
-# --- the oracle augmentation ---------------------------------------------------------------------
-EVENTS = [(2, "reset"), (2, "append", [5, 6]), (6, "reset"), (6, "append", [7]), (7, "append", [8]),
-          (10, "reset"), (10, "append", [9]), (20, "reset"), (20, "append", [10, 11])]
-
-
-def _prediction_of(events):
-    """Each event's prediction: the index of the reset it follows (-1 before any)."""
-    out, p = [], -1
-    for i, e in enumerate(events):
-        p = i if e[1] == "reset" else p
-        out.append(p)
-    return out
-
-
-def test_augmentation_never_drops_the_last_prediction_and_is_seeded():
-    tcfg = TrainConfig(skip_prob=(0.7, 0.7), shift_prob=0.5)
-    seen_shifts, seen_counts = set(), set()
-    pred = _prediction_of(EVENTS)
-    for seed in range(300):
-        ev = augment_oracle(EVENTS, np.random.default_rng([seed, 0, 0]), tcfg)
-        assert ev == augment_oracle(EVENTS, np.random.default_rng([seed, 0, 0]), tcfg)  # seeded
-        assert [e[1:] for e in ev[-2:]] == [("reset",), ("append", [10, 11])]  # the last prediction, whole
-        shift = ev[-1][0] - 20
-        assert -15 <= shift <= 10
-        seen_shifts.add(shift)
-        seen_counts.add(sum(e[1] == "reset" for e in ev))
-        # skipped predictions go whole: each kept event is an original one, shifted, and each kept
-        # append's own reset was kept (events before frame 0 aside)
-        kept = [[(f + shift, *rest) for f, *rest in EVENTS].index(e) for e in ev]
-        for i in kept:
-            r = pred[i]
-            assert r == -1 or r in kept or EVENTS[r][0] + shift < 0, (seed, ev)
-            if r != -1 and r in kept:  # and a kept prediction keeps all its appends
-                assert all(j in kept for j, q in enumerate(pred) if q == r and EVENTS[j][0] + shift >= 0)
-    assert {1, 2, 3, 4} <= seen_counts and 0 in seen_shifts and 10 in seen_shifts and -15 in seen_shifts
-    everything = augment_oracle(EVENTS, np.random.default_rng(1), TrainConfig(skip_prob=(0.0, 0.0), shift_prob=0.0))
-    assert everything == EVENTS
-    only_last = augment_oracle(EVENTS, np.random.default_rng(1), TrainConfig(skip_prob=(1.0, 1.0), shift_prob=0.0))
-    assert only_last == EVENTS[-2:]
-
-
-def test_a_true_reply_marked_use_hint_is_never_skipped():
-    """KAME's randomized guidance: a prediction whose reset says use_hint (the true reply) is kept
-    like the last one; the others are still skipped; the draws are those of an unprotected run."""
-    from kame.train.batching import protected_events
-    from kame.train.data import OracleEvent
-
-    oracle = [OracleEvent(f, "reset", use_hint=(f == 6)) if op == "reset" else OracleEvent(f, "append", list(rest[0]))
-              for f, op, *rest in EVENTS]
-    protected = protected_events(oracle)
-    assert protected == {2}  # the reset at frame 6, event 2
-    none = TrainConfig(skip_prob=(1.0, 1.0), shift_prob=0.0)
-    assert augment_oracle(EVENTS, np.random.default_rng(1), none, protected) == EVENTS[2:5] + EVENTS[-2:]
-    assert augment_oracle(EVENTS, np.random.default_rng(1), none) == EVENTS[-2:]
-    tcfg = TrainConfig(skip_prob=(0.5, 0.5))
-    counts = set()
-    for seed in range(50):
-        ev = augment_oracle(EVENTS, np.random.default_rng([seed, 0, 0]), tcfg, protected)
-        plain = augment_oracle(EVENTS, np.random.default_rng([seed, 0, 0]), tcfg)
-        shift = ev[-1][0] - 20
-        assert (6 + shift, "reset") in ev or 6 + shift < 0
-        assert all(e in ev for e in plain)  # the same draws: protecting one only adds it back
-        counts.add(sum(e[1] == "reset" for e in ev))
-    assert {2, 3, 4} <= counts
-
-
-def test_hint_only_curriculum_shows_only_the_true_replies_then_fewer_and_fewer():
-    from kame.model.stepper import oracle_ids, oracle_timeline
-    from kame.train.batching import Example, batches, hint_only_share, true_replies
-
-    # two drawn replies then the true one (event 4, protected), as --llm random makes them
-    events = [(3, "reset"), (3, "append", [11, 12]), (6, "reset"), (6, "append", [13]), (9, "reset"),
-              (9, "append", [20, 21, 22])]
-    assert true_replies(events, {4}) == (events[4:], frozenset({0}))
-    assert true_replies(events, {0, 4}) == (events[:2] + events[4:], frozenset({0, 2}))
-    tc = TrainConfig(hint_only=(10, 20))
-    assert [hint_only_share(s, tc) for s in (0, 9, 10, 15, 19, 20, 50)] == [1, 1, 1, 0.5, pytest.approx(0.1), 0, 0]
-    assert hint_only_share(0, TrainConfig()) == 0  # off by default
-    cfg = preset("tiny").replace(text_card=4000)
-    T = 16
-    full = oracle_timeline(events, T, **oracle_ids(cfg))
-    ex = [Example(f"d{i}", torch.zeros(cfg.num_codebooks, T, dtype=torch.long), full, events, frozenset({4}))
-          for i in range(4)]
-    hint = oracle_timeline(events[4:], T, **oracle_ids(cfg))
-    tcfg = TrainConfig(batch_size=2, window_frames=T, oracle_aug=False, hint_only=(3, 9))
-    feed = batches(ex, cfg, tcfg)
-    seen = [[("hint" if torch.equal(o, hint) else "full" if torch.equal(o, full) else "?") for o in next(feed)[1]]
-            for _ in range(12)]
-    assert all(w == ["hint", "hint"] for w in seen[:3]) and all(w == ["full", "full"] for w in seen[9:])
-    middle = [x for w in seen[3:9] for x in w]
-    assert "hint" in middle and "full" in middle and "?" not in middle
-    straight = [o for _, (_, o) in zip(range(8), batches(ex, cfg, tcfg))]
-    resumed = batches(ex, cfg, tcfg, skip=5)  # a resumed run's windows are the straight run's
-    assert all(torch.equal(next(resumed)[1], o) for o in straight[5:])
-    # a dialogue with no true reply marked keeps all its predictions; with the augmentation on, the
-    # true reply alone is shifted as KAME's (shift and jitter still apply)
-    plain = Example("p", ex[0].codes, full, events)
-    assert torch.equal(plain.oracle(cfg, tcfg, 0, 0, hint_only=True), full)
-    aug = TrainConfig(skip_prob=(0.0, 0.0))
-    shifted = ex[0].oracle(cfg, aug, 0, 0, hint_only=True)
-    starts = (shifted == cfg.text_card).nonzero().flatten().tolist()
-    assert len(starts) == 1 and starts[0] != 9
-    with pytest.raises(ConfigError, match="--hint-only A B must be steps"):
-        TrainConfig(hint_only=(5, 2)).check()
-
-
-def test_jitter_delays_each_prediction_whole_and_keeps_the_frames_in_order():
-    assert TrainConfig().jitter_frames == 0  # off, as in KAME's defaults
-    base = TrainConfig(skip_prob=(0.0, 0.0), shift_prob=0.0)
-    assert augment_oracle(EVENTS, np.random.default_rng(0), base) == EVENTS
-    tcfg = TrainConfig(skip_prob=(0.0, 0.0), shift_prob=0.0, jitter_frames=4)
-    pred = _prediction_of(EVENTS)
-    delays = set()
-    for seed in range(40):
-        ev = augment_oracle(EVENTS, np.random.default_rng([seed, 0, 0]), tcfg)
-        assert [e[1:] for e in ev] == [e[1:] for e in EVENTS]  # nothing skipped, nothing reordered
-        frames = [e[0] for e in ev]
-        assert frames == sorted(frames)
-        for i, (e, orig) in enumerate(zip(ev, EVENTS)):
-            r = pred[i]
-            assert e[0] - orig[0] == ev[r][0] - EVENTS[r][0] or e[0] == ev[i - 1][0]  # a prediction moves whole
-            assert 0 <= e[0] - orig[0] <= 4 or e[0] == ev[i - 1][0]
-            delays.add(e[0] - orig[0])
-    assert delays == {0, 1, 2, 3, 4}
-    # two predictions a frame apart: the later never arrives before the earlier
-    close = [(5, "reset"), (5, "append", [1]), (6, "reset"), (6, "append", [2])]
-    outs = [augment_oracle(close, np.random.default_rng([s, 0, 0]), tcfg) for s in range(40)]
-    assert all(o[2][0] >= o[0][0] for o in outs) and any(o[2][0] == o[0][0] for o in outs)
-    with pytest.raises(ConfigError, match="--jitter must be an int >= 0"):
-        TrainConfig(jitter_frames=-1).check()
-
-
-def test_augmentation_shifts_every_sample_by_default_and_drops_what_moves_before_frame_0():
-    assert TrainConfig().shift_prob == 1.0  # KAME's
-    shifts = [augment_oracle(EVENTS, np.random.default_rng([s, 0, 0]), TrainConfig(skip_prob=(0.0, 0.0)))[-1][0] - 20
-              for s in range(200)]
-    assert 0 not in shifts
-    left = TrainConfig(skip_prob=(0.0, 0.0), shift_left=(7, 7), shift_right=(7, 7))
-    for s in range(20):
-        ev = augment_oracle(EVENTS, np.random.default_rng([s, 0, 0]), left)
-        if ev[-1][0] == 13:  # moved left 7: the events at frames 2 and 6 are dropped, not put at 0 (7 is at 0)
-            assert ev == [(0, "append", [8]), (3, "reset"), (3, "append", [9]), (13, "reset"), (13, "append", [10, 11])]
-            break
-    else:
-        raise AssertionError("no left shift in 20 seeds")
-    # all of it before frame 0: the last prediction stays, at 0
-    early = [(2, "reset"), (2, "append", [5]), (4, "reset"), (5, "append", [6])]
-    far = TrainConfig(skip_prob=(0.0, 0.0), shift_left=(10, 10), shift_right=(10, 10))
-    outs = [augment_oracle(early, np.random.default_rng([s, 0, 0]), far) for s in range(20)]
-    assert [(0, "reset"), (0, "append", [6])] in outs
 
 
 # --- training --------------------------------------------------------------------------------------
@@ -290,37 +138,6 @@ def test_training_lowers_the_loss_and_the_checkpoint_loads_with_the_same_logits(
     assert not torch.allclose(a.text_logits[a.text_mask], c.text_logits[c.text_mask])
 
 
-def test_input_dropouts_change_what_the_model_reads_never_the_targets():
-    from kame.train.batching import input_dropouts
-
-    cfg = preset("tiny").replace(text_card=4000)
-    pad = cfg.existing_text_padding_id
-    codes = torch.randint(0, 900, (6, cfg.num_codebooks, 40))
-    codes[:, 0, ::3] = pad
-    codes[:, :, -4:] = -1  # collate's padding
-    keep = codes.clone()
-    assert input_dropouts(codes, cfg, TrainConfig(), 0) is None  # KAME's default: off
-    every = input_dropouts(codes, cfg, TrainConfig(text_token_dropout=1.0), 0)
-    assert torch.equal(codes, keep)  # a copy: the targets stay
-    words = (codes[:, 0] != pad) & (codes[:, 0] != -1)
-    assert (every[:, 0][words] == pad).all() and torch.equal(every[:, 0][~words], codes[:, 0][~words])
-    assert torch.equal(every[:, 1:], codes[:, 1:])
-    text = input_dropouts(codes, cfg, TrainConfig(text_emb_dropout=1.0), 0)
-    assert (text[:, 0] == -1).all() and torch.equal(text[:, 1:], codes[:, 1:])
-    sem = input_dropouts(codes, cfg, TrainConfig(semantic_emb_dropout=1.0), 0)
-    assert (sem[:, 1] == -1).all() and torch.equal(sem[:, [0, *range(2, cfg.num_codebooks)]],
-                                                   codes[:, [0, *range(2, cfg.num_codebooks)]])
-    half = TrainConfig(text_token_dropout=0.5, text_emb_dropout=0.5, semantic_emb_dropout=0.5)
-    a = input_dropouts(codes, cfg, half, 7)
-    assert torch.equal(a, input_dropouts(codes, cfg, half, 7))  # drawn from (seed, step, rank)
-    assert not torch.equal(a, input_dropouts(codes, cfg, half, 8))
-    assert not torch.equal(a, input_dropouts(codes, cfg, half, 7, rank=1))
-    rows = (a[:, 1] == -1).all(-1)  # whole windows, some not all
-    assert 0 < int(rows.sum()) < 6 and ((a[:, 1] == -1) == rows[:, None] | (codes[:, 1] == -1)).all()
-    with pytest.raises(ConfigError, match="--text-token-dropout must be in"):
-        TrainConfig(text_token_dropout=1.5).check()
-
-
 def test_the_training_step_reads_through_the_dropouts(tmp_path):
     manifest = _data(tmp_path / "data", n=2)
 
@@ -328,6 +145,12 @@ def test_the_training_step_reads_through_the_dropouts(tmp_path):
         return train(_tiny(), FakeCodec(), default_tokenizer(), manifest, None, TrainConfig(**dict(FAST, steps=1, **kw)),
                      echo=lambda s: None).losses[0]
 
+    from kame.model.lm import LMModel
+
+    text_only = LMModel(preset("tiny").replace(text_card=4000, dep_q=0))
+    with pytest.raises(ConfigError, match="--semantic-emb-dropout drops the front-end's own semantic codes"):
+        train(text_only, FakeCodec(), default_tokenizer(), manifest, None,
+              TrainConfig(**dict(FAST, steps=1, semantic_emb_dropout=0.5)), echo=lambda s: None)
     plain = first_loss()
     assert first_loss() == plain
     assert first_loss(text_emb_dropout=1.0) != pytest.approx(plain, rel=1e-6)

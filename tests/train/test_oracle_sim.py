@@ -124,6 +124,7 @@ async def test_events_of_a_turn(tok):
                                                    (31, "reset"), (31, "append"), (36, "reset"), (36, "append")]
     resets, appends = events[0::2], events[1::2]
     assert [(e.prediction, e.hint) for e in resets] == [(5, 0), (6, 0), (7, 3), (8, 5)]
+    assert [e.use_hint for e in resets] == [False, False, False, True]  # the true reply as is: never skipped
     assert [e.text for e in appends] == ["Paris is the capital, I think."] * 3 + [REF]  # level 5: the reference
     assert all(e.ids == tok.encode(e.text) and e.prediction is None and e.hint is None for e in appends)
     assert events.next_prediction == 9
@@ -163,7 +164,7 @@ async def test_level_5_uses_the_reference_with_no_llm_call(tok):
     llm = ScriptedLLM(auto=["never used"])
     events = await simulate_oracle(user_words=TURN, reference="  Paris.  ", llm=llm, tokenizer=tok,
                                    cfg=SimOracleConfig(min_words=7))
-    assert events == [OracleEvent(36, "reset", prediction=0, hint=5),
+    assert events == [OracleEvent(36, "reset", prediction=0, hint=5, use_hint=True),
                       OracleEvent(36, "append", ids=tok.encode("Paris."), text="Paris.")]
     assert llm.calls == []
     # no LLM at all: the level-5 prediction only, the others counted
@@ -314,7 +315,7 @@ async def test_random_guidance_needs_enough_replies_of_a_like_length(tok):
     from kame.train.oracle_sim import RandomReplies
 
     pool = RandomReplies(["Seven.", "Yes.", REF], tok)  # none 0.5-2x as long as REF but REF itself
-    with pytest.raises(SimOracleError, match=r"3 replies needed for this turn, but only 0 of the pool's 3"):
+    with pytest.raises(DataError, match=r"3 prediction points before its end, but only 0 of the pool's 3 replies"):
         await simulate_oracle(user_words=TURN, reference=REF, llm=None, tokenizer=tok, random_replies=pool,
                               rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="random_replies replaces the LLM"):

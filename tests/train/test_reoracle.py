@@ -95,6 +95,10 @@ def test_turns_and_a_multi_turn_dialogue_gets_one_oracle_per_answered_turn(tok):
     assert "User: Hi there, how are you doing?\nAssistant: Fine, thanks. And you?" in second
     d.oracle, d.tokenizer_sha256 = events, tok.sha256
     d.validate()
+    # each turn's true reply is marked, so the augmentation keeps every turn's (not only the last)
+    from kame.train.batching import protected_events
+
+    assert sorted(events[n].frame for n in protected_events(events)) == ends
 
 
 def test_a_failing_simulator_keeps_the_old_oracle_and_is_reported(tmp_path):
@@ -119,7 +123,7 @@ def test_bad_input_is_refused_by_name(tmp_path, capsys):
     assert "data oracle: no manifest at" in capsys.readouterr().err
     make_set(tmp_path / "one", n=1)
     assert main(["data", "oracle", str(tmp_path / "one"), "--llm", "random"]) == 1
-    assert "draws the predictions from the set's other replies" in capsys.readouterr().err
+    assert "draws the predictions from the other replies of" in capsys.readouterr().err
     assert main(["data", "oracle", str(tmp_path / "one"), "--llm", "none", "--interval", "0"]) == 1
     assert "--interval must be > 0" in capsys.readouterr().err
     d = read_dialogue(tmp_path / "one" / "d0")
@@ -128,3 +132,33 @@ def test_bad_input_is_refused_by_name(tmp_path, capsys):
     with pytest.raises(DataError, match="write_meta keeps the audio"):
         write_meta(d)
     assert json.loads((tmp_path / "one" / "d0" / "dialogue.json").read_text())["samples"] == n
+
+
+def test_an_unreadable_dialogue_fails_alone_and_the_summary_says_so(tmp_path, capsys):
+    from kame.cli import main
+
+    folders = make_set(tmp_path)
+    (tmp_path / "synth.json").write_text(json.dumps({"llm": "openai:x", "seed": 0, "agent_voice": "piper"}))
+    (folders[2] / "dialogue.json").write_text("{ not json")
+    assert main(["data", "oracle", str(tmp_path), "--llm", "none"]) == 1
+    out = capsys.readouterr().out
+    assert "| 4 | 1 |" in out and "failed: d2" in out and "was not written again" in out, out
+    assert [ev.use_hint for ev in read_dialogue(folders[0]).oracle if ev.event == "reset"][-1] is True
+    settings = json.loads((tmp_path / "synth.json").read_text())  # the set's record says what its oracle is now
+    assert settings["llm"] == "none" and settings["seed"] == 0 and settings["agent_voice"] == "piper"
+
+
+def test_a_new_oracle_is_a_new_manifest_so_a_training_run_does_not_resume_on_it(tmp_path):
+    """(the manifest's counts can stay the same under a new oracle: its lines carry each
+    dialogue.json's sha256, so kame train's resume check, on the manifest's sha256, sees it)"""
+    from kame.cli import main
+    from kame.paths import file_sha256
+
+    make_set(tmp_path)
+    assert main(["data", "oracle", str(tmp_path), "--llm", "random", "--seed", "1"]) == 0
+    before = file_sha256(tmp_path / "train.jsonl")
+    counts = [(e.predictions, e.hints) for e in read_manifest(tmp_path / "train.jsonl")]
+    assert main(["data", "oracle", str(tmp_path), "--llm", "random", "--seed", "2"]) == 0
+    assert [(e.predictions, e.hints) for e in read_manifest(tmp_path / "train.jsonl")] == counts  # the same counts
+    assert file_sha256(tmp_path / "train.jsonl") != before
+    assert all(e.meta_sha256 == file_sha256(e.path / "dialogue.json") for e in read_manifest(tmp_path / "train.jsonl"))

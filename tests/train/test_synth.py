@@ -364,4 +364,14 @@ def test_kame_data_synth_llm_random_end_to_end(tmp_path, capsys):
     one = tmp_path / "one.jsonl"
     one.write_text(json.dumps({"question": q, "answer": ANSWERS[0]}) + "\n")
     assert main(["data", "synth", str(one), "-o", str(tmp_path / "o"), "--llm", "random"]) == 1
-    assert "draws the predictions from the set's other replies" in capsys.readouterr().err
+    assert "draws the predictions from the other replies of" in capsys.readouterr().err
+
+
+def test_a_bad_llm_spec_fails_before_the_settings_are_recorded(tmp_path, capsys):
+    """(a bad --llm used to leave synth.json naming it, so the corrected rerun warned of mixed settings)"""
+    from kame.cli import main
+
+    qa = _qa_file(tmp_path, 2)
+    out = tmp_path / "o"
+    assert main(["data", "synth", str(qa), "-o", str(out), "--llm", "bogus:x"]) == 1
+    assert "bogus" in capsys.readouterr().err and not (out / "synth.json").exists()

@@ -66,27 +66,31 @@ def augment_oracle(events: Sequence[tuple], rng, tcfg: TrainConfig, protected: C
 
 
 def input_dropouts(codes: torch.Tensor, cfg, tcfg: TrainConfig, step: int, rank: int = 0) -> torch.Tensor | None:
-    """KAME's input dropouts of one batch (collate's codes [B, K, T]) -> what the temporal
-    transformer reads (LMModel.forward's ``inputs``), None when they are all off. Text tokens
-    other than pad (and -1) read as pad with probability ``text_token_dropout`` each; with
-    probability ``text_emb_dropout`` per window the whole text stream reads as nothing (-1 embeds
-    to zero; the oracle is still added), with ``semantic_emb_dropout`` the model's own semantic
-    codes (stream 1). Drawn from (seed, step, rank): a resumed run draws what a straight one did."""
+    """KAME's input dropouts of one batch (collate's codes [B, K, T], this process's share of the
+    global batch) -> what the temporal transformer reads (LMModel.forward's ``inputs``), None when
+    they are all off. Text tokens other than pad (and -1) read as pad with probability
+    ``text_token_dropout`` each; with probability ``text_emb_dropout`` per window the whole text
+    stream reads as nothing (-1 embeds to zero; the oracle is still added), with
+    ``semantic_emb_dropout`` the model's own semantic codes (stream 1). Drawn per window from
+    (seed, step, its place in the global batch): a resumed run reads what a straight one did, on
+    any number of processes."""
     import numpy as np
     import torch
 
     ps = (tcfg.text_token_dropout, tcfg.text_emb_dropout, tcfg.semantic_emb_dropout)
     if not any(ps):
         return None
-    rng = np.random.default_rng([tcfg.seed, step, rank, 3])
     B, _, T = codes.shape
     inputs = codes.clone()
-    text = inputs[:, 0]  # [B, T] (a view)
-    flip = torch.from_numpy(rng.random((B, T)) < ps[0]) & (text != cfg.existing_text_padding_id) & (text != -1)
-    text[flip] = cfg.existing_text_padding_id
-    text[torch.from_numpy(rng.random(B) < ps[1])] = -1
-    if cfg.dep_q > 0:
-        inputs[torch.from_numpy(rng.random(B) < ps[2]), 1] = -1
+    for k in range(B):
+        rng = np.random.default_rng([tcfg.seed, step, rank * B + k, 3])
+        text = inputs[k, 0]  # [T] (a view)
+        flip = torch.from_numpy(rng.random(T) < ps[0]) & (text != cfg.existing_text_padding_id) & (text != -1)
+        text[flip] = cfg.existing_text_padding_id
+        if rng.random() < ps[1]:
+            text[:] = -1
+        if rng.random() < ps[2] and cfg.dep_q > 0:  # (stream 1 is a user stream when it generates no audio)
+            inputs[k, 1] = -1
     return inputs
 
 
@@ -214,7 +218,7 @@ def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool =
     encode = {e.path for e in todo}
     out, n = [], 0
     for e in entries:
-        d = known.get(e.path) or read_dialogue(e.path, audio=not cache)  # (cached: no samples needed)
+        d = known.pop(e.path, None) or read_dialogue(e.path, audio=not cache)  # (cached: no samples needed)
         if e.path in encode:
             n += 1
             _progress(echo, n, len(encode), f"encoding {{}}/{len(encode)} dialogues")

@@ -21,6 +21,7 @@ LMModel.forward's input; kame.train.recorded makes one from what `kame run` wrot
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import numbers
@@ -411,19 +412,22 @@ class ManifestEntry:
     agent_words: int
     predictions: int  # oracle resets
     hints: list[int]  # the hint levels of its predictions (sorted, unique; real back-ends: none)
+    meta_sha256: str | None = None  # of its dialogue.json: the manifest's own sha256 changes with any dialogue's oracle
 
 
 def manifest_entry(folder: str | Path) -> ManifestEntry:
     d = read_dialogue(folder, audio=False)
     return ManifestEntry(Path(folder), d.duration_s, d.frames, len(d.words_of("user")), len(d.words_of("agent")),
                          sum(ev.event == "reset" for ev in d.oracle),
-                         sorted({ev.hint for ev in d.oracle if ev.hint is not None}))
+                         sorted({ev.hint for ev in d.oracle if ev.hint is not None}),
+                         hashlib.sha256((Path(folder) / META).read_bytes()).hexdigest())
 
 
 def write_manifest(path: str | Path, folders: Iterable[str | Path]) -> list[ManifestEntry]:
     """A JSONL manifest, one dialogue a line: {"path" (relative to the manifest's folder when
-    inside it), "duration", "frames", "user_words", "agent_words", "predictions", "hints"}. Each
-    folder is checked (read_dialogue without the samples) first."""
+    inside it), "duration", "frames", "user_words", "agent_words", "predictions", "hints",
+    "meta_sha256" (of its dialogue.json: a new oracle changes the manifest's own sha256, which
+    kame train's resume checks)}. Each folder is checked (read_dialogue without the samples) first."""
     path = Path(path)
     entries = [manifest_entry(f) for f in folders]
     base = path.parent.resolve()
@@ -433,7 +437,7 @@ def write_manifest(path: str | Path, folders: Iterable[str | Path]) -> list[Mani
         rel = p.relative_to(base) if p.is_relative_to(base) else p
         lines.append(json.dumps({"path": rel.as_posix(), "duration": e.duration, "frames": e.frames,
                                  "user_words": e.user_words, "agent_words": e.agent_words,
-                                 "predictions": e.predictions, "hints": e.hints}))
+                                 "predictions": e.predictions, "hints": e.hints, "meta_sha256": e.meta_sha256}))
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_text(path, "".join(line + "\n" for line in lines))
     return entries
@@ -456,7 +460,8 @@ def read_manifest(path: str | Path, *, check: bool = True) -> list[ManifestEntry
             p = Path(d["path"])
             e = ManifestEntry(p if p.is_absolute() else path.parent / p, float(d["duration"]), int(d["frames"]),
                               int(d.get("user_words", 0)), int(d.get("agent_words", 0)),
-                              int(d.get("predictions", 0)), [int(h) for h in d.get("hints", [])])
+                              int(d.get("predictions", 0)), [int(h) for h in d.get("hints", [])],
+                              d.get("meta_sha256"))
         except (ValueError, KeyError, TypeError) as exc:
             raise DataError(f"{path}:{n}: not a manifest line ({{\"path\": ..., \"duration\": ..., \"frames\": ...}}): "
                             f"{exc!r}") from None

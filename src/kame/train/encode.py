@@ -1,6 +1,6 @@
 """`kame data encode`: the codes cache of a whole set, made once, in several processes.
 
-    kame data encode data/gsm8k --jobs 8                      # the embedded codec, 8 codebooks
+    kame data encode data/gsm8k                               # the embedded codec, a process per CPU
     kame data encode data/gsm8k --codec mimi --codebooks 8    # a Moshi/KAME front-end's codec
 
 Encoding the audio is the costly part of a training set (the embedded codec: ~1.3 s per 7.5 s
@@ -11,8 +11,10 @@ encoded at the machine's width once, and every later run reads the cache. A dial
 codes.npz this codec (fingerprint, codebook count) made from its audio.wav is skipped; one made by
 another codec or from other audio is encoded again. ``--codebooks``: what the front-end reads
 and generates (``max(n_user_q, dep_q)``: 8 for Moshi and KAME), default the codec's own; `kame
-train` re-encodes a cache with another count. A dialogue that fails is reported and the others
-go on (exit code 1).
+train` re-encodes a cache with another count. ``--jobs``: default the CPUs this process may use.
+A dialogue that fails (its audio, or a broken dialogue.json beside a codes.npz) is reported and
+the others go on (exit code 1). A worker process that dies (out of memory) stops the command
+with an error; the codes written by then stay, so running it again goes on from there.
 """
 
 from __future__ import annotations
@@ -32,10 +34,15 @@ def make_codec(spec: str, codebooks: int | None):
     """The codec of ``spec`` coding with ``codebooks`` (None: its own count); it must have a
     fingerprint, or its cache could not be checked."""
     from .. import registry
+    from ..errors import ConfigError
 
     codec = registry.create("codec", spec)
     if codebooks is not None and codebooks != codec.num_codebooks:
-        codec.set_num_codebooks(codebooks)
+        try:
+            codec.set_num_codebooks(codebooks)
+        except ConfigError as exc:
+            raise ConfigError(f"--codebooks {codebooks}: codec {spec!r} refuses it ({exc}); give the front-end's "
+                              f"max(n_user_q, dep_q) (8 for Moshi/KAME) or leave it out (the codec's own)") from None
     if getattr(codec, "fingerprint", None) is None:
         raise DataError(f"data encode: codec {spec!r} has no fingerprint (random weights?): its codes cannot be "
                         f"cached; kame train encodes such a codec's on the fly")
@@ -67,10 +74,12 @@ def encode_one(folder: str) -> tuple[str, float, str]:
 
 
 def encode_set(folders: list[Path], spec: str, codebooks: int | None, jobs: int = 1, plugins: list[str] = (),
-               echo=print) -> list[tuple[str, float, str]]:
-    """Every folder's codes.npz, ``jobs`` processes at a time (1: in this process); a result per
-    folder, in the order they finished."""
+               echo=print, codec=None) -> list[tuple[str, float, str]]:
+    """Every folder's codes.npz, ``jobs`` processes at a time (1: in this process, with ``codec``
+    when given, else one made here); a result per folder, in the order they finished. A worker
+    process that dies is a DataError (the codes written by then stay)."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
     from multiprocessing import get_context
 
     args = (spec, codebooks, list(plugins))
@@ -85,18 +94,35 @@ def encode_set(folders: list[Path], spec: str, codebooks: int | None, jobs: int 
             echo(f"encoded {n}/{len(folders)}")
 
     if jobs == 1:
-        _init(*args)
-        for f in folders:
-            said(encode_one(str(f)))
+        if codec is None:
+            _init(*args)
+        else:  # (the caller's codec: no second make_codec, for Mimi no second load of its weights)
+            _worker.update(codec=codec, spec=spec)
+        try:
+            for f in folders:
+                said(encode_one(str(f)))
+        finally:
+            _worker.clear()
         return results
+    lost = 0
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_init, initargs=args) as pool:
         futures = [pool.submit(encode_one, str(f)) for f in folders]
         try:
             for fut in as_completed(futures):
-                said(fut.result())
+                try:
+                    r = fut.result()
+                except BrokenProcessPool:  # (every unfinished one; those finished before are still said)
+                    lost += 1
+                    continue
+                said(r)
         except BaseException:
             pool.shutdown(cancel_futures=True)
             raise
+    if lost:
+        done = sum(1 for r in results if not r[2])
+        raise DataError(f"data encode: a worker process died (killed, likely out of memory: try fewer --jobs); "
+                        f"{done} of {len(folders)} dialogues were encoded before and their codes.npz stay, "
+                        f"{lost} were not: run the command again to go on from there")
     return results
 
 
@@ -106,7 +132,11 @@ def add_arguments(p) -> None:
     p.add_argument("--codebooks", type=int, default=None,
                    help="codebooks to code with: the front-end's max(n_user_q, dep_q) (8 for Moshi/KAME); "
                         "default the codec's own")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes, one torch thread each (default 1)")
+    from ..cliargs import usable_cores
+
+    n = usable_cores()
+    p.add_argument("--jobs", type=int, default=n,
+                   help=f"worker processes, one torch thread each (default: the CPUs this process may use, {n} here)")
 
 
 def main(args) -> int:
@@ -124,19 +154,28 @@ def main(args) -> int:
         raise DataError(f"data encode: manifest {path} lists no dialogues")
     torch.set_num_threads(1)
     codec = make_codec(args.codec, args.codebooks)  # (a bad spec or count fails here, before any worker)
-    todo = [e.path for e in entries if not _cached(e.path, codec, load_codes, CODES, lambda s: log.info("%s", s))]
-    print(f"{len(entries)} dialogues in {path}: {len(entries) - len(todo)} cached already, {len(todo)} to encode "
-          f"with {args.codec} ({codec.num_codebooks} codebooks), {args.jobs} process(es)", flush=True)
+    todo, broken = [], []
+    for e in entries:
+        try:
+            if not _cached(e.path, codec, load_codes, CODES, lambda s: log.info("%s", s)):
+                todo.append(e.path)
+        except Exception as exc:  # noqa: BLE001 -- e.g. a broken dialogue.json beside a codes.npz: reported
+            broken.append((str(e.path), 0.0, f"{type(exc).__name__}: {exc}"))
+            print(f"failed: {e.path}: {broken[-1][2]}", flush=True)
+    cached = len(entries) - len(todo) - len(broken)
+    jobs = max(1, min(args.jobs, len(todo)))  # (no worker, for Mimi no weights load, beyond the work)
+    print(f"{len(entries)} dialogues in {path}: {cached} cached already, {len(todo)} to encode "
+          f"with {args.codec} ({codec.num_codebooks} codebooks), {jobs} process(es)", flush=True)
     t0 = time.monotonic()
     # (the workers import the --plugin modules too: a plugin's codec scheme is theirs as well; KAME_PLUGINS
     # and entry points they find themselves)
-    results = encode_set(todo, args.codec, args.codebooks, args.jobs, getattr(args, "plugin", []),
-                         echo=lambda s: print(s, flush=True))
+    results = encode_set(todo, args.codec, args.codebooks, jobs, getattr(args, "plugin", []),
+                         echo=lambda s: print(s, flush=True), codec=codec) if todo else []
     wall = time.monotonic() - t0
     failed = [r for r in results if r[2]]
     audio = sum(r[1] for r in results)
     print("| dialogues | cached already | encoded | failed | audio (h) | wall (s) | audio s per wall s |")
     print("|---|---|---|---|---|---|---|")
-    print(f"| {len(entries)} | {len(entries) - len(todo)} | {len(results) - len(failed)} | {len(failed)} | "
+    print(f"| {len(entries)} | {cached} | {len(results) - len(failed)} | {len(failed) + len(broken)} | "
           f"{audio / 3600:.3f} | {wall:.0f} | {audio / wall if results else 0:.1f} |")
-    return 1 if failed else 0
+    return 1 if failed or broken else 0

@@ -237,6 +237,9 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
     tcfg.check()
     cfg = model.cfg
     check_fit(cfg, tokenizer, tcfg)
+    if tcfg.semantic_emb_dropout and cfg.dep_q == 0:
+        raise ConfigError("train: --semantic-emb-dropout drops the front-end's own semantic codes, but this one "
+                          "generates no audio (dep_q 0): leave it at 0")
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     if tcfg.shard:

@@ -27,11 +27,14 @@ so several turns' events concatenated in turn order make a dialogue's oracle.
 Without an LLM, ``random_replies`` (RandomReplies; `kame data synth --llm random`) is KAME's
 *randomized guidance* (SakanaAI/kame_finetune's ``random`` strategy): every point before the
 turn's end gets a reply drawn from other items' true replies (0.5-2x the true reply's tokens, no
-two alike in a turn), the turn's end the true reply. Its resets say ``use_hint`` (False for a drawn
-reply, True for the true one: the training augmentation never skips that) and ``hint`` 0 for a
-drawn reply (it shows nothing of the true one). The front-end learns from it that the newest
+two alike in a turn), the turn's end the true reply. A drawn reply's reset says ``hint`` 0 (it
+shows nothing of the true one). The front-end learns from it that the newest
 prediction is what to say, whatever came before; no LLM call is made, so a set of thousands of
 dialogues costs only its speech.
+
+Every reset says ``use_hint``: True for the true reply used as is (the turn's end, level 5),
+False for a prediction (an LLM's, or drawn). The training augmentation never skips a true reply,
+so each turn of a multi-turn dialogue keeps its own (KAME's data marks each turn's last event so).
 
 Choices (and why):
 - Points with the same heard count (a pause in the turn) are all kept, each a fresh prediction:
@@ -66,7 +69,7 @@ from typing import Sequence
 from ..backend.llm.base import collect_reply, describe
 from ..backend.types import ChatMessage
 from ..errors import BackendError, ConfigError
-from .data import OracleEvent, Word, frame_of
+from .data import DataError, OracleEvent, Word, frame_of
 
 log = logging.getLogger(__name__)
 
@@ -196,10 +199,22 @@ class RandomReplies:
         eligible = [i for i in np.flatnonzero((self.lengths >= lo) & (self.lengths <= hi))
                     if self.texts[i] not in banned]
         if len(eligible) < n:
-            raise SimOracleError(f"randomized oracle: {n} replies needed for this turn, but only {len(eligible)} of the "
-                                 f"pool's {len(self)} have {lo:g}-{hi:g} tokens (the true reply has {length}): use a "
-                                 f"bigger QA set (its other items' replies are the pool)")
+            raise DataError(f"randomized oracle: this turn has {n} prediction points before its end, but only "
+                            f"{len(eligible)} of the pool's {len(self)} replies are eligible ({lo:g}-{hi:g} tokens, as "
+                            f"the true reply's {length} x {self.min_ratio:g}-{self.max_ratio:g}; not the true reply "
+                            f"itself nor a turn before it): a bigger set gives a bigger pool, a longer --interval "
+                            f"fewer points")
         return [self.texts[i] for i in rng.choice(eligible, size=n, replace=False)]
+
+
+def reply_pool(replies: Sequence[str], tokenizer, source: str) -> RandomReplies:
+    """`--llm random`'s pool of ``replies`` (``source`` names where they come from), refused
+    when it cannot give a turn even one reply."""
+    pool = RandomReplies(replies, tokenizer)
+    if len(pool) < 2:
+        raise DataError(f"--llm random draws the predictions from the other replies of {source}, but it has "
+                        f"{len(pool)} distinct one(s): use a bigger set, or --llm none")
+    return pool
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,7 +386,7 @@ async def simulate_oracle(*, user_words: list[Word], reference: str, llm, tokeni
         if not text:
             continue
         p = events.next_prediction
-        use_hint = None if random_replies is None else level == REFERENCE_LEVEL
+        use_hint = level == REFERENCE_LEVEL  # (the true reply as is: never skipped by the augmentation)
         events.append(OracleEvent(f, "reset", prediction=p, hint=level, use_hint=use_hint))
         events.append(OracleEvent(f, "append", ids=list(tokenizer.encode(text)), text=text))
         events.next_prediction = p + 1

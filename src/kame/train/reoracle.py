@@ -23,6 +23,7 @@ line in the manifest) draw the replies, so a rerun gives the same oracle. A dial
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import Counter
@@ -70,15 +71,17 @@ async def dialogue_oracle(d, *, llm, tokenizer, cfg, random_replies=None, rng=No
 
 
 def reply_pool(entries, tokenizer):
-    """`--llm random`'s pool: every agent turn of the set's dialogues."""
-    from .oracle_sim import RandomReplies
+    """`--llm random`'s pool: every agent turn of the set's dialogues (one that cannot be read is
+    left out here; it fails on its own turn)."""
+    from .oracle_sim import reply_pool
 
-    replies = [reply for e in entries for _, reply, _ in answered_turns(read_dialogue(e.path, audio=False).words)]
-    pool = RandomReplies(replies, tokenizer)
-    if len(pool) < 2:
-        raise DataError(f"--llm random draws the predictions from the set's other replies, but the set has "
-                        f"{len(pool)} distinct one(s): use a bigger set, or --llm none")
-    return pool
+    replies = []
+    for e in entries:
+        try:
+            replies += [reply for _, reply, _ in answered_turns(read_dialogue(e.path, audio=False).words)]
+        except DataError as exc:
+            log.warning("%s: left out of the pool of replies: %s", e.path, exc)
+    return reply_pool(replies, tokenizer, "the set")
 
 
 async def reoracle_all(entries, *, llm, tokenizer, cfg, spec: str, seed: int = 0, random_replies=None,
@@ -126,18 +129,14 @@ async def reoracle_all(entries, *, llm, tokenizer, cfg, spec: str, seed: int = 0
 
 
 def summary(results, wall_s: float) -> str:
+    from .synth import failures, levels_table
+
     by = Counter(status for _, status, _ in results)
     levels = Counter(h for _, status, hints in results if status == "written" for h in hints if h is not None)
     lines = ["| written | failed | predictions | wall (s) |", "|---|---|---|---|",
              f"| {by['written']} | {by['failed']} | {sum(levels.values())} | {wall_s:.0f} |"]
-    if levels:
-        lines += ["", "| hint level | " + " | ".join(str(k) for k in sorted(levels)) + " |",
-                  "|---|" + "---|" * len(levels),
-                  "| predictions | " + " | ".join(str(levels[k]) for k in sorted(levels)) + " |"]
-    failed = [(f, err) for f, status, err in results if status == "failed"]
-    lines += [f"failed: {f.name}: {err}" for f, err in failed[:10]]
-    if len(failed) > 10:
-        lines.append(f"... and {len(failed) - 10} more failures (see the log)")
+    lines += levels_table(levels)
+    lines += failures([(f.name, err) for f, status, err in results if status == "failed"])
     return "\n".join(lines)
 
 
@@ -163,7 +162,7 @@ def add_arguments(p) -> None:
 def main(args) -> int:
     from ..backend.tokenizer import TextTokenizer, default_tokenizer
     from .batching import manifest_path
-    from .synth import oracle_config, simulator
+    from .synth import SETTINGS, make_simulator, oracle_config, simulator
 
     if args.jobs < 1:
         raise DataError(f"--jobs must be >= 1, not {args.jobs}")
@@ -176,8 +175,10 @@ def main(args) -> int:
     random_replies = reply_pool(entries, tokenizer) if args.llm == "random" else None
     results: list = []
 
+    llm = make_simulator(args.llm)
+
     async def run():
-        async with simulator(args.llm, oracle_cfg) as llm:
+        async with simulator(llm, oracle_cfg):
             print(f"{len(entries)} dialogues in {path} get a new oracle ({args.llm}); their audio stays", flush=True)
             results.extend(await reoracle_all(entries, llm=llm, tokenizer=tokenizer, cfg=oracle_cfg, spec=args.llm,
                                               seed=args.seed, random_replies=random_replies, jobs=args.jobs))
@@ -185,8 +186,17 @@ def main(args) -> int:
     t0 = time.monotonic()
     try:
         asyncio.run(run())
-    finally:
-        write_manifest(path, [e.path for e in entries])  # (its prediction counts and hint levels)
+    finally:  # (interrupted too: what was written is the manifest's)
+        settings = path.parent / SETTINGS  # kame data synth's record of the set: its oracle is this one now
+        if settings.is_file():
+            new = {**json.loads(settings.read_text()), "llm": args.llm, "interval_s": oracle_cfg.interval_s,
+                   "delay_s": oracle_cfg.delay_s, "seed": args.seed}
+            settings.write_text(json.dumps(new, indent=1) + "\n")
+        try:
+            write_manifest(path, [e.path for e in entries])  # (its prediction counts and hint levels)
+            listed = f"manifest: {path} ({len(entries)} dialogues)"
+        except DataError as exc:  # (a dialogue that cannot be read: reported above as failed)
+            listed = f"the manifest {path} was not written again: {exc}; mend or remove that dialogue and run again"
     print(summary(results, time.monotonic() - t0))
-    print(f"manifest: {path} ({len(entries)} dialogues)")
-    return 1 if any(status == "failed" for _, status, _ in results) else 0
+    print(listed)
+    return 1 if any(status == "failed" for _, status, _ in results) or not listed.startswith("manifest:") else 0

@@ -244,8 +244,9 @@ async def _synth_items(items, out: Path, results: list[ItemResult], *, llm, toke
         results.extend(r for r in slots if r is not None)
     if len(failed_in_a_row) >= MAX_FAILURES_IN_A_ROW:
         item_id, exc = failed_in_a_row[-1]
-        raise DataError(f"{len(failed_in_a_row)} items in a row failed, so the run stops (is the LLM or TTS still "
-                        f"working?); the last one, {item_id}: {type(exc).__name__}: {exc}") from exc
+        raise DataError(f"{len(failed_in_a_row)} items in a row failed, so the run stops (the same cause each time? "
+                        f"a server or voice down, a set too small for --llm random); the last one, {item_id}: "
+                        f"{type(exc).__name__}: {exc}") from exc
 
 
 def summary(results: list[ItemResult], wall_s: float | None = None) -> str:
@@ -261,16 +262,26 @@ def summary(results: list[ItemResult], wall_s: float | None = None) -> str:
              "|---|---|---|---|---|---|---|",
              f"| {by['written']} | {by['skipped']} | {by['failed']} | {audio_s / 3600:.3f} | {sum(levels.values())} | "
              f"{wall_s or 0:.0f} | {speed} |"]
-    if levels:
-        lines += ["", "| hint level | " + " | ".join(str(k) for k in sorted(levels)) + " |",
-                  "|---|" + "---|" * len(levels),
-                  "| predictions | " + " | ".join(str(levels[k]) for k in sorted(levels)) + " |"]
-    failed = [r for r in results if r.status == "failed"]
-    for r in failed[:10]:
-        lines.append(f"failed: {r.folder.name}: {r.error}")
+    lines += levels_table(levels)
+    lines += failures([(r.folder.name, r.error) for r in results if r.status == "failed"])
+    return "\n".join(lines)
+
+
+def levels_table(levels: Counter) -> list[str]:
+    """Predictions per hint level as table lines (none: no lines)."""
+    if not levels:
+        return []
+    return ["", "| hint level | " + " | ".join(str(k) for k in sorted(levels)) + " |",
+            "|---|" + "---|" * len(levels),
+            "| predictions | " + " | ".join(str(levels[k]) for k in sorted(levels)) + " |"]
+
+
+def failures(failed: list[tuple[str, str]]) -> list[str]:
+    """(name, error) of what failed as lines: the first ten, then how many more."""
+    lines = [f"failed: {name}: {error}" for name, error in failed[:10]]
     if len(failed) > 10:
         lines.append(f"... and {len(failed) - 10} more failures (see the log)")
-    return "\n".join(lines)
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,7 +380,7 @@ def _record_settings(out: Path, settings: dict) -> None:
 def reply_pool(args, cfg: SynthConfig, tokenizer):
     """`--llm random`'s pool: the agent's reply of every item of the QA file (its language and
     image filters, not --start/--limit: a slice draws from what the whole run draws from)."""
-    from .oracle_sim import RandomReplies
+    from .oracle_sim import reply_pool
     from .qa import read_qa, spoken_turns
 
     replies = []
@@ -379,11 +390,7 @@ def reply_pool(args, cfg: SynthConfig, tokenizer):
             replies.append(spoken_turns(item, max_answer_words=cfg.max_answer_words)[1])
         except DataError:  # (an item with nothing speakable: it fails on its own turn)
             continue
-    pool = RandomReplies(replies, tokenizer)
-    if len(pool) < 2:
-        raise DataError(f"--llm random draws the predictions from the set's other replies, but {args.qa} has "
-                        f"{len(pool)} distinct one(s): use a bigger set, or --llm none")
-    return pool
+    return reply_pool(replies, tokenizer, args.qa)
 
 
 def oracle_config(args):
@@ -404,24 +411,31 @@ def oracle_config(args):
     return oracle_cfg
 
 
-@contextlib.asynccontextmanager
-async def simulator(spec: str, oracle_cfg):
-    """The simulator LLM of --llm SPEC, tried with one short request first and closed at the end;
-    None for 'none' and 'random' (no LLM)."""
+def make_simulator(spec: str):
+    """The simulator LLM of --llm SPEC (a bad spec fails here, before anything is written); None
+    for 'none' and 'random' (no LLM)."""
     from .. import registry
     from ..backend.llm.base import is_embedded
 
     if spec in ("none", "random"):
-        yield None
-        return
+        return None
     print(f"loading the simulator LLM {spec} ...", flush=True)
     llm = registry.create("llm", spec)
     llm.spec = spec
     if is_embedded(spec):
         log.warning("the embedded SmolLM2-135M writes mostly off-topic predictions: fine to try the pipeline, "
                     "use a capable LLM (--llm openai:MODEL) for data to train on")
+    return llm
+
+
+@contextlib.asynccontextmanager
+async def simulator(llm, oracle_cfg):
+    """``llm`` (make_simulator's) tried with one short request first and closed at the end."""
+    if llm is None:
+        yield None
+        return
     try:
-        await _check_llm(llm, spec, oracle_cfg.timeout_s or 60.0)
+        await _check_llm(llm, llm.spec, oracle_cfg.timeout_s or 60.0)
         yield llm
     finally:
         from ..runtime.base import close_components
@@ -453,13 +467,14 @@ def main(args) -> int:
         _check_voice(voices.get(spec), spec)
     # --llm random's pool: the whole file's replies (a slice draws what the whole run would)
     random_replies = reply_pool(args, cfg, tokenizer) if args.llm == "random" else None
+    llm = make_simulator(args.llm)
     _record_settings(out, settings_of(args, cfg, oracle_cfg))
     print(f"{len(items)} items -> {out}/ (voices: user {', '.join(cfg.user_voices)}; agent {cfg.agent_voice}; "
           f"oracle: {args.llm})", flush=True)
     results: list[ItemResult] = []
 
     async def run():
-        async with simulator(args.llm, oracle_cfg) as llm:
+        async with simulator(llm, oracle_cfg):
             results.extend(await synth_all(items, out, llm=llm, tokenizer=tokenizer, cfg=cfg, oracle_cfg=oracle_cfg,
                                            overwrite=args.overwrite, voices=voices, jobs=args.jobs,
                                            random_replies=random_replies))
