@@ -313,6 +313,25 @@ def test_cli_codec_checks_out_folder_and_records(tmp_path, capsys, fake_codec):
     assert "is a folder without a train.jsonl" in capsys.readouterr().err
 
 
+def test_the_default_window_fits_the_front_ends_context_and_a_resume_keeps_the_runs(tmp_path, capsys, fake_codec):
+    """(kame train DATA -o OUT with the defaults failed: --window 256 is past random:tiny's 250-frame
+    context; an unset --window on --resume is the run's own, as --precision is)"""
+    _data(tmp_path / "data", n=2)
+    out = tmp_path / "o"
+    base = ["train", str(tmp_path / "data"), "-o", str(out), "--codec", "fake", "--batch-size", "1", "--warmup", "1",
+            "--save-every", "0"]
+    assert cli_main([*base, "--steps", "1"]) == 0, capsys.readouterr().err
+    assert load_frontend(out / "latest")[1].kame["train"]["config"]["window_frames"] == 250
+    capsys.readouterr()
+    assert cli_main([*base, "--steps", "2", "--window", "16", "--overwrite"]) == 0
+    resume = ["train", str(tmp_path / "data"), "-o", str(out), "--batch-size", "1", "--warmup", "1", "--save-every", "0",
+              "--steps", "3", "--resume", str(out / "latest")]  # (no --window, no --codec: the run's own)
+    assert cli_main(resume) == 0, capsys.readouterr().err
+    assert load_frontend(out / "latest")[1].kame["train"]["config"]["window_frames"] == 16
+    assert cli_main([*base, "--steps", "2", "--window", "300", "--overwrite"]) == 1  # asked for: still refused
+    assert "--window 300 frames is longer than the front-end's attention context (250" in capsys.readouterr().err
+
+
 def test_a_run_recorded_before_window_offsets_resumes_with_its_fixed_windows(tmp_path, capsys, fake_codec):
     """A checkpoint whose record has no window_offsets (written before they existed, its windows
     cut from frame 0) resumes with them off unless asked; asked on, it is refused by name."""

@@ -39,7 +39,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -395,7 +395,9 @@ def add_arguments(p) -> None:
     p.add_argument("--overwrite", action="store_true", help="start afresh in an OUT that holds a run (removes it)")
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per process per step")
-    p.add_argument("--window", type=int, default=d.window_frames, help="frames per window (KAME: 128-512)")
+    p.add_argument("--window", type=int, default=None,
+                   help=f"frames per window (KAME: 128-512; default {d.window_frames}, or the front-end's attention "
+                        f"context when shorter; with --resume the run's own)")
     p.add_argument("--window-offsets", choices=("on", "off"), default=None,
                    help="on (default): a long dialogue's windows start at a frame drawn per epoch, so the cuts "
                         "move; off: at frame 0 every epoch (with --resume: the run's own)")
@@ -515,15 +517,18 @@ def run(args) -> TrainResult:
     precision = (ran["precision"] if args.resume and args.precision == "auto"
                  else resolve_precision(args.precision, device))
     offsets = args.window_offsets == "on" if args.window_offsets else ran.get("window_offsets", True)
+    # (an unset --window: the run's own on --resume, else the default, cut to the front-end's context once it is loaded)
+    window = args.window if args.window is not None else ran.get("window_frames", TrainConfig.window_frames)
     tcfg = TrainConfig(lr=args.lr, warmup_steps=args.warmup, schedule=args.schedule, weight_decay=args.weight_decay,
                        grad_clip=args.grad_clip, steps=args.steps, batch_size=args.batch_size,
-                       window_frames=args.window, window_offsets=offsets, use_cache=not args.no_cache,
+                       window_frames=window, window_offsets=offsets, use_cache=not args.no_cache,
                        oracle_aug=not args.no_oracle_aug,
                        skip_prob=tuple(args.skip_prob), shift_prob=args.shift_prob,
                        shift_right=tuple(args.shift_right), shift_left=tuple(args.shift_left),
-                       hint_only=tuple(args.hint_only), jitter_frames=args.jitter, text_token_dropout=args.text_token_dropout, text_emb_dropout=args.text_emb_dropout,
-                       semantic_emb_dropout=args.semantic_emb_dropout, seed=args.seed, log_every=args.log_every, save_every=args.save_every,
-                       precision=precision, shard=args.shard,
+                       hint_only=tuple(args.hint_only), jitter_frames=args.jitter,
+                       text_token_dropout=args.text_token_dropout, text_emb_dropout=args.text_emb_dropout,
+                       semantic_emb_dropout=args.semantic_emb_dropout, seed=args.seed, log_every=args.log_every,
+                       save_every=args.save_every, precision=precision, shard=args.shard,
                        checkpoint_activations=args.checkpoint_activations).check()
     if tcfg.shard:
         check_shard(world)  # (before a large front-end is loaded)
@@ -545,6 +550,9 @@ def run(args) -> TrainResult:
         model, codec, codec_spec, tok, tok_spec = load_for_training(spec, args.codec,
                                                                     None if args.resume else args.text_card,
                                                                     torch.device("cpu") if tcfg.shard else device)
+        context = model.cfg.context
+        if args.window is None and not args.resume and context is not None and tcfg.window_frames > context:
+            tcfg = replace(tcfg, window_frames=context)  # (e.g. random:tiny's 250 frames)
         torch.manual_seed(tcfg.seed)
         rank0 = not dist.is_initialized() or dist.get_rank() == 0
         return train(model, codec, tok, manifest, args.out, tcfg, codec_spec=codec_spec, tokenizer_spec=tok_spec,
