@@ -375,3 +375,50 @@ def test_a_bad_llm_spec_fails_before_the_settings_are_recorded(tmp_path, capsys)
     out = tmp_path / "o"
     assert main(["data", "synth", str(qa), "-o", str(out), "--llm", "bogus:x"]) == 1
     assert "bogus" in capsys.readouterr().err and not (out / "synth.json").exists()
+
+
+def test_a_multi_turn_dialogue_asks_the_items_one_after_another():
+    q0, q1 = "What is the capital of France?", "And how many people live there?"
+    llm = ScriptedLLM(auto=["Some thought on the matter at hand."])
+    d = synth([item(0, q=q0), item(1, q=q1, a="About two million people live in the city.")], llm=llm)
+    u, a = d.words_of("user"), d.words_of("agent")
+    assert [w.word for w in u] == (q0 + " " + q1).split()
+    assert [w.word for w in a] == ("The capital of France is Paris. About two million people live in the city.").split()
+    first_end = a[5].end  # the agent's first answer ends before the second question starts, a pause after
+    assert u[6].start > first_end + 0.3 and a[0].start > u[5].end and a[6].start > u[-1].end
+    for w in u + a:  # each word where its channel has sound, the other channel's speaker silent there
+        ch = 0 if w.speaker == "user" else 1
+        seg = d.audio[round(w.start * SR): round(w.end * SR)]
+        assert rms(seg[:, ch]) > 0.1 and rms(seg[:, 1 - ch]) < 1e-3, w
+    resets = [ev for ev in d.oracle if ev.event == "reset"]
+    assert [ev.prediction for ev in resets] == list(range(len(resets)))  # ids run on over the turns
+    true = [ev for ev in resets if ev.use_hint]
+    assert [ev.frame for ev in true] == [int(u[5].end / 0.08), int(u[-1].end / 0.08)]  # each turn's end
+    texts = [ev.text for ev in d.oracle if ev.event == "append"]
+    assert "The capital of France is Paris." in texts and texts[-1] == "About two million people live in the city."
+    second = [c for c in llm.calls if "And how" in c.messages[1].content]
+    assert second and "User: What is the capital of France?\nAssistant: The capital of France is Paris." in \
+        second[0].messages[1].content  # the second turn's predictions see the first
+    assert [t["item"] for t in d.source["turns"]] == ["qa-0", "qa-1"] and "agent_text" not in d.source
+
+
+def test_kame_data_synth_turns_end_to_end(tmp_path, capsys):
+    from kame.cli import main
+    from kame.model.loaders import load_frontend
+    from kame.train.examples import training_example
+    from tests.train._fakes import FakeCodec
+
+    pytest.importorskip("espeakng_loader")
+    qa = _qa_file(tmp_path, 3)
+    out = tmp_path / "data"
+    assert main(["data", "synth", str(qa), "-o", str(out), "--turns", "2", *ESPEAK]) == 0
+    assert "2 dialogues of 2 turns" in capsys.readouterr().out
+    entries = read_manifest(out / "train.jsonl")
+    assert [e.path.name for e in entries] == ["qa_qa_0+1", "qa_qa_2"]  # the last one has the item left over
+    d = read_dialogue(entries[0].path)
+    assert [w.word for w in d.words_of("user")] == "What is 0 plus 0? What is 1 plus 1?".split()
+    model, _ = load_frontend("random:tiny", text_card=4000)
+    codes, oracle = training_example(d, FakeCodec(), default_tokenizer(), model.cfg)
+    assert codes.shape[-1] == d.frames and int((oracle == model.cfg.text_card).sum()) == 2  # a prediction a turn
+    assert main(["data", "synth", str(qa), "-o", str(tmp_path / "x"), "--turns", "0", "--llm", "none"]) == 1
+    assert "--turns must be >= 1" in capsys.readouterr().err

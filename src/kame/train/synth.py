@@ -12,7 +12,8 @@ simulated oracle's (kame.train.oracle_sim): a prediction of the agent's reply ev
 user's turn from the words heard so far, with the true reply as a hint whose use grows with the
 share of the turn heard, and the true reply itself at the turn's end (``--llm random``: the
 predictions before the end are other items' true replies, KAME's randomized guidance; ``--llm
-none``: only the true reply at the end). A manifest (``train.jsonl``
+none``: only the true reply at the end). ``--turns N`` makes each dialogue ask the next N items one
+after another (each turn's oracle with the turns before as its history). A manifest (``train.jsonl``
 in the output folder) lists every dialogue there.
 
 Re-running the same command skips the dialogues already written (``--overwrite`` redoes them), so
@@ -65,6 +66,7 @@ class SynthConfig:
     lead_s: tuple[float, float] = (0.3, 1.0)  # silence before the user starts (uniform range)
     gap_s: tuple[float, float] = (0.2, 0.8)  # from the user's last word to the agent's first word
     tail_s: float = 0.5  # silence after the last speaker stops
+    turn_gap_s: tuple[float, float] = (0.4, 1.2)  # multi-turn: from the agent's last word to the next question
     max_answer_words: int = 60  # the agent's reply is cut to whole sentences within this
     seed: int = 0
 
@@ -106,43 +108,63 @@ def _timed(tts, text: str, speaker: str, offset: float) -> tuple[np.ndarray, lis
 
 async def synth_dialogue(item, *, index: int, user_tts, agent_tts, llm, tokenizer, cfg: SynthConfig,
                          oracle_cfg=None, random_replies=None) -> Dialogue:
-    """One QA item -> a Dialogue (not written). ``user_tts``/``agent_tts``: TTS objects with
-    ``synth_words``; ``llm``: the simulator (None: only the final, level-5 prediction, the true
-    reply at the end of the user's turn); ``random_replies`` (kame.train.oracle_sim.RandomReplies,
-    with llm None): randomized guidance, drawn from the seed and ``index``."""
+    """One QA item, or a list of them as the turns of one conversation -> a Dialogue (not
+    written). ``user_tts``/``agent_tts``: TTS objects with ``synth_words``; ``llm``: the simulator
+    (None: only the final, level-5 prediction of each turn, the true reply at the end of the
+    user's turn); ``random_replies`` (kame.train.oracle_sim.RandomReplies, with llm None):
+    randomized guidance, drawn from the seed and ``index``. Each turn's oracle sees the turns
+    before it as its history; prediction ids run on over the turns."""
     from .oracle_sim import simulate_oracle
     from .qa import spoken_turns
 
+    group = list(item) if isinstance(item, (list, tuple)) else [item]
     rng = np.random.default_rng([cfg.seed, index])
-    user_text, agent_text = spoken_turns(item, max_answer_words=cfg.max_answer_words)
-    lead = _draw(rng, cfg.lead_s)
-    gap = _draw(rng, cfg.gap_s)
+    texts = [spoken_turns(it, max_answer_words=cfg.max_answer_words) for it in group]
     # blocking synthesis (espeak holds a process-wide lock; piper runs onnxruntime): off the loop
     loop = asyncio.get_running_loop()
-    user_pcm, user_words = await loop.run_in_executor(None, _timed, user_tts, user_text, "user", lead)
-    agent_start = user_words[-1].end + gap  # the agent's first word starts `gap` after the user's last
-    agent_pcm, agent_words = await loop.run_in_executor(None, _timed, agent_tts, agent_text, "agent", 0.0)
-    shift = agent_start - agent_words[0].start  # where the agent's audio starts (its own lead-in before)
-    if shift < user_words[-1].end:  # a long lead-in in the agent's audio: never talk over the user
-        shift = user_words[-1].end
-    agent_words = [Word("agent", w.word, w.start + shift, w.end + shift) for w in agent_words]
-    a0, b0 = round(lead * SAMPLE_RATE), round(shift * SAMPLE_RATE)
-    n = max(a0 + len(user_pcm), b0 + len(agent_pcm)) + round(cfg.tail_s * SAMPLE_RATE)
+    segments: list[tuple[int, int, np.ndarray]] = []  # (channel, first sample, pcm)
+    turns: list[tuple[list[Word], list[Word]]] = []
+    start = lead = _draw(rng, cfg.lead_s)
+    gaps = []
+    for k, (user_text, agent_text) in enumerate(texts):
+        if k:  # the next question a pause after the agent's last word
+            start = turns[-1][1][-1].end + _draw(rng, cfg.turn_gap_s)
+        gaps.append(_draw(rng, cfg.gap_s))
+        user_pcm, user_words = await loop.run_in_executor(None, _timed, user_tts, user_text, "user", start)
+        agent_start = user_words[-1].end + gaps[-1]  # the agent's first word starts `gap` after the user's last
+        agent_pcm, agent_words = await loop.run_in_executor(None, _timed, agent_tts, agent_text, "agent", 0.0)
+        shift = agent_start - agent_words[0].start  # where the agent's audio starts (its own lead-in before)
+        if shift < user_words[-1].end:  # a long lead-in in the agent's audio: never talk over the user
+            shift = user_words[-1].end
+        agent_words = [Word("agent", w.word, w.start + shift, w.end + shift) for w in agent_words]
+        segments += [(0, round(start * SAMPLE_RATE), user_pcm), (1, round(shift * SAMPLE_RATE), agent_pcm)]
+        turns.append((user_words, agent_words))
+    n = max(s0 + len(pcm) for _, s0, pcm in segments) + round(cfg.tail_s * SAMPLE_RATE)
     audio = np.zeros((n, 2), np.float32)  # [N, 2]: user left, agent right
-    audio[a0:a0 + len(user_pcm), 0] = user_pcm
-    audio[b0:b0 + len(agent_pcm), 1] = agent_pcm
+    for ch, s0, pcm in segments:
+        audio[s0:s0 + len(pcm), ch] = pcm
     np.clip(audio, -1.0, 1.0, out=audio)
-    d = Dialogue(audio, user_words + agent_words)
-    sim = await simulate_oracle(user_words=user_words, reference=agent_text, llm=llm, tokenizer=tokenizer,
-                                cfg=oracle_cfg, frames=d.frames, random_replies=random_replies,
-                                rng=np.random.default_rng([cfg.seed, index, 2]))
-    d.oracle = list(sim)
+    d = Dialogue(audio, [w for u, a in turns for w in u + a])
+    oracle_rng = np.random.default_rng([cfg.seed, index, 2])
+    history: list[tuple[str, str]] = []
+    next_id = 0
+    for (user_words, _), (user_text, agent_text) in zip(turns, texts):
+        sim = await simulate_oracle(user_words=user_words, reference=agent_text, llm=llm, tokenizer=tokenizer,
+                                    history=history, cfg=oracle_cfg, frames=d.frames, first_prediction=next_id,
+                                    random_replies=random_replies, rng=oracle_rng)
+        d.oracle += list(sim)
+        next_id = sim.next_prediction
+        history += [("user", user_text), ("agent", agent_text)]
     d.tokenizer_sha256 = tokenizer.sha256 if d.oracle else None
-    d.source = {"kind": "kame data synth", "qa": dict(item.source), "item": item.id,
+    d.source = {"kind": "kame data synth", "qa": dict(group[0].source),
                 "user_tts": getattr(user_tts, "spec", user_tts.name), "agent_tts": getattr(agent_tts, "spec", agent_tts.name),
                 "llm": getattr(llm, "spec", None) if llm is not None else ("random" if random_replies else None),
-                "seed": cfg.seed, "index": index, "lead_s": lead, "gap_s": gap,
-                "user_text": user_text, "agent_text": agent_text}
+                "seed": cfg.seed, "index": index, "lead_s": lead, "gap_s": gaps[0]}
+    if len(group) == 1:
+        d.source.update(item=group[0].id, user_text=texts[0][0], agent_text=texts[0][1])
+    else:
+        d.source["turns"] = [{"item": it.id, "user_text": u, "agent_text": a, "gap_s": g}
+                             for it, (u, a), g in zip(group, texts, gaps)]
     return d
 
 
@@ -202,7 +224,8 @@ async def _synth_items(items, out: Path, results: list[ItemResult], *, llm, toke
     slots: list[ItemResult | None] = []
     todo = []
     for position, item in enumerate(items):
-        name = folder_name(item.id)
+        first = item[0] if isinstance(item, (list, tuple)) else item  # (a list: the turns of one dialogue)
+        name = folder_name(first.id) + (f"+{len(item) - 1}" if first is not item and len(item) > 1 else "")
         names[name] += 1
         if names[name] > 1:  # two records with one id would overwrite each other
             name = f"{name}-{names[name]}"
@@ -210,7 +233,7 @@ async def _synth_items(items, out: Path, results: list[ItemResult], *, llm, toke
         skipped = (folder / META).exists() and not overwrite
         slots.append(ItemResult(folder, "skipped") if skipped else None)
         if not skipped:
-            todo.append((position, item, item_index(item, position), folder))
+            todo.append((position, item, item_index(first, position), folder))
     gate = asyncio.Semaphore(jobs)
     failed_in_a_row: list[tuple[str, BaseException]] = []  # the latest failures, cleared by a success
 
@@ -226,9 +249,9 @@ async def _synth_items(items, out: Path, results: list[ItemResult], *, llm, toke
                                          cfg=cfg, oracle_cfg=oracle_cfg, random_replies=random_replies)
                 write_dialogue(folder, d, overwrite=overwrite)
             except Exception as exc:  # noqa: BLE001 -- one item's failure must not end a long run
-                log.warning("item %s (%s): %s", item.id, type(exc).__name__, exc)
+                log.warning("item %s (%s): %s", folder.name, type(exc).__name__, exc)
                 slots[position] = ItemResult(folder, "failed", f"{type(exc).__name__}: {exc}")
-                failed_in_a_row.append((item.id, exc))
+                failed_in_a_row.append((folder.name, exc))
                 return
             failed_in_a_row.clear()
             hints = sorted(ev.hint for ev in d.oracle if ev.event == "reset" and ev.hint is not None)
@@ -320,6 +343,9 @@ def add_arguments(p) -> None:
     p.add_argument("--jobs", type=int, default=1,
                    help="dialogues made at once (default 1): their simulator requests overlap, for a hosted LLM "
                         "that serves several at a time (the embedded one answers one at a time)")
+    p.add_argument("--turns", type=int, default=1,
+                   help="items per dialogue (default 1): a dialogue asks the next N items of the set one after "
+                        "another, each turn's oracle seeing the turns before (--start/--limit count items)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="redo dialogues already in the output folder")
 
@@ -357,7 +383,8 @@ def settings_of(args, cfg: SynthConfig, oracle_cfg) -> dict:
     return {"qa": str(Path(args.qa).resolve()), "format": args.format, "language": args.language,
             "images": args.images, "llm": args.llm, "user_voices": list(cfg.user_voices),
             "agent_voice": cfg.agent_voice, "tokenizer": args.tokenizer, "max_answer_words": cfg.max_answer_words,
-            "interval_s": oracle_cfg.interval_s, "delay_s": oracle_cfg.delay_s, "seed": cfg.seed}
+            "interval_s": oracle_cfg.interval_s, "delay_s": oracle_cfg.delay_s, "seed": cfg.seed,
+            "turns": args.turns}
 
 
 def _record_settings(out: Path, settings: dict) -> None:
@@ -448,7 +475,7 @@ def main(args) -> int:
     from ..paths import check_output_folder
     from .qa import read_qa
 
-    for name in ("start", "limit", "max_answer_words", "jobs"):
+    for name in ("start", "limit", "max_answer_words", "jobs", "turns"):
         value = getattr(args, name)
         if value is not None and value < (1 if name != "start" else 0):
             raise DataError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'start' else '>= 1'}, not {value}")
@@ -460,6 +487,8 @@ def main(args) -> int:
     items = read_qa(args.qa, args.format, limit=limit, language=language, images=args.images)[args.start:]
     if not items:
         raise DataError(f"{args.qa}: no items to synthesize (after --start {args.start})")
+    if args.turns > 1:  # each dialogue: the next --turns items, asked one after another
+        items = [items[i:i + args.turns] for i in range(0, len(items), args.turns)]
     out = check_output_folder(args.out, flag="-o")
     tokenizer = TextTokenizer(args.tokenizer) if args.tokenizer else default_tokenizer()
     voices = _Voices()
@@ -469,7 +498,7 @@ def main(args) -> int:
     random_replies = reply_pool(args, cfg, tokenizer) if args.llm == "random" else None
     llm = make_simulator(args.llm)
     _record_settings(out, settings_of(args, cfg, oracle_cfg))
-    print(f"{len(items)} items -> {out}/ (voices: user {', '.join(cfg.user_voices)}; agent {cfg.agent_voice}; "
+    print(f"{len(items)} {'items' if args.turns == 1 else f'dialogues of {args.turns} turns'} -> {out}/ (voices: user {', '.join(cfg.user_voices)}; agent {cfg.agent_voice}; "
           f"oracle: {args.llm})", flush=True)
     results: list[ItemResult] = []
 
