@@ -64,8 +64,10 @@ def test_a_front_end_trained_on_dialogues_says_them_back_through_the_stepper(tmp
     res = train(_tiny(), FakeCodec(), tok, manifest, None,
                 TrainConfig(steps=150, lr=3e-3, warmup_steps=5, batch_size=2, window_frames=24, oracle_aug=False,
                             save_every=0), echo=lambda s: None)
+    bare = []
     for d, said in zip(dialogues, ("Paris is lovely.", "Two plus two.")):
         rec, pcm = follow_one(res.model, FakeCodec(), tok, d, greedy, 0, None)
+        bare.append(rec["text_words_ok_no_oracle"] == rec["text_words"])
         assert rec["reference"] == said and rec["text"] == said  # what its oracle said, not the other
         assert rec["text_errors"] == 0 and rec["text_words_ok"] == rec["text_words"] > 0
         assert rec["semantic_ok"] == rec["semantic"] > 0
@@ -83,6 +85,8 @@ def test_a_front_end_trained_on_dialogues_says_them_back_through_the_stepper(tmp
             assert not (late["text"] == said and late["onset_error_s"] == pytest.approx(0.0)), late
             early = follow_one(res.model, FakeCodec(), tok, _shifted(d, user=-1), greedy, 0, None)[1]
             assert not np.array_equal(early, pcm)
+    # without its oracle (pad at every step) the two dialogues read the same: it cannot say both
+    assert bare.count(True) <= 1
 
 
 def test_words_and_errors():
@@ -101,7 +105,7 @@ def test_cli_writes_the_table_the_audio_and_the_results(tmp_path, capsys, fake_c
     assert main(["eval", "follow", str(manifest), "--frontend", "random:tiny", "--codec", "fake", "--no-asr",
                  "--temp", "0", "-o", str(tmp_path / "out"), "--per-dialogue"]) == 0
     out = capsys.readouterr().out
-    assert "| d0 |" in out and "| d1 |" in out and "\n| 2 |" in out
+    assert "| d0 |" in out and "| d1 |" in out and "\n| 2 |" in out and "| ... with no oracle |" in out
     recs = [json.loads(ln) for ln in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert [r["reference"] for r in recs] == ["Paris is lovely.", "Two plus two."] and recs[0]["asr"] is None
     audio, rate = sf.read(tmp_path / "out" / "d0.wav")

@@ -10,7 +10,9 @@ compared with what the dialogue's agent said:
 
 - teacher forced (``LMModel.forward`` on the dialogue): the share of the agent's word tokens
   (its text stream but padding) and of its semantic audio codes (codebook 0) the model ranks
-  first - what training moves first;
+  first - what training moves first; and the word tokens' share again with no oracle at all (pad
+  at every step): how much the front-end reads its oracle (a front-end that ignores it scores the
+  same both ways);
 - generated: the agent's text stream as words against the agent's words (text WER), the first
   generated word's time against the agent's first word's (onset error, s), and the generated
   audio (decoded by the codec) transcribed by whisper tiny.en against the agent's words (audio
@@ -50,12 +52,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def teacher_forced(model, codes, oracle) -> tuple[int, int, int, int]:
     """(agent word tokens ranked first, word tokens, semantic codes ranked first, semantic codes)
-    of the training forward on one dialogue's ``codes`` [K, T], ``oracle`` [T]."""
+    of the training forward on one dialogue's ``codes`` [K, T], ``oracle`` [T] (None: no oracle,
+    pad at every step)."""
     import torch
 
     cfg = model.cfg
     with torch.no_grad():
-        out = model(codes[None], oracle=oracle[None] if model.has_oracle else None)
+        out = model(codes[None], oracle=oracle[None] if model.has_oracle and oracle is not None else None)
     tgt, mask = codes[0], out.text_mask[0, 0]
     words = mask & (tgt != cfg.existing_text_padding_id) & (tgt != cfg.existing_text_end_padding_id)
     hit = out.text_logits[0, 0].argmax(-1) == tgt
@@ -116,12 +119,13 @@ def follow_one(model, codec, tokenizer, d, sampling, seed: int, asr) -> tuple[di
     cfg = model.cfg
     codes, oracle = training_example(d, codec, tokenizer, cfg)
     tw, tn, sw, sn = teacher_forced(model, codes, oracle)
+    bare = teacher_forced(model, codes, None)[0] if model.has_oracle else None
     text, audio = generate(model, d, codes, sampling, seed)  # (the codes read or encoded once)
     said, first = words_of_stream(text, tokenizer, cfg)
     agent = d.words_of("agent")
     ref = " ".join(w.word for w in agent)
     rec = {"dialogue": str(d.folder), "reference": ref, "text": said, "text_words_ok": tw, "text_words": tn,
-           "semantic_ok": sw, "semantic": sn}
+           "text_words_ok_no_oracle": bare, "semantic_ok": sw, "semantic": sn}
     rec["text_errors"], rec["ref_words"] = wer(ref, said)
     rec["onset_error_s"] = None if first is None or not agent else round(first / FRAME_RATE - agent[0].start, 3)
     with torch.no_grad():
@@ -135,6 +139,10 @@ def follow_one(model, codec, tokenizer, d, sampling, seed: int, asr) -> tuple[di
 
 def _pct(num: float, den: float) -> str:
     return f"{100 * num / den:.1f}" if den else "–"
+
+
+def _bare(num, den: float) -> str:
+    return "– (no oracle stream)" if num is None else _pct(num, den)
 
 
 def main(args) -> int:
@@ -177,9 +185,11 @@ def main(args) -> int:
     recs = []
     print(f"# kame eval follow: {args.frontend} ({codec_spec}), {len(entries)} dialogues from {args.manifest}, "
           f"sampling temp {sampling.temp}/{sampling.temp_text}{' greedy' if sampling.greedy else ''}")
-    head = "| dialogue | text tokens ok % | semantic ok % | text WER % | onset error (s) | audio WER % |"
+    head = ("| dialogue | text tokens ok % | ... with no oracle | semantic ok % | text WER % | onset error (s) | "
+            "audio WER % |")
+    rule = "\n|---|---|---|---|---|---|---|"
     if args.per_dialogue:
-        print(head + "\n|---|---|---|---|---|---|")
+        print(head + rule)
     for i, e in enumerate(entries):
         d = read_dialogue(e.path)
         rec, pcm = follow_one(model, codec, tok, d, sampling, args.seed + i, asr)
@@ -191,6 +201,7 @@ def main(args) -> int:
                                                                 np.pad(pcm, (0, n - len(pcm)))], 1), SAMPLE_RATE)
         if args.per_dialogue:
             print(f"| {Path(e.path).name} | {_pct(rec['text_words_ok'], rec['text_words'])} | "
+                  f"{_bare(rec['text_words_ok_no_oracle'], rec['text_words'])} | "
                   f"{_pct(rec['semantic_ok'], rec['semantic'])} | {_pct(rec['text_errors'], rec['ref_words'])} | "
                   f"{rec['onset_error_s']} | "
                   f"{_pct(rec['audio_errors'], rec['ref_words']) if asr else '–'} |", flush=True)
@@ -201,9 +212,11 @@ def main(args) -> int:
     onsets = [abs(r["onset_error_s"]) for r in recs if r["onset_error_s"] is not None]
     audio = _pct(sum(r["audio_errors"] for r in recs), tot["ref_words"]) if asr else "–"
     print(head.replace("| dialogue |", "| dialogues |").replace("onset error (s)", "onset error (s), median |x|")
-          + "\n|---|---|---|---|---|---|")
+          + rule)
+    bare = None if not recs or recs[0]["text_words_ok_no_oracle"] is None else \
+        sum(r["text_words_ok_no_oracle"] for r in recs)
     onset = f"{np.median(onsets):.2f} (of {len(onsets)})" if onsets else "– (no word said)"
-    print(f"| {len(recs)} | {_pct(tot['text_words_ok'], tot['text_words'])} | "
+    print(f"| {len(recs)} | {_pct(tot['text_words_ok'], tot['text_words'])} | {_bare(bare, tot['text_words'])} | "
           f"{_pct(tot['semantic_ok'], tot['semantic'])} | {_pct(tot['text_errors'], tot['ref_words'])} | {onset} "
           f"| {audio} |")
     return 0
