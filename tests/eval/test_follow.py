@@ -87,6 +87,11 @@ def test_a_front_end_trained_on_dialogues_says_them_back_through_the_stepper(tmp
             assert not np.array_equal(early, pcm)
     # without its oracle (pad at every step) the two dialogues read the same: it cannot say both
     assert bare.count(True) <= 1
+    # a front-end that ignores its oracle (its embedding zeroed) scores the same with and without it
+    with torch.no_grad():
+        res.model.oracle_emb.weight.zero_()
+    rec = follow_one(res.model, FakeCodec(), tok, dialogues[0], greedy, 0, None)[0]
+    assert rec["text_words_ok_no_oracle"] == rec["text_words_ok"]
 
 
 def test_words_and_errors():

@@ -193,6 +193,13 @@ def test_input_dropouts_change_what_the_model_reads_never_the_targets():
     # per window of the global batch: the same window reads the same on 2 processes x 3 as on 1 x 6
     assert torch.equal(input_dropouts(codes[3:], cfg, half, 7, rank=1), a[3:])
     assert not torch.equal(input_dropouts(codes[:3], cfg, half, 7, rank=1), a[:3])
+    # a short window padded in a batch with a longer one reads as it does alone (collate pads with -1)
+    short = codes[3:4, :, :20]
+    for step in range(30):
+        alone = input_dropouts(short, cfg, half, step, rank=3)
+        padded = input_dropouts(torch.cat([short, torch.full((1, cfg.num_codebooks, 20), -1)], 2), cfg, half, step,
+                                rank=3)
+        assert torch.equal(padded[:, :, :20], alone), step
     rows = (a[:, 1] == -1).all(-1)  # whole windows, some not all
     assert 0 < int(rows.sum()) < 6 and ((a[:, 1] == -1) == rows[:, None] | (codes[:, 1] == -1)).all()
     with pytest.raises(ConfigError, match="--text-token-dropout must be in"):

@@ -332,6 +332,38 @@ def test_the_default_window_fits_the_front_ends_context_and_a_resume_keeps_the_r
     assert "--window 300 frames is longer than the front-end's attention context (250" in capsys.readouterr().err
 
 
+def test_a_resume_takes_the_runs_own_options_left_out(tmp_path, capsys, fake_codec):
+    """(a run with non-default options was refused on --resume unless each was given again: an unset
+    --batch-size fell back to its default, "global batch 1 x 1 -> 4 x 1"; --lr, --seed... likewise)"""
+    _data(tmp_path / "data", n=2)
+    out = tmp_path / "o"
+    asked = ["--batch-size", "1", "--lr", "0.002", "--seed", "3", "--jitter", "2", "--text-token-dropout", "0.1",
+             "--window", "16", "--warmup", "1", "--log-every", "1", "--save-every", "0"]
+    assert cli_main(["train", str(tmp_path / "data"), "-o", str(out), "--codec", "fake", "--steps", "2",
+                     *asked]) == 0, capsys.readouterr().err
+    resume = ["train", str(tmp_path / "data"), "-o", str(out), "--resume", str(out / "latest")]
+    capsys.readouterr()
+    assert cli_main([*resume, "--steps", "3"]) == 0, capsys.readouterr().err
+    rec = load_frontend(out / "latest")[1].kame["train"]
+    kept = dict(batch_size=1, lr=0.002, seed=3, jitter_frames=2, text_token_dropout=0.1, window_frames=16,
+                warmup_steps=1, log_every=1, save_every=0)
+    assert rec["step"] == 3 and {k: rec["config"][k] for k in kept} == kept
+    # given and differing: still refused, by name
+    assert cli_main([*resume, "--steps", "4", "--lr", "0.001", "--jitter", "0"]) == 1
+    said = capsys.readouterr().err
+    assert "lr 0.002 -> 0.001" in said and "jitter_frames 2 -> 0" in said, said
+    assert cli_main([*resume, "--steps", "4", "--batch-size", "2"]) == 1
+    assert "global batch (batch_size x processes) 1 x 1 -> 2 x 1" in capsys.readouterr().err
+    # an unset --batch-size keeps the run's global batch over this run's processes when it can
+    from kame.train.finetune import knobs_from
+
+    args = _build_parser(["train"])[0].parse_args(["train", "m", "-o", "o"])
+    rec = {"config": {"batch_size": 3}, "world_size": 2}
+    assert knobs_from(args, rec, 3)["batch_size"] == 2 and knobs_from(args, rec, 1)["batch_size"] == 6
+    assert knobs_from(args, rec, 4)["batch_size"] == 3  # (6 over 4 processes: check_resume names it)
+    assert knobs_from(args, None, 4)["batch_size"] == TrainConfig.batch_size
+
+
 def test_a_run_recorded_before_window_offsets_resumes_with_its_fixed_windows(tmp_path, capsys, fake_codec):
     """A checkpoint whose record has no window_offsets (written before they existed, its windows
     cut from frame 0) resumes with them off unless asked; asked on, it is refused by name."""

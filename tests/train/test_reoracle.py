@@ -134,18 +134,39 @@ def test_bad_input_is_refused_by_name(tmp_path, capsys):
     assert json.loads((tmp_path / "one" / "d0" / "dialogue.json").read_text())["samples"] == n
 
 
-def test_an_unreadable_dialogue_fails_alone_and_the_summary_says_so(tmp_path, capsys):
+def test_an_unreadable_dialogue_fails_alone_and_the_manifest_says_the_new_oracle(tmp_path, capsys):
     from kame.cli import main
+    from kame.paths import file_sha256
 
     folders = make_set(tmp_path)
-    (tmp_path / "synth.json").write_text(json.dumps({"llm": "openai:x", "seed": 0, "agent_voice": "piper"}))
+    (tmp_path / "synth.json").write_text(json.dumps({"llm": "openai:x", "seed": 5, "agent_voice": "piper"}))
+    old = read_manifest(tmp_path / "train.jsonl")
     (folders[2] / "dialogue.json").write_text("{ not json")
-    assert main(["data", "oracle", str(tmp_path), "--llm", "none"]) == 1
+    assert main(["data", "oracle", str(tmp_path), "--llm", "none", "--seed", "7"]) == 1
     out = capsys.readouterr().out
-    assert "| 4 | 1 |" in out and "failed: d2" in out and "was not written again" in out, out
+    assert "| 4 | 1 |" in out and "failed: d2" in out, out
     assert [ev.use_hint for ev in read_dialogue(folders[0]).oracle if ev.event == "reset"][-1] is True
-    settings = json.loads((tmp_path / "synth.json").read_text())  # the set's record says what its oracle is now
-    assert settings["llm"] == "none" and settings["seed"] == 0 and settings["agent_voice"] == "piper"
+    # the manifest is written again: the broken one keeps its line without a sha256, the others' are new
+    new = read_manifest(tmp_path / "train.jsonl", check=False)
+    assert [e.path.name for e in new] == [e.path.name for e in old] and new[2].meta_sha256 is None
+    assert new[2].predictions == old[2].predictions
+    assert all(new[i].meta_sha256 == file_sha256(folders[i] / "dialogue.json") for i in (0, 1, 3, 4))
+    # the set's record says what its oracle is now; synth's own seed (voices, layout) stays
+    settings = json.loads((tmp_path / "synth.json").read_text())
+    assert (settings["llm"], settings["seed"], settings["oracle_seed"], settings["agent_voice"]) == ("none", 5, 7, "piper")
+
+
+def test_a_simulator_that_fails_its_trial_changes_nothing(tmp_path, capsys, monkeypatch):
+    from kame.cli import main
+
+    make_set(tmp_path, n=2)
+    (tmp_path / "synth.json").write_text(json.dumps({"llm": "none", "seed": 0}))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*.json*")}
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # (nothing listens there)
+    monkeypatch.setenv("OPENAI_API_KEY", "x")
+    assert main(["data", "oracle", str(tmp_path), "--llm", "openai:foo"]) == 1
+    assert "failed a trial request" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*.json*")} == before
 
 
 def test_a_new_oracle_is_a_new_manifest_so_a_training_run_does_not_resume_on_it(tmp_path):

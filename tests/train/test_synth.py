@@ -412,7 +412,7 @@ def test_kame_data_synth_turns_end_to_end(tmp_path, capsys):
     qa = _qa_file(tmp_path, 3)
     out = tmp_path / "data"
     assert main(["data", "synth", str(qa), "-o", str(out), "--turns", "2", *ESPEAK]) == 0
-    assert "2 dialogues of 2 turns" in capsys.readouterr().out
+    assert "2 dialogues of up to 2 turns (3 items)" in capsys.readouterr().out
     entries = read_manifest(out / "train.jsonl")
     assert [e.path.name for e in entries] == ["qa_qa_0+1", "qa_qa_2"]  # the last one has the item left over
     d = read_dialogue(entries[0].path)
@@ -422,3 +422,22 @@ def test_kame_data_synth_turns_end_to_end(tmp_path, capsys):
     assert codes.shape[-1] == d.frames and int((oracle == model.cfg.text_card).sum()) == 2  # a prediction a turn
     assert main(["data", "synth", str(qa), "-o", str(tmp_path / "x"), "--turns", "0", "--llm", "none"]) == 1
     assert "--turns must be >= 1" in capsys.readouterr().err
+
+
+def test_random_guidance_never_shows_a_later_turns_answer_early():
+    """(a drawn prediction in turn 1 could be turn 2's true reply: the front-end would be told the
+    answer to what is not asked yet)"""
+    from kame.train.oracle_sim import RandomReplies
+
+    pool = RandomReplies(ANSWERS, default_tokenizer())
+    q = "Tell me about the world."
+    seen = set()
+    for index in range(12):
+        d = asyncio.run(synth_dialogue([item(0, q=q, a=ANSWERS[0]), item(1, q=q, a=ANSWERS[1])], index=index,
+                                       user_tts=WordTTS(200.0), agent_tts=WordTTS(500.0), llm=None,
+                                       tokenizer=default_tokenizer(), cfg=SynthConfig(), random_replies=pool))
+        appends = [ev.text for ev in d.oracle if ev.event == "append"]
+        drawn = [t for t, ev in zip(appends, [e for e in d.oracle if e.event == "reset"]) if not ev.use_hint]
+        assert drawn and not set(drawn) & {ANSWERS[0], ANSWERS[1]}
+        seen |= set(drawn)
+    assert seen == set(ANSWERS[2:])

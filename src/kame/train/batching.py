@@ -84,12 +84,14 @@ def input_dropouts(codes: torch.Tensor, cfg, tcfg: TrainConfig, step: int, rank:
     inputs = codes.clone()
     for k in range(B):
         rng = np.random.default_rng([tcfg.seed, step, rank * B + k, 3])
+        # the whole-window draws first: the token draws after them depend on the batch's padded length T
+        whole_text, whole_semantic = rng.random(2) < ps[1:]
         text = inputs[k, 0]  # [T] (a view)
         flip = torch.from_numpy(rng.random(T) < ps[0]) & (text != cfg.existing_text_padding_id) & (text != -1)
         text[flip] = cfg.existing_text_padding_id
-        if rng.random() < ps[1]:
+        if whole_text:
             text[:] = -1
-        if rng.random() < ps[2] and cfg.dep_q > 0:  # (stream 1 is a user stream when it generates no audio)
+        if whole_semantic and cfg.dep_q > 0:  # (stream 1 is a user stream when it generates no audio)
             inputs[k, 1] = -1
     return inputs
 

@@ -26,7 +26,7 @@ import json
 import math
 import numbers
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -423,13 +423,23 @@ def manifest_entry(folder: str | Path) -> ManifestEntry:
                          hashlib.sha256((Path(folder) / META).read_bytes()).hexdigest())
 
 
-def write_manifest(path: str | Path, folders: Iterable[str | Path]) -> list[ManifestEntry]:
+def write_manifest(path: str | Path, folders: Iterable[str | Path],
+                   fallback: dict[Path, ManifestEntry] | None = None) -> list[ManifestEntry]:
     """A JSONL manifest, one dialogue a line: {"path" (relative to the manifest's folder when
     inside it), "duration", "frames", "user_words", "agent_words", "predictions", "hints",
     "meta_sha256" (of its dialogue.json: a new oracle changes the manifest's own sha256, which
-    kame train's resume checks)}. Each folder is checked (read_dialogue without the samples) first."""
+    kame train's resume checks)}. Each folder is checked (read_dialogue without the samples) first;
+    one that cannot be read is a DataError, unless ``fallback`` holds an entry for it (its line as
+    it was, kame data oracle's): that entry is listed with no meta_sha256."""
     path = Path(path)
-    entries = [manifest_entry(f) for f in folders]
+    entries = []
+    for f in folders:
+        try:
+            entries.append(manifest_entry(f))
+        except DataError:
+            if fallback is None or Path(f) not in fallback:
+                raise
+            entries.append(replace(fallback[Path(f)], meta_sha256=None))
     base = path.parent.resolve()
     lines = []
     for e in entries:

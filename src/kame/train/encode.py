@@ -27,6 +27,7 @@ from .data import DataError
 
 log = logging.getLogger(__name__)
 
+MAX_DEFAULT_JOBS = 8  # each worker holds its own codec (for Mimi, its weights)
 _worker: dict = {}  # the codec each worker process made once
 
 
@@ -134,9 +135,10 @@ def add_arguments(p) -> None:
                         "default the codec's own")
     from ..cliargs import usable_cores
 
-    n = usable_cores()
+    n = min(usable_cores(), MAX_DEFAULT_JOBS)  # (each worker holds its own codec: Mimi's weights too)
     p.add_argument("--jobs", type=int, default=n,
-                   help=f"worker processes, one torch thread each (default: the CPUs this process may use, {n} here)")
+                   help=f"worker processes, one torch thread each (default: the CPUs this process may use, at most "
+                        f"{MAX_DEFAULT_JOBS}: {n} here)")
 
 
 def main(args) -> int:

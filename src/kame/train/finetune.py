@@ -158,8 +158,8 @@ def check_resume(rec: dict, tcfg: TrainConfig, manifest_sha: str, world: int, wh
         raise ConfigError(f"train: --resume {where} continues another run: " + "; ".join(diffs) + ". A resumed run "
                           f"must take the batches and settings of the run it continues (only --steps, --log-every, "
                           f"--save-every, --no-cache, --shard, --checkpoint-activations and --batch-size with the same "
-                          f"batch x processes may change): give the same options, or start a new run "
-                          f"(another -o) from it with --frontend {where}")
+                          f"batch x processes may change): give the same options (a value option left out is the "
+                          f"run's own), or start a new run (another -o) from it with --frontend {where}")
 
 
 def lr_at(step: int, tcfg: TrainConfig) -> float:
@@ -378,6 +378,46 @@ def save_checkpoint(model, weights: dict, optim: dict, out: Path, step: int, tcf
 
 
 # --- the command ------------------------------------------------------------------------------
+# the value options that set a TrainConfig knob (argparse dest -> knob): unset (None), each takes the
+# run's own value on --resume (knobs_from), else the knob's default
+OPTION_KNOBS = {"batch_size": "batch_size", "window": "window_frames", "lr": "lr", "warmup": "warmup_steps",
+                "schedule": "schedule", "weight_decay": "weight_decay", "grad_clip": "grad_clip",
+                "skip_prob": "skip_prob", "shift_prob": "shift_prob", "shift_right": "shift_right",
+                "shift_left": "shift_left", "hint_only": "hint_only", "jitter": "jitter_frames",
+                "text_token_dropout": "text_token_dropout", "text_emb_dropout": "text_emb_dropout",
+                "semantic_emb_dropout": "semantic_emb_dropout", "seed": "seed", "log_every": "log_every",
+                "save_every": "save_every"}
+
+
+def _knob_adder(p):
+    """add(FLAG, help=..., note=..., resume=..., **kw): an OPTION_KNOBS option, default None, its
+    help saying the knob's default (then ``note``) and what an unset one is on --resume."""
+    d = TrainConfig()
+
+    def add(flag: str, *, help: str, note: str = "", resume: str = "the run's own", **kw) -> None:
+        value = getattr(d, OPTION_KNOBS[flag[2:].replace("-", "_")])
+        shown = " ".join(map(str, value)) if isinstance(value, tuple) else value
+        p.add_argument(flag, default=None, help=f"{help} (default {shown}{note}; with --resume {resume})", **kw)
+    return add
+
+
+def knobs_from(args, rec: dict | None, world: int) -> dict:
+    """The OPTION_KNOBS knobs of ``args`` (argparse's), those left unset the run's own when ``rec``
+    (a resumed run's kame.train record) is given, else their defaults. An unset --batch-size keeps
+    the run's global batch over ``world`` processes when it divides evenly, else is the run's own
+    (so check_resume names the global batch)."""
+    ran = recorded_config(rec) if rec is not None else asdict(TrainConfig())
+    knobs = {}
+    for opt, knob in OPTION_KNOBS.items():
+        value = getattr(args, opt)
+        value = ran[knob] if value is None else value
+        knobs[knob] = tuple(value) if isinstance(value, list) else value  # (nargs=2 and JSON give lists)
+    if args.batch_size is None and rec is not None:
+        batch = ran["batch_size"] * rec.get("world_size", 1)
+        knobs["batch_size"] = batch // world if batch % world == 0 else ran["batch_size"]
+    return knobs
+
+
 def add_arguments(p) -> None:
     d = TrainConfig()
     p.add_argument("manifest", help="the JSONL manifest of the dialogues (kame data synth's OUT/train.jsonl, or OUT)")
@@ -393,19 +433,21 @@ def add_arguments(p) -> None:
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
                    help="go on from OUT/step-N or OUT/latest (its weights, optimizer and settings)")
     p.add_argument("--overwrite", action="store_true", help="start afresh in an OUT that holds a run (removes it)")
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per process per step")
-    p.add_argument("--window", type=int, default=None,
-                   help=f"frames per window (KAME: 128-512; default {d.window_frames}, or the front-end's attention "
-                        f"context when shorter; with --resume the run's own)")
+    p.add_argument("--steps", type=int, default=d.steps,
+                   help=f"optimizer steps in all (default {d.steps}; a resumed run goes on up to it)")
+    knob = _knob_adder(p)
+    knob("--batch-size", type=int, help="windows per process per step",
+         resume="the run's global batch over this run's processes")
+    knob("--window", type=int, help="frames per window, KAME: 128-512",
+         note=", or the front-end's attention context when shorter")
     p.add_argument("--window-offsets", choices=("on", "off"), default=None,
                    help="on (default): a long dialogue's windows start at a frame drawn per epoch, so the cuts "
                         "move; off: at frame 0 every epoch (with --resume: the run's own)")
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--warmup", type=int, default=d.warmup_steps)
-    p.add_argument("--schedule", choices=("constant", "cosine"), default=d.schedule)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--grad-clip", type=float, default=d.grad_clip)
+    knob("--lr", type=float, help="peak learning rate (AdamW)")
+    knob("--warmup", type=int, help="steps of linear warmup to --lr")
+    knob("--schedule", choices=("constant", "cosine"), help="after the warmup: constant, or cosine down to 0.1 x --lr")
+    knob("--weight-decay", type=float, help="AdamW's, on every parameter")
+    knob("--grad-clip", type=float, help="max global gradient norm, 0: no clipping")
     p.add_argument("--precision", choices=("auto",) + PRECISIONS, default="auto",
                    help="bf16: fp32 weights and optimizer, bf16 forward and backward (KAME's); auto: bf16 on "
                         "CUDA, fp32 on the CPU, the run's own with --resume (default)")
@@ -416,34 +458,30 @@ def add_arguments(p) -> None:
                    help="recompute each layer's activations in the backward: less memory for long windows, "
                         "about a third more compute")
     p.add_argument("--no-oracle-aug", action="store_true", help="train on the oracle events as recorded")
-    p.add_argument("--skip-prob", type=float, nargs=2, default=d.skip_prob, metavar=("A", "B"),
-                   help="each prediction is skipped with a per-dialogue probability ~ U[A, B] (default %(default)s)")
-    p.add_argument("--shift-prob", type=float, default=d.shift_prob,
-                   help="chance of shifting a dialogue's oracle stream (default %(default)s, KAME's)")
-    p.add_argument("--shift-right", type=int, nargs=2, default=d.shift_right, metavar=("A", "B"),
-                   help="a right shift's frames, A..B (default %(default)s)")
-    p.add_argument("--shift-left", type=int, nargs=2, default=d.shift_left, metavar=("A", "B"),
-                   help="a left shift's frames, A..B (default %(default)s)")
-    p.add_argument("--hint-only", type=int, nargs=2, default=d.hint_only, metavar=("A", "B"),
-                   help="KAME's hint-only curriculum: every window shows only its true replies (predictions marked "
-                        "use_hint, as --llm random makes) until step A, fewer and fewer until none from step B "
-                        "(default 0 0: off)")
-    p.add_argument("--jitter", type=int, default=d.jitter_frames, metavar="FRAMES",
-                   help="each prediction arrives 0..FRAMES frames later, drawn per prediction (KAME's optional time "
-                        "jitter, e.g. 4 = 0.32 s; default 0: off)")
-    p.add_argument("--text-token-dropout", type=float, default=d.text_token_dropout, metavar="P",
-                   help="KAME's input dropout: each text token the model reads (its inner monologue; not pad) is "
-                        "read as pad with probability P; the targets stay (default 0)")
-    p.add_argument("--text-emb-dropout", type=float, default=d.text_emb_dropout, metavar="P",
-                   help="KAME's: with probability P per window, the model reads none of its own text stream "
-                        "(the oracle still added) (default 0)")
-    p.add_argument("--semantic-emb-dropout", type=float, default=d.semantic_emb_dropout, metavar="P",
-                   help="KAME's: with probability P per window, the model reads none of its own semantic audio "
-                        "codes (codebook 0), so it leans on its text and oracle (default 0)")
+    knob("--skip-prob", type=float, nargs=2, metavar=("A", "B"),
+         help="each prediction is skipped with a per-dialogue probability ~ U[A, B]")
+    knob("--shift-prob", type=float, help="chance of shifting a dialogue's oracle stream", note=", KAME's")
+    knob("--shift-right", type=int, nargs=2, metavar=("A", "B"), help="a right shift's frames, A..B")
+    knob("--shift-left", type=int, nargs=2, metavar=("A", "B"), help="a left shift's frames, A..B")
+    knob("--hint-only", type=int, nargs=2, metavar=("A", "B"),
+         help="KAME's hint-only curriculum: every window shows only its true replies (the predictions marked "
+              "use_hint: each turn's true reply) until step A, fewer and fewer until none from step B", note=": off")
+    knob("--jitter", type=int, metavar="FRAMES",
+         help="each prediction arrives 0..FRAMES frames later, drawn per prediction (KAME's optional time "
+              "jitter, e.g. 4 = 0.32 s)", note=": off")
+    knob("--text-token-dropout", type=float, metavar="P",
+         help="KAME's input dropout: each text token the model reads (its inner monologue; not pad) is "
+              "read as pad with probability P; the targets stay")
+    knob("--text-emb-dropout", type=float, metavar="P",
+         help="KAME's: with probability P per window, the model reads none of its own text stream "
+              "(the oracle still added)")
+    knob("--semantic-emb-dropout", type=float, metavar="P",
+         help="KAME's: with probability P per window, the model reads none of its own semantic audio "
+              "codes (codebook 0), so it leans on its text and oracle")
     p.add_argument("--no-cache", action="store_true", help="encode the audio even where codes.npz exists")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--log-every", type=int, default=d.log_every)
-    p.add_argument("--save-every", type=int, default=d.save_every)
+    knob("--seed", type=int, help="seeds the batches and the augmentation")
+    knob("--log-every", type=int, help="steps between log rows")
+    knob("--save-every", type=int, help="steps between checkpoints, 0: only at the end")
     p.add_argument("--device", default="auto", help="auto (cuda when there is one), cpu, cuda")
 
 
@@ -518,17 +556,9 @@ def run(args) -> TrainResult:
                  else resolve_precision(args.precision, device))
     offsets = args.window_offsets == "on" if args.window_offsets else ran.get("window_offsets", True)
     # (an unset --window: the run's own on --resume, else the default, cut to the front-end's context once it is loaded)
-    window = args.window if args.window is not None else ran.get("window_frames", TrainConfig.window_frames)
-    tcfg = TrainConfig(lr=args.lr, warmup_steps=args.warmup, schedule=args.schedule, weight_decay=args.weight_decay,
-                       grad_clip=args.grad_clip, steps=args.steps, batch_size=args.batch_size,
-                       window_frames=window, window_offsets=offsets, use_cache=not args.no_cache,
-                       oracle_aug=not args.no_oracle_aug,
-                       skip_prob=tuple(args.skip_prob), shift_prob=args.shift_prob,
-                       shift_right=tuple(args.shift_right), shift_left=tuple(args.shift_left),
-                       hint_only=tuple(args.hint_only), jitter_frames=args.jitter,
-                       text_token_dropout=args.text_token_dropout, text_emb_dropout=args.text_emb_dropout,
-                       semantic_emb_dropout=args.semantic_emb_dropout, seed=args.seed, log_every=args.log_every,
-                       save_every=args.save_every, precision=precision, shard=args.shard,
+    tcfg = TrainConfig(**knobs_from(args, record if args.resume else None, world), steps=args.steps,
+                       window_offsets=offsets, use_cache=not args.no_cache, oracle_aug=not args.no_oracle_aug,
+                       precision=precision, shard=args.shard,
                        checkpoint_activations=args.checkpoint_activations).check()
     if tcfg.shard:
         check_shard(world)  # (before a large front-end is loaded)

@@ -328,13 +328,15 @@ def clean_reply(raw: str, max_words: int) -> str:
 async def simulate_oracle(*, user_words: list[Word], reference: str, llm, tokenizer,
                           history: Sequence[tuple[str, str]] = (), cfg: SimOracleConfig | None = None,
                           first_prediction: int = 0, frames: int | None = None,
-                          random_replies: RandomReplies | None = None, rng=None) -> SimOracleEvents:
+                          random_replies: RandomReplies | None = None, rng=None,
+                          exclude: Sequence[str] = ()) -> SimOracleEvents:
     """The oracle events of one user turn (module docstring): a reset + append per kept
     prediction, frames not decreasing, each < ``frames`` when given. ``reference`` is the agent's
     true next turn; ``history`` the turns before this one. ``llm=None``: no simulator, only the
     level-5 points (the turn's end: the true reply) make predictions; with ``random_replies``
     (and ``rng``, a numpy Generator) instead of an LLM, the other points get drawn replies
-    (randomized guidance). Returns a list of OracleEvent with ``stats`` and ``next_prediction``.
+    (randomized guidance), never the history's texts, the turn's own or those in ``exclude``
+    (the dialogue's later turns). Returns a list of OracleEvent with ``stats`` and ``next_prediction``.
     LLM failures raise SimOracleError naming the point."""
     cfg = cfg or SimOracleConfig()
     if random_replies is not None and (llm is not None or rng is None):
@@ -360,7 +362,8 @@ async def simulate_oracle(*, user_words: list[Word], reference: str, llm, tokeni
     drawn: list[str] = []
     if random_replies is not None:  # one reply per frame below level 5, drawn at once: no two alike
         n = sum(hint_level(g[-1][1] / len(words)) != REFERENCE_LEVEL for _, g in groups)
-        drawn = random_replies.draw(n, reference=reference, rng=rng, exclude=[t for _, t in history] + [" ".join(spoken)])
+        drawn = random_replies.draw(n, reference=reference, rng=rng,
+                                    exclude=[t for _, t in history] + [" ".join(spoken), *exclude])
     for f, group in groups:
         text, level = "", 0
         for i, (t, heard) in enumerate(reversed(group)):  # the latest first: it supersedes the others
@@ -393,6 +396,29 @@ async def simulate_oracle(*, user_words: list[Word], reference: str, llm, tokeni
         stats.kept += 1
         stats.levels[level] = stats.levels.get(level, 0) + 1
     return events
+
+
+async def simulate_dialogue(turns: Sequence[tuple[str, list[Word], str]], *, llm, tokenizer,
+                            cfg: SimOracleConfig | None = None, frames: int | None = None,
+                            random_replies: RandomReplies | None = None, rng=None) -> list[OracleEvent]:
+    """The oracle of a whole dialogue: ``turns`` are (speaker "user"|"agent", words, text) in
+    order; every user turn that an agent turn follows gets ``simulate_oracle`` with that agent
+    turn's text as the true reply and the turns before as history, prediction ids running on,
+    and none of the dialogue's texts among its drawn replies (a later turn's answer would tell
+    the front-end what is not asked yet). The events in frame order."""
+    texts = [text for _, _, text in turns]
+    events: list[OracleEvent] = []
+    next_id = 0
+    for i, (speaker, words, _) in enumerate(turns[:-1]):
+        if speaker != "user" or turns[i + 1][0] != "agent":
+            continue
+        sim = await simulate_oracle(user_words=words, reference=turns[i + 1][2], llm=llm, tokenizer=tokenizer,
+                                    history=[(spk, text) for spk, _, text in turns[:i]], cfg=cfg,
+                                    first_prediction=next_id, frames=frames, random_replies=random_replies, rng=rng,
+                                    exclude=texts)
+        events += sim
+        next_id = sim.next_prediction
+    return sorted(events, key=lambda ev: ev.frame)  # (stable: with a delay, a turn's may reach past the next's start)
 
 
 async def _predict(llm, messages: list[ChatMessage], cfg: SimOracleConfig, t: float, level: int,

@@ -58,16 +58,11 @@ def answered_turns(words: list[Word]) -> list[tuple[list[Word], str, list[tuple[
 
 async def dialogue_oracle(d, *, llm, tokenizer, cfg, random_replies=None, rng=None) -> list:
     """The simulated oracle events of every answered user turn of ``d``, in frame order."""
-    from .oracle_sim import simulate_oracle
+    from .oracle_sim import simulate_dialogue
 
-    events, next_id = [], 0
-    for user_words, reply, history in answered_turns(d.words):
-        sim = await simulate_oracle(user_words=user_words, reference=reply, llm=llm, tokenizer=tokenizer,
-                                    history=history, cfg=cfg, first_prediction=next_id, frames=d.frames,
-                                    random_replies=random_replies, rng=rng)
-        events += sim
-        next_id = sim.next_prediction
-    return sorted(events, key=lambda ev: ev.frame)  # (stable: with a delay, a turn's may reach past the next's start)
+    return await simulate_dialogue([(spk, ws, " ".join(w.word for w in ws)) for spk, ws in turns(d.words)], llm=llm,
+                                   tokenizer=tokenizer, cfg=cfg, frames=d.frames, random_replies=random_replies,
+                                   rng=rng)
 
 
 def reply_pool(entries, tokenizer):
@@ -85,10 +80,11 @@ def reply_pool(entries, tokenizer):
 
 
 async def reoracle_all(entries, *, llm, tokenizer, cfg, spec: str, seed: int = 0, random_replies=None,
-                       jobs: int = 1) -> list[tuple[Path, str, str]]:
+                       jobs: int = 1, done: list | None = None) -> list[tuple[Path, str, str]]:
     """Each entry's dialogue gets its new oracle (written in place); (folder, "written"|"failed",
-    error or a "level:count ..." summary) per entry, in order. MAX_FAILURES_IN_A_ROW failures in a
-    row stop the run with a DataError."""
+    error or its predictions' hint levels) per entry, in order (``done`` gets each as it ends, so
+    an interrupted run's are known). MAX_FAILURES_IN_A_ROW failures in a row stop the run with a
+    DataError."""
     from .synth import MAX_FAILURES_IN_A_ROW
 
     results: list = [None] * len(entries)
@@ -114,17 +110,19 @@ async def reoracle_all(entries, *, llm, tokenizer, cfg, spec: str, seed: int = 0
                 log.warning("%s (%s): %s", folder, type(exc).__name__, exc)
                 results[position] = (folder, "failed", f"{type(exc).__name__}: {exc}")
                 failed_in_a_row.append((folder, exc))
-                return
-            failed_in_a_row.clear()
-            results[position] = (folder, "written", [ev.hint for ev in d.oracle if ev.event == "reset"])
+            else:
+                failed_in_a_row.clear()
+                results[position] = (folder, "written", [ev.hint for ev in d.oracle if ev.event == "reset"])
+            if done is not None:
+                done.append(results[position])
 
     async with asyncio.TaskGroup() as group:
         for position, e in enumerate(entries):
             group.create_task(one(position, e.path))
     if len(failed_in_a_row) >= MAX_FAILURES_IN_A_ROW:
         folder, exc = failed_in_a_row[-1]
-        raise DataError(f"{len(failed_in_a_row)} dialogues in a row failed, so the run stops (is the LLM still "
-                        f"working?); the last one, {folder}: {type(exc).__name__}: {exc}") from exc
+        raise DataError(f"{len(failed_in_a_row)} dialogues in a row failed, so the run stops (the same cause each "
+                        f"time? the LLM down, a set too small for --llm random); the last one, {folder}: {type(exc).__name__}: {exc}") from exc
     return [r for r in results if r is not None]
 
 
@@ -180,23 +178,28 @@ def main(args) -> int:
     async def run():
         async with simulator(llm, oracle_cfg):
             print(f"{len(entries)} dialogues in {path} get a new oracle ({args.llm}); their audio stays", flush=True)
-            results.extend(await reoracle_all(entries, llm=llm, tokenizer=tokenizer, cfg=oracle_cfg, spec=args.llm,
-                                              seed=args.seed, random_replies=random_replies, jobs=args.jobs))
+            await reoracle_all(entries, llm=llm, tokenizer=tokenizer, cfg=oracle_cfg, spec=args.llm, seed=args.seed,
+                               random_replies=random_replies, jobs=args.jobs, done=results)
 
     t0 = time.monotonic()
     try:
         asyncio.run(run())
-    finally:  # (interrupted too: what was written is the manifest's)
-        settings = path.parent / SETTINGS  # kame data synth's record of the set: its oracle is this one now
-        if settings.is_file():
-            new = {**json.loads(settings.read_text()), "llm": args.llm, "interval_s": oracle_cfg.interval_s,
-                   "delay_s": oracle_cfg.delay_s, "seed": args.seed}
-            settings.write_text(json.dumps(new, indent=1) + "\n")
-        try:
-            write_manifest(path, [e.path for e in entries])  # (its prediction counts and hint levels)
-            listed = f"manifest: {path} ({len(entries)} dialogues)"
-        except DataError as exc:  # (a dialogue that cannot be read: reported above as failed)
-            listed = f"the manifest {path} was not written again: {exc}; mend or remove that dialogue and run again"
+    finally:  # (interrupted or stopped too: what was written is the manifest's)
+        if any(status == "written" for _, status, _ in results):
+            _record_oracle(path.parent / SETTINGS, args, oracle_cfg)
+        # a dialogue that cannot be read keeps its line, without its sha256 (the others' are new, so
+        # the manifest is another one: no resume goes on over the new oracles unnoticed)
+        write_manifest(path, [e.path for e in entries], fallback={e.path: e for e in entries})
     print(summary(results, time.monotonic() - t0))
-    print(listed)
-    return 1 if any(status == "failed" for _, status, _ in results) or not listed.startswith("manifest:") else 0
+    print(f"manifest: {path} ({len(entries)} dialogues)")
+    return 1 if any(status == "failed" for _, status, _ in results) else 0
+
+
+def _record_oracle(settings: Path, args, oracle_cfg) -> None:
+    """kame data synth's record of the set (synth.json, when there) says what its oracle is now:
+    llm, interval and delay are the oracle's (a later synth resume with another --llm warns); the
+    oracle's seed goes apart (synth's seed drew the voices and layout)."""
+    if settings.is_file():
+        new = {**json.loads(settings.read_text()), "llm": args.llm, "interval_s": oracle_cfg.interval_s,
+               "delay_s": oracle_cfg.delay_s, "oracle_seed": args.seed}
+        settings.write_text(json.dumps(new, indent=1) + "\n")

@@ -4,7 +4,8 @@
     kame data synth mmlu_pro.jsonl -o data/mmlu --llm openai:gpt-4.1-nano --user-voice espeak:en-us+f2
 
 Each QA item (kame.train.qa: GSM8K, MMLU-Pro, HSSBench or plain question/answer) becomes one
-dialogue folder in kame.train.data's layout: the user asks the question (left channel, a voice
+dialogue folder (``--turns N``: N items, one after another, in a folder named after the first
+with ``+N-1``) in kame.train.data's layout: the user asks the question (left channel, a voice
 drawn per item from ``user_voices``), the agent answers (right channel, one voice for all: the
 front-end is trained to speak as one speaker) a short gap after the user's last word; both
 speakers' words carry their times from the TTS (``TTS.synth_words``); the oracle events are the
@@ -114,7 +115,7 @@ async def synth_dialogue(item, *, index: int, user_tts, agent_tts, llm, tokenize
     user's turn); ``random_replies`` (kame.train.oracle_sim.RandomReplies, with llm None):
     randomized guidance, drawn from the seed and ``index``. Each turn's oracle sees the turns
     before it as its history; prediction ids run on over the turns."""
-    from .oracle_sim import simulate_oracle
+    from .oracle_sim import simulate_dialogue
     from .qa import spoken_turns
 
     group = list(item) if isinstance(item, (list, tuple)) else [item]
@@ -125,10 +126,11 @@ async def synth_dialogue(item, *, index: int, user_tts, agent_tts, llm, tokenize
     segments: list[tuple[int, int, np.ndarray]] = []  # (channel, first sample, pcm)
     turns: list[tuple[list[Word], list[Word]]] = []
     start = lead = _draw(rng, cfg.lead_s)
-    gaps = []
+    gaps, pauses = [], [None]
     for k, (user_text, agent_text) in enumerate(texts):
         if k:  # the next question a pause after the agent's last word
-            start = turns[-1][1][-1].end + _draw(rng, cfg.turn_gap_s)
+            pauses.append(_draw(rng, cfg.turn_gap_s))
+            start = turns[-1][1][-1].end + pauses[-1]
         gaps.append(_draw(rng, cfg.gap_s))
         user_pcm, user_words = await loop.run_in_executor(None, _timed, user_tts, user_text, "user", start)
         agent_start = user_words[-1].end + gaps[-1]  # the agent's first word starts `gap` after the user's last
@@ -145,16 +147,10 @@ async def synth_dialogue(item, *, index: int, user_tts, agent_tts, llm, tokenize
         audio[s0:s0 + len(pcm), ch] = pcm
     np.clip(audio, -1.0, 1.0, out=audio)
     d = Dialogue(audio, [w for u, a in turns for w in u + a])
-    oracle_rng = np.random.default_rng([cfg.seed, index, 2])
-    history: list[tuple[str, str]] = []
-    next_id = 0
-    for (user_words, _), (user_text, agent_text) in zip(turns, texts):
-        sim = await simulate_oracle(user_words=user_words, reference=agent_text, llm=llm, tokenizer=tokenizer,
-                                    history=history, cfg=oracle_cfg, frames=d.frames, first_prediction=next_id,
-                                    random_replies=random_replies, rng=oracle_rng)
-        d.oracle += list(sim)
-        next_id = sim.next_prediction
-        history += [("user", user_text), ("agent", agent_text)]
+    d.oracle = await simulate_dialogue([turn for (u, a), (ut, at) in zip(turns, texts)
+                                        for turn in (("user", u, ut), ("agent", a, at))],
+                                       llm=llm, tokenizer=tokenizer, cfg=oracle_cfg, frames=d.frames,
+                                       random_replies=random_replies, rng=np.random.default_rng([cfg.seed, index, 2]))
     d.tokenizer_sha256 = tokenizer.sha256 if d.oracle else None
     d.source = {"kind": "kame data synth", "qa": dict(group[0].source),
                 "user_tts": getattr(user_tts, "spec", user_tts.name), "agent_tts": getattr(agent_tts, "spec", agent_tts.name),
@@ -163,8 +159,8 @@ async def synth_dialogue(item, *, index: int, user_tts, agent_tts, llm, tokenize
     if len(group) == 1:
         d.source.update(item=group[0].id, user_text=texts[0][0], agent_text=texts[0][1])
     else:
-        d.source["turns"] = [{"item": it.id, "user_text": u, "agent_text": a, "gap_s": g}
-                             for it, (u, a), g in zip(group, texts, gaps)]
+        d.source["turns"] = [{"item": it.id, "user_text": u, "agent_text": a, "gap_s": g, "pause_s": pause}
+                             for it, (u, a), g, pause in zip(group, texts, gaps, pauses)]
     return d
 
 
@@ -498,7 +494,8 @@ def main(args) -> int:
     random_replies = reply_pool(args, cfg, tokenizer) if args.llm == "random" else None
     llm = make_simulator(args.llm)
     _record_settings(out, settings_of(args, cfg, oracle_cfg))
-    print(f"{len(items)} {'items' if args.turns == 1 else f'dialogues of {args.turns} turns'} -> {out}/ (voices: user {', '.join(cfg.user_voices)}; agent {cfg.agent_voice}; "
+    what = "items" if args.turns == 1 else f"dialogues of up to {args.turns} turns ({sum(map(len, items))} items)"
+    print(f"{len(items)} {what} -> {out}/ (voices: user {', '.join(cfg.user_voices)}; agent {cfg.agent_voice}; "
           f"oracle: {args.llm})", flush=True)
     results: list[ItemResult] = []
 
