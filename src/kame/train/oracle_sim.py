@@ -27,7 +27,7 @@ so several turns' events concatenated in turn order make a dialogue's oracle.
 Without an LLM, ``random_replies`` (RandomReplies; `kame data synth --llm random`) is KAME's
 *randomized guidance* (SakanaAI/kame_finetune's ``random`` strategy): every point before the
 turn's end gets a reply drawn from other items' true replies (0.5-2x the true reply's tokens, no
-two alike in a turn), the turn's end the true reply. A drawn reply's reset says ``hint`` 0 (it
+two alike in a turn, none of the dialogue's own texts), the turn's end the true reply. A drawn reply's reset says ``hint`` 0 (it
 shows nothing of the true one). The front-end learns from it that the newest
 prediction is what to say, whatever came before; no LLM call is made, so a set of thousands of
 dialogues costs only its speech.
@@ -188,7 +188,7 @@ class RandomReplies:
 
     def draw(self, n: int, *, reference: str, rng, exclude: Sequence[str] = ()) -> list[str]:
         """``n`` distinct replies for the predictions of a turn whose true reply is ``reference``
-        (``rng``: a numpy Generator). SimOracleError when fewer than ``n`` are eligible."""
+        (``rng``: a numpy Generator). DataError when fewer than ``n`` are eligible."""
         import numpy as np
 
         if n <= 0:
@@ -201,8 +201,8 @@ class RandomReplies:
         if len(eligible) < n:
             raise DataError(f"randomized oracle: this turn has {n} prediction points before its end, but only "
                             f"{len(eligible)} of the pool's {len(self)} replies are eligible ({lo:g}-{hi:g} tokens, as "
-                            f"the true reply's {length} x {self.min_ratio:g}-{self.max_ratio:g}; not the true reply "
-                            f"itself nor a turn before it): a bigger set gives a bigger pool, a longer --interval "
+                            f"the true reply's {length} x {self.min_ratio:g}-{self.max_ratio:g}; none of the "
+                            f"dialogue's own texts): a bigger set gives a bigger pool, a longer --interval "
                             f"fewer points")
         return [self.texts[i] for i in rng.choice(eligible, size=n, replace=False)]
 
