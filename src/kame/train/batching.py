@@ -34,14 +34,9 @@ def augment_oracle(events: Sequence[tuple], rng, tcfg: TrainConfig, protected: C
     probability shift_prob, every event moves right 1-10 or left 1-15 frames. As in KAME, an event moved before frame 0 is
     dropped (past the end: not fed); but when that would leave no event at all, the last
     prediction stays, at frame 0, so that every sample keeps an oracle. ``rng``: a numpy Generator."""
-    groups: list[list[tuple]] = []
-    keep: list[bool] = []  # per group: never skipped
-    for n, ev in enumerate(events):
-        if ev[1] == "reset" or not groups:
-            groups.append([ev])
-            keep.append(n in protected)
-        else:
-            groups[-1].append(ev)
+    preds = predictions(events)
+    groups = [g for _, g in preds]
+    keep = [n in protected for n, _ in preds]  # per group: never skipped
     keep[-1:] = [True] * len(keep[-1:])  # (the last)
     p = rng.uniform(*tcfg.skip_prob)
     kept = [g for g, k in zip(groups, keep) if rng.random() >= p or k]
@@ -131,17 +126,26 @@ class Example:
         return oracle_timeline(events, self.codes.shape[1], **oracle_ids(cfg)) if events else self.recorded
 
 
+def predictions(events: Sequence[tuple]) -> list[tuple[int, list[tuple]]]:
+    """The timeline events cut into predictions: (the index of its first event, its events), each
+    a reset and the appends after it (appends before any reset count as one)."""
+    out: list[tuple[int, list[tuple]]] = []
+    for n, ev in enumerate(events):
+        if ev[1] == "reset" or not out:
+            out.append((n, [ev]))
+        else:
+            out[-1][1].append(ev)
+    return out
+
+
 def true_replies(events: Sequence[tuple], protected: Collection[int]) -> tuple[list[tuple], frozenset[int]]:
     """Only the predictions whose reset's index is in ``protected`` (the true replies), and their
     resets' indices in what is returned."""
-    out, keep, mine = [], set(), False
-    for n, ev in enumerate(events):
-        if ev[1] == "reset":
-            mine = n in protected
-            if mine:
-                keep.add(len(out))
-        if mine:
-            out.append(ev)
+    out, keep = [], set()
+    for n, group in predictions(events):
+        if n in protected:
+            keep.add(len(out))
+            out += group
     return out, frozenset(keep)
 
 
@@ -183,8 +187,7 @@ def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool =
     import torch.distributed as dist
 
     from ..runtime.frontend import fit_codec
-    from .codes import load_codes, write_codes
-    from .data import CODES
+    from .codes import write_codes
     from .examples import training_example
 
     path = manifest_path(manifest)
@@ -196,7 +199,7 @@ def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool =
     cache = use_cache and getattr(codec, "fingerprint", None) is not None
     # the dialogues whose cache is good, read without their samples (the codes come from the cache;
     # the same object again below, so their audio.wav is hashed once)
-    known = {e.path: _cached(e.path, codec, load_codes, CODES, echo) for e in entries} if cache else {}
+    known = {e.path: cached_dialogue(e.path, codec, echo) for e in entries} if cache else {}
     todo = [e for e in entries if known.get(e.path) is None]
     distributed = world > 1 and dist.is_available() and dist.is_initialized()
     if cache:
@@ -243,10 +246,13 @@ def _any_rank(flag: bool) -> bool:
     return bool(t.item())
 
 
-def _cached(folder: Path, codec, load_codes, name: str, echo):
+def cached_dialogue(folder: Path, codec, echo: Callable[[str], None] = lambda s: None):
     """FOLDER's dialogue (read without its samples) when it holds a codes.npz this codec can use,
     else None (one made by another codec or from other audio is said, to be encoded again)."""
-    if not (folder / name).is_file():
+    from .codes import load_codes
+    from .data import CODES
+
+    if not (folder / CODES).is_file():
         return None
     d = read_dialogue(folder, audio=False)
     try:
@@ -274,8 +280,6 @@ def batches(examples: Sequence[Example], cfg, tcfg: TrainConfig, rank: int = 0,
 
     from .examples import collate, window_spans
 
-    import numpy as np
-
     G, buf, epoch, step = tcfg.batch_size * world, [], 0, 0
     while True:
         spans = [(i, start, n) for i, ex in enumerate(examples)  # this epoch's cuts
@@ -290,11 +294,18 @@ def batches(examples: Sequence[Example], cfg, tcfg: TrainConfig, rank: int = 0,
                 if skip > 0:
                     skip -= 1
                     continue
-                share = hint_only_share(step - 1, tcfg)  # (drawn per window of the global batch: any rank's same)
-                hint = [share >= 1 or (share > 0 and np.random.default_rng([tcfg.seed, step - 1, rank * tcfg.batch_size + k, 5])
-                                       .random() < share) for k in range(len(mine))]
+                hint = [_hint_only(step - 1, rank * tcfg.batch_size + k, tcfg) for k in range(len(mine))]
                 yield collate([_cut(examples, cfg, tcfg, ep, sp, h) for (ep, sp), h in zip(mine, hint)], cfg)
         epoch += 1
+
+
+def _hint_only(step: int, slot: int, tcfg: TrainConfig) -> bool:
+    """Whether window ``slot`` of step ``step``'s global batch shows only its true replies
+    (hint_only_share; drawn from (seed, step, slot): any rank, and a resumed run, draw the same)."""
+    import numpy as np
+
+    share = hint_only_share(step, tcfg)
+    return share >= 1 or (share > 0 and np.random.default_rng([tcfg.seed, step, slot, 5]).random() < share)
 
 
 def _offset(T: int, tcfg: TrainConfig, epoch: int, i: int) -> int:

@@ -21,7 +21,6 @@ LMModel.forward's input; kame.train.recorded makes one from what `kame run` wrot
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import numbers
@@ -71,8 +70,9 @@ class OracleEvent:
     reset: a new prediction starts (its start id is fed at this frame); ``prediction`` its id,
     ``hint`` the simulated oracle's hint level (0 = no hint; higher = more of the reference reply
     shown; None = a real back-end), ``use_hint`` whether the prediction is the true reply itself
-    (True: the training augmentation never skips it, as KAME's randomized guidance marks its final
-    update; False: a prediction, an LLM's or a drawn one; None: not said). append: the prediction's
+    (True: the training augmentation never skips it, as KAME's data protects each turn's last
+    event; every `kame data synth` mode marks the true reply so. False: a prediction, an LLM's or
+    a drawn one; None: not said). append: the prediction's
     next token ``ids`` (one per frame after the earlier ones) and, optionally, their ``text``
     (kame.train.examples.retokenize_oracle re-encodes it for another tokenizer)."""
 
@@ -420,7 +420,7 @@ def manifest_entry(folder: str | Path) -> ManifestEntry:
     return ManifestEntry(Path(folder), d.duration_s, d.frames, len(d.words_of("user")), len(d.words_of("agent")),
                          sum(ev.event == "reset" for ev in d.oracle),
                          sorted({ev.hint for ev in d.oracle if ev.hint is not None}),
-                         hashlib.sha256((Path(folder) / META).read_bytes()).hexdigest())
+                         file_sha256(Path(folder) / META))
 
 
 def write_manifest(path: str | Path, folders: Iterable[str | Path],

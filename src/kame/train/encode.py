@@ -144,9 +144,8 @@ def add_arguments(p) -> None:
 def main(args) -> int:
     import torch
 
-    from .batching import _cached, manifest_path
-    from .codes import load_codes
-    from .data import CODES, read_manifest
+    from .batching import cached_dialogue, manifest_path
+    from .data import read_manifest
 
     if args.jobs < 1:
         raise DataError(f"--jobs must be >= 1, not {args.jobs}")
@@ -159,7 +158,7 @@ def main(args) -> int:
     todo, broken = [], []
     for e in entries:
         try:
-            if not _cached(e.path, codec, load_codes, CODES, lambda s: log.info("%s", s)):
+            if not cached_dialogue(e.path, codec, lambda s: log.info("%s", s)):
                 todo.append(e.path)
         except Exception as exc:  # noqa: BLE001 -- e.g. a broken dialogue.json beside a codes.npz: reported
             broken.append((str(e.path), 0.0, f"{type(exc).__name__}: {exc}"))

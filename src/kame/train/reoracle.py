@@ -85,7 +85,7 @@ async def reoracle_all(entries, *, llm, tokenizer, cfg, spec: str, seed: int = 0
     error or its predictions' hint levels) per entry, in order (``done`` gets each as it ends, so
     an interrupted run's are known). MAX_FAILURES_IN_A_ROW failures in a row stop the run with a
     DataError."""
-    from .synth import MAX_FAILURES_IN_A_ROW
+    from .synth import MAX_FAILURES_IN_A_ROW, item_index
 
     results: list = [None] * len(entries)
     gate = asyncio.Semaphore(jobs)
@@ -97,8 +97,7 @@ async def reoracle_all(entries, *, llm, tokenizer, cfg, spec: str, seed: int = 0
                 return
             try:
                 d = read_dialogue(folder, audio=False)
-                index = d.source.get("index") if isinstance(d.source, dict) else None
-                index = index if isinstance(index, int) and not isinstance(index, bool) and index >= 0 else position
+                index = item_index(d, position)  # (synth's: a rerun draws what synth --llm random drew)
                 d.oracle = await dialogue_oracle(d, llm=llm, tokenizer=tokenizer, cfg=cfg,
                                                  random_replies=random_replies,
                                                  rng=np.random.default_rng([seed, index, 2]))

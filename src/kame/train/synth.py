@@ -182,7 +182,8 @@ class _Voices:
 
 def item_index(item, position: int) -> int:
     """What draws an item's voice and layout: its record's index in its file (kame.train.qa puts
-    it in ``source``), else its position in the list given."""
+    it in ``source``, and a synthesized Dialogue's ``source`` keeps it), else its position in the
+    list given."""
     index = item.source.get("index") if isinstance(item.source, dict) else None
     return index if isinstance(index, int) and not isinstance(index, bool) and index >= 0 else position
 
