@@ -15,8 +15,10 @@ def test_sharding_halves_the_state_each_process_holds(capsys):
     assert out.splitlines()[1].startswith("command: kame bench train --frontend random:tiny")
     rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]]
             for ln in out.splitlines() if ln.startswith("| single") or ln.startswith("| shard")}
-    single, shard = (list(map(float, rows[k])) for k in ("single", "shard"))
-    assert single[0] == 1 and shard[0] == 2  # processes
+    # (a cell "a / b": rank 0's and the others' figures)
+    single, shard = ([[float(x) for x in c.split("/")] for c in rows[k]] for k in ("single", "shard"))
+    assert single[0] == [1] and shard[0] == [2]  # processes
     for col in (1, 2, 3, 4):  # weights, gradients, optimizer state, their sum (MB)
-        assert single[col] > 0 and abs(shard[col] - single[col] / 2) <= 1, (col, single, shard)
-    assert all(v > 0 for v in single[5:] + shard[5:])  # RSS, peaks, s/step, frames/s measured
+        assert single[col][0] > 0 and abs(shard[col][0] - single[col][0] / 2) <= 1, (col, single, shard)
+    assert len(shard[7]) == len(shard[8]) == 2 and len(single[7]) == 1  # loading, saving: rank 0 / others
+    assert all(v > 0 for cell in single[5:] + shard[5:] for v in cell)  # RSS, peaks, s/step, frames/s measured

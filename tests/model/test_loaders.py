@@ -270,3 +270,21 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
             assert oct((tmp_path / name).stat().st_mode & 0o777) == oct(0o644), name
     finally:
         os.umask(umask)
+
+
+def test_weights_false_builds_on_the_meta_device_and_reads_no_weights(ckpt, monkeypatch):
+    """A sharded training run's processes but rank 0: the checkpoint's config and checks, no weights
+    read (kame.train.parallel.prepare gives them their shards from rank 0)."""
+    from kame.model import loaders
+
+    folder, raw, _ = ckpt
+    whole, info = load_frontend(folder)
+    monkeypatch.setattr(loaders, "read_state", lambda *a: pytest.fail("weights read"))
+    model, minfo = load_frontend(folder, weights=False)
+    assert model.cfg == whole.cfg and minfo.weights == info.weights and minfo.tokenizer == info.tokenizer
+    assert all(p.is_meta for p in model.parameters())
+    assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in whole.state_dict().items()}
+    assert all(p.is_meta for p in load_frontend("random:tiny", weights=False)[0].parameters())
+    (folder / info.weights.name).unlink()  # (a missing weights file is still said, by every process)
+    with pytest.raises(CheckpointError, match="do not exist"):
+        load_frontend(folder, weights=False)

@@ -432,9 +432,16 @@ def spy(*a, **k):  # what this rank trained on, step by step
         seen.append(b)
         yield b
 finetune.batches = spy
+from kame.model import loaders
+reads, read_state = [], loaders.read_state
+def read_spy(path, device):  # the front-end weights files this rank read
+    reads.append(str(path))
+    return read_state(path, device)
+loaders.read_state = read_spy
 argv = sys.argv[1:]
 args = _build_parser(argv)[0].parse_args(argv)
 res = finetune.run(args)
+torch.save(reads, os.path.join({out!r}, "reads%s.pt" % os.environ["RANK"]))
 if not parallel.is_sharded(res.model):
     torch.save(res.model.state_dict(), os.path.join({out!r}, "rank%s.pt" % os.environ["RANK"]))
 elif os.environ["RANK"] == "0":  # (sharded: the whole weights are the checkpoint rank 0 wrote)
@@ -448,7 +455,8 @@ torch.save(res.losses, os.path.join({out!r}, "losses%s.pt" % os.environ["RANK"])
 def torchrun_train(tmp_path: Path, *args: str, plugin_text: str = PLUGIN, ok: bool = True) -> str:
     """`kame train ARGS` in two torchrun processes on the CPU with the fake codec (``plugin_text``
     registers it); its stdout (``ok`` False: its stdout + stderr, and it must fail). Each rank's
-    weights at the end go to tmp_path/rankR.pt, its batches and losses to batchesR.pt, lossesR.pt."""
+    weights at the end go to tmp_path/rankR.pt, its batches and losses to batchesR.pt, lossesR.pt,
+    the front-end weights files it read to readsR.pt."""
     plugin = tmp_path / "fake_codec.py"
     plugin.write_text(plugin_text.format(fakes=str(Path(__file__).parent)))
     script = tmp_path / "run.py"

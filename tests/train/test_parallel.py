@@ -124,10 +124,18 @@ def test_sharded_training_matches_ddp_and_checkpoints_resume_across_layouts(tmp_
     assert ddp.keys() == shard.keys()
     for k in ddp:
         assert torch.allclose(ddp[k], shard[k], atol=1e-6), k
-    saved = shard
-    state = torch.load(tmp_path / "shard" / "run" / "step-3" / STATE, weights_only=True)
-    assert set(state["optimizer"]["state"]) == set(saved)  # every parameter's state, whole, by name
-    assert all(v["exp_avg"].shape == saved[k].shape for k, v in state["optimizer"]["state"].items())
+    # its optimizer state: one file per process (no process gathered it), which loads whole, by
+    # name, into one unsharded process
+    step3 = tmp_path / "shard" / "run" / "step-3"
+    assert torch.load(step3 / STATE, weights_only=True)["optimizer"] == {"sharded": "optimizer"}
+    assert sorted(p.name for p in (step3 / "optimizer").glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    model = load_frontend(step3)[0]
+    opt = make_optimizer(model, TrainConfig())
+    load_optimizer(model, opt, {"sharded": "optimizer"}, step3)
+    by_name = dict(model.named_parameters())
+    assert len(opt.state) == len(by_name) == len(shard)
+    for name, p in by_name.items():
+        assert opt.state[p]["exp_avg"].shape == p.shape and int(opt.state[p]["step"]) == 3, name
     # the sharded run's step 3 goes on unsharded (DDP) to the DDP run's step 6
     (tmp_path / "resumed").mkdir()
     torchrun_train(tmp_path / "resumed", manifest, "-o", str(tmp_path / "shard" / "run"), *TORCHRUN_ARGS,
@@ -144,6 +152,10 @@ def test_sharded_training_matches_ddp_and_checkpoints_resume_across_layouts(tmp_
     resharded = torch.load(tmp_path / "resharded" / "rank0.pt", weights_only=True)
     for k in ddp:
         assert torch.allclose(ddp[k], resharded[k], atol=1e-6), k
+    # only rank 0 read the checkpoint's weights; rank 1 got its shards from it
+    assert len(torch.load(tmp_path / "resharded" / "reads0.pt")) == 1
+    assert torch.load(tmp_path / "resharded" / "reads1.pt") == []
+    assert len(torch.load(tmp_path / "resumed" / "reads1.pt")) == 1  # (unsharded: each process reads them)
 
 
 def test_resume_with_precision_auto_keeps_the_runs_precision(tmp_path, capsys, fake_codec):

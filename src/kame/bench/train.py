@@ -6,9 +6,11 @@ few steps on a small synthetic set under torchrun and reports, per process: the 
 training state it holds (its weights, gradients and optimizer state: the local shards when
 sharded), its resident memory after the steps and its peak during them (read as the last step
 takes its batch: the steps before it, not the last one nor the final checkpoint's gather and
-save), its peak during the loading before the steps (each process loads the whole model before
-sharding it), and the median step time (the first two steps and the last are not timed). The
-RSS columns are the largest over the processes.
+save), its peak during the loading before the steps (sharded: rank 0 alone loads the whole
+model), its peak during the last step and the final checkpoint's save (sharded: the weights
+gathered to rank 0, each process writing its optimizer shard), and the median step time (the
+first two steps and the last are not timed). The RSS and step columns are the largest over the
+processes; loading and saving show rank 0 / the largest of the others.
 
     kame bench train                                     # random:100m, 2 processes, four layouts
     kame bench train --frontend random:small --layout ddp --layout shard+bf16 --steps 8
@@ -115,11 +117,14 @@ def worker(out: str, argv: list[str]) -> None:
                 kept["load_peak"] = _rss_mb()[1]
                 _reset_peak()  # (from here the peak is the steps')
             kept["rss"], kept["peak"] = _rss_mb()
+            if len(stamps) == int(args.steps):
+                _reset_peak()  # (from here the peak is the last step's and the final checkpoint's)
             yield b
 
     finetune.make_optimizer, finetune.batches = keep_optimizer, timed
     args = _build_parser(argv)[0].parse_args(argv)
     finetune.run(args)
+    save_peak = _rss_mb()[1]
     model, opt = kept["model"], kept["opt"]
     # (the last step is not timed: its end is the final checkpoint's save; nor are the first two, the warm-up)
     steps = [b - a for a, b in zip(stamps[2:], stamps[3:])]
@@ -128,7 +133,13 @@ def worker(out: str, argv: list[str]) -> None:
     Path(f"{out}.rank{rank}.json").write_text(json.dumps({
         "params_mb": _tensor_mb(model.parameters()), "grads_mb": _tensor_mb(p.grad for p in model.parameters()),
         "optim_mb": _tensor_mb(state), "rss_mb": kept["rss"], "peak_rss_mb": kept["peak"],
-        "load_peak_mb": kept["load_peak"], "step_s": statistics.median(steps) if steps else float("nan")}))
+        "load_peak_mb": kept["load_peak"], "save_peak_mb": save_peak, "step_s": statistics.median(steps) if steps else float("nan")}))
+
+
+def _split(ranks: list[dict], key: str) -> str:
+    """Rank 0's figure / the largest of the others' ("rank 0's" alone for one process)."""
+    rest = [r[key] for r in ranks[1:]]
+    return f"{ranks[0][key]:.0f}" + (f" / {max(rest):.0f}" if rest else "")
 
 
 def run_layout(layout: str, manifest: Path, args, tmp: Path) -> list[dict]:
@@ -161,8 +172,9 @@ def main(args) -> int:
               f"{args.steps} steps (s/step: the median of steps 3..{args.steps - 1}), 1 thread per process")
         print(header(args, add_arguments, "train"))
         print("| layout | processes | weights MB | grads MB | optimizer MB | state MB | RSS MB | peak RSS MB, steps "
-              "| peak RSS MB, loading | s/step | frames/s |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+              "| peak RSS MB, loading (rank 0 / others) | peak RSS MB, last step + save (rank 0 / others) "
+              "| s/step | frames/s |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for layout in layouts:
             ranks = run_layout(layout, manifest, args, tmp)
             r0 = ranks[0]  # (the ranks hold the same amounts but for uneven shards; rank 0's shown)
@@ -171,8 +183,8 @@ def main(args) -> int:
             frames = args.window * args.batch_size * len(ranks) / step
             print(f"| {layout} | {len(ranks)} | {r0['params_mb']:.0f} | {r0['grads_mb']:.0f} | {r0['optim_mb']:.0f} "
                   f"| {state:.0f} | {max(r['rss_mb'] for r in ranks):.0f} | "
-                  f"{max(r['peak_rss_mb'] for r in ranks):.0f} | {max(r['load_peak_mb'] for r in ranks):.0f} | "
-                  f"{figure(step, '.2f')} | {figure(frames, '.0f')} |",
+                  f"{max(r['peak_rss_mb'] for r in ranks):.0f} | {_split(ranks, 'load_peak_mb')} | "
+                  f"{_split(ranks, 'save_peak_mb')} | {figure(step, '.2f')} | {figure(frames, '.0f')} |",
                   flush=True)
     return 0
 

@@ -399,7 +399,7 @@ def build_meta(cfg: LMConfig) -> LMModel:
 def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: Any = None,
                   oracle: bool | None = None, fetch_companions: bool = True,
                   seed: int = 0, *, spec_form: SpecForm | None = None, expect: str | None = None,
-                  before_weights: Callable[[FrontendInfo], None] | None = None,
+                  before_weights: Callable[[FrontendInfo], None] | None = None, weights: bool = True,
                   **config_overrides: Any) -> tuple[LMModel, FrontendInfo]:
     """Load a front-end LM. spec: "hf://org/repo[@rev]", a folder / config.json / .safetensors
     path, or "random:tiny|small|100m|stt-tiny" (random weights, seeded).
@@ -408,7 +408,10 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
     expect: "frontend" refuses a Kyutai STT checkpoint (dep_q 0: no audio out), "stt" a
     speech-to-speech one, each with a CheckpointError saying where it goes; None takes both.
     before_weights: called with the FrontendInfo (config and companion files resolved) before a
-    checkpoint's weights are read, so a caller's checks fail before a 7B load, not after."""
+    checkpoint's weights are read, so a caller's checks fail before a 7B load, not after.
+    weights: False builds the model on the meta device and reads no weights (its config and
+    companions are resolved and checked as for a load): a sharded training run's other processes
+    get theirs from rank 0 (kame.train.parallel.prepare)."""
     form = spec_form if spec_form is not None else check_frontend_spec(spec)
     kind, name, _ = form
     device = parse_device(device)
@@ -419,13 +422,16 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
         if oracle is not None or config_overrides:
             cfg = cfg.replace(**({"oracle": oracle} if oracle is not None else {}), **config_overrides)
         check_expected(expect, cfg, spec)
+        info = FrontendInfo(spec, cfg, None, None, None, {}, cfg.meta.get("model_type", "moshi"))
+        if not weights:
+            return build_meta(cfg).to(dtype=dt).eval(), info
         gen_state = torch.random.get_rng_state()
         torch.manual_seed(seed)
         try:
             model = LMModel(cfg).to(device=device, dtype=dt).eval()
         finally:
             torch.random.set_rng_state(gen_state)
-        return model, FrontendInfo(spec, cfg, None, None, None, {}, cfg.meta.get("model_type", "moshi"))
+        return model, info
     found = _find_config(spec, form)
     raw, folder, repo, revision = found.raw, found.folder, found.repo, found.revision
     user_q, wpath = 0, None
@@ -465,6 +471,8 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
     if before_weights is not None:
         before_weights(info)
     model = build_meta(cfg)
+    if not weights:
+        return model.to(dtype=dt).eval(), info
     state = read_state(wpath, device)
     if user_q:  # as kame_finetune's clean_moshi --remove_modules_for_user_stream
         state = drop_user_stream(state, cfg.dep_q)

@@ -192,11 +192,13 @@ def random_overrides(codec) -> dict:
     return over
 
 
-def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_spec: str, oracle: str = "auto"):
+def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_spec: str, oracle: str = "auto",
+                          weights: bool = True):
     """-> (LMModel, codec, codec spec, text tokenizer | None, info dict). The codec (a named one, or
     for "auto" the checkpoint's Mimi) is created and fitted to the front-end (fit_codec) before the
     front-end's weights load. ``oracle``: the config's frontend.oracle (auto | on | off). Its load
-    errors are tagged with the config key to change (loading.config_key; load_frame_models names it)."""
+    errors are tagged with the config key to change (loading.config_key; load_frame_models names it).
+    ``weights``: False, the front-end on the meta device with no weights read (load_frontend's)."""
     from .. import registry
     from ..model.config import preset
     from ..model.loaders import check_expected, check_frontend_spec, load_frontend, parse_device
@@ -220,7 +222,7 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
             codec = registry.create("codec", codec_spec)
         with config_key("frontend.spec"):
             model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), spec_form=form,
-                                         oracle=want, expect="frontend", **random_overrides(codec))
+                                         oracle=want, expect="frontend", weights=weights, **random_overrides(codec))
         with config_key("codec.spec"):
             fit_codec(codec, codec_spec, model.cfg, spec)
     else:
@@ -255,7 +257,8 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
         try:
             with config_key("frontend.spec"):
                 model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), spec_form=form,
-                                             oracle=want, expect="frontend", before_weights=check)
+                                             oracle=want, expect="frontend", before_weights=check,
+                                             weights=weights)
         except CheckpointError as exc:
             if want is not None or "oracle_emb" not in str(exc) or "shape" in str(exc):
                 raise

@@ -14,8 +14,8 @@ written on the first encode) -> fixed-length windows (cut from a frame drawn per
 constant or cosine learning rate, gradients clipped. OUT/step-N is a front-end checkpoint (``save_frontend``, its
 config.json's ``kame.train`` records the step, this config, the manifest's sha256, the front-end
 it started from and what it was resumed from) plus train_state.pt (the optimizer's state, for
-``--resume``, which refuses another config, manifest or global batch); OUT/latest points at the
-newest.
+``--resume``, which refuses another config, manifest or global batch; a sharded run's is in
+step-N/optimizer, one file per process); OUT/latest points at the newest.
 
 The data side (examples, codes cache, augmentation, batches) is kame.train.batching.
 The oracle augmentation (KAME's) is drawn per dialogue and epoch from (seed, epoch, dialogue):
@@ -232,7 +232,7 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
 
     from ..paths import file_sha256
     from .loss import frontend_loss
-    from .parallel import compute, full_state, load_optimizer, prepare
+    from .parallel import checkpoint_state, compute, load_optimizer, prepare
 
     tcfg.check()
     cfg = model.cfg
@@ -268,7 +268,7 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
     net = prepare(model, tcfg, device)  # (DDP, or sharded in place: the optimizer is made on what it holds)
     opt = make_optimizer(model, tcfg)
     if state is not None:
-        load_optimizer(model, opt, state["optimizer"])  # (its hyper-parameters: check_resume made them this run's)
+        load_optimizer(model, opt, state["optimizer"], resume)  # (hyper-parameters: check_resume made them ours)
         del state
         if rank == 0:
             echo(f"resumed from {resume} at step {step}")
@@ -314,8 +314,9 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
                 t0, frames, acc = time.perf_counter(), 0, []
             due = step == tcfg.steps or (tcfg.save_every and step % tcfg.save_every == 0)
             if out is not None and due:
-                weights, optim = full_state(model, opt) if rank == 0 or tcfg.shard else (None, None)
-                if rank == 0:  # (sharded: every process gathered, rank 0 holds the whole tensors)
+                folder = step_folder(Path(out), step)
+                weights, optim = checkpoint_state(model, opt, folder) if rank == 0 or tcfg.shard else (None, None)
+                if rank == 0:  # (sharded: every process took part, rank 0 holds the whole weights)
                     last = save_checkpoint(model, weights, optim, Path(out), step, tcfg, manifest, manifest_sha,
                                            world=world, codec_spec=codec_spec, tokenizer_spec=tokenizer_spec,
                                            extra=rec)
@@ -345,18 +346,22 @@ def _check_out(out: Path, overwrite: bool, rank: int) -> None:
                 shutil.rmtree(p)
 
 
+def step_folder(out: Path, step: int) -> Path:
+    return out / f"step-{step}"
+
+
 def save_checkpoint(model, weights: dict, optim: dict, out: Path, step: int, tcfg: TrainConfig, manifest,
                     manifest_sha: str, *, world: int = 1, codec_spec: str | None,
                     tokenizer_spec: str | Path | None, extra: dict | None = None) -> Path:
     """OUT/step-N: the front-end (save_frontend with ``weights``, the model's whole state dict;
     config.json's kame.train says how it was trained, ``extra``: the front-end it started from,
     what it was resumed from) and train_state.pt (``optim``, the optimizer's state keyed by
-    parameter name, and the step); then OUT/latest -> step-N (a symlink, replaced atomically)."""
+    parameter name, or where a sharded run wrote it: parallel.checkpoint_state; and the step); then OUT/latest -> step-N (a symlink, replaced atomically)."""
     import torch
 
     from ..model.loaders import save_frontend
 
-    folder = out / f"step-{step}"
+    folder = step_folder(out, step)
     tok = tokenizer_spec
     if tok is not None and tok != "default":  # a tokenizer file goes with the checkpoint (save_frontend names it)
         folder.mkdir(parents=True, exist_ok=True)
@@ -486,13 +491,15 @@ def add_arguments(p) -> None:
 
 
 def load_for_training(spec: str, codec_spec: str, text_card: int | None, device, *, command: str = "train",
-                      options: str = "codec.spec is --codec, frontend.spec --frontend or --resume"):
+                      options: str = "codec.spec is --codec, frontend.spec --frontend or --resume",
+                      weights: bool = True):
     """(model, codec, codec spec, tokenizer, tokenizer spec for save_frontend) of a front-end to
     train, by kame run's rule (kame.runtime.frontend): a checkpoint's codec ("auto": the one it
     records, else its Mimi) and tokenizer pass kame.runtime.loading's checks before its weights
     load; a random: one takes the embedded codec for "auto" and a text vocabulary that holds the
     tokenizer's pieces (``text_card`` or the tokenizer's size). Errors are worded for `kame
-    COMMAND`, whose ``options`` stand for the runtime's config keys."""
+    COMMAND`, whose ``options`` stand for the runtime's config keys. ``weights`` False: the
+    front-end on the meta device, no weights read (a sharded run's processes but rank 0)."""
     from .. import registry
     from ..backend.tokenizer import DEFAULT_MODEL, default_tokenizer
     from ..errors import CheckpointError
@@ -507,13 +514,14 @@ def load_for_training(spec: str, codec_spec: str, text_card: int | None, device,
         tok = default_tokenizer()
         card = text_card if text_card is not None else max(preset(form[1]).text_card, tok.vocab_size)
         model, _ = load_frontend(spec, device=device, dtype="fp32", text_card=card, expect="frontend",
-                                 **random_overrides(codec))
+                                 weights=weights, **random_overrides(codec))
         fit_codec(codec, codec_spec, model.cfg, spec)
         return model, codec, codec_spec, tok, "default"
     if text_card is not None:
         raise ConfigError(f"{command}: --text-card is for a random: front-end; {spec} has its own vocabulary")
     try:
-        model, codec, codec_spec, tok, info = load_frontend_checked(spec, "fp32", device, 0, codec_spec)
+        model, codec, codec_spec, tok, info = load_frontend_checked(spec, "fp32", device, 0, codec_spec,
+                                                                    weights=weights)
     except (ConfigError, CheckpointError) as exc:  # (the runtime's words: its config keys are our options)
         exc.args = (f"{command}: {exc} (in kame {command}: {options})",)
         raise
@@ -576,10 +584,11 @@ def run(args) -> TrainResult:
         dist.init_process_group("nccl" if cuda else "gloo")
     try:
         spec = str(args.resume) if args.resume else start
-        # (sharded: loaded on the CPU, each unit moves to the device as it is sharded)
-        model, codec, codec_spec, tok, tok_spec = load_for_training(spec, args.codec,
-                                                                    None if args.resume else args.text_card,
-                                                                    torch.device("cpu") if tcfg.shard else device)
+        # (sharded: rank 0 alone reads the weights, on the CPU; the others build on the meta device and
+        # get their shards from it in parallel.prepare)
+        model, codec, codec_spec, tok, tok_spec = load_for_training(
+            spec, args.codec, None if args.resume else args.text_card, torch.device("cpu") if tcfg.shard else device,
+            weights=not tcfg.shard or not dist.is_initialized() or dist.get_rank() == 0)
         context = model.cfg.context
         if args.window is None and not args.resume and context is not None and tcfg.window_frames > context:
             tcfg = replace(tcfg, window_frames=context)  # (e.g. random:tiny's 250 frames)

@@ -4,25 +4,32 @@
     net = prepare(model, tcfg, device)        # the model, DistributedDataParallel, or sharded (--shard)
     with compute(tcfg, device):               # bf16 autocast (--precision bf16, unsharded)
         out = net(codes, oracle=oracle)
-    weights, optim = full_state(model, opt)   # whole tensors, FQN-keyed optimizer state (rank 0)
-    load_optimizer(model, opt, optim)         # any layout's saved state into this one
+    weights, optim = checkpoint_state(model, opt, folder)   # whole weights (rank 0); optimizer by name
+    load_optimizer(model, opt, optim, folder)               # any layout's saved state into this one
 
 - ``--shard``: FSDP2 (``torch.distributed.fsdp.fully_shard``): each transformer layer (temporal
   and depformer) is its own unit, the rest of the model one more; weights, gradients and
   optimizer state are split over the processes (ZeRO-3). Needs torchrun with 2+ processes.
+  Only rank 0 reads the front-end's weights; the others build it on the meta device, and every
+  process then allocates only its shards and gets them from rank 0 (a 7B front-end is in host
+  memory once per machine, not once per process).
 - ``--precision bf16``: the weights and the optimizer stay fp32, the forward and backward run in
   bf16 (sharded: FSDP casts each unit's weights, gradients are reduced in fp32; otherwise
   ``torch.autocast``). The loss is computed in fp32 (kame.train.loss).
 - ``--checkpoint-activations``: each layer's activations are recomputed in the backward
   (kame.model.modules.Transformer.checkpointing).
 
-Checkpoints are the same whatever the layout: the front-end's whole fp32 weights, and the
-optimizer's state keyed by parameter name, so a run saved sharded resumes unsharded and back.
+Checkpoints hold the front-end's whole fp32 weights (a checkpoint `kame run` loads) and the
+optimizer's state keyed by parameter name: in train_state.pt for an unsharded run, in one file
+per process under step-N/optimizer for a sharded one (torch.distributed.checkpoint: no process
+gathers it). Either resumes in any layout, on any number of processes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
@@ -31,6 +38,7 @@ if TYPE_CHECKING:
     import torch
 
 PRECISIONS = ("fp32", "bf16")
+SHARDED_OPTIMIZER = "optimizer"  # a sharded run's checkpoint: its optimizer state's folder (one file per process)
 
 
 def resolve_precision(precision: str, device) -> str:
@@ -69,9 +77,14 @@ def prepare(model: torch.nn.Module, tcfg, device: torch.device) -> torch.nn.Modu
             tf.checkpointing = bool(tcfg.checkpoint_activations)
     distributed = dist.is_available() and dist.is_initialized()
     if tcfg.shard:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+        # rank 0 holds the loaded weights (on the CPU), the others a model on the meta device
+        # (load_for_training's weights=False): each process allocates its shards only, and gets
+        # them from rank 0's whole tensors, one tensor at a time
+        whole = model.state_dict() if dist.get_rank() == 0 else {}
         mesh = init_device_mesh(device.type, (dist.get_world_size(),))
         bf16 = tcfg.precision == "bf16"
         mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else None, reduce_dtype=torch.float32)
@@ -79,6 +92,8 @@ def prepare(model: torch.nn.Module, tcfg, device: torch.device) -> torch.nn.Modu
             for layer in (tf.layers if tf is not None else ()):
                 fully_shard(layer, mesh=mesh, mp_policy=mp)
         fully_shard(model, mesh=mesh, mp_policy=mp)
+        model.to_empty(device=device)
+        set_model_state_dict(model, whole, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
         return model
     model.to(device)
     if distributed:
@@ -98,25 +113,46 @@ def compute(tcfg, device: torch.device):
     return contextlib.nullcontext()
 
 
-def full_state(model, opt) -> tuple[dict | None, dict | None]:
-    """(weights, optimizer state) as whole tensors, the optimizer's keyed by parameter name.
-    Sharded: every process must call it (it gathers), rank 0 gets them on the CPU, others (None,
-    None). Unsharded: no collective (rank 0 alone may call it); the tensors are the live ones, on
-    the model's device."""
+def checkpoint_state(model, opt, folder) -> tuple[dict | None, dict | None]:
+    """(weights, optimizer state) of a checkpoint going to ``folder``: the weights whole, the
+    optimizer's state keyed by parameter name. Sharded: every process must call it: the weights
+    are gathered to rank 0's CPU one tensor at a time, and each process writes its own shard of
+    the optimizer's state to folder/optimizer (torch.distributed.checkpoint), so no process ever
+    holds all of it; rank 0 gets (weights, {"sharded": "optimizer"}) to save, the others (None,
+    None). Unsharded: the live tensors, no collective (rank 0 alone may call it)."""
     import torch.distributed as dist
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                         get_optimizer_state_dict, get_state_dict)
 
-    if is_sharded(model):
-        weights, optim = get_state_dict(model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        return (weights, optim) if dist.get_rank() == 0 else (None, None)
-    return get_state_dict(model, opt)
+    if not is_sharded(model):
+        return get_state_dict(model, opt)
+    weights = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    dcp.save(get_optimizer_state_dict(model, opt), checkpoint_id=Path(folder) / SHARDED_OPTIMIZER)
+    return (weights, {"sharded": SHARDED_OPTIMIZER}) if dist.get_rank() == 0 else (None, None)
 
 
-def load_optimizer(model, opt, saved: dict) -> None:
-    """Load a checkpoint's optimizer state (``full_state``'s, any layout) into ``opt``. A state
-    saved by kame train before it keyed them by name (integer keys) loads into an unsharded run."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+def load_optimizer(model, opt, saved: dict, folder=None) -> None:
+    """Load a checkpoint's optimizer state (``checkpoint_state``'s, any layout; ``folder``: the
+    checkpoint's, for a sharded one's files) into ``opt``, on any number of processes, sharded or
+    not. A state saved by kame train before it keyed them by name (integer keys) loads into an
+    unsharded run."""
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_optimizer_state_dict,
+                                                         set_optimizer_state_dict)
 
+    if "sharded" in saved:  # each process reads the pieces of its own shard (or all of it, unsharded)
+        import torch.distributed.checkpoint as dcp
+
+        where = Path(folder) / saved["sharded"]
+        if not (where / ".metadata").is_file():
+            raise ConfigError(f"train: {where} holds no optimizer state (a checkpoint of a sharded run whose "
+                              f"optimizer files are missing): resume from another checkpoint")
+        state = get_optimizer_state_dict(model, opt)
+        with warnings.catch_warnings():  # (its note that one process without a group reads it all)
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+            dcp.load(state, checkpoint_id=where)
+        set_optimizer_state_dict(model, opt, state)
+        return
     if any(isinstance(k, int) for k in saved.get("state", {})):
         if is_sharded(model):
             raise ConfigError("train: this checkpoint's optimizer state is in the older unsharded format: resume it "
