@@ -188,17 +188,17 @@ def test_input_dropouts_change_what_the_model_reads_never_the_targets():
                                                    codes[:, [0, *range(2, cfg.num_codebooks)]])
     half = TrainConfig(text_token_dropout=0.5, text_emb_dropout=0.5, semantic_emb_dropout=0.5)
     a = input_dropouts(codes, cfg, half, 7)
-    assert torch.equal(a, input_dropouts(codes, cfg, half, 7))  # drawn from (seed, step, rank)
+    assert torch.equal(a, input_dropouts(codes, cfg, half, 7))  # drawn from (seed, step, place in the batch)
     assert not torch.equal(a, input_dropouts(codes, cfg, half, 8))
     # per window of the global batch: the same window reads the same on 2 processes x 3 as on 1 x 6
-    assert torch.equal(input_dropouts(codes[3:], cfg, half, 7, rank=1), a[3:])
-    assert not torch.equal(input_dropouts(codes[:3], cfg, half, 7, rank=1), a[:3])
+    assert torch.equal(input_dropouts(codes[3:], cfg, half, 7, first=3), a[3:])
+    assert not torch.equal(input_dropouts(codes[:3], cfg, half, 7, first=3), a[:3])
     # a short window padded in a batch with a longer one reads as it does alone (collate pads with -1)
     short = codes[3:4, :, :20]
     for step in range(30):
-        alone = input_dropouts(short, cfg, half, step, rank=3)
+        alone = input_dropouts(short, cfg, half, step, first=3)
         padded = input_dropouts(torch.cat([short, torch.full((1, cfg.num_codebooks, 20), -1)], 2), cfg, half, step,
-                                rank=3)
+                                first=3)
         assert torch.equal(padded[:, :, :20], alone), step
     rows = (a[:, 1] == -1).all(-1)  # whole windows, some not all
     assert 0 < int(rows.sum()) < 6 and ((a[:, 1] == -1) == rows[:, None] | (codes[:, 1] == -1)).all()

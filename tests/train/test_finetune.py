@@ -258,7 +258,7 @@ def test_resume_refuses_another_run(tmp_path):
     with pytest.raises(ConfigError) as e:
         resume(TrainConfig(steps=4, **dict(kw, batch_size=3, window_frames=12, lr=1e-3), seed=5))
     said = str(e.value)
-    for what in ("window_frames 16 -> 12", "lr 0.003 -> 0.001", "seed 0 -> 5", "global batch", "2 x 1 -> 3 x 1"):
+    for what in ("window_frames 16 -> 12", "lr 0.003 -> 0.001", "seed 0 -> 5", "global batch", "2 x 1 x 1 -> 3 x 1 x 1"):
         assert what in said, said
     assert "manifest" not in said
     text = manifest.read_text()
@@ -268,8 +268,9 @@ def test_resume_refuses_another_run(tmp_path):
     manifest.write_text(text)
     with pytest.raises(ConfigError, match="at step 2 already.*--steps above 2"):
         resume(TrainConfig(steps=2, **kw))
-    # only steps, log_every, save_every may change: the run goes on
-    res = resume(TrainConfig(steps=3, **dict(kw, log_every=1, save_every=3)))
+    # only steps, log_every, save_every, and batch_size with grad_accum for the same global batch,
+    # may change: the run goes on
+    res = resume(TrainConfig(steps=3, **dict(kw, log_every=1, save_every=3, batch_size=1, grad_accum=2)))
     assert res.step == 3
     rec = load_frontend(tmp_path / "b" / "latest")[1].kame["train"]
     assert rec["resumed_from"] == str((tmp_path / "b" / "step-2").resolve())
@@ -353,7 +354,9 @@ def test_a_resume_takes_the_runs_own_options_left_out(tmp_path, capsys, fake_cod
     said = capsys.readouterr().err
     assert "lr 0.002 -> 0.001" in said and "jitter_frames 2 -> 0" in said, said
     assert cli_main([*resume, "--steps", "4", "--batch-size", "2"]) == 1
-    assert "global batch (batch_size x processes) 1 x 1 -> 2 x 1" in capsys.readouterr().err
+    assert "global batch (batch_size x processes x grad_accum) 1 x 1 x 1 -> 2 x 1 x 1" in capsys.readouterr().err
+    assert cli_main([*resume, "--steps", "4", "--grad-accum", "2"]) == 1  # (batch 1 of the run's 1: 1 x 1 x 2)
+    assert "1 x 1 x 1 -> 1 x 1 x 2" in capsys.readouterr().err
     # an unset --batch-size keeps the run's global batch over this run's processes when it can
     from kame.train.finetune import knobs_from
 
@@ -362,6 +365,10 @@ def test_a_resume_takes_the_runs_own_options_left_out(tmp_path, capsys, fake_cod
     assert knobs_from(args, rec, 3)["batch_size"] == 2 and knobs_from(args, rec, 1)["batch_size"] == 6
     assert knobs_from(args, rec, 4)["batch_size"] == 3  # (6 over 4 processes: check_resume names it)
     assert knobs_from(args, None, 4)["batch_size"] == TrainConfig.batch_size
+    # ... and over this run's --grad-accum (12 = 3 x 2 x 2: 2 processes of 3 forwards of 2)
+    rec = {"config": {"batch_size": 3, "grad_accum": 2}, "world_size": 2}
+    accum = _build_parser(["train"])[0].parse_args(["train", "m", "-o", "o", "--grad-accum", "3"])
+    assert knobs_from(accum, rec, 2)["batch_size"] == 2 and knobs_from(args, rec, 2)["batch_size"] == 3
 
 
 def test_a_run_recorded_before_window_offsets_resumes_with_its_fixed_windows(tmp_path, capsys, fake_codec):

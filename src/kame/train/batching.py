@@ -19,7 +19,7 @@ from .data import DataError, read_dialogue, read_manifest
 if TYPE_CHECKING:  # (torch is imported where it is used: `kame train --help` stays fast)
     import torch
 
-    from .finetune import TrainConfig
+    from .config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,10 @@ def augment_oracle(events: Sequence[tuple], rng, tcfg: TrainConfig, protected: C
     return out
 
 
-def input_dropouts(codes: torch.Tensor, cfg, tcfg: TrainConfig, step: int, rank: int = 0) -> torch.Tensor | None:
-    """KAME's input dropouts of one batch (collate's codes [B, K, T], this process's share of the
-    global batch) -> what the temporal transformer reads (LMModel.forward's ``inputs``), None when
+def input_dropouts(codes: torch.Tensor, cfg, tcfg: TrainConfig, step: int, first: int = 0) -> torch.Tensor | None:
+    """KAME's input dropouts of one batch (collate's codes [B, K, T], part of step ``step``'s global
+    batch, from its window ``first`` on: batches' ``slot``) -> what the temporal transformer reads
+    (LMModel.forward's ``inputs``), None when
     they are all off. Text tokens other than pad (and -1) read as pad with probability
     ``text_token_dropout`` each; with probability ``text_emb_dropout`` per window the whole text
     stream reads as nothing (-1 embeds to zero; the oracle is still added), with
@@ -78,7 +79,7 @@ def input_dropouts(codes: torch.Tensor, cfg, tcfg: TrainConfig, step: int, rank:
     B, _, T = codes.shape
     inputs = codes.clone()
     for k in range(B):
-        rng = np.random.default_rng([tcfg.seed, step, rank * B + k, 3])
+        rng = np.random.default_rng([tcfg.seed, step, first + k, 3])
         # the whole-window draws first: the token draws after them depend on the batch's padded length T
         whole_text, whole_semantic = rng.random(2) < ps[1:]
         text = inputs[k, 0]  # [T] (a view)
@@ -268,19 +269,27 @@ def _progress(echo, i: int, n: int, fmt: str) -> None:
         echo(fmt.format(i))
 
 
+def slot(tcfg: TrainConfig, rank: int, forward: int) -> int:
+    """The place in its step's global batch of the first window of ``rank``'s ``forward``-th batch
+    (rank r takes the r-th share of batch_size * grad_accum windows, one batch_size per forward)."""
+    return (rank * tcfg.grad_accum + forward) * tcfg.batch_size
+
+
 def batches(examples: Sequence[Example], cfg, tcfg: TrainConfig, rank: int = 0,
             world: int = 1, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """This process's (codes [B, K, T], oracle [B, T]) of every step, forever: each epoch's windows
-    (``windows`` of every dialogue, from a start drawn per epoch with tcfg.window_offsets, its
-    oracle augmented for that epoch) in a seeded order, cut into
-    global batches of batch_size * world windows (the last ones of an epoch carry over into the
-    next), of which rank r takes the r-th share. ``skip``: start at step ``skip`` (a resumed run:
-    the batches before it are passed over without being cut)."""
+    """This process's (codes [B, K, T], oracle [B, T]) of every forward, forever: each epoch's
+    windows (``windows`` of every dialogue, from a start drawn per epoch with tcfg.window_offsets,
+    its oracle augmented for that epoch) in a seeded order, cut into global batches of batch_size *
+    world * grad_accum windows (the last ones of an epoch carry over into the next), of which rank
+    r takes the r-th share, as grad_accum batches of batch_size (``slot``): a step's windows are the
+    same whatever the split of its global batch into processes and forwards. ``skip``: start at
+    step ``skip`` (a resumed run: the batches before it are passed over without being cut)."""
     import torch
 
     from .examples import collate, window_spans
 
-    G, buf, epoch, step = tcfg.batch_size * world, [], 0, 0
+    share = tcfg.batch_size * tcfg.grad_accum
+    G, buf, epoch, step = share * world, [], 0, 0
     while True:
         spans = [(i, start, n) for i, ex in enumerate(examples)  # this epoch's cuts
                  for start, n in window_spans(ex.codes.shape[1], tcfg.window_frames,
@@ -289,13 +298,16 @@ def batches(examples: Sequence[Example], cfg, tcfg: TrainConfig, rank: int = 0,
         for j in order.tolist():
             buf.append((epoch, spans[j]))
             if len(buf) == G:
-                mine = buf[rank * tcfg.batch_size: (rank + 1) * tcfg.batch_size]
+                mine = buf[rank * share: (rank + 1) * share]
                 buf, step = [], step + 1
                 if skip > 0:
                     skip -= 1
                     continue
-                hint = [_hint_only(step - 1, rank * tcfg.batch_size + k, tcfg) for k in range(len(mine))]
-                yield collate([_cut(examples, cfg, tcfg, ep, sp, h) for (ep, sp), h in zip(mine, hint)], cfg)
+                for f in range(tcfg.grad_accum):
+                    first = slot(tcfg, rank, f)
+                    part = mine[f * tcfg.batch_size: (f + 1) * tcfg.batch_size]
+                    hint = [_hint_only(step - 1, first + k, tcfg) for k in range(len(part))]
+                    yield collate([_cut(examples, cfg, tcfg, ep, sp, h) for (ep, sp), h in zip(part, hint)], cfg)
         epoch += 1
 
 

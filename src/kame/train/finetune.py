@@ -17,7 +17,8 @@ it started from and what it was resumed from) plus train_state.pt (the optimizer
 ``--resume``, which refuses another config, manifest or global batch; a sharded run's is in
 step-N/optimizer, one file per process); OUT/latest points at the newest.
 
-The data side (examples, codes cache, augmentation, batches) is kame.train.batching.
+The knobs are kame.train.config's TrainConfig; the data side (examples, codes cache,
+augmentation, batches) is kame.train.batching.
 The oracle augmentation (KAME's) is drawn per dialogue and epoch from (seed, epoch, dialogue):
 each prediction (a reset and its appends) is skipped with a probability drawn from U[0.1, 0.7],
 never the last one, and the whole stream is shifted right 1-10 or left 1-15 frames. The
@@ -25,8 +26,9 @@ batches depend only on the seed and the step, so a resumed run sees the batches 
 would have seen.
 
 Under torchrun (WORLD_SIZE > 1) each process takes its share of every global batch
-(batch_size windows each), gradients are averaged by DistributedDataParallel (or the model is
-sharded over the processes, --shard), and rank 0 alone logs and saves. bf16 compute, sharding
+(batch_size windows per forward, grad_accum forwards per step), gradients are averaged by
+DistributedDataParallel (or the model is sharded over the processes, --shard), and rank 0 alone
+logs and saves. bf16 compute, sharding
 and recomputed activations for large front-ends: kame.train.parallel.
 """
 
@@ -34,7 +36,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 import sys
@@ -44,7 +45,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
-from .batching import batches, input_dropouts, load_examples, manifest_path
+from .batching import batches, input_dropouts, load_examples, manifest_path, slot
+from .config import TrainConfig, check_resume, global_batch, lr_at, recorded_config
 from .data import DataError
 from .parallel import PRECISIONS, check_shard, resolve_precision
 
@@ -54,124 +56,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 STATE = "train_state.pt"  # beside a checkpoint's config.json: the optimizer's state and the step
-
-
-@dataclass
-class TrainConfig:
-    # optimizer (KAME's: AdamW, lr 3e-5, warmup 100)
-    lr: float = 3e-5  # peak learning rate
-    betas: tuple[float, float] = (0.9, 0.95)  # AdamW betas
-    eps: float = 1e-5  # AdamW eps
-    weight_decay: float = 0.1  # on every parameter, norms and biases too (as KAME's AdamW)
-    warmup_steps: int = 100  # linear warmup from lr / warmup_steps to lr
-    schedule: str = "constant"  # after warmup: "constant", or "cosine" down to min_lr_ratio * lr at `steps`
-    min_lr_ratio: float = 0.1  # cosine's floor, as a share of lr
-    grad_clip: float = 1.0  # max global gradient norm (0: no clipping)
-    # layout (kame.train.parallel): what a large front-end needs; none changes the loss
-    precision: str = "fp32"  # "fp32", or "bf16": fp32 weights and optimizer, bf16 forward/backward (KAME's)
-    shard: bool = False  # split weights, gradients and optimizer state over torchrun's processes (FSDP2, ZeRO-3)
-    checkpoint_activations: bool = False  # recompute each layer's activations in the backward
-    # data
-    steps: int = 1000  # optimizer steps in all (a resumed run continues up to this)
-    batch_size: int = 4  # windows per process per step (the global batch is batch_size * world size)
-    window_frames: int = 256  # frames per window (KAME: 128-512; at most the model's context)
-    window_offsets: bool = True  # a long dialogue's windows start at a frame drawn per epoch (off: at frame 0)
-    use_cache: bool = True  # read each dialogue's codes.npz when it has one
-    # loss (kame.train.loss)
-    text_pad_weight: float = 0.5  # text targets equal to the padding id
-    semantic_weight: float = 100.0  # audio codebook 0
-    acoustic_weight: float = 1.0  # audio codebooks 1..dep_q-1
-    # oracle augmentation (KAME's), on the dialogue's events before oracle_timeline
-    oracle_aug: bool = True  # off: the events as recorded
-    skip_prob: tuple[float, float] = (0.1, 0.7)  # per-dialogue prediction-skip probability ~ U[a, b]
-    shift_prob: float = 1.0  # chance of a whole-stream shift, then right or left at even odds (KAME: 1.0)
-    shift_right: tuple[int, int] = (1, 10)  # frames, inclusive
-    shift_left: tuple[int, int] = (1, 15)  # frames, inclusive
-    hint_only: tuple[int, int] = (0, 0)  # KAME's hint-only curriculum: (A, B) steps, below (kame.train.batching)
-    jitter_frames: int = 0  # each prediction arrives 0..this many frames later (KAME's optional time jitter; 0: off)
-    # input dropouts (KAME's fine-tune; 0 = off, its default): what the temporal transformer reads,
-    # never the targets (kame.train.batching.input_dropouts)
-    text_token_dropout: float = 0.0  # each of the model's text tokens but pad, read as pad
-    text_emb_dropout: float = 0.0  # per window: the model's whole text stream read as nothing
-    semantic_emb_dropout: float = 0.0  # per window: the model's own semantic audio codes read as nothing
-    # bookkeeping
-    seed: int = 0  # batches and augmentation
-    log_every: int = 10  # steps between log rows
-    save_every: int = 500  # steps between checkpoints (0: only at the end)
-
-    def check(self) -> "TrainConfig":
-        if self.steps < 1 or self.batch_size < 1 or self.warmup_steps < 0:
-            raise ConfigError(f"train: steps and batch_size must be >= 1 and warmup_steps >= 0 (got steps "
-                              f"{self.steps}, batch_size {self.batch_size}, warmup_steps {self.warmup_steps})")
-        if self.window_frames < 2:
-            raise ConfigError(f"train: the window must be >= 2 frames, got {self.window_frames}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"train: precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.schedule not in ("constant", "cosine"):
-            raise ConfigError(f"train: schedule must be 'constant' or 'cosine', got {self.schedule!r}")
-        if not 0 <= self.skip_prob[0] <= self.skip_prob[1] <= 1:
-            raise ConfigError(f"train: --skip-prob A B must be 0 <= A <= B <= 1, got {self.skip_prob}")
-        if not 0 <= self.shift_prob <= 1:
-            raise ConfigError(f"train: --shift-prob must be in [0, 1], got {self.shift_prob}")
-        if not (len(self.hint_only) == 2 and 0 <= self.hint_only[0] <= self.hint_only[1]):
-            raise ConfigError(f"train: --hint-only A B must be steps 0 <= A <= B, got {self.hint_only}")
-        if not (isinstance(self.jitter_frames, int) and self.jitter_frames >= 0):
-            raise ConfigError(f"train: --jitter must be an int >= 0 frames, got {self.jitter_frames!r}")
-        for name in ("text_token_dropout", "text_emb_dropout", "semantic_emb_dropout"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"train: --{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
-        for name, (a, b) in (("--shift-right", self.shift_right), ("--shift-left", self.shift_left)):
-            if not 0 <= a <= b:
-                raise ConfigError(f"train: {name} A B must be 0 <= A <= B frames, got {a} {b}")
-        return self
-
-
-# may change on --resume (they do not change what a step does); batch_size too when the global
-# batch (batch_size * world size) stays
-RESUMABLE = ("steps", "log_every", "save_every", "use_cache", "shard", "checkpoint_activations")
-# knobs added since runs were recorded without them, whose earlier behaviour is not their default
-LEGACY = {"window_offsets": False}
-
-
-def recorded_config(rec: dict) -> dict:
-    """The TrainConfig (as JSON) a checkpoint's ``kame.train`` record ``rec`` ran with, every knob in
-    it: one the record lacks was added since, and takes the behaviour that run had (LEGACY, else
-    the knob's default)."""
-    return {**json.loads(json.dumps(asdict(TrainConfig()))), **LEGACY, **rec.get("config", {})}
-
-
-def check_resume(rec: dict, tcfg: TrainConfig, manifest_sha: str, world: int, where) -> None:
-    """ConfigError naming every difference between the run a checkpoint's ``kame.train`` record
-    ``rec`` describes and this one, but those that leave the steps as they were (RESUMABLE)."""
-    new = json.loads(json.dumps(asdict(tcfg)))
-    old = recorded_config(rec)
-    diffs = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in new.items()
-             if k not in RESUMABLE + ("batch_size",) and old.get(k) != v]
-    was = old.get("batch_size", 0) * rec.get("world_size", 1)
-    if was != tcfg.batch_size * world:
-        diffs.append(f"global batch (batch_size x processes) {old.get('batch_size')} x {rec.get('world_size')} -> "
-                     f"{tcfg.batch_size} x {world}")
-    if rec.get("manifest_sha256") != manifest_sha:
-        diffs.append(f"the manifest ({rec.get('manifest')}, sha256 {rec.get('manifest_sha256')}) -> sha256 "
-                     f"{manifest_sha}")
-    if diffs:
-        raise ConfigError(f"train: --resume {where} continues another run: " + "; ".join(diffs) + ". A resumed run "
-                          f"must take the batches and settings of the run it continues (only --steps, --log-every, "
-                          f"--save-every, --no-cache, --shard, --checkpoint-activations and --batch-size with the same "
-                          f"batch x processes may change): give the same options (a value option left out is the "
-                          f"run's own), or start a new run (another -o) from it with --frontend {where}")
-
-
-def lr_at(step: int, tcfg: TrainConfig) -> float:
-    """The learning rate of optimizer step ``step`` (0-based)."""
-    if step < tcfg.warmup_steps:
-        return tcfg.lr * (step + 1) / tcfg.warmup_steps
-    if tcfg.schedule == "constant":
-        return tcfg.lr
-    span = max(1, tcfg.steps - tcfg.warmup_steps)
-    frac = min(1.0, (step - tcfg.warmup_steps) / span)
-    floor = tcfg.min_lr_ratio * tcfg.lr
-    return floor + (tcfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * frac))
 
 
 # --- the loop ---------------------------------------------------------------------------------
@@ -231,8 +115,7 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
     import torch.distributed as dist
 
     from ..paths import file_sha256
-    from .loss import frontend_loss
-    from .parallel import checkpoint_state, compute, load_optimizer, prepare
+    from .parallel import checkpoint_state, load_optimizer, prepare
 
     tcfg.check()
     cfg = model.cfg
@@ -276,32 +159,24 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
     losses, last, t0, frames, acc = [], None, time.perf_counter(), 0, []
     if rank == 0:
         layout = ", sharded" if tcfg.shard else ""
+        accum = f" x {tcfg.grad_accum} forwards" if tcfg.grad_accum > 1 else ""
         echo(f"training on {len(examples)} dialogues, {world} process(es){layout}, {tcfg.batch_size} windows of "
-             f"<= {tcfg.window_frames} frames each, {tcfg.precision}, steps {step}..{tcfg.steps}")
+             f"<= {tcfg.window_frames} frames each{accum}, {tcfg.precision}, steps {step}..{tcfg.steps}")
         echo(f"{'step':>7} {'loss':>9} {'text':>9} {'audio':>9} {'lr':>10} {'frames/s':>9}")
     try:
         while step < tcfg.steps:
-            codes, oracle = next(feed)
-            inputs = input_dropouts(codes, cfg, tcfg, step, rank)  # (None: read the codes as they are)
-            codes, oracle = codes.to(device), oracle.to(device)
-            inputs = inputs.to(device) if inputs is not None else None
             lr = lr_at(step, tcfg)
             for g in opt.param_groups:
                 g["lr"] = lr
-            with compute(tcfg, device):
-                res = net(codes, oracle=oracle if cfg.oracle else None, inputs=inputs)
-            loss, parts = frontend_loss(res, codes, cfg, tcfg)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"train: the loss is {float(loss)} at step {step} (lr {lr:.3g}): lower --lr")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            parts, n = step_gradients(net, feed, cfg, tcfg, step, rank, device, lr)
             if tcfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
             opt.step()
             step += 1
-            losses.append(float(loss.detach()))
-            acc.append((losses[-1], parts["text"], parts["audio"]))
-            frames += codes.shape[0] * codes.shape[2] * world
+            losses.append(parts[0])
+            acc.append(parts)
+            frames += n * world
             if step % max(1, tcfg.log_every) == 0 or step == tcfg.steps:
                 dt = max(time.perf_counter() - t0, 1e-9)
                 m = np.mean(acc, axis=0)
@@ -328,6 +203,38 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
     if distributed:
         dist.barrier()
     return TrainResult(model, step, losses, last)
+
+
+def step_gradients(net, feed, cfg, tcfg: TrainConfig, step: int, rank: int, device, lr: float):
+    """The forwards and backwards of one step, this process's (tcfg.grad_accum batches from
+    ``feed``, each loss over grad_accum: the gradients are those of the mean loss; under DDP they
+    are reduced once, at the last backward; sharded, at each, so they stay sharded) -> ((loss,
+    text loss, audio loss) means, frames read)."""
+    import contextlib
+
+    import torch
+
+    from .loss import frontend_loss
+    from .parallel import compute
+
+    total, frames = [0.0, 0.0, 0.0], 0
+    for f in range(tcfg.grad_accum):
+        codes, oracle = next(feed)
+        inputs = input_dropouts(codes, cfg, tcfg, step, slot(tcfg, rank, f))  # (None: the codes as they are)
+        codes, oracle = codes.to(device), oracle.to(device)
+        inputs = inputs.to(device) if inputs is not None else None
+        last = f == tcfg.grad_accum - 1
+        with net.no_sync() if not last and hasattr(net, "no_sync") else contextlib.nullcontext():
+            with compute(tcfg, device):
+                res = net(codes, oracle=oracle if cfg.oracle else None, inputs=inputs)
+            loss, parts = frontend_loss(res, codes, cfg, tcfg)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"train: the loss is {float(loss)} at step {step} (lr {lr:.3g}): lower --lr")
+            (loss / tcfg.grad_accum).backward()
+        for i, v in enumerate((float(loss.detach()), parts["text"], parts["audio"])):
+            total[i] += v / tcfg.grad_accum
+        frames += codes.shape[0] * codes.shape[2]
+    return tuple(total), frames
 
 
 def _check_out(out: Path, overwrite: bool, rank: int) -> None:
@@ -385,7 +292,7 @@ def save_checkpoint(model, weights: dict, optim: dict, out: Path, step: int, tcf
 # --- the command ------------------------------------------------------------------------------
 # the value options that set a TrainConfig knob (argparse dest -> knob): unset (None), each takes the
 # run's own value on --resume (knobs_from), else the knob's default
-OPTION_KNOBS = {"batch_size": "batch_size", "window": "window_frames", "lr": "lr", "warmup": "warmup_steps",
+OPTION_KNOBS = {"batch_size": "batch_size", "grad_accum": "grad_accum", "window": "window_frames", "lr": "lr", "warmup": "warmup_steps",
                 "schedule": "schedule", "weight_decay": "weight_decay", "grad_clip": "grad_clip",
                 "skip_prob": "skip_prob", "shift_prob": "shift_prob", "shift_right": "shift_right",
                 "shift_left": "shift_left", "hint_only": "hint_only", "jitter": "jitter_frames",
@@ -409,8 +316,8 @@ def _knob_adder(p):
 def knobs_from(args, rec: dict | None, world: int) -> dict:
     """The OPTION_KNOBS knobs of ``args`` (argparse's), those left unset the run's own when ``rec``
     (a resumed run's kame.train record) is given, else their defaults. An unset --batch-size keeps
-    the run's global batch over ``world`` processes when it divides evenly, else is the run's own
-    (so check_resume names the global batch)."""
+    the run's global batch over ``world`` processes and this grad_accum when it divides evenly, else
+    is the run's own (so check_resume names the global batch)."""
     ran = recorded_config(rec) if rec is not None else asdict(TrainConfig())
     knobs = {}
     for opt, knob in OPTION_KNOBS.items():
@@ -418,8 +325,8 @@ def knobs_from(args, rec: dict | None, world: int) -> dict:
         value = ran[knob] if value is None else value
         knobs[knob] = tuple(value) if isinstance(value, list) else value  # (nargs=2 and JSON give lists)
     if args.batch_size is None and rec is not None:
-        batch = ran["batch_size"] * rec.get("world_size", 1)
-        knobs["batch_size"] = batch // world if batch % world == 0 else ran["batch_size"]
+        batch, per = global_batch(ran, rec.get("world_size", 1)), world * knobs["grad_accum"]
+        knobs["batch_size"] = batch // per if batch % per == 0 else ran["batch_size"]
     return knobs
 
 
@@ -441,8 +348,11 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=int, default=d.steps,
                    help=f"optimizer steps in all (default {d.steps}; a resumed run goes on up to it)")
     knob = _knob_adder(p)
-    knob("--batch-size", type=int, help="windows per process per step",
-         resume="the run's global batch over this run's processes")
+    knob("--batch-size", type=int, help="windows per process per forward",
+         resume="the run's global batch over this run's processes and --grad-accum")
+    knob("--grad-accum", type=int, metavar="N", help="forwards per process per step, their gradients summed: a "
+         "global batch of batch-size x processes x N windows in the memory of batch-size (kame_finetune's "
+         "gradient_accumulation_steps)")
     knob("--window", type=int, help="frames per window, KAME: 128-512",
          note=", or the front-end's attention context when shorter")
     p.add_argument("--window-offsets", choices=("on", "off"), default=None,

@@ -1,0 +1,145 @@
+"""The training config of `kame train` (one dataclass, every knob commented) and the rules that
+tie a resumed run to the run it continues.
+
+    tcfg = TrainConfig(steps=400, lr=1e-4, grad_accum=4).check()
+    check_resume(record, tcfg, manifest_sha, world, "runs/x/latest")   # ConfigError naming each change
+    lr_at(step, tcfg)                                                   # warmup, then constant or cosine
+
+A checkpoint records its TrainConfig in config.json (``kame.train.config``, kame.train.finetune);
+``recorded_config`` reads one back, knobs added since taking the behaviour that run had.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+
+from ..errors import ConfigError
+from .parallel import PRECISIONS
+
+
+@dataclass
+class TrainConfig:
+    # optimizer (KAME's: AdamW, lr 3e-5, warmup 100)
+    lr: float = 3e-5  # peak learning rate
+    betas: tuple[float, float] = (0.9, 0.95)  # AdamW betas
+    eps: float = 1e-5  # AdamW eps
+    weight_decay: float = 0.1  # on every parameter, norms and biases too (as KAME's AdamW)
+    warmup_steps: int = 100  # linear warmup from lr / warmup_steps to lr
+    schedule: str = "constant"  # after warmup: "constant", or "cosine" down to min_lr_ratio * lr at `steps`
+    min_lr_ratio: float = 0.1  # cosine's floor, as a share of lr
+    grad_clip: float = 1.0  # max global gradient norm (0: no clipping)
+    # layout (kame.train.parallel): what a large front-end needs; none changes the loss
+    precision: str = "fp32"  # "fp32", or "bf16": fp32 weights and optimizer, bf16 forward/backward (KAME's)
+    shard: bool = False  # split weights, gradients and optimizer state over torchrun's processes (FSDP2, ZeRO-3)
+    checkpoint_activations: bool = False  # recompute each layer's activations in the backward
+    # data
+    steps: int = 1000  # optimizer steps in all (a resumed run continues up to this)
+    batch_size: int = 4  # windows per process per forward (the global batch: batch_size * world size * grad_accum)
+    grad_accum: int = 1  # forwards per process per step, their gradients summed (a larger batch in the same memory)
+    window_frames: int = 256  # frames per window (KAME: 128-512; at most the model's context)
+    window_offsets: bool = True  # a long dialogue's windows start at a frame drawn per epoch (off: at frame 0)
+    use_cache: bool = True  # read each dialogue's codes.npz when it has one
+    # loss (kame.train.loss)
+    text_pad_weight: float = 0.5  # text targets equal to the padding id
+    semantic_weight: float = 100.0  # audio codebook 0
+    acoustic_weight: float = 1.0  # audio codebooks 1..dep_q-1
+    # oracle augmentation (KAME's), on the dialogue's events before oracle_timeline
+    oracle_aug: bool = True  # off: the events as recorded
+    skip_prob: tuple[float, float] = (0.1, 0.7)  # per-dialogue prediction-skip probability ~ U[a, b]
+    shift_prob: float = 1.0  # chance of a whole-stream shift, then right or left at even odds (KAME: 1.0)
+    shift_right: tuple[int, int] = (1, 10)  # frames, inclusive
+    shift_left: tuple[int, int] = (1, 15)  # frames, inclusive
+    hint_only: tuple[int, int] = (0, 0)  # KAME's hint-only curriculum: (A, B) steps, below (kame.train.batching)
+    jitter_frames: int = 0  # each prediction arrives 0..this many frames later (KAME's optional time jitter; 0: off)
+    # input dropouts (KAME's fine-tune; 0 = off, its default): what the temporal transformer reads,
+    # never the targets (kame.train.batching.input_dropouts)
+    text_token_dropout: float = 0.0  # each of the model's text tokens but pad, read as pad
+    text_emb_dropout: float = 0.0  # per window: the model's whole text stream read as nothing
+    semantic_emb_dropout: float = 0.0  # per window: the model's own semantic audio codes read as nothing
+    # bookkeeping
+    seed: int = 0  # batches and augmentation
+    log_every: int = 10  # steps between log rows
+    save_every: int = 500  # steps between checkpoints (0: only at the end)
+
+    def check(self) -> "TrainConfig":
+        if self.steps < 1 or self.batch_size < 1 or self.warmup_steps < 0:
+            raise ConfigError(f"train: steps and batch_size must be >= 1 and warmup_steps >= 0 (got steps "
+                              f"{self.steps}, batch_size {self.batch_size}, warmup_steps {self.warmup_steps})")
+        if not (isinstance(self.grad_accum, int) and self.grad_accum >= 1):
+            raise ConfigError(f"train: --grad-accum must be an int >= 1 forwards per step, got {self.grad_accum!r}")
+        if self.window_frames < 2:
+            raise ConfigError(f"train: the window must be >= 2 frames, got {self.window_frames}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train: precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ConfigError(f"train: schedule must be 'constant' or 'cosine', got {self.schedule!r}")
+        if not 0 <= self.skip_prob[0] <= self.skip_prob[1] <= 1:
+            raise ConfigError(f"train: --skip-prob A B must be 0 <= A <= B <= 1, got {self.skip_prob}")
+        if not 0 <= self.shift_prob <= 1:
+            raise ConfigError(f"train: --shift-prob must be in [0, 1], got {self.shift_prob}")
+        if not (len(self.hint_only) == 2 and 0 <= self.hint_only[0] <= self.hint_only[1]):
+            raise ConfigError(f"train: --hint-only A B must be steps 0 <= A <= B, got {self.hint_only}")
+        if not (isinstance(self.jitter_frames, int) and self.jitter_frames >= 0):
+            raise ConfigError(f"train: --jitter must be an int >= 0 frames, got {self.jitter_frames!r}")
+        for name in ("text_token_dropout", "text_emb_dropout", "semantic_emb_dropout"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"train: --{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
+        for name, (a, b) in (("--shift-right", self.shift_right), ("--shift-left", self.shift_left)):
+            if not 0 <= a <= b:
+                raise ConfigError(f"train: {name} A B must be 0 <= A <= B frames, got {a} {b}")
+        return self
+
+
+# may change on --resume (they do not change what a step does); batch_size and grad_accum too when
+# the global batch (batch_size * world size * grad_accum) stays
+RESUMABLE = ("steps", "log_every", "save_every", "use_cache", "shard", "checkpoint_activations")
+# knobs added since runs were recorded without them, whose earlier behaviour is not their default
+LEGACY = {"window_offsets": False}
+
+
+def recorded_config(rec: dict) -> dict:
+    """The TrainConfig (as JSON) a checkpoint's ``kame.train`` record ``rec`` ran with, every knob in
+    it: one the record lacks was added since, and takes the behaviour that run had (LEGACY, else
+    the knob's default)."""
+    return {**json.loads(json.dumps(asdict(TrainConfig()))), **LEGACY, **rec.get("config", {})}
+
+
+def check_resume(rec: dict, tcfg: TrainConfig, manifest_sha: str, world: int, where) -> None:
+    """ConfigError naming every difference between the run a checkpoint's ``kame.train`` record
+    ``rec`` describes and this one, but those that leave the steps as they were (RESUMABLE)."""
+    new = json.loads(json.dumps(asdict(tcfg)))
+    old = recorded_config(rec)
+    diffs = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in new.items()
+             if k not in RESUMABLE + ("batch_size", "grad_accum") and old.get(k) != v]
+    if global_batch(old, rec.get("world_size", 1)) != global_batch(new, world):
+        diffs.append(f"global batch (batch_size x processes x grad_accum) {old.get('batch_size')} x "
+                     f"{rec.get('world_size')} x {old.get('grad_accum')} -> {tcfg.batch_size} x {world} x "
+                     f"{tcfg.grad_accum}")
+    if rec.get("manifest_sha256") != manifest_sha:
+        diffs.append(f"the manifest ({rec.get('manifest')}, sha256 {rec.get('manifest_sha256')}) -> sha256 "
+                     f"{manifest_sha}")
+    if diffs:
+        raise ConfigError(f"train: --resume {where} continues another run: " + "; ".join(diffs) + ". A resumed run "
+                          f"must take the batches and settings of the run it continues (only --steps, --log-every, "
+                          f"--save-every, --no-cache, --shard, --checkpoint-activations, and --batch-size and "
+                          f"--grad-accum with the same batch x processes x grad-accum, may change): give the same options (a value option left out is the "
+                          f"run's own), or start a new run (another -o) from it with --frontend {where}")
+
+
+def global_batch(knobs: dict, world: int) -> int:
+    """The windows of one step over all the processes, of a TrainConfig as JSON (recorded_config's)."""
+    return int(knobs.get("batch_size", 0)) * world * int(knobs.get("grad_accum", 1))
+
+
+def lr_at(step: int, tcfg: TrainConfig) -> float:
+    """The learning rate of optimizer step ``step`` (0-based)."""
+    if step < tcfg.warmup_steps:
+        return tcfg.lr * (step + 1) / tcfg.warmup_steps
+    if tcfg.schedule == "constant":
+        return tcfg.lr
+    span = max(1, tcfg.steps - tcfg.warmup_steps)
+    frac = min(1.0, (step - tcfg.warmup_steps) / span)
+    floor = tcfg.min_lr_ratio * tcfg.lr
+    return floor + (tcfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * frac))
