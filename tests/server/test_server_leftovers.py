@@ -183,18 +183,18 @@ async def test_a_reader_cancelled_mid_decode_waits_for_it_before_the_socket_clos
         release.set()
         forever.set()
         await asyncio.wait([run], timeout=10)
-        server.decode_pool.shutdown(wait=True)
+        server.opus_pool.shutdown(wait=True)
 
 
 async def test_the_app_shuts_its_decode_threads_down_at_cleanup():
     app = make_app(EchoAgent(max_sessions=1), ServerConfig())
     server = app[SERVER_KEY]
-    assert server.decode_pool.submit(lambda: 7).result(10) == 7
+    assert server.opus_pool.submit(lambda: 7).result(10) == 7
     runner = web.AppRunner(app)
     await runner.setup()
     await runner.cleanup()
     with pytest.raises(RuntimeError):  # shut down: nothing can be queued on it any more
-        server.decode_pool.submit(lambda: 7)
+        server.opus_pool.submit(lambda: 7)
 
 
 # ---- one app key -------------------------------------------------------------------------------

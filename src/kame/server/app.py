@@ -9,7 +9,7 @@ Routes: GET / (the page), GET /<file> (src/kame/server/static only), GET /api/he
 /api/metrics (Prometheus; kame.server.ops), GET /api/chat (WebSocket, protocol in docs/protocol.md).
 
 Per connection: one task reads the socket (Opus/PCM -> session.push_audio; Opus decoded on a thread), one pumps
-session.outputs() into a bounded send queue (encoding audio), one writes the queue to the
+session.outputs() into a bounded send queue (Opus encoded on a thread), one writes the queue to the
 socket, one watches for idleness. A slow client only fills its own queue: the oldest audio is
 dropped first; when nothing droppable is left the connection is closed with an error. Limits
 (max sessions, message size, idle timeout, auth) are in ServerConfig.
@@ -42,7 +42,7 @@ from .settings import ServerConfig, echo_server_config, server_config_from  # no
 
 log = logging.getLogger("kame.server")
 STATIC_DIR = Path(__file__).parent / "static"
-DECODE_THREADS = 4  # Opus decoding for all sessions (a session decodes one message at a time)
+OPUS_THREADS = 4  # Opus decoding and encoding for all sessions (each: one message / one chunk at a time)
 
 
 class Connection:
@@ -57,7 +57,10 @@ class Connection:
         self.encoder = P.OpusEncoder()
         self.opened = server.clock.now()
         self.budget = guard.AudioBudget(server.clock, self.cfg.audio_burst_s)  # past real time + a burst: dropped
-        self.decoding: Future | None = None  # the last Opus decode (on the server's decode threads)
+        self.decoding: Future | None = None  # the last Opus decode (on the server's Opus threads)
+        self.encoding: Future | None = None  # the last Opus encode (the same)
+        self.encode_errors = 0  # failed encodes; the client and the log hear of the first of a run of them
+        self.encode_failing = False
         self.activity = guard.AudioActivity(server.clock, self.cfg.idle_timeout_s or 0.0,  # (the idle timeout)
                                             self.cfg.idle_audio_share)
         self.started = time.monotonic()  # (for the "closed after" log line)
@@ -124,8 +127,9 @@ class Connection:
             if left:
                 log.error("connection %s: tasks did not stop within 5 s of their cancellation: %s", self.session.id,
                           ", ".join(t.get_name() for t in left))
-            if self.decoding is not None and not self.decoding.done():  # the reader was cancelled mid-decode:
-                await asyncio.wait([asyncio.wrap_future(self.decoding)], timeout=5)  # no decode outlives it
+            for work in (self.decoding, self.encoding):  # the reader or pump was cancelled mid-decode/encode:
+                if work is not None and not work.done():  # no decode or encode outlives the connection
+                    await asyncio.wait([asyncio.wrap_future(work)], timeout=5)
             if self.session_closing is not None:  # the client's close is answered once its session is closed
                 await asyncio.wait([self.session_closing], timeout=2)
             if not self.ws.closed:
@@ -191,7 +195,7 @@ class Connection:
             if not self._budget(self.decoder.held(pages) / P.SAMPLE_RATE):
                 return
             # off the loop (10 s of Opus take ~30 ms); awaited before the next read: the client's order
-            self.decoding = self.server.decode_pool.submit(self.decoder.decode, payload, pages)
+            self.decoding = self.server.opus_pool.submit(self.decoder.decode, payload, pages)
             pcm = await asyncio.wrap_future(self.decoding)
         elif kind == P.Kind.PCM:
             if not self._budget(P.pcm16_samples(payload) / P.SAMPLE_RATE):
@@ -245,13 +249,13 @@ class Connection:
                 self.queue.put(P.metadata(report), droppable=True)
             if isinstance(out, AgentAudio):
                 # Agents emit 80 ms frames in real time; a longer chunk is sent frame by frame,
-                # yielding to the loop between frames so it never blocks other sessions.
+                # yielding to the loop between frames (the writer sends as they come).
                 pcm = np.asarray(out.pcm, dtype=np.float32).reshape(-1)
                 if self.pcm_out:
                     for i in range(0, len(pcm), P.OPUS_FRAME):
                         self.queue.put(P.encode(P.Kind.PCM, P.pcm16_encode(pcm[i : i + P.OPUS_FRAME])), droppable=True)
                 else:
-                    for n, pages in enumerate(self.encoder.frames(pcm)):
+                    for n, pages in enumerate(await self._encode(pcm)):
                         if n:
                             await asyncio.sleep(0)
                         self.queue.put(P.encode(P.Kind.AUDIO, pages), droppable=True)
@@ -263,6 +267,30 @@ class Connection:
                 self.queue.put(P.metadata(data))
             elif isinstance(out, ErrorEvent):
                 self.send_error("agent_error", out.message)
+
+    async def _encode(self, pcm: np.ndarray) -> list[bytes]:
+        """Each 80 ms frame's Ogg/Opus pages, encoded off the loop (as decoding is), awaited before the
+        session's next output (their order). A failure, as a decode's: the chunk is dropped, the
+        encoder reset (a new stream), the client told (non-fatal) and the session goes on."""
+        self.encoding = self.server.opus_pool.submit(self.encoder.frame_pages, pcm)
+        try:
+            pages = await asyncio.wrap_future(self.encoding)
+        except Exception as exc:  # (not a cancellation: the pump's end, the encode left to run() above)
+            self.encode_errors += 1
+            self.encoder.reset()
+            if not self.encode_failing:  # (a failure that repeats is said once, not 12 times a second)
+                self.encode_failing = True
+                log.error("connection %s: Opus encoding of the agent's audio failed (%d so far): %r",
+                          self.session.id, self.encode_errors, exc, exc_info=self.encode_errors == 1)
+                self.send_error("agent_error", f"the server could not Opus-encode the agent's audio "
+                                f"({type(exc).__name__}); dropped until it can, each time with a new Ogg stream; "
+                                "see the server log")
+            return []
+        if self.encode_failing:
+            self.encode_failing = False
+            log.warning("connection %s: Opus encoding works again (%d chunk(s) dropped in all)", self.session.id,
+                        self.encode_errors)
+        return pages
 
     async def _write(self) -> None:
         # No asyncio.wait_for here: on Python < 3.12 it can swallow a cancellation. A send that
@@ -321,7 +349,7 @@ class Server:
         guard.log_host_names(self.own_names, self.allowed_hosts)
         self.slots = guard.ClientSlots(cfg.max_sessions_per_client or 0)
         self.refusals_logged = 0
-        self.decode_pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="kame-opus")  # (threads: on use)
+        self.opus_pool = ThreadPoolExecutor(OPUS_THREADS, thread_name_prefix="kame-opus")  # (threads: on use)
 
     def authorized(self, request: web.Request) -> bool:
         token = self.cfg.auth_token
@@ -419,8 +447,8 @@ class Server:
                 pass
 
     async def on_cleanup(self, app: web.Application) -> None:
-        # (after on_shutdown and the handlers' end: each connection waited for its own decode)
-        self.decode_pool.shutdown(wait=False, cancel_futures=True)
+        # (after on_shutdown and the handlers' end: each connection waited for its own decode and encode)
+        self.opus_pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _load_static(folder: Path) -> dict[str, tuple[bytes, str]]:

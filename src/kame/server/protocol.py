@@ -302,8 +302,7 @@ class OpusEncoder:
     """float32 PCM (any chunk length) -> Ogg/Opus bytes, buffered to whole 80 ms frames."""
 
     def __init__(self) -> None:
-        self._writer = sphn.OpusStreamWriter(SAMPLE_RATE)
-        self._buf = np.zeros(0, dtype=np.float32)
+        self.reset()
 
     def encode(self, pcm: np.ndarray) -> bytes:
         return b"".join(self.frames(pcm))
@@ -317,6 +316,16 @@ class OpusEncoder:
             pages = self._writer.append_pcm(np.clip(frame, -1.0, 1.0))
             if pages:
                 yield pages
+
+    def frame_pages(self, pcm: np.ndarray) -> list[bytes]:
+        """frames() run to its end, as one call (the server runs it on a worker thread)."""
+        return list(self.frames(pcm))
+
+    def reset(self) -> None:
+        """Start a new stream (header pages first), dropping buffered samples: after an error
+        left this one in an unknown state."""
+        self._writer = sphn.OpusStreamWriter(SAMPLE_RATE)
+        self._buf = np.zeros(0, dtype=np.float32)
 
 
 if __name__ == "__main__":
