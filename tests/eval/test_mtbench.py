@@ -194,23 +194,42 @@ def refused(capsys, qf, out, *extra, judge="test_judge") -> str:
 
 @pytest.fixture
 def agent_runs(monkeypatch):
-    """Counts the agent's runs (kame run's filemode.main) and records every conversation's length."""
-    from kame.runtime import filemode
+    """Counts the questions run (kame run's files written: filerun.write_run), records every
+    conversation's length (warm-up included: filemode.play_session) and the agents built and
+    started (their models loaded)."""
+    from kame.runtime import engine, filerun
 
-    seen = {"main": 0, "conversations": [], "main_after": []}
-    real_main, real_conv = filemode.main, filemode.run_conversation
+    seen = {"main": 0, "conversations": [], "main_after": [], "builds": 0, "loads": 0, "stops": 0}
+    real_write, real_play, real_build = filerun.write_run, filerun.play_session, engine.build_agent
 
-    def counting_main(args):
+    def counting_write(*args):
         seen["main"] += 1
-        seen["main_after"].append(len(seen["conversations"]))  # (conversations before this run)
-        return real_main(args)
+        seen["main_after"].append(len(seen["conversations"]))  # (conversations played by then)
+        return real_write(*args)
 
-    async def recording_conv(cfg, pcm, **kw):
+    async def recording_play(agent, pcm, **kw):
         seen["conversations"].append(pcm.shape[0] / 24000)
-        return await real_conv(cfg, pcm, **kw)
+        return await real_play(agent, pcm, **kw)
 
-    monkeypatch.setattr(filemode, "main", counting_main)
-    monkeypatch.setattr(filemode, "run_conversation", recording_conv)
+    def counting_build(cfg, **kw):
+        agent = real_build(cfg, **kw)
+        seen["builds"] += 1
+        start, stop = agent._start, agent.stop  # (_start: the load itself, once per start however many ask)
+
+        async def counting_start():
+            seen["loads"] += 1
+            await start()
+
+        async def counting_stop():
+            seen["stops"] += 1
+            await stop()
+
+        agent._start, agent.stop = counting_start, counting_stop
+        return agent
+
+    monkeypatch.setattr(filerun, "write_run", counting_write)
+    monkeypatch.setattr(filerun, "play_session", recording_play)
+    monkeypatch.setattr(engine, "build_agent", counting_build)
     return seen
 
 
@@ -248,7 +267,9 @@ def test_end_to_end_results_table_and_resume(tmp_path, capsys, fake_components, 
     assert set(r) >= {"reply_cut_off", "max_tail_reached", "unanswered"} and r["unanswered"] is False
     # warm-up: the LLM warmed at the back-end's priority, then one untimed conversation, before question 1
     assert warmed == [("fake", 10, 0)] and agent_runs["main"] == 2 and len(agent_runs["conversations"]) == 3
-    assert agent_runs["main_after"] == [1, 2]  # (the warm-up's conversation came first)
+    assert agent_runs["main_after"] == [2, 3]  # (the warm-up's conversation came first)
+    # one agent, built and loaded once, played the warm-up and both questions; stopped at the end
+    assert agent_runs["builds"] == agent_runs["loads"] == agent_runs["stops"] == 1
     # the reference went to the judge with the question and the agent's answer
     assert "Yes." in judges["prompts"][0] and "Is ice cold?" in judges["prompts"][0] and r["answer"] in judges["prompts"][0]
     assert "| reasoning | 1 | 3.00 |" in printed and "| stem | 1 | – |" in printed
@@ -311,21 +332,24 @@ def test_judge_failures_are_skipped_then_stop_and_a_rerun_only_grades(tmp_path, 
     assert agent_runs["main"] == runs and json.loads((out / "results.jsonl").read_text())["rating"] == 7.0
 
 
-def test_agent_failures_are_skipped_then_stop(tmp_path, capsys, fake_components, judges, monkeypatch):
-    from kame.runtime import filemode
+def test_agent_failures_are_skipped_then_stop(tmp_path, capsys, fake_components, judges, agent_runs, monkeypatch):
+    import sys
+    from pathlib import Path
 
-    real = filemode.main
+    from kame.runtime import filerun
+
+    real = filerun.play_session
     qs = [{"question_id": i, "category": "stem", "turns": [f"Question {i}?"]} for i in range(10)]
     qf = write(tmp_path / "question.jsonl", qs)
     bad = {"1": KameError("the agent made no audio"), "3": RuntimeError("boom")}
 
-    def failing(args):
-        qid = args.input.rsplit("/", 1)[-1].split(".")[0]
+    async def failing(agent, pcm, **kw):
+        qid = Path(getattr(sys.stdout, "name", "")).name.split(".")[0]  # (a question's run prints to its ID.log)
         if qid in bad:
             raise bad[qid]
-        return real(args)
+        return await real(agent, pcm, **kw)
 
-    monkeypatch.setattr(filemode, "main", failing)
+    monkeypatch.setattr(filerun, "play_session", failing)
     out = tmp_path / "out"
     assert eval_(qf, out, "--limit", "5") == 1  # the others rated, the failures skipped
     err = capsys.readouterr().err
@@ -333,11 +357,59 @@ def test_agent_failures_are_skipped_then_stop(tmp_path, capsys, fake_components,
     assert "[4/5] 3 (stem): the agent failed (RuntimeError: boom); skipped" in err
     rated = [json.loads(x)["question_id"] for x in (out / "results.jsonl").read_text().splitlines()]
     assert rated == ["0", "2", "4"] and not (out / "runs" / "1.rec.json").exists()
+    # a failed run cost its agent: the next question got a new one (said), the others kept theirs
+    assert "the agent is stopped and a new one is built for the next run: a run failed: RuntimeError: boom" in err
+    assert agent_runs["builds"] == agent_runs["loads"] == agent_runs["stops"] == 3
+    assert "agent     built again: the one before was given up (a run failed: KameError" in \
+        (out / "runs" / "2.log").read_text()
     # five failures in a row stop the evaluation
     bad.update({str(i): KameError("down") for i in range(10)})
     err = refused(capsys, qf, out)
     assert "5 questions failed in a row (the last: the agent failed: KameError: down); stopped" in err
     assert "[5/7] 7 (stem)" in err and "[6/7]" not in err
+
+
+def test_ctrl_c_ends_the_question_keeps_the_finished_ones_and_exits_130(tmp_path, capsys, fake_components, judges,
+                                                                        agent_runs, monkeypatch):
+    import os
+    import signal
+
+    from kame.runtime import filerun
+    from kame.runtime.clock import FakeClock
+
+    armed = {"sets": None}  # clock sets left before Ctrl-C (None: not armed)
+
+    class InterruptingClock(FakeClock):
+        def set(self, t):
+            super().set(t)
+            if armed["sets"] is not None:
+                armed["sets"] -= 1
+                if armed["sets"] == 0:
+                    os.kill(os.getpid(), signal.SIGINT)
+
+    real = filerun.play_session
+
+    async def arming(agent, pcm, **kw):
+        if len(agent_runs["conversations"]) == 2:  # (after the warm-up and question 1: 10 frames into question 2)
+            armed["sets"] = 10
+        return await real(agent, pcm, **kw)
+
+    monkeypatch.setattr(filerun, "FakeClock", InterruptingClock)
+    monkeypatch.setattr(filerun, "play_session", arming)
+    qf = write(tmp_path / "question.jsonl", QUESTIONS[1:3])
+    out = tmp_path / "out"
+    assert eval_(qf, out) == 130
+    err = capsys.readouterr().err
+    assert "interrupted: ending the conversation here" in err and "the files hold what was played" in err
+    (r,) = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]  # question 1, rated
+    assert r["question_id"] == "101" and r["rating"] == 7.0
+    run = json.loads((out / "runs" / "131.json").read_text())  # question 2: what was played, not rated
+    assert run["summary"]["interrupted"] is True and run["summary"]["frames"] >= 10
+    assert not (out / "runs" / "131.rec.json").exists() and agent_runs["stops"] == 1
+    # a rerun runs question 2 alone
+    armed["sets"] = None
+    assert eval_(qf, out) == 0
+    assert [json.loads(x)["question_id"] for x in (out / "results.jsonl").read_text().splitlines()] == ["101", "131"]
 
 
 def test_judge_made_at_the_backend_priority(tmp_path, capsys, fake_components, judges):

@@ -9,8 +9,9 @@ The questions are MT-Bench's ``question.jsonl`` as FastChat ships it (one JSON o
 question_id, category, turns, and reference for some); bring the file, nothing is downloaded.
 By default the categories reasoning, stem and humanities (KAME's: the others are unsuited to
 speech) and the first turn. Each question is spoken by a TTS (``--voice``, default the bundled
-piper voice) into OUT/runs/ID.in.wav, run through the agent exactly as ``kame run`` does
-(kame.runtime.filemode.main: OUT/runs/ID.wav, ID.json, ID.log), and what the agent said is graded
+piper voice) into OUT/runs/ID.in.wav, played into a new session of the agent, which is built and
+started once for all questions (kame.runtime.filerun.FileAgent), and written as ``kame run``
+writes it (filerun.write_run: OUT/runs/ID.wav, ID.json, ID.log), and what the agent said is graded
 1-10 by an LLM judge (kame.eval.judge). ``--turns 2`` speaks the second question ``--gap`` seconds
 after the first one's end, in the same conversation, and grades both answers (the second with
 the first as context). ``--reference FILE``: FastChat's reference answers (kame.eval.reference),
@@ -28,9 +29,10 @@ mode, --turns, judge, agent (kame.eval.mtbench.agent_fingerprint) and reference 
 sha256): a rerun with others is refused (another reference file: when it changes a stored
 answer's reference); ``--rejudge`` re-rates the stored answers with another judge or reference
 (and the unparsed ones) without running the agent. A rerun skips the questions already rated;
-one run but not rated (OUT/runs/ID.rec.json) is only rated. Before question 1: one short judge request (a dead judge
-stops everything at once) and one untimed warm-up run of the agent. A question whose agent or
-judge fails is reported and skipped (a rerun retries it); five failures in a row stop the
+one run but not rated (OUT/runs/ID.rec.json) is only rated. Before question 1: one short judge
+request (a dead judge stops everything at once) and one untimed warm-up run of the agent (which
+loads it). A question whose agent or judge fails is reported and skipped (a rerun retries it; an
+agent left unsound is built again for the next question); five failures in a row stop the
 evaluation. A table per category (n, mean rating, median latency, unparsed), the mean of the
 category means (KAME's avg) and overall is printed and written to OUT/results.md.
 """
@@ -125,28 +127,30 @@ def speak(tts, texts: list[str], gap: float) -> tuple[np.ndarray, list]:
     return lay_out_turns(pcms, texts, gap, lead=LEAD_S, audible=True)
 
 
-def warm_up(tts, cfg, fast: bool) -> None:
+def warm_up(tts, agent, fast: bool) -> None:
     """One untimed run before question 1: the back-end LLM warmed as kame bench latency warms it,
-    then a short spoken "Hello." through the agent, so question 1 does not pay the one-off costs
-    (an embedded STT's or LLM's child starting, its first decode)."""
+    then a short spoken "Hello." through ``agent`` (a kame.runtime.filerun.FileAgent: built and
+    started now, with every model), so question 1 does not pay the one-off costs (an embedded
+    STT's or LLM's child starting, its first decode)."""
     from ..bench.latency import warm_up_llm
-    from ..runtime.filemode import run_conversation
-    from ..runtime.interrupt import run_to_end
 
     pcm, _ = speak(tts, ["Hello."], 0.0)
+    agent.runner.run(warm_up_llm(agent.cfg.backend.llm, agent.cfg.backend.nice))
+    rec = agent.play(np.concatenate([pcm, np.zeros(2 * SR, np.float32)]), fast=fast)
+    if rec.get("interrupted"):  # (Ctrl-C: the evaluation ends here, as in a question)
+        if not rec.get("frames"):
+            from ..backend.childproc import exit_if_loading
 
-    async def run() -> None:
-        await warm_up_llm(cfg.backend.llm, cfg.backend.nice)
-        await run_conversation(cfg, np.concatenate([pcm, np.zeros(2 * SR, np.float32)]), fast=fast)
-
-    run_to_end(run())
+            exit_if_loading(130)  # (a front-end still loading in a thread would hold the exit to its end)
+        raise KeyboardInterrupt
 
 
 # ---------------------------------------------------------------------------- one question
-def run_question(args, q: Question, tts, runs: Path, thr: float) -> list[dict]:
-    """Speak ``q``, run it through the agent as ``kame run`` does, one record per turn (no rating
-    yet). Raises what the agent raises."""
-    from ..runtime import filemode
+def run_question(args, q: Question, tts, runs: Path, thr: float, agent) -> list[dict]:
+    """Speak ``q``, play it into a new session of ``agent`` (a kame.runtime.filerun.FileAgent,
+    started once for all questions) and write kame run's files of it, one record per turn (no
+    rating yet). Raises what the agent raises."""
+    from ..runtime.filerun import prepare_run, write_run
 
     pcm, turns = speak(tts, q.turns, args.gap)
     stem = runs / run_name(q.id)
@@ -155,10 +159,12 @@ def run_question(args, q: Question, tts, runs: Path, thr: float) -> list[dict]:
     wav_out.with_suffix(".json").unlink(missing_ok=True)  # (an earlier attempt's, not to be read as this one's)
     ns = argparse.Namespace(**{**vars(args), "input": str(wav_in), "output": str(wav_out), "no_png": True})
     with open(log, "w") as f, contextlib.redirect_stdout(f):  # (kame run's printout: in ID.log)
+        run = prepare_run(ns)  # (it clamps --max-tail to at least --tail itself)
+        rec = agent.play(run.user, fast=args.fast, extend_s=run.extend_s)
         try:
-            rc = filemode.main(ns)  # (it clamps --max-tail to at least --tail itself)
+            rc = write_run(ns, agent.cfg, run, rec)
         except KameError as exc:  # the front-end failed: the files are written, the answer is what it is
-            if not wav_out.with_suffix(".json").exists():  # (no run at all: e.g. the agent made no audio)
+            if not wav_out.with_suffix(".json").exists():  # (no run at all)
                 raise
             print(f"error     {exc}", file=f)
             rc = 0
@@ -415,6 +421,7 @@ def main(args) -> int:
     from ..config import config_from_args
     from ..runtime.backend import create_llm
     from ..runtime.filemode import check_tail
+    from ..runtime.filerun import FileAgent, close_runner
 
     cats = None if args.categories.strip() == "all" else \
         tuple(dict.fromkeys(c.strip() for c in args.categories.split(",") if c.strip()))
@@ -469,8 +476,9 @@ def main(args) -> int:
     if is_embedded(args.judge):
         print("note: the embedded judge runs offline but its ratings are mostly unparsed or meaningless; use "
               "--judge openai:MODEL for real scores", flush=True)
-    runner = asyncio.Runner()  # the judge's own loop, kept for the whole run (its client lives in it)
-    failed, in_a_row, new, judge = [], 0, [], None
+    # one event loop for the whole run: the judge's client and the agent (started once, a session per question)
+    runner = asyncio.Runner()
+    failed, in_a_row, new, judge, agent = [], 0, [], None, None
     try:
         if todo:  # made as the agents make their LLM: at the back-end's CPU priority, in a thread
             judge = runner.run(load_in_thread(create_llm, args.judge, cfg.backend.nice))
@@ -478,8 +486,9 @@ def main(args) -> int:
         to_run = [] if args.rejudge else [q for q in todo if not saved(q).exists()]
         tts = registry.create("tts", args.voice) if to_run else None
         if to_run:
-            print("warm-up: one untimed run through the agent", flush=True)
-            warm_up(tts, cfg, args.fast)
+            print("warm-up: one untimed run through the agent (loading it: once for all questions)", flush=True)
+            agent = FileAgent(cfg, runner)
+            warm_up(tts, agent, args.fast)
         for i, q in enumerate(todo, 1):
             tag = f"[{i}/{len(todo)}] {q.id} ({q.category})"
             which = None
@@ -489,7 +498,7 @@ def main(args) -> int:
                 recs = json.loads(saved(q).read_text())
             else:
                 try:
-                    recs = run_question(args, q, tts, runs, thr)
+                    recs = run_question(args, q, tts, runs, thr, agent)
                 except KeyboardInterrupt:
                     raise
                 except Exception as exc:  # noqa: BLE001 - the agent failed on this question: skipped
@@ -516,11 +525,15 @@ def main(args) -> int:
                   + ", latency " + ", ".join("never" if r["latency_s"] is None else f"{r['latency_s']:.2f} s"
                                              for r in recs), flush=True)
     finally:
-        if judge is not None:
-            from ..runtime.base import close_components
+        try:
+            if agent is not None:
+                agent.close()
+        finally:
+            if judge is not None:
+                from ..runtime.base import close_components
 
-            runner.run(close_components([judge], "judge: "))  # (logged, never raised)
-        runner.close()
+                runner.run(close_components([judge], "judge: "))  # (logged, never raised)
+            close_runner(runner)  # (a task that ignores its cancellation is left, named, not waited for)
     ids = {q.id for q in questions}
     records = [r for r in done + new if r["question_id"] in ids]
     text = table(records, cats or (), by_turn=args.turns == 2)

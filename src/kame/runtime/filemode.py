@@ -26,6 +26,8 @@ Outputs: OUT.wav (stereo 24 kHz), OUT.json (components, words with times, partia
 transcripts, oracle events with the step each went into, agent text with times, the front-end's
 delays and the oracle tokens it was fed, metrics, summary) and OUT.png (timeline).
 A random-weight front-end is labelled as such everywhere: its speech is babble, not an answer.
+(kame.runtime.filerun writes the files; play_session plays into a session of an agent already
+started: kame eval mtbench plays every question into one agent.)
 Exit 0; 130 after Ctrl-C; 1 (after writing the files) when the front-end's step failed on more
 than half of the frames (kame.runtime.runreport, which also words the summary's warnings).
 """
@@ -33,23 +35,20 @@ than half of the frames (kame.runtime.runreport, which also words the summary's 
 from __future__ import annotations
 
 import asyncio
-import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..audio import mix_to_mono, read_wav, resample, write_wav
+from ..audio import mix_to_mono, read_wav, resample
 from ..config import add_config_arguments, config_from_args, KameConfig
 from ..errors import ConfigError, KameError
-from ..paths import check_output_file
 from .base import AgentAudio, AgentText, ErrorEvent, Meta
 from .clock import FakeClock
 from .interrupt import first_ctrl_c, run_to_end, unless_stopped
 from .metrics import SLOW_CAUSE, MetricsLog, behind_real_time, late_share
-from .runreport import STEP_FAILED, final_missing, frontend_failure, late_final, print_warnings, speech_spans
+from .runreport import STEP_FAILED, print_warnings, speech_spans
 
 SR, FRAME = 24000, 1920
 FRAME_S = FRAME / SR
@@ -76,21 +75,51 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
                            clock: FakeClock | None = None, metrics: MetricsLog | None = None,
                            frame_timeout_s: float = 5.0, extend_s: float = 0.0,
                            stop: asyncio.Event | None = None) -> dict:
-    """Play ``pcm`` (float32 mono 24 kHz, tail included) into one session; return a record.
-    While a cascade reply is under way when ``pcm`` ends (``reply_pending``), up to ``extend_s``
-    seconds of silence more are played, a frame at a time; rec["frames"] counts them all, and
-    rec["max_tail_reached"] says whether the run ended with one still under way. Once ``stop``
-    is set (kame run: Ctrl-C) no more frames are played: rec["interrupted"]."""
+    """Build an agent (or take ``agent``), start it, play ``pcm`` into one session of it
+    (play_session: the record) and stop it. Once ``stop`` is set (kame run: Ctrl-C) no more
+    frames are played: rec["interrupted"] (and rec["frames"] 0 when it came while loading)."""
     from .engine import build_agent
 
     clock = clock or FakeClock(start=FRAME_S)
     metrics = metrics or MetricsLog()
     agent = agent or build_agent(cfg, clock=clock, metrics=metrics)
+    load0 = time.perf_counter()
+    if not await unless_stopped(agent.start(), stop):  # loads the models (not counted in the pacing)
+        return {**new_record(), "interrupted": True, "frames": 0}  # Ctrl-C while loading: nothing played
+    try:
+        return await play_session(agent, pcm, clock=clock, metrics=metrics, fast=fast, frame_timeout_s=frame_timeout_s,
+                                  extend_s=extend_s, stop=stop, load_started=load0)
+    finally:
+        await agent.stop()
+
+
+def new_record() -> dict:
+    """A record's lists, empty (play_session fills them)."""
+    return {"agent_audio": [], "agent_text": [], "transcripts": [], "oracle": [], "vad": [],
+            "metrics": [], "errors": [], "backend": [], "stats": [], "info": {}, "other": []}
+
+
+async def play_session(agent, pcm: np.ndarray, *, clock: FakeClock, metrics: MetricsLog | None = None,
+                       fast: bool = False, frame_timeout_s: float = 5.0, extend_s: float = 0.0,
+                       stop: asyncio.Event | None = None, load_started: float | None = None) -> dict:
+    """Play ``pcm`` (float32 mono 24 kHz, tail included) into a new session of ``agent``, started
+    (on ``clock``, a FakeClock, its ``metrics`` a MetricsLog), close the session, and return a
+    record. The agent may have played others before (kame eval mtbench: one agent, a session per
+    question): times in the record count from this session's input sample 0, and its
+    ``step_times`` are this session's steps alone. While a cascade reply is under way when
+    ``pcm`` ends (``reply_pending``), up to ``extend_s`` seconds of silence more are played, a
+    frame at a time; rec["frames"] counts them all, and rec["max_tail_reached"] says whether the
+    run ended with one still under way. Once ``stop`` is set no more frames are played:
+    rec["interrupted"]. rec["load_s"]: from ``load_started`` (perf_counter when the caller began
+    the agent's start; default now) until the session was open."""
+    load0 = time.perf_counter() if load_started is None else load_started
     n = math.ceil(pcm.shape[0] / FRAME)
     pcm = np.pad(pcm, (0, n * FRAME - pcm.shape[0]))
-    t0 = clock.now() - FRAME_S  # virtual time of input sample 0
-    rec: dict = {"agent_audio": [], "agent_text": [], "transcripts": [], "oracle": [], "vad": [],
-                 "metrics": [], "errors": [], "backend": [], "stats": [], "info": {}, "other": []}
+    # virtual time of input sample 0 (not 0 once the agent has played other sessions: the clock goes on)
+    t0 = clock.now() - FRAME_S
+    events = getattr(metrics, "events", None)
+    m0 = len(events) if events is not None else 0  # (the metrics of earlier sessions are not this one's)
+    rec = new_record()
     got_audio = asyncio.Event()
     failed = [0]
 
@@ -126,9 +155,6 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
                 else:  # other kinds (e.g. the cascade's turn events): kept as they are
                     rec["other"].append(d)
 
-    load0 = time.perf_counter()
-    if not await unless_stopped(agent.start(), stop):  # loads the models (not counted in the pacing)
-        return {**rec, "interrupted": True, "frames": 0}  # Ctrl-C while loading: nothing played
     session = await agent.open_session("file")
     # (before any step: open_session returns without yielding to the ticker)
     feed = session.record_feed() if hasattr(session, "record_feed") else None
@@ -179,7 +205,6 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
         clock.advance(FRAME_S)
         await session.close()
         await asyncio.wait_for(task, timeout=30)
-        await agent.stop()
     n = k  # frames played (the input's, then any extension)
     wall = time.perf_counter() - wall0
     if not rec["agent_audio"] and rec["errors"]:
@@ -194,7 +219,7 @@ async def run_conversation(cfg: KameConfig, pcm: np.ndarray, *, fast: bool = Fal
     rec.setdefault("max_tail_reached", False)
     rec["duration_s"] = n * FRAME_S
     rec["slowdown"] = wall / rec["duration_s"] if rec["duration_s"] else 0.0
-    rec["step_times"] = metrics.values("step_time")
+    rec["step_times"] = [m.value for m in (events or ())[m0:] if m.name == "step_time"]
     rec["frontend_feed"] = feed_record(feed, rec["oracle"])
     return rec
 
@@ -433,92 +458,17 @@ def check_tail(tail: float, max_tail: float | None = None) -> None:
 
 
 def main(args) -> int:
+    from .filerun import prepare_run, write_run
+
     cfg = config_from_args(args)  # (with --mode)
-    max_tail = getattr(args, "max_tail", DEFAULT_MAX_TAIL_S)
-    check_tail(args.tail, max_tail)
-    max_tail = max(args.tail, max_tail)  # never below --tail
-    # checked before the models load, not after the conversation
-    out = check_output_file(args.output, suffix=".wav", why=" (OUT.json and OUT.png are written next to it)",
-                            input=args.input)
-    for side in [out.with_suffix(".json")] + ([] if args.no_png else [out.with_suffix(".png")]):
-        if side.resolve() == Path(args.input).resolve():  # (was: the input, talk.json, overwritten)
-            raise ConfigError(f"-o {args.output}: OUT{side.suffix} would be {side}, the input file; give another -o")
-        if side.is_dir():  # found now, not after the conversation
-            raise ConfigError(f"-o {args.output}: {side} is a folder, so OUT{side.suffix} cannot be written "
-                              f"next to it; remove it or give another -o")
-    user, note = read_input(args.input)
-    if note:
-        print(f"input     {args.input}: {note}")
-    input_s = user.shape[0] / SR
-    user = np.concatenate([user, np.zeros(int(args.tail * SR), np.float32)])
+    run = prepare_run(args)  # (-o and the input checked before the models load)
 
     async def converse() -> dict:
         # (what the files get is said after: nothing, if the models were still loading)
         async with first_ctrl_c("ending the conversation here") as stop:
-            return await run_conversation(cfg, user, fast=args.fast, extend_s=max_tail - args.tail, stop=stop)
+            return await run_conversation(cfg, run.user, fast=args.fast, extend_s=run.extend_s, stop=stop)
 
-    rec = run_to_end(converse())
-    n = rec["frames"] * FRAME  # the input, its tail and any extension for a reply under way (all played)
-    if rec["interrupted"] and not n:
-        print("interrupted before the conversation started; nothing written", file=sys.stderr)
-        from ..backend.childproc import exit_if_loading
-
-        exit_if_loading(130)  # (a front-end still loading in a thread would hold the exit to its end)
-        return 130
-    extended_s = max(0, n - math.ceil(user.shape[0] / FRAME) * FRAME) / SR
-    user = np.pad(user, (0, max(0, n - user.shape[0])))[:n]
-    agent = agent_track(rec, n)
-    clipped = float(np.mean(np.abs(agent) > 1.0))  # the wav holds [-1, 1]: say so if the agent exceeded it
-    agent = np.clip(agent, -1.0, 1.0)
-    write_wav(out, np.stack([user, agent], axis=1), SR)
-    summary = summarize(rec)
-    summary["agent_clipped_fraction"] = clipped
-    summary["reply_cut_off"] = reply_cut_off(rec, agent)
-    summary["unanswered"] = unanswered(rec)
-    summary["replies"] = reply_outcomes(rec)
-    summary["pacing"] = "fast" if args.fast else "simulated-realtime"
-    summary["tail_extended_s"] = extended_s
-    summary["step_rows"] = cfg.runtime.max_sessions if cfg.runtime.batched else 1  # rows each step codes
-    summary["answer_missing"] = None if rec["interrupted"] else answer_missing(rec)
-    summary["final_missing"] = None if rec["interrupted"] else final_missing(rec)
-    summary["late_final"] = late_final(rec) if summary["unanswered"] else None
-    summary["max_tail_reached"] = rec["max_tail_reached"]
-    summary["unheard"] = None if rec["interrupted"] else unheard(rec)
-    summary["interrupted"] = rec["interrupted"]
-    random_fe = bool(summary["frontend_random"])
-    doc = {
-        "input": str(args.input), "input_conversion": note, "output": str(out), "pacing": summary["pacing"],
-        "duration_s": rec["duration_s"], "tail_s": args.tail, "tail_extended_s": extended_s,
-        "components": rec["components"],
-        "frontend_random": random_fe,
-        "note": rec["components"].get("frontend_note", "") if random_fe else "",
-        "summary": summary,
-        "user_words": _user_words(rec),
-        "transcripts": rec["transcripts"], "oracle": rec["oracle"], "agent_text": rec["agent_text"],
-        "vad": rec["vad"], "metrics": rec["metrics"], "backend": rec["backend"], "errors": rec["errors"],
-        "other_meta": rec["other"], "frontend_feed": rec.get("frontend_feed"),
-        "stats": rec["stats"][-1] if rec["stats"] else {},
-        "config": cfg.to_dict(),
-    }
-    out.with_suffix(".json").write_text(json.dumps(doc, indent=1, default=str))
-    if not args.no_png:
-        fe = f"{summary['frontend']}" + (" (RANDOM WEIGHTS: babble, not an answer)" if random_fe else "")
-        parts = ([f"front-end={fe}", f"codec={summary['codec']}"] if summary["frontend"] else []) \
-            + [f"stt={summary['stt']}", f"llm={summary['llm']}"] + ([f"tts={summary['tts']}"] if summary.get("tts") else [])
-        from .timeline import plot_timeline
-
-        plot_timeline(out.with_suffix(".png"), user, agent, rec,
-                      f"kame run {Path(args.input).name}: mode={summary['mode']} " + " ".join(parts)
-                      + ("  (INTERRUPTED)" if rec["interrupted"] else ""))
-    _print_summary(summary, out, args.no_png)
-    if rec["interrupted"]:
-        print(f"interrupted after {rec['duration_s']:.2f} s of the input's {input_s:.2f} s (+{args.tail:g} s tail): "
-              f"the files hold what was played", file=sys.stderr)
-        return 130
-    reason = frontend_failure(summary, rec["errors"], out)
-    if reason:  # exit 1 (cli), the files written: they hold what the front-end produced
-        raise KameError(reason)
-    return 0
+    return write_run(args, cfg, run, run_to_end(converse()))
 
 
 def _user_words(rec: dict) -> list[dict]:
