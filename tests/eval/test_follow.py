@@ -130,3 +130,18 @@ def test_cli_refusals_name_this_command(tmp_path, capsys, fake_codec):
     assert main(["eval", "follow", str(manifest), "--frontend", "random:tiny", "--codec", "fake", "--no-asr",
                  "-o", str(tmp_path / "file")]) == 1
     assert "-o " + str(tmp_path / "file") + " is a file" in capsys.readouterr().err
+
+
+def test_cli_device(tmp_path, capsys, fake_codec):
+    """--device: where the front-end runs (auto: cuda when there is one); one this machine lacks is
+    refused as this command's error, before any dialogue is read."""
+    import torch
+
+    manifest = _data(tmp_path / "data", n=1, T=24)
+    assert main(["eval", "follow", str(manifest), "--frontend", "random:tiny", "--codec", "fake", "--no-asr",
+                 "--temp", "0", "--device", "cpu"]) == 0
+    assert "(fake, on cpu)" in capsys.readouterr().out
+    if not torch.cuda.is_available():
+        assert main(["eval", "follow", str(manifest), "--frontend", "random:tiny", "--codec", "fake", "--no-asr",
+                     "--device", "cuda"]) == 1
+        assert "eval follow: device 'cuda' is not available here" in capsys.readouterr().err

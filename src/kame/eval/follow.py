@@ -1,6 +1,7 @@
 """``kame eval follow``: how well a front-end says what its oracle gives it, on held-out dialogues.
 
     kame eval follow data/test/train.jsonl --frontend runs/x/latest [--limit 20] [-o follow/] [--per-dialogue]
+        [--device cuda]
 
 The front-end's own skill in the tandem, apart from the back-end: each dialogue of a manifest
 (`kame data synth`'s layout, not trained on) is run through the front-end as the runtime runs it
@@ -48,6 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-asr", action="store_true", help="no whisper transcript of the generated audio")
     p.add_argument("-o", "--out", default=None, help="folder for the generated audio and results.jsonl")
     p.add_argument("--per-dialogue", action="store_true", help="a row per dialogue")
+    p.add_argument("--device", default="auto", help="where the front-end runs: auto (cuda when there is one; "
+                                                   "default), cpu, cuda, cuda:N (the codec and whisper: the CPU)")
 
 
 def teacher_forced(model, codes, oracle) -> tuple[int, int, int, int]:
@@ -57,8 +60,10 @@ def teacher_forced(model, codes, oracle) -> tuple[int, int, int, int]:
     import torch
 
     cfg = model.cfg
+    codes = codes.to(model.device)
     with torch.no_grad():
-        out = model(codes[None], oracle=oracle[None] if model.has_oracle and oracle is not None else None)
+        out = model(codes[None], oracle=oracle[None].to(model.device) if model.has_oracle and oracle is not None
+                    else None)
     tgt, mask = codes[0], out.text_mask[0, 0]
     words = mask & (tgt != cfg.existing_text_padding_id) & (tgt != cfg.existing_text_end_padding_id)
     hit = out.text_logits[0, 0].argmax(-1) == tgt
@@ -77,12 +82,12 @@ def generate(model, d, codes, sampling, seed: int) -> tuple[list[int], "np.ndarr
 
     from ..model.stepper import Stepper
 
-    st = Stepper(model, 1, sampling, generator=torch.Generator().manual_seed(seed))
+    st = Stepper(model, 1, sampling, generator=torch.Generator(device=model.device).manual_seed(seed))
     events: dict[int, list] = {}
     for ev in d.oracle:
         events.setdefault(ev.frame, []).append(ev)
     rows = codes[1 + model.cfg.dep_q:]  # [n_user_q, T]: user frame t at column t - 1
-    users = torch.cat([torch.zeros_like(rows[:, :1]), rows[:, :-1]], dim=1)  # [n_user_q, T]: frame t at t
+    users = torch.cat([torch.zeros_like(rows[:, :1]), rows[:, :-1]], dim=1).to(model.device)  # [n_user_q, T]: t at t
     text, audio = [], []
     with torch.no_grad():
         for t in range(d.frames):
@@ -91,7 +96,7 @@ def generate(model, d, codes, sampling, seed: int) -> tuple[list[int], "np.ndarr
             out = st.step(users[:, t][None] if model.cfg.n_user_q else None)
             if bool(out.valid[0]):
                 text.append(int(out.text[0]))
-                audio.append(out.audio[0].tolist())
+                audio.append(out.audio[0].tolist())  # (on the host: the codec decodes on the CPU)
     return text, np.asarray(audio, dtype=np.int64).T.reshape(model.cfg.dep_q, -1)
 
 
@@ -149,6 +154,7 @@ def main(args) -> int:
     import soundfile as sf
     import torch
 
+    from ..model.loaders import parse_device
     from ..model.stepper import Sampling
     from ..train.batching import manifest_path
     from ..train.data import read_dialogue, read_manifest
@@ -160,8 +166,10 @@ def main(args) -> int:
                           f"results.jsonl")
     where = "eval follow"
     try:
+        device = parse_device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                              else "cpu" if args.device == "auto" else args.device)
         entries = read_manifest(manifest_path(args.manifest, command=where))[: args.limit]
-        model, codec, codec_spec, tok, _ = load_for_training(args.frontend, args.codec, None, torch.device("cpu"),
+        model, codec, codec_spec, tok, _ = load_for_training(args.frontend, args.codec, None, device,
                                                              command=where,
                                                              options="codec.spec is --codec, frontend.spec --frontend")
     except (ConfigError, DataError, CheckpointError) as exc:
@@ -183,7 +191,8 @@ def main(args) -> int:
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     recs = []
-    print(f"# kame eval follow: {args.frontend} ({codec_spec}), {len(entries)} dialogues from {args.manifest}, "
+    print(f"# kame eval follow: {args.frontend} ({codec_spec}, on {device}), {len(entries)} dialogues from "
+          f"{args.manifest}, "
           f"sampling temp {sampling.temp}/{sampling.temp_text}{' greedy' if sampling.greedy else ''}")
     head = ("| dialogue | text tokens ok % | ... with no oracle | semantic ok % | text WER % | onset error (s) | "
             "audio WER % |")
