@@ -398,6 +398,14 @@ async def simulate_oracle(*, user_words: list[Word], reference: str, llm, tokeni
     return events
 
 
+def answered(turns: Sequence[tuple[str, list[Word], str]]) -> list[tuple[list[Word], str, list[tuple[str, str]]]]:
+    """(user turn's words, the agent's reply text, the turns before as (speaker, text)) of each user
+    turn of ``turns`` ((speaker, words, text) in order) that an agent turn follows: what gets an
+    oracle, and its true reply."""
+    return [(words, turns[i + 1][2], [(spk, text) for spk, _, text in turns[:i]])
+            for i, (speaker, words, _) in enumerate(turns[:-1]) if speaker == "user" and turns[i + 1][0] == "agent"]
+
+
 async def simulate_dialogue(turns: Sequence[tuple[str, list[Word], str]], *, llm, tokenizer,
                             cfg: SimOracleConfig | None = None, frames: int | None = None,
                             random_replies: RandomReplies | None = None, rng=None) -> list[OracleEvent]:
@@ -409,13 +417,10 @@ async def simulate_dialogue(turns: Sequence[tuple[str, list[Word], str]], *, llm
     texts = [text for _, _, text in turns]
     events: list[OracleEvent] = []
     next_id = 0
-    for i, (speaker, words, _) in enumerate(turns[:-1]):
-        if speaker != "user" or turns[i + 1][0] != "agent":
-            continue
-        sim = await simulate_oracle(user_words=words, reference=turns[i + 1][2], llm=llm, tokenizer=tokenizer,
-                                    history=[(spk, text) for spk, _, text in turns[:i]], cfg=cfg,
-                                    first_prediction=next_id, frames=frames, random_replies=random_replies, rng=rng,
-                                    exclude=texts)
+    for words, reply, history in answered(turns):
+        sim = await simulate_oracle(user_words=words, reference=reply, llm=llm, tokenizer=tokenizer,
+                                    history=history, cfg=cfg, first_prediction=next_id, frames=frames,
+                                    random_replies=random_replies, rng=rng, exclude=texts)
         events += sim
         next_id = sim.next_prediction
     return sorted(events, key=lambda ev: ev.frame)  # (stable: with a delay, a turn's may reach past the next's start)

@@ -47,22 +47,26 @@ def turns(words: list[Word]) -> list[tuple[str, list[Word]]]:
     return out
 
 
+def spoken_turns(words: list[Word]) -> list[tuple[str, list[Word], str]]:
+    """(speaker, words, text) of each turn (a change of speaker starts one), in order."""
+    return [(spk, ws, " ".join(w.word for w in ws)) for spk, ws in turns(words)]
+
+
 def answered_turns(words: list[Word]) -> list[tuple[list[Word], str, list[tuple[str, str]]]]:
     """(user turn's words, the agent's reply to it, the turns before as (speaker, text)) for each
-    user turn that an agent turn follows."""
-    ts = turns(words)
-    text = [(spk, " ".join(w.word for w in ws)) for spk, ws in ts]
-    return [(ws, text[i + 1][1], text[:i]) for i, (spk, ws) in enumerate(ts[:-1])
-            if spk == "user" and ts[i + 1][0] == "agent"]
+    user turn that an agent turn follows (oracle_sim.answered: the turns simulate_dialogue gives
+    an oracle)."""
+    from .oracle_sim import answered
+
+    return answered(spoken_turns(words))
 
 
 async def dialogue_oracle(d, *, llm, tokenizer, cfg, random_replies=None, rng=None) -> list:
     """The simulated oracle events of every answered user turn of ``d``, in frame order."""
     from .oracle_sim import simulate_dialogue
 
-    return await simulate_dialogue([(spk, ws, " ".join(w.word for w in ws)) for spk, ws in turns(d.words)], llm=llm,
-                                   tokenizer=tokenizer, cfg=cfg, frames=d.frames, random_replies=random_replies,
-                                   rng=rng)
+    return await simulate_dialogue(spoken_turns(d.words), llm=llm, tokenizer=tokenizer, cfg=cfg, frames=d.frames,
+                                   random_replies=random_replies, rng=rng)
 
 
 def reply_pool(entries, tokenizer):
