@@ -357,18 +357,24 @@ def test_a_resume_takes_the_runs_own_options_left_out(tmp_path, capsys, fake_cod
     assert "global batch (batch_size x processes x grad_accum) 1 x 1 x 1 -> 2 x 1 x 1" in capsys.readouterr().err
     assert cli_main([*resume, "--steps", "4", "--grad-accum", "2"]) == 1  # (batch 1 of the run's 1: 1 x 1 x 2)
     assert "1 x 1 x 1 -> 1 x 1 x 2" in capsys.readouterr().err
-    # an unset --batch-size keeps the run's global batch over this run's processes when it can
+    # unset --batch-size and --grad-accum keep the run's global batch over this run's processes
+    # when they can: each forward keeps the run's batch (its memory), the forwards per step change
     from kame.train.finetune import knobs_from
 
-    args = _build_parser(["train"])[0].parse_args(["train", "m", "-o", "o"])
+    def split(argv, rec, world):
+        k = knobs_from(_build_parser(["train"])[0].parse_args(["train", "m", "-o", "o", *argv]), rec, world)
+        return k["batch_size"], k["grad_accum"]
+
+    rec = {"config": {"batch_size": 4}, "world_size": 8}  # (8 GPUs x 4: resumed on 4, on 16, on 3)
+    assert split([], rec, 4) == (4, 2) and split([], rec, 16) == (2, 1) and split([], rec, 3) == (4, 1)
     rec = {"config": {"batch_size": 3}, "world_size": 2}
-    assert knobs_from(args, rec, 3)["batch_size"] == 2 and knobs_from(args, rec, 1)["batch_size"] == 6
-    assert knobs_from(args, rec, 4)["batch_size"] == 3  # (6 over 4 processes: check_resume names it)
-    assert knobs_from(args, None, 4)["batch_size"] == TrainConfig.batch_size
-    # ... and over this run's --grad-accum (12 = 3 x 2 x 2: 2 processes of 3 forwards of 2)
+    assert split([], rec, 3) == (2, 1) and split([], rec, 1) == (3, 2)
+    assert split([], rec, 4) == (3, 1)  # (6 over 4 processes: the run's own, check_resume names it)
+    assert split(["--batch-size", "1"], rec, 1) == (1, 6) and split(["--batch-size", "4"], rec, 1) == (4, 1)
+    assert split([], None, 4) == (TrainConfig.batch_size, 1)
+    # ... and a given --grad-accum takes the batch per forward (12 = 3 x 2 x 2: 2 processes of 3 forwards of 2)
     rec = {"config": {"batch_size": 3, "grad_accum": 2}, "world_size": 2}
-    accum = _build_parser(["train"])[0].parse_args(["train", "m", "-o", "o", "--grad-accum", "3"])
-    assert knobs_from(accum, rec, 2)["batch_size"] == 2 and knobs_from(args, rec, 2)["batch_size"] == 3
+    assert split(["--grad-accum", "3"], rec, 2) == (2, 3) and split([], rec, 2) == (3, 2)
 
 
 def test_a_run_recorded_before_window_offsets_resumes_with_its_fixed_windows(tmp_path, capsys, fake_codec):

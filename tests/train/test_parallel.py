@@ -136,6 +136,13 @@ def test_sharded_training_matches_ddp_and_checkpoints_resume_across_layouts(tmp_
     assert len(opt.state) == len(by_name) == len(shard)
     for name, p in by_name.items():
         assert opt.state[p]["exp_avg"].shape == p.shape and int(opt.state[p]["step"]) == 3, name
+    # one of its files missing (a node's, on a filesystem the others did not share): said, by folder
+    cut = tmp_path / "cut"
+    shutil.copytree(step3, cut)
+    (cut / "optimizer" / "__1_0.distcp").unlink()
+    with pytest.raises(ConfigError, match=r"cannot read the optimizer state in .*cut/optimizer \(1 file\(s\): "
+                                          r"__0_0.distcp\).*shared filesystem"):
+        load_optimizer(model, make_optimizer(model, TrainConfig()), {"sharded": "optimizer"}, cut)
     # the sharded run's step 3 goes on unsharded (DDP) to the DDP run's step 6
     (tmp_path / "resumed").mkdir()
     torchrun_train(tmp_path / "resumed", manifest, "-o", str(tmp_path / "shard" / "run"), *TORCHRUN_ARGS,
@@ -143,6 +150,11 @@ def test_sharded_training_matches_ddp_and_checkpoints_resume_across_layouts(tmp_
     resumed = torch.load(tmp_path / "resumed" / "rank0.pt", weights_only=True)
     for k in ddp:
         assert torch.allclose(ddp[k], resumed[k], atol=1e-6), k
+    step6 = tmp_path / "shard" / "run" / "step-6"  # (saved sharded first, then again unsharded by the resumed run)
+    assert "state" in torch.load(step6 / STATE, weights_only=True)["optimizer"] and not (step6 / "optimizer").exists()
+    # an earlier save of the DDP run's step 6 by more processes left a file the sharded save below must not keep
+    (tmp_path / "ddp" / "run" / "step-6" / "optimizer").mkdir()
+    (tmp_path / "ddp" / "run" / "step-6" / "optimizer" / "__7_0.distcp").write_bytes(b"stale")
     # and back: the DDP run's step 3 goes on sharded (its whole optimizer state split over the
     # processes) to the same step 6
     (tmp_path / "resharded").mkdir()
@@ -152,6 +164,9 @@ def test_sharded_training_matches_ddp_and_checkpoints_resume_across_layouts(tmp_
     resharded = torch.load(tmp_path / "resharded" / "rank0.pt", weights_only=True)
     for k in ddp:
         assert torch.allclose(ddp[k], resharded[k], atol=1e-6), k
+    step6 = tmp_path / "ddp" / "run" / "step-6"
+    assert sorted(p.name for p in step6.iterdir() if "optimizer" in p.name) == ["optimizer"]
+    assert sorted(p.name for p in (step6 / "optimizer").iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp"]
     # only rank 0 read the checkpoint's weights; rank 1 got its shards from it
     assert len(torch.load(tmp_path / "resharded" / "reads0.pt")) == 1
     assert torch.load(tmp_path / "resharded" / "reads1.pt") == []

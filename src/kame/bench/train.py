@@ -111,6 +111,7 @@ def worker(out: str, argv: list[str]) -> None:
         return kept["opt"]
 
     def timed(*a, **k):  # a stamp as each step takes its batch, and the memory the steps before it left
+        # (one batch a step: the bench never passes --grad-accum, whose steps take several)
         for b in feed(*a, **k):
             stamps.append(time.perf_counter())
             if len(stamps) == 1:

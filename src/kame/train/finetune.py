@@ -41,6 +41,7 @@ import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -48,7 +49,7 @@ from ..errors import ConfigError
 from .batching import batches, input_dropouts, load_examples, manifest_path, slot
 from .config import TrainConfig, check_resume, global_batch, lr_at, recorded_config
 from .data import DataError
-from .parallel import PRECISIONS, check_shard, resolve_precision
+from .parallel import PRECISIONS, check_shard, drop_sharded_optimizer, resolve_precision
 
 # (torch is imported where it is used: `kame train --help` stays fast, tests/test_cliargs.py)
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 STATE = "train_state.pt"  # beside a checkpoint's config.json: the optimizer's state and the step
+DIST_TIMEOUT_MIN = 60  # under torchrun: how long a process waits for the others (NCCL's default: 10)
 
 
 # --- the loop ---------------------------------------------------------------------------------
@@ -147,8 +149,10 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
              f"reaches --lr {tcfg.lr:g} (it ends at {lr_at(tcfg.steps - 1, tcfg):.3g})")
     examples = load_examples(manifest, codec, tokenizer, cfg, tcfg.use_cache, codec_spec=codec_spec, rank=rank,
                              world=world, echo=echo if rank == 0 else (lambda s: None))
+    net = prepare(model, tcfg, device)  # (DDP, or the sharded front-end that takes model's place)
+    if tcfg.shard:
+        model = net  # (the optimizer is made on what it holds)
     model.train()
-    net = prepare(model, tcfg, device)  # (DDP, or sharded in place: the optimizer is made on what it holds)
     opt = make_optimizer(model, tcfg)
     if state is not None:
         load_optimizer(model, opt, state["optimizer"], resume)  # (hyper-parameters: check_resume made them ours)
@@ -282,6 +286,8 @@ def save_checkpoint(model, weights: dict, optim: dict, out: Path, step: int, tcf
     tmp = folder / f".{STATE}.tmp"
     torch.save({"step": step, "optimizer": optim, "train": train_rec}, tmp)
     os.replace(tmp, folder / STATE)
+    if "sharded" not in optim:  # (an earlier sharded save of this step's files: not this one's)
+        drop_sharded_optimizer(folder)
     link, tmp_link = out / "latest", out / ".latest.tmp"
     tmp_link.unlink(missing_ok=True)
     os.symlink(folder.name, tmp_link)
@@ -315,18 +321,27 @@ def _knob_adder(p):
 
 def knobs_from(args, rec: dict | None, world: int) -> dict:
     """The OPTION_KNOBS knobs of ``args`` (argparse's), those left unset the run's own when ``rec``
-    (a resumed run's kame.train record) is given, else their defaults. An unset --batch-size keeps
-    the run's global batch over ``world`` processes and this grad_accum when it divides evenly, else
-    is the run's own (so check_resume names the global batch)."""
+    (a resumed run's kame.train record) is given, else their defaults. With --batch-size or
+    --grad-accum unset, the run's global batch is kept over ``world`` processes when it divides
+    evenly: the one given takes the rest; neither given, the batch per forward stays the run's
+    and --grad-accum takes the rest (else the batch, else both are the run's own, and
+    check_resume names the global batch)."""
     ran = recorded_config(rec) if rec is not None else asdict(TrainConfig())
     knobs = {}
     for opt, knob in OPTION_KNOBS.items():
         value = getattr(args, opt)
         value = ran[knob] if value is None else value
         knobs[knob] = tuple(value) if isinstance(value, list) else value  # (nargs=2 and JSON give lists)
-    if args.batch_size is None and rec is not None:
-        batch, per = global_batch(ran, rec.get("world_size", 1)), world * knobs["grad_accum"]
-        knobs["batch_size"] = batch // per if batch % per == 0 else ran["batch_size"]
+    if rec is not None and (args.batch_size is None or args.grad_accum is None):
+        # the run's global batch over this run's processes: the one of the two given takes the rest;
+        # neither given, each forward keeps the run's batch (its memory) and the forwards per step change
+        total = global_batch(ran, rec.get("world_size", 1))
+        keep = "grad_accum" if args.batch_size is None and args.grad_accum is not None else "batch_size"
+        other = "batch_size" if keep == "grad_accum" else "grad_accum"
+        if total % (world * knobs[keep]) == 0:
+            knobs[other] = total // (world * knobs[keep])
+        elif args.batch_size is None and args.grad_accum is None and total % (world * knobs["grad_accum"]) == 0:
+            knobs["batch_size"] = total // (world * knobs["grad_accum"])
     return knobs
 
 
@@ -491,7 +506,8 @@ def run(args) -> TrainResult:
     if world > 1:
         if cuda:
             torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if cuda else "gloo")
+        # (a collective waits this long: with --shard the others wait for rank 0 to read a 7B checkpoint alone)
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(minutes=DIST_TIMEOUT_MIN))
     try:
         spec = str(args.resume) if args.resume else start
         # (sharded: rank 0 alone reads the weights, on the CPU; the others build on the meta device and

@@ -28,6 +28,8 @@ gathers it). Either resumes in any layout, on any number of processes.
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -65,26 +67,32 @@ def is_sharded(model) -> bool:
 
 def prepare(model: torch.nn.Module, tcfg, device: torch.device) -> torch.nn.Module:
     """The module the loop calls: ``model`` itself (one process), DistributedDataParallel around
-    it (torchrun), or ``model`` sharded in place (``tcfg.shard``). Moves it to ``device`` (a
-    sharded model's units move there as they are sharded: a model loaded on the CPU never
-    has to fit on one GPU whole). Turns on activation checkpointing when asked. (--shard in fewer
+    it (torchrun), or, sharded (``tcfg.shard``), the front-end rebuilt on the meta device and
+    sharded, which the loop then trains in ``model``'s place: rank 0's ``model`` holds the loaded
+    weights (on the CPU), the others' is on the meta device (load_for_training's weights=False);
+    every process allocates only its own shards, on ``device``, and gets them from rank 0's whole
+    tensors one tensor at a time, so no process holds the whole front-end twice nor on its GPU.
+    Moves the model to ``device``. Turns on activation checkpointing when asked. (--shard in fewer
     than 2 processes: train refused it with check_shard before reading any data.)"""
     import torch
     import torch.distributed as dist
 
-    for tf in (model.transformer, getattr(model, "depformer", None)):
-        if tf is not None:
-            tf.checkpointing = bool(tcfg.checkpoint_activations)
     distributed = dist.is_available() and dist.is_initialized()
     if tcfg.shard:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-        # rank 0 holds the loaded weights (on the CPU), the others a model on the meta device
-        # (load_for_training's weights=False): each process allocates its shards only, and gets
-        # them from rank 0's whole tensors, one tensor at a time
+        from ..model.loaders import build_meta
+
         whole = model.state_dict() if dist.get_rank() == 0 else {}
+        if any(True for _ in model.buffers()):  # (to_empty below leaves them uninitialised: only weights are sent)
+            raise ConfigError("train: --shard loads a front-end's parameters only, and this one has buffers")
+        model = build_meta(model.cfg)  # (rank 0's loaded model: freed once ``whole`` is sent)
+        if whole and whole.keys() != model.state_dict().keys():
+            raise ConfigError("train: --shard rebuilds the front-end from its config, which does not give the loaded "
+                              "one's weights: " + ", ".join(sorted(whole.keys() ^ model.state_dict().keys())[:8]))
+        _checkpointing(model, tcfg)
         mesh = init_device_mesh(device.type, (dist.get_world_size(),))
         bf16 = tcfg.precision == "bf16"
         mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else None, reduce_dtype=torch.float32)
@@ -95,12 +103,19 @@ def prepare(model: torch.nn.Module, tcfg, device: torch.device) -> torch.nn.Modu
         model.to_empty(device=device)
         set_model_state_dict(model, whole, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
         return model
+    _checkpointing(model, tcfg)
     model.to(device)
     if distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     return model
+
+
+def _checkpointing(model, tcfg) -> None:
+    for tf in (model.transformer, getattr(model, "depformer", None)):
+        if tf is not None:
+            tf.checkpointing = bool(tcfg.checkpoint_activations)
 
 
 def compute(tcfg, device: torch.device):
@@ -128,8 +143,28 @@ def checkpoint_state(model, opt, folder) -> tuple[dict | None, dict | None]:
     if not is_sharded(model):
         return get_state_dict(model, opt)
     weights = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    dcp.save(get_optimizer_state_dict(model, opt), checkpoint_id=Path(folder) / SHARDED_OPTIMIZER)
-    return (weights, {"sharded": SHARDED_OPTIMIZER}) if dist.get_rank() == 0 else (None, None)
+    # written whole into a new folder, then put in place: a save of a step saved before (a run resumed
+    # from an earlier checkpoint, maybe on another number of processes) never mixes the two
+    folder, rank0 = Path(folder), dist.get_rank() == 0
+    new, old = folder / f".{SHARDED_OPTIMIZER}.new", folder / f".{SHARDED_OPTIMIZER}.old"
+    if rank0:
+        for p in (new, old):
+            shutil.rmtree(p, ignore_errors=True)
+    dist.barrier()
+    dcp.save(get_optimizer_state_dict(model, opt), checkpoint_id=new)  # (returns once every process wrote)
+    if rank0:
+        final = folder / SHARDED_OPTIMIZER
+        if final.exists():
+            os.replace(final, old)
+        os.replace(new, final)
+        shutil.rmtree(old, ignore_errors=True)
+    return (weights, {"sharded": SHARDED_OPTIMIZER}) if rank0 else (None, None)
+
+
+def drop_sharded_optimizer(folder) -> None:
+    """Remove a sharded save's optimizer files from ``folder`` (an unsharded save of the same step
+    replaces them with train_state.pt's)."""
+    shutil.rmtree(Path(folder) / SHARDED_OPTIMIZER, ignore_errors=True)
 
 
 def load_optimizer(model, opt, saved: dict, folder=None) -> None:
@@ -142,6 +177,7 @@ def load_optimizer(model, opt, saved: dict, folder=None) -> None:
 
     if "sharded" in saved:  # each process reads the pieces of its own shard (or all of it, unsharded)
         import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.api import CheckpointException
 
         where = Path(folder) / saved["sharded"]
         if not (where / ".metadata").is_file():
@@ -150,7 +186,17 @@ def load_optimizer(model, opt, saved: dict, folder=None) -> None:
         state = get_optimizer_state_dict(model, opt)
         with warnings.catch_warnings():  # (its note that one process without a group reads it all)
             warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-            dcp.load(state, checkpoint_id=where)
+            try:
+                dcp.load(state, checkpoint_id=where)
+            except (Exception, CheckpointException) as exc:  # (a file missing or cut; CheckpointException is
+                # a BaseException whose str is each rank's traceback: its causes, said by which)
+                causes = [e for e, _ in exc.failures.values()] if isinstance(exc, CheckpointException) else [exc]
+                why = "; ".join(f"{type(e).__name__}: {str(e)[:200]}" for e in causes)
+                files = sorted(p.name for p in where.glob("*.distcp"))
+                raise ConfigError(f"train: cannot read the optimizer state in {where} ({len(files)} file(s): "
+                                  f"{', '.join(files[:8])}): {why}. A sharded run "
+                                  f"writes one file per process there: on several machines, -o must be a folder "
+                                  f"they all write to (a shared filesystem)") from exc
         set_optimizer_state_dict(model, opt, state)
         return
     if any(isinstance(k, int) for k in saved.get("state", {})):
