@@ -155,7 +155,7 @@ def test_reply_cut_off_when_the_agent_text_outlives_its_audio():
 def test_the_summary_tells_failed_and_empty_replies(tmp_path, capsys):
     # (was: a failed TTS "cut off ... still answering when the file ended"; an LLM answering with no
     # text "give a longer --max-tail")
-    from kame.runtime.filemode import _print_summary, reply_outcomes
+    from kame.runtime.filemode import print_summary, reply_outcomes
 
     from .test_filemode_ending import _summary
 
@@ -164,12 +164,12 @@ def test_the_summary_tells_failed_and_empty_replies(tmp_path, capsys):
              {"type": "agent_turn", "turn": 3, "failed": False, "reply": "Fine."},
              {"type": "agent_turn", "turn": 4, "failed": False, "interrupted": True, "reply": ""}]  # not empty
     assert reply_outcomes({"other": other}) == {"failed": 1, "empty": 1}
-    _print_summary(_summary(mode="cascade", replies={"failed": 1, "empty": 1}, errors=2), tmp_path / "o.wav", True)
+    print_summary(_summary(mode="cascade", replies={"failed": 1, "empty": 1}, errors=2), tmp_path / "o.wav", True)
     out = capsys.readouterr().out
     assert "warning   1 of the agent's replies had no text: its LLM 'embedded' answered with no text; " \
            "check that LLM's replies, or set another backend.llm" in out
     assert "warning   1 of the agent's replies failed before all of it was spoken; its back-end reported 2 error(s)" in out
-    _print_summary(_summary(mode="cascade", unanswered=True, replies={"failed": 0, "empty": 1}), tmp_path / "o.wav", True)
+    print_summary(_summary(mode="cascade", unanswered=True, replies={"failed": 0, "empty": 1}), tmp_path / "o.wav", True)
     assert "did not answer in o.wav; its LLM 'embedded' answered with no text" in capsys.readouterr().out
 
 

@@ -16,7 +16,7 @@ from kame.audio import write_wav
 from kame.cli import main
 from kame.runtime import filemode
 from kame.runtime.clock import FakeClock
-from kame.runtime.filemode import _print_summary, answer_missing, unheard
+from kame.runtime.filemode import print_summary, answer_missing, unheard
 
 CODEC = "mimi:random-tiny"
 
@@ -78,7 +78,7 @@ def _summary(**kw) -> dict:
 
 def test_the_summary_warns_that_the_answer_never_reached_the_front_end(tmp_path, capsys):
     miss = {"last_word_end": 1.66, "stt_final_latency": 2.1, "llm_ttft": 1.04}
-    _print_summary(_summary(answer_missing=miss), tmp_path / "out.wav", True)
+    print_summary(_summary(answer_missing=miss), tmp_path / "out.wav", True)
     out = capsys.readouterr().out
     assert "warning   the back-end's answer to the user's last words (ending at 1.66 s) had not reached " \
            "the front-end's oracle when out.wav ended at 4.80 s" in out
@@ -88,10 +88,10 @@ def test_the_summary_warns_that_the_answer_never_reached_the_front_end(tmp_path,
 def test_the_answer_missing_warning_blames_back_end_errors_or_fast_before_the_tail(tmp_path, capsys):
     # (was: "give a longer --tail" when the LLM could not be reached, and with --fast)
     miss = {"last_word_end": 1.66, "stt_final_latency": None, "llm_ttft": None}
-    _print_summary(_summary(answer_missing=miss, errors=3), tmp_path / "out.wav", True)
+    print_summary(_summary(answer_missing=miss, errors=3), tmp_path / "out.wav", True)
     line = next(x for x in capsys.readouterr().out.splitlines() if "had not reached" in x)
     assert line.endswith("its back-end reported 3 error(s): see 'errors' in out.json")
-    _print_summary(_summary(answer_missing=miss, pacing="fast"), tmp_path / "out.wav", True)
+    print_summary(_summary(answer_missing=miss, pacing="fast"), tmp_path / "out.wav", True)
     line = next(x for x in capsys.readouterr().out.splitlines() if "had not reached" in x)
     assert line.endswith("--fast leaves its STT, LLM and TTS no time: leave it out")
 
@@ -108,20 +108,20 @@ def test_speech_the_stt_never_transcribed_is_warned_about(tmp_path, capsys):
     assert unheard({**_rec(vad=vad[:2] + end_click), "duration_s": 2.6}) is None
     assert unheard(_rec(vad=vad, transcripts=[])) == (3, 3)
     assert unheard(_rec(vad=vad, components={"mode": "tandem", "stt": "none"})) is None
-    _print_summary(_summary(unheard=(3, 3), pacing="fast", heard=""), tmp_path / "out.wav", True)
+    print_summary(_summary(unheard=(3, 3), pacing="fast", heard=""), tmp_path / "out.wav", True)
     assert "warning   the STT transcribed nothing in 3 of the 3 stretches of speech (0.3 s or longer) the VAD found " \
            "in out.wav; " \
            "--fast leaves its STT, LLM and TTS no time: leave it out" in capsys.readouterr().out
 
 
 def test_many_latencies_are_summarized_not_listed(tmp_path, capsys):
-    _print_summary(_summary(first_response_latency_s=[0.0] * 29, oracle_lag_s=[3.07, 3.39]), tmp_path / "o.wav", True)
+    print_summary(_summary(first_response_latency_s=[0.0] * 29, oracle_lag_s=[3.07, 3.39]), tmp_path / "o.wav", True)
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("latency"))
     assert "first response [s]: 29 values, median 0.00, max 0.00" in line and "oracle lag [s]: 3.07, 3.39" in line
 
 
 def test_a_cascade_summary_has_no_oracle_line(tmp_path, capsys):
-    _print_summary(_summary(mode="cascade", frontend=None, frontend_random=None, codec=None, tts="embedded",
+    print_summary(_summary(mode="cascade", frontend=None, frontend_random=None, codec=None, tts="embedded",
                             step_time_p50_s=None), tmp_path / "o.wav", True)
     out = capsys.readouterr().out
     assert "front-end (none: cascade)" in out and "\noracle" not in out

@@ -14,7 +14,7 @@ from kame.audio import write_wav
 from kame.cli import main
 from kame.runtime import engine
 from kame.runtime.engine import TandemAgent
-from kame.runtime.filemode import _print_summary
+from kame.runtime.filemode import print_summary
 
 from .fakes import FakeFrameModel, FakeLLM
 from .test_filemode_ending import _summary
@@ -78,7 +78,7 @@ def test_half_the_steps_failed_is_still_a_run(tmp_path, monkeypatch, capsys):
 
 def test_back_end_errors_do_not_count_the_front_end_failures(tmp_path, capsys):
     # the front-end's failures are in "errors" too, but no back-end reported them
-    _print_summary(_summary(mode="cascade", reply_cut_off=True, errors=4, frontend_failed_steps=4),
+    print_summary(_summary(mode="cascade", reply_cut_off=True, errors=4, frontend_failed_steps=4),
                    tmp_path / "o.wav", True)
     out = capsys.readouterr().out
     assert "still answering when the file ended; give a longer --max-tail" in out and "back-end reported" not in out
@@ -125,17 +125,17 @@ def test_fast_is_not_blamed_for_an_llm_that_answered_with_no_text(tmp_path, caps
 
 def test_an_empty_answer_blames_fast_only_when_the_stt_heard_little(tmp_path, capsys):
     empty = {"failed": 0, "empty": 1}
-    _print_summary(_summary(mode="cascade", replies=empty, pacing="fast", llm="openai:gpt-4.1"), tmp_path / "o.wav", True)
+    print_summary(_summary(mode="cascade", replies=empty, pacing="fast", llm="openai:gpt-4.1"), tmp_path / "o.wav", True)
     line = next(x for x in capsys.readouterr().out.splitlines() if "had no text" in x)
     assert line == ("warning   1 of the agent's replies had no text: its LLM 'openai:gpt-4.1' answered with no text "
                     "(not --fast: its STT heard the user); check that LLM's replies, or set another backend.llm")
     # the STT missed most of the speech: the LLM got a scrap of it, and --fast is the likely cause
-    _print_summary(_summary(mode="cascade", replies=empty, pacing="fast", unheard=(2, 3), unanswered=True),
+    print_summary(_summary(mode="cascade", replies=empty, pacing="fast", unheard=(2, 3), unanswered=True),
                    tmp_path / "o.wav", True)
     line = next(x for x in capsys.readouterr().out.splitlines() if "did not answer" in x)
     assert line.endswith("its LLM 'embedded' answered with no text to the little its STT heard; "
                          "--fast leaves its STT, LLM and TTS no time: leave it out")
     # and a back-end error elsewhere does not hide it (was: "its back-end reported 1 error(s)")
-    _print_summary(_summary(mode="cascade", replies=empty, unanswered=True, errors=1), tmp_path / "o.wav", True)
+    print_summary(_summary(mode="cascade", replies=empty, unanswered=True, errors=1), tmp_path / "o.wav", True)
     line = next(x for x in capsys.readouterr().out.splitlines() if "did not answer" in x)
     assert line.endswith("its LLM 'embedded' answered with no text; check that LLM's replies, or set another backend.llm")

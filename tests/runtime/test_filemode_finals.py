@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kame.runtime.filemode import FRAME, _print_summary, reply_pending, run_conversation, summarize
+from kame.runtime.filemode import FRAME, print_summary, reply_pending, run_conversation, summarize
 from kame.runtime.runreport import final_missing, late_final
 
 from .test_filemode import _TurnAgent
@@ -58,14 +58,14 @@ def test_a_final_too_late_for_a_reply_is_told_with_what_would_help(tmp_path, cap
     assert late_final(_cascade_rec(other=[{"type": "turn", "turn": 1, "t": 9.4}])) is None  # a reply started
     assert late_final(_cascade_rec(components={"mode": "tandem"})) is None
     s = _summary(mode="cascade", frontend=None, unanswered=True, late_final=late_final(rec), frames=118)
-    _print_summary(s, tmp_path / "o.wav", True)
+    print_summary(s, tmp_path / "o.wav", True)
     line = next(x for x in capsys.readouterr().out.splitlines() if "did not answer" in x)
     assert line.endswith("the STT's final transcript for the speech ending at 2.70 s came 6.70 s after it, too "
                          "late for a reply before o.wav ended at 9.44 s; the STT is slow on this machine: give a "
                          "longer --tail, or see backend.nice")
-    _print_summary({**s, "max_tail_reached": True}, tmp_path / "o.wav", True)  # it waited to --max-tail
+    print_summary({**s, "max_tail_reached": True}, tmp_path / "o.wav", True)  # it waited to --max-tail
     assert "give a longer --max-tail, or see backend.nice" in capsys.readouterr().out
-    _print_summary({**s, "late_final": None, "max_tail_reached": True}, tmp_path / "o.wav", True)
+    print_summary({**s, "late_final": None, "max_tail_reached": True}, tmp_path / "o.wav", True)
     assert capsys.readouterr().out.count("did not answer in o.wav; give a longer --max-tail") == 1  # a slow reply
 
 
@@ -84,7 +84,7 @@ def test_a_final_that_never_came_is_said_plainly_and_a_partial_is_labelled(tmp_p
                    "slowdown": 1.0, "load_s": 0.0, "errors": []})
     assert s["heard"] == "" and s["heard_partial"] == "what is the capital of"
     answer = {"last_word_end": 1.02, "stt_final_latency": None, "llm_ttft": None}
-    _print_summary(_summary(heard="", heard_partial=s["heard_partial"], final_missing=miss, answer_missing=answer,
+    print_summary(_summary(heard="", heard_partial=s["heard_partial"], final_missing=miss, answer_missing=answer,
                             frames=72), tmp_path / "o.wav", True)
     out = capsys.readouterr().out
     assert "heard     partial 'what is the capital of' (no final came for it)" in out
@@ -92,5 +92,5 @@ def test_a_final_that_never_came_is_said_plainly_and_a_partial_is_labelled(tmp_p
            "ended at 5.76 s; it had heard 'what is the capital of' of it), so the back-end could not answer it; " \
            "the STT is slow on this machine: give a longer --tail, or see backend.nice" in out
     assert "ending at 1.02 s" not in out  # the cause is said: not also its consequence
-    _print_summary(_summary(heard="hello", heard_partial="what is"), tmp_path / "o.wav", True)
+    print_summary(_summary(heard="hello", heard_partial="what is"), tmp_path / "o.wav", True)
     assert "heard     'hello', then partial 'what is' (no final came for it)" in capsys.readouterr().out

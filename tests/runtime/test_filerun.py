@@ -15,7 +15,8 @@ from kame.errors import KameError
 from kame.runtime import engine
 from kame.runtime.engine import TandemAgent
 from kame.runtime.filemode import run_conversation
-from kame.runtime.filerun import FileAgent, close_runner
+from kame.runtime.filerun import FileAgent
+from kame.runtime.interrupt import close_runner
 
 from .fakes import FakeFrameModel, speech
 
@@ -120,3 +121,31 @@ def test_a_run_that_breaks_the_agent_gives_it_up_and_the_next_gets_a_new_one(bui
 async def _cancel(task) -> None:
     task.cancel()
     await asyncio.wait({task})
+
+
+def test_an_agent_that_fails_to_start_is_said_by_its_error_alone(built, monkeypatch, capsys):
+    """(was: 'a new one is built for the next run' on stderr, then the command ended on that error)"""
+    a = np.concatenate([speech(4, 10), np.zeros(5 * F, np.float32)])
+    real = TandemAgent.start
+    calls = []
+
+    async def start(self):
+        calls.append(self)
+        if len(calls) == 1:
+            raise KameError("front-end checkpoint missing")
+        return await real(self)
+
+    monkeypatch.setattr(TandemAgent, "start", start)
+    runner = asyncio.Runner()
+    player = FileAgent(cfg(), runner)
+    try:
+        with pytest.raises(KameError, match="checkpoint missing"):
+            player.play(a, fast=True)
+        assert "new one is built" not in capsys.readouterr().err and player.agent is None
+        rec = player.play(a, fast=True)  # (a caller that goes on: the next run builds one, and says why)
+        assert rec["frames"] == 15 and len(built["agents"]) == 2
+        assert "agent     built again: the one before was given up (its start failed: KameError: front-end" \
+            in capsys.readouterr().out
+    finally:
+        player.close()
+        close_runner(runner)

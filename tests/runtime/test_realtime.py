@@ -16,7 +16,7 @@ import pytest
 
 from kame.runtime.clock import FakeClock
 from kame.runtime.engine import TandemAgent
-from kame.runtime.filemode import _print_summary, run_conversation, summarize
+from kame.runtime.filemode import print_summary, run_conversation, summarize
 from kame.runtime.metrics import MetricsLog
 
 from .fakes import FakeFrameModel, step, wait_for
@@ -216,7 +216,7 @@ async def test_kame_run_warns_when_its_steps_are_slower_than_real_time(tmp_path,
                                      fast=True)
         s = summarize(rec)
         s.update(agent_clipped_fraction=0.0, reply_cut_off=False, unanswered=False, step_rows=4)
-        _print_summary(s, tmp_path / "o.wav", True)
+        print_summary(s, tmp_path / "o.wav", True)
         out = capsys.readouterr().out
         assert ("front-end's step took longer than the 80 ms frame on 8 of 8 frames (100 %)" in out) is warned
         if warned:

@@ -421,7 +421,8 @@ def main(args) -> int:
     from ..config import config_from_args
     from ..runtime.backend import create_llm
     from ..runtime.filemode import check_tail
-    from ..runtime.filerun import FileAgent, close_runner
+    from ..runtime.filerun import FileAgent
+    from ..runtime.interrupt import close_runner
 
     cats = None if args.categories.strip() == "all" else \
         tuple(dict.fromkeys(c.strip() for c in args.categories.split(",") if c.strip()))

@@ -408,7 +408,7 @@ def unheard(rec: dict) -> tuple[int, int] | None:
     if rec.get("components", {}).get("stt") in (None, "none"):
         return None
     spans = speech_spans(rec, open_end=rec.get("duration_s", float("inf")))  # (speech until the end counts)
-    words = _user_words(rec)
+    words = user_words(rec)
     missed = sum(1 for a, b in spans if not any(w["end"] > a and w["start"] < b for w in words))
     return (missed, len(spans)) if missed else None
 
@@ -420,7 +420,7 @@ def answer_missing(rec: dict) -> dict | None:
     {"last_word_end", "stt_final_latency", "llm_ttft"} (the latest of each, None if none), else
     None. Not for a cascade (``unanswered``) nor without an LLM or without words heard."""
     comps = rec.get("components", {})
-    words = _user_words(rec)
+    words = user_words(rec)
     if comps.get("mode") == "cascade" or comps.get("llm") in (None, "none") or not words:
         return None
     last = max(w["end"] for w in words)
@@ -471,14 +471,14 @@ def main(args) -> int:
     return write_run(args, cfg, run, run_to_end(converse()))
 
 
-def _user_words(rec: dict) -> list[dict]:
+def user_words(rec: dict) -> list[dict]:
     finals = [t for t in rec["transcripts"] if t["final"]]
     if rec["transcripts"] and not rec["transcripts"][-1]["final"]:
         finals.append(rec["transcripts"][-1])  # an utterance that never got a final
     return [w for t in finals for w in t["words"]]
 
 
-def _print_summary(s: dict, out: Path, no_png: bool) -> None:
+def print_summary(s: dict, out: Path, no_png: bool) -> None:
     def fmt(xs):  # (all of them are in OUT.json)
         if len(xs) > 6:
             return f"{len(xs)} values, median {float(np.median(xs)):.2f}, max {max(xs):.2f}"

@@ -31,11 +31,11 @@ from ..audio import write_wav
 from ..config import KameConfig
 from ..errors import ConfigError, KameError
 from ..paths import check_output_file
-from .clock import FakeClock, leave
-from .filemode import (DEFAULT_MAX_TAIL_S, FRAME, FRAME_S, SR, _print_summary, _user_words, agent_track,
-                       answer_missing, check_tail, new_record, play_session, read_input, reply_cut_off,
-                       reply_outcomes, summarize, unanswered, unheard)
-from .interrupt import LEAVE_AFTER_S, _end_leftovers, first_ctrl_c, unless_stopped
+from .clock import FakeClock
+from .filemode import (DEFAULT_MAX_TAIL_S, FRAME, FRAME_S, SR, agent_track, answer_missing, check_tail, new_record,
+                       play_session, print_summary, read_input, reply_cut_off, reply_outcomes, summarize, unanswered,
+                       unheard, user_words)
+from .interrupt import first_ctrl_c, unless_stopped
 from .metrics import MetricsLog
 from .runreport import final_missing, frontend_failure, late_final
 
@@ -115,7 +115,7 @@ def write_run(args, cfg: KameConfig, run: FileRun, rec: dict) -> int:
         "frontend_random": random_fe,
         "note": rec["components"].get("frontend_note", "") if random_fe else "",
         "summary": summary,
-        "user_words": _user_words(rec),
+        "user_words": user_words(rec),
         "transcripts": rec["transcripts"], "oracle": rec["oracle"], "agent_text": rec["agent_text"],
         "vad": rec["vad"], "metrics": rec["metrics"], "backend": rec["backend"], "errors": rec["errors"],
         "other_meta": rec["other"], "frontend_feed": rec.get("frontend_feed"),
@@ -132,7 +132,7 @@ def write_run(args, cfg: KameConfig, run: FileRun, rec: dict) -> int:
         plot_timeline(out.with_suffix(".png"), user, agent, rec,
                       f"kame run {Path(args.input).name}: mode={summary['mode']} " + " ".join(parts)
                       + ("  (INTERRUPTED)" if rec["interrupted"] else ""))
-    _print_summary(summary, out, args.no_png)
+    print_summary(summary, out, args.no_png)
     if rec["interrupted"]:
         print(f"interrupted after {rec['duration_s']:.2f} s of the input's {run.input_s:.2f} s "
               f"(+{args.tail:g} s tail): the files hold what was played", file=sys.stderr)
@@ -146,7 +146,7 @@ def write_run(args, cfg: KameConfig, run: FileRun, rec: dict) -> int:
 class FileAgent:
     """An agent (built from ``cfg`` on its own FakeClock and MetricsLog) that plays conversations
     one after another, each into a new session, all in the event loop of ``runner`` (an
-    asyncio.Runner the caller keeps, and closes after ``close()``: close_runner). Built and
+    asyncio.Runner the caller keeps, and closes after ``close()``: interrupt.close_runner). Built and
     started by the first ``play``; built again only after a run that left it unusable."""
 
     def __init__(self, cfg: KameConfig, runner: asyncio.Runner) -> None:
@@ -180,8 +180,8 @@ class FileAgent:
                 try:
                     if not await unless_stopped(self.agent.start(), stop):  # loads the models
                         return {**new_record(), "interrupted": True, "frames": 0}  # Ctrl-C while loading
-                except Exception as exc:
-                    await self._drop(f"its start failed: {type(exc).__name__}: {exc}")
+                except Exception as exc:  # (its error says it: the next run builds a new one, said then)
+                    await self._drop(f"its start failed: {type(exc).__name__}: {exc}", say=False)
                     raise
                 self.started = True
             try:
@@ -211,10 +211,11 @@ class FileAgent:
             return f"it is not running: {health.get('error') or 'no reason given'}"
         return None
 
-    async def _drop(self, why: str | None) -> None:
-        """Stop the agent (its errors logged, not raised); the next play builds a new one."""
+    async def _drop(self, why: str | None, say: bool = True) -> None:
+        """Stop the agent (its errors logged, not raised); the next play builds a new one (``say``:
+        and says why now, on stderr)."""
         agent, self.agent, self.started, self.dropped = self.agent, None, False, why
-        if why:
+        if why and say:
             print(f"the agent is stopped and a new one is built for the next run: {why}", file=sys.stderr, flush=True)
         if agent is not None:
             try:
@@ -226,25 +227,3 @@ class FileAgent:
         """Stop the agent, if one was built (in the runner's loop)."""
         if self.agent is not None:
             self.runner.run(self._drop(None))
-
-
-def close_runner(runner: asyncio.Runner, leave_after: float = LEAVE_AFTER_S) -> None:
-    """Close ``runner`` as kame.runtime.interrupt.run_to_end closes its own: the tasks still
-    running get ``leave_after`` s after their cancellation, then are left behind, named (a
-    component that ignores its cancellation must not hang the command's end)."""
-    from ..backend.childproc import loads_running
-
-    try:
-        left = runner.run(_end_leftovers(leave_after))
-    except BaseException:  # noqa: BLE001 - Ctrl-C during that wait: leave what is still running
-        running = [t for t in asyncio.all_tasks(runner.get_loop()) if not t.done()]
-        leave(running)
-        left = sorted(t.get_name() for t in running)
-    if left:
-        log.warning("%d task(s) did not stop within %.0f s of their cancellation and are left behind: %s",
-                    len(left), leave_after, ", ".join(left))
-        runner.get_loop().close()
-    elif loads_running():  # a cancelled model load still in the executor: closing that would join it
-        runner.get_loop().close()
-    else:
-        runner.close()

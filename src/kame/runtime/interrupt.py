@@ -99,23 +99,30 @@ def run_to_end(main, leave_after: float = LEAVE_AFTER_S):
     try:
         return runner.run(main)
     finally:
-        try:
-            left = runner.run(_end_leftovers(leave_after))
-            within = f"within {leave_after:.0f} s of their cancellation"
-        except BaseException:  # noqa: BLE001 - Ctrl-C during that wait: leave what is still running
-            running = [t for t in asyncio.all_tasks(runner.get_loop()) if not t.done()]
-            leave(running)
-            left, within = sorted(t.get_name() for t in running), "before Ctrl-C cut their wait short"
-        from ..backend.childproc import loads_running
+        close_runner(runner, leave_after)
 
-        if left:
-            log.warning("%d task(s) did not stop %s and are left behind (a component that ignores "
-                        "cancellation or never finishes closing): %s", len(left), within, ", ".join(left))
-            runner.get_loop().close()
-        elif loads_running():  # a cancelled model load still in the executor: closing that would join it
-            runner.get_loop().close()  # (the caller leaves without waiting: childproc.exit_if_loading)
-        else:
-            runner.close()
+
+def close_runner(runner: asyncio.Runner, leave_after: float = LEAVE_AFTER_S) -> None:
+    """Close ``runner`` (asyncio.Runner) as run_to_end closes its own: the tasks still running are
+    cancelled and get ``leave_after`` s, then are left behind, named (a component that ignores its
+    cancellation must not hang the command's end)."""
+    try:
+        left = runner.run(_end_leftovers(leave_after))
+        within = f"within {leave_after:.0f} s of their cancellation"
+    except BaseException:  # noqa: BLE001 - Ctrl-C during that wait: leave what is still running
+        running = [t for t in asyncio.all_tasks(runner.get_loop()) if not t.done()]
+        leave(running)
+        left, within = sorted(t.get_name() for t in running), "before Ctrl-C cut their wait short"
+    from ..backend.childproc import loads_running
+
+    if left:
+        log.warning("%d task(s) did not stop %s and are left behind (a component that ignores "
+                    "cancellation or never finishes closing): %s", len(left), within, ", ".join(left))
+        runner.get_loop().close()
+    elif loads_running():  # a cancelled model load still in the executor: closing that would join it
+        runner.get_loop().close()  # (the caller leaves without waiting: childproc.exit_if_loading)
+    else:
+        runner.close()
 
 
 async def _end_leftovers(leave_after: float) -> list[str]:
