@@ -190,3 +190,26 @@ def test_resume_with_precision_auto_keeps_the_runs_precision(tmp_path, capsys, f
     assert cli_main(["train", str(manifest), "-o", str(tmp_path / "run"), "--steps", "4", "--precision", "fp32",
                      "--resume", str(tmp_path / "run" / "latest"), *resume]) == 1  # (asked for: refused)
     assert "precision 'bf16' -> 'fp32'" in capsys.readouterr().err
+
+
+def test_sharding_takes_the_loaded_weights_and_frees_them(tmp_path):
+    """prepare(--shard) trains a front-end rebuilt on the meta device and sharded, with the loaded
+    weights, and leaves the loaded one on the meta device (was: rank 0 kept its whole fp32 weights
+    alive for the run, held by its callers). One process of a gloo group (sharding itself needs no
+    second one)."""
+    import torch.distributed as dist
+    from torch.distributed.tensor import DTensor
+
+    from kame.train.parallel import is_sharded, prepare
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        loaded = _tiny()
+        want = {k: v.clone() for k, v in loaded.state_dict().items()}
+        net = prepare(loaded, TrainConfig(shard=True), torch.device("cpu"))
+        assert is_sharded(net) and net is not loaded
+        got = {k: v.full_tensor() if isinstance(v, DTensor) else v for k, v in net.state_dict().items()}
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+        assert all(p.is_meta for p in loaded.parameters())
+    finally:
+        dist.destroy_process_group()

@@ -71,7 +71,8 @@ def prepare(model: torch.nn.Module, tcfg, device: torch.device) -> torch.nn.Modu
     sharded, which the loop then trains in ``model``'s place: rank 0's ``model`` holds the loaded
     weights (on the CPU), the others' is on the meta device (load_for_training's weights=False);
     every process allocates only its own shards, on ``device``, and gets them from rank 0's whole
-    tensors one tensor at a time, so no process holds the whole front-end twice nor on its GPU.
+    tensors one tensor at a time, so no process holds the whole front-end twice nor on its GPU;
+    then ``model`` is left on the meta device (rank 0's loaded weights freed).
     Moves the model to ``device``. Turns on activation checkpointing when asked. (--shard in fewer
     than 2 processes: train refused it with check_shard before reading any data.)"""
     import torch
@@ -88,7 +89,7 @@ def prepare(model: torch.nn.Module, tcfg, device: torch.device) -> torch.nn.Modu
         whole = model.state_dict() if dist.get_rank() == 0 else {}
         if any(True for _ in model.buffers()):  # (to_empty below leaves them uninitialised: only weights are sent)
             raise ConfigError("train: --shard loads a front-end's parameters only, and this one has buffers")
-        model = build_meta(model.cfg)  # (rank 0's loaded model: freed once ``whole`` is sent)
+        loaded, model = model, build_meta(model.cfg)
         if whole and whole.keys() != model.state_dict().keys():
             raise ConfigError("train: --shard rebuilds the front-end from its config, which does not give the loaded "
                               "one's weights: " + ", ".join(sorted(whole.keys() ^ model.state_dict().keys())[:8]))
@@ -102,6 +103,8 @@ def prepare(model: torch.nn.Module, tcfg, device: torch.device) -> torch.nn.Modu
         fully_shard(model, mesh=mesh, mp_policy=mp)
         model.to_empty(device=device)
         set_model_state_dict(model, whole, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+        del whole
+        loaded.to(device="meta")  # (rank 0's whole weights freed now, though its callers still hold the module)
         return model
     _checkpointing(model, tcfg)
     model.to(device)
