@@ -152,9 +152,8 @@ def _bare(num, den: float) -> str:
 
 def main(args) -> int:
     import soundfile as sf
-    import torch
 
-    from ..model.loaders import parse_device
+    from ..model.loaders import auto_device, parse_device
     from ..model.stepper import Sampling
     from ..train.batching import manifest_path
     from ..train.data import read_dialogue, read_manifest
@@ -166,8 +165,7 @@ def main(args) -> int:
                           f"results.jsonl")
     where = "eval follow"
     try:
-        device = parse_device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                              else "cpu" if args.device == "auto" else args.device)
+        device = parse_device(auto_device(args.device))
         entries = read_manifest(manifest_path(args.manifest, command=where))[: args.limit]
         model, codec, codec_spec, tok, _ = load_for_training(args.frontend, args.codec, None, device,
                                                              command=where,

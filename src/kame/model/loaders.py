@@ -126,6 +126,12 @@ def parse_device(device: Any) -> torch.device:
     return dev
 
 
+def auto_device(option: str) -> str:
+    """A command's --device option with "auto" made a device: cuda when this machine has one, else
+    cpu; any other option as it is (kame train, kame eval follow)."""
+    return ("cuda" if torch.cuda.is_available() else "cpu") if option == "auto" else option
+
+
 def parse_dtype(dtype: Any, device: torch.device) -> torch.dtype:
     if dtype is None:  # CPU matmuls are fastest and exact in float32
         return torch.float32 if device.type == "cpu" else torch.bfloat16

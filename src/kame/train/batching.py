@@ -311,13 +311,13 @@ def batches(examples: Sequence[Example], cfg, tcfg: TrainConfig, rank: int = 0,
         epoch += 1
 
 
-def _hint_only(step: int, slot: int, tcfg: TrainConfig) -> bool:
-    """Whether window ``slot`` of step ``step``'s global batch shows only its true replies
-    (hint_only_share; drawn from (seed, step, slot): any rank, and a resumed run, draw the same)."""
+def _hint_only(step: int, place: int, tcfg: TrainConfig) -> bool:
+    """Whether window ``place`` of step ``step``'s global batch (``slot``'s) shows only its true
+    replies (hint_only_share; drawn from (seed, step, place): any rank, and a resumed run, draw the same)."""
     import numpy as np
 
     share = hint_only_share(step, tcfg)
-    return share >= 1 or (share > 0 and np.random.default_rng([tcfg.seed, step, slot, 5]).random() < share)
+    return share >= 1 or (share > 0 and np.random.default_rng([tcfg.seed, step, place, 5]).random() < share)
 
 
 def _offset(T: int, tcfg: TrainConfig, epoch: int, i: int) -> int:

@@ -475,7 +475,9 @@ def run(args) -> TrainResult:
     import torch.distributed as dist
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    from ..model.loaders import auto_device
+
+    cuda = auto_device(args.device) == "cuda"
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu")
     record = {}  # (a resumed run's kame.train record, from the config.json save_frontend wrote)
     if args.resume:
