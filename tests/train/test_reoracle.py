@@ -101,6 +101,54 @@ def test_turns_and_a_multi_turn_dialogue_gets_one_oracle_per_answered_turn(tok):
     assert sorted(events[n].frame for n in protected_events(events)) == ends
 
 
+def true_replies(words, frames: int = 200) -> list[tuple[int, str]]:
+    """(frame, text) of the true reply of each answered turn: the oracle with no simulator."""
+    d = Dialogue(np.zeros((frames * 1920, 2), np.float32), words)
+    events = asyncio.run(dialogue_oracle(d, llm=None, tokenizer=default_tokenizer(), cfg=SimOracleConfig()))
+    return [(ev.frame, ev.text) for ev in events if ev.event == "append"]
+
+
+def test_a_user_backchannel_in_the_agents_reply_neither_splits_it_nor_gets_an_oracle():
+    user = spoken("user", "What do you know about Paris?", 0.2)
+    agent = spoken("agent", "Paris is the capital of France, a city on the Seine with two million people.", 2.4)
+    uh_huh = [Word("user", "uh-huh", agent[4].start + 0.1, agent[4].end + 0.2)]  # said over "France,"
+    words = user + agent + uh_huh
+    assert [(spk, len(ws)) for spk, ws in turns(words)] == [("user", 6), ("agent", 15)]
+    assert [(len(u), reply) for u, reply, _ in answered_turns(words)] == [(6, " ".join(w.word for w in agent))]
+    assert true_replies(words) == [(int(user[-1].end / 0.08), " ".join(w.word for w in agent))]
+
+
+def test_an_agent_backchannel_in_a_long_user_turn_does_not_split_it():
+    user = spoken("user", "So I was wondering, since we are going to Paris next week, what the weather is like there?",
+                  0.2)
+    yeah = [Word("agent", "Yeah.", user[6].start + 0.05, user[6].end + 0.1)]  # said over "are"
+    reply = spoken("agent", "It is usually mild in spring, so bring a light coat.", user[-1].end + 0.5)
+    words = user + yeah + reply
+    assert [(spk, len(ws)) for spk, ws in turns(words)] == [("user", 18), ("agent", 11)]
+    (heard, text, history), = answered_turns(words)
+    assert heard == user and text == " ".join(w.word for w in reply) and history == []
+    assert true_replies(words) == [(int(user[-1].end / 0.08), text)]  # answered once, the whole turn heard
+    # the user's words that go on over the backchannel stay the user's, short as they are
+    right = [Word("user", "right?", yeah[0].end - 0.05, yeah[0].end + 0.3)]
+    words = user[:7] + yeah + right + reply
+    assert [(spk, [w.word for w in ws][-2:]) for spk, ws in turns(words)] == [("user", ["are", "right?"]),
+                                                                             ("agent", ["light", "coat."])]
+
+
+def test_a_short_answer_after_the_other_speaker_stopped_is_a_turn():
+    words = (spoken("user", "How many legs has a spider?", 0.2) + spoken("agent", "Eight.", 2.2)  # a short reply
+             + spoken("user", "And can you tell me more about them?", 2.9)
+             + spoken("agent", "They are arachnids, not insects. Shall I go on?", 5.6))
+    words += [Word("user", "mm", words[-4].start, words[-4].end)]  # a backchannel over "insects."
+    words += spoken("user", "Yes.", words[-2].end) + spoken("agent", "They spin silk from their bodies.", 9.5)
+    assert [(spk, " ".join(w.word for w in ws)) for spk, ws in turns(words)] == [
+        ("user", "How many legs has a spider?"), ("agent", "Eight."), ("user", "And can you tell me more about them?"),
+        ("agent", "They are arachnids, not insects. Shall I go on?"), ("user", "Yes."),
+        ("agent", "They spin silk from their bodies.")]
+    assert [text for _, text in true_replies(words)] == ["Eight.", "They are arachnids, not insects. Shall I go on?",
+                                                        "They spin silk from their bodies."]
+
+
 def test_a_failing_simulator_keeps_the_old_oracle_and_is_reported(tmp_path):
     folders = make_set(tmp_path, n=2)
 

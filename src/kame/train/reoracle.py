@@ -10,7 +10,16 @@ interval, delay or seed). This rewrites each dialogue's oracle events in its dia
 (``kame.train.data.write_meta``): audio.wav and codes.npz stay as they are, and the manifest is
 written again (its prediction counts and hint levels).
 
-Turns come from the words: each run of one speaker's words (in start order) is a turn; every
+Turns come from the words: each run of one speaker's words (in start order) is a turn, except a
+backchannel ("uh-huh", "yeah", "right" said while the other speaker talks): a run of at most
+BACKCHANNEL_MAX_WORDS words spanning at most BACKCHANNEL_MAX_S seconds (first word's start to
+last word's end) that lies between two runs of the other speaker and overlaps one of their words
+in time. A backchannel is left out of the turns (not a turn, not in any text), so the other
+speaker's runs around it are one turn: a user's backchannel neither gets an oracle nor cuts the
+agent's reply in two, an agent's does not split the user's turn. A short run after the other
+speaker has stopped (no overlap: an answer, a "Yes.") is a turn; so is one in a pause of the other's
+speech that overlaps none of their words (timing alone cannot tell it from a short answer).
+Synthesized dialogues (`kame data synth`) never overlap, so they have no backchannels. Every
 user turn answered by an agent turn gets the simulated oracle of kame.train.oracle_sim, with the
 agent turn's words as the true reply and the turns before as the history (a multi-turn dialogue,
 a ``kame run`` recording too, gets one oracle per answered turn, its prediction ids running on).
@@ -36,19 +45,48 @@ from .data import DataError, Word, read_dialogue, read_manifest, write_manifest,
 log = logging.getLogger(__name__)
 
 
+# A backchannel (see the module's docstring): at most this many words, spanning at most this long.
+BACKCHANNEL_MAX_WORDS = 3
+BACKCHANNEL_MAX_S = 1.5
+
+
 def turns(words: list[Word]) -> list[tuple[str, list[Word]]]:
-    """The dialogue's turns: (speaker, words) for each run of one speaker's words in start order."""
-    out: list[tuple[str, list[Word]]] = []
+    """The dialogue's turns: (speaker, words) for each run of one speaker's words in start order,
+    backchannels left out. A run is a backchannel when it has at most BACKCHANNEL_MAX_WORDS words
+    spanning at most BACKCHANNEL_MAX_S seconds, the other speaker has a run before and after it,
+    the run before is not itself a backchannel, and it overlaps in time a word of either (a short
+    run after the other speaker stopped is an answer, so a turn). The other speaker's runs around
+    a backchannel make one turn."""
+    runs: list[tuple[str, list[Word]]] = []
     for w in sorted(words, key=lambda w: (w.start, w.end)):
-        if out and out[-1][0] == w.speaker:
-            out[-1][1].append(w)
+        if runs and runs[-1][0] == w.speaker:
+            runs[-1][1].append(w)
         else:
-            out.append((w.speaker, [w]))
+            runs.append((w.speaker, [w]))
+    out: list[tuple[str, list[Word]]] = []
+    previous_was_backchannel = False
+    for i, (speaker, ws) in enumerate(runs):
+        # (the run before must be real speech: a reply to a backchannel is not one itself)
+        if 0 < i < len(runs) - 1 and not previous_was_backchannel and _backchannel(ws, runs[i - 1][1] + runs[i + 1][1]):
+            previous_was_backchannel = True
+            continue
+        previous_was_backchannel = False
+        if out and out[-1][0] == speaker:  # the other speaker's run after a backchannel goes on their turn
+            out[-1][1].extend(ws)
+        else:
+            out.append((speaker, list(ws)))
     return out
 
 
+def _backchannel(run: list[Word], around: list[Word]) -> bool:
+    """``run`` is short and overlaps in time one of ``around`` (the other speaker's words next to it)."""
+    start, end = run[0].start, max(w.end for w in run)
+    return (len(run) <= BACKCHANNEL_MAX_WORDS and end - start <= BACKCHANNEL_MAX_S
+            and any(w.start < end and w.end > start for w in around))
+
+
 def spoken_turns(words: list[Word]) -> list[tuple[str, list[Word], str]]:
-    """(speaker, words, text) of each turn (a change of speaker starts one), in order."""
+    """(speaker, words, text) of each of ``turns`` (backchannels left out), in order."""
     return [(spk, ws, " ".join(w.word for w in ws)) for spk, ws in turns(words)]
 
 
