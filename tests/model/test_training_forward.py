@@ -138,3 +138,19 @@ def test_layer_norm_f32_computes_in_fp32_with_bf16_weights():
     want = norm(x)
     got = norm.to(torch.bfloat16)(x.to(torch.bfloat16))
     assert got.dtype == torch.bfloat16 and torch.allclose(got.float(), want, atol=0.05)
+
+
+def test_a_new_front_end_starts_with_each_oracle_token_among_its_likeliest_text_tokens():
+    """init_weights' copy-ready oracle_emb: at step 0 the frame's oracle token is most often the top
+    text logit (was: ranked ~1 000th or so, its table a copy of text_emb's), so a front-end trained
+    from scratch has its oracle at hand; the start id keeps text_emb's row."""
+    torch.manual_seed(0)
+    cfg = preset("small").replace(text_card=4000)  # 256 wide: narrower than its vocabulary
+    model = LMModel(cfg).eval()
+    codes, _ = batch(cfg, B=4, T=64)
+    tokens = torch.randint(4, cfg.text_card, (4, 64), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits = model(codes, oracle=tokens).text_logits[:, 0]  # [B, T, text_card]
+    ranks = (logits > logits.gather(2, tokens[..., None])).sum(2).flatten().float()
+    assert float((ranks == 0).float().mean()) >= 0.6 and ranks.median() == 0 and ranks.mean() < 20, ranks.tolist()
+    assert torch.equal(model.oracle_emb.weight[cfg.text_card], model.text_emb.weight[cfg.text_card])

@@ -1,5 +1,6 @@
 """kame.train.batching's oracle augmentation (KAME's skips and shifts, the true replies it keeps,
-jitter, the hint-only curriculum) and input dropouts, on events and batches made by hand."""
+jitter, the hint-only curriculum), the oracle-echo curriculum and input dropouts, on events and
+batches made by hand."""
 
 from __future__ import annotations
 
@@ -204,3 +205,56 @@ def test_input_dropouts_change_what_the_model_reads_never_the_targets():
     assert 0 < int(rows.sum()) < 6 and ((a[:, 1] == -1) == rows[:, None] | (codes[:, 1] == -1)).all()
     with pytest.raises(ConfigError, match="--text-token-dropout must be in"):
         TrainConfig(text_token_dropout=1.5).check()
+
+
+def test_oracle_echo_gives_the_agents_words_at_the_frames_it_says_them_then_slides_them_to_the_oracles():
+    from kame.model.stepper import oracle_ids, oracle_timeline
+    from kame.train.batching import Example, _cut, _echo_alpha, batches, echo_oracle
+
+    cfg = preset("tiny").replace(text_card=4000)
+    P, E, S, T = cfg.existing_text_padding_id, cfg.existing_text_end_padding_id, cfg.text_card, 18
+    text = torch.full((T,), P)
+    text[2] = 99  # said before any reset: echoes nothing
+    text[5], text[6], text[9], text[10], text[11] = E, 101, E, 102, 103  # "101" then a word of two tokens
+    text[14], text[15] = E, 104  # the second reply's
+    events = [(4, "reset"), (4, "append", [101, 102, 103]), (13, "reset"), (13, "append", [104])]
+    oracle = oracle_timeline(events, T, **oracle_ids(cfg))
+
+    def where(o):  # {token: frame} of what the oracle gives, and the frames of its start ids
+        return {int(o[f]): f for f in range(T) if int(o[f]) not in (P, S)}, (o == S).nonzero().flatten().tolist()
+
+    assert where(echo_oracle(text, oracle, 0.0, cfg)) == ({101: 6, 102: 10, 103: 11, 104: 15}, [4, 13])  # as said
+    assert where(echo_oracle(text, oracle, 1.0, cfg)) == ({101: 5, 102: 6, 103: 7, 104: 14}, [4, 13])  # as streamed
+    assert where(echo_oracle(text, oracle, 0.5, cfg))[0] == {101: 6, 102: 8, 103: 9, 104: 14}  # (round half even)
+    assert where(echo_oracle(text, oracle, 1.0, cfg))[0] == where(oracle)[0]  # (one a frame, as the feed streams)
+
+    # the curriculum: windows of steps before A echo at alpha 0, then at (step - A) / (B - A) +- 0.1,
+    # from step B on the oracle is the recorded one (augmented: before B the recorded resets are kept)
+    codes = torch.zeros(cfg.num_codebooks, T, dtype=torch.long)
+    codes[0] = text
+    ex = [Example(f"d{i}", codes, oracle, events) for i in range(2)]
+    tcfg = TrainConfig(batch_size=2, window_frames=T, oracle_aug=False, oracle_echo=(2, 6))
+    feed = batches(ex, cfg, tcfg)
+    seen = [next(feed)[1] for _ in range(8)]
+    aligned = echo_oracle(text, oracle, 0.0, cfg)
+    assert all(torch.equal(o, aligned) for w in seen[:2] for o in w)
+    assert all(torch.equal(o, oracle) for w in seen[6:] for o in w)
+    for step in range(2, 6):
+        alphas = [_echo_alpha(step, k, tcfg) for k in range(2)]
+        assert all(abs(a - (step - 2) / 4) <= 0.1 + 1e-9 for a in alphas)
+        assert all(torch.equal(o, echo_oracle(text, oracle, a, cfg)) for o, a in zip(seen[step], alphas))
+    skipping = TrainConfig(batch_size=2, window_frames=T, skip_prob=(1.0, 1.0), shift_prob=1.0, oracle_echo=(9, 9))
+    assert all(torch.equal(o, aligned) for o in next(batches(ex, cfg, skipping))[1])  # (not the augmented resets)
+    # a window cut in the middle of a reply keeps its words (the dialogue is echoed, then cut)
+    window = _cut(ex, cfg, tcfg, 0, (0, 8, 10), echo=0.0)[1]  # frames 8-17: its first reset is at 13
+    assert torch.equal(window, aligned[8:]) and int(window[2]) == 102
+    assert all(torch.equal(o, oracle) for o in next(batches(ex, cfg, TrainConfig(batch_size=2, window_frames=T,
+                                                                                  oracle_aug=False)))[1])  # off
+    with pytest.raises(ConfigError, match="--oracle-echo A B must be steps"):
+        TrainConfig(oracle_echo=(5, 2)).check()
+    from kame.backend.tokenizer import default_tokenizer
+    from kame.train.finetune import check_fit
+
+    with pytest.raises(ConfigError, match="--oracle-echo teaches a front-end to read its oracle stream, and this one"):
+        check_fit(cfg.replace(oracle=False), default_tokenizer(), TrainConfig(oracle_echo=(1, 2), window_frames=T))
+    check_fit(cfg, default_tokenizer(), TrainConfig(oracle_echo=(1, 2), window_frames=T))

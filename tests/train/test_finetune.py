@@ -339,15 +339,15 @@ def test_a_resume_takes_the_runs_own_options_left_out(tmp_path, capsys, fake_cod
     _data(tmp_path / "data", n=2)
     out = tmp_path / "o"
     asked = ["--batch-size", "1", "--lr", "0.002", "--seed", "3", "--jitter", "2", "--text-token-dropout", "0.1",
-             "--window", "16", "--warmup", "1", "--log-every", "1", "--save-every", "0"]
+             "--oracle-echo", "1", "2", "--window", "16", "--warmup", "1", "--log-every", "1", "--save-every", "0"]
     assert cli_main(["train", str(tmp_path / "data"), "-o", str(out), "--codec", "fake", "--steps", "2",
                      *asked]) == 0, capsys.readouterr().err
     resume = ["train", str(tmp_path / "data"), "-o", str(out), "--resume", str(out / "latest")]
     capsys.readouterr()
     assert cli_main([*resume, "--steps", "3"]) == 0, capsys.readouterr().err
     rec = load_frontend(out / "latest")[1].kame["train"]
-    kept = dict(batch_size=1, lr=0.002, seed=3, jitter_frames=2, text_token_dropout=0.1, window_frames=16,
-                warmup_steps=1, log_every=1, save_every=0)
+    kept = dict(batch_size=1, lr=0.002, seed=3, jitter_frames=2, text_token_dropout=0.1, oracle_echo=[1, 2],
+                window_frames=16, warmup_steps=1, log_every=1, save_every=0)
     assert rec["step"] == 3 and {k: rec["config"][k] for k in kept} == kept
     # given and differing: still refused, by name
     assert cli_main([*resume, "--steps", "4", "--lr", "0.001", "--jitter", "0"]) == 1

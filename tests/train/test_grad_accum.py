@@ -27,7 +27,8 @@ def test_a_step_of_n_forwards_reads_the_windows_n_processes_read():
 
     with tempfile.TemporaryDirectory() as d:
         examples = load_examples(_data(Path(d), n=3, T=40), FakeCodec(), default_tokenizer(), cfg)
-    knobs = dict(window_frames=16, hint_only=(0, 8), text_token_dropout=0.3, semantic_emb_dropout=0.5)
+    knobs = dict(window_frames=16, hint_only=(0, 8), oracle_echo=(2, 5), text_token_dropout=0.3,
+                 semantic_emb_dropout=0.5)
     accum = TrainConfig(batch_size=1, grad_accum=2, **knobs)
     procs = TrainConfig(batch_size=1, **knobs)
     one = batches(examples, cfg, accum, rank=0, world=1)
@@ -66,4 +67,5 @@ def test_accumulated_steps_train_as_more_processes_do(tmp_path, fake_codec):
     for a, b in ((alone("one-x2", 2), ddp("two-x1", 1)), (ddp("two-x2", 2), alone("one-x4", 4))):
         assert a.keys() == b.keys()
         for k in a:
-            assert torch.allclose(a[k], b[k], atol=2e-6), k
+            # (float sums in another order: up to 3.3e-6 apart after 6 AdamW steps, on weights ~0.5)
+            assert torch.allclose(a[k], b[k], atol=1e-5), k

@@ -21,6 +21,8 @@ from kame.train.parallel import load_optimizer
 from ._fakes import FakeCodec
 from .test_finetune import FAST, TORCHRUN_ARGS, _data, _tiny, torchrun_train
 
+ATOL = 1e-5  # weights of two layouts after a few AdamW steps: the same sums in another order
+
 
 def _layer_outputs(model, seen: list):
     """Record the dtype of every output of a matmul of the front-end's first temporal layer (its
@@ -122,8 +124,8 @@ def test_sharded_training_matches_ddp_and_checkpoints_resume_across_layouts(tmp_
     assert "2 process(es), sharded" in out
     ddp, shard = runs["ddp"], runs["shard"]  # (shard: the checkpoint its rank 0 wrote from the gathered weights)
     assert ddp.keys() == shard.keys()
-    for k in ddp:
-        assert torch.allclose(ddp[k], shard[k], atol=1e-6), k
+    for k in ddp:  # (ATOL: float sums in another order, up to 2.5e-6 apart on weights ~0.5)
+        assert torch.allclose(ddp[k], shard[k], atol=ATOL), k
     # its optimizer state: one file per process (no process gathered it), which loads whole, by
     # name, into one unsharded process
     step3 = tmp_path / "shard" / "run" / "step-3"
@@ -149,7 +151,7 @@ def test_sharded_training_matches_ddp_and_checkpoints_resume_across_layouts(tmp_
                    "--resume", str(tmp_path / "shard" / "run" / "step-3"))
     resumed = torch.load(tmp_path / "resumed" / "rank0.pt", weights_only=True)
     for k in ddp:
-        assert torch.allclose(ddp[k], resumed[k], atol=1e-6), k
+        assert torch.allclose(ddp[k], resumed[k], atol=ATOL), k
     step6 = tmp_path / "shard" / "run" / "step-6"  # (saved sharded first, then again unsharded by the resumed run)
     assert "state" in torch.load(step6 / STATE, weights_only=True)["optimizer"] and not (step6 / "optimizer").exists()
     # an earlier save of the DDP run's step 6 by more processes left a file the sharded save below must not keep
@@ -163,7 +165,7 @@ def test_sharded_training_matches_ddp_and_checkpoints_resume_across_layouts(tmp_
     assert "2 process(es), sharded" in out and "resumed from" in out
     resharded = torch.load(tmp_path / "resharded" / "rank0.pt", weights_only=True)
     for k in ddp:
-        assert torch.allclose(ddp[k], resharded[k], atol=1e-6), k
+        assert torch.allclose(ddp[k], resharded[k], atol=ATOL), k
     step6 = tmp_path / "ddp" / "run" / "step-6"
     assert sorted(p.name for p in step6.iterdir() if "optimizer" in p.name) == ["optimizer"]
     assert sorted(p.name for p in (step6 / "optimizer").iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp"]

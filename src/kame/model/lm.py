@@ -28,6 +28,10 @@ from torch import nn
 from .config import LMConfig
 from .modules import ScaledEmbedding, Transformer, TransformerState, make_norm
 
+# init_weights: the length of each oracle token's embedding at init, along its text_linear row (the
+# other embeddings are ~1 long: at 10 the frame's oracle token is among the few likeliest text tokens)
+ORACLE_INIT_NORM = 10.0
+
 
 @dataclass
 class LMOutput:
@@ -106,7 +110,17 @@ class LMModel(nn.Module):
     # ------------------------------------------------------------------------------------
     @torch.no_grad()
     def init_weights(self) -> None:
-        """Random init (truncated normal, std 1/sqrt(fan_in)); oracle_emb starts as text_emb."""
+        """Random init (truncated normal, std 1/sqrt(fan_in)); oracle_emb: a copy-ready start.
+
+        Each oracle id's row (the padding ids' too) lies along its own row of text_linear,
+        ORACLE_INIT_NORM long: at step 0 the frame's oracle token is most often the top text logit
+        (an all-pad oracle: pad), so a front-end trained from scratch has copying its oracle at
+        hand. With oracle_emb a copy of text_emb, a 256-wide model with 4 000 text ids did not learn
+        to copy even an oracle aligned to its speech in 475 steps; with this start it did in 50
+        (BENCHMARKS.md, "A fourth attempt"). The start id (no text_linear row) and a demuxed table
+        keep text_emb's rows; with norm_emb the table's LayerNorm undoes the length. A checkpoint
+        without oracle_emb (Moshi's) gets a copy of its trained text_emb instead, as KAME
+        (kame.model.loaders)."""
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Embedding)):
                 fan_in = m.weight.shape[1]
@@ -116,6 +130,11 @@ class LMModel(nn.Module):
                     m.bias.zero_()
         if self.oracle_emb is not None:
             self.oracle_emb.load_state_dict(self.text_emb.state_dict())
+            out = self.text_linear.weight  # [text_card_out, D]
+            table = self.oracle_emb.weight  # [text_card + 1, D]
+            if table.shape[1] == out.shape[1] and not self.oracle_emb.demux:
+                n = min(out.shape[0], table.shape[0])
+                table[:n] = out[:n] / out[:n].norm(dim=1, keepdim=True) * ORACLE_INIT_NORM
 
     @property
     def device(self) -> torch.device:

@@ -269,6 +269,52 @@ def _progress(echo, i: int, n: int, fmt: str) -> None:
         echo(fmt.format(i))
 
 
+def echo_oracle(text: torch.Tensor, oracle: torch.Tensor, alpha: float, cfg) -> torch.Tensor:
+    """A dialogue's oracle with its predictions replaced by what the agent says (the curriculum of
+    ``kame train --oracle-echo``): text [T] (the agent's text stream, codes row 0), oracle [T] (the
+    dialogue's oracle as recorded, for its resets: the frames holding the start id) -> [T]. After
+    each reset, the agent's words (its text tokens but the padding ids) up to the next reset are
+    placed between the frame each is spoken at (``alpha`` 0: the oracle gives each token at the
+    very frame the front-end says it, so that copying it is the easy thing to learn) and where a
+    prediction streams them, one a frame from the reset on (``alpha`` 1, as the back-end gives
+    them), in order, at most one a frame. Words before the first reset get none. The pad rows
+    stay pad (on the whole dialogue: a window cut from it later keeps the words of a reply begun
+    before it)."""
+    import torch
+
+    skip = (cfg.existing_text_padding_id, cfg.existing_text_end_padding_id)
+    said = text.tolist()
+    T = len(said)
+    out = torch.full_like(oracle, cfg.existing_text_padding_id)
+    resets = (oracle == cfg.text_card).nonzero().flatten().tolist()
+    for n, t0 in enumerate(resets):
+        out[t0] = cfg.text_card
+        end = resets[n + 1] if n + 1 < len(resets) else T
+        spoken = [f for f in range(t0 + 1, end) if said[f] >= 0 and said[f] not in skip]
+        at = t0
+        for k, f in enumerate(spoken):  # the k-th word token after the reset, spoken at frame f
+            at = max(round((1 - alpha) * f + alpha * (t0 + 1 + k)), at + 1)
+            if at >= end:
+                break
+            out[at] = said[f]
+    return out
+
+
+def _echo_alpha(step: int, place: int, tcfg: TrainConfig) -> float | None:
+    """Where window ``place`` of step ``step`` puts its echoed words (echo_oracle's alpha), or None:
+    its own oracle. tcfg.oracle_echo = (A, B): 0 before step A, then rising to 1 at step B (+- 0.1,
+    drawn from (seed, step, place) as _hint_only's), None from step B on."""
+    import numpy as np
+
+    a, b = tcfg.oracle_echo
+    if step >= b:
+        return None
+    if step < a:
+        return 0.0
+    jitter = np.random.default_rng([tcfg.seed, step, place, 9]).uniform(-0.1, 0.1)
+    return float(np.clip((step - a) / (b - a) + jitter, 0.0, 1.0))
+
+
 def slot(tcfg: TrainConfig, rank: int, forward: int) -> int:
     """The place in its step's global batch of the first window of ``rank``'s ``forward``-th batch
     (rank r takes the r-th share of batch_size * grad_accum windows, one batch_size per forward)."""
@@ -307,7 +353,9 @@ def batches(examples: Sequence[Example], cfg, tcfg: TrainConfig, rank: int = 0,
                     first = slot(tcfg, rank, f)
                     part = mine[f * tcfg.batch_size: (f + 1) * tcfg.batch_size]
                     hint = [_hint_only(step - 1, first + k, tcfg) for k in range(len(part))]
-                    yield collate([_cut(examples, cfg, tcfg, ep, sp, h) for (ep, sp), h in zip(part, hint)], cfg)
+                    echo = [_echo_alpha(step - 1, first + k, tcfg) for k in range(len(part))]
+                    yield collate([_cut(examples, cfg, tcfg, ep, sp, h, a)
+                                   for (ep, sp), h, a in zip(part, hint, echo)], cfg)
         epoch += 1
 
 
@@ -331,10 +379,15 @@ def _offset(T: int, tcfg: TrainConfig, epoch: int, i: int) -> int:
     return int(np.random.default_rng([tcfg.seed, epoch, i, 1]).integers(0, tcfg.window_frames))
 
 
-def _cut(examples, cfg, tcfg, epoch: int, span: tuple, hint_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def _cut(examples, cfg, tcfg, epoch: int, span: tuple, hint_only: bool = False,
+         echo: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(codes [K, length], oracle [length]) of window ``span``: its oracle augmented for ``epoch``
+    (Example.oracle), or with ``echo`` (an alpha) the echo_oracle of its dialogue as recorded
+    (before step B of --oracle-echo, neither augmentation nor the hint-only curriculum applies)."""
     i, start, length = span
     ex = examples[i]
-    oracle = ex.oracle(cfg, tcfg, epoch, i, hint_only)
+    oracle = (ex.oracle(cfg, tcfg, epoch, i, hint_only) if echo is None
+              else echo_oracle(ex.codes[0].long(), ex.recorded, echo, cfg))
     return ex.codes[:, start: start + length].long(), oracle[start: start + length]
 
 

@@ -52,6 +52,10 @@ class TrainConfig:
     shift_right: tuple[int, int] = (1, 10)  # frames, inclusive
     shift_left: tuple[int, int] = (1, 15)  # frames, inclusive
     hint_only: tuple[int, int] = (0, 0)  # KAME's hint-only curriculum: (A, B) steps, below (kame.train.batching)
+    # a curriculum for a front-end trained from scratch (not KAME's, which starts from Moshi): (A, B) steps,
+    # the oracle gives the agent's own words at the frames it says them until step A, then ever closer
+    # to where a prediction streams them, and as recorded from step B (kame.train.batching.echo_oracle)
+    oracle_echo: tuple[int, int] = (0, 0)
     jitter_frames: int = 0  # each prediction arrives 0..this many frames later (KAME's optional time jitter; 0: off)
     # input dropouts (KAME's fine-tune; 0 = off, its default): what the temporal transformer reads,
     # never the targets (kame.train.batching.input_dropouts)
@@ -79,8 +83,9 @@ class TrainConfig:
             raise ConfigError(f"train: --skip-prob A B must be 0 <= A <= B <= 1, got {self.skip_prob}")
         if not 0 <= self.shift_prob <= 1:
             raise ConfigError(f"train: --shift-prob must be in [0, 1], got {self.shift_prob}")
-        if not (len(self.hint_only) == 2 and 0 <= self.hint_only[0] <= self.hint_only[1]):
-            raise ConfigError(f"train: --hint-only A B must be steps 0 <= A <= B, got {self.hint_only}")
+        for flag, v in (("--hint-only", self.hint_only), ("--oracle-echo", self.oracle_echo)):
+            if not (len(v) == 2 and 0 <= v[0] <= v[1]):
+                raise ConfigError(f"train: {flag} A B must be steps 0 <= A <= B, got {v}")
         if not (isinstance(self.jitter_frames, int) and self.jitter_frames >= 0):
             raise ConfigError(f"train: --jitter must be an int >= 0 frames, got {self.jitter_frames!r}")
         for name in ("text_token_dropout", "text_emb_dropout", "semantic_emb_dropout"):

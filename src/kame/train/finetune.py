@@ -88,8 +88,12 @@ def make_optimizer(model: torch.nn.Module, tcfg: TrainConfig) -> torch.optim.Ada
 
 def check_fit(cfg, tokenizer, tcfg: TrainConfig) -> None:
     """Errors before any data is read: a tokenizer the front-end's text vocabulary cannot hold, a
-    window longer than the attention context."""
+    window longer than the attention context, an oracle curriculum for a front-end without one."""
     from .examples import TEXT_CARD_FIX
+
+    if tcfg.oracle_echo[1] > 0 and not cfg.oracle:
+        raise ConfigError("train: --oracle-echo teaches a front-end to read its oracle stream, and this one has "
+                          "none (config oracle=False: a Moshi or Kyutai STT checkpoint); leave it out")
 
     if tokenizer.vocab_size > cfg.text_card:
         raise DataError(f"train: the tokenizer has {tokenizer.vocab_size} pieces, the front-end's text_card is "
@@ -301,7 +305,8 @@ def save_checkpoint(model, weights: dict, optim: dict, out: Path, step: int, tcf
 OPTION_KNOBS = {"batch_size": "batch_size", "grad_accum": "grad_accum", "window": "window_frames", "lr": "lr", "warmup": "warmup_steps",
                 "schedule": "schedule", "weight_decay": "weight_decay", "grad_clip": "grad_clip",
                 "skip_prob": "skip_prob", "shift_prob": "shift_prob", "shift_right": "shift_right",
-                "shift_left": "shift_left", "hint_only": "hint_only", "jitter": "jitter_frames",
+                "shift_left": "shift_left", "hint_only": "hint_only", "oracle_echo": "oracle_echo",
+                "jitter": "jitter_frames",
                 "text_token_dropout": "text_token_dropout", "text_emb_dropout": "text_emb_dropout",
                 "semantic_emb_dropout": "semantic_emb_dropout", "seed": "seed", "log_every": "log_every",
                 "save_every": "save_every"}
@@ -396,6 +401,10 @@ def add_arguments(p) -> None:
     knob("--hint-only", type=int, nargs=2, metavar=("A", "B"),
          help="KAME's hint-only curriculum: every window shows only its true replies (the predictions marked "
               "use_hint: each turn's true reply) until step A, fewer and fewer until none from step B", note=": off")
+    knob("--oracle-echo", type=int, nargs=2, metavar=("A", "B"),
+         help="a curriculum for a front-end trained from scratch: until step A every window's oracle gives the "
+              "agent's own words at the frames it says them (copying is all there is to learn), then closer and "
+              "closer to where a prediction streams them, and its oracle as recorded from step B", note=": off")
     knob("--jitter", type=int, metavar="FRAMES",
          help="each prediction arrives 0..FRAMES frames later, drawn per prediction (KAME's optional time "
               "jitter, e.g. 4 = 0.32 s)", note=": off")
