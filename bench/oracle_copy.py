@@ -17,10 +17,13 @@ BENCHMARKS.md, *A fourth attempt*, has a run.
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 import time
 
 import torch
 
+from kame.bench.machine import machine_line
 from kame.train.batching import batches, echo_oracle, load_examples
 from kame.train.config import TrainConfig
 from kame.train.examples import collate
@@ -80,7 +83,10 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--every", type=int, default=25)
     args = p.parse_args()
+    if args.steps < 1 or args.every < 1:
+        p.error(f"--steps and --every must be >= 1 (got {args.steps}, {args.every})")
     torch.set_num_threads(2)
+    print(f"command: python {shlex.join(sys.argv)}\n{machine_line()}", flush=True)
     t0 = time.perf_counter()
     cols = {init: run(args.data, args.frontend, init, args.steps, args.every) for init in ("copy-ready", "text_emb")}
     print(f"# {args.frontend} from scratch, oracle echoed at the frames spoken; held-out word tokens ranked first, %")
