@@ -277,9 +277,9 @@ def echo_oracle(text: torch.Tensor, oracle: torch.Tensor, alpha: float, cfg) -> 
     placed between the frame each is spoken at (``alpha`` 0: the oracle gives each token at the
     very frame the front-end says it, so that copying it is the easy thing to learn) and where a
     prediction streams them, one a frame from the reset on (``alpha`` 1, as the back-end gives
-    them), in order, at most one a frame. Words before the first reset get none. The pad rows
-    stay pad (on the whole dialogue: a window cut from it later keeps the words of a reply begun
-    before it)."""
+    them), in order, at most one a frame; every other frame is pad, and words before the first
+    reset get none. Made for the whole dialogue, then cut: a window keeps the words of a reply
+    begun before it."""
     import torch
 
     skip = (cfg.existing_text_padding_id, cfg.existing_text_end_padding_id)
