@@ -9,8 +9,8 @@ to copy the frame's token. Two runs from the same seed, one process, KAME's loss
 (50 warm-up steps), batches of 8 windows of 96 frames: oracle_emb copy-ready (kame's random init,
 kame.model.lm.LMModel.init_weights) and oracle_emb a copy of text_emb (KAME's start from Moshi,
 and kame's before). The table: the share of the agent's word tokens (not padding) that the model
-ranks first, teacher-forced, on 16 windows the runs do not train on, at step 0 and every
---every steps.
+ranks first, teacher-forced, on the set's last 16 dialogues (never trained on; 96 frames each,
+ending with the agent's last word), at step 0, every --every steps and at the last.
 BENCHMARKS.md, *A fourth attempt*, has a run.
 """
 
@@ -24,17 +24,20 @@ import time
 import torch
 
 from kame.bench.machine import machine_line
-from kame.train.batching import batches, echo_oracle, load_examples
+from kame.train.batching import batches, echo_oracle, load_examples, manifest_path
+from kame.train.data import DataError, read_manifest
 from kame.train.config import TrainConfig
 from kame.train.examples import collate
 from kame.train.finetune import load_for_training, make_optimizer
 from kame.train.loss import frontend_loss
 
 HELD_OUT = 16  # windows (the set's last dialogues), never trained on
+WINDOW = 96  # frames a window
 
 
-def word_top1(model, codes: torch.Tensor, oracle: torch.Tensor) -> float:
-    """The share of word tokens (text targets but the padding ids) ranked first, teacher-forced."""
+def word_top1(model, codes: torch.Tensor, oracle: torch.Tensor) -> tuple[float, int]:
+    """(the share of word tokens (text targets but the padding ids) ranked first, teacher-forced;
+    how many word tokens there are)."""
     cfg = model.cfg
     model.eval()
     with torch.no_grad():
@@ -43,10 +46,21 @@ def word_top1(model, codes: torch.Tensor, oracle: torch.Tensor) -> float:
     mask = out.text_mask[:, 0]
     target, best = codes[:, 0][mask], out.text_logits[:, 0][mask].argmax(-1)
     words = (target != cfg.existing_text_padding_id) & (target != cfg.existing_text_end_padding_id)
-    return float((best[words] == target[words]).float().mean())
+    return float((best[words] == target[words]).float().mean()), int(words.sum())
 
 
-def run(data: str, frontend: str, init: str, steps: int, every: int) -> list[float]:
+def held_out_window(ex, cfg) -> tuple[torch.Tensor, torch.Tensor]:
+    """The WINDOW frames of a held-out dialogue that end with its agent's last word (or its first
+    WINDOW), the oracle echoed at the frames spoken."""
+    text = ex.codes[0].long()
+    skip = (cfg.existing_text_padding_id, cfg.existing_text_end_padding_id)
+    said = [f for f, t in enumerate(text.tolist()) if t >= 0 and t not in skip]
+    end = max(WINDOW, said[-1] + 1) if said else WINDOW
+    start = max(0, end - WINDOW)
+    return ex.codes[:, start:end].long(), echo_oracle(text, ex.recorded, 0.0, cfg)[start:end]
+
+
+def run(data: str, frontend: str, init: str, steps: int, every: int) -> tuple[list[float], int]:
     torch.manual_seed(0)
     model, codec, _, tokenizer, _ = load_for_training(frontend, "auto", None, "cpu")
     cfg = model.cfg
@@ -57,12 +71,14 @@ def run(data: str, frontend: str, init: str, steps: int, every: int) -> list[flo
     if len(examples) <= HELD_OUT:
         raise SystemExit(f"error: {data} has {len(examples)} dialogues; this needs more than {HELD_OUT}")
     train, held = examples[:-HELD_OUT], examples[-HELD_OUT:]
-    tcfg = TrainConfig(batch_size=8, window_frames=96, lr=1e-3, oracle_echo=(steps + 1, steps + 1))
-    codes, oracle = collate([(ex.codes[:, :96].long(), echo_oracle(ex.codes[0].long(), ex.recorded, 0.0, cfg)[:96])
-                             for ex in held], cfg)
+    tcfg = TrainConfig(batch_size=8, window_frames=WINDOW, lr=1e-3, oracle_echo=(steps + 1, steps + 1))
+    codes, oracle = collate([held_out_window(ex, cfg) for ex in held], cfg)
     opt = make_optimizer(model, tcfg)
     feed = batches(train, cfg, tcfg)
-    out = [word_top1(model, codes, oracle)]  # step 0
+    first, words = word_top1(model, codes, oracle)  # step 0
+    if words == 0:
+        raise SystemExit(f"error: the held-out windows of {data} hold no word of the agent's")
+    out = [first]
     for step in range(1, steps + 1):
         for group in opt.param_groups:
             group["lr"] = tcfg.lr * min(1.0, step / 50)
@@ -71,9 +87,9 @@ def run(data: str, frontend: str, init: str, steps: int, every: int) -> list[flo
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if step % every == 0:
-            out.append(word_top1(model, codes, oracle))
-    return out
+        if step % every == 0 or step == steps:
+            out.append(word_top1(model, codes, oracle)[0])
+    return out, words
 
 
 def main() -> None:
@@ -85,16 +101,27 @@ def main() -> None:
     args = p.parse_args()
     if args.steps < 1 or args.every < 1:
         p.error(f"--steps and --every must be >= 1 (got {args.steps}, {args.every})")
+    if not args.frontend.startswith("random:"):
+        p.error(f"--frontend {args.frontend}: this probe builds a front-end from scratch (random:NAME)")
+    try:  # (before any model is built)
+        n = len(read_manifest(manifest_path(args.data, command="oracle_copy")))
+    except DataError as e:
+        p.error(str(e))
+    if n <= HELD_OUT:
+        p.error(f"{args.data} has {n} dialogues; this needs more than {HELD_OUT} (the last {HELD_OUT} are held out)")
     torch.set_num_threads(2)
     print(f"command: python {shlex.join(sys.argv)}\n{machine_line()}", flush=True)
     t0 = time.perf_counter()
-    cols = {init: run(args.data, args.frontend, init, args.steps, args.every) for init in ("copy-ready", "text_emb")}
+    runs = {init: run(args.data, args.frontend, init, args.steps, args.every) for init in ("copy-ready", "text_emb")}
+    ready, before = runs["copy-ready"][0], runs["text_emb"][0]
+    steps = [n * args.every for n in range(len(ready))]
+    steps[-1] = args.steps
     print(f"# {args.frontend} from scratch, oracle echoed at the frames spoken; held-out word tokens ranked first, %")
     print("| step | copy-ready oracle_emb | oracle_emb = text_emb |")
     print("|---|---|---|")
-    for n in range(len(cols["copy-ready"])):
-        print(f"| {n * args.every} | {100 * cols['copy-ready'][n]:.1f} | {100 * cols['text_emb'][n]:.1f} |")
-    print(f"({time.perf_counter() - t0:.0f} s)")
+    for n, step in enumerate(steps):
+        print(f"| {step} | {100 * ready[n]:.1f} | {100 * before[n]:.1f} |")
+    print(f"({runs['copy-ready'][1]} word tokens in {HELD_OUT} held-out windows; {time.perf_counter() - t0:.0f} s)")
 
 
 if __name__ == "__main__":

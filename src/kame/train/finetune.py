@@ -403,8 +403,9 @@ def add_arguments(p) -> None:
               "use_hint: each turn's true reply) until step A, fewer and fewer until none from step B", note=": off")
     knob("--oracle-echo", type=int, nargs=2, metavar=("A", "B"),
          help="a curriculum for a front-end trained from scratch: until step A every window's oracle gives the "
-              "agent's own words at the frames it says them (copying it is then the easy thing to learn), then closer and "
-              "closer to where a prediction streams them, and its oracle as recorded from step B", note=": off")
+              "agent's own words at the frames it says them (copying it is then the easy thing to learn), then "
+              "closer and closer to where a prediction streams them, and its oracle as recorded from step B",
+         note=": off")
     knob("--jitter", type=int, metavar="FRAMES",
          help="each prediction arrives 0..FRAMES frames later, drawn per prediction (KAME's optional time "
               "jitter, e.g. 4 = 0.32 s)", note=": off")
