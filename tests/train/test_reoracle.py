@@ -149,6 +149,67 @@ def test_a_short_answer_after_the_other_speaker_stopped_is_a_turn():
                                                         "They spin silk from their bodies."]
 
 
+def said(ws: list[Word]) -> str:
+    return " ".join(w.word for w in ws)
+
+
+def test_a_short_turn_that_the_other_speakers_next_words_overlap_is_a_turn():
+    """(the other speaker answering early, over its last word, does not make it a backchannel)"""
+    italy = spoken("user", "What is the capital of Italy?", 0.2)
+    rome = spoken("agent", "It is Rome.", italy[-1].end + 0.4)
+    france = spoken("user", "And France?", rome[-1].end + 1.0)
+    paris = spoken("agent", "Paris, of course.", france[0].start + 0.1)  # starts 0.1 s into "And"
+    words = italy + rome + france + paris
+    assert [(spk, said(ws)) for spk, ws in turns(words)] == [
+        ("user", said(italy)), ("agent", "It is Rome."), ("user", "And France?"), ("agent", "Paris, of course.")]
+    assert [(said(u), reply, len(hist)) for u, reply, hist in answered_turns(words)] == [
+        (said(italy), "It is Rome.", 0), ("And France?", "Paris, of course.", 2)]
+    assert true_replies(words) == [(int(italy[-1].end / 0.08), "It is Rome."),
+                                   (int(france[-1].end / 0.08), "Paris, of course.")]
+    # "Okay, thanks." over the agent's last word, then the agent's "You're welcome."
+    reply = spoken("agent", "Paris is the capital of France.", italy[-1].end + 0.4)
+    thanks = spoken("user", "Okay, thanks.", reply[-1].start + 0.1)
+    welcome = spoken("agent", "You're welcome.", thanks[-1].end + 0.2)
+    assert [(spk, said(ws)) for spk, ws in turns(italy + reply + thanks + welcome)] == [
+        ("user", said(italy)), ("agent", said(reply)), ("user", "Okay, thanks."), ("agent", "You're welcome.")]
+    # "wait, what?" over the agent's last word: the agent stops, then answers it
+    what = spoken("user", "wait, what?", reply[-1].start + 0.1)
+    again = spoken("agent", "I said Paris.", what[-1].end + 0.6)
+    assert [(said(u), r) for u, r, _ in answered_turns(italy + reply + what + again)] == [
+        (said(italy), said(reply)), ("wait, what?", "I said Paris.")]
+
+
+@pytest.mark.parametrize("into", [0.1, 0.27])  # into "Well,", or in the pause after it
+def test_a_backchannel_as_the_reply_starts_leaves_the_reply_whole_and_the_question_where_it_ended(into):
+    question = spoken("user", "Where is the Louvre?", 0.2)
+    reply = spoken("agent", "Well, it is in Paris, by the Seine.", question[-1].end + 0.3)
+    mm_hm = [Word("user", "mm-hm", reply[0].start + into, reply[0].start + into + 0.3)]
+    words = question + reply + mm_hm
+    assert [(spk, said(ws)) for spk, ws in turns(words)] == [("user", "Where is the Louvre?"), ("agent", said(reply))]
+    (heard, text, _), = answered_turns(words)
+    assert heard == question and text == "Well, it is in Paris, by the Seine."
+    assert true_replies(words) == [(int(question[-1].end / 0.08), text)]  # the turn ends at "Louvre?"
+
+
+def test_an_interruption_keeps_its_first_words_and_the_interrupted_reply_stays_whole():
+    question = spoken("user", "Tell me about the city of Lyon.", 0.2)
+    reply = spoken("agent", "Paris is the capital of France, on the Seine.", question[-1].end + 0.4)
+    # the user breaks in 0.1 s into "on"; the agent says "on the Seine." over it, then stops
+    interruption = spoken("user", "wait, what? I meant Lyon, not Paris.", reply[6].start + 0.1)
+    answer = spoken("agent", "Sorry, Lyon is in the south of France.", interruption[-1].end + 0.4)
+    words = question + reply + interruption + answer
+    assert [(spk, said(ws)) for spk, ws in turns(words)] == [
+        ("user", said(question)), ("agent", said(reply)), ("user", "wait, what? I meant Lyon, not Paris."),
+        ("agent", said(answer))]
+    assert [(said(u), r) for u, r, _ in answered_turns(words)] == [(said(question), said(reply)),
+                                                                   (said(interruption), said(answer))]
+    assert [f for f, _ in true_replies(words)] == [int(question[-1].end / 0.08), int(interruption[-1].end / 0.08)]
+    # begun in the pause before "on", it cuts the reply there: "on the Seine." said over it is left out
+    interruption = spoken("user", "wait, what? I meant Lyon, not Paris.", reply[6].start - 0.03)
+    words = question + reply + interruption + spoken("agent", "Sorry, Lyon it is.", interruption[-1].end + 0.4)
+    assert [said(ws) for _, ws in turns(words)][1:3] == [said(reply[:6]), "wait, what? I meant Lyon, not Paris."]
+
+
 def test_a_failing_simulator_keeps_the_old_oracle_and_is_reported(tmp_path):
     folders = make_set(tmp_path, n=2)
 

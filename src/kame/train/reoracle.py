@@ -10,15 +10,19 @@ interval, delay or seed). This rewrites each dialogue's oracle events in its dia
 (``kame.train.data.write_meta``): audio.wav and codes.npz stay as they are, and the manifest is
 written again (its prediction counts and hint levels).
 
-Turns come from the words: each run of one speaker's words (in start order) is a turn, except a
-backchannel ("uh-huh", "yeah", "right" said while the other speaker talks): a run of at most
-BACKCHANNEL_MAX_WORDS words spanning at most BACKCHANNEL_MAX_S seconds (first word's start to
-last word's end) that lies between two runs of the other speaker and overlaps one of their words
-in time. A backchannel is left out of the turns (not a turn, not in any text), so the other
-speaker's runs around it are one turn: a user's backchannel neither gets an oracle nor cuts the
-agent's reply in two, an agent's does not split the user's turn. A short run after the other
-speaker has stopped (no overlap: an answer, a "Yes.") is a turn; so is one in a pause of the other's
-speech that overlaps none of their words (timing alone cannot tell it from a short answer).
+Turns come from the words. Each speaker's own words make spurts: cut at a pause of SPURT_GAP_S
+or more, at a pause in which the other speaker says a whole word, and at one in which the other
+speaker starts more than a backchannel (they took the turn). A backchannel ("uh-huh", "yeah",
+"right" said while the other speaker talks) is a spurt of at most BACKCHANNEL_MAX_WORDS words
+spanning at most BACKCHANNEL_MAX_S seconds (first word's start to last word's end) that lies
+inside a spurt of the other speaker (which starts before it and ends after it). Backchannels are
+left out (not a turn, not in any text); the other spurts in start order are the turns, a
+speaker's spurts one after another one turn (so a turn's words stay in start order). So a user's
+backchannel neither gets an oracle nor cuts the agent's reply in two, an agent's does not split
+the user's turn, and a short turn the other speaker answers early, over its last words, is still
+a turn. A short spurt in a pause of the other's speech (overlapping none of their words) is a
+turn (timing alone cannot tell it from a short answer); the few words an interrupted speaker says
+over an interruption that began in a pause between their words are left out like a backchannel.
 Synthesized dialogues (`kame data synth`) never overlap, so they have no backchannels. Every
 user turn answered by an agent turn gets the simulated oracle of kame.train.oracle_sim, with the
 agent turn's words as the true reply and the turns before as the history (a multi-turn dialogue,
@@ -35,6 +39,7 @@ import asyncio
 import json
 import logging
 import time
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from pathlib import Path
 
@@ -48,41 +53,81 @@ log = logging.getLogger(__name__)
 # A backchannel (see the module's docstring): at most this many words, spanning at most this long.
 BACKCHANNEL_MAX_WORDS = 3
 BACKCHANNEL_MAX_S = 1.5
+# A pause of one speaker at least this long ends their spurt (within a spurt: pauses between words
+# and phrases).
+SPURT_GAP_S = 0.5
 
 
 def turns(words: list[Word]) -> list[tuple[str, list[Word]]]:
-    """The dialogue's turns: (speaker, words) for each run of one speaker's words in start order,
-    backchannels left out. A run is a backchannel when it has at most BACKCHANNEL_MAX_WORDS words
-    spanning at most BACKCHANNEL_MAX_S seconds, the other speaker has a run before and after it,
-    the run before is not itself a backchannel, and it overlaps in time a word of either (a short
-    run after the other speaker stopped is an answer, so a turn). The other speaker's runs around
-    a backchannel make one turn."""
-    runs: list[tuple[str, list[Word]]] = []
+    """The dialogue's turns: (speaker, words in start order), backchannels left out. Each
+    speaker's words make spurts (``_spurts``); a spurt of at most BACKCHANNEL_MAX_WORDS words
+    spanning at most BACKCHANNEL_MAX_S seconds that lies inside a spurt of the other speaker
+    (which starts before it and ends after it) is a backchannel. The other spurts, in start
+    order, are the turns, a speaker's spurts one after another one turn."""
+    by_speaker: dict[str, list[Word]] = {}
     for w in sorted(words, key=lambda w: (w.start, w.end)):
-        if runs and runs[-1][0] == w.speaker:
-            runs[-1][1].append(w)
-        else:
-            runs.append((w.speaker, [w]))
+        by_speaker.setdefault(w.speaker, []).append(w)
+    spurts = [(spk, ws, _span(ws)) for spk, own in by_speaker.items()
+              for ws in _spurts(own, [w for w in words if w.speaker != spk])]
     out: list[tuple[str, list[Word]]] = []
-    previous_was_backchannel = False
-    for i, (speaker, ws) in enumerate(runs):
-        # (the run before must be real speech: a reply to a backchannel is not one itself)
-        if 0 < i < len(runs) - 1 and not previous_was_backchannel and _backchannel(ws, runs[i - 1][1] + runs[i + 1][1]):
-            previous_was_backchannel = True
+    for speaker, ws, (start, end) in sorted(spurts, key=lambda s: (s[1][0].start, s[1][0].end)):
+        if _short(ws) and any(spk != speaker and s < start and e > end for spk, _, (s, e) in spurts):
             continue
-        previous_was_backchannel = False
-        if out and out[-1][0] == speaker:  # the other speaker's run after a backchannel goes on their turn
+        if out and out[-1][0] == speaker:
             out[-1][1].extend(ws)
         else:
             out.append((speaker, list(ws)))
     return out
 
 
-def _backchannel(run: list[Word], around: list[Word]) -> bool:
-    """``run`` is short and overlaps in time one of ``around`` (the other speaker's words next to it)."""
-    start, end = run[0].start, max(w.end for w in run)
-    return (len(run) <= BACKCHANNEL_MAX_WORDS and end - start <= BACKCHANNEL_MAX_S
-            and any(w.start < end and w.end > start for w in around))
+def _spurts(own: list[Word], others: list[Word]) -> list[list[Word]]:
+    """One speaker's words (in start order) cut into spurts, at each pause [a, b] (between the end
+    of their words so far and the next word's start) that is SPURT_GAP_S or longer, in which the
+    other speaker says a whole word (a reply or a short answer while they were silent: so a dialogue
+    without overlap gets a turn at each change of speaker, as before), or in which the other
+    speaker begins a stretch longer than a backchannel (they took the turn: the first speaker's
+    "mm-hm" after it is not on their question). A stretch: a speaker's words with pauses under
+    SPURT_GAP_S."""
+    others = sorted(others, key=lambda w: (w.start, w.end))
+    starts = [w.start for w in others]
+    turn_starts = [ws[0].start for ws in _stretches(others) if not _short(ws)]
+    out: list[list[Word]] = []
+    a = 0.0  # the end of the spurt's words so far
+    for w in own:
+        b = w.start
+        lo, hi = bisect_left(starts, a), bisect_right(starts, b)
+        if (out and b - a < SPURT_GAP_S and not any(x.end <= b for x in others[lo:hi])
+                and bisect_left(turn_starts, a) == bisect_left(turn_starts, b)):
+            out[-1].append(w)
+            a = max(a, w.end)
+        else:
+            out.append([w])
+            a = w.end
+    return out
+
+
+def _stretches(words: list[Word]) -> list[list[Word]]:
+    """``words`` (one speaker's, in start order) cut at each pause of SPURT_GAP_S or longer."""
+    out: list[list[Word]] = []
+    end = 0.0
+    for w in words:
+        if out and w.start - end < SPURT_GAP_S:
+            out[-1].append(w)
+            end = max(end, w.end)
+        else:
+            out.append([w])
+            end = w.end
+    return out
+
+
+def _span(ws: list[Word]) -> tuple[float, float]:
+    return ws[0].start, max(w.end for w in ws)
+
+
+def _short(ws: list[Word]) -> bool:
+    """Backchannel-sized: at most BACKCHANNEL_MAX_WORDS words within BACKCHANNEL_MAX_S seconds."""
+    start, end = _span(ws)
+    return len(ws) <= BACKCHANNEL_MAX_WORDS and end - start <= BACKCHANNEL_MAX_S
 
 
 def spoken_turns(words: list[Word]) -> list[tuple[str, list[Word], str]]:
