@@ -42,6 +42,7 @@ import time
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -91,27 +92,26 @@ def _spurts(own: list[Word], others: list[Word]) -> list[list[Word]]:
     others = sorted(others, key=lambda w: (w.start, w.end))
     starts = [w.start for w in others]
     turn_starts = [ws[0].start for ws in _stretches(others) if not _short(ws)]
-    out: list[list[Word]] = []
-    a = 0.0  # the end of the spurt's words so far
-    for w in own:
-        b = w.start
+
+    def joins(a: float, b: float) -> bool:  # the pause [a, b] does not end the spurt
         lo, hi = bisect_left(starts, a), bisect_right(starts, b)
-        if (out and b - a < SPURT_GAP_S and not any(x.end <= b for x in others[lo:hi])
-                and bisect_left(turn_starts, a) == bisect_left(turn_starts, b)):
-            out[-1].append(w)
-            a = max(a, w.end)
-        else:
-            out.append([w])
-            a = w.end
-    return out
+        return (b - a < SPURT_GAP_S and not any(x.end <= b for x in others[lo:hi])
+                and bisect_left(turn_starts, a) == bisect_left(turn_starts, b))
+    return _cut_at_pauses(own, joins)
 
 
 def _stretches(words: list[Word]) -> list[list[Word]]:
     """``words`` (one speaker's, in start order) cut at each pause of SPURT_GAP_S or longer."""
+    return _cut_at_pauses(words, lambda a, b: b - a < SPURT_GAP_S)
+
+
+def _cut_at_pauses(words: list[Word], joins: Callable[[float, float], bool]) -> list[list[Word]]:
+    """``words`` (one speaker's, in start order) in groups: a word joins the group before it when
+    ``joins(a, b)`` for the pause from the group's end so far, a, to the word's start, b."""
     out: list[list[Word]] = []
     end = 0.0
     for w in words:
-        if out and w.start - end < SPURT_GAP_S:
+        if out and joins(end, w.start):
             out[-1].append(w)
             end = max(end, w.end)
         else:
