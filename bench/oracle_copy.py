@@ -26,8 +26,9 @@ import torch
 from kame.bench.machine import machine_line
 from kame.train.batching import batches, echo_oracle, load_examples, manifest_path
 from kame.train.data import DataError, read_manifest
-from kame.train.config import TrainConfig
-from kame.train.examples import collate
+from kame.eval.follow import teacher_forced
+from kame.train.config import TrainConfig, lr_at
+from kame.train.examples import stream_ids
 from kame.train.finetune import load_for_training, make_optimizer
 from kame.train.loss import frontend_loss
 
@@ -35,29 +36,25 @@ HELD_OUT = 16  # windows (the set's last dialogues), never trained on
 WINDOW = 96  # frames a window
 
 
-def word_top1(model, codes: torch.Tensor, oracle: torch.Tensor) -> tuple[float, int]:
-    """(the share of word tokens (text targets but the padding ids) ranked first, teacher-forced;
-    how many word tokens there are)."""
-    cfg = model.cfg
+def word_top1(model, held: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, int]:
+    """(the share of word tokens (text targets but the padding ids) ranked first, teacher-forced,
+    over the ``held`` windows (codes [K, T], oracle [T]); how many word tokens there are)."""
     model.eval()
-    with torch.no_grad():
-        out = model(codes, oracle=oracle)
+    counts = [teacher_forced(model, codes, oracle) for codes, oracle in held]
     model.train()
-    mask = out.text_mask[:, 0]
-    target, best = codes[:, 0][mask], out.text_logits[:, 0][mask].argmax(-1)
-    words = (target != cfg.existing_text_padding_id) & (target != cfg.existing_text_end_padding_id)
-    return float((best[words] == target[words]).float().mean()), int(words.sum())
+    ok, words = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    return (ok / words if words else float("nan")), words
 
 
 def held_out_window(ex, cfg) -> tuple[torch.Tensor, torch.Tensor]:
     """The WINDOW frames of a held-out dialogue that end with its agent's last word (or its first
     WINDOW), the oracle echoed at the frames spoken."""
-    text = ex.codes[0].long()
-    skip = (cfg.existing_text_padding_id, cfg.existing_text_end_padding_id)
-    said = [f for f, t in enumerate(text.tolist()) if t >= 0 and t not in skip]
+    text, ids = ex.codes[0].long(), stream_ids(cfg)
+    oracle = echo_oracle(text, ex.recorded, 0.0, cfg)
+    said = [f for f, t in enumerate(text.tolist()) if t >= 0 and t not in (ids.pad, ids.end_pad)]
     end = max(WINDOW, said[-1] + 1) if said else WINDOW
     start = max(0, end - WINDOW)
-    return ex.codes[:, start:end].long(), echo_oracle(text, ex.recorded, 0.0, cfg)[start:end]
+    return ex.codes[:, start:end].long(), oracle[start:end]
 
 
 def run(data: str, frontend: str, init: str, steps: int, every: int) -> tuple[list[float], int]:
@@ -71,24 +68,25 @@ def run(data: str, frontend: str, init: str, steps: int, every: int) -> tuple[li
     if len(examples) <= HELD_OUT:
         raise SystemExit(f"error: {data} has {len(examples)} dialogues; this needs more than {HELD_OUT}")
     train, held = examples[:-HELD_OUT], examples[-HELD_OUT:]
-    tcfg = TrainConfig(batch_size=8, window_frames=WINDOW, lr=1e-3, oracle_echo=(steps + 1, steps + 1))
-    codes, oracle = collate([held_out_window(ex, cfg) for ex in held], cfg)
+    tcfg = TrainConfig(batch_size=8, window_frames=WINDOW, lr=1e-3, warmup_steps=50,
+                       oracle_echo=(steps + 1, steps + 1))
+    windows = [held_out_window(ex, cfg) for ex in held]
     opt = make_optimizer(model, tcfg)
     feed = batches(train, cfg, tcfg)
-    first, words = word_top1(model, codes, oracle)  # step 0
+    first, words = word_top1(model, windows)  # step 0
     if words == 0:
         raise SystemExit(f"error: the held-out windows of {data} hold no word of the agent's")
     out = [first]
     for step in range(1, steps + 1):
         for group in opt.param_groups:
-            group["lr"] = tcfg.lr * min(1.0, step / 50)
+            group["lr"] = lr_at(step - 1, tcfg)
         c, o = next(feed)
         loss, _ = frontend_loss(model(c, oracle=o), c, cfg, tcfg)
         opt.zero_grad()
         loss.backward()
         opt.step()
         if step % every == 0 or step == steps:
-            out.append(word_top1(model, codes, oracle)[0])
+            out.append(word_top1(model, windows)[0])
     return out, words
 
 
