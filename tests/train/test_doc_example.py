@@ -1,4 +1,4 @@
-"""docs/training.md's first example runs as written (on a small manifest in a temporary folder),
+"""docs/data.md's first example runs as written (on a small manifest in a temporary folder),
 so the doc cannot rot."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 
 from kame.train.data import Dialogue, Word, write_dialogue, write_manifest
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "training.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "data.md"
 
 
 def test_the_docs_example_runs(tmp_path, monkeypatch):

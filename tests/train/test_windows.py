@@ -81,7 +81,7 @@ def test_bad_arguments_raise_saying_what_is_wrong(call, match):
 def test_windows_of_a_training_example_collate_and_train_through_the_forward():
     torch.manual_seed(0)
     tok = default_tokenizer()
-    model, _ = load_frontend("random:tiny", text_card=4000)  # as docs/training.md
+    model, _ = load_frontend("random:tiny", text_card=4000)  # as docs/data.md
     cfg = model.cfg
     a = tok.encode("Paris is the capital of France")
     oracle_events = [OracleEvent(3, "reset", prediction=1, hint=1), OracleEvent(3, "append", a, "Paris is the capital "

@@ -1,6 +1,6 @@
 """Training the front-end: the data layout, data synthesis (`kame data synth`) and fine-tuning (`kame train`).
 
-docs/training.md describes both. What exists now (tested, tests/train):
+docs/data.md describes the data, docs/training.md the fine-tuning. What exists now (tested, tests/train):
 
 - ``kame.train.data``: the on-disk layout of one training dialogue (a folder: stereo 24 kHz
   audio.wav, user left / agent right as `kame run` writes it; dialogue.json with both speakers'

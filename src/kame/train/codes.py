@@ -1,4 +1,4 @@
-"""The optional cache of a dialogue's codec codes: DIALOGUE/codes.npz (docs/training.md).
+"""The optional cache of a dialogue's codec codes: DIALOGUE/codes.npz (docs/data.md).
 
     write_codes(dialogue, codec, spec="embedded")     # encode once, e.g. before training
     user, agent = load_codes(dialogue, codec)         # [K, T] each; None without a cache

@@ -1,4 +1,4 @@
-"""The on-disk layout of training dialogues (docs/training.md): one folder per dialogue, a JSONL
+"""The on-disk layout of training dialogues (docs/data.md): one folder per dialogue, a JSONL
 manifest over many, and an optional cache of the dialogue's codec codes.
 
     DIALOGUE/audio.wav      stereo 24 kHz: user left, agent right (as `kame run` writes OUT.wav)
@@ -344,7 +344,7 @@ def read_dialogue(folder: str | Path, *, audio: bool = True) -> Dialogue:
     folder = Path(folder)
     meta_path, wav = folder / META, folder / AUDIO
     if not meta_path.is_file():
-        raise DataError(f"{folder}: no {META} (a dialogue folder holds {AUDIO} and {META}; see docs/training.md)")
+        raise DataError(f"{folder}: no {META} (a dialogue folder holds {AUDIO} and {META}; see docs/data.md)")
     doc = _read_json(meta_path)
     if doc.get("format") != FORMAT or doc.get("version") != VERSION:
         raise DataError(f"{meta_path}: format {doc.get('format')!r} version {doc.get('version')!r}, expected "
@@ -374,7 +374,7 @@ def read_dialogue(folder: str | Path, *, audio: bool = True) -> Dialogue:
                               e.get("hint"), e.get("use_hint")) for e in doc.get("oracle", [])]
     except (KeyError, TypeError) as exc:
         raise DataError(f"{meta_path}: a word or oracle event lacks a field or is not an object ({exc!r}); "
-                        f"see docs/training.md") from None
+                        f"see docs/data.md") from None
     d = Dialogue(pcm, words, oracle, doc.get("tokenizer_sha256"), doc.get("source") or {}, folder)
     validate_dialogue(d, str(meta_path))
     if doc.get("frames") != d.frames:

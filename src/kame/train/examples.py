@@ -1,4 +1,4 @@
-"""A training dialogue (kame.train.data) -> the tensors LMModel.forward takes (docs/training.md).
+"""A training dialogue (kame.train.data) -> the tensors LMModel.forward takes (docs/data.md).
 
     codes, oracle = training_example(dialogue, codec, tokenizer, cfg)   # [K, T], [T]
     codes, oracle = collate([ex1, ex2], cfg)                             # [B, K, T], [B, T] (right-padded)
@@ -152,7 +152,7 @@ def _warn_text(rep: TextStream, T: int, where: str, drift_warning_s: float) -> N
         warnings.warn(f"{where}: the agent's text stream lags its words by up to {rep.max_drift} frames "
                       f"({rep.max_drift / FRAME_RATE:.2f} s; word {rep.drift_word!r} at {rep.drift_start:g} s): its "
                       f"words have more tokens than their time holds frames (one token per 80 ms frame); check the "
-                      f"word times (docs/training.md, \"The text stream\")", UserWarning, stacklevel=3)
+                      f"word times (docs/data.md, \"The text stream\")", UserWarning, stacklevel=3)
     if rep.dropped:
         warnings.warn(f"{where}: {rep.dropped} token(s) of the agent's text fall past its end (frame {T}) and are "
                       f"left out: words {rep.dropped_words[:5]}; end the audio later to keep them", UserWarning,

@@ -1,6 +1,6 @@
 """Text QA sets -> question/answer items and their spoken form, for synthetic training dialogues.
 
-KAME trained on spoken dialogues made from MMLU-Pro, GSM8K and HSSBench (docs/training.md,
+KAME trained on spoken dialogues made from MMLU-Pro, GSM8K and HSSBench (docs/data.md,
 "Synthetic dialogues from QA sets"; `kame data synth`). This module reads those sets as downloaded from the Hugging Face hub (.jsonl, .json - a
 list of records, or JSON lines -, .parquet when pyarrow or pandas is installed) into `QAItem`s, and
 renders an item as the two turns of a dialogue, in words a person says and a TTS can read:
