@@ -73,6 +73,8 @@ def test_one_agent_plays_every_conversation_as_a_fresh_agent_would(built):
     try:
         recs = [player.play(x, fast=True) for x in (a, b, a)]
         assert len(built["agents"]) == 1 and player.builds == 1 and player.agent.frames == 42 + 30 + 42
+        # the agent's MetricsLog holds the last conversation's metrics alone (a long eval does not grow it)
+        assert len([m for m in player.metrics.events if m.name == "step_time"]) == 42
     finally:
         player.close()
         close_runner(runner)
@@ -80,7 +82,7 @@ def test_one_agent_plays_every_conversation_as_a_fresh_agent_would(built):
     fresh = [asyncio.run(run_conversation(cfg(), x, fast=True)) for x in (a, b)]
     assert len(built["agents"]) == 3
     assert same(recs[0]) == same(fresh[0]) and same(recs[1]) == same(fresh[1]) and same(recs[2]) == same(fresh[0])
-    # each record has its own steps' times (the agent's MetricsLog holds them all), its own metrics
+    # each record has its own steps' times, its own metrics
     assert [len(r["step_times"]) for r in recs] == [42, 30, 42] and recs[1]["frames"] == 30
     # (times count from the session's input sample 0, not from the clock's start: 3 silent frames)
     assert recs[1]["vad"][0]["t"] == pytest.approx(fresh[1]["vad"][0]["t"]) == pytest.approx(0.24, abs=0.09)

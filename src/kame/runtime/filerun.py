@@ -184,6 +184,7 @@ class FileAgent:
                     await self._drop(f"its start failed: {type(exc).__name__}: {exc}", say=False)
                     raise
                 self.started = True
+            self.metrics.events.clear()  # (the sessions before are recorded: a long eval does not grow it)
             try:
                 rec = await play_session(self.agent, pcm, clock=self.clock, metrics=self.metrics, fast=fast,
                                          extend_s=extend_s, stop=stop, load_started=load0)
