@@ -145,3 +145,35 @@ def test_cli_device(tmp_path, capsys, fake_codec):
         assert main(["eval", "follow", str(manifest), "--frontend", "random:tiny", "--codec", "fake", "--no-asr",
                      "--device", "cuda"]) == 1
         assert "eval follow: device 'cuda' is not available here" in capsys.readouterr().err
+
+
+def test_cli_measures_the_recording_through_the_codec_beside_the_generated_audio(tmp_path, capsys, fake_codec,
+                                                                                  monkeypatch):
+    """The audio WER's ceiling: the dialogue's own agent codes decoded and transcribed. A fake
+    whisper that hears the reply only in the recording's decoded codes: 0 % there, 100 % for the
+    untrained front-end's audio."""
+    import kame.bench.codec_quality as cq
+
+    manifest = _data(tmp_path / "data", n=2, T=24)
+    dialogues = [read_dialogue(e.path) for e in read_manifest(manifest)]
+    refs = {}
+    for d in dialogues:  # what the recording through the codec decodes to -> the reply
+        codes = FakeCodec().encode(torch.from_numpy(np.ascontiguousarray(d.audio[:, 1]))[None])
+        refs[FakeCodec().decode(codes)[0].numpy().tobytes()] = " ".join(w.word for w in d.words_of("agent"))
+    heard = []
+
+    class FakeWhisper:
+        def __call__(self, pcm, rate):
+            assert rate == 24000
+            heard.append(len(pcm))
+            return refs.get(np.asarray(pcm, np.float32).tobytes(), "nothing")
+
+    monkeypatch.setattr(cq, "Whisper", FakeWhisper)
+    assert main(["eval", "follow", str(manifest), "--frontend", "random:tiny", "--codec", "fake", "--temp", "0",
+                 "-o", str(tmp_path / "out"), "--per-dialogue"]) == 0
+    out = capsys.readouterr().out
+    assert "| audio WER % | ... the recording through the codec |" in out and len(heard) == 4
+    assert "| 100.0 | 0.0 |\n" in out.split("| dialogues |")[1]  # the totals
+    recs = [json.loads(ln) for ln in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [(r["audio_errors"], r["audio_errors_recorded"], r["asr_recorded"]) for r in recs] == \
+        [(3, 0, "Paris is lovely."), (3, 0, "Two plus two.")]

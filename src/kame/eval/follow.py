@@ -17,7 +17,9 @@ compared with what the dialogue's agent said:
 - generated: the agent's text stream as words against the agent's words (text WER), the first
   generated word's time against the agent's first word's (onset error, s), and the generated
   audio (decoded by the codec) transcribed by whisper tiny.en against the agent's words (audio
-  WER; `--no-asr` skips it, it needs the ``bench`` extra's faster-whisper).
+  WER; `--no-asr` skips it, it needs the ``bench`` extra's faster-whisper); beside it, the same
+  measure of the recording itself through the codec (its agent's codes decoded): the best audio
+  WER this codec and whisper allow on these words.
 
 Prints a table (the totals, and a row per dialogue with --per-dialogue); with -o, OUT/DIALOGUE.wav (stereo: the
 user, the generated agent) and OUT/results.jsonl.
@@ -139,6 +141,10 @@ def follow_one(model, codec, tokenizer, d, sampling, seed: int, asr) -> tuple[di
     if asr is not None:
         heard = asr(pcm, SAMPLE_RATE) if pcm.size else ""
         rec["asr"], rec["audio_errors"] = heard, wer(ref, heard)[0]
+        with torch.no_grad():  # the recording's own agent codes [dep_q, T], decoded: the codec's ceiling
+            own = codec.decode(codes[1: cfg.dep_q + 1][None]).numpy()[0]
+        heard = asr(own, SAMPLE_RATE)
+        rec["asr_recorded"], rec["audio_errors_recorded"] = heard, wer(ref, heard)[0]
     return rec, pcm
 
 
@@ -193,8 +199,8 @@ def main(args) -> int:
           f"{args.manifest}, "
           f"sampling temp {sampling.temp}/{sampling.temp_text}{' greedy' if sampling.greedy else ''}")
     head = ("| dialogue | text tokens ok % | ... with no oracle | semantic ok % | text WER % | onset error (s) | "
-            "audio WER % |")
-    rule = "\n|---|---|---|---|---|---|---|"
+            "audio WER % | ... the recording through the codec |")
+    rule = "\n|---|---|---|---|---|---|---|---|"
     if args.per_dialogue:
         print(head + rule)
     for i, e in enumerate(entries):
@@ -211,13 +217,15 @@ def main(args) -> int:
                   f"{_bare(rec['text_words_ok_no_oracle'], rec['text_words'])} | "
                   f"{_pct(rec['semantic_ok'], rec['semantic'])} | {_pct(rec['text_errors'], rec['ref_words'])} | "
                   f"{rec['onset_error_s']} | "
-                  f"{_pct(rec['audio_errors'], rec['ref_words']) if asr else '–'} |", flush=True)
+                  f"{_pct(rec['audio_errors'], rec['ref_words']) if asr else '–'} | "
+                  f"{_pct(rec['audio_errors_recorded'], rec['ref_words']) if asr else '–'} |", flush=True)
     if out is not None:
         (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     tot = {k: sum(r[k] for r in recs) for k in ("text_words_ok", "text_words", "semantic_ok", "semantic",
                                                   "text_errors", "ref_words")}
     onsets = [abs(r["onset_error_s"]) for r in recs if r["onset_error_s"] is not None]
-    audio = _pct(sum(r["audio_errors"] for r in recs), tot["ref_words"]) if asr else "–"
+    audio = " | ".join(_pct(sum(r[k] for r in recs), tot["ref_words"]) if asr else "–"
+                       for k in ("audio_errors", "audio_errors_recorded"))
     print(head.replace("| dialogue |", "| dialogues |").replace("onset error (s)", "onset error (s), median |x|")
           + rule)
     bare = None if not recs or recs[0]["text_words_ok_no_oracle"] is None else \
