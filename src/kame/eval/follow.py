@@ -137,7 +137,7 @@ def follow_one(model, codec, tokenizer, d, sampling, seed: int, asr) -> tuple[di
     rec["onset_error_s"] = None if first is None or not agent else round(first / FRAME_RATE - agent[0].start, 3)
     with torch.no_grad():
         pcm = codec.decode(torch.from_numpy(audio)[None]).numpy()[0] if audio.shape[1] else np.zeros(0, np.float32)
-    rec["asr"] = None
+    rec["asr"] = rec["asr_recorded"] = None
     if asr is not None:
         heard = asr(pcm, SAMPLE_RATE) if pcm.size else ""
         rec["asr"], rec["audio_errors"] = heard, wer(ref, heard)[0]

@@ -1,4 +1,4 @@
-"""`kame train`: fine-tune a front-end on a manifest of dialogues (docs/training.md, "Fine-tuning").
+"""`kame train`: fine-tune a front-end on a manifest of dialogues (docs/training.md).
 
     kame train data/train.jsonl --frontend random:tiny --codec embedded -o runs/x --steps 200
     python -m torch.distributed.run --nproc_per_node 2 -m kame.cli train data/train.jsonl ...   # DDP
