@@ -16,7 +16,7 @@ import torch
 
 from kame.backend.tokenizer import default_tokenizer
 from kame.cli import main
-from kame.eval.follow import follow_one, wer, words_of_stream
+from kame.eval.follow import cer, follow_one, wer, words_of_stream
 from kame.model.stepper import Sampling
 from kame.train.data import (FRAME_SIZE, Dialogue, OracleEvent, Word, read_dialogue, read_manifest, write_dialogue,
                              write_manifest)
@@ -95,6 +95,8 @@ def test_a_front_end_trained_on_dialogues_says_them_back_through_the_stepper(tmp
 
 
 def test_words_and_errors():
+    assert cer("Therefore appeal.", "there fore a peal") == (1, 15)  # (split, joined: the letters alone count)
+    assert wer("Therefore appeal.", "there fore a peal") == (4, 2)
     tok = default_tokenizer()
     cfg = _tiny().cfg
     P, E = cfg.existing_text_padding_id, cfg.existing_text_end_padding_id
@@ -172,8 +174,9 @@ def test_cli_measures_the_recording_through_the_codec_beside_the_generated_audio
     assert main(["eval", "follow", str(manifest), "--frontend", "random:tiny", "--codec", "fake", "--temp", "0",
                  "-o", str(tmp_path / "out"), "--per-dialogue"]) == 0
     out = capsys.readouterr().out
-    assert "| audio WER % | ... the recording through the codec |" in out and len(heard) == 4
-    assert "| 100.0 | 0.0 |\n" in out.split("| dialogues |")[1]  # the totals
+    assert "| audio WER / CER % | ... the recording through the codec |" in out and len(heard) == 4
+    # the totals: "nothing" for "Paris is lovely." / "Two plus two.": 6 of 6 words, 21 of 23 letters
+    assert "| 100.0 / 91.3 | 0.0 / 0.0 |\n" in out.split("| dialogues |")[1]
     recs = [json.loads(ln) for ln in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert [(r["audio_errors"], r["audio_errors_recorded"], r["asr_recorded"]) for r in recs] == \
         [(3, 0, "Paris is lovely."), (3, 0, "Two plus two.")]

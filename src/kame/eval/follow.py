@@ -17,7 +17,8 @@ compared with what the dialogue's agent said:
 - generated: the agent's text stream as words against the agent's words (text WER), the first
   generated word's time against the agent's first word's (onset error, s), and the generated
   audio (decoded by the codec) transcribed by whisper tiny.en against the agent's words (audio
-  WER; `--no-asr` skips it, it needs the ``bench`` extra's faster-whisper); beside it, the same
+  WER, and CER: the letters, spaces left out; `--no-asr` skips both, they need the ``bench``
+  extra's faster-whisper); beside them, the same
   measure of the recording itself through the codec (its agent's codes decoded): the best audio
   WER this codec and whisper allow on these words.
 
@@ -117,6 +118,16 @@ def wer(ref: str, hyp: str) -> tuple[int, int]:
     return edit_distance(r, normalize(hyp)), len(r)
 
 
+def cer(ref: str, hyp: str) -> tuple[int, int]:
+    """(letter errors, reference letters): the normalized words' letters, spaces left out, so a
+    word heard split or joined ("there for" / "therefore") or a near miss costs a letter or two,
+    not whole words: audio that begins to say its words shows here before its WER falls."""
+    from ..bench.textmetrics import edit_distance, normalize
+
+    r = "".join(normalize(ref))
+    return edit_distance(list(r), list("".join(normalize(hyp)))), len(r)
+
+
 def follow_one(model, codec, tokenizer, d, sampling, seed: int, asr) -> tuple[dict, "np.ndarray"]:
     """One dialogue's measures (see the module docstring) and the generated audio."""
     import torch
@@ -141,15 +152,23 @@ def follow_one(model, codec, tokenizer, d, sampling, seed: int, asr) -> tuple[di
     if asr is not None:
         heard = asr(pcm, SAMPLE_RATE) if pcm.size else ""
         rec["asr"], rec["audio_errors"] = heard, wer(ref, heard)[0]
+        rec["audio_char_errors"], rec["ref_chars"] = cer(ref, heard)
         with torch.no_grad():  # the recording's own agent codes [dep_q, T], decoded: the codec's ceiling
             own = codec.decode(codes[1: cfg.dep_q + 1][None]).numpy()[0]
         heard = asr(own, SAMPLE_RATE)
         rec["asr_recorded"], rec["audio_errors_recorded"] = heard, wer(ref, heard)[0]
+        rec["audio_char_errors_recorded"] = cer(ref, heard)[0]
     return rec, pcm
 
 
 def _pct(num: float, den: float) -> str:
     return f"{100 * num / den:.1f}" if den else "–"
+
+
+def _audio(recs: list[dict], which: str) -> str:
+    """"WER / CER" of the generated audio (``which`` "") or of the recording (``"_recorded"``)."""
+    return (f"{_pct(sum(r['audio_errors' + which] for r in recs), sum(r['ref_words'] for r in recs))} / "
+            f"{_pct(sum(r['audio_char_errors' + which] for r in recs), sum(r['ref_chars'] for r in recs))}")
 
 
 def _bare(num, den: float) -> str:
@@ -199,7 +218,7 @@ def main(args) -> int:
           f"{args.manifest}, "
           f"sampling temp {sampling.temp}/{sampling.temp_text}{' greedy' if sampling.greedy else ''}")
     head = ("| dialogue | text tokens ok % | ... with no oracle | semantic ok % | text WER % | onset error (s) | "
-            "audio WER % | ... the recording through the codec |")
+            "audio WER / CER % | ... the recording through the codec |")
     rule = "\n|---|---|---|---|---|---|---|---|"
     if args.per_dialogue:
         print(head + rule)
@@ -217,15 +236,13 @@ def main(args) -> int:
                   f"{_bare(rec['text_words_ok_no_oracle'], rec['text_words'])} | "
                   f"{_pct(rec['semantic_ok'], rec['semantic'])} | {_pct(rec['text_errors'], rec['ref_words'])} | "
                   f"{rec['onset_error_s']} | "
-                  f"{_pct(rec['audio_errors'], rec['ref_words']) if asr else '–'} | "
-                  f"{_pct(rec['audio_errors_recorded'], rec['ref_words']) if asr else '–'} |", flush=True)
+                  f"{_audio([rec], '') if asr else '–'} | {_audio([rec], '_recorded') if asr else '–'} |", flush=True)
     if out is not None:
         (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     tot = {k: sum(r[k] for r in recs) for k in ("text_words_ok", "text_words", "semantic_ok", "semantic",
                                                   "text_errors", "ref_words")}
     onsets = [abs(r["onset_error_s"]) for r in recs if r["onset_error_s"] is not None]
-    audio = " | ".join(_pct(sum(r[k] for r in recs), tot["ref_words"]) if asr else "–"
-                       for k in ("audio_errors", "audio_errors_recorded"))
+    audio = " | ".join(_audio(recs, k) if asr else "–" for k in ("", "_recorded"))
     print(head.replace("| dialogue |", "| dialogues |").replace("onset error (s)", "onset error (s), median |x|")
           + rule)
     bare = None if not recs or recs[0]["text_words_ok_no_oracle"] is None else \
