@@ -16,7 +16,7 @@ import torch
 
 from kame.backend.tokenizer import default_tokenizer
 from kame.cli import main
-from kame.eval.follow import cer, follow_one, wer, words_of_stream
+from kame.eval.follow import cer, chance_cer, follow_one, wer, words_of_stream
 from kame.model.stepper import Sampling
 from kame.train.data import (FRAME_SIZE, Dialogue, OracleEvent, Word, read_dialogue, read_manifest, write_dialogue,
                              write_manifest)
@@ -97,6 +97,10 @@ def test_a_front_end_trained_on_dialogues_says_them_back_through_the_stepper(tmp
 def test_words_and_errors():
     assert cer("Therefore appeal.", "there fore a peal") == (1, 15)  # (split, joined: the letters alone count)
     assert wer("Therefore appeal.", "there fore a peal") == (4, 2)
+    # chance: each transcript against the next record's reply (here each says its own: 0 % own)
+    a, b = "Paris is lovely.", "Two plus two."
+    recs = [{"reference": a, "asr": a}, {"reference": b, "asr": b.lower()}]
+    assert chance_cer(recs) == (cer(b, a)[0] + cer(a, b)[0], 23) and cer(b, a)[0] > 0
     tok = default_tokenizer()
     cfg = _tiny().cfg
     P, E = cfg.existing_text_padding_id, cfg.existing_text_end_padding_id
@@ -177,6 +181,7 @@ def test_cli_measures_the_recording_through_the_codec_beside_the_generated_audio
     assert "| audio WER / CER % | ... the recording through the codec |" in out and len(heard) == 4
     # the totals: "nothing" for "Paris is lovely." / "Two plus two.": 6 of 6 words, 21 of 23 letters
     assert "| 100.0 / 91.3 | 0.0 / 0.0 |\n" in out.split("| dialogues |")[1]
+    assert "(chance: the generated audio's CER against the next dialogue's reply, not its own: 91.3 %" in out
     recs = [json.loads(ln) for ln in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert [(r["audio_errors"], r["audio_errors_recorded"], r["asr_recorded"]) for r in recs] == \
         [(3, 0, "Paris is lovely."), (3, 0, "Two plus two.")]

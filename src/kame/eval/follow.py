@@ -20,7 +20,8 @@ compared with what the dialogue's agent said:
   WER, and CER: the letters, spaces left out; `--no-asr` skips both, they need the ``bench``
   extra's faster-whisper); beside them, the same
   measure of the recording itself through the codec (its agent's codes decoded): the best audio
-  WER this codec and whisper allow on these words.
+  WER this codec and whisper allow on these words. Below the table, the CER of each generated audio against
+  the next dialogue's reply (chance: what audio that does not follow its own reply scores).
 
 Prints a table (the totals, and a row per dialogue with --per-dialogue); with -o, OUT/DIALOGUE.wav (stereo: the
 user, the generated agent) and OUT/results.jsonl.
@@ -161,6 +162,14 @@ def follow_one(model, codec, tokenizer, d, sampling, seed: int, asr) -> tuple[di
     return rec, pcm
 
 
+def chance_cer(recs: list[dict]) -> tuple[int, int]:
+    """(letter errors, reference letters) of each record's audio transcript (``asr``) against the
+    next record's reference (the last against the first's): what audio that does not follow its own
+    reply scores."""
+    pairs = [cer(recs[(i + 1) % len(recs)]["reference"], r["asr"]) for i, r in enumerate(recs)]
+    return sum(e for e, _ in pairs), sum(n for _, n in pairs)
+
+
 def _pct(num: float, den: float) -> str:
     return f"{100 * num / den:.1f}" if den else "–"
 
@@ -236,7 +245,8 @@ def main(args) -> int:
                   f"{_bare(rec['text_words_ok_no_oracle'], rec['text_words'])} | "
                   f"{_pct(rec['semantic_ok'], rec['semantic'])} | {_pct(rec['text_errors'], rec['ref_words'])} | "
                   f"{rec['onset_error_s']} | "
-                  f"{_audio([rec], '') if asr else '–'} | {_audio([rec], '_recorded') if asr else '–'} |", flush=True)
+                  f"{_audio([rec], '') if asr else '–'} | {_audio([rec], '_recorded') if asr else '–'} |",
+                  flush=True)
     if out is not None:
         (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     tot = {k: sum(r[k] for r in recs) for k in ("text_words_ok", "text_words", "semantic_ok", "semantic",
@@ -251,4 +261,7 @@ def main(args) -> int:
     print(f"| {len(recs)} | {_pct(tot['text_words_ok'], tot['text_words'])} | {_bare(bare, tot['text_words'])} | "
           f"{_pct(tot['semantic_ok'], tot['semantic'])} | {_pct(tot['text_errors'], tot['ref_words'])} | {onset} "
           f"| {audio} |")
+    if asr is not None and len(recs) > 1:
+        print(f"(chance: the generated audio's CER against the next dialogue's reply, not its own: "
+              f"{_pct(*chance_cer(recs))} %; the audio says its own reply as far as its CER is below that)")
     return 0
