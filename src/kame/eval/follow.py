@@ -18,10 +18,10 @@ compared with what the dialogue's agent said:
   generated word's time against the agent's first word's (onset error, s), and the generated
   audio (decoded by the codec) transcribed by whisper tiny.en against the agent's words (audio
   WER, and CER: the letters, spaces left out; `--no-asr` skips both, they need the ``bench``
-  extra's faster-whisper); beside them, the same
-  measure of the recording itself through the codec (its agent's codes decoded): the best audio
-  WER this codec and whisper allow on these words. Below the table, the CER of each generated audio against
-  the next dialogue's reply (chance: what audio that does not follow its own reply scores).
+  extra's faster-whisper); beside them, the same measure of the recording itself through the
+  codec (its agent's codes decoded): the best audio WER this codec and whisper allow on these
+  words. Below the table, the CER of each generated audio against the next dialogue's reply
+  (chance: what audio that does not follow its own reply scores).
 
 Prints a table (the totals, and a row per dialogue with --per-dialogue); with -o, OUT/DIALOGUE.wav (stereo: the
 user, the generated agent) and OUT/results.jsonl.
