@@ -97,10 +97,12 @@ def test_a_front_end_trained_on_dialogues_says_them_back_through_the_stepper(tmp
 def test_words_and_errors():
     assert cer("Therefore appeal.", "there fore a peal") == (1, 15)  # (split, joined: the letters alone count)
     assert wer("Therefore appeal.", "there fore a peal") == (4, 2)
-    # chance: each transcript against the next record's reply (here each says its own: 0 % own)
-    a, b = "Paris is lovely.", "Two plus two."
-    recs = [{"reference": a, "asr": a}, {"reference": b, "asr": b.lower()}]
-    assert chance_cer(recs) == (cer(b, a)[0] + cer(a, b)[0], 23) and cer(b, a)[0] > 0
+    # chance: each transcript against the next record's reply, the last against the first's
+    recs = [{"reference": "ab.", "asr": "abz"}, {"reference": "cdef.", "asr": "c"}, {"reference": "gh.", "asr": "g"}]
+    # "abz" against "cdef": 4 errors of 4 letters; "c" against "gh": 2 of 2; "g" against "ab": 2 of 2
+    # (against the previous reply instead: (9, 8); the arguments swapped: (8, 5))
+    assert chance_cer(recs) == (8, 8)
+    assert chance_cer(recs[:1]) == (0, 0)  # (no other reply to score against)
     tok = default_tokenizer()
     cfg = _tiny().cfg
     P, E = cfg.existing_text_padding_id, cfg.existing_text_end_padding_id

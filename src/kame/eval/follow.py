@@ -19,8 +19,8 @@ compared with what the dialogue's agent said:
   audio (decoded by the codec) transcribed by whisper tiny.en against the agent's words (audio
   WER, and CER: the letters, spaces left out; `--no-asr` skips both, they need the ``bench``
   extra's faster-whisper); beside them, the same measure of the recording itself through the
-  codec (its agent's codes decoded): the best audio WER this codec and whisper allow on these
-  words. Below the table, the CER of each generated audio against the next dialogue's reply
+  codec (its agent's codes decoded): the best audio WER / CER this codec and whisper allow on
+  these words. Below the table, the CER of each generated audio against the next dialogue's reply
   (chance: what audio that does not follow its own reply scores).
 
 Prints a table (the totals, and a row per dialogue with --per-dialogue); with -o, OUT/DIALOGUE.wav (stereo: the
@@ -165,7 +165,9 @@ def follow_one(model, codec, tokenizer, d, sampling, seed: int, asr) -> tuple[di
 def chance_cer(recs: list[dict]) -> tuple[int, int]:
     """(letter errors, reference letters) of each record's audio transcript (``asr``) against the
     next record's reference (the last against the first's): what audio that does not follow its own
-    reply scores."""
+    reply scores; (0, 0) for fewer than two records."""
+    if len(recs) < 2:
+        return 0, 0
     pairs = [cer(recs[(i + 1) % len(recs)]["reference"], r["asr"]) for i, r in enumerate(recs)]
     return sum(e for e, _ in pairs), sum(n for _, n in pairs)
 
