@@ -8,8 +8,8 @@ The words come from kame's default tokenizer: its whole-word pieces (one token e
 letters only, 3+ letters) that pocketsphinx's CMU dictionary lists (1 774 with kame's 4k
 tokenizer; a few are fragments such as "dis" or "pre", which the voices spell out or say as
 written), in the tokenizer's order; ``--vocab N`` keeps N of them, drawn with ``--vocab-seed``, in
-alphabetical order (default: all). Nothing in a reply can be said without reading the oracle, so a front-end that
-says it read its oracle. BENCHMARKS.md's *A fifth attempt* trained on a set made with this
+alphabetical order (default: all). Nothing in a reply can be said without reading the oracle, so
+a front-end that says it has read its oracle. BENCHMARKS.md's *A fifth attempt* trained on a set made with this
 script (the held-out set: another ``--seed``); the third and fourth attempts' sets were made by
 an earlier form of it (1 717 words, not kept).
 """

@@ -51,7 +51,7 @@ def held_out_window(ex, cfg) -> tuple[torch.Tensor, torch.Tensor]:
     WINDOW), the oracle echoed at the frames spoken."""
     text, ids = ex.codes[0].long(), stream_ids(cfg)
     oracle = echo_oracle(text, ex.recorded, 0.0, cfg)
-    said = [f for f, t in enumerate(text.tolist()) if t >= 0 and t not in (ids.pad, ids.end_pad)]
+    said = [f for f, t in enumerate(text.tolist()) if ids.is_word(t)]
     end = max(WINDOW, said[-1] + 1) if said else WINDOW
     start = max(0, end - WINDOW)
     return ex.codes[:, start:end].long(), oracle[start:end]

@@ -106,8 +106,10 @@ def generate(model, d, codes, sampling, seed: int) -> tuple[list[int], "np.ndarr
 
 def words_of_stream(text: list[int], tokenizer, cfg) -> tuple[str, int | None]:
     """The text stream as a string, and the frame of its first word token (None: no word)."""
-    words = [(f, i) for f, i in enumerate(text) if i not in (cfg.existing_text_padding_id,
-                                                             cfg.existing_text_end_padding_id)]
+    from ..train.examples import stream_ids
+
+    is_word = stream_ids(cfg).is_word
+    words = [(f, i) for f, i in enumerate(text) if is_word(i)]
     return tokenizer.decode([i for _, i in words]), words[0][0] if words else None
 
 

@@ -282,7 +282,9 @@ def echo_oracle(text: torch.Tensor, oracle: torch.Tensor, alpha: float, cfg) -> 
     begun before it."""
     import torch
 
-    skip = (cfg.existing_text_padding_id, cfg.existing_text_end_padding_id)
+    from .examples import stream_ids
+
+    is_word = stream_ids(cfg).is_word
     said = text.tolist()
     T = len(said)
     out = torch.full_like(oracle, cfg.existing_text_padding_id)
@@ -290,7 +292,7 @@ def echo_oracle(text: torch.Tensor, oracle: torch.Tensor, alpha: float, cfg) -> 
     for n, t0 in enumerate(resets):
         out[t0] = cfg.text_card
         end = resets[n + 1] if n + 1 < len(resets) else T
-        spoken = [f for f in range(t0 + 1, end) if said[f] >= 0 and said[f] not in skip]
+        spoken = [f for f in range(t0 + 1, end) if is_word(said[f])]
         at = t0
         for k, f in enumerate(spoken):  # the k-th word token after the reset, spoken at frame f
             at = max(round((1 - alpha) * f + alpha * (t0 + 1 + k)), at + 1)

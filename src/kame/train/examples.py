@@ -37,6 +37,10 @@ class StreamIds:
     end_pad: int  # existing_text_end_padding_id: a word starts next frame (Moshi: 0)
     text_card: int  # text ids are in [0, text_card) (the oracle's start id is text_card: oracle_ids)
 
+    def is_word(self, t: int) -> bool:
+        """Whether text-stream id ``t`` is a word token: not a padding id, nor -1 (no target)."""
+        return t >= 0 and t not in (self.pad, self.end_pad)
+
 
 def stream_ids(cfg) -> StreamIds:
     return StreamIds(cfg.existing_text_padding_id, cfg.existing_text_end_padding_id, cfg.text_card)
