@@ -168,6 +168,29 @@ def test_manifest(tmp_path):
         read_manifest(tmp_path / "gone.jsonl")
 
 
+def test_a_manifest_line_hashes_the_dialogue_json_it_read(tmp_path, monkeypatch):
+    """(manifest_entry parsed dialogue.json, then hashed the file again: a dialogue written again in
+    between gave a line whose figures were of one file and its sha256 of the other)"""
+    import hashlib
+
+    import kame.train.data as data
+
+    a = write_dialogue(tmp_path / "a", sample())
+    first = (a / META).read_bytes()
+    check, done = data.validate_dialogue, []
+
+    def rewritten_meanwhile(d, where="dialogue"):  # (another process writes the dialogue again, 20 frames now)
+        check(d, where)
+        if not done:
+            done.append(1)
+            write_dialogue(a, sample(T=20, seed=3), overwrite=True)
+
+    monkeypatch.setattr(data, "validate_dialogue", rewritten_meanwhile)
+    entry = data.manifest_entry(a)
+    assert entry.frames == 16 and entry.meta_sha256 == hashlib.sha256(first).hexdigest()
+    assert (a / META).read_bytes() != first
+
+
 def test_the_codes_cache_is_used_when_it_matches_and_refused_when_stale(tmp_path):
     d = read_dialogue(write_dialogue(tmp_path / "d", sample()))
     codec = FakeCodec()

@@ -336,6 +336,14 @@ def read_dialogue(folder: str | Path, *, audio: bool = True) -> Dialogue:
     """Read and validate FOLDER (a DataError naming the file and what is wrong). ``audio=False``
     checks the wav's header only (rate, channels, length) and leaves ``audio`` all zeros: for
     manifests and statistics."""
+    return _read_dialogue(folder, audio)[0]
+
+
+def _read_dialogue(folder: str | Path, audio: bool) -> tuple[Dialogue, str]:
+    """read_dialogue's work, and the sha256 of the dialogue.json bytes it parsed (one read: the
+    manifest's hash is of what was read, not of a file that may have changed since)."""
+    import hashlib
+
     import soundfile as sf
 
     from ..audio import read_wav
@@ -345,7 +353,7 @@ def read_dialogue(folder: str | Path, *, audio: bool = True) -> Dialogue:
     meta_path, wav = folder / META, folder / AUDIO
     if not meta_path.is_file():
         raise DataError(f"{folder}: no {META} (a dialogue folder holds {AUDIO} and {META}; see docs/data.md)")
-    doc = _read_json(meta_path)
+    doc, raw = _read_json(meta_path, raw=True)
     if doc.get("format") != FORMAT or doc.get("version") != VERSION:
         raise DataError(f"{meta_path}: format {doc.get('format')!r} version {doc.get('version')!r}, expected "
                         f"{FORMAT!r} version {VERSION}")
@@ -379,17 +387,19 @@ def read_dialogue(folder: str | Path, *, audio: bool = True) -> Dialogue:
     validate_dialogue(d, str(meta_path))
     if doc.get("frames") != d.frames:
         raise DataError(f"{meta_path}: frames {doc.get('frames')!r}, its {doc.get('samples')} samples make {d.frames}")
-    return d
+    return d, hashlib.sha256(raw).hexdigest()
 
 
-def _read_json(path: Path):
+def _read_json(path: Path, *, raw: bool = False):
+    """The JSON object in ``path`` (a DataError if it is not one); ``raw``: (it, the file's bytes)."""
     try:
-        doc = json.loads(path.read_text())
+        data = path.read_bytes()
+        doc = json.loads(data)
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: not readable JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise DataError(f"{path}: expected a JSON object, got {type(doc).__name__}")
-    return doc
+    return (doc, data) if raw else doc
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -416,11 +426,10 @@ class ManifestEntry:
 
 
 def manifest_entry(folder: str | Path) -> ManifestEntry:
-    d = read_dialogue(folder, audio=False)
+    d, meta_sha256 = _read_dialogue(folder, audio=False)
     return ManifestEntry(Path(folder), d.duration_s, d.frames, len(d.words_of("user")), len(d.words_of("agent")),
                          sum(ev.event == "reset" for ev in d.oracle),
-                         sorted({ev.hint for ev in d.oracle if ev.hint is not None}),
-                         file_sha256(Path(folder) / META))
+                         sorted({ev.hint for ev in d.oracle if ev.hint is not None}), meta_sha256)
 
 
 def write_manifest(path: str | Path, folders: Iterable[str | Path],
