@@ -42,7 +42,7 @@ def word_top1(model, held: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[flo
     model.eval()
     counts = [teacher_forced(model, codes, oracle) for codes, oracle in held]
     model.train()
-    ok, words = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    ok, words = sum(c.words_ok for c in counts), sum(c.words for c in counts)
     return (ok / words if words else float("nan")), words
 
 

@@ -16,7 +16,7 @@ import torch
 
 from kame.backend.tokenizer import default_tokenizer
 from kame.cli import main
-from kame.eval.follow import cer, chance_cer, follow_one, wer, words_of_stream
+from kame.eval.follow import cer, chance_cer, follow_one, speaking_frames, wer, words_of_stream
 from kame.model.stepper import Sampling
 from kame.train.data import (FRAME_SIZE, Dialogue, OracleEvent, Word, read_dialogue, read_manifest, write_dialogue,
                              write_manifest)
@@ -60,6 +60,9 @@ def test_a_front_end_trained_on_dialogues_says_them_back_through_the_stepper(tmp
     torch.manual_seed(0)
     untrained = follow_one(_tiny().eval(), FakeCodec(), tok, dialogues[0], greedy, 0, None)[0]
     assert untrained["text_errors"] > 0 and untrained["text_words_ok"] < untrained["text_words"]
+    assert sum(untrained["speaking_codes_ok"]) < sum(untrained["speaking_codes"])
+    # (the agent's words span frames 10-16 of dialogue 0: 0.8-0.95 s, 1.0-1.15 s, 1.2-1.35 s)
+    assert speaking_frames(dialogues[0]).nonzero().flatten().tolist() == list(range(10, 17))
     torch.manual_seed(0)
     res = train(_tiny(), FakeCodec(), tok, manifest, None,
                 TrainConfig(steps=150, lr=3e-3, warmup_steps=5, batch_size=2, window_frames=24, oracle_aug=False,
@@ -71,6 +74,10 @@ def test_a_front_end_trained_on_dialogues_says_them_back_through_the_stepper(tmp
         assert rec["reference"] == said and rec["text"] == said  # what its oracle said, not the other
         assert rec["text_errors"] == 0 and rec["text_words_ok"] == rec["text_words"] > 0
         assert rec["semantic_ok"] == rec["semantic"] > 0
+        # its codes at the frames it speaks, every codebook (the acoustic ones delayed a frame: one
+        # target fewer when the last spoken frame is the dialogue's last)
+        assert rec["speaking_codes_ok"] == rec["speaking_codes"] and len(rec["speaking_codes"]) == 8
+        assert rec["speaking_codes"][0] == int(speaking_frames(d).sum()) < rec["semantic"]
         assert rec["onset_error_s"] == pytest.approx(0.0)  # its first word when its oracle's cue said
         agent = FakeCodec().encode(torch.from_numpy(np.ascontiguousarray(d.audio[:, 1]))[None])
         n = pcm.shape[0] // 1920  # (the frames the acoustic delay let it finish)
@@ -119,7 +126,11 @@ def test_cli_writes_the_table_the_audio_and_the_results(tmp_path, capsys, fake_c
                  "--temp", "0", "-o", str(tmp_path / "out"), "--per-dialogue"]) == 0
     out = capsys.readouterr().out
     assert "| d0 |" in out and "| d1 |" in out and "\n| 2 |" in out and "| ... with no oracle |" in out
+    assert "| codes ok % while it speaks, codebook 0 / the rest |" in out
     recs = [json.loads(ln) for ln in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    ok, n = (np.sum([r[k] for r in recs], 0) for k in ("speaking_codes_ok", "speaking_codes"))
+    total = out.split("\n| 2 |")[1].split("|")  # the totals row's cells
+    assert total[3].strip() == f"{100 * ok[0] / n[0]:.1f} / {100 * ok[1:].sum() / n[1:].sum():.1f}", total
     assert [r["reference"] for r in recs] == ["Paris is lovely.", "Two plus two."] and recs[0]["asr"] is None
     audio, rate = sf.read(tmp_path / "out" / "d0.wav")
     assert rate == 24000 and audio.shape == (24 * 1920, 2)  # the user beside the generated agent

@@ -40,7 +40,8 @@ def _log_softmax(row, i):
     return row[i] - m - math.log(sum(math.exp(x - m) for x in row))
 
 
-def test_loss_matches_a_hand_computation():
+@pytest.mark.parametrize("sem, ac", [(100.0, 1.0), (1.0, 2.0)])
+def test_loss_matches_a_hand_computation(sem, ac):
     g = torch.Generator().manual_seed(0)
     B, dep_q, T, card, V = 1, 3, 4, 5, 6
     logits = torch.randn(B, dep_q, T, card, generator=g)
@@ -55,7 +56,7 @@ def test_loss_matches_a_hand_computation():
                            [0, 1, 2, 3], [4, 0, 1, -1], [-1, 2, 2, 1]]])
     out = LMOutput(logits, mask, text_logits, text_mask)
     cfg = SimpleNamespace(existing_text_padding_id=3, end_of_text_padding_id=0)
-    tcfg = TrainConfig(text_pad_weight=0.5, semantic_weight=100.0, acoustic_weight=1.0)
+    tcfg = TrainConfig(text_pad_weight=0.5, semantic_weight=sem, acoustic_weight=ac)
     loss, parts = frontend_loss(out, codes, cfg, tcfg)
 
     # KAME's text loss: mean CE of the word positions (1, 3: a word, end-of-padding) + 0.5 * mean CE
@@ -68,7 +69,7 @@ def test_loss_matches_a_hand_computation():
         for t in range(T):
             if not mask[0, cb, t]:
                 continue
-            w = 100.0 if cb == 0 else 1.0
+            w = sem if cb == 0 else ac
             num += w * -_log_softmax(logits[0, cb, t].tolist(), int(codes[0, 1 + cb, t]))
             den += w
     audio = num / den
@@ -339,7 +340,8 @@ def test_a_resume_takes_the_runs_own_options_left_out(tmp_path, capsys, fake_cod
     _data(tmp_path / "data", n=2)
     out = tmp_path / "o"
     asked = ["--batch-size", "1", "--lr", "0.002", "--seed", "3", "--jitter", "2", "--text-token-dropout", "0.1",
-             "--oracle-echo", "1", "2", "--window", "16", "--warmup", "1", "--log-every", "1", "--save-every", "0"]
+             "--oracle-echo", "1", "2", "--window", "16", "--warmup", "1", "--log-every", "1", "--save-every", "0",
+             "--semantic-weight", "1", "--acoustic-weight", "2"]
     assert cli_main(["train", str(tmp_path / "data"), "-o", str(out), "--codec", "fake", "--steps", "2",
                      *asked]) == 0, capsys.readouterr().err
     resume = ["train", str(tmp_path / "data"), "-o", str(out), "--resume", str(out / "latest")]
@@ -347,12 +349,12 @@ def test_a_resume_takes_the_runs_own_options_left_out(tmp_path, capsys, fake_cod
     assert cli_main([*resume, "--steps", "3"]) == 0, capsys.readouterr().err
     rec = load_frontend(out / "latest")[1].kame["train"]
     kept = dict(batch_size=1, lr=0.002, seed=3, jitter_frames=2, text_token_dropout=0.1, oracle_echo=[1, 2],
-                window_frames=16, warmup_steps=1, log_every=1, save_every=0)
+                window_frames=16, warmup_steps=1, log_every=1, save_every=0, semantic_weight=1.0, acoustic_weight=2.0)
     assert rec["step"] == 3 and {k: rec["config"][k] for k in kept} == kept
     # given and differing: still refused, by name
-    assert cli_main([*resume, "--steps", "4", "--lr", "0.001", "--jitter", "0"]) == 1
+    assert cli_main([*resume, "--steps", "4", "--lr", "0.001", "--jitter", "0", "--semantic-weight", "100"]) == 1
     said = capsys.readouterr().err
-    assert "lr 0.002 -> 0.001" in said and "jitter_frames 2 -> 0" in said, said
+    assert "lr 0.002 -> 0.001" in said and "jitter_frames 2 -> 0" in said and "semantic_weight 1.0 -> 100.0" in said
     assert cli_main([*resume, "--steps", "4", "--batch-size", "2"]) == 1
     assert "global batch (batch_size x processes x grad_accum) 1 x 1 x 1 -> 2 x 1 x 1" in capsys.readouterr().err
     assert cli_main([*resume, "--steps", "4", "--grad-accum", "2"]) == 1  # (batch 1 of the run's 1: 1 x 1 x 2)

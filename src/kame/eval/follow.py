@@ -13,7 +13,9 @@ compared with what the dialogue's agent said:
   (its text stream but padding) and of its semantic audio codes (codebook 0) the model ranks
   first - what training moves first; and the word tokens' share again with no oracle at all (pad
   at every step): how much the front-end reads its oracle (a front-end that ignores it scores the
-  same both ways);
+  same both ways); and, at the frames the agent's words span, the audio codes it ranks first:
+  codebook 0, and the other codebooks together (silence is most frames and its codes are easy; the
+  embedded codec's later codebooks carry much of what makes its speech intelligible);
 - generated: the agent's text stream as words against the agent's words (text WER), the first
   generated word's time against the agent's first word's (onset error, s), and the generated
   audio (decoded by the codec) transcribed by whisper tiny.en against the agent's words (audio
@@ -33,6 +35,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -57,10 +60,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                    "default), cpu, cuda, cuda:N (the codec and whisper: the CPU)")
 
 
-def teacher_forced(model, codes, oracle) -> tuple[int, int, int, int]:
-    """(agent word tokens ranked first, word tokens, semantic codes ranked first, semantic codes)
-    of the training forward on one dialogue's ``codes`` [K, T], ``oracle`` [T] (None: no oracle,
-    pad at every step)."""
+class TeacherForced(NamedTuple):
+    """Counts of one teacher-forced forward (``teacher_forced``)."""
+    words_ok: int  # the agent's word tokens (its text stream but padding) ranked first
+    words: int
+    semantic_ok: int  # its semantic codes (codebook 0) ranked first, at every frame
+    semantic: int
+    speaking_ok: list[int]  # per audio codebook: codes ranked first at the frames its words span
+    speaking: list[int]  # per audio codebook: codes with a target at those frames
+
+
+def teacher_forced(model, codes, oracle, speaking=None) -> TeacherForced:
+    """The counts of the training forward on one dialogue's ``codes`` [K, T], ``oracle`` [T] (None:
+    no oracle, pad at every step). ``speaking`` [T] bool: the frames where the agent speaks (None:
+    none), where the audio codes are counted per codebook: silence is most frames of a dialogue and
+    its codes are easy, so the semantic count alone can look fine while the speech is not learned."""
     import torch
 
     cfg = model.cfg
@@ -71,9 +85,25 @@ def teacher_forced(model, codes, oracle) -> tuple[int, int, int, int]:
     tgt, mask = codes[0], out.text_mask[0, 0]
     words = mask & (tgt != cfg.existing_text_padding_id) & (tgt != cfg.existing_text_end_padding_id)
     hit = out.text_logits[0, 0].argmax(-1) == tgt
-    sem, smask = codes[1], out.mask[0, 0] if cfg.dep_q else torch.zeros_like(mask)
-    shit = out.logits[0, 0].argmax(-1) == sem if cfg.dep_q else torch.zeros_like(mask)
-    return int((hit & words).sum()), int(words.sum()), int((shit & smask).sum()), int(smask.sum())
+    if not cfg.dep_q:
+        return TeacherForced(int((hit & words).sum()), int(words.sum()), 0, 0, [], [])
+    ahit = (out.logits[0].argmax(-1) == codes[1: 1 + cfg.dep_q]) & out.mask[0]  # [dep_q, T]
+    talk = torch.zeros_like(mask) if speaking is None else speaking.to(mask.device)
+    return TeacherForced(int((hit & words).sum()), int(words.sum()), int(ahit[0].sum()), int(out.mask[0, 0].sum()),
+                         (ahit & talk).sum(-1).tolist(), (out.mask[0] & talk).sum(-1).tolist())
+
+
+def speaking_frames(d):
+    """[frames] bool: the frames the agent's words of dialogue ``d`` span (kame.train.data.frame_of
+    of each word's start and end, both in)."""
+    import torch
+
+    from ..train.data import frame_of
+
+    talk = torch.zeros(d.frames, dtype=torch.bool)
+    for w in d.words_of("agent"):
+        talk[frame_of(w.start): frame_of(w.end) + 1] = True
+    return talk
 
 
 def generate(model, d, codes, sampling, seed: int) -> tuple[list[int], "np.ndarray"]:
@@ -139,14 +169,15 @@ def follow_one(model, codec, tokenizer, d, sampling, seed: int, asr) -> tuple[di
 
     cfg = model.cfg
     codes, oracle = training_example(d, codec, tokenizer, cfg)
-    tw, tn, sw, sn = teacher_forced(model, codes, oracle)
-    bare = teacher_forced(model, codes, None)[0] if model.has_oracle else None
+    tf = teacher_forced(model, codes, oracle, speaking_frames(d))
+    bare = teacher_forced(model, codes, None).words_ok if model.has_oracle else None
     text, audio = generate(model, d, codes, sampling, seed)  # (the codes read or encoded once)
     said, first = words_of_stream(text, tokenizer, cfg)
     agent = d.words_of("agent")
     ref = " ".join(w.word for w in agent)
-    rec = {"dialogue": str(d.folder), "reference": ref, "text": said, "text_words_ok": tw, "text_words": tn,
-           "text_words_ok_no_oracle": bare, "semantic_ok": sw, "semantic": sn}
+    rec = {"dialogue": str(d.folder), "reference": ref, "text": said, "text_words_ok": tf.words_ok,
+           "text_words": tf.words, "text_words_ok_no_oracle": bare, "semantic_ok": tf.semantic_ok,
+           "semantic": tf.semantic, "speaking_codes_ok": tf.speaking_ok, "speaking_codes": tf.speaking}
     rec["text_errors"], rec["ref_words"] = wer(ref, said)
     rec["onset_error_s"] = None if first is None or not agent else round(first / FRAME_RATE - agent[0].start, 3)
     with torch.no_grad():
@@ -182,6 +213,15 @@ def _audio(recs: list[dict], which: str) -> str:
     """"WER / CER" of the generated audio (``which`` "") or of the recording (``"_recorded"``)."""
     return (f"{_pct(sum(r['audio_errors' + which] for r in recs), sum(r['ref_words'] for r in recs))} / "
             f"{_pct(sum(r['audio_char_errors' + which] for r in recs), sum(r['ref_chars'] for r in recs))}")
+
+
+def _speaking(recs: list[dict]) -> str:
+    """"codebook 0 / the others" ranked first at the frames the agent speaks, % of ``recs``'s codes."""
+    ok = np.sum([r["speaking_codes_ok"] for r in recs], axis=0) if recs else []
+    n = np.sum([r["speaking_codes"] for r in recs], axis=0) if recs else []
+    if len(n) == 0:
+        return "–"
+    return f"{_pct(ok[0], n[0])} / {_pct(ok[1:].sum(), n[1:].sum())}" if len(n) > 1 else _pct(ok[0], n[0])
 
 
 def _bare(num, den: float) -> str:
@@ -230,9 +270,10 @@ def main(args) -> int:
     print(f"# kame eval follow: {args.frontend} ({codec_spec}, on {device}), {len(entries)} dialogues from "
           f"{args.manifest}, "
           f"sampling temp {sampling.temp}/{sampling.temp_text}{' greedy' if sampling.greedy else ''}")
-    head = ("| dialogue | text tokens ok % | ... with no oracle | semantic ok % | text WER % | onset error (s) | "
-            "audio WER / CER % | ... the recording through the codec |")
-    rule = "\n|---|---|---|---|---|---|---|---|"
+    head = ("| dialogue | text tokens ok % | ... with no oracle | semantic ok % | codes ok % while it speaks, "
+            "codebook 0 / the rest | text WER % | onset error (s) | audio WER / CER % | ... the recording through "
+            "the codec |")
+    rule = "\n|---|---|---|---|---|---|---|---|---|"
     if args.per_dialogue:
         print(head + rule)
     for i, e in enumerate(entries):
@@ -247,7 +288,8 @@ def main(args) -> int:
         if args.per_dialogue:
             print(f"| {Path(e.path).name} | {_pct(rec['text_words_ok'], rec['text_words'])} | "
                   f"{_bare(rec['text_words_ok_no_oracle'], rec['text_words'])} | "
-                  f"{_pct(rec['semantic_ok'], rec['semantic'])} | {_pct(rec['text_errors'], rec['ref_words'])} | "
+                  f"{_pct(rec['semantic_ok'], rec['semantic'])} | {_speaking([rec])} | "
+                  f"{_pct(rec['text_errors'], rec['ref_words'])} | "
                   f"{rec['onset_error_s']} | "
                   f"{_audio([rec], '') if asr else '–'} | {_audio([rec], '_recorded') if asr else '–'} |",
                   flush=True)
@@ -263,7 +305,8 @@ def main(args) -> int:
         sum(r["text_words_ok_no_oracle"] for r in recs)
     onset = f"{np.median(onsets):.2f} (of {len(onsets)})" if onsets else "– (no word said)"
     print(f"| {len(recs)} | {_pct(tot['text_words_ok'], tot['text_words'])} | {_bare(bare, tot['text_words'])} | "
-          f"{_pct(tot['semantic_ok'], tot['semantic'])} | {_pct(tot['text_errors'], tot['ref_words'])} | {onset} "
+          f"{_pct(tot['semantic_ok'], tot['semantic'])} | {_speaking(recs)} | "
+          f"{_pct(tot['text_errors'], tot['ref_words'])} | {onset} "
           f"| {audio} |")
     if asr is not None and len(recs) > 1:
         print(f"(chance: the generated audio's CER against the next dialogue's reply, not its own: "

@@ -91,6 +91,13 @@ class TrainConfig:
         for name in ("text_token_dropout", "text_emb_dropout", "semantic_emb_dropout"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"train: --{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("semantic_weight", "acoustic_weight"):
+            w = getattr(self, name)
+            if not (isinstance(w, (int, float)) and math.isfinite(w) and w >= 0):
+                raise ConfigError(f"train: --{name.replace('_', '-')} must be a finite weight >= 0, got {w!r}")
+        if self.semantic_weight == 0 and self.acoustic_weight == 0:
+            raise ConfigError("train: --semantic-weight and --acoustic-weight are both 0: the audio would not be "
+                              "learned at all; give one of them a weight > 0")
         for name, (a, b) in (("--shift-right", self.shift_right), ("--shift-left", self.shift_left)):
             if not 0 <= a <= b:
                 raise ConfigError(f"train: {name} A B must be 0 <= A <= B frames, got {a} {b}")

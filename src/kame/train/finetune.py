@@ -308,7 +308,8 @@ OPTION_KNOBS = {"batch_size": "batch_size", "grad_accum": "grad_accum", "window"
                 "shift_left": "shift_left", "hint_only": "hint_only", "oracle_echo": "oracle_echo",
                 "jitter": "jitter_frames",
                 "text_token_dropout": "text_token_dropout", "text_emb_dropout": "text_emb_dropout",
-                "semantic_emb_dropout": "semantic_emb_dropout", "seed": "seed", "log_every": "log_every",
+                "semantic_emb_dropout": "semantic_emb_dropout", "semantic_weight": "semantic_weight",
+                "acoustic_weight": "acoustic_weight", "seed": "seed", "log_every": "log_every",
                 "save_every": "save_every"}
 
 
@@ -418,6 +419,11 @@ def add_arguments(p) -> None:
     knob("--semantic-emb-dropout", type=float, metavar="P",
          help="KAME's: with probability P per window, the model reads none of its own semantic audio "
               "codes (codebook 0), so it leans on its text and oracle")
+    knob("--semantic-weight", type=float, metavar="W",
+         help="the audio loss's weight on codebook 0 (KAME's, for Mimi, whose first codebook carries the "
+              "words); the embedded codec's first codebook is only its coarsest stage, so its words need the "
+              "acoustic codebooks learned too: 1 weighs all alike")
+    knob("--acoustic-weight", type=float, metavar="W", help="the audio loss's weight on each codebook after the first")
     p.add_argument("--no-cache", action="store_true", help="encode the audio even where codes.npz exists")
     knob("--seed", type=int, help="seeds the batches and the augmentation")
     knob("--log-every", type=int, help="steps between log rows")
