@@ -61,6 +61,7 @@ def test_a_front_end_trained_on_dialogues_says_them_back_through_the_stepper(tmp
     untrained = follow_one(_tiny().eval(), FakeCodec(), tok, dialogues[0], greedy, 0, None)[0]
     assert untrained["text_errors"] > 0 and untrained["text_words_ok"] < untrained["text_words"]
     assert sum(untrained["speaking_codes_ok"]) < sum(untrained["speaking_codes"])
+    assert min(untrained["speaking_codes_nll"]) > 4 * untrained["speaking_codes"][0]  # (nats: random, ~ln 2048)
     # (the agent's words span frames 10-16 of dialogue 0: 0.8-0.95 s, 1.0-1.15 s, 1.2-1.35 s)
     assert speaking_frames(dialogues[0]).nonzero().flatten().tolist() == list(range(10, 17))
     torch.manual_seed(0)
@@ -78,6 +79,7 @@ def test_a_front_end_trained_on_dialogues_says_them_back_through_the_stepper(tmp
         # target fewer when the last spoken frame is the dialogue's last)
         assert rec["speaking_codes_ok"] == rec["speaking_codes"] and len(rec["speaking_codes"]) == 8
         assert rec["speaking_codes"][0] == int(speaking_frames(d).sum()) < rec["semantic"]
+        assert max(n / k for n, k in zip(rec["speaking_codes_nll"], rec["speaking_codes"])) < 1.0
         assert rec["onset_error_s"] == pytest.approx(0.0)  # its first word when its oracle's cue said
         agent = FakeCodec().encode(torch.from_numpy(np.ascontiguousarray(d.audio[:, 1]))[None])
         n = pcm.shape[0] // 1920  # (the frames the acoustic delay let it finish)
@@ -99,6 +101,53 @@ def test_a_front_end_trained_on_dialogues_says_them_back_through_the_stepper(tmp
         res.model.oracle_emb.weight.zero_()
     rec = follow_one(res.model, FakeCodec(), tok, dialogues[0], greedy, 0, None)[0]
     assert rec["text_words_ok_no_oracle"] == rec["text_words_ok"]
+
+
+def test_teacher_forced_counts_the_codes_at_the_frames_it_speaks():
+    """Exact per-codebook counts from a stub model whose codes are ranked first at frames 2 and 5
+    only; the agent speaks at frames 4-6; the last frame of codebooks 1.. has no target (a delay)."""
+    from types import SimpleNamespace
+
+    from kame.eval.follow import teacher_forced
+    from kame.model.lm import LMOutput
+
+    T, dep_q, card = 8, 3, 16
+    cfg = SimpleNamespace(dep_q=dep_q, existing_text_padding_id=3, existing_text_end_padding_id=0)
+    codes = torch.randint(0, card, (1 + dep_q, T), generator=torch.Generator().manual_seed(0))
+    logits = torch.zeros(1, dep_q, T, card)
+    for f in range(T):
+        for k in range(dep_q):
+            right = int(codes[1 + k, f])
+            logits[0, k, f, right if f in (2, 5) else (right + 1) % card] = 20.0
+    mask = torch.ones(1, dep_q, T, dtype=torch.bool)
+    mask[0, 1:, T - 1] = False
+    out = LMOutput(logits, mask, torch.zeros(1, 1, T, 5), torch.ones(1, 1, T, dtype=torch.bool))
+
+    class Stub:  # (what teacher_forced uses of an LMModel)
+        device, has_oracle = torch.device("cpu"), False
+
+        def __call__(self, c, oracle=None):
+            return out
+
+    stub = Stub()
+    stub.cfg = cfg
+    talk = torch.zeros(T, dtype=torch.bool)
+    talk[4:7] = True
+    tf = teacher_forced(stub, codes, None, talk)
+    assert tf.speaking_ok == [1, 1, 1] and tf.speaking == [3, 3, 3]
+    assert tf.semantic_ok == 2 and tf.semantic == T
+    assert all(20.0 * 2 - 1 < x < 20.0 * 2 + 1 for x in tf.speaking_nll)  # (two frames wrong by ~20 nats each)
+    talk[T - 1] = True  # (a frame codebooks 1.. have no target at: counted for codebook 0 only)
+    assert teacher_forced(stub, codes, None, talk).speaking == [4, 3, 3]
+
+
+def test_speaking_frames_end_where_the_word_does():
+    from types import SimpleNamespace
+
+    words = [Word("agent", "a", 0.8, 0.95), Word("user", "b", 0.0, 0.5), Word("agent", "c", 1.0, 1.04),
+             Word("agent", "d", 1.3, 1.3)]  # (c ends on frame 13's boundary; d is empty: its one frame)
+    d = SimpleNamespace(frames=20, words_of=lambda who: [w for w in words if w.speaker == who])
+    assert speaking_frames(d).nonzero().flatten().tolist() == [10, 11, 12, 16]
 
 
 def test_words_and_errors():

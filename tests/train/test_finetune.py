@@ -83,6 +83,20 @@ def test_loss_matches_a_hand_computation(sem, ac):
     assert loss0.item() == 0.0 and parts0 == {"text": 0.0, "audio": 0.0}
 
 
+def test_the_audio_weights_are_checked(tmp_path):
+    for bad, said in ((dict(semantic_weight=-1.0), "--semantic-weight must be a finite weight >= 0"),
+                      (dict(acoustic_weight=float("nan")), "--acoustic-weight must be a finite weight >= 0"),
+                      (dict(semantic_weight=0.0, acoustic_weight=0.0), "both 0: the audio would not be learned")):
+        with pytest.raises(ConfigError, match=said):
+            TrainConfig(**bad).check()
+    TrainConfig(semantic_weight=0.0).check()  # (the acoustic codebooks alone: allowed...)
+    # ... but not for a front-end with one audio codebook, whose audio would then not be learned
+    one = load_frontend("random:tiny", text_card=4000, dep_q=1, delays=[0] * 10, n_q=9)[0]
+    with pytest.raises(ConfigError, match="--semantic-weight 0 with one audio codebook"):
+        train(one, FakeCodec(), default_tokenizer(), _data(tmp_path / "data"), None,
+              TrainConfig(**dict(FAST, steps=1, semantic_weight=0.0)), echo=lambda s: None)
+
+
 # --- training --------------------------------------------------------------------------------------
 def _data(root: Path, n: int = 2, T: int = 24) -> Path:
     tok = default_tokenizer()

@@ -68,6 +68,7 @@ class TeacherForced(NamedTuple):
     semantic: int
     speaking_ok: list[int]  # per audio codebook: codes ranked first at the frames its words span
     speaking: list[int]  # per audio codebook: codes with a target at those frames
+    speaking_nll: list[float]  # per audio codebook: the summed cross-entropy (nats) of those codes
 
 
 def teacher_forced(model, codes, oracle, speaking=None) -> TeacherForced:
@@ -86,23 +87,31 @@ def teacher_forced(model, codes, oracle, speaking=None) -> TeacherForced:
     words = mask & (tgt != cfg.existing_text_padding_id) & (tgt != cfg.existing_text_end_padding_id)
     hit = out.text_logits[0, 0].argmax(-1) == tgt
     if not cfg.dep_q:
-        return TeacherForced(int((hit & words).sum()), int(words.sum()), 0, 0, [], [])
-    ahit = (out.logits[0].argmax(-1) == codes[1: 1 + cfg.dep_q]) & out.mask[0]  # [dep_q, T]
-    talk = torch.zeros_like(mask) if speaking is None else speaking.to(mask.device)
+        return TeacherForced(int((hit & words).sum()), int(words.sum()), 0, 0, [], [], [])
+    acodes = codes[1: 1 + cfg.dep_q]  # [dep_q, T]
+    ahit = (out.logits[0].argmax(-1) == acodes) & out.mask[0]  # [dep_q, T]
+    talk = out.mask[0] & (torch.zeros_like(mask) if speaking is None else speaking.to(mask.device))  # [dep_q, T]
+    nll = torch.nn.functional.cross_entropy(out.logits[0].float().transpose(1, 2), acodes.clamp(min=0),
+                                            reduction="none")  # [dep_q, T] (-1 codes: masked out below)
     return TeacherForced(int((hit & words).sum()), int(words.sum()), int(ahit[0].sum()), int(out.mask[0, 0].sum()),
-                         (ahit & talk).sum(-1).tolist(), (out.mask[0] & talk).sum(-1).tolist())
+                         (ahit & talk).sum(-1).tolist(), talk.sum(-1).tolist(),
+                         torch.where(talk, nll, 0.0).sum(-1).tolist())
 
 
 def speaking_frames(d):
-    """[frames] bool: the frames the agent's words of dialogue ``d`` span (kame.train.data.frame_of
-    of each word's start and end, both in)."""
+    """[frames] bool: the 80 ms frames that hold some of the agent's words in dialogue ``d``: from
+    the frame of each word's start (kame.train.data.frame_of) up to the frame its end falls in, a
+    word ending on a frame's boundary not marking that frame."""
+    import math
+
     import torch
 
-    from ..train.data import frame_of
+    from ..train.data import FRAME_RATE, frame_of
 
     talk = torch.zeros(d.frames, dtype=torch.bool)
     for w in d.words_of("agent"):
-        talk[frame_of(w.start): frame_of(w.end) + 1] = True
+        s = frame_of(w.start)
+        talk[s: max(s + 1, math.ceil(w.end * FRAME_RATE - 1e-6))] = True
     return talk
 
 
@@ -177,7 +186,8 @@ def follow_one(model, codec, tokenizer, d, sampling, seed: int, asr) -> tuple[di
     ref = " ".join(w.word for w in agent)
     rec = {"dialogue": str(d.folder), "reference": ref, "text": said, "text_words_ok": tf.words_ok,
            "text_words": tf.words, "text_words_ok_no_oracle": bare, "semantic_ok": tf.semantic_ok,
-           "semantic": tf.semantic, "speaking_codes_ok": tf.speaking_ok, "speaking_codes": tf.speaking}
+           "semantic": tf.semantic, "speaking_codes_ok": tf.speaking_ok, "speaking_codes": tf.speaking,
+           "speaking_codes_nll": [round(x, 3) for x in tf.speaking_nll]}
     rec["text_errors"], rec["ref_words"] = wer(ref, said)
     rec["onset_error_s"] = None if first is None or not agent else round(first / FRAME_RATE - agent[0].start, 3)
     with torch.no_grad():
@@ -216,12 +226,12 @@ def _audio(recs: list[dict], which: str) -> str:
 
 
 def _speaking(recs: list[dict]) -> str:
-    """"codebook 0 / the others" ranked first at the frames the agent speaks, % of ``recs``'s codes."""
+    """"codebook 0 / the rest" ranked first at the frames the agent speaks, % of ``recs``'s codes."""
     ok = np.sum([r["speaking_codes_ok"] for r in recs], axis=0) if recs else []
     n = np.sum([r["speaking_codes"] for r in recs], axis=0) if recs else []
     if len(n) == 0:
         return "–"
-    return f"{_pct(ok[0], n[0])} / {_pct(ok[1:].sum(), n[1:].sum())}" if len(n) > 1 else _pct(ok[0], n[0])
+    return f"{_pct(ok[0], n[0])} / {_pct(ok[1:].sum(), n[1:].sum()) if len(n) > 1 else '–'}"
 
 
 def _bare(num, den: float) -> str:

@@ -129,6 +129,9 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
     if tcfg.semantic_emb_dropout and cfg.dep_q == 0:
         raise ConfigError("train: --semantic-emb-dropout drops the front-end's own semantic codes, but this one "
                           "generates no audio (dep_q 0): leave it at 0")
+    if cfg.dep_q == 1 and tcfg.semantic_weight == 0:
+        raise ConfigError("train: --semantic-weight 0 with one audio codebook (dep_q 1): its audio would not be "
+                          "learned at all (--acoustic-weight weighs codebooks 1 and on); give it a weight > 0")
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     if tcfg.shard:
@@ -420,10 +423,10 @@ def add_arguments(p) -> None:
          help="KAME's: with probability P per window, the model reads none of its own semantic audio "
               "codes (codebook 0), so it leans on its text and oracle")
     knob("--semantic-weight", type=float, metavar="W",
-         help="the audio loss's weight on codebook 0 (KAME's, for Mimi, whose first codebook carries the "
-              "words); the embedded codec's first codebook is only its coarsest stage, so its words need the "
-              "acoustic codebooks learned too: 1 weighs all alike")
-    knob("--acoustic-weight", type=float, metavar="W", help="the audio loss's weight on each codebook after the first")
+         help="the weight of codebook 0 in the audio loss's weighted mean, relative to --acoustic-weight (only "
+              "their ratio matters; KAME's 100:1 was made for Mimi, whose first codebook carries the words)")
+    knob("--acoustic-weight", type=float, metavar="W",
+         help="the weight of each codebook after the first in the audio loss's weighted mean")
     p.add_argument("--no-cache", action="store_true", help="encode the audio even where codes.npz exists")
     knob("--seed", type=int, help="seeds the batches and the augmentation")
     knob("--log-every", type=int, help="steps between log rows")
