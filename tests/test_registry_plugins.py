@@ -115,9 +115,13 @@ def test_options_straight_after_the_scheme(scratch):
     assert registry.parse_spec("mine;url=http://x") == ("mine", ";url=http://x")  # (';' before '://')
     # a built-in that takes no options refuses them at the config check (was: at load, as its argument)
     for kind, spec in (("codec", "embedded;num_codebooks=4"), ("llm", "embedded;n_ctx=512"),
-                       ("stt", "pocketsphinx:;x=1"), ("frontend", "random:tiny;seed=1")):
+                       ("stt", "pocketsphinx:;x=1")):
         with pytest.raises(ConfigError, match=f"{kind} spec '{re.escape(spec)}': .* takes no options after ';'"):
             registry.check_spec(kind, spec)
+    # (random: front-ends take config keys since; an unknown one is refused by name)
+    registry.check_spec("frontend", "random:tiny;seed=1")
+    with pytest.raises(ConfigError, match="config key 'seed' is not a front-end config key"):
+        registry.create("frontend", "random:tiny;seed=1")
     for kind, spec in (("stt", "whisper;final_beam=2"), ("llm", "openai:m;timeout=3"), ("tts", "openai:t;speed=1")):
         registry.check_spec(kind, spec)  # (their factories check the names)
 

@@ -60,8 +60,9 @@ register("frontend", "hf", "kame.model.loaders:create_hf", extra=None,
 register("frontend", "path", "kame.model.loaders:create_path", extra=None,
          help="a local checkpoint folder (config.json + model.safetensors), config.json or .safetensors path")
 register("frontend", "file", "kame.model.loaders:create_path", extra=None, help="file://PATH: = the path form")
-register("frontend", "random", "kame.model.loaders:create_random", extra=None,
-         help="random weights: random:tiny|small|100m|stt-tiny (tests, benches)")
+register("frontend", "random", "kame.model.loaders:create_random", extra=None, options=True,
+         help="random weights: random:tiny|small|100m|stt-tiny (tests, benches, training from scratch), config "
+              "keys after ';': random:small;depformer_dim=256")
 register("stt", "kyutai", "kame.backend.stt.kyutai:create", extra=None,
          help="Kyutai streaming STT (dep_q=0 LM) run by kame's LM + Mimi: kyutai:PATH or kyutai:hf://REPO")
 

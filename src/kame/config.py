@@ -35,6 +35,7 @@ from .errors import ConfigError
 from .hub import split_hf
 from .paths import local_path
 from .model.config import PRESETS as MODEL_PRESETS  # (torch-free: kame.model imports torch lazily)
+from .model.config import random_spec_options
 
 MAX_SESSIONS = 256  # runtime.max_sessions' ceiling (rows of one batched step)
 _DEVICE = re.compile(r"(cpu|cuda|mps)(:\d+)?")  # a device option's form (kame.model.loaders.parse_device)
@@ -54,9 +55,10 @@ def frontend_spec_form(spec: Any) -> tuple[str, str | None, Path | None]:
     spec = str(spec)
     if spec == "random" or spec.startswith("random:"):
         name = spec.partition(":")[2] or "tiny"
-        if name not in RANDOM_FRONTENDS:
+        head = random_spec_options(name)[0]  # (its config keys checked by name; their values at load)
+        if head not in RANDOM_FRONTENDS:
             raise ConfigError(f"unknown random front-end {spec!r}; use random:{'|'.join(RANDOM_FRONTENDS)}"
-                              + (" (random 7B weights do not fit in memory: load a checkpoint)" if name == "7b" else ""))
+                              + (" (random 7B weights do not fit in memory: load a checkpoint)" if head == "7b" else ""))
         return "random", name, None
     if spec.startswith("hf:"):
         whole = f"expected hf://ORG/REPO[@REVISION] (a front-end is a whole repo, not one file), got {spec!r}"

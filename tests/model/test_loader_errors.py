@@ -93,6 +93,10 @@ def test_weights_and_tokenizer_paths_that_are_folders(saved, tmp_path):
     ("random:nonsense", ConfigError, r"unknown random front-end 'random:nonsense'; use random:tiny\|small"),
     ("random:7b", ConfigError, "random 7B weights do not fit in memory"),  # (was: built, 30 GB)
     ("random:tiny:x", ConfigError, "unknown random front-end"),
+    ("random:small;bogus=1", ConfigError, "config key 'bogus' is not a front-end config key"),
+    ("random:small;dim", ConfigError, "'dim' is not KEY=VALUE"),
+    ("random:small;dim=1,dim=2", ConfigError, "config key 'dim' given twice"),
+    ("random:nonsense;dim=8", ConfigError, "unknown random front-end"),
     ("randomfoo", CheckpointError, "'randomfoo' does not exist"),  # (was: random:tiny)
     ("", ConfigError, "front-end spec ''"),
     ("path:", ConfigError, "front-end spec 'path:'"),
@@ -108,6 +112,17 @@ def test_bad_frontend_specs(spec, error, message):
 
 def test_random_specs():
     assert check_frontend_spec("random") == ("random", "tiny", None)
+    # a preset with config keys: another size to train or bench, each value checked as config.json's
+    spec = "random:tiny;dim=32,depformer_num_layers=1,layer_scale=null,delays=[0,0,1,1,1,1,1,1,1,0,1,1,1,1,1,1,1]"
+    model, info = load_frontend(spec)
+    cfg = model.cfg
+    assert (cfg.dim, cfg.depformer_num_layers, cfg.layer_scale, cfg.num_heads) == (32, 1, None, 4)  # (the rest: tiny's)
+    assert model.text_emb.weight.shape[1] == 32 and info.config == cfg
+    assert registry.create("frontend", spec).model.cfg == cfg
+    with pytest.raises(ConfigError, match="random:tiny;dim=abc: config key dim='abc': expected int"):
+        load_frontend("random:tiny;dim=abc")
+    with pytest.raises(ConfigError, match="random:tiny;dim=30: .*dim"):  # (30 is not a multiple of 4 heads)
+        load_frontend("random:tiny;dim=30")
     assert check_frontend_spec("random:stt-tiny") == ("random", "stt-tiny", None)
     assert check_frontend_spec("hf://acme/x@v1")[:2] == ("hf", "acme/x@v1")
 

@@ -32,6 +32,15 @@ def test_a_random_stt_preset_is_refused_before_its_codec_is_created(monkeypatch)
     assert "codec" not in made
 
 
+def test_a_random_preset_with_config_keys_loads_and_one_made_stt_shaped_is_refused():
+    """random:PRESET;KEY=VALUE (was: 'unknown preset' from the runtime's own preset check)"""
+    factory, info = load_frame_models(cfg("random:tiny;dim=32,context=64"))
+    cfg_ = factory(1).stepper.model.cfg
+    assert (cfg_.dim, cfg_.context) == (32, 64) and info["frontend"] == "random:tiny;dim=32,context=64"
+    with pytest.raises(CheckpointError, match="shaped like Kyutai STT"):
+        load_frame_models(cfg("random:tiny;dep_q=0"))
+
+
 def test_kame_run_refuses_it(tmp_path, capsys):
     wav = tmp_path / "q.wav"
     sf.write(wav, np.zeros(4800, np.float32), 24000)

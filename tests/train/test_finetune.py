@@ -329,6 +329,21 @@ def test_cli_codec_checks_out_folder_and_records(tmp_path, capsys, fake_codec):
     assert "is a folder without a train.jsonl" in capsys.readouterr().err
 
 
+def test_a_random_front_end_of_another_size_trains_and_its_checkpoint_keeps_it(tmp_path, capsys, fake_codec):
+    """--frontend 'random:PRESET;KEY=VALUE,...' (was: only the presets' sizes, or a folder saved by hand)"""
+    _data(tmp_path / "data", n=2)
+    out = tmp_path / "o"
+    assert cli_main(["train", str(tmp_path / "data"), "-o", str(out), "--codec", "fake", "--batch-size", "1",
+                     "--warmup", "1", "--save-every", "0", "--window", "16", "--steps", "1",
+                     "--frontend", "random:tiny;dim=32,depformer_dim=16,context=64"]) == 0, capsys.readouterr().err
+    model, info = load_frontend(out / "latest")
+    assert (model.cfg.dim, model.cfg.depformer_dim, model.cfg.context) == (32, 16, 64)
+    assert model.cfg.text_card == default_tokenizer().vocab_size  # (still sized to the tokenizer, as a preset is)
+    assert cli_main(["train", str(tmp_path / "data"), "-o", str(tmp_path / "p"), "--codec", "fake",
+                     "--frontend", "random:tiny;dim=abc"]) == 1
+    assert "random:tiny;dim=abc: config key dim='abc': expected int" in capsys.readouterr().err
+
+
 def test_the_default_window_fits_the_front_ends_context_and_a_resume_keeps_the_runs(tmp_path, capsys, fake_codec):
     """(kame train DATA -o OUT with the defaults failed: --window 256 is past random:tiny's 250-frame
     context; an unset --window on --resume is the run's own, as --precision is)"""

@@ -428,3 +428,49 @@ def preset(name: str) -> LMConfig:
     if name == "7b":
         return moshi_7b()
     raise ConfigError(f"unknown preset {name!r}; known: tiny, small, 100m, stt-tiny, 7b")
+
+
+def random_config(name: str) -> LMConfig:
+    """The config of the front-end ``random:NAME``: a preset, optionally followed by LMConfig keys
+    after ';' ("small;depformer_dim=256,depformer_num_layers=2"), each checked as a config.json
+    key is (LMConfig.from_dict)."""
+    head, overrides = random_spec_options(name)
+    cfg = preset(head)
+    try:
+        return LMConfig.from_dict(cfg.to_dict(), **overrides) if overrides else cfg
+    except ConfigError as exc:
+        raise ConfigError(f"random:{name}: {exc}") from None
+
+
+def random_spec_options(name: str) -> tuple[str, dict[str, Any]]:
+    """"PRESET;KEY=VALUE,KEY=VALUE" -> (PRESET, {KEY: VALUE}): a value is read as JSON (a number,
+    true / false, null, a [list]; commas inside brackets do not split) or else kept as text;
+    a KEY must be an LMConfig field. ConfigError for a malformed, repeated or unknown key. No
+    torch (kame.config checks specs with it)."""
+    import json
+
+    head, _, text = name.partition(";")
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        depth += (ch == "[") - (ch == "]")
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    fields = {f.name for f in dataclasses.fields(LMConfig)} - {"meta"}
+    out: dict[str, Any] = {}
+    for part in filter(str.strip, parts):
+        key, eq, value = (x.strip() for x in part.partition("="))
+        if not eq or not key:
+            raise ConfigError(f"random:{name}: {part.strip()!r} is not KEY=VALUE; the front-end's config keys go "
+                              f"after ';', comma-separated (e.g. random:small;depformer_dim=256,depformer_num_layers=2)")
+        if key in out or key not in fields:
+            raise ConfigError(f"random:{name}: config key {key!r} " + ("given twice" if key in out else
+                              "is not a front-end config key (see kame.model.config.LMConfig)"))
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return head.strip() or "tiny", out

@@ -44,7 +44,7 @@ from ..config import frontend_spec_form
 from ..errors import CheckpointError, ConfigError, NotAvailableError
 from ..hub import HubFileNotFound, HubUnreachable, hf_download, split_hf
 from ..paths import local_path
-from .config import DEFAULT_TOKENIZER, DTYPE_NAMES, SHAPE_KEYS, LMConfig, config_json, moshi_7b, preset
+from .config import DEFAULT_TOKENIZER, DTYPE_NAMES, SHAPE_KEYS, LMConfig, config_json, moshi_7b, random_config
 from .formats import (KWARGS_NAME, drop_user_stream, finetune_config, folder_kwargs, hf_kwargs, read_json, read_kwargs,
                       training_error)
 from .lm import LMModel
@@ -424,7 +424,7 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
     dt = parse_dtype(dtype, device)
     spec = str(spec)
     if kind == "random":
-        cfg = preset(name)
+        cfg = random_config(name)
         if oracle is not None or config_overrides:
             cfg = cfg.replace(**({"oracle": oracle} if oracle is not None else {}), **config_overrides)
         check_expected(expect, cfg, spec)

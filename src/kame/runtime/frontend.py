@@ -200,7 +200,7 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
     errors are tagged with the config key to change (loading.config_key; load_frame_models names it).
     ``weights``: False, the front-end on the meta device with no weights read (load_frontend's)."""
     from .. import registry
-    from ..model.config import preset
+    from ..model.config import random_config
     from ..model.loaders import check_expected, check_frontend_spec, load_frontend, parse_device
 
     with config_key("frontend.device"):
@@ -216,7 +216,7 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
     want = {"auto": None, "on": True, "off": True if kind != "random" else False}[oracle]
     if kind == "random":  # random weights: the embedded CPU codec unless told otherwise
         with config_key("frontend.spec"):  # a preset of Kyutai STT's shape: no audio out (before the codec,
-            check_expected("frontend", preset(form[1]), spec)  # whose codebooks could reshape it below)
+            check_expected("frontend", random_config(form[1]), spec)  # whose codebooks could reshape it below)
         codec_spec = "embedded" if codec_spec == "auto" else codec_spec
         with config_key("codec.spec"):
             codec = registry.create("codec", codec_spec)

@@ -359,7 +359,8 @@ def add_arguments(p) -> None:
     p.add_argument("manifest", help="the JSONL manifest of the dialogues (kame data synth's OUT/train.jsonl, or OUT)")
     p.add_argument("-o", "--out", required=True, help="folder for the checkpoints (OUT/step-N, OUT/latest)")
     p.add_argument("--frontend", default=None,
-                   help="the front-end to start from: a checkpoint folder, hf://..., or random:PRESET "
+                   help="the front-end to start from: a checkpoint folder, hf://..., or random:PRESET, "
+                        "optionally with config keys: 'random:small;depformer_dim=256,depformer_num_layers=2' "
                         "(default random:tiny; with --resume: the checkpoint)")
     p.add_argument("--codec", default="auto",
                    help="the codec whose codes it learns (default auto: the checkpoint's own, embedded for random:)")
@@ -447,7 +448,7 @@ def load_for_training(spec: str, codec_spec: str, text_card: int | None, device,
     from .. import registry
     from ..backend.tokenizer import DEFAULT_MODEL, default_tokenizer
     from ..errors import CheckpointError
-    from ..model.config import preset
+    from ..model.config import random_config
     from ..model.loaders import check_frontend_spec, load_frontend
     from ..runtime.frontend import fit_codec, load_frontend_checked, random_overrides
 
@@ -456,7 +457,7 @@ def load_for_training(spec: str, codec_spec: str, text_card: int | None, device,
         codec_spec = "embedded" if codec_spec == "auto" else codec_spec
         codec = registry.create("codec", codec_spec)
         tok = default_tokenizer()
-        card = text_card if text_card is not None else max(preset(form[1]).text_card, tok.vocab_size)
+        card = text_card if text_card is not None else max(random_config(form[1]).text_card, tok.vocab_size)
         model, _ = load_frontend(spec, device=device, dtype="fp32", text_card=card, expect="frontend",
                                  weights=weights, **random_overrides(codec))
         fit_codec(codec, codec_spec, model.cfg, spec)
