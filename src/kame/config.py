@@ -47,14 +47,15 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")  # a "scheme:" prefix (2+ char
 
 def frontend_spec_form(spec: Any) -> tuple[str, str | None, Path | None]:
     """The form of a front-end spec, checked without torch and without reading files:
-    ("random", preset, None), ("hf", repo[@rev], None) or ("path", None, path), the path not
+    ("random", "PRESET[;KEY=VALUE,...]", None), ("hf", repo[@rev], None) or ("path", None, path), the path not
     necessarily existing; else ConfigError. kame.model.loaders.check_frontend_spec adds the
     path's existence (at model load)."""
     if not isinstance(spec, (str, Path)) or not str(spec).removeprefix("path:").removeprefix("file://").strip():
         raise ConfigError(f"front-end spec {spec!r}: give hf://ORG/REPO, a checkpoint folder or random:tiny")
     spec = str(spec)
-    if spec == "random" or spec.startswith("random:"):
-        name = spec.partition(":")[2] or "tiny"
+    if spec == "random" or spec.startswith(("random:", "random;")):
+        name = (spec[7:] if spec.startswith("random:") else spec[6:]) or "tiny"  # ("random;KEYS": tiny's)
+        name = "tiny" + name if name.startswith(";") else name
         head = random_spec_options(name)[0]  # (its config keys checked by name; their values at load)
         if head not in RANDOM_FRONTENDS:
             raise ConfigError(f"unknown random front-end {spec!r}; use random:{'|'.join(RANDOM_FRONTENDS)}"

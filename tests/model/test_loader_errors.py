@@ -97,6 +97,8 @@ def test_weights_and_tokenizer_paths_that_are_folders(saved, tmp_path):
     ("random:small;dim", ConfigError, "'dim' is not KEY=VALUE"),
     ("random:small;dim=1,dim=2", ConfigError, "config key 'dim' given twice"),
     ("random:nonsense;dim=8", ConfigError, "unknown random front-end"),
+    ("random:tiny;dim=abc", ConfigError, r"random:tiny;dim=abc: config key dim='abc': expected int"),  # (no load)
+    ("random:tiny;causal=True", ConfigError, "expected bool .JSON's spelling: true, false, null"),
     ("randomfoo", CheckpointError, "'randomfoo' does not exist"),  # (was: random:tiny)
     ("", ConfigError, "front-end spec ''"),
     ("path:", ConfigError, "front-end spec 'path:'"),
@@ -119,8 +121,14 @@ def test_random_specs():
     assert (cfg.dim, cfg.depformer_num_layers, cfg.layer_scale, cfg.num_heads) == (32, 1, None, 4)  # (the rest: tiny's)
     assert model.text_emb.weight.shape[1] == 32 and info.config == cfg
     assert registry.create("frontend", spec).model.cfg == cfg
-    with pytest.raises(ConfigError, match="random:tiny;dim=abc: config key dim='abc': expected int"):
-        load_frontend("random:tiny;dim=abc")
+    assert check_frontend_spec("random;dim=32") == ("random", "tiny;dim=32", None)  # (the registry's form too)
+    assert registry.create("frontend", "random;dim=32").model.cfg.dim == 32
+    # a key the caller sets too (the codec's card, kame train's text_card, the oracle switch) must agree
+    with pytest.raises(ConfigError, match=r"random:tiny;card=512: card=512 in the spec, but 2048 here"):
+        load_frontend("random:tiny;card=512", card=2048)
+    with pytest.raises(ConfigError, match=r"oracle=True in the spec, but False here"):
+        load_frontend("random:tiny;oracle=true", oracle=False)
+    assert load_frontend("random:tiny;card=2048", card=2048)[0].cfg.card == 2048
     with pytest.raises(ConfigError, match="random:tiny;dim=30: .*dim"):  # (30 is not a multiple of 4 heads)
         load_frontend("random:tiny;dim=30")
     assert check_frontend_spec("random:stt-tiny") == ("random", "stt-tiny", None)

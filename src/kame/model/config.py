@@ -452,7 +452,7 @@ def random_spec_options(name: str) -> tuple[str, dict[str, Any]]:
     head, _, text = name.partition(";")
     parts, depth, cur = [], 0, ""
     for ch in text:
-        depth += (ch == "[") - (ch == "]")
+        depth = max(0, depth + (ch == "[") - (ch == "]"))
         if ch == "," and depth == 0:
             parts.append(cur)
             cur = ""
@@ -473,4 +473,10 @@ def random_spec_options(name: str) -> tuple[str, dict[str, Any]]:
             out[key] = json.loads(value)
         except ValueError:
             out[key] = value
+    try:
+        _check_types(LMConfig, out)
+    except ConfigError as exc:
+        spelled = " (JSON's spelling: true, false, null)" if any(v in ("True", "False", "None") for v in out.values()) \
+            else ""
+        raise ConfigError(f"random:{name}: {exc}{spelled}") from None
     return head.strip() or "tiny", out

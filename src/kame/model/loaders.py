@@ -44,7 +44,8 @@ from ..config import frontend_spec_form
 from ..errors import CheckpointError, ConfigError, NotAvailableError
 from ..hub import HubFileNotFound, HubUnreachable, hf_download, split_hf
 from ..paths import local_path
-from .config import DEFAULT_TOKENIZER, DTYPE_NAMES, SHAPE_KEYS, LMConfig, config_json, moshi_7b, random_config
+from .config import (DEFAULT_TOKENIZER, DTYPE_NAMES, SHAPE_KEYS, LMConfig, config_json, moshi_7b, random_config,
+                     random_spec_options)
 from .formats import (KWARGS_NAME, drop_user_stream, finetune_config, folder_kwargs, hf_kwargs, read_json, read_kwargs,
                       training_error)
 from .lm import LMModel
@@ -261,7 +262,7 @@ def read_config(folder: Path | None = None, repo: str | None = None,
 
 def check_frontend_spec(spec: str) -> SpecForm:
     """The form of a front-end spec, checked without loading anything (ConfigError, or a
-    CheckpointError for a path that does not exist): ("random", preset, None), ("hf", repo@rev, None)
+    CheckpointError for a path that does not exist): ("random", "PRESET[;KEY=VALUE,...]", None), ("hf", repo@rev, None)
     or ("path", None, path). load_frontend takes it as ``spec_form`` (checked once per load)."""
     kind, name, path = frontend_spec_form(spec)  # the form (kame.config checks it too, at config load)
     if kind != "path":
@@ -408,7 +409,9 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
                   before_weights: Callable[[FrontendInfo], None] | None = None, weights: bool = True,
                   **config_overrides: Any) -> tuple[LMModel, FrontendInfo]:
     """Load a front-end LM. spec: "hf://org/repo[@rev]", a folder / config.json / .safetensors
-    path, or "random:tiny|small|100m|stt-tiny" (random weights, seeded).
+    path, or "random:tiny|small|100m|stt-tiny" (random weights, seeded), with LMConfig keys after ';'
+    (kame.model.config.random_config); a key also given here (``oracle``, ``config_overrides``)
+    must have the same value.
     oracle: None = config's `oracle` key, else on (KAME) except for model_type "stt".
     spec_form: check_frontend_spec(spec), if the caller has checked the spec already.
     expect: "frontend" refuses a Kyutai STT checkpoint (dep_q 0: no audio out), "stt" a
@@ -425,6 +428,12 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
     spec = str(spec)
     if kind == "random":
         cfg = random_config(name)
+        given = {**config_overrides, **({"oracle": oracle} if oracle is not None else {})}
+        clash = {k: v for k, v in given.items() if k in random_spec_options(name)[1] and getattr(cfg, k) != v}
+        if clash:  # (the codec's card and codebooks, kame train's text_card, the runtime's oracle switch)
+            k, v = next(iter(clash.items()))
+            raise ConfigError(f"{spec}: {k}={getattr(cfg, k)!r} in the spec, but {v!r} here (the codec's, the "
+                              f"tokenizer's or a setting's): leave {k} out of the spec, or make them agree")
         if oracle is not None or config_overrides:
             cfg = cfg.replace(**({"oracle": oracle} if oracle is not None else {}), **config_overrides)
         check_expected(expect, cfg, spec)
