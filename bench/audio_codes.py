@@ -86,6 +86,7 @@ def repeat_table(frontend: str, data: str, limit: int | None) -> list[tuple[int,
     said >= 20 times, with ``frontend``'s codec."""
     from collections import defaultdict
 
+    from kame.bench.textmetrics import normalize
     from kame.train.codes import encode_dialogue, load_codes
     from kame.train.data import frame_of
 
@@ -102,7 +103,7 @@ def repeat_table(frontend: str, data: str, limit: int | None) -> list[tuple[int,
             s = frame_of(w.start)
             for r in range(3):
                 if s + r < agent.shape[1]:
-                    said[(w.word.strip(".,!?;:").lower(), r)].append(agent[:, s + r])
+                    said[(" ".join(normalize(w.word)), r)].append(agent[:, s + r])
     rows = []
     for r in range(3):
         shares = [np.array([np.bincount(col).max() / len(col) for col in np.stack(v).T])

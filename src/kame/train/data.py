@@ -316,7 +316,7 @@ def write_meta(d: Dialogue) -> Path:
         raise DataError("write_meta: the dialogue has no folder (read_dialogue it first)")
     folder = Path(d.folder)
     validate_dialogue(d, str(folder))
-    stored = _read_json(folder / META)
+    stored = _read_json(folder / META)[0]
     if stored.get("samples") != d.samples:
         raise DataError(f"{folder}: the dialogue has {d.samples} samples, its {AUDIO} {stored.get('samples')}: "
                         f"write_meta keeps the audio, write_dialogue(..., overwrite=True) replaces it")
@@ -353,7 +353,7 @@ def _read_dialogue(folder: str | Path, audio: bool) -> tuple[Dialogue, str]:
     meta_path, wav = folder / META, folder / AUDIO
     if not meta_path.is_file():
         raise DataError(f"{folder}: no {META} (a dialogue folder holds {AUDIO} and {META}; see docs/data.md)")
-    doc, raw = _read_json(meta_path, raw=True)
+    doc, raw = _read_json(meta_path)
     if doc.get("format") != FORMAT or doc.get("version") != VERSION:
         raise DataError(f"{meta_path}: format {doc.get('format')!r} version {doc.get('version')!r}, expected "
                         f"{FORMAT!r} version {VERSION}")
@@ -390,8 +390,8 @@ def _read_dialogue(folder: str | Path, audio: bool) -> tuple[Dialogue, str]:
     return d, hashlib.sha256(raw).hexdigest()
 
 
-def _read_json(path: Path, *, raw: bool = False):
-    """The JSON object in ``path`` (a DataError if it is not one); ``raw``: (it, the file's bytes)."""
+def _read_json(path: Path) -> tuple[dict, bytes]:
+    """(the JSON object in ``path``, the file's bytes it was parsed from); a DataError if it is not one."""
     try:
         data = path.read_bytes()
         doc = json.loads(data)
@@ -399,7 +399,7 @@ def _read_json(path: Path, *, raw: bool = False):
         raise DataError(f"{path}: not readable JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise DataError(f"{path}: expected a JSON object, got {type(doc).__name__}")
-    return (doc, data) if raw else doc
+    return doc, data
 
 
 def _write_text(path: Path, text: str) -> None:
