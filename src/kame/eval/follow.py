@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -102,8 +103,6 @@ def speaking_frames(d):
     """[frames] bool: the 80 ms frames that hold some of the agent's words in dialogue ``d``: from
     the frame of each word's start (kame.train.data.frame_of) up to the frame its end falls in, a
     word ending on a frame's boundary not marking that frame."""
-    import math
-
     import torch
 
     from ..train.data import FRAME_RATE, frame_of
@@ -252,9 +251,14 @@ def main(args) -> int:
         raise ConfigError(f"eval follow: -o {out} is a file, not a folder: give a folder for the audio and "
                           f"results.jsonl")
     where = "eval follow"
+    if args.temp is not None and not (math.isfinite(args.temp) and args.temp >= 0):
+        raise ConfigError(f"{where}: --temp must be a finite temperature >= 0 (0: greedy), got {args.temp}")
     try:
         device = parse_device(auto_device(args.device))
-        entries = read_manifest(manifest_path(args.manifest, command=where))[: args.limit]
+        path = manifest_path(args.manifest, command=where)
+        entries = read_manifest(path)[: args.limit]
+        if not entries:
+            raise DataError(f"{where}: manifest {path} lists no dialogues")
         model, codec, codec_spec, tok, _ = load_for_training(args.frontend, args.codec, None, device,
                                                              command=where,
                                                              options="codec.spec is --codec, frontend.spec --frontend")

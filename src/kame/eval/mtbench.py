@@ -554,12 +554,17 @@ def main(args) -> int:
                      f"{', '.join(failed)} (rerun with --rejudge to retry)")
     elif failed:
         notes.append(f"{len(failed)} question(s) failed, not in the table: {', '.join(failed)} (rerun to retry)")
+    if args.rejudge and not todo:
+        why = f"every stored answer has a rating of {args.judge}" if done else f"no answers stored in {out}"
+        notes.append(f"--rejudge: nothing to re-rate ({why})")
     if not_run:
         notes.append(f"--rejudge: {len(not_run)} question(s) never run, not in the table: {', '.join(not_run)} "
                      f"(rerun without --rejudge to run them)")
     print("\n" + "\n".join(notes) + "\n\n" + text)
     (out / "results.md").write_text("\n".join(notes) + "\n\n" + text + "\n")
-    print(f"\nwrote {results}, {out / 'results.md'}, {runs}/")
+    # (only what is there: a --rejudge of a fresh -o writes no results.jsonl and runs nothing)
+    wrote = [str(results)] * results.is_file() + [str(out / "results.md")] + [f"{runs}/"] * any(runs.iterdir())
+    print(f"\nwrote {', '.join(wrote)}")
     return 1 if failed else 0
 
 

@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .data import AUDIO, CODES, DataError, Dialogue
+
+# what np.load and a codes.npz's arrays raise for a file that is not one, or one cut short or damaged
+# (a bad CRC, a zip header with garbage: BadZipFile, EOFError, NotImplementedError for an unknown
+# compression method, RuntimeError for a flipped "encrypted" flag)
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, NotImplementedError, RuntimeError, zipfile.BadZipFile)
 
 
 def encode_dialogue(d: Dialogue, codec) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,8 +75,12 @@ def load_codes(d: Dialogue, codec) -> tuple[torch.Tensor, torch.Tensor] | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             meta, user, agent = json.loads(str(z["meta"])), z["user"], z["agent"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise DataError(f"{path}: not a codes cache ({exc}); remove it or write it again (write_codes)") from None
+    except UNREADABLE as exc:  # (a cut or damaged file too: the caller encodes it again, as one of another codec)
+        raise DataError(f"{path}: not a codes cache ({type(exc).__name__}: {exc}); remove it or write it again "
+                        f"(write_codes)") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: not a codes cache (its meta is not a JSON object); remove it or write it again "
+                        f"(write_codes)")
     fix = f"write it again (kame.train.codes.write_codes) or remove {path}"
     fp = getattr(codec, "fingerprint", None)
     if fp is None:  # (write_codes refuses such a codec: writing it again is no fix)

@@ -71,6 +71,15 @@ class TrainConfig:
         if self.steps < 1 or self.batch_size < 1 or self.warmup_steps < 0:
             raise ConfigError(f"train: steps and batch_size must be >= 1 and warmup_steps >= 0 (got steps "
                               f"{self.steps}, batch_size {self.batch_size}, warmup_steps {self.warmup_steps})")
+        for flag, v, least in (("--lr", self.lr, "> 0"), ("--weight-decay", self.weight_decay, ">= 0"),
+                               ("--grad-clip", self.grad_clip, ">= 0 (0: no clipping)")):
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and (v > 0 if flag == "--lr" else v >= 0)):
+                raise ConfigError(f"train: {flag} must be a finite number {least}, got {v!r}")
+        for flag, v, least in (("--seed", self.seed, 0), ("--log-every", self.log_every, 1),
+                               ("--save-every", self.save_every, 0)):
+            if not (isinstance(v, int) and not isinstance(v, bool) and v >= least):
+                what = " (0: only at the end)" if flag == "--save-every" else ""
+                raise ConfigError(f"train: {flag} must be an int >= {least}{what}, got {v!r}")
         if not (isinstance(self.grad_accum, int) and self.grad_accum >= 1):
             raise ConfigError(f"train: --grad-accum must be an int >= 1 forwards per step, got {self.grad_accum!r}")
         if self.window_frames < 2:

@@ -45,7 +45,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from .batching import batches, input_dropouts, load_examples, manifest_path, slot
 from .config import TrainConfig, check_resume, global_batch, lr_at, recorded_config
 from .data import DataError
@@ -141,8 +141,7 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
     manifest_sha = file_sha256(manifest)
     step, state, rec = 0, None, {"frontend": start}
     if resume is not None:
-        # (on the CPU, mapped from disk: a large run's optimizer state is read as it is loaded)
-        state = torch.load(Path(resume) / STATE, map_location="cpu", mmap=True, weights_only=True)
+        state = load_train_state(Path(resume))
         check_resume(state["train"], tcfg, manifest_sha, world, resume)
         step = int(state["step"])
         if step >= tcfg.steps:
@@ -216,6 +215,28 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
     return TrainResult(model, step, losses, last)
 
 
+def load_train_state(folder: Path) -> dict:
+    """A checkpoint's train_state.pt (its step, optimizer state and kame.train record), on the
+    CPU, mapped from disk (a large run's optimizer state is read as it is loaded); CheckpointError
+    naming the file when it is cut short, damaged, or not one kame train wrote."""
+    import pickle
+
+    import torch
+
+    path = folder / STATE
+    try:
+        state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        why = str(exc).strip().split(". ")[0][:200] or type(exc).__name__  # (torch's first sentence)
+        raise CheckpointError(f"train: {path} is truncated or not a kame train state ({why}): resume from "
+                              f"another checkpoint (OUT/step-N)") from None
+    if not (isinstance(state, dict) and isinstance(state.get("train"), dict) and "step" in state
+            and "optimizer" in state):
+        raise CheckpointError(f"train: {path} is truncated or not a kame train state (no step, optimizer and "
+                              f"train record in it): resume from another checkpoint (OUT/step-N)")
+    return state
+
+
 def step_gradients(net, feed, cfg, tcfg: TrainConfig, step: int, rank: int, device, lr: float):
     """The forwards and backwards of one step, this process's (tcfg.grad_accum batches from
     ``feed``, each loss over grad_accum: the gradients are those of the mean loss; under DDP they
@@ -239,8 +260,10 @@ def step_gradients(net, feed, cfg, tcfg: TrainConfig, step: int, rank: int, devi
             with compute(tcfg, device):
                 res = net(codes, oracle=oracle if cfg.oracle else None, inputs=inputs)
             loss, parts = frontend_loss(res, codes, cfg, tcfg)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"train: the loss is {float(loss)} at step {step} (lr {lr:.3g}): lower --lr")
+            if not torch.isfinite(loss):  # (a ConfigError: --lr is what to change, and the CLI says it in a line)
+                clip = "" if tcfg.grad_clip > 0 else " or clip the gradients (--grad-clip 1.0)"
+                raise ConfigError(f"train: the loss is {float(loss.detach())} at step {step} (lr {lr:.3g}): the run "
+                                  f"diverged; lower --lr{clip}")
             (loss / tcfg.grad_accum).backward()
         for i, v in enumerate((float(loss.detach()), parts["text"], parts["audio"])):
             total[i] += v / tcfg.grad_accum
@@ -489,22 +512,48 @@ def main(args) -> int:
     return 0
 
 
+def resume_record(folder: Path) -> dict:
+    """The kame.train record in a checkpoint's config.json ({} when it has none); CheckpointError
+    when config.json is missing or not a JSON object."""
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"train: --resume {folder} holds no config.json (an incomplete checkpoint?): give a "
+                              f"checkpoint kame train wrote (OUT/step-N or OUT/latest)") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"train: --resume {folder}: its config.json cannot be read as JSON ({exc}): give a "
+                              f"checkpoint kame train wrote (OUT/step-N or OUT/latest)") from None
+    kame = config.get("kame") if isinstance(config, dict) else None
+    if not isinstance(config, dict) or not isinstance(kame or {}, dict):
+        raise CheckpointError(f"train: --resume {folder}: its config.json is not a front-end's config (a JSON "
+                              f"object): give a checkpoint kame train wrote (OUT/step-N or OUT/latest)")
+    record = (kame or {}).get("train", {})
+    return record if isinstance(record, dict) else {}
+
+
 def run(args) -> TrainResult:
     """main's work, returning what train returns (tests/train/test_finetune.py runs it under torchrun)."""
     import torch
     import torch.distributed as dist
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    from ..model.loaders import auto_device
+    from ..model.loaders import auto_device, parse_device
 
-    cuda = auto_device(args.device) == "cuda"
-    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu")
+    try:  # (a device that is not torch's or not on this machine: refused, as kame eval follow refuses it)
+        dev = parse_device(auto_device(args.device))
+    except ConfigError as exc:
+        exc.args = (f"train: --device: {exc}",)
+        raise
+    cuda = dev.type == "cuda"
+    local = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    device = torch.device(local) if cuda and (world > 1 or dev.index is None) else dev
     record = {}  # (a resumed run's kame.train record, from the config.json save_frontend wrote)
     if args.resume:
         if not (Path(args.resume) / STATE).is_file():
             raise ConfigError(f"train: --resume {args.resume} holds no {STATE}: give a checkpoint kame train wrote "
                               f"(OUT/step-N or OUT/latest)")
-        record = json.loads((Path(args.resume) / "config.json").read_text()).get("kame", {}).get("train", {})
+        record = resume_record(Path(args.resume))
     # unset on --resume: the run's own (they must not change), not this device's or the new default
     ran = recorded_config(record) if args.resume else {}
     precision = (ran["precision"] if args.resume and args.precision == "auto"

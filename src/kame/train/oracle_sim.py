@@ -408,14 +408,16 @@ def answered(turns: Sequence[tuple[str, list[Word], str]]) -> list[tuple[list[Wo
 
 async def simulate_dialogue(turns: Sequence[tuple[str, list[Word], str]], *, llm, tokenizer,
                             cfg: SimOracleConfig | None = None, frames: int | None = None,
-                            random_replies: RandomReplies | None = None, rng=None) -> list[OracleEvent]:
+                            random_replies: RandomReplies | None = None, rng=None) -> SimOracleEvents:
     """The oracle of a whole dialogue: ``turns`` are (speaker "user"|"agent", words, text) in
     order; every user turn that an agent turn follows gets ``simulate_oracle`` with that agent
     turn's text as the true reply and the turns before as history, prediction ids running on,
     and none of the dialogue's texts among its drawn replies (a later turn's answer would tell
-    the front-end what is not asked yet). The events in frame order."""
+    the front-end what is not asked yet). The events in frame order, with the turns' ``stats``
+    summed (``stats.past_end``: the points a delay put at or past the dialogue's end, left out)."""
     texts = [text for _, _, text in turns]
     events: list[OracleEvent] = []
+    stats = SimOracleStats()
     next_id = 0
     for words, reply, history in answered(turns):
         sim = await simulate_oracle(user_words=words, reference=reply, llm=llm, tokenizer=tokenizer,
@@ -423,7 +425,14 @@ async def simulate_dialogue(turns: Sequence[tuple[str, list[Word], str]], *, llm
                                     random_replies=random_replies, rng=rng, exclude=texts)
         events += sim
         next_id = sim.next_prediction
-    return sorted(events, key=lambda ev: ev.frame)  # (stable: with a delay, a turn's may reach past the next's start)
+        for name, v in vars(sim.stats).items():
+            if name == "levels":
+                for level, n in v.items():
+                    stats.levels[level] = stats.levels.get(level, 0) + n
+            else:
+                setattr(stats, name, getattr(stats, name) + v)
+    # (stable: with a delay, a turn's may reach past the next's start)
+    return SimOracleEvents(sorted(events, key=lambda ev: ev.frame), stats=stats, next_prediction=next_id)
 
 
 async def _predict(llm, messages: list[ChatMessage], cfg: SimOracleConfig, t: float, level: int,

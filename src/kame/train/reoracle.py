@@ -145,7 +145,8 @@ def answered_turns(words: list[Word]) -> list[tuple[list[Word], str, list[tuple[
 
 
 async def dialogue_oracle(d, *, llm, tokenizer, cfg, random_replies=None, rng=None) -> list:
-    """The simulated oracle events of every answered user turn of ``d``, in frame order."""
+    """The simulated oracle events of every answered user turn of ``d``, in frame order (with
+    oracle_sim's ``stats``: ``stats.past_end`` the points a delay put past the dialogue's end)."""
     from .oracle_sim import simulate_dialogue
 
     return await simulate_dialogue(spoken_turns(d.words), llm=llm, tokenizer=tokenizer, cfg=cfg, frames=d.frames,
@@ -167,10 +168,12 @@ def reply_pool(entries, tokenizer):
 
 
 async def reoracle_all(entries, *, llm, tokenizer, cfg, spec: str, seed: int = 0, random_replies=None,
-                       jobs: int = 1, done: list | None = None) -> list[tuple[Path, str, str]]:
+                       jobs: int = 1, done: list | None = None,
+                       past_end: Counter | None = None) -> list[tuple[Path, str, str]]:
     """Each entry's dialogue gets its new oracle (written in place); (folder, "written"|"failed",
     error or its predictions' hint levels) per entry, in order (``done`` gets each as it ends, so
-    an interrupted run's are known). MAX_FAILURES_IN_A_ROW failures in a row stop the run with a
+    an interrupted run's are known; ``past_end``, per folder, the prediction points a delay put
+    past its end, left out). MAX_FAILURES_IN_A_ROW failures in a row stop the run with a
     DataError."""
     from .synth import MAX_FAILURES_IN_A_ROW, item_index
 
@@ -199,6 +202,9 @@ async def reoracle_all(entries, *, llm, tokenizer, cfg, spec: str, seed: int = 0
             else:
                 failed_in_a_row.clear()
                 results[position] = (folder, "written", [ev.hint for ev in d.oracle if ev.event == "reset"])
+                dropped = getattr(getattr(d.oracle, "stats", None), "past_end", 0)
+                if past_end is not None and dropped:
+                    past_end[folder] = dropped
             if done is not None:
                 done.append(results[position])
 
@@ -212,14 +218,15 @@ async def reoracle_all(entries, *, llm, tokenizer, cfg, spec: str, seed: int = 0
     return [r for r in results if r is not None]
 
 
-def summary(results, wall_s: float) -> str:
-    from .synth import failures, levels_table
+def summary(results, wall_s: float, past_end: Counter | None = None) -> str:
+    from .synth import failures, levels_table, past_end_warning
 
     by = Counter(status for _, status, _ in results)
     levels = Counter(h for _, status, hints in results if status == "written" for h in hints if h is not None)
     lines = ["| written | failed | predictions | wall (s) |", "|---|---|---|---|",
              f"| {by['written']} | {by['failed']} | {sum(levels.values())} | {wall_s:.0f} |"]
     lines += levels_table(levels)
+    lines += past_end_warning(sum((past_end or {}).values()), len(past_end or {}))
     lines += failures([(f.name, err) for f, status, err in results if status == "failed"])
     return "\n".join(lines)
 
@@ -246,10 +253,11 @@ def add_arguments(p) -> None:
 def main(args) -> int:
     from ..backend.tokenizer import TextTokenizer, default_tokenizer
     from .batching import manifest_path
-    from .synth import SETTINGS, make_simulator, oracle_config, simulator
+    from .synth import SETTINGS, check_seed, make_simulator, oracle_config, simulator
 
     if args.jobs < 1:
         raise DataError(f"--jobs must be >= 1, not {args.jobs}")
+    check_seed(args.seed)
     oracle_cfg = oracle_config(args)
     path = manifest_path(args.manifest, command="data oracle")
     entries = read_manifest(path)
@@ -258,6 +266,7 @@ def main(args) -> int:
     tokenizer = TextTokenizer(args.tokenizer) if args.tokenizer else default_tokenizer()
     random_replies = reply_pool(entries, tokenizer) if args.llm == "random" else None
     results: list = []
+    past_end: Counter = Counter()
 
     llm = make_simulator(args.llm)
 
@@ -265,7 +274,7 @@ def main(args) -> int:
         async with simulator(llm, oracle_cfg):
             print(f"{len(entries)} dialogues in {path} get a new oracle ({args.llm}); their audio stays", flush=True)
             await reoracle_all(entries, llm=llm, tokenizer=tokenizer, cfg=oracle_cfg, spec=args.llm, seed=args.seed,
-                               random_replies=random_replies, jobs=args.jobs, done=results)
+                               random_replies=random_replies, jobs=args.jobs, done=results, past_end=past_end)
 
     t0 = time.monotonic()
     try:
@@ -276,7 +285,7 @@ def main(args) -> int:
         # a dialogue that cannot be read keeps its line, without its sha256 (the others' are new, so
         # the manifest is another one: no resume goes on over the new oracles unnoticed)
         write_manifest(path, [e.path for e in entries], fallback={e.path: e for e in entries})
-    print(summary(results, time.monotonic() - t0))
+    print(summary(results, time.monotonic() - t0, past_end))
     print(f"manifest: {path} ({len(entries)} dialogues)")
     return 1 if any(status == "failed" for _, status, _ in results) else 0
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
 import time
 from collections import Counter
@@ -79,6 +80,7 @@ class ItemResult:
     error: str = ""
     duration_s: float = 0.0
     hints: list[int] = field(default_factory=list)
+    past_end: int = 0  # prediction points a --delay put at or past the dialogue's end (left out)
 
 
 def folder_name(item_id: str) -> str:
@@ -147,6 +149,7 @@ async def synth_dialogue(item, *, index: int, user_tts, agent_tts, llm, tokenize
         audio[s0:s0 + len(pcm), ch] = pcm
     np.clip(audio, -1.0, 1.0, out=audio)
     d = Dialogue(audio, [w for u, a in turns for w in u + a])
+    # (simulate_dialogue's events keep their ``stats``: synth_all reports the points past the end)
     d.oracle = await simulate_dialogue([turn for (u, a), (ut, at) in zip(turns, texts)
                                         for turn in (("user", u, ut), ("agent", a, at))],
                                        llm=llm, tokenizer=tokenizer, cfg=oracle_cfg, frames=d.frames,
@@ -252,7 +255,8 @@ async def _synth_items(items, out: Path, results: list[ItemResult], *, llm, toke
                 return
             failed_in_a_row.clear()
             hints = sorted(ev.hint for ev in d.oracle if ev.event == "reset" and ev.hint is not None)
-            slots[position] = ItemResult(folder, "written", duration_s=d.duration_s, hints=hints)
+            past_end = getattr(getattr(d.oracle, "stats", None), "past_end", 0)
+            slots[position] = ItemResult(folder, "written", duration_s=d.duration_s, hints=hints, past_end=past_end)
             log.info("%s: %.1f s of dialogue, %d predictions, in %.1f s", folder.name, d.duration_s, len(hints),
                      time.monotonic() - t0)
 
@@ -283,8 +287,19 @@ def summary(results: list[ItemResult], wall_s: float | None = None) -> str:
              f"| {by['written']} | {by['skipped']} | {by['failed']} | {audio_s / 3600:.3f} | {sum(levels.values())} | "
              f"{wall_s or 0:.0f} | {speed} |"]
     lines += levels_table(levels)
+    lines += past_end_warning(sum(r.past_end for r in written), sum(r.past_end > 0 for r in written))
     lines += failures([(r.folder.name, r.error) for r in results if r.status == "failed"])
     return "\n".join(lines)
+
+
+def past_end_warning(points: int, dialogues: int) -> list[str]:
+    """A warning line when prediction points fell at or past their dialogue's end (a --delay
+    longer than what follows them): left out, so those dialogues have fewer predictions (none:
+    not even the true reply)."""
+    if not points:
+        return []
+    return [f"warning: {points} prediction points of {dialogues} dialogues would arrive at or past the dialogue's "
+            f"end (--delay too long?) and were left out"]
 
 
 def levels_table(levels: Counter) -> list[str]:
@@ -425,14 +440,20 @@ def oracle_config(args):
 
     oracle_cfg = SimOracleConfig()
     if args.interval is not None:
-        if args.interval <= 0:
-            raise DataError(f"--interval must be > 0 seconds, not {args.interval}")
+        if not (math.isfinite(args.interval) and args.interval > 0):
+            raise DataError(f"--interval must be > 0 seconds and finite, not {args.interval}")
         oracle_cfg = replace(oracle_cfg, interval_s=args.interval)
     if args.delay is not None:
-        if args.delay < 0:
-            raise DataError(f"--delay must be >= 0 seconds, not {args.delay}")
+        if not (math.isfinite(args.delay) and args.delay >= 0):
+            raise DataError(f"--delay must be >= 0 seconds and finite, not {args.delay}")
         oracle_cfg = replace(oracle_cfg, delay_s=args.delay)
     return oracle_cfg
+
+
+def check_seed(seed: int) -> None:
+    """--seed: numpy seeds from it (with each item's index), which takes no negative number."""
+    if seed < 0:
+        raise DataError(f"--seed must be >= 0, not {seed}")
 
 
 def make_simulator(spec: str):
@@ -476,6 +497,7 @@ def main(args) -> int:
         value = getattr(args, name)
         if value is not None and value < (1 if name != "start" else 0):
             raise DataError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'start' else '>= 1'}, not {value}")
+    check_seed(args.seed)
     cfg = SynthConfig(user_voices=tuple(args.user_voice or DEFAULT_USER_VOICES), agent_voice=args.agent_voice,
                       max_answer_words=args.max_answer_words, seed=args.seed)
     oracle_cfg = oracle_config(args)

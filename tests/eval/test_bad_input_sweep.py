@@ -1,0 +1,60 @@
+"""Bad input found by a QA sweep of `kame eval follow` and `kame eval mtbench`: refused with one of
+kame's own errors naming the option or file (one line from the CLI), or said as it is."""
+
+from __future__ import annotations
+
+from kame.cli import main
+from kame.train.codes import write_codes
+from kame.train.data import CODES, read_dialogue, read_manifest
+
+from ..train._fakes import FakeCodec
+from ..train.test_finetune import _data
+from . import test_mtbench
+from .test_mtbench import QUESTIONS, eval_, write
+
+judges = test_mtbench.judges  # (test_mtbench's scripted judges: a fixture, used by name)
+
+FOLLOW = ["--frontend", "random:tiny", "--codec", "fake", "--no-asr"]
+
+
+# --- kame eval follow ------------------------------------------------------------------------------
+def test_follow_refuses_a_temperature_that_is_not_finite_and_not_negative(tmp_path, capsys, fake_codec):
+    manifest = _data(tmp_path / "data", n=1, T=24)
+    for temp in ("nan", "-1", "inf"):
+        capsys.readouterr()
+        assert main(["eval", "follow", str(manifest), *FOLLOW, "--temp", temp]) == 1
+        err = capsys.readouterr().err
+        assert f"kame: error: eval follow: --temp must be a finite temperature >= 0 (0: greedy), got {float(temp)}" \
+            in err, err
+
+
+def test_follow_refuses_an_empty_manifest_as_train_does(tmp_path, capsys, fake_codec):
+    (tmp_path / "empty.jsonl").write_text("")
+    assert main(["eval", "follow", str(tmp_path / "empty.jsonl"), *FOLLOW]) == 1
+    captured = capsys.readouterr()
+    assert f"kame: error: eval follow: manifest {tmp_path / 'empty.jsonl'} lists no dialogues" in captured.err
+    assert "| 0 |" not in captured.out
+
+
+def test_follow_says_a_damaged_codes_cache_in_one_line(tmp_path, capsys, fake_codec):
+    manifest = _data(tmp_path / "data", n=1, T=24)
+    (folder,) = [e.path for e in read_manifest(manifest)]
+    write_codes(read_dialogue(folder), FakeCodec(), spec="fake")
+    (folder / CODES).write_bytes((folder / CODES).read_bytes()[:300])  # (head -c 300)
+    capsys.readouterr()
+    assert main(["eval", "follow", str(manifest), *FOLLOW, "--temp", "0"]) == 1
+    err = capsys.readouterr().err
+    assert f"kame: error: {folder / CODES}: not a codes cache" in err and "Traceback" not in err, err
+
+
+# --- kame eval mtbench ----------------------------------------------------------------------------
+def test_mtbench_rejudge_with_nothing_stored_says_so_and_claims_no_results_file(tmp_path, capsys, fake_components,
+                                                                                 judges):
+    qf = write(tmp_path / "q.jsonl", QUESTIONS[1:2])
+    out = tmp_path / "fresh"
+    assert eval_(qf, out, "--rejudge") == 0
+    printed = capsys.readouterr().out
+    assert not (out / "results.jsonl").exists() and (out / "results.md").is_file()
+    assert f"--rejudge: nothing to re-rate (no answers stored in {out})" in printed, printed
+    wrote = [line for line in printed.splitlines() if line.startswith("wrote ")]
+    assert wrote == [f"wrote {out / 'results.md'}"], wrote

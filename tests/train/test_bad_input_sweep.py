@@ -1,0 +1,204 @@
+"""Bad input found by a QA sweep of `kame train`, `kame data encode`, `kame data synth` and `kame data
+oracle`, each refused with one of kame's own errors naming the option or file (the CLI prints it as
+one line), or handled: a damaged codes cache, a negative seed, a broken checkpoint to resume, a
+diverging run, out-of-range optimizer knobs, an unknown device, an endless --delay."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+import torch
+
+from kame.backend.tokenizer import default_tokenizer
+from kame.cli import main
+from kame.errors import CheckpointError, ConfigError, KameError
+from kame.model.loaders import load_frontend
+from kame.train.codes import load_codes, write_codes
+from kame.train.data import CODES, DataError, read_dialogue, read_manifest
+from kame.train.finetune import STATE, TrainConfig, train
+from kame.train.oracle_sim import SimOracleConfig
+from kame.train.synth import SynthConfig, summary, synth_all
+
+from ._fakes import FakeCodec
+from .test_finetune import FAST, _data, _tiny
+from .test_reoracle import make_set
+from .test_synth import Voices, WordTTS, item
+
+
+# --- 1. a damaged codes.npz -------------------------------------------------------------------------
+def _damage(folder, how: str) -> None:
+    path = folder / CODES
+    data = path.read_bytes()
+    if how == "cut":  # (head -c 300)
+        path.write_bytes(data[:300])
+    else:  # one byte of the first array's data flipped: a bad CRC-32
+        at = data.index(b"\x93NUMPY") + 200
+        path.write_bytes(data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:])
+
+
+def test_a_cut_or_damaged_codes_cache_is_a_data_error_and_encoded_again(tmp_path, capsys, fake_codec):
+    from kame.train.batching import load_examples
+
+    manifest = _data(tmp_path / "data")
+    folders = [e.path for e in read_manifest(manifest)]
+    for f in folders:
+        write_codes(read_dialogue(f), FakeCodec(), spec="fake")
+    for f, how in zip(folders, ("cut", "flip")):
+        _damage(f, how)
+        with pytest.raises(DataError, match=f"{CODES}: not a codes cache .*remove it or write it again"):
+            load_codes(read_dialogue(f, audio=False), FakeCodec())
+    # kame train's loading: said, encoded again, and cached anew
+    said = []
+    load_examples(manifest, FakeCodec(), default_tokenizer(), _tiny().cfg, codec_spec="fake", echo=said.append)
+    assert sum("not a codes cache" in s and "encoding it again" in s for s in said) == 2, said
+    assert all(load_codes(read_dialogue(f), FakeCodec()) is not None for f in folders)
+    # kame data encode: encodes them again (was: "failed: ...: BadZipFile" on every rerun)
+    for f, how in zip(folders, ("cut", "flip")):
+        _damage(f, how)
+    capsys.readouterr()
+    assert main(["data", "encode", str(manifest), "--codec", "fake", "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "failed" not in out.replace("| failed |", "") and "0 cached already, 2 to encode" in out, out
+    assert all(load_codes(read_dialogue(f), FakeCodec()) is not None for f in folders)
+
+
+# --- 2. --seed -1 ----------------------------------------------------------------------------------
+def test_a_negative_seed_is_refused_up_front(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="--seed must be an int >= 0"):
+        TrainConfig(seed=-1).check()
+    manifest = _data(tmp_path / "data")
+    capsys.readouterr()
+    assert main(["train", str(manifest), "-o", str(tmp_path / "o"), "--seed", "-1"]) == 1
+    assert "kame: error: train: --seed must be an int >= 0, got -1" in capsys.readouterr().err
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"question": "Why?", "answer": "Because."}) + "\n")
+    assert main(["data", "synth", str(qa), "-o", str(tmp_path / "s"), "--llm", "none", "--seed", "-1"]) == 1
+    assert "--seed must be >= 0, not -1" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+    make_set(tmp_path / "set", n=2)
+    before = (tmp_path / "set" / "d0" / "dialogue.json").read_text()
+    assert main(["data", "oracle", str(tmp_path / "set"), "--llm", "none", "--seed", "-1"]) == 1
+    assert "--seed must be >= 0, not -1" in capsys.readouterr().err
+    assert (tmp_path / "set" / "d0" / "dialogue.json").read_text() == before
+
+
+# --- 3, 4. a checkpoint to resume that is broken -----------------------------------------------------
+def test_resume_from_a_checkpoint_without_a_readable_config_json(tmp_path, capsys):
+    manifest = _data(tmp_path / "data")
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / STATE).write_bytes(b"state")
+    for config, said in ((None, "holds no config.json"), ("{not json", "its config.json cannot be read as JSON"),
+                         ("[1, 2]", "its config.json is not a front-end's config")):
+        if config is not None:
+            (ckpt / "config.json").write_text(config)
+        capsys.readouterr()
+        assert main(["train", str(manifest), "-o", str(tmp_path / "o"), "--resume", str(ckpt)]) == 1
+        err = capsys.readouterr().err
+        assert f"kame: error: train: --resume {ckpt}" in err and said in err and "Traceback" not in err, err
+
+
+def test_resume_from_a_cut_train_state_is_a_checkpoint_error(tmp_path):
+    manifest = _data(tmp_path / "data")
+    train(_tiny(), FakeCodec(), default_tokenizer(), manifest, tmp_path / "run", TrainConfig(steps=1, **FAST),
+          echo=lambda s: None)
+    ckpt = tmp_path / "run" / "latest"
+    state = (ckpt / STATE).read_bytes()
+    for broken in (state[: len(state) // 2], b"not a torch file", b""):
+        (ckpt / STATE).write_bytes(broken)
+        with pytest.raises(CheckpointError, match=f"{STATE} is truncated or not a kame train state"):
+            train(load_frontend(ckpt)[0], FakeCodec(), default_tokenizer(), manifest, tmp_path / "run",
+                  TrainConfig(steps=2, **FAST), resume=ckpt, echo=lambda s: None)
+    torch.save({"something": "else"}, ckpt / STATE)
+    with pytest.raises(CheckpointError, match="not a kame train state \\(no step"):
+        train(load_frontend(ckpt)[0], FakeCodec(), default_tokenizer(), manifest, tmp_path / "run",
+              TrainConfig(steps=2, **FAST), resume=ckpt, echo=lambda s: None)
+
+
+# --- 5. a diverging run -----------------------------------------------------------------------------
+def test_a_diverging_run_is_a_kame_error_saying_to_lower_the_lr(tmp_path, monkeypatch):
+    from kame.train import loss
+
+    real = loss.frontend_loss
+
+    def diverged(*a, **k):  # (as --lr 1e4 --grad-clip 0 does by its second step)
+        value, parts = real(*a, **k)
+        return value * float("nan"), parts
+
+    monkeypatch.setattr(loss, "frontend_loss", diverged)
+    manifest = _data(tmp_path / "data")
+    with pytest.raises(KameError, match="the loss is nan at step 0 .*lower --lr or clip the gradients"):
+        train(_tiny(), FakeCodec(), default_tokenizer(), manifest, None,
+              TrainConfig(steps=2, **dict(FAST, grad_clip=0.0)), echo=lambda s: None)
+
+
+# --- 6. out-of-range optimizer and bookkeeping knobs ---------------------------------------------------
+@pytest.mark.parametrize("knob, value, said", [
+    ("lr", -1e-4, "--lr must be a finite number > 0"), ("lr", float("nan"), "--lr must be a finite number > 0"),
+    ("lr", float("inf"), "--lr must be"), ("lr", 0.0, "--lr must be"),
+    ("weight_decay", -0.1, "--weight-decay must be a finite number >= 0"),
+    ("weight_decay", float("nan"), "--weight-decay must be"),
+    ("grad_clip", float("nan"), "--grad-clip must be a finite number >= 0 \\(0: no clipping\\)"),
+    ("grad_clip", -1.0, "--grad-clip must be"),
+    ("log_every", 0, "--log-every must be an int >= 1"),
+    ("save_every", -1, "--save-every must be an int >= 0 \\(0: only at the end\\)"),
+])
+def test_optimizer_and_bookkeeping_knobs_are_checked(knob, value, said):
+    with pytest.raises(ConfigError, match=said):
+        TrainConfig(**{knob: value}).check()
+
+
+def test_their_documented_zeros_stay_allowed_and_the_cli_refuses_before_loading(tmp_path, capsys):
+    TrainConfig(grad_clip=0.0, save_every=0, weight_decay=0.0, seed=0).check()
+    manifest = _data(tmp_path / "data")
+    for flag, value in (("--lr", "nan"), ("--weight-decay", "-0.1"), ("--grad-clip", "-1"), ("--log-every", "0")):
+        capsys.readouterr()
+        assert main(["train", str(manifest), "-o", str(tmp_path / "o"), flag, value]) == 1
+        assert f"kame: error: train: {flag} must be" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+# --- 7. --device tpu ---------------------------------------------------------------------------------
+def test_an_unknown_device_is_refused_as_eval_follow_refuses_it(tmp_path, capsys):
+    manifest = _data(tmp_path / "data")
+    capsys.readouterr()
+    assert main(["train", str(manifest), "-o", str(tmp_path / "o"), "--device", "tpu"]) == 1
+    assert "kame: error: train: --device: device 'tpu' is not a torch device" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+# --- 8. --delay / --interval -------------------------------------------------------------------------
+def test_delay_and_interval_must_be_finite_and_are_named_as_options(tmp_path, capsys):
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"question": "Why?", "answer": "Because."}) + "\n")
+    make_set(tmp_path / "set", n=2)
+    for cmd in (["data", "synth", str(qa), "-o", str(tmp_path / "s")], ["data", "oracle", str(tmp_path / "set")]):
+        for flag, value, said in (("--delay", "inf", "--delay must be >= 0 seconds and finite"),
+                                  ("--interval", "nan", "--interval must be > 0 seconds and finite"),
+                                  ("--interval", "inf", "--interval must be")):
+            capsys.readouterr()
+            assert main([*cmd, "--llm", "none", flag, value]) == 1
+            err = capsys.readouterr().err
+            assert said in err and "SimOracleConfig" not in err, err
+    assert not (tmp_path / "s").exists()
+
+
+def test_predictions_a_delay_puts_past_the_end_are_warned_about(tmp_path, capsys):
+    voices = Voices(user=WordTTS(200.0), agent=WordTTS(500.0))
+    cfg = SynthConfig(user_voices=("user",), agent_voice="agent")
+    res = asyncio.run(synth_all([item(0), item(1)], tmp_path / "s", llm=None, tokenizer=default_tokenizer(),
+                                cfg=cfg, oracle_cfg=SimOracleConfig(delay_s=1e9), voices=voices))
+    assert [(r.status, r.hints) for r in res] == [("written", [])] * 2 and all(r.past_end > 0 for r in res)
+    n = sum(r.past_end for r in res)
+    assert f"warning: {n} prediction points of 2 dialogues would arrive at or past the dialogue's end" in summary(res)
+    res = asyncio.run(synth_all([item(2)], tmp_path / "s", llm=None, tokenizer=default_tokenizer(), cfg=cfg,
+                                voices=voices))
+    assert res[0].past_end == 0 and "warning" not in summary(res)
+    make_set(tmp_path / "set", n=2)
+    capsys.readouterr()
+    assert main(["data", "oracle", str(tmp_path / "set"), "--llm", "none", "--delay", "1e9"]) == 0
+    assert "prediction points of 2 dialogues would arrive at or past" in capsys.readouterr().out
+    assert main(["data", "oracle", str(tmp_path / "set"), "--llm", "none"]) == 0
+    assert "warning" not in capsys.readouterr().out
