@@ -247,7 +247,7 @@ def reply_pending(metas, now: float, *, at: str = "t") -> bool:
     has not come since: for FINAL_WAIT_S (an STT that hears nothing in it sends none), or for as
     long as the caller goes on (its --max-tail) when a partial transcript with words came since
     the speech began (the STT heard it and is still working: on a loaded machine a final may
-    take longer; `kame client` passes no partials). "Since" compares the events' "t" (the
+    take longer; `kame client` passes them too). "Since" compares the events' "t" (the
     session's clock); the wait counts from the field ``at`` of the "vad" event, on the clock of
     ``now`` (file mode: "detected_at", when the VAD reported the end, end_of_turn_silence after
     it; else "t"). The tandem's front-end speaks all the time, so nothing says when its reply is

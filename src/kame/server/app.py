@@ -134,10 +134,9 @@ class Connection:
                 await asyncio.wait([self.session_closing], timeout=2)
             if not self.ws.closed:
                 reason = self.close_reason.encode("utf-8", "replace")[:120].decode("utf-8", "ignore").encode()
-                try:
-                    await asyncio.wait_for(self.ws.close(code=self.close_code, message=reason), 2.0)
-                except (asyncio.TimeoutError, ConnectionError):
-                    pass
+                await guard.close_ws(self.ws, self.transport, self.close_code, reason)  # (not read: TCP dropped)
+            elif self.transport is not None and self.transport.get_write_buffer_size():
+                self.transport.abort()  # (closed by aiohttp, e.g. 1009, with data the client never read)
 
     async def _end_session(self) -> None:
         """The client closed: stop reading the session's outputs first (nobody reads what it would
@@ -169,8 +168,8 @@ class Connection:
                 return
             if msg.type == WSMsgType.ERROR:  # e.g. message beyond the hard size limit (aiohttp closed 1009)
                 code = getattr(msg.data, "code", None) or self.ws.close_code  # (ws says 1006 after aiohttp's 1009)
-                self.close_code, self.close_reason = code or WSCloseCode.PROTOCOL_ERROR, str(msg.data)
-                log.warning("connection %s closed (%s): %s", self.session.id, self.close_code, msg.data)  # (was: no line)
+                self.close_code, self.close_reason = code or WSCloseCode.PROTOCOL_ERROR, guard.hard_limit_said(cfg, msg.data)
+                log.warning("connection %s closed (%s): %s", self.session.id, self.close_code, self.close_reason)
                 return
             try:
                 if msg.type == WSMsgType.TEXT:
@@ -371,10 +370,10 @@ class Server:
         if forbidden is not None:
             return forbidden
         if self.health_state.loading:
-            return ops.refuse(self, {"error": "loading", "message": "the agent is still loading (front-end, codec, "
-                                     "STT, LLM); try again in a few seconds"}, status=503, headers={"Retry-After": "5"})
+            return ops.refuse(self, {"error": "loading", "message": f"the agent is still loading ({guard.loads(self.agent)}"
+                                     "); try again in a few seconds"}, status=503, headers={"Retry-After": "5"})
         ws = web.WebSocketResponse(
-            max_msg_size=self.cfg.max_message_bytes * self.cfg.hard_message_factor, compress=False, heartbeat=None,
+            max_msg_size=guard.hard_limit(self.cfg) + 1, compress=False, heartbeat=None,  # (aiohttp: >= is too big)
             timeout=2.0, autoclose=False,  # (a client's close is answered once its session is closed: Connection._read)
         )
         if (wrong_version := guard.refuse_version(request)) is not None:  # (aiohttp also takes versions 7, 8)
@@ -385,8 +384,9 @@ class Server:
                                      status=400)
         client = ops.client_address(request, self.trusted)
         if not self.slots.take(client):
+            n = self.slots[client]
             return ops.refuse(self, {"error": "too_many_sessions", "message": f"this client ({client}) already has "
-                                     f"{self.slots[client]} sessions open, the server's limit per client "
+                                     f"{n} session{'s' if n != 1 else ''} open, the server's limit per client "
                                      f"(server.max_sessions_per_client); close one first"}, status=429,
                               headers={"Retry-After": "5"})
         try:
@@ -441,10 +441,7 @@ class Server:
         log.info("shutting down: closing %d session(s)", len(self.connections))
         for conn in list(self.connections):
             conn.close_code, conn.close_reason = WSCloseCode.GOING_AWAY, ops.SHUTDOWN_REASON
-            try:
-                await asyncio.wait_for(conn.ws.close(code=WSCloseCode.GOING_AWAY, message=ops.SHUTDOWN_REASON.encode()), 2.0)
-            except (asyncio.TimeoutError, ConnectionError):
-                pass
+            await guard.close_ws(conn.ws, conn.transport, WSCloseCode.GOING_AWAY, ops.SHUTDOWN_REASON.encode())
 
     async def on_cleanup(self, app: web.Application) -> None:
         # (after on_shutdown and the handlers' end: each connection waited for its own decode and encode)
@@ -571,7 +568,7 @@ def main(args) -> int:
         sock.listen(128)
         stopping.install()  # (Ctrl-C: exit status 130)
         if args.agent != "echo":
-            print(f"kame: loading the agent (front-end, codec, STT, LLM: can take half a minute); meanwhile "
+            print(f"kame: loading the agent ({guard.loads(agent)}: can take half a minute); meanwhile "
                   f"http://{host}:{port}/api/health answers 503 \"loading\" ...", flush=True)
 
     def announce() -> None:  # once the agent has started

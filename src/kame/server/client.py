@@ -34,13 +34,15 @@ import aiohttp
 import numpy as np
 
 from ..errors import ConfigError, KameError
-from ..runtime.filemode import DEFAULT_MAX_TAIL_S, check_tail, read_input, reply_pending
+from ..runtime.filemode import DEFAULT_MAX_TAIL_S, check_tail, read_input, reply_pending, unanswered
 from ..runtime.interrupt import done_or_stopped, first_ctrl_c, run_to_end
 from ..runtime.metrics import SLOW_CAUSE, behind_real_time, late_share
+from ..runtime.runreport import final_missing
 from . import protocol as P
 
 URL_SCHEMES = ("ws", "wss", "http", "https")
-REPLY_METAS = ("info", "turn", "agent_turn", "vad")  # (and final transcripts) what reply_pending reads
+REPLY_METAS = ("info", "turn", "agent_turn", "vad", "transcript")  # what reply_pending reads (partials too, as
+# `kame run`: words heard since the speech began say the STT is at work on a final that may come late)
 SHOWN_ERRORS = 5  # server errors printed by main (all are in --json)
 UPGRADE_TIMEOUT_S = 30.0  # connected, no answer to the WebSocket upgrade (or no handshake) this long: give up
 TEXT_SHOWN = 200  # characters of the agent's text in main's summary (all of it is in --json)
@@ -95,6 +97,18 @@ class ChatResult:
                  and isinstance(m.get("missed_deadlines"), int)]
         last = max(stats, key=lambda m: m["frames"], default={"frames": 0, "missed_deadlines": 0})
         return last["missed_deadlines"], last["frames"]
+
+    def run_record(self) -> dict:
+        """The session as `kame run`'s record has it, for its checks (kame.runtime.runreport's
+        final_missing, filemode's unanswered): "components" (the "info" metadata merged), "vad",
+        "transcripts" (with a time and a final flag), "other" (the turn events) and "agent_text"."""
+        info = {k: v for m in self.metas if m.get("type") == "info" for k, v in m.items()}
+        timed = [m for m in self.metas if isinstance(m.get("t"), (int, float))]
+        return {"components": info, "vad": [m for m in timed if m.get("type") == "vad"],
+                "transcripts": [{**m, "final": bool(m.get("final")), "text": str(m.get("text") or "")}
+                                for m in timed if m.get("type") == "transcript"],
+                "other": [m for m in timed if m.get("type") in ("turn", "agent_turn")],
+                "agent_text": [{"t": 0.0, "text": self.text}] if self.text else []}
 
     def failure(self) -> str | None:
         """Why the session failed, or None: a fatal server error, or a close other than a
@@ -193,7 +207,7 @@ class Receiver:
         elif kind == P.Kind.METADATA:
             d = P.parse_json(payload)
             r.metas.append(d)
-            if d.get("type") in REPLY_METAS or (d.get("type") == "transcript" and d.get("final")):
+            if d.get("type") in REPLY_METAS:
                 # the server's "t" is on its clock: the session time it arrived at, for waits (a
                 # little after the event, so a wait measured from it is a little longer)
                 self.turn_metas.append({**d, "sent_s": self.sent_s})
@@ -384,6 +398,9 @@ stderr:
                                    deadline (the server's "stats"): the agent ran slower than real
                                    time (the server's CPU is too slow for its model, or too busy)
   warning: ... --max-tail ...      the cascade was still answering when --max-tail ran out
+  warning: the STT's final ...     the user's last speech got no final transcript (which starts a
+                                   cascade's reply) within the session: the STT is slow or heard
+                                   nothing; "the cascade heard the user but did not answer": why
   interrupted ...                  Ctrl-C: the stream ended there, the session was closed and
                                    what came was written; a second Ctrl-C quits at once
   error: ...                       why the exit status is 1
@@ -504,9 +521,12 @@ def _report(res: ChatResult, a: argparse.Namespace) -> int:
     late, frames = res.missed_deadlines
     behind = behind_real_time(late, frames)
     text = res.text if len(res.text) <= TEXT_SHOWN else res.text[:TEXT_SHOWN] + "..."
+    rec = res.run_record()
+    turned = any(d.get("type") == "turn" for d in rec["other"])  # (a reply began; else the final was awaited)
     print(f"audio {len(res.audio) / P.SAMPLE_RATE:.2f} s, text {text!r}, {len(res.metas)} metadata, "
           f"{len(res.errors)} errors, close {res.close_code}"
-          + (f", tail extended {extended:.2f} s (the cascade was still answering)" if extended else "")
+          + (f", tail extended {extended:.2f} s (" + ("a cascade reply was under way" if turned else "the STT's "
+             "final transcript, which starts the cascade's reply, was still to come") + ")" if extended else "")
           + (f", input dropped by the server {dropped:.2f} s" if dropped else "")
           + (f", missed deadlines {late} of {frames} frames" if late else ""))
     if behind:  # (the wording `kame run` uses for a front-end slower than real time)
@@ -519,11 +539,12 @@ def _report(res: ChatResult, a: argparse.Namespace) -> int:
                "the audio reached it faster than real time at times (held back by the network, then sent at once)")
         print(f"warning: the server dropped {dropped:.2f} s of the input: it keeps only a short backlog and {why}",
               file=sys.stderr)
-    if not len(res.audio) and not res.failure() and not res.interrupted:
+    told = not res.failure() and not res.interrupted and _unanswered(res, rec)  # (as `kame run` warns)
+    if not len(res.audio) and not res.failure() and not res.interrupted and not told:
         why = (f"the session ended {a.tail:g} s after the input was sent (--tail): give the agent time to answer"
                if a.tail < 1 else "the agent sent none (its log may say why)")
         print(f"warning: no audio came from the agent; {why}", file=sys.stderr)
-    if res.reply_cut_off:
+    if res.reply_cut_off and turned:
         print(f"warning: the cascade was still answering when --max-tail ({max(a.tail, a.max_tail):g} s of "
               f"silence) ran out: the answer is cut off; give a longer --max-tail", file=sys.stderr)
     why = res.failure()
@@ -536,6 +557,30 @@ def _report(res: ChatResult, a: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+def _unanswered(res: ChatResult, rec: dict) -> bool:
+    """Warns, as `kame run` does, when the STT's final transcript for the user's last speech never
+    came (so no reply could start), or a cascade heard the user and said nothing; whether it did."""
+    nofinal = final_missing(rec)  # (kame.runtime.runreport)
+    longer = "--max-tail" if res.reply_cut_off else "--tail"  # (what would have waited longer)
+    if nofinal:
+        t0 = rec["components"].get("t0")  # (the server's info: the session's start on the clock of "t")
+        at = f" ending {nofinal['speech_end'] - t0:.2f} s into the session" if isinstance(t0, (int, float)) else ""
+        print(f"warning: the STT's final transcript for the user's speech{at} never came within the session"
+              + (f" (it had heard {nofinal['partial']!r} of it)" if nofinal["partial"] else "") + ", so the "
+              + ("cascade" if rec["components"].get("mode") == "cascade" else "back-end") + " could not answer it; "
+              "the STT is slow on the server's machine" + ("" if nofinal["partial"] else " (or heard no words in it)")
+              + f": give a longer {longer}, or see backend.nice", file=sys.stderr)
+        return True
+    if not unanswered(rec) or res.reply_cut_off:  # (cut off: said by _report)
+        return False
+    ended = [d for d in rec["other"] if d.get("type") == "agent_turn"]
+    why = ("its reply failed (the server's log says why)" if any(d.get("failed") for d in ended) else
+           "its LLM answered with no text" if ended else
+           f"the STT's final transcript came too late for a reply before the session ended: give a longer {longer}")
+    print(f"warning: the cascade heard the user but did not answer; {why}", file=sys.stderr)
+    return True
 
 
 if __name__ == "__main__":

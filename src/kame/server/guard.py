@@ -201,9 +201,10 @@ def own_names(bind: str | None = None) -> frozenset[str]:
 def log_host_names(own: frozenset[str] | None, allowed) -> None:
     """Say at start which Host names a non-loopback server without a token answers to (its 403
     does not list them: a rebinding page could read them; the operator's log does)."""
-    if own is not None and "*" not in allowed:
-        log.info("answering Host names: IP addresses, localhost, %s; another name (a container's, a router's DNS "
-                 "name) needs server.allowed_hosts or a token", ", ".join(sorted(own) + list(allowed)) or "-")
+    if own is not None and "*" not in allowed:  # (each name once: getfqdn() may be "localhost", said already)
+        names = [n for n in dict.fromkeys(sorted(own) + [str(a).lower() for a in allowed]) if n != "localhost"]
+        log.info("answering Host names: IP addresses, localhost%s; another name (a container's, a router's DNS "
+                 "name) needs server.allowed_hosts or a token", "".join(f", {n}" for n in names))
 
 
 def _from_proxy(request: web.BaseRequest, trusted: tuple, name: str) -> str | None:
@@ -341,6 +342,12 @@ def refuse_version(request: web.Request) -> web.Response | None:
         status=426, headers={"Sec-WebSocket-Version": WS_VERSION, "Upgrade": "websocket"})
 
 
+def loads(agent) -> str:
+    """What ``agent`` loads, for the "loading" 503 and kame serve's line (a cascade: no front-end or codec)."""
+    return "STT, LLM, TTS" if getattr(getattr(agent, "config", None), "mode", None) == "cascade" \
+        else "front-end, codec, STT, LLM"
+
+
 # ---- slow clients ------------------------------------------------------------------------------
 
 
@@ -395,6 +402,33 @@ class SendQueue:
 
     def __len__(self) -> int:
         return len(self._q)
+
+
+def hard_limit(cfg) -> int:
+    """The largest client message read (max_message_bytes x hard_message_factor); beyond: 1009."""
+    return cfg.max_message_bytes * cfg.hard_message_factor
+
+
+def hard_limit_said(cfg, error) -> str:
+    """aiohttp's error text for a message beyond it, naming the limit, not aiohttp's (one more)."""
+    return str(error).replace(f"exceeds limit {hard_limit(cfg) + 1}", f"exceeds limit {hard_limit(cfg)}")
+
+
+async def close_ws(ws: web.WebSocketResponse, transport, code: int, message: bytes, timeout: float = 2.0) -> None:
+    """Closes ``ws`` (its close frame, the client's answer awaited up to ``timeout``). A client that
+    did not take it (the close frame or earlier messages still unsent: it stopped reading) loses its
+    TCP connection: the transport's graceful close would wait for them as long as the client keeps
+    the connection open, holding an fd and its buffers (megabytes) outside max_sessions."""
+    try:
+        await asyncio.wait_for(ws.close(code=code, message=message), timeout)
+    except (asyncio.TimeoutError, ConnectionError):
+        pass
+    except asyncio.CancelledError:  # (aiohttp's drain waiter, cancelled under a stuck close: not this task's)
+        if (me := asyncio.current_task()) is not None and me.cancelling():
+            raise
+    finally:
+        if transport is not None and transport.get_write_buffer_size():
+            transport.abort()
 
 
 # ---- sessions per client -----------------------------------------------------------------------

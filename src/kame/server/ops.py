@@ -126,10 +126,18 @@ class RedactQueries(logging.Filter):
     character in the URL) at ERROR with a traceback whose message quotes the raw request line or
     header, ``?token=SECRET`` or ``Authorization: Bearer SECRET`` included. Such a request is the
     client's fault: it becomes one WARNING line without the traceback, secret header values cut
-    and control characters escaped; in every line a query string is cut to ``?…``."""
+    and control characters escaped (one not HTTP at all too: ``lowered``); in every line a query
+    string is cut to ``?…``."""
+
+    lowered = False  # aiohttp.server's level lowered by install_log_filters
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
+        # (lowered: to see aiohttp's DEBUG line of a request not HTTP at all, e.g. a TLS handshake; its
+        # other lines go below the level the logger would have had)
+        if self.lowered and record.name == "aiohttp.server" and not isinstance(exc, HttpProcessingError) \
+                and record.levelno < logging.getLogger("aiohttp").getEffectiveLevel():
+            return False
         if isinstance(exc, HttpProcessingError):
             lines = [redact(x.strip()) for x in str(exc.message).splitlines()]  # (per line: a header's ends it)
             said = " ".join(x for x in lines if x and set(x) != {"^"})  # (no caret lines)
@@ -155,6 +163,9 @@ def install_log_filters() -> None:
     """Idempotent (one filter instance)."""
     for name in ("aiohttp.server", "aiohttp.access", "aiohttp.web"):
         logging.getLogger(name).addFilter(REDACT)
+    if (server_log := logging.getLogger("aiohttp.server")).level == logging.NOTSET:  # (unless set: RedactQueries)
+        server_log.setLevel(logging.DEBUG)
+        REDACT.lowered = True
 
 
 # ---- per connection ------------------------------------------------------------------------
