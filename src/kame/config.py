@@ -38,6 +38,8 @@ from .model.config import PRESETS as MODEL_PRESETS  # (torch-free: kame.model im
 from .model.config import random_spec_options
 
 MAX_SESSIONS = 256  # runtime.max_sessions' ceiling (rows of one batched step)
+MAX_SEED = 2**64 - 1  # frontend.seed's ceiling: the largest seed torch takes (torch.manual_seed)
+MAX_TORCH_THREADS = 1024  # runtime.torch_threads' ceiling (torch.set_num_threads fails on a C int's overflow)
 _DEVICE = re.compile(r"(cpu|cuda|mps)(:\d+)?")  # a device option's form (kame.model.loaders.parse_device)
 # The presets of a "random:NAME" front-end: all but "7b" (random 7B weights do not fit in memory)
 RANDOM_FRONTENDS = tuple(p for p in MODEL_PRESETS if p != "7b")
@@ -93,7 +95,7 @@ class FrontendConfig:
     temp_text: float | None = _opt(None, min=0.0)  # inner-monologue text tokens
     top_k: int | None = _opt(None, min=0)  # audio; 0 = no top-k
     top_k_text: int | None = _opt(None, min=0)
-    seed: int = _opt(-1, min=-1)  # sampling seed; -1 = nondeterministic
+    seed: int = _opt(-1, min=-1, max=MAX_SEED)  # sampling seed; -1 = nondeterministic (torch's seeds: < 2**64)
     # the oracle stream (the back-end's predictions fed to the front-end): "auto" = the
     # checkpoint's config.json "oracle" key, else on (a Moshi checkpoint gets a copy of its
     # text_emb, as KAME initialises it) except for Kyutai STT; "on"; "off" = run it as plain Moshi
@@ -103,6 +105,11 @@ class FrontendConfig:
         if not _DEVICE.fullmatch(self.device):
             raise ConfigError(f"frontend.device {self.device!r} is not a torch device (e.g. 'cpu', 'cuda', "
                               f"'cuda:1', 'mps')")
+        from . import registry  # scheme names only: nothing is imported
+
+        if registry.plugin_scheme("frontend", self.spec):  # a plugin's scheme (or a built-in it replaced):
+            registry.check_key_spec("frontend.spec", "frontend", self.spec)  # its factory reads the rest
+            return
         try:
             kind, _, path = frontend_spec_form(self.spec)
         except ConfigError as exc:
@@ -211,7 +218,7 @@ class RuntimeConfig:
     vad: str = _opt("auto", choices=("auto", "energy", "silero", "webrtc"))  # user end-of-speech detector
     # period of per-session "stats" Meta (0 = never; the cascade sends one only when a count changed)
     stats_interval_s: float = _opt(1.0, min=0.0)
-    torch_threads: int = _opt(0, min=0)  # intra-op threads of the worker (0 = torch default)
+    torch_threads: int = _opt(0, min=0, max=MAX_TORCH_THREADS)  # intra-op threads of the worker (0 = torch default)
 
 
 @dataclass
@@ -250,6 +257,9 @@ class ServerConfig:  # the fields of kame.server.settings.ServerConfig (kept in 
     max_sessions_per_client: int = _opt(0, min=0)  # live sessions from one client address; 0: no cap
 
     def validate(self) -> None:
+        if not self.host.strip():  # (was: accepted, then `kame serve` failed to resolve the name '')
+            raise ConfigError("server.host: empty; give the address to listen on, e.g. 127.0.0.1 (this machine "
+                              "only, the default) or 0.0.0.0 (every interface)")
         if self.allowed_origins or self.allowed_hosts:  # (the server's own check; aiohttp only then)
             from .server.guard import parse_hosts, parse_origins
 

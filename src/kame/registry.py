@@ -27,7 +27,8 @@ A factory that raises, or returns an object without the kind's methods (``stt``:
 the numbers sample_rate, frame_rate, frame_size, num_codebooks, cardinality: the whole of
 kame.codec.base.Codec), is a KameError naming the spec and where it failed (or what it lacks);
 one that cannot be called as factory(arg, **options) is a ConfigError naming it and the signature
-it needs. A plugin replaces a built-in scheme only with register(..., replace=True).
+it needs. A plugin replaces a built-in scheme, or one another plugin file registered, only with
+register(..., replace=True).
 """
 
 from __future__ import annotations
@@ -74,10 +75,12 @@ class Entry:
     needs: str | None = None  # what the part after "scheme:" names when the spec must have one, e.g. "MODEL"
     needs_env: str | None = None  # ... unless this environment variable gives it (the factory reads it)
     options: bool | None = None  # takes NAME=VALUE options after ';' (None: a plugin's, its factory decides)
+    origin: str | None = None  # the file whose register() call made it (another file's is refused without replace)
 
 
 _ENTRIES: dict[str, dict[str, Entry]] = {}
 _BUILTIN: set[tuple[str, str]] = set()  # (kind, scheme) of kame's own table (kame/components.py)
+_OWN: dict[tuple[str, str], Entry] = {}  # ... and their entries (one replaced by a plugin is no longer there)
 
 
 def register(kind: str, scheme: str, target: str | Callable, *, extra: str | None = None, help: str = "",
@@ -87,8 +90,9 @@ def register(kind: str, scheme: str, target: str | Callable, *, extra: str | Non
     or a callable, called as target(arg, **kwargs); ``needs``: the spec must name this after the
     scheme (``openai:MODEL``), unless env ``needs_env`` is set; ``options``: it takes NAME=VALUE
     options after ';' (False: a spec with them is refused at the config check; None: the factory
-    decides, as a plugin's does unless it says). A built-in scheme is replaced only
-    with ``replace=True``; registering a plugin's scheme again (its module imported twice) replaces it."""
+    decides, as a plugin's does unless it says). A built-in scheme, or one another file registered (another
+    plugin's), is replaced only with ``replace=True``; registering a scheme again from the same file (its
+    module imported twice, by file and by name) replaces it."""
     if kind not in KINDS:  # (a typo would register a scheme nobody looks up)
         raise ConfigError(f"register({kind!r}, {scheme!r}, ...): unknown component kind {kind!r}; "
                           f"the kinds are {', '.join(KINDS)}")
@@ -103,7 +107,40 @@ def register(kind: str, scheme: str, target: str | Callable, *, extra: str | Non
         raise ConfigError(f"register({kind!r}, {scheme!r}, ...): {scheme!r} is kame's built-in {kind} scheme "
                           f"({_ENTRIES[kind][scheme].help or _ENTRIES[kind][scheme].target}); pick another "
                           f"scheme name, or pass replace=True to use yours instead of kame's")
-    _ENTRIES.setdefault(kind, {})[scheme] = Entry(target, extra, help, needs, needs_env, options)
+    origin = _caller_file()
+    old = _ENTRIES.get(kind, {}).get(scheme)
+    if old is not None and (kind, scheme) not in _BUILTIN and not replace and old.origin != origin:
+        raise ConfigError(f"register({kind!r}, {scheme!r}, ...): {scheme!r} is already a {kind} scheme, registered "
+                          f"by {old.origin or 'another module'} ({old.help or _target_name(old.target)}); pick another "
+                          f"scheme name, or pass replace=True to use yours instead")
+    _ENTRIES.setdefault(kind, {})[scheme] = Entry(target, extra, help, needs, needs_env, options, origin)
+
+
+def _caller_file() -> str | None:
+    """The file of the code that called register() (two plugin files registering one scheme clash; one
+    module imported twice, by name and by file, is one file)."""
+    frame = sys._getframe(2)
+    name = frame.f_code.co_filename if frame is not None else None
+    return os.path.realpath(name) if name and not name.startswith("<") else name
+
+
+def _target_name(target: str | Callable) -> str:
+    return target if isinstance(target, str) else _describe(target)
+
+
+def plugin_scheme(kind: str, spec: Any) -> str | None:
+    """The scheme of ``spec`` if a plugin registered it (its own, or a built-in it replaced with
+    replace=True), else None: kame's own schemes, and a spec that is no registry spec at all (a
+    front-end's relative folder "ck/fe"), are the caller's to read as it always did."""
+    _load_builtin()
+    if not isinstance(spec, str):
+        return None
+    try:
+        scheme = parse_spec(spec)[0]
+    except ConfigError:
+        return None
+    entry = _ENTRIES.get(kind, {}).get(scheme)
+    return scheme if entry is not None and entry is not _OWN.get((kind, scheme)) else None
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -169,7 +206,8 @@ def schemes(kind: str) -> dict[str, Entry]:
 
 def check_spec(kind: str, spec: str, also: tuple[str, ...] = ()) -> tuple[Entry, str | None]:
     """(entry, arg) of a spec whose scheme is registered for ``kind``, else ConfigError (``also``:
-    other values the caller takes, e.g. "none", named beside the schemes). Imports nothing, so
+    other values the caller takes, e.g. "none", named beside the schemes where the error is which
+    spec to give: an unknown scheme or no spec at all). Imports nothing, so
     config checks can call it before any component loads."""
     _load_builtin()
     if kind not in KINDS:
@@ -189,12 +227,13 @@ def check_spec(kind: str, spec: str, also: tuple[str, ...] = ()) -> tuple[Entry,
         path = arg or "PATH"
         plain = path if path[0] in "/.~" else f"./{path}"
         raise ConfigError(f"{kind} spec {spec!r}: write {scheme}://{path} (or {plain}, path:{path}); "
-                          f"'{scheme}:' without '//' is not a path{alt}")
+                          f"'{scheme}:' without '//' is not a path")
+    # (the scheme is right from here: ``also``'s values are no answer to what is wrong after it)
     if entry.options is False and (arg or "").partition(";")[2].strip():
-        raise ConfigError(f"{kind} spec {spec!r}: {scheme} takes no options after ';'{alt}")
+        raise ConfigError(f"{kind} spec {spec!r}: {scheme} takes no options after ';'")
     if entry.needs and not (arg or "").partition(";")[0].strip(": ") and not (entry.needs_env and os.environ.get(entry.needs_env)):
         raise ConfigError(f"{kind} spec {spec!r} names no {entry.needs}: give {scheme}:{entry.needs}"
-                          + (f" (or set {entry.needs_env})" if entry.needs_env else "") + alt)
+                          + (f" (or set {entry.needs_env})" if entry.needs_env else ""))
     return entry, arg
 
 
@@ -414,6 +453,7 @@ def _load_table() -> None:
             for scheme, e in entries.items():
                 if e.options is None:
                     entries[scheme] = dataclasses.replace(e, options=False)
+                _OWN[(kind, scheme)] = entries[scheme]
 
 
 def _load_builtin() -> None:

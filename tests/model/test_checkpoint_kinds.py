@@ -34,7 +34,7 @@ def test_mimi_given_as_the_front_end(cks, tmp_path):
     mimi = cks / "mimi" / MIMI_NAME
     for spec in (cks / "mimi", mimi):  # was: "has no config.json (a front-end checkpoint folder needs one)"
         with pytest.raises(CheckpointError, match=rf"front-end checkpoint: it is a Mimi codec checkpoint; give it as "
-                                                  rf"the codec: mimi:{mimi} \(--codec, or codec.spec"):
+                                                  rf"the codec: mimi:{mimi} \(--set codec.spec=\.\.\., "):
             load_frontend(spec)
     # the Mimi file as the weights of a folder that has a config.json (was: "N unknown keys ...")
     d = tmp_path / "mixed"

@@ -45,7 +45,7 @@ def test_a_named_file_and_the_default_one_used_when_none_is_named(small, tmp_pat
 def test_what_fits_is_written(tmp_path):
     model, _ = load_frontend("random:tiny", text_card=PIECES)
     save_frontend(model, tmp_path / "a", codec="embedded", tokenizer="default")
-    small, _ = load_frontend("random:tiny")
+    small, _ = load_frontend("random:tiny", card=128)  # (mimi:random-tiny's 128 codes: save checks the fit)
     # trained on Mimi codes: Moshi's tokenizer, not kame's default, is the one it runs with
     save_frontend(small, tmp_path / "b", codec="mimi:random-tiny")
     save_frontend(small, tmp_path / "c")  # no kame object: a Moshi-format export, not checked

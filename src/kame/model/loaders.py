@@ -314,8 +314,9 @@ def _find_config(spec: str, form: SpecForm) -> _Found:
             return _Found(read_kwargs(kwargs), path, None, None, weights, str(kwargs), layout=KWARGS_NAME)
         files = [path / weights] if weights else sorted(path.glob("*.safetensors"))
         for f, kind_ in ((f, file_kind(f)) for f in files):
-            if kind_ in ("mimi", "embedded"):
-                raise CheckpointError(f"{path} has no config.json and is not a front-end checkpoint: {kind_hint(kind_, f)}")
+            if kind_ in ("mimi", "embedded"):  # (names the file given, not its folder: "." for one in the cwd)
+                raise CheckpointError(f"{path / weights if weights else path} has no config.json and is not a "
+                                      f"front-end checkpoint: {kind_hint(kind_, f)}")
         raise CheckpointError(f"{path} has no config.json (a front-end checkpoint folder needs one: the weights alone "
                               f"do not give the model's shapes)")
     return _Found(read_json(cfg_path), path, None, None, weights, str(cfg_path))
@@ -423,6 +424,8 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
     get theirs from rank 0 (kame.train.parallel.prepare)."""
     form = spec_form if spec_form is not None else check_frontend_spec(spec)
     kind, name, _ = form
+    if isinstance(seed, bool) or not isinstance(seed, int) or not -2**63 <= seed < 2**64:  # torch.manual_seed's
+        raise ConfigError(f"seed={seed!r}: a seed is an integer in [0, 2**64 - 1] (frontend.seed in kame's config)")
     device = parse_device(device)
     dt = parse_dtype(dtype, device)
     spec = str(spec)
@@ -565,6 +568,10 @@ def save_frontend(model: LMModel, folder: str | Path, dtype: Any = None, *, code
              "tokenizer_sha256": tokenizer_sha256, "train": train}
     if any(v is not None for v in given.values()):
         meta = kame_record(model.cfg, meta, folder, given)
+    if codec is not None:  # (was: written, then refused by `kame run`: another card, too few codebooks)
+        from ..runtime.frontend import check_saved_codec
+
+        check_saved_codec(meta["kame"]["codec"], model.cfg, folder, sha_given=codec_sha256 is not None)
     raw = config_json(model.cfg, meta, MOSHI_NAME)
     text = json.dumps(raw, indent=2)
     if folder.exists() and not folder.is_dir():

@@ -126,10 +126,10 @@ def kind_hint(kind: str, path: Path) -> str:
     message names the path already)."""
     folder = path.parent if path.suffix in SAFETENSORS_SUFFIXES else path
     return {
-        "mimi": f"it is a Mimi codec checkpoint; give it as the codec: mimi:{path} (--codec, or codec.spec in the "
-                f"config)",
-        "embedded": f"it is a fitted embedded codec; give it as the codec: embedded:{path} (--codec, or codec.spec "
-                    f"in the config)",
+        "mimi": f"it is a Mimi codec checkpoint; give it as the codec: mimi:{path} (--set codec.spec=..., "
+                f"codec.spec in the config, or kame codec's --codec)",
+        "embedded": f"it is a fitted embedded codec; give it as the codec: embedded:{path} (--set codec.spec=..., "
+                    f"codec.spec in the config, or kame codec's --codec)",
         "frontend": f"it holds front-end LM weights (Moshi/KAME); give their folder as the front-end: "
                     f"frontend.spec={folder} (its Mimi codec is the file its config.json names as mimi_name)",
         "stt": f"it holds Kyutai STT LM weights (text out, no audio); give their folder as the speech-to-text "

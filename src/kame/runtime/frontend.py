@@ -198,15 +198,20 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
     for "auto" the checkpoint's Mimi) is created and fitted to the front-end (fit_codec) before the
     front-end's weights load. ``oracle``: the config's frontend.oracle (auto | on | off). Its load
     errors are tagged with the config key to change (loading.config_key; load_frame_models names it).
-    ``weights``: False, the front-end on the meta device with no weights read (load_frontend's)."""
+    ``weights``: False, the front-end on the meta device with no weights read (load_frontend's).
+    A spec of a plugin's scheme (or of a built-in one a plugin replaced: registry.plugin_scheme)
+    is created through the registry with load_frontend's keyword arguments, then checked as a
+    checkpoint is (random weights, its info.weights None, as a random preset: the embedded codec
+    for codec.spec auto, fitted after)."""
     from .. import registry
     from ..model.config import random_config
     from ..model.loaders import check_expected, check_frontend_spec, load_frontend, parse_device
 
     with config_key("frontend.device"):
         parse_device(device)  # (was: said by the loader, as if the checkpoint's fault)
-    with config_key("frontend.spec"):
-        form = check_frontend_spec(spec)  # both specs' form, at once (the front-end's once per load)
+    with config_key("frontend.spec"):  # both specs' form, at once (the front-end's once per load)
+        plugin = registry.plugin_scheme("frontend", spec)  # (was: never asked: plugins' front-ends refused)
+        form = check_frontend_spec(spec) if plugin is None else ("plugin", None, None)
     kind = form[0]
     if codec_spec != "auto":
         with config_key("codec.spec"):
@@ -231,6 +236,7 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
         chosen: dict = {}
 
         def check(finfo) -> None:  # before the weights load: a 7B checkpoint is refused in seconds
+            chosen["checked"] = True
             with config_key("codec.spec"):
                 check_codec(finfo, spec, named, codec_spec)
             with config_key("frontend.spec"):
@@ -256,9 +262,22 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
 
         try:
             with config_key("frontend.spec"):
-                model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), spec_form=form,
-                                             oracle=want, expect="frontend", before_weights=check,
-                                             weights=weights)
+                if plugin is None:
+                    model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), spec_form=form,
+                                                 oracle=want, expect="frontend", before_weights=check,
+                                                 weights=weights)
+                else:  # the same keyword arguments, through the registry; the same checks after
+                    model, finfo = _plugin_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), oracle=want,
+                                                    expect="frontend", before_weights=check, weights=weights)
+                    check_expected("frontend", model.cfg, spec)  # (a factory may not have passed expect on)
+            if plugin is not None and finfo.weights is None and "checked" not in chosen:  # random weights:
+                with config_key("codec.spec"):  # as a random preset's, the embedded codec unless told otherwise
+                    cspec = "embedded" if codec_spec == "auto" else codec_spec
+                    codec = named or registry.create("codec", cspec)
+                    fit_codec(codec, cspec, model.cfg, spec)
+                    chosen.update(codec=codec, spec=cspec)
+            elif "checked" not in chosen:  # a plugin's factory that did not call before_weights
+                check(finfo)
         except CheckpointError as exc:
             if want is not None or "oracle_emb" not in str(exc) or "shape" in str(exc):
                 raise
@@ -287,13 +306,32 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
     return model, codec, codec_spec, tokenizer, info
 
 
+def _plugin_frontend(spec: str, **kwargs):
+    """A front-end of a plugin's scheme (or of a built-in one it replaced): its factory called as
+    the built-in ones are, factory(arg, **load_frontend's keyword arguments) (those its signature
+    does not take are left out) -> (model, FrontendInfo) of the Frontend it returns."""
+    from .. import registry
+    from ..model.config import LMConfig
+    from ..model.loaders import Frontend, FrontendInfo
+
+    made = registry.create_with_optional("frontend", spec, **kwargs)
+    model, finfo = (made.model, made.info) if isinstance(made, Frontend) else \
+        made if isinstance(made, tuple) and len(made) == 2 else (None, None)
+    if not (isinstance(finfo, FrontendInfo) and isinstance(getattr(model, "cfg", None), LMConfig)
+            and isinstance(model, torch.nn.Module)):
+        raise ConfigError(f"frontend {spec!r}: its factory returned {type(made).__name__}, not a front-end: return "
+                          f"kame.model.loaders.Frontend(model, info), e.g. Frontend(*load_frontend(...)) (an LMModel "
+                          f"and its FrontendInfo)")
+    return model, finfo
+
+
 def _oracle_stream(model, finfo, kind: str) -> str:
     """What the front-end's oracle input is: "trained" (the checkpoint's oracle_emb, KAME),
     "text_emb-copy" (a checkpoint without one, e.g. Moshi: cloned from text_emb on load),
     "random" (random weights) or "off"."""
     if not model.has_oracle:
         return "off"
-    if kind == "random":
+    if kind == "random" or finfo.weights is None:  # (a plugin's front-end of random weights too)
         return "random"
     return "text_emb-copy" if finfo.oracle_upgraded else "trained"
 
@@ -322,6 +360,59 @@ def fit_codec(codec, codec_spec: str, cfg, spec: str, fix: str | None = None) ->
         has = f"holds {held} codebooks" if held is not None and held < need else f"cannot code with {need} ({exc})"
         raise ConfigError(f"codec {codec_spec!r} {has}, the front-end {spec!r} needs {need} (n_user_q "
                           f"{cfg.n_user_q}, dep_q {cfg.dep_q}): {fix}") from None
+
+
+def check_saved_codec(codec_spec: str, cfg, folder, sha_given: bool = False) -> None:
+    """save_frontend's codec (config.json kame.codec) checked with fit_codec before anything is
+    written, as the runtime would refuse the checkpoint: ConfigError "save_frontend: ...". kame's
+    embedded codec is read from its file's header, not built (as save_frontend takes its
+    fingerprint: kame.model.meta.codec_fingerprint); another codec is created. One that cannot be
+    read or created is the caller's error, unless its sha256 was given (``sha_given``: the codec
+    need not be at hand then, and is not checked)."""
+    try:
+        codec = _codec_layout(codec_spec)
+    except KameError:
+        if sha_given:
+            return
+        raise
+    try:
+        fit_codec(codec, codec_spec, cfg, str(folder), "save it with the codec it was trained with (codec=...)")
+    except ConfigError as exc:
+        raise ConfigError(f"save_frontend: {exc}") from None
+
+
+class _EmbeddedLayout:
+    """What fit_codec reads of an embedded codec (its token layout), from its config alone."""
+
+    def __init__(self, cfg) -> None:
+        self.frame_size, self.cardinality, self.num_codebooks = cfg.frame_size, cfg.cardinality, cfg.num_codebooks
+        self.total_codebooks = cfg.num_codebooks
+
+    def set_num_codebooks(self, n: int) -> None:  # (EmbeddedCodec.set_num_codebooks' bounds)
+        from ..codec.base import check_num_codebooks
+
+        self.num_codebooks = check_num_codebooks(n, 1, self.total_codebooks)
+
+
+def _codec_layout(codec_spec: str):
+    """The codec ``codec_spec`` names, as far as fit_codec reads it: kame's embedded codec's config
+    from its fitted file's header (nothing built), any other codec created."""
+    import json
+
+    from .. import registry
+    from ..codec.embedded import model as embedded
+    from ..model.tensorfiles import safetensors_header
+    from ..paths import local_path
+
+    factory, arg = registry.resolve("codec", codec_spec)
+    if factory is not embedded.create:  # (a plugin registered in its place is created)
+        return registry.create("codec", codec_spec)
+    path = local_path(arg) if arg else embedded.DEFAULT_PATH
+    try:
+        conf = json.loads(safetensors_header(path)[1].get("kame", "{}")).get("config", {})
+        return _EmbeddedLayout(embedded.EmbeddedCodecConfig.from_dict({"f0_delta": False, **conf}))
+    except (ValueError, TypeError, AttributeError):  # (not a fitted file: loading it says what is wrong)
+        return registry.create("codec", codec_spec)
 
 
 def load_frame_models(cfg: KameConfig):
