@@ -6,16 +6,15 @@ kame exchanges audio internally as float32 mono at 24 kHz (kame.backend.types.SA
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
 from math import gcd
 from pathlib import Path
 
 import numpy as np
 
 from .errors import AudioFormatError, KameError
+from .paths import write_replacing
 
 log = logging.getLogger(__name__)
 
@@ -260,15 +259,9 @@ def write_wav(path: str | Path, pcm: np.ndarray, sample_rate: int = SAMPLE_RATE)
     problem = peak_problem(pcm)
     if problem:
         raise AudioFormatError(f"cannot write audio file {path}: {problem}")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(str(tmp), np.clip(pcm, -1.0, 1.0), sample_rate, format=fmt[0], subtype=fmt[1])
-        os.replace(tmp, path)
-    except (OSError, RuntimeError, ValueError) as exc:  # LibsndfileError is a RuntimeError
-        with contextlib.suppress(OSError):  # (its folder may not even exist)
-            tmp.unlink()
-        raise KameError(f"cannot write audio file {path}: {exc}") from exc
+    write_replacing(path, lambda tmp: sf.write(str(tmp), np.clip(pcm, -1.0, 1.0), sample_rate, format=fmt[0],
+                                               subtype=fmt[1]),
+                    "audio file", errors=(RuntimeError, ValueError))  # (LibsndfileError is a RuntimeError)
 
 
 def check_pcm(pcm: np.ndarray, expected_len: int | None = None) -> np.ndarray:

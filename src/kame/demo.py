@@ -24,7 +24,7 @@ import time
 from .audio import write_wav
 from .config import add_config_arguments, config_from_args
 from .errors import ConfigError
-from .paths import check_output_folder
+from .paths import check_output_folder, check_replaceable
 
 DEFAULT_QUESTION = "What is the capital city of France?"
 DEFAULT_TAIL_S = 12.0
@@ -61,6 +61,9 @@ def main(args) -> int:
     if not any(ch.isalnum() for ch in args.question):
         raise ConfigError(f"--question has nothing to say: {args.question!r}")
     out = check_output_folder(args.out)
+    modes = ("cascade", "tandem") if args.mode == "both" else (args.mode,)
+    for name in ["question.wav"] + [f"{mode}{ext}" for mode in modes for ext in (".wav", ".json", ".png")]:
+        check_replaceable(out / name, f"--out {args.out}", "--out")  # (kame run checks its own only before it)
     # the config and --tail are checked now, not after the question is synthesized (kame run
     # checks them again per mode)
     cfg = config_from_args(args)
@@ -75,7 +78,6 @@ def main(args) -> int:
     write_wav(question, pcm)
     print(f"== kame demo: the user asks {args.question!r} ({pcm.shape[0] / 24000:.1f} s of speech, "
           f"piper TTS) -> {question}\n")
-    modes = ("cascade", "tandem") if args.mode == "both" else (args.mode,)
     for mode in modes:
         print(f"== {_heading(config_from_args(argparse.Namespace(**{**vars(args), 'mode': mode})))}")
         run_args = argparse.Namespace(

@@ -6,16 +6,21 @@ ConfigError naming the option.
     out = check_output_file(args.output, input=args.input)         # -o FILE
     out = check_output_file(args.output, suffix=".wav")             # ... of one type
     folder = check_output_folder(args.out)                          # --out FOLDER
+    check_replaceable(out.with_suffix(".json"), f"-o {args.output}")  # an existing file it replaces
+    write_replacing(out.with_suffix(".json"), lambda tmp: tmp.write_text(text))  # whole, or not at all
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable
 
-from .errors import ConfigError
+from .errors import ConfigError, KameError
 
 
 def local_path(name: str | Path) -> Path:
@@ -39,6 +44,10 @@ def lfs_pointer(path: str | Path) -> str | None:
             f"git-lfs): run `git lfs pull` in its folder, or download it with `hf download`")
 
 
+# the errnos of a failed file creation whose text says why (the others, e.g. ENOENT in /proc, mislead)
+_TELLING_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE}
+
+
 def _writable_folder(folder: Path, label: str, what: str) -> None:
     blocker = next((f for f in (folder, *folder.parents) if f.exists() and not f.is_dir()), None)
     if blocker is not None:  # mkdir would say only "[Errno 17] File exists"
@@ -53,8 +62,57 @@ def _writable_folder(folder: Path, label: str, what: str) -> None:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".kame-", suffix=".check")
         os.close(fd)
         os.unlink(tmp)
-    except OSError as exc:
-        raise ConfigError(f"{label}: cannot write into {folder}: {exc.strerror or exc}") from None
+    except OSError as exc:  # (its errno's text only where it says why: /proc gives "No such file or directory")
+        why = exc.strerror.lower() if exc.errno in _TELLING_ERRNOS and exc.strerror else "no file can be created there"
+        raise ConfigError(f"{label}: cannot write into {folder}: {why}") from None
+
+
+def check_replaceable(path: str | Path, label: str, flag: str = "-o") -> None:
+    """An existing file at ``path`` can be replaced by a file renamed over it, as kame's writers do
+    (a temporary file beside it, then renamed: write_wav, write_text), found before the work, not
+    after it: ConfigError (``label``: the option as given, e.g. "-o answer.wav"; ``flag``: the one
+    to change) when it is immutable or append-only (chattr), or another user's in a folder with
+    the sticky bit (/tmp). Its folder's check (check_output_file) comes first; a file that is
+    read-only, or another user's (say root's, after a `sudo kame run`), is replaced all the same."""
+    path = Path(path)
+    try:
+        st, folder = os.lstat(path), os.stat(path.parent)
+    except OSError:  # (none there, or the folder's check says what is wrong)
+        return
+    uid = os.geteuid()
+    if folder.st_mode & stat.S_ISVTX and uid != 0 and uid not in (st.st_uid, folder.st_uid):
+        raise ConfigError(f"{label}: cannot replace {path}: it is another user's, in a folder with the sticky bit "
+                          f"(only its owner may replace it); remove it as its owner, or give another {flag}")
+    if not stat.S_ISREG(st.st_mode):  # (a link is replaced, not written; opening a fifo would block)
+        return
+    try:  # (opened to write, not truncated: nothing changes; immutable and append-only say EPERM, even to root)
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+    except PermissionError as exc:
+        if exc.errno == errno.EPERM:
+            raise ConfigError(f"{label}: cannot replace {path}: the system does not allow changing it (immutable or "
+                              f"append-only? see lsattr {path}); clear that (chattr -i -a), remove it, or give another "
+                              f"{flag}") from None
+    except OSError:  # (EACCES: its mode forbids writing it, but it is replaced, not written)
+        pass
+
+
+def write_replacing(path: str | Path, write: Callable[[Path], object], what: str = "file",
+                    errors: tuple[type[BaseException], ...] = (OSError,)) -> None:
+    """Write ``path`` whole or not at all (kame's writers: write_wav, OUT.json, the timeline plot):
+    ``write(tmp)`` writes a temporary file beside it, which is then renamed over it, so the file
+    appears only once written whole and a failed write leaves an existing one as it was. The
+    folder is created. A file that cannot be written (``errors``: what ``write`` raises then)
+    raises KameError naming it (``what``: what it is, e.g. "timeline plot"), not the error."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        os.replace(tmp, path)
+    except (OSError, *errors) as exc:
+        with contextlib.suppress(OSError):  # (none may have been made)
+            tmp.unlink()
+        raise KameError(f"cannot write {what} {path}: {getattr(exc, 'strerror', None) or exc}") from exc
 
 
 def check_output_file(path: str | Path, *, flag: str = "-o", suffix: str | None = None, why: str = "",

@@ -58,7 +58,8 @@ FINAL_WAIT_S = 6.0  # a cascade's final transcript comes this soon after the spe
 
 
 def add_arguments(p) -> None:
-    p.add_argument("input", help="input wav (any rate/channels; mixed to mono 24 kHz)")
+    p.add_argument("input",
+                   help="input audio: wav, flac, ogg/opus or mp3 (any rate/channels; mixed to mono 24 kHz)")
     p.add_argument("-o", "--output", required=True, help="output wav (stereo: user left, agent right)")
     add_config_arguments(p)
     p.add_argument("--mode", choices=("tandem", "cascade"), default=None, help="override config mode")
@@ -517,6 +518,9 @@ def print_summary(s: dict, out: Path, no_png: bool) -> None:
     if s.get("agent_clipped_fraction", 0.0) >= 1e-4:  # a handful of clipped samples is inaudible
         print(f"warning   {100 * s['agent_clipped_fraction']:.2f} % of the agent's samples exceeded full scale "
               f"and were clipped in {out.name}")
+    if s.get("user_clipped_fraction", 0.0) >= 1e-4:  # (an input louder than full scale)
+        print(f"warning   {100 * s['user_clipped_fraction']:.2f} % of the user's samples (the input's) exceeded full "
+              f"scale and were clipped in {out.name} (the agent heard them unclipped)")
     if s.get("tail_extended_s"):
         print(f"tail      {s['tail_extended_s']:.2f} s of silence more than --tail: a reply was under way "
               f"(or the user's final transcript, which starts it, still to come)")

@@ -30,7 +30,7 @@ import numpy as np
 from ..audio import write_wav
 from ..config import KameConfig
 from ..errors import ConfigError, KameError
-from ..paths import check_output_file
+from ..paths import check_output_file, check_replaceable, write_replacing
 from .clock import FakeClock
 from .filemode import (DEFAULT_MAX_TAIL_S, FRAME, FRAME_S, SR, agent_track, answer_missing, check_tail, new_record,
                        play_session, print_summary, read_input, reply_cut_off, reply_outcomes, summarize, unanswered,
@@ -61,12 +61,15 @@ def prepare_run(args) -> FileRun:
     max_tail = max(args.tail, max_tail)  # never below --tail
     out = check_output_file(args.output, suffix=".wav", why=" (OUT.json and OUT.png are written next to it)",
                             input=args.input)
-    for side in [out.with_suffix(".json")] + ([] if args.no_png else [out.with_suffix(".png")]):
+    sides = [out.with_suffix(".json")] + ([] if args.no_png else [out.with_suffix(".png")])
+    for side in sides:
         if side.resolve() == Path(args.input).resolve():  # (was: the input, talk.json, overwritten)
             raise ConfigError(f"-o {args.output}: OUT{side.suffix} would be {side}, the input file; give another -o")
         if side.is_dir():  # found now, not after the conversation
             raise ConfigError(f"-o {args.output}: {side} is a folder, so OUT{side.suffix} cannot be written "
                               f"next to it; remove it or give another -o")
+    for path in [out] + sides:  # existing files that cannot be replaced (was: a traceback after the
+        check_replaceable(path, f"-o {args.output}")  # conversation, OUT.wav replaced and OUT.json not)
     user, note = read_input(args.input)
     if note:
         print(f"input     {args.input}: {note}")
@@ -91,16 +94,19 @@ def write_run(args, cfg: KameConfig, run: FileRun, rec: dict) -> int:
     user = np.pad(user, (0, max(0, n - user.shape[0])))[:n]
     agent = agent_track(rec, n)
     clipped = float(np.mean(np.abs(agent) > 1.0))  # the wav holds [-1, 1]: say so if the agent exceeded it
+    user_clipped = float(np.mean(np.abs(user) > 1.0)) if n else 0.0  # (an input louder than full scale)
     agent = np.clip(agent, -1.0, 1.0)
     write_wav(out, np.stack([user, agent], axis=1), SR)
     summary = summarize(rec)
     summary["agent_clipped_fraction"] = clipped
+    summary["user_clipped_fraction"] = user_clipped
     summary["reply_cut_off"] = reply_cut_off(rec, agent)
     summary["unanswered"] = unanswered(rec)
     summary["replies"] = reply_outcomes(rec)
     summary["pacing"] = "fast" if args.fast else "simulated-realtime"
     summary["tail_extended_s"] = extended_s
-    summary["step_rows"] = cfg.runtime.max_sessions if cfg.runtime.batched else 1  # rows each step codes
+    if summary["mode"] != "cascade":  # rows each front-end step codes (a cascade has no front-end)
+        summary["step_rows"] = cfg.runtime.max_sessions if cfg.runtime.batched else 1
     summary["answer_missing"] = None if rec["interrupted"] else answer_missing(rec)
     summary["final_missing"] = None if rec["interrupted"] else final_missing(rec)
     summary["late_final"] = late_final(rec) if summary["unanswered"] else None
@@ -122,7 +128,8 @@ def write_run(args, cfg: KameConfig, run: FileRun, rec: dict) -> int:
         "stats": rec["stats"][-1] if rec["stats"] else {},
         "config": cfg.to_dict(),
     }
-    out.with_suffix(".json").write_text(json.dumps(doc, indent=1, default=str))
+    text = json.dumps(doc, indent=1, default=str)
+    write_replacing(out.with_suffix(".json"), lambda tmp: tmp.write_text(text))  # (KameError naming it)
     if not args.no_png:
         fe = f"{summary['frontend']}" + (" (RANDOM WEIGHTS: babble, not an answer)" if random_fe else "")
         parts = ([f"front-end={fe}", f"codec={summary['codec']}"] if summary["frontend"] else []) \

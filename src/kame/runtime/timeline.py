@@ -13,6 +13,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE
 from ..backend.types import FRAME_S
+from ..paths import write_replacing
 from .filemode import AUDIBLE
 
 
@@ -65,8 +66,10 @@ def plot_timeline(path: Path, user: np.ndarray, agent: np.ndarray, rec: dict, ti
     with warnings.catch_warnings():  # long labels: a slightly imperfect layout is fine
         warnings.simplefilter("ignore")
         fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:  # (as write_wav: whole or not at all, and KameError naming the file it could not write)
+        write_replacing(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), "timeline plot")
+    finally:
+        plt.close(fig)
 
 
 def first_response_times(rec: dict) -> list[float]:
