@@ -4,6 +4,7 @@
     p.add_argument("--sessions", type=at_least(1), default=4)           # an int >= 1
     p.add_argument("--seconds", type=at_least(0.1, float), default=4.0)  # a finite float >= 0.1
     p.add_argument("--sessions", type=at_least(1, maximum=256))         # ... and <= 256
+    p.add_argument("--interval", type=more_than(0, float), default=0.5)  # a finite float > 0
     p.add_argument("--config", action=Once)                             # given at most once
 
 The checks of the files and folders a command writes are in kame.paths.
@@ -14,21 +15,38 @@ import math
 import os
 
 
+def _number(text: str, cast):
+    """``text`` as a finite ``cast`` (int or float), else argparse's error saying what it wanted."""
+    try:
+        value = cast(text)
+    except ValueError:
+        kind = "an integer" if cast is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def at_least(minimum: float, cast=int, maximum: float | None = None):
     """An argparse ``type``: a number >= minimum ("argument --x: must be >= 1, got 0"), and
     <= maximum if given."""
     def parse(text: str):
-        try:
-            value = cast(text)
-        except ValueError:
-            kind = "an integer" if cast is int else "a number"
-            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        value = _number(text, cast)
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum:g}, got {text}")
         if maximum is not None and value > maximum:
             raise argparse.ArgumentTypeError(f"must be <= {maximum:g}, got {text}")
+        return value
+    return parse
+
+
+def more_than(minimum: float, cast=float):
+    """An argparse ``type``: a finite number > minimum ("argument --x: must be > 0, got 0"), for a
+    quantity whose zero means nothing (a time between two things)."""
+    def parse(text: str):
+        value = _number(text, cast)
+        if not value > minimum:
+            raise argparse.ArgumentTypeError(f"must be > {minimum:g}, got {text}")
         return value
     return parse
 

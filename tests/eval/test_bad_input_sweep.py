@@ -3,6 +3,8 @@ kame's own errors naming the option or file (one line from the CLI), or said as 
 
 from __future__ import annotations
 
+import pytest
+
 from kame.cli import main
 from kame.train.codes import write_codes
 from kame.train.data import CODES, read_dialogue, read_manifest
@@ -20,12 +22,13 @@ FOLLOW = ["--frontend", "random:tiny", "--codec", "fake", "--no-asr"]
 # --- kame eval follow ------------------------------------------------------------------------------
 def test_follow_refuses_a_temperature_that_is_not_finite_and_not_negative(tmp_path, capsys, fake_codec):
     manifest = _data(tmp_path / "data", n=1, T=24)
-    for temp in ("nan", "-1", "inf"):
+    for temp, said in (("nan", "expected a finite number, got 'nan'"), ("-1", "must be >= 0, got -1"),
+                       ("inf", "expected a finite number, got 'inf'")):
         capsys.readouterr()
-        assert main(["eval", "follow", str(manifest), *FOLLOW, "--temp", temp]) == 1
+        with pytest.raises(SystemExit) as exit_:  # (argparse's, as every option's: kame.cliargs.at_least)
+            main(["eval", "follow", str(manifest), *FOLLOW, "--temp", temp])
         err = capsys.readouterr().err
-        assert f"kame: error: eval follow: --temp must be a finite temperature >= 0 (0: greedy), got {float(temp)}" \
-            in err, err
+        assert exit_.value.code == 2 and f"argument --temp: {said}" in err, err
 
 
 def test_follow_refuses_an_empty_manifest_as_train_does(tmp_path, capsys, fake_codec):
@@ -55,6 +58,31 @@ def test_mtbench_rejudge_with_nothing_stored_says_so_and_claims_no_results_file(
     assert eval_(qf, out, "--rejudge") == 0
     printed = capsys.readouterr().out
     assert not (out / "results.jsonl").exists() and (out / "results.md").is_file()
-    assert f"--rejudge: nothing to re-rate (no answers stored in {out})" in printed, printed
+    assert f"--rejudge: nothing to re-rate (none of the 1 selected question(s) has an answer stored in {out})" \
+        in printed, printed
     wrote = [line for line in printed.splitlines() if line.startswith("wrote ")]
     assert wrote == [f"wrote {out / 'results.md'}"], wrote
+
+
+def test_mtbench_rejudge_names_only_what_it_wrote_and_its_reason_is_of_the_selected_questions(
+        tmp_path, capsys, fake_components, judges):
+    out = tmp_path / "out"
+    assert eval_(write(tmp_path / "q101.jsonl", QUESTIONS[1:2]), out) == 0  # (rated [[7]]: results.jsonl, runs/)
+    # --rejudge of another question: the stored answers are 101's, none of the selected one's
+    capsys.readouterr()
+    assert eval_(write(tmp_path / "q131.jsonl", QUESTIONS[2:3]), out, "--rejudge") == 0
+    printed = capsys.readouterr().out
+    assert f"--rejudge: nothing to re-rate (none of the 1 selected question(s) has an answer stored in {out})" \
+        in printed, printed
+    wrote = [line for line in printed.splitlines() if line.startswith("wrote ")]
+    assert wrote == [f"wrote {out / 'results.md'}"], wrote  # (was: the older results.jsonl and runs/ too)
+    # --rejudge of 101 by the judge that rated it: nothing to re-rate, nothing but results.md written
+    assert eval_(write(tmp_path / "q101.jsonl", QUESTIONS[1:2]), out, "--rejudge") == 0
+    printed = capsys.readouterr().out
+    assert "--rejudge: nothing to re-rate (the selected questions' stored answers all have a rating of " \
+           "test_judge)" in printed, printed
+    assert [line for line in printed.splitlines() if line.startswith("wrote ")] == [f"wrote {out / 'results.md'}"]
+    # re-rated by another judge: results.jsonl written again, the agent not run (no runs/)
+    assert eval_(write(tmp_path / "q101.jsonl", QUESTIONS[1:2]), out, "--rejudge", judge="test_judge2") == 0
+    wrote = [line for line in capsys.readouterr().out.splitlines() if line.startswith("wrote ")]
+    assert wrote == [f"wrote {out / 'results.jsonl'}, {out / 'results.md'}"], wrote

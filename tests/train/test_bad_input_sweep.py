@@ -1,7 +1,8 @@
 """Bad input found by a QA sweep of `kame train`, `kame data encode`, `kame data synth` and `kame data
 oracle`, each refused with one of kame's own errors naming the option or file (the CLI prints it as
-one line), or handled: a damaged codes cache, a negative seed, a broken checkpoint to resume, a
-diverging run, out-of-range optimizer knobs, an unknown device, an endless --delay."""
+one line; an option's own type: argparse's error, exit status 2), or handled: a damaged codes cache,
+a negative or too large seed, a broken checkpoint to resume, a diverging run, out-of-range optimizer
+knobs, an unknown or unsupported device, an endless --delay, an empty manifest."""
 
 from __future__ import annotations
 
@@ -64,24 +65,53 @@ def test_a_cut_or_damaged_codes_cache_is_a_data_error_and_encoded_again(tmp_path
     assert all(load_codes(read_dialogue(f), FakeCodec()) is not None for f in folders)
 
 
-# --- 2. --seed -1 ----------------------------------------------------------------------------------
+# --- 2. --seed -1, --seed 10**15 ----------------------------------------------------------------------
+def refused_by_argparse(capsys, argv) -> str:
+    """kame's argparse error for ``argv`` (exit status 2, as every command's option errors)."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    return capsys.readouterr().err
+
+
 def test_a_negative_seed_is_refused_up_front(tmp_path, capsys):
     with pytest.raises(ConfigError, match="--seed must be an int >= 0"):
         TrainConfig(seed=-1).check()
     manifest = _data(tmp_path / "data")
     capsys.readouterr()
     assert main(["train", str(manifest), "-o", str(tmp_path / "o"), "--seed", "-1"]) == 1
-    assert "kame: error: train: --seed must be an int >= 0, got -1" in capsys.readouterr().err
+    assert "kame: error: train: --seed must be an int >= 0 and < 2**32, got -1" in capsys.readouterr().err
     qa = tmp_path / "qa.jsonl"
     qa.write_text(json.dumps({"question": "Why?", "answer": "Because."}) + "\n")
-    assert main(["data", "synth", str(qa), "-o", str(tmp_path / "s"), "--llm", "none", "--seed", "-1"]) == 1
-    assert "--seed must be >= 0, not -1" in capsys.readouterr().err
+    err = refused_by_argparse(capsys, ["data", "synth", str(qa), "-o", str(tmp_path / "s"), "--llm", "none",
+                                       "--seed", "-1"])
+    assert "argument --seed: must be >= 0, got -1" in err, err
     assert not (tmp_path / "s").exists()
     make_set(tmp_path / "set", n=2)
     before = (tmp_path / "set" / "d0" / "dialogue.json").read_text()
-    assert main(["data", "oracle", str(tmp_path / "set"), "--llm", "none", "--seed", "-1"]) == 1
-    assert "--seed must be >= 0, not -1" in capsys.readouterr().err
+    err = refused_by_argparse(capsys, ["data", "oracle", str(tmp_path / "set"), "--llm", "none", "--seed", "-1"])
+    assert "argument --seed: must be >= 0, got -1" in err, err
     assert (tmp_path / "set" / "d0" / "dialogue.json").read_text() == before
+
+
+def test_a_seed_too_large_for_the_batch_order_is_refused_and_the_largest_allowed_runs(tmp_path, capsys, fake_codec):
+    from kame.train.batching import batches, load_examples
+    from kame.train.config import SEED_LIMIT
+
+    assert SEED_LIMIT == 2**32
+    with pytest.raises(ConfigError, match=r"--seed must be an int >= 0 and < 2\*\*32, got 4294967296"):
+        TrainConfig(seed=2**32).check()
+    manifest = _data(tmp_path / "data")
+    capsys.readouterr()  # (was: torch's "Overflow when unpacking long" once the model had loaded)
+    assert main(["train", str(manifest), "-o", str(tmp_path / "o"), "--seed", str(10**15)]) == 1
+    assert f"kame: error: train: --seed must be an int >= 0 and < 2**32, got {10**15}" in capsys.readouterr().err
+    # the largest seed seeds the batch order's torch generator (seed * 100_003 + epoch) in the thousandth epoch
+    tcfg = TrainConfig(seed=2**32 - 1, **FAST).check()
+    cfg = _tiny().cfg
+    examples = load_examples(manifest, FakeCodec(), default_tokenizer(), cfg, codec_spec="fake")
+    codes, _ = next(batches(examples, cfg, tcfg, 0, 1, skip=1000))
+    assert codes.shape[0] == tcfg.batch_size
 
 
 # --- 3, 4. a checkpoint to resume that is broken -----------------------------------------------------
@@ -129,9 +159,34 @@ def test_a_diverging_run_is_a_kame_error_saying_to_lower_the_lr(tmp_path, monkey
 
     monkeypatch.setattr(loss, "frontend_loss", diverged)
     manifest = _data(tmp_path / "data")
-    with pytest.raises(KameError, match="the loss is nan at step 0 .*lower --lr or clip the gradients"):
+    with pytest.raises(KameError, match=r"the loss is nan at step 0 .*diverged before a checkpoint was saved: run "
+                                        r"again with a lower --lr \(or --grad-clip 1.0\)"):
         train(_tiny(), FakeCodec(), default_tokenizer(), manifest, None,
               TrainConfig(steps=2, **dict(FAST, grad_clip=0.0)), echo=lambda s: None)
+
+
+def test_a_run_diverging_after_a_checkpoint_says_to_start_anew_from_it_not_to_resume(tmp_path, monkeypatch):
+    """--lr is not one a --resume may change (check_resume): the way on is a new run from the last
+    checkpoint (--frontend OUT/step-N) with a lower --lr, or from the start."""
+    from kame.train import loss
+
+    real, calls = loss.frontend_loss, []
+
+    def diverged(*a, **k):  # (finite for steps 0 and 1, then NaN)
+        value, parts = real(*a, **k)
+        calls.append(1)
+        return (value * float("nan") if len(calls) > 2 else value), parts
+
+    monkeypatch.setattr(loss, "frontend_loss", diverged)
+    manifest = _data(tmp_path / "data")
+    with pytest.raises(ConfigError) as exc:
+        train(_tiny(), FakeCodec(), default_tokenizer(), manifest, tmp_path / "run",
+              TrainConfig(steps=4, **dict(FAST, save_every=2)), echo=lambda s: None)
+    said = str(exc.value)
+    assert "the loss is nan at step 2" in said and "--resume keeps its --lr and --grad-clip" in said, said
+    assert f"start a new run (another -o) with a lower --lr from its last checkpoint (--frontend " \
+           f"{(tmp_path / 'run' / 'step-2').resolve()}) or from the start" in said, said
+    assert "(or --grad-clip" not in said  # (it clips already: 1.0)
 
 
 # --- 6. out-of-range optimizer and bookkeeping knobs ---------------------------------------------------
@@ -169,20 +224,70 @@ def test_an_unknown_device_is_refused_as_eval_follow_refuses_it(tmp_path, capsys
     assert not (tmp_path / "o").exists()
 
 
+def test_mps_and_a_numbered_gpu_under_torchrun_are_refused_and_the_help_says_what_is_taken(tmp_path, capsys,
+                                                                                         monkeypatch):
+    import argparse
+
+    from kame.train.finetune import add_arguments, train_device
+
+    manifest = _data(tmp_path / "data")
+    capsys.readouterr()  # (was: accepted where torch has mps, and never tried)
+    assert main(["train", str(manifest), "-o", str(tmp_path / "o"), "--device", "mps"]) == 1
+    assert "kame: error: train: --device mps: mps is not supported by kame train yet" in capsys.readouterr().err
+    # a machine with 2 GPUs (faked: nothing runs on them)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(ConfigError, match=r"--device cuda:0 under torchrun: torchrun picks each process's GPU "
+                                          r"\(LOCAL_RANK\): give --device cuda"):
+        train_device("cuda:0", world=2)  # (was: silently cuda:1, LOCAL_RANK's)
+    assert train_device("cuda", world=2) == torch.device("cuda:1")
+    assert train_device("cuda:0", world=1) == torch.device("cuda:0")  # (one process: the GPU asked for)
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    said = " ".join(p.format_help().split())
+    assert "auto (cuda when there is one; default), cpu, cuda, or cuda:N in one process" in said and "mps" in said
+
+
 # --- 8. --delay / --interval -------------------------------------------------------------------------
 def test_delay_and_interval_must_be_finite_and_are_named_as_options(tmp_path, capsys):
     qa = tmp_path / "qa.jsonl"
     qa.write_text(json.dumps({"question": "Why?", "answer": "Because."}) + "\n")
     make_set(tmp_path / "set", n=2)
     for cmd in (["data", "synth", str(qa), "-o", str(tmp_path / "s")], ["data", "oracle", str(tmp_path / "set")]):
-        for flag, value, said in (("--delay", "inf", "--delay must be >= 0 seconds and finite"),
-                                  ("--interval", "nan", "--interval must be > 0 seconds and finite"),
-                                  ("--interval", "inf", "--interval must be")):
-            capsys.readouterr()
-            assert main([*cmd, "--llm", "none", flag, value]) == 1
-            err = capsys.readouterr().err
+        for flag, value, said in (("--delay", "inf", "argument --delay: expected a finite number, got 'inf'"),
+                                  ("--delay", "-1", "argument --delay: must be >= 0, got -1"),
+                                  ("--interval", "nan", "argument --interval: expected a finite number, got 'nan'"),
+                                  ("--interval", "0", "argument --interval: must be > 0, got 0"),
+                                  ("--interval", "-0.5", "argument --interval: must be > 0, got -0.5")):
+            err = refused_by_argparse(capsys, [*cmd, "--llm", "none", flag, value])
             assert said in err and "SimOracleConfig" not in err, err
     assert not (tmp_path / "s").exists()
+
+
+def test_more_than_is_a_strictly_positive_argparse_type():
+    import argparse
+
+    from kame.cliargs import more_than
+
+    assert more_than(0)("0.25") == 0.25 and more_than(1, int)("2") == 2
+    for text, said in (("0", "must be > 0, got 0"), ("x", "expected a number, got 'x'"),
+                       ("inf", "expected a finite number, got 'inf'")):
+        with pytest.raises(argparse.ArgumentTypeError, match=said):
+            more_than(0)(text)
+
+
+def test_every_command_refuses_an_empty_manifest_in_the_same_words(tmp_path, capsys):
+    from kame.train.batching import manifest_entries
+
+    empty = tmp_path / "train.jsonl"
+    empty.write_text("")
+    with pytest.raises(DataError, match=f"data encode: manifest {empty} lists no dialogues"):
+        manifest_entries(tmp_path, command="data encode")  # (a set's folder: its train.jsonl)
+    for cmd in (["data", "encode", str(tmp_path)], ["data", "oracle", str(tmp_path), "--llm", "none"]):
+        capsys.readouterr()
+        assert main(cmd) == 1
+        assert f"kame: error: {cmd[0]} {cmd[1]}: manifest {empty} lists no dialogues" in capsys.readouterr().err
 
 
 def test_predictions_a_delay_puts_past_the_end_are_warned_about(tmp_path, capsys):
@@ -202,3 +307,13 @@ def test_predictions_a_delay_puts_past_the_end_are_warned_about(tmp_path, capsys
     assert "prediction points of 2 dialogues would arrive at or past" in capsys.readouterr().out
     assert main(["data", "oracle", str(tmp_path / "set"), "--llm", "none"]) == 0
     assert "warning" not in capsys.readouterr().out
+
+
+def test_the_past_end_warning_counts_in_the_singular_too():
+    from kame.train.synth import past_end_warning
+
+    assert past_end_warning(0, 0) == []
+    assert past_end_warning(1, 1) == ["warning: 1 prediction point of 1 dialogue would arrive at or past the "
+                                      "dialogue's end (--delay too long?) and was left out"]
+    assert past_end_warning(3, 1)[0].startswith("warning: 3 prediction points of 1 dialogue would arrive")
+    assert past_end_warning(5, 2)[0].startswith("warning: 5 prediction points of 2 dialogues would arrive")

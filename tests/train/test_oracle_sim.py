@@ -76,7 +76,7 @@ def test_prediction_points_of_a_turn():
 
 
 def test_config_is_checked():
-    with pytest.raises(ConfigError, match=r"SimOracleConfig.interval_s must be > 0 seconds, got 0"):
+    with pytest.raises(ConfigError, match=r"SimOracleConfig.interval_s must be > 0 seconds and finite, got 0"):
         SimOracleConfig(interval_s=0)
     with pytest.raises(ConfigError, match=r"min_reply_words must be <= max_reply_words \(30\), got 40"):
         SimOracleConfig(min_reply_words=40)

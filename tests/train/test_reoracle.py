@@ -233,8 +233,9 @@ def test_bad_input_is_refused_by_name(tmp_path, capsys):
     make_set(tmp_path / "one", n=1)
     assert main(["data", "oracle", str(tmp_path / "one"), "--llm", "random"]) == 1
     assert "draws the predictions from the other replies of" in capsys.readouterr().err
-    assert main(["data", "oracle", str(tmp_path / "one"), "--llm", "none", "--interval", "0"]) == 1
-    assert "--interval must be > 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # (argparse: kame.cliargs.more_than)
+        main(["data", "oracle", str(tmp_path / "one"), "--llm", "none", "--interval", "0"])
+    assert exit_.value.code == 2 and "argument --interval: must be > 0, got 0" in capsys.readouterr().err
     d = read_dialogue(tmp_path / "one" / "d0")
     n = d.samples
     d.audio = np.zeros((n + 1920 * 3, 2), np.float32)  # other audio: write_dialogue's job, not write_meta's

@@ -51,9 +51,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                      "hf://..., or random:PRESET (a baseline)")
     p.add_argument("--codec", default="auto", help="its codec (default auto: the checkpoint's own)")
     p.add_argument("--limit", type=at_least(1), default=None, help="the first N dialogues")
-    p.add_argument("--temp", type=float, default=None,
+    p.add_argument("--temp", type=at_least(0, float), default=None,
                    help="sampling temperature of audio and text (default Moshi's 0.8 / 0.7; 0: greedy)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=at_least(0, maximum=2**64 - 1), default=0,
+                   help="sampling seed (torch's: 0 to 2**64 - 1)")
     p.add_argument("--no-asr", action="store_true", help="no whisper transcript of the generated audio")
     p.add_argument("-o", "--out", default=None, help="folder for the generated audio and results.jsonl")
     p.add_argument("--per-dialogue", action="store_true", help="a row per dialogue")
@@ -242,8 +243,8 @@ def main(args) -> int:
 
     from ..model.loaders import auto_device, parse_device
     from ..model.stepper import Sampling
-    from ..train.batching import manifest_path
-    from ..train.data import read_dialogue, read_manifest
+    from ..train.batching import manifest_entries
+    from ..train.data import read_dialogue
     from ..train.finetune import load_for_training
 
     out = Path(args.out) if args.out else None
@@ -251,14 +252,10 @@ def main(args) -> int:
         raise ConfigError(f"eval follow: -o {out} is a file, not a folder: give a folder for the audio and "
                           f"results.jsonl")
     where = "eval follow"
-    if args.temp is not None and not (math.isfinite(args.temp) and args.temp >= 0):
-        raise ConfigError(f"{where}: --temp must be a finite temperature >= 0 (0: greedy), got {args.temp}")
     try:
         device = parse_device(auto_device(args.device))
-        path = manifest_path(args.manifest, command=where)
-        entries = read_manifest(path)[: args.limit]
-        if not entries:
-            raise DataError(f"{where}: manifest {path} lists no dialogues")
+        _, entries = manifest_entries(args.manifest, command=where)
+        entries = entries[: args.limit]
         model, codec, codec_spec, tok, _ = load_for_training(args.frontend, args.codec, None, device,
                                                              command=where,
                                                              options="codec.spec is --codec, frontend.spec --frontend")

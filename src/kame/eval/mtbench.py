@@ -480,6 +480,7 @@ def main(args) -> int:
     # one event loop for the whole run: the judge's client and the agent (started once, a session per question)
     runner = asyncio.Runner()
     failed, in_a_row, new, judge, agent = [], 0, [], None, None
+    wrote = set()  # what this run wrote of results.jsonl and runs/ (the "wrote" line names no older files)
     try:
         if todo:  # made as the agents make their LLM: at the back-end's CPU priority, in a thread
             judge = runner.run(load_in_thread(create_llm, args.judge, cfg.backend.nice))
@@ -499,6 +500,7 @@ def main(args) -> int:
                 recs = json.loads(saved(q).read_text())
             else:
                 try:
+                    wrote.add("runs")  # (kame run's files of it, from its first turn on)
                     recs = run_question(args, q, tts, runs, thr, agent)
                 except KeyboardInterrupt:
                     raise
@@ -514,6 +516,7 @@ def main(args) -> int:
                 in_a_row = _failure(failed, in_a_row, q, f"{tag}: {args.judge}", "the judge", _why(exc), results)
                 continue
             in_a_row = 0
+            wrote.add("results")
             if q.id in by_q:
                 _write_all(results, done)  # (the records rated again, in place)
             else:
@@ -554,17 +557,19 @@ def main(args) -> int:
                      f"{', '.join(failed)} (rerun with --rejudge to retry)")
     elif failed:
         notes.append(f"{len(failed)} question(s) failed, not in the table: {', '.join(failed)} (rerun to retry)")
-    if args.rejudge and not todo:
-        why = f"every stored answer has a rating of {args.judge}" if done else f"no answers stored in {out}"
+    if args.rejudge and not todo:  # (of the selected questions: results.jsonl may hold others')
+        why = (f"the selected questions' stored answers all have a rating of {args.judge}"
+               if any(q.id in by_q for q in questions)
+               else f"none of the {len(questions)} selected question(s) has an answer stored in {out}")
         notes.append(f"--rejudge: nothing to re-rate ({why})")
     if not_run:
         notes.append(f"--rejudge: {len(not_run)} question(s) never run, not in the table: {', '.join(not_run)} "
                      f"(rerun without --rejudge to run them)")
     print("\n" + "\n".join(notes) + "\n\n" + text)
     (out / "results.md").write_text("\n".join(notes) + "\n\n" + text + "\n")
-    # (only what is there: a --rejudge of a fresh -o writes no results.jsonl and runs nothing)
-    wrote = [str(results)] * results.is_file() + [str(out / "results.md")] + [f"{runs}/"] * any(runs.iterdir())
-    print(f"\nwrote {', '.join(wrote)}")
+    # (only what this run wrote: a --rejudge with nothing to re-rate writes no results.jsonl and runs nothing)
+    files = [str(results)] * ("results" in wrote) + [str(out / "results.md")] + [f"{runs}/"] * ("runs" in wrote)
+    print(f"\nwrote {', '.join(files)}")
     return 1 if failed else 0
 
 

@@ -174,6 +174,16 @@ def manifest_path(path: str | Path, command: str = "train") -> Path:
     return p
 
 
+def manifest_entries(path: str | Path, command: str = "train") -> tuple[Path, list]:
+    """(the manifest file ``path`` names (manifest_path), its entries (read_manifest)); a manifest
+    that lists no dialogues is a DataError worded for `kame COMMAND`, as a missing one is."""
+    p = manifest_path(path, command=command)
+    entries = read_manifest(p)
+    if not entries:
+        raise DataError(f"{command}: manifest {p} lists no dialogues")
+    return p, entries
+
+
 def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool = True, *,
                   codec_spec: str | None = None, rank: int = 0, world: int = 1,
                   echo: Callable[[str], None] = lambda s: None) -> list[Example]:
@@ -191,10 +201,7 @@ def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool =
     from .codes import write_codes
     from .examples import training_example
 
-    path = manifest_path(manifest)
-    entries = read_manifest(path)
-    if not entries:
-        raise DataError(f"train: manifest {path} lists no dialogues")
+    _, entries = manifest_entries(manifest)
     spec = codec_spec or type(codec).__name__
     fit_codec(codec, spec, cfg, "the front-end")  # (the codebooks it codes with, before any encode)
     cache = use_cache and getattr(codec, "fingerprint", None) is not None

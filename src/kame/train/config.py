@@ -4,6 +4,7 @@ tie a resumed run to the run it continues.
     tcfg = TrainConfig(steps=400, lr=1e-4, grad_accum=4).check()
     check_resume(record, tcfg, manifest_sha, world, "runs/x/latest")   # ConfigError naming each change
     lr_at(step, tcfg)                                                   # warmup, then constant or cosine
+    resume_record(ckpt), load_train_state(ckpt)                         # config.json's kame.train record; train_state.pt
 
 A checkpoint records its TrainConfig in config.json (``kame.train.config``, kame.train.finetune);
 ``recorded_config`` reads one back, knobs added since taking the behaviour that run had.
@@ -14,9 +15,15 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from .parallel import PRECISIONS
+
+# TrainConfig.seed is below this (a 32-bit seed): the batch order's torch generator is seeded with
+# seed * 100_003 + epoch (kame.train.batching.batches), which torch takes only below 2**64
+SEED_LIMIT = 2**32
+STATE = "train_state.pt"  # beside a checkpoint's config.json: the optimizer's state and the step
 
 
 @dataclass
@@ -63,7 +70,7 @@ class TrainConfig:
     text_emb_dropout: float = 0.0  # per window: the model's whole text stream read as nothing
     semantic_emb_dropout: float = 0.0  # per window: the model's own semantic audio codes read as nothing
     # bookkeeping
-    seed: int = 0  # batches and augmentation
+    seed: int = 0  # batches and augmentation: 0 <= seed < SEED_LIMIT (2**32)
     log_every: int = 10  # steps between log rows
     save_every: int = 500  # steps between checkpoints (0: only at the end)
 
@@ -75,10 +82,10 @@ class TrainConfig:
                                ("--grad-clip", self.grad_clip, ">= 0 (0: no clipping)")):
             if not (isinstance(v, (int, float)) and math.isfinite(v) and (v > 0 if flag == "--lr" else v >= 0)):
                 raise ConfigError(f"train: {flag} must be a finite number {least}, got {v!r}")
-        for flag, v, least in (("--seed", self.seed, 0), ("--log-every", self.log_every, 1),
-                               ("--save-every", self.save_every, 0)):
-            if not (isinstance(v, int) and not isinstance(v, bool) and v >= least):
-                what = " (0: only at the end)" if flag == "--save-every" else ""
+        for flag, v, least, below in (("--seed", self.seed, 0, SEED_LIMIT), ("--log-every", self.log_every, 1, None),
+                                      ("--save-every", self.save_every, 0, None)):
+            if not (isinstance(v, int) and not isinstance(v, bool) and least <= v < (below or math.inf)):
+                what = " (0: only at the end)" if flag == "--save-every" else " and < 2**32" if below else ""
                 raise ConfigError(f"train: {flag} must be an int >= {least}{what}, got {v!r}")
         if not (isinstance(self.grad_accum, int) and self.grad_accum >= 1):
             raise ConfigError(f"train: --grad-accum must be an int >= 1 forwards per step, got {self.grad_accum!r}")
@@ -164,3 +171,46 @@ def lr_at(step: int, tcfg: TrainConfig) -> float:
     frac = min(1.0, (step - tcfg.warmup_steps) / span)
     floor = tcfg.min_lr_ratio * tcfg.lr
     return floor + (tcfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * frac))
+
+
+# --- a checkpoint to resume (kame.train.finetune wrote it) -------------------------------------
+def resume_record(folder: Path) -> dict:
+    """The kame.train record in a checkpoint's config.json ({} when it has none); CheckpointError
+    when config.json is missing or not a JSON object."""
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"train: --resume {folder} holds no config.json (an incomplete checkpoint?): give a "
+                              f"checkpoint kame train wrote (OUT/step-N or OUT/latest)") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"train: --resume {folder}: its config.json cannot be read as JSON ({exc}): give a "
+                              f"checkpoint kame train wrote (OUT/step-N or OUT/latest)") from None
+    kame = config.get("kame") if isinstance(config, dict) else None
+    if not isinstance(config, dict) or not isinstance(kame or {}, dict):
+        raise CheckpointError(f"train: --resume {folder}: its config.json is not a front-end's config (a JSON "
+                              f"object): give a checkpoint kame train wrote (OUT/step-N or OUT/latest)")
+    record = (kame or {}).get("train", {})
+    return record if isinstance(record, dict) else {}
+
+
+def load_train_state(folder: Path) -> dict:
+    """A checkpoint's train_state.pt (its step, optimizer state and kame.train record), on the
+    CPU, mapped from disk (a large run's optimizer state is read as it is loaded); CheckpointError
+    naming the file when it is cut short, damaged, or not one kame train wrote."""
+    import pickle
+
+    import torch
+
+    path = folder / STATE
+    try:
+        state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        why = str(exc).strip().split(". ")[0][:200] or type(exc).__name__  # (torch's first sentence)
+        raise CheckpointError(f"train: {path} is truncated or not a kame train state ({why}): resume from "
+                              f"another checkpoint (OUT/step-N)") from None
+    if not (isinstance(state, dict) and isinstance(state.get("train"), dict) and "step" in state
+            and "optimizer" in state):
+        raise CheckpointError(f"train: {path} is truncated or not a kame train state (no step, optimizer and "
+                              f"train record in it): resume from another checkpoint (OUT/step-N)")
+    return state

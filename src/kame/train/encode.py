@@ -144,15 +144,11 @@ def add_arguments(p) -> None:
 def main(args) -> int:
     import torch
 
-    from .batching import cached_dialogue, manifest_path
-    from .data import read_manifest
+    from .batching import cached_dialogue, manifest_entries
 
     if args.jobs < 1:
         raise DataError(f"--jobs must be >= 1, not {args.jobs}")
-    path = manifest_path(args.manifest, command="data encode")
-    entries = read_manifest(path)
-    if not entries:
-        raise DataError(f"data encode: manifest {path} lists no dialogues")
+    path, entries = manifest_entries(args.manifest, command="data encode")
     torch.set_num_threads(1)
     codec = make_codec(args.codec, args.codebooks)  # (a bad spec or count fails here, before any worker)
     todo, broken = [], []

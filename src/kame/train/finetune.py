@@ -45,9 +45,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 from .batching import batches, input_dropouts, load_examples, manifest_path, slot
-from .config import TrainConfig, check_resume, global_batch, lr_at, recorded_config
+from .config import (STATE, TrainConfig, check_resume, global_batch, load_train_state, lr_at, recorded_config,
+                     resume_record)
 from .data import DataError
 from .parallel import PRECISIONS, check_shard, drop_sharded_optimizer, resolve_precision
 
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
-STATE = "train_state.pt"  # beside a checkpoint's config.json: the optimizer's state and the step
 DIST_TIMEOUT_MIN = 60  # under torchrun: how long a process waits for the others (NCCL's default: 10)
 
 
@@ -67,6 +67,10 @@ class TrainResult:
     step: int  # optimizer steps done in all
     losses: list[float]  # this process's loss at each step run here
     last_checkpoint: Path | None  # rank 0's last OUT/step-N (None elsewhere)
+
+
+class Diverged(ConfigError):
+    """A loss that is not finite (step_gradients); train adds what to start again from."""
 
 
 class TrainInterrupted(KeyboardInterrupt):
@@ -209,32 +213,26 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
                 del weights, optim
     except KeyboardInterrupt:
         raise TrainInterrupted(step, last, Path(out) if out is not None else None, rank) from None
+    except Diverged as exc:  # (any rank: OUT/latest is rank 0's last save, or the checkpoint resumed from)
+        latest = Path(out) / "latest" if out is not None else None
+        saved = last or (latest.resolve() if latest is not None and latest.exists() else None) or \
+            (Path(resume).resolve() if resume is not None else None)
+        exc.args = (f"{exc}{restart_hint(saved, tcfg)}",)
+        raise
     model.eval()
     if distributed:
         dist.barrier()
     return TrainResult(model, step, losses, last)
 
 
-def load_train_state(folder: Path) -> dict:
-    """A checkpoint's train_state.pt (its step, optimizer state and kame.train record), on the
-    CPU, mapped from disk (a large run's optimizer state is read as it is loaded); CheckpointError
-    naming the file when it is cut short, damaged, or not one kame train wrote."""
-    import pickle
-
-    import torch
-
-    path = folder / STATE
-    try:
-        state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        why = str(exc).strip().split(". ")[0][:200] or type(exc).__name__  # (torch's first sentence)
-        raise CheckpointError(f"train: {path} is truncated or not a kame train state ({why}): resume from "
-                              f"another checkpoint (OUT/step-N)") from None
-    if not (isinstance(state, dict) and isinstance(state.get("train"), dict) and "step" in state
-            and "optimizer" in state):
-        raise CheckpointError(f"train: {path} is truncated or not a kame train state (no step, optimizer and "
-                              f"train record in it): resume from another checkpoint (OUT/step-N)")
-    return state
+def restart_hint(saved: Path | None, tcfg: TrainConfig) -> str:
+    """What to do after a diverged run, ``saved`` its last checkpoint (None: none yet): --resume
+    keeps the run's --lr and --grad-clip (check_resume), so a new run with a lower --lr."""
+    clip = "" if tcfg.grad_clip > 0 else " (or --grad-clip 1.0)"
+    if saved is None:
+        return f" before a checkpoint was saved: run again with a lower --lr{clip}"
+    return (f". --resume keeps its --lr and --grad-clip: start a new run (another -o) with a lower --lr{clip} from "
+            f"its last checkpoint (--frontend {saved}) or from the start")
 
 
 def step_gradients(net, feed, cfg, tcfg: TrainConfig, step: int, rank: int, device, lr: float):
@@ -260,10 +258,9 @@ def step_gradients(net, feed, cfg, tcfg: TrainConfig, step: int, rank: int, devi
             with compute(tcfg, device):
                 res = net(codes, oracle=oracle if cfg.oracle else None, inputs=inputs)
             loss, parts = frontend_loss(res, codes, cfg, tcfg)
-            if not torch.isfinite(loss):  # (a ConfigError: --lr is what to change, and the CLI says it in a line)
-                clip = "" if tcfg.grad_clip > 0 else " or clip the gradients (--grad-clip 1.0)"
-                raise ConfigError(f"train: the loss is {float(loss.detach())} at step {step} (lr {lr:.3g}): the run "
-                                  f"diverged; lower --lr{clip}")
+            if not torch.isfinite(loss):  # (a ConfigError, in a line from the CLI; train adds what to do)
+                raise Diverged(f"train: the loss is {float(loss.detach())} at step {step} (lr {lr:.3g}): the run "
+                               f"diverged")
             (loss / tcfg.grad_accum).backward()
         for i, v in enumerate((float(loss.detach()), parts["text"], parts["audio"])):
             total[i] += v / tcfg.grad_accum
@@ -452,10 +449,11 @@ def add_arguments(p) -> None:
     knob("--acoustic-weight", type=float, metavar="W",
          help="the weight of each codebook after the first in the audio loss's weighted mean")
     p.add_argument("--no-cache", action="store_true", help="encode the audio even where codes.npz exists")
-    knob("--seed", type=int, help="seeds the batches and the augmentation")
+    knob("--seed", type=int, help="seeds the batches and the augmentation: 0 to 2**32 - 1")
     knob("--log-every", type=int, help="steps between log rows")
     knob("--save-every", type=int, help="steps between checkpoints, 0: only at the end")
-    p.add_argument("--device", default="auto", help="auto (cuda when there is one), cpu, cuda")
+    p.add_argument("--device", default="auto", help="auto (cuda when there is one; default), cpu, cuda, or "
+                   "cuda:N in one process (under torchrun: cuda, each process on its LOCAL_RANK's GPU); not mps yet")
 
 
 def load_for_training(spec: str, codec_spec: str, text_card: int | None, device, *, command: str = "train",
@@ -512,24 +510,27 @@ def main(args) -> int:
     return 0
 
 
-def resume_record(folder: Path) -> dict:
-    """The kame.train record in a checkpoint's config.json ({} when it has none); CheckpointError
-    when config.json is missing or not a JSON object."""
-    path = folder / "config.json"
+def train_device(option: str, world: int) -> torch.device:
+    """--device as this process's torch.device: auto (cuda when there is one), cpu, cuda (under
+    torchrun: each process its LOCAL_RANK's GPU), cuda:N in one process; else a ConfigError (a
+    device that is not torch's or not here, as kame eval follow says it; mps, not supported yet)."""
+    import torch
+
+    from ..model.loaders import auto_device, parse_device
+
+    option = auto_device(option)
+    if option.split(":")[0] == "mps":
+        raise ConfigError(f"train: --device {option}: mps is not supported by kame train yet; use cpu or cuda")
     try:
-        config = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"train: --resume {folder} holds no config.json (an incomplete checkpoint?): give a "
-                              f"checkpoint kame train wrote (OUT/step-N or OUT/latest)") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise CheckpointError(f"train: --resume {folder}: its config.json cannot be read as JSON ({exc}): give a "
-                              f"checkpoint kame train wrote (OUT/step-N or OUT/latest)") from None
-    kame = config.get("kame") if isinstance(config, dict) else None
-    if not isinstance(config, dict) or not isinstance(kame or {}, dict):
-        raise CheckpointError(f"train: --resume {folder}: its config.json is not a front-end's config (a JSON "
-                              f"object): give a checkpoint kame train wrote (OUT/step-N or OUT/latest)")
-    record = (kame or {}).get("train", {})
-    return record if isinstance(record, dict) else {}
+        dev = parse_device(option)
+    except ConfigError as exc:
+        exc.args = (f"train: --device: {exc}",)
+        raise
+    if dev.type == "cuda" and dev.index is not None and world > 1:
+        raise ConfigError(f"train: --device {option} under torchrun: torchrun picks each process's GPU "
+                          f"(LOCAL_RANK): give --device cuda")
+    local = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+    return local if dev.type == "cuda" and dev.index is None else dev
 
 
 def run(args) -> TrainResult:
@@ -538,16 +539,8 @@ def run(args) -> TrainResult:
     import torch.distributed as dist
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    from ..model.loaders import auto_device, parse_device
-
-    try:  # (a device that is not torch's or not on this machine: refused, as kame eval follow refuses it)
-        dev = parse_device(auto_device(args.device))
-    except ConfigError as exc:
-        exc.args = (f"train: --device: {exc}",)
-        raise
-    cuda = dev.type == "cuda"
-    local = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-    device = torch.device(local) if cuda and (world > 1 or dev.index is None) else dev
+    device = train_device(args.device, world)
+    cuda = device.type == "cuda"
     record = {}  # (a resumed run's kame.train record, from the config.json save_frontend wrote)
     if args.resume:
         if not (Path(args.resume) / STATE).is_file():

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -115,10 +116,10 @@ class SimOracleConfig:
         def bad(name: str, want: str) -> ConfigError:
             return ConfigError(f"SimOracleConfig.{name} must be {want}, got {getattr(self, name)!r}")
 
-        if not self.interval_s > 0:
-            raise bad("interval_s", "> 0 seconds")
-        if not self.delay_s >= 0:
-            raise bad("delay_s", ">= 0 seconds")
+        if not (self.interval_s > 0 and math.isfinite(self.interval_s)):
+            raise bad("interval_s", "> 0 seconds and finite")
+        if not (self.delay_s >= 0 and math.isfinite(self.delay_s)):
+            raise bad("delay_s", ">= 0 seconds and finite")
         if self.timeout_s is not None and not self.timeout_s > 0:
             raise bad("timeout_s", "> 0 seconds or None")
         if not self.temperature >= 0:

@@ -46,7 +46,8 @@ from typing import Callable
 
 import numpy as np
 
-from .data import DataError, Word, read_dialogue, read_manifest, write_manifest, write_meta
+from ..cliargs import at_least, more_than
+from .data import DataError, Word, read_dialogue, write_manifest, write_meta
 
 log = logging.getLogger(__name__)
 
@@ -243,26 +244,22 @@ def add_arguments(p) -> None:
                         "simulator LLM (openai:MODEL; 'embedded' runs offline but is mostly off-topic)")
     p.add_argument("--tokenizer", default=None, metavar="PATH",
                    help="SentencePiece model of the oracle ids (default: kame's default tokenizer)")
-    p.add_argument("--interval", type=float, default=None, help="seconds between predictions (default 0.5)")
-    p.add_argument("--delay", type=float, default=None,
+    p.add_argument("--interval", type=more_than(0), default=None, help="seconds between predictions (default 0.5)")
+    p.add_argument("--delay", type=at_least(0, float), default=None,
                    help="seconds each prediction arrives after its words were heard (default 0, as KAME's data)")
     p.add_argument("--jobs", type=int, default=1, help="dialogues at once (a hosted LLM's requests overlap)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=at_least(0), default=0)
 
 
 def main(args) -> int:
     from ..backend.tokenizer import TextTokenizer, default_tokenizer
-    from .batching import manifest_path
-    from .synth import SETTINGS, check_seed, make_simulator, oracle_config, simulator
+    from .batching import manifest_entries
+    from .synth import SETTINGS, make_simulator, oracle_config, simulator
 
     if args.jobs < 1:
         raise DataError(f"--jobs must be >= 1, not {args.jobs}")
-    check_seed(args.seed)
     oracle_cfg = oracle_config(args)
-    path = manifest_path(args.manifest, command="data oracle")
-    entries = read_manifest(path)
-    if not entries:
-        raise DataError(f"data oracle: manifest {path} lists no dialogues")
+    path, entries = manifest_entries(args.manifest, command="data oracle")
     tokenizer = TextTokenizer(args.tokenizer) if args.tokenizer else default_tokenizer()
     random_replies = reply_pool(entries, tokenizer) if args.llm == "random" else None
     results: list = []

@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import re
 import time
 from collections import Counter
@@ -48,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backend.types import SAMPLE_RATE
+from ..cliargs import at_least, more_than
 from .data import META, DataError, Dialogue, Word, write_dialogue, write_manifest
 
 log = logging.getLogger(__name__)
@@ -298,8 +298,9 @@ def past_end_warning(points: int, dialogues: int) -> list[str]:
     not even the true reply)."""
     if not points:
         return []
-    return [f"warning: {points} prediction points of {dialogues} dialogues would arrive at or past the dialogue's "
-            f"end (--delay too long?) and were left out"]
+    return [f"warning: {points} prediction point{'s' * (points != 1)} of {dialogues} dialogue{'s' * (dialogues != 1)} "
+            f"would arrive at or past the dialogue's end (--delay too long?) and "
+            f"{'were' if points != 1 else 'was'} left out"]
 
 
 def levels_table(levels: Counter) -> list[str]:
@@ -349,8 +350,8 @@ def add_arguments(p) -> None:
     p.add_argument("--tokenizer", default=None, metavar="PATH",
                    help="SentencePiece model of the oracle ids (default: kame's default tokenizer)")
     p.add_argument("--max-answer-words", type=int, default=SynthConfig.max_answer_words)
-    p.add_argument("--interval", type=float, default=None, help="seconds between predictions (default 0.5)")
-    p.add_argument("--delay", type=float, default=None,
+    p.add_argument("--interval", type=more_than(0), default=None, help="seconds between predictions (default 0.5)")
+    p.add_argument("--delay", type=at_least(0, float), default=None,
                    help="seconds each prediction arrives after its words were heard (default 0, as KAME's data)")
     p.add_argument("--jobs", type=int, default=1,
                    help="dialogues made at once (default 1): their simulator requests overlap, for a hosted LLM "
@@ -358,7 +359,7 @@ def add_arguments(p) -> None:
     p.add_argument("--turns", type=int, default=1,
                    help="items per dialogue (default 1): a dialogue asks the next N items of the set one after "
                         "another, each turn's oracle seeing the turns before (--start/--limit count items)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=at_least(0), default=0)
     p.add_argument("--overwrite", action="store_true", help="redo dialogues already in the output folder")
 
 
@@ -433,27 +434,17 @@ def reply_pool(args, cfg: SynthConfig, tokenizer):
 
 
 def oracle_config(args):
-    """The SimOracleConfig of --interval and --delay (checked)."""
+    """The SimOracleConfig of --interval and --delay (argparse checked them: cliargs' types)."""
     from dataclasses import replace
 
     from .oracle_sim import SimOracleConfig
 
     oracle_cfg = SimOracleConfig()
     if args.interval is not None:
-        if not (math.isfinite(args.interval) and args.interval > 0):
-            raise DataError(f"--interval must be > 0 seconds and finite, not {args.interval}")
         oracle_cfg = replace(oracle_cfg, interval_s=args.interval)
     if args.delay is not None:
-        if not (math.isfinite(args.delay) and args.delay >= 0):
-            raise DataError(f"--delay must be >= 0 seconds and finite, not {args.delay}")
         oracle_cfg = replace(oracle_cfg, delay_s=args.delay)
     return oracle_cfg
-
-
-def check_seed(seed: int) -> None:
-    """--seed: numpy seeds from it (with each item's index), which takes no negative number."""
-    if seed < 0:
-        raise DataError(f"--seed must be >= 0, not {seed}")
 
 
 def make_simulator(spec: str):
@@ -497,7 +488,6 @@ def main(args) -> int:
         value = getattr(args, name)
         if value is not None and value < (1 if name != "start" else 0):
             raise DataError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'start' else '>= 1'}, not {value}")
-    check_seed(args.seed)
     cfg = SynthConfig(user_voices=tuple(args.user_voice or DEFAULT_USER_VOICES), agent_voice=args.agent_voice,
                       max_answer_words=args.max_answer_words, seed=args.seed)
     oracle_cfg = oracle_config(args)
