@@ -110,6 +110,72 @@ async def test_a_client_closed_for_not_reading_loses_its_tcp_connection():
             sock.close()
 
 
+class _BurstSession:
+    """A burst of large text messages (well within the send queue), then quiet until closed."""
+
+    def __init__(self, n: int, size: int) -> None:
+        self.id, self.closed, self.n, self.size = "burst", False, n, size
+
+    async def push_audio(self, pcm):
+        pass
+
+    async def outputs(self):
+        for i in range(self.n):
+            yield AgentText(f"{i:04d}" + "x" * self.size, 0.0)
+        while not self.closed:
+            await asyncio.sleep(0.02)
+
+    async def close(self):
+        self.closed = True
+
+
+class _BurstAgent(_TextFloodAgent):
+    async def open_session(self, session_id=None):
+        return _BurstSession(60, 100_000)
+
+
+def _frames(data: bytes) -> list[tuple[int, bytes]]:
+    """The server's (unmasked) WebSocket frames after the 101 response: (opcode, payload); none cut."""
+    body, out, i = data[data.index(b"\r\n\r\n") + 4:], [], 0
+    while i + 2 <= len(body):
+        n, j = body[i + 1] & 0x7F, i + 2
+        if n >= 126:
+            width = 2 if n == 126 else 8
+            n, j = int.from_bytes(body[j:j + width], "big"), j + width
+        assert j + n <= len(body), f"a frame cut off at byte {i} of {len(body)}"
+        out.append((body[i] & 0x0F, body[j:j + n]))
+        i = j + n
+    return out
+
+
+async def test_a_client_that_closes_first_gets_the_whole_stream_and_the_close_frame():
+    """A client that stalled for a moment, then closed (as kame client does at its end), while the
+    server still had megabytes to send: it reads every message and the close frame (was: aiohttp's
+    close returned with data still buffered and the server aborted the connection: the end of the
+    stream and the close frame lost, the client saw 1006 and kame client exited 1)."""
+    async with running_server(agent=_BurstAgent()) as (url, _):
+        loop = asyncio.get_running_loop()
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, ("127.0.0.1", int(url.rsplit(":", 1)[1])))
+            await loop.sock_sendall(sock, UPGRADE)
+            await asyncio.sleep(0.3)  # (not reading: the server's send buffer fills)
+            mask = b"\x01\x02\x03\x04"
+            await loop.sock_sendall(sock, b"\x88\x82" + mask + bytes(b ^ mask[i] for i, b in enumerate(b"\x03\xe8")))
+            await asyncio.sleep(0.2)  # (the server answers the close with megabytes still unsent)
+            data = b""
+            while chunk := await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), 5):
+                data += chunk
+        finally:
+            sock.close()
+    frames = _frames(data)  # (what the session queued after the client's close is not sent: not counted)
+    texts = [p[1:5] for op, p in frames if op == 0x2 and p[:1] == bytes([P.Kind.TEXT])]
+    assert len(texts) > 10 and texts == [f"{i:04d}".encode() for i in range(len(texts))]  # every message sent...
+    assert frames[-1][0] == 0x8 and frames[-1][1][:2] == (1000).to_bytes(2, "big")  # ... then the close frame
+
+
 def _send_fails(sock: socket.socket) -> bool:
     try:
         sock.send(_masked(b"\x06ping"))
@@ -159,6 +225,41 @@ async def test_a_request_that_is_not_http_gets_the_malformed_request_warning(cap
     assert len(bad) == 2 and all(r.levelno == logging.WARNING and "malformed request (HTTP 400)" in r.getMessage()
                                  for r in bad), [r.getMessage() for r in bad]
     assert all(r.getMessage().splitlines() == [r.getMessage()] for r in bad)  # (the TLS bytes escaped)
+
+
+def test_make_app_leaves_aiohttps_log_levels_alone(caplog):
+    """(was: make_app set aiohttp.server to DEBUG for the whole process, and a filter then dropped
+    the DEBUG lines of a user who had set DEBUG on it themselves)"""
+    assert logging.getLogger("aiohttp.server").level == logging.NOTSET
+    make_app(_TextFloodAgent(), ServerConfig())
+    assert logging.getLogger("aiohttp.server").level == logging.NOTSET
+    caplog.set_level(logging.DEBUG, logger="aiohttp.server")  # (the user's own)
+    logging.getLogger("aiohttp.server").debug("Ignored premature client disconnection")
+    assert "Ignored premature client disconnection" in [r.getMessage() for r in caplog.records]
+
+
+def test_malformed_requests_are_warned_of_a_few_at_a_time(caplog):
+    """A port scan does not flood the log: a few WARNINGs, then one per MALFORMED_EVERY_S, which
+    counts the ones said at DEBUG meanwhile."""
+    from aiohttp.http_exceptions import HttpProcessingError
+
+    from kame.server import httplog
+
+    now = [0.0]
+    httplog.install_log_filters()  # (as make_app)
+    logger = httplog.HttpLog(clock=lambda: now[0])
+    caplog.set_level(logging.DEBUG, logger="aiohttp.server")
+    for _ in range(20):
+        logger.debug("Error handling request from %s", "192.0.2.7", exc_info=HttpProcessingError(code=400, message="bad"))
+    levels = [r.levelno for r in caplog.records if r.name == "aiohttp.server"]
+    assert levels == [logging.WARNING] * httplog.MALFORMED_BURST + [logging.DEBUG] * (20 - httplog.MALFORMED_BURST)
+    caplog.clear()
+    now[0] += httplog.MALFORMED_EVERY_S
+    logger.exception("Error handling request from %s", "192.0.2.7", exc_info=HttpProcessingError(code=400, message="bad"))
+    [said] = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert said.levelno == logging.WARNING and said.exc_info is None
+    assert said.getMessage().endswith("malformed request (HTTP 400): bad (and 15 more since the last of these "
+                                      "warnings, at DEBUG)"), said.getMessage()
 
 
 # ---- `kame client` and a cascade's late final transcript ----------------------------------------
@@ -226,6 +327,27 @@ async def test_the_client_warns_when_the_final_never_came(tmp_path, capsys):
     assert "no audio came" not in err  # (the warning above says why)
 
 
+def test_an_answered_turn_is_not_taken_for_a_reply_under_way(capsys):
+    """Turn 1 answered, the user spoke again, partials came and its final never did: the tail
+    waited for that final, and no reply was under way (was: any "turn" of the session counted,
+    so the client said "a cascade reply was under way" and "the cascade was still answering" too)."""
+    from kame.server.client import ChatResult, _report
+
+    metas = [{"type": "info", "t0": 0.0}, {"type": "info", "mode": "cascade", "stt": "x", "llm": "y"},
+             {"type": "vad", "event": "start", "t": 0.2}, {"type": "transcript", "text": "hi", "final": False, "t": 0.6},
+             {"type": "vad", "event": "end", "t": 0.9}, {"type": "transcript", "text": "hi there", "final": True, "t": 1.5},
+             {"type": "turn", "turn": 1, "t": 1.5}, {"type": "agent_turn", "turn": 1, "text": "hello", "t": 3.0},
+             {"type": "vad", "event": "start", "t": 4.0}, {"type": "transcript", "text": "and", "final": False, "t": 4.5},
+             {"type": "vad", "event": "end", "t": 5.0}]
+    res = ChatResult(audio=np.zeros(24000, np.float32), texts=["hello"], metas=metas, close_code=1000,
+                     tail_extended_s=28.0, reply_cut_off=True)
+    assert _report(res, SimpleNamespace(tail=1.0, max_tail=30.0, json=None, fast=False)) == 0
+    out, err = capsys.readouterr()
+    assert "tail extended 28.00 s (the STT's final transcript, which starts the cascade's reply, was still to come)" in out
+    assert "under way" not in out and "still answering" not in err
+    assert "the STT's final transcript for the user's speech ending 5.00 s into the session never came" in err
+
+
 # ---- wording -----------------------------------------------------------------------------------
 
 
@@ -260,6 +382,15 @@ async def test_a_loading_cascade_is_said_to_load_what_a_cascade_has():
             assert r.status == 503
             said = (await r.json())["message"]
     assert "loading (STT, LLM, TTS)" in said and "front-end" not in said
+
+
+def test_a_tandem_with_hybrid_routing_is_said_to_load_a_tts_too():
+    """(was: "front-end, codec, STT, LLM": hybrid routing's TTS left out)"""
+    from kame.server import guard
+
+    hybrid = SimpleNamespace(config=SimpleNamespace(mode="tandem", cascade=SimpleNamespace(hybrid_routing=True)))
+    assert guard.loads(hybrid) == "front-end, codec, STT, LLM, TTS"
+    assert guard.loads(SimpleNamespace(config=SimpleNamespace(mode="tandem"))) == "front-end, codec, STT, LLM"
 
 
 async def test_the_per_client_refusal_counts_one_session_as_one():

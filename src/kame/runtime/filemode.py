@@ -247,8 +247,10 @@ def reply_pending(metas, now: float, *, at: str = "t") -> bool:
     speech ended (the last "vad" event) and the STT's final transcript, which starts the turn,
     has not come since: for FINAL_WAIT_S (an STT that hears nothing in it sends none), or for as
     long as the caller goes on (its --max-tail) when a partial transcript with words came since
-    the speech began (the STT heard it and is still working: on a loaded machine a final may
-    take longer; `kame client` passes them too). "Since" compares the events' "t" (the
+    the speech began and since the last final (the STT heard words it has not finalised and is
+    still working: on a loaded machine a final may take longer; `kame client` passes them too; a
+    final the STT's own endpointing sent before the VAD's end leaves FINAL_WAIT_S, for words
+    after it it may not have sent yet). "Since" compares the events' "t" (the
     session's clock); the wait counts from the field ``at`` of the "vad" event, on the clock of
     ``now`` (file mode: "detected_at", when the VAD reported the end, end_of_turn_silence after
     it; else "t"). The tandem's front-end speaks all the time, so nothing says when its reply is
@@ -270,7 +272,8 @@ def reply_pending(metas, now: float, *, at: str = "t") -> bool:
     if mode != "cascade" or not (vad and vad.get("event") == "end") \
             or any(t is None or t >= vad["t"] for t in finals):
         return False
-    working = any(t is not None and (start is None or t >= start) for t in partials)
+    since = max([t for t in finals if t is not None], default=None)  # (the last final's)
+    working = any(t is not None and (start is None or t >= start) and (since is None or t > since) for t in partials)
     return working or now - vad.get(at, vad["t"]) < FINAL_WAIT_S
 
 

@@ -59,10 +59,11 @@ def speech_spans(rec: dict, open_end: float | None = None) -> list[tuple[float, 
 def final_missing(rec: dict) -> dict | None:
     """The STT's final transcript for the user's last speech (the last stretch of
     MIN_WORD_SPEECH_S or more the VAD found ending) never came within the run (no final sent
-    after its end): {"speech_end": its end, "partial": the words heard of it, from the last
-    partial since it began, or ""}; else None (or there is no STT). A loaded machine leaves the
-    STT too little CPU; the tandem's front-end then never gets the answer, the cascade never
-    starts its reply."""
+    after its end, nor one after its start with no partial after it: the STT's own endpointing
+    may finalise before the VAD ends the speech): {"speech_end": its end, "partial": the words
+    heard of it, from the last partial since it began, or ""}; else None (or there is no STT).
+    A loaded machine leaves the STT too little CPU; the tandem's front-end then never gets the
+    answer, the cascade never starts its reply."""
     if rec.get("components", {}).get("stt") in (None, "none"):
         return None
     spans = speech_spans(rec)
@@ -73,6 +74,9 @@ def final_missing(rec: dict) -> dict | None:
     if any(t["final"] and t["t"] >= end for t in trs):
         return None
     partial = [t for t in trs if not t["final"] and t["t"] >= began and t.get("text", "").strip()]
+    final = max((t["t"] for t in trs if t["final"] and t["t"] >= began), default=None)
+    if final is not None and not any(t["t"] > final for t in partial):  # (all it heard, finalised early)
+        return None
     return {"speech_end": end, "partial": partial[-1]["text"].strip() if partial else ""}
 
 

@@ -34,7 +34,7 @@ from ..errors import ConfigError, KameError, NotAvailableError
 from ..paths import local_path
 from ..runtime.base import Agent, AgentAudio, AgentText, CapacityError, ErrorEvent, Meta, Session
 from ..runtime.clock import Clock, MonotonicClock, cancel_within
-from . import guard, ops
+from . import guard, httplog, ops
 from . import protocol as P
 from .guard import SendQueue, SlowClient  # noqa: F401 (SendQueue: also kame.server.app's, as before)
 from .ops import SERVER_KEY, listen_socket  # (SERVER_KEY: also kame.server.app's, as before)
@@ -135,8 +135,8 @@ class Connection:
             if not self.ws.closed:
                 reason = self.close_reason.encode("utf-8", "replace")[:120].decode("utf-8", "ignore").encode()
                 await guard.close_ws(self.ws, self.transport, self.close_code, reason)  # (not read: TCP dropped)
-            elif self.transport is not None and self.transport.get_write_buffer_size():
-                self.transport.abort()  # (closed by aiohttp, e.g. 1009, with data the client never read)
+            else:  # (closed by aiohttp, e.g. 1009: what it sent may be unread)
+                guard.drop_unsent(self.transport)
 
     async def _end_session(self) -> None:
         """The client closed: stop reading the session's outputs first (nobody reads what it would
@@ -468,8 +468,9 @@ def make_app(agent: Agent, cfg: ServerConfig | None = None, clock: Clock | None 
     """The aiohttp app. With ``manage_agent`` the app starts/stops the agent with itself; with
     ``load_in_background`` too, it serves while the agent starts (503 "loading" until then)."""
     server = Server(agent, cfg or ServerConfig(), clock)
-    ops.install_log_filters()
-    app = web.Application(client_max_size=1 << 16, middlewares=[guard.host_guard])
+    httplog.install_log_filters()
+    app = web.Application(client_max_size=1 << 16, middlewares=[guard.host_guard],
+                           handler_args={"logger": httplog.HttpLog()})  # (malformed requests: a WARNING)
     app[SERVER_KEY] = server
     app.router.add_get("/api/chat", server.chat)
     app.router.add_get("/api/health", server.health)

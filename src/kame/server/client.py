@@ -34,7 +34,7 @@ import aiohttp
 import numpy as np
 
 from ..errors import ConfigError, KameError
-from ..runtime.filemode import DEFAULT_MAX_TAIL_S, check_tail, read_input, reply_pending, unanswered
+from ..runtime.filemode import DEFAULT_MAX_TAIL_S, check_tail, open_turns, read_input, reply_pending, unanswered
 from ..runtime.interrupt import done_or_stopped, first_ctrl_c, run_to_end
 from ..runtime.metrics import SLOW_CAUSE, behind_real_time, late_share
 from ..runtime.runreport import final_missing
@@ -522,7 +522,8 @@ def _report(res: ChatResult, a: argparse.Namespace) -> int:
     behind = behind_real_time(late, frames)
     text = res.text if len(res.text) <= TEXT_SHOWN else res.text[:TEXT_SHOWN] + "..."
     rec = res.run_record()
-    turned = any(d.get("type") == "turn" for d in rec["other"])  # (a reply began; else the final was awaited)
+    still = bool(open_turns(res.metas))  # (a turn without its agent_turn: the reply was under way at the end)
+    turned = still or _replied_last(res.metas)  # (else the final was awaited)
     print(f"audio {len(res.audio) / P.SAMPLE_RATE:.2f} s, text {text!r}, {len(res.metas)} metadata, "
           f"{len(res.errors)} errors, close {res.close_code}"
           + (f", tail extended {extended:.2f} s (" + ("a cascade reply was under way" if turned else "the STT's "
@@ -544,7 +545,7 @@ def _report(res: ChatResult, a: argparse.Namespace) -> int:
         why = (f"the session ended {a.tail:g} s after the input was sent (--tail): give the agent time to answer"
                if a.tail < 1 else "the agent sent none (its log may say why)")
         print(f"warning: no audio came from the agent; {why}", file=sys.stderr)
-    if res.reply_cut_off and turned:
+    if res.reply_cut_off and still:
         print(f"warning: the cascade was still answering when --max-tail ({max(a.tail, a.max_tail):g} s of "
               f"silence) ran out: the answer is cut off; give a longer --max-tail", file=sys.stderr)
     why = res.failure()
@@ -557,6 +558,14 @@ def _report(res: ChatResult, a: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+def _replied_last(metas) -> bool:
+    """A reply to the user's last speech began: a "turn" since the last "vad" start (was: any
+    turn of the session, one answered before the user spoke again too)."""
+    start = max((d["t"] for d in metas if d.get("type") == "vad" and d.get("event") == "start"
+                 and isinstance(d.get("t"), (int, float))), default=None)
+    return any(d.get("type") == "turn" and (start is None or d.get("t", start) >= start) for d in metas)
 
 
 def _unanswered(res: ChatResult, rec: dict) -> bool:
@@ -573,7 +582,7 @@ def _unanswered(res: ChatResult, rec: dict) -> bool:
               "the STT is slow on the server's machine" + ("" if nofinal["partial"] else " (or heard no words in it)")
               + f": give a longer {longer}, or see backend.nice", file=sys.stderr)
         return True
-    if not unanswered(rec) or res.reply_cut_off:  # (cut off: said by _report)
+    if not unanswered(rec) or (res.reply_cut_off and open_turns(res.metas)):  # (cut off: said by _report)
         return False
     ended = [d for d in rec["other"] if d.get("type") == "agent_turn"]
     why = ("its reply failed (the server's log says why)" if any(d.get("failed") for d in ended) else

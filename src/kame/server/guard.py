@@ -343,9 +343,13 @@ def refuse_version(request: web.Request) -> web.Response | None:
 
 
 def loads(agent) -> str:
-    """What ``agent`` loads, for the "loading" 503 and kame serve's line (a cascade: no front-end or codec)."""
-    return "STT, LLM, TTS" if getattr(getattr(agent, "config", None), "mode", None) == "cascade" \
-        else "front-end, codec, STT, LLM"
+    """What ``agent`` loads, for the "loading" 503 and kame serve's line (a cascade: no front-end or
+    codec; a tandem with cascade.hybrid_routing: a TTS too, for the turns it answers the cascade's way)."""
+    cfg = getattr(agent, "config", None)
+    if getattr(cfg, "mode", None) == "cascade":
+        return "STT, LLM, TTS"
+    return "front-end, codec, STT, LLM" + (", TTS" if getattr(getattr(cfg, "cascade", None), "hybrid_routing", False)
+                                            else "")
 
 
 # ---- slow clients ------------------------------------------------------------------------------
@@ -415,10 +419,11 @@ def hard_limit_said(cfg, error) -> str:
 
 
 async def close_ws(ws: web.WebSocketResponse, transport, code: int, message: bytes, timeout: float = 2.0) -> None:
-    """Closes ``ws`` (its close frame, the client's answer awaited up to ``timeout``). A client that
-    did not take it (the close frame or earlier messages still unsent: it stopped reading) loses its
-    TCP connection: the transport's graceful close would wait for them as long as the client keeps
-    the connection open, holding an fd and its buffers (megabytes) outside max_sessions."""
+    """Closes ``ws`` (its close frame, the client's answer awaited up to ``timeout``), then
+    drop_unsent: a client that has not taken everything sent, the close frame included, within
+    ``timeout`` more (it stopped reading) loses its TCP connection. Not at once: aiohttp's close
+    returns once the send buffer is below its low-water mark (at once when the client closed
+    first), and a client that reads gets the end of the stream and the close frame."""
     try:
         await asyncio.wait_for(ws.close(code=code, message=message), timeout)
     except (asyncio.TimeoutError, ConnectionError):
@@ -427,8 +432,24 @@ async def close_ws(ws: web.WebSocketResponse, transport, code: int, message: byt
         if (me := asyncio.current_task()) is not None and me.cancelling():
             raise
     finally:
-        if transport is not None and transport.get_write_buffer_size():
+        drop_unsent(transport, timeout)
+
+
+def drop_unsent(transport, grace: float = 2.0) -> None:
+    """Aborts ``transport`` (closed, or closing: its close waits for its buffer to be sent) if
+    data is still unsent ``grace`` seconds from now: the transport's graceful close would wait
+    for it as long as a client that stopped reading keeps the connection open, holding an fd and
+    its buffers (megabytes) outside max_sessions. A client that reads has emptied it by then."""
+    if transport is None or not transport.get_write_buffer_size():
+        return
+
+    def drop() -> None:
+        if transport.get_write_buffer_size():  # (0 once sent, or once the connection is lost)
+            log.debug("dropping a TCP connection with %d bytes unsent %g s after its close",
+                      transport.get_write_buffer_size(), grace)
             transport.abort()
+
+    asyncio.get_running_loop().call_later(grace, drop)
 
 
 # ---- sessions per client -----------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """What `kame serve` tells its operator: /api/health, /api/metrics, the session and access log
-lines, and the filter that keeps tokens out of aiohttp's own log lines; the listening socket and
-the token file, checked before the agent loads.
+lines (aiohttp's own: kame.server.httplog); the listening socket and the token file, checked
+before the agent loads.
 
 /api/health (no token needed; full description in docs/protocol.md):
 
@@ -31,12 +31,11 @@ import time
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import ConfigError, KameError
 from ..paths import local_path
 from ..runtime.base import ErrorEvent, client_form
-from .logsafe import clean, redact
+from .logsafe import clean
 
 log = logging.getLogger("kame.server")
 STALL_S = 5.0  # live sessions and no front-end frame for this long: the front-end is "stalled"
@@ -116,56 +115,6 @@ class AccessLogger(AbstractAccessLogger):
         level = logging.DEBUG if path in (HEALTH_PATH, METRICS_PATH) else logging.INFO
         self.logger.log(level, '%s "%s %s" %s %.3fs', client_address(request, trusted), clean(request.method),
                         clean(path), response.status, time)
-
-
-# ---- aiohttp's own log lines ---------------------------------------------------------------
-
-
-class RedactQueries(logging.Filter):
-    """On aiohttp's loggers. aiohttp logs a malformed request (a bad Content-Length, a control
-    character in the URL) at ERROR with a traceback whose message quotes the raw request line or
-    header, ``?token=SECRET`` or ``Authorization: Bearer SECRET`` included. Such a request is the
-    client's fault: it becomes one WARNING line without the traceback, secret header values cut
-    and control characters escaped (one not HTTP at all too: ``lowered``); in every line a query
-    string is cut to ``?…``."""
-
-    lowered = False  # aiohttp.server's level lowered by install_log_filters
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        # (lowered: to see aiohttp's DEBUG line of a request not HTTP at all, e.g. a TLS handshake; its
-        # other lines go below the level the logger would have had)
-        if self.lowered and record.name == "aiohttp.server" and not isinstance(exc, HttpProcessingError) \
-                and record.levelno < logging.getLogger("aiohttp").getEffectiveLevel():
-            return False
-        if isinstance(exc, HttpProcessingError):
-            lines = [redact(x.strip()) for x in str(exc.message).splitlines()]  # (per line: a header's ends it)
-            said = " ".join(x for x in lines if x and set(x) != {"^"})  # (no caret lines)
-            record.msg = clean(redact(f"{record.getMessage()}: malformed request (HTTP {exc.code}): {said}"))
-            record.args = ()
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-            record.exc_info, record.exc_text = None, None
-            return True
-        msg = record.getMessage()
-        if redact(msg) != msg:
-            record.msg, record.args = redact(msg), ()
-        if record.exc_info and not record.exc_text:  # (formatters print exc_text when it is set)
-            text = logging.Formatter().formatException(record.exc_info)
-            if redact(text) != text:
-                record.exc_text = redact(text)
-        return True
-
-
-REDACT = RedactQueries()
-
-
-def install_log_filters() -> None:
-    """Idempotent (one filter instance)."""
-    for name in ("aiohttp.server", "aiohttp.access", "aiohttp.web"):
-        logging.getLogger(name).addFilter(REDACT)
-    if (server_log := logging.getLogger("aiohttp.server")).level == logging.NOTSET:  # (unless set: RedactQueries)
-        server_log.setLevel(logging.DEBUG)
-        REDACT.lowered = True
 
 
 # ---- per connection ------------------------------------------------------------------------
