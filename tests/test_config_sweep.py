@@ -1,7 +1,8 @@
 """Config and registry checks found missing by a QA sweep: runtime.torch_threads and frontend.seed
 have upper bounds (was: accepted, then every step / the load failed with an overflow), an empty
-server.host is refused at load; two plugin files registering one scheme clash (was: the later
-silently won); check_spec names "or 'none'" only where the error is which spec to give."""
+server.host is refused at load; two plugins registering one scheme clash, through a shared helper
+too, and registering outside plugin loading replaces (was: the later plugin silently won, notebook
+cells clashed); check_spec names "or 'none'" only where the error is which spec to give."""
 
 import textwrap
 
@@ -47,21 +48,66 @@ def _llm(arg=None, **kw):
     return object()
 
 
-def test_another_plugin_file_cannot_take_a_plugin_scheme_silently(scratch, tmp_path):
-    registry.register("llm", "sweep_echo", _llm, help="mine")
-    registry.register("llm", "sweep_echo", _llm, help="mine again")  # the same file: replaces it
-    other = tmp_path / "other_plugin.py"
-    other.write_text(textwrap.dedent("""
-        from kame import registry
-        registry.register("llm", "sweep_echo", lambda arg=None, **kw: None)
-    """))
-    with pytest.raises(PluginError, match=r"'sweep_echo' is already a llm scheme, registered by .*test_config_sweep"
-                                          r"\.py \(mine again\); pick another scheme name, or pass replace=True"):
+def test_another_plugin_cannot_take_a_plugin_scheme_silently(scratch, tmp_path):
+    first, other = tmp_path / "first_plugin.py", tmp_path / "other_plugin.py"
+    first.write_text('from kame import registry\nregistry.register("llm", "sweep_echo", lambda arg=None, **kw: None, '
+                     'help="mine")\n')
+    other.write_text('from kame import registry\nregistry.register("llm", "sweep_echo", lambda arg=None, **kw: None)\n')
+    registry.load_plugins([str(first)])
+    with pytest.raises(PluginError, match=r"'sweep_echo' is already a llm scheme, registered by the plugin "
+                                          r".*first_plugin\.py \(mine\); pick another scheme name, or pass replace=True"):
         registry.load_plugins([str(other)])
-    assert registry.schemes("llm")["sweep_echo"].help == "mine again"
+    assert registry.schemes("llm")["sweep_echo"].help == "mine"
     other.write_text(other.read_text().replace("**kw: None)", "**kw: None, replace=True)"))
     registry.load_plugins([str(other)])
     assert registry.schemes("llm")["sweep_echo"].help == ""
+
+
+def test_two_plugins_registering_through_a_shared_helper_clash(scratch, tmp_path, monkeypatch):
+    """The origin is the plugin being loaded, not the file of the register() call (was: the helper's
+    file for both, so the later plugin silently won)."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "sweep_shared_helper.py").write_text(textwrap.dedent("""
+        from kame import registry
+        def component(kind, scheme, **kw):
+            def deco(f):
+                registry.register(kind, scheme, f, **kw)
+                return f
+            return deco
+    """))
+    for name in ("a", "b"):
+        (tmp_path / f"plugin_{name}.py").write_text(textwrap.dedent(f"""
+            from sweep_shared_helper import component
+            @component("llm", "sweep_shared", help="{name}'s")
+            def create(arg=None, **kw):
+                return None
+        """))
+    registry.load_plugins([str(tmp_path / "plugin_a.py")])
+    with pytest.raises(PluginError, match=r"plugin '.*plugin_b.py' .*'sweep_shared' is already a llm scheme, "
+                                          r"registered by the plugin .*plugin_a\.py \(a's\)"):
+        registry.load_plugins([str(tmp_path / "plugin_b.py")])
+    assert registry.schemes("llm")["sweep_shared"].help == "a's"
+
+
+def test_one_plugin_loaded_by_path_and_by_name_is_one(scratch, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "sweep_twice_plugin.py").write_text('from kame import registry\n'
+                                                    'registry.register("llm", "sweep_twice", lambda arg=None, **kw: 1)\n')
+    registry.load_plugins([str(tmp_path / "sweep_twice_plugin.py")])
+    registry.load_plugins(["sweep_twice_plugin"])  # (its module imported again, by name: no clash)
+    assert registry.schemes("llm")["sweep_twice"].origin == str((tmp_path / "sweep_twice_plugin.py").resolve())
+
+
+def test_registering_again_outside_plugin_loading_replaces(scratch):
+    """A program, a test or a notebook cell run again (each cell its own file name) registers again:
+    it replaces (was: a clash between two cells' "files")."""
+    for n, filename in enumerate(["<ipython-input-1-aa>", "<ipython-input-2-bb>", "/tmp/ipykernel_1/2.py"]):
+        exec(compile(f"from kame import registry\nregistry.register('llm', 'sweep_cell', lambda arg=None, **kw: {n}, "
+                     f"help='{n}')", filename, "exec"))
+    assert registry.schemes("llm")["sweep_cell"].help == "2"
+    assert registry.schemes("llm")["sweep_cell"].origin is None
+    registry.register("llm", "sweep_cell", _llm, help="api")
+    assert registry.schemes("llm")["sweep_cell"].help == "api"
 
 
 def test_check_spec_names_the_alternative_only_where_it_answers(monkeypatch):

@@ -1,14 +1,17 @@
 """kame.paths and read_wav: checks made before the work, without side effects."""
 
+import errno
 import os
+import stat
+import threading
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from kame.audio import read_wav
-from kame.errors import ConfigError
-from kame.paths import check_output_file, check_output_folder
+from kame.errors import ConfigError, KameError
+from kame.paths import check_output_file, check_output_folder, check_replaceable, write_replacing
 
 
 def test_output_check_leaves_nothing_behind(tmp_path):
@@ -91,3 +94,148 @@ def test_a_folder_given_as_the_output_file_is_called_a_folder(tmp_path):
     with pytest.raises(ConfigError, match=r"new/ is a folder, cannot write a file there"):
         check_output_file(new, file_type=lambda p: pytest.fail("asked for the type of a folder"))
     assert not (tmp_path / "new").exists()
+
+
+# --- check_replaceable, write_replacing: an existing output replaced whole, never written through
+
+
+def test_replace_check_is_skipped_where_there_are_no_user_ids(tmp_path, monkeypatch):
+    """Windows has neither os.geteuid nor os.O_NONBLOCK (nor sticky folders or chattr): an existing
+    output passes (was: AttributeError for any existing output)."""
+    out = tmp_path / "o.json"
+    out.write_text("{}")
+    monkeypatch.delattr(os, "geteuid")
+    monkeypatch.delattr(os, "O_NONBLOCK")
+    check_replaceable(out, "-o o.wav")
+    assert out.read_text() == "{}"
+
+
+def test_a_link_put_there_after_the_look_is_not_opened_through(tmp_path, monkeypatch):
+    """A symbolic link swapped in between the check's lstat (a regular file, then) and its open
+    is not followed: the file it points to (here immutable: EPERM) is not what gets replaced, so
+    it is not refused; a fifo or device there is not opened."""
+    target, out = tmp_path / "target", tmp_path / "o.json"
+    target.write_text("theirs")
+    out.symlink_to(target)
+    real_lstat, real_open = os.lstat, os.open
+    monkeypatch.setattr(os, "lstat", lambda p, *a, **kw: os.stat(p) if str(p) == str(out) else real_lstat(p, *a, **kw))
+    opened = []
+
+    def open_(p, flags, *a, **kw):
+        fd = real_open(p, flags, *a, **kw)
+        if os.fstat(fd).st_ino == target.stat().st_ino:  # (through the link: the target is immutable)
+            os.close(fd)
+            opened.append(p)
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), str(p))
+        return fd
+
+    monkeypatch.setattr(os, "open", open_)
+    check_replaceable(out, "-o o.wav")  # (was: "cannot replace ...: the system does not allow changing it")
+    assert opened == [] and target.read_text() == "theirs"
+
+
+def _stat(mode: int, uid: int) -> os.stat_result:
+    return os.stat_result((mode, 1, 1, 1, uid, uid, 0, 0, 0, 0))
+
+
+def test_another_users_file_in_a_sticky_folder_is_refused(tmp_path, monkeypatch):
+    """/tmp's rule: only the file's (or the folder's) owner, or root, may replace it."""
+    out = tmp_path / "o.json"
+    out.write_text("{}")
+    real_lstat, real_stat = os.lstat, os.stat
+    monkeypatch.setattr(os, "lstat", lambda p, *a, **kw: _stat(stat.S_IFREG | 0o644, 2000) if str(p) == str(out)
+                        else real_lstat(p, *a, **kw))
+    monkeypatch.setattr(os, "stat", lambda p, *a, **kw: _stat(stat.S_IFDIR | 0o1777, 0) if str(p) == str(tmp_path)
+                        else real_stat(p, *a, **kw))
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(ConfigError, match=rf"^--out d: cannot replace {out}: it is another user's, in a folder with "
+                                          rf"the sticky bit .*give another --out$"):
+        check_replaceable(out, "--out d", "--out")
+    for uid in (2000, 0):  # its owner, root: replaced
+        monkeypatch.setattr(os, "geteuid", lambda: uid)
+        check_replaceable(out, "--out d", "--out")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # not sticky: replaced
+    monkeypatch.setattr(os, "stat", lambda p, *a, **kw: _stat(stat.S_IFDIR | 0o777, 0) if str(p) == str(tmp_path)
+                        else real_stat(p, *a, **kw))
+    check_replaceable(out, "--out d", "--out")
+
+
+def test_concurrent_writers_of_one_path_do_not_share_a_temporary_file(tmp_path):
+    """Two writers of one file at once (threads here; or one PID in two containers sharing a
+    volume) each write a temporary file of their own: the file is one of them whole (was: one
+    temporary name per process, so one writer's rename took the other's file away mid-write)."""
+    out, both = tmp_path / "o.json", threading.Barrier(2)
+    failed, temps = [], []
+
+    def writer(text: str) -> None:
+        def write(tmp):
+            temps.append(tmp.name)
+            with open(tmp, "w") as f:
+                f.write(text)
+                f.flush()
+                both.wait(timeout=10)  # (both written, neither renamed yet)
+
+        try:
+            write_replacing(out, write)
+        except BaseException as exc:  # noqa: BLE001 -- said below
+            failed.append(exc)
+
+    texts = ["a" * 1000, "b" * 1000]
+    threads = [threading.Thread(target=writer, args=(t,)) for t in texts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert failed == [] and len(set(temps)) == 2
+    assert out.read_text() in texts and os.listdir(tmp_path) == ["o.json"]
+
+
+def test_an_interrupted_write_leaves_no_temporary_file(tmp_path):
+    out = tmp_path / "o.json"
+    out.write_text("old")
+
+    def write(tmp, exc):
+        tmp.write_text("half")
+        raise exc
+
+    for exc in (KeyboardInterrupt(), ZeroDivisionError("a bug")):  # raised as they are, not as a KameError
+        with pytest.raises(type(exc)):
+            write_replacing(out, lambda tmp: write(tmp, exc))
+        assert os.listdir(tmp_path) == ["o.json"] and out.read_text() == "old"
+    with pytest.raises(KameError, match=f"^cannot write file {out}: Permission denied$"):
+        write_replacing(out, lambda tmp: write(tmp, PermissionError(errno.EACCES, "Permission denied")))
+    assert os.listdir(tmp_path) == ["o.json"] and out.read_text() == "old"
+
+
+def test_a_written_file_has_the_mode_a_plain_open_gives(tmp_path):
+    """mkstemp makes its file 0600; the file written is given what open() gives a new file."""
+    old = os.umask(0o027)
+    try:
+        write_replacing(tmp_path / "o.json", lambda tmp: tmp.write_text("{}"))
+        with open(tmp_path / "plain", "w") as f:
+            f.write("{}")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "o.json").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o640
+
+
+def test_a_link_is_replaced_by_the_file_not_written_through(tmp_path):
+    target, out = tmp_path / "target", tmp_path / "o.json"
+    target.write_text("theirs")
+    out.symlink_to(target)
+    write_replacing(out, lambda tmp: tmp.write_text("ours"))
+    assert not out.is_symlink() and out.read_text() == "ours" and target.read_text() == "theirs"
+
+
+def test_a_write_failure_is_the_error_asked_for(tmp_path):
+    """write_replacing's ``error``: training data's writers say DataError, naming the file."""
+    from kame.train.data import DataError, _write_text
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DataError, match=f"^cannot write file {tmp_path / 'file' / 'x.json'}: File exists$"):
+        _write_text(tmp_path / "file" / "x.json", "{}")
+    with pytest.raises(DataError, match="cannot write codes cache"):
+        write_replacing(tmp_path / "c.npz", lambda tmp: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left")),
+                        "codes cache", error=DataError)
+    assert sorted(os.listdir(tmp_path)) == ["file"]

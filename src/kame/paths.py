@@ -73,20 +73,28 @@ def check_replaceable(path: str | Path, label: str, flag: str = "-o") -> None:
     after it: ConfigError (``label``: the option as given, e.g. "-o answer.wav"; ``flag``: the one
     to change) when it is immutable or append-only (chattr), or another user's in a folder with
     the sticky bit (/tmp). Its folder's check (check_output_file) comes first; a file that is
-    read-only, or another user's (say root's, after a `sudo kame run`), is replaced all the same."""
+    read-only, or another user's (say root's, after a `sudo kame run`), is replaced all the same.
+    Where neither exists (Windows: no user ids, no non-blocking open), nothing is checked."""
+    geteuid, nonblock = getattr(os, "geteuid", None), getattr(os, "O_NONBLOCK", None)
+    if geteuid is None or nonblock is None:
+        return
     path = Path(path)
     try:
         st, folder = os.lstat(path), os.stat(path.parent)
     except OSError:  # (none there, or the folder's check says what is wrong)
         return
-    uid = os.geteuid()
+    uid = geteuid()
     if folder.st_mode & stat.S_ISVTX and uid != 0 and uid not in (st.st_uid, folder.st_uid):
         raise ConfigError(f"{label}: cannot replace {path}: it is another user's, in a folder with the sticky bit "
                           f"(only its owner may replace it); remove it as its owner, or give another {flag}")
     if not stat.S_ISREG(st.st_mode):  # (a link is replaced, not written; opening a fifo would block)
         return
-    try:  # (opened to write, not truncated: nothing changes; immutable and append-only say EPERM, even to root)
-        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+    # opened to write, not truncated: nothing changes; immutable and append-only say EPERM, even to
+    # root. Not through a link, not waiting, not as a terminal: a link, fifo or device put there
+    # since the lstat (ELOOP, ENXIO, ...) is replaced, not written, as one found by it is
+    flags = os.O_WRONLY | nonblock | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        os.close(os.open(path, flags))
     except PermissionError as exc:
         if exc.errno == errno.EPERM:
             raise ConfigError(f"{label}: cannot replace {path}: the system does not allow changing it (immutable or "
@@ -97,22 +105,50 @@ def check_replaceable(path: str | Path, label: str, flag: str = "-o") -> None:
 
 
 def write_replacing(path: str | Path, write: Callable[[Path], object], what: str = "file",
-                    errors: tuple[type[BaseException], ...] = (OSError,)) -> None:
-    """Write ``path`` whole or not at all (kame's writers: write_wav, OUT.json, the timeline plot):
-    ``write(tmp)`` writes a temporary file beside it, which is then renamed over it, so the file
-    appears only once written whole and a failed write leaves an existing one as it was. The
-    folder is created. A file that cannot be written (``errors``: what ``write`` raises then)
-    raises KameError naming it (``what``: what it is, e.g. "timeline plot"), not the error."""
+                    errors: tuple[type[BaseException], ...] = (OSError,),
+                    error: type[KameError] = KameError) -> None:
+    """Write ``path`` whole or not at all (kame's writers: write_wav, OUT.json, the timeline plot,
+    a dialogue's files): ``write(tmp)`` writes a temporary file beside it (a name of its own, so
+    two writers of one path, threads or processes, do not share it), which is then given a new
+    file's permissions (default_mode) and renamed over it, so the file appears only once written
+    whole and a failed or interrupted write leaves an existing one as it was, and no temporary
+    file. The folder is created. A file that cannot be written (OSError, and ``errors``: what
+    ``write`` raises then) raises ``error`` (a KameError, e.g. DataError) naming it (``what``:
+    what it is, e.g. "timeline plot"), not the error; anything else (a KeyboardInterrupt) is
+    raised as it is. A link at ``path`` is replaced by the file, not written through."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        tmp = Path(name)
+        os.close(fd)
         write(tmp)
+        default_mode(tmp)  # (mkstemp made it 0600)
         os.replace(tmp, path)
-    except (OSError, *errors) as exc:
-        with contextlib.suppress(OSError):  # (none may have been made)
-            tmp.unlink()
-        raise KameError(f"cannot write {what} {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):  # (the writer may have removed it)
+                tmp.unlink()
+        if isinstance(exc, (OSError, *errors)):
+            raise error(f"cannot write {what} {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+        raise
+
+
+def default_mode(path: str | Path) -> None:
+    """Give ``path`` the permissions a new file gets here (0666 less the umask), as a file made
+    by mkstemp (0600) or safetensors is not."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def _umask() -> int:
+    """The process's umask, read without setting it (os.umask would change it for a moment, for
+    every thread): Linux's /proc; elsewhere the usual 022."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return 0o022
 
 
 def check_output_file(path: str | Path, *, flag: str = "-o", suffix: str | None = None, why: str = "",

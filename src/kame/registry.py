@@ -27,12 +27,14 @@ A factory that raises, or returns an object without the kind's methods (``stt``:
 the numbers sample_rate, frame_rate, frame_size, num_codebooks, cardinality: the whole of
 kame.codec.base.Codec), is a KameError naming the spec and where it failed (or what it lacks);
 one that cannot be called as factory(arg, **options) is a ConfigError naming it and the signature
-it needs. A plugin replaces a built-in scheme, or one another plugin file registered, only with
-register(..., replace=True).
+it needs. A plugin replaces a built-in scheme, or one another plugin registered, only with
+register(..., replace=True); a scheme registered outside plugin loading (by a program, a notebook
+cell, a test) is replaced by registering it again.
 """
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import importlib
 import importlib.metadata
@@ -42,6 +44,7 @@ import os
 import re
 import sys
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -75,7 +78,9 @@ class Entry:
     needs: str | None = None  # what the part after "scheme:" names when the spec must have one, e.g. "MODEL"
     needs_env: str | None = None  # ... unless this environment variable gives it (the factory reads it)
     options: bool | None = None  # takes NAME=VALUE options after ';' (None: a plugin's, its factory decides)
-    origin: str | None = None  # the file whose register() call made it (another file's is refused without replace)
+    # the plugin whose loading registered it (its file, else its name; None: registered outside plugin
+    # loading); another plugin's registration of the scheme is refused without replace
+    origin: str | None = None
 
 
 _ENTRIES: dict[str, dict[str, Entry]] = {}
@@ -90,9 +95,12 @@ def register(kind: str, scheme: str, target: str | Callable, *, extra: str | Non
     or a callable, called as target(arg, **kwargs); ``needs``: the spec must name this after the
     scheme (``openai:MODEL``), unless env ``needs_env`` is set; ``options``: it takes NAME=VALUE
     options after ';' (False: a spec with them is refused at the config check; None: the factory
-    decides, as a plugin's does unless it says). A built-in scheme, or one another file registered (another
-    plugin's), is replaced only with ``replace=True``; registering a scheme again from the same file (its
-    module imported twice, by file and by name) replaces it."""
+    decides, as a plugin's does unless it says). A built-in scheme, or one another plugin registered, is
+    replaced by a plugin only with ``replace=True``; the same plugin registering it again (its module
+    loaded twice, by file and by name) replaces it, as does any register() outside plugin loading (a
+    program's, a notebook cell run again). Which plugin registers is the one load_plugins (or an entry
+    point) is loading, not the file of the register() call: two plugins registering through a shared
+    helper or decorator clash too."""
     if kind not in KINDS:  # (a typo would register a scheme nobody looks up)
         raise ConfigError(f"register({kind!r}, {scheme!r}, ...): unknown component kind {kind!r}; "
                           f"the kinds are {', '.join(KINDS)}")
@@ -107,21 +115,37 @@ def register(kind: str, scheme: str, target: str | Callable, *, extra: str | Non
         raise ConfigError(f"register({kind!r}, {scheme!r}, ...): {scheme!r} is kame's built-in {kind} scheme "
                           f"({_ENTRIES[kind][scheme].help or _ENTRIES[kind][scheme].target}); pick another "
                           f"scheme name, or pass replace=True to use yours instead of kame's")
-    origin = _caller_file()
+    origin = _LOADING.get()
     old = _ENTRIES.get(kind, {}).get(scheme)
-    if old is not None and (kind, scheme) not in _BUILTIN and not replace and old.origin != origin:
+    if old is not None and (kind, scheme) not in _BUILTIN and not replace and None not in (old.origin, origin) \
+            and old.origin != origin:
         raise ConfigError(f"register({kind!r}, {scheme!r}, ...): {scheme!r} is already a {kind} scheme, registered "
-                          f"by {old.origin or 'another module'} ({old.help or _target_name(old.target)}); pick another "
+                          f"by the plugin {old.origin} ({old.help or _target_name(old.target)}); pick another "
                           f"scheme name, or pass replace=True to use yours instead")
     _ENTRIES.setdefault(kind, {})[scheme] = Entry(target, extra, help, needs, needs_env, options, origin)
 
 
-def _caller_file() -> str | None:
-    """The file of the code that called register() (two plugin files registering one scheme clash; one
-    module imported twice, by name and by file, is one file)."""
-    frame = sys._getframe(2)
-    name = frame.f_code.co_filename if frame is not None else None
-    return os.path.realpath(name) if name and not name.startswith("<") else name
+# the plugin being loaded (load_plugins, _load_entry_point): the origin of the schemes it registers
+_LOADING: contextvars.ContextVar[str | None] = contextvars.ContextVar("kame_plugin_loading", default=None)
+
+
+@contextmanager
+def _loading(name: str, is_file: bool = False):
+    """register() calls inside are the plugin ``name``'s (a module name, or a .py file's path if
+    ``is_file``): its origin is the module's file, so one plugin loaded by name and by path is one."""
+    origin = name
+    try:
+        if is_file:
+            origin = os.path.realpath(name)
+        elif (found := importlib.util.find_spec(name)) is not None and found.origin:
+            origin = os.path.realpath(found.origin)
+    except Exception:  # noqa: BLE001 - (its import, next, says what is wrong with it)
+        pass
+    token = _LOADING.set(origin)
+    try:
+        yield
+    finally:
+        _LOADING.reset(token)
 
 
 def _target_name(target: str | Callable) -> str:
@@ -477,9 +501,10 @@ def _load_entry_point(ep) -> None:
     if ep.value in _PLUGINS:
         return
     try:
-        hook = ep.load()
-        if ep.attr and callable(hook):
-            hook()
+        with _loading(ep.module):
+            hook = ep.load()
+            if ep.attr and callable(hook):
+                hook()
     except (PluginError, KeyboardInterrupt):
         raise
     except KameError as exc:  # e.g. a bad register() call: the plugin's, not the config key's
@@ -509,9 +534,11 @@ def load_plugins(names, source: str = "--plugin") -> None:
                 spec = importlib.util.spec_from_file_location(f"kame_plugin_{path.stem}", path)
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[spec.name] = module
-                spec.loader.exec_module(module)
+                with _loading(str(path), is_file=True):
+                    spec.loader.exec_module(module)
             else:
-                importlib.import_module(name)
+                with _loading(name):
+                    importlib.import_module(name)
         except (PluginError, KeyboardInterrupt):
             raise
         except KameError as exc:  # e.g. a bad register() call: the plugin's, not the config key's

@@ -22,7 +22,8 @@ def test_a_mimi_checkpoint_given_as_the_embedded_codec_says_where_it_goes(tmp_pa
     # was: "mimi.safetensors is not a kame-embedded-codec/2 file (format None)"
     mimi = save_mimi(build_random("tiny"), tmp_path / MIMI_NAME)
     with pytest.raises(CheckpointError, match=rf"{mimi} is not a fitted embedded codec: .*is a Mimi codec "
-                                              rf"checkpoint; give it as the codec: mimi:{mimi} \(--set codec.spec="):
+                                              rf"checkpoint; give it as the codec: mimi:{mimi} \(codec.spec, or "
+                                              rf"the command's --codec\)"):
         registry.create("codec", f"embedded:{mimi}")
     other = tmp_path / "other.safetensors"  # safetensors of no known kind: says what it lacks
     from safetensors.torch import save_file

@@ -12,11 +12,22 @@ from kame.errors import CheckpointError, ConfigError
 from kame.model.loaders import load_frontend, save_frontend
 
 
-@pytest.mark.parametrize("seed", [2**64, -2**63 - 1, 1.5])
+@pytest.mark.parametrize("seed", [2**64, -1, -2**63 - 1, 1.5, True])
 def test_a_seed_torch_cannot_take_is_refused(seed):
+    # (the range said is the range checked: was [0, 2**64 - 1] said, -2**63..-1 taken)
     with pytest.raises(ConfigError, match=rf"seed={seed!r}: a seed is an integer in \[0, 2\*\*64 - 1\] "
                                           rf"\(frontend.seed"):
         load_frontend("random:tiny", seed=seed)
+
+
+def test_a_numpy_int_seed_is_taken():
+    import numpy as np
+    import torch
+
+    # (was: refused, "seed=np.int64(3): a seed is an integer ...")
+    a, _ = load_frontend("random:tiny", seed=np.int64(3))
+    b, _ = load_frontend("random:tiny", seed=3)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
 def test_save_frontend_refuses_a_codec_that_does_not_fit(tmp_path):
@@ -50,5 +61,6 @@ def test_a_codec_file_in_the_working_folder_is_named(tmp_path, monkeypatch):
     shutil.move(tmp_path / MIMI_NAME, tmp_path / "m.safetensors")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(CheckpointError, match=r"^m.safetensors has no config.json and is not a front-end checkpoint: "
-                                              r"it is a Mimi codec checkpoint; give it as the codec: mimi:m.safetensors"):
+                                              r"it is a Mimi codec checkpoint; give it as the codec: mimi:m.safetensors "
+                                              r"\(codec.spec, or the command's --codec\)$"):
         load_frontend("m.safetensors")

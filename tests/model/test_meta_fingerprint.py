@@ -1,4 +1,4 @@
-"""kame.model.meta.codec_fingerprint: the codec_sha256 save_frontend records is the codec's
+"""kame.model.meta.codec_identity: the codec_sha256 save_frontend records is the codec's
 fingerprint; kame's embedded codec's is taken from its file (checked as loading it checks it)
 without building the codec, any other codec's from the codec created."""
 
@@ -9,7 +9,7 @@ from kame import registry
 from kame.codec.embedded import model as embedded
 from kame.errors import CheckpointError
 from kame.model.loaders import load_frontend, save_frontend, save_tensors
-from kame.model.meta import codec_fingerprint
+from kame.model.meta import codec_identity
 from kame.paths import file_sha256
 
 
@@ -39,8 +39,8 @@ def test_the_embedded_codec_fingerprint_is_the_created_codecs_without_building_i
     fitted = registry.create("codec", f"embedded:{other}").fingerprint
     assert shipped == embedded.DEFAULT_SHA256 and fitted == file_sha256(other) != shipped
     built.clear()
-    assert codec_fingerprint("embedded") == shipped
-    assert codec_fingerprint(f"embedded:{other}") == fitted
+    assert codec_identity("embedded")[0] == shipped
+    assert codec_identity(f"embedded:{other}")[0] == fitted
     model = load_frontend("random:tiny", text_card=4000)[0]  # (kame's default tokenizer fits it)
     folder = save_frontend(model, tmp_path / "ck", codec=f"embedded:{other}")
     assert load_frontend(folder)[1].kame == {"codec": f"embedded:{other}", "codec_sha256": fitted}
@@ -49,23 +49,23 @@ def test_the_embedded_codec_fingerprint_is_the_created_codecs_without_building_i
 
 def test_the_embedded_file_is_checked_as_loading_checks_it(other, tmp_path):
     with pytest.raises(CheckpointError, match=r"embedded codec file not found: .*gone.safetensors"):
-        codec_fingerprint(f"embedded:{tmp_path / 'gone.safetensors'}")
+        codec_identity(f"embedded:{tmp_path / 'gone.safetensors'}")[0]
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(other.read_bytes())
     (tmp_path / "bad.safetensors.sha256").write_text("ab" * 32 + "  bad.safetensors\n")
     with pytest.raises(CheckpointError, match=r"bad.safetensors has sha256 [0-9a-f]{64}, expected abab"):
-        codec_fingerprint(f"embedded:{bad}")
+        codec_identity(f"embedded:{bad}")[0]
     with pytest.raises(CheckpointError, match=r"bad.safetensors has sha256 [0-9a-f]{64}, expected abab"):
         embedded.load(bad)  # (the same check, the same words)
     not_codec = tmp_path / "tok.safetensors"
     save_tensors({"w": torch.zeros(2)}, not_codec)
     with pytest.raises(CheckpointError, match=r"tok.safetensors is not a fitted embedded codec \(it has no 'kame' "
                                               r"metadata\)"):
-        codec_fingerprint(f"embedded:{not_codec}")
+        codec_identity(f"embedded:{not_codec}")[0]
 
 
 def test_another_codec_is_created_for_its_fingerprint(monkeypatch, built):
-    assert codec_fingerprint("mimi:random-tiny") is None  # (random weights: none)
+    assert codec_identity("mimi:random-tiny")[0] is None  # (random weights: none)
 
     class Mine:  # (the numbers and methods the registry asks of a codec)
         sample_rate, frame_rate, frame_size, num_codebooks, cardinality = 24000, 12.5, 1920, 8, 2048
@@ -76,4 +76,4 @@ def test_another_codec_is_created_for_its_fingerprint(monkeypatch, built):
     registry.schemes("codec")  # (kame's table loaded, so the entry below is what is looked up)
     entry = registry.Entry(lambda arg, **kw: made.append(arg) or Mine(), None)
     monkeypatch.setitem(registry._ENTRIES["codec"], "embedded", entry)  # a plugin in the embedded codec's place
-    assert codec_fingerprint("embedded:x") == "cd" * 32 and made == ["x"] and built == []
+    assert codec_identity("embedded:x")[0] == "cd" * 32 and made == ["x"] and built == []

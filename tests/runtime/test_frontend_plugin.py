@@ -69,3 +69,116 @@ def test_a_factory_that_returns_no_front_end_is_named(scratch):
 def test_an_unknown_scheme_is_still_refused_at_config_load():
     with pytest.raises(ConfigError, match=r"frontend.spec: 'nofe:abc' is not a front-end spec"):
         load_config(None, ["frontend.spec=nofe:abc"])
+
+
+def _checkpoint(tmp_path, **edit):
+    """A tiny saved front-end (embedded codec, kame's default tokenizer) whose config.json gets ``edit``
+    (None: the key removed; kame.tokenizer and its sha256 removed too)."""
+    import json
+
+    from kame.model.loaders import save_frontend
+
+    model, _ = load_frontend("random:tiny", text_card=4000)
+    ck = save_frontend(model, tmp_path / "ck", codec="embedded", tokenizer="default")
+    raw = json.loads((ck / "config.json").read_text())
+    for key in ("tokenizer", "tokenizer_sha256"):
+        raw["kame"].pop(key, None)
+    for key, value in edit.items():
+        raw.pop(key, None) if value is None else raw.__setitem__(key, value)
+    (ck / "config.json").write_text(json.dumps(raw))
+    return ck
+
+
+def _own(arg=None, device="cpu", dtype=None, seed=0, ck=None):  # a factory that passes none of the checks on
+    return Frontend(*load_frontend(str(ck), device=device, dtype=dtype, seed=seed))
+
+
+@pytest.mark.parametrize("passes_kwargs", [True, False])
+def test_a_plugin_front_end_missing_its_tokenizer_is_said_as_kames_own(scratch, tmp_path, passes_kwargs):
+    from kame.errors import CheckpointError
+
+    ck = _checkpoint(tmp_path, tokenizer_name="gone.model")
+    looked = rf"its text tokenizer 'gone.model' \(config.json tokenizer_name\) was not found: looked for {ck}/gone.model\."
+    with pytest.raises(CheckpointError, match=looked):  # kame's own loader
+        load_frame_models(load_config(None, [f"frontend.spec={ck}", *ALONE]))
+    if passes_kwargs:
+        registry.register("frontend", "myfe", lambda arg=None, **kw: Frontend(*load_frontend(str(ck), **kw)))
+    else:
+        registry.register("frontend", "myfe", lambda arg=None, device="cpu", dtype=None, seed=0: _own(
+            arg, device, dtype, seed, ck=ck))
+    # (was: AttributeError: 'NoneType' object has no attribute 'is_file', the plugin's form had no folder)
+    with pytest.raises(CheckpointError, match=r"frontend.spec = 'myfe': front-end 'myfe': " + looked):
+        load_frame_models(load_config(None, ["frontend.spec=myfe", *ALONE]))
+
+
+def test_a_plugin_front_end_missing_its_mimi_is_said_as_kames_own(scratch, tmp_path, monkeypatch):
+    import huggingface_hub.constants as hc
+
+    from kame.errors import CheckpointError
+
+    import shutil
+
+    from kame.backend.tokenizer import DEFAULT_MODEL
+
+    ck = _checkpoint(tmp_path, mimi_name="gone.safetensors", kame={}, tokenizer_name="spm.model")
+    shutil.copy(DEFAULT_MODEL, ck / "spm.model")
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)  # the published Mimi: not cached here
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    registry.register("frontend", "myfe", lambda arg=None, **kw: Frontend(*load_frontend(str(ck), **kw)))
+    with pytest.raises(CheckpointError, match=rf"codec.spec 'auto' for the front-end 'myfe': its config.json mimi_name "
+                                              rf"'gone.safetensors' was not found \(looked for {ck}/gone.safetensors\)"):
+        load_frame_models(load_config(None, ["frontend.spec=myfe", *ALONE]))
+
+
+def test_where_names_the_file_alone_without_a_folder():
+    from kame.runtime.loading import _where
+
+    class Info:
+        missing_files = ["gone.model"]
+
+    assert _where("gone.model", ("plugin", None, None), Info()) == "gone.model"
+
+
+def _bench_args(module, *argv):
+    import argparse
+
+    p = argparse.ArgumentParser()
+    module.add_arguments(p)
+    return p.parse_args(list(argv))
+
+
+def test_kame_bench_step_creates_a_plugin_front_end_through_its_factory(scratch, capsys):
+    from kame.bench import step
+
+    calls = []
+
+    def create(arg=None, **kw):
+        calls.append(kw)
+        return Frontend(*load_frontend("random:tiny", **kw))
+
+    registry.register("frontend", "myfe", create)
+    # (was: "'myfe' is not a front-end spec", refused up front)
+    assert step.main(_bench_args(step, "--frontend", "myfe", "--batch", "1", "--frames", "1", "--warmup", "0")) == 0
+    assert calls and calls[0]["oracle"] is True and "| `myfe` |" in capsys.readouterr().out
+    registry.register("frontend", "random", lambda arg=None, **kw: 1 / 0, replace=True)
+    # (was: kame's own random:tiny benched, the replacement ignored)
+    with pytest.raises(KameError, match=r"frontend 'random:tiny' could not be created: ZeroDivisionError"):
+        step.main(_bench_args(step, "--frontend", "random:tiny", "--frames", "1"))
+
+
+def test_kame_bench_sessions_takes_a_plugin_front_end(scratch, monkeypatch, capsys):
+    from kame.bench import sessions
+
+    registry.register("frontend", "myfe", lambda arg=None, **kw: Frontend(*load_frontend("random:tiny", **kw)))
+    ran = []
+
+    async def run_case(fe, codec, n, batched, *rest):  # (what runs it is the runtime's: kame run's path)
+        ran.append(fe)
+        return {"frontend": fe, "codec": codec, "params": 1e6, "batched": batched, "sessions": n, "frames": 1,
+                "step_p50": 0.01, "step_p99": 0.01, "missed": 0, "missed_ratio": 0.0, "max_late": 0.0,
+                "cpu_per_frame": 0.01, "cpu_share": 0.1}
+
+    monkeypatch.setattr(sessions, "run_case", run_case)
+    # (was: "'myfe' is not a front-end spec" from the up-front check, though the runtime takes it)
+    assert sessions.main(_bench_args(sessions, "--frontend", "myfe", "--sessions", "1", "--mode", "batched")) == 0
+    assert ran == ["myfe"]

@@ -20,13 +20,17 @@ Streaming and whole-signal results must agree (tests check it per codec).
 Both codecs check their input with the functions below, so bad input gets the same
 AudioFormatError (ConfigError for a bad batch size or reset rows) from either, before any
 state changes: a live session's stream keeps working.
+
+``fit_codec`` is the one check that a codec (or its ``CodecLayout``, read without building it)
+serves a front-end: the runtime's, training's and save_frontend's.
 """
 
 from __future__ import annotations
 
 import operator
 from abc import ABC, abstractmethod
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import torch
 
@@ -103,6 +107,49 @@ def check_num_codebooks(n: int, low: int, high: int) -> int:
     if k is None or isinstance(n, bool) or not low <= k <= high:
         raise ConfigError(f"num_codebooks must be an int in [{low}, {high}], got {n!r}")
     return k
+
+
+@dataclass
+class CodecLayout:
+    """A codec's token layout as fit_codec reads it, without the codec (kame.codec.embedded.layout:
+    from a fitted file's header), and its fingerprint (Codec.fingerprint)."""
+
+    frame_size: int
+    cardinality: int
+    num_codebooks: int  # what it codes with (set_num_codebooks)
+    total_codebooks: int  # the most it can code with
+    fingerprint: str | None = None
+
+    def set_num_codebooks(self, n: int) -> None:  # (as the codec's: 1..total_codebooks)
+        self.num_codebooks = check_num_codebooks(n, 1, self.total_codebooks)
+
+
+def fit_codec(codec: Any, codec_spec: str, cfg: Any, spec: str, fix: str | None = None) -> None:
+    """ConfigError unless ``codec`` (a Codec, or its CodecLayout) can serve the front-end of config
+    ``cfg`` (kame.model.config.LMConfig): 80 ms frames, its cardinality, and the codebooks it reads of
+    the user's audio and generates (n_user_q, dep_q), which the codec is then set to code with if it
+    can (one that codes a fixed number, at least those, is used as it is). ``fix``: what to do
+    (codec.spec auto: the codec is the checkpoint's own, so a misfit is inside the checkpoint);
+    default: use the codec it was trained with. The one check: the runtime's, training's and
+    save_frontend's."""
+    fix = fix or "use the codec it was trained with (codec.spec)"
+    if getattr(codec, "frame_size", 1920) != 1920:
+        raise ConfigError(f"codec {codec_spec!r} has frame_size {codec.frame_size}, the runtime needs 1920 (80 ms)")
+    if codec.cardinality != cfg.card:
+        raise ConfigError(f"codec {codec_spec!r} has {codec.cardinality} codes per codebook, the front-end "
+                          f"{spec!r} expects {cfg.card} (its config's card): {fix}")
+    need = max(cfg.n_user_q, cfg.dep_q)
+    if codec.num_codebooks == need:
+        return
+    try:
+        codec.set_num_codebooks(need)
+    except ConfigError as exc:
+        if codec.num_codebooks > need:  # it codes more than needed: the runtime takes the first ones
+            return
+        held = getattr(codec, "total_codebooks", None)  # (what its file stores: Mimi's, the embedded codec's)
+        has = f"holds {held} codebooks" if held is not None and held < need else f"cannot code with {need} ({exc})"
+        raise ConfigError(f"codec {codec_spec!r} {has}, the front-end {spec!r} needs {need} (n_user_q "
+                          f"{cfg.n_user_q}, dep_q {cfg.dep_q}): {fix}") from None
 
 
 def check_batch_size(batch_size: int) -> int:

@@ -54,7 +54,7 @@ import numpy as np
 from ..audio import SAMPLE_RATE as SR, read_wav, write_wav
 from ..cliargs import at_least
 from ..errors import ConfigError, KameError
-from ..paths import check_output_folder
+from ..paths import check_output_folder, write_replacing
 from .reference import (NEED_REF_CATS, apply_references, check_references, fastchat_lines, first_changed,
                         read_reference_answers, read_text, record_reference, reference_warning, turns_ok,
                         unreferenced)
@@ -354,9 +354,7 @@ def table(records: list[dict], categories, by_turn: bool = False) -> str:
 
 
 def _write_all(path: Path, records: list[dict]) -> None:
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    tmp.replace(path)
+    write_replacing(path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in records)), "results file")
 
 
 # ---------------------------------------------------------------------------- CLI

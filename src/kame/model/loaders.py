@@ -25,13 +25,16 @@ weights, a truncated file, a checkpoint of another kind: a Mimi codec, Kyutai ST
 speech-to-speech front-end is expected), ConfigError (bad config key or value, naming config.json).
 
 Shared with the Mimi loader (kame.codec.mimi.checkpoint): ``resolve_named`` (a file named by a
-config.json), ``read_safetensors``, ``strip_wrapper_prefix``, ``checkpoint_kind`` / ``kind_hint``.
+config.json) and ``read_config`` (and kame.model.tensorfiles: ``read_safetensors``,
+``strip_wrapper_prefix``, ``checkpoint_kind`` / ``kind_hint``). A checkpoint's weights are mapped
+onto the model by kame.model.statedict.convert_state.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import operator
 import os
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -43,7 +46,7 @@ import torch
 from ..config import frontend_spec_form
 from ..errors import CheckpointError, ConfigError, NotAvailableError
 from ..hub import HubFileNotFound, HubUnreachable, hf_download, split_hf
-from ..paths import local_path
+from ..paths import default_mode, local_path
 from .config import (DEFAULT_TOKENIZER, DTYPE_NAMES, SHAPE_KEYS, LMConfig, config_json, moshi_7b, random_config,
                      random_spec_options)
 from .formats import (KWARGS_NAME, drop_user_stream, finetune_config, folder_kwargs, hf_kwargs, read_json, read_kwargs,
@@ -51,9 +54,9 @@ from .formats import (KWARGS_NAME, drop_user_stream, finetune_config, folder_kwa
 from .lm import LMModel
 from .meta import kame_record, mimi_trained, named_tokenizer, tokenizer_name
 from .modules import NEEDS_CONTEXT
+from .statedict import convert_state
 from .stepper import Sampling, Stepper
-from .tensorfiles import (SAFETENSORS_SUFFIXES, checkpoint_kind, default_mode, file_kind, kind_hint, read_safetensors,
-                          save_tensors, strip_wrapper_prefix)
+from .tensorfiles import SAFETENSORS_SUFFIXES, checkpoint_kind, file_kind, kind_hint, read_safetensors, save_tensors
 
 log = logging.getLogger(__name__)
 
@@ -357,46 +360,16 @@ def check_expected(expect: str | None, cfg: LMConfig, spec: str) -> None:
                               f"STT; use it as frontend.spec={spec}")
 
 
-def convert_state(state: dict[str, torch.Tensor], model: LMModel, dtype: torch.dtype,
-                  upgrade_oracle: bool = True) -> tuple[dict[str, torch.Tensor], bool]:
-    """Map a published state dict onto `model`'s names, check keys/shapes/dtypes, cast.
-    Returns (state, oracle_upgraded)."""
-    state = dict(state)
-    expected = model.state_dict()  # meta tensors: names and shapes only
-    state = strip_wrapper_prefix(state, "text_emb.weight")  # a training wrapper's "model." / "lm."
-    # Fused attention weights of published checkpoints: in_proj_weight [S * O, I] -> in_projs.S.weight.
-    for key in [k for k in state if k.endswith(("self_attn.in_proj_weight", "self_attn.in_proj.weight",
-                                                "self_attn.out_proj.weight"))]:
-        prefix, name = key.rsplit("self_attn.", 1)
-        dst = "in_projs" if name.startswith("in_proj") else "out_projs"
-        n = sum(1 for k in expected if k.startswith(f"{prefix}self_attn.{dst}."))
-        w = state.pop(key)
-        if n == 0 or w.shape[0] % n:
-            raise CheckpointError(f"checkpoint key {key} shape {tuple(w.shape)} does not fit the config")
-        for i, part in enumerate(w.view(n, -1, *w.shape[1:])):
-            state[f"{prefix}self_attn.{dst}.{i}.weight"] = part
-    upgraded = False
-    if model.has_oracle and "oracle_emb.weight" not in state and upgrade_oracle:
-        for k in [k for k in state if k.startswith("text_emb.")]:
-            state["oracle_emb." + k[len("text_emb."):]] = state[k].clone()
-        upgraded = True
-    missing = [k for k in expected if k not in state]
-    unknown = [k for k in state if k not in expected]
-    if unknown:
-        hint = " (a KAME checkpoint: load it with oracle=True)" if any(k.startswith("oracle_emb.") for k in unknown) else ""
-        raise CheckpointError(f"checkpoint has {len(unknown)} key(s) the config does not define{hint}: "
-                              f"{', '.join(unknown[:8])}{' ...' if len(unknown) > 8 else ''}")
-    if missing:
-        raise CheckpointError(f"checkpoint lacks {len(missing)} key(s): {', '.join(missing[:8])}"
-                              f"{' ...' if len(missing) > 8 else ''}")
-    for k, v in state.items():
-        want = expected[k]
-        if tuple(v.shape) != tuple(want.shape):
-            raise CheckpointError(f"shape mismatch for {k}: checkpoint {tuple(v.shape)}, config expects {tuple(want.shape)}")
-        if not v.dtype.is_floating_point:
-            raise CheckpointError(f"{k} has dtype {v.dtype} (quantized?); expected floating point weights")
-        state[k] = v.to(dtype)
-    return state, upgraded
+def _check_seed(seed: Any) -> int:
+    """load_frontend's seed: an integer in [0, 2**64 - 1] (torch.manual_seed's; numpy ints too, not a
+    bool) -> int, else ConfigError. (kame's callers pass frontend.seed's -1, nondeterministic, as 0.)"""
+    try:
+        n = operator.index(seed)
+    except TypeError:
+        n = None
+    if n is None or isinstance(seed, bool) or not 0 <= n < 2**64:
+        raise ConfigError(f"seed={seed!r}: a seed is an integer in [0, 2**64 - 1] (frontend.seed in kame's config)")
+    return n
 
 
 def build_meta(cfg: LMConfig) -> LMModel:
@@ -424,8 +397,7 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
     get theirs from rank 0 (kame.train.parallel.prepare)."""
     form = spec_form if spec_form is not None else check_frontend_spec(spec)
     kind, name, _ = form
-    if isinstance(seed, bool) or not isinstance(seed, int) or not -2**63 <= seed < 2**64:  # torch.manual_seed's
-        raise ConfigError(f"seed={seed!r}: a seed is an integer in [0, 2**64 - 1] (frontend.seed in kame's config)")
+    seed = _check_seed(seed)
     device = parse_device(device)
     dt = parse_dtype(dtype, device)
     spec = str(spec)
@@ -568,10 +540,6 @@ def save_frontend(model: LMModel, folder: str | Path, dtype: Any = None, *, code
              "tokenizer_sha256": tokenizer_sha256, "train": train}
     if any(v is not None for v in given.values()):
         meta = kame_record(model.cfg, meta, folder, given)
-    if codec is not None:  # (was: written, then refused by `kame run`: another card, too few codebooks)
-        from ..runtime.frontend import check_saved_codec
-
-        check_saved_codec(meta["kame"]["codec"], model.cfg, folder, sha_given=codec_sha256 is not None)
     raw = config_json(model.cfg, meta, MOSHI_NAME)
     text = json.dumps(raw, indent=2)
     if folder.exists() and not folder.is_dir():

@@ -62,7 +62,10 @@ def mimi_trained(meta: Mapping[str, Any], has_config: bool = True) -> str | None
 def kame_record(cfg: LMConfig, meta: dict[str, Any], folder: Path, given: dict[str, Any]) -> dict[str, Any]:
     """save_frontend's meta with the "kame" object updated from ``given`` (codec, tokenizer, their
     sha256, train): a codec or tokenizer given replaces the recorded one and its sha256, which is
-    computed unless given (the codec's fingerprint: None for random weights, then not recorded)."""
+    computed unless given (the codec's fingerprint: None for random weights, then not recorded).
+    A codec given must fit the model (kame.codec.base.fit_codec, as the runtime would refuse the
+    checkpoint); it is created once for both (codec_identity), and not at all with its sha256 given
+    (then only the embedded codec's fit is checked, from its file's header, if at hand)."""
     from .. import registry
     from ..backend.tokenizer import DEFAULT_MODEL  # (lazily: sentencepiece)
     from ..paths import file_sha256
@@ -89,13 +92,11 @@ def kame_record(cfg: LMConfig, meta: dict[str, Any], folder: Path, given: dict[s
     except ConfigError as exc:
         raise ConfigError(f"save_frontend: {exc}") from None
     check_tokenizer_fits(cfg, {**meta, "kame": kame}, folder)  # (before a codec is built for its sha256)
-    if given["codec"] is not None and "codec_sha256" not in kame:
-        try:
-            fingerprint = codec_fingerprint(kame["codec"])
-        except KameError as exc:  # (a missing file, ...): the error's own type
-            raise type(exc)(f"save_frontend: codec {kame['codec']!r} (created for its sha256; give codec_sha256 "
-                            f"to record it without it): {exc}") from exc
-        if fingerprint is None:
+    if given["codec"] is not None:
+        fingerprint = _check_codec(cfg, kame["codec"], folder, "codec_sha256" not in kame)
+        if "codec_sha256" in kame:  # (given)
+            pass
+        elif fingerprint is None:
             log.warning("save_frontend: codec %s has no fingerprint (random weights?): config.json records its spec "
                         "only, and kame cannot check that the front-end runs with the same codec", kame["codec"])
         else:
@@ -146,14 +147,46 @@ def check_tokenizer_fits(cfg: LMConfig, meta: Mapping[str, Any], folder: Path) -
                       f"kame would refuse to run the checkpoint: {fix}")
 
 
-def codec_fingerprint(spec: str) -> str | None:
-    """The fingerprint of the codec ``spec`` names (kame.codec.base.Codec.fingerprint): kame's
-    embedded codec's from its file, checked as loading it checks it, without building the codec;
-    any other codec's from the codec created."""
+def _check_codec(cfg: LMConfig, spec: str, folder: Path, fingerprint: bool) -> str | None:
+    """kame_record's codec: its fingerprint (codec_identity's; None unless ``fingerprint``), its fit
+    to the model checked (ConfigError "save_frontend: ..."). One that cannot be read or created is
+    the caller's error (its own type), unless ``fingerprint`` is False (its sha256 given: it need
+    not be at hand, and is not checked then)."""
+    from ..codec.base import fit_codec  # (lazily: torch)
+
+    try:
+        found, layout = codec_identity(spec, fingerprint)
+    except KameError as exc:  # (a missing file, ...): the error's own type
+        raise type(exc)(f"save_frontend: codec {spec!r} (created for its sha256; give codec_sha256 to record it "
+                        f"without it): {exc}") from exc
+    if layout is not None:  # (was: written, then refused by `kame run`: another card, too few codebooks)
+        try:
+            fit_codec(layout, spec, cfg, str(folder), "save it with the codec it was trained with (codec=...)")
+        except ConfigError as exc:
+            raise ConfigError(f"save_frontend: {exc}") from None
+    return found
+
+
+def codec_identity(spec: str, fingerprint: bool = True) -> tuple[str | None, Any]:
+    """(fingerprint, layout) of the codec ``spec`` names (kame.codec.base.Codec.fingerprint, and
+    what fit_codec reads), with at most one codec created: kame's embedded codec's both from its
+    fitted file's header (kame.codec.embedded.layout: checked as loading it checks it, nothing
+    built); any other codec's from the codec, created once (its own layout). ``fingerprint``
+    False (its sha256 is known): only a layout that is cheap, the embedded codec's header (None if
+    it cannot be read: such a codec need not be at hand), and no codec is created."""
     from .. import registry
     from ..codec.embedded import model as embedded
 
-    factory, arg = registry.resolve("codec", spec)
-    if factory is embedded.create:  # (not a plugin registered in its place)
-        return embedded.fingerprint(arg)
-    return getattr(registry.create("codec", spec), "fingerprint", None)
+    try:
+        factory, arg = registry.resolve("codec", spec)
+        if factory is embedded.create:  # (not a plugin registered in its place)
+            layout = embedded.layout(arg)
+            return layout.fingerprint, layout
+    except KameError:
+        if fingerprint:
+            raise
+        return None, None
+    if not fingerprint:
+        return None, None
+    codec = registry.create("codec", spec)
+    return getattr(codec, "fingerprint", None), codec

@@ -13,7 +13,6 @@ Shared by the front-end loader (kame.model.loaders) and the Mimi loader (kame.co
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -22,7 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..errors import CheckpointError
-from ..paths import lfs_pointer
+from ..paths import default_mode, lfs_pointer
 
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft", ".sfts")
 _MAX_HEADER = 100_000_000  # safetensors' own limit on its JSON header
@@ -126,10 +125,10 @@ def kind_hint(kind: str, path: Path) -> str:
     message names the path already)."""
     folder = path.parent if path.suffix in SAFETENSORS_SUFFIXES else path
     return {
-        "mimi": f"it is a Mimi codec checkpoint; give it as the codec: mimi:{path} (--set codec.spec=..., "
-                f"codec.spec in the config, or kame codec's --codec)",
-        "embedded": f"it is a fitted embedded codec; give it as the codec: embedded:{path} (--set codec.spec=..., "
-                    f"codec.spec in the config, or kame codec's --codec)",
+        "mimi": f"it is a Mimi codec checkpoint; give it as the codec: mimi:{path} (codec.spec, or the "
+                f"command's --codec)",
+        "embedded": f"it is a fitted embedded codec; give it as the codec: embedded:{path} (codec.spec, or the "
+                    f"command's --codec)",
         "frontend": f"it holds front-end LM weights (Moshi/KAME); give their folder as the front-end: "
                     f"frontend.spec={folder} (its Mimi codec is the file its config.json names as mimi_name)",
         "stt": f"it holds Kyutai STT LM weights (text out, no audio); give their folder as the speech-to-text "
@@ -143,19 +142,3 @@ def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | Path, metadata
     Shared by the front-end, Mimi and embedded codec writers."""
     save_file(dict(tensors), str(path), metadata=metadata)
     default_mode(path)
-
-
-def default_mode(path: str | Path) -> None:
-    """Give ``path`` the permissions a new file gets here (0666 less the umask), as a file made
-    by mkstemp (0600) or safetensors is not."""
-    os.chmod(path, 0o666 & ~_umask())
-
-
-def _umask() -> int:
-    """The process's umask, read without setting it (os.umask would change it for a moment, for
-    every thread): Linux's /proc; elsewhere the usual 022."""
-    try:
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
-    except (OSError, StopIteration, ValueError, IndexError):
-        return 0o022

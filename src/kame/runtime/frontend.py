@@ -28,13 +28,14 @@ was trained on Mimi codes (another codec: a ConfigError). Everything that can re
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from ..audio import peak_problem
-from ..codec.base import check_codes, check_frame
+from ..codec.base import check_codes, check_frame, fit_codec
 from ..config import KameConfig
 from ..errors import AudioFormatError, CheckpointError, ConfigError, KameError
 from .loading import auto_codec, check_codec, check_fingerprint, check_tokenizer, config_key, config_keys, recorded_codec
@@ -237,14 +238,16 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
 
         def check(finfo) -> None:  # before the weights load: a 7B checkpoint is refused in seconds
             chosen["checked"] = True
+            # where its companion files were looked for: a plugin's factory says by what it loaded
+            where = form if plugin is None else _loaded_form(finfo)  # (was: none, and _where failed on it)
             with config_key("codec.spec"):
                 check_codec(finfo, spec, named, codec_spec)
             with config_key("frontend.spec"):
-                check_tokenizer(finfo, spec, form)
+                check_tokenizer(finfo, spec, where)
             with config_key("codec.spec"):  # the codec it runs with, and whether it fits
-                _choose_codec(finfo)
+                _choose_codec(finfo, where)
 
-        def _choose_codec(finfo) -> None:
+        def _choose_codec(finfo, form) -> None:
             codec, cspec, fix = named, codec_spec, None
             if codec is None and finfo.kame.get("codec"):  # "auto": the codec it was trained with
                 cspec = finfo.kame["codec"]
@@ -267,7 +270,7 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
                                                  oracle=want, expect="frontend", before_weights=check,
                                                  weights=weights)
                 else:  # the same keyword arguments, through the registry; the same checks after
-                    model, finfo = _plugin_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), oracle=want,
+                    model, finfo = plugin_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), oracle=want,
                                                     expect="frontend", before_weights=check, weights=weights)
                     check_expected("frontend", model.cfg, spec)  # (a factory may not have passed expect on)
             if plugin is not None and finfo.weights is None and "checked" not in chosen:  # random weights:
@@ -306,10 +309,11 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
     return model, codec, codec_spec, tokenizer, info
 
 
-def _plugin_frontend(spec: str, **kwargs):
-    """A front-end of a plugin's scheme (or of a built-in one it replaced): its factory called as
-    the built-in ones are, factory(arg, **load_frontend's keyword arguments) (those its signature
-    does not take are left out) -> (model, FrontendInfo) of the Frontend it returns."""
+def plugin_frontend(spec: str, **kwargs):
+    """A front-end of a plugin's scheme (or of a built-in one it replaced: registry.plugin_scheme):
+    its factory called as the built-in ones are, factory(arg, **load_frontend's keyword arguments)
+    (those its signature does not take are left out) -> (model, FrontendInfo) of the Frontend it
+    returns, else ConfigError. (load_frontend_checked's, and kame bench step's.)"""
     from .. import registry
     from ..model.config import LMConfig
     from ..model.loaders import Frontend, FrontendInfo
@@ -325,6 +329,22 @@ def _plugin_frontend(spec: str, **kwargs):
     return model, finfo
 
 
+def _loaded_form(finfo):
+    """The form (check_frontend_spec's) of what a plugin's factory loaded, for where its companion
+    files were looked for: its FrontendInfo's source when that is a front-end spec (a checkpoint
+    folder or file, hf://...), else the folder of its weights, else none (("plugin", None, None):
+    the errors name the file alone)."""
+    from ..model.loaders import check_frontend_spec
+
+    try:
+        return check_frontend_spec(finfo.source)
+    except (KameError, TypeError, ValueError):  # (e.g. a source that is no spec, or a folder gone since)
+        pass
+    if finfo.weights is not None:
+        return "path", None, Path(finfo.weights).parent
+    return "plugin", None, None
+
+
 def _oracle_stream(model, finfo, kind: str) -> str:
     """What the front-end's oracle input is: "trained" (the checkpoint's oracle_emb, KAME),
     "text_emb-copy" (a checkpoint without one, e.g. Moshi: cloned from text_emb on load),
@@ -334,85 +354,6 @@ def _oracle_stream(model, finfo, kind: str) -> str:
     if kind == "random" or finfo.weights is None:  # (a plugin's front-end of random weights too)
         return "random"
     return "text_emb-copy" if finfo.oracle_upgraded else "trained"
-
-
-def fit_codec(codec, codec_spec: str, cfg, spec: str, fix: str | None = None) -> None:
-    """ConfigError unless ``codec`` can serve the front-end of config ``cfg``: 80 ms frames, its
-    cardinality, and the codebooks it reads of the user's audio and generates (n_user_q, dep_q),
-    which the codec is then set to code with if it can (one that codes a fixed number, at least
-    those, is used as it is). ``fix``: what to do (codec.spec auto: the codec is the checkpoint's
-    own, so a misfit is inside the checkpoint); default: use the codec it was trained with."""
-    fix = fix or "use the codec it was trained with (codec.spec)"
-    if getattr(codec, "frame_size", 1920) != 1920:
-        raise ConfigError(f"codec {codec_spec!r} has frame_size {codec.frame_size}, the runtime needs 1920 (80 ms)")
-    if codec.cardinality != cfg.card:
-        raise ConfigError(f"codec {codec_spec!r} has {codec.cardinality} codes per codebook, the front-end "
-                          f"{spec!r} expects {cfg.card} (its config's card): {fix}")
-    need = max(cfg.n_user_q, cfg.dep_q)
-    if codec.num_codebooks == need:
-        return
-    try:
-        codec.set_num_codebooks(need)
-    except ConfigError as exc:
-        if codec.num_codebooks > need:  # it codes more than needed: the runtime takes the first ones
-            return
-        held = getattr(codec, "total_codebooks", None)  # (Mimi: what its file stores)
-        has = f"holds {held} codebooks" if held is not None and held < need else f"cannot code with {need} ({exc})"
-        raise ConfigError(f"codec {codec_spec!r} {has}, the front-end {spec!r} needs {need} (n_user_q "
-                          f"{cfg.n_user_q}, dep_q {cfg.dep_q}): {fix}") from None
-
-
-def check_saved_codec(codec_spec: str, cfg, folder, sha_given: bool = False) -> None:
-    """save_frontend's codec (config.json kame.codec) checked with fit_codec before anything is
-    written, as the runtime would refuse the checkpoint: ConfigError "save_frontend: ...". kame's
-    embedded codec is read from its file's header, not built (as save_frontend takes its
-    fingerprint: kame.model.meta.codec_fingerprint); another codec is created. One that cannot be
-    read or created is the caller's error, unless its sha256 was given (``sha_given``: the codec
-    need not be at hand then, and is not checked)."""
-    try:
-        codec = _codec_layout(codec_spec)
-    except KameError:
-        if sha_given:
-            return
-        raise
-    try:
-        fit_codec(codec, codec_spec, cfg, str(folder), "save it with the codec it was trained with (codec=...)")
-    except ConfigError as exc:
-        raise ConfigError(f"save_frontend: {exc}") from None
-
-
-class _EmbeddedLayout:
-    """What fit_codec reads of an embedded codec (its token layout), from its config alone."""
-
-    def __init__(self, cfg) -> None:
-        self.frame_size, self.cardinality, self.num_codebooks = cfg.frame_size, cfg.cardinality, cfg.num_codebooks
-        self.total_codebooks = cfg.num_codebooks
-
-    def set_num_codebooks(self, n: int) -> None:  # (EmbeddedCodec.set_num_codebooks' bounds)
-        from ..codec.base import check_num_codebooks
-
-        self.num_codebooks = check_num_codebooks(n, 1, self.total_codebooks)
-
-
-def _codec_layout(codec_spec: str):
-    """The codec ``codec_spec`` names, as far as fit_codec reads it: kame's embedded codec's config
-    from its fitted file's header (nothing built), any other codec created."""
-    import json
-
-    from .. import registry
-    from ..codec.embedded import model as embedded
-    from ..model.tensorfiles import safetensors_header
-    from ..paths import local_path
-
-    factory, arg = registry.resolve("codec", codec_spec)
-    if factory is not embedded.create:  # (a plugin registered in its place is created)
-        return registry.create("codec", codec_spec)
-    path = local_path(arg) if arg else embedded.DEFAULT_PATH
-    try:
-        conf = json.loads(safetensors_header(path)[1].get("kame", "{}")).get("config", {})
-        return _EmbeddedLayout(embedded.EmbeddedCodecConfig.from_dict({"f0_delta": False, **conf}))
-    except (ValueError, TypeError, AttributeError):  # (not a fitted file: loading it says what is wrong)
-        return registry.create("codec", codec_spec)
 
 
 def load_frame_models(cfg: KameConfig):

@@ -192,7 +192,8 @@ def _finetune(finfo) -> str:
 
 def _where(name: str, form, finfo) -> str:
     """Where the loader looked for a companion file named ``name`` by config.json (and why it was
-    not taken, from ``info.missing_files``)."""
+    not taken, from ``info.missing_files``); ``form``: check_frontend_spec's, its path None where no
+    folder is known (a plugin's front-end: the name alone)."""
     from ..model.loaders import local_name
 
     kind, repo, path = form
@@ -203,6 +204,8 @@ def _where(name: str, form, finfo) -> str:
         where = str(local)
     elif kind == "hf":
         where = f"hf://{repo}/{name}"
+    elif path is None:  # no folder known (a plugin's front-end that says none): the name alone
+        where = name
     else:
         where = str((path.parent if path.is_file() else path) / name)
     why = [m[len(name):].strip(" ()") for m in finfo.missing_files if m.startswith(name + " (")]

@@ -197,7 +197,7 @@ def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool =
     import torch
     import torch.distributed as dist
 
-    from ..runtime.frontend import fit_codec
+    from ..codec.base import fit_codec
     from .codes import write_codes
     from .examples import training_example
 

@@ -13,13 +13,13 @@ its codec does not make.
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..paths import write_replacing
 from .data import AUDIO, CODES, DataError, Dialogue
 
 # what np.load and a codes.npz's arrays raise for a file that is not one, or one cut short or damaged
@@ -60,9 +60,13 @@ def write_codes(d: Dialogue, codec, *, spec: str) -> Path:
             "audio_sha256": d.audio_sha256()}
     dtype = np.int16 if int(codec.cardinality) <= 32768 else np.int32
     path = d.folder / CODES
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, user=user.numpy().astype(dtype), agent=agent.numpy().astype(dtype), meta=np.array(json.dumps(meta)))
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:  # (to a file object: np.savez would add .npz to the temporary file's name)
+        with open(tmp, "wb") as f:
+            np.savez(f, user=user.numpy().astype(dtype), agent=agent.numpy().astype(dtype),
+                     meta=np.array(json.dumps(meta)))
+
+    write_replacing(path, write, "codes cache", error=DataError)
     return path
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
@@ -33,7 +32,7 @@ import numpy as np
 
 from ..backend.types import FRAME_SIZE, SAMPLE_RATE  # (kame's audio: 24 kHz, 80 ms frames)
 from ..errors import KameError
-from ..paths import file_sha256
+from ..paths import file_sha256, write_replacing
 
 FRAME_RATE = SAMPLE_RATE / FRAME_SIZE  # 12.5 Hz
 FORMAT, VERSION = "kame-dialogue", 1
@@ -403,10 +402,9 @@ def _read_json(path: Path) -> tuple[dict, bytes]:
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Write through a temporary file renamed into place: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write through a temporary file renamed into place (write_replacing): a reader never sees
+    half a file; one that cannot be written is a DataError naming it."""
+    write_replacing(path, lambda tmp: tmp.write_text(text), error=DataError)
 
 
 # ---------------------------------------------------------------------------------------------

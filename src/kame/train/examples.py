@@ -128,7 +128,7 @@ def training_example(d: Dialogue, codec, tokenizer, cfg, *, use_cache: bool = Tr
     a UserWarning says when its text stream lags its words by more than ``drift_warning_s``, drops
     tokens at the end, or loses characters the tokenizer does not know."""
     from ..model.stepper import oracle_ids, oracle_timeline
-    from ..runtime.frontend import fit_codec  # the runtime's rule: the same codebooks as at inference
+    from ..codec.base import fit_codec  # the runtime's rule: the same codebooks as at inference
 
     where = f"dialogue {d.folder}" if d.folder is not None else "dialogue"
     d.ensure_valid(where)  # (an in-memory dialogue has not been checked by a read or a write)

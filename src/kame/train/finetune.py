@@ -298,6 +298,7 @@ def save_checkpoint(model, weights: dict, optim: dict, out: Path, step: int, tcf
     import torch
 
     from ..model.loaders import save_frontend
+    from ..paths import write_replacing
 
     folder = step_folder(out, step)
     tok = tokenizer_spec
@@ -310,9 +311,8 @@ def save_checkpoint(model, weights: dict, optim: dict, out: Path, step: int, tcf
     train_rec = {"step": step, "world_size": world, "config": json.loads(json.dumps(asdict(tcfg))),
                  "manifest": str(Path(manifest).resolve()), "manifest_sha256": manifest_sha, **(extra or {})}
     save_frontend(model, folder, codec=codec_spec, tokenizer=tok, train=train_rec, state_dict=weights)
-    tmp = folder / f".{STATE}.tmp"
-    torch.save({"step": step, "optimizer": optim, "train": train_rec}, tmp)
-    os.replace(tmp, folder / STATE)
+    write_replacing(folder / STATE, lambda tmp: torch.save({"step": step, "optimizer": optim, "train": train_rec}, tmp),
+                    "training state")
     if "sharded" not in optim:  # (an earlier sharded save of this step's files: not this one's)
         drop_sharded_optimizer(folder)
     link, tmp_link = out / "latest", out / ".latest.tmp"
@@ -471,9 +471,11 @@ def load_for_training(spec: str, codec_spec: str, text_card: int | None, device,
     from ..errors import CheckpointError
     from ..model.config import random_config
     from ..model.loaders import check_frontend_spec, load_frontend
-    from ..runtime.frontend import fit_codec, load_frontend_checked, random_overrides
+    from ..codec.base import fit_codec
+    from ..runtime.frontend import load_frontend_checked, random_overrides
 
-    form = check_frontend_spec(spec)
+    # (a plugin's front-end, or a built-in scheme it replaced: load_frontend_checked's, as kame run's)
+    form = ("plugin", None, None) if registry.plugin_scheme("frontend", spec) else check_frontend_spec(spec)
     if form[0] == "random":
         codec_spec = "embedded" if codec_spec == "auto" else codec_spec
         codec = registry.create("codec", codec_spec)

@@ -6,7 +6,8 @@ sentences, data, channel) and the command lines that use them start without impo
 
 from .config import EmbeddedCodecConfig
 
-__all__ = ["EmbeddedCodecConfig", "EmbeddedCodec", "EmbeddedStream", "DEFAULT_PATH", "create", "load", "save"]
+__all__ = ["EmbeddedCodecConfig", "EmbeddedCodec", "EmbeddedStream", "DEFAULT_PATH", "create", "layout", "load",
+           "save"]
 
 
 def __getattr__(name: str):

@@ -11,6 +11,7 @@ kame/assets and is made by `kame codec fit` (see docs/codecs.md).
     codes = s.encode_frame(frame)               # [B, 1920] -> [B, 8]
     out = s.decode_frame(codes)                 # [B, 8] -> [B, 1920]
     s.reset([2])                                # row 2 starts a new session
+    layout(PATH)                                # its token layout and sha256, from the file's header alone
 
 Encoding and decoding are causal (no look-ahead): streaming and whole-signal results are equal
 (tests check it). The decoded audio lags the input by ``delay_samples`` (20 ms). The encoder
@@ -31,8 +32,8 @@ import torch
 
 from ...errors import CheckpointError, ConfigError, NotAvailableError
 from ...paths import file_sha256, local_path
-from ..base import (Codec, CodecStream, check_batch_size, check_codes, check_frame, check_num_codebooks, check_pcm,
-                    rows_mask)
+from ..base import (Codec, CodecLayout, CodecStream, check_batch_size, check_codes, check_frame, check_num_codebooks,
+                    check_pcm, rows_mask)
 from .config import EmbeddedCodecConfig
 from .features import Analyzer, LevelState, agc_gain, frame_windows
 from .rvq import RVQ
@@ -75,6 +76,10 @@ class EmbeddedCodec(Codec):
         loop then closes on what an ``n``-codebook decoder decodes, so set this (not a slice of
         8-codebook codes) when the decoder will get fewer codebooks; its pitch would drift."""
         self.num_codebooks = check_num_codebooks(n, 1, self.cfg.num_codebooks)
+
+    @property
+    def total_codebooks(self) -> int:  # the most it codes with (its file's; Mimi has the same attribute)
+        return self.cfg.num_codebooks
 
     # --- shared pieces ---------------------------------------------------------------------
     def _check_codes(self, codes: torch.Tensor, dims: int, what: str, batch_size: int | None = None) -> torch.Tensor:
@@ -241,6 +246,15 @@ def fingerprint(path: str | Path | None = None, *, sha256: str | None = None) ->
     the file alone: checked as load checks it up to its tensors, which are not read (no codec is
     built: for a checkpoint's record of its codec, kame.model.meta)."""
     return _fitted_file(path, sha256)[2]
+
+
+def layout(path: str | Path | None = None, *, sha256: str | None = None) -> CodecLayout:
+    """The token layout and fingerprint of the codec ``load(path, sha256=sha256)`` makes, from its
+    file's header alone: checked as load checks it up to its tensors, which are not read (no codec
+    is built: save_frontend's fit check and record, kame.model.meta.codec_identity)."""
+    path, meta, got = _fitted_file(path, sha256)
+    cfg = _config(path, meta.get("config", {}))
+    return CodecLayout(cfg.frame_size, cfg.cardinality, cfg.num_codebooks, cfg.num_codebooks, fingerprint=got)
 
 
 def _fitted_file(path: str | Path | None, sha256: str | None) -> tuple[Path, dict, str]:
