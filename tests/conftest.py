@@ -32,3 +32,19 @@ def _seed():
     else:
         onnxruntime.set_seed(0)
     yield
+
+
+@pytest.fixture
+def scratch():
+    """kame's component registry as it was before the test: schemes a test added removed, built-ins
+    it replaced restored, plugins it loaded forgotten."""
+    from kame import registry
+
+    registry.schemes("llm")  # the built-in table first
+    before = {kind: dict(entries) for kind, entries in registry._ENTRIES.items()}
+    plugins = set(registry._PLUGINS)
+    yield
+    for kind, entries in registry._ENTRIES.items():
+        entries.clear()
+        entries.update(before.get(kind, {}))
+    registry._PLUGINS.intersection_update(plugins)

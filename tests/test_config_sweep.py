@@ -13,19 +13,6 @@ from kame.config import load_config
 from kame.errors import ConfigError, PluginError
 
 
-@pytest.fixture
-def scratch():
-    """The registry as it was before the test: schemes added removed, built-ins replaced restored."""
-    registry.schemes("llm")  # the built-in table first
-    before = {kind: dict(entries) for kind, entries in registry._ENTRIES.items()}
-    plugins = set(registry._PLUGINS)
-    yield
-    for kind, entries in registry._ENTRIES.items():
-        entries.clear()
-        entries.update(before.get(kind, {}))
-    registry._PLUGINS.intersection_update(plugins)
-
-
 def test_torch_threads_has_an_upper_bound():
     assert load_config(None, ["runtime.torch_threads=1024"]).runtime.torch_threads == 1024
     with pytest.raises(ConfigError, match=r"runtime.torch_threads: must be <= 1024, got 2147483648"):

@@ -16,19 +16,6 @@ from kame.errors import ConfigError, KameError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def scratch():
-    """Schemes registered by a test are removed after it."""
-    registry.schemes("stt")  # the built-in table first: it stays
-    before = {kind: set(entries) for kind, entries in registry._ENTRIES.items()}
-    plugins = set(registry._PLUGINS)
-    yield
-    for kind, entries in registry._ENTRIES.items():
-        for scheme in set(entries) - before.get(kind, set()):
-            del entries[scheme]
-    registry._PLUGINS.intersection_update(plugins)
-
-
 class _NotAnLLM:
     pass
 

@@ -18,19 +18,6 @@ from kame.errors import ConfigError, KameError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def scratch():
-    """The registry as it was before the test: schemes added removed, built-ins replaced restored."""
-    registry.schemes("stt")  # the built-in table first
-    before = {kind: dict(entries) for kind, entries in registry._ENTRIES.items()}
-    plugins = set(registry._PLUGINS)
-    yield
-    for kind, entries in registry._ENTRIES.items():
-        entries.clear()
-        entries.update(before.get(kind, {}))
-    registry._PLUGINS.intersection_update(plugins)
-
-
 class _LLM:
     async def stream_chat(self, messages, *, max_tokens=None, temperature=None):
         yield "mine"

@@ -14,17 +14,6 @@ from kame.runtime.frontend import load_frame_models
 ALONE = ["backend.stt=none", "backend.llm=none"]
 
 
-@pytest.fixture
-def scratch():
-    """The registry as it was before the test: schemes added removed, built-ins replaced restored."""
-    registry.schemes("frontend")  # the built-in table first
-    before = {kind: dict(entries) for kind, entries in registry._ENTRIES.items()}
-    yield
-    for kind, entries in registry._ENTRIES.items():
-        entries.clear()
-        entries.update(before.get(kind, {}))
-
-
 def test_a_plugin_scheme_is_loaded_through_its_factory(scratch):
     calls = []
 
