@@ -106,3 +106,21 @@ def test_check_spec_names_the_alternative_only_where_it_answers(monkeypatch):
         registry.check_spec("llm", "openai", also=("none",))
     with pytest.raises(ConfigError, match=r"scheme 'nosuch' is not one of .*, or 'none'"):
         registry.check_spec("llm", "nosuch", also=("none",))
+
+
+def test_a_plugin_packages_own_registrations_are_that_plugins(scratch, tmp_path, monkeypatch):
+    """A dotted plugin's parent package registers while it is found (find_spec imports it): that is
+    the plugin's too (was: no origin, so another plugin silently replaced it)."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for pkg, body in (("sweep_pkga", 'from kame import registry\n'
+                                     'registry.register("llm", "sweep_pkg", lambda arg=None, **kw: 1, help="a")\n'),
+                      ("sweep_pkgb", "")):
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "__init__.py").write_text(body)
+        (tmp_path / pkg / "plug.py").write_text("" if pkg == "sweep_pkga" else
+                                                'from kame import registry\n'
+                                                'registry.register("llm", "sweep_pkg", lambda arg=None, **kw: 2)\n')
+    registry.load_plugins(["sweep_pkga.plug"])
+    with pytest.raises(PluginError, match=r"'sweep_pkg' is already a llm scheme, registered by the plugin "
+                                          r"sweep_pkga\.plug"):
+        registry.load_plugins(["sweep_pkgb.plug"])

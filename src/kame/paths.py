@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import stat
 import tempfile
 from pathlib import Path
@@ -109,8 +110,8 @@ def write_replacing(path: str | Path, write: Callable[[Path], object], what: str
                     error: type[KameError] = KameError) -> None:
     """Write ``path`` whole or not at all (kame's writers: write_wav, OUT.json, the timeline plot,
     a dialogue's files): ``write(tmp)`` writes a temporary file beside it (a name of its own, so
-    two writers of one path, threads or processes, do not share it), which is then given a new
-    file's permissions (default_mode) and renamed over it, so the file appears only once written
+    two writers of one path, threads or processes, do not share it; a new file's permissions, the
+    umask applied), which is then renamed over it, so the file appears only once written
     whole and a failed or interrupted write leaves an existing one as it was, and no temporary
     file. The folder is created. A file that cannot be written (OSError, and ``errors``: what
     ``write`` raises then) raises ``error`` (a KameError, e.g. DataError) naming it (``what``:
@@ -120,11 +121,8 @@ def write_replacing(path: str | Path, write: Callable[[Path], object], what: str
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        tmp = Path(name)
-        os.close(fd)
+        tmp = _new_temporary(path)
         write(tmp)
-        default_mode(tmp)  # (mkstemp made it 0600)
         os.replace(tmp, path)
     except BaseException as exc:
         if tmp is not None:
@@ -133,6 +131,18 @@ def write_replacing(path: str | Path, write: Callable[[Path], object], what: str
         if isinstance(exc, (OSError, *errors)):
             raise error(f"cannot write {what} {path}: {getattr(exc, 'strerror', None) or exc}") from exc
         raise
+
+
+def _new_temporary(path: Path) -> Path:
+    """An empty file of a name of its own beside ``path``, made with a new file's permissions (the
+    kernel applies the umask, as to any file a program creates; mkstemp's are 0600)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
 
 
 def default_mode(path: str | Path) -> None:

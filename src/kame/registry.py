@@ -133,16 +133,15 @@ _LOADING: contextvars.ContextVar[str | None] = contextvars.ContextVar("kame_plug
 def _loading(name: str, is_file: bool = False):
     """register() calls inside are the plugin ``name``'s (a module name, or a .py file's path if
     ``is_file``): its origin is the module's file, so one plugin loaded by name and by path is one."""
-    origin = name
+    token = _LOADING.set(name)  # (before find_spec: it imports a dotted name's parent packages, which may register)
     try:
-        if is_file:
-            origin = os.path.realpath(name)
-        elif (found := importlib.util.find_spec(name)) is not None and found.origin:
-            origin = os.path.realpath(found.origin)
-    except Exception:  # noqa: BLE001 - (its import, next, says what is wrong with it)
-        pass
-    token = _LOADING.set(origin)
-    try:
+        try:
+            if is_file:
+                _LOADING.set(os.path.realpath(name))
+            elif (found := importlib.util.find_spec(name)) is not None and found.origin:
+                _LOADING.set(os.path.realpath(found.origin))
+        except Exception:  # noqa: BLE001 - (its import, next, says what is wrong with it)
+            pass
         yield
     finally:
         _LOADING.reset(token)

@@ -403,3 +403,13 @@ async def test_the_per_client_refusal_counts_one_session_as_one():
             assert r.status == 429
             assert "already has 1 session open," in (await r.json())["message"]
         await first.close()
+
+
+def test_a_hybrid_tandems_structured_reply_counts_as_a_reply_to_the_last_speech():
+    from kame.server.client import _replied_last
+
+    vad = {"type": "vad", "event": "start", "t": 1.0}
+    routed = {"type": "route", "route": "structured", "t": 2.0}
+    assert _replied_last([vad, routed])  # (was: only "turn" metadata counted)
+    assert not _replied_last([vad, {"type": "route", "route": "frontend", "t": 2.0}])
+    assert not _replied_last([routed, {**vad, "t": 3.0}])  # (one before the user spoke again)

@@ -317,3 +317,26 @@ def test_the_past_end_warning_counts_in_the_singular_too():
                                       "dialogue's end (--delay too long?) and was left out"]
     assert past_end_warning(3, 1)[0].startswith("warning: 3 prediction points of 1 dialogue would arrive")
     assert past_end_warning(5, 2)[0].startswith("warning: 5 prediction points of 2 dialogues would arrive")
+
+
+def test_a_train_state_that_cannot_be_written_is_a_kame_error_naming_it(tmp_path, monkeypatch):
+    """torch's writer says a full disk with a RuntimeError (was: raised as it was, a traceback)."""
+    import torch
+
+    from kame.errors import KameError
+    from kame.model.loaders import load_frontend
+    from kame.train.config import TrainConfig
+    from kame.train.finetune import save_checkpoint
+
+    model, _ = load_frontend("random:tiny", text_card=4000)
+
+    def full(obj, f, *a, **kw):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 832 vs 726")
+
+    monkeypatch.setattr(torch, "save", full)
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text("")
+    with pytest.raises(KameError, match=r"cannot write training state .*step-1/train_state\.pt: \[enforce fail"):
+        save_checkpoint(model, model.state_dict(), {}, tmp_path / "out", 1, TrainConfig(), manifest, "0" * 64,
+                        codec_spec="embedded", tokenizer_spec="default")
+    assert not [p for p in (tmp_path / "out" / "step-1").iterdir() if p.name.endswith(".tmp")]

@@ -289,7 +289,7 @@ def main(args) -> int:
         print(head + rule)
     for i, e in enumerate(entries):
         d = read_dialogue(e.path)
-        rec, pcm = follow_one(model, codec, tok, d, sampling, args.seed + i, asr)
+        rec, pcm = follow_one(model, codec, tok, d, sampling, (args.seed + i) % 2**64, asr)  # (torch's seeds: < 2**64)
         recs.append(rec)
         if out is not None:
             user = np.asarray(d.audio[:, 0], np.float32)

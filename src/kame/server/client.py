@@ -561,11 +561,13 @@ def _report(res: ChatResult, a: argparse.Namespace) -> int:
 
 
 def _replied_last(metas) -> bool:
-    """A reply to the user's last speech began: a "turn" since the last "vad" start (was: any
-    turn of the session, one answered before the user spoke again too)."""
+    """A reply to the user's last speech began: a "turn" (or a hybrid tandem's "route" to its
+    structured reply, as open_turns counts it) since the last "vad" start (was: any turn of the
+    session, one answered before the user spoke again too)."""
     start = max((d["t"] for d in metas if d.get("type") == "vad" and d.get("event") == "start"
                  and isinstance(d.get("t"), (int, float))), default=None)
-    return any(d.get("type") == "turn" and (start is None or d.get("t", start) >= start) for d in metas)
+    return any((d.get("type") == "turn" or (d.get("type") == "route" and d.get("route") == "structured"))
+               and (start is None or d.get("t", start) >= start) for d in metas)
 
 
 def _unanswered(res: ChatResult, rec: dict) -> bool:

@@ -312,7 +312,7 @@ def save_checkpoint(model, weights: dict, optim: dict, out: Path, step: int, tcf
                  "manifest": str(Path(manifest).resolve()), "manifest_sha256": manifest_sha, **(extra or {})}
     save_frontend(model, folder, codec=codec_spec, tokenizer=tok, train=train_rec, state_dict=weights)
     write_replacing(folder / STATE, lambda tmp: torch.save({"step": step, "optimizer": optim, "train": train_rec}, tmp),
-                    "training state")
+                    "training state", errors=(RuntimeError,))  # (torch's writer: a full disk is a RuntimeError)
     if "sharded" not in optim:  # (an earlier sharded save of this step's files: not this one's)
         drop_sharded_optimizer(folder)
     link, tmp_link = out / "latest", out / ".latest.tmp"
