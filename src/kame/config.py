@@ -35,10 +35,9 @@ from .errors import ConfigError
 from .hub import split_hf
 from .paths import local_path
 from .model.config import PRESETS as MODEL_PRESETS  # (torch-free: kame.model imports torch lazily)
-from .model.config import random_spec_options
+from .model.config import MAX_SEED, random_spec_options
 
 MAX_SESSIONS = 256  # runtime.max_sessions' ceiling (rows of one batched step)
-MAX_SEED = 2**64 - 1  # frontend.seed's ceiling: the largest seed torch takes (torch.manual_seed)
 MAX_TORCH_THREADS = 1024  # runtime.torch_threads' ceiling (torch.set_num_threads fails on a C int's overflow)
 _DEVICE = re.compile(r"(cpu|cuda|mps)(:\d+)?")  # a device option's form (kame.model.loaders.parse_device)
 # The presets of a "random:NAME" front-end: all but "7b" (random 7B weights do not fit in memory)

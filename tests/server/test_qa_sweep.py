@@ -25,7 +25,7 @@ from kame.server.client import chat, chat_url, main
 
 from ..local_http import serving
 from ..runtime.fakes import FakeLLM, FakeSTT, FakeTTS
-from .conftest import running_server, tone
+from .conftest import FloodAgent, running_server, tone
 
 UPGRADE = (b"GET /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
@@ -49,35 +49,9 @@ def _dropped(sock: socket.socket) -> bool:
     return state in (7, 8)  # TCP_CLOSE, TCP_CLOSE_WAIT
 
 
-class _TextFloodSession:
-    """Sends text (not droppable) much faster than anyone reads it, until closed."""
-
-    def __init__(self, sid):
-        self.id, self.closed = sid, False
-
-    async def push_audio(self, pcm):
-        pass
-
-    async def outputs(self):
-        while not self.closed:
-            yield AgentText("x" * 4000, 0.0)
-            await asyncio.sleep(0.001)
-
-    async def close(self):
-        self.closed = True
-
-
-class _TextFloodAgent:
-    max_sessions = 4
-
-    async def start(self):
-        pass
-
-    async def stop(self):
-        pass
-
-    async def open_session(self, session_id=None):
-        return _TextFloodSession("textflood")
+def _text_flood() -> FloodAgent:
+    """Text (not droppable), sent much faster than anyone reads it."""
+    return FloodAgent(lambda: AgentText("x" * 4000, 0.0), 0.001)
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads the socket's TCP state (Linux)")
@@ -85,7 +59,7 @@ async def test_a_client_closed_for_not_reading_loses_its_tcp_connection():
     """After a close for "client is not reading" (1008) the server drops the TCP connection too
     (was: the close frame could not be sent and the socket, only closed gracefully, stayed open
     with its unsent buffers for as long as the client kept it: an fd and megabytes per client)."""
-    async with running_server(agent=_TextFloodAgent(), send_queue_messages=16, send_timeout_s=60) as (url, server):
+    async with running_server(agent=_text_flood(), send_queue_messages=16, send_timeout_s=60) as (url, server):
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
         sock.setblocking(False)
@@ -129,7 +103,7 @@ class _BurstSession:
         self.closed = True
 
 
-class _BurstAgent(_TextFloodAgent):
+class _BurstAgent(FloodAgent):
     async def open_session(self, session_id=None):
         return _BurstSession(60, 100_000)
 
@@ -231,7 +205,7 @@ def test_make_app_leaves_aiohttps_log_levels_alone(caplog):
     """(was: make_app set aiohttp.server to DEBUG for the whole process, and a filter then dropped
     the DEBUG lines of a user who had set DEBUG on it themselves)"""
     assert logging.getLogger("aiohttp.server").level == logging.NOTSET
-    make_app(_TextFloodAgent(), ServerConfig())
+    make_app(_text_flood(), ServerConfig())
     assert logging.getLogger("aiohttp.server").level == logging.NOTSET
     caplog.set_level(logging.DEBUG, logger="aiohttp.server")  # (the user's own)
     logging.getLogger("aiohttp.server").debug("Ignored premature client disconnection")

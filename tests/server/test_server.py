@@ -15,9 +15,10 @@ import yarl
 from kame.server import protocol as P
 from kame.errors import ConfigError
 from kame.server.app import SendQueue, SlowClient, listen_socket
+from kame.runtime.base import AgentAudio
 from kame.server.client import chat, chat_url
 
-from .conftest import peak_hz, running_server, tone
+from .conftest import FloodAgent, peak_hz, running_server, tone
 
 
 async def _open(http, base, **kw):
@@ -470,50 +471,15 @@ async def test_static_path_traversal_and_symlinks(tmp_path):
 # ---- slow clients ------------------------------------------------------------------------------
 
 
-class _FloodSession:
-    """Produces agent audio ~25x faster than real time (an 80 ms frame every 3 ms) until closed."""
-
-    def __init__(self, sid):
-        self.id, self.closed = sid, False
-
-    async def push_audio(self, pcm):
-        pass
-
-    async def outputs(self):
-        from kame.runtime.base import AgentAudio
-
-        while not self.closed:
-            yield AgentAudio(np.full(1920, 0.1, np.float32), 0.0)
-            await asyncio.sleep(0.003)
-
-    async def close(self):
-        self.closed = True
-
-
-class _FloodAgent:
-    max_sessions = 4
-
-    def __init__(self):
-        self.n = 0
-
-    async def start(self):
-        pass
-
-    async def stop(self):
-        pass
-
-    async def open_session(self, session_id=None):
-        self.n += 1
-        return _FloodSession(f"flood{self.n}")
-
-
 async def test_slow_client_is_dropped_then_closed_without_stalling_others(caplog):
     import logging
     import socket
 
     caplog.set_level(logging.WARNING, logger="kame.server.app")
 
-    async with running_server(agent=_FloodAgent(), send_queue_messages=8, send_timeout_s=0.5,
+    # (agent audio ~25x faster than real time: an 80 ms frame every 3 ms)
+    flood = FloodAgent(lambda: AgentAudio(np.full(1920, 0.1, np.float32), 0.0), 0.003)
+    async with running_server(agent=flood, send_queue_messages=8, send_timeout_s=0.5,
                               max_message_bytes=1 << 20) as (url, server), aiohttp.ClientSession() as http:
         port = int(url.rsplit(":", 1)[1])
         sock = socket.socket()

@@ -130,9 +130,8 @@ def _codec(spec: str) -> str:
 
 
 def main(args) -> int:
-    from .. import registry
     from ..config import load_config
-    from ..model.loaders import check_frontend_spec
+    from ..runtime.frontend import frontend_form
     from .machine import header
 
     command = header(args, add_arguments, "sessions")  # as given (--codec auto may become mimi:random-tiny below)
@@ -140,8 +139,7 @@ def main(args) -> int:
     frontends = args.frontend or DEFAULT_FRONTENDS
     for fe in frontends:  # every spec, before the first is measured (a typo would throw those runs away)
         load_config(None, {"frontend.spec": fe, "codec.spec": args.codec})
-        if not registry.plugin_scheme("frontend", fe):  # (a plugin's: its factory reads it, as kame run's does)
-            check_frontend_spec(fe)
+        frontend_form(fe)  # (a plugin's: its factory reads it, as kame run's does)
     print(command, flush=True)
     ns = sorted(set(args.sessions or DEFAULT_SESSIONS))
     modes = {"both": [True, False], "batched": [True], "per-session": [False]}[args.mode]

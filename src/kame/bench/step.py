@@ -67,23 +67,20 @@ def bench_pair(plain, with_oracle, batch: int, frames: int, warmup: int) -> tupl
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from .. import registry
-    from ..model.loaders import check_frontend_spec, check_streamable, load_frontend
+    from ..model.loaders import check_streamable, load_frontend
+    from ..runtime.frontend import frontend_form, plugin_frontend
     from .machine import header
 
     torch.set_num_threads(args.threads)
     specs = args.frontend or DEFAULT_FRONTENDS
     # every spec, before the first is benched; a plugin's (or a built-in one a plugin replaced) is
     # its factory's to read, as kame run reads it (was: refused here, or the replacement ignored)
-    forms = [("plugin", None, None) if registry.plugin_scheme("frontend", spec) else check_frontend_spec(spec)
-             for spec in specs]
+    forms = [frontend_form(spec) for spec in specs]
     print(header(args, add_arguments, "step"), flush=True)
     batches = args.batch or [1, 4]
     rows = []
     for spec, form in zip(specs, forms):
         if form[0] == "plugin":  # (created through the registry, as the runtime creates it)
-            from ..runtime.frontend import plugin_frontend
-
             with_oracle, _ = plugin_frontend(spec, dtype=args.dtype, oracle=True, fetch_companions=False,
                                              before_weights=lambda info: check_streamable(info.config, spec))
             check_streamable(with_oracle.cfg, spec)  # (a factory may not have passed before_weights on)

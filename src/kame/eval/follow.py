@@ -42,6 +42,7 @@ import numpy as np
 
 from ..cliargs import at_least
 from ..errors import CheckpointError, ConfigError
+from ..model.config import MAX_SEED
 from ..train.data import FRAME_RATE, SAMPLE_RATE, DataError
 
 
@@ -53,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=at_least(1), default=None, help="the first N dialogues")
     p.add_argument("--temp", type=at_least(0, float), default=None,
                    help="sampling temperature of audio and text (default Moshi's 0.8 / 0.7; 0: greedy)")
-    p.add_argument("--seed", type=at_least(0, maximum=2**64 - 1), default=0,
+    p.add_argument("--seed", type=at_least(0, maximum=MAX_SEED), default=0,
                    help="sampling seed (torch's: 0 to 2**64 - 1)")
     p.add_argument("--no-asr", action="store_true", help="no whisper transcript of the generated audio")
     p.add_argument("-o", "--out", default=None, help="folder for the generated audio and results.jsonl")
@@ -289,7 +290,7 @@ def main(args) -> int:
         print(head + rule)
     for i, e in enumerate(entries):
         d = read_dialogue(e.path)
-        rec, pcm = follow_one(model, codec, tok, d, sampling, (args.seed + i) % 2**64, asr)  # (torch's seeds: < 2**64)
+        rec, pcm = follow_one(model, codec, tok, d, sampling, (args.seed + i) % (MAX_SEED + 1), asr)
         recs.append(rec)
         if out is not None:
             user = np.asarray(d.audio[:, 0], np.float32)

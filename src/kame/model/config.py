@@ -272,6 +272,7 @@ def _check_object(key: str, value: Any, known, shape: str, note: str = "") -> No
 # kame's own provenance key of config.json: what a front-end was trained with. Unknown sub-keys
 # are refused (a newer kame may add one that changes how the checkpoint must run); "train" is free.
 KAME_KEYS = ("codec", "codec_sha256", "tokenizer", "tokenizer_sha256", "train")
+MAX_SEED = 2**64 - 1  # the largest sampling seed torch takes (torch.manual_seed): frontend.seed's, load_frontend's
 DEFAULT_TOKENIZER = "default"  # kame.tokenizer: kame's shipped vocabulary (kame/assets/text_tokenizer_4k.model)
 
 

@@ -47,8 +47,8 @@ from ..config import frontend_spec_form
 from ..errors import CheckpointError, ConfigError, NotAvailableError
 from ..hub import HubFileNotFound, HubUnreachable, hf_download, split_hf
 from ..paths import default_mode, local_path
-from .config import (DEFAULT_TOKENIZER, DTYPE_NAMES, SHAPE_KEYS, LMConfig, config_json, moshi_7b, random_config,
-                     random_spec_options)
+from .config import (DEFAULT_TOKENIZER, DTYPE_NAMES, MAX_SEED, SHAPE_KEYS, LMConfig, config_json, moshi_7b,
+                     random_config, random_spec_options)
 from .formats import (KWARGS_NAME, drop_user_stream, finetune_config, folder_kwargs, hf_kwargs, read_json, read_kwargs,
                       training_error)
 from .lm import LMModel
@@ -367,7 +367,7 @@ def _check_seed(seed: Any) -> int:
         n = operator.index(seed)
     except TypeError:
         n = None
-    if n is None or isinstance(seed, bool) or not 0 <= n < 2**64:
+    if n is None or isinstance(seed, bool) or not 0 <= n <= MAX_SEED:
         raise ConfigError(f"seed={seed!r}: a seed is an integer in [0, 2**64 - 1] (frontend.seed in kame's config)")
     return n
 

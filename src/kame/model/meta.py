@@ -94,9 +94,9 @@ def kame_record(cfg: LMConfig, meta: dict[str, Any], folder: Path, given: dict[s
     check_tokenizer_fits(cfg, {**meta, "kame": kame}, folder)  # (before a codec is built for its sha256)
     if given["codec"] is not None:
         fingerprint = _check_codec(cfg, kame["codec"], folder, "codec_sha256" not in kame)
-        if "codec_sha256" in kame:  # (given)
-            pass
-        elif fingerprint is None:
+        if "codec_sha256" in kame:  # (given: kept)
+            fingerprint = kame["codec_sha256"]
+        if fingerprint is None:
             log.warning("save_frontend: codec %s has no fingerprint (random weights?): config.json records its spec "
                         "only, and kame cannot check that the front-end runs with the same codec", kame["codec"])
         else:

@@ -277,14 +277,17 @@ def reply_pending(metas, now: float, *, at: str = "t") -> bool:
     return working or now - vad.get(at, vad["t"]) < FINAL_WAIT_S
 
 
+def turn_started(d: dict) -> bool:
+    """Metadata ``d`` starts a reply turn: a cascade's ("turn") or hybrid routing's in a tandem
+    ("route" with route "structured": the turns it answers)."""
+    return d.get("type") == "turn" or (d.get("type") == "route" and d.get("route") == "structured")
+
+
 def open_turns(metas) -> set:
-    """The turns that started and have not ended (no "agent_turn" yet): a cascade's ("turn"
-    metadata) and hybrid routing's in a tandem ("route" metadata with route "structured": the
-    turns it answers)."""
+    """The turns that started (turn_started) and have not ended (no "agent_turn" yet)."""
     metas = list(metas)
-    return ({d.get("turn") for d in metas if d.get("type") == "turn"
-             or (d.get("type") == "route" and d.get("route") == "structured")}
-            - {d.get("turn") for d in metas if d.get("type") == "agent_turn"})
+    ended = {d.get("turn") for d in metas if d.get("type") == "agent_turn"}
+    return {d.get("turn") for d in metas if turn_started(d)} - ended
 
 
 def agent_track(rec: dict, n_samples: int) -> np.ndarray:

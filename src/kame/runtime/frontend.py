@@ -206,14 +206,14 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
     for codec.spec auto, fitted after)."""
     from .. import registry
     from ..model.config import random_config
-    from ..model.loaders import check_expected, check_frontend_spec, load_frontend, parse_device
+    from ..model.loaders import check_expected, load_frontend, parse_device
 
     with config_key("frontend.device"):
         parse_device(device)  # (was: said by the loader, as if the checkpoint's fault)
     with config_key("frontend.spec"):  # both specs' form, at once (the front-end's once per load)
-        plugin = registry.plugin_scheme("frontend", spec)  # (was: never asked: plugins' front-ends refused)
-        form = check_frontend_spec(spec) if plugin is None else ("plugin", None, None)
+        form = frontend_form(spec)
     kind = form[0]
+    plugin = kind == "plugin"
     if codec_spec != "auto":
         with config_key("codec.spec"):
             registry.check_spec("codec", codec_spec)
@@ -239,7 +239,7 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
         def check(finfo) -> None:  # before the weights load: a 7B checkpoint is refused in seconds
             chosen["checked"] = True
             # where its companion files were looked for: a plugin's factory says by what it loaded
-            where = form if plugin is None else _loaded_form(finfo)  # (was: none, and _where failed on it)
+            where = _loaded_form(finfo) if plugin else form  # (was: none, and _where failed on it)
             with config_key("codec.spec"):
                 check_codec(finfo, spec, named, codec_spec)
             with config_key("frontend.spec"):
@@ -265,7 +265,7 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
 
         try:
             with config_key("frontend.spec"):
-                if plugin is None:
+                if not plugin:
                     model, finfo = load_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), spec_form=form,
                                                  oracle=want, expect="frontend", before_weights=check,
                                                  weights=weights)
@@ -273,7 +273,7 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
                     model, finfo = plugin_frontend(spec, device=device, dtype=dtype, seed=max(seed, 0), oracle=want,
                                                     expect="frontend", before_weights=check, weights=weights)
                     check_expected("frontend", model.cfg, spec)  # (a factory may not have passed expect on)
-            if plugin is not None and finfo.weights is None and "checked" not in chosen:  # random weights:
+            if plugin and finfo.weights is None and "checked" not in chosen:  # random weights:
                 with config_key("codec.spec"):  # as a random preset's, the embedded codec unless told otherwise
                     cspec = "embedded" if codec_spec == "auto" else codec_spec
                     codec = named or registry.create("codec", cspec)
@@ -307,6 +307,18 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
             "oracle_stream": stream,  # below: for load_frame_models (taken out there)
             "lm_gen_config": dict(finfo.lm_gen_config), "checkpoint_sampling": finfo.sampling}
     return model, codec, codec_spec, tokenizer, info
+
+
+def frontend_form(spec: str) -> tuple:
+    """check_frontend_spec's form of ``spec`` (ConfigError for one that is none), or ("plugin",
+    None, None) for a spec of a plugin's scheme (or of a built-in one a plugin replaced:
+    registry.plugin_scheme), whose factory reads the rest (plugin_frontend). Every command that
+    takes a front-end spec asks this first (was: plugins' front-ends refused, or a replaced
+    built-in read as kame's own)."""
+    from .. import registry
+    from ..model.loaders import check_frontend_spec
+
+    return ("plugin", None, None) if registry.plugin_scheme("frontend", spec) else check_frontend_spec(spec)
 
 
 def plugin_frontend(spec: str, **kwargs):

@@ -34,7 +34,8 @@ import aiohttp
 import numpy as np
 
 from ..errors import ConfigError, KameError
-from ..runtime.filemode import DEFAULT_MAX_TAIL_S, check_tail, open_turns, read_input, reply_pending, unanswered
+from ..runtime.filemode import (DEFAULT_MAX_TAIL_S, check_tail, open_turns, read_input, reply_pending, turn_started,
+                                unanswered)
 from ..runtime.interrupt import done_or_stopped, first_ctrl_c, run_to_end
 from ..runtime.metrics import SLOW_CAUSE, behind_real_time, late_share
 from ..runtime.runreport import final_missing
@@ -566,8 +567,7 @@ def _replied_last(metas) -> bool:
     session, one answered before the user spoke again too)."""
     start = max((d["t"] for d in metas if d.get("type") == "vad" and d.get("event") == "start"
                  and isinstance(d.get("t"), (int, float))), default=None)
-    return any((d.get("type") == "turn" or (d.get("type") == "route" and d.get("route") == "structured"))
-               and (start is None or d.get("t", start) >= start) for d in metas)
+    return any(turn_started(d) and (start is None or d.get("t", start) >= start) for d in metas)
 
 
 def _unanswered(res: ChatResult, rec: dict) -> bool:

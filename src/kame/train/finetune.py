@@ -214,15 +214,20 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
     except KeyboardInterrupt:
         raise TrainInterrupted(step, last, Path(out) if out is not None else None, rank) from None
     except Diverged as exc:  # (any rank: OUT/latest is rank 0's last save, or the checkpoint resumed from)
-        latest = Path(out) / "latest" if out is not None else None
-        saved = last or (latest.resolve() if latest is not None and latest.exists() else None) or \
-            (Path(resume).resolve() if resume is not None else None)
+        saved = last_checkpoint(last, out) or (Path(resume).resolve() if resume is not None else None)
         exc.args = (f"{exc}{restart_hint(saved, tcfg)}",)
         raise
     model.eval()
     if distributed:
         dist.barrier()
     return TrainResult(model, step, losses, last)
+
+
+def last_checkpoint(last: Path | None, out) -> Path | None:
+    """The run's last checkpoint: ``last`` (this process saved it), else what OUT/latest points to
+    (rank 0's last save, seen from another rank), else None."""
+    latest = Path(out) / "latest" if out is not None else None
+    return last or (latest.resolve() if latest is not None and latest.exists() else None)
 
 
 def restart_hint(saved: Path | None, tcfg: TrainConfig) -> str:
@@ -469,13 +474,12 @@ def load_for_training(spec: str, codec_spec: str, text_card: int | None, device,
     from .. import registry
     from ..backend.tokenizer import DEFAULT_MODEL, default_tokenizer
     from ..errors import CheckpointError
-    from ..model.config import random_config
-    from ..model.loaders import check_frontend_spec, load_frontend
     from ..codec.base import fit_codec
-    from ..runtime.frontend import load_frontend_checked, random_overrides
+    from ..model.config import random_config
+    from ..model.loaders import load_frontend
+    from ..runtime.frontend import frontend_form, load_frontend_checked, random_overrides
 
-    # (a plugin's front-end, or a built-in scheme it replaced: load_frontend_checked's, as kame run's)
-    form = ("plugin", None, None) if registry.plugin_scheme("frontend", spec) else check_frontend_spec(spec)
+    form = frontend_form(spec)  # (a plugin's front-end: load_frontend_checked's, as kame run's)
     if form[0] == "random":
         codec_spec = "embedded" if codec_spec == "auto" else codec_spec
         codec = registry.create("codec", codec_spec)
@@ -503,8 +507,7 @@ def main(args) -> int:
         run(args)
     except TrainInterrupted as exc:
         if exc.rank == 0:
-            latest = exc.out / "latest" if exc.out is not None else None
-            last = exc.last or (latest.resolve() if latest is not None and latest.exists() else None)
+            latest, last = exc.out / "latest" if exc.out is not None else None, last_checkpoint(exc.last, exc.out)
             saved = f"last checkpoint {last}; resume with --resume {latest}" if last else \
                 "no checkpoint written yet (--save-every N saves every N steps)"
             print(f"kame train: interrupted at step {exc.step}; {saved}", file=sys.stderr, flush=True)

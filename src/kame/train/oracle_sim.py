@@ -64,7 +64,7 @@ import logging
 import math
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Sequence
 
 from ..backend.llm.base import collect_reply, describe
@@ -143,6 +143,15 @@ class SimOracleStats:
     kept: int = 0  # predictions made into events
     levels: dict[int, int] = field(default_factory=dict)  # kept predictions per hint level
 
+    def add(self, other: SimOracleStats) -> None:
+        """Count ``other``'s in too (a dialogue's turns, summed)."""
+        for f in fields(self):
+            if f.name == "levels":
+                for level, n in other.levels.items():
+                    self.levels[level] = self.levels.get(level, 0) + n
+            else:
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
 
 class SimOracleEvents(list):
     """simulate_oracle's events (a list of OracleEvent) with ``stats`` (SimOracleStats) and
@@ -152,6 +161,13 @@ class SimOracleEvents(list):
         super().__init__(events)
         self.stats = stats or SimOracleStats()
         self.next_prediction = next_prediction
+
+
+def points_past_end(events) -> int:
+    """The prediction points simulate_dialogue's ``events`` left out at or past the dialogue's end
+    (a --delay longer than what follows them); 0 for events without stats (a plain list)."""
+    stats = getattr(events, "stats", None)
+    return stats.past_end if stats is not None else 0
 
 
 class SimOracleError(BackendError):
@@ -426,12 +442,7 @@ async def simulate_dialogue(turns: Sequence[tuple[str, list[Word], str]], *, llm
                                     random_replies=random_replies, rng=rng, exclude=texts)
         events += sim
         next_id = sim.next_prediction
-        for name, v in vars(sim.stats).items():
-            if name == "levels":
-                for level, n in v.items():
-                    stats.levels[level] = stats.levels.get(level, 0) + n
-            else:
-                setattr(stats, name, getattr(stats, name) + v)
+        stats.add(sim.stats)
     # (stable: with a delay, a turn's may reach past the next's start)
     return SimOracleEvents(sorted(events, key=lambda ev: ev.frame), stats=stats, next_prediction=next_id)
 

@@ -176,6 +176,7 @@ async def reoracle_all(entries, *, llm, tokenizer, cfg, spec: str, seed: int = 0
     an interrupted run's are known; ``past_end``, per folder, the prediction points a delay put
     past its end, left out). MAX_FAILURES_IN_A_ROW failures in a row stop the run with a
     DataError."""
+    from .oracle_sim import points_past_end
     from .synth import MAX_FAILURES_IN_A_ROW, item_index
 
     results: list = [None] * len(entries)
@@ -203,7 +204,7 @@ async def reoracle_all(entries, *, llm, tokenizer, cfg, spec: str, seed: int = 0
             else:
                 failed_in_a_row.clear()
                 results[position] = (folder, "written", [ev.hint for ev in d.oracle if ev.event == "reset"])
-                dropped = getattr(getattr(d.oracle, "stats", None), "past_end", 0)
+                dropped = points_past_end(d.oracle)
                 if past_end is not None and dropped:
                     past_end[folder] = dropped
             if done is not None:

@@ -220,6 +220,8 @@ async def _synth_items(items, out: Path, results: list[ItemResult], *, llm, toke
                        overwrite, voices, jobs: int = 1, random_replies=None) -> None:
     """The items, ``jobs`` at a time (their LLM calls overlap; espeak-ng and each piper voice
     speak one text at a time anyway); ``results`` in the items' order."""
+    from .oracle_sim import points_past_end
+
     names: Counter = Counter()
     slots: list[ItemResult | None] = []
     todo = []
@@ -255,8 +257,8 @@ async def _synth_items(items, out: Path, results: list[ItemResult], *, llm, toke
                 return
             failed_in_a_row.clear()
             hints = sorted(ev.hint for ev in d.oracle if ev.event == "reset" and ev.hint is not None)
-            past_end = getattr(getattr(d.oracle, "stats", None), "past_end", 0)
-            slots[position] = ItemResult(folder, "written", duration_s=d.duration_s, hints=hints, past_end=past_end)
+            slots[position] = ItemResult(folder, "written", duration_s=d.duration_s, hints=hints,
+                                         past_end=points_past_end(d.oracle))
             log.info("%s: %.1f s of dialogue, %d predictions, in %.1f s", folder.name, d.duration_s, len(hints),
                      time.monotonic() - t0)
 
