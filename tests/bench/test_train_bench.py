@@ -22,3 +22,19 @@ def test_sharding_halves_the_state_each_process_holds(capsys):
         assert single[col][0] > 0 and abs(shard[col][0] - single[col][0] / 2) <= 1, (col, single, shard)
     assert len(shard[7]) == len(shard[8]) == 2 and len(single[7]) == 1  # loading, saving: rank 0 / others
     assert all(v > 0 for cell in single[5:] + shard[5:] for v in cell)  # RSS, peaks, s/step, frames/s measured
+
+
+@pytest.mark.slow
+def test_its_plugin_front_end_is_trained_by_the_processes_it_starts(tmp_path, capsys, scratch):
+    """`kame --plugin F bench train --frontend mine:tiny`: the torchrun processes load F too."""
+    pytest.importorskip("espeakng_loader")
+    plugin = tmp_path / "mine.py"
+    plugin.write_text(
+        "from kame import registry\n"
+        "from kame.model.loaders import Frontend, load_frontend\n"
+        "registry.register('frontend', 'mine', lambda arg=None, **kw: Frontend(*load_frontend(f'random:{arg}', text_card=4000, **kw)))\n")
+    assert main(["--plugin", str(plugin), "bench", "train", "--frontend", "mine:tiny", "--layout", "single",
+                 "--steps", "4", "--window", "16"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1].startswith(f"command: kame --plugin {plugin} bench train --frontend mine:tiny")
+    assert any(ln.startswith("| single") for ln in out.splitlines())

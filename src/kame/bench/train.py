@@ -124,6 +124,10 @@ def worker(out: str, argv: list[str]) -> None:
 
     finetune.make_optimizer, finetune.batches = keep_optimizer, timed
     args = _build_parser(argv)[0].parse_args(argv)
+    if args.plugin:  # (kame bench train's own --plugin, passed on: a plugin front-end is created here)
+        from .. import registry
+
+        registry.load_plugins(args.plugin)
     finetune.run(args)
     save_peak = _rss_mb()[1]
     model, opt = kept["model"], kept["opt"]
@@ -147,7 +151,8 @@ def run_layout(layout: str, manifest: Path, args, tmp: Path) -> list[dict]:
     """Each process's measures for one layout."""
     nproc = 1 if layout == "single" else args.nproc
     out = tmp / layout
-    train = ["train", str(manifest), "--frontend", args.frontend, "-o", str(tmp / f"run-{layout}"), "--overwrite",
+    plugins = [w for name in getattr(args, "plugin", None) or [] for w in ("--plugin", name)]
+    train = [*plugins, "train", str(manifest), "--frontend", args.frontend, "-o", str(tmp / f"run-{layout}"), "--overwrite",
              "--steps", str(args.steps), "--window", str(args.window), "--batch-size", str(args.batch_size),
              "--warmup", "1", "--save-every", "0", "--log-every", str(args.steps), "--device", "cpu",
              "--precision", "bf16" if "bf16" in layout else "fp32"]
