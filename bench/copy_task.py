@@ -22,6 +22,9 @@ import random
 import sys
 from pathlib import Path
 
+from kame.errors import KameError
+from kame.paths import check_output_file, write_replacing
+
 REQUESTS = ("Please repeat after me.", "Say these words back to me.", "Can you repeat this?",
             "Repeat what I say.", "Say this after me.", "Listen and repeat.")
 
@@ -52,7 +55,7 @@ def items(n: int, words: list[str], seed: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("-o", "--out", type=Path, required=True, help="the QA set to write (.jsonl)")
+    ap.add_argument("-o", "--out", required=True, help="the QA set to write (.jsonl)")
     ap.add_argument("--items", type=int, default=3200)
     ap.add_argument("--vocab", type=int, default=None, help="keep N of the words (default: all)")
     ap.add_argument("--vocab-seed", type=int, default=0, help="which N words --vocab keeps")
@@ -60,14 +63,21 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.items < 1:
         ap.error("--items must be 1 or more")
+    try:  # (a folder, /proc, a file in the way: one line, before the words are read)
+        args.out = check_output_file(args.out, flag="-o")
+    except KameError as exc:
+        ap.error(str(exc))
     words = word_list()
     if args.vocab is not None:
         if not 7 <= args.vocab <= len(words):
             ap.error(f"--vocab must be 7..{len(words)} (a reply has up to 7 distinct words)")
         words = sorted(random.Random(args.vocab_seed).sample(words, args.vocab))
     recs = items(args.items, words, args.seed)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("".join(json.dumps(r) + "\n" for r in recs), encoding="utf-8")
+    text = "".join(json.dumps(r) + "\n" for r in recs)
+    try:
+        write_replacing(args.out, lambda tmp: tmp.write_text(text, encoding="utf-8"), what="QA set")
+    except KameError as exc:
+        ap.error(str(exc))
     print(f"{args.out}: {len(recs)} items, {len(words)} words", file=sys.stderr)
     return 0
 

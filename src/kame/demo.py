@@ -32,7 +32,7 @@ DEFAULT_TAIL_S = 12.0
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--question", default=DEFAULT_QUESTION, help="the question the user speaks")
-    p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    p.add_argument("-o", "--out", default="out/demo", help="output folder (default out/demo)")
     p.add_argument("--mode", choices=("both", "cascade", "tandem"), default="both")
     p.add_argument("--fast", action="store_true",
                    help="no wall-clock pacing (latencies not meaningful; the cascade's answer comes too late to be in the file)")

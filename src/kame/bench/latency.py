@@ -356,12 +356,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     add_config_arguments(p)
     p.add_argument("--turns", type=at_least(1), default=30, help="user turns to run (default 30 = all dialogues)")
-    p.add_argument("--modes", default="tandem,cascade", help="comma-separated modes (default tandem,cascade)")
+    p.add_argument("--modes", default="tandem,cascade",
+                   help="comma-separated modes: tandem, cascade, both (= tandem,cascade; the default)")
     p.add_argument("--window", type=at_least(0.5, float), default=8.0, help="seconds after each user turn for the agent (default 8)")
-    p.add_argument("--out", default="out/bench/latency",
+    p.add_argument("-o", "--out", default="out/bench/latency",
                    help="folder for latency.json/.png/.md and wavs (default out/bench/latency; the results "
                         "BENCHMARKS.md shows are in bench/results/latency)")
     p.add_argument("--save-wavs", action="store_true", help="also write each dialogue's stereo wav")
+
+
+MODES_HELP = "give tandem, cascade, or both (= tandem,cascade), comma-separated, e.g. --modes cascade,tandem"
+
+
+def parse_modes(text: str) -> list[str]:
+    """The modes --modes names, each once, in order; ``both`` is tandem,cascade (as kame demo's
+    --mode both). ConfigError for a mode it does not know, or none."""
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    for m in names:
+        if m not in ("tandem", "cascade", "both"):
+            raise ConfigError(f"--modes: unknown mode {m!r}; {MODES_HELP}")
+    if not names:
+        raise ConfigError(f"--modes {text!r} names no mode; {MODES_HELP}")
+    return list(dict.fromkeys(x for m in names for x in (("tandem", "cascade") if m == "both" else (m,))))
 
 
 def main(args) -> int:
@@ -369,12 +385,7 @@ def main(args) -> int:
     from ..config import config_from_args
     from .machine import cpu_name, header
 
-    modes = list(dict.fromkeys(m.strip() for m in args.modes.split(",") if m.strip()))  # each once, in order
-    for m in modes:
-        if m not in ("tandem", "cascade"):
-            raise ConfigError(f"--modes: unknown mode {m!r}; give tandem, cascade or both (comma-separated)")
-    if not modes:
-        raise ConfigError(f"--modes {args.modes!r} names no mode; give tandem, cascade or both (comma-separated)")
+    modes = parse_modes(args.modes)
     # each mode's config (and what the mode needs of it) before minutes of synthesis, not after; the
     # mode set last, so a cascade config's checks do not refuse its tandem run (was: backend.stt=none)
     cfgs = {m: config_from_args(argparse.Namespace(**{**vars(args), "mode": m})) for m in modes}

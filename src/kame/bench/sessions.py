@@ -36,8 +36,8 @@ SUSTAINED = 0.05  # missed-deadline ratio under which N sessions count as sustai
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--frontend", action="append", metavar="SPEC", help=f"repeatable; default {DEFAULT_FRONTENDS}")
-    p.add_argument("--sessions", type=at_least(1, maximum=MAX_SESSIONS), action="append", help=f"repeatable; default {DEFAULT_SESSIONS}")
+    p.add_argument("--frontend", action="append", metavar="SPEC", help=f"repeatable; default {', '.join(DEFAULT_FRONTENDS)}")
+    p.add_argument("--sessions", type=at_least(1, maximum=MAX_SESSIONS), action="append", help=f"repeatable; default {', '.join(map(str, DEFAULT_SESSIONS))}")
     p.add_argument("--mode", choices=("both", "batched", "per-session"), default="both")
     p.add_argument("--codec", default="auto", help="codec spec (default: the front-end's own: embedded)")
     p.add_argument("--seconds", type=at_least(0.1, float), default=4.0, help="measured seconds per case (default 4)")

@@ -25,7 +25,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -34,6 +36,9 @@ import time
 from pathlib import Path
 
 from ..cliargs import at_least
+from ..errors import CheckpointError, ConfigError, KameError
+
+log = logging.getLogger(__name__)
 
 LAYOUTS = ("single", "ddp", "ddp+bf16", "shard", "shard+bf16", "shard+bf16+ckpt")
 DEFAULT_LAYOUTS = ["ddp", "shard", "shard+bf16", "shard+bf16+ckpt"]
@@ -163,17 +168,47 @@ def run_layout(layout: str, manifest: Path, args, tmp: Path) -> list[dict]:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode != 0:
-        raise SystemExit(f"kame bench train: layout {layout} failed:\n{p.stderr[-3000:]}")
+        log.debug("kame bench train: layout %s: its processes' stderr:\n%s", layout, p.stderr)
+        raise KameError(f"bench train: layout {layout} failed: {child_error(p.stderr, p.returncode)}")
     return [json.loads((tmp / f"{layout}.rank{r}.json").read_text()) for r in range(nproc)]
+
+
+def child_error(stderr: str, code: int) -> str:
+    """What a layout's failed processes said, in one line: the kame errors of their stderr
+    ("kame.train.data.DataError: train: no manifest at ...", each once, in order: with several
+    processes, the one that failed and the others' "another process failed"), else its last
+    exception line, else their exit code (the whole stderr is logged at debug level: kame -v)."""
+    lines = [re.sub(r"^\[rank\d+\]:\s*", "", ln).strip() for ln in stderr.splitlines()]  # (torch's prefix)
+    found = list(dict.fromkeys(ln for ln in lines if re.match(r"kame(\.\w+)*\.\w+(Error|Exception): ", ln)))
+    if found:
+        return " | ".join(found)
+    found = [ln for ln in lines if re.match(r"(\w+\.)*\w+(Error|Exception|Interrupt|Exit)(:|$)", ln)
+             and "ChildFailedError" not in ln]  # (torchrun's own, after theirs)
+    return (found[-1] if found else f"its processes exited with {code}") + " (kame -v shows their whole output)"
+
+
+def check_arguments(args) -> Path | None:
+    """The manifest --data names (None: made here) and --frontend's form, checked before any data is
+    made or process started (a DataError, ConfigError or CheckpointError naming the option, as
+    kame train's and kame bench step's own checks; was: a worker's traceback and torchrun's)."""
+    from ..runtime.frontend import frontend_form
+    from ..train.batching import manifest_entries
+
+    try:
+        frontend_form(args.frontend)
+    except (ConfigError, CheckpointError) as exc:
+        raise type(exc)(f"bench train --frontend {args.frontend}: {exc}") from None
+    return manifest_entries(args.data, command="bench train --data")[0] if args.data else None
 
 
 def main(args) -> int:
     from .machine import figure, header
 
     layouts = args.layout or DEFAULT_LAYOUTS
+    data = check_arguments(args)
     with tempfile.TemporaryDirectory(prefix="kame-bench-train-") as d:
         tmp = Path(d)
-        manifest = Path(args.data) if args.data else make_data(tmp)
+        manifest = data or make_data(tmp)
         print(f"# kame bench train: {args.frontend}, window {args.window} x batch {args.batch_size} per process, "
               f"{args.steps} steps (s/step: the median of steps 3..{args.steps - 1}), 1 thread per process")
         print(header(args, add_arguments, "train"))
