@@ -12,7 +12,12 @@ tandem (same STT, LLM, VAD and prompt), behind the same Agent/Session interface.
 A session id in use is refused (SessionIdError); a closed session's id and place are free again
 as soon as its close() starts (its STT stream may still be unwinding: stop() waits for that).
 Each session's VAD is built in the VAD thread, not on the event loop (a silero VAD is an
-onnxruntime session: ~75-170 ms that would stall every other session).
+onnxruntime session: ~75-170 ms that would stall every other session). A VAD with a ``reset()``
+is reused, reset, by a later session once the session that had it has stopped (as the tandem
+keeps one per batch row): building a silero VAD per connection grew the server's memory by
+~1 MB per connect/disconnect (each onnxruntime session's allocations, freed, but not given back
+by the allocator); now a server builds about as many as it has sessions at once (open, or
+closed with their STT stream still unwinding), not one per connection.
 
 Used by ``kame serve --mode cascade`` and ``kame run --mode cascade`` through
 kame.runtime.engine.build_agent. Components come from the config: backend.stt, backend.llm
@@ -127,6 +132,11 @@ class CascadeAgent(Agent):
         # VAD compute of all sessions on one small thread, not queued behind STT/TTS work (from
         # start() to stop())
         self._vad_pool: StepThread | None = None
+        # VADs to reuse (reset first), those of open sessions, and those of closed sessions that
+        # come back once the session has stopped (its STT stream may still read its VAD)
+        self._idle_vads: list = []
+        self._lent_vads: dict[CascadeSession, object] = {}
+        self._returning_vads: dict[CascadeSession, object] = {}
 
     def _load(self) -> tuple[dict, dict]:
         """Blocking component loading (run in a worker thread) -> the parts and the info. The agent
@@ -223,6 +233,8 @@ class CascadeAgent(Agent):
         stopping, self._stopping = [s for s in self._stopping if not s.stopped], set()
         await asyncio.gather(*(s.wait_stopped() for s in stopping))
         await close_components((self.llm, self.tts, self.stt), "cascade: ")
+        # (a start() may load another runtime.vad)
+        self._idle_vads, self._lent_vads, self._returning_vads = [], {}, {}
         pool, self._vad_pool = self._vad_pool, None
         if pool is not None and not await pool.aclose(StepWorker.STOP_GRACE_S):
             log.warning("cascade: the VAD thread did not end within %.0f s of the agent's stop: the VAD (%s) is in "
@@ -250,8 +262,10 @@ class CascadeAgent(Agent):
         # the VAD is built in the VAD thread: a silero VAD (an onnxruntime session) takes ~75-170 ms
         # of compute that would stall every other session on the event loop (was: built on it)
         self._opening.add(sid)  # (its id and place are taken meanwhile)
+        self._reclaim_vads()
+        reuse = self._idle_vads.pop() if self._idle_vads else None
         try:
-            vad = await asyncio.get_running_loop().run_in_executor(self._vad_pool, self._vad_factory)
+            vad = await asyncio.get_running_loop().run_in_executor(self._vad_pool, self._fresh_vad, reuse)
         finally:
             self._opening.discard(sid)
         if self._stops != stops:  # stop() ran meanwhile (it did not see this session)
@@ -267,13 +281,39 @@ class CascadeAgent(Agent):
             stats_interval_s=float(getattr(runtime, "stats_interval_s", 1.0)),
         )
         self.sessions[sid] = s
+        if callable(getattr(vad, "reset", None)):  # (reusable: back to the pool once s has stopped)
+            self._lent_vads[s] = vad
         s._emit(Meta({"type": "info", "session": sid, **self.components}))
         return s
+
+    def _fresh_vad(self, reuse):
+        """(VAD thread) ``reuse`` reset, or a new VAD from the factory (none to reuse, or its reset
+        failed). Its calls are queued in order on this one thread: the last push of the session
+        that had it came before this reset."""
+        if reuse is not None:
+            try:
+                reuse.reset()
+                return reuse
+            except Exception as exc:  # noqa: BLE001 - a plugin VAD's reset: build a new one instead
+                log.warning("cascade: resetting a VAD for reuse failed (%s: %s); building a new one",
+                            type(exc).__name__, exc)
+        return self._vad_factory()
+
+    def _reclaim_vads(self) -> None:
+        """The VADs of closed sessions that have stopped (nothing of theirs reads them any more)
+        go back to the pool, which keeps at most max_sessions of them."""
+        for s in [s for s in self._returning_vads if s.stopped]:
+            vad = self._returning_vads.pop(s)
+            if len(self._idle_vads) < self.max_sessions:
+                self._idle_vads.append(vad)
 
     def _closed_session(self, s: CascadeSession) -> None:
         """A session's close() started: its place and id are free at once."""
         if self.sessions.get(s.id) is s:
             del self.sessions[s.id]
+        if s in self._lent_vads:
+            self._returning_vads[s] = self._lent_vads.pop(s)
+        self._reclaim_vads()  # (those of sessions closed before: they hold no closed session longer)
         self._stopping = {x for x in self._stopping if not x.stopped}
         self._stopping.add(s)  # stop() waits for its STT stream to unwind
 
