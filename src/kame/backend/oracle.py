@@ -14,6 +14,7 @@ to a callback or its ``events`` queue; the runtime feeds them to the stepper's o
                               on_event=feed, prompt=PromptConfig(), knowledge=kb, session="s1")
     runner = asyncio.create_task(producer.run())   # polls (deferred restarts, retries)
     await producer.on_transcript(tr)               # each partial/final from the STT
+    producer.on_routed(tr)                         # ... or a final hybrid routing answers (no prediction)
     producer.on_agent_text(" Paris")               # each inner-monologue text piece spoken
     ...
     await producer.aclose()                        # cancels the stream and the poll loop
@@ -42,7 +43,8 @@ Behaviour:
   oracle token emitted), oracle_restart (value 1, labels.reason). ``stats`` counts decisions:
   start_words / start_final / start_retry, wait_interval / wait_first_token / wait_cap /
   wait_backoff, cancelled (cancelled_unheard: before their first piece),
-  completed, failed, reply_ended (completed predictions cut at an invented next line).
+  completed, failed, reply_ended (completed predictions cut at an invented next line), routed
+  (finals another path answered: ``on_routed``).
 """
 
 from __future__ import annotations
@@ -122,6 +124,21 @@ class OracleProducer:
             self._final_pending = True  # (a final whose words were already predicted is skipped)
         if self.policy.event_driven:
             self._decide()
+
+    def on_routed(self, tr: Transcript) -> None:
+        """A final transcript that another path answers (hybrid routing's cascade reply): kept in
+        the conversation (later predictions see the user said it), but no prediction is made for
+        it, and the one running (started on its partials) is cancelled: the LLM serves the routed
+        reply alone, and the front-end is fed no second answer. New words after it predict as usual."""
+        if self._closed:
+            return
+        self.conversation.on_transcript(tr)
+        if self._task is not None and not self._task.done():
+            self._task.cancel()  # (its stream closes its request as it unwinds)
+            self.stats["cancelled"] += 1
+        self.stats["routed"] += 1
+        self._basis, self._basis_dropped = self.conversation.user_words(), self.conversation.dropped_user_words
+        self._final_pending = False
 
     def on_agent_text(self, piece: str, t: float | None = None) -> None:
         """Feed a piece of the agent's own spoken text (front-end inner monologue)."""

@@ -9,7 +9,8 @@ the front-end.
     bridge.stop()                                  # at once (the session's close): the loops cancelled
     await bridge.wait_stopped()                    # ... until they have unwound (aclose(): both)
 
-Data flow: user frames -> STT stream -> Transcript -> session.on_transcript + producer;
+Data flow: user frames -> STT stream -> Transcript -> session.on_transcript + producer (a final
+hybrid routing answers: producer.on_routed, no prediction);
 producer -> OracleReset/OracleAppend -> session.on_oracle (queued, handed to the worker with
 the next frame's job, i.e. onto the stepper's per-row oracle feed). The STT's metrics
 (stt_partial_latency, stt_final_latency) of this session's stream are tagged with the session
@@ -160,11 +161,17 @@ class BackendBridge:
         self.session.producer_metric(m)
 
     async def _on_transcript(self, tr: Transcript) -> None:
-        """A transcript of the supervised STT stream: to the session and the producer."""
+        """A transcript of the supervised STT stream: to the session and the producer. A final
+        that hybrid routing answers by the cascade path (the session says so) goes only into the
+        producer's conversation (OracleProducer.on_routed): was a second request to the one LLM
+        at once, and an oracle answer fed to the front-end, which could answer it twice."""
         self._status("stt", True)
-        self.session.on_transcript(tr)
+        routed = self.session.on_transcript(tr)
         if self._producer is not None:
-            await self._producer.on_transcript(tr)
+            if routed:
+                self._producer.on_routed(tr)
+            else:
+                await self._producer.on_transcript(tr)
 
     def _on_stt_failure(self, exc: BaseException, wait: float) -> None:
         log.warning("session %s: stt %s failed: %s (restart in %g s)", self.session.id, self.stt_name, _why(exc), wait)

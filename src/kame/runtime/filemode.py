@@ -330,7 +330,9 @@ def summarize(rec: dict) -> dict:
         "oracle_text": " | ".join("".join(o.get("text", "") for o in rec["oracle"] if o.get("prediction_id") == pid
                                           and o["event"] == "append")
                                   for pid in sorted({o["prediction_id"] for o in rec["oracle"]})),
-        "agent_text": _agent_text(rec),
+        # a cascade's: what was heard (was: all the LLM said, a failed TTS's unspoken text too)
+        "agent_text": _heard_text(rec) if comps.get("mode") == "cascade" else _agent_text(rec),
+        "agent_unspoken_words": _unspoken_words(rec),
         "first_response_latency_s": vals("first_response_latency"),
         "oracle_lag_s": fed_oracle_lags(rec["metrics"]),
         "step_time_p50_s": float(np.percentile(st, 50)) if st else None,
@@ -364,6 +366,33 @@ def _agent_text(rec: dict) -> str:
             out += " "
         out, prev_t = out + a["text"], a["t"]
     return out.strip()
+
+
+def _heard_text(rec: dict) -> str:
+    """A cascade's replies as heard, a space between them: each ended reply's "agent_turn" text
+    (all of it, unless a barge-in or a failed LLM/TTS cut it: then the segments that started
+    playing), and a reply still under way when the run ended the pieces streamed so far."""
+    ended = {d.get("turn"): d for d in _agent_turns(rec)}
+    starts = sorted((d["t"], d.get("turn")) for d in rec.get("other", ()) if d.get("type") == "turn" and "t" in d)
+    said = []
+    for i, (t, tid) in enumerate(starts):
+        if tid in ended:
+            said.append(str(ended[tid].get("text") or ""))
+        else:  # (under way: its pieces until the next turn)
+            until = starts[i + 1][0] if i + 1 < len(starts) else math.inf
+            said.append("".join(a["text"] for a in rec["agent_text"] if t <= a["t"] < until))
+    return " ".join(x.strip() for x in said if x.strip())
+
+
+def _unspoken_words(rec: dict) -> dict:
+    """Words of the replies (a cascade's, hybrid routing's) the LLM gave but nobody heard:
+    {"failed": cut by a failed LLM or TTS, "interrupted": cut by the user's barge-in}."""
+    out = {"failed": 0, "interrupted": 0}
+    for d in _agent_turns(rec):
+        n = len(str(d.get("reply") or "").split()) - len(str(d.get("text") or "").split())
+        if n > 0 and (d.get("failed") or d.get("interrupted")):
+            out["failed" if d.get("failed") else "interrupted"] += n
+    return out
 
 
 AUDIBLE = 0.01  # |sample| above which agent audio counts as heard (the cascade's silence_threshold)
@@ -506,7 +535,11 @@ def print_summary(s: dict, out: Path, no_png: bool) -> None:
     print(f"heard     {heard}")
     if s["frontend"]:  # (a cascade has no front-end, so no oracle)
         print(f"oracle    {s['oracle_text'][:200]!r}")
-    print(f"agent     {s['agent_text'][:200]!r}" + ("  (random front-end babble)" if s["frontend_random"] else ""))
+    unspoken = (s.get("agent_unspoken_words") or {}) if s["mode"] == "cascade" else {}  # (its agent line: as heard)
+    print(f"agent     {s['agent_text'][:200]!r}" + ("  (random front-end babble)" if s["frontend_random"] else "")
+          + "".join(f"  (+{unspoken[k]} words not spoken: {why})" for k, why in
+                    (("failed", "the reply's LLM or TTS failed"), ("interrupted", "the user barged in"))
+                    if unspoken.get(k)))
     print(f"latency   first response [s]: {fmt(s['first_response_latency_s'])}   oracle lag [s]: {fmt(s['oracle_lag_s'])}")
     st = s["step_time_p50_s"]
     steps = f"p50 {st * 1000:.1f} ms  p99 {s['step_time_p99_s'] * 1000:.1f} ms" if st is not None else "-"

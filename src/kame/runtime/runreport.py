@@ -96,6 +96,18 @@ def late_final(rec: dict) -> dict | None:
     return {"speech_end": end, "latency": last["t"] - end}
 
 
+def backend_failed(errors: int, where: str) -> str:
+    """The cause of a warning when the back-end reported ``errors`` errors (``where``: where to
+    read them), worded alike in `kame run`'s summary and `kame client`'s warnings."""
+    return f"its back-end reported {errors} error(s): see {where}"
+
+
+def likeliest_cause(otherwise: str, *, errors: int, where: str, fast: bool = False) -> str:
+    """A warning's likeliest cause: the back-end's errors if it reported any (backend_failed),
+    then --fast (``fast``: `kame run --fast`), else ``otherwise`` (e.g. a slow STT)."""
+    return backend_failed(errors, where) if errors else FAST if fast else otherwise
+
+
 def print_warnings(s: dict, out: Path) -> None:
     """The summary's warnings of what failed or is missing, each with its likeliest cause."""
     json_name = out.with_suffix(".json").name
@@ -104,10 +116,11 @@ def print_warnings(s: dict, out: Path) -> None:
         print(f"warning   the front-end's step failed on {n_failed} of the {s['frames']} frames: those frames have "
               f"no agent audio in {out.name}; see 'errors' in {json_name} and the log")
     errors = max(0, (s.get("errors") or 0) - (s.get("frontend_failed_steps") or 0))  # (those are no back-end's)
-    failed = f"its back-end reported {errors} error(s): see 'errors' in {json_name}"
+    failed = backend_failed(errors, f"'errors' in {json_name}")
 
     def why(otherwise: str) -> str:  # a warning's likeliest cause: back-end errors, then --fast
-        return failed if errors else FAST if s.get("pacing") == "fast" else otherwise
+        return likeliest_cause(otherwise, errors=errors, where=f"'errors' in {json_name}",
+                               fast=s.get("pacing") == "fast")
 
     def why_empty() -> str:  # an LLM's empty answer is its own: --fast only if the STT heard little of it
         said = f"its LLM {s.get('llm')!r} answered with no text"

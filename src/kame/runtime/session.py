@@ -432,7 +432,11 @@ class TandemSession(Session):
             self._warn_behind()
 
     # ----------------------------------------------------------------- back-end callbacks
-    def on_transcript(self, tr: Transcript) -> None:
+    def on_transcript(self, tr: Transcript) -> bool:
+        """One transcript of the STT: sent as Meta, and to the hybrid router (if any). Whether the
+        router answers it by the cascade path (a "structured" final, ``cascade.hybrid_routing``):
+        a turn the oracle should not answer as well (the one LLM would serve two requests at
+        once, and the front-end be fed a second answer)."""
         self.stats.transcripts += 1
         if tr.words:
             self._lat.last_word_end = max(w.end for w in tr.words)
@@ -440,10 +444,11 @@ class TandemSession(Session):
                         "words": [{"word": w.text, "start": w.start, "end": w.end} for w in tr.words]}))
         if self.router is not None:
             try:
-                self.router.on_transcript(tr)
+                return self.router.on_transcript(tr) == "structured" and self.router.cfg.hybrid_routing
             except Exception as exc:  # noqa: BLE001
                 log.exception("hybrid router failed")
                 self._put(internal_error("hybrid routing failed", exc, self.clock.now()))
+        return False
 
     def on_oracle(self, ev: OracleEvent) -> None:
         if self.closed:

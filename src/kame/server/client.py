@@ -38,7 +38,7 @@ from ..runtime.filemode import (DEFAULT_MAX_TAIL_S, check_tail, open_turns, read
                                 unanswered)
 from ..runtime.interrupt import done_or_stopped, first_ctrl_c, run_to_end
 from ..runtime.metrics import SLOW_CAUSE, behind_real_time, late_share
-from ..runtime.runreport import final_missing
+from ..runtime.runreport import STEP_FAILED, final_missing, likeliest_cause
 from . import protocol as P
 
 URL_SCHEMES = ("ws", "wss", "http", "https")
@@ -400,8 +400,9 @@ stderr:
                                    time (the server's CPU is too slow for its model, or too busy)
   warning: ... --max-tail ...      the cascade was still answering when --max-tail ran out
   warning: the STT's final ...     the user's last speech got no final transcript (which starts a
-                                   cascade's reply) within the session: the STT is slow or heard
-                                   nothing; "the cascade heard the user but did not answer": why
+                                   cascade's reply) within the session: the STT is slow, heard
+                                   nothing, or failed (the back-end's errors are named then);
+                                   "the cascade heard the user but did not answer": why
   interrupted ...                  Ctrl-C: the stream ended there, the session was closed and
                                    what came was written; a second Ctrl-C quits at once
   error: ...                       why the exit status is 1
@@ -541,7 +542,7 @@ def _report(res: ChatResult, a: argparse.Namespace) -> int:
                "the audio reached it faster than real time at times (held back by the network, then sent at once)")
         print(f"warning: the server dropped {dropped:.2f} s of the input: it keeps only a short backlog and {why}",
               file=sys.stderr)
-    told = not res.failure() and not res.interrupted and _unanswered(res, rec)  # (as `kame run` warns)
+    told = not res.failure() and not res.interrupted and _unanswered(res, rec, a)  # (as `kame run` warns)
     if not len(res.audio) and not res.failure() and not res.interrupted and not told:
         why = (f"the session ended {a.tail:g} s after the input was sent (--tail): give the agent time to answer"
                if a.tail < 1 else "the agent sent none (its log may say why)")
@@ -570,26 +571,35 @@ def _replied_last(metas) -> bool:
     return any(turn_started(d) and (start is None or d.get("t", start) >= start) for d in metas)
 
 
-def _unanswered(res: ChatResult, rec: dict) -> bool:
+def _unanswered(res: ChatResult, rec: dict, a: argparse.Namespace) -> bool:
     """Warns, as `kame run` does, when the STT's final transcript for the user's last speech never
-    came (so no reply could start), or a cascade heard the user and said nothing; whether it did."""
+    came (so no reply could start), or a cascade heard the user and said nothing; whether it did.
+    The cause is worded as there (runreport.likeliest_cause): the back-end's errors, if any (was:
+    a slow STT blamed for a failed one)."""
     nofinal = final_missing(rec)  # (kame.runtime.runreport)
     longer = "--max-tail" if res.reply_cut_off else "--tail"  # (what would have waited longer)
+    # the errors of the back-end's parts: not the client's own, nor a front-end step's (as kame run)
+    errors = sum(1 for e in res.errors if e.get("code") != "unreadable_message"
+                 and not str(e.get("message", "")).startswith(STEP_FAILED))
+    where = f"'errors' in {a.json}" if a.json else "the server errors above"
     if nofinal:
         t0 = rec["components"].get("t0")  # (the server's info: the session's start on the clock of "t")
         at = f" ending {nofinal['speech_end'] - t0:.2f} s into the session" if isinstance(t0, (int, float)) else ""
         print(f"warning: the STT's final transcript for the user's speech{at} never came within the session"
               + (f" (it had heard {nofinal['partial']!r} of it)" if nofinal["partial"] else "") + ", so the "
               + ("cascade" if rec["components"].get("mode") == "cascade" else "back-end") + " could not answer it; "
-              "the STT is slow on the server's machine" + ("" if nofinal["partial"] else " (or heard no words in it)")
-              + f": give a longer {longer}, or see backend.nice", file=sys.stderr)
+              + likeliest_cause("the STT is slow on the server's machine"
+                                + ("" if nofinal["partial"] else " (or heard no words in it)")
+                                + f": give a longer {longer}, or see backend.nice", errors=errors, where=where),
+              file=sys.stderr)
         return True
     if not unanswered(rec) or (res.reply_cut_off and open_turns(res.metas)):  # (cut off: said by _report)
         return False
     ended = [d for d in rec["other"] if d.get("type") == "agent_turn"]
     why = ("its reply failed (the server's log says why)" if any(d.get("failed") for d in ended) else
            "its LLM answered with no text" if ended else
-           f"the STT's final transcript came too late for a reply before the session ended: give a longer {longer}")
+           likeliest_cause(f"the STT's final transcript came too late for a reply before the session ended: give a "
+                           f"longer {longer}", errors=errors, where=where))
     print(f"warning: the cascade heard the user but did not answer; {why}", file=sys.stderr)
     return True
 

@@ -1,0 +1,86 @@
+"""Hybrid routing answers a "structured" final by the cascade path; the tandem session says so
+(TandemSession.on_transcript's result), and then that turn is not the oracle's as well."""
+
+from __future__ import annotations
+
+from kame.backend.types import Transcript, Word
+from kame.cascade.agent import default_prompt_fn
+from kame.cascade.hybrid import HybridRouter
+
+from .fakes import FakeLLM
+from .test_engine import make_agent
+
+
+def _said(text: str, t: float, final: bool = True) -> Transcript:
+    return Transcript(tuple(Word(w, t + 0.1 * i, t + 0.1 * i + 0.08) for i, w in enumerate(text.split())), final,
+                      t + 0.1 * len(text.split()))
+
+
+class _NoTTS:
+    sample_rate = 24000
+
+    async def synthesize(self, text):
+        return
+        yield
+
+
+async def test_the_session_says_which_finals_hybrid_routing_answers():
+    agent, clock, _ = make_agent(**{"cascade.hybrid_routing": True})
+    await agent.start()
+    s = await agent.open_session()
+    try:
+        s.router = HybridRouter(FakeLLM(), _NoTTS(), agent.config.cascade, clock, emit=s._put,
+                                prompt_fn=default_prompt_fn())
+        assert s.on_transcript(_said("what is two", 0.0, final=False)) is False  # (partials: the oracle's)
+        assert s.on_transcript(_said("what is two plus two", 0.0)) is True  # structured: the router's reply
+        assert s.router.routed_turns == 1
+        assert s.on_transcript(_said("tell me about rome", 1.0)) is False  # chat: the oracle's
+    finally:
+        await s.close()
+        await agent.stop()
+    agent, clock, _ = make_agent()
+    await agent.start()
+    s = await agent.open_session()
+    try:
+        assert s.on_transcript(_said("what is two plus two", 0.0)) is False
+    finally:
+        await s.close()
+        await agent.stop()
+
+
+async def test_a_final_hybrid_routing_answers_gets_no_oracle_prediction(fake_components):
+    """The bridge hands a routed final to the producer's conversation only (OracleProducer.on_routed):
+    no prediction starts for it, and the one its partials started is cancelled (was: a second
+    request to the one LLM at once, and an answer fed to the front-end, which could answer twice);
+    a chat final still gets its prediction."""
+    from kame.backend.tokenizer import default_tokenizer
+    from kame.runtime.backend import load_backend
+
+    from .fakes import CREATED, wait_for
+
+    agent, clock, log = make_agent(**{"backend.stt": "fake", "backend.llm": "fake", "cascade.tts": "fake",
+                                      "cascade.hybrid_routing": True})
+    agent._backend, _ = load_backend(agent.config, clock, default_tokenizer(), log)
+    llm = next(c for c, _ in CREATED if isinstance(c, FakeLLM))
+    await agent.start()
+    s = await agent.open_session()
+    try:
+        bridge = s.backend
+        await wait_for(lambda: bridge._producer is not None)
+        producer = bridge._producer
+        llm.hold = True  # (a prediction stays under way after its first piece)
+        await bridge._on_transcript(_said("what is two", 0.0, final=False))
+        await wait_for(lambda: llm.in_reply)
+        assert producer.prediction_id == 1 and producer.busy  # a partial's prediction: kept while the user speaks
+        await bridge._on_transcript(_said("what is two plus two", 0.0))  # structured
+        assert producer.prediction_id == 1 and producer.stats["routed"] == 1  # no prediction for it ...
+        await wait_for(lambda: not producer.busy)  # ... and the running one cancelled
+        assert s.router.routed_turns == 1 and s.router.active  # the cascade path answers it
+        llm.hold = False
+        await bridge._on_transcript(_said("tell me about rome", 2.0))  # chat: the oracle's
+        assert producer.prediction_id == 2 and "rome" in str(producer.last_messages)
+        assert "two plus two" in str(producer.last_messages)  # (the routed turn is in its conversation)
+    finally:
+        llm.hold = False
+        await s.close()
+        await agent.stop()
