@@ -12,6 +12,7 @@ The checks of the files and folders a command writes are in kame.paths.
 
 import argparse
 import math
+import numbers
 import os
 
 
@@ -27,15 +28,20 @@ def _number(text: str, cast):
     return value
 
 
+def _bound(limit: float) -> str:
+    """A limit as said in an error: an int exactly (was: 2**64 - 1 said as 1.84467e+19), a float as %g."""
+    return str(int(limit)) if isinstance(limit, numbers.Integral) else f"{limit:g}"
+
+
 def at_least(minimum: float, cast=int, maximum: float | None = None):
     """An argparse ``type``: a number >= minimum ("argument --x: must be >= 1, got 0"), and
     <= maximum if given."""
     def parse(text: str):
         value = _number(text, cast)
         if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum:g}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be >= {_bound(minimum)}, got {text}")
         if maximum is not None and value > maximum:
-            raise argparse.ArgumentTypeError(f"must be <= {maximum:g}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be <= {_bound(maximum)}, got {text}")
         return value
     return parse
 
@@ -46,7 +52,7 @@ def more_than(minimum: float, cast=float):
     def parse(text: str):
         value = _number(text, cast)
         if not value > minimum:
-            raise argparse.ArgumentTypeError(f"must be > {minimum:g}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be > {_bound(minimum)}, got {text}")
         return value
     return parse
 

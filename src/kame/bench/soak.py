@@ -531,7 +531,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fuzz part: malformed/random messages sent (default 10000)")
     p.add_argument("--cycles", type=at_least(0), default=1000,
                    help="cycles part: connect/disconnect cycles (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="fuzz part: random seed (default 0)")
+    p.add_argument("--seed", type=at_least(0, maximum=2**64 - 1), default=0,  # (kame.model.config.MAX_SEED)
+                   help="fuzz part: seeds the random messages, 0 to 2**64 - 1 (default 0)")
     p.add_argument("--speech", action="store_true",
                    help="sessions part: clients ask spoken questions (STT and LLM at work) instead of sending tones")
     p.add_argument("--json", default=None, help="also write the raw results here")

@@ -19,7 +19,7 @@ compared with what the dialogue's agent said:
 - generated: the agent's text stream as words against the agent's words (text WER), the first
   generated word's time against the agent's first word's (onset error, s), and the generated
   audio (decoded by the codec) transcribed by whisper tiny.en against the agent's words (audio
-  WER, and CER: the letters, spaces left out; `--no-asr` skips both, they need the ``bench``
+  WER, and CER: the letters, spaces left out; `--no-asr` skips both, they need the ``stt``
   extra's faster-whisper); beside them, the same measure of the recording itself through the
   codec (its agent's codes decoded): the best audio WER / CER this codec and whisper allow on
   these words. Below the table, the CER of each generated audio against the next dialogue's reply
@@ -34,14 +34,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from ..cliargs import at_least
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, NotAvailableError
 from ..model.config import MAX_SEED
 from ..train.data import FRAME_RATE, SAMPLE_RATE, DataError
 
@@ -269,13 +268,12 @@ def main(args) -> int:
                                                              greedy=args.temp <= 0)
     asr = None
     if not args.no_asr:
-        try:
-            from ..bench.codec_quality import Whisper
+        from ..bench.codec_quality import Whisper
 
+        try:
             asr = Whisper()
-        except ImportError as exc:
-            print(f"kame eval follow: no whisper ({exc}): install the bench extra, or --no-asr", file=sys.stderr)
-            return 1
+        except NotAvailableError as exc:  # (its message names the `stt` extra; was: "the bench extra", none such)
+            raise NotAvailableError(f"{where}: {exc}; or --no-asr (no audio WER / CER)") from exc
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     recs = []

