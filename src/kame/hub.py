@@ -9,8 +9,11 @@ First one quick HEAD request asks the hub about the file (no retries, ``HF_HUB_E
 seconds at most). If the hub answers, huggingface_hub downloads the file or takes it from the
 cache as usual (so a branch that moved is updated). If it cannot be reached, the local cache is
 used; a file not in it fails at once with one clear error, where huggingface_hub alone would
-retry for ~25 s and log a warning per attempt. With ``HF_HUB_OFFLINE`` set only the cache is
-looked at. Every failure is a CheckpointError naming the repo and the file and saying what to
+retry for ~25 s and log a warning per attempt. A hub found unreachable (no answer within the
+timeout, connection refused, DNS ...) is remembered for the rest of the process (logged once):
+later files are looked up in the cache only, as with ``HF_HUB_OFFLINE``, so a hub that drops
+packets costs one timeout per process, not one per file. With ``HF_HUB_OFFLINE`` set only the
+cache is looked at. Every failure is a CheckpointError naming the repo and the file and saying what to
 do; two kinds are told apart by their class:
 
     HubFileNotFound   the hub answered: the repo has no such file
@@ -19,9 +22,15 @@ do; two kinds are told apart by their class:
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from .errors import CheckpointError, ConfigError
+
+log = logging.getLogger(__name__)
+# hub endpoint -> why a probe of it failed ("ReadTimeout: timed out"): in this process it is not
+# asked again, its files come from the cache only (see the module docstring)
+_unreachable: dict[str, str] = {}
 
 
 class HubFileNotFound(CheckpointError):
@@ -58,7 +67,10 @@ def hf_download(repo: str, filename: str, revision: str | None = None) -> Path:
 
     src = f"hf://{repo}" + (f"@{revision}" if revision else "")
     offline = bool(constants.HF_HUB_OFFLINE)
-    if not offline:
+    endpoint = constants.ENDPOINT
+    if not offline and endpoint in _unreachable:  # found unreachable before: the cache only
+        unreachable = _unreachable_error(src, filename, _unreachable[endpoint] + ", found earlier in this process")
+    elif not offline:
         try:  # one HEAD request, no retries: an unreachable hub fails here, fast and quietly
             hh.get_hf_file_metadata(hh.hf_hub_url(repo, filename, revision=revision),
                                     timeout=constants.HF_HUB_ETAG_TIMEOUT)
@@ -67,6 +79,9 @@ def hf_download(repo: str, filename: str, revision: str | None = None) -> Path:
             if not isinstance(err, HubUnreachable):
                 raise err from exc
             unreachable = err  # the cache may still have it
+            _unreachable[endpoint] = _what(exc)
+            log.warning("the Hugging Face hub at %s cannot be reached (%s): using the local cache only "
+                        "for the rest of this process", endpoint, _unreachable[endpoint])
         else:
             try:
                 return Path(hh.hf_hub_download(repo, filename, revision=revision))
@@ -86,18 +101,28 @@ def hf_download(repo: str, filename: str, revision: str | None = None) -> Path:
 
 def _error(src: str, filename: str, exc: Exception, probing: bool = False) -> CheckpointError:
     """The CheckpointError for a failed look-up or download of ``filename`` of ``src``."""
-    from huggingface_hub import constants
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
-    lines = str(exc).strip().splitlines()
-    what = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+    what = _what(exc)
     if isinstance(exc, EntryNotFoundError) and not isinstance(exc, LocalEntryNotFoundError):
         return HubFileNotFound(f"{src} has no file {filename} ({what})")
     if isinstance(exc, HfHubHTTPError):  # unknown repo or revision, gated, hub error
         return CheckpointError(f"cannot get {filename} from {src}: {what}. Check the repo name and revision "
                                f"(a private or gated repo needs a login), or pass a local path")
     if probing and not isinstance(exc, ValueError):  # connection refused, timeout, DNS, proxy ...
-        return HubUnreachable(f"{src}: {filename} is not in the local Hugging Face cache and the hub at "
-                              f"{constants.ENDPOINT} cannot be reached ({what}): download it once with network "
-                              f"access (check HF_ENDPOINT / proxy settings), or pass a local path")
+        return _unreachable_error(src, filename, what)
     return CheckpointError(f"cannot get {filename} from {src}: {what}; pass a local path instead")
+
+
+def _what(exc: Exception) -> str:
+    """An exception in one line for messages: "ReadTimeout: timed out"."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
+def _unreachable_error(src: str, filename: str, what: str) -> HubUnreachable:
+    from huggingface_hub import constants
+
+    return HubUnreachable(f"{src}: {filename} is not in the local Hugging Face cache and the hub at "
+                          f"{constants.ENDPOINT} cannot be reached ({what}): download it once with network "
+                          f"access (check HF_ENDPOINT / proxy settings), or pass a local path")

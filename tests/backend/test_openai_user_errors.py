@@ -166,3 +166,20 @@ async def test_a_key_with_a_trailing_newline_reaches_the_server_without_it(serve
     monkeypatch.setenv("OPENAI_API_KEY", "sk-abc\n")
     assert await chat(server.url) == ["ok"]
     assert seen == ["Bearer sk-abc"]
+
+
+# --- a bad option value is named even when no server is configured --------------------------------
+@pytest.mark.parametrize("kind, spec, option", [
+    ("llm", "openai:gpt;first_token_timeout=abc", "first_token_timeout"),
+    ("llm", "openai:gpt;connect_timeout=-1", "connect_timeout"),
+    ("stt", "openai:whisper-1;response_format=xml", "response_format"),
+    ("stt", "openai:whisper-1;timeout=0", "timeout"),
+    ("tts", "openai:tts-1;chunk_timeout=abc", "chunk_timeout"),
+])
+def test_a_bad_option_value_is_reported_before_no_server_configured(monkeypatch, kind, spec, option):
+    for setting in ("BASE_URL", "API_KEY"):
+        for var in (f"OPENAI_{setting}", f"OPENAI_STT_{setting}", f"OPENAI_TTS_{setting}"):
+            monkeypatch.delenv(var, raising=False)
+    with pytest.raises(ConfigError, match=option) as e:
+        registry.create(kind, spec)
+    assert "no server configured" not in str(e.value)

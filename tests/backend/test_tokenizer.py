@@ -104,3 +104,13 @@ def test_train_tiny_model_on_the_fly(tmp_path):
 
 def test_shipped_model_file_is_small():
     assert DEFAULT_MODEL.stat().st_size < 1_000_000
+
+
+@pytest.mark.parametrize("bad", [4000, -1])
+def test_decode_of_an_id_out_of_range_is_a_value_error_naming_it(tok, bad):
+    """Not sentencepiece's bare IndexError "piece id is out of range"."""
+    with pytest.raises(ValueError, match=rf"token id {bad} is out of range .* vocabulary has 4000 ids \(0..3999\)"):
+        tok.decode([5, bad])
+    with pytest.raises(ValueError, match=rf"token id {bad} is out of range"):
+        tok.piece(bad)
+    assert tok.decode([tok.vocab_size - 1]) == tok.piece(tok.vocab_size - 1).replace("\u2581", "")

@@ -22,8 +22,14 @@ def _unused_port() -> int:
 
 
 def _online_against(monkeypatch, tmp_path, endpoint: str) -> None:
-    """huggingface_hub pointed at ``endpoint`` with an empty cache, HF_HUB_OFFLINE off."""
+    """huggingface_hub pointed at ``endpoint`` with an empty cache, HF_HUB_OFFLINE off, and no hub
+    remembered as unreachable (kame.hub remembers one per process: a port found closed by an
+    earlier test may be a server's now)."""
     import huggingface_hub.constants as hc
+
+    import kame.hub
+
+    monkeypatch.setattr(kame.hub, "_unreachable", {}, raising=False)
 
     monkeypatch.setattr(hc, "ENDPOINT", endpoint)
     monkeypatch.setattr(hc, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")

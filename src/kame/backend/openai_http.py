@@ -169,9 +169,12 @@ class OpenAIHTTP:
     endpoint: Endpoint
 
     def _init_http(self, base_url: str | None, api_key: str | None, connect_timeout: float = 5.0) -> None:
+        """Resolve the endpoint (ConfigError if none is configured); adapters check their own
+        option values before calling it, so that a bad value is reported as such."""
+        # (a bad option value is named before "no server configured", which may come first)
+        self.connect_timeout = number(f"openai {self.what}", "connect_timeout", connect_timeout, above=0)
         self.endpoint = resolve_endpoint(self.what, base_url, api_key, self.service)
         self.base_url, self.api_key = self.endpoint.url, self.endpoint.key
-        self.connect_timeout = number(f"openai {self.what}", "connect_timeout", connect_timeout, above=0)
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
 

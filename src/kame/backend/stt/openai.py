@@ -165,7 +165,6 @@ class OpenAITranscriptionSTT(OpenAIHTTP, SegmentedSTT):
                  language: str | None = "en", response_format: str | None = None, timeout: float = 15.0,
                  request_interval: float = 1.0, connect_timeout: float = 5.0, **kwargs) -> None:
         super().__init__(**kwargs)
-        self._init_http(base_url, api_key, connect_timeout)
         # s of new audio between partial requests
         self.request_interval = number("openai STT", "request_interval", request_interval, above=0, allow_inf=True)
         self.model = model or "whisper-1"
@@ -177,6 +176,7 @@ class OpenAITranscriptionSTT(OpenAIHTTP, SegmentedSTT):
                               f"(verbose_json: with word times), got {response_format!r}")
         self.language, self.response_format = language, response_format
         self.timeout = number("openai STT", "timeout", timeout, above=0)
+        self._init_http(base_url, api_key, connect_timeout)  # (after the values: those errors first)
         self._users = 0  # open streams (they share one session, closed after the last)
 
     def new_recognizer(self) -> Recognizer:

@@ -53,7 +53,7 @@ from ...runtime.metrics import Metric, MetricsSink, null_sink
 from ..options import number
 from ..priority import lower_thread_priority
 from ..types import FRAME_SIZE, AudioFrame, Transcript, Word
-from ..vad import VAD_RATE, StreamingVAD, VADConfig
+from ..vad import VAD_RATE, StreamingVAD, VADConfig, check_vad
 from .base import STT, owner_prefix
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,7 @@ class SegmentedSTT(STT, ABC):
         self.clock = clock or MonotonicClock()
         self.metrics = metrics or null_sink
         self.vad_config = vad if isinstance(vad, VADConfig) else VADConfig(**(vad or {}))
+        check_vad(self.vad_config)  # a missing VAD package fails here, not in every stream's worker
         if partial_interval is not None:
             self.partial_interval = number(who, "partial_interval", partial_interval, above=0)
         # skip partial decodes while more audio than this waits (inf: never)

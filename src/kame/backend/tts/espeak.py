@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import difflib
 import threading
 from typing import AsyncIterator
 
 import numpy as np
 
 from ...audio import SAMPLE_RATE, resample
-from ...errors import MissingPackageError, NotAvailableError, install_hint
+from ...errors import ConfigError, MissingPackageError, NotAvailableError, install_hint
 from .base import TTS, TimedWord
 from .words import fill_starts, finish, refine, token_spans
 
@@ -84,9 +85,59 @@ def _library():
     return _LIB
 
 
+class _Voice(ctypes.Structure):
+    """espeak_VOICE (speak_lib.h)."""
+
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("languages", ctypes.c_void_p),  # (priority byte, NUL-terminated language)*, then a 0 byte
+        ("identifier", ctypes.c_char_p),  # its file under espeak-ng-data/voices or lang: "gmw/en-US"
+        ("gender", ctypes.c_ubyte),
+        ("age", ctypes.c_ubyte),
+        ("variant", ctypes.c_ubyte),
+        ("xx1", ctypes.c_ubyte),
+        ("score", ctypes.c_int),
+        ("spare", ctypes.c_void_p),
+    ]
+
+
+def voice_names(lib=None) -> list[str]:
+    """The voices espeak-ng knows, by their first language ("en-us", "fr-fr", "en-gb-scotland"),
+    each of which ``EspeakTTS(voice=...)`` takes (as does "NAME+VARIANT", e.g. "en-us+f2")."""
+    lib = lib or _library()
+    lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
+    with _LOCK:
+        voices = lib.espeak_ListVoices(None)
+        names, i = [], 0
+        while voices and voices[i]:
+            v = voices[i].contents
+            lang = ctypes.string_at(v.languages + 1) if v.languages else b""  # past the priority byte
+            names.append((lang or (v.identifier or b"").rsplit(b"/", 1)[-1]).decode("utf-8", "replace"))
+            i += 1
+    return sorted({n for n in names if n})
+
+
 def _set_voice(lib, voice: str) -> None:  # under _LOCK
     if lib.espeak_SetVoiceByName(voice.encode()) != 0:
         raise NotAvailableError(f"espeak-ng has no voice {voice!r}")
+
+
+def check_voice(lib, voice: str) -> None:
+    """ConfigError, naming the closest voices espeak-ng has, if it has no voice ``voice`` (so a
+    bad voice fails when the TTS is made, where a cascade falls back to cascade.tts_fallback,
+    not at every reply's synthesis)."""
+    with _LOCK:
+        ok = lib.espeak_SetVoiceByName(voice.encode()) == 0
+    if ok:
+        return
+    names = voice_names(lib)
+    base = voice.split("+", 1)[0].lower()
+    by_lower = {n.lower(): n for n in names}  # espeak-ng matches names case-insensitively
+    close = [by_lower[n] for n in difflib.get_close_matches(base, list(by_lower), n=3, cutoff=0.5)]
+    examples = [n for n in ("en-us", "en-gb", "fr-fr", "de") if n in names]
+    hint = f"close: {', '.join(close)}" if close else f"e.g. {', '.join(examples)}"
+    raise ConfigError(f"tts spec 'espeak:{voice}': espeak-ng has no such voice; {hint} ({len(names)} voices: "
+                      "kame.backend.tts.espeak.voice_names(); a variant as VOICE+VARIANT, e.g. en-us+f2)")
 
 
 def ipa(text: str, voice: str = "en-us") -> str:
@@ -112,6 +163,7 @@ class EspeakTTS(TTS):
     def __init__(self, voice: str | None = None, *, rate: int = 165, pitch: int = 50, sample_rate: int = SAMPLE_RATE) -> None:
         self._lib = _library()
         self.voice = voice or "en-us"
+        check_voice(self._lib, self.voice)  # a bad voice fails here, not at each synthesis
         self.rate, self.pitch = rate, pitch
         self.sample_rate = sample_rate
 

@@ -88,9 +88,9 @@ class OpenAITTS(OpenAIHTTP, TTS):
         self.model, self.voice, self.response_format = model, voice, response_format
         self.speed = None if speed is None else number("openai TTS", "speed", speed, above=0)
         self.pcm_rate = number("openai TTS", "pcm_rate", pcm_rate, min=1, cast=int)
-        self._init_http(base_url, api_key, connect_timeout)
         self.first_chunk_timeout = number("openai TTS", "first_chunk_timeout", first_chunk_timeout, above=0)
         self.chunk_timeout = number("openai TTS", "chunk_timeout", chunk_timeout, above=0)
+        self._init_http(base_url, api_key, connect_timeout)  # (after the values: those errors first)
         self.sample_rate = SAMPLE_RATE
 
     @property
