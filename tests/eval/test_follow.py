@@ -247,3 +247,16 @@ def test_cli_measures_the_recording_through_the_codec_beside_the_generated_audio
     recs = [json.loads(ln) for ln in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert [(r["audio_errors"], r["audio_errors_recorded"], r["asr_recorded"]) for r in recs] == \
         [(3, 0, "Paris is lovely."), (3, 0, "Two plus two.")]
+
+
+def test_a_front_end_without_an_oracle_stream_is_followed_without_its_oracle(tmp_path):
+    """A Moshi-style model (no oracle stream) reads none of a dialogue's oracle events, in the
+    free run as in the teacher-forced pass (was: its stepper's feed refusing them mid-run)."""
+    from kame.model.loaders import load_frontend
+
+    d = read_dialogue(read_manifest(_same_user_other_oracle(tmp_path / "data"))[0].path)
+    assert d.oracle  # (events it would have been fed)
+    torch.manual_seed(0)
+    plain = load_frontend("random:tiny", text_card=4000, oracle=False)[0].eval()
+    rec = follow_one(plain, FakeCodec(), default_tokenizer(), d, Sampling(greedy=True), 0, None)[0]
+    assert rec["text_words"] > 0 and rec["text_words_ok_no_oracle"] is None

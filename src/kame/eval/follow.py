@@ -127,7 +127,7 @@ def generate(model, d, codes, sampling, seed: int) -> tuple[list[int], "np.ndarr
 
     st = Stepper(model, 1, sampling, generator=torch.Generator(device=model.device).manual_seed(seed))
     events: dict[int, list] = {}
-    for ev in d.oracle:
+    for ev in d.oracle if model.has_oracle else ():  # (a model without the stream reads none, as teacher_forced)
         events.setdefault(ev.frame, []).append(ev)
     rows = codes[1 + model.cfg.dep_q:]  # [n_user_q, T]: user frame t at column t - 1
     users = torch.cat([torch.zeros_like(rows[:, :1]), rows[:, :-1]], dim=1).to(model.device)  # [n_user_q, T]: t at t

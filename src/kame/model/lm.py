@@ -41,6 +41,29 @@ class LMOutput:
     text_mask: torch.Tensor  # [B, 1, T]
 
 
+def check_ids(x, name: str, shape: str, streams: list[tuple[str, int, int, int]]) -> None:
+    """Ids given to the model (codes, inputs, oracle): an integer tensor (not bool), and per group
+    of streams ``(what, first, end, n)`` (streams ``first .. end - 1`` of dim 1, or the whole
+    tensor when first is None) ids in [-1, n) (-1: the zero token), else a one-line TypeError /
+    ValueError naming ``name`` and the range (was: a torch IndexError in an embedding, a float
+    tensor's RuntimeError, ids below -1 taken as 0 silently). One min/max per group."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be an integer tensor {shape}, got {type(x).__name__}")
+    if x.dtype == torch.bool or x.is_floating_point() or x.is_complex():
+        raise TypeError(f"{name} must be an integer tensor {shape} of ids, got dtype {x.dtype}")
+    if x.numel() == 0:
+        return
+    for what, first, end, n in streams:
+        part = x if first is None else x[:, first:end]
+        if part.numel() == 0:
+            continue
+        lo, hi = torch.stack([part.min(), part.max()]).tolist()
+        if lo < -1 or hi >= n:
+            where = "" if first is None else f" (streams {first}..{end - 1})" if end - first > 1 else f" (stream {first})"
+            raise ValueError(f"{name}: {what} ids{where} must be in [0, {n}) (or -1: no token), got ids in "
+                             f"[{lo}, {hi}]")
+
+
 def delay_codes(codes: torch.Tensor, delays: list[int], initial: torch.Tensor) -> torch.Tensor:
     """codes [B, K, T] -> delayed [B, K, T]: stream k shifted right by delays[k], filled with initial[k]."""
     out = codes.clone()
@@ -199,19 +222,33 @@ class LMModel(nn.Module):
         f + 1 beside model frame f). So data preparation puts user frame f + 1 at column f; the
         user's frame 0 is never read (step 0 feeds BOS), nor is the last column's (-1 is fine).
         tests/model/test_stepper.py checks forward == stepper on this layout."""
-        B, K, T = codes.shape
         cfg = self.cfg
-        if K != cfg.num_codebooks:
-            raise ValueError(f"codes have {K} streams, expected n_q + 1 = {cfg.num_codebooks}")
+        K = cfg.num_codebooks
+        # Checked here, one min/max per kind of stream: a bad id is a line naming it, not an
+        # IndexError deep in an embedding (ids below -1 would be taken as 0 silently).
+        ids = [("text", 0, 1, cfg.text_ids), ("audio", 1, K, cfg.card + 1)]  # (BOS: text_card, card)
+        check_ids(codes, "codes", "[B, K, T]", [])
+        if codes.dim() != 3 or codes.shape[1] != K:
+            raise ValueError(f"codes must be [B, K = n_q + 1 = {K}, T], got shape {tuple(codes.shape)}")
+        check_ids(codes, "codes", "[B, K, T]", ids)
+        B, _, T = codes.shape
         if inputs is None:
             inputs = codes
-        elif inputs.shape != codes.shape:
-            raise ValueError(f"inputs must have the shape of codes {tuple(codes.shape)}, got {tuple(inputs.shape)}")
+        else:
+            check_ids(inputs, "inputs", "[B, K, T]", [])
+            if inputs.shape != codes.shape:
+                raise ValueError(f"inputs must have the shape of codes {tuple(codes.shape)}, got {tuple(inputs.shape)}")
+            check_ids(inputs, "inputs", "[B, K, T]", ids)
         if oracle is None and self.has_oracle:
             oracle = torch.full((B, T), cfg.existing_text_padding_id, dtype=torch.long, device=codes.device)
-        if oracle is not None and oracle.shape != (B, T):
-            raise ValueError(f"oracle must be [B, T] = {(B, T)} (the token fed at each step), "
-                             f"got {tuple(oracle.shape)}")
+        if oracle is not None:
+            if not self.has_oracle:
+                raise ValueError("this model has no oracle stream (config oracle=False): give oracle=None")
+            check_ids(oracle, "oracle", "[B, T]", [])
+            if oracle.shape != (B, T):
+                raise ValueError(f"oracle must be [B, T] = {(B, T)} (the token fed at each step), "
+                                 f"got {tuple(oracle.shape)}")
+            check_ids(oracle, "oracle", "[B, T]", [("text-vocabulary", None, None, cfg.text_ids)])
         initial = self.initial_tokens()
 
         def delayed_of(x: torch.Tensor) -> torch.Tensor:  # [B, K, T] -> [B, K, T + 1]: initial tokens first

@@ -386,7 +386,8 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
     path, or "random:tiny|small|100m|stt-tiny" (random weights, seeded), with LMConfig keys after ';'
     (kame.model.config.random_config); a key also given here (``oracle``, ``config_overrides``)
     must have the same value.
-    oracle: None = config's `oracle` key, else on (KAME) except for model_type "stt".
+    oracle: None = config's `oracle` key, else on (KAME) except for model_type "stt"; True / False
+    (a bool: another value is a TypeError).
     spec_form: check_frontend_spec(spec), if the caller has checked the spec already.
     expect: "frontend" refuses a Kyutai STT checkpoint (dep_q 0: no audio out), "stt" a
     speech-to-speech one, each with a CheckpointError saying where it goes; None takes both.
@@ -395,6 +396,9 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
     weights: False builds the model on the meta device and reads no weights (its config and
     companions are resolved and checked as for a load): a sharded training run's other processes
     get theirs from rank 0 (kame.train.parallel.prepare)."""
+    if oracle is not None and not isinstance(oracle, bool):  # ("yes", 0 were taken as true / false)
+        raise TypeError(f"load_frontend oracle must be True, False or None (the config's), got "
+                        f"{type(oracle).__name__} {oracle!r}")
     form = spec_form if spec_form is not None else check_frontend_spec(spec)
     kind, name, _ = form
     seed = _check_seed(seed)
@@ -542,15 +546,18 @@ def save_frontend(model: LMModel, folder: str | Path, dtype: Any = None, *, code
         meta = kame_record(model.cfg, meta, folder, given)
     raw = config_json(model.cfg, meta, MOSHI_NAME)
     text = json.dumps(raw, indent=2)
-    if folder.exists() and not folder.is_dir():
-        raise CheckpointError(f"save_frontend: {folder} exists and is not a folder")
+    wpath = folder / raw["moshi_name"]
+    for d in (wpath.parent, *wpath.parent.parents):  # (a file on the way: was a raw NotADirectoryError)
+        if d.exists() or d.is_symlink():
+            if not d.is_dir():
+                raise CheckpointError(f"save_frontend: {d} exists and is not a folder")
+            break
     if state_dict is not None and set(state_dict) != set(model.state_dict()):
         theirs, ours = set(state_dict), set(model.state_dict())
         raise CheckpointError(f"save_frontend: state_dict does not match the model's keys (missing "
                               f"{sorted(ours - theirs)[:5]}, unexpected {sorted(theirs - ours)[:5]})")
     weights = model.state_dict() if state_dict is None else state_dict
     state = {k: (v if dt is None else v.to(dt)).detach().cpu().contiguous() for k, v in weights.items()}
-    wpath = folder / raw["moshi_name"]
     made = [d for d in (wpath.parent, *wpath.parent.parents) if not d.exists()][::-1]  # folders to create
     temps: list[Path] = []
     try:

@@ -14,7 +14,10 @@ are queued under a lock and applied, in call order, at the start of the next ``s
 ``reset`` and the clearing of its oracle always land in the same step). ``step`` itself must run
 on one thread at a time. Bad arguments (a row or token id that is not an int - a bool or float is
 refused, not rounded -, a row out of range, a token id outside the vocabulary, user codes of the
-wrong shape/dtype/range, batch_size < 1) raise at call time and change nothing.
+wrong shape/dtype/range - bool codes are refused -, batch_size < 1, a model that is not an LMModel,
+a sampling that is not a Sampling) raise at call time and change nothing. Sampling's values are
+checked as they are set, so a step cannot fail in its sampling once it has started changing the
+state.
 
 Oracle feed (KAME), per row, one token per 80 ms frame:
     stepper.oracle.reset(row)            # a new back-end prediction: start id (text_card) at the next frame
@@ -33,6 +36,8 @@ before step f). OracleFeed and oracle_timeline share their rules (``_OracleRow``
 
 from __future__ import annotations
 
+import math
+import numbers
 import operator
 import threading
 from collections.abc import Mapping, Set as AbstractSet
@@ -50,13 +55,34 @@ UNGENERATED = -2
 
 @dataclass
 class Sampling:
-    """Per-stream sampling; defaults are Moshi's / KAME's."""
+    """Per-stream sampling; defaults are Moshi's / KAME's. Every value is checked as it is set (at
+    construction and on assignment): a temperature is a finite number >= 0 (0: argmax), a top-k an
+    int >= 0 (0: no top-k), greedy a bool; else a TypeError / ValueError naming the field (was: a
+    torch error inside the step, after it had started changing the stepper's state)."""
 
     temp: float = 0.8  # audio temperature
     top_k: int = 250  # audio top-k
     temp_text: float = 0.7
     top_k_text: int = 25
     greedy: bool = False  # argmax everywhere (also when a temperature is <= 0)
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in ("temp", "temp_text"):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"Sampling {name} must be a number (a temperature, 0: argmax), got "
+                                f"{type(value).__name__} {value!r}")
+            value = float(value)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"Sampling {name} must be a finite temperature >= 0 (0: argmax), got {value!r}")
+        elif name in ("top_k", "top_k_text"):
+            value = as_int(value, f"Sampling {name}")
+            if value < 0:
+                raise ValueError(f"Sampling {name} must be >= 0 (0: no top-k), got {value}")
+        elif name == "greedy" and not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"Sampling greedy must be a bool, got {type(value).__name__} {value!r}")
+        elif name == "greedy":
+            value = bool(value)
+        object.__setattr__(self, name, value)
 
     @classmethod
     def from_lm_gen_config(cls, cfg: dict | None) -> "Sampling":
@@ -212,15 +238,20 @@ def _event(n: int, ev, vocab: int) -> tuple[int, str, list[int] | None]:
 class OracleFeed:
     """Per-row oracle token schedule. reset/append are thread-safe (queued, applied at step start)."""
 
-    def __init__(self, batch_size: int, start_id: int, pad_id: int, vocab: int | None = None):
-        """vocab: number of valid ids (default start_id + 1); appended ids must be in [0, vocab)."""
-        self.start_id, self.pad_id = start_id, pad_id
+    def __init__(self, batch_size: int, start_id: int, pad_id: int, vocab: int | None = None, enabled: bool = True):
+        """vocab: number of valid ids (default start_id + 1); appended ids must be in [0, vocab).
+        enabled=False (a model without an oracle stream): reset and append are a ValueError (its
+        tokens would reach nothing: nothing is dropped silently)."""
+        self.start_id, self.pad_id, self.enabled = start_id, pad_id, enabled
         self.vocab = start_id + 1 if vocab is None else vocab
         self._rows = [_OracleRow() for _ in range(batch_size)]
         self._lock = threading.Lock()
         self._ops: list[tuple] = []
 
-    def _check(self, row: int) -> int:
+    def _check(self, row: int, feed: bool = False) -> int:
+        if feed and not self.enabled:
+            raise ValueError("this model has no oracle stream (config oracle=False): it takes no oracle tokens "
+                             "(a KAME checkpoint: load it with oracle=True)")
         row = as_int(row, "oracle row")
         if not 0 <= row < len(self._rows):
             raise IndexError(f"oracle row {row} out of range [0, {len(self._rows)})")
@@ -228,13 +259,13 @@ class OracleFeed:
 
     def reset(self, row: int) -> None:
         """A new prediction for `row`: the start id is fed at the row's next frame."""
-        row = self._check(row)
+        row = self._check(row, feed=True)
         with self._lock:
             self._ops.append(("reset", row, None))
 
     def append(self, row: int, token_ids: Sequence[int]) -> None:
         """Tokens of the current prediction, one per frame after the previous ones."""
-        row = self._check(row)
+        row = self._check(row, feed=True)
         ids = _check_ids(token_ids, self.vocab, f"row {row}")
         if ids:
             with self._lock:
@@ -307,18 +338,24 @@ class Stepper:
                  generator: torch.Generator | None = None, active: bool = True):
         """active=False: all rows start paused (a server allocating B slots; ``reset([row])``
         starts a session in a slot)."""
+        if not isinstance(model, LMModel):
+            hint = (": load_frontend returns (model, info), so unpack it: model, info = load_frontend(...)"
+                    if isinstance(model, tuple) else
+                    ": a registry Frontend holds it as .model (or use its .stepper(batch_size))"
+                    if isinstance(getattr(model, "model", None), LMModel) else "")
+            raise TypeError(f"Stepper needs a front-end model (kame.model.LMModel), got {type(model).__name__}{hint}")
         batch_size = as_int(batch_size, "Stepper batch_size")
         if batch_size < 1:
             raise ValueError(f"Stepper batch_size must be at least 1 (one row per session), got {batch_size}")
+        self.model, self.cfg, self.batch_size = model, model.cfg, batch_size
+        self.sampling = Sampling() if sampling is None else sampling
+        self.generator = generator
         if model.training:
             model.eval()
-        self.model, self.cfg, self.batch_size = model, model.cfg, batch_size
-        self.sampling = sampling or Sampling()
-        self.generator = generator
         c, dev = self.cfg, model.device
         self.delays = torch.tensor(c.delays, device=dev)
         self.initial = model.initial_tokens()
-        self.oracle = OracleFeed(batch_size, **oracle_ids(c))
+        self.oracle = OracleFeed(batch_size, **oracle_ids(c), enabled=model.has_oracle)
         self._lock = threading.Lock()
         self._ops: list[tuple[str, list[int]]] = []
         self.state = StepperState(
@@ -326,6 +363,32 @@ class Stepper:
             tokens=torch.full((batch_size, c.num_codebooks, c.max_delay + 2), UNGENERATED, device=dev),
             active=torch.full((batch_size,), bool(active), dtype=torch.bool, device=dev),
             lm=model.transformer.init_state(batch_size))
+
+    # Sampling and generator are checked as they are set (here, and on assignment), so that a
+    # step cannot fail in its sampling after it has started changing the state.
+    @property
+    def sampling(self) -> Sampling:
+        return self._sampling
+
+    @sampling.setter
+    def sampling(self, sampling: Sampling) -> None:
+        if not isinstance(sampling, Sampling):
+            raise TypeError(f"Stepper sampling must be a kame.model.Sampling (e.g. Sampling(greedy=True)), got "
+                            f"{type(sampling).__name__} {sampling!r}")
+        self._sampling = sampling
+
+    @property
+    def generator(self) -> torch.Generator | None:
+        return self._generator
+
+    @generator.setter
+    def generator(self, generator: torch.Generator | None) -> None:
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"Stepper generator must be a torch.Generator or None, got {type(generator).__name__}")
+        if generator is not None and generator.device.type != self.model.device.type:
+            raise ValueError(f"Stepper generator is on {generator.device}, the model on {self.model.device}: make it "
+                             f"there, torch.Generator(device=...)")
+        self._generator = generator
 
     # --- session control (thread-safe, applied at the next step) -------------------------
     def _rows(self, rows: int | Sequence[int]) -> list[int]:
@@ -398,7 +461,8 @@ class Stepper:
     def _check_user_codes(self, user_codes: torch.Tensor | None) -> torch.Tensor:
         c, B, nu = self.cfg, self.batch_size, self.cfg.n_user_q
         if (not isinstance(user_codes, torch.Tensor) or user_codes.dim() != 2 or user_codes.shape[0] != B
-                or user_codes.shape[1] < nu or user_codes.is_floating_point()):
+                or user_codes.shape[1] < nu or user_codes.is_floating_point() or user_codes.is_complex()
+                or user_codes.dtype == torch.bool):  # (a bool tensor is no codes: refused as rows are)
             got = tuple(user_codes.shape) if isinstance(user_codes, torch.Tensor) else type(user_codes).__name__
             dt = f" {user_codes.dtype}" if isinstance(user_codes, torch.Tensor) else ""
             raise ValueError(f"user_codes must be integer codes [B, n_user_q] = {(B, nu)}, got {got}{dt}")

@@ -160,12 +160,24 @@ def check_clock(clock) -> Clock:
     not an AttributeError inside the frame ticker later."""
     if clock is None:
         return MonotonicClock()
+    if isinstance(clock, type):  # (its now() and sleep() are there, unbound: a TypeError at the first frame)
+        raise TypeError(f"clock: {clock.__name__} is a class, not a clock: pass an instance: clock={clock.__name__}()")
     lacks = [m + "()" for m in ("now", "sleep") if not callable(getattr(clock, m, None))]
     if lacks:
         raise TypeError(f"clock: {clock!r} is not a kame Clock (it has no {' or '.join(lacks)}): a clock has "
                         f"now() -> seconds and async sleep(seconds), as kame.runtime.clock.MonotonicClock and "
                         f"FakeClock; leave clock=None for real time")
     return clock
+
+
+def check_config(config, who: str) -> KameConfig:
+    """The agent's config: a KameConfig, else a TypeError saying how to make one (was: an
+    AttributeError on its first key)."""
+    if not isinstance(config, KameConfig):
+        raise TypeError(f"{who} needs a kame config (kame.config.KameConfig), got {type(config).__name__} {config!r}: "
+                        f"make one with kame.load_config() (defaults), load_config('kame.toml', ['mode=tandem', ...]) "
+                        f"or KameConfig()")
+    return config
 
 
 class TandemAgent(Agent):
@@ -194,7 +206,7 @@ class TandemAgent(Agent):
         token_text: Callable[[int], str] | None = None,
         components: dict | None = None,
     ) -> None:
-        self.config = config
+        self.config = check_config(config, "TandemAgent")
         self.clock = check_clock(clock)
         self.metrics = guard_sink(metrics)  # (every caller gets the guarded one: sessions, STT, producer)
         self.max_sessions = config.runtime.max_sessions
@@ -535,6 +547,7 @@ def build_agent(config: KameConfig, *, clock: Clock | None = None, metrics: Metr
                 **kwargs) -> Agent:
     """mode "tandem" -> TandemAgent; "cascade" -> kame.cascade.agent.build_cascade_agent. Other
     keywords go to the chosen agent (a TypeError for one it does not take)."""
+    check_config(config, "build_agent")
     if config.mode == "cascade":
         from ..cascade.agent import build_cascade_agent
 

@@ -84,10 +84,14 @@ class CodecFrameModel:
         self.told[rows] = False  # a new session: told again if the codec breaks
 
     def oracle_reset(self, row: int) -> None:
-        self.stepper.oracle.reset(row)
+        if self.stepper.model.has_oracle:  # (frontend.oracle=off: not fed, as oracle_note says)
+            self.stepper.oracle.reset(row)
 
     def oracle_append(self, row: int, token_ids: Sequence[int]) -> None:
         from ..model.stepper import token_list
+
+        if not self.stepper.model.has_oracle:  # (frontend.oracle=off: not fed, as oracle_note says)
+            return
 
         ids = token_list(token_ids, f"row {row}")  # ints only (int() would round 5.9 to 5)
         if any(t >= self.text_card or t < 0 for t in ids):
