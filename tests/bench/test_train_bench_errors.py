@@ -67,7 +67,7 @@ def test_a_failed_layout_says_its_processes_kame_error_in_one_line(tmp_path, mon
     ("Traceback (most recent call last):\n  File x\nRuntimeError: out of memory\nE1206 torchrun ...\n"
      "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n",
      "RuntimeError: out of memory (kame -v shows their whole output)"),
-    ("Killed\n", "its processes exited with -9 (kame -v shows their whole output)"),
+    ("no exception here\n", "its processes exited with 1 (kame -v shows their whole output)"),
     # several processes (torch prefixes their lines): each kame error once, in order
     ("[rank1]: kame.train.data.DataError: train: another process failed\n"
      "[rank0]:     raise DataError(f'{meta_path}: format')\n"
@@ -77,7 +77,127 @@ def test_a_failed_layout_says_its_processes_kame_error_in_one_line(tmp_path, mon
      "format None"),
 ])
 def test_it_says_their_kame_errors_else_the_last_exception_else_the_exit_code(stderr, said):
-    assert bench_train.child_error(stderr, -9) == said
+    assert bench_train.child_error(stderr, 1) == said
+
+
+# Real torchrun stderr (torch 2.x, 2 processes, gloo), trimmed: torchrun's own traceback is cut to its
+# last line, the tracebacks' "File" lines to one each.
+TORCHRUN_END = """E1206 12:58:43.988000 29944 torch/distributed/elastic/multiprocessing/api.py:1002] failed (exitcode: 1) \
+local_rank: 0 (pid: 29957) of binary: /work/main/.venv/bin/python
+Traceback (most recent call last):
+  File "/work/main/.venv/lib/python3.11/site-packages/torch/distributed/launcher/api.py", line 383, in launch_agent
+    raise ChildFailedError(
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError: 
+============================================================
+rt2.py FAILED
+------------------------------------------------------------
+Failures:
+[1]:
+  time      : 2026-12-06_12:58:43
+  host      : localhost
+  rank      : 1 (local_rank: 1)
+  exitcode  : -15 (pid: 29958)  (SIGTERM)
+  error_file: <N/A>
+  traceback : Signal 15 (SIGTERM) received by PID 29958
+------------------------------------------------------------
+"""
+ROOT_CAUSE_RANK0_EXIT1 = """Root Cause (first observed failure):
+[0]:
+  time      : 2026-12-06_12:58:43
+  host      : localhost
+  rank      : 0 (local_rank: 0)
+  exitcode  : 1 (pid: 29957) 
+  error_file: <N/A>
+  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html
+============================================================
+"""
+# rank 0 raises; rank 1 then fails in all_reduce (its line comes last)
+RANK0_RAISES = """[rank0]: Traceback (most recent call last):
+[rank0]:   File "/tmp/k26/review1/tr/rt2.py", line 5, in <module>
+[rank0]:     raise RuntimeError("real failure on rank 0")
+[rank0]: RuntimeError: real failure on rank 0
+[rank1]: Traceback (most recent call last):
+[rank1]:   File "/work/main/.venv/lib/python3.11/site-packages/torch/distributed/distributed_c10d.py", line 3252, \
+in all_reduce
+[rank1]:     work.wait()
+[rank1]: RuntimeError: [/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by \
+peer [127.0.0.1]:3478. This is typically caused by a remote worker crashing. Check the logs of the remote worker \
+before reporting an error. GLHF! 🏖️
+W1206 12:58:43.921000 29944 torch/distributed/elastic/multiprocessing/api.py:1028] Sending process 29958 closing \
+signal SIGTERM
+"""
+# both processes SIGKILLed (os.kill(os.getpid(), SIGKILL): as the OOM killer does)
+KILLED = """E1206 12:58:35.940000 29925 torch/distributed/elastic/multiprocessing/api.py:1002] failed (exitcode: -9) \
+local_rank: 0 (pid: 29940) of binary: /work/main/.venv/bin/python
+Traceback (most recent call last):
+  File "/work/main/.venv/lib/python3.11/site-packages/torch/distributed/launcher/api.py", line 383, in launch_agent
+    raise ChildFailedError(
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError: 
+======================================================
+kill9.py FAILED
+------------------------------------------------------
+Failures:
+[1]:
+  time      : 2026-12-06_12:58:35
+  host      : localhost
+  rank      : 1 (local_rank: 1)
+  exitcode  : -9 (pid: 29941)  (SIGKILL)
+  error_file: <N/A>
+  traceback : Signal 9 (SIGKILL) received by PID 29941
+------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-12-06_12:58:35
+  host      : localhost
+  rank      : 0 (local_rank: 0)
+  exitcode  : -9 (pid: 29940)  (SIGKILL)
+  error_file: <N/A>
+  traceback : Signal 9 (SIGKILL) received by PID 29940
+======================================================
+"""
+
+
+@pytest.mark.parametrize("stderr, said", [
+    # the root cause's rank, not the last exception line (the other rank's, failing after it)
+    (RANK0_RAISES + TORCHRUN_END + ROOT_CAUSE_RANK0_EXIT1, "rank 0: RuntimeError: real failure on rank 0"),
+    # no root cause block: each rank's last exception line
+    (RANK0_RAISES, "rank 0: RuntimeError: real failure on rank 0 | rank 1: RuntimeError: [/__w/pytorch/pytorch/"
+                   "third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:3478."),
+    # killed by a signal: torchrun exits with 1, its root cause says -9
+    (KILLED, "rank 0 was killed by SIGKILL (out of memory?)"),
+    (KILLED.replace("-9 (pid: 29940)  (SIGKILL)", "-11 (pid: 29940)  (SIGSEGV)")
+     .replace("Signal 9 (SIGKILL) received by PID 29940", "Signal 11 (SIGSEGV) received by PID 29940"),
+     "rank 0 was killed by SIGSEGV"),
+    # the root cause's rank said nothing: its exit code
+    ("[rank1]: RuntimeError: Connection closed by peer\n" + TORCHRUN_END
+     + ROOT_CAUSE_RANK0_EXIT1.replace("exitcode  : 1", "exitcode  : 3"), "rank 0 exited with code 3"),
+])
+def test_it_names_the_rank_torchrun_saw_fail_first_and_how(stderr, said):
+    got = bench_train.child_error(stderr, 1)
+    assert got.startswith(said) and got.endswith(" (kame -v shows their whole output)"), got
+    assert "processes exited with 1" not in got
+
+
+def test_the_table_begins_with_the_first_layouts_results(tmp_path, monkeypatch, capsys):
+    """A layout that fails before any has results leaves no table (was: its header alone, in
+    redirected output); one that fails after leaves the header and the rows before it."""
+    ranks = [{"params_mb": 1.0, "grads_mb": 1.0, "optim_mb": 2.0, "rss_mb": 100.0, "peak_rss_mb": 120.0,
+              "load_peak_mb": 110.0, "save_peak_mb": 130.0, "step_s": 0.5}]
+
+    def run_layout(layout, *a):
+        if layout == "shard":
+            raise bench_train.KameError(f"bench train: layout {layout} failed: rank 0 was killed by SIGKILL")
+        return ranks
+
+    monkeypatch.setattr(bench_train, "make_data", lambda folder: folder / "train.jsonl")
+    monkeypatch.setattr(bench_train, "run_layout", run_layout)
+    argv = ["bench", "train", "--frontend", "random:tiny", "--steps", "4"]
+    assert main([*argv, "--layout", "shard"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "layout shard failed" in captured.err
+    assert main([*argv, "--layout", "single", "--layout", "shard"]) == 1
+    out = capsys.readouterr().out
+    assert "| layout | processes |" in out and "| single | 1 | 1 | 1 | 2 | 4 |" in out, out
 
 
 @pytest.mark.slow

@@ -173,18 +173,56 @@ def run_layout(layout: str, manifest: Path, args, tmp: Path) -> list[dict]:
     return [json.loads((tmp / f"{layout}.rank{r}.json").read_text()) for r in range(nproc)]
 
 
+_EXCEPTION = re.compile(r"(\w+\.)*\w+(Error|Exception|Interrupt|Exit)(:|$)")
+_RANK = re.compile(r"^\[rank(\d+)\]:")
+
+
+def _root_cause(stderr: str) -> tuple[int, int, str] | None:
+    """(rank, exit code, signal name or "") of torchrun's "Root Cause (first observed failure):"
+    block ("rank      : 0 (local_rank: 0)", "exitcode  : -9 (pid: 29940)  (SIGKILL)"), or None."""
+    _, sep, block = stderr.partition("Root Cause (first observed failure):")
+    rank = re.search(r"^\s*rank\s*:\s*(\d+)", block, re.M)
+    code = re.search(r"^\s*exitcode\s*:\s*(-?\d+)(.*)$", block, re.M)
+    if not (sep and rank and code):
+        return None
+    signal = re.search(r"\((SIG\w+)\)", code.group(2)) or re.search(r"Signal \d+ \((SIG\w+)\)", block)
+    return int(rank.group(1)), int(code.group(1)), signal.group(1) if signal else ""
+
+
 def child_error(stderr: str, code: int) -> str:
     """What a layout's failed processes said, in one line: the kame errors of their stderr
     ("kame.train.data.DataError: train: no manifest at ...", each once, in order: with several
-    processes, the one that failed and the others' "another process failed"), else its last
-    exception line, else their exit code (the whole stderr is logged at debug level: kame -v)."""
-    lines = [re.sub(r"^\[rank\d+\]:\s*", "", ln).strip() for ln in stderr.splitlines()]  # (torch's prefix)
-    found = list(dict.fromkeys(ln for ln in lines if re.match(r"kame(\.\w+)*\.\w+(Error|Exception): ", ln)))
+    processes, the one that failed and the others' "another process failed"); else, for the rank
+    torchrun's "Root Cause" names (the first to fail: the others fail after it, gloo's "Connection
+    closed by peer"), that it was killed by a signal ("rank 0 was killed by SIGKILL (out of
+    memory?)") or its last exception line, or its exit code; without that block, each process's
+    last exception line; else torchrun's exit code (the whole stderr is logged at debug level: kame -v)."""
+    tagged = []  # (the rank of torch's "[rankN]:" prefix or None, the line without it)
+    for ln in stderr.splitlines():
+        m = _RANK.match(ln)
+        tagged.append((int(m.group(1)) if m else None, (ln[m.end():] if m else ln).strip()))
+    found = list(dict.fromkeys(ln for _, ln in tagged if re.match(r"kame(\.\w+)*\.\w+(Error|Exception): ", ln)))
     if found:
         return " | ".join(found)
-    found = [ln for ln in lines if re.match(r"(\w+\.)*\w+(Error|Exception|Interrupt|Exit)(:|$)", ln)
-             and "ChildFailedError" not in ln]  # (torchrun's own, after theirs)
-    return (found[-1] if found else f"its processes exited with {code}") + " (kame -v shows their whole output)"
+    more = " (kame -v shows their whole output)"
+    last = {}  # each rank's last exception line (None: lines without a prefix, one process's)
+    for rank, ln in tagged:
+        if _EXCEPTION.match(ln) and "ChildFailedError" not in ln:  # (torchrun's own, after theirs)
+            last[rank] = ln
+    root = _root_cause(stderr)
+    if root:
+        rank, exit_code, signal = root
+        if exit_code < 0:  # (killed: no exception of its own)
+            name = signal or f"signal {-exit_code}"
+            return f"rank {rank} was killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "") + more
+        if rank in last:
+            return f"rank {rank}: {last[rank]}" + more
+        if None in last and not any(r is not None for r in last):  # (one process: torch adds no prefix)
+            return last[None] + more
+        return f"rank {rank} exited with code {exit_code}" + more
+    if last:
+        return " | ".join(ln if r is None else f"rank {r}: {ln}" for r, ln in last.items()) + more
+    return f"its processes exited with {code}" + more
 
 
 def check_arguments(args) -> Path | None:
@@ -209,15 +247,17 @@ def main(args) -> int:
     with tempfile.TemporaryDirectory(prefix="kame-bench-train-") as d:
         tmp = Path(d)
         manifest = data or make_data(tmp)
-        print(f"# kame bench train: {args.frontend}, window {args.window} x batch {args.batch_size} per process, "
-              f"{args.steps} steps (s/step: the median of steps 3..{args.steps - 1}), 1 thread per process")
-        print(header(args, add_arguments, "train"))
-        print("| layout | processes | weights MB | grads MB | optimizer MB | state MB | RSS MB | peak RSS MB, steps "
-              "| peak RSS MB, loading (rank 0 / others) | peak RSS MB, last step + save (rank 0 / others) "
-              "| s/step | frames/s |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-        for layout in layouts:
+        for i, layout in enumerate(layouts):
             ranks = run_layout(layout, manifest, args, tmp)
+            if i == 0:  # (the table begins with the first layout's results: a failure leaves no bare header)
+                print(f"# kame bench train: {args.frontend}, window {args.window} x batch {args.batch_size} "
+                      f"per process, {args.steps} steps (s/step: the median of steps 3..{args.steps - 1}), "
+                      "1 thread per process")
+                print(header(args, add_arguments, "train"))
+                print("| layout | processes | weights MB | grads MB | optimizer MB | state MB | RSS MB "
+                      "| peak RSS MB, steps | peak RSS MB, loading (rank 0 / others) "
+                      "| peak RSS MB, last step + save (rank 0 / others) | s/step | frames/s |")
+                print("|---|---|---|---|---|---|---|---|---|---|---|---|")
             r0 = ranks[0]  # (the ranks hold the same amounts but for uneven shards; rank 0's shown)
             state = r0["params_mb"] + r0["grads_mb"] + r0["optim_mb"]
             step = max(r["step_s"] for r in ranks)
