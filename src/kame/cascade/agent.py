@@ -16,8 +16,10 @@ onnxruntime session: ~75-170 ms that would stall every other session). A VAD wit
 is reused, reset, by a later session once the session that had it has stopped (as the tandem
 keeps one per batch row): building a silero VAD per connection grew the server's memory by
 ~1 MB per connect/disconnect (each onnxruntime session's allocations, freed, but not given back
-by the allocator); now a server builds about as many as it has sessions at once (open, or
-closed with their STT stream still unwinding), not one per connection.
+by the allocator); now a server builds as many as it has had sessions at once at most (open,
+or closed with their STT stream still unwinding: up to runtime.max_sessions + max(4,
+runtime.max_sessions)), not one per connection; they are kept until stop(). A VAD whose reset()
+raises is dropped (logged once) and, from then on, each session gets a new VAD.
 
 Used by ``kame serve --mode cascade`` and ``kame run --mode cascade`` through
 kame.runtime.engine.build_agent. Components come from the config: backend.stt, backend.llm
@@ -137,6 +139,7 @@ class CascadeAgent(Agent):
         self._idle_vads: list = []
         self._lent_vads: dict[CascadeSession, object] = {}
         self._returning_vads: dict[CascadeSession, object] = {}
+        self._reuse_vads = True  # (False once a reset() failed: a new VAD per session until stop())
 
     def _load(self) -> tuple[dict, dict]:
         """Blocking component loading (run in a worker thread) -> the parts and the info. The agent
@@ -235,6 +238,7 @@ class CascadeAgent(Agent):
         await close_components((self.llm, self.tts, self.stt), "cascade: ")
         # (a start() may load another runtime.vad)
         self._idle_vads, self._lent_vads, self._returning_vads = [], {}, {}
+        self._reuse_vads = True
         pool, self._vad_pool = self._vad_pool, None
         if pool is not None and not await pool.aclose(StepWorker.STOP_GRACE_S):
             log.warning("cascade: the VAD thread did not end within %.0f s of the agent's stop: the VAD (%s) is in "
@@ -266,6 +270,14 @@ class CascadeAgent(Agent):
         reuse = self._idle_vads.pop() if self._idle_vads else None
         try:
             vad = await asyncio.get_running_loop().run_in_executor(self._vad_pool, self._fresh_vad, reuse)
+        except BaseException as exc:
+            # cancelled meanwhile (its client left): the VAD goes back to the pool (was: lost, and a
+            # new one built for the next session); its reset still runs in the VAD thread, before
+            # the next one's. (An Exception: the factory failed, after a failed reset if any. A
+            # stop() meanwhile emptied the pool.)
+            if reuse is not None and not isinstance(exc, Exception) and self._stops == stops:
+                self._idle_vads.append(reuse)
+            raise
         finally:
             self._opening.discard(sid)
         if self._stops != stops:  # stop() ran meanwhile (it did not see this session)
@@ -281,7 +293,8 @@ class CascadeAgent(Agent):
             stats_interval_s=float(getattr(runtime, "stats_interval_s", 1.0)),
         )
         self.sessions[sid] = s
-        if callable(getattr(vad, "reset", None)):  # (reusable: back to the pool once s has stopped)
+        # (reusable: back to the pool once s has stopped; not once a reset failed)
+        if callable(getattr(vad, "reset", None)) and self._reuse_vads:
             self._lent_vads[s] = vad
         s._emit(Meta({"type": "info", "session": sid, **self.components}))
         return s
@@ -289,23 +302,30 @@ class CascadeAgent(Agent):
     def _fresh_vad(self, reuse):
         """(VAD thread) ``reuse`` reset, or a new VAD from the factory (none to reuse, or its reset
         failed). Its calls are queued in order on this one thread: the last push of the session
-        that had it came before this reset."""
-        if reuse is not None:
+        that had it came before this reset. A reset that fails drops that VAD and ends the reuse
+        until stop() (was: each new VAD was pooled and its reset failed again, a warning per
+        connection)."""
+        if reuse is not None and self._reuse_vads:
             try:
                 reuse.reset()
                 return reuse
             except Exception as exc:  # noqa: BLE001 - a plugin VAD's reset: build a new one instead
-                log.warning("cascade: resetting a VAD for reuse failed (%s: %s); building a new one",
-                            type(exc).__name__, exc)
+                self._reuse_vads = False  # (read on the event loop once this call has returned)
+                log.warning("cascade: resetting a VAD for reuse failed (%s: %s); building a new VAD for each "
+                            "session from now on", type(exc).__name__, exc)
         return self._vad_factory()
 
     def _reclaim_vads(self) -> None:
         """The VADs of closed sessions that have stopped (nothing of theirs reads them any more)
-        go back to the pool, which keeps at most max_sessions of them."""
+        go back to the pool, all of them: a VAD is built only when the pool is empty, so the VADs
+        built are as many as were in use at once at most (was: at most max_sessions kept, while
+        closed sessions still unwinding hold one each too: reconnect bursts built new ones)."""
         for s in [s for s in self._returning_vads if s.stopped]:
             vad = self._returning_vads.pop(s)
-            if len(self._idle_vads) < self.max_sessions:
+            if self._reuse_vads:
                 self._idle_vads.append(vad)
+        if not self._reuse_vads:  # (a reset failed: VADs are no longer reused)
+            self._idle_vads.clear()
 
     def _closed_session(self, s: CascadeSession) -> None:
         """A session's close() started: its place and id are free at once."""
