@@ -24,6 +24,7 @@ Run this file to print the events of a wav: python -m kame.backend.vad IN.wav
 from __future__ import annotations
 
 import importlib.util
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -80,18 +81,39 @@ def check_vad(cfg: VADConfig) -> None:
         raise ConfigError(f"unknown VAD backend {cfg.backend!r}: use 'silero' or 'webrtc'")
 
 
+_SESSIONS: dict[tuple, object] = {}  # (model file, intra/inter-op threads) -> InferenceSession
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _silero_session(path: Path, intra: int = 1, inter: int = 1):
+    """The process's one onnxruntime session for the silero file ``path`` with these thread
+    counts, made on first use. Shared by every SileroModel: the model keeps no state of its own
+    (the recurrent state and the context go in and out of each run, held per SileroModel) and
+    ``InferenceSession.run`` may be called from several threads at once. (Was: one session per
+    VAD, i.e. per STT stream and per cascade session: ~0.1 s each, and memory the allocator kept.)"""
+    key = (str(path.resolve()), intra, inter)
+    with _SESSIONS_LOCK:  # (held while making it: two first users don't both pay for one)
+        session = _SESSIONS.get(key)
+        if session is None:
+            ort = _import_onnxruntime()
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = intra
+            opts.inter_op_num_threads = inter
+            session = _SESSIONS[key] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return session
+
+
 class SileroModel:
-    """Silero VAD v5 under onnxruntime: ``prob(chunk[512] @ 16 kHz) -> float`` with state."""
+    """Silero VAD v5 under onnxruntime: ``prob(chunk[512] @ 16 kHz) -> float`` with state.
+    The onnxruntime session is the process's shared one (``_silero_session``); only the
+    recurrent state and the context are this instance's."""
 
     chunk = 512
     context = 64  # the model sees the previous 64 samples in front of each chunk
 
     def __init__(self) -> None:
-        ort = _import_onnxruntime()
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(silero_model_path()), opts, providers=["CPUExecutionProvider"])
+        _import_onnxruntime()  # (a missing package is reported even once a session is cached)
+        self.session = _silero_session(silero_model_path())
         self.reset()
 
     def reset(self) -> None:
