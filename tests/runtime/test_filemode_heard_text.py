@@ -30,15 +30,29 @@ def test_a_cascade_whose_tts_failed_shows_the_text_heard_and_the_words_not_spoke
     assert line == "agent     'Paris is the capital.'  (+7 words not spoken: the reply's LLM or TTS failed)"
 
 
-def test_a_cascade_reply_under_way_at_the_end_shows_what_streamed(tmp_path, capsys):
+def test_a_cascade_reply_under_way_at_the_end_shows_what_streamed_marked_as_under_way(tmp_path, capsys):
+    """(was: the streamed LLM text printed as if heard, with no word that its audio may lag it)"""
     s = summarize(_rec("cascade", other=[{"type": "turn", "turn": 1, "t": 0.9}]))  # (no agent_turn yet)
     assert s["agent_text"] == REPLY and s["agent_unspoken_words"] == {"failed": 0, "interrupted": 0}
+    assert s["agent_reply_under_way"] is True
     print_summary(s, tmp_path / "out.wav", True)
-    assert f"agent     {REPLY!r}\n" in capsys.readouterr().out
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("agent "))
+    assert line == (f"agent     {REPLY!r}  (reply under way at the end: its text as far as the LLM streamed it, "
+                    "which can be ahead of what was spoken)")
+
+
+def test_an_ended_reply_is_not_marked_under_way(tmp_path, capsys):
+    s = summarize(_rec("cascade"))  # (its agent_turn came; a later turn with no text streamed is no reply yet)
+    assert s["agent_reply_under_way"] is False
+    s = summarize(_rec("cascade", other=_rec("cascade")["other"] + [{"type": "turn", "turn": 2, "t": 2.5}]))
+    assert s["agent_reply_under_way"] is False and s["agent_text"] == "Paris is the capital."
+    print_summary(s, tmp_path / "out.wav", True)
+    assert "under way" not in capsys.readouterr().out
 
 
 def test_the_tandem_agent_line_is_its_text(tmp_path, capsys):
     s = summarize(_rec("tandem", components={"mode": "tandem", "frontend": "x"}))
-    assert s["agent_text"] == REPLY
+    assert s["agent_text"] == REPLY and s["agent_reply_under_way"] is False
     print_summary(s, tmp_path / "out.wav", True)
-    assert "not spoken" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "not spoken" not in out and "under way" not in out

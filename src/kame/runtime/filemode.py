@@ -333,6 +333,9 @@ def summarize(rec: dict) -> dict:
         # a cascade's: what was heard (was: all the LLM said, a failed TTS's unspoken text too)
         "agent_text": _heard_text(rec) if comps.get("mode") == "cascade" else _agent_text(rec),
         "agent_unspoken_words": _unspoken_words(rec),
+        # the last of those replies was under way at the end: agent_text has its LLM's text as far as it
+        # streamed, which can be ahead of its audio (the agent line says so)
+        "agent_reply_under_way": comps.get("mode") == "cascade" and _under_way(rec),
         "first_response_latency_s": vals("first_response_latency"),
         "oracle_lag_s": fed_oracle_lags(rec["metrics"]),
         "step_time_p50_s": float(np.percentile(st, 50)) if st else None,
@@ -371,7 +374,8 @@ def _agent_text(rec: dict) -> str:
 def _heard_text(rec: dict) -> str:
     """A cascade's replies as heard, a space between them: each ended reply's "agent_turn" text
     (all of it, unless a barge-in or a failed LLM/TTS cut it: then the segments that started
-    playing), and a reply still under way when the run ended the pieces streamed so far."""
+    playing), and a reply still under way when the run ended the pieces streamed so far (the LLM's
+    text, which can be ahead of its audio: summary "agent_reply_under_way", _under_way)."""
     ended = {d.get("turn"): d for d in _agent_turns(rec)}
     starts = sorted((d["t"], d.get("turn")) for d in rec.get("other", ()) if d.get("type") == "turn" and "t" in d)
     said = []
@@ -384,9 +388,20 @@ def _heard_text(rec: dict) -> str:
     return " ".join(x.strip() for x in said if x.strip())
 
 
+def _under_way(rec: dict) -> bool:
+    """A cascade's last reply was under way when the run ended (a "turn" with no "agent_turn", e.g.
+    --max-tail ran out) and had streamed text: _heard_text ends with that text, the LLM's as far
+    as it streamed, which can be ahead of the reply's audio."""
+    starts = sorted((d["t"], d.get("turn")) for d in rec.get("other", ()) if d.get("type") == "turn" and "t" in d)
+    if not starts or starts[-1][1] in {d.get("turn") for d in _agent_turns(rec)}:
+        return False
+    return any(a["t"] >= starts[-1][0] and a["text"].strip() for a in rec["agent_text"])
+
+
 def _unspoken_words(rec: dict) -> dict:
     """Words of the replies (a cascade's, hybrid routing's) the LLM gave but nobody heard:
-    {"failed": cut by a failed LLM or TTS, "interrupted": cut by the user's barge-in}."""
+    {"failed": cut by a failed LLM or TTS, "interrupted": cut by the user's barge-in}; of ended
+    replies only (one under way at the end is in neither: _under_way)."""
     out = {"failed": 0, "interrupted": 0}
     for d in _agent_turns(rec):
         n = len(str(d.get("reply") or "").split()) - len(str(d.get("text") or "").split())
@@ -537,6 +552,8 @@ def print_summary(s: dict, out: Path, no_png: bool) -> None:
         print(f"oracle    {s['oracle_text'][:200]!r}")
     unspoken = (s.get("agent_unspoken_words") or {}) if s["mode"] == "cascade" else {}  # (its agent line: as heard)
     print(f"agent     {s['agent_text'][:200]!r}" + ("  (random front-end babble)" if s["frontend_random"] else "")
+          + ("  (reply under way at the end: its text as far as the LLM streamed it, which can be ahead of what "
+             "was spoken)" if s.get("agent_reply_under_way") else "")
           + "".join(f"  (+{unspoken[k]} words not spoken: {why})" for k, why in
                     (("failed", "the reply's LLM or TTS failed"), ("interrupted", "the user barged in"))
                     if unspoken.get(k)))

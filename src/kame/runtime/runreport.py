@@ -11,6 +11,9 @@ from ..backend.types import FRAME_S
 
 MIN_WORD_SPEECH_S = 0.3  # a stretch of speech the VAD found, shorter than this, need hold no word
 STEP_FAILED = "front-end step failed"  # how the engine's ErrorEvent for a failed frame step begins
+# how kame serve's own failure to Opus-encode the agent's audio begins (kame.server.app
+# Connection._encode; sent as an "agent_error" too, but no back-end's)
+OPUS_FAILED = "the server could not Opus-encode"
 FAST = "--fast leaves its STT, LLM and TTS no time: leave it out"
 
 # A failed step leaves its frame without agent audio (the engine reports it and goes on, as a
@@ -96,6 +99,17 @@ def late_final(rec: dict) -> dict | None:
     return {"speech_end": end, "latency": last["t"] - end}
 
 
+def backend_error(e: dict) -> bool:
+    """Whether a session's error is its back-end's: the rule by which both `kame run`'s summary
+    (its "errors" less its "frontend_failed_steps": all its errors are the agent's) and `kame
+    client` (``e``: an error the server sent, {"code", "message", ...}) count them. An agent's
+    error (kame serve's code "agent_error"; a kame run error has no code) that is no front-end
+    step's failure (STEP_FAILED) nor kame serve's own (OPUS_FAILED); not a protocol error about
+    the client's own messages (e.g. "bad_audio"), nor one the client made up ("unreadable_message")."""
+    message = str(e.get("message", ""))
+    return e.get("code", "agent_error") == "agent_error" and not message.startswith((STEP_FAILED, OPUS_FAILED))
+
+
 def backend_failed(errors: int, where: str) -> str:
     """The cause of a warning when the back-end reported ``errors`` errors (``where``: where to
     read them), worded alike in `kame run`'s summary and `kame client`'s warnings."""
@@ -115,7 +129,8 @@ def print_warnings(s: dict, out: Path) -> None:
     if n_failed:  # (was: nothing said, and exit 0 whatever their share)
         print(f"warning   the front-end's step failed on {n_failed} of the {s['frames']} frames: those frames have "
               f"no agent audio in {out.name}; see 'errors' in {json_name} and the log")
-    errors = max(0, (s.get("errors") or 0) - (s.get("frontend_failed_steps") or 0))  # (those are no back-end's)
+    # (backend_error's rule: a kame run's errors are all the agent's, its failed steps no back-end's)
+    errors = max(0, (s.get("errors") or 0) - (s.get("frontend_failed_steps") or 0))
     failed = backend_failed(errors, f"'errors' in {json_name}")
 
     def why(otherwise: str) -> str:  # a warning's likeliest cause: back-end errors, then --fast

@@ -38,7 +38,7 @@ from ..runtime.filemode import (DEFAULT_MAX_TAIL_S, check_tail, open_turns, read
                                 unanswered)
 from ..runtime.interrupt import done_or_stopped, first_ctrl_c, run_to_end
 from ..runtime.metrics import SLOW_CAUSE, behind_real_time, late_share
-from ..runtime.runreport import STEP_FAILED, final_missing, likeliest_cause
+from ..runtime.runreport import backend_error, final_missing, likeliest_cause
 from . import protocol as P
 
 URL_SCHEMES = ("ws", "wss", "http", "https")
@@ -578,10 +578,13 @@ def _unanswered(res: ChatResult, rec: dict, a: argparse.Namespace) -> bool:
     a slow STT blamed for a failed one)."""
     nofinal = final_missing(rec)  # (kame.runtime.runreport)
     longer = "--max-tail" if res.reply_cut_off else "--tail"  # (what would have waited longer)
-    # the errors of the back-end's parts: not the client's own, nor a front-end step's (as kame run)
-    errors = sum(1 for e in res.errors if e.get("code") != "unreadable_message"
-                 and not str(e.get("message", "")).startswith(STEP_FAILED))
-    where = f"'errors' in {a.json}" if a.json else "the server errors above"
+    # the errors of the back-end's parts (runreport.backend_error: as kame run counts them): not a
+    # protocol error about the client's own messages, nor the server's own, nor a front-end step's
+    errors = sum(1 for e in res.errors if backend_error(e))
+    # (main prints the first SHOWN_ERRORS: with more, the rest are only in --json)
+    where = (f"'errors' in {a.json}" if a.json else "the server errors above" if len(res.errors) <= SHOWN_ERRORS
+             else f"the server errors above (the first {SHOWN_ERRORS} of {len(res.errors)}; give --json to keep "
+                  f"them all)")
     if nofinal:
         t0 = rec["components"].get("t0")  # (the server's info: the session's start on the clock of "t")
         at = f" ending {nofinal['speech_end'] - t0:.2f} s into the session" if isinstance(t0, (int, float)) else ""
