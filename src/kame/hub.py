@@ -9,12 +9,16 @@ First one quick HEAD request asks the hub about the file (no retries, ``HF_HUB_E
 seconds at most). If the hub answers, huggingface_hub downloads the file or takes it from the
 cache as usual (so a branch that moved is updated). If it cannot be reached, the local cache is
 used; a file not in it fails at once with one clear error, where huggingface_hub alone would
-retry for ~25 s and log a warning per attempt. A hub found unreachable (no answer within the
-timeout, connection refused, DNS ...) is remembered for the rest of the process (logged once):
-later files are looked up in the cache only, as with ``HF_HUB_OFFLINE``, so a hub that drops
-packets costs one timeout per process, not one per file. With ``HF_HUB_OFFLINE`` set only the
-cache is looked at. Every failure is a CheckpointError naming the repo and the file and saying what to
-do; two kinds are told apart by their class:
+retry for ~25 s and log a warning per attempt. A hub found unreachable (a network error: no
+answer within the timeout, connection refused, DNS, proxy ...) is remembered for
+``UNREACHABLE_TTL_S`` seconds (logged): files asked for meanwhile are looked up in the cache
+only, as with ``HF_HUB_OFFLINE``, so a hub that drops packets costs one timeout per two minutes,
+not one per file; after that the hub is asked again (a long-running server is not cut off for
+good by one timeout). ``forget_unreachable()`` forgets at once. Any other failure of the probe
+(an odd answer, e.g. a mirror without ETag headers) is not remembered: that file comes from the
+cache. With ``HF_HUB_OFFLINE`` set only the cache is looked at. Every failure is a
+CheckpointError naming the repo and the file and saying what to do; two kinds are told apart by
+their class:
 
     HubFileNotFound   the hub answered: the repo has no such file
     HubUnreachable    not in the cache, and HF_HUB_OFFLINE is set or the hub cannot be reached
@@ -22,15 +26,58 @@ do; two kinds are told apart by their class:
 
 from __future__ import annotations
 
+import importlib
 import logging
+import socket
+import time
 from pathlib import Path
 
 from .errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
-# hub endpoint -> why a probe of it failed ("ReadTimeout: timed out"): in this process it is not
-# asked again, its files come from the cache only (see the module docstring)
-_unreachable: dict[str, str] = {}
+UNREACHABLE_TTL_S = 120.0
+# hub endpoint -> (why a probe of it failed ("ReadTimeout: timed out"), when: time.monotonic()):
+# for UNREACHABLE_TTL_S it is not asked again, its files come from the cache only (module docstring)
+_unreachable: dict[str, tuple[str, float]] = {}
+
+
+def forget_unreachable() -> None:
+    """Forget every hub found unreachable: the next download asks the hub again (e.g. once the
+    network is back, without waiting ``UNREACHABLE_TTL_S``)."""
+    _unreachable.clear()
+
+
+def _still_unreachable(endpoint: str) -> str | None:
+    """Why ``endpoint`` was found unreachable, if less than UNREACHABLE_TTL_S ago; else None."""
+    entry = _unreachable.get(endpoint)
+    if entry is None:
+        return None
+    if time.monotonic() - entry[1] >= UNREACHABLE_TTL_S:
+        _unreachable.pop(endpoint, None)  # expired: ask the hub again
+        return None
+    return entry[0]
+
+
+def _network_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or its cause) is a network failure: timeout, connection refused or reset,
+    DNS, proxy. huggingface_hub raises those of httpx2 (2.x), httpx (1.x) or requests (0.x)."""
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    kinds: list[type] = [TimeoutError, ConnectionError, socket.gaierror]
+    for name in ("httpx2", "httpx"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        kinds += [mod.TimeoutException, mod.NetworkError, mod.ProxyError]
+    try:
+        import requests
+    except ImportError:
+        pass
+    else:
+        kinds += [requests.exceptions.ConnectionError, requests.exceptions.Timeout]
+    return any(isinstance(e, tuple(kinds)) and not isinstance(e, OfflineModeIsEnabled)
+               for e in (exc, exc.__cause__) if e is not None)
 
 
 class HubFileNotFound(CheckpointError):
@@ -68,8 +115,8 @@ def hf_download(repo: str, filename: str, revision: str | None = None) -> Path:
     src = f"hf://{repo}" + (f"@{revision}" if revision else "")
     offline = bool(constants.HF_HUB_OFFLINE)
     endpoint = constants.ENDPOINT
-    if not offline and endpoint in _unreachable:  # found unreachable before: the cache only
-        unreachable = _unreachable_error(src, filename, _unreachable[endpoint] + ", found earlier in this process")
+    if not offline and (why := _still_unreachable(endpoint)) is not None:  # found so lately: the cache only
+        unreachable = _unreachable_error(src, filename, why + ", found earlier in this process")
     elif not offline:
         try:  # one HEAD request, no retries: an unreachable hub fails here, fast and quietly
             hh.get_hf_file_metadata(hh.hf_hub_url(repo, filename, revision=revision),
@@ -79,9 +126,13 @@ def hf_download(repo: str, filename: str, revision: str | None = None) -> Path:
             if not isinstance(err, HubUnreachable):
                 raise err from exc
             unreachable = err  # the cache may still have it
-            _unreachable[endpoint] = _what(exc)
-            log.warning("the Hugging Face hub at %s cannot be reached (%s): using the local cache only "
-                        "for the rest of this process", endpoint, _unreachable[endpoint])
+            if _network_error(exc):
+                _unreachable[endpoint] = (_what(exc), time.monotonic())
+                log.warning("the Hugging Face hub at %s cannot be reached (%s): using the local cache only "
+                            "for the next %.0f s", endpoint, _what(exc), UNREACHABLE_TTL_S)
+            else:  # not the network: the hub is asked again about the next file
+                log.warning("asking the Hugging Face hub at %s about %s failed (%s): using the local cache "
+                            "for it", endpoint, filename, _what(exc))
         else:
             try:
                 return Path(hh.hf_hub_download(repo, filename, revision=revision))

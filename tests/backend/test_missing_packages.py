@@ -49,3 +49,11 @@ def test_embedded_llm_names_the_missing_llm_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)
     with pytest.raises(MissingPackageError, match=r"llm. extra \(transformers missing\): pip install 'kame-tandem\[llm\]'"):
         registry.create("llm", "embedded")
+
+
+@pytest.mark.parametrize("module", ["gguf", "accelerate"])
+def test_embedded_llm_checks_every_package_of_the_llm_extra(monkeypatch, module):
+    """accelerate too (transformers needs it to load a GGUF): named before the child is started."""
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(MissingPackageError, match=rf"llm. extra \({module} missing\): pip install 'kame-tandem\[llm\]'"):
+        registry.create("llm", "embedded")

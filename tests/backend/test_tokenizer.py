@@ -106,9 +106,10 @@ def test_shipped_model_file_is_small():
     assert DEFAULT_MODEL.stat().st_size < 1_000_000
 
 
-@pytest.mark.parametrize("bad", [4000, -1])
+@pytest.mark.parametrize("bad", [4000, -1, 2**31, 2**40, -2**40])  # past 32 bits: sentencepiece's TypeError
 def test_decode_of_an_id_out_of_range_is_a_value_error_naming_it(tok, bad):
-    """Not sentencepiece's bare IndexError "piece id is out of range"."""
+    """Not sentencepiece's bare IndexError "piece id is out of range" (nor its TypeError "Input must
+    be an integer buffer" for an id past 32 bits)."""
     with pytest.raises(ValueError, match=rf"token id {bad} is out of range .* vocabulary has 4000 ids \(0..3999\)"):
         tok.decode([5, bad])
     with pytest.raises(ValueError, match=rf"token id {bad} is out of range"):

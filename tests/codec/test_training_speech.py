@@ -20,7 +20,7 @@ def test_espeak_ipa():
     assert ipa("Hello there.") == "həlˈoʊ ðˈɛɹ"
     assert ipa("Yes. No!") == "jˈɛs nˈoʊ"  # clauses joined by a space, punctuation dropped
     assert ipa("") == ""
-    with pytest.raises(NotAvailableError, match="no voice 'xx-nope'"):
+    with pytest.raises(NotAvailableError, match="voice 'xx-nope': no such voice"):
         ipa("Hello", voice="xx-nope")
 
 

@@ -1,6 +1,7 @@
 """A hub that accepts connections but never answers (a firewall dropping packets): kame.hub
-probes it once per process, then uses the local cache only (was: one timeout per file, so a load
-of 4 cached files took 30-40 s). No real network: a local socket that accepts and never answers."""
+probes it once, then uses the local cache only for hub.UNREACHABLE_TTL_S (was: one timeout per
+file, so a load of 4 cached files took 30-40 s). No real network: a local socket that accepts and
+never answers, or a stand-in for huggingface_hub's probe."""
 
 import logging
 import socket
@@ -12,6 +13,16 @@ from kame import hub
 from kame.hub import HubUnreachable, hf_download
 
 from .test_hub import _cache_file, _online_against
+
+
+class _Clock:
+    """Stands in for the ``time`` module in kame.hub: ``monotonic()`` is ``now``, set by the test."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
 
 
 @pytest.fixture()
@@ -71,7 +82,68 @@ def test_a_hub_found_unreachable_is_remembered_per_endpoint(tmp_path, monkeypatc
     """Another endpoint (HF_ENDPOINT) is still asked: what is remembered is one hub's silence."""
     url, conns = silent_hub
     _quiet_online_against(monkeypatch, tmp_path, url)
-    monkeypatch.setattr(hub, "_unreachable", {"http://127.0.0.1:9": "ConnectError: refused"}, raising=False)
+    monkeypatch.setattr(hub, "_unreachable", {"http://127.0.0.1:9": ("ConnectError: refused", 0.0)}, raising=False)
+    monkeypatch.setattr(hub, "time", _Clock(10.0))  # (that entry is still fresh)
     with pytest.raises(HubUnreachable, match=r"cannot be reached \(ReadTimeout"):
         hf_download("org/repo", "x.safetensors")
     assert len(conns) == 1 and url in hub._unreachable
+
+
+def _probe_failing_with(monkeypatch, tmp_path, exc: Exception) -> list[str]:
+    """huggingface_hub's probe raising ``exc`` (the URLs it was asked about, in a list), a cached
+    file org/repo a.safetensors, and kame.hub's clock a _Clock."""
+    import huggingface_hub as hh
+
+    _online_against(monkeypatch, tmp_path, "http://127.0.0.1:9")
+    _cache_file(tmp_path / "hub", "org/repo", "a.safetensors", b"a")
+    asked: list[str] = []
+
+    def probe(url, **kwargs):
+        asked.append(url)
+        raise exc
+
+    monkeypatch.setattr(hh, "get_hf_file_metadata", probe)
+    monkeypatch.setattr(hub, "time", _Clock())
+    return asked
+
+
+def test_a_hub_found_unreachable_is_asked_again_after_the_ttl(tmp_path, monkeypatch):
+    """Was: remembered for the rest of the process, so one timeout cut a server off the hub for good."""
+    asked = _probe_failing_with(monkeypatch, tmp_path, ConnectionRefusedError(111, "Connection refused"))
+    assert hf_download("org/repo", "a.safetensors").read_bytes() == b"a"
+    assert hf_download("org/repo", "a.safetensors").read_bytes() == b"a"
+    assert len(asked) == 1 and "http://127.0.0.1:9" in hub._unreachable  # remembered: not asked again
+    hub.time.now += hub.UNREACHABLE_TTL_S - 1
+    hf_download("org/repo", "a.safetensors")
+    assert len(asked) == 1
+    hub.time.now += 2  # past the TTL: asked again (and remembered again)
+    hf_download("org/repo", "a.safetensors")
+    assert len(asked) == 2 and hub._unreachable["http://127.0.0.1:9"] == ("ConnectionRefusedError: [Errno 111] "
+                                                                          "Connection refused", hub.time.now)
+
+
+def test_forget_unreachable_makes_the_next_download_ask_the_hub(tmp_path, monkeypatch):
+    asked = _probe_failing_with(monkeypatch, tmp_path, TimeoutError("timed out"))
+    hf_download("org/repo", "a.safetensors")
+    hub.forget_unreachable()
+    assert hub._unreachable == {}
+    hf_download("org/repo", "a.safetensors")
+    assert len(asked) == 2
+
+
+@pytest.mark.parametrize("exc", [TypeError("unexpected keyword"), "FileMetadataError"])
+def test_a_probe_failing_for_another_reason_is_not_remembered(tmp_path, monkeypatch, exc):
+    """E.g. a mirror answering without ETag headers: not the network, so not the hub "unreachable"
+    for every later file; the file comes from the cache, and the next one asks the hub again."""
+    from huggingface_hub.errors import FileMetadataError
+
+    if exc == "FileMetadataError":
+        exc = FileMetadataError("Distant resource does not seem to be on huggingface.co. It is possible that a "
+                                "configuration issue prevents you from downloading resources from it.")
+    asked = _probe_failing_with(monkeypatch, tmp_path, exc)
+    assert hf_download("org/repo", "a.safetensors").read_bytes() == b"a"
+    assert hf_download("org/repo", "a.safetensors").read_bytes() == b"a"
+    assert len(asked) == 2 and hub._unreachable == {}
+    with pytest.raises(HubUnreachable, match=rf"b.safetensors is not in the local Hugging Face cache .*{type(exc).__name__}"):
+        hf_download("org/repo", "b.safetensors")
+    assert len(asked) == 3

@@ -96,11 +96,12 @@ class TextTokenizer:
 
     def decode(self, ids) -> str:
         """The text of ``ids``; ValueError naming the id and the vocabulary size for an id out of
-        range (not sentencepiece's bare IndexError "piece id is out of range")."""
+        range (not sentencepiece's bare IndexError "piece id is out of range", nor its TypeError
+        "Input must be an integer buffer" for an id that does not fit in 32 bits)."""
         ids = [int(i) for i in ids]
         try:
             return self.sp.DecodeIds(ids)
-        except IndexError:
+        except (IndexError, TypeError, OverflowError):  # checked only on the failure path
             self._check_ids(ids)
             raise
 

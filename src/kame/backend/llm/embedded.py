@@ -52,7 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import AsyncIterator, Sequence
 
-from ...errors import BackendError, ConfigError, MissingPackageError, NotAvailableError, install_hint
+from ...errors import BackendError, ConfigError, MissingPackageError, NotAvailableError, install_hint, missing_modules
 from .. import childproc
 from ..childproc import CTX, reap_child, shared_child, start_child, stop_child
 from ..options import number
@@ -109,7 +109,8 @@ def load_model(gguf: Path):
 def shared_worker(gguf: Path | None = None, nice: int = 0) -> "_ChildWorker":
     """The (started, loaded) child process for a GGUF file, one per file and process; it runs
     ``nice`` steps below normal CPU priority (the first caller's ``nice`` decides)."""
-    missing = [pkg for pkg in ("torch", "transformers", "gguf") if importlib.util.find_spec(pkg) is None]
+    # torch is a kame dependency; the rest is the llm extra (transformers needs accelerate to load a GGUF)
+    missing = missing_modules("torch", "transformers", "gguf", "accelerate")
     extra = f"the `llm` extra ({', '.join(missing)} missing): {install_hint('llm')}"
     if gguf is None:
         try:

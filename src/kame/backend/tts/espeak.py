@@ -117,19 +117,36 @@ def voice_names(lib=None) -> list[str]:
     return sorted({n for n in names if n})
 
 
-def _set_voice(lib, voice: str) -> None:  # under _LOCK
+def _select(lib, voice: str) -> str | None:  # under _LOCK
+    """Make ``voice`` espeak-ng's current voice: None if done, else why not. A bare variant
+    ("f3", "m3", "Alex", "klatt") is refused: espeak-ng accepts it but loads it with no
+    language (an empty phoneme table), and the next synthesis crashes the process."""
     if lib.espeak_SetVoiceByName(voice.encode()) != 0:
-        raise NotAvailableError(f"espeak-ng has no voice {voice!r}")
+        return "no such voice"
+    lib.espeak_GetCurrentVoice.restype = ctypes.POINTER(_Voice)
+    current = lib.espeak_GetCurrentVoice()
+    if current and (current.contents.identifier or b"").startswith(b"!v/"):  # espeak-ng-data/voices/!v
+        lib.espeak_SetVoiceByName(b"en-us")  # not left on the language-less variant
+        return (f"{voice!r} is a voice variant, not a voice: give it after a language voice, "
+                f"e.g. en-us+{voice}")
+    return None
+
+
+def _set_voice(lib, voice: str) -> None:  # under _LOCK
+    if (why := _select(lib, voice)) is not None:
+        raise NotAvailableError(f"espeak-ng cannot use voice {voice!r}: {why}")
 
 
 def check_voice(lib, voice: str) -> None:
     """ConfigError, naming the closest voices espeak-ng has, if it has no voice ``voice`` (so a
     bad voice fails when the TTS is made, where a cascade falls back to cascade.tts_fallback,
-    not at every reply's synthesis)."""
+    not at every reply's synthesis); also for a bare variant ("f3": say en-us+f3)."""
     with _LOCK:
-        ok = lib.espeak_SetVoiceByName(voice.encode()) == 0
-    if ok:
+        why = _select(lib, voice)
+    if why is None:
         return
+    if why != "no such voice":
+        raise ConfigError(f"tts spec 'espeak:{voice}': {why}")
     names = voice_names(lib)
     base = voice.split("+", 1)[0].lower()
     by_lower = {n.lower(): n for n in names}  # espeak-ng matches names case-insensitively
