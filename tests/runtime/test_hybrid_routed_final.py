@@ -73,14 +73,55 @@ async def test_a_final_hybrid_routing_answers_gets_no_oracle_prediction(fake_com
         await wait_for(lambda: llm.in_reply)
         assert producer.prediction_id == 1 and producer.busy  # a partial's prediction: kept while the user speaks
         await bridge._on_transcript(_said("what is two plus two", 0.0))  # structured
-        assert producer.prediction_id == 1 and producer.stats["routed"] == 1  # no prediction for it ...
-        await wait_for(lambda: not producer.busy)  # ... and the running one cancelled
+        assert producer.stats["routed"] == 1 and producer.stats["start_final"] == 0  # no prediction for it ...
+        await wait_for(lambda: not producer.busy)  # ... and the running one cancelled, its feed blanked
+        assert producer.prediction_id == 2 and producer.stats["blanked"] == 1
         assert s.router.routed_turns == 1 and s.router.active  # the cascade path answers it
         llm.hold = False
         await bridge._on_transcript(_said("tell me about rome", 2.0))  # chat: the oracle's
-        assert producer.prediction_id == 2 and "rome" in str(producer.last_messages)
+        assert producer.prediction_id == 3 and "rome" in str(producer.last_messages)
         assert "two plus two" in str(producer.last_messages)  # (the routed turn is in its conversation)
     finally:
         llm.hold = False
+        await s.close()
+        await agent.stop()
+
+
+async def test_the_routed_reply_heard_goes_into_the_oracle_conversation(fake_components):
+    """When the router commits a routed reply's agent_turn, its heard text goes to the oracle
+    producer as the agent's words (HybridRouter on_heard -> TandemSession.on_routed_reply ->
+    the bridge); was: the next prediction saw the routed question, then the next one, with no
+    agent line between, and could answer both."""
+    import asyncio
+
+    import numpy as np
+
+    from kame.backend.tokenizer import default_tokenizer
+    from kame.runtime.backend import load_backend
+
+    from .fakes import CREATED, wait_for
+
+    agent, clock, log = make_agent(**{"backend.stt": "fake", "backend.llm": "fake", "cascade.tts": "fake",
+                                      "cascade.hybrid_routing": True})
+    agent._backend, _ = load_backend(agent.config, clock, default_tokenizer(), log)
+    llm = next(c for c, _ in CREATED if isinstance(c, FakeLLM))
+    await agent.start()
+    s = await agent.open_session()
+    try:
+        bridge = s.backend
+        await wait_for(lambda: bridge._producer is not None)
+        producer = bridge._producer
+        await bridge._on_transcript(_said("what is two plus two", 0.0))  # structured: the router's
+        silence = np.zeros(1920, np.float32)
+        for _ in range(2000):  # (its LLM and TTS run in tasks: the reply plays to its end)
+            if s.router.reply is None:
+                break
+            s.router.frame(silence)
+            await asyncio.sleep(0.001)
+        assert s.router.reply is None and llm.calls == 1
+        await bridge._on_transcript(_said("tell me about rome", 2.0))  # chat: the oracle's
+        lines = producer.last_messages[-1].content.splitlines()
+        assert lines[-3:] == ["user: what is two plus two", "agent: answer 1 .", "user: tell me about rome"]
+    finally:
         await s.close()
         await agent.stop()

@@ -44,7 +44,8 @@ Behaviour:
   start_words / start_final / start_retry, wait_interval / wait_first_token / wait_cap /
   wait_backoff, cancelled (cancelled_unheard: before their first piece),
   completed, failed, reply_ended (completed predictions cut at an invented next line), routed
-  (finals another path answered: ``on_routed``).
+  (finals another path answered: ``on_routed``), blanked (the bare OracleResets ``on_routed``
+  emitted to stop the front-end's feed of a cancelled prediction).
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ class OracleProducer:
         self._basis: list[str] = []  # user words the newest prediction was based on
         self._basis_dropped = 0  # the conversation's dropped_user_words then (its words' front lost since)
         self._final_pending = False  # a final transcript with new text not predicted yet
+        self._retry_owed = False  # a failed prediction's words await their retry (not answered otherwise)
+        self._fed = False  # OracleAppends went to the front-end since the last reset on_routed emitted
         self._task: asyncio.Task | None = None
         self._first_pid = 0  # the newest prediction that has yielded its first piece
         self._unheard = 0  # predictions cancelled before their first piece, in a row
@@ -129,16 +132,30 @@ class OracleProducer:
         """A final transcript that another path answers (hybrid routing's cascade reply): kept in
         the conversation (later predictions see the user said it), but no prediction is made for
         it, and the one running (started on its partials) is cancelled: the LLM serves the routed
-        reply alone, and the front-end is fed no second answer. New words after it predict as usual."""
+        reply alone, and the front-end is fed no second answer. New words after it predict as usual.
+
+        Only what the routed final itself owed is settled: a retry after a failed prediction of
+        its words is no longer owed (the back-off still holds for the next words: the LLM is
+        still failing), while an earlier final still waiting for its prediction keeps waiting.
+        The front-end's feed is blanked (a new prediction id, a bare OracleReset: the cancelled
+        prediction's tokens queued there are superseded, pad follows) if it got any tokens; the
+        routed reply's text comes in later through ``on_agent_text`` like the agent's own."""
         if self._closed:
             return
+        earlier = self._final_pending  # (an earlier final not predicted yet: it stays owed)
         self.conversation.on_transcript(tr)
         if self._task is not None and not self._task.done():
             self._task.cancel()  # (its stream closes its request as it unwinds)
             self.stats["cancelled"] += 1
         self.stats["routed"] += 1
-        self._basis, self._basis_dropped = self.conversation.user_words(), self.conversation.dropped_user_words
-        self._final_pending = False
+        if not earlier:
+            self._basis, self._basis_dropped = self.conversation.user_words(), self.conversation.dropped_user_words
+            self._retry_owed = False
+        if self._fed:  # the front-end may still be fed the cancelled prediction's tokens, one a frame
+            self.prediction_id += 1
+            self._emit(OracleReset(self.prediction_id, self.clock.now()))
+            self._fed = False
+            self.stats["blanked"] += 1
 
     def on_agent_text(self, piece: str, t: float | None = None) -> None:
         """Feed a piece of the agent's own spoken text (front-end inner monologue)."""
@@ -186,6 +203,8 @@ class OracleProducer:
 
     def _decide(self) -> None:
         now = self.clock.now()
+        if not self._retry_owed and self._gate.retry_at is not None and now >= self._gate.retry_at:
+            self._gate.retry_at = None  # back-off over, no retry owed (a routed final): the usual rules
         words = self.conversation.user_words()
         d = self._gate.decide(now, new_words=self._new_words(words), final=self._final_pending,
                               has_text=bool(words), awaiting_first=self._awaiting_first())
@@ -209,6 +228,7 @@ class OracleProducer:
                 self.stats["cancelled_unheard"] += 1
         self._gate.record(now)
         self._gate.retry_at = None  # a retry is starting; a failure sets it again
+        self._retry_owed = False
         self.prediction_id += 1
         self._basis, self._basis_dropped = words, self.conversation.dropped_user_words
         self._final_pending = False
@@ -271,6 +291,7 @@ class OracleProducer:
             self.stats["failed"] += 1
             now = self.clock.now()
             self._gate.fail(now, self._failures, getattr(exc, "retry_after", None))
+            self._retry_owed = True
             # (named by its session: with several, "prediction 3 failed" alone says not whose)
             # (a fault found here reads by its message alone, "LLM x stalled: ...": its class is private)
             why = str(exc) if isinstance(exc, _LLMFault) else f"{type(exc).__name__}: {exc}"
@@ -301,6 +322,7 @@ class OracleProducer:
                 self._metric("oracle_lag", now - word_end, prediction_id=pid)
         text = "".join(self.tokenizer.piece_text(i) for i in ids)
         self._emit(OracleAppend(pid, tuple(ids), text, now))
+        self._fed = True
         return len(ids)
 
     def _emit(self, ev: OracleEvent) -> None:

@@ -4,7 +4,7 @@ kame.cascade.routing) are answered by the cascade path, the rest by the tandem f
 One ``HybridRouter`` per tandem session; the tandem runtime calls it from the event loop:
 
     router = HybridRouter(llm, tts, cfg.cascade, clock, emit=session._put, metrics=agent.metrics,
-                          session_id=session.id, prompt_fn=prompt_fn)
+                          session_id=session.id, prompt_fn=prompt_fn, on_heard=session.on_routed_reply)
     router.on_transcript(tr)            # every partial/final from the STT; a final may start a reply
     router.on_agent_text(piece, t)      # the front-end's own words (kept in the history)
     router.on_vad(events, t, in_speech, last_voice)  # user voice: barge-in cancels a routed reply
@@ -16,7 +16,9 @@ A routed turn emits Meta {"type": "route", "route": "structured", "rules": [...]
 reply's AgentText / metrics like the cascade: as there, a routed reply's first text piece starts
 with a space when the session's text so far (the front-end's words, an earlier routed reply)
 does not end in whitespace, so the TEXT stream reads "... okay. Twelve", not "okay.Twelve". Nothing here
-blocks: LLM and TTS run in tasks.
+blocks: LLM and TTS run in tasks. ``on_heard(text, t)`` gets each routed reply's heard text as
+its ``agent_turn`` is committed (the tandem session hands it to the oracle producer's
+conversation, whose next prediction then sees the agent's answer).
 """
 
 from __future__ import annotations
@@ -49,11 +51,13 @@ class HybridRouter:
         metrics: MetricsSink = null_sink,
         session_id: str | None = None,
         health: BackendHealth | None = None,  # the session's (None: the router's own)
+        on_heard: Callable[[str, float], None] | None = None,  # a routed reply's heard text, at its agent_turn
     ) -> None:
         self.parts = ReplyParts(llm, tts, cfg, clock, emit, getattr(prompt_fn, "prompt_config", None), health,
                                 session=session_id)
         self.cfg, self.clock = cfg, clock
         self._emit, self._sink, self._prompt_fn, self.session_id = emit, metrics, prompt_fn, session_id
+        self._on_heard = on_heard
         self.history: list[Turn] = []
         self.reply: ReplyPipeline | None = None
         self.routed_turns = 0
@@ -137,6 +141,8 @@ class HybridRouter:
             remember(self.history, Turn("agent", text, rp.t_started, self.clock.now(), {"routed": True}))
         self._emit(Meta({"type": "agent_turn", "text": text, "reply": rp.text, "interrupted": interrupted,
                          "failed": rp.failed, "turn": rp.turn_id, "route": "structured", "t": self.clock.now()}))
+        if text and self._on_heard is not None:  # (e.g. the oracle's conversation: it answered nothing here)
+            self._on_heard(text, self.clock.now())
 
     def _metric(self, name: str, value: float, labels: dict) -> None:
         m = Metric(name, float(value), self.clock.now(), self.session_id, {"mode": "hybrid", **labels})

@@ -10,7 +10,8 @@ the front-end.
     await bridge.wait_stopped()                    # ... until they have unwound (aclose(): both)
 
 Data flow: user frames -> STT stream -> Transcript -> session.on_transcript + producer (a final
-hybrid routing answers: producer.on_routed, no prediction);
+hybrid routing answers: producer.on_routed, no prediction; the routed reply's heard text comes
+back through session.on_routed_reply -> push_agent_text, the agent's line in its conversation);
 producer -> OracleReset/OracleAppend -> session.on_oracle (queued, handed to the worker with
 the next frame's job, i.e. onto the stepper's per-row oracle feed). The STT's metrics
 (stt_partial_latency, stt_final_latency) of this session's stream are tagged with the session
@@ -351,6 +352,7 @@ def _router_factory(cfg: KameConfig, clock: Clock, metrics, llm):
 
     def make(session: "TandemSession") -> HybridRouter:
         return HybridRouter(llm, tts, cfg.cascade, clock, emit=session._put, prompt_fn=prompt_fn,
-                            metrics=metrics or null_sink, session_id=session.id, health=session.health)
+                            metrics=metrics or null_sink, session_id=session.id, health=session.health,
+                            on_heard=session.on_routed_reply)
 
     return make, tts_spec, tts

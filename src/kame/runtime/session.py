@@ -450,6 +450,15 @@ class TandemSession(Session):
                 self._put(internal_error("hybrid routing failed", exc, self.clock.now()))
         return False
 
+    def on_routed_reply(self, text: str, t: float) -> None:
+        """The heard text of a reply hybrid routing gave (its router's ``on_heard``, at the reply's
+        agent_turn): into the oracle producer's conversation as the agent's words, whatever
+        ``backend.agent_text`` says (that gates the front-end's words; these are the LLM's, said),
+        so its next prediction sees the answer (was: the routed question, then the next one, with
+        no agent line between: a prediction could answer both)."""
+        if self.backend is not None and not self.closed:
+            self.backend.push_agent_text(" " + text, t)  # (a new word after the front-end's text)
+
     def on_oracle(self, ev: OracleEvent) -> None:
         if self.closed:
             return

@@ -1,0 +1,105 @@
+"""OracleProducer.on_routed (a final hybrid routing answers by the cascade path) settles only
+what that final owed: no retry for its words after a failure (the back-off kept), the front-end's
+feed of the cancelled prediction stopped, an earlier final still waiting kept waiting."""
+
+import asyncio
+
+from kame.backend.oracle import OracleProducer
+from kame.backend.policy import OraclePolicy
+from kame.backend.tokenizer import default_tokenizer
+from kame.backend.types import OracleAppend, OracleReset, Transcript, Word
+from kame.errors import BackendError
+from kame.runtime.clock import FakeClock
+
+from .scripted_llm import ScriptedLLM
+
+
+def said(text: str, t: float, final: bool = True) -> Transcript:
+    ws = tuple(Word(w, t + 0.3 * i, t + 0.3 * i + 0.25) for i, w in enumerate(text.split()))
+    return Transcript(ws, final, ws[-1].end + 0.1)
+
+
+async def settle(n: int = 200) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+def make(**policy):
+    clock, events, llm = FakeClock(), [], ScriptedLLM()
+    p = OracleProducer(llm, default_tokenizer(), OraclePolicy(**policy), clock=clock, on_event=events.append)
+    return p, llm, clock, events
+
+
+async def test_a_routed_final_after_a_failure_is_not_retried_but_the_back_off_holds():
+    """Was: the failure's retry_at stayed set, and the poll after it started a "retry" with no
+    new words, predicting over the routed final (a second answer fed to the front-end)."""
+    p, llm, clock, _ = make(retry_backoff=1.0, poll_interval=0.5)
+    runner = asyncio.create_task(p.run())
+    await settle()
+    await p.on_transcript(said("what is two", 0.0, final=False))
+    await settle()
+    llm.calls[0].fail(BackendError("HTTP 500: boom"))
+    await settle()
+    assert p.stats["failed"] == 1
+    p.on_routed(said("what is two plus two", 0.0))
+    clock.advance(2.0)  # the back-off is long over: polls come and go
+    await settle()
+    assert len(llm.calls) == 1 and p.stats["start_retry"] == 0  # the routed reply answers it
+    # the next words to the failing LLM still wait for a back-off (of the next failure: longer)
+    await p.on_transcript(said("and what about", 5.0, final=False))
+    await settle()
+    llm.calls[1].fail(BackendError("HTTP 500: boom"))
+    await settle()
+    assert p._gate.retry_at - clock.now() == 2.0
+    p.on_routed(said("and what about nine times nine", 5.0))
+    clock.advance(1.0)
+    await p.on_transcript(said("tell me about rome", 9.0, final=False))  # inside the back-off
+    await settle()
+    assert len(llm.calls) == 2 and p.stats["wait_backoff"] >= 1
+    clock.advance(1.0)  # back-off over: the new words are predicted
+    await settle()
+    assert len(llm.calls) == 3 and "rome" in llm.calls[2].messages[1].content
+    await p.aclose()
+    await asyncio.wait_for(runner, 1)
+
+
+async def test_a_routed_final_stops_the_feed_of_the_cancelled_prediction():
+    """Was: the cancelled prediction's tokens already emitted stayed queued in the front-end's
+    OracleFeed and were fed one a frame after the cancel. Now a bare OracleReset of a new id
+    supersedes them (pad follows); none when the front-end was fed nothing."""
+    p, llm, clock, events = make()
+    await p.on_transcript(said("what is two", 0.0, final=False))
+    await settle()
+    llm.calls[0].send("It is four, because two and two make four. ")
+    await settle()
+    assert isinstance(events[-1], OracleAppend) and events[-1].prediction_id == 1
+    p.on_routed(said("what is two plus two", 0.0))
+    await settle()
+    assert events[-1] == OracleReset(2, clock.now()) and p.prediction_id == 2 and p.stats["blanked"] == 1
+    assert llm.calls[0].closed
+    n = len(events)
+    p.on_routed(said("and nine times nine", 3.0))  # nothing fed since: nothing to blank
+    assert len(events) == n and p.prediction_id == 2
+    clock.advance(1.0)
+    await p.on_transcript(said("tell me about rome", 6.0, final=False))  # new words predict as usual
+    assert p.prediction_id == 3
+    await p.aclose()
+
+
+async def test_a_routed_final_keeps_an_earlier_final_waiting_for_its_prediction():
+    """Was: on_routed cleared the pending final and moved the basis past its words, so a chat
+    final held back (here by the restart cap) was never predicted."""
+    p, llm, clock, _ = make(max_restarts=1, window=5.0, poll_interval=0.5)
+    runner = asyncio.create_task(p.run())
+    await settle()
+    await p.on_transcript(said("tell me", 0.0, final=False))
+    await settle()
+    await p.on_transcript(said("tell me about rome", 0.0))  # the cap holds it back
+    assert p.prediction_id == 1 and p.stats["wait_cap"] == 1
+    p.on_routed(said("what is two plus two", 2.0))
+    clock.advance(5.0)  # the window slides: the waiting final is predicted
+    await settle()
+    assert p.stats["start_final"] == 1 and len(llm.calls) == 2
+    assert "rome" in llm.calls[1].messages[1].content
+    await p.aclose()
+    await asyncio.wait_for(runner, 1)
