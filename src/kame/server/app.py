@@ -34,6 +34,7 @@ from ..errors import ConfigError, KameError, NotAvailableError
 from ..paths import local_path
 from ..runtime.base import Agent, AgentAudio, AgentText, CapacityError, ErrorEvent, Meta, Session
 from ..runtime.clock import Clock, MonotonicClock, cancel_within
+from ..runtime.runreport import OPUS_FAILED
 from . import guard, httplog, ops
 from . import protocol as P
 from .guard import SendQueue, SlowClient  # noqa: F401 (SendQueue: also kame.server.app's, as before)
@@ -281,7 +282,7 @@ class Connection:
                 self.encode_failing = True
                 log.error("connection %s: Opus encoding of the agent's audio failed (%d so far): %r",
                           self.session.id, self.encode_errors, exc, exc_info=self.encode_errors == 1)
-                self.send_error("agent_error", f"the server could not Opus-encode the agent's audio "
+                self.send_error("agent_error", f"{OPUS_FAILED} the agent's audio "
                                 f"({type(exc).__name__}); dropped until it can, each time with a new Ogg stream; "
                                 "see the server log")
             return []
