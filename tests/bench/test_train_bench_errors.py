@@ -68,13 +68,20 @@ def test_a_failed_layout_says_its_processes_kame_error_in_one_line(tmp_path, mon
      "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n",
      "RuntimeError: out of memory (kame -v shows their whole output)"),
     ("no exception here\n", "its processes exited with 1 (kame -v shows their whole output)"),
-    # several processes (torch prefixes their lines): each kame error once, in order
+    # several processes (torch prefixes their lines): each kame error once, in order, without the
+    # others' "another process failed" when a process said more
     ("[rank1]: kame.train.data.DataError: train: another process failed\n"
      "[rank0]:     raise DataError(f'{meta_path}: format')\n"
      "[rank0]: kame.train.data.DataError: d0/dialogue.json: format None\n"
      "[rank2]: kame.train.data.DataError: train: another process failed\n",
-     "kame.train.data.DataError: train: another process failed | kame.train.data.DataError: d0/dialogue.json: "
-     "format None"),
+     "kame.train.data.DataError: d0/dialogue.json: format None"),
+    ("[rank1]: kame.train.data.DataError: train: another process failed\n"
+     "[rank2]: kame.train.data.DataError: train: another process failed\n",
+     "kame.train.data.DataError: train: another process failed"),
+    # (was: the others' "another process failed" alone, pointing to output kame does not show)
+    ("[rank1]: kame.train.data.DataError: train: another process failed while encoding\n"
+     "[rank0]: OSError: [Errno 28] No space left on device\n",
+     "rank 0: OSError: [Errno 28] No space left on device (kame -v shows their whole output)"),
 ])
 def test_it_says_their_kame_errors_else_the_last_exception_else_the_exit_code(stderr, said):
     assert bench_train.child_error(stderr, 1) == said
@@ -157,7 +164,53 @@ Root Cause (first observed failure):
 """
 
 
+# rank 0 raises an ordinary exception; rank 1, told by its all_reduce, kame's "another process failed"
+PAIR = """[rank1]: Traceback (most recent call last):
+[rank1]:   File "/tmp/k26/review3/tr/w.py", line 22, in <module>
+[rank1]:     raise DataError("train: another process failed while encoding")
+[rank1]: kame.train.data.DataError: train: another process failed while encoding
+[rank0]: Traceback (most recent call last):
+[rank0]:   File "/tmp/k26/review3/tr/w.py", line 21, in <module>
+[rank0]:     if failed: raise RuntimeError("codec broke on rank 0")
+[rank0]:                ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+[rank0]: RuntimeError: codec broke on rank 0
+E1206 13:08:36.175000 16722 torch/distributed/elastic/multiprocessing/api.py:1002] failed (exitcode: 1) local_rank: \
+0 (pid: 16727) of binary: /work/main/.venv/bin/python
+Traceback (most recent call last):
+  File "/work/main/.venv/lib/python3.11/site-packages/torch/distributed/launcher/api.py", line 383, in launch_agent
+    raise ChildFailedError(
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError: 
+============================================================
+w.py FAILED
+------------------------------------------------------------
+Failures:
+[1]:
+  time      : 2026-12-06_13:08:36
+  host      : localhost
+  rank      : 1 (local_rank: 1)
+  exitcode  : 1 (pid: 16728) 
+  error_file: <N/A>
+  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-12-06_13:08:36
+  host      : localhost
+  rank      : 0 (local_rank: 0)
+  exitcode  : 1 (pid: 16727) 
+  error_file: <N/A>
+  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html
+============================================================
+"""
+
+
 @pytest.mark.parametrize("stderr, said", [
+    # the root cause's own exception, not the other's kame "another process failed" (was: that alone)
+    (PAIR, "rank 0: RuntimeError: codec broke on rank 0"),
+    # torchrun saw the other fail first: still the one that said more
+    (PAIR.replace("rank      : 0 (local_rank: 0)", "rank      : 9").replace("rank      : 1 (local_rank: 1)",
+                                                                              "rank      : 0 (local_rank: 0)")
+     .replace("rank      : 9", "rank      : 1 (local_rank: 1)"), "rank 0: RuntimeError: codec broke on rank 0"),
     # the root cause's rank, not the last exception line (the other rank's, failing after it)
     (RANK0_RAISES + TORCHRUN_END + ROOT_CAUSE_RANK0_EXIT1, "rank 0: RuntimeError: real failure on rank 0"),
     # no root cause block: each rank's last exception line
@@ -176,6 +229,11 @@ def test_it_names_the_rank_torchrun_saw_fail_first_and_how(stderr, said):
     got = bench_train.child_error(stderr, 1)
     assert got.startswith(said) and got.endswith(" (kame -v shows their whole output)"), got
     assert "processes exited with 1" not in got
+
+
+def test_the_root_causes_kame_error_is_said_as_is():
+    stderr = PAIR.replace("[rank0]: RuntimeError: codec broke on rank 0", "[rank0]: kame.train.data.DataError: d0: bad")
+    assert bench_train.child_error(stderr, 1) == "rank 0: kame.train.data.DataError: d0: bad"
 
 
 def test_the_table_begins_with_the_first_layouts_results(tmp_path, monkeypatch, capsys):

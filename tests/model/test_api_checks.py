@@ -52,6 +52,18 @@ def test_good_sampling_values_are_normalised():
     assert type(sp.top_k) is int and type(sp.temp_text) is float and sp.greedy is True
 
 
+def test_a_0d_tensor_temperature_is_taken_as_top_k_is():
+    """(was: temp=torch.tensor(0.5) a TypeError "must be a number" while top_k=torch.tensor(5) was taken)"""
+    sp = Sampling(temp=torch.tensor(0.5), top_k=torch.tensor(5), temp_text=torch.tensor(0.25, dtype=torch.float64))
+    assert (sp.temp, sp.top_k, sp.temp_text) == (0.5, 5, 0.25) and type(sp.temp) is float
+    with pytest.raises(ValueError, match=r"Sampling temp must be a finite temperature >= 0 .*got nan"):
+        sp.temp = torch.tensor(math.nan)
+    with pytest.raises(TypeError, match=r"Sampling temp_text must be a number .*got bool True"):
+        sp.temp_text = torch.tensor(True)
+    with pytest.raises(TypeError, match=r"Sampling temp must be a number .*got Tensor"):
+        sp.temp = torch.tensor([0.5])
+
+
 def test_a_refused_sampling_leaves_the_stepper_as_it_was(model):
     """(was: a step failing in its sampling after the KV cache had advanced: later logits differed)"""
     ref = Stepper(model, 1, Sampling(greedy=True))
@@ -87,10 +99,19 @@ def test_bool_user_codes_are_refused(model):
 
 @pytest.mark.parametrize("change, error, message", [
     (lambda c, o: (c.index_fill(1, torch.tensor([0]), 99999), o), ValueError,
-     r"codes: text ids \(stream 0\) must be in \[0, 1001\) \(or -1: no token\), got ids in \[99999, 99999\]"),
-    (lambda c, o: (c.index_fill(1, torch.tensor([3]), 2049), o), ValueError,
-     r"codes: audio ids \(streams 1..16\) must be in \[0, 2049\) .*got ids in \[0, 2049\]"),
-    (lambda c, o: (c.index_fill(1, torch.tensor([3]), -2), o), ValueError, r"codes: audio ids .*got ids in \[-2, 0\]"),
+     r"codes: text target ids \(stream 0\) must be in \[0, 1000\) \(the logits' classes: .*got ids in "
+     r"\[99999, 99999\]"),
+    (lambda c, o: (c.index_fill(1, torch.tensor([12]), 2049), o), ValueError,
+     r"codes: audio ids \(streams 9..16\) must be in \[0, 2049\) \(or -1: no token\), got ids in \[0, 2049\]"),
+    (lambda c, o: (c.index_fill(1, torch.tensor([3]), -2), o), ValueError,
+     r"codes: audio target ids \(streams 1..8\) .*got ids in \[-2, 0\]"),
+    # codes are the predicted streams' targets: their BOS ids (text_card, card) are inputs only
+    # (was: taken, then the loss's IndexError "Target 2048 is out of bounds"; on CUDA a device assert)
+    (lambda c, o: (c.index_fill(1, torch.tensor([0]), 1000), o), ValueError,
+     r"codes: text target ids \(stream 0\) must be in \[0, 1000\) \(the logits' classes: a BOS id is an input "
+     r"only, for inputs=; or -1: no target\), got ids in \[1000, 1000\]"),
+    (lambda c, o: (c.index_fill(1, torch.tensor([1]), 2048), o), ValueError,
+     r"codes: audio target ids \(streams 1..8\) must be in \[0, 2048\) .*got ids in \[0, 2048\]"),
     (lambda c, o: (c.float(), o), TypeError, r"codes must be an integer tensor \[B, K, T\] of ids, got dtype "
                                              r"torch.float32"),
     (lambda c, o: (c.bool(), o), TypeError, r"codes must be an integer tensor .*torch.bool"),
@@ -106,10 +127,25 @@ def test_training_forward_checks_its_ids(model, change, error, message):
 
 def test_training_forward_checks_inputs_and_takes_good_ids(model):
     codes = torch.zeros(1, 17, 4, dtype=torch.long)
-    codes[:, 0, 0], codes[:, 1, 1], codes[:, 2, 2] = 1000, 2048, -1  # BOS ids and the zero token are ids
+    codes[:, 0, 0], codes[:, 1, 1], codes[:, 12, 2], codes[:, 2, 2] = 999, 2047, 2048, -1  # (the user's BOS)
     with pytest.raises(ValueError, match=r"inputs: text ids \(stream 0\) must be in \[0, 1001\)"):
         model(codes, inputs=codes.index_fill(1, torch.tensor([0]), 1001))
-    assert model(codes, oracle=torch.full((1, 4), 1000)).text_logits.shape == (1, 1, 4, 1000)
+    inputs = codes.clone()
+    inputs[:, 0, 1], inputs[:, 1, 2] = 1000, 2048  # BOS ids and the zero token are input ids
+    out = model(codes, oracle=torch.full((1, 4), 1000), inputs=inputs)
+    assert out.text_logits.shape == (1, 1, 4, 1000)
+    assert model(codes).text_logits.shape == (1, 1, 4, 1000)  # (oracle=None: the all-pad one built)
+
+
+def test_training_forward_reads_its_ids_once(model, monkeypatch):
+    """One device sync (.tolist()) for all the id checks of a forward (was: one per group of streams)."""
+    calls = []
+    tolist = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda self: calls.append(self.shape) or tolist(self))
+    codes = torch.zeros(1, 17, 4, dtype=torch.long)
+    model(codes, oracle=torch.zeros(1, 4, dtype=torch.long), inputs=codes.clone())
+    model(codes)
+    assert len(calls) == 2, calls
 
 
 def test_load_frontend_oracle_must_be_a_bool():

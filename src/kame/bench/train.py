@@ -189,39 +189,61 @@ def _root_cause(stderr: str) -> tuple[int, int, str] | None:
     return int(rank.group(1)), int(code.group(1)), signal.group(1) if signal else ""
 
 
+_KAME_ERROR = re.compile(r"kame(\.\w+)*\.\w+(Error|Exception): ")
+# the others' line when one process fails (kame.train.batching): the failing one's says why
+_ECHO = "another process failed"
+
+
 def child_error(stderr: str, code: int) -> str:
-    """What a layout's failed processes said, in one line: the kame errors of their stderr
-    ("kame.train.data.DataError: train: no manifest at ...", each once, in order: with several
-    processes, the one that failed and the others' "another process failed"); else, for the rank
-    torchrun's "Root Cause" names (the first to fail: the others fail after it, gloo's "Connection
-    closed by peer"), that it was killed by a signal ("rank 0 was killed by SIGKILL (out of
-    memory?)") or its last exception line, or its exit code; without that block, each process's
-    last exception line; else torchrun's exit code (the whole stderr is logged at debug level: kame -v)."""
+    """What a layout's failed processes said, in one line. For the rank torchrun's "Root Cause"
+    names (the first to fail: the others fail after it, with gloo's "Connection closed by peer" or
+    kame's "another process failed"): its kame error ("kame.train.data.DataError: train: no
+    manifest at ..."), else its last exception line, else that it was killed by a signal ("rank 0
+    was killed by SIGKILL (out of memory?)") or its exit code; when that rank only says "another
+    process failed", the others' own lines. Without that block: the kame errors (each once, in
+    order; "another process failed" left out when a process said more), else each process's last
+    exception line; else torchrun's exit code (the whole stderr is logged at debug level: kame -v)."""
     tagged = []  # (the rank of torch's "[rankN]:" prefix or None, the line without it)
     for ln in stderr.splitlines():
         m = _RANK.match(ln)
         tagged.append((int(m.group(1)) if m else None, (ln[m.end():] if m else ln).strip()))
-    found = list(dict.fromkeys(ln for _, ln in tagged if re.match(r"kame(\.\w+)*\.\w+(Error|Exception): ", ln)))
-    if found:
-        return " | ".join(found)
     more = " (kame -v shows their whole output)"
     last = {}  # each rank's last exception line (None: lines without a prefix, one process's)
+    errors = {}  # each rank's kame errors, each once, in order
     for rank, ln in tagged:
         if _EXCEPTION.match(ln) and "ChildFailedError" not in ln:  # (torchrun's own, after theirs)
             last[rank] = ln
+        if _KAME_ERROR.match(ln):
+            errors.setdefault(rank, {})[ln] = None
+    said = {r for r, ln in last.items() if _ECHO not in ln}  # the ranks that said more than "another ..."
+
+    def tag(rank, line: str) -> str:
+        return line if rank is None else f"rank {rank}: {line}"
+
+    def own(rank) -> str | None:  # its kame errors (they say what to do), else its last exception line
+        if rank in errors:
+            return tag(rank, " | ".join(errors[rank]))
+        return tag(rank, last[rank]) + more if rank in last else None
+
     root = _root_cause(stderr)
     if root:
         rank, exit_code, signal = root
+        key = rank if any(r is not None for r, _ in tagged) else None  # (one process: torch adds no prefix)
+        if key in last and key not in said and said:  # (it only saw another fail: theirs)
+            return " | ".join(own(r) for r in last if r in said)
+        if key in last or key in errors:
+            return own(key)
         if exit_code < 0:  # (killed: no exception of its own)
             name = signal or f"signal {-exit_code}"
             return f"rank {rank} was killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "") + more
-        if rank in last:
-            return f"rank {rank}: {last[rank]}" + more
-        if None in last and not any(r is not None for r in last):  # (one process: torch adds no prefix)
-            return last[None] + more
         return f"rank {rank} exited with code {exit_code}" + more
+    found = list(dict.fromkeys(ln for _, ln in tagged if _KAME_ERROR.match(ln)))
+    if said:
+        found = [ln for ln in found if _ECHO not in ln]
+    if found:
+        return " | ".join(found)
     if last:
-        return " | ".join(ln if r is None else f"rank {r}: {ln}" for r, ln in last.items()) + more
+        return " | ".join(tag(r, ln) for r, ln in last.items() if r in said or not said) + more
     return f"its processes exited with {code}" + more
 
 

@@ -41,27 +41,38 @@ class LMOutput:
     text_mask: torch.Tensor  # [B, 1, T]
 
 
-def check_ids(x, name: str, shape: str, streams: list[tuple[str, int, int, int]]) -> None:
-    """Ids given to the model (codes, inputs, oracle): an integer tensor (not bool), and per group
-    of streams ``(what, first, end, n)`` (streams ``first .. end - 1`` of dim 1, or the whole
-    tensor when first is None) ids in [-1, n) (-1: the zero token), else a one-line TypeError /
-    ValueError naming ``name`` and the range (was: a torch IndexError in an embedding, a float
-    tensor's RuntimeError, ids below -1 taken as 0 silently). One min/max per group."""
+def check_id_tensor(x, name: str, shape: str) -> None:
+    """Ids given to the model (codes, inputs, oracle) are an integer tensor (not bool), else a
+    one-line TypeError naming ``name`` (was: a float tensor's RuntimeError deep in torch)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be an integer tensor {shape}, got {type(x).__name__}")
     if x.dtype == torch.bool or x.is_floating_point() or x.is_complex():
         raise TypeError(f"{name} must be an integer tensor {shape} of ids, got dtype {x.dtype}")
-    if x.numel() == 0:
+
+
+def check_ids(checks: list[tuple[torch.Tensor, str, list[tuple[str, int | None, int | None, int]]]]) -> None:
+    """The ranges of ids given to the model (tensors checked by check_id_tensor): per ``(x, name,
+    groups)`` and per group of streams ``(what, first, end, n)`` (streams ``first .. end - 1`` of
+    dim 1, or the whole tensor when first is None), ids in [-1, n) (-1: the zero token, or no
+    target), else a one-line ValueError naming ``name`` and the range (was: a torch IndexError in an
+    embedding or the loss, ids below -1 taken as 0 silently). One min/max per group, all read with
+    one ``.tolist()`` (one device sync per forward)."""
+    parts, groups = [], []
+    for x, name, streams in checks:
+        for what, first, end, n in streams:
+            part = x if first is None else x[:, first:end]
+            if part.numel():
+                parts += [part.min().long(), part.max().long()]
+                groups.append((name, what, first, end, n))
+    if not parts:
         return
-    for what, first, end, n in streams:
-        part = x if first is None else x[:, first:end]
-        if part.numel() == 0:
-            continue
-        lo, hi = torch.stack([part.min(), part.max()]).tolist()
+    values = torch.stack([v.to(parts[0].device) for v in parts]).tolist()
+    for (name, what, first, end, n), lo, hi in zip(groups, values[::2], values[1::2]):
         if lo < -1 or hi >= n:
             where = "" if first is None else f" (streams {first}..{end - 1})" if end - first > 1 else f" (stream {first})"
-            raise ValueError(f"{name}: {what} ids{where} must be in [0, {n}) (or -1: no token), got ids in "
-                             f"[{lo}, {hi}]")
+            note = ("the logits' classes: a BOS id is an input only, for inputs=; or -1: no target"
+                    if what.endswith("target") else "or -1: no token")
+            raise ValueError(f"{name}: {what} ids{where} must be in [0, {n}) ({note}), got ids in [{lo}, {hi}]")
 
 
 def delay_codes(codes: torch.Tensor, delays: list[int], initial: torch.Tensor) -> torch.Tensor:
@@ -203,7 +214,11 @@ class LMModel(nn.Module):
         """Training forward: the Stepper's computation over a whole session (teacher forced).
 
         codes [B, K, T]: frame t of every stream, undelayed (the delays are applied here): the
-        targets; -1 = no target there (masked). Logits and masks are aligned with codes.
+        targets; -1 = no target there (masked). Logits and masks are aligned with codes. The
+        predicted streams' ids (text, audio 1..dep_q) are the logits' classes: [0, text_card_out or
+        text_card) and [0, card) (their BOS ids are inputs only: a ValueError here, not the loss's
+        IndexError; a demuxed config's text pairs are checked as inputs); the user's streams take
+        their BOS id too.
         inputs [B, K, T] (default codes): what the temporal transformer reads, laid out as codes;
         -1 embeds to zero. Input-only changes (KAME's input dropouts: text tokens dropped to pad, a
         stream zeroed) go here; codes keep the targets and are the depformer's teacher-forced
@@ -225,30 +240,40 @@ class LMModel(nn.Module):
         cfg = self.cfg
         K = cfg.num_codebooks
         # Checked here, one min/max per kind of stream: a bad id is a line naming it, not an
-        # IndexError deep in an embedding (ids below -1 would be taken as 0 silently).
+        # IndexError deep in an embedding or the loss (ids below -1 would be taken as 0 silently).
+        # codes are the targets of the predicted streams (text, audio 1..dep_q): ids of the logits'
+        # classes (a BOS id, text_card / card, is an input only: give it in inputs); the user's
+        # streams, and inputs, are inputs only: the BOS ids are ids there.
+        text_out = cfg.text_card_out or cfg.text_card  # (text_linear's size)
+        # (demuxed: the text stream holds pairs of ids the depformer reads too, no class of the
+        # logits: it is checked as an input; kame's loss trains no demuxed text)
+        text_target = ("text", 0, 1, cfg.text_ids) if cfg.demux_second_text_stream else ("text target", 0, 1, text_out)
         ids = [("text", 0, 1, cfg.text_ids), ("audio", 1, K, cfg.card + 1)]  # (BOS: text_card, card)
-        check_ids(codes, "codes", "[B, K, T]", [])
+        targets = [text_target, ("audio target", 1, 1 + cfg.dep_q, cfg.card),
+                   ("audio", 1 + cfg.dep_q, K, cfg.card + 1)]
+        check_id_tensor(codes, "codes", "[B, K, T]")
         if codes.dim() != 3 or codes.shape[1] != K:
             raise ValueError(f"codes must be [B, K = n_q + 1 = {K}, T], got shape {tuple(codes.shape)}")
-        check_ids(codes, "codes", "[B, K, T]", ids)
         B, _, T = codes.shape
+        checks = [(codes, "codes", targets)]
         if inputs is None:
             inputs = codes
         else:
-            check_ids(inputs, "inputs", "[B, K, T]", [])
+            check_id_tensor(inputs, "inputs", "[B, K, T]")
             if inputs.shape != codes.shape:
                 raise ValueError(f"inputs must have the shape of codes {tuple(codes.shape)}, got {tuple(inputs.shape)}")
-            check_ids(inputs, "inputs", "[B, K, T]", ids)
-        if oracle is None and self.has_oracle:
-            oracle = torch.full((B, T), cfg.existing_text_padding_id, dtype=torch.long, device=codes.device)
+            checks.append((inputs, "inputs", ids))
         if oracle is not None:
             if not self.has_oracle:
                 raise ValueError("this model has no oracle stream (config oracle=False): give oracle=None")
-            check_ids(oracle, "oracle", "[B, T]", [])
+            check_id_tensor(oracle, "oracle", "[B, T]")
             if oracle.shape != (B, T):
                 raise ValueError(f"oracle must be [B, T] = {(B, T)} (the token fed at each step), "
                                  f"got {tuple(oracle.shape)}")
-            check_ids(oracle, "oracle", "[B, T]", [("text-vocabulary", None, None, cfg.text_ids)])
+            checks.append((oracle, "oracle", [("text-vocabulary", None, None, cfg.text_ids)]))
+        check_ids(checks)
+        if oracle is None and self.has_oracle:  # (all pad: not checked)
+            oracle = torch.full((B, T), cfg.existing_text_padding_id, dtype=torch.long, device=codes.device)
         initial = self.initial_tokens()
 
         def delayed_of(x: torch.Tensor) -> torch.Tensor:  # [B, K, T] -> [B, K, T + 1]: initial tokens first

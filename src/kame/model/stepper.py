@@ -68,6 +68,8 @@ class Sampling:
 
     def __setattr__(self, name: str, value) -> None:
         if name in ("temp", "temp_text"):
+            if isinstance(value, torch.Tensor) and value.dim() == 0:  # (a 0-d tensor, as top_k takes)
+                value = value.item()
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise TypeError(f"Sampling {name} must be a number (a temperature, 0: argmax), got "
                                 f"{type(value).__name__} {value!r}")
