@@ -3,11 +3,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
+import numpy as np
+
+from kame.backend.tokenizer import default_tokenizer
 from kame.backend.types import Transcript, Word
 from kame.cascade.agent import default_prompt_fn
 from kame.cascade.hybrid import HybridRouter
 
-from .fakes import FakeLLM
+from kame.runtime.backend import load_backend
+
+from .fakes import CREATED, FakeLLM, wait_for
 from .test_engine import make_agent
 
 
@@ -22,6 +30,25 @@ class _NoTTS:
     async def synthesize(self, text):
         return
         yield
+
+
+@contextlib.asynccontextmanager
+async def _hybrid_session():
+    """A tandem session with hybrid routing and its back-end bridge (fake STT, LLM and TTS):
+    (session, bridge, oracle producer, the fake LLM)."""
+    agent, clock, log = make_agent(**{"backend.stt": "fake", "backend.llm": "fake", "cascade.tts": "fake",
+                                      "cascade.hybrid_routing": True})
+    agent._backend, _ = load_backend(agent.config, clock, default_tokenizer(), log)
+    llm = next(c for c, _ in CREATED if isinstance(c, FakeLLM))
+    await agent.start()
+    s = await agent.open_session()
+    try:
+        await wait_for(lambda: s.backend._producer is not None)
+        yield s, s.backend, s.backend._producer, llm
+    finally:
+        llm.hold = False
+        await s.close()
+        await agent.stop()
 
 
 async def test_the_session_says_which_finals_hybrid_routing_answers():
@@ -53,21 +80,7 @@ async def test_a_final_hybrid_routing_answers_gets_no_oracle_prediction(fake_com
     no prediction starts for it, and the one its partials started is cancelled (was: a second
     request to the one LLM at once, and an answer fed to the front-end, which could answer twice);
     a chat final still gets its prediction."""
-    from kame.backend.tokenizer import default_tokenizer
-    from kame.runtime.backend import load_backend
-
-    from .fakes import CREATED, wait_for
-
-    agent, clock, log = make_agent(**{"backend.stt": "fake", "backend.llm": "fake", "cascade.tts": "fake",
-                                      "cascade.hybrid_routing": True})
-    agent._backend, _ = load_backend(agent.config, clock, default_tokenizer(), log)
-    llm = next(c for c, _ in CREATED if isinstance(c, FakeLLM))
-    await agent.start()
-    s = await agent.open_session()
-    try:
-        bridge = s.backend
-        await wait_for(lambda: bridge._producer is not None)
-        producer = bridge._producer
+    async with _hybrid_session() as (s, bridge, producer, llm):
         llm.hold = True  # (a prediction stays under way after its first piece)
         await bridge._on_transcript(_said("what is two", 0.0, final=False))
         await wait_for(lambda: llm.in_reply)
@@ -81,10 +94,6 @@ async def test_a_final_hybrid_routing_answers_gets_no_oracle_prediction(fake_com
         await bridge._on_transcript(_said("tell me about rome", 2.0))  # chat: the oracle's
         assert producer.prediction_id == 3 and "rome" in str(producer.last_messages)
         assert "two plus two" in str(producer.last_messages)  # (the routed turn is in its conversation)
-    finally:
-        llm.hold = False
-        await s.close()
-        await agent.stop()
 
 
 async def test_the_routed_reply_heard_goes_into_the_oracle_conversation(fake_components):
@@ -92,25 +101,7 @@ async def test_the_routed_reply_heard_goes_into_the_oracle_conversation(fake_com
     producer as the agent's words (HybridRouter on_heard -> TandemSession.on_routed_reply ->
     the bridge); was: the next prediction saw the routed question, then the next one, with no
     agent line between, and could answer both."""
-    import asyncio
-
-    import numpy as np
-
-    from kame.backend.tokenizer import default_tokenizer
-    from kame.runtime.backend import load_backend
-
-    from .fakes import CREATED, wait_for
-
-    agent, clock, log = make_agent(**{"backend.stt": "fake", "backend.llm": "fake", "cascade.tts": "fake",
-                                      "cascade.hybrid_routing": True})
-    agent._backend, _ = load_backend(agent.config, clock, default_tokenizer(), log)
-    llm = next(c for c, _ in CREATED if isinstance(c, FakeLLM))
-    await agent.start()
-    s = await agent.open_session()
-    try:
-        bridge = s.backend
-        await wait_for(lambda: bridge._producer is not None)
-        producer = bridge._producer
+    async with _hybrid_session() as (s, bridge, producer, llm):
         await bridge._on_transcript(_said("what is two plus two", 0.0))  # structured: the router's
         silence = np.zeros(1920, np.float32)
         for _ in range(2000):  # (its LLM and TTS run in tasks: the reply plays to its end)
@@ -122,6 +113,3 @@ async def test_the_routed_reply_heard_goes_into_the_oracle_conversation(fake_com
         await bridge._on_transcript(_said("tell me about rome", 2.0))  # chat: the oracle's
         lines = producer.last_messages[-1].content.splitlines()
         assert lines[-3:] == ["user: what is two plus two", "agent: answer 1 .", "user: tell me about rome"]
-    finally:
-        await s.close()
-        await agent.stop()
