@@ -238,12 +238,13 @@ class CascadeAgent(Agent):
         await close_components((self.llm, self.tts, self.stt), "cascade: ")
         # (a start() may load another runtime.vad)
         self._idle_vads, self._lent_vads, self._returning_vads = [], {}, {}
-        self._reuse_vads = True
         pool, self._vad_pool = self._vad_pool, None
         if pool is not None and not await pool.aclose(StepWorker.STOP_GRACE_S):
             log.warning("cascade: the VAD thread did not end within %.0f s of the agent's stop: the VAD (%s) is in "
                         "a call that does not return; left behind (a daemon thread: it does not hold the process's "
                         "exit). Fix that VAD or use another", StepWorker.STOP_GRACE_S, self.components.get("vad", "?"))
+        # (after the VAD thread has ended: a reset still queued there that fails would turn reuse off again)
+        self._reuse_vads = True
         self._started = False
 
     async def open_session(self, session_id: str | None = None) -> Session:

@@ -128,7 +128,7 @@ def _select(lib, voice: str) -> str | None:  # under _LOCK
     if current and (current.contents.identifier or b"").startswith(b"!v/"):  # espeak-ng-data/voices/!v
         lib.espeak_SetVoiceByName(b"en-us")  # not left on the language-less variant
         return (f"{voice!r} is a voice variant, not a voice: give it after a language voice, "
-                f"e.g. en-us+{voice}")
+                f"e.g. en-us+{voice.rsplit('/', 1)[-1]}")
     return None
 
 
