@@ -6,8 +6,9 @@ import asyncio
 
 from kame.backend.oracle import OracleProducer
 from kame.backend.policy import OraclePolicy
+from kame.backend.prompt import build_messages
 from kame.backend.tokenizer import default_tokenizer
-from kame.backend.types import OracleAppend, OracleReset, Transcript, Word
+from kame.backend.types import FRAME_S, OracleAppend, OracleReset, Transcript, Word
 from kame.errors import BackendError
 from kame.runtime.clock import FakeClock
 
@@ -100,6 +101,40 @@ async def test_a_routed_final_keeps_an_earlier_final_waiting_for_its_prediction(
     clock.advance(5.0)  # the window slides: the waiting final is predicted
     await settle()
     assert p.stats["start_final"] == 1 and len(llm.calls) == 2
-    assert "rome" in llm.calls[1].messages[1].content
+    # its prompt ends with the earlier final, not the routed question (was: both, the routed one
+    # last: the LLM answered it, and the front-end was fed a second answer to it)
+    assert llm.calls[1].messages[1].content.splitlines()[-1] == "user: tell me about rome"
+    assert "two plus two" not in llm.calls[1].messages[1].content
+    p.on_agent_text(" Four.")  # the routed reply heard (TandemSession.on_routed_reply): the turn is back
+    assert build_messages(p.conversation, p.prompt)[1].content.splitlines()[-2:] == [
+        "user: what is two plus two", "agent: Four."]
     await p.aclose()
     await asyncio.wait_for(runner, 1)
+
+
+async def test_a_routed_final_blanks_the_feed_only_while_tokens_may_be_queued():
+    """Was: any append ever emitted made the next routed final emit a bare OracleReset, even one
+    of a prediction completed long ago (fed to its end): a reset with nothing to stop (counted
+    as a prediction, sent to clients). Tokens are fed one a frame: blank only until they are."""
+    p, llm, clock, events = make()
+    await p.on_transcript(said("hello there", 0.0))
+    await settle()
+    llm.calls[0].send("Hi! ")
+    llm.calls[0].end()
+    await settle()
+    assert p.stats["completed"] == 1 and isinstance(events[-1], OracleAppend)
+    clock.advance(30.0)  # long fed
+    n = len(events)
+    p.on_routed(said("what is two plus two", 30.0))
+    await settle()
+    assert len(events) == n and p.stats["blanked"] == 0 and p.prediction_id == 1
+    await p.on_transcript(said("and what about", 40.0, final=False))  # a new prediction, tokens queued
+    await settle()
+    llm.calls[1].send("Nine times nine is eighty one, and that is all. ")
+    await settle()
+    assert isinstance(events[-1], OracleAppend) and events[-1].prediction_id == 2
+    clock.advance(FRAME_S)  # one frame later: most of its tokens are still queued
+    p.on_routed(said("and what about nine times nine", 40.0))
+    await settle()
+    assert events[-1] == OracleReset(3, clock.now()) and p.stats["blanked"] == 1
+    await p.aclose()

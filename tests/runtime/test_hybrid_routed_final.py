@@ -93,7 +93,8 @@ async def test_a_final_hybrid_routing_answers_gets_no_oracle_prediction(fake_com
         llm.hold = False
         await bridge._on_transcript(_said("tell me about rome", 2.0))  # chat: the oracle's
         assert producer.prediction_id == 3 and "rome" in str(producer.last_messages)
-        assert "two plus two" in str(producer.last_messages)  # (the routed turn is in its conversation)
+        # the routed turn is in its conversation, but not in its prompts until its reply is heard
+        assert "two" in producer.conversation.user_words() and "two plus two" not in str(producer.last_messages)
 
 
 async def test_the_routed_reply_heard_goes_into_the_oracle_conversation(fake_components):

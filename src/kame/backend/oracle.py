@@ -45,7 +45,7 @@ Behaviour:
   wait_backoff, cancelled (cancelled_unheard: before their first piece),
   completed, failed, reply_ended (completed predictions cut at an invented next line), routed
   (finals another path answered: ``on_routed``), blanked (the bare OracleResets ``on_routed``
-  emitted to stop the front-end's feed of a cancelled prediction).
+  emitted to stop the front-end's feed of tokens still queued: a new prediction id, no appends).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ from .llm.base import LLM, check_piece, describe
 from .policy import OraclePolicy, RestartGate
 from .prompt import Conversation, PromptConfig, ReplyGuard, build_messages
 from .tokenizer import TextTokenizer
-from .types import OracleAppend, OracleEvent, OracleReset, Transcript
+from .types import FRAME_S, OracleAppend, OracleEvent, OracleReset, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class OracleProducer:
         self._basis_dropped = 0  # the conversation's dropped_user_words then (its words' front lost since)
         self._final_pending = False  # a final transcript with new text not predicted yet
         self._retry_owed = False  # a failed prediction's words await their retry (not answered otherwise)
-        self._fed = False  # OracleAppends went to the front-end since the last reset on_routed emitted
+        self._feed_until = 0.0  # when the front-end has been fed the tokens emitted (one a frame) since the last reset
         self._task: asyncio.Task | None = None
         self._first_pid = 0  # the newest prediction that has yielded its first piece
         self._unheard = 0  # predictions cancelled before their first piece, in a row
@@ -136,14 +136,16 @@ class OracleProducer:
 
         Only what the routed final itself owed is settled: a retry after a failed prediction of
         its words is no longer owed (the back-off still holds for the next words: the LLM is
-        still failing), while an earlier final still waiting for its prediction keeps waiting.
-        The front-end's feed is blanked (a new prediction id, a bare OracleReset: the cancelled
-        prediction's tokens queued there are superseded, pad follows) if it got any tokens; the
-        routed reply's text comes in later through ``on_agent_text`` like the agent's own."""
+        still failing), while an earlier final still waiting for its prediction keeps waiting;
+        the routed turn stays out of the prompts until an agent line follows it (Conversation:
+        that prediction answers the earlier final, not the routed one). The front-end's feed is
+        blanked (a new prediction id, a bare OracleReset: the tokens still queued there are
+        superseded, pad follows) if tokens emitted may not all be fed yet (one a frame, FRAME_S);
+        the routed reply's text comes in later through ``on_agent_text`` like the agent's own."""
         if self._closed:
             return
         earlier = self._final_pending  # (an earlier final not predicted yet: it stays owed)
-        self.conversation.on_transcript(tr)
+        self.conversation.on_transcript(tr, routed=True)
         if self._task is not None and not self._task.done():
             self._task.cancel()  # (its stream closes its request as it unwinds)
             self.stats["cancelled"] += 1
@@ -151,10 +153,10 @@ class OracleProducer:
         if not earlier:
             self._basis, self._basis_dropped = self.conversation.user_words(), self.conversation.dropped_user_words
             self._retry_owed = False
-        if self._fed:  # the front-end may still be fed the cancelled prediction's tokens, one a frame
+        now = self.clock.now()
+        if now < self._feed_until:  # the front-end may still be fed emitted tokens, one a frame
             self.prediction_id += 1
-            self._emit(OracleReset(self.prediction_id, self.clock.now()))
-            self._fed = False
+            self._emit(OracleReset(self.prediction_id, now))
             self.stats["blanked"] += 1
 
     def on_agent_text(self, piece: str, t: float | None = None) -> None:
@@ -322,11 +324,13 @@ class OracleProducer:
                 self._metric("oracle_lag", now - word_end, prediction_id=pid)
         text = "".join(self.tokenizer.piece_text(i) for i in ids)
         self._emit(OracleAppend(pid, tuple(ids), text, now))
-        self._fed = True
+        self._feed_until = max(self._feed_until, now) + len(ids) * FRAME_S  # (fed one a frame)
         return len(ids)
 
     def _emit(self, ev: OracleEvent) -> None:
         self.stats["events"] += 1
+        if isinstance(ev, OracleReset):
+            self._feed_until = ev.t  # (the feed's queued tokens are superseded)
         if self.on_event is None:
             self.events.put_nowait(ev)
             return

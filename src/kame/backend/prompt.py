@@ -23,6 +23,7 @@ there, for the oracle producer and the cascade alike:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import ConfigError
@@ -110,12 +111,16 @@ class Conversation:
     def _count(self, dropped: list[Turn]) -> None:
         self.dropped_user_words += sum(len(t.text.split()) for t in dropped if t.speaker == "user")
 
-    def on_transcript(self, tr: Transcript) -> None:
+    def on_transcript(self, tr: Transcript, routed: bool = False) -> None:
+        """A partial replaces the pending line; a final commits it as a user turn (its own: finals
+        are never merged). ``routed``: another path answers that final (hybrid routing): its turn
+        is marked ``extra["routed"]`` and left out of the prompt until an agent line follows it
+        (a prediction made meanwhile would answer it too); ``user_words`` keeps its words."""
         if tr.final:
             self.pending = None
             if tr.words:
                 w = tr.words
-                self._add(Turn("user", _tail(tr.text), w[0].start, w[-1].end))
+                self._add(Turn("user", _tail(tr.text), w[0].start, w[-1].end, {"routed": True} if routed else {}))
         else:
             self.pending = tr if tr.words else None
 
@@ -132,10 +137,21 @@ class Conversation:
             out += [w.text.lower() for w in self.pending.words]
         return out
 
+    def _prompted(self) -> Iterator[Turn]:
+        """The kept turns that go into the prompt, newest first: all but a routed user turn
+        no agent line follows yet (its answer, from the other path, is not heard yet)."""
+        answered = False
+        for t in reversed(self.turns):
+            if t.speaker == "agent":
+                answered = answered or bool(t.text.strip())
+            elif not answered and t.extra.get("routed"):
+                continue
+            yield t
+
     def last_user_word_end(self) -> float | None:
         if self.pending is not None and self.pending.words:
             return self.pending.words[-1].end
-        for t in reversed(self.turns):
+        for t in self._prompted():
             if t.speaker == "user":
                 return t.end
         return None
@@ -144,7 +160,7 @@ class Conversation:
         label = {"user": cfg.user_label, "agent": cfg.agent_label}
         n = cfg.max_lines
         out = [] if self.pending is None else [f"{cfg.user_label}: {self.pending.text}"]
-        for t in reversed(self.turns):  # newest first: only the last max_lines are formatted
+        for t in self._prompted():  # newest first: only the last max_lines are formatted
             if n > 0 and len(out) >= n:
                 break
             if t.text.strip():
