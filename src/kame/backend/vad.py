@@ -72,13 +72,18 @@ def check_vad(cfg: VADConfig) -> None:
     """The errors StreamingVAD(cfg) would raise for a missing package (MissingPackageError naming
     the extra), a missing model file or an unknown backend, without making one: an STT checks its
     VAD when it is created, not per stream (where it was a loop of worker crashes)."""
-    if cfg.backend == "silero":
+    if _backend(cfg) == "silero":
         _import_onnxruntime()
         silero_model_path()
-    elif cfg.backend == "webrtc":
-        _import_webrtcvad()
     else:
+        _import_webrtcvad()
+
+
+def _backend(cfg: VADConfig) -> str:
+    """cfg.backend if kame has it, else a ConfigError naming the ones it has."""
+    if cfg.backend not in ("silero", "webrtc"):
         raise ConfigError(f"unknown VAD backend {cfg.backend!r}: use 'silero' or 'webrtc'")
+    return cfg.backend
 
 
 _SESSIONS: dict[tuple, object] = {}  # (model file, intra/inter-op threads) -> InferenceSession
@@ -191,12 +196,7 @@ class StreamingVAD:
                 raise ConfigError(f"unknown VAD option {k!r}; known: {sorted(VADConfig.__dataclass_fields__)}")
             setattr(cfg, k, v)
         self.cfg = cfg
-        if cfg.backend == "silero":
-            self.model = SileroModel()
-        elif cfg.backend == "webrtc":
-            self.model = WebRtcModel(cfg.webrtc_aggressiveness)
-        else:
-            raise ConfigError(f"unknown VAD backend {cfg.backend!r}: use 'silero' or 'webrtc'")
+        self.model = SileroModel() if _backend(cfg) == "silero" else WebRtcModel(cfg.webrtc_aggressiveness)
         self.resampler = ChunkResampler(SAMPLE_RATE, VAD_RATE)
         self.probs: list[tuple[float, float]] = []
         self.st = _VADState()

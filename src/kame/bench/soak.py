@@ -516,6 +516,8 @@ def tables(r: dict) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..model.config import MAX_SEED
+
     p.add_argument("--agent", default="echo", choices=["echo", "config"], help="echo (no model) or the config's agent")
     p.add_argument("--config", default=None, metavar="FILE", action=Once,
                    help="the TOML config (the echo agent uses its [server] section only)")
@@ -531,7 +533,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fuzz part: malformed/random messages sent (default 10000)")
     p.add_argument("--cycles", type=at_least(0), default=1000,
                    help="cycles part: connect/disconnect cycles (default 1000)")
-    p.add_argument("--seed", type=at_least(0, maximum=2**64 - 1), default=0,  # (kame.model.config.MAX_SEED)
+    p.add_argument("--seed", type=at_least(0, maximum=MAX_SEED), default=0,
                    help="fuzz part: seeds the random messages, 0 to 2**64 - 1 (default 0)")
     p.add_argument("--speech", action="store_true",
                    help="sessions part: clients ask spoken questions (STT and LLM at work) instead of sending tones")

@@ -44,6 +44,8 @@ from ..errors import CheckpointError, ConfigError, NotAvailableError
 from ..model.config import MAX_SEED
 from ..train.data import FRAME_RATE, SAMPLE_RATE, DataError
 
+NO_ASR = "; or --no-asr (no audio WER / CER)"  # (the way out a missing whisper's error names)
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("manifest", help="held-out dialogues: a manifest (kame data synth's OUT/train.jsonl) or its folder")
@@ -244,7 +246,7 @@ def _check_whisper(where: str) -> None:
     from ..backend.stt.whisper import check_installed
 
     try:
-        check_installed(also="; or --no-asr (no audio WER / CER)")
+        check_installed(also=NO_ASR)
     except NotAvailableError as exc:
         raise NotAvailableError(f"{where}: {exc}") from None
 
@@ -286,7 +288,7 @@ def main(args) -> int:
         try:
             asr = Whisper()
         except NotAvailableError as exc:  # (its message names the `stt` extra; was: "the bench extra", none such)
-            raise NotAvailableError(f"{where}: {exc}; or --no-asr (no audio WER / CER)") from exc
+            raise NotAvailableError(f"{where}: {exc}{NO_ASR}") from exc
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     recs = []

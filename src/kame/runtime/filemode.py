@@ -358,10 +358,16 @@ def fed_oracle_lags(metrics) -> list[float]:
             and (m.get("labels") or {}).get("stage", "fed") == "fed"]
 
 
+def _turn_starts(rec: dict) -> list[tuple[float, object]]:
+    """(time, turn id) of each reply turn a cascade started (its "turn" events), in time order."""
+    return sorted(((d["t"], d.get("turn")) for d in rec.get("other", ()) if d.get("type") == "turn" and "t" in d),
+                  key=lambda x: x[0])
+
+
 def _agent_text(rec: dict) -> str:
     """The agent's text pieces joined; a cascade's replies (each starts after its "turn" event)
     with a space between them, as a reply's first piece has none."""
-    starts = sorted(d["t"] for d in rec.get("other", ()) if d.get("type") == "turn" and "t" in d)
+    starts = [t for t, _ in _turn_starts(rec)]
     out, prev_t = "", None
     for a in rec["agent_text"]:
         if out and not out[-1].isspace() and not a["text"][:1].isspace() \
@@ -377,7 +383,7 @@ def _heard_text(rec: dict) -> str:
     playing), and a reply still under way when the run ended the pieces streamed so far (the LLM's
     text, which can be ahead of its audio: summary "agent_reply_under_way", _under_way)."""
     ended = {d.get("turn"): d for d in _agent_turns(rec)}
-    starts = sorted((d["t"], d.get("turn")) for d in rec.get("other", ()) if d.get("type") == "turn" and "t" in d)
+    starts = _turn_starts(rec)
     said = []
     for i, (t, tid) in enumerate(starts):
         if tid in ended:
@@ -392,7 +398,7 @@ def _under_way(rec: dict) -> bool:
     """A cascade's last reply was under way when the run ended (a "turn" with no "agent_turn", e.g.
     --max-tail ran out) and had streamed text: _heard_text ends with that text, the LLM's as far
     as it streamed, which can be ahead of the reply's audio."""
-    starts = sorted((d["t"], d.get("turn")) for d in rec.get("other", ()) if d.get("type") == "turn" and "t" in d)
+    starts = _turn_starts(rec)
     if not starts or starts[-1][1] in {d.get("turn") for d in _agent_turns(rec)}:
         return False
     return any(a["t"] >= starts[-1][0] and a["text"].strip() for a in rec["agent_text"])

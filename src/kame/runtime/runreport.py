@@ -131,10 +131,11 @@ def print_warnings(s: dict, out: Path) -> None:
               f"no agent audio in {out.name}; see 'errors' in {json_name} and the log")
     # (backend_error's rule: a kame run's errors are all the agent's, its failed steps no back-end's)
     errors = max(0, (s.get("errors") or 0) - (s.get("frontend_failed_steps") or 0))
-    failed = backend_failed(errors, f"'errors' in {json_name}")
+    where = f"'errors' in {json_name}"
+    failed = backend_failed(errors, where)
 
     def why(otherwise: str) -> str:  # a warning's likeliest cause: back-end errors, then --fast
-        return likeliest_cause(otherwise, errors=errors, where=f"'errors' in {json_name}",
+        return likeliest_cause(otherwise, errors=errors, where=where,
                                fast=s.get("pacing") == "fast")
 
     def why_empty() -> str:  # an LLM's empty answer is its own: --fast only if the STT heard little of it

