@@ -138,3 +138,101 @@ async def test_a_routed_final_blanks_the_feed_only_while_tokens_may_be_queued():
     await settle()
     assert events[-1] == OracleReset(3, clock.now()) and p.stats["blanked"] == 1
     await p.aclose()
+
+
+async def test_the_feed_is_blanked_by_the_tokens_frames_counted_from_the_reset():
+    """The front-end's feed gives token i of a prediction the reset's frame + 1 + i and skips one
+    whose frame has passed (kame.model.stepper._OracleRow): was modelled as a queue (late tokens
+    fed from their arrival on), which blanked a feed with nothing left and missed one still fed."""
+    p, llm, clock, events = make()
+    await p.on_transcript(said("what is two", 0.0, final=False))
+    await settle()
+    t0 = clock.now()
+    llm.calls[0].send("Well, ")
+    await settle()
+    clock.advance(2.0)  # a slow LLM: the rest comes late, its frames have passed (skipped, not fed)
+    llm.calls[0].send("nine times nine is eighty one. ")
+    await settle()
+    n = sum(len(e.token_ids) for e in events if isinstance(e, OracleAppend))
+    assert t0 + (n + 1) * FRAME_S < clock.now()
+    p.on_routed(said("what is two plus two", 0.0))
+    await settle()
+    assert p.stats["blanked"] == 0 and p.prediction_id == 1  # nothing queued: no reset
+    await p.on_transcript(said("and tell me", 5.0, final=False))  # a new prediction, all at once
+    await settle()
+    t1 = clock.now()
+    llm.calls[1].send("Rome is the capital of Italy, and it is old. ")
+    await settle()
+    m = sum(len(e.token_ids) for e in events if isinstance(e, OracleAppend) and e.prediction_id == 2)
+    clock.advance(m * FRAME_S + FRAME_S / 2)  # its last token's frame is not over (+1: the start token)
+    assert clock.now() < t1 + (m + 1) * FRAME_S
+    p.on_routed(said("and tell me seven times seven", 5.0))
+    await settle()
+    assert events[-1] == OracleReset(3, clock.now()) and p.stats["blanked"] == 1
+    await p.aclose()
+
+
+async def test_a_routed_question_whose_reply_was_not_heard_is_back_in_the_prompts():
+    """Nothing of the routed reply heard (cut by a later final before its first word): the routed
+    turn goes back into the next prediction's prompt (was: left out of every later one); an
+    answered one stays as it is."""
+    p, llm, clock, _ = make()
+    p.on_routed(said("what is two plus two", 0.0))
+    p.on_routed_unheard()  # (TandemSession.on_routed_reply with "": cut by the next final)
+    await p.on_transcript(said("I need it for my homework", 2.0))
+    await settle()
+    assert llm.calls[0].messages[1].content.splitlines() == ["user: what is two plus two",
+                                                             "user: I need it for my homework"]
+    assert p.stats["routed_unheard"] == 1
+    p.on_routed(said("and three plus three", 4.0))
+    p.on_agent_text(" Six.")  # heard
+    p.on_routed_unheard()  # nothing to put back
+    assert p.stats["routed_unheard"] == 1
+    await p.aclose()
+
+
+async def test_a_routed_question_whose_reply_failed_or_was_empty_is_owed_a_prediction():
+    """The routed reply ended by itself with nothing heard (its LLM failed or answered nothing):
+    no later final comes for the question, so the oracle predicts for it (after its back-off)."""
+    p, llm, clock, _ = make(retry_backoff=1.0, poll_interval=0.5)
+    runner = asyncio.create_task(p.run())
+    await settle()
+    p.on_routed(said("what is two plus two", 0.0))
+    p.on_routed_unheard(answer=True)
+    await settle()
+    assert p.stats["start_final"] == 1 and len(llm.calls) == 1
+    assert llm.calls[0].messages[1].content.splitlines()[-1] == "user: what is two plus two"
+    llm.calls[0].fail(BackendError("HTTP 500: boom"))  # the LLM is failing: the back-off holds
+    await settle()
+    p.on_routed(said("and three plus three", 3.0))
+    p.on_routed_unheard(answer=True)
+    await settle()
+    assert len(llm.calls) == 1 and p.stats["wait_backoff"] >= 1
+    clock.advance(1.0)
+    await settle()
+    assert len(llm.calls) == 2 and "three plus three" in llm.calls[1].messages[1].content
+    await p.aclose()
+    await asyncio.wait_for(runner, 1)
+
+
+def test_the_knowledge_query_leaves_out_a_routed_turn_not_answered_yet():
+    """The notes are looked up with the user words the prompt shows (was: user_words(), with a
+    routed question's words the prompt leaves out: notes for a question it does not ask)."""
+    from kame.backend.prompt import Conversation, PromptConfig
+
+    class KB:
+        queries = []
+
+        def search(self, query, k):
+            self.queries.append(query)
+            return []
+
+    conv, kb = Conversation(), KB()
+    conv.on_transcript(said("tell me about rome", 0.0))
+    conv.on_transcript(said("what is two plus two", 2.0), routed=True)
+    conv.on_transcript(said("and its history", 4.0, final=False))
+    build_messages(conv, PromptConfig(), knowledge=kb)
+    assert kb.queries == ["tell me about rome and its history"]
+    conv.on_agent_text(" Four.", 3.0)  # answered: its words count again
+    build_messages(conv, PromptConfig(knowledge_query_words=5), knowledge=kb)
+    assert kb.queries[-1] == "plus two and its history"

@@ -142,3 +142,37 @@ def test_the_front_ends_endless_talk_is_bounded_in_the_history():
         r.on_agent_text(f" word{n}", n * 0.6)
     (turn,) = r.history
     assert len(turn.text) <= MAX_LINE_CHARS and turn.text.split()[-1] == "word2999"
+
+
+async def test_every_routed_agent_turn_is_reported_also_with_nothing_heard():
+    """on_heard gets each committed agent_turn: the heard text, or "" (was: called only for
+    non-empty text, so the oracle never learned that a routed question went unanswered), and
+    whether the reply was cut (a later final) rather than ended by itself (an empty answer)."""
+    clock = FakeClock()
+    heard = []
+    llm = FakeLLM(clock, ["Four."], delay=0.5)
+    r = HybridRouter(llm, FakeTTS(clock), CascadeConfig(hybrid_routing=True, max_tokens=50), clock,
+                     emit=lambda e: None, prompt_fn=default_prompt_fn(),
+                     on_heard=lambda text, t, interrupted: heard.append((text, interrupted)))
+    r.on_transcript(_final("what is two plus two", clock.now()))
+    r.on_transcript(_final("what is three plus three", clock.now() + 0.1))  # cuts it before a word
+    assert heard == [("", True)]
+    llm.pieces = []  # the LLM answers nothing
+    await _frames(clock, r, 20)
+    assert heard == [("", True), ("", False)] and r.reply is None
+
+
+async def test_the_routed_reply_precedes_the_next_user_turn_in_the_history():
+    """Was: the next final was remembered before the previous reply's agent turn was committed:
+    [user 1, user 2, agent 1] in the next routed reply's prompt."""
+    clock = FakeClock()
+    llm = FakeLLM(clock, [f"Digit number {i} is {i}. " for i in range(30)], delay=0.05)
+    r, _ = _router(clock, llm, FakeTTS(clock))
+    r.on_transcript(_final("read back my phone number", clock.now()))
+    await _frames(clock, r, 25)
+    assert r.active
+    r.on_transcript(_final("what is two plus two", clock.now()))
+    assert [(t.speaker, t.text.split()[0]) for t in r.history] == [("user", "read"), ("agent", "Digit"),
+                                                                    ("user", "what")]
+    await _frames(clock, r, 1)  # (its LLM request starts in a task)
+    assert [line.split(":")[0] for line in llm.calls[-1][-1].content.splitlines()] == ["user", "agent", "user"]

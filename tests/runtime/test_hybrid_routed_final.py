@@ -93,8 +93,10 @@ async def test_a_final_hybrid_routing_answers_gets_no_oracle_prediction(fake_com
         llm.hold = False
         await bridge._on_transcript(_said("tell me about rome", 2.0))  # chat: the oracle's
         assert producer.prediction_id == 3 and "rome" in str(producer.last_messages)
-        # the routed turn is in its conversation, but not in its prompts until its reply is heard
-        assert "two" in producer.conversation.user_words() and "two plus two" not in str(producer.last_messages)
+        # the routed reply, cut by that final before a word of it played, was not heard: the routed
+        # question is back in the prompt, before the new final (was: left out of every later prompt)
+        lines = producer.last_messages[-1].content.splitlines()
+        assert lines[-2:] == ["user: what is two plus two", "user: tell me about rome"]
 
 
 async def test_the_routed_reply_heard_goes_into_the_oracle_conversation(fake_components):
@@ -114,3 +116,49 @@ async def test_the_routed_reply_heard_goes_into_the_oracle_conversation(fake_com
         await bridge._on_transcript(_said("tell me about rome", 2.0))  # chat: the oracle's
         lines = producer.last_messages[-1].content.splitlines()
         assert lines[-3:] == ["user: what is two plus two", "agent: answer 1 .", "user: tell me about rome"]
+
+
+async def test_a_routed_reply_that_fails_unheard_leaves_its_question_to_the_oracle(fake_components):
+    """The routed reply's LLM fails before a word is heard: the router still commits its
+    agent_turn (on_heard with ""), and the question goes back into the oracle's prompts and is
+    owed a prediction (was: nothing heard, nothing reported; the question left out of every
+    later prompt and never answered)."""
+    async with _hybrid_session() as (s, bridge, producer, llm):
+        llm.dead = True
+        await bridge._on_transcript(_said("what is two plus two", 0.0))  # structured: the router's
+        assert producer.stats["routed"] == 1 and producer.prediction_id == 0
+        silence = np.zeros(1920, np.float32)
+        for _ in range(2000):  # (its LLM runs in a task: the failed reply ends)
+            if s.router.reply is None:
+                break
+            s.router.frame(silence)
+            await asyncio.sleep(0.001)
+        assert s.router.reply is None and s.router.history[-1].speaker == "user"
+        assert producer.stats["routed_unheard"] == 1 and producer.stats["start_final"] == 1
+        assert producer.last_messages[-1].content.splitlines()[-1] == "user: what is two plus two"
+
+
+async def test_the_session_asks_the_router_whether_it_started_a_reply():
+    """A final is the router's when the router started a reply for it (its routed_turns count),
+    not by the session re-checking the router's own start condition (was: route == "structured"
+    and hybrid_routing, which a router starting nothing still met)."""
+
+    class _Declines:  # routes a turn "structured" but starts no reply for it
+        cfg, routed_turns = type("Cfg", (), {"hybrid_routing": True})(), 0
+
+        def on_transcript(self, tr):
+            return "structured"
+
+        async def aclose(self):
+            pass
+
+    agent, _, _ = make_agent()
+    await agent.start()
+    s = await agent.open_session()
+    try:
+        s.router = _Declines()
+        assert s.on_transcript(_said("what is two plus two", 0.0)) is False  # the oracle's, then
+    finally:
+        s.router = None
+        await s.close()
+        await agent.stop()

@@ -15,6 +15,7 @@ to a callback or its ``events`` queue; the runtime feeds them to the stepper's o
     runner = asyncio.create_task(producer.run())   # polls (deferred restarts, retries)
     await producer.on_transcript(tr)               # each partial/final from the STT
     producer.on_routed(tr)                         # ... or a final hybrid routing answers (no prediction)
+    producer.on_routed_unheard(answer)             # ... whose reply none was heard of: back in the prompts
     producer.on_agent_text(" Paris")               # each inner-monologue text piece spoken
     ...
     await producer.aclose()                        # cancels the stream and the poll loop
@@ -44,7 +45,8 @@ Behaviour:
   start_words / start_final / start_retry, wait_interval / wait_first_token / wait_cap /
   wait_backoff, cancelled (cancelled_unheard: before their first piece),
   completed, failed, reply_ended (completed predictions cut at an invented next line), routed
-  (finals another path answered: ``on_routed``), blanked (the bare OracleResets ``on_routed``
+  (finals another path answered: ``on_routed``), routed_unheard (those whose answer none was
+  heard of: ``on_routed_unheard``), blanked (the bare OracleResets ``on_routed``
   emitted to stop the front-end's feed of tokens still queued: a new prediction id, no appends).
 """
 
@@ -109,7 +111,8 @@ class OracleProducer:
         self._basis_dropped = 0  # the conversation's dropped_user_words then (its words' front lost since)
         self._final_pending = False  # a final transcript with new text not predicted yet
         self._retry_owed = False  # a failed prediction's words await their retry (not answered otherwise)
-        self._feed_until = 0.0  # when the front-end has been fed the tokens emitted (one a frame) since the last reset
+        self._reset_t: float | None = None  # the newest OracleReset's time (None: none yet)
+        self._appended = 0  # tokens appended since it (the feed: its start token, then one a frame)
         self._task: asyncio.Task | None = None
         self._first_pid = 0  # the newest prediction that has yielded its first piece
         self._unheard = 0  # predictions cancelled before their first piece, in a row
@@ -141,7 +144,8 @@ class OracleProducer:
         that prediction answers the earlier final, not the routed one). The front-end's feed is
         blanked (a new prediction id, a bare OracleReset: the tokens still queued there are
         superseded, pad follows) if tokens emitted may not all be fed yet (one a frame, FRAME_S);
-        the routed reply's text comes in later through ``on_agent_text`` like the agent's own."""
+        the routed reply's heard text comes in later through ``on_agent_text`` like the agent's
+        own, or, none heard, ``on_routed_unheard`` puts the routed turn back into the prompts."""
         if self._closed:
             return
         earlier = self._final_pending  # (an earlier final not predicted yet: it stays owed)
@@ -154,10 +158,25 @@ class OracleProducer:
             self._basis, self._basis_dropped = self.conversation.user_words(), self.conversation.dropped_user_words
             self._retry_owed = False
         now = self.clock.now()
-        if now < self._feed_until:  # the front-end may still be fed emitted tokens, one a frame
+        if now < self._feed_until():  # the front-end may still be fed emitted tokens, one a frame
             self.prediction_id += 1
             self._emit(OracleReset(self.prediction_id, now))
             self.stats["blanked"] += 1
+
+    def on_routed_unheard(self, answer: bool = False) -> None:
+        """The routed reply to the routed finals no agent line follows was not heard at all (a
+        later final or a barge-in cut it before its first word, the LLM/TTS failed first, the LLM
+        answered nothing): they go back into the prompts (was: left out of every later one), so
+        the next prediction (a later final's) sees the question. ``answer``: the reply ended by
+        itself (failed or empty), no later final will come for it: a prediction is owed to them
+        (as for a final: the back-off and the restart cap still hold)."""
+        if self._closed or not self.conversation.unroute():
+            return
+        self.stats["routed_unheard"] += 1
+        if answer:
+            self._final_pending = True
+            if self.policy.event_driven:
+                self._decide()
 
     def on_agent_text(self, piece: str, t: float | None = None) -> None:
         """Feed a piece of the agent's own spoken text (front-end inner monologue)."""
@@ -324,13 +343,22 @@ class OracleProducer:
                 self._metric("oracle_lag", now - word_end, prediction_id=pid)
         text = "".join(self.tokenizer.piece_text(i) for i in ids)
         self._emit(OracleAppend(pid, tuple(ids), text, now))
-        self._feed_until = max(self._feed_until, now) + len(ids) * FRAME_S  # (fed one a frame)
+        self._appended += len(ids)
         return len(ids)
+
+    def _feed_until(self) -> float:
+        """When the front-end has been fed the tokens appended since the newest reset: as its feed
+        (kame.model.stepper._OracleRow) does, token i at the reset's frame + 1 + i (a late one
+        is skipped, not queued), + a frame for the hand-off to the worker; the reset's own time
+        with none appended (only its start token)."""
+        if self._reset_t is None:
+            return float("-inf")
+        return self._reset_t + (self._appended + 1) * FRAME_S if self._appended else self._reset_t
 
     def _emit(self, ev: OracleEvent) -> None:
         self.stats["events"] += 1
         if isinstance(ev, OracleReset):
-            self._feed_until = ev.t  # (the feed's queued tokens are superseded)
+            self._reset_t, self._appended = ev.t, 0  # (the feed's queued tokens are superseded)
         if self.on_event is None:
             self.events.put_nowait(ev)
             return

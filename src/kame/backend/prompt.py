@@ -137,6 +137,31 @@ class Conversation:
             out += [w.text.lower() for w in self.pending.words]
         return out
 
+    def unroute(self) -> int:
+        """The routed user turns no agent line follows (their answer was not heard: cut, failed or
+        empty) back into the prompt (no longer marked routed). Returns how many."""
+        n = 0
+        for t in reversed(self.turns):
+            if t.speaker == "agent" and t.text.strip():
+                break
+            if t.speaker == "user" and t.extra.get("routed"):
+                t.extra = {k: v for k, v in t.extra.items() if k != "routed"}
+                n += 1
+        return n
+
+    def prompt_user_words(self, n: int) -> list[str]:
+        """The last ``n`` (n <= 0: all) user words the prompt shows (its turns + the pending ones),
+        lower-cased: the knowledge query (not a routed turn's, left out of the prompt until its
+        answer is heard; ``user_words`` has them)."""
+        limit = n if n > 0 else None
+        out = [] if self.pending is None else [w.text.lower() for w in reversed(self.pending.words)]
+        for t in self._prompted():  # newest first
+            if limit is not None and len(out) >= limit:
+                break
+            if t.speaker == "user":
+                out += [w.lower() for w in reversed(t.text.split())]
+        return out[:limit][::-1]
+
     def _prompted(self) -> Iterator[Turn]:
         """The kept turns that go into the prompt, newest first: all but a routed user turn
         no agent line follows yet (its answer, from the other path, is not heard yet)."""
@@ -174,7 +199,7 @@ def build_messages(conv: Conversation, cfg: PromptConfig, knowledge=None) -> lis
     if cfg.persona:
         system += "\n" + cfg.persona
     if knowledge is not None and cfg.knowledge_k > 0:
-        query = " ".join(conv.user_words()[-cfg.knowledge_query_words :])
+        query = " ".join(conv.prompt_user_words(cfg.knowledge_query_words))
         hits = knowledge.search(query, k=cfg.knowledge_k) if query else []
         if hits:
             notes = "\n".join(f"- ({c.source}) {c.text}" for _, c in hits)

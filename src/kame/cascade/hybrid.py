@@ -16,9 +16,12 @@ A routed turn emits Meta {"type": "route", "route": "structured", "rules": [...]
 reply's AgentText / metrics like the cascade: as there, a routed reply's first text piece starts
 with a space when the session's text so far (the front-end's words, an earlier routed reply)
 does not end in whitespace, so the TEXT stream reads "... okay. Twelve", not "okay.Twelve". Nothing here
-blocks: LLM and TTS run in tasks. ``on_heard(text, t)`` gets each routed reply's heard text as
-its ``agent_turn`` is committed (the tandem session hands it to the oracle producer's
-conversation, whose next prediction then sees the agent's answer).
+blocks: LLM and TTS run in tasks. ``on_heard(text, t, interrupted)`` is called as each routed
+reply's ``agent_turn`` is committed, with its heard text: "" when none of it was heard (a later
+final or a barge-in cut it before its first word, or the LLM/TTS failed first, or the LLM
+answered nothing; ``interrupted``: cut, rather than ended by itself). The tandem session hands
+it to the oracle producer's conversation: heard text as the agent's answer, which its next
+prediction then sees; nothing heard puts the routed question back into its prompts.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ class HybridRouter:
         metrics: MetricsSink = null_sink,
         session_id: str | None = None,
         health: BackendHealth | None = None,  # the session's (None: the router's own)
-        on_heard: Callable[[str, float], None] | None = None,  # a routed reply's heard text, at its agent_turn
+        on_heard: Callable[[str, float, bool], None] | None = None,  # (heard text or "", t, interrupted): each agent_turn
     ) -> None:
         self.parts = ReplyParts(llm, tts, cfg, clock, emit, getattr(prompt_fn, "prompt_config", None), health,
                                 session=session_id)
@@ -67,17 +70,18 @@ class HybridRouter:
 
     # ---- inputs -----------------------------------------------------------------------
     def on_transcript(self, tr: Transcript) -> str | None:
-        """Returns the route of a final transcript ("structured"/"open"), None for partials."""
+        """Returns the route of a final transcript ("structured"/"open"), None for partials; a
+        structured one starts a routed reply (then ``routed_turns`` counts it) if hybrid_routing is on."""
         text = tr.text.strip()
         if not tr.final or not text:
             return None
         end = tr.words[-1].end if tr.words else tr.t
         start = tr.words[0].start if tr.words else end
+        self._stop_reply()  # (first: the previous reply's agent turn goes before this user turn)
         remember(self.history, Turn("user", text, start, end))
         self._turn += 1
         route, rules = explain_turn(text)
         self._emit(Meta({"type": "route", "turn": self._turn, "route": route, "rules": rules, "t": self.clock.now()}))
-        self._stop_reply()
         if route == "structured" and self.cfg.hybrid_routing:
             self.routed_turns += 1
             tid = self._turn
@@ -141,8 +145,8 @@ class HybridRouter:
             remember(self.history, Turn("agent", text, rp.t_started, self.clock.now(), {"routed": True}))
         self._emit(Meta({"type": "agent_turn", "text": text, "reply": rp.text, "interrupted": interrupted,
                          "failed": rp.failed, "turn": rp.turn_id, "route": "structured", "t": self.clock.now()}))
-        if text and self._on_heard is not None:  # (e.g. the oracle's conversation: it answered nothing here)
-            self._on_heard(text, self.clock.now())
+        if self._on_heard is not None:  # (e.g. the oracle's conversation: "" puts the question back there)
+            self._on_heard(text, self.clock.now(), interrupted)
 
     def _metric(self, name: str, value: float, labels: dict) -> None:
         m = Metric(name, float(value), self.clock.now(), self.session_id, {"mode": "hybrid", **labels})

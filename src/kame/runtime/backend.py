@@ -11,7 +11,8 @@ the front-end.
 
 Data flow: user frames -> STT stream -> Transcript -> session.on_transcript + producer (a final
 hybrid routing answers: producer.on_routed, no prediction; the routed reply's heard text comes
-back through session.on_routed_reply -> push_agent_text, the agent's line in its conversation);
+back through session.on_routed_reply -> push_agent_text, the agent's line in its conversation,
+or, none heard, -> routed_unheard: the question back in its prompts);
 producer -> OracleReset/OracleAppend -> session.on_oracle (queued, handed to the worker with
 the next frame's job, i.e. onto the stepper's per-row oracle feed). The STT's metrics
 (stt_partial_latency, stt_final_latency) of this session's stream are tagged with the session
@@ -145,6 +146,15 @@ class BackendBridge:
                 self._producer.on_agent_text(text, t)
             except Exception as exc:  # noqa: BLE001
                 log.debug("producer rejected agent text: %s", exc)
+
+    def routed_unheard(self, answer: bool = False) -> None:
+        """A routed reply none of which was heard: its question goes back into the producer's
+        prompts (OracleProducer.on_routed_unheard; ``answer``: the producer owes it a prediction)."""
+        if self._producer is not None:
+            try:
+                self._producer.on_routed_unheard(answer)
+            except Exception as exc:  # noqa: BLE001
+                log.debug("producer rejected an unheard routed reply: %s", exc)
 
     # ----------------------------------------------------------------- supervised loops
     def _status(self, component: str, ok: bool, error: str | None = None) -> None:

@@ -434,7 +434,7 @@ class TandemSession(Session):
     # ----------------------------------------------------------------- back-end callbacks
     def on_transcript(self, tr: Transcript) -> bool:
         """One transcript of the STT: sent as Meta, and to the hybrid router (if any). Whether the
-        router answers it by the cascade path (a "structured" final, ``cascade.hybrid_routing``):
+        router answers it by the cascade path (it started a routed reply for a "structured" final):
         a turn the oracle should not answer as well (the one LLM would serve two requests at
         once, and the front-end be fed a second answer)."""
         self.stats.transcripts += 1
@@ -444,20 +444,29 @@ class TandemSession(Session):
                         "words": [{"word": w.text, "start": w.start, "end": w.end} for w in tr.words]}))
         if self.router is not None:
             try:
-                return self.router.on_transcript(tr) == "structured" and self.router.cfg.hybrid_routing
+                n = self.router.routed_turns
+                self.router.on_transcript(tr)
+                return self.router.routed_turns > n  # (it started a routed reply)
             except Exception as exc:  # noqa: BLE001
                 log.exception("hybrid router failed")
                 self._put(internal_error("hybrid routing failed", exc, self.clock.now()))
         return False
 
-    def on_routed_reply(self, text: str, t: float) -> None:
+    def on_routed_reply(self, text: str, t: float, interrupted: bool = False) -> None:
         """The heard text of a reply hybrid routing gave (its router's ``on_heard``, at the reply's
         agent_turn): into the oracle producer's conversation as the agent's words, whatever
         ``backend.agent_text`` says (that gates the front-end's words; these are the LLM's, said),
         so its next prediction sees the answer (was: the routed question, then the next one, with
-        no agent line between: a prediction could answer both)."""
-        if self.backend is not None and not self.closed:
+        no agent line between: a prediction could answer both). Nothing heard ("": cut before its
+        first word, the LLM/TTS failed first, an empty answer): the routed question goes back into
+        the oracle's prompts (was: left out of every later one), and, when the reply ended by
+        itself (not ``interrupted`` by a later final or a barge-in), it is the oracle's to answer."""
+        if self.backend is None or self.closed:
+            return
+        if text:
             self.backend.push_agent_text(" " + text, t)  # (a new word after the front-end's text)
+        else:
+            self.backend.routed_unheard(answer=not interrupted)
 
     def on_oracle(self, ev: OracleEvent) -> None:
         if self.closed:
