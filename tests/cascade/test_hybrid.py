@@ -176,3 +176,37 @@ async def test_the_routed_reply_precedes_the_next_user_turn_in_the_history():
                                                                     ("user", "what")]
     await _frames(clock, r, 1)  # (its LLM request starts in a task)
     assert [line.split(":")[0] for line in llm.calls[-1][-1].content.splitlines()] == ["user", "agent", "user"]
+
+
+async def test_a_final_cutting_a_reply_that_just_ended_unheard_reports_it_cut():
+    """A routed reply that ended unheard (an empty answer) but that frame() has not collected yet
+    is cut by the next final like a reply under way: on_heard is told it was interrupted, so the
+    oracle answers that final rather than predicting the unheard question first (was: reported
+    as ended by itself, owing the question a prediction started before the final reached it)."""
+    clock = FakeClock()
+    heard = []
+    llm = FakeLLM(clock, [], delay=0.0)
+    r = HybridRouter(llm, FakeTTS(clock), CascadeConfig(hybrid_routing=True, max_tokens=50), clock,
+                     emit=lambda e: None, prompt_fn=default_prompt_fn(),
+                     on_heard=lambda text, t, interrupted: heard.append((text, interrupted)))
+    r.on_transcript(_final("what is two plus two", clock.now()))
+    for _ in range(5):  # (the LLM answers nothing; no frame() collects the ended reply)
+        clock.advance(0.02)
+        for _ in range(20):
+            await asyncio.sleep(0)
+    assert r.reply is not None and not r.reply.active
+    r.on_transcript(_final("tell me about rome", clock.now()))
+    assert heard == [("", True)]
+
+
+async def test_a_failing_on_heard_is_logged_and_the_router_goes_on(caplog):
+    clock = FakeClock()
+
+    def boom(text, t, interrupted):
+        raise RuntimeError("boom")
+
+    r = HybridRouter(FakeLLM(clock, ["Four."], delay=0.5), FakeTTS(clock), CascadeConfig(hybrid_routing=True,
+                     max_tokens=50), clock, emit=lambda e: None, prompt_fn=default_prompt_fn(), on_heard=boom)
+    r.on_transcript(_final("what is two plus two", clock.now()))
+    assert r.on_transcript(_final("what is three plus three", clock.now() + 0.1)) == "structured"
+    assert r.active and [t.speaker for t in r.history] == ["user", "user"] and "on_heard" in caplog.text

@@ -26,6 +26,7 @@ prediction then sees; nothing heard puts the routed question back into its promp
 
 from __future__ import annotations
 
+import logging
 from typing import Callable, Sequence
 
 import numpy as np
@@ -39,6 +40,8 @@ from .config import CascadeConfig
 from .reply import ReplyParts, ReplyPipeline
 from .routing import explain_turn
 from .turns import voice_heard_since
+
+log = logging.getLogger(__name__)
 
 
 class HybridRouter:
@@ -77,7 +80,9 @@ class HybridRouter:
             return None
         end = tr.words[-1].end if tr.words else tr.t
         start = tr.words[0].start if tr.words else end
-        self._stop_reply()  # (first: the previous reply's agent turn goes before this user turn)
+        # (first: the previous reply's agent turn goes before this user turn; a reply that ended
+        # unheard, not yet collected by frame(), is cut by this final too: the final predicts)
+        self._stop_reply(superseded=True)
         remember(self.history, Turn("user", text, start, end))
         self._turn += 1
         route, rules = explain_turn(text)
@@ -133,7 +138,10 @@ class HybridRouter:
     async def aclose(self) -> None:
         self._stop_reply()
 
-    def _stop_reply(self) -> None:
+    def _stop_reply(self, superseded: bool = False) -> None:
+        """Commit the routed reply's agent turn. ``superseded``: a new final cuts it (on_heard is
+        told it was interrupted even if it had ended unheard a moment before: that final, not
+        the unheard question, is what the oracle answers next)."""
         rp, self.reply = self.reply, None
         if rp is None:
             return
@@ -146,7 +154,10 @@ class HybridRouter:
         self._emit(Meta({"type": "agent_turn", "text": text, "reply": rp.text, "interrupted": interrupted,
                          "failed": rp.failed, "turn": rp.turn_id, "route": "structured", "t": self.clock.now()}))
         if self._on_heard is not None:  # (e.g. the oracle's conversation: "" puts the question back there)
-            self._on_heard(text, self.clock.now(), interrupted)
+            try:
+                self._on_heard(text, self.clock.now(), interrupted or superseded)
+            except Exception:  # noqa: BLE001 - the router's own state is settled; its callback's failure is logged
+                log.exception("session %s: hybrid routing's on_heard callback failed", self.session_id)
 
     def _metric(self, name: str, value: float, labels: dict) -> None:
         m = Metric(name, float(value), self.clock.now(), self.session_id, {"mode": "hybrid", **labels})
