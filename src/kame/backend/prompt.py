@@ -130,9 +130,12 @@ class Conversation:
             return
         self._count(add_agent_text(self.turns, piece, t, self.keep_turns))
 
-    def user_words(self) -> list[str]:
-        """The user words of the kept turns + the pending ones, lower-cased, for change detection."""
-        out = [w.lower() for t in self.turns if t.speaker == "user" for w in t.text.split()]
+    def user_words(self, prompted: bool = False) -> list[str]:
+        """The user words of the kept turns + the pending ones, lower-cased, for change detection.
+        ``prompted``: of the turns the prompt shows only (not a routed turn left out until its
+        answer is heard): the knowledge query's."""
+        turns = reversed(list(self._prompted())) if prompted else self.turns
+        out = [w.lower() for t in turns if t.speaker == "user" for w in t.text.split()]
         if self.pending is not None:
             out += [w.text.lower() for w in self.pending.words]
         return out
@@ -148,19 +151,6 @@ class Conversation:
                 t.extra = {k: v for k, v in t.extra.items() if k != "routed"}
                 n += 1
         return n
-
-    def prompt_user_words(self, n: int) -> list[str]:
-        """The last ``n`` (n <= 0: all) user words the prompt shows (its turns + the pending ones),
-        lower-cased: the knowledge query (not a routed turn's, left out of the prompt until its
-        answer is heard; ``user_words`` has them)."""
-        limit = n if n > 0 else None
-        out = [] if self.pending is None else [w.text.lower() for w in reversed(self.pending.words)]
-        for t in self._prompted():  # newest first
-            if limit is not None and len(out) >= limit:
-                break
-            if t.speaker == "user":
-                out += [w.lower() for w in reversed(t.text.split())]
-        return out[:limit][::-1]
 
     def _prompted(self) -> Iterator[Turn]:
         """The kept turns that go into the prompt, newest first: all but a routed user turn
@@ -199,7 +189,8 @@ def build_messages(conv: Conversation, cfg: PromptConfig, knowledge=None) -> lis
     if cfg.persona:
         system += "\n" + cfg.persona
     if knowledge is not None and cfg.knowledge_k > 0:
-        query = " ".join(conv.prompt_user_words(cfg.knowledge_query_words))
+        words, n = conv.user_words(prompted=True), cfg.knowledge_query_words
+        query = " ".join(words[-n:] if n > 0 else words)  # (n <= 0: all of them)
         hits = knowledge.search(query, k=cfg.knowledge_k) if query else []
         if hits:
             notes = "\n".join(f"- ({c.source}) {c.text}" for _, c in hits)

@@ -65,6 +65,12 @@ def _mask(value: str) -> str:
     return re.sub(r"(://[^/:@\s]+):[^/@\s]*@", r"\1:***@", value)
 
 
+def plugin_words(args: argparse.Namespace) -> list[str]:
+    """The ``--plugin MODULE`` words of kame's top-level options in ``args`` (to show them, or
+    pass them on to the kame processes a bench starts)."""
+    return [w for p in getattr(args, "plugin", None) or [] for w in ("--plugin", p)]
+
+
 def command_line(args: argparse.Namespace, add_arguments: Callable[[argparse.ArgumentParser], None],
                  name: str) -> str:
     """The ``kame bench NAME ...`` command that gives ``args`` (the options that differ from
@@ -72,7 +78,7 @@ def command_line(args: argparse.Namespace, add_arguments: Callable[[argparse.Arg
     parser = argparse.ArgumentParser(add_help=False)
     add_arguments(parser)
     words = ["kame"]
-    words += [w for p in getattr(args, "plugin", None) or [] for w in ("--plugin", p)]
+    words += plugin_words(args)
     words += ["bench", name]
     for action in parser._actions:
         if action.help == argparse.SUPPRESS or not action.option_strings or not hasattr(args, action.dest):

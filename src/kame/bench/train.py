@@ -156,8 +156,9 @@ def run_layout(layout: str, manifest: Path, args, tmp: Path) -> list[dict]:
     """Each process's measures for one layout."""
     nproc = 1 if layout == "single" else args.nproc
     out = tmp / layout
-    plugins = [w for name in getattr(args, "plugin", None) or [] for w in ("--plugin", name)]
-    train = [*plugins, "train", str(manifest), "--frontend", args.frontend, "-o", str(tmp / f"run-{layout}"), "--overwrite",
+    from .machine import plugin_words
+
+    train = [*plugin_words(args), "train", str(manifest), "--frontend", args.frontend, "-o", str(tmp / f"run-{layout}"), "--overwrite",
              "--steps", str(args.steps), "--window", str(args.window), "--batch-size", str(args.batch_size),
              "--warmup", "1", "--save-every", "0", "--log-every", str(args.steps), "--device", "cpu",
              "--precision", "bf16" if "bf16" in layout else "fp32"]

@@ -41,12 +41,18 @@ class LMOutput:
     text_mask: torch.Tensor  # [B, 1, T]
 
 
+def not_ids(x: torch.Tensor) -> bool:
+    """Whether a tensor's dtype can hold no ids: bool, float or complex (the model and the stepper
+    take integer tensors only)."""
+    return x.dtype == torch.bool or x.is_floating_point() or x.is_complex()
+
+
 def check_id_tensor(x, name: str, shape: str) -> None:
     """Ids given to the model (codes, inputs, oracle) are an integer tensor (not bool), else a
     one-line TypeError naming ``name`` (was: a float tensor's RuntimeError deep in torch)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be an integer tensor {shape}, got {type(x).__name__}")
-    if x.dtype == torch.bool or x.is_floating_point() or x.is_complex():
+    if not_ids(x):
         raise TypeError(f"{name} must be an integer tensor {shape} of ids, got dtype {x.dtype}")
 
 

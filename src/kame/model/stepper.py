@@ -47,7 +47,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from .lm import LMModel
+from .lm import LMModel, not_ids
 from .modules import TransformerState
 
 UNGENERATED = -2
@@ -463,8 +463,7 @@ class Stepper:
     def _check_user_codes(self, user_codes: torch.Tensor | None) -> torch.Tensor:
         c, B, nu = self.cfg, self.batch_size, self.cfg.n_user_q
         if (not isinstance(user_codes, torch.Tensor) or user_codes.dim() != 2 or user_codes.shape[0] != B
-                or user_codes.shape[1] < nu or user_codes.is_floating_point() or user_codes.is_complex()
-                or user_codes.dtype == torch.bool):  # (a bool tensor is no codes: refused as rows are)
+                or user_codes.shape[1] < nu or not_ids(user_codes)):  # (bool too: refused as rows are)
             got = tuple(user_codes.shape) if isinstance(user_codes, torch.Tensor) else type(user_codes).__name__
             dt = f" {user_codes.dtype}" if isinstance(user_codes, torch.Tensor) else ""
             raise ValueError(f"user_codes must be integer codes [B, n_user_q] = {(B, nu)}, got {got}{dt}")
