@@ -31,11 +31,27 @@ async def _frames(clock, router, n):
     return out
 
 
-def _router(clock, llm, tts, on=True):
+def _router(clock, llm, tts, on=True, on_heard=None):
     events = []
     cfg = CascadeConfig(hybrid_routing=on, max_tokens=50)
-    r = HybridRouter(llm, tts, cfg, clock, emit=events.append, prompt_fn=default_prompt_fn())
+    r = HybridRouter(llm, tts, cfg, clock, emit=events.append, prompt_fn=default_prompt_fn(), on_heard=on_heard)
     return r, events
+
+
+def _digits(clock, delay):
+    """An LLM reading back a long number, a sentence per digit (a reply that plays for seconds)."""
+    return FakeLLM(clock, [f"Digit number {i} is {i}. " for i in range(30)], delay=delay)
+
+
+async def _reading_back(clock, delay, frames):
+    """A routed reply reading back a phone number, ``frames`` frames into playing: (router, its
+    events, the LLM)."""
+    llm = _digits(clock, delay)
+    router, events = _router(clock, llm, FakeTTS(clock))
+    router.on_transcript(_final("read back my phone number", clock.now()))
+    await _frames(clock, router, frames)
+    assert router.active
+    return router, events, llm
 
 
 async def test_structured_turn_is_spoken_by_the_cascade_path():
@@ -68,11 +84,7 @@ async def test_open_turns_and_routing_off_leave_the_front_end_alone():
 
 async def test_barge_in_cancels_the_routed_reply():
     clock = FakeClock()
-    llm = FakeLLM(clock, [f"Digit number {i} is {i}. " for i in range(30)], delay=0.3)
-    router, events = _router(clock, llm, FakeTTS(clock))
-    router.on_transcript(_final("read back my phone number", clock.now()))
-    await _frames(clock, router, 20)
-    assert router.active
+    router, events, llm = await _reading_back(clock, 0.3, 20)
     t = clock.now()
     router.on_vad([VADEvent("start", t, t)], t, True, t)
     assert router.active  # not yet: a blip is not a barge-in
@@ -89,7 +101,7 @@ async def test_the_questions_own_tail_is_not_a_barge_in():
     ongoing (it waits min_silence before "end"): that silent tail must not cut the reply,
     while voice heard after the reply started still does."""
     clock = FakeClock()
-    llm = FakeLLM(clock, [f"Digit number {i} is {i}. " for i in range(30)], delay=0.05)
+    llm = _digits(clock, 0.05)
     router, events = _router(clock, llm, FakeTTS(clock))
     t0 = clock.now()
     router.on_vad([VADEvent("start", t0 - 2.0, t0 - 1.9)], t0, True, t0)  # the question, voiced up to t0
@@ -151,9 +163,7 @@ async def test_every_routed_agent_turn_is_reported_also_with_nothing_heard():
     clock = FakeClock()
     heard = []
     llm = FakeLLM(clock, ["Four."], delay=0.5)
-    r = HybridRouter(llm, FakeTTS(clock), CascadeConfig(hybrid_routing=True, max_tokens=50), clock,
-                     emit=lambda e: None, prompt_fn=default_prompt_fn(),
-                     on_heard=lambda text, t, interrupted: heard.append((text, interrupted)))
+    r, _ = _router(clock, llm, FakeTTS(clock), on_heard=lambda text, t, interrupted: heard.append((text, interrupted)))
     r.on_transcript(_final("what is two plus two", clock.now()))
     r.on_transcript(_final("what is three plus three", clock.now() + 0.1))  # cuts it before a word
     assert heard == [("", True)]
@@ -166,11 +176,7 @@ async def test_the_routed_reply_precedes_the_next_user_turn_in_the_history():
     """Was: the next final was remembered before the previous reply's agent turn was committed:
     [user 1, user 2, agent 1] in the next routed reply's prompt."""
     clock = FakeClock()
-    llm = FakeLLM(clock, [f"Digit number {i} is {i}. " for i in range(30)], delay=0.05)
-    r, _ = _router(clock, llm, FakeTTS(clock))
-    r.on_transcript(_final("read back my phone number", clock.now()))
-    await _frames(clock, r, 25)
-    assert r.active
+    r, _, llm = await _reading_back(clock, 0.05, 25)
     r.on_transcript(_final("what is two plus two", clock.now()))
     assert [(t.speaker, t.text.split()[0]) for t in r.history] == [("user", "read"), ("agent", "Digit"),
                                                                     ("user", "what")]
@@ -186,9 +192,7 @@ async def test_a_final_cutting_a_reply_that_just_ended_unheard_reports_it_cut():
     clock = FakeClock()
     heard = []
     llm = FakeLLM(clock, [], delay=0.0)
-    r = HybridRouter(llm, FakeTTS(clock), CascadeConfig(hybrid_routing=True, max_tokens=50), clock,
-                     emit=lambda e: None, prompt_fn=default_prompt_fn(),
-                     on_heard=lambda text, t, interrupted: heard.append((text, interrupted)))
+    r, _ = _router(clock, llm, FakeTTS(clock), on_heard=lambda text, t, interrupted: heard.append((text, interrupted)))
     r.on_transcript(_final("what is two plus two", clock.now()))
     for _ in range(5):  # (the LLM answers nothing; no frame() collects the ended reply)
         clock.advance(0.02)
@@ -205,8 +209,7 @@ async def test_a_failing_on_heard_is_logged_and_the_router_goes_on(caplog):
     def boom(text, t, interrupted):
         raise RuntimeError("boom")
 
-    r = HybridRouter(FakeLLM(clock, ["Four."], delay=0.5), FakeTTS(clock), CascadeConfig(hybrid_routing=True,
-                     max_tokens=50), clock, emit=lambda e: None, prompt_fn=default_prompt_fn(), on_heard=boom)
+    r, _ = _router(clock, FakeLLM(clock, ["Four."], delay=0.5), FakeTTS(clock), on_heard=boom)
     r.on_transcript(_final("what is two plus two", clock.now()))
     assert r.on_transcript(_final("what is three plus three", clock.now() + 0.1)) == "structured"
     assert r.active and [t.speaker for t in r.history] == ["user", "user"] and "on_heard" in caplog.text
