@@ -76,7 +76,7 @@ async def test_a_routed_final_stops_the_feed_of_the_cancelled_prediction():
     assert isinstance(events[-1], OracleAppend) and events[-1].prediction_id == 1
     p.on_routed(said("what is two plus two", 0.0))
     await settle()
-    assert events[-1] == OracleReset(2, clock.now()) and p.prediction_id == 2 and p.stats["blanked"] == 1
+    assert events[-1] == OracleReset(2, clock.now(), bare=True) and p.prediction_id == 2 and p.stats["blanked"] == 1
     assert llm.calls[0].closed
     n = len(events)
     p.on_routed(said("and nine times nine", 3.0))  # nothing fed since: nothing to blank
@@ -136,7 +136,7 @@ async def test_a_routed_final_blanks_the_feed_only_while_tokens_may_be_queued():
     clock.advance(FRAME_S)  # one frame later: most of its tokens are still queued
     p.on_routed(said("and what about nine times nine", 40.0))
     await settle()
-    assert events[-1] == OracleReset(3, clock.now()) and p.stats["blanked"] == 1
+    assert events[-1] == OracleReset(3, clock.now(), bare=True) and p.stats["blanked"] == 1
     await p.aclose()
 
 
@@ -168,7 +168,7 @@ async def test_the_feed_is_blanked_by_the_tokens_frames_counted_from_the_reset()
     assert clock.now() < t1 + (m + 1) * FRAME_S
     p.on_routed(said("and tell me seven times seven", 5.0))
     await settle()
-    assert events[-1] == OracleReset(3, clock.now()) and p.stats["blanked"] == 1
+    assert events[-1] == OracleReset(3, clock.now(), bare=True) and p.stats["blanked"] == 1
     await p.aclose()
 
 

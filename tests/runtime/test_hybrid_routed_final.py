@@ -14,6 +14,7 @@ from kame.cascade.agent import default_prompt_fn
 from kame.cascade.hybrid import HybridRouter
 
 from kame.runtime.backend import load_backend
+from kame.runtime.base import Meta
 
 from .fakes import CREATED, FakeLLM, wait_for
 from .test_engine import make_agent
@@ -97,6 +98,24 @@ async def test_a_final_hybrid_routing_answers_gets_no_oracle_prediction(fake_com
         # question is back in the prompt, before the new final (was: left out of every later prompt)
         lines = producer.last_messages[-1].content.splitlines()
         assert lines[-2:] == ["user: what is two plus two", "user: tell me about rome"]
+
+
+async def test_the_bare_reset_of_a_routed_final_is_not_counted_as_a_prediction(fake_components):
+    """The bare OracleReset a routed final's producer emits (OracleProducer.on_routed: it only
+    stops the front-end's feed of the cancelled prediction's queued tokens) is counted in the
+    session's stats as ``blanked``, and its "oracle" Meta says ``bare``; was: counted in
+    ``predictions`` and reported like a prediction."""
+    async with _hybrid_session() as (s, bridge, producer, llm):
+        llm.hold = True  # (the partial's prediction stays under way after its first piece)
+        await bridge._on_transcript(_said("what is two", 0.0, final=False))
+        await wait_for(lambda: llm.in_reply)
+        await bridge._on_transcript(_said("what is two plus two", 0.0))  # structured: routed, the feed blanked
+        await wait_for(lambda: producer.stats["blanked"] == 1)
+        assert s.stats.predictions == 1 and s.stats.blanked == 1  # the partial's prediction; the bare reset
+        assert s._stats_fields()["predictions"] == 1 and s._stats_fields()["blanked"] == 1
+        resets = [m.data for m in list(s._queue._queue) if isinstance(m, Meta) and m.data.get("type") == "oracle"
+                  and m.data.get("event") == "reset"]
+        assert [(d["prediction_id"], d.get("bare", False)) for d in resets] == [(1, False), (2, True)]
 
 
 async def test_the_routed_reply_heard_goes_into_the_oracle_conversation(fake_components):

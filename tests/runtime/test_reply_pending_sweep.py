@@ -43,9 +43,10 @@ def test_the_client_does_not_say_the_final_never_came(capsys):
     """kame client's path: its session record, read by the same check."""
     from types import SimpleNamespace
 
-    from kame.server.client import ChatResult, _report
+    from kame.server.client import ChatResult
+    from kame.server.clientreport import report
 
     res = ChatResult(audio=np.zeros(24000, np.float32), texts=["hello"], metas=[{"type": "info", "t0": 0.0}, *EARLY],
                      close_code=1000)
-    assert _report(res, SimpleNamespace(tail=1.0, max_tail=30.0, json=None, fast=False)) == 0
+    assert report(res, SimpleNamespace(tail=1.0, max_tail=30.0, json=None, fast=False)) == 0
     assert "never came" not in capsys.readouterr().err

@@ -434,12 +434,13 @@ async def test_client_warns_when_the_agent_missed_its_deadlines(tmp_path, caplog
 def test_client_tells_a_slow_agent_from_other_causes_of_dropped_input(late, dropped, fast, warned, why, capsys):
     import argparse
 
-    from kame.server.client import ChatResult, _report
+    from kame.server.client import ChatResult
+    from kame.server.clientreport import report
 
     res = ChatResult(close_code=1000, metas=[
         {"type": "stats", "frames": 50, "missed_deadlines": late // 2, "dropped_input_s": 0.0},
         {"type": "stats", "frames": 100, "missed_deadlines": late, "dropped_input_s": dropped}])
-    assert _report(res, argparse.Namespace(fast=fast, json=None, tail=1.0, max_tail=1.0)) == 0
+    assert report(res, argparse.Namespace(fast=fast, json=None, tail=1.0, max_tail=1.0)) == 0
     err = capsys.readouterr().err
     assert ("warning: the agent missed its 80 ms deadline" in err) is warned
     assert (f"warning: the server dropped {dropped:.2f} s of the input" in err) is bool(dropped)

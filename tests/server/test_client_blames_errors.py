@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from kame.server.client import ChatResult, _report
+from kame.server.client import ChatResult
+from kame.server.clientreport import report
 
 # the user spoke (0.2-0.9 s), partials came, the final never did
 SPOKE = [{"type": "info", "t0": 0.0}, {"type": "info", "mode": "cascade", "stt": "x", "llm": "y"},
@@ -18,7 +19,7 @@ STT_FAILED = {"code": "agent_error", "message": "stt back-end failed: boom", "fa
 
 def _warnings(errors, capsys, json=None) -> str:
     res = ChatResult(audio=np.zeros(2400, np.float32), metas=SPOKE, errors=errors, close_code=1000)
-    assert _report(res, SimpleNamespace(tail=6.0, max_tail=30.0, json=json, fast=False)) == 0
+    assert report(res, SimpleNamespace(tail=6.0, max_tail=30.0, json=json, fast=False)) == 0
     return capsys.readouterr().err
 
 

@@ -18,6 +18,7 @@ import pytest
 import soundfile as sf
 
 from kame.server import client as C
+from kame.server import clientreport
 from kame.server.client import ChatResult, NoAnswer, chat, main
 
 from .conftest import running_server, tone
@@ -130,16 +131,16 @@ async def test_a_404_names_the_url_tried():
 def test_the_summary_line_shows_the_start_of_a_long_text(capsys):
     res = ChatResult(texts=["word "] * 2000, close_code=1000)
     args = argparse.Namespace(fast=False, tail=2.0, max_tail=30.0, json=None, output=None)
-    assert C._report(res, args) == 0
+    assert clientreport.report(res, args) == 0
     line = capsys.readouterr().out
-    assert len(line) < C.TEXT_SHOWN + 200 and "..." in line
+    assert len(line) < clientreport.TEXT_SHOWN + 200 and "..." in line
 
 
 def test_an_interrupted_session_is_exit_130_after_its_report(capsys):
     res = ChatResult(audio=np.zeros(2400, np.float32), close_code=1000, interrupted=True, sent_s=1.5, input_s=60.0,
                      handshake=(0, 0))
     args = argparse.Namespace(fast=False, tail=2.0, max_tail=30.0, json=None, output="out.wav")
-    assert C._report(res, args) == 130
+    assert clientreport.report(res, args) == 130
     assert "interrupted after streaming 1.50 s (the input is 60.00 s); what came is written (out.wav)" \
         in capsys.readouterr().err
 

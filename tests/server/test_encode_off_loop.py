@@ -16,7 +16,8 @@ from aiohttp import WSMsgType
 from kame.runtime.base import AgentAudio, AgentText
 from kame.runtime.clock import MonotonicClock
 from kame.server import protocol as P
-from kame.server.app import Connection, Server, ServerConfig
+from kame.server.app import Server, ServerConfig
+from kame.server.connection import Connection
 from kame.server.client import chat_url
 
 from .conftest import running_server, tone

@@ -305,7 +305,8 @@ def test_an_answered_turn_is_not_taken_for_a_reply_under_way(capsys):
     """Turn 1 answered, the user spoke again, partials came and its final never did: the tail
     waited for that final, and no reply was under way (was: any "turn" of the session counted,
     so the client said "a cascade reply was under way" and "the cascade was still answering" too)."""
-    from kame.server.client import ChatResult, _report
+    from kame.server.client import ChatResult
+    from kame.server.clientreport import report
 
     metas = [{"type": "info", "t0": 0.0}, {"type": "info", "mode": "cascade", "stt": "x", "llm": "y"},
              {"type": "vad", "event": "start", "t": 0.2}, {"type": "transcript", "text": "hi", "final": False, "t": 0.6},
@@ -315,7 +316,7 @@ def test_an_answered_turn_is_not_taken_for_a_reply_under_way(capsys):
              {"type": "vad", "event": "end", "t": 5.0}]
     res = ChatResult(audio=np.zeros(24000, np.float32), texts=["hello"], metas=metas, close_code=1000,
                      tail_extended_s=28.0, reply_cut_off=True)
-    assert _report(res, SimpleNamespace(tail=1.0, max_tail=30.0, json=None, fast=False)) == 0
+    assert report(res, SimpleNamespace(tail=1.0, max_tail=30.0, json=None, fast=False)) == 0
     out, err = capsys.readouterr()
     assert "tail extended 28.00 s (the STT's final transcript, which starts the cascade's reply, was still to come)" in out
     assert "under way" not in out and "still answering" not in err
@@ -380,10 +381,10 @@ async def test_the_per_client_refusal_counts_one_session_as_one():
 
 
 def test_a_hybrid_tandems_structured_reply_counts_as_a_reply_to_the_last_speech():
-    from kame.server.client import _replied_last
+    from kame.server.clientreport import replied_last
 
     vad = {"type": "vad", "event": "start", "t": 1.0}
     routed = {"type": "route", "route": "structured", "t": 2.0}
-    assert _replied_last([vad, routed])  # (was: only "turn" metadata counted)
-    assert not _replied_last([vad, {"type": "route", "route": "frontend", "t": 2.0}])
-    assert not _replied_last([routed, {**vad, "t": 3.0}])  # (one before the user spoke again)
+    assert replied_last([vad, routed])  # (was: only "turn" metadata counted)
+    assert not replied_last([vad, {"type": "route", "route": "frontend", "t": 2.0}])
+    assert not replied_last([routed, {**vad, "t": 3.0}])  # (one before the user spoke again)

@@ -14,7 +14,8 @@ import yarl
 
 from kame.server import protocol as P
 from kame.errors import ConfigError
-from kame.server.app import SendQueue, SlowClient, listen_socket
+from kame.server.app import listen_socket
+from kame.server.guard import SendQueue, SlowClient
 from kame.runtime.base import AgentAudio
 from kame.server.client import chat, chat_url
 
@@ -539,7 +540,8 @@ async def test_a_flood_of_buffered_messages_lets_other_tasks_run():
     from aiohttp import WSMsgType
 
     from kame.runtime.clock import MonotonicClock
-    from kame.server.app import Connection, ServerConfig
+    from kame.server.app import ServerConfig
+    from kame.server.connection import Connection
 
     n = 2000
     msgs = [SimpleNamespace(type=WSMsgType.BINARY, data=P.encode(P.Kind.PCM, bytes(2)))] * n

@@ -17,7 +17,8 @@ from kame.errors import ConfigError
 from kame.runtime.clock import FakeClock, MonotonicClock
 from kame.server import ops
 from kame.server import protocol as P
-from kame.server.app import SERVER_KEY, Connection, Server, ServerConfig, make_app, server_config_from
+from kame.server.app import SERVER_KEY, Server, ServerConfig, make_app, server_config_from
+from kame.server.connection import Connection
 from kame.server.client import chat_url
 from kame.server.echo import EchoAgent
 

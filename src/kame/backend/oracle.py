@@ -4,7 +4,8 @@ One producer per session. It keeps the conversation (user transcripts + the agen
 words), decides when to re-predict (kame.backend.policy), streams the LLM's reply, turns it into
 text-stream token ids with the incremental tokenizer (chunking never changes the ids), and emits
 
-    OracleReset(prediction_id, t)                       # a new prediction starts
+    OracleReset(prediction_id, t)                       # a new prediction starts (bare=True: none
+                                                        # follows, the feed only stops: on_routed)
     OracleAppend(prediction_id, token_ids, text, t)     # more of it (final ids only)
 
 to a callback or its ``events`` queue; the runtime feeds them to the stepper's oracle stream
@@ -142,10 +143,11 @@ class OracleProducer:
         still failing), while an earlier final still waiting for its prediction keeps waiting;
         the routed turn stays out of the prompts until an agent line follows it (Conversation:
         that prediction answers the earlier final, not the routed one). The front-end's feed is
-        blanked (a new prediction id, a bare OracleReset: the tokens still queued there are
-        superseded, pad follows) if tokens emitted may not all be fed yet (one a frame, FRAME_S);
-        the routed reply's heard text comes in later through ``on_agent_text`` like the agent's
-        own, or, none heard, ``on_routed_unheard`` puts the routed turn back into the prompts."""
+        blanked (a new prediction id, an OracleReset marked ``bare``, no prediction: the tokens
+        still queued there are superseded, pad follows) if tokens emitted may not all be fed yet
+        (one a frame, FRAME_S); the routed reply's heard text comes in later through
+        ``on_agent_text`` like the agent's own, or, none heard, ``on_routed_unheard`` puts the
+        routed turn back into the prompts."""
         if self._closed:
             return
         earlier = self._final_pending  # (an earlier final not predicted yet: it stays owed)
@@ -160,7 +162,7 @@ class OracleProducer:
         now = self.clock.now()
         if now < self._feed_until():  # the front-end may still be fed emitted tokens, one a frame
             self.prediction_id += 1
-            self._emit(OracleReset(self.prediction_id, now))
+            self._emit(OracleReset(self.prediction_id, now, bare=True))
             self.stats["blanked"] += 1
 
     def on_routed_unheard(self, answer: bool = False) -> None:

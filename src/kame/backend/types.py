@@ -51,10 +51,13 @@ class ChatMessage:
 
 @dataclass(frozen=True)
 class OracleReset:
-    """A new prediction starts: the feed resets (start token at the current frame)."""
+    """A new prediction starts: the feed resets (start token at the current frame). ``bare``: no
+    prediction follows (no appends): it only stops the feed of the tokens still queued, e.g. when
+    hybrid routing answers a final (OracleProducer.on_routed); not counted as a prediction."""
 
     prediction_id: int
     t: float
+    bare: bool = False
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from ..backend.types import FRAME_S
 
 MIN_WORD_SPEECH_S = 0.3  # a stretch of speech the VAD found, shorter than this, need hold no word
 STEP_FAILED = "front-end step failed"  # how the engine's ErrorEvent for a failed frame step begins
-# how kame serve's own failure to Opus-encode the agent's audio begins (kame.server.app
+# how kame serve's own failure to Opus-encode the agent's audio begins (kame.server.connection
 # Connection._encode; sent as an "agent_error" too, but no back-end's)
 OPUS_FAILED = "the server could not Opus-encode"
 FAST = "--fast leaves its STT, LLM and TTS no time: leave it out"

@@ -58,7 +58,8 @@ class SessionStats:
     dropped_input_s: float = 0.0  # user audio dropped because the backlog exceeded the limit
     bad_audio: int = 0  # push_audio chunks rejected (NaN, wrong dtype/shape)
     oracle_tokens_fed: int = 0
-    predictions: int = 0
+    predictions: int = 0  # oracle resets received that start a prediction
+    blanked: int = 0  # bare oracle resets received: no prediction, they only stop the feed (hybrid routing)
     transcripts: int = 0
     backend_failures: int = 0
     dropped_outputs: int = 0  # outputs nobody read (beyond MAX_PENDING_OUTPUTS)
@@ -475,8 +476,12 @@ class TandemSession(Session):
         if self.feed_log is not None:
             self.feed_log.received += 1
         if isinstance(ev, OracleReset):
-            self.stats.predictions += 1
-            self._put(Meta({"type": "oracle", "event": "reset", "prediction_id": ev.prediction_id, "t": ev.t}))
+            if ev.bare:  # (no prediction: it only stops the feed of queued tokens, OracleProducer.on_routed)
+                self.stats.blanked += 1
+            else:
+                self.stats.predictions += 1
+            self._put(Meta({"type": "oracle", "event": "reset", "prediction_id": ev.prediction_id, "t": ev.t,
+                            **({"bare": True} if ev.bare else {})}))
         elif isinstance(ev, OracleAppend):
             self._put(Meta({"type": "oracle", "event": "append", "prediction_id": ev.prediction_id,
                             "text": ev.text, "token_ids": list(ev.token_ids), "t": ev.t}))

@@ -12,6 +12,7 @@ In Python (used by the tests and `kame bench soak`):
 Against a cascade (the session's "info" metadata says mode "cascade") whose reply is under way or
 still to come when the tail ends, more silence is streamed until the reply is over, as `kame run`
 does (kame.runtime.filemode.reply_pending decides for both), up to ``max_tail_s`` (--max-tail).
+What `kame client` prints once the session is over (summary, warnings): kame.server.clientreport.
 """
 
 from __future__ import annotations
@@ -34,19 +35,15 @@ import aiohttp
 import numpy as np
 
 from ..errors import ConfigError, KameError
-from ..runtime.filemode import (DEFAULT_MAX_TAIL_S, check_tail, open_turns, read_input, reply_pending, turn_started,
-                                unanswered)
+from ..runtime.filemode import DEFAULT_MAX_TAIL_S, check_tail, read_input, reply_pending
 from ..runtime.interrupt import done_or_stopped, first_ctrl_c, run_to_end
-from ..runtime.metrics import SLOW_CAUSE, behind_real_time, late_share
-from ..runtime.runreport import backend_error, final_missing, likeliest_cause
 from . import protocol as P
+from .clientreport import SHOWN_ERRORS, report
 
 URL_SCHEMES = ("ws", "wss", "http", "https")
 REPLY_METAS = ("info", "turn", "agent_turn", "vad", "transcript")  # what reply_pending reads (partials too, as
 # `kame run`: words heard since the speech began say the STT is at work on a final that may come late)
-SHOWN_ERRORS = 5  # server errors printed by main (all are in --json)
 UPGRADE_TIMEOUT_S = 30.0  # connected, no answer to the WebSocket upgrade (or no handshake) this long: give up
-TEXT_SHOWN = 200  # characters of the agent's text in main's summary (all of it is in --json)
 CLOSE_CODES = {  # why a connection closed, for failure()
     1001: "the server is shutting down", 1006: "the connection was lost without a close from the server "
     "(it stopped or was killed, or the network failed)", 1008: "the server closed it for a policy violation",
@@ -508,103 +505,7 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
     except OSError as exc:  # (the --json file was writable a moment ago)
         print(f"error: --json {a.json}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    return _report(res, a)
-
-
-def _report(res: ChatResult, a: argparse.Namespace) -> int:
-    """Print the session's errors, summary and warnings; main's exit status (see EPILOG)."""
-    for e in res.errors[:SHOWN_ERRORS]:
-        print(f"server error{' (fatal)' if e.get('fatal') else ''}: {e.get('code')}: {e.get('message')}",
-              file=sys.stderr)
-    if len(res.errors) > SHOWN_ERRORS:
-        print(f"server error: ... and {len(res.errors) - SHOWN_ERRORS} more"
-              + (f" (all in {a.json})" if a.json else " (give --json to keep them all)"), file=sys.stderr)
-    dropped, extended = res.dropped_input_s, res.tail_extended_s
-    late, frames = res.missed_deadlines
-    behind = behind_real_time(late, frames)
-    text = res.text if len(res.text) <= TEXT_SHOWN else res.text[:TEXT_SHOWN] + "..."
-    rec = res.run_record()
-    still = bool(open_turns(res.metas))  # (a turn without its agent_turn: the reply was under way at the end)
-    turned = still or _replied_last(res.metas)  # (else the final was awaited)
-    print(f"audio {len(res.audio) / P.SAMPLE_RATE:.2f} s, text {text!r}, {len(res.metas)} metadata, "
-          f"{len(res.errors)} errors, close {res.close_code}"
-          + (f", tail extended {extended:.2f} s (" + ("a cascade reply was under way" if turned else "the STT's "
-             "final transcript, which starts the cascade's reply, was still to come") + ")" if extended else "")
-          + (f", input dropped by the server {dropped:.2f} s" if dropped else "")
-          + (f", missed deadlines {late} of {frames} frames" if late else ""))
-    if behind:  # (the wording `kame run` uses for a front-end slower than real time)
-        print(f"warning: the agent missed its 80 ms deadline on {late_share(late, frames)}: it ran slower than "
-              f"real time, so its audio came late and stuttered; {SLOW_CAUSE} (kame serve's log says which)",
-              file=sys.stderr)
-    if dropped:
-        why = ("--fast sent faster than real time; leave --fast out" if a.fast else
-               "the agent ran slower than real time (see above)" if behind else
-               "the audio reached it faster than real time at times (held back by the network, then sent at once)")
-        print(f"warning: the server dropped {dropped:.2f} s of the input: it keeps only a short backlog and {why}",
-              file=sys.stderr)
-    told = not res.failure() and not res.interrupted and _unanswered(res, rec, a)  # (as `kame run` warns)
-    if not len(res.audio) and not res.failure() and not res.interrupted and not told:
-        why = (f"the session ended {a.tail:g} s after the input was sent (--tail): give the agent time to answer"
-               if a.tail < 1 else "the agent sent none (its log may say why)")
-        print(f"warning: no audio came from the agent; {why}", file=sys.stderr)
-    if res.reply_cut_off and still:
-        print(f"warning: the cascade was still answering when --max-tail ({max(a.tail, a.max_tail):g} s of "
-              f"silence) ran out: the answer is cut off; give a longer --max-tail", file=sys.stderr)
-    why = res.failure()
-    if why:
-        print(f"error: {why}", file=sys.stderr)
-        return 1
-    if res.interrupted:
-        print(f"interrupted after streaming {res.sent_s:.2f} s (the input is {res.input_s:.2f} s); what came "
-              f"is written" + (f" ({', '.join(f for f in (a.output, a.json) if f)})" if a.output or a.json else ""),
-              file=sys.stderr)
-        return 130
-    return 0
-
-
-def _replied_last(metas) -> bool:
-    """A reply to the user's last speech began: a "turn" (or a hybrid tandem's "route" to its
-    structured reply, as open_turns counts it) since the last "vad" start (was: any turn of the
-    session, one answered before the user spoke again too)."""
-    start = max((d["t"] for d in metas if d.get("type") == "vad" and d.get("event") == "start"
-                 and isinstance(d.get("t"), (int, float))), default=None)
-    return any(turn_started(d) and (start is None or d.get("t", start) >= start) for d in metas)
-
-
-def _unanswered(res: ChatResult, rec: dict, a: argparse.Namespace) -> bool:
-    """Warns, as `kame run` does, when the STT's final transcript for the user's last speech never
-    came (so no reply could start), or a cascade heard the user and said nothing; whether it did.
-    The cause is worded as there (runreport.likeliest_cause): the back-end's errors, if any (was:
-    a slow STT blamed for a failed one)."""
-    nofinal = final_missing(rec)  # (kame.runtime.runreport)
-    longer = "--max-tail" if res.reply_cut_off else "--tail"  # (what would have waited longer)
-    # the errors of the back-end's parts (runreport.backend_error: as kame run counts them): not a
-    # protocol error about the client's own messages, nor the server's own, nor a front-end step's
-    errors = sum(1 for e in res.errors if backend_error(e))
-    # (main prints the first SHOWN_ERRORS: with more, the rest are only in --json)
-    where = (f"'errors' in {a.json}" if a.json else "the server errors above" if len(res.errors) <= SHOWN_ERRORS
-             else f"the server errors above (the first {SHOWN_ERRORS} of {len(res.errors)}; give --json to keep "
-                  f"them all)")
-    if nofinal:
-        t0 = rec["components"].get("t0")  # (the server's info: the session's start on the clock of "t")
-        at = f" ending {nofinal['speech_end'] - t0:.2f} s into the session" if isinstance(t0, (int, float)) else ""
-        print(f"warning: the STT's final transcript for the user's speech{at} never came within the session"
-              + (f" (it had heard {nofinal['partial']!r} of it)" if nofinal["partial"] else "") + ", so the "
-              + ("cascade" if rec["components"].get("mode") == "cascade" else "back-end") + " could not answer it; "
-              + likeliest_cause("the STT is slow on the server's machine"
-                                + ("" if nofinal["partial"] else " (or heard no words in it)")
-                                + f": give a longer {longer}, or see backend.nice", errors=errors, where=where),
-              file=sys.stderr)
-        return True
-    if not unanswered(rec) or (res.reply_cut_off and open_turns(res.metas)):  # (cut off: said by _report)
-        return False
-    ended = [d for d in rec["other"] if d.get("type") == "agent_turn"]
-    why = ("its reply failed (the server's log says why)" if any(d.get("failed") for d in ended) else
-           "its LLM answered with no text" if ended else
-           likeliest_cause(f"the STT's final transcript came too late for a reply before the session ended: give a "
-                           f"longer {longer}", errors=errors, where=where))
-    print(f"warning: the cascade heard the user but did not answer; {why}", file=sys.stderr)
-    return True
+    return report(res, a)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """What `kame serve` refuses before and during a session, to keep one client (or one web page)
-from using or starving the server (kame.server.app calls these):
+from using or starving the server (kame.server.app and .connection call these):
 
 - a browser's WebSocket upgrade from a page of another origin (cross-site WebSocket hijacking:
   any page the operator visits could open sessions on ws://127.0.0.1:8998): the Origin must be

@@ -137,7 +137,7 @@ class SessionView:
 
 
 def for_client(out, session_id: str):
-    """An agent's output as the server sends it to its client (app.Connection._forward):
+    """An agent's output as the server sends it to its client (connection.Connection._forward):
     runtime.base.client_form; the detail a shortened error leaves out is logged here."""
     sent = client_form(out)
     if isinstance(out, ErrorEvent) and sent is not out:
@@ -160,7 +160,7 @@ def log_closed(conn) -> None:
 
 
 def closed(conn) -> None:
-    """A connection (app.Connection) has ended: counted for /api/metrics, then logged."""
+    """A connection (connection.Connection) has ended: counted for /api/metrics, then logged."""
     m = conn.server.metrics
     m.closed[closed_how(conn)] += 1
     m.protocol_errors += conn.errors
@@ -189,7 +189,7 @@ def closed_how(conn) -> str:
 
 
 def ending(conn) -> str:
-    """How a connection (app.Connection) ended: the client's close, a lost connection, or the
+    """How a connection (connection.Connection) ended: the client's close, a lost connection, or the
     server's close. (Reasons escaped: the client chose its close reason.)"""
     if conn.close_reason == SHUTDOWN_REASON:  # (first, as in closed_how: the client's socket then closes too)
         return f"closed by the server shutting down ({int(conn.close_code)} {SHUTDOWN_REASON})"

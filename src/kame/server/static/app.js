@@ -106,7 +106,7 @@ function onMeta(d) {
           return li;
         }));
       }
-      kame.oracleResets++;
+      if (!d.bare) kame.oracleResets++; // (a bare reset only stops the queued tokens: no prediction)
       kame.oracle = "";
     }
     if (d.text) kame.oracle += d.text;
