@@ -6,7 +6,9 @@ first turn, or both with ``--turns 2``) are spoken by a TTS, run through the age
 (kame.runtime.filemode, the same path as ``kame run``; tandem or ``--mode cascade``), and what the
 agent said is rated 1-10 by an LLM judge (kame.eval.judge, MT-Bench's single-answer grading in
 kame's wording); latency is measured per question as ``kame bench latency`` (kame.bench.latency)
-measures it. Results per question in OUT/results.jsonl (resumable), a table per category.
+measures it, and with ``--asr`` content latency: the first word of the answer audible, as whisper
+tiny.en hears the agent's audio (kame.eval.heard; ``--answer heard`` has the judge rate that
+transcript). Results per question in OUT/results.jsonl (resumable), a table per category.
 ``--reference gpt-4.jsonl``: FastChat's reference answers, given to the judge for math, reasoning
 and coding as FastChat's judge gives them (kame.eval.reference; the question file's own
 "reference" is the fallback).
@@ -15,6 +17,7 @@ Built: ``kame eval follow MANIFEST --frontend SPEC`` (kame.eval.follow; docs/eva
 alone, run through the Stepper on held-out dialogues with their recorded oracle; how much of the
 oracle's words it says (text stream and whisper on its audio) and when.
 
-Not built yet: pairwise grading (MT-Bench's A/B mode), content latency (the first word of the
-answer audible, via ASR) per question.
+Built: ``kame eval pairwise OUT_A OUT_B --judge SPEC -o OUT`` (kame.eval.pairwise; docs/eval.md):
+MT-Bench's A/B grading of two mtbench folders (e.g. tandem vs cascade), judged in both orders (a
+win only when both agree, else a tie), a win/tie table per category.
 """

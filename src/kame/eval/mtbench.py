@@ -24,17 +24,19 @@ tandem also the LLM's answer it was fed, ``llm_answer``), the rating (null when 
 had none, even after one follow-up asking for the rating alone: counted as "unparsed"), the
 judge's replies, the latency (user's end of speech -> first 10 ms of agent audio above
 runtime.silence_db, as kame.bench.latency measures it; null: no sound in the window), the run's
-summary flags (reply_cut_off, max_tail_reached, unanswered) and files. OUT/eval.json records the
-mode, --turns, judge, agent (kame.eval.mtbench.agent_fingerprint) and reference file (path,
-sha256): a rerun with others is refused (another reference file: when it changes a stored
-answer's reference); ``--rejudge`` re-rates the stored answers with another judge or reference
-(and the unparsed ones) without running the agent. A rerun skips the questions already rated;
-one run but not rated (OUT/runs/ID.rec.json) is only rated. Before question 1: one short judge
-request (a dead judge stops everything at once) and one untimed warm-up run of the agent (which
-loads it). A question whose agent or judge fails is reported and skipped (a rerun retries it; an
-agent left unsound is built again for the next question); five failures in a row stop the
-evaluation. A table per category (n, mean rating, median latency, unparsed), the mean of the
-category means (KAME's avg) and overall is printed and written to OUT/results.md.
+summary flags (reply_cut_off, max_tail_reached, unanswered) and files; ``--asr`` / ``--answer
+heard``: what whisper heard of the agent's audio and when (kame.eval.heard). OUT/eval.json records
+the mode, --turns, --asr, --answer, judge, agent (kame.eval.mtbench.agent_fingerprint) and
+reference file (path, sha256): a rerun with others is refused (another reference file: when it
+changes a stored answer's reference); ``--rejudge`` re-rates the stored answers with another judge
+or reference (and the unparsed ones) without running the agent. A rerun skips the questions
+already rated; one run but not rated (OUT/runs/ID.rec.json) is only rated. Before question 1: one
+short judge request (a dead judge stops everything at once) and one untimed warm-up run of the
+agent (which loads it). A question whose agent or judge fails is reported and skipped (a rerun
+retries it; an agent left unsound is built again for the next question); five failures in a row
+stop the evaluation. A table per category (n, mean rating, median latency and content latency,
+unparsed), the mean of the category means (KAME's avg) and overall is printed and written to
+OUT/results.md.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from ..audio import SAMPLE_RATE as SR, read_wav, write_wav
 from ..cliargs import at_least
 from ..errors import ConfigError, KameError
 from ..paths import check_output_folder, write_replacing
+from .heard import add_asr_arguments, asr_settings, check_asr_options, check_asr_settings, hear_turns, load_asr
 from .reference import (NEED_REF_CATS, apply_references, check_references, fastchat_lines, first_changed,
                         read_reference_answers, read_text, record_reference, reference_warning, turns_ok,
                         unreferenced)
@@ -146,10 +149,11 @@ def warm_up(tts, agent, fast: bool) -> None:
 
 
 # ---------------------------------------------------------------------------- one question
-def run_question(args, q: Question, tts, runs: Path, thr: float, agent) -> list[dict]:
+def run_question(args, q: Question, tts, runs: Path, thr: float, agent, asr=None) -> list[dict]:
     """Speak ``q``, play it into a new session of ``agent`` (a kame.runtime.filerun.FileAgent,
     started once for all questions) and write kame run's files of it, one record per turn (no
-    rating yet). Raises what the agent raises."""
+    rating yet; ``asr``: with what it heard of the agent's audio, kame.eval.heard). Raises what
+    the agent raises."""
     from ..runtime.filerun import prepare_run, write_run
 
     pcm, turns = speak(tts, q.turns, args.gap)
@@ -175,7 +179,10 @@ def run_question(args, q: Question, tts, runs: Path, thr: float, agent) -> list[
     agent = audio[:, 1]
     turns[-1].window_end = agent.shape[0] / SR
     files = {"input": str(wav_in), "output": str(wav_out), "json": str(wav_out.with_suffix(".json")), "log": str(log)}
-    return turn_records(q, doc, turns, agent, thr, args.mode, files)
+    recs = turn_records(q, doc, turns, agent, thr, args.mode, files)
+    if asr is not None:
+        hear_turns(recs, turns, agent, thr, asr, args.answer)
+    return recs
 
 
 def turn_records(q: Question, doc: dict, turns: list, agent: np.ndarray, thr: float, mode_asked: str,
@@ -264,10 +271,10 @@ def agent_fingerprint(args, cfg) -> dict:
 
 
 def check_settings(out: Path, args, agent: dict) -> dict:
-    """The folder's settings (written when new): a folder of another mode, --turns or agent is
-    refused (give another -o); another judge too, unless --rejudge."""
+    """The folder's settings (written when new): a folder of another mode, --turns, --asr,
+    --answer or agent is refused (give another -o); another judge too, unless --rejudge."""
     path, results = out / SETTINGS, out / "results.jsonl"
-    want = {"mode": args.mode, "turns": args.turns, "judge": args.judge, "agent": agent}
+    want = {"mode": args.mode, "turns": args.turns, "judge": args.judge, "agent": agent, **asr_settings(args)}
     if not path.exists():
         if (results.exists() and results.read_text().strip()) or any((out / "runs").glob("*.rec.json")):
             raise ConfigError(f"{out} holds results without {SETTINGS} (the settings they were made with: an "
@@ -278,6 +285,7 @@ def check_settings(out: Path, args, agent: dict) -> dict:
     if (have.get("mode"), have.get("turns")) != (args.mode, args.turns):
         raise ConfigError(f"{out} holds results of --mode {have.get('mode')} --turns {have.get('turns')}, not of "
                           f"--mode {args.mode} --turns {args.turns}; give another -o")
+    check_asr_settings(have, args, out)
     if not args.rejudge and have.get("agent") != agent:
         diff = [f"{k} {have.get('agent', {}).get(k)!r} there, {v!r} now" for k, v in agent.items()
                 if have.get("agent", {}).get(k) != v]
@@ -312,28 +320,33 @@ def load_done(path: Path, mode: str, turns: int) -> list[dict]:
     return done
 
 
-def _median(xs: list) -> float:
+def _med(rs: list[dict], key: str) -> str:
     from ..bench.latency import pct_never
 
-    return pct_never(xs, 0.5)  # (a turn without sound counts as +inf, as kame bench latency counts it)
+    med = pct_never([r.get(key) for r in rs], 0.5)  # (a turn without sound counts as +inf, as kame bench latency)
+    return "never" if med == math.inf else ("–" if med != med else f"{med:.2f}")
 
 
-def _row(name: str, rs: list[dict], mean: float | None = None) -> str:
+def _secs(recs: list[dict], key: str) -> str:
+    return ", ".join("never" if r.get(key) is None else f"{r[key]:.2f} s" for r in recs)
+
+
+def _row(name: str, rs: list[dict], mean: float | None = None, content: bool = False) -> str:
     rated = [r["rating"] for r in rs if r["rating"] is not None]
     if mean is None and rated:
         mean = sum(rated) / len(rated)
-    med = _median([r["latency_s"] for r in rs])
-    med = "never" if med == math.inf else ("–" if med != med else f"{med:.2f}")
+    med = _med(rs, "latency_s") + (f" | {_med(rs, 'content_latency_s')}" if content else "")
     return f"| {name} | {len(rs)} | {'–' if mean is None else f'{mean:.2f}'} | {med} | {len(rs) - len(rated)} |"
 
 
-def table(records: list[dict], categories, by_turn: bool = False) -> str:
-    """Per category (n, mean rating, median latency, unparsed), then "avg of categories" (the mean
-    of the category means: KAME's avg) and "overall" (the mean of all ratings); ``by_turn``: the
-    rows of each turn apart, then overall for all turns."""
+def table(records: list[dict], categories, by_turn: bool = False, content: bool = False) -> str:
+    """Per category (n, mean rating, median latency, ``content``: median content latency, unparsed),
+    then "avg of categories" (the mean of the category means: KAME's avg) and "overall" (the mean
+    of all ratings); ``by_turn``: the rows of each turn apart, then overall for all turns."""
     cats = [c for c in categories if any(r["category"] == c for r in records)] + \
         sorted({r["category"] for r in records} - set(categories))
-    lines = ["| category | n | mean score (1-10) | median latency (s) | unparsed |", "|---|---|---|---|---|"]
+    cols = "| median latency (s) " + "| median content latency (s) " * content
+    lines = [f"| category | n | mean score (1-10) {cols}| unparsed |", "|---" * (5 + content) + "|"]
     groups = [(f", turn {t}", [r for r in records if r.get("turn", 1) == t])
               for t in sorted({r.get("turn", 1) for r in records})] if by_turn else [("", records)]
     for suffix, recs in groups:
@@ -341,15 +354,15 @@ def table(records: list[dict], categories, by_turn: bool = False) -> str:
         for c in cats:
             rs = [r for r in recs if r["category"] == c]
             if rs:
-                lines.append(_row(c + suffix, rs))
+                lines.append(_row(c + suffix, rs, content=content))
                 rated = [r["rating"] for r in rs if r["rating"] is not None]
                 if rated:
                     means.append(sum(rated) / len(rated))
         avg = sum(means) / len(means) if means else None
-        lines.append(_row(f"*avg of categories{suffix}*", recs, avg))
-        lines.append(_row(f"**overall{suffix}**", recs))
+        lines.append(_row(f"*avg of categories{suffix}*", recs, avg, content))
+        lines.append(_row(f"**overall{suffix}**", recs, content=content))
     if by_turn:
-        lines.append(_row("**overall, all turns**", records))
+        lines.append(_row("**overall, all turns**", records, content=content))
     return "\n".join(lines)
 
 
@@ -391,6 +404,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"{', '.join(NEED_REF_CATS)} before a question's own \"reference\"")
     p.add_argument("--judge-timeout", type=at_least(1.0, float), default=180.0,
                    help="seconds for one judge reply (default 180)")
+    add_asr_arguments(p)
 
 
 def _why(exc: BaseException) -> str:
@@ -427,6 +441,7 @@ def main(args) -> int:
     if cats == ():
         raise ConfigError(f"--categories {args.categories!r} names no category; e.g. reasoning,stem,humanities")
     check_tail(args.tail, args.max_tail)
+    check_asr_options(args)  # (a missing whisper: said now, before anything loads)
     if args.judge.strip() in ("", "none"):
         raise ConfigError("--judge: give the judge LLM, e.g. openai:gpt-4.1 (or embedded, offline)")
     questions = read_questions(args.questions, cats, args.turns, strict=cats not in (None, DEFAULT_CATEGORIES))
@@ -477,7 +492,7 @@ def main(args) -> int:
               "--judge openai:MODEL for real scores", flush=True)
     # one event loop for the whole run: the judge's client and the agent (started once, a session per question)
     runner = asyncio.Runner()
-    failed, in_a_row, new, judge, agent = [], 0, [], None, None
+    failed, in_a_row, new, judge, agent, asr = [], 0, [], None, None, None
     wrote = set()  # what this run wrote of results.jsonl and runs/ (the "wrote" line names no older files)
     try:
         if todo:  # made as the agents make their LLM: at the back-end's CPU priority, in a thread
@@ -485,6 +500,7 @@ def main(args) -> int:
             probe_judge(judge, runner, args.judge, args.judge_timeout)
         to_run = [] if args.rejudge else [q for q in todo if not saved(q).exists()]
         tts = registry.create("tts", args.voice) if to_run else None
+        asr = load_asr() if to_run and args.asr else None
         if to_run:
             print("warm-up: one untimed run through the agent (loading it: once for all questions)", flush=True)
             agent = FileAgent(cfg, runner)
@@ -499,7 +515,7 @@ def main(args) -> int:
             else:
                 try:
                     wrote.add("runs")  # (kame run's files of it, from its first turn on)
-                    recs = run_question(args, q, tts, runs, thr, agent)
+                    recs = run_question(args, q, tts, runs, thr, agent, asr)
                 except KeyboardInterrupt:
                     raise
                 except Exception as exc:  # noqa: BLE001 - the agent failed on this question: skipped
@@ -524,8 +540,8 @@ def main(args) -> int:
                 new += [{**r, "turns_asked": args.turns} for r in recs]
             print(f"{tag}: rating "
                   + ", ".join("unparsed" if r["rating"] is None else f"{r['rating']:g}" for r in recs)
-                  + ", latency " + ", ".join("never" if r["latency_s"] is None else f"{r['latency_s']:.2f} s"
-                                             for r in recs), flush=True)
+                  + ", latency " + _secs(recs, "latency_s")
+                  + (", content latency " + _secs(recs, "content_latency_s")) * args.asr, flush=True)
     finally:
         try:
             if agent is not None:
@@ -538,11 +554,13 @@ def main(args) -> int:
             close_runner(runner)  # (a task that ignores its cancellation is left, named, not waited for)
     ids = {q.id for q in questions}
     records = [r for r in done + new if r["question_id"] in ids]
-    text = table(records, cats or (), by_turn=args.turns == 2)
+    text = table(records, cats or (), by_turn=args.turns == 2, content=args.asr)
     rated = sum(r["rating"] is not None for r in records)
     notes = [f"kame eval mtbench: {len(questions)} question(s): {len({r['question_id'] for r in records})} run, "
              f"{rated} rated, {len(records) - rated} unparsed" + (" (answers: 2 turns each)" if args.turns == 2 else "")
-             + f"; mode {args.mode}, judge {args.judge}" + (f", reference answers {ref_file.path}" if ref_file else "")]
+             + f"; mode {args.mode}, judge {args.judge}" + (f", reference answers {ref_file.path}" if ref_file else "")
+             + (f"; --asr: content latency by whisper tiny.en, the judge rated the {args.answer} answers" if args.asr
+                else "")]
     unref = unreferenced((q.id, q.category, [r.get("reference") for r in records if r["question_id"] == q.id])
                          for q in questions)
     if unref:

