@@ -8,6 +8,7 @@
     kame data encode data/ --jobs 8     # their codes cache, before training
     kame train data/train.jsonl -o runs/x  # fine-tune a front-end on them
     kame eval mtbench question.jsonl -o eval/ --judge SPEC  # spoken MT-Bench
+    kame eval pairwise eval/ eval-cascade/ -o pair/ --judge SPEC  # two of its folders compared (A/B)
     kame run IN.wav -o OUT.wav        # file mode
     kame serve                        # WebSocket server + browser page
     kame client URL IN.wav -o OUT.wav # a wav file into a running server, its answer out
@@ -39,6 +40,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("train",): ("kame.train.finetune", "fine-tune a front-end on a manifest of dialogues (torchrun for several processes)"),
     ("eval", "follow"): ("kame.eval.follow", "how well a front-end says its oracle on held-out dialogues"),
     ("eval", "mtbench"): ("kame.eval.mtbench", "spoken MT-Bench: questions spoken to the agent, answers rated by an LLM judge"),
+    ("eval", "pairwise"): ("kame.eval.pairwise", "two kame eval mtbench folders compared answer by answer by an LLM judge (A/B)"),
     ("bench", "step"): ("kame.bench.step", "front-end step time"),
     ("bench", "codec"): ("kame.bench.codec", "codec encode/decode time"),
     ("bench", "codec-quality"): ("kame.bench.codec_quality", "codec intelligibility (whisper WER), log-mel and F0 error"),
