@@ -56,6 +56,24 @@ def test_front_end_and_stt_weights_given_as_mimi(cks):
         load_mimi(stt)
 
 
+def test_front_end_weights_given_as_a_codec_name_the_codec_their_config_records(cks, tmp_path):
+    """kame's own front-end (config.json kame.codec "embedded", no mimi_name) given as embedded:FILE:
+    the message names its folder as the front-end and its recorded codec, no Mimi (was: "its Mimi
+    codec is the file its config.json names as mimi_name"); one naming a mimi_name still says it."""
+    fe, _ = load_frontend("random:tiny", text_card=4000)  # (kame's tokenizer's 4000 pieces)
+    save_frontend(fe, tmp_path / "own", codec="embedded", tokenizer="default")
+    own = tmp_path / "own" / "model.safetensors"
+    with pytest.raises(CheckpointError, match=rf"{own} is not a fitted embedded codec: it holds front-end LM weights "
+                                              rf"\(Moshi/KAME\); give their folder as the front-end: frontend.spec="
+                                              rf"{tmp_path / 'own'} \(it runs with the codec its config.json records "
+                                              rf"as kame.codec: embedded\)$"):
+        registry.create("codec", f"embedded:{own}")
+    lm = cks / "kame" / "model.safetensors"
+    with pytest.raises(CheckpointError, match=rf"frontend.spec={cks / 'kame'} \(its Mimi codec is the file its "
+                                              rf"config.json names as mimi_name: {MIMI_NAME}\)$"):
+        registry.create("codec", f"embedded:{lm}")
+
+
 def test_embedded_codec_file_given_as_mimi():
     from kame.codec.embedded.model import DEFAULT_PATH
 

@@ -397,7 +397,7 @@ def test_auto_runs_the_codec_and_tokenizer_the_checkpoint_records(tmp_path, monk
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(mimi_pkg, "load_mimi", lambda *a, **kw: pytest.fail("the published Mimi was loaded"))
     factory, info = load_frame_models(cfg(ck))
-    assert info["codec"] == "embedded" and info["tokenizer"] == str(DEFAULT_MODEL) and not info["oracle_ids_folded"]
+    assert info["codec"] == "embedded" and info["tokenizer"] == "default (kame/assets)" and not info["oracle_ids_folded"]
     assert factory(1).codec.fingerprint == json.loads((ck / "config.json").read_text())["kame"]["codec_sha256"]
     # another kind of codec named: refused (as for a Mimi-trained checkpoint), before the weights
     no_weights(monkeypatch)

@@ -5,13 +5,15 @@ frame f at frame f, its text pieces joined into words, the oracle events at the 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import warnings
 
 import numpy as np
 import pytest
 
 from kame.audio import write_wav
-from kame.backend.tokenizer import default_tokenizer
+from kame.backend.tokenizer import DEFAULT_MODEL, default_tokenizer
 from kame.model.config import preset
 from kame.train.data import DataError, OracleEvent, Word, read_dialogue, write_dialogue
 from kame.train.examples import training_example
@@ -119,6 +121,24 @@ def test_other_lags_and_refusals(tmp_path):
     (tmp_path / "x.json").write_text("{}")
     with pytest.raises(DataError, match=r"not what `kame run` writes"):
         from_kame_run(tmp_path / "x.json")
+
+
+@pytest.mark.filterwarnings("ignore:.*does not record its oracle events:UserWarning")  # (an older recording)
+def test_the_shipped_tokenizer_named_by_its_path_is_the_default(tmp_path):
+    """A run of a front-end kame trained (config.json tokenizer "default") recorded by an older kame
+    names the shipped tokenizer file by its absolute path: taken as the default (was: tokenizer=
+    asked for); another file's path still asks for it."""
+    (tmp_path / "s").mkdir()
+    shipped, _, _ = write_run(tmp_path / "s", tokenizer=str(DEFAULT_MODEL.resolve()))
+    d = from_kame_run(shipped)
+    assert d.tokenizer_sha256 == default_tokenizer().sha256 and d.oracle[1].ids == [5, 6]
+    (tmp_path / "o").mkdir()
+    other = tmp_path / "o" / "spm.model"
+    shutil.copy(DEFAULT_MODEL, other)  # (the same pieces, but a file of its own: the run names it)
+    mine, _, _ = write_run(tmp_path / "o", tokenizer=str(other))
+    with pytest.raises(DataError, match=rf"oracle ids come from tokenizer '{re.escape(str(other))}': pass it as "
+                                        r"tokenizer="):
+        from_kame_run(mine)
 
 
 def test_the_recorded_frames_and_max_delay_are_used(tmp_path):

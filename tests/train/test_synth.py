@@ -441,3 +441,34 @@ def test_random_guidance_never_shows_a_later_turns_answer_early():
         assert drawn and not set(drawn) & {ANSWERS[0], ANSWERS[1]}
         seen |= set(drawn)
     assert seen == set(ANSWERS[2:])
+
+
+def test_a_run_that_writes_no_dialogue_leaves_synth_json_as_it_was(tmp_path, monkeypatch, caplog):
+    """synth.json describes the set: a rerun with other settings that only skips (writes nothing)
+    warns but leaves it (was: rewritten, so a third run with the set's true settings was warned of
+    mixed ones); one that writes a dialogue records its settings."""
+    import kame.train.synth as synth_mod
+    from kame.cli import main
+
+    class Fake(Voices):  # word-timed tones, not espeak: no voice loaded
+        def __init__(self) -> None:
+            super().__init__()
+
+        def get(self, spec):
+            return self.made.setdefault(spec, WordTTS(500.0 if "m3" in spec else 200.0))
+
+    monkeypatch.setattr(synth_mod, "_Voices", Fake)
+    qa, out = _qa_file(tmp_path, 3), tmp_path / "sj"
+    base = ["data", "synth", str(qa), "-o", str(out), "--limit", "2"]
+    assert main([*base, "--llm", "none"]) == 0
+    settings = (out / "synth.json").read_text()
+    assert json.loads(settings)["llm"] == "none"
+    caplog.clear()
+    assert main([*base, "--llm", "random", "--seed", "7"]) == 0  # both items there: skipped
+    assert "other settings (llm, seed" in caplog.text
+    assert (out / "synth.json").read_text() == settings
+    caplog.clear()
+    assert main([*base, "--llm", "none"]) == 0
+    assert "other settings" not in caplog.text
+    assert main(["data", "synth", str(qa), "-o", str(out), "--llm", "random", "--seed", "7"]) == 0  # writes item 2
+    assert json.loads((out / "synth.json").read_text())["llm"] == "random"

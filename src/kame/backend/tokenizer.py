@@ -153,6 +153,15 @@ class IncrementalEncoder:
 
 
 @lru_cache(maxsize=1)
+def is_default_model(path) -> bool:
+    """Whether ``path`` (a str or Path) is kame's shipped tokenizer file, DEFAULT_MODEL (as a kame
+    front-end saved with tokenizer "default" resolves it)."""
+    try:
+        return Path(path).resolve() == DEFAULT_MODEL.resolve()
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def default_tokenizer() -> TextTokenizer:
     """The embedded default text vocabulary (4000 pieces, trained by ``train_default``)."""
     if not DEFAULT_MODEL.is_file():

@@ -124,16 +124,42 @@ def kind_hint(kind: str, path: Path) -> str:
     """What a checkpoint of ``kind`` at ``path`` is, and the spec it goes in (the caller's
     message names the path already)."""
     folder = path.parent if path.suffix in SAFETENSORS_SUFFIXES else path
+    codec = _frontend_codec(folder) if kind == "frontend" else ""
     return {
         "mimi": f"it is a Mimi codec checkpoint; give it as the codec: mimi:{path} (codec.spec, or the "
                 f"command's --codec)",
         "embedded": f"it is a fitted embedded codec; give it as the codec: embedded:{path} (codec.spec, or the "
                     f"command's --codec)",
         "frontend": f"it holds front-end LM weights (Moshi/KAME); give their folder as the front-end: "
-                    f"frontend.spec={folder} (its Mimi codec is the file its config.json names as mimi_name)",
+                    f"frontend.spec={folder}{codec}",
         "stt": f"it holds Kyutai STT LM weights (text out, no audio); give their folder as the speech-to-text "
                f"back-end: backend.stt=kyutai:{folder}",
     }[kind]
+
+
+def _frontend_codec(folder: Path) -> str:
+    """kind_hint's note on the codec a front-end folder runs with, from its config.json: the one its
+    kame.codec records (kame's own front-ends: no Mimi), the Mimi its mimi_name names or, for a
+    Moshi one naming none, Moshi's default Mimi file; "" when it says nothing (was: always "its Mimi
+    codec is the file its config.json names as mimi_name", wrong for kame's embedded-codec ones)."""
+    from .meta import mimi_trained
+
+    try:
+        meta = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(meta, dict):
+        return ""
+    kame = meta.get("kame")
+    if isinstance(kame, dict) and isinstance(kame.get("codec"), str) and kame["codec"]:
+        return f" (it runs with the codec its config.json records as kame.codec: {kame['codec']})"
+    if isinstance(meta.get("mimi_name"), str) and meta["mimi_name"]:
+        return f" (its Mimi codec is the file its config.json names as mimi_name: {meta['mimi_name']})"
+    if mimi_trained(meta):
+        from .loaders import MIMI_NAME
+
+        return f" (its Mimi codec is Moshi's {MIMI_NAME} beside it)"
+    return ""
 
 
 def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:

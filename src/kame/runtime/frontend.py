@@ -307,10 +307,20 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
         tokenizer = TextTokenizer(finfo.tokenizer)  # (checked by check_tokenizer before the weights)
     info = {"frontend_random": finfo.weights is None, "frontend_type": finfo.model_type,
             "frontend_weights": str(finfo.weights) if finfo.weights else None,
-            "tokenizer": str(finfo.tokenizer) if finfo.tokenizer else "default (kame/assets)",
+            "tokenizer": _tokenizer_name(finfo.tokenizer),
             "oracle_stream": stream,  # below: for load_frame_models (taken out there)
             "lm_gen_config": dict(finfo.lm_gen_config), "checkpoint_sampling": finfo.sampling}
     return model, codec, codec_spec, tokenizer, info
+
+
+def _tokenizer_name(path) -> str:
+    """The run record's name of the front-end's tokenizer file: "default (kame/assets)" for kame's
+    shipped one (none, or the file a kame front-end saved with tokenizer "default" resolves to), else
+    its path (was: the shipped file's absolute path, which kame.train.recorded.from_kame_run took for
+    another tokenizer)."""
+    from ..backend.tokenizer import is_default_model
+
+    return "default (kame/assets)" if path is None or is_default_model(path) else str(path)
 
 
 def frontend_form(spec: str) -> tuple:

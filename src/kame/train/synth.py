@@ -201,13 +201,14 @@ def write_folder_manifest(out: Path) -> int:
 
 async def synth_all(items, out: Path, *, llm, tokenizer, cfg: SynthConfig, oracle_cfg=None,
                     overwrite: bool = False, voices: _Voices | None = None, jobs: int = 1,
-                    random_replies=None) -> list[ItemResult]:
+                    random_replies=None, done: list | None = None) -> list[ItemResult]:
     """Every item into OUT/<item id>/ (resumable: written ones are skipped) and OUT/train.jsonl
     listing every dialogue in OUT (also when interrupted). One item's failure is logged and
-    skipped; MAX_FAILURES_IN_A_ROW in a row raise a DataError (the manifest is written first)."""
+    skipped; MAX_FAILURES_IN_A_ROW in a row raise a DataError (the manifest is written first).
+    ``done``: a list the results are added to (also when the run stops or is interrupted)."""
     voices = voices or _Voices()
     out.mkdir(parents=True, exist_ok=True)
-    results: list[ItemResult] = []
+    results: list[ItemResult] = done if done is not None else []
     try:
         await _synth_items(items, out, results, llm=llm, tokenizer=tokenizer, cfg=cfg, oracle_cfg=oracle_cfg,
                            overwrite=overwrite, voices=voices, jobs=jobs, random_replies=random_replies)
@@ -405,7 +406,8 @@ def settings_of(args, cfg: SynthConfig, oracle_cfg) -> dict:
             "turns": args.turns}
 
 
-def _record_settings(out: Path, settings: dict) -> None:
+def _check_settings(out: Path, settings: dict) -> None:
+    """Warns (before the run) when OUT's synth.json records other settings than ``settings``."""
     import json
 
     path = out / SETTINGS
@@ -419,7 +421,15 @@ def _record_settings(out: Path, settings: dict) -> None:
             log.warning("%s holds dialogues made with other settings (%s: %s); the set will mix them (use another "
                         "-o to keep them apart)", out, ", ".join(changed),
                         "; ".join(f"{k} was {old[k]!r}" for k in changed))
-    path.write_text(json.dumps(settings, indent=1) + "\n")
+
+
+def _record_settings(out: Path, settings: dict) -> None:
+    """synth.json says ``settings``: called once a dialogue was written with them (as kame data
+    oracle's record; was: also by a run that wrote none, so synth.json stopped describing the set
+    and a rerun with its true settings was warned of mixed ones)."""
+    import json
+
+    (out / SETTINGS).write_text(json.dumps(settings, indent=1) + "\n")
 
 
 def reply_pool(args, cfg: SynthConfig, tokenizer):
@@ -511,7 +521,8 @@ def main(args) -> int:
     # --llm random's pool: the whole file's replies (a slice draws what the whole run would)
     random_replies = reply_pool(args, cfg, tokenizer) if args.llm == "random" else None
     llm = make_simulator(args.llm)
-    _record_settings(out, settings_of(args, cfg, oracle_cfg))
+    settings = settings_of(args, cfg, oracle_cfg)
+    _check_settings(out, settings)
     what = "items" if args.turns == 1 else f"dialogues of up to {args.turns} turns ({sum(map(len, items))} items)"
     print(f"{len(items)} {what} -> {out}/ (voices: user {', '.join(cfg.user_voices)}; agent {cfg.agent_voice}; "
           f"oracle: {args.llm})", flush=True)
@@ -519,9 +530,9 @@ def main(args) -> int:
 
     async def run():
         async with simulator(llm, oracle_cfg):
-            results.extend(await synth_all(items, out, llm=llm, tokenizer=tokenizer, cfg=cfg, oracle_cfg=oracle_cfg,
-                                           overwrite=args.overwrite, voices=voices, jobs=args.jobs,
-                                           random_replies=random_replies))
+            await synth_all(items, out, llm=llm, tokenizer=tokenizer, cfg=cfg, oracle_cfg=oracle_cfg,
+                            overwrite=args.overwrite, voices=voices, jobs=args.jobs, random_replies=random_replies,
+                            done=results)
 
     t0 = time.monotonic()
     try:
@@ -531,6 +542,9 @@ def main(args) -> int:
         print(f"\ninterrupted: {listed} dialogues in {out}/ (listed in {out / MANIFEST}); "
               "run the same command again to go on", flush=True)
         raise
+    finally:  # (stopped or interrupted too: what was written was made with these settings)
+        if any(r.status == "written" for r in results):
+            _record_settings(out, settings)
     print(summary(results, time.monotonic() - t0))
     print(f"manifest: {out / MANIFEST} ({len(list(out.glob(f'*/{META}')))} dialogues)")
     return 1 if any(r.status == "failed" for r in results) else 0
