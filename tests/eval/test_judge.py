@@ -100,6 +100,15 @@ def test_rate_asks_once_more_for_an_unparsed_reply():
     assert asyncio.run(rate(one, msgs, timeout_s=5)) == (3.0, "Rating: [[3]]", None) and len(one.requests) == 1
 
 
+def test_rate_judges_with_another_parser_and_follow_up():
+    """kame.eval.pairwise's verdicts are asked as ratings are (one piece of code: judge.rate)."""
+    judge = Replies("Both fine.", "B then.")
+    parse = {"B then.": "B"}.get
+    assert asyncio.run(rate(judge, judge_messages("Q?", "A."), timeout_s=5, parse=parse,
+                            follow_up="The verdict only.")) == ("B", "Both fine.", "B then.")
+    assert judge.requests[1][-1] == ChatMessage("user", "The verdict only.")
+
+
 class HangingStream:
     """An async iterator (not a generator) that never yields; aclose() records the closing."""
 

@@ -309,6 +309,25 @@ def test_another_judge_or_agent_is_refused_then_rejudge(tmp_path, capsys, fake_c
     assert eval_(qf, out, judge="test_judge2") == 0  # now the folder's judge: a plain resume
 
 
+def test_a_corrupt_eval_json_or_a_line_not_a_record_is_refused(tmp_path, capsys, fake_components, judges, agent_runs):
+    from kame.eval.mtbench import load_done
+
+    qf = write(tmp_path / "question.jsonl", [QUESTIONS[1]])
+    out = tmp_path / "out"
+    out.mkdir()
+    for text in ('{"mode": "tandem", ', "[1]"):  # (cut while writing; not an object: was a traceback)
+        (out / "eval.json").write_text(text)
+        assert f"{out / 'eval.json'}: not valid settings (a JSON object; a file cut while writing?); delete it " \
+            f"with results.jsonl and runs/ to start again, or give another -o" in refused(capsys, qf, out)
+    assert agent_runs["main"] == 0
+    results = tmp_path / "results.jsonl"
+    results.write_text(json.dumps({"question_id": "1", "category": "stem", "question": "Q?", "mode": "tandem"})
+                       + "\n[1]\n")
+    with pytest.raises(ConfigError, match=r"results\.jsonl:2: not a record \(a JSON object\); delete that line, "
+                                          r"or give another -o"):
+        load_done(results, "tandem", 1)  # (was: AttributeError, 'list' object has no attribute 'get')
+
+
 def test_dead_judge_stops_before_any_run(tmp_path, capsys, fake_components, judges, agent_runs):
     qf = write(tmp_path / "question.jsonl", [QUESTIONS[1]])
     out = tmp_path / "out"

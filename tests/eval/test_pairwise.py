@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -62,14 +63,23 @@ class Biased(Judge):
     biased = True
 
 
+class Dead(ScriptedLLM):
+    """A judge that fails every request (its probe too)."""
+
+    async def stream_chat(self, messages, *, max_tokens=None, temperature=None):
+        raise ConnectionError("judge down")
+        yield ""
+
+
 @pytest.fixture
 def judges():
     CALLS.update(n=0, prompts=[])
     registry.register("llm", "test_pair_judge", lambda arg=None, **kw: Judge())
     registry.register("llm", "test_pair_judge2", lambda arg=None, **kw: Judge())
     registry.register("llm", "test_biased_judge", lambda arg=None, **kw: Biased())
+    registry.register("llm", "test_dead_pair_judge", lambda arg=None, **kw: Dead())
     yield CALLS
-    for scheme in ("test_pair_judge", "test_pair_judge2", "test_biased_judge"):
+    for scheme in ("test_pair_judge", "test_pair_judge2", "test_biased_judge", "test_dead_pair_judge"):
         registry._ENTRIES.get("llm", {}).pop(scheme, None)
 
 
@@ -264,3 +274,101 @@ def test_changed_answers_need_rejudge(tmp_path, capsys, judges):
     assert pairwise(a, b, out, "--rejudge") == 0 and judges["n"] == 2  # (101 alone)
     assert [(r["question_id"], r["outcome"], r["answer_b"]) for r in lines(out)] == \
         [("101", "tie", "GOOD now"), ("102", "tie", "y")]
+
+
+# ---------------------------------------------------------------------------- odd input (was: tracebacks)
+def edit_first(path: Path, edit) -> None:
+    """The first line of the JSONL file ``path`` replaced by ``edit(record)`` (any JSON value)."""
+    recs = [json.loads(x) for x in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps(r) + "\n" for r in [edit(recs[0]), *recs[1:]]))
+
+
+def without(key):
+    return lambda r: {k: v for k, v in r.items() if k != key}
+
+
+@pytest.mark.parametrize("edit", [without("question"), without("category"), without("question_id"),
+                                  lambda r: {**r, "question": None}, lambda r: {**r, "turn": "2"},
+                                  lambda r: {**r, "turn": 0}, lambda r: {**r, "answer": 5}, lambda r: [r]],
+                         ids=["no question", "no category", "no id", "null question", "turn a string", "turn 0",
+                              "answer a number", "a list"])
+def test_odd_folder_records_are_refused_by_file_and_line(tmp_path, capsys, judges, edit):
+    a = folder(tmp_path / "a", "tandem", {("101", 1): "x", ("102", 1): "y"})
+    b = folder(tmp_path / "b", "cascade", {("101", 1): "x", ("102", 1): "y"})
+    edit_first(tmp_path / "b" / "results.jsonl", edit)
+    err = refused(capsys, a, b, tmp_path / "p")
+    assert f"{tmp_path / 'b' / 'results.jsonl'}:1: not a record (question_id, a turn >= 1, the question and " \
+        f"category as strings, the answer a string or null); delete that line, or give another OUT_B" in err
+    assert judges["n"] == 0
+
+
+def test_odd_pair_results_and_settings_are_refused(tmp_path, capsys, judges):
+    a = folder(tmp_path / "a", "tandem", {("101", 1): "GOOD", ("101", 2): "x"}, turns=2)
+    b = folder(tmp_path / "b", "cascade", {("101", 1): "bad", ("101", 2): "y"}, turns=2)
+    out = tmp_path / "pair"
+    assert pairwise(a, b, out) == 0
+    results, good = out / "results.jsonl", (out / "results.jsonl").read_text()
+    for edit in (without("context"), without("turn"), lambda r: {**r, "context": ["x"]},
+                 lambda r: {**r, "outcome": "maybe"}, lambda r: [r]):
+        results.write_text(good)
+        edit_first(results, edit)
+        assert f"{results}:1: not a record (question_id, turn, category, question, answer_a, answer_b, context" in \
+            refused(capsys, a, b, out)
+    results.write_text(good)
+    for text in ('{"folder_a": ', "[]"):  # (cut while writing; not an object)
+        (out / "pairwise.json").write_text(text)
+        assert f"{out / 'pairwise.json'}: not valid settings (a JSON object; a file cut while writing?); delete " \
+            f"it with results.jsonl to start again, or give another -o" in refused(capsys, a, b, out)
+
+
+def test_a_folder_whose_records_are_of_another_mode_names_its_flag(tmp_path, capsys, judges):
+    a = folder(tmp_path / "a", "tandem", {("101", 1): "x"})
+    b = folder(tmp_path / "b", "cascade", {("101", 1): "y"}, settings={"mode": "tandem"})  # (eval.json: tandem)
+    err = refused(capsys, a, b, tmp_path / "p")
+    assert "holds results of --mode cascade --turns 1, not of --mode tandem --turns 1; give another OUT_B" in err
+    assert "give another -o" not in err  # (was: the output folder, which is not the cause)
+
+
+def test_no_pair_left_after_the_ones_left_out_is_refused(tmp_path, capsys, judges):
+    a = folder(tmp_path / "a", "tandem", {("101", 1): "x", ("101", 2): "y"}, turns=2)
+    b = folder(tmp_path / "b", "cascade", {("101", 2): "y"}, turns=2)
+    err = refused(capsys, a, b, tmp_path / "p")
+    assert "no pair left to compare" in err and "101 turn 2 left out: an earlier turn is not in both folders" in err
+    assert judges["n"] == 0 and not (tmp_path / "p" / "results.jsonl").exists()
+
+
+def test_a_run_whose_judge_probe_failed_holds_the_output_folder_to_nothing(tmp_path, capsys, judges):
+    a = folder(tmp_path / "a", "tandem", {("101", 1): "GOOD"})
+    b = folder(tmp_path / "b", "cascade", {("101", 1): "bad"})
+    c = folder(tmp_path / "c", "cascade", {("101", 1): "GOOD too"})
+    out = tmp_path / "pair"
+    assert "failed a first short request" in refused(capsys, a, b, out, judge="test_dead_pair_judge")
+    assert pairwise(a, c, out) == 0 and [r["outcome"] for r in lines(out)] == ["tie"]  # (nothing was judged)
+    assert json.loads((out / "pairwise.json").read_text())["folder_b"] == str((tmp_path / "c").resolve())
+
+
+def test_pairs_left_by_another_judge_name_that_judge(tmp_path, capsys, judges):
+    a = folder(tmp_path / "a", "tandem", {("101", 1): "GOOD", ("102", 1): "x"})
+    b = folder(tmp_path / "b", "cascade", {("101", 1): "bad", ("102", 1): "y"})
+    out = tmp_path / "pair"
+    assert pairwise(a, b, out) == 0
+    # a --rejudge with test_pair_judge2 cut short after 101: pairwise.json names it, 102 still has the old verdicts
+    edit_first(out / "results.jsonl", lambda r: {**r, "judge": "test_pair_judge2"})
+    (out / "pairwise.json").write_text(json.dumps({**json.loads((out / "pairwise.json").read_text()),
+                                                   "judge": "test_pair_judge2"}))
+    err = refused(capsys, a, b, out, judge="test_pair_judge2")
+    assert "holds judgments of the judge test_pair_judge, not test_pair_judge2, for 102; give --rejudge" in err
+    assert "other answers" not in err  # (was: "judgments of other answers or references ... (a folder run again?)")
+    assert pairwise(a, b, out, "--rejudge", judge="test_pair_judge2") == 0
+    assert {r["judge"] for r in lines(out)} == {"test_pair_judge2"}
+
+
+def test_pairwise_shares_mtbench_helpers_and_no_private_name_is_imported():
+    from kame.eval import mtbench, pairwise
+
+    assert pairwise.write_all is mtbench.write_all and pairwise.failure is mtbench.failure
+    assert pairwise.read_jsonl is mtbench.read_jsonl and not hasattr(pairwise, "verdict")
+    for path in Path(pairwise.__file__).parent.glob("*.py"):
+        for names in re.findall(r"^\s*from \.[\w.]* import (\([^)]*\)|[^\n]*)", path.read_text(), re.M):
+            private = [n for n in re.split(r"[\s(),]+", names) if n.startswith("_") and n != "__future__"]
+            assert private == [], f"{path.name} imports {private}: make them public names"

@@ -75,20 +75,6 @@ class Whisper:
                                  condition_on_previous_text=False)
         return " ".join(s.text.strip() for s in segs)
 
-    def words(self, pcm: np.ndarray, rate: int) -> list:
-        """The words of ``pcm`` with their times (kame.backend.types.Word, s from the clip's
-        start): faster-whisper's word timestamps, decoded by the same repeatable rule."""
-        from ..audio import resample
-        from ..backend.stt.whisper import decode_repeatable
-        from ..backend.types import Word
-
-        if len(pcm) == 0:  # (faster-whisper has nothing to say of no audio)
-            return []
-        segs = decode_repeatable(self.model, resample(pcm, rate, 16000), language="en",
-                                 condition_on_previous_text=False, word_timestamps=True)
-        return [Word(w.word.strip(), float(w.start), float(w.end)) for s in segs for w in s.words or ()
-                if w.word.strip()]
-
 
 def stream_roundtrip(codec, pcm: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Streaming encode + decode; returns (decoded, encode s/frame, decode s/frame)."""

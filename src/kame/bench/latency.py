@@ -19,8 +19,10 @@ Measured per user turn, from the recorded audio (not from the agents' own metric
                           audible in the agent's audio: whisper tiny.en (faster-whisper, word
                           timestamps) transcribes the agent's audio of the turn; the first ASR
                           word that is a content word of the LLM's answer for that turn (cascade:
-                          the reply; tandem: the oracle predictions) counts, clamped to be no earlier
-                          than the first response (ASR word starts are approximate). "never" if none is.
+                          the reply; tandem: the oracle predictions) counts, at the time it becomes
+                          audible and no earlier than the first response (ASR word starts are
+                          approximate; see audible_words and content_latency, which kame eval
+                          mtbench --asr shares). "never" if none is.
   oracle lag (tandem)     the runtime's oracle_lag metric (user's last word -> first oracle token fed)
 and p50 / p90 per mode (nearest rank: a measured value; a turn with none counts as +inf), the
 ratio cascade / tandem, a PNG of both distributions and a JSON of every turn. The tandem's
@@ -87,7 +89,7 @@ class TurnResult:
     content: float | None = None  # s (None: no word of the answer was audible)
     content_word: str = ""
     answer: str = ""  # the LLM's answer text for the turn (cascade reply / tandem oracle predictions)
-    heard: str = ""  # whisper transcript of the agent's audio in the window
+    heard: str = ""  # whisper transcript of the agent's audio in the window (words in silence left out)
     oracle_lag: list[float] = field(default_factory=list)
     llm_ttft: list[float] = field(default_factory=list)
     request_delay: float | None = None  # end of speech -> first LLM request of the turn (VAD + STT final; cascade)
@@ -202,6 +204,49 @@ def first_voiced(agent: np.ndarray, t0: float, t1: float, thr: float) -> float |
     return None if hit.size == 0 else (i0 + hit[0]) * w / SR
 
 
+PAD = 0.2  # s before an ASR word's start where its sound may begin (whisper's word times are rough)
+
+
+def whisper_asr():
+    """The ASR of the content latency (here and kame eval mtbench --asr): whisper tiny.en,
+    kame.backend.stt.whisper.WhisperModelHandle (int8, repeatable decoding), two threads."""
+    from ..backend.stt.whisper import WhisperModelHandle
+
+    return WhisperModelHandle(cpu_threads=2)
+
+
+def audible_words(asr, agent: np.ndarray, t0: float, t1: float, thr: float) -> list[tuple[str, float]]:
+    """(word, time it becomes audible: s in the track) of what ``asr`` (whisper_asr) hears in the
+    ``agent`` track from ``t0`` to ``t1``. Whisper's word starts are rough (its first word takes in
+    the silence before it: "The" from 0.0 s on a clip whose speech starts at 1.0 s), so a word's
+    time is the first 10 ms at or above ``thr`` from PAD before its start to its end (never before
+    its start); a word with no such sound there is left out: whisper invents words in silence
+    ("Thank you."), also just before real sound starts."""
+    i0, i1 = int(round(t0 * SR)), min(int(round(t1 * SR)), agent.shape[0])
+    if i1 <= i0:
+        return []
+    out = []
+    for w in asr.transcribe(resample(np.asarray(agent[i0:i1], np.float32), SR, 16000)):
+        start, end = i0 / SR + w.start, i0 / SR + w.end
+        hit = first_voiced(agent, max(t0, start - PAD), min(t1, end), thr)
+        if hit is not None:
+            out.append((w.text, max(start, hit)))
+    return out
+
+
+def content_latency(heard: list[tuple[str, float]], answer: str, end: float,
+                    first_response: float | None) -> tuple[float | None, str]:
+    """(content latency in s, the word) of a user turn ending at ``end`` (s in the track): the
+    first of the ``heard`` words (audible_words) that is a content word of the LLM's ``answer``
+    (not a stop word, 3+ letters or a number), its time minus ``end``, no earlier than the turn's
+    ``first_response`` (s; None: none) nor 0; (None, "") if no word is one: "never"."""
+    want = _content_words(answer)
+    for text, t in heard:
+        if {x.strip("'") for x in _words(text)} & want:
+            return max(0.0, t - end, first_response or 0.0), text
+    return None, ""
+
+
 def _words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9']+", text.lower().replace("\u2581", " "))
 
@@ -237,19 +282,10 @@ def analyse(mode: str, runs, dialogues, asr, thr: float) -> list[TurnResult]:
             hit = first_voiced(agent, ut.end, ut.window_end, thr)
             r.first_response = None if hit is None else max(0.0, hit - ut.end)
             r.answer = answer_text(mode, rec, ut)
-            want = _content_words(r.answer)
             if hit is not None or first_voiced(agent, ut.start, ut.end, thr) is not None:
-                seg = agent[int(ut.start * SR): int(ut.window_end * SR)]
-                words = asr.transcribe(resample(seg, SR, 16000))
-                r.heard = " ".join(w.text for w in words)
-                for w in words:
-                    norm = {x.strip("'") for x in _words(w.text)}
-                    if norm & want:
-                        # ASR word starts are approximate (~0.1 s): a word cannot be heard before
-                        # the first audible sample, so it is clamped to the first response
-                        r.content = max(0.0, ut.start + w.start - ut.end, r.first_response or 0.0)
-                        r.content_word = w.text
-                        break
+                heard = audible_words(asr, agent, ut.start, ut.window_end, thr)
+                r.heard = " ".join(w for w, _ in heard)
+                r.content, r.content_word = content_latency(heard, r.answer, ut.end, r.first_response)
             in_win = [m for m in rec["metrics"] if ut.start <= m.get("t", -1) < ut.window_end]
             r.oracle_lag = fed_oracle_lags(in_win)  # one per prediction (was: its "emitted" stage too)
             r.llm_ttft = [m["value"] for m in in_win if m["name"] == "llm_ttft"]
@@ -381,7 +417,6 @@ def parse_modes(text: str) -> list[str]:
 
 
 def main(args) -> int:
-    from ..backend.stt.whisper import WhisperModelHandle
     from ..config import config_from_args
     from .machine import cpu_name, header
 
@@ -409,7 +444,7 @@ def main(args) -> int:
         comps[mode] = runs[mode][0][0]["components"]
         thr = 10 ** (cfg.runtime.silence_db / 20)
     print("transcribing the agents' audio (whisper tiny.en, word timestamps)...", flush=True)
-    asr = WhisperModelHandle(cpu_threads=2)
+    asr = whisper_asr()
     for mode in modes:
         results[mode] = analyse(mode, runs[mode], dialogues, asr, thr)
     sums = {m: summary(rs) for m, rs in results.items()}

@@ -1,26 +1,32 @@
 """What the agent's audio says, and when: ``kame eval mtbench --asr`` (and ``--answer heard``).
 
 The latency of kame.eval.mtbench says when the agent makes sound; this says when it says
-something. Per user turn, whisper tiny.en (kame.bench.codec_quality.Whisper: int8, one thread,
-repeatable: the same audio always gets the same words) transcribes the agent's track (the run's
-OUT.wav, right channel) from the user's end of speech to the turn's window end, with word
-timestamps, and the turn's record gets:
+something. Per user turn, whisper tiny.en (kame bench latency's ASR, kame.bench.latency.whisper_asr:
+the same audio always gets the same words) transcribes the agent's track (the run's OUT.wav, right
+channel) from the user's end of speech to the turn's window end, with word timestamps, and the
+turn's record gets:
 
-  * ``heard_answer``: the words it heard;
-  * ``content_latency_s``: when the first of them becomes audible, minus the user's end of speech
-    (0 when the agent was already saying it then; None, "never", when it heard no word).
+  * ``heard_answer``: the words it heard (kame.bench.latency.audible_words: a word's time is when
+    it becomes audible, and a word with no sound near it, which whisper invents in silence, is
+    left out);
+  * ``content_latency_s``: kame bench latency's content latency (kame.bench.latency.content_latency,
+    one rule for both): the first heard word that is a content word of the LLM's answer (the
+    tandem's ``llm_answer``, its oracle predictions; the cascade's text answer, its agent_turn
+    text), when it becomes audible minus the user's end of speech, no earlier than the latency
+    (0 when the agent was already saying it; None, "never", when no heard word is one: a babbling
+    tandem's invented words mostly are not).
 
-Whisper's word times are rough at a word's start (its first word takes in the silence before it:
-"The" from 0.0 s on a clip whose speech starts at 1.0 s), so a word's start is moved to the first
-10 ms of the agent's track above runtime.silence_db in its span (the latency's own threshold),
-and a word with no such sound in its span (padded by PAD) is left out: whisper invents words in
-silence ("Thank you."). ``--answer heard`` makes the heard answer the one the judge rates (the
-record's ``answer``; what it was, the tandem's text stream or the cascade's agent_turn text, is
-kept as ``text_answer``). OUT/eval.json records --asr and --answer: a rerun with others is
-refused (kame.eval.mtbench.check_settings).
+``--answer heard`` makes the heard answer the one the judge rates (the record's ``answer``; what
+it was, the tandem's text stream or the cascade's agent_turn text, is kept as ``text_answer``).
+The records are saved (runs/ID.rec.json) before whisper hears them, so a whisper failure costs
+no rerun of the agent: the next run hears the saved run (hear_saved). OUT/eval.json records
+--asr and --answer: a rerun with others is refused (kame.eval.mtbench.check_settings).
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -29,7 +35,6 @@ from ..errors import ConfigError, NotAvailableError
 
 ASR = "whisper tiny.en"
 SOURCE = f"heard ({ASR} on the agent's audio)"
-PAD = 0.2  # s either side of a word where its sound may be (whisper's word times are rough)
 NO_ASR = "; or leave out --asr (and --answer heard)"  # (the way out a missing whisper's error names)
 
 
@@ -60,11 +65,11 @@ def check_asr_options(args) -> None:
 
 
 def load_asr():
-    """kame's whisper tiny.en (kame.bench.codec_quality.Whisper), loaded once for all questions."""
-    from ..bench.codec_quality import Whisper
+    """kame bench latency's whisper tiny.en (kame.bench.latency.whisper_asr), loaded once for all questions."""
+    from ..bench.latency import whisper_asr
 
     try:
-        return Whisper()
+        return whisper_asr()
     except NotAvailableError as exc:  # (its message names the `stt` extra)
         raise NotAvailableError(f"eval mtbench --asr: {exc}{NO_ASR}") from None
 
@@ -85,32 +90,35 @@ def check_asr_settings(have: dict, args, out) -> None:
                       f"same options to resume, or another -o")
 
 
-def heard_words(asr, track: np.ndarray, t0: float, t1: float, thr: float) -> list[tuple[str, float]]:
-    """(word, time it becomes audible, s in the track) of what ``asr`` hears in ``track`` from
-    ``t0`` to ``t1``; words in silence left out (see the module's docstring)."""
-    from ..bench.latency import first_voiced
-
-    i0, i1 = int(round(t0 * SR)), min(int(round(t1 * SR)), track.shape[0])
-    if i1 <= i0:
-        return []
-    out = []
-    for w in asr.words(np.asarray(track[i0:i1], np.float32), SR):
-        start, end = i0 / SR + w.start, i0 / SR + w.end
-        hit = first_voiced(track, max(t0, start - PAD), min(t1, end + PAD), thr)
-        if hit is not None:
-            out.append((w.text, max(start, hit)))
-    return out
-
-
 def hear_turns(recs: list[dict], turns: list, track: np.ndarray, thr: float, asr, answer: str) -> None:
     """Give each turn's record (in place) heard_answer and content_latency_s, from ``asr`` on the
     agent's ``track`` in the turn's window (from the user's end of speech, ``turns``' UserTurn.end,
     to its window_end); ``answer`` "heard": that is the answer rated."""
+    from ..bench.latency import audible_words, content_latency
+
     for rec, ut in zip(recs, turns):
-        words = heard_words(asr, track, ut.end, ut.window_end, thr)
+        words = audible_words(asr, track, ut.end, ut.window_end, thr)
         rec["heard_answer"] = " ".join(w for w, _ in words)
-        rec["content_latency_s"] = round(max(0.0, words[0][1] - ut.end), 3) if words else None
+        llm = rec.get("llm_answer", rec["answer"])  # (the tandem's oracle predictions; the cascade's text answer)
+        t, _ = content_latency(words, llm, ut.end, rec.get("latency_s"))
+        rec["content_latency_s"] = None if t is None else round(t, 3)
         rec["asr"], rec["judged"] = ASR, answer
         if answer == "heard":
             rec["text_answer"], rec["text_answer_source"] = rec["answer"], rec["answer_source"]
             rec["answer"], rec["answer_source"] = rec["heard_answer"], SOURCE
+
+
+def hear_saved(recs: list[dict], thr: float, asr, answer: str, saved: Path) -> None:
+    """hear_turns on a question's records as kame.eval.mtbench saved them in ``saved``
+    (runs/ID.rec.json; its run's agent audio: runs/ID.wav beside it), then saved again with
+    what was heard. Each turn's window: its user_end_s to the next turn's user_start_s, the last
+    one's to the end of the track."""
+    from ..audio import read_wav
+    from ..bench.latency import UserTurn
+
+    track = read_wav(saved.with_name(saved.name.removesuffix(".rec.json") + ".wav"), None, mono=False)[0][:, 1]
+    ends = [r["user_start_s"] for r in recs[1:]] + [track.shape[0] / SR]
+    turns = [UserTurn(0, k, r["question"], "", r["user_start_s"], r["user_end_s"], e)
+             for k, (r, e) in enumerate(zip(recs, ends))]
+    hear_turns(recs, turns, track, thr, asr, answer)
+    saved.write_text(json.dumps(recs, indent=1))

@@ -57,7 +57,8 @@ from ..audio import SAMPLE_RATE as SR, read_wav, write_wav
 from ..cliargs import at_least
 from ..errors import ConfigError, KameError
 from ..paths import check_output_folder, write_replacing
-from .heard import add_asr_arguments, asr_settings, check_asr_options, check_asr_settings, hear_turns, load_asr
+from .heard import ASR, add_asr_arguments, asr_settings, check_asr_options, check_asr_settings, hear_saved, load_asr
+from .judge import probe_judge, why_failed
 from .reference import (NEED_REF_CATS, apply_references, check_references, fastchat_lines, first_changed,
                         read_reference_answers, read_text, record_reference, reference_warning, turns_ok,
                         unreferenced)
@@ -149,11 +150,10 @@ def warm_up(tts, agent, fast: bool) -> None:
 
 
 # ---------------------------------------------------------------------------- one question
-def run_question(args, q: Question, tts, runs: Path, thr: float, agent, asr=None) -> list[dict]:
+def run_question(args, q: Question, tts, runs: Path, thr: float, agent) -> list[dict]:
     """Speak ``q``, play it into a new session of ``agent`` (a kame.runtime.filerun.FileAgent,
-    started once for all questions) and write kame run's files of it, one record per turn (no
-    rating yet; ``asr``: with what it heard of the agent's audio, kame.eval.heard). Raises what
-    the agent raises."""
+    started once for all questions) and write kame run's files of it, one record per turn (not
+    heard nor rated yet: main does both). Raises what the agent raises."""
     from ..runtime.filerun import prepare_run, write_run
 
     pcm, turns = speak(tts, q.turns, args.gap)
@@ -175,14 +175,10 @@ def run_question(args, q: Question, tts, runs: Path, thr: float, agent, asr=None
     if rc == 130:
         raise KeyboardInterrupt
     doc = json.loads(wav_out.with_suffix(".json").read_text())
-    audio, _ = read_wav(wav_out, None, mono=False)
-    agent = audio[:, 1]
+    agent = read_wav(wav_out, None, mono=False)[0][:, 1]  # (the agent's track)
     turns[-1].window_end = agent.shape[0] / SR
     files = {"input": str(wav_in), "output": str(wav_out), "json": str(wav_out.with_suffix(".json")), "log": str(log)}
-    recs = turn_records(q, doc, turns, agent, thr, args.mode, files)
-    if asr is not None:
-        hear_turns(recs, turns, agent, thr, asr, args.answer)
-    return recs
+    return turn_records(q, doc, turns, agent, thr, args.mode, files)
 
 
 def turn_records(q: Question, doc: dict, turns: list, agent: np.ndarray, thr: float, mode_asked: str,
@@ -281,7 +277,7 @@ def check_settings(out: Path, args, agent: dict) -> dict:
                               f"older kame); give another -o")
         path.write_text(json.dumps(want, indent=1) + "\n")
         return want
-    have = json.loads(path.read_text())
+    have = read_settings(path, "delete it with results.jsonl and runs/ to start again, or give another -o")
     if (have.get("mode"), have.get("turns")) != (args.mode, args.turns):
         raise ConfigError(f"{out} holds results of --mode {have.get('mode')} --turns {have.get('turns')}, not of "
                           f"--mode {args.mode} --turns {args.turns}; give another -o")
@@ -300,23 +296,37 @@ def check_settings(out: Path, args, agent: dict) -> dict:
     return have
 
 
-def load_done(path: Path, mode: str, turns: int) -> list[dict]:
-    """The records already in results.jsonl (resume); refused if they are of another mode/--turns."""
-    if not path.exists():
-        return []
+def read_settings(path: Path, fix: str) -> dict:
+    """The object of a settings file (eval.json; kame eval pairwise's pairwise.json); refused when
+    it is not one (``fix``: what to do)."""
+    with contextlib.suppress(ValueError):
+        if isinstance(have := json.loads(path.read_text()), dict):
+            return have
+    raise ConfigError(f"{path}: not valid settings (a JSON object; a file cut while writing?); {fix}")
+
+
+def read_jsonl(path: Path, fix: str, ok=None, needs: str = "") -> list[dict]:
+    """The records of a results.jsonl (none when it is missing); refused, by file:line, a line that
+    is not JSON, not an object or one ``ok(record)`` rejects (``needs``: what one needs)."""
     done = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
+    for n, line in enumerate(path.read_text().splitlines() if path.exists() else [], 1):
         try:
-            r = json.loads(line)
+            done += [json.loads(line)] if line.strip() else []
         except json.JSONDecodeError:
-            raise ConfigError(f"{path}:{n}: not valid JSON (a run cut while writing?); delete that line to "
-                              f"resume, or give another -o") from None
+            raise ConfigError(f"{path}:{n}: not valid JSON (cut while writing?); delete that line, or {fix}") from None
+        if line.strip() and not (isinstance(done[-1], dict) and (ok is None or ok(done[-1]))):
+            raise ConfigError(f"{path}:{n}: not a record ({needs or 'a JSON object'}); delete that line, or {fix}")
+    return done
+
+
+def load_done(path: Path, mode: str, turns: int, fix: str = "give another -o", ok=None, needs: str = "") -> list[dict]:
+    """The records already in results.jsonl (resume; ``ok``, ``needs``: as read_jsonl's); refused
+    if they are of another mode/--turns (``fix``: what to do)."""
+    done = read_jsonl(path, fix, ok, needs)
+    for r in done:
         if r.get("mode") != mode or r.get("turns_asked", 1) != turns:
             raise ConfigError(f"{path} holds results of --mode {r.get('mode')} --turns {r.get('turns_asked', 1)}, "
-                              f"not of --mode {mode} --turns {turns}; give another -o")
-        done.append(r)
+                              f"not of --mode {mode} --turns {turns}; {fix}")
     return done
 
 
@@ -366,7 +376,8 @@ def table(records: list[dict], categories, by_turn: bool = False, content: bool 
     return "\n".join(lines)
 
 
-def _write_all(path: Path, records: list[dict]) -> None:
+def write_all(path: Path, records: list[dict]) -> None:
+    """``path`` replaced by ``records``, one JSON line each (records judged again, in place)."""
     write_replacing(path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in records)), "results file")
 
 
@@ -405,25 +416,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge-timeout", type=at_least(1.0, float), default=180.0,
                    help="seconds for one judge reply (default 180)")
     add_asr_arguments(p)
-
-
-def _why(exc: BaseException) -> str:
-    return "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
-
-
-def probe_judge(judge, runner, spec: str, timeout_s: float) -> None:
-    """One short request before the first question: a dead judge is found now, not after a run."""
-    from ..backend.types import ChatMessage
-    from .judge import ask_judge
-
-    try:
-        runner.run(ask_judge(judge, [ChatMessage("user", "Reply with [[5]] and nothing else.")],
-                             timeout_s=timeout_s, max_tokens=8))
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:  # noqa: BLE001 - whatever it is, the judge cannot be used
-        raise KameError(f"the judge {spec} failed a first short request ({_why(exc)}); nothing was run. Check "
-                        f"--judge (a server running? its API key set?) and rerun") from None
 
 
 def main(args) -> int:
@@ -515,24 +507,29 @@ def main(args) -> int:
             else:
                 try:
                     wrote.add("runs")  # (kame run's files of it, from its first turn on)
-                    recs = run_question(args, q, tts, runs, thr, agent, asr)
-                except KeyboardInterrupt:
-                    raise
+                    recs = run_question(args, q, tts, runs, thr, agent)
                 except Exception as exc:  # noqa: BLE001 - the agent failed on this question: skipped
-                    in_a_row = _failure(failed, in_a_row, q, tag, "the agent", _why(exc), results)
+                    in_a_row = failure(failed, in_a_row, q.id, tag, "the agent", why_failed(exc), results)
                     continue
-                saved(q).write_text(json.dumps(recs, indent=1))  # (a judge failure then costs no rerun)
+                saved(q).write_text(json.dumps(recs, indent=1))  # (a whisper or judge failure: no rerun of it)
+            if args.asr and any("heard_answer" not in r for r in recs):  # (new, or whisper failed on it before)
+                asr = asr or load_asr()
+                try:
+                    hear_saved(recs, thr, asr, args.answer, saved(q))
+                except Exception as exc:  # noqa: BLE001 - whisper failed: skipped (a rerun hears the saved run)
+                    in_a_row = failure(failed, in_a_row, q.id, tag, ASR, why_failed(exc), results)
+                    continue
             try:
                 grade(judge, runner, recs, args.judge_timeout, args.judge, which, q.reference)
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # noqa: BLE001 - any judge failure: this question skipped
-                in_a_row = _failure(failed, in_a_row, q, f"{tag}: {args.judge}", "the judge", _why(exc), results)
+                in_a_row = failure(failed, in_a_row, q.id, f"{tag}: {args.judge}", "the judge", why_failed(exc), results)
                 continue
             in_a_row = 0
             wrote.add("results")
             if q.id in by_q:
-                _write_all(results, done)  # (the records rated again, in place)
+                write_all(results, done)  # (the records rated again, in place)
             else:
                 with open(results, "a") as f:
                     for r in recs:
@@ -589,12 +586,13 @@ def main(args) -> int:
     return 1 if failed else 0
 
 
-def _failure(failed: list, in_a_row: int, q: Question, tag: str, who: str, why: str, results: Path) -> int:
-    """Report a question skipped; the failures in a row so far (MAX_FAILURES: stop)."""
-    failed.append(q.id)
+def failure(failed: list, in_a_row: int, key: str, tag: str, who: str, why: str, results: Path, noun="questions") -> int:
+    """Report ``key`` (a question id; ``noun``: what is skipped, e.g. "pairs") skipped, ``who`` having
+    failed; the failures in a row so far (MAX_FAILURES: stop)."""
+    failed.append(key)
     in_a_row += 1
     print(f"{tag}: {who} failed ({why}); skipped (a rerun retries it)", file=sys.stderr, flush=True)
     if in_a_row >= MAX_FAILURES:
-        raise KameError(f"{in_a_row} questions failed in a row (the last: {who} failed: {why}); stopped. The "
+        raise KameError(f"{in_a_row} {noun} failed in a row (the last: {who} failed: {why}); stopped. The "
                         f"results so far are in {results}; fix it and rerun to resume") from None
     return in_a_row
