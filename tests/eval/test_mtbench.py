@@ -334,6 +334,11 @@ def test_dead_judge_stops_before_any_run(tmp_path, capsys, fake_components, judg
     assert "the judge test_dead_judge failed a first short request (ConnectionError: judge down); nothing was " \
         "run" in refused(capsys, qf, out, judge="test_dead_judge")
     assert agent_runs["main"] == 0 and not agent_runs["conversations"] and not list((out / "runs").iterdir())
+    # nothing was run, so the folder holds the next run to nothing: another mode, agent or voice is no
+    # "other results" (was: refused by the settings the dead judge's run had written)
+    assert eval_(qf, out, "--mode", "cascade", "--set", "runtime.silence_db=-40") == 0
+    settings = json.loads((out / "eval.json").read_text())
+    assert settings["mode"] == "cascade" and settings["agent"]["set"][-1] == "runtime.silence_db=-40"
 
 
 def test_judge_failures_are_skipped_then_stop_and_a_rerun_only_grades(tmp_path, capsys, fake_components, judges,

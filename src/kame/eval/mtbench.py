@@ -267,12 +267,14 @@ def agent_fingerprint(args, cfg) -> dict:
 
 
 def check_settings(out: Path, args, agent: dict) -> dict:
-    """The folder's settings (written when new): a folder of another mode, --turns, --asr,
-    --answer or agent is refused (give another -o); another judge too, unless --rejudge."""
+    """The folder's settings (written when it holds no result yet): a folder of another mode,
+    --turns, --asr, --answer or agent is refused (give another -o); another judge too, unless
+    --rejudge."""
     path, results = out / SETTINGS, out / "results.jsonl"
     want = {"mode": args.mode, "turns": args.turns, "judge": args.judge, "agent": agent, **asr_settings(args)}
-    if not path.exists():
-        if (results.exists() and results.read_text().strip()) or any((out / "runs").glob("*.rec.json")):
+    held = (results.exists() and results.read_text().strip()) or any((out / "runs").glob("*.rec.json"))
+    if not path.exists() or not held:  # (settings of a run that left nothing, e.g. a dead judge: not kept)
+        if held:
             raise ConfigError(f"{out} holds results without {SETTINGS} (the settings they were made with: an "
                               f"older kame); give another -o")
         path.write_text(json.dumps(want, indent=1) + "\n")
