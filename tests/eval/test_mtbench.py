@@ -315,6 +315,7 @@ def test_a_corrupt_eval_json_or_a_line_not_a_record_is_refused(tmp_path, capsys,
     qf = write(tmp_path / "question.jsonl", [QUESTIONS[1]])
     out = tmp_path / "out"
     out.mkdir()
+    (out / "results.jsonl").write_text(json.dumps({"question_id": "1", "category": "stem", "mode": "tandem"}) + "\n")
     for text in ('{"mode": "tandem", ', "[1]"):  # (cut while writing; not an object: was a traceback)
         (out / "eval.json").write_text(text)
         assert f"{out / 'eval.json'}: not valid settings (a JSON object; a file cut while writing?); delete it " \
@@ -334,7 +335,8 @@ def test_dead_judge_stops_before_any_run(tmp_path, capsys, fake_components, judg
     assert "the judge test_dead_judge failed a first short request (ConnectionError: judge down); nothing was " \
         "run" in refused(capsys, qf, out, judge="test_dead_judge")
     assert agent_runs["main"] == 0 and not agent_runs["conversations"] and not list((out / "runs").iterdir())
-    # nothing was run, so the folder holds the next run to nothing: another mode, agent or voice is no
+    # nothing was run, so the folder holds the next run to nothing (a corrupt eval.json with no results
+    # beside it is rewritten likewise): another mode, agent or voice is no
     # "other results" (was: refused by the settings the dead judge's run had written)
     assert eval_(qf, out, "--mode", "cascade", "--set", "runtime.silence_db=-40") == 0
     settings = json.loads((out / "eval.json").read_text())
