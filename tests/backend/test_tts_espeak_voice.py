@@ -67,3 +67,6 @@ def test_a_bare_variant_is_refused_not_a_crash():
     for v in good:
         assert f"synth {v} True" in lines, out.stdout
     assert "ipa refused | espeak-ng cannot use voice 'm3': 'm3' is a voice variant" in out.stdout
+    # refused before espeak-ng loads the variant (was: its own "Unknown phoneme table: ''" and "Cannot
+    # set stressAmp" on stderr above kame's error)
+    assert "phoneme table" not in out.stderr and "stressAmp" not in out.stderr, out.stderr

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import difflib
+import os
 import threading
+from pathlib import Path
 from typing import AsyncIterator
 
 import numpy as np
@@ -121,15 +123,32 @@ def _select(lib, voice: str) -> str | None:  # under _LOCK
     """Make ``voice`` espeak-ng's current voice: None if done, else why not. A bare variant
     ("f3", "m3", "Alex", "klatt") is refused: espeak-ng accepts it but loads it with no
     language (an empty phoneme table), and the next synthesis crashes the process."""
+    variant = (f"{voice!r} is a voice variant, not a voice: give it after a language voice, "
+               f"e.g. en-us+{voice.rsplit('/', 1)[-1]}")
+    if _is_variant(voice):  # (refused before espeak-ng loads it: it prints "Unknown phoneme table" then)
+        return variant
     if lib.espeak_SetVoiceByName(voice.encode()) != 0:
         return "no such voice"
     lib.espeak_GetCurrentVoice.restype = ctypes.POINTER(_Voice)
     current = lib.espeak_GetCurrentVoice()
     if current and (current.contents.identifier or b"").startswith(b"!v/"):  # espeak-ng-data/voices/!v
         lib.espeak_SetVoiceByName(b"en-us")  # not left on the language-less variant
-        return (f"{voice!r} is a voice variant, not a voice: give it after a language voice, "
-                f"e.g. en-us+{voice.rsplit('/', 1)[-1]}")
+        return variant
     return None
+
+
+def _is_variant(voice: str) -> bool:
+    """``voice`` (no "+") names one of espeak-ng's variant files (espeak-ng-data/voices/!v: "f3",
+    "Alex", "klatt"), as espeak-ng matches names: without case."""
+    import espeakng_loader
+
+    name = voice.strip().lower().removeprefix("!v/")
+    if "+" in name or "/" in name:
+        return False
+    try:
+        return any(f.lower() == name for f in os.listdir(Path(espeakng_loader.get_data_path()) / "voices" / "!v"))
+    except OSError:  # (no such folder: the check after loading still refuses a variant)
+        return False
 
 
 def _set_voice(lib, voice: str) -> None:  # under _LOCK
