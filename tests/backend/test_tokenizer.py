@@ -115,3 +115,13 @@ def test_decode_of_an_id_out_of_range_is_a_value_error_naming_it(tok, bad):
     with pytest.raises(ValueError, match=rf"token id {bad} is out of range"):
         tok.piece(bad)
     assert tok.decode([tok.vocab_size - 1]) == tok.piece(tok.vocab_size - 1).replace("\u2581", "")
+
+
+def test_the_default_tokenizer_is_loaded_once_and_known_by_its_path(tmp_path):
+    from kame.backend.tokenizer import DEFAULT_MODEL, default_tokenizer, is_default_model
+
+    assert default_tokenizer() is default_tokenizer()  # (one load per process: many callers ask for it)
+    assert is_default_model(DEFAULT_MODEL) and is_default_model(str(DEFAULT_MODEL))
+    copy = tmp_path / DEFAULT_MODEL.name
+    copy.write_bytes(DEFAULT_MODEL.read_bytes())
+    assert not is_default_model(copy) and not is_default_model(None)

@@ -45,8 +45,10 @@ def track(*spans, seconds=6.0) -> np.ndarray:
     return x
 
 
-def turn(end, window_end) -> UserTurn:
-    return UserTurn(0, 0, "Is ice cold?", "", 0.5, end, window_end)
+def turn(end, window_end, start=None) -> UserTurn:
+    """A user turn ending at ``end`` (starting there too unless ``start``: the window transcribed
+    starts with the turn, as kame bench latency's)."""
+    return UserTurn(0, 0, "Is ice cold?", "", end if start is None else start, end, window_end)
 
 
 def test_content_latency_is_the_first_heard_content_word_of_the_llm_answer_made_audible():
@@ -93,14 +95,22 @@ def test_a_word_invented_in_silence_just_before_sound_is_left_out():
 
 
 def test_bench_latency_shares_the_rule():
-    """kame bench latency's analyse: the same words and time as eval mtbench's hear_turns."""
+    """kame bench latency's analyse and eval mtbench's hear_turns: the same window (from the user's
+    turn's start: a word the agent says while the user still speaks counts), words and time (was:
+    mtbench from the user's end, which missed "Ice" here)."""
     from kame.bench.latency import analyse
 
-    asr = FakeASR([Word("Thank", 0.0, 0.3), Word("you.", 0.3, 0.5), Word("ice", 0.6, 0.9)])
-    ut = UserTurn(0, 0, "Is ice cold?", "", 1.0, 1.0, 5.0)
-    rec = {"metrics": [], "oracle": [], "agent_text": [{"t": 1.2, "text": "Thank you, ice."}]}
-    (r,) = analyse("cascade", [(rec, track((1.6, 1.9)))], [(None, [ut])], asr, THR)
-    assert (r.heard, r.content_word, r.content) == ("ice", "ice", pytest.approx(0.6, abs=0.011))
+    asr = FakeASR([Word("Thank", 0.0, 0.3), Word("Ice", 1.0, 1.3), Word("yes", 2.0, 2.3)])
+    ut = turn(2.0, 5.0, start=0.5)  # the agent says "Ice" at 1.5-1.8 s, before the user's end at 2.0 s
+    agent = track((1.5, 1.8), (2.5, 2.8))
+    rec = {"metrics": [], "oracle": [], "agent_text": [{"t": 2.2, "text": "Ice is cold."}]}
+    (r,) = analyse("cascade", [(rec, agent)], [(None, [ut])], asr, THR)
+    # "Ice" heard before the user's end counts, no earlier than the first response (2.5 s: 0.5 s)
+    assert (r.heard, r.content_word) == ("Ice yes", "Ice") and r.content == r.first_response == pytest.approx(0.5, abs=0.011)
+    recs = [{"answer": "Ice is cold.", "answer_source": "agent_turn (as heard)", "latency_s": r.first_response}]
+    hear_turns(recs, [ut], agent, THR, asr, "text")
+    assert (recs[0]["heard_answer"], recs[0]["content_latency_s"]) == (r.heard, r.content)
+    assert asr.clips == [4.5, 4.5]  # (both: the turn's start to its window end)
 
 
 def test_whisper_handle_punctuation_is_no_heard_word():
@@ -189,9 +199,9 @@ def test_end_to_end_asr_answer_heard_recorded_and_a_resume_with_others_refused(t
     printed = capsys.readouterr().out
     (r,) = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     assert len(fake_asr) == 1 and len(fake_asr[0].clips) == 1  # loaded once; the question's one turn heard
-    # the window is the user's end of speech to the file's end; the word spans it all, so it is audible
+    # the window is the user's turn's start to the file's end; the word spans it all, so it is audible
     # exactly when the agent's first sound is (the same threshold as the latency's)
-    assert fake_asr[0].clips[0] == pytest.approx(_seconds(r) - r["user_end_s"], abs=0.01)
+    assert fake_asr[0].clips[0] == pytest.approx(_seconds(r) - r["user_start_s"], abs=0.01)
     assert r["heard_answer"] == "answer" and r["content_latency_s"] == r["latency_s"] is not None
     assert r["answer"] == "answer" and r["text_answer_source"] == "frontend text stream" and r["judged"] == "heard"
     assert "(THE ONE TO RATE)>>>\nanswer\n" in judges["prompts"][0]  # what the judge rated: the heard answer
@@ -300,3 +310,18 @@ def test_a_whisper_failure_is_named_and_a_rerun_hears_the_saved_run(tmp_path, ca
     (r,) = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     assert r["heard_answer"] == "answer" and r["content_latency_s"] == r["latency_s"] and r["rating"] == 7
     assert json.loads(saved.read_text())[0]["heard_answer"] == "answer"  # (saved heard: a judge failure keeps it)
+
+
+def test_a_saved_run_cut_or_without_its_wav_is_named(tmp_path):
+    """(was: a JSONDecodeError traceback on every later run for a rec.json cut while rewritten, and
+    a missing runs/ID.wav reported as whisper's failure)"""
+    saved = tmp_path / "131.rec.json"
+    saved.write_text('[{"question_id": "131", ')
+    with pytest.raises(ConfigError, match=r"131\.rec\.json: not a saved run .*delete it to run the question again"):
+        heard.read_records(saved)
+    recs = [{"question": "Q?", "answer": "a", "answer_source": "x", "user_start_s": 0.5, "user_end_s": 1.0}]
+    heard.write_records(saved, recs)
+    assert heard.read_records(saved) == recs and [p.name for p in tmp_path.iterdir()] == ["131.rec.json"]
+    with pytest.raises(ConfigError, match=r"131\.rec\.json: its run cannot be heard again \(.*131\.wav.*\); delete "
+                                          r"it and 131\.wav to run the question again"):
+        heard.hear_saved(recs, THR, FakeASR([]), "text", saved)

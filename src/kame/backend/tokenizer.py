@@ -152,7 +152,6 @@ class IncrementalEncoder:
         return self._buf
 
 
-@lru_cache(maxsize=1)
 def is_default_model(path) -> bool:
     """Whether ``path`` (a str or Path) is kame's shipped tokenizer file, DEFAULT_MODEL (as a kame
     front-end saved with tokenizer "default" resolves it)."""
@@ -162,6 +161,7 @@ def is_default_model(path) -> bool:
         return False
 
 
+@lru_cache(maxsize=1)
 def default_tokenizer() -> TextTokenizer:
     """The embedded default text vocabulary (4000 pieces, trained by ``train_default``)."""
     if not DEFAULT_MODEL.is_file():

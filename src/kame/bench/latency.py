@@ -239,7 +239,9 @@ def content_latency(heard: list[tuple[str, float]], answer: str, end: float,
     """(content latency in s, the word) of a user turn ending at ``end`` (s in the track): the
     first of the ``heard`` words (audible_words) that is a content word of the LLM's ``answer``
     (not a stop word, 3+ letters or a number), its time minus ``end``, no earlier than the turn's
-    ``first_response`` (s; None: none) nor 0; (None, "") if no word is one: "never"."""
+    ``first_response`` (s) nor 0: a word said before ``end`` (a tandem may answer while the user still
+    speaks) is 0, also when the agent made no sound after ``end`` (first_response None); (None, "")
+    if no word is one: "never"."""
     want = _content_words(answer)
     for text, t in heard:
         if {x.strip("'") for x in _words(text)} & want:

@@ -3,8 +3,8 @@
 The latency of kame.eval.mtbench says when the agent makes sound; this says when it says
 something. Per user turn, whisper tiny.en (kame bench latency's ASR, kame.bench.latency.whisper_asr:
 the same audio always gets the same words) transcribes the agent's track (the run's OUT.wav, right
-channel) from the user's end of speech to the turn's window end, with word timestamps, and the
-turn's record gets:
+channel) from the start of the user's turn to its window end (as kame bench latency does: a tandem
+may answer before the user has finished), with word timestamps, and the turn's record gets:
 
   * ``heard_answer``: the words it heard (kame.bench.latency.audible_words: a word's time is when
     it becomes audible, and a word with no sound near it, which whisper invents in silence, is
@@ -31,7 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import SAMPLE_RATE as SR
-from ..errors import ConfigError, NotAvailableError
+from ..errors import ConfigError, KameError, NotAvailableError
+from ..paths import write_replacing
+from .judge import why_failed
 
 ASR = "whisper tiny.en"
 SOURCE = f"heard ({ASR} on the agent's audio)"
@@ -92,12 +94,12 @@ def check_asr_settings(have: dict, args, out) -> None:
 
 def hear_turns(recs: list[dict], turns: list, track: np.ndarray, thr: float, asr, answer: str) -> None:
     """Give each turn's record (in place) heard_answer and content_latency_s, from ``asr`` on the
-    agent's ``track`` in the turn's window (from the user's end of speech, ``turns``' UserTurn.end,
-    to its window_end); ``answer`` "heard": that is the answer rated."""
+    agent's ``track`` in the turn's window (``turns``' UserTurn.start to its window_end, as kame
+    bench latency's analyse; the latency from its end); ``answer`` "heard": that is the answer rated."""
     from ..bench.latency import audible_words, content_latency
 
     for rec, ut in zip(recs, turns):
-        words = audible_words(asr, track, ut.end, ut.window_end, thr)
+        words = audible_words(asr, track, ut.start, ut.window_end, thr)
         rec["heard_answer"] = " ".join(w for w, _ in words)
         llm = rec.get("llm_answer", rec["answer"])  # (the tandem's oracle predictions; the cascade's text answer)
         t, _ = content_latency(words, llm, ut.end, rec.get("latency_s"))
@@ -116,9 +118,31 @@ def hear_saved(recs: list[dict], thr: float, asr, answer: str, saved: Path) -> N
     from ..audio import read_wav
     from ..bench.latency import UserTurn
 
-    track = read_wav(saved.with_name(saved.name.removesuffix(".rec.json") + ".wav"), None, mono=False)[0][:, 1]
-    ends = [r["user_start_s"] for r in recs[1:]] + [track.shape[0] / SR]
-    turns = [UserTurn(0, k, r["question"], "", r["user_start_s"], r["user_end_s"], e)
-             for k, (r, e) in enumerate(zip(recs, ends))]
+    wav = saved.with_name(saved.name.removesuffix(".rec.json") + ".wav")
+    try:
+        track = read_wav(wav, None, mono=False)[0][:, 1]
+        ends = [r["user_start_s"] for r in recs[1:]] + [track.shape[0] / SR]
+        turns = [UserTurn(0, k, r["question"], "", r["user_start_s"], r["user_end_s"], e)
+                 for k, (r, e) in enumerate(zip(recs, ends))]
+    except (KameError, OSError, KeyError, TypeError, IndexError) as exc:  # (a saved run cut or edited by hand)
+        raise ConfigError(f"{saved}: its run cannot be heard again ({why_failed(exc)}); delete it and {wav.name} "
+                          f"to run the question again") from None
     hear_turns(recs, turns, track, thr, asr, answer)
-    saved.write_text(json.dumps(recs, indent=1))
+    write_records(saved, recs)
+
+
+def write_records(path: Path, recs: list[dict]) -> None:
+    """A question's records (runs/ID.rec.json), written whole or not at all (kame.paths.write_replacing:
+    an interrupted rewrite leaves the saved run as it was)."""
+    write_replacing(path, lambda tmp: tmp.write_text(json.dumps(recs, indent=1)), "saved run")
+
+
+def read_records(path: Path) -> list[dict]:
+    """A question's saved records (write_records); ConfigError naming the file for one that is not."""
+    try:
+        recs = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a saved run ({why_failed(exc)}); delete it to run the question again") from None
+    if not isinstance(recs, list) or not all(isinstance(r, dict) for r in recs):
+        raise ConfigError(f"{path}: not a saved run (a JSON list of records); delete it to run the question again")
+    return recs

@@ -5,14 +5,11 @@
     kame eval mtbench question.jsonl -o out/q --judge embedded --limit 3 --set backend.llm=openai:gpt-4.1-mini
     kame eval mtbench question.jsonl -o out/mtbench --judge openai:gpt-4.1 --reference reference_answer/gpt-4.jsonl
 
-The questions are MT-Bench's ``question.jsonl`` as FastChat ships it (one JSON object a line:
-question_id, category, turns, and reference for some); bring the file, nothing is downloaded.
-By default the categories reasoning, stem and humanities (KAME's: the others are unsuited to
-speech) and the first turn. Each question is spoken by a TTS (``--voice``, default the bundled
-piper voice) into OUT/runs/ID.in.wav, played into a new session of the agent, which is built and
-started once for all questions (kame.runtime.filerun.FileAgent), and written as ``kame run``
-writes it (filerun.write_run: OUT/runs/ID.wav, ID.json, ID.log), and what the agent said is graded
-1-10 by an LLM judge (kame.eval.judge). ``--turns 2`` speaks the second question ``--gap`` seconds
+The questions are MT-Bench's ``question.jsonl`` as FastChat ships it (bring the file); by default
+the categories reasoning, stem and humanities (KAME's) and the first turn. Each question is spoken
+by a TTS (``--voice``) into OUT/runs/ID.in.wav, played into a new session of the agent (built and
+started once: kame.runtime.filerun.FileAgent), written as ``kame run`` writes it (OUT/runs/ID.wav,
+ID.json, ID.log), and what the agent said is graded 1-10 by an LLM judge (kame.eval.judge). ``--turns 2`` speaks the second question ``--gap`` seconds
 after the first one's end, in the same conversation, and grades both answers (the second with
 the first as context). ``--reference FILE``: FastChat's reference answers (kame.eval.reference),
 given to the judge for math, reasoning and coding before a question's own "reference".
@@ -57,7 +54,8 @@ from ..audio import SAMPLE_RATE as SR, read_wav, write_wav
 from ..cliargs import at_least
 from ..errors import ConfigError, KameError
 from ..paths import check_output_folder, write_replacing
-from .heard import ASR, add_asr_arguments, asr_settings, check_asr_options, check_asr_settings, hear_saved, load_asr
+from .heard import (ASR, add_asr_arguments, asr_settings, check_asr_options, check_asr_settings, hear_saved, load_asr,
+                    read_records, write_records)
 from .judge import probe_judge, why_failed
 from .reference import (NEED_REF_CATS, apply_references, check_references, fastchat_lines, first_changed,
                         read_reference_answers, read_text, record_reference, reference_warning, turns_ok,
@@ -505,7 +503,7 @@ def main(args) -> int:
             if q.id in by_q:  # --rejudge: the stored answers
                 recs, which = by_q[q.id], stale(q)
             elif saved(q).exists():  # run before, not rated yet: only rated now
-                recs = json.loads(saved(q).read_text())
+                recs = read_records(saved(q))
             else:
                 try:
                     wrote.add("runs")  # (kame run's files of it, from its first turn on)
@@ -513,13 +511,15 @@ def main(args) -> int:
                 except Exception as exc:  # noqa: BLE001 - the agent failed on this question: skipped
                     in_a_row = failure(failed, in_a_row, q.id, tag, "the agent", why_failed(exc), results)
                     continue
-                saved(q).write_text(json.dumps(recs, indent=1))  # (a whisper or judge failure: no rerun of it)
+                write_records(saved(q), recs)  # (a whisper or judge failure: no rerun of it)
             if args.asr and any("heard_answer" not in r for r in recs):  # (new, or whisper failed on it before)
                 asr = asr or load_asr()
                 try:
+                    wrote.add("runs")  # (its rec.json, heard)
                     hear_saved(recs, thr, asr, args.answer, saved(q))
                 except Exception as exc:  # noqa: BLE001 - whisper failed: skipped (a rerun hears the saved run)
-                    in_a_row = failure(failed, in_a_row, q.id, tag, ASR, why_failed(exc), results)
+                    who = "the saved run" if isinstance(exc, ConfigError) else ASR
+                    in_a_row = failure(failed, in_a_row, q.id, tag, who, why_failed(exc), results)
                     continue
             try:
                 grade(judge, runner, recs, args.judge_timeout, args.judge, which, q.reference)
