@@ -165,12 +165,20 @@ async def test_max_sessions_per_client_caps_one_address():
         status, body = await _status(http, url)
         assert status == 429 and body["error"] == "too_many_sessions" and "127.0.0.1" in body["message"]
         other = await _open(http, url, headers={"X-Forwarded-For": "203.0.113.7"})  # another client, via the proxy
+        # /api/health says the asking client's own count and the cap (the page explains its 429 with them)
+        for headers, n in (({}, 2), ({"X-Forwarded-For": "203.0.113.7"}, 1), ({"X-Forwarded-For": "203.0.113.8"}, 0)):
+            async with http.get(url + "/api/health", headers=headers) as r:
+                h = await r.json()
+            assert (h["client_sessions"], h["max_sessions_per_client"]) == (n, 2)
         await a.close()
         await until(lambda: len(server.connections) == 2, "the closed session's end")
         c = await _open(http, url)  # its slot is free again
         for ws in (b, c, other):
             await ws.close()
         assert server.metrics.refused["too_many_sessions"] == 1
+    async with running_server() as (url, _), aiohttp.ClientSession() as http:  # no cap: not said
+        async with http.get(url + "/api/health") as r:
+            assert not {"client_sessions", "max_sessions_per_client"} & set(await r.json())
 
 
 # ---- client audio: the budget and the idle timeout ----------------------------------------------

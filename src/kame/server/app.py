@@ -142,6 +142,9 @@ class Server:
 
     async def health(self, request: web.Request) -> web.Response:
         status, body = ops.health(self)
+        if self.slots.cap:  # the asking client's own sessions and its cap (the page explains a 429 upgrade with them)
+            body["client_sessions"] = self.slots[ops.client_address(request, self.trusted)]
+            body["max_sessions_per_client"] = self.slots.cap
         return web.json_response(body, status=status, headers={"Cache-Control": "no-store"})
 
     async def static_file(self, request: web.Request) -> web.Response:

@@ -8,13 +8,20 @@ const KIND = { HANDSHAKE: 0, AUDIO: 1, TEXT: 2, CONTROL: 3, METADATA: 4, ERROR: 
 const RATE = 24000;
 const $ = (id) => document.getElementById(id);
 
-const kame = (window.kame = {
+// One session's counters and state (start() begins each session with a fresh set).
+const fresh = () => ({
   connected: false, handshake: null, audioIn: 0, audioOut: 0, samplesOut: 0, texts: 0,
   metas: 0, errors: [], oracleResets: 0, transcript: "", oracle: "", agentText: "",
   metrics: {}, dropped: 0, inputDropped: 0, closed: null, outRmsMax: 0, stats: null, components: null, oracleHistory: [],
+  lastMeta: null, contextRate: null,
 });
+const kame = (window.kame = fresh());
 
-let ws = null, ctx = null, stream = null, node = null, playTime = 0, level = 0, levelOut = 0;
+// The session being started or live, null when none: {ws, ctx, stream, node, stopped}. Each
+// start() makes its own, and every handler acts on its own session only: a second click while
+// one starts, or the late close of an old socket, never touches a newer session.
+let sess = null;
+let ws = null, ctx = null, playTime = 0, level = 0, levelOut = 0; // (the current session's socket and context)
 
 function log(msg, cls) {
   const d = document.createElement("div");
@@ -41,8 +48,8 @@ function wsUrl(href) {
   return url.href;
 }
 
-function sendPcm(f32) {
-  if (!ws || ws.readyState !== WebSocket.OPEN || !kame.handshake) return;
+function sendPcm(s, f32) {
+  if (s !== sess || !s.ws || s.ws.readyState !== WebSocket.OPEN || !kame.handshake) return;
   const msg = new DataView(new ArrayBuffer(1 + 2 * f32.length));
   msg.setUint8(0, KIND.PCM);
   let e = 0;
@@ -52,7 +59,7 @@ function sendPcm(f32) {
     msg.setInt16(1 + 2 * i, s * 32767, true);
   }
   level = Math.sqrt(e / f32.length);
-  ws.send(msg.buffer);
+  s.ws.send(msg.buffer);
   kame.audioIn++;
   $("n-in").textContent = kame.audioIn;
 }
@@ -132,8 +139,7 @@ function onMeta(d) {
     else if (d.name === "step_time" && !kame.stats) $("frames").textContent = "step " + (1000 * d.value).toFixed(0) + " ms of the 80 ms budget";
   } else if (type === "info") {
     if ("audio_out" in d) { // the server's own info (first): limits of this connection
-      log("session " + d.session + ": audio " + d.audio_out + " at " + d.sample_rate + " Hz, idle timeout " +
-        d.idle_timeout_s + " s" + (d.idle_audio_share ? " (under " + 100 * d.idle_audio_share + " % of it in audio)" : ""));
+      log("session " + d.session + ": audio " + d.audio_out + " at " + d.sample_rate + " Hz, " + limits(d));
     } else {
       renderComponents(d);
     }
@@ -143,6 +149,13 @@ function onMeta(d) {
   } else {
     log("meta " + JSON.stringify(d).slice(0, 200));
   }
+}
+
+// The server's info line on how a session ends by itself: idle timeout (0: never), session limit.
+function limits(d) {
+  const idle = d.idle_timeout_s > 0 ? "idle timeout " + d.idle_timeout_s + " s" +
+    (d.idle_audio_share ? " (under " + 100 * d.idle_audio_share + " % of it in audio)" : "") : "no idle timeout";
+  return idle + (d.max_session_s > 0 ? ", sessions end after " + d.max_session_s + " s" : "");
 }
 
 // Metrics measured in seconds (kame.runtime.metrics); others are plain numbers. The newest value
@@ -157,6 +170,8 @@ const EXPLAIN = {
   llm_tokens_per_s: "back-end LLM: generation speed (tokens per second)",
   stt_partial_latency: "end of a word -> its partial transcript",
   stt_final_latency: "your end of speech -> the final transcript",
+  content_latency: "your end of speech -> the first audible word of the answer (a cascade: its first audible frame)",
+  tts_first_chunk: "back-end TTS: time from its request to its first audio chunk",
 };
 
 function renderMetrics() {
@@ -246,7 +261,7 @@ function onMessage(ev) {
   }
 }
 
-function drawLevel() {
+function drawLevel(s) {
   for (const [id, v, color] of [["level", level, "#3a7bd5"], ["level-out", levelOut, "#e67e22"]]) {
     const c = $(id), g = c.getContext("2d");
     g.clearRect(0, 0, c.width, c.height);
@@ -254,11 +269,34 @@ function drawLevel() {
     g.fillRect(0, 0, Math.min(1, v * 4) * c.width, c.height);
   }
   levelOut *= 0.9; // decays when no agent audio arrives
-  if (ctx) requestAnimationFrame(drawLevel);
+  if (s === sess) requestAnimationFrame(() => drawLevel(s)); // (until this session ends)
 }
 
-// Before asking for the microphone: is the server reachable, full, or asking for a token?
-// (A refused WebSocket upgrade does not tell the page its HTTP status.)
+// The panels and window.kame as before any session (start() calls it: nothing carries over).
+function resetPanels() {
+  Object.assign(kame, fresh());
+  for (const id of ["finals", "partial", "agent-text", "frames"]) $(id).textContent = "";
+  $("oracle").textContent = "—";
+  $("oracle-count").textContent = "0 predictions";
+  $("oracle-history").replaceChildren();
+  for (const id of ["n-in", "n-out", "n-meta", "n-drop"]) $(id).textContent = "0";
+  $("in-drop").textContent = "0.0";
+  $("in-drop").className = "";
+  $("frames").className = "muted";
+  $("you").className = "panel";
+  const row = document.createElement("tr"), td = document.createElement("td");
+  td.className = "muted";
+  td.textContent = "(appears when you speak and the agent answers)";
+  row.append(td);
+  $("metrics").tBodies[0].replaceChildren(row);
+  $("components").textContent = "connecting…";
+  $("banner").hidden = true;
+  $("banner").textContent = "";
+}
+
+// Before asking for the microphone, and after a refused upgrade: is the server reachable, full,
+// or is the token missing or wrong? (A refused WebSocket upgrade does not tell the page its HTTP
+// status: 401 wrong token, 429 too many sessions from this address, 503 full or loading.)
 async function serverProblem() {
   let h;
   try {
@@ -269,94 +307,170 @@ async function serverProblem() {
   }
   if (h.status === "loading") return "the server is still loading its agent; try again in a few seconds";
   if (h.status === "failed") return "the server's agent has failed (" + (h.error || "see the server's log") + ")";
-  if (h.auth && !new URLSearchParams(location.search).get("token"))
-    return "this server needs a token: open this page as …/?token=YOUR_TOKEN";
+  const token = new URLSearchParams(location.search).get("token");
+  if (h.auth && !token)
+    return "this server needs a token: open this page as …/?token=YOUR_TOKEN (percent-encode + / = in it)";
+  if (h.auth) { // /api/metrics answers 401 for a wrong token, as /api/chat does
+    try {
+      const r = await fetch("api/metrics?" + new URLSearchParams({ token }), { cache: "no-store" });
+      if (r.status === 401) return "the token is wrong (in ?token=, percent-encode + / =)";
+    } catch (e) { /* (not reachable: the next start says so) */ }
+  }
+  if (h.max_sessions_per_client && h.client_sessions >= h.max_sessions_per_client)
+    return "too many sessions from your address (server.max_sessions_per_client: " + h.max_sessions_per_client +
+      "); close one first";
   if (h.max_sessions && h.sessions >= h.max_sessions)
     return "the server is full (" + h.sessions + " of " + h.max_sessions + " sessions in use); try again later";
   return null;
 }
 
+function problemStatus(problem) {
+  return problem.startsWith("the server is full") ? "server full" :
+    problem.includes("still loading") ? "server loading" : "cannot connect";
+}
+
+// What a failed getUserMedia / audio set-up means, in words.
+function micProblem(e) {
+  const insecure = window.isSecureContext ? "" : " (the page needs localhost or HTTPS for the microphone)";
+  if ((!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) && !window.isSecureContext)
+    return "no microphone on a page over plain http: open it on localhost or over HTTPS";
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia)
+    return "this browser gives the page no microphone (navigator.mediaDevices is missing)";
+  if (e && e.name === "NotFoundError") return "no microphone found (" + e.message + ")";
+  if (e && e.name === "NotAllowedError") return "microphone permission denied (" + e.message + ")" + insecure;
+  return "microphone/audio error: " + e + insecure;
+}
+
+function setButton(text, cls, disabled) {
+  $("connect").textContent = text;
+  $("connect").className = cls || "";
+  $("connect").disabled = !!disabled;
+}
+
 async function start() {
-  if (ws) return;
+  if (sess) return; // one session at a time (the button is disabled while one starts)
+  const s = (sess = { ws: null, ctx: null, stream: null, node: null, stopped: false });
+  resetPanels();
   setStatus("starting…");
+  setButton("Connecting…", "", true);
   const problem = await serverProblem();
+  if (s !== sess) return; // stopped meanwhile (window.kameStop)
   if (problem) {
-    setStatus(problem.startsWith("the server is full") ? "server full" :
-      problem.includes("still loading") ? "server loading" : "cannot connect", "error");
+    end(s);
+    setStatus(problemStatus(problem), "error");
     log(problem, "err");
     return;
   }
   try {
-    stream = await navigator.mediaDevices.getUserMedia({
+    if (!navigator.mediaDevices) throw new Error("no navigator.mediaDevices");
+    s.stream = await navigator.mediaDevices.getUserMedia({
       audio: { channelCount: 1, echoCancellation: true, noiseSuppression: false, autoGainControl: false },
     });
+    if (s !== sess) return release(s);
     let mic;
     try { // a 24 kHz context: the browser resamples the microphone for us
       if (new URLSearchParams(location.search).has("resample")) throw new Error("forced"); // test hook
-      ctx = new AudioContext({ sampleRate: RATE });
-      mic = ctx.createMediaStreamSource(stream);
+      s.ctx = new AudioContext({ sampleRate: RATE });
+      mic = s.ctx.createMediaStreamSource(s.stream);
     } catch (e) { // some browsers refuse a microphone in a context at another rate
-      if (ctx) ctx.close();
-      ctx = new AudioContext();
-      mic = ctx.createMediaStreamSource(stream);
-      log("audio context at " + ctx.sampleRate + " Hz; resampling to 24 kHz in the worklet");
+      if (s.ctx) s.ctx.close();
+      s.ctx = new AudioContext();
+      mic = s.ctx.createMediaStreamSource(s.stream);
+      log("audio context at " + s.ctx.sampleRate + " Hz; resampling to 24 kHz in the worklet");
     }
-    await ctx.resume();
-    kame.contextRate = ctx.sampleRate;
-    if (ctx.audioWorklet) {
-      await ctx.audioWorklet.addModule("pcm-worklet.js");
-      node = new AudioWorkletNode(ctx, "pcm-capture", { processorOptions: { ratio: ctx.sampleRate / RATE } });
-      node.port.onmessage = (e) => sendPcm(e.data);
-    } else if (ctx.sampleRate === RATE) { // older browsers: ScriptProcessor at 24 kHz
-      node = ctx.createScriptProcessor(2048, 1, 1);
-      node.onaudioprocess = (e) => sendPcm(e.inputBuffer.getChannelData(0).slice());
+    await s.ctx.resume();
+    if (s !== sess) return release(s);
+    kame.contextRate = s.ctx.sampleRate;
+    if (s.ctx.audioWorklet) {
+      await s.ctx.audioWorklet.addModule("pcm-worklet.js");
+      if (s !== sess) return release(s);
+      s.node = new AudioWorkletNode(s.ctx, "pcm-capture", { processorOptions: { ratio: s.ctx.sampleRate / RATE } });
+      s.node.port.onmessage = (e) => sendPcm(s, e.data);
+    } else if (s.ctx.sampleRate === RATE) { // older browsers: ScriptProcessor at 24 kHz
+      s.node = s.ctx.createScriptProcessor(2048, 1, 1);
+      s.node.onaudioprocess = (e) => sendPcm(s, e.inputBuffer.getChannelData(0).slice());
     } else {
       throw new Error("this browser has no AudioWorklet and no 24 kHz audio context");
     }
-    mic.connect(node);
-    const sink = ctx.createGain(); // keep the graph pulling without echoing the mic
+    mic.connect(s.node);
+    const sink = s.ctx.createGain(); // keep the graph pulling without echoing the mic
     sink.gain.value = 0;
-    node.connect(sink).connect(ctx.destination);
+    s.node.connect(sink).connect(s.ctx.destination);
   } catch (e) {
-    setStatus("no microphone", "error");
-    log("microphone/audio error: " + e + " (needs localhost or HTTPS)", "err");
-    stop();
+    if (s !== sess) return release(s);
+    end(s);
+    setStatus(e && e.name === "NotAllowedError" ? "microphone denied" : e && e.name !== "NotFoundError" &&
+      navigator.mediaDevices ? "microphone error" : "no microphone", "error");
+    log(micProblem(e), "err");
     return;
   }
-  ws = new WebSocket(wsUrl());
-  ws.binaryType = "arraybuffer";
-  ws.onopen = () => { kame.connected = true; log("connected " + ws.url.replace(/token=[^&]*/, "token=…")); };
-  ws.onmessage = onMessage;
-  ws.onclose = async (e) => {
-    const live = !!kame.handshake;
-    kame.connected = false;
-    kame.closed = { code: e.code, reason: e.reason };
-    log("closed: " + e.code + " " + (e.reason || ""), e.code === 1000 ? "" : "err");
-    setStatus(e.code === 1000 ? "closed" : "closed " + e.code, e.code === 1000 ? "idle" : "error");
-    stop();
-    if (!live && e.code !== 1000) { // refused before the session started: say why if we can
-      const problem = await serverProblem();
-      log(problem || "the server refused the session (see its log)", "err");
-    }
+  ctx = s.ctx;
+  ws = s.ws = new WebSocket(wsUrl());
+  s.ws.binaryType = "arraybuffer";
+  s.ws.onopen = () => {
+    if (s !== sess) return;
+    kame.connected = true;
+    log("connected " + s.ws.url.replace(/token=[^&]*/, "token=…"));
   };
-  $("connect").textContent = "Stop";
-  $("connect").className = "stop";
-  drawLevel();
+  s.ws.onmessage = (ev) => { if (s === sess) onMessage(ev); };
+  s.ws.onclose = (e) => closed(s, e);
+  setButton("Stop", "stop");
+  drawLevel(s);
 }
 
-function stop() {
-  if (ws && ws.readyState <= WebSocket.OPEN) ws.close(1000, "user stopped");
-  ws = null;
+// A session's socket has closed: by the user (stop), the server, or a lost connection.
+async function closed(s, e) {
+  if (s.stopped || s !== sess) { // the user stopped it (or a newer session has begun): nothing more to say
+    if (e.code === 1000) log("closed: " + e.code + " " + (e.reason || ""));
+    return;
+  }
+  const live = !!kame.handshake;
+  kame.connected = false;
+  kame.closed = { code: e.code, reason: e.reason };
+  log("closed: " + e.code + " " + (e.reason || ""), e.code === 1000 ? "" : "err");
+  setStatus(e.code === 1000 ? "closed" : "closed " + e.code, e.code === 1000 ? "idle" : "error");
+  end(s);
+  if (live && e.code === 1006) {
+    log("the connection to the server was lost (server stopped or network failed)", "err");
+  } else if (!live && e.code !== 1000) { // refused before the session started: ask the server why
+    const problem = await serverProblem();
+    log(problem || "the server refused the session (see its log)", "err");
+    if (problem && !sess) setStatus(problemStatus(problem), "error");
+  }
+}
+
+// Close a session's socket, microphone and audio context (whichever it has got so far).
+function release(s) {
+  s.stopped = true;
+  if (s.ws && s.ws.readyState <= WebSocket.OPEN) s.ws.close(1000, "user stopped");
+  if (s.node && s.node.port) s.node.port.onmessage = null;
+  if (s.stream) s.stream.getTracks().forEach((t) => t.stop());
+  if (s.ctx && s.ctx.state !== "closed") s.ctx.close();
+}
+
+// The session ``s`` is over: released, and the page ready for the next (if it was the current one).
+function end(s) {
+  release(s);
+  if (s !== sess) return;
+  sess = ws = ctx = null;
   kame.handshake = null;
-  if (stream) stream.getTracks().forEach((t) => t.stop());
-  if (ctx) ctx.close();
-  stream = ctx = node = null;
   playTime = 0;
   level = levelOut = 0;
-  $("connect").textContent = "Connect microphone";
-  $("connect").className = "";
+  if (!kame.components) $("components").textContent = "not connected — press “Connect microphone” and talk";
+  setButton("Connect microphone");
+}
+
+// The user's stop: of a live session, or of one still starting or connecting.
+function stop() {
+  const s = sess;
+  if (!s) return;
+  const connecting = s.ws && s.ws.readyState === WebSocket.CONNECTING;
+  if (connecting || !s.ws) log("stopped by you before the session began");
+  end(s);
+  kame.connected = false;
+  setStatus("stopped");
 }
 
 window.kameStart = start;
 window.kameStop = stop;
-$("connect").onclick = () => (ws ? stop() : start());
+$("connect").onclick = () => (sess ? stop() : start());
