@@ -1,7 +1,9 @@
 """The browser page's session life in headless Chromium (tests/server/cdp.py): a double click
-makes one session, a stop while connecting is the user's, a wrong token or the per-client cap is
-named, microphone errors say what failed, the server's limits line, nothing carried over from
-the session before. Skips when no Chromium is installed (Debian: apt-get install chromium)."""
+makes one session, a start can be cancelled while it waits, a stop while connecting is the
+user's, a start after a stop waits for the last session's close, a wrong token or the per-client
+cap is named (before and after a refused upgrade), the server checks give up, microphone errors
+say what failed and the microphone is released, the server's limits line, nothing carried over
+from the session before. Skips when no Chromium is installed (Debian: apt-get install chromium)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,15 @@ LIVE = "window.kame.handshake && window.kame.texts >= 1"
 # the page's WebSockets, kept in window.sockets
 SOCKETS = ("window.sockets = []; window.WebSocket = class extends WebSocket "
            "{ constructor(...a) { super(...a); window.sockets.push(this); } }")
+# the page's microphone streams, kept in window.streams (ENDED: all their tracks stopped)
+CAPTURE = ("window.gum = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices); window.streams = []; "
+           "navigator.mediaDevices.getUserMedia = (c) => window.gum(c).then((s) => { window.streams.push(s); return s; })")
+ENDED = "window.streams.every((s) => s.getTracks().every((t) => t.readyState === 'ended'))"
+# getUserMedia held until window.go() (a permission prompt not yet answered)
+HOLD = ("navigator.mediaDevices.getUserMedia = (c) => new Promise((ok) => "
+        "{ window.go = () => ok(window.gum(c).then((s) => { window.streams.push(s); return s; })); })")
+BUTTON = "[document.getElementById('connect').textContent, document.getElementById('connect').disabled]"
+STATUS = "document.getElementById('status').textContent"
 
 
 @pytest.fixture
@@ -48,7 +59,8 @@ async def test_a_double_click_makes_one_session_that_keeps_working(mic):
     async with running_server() as (url, server):
         async with Chromium(url + "/", fake_audio=mic) as page:
             await _wait_for(page, READY)
-            await page.eval("{ const b = document.getElementById('connect'); b.click(); b.click(); }")
+            await page.eval("{ const b = document.getElementById('connect'); b.click(); "
+                            "b.dispatchEvent(new MouseEvent('click', {detail: 2})); }")  # (its second click)
             await _wait_for(page, LIVE)
             assert (await _health(url))["sessions"] == 1 and server.total_sessions == 1
             out = await page.eval("window.kame.audioOut")
@@ -69,19 +81,103 @@ async def test_stop_while_connecting_is_the_users_stop_not_a_refusal(mic):
 
     agent.open_session = held_open_session
     async with running_server(agent=agent) as (url, server):
+        try:
+            async with Chromium(url + "/", fake_audio=mic) as page:
+                await _wait_for(page, READY)
+                await page.eval(SOCKETS)
+                await page.eval("window.kameStart()")
+                await asyncio.wait_for(entered.wait(), 30)
+                await page.eval("document.getElementById('connect').click()")
+                await _wait_for(page, "window.sockets[0].readyState === WebSocket.CLOSED && (" + LOG +
+                                ".includes('stopped by you') || " + LOG + ".includes('refused'))")
+                await page.eval("fetch('api/health').then((r) => r.json())")  # (a round trip for any late log line)
+                text = await page.eval(LOG)
+                assert "stopped by you" in text and "refused" not in text and "1006" not in text
+                assert await page.eval("document.getElementById('connect').textContent") == "Connect microphone"
+        finally:
+            gate.set()  # (else the held upgrade keeps the server from shutting down)
+
+
+async def test_a_start_waiting_for_the_microphone_can_be_cancelled(mic):
+    """(was: "Connecting..." disabled for good while a permission prompt went unanswered)"""
+    async with running_server() as (url, server):
         async with Chromium(url + "/", fake_audio=mic) as page:
             await _wait_for(page, READY)
-            await page.eval(SOCKETS)
-            await page.eval("window.kameStart()")
-            await asyncio.wait_for(entered.wait(), 30)
+            await page.eval(CAPTURE + "; navigator.mediaDevices.getUserMedia = () => "
+                            "{ window.asked = true; return new Promise(() => {}); }")  # never answers
+            await page.eval("window.kameStart(); 0")
+            await _wait_for(page, "window.asked")
+            assert await page.eval(BUTTON) == ["Cancel", False]
             await page.eval("document.getElementById('connect').click()")
-            await _wait_for(page, "window.sockets[0].readyState === WebSocket.CLOSED && (" + LOG +
-                            ".includes('stopped by you') || " + LOG + ".includes('refused'))")
-            await page.eval("fetch('api/health').then((r) => r.json())")  # (a round trip for any late log line)
-            text = await page.eval(LOG)
-            assert "stopped by you" in text and "refused" not in text and "1006" not in text
-            assert await page.eval("document.getElementById('connect').textContent") == "Connect microphone"
-            gate.set()
+            assert await page.eval(BUTTON) == ["Connect microphone", False]
+            assert await page.eval(STATUS) == "stopped" and "stopped by you" in await page.eval(LOG)
+            await page.eval("navigator.mediaDevices.getUserMedia = (c) => window.gum(c)")
+            await page.eval("document.getElementById('connect').click()")  # a new start works
+            await _wait_for(page, LIVE)
+            assert server.total_sessions == 1 and await page.eval(BUTTON) == ["Stop", False]
+
+
+async def test_the_server_checks_give_up_and_name_an_error_page(mic):
+    """A stalled /api/health gives up (its 5 s made 0.1 s here), a proxy's HTML 504 is called an
+    error page (was: "Connecting..." for good; "not reachable (Unexpected token '<' ...)")."""
+    async with running_server() as (url, _):
+        async with Chromium(url + "/", fake_audio=mic) as page:
+            await _wait_for(page, READY)
+            await page.eval("window.fetch = () => Promise.resolve(new Response('<html>Gateway Timeout</html>', "
+                            "{status: 504, headers: {'Content-Type': 'text/html'}}))")
+            await page.eval("window.kameStart()")
+            await _wait_for(page, LOG + ".includes('error page (HTTP 504')", timeout=10)
+            assert "Unexpected token" not in await page.eval(LOG) and await page.eval(STATUS) == "cannot connect"
+            await page.eval("{ const t = AbortSignal.timeout.bind(AbortSignal); AbortSignal.timeout = () => t(100); "
+                            "window.fetch = (u, o) => new Promise((_, no) => o && o.signal && "
+                            "o.signal.addEventListener('abort', () => no(o.signal.reason))); }")  # a stalled proxy
+            await page.eval("window.kameStart(); 0")
+            assert await page.eval(BUTTON) == ["Cancel", False]  # (meanwhile)
+            await _wait_for(page, LOG + ".includes('no answer within 5 s')", timeout=10)
+            assert await page.eval(BUTTON) == ["Connect microphone", False]
+
+
+async def test_a_start_after_a_stop_waits_for_the_last_session_to_close(mic):
+    """The server frees a client's place once its session has closed (slow here): a Connect
+    right after a Stop waits for the old socket's close (was: "too many sessions from your address")."""
+    agent = EchoAgent(max_sessions=8, delay_frames=2)
+    open_session = agent.open_session
+
+    async def slow_closing(session_id=None):
+        session = await open_session(session_id)
+        close = session.close
+
+        async def slow_close():
+            await asyncio.sleep(1.0)
+            await close()
+
+        session.close = slow_close
+        return session
+
+    agent.open_session = slow_closing
+    async with running_server(agent=agent, max_sessions_per_client=1) as (url, server):
+        async with Chromium(url + "/", fake_audio=mic) as page:
+            await _wait_for(page, READY)
+            await page.eval("window.kameStart()")
+            await _wait_for(page, LIVE)
+            await page.eval("window.kameStop(); window.kameStart(); 0")
+            await _wait_for(page, LOG + ".includes('too many sessions') || (" + LIVE + ")")
+            assert "too many sessions" not in await page.eval(LOG) and server.total_sessions == 2
+
+
+async def test_a_websocket_that_cannot_be_made_ends_the_start(mic):
+    """new WebSocket() throwing (a Content-Security-Policy, a blocked port) releases the
+    microphone and says so (was: start() rejected, microphone on, button disabled for good)."""
+    async with running_server() as (url, _):
+        async with Chromium(url + "/", fake_audio=mic) as page:
+            await _wait_for(page, READY)
+            await page.eval(CAPTURE + "; window.WebSocket = class extends WebSocket "
+                            "{ constructor() { throw new DOMException('refused by policy', 'SecurityError'); } }")
+            await page.eval("window.kameStart()")
+            await _wait_for(page, LOG + ".includes('refused by policy')", timeout=10)
+            assert await page.eval("window.streams.length") == 1 and await page.eval(ENDED)
+            assert await page.eval(BUTTON) == ["Connect microphone", False]
+            assert "SecurityError" in await page.eval(STATUS)
 
 
 async def test_a_wrong_token_and_the_per_client_cap_are_named(mic):
@@ -105,6 +201,66 @@ async def test_a_wrong_token_and_the_per_client_cap_are_named(mic):
                 await page.eval("window.kameStart()")
                 await _wait_for(page, LOG + ".includes('too many sessions from your address')")
                 assert "max_sessions_per_client" in await page.eval(LOG) and server.total_sessions == 1
+
+
+async def test_the_token_check_is_a_head_and_a_proxys_401_is_not_the_tokens(mic):
+    """/api/metrics is asked with HEAD (was: GET, its whole text at each start), which aiohttp
+    answers as GET; a 401 without the server's "WWW-Authenticate: Bearer" is a proxy's refusal."""
+    async with running_server(auth_token="s3cret") as (url, _):
+        async with aiohttp.ClientSession() as http:
+            async with http.head(url + "/api/metrics?token=wrong") as r:
+                assert r.status == 401 and r.headers["WWW-Authenticate"] == "Bearer"
+            async with http.head(url + "/api/metrics?token=s3cret") as r:
+                assert r.status == 200
+        async with Chromium(url + "/?token=wrong", fake_audio=mic) as page:
+            await _wait_for(page, READY)
+            await page.eval("window.asked = []; { const f = window.fetch; window.fetch = (u, o) => "
+                            "{ window.asked.push((o && o.method || 'GET') + ' ' + u); return f(u, o); }; }")
+            await page.eval("window.kameStart()")
+            await _wait_for(page, LOG + ".includes('the token is wrong')")
+            assert [a.split("?")[0] for a in await page.eval("window.asked")] == ["GET api/health", "HEAD api/metrics"]
+            await page.eval("{ const f = window.fetch; window.fetch = (u, o) => u.startsWith('api/metrics') ? "
+                            "Promise.resolve(new Response(null, {status: 401})) : f(u, o); }")  # a proxy's 401
+            await page.eval("window.kameStart()")
+            await _wait_for(page, LOG + ".includes('refused /api/metrics (HTTP 401)')")
+            assert (await page.eval(LOG)).count("the token is wrong") == 1
+
+
+async def test_a_refused_upgrade_names_the_cap(mic):
+    """The cap reached while the page waited for its microphone: the early check passed, the
+    upgrade is refused (429), and the page then asks why (closed())."""
+    async with running_server(max_sessions_per_client=1) as (url, server):
+        async with Chromium(url + "/", fake_audio=mic) as page:
+            await _wait_for(page, READY)
+            await page.eval(CAPTURE + "; " + HOLD)
+            await page.eval("window.kameStart(); 0")
+            await _wait_for(page, "typeof window.go === 'function'")  # (past the early check)
+            async with aiohttp.ClientSession() as http, http.ws_connect(chat_url(url)) as ws:
+                await ws.receive(timeout=10)  # handshake: this address's one session is live
+                await page.eval("window.go()")
+                await _wait_for(page, LOG + ".includes('too many sessions from your address')")
+                text = await page.eval(LOG)
+                assert text.index("closed: 1006") < text.index("too many sessions") and server.total_sessions == 1
+                assert await page.eval(STATUS) == "cannot connect" and await page.eval(ENDED)
+
+
+async def test_the_microphone_is_released_when_the_worklet_fails_and_when_it_answers_after_a_stop(mic):
+    async with running_server() as (url, _):
+        async with Chromium(url + "/", fake_audio=mic) as page:
+            await _wait_for(page, READY)
+            await page.eval(CAPTURE + "; AudioWorklet.prototype.addModule = () => "
+                            "Promise.reject(new DOMException('no worklet', 'AbortError'))")
+            await page.eval("window.kameStart()")
+            await _wait_for(page, LOG + ".includes('no worklet')")
+            assert await page.eval("window.streams.length") == 1 and await page.eval(ENDED)
+            assert await page.eval(BUTTON) == ["Connect microphone", False]
+            await page.eval(HOLD)
+            await page.eval("window.kameStart(); 0")
+            await _wait_for(page, "typeof window.go === 'function'")
+            await page.eval("window.kameStop(); window.go(); 0")  # the prompt answered after the stop
+            await _wait_for(page, "window.streams.length === 2")
+            await _wait_for(page, ENDED, timeout=10)
+            assert await page.eval(STATUS) == "stopped"
 
 
 REJECT = "navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('x', '{}'))".format

@@ -21,6 +21,10 @@ const kame = (window.kame = fresh());
 // start() makes its own, and every handler acts on its own session only: a second click while
 // one starts, or the late close of an old socket, never touches a newer session.
 let sess = null;
+// Stopped sessions' sockets until their close event: the server answers a close once its session
+// is closed and frees its place only then, so the next start() waits for them (up to 5 s) before
+// asking /api/health (was: "too many sessions from your address" right after a stop).
+const closing = new Set();
 let ws = null, ctx = null, playTime = 0, level = 0, levelOut = 0; // (the current session's socket and context)
 
 function log(msg, cls) {
@@ -296,24 +300,37 @@ function resetPanels() {
 
 // Before asking for the microphone, and after a refused upgrade: is the server reachable, full,
 // or is the token missing or wrong? (A refused WebSocket upgrade does not tell the page its HTTP
-// status: 401 wrong token, 429 too many sessions from this address, 503 full or loading.)
+// status: 401 wrong token, 429 too many sessions from this address, 503 full or loading.) Each
+// request gives up after 5 s (a stalled proxy); a body that is not JSON is a proxy's error page.
+const CHECK_MS = 5000;
 async function serverProblem() {
-  let h;
+  let r, h;
+  const unreachable = (e) => "the kame server is not reachable (" +
+    (e && e.name === "TimeoutError" ? "no answer within " + CHECK_MS / 1000 + " s" : e.message) + ")";
   try {
-    const r = await fetch("api/health", { cache: "no-store" });
+    r = await fetch("api/health", { cache: "no-store", signal: AbortSignal.timeout(CHECK_MS) });
+  } catch (e) {
+    return unreachable(e);
+  }
+  try {
     h = await r.json();
   } catch (e) {
-    return "the kame server is not reachable (" + e.message + ")";
+    return e && e.name === "TimeoutError" ? unreachable(e) : "the kame server is not reachable: /api/health " +
+      "answered with an error page (HTTP " + r.status + "; a proxy before the server?)";
   }
   if (h.status === "loading") return "the server is still loading its agent; try again in a few seconds";
   if (h.status === "failed") return "the server's agent has failed (" + (h.error || "see the server's log") + ")";
   const token = new URLSearchParams(location.search).get("token");
   if (h.auth && !token)
     return "this server needs a token: open this page as …/?token=YOUR_TOKEN (percent-encode + / = in it)";
-  if (h.auth) { // /api/metrics answers 401 for a wrong token, as /api/chat does
+  if (h.auth) { // /api/metrics answers 401 for a wrong token, as /api/chat does (HEAD: not its text)
     try {
-      const r = await fetch("api/metrics?" + new URLSearchParams({ token }), { cache: "no-store" });
-      if (r.status === 401) return "the token is wrong (in ?token=, percent-encode + / =)";
+      const m = await fetch("api/metrics?" + new URLSearchParams({ token }),
+        { method: "HEAD", cache: "no-store", signal: AbortSignal.timeout(CHECK_MS) });
+      // (the server's own 401 says "Bearer"; a proxy's may not: then it is not the token's fault)
+      if (m.status === 401 && /^Bearer\b/i.test(m.headers.get("WWW-Authenticate") || ""))
+        return "the token is wrong (in ?token=, percent-encode + / =)";
+      if (m.status === 401) return "the server (or a proxy before it) refused /api/metrics (HTTP 401)";
     } catch (e) { /* (not reachable: the next start says so) */ }
   }
   if (h.max_sessions_per_client && h.client_sessions >= h.max_sessions_per_client)
@@ -347,14 +364,26 @@ function setButton(text, cls, disabled) {
   $("connect").disabled = !!disabled;
 }
 
+// Resolves once the stopped sessions' sockets have closed, or after ``ms``.
+function previousClosed(ms) {
+  const open = [...closing].filter((w) => w.readyState !== WebSocket.CLOSED);
+  if (!open.length) return Promise.resolve();
+  return Promise.race([
+    Promise.all(open.map((w) => new Promise((done) => w.addEventListener("close", done, { once: true })))),
+    new Promise((done) => setTimeout(done, ms)),
+  ]);
+}
+
 async function start() {
-  if (sess) return; // one session at a time (the button is disabled while one starts)
+  if (sess) return; // one session at a time (the button is "Cancel", then "Stop", while one is on)
   const s = (sess = { ws: null, ctx: null, stream: null, node: null, stopped: false });
   resetPanels();
   setStatus("starting…");
-  setButton("Connecting…", "", true);
+  setButton("Cancel", "stop"); // (enabled: a permission prompt left unanswered, a slow server)
+  await previousClosed(5000); // (the last session's place is free once its socket has closed)
+  if (s !== sess) return; // cancelled meanwhile
   const problem = await serverProblem();
-  if (s !== sess) return; // stopped meanwhile (window.kameStop)
+  if (s !== sess) return; // cancelled meanwhile
   if (problem) {
     end(s);
     setStatus(problemStatus(problem), "error");
@@ -363,6 +392,7 @@ async function start() {
   }
   try {
     if (!navigator.mediaDevices) throw new Error("no navigator.mediaDevices");
+    setStatus("waiting for the microphone…");
     s.stream = await navigator.mediaDevices.getUserMedia({
       audio: { channelCount: 1, echoCancellation: true, noiseSuppression: false, autoGainControl: false },
     });
@@ -405,7 +435,15 @@ async function start() {
     return;
   }
   ctx = s.ctx;
-  ws = s.ws = new WebSocket(wsUrl());
+  setStatus("connecting…");
+  try { // (a Content-Security-Policy or a blocked port throws here)
+    ws = s.ws = new WebSocket(wsUrl());
+  } catch (e) {
+    end(s);
+    setStatus("cannot connect (" + (e && e.name || "error") + ")", "error");
+    log("cannot open the WebSocket to the server: " + e, "err");
+    return;
+  }
   s.ws.binaryType = "arraybuffer";
   s.ws.onopen = () => {
     if (s !== sess) return;
@@ -420,6 +458,7 @@ async function start() {
 
 // A session's socket has closed: by the user (stop), the server, or a lost connection.
 async function closed(s, e) {
+  closing.delete(s.ws);
   if (s.stopped || s !== sess) { // the user stopped it (or a newer session has begun): nothing more to say
     if (e.code === 1000) log("closed: " + e.code + " " + (e.reason || ""));
     return;
@@ -442,7 +481,10 @@ async function closed(s, e) {
 // Close a session's socket, microphone and audio context (whichever it has got so far).
 function release(s) {
   s.stopped = true;
-  if (s.ws && s.ws.readyState <= WebSocket.OPEN) s.ws.close(1000, "user stopped");
+  if (s.ws && s.ws.readyState <= WebSocket.OPEN) {
+    s.ws.close(1000, "user stopped");
+    closing.add(s.ws); // (until its close event: closed())
+  }
   if (s.node && s.node.port) s.node.port.onmessage = null;
   if (s.stream) s.stream.getTracks().forEach((t) => t.stop());
   if (s.ctx && s.ctx.state !== "closed") s.ctx.close();
@@ -473,4 +515,5 @@ function stop() {
 
 window.kameStart = start;
 window.kameStop = stop;
-$("connect").onclick = () => (sess ? stop() : start());
+// (the second click of a double click is not a stop: e.detail counts the clicks in a row)
+$("connect").onclick = (e) => (e.detail > 1 ? undefined : sess ? stop() : start());
