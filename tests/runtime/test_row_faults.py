@@ -188,3 +188,15 @@ def test_a_fault_in_a_frame_whose_step_failed_is_said_at_the_next():
         assert w.run(StepJob(rows=rows(nan))).rows[0].problems == [(NAN, None)]  # (its ErrorEvent was lost)
     finally:
         w.shutdown()
+
+
+def test_a_rows_audio_is_its_own_not_a_view_of_the_batch():
+    # (was: a view of the step's [B, 1920] array, so a session that kept its frames, as file mode's
+    # recording does, kept the whole batch's audio: B times the memory)
+    w = StepWorker([CheckingFrameModel(4)])
+    try:
+        out = w.run(StepJob(rows=rows(np.zeros(F, np.float32)))).rows
+        for r in (0, 1):
+            assert out[r].pcm.base is None and out[r].pcm.nbytes == F * 4
+    finally:
+        w.shutdown()

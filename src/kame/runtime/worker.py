@@ -343,7 +343,9 @@ class StepWorker:
                 self._stepping = None
             for ri in rows:
                 r = self.row_map[ri.row][1]
-                out[ri.row] = RowOutput(pcm=np.asarray(fo.pcm[r], np.float32), text_token=int(fo.text[r]),
+                # (a copy: a view would keep the whole batch's [B, 1920] array alive as long as a session keeps
+                # its frame, e.g. file mode's recording: B times the memory)
+                out[ri.row] = RowOutput(pcm=np.array(fo.pcm[r], np.float32), text_token=int(fo.text[r]),
                                         oracle_token=int(fo.oracle[r]),
                                         step=None if fo.step is None else int(fo.step[r]), problems=problems[ri.row])
         if self.vad_factory is not None:
