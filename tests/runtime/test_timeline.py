@@ -54,3 +54,47 @@ def test_tandem_words_stay_at_their_step_and_the_plot_is_written(tmp_path):
     rec.update(transcripts=[{"t": 2.0, "text": "what is the capital of France", "final": True}], oracle=[])
     plot_timeline(tmp_path / "t.png", np.zeros_like(agent), agent, rec, "cascade")
     assert (tmp_path / "t.png").stat().st_size > 0
+
+
+def _long_tandem(words: int, seconds: float) -> tuple[dict, np.ndarray]:
+    rec = {"vad": [], "metrics": [], "other": [], "transcripts": [], "oracle": [],
+           "agent_text": [{"t": seconds * i / words, "text": f" w{i}"} for i in range(words)]}
+    return rec, np.zeros(int(SR * seconds) + SR, dtype=np.float32)
+
+
+def _word_texts(fig) -> list[str]:
+    return [a.get_text() for a in fig.axes[3].texts]
+
+
+def test_a_long_run_plots_its_last_words_on_a_wider_figure():
+    """Was: the first 400 agent words only, silently: a 3-minute run's last turns had no words."""
+    import matplotlib.pyplot as plt
+
+    from kame.runtime.timeline import MAX_WIDTH_IN, WIDTH_IN, timeline_figure
+
+    rec, agent = _long_tandem(600, 180.0)
+    fig = timeline_figure(np.zeros_like(agent), agent, rec, "tandem")
+    try:
+        texts = _word_texts(fig)
+        assert "w599" in texts and len(texts) == 600  # all of them, to the last
+        assert WIDTH_IN < fig.get_figwidth() <= MAX_WIDTH_IN  # wider for 3 minutes
+    finally:
+        plt.close(fig)
+
+
+def test_too_many_words_are_thinned_over_the_whole_run_with_a_note(monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from kame.runtime import timeline
+
+    monkeypatch.setattr(timeline, "WORDS_PER_IN", 10)  # (14 in: 140 words at most)
+    rec, agent = _long_tandem(450, 40.0)
+    fig = timeline.timeline_figure(np.zeros_like(agent), agent, rec, "tandem")
+    try:
+        texts = _word_texts(fig)
+        note = [t for t in texts if "agent word in 4 shown" in t]
+        assert len(note) == 1 and "113 of 450" in note[0]
+        shown = [int(t[1:]) for t in texts if t.startswith("w")]
+        assert len(shown) == 113 and shown[0] == 0 and shown[-1] >= 440  # spread to the end, not the first 113
+    finally:
+        plt.close(fig)

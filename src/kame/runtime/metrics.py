@@ -122,6 +122,31 @@ def behind_real_time(late: int, frames: int) -> bool:
     return late >= MIN_LATE and late > LATE_SHARE * frames
 
 
+RECENT_FRAMES = 63  # the recent frames (~5 s) judged for "falls behind real time" (live by the session; by kame client)
+
+
+def behind_recently(totals, window: int = RECENT_FRAMES) -> tuple[int, int] | None:
+    """The rule over a session's recent frames, as the server applies it live, from the running
+    totals ``(late, frames)`` it reports in order (its "stats" Metas, one every
+    runtime.stats_interval_s): each stretch from one report back to the latest report at least
+    ``window`` frames before it (or to the session's start) is judged by behind_real_time. The
+    worst stretch so judged, as ``(late, frames)``, or None: none was behind (was: `kame client`
+    judged the session's totals only, and a long session that fell behind for a while looked
+    fine, 66 of 2240 frames, when 6 s of it missed 14 of 73)."""
+    points = [(0, 0)]  # (late, frames) at the session's start
+    for late, frames in totals:
+        if frames > points[-1][1] and late >= points[-1][0]:  # (in order; a repeat or a stray skipped)
+            points.append((late, frames))
+    worst, i = None, 0
+    for late, frames in points[1:]:
+        while i + 1 < len(points) and frames - points[i + 1][1] >= window:
+            i += 1
+        dl, df = late - points[i][0], frames - points[i][1]
+        if behind_real_time(dl, df) and (worst is None or dl * worst[1] > worst[0] * df):
+            worst = (dl, df)
+    return worst
+
+
 def late_share(late: int, frames: int) -> str:
     """"14 of 15 frames (93 %)"."""
     return f"{late} of {frames} frames ({100 * late / max(frames, 1):.0f} %)"

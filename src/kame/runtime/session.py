@@ -34,7 +34,7 @@ from ..backend.types import FRAME_S, FRAME_SIZE, AudioFrame, OracleAppend, Oracl
 from ..errors import KameError
 from .base import (AgentAudio, AgentText, BackendHealth, ErrorEvent, Meta, Output, OutputReader, Session, SingleReader,
                    internal_error)
-from .metrics import Metric, behind_real_time
+from .metrics import RECENT_FRAMES, Metric, behind_real_time
 from .worker import RowInput, RowOutput
 
 if TYPE_CHECKING:
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 _CLOSED = object()
 MAX_PENDING_OUTPUTS = 4000  # unread outputs kept per session (~2-3 min of audio frames + text)
-PACE_WINDOW = 63  # recent frames (~5 s) judged for "falls behind real time"
 HEAVY_STEP = 0.75  # a step taking this share of the 80 ms (median of the late frames) is the cause
 LAYOUT_KEYS = ("max_delay", "delays", "oracle", "start_id", "pad_id", "text_card")  # TandemSession.frontend_layout
 
@@ -149,7 +148,7 @@ class TandemSession(Session):
         self._received = 0  # samples of user audio pushed (kept or dropped)
         self._taken = 0  # frames of input taken by the ticker (take_input)
         self._first_audio: tuple[float, int] | None = None  # (clock time, frames taken) at the first audio
-        self._pace: deque[tuple[float, float, float]] = deque(maxlen=PACE_WINDOW)  # frame_timing's, recent
+        self._pace: deque[tuple[float, float, float]] = deque(maxlen=RECENT_FRAMES)  # frame_timing's, recent
         self._behind_warned = False
         self._lat = _Latency()
         self._step_times: deque[float] = deque(maxlen=int(max(cfg.runtime.stats_interval_s, 1.0) / FRAME_S))

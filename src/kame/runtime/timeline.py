@@ -16,15 +16,42 @@ from ..backend.types import FRAME_S
 from ..paths import write_replacing
 from .filemode import AUDIBLE
 
+WIDTH_IN = 14.0  # the figure's width (inches) up to WIDE_AFTER_S of conversation; it grows with it ...
+WIDE_AFTER_S = 60.0
+MAX_WIDTH_IN = 40.0  # ... up to this (4400 px at the PNG's 110 dpi)
+WORDS_PER_IN = 30  # the agent's words the plot shows per inch of its width; beyond, every Nth (was: the first 400)
+
 
 def plot_timeline(path: Path, user: np.ndarray, agent: np.ndarray, rec: dict, title: str) -> None:
+    """Write the conversation's timeline plot to ``path`` (PNG)."""
+    import matplotlib.pyplot as plt
+
+    fig = timeline_figure(user, agent, rec, title)
+    try:  # (as write_wav: whole or not at all, and KameError naming the file it could not write)
+        write_replacing(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), "timeline plot")
+    finally:
+        plt.close(fig)
+
+
+def figure_width(duration_s: float) -> float:
+    """The figure's width in inches: WIDTH_IN, wider for a conversation longer than WIDE_AFTER_S
+    (in proportion), up to MAX_WIDTH_IN."""
+    return min(MAX_WIDTH_IN, max(WIDTH_IN, WIDTH_IN * duration_s / WIDE_AFTER_S))
+
+
+def timeline_figure(user: np.ndarray, agent: np.ndarray, rec: dict, title: str):
+    """The timeline's matplotlib figure (plot_timeline writes it; the caller closes it). Every agent
+    word is shown up to WORDS_PER_IN per inch of the figure's width; beyond, every Nth over the
+    whole conversation, and a note on the agent's panel says so (was: the first 400 words only,
+    silently: a long run's last turns had audio but no words)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     t = np.arange(user.shape[0]) / SAMPLE_RATE
-    fig, ax = plt.subplots(4, 1, figsize=(14, 9), sharex=True, gridspec_kw={"height_ratios": [2, 2, 2, 2]})
+    width = figure_width(max(user.shape[0], agent.shape[0]) / SAMPLE_RATE)
+    fig, ax = plt.subplots(4, 1, figsize=(width, 9), sharex=True, gridspec_kw={"height_ratios": [2, 2, 2, 2]})
     ax[0].plot(t, user, lw=0.4, color="tab:blue")
     ax[0].set_ylabel("user")
     for v in rec["vad"]:
@@ -53,8 +80,14 @@ def plot_timeline(path: Path, user: np.ndarray, agent: np.ndarray, rec: dict, ti
     ax[3].plot(t, agent, lw=0.4, color="tab:orange")
     ax[3].set_ylabel("agent")
     # (y in axes fractions, clipped: a label never spills out of its panel)
-    for tw, y, w in agent_word_positions(rec, agent)[:400]:
+    words = agent_word_positions(rec, agent)
+    every = max(1, -(-len(words) // int(WORDS_PER_IN * width)))  # (1: all of them)
+    for tw, y, w in words[::every]:
         ax[3].text(tw, y, w, fontsize=5, color="saddlebrown", transform=ax[3].get_xaxis_transform(), clip_on=True)
+    if every > 1:
+        ax[3].text(0.002, 0.02, f"1 agent word in {every} shown ({len(words[::every])} of {len(words)}, "
+                   f"over the whole run; all of them are in the JSON's agent_text)", fontsize=7, color="red",
+                   transform=ax[3].transAxes, gid="thinned_words")
     for tr in first_response_times(rec):
         ax[3].axvline(tr, color="red", lw=0.6, ls=":", label="first response")
     _legend(ax[3])
@@ -66,10 +99,7 @@ def plot_timeline(path: Path, user: np.ndarray, agent: np.ndarray, rec: dict, ti
     with warnings.catch_warnings():  # long labels: a slightly imperfect layout is fine
         warnings.simplefilter("ignore")
         fig.tight_layout()
-    try:  # (as write_wav: whole or not at all, and KameError naming the file it could not write)
-        write_replacing(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), "timeline plot")
-    finally:
-        plt.close(fig)
+    return fig
 
 
 def first_response_times(rec: dict) -> list[float]:

@@ -392,8 +392,8 @@ stderr:
                                    once), and the agent keeps about 1 s of backlog
                                    (runtime.max_input_backlog_s: a tandem slower than real time
                                    takes audio slower than it comes)
-  warning: the agent missed ...    more than 5 %% of the frames (and at least 3) missed their 80 ms
-                                   deadline (the server's "stats"): the agent ran slower than real
+  warning: the agent missed ...    more than 5 %% of the recent frames (~5 s; and at least 3) missed
+                                   their 80 ms deadline (the server's "stats"): the agent ran slower than real
                                    time (the server's CPU is too slow for its model, or too busy)
   warning: ... --max-tail ...      the cascade was still answering when --max-tail ran out
   warning: the STT's final ...     the user's last speech got no final transcript (which starts a

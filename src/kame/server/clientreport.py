@@ -11,8 +11,9 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from ..backend.types import FRAME_S
 from ..runtime.filemode import open_turns, turn_started, unanswered
-from ..runtime.metrics import SLOW_CAUSE, behind_real_time, late_share
+from ..runtime.metrics import SLOW_CAUSE, behind_real_time, behind_recently, late_share
 from ..runtime.runreport import backend_error, final_missing, likeliest_cause
 from . import protocol as P
 
@@ -33,7 +34,8 @@ def report(res: ChatResult, a: argparse.Namespace) -> int:
               + (f" (all in {a.json})" if a.json else " (give --json to keep them all)"), file=sys.stderr)
     dropped, extended = res.dropped_input_s, res.tail_extended_s
     late, frames = res.missed_deadlines
-    behind = behind_real_time(late, frames)
+    worst = recent_pace(res.metas)  # (the server's rule over its recent frames, as its log judges)
+    behind = worst is not None or behind_real_time(late, frames)
     text = res.text if len(res.text) <= TEXT_SHOWN else res.text[:TEXT_SHOWN] + "..."
     rec = res.run_record()
     still = bool(open_turns(res.metas))  # (a turn without its agent_turn: the reply was under way at the end)
@@ -45,7 +47,9 @@ def report(res: ChatResult, a: argparse.Namespace) -> int:
           + (f", input dropped by the server {dropped:.2f} s" if dropped else "")
           + (f", missed deadlines {late} of {frames} frames" if late else ""))
     if behind:  # (the wording `kame run` uses for a front-end slower than real time)
-        print(f"warning: the agent missed its 80 ms deadline on {late_share(late, frames)}: it ran slower than "
+        at = (f"{late_share(*worst)} in {worst[1] * FRAME_S:.1f} s at worst ({late} of {frames} in all)"
+              if worst and worst != (late, frames) else late_share(late, frames))
+        print(f"warning: the agent missed its 80 ms deadline on {at}: it ran slower than "
               f"real time, so its audio came late and stuttered; {SLOW_CAUSE} (kame serve's log says which)",
               file=sys.stderr)
     if dropped:
@@ -72,6 +76,16 @@ def report(res: ChatResult, a: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+def recent_pace(metas) -> tuple[int, int] | None:
+    """The worst stretch of about 5 s of the session's frames that missed their deadlines enough to
+    be behind real time, as ``(late, frames)`` (metrics.behind_recently over the running totals of
+    the server's "stats"), or None. The server judges its recent frames so (its log's "falls behind
+    real time"): a long session's totals can stay under the rule's 5 % while it fell behind for a
+    while and dropped input (was: the client then blamed the network)."""
+    return behind_recently((m["missed_deadlines"], m["frames"]) for m in metas if m.get("type") == "stats"
+                           and isinstance(m.get("frames"), int) and isinstance(m.get("missed_deadlines"), int))
 
 
 def replied_last(metas) -> bool:
