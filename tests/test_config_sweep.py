@@ -124,3 +124,14 @@ def test_a_plugin_packages_own_registrations_are_that_plugins(scratch, tmp_path,
     with pytest.raises(PluginError, match=r"'sweep_pkg' is already a llm scheme, registered by the plugin "
                                           r"sweep_pkga\.plug"):
         registry.load_plugins(["sweep_pkgb.plug"])
+
+
+def test_backend_history_chars_is_a_config_key():
+    """The LLM prompt's character budget (kame.backend.prompt.HISTORY_CHARS) has a key (was: only
+    PromptConfig.max_lines, a Python-only setting, bounded the prompt: ~6k tokens at its cap)."""
+    from kame.backend.prompt import HISTORY_CHARS
+
+    assert load_config(None, []).backend.history_chars == HISTORY_CHARS
+    assert load_config(None, ["backend.history_chars=0"]).backend.history_chars == 0  # (0: no limit)
+    with pytest.raises(ConfigError, match=r"backend.history_chars: must be >= 0, got -1"):
+        load_config(None, ["backend.history_chars=-1"])

@@ -166,6 +166,10 @@ class BackendConfig:
     # mid-turn (long monologues); false (default) = SakanaAI/kame's rule, better on short turns
     wait_first_token: bool = False
     max_reply_words: int = _opt(30, min=1)
+    # the LLM prompt's conversation lines (oracle and cascade) hold at most this many characters,
+    # the newest kept (0 = no limit, up to 40 lines): the embedded LLM's first token waits for the
+    # whole prompt (4000 characters, ~1k tokens of English: ~3.5 s on a loaded 2-core machine)
+    history_chars: int = _opt(4000, min=0)
     llm_max_tokens: int = _opt(80, min=1)
     # 0 = greedy: the embedded 135M LLM drifts off-topic (even into French) when sampled at 0.7;
     # raise it for a large hosted LLM if you want varied replies

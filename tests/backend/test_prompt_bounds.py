@@ -75,3 +75,68 @@ def test_a_huge_user_final_is_capped_too():
     conv.on_transcript(_final(" ".join(f"x{i}" for i in range(2000)), 0.0))
     assert len(conv.turns[0].text) <= MAX_LINE_CHARS
     assert conv.user_words()[-1] == "x1999"
+
+
+def _long_talk(turns: int, text: str) -> Conversation:
+    conv = Conversation()
+    for i in range(turns):
+        conv.on_transcript(_final(f"q{i} " + text, 10.0 * i))
+        conv.on_agent_text(f" a{i} " + text, 10.0 * i + 5)
+    return conv
+
+
+def test_the_prompt_history_has_a_total_character_budget():
+    """40 lines of ~600 characters were a ~24k-character prompt (~6k tokens: the embedded LLM's
+    first token ~40 s); now the newest lines within history_chars, kept whole, the oldest dropped."""
+    from kame.backend.prompt import HISTORY_CHARS
+
+    conv = _long_talk(30, "what is the capital of france and why is it so big " * 10)
+    assert HISTORY_CHARS == PromptConfig().history_chars == 4000
+    every = conv.lines(PromptConfig(history_chars=0))
+    assert len(every) == 40 and len("\n".join(every)) > 20000  # (0: max_lines only, as before)
+    lines = conv.lines(PromptConfig())
+    content = build_messages(conv, PromptConfig())[1].content
+    assert content == "\n".join(lines) and len(content) <= HISTORY_CHARS
+    assert lines == every[-len(lines):]  # the newest lines, whole
+    assert len("\n".join(every[-len(lines) - 1:])) > HISTORY_CHARS  # one more would not fit
+    assert lines[-1].startswith("agent: a29 ") and len(lines) == 7
+    small = conv.lines(PromptConfig(history_chars=1100))
+    assert small == every[-2:] and len("\n".join(small)) <= 1100
+    # a pending partial is the newest line: it counts first
+    conv.on_transcript(Transcript(tuple(Word(f"p{i}", 900.0 + i, 900.5 + i) for i in range(3)), False, 903.0))
+    assert conv.lines(PromptConfig(history_chars=1100)) == every[-2:] + ["user: p0 p1 p2"]
+    assert conv.lines(PromptConfig(history_chars=1050)) == [every[-1], "user: p0 p1 p2"]
+
+
+def test_a_newest_line_longer_than_the_budget_keeps_its_label_and_last_words():
+    conv = _long_talk(3, " ".join(f"w{i}" for i in range(150)))
+    lines = conv.lines(PromptConfig(history_chars=100))
+    assert len(lines) == 1 and len(lines[0]) <= 100
+    assert lines[0].startswith("agent: w") and lines[0].endswith(" w149")  # from a word start
+    # text without spaces (Chinese) is cut at the budget as _tail does: its last characters
+    zh = "请问今天天气怎么样，我们下午去公园散步好不好？" * 40
+    conv = _long_talk(3, zh)
+    lines = conv.lines(PromptConfig(history_chars=300))
+    assert len(lines) == 1 and len(lines[0]) == 300 and lines[0] == "agent: " + zh[-293:]
+    assert len("\n".join(conv.lines(PromptConfig(history_chars=1000)))) <= 1000
+
+
+def test_the_cascade_prompt_takes_the_budget():
+    from kame.backend.prompt import HISTORY_CHARS
+    from kame.cascade.agent import default_prompt_fn
+
+    conv = _long_talk(30, "what is the capital of france and why is it so big " * 10)
+    assert len(default_prompt_fn()(conv.turns)[1].content) <= HISTORY_CHARS
+    assert len(default_prompt_fn(history_chars=1300)(conv.turns)[1].content) <= 1300
+    assert len(default_prompt_fn(history_chars=0)(conv.turns)[1].content) > 20000
+
+
+def test_the_oracle_prompt_takes_backend_history_chars():
+    from types import SimpleNamespace
+
+    from kame.config import load_config
+    from kame.runtime.backend import producer_factory
+
+    make = producer_factory(load_config(None, ["backend.history_chars=1234"]), None, object(), object())
+    producer = make(SimpleNamespace(producer_metric=None, on_oracle=None, id="s1"), lambda *a: None)
+    assert producer.prompt.history_chars == 1234

@@ -23,6 +23,7 @@ there, for the oracle producer and the cascade alike:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -36,6 +37,11 @@ DEFAULT_SYSTEM_PROMPT = (
     "symbols, lists, markdown or emoji. Reply with the response only."
 )
 
+# The prompt's conversation lines hold at most ~4000 characters in all (~1k tokens of English for
+# SmolLM2): the embedded LLM's first token waits for its prefill of the whole prompt (on a loaded
+# 2-core machine: 1.5k tokens 5.6 s; 6k tokens, the 40 x 600-character lines alone, 40 s).
+HISTORY_CHARS = 4000
+
 
 @dataclass
 class PromptConfig:
@@ -45,6 +51,7 @@ class PromptConfig:
     user_label: str = "user"
     agent_label: str = "agent"
     max_lines: int = 40  # keep the last N conversation lines
+    history_chars: int = HISTORY_CHARS  # ... and at most this many characters of them (0 = no limit)
     knowledge_k: int = 3  # retrieved chunks per prediction (if a knowledge base is given)
     knowledge_query_words: int = 40  # the query is the last N user words
 
@@ -91,7 +98,7 @@ class Conversation:
     """Committed turns + the pending partial user transcript, in arrival order.
 
     Bounded for sessions of hours: only the newest turns are kept (between ``keep_turns`` and
-    twice that; the prompt uses the last ``max_lines``), and a turn's text keeps its last
+    twice that; the prompt uses the last ``max_lines`` that fit in ``history_chars``), and a turn's text keeps its last
     MAX_LINE_CHARS characters (an agent that talks for minutes with no user final in between
     makes one ever-growing line: the prompt would overflow a small model's context). So
     ``user_words()`` is the words of the kept turns: when old turns are dropped, its list loses
@@ -172,16 +179,29 @@ class Conversation:
         return None
 
     def lines(self, cfg: PromptConfig) -> list[str]:
+        """The prompt's ``label: text`` lines, oldest first: the newest ``cfg.max_lines`` lines
+        that fit in ``cfg.history_chars`` characters in all (newline-joined), kept whole (the
+        older ones are dropped); a newest line longer than that alone keeps its label and its
+        text's last characters (_tail: from a word start, if it has a space)."""
         label = {"user": cfg.user_label, "agent": cfg.agent_label}
-        n = cfg.max_lines
-        out = [] if self.pending is None else [f"{cfg.user_label}: {self.pending.text}"]
-        for t in self._prompted():  # newest first: only the last max_lines are formatted
+        n, budget = cfg.max_lines, cfg.history_chars
+        newest = [] if self.pending is None else [(cfg.user_label, self.pending.text)]
+        turns = ((label[t.speaker], " ".join(t.text.split())) for t in self._prompted() if t.text.strip())
+        out: list[str] = []
+        used = -1  # characters of "\n".join(out)
+        for who, text in itertools.chain(newest, turns):  # newest first: only the kept are formatted
             if n > 0 and len(out) >= n:
                 break
-            if t.text.strip():
-                out.append(f"{label[t.speaker]}: {' '.join(t.text.split())}")
+            line = f"{who}: {text}"
+            if budget > 0 and used + 1 + len(line) > budget:
+                if not out:  # the newest line alone is too long: its last characters
+                    room = max(1, budget - len(who) - 2)
+                    out.append(f"{who}: {_tail(text, room).lstrip()}")
+                break
+            out.append(line)
+            used += 1 + len(line)
         out.reverse()
-        return out[-n:]
+        return out
 
 
 def build_messages(conv: Conversation, cfg: PromptConfig, knowledge=None) -> list[ChatMessage]:

@@ -39,6 +39,7 @@ from typing import Callable, Sequence
 
 from .. import registry
 from ..backend.childproc import load_in_thread
+from ..backend.prompt import HISTORY_CHARS
 from ..backend.types import ChatMessage, Turn
 from ..errors import ConfigError, KameError
 from ..config import KameConfig
@@ -71,15 +72,16 @@ def load_tts(spec: str, fallback: str | None):
         return registry.create("tts", fallback), f"{fallback} (cascade.tts {spec!r} failed to load: {why})"
 
 
-def default_prompt_fn(system_prompt: str = "", max_words: int = 30, knowledge_dir: str = ""
-                      ) -> Callable[[Sequence[Turn]], list[ChatMessage]]:
+def default_prompt_fn(system_prompt: str = "", max_words: int = 30, knowledge_dir: str = "",
+                      history_chars: int = HISTORY_CHARS) -> Callable[[Sequence[Turn]], list[ChatMessage]]:
     """The conversation -> chat messages with the tandem oracle's prompt builder
     (kame.backend.prompt: KAME's system prompt, ``user:``/``agent:`` lines, optional notes), so
     both modes ask the LLM the same question. Its ``prompt_config`` attribute (any prompt_fn may
-    have one) gives the reply pipeline the labels that end a reply (ReplyGuard)."""
+    have one) gives the reply pipeline the labels that end a reply (ReplyGuard). ``history_chars``:
+    the conversation lines' character budget (``backend.history_chars``)."""
     from ..backend.prompt import Conversation, PromptConfig, build_messages
 
-    pcfg = PromptConfig(system_prompt=system_prompt, max_words=max_words)
+    pcfg = PromptConfig(system_prompt=system_prompt, max_words=max_words, history_chars=int(history_chars))
     kb = None
     if knowledge_dir:
         from ..backend.knowledge import KnowledgeBase
@@ -182,7 +184,7 @@ class CascadeAgent(Agent):
             with config_key("backend.knowledge_dir"):  # (its notes are read here)
                 parts["_prompt_fn"] = given.get("prompt_fn") or default_prompt_fn(
                     getattr(backend, "system_prompt", ""), int(getattr(backend, "max_reply_words", 30)),
-                    getattr(backend, "knowledge_dir", ""))
+                    getattr(backend, "knowledge_dir", ""), int(getattr(backend, "history_chars", HISTORY_CHARS)))
         info.update(stt=stt_spec if "stt" not in given else getattr(parts["stt"], "name", "custom"),
                     llm=llm_spec if "llm" not in given else getattr(parts["llm"], "name", "custom"),
                     tts=tts_spec, vad=vad_kind, cascade=self.cfg.to_dict())

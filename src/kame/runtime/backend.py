@@ -253,7 +253,8 @@ def producer_factory(cfg: KameConfig, clock: Clock, llm, tokenizer):
 
     bc = cfg.backend
     policy = OraclePolicy.from_config(bc)
-    prompt = PromptConfig(system_prompt=bc.system_prompt, max_words=bc.max_reply_words)
+    prompt = PromptConfig(system_prompt=bc.system_prompt, max_words=bc.max_reply_words,
+                          history_chars=bc.history_chars)
     knowledge = None
     if bc.knowledge_dir:
         from ..backend.knowledge import KnowledgeBase
@@ -358,7 +359,7 @@ def _router_factory(cfg: KameConfig, clock: Clock, metrics, llm):
         raise ConfigError("cascade.hybrid_routing needs backend.stt and backend.llm (not 'none')")
     bc = cfg.backend
     tts, tts_spec = load_tts(cfg.cascade.tts, getattr(cfg.cascade, "tts_fallback", None))
-    prompt_fn = default_prompt_fn(bc.system_prompt, bc.max_reply_words, bc.knowledge_dir)
+    prompt_fn = default_prompt_fn(bc.system_prompt, bc.max_reply_words, bc.knowledge_dir, bc.history_chars)
 
     def make(session: "TandemSession") -> HybridRouter:
         return HybridRouter(llm, tts, cfg.cascade, clock, emit=session._put, prompt_fn=prompt_fn,

@@ -17,6 +17,11 @@ child's replies to the consumer's asyncio queue with ``call_soon_threadsafe``, s
 never blocks. Text comes out word by word (transformers' TextStreamer in the child); cancelling or
 closing the consumer writes the request's id into a shared ``cancel`` value that a
 StoppingCriteria in the child checks before every new token, so the child moves on at once.
+A prompt longer than the model's context (8192 tokens, less the reply's max_tokens) loses its
+oldest messages but the system message and the last user message (counted with the tokenizer
+in the child, before the prefill); if those two do not fit, the request fails at once with
+BackendError "prompt N tokens > the embedded LLM's context M" (was: its prefill outlasted the
+consumer's ``stall_timeout``, and the child was killed as hung and reloaded).
 If the child dies, the current request raises BackendError and the next request restarts it
 (logged; another ~20 s load, on the dispatcher thread). That load does not count in the
 consumers' ``stall_timeout`` (it takes minutes on a busy machine); a child still loading after
@@ -161,7 +166,6 @@ def _child_main(conn, gguf: str, cancel, nice: int = 0) -> None:
     _no_cross_process_tqdm_lock()
     lower_thread_priority(nice)  # before torch starts any thread: they inherit it
     import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
 
     torch.set_num_threads(1)
     try:
@@ -173,41 +177,83 @@ def _child_main(conn, gguf: str, cancel, nice: int = 0) -> None:
         conn.send(("error", 0, f"{type(exc).__name__}: {exc}"))
         return
     conn.send(("loaded", 0, None))
+    _serve(conn, model, tok, cancel)
 
+
+def _serve(conn, model, tok, cancel) -> None:
+    """The child's requests from ``conn``, one at a time, until the pipe closes."""
+    context = int(getattr(model.config, "max_position_embeddings", 0) or 0)  # 8192 for SmolLM2
     while True:
         try:
-            req_id, messages, max_tokens, temperature, repetition_penalty = conn.recv()
+            request = conn.recv()
         except (EOFError, OSError):  # the parent closed the pipe or exited
             return
-
-        class _Stream(TextStreamer):
-            def on_finalized_text(self, text: str, stream_end: bool = False, _id=req_id) -> None:
-                if text:
-                    conn.send(("text", _id, text))
-
-        class _Stop(StoppingCriteria):
-            def __call__(self, input_ids, scores, _id=req_id, **kwargs):
-                return torch.full((input_ids.shape[0],), cancel.value == _id, dtype=torch.bool)
-
         try:
-            inputs = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                             return_dict=True)
-            n_in = inputs["input_ids"].shape[1]
-            kw = dict(max_new_tokens=int(max_tokens), repetition_penalty=repetition_penalty,
-                      pad_token_id=tok.eos_token_id)
-            if temperature and temperature > 0:  # sampling draws from the child's torch RNG
-                kw.update(do_sample=True, temperature=float(temperature), top_k=50)
-            else:
-                kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            t0 = time.perf_counter()
-            with torch.inference_mode():
-                out = model.generate(**inputs, streamer=_Stream(tok, skip_prompt=True, skip_special_tokens=True),
-                                     stopping_criteria=StoppingCriteriaList([_Stop()]), **kw)
-            conn.send(("end", req_id, (int(out.shape[1] - n_in), time.perf_counter() - t0)))
+            _generate(conn, model, tok, cancel, context, *request)
         except (EOFError, OSError, BrokenPipeError):
             return
         except Exception as exc:  # noqa: BLE001 - reported to the consumer as BackendError
-            conn.send(("error", req_id, f"{type(exc).__name__}: {exc}"))
+            conn.send(("error", request[0], f"{type(exc).__name__}: {exc}"))
+
+
+class PromptTooLong(Exception):
+    """The prompt does not fit in the model's context, even with its older messages dropped."""
+
+
+def fit_context(tok, messages: list[dict], max_tokens: int, context: int):
+    """(messages, inputs, their token count): ``messages`` tokenized with ``tok``'s chat template;
+    if they and ``max_tokens`` for the reply exceed ``context`` tokens, the oldest messages are
+    dropped until they fit, except the system message (first) and the last user message. Raises
+    PromptTooLong if even those two do not fit. ``context`` 0: not checked.
+    (Was: a prompt past the context prefilled for over a minute, and the parent took the silence
+    for a hung child and killed it.)"""
+    messages = list(messages)
+    while True:
+        inputs = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        n = int(inputs["input_ids"].shape[1])
+        if context <= 0 or n + max_tokens <= context:
+            return messages, inputs, n
+        last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+        first = 1 if messages and messages[0]["role"] == "system" else 0
+        older = [i for i in range(first, len(messages)) if i != last_user]
+        if not older:
+            raise PromptTooLong(f"prompt {n} tokens > the embedded LLM's context {context} (less max_tokens "
+                                f"{max_tokens} for the reply), even with only its system message and last user "
+                                "message: shorten the conversation (backend.history_chars) or the system prompt")
+        del messages[older[0]]
+
+
+def _generate(conn, model, tok, cancel, context: int, req_id: int, messages: list[dict], max_tokens: int,
+              temperature: float, repetition_penalty: float) -> None:
+    """One request in the child: its text pieces, then ("end", id, (tokens, seconds)) down ``conn``
+    (or ("error", id, why) for a prompt longer than the model's ``context``)."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
+
+    class _Stream(TextStreamer):
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            if text:
+                conn.send(("text", req_id, text))
+
+    class _Stop(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), cancel.value == req_id, dtype=torch.bool)
+
+    try:  # (counted before the prefill: answered at once, not after minutes of it)
+        messages, inputs, n_in = fit_context(tok, messages, int(max_tokens), context)
+    except PromptTooLong as exc:
+        conn.send(("error", req_id, str(exc)))
+        return
+    kw = dict(max_new_tokens=int(max_tokens), repetition_penalty=repetition_penalty, pad_token_id=tok.eos_token_id)
+    if temperature and temperature > 0:  # sampling draws from the child's torch RNG
+        kw.update(do_sample=True, temperature=float(temperature), top_k=50)
+    else:
+        kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(**inputs, streamer=_Stream(tok, skip_prompt=True, skip_special_tokens=True),
+                             stopping_criteria=StoppingCriteriaList([_Stop()]), **kw)
+    conn.send(("end", req_id, (int(out.shape[1] - n_in), time.perf_counter() - t0)))
 
 
 # --- the parent side ---
