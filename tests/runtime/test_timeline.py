@@ -92,9 +92,9 @@ def test_too_many_words_are_thinned_over_the_whole_run_with_a_note(monkeypatch):
     fig = timeline.timeline_figure(np.zeros_like(agent), agent, rec, "tandem")
     try:
         texts = _word_texts(fig)
-        note = [t for t in texts if "agent word in 4 shown" in t]
-        assert len(note) == 1 and "113 of 450" in note[0]
+        note = [t for t in texts if "agent words shown, evenly over the whole run" in t]
+        assert len(note) == 1 and "140 of 450" in note[0]
         shown = [int(t[1:]) for t in texts if t.startswith("w")]
-        assert len(shown) == 113 and shown[0] == 0 and shown[-1] >= 440  # spread to the end, not the first 113
+        assert len(shown) == 140 and shown[0] == 0 and shown[-1] == 449  # spread to the last word, not the first 140
     finally:
         plt.close(fig)

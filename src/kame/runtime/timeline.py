@@ -19,7 +19,7 @@ from .filemode import AUDIBLE
 WIDTH_IN = 14.0  # the figure's width (inches) up to WIDE_AFTER_S of conversation; it grows with it ...
 WIDE_AFTER_S = 60.0
 MAX_WIDTH_IN = 40.0  # ... up to this (4400 px at the PNG's 110 dpi)
-WORDS_PER_IN = 30  # the agent's words the plot shows per inch of its width; beyond, every Nth (was: the first 400)
+WORDS_PER_IN = 30  # the agent's words the plot shows per inch of its width; beyond, evenly chosen (was: the first 400)
 
 
 def plot_timeline(path: Path, user: np.ndarray, agent: np.ndarray, rec: dict, title: str) -> None:
@@ -41,7 +41,7 @@ def figure_width(duration_s: float) -> float:
 
 def timeline_figure(user: np.ndarray, agent: np.ndarray, rec: dict, title: str):
     """The timeline's matplotlib figure (plot_timeline writes it; the caller closes it). Every agent
-    word is shown up to WORDS_PER_IN per inch of the figure's width; beyond, every Nth over the
+    word is shown up to WORDS_PER_IN per inch of the figure's width; beyond, as many evenly over the
     whole conversation, and a note on the agent's panel says so (was: the first 400 words only,
     silently: a long run's last turns had audio but no words)."""
     import matplotlib
@@ -81,12 +81,14 @@ def timeline_figure(user: np.ndarray, agent: np.ndarray, rec: dict, title: str):
     ax[3].set_ylabel("agent")
     # (y in axes fractions, clipped: a label never spills out of its panel)
     words = agent_word_positions(rec, agent)
-    every = max(1, -(-len(words) // int(WORDS_PER_IN * width)))  # (1: all of them)
-    for tw, y, w in words[::every]:
+    room = int(WORDS_PER_IN * width)
+    shown = words if len(words) <= room else \
+        [words[i] for i in np.unique(np.linspace(0, len(words) - 1, room).round().astype(int))]  # (first and last kept)
+    for tw, y, w in shown:
         ax[3].text(tw, y, w, fontsize=5, color="saddlebrown", transform=ax[3].get_xaxis_transform(), clip_on=True)
-    if every > 1:
-        ax[3].text(0.002, 0.02, f"1 agent word in {every} shown ({len(words[::every])} of {len(words)}, "
-                   f"over the whole run; all of them are in the JSON's agent_text)", fontsize=7, color="red",
+    if len(shown) < len(words):
+        ax[3].text(0.002, 0.02, f"{len(shown)} of {len(words)} agent words shown, evenly over the whole run (all of "
+                   f"them are in the JSON's agent_text)", fontsize=7, color="red",
                    transform=ax[3].transAxes, gid="thinned_words")
     for tr in first_response_times(rec):
         ax[3].axvline(tr, color="red", lw=0.6, ls=":", label="first response")

@@ -88,13 +88,16 @@ class ChatResult:
         return max([float(m.get("dropped_input_s") or 0.0) for m in self.metas if m.get("type") == "stats"] + [0.0])
 
     @property
+    def stats_totals(self) -> list[tuple[int, int]]:
+        """(frames that missed their 80 ms deadline, frames) of each of the server's "stats"
+        metadata, in order (running per-session totals; none from the cascade)."""
+        return [(m["missed_deadlines"], m["frames"]) for m in self.metas if m.get("type") == "stats"
+                and isinstance(m.get("frames"), int) and isinstance(m.get("missed_deadlines"), int)]
+
+    @property
     def missed_deadlines(self) -> tuple[int, int]:
-        """(frames that missed their 80 ms deadline, frames) as the server's latest "stats"
-        metadata says (per-session totals; (0, 0) when it sends none, as the cascade)."""
-        stats = [m for m in self.metas if m.get("type") == "stats" and isinstance(m.get("frames"), int)
-                 and isinstance(m.get("missed_deadlines"), int)]
-        last = max(stats, key=lambda m: m["frames"], default={"frames": 0, "missed_deadlines": 0})
-        return last["missed_deadlines"], last["frames"]
+        """The latest of stats_totals ((0, 0) when the server sends none, as the cascade)."""
+        return max(self.stats_totals, key=lambda lf: lf[1], default=(0, 0))
 
     def run_record(self) -> dict:
         """The session as `kame run`'s record has it, for its checks (kame.runtime.runreport's

@@ -34,7 +34,10 @@ def report(res: ChatResult, a: argparse.Namespace) -> int:
               + (f" (all in {a.json})" if a.json else " (give --json to keep them all)"), file=sys.stderr)
     dropped, extended = res.dropped_input_s, res.tail_extended_s
     late, frames = res.missed_deadlines
-    worst = recent_pace(res.metas)  # (the server's rule over its recent frames, as its log judges)
+    # the worst stretch of ~5 s behind real time (the server's rule over its recent frames, as its log
+    # judges): a long session's totals can stay under the rule's 5 % while it fell behind for a while and
+    # dropped input (was: the client then blamed the network)
+    worst = behind_recently(res.stats_totals)
     behind = worst is not None or behind_real_time(late, frames)
     text = res.text if len(res.text) <= TEXT_SHOWN else res.text[:TEXT_SHOWN] + "..."
     rec = res.run_record()
@@ -76,16 +79,6 @@ def report(res: ChatResult, a: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     return 0
-
-
-def recent_pace(metas) -> tuple[int, int] | None:
-    """The worst stretch of about 5 s of the session's frames that missed their deadlines enough to
-    be behind real time, as ``(late, frames)`` (metrics.behind_recently over the running totals of
-    the server's "stats"), or None. The server judges its recent frames so (its log's "falls behind
-    real time"): a long session's totals can stay under the rule's 5 % while it fell behind for a
-    while and dropped input (was: the client then blamed the network)."""
-    return behind_recently((m["missed_deadlines"], m["frames"]) for m in metas if m.get("type") == "stats"
-                           and isinstance(m.get("frames"), int) and isinstance(m.get("missed_deadlines"), int))
 
 
 def replied_last(metas) -> bool:
