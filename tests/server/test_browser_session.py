@@ -48,6 +48,13 @@ def mic(tmp_path):
     return str(path)
 
 
+async def _go_live(page) -> None:
+    """Connect the page once it is loaded, and wait for its session to be live."""
+    await _wait_for(page, READY)
+    await page.eval("window.kameStart()")
+    await _wait_for(page, LIVE)
+
+
 async def _health(url: str) -> dict:
     async with aiohttp.ClientSession() as http, http.get(url + "/api/health") as r:
         return await r.json()
@@ -157,9 +164,7 @@ async def test_a_start_after_a_stop_waits_for_the_last_session_to_close(mic):
     agent.open_session = slow_closing
     async with running_server(agent=agent, max_sessions_per_client=1) as (url, server):
         async with Chromium(url + "/", fake_audio=mic) as page:
-            await _wait_for(page, READY)
-            await page.eval("window.kameStart()")
-            await _wait_for(page, LIVE)
+            await _go_live(page)
             await page.eval("window.kameStop(); window.kameStart(); 0")
             await _wait_for(page, LOG + ".includes('too many sessions') || (" + LIVE + ")")
             assert "too many sessions" not in await page.eval(LOG) and server.total_sessions == 2
@@ -299,9 +304,7 @@ async def test_a_new_session_starts_with_fresh_panels_and_counters(mic):
     """(was: transcript, agent text, metrics, dropped counts carried over from the session before)"""
     async with running_server() as (url, _):
         async with Chromium(url + "/", fake_audio=mic) as page:
-            await _wait_for(page, READY)
-            await page.eval("window.kameStart()")
-            await _wait_for(page, LIVE)
+            await _go_live(page)
             await page.eval("""onMeta({type: 'transcript', text: 'OLDWORDS', final: true});
                 onMeta({type: 'metric', name: 'llm_ttft', value: 0.5});
                 onMeta({type: 'stats', session: 's', dropped_input_s: 99});
@@ -323,9 +326,7 @@ async def test_a_connection_lost_mid_session_is_named(mic):
     """(was: only "closed: 1006")"""
     async with running_server() as (url, server):
         async with Chromium(url + "/", fake_audio=mic) as page:
-            await _wait_for(page, READY)
-            await page.eval("window.kameStart()")
-            await _wait_for(page, LIVE)
+            await _go_live(page)
             for conn in list(server.connections):  # as a killed server or a failed network: no close frame
                 conn.transport.abort()
             await _wait_for(page, LOG + ".includes('the connection to the server was lost')")
