@@ -1,8 +1,11 @@
 """The embedded LLM's child counts a prompt's tokens before its prefill: past the model's context
-(less max_tokens) the oldest messages are dropped (not the system message nor the last user
-message), and a prompt that still does not fit fails at once with a BackendError naming both
-sizes (was: a 9.7k-token prompt prefilled past the 60 s stall timeout, and the child was killed
-as hung and reloaded). Stand-in tokenizer and model: no model load."""
+(less min(max_tokens, MIN_REPLY_TOKENS) for the reply, which is cut to what is left) the oldest
+messages are dropped (not the system message nor the last user message; roles keep alternating),
+then the start of the last user message is cut, and a prompt whose system message alone leaves
+no room fails at once with a BackendError naming both sizes (was: a 9.7k-token prompt prefilled
+past the 60 s stall timeout, and the child was killed as hung and reloaded; then max_tokens >=
+8192 refused every prompt, and an overlong [system, user] prompt failed every turn). Stand-in
+tokenizer and model: no model load."""
 
 import asyncio
 from pathlib import Path
@@ -36,10 +39,11 @@ class FakeModel:
         max_position_embeddings = 100
 
     def __init__(self):
-        self.calls = []
+        self.calls, self.max_new = [], []
 
     def generate(self, input_ids, streamer=None, stopping_criteria=None, **kw):
         self.calls.append(int(input_ids.shape[1]))
+        self.max_new.append(kw["max_new_tokens"])
         return torch.zeros((1, input_ids.shape[1] + 2), dtype=torch.long)
 
 
@@ -47,16 +51,41 @@ def _msg(role, words):
     return {"role": role, "content": " ".join(["w"] * words)}
 
 
-def test_the_oldest_messages_are_dropped_until_the_prompt_fits():
+def test_the_oldest_messages_are_dropped_until_the_prompt_fits_and_roles_keep_alternating():
     msgs = [_msg("system", 10), _msg("user", 30), _msg("assistant", 30), _msg("user", 20)]
     kept, inputs, n = embedded.fit_context(FakeTok(), msgs, 20, 100)  # 4*3 + 90 = 102 > 80
-    assert kept == [msgs[0], msgs[2], msgs[3]] and n == 69 == inputs["input_ids"].shape[1]
-    kept, _, n = embedded.fit_context(FakeTok(), msgs, 40, 100)  # 69 > 60: the assistant line goes too
-    assert kept == [msgs[0], msgs[3]] and n == 36
+    assert kept == [msgs[0], msgs[3]] and n == 36 == inputs["input_ids"].shape[1]  # (not [system, assistant, user])
+    msgs = [_msg("system", 10), _msg("user", 30), _msg("assistant", 10), _msg("user", 10), _msg("assistant", 10),
+            _msg("user", 10)]
+    kept, _, n = embedded.fit_context(FakeTok(), msgs, 20, 100)  # 18 + 80 = 98 > 80
+    assert kept == [msgs[0]] + msgs[3:] and n == 52
+    msgs = [_msg("user", 30), _msg("assistant", 10), _msg("user", 10)]  # no system message: user first too
+    kept, _, n = embedded.fit_context(FakeTok(), msgs, 10, 60)
+    assert kept == [msgs[2]] and n == 13
     assert embedded.fit_context(FakeTok(), msgs, 40, 0)[0] == msgs  # (0: an unknown context, unchecked)
+
+
+def test_a_large_max_tokens_sets_aside_only_a_reply_floor():
+    msgs = [{"role": "system", "content": "hi"}, {"role": "user", "content": "hi"}]
+    assert embedded.fit_context(FakeTok(), msgs, 8192, 8192)[0] == msgs  # (was: PromptTooLong)
+    msgs = [_msg("system", 10), _msg("user", 50), _msg("assistant", 10), _msg("user", 44)]  # 126 tokens
+    floor = embedded.MIN_REPLY_TOKENS
+    assert embedded.fit_context(FakeTok(), msgs, 4096, 126 + floor)[0] == msgs  # none dropped
+    assert embedded.fit_context(FakeTok(), msgs, 4096, 125 + floor)[0] == [msgs[0], msgs[3]]
+
+
+def test_the_start_of_the_last_user_message_is_cut_to_fit():
+    lines = " ".join(f"a{i}" for i in range(50))  # oldest first: the current turn (a49) at its end
+    msgs = [_msg("system", 10), _msg("assistant", 5), {"role": "user", "content": lines}]
+    kept, inputs, n = embedded.fit_context(FakeTok(), msgs, 40, 100)  # 13 + 53 > 60: 44 words stay
+    assert kept == [msgs[0], {"role": "user", "content": " ".join(f"a{i}" for i in range(6, 50))}]
+    assert n == 60 == inputs["input_ids"].shape[1] and msgs[2]["content"] == lines  # (the caller's untouched)
+    kept, _, n = embedded.fit_context(FakeTok(), msgs[:1] + [_msg("user", 50)], 40, 100)
+    assert kept[1]["content"].split() == ["w"] * 44 and n == 60
     with pytest.raises(embedded.PromptTooLong,
-                       match=r"prompt 66 tokens > the embedded LLM's context 100 \(less max_tokens 40 .*backend.history_chars"):
-        embedded.fit_context(FakeTok(), [_msg("system", 10), _msg("user", 50)], 40, 100)
+                       match=r"prompt 77 tokens > the embedded LLM's context 100 \(less 40 .*system message alone"
+                             r".*shorten the system prompt"):
+        embedded.fit_context(FakeTok(), [_msg("system", 60), _msg("user", 11)], 40, 100)  # 63 + 3 + 40 > 100
 
 
 class FakeConn:
@@ -74,14 +103,17 @@ class FakeConn:
 
 def test_the_child_answers_a_prompt_past_its_context_at_once_without_a_prefill():
     model, cancel = FakeModel(), childproc.CTX.Value("q", 0, lock=False)
-    too_long = [_msg("system", 10), _msg("user", 90)]
+    too_long = [_msg("system", 90), _msg("user", 5)]
     fits = [_msg("system", 10), _msg("user", 60), _msg("assistant", 5), _msg("user", 5)]
-    conn = FakeConn([(7, too_long, 20, 0.0, 1.0), (8, fits, 20, 0.0, 1.0)])
+    long_user = [_msg("system", 10), _msg("user", 200)]
+    conn = FakeConn([(7, too_long, 20, 0.0, 1.0), (8, fits, 20, 0.0, 1.0), (9, long_user, 20, 0.0, 1.0),
+                     (10, [_msg("user", 1)], 10000, 0.0, 1.0)])
     embedded._serve(conn, model, FakeTok(), cancel)
     assert conn.sent[0][:2] == ("error", 7)
-    assert "prompt 106 tokens > the embedded LLM's context 100" in conn.sent[0][2]
-    assert model.calls == [29]  # the second request only, its oldest user message dropped
-    assert conn.sent[-1][:2] == ("end", 8) and conn.sent[-1][2][0] == 2
+    assert "prompt 101 tokens > the embedded LLM's context 100" in conn.sent[0][2]
+    assert model.calls == [21, 80, 4]  # the oldest user and assistant messages dropped; the long one cut
+    assert model.max_new == [20, 20, 96]  # max_tokens 10000: what the context leaves (was: refused)
+    assert [m[:2] for m in conn.sent[1:]] == [("end", 8), ("end", 9), ("end", 10)]
 
 
 def _serves_a_fake_model(conn):
@@ -104,8 +136,8 @@ async def test_a_prompt_past_the_context_is_a_backend_error_and_the_child_lives_
     llm.max_tokens, llm.temperature, llm.repetition_penalty = 10, 0.0, 1.0
     llm.tokens_generated, llm.generate_seconds = 0, 0.0
     try:
-        long = [ChatMessage("system", "be brief"), ChatMessage("user", " ".join(["w"] * 200))]
-        with pytest.raises(BackendError, match=r"embedded LLM failed: prompt 208 tokens > the embedded LLM's "
+        long = [ChatMessage("system", " ".join(["w"] * 200)), ChatMessage("user", "hi")]
+        with pytest.raises(BackendError, match=r"embedded LLM failed: prompt 207 tokens > the embedded LLM's "
                                                r"context 100"):
             async for _ in llm.stream_chat(long):
                 pass
