@@ -169,7 +169,7 @@ class BackendConfig:
     # the LLM prompt's conversation lines (oracle and cascade) hold at most this many characters,
     # the newest kept (0 = no limit, up to 40 lines): the embedded LLM's first token waits for the
     # whole prompt (4000 characters, ~1k tokens of English: ~3.5 s on a loaded 2-core machine)
-    history_chars: int = _opt(4000, min=0)
+    history_chars: int = _opt(4000, min=0)  # (= kame.backend.prompt.HISTORY_CHARS, the Python API's default)
     llm_max_tokens: int = _opt(80, min=1)
     # 0 = greedy: the embedded 135M LLM drifts off-topic (even into French) when sampled at 0.7;
     # raise it for a large hosted LLM if you want varied replies

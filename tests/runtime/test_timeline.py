@@ -98,3 +98,22 @@ def test_too_many_words_are_thinned_over_the_whole_run_with_a_note(monkeypatch):
         assert len(shown) == 140 and shown[0] == 0 and shown[-1] == 449  # spread to the last word, not the first 140
     finally:
         plt.close(fig)
+
+
+def test_a_bare_oracle_reset_is_not_drawn_as_a_prediction():
+    """(hybrid routing's bare reset blanks the queued tokens: the stats count it as blanked, so the
+    plot's prediction panel leaves it out; was: a "#2:" line among the predictions)"""
+    import matplotlib.pyplot as plt
+
+    from kame.runtime.timeline import timeline_figure
+
+    rec, agent = _long_tandem(3, 4.0)
+    rec["oracle"] = [{"prediction_id": 1, "event": "reset", "t": 1.0},
+                     {"prediction_id": 1, "event": "append", "t": 1.1, "text": "Paris."},
+                     {"prediction_id": 2, "event": "reset", "t": 2.0, "bare": True}]
+    fig = timeline_figure(np.zeros_like(agent), agent, rec, "tandem")
+    try:
+        texts = [a.get_text() for a in fig.axes[2].texts]
+        assert texts == ["#1:Paris."]
+    finally:
+        plt.close(fig)

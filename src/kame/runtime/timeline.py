@@ -67,6 +67,8 @@ def timeline_figure(user: np.ndarray, agent: np.ndarray, rec: dict, title: str):
     ax[1].set_ylabel("transcripts\n(partial gray,\nfinal bold)")
     preds: dict = {}  # prediction id -> [reset time, text]
     for o in rec["oracle"]:
+        if o.get("bare"):  # (hybrid routing's blanking of the queued tokens: no prediction, as the stats count it)
+            continue
         p = preds.setdefault(o["prediction_id"], [o["t"], ""])
         if o["event"] == "reset":
             p[0] = o["t"]

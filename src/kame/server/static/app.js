@@ -25,7 +25,7 @@ let sess = null;
 // is closed and frees its place only then, so the next start() waits for them (up to 5 s) before
 // asking /api/health (was: "too many sessions from your address" right after a stop).
 const closing = new Set();
-let ws = null, ctx = null, playTime = 0, level = 0, levelOut = 0; // (the current session's socket and context)
+let ctx = null, playTime = 0, level = 0, levelOut = 0; // (ctx: the live session's audio context, for playback)
 
 function log(msg, cls) {
   const d = document.createElement("div");
@@ -437,7 +437,7 @@ async function start() {
   ctx = s.ctx;
   setStatus("connecting…");
   try { // (a Content-Security-Policy or a blocked port throws here)
-    ws = s.ws = new WebSocket(wsUrl());
+    s.ws = new WebSocket(wsUrl());
   } catch (e) {
     end(s);
     setStatus("cannot connect (" + (e && e.name || "error") + ")", "error");
@@ -494,7 +494,7 @@ function release(s) {
 function end(s) {
   release(s);
   if (s !== sess) return;
-  sess = ws = ctx = null;
+  sess = ctx = null;
   kame.handshake = null;
   playTime = 0;
   level = levelOut = 0;
