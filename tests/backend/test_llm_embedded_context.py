@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from kame.backend import childproc
-from kame.backend.llm import embedded
+from kame.backend.llm import context, embedded
 from kame.backend.types import ChatMessage
 from kame.errors import BackendError
 
@@ -53,39 +53,39 @@ def _msg(role, words):
 
 def test_the_oldest_messages_are_dropped_until_the_prompt_fits_and_roles_keep_alternating():
     msgs = [_msg("system", 10), _msg("user", 30), _msg("assistant", 30), _msg("user", 20)]
-    kept, inputs, n = embedded.fit_context(FakeTok(), msgs, 20, 100)  # 4*3 + 90 = 102 > 80
+    kept, inputs, n = context.fit_context(FakeTok(), msgs, 20, 100)  # 4*3 + 90 = 102 > 80
     assert kept == [msgs[0], msgs[3]] and n == 36 == inputs["input_ids"].shape[1]  # (not [system, assistant, user])
     msgs = [_msg("system", 10), _msg("user", 30), _msg("assistant", 10), _msg("user", 10), _msg("assistant", 10),
             _msg("user", 10)]
-    kept, _, n = embedded.fit_context(FakeTok(), msgs, 20, 100)  # 18 + 80 = 98 > 80
+    kept, _, n = context.fit_context(FakeTok(), msgs, 20, 100)  # 18 + 80 = 98 > 80
     assert kept == [msgs[0]] + msgs[3:] and n == 52
     msgs = [_msg("user", 30), _msg("assistant", 10), _msg("user", 10)]  # no system message: user first too
-    kept, _, n = embedded.fit_context(FakeTok(), msgs, 10, 60)
+    kept, _, n = context.fit_context(FakeTok(), msgs, 10, 60)
     assert kept == [msgs[2]] and n == 13
-    assert embedded.fit_context(FakeTok(), msgs, 40, 0)[0] == msgs  # (0: an unknown context, unchecked)
+    assert context.fit_context(FakeTok(), msgs, 40, 0)[0] == msgs  # (0: an unknown context, unchecked)
 
 
 def test_a_large_max_tokens_sets_aside_only_a_reply_floor():
     msgs = [{"role": "system", "content": "hi"}, {"role": "user", "content": "hi"}]
-    assert embedded.fit_context(FakeTok(), msgs, 8192, 8192)[0] == msgs  # (was: PromptTooLong)
+    assert context.fit_context(FakeTok(), msgs, 8192, 8192)[0] == msgs  # (was: PromptTooLong)
     msgs = [_msg("system", 10), _msg("user", 50), _msg("assistant", 10), _msg("user", 44)]  # 126 tokens
-    floor = embedded.MIN_REPLY_TOKENS
-    assert embedded.fit_context(FakeTok(), msgs, 4096, 126 + floor)[0] == msgs  # none dropped
-    assert embedded.fit_context(FakeTok(), msgs, 4096, 125 + floor)[0] == [msgs[0], msgs[3]]
+    floor = context.MIN_REPLY_TOKENS
+    assert context.fit_context(FakeTok(), msgs, 4096, 126 + floor)[0] == msgs  # none dropped
+    assert context.fit_context(FakeTok(), msgs, 4096, 125 + floor)[0] == [msgs[0], msgs[3]]
 
 
 def test_the_start_of_the_last_user_message_is_cut_to_fit():
     lines = " ".join(f"a{i}" for i in range(50))  # oldest first: the current turn (a49) at its end
     msgs = [_msg("system", 10), _msg("assistant", 5), {"role": "user", "content": lines}]
-    kept, inputs, n = embedded.fit_context(FakeTok(), msgs, 40, 100)  # 13 + 53 > 60: 44 words stay
+    kept, inputs, n = context.fit_context(FakeTok(), msgs, 40, 100)  # 13 + 53 > 60: 44 words stay
     assert kept == [msgs[0], {"role": "user", "content": " ".join(f"a{i}" for i in range(6, 50))}]
     assert n == 60 == inputs["input_ids"].shape[1] and msgs[2]["content"] == lines  # (the caller's untouched)
-    kept, _, n = embedded.fit_context(FakeTok(), msgs[:1] + [_msg("user", 50)], 40, 100)
+    kept, _, n = context.fit_context(FakeTok(), msgs[:1] + [_msg("user", 50)], 40, 100)
     assert kept[1]["content"].split() == ["w"] * 44 and n == 60
-    with pytest.raises(embedded.PromptTooLong,
+    with pytest.raises(context.PromptTooLong,
                        match=r"prompt 77 tokens > the embedded LLM's context 100 \(less 40 .*system message alone"
                              r".*shorten the system prompt"):
-        embedded.fit_context(FakeTok(), [_msg("system", 60), _msg("user", 11)], 40, 100)  # 63 + 3 + 40 > 100
+        context.fit_context(FakeTok(), [_msg("system", 60), _msg("user", 11)], 40, 100)  # 63 + 3 + 40 > 100
 
 
 class FakeConn:

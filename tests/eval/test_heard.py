@@ -312,6 +312,34 @@ def test_a_whisper_failure_is_named_and_a_rerun_hears_the_saved_run(tmp_path, ca
     assert json.loads(saved.read_text())[0]["heard_answer"] == "answer"  # (saved heard: a judge failure keeps it)
 
 
+def test_rejudge_asr_without_whisper_skips_the_unheard_saved_run(tmp_path, capsys, fake_components, judges,
+                                                                 fake_asr, monkeypatch):
+    # (was: --rejudge checks no whisper install, but rates a saved run not heard yet: load_asr's
+    # NotAvailableError, outside the question's try, ended the whole run after the judge's probe)
+    from kame.errors import NotAvailableError
+    from kame.eval import mtbench
+
+    class Broken(FakeASR):
+        def transcribe(self, pcm16k):
+            raise RuntimeError("no decoder")
+
+    monkeypatch.setattr(mtbench, "load_asr", lambda: Broken([]))
+    qf = write(tmp_path / "question.jsonl", [QUESTIONS[1]])
+    out = tmp_path / "out"
+    assert eval_(qf, out, "--asr") == 1  # (saved, not heard, not rated)
+
+    def no_whisper():
+        raise NotAvailableError("eval mtbench --asr: whisper STT needs faster-whisper")
+
+    monkeypatch.setattr(mtbench, "load_asr", no_whisper)
+    capsys.readouterr()
+    assert eval_(qf, out, "--asr", "--rejudge") == 1
+    captured = capsys.readouterr()
+    err = " ".join(captured.err.split())
+    assert "101 (reasoning): whisper tiny.en failed (NotAvailableError: " in err and "needs faster-whisper" in err
+    assert "kame: error" not in err and "could not be re-rated" in captured.out
+
+
 def test_a_saved_run_cut_or_without_its_wav_is_named(tmp_path):
     """(was: a JSONDecodeError traceback on every later run for a rec.json cut while rewritten, and
     a missing runs/ID.wav reported as whisper's failure)"""

@@ -310,7 +310,7 @@ def test_another_judge_or_agent_is_refused_then_rejudge(tmp_path, capsys, fake_c
 
 
 def test_a_corrupt_eval_json_or_a_line_not_a_record_is_refused(tmp_path, capsys, fake_components, judges, agent_runs):
-    from kame.eval.mtbench import load_done
+    from kame.eval.results import load_done
 
     qf = write(tmp_path / "question.jsonl", [QUESTIONS[1]])
     out = tmp_path / "out"

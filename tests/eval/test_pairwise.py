@@ -364,10 +364,11 @@ def test_pairs_left_by_another_judge_name_that_judge(tmp_path, capsys, judges):
 
 
 def test_pairwise_shares_mtbench_helpers_and_no_private_name_is_imported():
-    from kame.eval import mtbench, pairwise
+    from kame.eval import judge, mtbench, pairwise, results
 
-    assert pairwise.write_all is mtbench.write_all and pairwise.failure is mtbench.failure
-    assert pairwise.read_jsonl is mtbench.read_jsonl and not hasattr(pairwise, "verdict")
+    assert pairwise.write_all is mtbench.write_all is results.write_all
+    assert pairwise.failure is mtbench.failure is results.failure and pairwise.read_jsonl is results.read_jsonl
+    assert pairwise.open_judge is mtbench.open_judge is judge.open_judge and not hasattr(pairwise, "verdict")
     for path in Path(pairwise.__file__).parent.glob("*.py"):
         for names in re.findall(r"^\s*from \.[\w.]* import (\([^)]*\)|[^\n]*)", path.read_text(), re.M):
             private = [n for n in re.split(r"[\s(),]+", names) if n.startswith("_") and n != "__future__"]

@@ -113,14 +113,13 @@ def hear_turns(recs: list[dict], turns: list, track: np.ndarray, thr: float, asr
 def hear_saved(recs: list[dict], thr: float, asr, answer: str, saved: Path) -> None:
     """hear_turns on a question's records as kame.eval.mtbench saved them in ``saved``
     (runs/ID.rec.json; its run's agent audio: runs/ID.wav beside it), then saved again with
-    what was heard. Each turn's window: its user_end_s to the next turn's user_start_s, the last
-    one's to the end of the track."""
-    from ..audio import read_wav
+    what was heard. Each turn's window: its user_start_s to the next turn's user_start_s, the last
+    one's to the end of the track (the latencies from its user_end_s)."""
     from ..bench.latency import UserTurn
 
     wav = saved.with_name(saved.name.removesuffix(".rec.json") + ".wav")
     try:
-        track = read_wav(wav, None, mono=False)[0][:, 1]
+        track = read_agent_track(wav)
         ends = [r["user_start_s"] for r in recs[1:]] + [track.shape[0] / SR]
         turns = [UserTurn(0, k, r["question"], "", r["user_start_s"], r["user_end_s"], e)
                  for k, (r, e) in enumerate(zip(recs, ends))]
@@ -129,6 +128,13 @@ def hear_saved(recs: list[dict], thr: float, asr, answer: str, saved: Path) -> N
                           f"to run the question again") from None
     hear_turns(recs, turns, track, thr, asr, answer)
     write_records(saved, recs)
+
+
+def read_agent_track(wav: Path) -> np.ndarray:
+    """The agent's track of a run's OUT.wav (its right channel; the user's is the left)."""
+    from ..audio import read_wav
+
+    return read_wav(wav, None, mono=False)[0][:, 1]
 
 
 def write_records(path: Path, recs: list[dict]) -> None:

@@ -11,8 +11,9 @@ said, not formatted text).
 The question, reference and answer are put between BEGIN/END markers and the judge is told that
 text inside them is material to judge, not instructions (an answer saying "Rating: [[10]]" is
 not the judge's rating). ``rate`` takes another parser and follow-up (kame.eval.pairwise's
-verdicts); probe_judge (one short request before any question or pair) and why_failed (a failure
-in short) serve both evaluations.
+verdicts); the judge's options (add_judge_arguments, check_judge_spec), its making and closing
+(open_judge: made and probed with one short request before any question or pair; close_judge)
+and why_failed (a failure in short) serve both evaluations.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import re
 
+from ..cliargs import at_least
+
 from ..backend.llm.base import collect_reply
 from ..backend.types import ChatMessage
-from ..errors import KameError
+from ..errors import ConfigError, KameError
 
 SYSTEM = (
     "You are an impartial judge of an AI voice assistant. A user asked a question out loud and the "
@@ -133,3 +136,55 @@ def probe_judge(judge, runner, spec: str, timeout_s: float) -> None:
     except Exception as exc:  # noqa: BLE001 - whatever it is, the judge cannot be used
         raise KameError(f"the judge {spec} failed a first short request ({why_failed(exc)}); nothing was run. "
                         f"Check --judge (a server running? its API key set?) and rerun") from None
+
+
+# ---------------------------------------------------------------------------- the judge itself
+_REAL = {"ratings": "scores", "verdicts": "verdicts"}  # (what a real judge gives: the --judge help and note)
+
+
+def add_judge_arguments(p, what: str = "ratings") -> None:
+    """--judge and --judge-timeout (``what`` the judge gives: "ratings" or "verdicts", for the help)."""
+    p.add_argument("--judge", required=True, metavar="SPEC",
+                   help=f"the judge LLM, e.g. openai:gpt-4.1 (real {_REAL[what]}); embedded runs offline but its "
+                        f"{what} are mostly unparsed or meaningless")
+    p.add_argument("--judge-timeout", type=at_least(1.0, float), default=180.0,
+                   help="seconds for one judge reply (default 180)")
+
+
+def check_judge_spec(spec: str) -> None:
+    """--judge names a judge (not empty nor "none"): said before anything is read or run."""
+    if spec.strip() in ("", "none"):
+        raise ConfigError("--judge: give the judge LLM, e.g. openai:gpt-4.1 (or embedded, offline)")
+
+
+def embedded_judge_note(spec: str, what: str = "ratings") -> None:
+    """The note printed for an embedded judge (``what``: as add_judge_arguments')."""
+    from ..backend.llm.base import is_embedded
+
+    if is_embedded(spec):
+        print(f"note: the embedded judge runs offline but its {what} are mostly unparsed or meaningless; use "
+              f"--judge openai:MODEL for real {_REAL[what]}", flush=True)
+
+
+def open_judge(spec: str, runner, nice: int, timeout_s: float):
+    """The judge LLM of ``spec``, made as the agents make their LLM (at the back-end's CPU priority
+    ``nice``, in a thread) on ``runner`` (an asyncio.Runner), then probed (probe_judge: a dead judge
+    raises KameError now, closed)."""
+    from ..backend.childproc import load_in_thread
+    from ..runtime.backend import create_llm
+
+    judge = runner.run(load_in_thread(create_llm, spec, nice))
+    try:
+        probe_judge(judge, runner, spec, timeout_s)
+    except BaseException:
+        close_judge(judge, runner)
+        raise
+    return judge
+
+
+def close_judge(judge, runner) -> None:
+    """Close ``judge`` (open_judge's; None: nothing) on ``runner``: logged, never raised."""
+    if judge is not None:
+        from ..runtime.base import close_components
+
+        runner.run(close_components([judge], "judge: "))

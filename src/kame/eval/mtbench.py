@@ -50,20 +50,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE as SR, read_wav, write_wav
+from ..audio import SAMPLE_RATE as SR, write_wav
 from ..cliargs import at_least
 from ..errors import ConfigError, KameError
-from ..paths import check_output_folder, write_replacing
+from ..paths import check_output_folder
 from .heard import (ASR, add_asr_arguments, asr_settings, check_asr_options, check_asr_settings, hear_saved, load_asr,
-                    read_records, write_records)
-from .judge import probe_judge, why_failed
+                    read_agent_track, read_records, write_records)
+from .judge import (add_judge_arguments, check_judge_spec, close_judge, embedded_judge_note, open_judge,
+                    why_failed)
 from .reference import (NEED_REF_CATS, apply_references, check_references, fastchat_lines, first_changed,
                         read_reference_answers, read_text, record_reference, reference_warning, turns_ok,
                         unreferenced)
+from .results import failure, has_results, load_done, read_settings, write_all
 
 DEFAULT_CATEGORIES = ("reasoning", "stem", "humanities")
 LEAD_S = 0.5  # silence before the first question
-MAX_FAILURES = 5  # questions failed in a row (agent or judge): something is down, stop
 
 
 @dataclass
@@ -173,7 +174,7 @@ def run_question(args, q: Question, tts, runs: Path, thr: float, agent) -> list[
     if rc == 130:
         raise KeyboardInterrupt
     doc = json.loads(wav_out.with_suffix(".json").read_text())
-    agent = read_wav(wav_out, None, mono=False)[0][:, 1]  # (the agent's track)
+    agent = read_agent_track(wav_out)
     turns[-1].window_end = agent.shape[0] / SR
     files = {"input": str(wav_in), "output": str(wav_out), "json": str(wav_out.with_suffix(".json")), "log": str(log)}
     return turn_records(q, doc, turns, agent, thr, args.mode, files)
@@ -270,7 +271,7 @@ def check_settings(out: Path, args, agent: dict) -> dict:
     --rejudge."""
     path, results = out / SETTINGS, out / "results.jsonl"
     want = {"mode": args.mode, "turns": args.turns, "judge": args.judge, "agent": agent, **asr_settings(args)}
-    held = (results.exists() and results.read_text().strip()) or any((out / "runs").glob("*.rec.json"))
+    held = has_results(results) or any((out / "runs").glob("*.rec.json"))
     if not path.exists() or not held:  # (settings of a run that left nothing, e.g. a dead judge: not kept)
         if held:
             raise ConfigError(f"{out} holds results without {SETTINGS} (the settings they were made with: an "
@@ -287,47 +288,13 @@ def check_settings(out: Path, args, agent: dict) -> dict:
                 if have.get("agent", {}).get(k) != v]
         raise ConfigError(f"{out} holds the answers of another agent ({'; '.join(diff)}); give another -o "
                           f"(or the same settings to resume)")
-    rated = results.exists() and bool(results.read_text().strip())  # (runs not rated yet: any judge may rate them)
+    rated = has_results(results)  # (runs not rated yet: any judge may rate them)
     if not args.rejudge and rated and have.get("judge") != args.judge:
         raise ConfigError(f"{out} was rated by the judge {have.get('judge')}, not {args.judge}; give --rejudge to "
                           f"re-rate its answers with {args.judge} (the agent is not run again), or another -o")
     if have.get("judge") != args.judge:
         path.write_text(json.dumps({**have, "judge": args.judge}, indent=1) + "\n")
     return have
-
-
-def read_settings(path: Path, fix: str) -> dict:
-    """The object of a settings file (eval.json; kame eval pairwise's pairwise.json); refused when
-    it is not one (``fix``: what to do)."""
-    with contextlib.suppress(ValueError):
-        if isinstance(have := json.loads(path.read_text()), dict):
-            return have
-    raise ConfigError(f"{path}: not valid settings (a JSON object; a file cut while writing?); {fix}")
-
-
-def read_jsonl(path: Path, fix: str, ok=None, needs: str = "") -> list[dict]:
-    """The records of a results.jsonl (none when it is missing); refused, by file:line, a line that
-    is not JSON, not an object or one ``ok(record)`` rejects (``needs``: what one needs)."""
-    done = []
-    for n, line in enumerate(path.read_text().splitlines() if path.exists() else [], 1):
-        try:
-            done += [json.loads(line)] if line.strip() else []
-        except json.JSONDecodeError:
-            raise ConfigError(f"{path}:{n}: not valid JSON (cut while writing?); delete that line, or {fix}") from None
-        if line.strip() and not (isinstance(done[-1], dict) and (ok is None or ok(done[-1]))):
-            raise ConfigError(f"{path}:{n}: not a record ({needs or 'a JSON object'}); delete that line, or {fix}")
-    return done
-
-
-def load_done(path: Path, mode: str, turns: int, fix: str = "give another -o", ok=None, needs: str = "") -> list[dict]:
-    """The records already in results.jsonl (resume; ``ok``, ``needs``: as read_jsonl's); refused
-    if they are of another mode/--turns (``fix``: what to do)."""
-    done = read_jsonl(path, fix, ok, needs)
-    for r in done:
-        if r.get("mode") != mode or r.get("turns_asked", 1) != turns:
-            raise ConfigError(f"{path} holds results of --mode {r.get('mode')} --turns {r.get('turns_asked', 1)}, "
-                              f"not of --mode {mode} --turns {turns}; {fix}")
-    return done
 
 
 def _med(rs: list[dict], key: str) -> str:
@@ -376,11 +343,6 @@ def table(records: list[dict], categories, by_turn: bool = False, content: bool 
     return "\n".join(lines)
 
 
-def write_all(path: Path, records: list[dict]) -> None:
-    """``path`` replaced by ``records``, one JSON line each (records judged again, in place)."""
-    write_replacing(path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in records)), "results file")
-
-
 # ---------------------------------------------------------------------------- CLI
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..config import add_config_arguments
@@ -388,9 +350,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("questions", help="MT-Bench's question.jsonl (FastChat's format; bring it: nothing is downloaded)")
     p.add_argument("-o", "--output", required=True, metavar="OUT/",
                    help="folder for results.jsonl, results.md and runs/ (a rerun resumes)")
-    p.add_argument("--judge", required=True, metavar="SPEC",
-                   help="the judge LLM, e.g. openai:gpt-4.1 (real scores); embedded runs offline but its "
-                        "ratings are mostly unparsed or meaningless")
+    add_judge_arguments(p, "ratings")
     add_config_arguments(p)
     p.add_argument("--mode", choices=("tandem", "cascade"), default="tandem", help="the agent (default tandem)")
     p.add_argument("--categories", default=",".join(DEFAULT_CATEGORIES),
@@ -413,17 +373,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference", metavar="FILE", default=None,
                    help="FastChat's reference answers (data/mt_bench/reference_answer/gpt-4.jsonl), used for "
                         f"{', '.join(NEED_REF_CATS)} before a question's own \"reference\"")
-    p.add_argument("--judge-timeout", type=at_least(1.0, float), default=180.0,
-                   help="seconds for one judge reply (default 180)")
     add_asr_arguments(p)
 
 
 def main(args) -> int:
     from .. import registry
-    from ..backend.childproc import load_in_thread
-    from ..backend.llm.base import is_embedded
     from ..config import config_from_args
-    from ..runtime.backend import create_llm
     from ..runtime.filemode import check_tail
     from ..runtime.filerun import FileAgent
     from ..runtime.interrupt import close_runner
@@ -434,8 +389,7 @@ def main(args) -> int:
         raise ConfigError(f"--categories {args.categories!r} names no category; e.g. reasoning,stem,humanities")
     check_tail(args.tail, args.max_tail)
     check_asr_options(args)  # (a missing whisper: said now, before anything loads)
-    if args.judge.strip() in ("", "none"):
-        raise ConfigError("--judge: give the judge LLM, e.g. openai:gpt-4.1 (or embedded, offline)")
+    check_judge_spec(args.judge)
     questions = read_questions(args.questions, cats, args.turns, strict=cats not in (None, DEFAULT_CATEGORIES))
     if args.limit:
         questions = questions[: args.limit]
@@ -479,17 +433,14 @@ def main(args) -> int:
           + (f"; --rejudge: {len(todo)} to re-rate" if args.rejudge else ""), flush=True)
     if no_ref:
         print(reference_warning(no_ref, ref_file), file=sys.stderr, flush=True)
-    if is_embedded(args.judge):
-        print("note: the embedded judge runs offline but its ratings are mostly unparsed or meaningless; use "
-              "--judge openai:MODEL for real scores", flush=True)
+    embedded_judge_note(args.judge, "ratings")
     # one event loop for the whole run: the judge's client and the agent (started once, a session per question)
     runner = asyncio.Runner()
     failed, in_a_row, new, judge, agent, asr = [], 0, [], None, None, None
     wrote = set()  # what this run wrote of results.jsonl and runs/ (the "wrote" line names no older files)
     try:
         if todo:  # made as the agents make their LLM: at the back-end's CPU priority, in a thread
-            judge = runner.run(load_in_thread(create_llm, args.judge, cfg.backend.nice))
-            probe_judge(judge, runner, args.judge, args.judge_timeout)
+            judge = open_judge(args.judge, runner, cfg.backend.nice, args.judge_timeout)
         to_run = [] if args.rejudge else [q for q in todo if not saved(q).exists()]
         tts = registry.create("tts", args.voice) if to_run else None
         asr = load_asr() if to_run and args.asr else None
@@ -513,8 +464,8 @@ def main(args) -> int:
                     continue
                 write_records(saved(q), recs)  # (a whisper or judge failure: no rerun of it)
             if args.asr and any("heard_answer" not in r for r in recs):  # (new, or whisper failed on it before)
-                asr = asr or load_asr()
-                try:
+                try:  # (whisper loaded here if not yet: a --rejudge checks no install, and a missing one skips this)
+                    asr = asr or load_asr()
                     wrote.add("runs")  # (its rec.json, heard)
                     hear_saved(recs, thr, asr, args.answer, saved(q))
                 except Exception as exc:  # noqa: BLE001 - whisper failed: skipped (a rerun hears the saved run)
@@ -546,10 +497,7 @@ def main(args) -> int:
             if agent is not None:
                 agent.close()
         finally:
-            if judge is not None:
-                from ..runtime.base import close_components
-
-                runner.run(close_components([judge], "judge: "))  # (logged, never raised)
+            close_judge(judge, runner)  # (logged, never raised)
             close_runner(runner)  # (a task that ignores its cancellation is left, named, not waited for)
     ids = {q.id for q in questions}
     records = [r for r in done + new if r["question_id"] in ids]
@@ -587,14 +535,3 @@ def main(args) -> int:
     print(f"\nwrote {', '.join(files)}")
     return 1 if failed else 0
 
-
-def failure(failed: list, in_a_row: int, key: str, tag: str, who: str, why: str, results: Path, noun="questions") -> int:
-    """Report ``key`` (a question id; ``noun``: what is skipped, e.g. "pairs") skipped, ``who`` having
-    failed; the failures in a row so far (MAX_FAILURES: stop)."""
-    failed.append(key)
-    in_a_row += 1
-    print(f"{tag}: {who} failed ({why}); skipped (a rerun retries it)", file=sys.stderr, flush=True)
-    if in_a_row >= MAX_FAILURES:
-        raise KameError(f"{in_a_row} {noun} failed in a row (the last: {who} failed: {why}); stopped. The "
-                        f"results so far are in {results}; fix it and rerun to resume") from None
-    return in_a_row

@@ -36,11 +36,12 @@ import sys
 from pathlib import Path
 
 from ..backend.types import ChatMessage
-from ..cliargs import at_least
 from ..errors import ConfigError
 from ..paths import check_output_folder
-from .judge import block, probe_judge, rate, why_failed
-from .mtbench import SETTINGS as MTBENCH_SETTINGS, failure, load_done, read_jsonl, read_settings, write_all
+from .judge import (add_judge_arguments, block, check_judge_spec, close_judge, embedded_judge_note, open_judge, rate,
+                    why_failed)
+from .mtbench import SETTINGS as MTBENCH_SETTINGS
+from .results import failure, has_results, load_done, read_jsonl, read_settings, write_all
 
 SETTINGS = "pairwise.json"  # in OUT_PAIR: the folders compared and the judge
 OUTCOMES = ("A", "B", "tie", "unparsed")
@@ -219,7 +220,7 @@ def check_settings(out: Path, folder_a: Path, folder_b: Path, judge: str, rejudg
     ``rejudge`` (then recorded)."""
     path, results = out / SETTINGS, out / "results.jsonl"
     want = {"folder_a": str(folder_a), "folder_b": str(folder_b), "judge": judge}
-    judged = results.exists() and bool(results.read_text().strip())  # (none yet: any folders, any judge)
+    judged = has_results(results)  # (none yet: any folders, any judge)
     if not path.exists():
         if judged:
             raise ConfigError(f"{out} holds results without {SETTINGS}; give another -o")
@@ -282,24 +283,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("folder_b", metavar="OUT_B", help="another one, on the same questions (answers B, e.g. the cascade's)")
     p.add_argument("-o", "--output", required=True, metavar="OUT_PAIR/",
                    help="folder for results.jsonl and results.md (a rerun resumes)")
-    p.add_argument("--judge", required=True, metavar="SPEC",
-                   help="the judge LLM, e.g. openai:gpt-4.1 (real verdicts); embedded runs offline but its "
-                        "verdicts are mostly unparsed or meaningless")
+    add_judge_arguments(p, "verdicts")
     p.add_argument("--rejudge", action="store_true",
                    help="judge again the pairs of another judge, of other folders or answers, and the unparsed ones")
-    p.add_argument("--judge-timeout", type=at_least(1.0, float), default=180.0,
-                   help="seconds for one judge reply (default 180)")
 
 
 def main(args) -> int:
-    from ..backend.childproc import load_in_thread
-    from ..backend.llm.base import is_embedded
     from ..config import KameConfig
-    from ..runtime.backend import create_llm
     from ..runtime.interrupt import close_runner
 
-    if args.judge.strip() in ("", "none"):
-        raise ConfigError("--judge: give the judge LLM, e.g. openai:gpt-4.1 (or embedded, offline)")
+    check_judge_spec(args.judge)
     mode_a, answer_a, recs_a = read_folder(args.folder_a, "OUT_A")
     mode_b, answer_b, recs_b = read_folder(args.folder_b, "OUT_B")
     if answer_a != answer_b:  # (allowed, but the judge then compares a transcript of speech with a text)
@@ -342,15 +335,12 @@ def main(args) -> int:
           flush=True)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr, flush=True)
-    if is_embedded(args.judge):
-        print("note: the embedded judge runs offline but its verdicts are mostly unparsed or meaningless; use "
-              "--judge openai:MODEL for real verdicts", flush=True)
+    embedded_judge_note(args.judge, "verdicts")
     runner = asyncio.Runner()
     failed, in_a_row, judge = [], 0, None
     try:
         if todo:  # made as kame eval mtbench makes its judge (at the back-end's CPU priority, in a thread)
-            judge = runner.run(load_in_thread(create_llm, args.judge, KameConfig().backend.nice))
-            probe_judge(judge, runner, args.judge, args.judge_timeout)
+            judge = open_judge(args.judge, runner, KameConfig().backend.nice, args.judge_timeout)
         for i, p in enumerate(todo, 1):
             key = _key(_k(p))
             tag = f"[{i}/{len(todo)}] {key} ({p['category']})"
@@ -376,10 +366,7 @@ def main(args) -> int:
             print(f"{tag}: {rec['outcome']} (A first: {rec['orders'][0]['verdict'] or 'unparsed'}, B first: "
                   f"{rec['orders'][1]['verdict'] or 'unparsed'})", flush=True)
     finally:
-        if judge is not None:
-            from ..runtime.base import close_components
-
-            runner.run(close_components([judge], "judge: "))  # (logged, never raised)
+        close_judge(judge, runner)  # (logged, never raised)
         close_runner(runner)
     # (of today's pairs, those judged by this judge with today's answers: a stale one not judged again is left out)
     records = [r for p in pairs if (r := by_key.get(_k(p))) is not None and r.get("judge") == args.judge

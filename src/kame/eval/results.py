@@ -1,0 +1,73 @@
+"""The output folders' files of ``kame eval mtbench`` and ``kame eval pairwise``, shared by both:
+their settings file (read_settings: eval.json, pairwise.json), their results.jsonl (read_jsonl,
+load_done: resume; has_results: anything in it yet; write_all: rewritten in place, whole or not at
+all) and a question's or pair's failure (failure: reported, MAX_FAILURES in a row stop).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+from ..errors import ConfigError, KameError
+from ..paths import write_replacing
+
+MAX_FAILURES = 5  # questions (pairs) failed in a row (agent or judge): something is down, stop
+
+
+def has_results(path: Path) -> bool:
+    """``path`` (a results.jsonl) exists and holds more than white space."""
+    return path.exists() and bool(path.read_text().strip())
+
+
+def read_settings(path: Path, fix: str) -> dict:
+    """The object of a settings file (eval.json; kame eval pairwise's pairwise.json); refused when
+    it is not one (``fix``: what to do)."""
+    with contextlib.suppress(ValueError):
+        if isinstance(have := json.loads(path.read_text()), dict):
+            return have
+    raise ConfigError(f"{path}: not valid settings (a JSON object; a file cut while writing?); {fix}")
+
+
+def read_jsonl(path: Path, fix: str, ok=None, needs: str = "") -> list[dict]:
+    """The records of a results.jsonl (none when it is missing); refused, by file:line, a line that
+    is not JSON, not an object or one ``ok(record)`` rejects (``needs``: what one needs)."""
+    done = []
+    for n, line in enumerate(path.read_text().splitlines() if path.exists() else [], 1):
+        try:
+            done += [json.loads(line)] if line.strip() else []
+        except json.JSONDecodeError:
+            raise ConfigError(f"{path}:{n}: not valid JSON (cut while writing?); delete that line, or {fix}") from None
+        if line.strip() and not (isinstance(done[-1], dict) and (ok is None or ok(done[-1]))):
+            raise ConfigError(f"{path}:{n}: not a record ({needs or 'a JSON object'}); delete that line, or {fix}")
+    return done
+
+
+def load_done(path: Path, mode: str, turns: int, fix: str = "give another -o", ok=None, needs: str = "") -> list[dict]:
+    """The records already in results.jsonl (resume; ``ok``, ``needs``: as read_jsonl's); refused
+    if they are of another mode/--turns (``fix``: what to do)."""
+    done = read_jsonl(path, fix, ok, needs)
+    for r in done:
+        if r.get("mode") != mode or r.get("turns_asked", 1) != turns:
+            raise ConfigError(f"{path} holds results of --mode {r.get('mode')} --turns {r.get('turns_asked', 1)}, "
+                              f"not of --mode {mode} --turns {turns}; {fix}")
+    return done
+
+
+def write_all(path: Path, records: list[dict]) -> None:
+    """``path`` replaced by ``records``, one JSON line each (records judged again, in place)."""
+    write_replacing(path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in records)), "results file")
+
+
+def failure(failed: list, in_a_row: int, key: str, tag: str, who: str, why: str, results: Path, noun="questions") -> int:
+    """Report ``key`` (a question id; ``noun``: what is skipped, e.g. "pairs") skipped, ``who`` having
+    failed; the failures in a row so far (MAX_FAILURES: stop)."""
+    failed.append(key)
+    in_a_row += 1
+    print(f"{tag}: {who} failed ({why}); skipped (a rerun retries it)", file=sys.stderr, flush=True)
+    if in_a_row >= MAX_FAILURES:
+        raise KameError(f"{in_a_row} {noun} failed in a row (the last: {who} failed: {why}); stopped. The "
+                        f"results so far are in {results}; fix it and rerun to resume") from None
+    return in_a_row
