@@ -21,10 +21,9 @@ from __future__ import annotations
 import asyncio
 import re
 
-from ..cliargs import at_least
-
 from ..backend.llm.base import collect_reply
 from ..backend.types import ChatMessage
+from ..cliargs import at_least
 from ..errors import ConfigError, KameError
 
 SYSTEM = (
