@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import difflib
+import functools
 import os
 import threading
 from pathlib import Path
@@ -140,15 +141,19 @@ def _select(lib, voice: str) -> str | None:  # under _LOCK
 def _is_variant(voice: str) -> bool:
     """``voice`` (no "+") names one of espeak-ng's variant files (espeak-ng-data/voices/!v: "f3",
     "Alex", "klatt"), as espeak-ng matches names: without case."""
+    name = voice.strip().lower().removeprefix("!v/")
+    return "+" not in name and "/" not in name and name in _variant_names()
+
+
+@functools.lru_cache(maxsize=1)
+def _variant_names() -> frozenset[str]:
+    """The variant files' names, lower-cased: listed once (every synthesis selects its voice)."""
     import espeakng_loader
 
-    name = voice.strip().lower().removeprefix("!v/")
-    if "+" in name or "/" in name:
-        return False
     try:
-        return any(f.lower() == name for f in os.listdir(Path(espeakng_loader.get_data_path()) / "voices" / "!v"))
+        return frozenset(f.lower() for f in os.listdir(Path(espeakng_loader.get_data_path()) / "voices" / "!v"))
     except OSError:  # (no such folder: the check after loading still refuses a variant)
-        return False
+        return frozenset()
 
 
 def _set_voice(lib, voice: str) -> None:  # under _LOCK
