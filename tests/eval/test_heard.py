@@ -14,7 +14,7 @@ import pytest
 from kame.backend.types import Word
 from kame.bench.latency import UserTurn
 from kame.errors import ConfigError
-from kame.eval import heard
+from kame.eval import heard, results
 from kame.eval.heard import hear_turns
 from kame.eval.mtbench import table
 
@@ -346,10 +346,10 @@ def test_a_saved_run_cut_or_without_its_wav_is_named(tmp_path):
     saved = tmp_path / "131.rec.json"
     saved.write_text('[{"question_id": "131", ')
     with pytest.raises(ConfigError, match=r"131\.rec\.json: not a saved run .*delete it to run the question again"):
-        heard.read_records(saved)
+        results.read_records(saved)
     recs = [{"question": "Q?", "answer": "a", "answer_source": "x", "user_start_s": 0.5, "user_end_s": 1.0}]
-    heard.write_records(saved, recs)
-    assert heard.read_records(saved) == recs and [p.name for p in tmp_path.iterdir()] == ["131.rec.json"]
+    results.write_records(saved, recs)
+    assert results.read_records(saved) == recs and [p.name for p in tmp_path.iterdir()] == ["131.rec.json"]
     with pytest.raises(ConfigError, match=r"131\.rec\.json: its run cannot be heard again \(.*131\.wav.*\); delete "
                                           r"it and 131\.wav to run the question again"):
         heard.hear_saved(recs, THR, FakeASR([]), "text", saved)

@@ -25,15 +25,14 @@ no rerun of the agent: the next run hears the saved run (hear_saved). OUT/eval.j
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from ..audio import SAMPLE_RATE as SR
 from ..errors import ConfigError, KameError, NotAvailableError
-from ..paths import write_replacing
 from .judge import why_failed
+from .results import write_records
 
 ASR = "whisper tiny.en"
 SOURCE = f"heard ({ASR} on the agent's audio)"
@@ -135,20 +134,3 @@ def read_agent_track(wav: Path) -> np.ndarray:
     from ..audio import read_wav
 
     return read_wav(wav, None, mono=False)[0][:, 1]
-
-
-def write_records(path: Path, recs: list[dict]) -> None:
-    """A question's records (runs/ID.rec.json), written whole or not at all (kame.paths.write_replacing:
-    an interrupted rewrite leaves the saved run as it was)."""
-    write_replacing(path, lambda tmp: tmp.write_text(json.dumps(recs, indent=1)), "saved run")
-
-
-def read_records(path: Path) -> list[dict]:
-    """A question's saved records (write_records); ConfigError naming the file for one that is not."""
-    try:
-        recs = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: not a saved run ({why_failed(exc)}); delete it to run the question again") from None
-    if not isinstance(recs, list) or not all(isinstance(r, dict) for r in recs):
-        raise ConfigError(f"{path}: not a saved run (a JSON list of records); delete it to run the question again")
-    return recs

@@ -1,7 +1,8 @@
 """The output folders' files of ``kame eval mtbench`` and ``kame eval pairwise``, shared by both:
 their settings file (read_settings: eval.json, pairwise.json), their results.jsonl (read_jsonl,
 load_done: resume; has_results: anything in it yet; write_all: rewritten in place, whole or not at
-all) and a question's or pair's failure (failure: reported, MAX_FAILURES in a row stop).
+all), a question's or pair's failure (failure: reported, MAX_FAILURES in a row stop) and
+mtbench's saved runs (runs/ID.rec.json: write_records, read_records).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, KameError
 from ..paths import write_replacing
+from .judge import why_failed
 
 MAX_FAILURES = 5  # questions (pairs) failed in a row (agent or judge): something is down, stop
 
@@ -71,3 +73,20 @@ def failure(failed: list, in_a_row: int, key: str, tag: str, who: str, why: str,
         raise KameError(f"{in_a_row} {noun} failed in a row (the last: {who} failed: {why}); stopped. The "
                         f"results so far are in {results}; fix it and rerun to resume") from None
     return in_a_row
+
+
+def write_records(path: Path, recs: list[dict]) -> None:
+    """A question's records (runs/ID.rec.json), written whole or not at all (write_replacing: an
+    interrupted rewrite leaves the saved run as it was)."""
+    write_replacing(path, lambda tmp: tmp.write_text(json.dumps(recs, indent=1)), "saved run")
+
+
+def read_records(path: Path) -> list[dict]:
+    """A question's saved records (write_records); ConfigError naming the file for one that is not."""
+    try:
+        recs = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a saved run ({why_failed(exc)}); delete it to run the question again") from None
+    if not isinstance(recs, list) or not all(isinstance(r, dict) for r in recs):
+        raise ConfigError(f"{path}: not a saved run (a JSON list of records); delete it to run the question again")
+    return recs
