@@ -117,3 +117,85 @@ def test_a_bare_oracle_reset_is_not_drawn_as_a_prediction():
         assert texts == ["#1:Paris."]
     finally:
         plt.close(fig)
+
+
+def _routed_rec() -> tuple[dict, np.ndarray]:
+    """A tandem run with hybrid routing in the shape `kame run` records it (barge_h): the
+    front-end talks until the route at 5.92 s and is muted then; the LLM streams the routed reply
+    at 6.64-8.0 s (over silence); its audio starts at 8.48 s and a barge-in cuts it at 8.72 s,
+    after its first sentence; the front-end talks again from 8.72 s (its word of that step too)."""
+    agent = np.zeros(11 * SR, np.float32)
+    agent[int(0.3 * SR):int(5.9 * SR)] = 0.3  # (the front-end)
+    agent[int(8.52 * SR):int(8.72 * SR)] = 0.3  # (the routed reply)
+    agent[int(8.72 * SR):int(10.0 * SR)] = 0.3  # (the front-end again)
+    reply = "The planet Saturn has been added. It has rings."
+    rec = {"vad": [{"type": "vad", "event": "end", "t": 3.648, "detected_at": 4.16}],
+           "other": [{"type": "route", "turn": 1, "route": "structured", "rules": ["extraction"], "t": 5.92},
+                     {"type": "barge_in", "turn": 1, "t": 8.72, "heard": "The planet Saturn has been added."},
+                     {"type": "agent_turn", "text": "The planet Saturn has been added.", "reply": reply,
+                      "interrupted": True, "failed": False, "turn": 1, "route": "structured", "t": 8.72},
+                     {"type": "route", "turn": 2, "route": "open", "rules": [], "t": 10.5}],
+           "metrics": [{"name": "first_response_latency", "value": 0.0, "t": 4.24, "labels": {"overlap": True}},
+                       {"name": "llm_ttft", "value": 0.72, "t": 6.64,
+                        "labels": {"mode": "hybrid", "turn": 1, "route": "structured"}},
+                       {"name": "first_response_latency", "value": 4.872, "t": 8.48,
+                        "labels": {"mode": "hybrid", "turn": 1, "route": "structured"}}],
+           "agent_text": [{"t": 0.32, "text": " operations"}, {"t": 5.92, "text": " own"}]
+           + [{"t": 6.64 + 0.08 * i, "text": p} for i, p in enumerate(
+               [" The", " planet", " Sat", "urn", " has", " been", " added", ".", " It", " has", " rings", "."])]
+           + [{"t": 8.72, "text": " such"}, {"t": 9.2, "text": " el"}]}
+    return rec, agent
+
+
+def test_a_routed_reply_s_heard_words_are_spread_over_its_audio():
+    """Hybrid routing: the routed reply's words go over its audio (8.52 s to the barge-in at
+    8.72 s), only those heard; the front-end's words stay at their steps, the one sent in the
+    route's step and the one in the cut's step too. (Was: the whole reply drawn at 6.6-8.0 s,
+    when the LLM streamed it, over the muted front-end's silence.)"""
+    rec, agent = _routed_rec()
+    pos = agent_word_positions(rec, agent)
+    words = [w for _, _, w in pos]
+    assert words == ["operations", "own", "The", "planet", "Saturn", "has", "been", "added.", "(+3 not heard)",
+                     "such", "el"]
+    at = {w: t for t, _, w in pos}
+    assert abs(at["The"] - (3.648 + 4.872)) < 1e-6  # its first audible sample (the first response)
+    assert all(8.5 <= at[w] < 8.72 for w in ("planet", "Saturn", "has", "been", "added."))
+    assert at["(+3 not heard)"] == 8.72  # at the cut
+    assert (at["operations"], at["own"], at["such"], at["el"]) == (0.32, 5.92, 8.72, 9.2)
+    assert [t for t, _, _ in pos] == sorted(t for t, _, _ in pos)
+
+
+def test_a_routed_reply_under_way_at_the_end_is_spread_to_its_last_audible_sample():
+    rec, agent = _routed_rec()
+    rec["other"] = rec["other"][:1]  # (no barge-in, no agent_turn yet: the file ended first)
+    rec["agent_text"] = rec["agent_text"][:-2]
+    agent[int(8.72 * SR):] = 0.0
+    agent[int(8.52 * SR):int(9.6 * SR)] = 0.3  # (the reply, still playing)
+    pos = agent_word_positions(rec, agent)
+    assert [w for _, _, w in pos][2:] == ["The", "planet", "Saturn", "has", "been", "added.", "It", "has", "rings."]
+    times = [t for t, _, _ in pos][2:]
+    assert abs(times[0] - 8.52) < 1e-6 and 9.2 < times[-1] < 9.6
+
+
+def test_a_cut_cascade_reply_draws_the_words_heard_and_the_next_reply_keeps_its_first_word():
+    """(was: all the reply's words squeezed into the 0.5 s heard; and the next reply's first
+    piece, "The", glued to the cut reply's trailing " " and drawn with it)"""
+    agent = np.zeros(14 * SR, np.float32)
+    agent[int(7.04 * SR):int(7.6 * SR)] = 0.3
+    agent[int(11.0 * SR):int(13.0 * SR)] = 0.3
+    rec = {"vad": [{"type": "vad", "event": "end", "t": 2.5, "detected_at": 3.0},
+                   {"type": "vad", "event": "end", "t": 9.6, "detected_at": 10.1}],
+           "other": [{"type": "turn", "turn": 1, "t": 4.48, "t_user_end": 2.5},
+                     {"type": "agent_turn", "turn": 1, "t": 7.6, "interrupted": True, "text": "A tale of old.",
+                      "reply": "A tale of old. The story begins with "},
+                     {"type": "turn", "turn": 2, "t": 10.5, "t_user_end": 9.6},
+                     {"type": "agent_turn", "turn": 2, "t": 13.0, "interrupted": False, "text": "The end.",
+                      "reply": "The end."}],
+           "metrics": [{"name": "first_response_latency", "value": 4.54, "t": 7.04, "labels": {"turn": 1}},
+                       {"name": "first_response_latency", "value": 1.4, "t": 11.0, "labels": {"turn": 2}}],
+           "agent_text": [{"t": 4.9, "text": "A tale"}, {"t": 5.0, "text": " of"}, {"t": 5.1, "text": " old. "},
+                          {"t": 6.0, "text": "The story"}, {"t": 6.1, "text": " begins"}, {"t": 6.2, "text": " with"},
+                          {"t": 6.3, "text": " "}, {"t": 10.9, "text": "The"}, {"t": 11.0, "text": " end."}]}
+    pos = agent_word_positions(rec, agent)
+    assert [w for _, _, w in pos] == ["A", "tale", "of", "old.", "(+4 not heard)", "The", "end."]
+    assert all(7.04 <= t <= 7.6 for t, _, _ in pos[:5]) and all(11.0 <= t < 13.0 for t, _, _ in pos[5:])

@@ -127,36 +127,113 @@ def first_response_times(rec: dict) -> list[float]:
 
 
 def agent_word_positions(rec: dict, agent: np.ndarray) -> list[tuple[float, float, str]]:
-    """(time, height as a fraction of the panel, word) of each agent word in the plot. A tandem's
-    words are at the step that produced them, as is its audio. A cascade's reply is text long
-    before it is speech (the LLM streams ahead of the TTS), so each reply's words are spread over
-    the span it was heard in (its first response to its "agent_turn", or to the last audible
-    sample), by their length in characters: an estimate, the data holds no time per word."""
-    words: list[list] = []  # [time, word]
-    for a in rec.get("agent_text", ()):
-        if not words or (a["text"].startswith(" ") and words[-1][1].strip()):
-            words.append([a["t"], ""])
-        words[-1][1] += a["text"]
-    turns = sorted((d["t"], d.get("turn")) for d in rec.get("other", ()) if d.get("type") == "turn" and "t" in d)
-    if turns:
-        onsets = {}
-        for m, t in zip([m for m in rec.get("metrics", ()) if m.get("name") == "first_response_latency"],
-                        first_response_times(rec)):
-            onsets.setdefault((m.get("labels") or {}).get("turn"), t)
-        ended = {d.get("turn"): d["t"] for d in rec.get("other", ()) if d.get("type") == "agent_turn" and "t" in d}
-        loud = np.flatnonzero(np.abs(agent) > AUDIBLE)
-        bounds = [t for t, _ in turns[1:]] + [float("inf")]
-        for (t_turn, tid), t_next in zip(turns, bounds):
-            mine = [w for w in words if t_turn <= w[0] < t_next]
-            onset = onsets.get(tid)
-            if not mine or onset is None:
-                continue  # (never heard: left at the time it was written)
-            heard = loud[(loud >= onset * SAMPLE_RATE) & (loud < min(t_next, ended.get(tid, t_next)) * SAMPLE_RATE)]
-            end = max(onset, ended.get(tid, heard[-1] / SAMPLE_RATE if heard.size else onset))
-            chars = np.cumsum([0] + [len(w[1]) for w in mine])
-            for w, c in zip(mine, chars):
-                w[0] = onset + (end - onset) * c / max(1, chars[-1])
-    return [(t, 0.85 - 0.22 * (i % 4), w.strip()[:20]) for i, (t, w) in enumerate(words)]
+    """(time, height as a fraction of the panel, word) of each agent word in the plot, in time
+    order. A tandem's words are at the step that produced them, as is its audio. A reply of the
+    LLM's (a cascade's turn, or a turn hybrid routing answered) is text long before it is speech
+    (the LLM streams ahead of the TTS; hybrid routing's front-end is muted meanwhile), so its
+    words are spread over the span it was heard in (its first response to its "agent_turn", or to
+    the last audible sample), by their length in characters: an estimate, the data holds no time
+    per word. Only the words heard are drawn (the agent_turn's text), then "(+N not heard)" at
+    the cut when a barge-in or a later final stopped the reply; a reply without an agent_turn yet
+    (the file ended first) shows what it wrote (was: hybrid routing's reply drawn when the LLM
+    streamed it, over the muted front-end's silence, and a cut reply's every word drawn)."""
+    pieces = rec.get("agent_text", ())
+    replies = _replies(rec)
+    owner: dict = {}  # agent_text index -> its reply's index in replies
+    for r, (_, _, _, idx) in enumerate(replies):
+        owner.update((i, r) for i in idx)
+    front = _words([pieces[i] for i in range(len(pieces)) if i not in owner])  # (the front-end's, as written)
+    out: list[list] = []
+    onsets = {}
+    for m, t in zip([m for m in rec.get("metrics", ()) if m.get("name") == "first_response_latency"],
+                    first_response_times(rec)):
+        onsets.setdefault((m.get("labels") or {}).get("turn"), t)
+    loud = np.flatnonzero(np.abs(agent) > AUDIBLE) / SAMPLE_RATE
+    for r, (tid, t_next, done, idx) in enumerate(replies):
+        mine = [pieces[i] for i in idx if owner[i] == r]
+        said = None if done is None else done.get("text")  # (the words heard; None: not known)
+        words = _words(mine) if said is None else [[0.0, w] for w in str(said).split()]
+        if not words:
+            continue  # (nothing heard: nothing drawn)
+        ended = done["t"] if done is not None else None
+        stop = min(t_next, float("inf") if ended is None else ended)
+        onset = onsets.get(tid)
+        if onset is None:  # (no latency metric: the first audible sample after its first text)
+            first = loud[(loud >= mine[0]["t"]) & (loud < stop)] if mine else loud[:0]
+            if not first.size and done is None:
+                front += words  # (never heard: left at the time it was written)
+                continue
+            onset = float(first[0]) if first.size else mine[0]["t"] if mine else ended
+        heard = loud[(loud >= onset) & (loud < stop)]
+        end = max(onset, ended if ended is not None else heard[-1] if heard.size else onset)
+        chars = np.cumsum([0] + [len(w[1]) + 1 for w in words])
+        for w, c in zip(words, chars):
+            w[0] = onset + (end - onset) * c / max(1, chars[-1])
+        out += words
+        unheard = 0 if said is None else len(str(done.get("reply") or "").split()) - len(words)
+        if unheard > 0:
+            out.append([end, f"(+{unheard} not heard)"])
+    # (a reply cut in the step the front-end's next word came in: the reply's words first)
+    out = sorted(out + [w + [1] for w in front], key=lambda w: (w[0], w[2:]))
+    return [(w[0], 0.85 - 0.22 * (i % 4), w[1].strip()[:20]) for i, w in enumerate(out)]
+
+
+def _words(pieces) -> list[list]:
+    """[time, word] of text pieces ({"t", "text"}): a word goes on until a piece starts with a
+    space or follows one; a word's time is its first piece's."""
+    words: list[list] = []
+    for a in pieces:
+        text = a["text"]
+        if words and (not text.strip() or not (text[:1].isspace() or words[-1][1][-1:].isspace())):
+            words[-1][1] += text  # (a word's next piece, or spaces after it)
+        elif text.strip():
+            words.append([a["t"], text])
+    return words
+
+
+def _replies(rec: dict) -> list[tuple]:
+    """(turn id, end of its text's window, its "agent_turn" or None, indices of its agent_text
+    pieces) of each LLM reply: a cascade's turns (the pieces from its "turn" event to the next
+    one's), and the turns hybrid routing answered (from their "route" event: the pieces that
+    spell the reply, the front-end being muted while it is under way)."""
+    other = [d for d in rec.get("other", ()) if isinstance(d.get("t"), (int, float))]
+    pieces = rec.get("agent_text", ())
+    done = {d.get("turn"): d for d in other if d.get("type") == "agent_turn"}
+    out = []
+    turns = sorted((d["t"], d.get("turn")) for d in other if d.get("type") == "turn")
+    for (t0, tid), t1 in zip(turns, [t for t, _ in turns[1:]] + [float("inf")]):
+        out.append((tid, t1, done.get(tid), [i for i, a in enumerate(pieces) if t0 <= a["t"] < t1]))
+    hybrid = {(m.get("labels") or {}).get("turn") for m in rec.get("metrics", ())
+              if (m.get("labels") or {}).get("mode") == "hybrid"}
+    for d in other:
+        tid = d.get("turn")
+        if d.get("type") != "route" or d.get("route") != "structured" or (tid not in hybrid and tid not in done):
+            continue
+        end = done[tid] if tid in done else None
+        t1 = end["t"] if end is not None else float("inf")
+        idx = [i for i, a in enumerate(pieces) if d["t"] <= a["t"] <= t1]
+        if end is not None:
+            idx = _spelling(pieces, idx, str(end.get("reply") or ""))
+        else:  # (under way when the file ended: everything since; the front-end is muted)
+            idx = [i for i in idx if pieces[i]["t"] > d["t"]]
+        out.append((tid, float("inf"), end, idx))
+    return out
+
+
+def _spelling(pieces, idx: list[int], reply: str) -> list[int]:
+    """Those of the pieces ``idx`` (in order) that spell ``reply`` or its start (spaces aside):
+    from the first that begins it while they go on spelling it. (A routed reply's window may hold
+    a front-end word at each end: sent in the same step as the route or the cut.)"""
+    want = " ".join(reply.split())
+    text, mine = "", []
+    for i in idx:
+        more = text + pieces[i]["text"]
+        if more.strip() and want.startswith(" ".join(more.split())):
+            text = more
+            mine.append(i)
+        elif mine:
+            break
+    return mine
 
 
 def _legend(ax) -> None:
