@@ -16,7 +16,8 @@ from kame.audio import write_wav
 from kame.cli import main
 from kame.runtime import filemode
 from kame.runtime.clock import FakeClock
-from kame.runtime.filemode import print_summary, answer_missing, unheard
+from kame.runtime.filemode import print_summary, unheard
+from kame.runtime.runreport import answer_missing
 
 CODEC = "mimi:random-tiny"
 
@@ -61,7 +62,10 @@ def test_answer_missing_when_no_prediction_reached_the_oracle_after_the_last_wor
     assert miss == {"last_word_end": 1.66, "stt_final_latency": 2.1, "llm_ttft": 1.04}
     early = [{"event": "reset", "prediction_id": 1, "t": 0.9}, {"event": "append", "text": " The", "t": 1.0}]
     assert answer_missing(_rec(oracle=early))  # an answer to the first words only
-    assert answer_missing(_rec(oracle=early + [{"event": "append", "text": " Paris", "t": 2.2}])) is None
+    # (was: any text appended after the last word's end answered it, that of a prediction started before
+    # the STT sent the word too: tests/runtime/test_answer_missing.py)
+    late = [{"event": "reset", "prediction_id": 2, "t": 3.76}, {"event": "append", "text": " Paris", "t": 4.0}]
+    assert answer_missing(_rec(oracle=early + late)) is None  # a prediction started from the final
     assert answer_missing(_rec(components={"mode": "cascade", "llm": "embedded"})) is None  # (unanswered)
     assert answer_missing(_rec(components={"mode": "tandem", "llm": "none"})) is None  # no back-end answer expected
     assert answer_missing(_rec(transcripts=[])) is None  # nothing heard

@@ -48,7 +48,7 @@ from .base import AgentAudio, AgentText, ErrorEvent, Meta
 from .clock import FakeClock
 from .interrupt import first_ctrl_c, run_to_end, unless_stopped
 from .metrics import SLOW_CAUSE, MetricsLog, behind_real_time, late_share
-from .runreport import STEP_FAILED, print_warnings, speech_spans
+from .runreport import STEP_FAILED, print_warnings, shortened, speech_spans, user_words
 
 SR, FRAME = 24000, 1920
 FRAME_S = FRAME / SR
@@ -470,27 +470,6 @@ def unheard(rec: dict) -> tuple[int, int] | None:
     return (missed, len(spans)) if missed else None
 
 
-def answer_missing(rec: dict) -> dict | None:
-    """A tandem whose back-end streamed nothing into the front-end's oracle after the user's last
-    word before the file ended: the front-end never got the answer to what was said last (the
-    STT's final and the LLM's first token take seconds on a slow CPU; --tail too short). Then
-    {"last_word_end", "stt_final_latency", "llm_ttft"} (the latest of each, None if none), else
-    None. Not for a cascade (``unanswered``) nor without an LLM or without words heard."""
-    comps = rec.get("components", {})
-    words = user_words(rec)
-    if comps.get("mode") == "cascade" or comps.get("llm") in (None, "none") or not words:
-        return None
-    last = max(w["end"] for w in words)
-    if any(o.get("event") == "append" and o.get("text") and o.get("t", -1) >= last for o in rec["oracle"]):
-        return None
-
-    def latest(name):
-        vals = _metric_values(rec, name)
-        return vals[-1] if vals else None
-
-    return {"last_word_end": last, "stt_final_latency": latest("stt_final_latency"), "llm_ttft": latest("llm_ttft")}
-
-
 def read_input(path: str) -> tuple[np.ndarray, str]:
     """The input as float32 mono 24 kHz, and a note saying how it was converted (or ""). Read
     once, so a pipe (``<(sox ...)``, /dev/stdin) works as a file does."""
@@ -528,13 +507,6 @@ def main(args) -> int:
     return write_run(args, cfg, run, run_to_end(converse()))
 
 
-def user_words(rec: dict) -> list[dict]:
-    finals = [t for t in rec["transcripts"] if t["final"]]
-    if rec["transcripts"] and not rec["transcripts"][-1]["final"]:
-        finals.append(rec["transcripts"][-1])  # an utterance that never got a final
-    return [w for t in finals for w in t["words"]]
-
-
 def print_summary(s: dict, out: Path, no_png: bool) -> None:
     def fmt(xs):  # (all of them are in OUT.json)
         if len(xs) > 6:
@@ -554,10 +526,12 @@ def print_summary(s: dict, out: Path, no_png: bool) -> None:
     if partial:  # (was: shown as heard, as if the STT had finished it)
         heard = (f"{heard}, then " if s["heard"] else "") + f"partial {partial!r} (no final came for it)"
     print(f"heard     {heard}")
+    json_name = out.with_suffix(".json").name  # (a long oracle or agent text is shortened, saying so)
     if s["frontend"]:  # (a cascade has no front-end, so no oracle)
-        print(f"oracle    {s['oracle_text'][:200]!r}")
+        print(f"oracle    {shortened(s['oracle_text'], f'summary.oracle_text in {json_name}')}")
     unspoken = (s.get("agent_unspoken_words") or {}) if s["mode"] == "cascade" else {}  # (its agent line: as heard)
-    print(f"agent     {s['agent_text'][:200]!r}" + ("  (random front-end babble)" if s["frontend_random"] else "")
+    print(f"agent     {shortened(s['agent_text'], f'summary.agent_text in {json_name}')}"
+          + ("  (random front-end babble)" if s["frontend_random"] else "")
           + ("  (reply under way at the end: its text as far as the LLM streamed it, which can be ahead of what "
              "was spoken)" if s.get("agent_reply_under_way") else "")
           + "".join(f"  (+{unspoken[k]} words not spoken: {why})" for k, why in

@@ -32,12 +32,12 @@ from ..config import KameConfig
 from ..errors import ConfigError, KameError
 from ..paths import check_output_file, check_replaceable, write_replacing
 from .clock import FakeClock
-from .filemode import (DEFAULT_MAX_TAIL_S, FRAME, FRAME_S, SR, agent_track, answer_missing, check_tail, new_record,
+from .filemode import (DEFAULT_MAX_TAIL_S, FRAME, FRAME_S, SR, agent_track, check_tail, new_record,
                        play_session, print_summary, read_input, reply_cut_off, reply_outcomes, summarize, unanswered,
-                       unheard, user_words)
+                       unheard)
 from .interrupt import first_ctrl_c, unless_stopped
 from .metrics import MetricsLog
-from .runreport import final_missing, frontend_failure, late_final
+from .runreport import answer_missing, final_missing, frontend_failure, late_final, user_words
 
 log = logging.getLogger(__name__)
 

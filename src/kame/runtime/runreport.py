@@ -1,10 +1,12 @@
 """What went wrong in a `kame run`, and why: the warnings at the end of its printed summary (each
 names its likeliest cause) and the rule by which a run whose front-end mostly failed exits 1.
-Both read the summary dict kame.runtime.filemode builds (``summarize`` and its ``main``); two of
-its fields come from the run's record here (``final_missing``, ``late_final``)."""
+Both read the summary dict kame.runtime.filemode builds (``summarize`` and its ``main``); three of
+its fields come from the run's record here (``final_missing``, ``late_final``, ``answer_missing``).
+``shortened``: a long text as the summary's oracle and agent lines print it."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from ..backend.types import FRAME_S
@@ -97,6 +99,107 @@ def late_final(rec: dict) -> dict | None:
     ends = [v["t"] for v in rec.get("vad", ()) if v.get("event") == "end" and v["t"] <= last["t"]]
     end = ends[-1] if ends else max((w["end"] for w in last.get("words", ())), default=last["t"])
     return {"speech_end": end, "latency": last["t"] - end}
+
+
+def user_words(rec: dict) -> list[dict]:
+    """The user's words, with their times: the final transcripts', and the last partial's when the
+    last utterance got no final."""
+    finals = [t for t in rec["transcripts"] if t["final"]]
+    if rec["transcripts"] and not rec["transcripts"][-1]["final"]:
+        finals.append(rec["transcripts"][-1])  # an utterance that never got a final
+    return [w for t in finals for w in t["words"]]
+
+
+def answer_missing(rec: dict) -> dict | None:
+    """A tandem whose back-end streamed nothing into the front-end's oracle in answer to the
+    user's last word before the file ended: the front-end never got the answer to what was said
+    last (the STT's final and the LLM's first token take seconds on a slow CPU; --tail too
+    short). Only a prediction the oracle started once the STT had sent that word (transcribed_at)
+    answers it: one started before, streaming after the word, answers earlier words. A turn hybrid
+    routing answered is no oracle's (docs/cascade.md): its reply, heard, is the answer; still
+    under way at the end, reply_cut_off says so. Then {"last_word_end", "stt_final_latency",
+    "llm_ttft"} (the latest of each, None if none; the oracle's LLM, not a routed reply's), else
+    None. Not for a cascade (``unanswered``) nor without an LLM or without words heard."""
+    comps = rec.get("components", {})
+    words = user_words(rec)
+    if comps.get("mode") == "cascade" or comps.get("llm") in (None, "none") or not words:
+        return None
+    last = max(words, key=lambda w: w["end"])
+    since = transcribed_at(rec, last)
+    if _oracle_answered(rec, since) or _routed_answered(rec, since, bool(comps.get("hybrid_routing"))):
+        return None
+
+    def latest(name):  # (not hybrid routing's replies': they label their metrics mode "hybrid")
+        vals = [m["value"] for m in rec["metrics"] if m.get("name") == name
+                and (m.get("labels") or {}).get("mode") != "hybrid"]
+        return vals[-1] if vals else None
+
+    return {"last_word_end": last["end"], "stt_final_latency": latest("stt_final_latency"),
+            "llm_ttft": latest("llm_ttft")}
+
+
+def transcribed_at(rec: dict, word: dict) -> float:
+    """When the STT first sent ``word`` (one of user_words): the first transcript, partial or
+    final, with a word that ends after it began (a partial's times of a word differ a little
+    from the final's)."""
+    return min((t["t"] for t in rec["transcripts"] for w in t.get("words", ())
+                if w["end"] > word["start"] or w["end"] >= word["end"]), default=word["end"])
+
+
+def _oracle_answered(rec: dict, since: float) -> bool:
+    """An oracle prediction started at ``since`` or later streamed text into the front-end's
+    oracle. When a prediction started: its "oracle_restart" metric (labelled with its id), else
+    its "reset" event (which, reset_on_first_token, comes with its first token)."""
+    started: dict = {}
+    for m in rec["metrics"]:
+        pid = (m.get("labels") or {}).get("prediction_id")
+        if m.get("name") == "oracle_restart" and pid is not None:
+            started.setdefault(pid, m["t"])
+    pid = None
+    for o in rec["oracle"]:  # (in the order emitted: an event without an id is its reset's prediction's)
+        pid = o.get("prediction_id", pid)
+        if o.get("event") == "reset":
+            started.setdefault(pid, o.get("t", -math.inf))
+        elif o.get("event") == "append" and o.get("text") and started.get(pid, -math.inf) >= since:
+            return True
+    return False
+
+
+def _routed_answered(rec: dict, since: float, hybrid: bool) -> bool:
+    """Hybrid routing took a final with the last word (its "route" at ``since`` or later) and
+    its reply was heard (the turn's "agent_turn" text), or (``hybrid``: the run routes) is still
+    under way (no "agent_turn" yet)."""
+    other = rec.get("other", ())
+    ended = {d.get("turn"): d for d in other if d.get("type") == "agent_turn"}
+    for d in other:
+        if d.get("type") == "route" and d.get("route") == "structured" and d.get("t", -1) >= since:
+            reply = ended.get(d.get("turn"))
+            if (reply is None and hybrid) or (reply is not None and str(reply.get("text") or "").strip()):
+                return True
+    return False
+
+
+LINE_CHARS = 200  # the summary's printed oracle and agent lines show this much of their text
+
+
+def shortened(text: str, where: str, limit: int = LINE_CHARS) -> str:
+    """``text`` as the printed summary shows it: its repr, whole when it is ``limit`` characters
+    or shorter, else cut at a word's end and followed by "..." and what was left out: "(+N words
+    not shown: WHERE)" (``where``: where the whole text is), for an oracle's text (its
+    predictions joined by " | ") "(+M predictions, +N words not shown: WHERE)", M those wholly
+    left out. (Was: cut at ``limit`` mid-word, with no sign of it, so it read as complete.)"""
+    if len(text) <= limit:
+        return repr(text)
+    cut = text.rfind(" ", 0, limit + 1)
+    head = text[:cut if cut > 0 else limit].rstrip()
+    if head.endswith(" |"):  # (cut just after a separator: that prediction is wholly left out)
+        head = head[:-2].rstrip()
+    rest = [w for w in text[len(head):].split() if w != "|"]
+    if not rest:
+        return repr(text)
+    more = text.count(" | ") - head.count(" | ")
+    return (f"{head!r}... (" + (f"+{more} prediction{'s' if more != 1 else ''}, " if more else "")
+            + f"+{len(rest)} word{'s' if len(rest) != 1 else ''} not shown: {where})")
 
 
 def backend_error(e: dict) -> bool:
