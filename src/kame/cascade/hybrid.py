@@ -39,7 +39,7 @@ from ..runtime.metrics import Metric, MetricsSink, null_sink
 from .config import CascadeConfig
 from .reply import ReplyParts, ReplyPipeline
 from .routing import explain_turn
-from .turns import voice_heard_since
+from .turns import SpeechRegions, voice_heard_since
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,8 @@ class HybridRouter:
         self.reply: ReplyPipeline | None = None
         self.routed_turns = 0
         self._turn = 0
-        self._user_end: float | None = None
-        self._speech_start: float | None = None
+        self._speech = SpeechRegions()  # the user's speech regions (the cascade session's rule)
+        self._last_voice: float | None = None  # end of the latest chunk the VAD heard as speech
 
     # ---- inputs -----------------------------------------------------------------------
     def on_transcript(self, tr: Transcript) -> str | None:
@@ -78,7 +78,9 @@ class HybridRouter:
         text = tr.text.strip()
         if not tr.final or not text:
             return None
-        end = tr.words[-1].end if tr.words else tr.t
+        # its end of speech (latency origin): the VAD's end of the speech its words were in, also
+        # when the final comes while the user speaks again (as the cascade session's)
+        end = self._speech.end_of(tr, self._last_voice)
         start = tr.words[0].start if tr.words else end
         # (first: the previous reply's agent turn goes before this user turn; a reply that ended
         # unheard, not yet collected by frame(), is cut by this final too: the final predicts)
@@ -92,8 +94,7 @@ class HybridRouter:
             tid = self._turn
             labels = {"turn": tid, "route": "structured"}
             self.reply = ReplyPipeline(self.parts, metric=lambda n, v, extra: self._metric(n, v, {**labels, **extra}))
-            t_end = self._user_end if self._user_end is not None else end
-            self.reply.start(self._prompt_fn(self.history), t_user_end=t_end, turn_id=tid)
+            self.reply.start(self._prompt_fn(self.history), t_user_end=end, turn_id=tid)
         return route
 
     def on_agent_text(self, piece: str, t: float) -> None:
@@ -105,16 +106,14 @@ class HybridRouter:
     def on_vad(self, events: Sequence, t: float, in_speech: bool, last_voice: float | None = None) -> None:
         """VAD events of one frame ending at ``t``; ``last_voice`` = end of the latest chunk the
         VAD heard as speech (None: not known, then ``t`` while in speech)."""
-        for ev in events:
-            if ev.kind == "end":
-                self._user_end, self._speech_start = ev.t, None
-            elif ev.kind == "start":
-                self._user_end, self._speech_start = None, ev.t
+        self._speech.add(events)
+        if last_voice is not None or in_speech:
+            self._last_voice = t if last_voice is None else last_voice
         rp = self.reply
         if rp is None or not rp.active or not in_speech:
             return
         # only voice heard since the reply started counts (the cascade session's rule)
-        heard = voice_heard_since(rp.t_started, self._speech_start, t if last_voice is None else last_voice)
+        heard = voice_heard_since(rp.t_started, self._speech.open_start, self._last_voice)
         if heard >= self.cfg.barge_in_min_speech:
             self._emit(Meta({"type": "barge_in", "turn": rp.turn_id, "t": t, "heard": rp.spoken_text}))
             self._stop_reply()

@@ -78,12 +78,30 @@ async def _aclose(stream) -> None:
             await aclose()
 
 
+# The shortest time a TTS takes per word (s; 240 words a minute, fast speech): a segment whose
+# audio is not all there (the TTS still streams it, or failed in it) lasts at least this per word.
+WORD_S = 0.25
+
+
 @dataclass
 class _Segment:
     text: str
     pcm: list[np.ndarray] = field(default_factory=list)  # chunks as they come from the TTS
-    done: bool = False  # the TTS finished this segment
+    done: bool = False  # the TTS ended this segment (finished it, or failed in it)
+    complete: bool = False  # the TTS finished it: ``samples`` is all of its audio
+    samples: int = 0  # samples the TTS gave
+    played: int = 0  # samples playback took
     started: bool = False  # playback has reached it
+
+    def heard(self) -> str:
+        """Its words as far as its audio played: all once it played to its end, else the share of
+        its words its played audio is of all its audio (rounded down; while the TTS still streams
+        it, or failed in it, its length is taken as at least WORD_S a word)."""
+        words = self.text.split()
+        if self.complete and self.played >= self.samples:
+            return self.text
+        total = self.samples if self.complete else max(self.samples, len(words) * WORD_S * SAMPLE_RATE)
+        return " ".join(words[: int(len(words) * self.played / total)] if total > 0 else [])
 
 
 @dataclass
@@ -138,7 +156,7 @@ class ReplyPipeline:
         self.t_user_end: float | None = None
         self.t_started = 0.0
         self._segments: deque[_Segment] = deque()  # queued for playback (head is playing)
-        self._spoken: list[str] = []  # segments whose playback started
+        self._spoken: list[_Segment] = []  # segments whose playback started
         self._task: asyncio.Task | None = None
         self._generating = False
         self._first_audible_done = False
@@ -180,8 +198,10 @@ class ReplyPipeline:
 
     @property
     def spoken_text(self) -> str:
-        """The segments whose audio has started playing (what the user may have heard)."""
-        return " ".join(self._spoken)
+        """What the user heard of the reply so far: the words of the segments played, of the one
+        playing (a barge-in cut it) as far as its audio played (``_Segment.heard``): a long sentence
+        cut a moment after it started is not heard, the few words its audio reached are."""
+        return " ".join(h for h in (seg.heard() for seg in self._spoken) if h)
 
     # ---- playback -----------------------------------------------------------------------
     def pull_frame(self) -> np.ndarray | None:
@@ -197,9 +217,10 @@ class ReplyPipeline:
                 break  # waiting for the TTS
             if not seg.started:
                 seg.started = True
-                self._spoken.append(seg.text)
+                self._spoken.append(seg)
             chunk = seg.pcm[0]
             k = min(FRAME_SIZE - n, chunk.shape[0])
+            seg.played += k
             out[n : n + k] = chunk[:k]
             n += k
             if k == chunk.shape[0]:
@@ -284,7 +305,6 @@ class ReplyPipeline:
             self._segments.append(seg)
             t_req = self.clock.now()
             got = False
-            samples = 0  # (playback may already have taken some of seg.pcm)
             try:
                 stream = aiter(self.tts.synthesize(text))
                 try:
@@ -303,11 +323,11 @@ class ReplyPipeline:
                                 first = False
                                 self._metric("tts_first_chunk", self.clock.now() - t_req, {})
                                 self._health.report("tts", True, self.clock.now())
-                            samples += pcm.size
+                            seg.samples += pcm.size  # (playback may already have taken some of seg.pcm)
                             seg.pcm.append(pcm)
                 finally:
                     await _aclose(stream)
-                if not samples and any(c.isalpha() for c in text):  # (not digits: piper says nothing for some)
+                if not seg.samples and any(c.isalpha() for c in text):  # (not digits: piper says nothing for some)
                     # (a stream that ends without a sample: the words were never said, not "spoken")
                     raise BackendError(f"it gave no audio for {text.strip()!r} (its stream ended without a "
                                        "sample); the rest of the reply is not spoken")
@@ -315,7 +335,7 @@ class ReplyPipeline:
                 seg.done = True
                 self._fail("tts", exc)
                 return  # the rest of this reply cannot be spoken; the session goes on
-            seg.done = True
+            seg.done = seg.complete = True
 
     async def _next(self, stream, what: str, t_req: float, first: bool):
         """The stream's next piece / chunk within the stall timeouts (Stalled else): the first

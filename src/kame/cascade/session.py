@@ -10,9 +10,11 @@ Implements kame.runtime.base.Session, so the server and file mode drive it like 
 
 Turn taking: the STT's *final* transcript ends the user's turn and starts one reply (a final
 with no words is ignored). The VAD (kame.cascade.turns) gives the end-of-speech time for the
-latency metrics and detects barge-in: ``barge_in_min_speech`` seconds of user speech while a
-reply is being generated or played cancels the LLM stream and the TTS and stops the audio at
-the next frame. The agent's turn goes into the history as far as it was heard.
+latency metrics (the end of the speech region the final's words are in, even when the final
+comes while the user speaks again: turns.SpeechRegions) and detects barge-in:
+``barge_in_min_speech`` seconds of user speech while a reply is being generated or played
+cancels the LLM stream and the TTS and stops the audio at the next frame. The agent's turn goes
+into the history as far as it was heard (the words its played audio reached).
 
 Meta dicts sent (all JSON-able): {"type": "transcript", "speaker": "user", "text", "final",
 "t", "words": [{"word", "start", "end"}]}, {"type": "agent_turn", "text" (as heard), "reply"
@@ -310,6 +312,7 @@ class CascadeSession(Session):
 
     # ---- input side ---------------------------------------------------------------------
     def _on_vad(self, events: list, t: float) -> None:
+        self._turns.note(events)
         for ev in events:
             if ev.kind == "start" and self._user_start is None:
                 self._user_start = ev.t
@@ -345,10 +348,10 @@ class CascadeSession(Session):
                          "words": [{"word": w.text, "start": w.start, "end": w.end} for w in tr.words]}))
         if not tr.final or not text or self._closed:
             return
-        # End of the user's turn: exactly one reply per non-empty final transcript.
-        t_end = self._turns.current_speech_end()  # the VAD's, on the frames' clock
-        if t_end is None:
-            t_end = tr.words[-1].end if tr.words else tr.t
+        # End of the user's turn: exactly one reply per non-empty final transcript. Its end of
+        # speech is the VAD's end of the speech the final's words were in (on the frames' clock),
+        # not the user's latest voice: a late final may come while the user speaks again.
+        t_end = self._turns.end_of(tr)
         start = self._user_start if self._user_start is not None else (tr.words[0].start if tr.words else t_end)
         self._user_start = None
         if self._reply is not None:  # the user spoke again before the reply was over
@@ -403,7 +406,7 @@ class CascadeSession(Session):
 
     def _commit_agent(self, rp: ReplyPipeline, *, interrupted: bool) -> None:
         # what the user heard: all of the reply, unless it was cut by a barge-in or a failed
-        # LLM/TTS (then the segments that started playing)
+        # LLM/TTS (then the words its played audio reached: ReplyPipeline.spoken_text)
         text = (rp.spoken_text if interrupted or rp.failed else rp.text).strip()
         self._emit(Meta({"type": "agent_turn", "text": text,
                          "t": self.clock.now(), "turn": rp.turn_id, "interrupted": interrupted,

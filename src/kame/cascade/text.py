@@ -8,9 +8,10 @@
         tts(seg)
 
 Rules: a segment ends after . ! ? (followed by a space or the end of the stream) or a newline.
-The *first* segment may also end at , ; : or a dash once it has ``first_clause_min_words``
-words — the earliest point where a TTS can say something natural. Text with no punctuation is
-cut after ``max_segment_words`` words. Decimal points ("3.14") and common abbreviations
+The *first* segment may also end at , ; : or a dash (— or –, or a hyphen between spaces: " - ",
+" -- ") once it has ``first_clause_min_words`` words (a dash is no word) — the earliest point
+where a TTS can say something natural. Text with no punctuation is cut after
+``max_segment_words`` words. Decimal points ("3.14") and common abbreviations
 ("e.g.", "Dr.") do not end a sentence. Markdown symbols and URLs that a TTS would read aloud are dropped.
 Where the reply ends (the LLM writing the conversation's next ``user:`` line) is decided before
 the splitter, by kame.backend.prompt.ReplyGuard (kame.cascade.reply feeds it what is kept).
@@ -76,7 +77,7 @@ class SegmentSplitter:
                 in_word = False
             elif not in_word:
                 in_word = True
-                words += 1
+                words += not _is_dash(buf, i)  # (a dash between words is no word)
             if ch == "\n" and buf[:i].strip():
                 return i + 1
             nxt = buf[i + 1] if i + 1 < len(buf) else None
@@ -87,7 +88,7 @@ class SegmentSplitter:
                     continue
                 return i + 1
             if (
-                ch in _CLAUSE_END
+                (ch in _CLAUSE_END or (ch == "-" and _is_dash(buf, i)))
                 and self._emitted == 0
                 and words >= self.first_clause_min_words
                 and nxt.isspace()
@@ -105,6 +106,18 @@ def _is_abbreviation_or_number(text: str) -> bool:
         return False
     token = m.group(1).lower().strip("(\"'")
     return token in _ABBREV or (len(token) == 1 and token.isalpha() and token != "i")
+
+
+def _is_dash(buf: str, i: int) -> bool:
+    """``buf[i]`` is in a dash between spaces: " - ", " -- ", " – ", " — " (not "well-known", "-5")."""
+    j = i
+    while j > 0 and buf[j - 1] in "-–—":
+        j -= 1
+    k = i
+    while k + 1 < len(buf) and buf[k + 1] in "-–—":
+        k += 1
+    return (buf[i] in "-–—" and (j == 0 or buf[j - 1].isspace())
+            and (k + 1 == len(buf) or buf[k + 1].isspace()) and k - j < 2)
 
 
 def _is_number_comma(buf: str, i: int) -> bool:
