@@ -198,12 +198,14 @@ def random_overrides(codec) -> dict:
 
 
 def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_spec: str, oracle: str = "auto",
-                          weights: bool = True):
+                          weights: bool = True, oracle_fix: str | None = None):
     """-> (LMModel, codec, codec spec, text tokenizer | None, info dict). The codec (a named one, or
     for "auto" the checkpoint's Mimi) is created and fitted to the front-end (fit_codec) before the
     front-end's weights load. ``oracle``: the config's frontend.oracle (auto | on | off). Its load
     errors are tagged with the config key to change (loading.config_key; load_frame_models names it).
     ``weights``: False, the front-end on the meta device with no weights read (load_frontend's).
+    ``oracle_fix``: what to do about a KAME file whose config.json says "oracle": false (default:
+    the frontend.oracle settings; kame train has no such option, and says its own).
     A spec of a plugin's scheme (or of a built-in one a plugin replaced: registry.plugin_scheme)
     is created through the registry with load_frontend's keyword arguments, then checked as a
     checkpoint is (random weights, its info.weights None, as a random preset: the embedded codec
@@ -254,15 +256,20 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
         def _choose_codec(finfo, form) -> None:
             codec, cspec, fix = named, codec_spec, None
             if codec is None and finfo.kame.get("codec"):  # "auto": the codec it was trained with
-                cspec = finfo.kame["codec"]
-                codec = recorded_codec(cspec, spec)
-                fix = (f"its config.json and the codec it records (kame.codec {cspec!r}) do not belong together: "
+                recorded = finfo.kame["codec"]  # (a relative path: the checkpoint folder's first)
+                codec, cspec = recorded_codec(recorded, spec, form, finfo)
+                fix = (f"its config.json and the codec it records (kame.codec {recorded!r}) do not belong together: "
                        f"check kame.codec, or set codec.spec")
             elif codec is None:  # "auto": the checkpoint's own Mimi
                 cspec = f"mimi:{finfo.mimi.absolute()}" if finfo.mimi is not None else "mimi"
                 codec = auto_codec(cspec, spec, form, finfo)
                 fix = ("its config.json and the Mimi file it names (mimi_name) do not belong together: check "
                        "mimi_name, or set codec.spec=mimi:PATH")
+            if not finfo.raw_config and finfo.layout == "config.json":  # (was: blamed a mimi_name it has not)
+                fix = (f"{spec} has no config.json (none found, or none in the local cache), so Moshi 7B's config "
+                       f"was assumed, as the moshi package does: if its weights are not Moshi 7B's, load a folder "
+                       f"or repo with the config.json they were saved with; if they are, this codec is not their "
+                       f"Mimi (set codec.spec=mimi:PATH)")
             check_fingerprint(codec, cspec, finfo, spec)
             fit_codec(codec, cspec, finfo.config, spec, fix)
             chosen.update(codec=codec, spec=cspec)
@@ -290,9 +297,10 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
                 raise
             # an oracle_emb the config does not define: a KAME file whose config.json says "oracle":
             # false (the loader's hint names load_frontend's argument; here it is a config key)
+            fix = oracle_fix or ("in kame's config: frontend.oracle=on (run it with its oracle stream) or "
+                                 "frontend.oracle=off (run it as plain Moshi)")
             with config_key("frontend.oracle"):
-                raise CheckpointError(f"front-end {spec!r}: {exc}; in kame's config: frontend.oracle=on (run it "
-                                      f"with its oracle stream) or frontend.oracle=off (run it as plain Moshi)") from exc
+                raise CheckpointError(f"front-end {spec!r}: {exc}; {fix}") from exc
         codec, codec_spec = chosen["codec"], chosen["spec"]
     stream = _oracle_stream(model, finfo, kind)
     if oracle == "off" and model.has_oracle:  # run it as plain Moshi: the stepper feeds no oracle

@@ -216,15 +216,53 @@ _HUB_WHY = {"HubUnreachable": "not in the local Hugging Face cache, and the hub 
             "HubFileNotFound": "the repo has no such file"}
 
 
-def recorded_codec(codec_spec: str, spec: str):
-    """codec.spec "auto" for a checkpoint whose config.json records its codec (kame.codec): that codec."""
+def recorded_codec(codec_spec: str, spec: str, form=None, finfo=None):
+    """codec.spec "auto" for a checkpoint whose config.json records its codec (kame.codec): that
+    codec -> (codec, the spec it was created from). A local path in the spec that is relative is
+    the checkpoint folder's first (kame train records the Mimi it copies there as mimi:NAME), then
+    as given (a checkpoint recorded before: relative to where it was trained). A recorded Mimi that
+    cannot be loaded (moved, deleted, another machine's) gives way to the checkpoint's own Mimi
+    (mimi_name, ``finfo.mimi``) when that file's sha256 is the recorded kame.codec_sha256."""
     from .. import registry
+    from ..paths import local_path
 
+    scheme, arg = registry.parse_spec(codec_spec)
+    folder = _folder(form)
+    if arg and folder is not None and not arg.startswith("hf:") and ";" not in arg \
+            and not local_path(arg).is_absolute() and (folder / local_path(arg)).exists():
+        codec_spec = f"{scheme}:{folder / local_path(arg)}"
     try:
-        return registry.create("codec", codec_spec)
+        return registry.create("codec", codec_spec), codec_spec
     except (ConfigError, CheckpointError, NotAvailableError) as exc:
+        own, want, why = getattr(finfo, "mimi", None), (finfo.kame.get("codec_sha256") if finfo else None), ""
+        if scheme == "mimi" and own is not None and want:
+            own_spec = f"mimi:{own.absolute()}"
+            try:
+                codec = registry.create("codec", own_spec)
+            except KameError as own_exc:
+                why = f"; its own Mimi {own} cannot be loaded either: {own_exc}"
+            else:
+                if getattr(codec, "fingerprint", None) == want:
+                    log.info("front-end %s: its recorded codec %r cannot be loaded (%s): running its own Mimi %s, "
+                             "of the recorded sha256", spec, codec_spec, exc, own)
+                    return codec, own_spec
+                why = (f"; its own Mimi {own} (mimi_name) has sha256 {codec.fingerprint}, not the recorded "
+                       f"kame.codec_sha256 {want}")
+        elif scheme == "mimi" and finfo is not None and own is None and finfo.config.meta.get("mimi_name"):
+            named = finfo.config.meta["mimi_name"]
+            why = (f"; nor is its own Mimi there (mimi_name {named!r}: looked for {_where(named, form, finfo)}): "
+                   f"put the Mimi it was trained with there (sha256 {want}), or set codec.spec=mimi:PATH"
+                   if want and form is not None else "")
         raise type(exc)(f"codec.spec 'auto' for the front-end {spec!r}: the codec it was trained with, {codec_spec!r} "
-                        f"(its config.json kame.codec), cannot be loaded: {exc}") from exc
+                        f"(its config.json kame.codec), cannot be loaded: {exc}{why}") from exc
+
+
+def _folder(form):
+    """The folder of a front-end checkpoint (check_frontend_spec's ``form``), None for a repo or none."""
+    if form is None or form[0] != "path" or form[2] is None:
+        return None
+    path = form[2]
+    return path.parent if path.is_file() else path
 
 
 def check_fingerprint(codec, codec_spec: str, finfo, spec: str) -> None:

@@ -15,7 +15,9 @@ constant or cosine learning rate, gradients clipped. OUT/step-N is a front-end c
 config.json's ``kame.train`` records the step, this config, the manifest's sha256, the front-end
 it started from and what it was resumed from) plus train_state.pt (the optimizer's state, for
 ``--resume``, which refuses another config, manifest or global batch; a sharded run's is in
-step-N/optimizer, one file per process); OUT/latest points at the newest.
+step-N/optimizer, one file per process); OUT/latest points at the newest. A checkpoint holds
+the tokenizer and Mimi it runs with, and records the front-end it started from by its resolved
+path (kame.train.checkpoint).
 
 The knobs are kame.train.config's TrainConfig; the data side (examples, codes cache,
 augmentation, batches) is kame.train.batching.
@@ -34,7 +36,6 @@ and recomputed activations for large front-ends: kame.train.parallel.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -47,10 +48,11 @@ from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
 from .batching import batches, input_dropouts, load_examples, manifest_path, slot
+from .checkpoint import frontend_identity, save_checkpoint, step_folder
 from .config import (STATE, TrainConfig, check_resume, global_batch, load_train_state, lr_at, recorded_config,
                      resume_record)
 from .data import DataError
-from .parallel import PRECISIONS, check_shard, drop_sharded_optimizer, resolve_precision
+from .parallel import PRECISIONS, check_shard, resolve_precision
 
 # (torch is imported where it is used: `kame train --help` stays fast, tests/test_cliargs.py)
 if TYPE_CHECKING:
@@ -143,7 +145,7 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
     device = torch.device(device)
     manifest = manifest_path(manifest)
     manifest_sha = file_sha256(manifest)
-    step, state, rec = 0, None, {"frontend": start}
+    step, state, rec = 0, None, {"frontend": frontend_identity(start)}  # (a folder: its absolute path)
     if resume is not None:
         state = load_train_state(Path(resume))
         check_resume(state["train"], tcfg, manifest_sha, world, resume)
@@ -208,7 +210,7 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
                 if rank == 0:  # (sharded: every process took part, rank 0 holds the whole weights)
                     last = save_checkpoint(model, weights, optim, Path(out), step, tcfg, manifest, manifest_sha,
                                            world=world, codec_spec=codec_spec, tokenizer_spec=tokenizer_spec,
-                                           extra=rec)
+                                           extra=rec, codec=codec)
                     echo(f"saved {last}")
                 del weights, optim
     except KeyboardInterrupt:
@@ -287,44 +289,6 @@ def _check_out(out: Path, overwrite: bool, rank: int) -> None:
                 p.unlink()
             elif p.name.startswith("step-") and p.is_dir():
                 shutil.rmtree(p)
-
-
-def step_folder(out: Path, step: int) -> Path:
-    return out / f"step-{step}"
-
-
-def save_checkpoint(model, weights: dict, optim: dict, out: Path, step: int, tcfg: TrainConfig, manifest,
-                    manifest_sha: str, *, world: int = 1, codec_spec: str | None,
-                    tokenizer_spec: str | Path | None, extra: dict | None = None) -> Path:
-    """OUT/step-N: the front-end (save_frontend with ``weights``, the model's whole state dict;
-    config.json's kame.train says how it was trained, ``extra``: the front-end it started from,
-    what it was resumed from) and train_state.pt (``optim``, the optimizer's state keyed by
-    parameter name, or where a sharded run wrote it: parallel.checkpoint_state; and the step); then OUT/latest -> step-N (a symlink, replaced atomically)."""
-    import torch
-
-    from ..model.loaders import save_frontend
-    from ..paths import write_replacing
-
-    folder = step_folder(out, step)
-    tok = tokenizer_spec
-    if tok is not None and tok != "default":  # a tokenizer file goes with the checkpoint (save_frontend names it)
-        folder.mkdir(parents=True, exist_ok=True)
-        src = Path(tok)
-        if src.resolve() != (folder / src.name).resolve():
-            shutil.copyfile(src, folder / src.name)
-        tok = src.name
-    train_rec = {"step": step, "world_size": world, "config": json.loads(json.dumps(asdict(tcfg))),
-                 "manifest": str(Path(manifest).resolve()), "manifest_sha256": manifest_sha, **(extra or {})}
-    save_frontend(model, folder, codec=codec_spec, tokenizer=tok, train=train_rec, state_dict=weights)
-    write_replacing(folder / STATE, lambda tmp: torch.save({"step": step, "optimizer": optim, "train": train_rec}, tmp),
-                    "training state", errors=(RuntimeError,))  # (torch's writer: a full disk is a RuntimeError)
-    if "sharded" not in optim:  # (an earlier sharded save of this step's files: not this one's)
-        drop_sharded_optimizer(folder)
-    link, tmp_link = out / "latest", out / ".latest.tmp"
-    tmp_link.unlink(missing_ok=True)
-    os.symlink(folder.name, tmp_link)
-    os.replace(tmp_link, link)
-    return folder
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -491,15 +455,28 @@ def load_for_training(spec: str, codec_spec: str, text_card: int | None, device,
         return model, codec, codec_spec, tok, "default"
     if text_card is not None:
         raise ConfigError(f"{command}: --text-card is for a random: front-end; {spec} has its own vocabulary")
+    # (a KAME file whose config.json says "oracle": false: kame COMMAND has no frontend.oracle option)
+    oracle_fix = (f'its config.json says "oracle": false, but its weights hold a trained oracle stream: set '
+                  f'"oracle": true in {_config_json(form, spec)} to load it with that stream (kame {command} '
+                  f'loads a front-end as its config.json says; it has no oracle option)')
     try:
         model, codec, codec_spec, tok, info = load_frontend_checked(spec, "fp32", device, 0, codec_spec,
-                                                                    weights=weights)
+                                                                    weights=weights, oracle_fix=oracle_fix)
     except (ConfigError, CheckpointError) as exc:  # (the runtime's words: its config keys are our options)
-        exc.args = (f"{command}: {exc} (in kame {command}: {options})",)
+        tail = "" if getattr(exc, "config_key", None) == "frontend.oracle" else f" (in kame {command}: {options})"
+        exc.args = (f"{command}: {exc}{tail}",)
         raise
     if tok is None or (tok.path is not None and Path(tok.path).resolve() == DEFAULT_MODEL.resolve()):
         return model, codec, codec_spec, default_tokenizer(), "default"
     return model, codec, codec_spec, tok, info["tokenizer"]
+
+
+def _config_json(form, spec: str) -> str:
+    """The config.json of the front-end ``spec`` (``form``: frontend_form's), as errors name it."""
+    kind, repo, path = form
+    if kind == "path" and path is not None:
+        return str((path if path.is_dir() else path.parent) / "config.json")
+    return f"hf://{repo}/config.json" if kind == "hf" else f"the config.json of {spec}"
 
 
 def main(args) -> int:
@@ -568,7 +545,8 @@ def run(args) -> TrainResult:
     start = args.frontend or "random:tiny"
     if args.resume:
         start = record.get("frontend")  # (the optimizer state is loaded once, by train)
-        if args.frontend is not None and args.frontend != start:
+        # (the same folder under another spelling, or from another working directory, is the same)
+        if args.frontend is not None and frontend_identity(args.frontend) != frontend_identity(start):
             raise ConfigError(f"train: --resume {args.resume} goes on from its own weights (started from "
                               f"{start or 'an unrecorded front-end'}), not from --frontend {args.frontend}: drop "
                               f"--frontend, or start a new run (another -o) with --frontend {args.resume}")

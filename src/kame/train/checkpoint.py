@@ -1,0 +1,138 @@
+"""`kame train`'s checkpoints: OUT/step-N and OUT/latest, made to travel (docs/training.md).
+
+    save_checkpoint(model, weights, optim, Path("runs/x"), step, tcfg, manifest, sha, codec=codec,
+                    codec_spec="mimi:/data/moshi/tokenizer-e351c8d8-checkpoint125.safetensors",
+                    tokenizer_spec="/data/moshi/tokenizer_spm_32k_3.model")
+
+A checkpoint folder holds what it runs with, so it loads from any working directory, moved or
+copied elsewhere, after the folder or Hugging Face cache it started from is gone: its tokenizer
+file and its Mimi are copied in (the Mimi hard-linked where it can be, under the name config.json
+gives as ``mimi_name``, written there too, so the moshi package finds it as well), and kame.codec
+records the Mimi as ``mimi:NAME``, a path relative to the checkpoint folder
+(kame.runtime.loading.recorded_codec resolves it there). Another codec read from a local file
+(embedded:PATH) is recorded by its absolute path. ``frontend_identity`` is how a run records the
+front-end it started from and compares it on --resume: a checkpoint folder by its resolved path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+from .config import STATE, TrainConfig
+from .parallel import drop_sharded_optimizer
+
+
+def step_folder(out: Path, step: int) -> Path:
+    return out / f"step-{step}"
+
+
+def frontend_identity(spec: str | None) -> str | None:
+    """A front-end spec as a run records it (kame.train.frontend) and compares it (--resume with
+    --frontend): a checkpoint folder or file that exists by its resolved absolute path (the same
+    folder under another spelling or from another working directory is the same); hf://,
+    random: and a plugin's specs as given."""
+    from ..config import frontend_spec_form
+    from ..errors import ConfigError
+
+    if spec is None:
+        return None
+    try:
+        kind, _, path = frontend_spec_form(spec)
+    except ConfigError:
+        return str(spec)
+    return str(path.resolve()) if kind == "path" and path.exists() else str(spec)
+
+
+def portable_codec(codec, codec_spec: str | None, model_meta: dict) -> tuple[str | None, Path | None, str | None]:
+    """How a checkpoint records its codec -> (spec, Mimi file to put in the folder, its name there).
+    A Mimi read from a file (a folder's, a Hugging Face cache's, mimi:PATH) goes into the folder:
+    under the checkpoint's own ``mimi_name`` when that is a plain name, else its file's name, and is
+    recorded as ``mimi:NAME`` (relative to the folder). A codec spec naming a local file or folder
+    by a relative path is recorded by its absolute path; any other spec as it is."""
+    from .. import registry
+    from ..paths import local_path
+
+    if codec_spec is None:
+        return None, None, None
+    try:
+        scheme, arg = registry.parse_spec(codec_spec)
+    except Exception:  # noqa: BLE001 - (a plugin's odd spec: recorded as it is)
+        return codec_spec, None, None
+    source = getattr(codec, "source", None) if scheme == "mimi" else None
+    if source is not None and Path(source).is_file():
+        named = model_meta.get("mimi_name")
+        plain = isinstance(named, str) and named and not named.startswith(("hf:", "file:", "/", "~")) \
+            and ".." not in Path(named).parts
+        name = named if plain else Path(source).name
+        return f"mimi:{name}", Path(source), name
+    if arg and not arg.startswith("hf:") and ";" not in arg:
+        path = local_path(arg)
+        if not path.is_absolute() and path.exists():
+            return f"{scheme}:{path.resolve()}", None, None
+    return codec_spec, None, None
+
+
+def _place(src: Path, dst: Path) -> None:
+    """``src`` at ``dst``: hard-linked (no second copy of a large file), else copied; written whole
+    or not at all (kame.paths.write_replacing). Nothing is done if ``dst`` is that file already."""
+    from ..errors import CheckpointError
+    from ..paths import write_replacing
+
+    src = src.resolve()  # (a Hugging Face snapshot's link: its blob)
+    if dst.exists() and os.path.samefile(src, dst):
+        return
+
+    def put(tmp: Path) -> None:
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp)
+        except OSError:  # (another file system, or links not allowed: a copy)
+            shutil.copyfile(src, tmp)
+
+    write_replacing(dst, put, "codec file", error=CheckpointError)
+
+
+def save_checkpoint(model, weights: dict, optim: dict, out: Path, step: int, tcfg: TrainConfig, manifest,
+                    manifest_sha: str, *, world: int = 1, codec_spec: str | None,
+                    tokenizer_spec: str | Path | None, extra: dict | None = None, codec=None) -> Path:
+    """OUT/step-N: the front-end (save_frontend with ``weights``, the model's whole state dict;
+    config.json's kame.train says how it was trained, ``extra``: the front-end it started from,
+    what it was resumed from), its tokenizer file and, for a Mimi read from a file (``codec``, the
+    codec it was trained with), that Mimi (portable_codec), and train_state.pt (``optim``, the
+    optimizer's state keyed by parameter name, or where a sharded run wrote it:
+    parallel.checkpoint_state; and the step); then OUT/latest -> step-N (a symlink, replaced
+    atomically)."""
+    import torch
+
+    from ..model.loaders import save_frontend
+    from ..paths import write_replacing
+
+    folder = step_folder(out, step)
+    tok = tokenizer_spec
+    if tok is not None and tok != "default":  # a tokenizer file goes with the checkpoint (save_frontend names it)
+        folder.mkdir(parents=True, exist_ok=True)
+        src = Path(tok)
+        if src.resolve() != (folder / src.name).resolve():
+            shutil.copyfile(src, folder / src.name)
+        tok = src.name
+    recorded, mimi, mimi_name = portable_codec(codec, codec_spec, dict(model.cfg.meta))
+    meta: dict = {}
+    if mimi is not None:  # (its sha256 given: the spec, relative to the folder, need not load from the cwd)
+        _place(mimi, folder / mimi_name)
+        meta = {"mimi_name": mimi_name, "codec_sha256": codec.fingerprint}
+    train_rec = {"step": step, "world_size": world, "config": json.loads(json.dumps(asdict(tcfg))),
+                 "manifest": str(Path(manifest).resolve()), "manifest_sha256": manifest_sha, **(extra or {})}
+    save_frontend(model, folder, codec=recorded, tokenizer=tok, train=train_rec, state_dict=weights, **meta)
+    write_replacing(folder / STATE, lambda tmp: torch.save({"step": step, "optimizer": optim, "train": train_rec}, tmp),
+                    "training state", errors=(RuntimeError,))  # (torch's writer: a full disk is a RuntimeError)
+    if "sharded" not in optim:  # (an earlier sharded save of this step's files: not this one's)
+        drop_sharded_optimizer(folder)
+    link, tmp_link = out / "latest", out / ".latest.tmp"
+    tmp_link.unlink(missing_ok=True)
+    os.symlink(folder.name, tmp_link)
+    os.replace(tmp_link, link)
+    return folder
