@@ -39,7 +39,8 @@ def make_ck(folder, *, oracle_emb=True, config_oracle=None, tokenizer=True, mimi
         names["tokenizer_name"] = tokenizer_name
     save_frontend(model, folder, **names, **meta)
     raw = json.loads((folder / "config.json").read_text())
-    del raw["oracle"]
+    raw.pop("oracle", None)  # (a KAME save's; a plain save keeps its "oracle": false under model_id.kame_lm)
+    raw.pop("model_id", None)
     if config_oracle is not None:
         raw["oracle"] = config_oracle
     (folder / "config.json").write_text(json.dumps(raw))

@@ -27,7 +27,9 @@ speech-to-speech front-end is expected), ConfigError (bad config key or value, n
 Shared with the Mimi loader (kame.codec.mimi.checkpoint): ``resolve_named`` (a file named by a
 config.json) and ``read_config`` (and kame.model.tensorfiles: ``read_safetensors``,
 ``strip_wrapper_prefix``, ``checkpoint_kind`` / ``kind_hint``). A checkpoint's weights are mapped
-onto the model by kame.model.statedict.convert_state.
+onto the model by kame.model.statedict.convert_state; why they do not fit is said by
+kame.model.mismatch. A model without the oracle stream is saved in the form the moshi package
+loads (kame.model.moshiform: kame's keys it refuses go under model_id.kame_lm, read back here).
 """
 
 from __future__ import annotations
@@ -47,16 +49,18 @@ from ..config import frontend_spec_form
 from ..errors import CheckpointError, ConfigError, NotAvailableError
 from ..hub import HubFileNotFound, HubUnreachable, hf_download, split_hf
 from ..paths import default_mode, local_path
-from .config import (DEFAULT_TOKENIZER, DTYPE_NAMES, MAX_SEED, SHAPE_KEYS, LMConfig, config_json, moshi_7b,
+from .config import (DEFAULT_TOKENIZER, DTYPE_NAMES, MAX_SEED, LMConfig, config_json, moshi_7b,
                      random_config, random_spec_options)
-from .formats import (KWARGS_NAME, drop_user_stream, finetune_config, folder_kwargs, hf_kwargs, read_json, read_kwargs,
-                      training_error)
+from .formats import (KWARGS_NAME, drop_user_stream, finetune_config, folder_kwargs, hf_kwargs, read_json,
+                      read_kwargs)
 from .lm import LMModel
 from .meta import kame_record, mimi_trained, named_tokenizer, tokenizer_name
+from .mismatch import mismatch, no_weights
 from .modules import NEEDS_CONTEXT
+from .moshiform import lift_kame_lm, moshi_form
 from .statedict import convert_state
 from .stepper import Sampling, Stepper
-from .tensorfiles import SAFETENSORS_SUFFIXES, checkpoint_kind, file_kind, kind_hint, read_safetensors, save_tensors
+from .tensorfiles import SAFETENSORS_SUFFIXES, file_kind, kind_hint, read_safetensors, save_tensors
 
 log = logging.getLogger(__name__)
 
@@ -316,8 +320,10 @@ def _find_config(spec: str, form: SpecForm) -> _Found:
         if kwargs is not None:
             return _Found(read_kwargs(kwargs), path, None, None, weights, str(kwargs), layout=KWARGS_NAME)
         files = [path / weights] if weights else sorted(path.glob("*.safetensors"))
-        for f, kind_ in ((f, file_kind(f)) for f in files):
-            if kind_ in ("mimi", "embedded"):  # (names the file given, not its folder: "." for one in the cwd)
+        kinds = {f: file_kind(f) for f in files}
+        lm = {"frontend", "stt"} & set(kinds.values())  # LM weights beside their Mimi: not a codec folder
+        for f, kind_ in kinds.items():
+            if kind_ in ("mimi", "embedded") and not lm:  # (names the file given, not its folder: "." for one in cwd)
                 raise CheckpointError(f"{path / weights if weights else path} has no config.json and is not a "
                                       f"front-end checkpoint: {kind_hint(kind_, f)}")
         raise CheckpointError(f"{path} has no config.json (a front-end checkpoint folder needs one: the weights alone "
@@ -427,6 +433,8 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
             torch.random.set_rng_state(gen_state)
         return model, info
     found = _find_config(spec, form)
+    if found.raw is not None and found.layout != KWARGS_NAME:  # (kame's keys moshi refuses: kame.model.moshiform)
+        found = found._replace(raw=lift_kame_lm(found.raw, found.where))
     raw, folder, repo, revision = found.raw, found.folder, found.repo, found.revision
     user_q, wpath = 0, None
     if found.layout == KWARGS_NAME:  # its LM keys only: companions by Moshi's default names (kame.model.formats)
@@ -454,7 +462,7 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
     # (a CheckpointError names the repo and file; a moshi_lm_kwargs.json's weights are resolved above)
     wpath = wpath or resolve_named(wname, folder, repo, revision)
     if not wpath.exists():
-        raise CheckpointError(_no_weights(wpath, found, named="moshi_name" in meta))
+        raise CheckpointError(no_weights(wpath, found, named="moshi_name" in meta))
     mimi = tok = None
     if fetch_companions:  # Moshi's default names are needed by a checkpoint trained on Mimi codes (or Kyutai STT)
         needs = bool(mimi_trained(meta, bool(raw)) or meta.get("model_type") == "stt")
@@ -475,51 +483,12 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
     try:
         state, upgraded = convert_state(state, model, dt)
     except CheckpointError as exc:
-        raise _mismatch(exc, wpath, state, cfg, found) from exc
+        raise mismatch(exc, wpath, state, cfg, found) from exc
     model.load_state_dict(state, assign=True)
     model.eval()
     if upgraded:
         log.info("%s has no oracle_emb: initialised it as a copy of text_emb", wpath)
     return model, replace(info, oracle_upgraded=upgraded)
-
-
-def _no_weights(wpath: Path, found: _Found, named: bool) -> str:
-    """The LM weights are not where config.json's moshi_name (or the default name) puts them: say
-    which it was, what .safetensors files are there, and what to do."""
-    why = f"named by {found.where} moshi_name" if named else f"the default name: {found.where} has no moshi_name"
-    others = sorted(p.name for p in wpath.parent.glob("*.safetensors")) if wpath.parent.is_dir() else []
-    there = f"; {wpath.parent} holds {', '.join(others)}" if others else ""
-    return (f"LM weights {wpath} ({why}) do not exist{there}: set moshi_name in config.json to the weights file, "
-            f"or give that file as the front-end spec")
-
-
-def _mismatch(exc: CheckpointError, wpath: Path, state: Mapping[str, torch.Tensor], cfg: LMConfig,
-              found: _Found) -> CheckpointError:
-    """convert_state's error, naming the weights file and saying what they are when that explains it
-    (a Mimi / embedded codec file, Kyutai STT weights under a Moshi config or the reverse, a Moshi 7B
-    config assumed for a repo without config.json)."""
-    kind = checkpoint_kind(state)
-    if (err := training_error(wpath, state)) is not None:  # kame_finetune's, before clean_moshi
-        return err
-    if kind in ("mimi", "embedded"):
-        return CheckpointError(f"{wpath} is not front-end LM weights: {kind_hint(kind, wpath)}")
-    msg = f"{wpath}: {exc}"
-    moshi = LMConfig()  # the defaults: Moshi 7B's
-    absent = [k for k in SHAPE_KEYS if found.raw is not None and k not in found.raw and getattr(cfg, k) == getattr(moshi, k)]
-    if absent:
-        msg += (f" ({found.where} has no {', '.join(absent)}, so Moshi 7B's "
-                f"{', '.join(f'{k}={getattr(cfg, k)}' for k in absent)} {'was' if len(absent) == 1 else 'were'} "
-                f"assumed: give the values the weights were saved with)")
-    if (kind == "stt") == bool(cfg.dep_q) and kind is not None and found.raw is not None:
-        what = "Kyutai STT LM weights (no depformer)" if kind == "stt" else "Moshi/KAME LM weights (with a depformer)"
-        msg += f" (the file holds {what}, which {found.where} (dep_q {cfg.dep_q}) does not describe)"
-    if found.raw is None:
-        get = ("download it once with network access (without HF_HUB_OFFLINE), or "
-               if "not in the local" in found.assumed else "")
-        msg = (f"{found.where.rsplit('/', 1)[0]}: its weights do not fit Moshi 7B ({exc}). Moshi 7B was assumed "
-               f"because {found.assumed}; that assumption is the likely cause: {get}load a folder holding the "
-               f"config.json the weights were saved with")
-    return CheckpointError(msg)
 
 
 def save_frontend(model: LMModel, folder: str | Path, dtype: Any = None, *, codec: str | None = None,
@@ -545,6 +514,8 @@ def save_frontend(model: LMModel, folder: str | Path, dtype: Any = None, *, code
     if any(v is not None for v in given.values()):
         meta = kame_record(model.cfg, meta, folder, given)
     raw = config_json(model.cfg, meta, MOSHI_NAME)
+    if not model.cfg.oracle:  # the moshi package can load it (kame.model.moshiform)
+        raw = moshi_form(raw)
     text = json.dumps(raw, indent=2)
     wpath = folder / raw["moshi_name"]
     for d in (wpath.parent, *wpath.parent.parents):  # (a file on the way: was a raw NotADirectoryError)
