@@ -21,6 +21,13 @@ is stripped of surrounding whitespace (the newline of ``OPENAI_API_KEY=$(cat key
 a control character inside is a ConfigError naming where it came from (not a bare ValueError
 from aiohttp's header check at the first request).
 
+Credentials in a base URL (``http://user:password@host/v1``) are taken out of it at construction:
+the URL the adapter keeps, requests and every message, log line and error record that names it
+has no user:password@ (``hide_userinfo`` for a URL that is not used); they are sent as HTTP
+basic auth when no API key is set. With a key too (a request carries one Authorization) it is a
+ConfigError naming both sources (was: every request failed at run time with aiohttp's "Cannot
+combine AUTHORIZATION header with AUTH argument or credentials encoded in URL").
+
 An adapter's spec "openai:MODEL;NAME=VALUE,..." is split by kame.registry.spec_kwargs (the
 model stripped, the options those the adapter lists).
 
@@ -34,12 +41,14 @@ sets (a server that never ends its body is cut at the cap instead of filling the
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import email.utils
 import json
 import math
 import os
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable, Sequence
 
@@ -75,6 +84,30 @@ class Endpoint:
     key_from: str  # "api_key=", the variable's name, or "" (no key)
     url_vars: tuple[str, ...]  # the variables a URL is read from, in order
     key_vars: tuple[str, ...]
+    basic: str = field(default="", repr=False)  # "Basic ..." from the URL's user:password ("" = none)
+
+
+def split_userinfo(url: str) -> tuple[str, str | None]:
+    """(``url`` without its "user:password@", that userinfo or None): the authority is what
+    follows "//" up to the first "/", "?" or "#" (as urllib and yarl read it); the userinfo
+    is what it holds before its last "@". A URL without a scheme is read the same way."""
+    head, sep, rest = url.partition("//")
+    if not sep:
+        head, rest = "", url
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    userinfo, at, host = rest[:end].rpartition("@")
+    if not at:
+        return url, None
+    return head + sep + host + rest[end:], userinfo
+
+
+def hide_userinfo(url: str) -> str:
+    """``url`` for a message: a "user:password@" in it shown as "***@"."""
+    bare, userinfo = split_userinfo(url)
+    if userinfo is None:
+        return url
+    head, sep, rest = bare.partition("//")
+    return head + sep + "***@" + rest if sep else "***@" + bare
 
 
 def resolve_endpoint(what: str, base_url: str | None, api_key: str | None,
@@ -101,9 +134,24 @@ def resolve_endpoint(what: str, base_url: str | None, api_key: str | None,
         url, url_from = DEFAULT_BASE_URL, "the default"
     url = url.rstrip("/")
     if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"openai {what}: base URL must start with http:// or https://, got {url!r} "
-                          f"(from {url_from})")
-    return Endpoint(url, key, url_from, key_from, url_vars, key_vars)
+        raise ConfigError(f"openai {what}: base URL must start with http:// or https://, got "
+                          f"{hide_userinfo(url)!r} (from {url_from})")
+    shown = hide_userinfo(url)
+    url, userinfo = split_userinfo(url)  # (never kept in the URL: it names the server in messages)
+    basic = ""
+    if userinfo and key:
+        unset = ('pass api_key=""' if key_from == "api_key=" else
+                 "unset " + " and ".join(v for v in key_vars if os.environ.get(v, "").strip()))
+        raise ConfigError(
+            f"openai {what}: the base URL from {url_from} holds credentials ({shown}) "
+            f"and an API key is set too (from {key_from}); a request carries only one of them: remove the "
+            f"user:password@ from {url_from} to send the key, or {unset} to send the URL's user and password "
+            "(HTTP basic auth)")
+    if userinfo:
+        user, _, password = userinfo.partition(":")  # (percent-decoded; sent as UTF-8, RFC 7617)
+        pair = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()
+        basic = "Basic " + base64.b64encode(pair).decode("ascii")
+    return Endpoint(url, key, url_from, key_from, url_vars, key_vars, basic)
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
@@ -198,6 +246,8 @@ class OpenAIHTTP:
         headers = dict(extra)
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
+        elif self.endpoint.basic:  # the base URL's user:password (never with a key)
+            headers["Authorization"] = self.endpoint.basic
         return headers
 
     async def _http_error(self, url: str, resp: aiohttp.ClientResponse) -> BackendError:

@@ -28,6 +28,7 @@ import sys
 import time
 
 from ..backend.childproc import load_in_thread
+from ..backend.openai_http import hide_userinfo
 from ..cliargs import at_least, thread_count
 from ..errors import ConfigError
 from ..runtime.interrupt import run_to_end
@@ -182,7 +183,7 @@ def main(args: argparse.Namespace) -> int:
         registry.check_spec("llm", spec)
     stt = [] if args.no_stt else stt_specs(args)
     if args.base_url and any(s.startswith("openai:") for s in stt):
-        print(f"note: --base-url {args.base_url} is for --llm only; an --stt openai: spec is built as backend.stt "
+        print(f"note: --base-url {hide_userinfo(args.base_url)} is for --llm only; an --stt openai: spec is built as backend.stt "
               "is: its server from OPENAI_STT_BASE_URL, else OPENAI_BASE_URL", file=sys.stderr)
 
     def start() -> None:  # (once the first STT is built: one that cannot be fails before any output)

@@ -11,11 +11,13 @@ kame.runtime.backend.BackendBridge, the cascade's kame.cascade.session.CascadeSe
 A stream that raises, ends by itself, yields something that is not a Transcript, or stalls (it
 has taken no audio for ``stall_s`` while frames wait for it) is stopped (STOP_WAIT_S of wall time
 to unwind) and started again after ``retry_s``, doubled for each failure in a row up to
-MAX_RETRY_S until a transcript comes. ``on_failure(exc, wait)`` hears of each failure (``wait``:
-the seconds before the restart), ``on_transcript(tr)`` gets each transcript (awaited; its first
-after a failure is the sign the STT is up again). While the STT is down its audio is dropped,
-not queued (its stream restarts on live audio); at most MAX_QUEUED_FRAMES wait for a running
-stream (the oldest dropped). Both are counted in ``dropped_frames``.
+MAX_RETRY_S until a transcript comes, and at least as long as a BackendError's ``retry_after``
+(an HTTP 429's Retry-After; capped as the oracle caps it, RestartGate.MAX_RETRY_AFTER), so a
+rate-limited server is not called again before it asked. ``on_failure(exc, wait)`` hears of
+each failure (``wait``: the seconds before the restart), ``on_transcript(tr)`` gets each
+transcript (awaited; its first after a failure is the sign the STT is up again). While the STT
+is down its audio is dropped, not queued (its stream restarts on live audio); at most
+MAX_QUEUED_FRAMES wait for a running stream (the oldest dropped). Both are counted in ``dropped_frames``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import logging
 from typing import AsyncIterator, Awaitable, Callable
 
 from ..backend.llm.base import component_name
-from ..backend.policy import backoff
+from ..backend.policy import RestartGate, backoff
 from ..backend.stt.base import check_transcript, open_stream
 from ..backend.types import FRAME_S, AudioFrame, Transcript
 from ..errors import BackendError
@@ -123,6 +125,9 @@ class STTSupervisor:
                 self.dropped_frames += q.qsize()  # the audio it left waiting is lost with it
                 self._failures += 1
                 wait = backoff(self.retry_s, self._failures, max(self.retry_s, MAX_RETRY_S))
+                asked = getattr(exc, "retry_after", None)  # (the server's Retry-After: its message says so)
+                if isinstance(asked, (int, float)) and asked > wait:
+                    wait = min(float(asked), max(wait, RestartGate.MAX_RETRY_AFTER))
                 self.on_failure(exc, wait)
             finally:
                 self._stall = None
