@@ -307,10 +307,25 @@ def main(args) -> int:
         web.run_app(app, sock=sock, print=None, handle_signals=True, access_log_class=ops.AccessLogger)
     except KeyboardInterrupt:  # a second Ctrl-C during the shutdown
         stopping.interrupted = True
+    _release_children(stopping)
     if state.load_error is not None:
         raise state.load_error
     ops.leave_if_loading(state, stopping.status)  # (a signal during start-up: not after the model's load)
     return stopping.status
+
+
+def _release_children(stopping: ops.Stopping) -> None:
+    """Stop the back-end children the agent's components share (the embedded LLM's,
+    pocketsphinx's) with the server, before the interpreter's exit: a (re)load under way is
+    terminated, not waited for, and each stop is logged (was: nothing stopped them before the exit
+    hooks, which waited out a whole LLM reload, ~50 s, in silence). A second Ctrl-C meanwhile
+    leaves the rest to their exit hooks."""
+    from ..backend.childproc import release_children
+
+    try:
+        release_children()
+    except KeyboardInterrupt:
+        stopping.interrupted = True
 
 
 def _graceful_exit() -> None:

@@ -12,11 +12,14 @@ generate loop neither holds the server's GIL nor shares its torch intra-op pool 
 front-end worker thread.
 
 Generations run ONE AT A TIME (a single dispatcher thread per child: a second request waits for
-the first to finish or be cancelled). The dispatcher sends a request down a pipe and forwards the
-child's replies to the consumer's asyncio queue with ``call_soon_threadsafe``, so the event loop
-never blocks. Text comes out word by word (transformers' TextStreamer in the child); cancelling or
-closing the consumer writes the request's id into a shared ``cancel`` value that a
-StoppingCriteria in the child checks before every new token, so the child moves on at once.
+the first to finish or be cancelled). The dispatcher is a daemon thread, not a ThreadPoolExecutor's:
+the interpreter's exit joins those before the atexit hooks run, so a (re)start under way held the
+exit for its whole model load; the atexit close() terminates that load instead (and logs it).
+The dispatcher sends a request down a pipe and forwards the child's replies to the consumer's
+asyncio queue with ``call_soon_threadsafe``, so the event loop never blocks. Text comes out word
+by word (transformers' TextStreamer in the child); cancelling or closing the consumer writes the
+request's id into a shared ``cancel`` value that a StoppingCriteria in the child checks before
+every new token, so the child moves on at once.
 A prompt that leaves less than min(max_tokens, MIN_REPLY_TOKENS = 64) of the model's context
 (8192 tokens) for the reply loses its oldest messages but the system message and the last user
 message (and any before the first user message left, so roles keep alternating), then the start
@@ -52,10 +55,11 @@ import importlib.util
 import itertools
 import logging
 import os
+import queue
 import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import AsyncIterator, Sequence
 
@@ -235,6 +239,40 @@ def _generate(conn, model, tok, cancel, context: int, req_id: int, messages: lis
 
 
 # --- the parent side ---
+class _Dispatcher:
+    """One daemon thread running the submitted calls in order; ``submit`` returns a
+    concurrent.futures.Future. (A ThreadPoolExecutor's thread is no daemon: concurrent.futures'
+    exit hook joins it before atexit's close() could abort a child's (re)start it is blocked in, so
+    `kame serve`'s stop waited out the whole model load and a second Ctrl-C printed a traceback.)"""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        self._jobs.put((future, fn, args))
+        with self._lock:  # (started on first use, as a ThreadPoolExecutor's thread is)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+                self._thread.start()
+        return future
+
+    def _loop(self) -> None:
+        while True:
+            future, fn, args = self._jobs.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - the submitter's to see
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+
 class _ChildWorker:
     """Parent-side handle of one child process: start/restart it, run requests one at a time."""
 
@@ -252,7 +290,7 @@ class _ChildWorker:
         self._load_now = None  # the childproc.abortable_load() handle of a (re)start under way (close() aborts it)
         self._atexit = None
         self._lock = threading.Lock()  # guards current/cancel between consumer and dispatcher
-        self._dispatch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kame-llm")
+        self._dispatch = _Dispatcher("kame-llm")  # (a daemon thread: the exit does not wait for a load)
 
     @property
     def alive(self) -> bool:
@@ -326,7 +364,13 @@ class _ChildWorker:
             if load is not None:  # (under the lock: start() checks it there)
                 load.by_close = True
         if load is not None:  # a (re)start under way: its loading child is terminated, not waited for (a
-            load.abort()  # server's shutdown waited out the whole model load, a second signal orphaned it)
+            with load.lock:  # server's shutdown waited out the whole model load, a second signal orphaned it)
+                pids = ", ".join(str(p.pid) for p in load.children) or "not spawned yet"
+            log.info("stopping the embedded LLM child while it loads the model (pid %s): terminated, not "
+                     "waited for", pids)
+            load.abort()
+        if proc is not None:  # (the normal end of every run: not worth a line at INFO)
+            log.debug("stopping the embedded LLM child (pid %d)", proc.pid)
         stop_child(proc, conn)
         return proc is not None or load is not None
 
