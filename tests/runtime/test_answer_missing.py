@@ -40,7 +40,8 @@ def _yes_no() -> dict:
 def test_a_prediction_started_before_the_last_words_were_transcribed_does_not_answer_them():
     # (was: None, as prediction 1's text came after the last word's end)
     rec = _yes_no()
-    assert answer_missing(rec) == {"last_word_end": 3.38, "stt_final_latency": 3.65, "llm_ttft": 0.88}
+    assert answer_missing(rec) == {"last_word_end": 3.38, "stt_final_latency": 3.65, "llm_ttft": 0.88,
+                                  "llm_empty": 0}
     # prediction 2 streams before the end: answered
     rec["oracle"] += [{"event": "reset", "prediction_id": 2, "t": 7.3},
                       {"event": "append", "prediction_id": 2, "text": " Okay", "t": 7.3}]
@@ -84,7 +85,7 @@ def test_a_turn_hybrid_routing_answered_and_was_heard_is_answered():
     assert answer_missing(_routed(agent_text=None)) is None  # under way at the end: reply_cut_off says so
     # nothing of it heard (cut before its first word): the oracle owes the answer; the LLM quoted is the oracle's
     miss = answer_missing(_routed(agent_text=""))
-    assert miss == {"last_word_end": 1.96, "stt_final_latency": 2.18, "llm_ttft": 0.32}
+    assert miss == {"last_word_end": 1.96, "stt_final_latency": 2.18, "llm_ttft": 0.32, "llm_empty": 0}
     # a routed turn before the last words answers not them
     rec = _routed()
     rec["transcripts"].append(_tr(12.0, "Thanks.", [("Thanks.", 11.0, 11.4)], True))

@@ -59,7 +59,7 @@ def _rec(**kw) -> dict:
 def test_answer_missing_when_no_prediction_reached_the_oracle_after_the_last_word():
     metrics = [{"name": "stt_final_latency", "value": 2.1}, {"name": "llm_ttft", "value": 1.04}]
     miss = answer_missing(_rec(metrics=metrics))
-    assert miss == {"last_word_end": 1.66, "stt_final_latency": 2.1, "llm_ttft": 1.04}
+    assert miss == {"last_word_end": 1.66, "stt_final_latency": 2.1, "llm_ttft": 1.04, "llm_empty": 0}
     early = [{"event": "reset", "prediction_id": 1, "t": 0.9}, {"event": "append", "text": " The", "t": 1.0}]
     assert answer_missing(_rec(oracle=early))  # an answer to the first words only
     # (was: any text appended after the last word's end answered it, that of a prediction started before

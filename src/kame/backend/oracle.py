@@ -40,12 +40,17 @@ Behaviour:
   (a stall, a piece that is not text), which the LLM never raised, are also handed to
   ``llm.failed(message)`` when the LLM has it (a health watcher:
   kame.runtime.backend.WatchedLLM), so they are reported like the LLM's own errors.
+- A prediction that completes with no text (the stream ended with none, or with only the
+  conversation's next line) is no failure (not retried: the LLM would answer the same), but the
+  front-end got nothing: it is logged ("session s1: oracle prediction 3: LLM NAME answered with
+  no text; check that LLM's replies"), counted (``empty``) and handed to ``llm.failed`` too.
 - Metrics (on the injected clock): llm_ttft (request -> first piece), llm_tokens_per_s
   (text-stream tokens after the first piece, per s), oracle_lag (user's last word end -> first
   oracle token emitted), oracle_restart (value 1, labels.reason). ``stats`` counts decisions:
   start_words / start_final / start_retry, wait_interval / wait_first_token / wait_cap /
   wait_backoff, cancelled (cancelled_unheard: before their first piece),
-  completed, failed, reply_ended (completed predictions cut at an invented next line), routed
+  completed, failed, empty (completed with no text), reply_ended (completed predictions cut at an
+  invented next line), routed
   (finals another path answered: ``on_routed``), routed_unheard (those whose answer none was
   heard of: ``on_routed_unheard``), blanked (the bare OracleResets ``on_routed``
   emitted to stop the front-end's feed of tokens still queued: a new prediction id, no appends).
@@ -66,7 +71,7 @@ from .llm.base import LLM, check_piece, describe
 from .policy import OraclePolicy, RestartGate
 from .prompt import Conversation, PromptConfig, ReplyGuard, build_messages
 from .tokenizer import TextTokenizer
-from .types import FRAME_S, OracleAppend, OracleEvent, OracleReset, Transcript
+from .types import EMPTY_ANSWER, FRAME_S, OracleAppend, OracleEvent, OracleReset, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +312,8 @@ class OracleProducer:
             self._failures = 0
             self._gate.ok()
             self.stats["completed"] += 1
+            if not n_ids and pid == self.prediction_id and not self._closed:
+                self._answered_nothing(pid, guard.ended)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the session goes on without an oracle
@@ -324,6 +331,21 @@ class OracleProducer:
             failed = getattr(self.llm, "failed", None)  # (a health watcher: kame.runtime.backend.WatchedLLM)
             if isinstance(exc, _LLMFault) and callable(failed):  # we, not the LLM, ended the stream
                 failed(str(exc))
+
+    def _answered_nothing(self, pid: int, next_line: bool) -> None:
+        """A prediction that completed with no text (the LLM's stream ended with none, or with
+        only the conversation's next line, ``next_line``): the front-end got no answer from it.
+        Not retried (the LLM would answer the same), but logged, counted (stats ``empty``) and
+        handed to ``llm.failed`` like the faults found here (was: a completed prediction, seen
+        nowhere, and `kame run` blamed --tail)."""
+        self.stats["empty"] += 1
+        why = (f"LLM {describe(self.llm)} {EMPTY_ANSWER}"
+               + (" (it went on with the conversation's next line)" if next_line else ""))
+        log.warning("%soracle prediction %d: %s; check that LLM's replies",
+                    f"session {self.session}: " if self.session else "", pid, why)
+        failed = getattr(self.llm, "failed", None)  # (a health watcher: kame.runtime.backend.WatchedLLM)
+        if callable(failed):
+            failed(why)
 
     async def _next(self, agen, timeout: float) -> Any:
         """The next piece (as yielded: unchecked), END at the end; _Stalled after ``timeout`` s

@@ -8,6 +8,9 @@ import numpy as np
 
 SAMPLE_RATE = 24000  # audio exchanged inside kame: 24 kHz mono float32
 FRAME_SIZE = 1920  # 80 ms
+# the words an oracle prediction that completed with no text is reported with (kame.backend.oracle
+# says them; `kame run`'s summary finds them among the session's errors: kame.runtime.runreport)
+EMPTY_ANSWER = "answered with no text"
 FRAME_S = 0.08  # the frame's duration in seconds (FRAME_SIZE at 24 kHz)
 
 

@@ -28,8 +28,10 @@ delays and the oracle tokens it was fed, metrics, summary) and OUT.png (timeline
 A random-weight front-end is labelled as such everywhere: its speech is babble, not an answer.
 (kame.runtime.filerun writes the files; play_session plays into a session of an agent already
 started: kame eval mtbench plays every question into one agent.)
-Exit 0; 130 after Ctrl-C; 1 (after writing the files) when the front-end's step failed on more
-than half of the frames (kame.runtime.runreport, which also words the summary's warnings).
+Exit 0; 130 after Ctrl-C; 143 after SIGTERM, which ends the run as Ctrl-C does (the files hold what
+was played: kame.runtime.interrupt.TERMINATED_STATUS); 1 (after writing the
+files) when the front-end's step failed on more than half of the frames (kame.runtime.runreport,
+which also words the summary's warnings).
 """
 
 from __future__ import annotations
@@ -501,8 +503,12 @@ def main(args) -> int:
 
     async def converse() -> dict:
         # (what the files get is said after: nothing, if the models were still loading)
-        async with first_ctrl_c("ending the conversation here") as stop:
-            return await run_conversation(cfg, run.user, fast=args.fast, extend_s=run.extend_s, stop=stop)
+        # (SIGTERM as Ctrl-C: was killed at once, nothing written; its exit status is the files')
+        async with first_ctrl_c("ending the conversation here", sigterm=True) as stop:
+            rec = await run_conversation(cfg, run.user, fast=args.fast, extend_s=run.extend_s, stop=stop)
+            if rec.get("interrupted"):
+                rec["interrupted_by"] = stop.signal
+            return rec
 
     return write_run(args, cfg, run, run_to_end(converse()))
 

@@ -35,7 +35,7 @@ from .clock import FakeClock
 from .filemode import (DEFAULT_MAX_TAIL_S, FRAME, FRAME_S, SR, agent_track, check_tail, new_record,
                        play_session, print_summary, read_input, reply_cut_off, reply_outcomes, summarize, unanswered,
                        unheard)
-from .interrupt import first_ctrl_c, unless_stopped
+from .interrupt import TERMINATED_STATUS, first_ctrl_c, unless_stopped
 from .metrics import MetricsLog
 from .runreport import answer_missing, final_missing, frontend_failure, late_final, user_words
 
@@ -80,16 +80,20 @@ def prepare_run(args) -> FileRun:
 
 def write_run(args, cfg: KameConfig, run: FileRun, rec: dict) -> int:
     """OUT.wav (user left, agent right), OUT.json, OUT.png (unless --no-png) and the printed
-    summary of a played conversation ``rec``. 0; 130 when it was interrupted (nothing written if
-    no frame was played); KameError (the files written) when the front-end failed."""
+    summary of a played conversation ``rec``. 0; 130 when it was interrupted, TERMINATED_STATUS (143)
+    when SIGTERM ended it (rec["interrupted_by"]; nothing written either way if no frame was
+    played); KameError (the files written) when the front-end failed."""
     out, user = run.out, run.user
     n = rec["frames"] * FRAME  # the input, its tail and any extension for a reply under way (all played)
+    by = rec.get("interrupted_by") if rec["interrupted"] else None
+    stopped = f"terminated ({by})" if by and by != "SIGINT" else "interrupted"
+    status = TERMINATED_STATUS if by == "SIGTERM" else 130
     if rec["interrupted"] and not n:
-        print("interrupted before the conversation started; nothing written", file=sys.stderr)
+        print(f"{stopped} before the conversation started; nothing written", file=sys.stderr)
         from ..backend.childproc import exit_if_loading
 
-        exit_if_loading(130)  # (a front-end still loading in a thread would hold the exit to its end)
-        return 130
+        exit_if_loading(status)  # (a front-end still loading in a thread would hold the exit to its end)
+        return status
     extended_s = max(0, n - math.ceil(user.shape[0] / FRAME) * FRAME) / SR
     user = np.pad(user, (0, max(0, n - user.shape[0])))[:n]
     agent = agent_track(rec, n)
@@ -113,6 +117,7 @@ def write_run(args, cfg: KameConfig, run: FileRun, rec: dict) -> int:
     summary["max_tail_reached"] = rec["max_tail_reached"]
     summary["unheard"] = None if rec["interrupted"] else unheard(rec)
     summary["interrupted"] = rec["interrupted"]
+    summary["interrupted_by"] = by  # "SIGINT" (Ctrl-C), "SIGTERM", or None
     random_fe = bool(summary["frontend_random"])
     doc = {
         "input": str(args.input), "input_conversion": run.note, "output": str(out), "pacing": summary["pacing"],
@@ -141,9 +146,9 @@ def write_run(args, cfg: KameConfig, run: FileRun, rec: dict) -> int:
                       + ("  (INTERRUPTED)" if rec["interrupted"] else ""))
     print_summary(summary, out, args.no_png)
     if rec["interrupted"]:
-        print(f"interrupted after {rec['duration_s']:.2f} s of the input's {run.input_s:.2f} s "
+        print(f"{stopped} after {rec['duration_s']:.2f} s of the input's {run.input_s:.2f} s "
               f"(+{args.tail:g} s tail): the files hold what was played", file=sys.stderr)
-        return 130
+        return status
     reason = frontend_failure(summary, rec["errors"], out)
     if reason:  # exit 1 (cli), the files written: they hold what the front-end produced
         raise KameError(reason)

@@ -1,5 +1,5 @@
 """Ctrl-C in the commands that play a conversation (kame run, kame client): the first press
-ends the conversation and keeps what came, a second quits at once. And ``run_to_end``, the
+ends the conversation and keeps what came, a second quits at once (kame run: SIGTERM alike). And ``run_to_end``, the
 asyncio.run of the commands: a component that ignores its cancellation does not hang them.
 
     rec = run_to_end(converse())                                       # asyncio.run, bounded at the end
@@ -52,41 +52,59 @@ async def unless_stopped(work, stop: asyncio.Event | None) -> bool:
     return True
 
 
+# `kame run`'s exit status after SIGTERM, the files written: 128 + 15, as Ctrl-C's is 128 + 2 (130): the
+# run was cut short, and a script that takes 0 for "complete" must not take a cut-short file for one.
+# (`kame serve` exits 0 after SIGTERM: for a service it is the normal stop, docs/protocol.md "Stopping".)
+TERMINATED_STATUS = 143
+
+
+class Stop(asyncio.Event):
+    """first_ctrl_c's event; ``signal``: the name of the signal that set it ("SIGINT",
+    "SIGTERM"), None while unset."""
+
+    signal: str | None = None
+
+
 @contextlib.asynccontextmanager
-async def first_ctrl_c(what: str):
-    """An asyncio.Event set by the first Ctrl-C (SIGINT) inside the block, which prints
+async def first_ctrl_c(what: str, *, sigterm: bool = False):
+    """An asyncio.Event (a Stop) set by the first Ctrl-C (SIGINT) inside the block, which prints
     "interrupted: ``what``": the caller ends its work early and keeps what it has (kame run,
     kame client). A second Ctrl-C raises KeyboardInterrupt as usual: quit at once, even while
-    the loop is busy. Not installed where SIGINT is ignored (``cmd &`` in a script) nor outside
-    the main thread; the previous handler is restored at the end."""
-    loop, stop = asyncio.get_running_loop(), asyncio.Event()
-    previous = signal.getsignal(signal.SIGINT)
-
+    the loop is busy. ``sigterm``: SIGTERM too (kame run: was killed at once, nothing written),
+    the first printing "terminated (SIGTERM): ``what``", a second of either quitting at once
+    (KeyboardInterrupt). Not installed where the signal is ignored (``cmd &`` in a script
+    ignores SIGINT) nor outside the main thread; the previous handlers are restored at the end."""
+    loop, stop = asyncio.get_running_loop(), Stop()
     pressed = []
 
-    def announce() -> None:
+    def announce(name: str) -> None:
+        stop.signal = name
         stop.set()
-        print(f"\ninterrupted: {what} (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
+        said = "interrupted" if name == "SIGINT" else f"terminated ({name})"
+        print(f"\n{said}: {what} (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
 
     def interrupted(signum, frame) -> None:  # (runs in the main thread, between bytecodes: it may
         # interrupt the loop or a write to stderr, so it only records the press; the loop does the rest)
         if pressed:
             raise KeyboardInterrupt
         pressed.append(True)
-        loop.call_soon_threadsafe(announce)
+        loop.call_soon_threadsafe(announce, signal.Signals(signum).name)
 
-    installed = False
-    if previous is not signal.SIG_IGN:  # (inside asyncio.run: the Runner's own handler, restored after)
+    installed = {}
+    for sig in (signal.SIGINT, signal.SIGTERM) if sigterm else (signal.SIGINT,):
+        previous = signal.getsignal(sig)
+        if previous is signal.SIG_IGN:  # (inside asyncio.run: the Runner's own SIGINT handler, restored after)
+            continue
         try:
-            signal.signal(signal.SIGINT, interrupted)
-            installed = True
+            signal.signal(sig, interrupted)
+            installed[sig] = previous
         except ValueError:  # not the main thread
-            pass
+            break
     try:
         yield stop
     finally:
-        if installed:
-            signal.signal(signal.SIGINT, previous)
+        for sig, previous in installed.items():
+            signal.signal(sig, previous)
 
 
 def run_to_end(main, leave_after: float = LEAVE_AFTER_S):

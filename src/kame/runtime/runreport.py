@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..backend.types import FRAME_S
+from ..backend.types import EMPTY_ANSWER, FRAME_S
 
 MIN_WORD_SPEECH_S = 0.3  # a stretch of speech the VAD found, shorter than this, need hold no word
 STEP_FAILED = "front-end step failed"  # how the engine's ErrorEvent for a failed frame step begins
@@ -118,8 +118,10 @@ def answer_missing(rec: dict) -> dict | None:
     answers it: one started before, streaming after the word, answers earlier words. A turn hybrid
     routing answered is no oracle's (docs/cascade.md): its reply, heard, is the answer; still
     under way at the end, reply_cut_off says so. Then {"last_word_end", "stt_final_latency",
-    "llm_ttft"} (the latest of each, None if none; the oracle's LLM, not a routed reply's), else
-    None. Not for a cascade (``unanswered``) nor without an LLM or without words heard."""
+    "llm_ttft"} (the latest of each, None if none; the oracle's LLM, not a routed reply's) and
+    "llm_empty": the oracle's predictions that ended with no text (its LLM answered with no text:
+    EMPTY_ANSWER among the errors) since the STT sent that word (then the LLM, not --tail, is
+    why), else None. Not for a cascade (``unanswered``) nor without an LLM or without words heard."""
     comps = rec.get("components", {})
     words = user_words(rec)
     if comps.get("mode") == "cascade" or comps.get("llm") in (None, "none") or not words:
@@ -135,7 +137,15 @@ def answer_missing(rec: dict) -> dict | None:
         return vals[-1] if vals else None
 
     return {"last_word_end": last["end"], "stt_final_latency": latest("stt_final_latency"),
-            "llm_ttft": latest("llm_ttft")}
+            "llm_ttft": latest("llm_ttft"), "llm_empty": empty_answers(rec, since)}
+
+
+def empty_answers(rec: dict, since: float) -> int:
+    """The oracle's predictions that ended with no text at ``since`` or later: the session's errors
+    the producer reported them by (kame.backend.oracle: "... LLM NAME answered with no text")."""
+    return sum(1 for e in rec.get("errors", ()) if e.get("t", -math.inf) >= since
+               and str(e.get("message", "")).startswith("back-end llm failed")
+               and EMPTY_ANSWER in str(e.get("message", "")))
 
 
 def transcribed_at(rec: dict, word: dict) -> float:
@@ -241,8 +251,8 @@ def print_warnings(s: dict, out: Path) -> None:
         return likeliest_cause(otherwise, errors=errors, where=where,
                                fast=s.get("pacing") == "fast")
 
-    def why_empty() -> str:  # an LLM's empty answer is its own: --fast only if the STT heard little of it
-        said = f"its LLM {s.get('llm')!r} answered with no text"
+    def why_empty(detail: str = "") -> str:  # an LLM's empty answer is its own: --fast only if the STT heard little
+        said = f"its LLM {s.get('llm')!r} {EMPTY_ANSWER}{detail}"
         if s.get("pacing") == "fast" and (s.get("unheard") or not str(s.get("heard") or s.get("heard_partial") or "").strip()):
             return f"{said} to the little its STT heard; {FAST}"
         return said + (" (not --fast: its STT heard the user)" if s.get("pacing") == "fast" else "") \
@@ -254,7 +264,11 @@ def print_warnings(s: dict, out: Path) -> None:
     slow_stt = f"the STT is slow on this machine: give a longer {longer}, or see backend.nice"
     ended = f"{out.name} ended at {s['frames'] * FRAME_S:.2f} s"
     replies, late = s.get("replies") or {}, s.get("late_final")
-    if s.get("unanswered"):  # (was: --fast blamed for an LLM that answered with no text)
+    stopped = s.get("interrupted")  # (no advice for a run cut short: it did not run out of --tail)
+    if s.get("unanswered") and stopped and not replies.get("empty"):  # (was: "give a longer --max-tail")
+        print(f"warning   the cascade heard the user but had not answered when the run was interrupted "
+              f"({ended})" + (f"; {failed}" if errors else ""))
+    elif s.get("unanswered"):  # (was: --fast blamed for an LLM that answered with no text)
         print(f"warning   the cascade heard the user but did not answer in {out.name}; "
               + (why_empty() if replies.get("empty") else
                  why(f"the STT's final transcript for the speech ending at {late['speech_end']:.2f} s came "
@@ -283,8 +297,14 @@ def print_warnings(s: dict, out: Path) -> None:
             took.append(f"the LLM's last first token {miss['llm_ttft']:.2f} s after its prompt")
         print(f"warning   the back-end's answer to the user's last words (ending at {miss['last_word_end']:.2f} s) "
               f"had not reached the front-end's oracle when {out.name} ended at {s['frames'] * FRAME_S:.2f} s"
-              + (f" ({'; '.join(took)})" if took else "") + "; " + why("give a longer --tail"))
-    if s.get("reply_cut_off"):
+              + (f" ({'; '.join(took)})" if took else "") + "; "
+              # (was: "give a longer --tail" for an LLM that answered with no text)
+              + (why_empty(f" ({miss['llm_empty']} prediction(s) since those words; see {where})")
+                 if miss.get("llm_empty") else why("give a longer --tail")))
+    if s.get("reply_cut_off") and stopped:  # (was: "give a longer --max-tail" after a Ctrl-C)
+        print(f"warning   the agent's reply is cut off in {out.name}: it was still answering when the run was "
+              f"interrupted" + (f"; {failed}" if errors else ""))
+    elif s.get("reply_cut_off"):
         cause = failed if errors else f"give a longer {'--max-tail' if s['mode'] == 'cascade' else '--tail'}"
         print(f"warning   the agent's reply is cut off in {out.name}: it was still answering when the file "
               f"ended; {cause}")
