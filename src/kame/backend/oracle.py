@@ -32,8 +32,10 @@ Behaviour:
 - A restart cancels the running LLM stream (closing its HTTP request / stopping generation) and
   starts a new prediction id; events of older predictions are never emitted after that.
 - Failures (BackendError, any exception, no first piece within ``first_token_timeout`` or no
-  piece for ``chunk_timeout`` on the session clock, a piece that is not a str: the LLM broke its
-  interface, kame.backend.llm.base.check_piece) are logged and counted; the producer waits
+  piece for ``chunk_timeout`` on the session clock (each at least the LLM's own where its spec
+  set it: ``openai:MODEL;first_token_timeout=60``, kame.backend.policy.stall_limits), a piece that
+  is not a str: the LLM broke its interface, kame.backend.llm.base.check_piece) are logged and
+  counted; the producer waits
   ``policy.backoff(n)`` and retries the newest conversation, and meanwhile the session simply
   has no oracle (the log line names the session: "session s1: oracle prediction 3 failed ...").
   Nothing propagates out of the producer. The faults the producer finds itself
@@ -68,7 +70,7 @@ from ..errors import BackendError
 from ..runtime.clock import END, Clock, MonotonicClock, NothingWithin, next_within
 from ..runtime.metrics import Metric, MetricsSink, null_sink
 from .llm.base import LLM, check_piece, describe
-from .policy import OraclePolicy, RestartGate
+from .policy import OraclePolicy, RestartGate, stall_limits
 from .prompt import Conversation, PromptConfig, ReplyGuard, build_messages
 from .tokenizer import TextTokenizer
 from .types import EMPTY_ANSWER, FRAME_S, OracleAppend, OracleEvent, OracleReset, Transcript
@@ -279,12 +281,14 @@ class OracleProducer:
         enc = self.tokenizer.incremental()
         guard = ReplyGuard(self.prompt)
         agen = None
+        # (at least the timeouts the LLM's spec set: ";first_token_timeout=60" is not cut at 10 s)
+        first_limit, chunk_limit = stall_limits(p.first_token_timeout, p.chunk_timeout, self.llm)
         try:
             agen = self.llm.stream_chat(messages, max_tokens=p.max_tokens, temperature=p.temperature)
             try:
                 while True:
                     now = self.clock.now()
-                    timeout = p.chunk_timeout if first is not None else p.first_token_timeout - (now - t0)
+                    timeout = chunk_limit if first is not None else first_limit - (now - t0)
                     piece = await self._next(agen, timeout)
                     if piece is END:
                         break

@@ -77,6 +77,18 @@ class OraclePolicy:
         return backoff(self.retry_backoff, failures, self.max_backoff)
 
 
+def stall_limits(first: float, chunk: float, component: object) -> tuple[float, float]:
+    """The (first, chunk) stall timeouts a watchdog (the oracle's, the cascade's) gives
+    ``component``'s stream: its own ``first`` / ``chunk`` s, raised to the timeouts the component's
+    spec set explicitly (``component.stall_timeouts``: (first or None, between chunks or None),
+    e.g. ``openai:MODEL;first_token_timeout=60``), so that those are never cut short by the
+    watchdog (was: a spec's 60 s ended at the oracle's 10 s). A timeout the spec sets lower
+    than the watchdog's fires first by itself (the adapter's own error)."""
+    own = getattr(component, "stall_timeouts", None)
+    own_first, own_chunk = own if isinstance(own, tuple) and len(own) == 2 else (None, None)
+    return max(first, own_first or 0.0), max(chunk, own_chunk or 0.0)
+
+
 @dataclass(frozen=True)
 class Decision:
     action: Literal["start", "wait", "none"]

@@ -51,7 +51,7 @@ from ..runtime.engine import StartOnce, check_clock, component_state
 from ..runtime.loading import config_key, config_keys
 from ..runtime.metrics import MetricsSink, guard_sink
 from ..runtime.worker import StepThread, StepWorker
-from .config import CascadeConfig
+from .config import CascadeConfig, resolved_timeouts
 from .session import CascadeSession
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ class CascadeAgent(Agent):
             cfg,
             max_tokens=cfg.max_tokens if cfg.max_tokens is not None else getattr(backend, "llm_max_tokens", 80),
             temperature=cfg.temperature if cfg.temperature is not None else getattr(backend, "llm_temperature", None),
+            **resolved_timeouts(cfg, backend),
         )
         self.clock = check_clock(clock)
         self.metrics = guard_sink(metrics)  # (every caller gets the guarded one: sessions, STT, replies)

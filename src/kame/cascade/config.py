@@ -26,6 +26,12 @@ class CascadeConfig:
     # --- reply generation ---------------------------------------------------------------
     max_tokens: int | None = None  # LLM reply length cap; None = backend.llm_max_tokens (same as the tandem)
     temperature: float | None = None  # None = backend.llm_temperature (same as the tandem)
+    # stall timeouts (s, session clock) of a reply's LLM and TTS streams: a stream that gives
+    # nothing this long has failed (the reply ends, "... stalled: ..."); each is raised to the
+    # component's own where its spec sets it (openai:MODEL;first_token_timeout=60:
+    # kame.backend.policy.stall_limits)
+    first_timeout: float | None = None  # request -> first piece / chunk; None = backend.llm_first_token_timeout_s
+    chunk_timeout: float | None = None  # between two pieces / chunks; None = backend.llm_chunk_timeout_s
     # --- streaming TTS: start speaking on the first complete sentence/clause --------------
     first_clause_min_words: int = 4  # the first segment may end at , ; : once it has this many words
     max_segment_words: int = 30  # force a cut in run-on text without punctuation
@@ -79,11 +85,27 @@ class CascadeConfig:
         return dataclasses.asdict(self)
 
 
+def resolved_timeouts(cfg: CascadeConfig, backend: Any) -> dict[str, float]:
+    """``first_timeout`` / ``chunk_timeout`` for dataclasses.replace: the cascade's own, else the
+    [backend] section's (``backend``: a kame.config.BackendConfig or None), else the oracle's
+    defaults (kame.backend.policy.OraclePolicy): the same stall rules in both modes unless set."""
+    from ..backend.policy import OraclePolicy
+
+    return {
+        "first_timeout": cfg.first_timeout if cfg.first_timeout is not None else
+        float(getattr(backend, "llm_first_token_timeout_s", OraclePolicy.first_token_timeout)),
+        "chunk_timeout": cfg.chunk_timeout if cfg.chunk_timeout is not None else
+        float(getattr(backend, "llm_chunk_timeout_s", OraclePolicy.chunk_timeout)),
+    }
+
+
 # the numeric keys' ranges: key -> (low, high, low excluded, high excluded, what the value is);
 # None = unbounded
 _RANGES: dict[str, tuple[float | None, float | None, bool, bool, str]] = {
     "max_tokens": (1, None, False, False, ""),
     "temperature": (0.0, None, False, False, ""),
+    "first_timeout": (0.0, None, True, False, "a time in s, must be"),
+    "chunk_timeout": (0.0, None, True, False, "a time in s, must be"),
     "first_clause_min_words": (1, None, False, False, ""),
     "max_segment_words": (2, None, False, False, ""),
     "vad_threshold": (0.0, 1.0, True, True, "a speech probability"),
@@ -91,7 +113,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool, str]] = {
     "end_of_turn_silence": (0.0, None, True, False, ""),
     "silence_threshold": (0.0, 1.0, False, True, "a sample level (|x| of float audio)"),
 }
-_OPTIONAL = {"max_tokens", "temperature"}  # None: the [backend] value
+_OPTIONAL = {"max_tokens", "temperature", "first_timeout", "chunk_timeout"}  # None: the [backend] value
 
 
 def _range_text(lo, hi, lo_open: bool, hi_open: bool) -> str:

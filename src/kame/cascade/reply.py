@@ -17,7 +17,9 @@ routing, by the tandem runtime (which pulls frames instead of the front-end's ou
 
 Failures end the reply, never the session: an LLM or TTS that raises, that stalls (no first
 piece / chunk within ``first_timeout`` s, or nothing for ``chunk_timeout`` s after one, on the
-session clock: the tandem oracle's timeouts, kame.backend.policy.OraclePolicy), an LLM piece that
+session clock: cascade.first_timeout / chunk_timeout, unset the tandem oracle's timeouts
+(backend.llm_first_token_timeout_s / llm_chunk_timeout_s), each raised to the component's own
+where its spec sets them: kame.backend.policy.stall_limits), an LLM piece that
 is not text (kame.backend.llm.base.check_piece, the tandem's WatchedLLM check), TTS audio that is unusable (not a float numpy array, not mono, NaN, int16-scale:
 the check of user audio, kame.audio.audio_problem), or a TTS stream that ends without a
 sample for a segment with words in it (nothing yielded, or only empty arrays). Each is an ErrorEvent naming the
@@ -25,6 +27,10 @@ component, and a {"type": "backend", "status": "down"} Meta (kame.runtime.base.B
 "error" is kame.runtime.base._why(exc), as the tandem's);
 ``failed`` is set and the reply ends with what was already spoken; after an LLM failure, the
 segments it completed before are still spoken, its unfinished last words are not.
+A failure that carries a ``retry_after`` (an HTTP 429's Retry-After: the openai adapters) keeps
+that component from being asked again in this session for that long (at most the oracle's cap,
+RestartGate.MAX_RETRY_AFTER): a reply meanwhile fails at once, without a request
+("... not asked: it rate-limited kame (HTTP 429) and asked it to wait 3.2 s more (Retry-After)").
 
 Text: each piece of the reply is an AgentText as it comes (what a client concatenates, TEXT
 0x02). The LLM's leading whitespace is dropped, so a reply whose session already sent text (an
@@ -54,7 +60,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE, audio_problem, resample
 from ..backend.llm.base import check_piece, component_name
-from ..backend.policy import OraclePolicy
+from ..backend.policy import OraclePolicy, RestartGate, stall_limits
 from ..backend.prompt import PromptConfig, ReplyGuard
 from ..backend.types import FRAME_SIZE, ChatMessage
 from ..errors import BackendError
@@ -92,16 +98,38 @@ class _Segment:
     samples: int = 0  # samples the TTS gave
     played: int = 0  # samples playback took
     started: bool = False  # playback has reached it
+    # the span of its audible samples (above the silence threshold: ``add``): its words are
+    # spoken there, not in the TTS's silent lead-in and tail (None: none yet)
+    loud_start: int | None = None
+    loud_end: int | None = None
+
+    def add(self, pcm: np.ndarray, threshold: float) -> None:
+        """Queue a chunk of its audio (``threshold``: the level above which a sample is audible)."""
+        loud = np.flatnonzero(np.abs(pcm) > threshold)
+        if loud.size:
+            if self.loud_start is None:
+                self.loud_start = self.samples + int(loud[0])
+            self.loud_end = self.samples + int(loud[-1]) + 1
+        self.samples += pcm.size  # (playback may already have taken some of pcm)
+        self.pcm.append(pcm)
 
     def heard(self) -> str:
         """Its words as far as its audio played: all once it played to its end, else the share of
-        its words its played audio is of all its audio (rounded down; while the TTS still streams
-        it, or failed in it, its length is taken as at least WORD_S a word)."""
+        its words that the played part of its audible span (from its first to its last sample
+        above the silence threshold) is of that span, rounded down: the TTS's silent lead-in and
+        tail count for no word (was: a sentence cut 10 ms into its trailing silence lost its last
+        word). While the TTS still streams it, or failed in it, the span ends at its audio's end,
+        at least WORD_S a word from its start; with no audible sample, all its audio is the span."""
         words = self.text.split()
         if self.complete and self.played >= self.samples:
             return self.text
-        total = self.samples if self.complete else max(self.samples, len(words) * WORD_S * SAMPLE_RATE)
-        return " ".join(words[: int(len(words) * self.played / total)] if total > 0 else [])
+        start = self.loud_start or 0
+        end = self.loud_end if self.complete and self.loud_end is not None else self.samples
+        if not self.complete:  # (its audio so far, at least WORD_S a word)
+            end = max(end, len(words) * WORD_S * SAMPLE_RATE)
+        span = end - start
+        share = min(1.0, max(0.0, (self.played - start) / span)) if span > 0 else 0.0
+        return " ".join(words[: int(len(words) * share)])
 
 
 @dataclass
@@ -116,9 +144,10 @@ class ReplyParts:
     prompt: PromptConfig | None = None  # the prompt's labels, for ReplyGuard (None = the defaults)
     health: BackendHealth | None = None  # the session's record of dead back-ends (None: one of its own)
     names: dict = field(default_factory=dict)  # "llm"/"tts" -> the spec, for messages (else the class's name)
-    # stall timeouts on the clock: the tandem oracle's (OraclePolicy; not in the config, as there)
-    first_timeout: float = OraclePolicy.first_token_timeout  # request -> first LLM piece / TTS chunk
-    chunk_timeout: float = OraclePolicy.chunk_timeout  # between two pieces / chunks
+    # stall timeouts on the clock (None: cfg.first_timeout / chunk_timeout, else the tandem
+    # oracle's, OraclePolicy); each component's are raised to its spec's own (``limits``)
+    first_timeout: float | None = None  # request -> first LLM piece / TTS chunk
+    chunk_timeout: float | None = None  # between two pieces / chunks
     session: str | None = None  # the session's id, for log lines
     # the last character of the agent text the session sent ("": none yet), so that a reply starts
     # on a new word (``text_sent``; the hybrid router also notes the front-end's text here)
@@ -127,6 +156,38 @@ class ReplyParts:
     def __post_init__(self) -> None:
         if self.health is None:
             self.health = BackendHealth(self.emit)
+        if self.first_timeout is None:
+            self.first_timeout = getattr(self.cfg, "first_timeout", None) or OraclePolicy.first_token_timeout
+        if self.chunk_timeout is None:
+            self.chunk_timeout = getattr(self.cfg, "chunk_timeout", None) or OraclePolicy.chunk_timeout
+        # component -> clock time before which it is not asked: an HTTP 429's Retry-After
+        self._quiet: dict[str, float] = {}
+
+    def limits(self, component: str) -> tuple[float, float]:
+        """(first, chunk) stall timeouts of ``component``'s streams: ours, raised to the ones
+        its spec set itself (``openai:MODEL;first_token_timeout=60``: not cut at 10 s)."""
+        part = self.llm if component == "llm" else self.tts
+        return stall_limits(self.first_timeout, self.chunk_timeout, part)
+
+    def rate_limited(self, component: str, exc: BaseException) -> None:
+        """After ``component`` failed: a Retry-After its error carries (``retry_after``, s, as the
+        openai adapters' HTTP 429; at most RestartGate.MAX_RETRY_AFTER, as the oracle) keeps it
+        from being asked again for that long (``check_quiet``)."""
+        after = getattr(exc, "retry_after", None)
+        if isinstance(after, (int, float)) and after > 0:
+            until = self.clock.now() + min(float(after), RestartGate.MAX_RETRY_AFTER)
+            self._quiet[component] = max(until, self._quiet.get(component, until))
+
+    def check_quiet(self, component: str) -> None:
+        """BackendError (carrying ``retry_after``: the time left) if ``component`` asked us to
+        wait (rate_limited) and that time is not over: it is not asked (was: every reply asked a
+        rate-limited server again at once)."""
+        left = self._quiet.get(component, 0.0) - self.clock.now()
+        if left > 0:
+            exc = BackendError(f"not asked: it rate-limited kame (HTTP 429) and asked it to wait "
+                               f"{left:.1f} s more (Retry-After)")
+            exc.retry_after = left
+            raise exc
 
     def text_sent(self, text: str) -> None:
         """The session sent ``text`` (an AgentText piece, a reply's or the front-end's)."""
@@ -263,6 +324,7 @@ class ReplyPipeline:
             if self.cfg.temperature is not None:
                 kwargs["temperature"] = self.cfg.temperature
             try:
+                self.parts.check_quiet("llm")  # (a 429's Retry-After not over: not asked)
                 stream = aiter(self.llm.stream_chat(messages, **kwargs))
                 try:
                     while (piece := await self._next(stream, "LLM", t_req, first)) is not END:
@@ -306,6 +368,7 @@ class ReplyPipeline:
             t_req = self.clock.now()
             got = False
             try:
+                self.parts.check_quiet("tts")  # (a 429's Retry-After not over: not asked)
                 stream = aiter(self.tts.synthesize(text))
                 try:
                     while (pcm := await self._next(stream, "TTS", t_req, not got)) is not END:
@@ -323,8 +386,7 @@ class ReplyPipeline:
                                 first = False
                                 self._metric("tts_first_chunk", self.clock.now() - t_req, {})
                                 self._health.report("tts", True, self.clock.now())
-                            seg.samples += pcm.size  # (playback may already have taken some of seg.pcm)
-                            seg.pcm.append(pcm)
+                            seg.add(pcm, self.cfg.silence_threshold)
                 finally:
                     await _aclose(stream)
                 if not seg.samples and any(c.isalpha() for c in text):  # (not digits: piper says nothing for some)
@@ -339,14 +401,15 @@ class ReplyPipeline:
 
     async def _next(self, stream, what: str, t_req: float, first: bool):
         """The stream's next piece / chunk within the stall timeouts (Stalled else): the first
-        within ``first_timeout`` s of the request ``t_req``, each next within ``chunk_timeout`` s."""
-        p = self.parts
+        within ``first_timeout`` s of the request ``t_req``, each next within ``chunk_timeout`` s
+        (each at least the component's own, ReplyParts.limits)."""
+        first_limit, chunk_limit = self.parts.limits("llm" if what == "LLM" else "tts")
         if first:
-            timeout = p.first_timeout - (self.clock.now() - t_req)
-            stalled = f"{what} stalled: nothing within {p.first_timeout:g} s of the request"
+            timeout = first_limit - (self.clock.now() - t_req)
+            stalled = f"{what} stalled: nothing within {first_limit:g} s of the request"
         else:
-            timeout = p.chunk_timeout
-            stalled = f"{what} stalled: nothing for {p.chunk_timeout:g} s after its last output"
+            timeout = chunk_limit
+            stalled = f"{what} stalled: nothing for {chunk_limit:g} s after its last output"
         try:
             return await next_within(stream, self.clock, timeout)
         except NothingWithin:
@@ -354,6 +417,7 @@ class ReplyPipeline:
 
     def _fail(self, component: str, exc: BaseException) -> None:
         self.failed = True
+        self.parts.rate_limited(component, exc)
         why = _why(exc)
         msg = f"{component} {self.parts.name(component)} failed during the reply to turn {self.turn_id}: {why}"
         # (the log names the session: every session has a "turn 1"; the ErrorEvent is the session's own)

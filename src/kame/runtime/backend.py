@@ -217,23 +217,30 @@ class WatchedLLM:
     """Wraps an LLM to report its health: a failing stream (it raises, or yields something
     that is not text: kame.backend.llm.base.check_piece) -> status down, a stream that yields
     its first text piece -> status up (the producer itself retries with back-off). Faults the
-    producer finds itself (a stall) come in through ``failed``."""
+    producer finds itself (a stall) come in through ``failed``.
 
-    def __init__(self, llm, on_status: Callable[[bool, str | None], None]) -> None:
-        self.llm, self.on_status = llm, on_status
-        self.name = component_name(llm)
-        self.url = getattr(llm, "url", None)
+    ``spec``: the LLM's spec (backend.llm), which then names it in the producer's log lines and
+    errors (kame.backend.llm.base.describe: "LLM openai:gpt-4.1 stalled ...", as the STT's and
+    the cascade's lines name theirs; was: its endpoint URL); without one, its URL or name. The
+    timeouts its spec set (``stall_timeouts``) are the wrapped LLM's."""
+
+    def __init__(self, llm, on_status: Callable[[bool, str | None], None], spec: str | None = None) -> None:
+        self.llm, self.on_status, self.spec = llm, on_status, spec
+        self.name = spec or component_name(llm)
+        self.url = None if spec else getattr(llm, "url", None)  # (describe() names the spec first then)
+        self.stall_timeouts = getattr(llm, "stall_timeouts", None)  # (kame.backend.policy.stall_limits)
 
     def failed(self, message: str) -> None:
         """The producer ended a stream for a fault the LLM did not raise (e.g. its timers, which
-        are shorter than the adapter's, found it stalled): that is the LLM failing too."""
+        unless the LLM's spec sets longer ones are shorter than the adapter's, found it stalled):
+        that is the LLM failing too."""
         self.on_status(False, message)
 
     async def stream_chat(self, messages, **kwargs):
         try:
             first = True
             async for piece in self.llm.stream_chat(messages, **kwargs):
-                check_piece(piece, self.llm)  # (before "up": a broken LLM is not working)
+                check_piece(piece, self)  # (before "up": a broken LLM is not working; named as we name it)
                 if first:
                     self.on_status(True, None)
                     first = False
@@ -245,8 +252,9 @@ class WatchedLLM:
             raise
 
 
-def producer_factory(cfg: KameConfig, clock: Clock, llm, tokenizer):
-    """(session, on_llm_status) -> kame.backend.oracle.OracleProducer feeding session.on_oracle."""
+def producer_factory(cfg: KameConfig, clock: Clock, llm, tokenizer, spec: str | None = None):
+    """(session, on_llm_status) -> kame.backend.oracle.OracleProducer feeding session.on_oracle;
+    ``spec``: how the producer's log lines name the LLM (WatchedLLM; None: its URL or name)."""
     from ..backend.oracle import OracleProducer
     from ..backend.policy import OraclePolicy
     from ..backend.prompt import PromptConfig
@@ -262,7 +270,7 @@ def producer_factory(cfg: KameConfig, clock: Clock, llm, tokenizer):
         knowledge = KnowledgeBase.from_folder(bc.knowledge_dir, name="backend.knowledge_dir")
 
     def make(session: "TandemSession", on_status) -> object:
-        return OracleProducer(WatchedLLM(llm, on_status), tokenizer, policy, prompt=prompt, knowledge=knowledge,
+        return OracleProducer(WatchedLLM(llm, on_status, spec), tokenizer, policy, prompt=prompt, knowledge=knowledge,
                               clock=clock, metrics=session.producer_metric, on_event=session.on_oracle,
                               session=session.id)
 
@@ -329,7 +337,8 @@ def load_backend(cfg: KameConfig, clock: Clock, tokenizer=None, metrics=None, ow
                 llm = own.get("llm") or create_llm(bc.llm, bc.nice)
             tokenizer = tokenizer or default_tokenizer()
             with config_key("backend.knowledge_dir"):  # (its notes are read here)
-                make_producer = producer_factory(cfg, clock, llm, tokenizer)
+                make_producer = producer_factory(cfg, clock, llm, tokenizer,
+                                                 None if "llm" in own else bc.llm)  # (an own one: its URL or name)
 
     info = {"stt": component_name(stt) if "stt" in own else bc.stt,
             "llm": component_name(llm) if "llm" in own else bc.llm}
@@ -352,6 +361,7 @@ def _router_factory(cfg: KameConfig, clock: Clock, metrics, llm):
     """cascade.hybrid_routing: per session a kame.cascade.hybrid.HybridRouter (LLM + TTS)
     -> (factory, TTS spec, the TTS all sessions share)."""
     from ..cascade.agent import default_prompt_fn, load_tts
+    from ..cascade.config import resolved_timeouts
     from ..cascade.hybrid import HybridRouter
     from .metrics import null_sink
 
@@ -361,8 +371,11 @@ def _router_factory(cfg: KameConfig, clock: Clock, metrics, llm):
     tts, tts_spec = load_tts(cfg.cascade.tts, getattr(cfg.cascade, "tts_fallback", None))
     prompt_fn = default_prompt_fn(bc.system_prompt, bc.max_reply_words, bc.knowledge_dir, bc.history_chars)
 
+    # (its replies' stall timeouts: cascade.first_timeout / chunk_timeout, else the oracle's keys)
+    ccfg = dataclasses.replace(cfg.cascade, **resolved_timeouts(cfg.cascade, bc))
+
     def make(session: "TandemSession") -> HybridRouter:
-        return HybridRouter(llm, tts, cfg.cascade, clock, emit=session._put, prompt_fn=prompt_fn,
+        return HybridRouter(llm, tts, ccfg, clock, emit=session._put, prompt_fn=prompt_fn,
                             metrics=metrics or null_sink, session_id=session.id, health=session.health,
                             on_heard=session.on_routed_reply)
 

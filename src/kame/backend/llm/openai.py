@@ -14,7 +14,9 @@ base URL and key default to the environment (``OPENAI_BASE_URL``, else the OpenA
 A chunk's text is its ``delta.content`` (or a legacy completions-style ``text``).
 
 A spec sets options after a ';': ``openai:MODEL;first_token_timeout=60,chunk_timeout=20``
-(``SPEC_OPTIONS``; others are a ConfigError naming the spec).
+(``SPEC_OPTIONS``; others are a ConfigError naming the spec). Timeouts given so (``stall_timeouts``)
+also hold for the oracle's and the cascade's own stall timers, which wait at least that long
+(kame.backend.policy.stall_limits); unset, those timers (10 s / 5 s) end a stall first.
 
 Errors raise kame.errors.BackendError with the HTTP status and an excerpt of the body: HTTP
 errors, connection failures, a 200 response that is not an event stream (its Content-Type and
@@ -54,6 +56,8 @@ log = logging.getLogger(__name__)
 MAX_STREAM_BYTES = 16 * MiB
 # the constructor options a spec may set after ';' (values are text; the constructor checks them)
 SPEC_OPTIONS = ("first_token_timeout", "chunk_timeout", "connect_timeout")
+DEFAULT_FIRST_TOKEN_TIMEOUT = 15.0  # s, when not given
+DEFAULT_CHUNK_TIMEOUT = 10.0
 
 
 class OpenAIChat(OpenAIHTTP, LLM):
@@ -67,15 +71,20 @@ class OpenAIChat(OpenAIHTTP, LLM):
         base_url: str | None = None,
         api_key: str | None = None,
         connect_timeout: float = 5.0,  # TCP/TLS connect
-        first_token_timeout: float = 15.0,  # request sent -> first content (incl. headers)
-        chunk_timeout: float = 10.0,  # between two data lines once streaming (comments do not count)
+        first_token_timeout: float | None = None,  # request sent -> first content (incl. headers); None: 15 s
+        chunk_timeout: float | None = None,  # between two data lines once streaming (comments do not count); None: 10 s
         extra_body: dict | None = None,  # merged into the request JSON (e.g. {"top_p": 0.9})
     ) -> None:
         if not model or not isinstance(model, str):
             raise ConfigError(f"openai LLM needs a model name: openai:MODEL (e.g. openai:gpt-4.1), got {model!r}")
         self.model = model
-        self.first_token_timeout = number("openai LLM", "first_token_timeout", first_token_timeout, above=0)
-        self.chunk_timeout = number("openai LLM", "chunk_timeout", chunk_timeout, above=0)
+        own = tuple(None if v is None else number("openai LLM", k, v, above=0)
+                    for k, v in (("first_token_timeout", first_token_timeout), ("chunk_timeout", chunk_timeout)))
+        # the timeouts given (a spec's ;first_token_timeout=60): the oracle's and the cascade's
+        # watchdogs wait at least that long (kame.backend.policy.stall_limits)
+        self.stall_timeouts: tuple[float | None, float | None] = own  # type: ignore[assignment]
+        self.first_token_timeout = DEFAULT_FIRST_TOKEN_TIMEOUT if own[0] is None else own[0]
+        self.chunk_timeout = DEFAULT_CHUNK_TIMEOUT if own[1] is None else own[1]
         if extra_body is not None and not isinstance(extra_body, dict):
             raise ConfigError(f"openai LLM: extra_body must be a dict of request fields, got {extra_body!r}")
         self.extra_body = dict(extra_body or {})

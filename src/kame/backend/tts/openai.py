@@ -22,7 +22,10 @@ failures, timeouts, a body over its cap, an undecodable wav, a JSON/text body wh
 expected, an audio file (wav, mp3, ...) where raw pcm was asked, NaN samples, and an empty response. Bad options
 (``pcm_rate``, ``speed``, timeouts, an empty voice) are ConfigErrors naming them. Cancelling the consumer closes the connection.
 A spec sets options after a ';': ``openai:tts-1:nova;speed=1.2,response_format=wav``
-(``SPEC_OPTIONS``; others are a ConfigError naming the spec).
+(``SPEC_OPTIONS``; others are a ConfigError naming the spec). Timeouts given so (``stall_timeouts``)
+also hold for the cascade's own stall timer, which waits at least that long
+(kame.backend.policy.stall_limits); unset, that timer (cascade.first_timeout / chunk_timeout)
+ends a stall first.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ MAX_WAV_BODY = 64 * MiB
 MAX_PCM_SECONDS = 3600
 # the constructor options a spec may set after ';' (values are text; the constructor checks them)
 SPEC_OPTIONS = ("response_format", "speed", "pcm_rate", "first_chunk_timeout", "chunk_timeout", "connect_timeout")
+DEFAULT_FIRST_CHUNK_TIMEOUT = 15.0  # s, when not given
+DEFAULT_CHUNK_TIMEOUT = 10.0
 
 
 class OpenAITTS(OpenAIHTTP, TTS):
@@ -76,8 +81,8 @@ class OpenAITTS(OpenAIHTTP, TTS):
         base_url: str | None = None,
         api_key: str | None = None,
         connect_timeout: float = 5.0,
-        first_chunk_timeout: float = 15.0,  # request sent -> first audio bytes
-        chunk_timeout: float = 10.0,  # between two body chunks
+        first_chunk_timeout: float | None = None,  # request sent -> first audio bytes; None: 15 s
+        chunk_timeout: float | None = None,  # between two body chunks; None: 10 s
     ) -> None:
         if not model:
             raise ConfigError("tts spec 'openai' needs a model: openai:MODEL[:VOICE] (e.g. openai:tts-1:alloy)")
@@ -88,8 +93,13 @@ class OpenAITTS(OpenAIHTTP, TTS):
         self.model, self.voice, self.response_format = model, voice, response_format
         self.speed = None if speed is None else number("openai TTS", "speed", speed, above=0)
         self.pcm_rate = number("openai TTS", "pcm_rate", pcm_rate, min=1, cast=int)
-        self.first_chunk_timeout = number("openai TTS", "first_chunk_timeout", first_chunk_timeout, above=0)
-        self.chunk_timeout = number("openai TTS", "chunk_timeout", chunk_timeout, above=0)
+        own = tuple(None if v is None else number("openai TTS", k, v, above=0)
+                    for k, v in (("first_chunk_timeout", first_chunk_timeout), ("chunk_timeout", chunk_timeout)))
+        # the timeouts given (a spec's ;first_chunk_timeout=30): the cascade's watchdog waits at
+        # least that long (kame.backend.policy.stall_limits)
+        self.stall_timeouts: tuple[float | None, float | None] = own  # type: ignore[assignment]
+        self.first_chunk_timeout = DEFAULT_FIRST_CHUNK_TIMEOUT if own[0] is None else own[0]
+        self.chunk_timeout = DEFAULT_CHUNK_TIMEOUT if own[1] is None else own[1]
         self._init_http(base_url, api_key, connect_timeout)  # (after the values: those errors first)
         self.sample_rate = SAMPLE_RATE
 
