@@ -213,3 +213,17 @@ async def test_a_failing_on_heard_is_logged_and_the_router_goes_on(caplog):
     r.on_transcript(_final("what is two plus two", clock.now()))
     assert r.on_transcript(_final("what is three plus three", clock.now() + 0.1)) == "structured"
     assert r.active and [t.speaker for t in r.history] == ["user", "user"] and "on_heard" in caplog.text
+
+
+async def test_the_route_meta_has_the_turn_s_end_of_speech():
+    """The route Meta carries the turn's t_user_end, as a cascade's "turn" does (was: none, so the
+    timeline put a routed reply's first response after an earlier utterance's VAD end): the VAD's
+    end of the speech its words are in."""
+    clock = FakeClock()
+    router, events = _router(clock, FakeLLM(clock, ["Four."]), FakeTTS(clock))
+    clock.advance(3.0)
+    router.on_vad([VADEvent("start", 1.0, 1.1)], 1.1, True, 1.1)
+    router.on_vad([VADEvent("end", 2.45, 2.9)], 2.9, False, 2.45)
+    router.on_transcript(_final("what is two plus two", 3.0))  # (its words 2.5-2.9 s: by the region's end)
+    (route,) = [e.data for e in events if isinstance(e, Meta) and e.data["type"] == "route"]
+    assert route["t_user_end"] == 2.45

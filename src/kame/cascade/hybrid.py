@@ -12,7 +12,8 @@ One ``HybridRouter`` per tandem session; the tandem runtime calls it from the ev
                                         # plays (the front-end's frame is muted), else the front-end's
     await router.aclose()
 
-A routed turn emits Meta {"type": "route", "route": "structured", "rules": [...], "t"} and the
+A routed turn emits Meta {"type": "route", "route": "structured", "rules": [...], "t_user_end", "t"}
+(t_user_end: the end of the user's speech, the latency origin, as the cascade's "turn" has it) and the
 reply's AgentText / metrics like the cascade: as there, a routed reply's first text piece starts
 with a space when the session's text so far (the front-end's words, an earlier routed reply)
 does not end in whitespace, so the TEXT stream reads "... okay. Twelve", not "okay.Twelve". Nothing here
@@ -88,7 +89,8 @@ class HybridRouter:
         remember(self.history, Turn("user", text, start, end))
         self._turn += 1
         route, rules = explain_turn(text)
-        self._emit(Meta({"type": "route", "turn": self._turn, "route": route, "rules": rules, "t": self.clock.now()}))
+        self._emit(Meta({"type": "route", "turn": self._turn, "route": route, "rules": rules, "t_user_end": end,
+                         "t": self.clock.now()}))
         if route == "structured" and self.cfg.hybrid_routing:
             self.routed_turns += 1
             tid = self._turn

@@ -50,7 +50,7 @@ from .base import AgentAudio, AgentText, ErrorEvent, Meta
 from .clock import FakeClock
 from .interrupt import first_ctrl_c, run_to_end, unless_stopped
 from .metrics import SLOW_CAUSE, MetricsLog, behind_real_time, late_share
-from .runreport import STEP_FAILED, print_warnings, shortened, speech_spans, user_words
+from .runreport import STEP_FAILED, open_turns, print_warnings, shortened, speech_spans, user_words, words_not_heard
 
 SR, FRAME = 24000, 1920
 FRAME_S = FRAME / SR
@@ -279,19 +279,6 @@ def reply_pending(metas, now: float, *, at: str = "t") -> bool:
     return working or now - vad.get(at, vad["t"]) < FINAL_WAIT_S
 
 
-def turn_started(d: dict) -> bool:
-    """Metadata ``d`` starts a reply turn: a cascade's ("turn") or hybrid routing's in a tandem
-    ("route" with route "structured": the turns it answers)."""
-    return d.get("type") == "turn" or (d.get("type") == "route" and d.get("route") == "structured")
-
-
-def open_turns(metas) -> set:
-    """The turns that started (turn_started) and have not ended (no "agent_turn" yet)."""
-    metas = list(metas)
-    ended = {d.get("turn") for d in metas if d.get("type") == "agent_turn"}
-    return {d.get("turn") for d in metas if turn_started(d)} - ended
-
-
 def agent_track(rec: dict, n_samples: int) -> np.ndarray:
     """Place each agent chunk at its virtual time (chunk of time t starts at sample t*SR)."""
     out = np.zeros(n_samples, np.float32)
@@ -381,9 +368,10 @@ def _agent_text(rec: dict) -> str:
 
 def _heard_text(rec: dict) -> str:
     """A cascade's replies as heard, a space between them: each ended reply's "agent_turn" text
-    (all of it, unless a barge-in or a failed LLM/TTS cut it: then the segments that started
-    playing), and a reply still under way when the run ended the pieces streamed so far (the LLM's
-    text, which can be ahead of its audio: summary "agent_reply_under_way", _under_way)."""
+    (all of it, unless a barge-in or a failed LLM/TTS cut it: then the words its played audio
+    reached, kame.cascade.reply), and a reply still under way when the run ended the pieces
+    streamed so far (the LLM's text, which can be ahead of its audio: summary
+    "agent_reply_under_way", _under_way)."""
     ended = {d.get("turn"): d for d in _agent_turns(rec)}
     starts = _turn_starts(rec)
     said = []
@@ -412,7 +400,7 @@ def _unspoken_words(rec: dict) -> dict:
     replies only (one under way at the end is in neither: _under_way)."""
     out = {"failed": 0, "interrupted": 0}
     for d in _agent_turns(rec):
-        n = len(str(d.get("reply") or "").split()) - len(str(d.get("text") or "").split())
+        n = words_not_heard(d)  # (the words a TTS would speak: the timeline's "(+N not heard)" too)
         if n > 0 and (d.get("failed") or d.get("interrupted")):
             out["failed" if d.get("failed") else "interrupted"] += n
     return out

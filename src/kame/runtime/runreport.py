@@ -2,14 +2,20 @@
 names its likeliest cause) and the rule by which a run whose front-end mostly failed exits 1.
 Both read the summary dict kame.runtime.filemode builds (``summarize`` and its ``main``); three of
 its fields come from the run's record here (``final_missing``, ``late_final``, ``answer_missing``).
-``shortened``: a long text as the summary's oracle and agent lines print it."""
+``shortened``: a long text as the summary's oracle and agent lines print it. And the rules the
+summary, ``kame client`` and the timeline plot share: which metadata starts a reply turn
+(``turn_started``, ``open_turns``), how many of a reply's words were not heard
+(``words_not_heard``), which speech a final transcript ends (``final_speech_end``)."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-from ..backend.types import EMPTY_ANSWER, FRAME_S
+from ..backend.types import EMPTY_ANSWER, FRAME_S, Transcript, Word
+from ..backend.vad import VADEvent
+from ..cascade.text import clean_for_speech
+from ..cascade.turns import SpeechRegions
 
 MIN_WORD_SPEECH_S = 0.3  # a stretch of speech the VAD found, shorter than this, need hold no word
 STEP_FAILED = "front-end step failed"  # how the engine's ErrorEvent for a failed frame step begins
@@ -63,12 +69,15 @@ def speech_spans(rec: dict, open_end: float | None = None) -> list[tuple[float, 
 
 def final_missing(rec: dict) -> dict | None:
     """The STT's final transcript for the user's last speech (the last stretch of
-    MIN_WORD_SPEECH_S or more the VAD found ending) never came within the run (no final sent
-    after its end, nor one after its start with no partial after it: the STT's own endpointing
-    may finalise before the VAD ends the speech): {"speech_end": its end, "partial": the words
-    heard of it, from the last partial since it began, or ""}; else None (or there is no STT).
-    A loaded machine leaves the STT too little CPU; the tandem's front-end then never gets the
-    answer, the cascade never starts its reply."""
+    MIN_WORD_SPEECH_S or more the VAD found ending) never came within the run: no final belongs
+    to it (final_speech_end: the speech its last word is in, as the cascade and hybrid routing
+    decide; was: any final sent after its end, a late one of the speech before too; one without
+    word times: any sent since it began), or the one
+    that does came before its end (the STT's own endpointing may finalise before the VAD ends
+    the speech) and a partial with words came after it (words it has not finalised):
+    {"speech_end": its end, "partial": the words heard of it, from the last partial since it
+    began, or ""}; else None (or there is no STT). A loaded machine leaves the STT too little
+    CPU; the tandem's front-end then never gets the answer, the cascade never starts its reply."""
     if rec.get("components", {}).get("stt") in (None, "none"):
         return None
     spans = speech_spans(rec)
@@ -76,11 +85,13 @@ def final_missing(rec: dict) -> dict | None:
         return None
     began, end = spans[-1]
     trs = rec.get("transcripts", ())
-    if any(t["final"] and t["t"] >= end for t in trs):
+    # (a final without word times, e.g. kame client's: one sent since the speech began, as before)
+    mine = [t["t"] for t in trs if t["final"]
+            and (final_speech_end(rec, t) == end if t.get("words") else t["t"] >= began)]
+    if any(t >= end for t in mine):
         return None
     partial = [t for t in trs if not t["final"] and t["t"] >= began and t.get("text", "").strip()]
-    final = max((t["t"] for t in trs if t["final"] and t["t"] >= began), default=None)
-    if final is not None and not any(t["t"] > final for t in partial):  # (all it heard, finalised early)
+    if mine and not any(t["t"] > max(mine) for t in partial):  # (all it heard, finalised early)
         return None
     return {"speech_end": end, "partial": partial[-1]["text"].strip() if partial else ""}
 
@@ -88,17 +99,56 @@ def final_missing(rec: dict) -> dict | None:
 def late_final(rec: dict) -> dict | None:
     """A cascade's last final transcript with words started no reply (no "turn" after it): it
     came too late for one in the file (a final sent as the session closed starts none). Then
-    {"speech_end": the end of that speech (the VAD's, else its last word's), "latency": how long
-    after it the final came}; else None."""
+    {"speech_end": the end of that speech (final_speech_end: the VAD's end of the speech its
+    last word is in, else that word's end; was: the last VAD end before the final, another
+    utterance's when the final came after the next one ended), "latency": how long after it the
+    final came}; else None."""
     if rec.get("components", {}).get("mode") != "cascade":
         return None
     finals = [t for t in rec.get("transcripts", ()) if t["final"] and t.get("text", "").strip()]
     if not finals or any(d.get("type") == "turn" and d.get("t", -1) >= finals[-1]["t"] for d in rec.get("other", ())):
         return None
     last = finals[-1]
-    ends = [v["t"] for v in rec.get("vad", ()) if v.get("event") == "end" and v["t"] <= last["t"]]
-    end = ends[-1] if ends else max((w["end"] for w in last.get("words", ())), default=last["t"])
+    end = final_speech_end(rec, last)
     return {"speech_end": end, "latency": last["t"] - end}
+
+
+def final_speech_end(rec: dict, final: dict) -> float:
+    """The end of the speech the recorded final transcript ``final`` belongs to, by the rule the
+    cascade and hybrid routing start its turn with (kame.cascade.turns.SpeechRegions.end_of):
+    the VAD's end of the speech region its last word is in (the one it overlaps most, else the
+    nearest within WORD_SLACK_S), not the last end before the final came; the last word's end
+    when no region is near it (or that region had not ended when the run did). The report knows
+    every VAD event of the run; a final without words gets the latest region ended when it came
+    (else when it came), as live."""
+    words = tuple(Word(str(w.get("word", "")), w["start"], w["end"]) for w in final.get("words", ()))
+    regions = SpeechRegions()
+    regions.add(VADEvent(v["event"], v["t"], v.get("detected_at", v["t"])) for v in rec.get("vad", ())
+                if v.get("event") in ("start", "end") and (words or v["t"] <= final["t"]))
+    return regions.end_of(Transcript(words, True, final["t"]), None)
+
+
+def words_not_heard(turn: dict) -> int:
+    """The words of a reply (its "agent_turn" metadata: a cascade's, hybrid routing's) that a
+    TTS would have spoken but nobody heard: its "reply" (all the LLM said) less its "text" (what
+    was heard), both as the cascade's splitter sends them to the TTS (clean_for_speech: no
+    markdown symbols, no URLs; was: counted as written, so a cut reply's URL was a word not heard)."""
+    said = len(clean_for_speech(str(turn.get("text") or "")).split())
+    return max(0, len(clean_for_speech(str(turn.get("reply") or "")).split()) - said)
+
+
+def turn_started(d: dict) -> bool:
+    """Metadata ``d`` starts a reply turn: a cascade's ("turn") or hybrid routing's in a tandem
+    ("route" with route "structured": the turns it answers; a router runs only with hybrid
+    routing on). The one rule `kame run`'s summary, its timeline plot and `kame client` use."""
+    return d.get("type") == "turn" or (d.get("type") == "route" and d.get("route") == "structured")
+
+
+def open_turns(metas) -> set:
+    """The turns that started (turn_started) and have not ended (no "agent_turn" yet)."""
+    metas = list(metas)
+    ended = {d.get("turn") for d in metas if d.get("type") == "agent_turn"}
+    return {d.get("turn") for d in metas if turn_started(d)} - ended
 
 
 def user_words(rec: dict) -> list[dict]:
@@ -128,7 +178,7 @@ def answer_missing(rec: dict) -> dict | None:
         return None
     last = max(words, key=lambda w: w["end"])
     since = transcribed_at(rec, last)
-    if _oracle_answered(rec, since) or _routed_answered(rec, since, bool(comps.get("hybrid_routing"))):
+    if _oracle_answered(rec, since) or _routed_answered(rec, since):
         return None
 
     def latest(name):  # (not hybrid routing's replies': they label their metrics mode "hybrid")
@@ -148,12 +198,20 @@ def empty_answers(rec: dict, since: float) -> int:
                and EMPTY_ANSWER in str(e.get("message", "")))
 
 
+# A transcript word that ends no more than this after the start of the user's last word is the word
+# before it (whisper's word times come in 10 ms steps, a word's end a step or two into the next word's)
+WORD_OVERLAP_S = 0.02
+
+
 def transcribed_at(rec: dict, word: dict) -> float:
     """When the STT first sent ``word`` (one of user_words): the first transcript, partial or
-    final, with a word that ends after it began (a partial's times of a word differ a little
-    from the final's)."""
+    final, with a word that ends more than WORD_OVERLAP_S after it began (a partial's times of a
+    word differ from the final's, often by 0.1 s or more: its first try at the word, "boy" for
+    "please.", may end soon after the final's start; was: any end after the start, so the word
+    before it, its end a few ms over, counted as it and a prediction started before the STT sent
+    the word answered it)."""
     return min((t["t"] for t in rec["transcripts"] for w in t.get("words", ())
-                if w["end"] > word["start"] or w["end"] >= word["end"]), default=word["end"])
+                if w["end"] > word["start"] + WORD_OVERLAP_S), default=word["end"])
 
 
 def _oracle_answered(rec: dict, since: float) -> bool:
@@ -175,16 +233,19 @@ def _oracle_answered(rec: dict, since: float) -> bool:
     return False
 
 
-def _routed_answered(rec: dict, since: float, hybrid: bool) -> bool:
-    """Hybrid routing took a final with the last word (its "route" at ``since`` or later) and
-    its reply was heard (the turn's "agent_turn" text), or (``hybrid``: the run routes) is still
-    under way (no "agent_turn" yet)."""
+def _routed_answered(rec: dict, since: float) -> bool:
+    """Hybrid routing took a final with the last word (a routed turn, turn_started, at ``since``
+    or later) and owes the oracle nothing for it: its reply was heard (the turn's "agent_turn"
+    text), is still under way (no "agent_turn" yet: reply_cut_off says so), or a barge-in cut it
+    before its first word (interrupted, no text: the oracle waits for the user's next final,
+    docs/cascade.md; was: "give a longer --tail", for a question nobody was to answer). A reply
+    that failed or was empty, not cut, leaves the oracle its answer: not answered here."""
     other = rec.get("other", ())
     ended = {d.get("turn"): d for d in other if d.get("type") == "agent_turn"}
     for d in other:
-        if d.get("type") == "route" and d.get("route") == "structured" and d.get("t", -1) >= since:
+        if turn_started(d) and d.get("t", -1) >= since:  # (a tandem: hybrid routing's)
             reply = ended.get(d.get("turn"))
-            if (reply is None and hybrid) or (reply is not None and str(reply.get("text") or "").strip()):
+            if reply is None or str(reply.get("text") or "").strip() or reply.get("interrupted"):
                 return True
     return False
 

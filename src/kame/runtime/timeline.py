@@ -15,6 +15,7 @@ from ..audio import SAMPLE_RATE
 from ..backend.types import FRAME_S
 from ..paths import write_replacing
 from .filemode import AUDIBLE
+from .runreport import turn_started, words_not_heard
 
 WIDTH_IN = 14.0  # the figure's width (inches) up to WIDE_AFTER_S of conversation; it grows with it ...
 WIDE_AFTER_S = 60.0
@@ -110,10 +111,12 @@ def first_response_times(rec: dict) -> list[float]:
     """When each first response began: the user's end of speech plus the first_response_latency
     metric's value (the metric's own "t" is when it was measured: the VAD reports an end of
     speech a while after it, and a tandem already talking then gets 0.0, its answer being at the
-    end of speech). The end of speech is the cascade's "turn" event's t_user_end, else the last
-    VAD end at or before it; without either, the metric's "t"."""
+    end of speech). The end of speech is its turn's t_user_end (a cascade's "turn" event, hybrid
+    routing's "route": turn_started; was: the cascade's only, so a routed reply's marker took an
+    earlier utterance's VAD end), else the last VAD end at or before it; without either, the
+    metric's "t"."""
     ends = {d.get("turn"): d["t_user_end"] for d in rec.get("other", ())
-            if d.get("type") == "turn" and isinstance(d.get("t_user_end"), (int, float))}
+            if turn_started(d) and isinstance(d.get("t_user_end"), (int, float))}
     vad_ends = [v["t"] for v in rec.get("vad", ()) if v.get("event") == "end"]
     out = []
     for m in rec.get("metrics", ()):
@@ -134,9 +137,11 @@ def agent_word_positions(rec: dict, agent: np.ndarray) -> list[tuple[float, floa
     words are spread over the span it was heard in (its first response to its "agent_turn", or to
     the last audible sample), by their length in characters: an estimate, the data holds no time
     per word. Only the words heard are drawn (the agent_turn's text), then "(+N not heard)" at
-    the cut when a barge-in or a later final stopped the reply; a reply without an agent_turn yet
-    (the file ended first) shows what it wrote (was: hybrid routing's reply drawn when the LLM
-    streamed it, over the muted front-end's silence, and a cut reply's every word drawn)."""
+    the cut when a barge-in, a later final or a failure stopped the reply (N: the words a TTS
+    would have spoken, runreport.words_not_heard; alone when it was cut before its first word);
+    a reply without an agent_turn yet (the file ended first) shows what it wrote (was: hybrid
+    routing's reply drawn when the LLM streamed it, over the muted front-end's silence, and a cut
+    reply's every word drawn)."""
     pieces = rec.get("agent_text", ())
     replies = _replies(rec)
     owner: dict = {}  # agent_text index -> its reply's index in replies
@@ -153,8 +158,11 @@ def agent_word_positions(rec: dict, agent: np.ndarray) -> list[tuple[float, floa
         mine = [pieces[i] for i in idx if owner[i] == r]
         said = None if done is None else done.get("text")  # (the words heard; None: not known)
         words = _words(mine) if said is None else [[0.0, w] for w in str(said).split()]
-        if not words:
-            continue  # (nothing heard: nothing drawn)
+        if not words:  # (nothing heard: only what was not, at the cut; was: no trace of the reply)
+            unheard = 0 if said is None else words_not_heard(done)
+            if unheard > 0:
+                out.append([done["t"], f"(+{unheard} not heard)"])
+            continue
         ended = done["t"] if done is not None else None
         stop = min(t_next, float("inf") if ended is None else ended)
         onset = onsets.get(tid)
@@ -170,7 +178,7 @@ def agent_word_positions(rec: dict, agent: np.ndarray) -> list[tuple[float, floa
         for w, c in zip(words, chars):
             w[0] = onset + (end - onset) * c / max(1, chars[-1])
         out += words
-        unheard = 0 if said is None else len(str(done.get("reply") or "").split()) - len(words)
+        unheard = 0 if said is None else words_not_heard(done)  # (the summary's agent_unspoken_words' count)
         if unheard > 0:
             out.append([end, f"(+{unheard} not heard)"])
     # (a reply cut in the step the front-end's next word came in: the reply's words first)
@@ -203,11 +211,9 @@ def _replies(rec: dict) -> list[tuple]:
     turns = sorted((d["t"], d.get("turn")) for d in other if d.get("type") == "turn")
     for (t0, tid), t1 in zip(turns, [t for t, _ in turns[1:]] + [float("inf")]):
         out.append((tid, t1, done.get(tid), [i for i, a in enumerate(pieces) if t0 <= a["t"] < t1]))
-    hybrid = {(m.get("labels") or {}).get("turn") for m in rec.get("metrics", ())
-              if (m.get("labels") or {}).get("mode") == "hybrid"}
-    for d in other:
+    for d in other:  # (turn_started: the rule of the summary and kame client too)
         tid = d.get("turn")
-        if d.get("type") != "route" or d.get("route") != "structured" or (tid not in hybrid and tid not in done):
+        if d.get("type") != "route" or not turn_started(d):
             continue
         end = done[tid] if tid in done else None
         t1 = end["t"] if end is not None else float("inf")
@@ -222,18 +228,25 @@ def _replies(rec: dict) -> list[tuple]:
 
 def _spelling(pieces, idx: list[int], reply: str) -> list[int]:
     """Those of the pieces ``idx`` (in order) that spell ``reply`` or its start (spaces aside):
-    from the first that begins it while they go on spelling it. (A routed reply's window may hold
-    a front-end word at each end: sent in the same step as the route or the cut.)"""
+    a run of them that begins it and goes on spelling it, the one that spells the most of it
+    (then of the most pieces; the first on a tie). A routed reply's window may hold a
+    front-end word at each end, sent in the same step as the route or the cut: one that begins
+    the reply too (" The" before "The answer ...") starts a run that stops at the reply's own
+    first piece, so that run is not the one kept (was: taken, and the reply's pieces left as the
+    front-end's)."""
     want = " ".join(reply.split())
-    text, mine = "", []
-    for i in idx:
-        more = text + pieces[i]["text"]
-        if more.strip() and want.startswith(" ".join(more.split())):
+    best, key = [], (0, 0)
+    for k in range(len(idx)):
+        text, mine = "", []
+        for i in idx[k:]:
+            more = text + pieces[i]["text"]
+            if not (more.strip() and want.startswith(" ".join(more.split()))):
+                break
             text = more
             mine.append(i)
-        elif mine:
-            break
-    return mine
+        if (len(" ".join(text.split())), len(mine)) > key:
+            best, key = mine, (len(" ".join(text.split())), len(mine))
+    return best
 
 
 def _legend(ax) -> None:

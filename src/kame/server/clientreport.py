@@ -12,7 +12,8 @@ import sys
 from typing import TYPE_CHECKING
 
 from ..backend.types import FRAME_S
-from ..runtime.filemode import open_turns, turn_started, unanswered
+from ..runtime.filemode import unanswered
+from ..runtime.runreport import open_turns, turn_started
 from ..runtime.metrics import SLOW_CAUSE, behind_real_time, behind_recently, late_share
 from ..runtime.runreport import backend_error, final_missing, likeliest_cause
 from . import protocol as P
