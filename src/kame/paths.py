@@ -30,6 +30,30 @@ def local_path(name: str | Path) -> Path:
     return Path(str(name).removeprefix("file://")).expanduser()
 
 
+def spec_local(arg: str | None) -> Path | None:
+    """The local path a spec's argument (``mimi:ARG``, ``embedded:ARG``) names; None for an hf://
+    name, a plugin's ``KEY=VALUE;...`` argument or none."""
+    if not arg or arg.startswith("hf:") or ";" in arg:
+        return None
+    return local_path(arg)
+
+
+def relative_local(arg: str | None) -> Path | None:
+    """spec_local's path when it is relative (read from somewhere: a checkpoint's folder, the
+    working directory), else None."""
+    path = spec_local(arg)
+    return None if path is None or path.is_absolute() else path
+
+
+def form_folder(form) -> Path | None:
+    """The folder of a front-end spec's form (kame.config.frontend_spec_form's ("path", None, PATH)):
+    PATH, or the folder of the file PATH names; None for an hf repo, random weights or no form."""
+    if form is None or form[0] != "path" or form[2] is None:
+        return None
+    path = form[2]
+    return path.parent if path.is_file() else path
+
+
 def lfs_pointer(path: str | Path) -> str | None:
     """If ``path`` is a Git LFS pointer rather than the file (a Hugging Face repo cloned without
     git-lfs), a sentence saying so and what to do; else None."""

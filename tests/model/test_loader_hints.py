@@ -67,3 +67,13 @@ def test_a_layer_count_mismatch_names_num_layers_only(tmp_path):
                                               r"num_layers, so Moshi 7B's num_layers=32 was assumed") as err:
         load_frontend(folder)
     assert "kv_repeat" not in str(err.value)
+
+
+def test_a_depformer_mismatch_names_depformer_keys_only(tmp_path):
+    """(was: any absent shape key was named for any shape mismatch: the main transformer's
+    num_heads for a depformer tensor)"""
+    folder = _folder(tmp_path, drop=("num_heads", "depformer_dim_feedforward"))
+    with pytest.raises(CheckpointError, match=r"shape mismatch for depformer\..* \(.*config.json has no "
+                                              r"depformer_dim_feedforward, so Moshi 7B's") as err:
+        load_frontend(folder)
+    assert "num_heads" not in str(err.value), str(err.value)

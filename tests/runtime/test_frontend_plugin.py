@@ -171,3 +171,24 @@ def test_kame_bench_sessions_takes_a_plugin_front_end(scratch, monkeypatch, caps
     # (was: "'myfe' is not a front-end spec" from the up-front check, though the runtime takes it)
     assert sessions.main(_bench_args(sessions, "--frontend", "myfe", "--sessions", "1", "--mode", "batched")) == 0
     assert ran == ["myfe"]
+
+
+def test_a_plugin_front_end_without_raw_config_is_not_said_to_lack_a_config_json(scratch, tmp_path):
+    """The 'no config.json, Moshi 7B's config was assumed' note comes from the loader's word
+    (FrontendInfo.assumed), not from an empty raw_config, which a plugin's FrontendInfo may have."""
+    from dataclasses import replace
+
+    from kame.codec.mimi import build_random, save_mimi
+
+    ck = _checkpoint(tmp_path, kame={})
+    save_mimi(build_random("tiny"), tmp_path / "mimi.safetensors")  # 128 codes per codebook: not the model's
+
+    def create(arg=None, device="cpu", dtype=None, seed=0, **kw):  # (its own FrontendInfo: no raw_config)
+        model, info = load_frontend(str(ck), device=device, dtype=dtype, seed=seed)
+        return Frontend(model, replace(info, raw_config={}))
+
+    registry.register("frontend", "myfe", create)
+    with pytest.raises(ConfigError, match=r"has 128 codes per codebook") as err:
+        load_frame_models(load_config(None, ["frontend.spec=myfe", f"codec.spec=mimi:{tmp_path / 'mimi.safetensors'}",
+                                             *ALONE]))
+    assert "no config.json" not in str(err.value) and "Moshi 7B" not in str(err.value), str(err.value)

@@ -195,8 +195,8 @@ class LMConfig:
         unknown = sorted(k for k in d if k not in names)
         if unknown:
             raise ConfigError(f"unknown front-end config key(s): {', '.join(unknown)}")
-        if d.get("depformer_gating", "x") is None:
-            d.pop("depformer_gating")
+        # (a null depformer_gating is gating's value, as LMModel reads it and moshi reads its absence;
+        # was: dropped here, so the default silu)
         _check_types(cls, d)
         return cls(meta=meta, **d).validate()
 

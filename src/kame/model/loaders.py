@@ -86,6 +86,7 @@ class FrontendInfo:
     missing_files: list[str] = field(default_factory=list)
     layout: str = "config.json"  # or KWARGS_NAME: a cleaned kame_finetune checkpoint (kame.model.formats)
     user_stream_dropped: int = 0  # depformer steps of the user's codebooks dropped on load (kame_finetune)
+    assumed: str = ""  # why Moshi 7B's config was assumed (a repo without config.json), else ""
 
     @property
     def sampling(self) -> Sampling:  # moshi's LMGen: use_sampling false = argmax
@@ -469,7 +470,8 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
         mimi = _resolve_mimi(meta, needs, folder, repo, revision, missing)
         tok = _resolve_tokenizer(meta, needs, folder, repo, revision, missing)
     info = FrontendInfo(spec, cfg, wpath, mimi, tok, dict(meta.get("lm_gen_config") or {}),
-                        meta.get("model_type", "moshi"), False, raw, missing, found.layout, user_q)
+                        meta.get("model_type", "moshi"), False, raw, missing, found.layout, user_q,
+                        (found.assumed or "no config.json") if found.raw is None else "")
     if before_weights is not None:
         before_weights(info)
     model = build_meta(cfg)

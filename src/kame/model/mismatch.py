@@ -65,9 +65,27 @@ _COUNT_KEYS = ("n_q", "dep_q", "num_layers", "depformer_num_layers")
 
 
 def _could_explain(key: str, error: str) -> bool:
-    """Whether a wrong (assumed) value of the shape key ``key`` can give convert_state's ``error``:
-    a count key, tensors numbered past (or short of) the model's; kv_repeat, an attention tensor's
-    shape; any other, a tensor's shape. (Not an unknown tensor such as foo.bar or oracle_emb.)"""
-    if "shape" not in error:  # missing / unknown keys
-        return key in _COUNT_KEYS and bool(re.search(r"\.\d+\.", error))
+    """Whether a wrong (assumed) value of the shape key ``key`` can give convert_state's ``error``,
+    by the tensors it names: a depformer_* key, a depformer tensor's (depformer.*); num_layers and
+    num_heads, a main transformer tensor's (transformer.*); kv_repeat (the depformer's too, unless
+    depformer_kv_repeat is set), an attention tensor's shape; a count key, tensors numbered past (or
+    short of) the model's of its kind (layers: num_layers / depformer_num_layers; the per-codebook
+    embeddings and heads: n_q, dep_q), not a shape; any other, a tensor's shape. (Not an unknown
+    tensor such as foo.bar or oracle_emb.)"""
+    dep = re.search(r"\bdepformer[._]", error) is not None
+    main = re.search(r"(?<![\w.])transformer\.", error) is not None
+    if key.startswith("depformer_") and not dep:
+        return False
+    if key in ("num_layers", "num_heads") and not main:
+        return False
+    if "shape" in error and key in ("num_layers", "depformer_num_layers"):  # (how many layers, not their shapes)
+        return False
+    if "shape" not in error:  # missing / unknown keys: tensors numbered past the model's
+        if key not in _COUNT_KEYS:
+            return False
+        if key == "num_layers":
+            return re.search(r"(?<![\w.])transformer\.layers\.\d+\.", error) is not None
+        if key == "depformer_num_layers":
+            return re.search(r"\bdepformer\.layers\.\d+\.", error) is not None
+        return re.search(r"(?<![\w.])(emb|linears|depformer_in|depformer_emb)\.\d+\.", error) is not None
     return "self_attn" in error if key == "kv_repeat" else True

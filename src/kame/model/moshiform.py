@@ -20,10 +20,13 @@ has; save_frontend leaves its config.json as it was, "oracle" at the top).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ..errors import ConfigError
 from .config import META_KEYS
+
+log = logging.getLogger(__name__)
 
 # The keys moshi's CheckpointInfo.from_hf_repo pops before building its LMModel (moshi 0.2).
 MOSHI_META = ("moshi_name", "mimi_name", "mimi_config_name", "tokenizer_name", "lora_name", "model_type",
@@ -42,8 +45,10 @@ def moshi_form(raw: dict[str, Any]) -> dict[str, Any]:
     """save_frontend's config.json dict (kame.model.config.config_json) of a model without the
     oracle stream, in the form moshi's loader takes: a null depformer_kv_repeat left out (both
     read its absence as kv_repeat's), a null depformer_gating written as gating's value (what it
-    means; a null is moshi's TypeError and kame's "silu"), "oracle" left out when it is what its
-    absence means, else moved, with the metadata keys moshi does not pop, to model_id.kame_lm."""
+    means; a null is moshi's TypeError), "oracle" left out when it is what its absence means, else
+    moved, with the metadata keys moshi does not pop, to model_id.kame_lm. A model_id that is not
+    an object (a third party's "org/repo" string) is kept as it is and those keys stay at the top,
+    with a warning: a save kame loads and the moshi package does not (was: a ConfigError)."""
     out = dict(raw)
     if "depformer_kv_repeat" in out and out["depformer_kv_repeat"] is None:
         del out["depformer_kv_repeat"]
@@ -56,9 +61,14 @@ def moshi_form(raw: dict[str, Any]) -> dict[str, Any]:
         kept[key] = out.pop(key)
     if kept:
         ids = out.get("model_id", {})
-        if not isinstance(ids, dict) or KAME_LM in ids:
-            raise ConfigError(f"save_frontend: model_id={ids!r}: expected an object without {KAME_LM!r} (config.json "
-                              f"keeps kame's keys the moshi package does not take in model_id.{KAME_LM})")
+        if isinstance(ids, dict) and isinstance(ids.get(KAME_LM), dict):  # (one already: these keys added to it)
+            kept = {**ids[KAME_LM], **kept}
+            ids = {k: v for k, v in ids.items() if k != KAME_LM}
+        if not isinstance(ids, dict) or KAME_LM in ids:  # (another's model_id: kept as it is, the save kame's alone)
+            log.warning("save_frontend: model_id=%r is not an object kame can add %r to: kame's keys %s stay at the "
+                        "top of config.json, which the moshi package's loader then refuses (a kame-only save)",
+                        ids, KAME_LM, ", ".join(sorted(kept)))
+            return {**out, **kept}
         out["model_id"] = {**ids, KAME_LM: kept}
     return out
 

@@ -265,7 +265,8 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
                 codec = auto_codec(cspec, spec, form, finfo)
                 fix = ("its config.json and the Mimi file it names (mimi_name) do not belong together: check "
                        "mimi_name, or set codec.spec=mimi:PATH")
-            if not finfo.raw_config and finfo.layout == "config.json":  # (was: blamed a mimi_name it has not)
+            if getattr(finfo, "assumed", ""):  # the loader's word (was: blamed a mimi_name it has not; then also
+                # said of a plugin's front-end, whose FrontendInfo has no raw_config)
                 fix = (f"{spec} has no config.json (none found, or none in the local cache), so Moshi 7B's config "
                        f"was assumed, as the moshi package does: if its weights are not Moshi 7B's, load a folder "
                        f"or repo with the config.json they were saved with; if they are, this codec is not their "

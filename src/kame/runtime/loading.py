@@ -20,6 +20,7 @@ from contextlib import contextmanager
 
 from ..config import KameConfig, key_source
 from ..errors import CheckpointError, ConfigError, KameError, NotAvailableError, PluginError
+from ..paths import form_folder, local_path, relative_local
 
 log = logging.getLogger("kame.runtime.frontend")  # (these checks' warnings are the front-end's)
 
@@ -142,7 +143,7 @@ def check_tokenizer(finfo, spec: str, form) -> None:
                                   f"a config.json ({finfo.layout}'s keys plus tokenizer_name, docs/frontend.md)")
         if named_key:
             named = f"config.json {named_key}"
-        elif not finfo.raw_config:
+        elif getattr(finfo, "assumed", ""):  # (the loader's word: a plugin's FrontendInfo may have no raw_config)
             named = "the Moshi default, the repo has no config.json"
         else:
             named = (f"the Moshi default: its config.json names no tokenizer_name, and it was trained on Mimi "
@@ -207,7 +208,7 @@ def _where(name: str, form, finfo) -> str:
     elif path is None:  # no folder known (a plugin's front-end that says none): the name alone
         where = name
     else:
-        where = str((path.parent if path.is_file() else path) / name)
+        where = str(form_folder(form) / name)
     why = [m[len(name):].strip(" ()") for m in finfo.missing_files if m.startswith(name + " (")]
     return where + (f" ({_HUB_WHY.get(why[0], why[0])})" if why else "")
 
@@ -218,51 +219,108 @@ _HUB_WHY = {"HubUnreachable": "not in the local Hugging Face cache, and the hub 
 
 def recorded_codec(codec_spec: str, spec: str, form=None, finfo=None):
     """codec.spec "auto" for a checkpoint whose config.json records its codec (kame.codec): that
-    codec -> (codec, the spec it was created from). A local path in the spec that is relative is
-    the checkpoint folder's first (kame train records the Mimi it copies there as mimi:NAME), then
-    as given (a checkpoint recorded before: relative to where it was trained). A recorded Mimi that
-    cannot be loaded (moved, deleted, another machine's) gives way to the checkpoint's own Mimi
-    (mimi_name, ``finfo.mimi``) when that file's sha256 is the recorded kame.codec_sha256."""
+    codec -> (codec, the spec it was created from). A relative local path in the spec is where the
+    checkpoint is: kame train's record of the Mimi it carries (mimi:NAME, NAME its mimi_name) is
+    the checkpoint's own Mimi (``finfo.mimi``, its folder's or its repo's), never the working
+    directory's; another relative path (embedded:NAME, or an older record) the checkpoint folder's
+    or repo's first (made absolute), then as given (relative to where it was trained). A recorded
+    Mimi that cannot be loaded (moved, deleted, another machine's), or that loads but is not of the
+    recorded kame.codec_sha256, gives way to the checkpoint's own Mimi (mimi_name) when that
+    file's sha256 is the recorded one."""
     from .. import registry
-    from ..paths import local_path
 
     scheme, arg = registry.parse_spec(codec_spec)
-    folder = _folder(form)
-    if arg and folder is not None and not arg.startswith("hf:") and ";" not in arg \
-            and not local_path(arg).is_absolute() and (folder / local_path(arg)).exists():
-        codec_spec = f"{scheme}:{folder / local_path(arg)}"
+    own, want = getattr(finfo, "mimi", None), (finfo.kame.get("codec_sha256") if finfo else None)
+    failed, why = None, ""
+    for cspec in _recorded_places(scheme, arg, codec_spec, form, finfo):
+        try:
+            codec = registry.create("codec", cspec)
+        except (ConfigError, CheckpointError, NotAvailableError) as exc:
+            if failed is None:  # (the first place's error: where it should be)
+                failed, codec_spec = exc, cspec
+            continue
+        got = getattr(codec, "fingerprint", None)
+        if scheme != "mimi" or not want or got in (None, want) or own is None or _names(cspec, own):
+            return codec, cspec
+        try:  # another Mimi where the record points: the checkpoint's own, if that is the recorded one
+            mine = _own_mimi(own)
+        except KameError:
+            return codec, cspec  # (check_fingerprint names it)
+        if mine[0].fingerprint != want:
+            return codec, cspec
+        log.info("front-end %s: its recorded codec %r has sha256 %s, not the recorded kame.codec_sha256: running "
+                 "its own Mimi %s, of that sha256", spec, cspec, got, own)
+        return mine
+    exc = failed or CheckpointError(f"{codec_spec!r} is not where the checkpoint is (its mimi_name)")
+    if scheme == "mimi" and own is not None and want:
+        try:
+            codec, own_spec = _own_mimi(own)
+        except KameError as own_exc:
+            why = f"; its own Mimi {own} cannot be loaded either: {own_exc}"
+        else:
+            if codec.fingerprint == want:
+                log.info("front-end %s: its recorded codec %r cannot be loaded (%s): running its own Mimi %s, "
+                         "of the recorded sha256", spec, codec_spec, exc, own)
+                return codec, own_spec
+            why = (f"; its own Mimi {own} (mimi_name) has sha256 {codec.fingerprint}, not the recorded "
+                   f"kame.codec_sha256 {want}")
+    elif scheme == "mimi" and finfo is not None and own is None and finfo.config.meta.get("mimi_name"):
+        named = finfo.config.meta["mimi_name"]
+        why = (f"; nor is its own Mimi there (mimi_name {named!r}: looked for {_where(named, form, finfo)}): "
+               f"put the Mimi it was trained with there (sha256 {want}), or set codec.spec=mimi:PATH"
+               if want and form is not None else "")
+    raise type(exc)(f"codec.spec 'auto' for the front-end {spec!r}: the codec it was trained with, {codec_spec!r} "
+                    f"(its config.json kame.codec), cannot be loaded: {exc}{why}") from exc
+
+
+def _recorded_places(scheme: str, arg: str | None, codec_spec: str, form, finfo) -> list[str]:
+    """The specs recorded_codec tries for a recorded ``codec_spec``, in order (see there)."""
+    rel = relative_local(arg)
+    if rel is None:
+        return [codec_spec]
+    named = finfo.config.meta.get("mimi_name") if finfo is not None else None
+    carried = scheme == "mimi" and isinstance(named, str) and rel == local_path(named)  # kame train's record
+    own = getattr(finfo, "mimi", None)
+    if carried:  # the checkpoint's own Mimi, where its mimi_name is looked for; not there: nowhere else
+        return [f"mimi:{own.absolute()}"] if own is not None else []
+    folder, places = form_folder(form), []
+    if folder is not None and (folder / rel).exists():
+        places.append(f"{scheme}:{(folder / rel).absolute()}")
+    elif form is not None and form[0] == "hf" and (got := _repo_file(form[1], rel.as_posix())) is not None:
+        places.append(f"{scheme}:{got}")  # (from the cache: the embedded codec reads local files only)
+    return places + [codec_spec]  # then as given: an older record, relative to where it was trained
+
+
+def _repo_file(repo: str, name: str):
+    """The local file (in the Hugging Face cache) of the file ``name`` of the hf repo ``repo``
+    (REPO[@REV]), None when it has none or it cannot be had."""
+    from ..hub import split_hf
+    from ..model.loaders import resolve_named
+
     try:
-        return registry.create("codec", codec_spec), codec_spec
-    except (ConfigError, CheckpointError, NotAvailableError) as exc:
-        own, want, why = getattr(finfo, "mimi", None), (finfo.kame.get("codec_sha256") if finfo else None), ""
-        if scheme == "mimi" and own is not None and want:
-            own_spec = f"mimi:{own.absolute()}"
-            try:
-                codec = registry.create("codec", own_spec)
-            except KameError as own_exc:
-                why = f"; its own Mimi {own} cannot be loaded either: {own_exc}"
-            else:
-                if getattr(codec, "fingerprint", None) == want:
-                    log.info("front-end %s: its recorded codec %r cannot be loaded (%s): running its own Mimi %s, "
-                             "of the recorded sha256", spec, codec_spec, exc, own)
-                    return codec, own_spec
-                why = (f"; its own Mimi {own} (mimi_name) has sha256 {codec.fingerprint}, not the recorded "
-                       f"kame.codec_sha256 {want}")
-        elif scheme == "mimi" and finfo is not None and own is None and finfo.config.meta.get("mimi_name"):
-            named = finfo.config.meta["mimi_name"]
-            why = (f"; nor is its own Mimi there (mimi_name {named!r}: looked for {_where(named, form, finfo)}): "
-                   f"put the Mimi it was trained with there (sha256 {want}), or set codec.spec=mimi:PATH"
-                   if want and form is not None else "")
-        raise type(exc)(f"codec.spec 'auto' for the front-end {spec!r}: the codec it was trained with, {codec_spec!r} "
-                        f"(its config.json kame.codec), cannot be loaded: {exc}{why}") from exc
-
-
-def _folder(form):
-    """The folder of a front-end checkpoint (check_frontend_spec's ``form``), None for a repo or none."""
-    if form is None or form[0] != "path" or form[2] is None:
+        repo_id, rev, _ = split_hf(f"hf://{repo}")
+        return resolve_named(name, None, repo_id, rev)
+    except KameError:
         return None
-    path = form[2]
-    return path.parent if path.is_file() else path
+
+
+def _names(cspec: str, path) -> bool:
+    """Whether the codec spec ``cspec`` (SCHEME:PATH) names the file ``path``."""
+    import os
+
+    given = local_path(cspec.partition(":")[2])
+    try:
+        return given.is_file() and os.path.samefile(given, path)
+    except OSError:
+        return False
+
+
+def _own_mimi(own):
+    """The checkpoint's own Mimi file ``own`` -> (codec, its spec)."""
+    from .. import registry
+
+    own_spec = f"mimi:{own.absolute()}"
+    return registry.create("codec", own_spec), own_spec
 
 
 def check_fingerprint(codec, codec_spec: str, finfo, spec: str) -> None:

@@ -7,11 +7,13 @@
 A checkpoint folder holds what it runs with, so it loads from any working directory, moved or
 copied elsewhere, after the folder or Hugging Face cache it started from is gone: its tokenizer
 file and its Mimi are copied in (the Mimi hard-linked where it can be, under the name config.json
-gives as ``mimi_name``, written there too, so the moshi package finds it as well), and kame.codec
-records the Mimi as ``mimi:NAME``, a path relative to the checkpoint folder
-(kame.runtime.loading.recorded_codec resolves it there). Another codec read from a local file
-(embedded:PATH) is recorded by its absolute path. ``frontend_identity`` is how a run records the
-front-end it started from and compares it on --resume: a checkpoint folder by its resolved path.
+gives as ``mimi_name``, written there too), and kame.codec records the Mimi as ``mimi:NAME``, a
+path relative to the checkpoint folder (kame.runtime.loading.recorded_codec resolves it there, or
+in the hf repo the checkpoint is published in); an embedded codec's own fit likewise, as
+``embedded:NAME``. Such a checkpoint (it has config.json's ``kame`` object) is kame's alone: the
+moshi package's loader refuses it (docs/frontend.md). ``frontend_identity`` is how a run records
+the front-end it started from and compares it on --resume: a checkpoint folder by its resolved
+path.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .config import STATE, TrainConfig
-from .parallel import drop_sharded_optimizer
+from .parallel import SHARDED_OPTIMIZER, drop_sharded_optimizer
 
 
 def step_folder(out: Path, step: int) -> Path:
@@ -47,14 +49,51 @@ def frontend_identity(spec: str | None) -> str | None:
     return str(path.resolve()) if kind == "path" and path.exists() else str(spec)
 
 
-def portable_codec(codec, codec_spec: str | None, model_meta: dict) -> tuple[str | None, Path | None, str | None]:
+def check_overwrite(out, frontend: str | None, codec_spec: str | None) -> None:
+    """ConfigError for --overwrite when the front-end or codec a run starts from is inside OUT,
+    whose step-N folders --overwrite removes before the first save copies their files (was: a
+    FileNotFoundError traceback, and an empty step-N)."""
+    from .. import registry
+    from ..config import frontend_spec_form
+    from ..errors import ConfigError
+    from ..paths import spec_local
+
+    home = Path(out).resolve()
+    given = [("--frontend", frontend, None)]
+    try:
+        path = spec_local(registry.parse_spec(codec_spec)[1]) if codec_spec else None
+    except Exception:  # noqa: BLE001 - (a plugin's odd spec: not a local path)
+        path = None
+    if path is not None:
+        given.append(("--codec", codec_spec, path))
+    for flag, spec, path in given:
+        if spec is None:
+            continue
+        if path is None:
+            try:
+                kind, _, path = frontend_spec_form(spec)
+            except ConfigError:
+                continue
+            if kind != "path":
+                continue
+        if path.exists() and path.resolve().is_relative_to(home):
+            raise ConfigError(f"train: {flag} {spec} is inside -o {out}, whose step-N folders and latest --overwrite "
+                              f"removes before the new run saves: go on from it with --resume {spec}, or copy it "
+                              f"out of {out} first and give that copy")
+
+
+def portable_codec(codec, codec_spec: str | None, model_meta: dict,
+                   taken: tuple[str, ...] = ()) -> tuple[str | None, Path | None, str | None]:
     """How a checkpoint records its codec -> (spec, Mimi file to put in the folder, its name there).
     A Mimi read from a file (a folder's, a Hugging Face cache's, mimi:PATH) goes into the folder:
     under the checkpoint's own ``mimi_name`` when that is a plain name, else its file's name, and is
-    recorded as ``mimi:NAME`` (relative to the folder). A codec spec naming a local file or folder
-    by a relative path is recorded by its absolute path; any other spec as it is."""
+    recorded as ``mimi:NAME`` (relative to the folder); a name that is another of the folder's
+    files (``taken``: its weights, tokenizer, config.json, training state) becomes
+    mimi-SHA8.safetensors. An embedded codec's own fit (embedded:PATH) goes in too, as
+    ``embedded:NAME`` (the shipped fit: ``embedded``). Another codec spec naming a local file or
+    folder by a relative path is recorded by its absolute path; any other spec as it is."""
     from .. import registry
-    from ..paths import local_path
+    from ..paths import relative_local, spec_local
 
     if codec_spec is None:
         return None, None, None
@@ -68,30 +107,64 @@ def portable_codec(codec, codec_spec: str | None, model_meta: dict) -> tuple[str
         plain = isinstance(named, str) and named and not named.startswith(("hf:", "file:", "/", "~")) \
             and ".." not in Path(named).parts
         name = named if plain else Path(source).name
+        if Path(name).as_posix() in {Path(t).as_posix() for t in taken}:  # (was: overwritten by the LM weights)
+            name = f"mimi-{(codec.fingerprint or '0' * 8)[:8]}.safetensors"
         return f"mimi:{name}", Path(source), name
-    if arg and not arg.startswith("hf:") and ";" not in arg:
-        path = local_path(arg)
-        if not path.is_absolute() and path.exists():
-            return f"{scheme}:{path.resolve()}", None, None
+    path = spec_local(arg) if scheme == "embedded" else None
+    if path is not None and path.is_file():
+        from ..codec.embedded.model import DEFAULT_PATH
+
+        if path.resolve() == DEFAULT_PATH:  # the shipped fit: every kame has it
+            return "embedded", None, None
+        name = path.name  # a fit of one's own (~2 MB) goes with the checkpoint, as its Mimi does
+        if Path(name).as_posix() in {Path(t).as_posix() for t in taken}:
+            name = f"embedded-{(getattr(codec, 'fingerprint', None) or '0' * 8)[:8]}.safetensors"
+        return f"embedded:{name}", path, name
+    rel = relative_local(arg)
+    if rel is not None and rel.exists():
+        return f"{scheme}:{rel.resolve()}", None, None
     return codec_spec, None, None
 
 
-def _place(src: Path, dst: Path) -> None:
+_SHA: dict[tuple[int, int, int, int], str] = {}  # (device, inode, size, mtime) -> sha256 of a placed file
+
+
+def _sha256(path: Path) -> str:
+    """A file's sha256, remembered by its inode, size and time (a Mimi is hashed once a run)."""
+    from ..paths import file_sha256
+
+    st = path.stat()
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _SHA:
+        _SHA[key] = file_sha256(path)
+    return _SHA[key]
+
+
+def _place(src: Path, dst: Path, *, placed: Path | None = None, sha256: str | None = None) -> None:
     """``src`` at ``dst``: hard-linked (no second copy of a large file), else copied; written whole
-    or not at all (kame.paths.write_replacing). Nothing is done if ``dst`` is that file already."""
+    or not at all (kame.paths.write_replacing). Nothing is done if ``dst`` is that file already.
+    ``placed``: the run's own earlier copy (OUT/latest's), linked from when it is that file (the
+    same inode, or ``sha256``'s): a source on another file system is copied once a run, not once a
+    save."""
     from ..errors import CheckpointError
     from ..paths import write_replacing
 
     src = src.resolve()  # (a Hugging Face snapshot's link: its blob)
     if dst.exists() and os.path.samefile(src, dst):
         return
+    origin = src
+    if placed is not None and placed.is_file() and not (dst.exists() and os.path.samefile(placed, dst)):
+        placed = placed.resolve()
+        if os.path.samefile(placed, src) or (sha256 and placed.stat().st_size == src.stat().st_size
+                                              and _sha256(placed) == sha256):
+            origin = placed
 
     def put(tmp: Path) -> None:
         tmp.unlink(missing_ok=True)
         try:
-            os.link(src, tmp)
+            os.link(origin, tmp)
         except OSError:  # (another file system, or links not allowed: a copy)
-            shutil.copyfile(src, tmp)
+            shutil.copyfile(origin, tmp)
 
     write_replacing(dst, put, "codec file", error=CheckpointError)
 
@@ -108,7 +181,7 @@ def save_checkpoint(model, weights: dict, optim: dict, out: Path, step: int, tcf
     atomically)."""
     import torch
 
-    from ..model.loaders import save_frontend
+    from ..model.loaders import MOSHI_NAME, save_frontend
     from ..paths import write_replacing
 
     folder = step_folder(out, step)
@@ -119,11 +192,15 @@ def save_checkpoint(model, weights: dict, optim: dict, out: Path, step: int, tcf
         if src.resolve() != (folder / src.name).resolve():
             shutil.copyfile(src, folder / src.name)
         tok = src.name
-    recorded, mimi, mimi_name = portable_codec(codec, codec_spec, dict(model.cfg.meta))
+    taken = (model.cfg.meta.get("moshi_name") or MOSHI_NAME, "config.json", STATE, SHARDED_OPTIMIZER,
+             *([tok] if tok is not None and tok != "default" else []))
+    recorded, mimi, mimi_name = portable_codec(codec, codec_spec, dict(model.cfg.meta), taken)
     meta: dict = {}
     if mimi is not None:  # (its sha256 given: the spec, relative to the folder, need not load from the cwd)
-        _place(mimi, folder / mimi_name)
-        meta = {"mimi_name": mimi_name, "codec_sha256": codec.fingerprint}
+        _place(mimi, folder / mimi_name, placed=out / "latest" / mimi_name, sha256=codec.fingerprint)
+        meta = {"codec_sha256": codec.fingerprint}
+        if recorded.startswith("mimi:"):
+            meta["mimi_name"] = mimi_name
     train_rec = {"step": step, "world_size": world, "config": json.loads(json.dumps(asdict(tcfg))),
                  "manifest": str(Path(manifest).resolve()), "manifest_sha256": manifest_sha, **(extra or {})}
     save_frontend(model, folder, codec=recorded, tokenizer=tok, train=train_rec, state_dict=weights, **meta)

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
 from .batching import batches, input_dropouts, load_examples, manifest_path, slot
-from .checkpoint import frontend_identity, save_checkpoint, step_folder
+from .checkpoint import check_overwrite, frontend_identity, save_checkpoint, step_folder
 from .config import (STATE, TrainConfig, check_resume, global_batch, load_train_state, lr_at, recorded_config,
                      resume_record)
 from .data import DataError
@@ -473,9 +473,11 @@ def load_for_training(spec: str, codec_spec: str, text_card: int | None, device,
 
 def _config_json(form, spec: str) -> str:
     """The config.json of the front-end ``spec`` (``form``: frontend_form's), as errors name it."""
+    from ..paths import form_folder
+
     kind, repo, path = form
-    if kind == "path" and path is not None:
-        return str((path if path.is_dir() else path.parent) / "config.json")
+    if form_folder(form) is not None:
+        return str(form_folder(form) / "config.json")
     return f"hf://{repo}/config.json" if kind == "hf" else f"the config.json of {spec}"
 
 
@@ -550,6 +552,8 @@ def run(args) -> TrainResult:
             raise ConfigError(f"train: --resume {args.resume} goes on from its own weights (started from "
                               f"{start or 'an unrecorded front-end'}), not from --frontend {args.frontend}: drop "
                               f"--frontend, or start a new run (another -o) with --frontend {args.resume}")
+    if args.overwrite and not args.resume:  # (OUT's step-N are removed before the first save copies from them)
+        check_overwrite(args.out, args.frontend, args.codec)
     if world > 1:
         if cuda:
             torch.cuda.set_device(device)
