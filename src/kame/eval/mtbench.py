@@ -18,7 +18,8 @@ Per question and turn, OUT/results.jsonl gets one line: the question, what the S
 (``heard``), the agent's answer (the cascade's: each reply's "agent_turn" text, as heard; the
 tandem's: the front-end's text stream in the turn's window, a proxy of what its audio says; for a
 tandem also the LLM's answer it was fed, ``llm_answer``), the rating (null when the judge's reply
-had none, even after one follow-up asking for the rating alone: counted as "unparsed"), the
+had none, even after one follow-up asking for the rating alone: counted as "unparsed"; a turn the
+agent said nothing in: 1, the judge not asked, "said_nothing"), the
 judge's replies, the latency (user's end of speech -> first 10 ms of agent audio above
 runtime.silence_db, as kame.bench.latency measures it; null: no sound in the window), the run's
 summary flags (reply_cut_off, max_tail_reached, unanswered) and files; ``--asr`` / ``--answer
@@ -61,10 +62,15 @@ from .judge import (add_judge_arguments, check_judge_spec, close_judge, embedded
 from .reference import (NEED_REF_CATS, apply_references, check_references, fastchat_lines, first_changed,
                         read_reference_answers, read_text, record_reference, reference_warning, turns_ok,
                         unreferenced)
-from .results import failure, has_results, load_done, read_records, read_settings, write_all, write_records
+from .results import (PAIRWISE_SETTINGS, check_questions, failure, has_results, load_done, read_records,
+                      read_settings, write_all, write_records)
 
 DEFAULT_CATEGORIES = ("reasoning", "stem", "humanities")
 LEAD_S = 0.5  # silence before the first question
+SAID_NOTHING = 1.0  # the rating of a turn the agent said nothing in (MT-Bench's lowest; the judge is not asked)
+FAST_CASCADE = ("--fast with --mode cascade: no wall-clock pacing leaves its STT, LLM and TTS no time (virtual time "
+                "runs ahead of them), so turns go unanswered (rated 1, the judge not asked) and the latencies mean "
+                "nothing; leave --fast out to evaluate a cascade")
 
 
 @dataclass
@@ -182,7 +188,9 @@ def run_question(args, q: Question, tts, runs: Path, thr: float, agent) -> list[
 
 def turn_records(q: Question, doc: dict, turns: list, agent: np.ndarray, thr: float, mode_asked: str,
                  files: dict) -> list[dict]:
-    """One record per user turn of a run's OUT.json ``doc`` (its agent track ``agent``)."""
+    """One record per user turn of a run's OUT.json ``doc`` (its agent track ``agent``); ``heard``:
+    the STT's finals from the turn's start to the next turn's (the last turn's: to any time, as a
+    final may come after the file's end)."""
     from ..bench.latency import answer_text, first_voiced, window_text
 
     mode = doc["components"].get("mode") or mode_asked
@@ -196,8 +204,8 @@ def turn_records(q: Question, doc: dict, turns: list, agent: np.ndarray, thr: fl
         hit = first_voiced(agent, ut.end, ut.window_end, thr)
         rec = {"question_id": q.id, "category": q.category, "turn": k + 1, "mode": mode, "question": ut.text,
                "answer": answer.replace("\u2581", " ").strip(), "answer_source": source,
-               "heard": " ".join(t["text"] for t in doc.get("transcripts", ())
-                                 if t["final"] and ut.start <= t["t"] < ut.window_end).strip(),
+               "heard": " ".join(t["text"] for t in doc.get("transcripts", ()) if t["final"] and ut.start <= t["t"]
+                                 and (t["t"] < ut.window_end or k + 1 == len(turns))).strip(),
                "latency_s": None if hit is None else round(max(0.0, hit - ut.end), 3),
                "user_start_s": round(ut.start, 3), "user_end_s": round(ut.end, 3), "reference": q.ref(k),
                "frontend_random": doc.get("frontend_random", False), "errors": len(doc.get("errors", ())),
@@ -239,8 +247,10 @@ def run_name(qid: str) -> str:
 def grade(judge, runner, recs: list[dict], timeout_s: float, judge_spec: str, which=None, refs=None) -> None:
     """Judge turn answers (in place: rating, judge_reply, judge_followup, judge, reference);
     ``which``: the indices to judge (default all; the earlier turns are context either way);
-    ``refs``: the reference answer of each turn now (default: the records' own). Raises what the
-    judge raises."""
+    ``refs``: the reference answer of each turn now (default: the records' own). A turn the agent
+    said nothing in (no answer: e.g. a cascade's STT, LLM and TTS left no time by --fast) is not an
+    answer to rate: the judge is not asked, it gets SAID_NOTHING and "said_nothing": true. Raises
+    what the judge raises."""
     from .judge import judge_messages, rate
 
     for k, r in enumerate(recs):
@@ -248,9 +258,14 @@ def grade(judge, runner, recs: list[dict], timeout_s: float, judge_spec: str, wh
             continue
         if refs is not None:  # (records run earlier: rated with today's reference answers)
             r["reference"] = refs[k] if k < len(refs) else None
-        msgs = judge_messages(r["question"], r["answer"], reference=r["reference"],
-                              history=[(p["question"], p["answer"], p.get("reference")) for p in recs[:k]])
-        r["rating"], r["judge_reply"], r["judge_followup"] = runner.run(rate(judge, msgs, timeout_s=timeout_s))
+        if not str(r.get("answer") or "").strip():  # (was: sent to the judge, which may rate silence 10)
+            r["rating"], r["judge_reply"], r["judge_followup"] = SAID_NOTHING, None, None
+            r["said_nothing"] = True
+        else:
+            msgs = judge_messages(r["question"], r["answer"], reference=r["reference"],
+                                  history=[(p["question"], p["answer"], p.get("reference")) for p in recs[:k]])
+            r["rating"], r["judge_reply"], r["judge_followup"] = runner.run(rate(judge, msgs, timeout_s=timeout_s))
+            r.pop("said_nothing", None)
         r["judge"] = judge_spec
 
 
@@ -271,6 +286,9 @@ def check_settings(out: Path, args, agent: dict) -> dict:
     --rejudge."""
     path, results = out / SETTINGS, out / "results.jsonl"
     want = {"mode": args.mode, "turns": args.turns, "judge": args.judge, "agent": agent, **asr_settings(args)}
+    if (out / PAIRWISE_SETTINGS).exists() and not path.exists():  # (was: "results without eval.json: an older kame")
+        raise ConfigError(f"{out} is a kame eval pairwise folder ({PAIRWISE_SETTINGS}), not a kame eval mtbench one; "
+                          f"give another -o")
     held = has_results(results) or any((out / "runs").glob("*.rec.json"))
     if not path.exists() or not held:  # (settings of a run that left nothing, e.g. a dead judge: not kept)
         if held:
@@ -366,7 +384,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds of silence after the (last) question for the answer (default 30)")
     p.add_argument("--max-tail", type=float, default=90.0,
                    help="a cascade still answering after --tail gets more silence, up to this in all (default 90)")
-    p.add_argument("--fast", action="store_true", help="no wall-clock pacing (latencies then mean little)")
+    p.add_argument("--fast", action="store_true",
+                   help="no wall-clock pacing (latencies then mean little; a cascade's STT, LLM and TTS get no time: "
+                        "its turns go unanswered, rated 1: leave it out for a cascade)")
     p.add_argument("--rejudge", action="store_true",
                    help="re-rate the answers stored in OUT with --judge (another judge's ratings, those made "
                         "with other reference answers, and the unparsed ones); the agent is not run")
@@ -403,19 +423,24 @@ def main(args) -> int:
     results = out / "results.jsonl"
     settings = check_settings(out, args, agent_fingerprint(args, cfg))
     done = load_done(results, args.mode, args.turns)
-    others = sorted({str(r.get("judge")) for r in done} - {args.judge})
-    if others and not args.rejudge:  # (a --rejudge cut short: some answers still have the old judge's rating)
-        raise ConfigError(f"{results} has ratings of the judge {', '.join(others)}; give --rejudge to re-rate them "
-                          f"with {args.judge}, or another -o")
     by_q: dict[str, list[dict]] = {}
     for r in done:
         by_q.setdefault(r["question_id"], []).append(r)
-    if not args.rejudge:  # (as another judge: the old ratings are not those of today's references)
-        check_references(questions, by_q, ref_file, settings.get("reference_answers"), results)
-    record_reference(out / SETTINGS, ref_file)
+    ids = {q.id for q in questions}  # (the selected ones: results.jsonl may hold others', e.g. after --categories)
+    others = [q.id for q in questions if any(r.get("judge") != args.judge for r in by_q.get(q.id, ()))]
+    if others and not args.rejudge:  # (a --rejudge cut short: some answers still have the old judge's rating)
+        judges = sorted({str(r.get("judge")) for i in others for r in by_q[i]} - {args.judge})
+        raise ConfigError(f"{results} has ratings of the judge {', '.join(judges)} for question_id "
+                          f"{', '.join(others)}; give --rejudge to re-rate them with {args.judge}, or another -o")
 
     def saved(q: Question) -> Path:
         return runs / f"{run_name(q.id)}.rec.json"
+
+    unrated = {q.id: read_records(saved(q)) for q in questions if q.id not in by_q and saved(q).exists()}
+    check_questions(questions, {**unrated, **by_q}, args.questions, results)  # (an edited question file)
+    if not args.rejudge:  # (as another judge: the old ratings are not those of today's references)
+        check_references(questions, by_q, ref_file, settings.get("reference_answers"), results)
+    record_reference(out / SETTINGS, ref_file)
 
     def stale(q: Question) -> set[int]:  # the answers --rejudge rates: another judge's or reference's, or unparsed
         recs, k0 = by_q[q.id], first_changed(by_q[q.id], q.reference)
@@ -434,9 +459,19 @@ def main(args) -> int:
     if no_ref:
         print(reference_warning(no_ref, ref_file), file=sys.stderr, flush=True)
     embedded_judge_note(args.judge, "ratings")
+    if args.mode == "cascade" and args.fast and todo and not args.rejudge:  # (kame run says it in ID.log alone)
+        print(f"warning: {FAST_CASCADE}", file=sys.stderr, flush=True)
     # one event loop for the whole run: the judge's client and the agent (started once, a session per question)
     runner = asyncio.Runner()
     failed, in_a_row, new, judge, agent, asr = [], 0, [], None, None, None
+    judge_failed = []  # (run, or saved before, but not rated: the judge failed)
+
+    def fail(key: str, tag: str, who: str, exc: Exception) -> int:  # (results.failure, saying what runs/ keeps)
+        rated = {r["question_id"] for r in new} | set(by_q)
+        waiting = [x.id for x in questions if x.id not in rated and saved(x).exists()]
+        kept = f"the answers of {', '.join(waiting)} are saved in {runs}/ (a rerun rates them, the agent not run)"
+        return failure(failed, in_a_row, key, tag, who, why_failed(exc), results, kept=kept * bool(waiting))
+
     wrote = set()  # what this run wrote of results.jsonl and runs/ (the "wrote" line names no older files)
     try:
         if todo:  # made as the agents make their LLM: at the back-end's CPU priority, in a thread
@@ -453,14 +488,14 @@ def main(args) -> int:
             which = None
             if q.id in by_q:  # --rejudge: the stored answers
                 recs, which = by_q[q.id], stale(q)
-            elif saved(q).exists():  # run before, not rated yet: only rated now
-                recs = read_records(saved(q))
+            elif q.id in unrated:  # run before, not rated yet: only rated now
+                recs = unrated[q.id]
             else:
                 try:
                     wrote.add("runs")  # (kame run's files of it, from its first turn on)
                     recs = run_question(args, q, tts, runs, thr, agent)
                 except Exception as exc:  # noqa: BLE001 - the agent failed on this question: skipped
-                    in_a_row = failure(failed, in_a_row, q.id, tag, "the agent", why_failed(exc), results)
+                    in_a_row = fail(q.id, tag, "the agent", exc)
                     continue
                 write_records(saved(q), recs)  # (a whisper or judge failure: no rerun of it)
             if args.asr and any("heard_answer" not in r for r in recs):  # (new, or whisper failed on it before)
@@ -470,14 +505,15 @@ def main(args) -> int:
                     hear_saved(recs, thr, asr, args.answer, saved(q))
                 except Exception as exc:  # noqa: BLE001 - whisper failed: skipped (a rerun hears the saved run)
                     who = "the saved run" if isinstance(exc, ConfigError) else ASR
-                    in_a_row = failure(failed, in_a_row, q.id, tag, who, why_failed(exc), results)
+                    in_a_row = fail(q.id, tag, who, exc)
                     continue
             try:
                 grade(judge, runner, recs, args.judge_timeout, args.judge, which, q.reference)
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # noqa: BLE001 - any judge failure: this question skipped
-                in_a_row = failure(failed, in_a_row, q.id, f"{tag}: {args.judge}", "the judge", why_failed(exc), results)
+                judge_failed.append(q.id)
+                in_a_row = fail(q.id, f"{tag}: {args.judge}", "the judge", exc)
                 continue
             in_a_row = 0
             wrote.add("results")
@@ -499,12 +535,15 @@ def main(args) -> int:
         finally:
             close_judge(judge, runner)  # (logged, never raised)
             close_runner(runner)  # (a task that ignores its cancellation is left, named, not waited for)
-    ids = {q.id for q in questions}
     records = [r for r in done + new if r["question_id"] in ids]
     text = table(records, cats or (), by_turn=args.turns == 2, content=args.asr)
     rated = sum(r["rating"] is not None for r in records)
-    notes = [f"kame eval mtbench: {len(questions)} question(s): {len({r['question_id'] for r in records})} run, "
+    # run: rated, or run and saved but not rated (was: those left out, "0 run" after the judge failed)
+    ran = {r["question_id"] for r in records} | {q.id for q in questions if saved(q).exists()}
+    unjudged = [q.id for q in questions if q.id in ran and not any(r["question_id"] == q.id for r in records)]
+    notes = [f"kame eval mtbench: {len(questions)} question(s): {len(ran)} run, "
              f"{rated} rated, {len(records) - rated} unparsed" + (" (answers: 2 turns each)" if args.turns == 2 else "")
+             + (f", {len(unjudged)} not rated yet ({', '.join(unjudged)}: a rerun rates them)" if unjudged else "")
              + f"; mode {args.mode}, judge {args.judge}" + (f", reference answers {ref_file.path}" if ref_file else "")
              + (f"; --asr: content latency by whisper tiny.en, the judge rated the {args.answer} answers" if args.asr
                 else "")]
@@ -515,11 +554,19 @@ def main(args) -> int:
     if any(r.get("frontend_random") for r in records):
         notes.append("NOTE: the tandem front-end has RANDOM WEIGHTS: its answers are babble and their ratings "
                      "mean nothing until a trained front-end exists (the cascade's are real)")
+    silent = [f"{r['question_id']}" + (f" turn {r['turn']}" if args.turns == 2 else "") for r in records
+              if r.get("said_nothing")]
+    if silent:
+        notes.append(f"{len(silent)} turn(s) the agent said nothing in, rated {SAID_NOTHING:g} without asking the judge: "
+                     f"{', '.join(silent)}")
+    if args.mode == "cascade" and args.fast and not args.rejudge:
+        notes.append(f"warning: {FAST_CASCADE}")
     if failed and args.rejudge:
         notes.append(f"{len(failed)} question(s) could not be re-rated, kept with their earlier rating: "
                      f"{', '.join(failed)} (rerun with --rejudge to retry)")
     elif failed:
-        notes.append(f"{len(failed)} question(s) failed, not in the table: {', '.join(failed)} (rerun to retry)")
+        why = f"; the judge failed on {', '.join(judge_failed)}, run but not rated" if judge_failed else ""
+        notes.append(f"{len(failed)} question(s) failed, not in the table: {', '.join(failed)}{why} (rerun to retry)")
     if args.rejudge and not todo:  # (of the selected questions: results.jsonl may hold others')
         why = (f"the selected questions' stored answers all have a rating of {args.judge}"
                if any(q.id in by_q for q in questions)

@@ -41,9 +41,9 @@ from ..paths import check_output_folder
 from .judge import (add_judge_arguments, block, check_judge_spec, close_judge, embedded_judge_note, open_judge, rate,
                     why_failed)
 from .mtbench import SETTINGS as MTBENCH_SETTINGS
-from .results import failure, has_results, load_done, read_jsonl, read_settings, write_all
+from .results import PAIRWISE_SETTINGS, differ, failure, has_results, load_done, read_jsonl, read_settings, write_all
 
-SETTINGS = "pairwise.json"  # in OUT_PAIR: the folders compared and the judge
+SETTINGS = PAIRWISE_SETTINGS  # in OUT_PAIR: the folders compared and the judge
 OUTCOMES = ("A", "B", "tie", "unparsed")
 
 SYSTEM = (
@@ -131,6 +131,9 @@ def read_folder(folder: str, flag: str) -> tuple[str, str, list[dict]]:
     if not path.is_dir():
         raise ConfigError(f"{flag} {folder}: no such folder; give a `kame eval mtbench` output folder (its -o)")
     settings, results = path / MTBENCH_SETTINGS, path / "results.jsonl"
+    if (path / SETTINGS).exists() and not settings.exists():  # (was: "run kame eval mtbench -o it first")
+        raise ConfigError(f"{flag} {folder}: a kame eval pairwise folder ({SETTINGS}), not a kame eval mtbench one; "
+                          f"give a `kame eval mtbench` output folder (its -o)")
     if not settings.exists() or not results.exists():
         missing = " and ".join(str(p.name) for p in (results, settings) if not p.exists())
         raise ConfigError(f"{flag} {folder}: not a `kame eval mtbench` output folder (no {missing}); give one "
@@ -169,9 +172,10 @@ def make_pairs(a: list[dict], b: list[dict], name_a: str, name_b: str) -> tuple[
                           f"give two folders of `kame eval mtbench` run on the same questions")
     for k in shared:
         qa, qb = by_a[k]["question"], by_b[k]["question"]
-        if qa.strip() != qb.strip():
+        if qa.strip() != qb.strip():  # (where they differ: was both cut at 60 characters, alike when the end differs)
+            da, db = differ(qa.strip(), qb.strip())
             raise ConfigError(f"{name_a} and {name_b} hold different questions for question_id {k[0]} turn {k[1]} "
-                              f"({qa[:60]!r} there, {qb[:60]!r} here): not run on the same question file; give "
+                              f"({da!r} in {name_a}, {db!r} in {name_b}): not run on the same question file; give "
                               f"two folders made from the same question.jsonl")
     warnings = []
     for name, mine, other in ((name_a, by_a, by_b), (name_b, by_b, by_a)):
@@ -221,6 +225,9 @@ def check_settings(out: Path, folder_a: Path, folder_b: Path, judge: str, rejudg
     path, results = out / SETTINGS, out / "results.jsonl"
     want = {"folder_a": str(folder_a), "folder_b": str(folder_b), "judge": judge}
     judged = has_results(results)  # (none yet: any folders, any judge)
+    if (out / MTBENCH_SETTINGS).exists() and not path.exists():
+        raise ConfigError(f"{out} is a kame eval mtbench folder ({MTBENCH_SETTINGS}), not a kame eval pairwise one; "
+                          f"give another -o")
     if not path.exists():
         if judged:
             raise ConfigError(f"{out} holds results without {SETTINGS}; give another -o")

@@ -38,7 +38,8 @@ class ReferenceFile:
 def fastchat_lines(path, text: str, what: str, ok, needs: str):
     """(file:line, object) for each non-blank line of a FastChat JSONL file (question.jsonl, a
     reference-answer file): refused, by file:line, a line not JSON, one without question_id or
-    that ``ok(object)`` rejects (``needs``: what a line needs), a question_id given twice."""
+    that ``ok(object)`` rejects (``needs``: what a line needs), a question_id that is not an
+    integer or a non-empty string (id_ok), a question_id given twice."""
     seen = {}
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -51,12 +52,20 @@ def fastchat_lines(path, text: str, what: str, ok, needs: str):
                               f"{what} object") from None
         if not isinstance(d, dict) or "question_id" not in d or not ok(d):
             raise ConfigError(f"{where}: a {what} needs {needs}")
+        if not id_ok(d["question_id"]):  # (was: any value, made a string: "None", "{'a': 1}", "")
+            raise ConfigError(f"{where}: question_id {json.dumps(d['question_id'])} is not an id: give an integer "
+                              f"(as MT-Bench's) or a non-empty string")
         qid = str(d["question_id"])
         if qid in seen:  # (FastChat keeps the last one silently: most likely a mistake)
             raise ConfigError(f"{where}: question_id {qid} again (first at {seen[qid]}); ids must be unique: "
                               f"delete one of the two lines")
         seen[qid] = where
         yield where, d
+
+
+def id_ok(qid) -> bool:
+    """A question_id: an integer (FastChat's; not a bool) or a non-empty string."""
+    return (isinstance(qid, int) and not isinstance(qid, bool)) or (isinstance(qid, str) and bool(qid.strip()))
 
 
 def turns_ok(turns) -> bool:

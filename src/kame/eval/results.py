@@ -1,8 +1,9 @@
 """The output folders' files of ``kame eval mtbench`` and ``kame eval pairwise``, shared by both:
 their settings file (read_settings: eval.json, pairwise.json), their results.jsonl (read_jsonl,
 load_done: resume; has_results: anything in it yet; write_all: rewritten in place, whole or not at
-all), a question's or pair's failure (failure: reported, MAX_FAILURES in a row stop) and
-mtbench's saved runs (runs/ID.rec.json: write_records, read_records).
+all), a question's or pair's failure (failure: reported, MAX_FAILURES in a row stop),
+mtbench's saved runs (runs/ID.rec.json: write_records, read_records) and answers stored for other
+questions than the question file has now (check_questions; differ: where two texts differ).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ..errors import ConfigError, KameError
 from ..paths import write_replacing
 from .judge import why_failed
 
+PAIRWISE_SETTINGS = "pairwise.json"  # kame eval pairwise's settings, in its OUT_PAIR (mtbench's: eval.json)
 MAX_FAILURES = 5  # questions (pairs) failed in a row (agent or judge): something is down, stop
 
 
@@ -63,16 +65,54 @@ def write_all(path: Path, records: list[dict]) -> None:
     write_replacing(path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in records)), "results file")
 
 
-def failure(failed: list, in_a_row: int, key: str, tag: str, who: str, why: str, results: Path, noun="questions") -> int:
+def failure(failed: list, in_a_row: int, key: str, tag: str, who: str, why: str, results: Path, noun="questions",
+            kept: str = "") -> int:
     """Report ``key`` (a question id; ``noun``: what is skipped, e.g. "pairs") skipped, ``who`` having
-    failed; the failures in a row so far (MAX_FAILURES: stop)."""
+    failed; the failures in a row so far (MAX_FAILURES: stop, saying what is saved: ``results``
+    if it holds any, and ``kept``, e.g. mtbench's runs not rated yet)."""
     failed.append(key)
     in_a_row += 1
     print(f"{tag}: {who} failed ({why}); skipped (a rerun retries it)", file=sys.stderr, flush=True)
-    if in_a_row >= MAX_FAILURES:
-        raise KameError(f"{in_a_row} {noun} failed in a row (the last: {who} failed: {why}); stopped. The "
-                        f"results so far are in {results}; fix it and rerun to resume") from None
+    if in_a_row >= MAX_FAILURES:  # (was: "the results so far are in" a results.jsonl never written)
+        saved = [f"the results so far are in {results}" if has_results(results) else
+                 f"no result is saved in {results} yet"] + [kept] * bool(kept)
+        saved = "; ".join(saved)
+        raise KameError(f"{in_a_row} {noun} failed in a row (the last: {who} failed: {why}); stopped. "
+                        f"{saved[:1].upper()}{saved[1:]}; fix it and rerun to resume") from None
     return in_a_row
+
+
+def differ(a: str, b: str, width: int = 50) -> tuple[str, str]:
+    """The parts of texts ``a`` and ``b`` from a little before where they first differ ("..."
+    where cut), so that two long texts that differ at their end do not look the same."""
+    i = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    start = max(0, i - 20)
+
+    def cut(t: str) -> str:
+        return ("..." if start else "") + t[start:start + width] + ("..." if len(t) > start + width else "")
+    return cut(a), cut(b)
+
+
+def check_questions(questions: list, stored: dict, qfile, results: Path) -> None:
+    """Refuse stored answers (``stored``: question id -> its records, rated or saved runs) to other
+    questions than ``questions`` (read from ``qfile``) have now: another category or turn text
+    for the same id (an edited question file: the answers are not this question's)."""
+    diffs = []
+    for q in questions:
+        recs = stored.get(q.id) or ()
+        cats = {r.get("category") for r in recs} - {q.category}
+        if cats:
+            diffs.append(f"{q.id} (category {', '.join(map(str, cats))} there, {q.category} now)")
+            continue
+        for r in recs:
+            k, was = r.get("turn", 1) - 1, r.get("question")
+            if isinstance(was, str) and 0 <= k < len(q.turns) and was.strip() != q.turns[k].strip():
+                there, now = differ(was.strip(), q.turns[k].strip())
+                diffs.append(f"{q.id} turn {k + 1} ({there!r} there, {now!r} now)")
+    if diffs:  # (was: resumed silently, the old answers and ratings kept under the new text)
+        raise ConfigError(f"{results.parent} holds answers to other questions than {qfile} has now, for question_id "
+                          f"{'; '.join(diffs)}: the question file was edited; give the one the folder was run with, "
+                          f"or another -o")
 
 
 def write_records(path: Path, recs: list[dict]) -> None:

@@ -1,0 +1,45 @@
+"""kame eval pairwise, found by a QA sweep: differing questions shown where they differ, named by
+folder; the "failed in a row" stop when no pair was judged; a pairwise folder given as a folder
+to compare, and an mtbench folder as -o (hand-written folders, scripted judges)."""
+
+from __future__ import annotations
+
+import json
+
+from . import test_pairwise
+from .test_pairwise import folder, refused
+
+judges = test_pairwise.judges  # (test_pairwise's scripted judges: a fixture, used by name)
+
+
+def test_different_questions_are_shown_where_they_differ(tmp_path, capsys, judges):
+    text = "Imagine you are in a race. You just overtook the second person. What is your position now?"
+    a = folder(tmp_path / "a", "tandem", {("101", 1): "x"}, questions={("101", 1): text})
+    b = folder(tmp_path / "b", "cascade", {("101", 1): "y"},
+               questions={("101", 1): text.replace("position now?", "place now?")})
+    err = refused(capsys, a, b, tmp_path / "p")
+    # (was: both cut at 60 characters, alike, as "there" and "here")
+    assert "position now?' in tandem: " in err and "place now?' in cascade: " in err
+    assert f"in tandem: {a}, '..." in err and " there, " not in err
+
+
+def test_five_failures_with_no_pair_judged_say_nothing_was_saved(tmp_path, capsys, judges):
+    many = {(str(i), 1): "FAIL" for i in range(110, 115)}
+    a, b = folder(tmp_path / "a", "tandem", many), folder(tmp_path / "b", "cascade", many)
+    err = refused(capsys, a, b, tmp_path / "pair")
+    assert f"stopped. No result is saved in {tmp_path / 'pair' / 'results.jsonl'} yet; fix it" in err
+    assert "results so far" not in err
+
+
+def test_a_pairwise_folder_given_for_mtbench_ones_and_the_other_way_round(tmp_path, capsys, judges):
+    a = folder(tmp_path / "a", "tandem", {("101", 1): "x"})
+    b = folder(tmp_path / "b", "cascade", {("101", 1): "y"})
+    p = tmp_path / "p"
+    p.mkdir()
+    (p / "pairwise.json").write_text(json.dumps({"folder_a": a, "folder_b": b, "judge": "x"}))
+    (p / "results.jsonl").write_text("")
+    err = refused(capsys, str(p), b, tmp_path / "p2")
+    assert f"OUT_A {p}: a kame eval pairwise folder (pairwise.json), not a kame eval mtbench one" in err
+    assert "run kame eval mtbench" not in err  # (was: advice that fails: mtbench refuses that folder)
+    err = refused(capsys, a, b, tmp_path / "b")  # (-o: an mtbench folder)
+    assert f"{tmp_path / 'b'} is a kame eval mtbench folder (eval.json), not a kame eval pairwise one" in err
