@@ -160,6 +160,7 @@ def run_question(args, q: Question, tts, runs: Path, thr: float, agent) -> list[
     started once for all questions) and write kame run's files of it, one record per turn (not
     heard nor rated yet: main does both). Raises what the agent raises."""
     from ..runtime.filerun import prepare_run, write_run
+    from ..runtime.interrupt import TERMINATED_STATUS
 
     pcm, turns = speak(tts, q.turns, args.gap)
     stem = runs / run_name(q.id)
@@ -177,7 +178,7 @@ def run_question(args, q: Question, tts, runs: Path, thr: float, agent) -> list[
                 raise
             print(f"error     {exc}", file=f)
             rc = 0
-    if rc == 130:
+    if rc in (130, TERMINATED_STATUS):  # (Ctrl-C, or SIGTERM, which FileAgent takes as Ctrl-C: the run stops here)
         raise KeyboardInterrupt
     doc = json.loads(wav_out.with_suffix(".json").read_text())
     agent = read_agent_track(wav_out)

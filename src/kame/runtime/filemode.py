@@ -29,7 +29,8 @@ A random-weight front-end is labelled as such everywhere: its speech is babble, 
 (kame.runtime.filerun writes the files; play_session plays into a session of an agent already
 started: kame eval mtbench plays every question into one agent.)
 Exit 0; 130 after Ctrl-C; 143 after SIGTERM, which ends the run as Ctrl-C does (the files hold what
-was played: kame.runtime.interrupt.TERMINATED_STATUS); 1 (after writing the
+was played: kame.runtime.interrupt.TERMINATED_STATUS; one while the files are written lets them be
+finished first); 1 (after writing the
 files) when the front-end's step failed on more than half of the frames (kame.runtime.runreport,
 which also words the summary's warnings).
 """
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -48,7 +50,7 @@ from ..config import add_config_arguments, config_from_args, KameConfig
 from ..errors import ConfigError, KameError
 from .base import AgentAudio, AgentText, ErrorEvent, Meta
 from .clock import FakeClock
-from .interrupt import first_ctrl_c, run_to_end, unless_stopped
+from .interrupt import TERMINATED_STATUS, first_ctrl_c, run_to_end, sigterm_held, unless_stopped
 from .metrics import SLOW_CAUSE, MetricsLog, behind_real_time, late_share
 from .runreport import STEP_FAILED, open_turns, print_warnings, shortened, speech_spans, user_words, words_not_heard
 
@@ -498,7 +500,17 @@ def main(args) -> int:
                 rec["interrupted_by"] = stop.signal
             return rec
 
-    return write_run(args, cfg, run, run_to_end(converse()))
+    # (a SIGTERM after the conversation, while the files are written: noted, the files finished, then 143;
+    # was: killed mid-write, partial files)
+    with sigterm_held() as held:
+        rec = run_to_end(converse())
+        held.again = rec.get("interrupted_by") == "SIGTERM"  # (its hint said "SIGTERM again ... to quit at once")
+        rc = write_run(args, cfg, run, rec)
+    if held.signal and rc != TERMINATED_STATUS:
+        print(f"terminated ({held.signal}) after the conversation: the files were written whole first",
+              file=sys.stderr)
+        return TERMINATED_STATUS
+    return rc
 
 
 def print_summary(s: dict, out: Path, no_png: bool) -> None:

@@ -169,15 +169,18 @@ class FileAgent:
         self.dropped: str | None = None  # why the last agent was given up (said when the next is built)
 
     def play(self, pcm: np.ndarray, *, fast: bool = False, extend_s: float = 0.0) -> dict:
-        """filemode.play_session's record of ``pcm`` (tail included). Ctrl-C ends the conversation
-        and returns what was played (rec["interrupted"]; frames 0 if it came while loading), as in
-        kame run. Raises what the run raises (the agent is then given up)."""
+        """filemode.play_session's record of ``pcm`` (tail included). Ctrl-C or SIGTERM ends the
+        conversation and returns what was played (rec["interrupted"], rec["interrupted_by"]
+        "SIGINT"/"SIGTERM"; frames 0 if it came while loading), as in kame run: write_run then
+        returns 130 or TERMINATED_STATUS (143). Raises what the run raises (the agent is then given up)."""
         return self.runner.run(self._play(pcm, fast, extend_s))
 
     async def _play(self, pcm: np.ndarray, fast: bool, extend_s: float) -> dict:
         from .engine import build_agent
 
-        async with first_ctrl_c("ending the conversation here") as stop:
+        # (SIGTERM as Ctrl-C, as in kame run: was killed at once, a loading embedded LLM child left to
+        # finish its load as an orphan, since the default action runs no exit hook)
+        async with first_ctrl_c("ending the conversation here", sigterm=True) as stop:
             load0 = time.perf_counter()
             why = self._not_running() if self.started else None
             if why:  # (e.g. its frame loop ended after the last run)
@@ -191,7 +194,8 @@ class FileAgent:
             if not self.started:
                 try:
                     if not await unless_stopped(self.agent.start(), stop):  # loads the models
-                        return {**new_record(), "interrupted": True, "frames": 0}  # Ctrl-C while loading
+                        return {**new_record(), "interrupted": True, "interrupted_by": stop.signal,
+                                "frames": 0}  # Ctrl-C (SIGTERM) while loading
                 except Exception as exc:  # (its error says it: the next run builds a new one, said then)
                     await self._drop(f"its start failed: {type(exc).__name__}: {exc}", say=False)
                     raise
@@ -203,6 +207,8 @@ class FileAgent:
             except Exception as exc:
                 await self._drop(f"a run failed: {type(exc).__name__}: {exc}")
                 raise
+            if rec.get("interrupted"):  # (the files' summary.interrupted_by, as kame run's)
+                rec["interrupted_by"] = stop.signal
             why = self._unsound(rec)
             if why:
                 await self._drop(why)

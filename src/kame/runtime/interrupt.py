@@ -1,5 +1,6 @@
 """Ctrl-C in the commands that play a conversation (kame run, kame client): the first press
-ends the conversation and keeps what came, a second quits at once (kame run: SIGTERM alike). And ``run_to_end``, the
+ends the conversation and keeps what came, a second quits at once (kame run, kame eval mtbench: SIGTERM alike;
+kame run's files are then written whole: ``sigterm_held``). And ``run_to_end``, the
 asyncio.run of the commands: a component that ignores its cancellation does not hang them.
 
     rec = run_to_end(converse())                                       # asyncio.run, bounded at the end
@@ -72,16 +73,16 @@ async def first_ctrl_c(what: str, *, sigterm: bool = False):
     kame client). A second Ctrl-C raises KeyboardInterrupt as usual: quit at once, even while
     the loop is busy. ``sigterm``: SIGTERM too (kame run: was killed at once, nothing written),
     the first printing "terminated (SIGTERM): ``what``", a second of either quitting at once
-    (KeyboardInterrupt). Not installed where the signal is ignored (``cmd &`` in a script
-    ignores SIGINT) nor outside the main thread; the previous handlers are restored at the end."""
+    (KeyboardInterrupt); the hint printed is worded by the signal received (interrupt.again).
+    Not installed where the signal is ignored (``cmd &`` in a script ignores SIGINT) nor outside
+    the main thread; the previous handlers are restored at the end."""
     loop, stop = asyncio.get_running_loop(), Stop()
     pressed = []
 
     def announce(name: str) -> None:
         stop.signal = name
         stop.set()
-        said = "interrupted" if name == "SIGINT" else f"terminated ({name})"
-        print(f"\n{said}: {what} (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
+        print(f"\n{stopped_by(name)}: {what} ({again(name)})", file=sys.stderr, flush=True)
 
     def interrupted(signum, frame) -> None:  # (runs in the main thread, between bytecodes: it may
         # interrupt the loop or a write to stderr, so it only records the press; the loop does the rest)
@@ -105,6 +106,58 @@ async def first_ctrl_c(what: str, *, sigterm: bool = False):
     finally:
         for sig, previous in installed.items():
             signal.signal(sig, previous)
+
+
+def stopped_by(name: str | None) -> str:
+    """How stderr says what ended a run: "interrupted" (Ctrl-C, SIGINT), "terminated (SIGTERM)"."""
+    return "interrupted" if name in (None, "SIGINT") else f"terminated ({name})"
+
+
+def again(name: str) -> str:
+    """The hint after the first signal ``name``, worded by that signal (was: "Ctrl-C again" after
+    a SIGTERM too, which a service manager or `kill` sends, not a keyboard)."""
+    return "Ctrl-C again to quit at once" if name == "SIGINT" else f"{name} again or Ctrl-C to quit at once"
+
+
+class HeldSigterm:
+    """sigterm_held's state: ``signal`` "SIGTERM" once one came within the block (None until then);
+    ``again``: the next SIGTERM quits at once (KeyboardInterrupt), as after a first one."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self.again = False
+
+
+@contextlib.contextmanager
+def sigterm_held():
+    """Within the block a SIGTERM is only noted (the HeldSigterm yielded: ``.signal``), so the work
+    in it (kame run writing OUT.wav, OUT.json, OUT.png) is finished, not cut into partial files;
+    the caller then exits with TERMINATED_STATUS. A second one (or the first, once ``.again`` is
+    set: a SIGTERM ended the conversation and said "again ... to quit at once") raises
+    KeyboardInterrupt: quit at once. A first_ctrl_c inside the block takes SIGTERM over for its
+    own and gives it back. Not installed where SIGTERM is ignored nor outside the main thread; the
+    previous handler is restored at the end. (The handler only records: it runs between
+    bytecodes, possibly inside a write to stderr.)"""
+    held = HeldSigterm()
+
+    def noted(signum, frame) -> None:
+        if held.signal or held.again:
+            raise KeyboardInterrupt
+        held.signal = signal.Signals(signum).name
+
+    previous = signal.getsignal(signal.SIGTERM)
+    installed = False
+    if previous is not signal.SIG_IGN:
+        try:
+            signal.signal(signal.SIGTERM, noted)
+            installed = True
+        except ValueError:  # not the main thread
+            pass
+    try:
+        yield held
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def run_to_end(main, leave_after: float = LEAVE_AFTER_S):

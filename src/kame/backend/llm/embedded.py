@@ -81,6 +81,9 @@ LOAD_TIMEOUT_S = 600.0  # a (re)start still loading the model after this long: t
 _STOPPED_WHILE_LOADING = ("the LLM child process was stopped while it loaded the model "
                           "(kame.backend.childproc.release_children, or shutdown)")
 
+DISPATCHER_CLOSED = ("the embedded LLM was closed at the interpreter's exit (its atexit hook stopped the child for "
+                     "good): a request after that is refused, not run by loading the model again during the shutdown")
+
 _load_lock = threading.Lock()
 _shared: dict[str, "_ChildWorker"] = {}  # gguf path -> its child process (started once)
 _ids = itertools.count(1)  # request ids, unique in this process
@@ -243,16 +246,31 @@ class _Dispatcher:
     """One daemon thread running the submitted calls in order; ``submit`` returns a
     concurrent.futures.Future. (A ThreadPoolExecutor's thread is no daemon: concurrent.futures'
     exit hook joins it before atexit's close() could abort a child's (re)start it is blocked in, so
-    `kame serve`'s stop waited out the whole model load and a second Ctrl-C printed a traceback.)"""
+    `kame serve`'s stop waited out the whole model load and a second Ctrl-C printed a traceback.)
+    A daemon thread is safe here although childproc.exit_if_loading warns against them (at exit
+    Python 3.11 ends a daemon thread with pthread_exit, which can abort inside torch): this one runs
+    no torch, the model is in the child process; it only waits on a queue, a pipe or a child's
+    start, which pthread_exit ends cleanly. ``close()`` (the atexit close, _ChildWorker.close_at_exit)
+    is final: later submits fail with BackendError (DISPATCHER_CLOSED) at once, and the caller's
+    calls check ``closed`` too, so nothing (re)loads a child during the interpreter's shutdown.
+    (Its thread then stays blocked in get() until the exit: one idle daemon thread per GGUF file.)"""
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.closed = False  # close() ran: nothing more is run (set only at the interpreter's exit)
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        """Refuse every later submit (final: the process is exiting)."""
+        self.closed = True
+
     def submit(self, fn, *args) -> Future:
         future: Future = Future()
+        if self.closed:
+            future.set_exception(BackendError(DISPATCHER_CLOSED))
+            return future
         self._jobs.put((future, fn, args))
         with self._lock:  # (started on first use, as a ThreadPoolExecutor's thread is)
             if self._thread is None:
@@ -319,15 +337,15 @@ class _ChildWorker:
         log.info("starting the embedded LLM child for %s (about 20 s)", self.gguf.name)
         proc, parent_conn = start_child(_child_main, (str(self.gguf), cancel, self.nice), name="kame-llm-child",
                                         what=f"the embedded LLM child for {self.gguf.name}")
-        with self._lock:  # (a close() while it loaded: this child must not outlive it)
-            closed = self._load_now is not None and getattr(self._load_now, "by_close", False)
+        with self._lock:  # (a close() while it loaded, or the exit's close before: this child must not outlive it)
+            closed = self._dispatch.closed or (self._load_now is not None and getattr(self._load_now, "by_close", False))
             if not closed:
                 self.proc, self.conn, self.cancel = proc, parent_conn, cancel
         if closed:
             stop_child(proc, parent_conn)
             raise BackendError(_STOPPED_WHILE_LOADING)
         if not self._atexit:  # registered after multiprocessing's own exit hook, so it runs first
-            self._atexit = atexit.register(self.close)
+            self._atexit = atexit.register(self.close_at_exit)
         log.info("embedded LLM child ready (pid %d)", proc.pid)
 
     def ensure_started(self) -> None:
@@ -337,6 +355,8 @@ class _ChildWorker:
         self._dispatch.submit(self._start_if_released).result()
 
     def _start_if_released(self) -> None:
+        if self._dispatch.closed:  # (queued before the exit's close, run after it)
+            raise BackendError(DISPATCHER_CLOSED)
         if self.released and not self.alive:
             self._load()
             with self._lock:  # (a close() right after the start keeps it released)
@@ -350,7 +370,18 @@ class _ChildWorker:
                 self.cancel.value = req_id
 
     def submit(self, llm: "EmbeddedLLM", req_id: int, request: tuple, stop: threading.Event, put):
-        return self._dispatch.submit(self._run, llm, req_id, request, stop, put)
+        job = self._dispatch.submit(self._run, llm, req_id, request, stop, put)
+        if job.done() and not job.cancelled() and str(job.exception() or "") == DISPATCHER_CLOSED:
+            put("error", DISPATCHER_CLOSED)  # refused: the consumer hears it now, not after its stall_timeout
+        return job
+
+    def close_at_exit(self) -> bool:
+        """The atexit hook: close() for good. The dispatcher is closed first, so a request or an
+        agent's start after it (a thread still running during the interpreter's shutdown) fails
+        with BackendError instead of loading the child again (release_children's close() is not
+        final: the next agent or request starts the child again)."""
+        self._dispatch.close()
+        return self.close()
 
     def close(self) -> bool:
         """Stop the child: close its pipe so it exits on its own (at interpreter exit too, and at
@@ -418,6 +449,9 @@ class _ChildWorker:
         with self._lock:
             if stop.is_set():  # cancelled while queued
                 put("end")
+                return
+            if self._dispatch.closed:  # queued before the exit's close, run after it: no reload now
+                put("error", DISPATCHER_CLOSED)
                 return
             self.current = req_id
         try:
