@@ -113,3 +113,28 @@ def test_a_refused_url_hides_its_credentials(clean_env):
     with pytest.raises(ConfigError, match=r"http:// or https://, got 'ftp://\*\*\*@127.0.0.1:9/v1'") as err:
         registry.create("llm", "openai:m")
     assert SECRET not in str(err.value)
+
+
+@pytest.mark.parametrize("password", ["pa/zzq", "pa#zzq", "pa?zzq", "p@h/zzq"])
+def test_a_password_with_an_unencoded_delimiter_is_a_config_error_that_hides_it(clean_env, password):
+    """review231 finding 2: the authority ends at the first / ? #, so it held no @ and the URL
+    was kept whole: "BackendError LLM http://alice:pa/ss@127.0.0.1:9/v1/...: cannot connect"."""
+    with pytest.raises(ConfigError, match=r"base_url= \(http://\*\*\*@127\.0\.0\.1:9/v1\) has an '@' after its "
+                                          r"host.*percent-encode the password: / -> %2F, # -> %23") as err:
+        resolve_endpoint("LLM", f"http://alice:{password}@127.0.0.1:9/v1", None)
+    assert "zzq" not in str(err.value) and "alice" not in str(err.value)
+
+
+def test_hide_userinfo_masks_up_to_the_last_at():
+    from kame.backend.openai_http import hide_userinfo
+
+    assert hide_userinfo("http://alice:pa/ss@127.0.0.1:9/v1") == "http://***@127.0.0.1:9/v1"
+    assert hide_userinfo("http://alice:pa#ss@h/v1/chat") == "http://***@h/v1/chat"
+
+
+def test_an_upper_case_scheme_and_a_base_url_with_a_newline_are_read(clean_env):
+    """review231 finding 9: HTTP:// was refused; base_url= was not stripped (its newline went
+    into every request's URL)."""
+    assert resolve_endpoint("LLM", "HTTP://127.0.0.1:9/v1", None).url == "http://127.0.0.1:9/v1"
+    assert resolve_endpoint("LLM", "Https://h/v1", None).url == "https://h/v1"
+    assert resolve_endpoint("LLM", "http://127.0.0.1:9/v1/\n", None).url == "http://127.0.0.1:9/v1"

@@ -1,7 +1,8 @@
 """An oracle prediction whose LLM answered with no text (tests/k27 finding 3): was a completed
 prediction like any other, seen nowhere (no log line, no error, no count), so `kame run`
 blamed --tail for the missing answer. Now it is logged naming the session and the LLM, counted
-(stats ``empty``) and handed to the LLM's health watcher; it is not retried."""
+(stats ``empty``) and handed to the LLM's health watcher, which reports it without marking the
+LLM down (review231 finding 1); it is not retried."""
 
 import asyncio
 import logging
@@ -28,9 +29,11 @@ async def settle(n: int = 200) -> None:
         await asyncio.sleep(0)
 
 
-def make(llm, statuses):
+def make(llm, statuses, empties=None):
     clock = FakeClock()
-    p = OracleProducer(WatchedLLM(llm, lambda ok, err: statuses.append((ok, err))), default_tokenizer(),
+    watched = WatchedLLM(llm, lambda ok, err: statuses.append((ok, err)),
+                         on_empty=None if empties is None else empties.append)
+    p = OracleProducer(watched, default_tokenizer(),
                        OraclePolicy(retry_backoff=0.5), clock=clock, on_event=lambda ev: None, session="s1")
     return p, clock
 
@@ -42,9 +45,9 @@ def make(llm, statuses):
                                          "next line)"),
 ])
 async def test_a_prediction_with_no_text_is_logged_counted_and_reported_to_the_watcher(pieces, said, caplog):
-    statuses = []
+    statuses, empties = [], []
     llm = ScriptedLLM(auto=pieces)
-    p, clock = make(llm, statuses)
+    p, clock = make(llm, statuses, empties)
     runner = asyncio.create_task(p.run())
     with caplog.at_level(logging.WARNING, logger="kame.backend.oracle"):
         await p.on_transcript(tr("what is the capital of france"))
@@ -52,7 +55,8 @@ async def test_a_prediction_with_no_text_is_logged_counted_and_reported_to_the_w
     assert [r.getMessage() for r in caplog.records if r.name == "kame.backend.oracle"] == [
         f"session s1: oracle prediction 1: {said}; check that LLM's replies"]
     assert p.stats["empty"] == 1 and p.stats["completed"] == 1 and p.stats["failed"] == 0
-    assert statuses[-1] == (False, said)
+    # (review231 finding 1: was statuses[-1] == (False, said): a reachable LLM marked down)
+    assert empties == [said] and (False, said) not in statuses
     for _ in range(4):  # polls: no retry (the LLM would answer the same)
         clock.advance(1.0)
         await settle()
@@ -69,4 +73,18 @@ async def test_a_prediction_with_text_is_not_empty(caplog):
         await settle()
     assert p.stats["completed"] == 1 and p.stats["empty"] == 0 and not caplog.records
     assert statuses == [(True, None)]
+    await p.aclose()
+
+
+async def test_empty_answers_do_not_flap_the_llm_status():
+    """review231 finding 1: two predictions each answered only with the conversation's next line
+    were up (its first raw piece), down (no text), up, down: /api/health flapped to degraded."""
+    statuses, empties = [], []
+    p, clock = make(ScriptedLLM(auto=["user: and Berlin?\n"]), statuses, empties)
+    await p.on_transcript(tr("what is the capital of france"))
+    await settle()
+    await p.on_transcript(tr("and of italy"))
+    await settle()
+    assert p.stats["empty"] == 2 and len(empties) == 2
+    assert all(ok for ok, _ in statuses)  # (never down)
     await p.aclose()

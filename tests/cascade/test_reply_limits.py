@@ -186,3 +186,38 @@ def test_a_segment_cut_in_its_silent_lead_in_counts_no_word():
     assert seg.heard() == ""  # (was: 'Yes,': the lead-in counted as a share of the words)
     seg.played = 12000 + 6000  # half way through the speech
     assert seg.heard() == "Yes,"
+
+
+def test_a_segment_with_only_silence_played_counts_no_word():
+    """review231 finding 5: with no audible sample its silence was the span, so a TTS that failed
+    after 0.4 s of silent lead-in, 0.3 s played, "said" 'one'; an all-silent segment half played
+    'one two'."""
+    seg = _Segment("one two three four")
+    seg.add(np.zeros(9600, np.float32), threshold=0.01)
+    seg.done, seg.played = True, 7200  # failed: not complete
+    assert seg.heard() == ""
+    seg = _segment("one two three four", 24000, 0, 0)  # complete, all silent
+    seg.played = 12000
+    assert seg.heard() == ""
+    seg.played = 24000  # played to its end: all its words, as any segment
+    assert seg.heard() == "one two three four"
+
+
+async def test_sessions_sharing_a_rate_limited_llm_share_its_retry_after():
+    """review231 finding 4: the wait was per session (ReplyParts): in kame serve each session
+    asked a server that had already said 429. Now it is the LLM's own (its ``rate_gate``, as the
+    openai adapter's)."""
+    from kame.backend.policy import RetryAfterGate
+
+    clock, out = FakeClock(), []
+    llm = RateLimitedLLM()
+    llm.rate_gate = RetryAfterGate()
+    rp, _ = _reply(llm, clock, out)  # session 1: 429, Retry-After 5
+    await rp.wait()
+    assert rp.failed and llm.calls == 1
+    clock.advance(1.0)
+    rp, _ = _reply(llm, clock, out)  # session 2 (its own ReplyParts), 1 s later: not asked
+    await rp.wait()
+    assert rp.failed and llm.calls == 1
+    assert "not asked: it rate-limited kame (HTTP 429) and asked it to wait 4.0 s more" in \
+        [o.message for o in out if isinstance(o, ErrorEvent)][-1]

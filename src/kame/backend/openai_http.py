@@ -26,13 +26,18 @@ the URL the adapter keeps, requests and every message, log line and error record
 has no user:password@ (``hide_userinfo`` for a URL that is not used); they are sent as HTTP
 basic auth when no API key is set. With a key too (a request carries one Authorization) it is a
 ConfigError naming both sources (was: every request failed at run time with aiohttp's "Cannot
-combine AUTHORIZATION header with AUTH argument or credentials encoded in URL").
+combine AUTHORIZATION header with AUTH argument or credentials encoded in URL"). An "@" after the
+host (a password with an unencoded "/", "#" or "?" ends the host part early) is a ConfigError
+asking to percent-encode the password (was: no userinfo found, the URL kept and shown whole).
+The base URL is stripped of surrounding whitespace and its scheme is read case-insensitively.
 
 An adapter's spec "openai:MODEL;NAME=VALUE,..." is split by kame.registry.spec_kwargs (the
 model stripped, the options those the adapter lists).
 
 HTTP 429's ``Retry-After`` (delay-seconds or an HTTP-date, RFC 9110) is kept on the
-BackendError as ``retry_after`` seconds (``retry_after_seconds``).
+BackendError as ``retry_after`` seconds (``retry_after_seconds``); the adapter's ``rate_gate``
+(kame.backend.policy.RetryAfterGate) is where its users note it and read the wait left, one for
+all the sessions that share the adapter.
 
 Response bodies are read through ``_body_chunks`` / ``_read_body`` with a size cap each adapter
 sets (a server that never ends its body is cut at the cap instead of filling the memory).
@@ -56,6 +61,7 @@ import aiohttp
 
 from ..errors import BackendError, ConfigError
 from .options import number
+from .policy import RetryAfterGate
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MiB = 1 << 20
@@ -102,12 +108,14 @@ def split_userinfo(url: str) -> tuple[str, str | None]:
 
 
 def hide_userinfo(url: str) -> str:
-    """``url`` for a message: a "user:password@" in it shown as "***@"."""
-    bare, userinfo = split_userinfo(url)
-    if userinfo is None:
-        return url
-    head, sep, rest = bare.partition("//")
-    return head + sep + "***@" + rest if sep else "***@" + bare
+    """``url`` for a message: everything after "//" up to its last "@" shown as "***@" (a
+    "user:password@"; also a password with an unencoded "/", "#" or "?", which ends the authority
+    early so split_userinfo finds no userinfo: was shown whole)."""
+    head, sep, rest = url.partition("//")
+    if not sep:
+        head, rest = "", url
+    _, at, after = rest.rpartition("@")
+    return head + sep + "***@" + after if at else url
 
 
 def resolve_endpoint(what: str, base_url: str | None, api_key: str | None,
@@ -115,6 +123,7 @@ def resolve_endpoint(what: str, base_url: str | None, api_key: str | None,
     """The Endpoint of an adapter (``what``: "LLM" / "STT" / "TTS", for messages) — see the
     module docstring."""
     url_vars, key_vars = env_names("BASE_URL", service), env_names("API_KEY", service)
+    base_url = (base_url or "").strip()  # (as the variables are: a trailing newline, a blank one unset)
     url, url_from = (base_url, "base_url=") if base_url else from_env(url_vars)
     key, key_from = (api_key, "api_key=") if api_key is not None else from_env(key_vars)
     key = (key or "").strip()  # (a trailing newline from $(cat keyfile) is common)
@@ -133,11 +142,20 @@ def resolve_endpoint(what: str, base_url: str | None, api_key: str | None,
                 f"{' or '.join(key_vars)} to use {DEFAULT_BASE_URL}")
         url, url_from = DEFAULT_BASE_URL, "the default"
     url = url.rstrip("/")
+    scheme, colon, rest = url.partition(":")
+    if colon and scheme.lower() in ("http", "https"):
+        url = scheme.lower() + colon + rest  # (a scheme is case-insensitive, RFC 3986: HTTP:// too)
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"openai {what}: base URL must start with http:// or https://, got "
                           f"{hide_userinfo(url)!r} (from {url_from})")
     shown = hide_userinfo(url)
     url, userinfo = split_userinfo(url)  # (never kept in the URL: it names the server in messages)
+    if "@" in url.partition("//")[2]:  # (past the authority: a password's unencoded / # ? ended it early)
+        raise ConfigError(
+            f"openai {what}: the base URL from {url_from} ({shown}) has an '@' after its host, so its "
+            "user:password@ cannot be read (a password holding '/', '#' or '?' ends the host part there, "
+            "and the rest would be sent as the path); percent-encode the password: / -> %2F, # -> %23, "
+            "? -> %3F, @ -> %40")
     basic = ""
     if userinfo and key:
         unset = ('pass api_key=""' if key_from == "api_key=" else
@@ -216,6 +234,22 @@ class OpenAIHTTP:
     api_key: str
     endpoint: Endpoint
 
+    # the attribute of the adapter's own wait for its first piece / chunk ("" : none), which with
+    # ``chunk_timeout`` follow_watchdog raises
+    first_timeout_attr = ""
+
+    def follow_watchdog(self, first: float, chunk: float) -> None:
+        """A watchdog (the oracle's, the cascade's: kame.backend.policy.stall_limits) ends this
+        adapter's stalls after ``first`` / ``chunk`` s: its own timeouts that its spec left unset
+        (``stall_timeouts`` None) are raised to at least those, so that the watchdog's keys, not
+        the adapter's built-in 15 s / 10 s, decide (the adapter is shared: the longest asked holds;
+        each watchdog still fires at its own). A timeout the spec set is kept as it is."""
+        own_first, own_chunk = getattr(self, "stall_timeouts", (None, None))
+        if self.first_timeout_attr and own_first is None:
+            setattr(self, self.first_timeout_attr, max(getattr(self, self.first_timeout_attr), first))
+        if own_chunk is None and hasattr(self, "chunk_timeout"):
+            self.chunk_timeout = max(self.chunk_timeout, chunk)
+
     def _init_http(self, base_url: str | None, api_key: str | None, connect_timeout: float = 5.0) -> None:
         """Resolve the endpoint (ConfigError if none is configured); adapters check their own
         option values before calling it, so that a bad value is reported as such."""
@@ -225,6 +259,9 @@ class OpenAIHTTP:
         self.base_url, self.api_key = self.endpoint.url, self.endpoint.key
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
+        # an HTTP 429's Retry-After, for everything that asks this server (every session, the
+        # STT's streams, the cascade, hybrid routing, the oracle: kame.backend.policy.rate_gate)
+        self.rate_gate = RetryAfterGate()
 
     def _get_session(self) -> aiohttp.ClientSession:
         """This event loop's session (a new one if the loop changed or it was closed)."""

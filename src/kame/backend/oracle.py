@@ -36,8 +36,12 @@ Behaviour:
   set it: ``openai:MODEL;first_token_timeout=60``, kame.backend.policy.stall_limits), a piece that
   is not a str: the LLM broke its interface, kame.backend.llm.base.check_piece) are logged and
   counted; the producer waits
-  ``policy.backoff(n)`` and retries the newest conversation, and meanwhile the session simply
-  has no oracle (the log line names the session: "session s1: oracle prediction 3 failed ...").
+  ``policy.backoff(n)`` (at least an HTTP 429's Retry-After) and retries the newest
+  conversation, and meanwhile the session simply has no oracle (the log line names the session:
+  "session s1: oracle prediction 3 failed ..."). The Retry-After wait is the LLM's shared one
+  (kame.backend.policy.rate_gate: the openai adapter's ``rate_gate``): a 429 another session,
+  or hybrid routing's reply, got from the same LLM holds this producer's next prediction back
+  too (counted ``wait_rate_limited``; was: each asked the server again by itself).
   Nothing propagates out of the producer. The faults the producer finds itself
   (a stall, a piece that is not text), which the LLM never raised, are also handed to
   ``llm.failed(message)`` when the LLM has it (a health watcher:
@@ -45,12 +49,15 @@ Behaviour:
 - A prediction that completes with no text (the stream ended with none, or with only the
   conversation's next line) is no failure (not retried: the LLM would answer the same), but the
   front-end got nothing: it is logged ("session s1: oracle prediction 3: LLM NAME answered with
-  no text; check that LLM's replies"), counted (``empty``) and handed to ``llm.failed`` too.
+  no text; check that LLM's replies"), counted (``empty``) and handed to
+  ``llm.answered_nothing(message)`` when the LLM has it (WatchedLLM: an error for the session,
+  the LLM's status left as it is: it answered, so it is up; was ``llm.failed``, which marked a
+  reachable LLM down and up again with each prediction).
 - Metrics (on the injected clock): llm_ttft (request -> first piece), llm_tokens_per_s
   (text-stream tokens after the first piece, per s), oracle_lag (user's last word end -> first
   oracle token emitted), oracle_restart (value 1, labels.reason). ``stats`` counts decisions:
   start_words / start_final / start_retry, wait_interval / wait_first_token / wait_cap /
-  wait_backoff, cancelled (cancelled_unheard: before their first piece),
+  wait_backoff (wait_rate_limited: a shared Retry-After set it), cancelled (cancelled_unheard: before their first piece),
   completed, failed, empty (completed with no text), reply_ended (completed predictions cut at an
   invented next line), routed
   (finals another path answered: ``on_routed``), routed_unheard (those whose answer none was
@@ -70,7 +77,7 @@ from ..errors import BackendError
 from ..runtime.clock import END, Clock, MonotonicClock, NothingWithin, next_within
 from ..runtime.metrics import Metric, MetricsSink, null_sink
 from .llm.base import LLM, check_piece, describe
-from .policy import OraclePolicy, RestartGate, stall_limits
+from .policy import OraclePolicy, RestartGate, rate_gate, stall_limits
 from .prompt import Conversation, PromptConfig, ReplyGuard, build_messages
 from .tokenizer import TextTokenizer
 from .types import EMPTY_ANSWER, FRAME_S, OracleAppend, OracleEvent, OracleReset, Transcript
@@ -115,6 +122,7 @@ class OracleProducer:
         self.prediction_id = 0  # id of the newest prediction started
         self.last_messages: list | None = None  # prompt of the newest prediction (for logs/tests)
         self._gate = RestartGate(self.policy)
+        self._rate = rate_gate(llm)  # the LLM's HTTP 429 wait, shared with its other users
         self._basis: list[str] = []  # user words the newest prediction was based on
         self._basis_dropped = 0  # the conversation's dropped_user_words then (its words' front lost since)
         self._final_pending = False  # a final transcript with new text not predicted yet
@@ -235,6 +243,10 @@ class OracleProducer:
         now = self.clock.now()
         if not self._retry_owed and self._gate.retry_at is not None and now >= self._gate.retry_at:
             self._gate.retry_at = None  # back-off over, no retry owed (a routed final): the usual rules
+        if (left := self._rate.left(now)) > 0 and (self._gate.retry_at or now) < now + left:
+            # (the server asked its users to wait: a 429 another session or the cascade path got)
+            self._gate.retry_at = now + left
+            self.stats["wait_rate_limited"] += 1
         words = self.conversation.user_words()
         d = self._gate.decide(now, new_words=self._new_words(words), final=self._final_pending,
                               has_text=bool(words), awaiting_first=self._awaiting_first())
@@ -324,7 +336,8 @@ class OracleProducer:
             self._failures += 1
             self.stats["failed"] += 1
             now = self.clock.now()
-            self._gate.fail(now, self._failures, getattr(exc, "retry_after", None))
+            self._rate.note(now, getattr(exc, "retry_after", None))  # (for its other users too)
+            self._gate.fail(now, self._failures, self._rate.left(now))
             self._retry_owed = True
             # (named by its session: with several, "prediction 3 failed" alone says not whose)
             # (a fault found here reads by its message alone, "LLM x stalled: ...": its class is private)
@@ -340,16 +353,17 @@ class OracleProducer:
         """A prediction that completed with no text (the LLM's stream ended with none, or with
         only the conversation's next line, ``next_line``): the front-end got no answer from it.
         Not retried (the LLM would answer the same), but logged, counted (stats ``empty``) and
-        handed to ``llm.failed`` like the faults found here (was: a completed prediction, seen
-        nowhere, and `kame run` blamed --tail)."""
+        handed to ``llm.answered_nothing`` (was: a completed prediction, seen nowhere, and `kame
+        run` blamed --tail). No ``llm.failed``: the LLM is reachable and answering (a small model
+        predicting on partials may well go on with the user's line); it is not down."""
         self.stats["empty"] += 1
         why = (f"LLM {describe(self.llm)} {EMPTY_ANSWER}"
                + (" (it went on with the conversation's next line)" if next_line else ""))
         log.warning("%soracle prediction %d: %s; check that LLM's replies",
                     f"session {self.session}: " if self.session else "", pid, why)
-        failed = getattr(self.llm, "failed", None)  # (a health watcher: kame.runtime.backend.WatchedLLM)
-        if callable(failed):
-            failed(why)
+        empty = getattr(self.llm, "answered_nothing", None)  # (a health watcher: kame.runtime.backend.WatchedLLM)
+        if callable(empty):
+            empty(why)
 
     async def _next(self, agen, timeout: float) -> Any:
         """The next piece (as yielded: unchecked), END at the end; _Stalled after ``timeout`` s

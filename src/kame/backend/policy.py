@@ -22,9 +22,16 @@ Rules, in order (``now`` on the session clock):
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Literal
+
+from ..errors import BackendError
+
+# The longest Retry-After honoured: a longer one (a far date, a server clock ahead of ours) would
+# silence a component for the rest of the session; a retry after this costs one request.
+MAX_RETRY_AFTER = 60.0
 
 
 def backoff(base: float, failures: int, cap: float) -> float:
@@ -83,10 +90,20 @@ def stall_limits(first: float, chunk: float, component: object) -> tuple[float, 
     spec set explicitly (``component.stall_timeouts``: (first or None, between chunks or None),
     e.g. ``openai:MODEL;first_token_timeout=60``), so that those are never cut short by the
     watchdog (was: a spec's 60 s ended at the oracle's 10 s). A timeout the spec sets lower
-    than the watchdog's fires first by itself (the adapter's own error)."""
+    than the watchdog's fires first by itself (the adapter's own error).
+
+    The other way round, the component is told the watchdog's limits (``follow_watchdog(first,
+    chunk)``, the openai adapters: kame.backend.openai_http.OpenAIHTTP): its own timeouts its spec
+    left unset are raised to them, so the watchdog's keys (backend.llm_first_token_timeout_s,
+    cascade.first_timeout, ...) are not capped by an adapter's built-in ones (was: set to 30, a
+    slow LLM still failed at the adapter's 15 s)."""
     own = getattr(component, "stall_timeouts", None)
     own_first, own_chunk = own if isinstance(own, tuple) and len(own) == 2 else (None, None)
-    return max(first, own_first or 0.0), max(chunk, own_chunk or 0.0)
+    limits = max(first, own_first or 0.0), max(chunk, own_chunk or 0.0)
+    follow = getattr(component, "follow_watchdog", None)
+    if callable(follow):
+        follow(*limits)
+    return limits
 
 
 @dataclass(frozen=True)
@@ -108,15 +125,12 @@ class RestartGate:
         self.recent.append(now)
         self.last_start = now
 
-    # The longest Retry-After honoured: a longer one (a far date, a server clock ahead of ours)
-    # would silence the oracle for the rest of the session; a retry after this costs one request.
-    MAX_RETRY_AFTER = 60.0
+    MAX_RETRY_AFTER = MAX_RETRY_AFTER  # (the module's: RetryAfterGate's cap)
 
     def fail(self, now: float, failures: int, at_least: float | None = None) -> None:
         """Back off after a failure; ``at_least``: the wait the service asked for (Retry-After),
         honoured up to MAX_RETRY_AFTER seconds."""
-        asked = min(at_least or 0.0, self.MAX_RETRY_AFTER)
-        self.retry_at = now + max(self.policy.backoff(failures), asked)
+        self.retry_at = now + max(self.policy.backoff(failures), honoured(at_least))
 
     def ok(self) -> None:
         self.retry_at = None
@@ -147,3 +161,68 @@ class RestartGate:
         if len(self.recent) >= p.max_restarts:
             return Decision("wait", "cap")
         return Decision("start", reason)
+
+
+def honoured(after: object) -> float:
+    """The part of a Retry-After (s; e.g. a BackendError's ``retry_after``) that kame waits: at
+    most MAX_RETRY_AFTER, 0 for none (None, not a number, not positive)."""
+    if isinstance(after, bool) or not isinstance(after, (int, float)) or not after > 0:
+        return 0.0
+    return min(float(after), MAX_RETRY_AFTER)
+
+
+class RetryAfterGate:
+    """The wait a rate-limited server asked for (HTTP 429's Retry-After), kept where its client
+    lives: the openai adapters' ``rate_gate`` (kame.backend.openai_http.OpenAIHTTP), one object
+    that every session, the STT's streams, the cascade's replies, hybrid routing and the oracle
+    share (was: each kept its own, so N sessions each asked a server that had already said 429).
+    ``now`` is the caller's clock (an agent's sessions share one). Thread-safe (the openai STT
+    notes from its worker threads).
+
+        gate.note(now, exc.retry_after)   # after a failure: True if the wait grew (log it once)
+        gate.left(now)                    # s before the server may be asked again (0: now)
+        gate.refuse(now, "not asked")     # BackendError (retry_after: the time left) while it holds"""
+
+    # a note that extends the wait by no more than this is no news (several streams' requests
+    # in flight come back 429 one after another, each a few ms later): ``note`` says False
+    NEWS_S = 1.0
+
+    def __init__(self) -> None:
+        self._until: float | None = None
+        self._lock = threading.Lock()
+
+    def note(self, now: float, after: object) -> bool:
+        """A failure's Retry-After (``after``, s; honoured) holds back requests until ``now`` +
+        it; True if that moved the end of the wait by more than NEWS_S (the caller logs it)."""
+        wait = honoured(after)
+        if not wait:
+            return False
+        with self._lock:
+            old = self._until if self._until is not None and self._until > now else now
+            if now + wait <= old:
+                return False
+            self._until = now + wait
+            return now + wait - old > self.NEWS_S
+
+    def left(self, now: float) -> float:
+        until = self._until
+        return 0.0 if until is None else max(0.0, until - now)
+
+    def refuse(self, now: float, what: str = "not asked") -> None:
+        """BackendError "``what``: it rate-limited kame (HTTP 429) and asked it to wait N s more
+        (Retry-After)" (its ``retry_after``: those N s) while the wait holds; else nothing."""
+        left = self.left(now)
+        if left > 0:
+            exc = BackendError(f"{what}: it rate-limited kame (HTTP 429) and asked it to wait "
+                               f"{left:.1f} s more (Retry-After)")
+            exc.retry_after = left
+            raise exc
+
+
+def rate_gate(component: object, own: RetryAfterGate | None = None) -> RetryAfterGate:
+    """``component``'s shared RetryAfterGate (its ``rate_gate``: the openai adapters', a wrapper's
+    that forwards it), else ``own`` (a caller's own, for a component without one), else a new one."""
+    gate = getattr(component, "rate_gate", None)
+    if isinstance(gate, RetryAfterGate):
+        return gate
+    return own if own is not None else RetryAfterGate()

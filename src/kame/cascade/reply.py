@@ -28,9 +28,12 @@ component, and a {"type": "backend", "status": "down"} Meta (kame.runtime.base.B
 ``failed`` is set and the reply ends with what was already spoken; after an LLM failure, the
 segments it completed before are still spoken, its unfinished last words are not.
 A failure that carries a ``retry_after`` (an HTTP 429's Retry-After: the openai adapters) keeps
-that component from being asked again in this session for that long (at most the oracle's cap,
-RestartGate.MAX_RETRY_AFTER): a reply meanwhile fails at once, without a request
-("... not asked: it rate-limited kame (HTTP 429) and asked it to wait 3.2 s more (Retry-After)").
+that component from being asked again for that long (at most kame.backend.policy.MAX_RETRY_AFTER):
+a reply meanwhile fails at once, without a request ("... not asked: it rate-limited kame (HTTP
+429) and asked it to wait 3.2 s more (Retry-After)"). The wait is the component's own
+(kame.backend.policy.rate_gate: the openai adapters' ``rate_gate``), so every session that
+shares the LLM or TTS, hybrid routing and the tandem's oracle on the same LLM hold back
+together (was: per session); a component without one has a wait per ReplyParts.
 
 Text: each piece of the reply is an AgentText as it comes (what a client concatenates, TEXT
 0x02). The LLM's leading whitespace is dropped, so a reply whose session already sent text (an
@@ -60,7 +63,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE, audio_problem, resample
 from ..backend.llm.base import check_piece, component_name
-from ..backend.policy import OraclePolicy, RestartGate, stall_limits
+from ..backend.policy import OraclePolicy, rate_gate, stall_limits
 from ..backend.prompt import PromptConfig, ReplyGuard
 from ..backend.types import FRAME_SIZE, ChatMessage
 from ..errors import BackendError
@@ -119,11 +122,16 @@ class _Segment:
         above the silence threshold) is of that span, rounded down: the TTS's silent lead-in and
         tail count for no word (was: a sentence cut 10 ms into its trailing silence lost its last
         word). While the TTS still streams it, or failed in it, the span ends at its audio's end,
-        at least WORD_S a word from its start; with no audible sample, all its audio is the span."""
+        at least WORD_S a word from its start. With no audible sample (only silence so far, or
+        at all) no word is heard until it played to its end (was: its silence counted as the
+        span, so a TTS that failed after a silent lead-in "said" words); none either while the
+        playback is still in its lead-in."""
         words = self.text.split()
         if self.complete and self.played >= self.samples:
             return self.text
-        start = self.loud_start or 0
+        if self.loud_start is None or self.played <= self.loud_start:
+            return ""
+        start = self.loud_start
         end = self.loud_end if self.complete and self.loud_end is not None else self.samples
         if not self.complete:  # (its audio so far, at least WORD_S a word)
             end = max(end, len(words) * WORD_S * SAMPLE_RATE)
@@ -160,8 +168,8 @@ class ReplyParts:
             self.first_timeout = getattr(self.cfg, "first_timeout", None) or OraclePolicy.first_token_timeout
         if self.chunk_timeout is None:
             self.chunk_timeout = getattr(self.cfg, "chunk_timeout", None) or OraclePolicy.chunk_timeout
-        # component -> clock time before which it is not asked: an HTTP 429's Retry-After
-        self._quiet: dict[str, float] = {}
+        # component -> its HTTP 429 Retry-After wait (the component's shared one: policy.rate_gate)
+        self._rate = {"llm": rate_gate(self.llm), "tts": rate_gate(self.tts)}
 
     def limits(self, component: str) -> tuple[float, float]:
         """(first, chunk) stall timeouts of ``component``'s streams: ours, raised to the ones
@@ -171,23 +179,15 @@ class ReplyParts:
 
     def rate_limited(self, component: str, exc: BaseException) -> None:
         """After ``component`` failed: a Retry-After its error carries (``retry_after``, s, as the
-        openai adapters' HTTP 429; at most RestartGate.MAX_RETRY_AFTER, as the oracle) keeps it
-        from being asked again for that long (``check_quiet``)."""
-        after = getattr(exc, "retry_after", None)
-        if isinstance(after, (int, float)) and after > 0:
-            until = self.clock.now() + min(float(after), RestartGate.MAX_RETRY_AFTER)
-            self._quiet[component] = max(until, self._quiet.get(component, until))
+        openai adapters' HTTP 429; policy.honoured) keeps it from being asked again for that long
+        (``check_quiet``), by whoever shares it."""
+        self._rate[component].note(self.clock.now(), getattr(exc, "retry_after", None))
 
     def check_quiet(self, component: str) -> None:
-        """BackendError (carrying ``retry_after``: the time left) if ``component`` asked us to
-        wait (rate_limited) and that time is not over: it is not asked (was: every reply asked a
-        rate-limited server again at once)."""
-        left = self._quiet.get(component, 0.0) - self.clock.now()
-        if left > 0:
-            exc = BackendError(f"not asked: it rate-limited kame (HTTP 429) and asked it to wait "
-                               f"{left:.1f} s more (Retry-After)")
-            exc.retry_after = left
-            raise exc
+        """BackendError (carrying ``retry_after``: the time left) if ``component`` asked to wait
+        (rate_limited here, or its other users: another session, the oracle) and that time is not
+        over: it is not asked (was: every reply asked a rate-limited server again at once)."""
+        self._rate[component].refuse(self.clock.now())
 
     def text_sent(self, text: str) -> None:
         """The session sent ``text`` (an AgentText piece, a reply's or the front-end's)."""

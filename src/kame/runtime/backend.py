@@ -22,7 +22,8 @@ for STTs that take a per-stream sink (kame.backend.stt.base.open_stream; kame's 
 Failure policy: the STT stream and the producer loop are supervised separately. The producer
 retries failed LLM streams itself (with back-off) and never raises; the LLM is wrapped
 (WatchedLLM) so a failing stream (one that raises, stalls, or yields something that is not
-text) reports "llm down" and the next stream that yields text reports "llm up". The STT stream
+text) reports "llm down" and the next stream that yields text reports "llm up"; a prediction
+that ends with no text is an ErrorEvent only (the LLM answered: still "up"). The STT stream
 is kame.runtime.sttloop.STTSupervisor's (the cascade's too): restarted with back-off after it
 raises, ends, yields something that is not a Transcript, or stalls; each failure gives the
 session an ErrorEvent + a {"type": "backend", "status": "down"} Meta, the next transcript a
@@ -41,7 +42,7 @@ import logging
 from typing import TYPE_CHECKING, Callable
 
 from ..backend.llm.base import check_piece, component_name
-from ..backend.types import FRAME_S, AudioFrame, Transcript
+from ..backend.types import EMPTY_ANSWER, FRAME_S, AudioFrame, Transcript
 from ..config import KameConfig
 from ..errors import ConfigError
 from .base import _why
@@ -222,19 +223,40 @@ class WatchedLLM:
     ``spec``: the LLM's spec (backend.llm), which then names it in the producer's log lines and
     errors (kame.backend.llm.base.describe: "LLM openai:gpt-4.1 stalled ...", as the STT's and
     the cascade's lines name theirs; was: its endpoint URL); without one, its URL or name. The
-    timeouts its spec set (``stall_timeouts``) are the wrapped LLM's."""
+    timeouts its spec set (``stall_timeouts``) are the wrapped LLM's.
 
-    def __init__(self, llm, on_status: Callable[[bool, str | None], None], spec: str | None = None) -> None:
-        self.llm, self.on_status, self.spec = llm, on_status, spec
+    ``on_empty(message)``: a prediction the LLM answered with no text (``answered_nothing``),
+    e.g. the session's ErrorEvent; the status is left as it is (the LLM answered: it is up;
+    was: "down", and "up" again at the next prediction's first piece). None: only the producer's
+    log line and count."""
+
+    def __init__(self, llm, on_status: Callable[[bool, str | None], None], spec: str | None = None,
+                 on_empty: Callable[[str], None] | None = None) -> None:
+        self.llm, self.on_status, self.spec, self.on_empty = llm, on_status, spec, on_empty
         self.name = spec or component_name(llm)
         self.url = None if spec else getattr(llm, "url", None)  # (describe() names the spec first then)
         self.stall_timeouts = getattr(llm, "stall_timeouts", None)  # (kame.backend.policy.stall_limits)
+        # its HTTP 429 wait, shared with the cascade path and other sessions (kame.backend.policy.rate_gate)
+        self.rate_gate = getattr(llm, "rate_gate", None)
 
     def failed(self, message: str) -> None:
         """The producer ended a stream for a fault the LLM did not raise (e.g. its timers, which
         unless the LLM's spec sets longer ones are shorter than the adapter's, found it stalled):
         that is the LLM failing too."""
         self.on_status(False, message)
+
+    def follow_watchdog(self, first: float, chunk: float) -> None:
+        """The producer's stall limits, to the wrapped LLM (kame.backend.policy.stall_limits:
+        its own unset timeouts are not shorter)."""
+        follow = getattr(self.llm, "follow_watchdog", None)
+        if callable(follow):
+            follow(first, chunk)
+
+    def answered_nothing(self, message: str) -> None:
+        """The producer found a completed prediction with no text (kame.backend.oracle): not a
+        failure of the LLM (reachable, answering), so no status change; ``on_empty`` if set."""
+        if self.on_empty is not None:
+            self.on_empty(message)
 
     async def stream_chat(self, messages, **kwargs):
         try:
@@ -250,6 +272,10 @@ class WatchedLLM:
         except Exception as exc:
             self.on_status(False, _why(exc))
             raise
+
+
+# How the session's ErrorEvent for an oracle prediction with no text begins (runreport.empty_answers)
+EMPTY_ERROR = "back-end llm gave the oracle no answer (front-end continues)"
 
 
 def producer_factory(cfg: KameConfig, clock: Clock, llm, tokenizer, spec: str | None = None):
@@ -270,7 +296,11 @@ def producer_factory(cfg: KameConfig, clock: Clock, llm, tokenizer, spec: str | 
         knowledge = KnowledgeBase.from_folder(bc.knowledge_dir, name="backend.knowledge_dir")
 
     def make(session: "TandemSession", on_status) -> object:
-        return OracleProducer(WatchedLLM(llm, on_status, spec), tokenizer, policy, prompt=prompt, knowledge=knowledge,
+        def empty(message: str) -> None:  # an ErrorEvent (kame run blames the LLM by it: runreport.empty_answers)
+            session.on_backend_problem(f"{EMPTY_ERROR}: {message}", f"the llm back-end {EMPTY_ANSWER}; see the server log")
+
+        watched = WatchedLLM(llm, on_status, spec, on_empty=empty)
+        return OracleProducer(watched, tokenizer, policy, prompt=prompt, knowledge=knowledge,
                               clock=clock, metrics=session.producer_metric, on_event=session.on_oracle,
                               session=session.id)
 

@@ -16,6 +16,7 @@ from ..backend.types import EMPTY_ANSWER, FRAME_S, Transcript, Word
 from ..backend.vad import VADEvent
 from ..cascade.text import clean_for_speech
 from ..cascade.turns import SpeechRegions
+from .backend import EMPTY_ERROR
 
 MIN_WORD_SPEECH_S = 0.3  # a stretch of speech the VAD found, shorter than this, need hold no word
 STEP_FAILED = "front-end step failed"  # how the engine's ErrorEvent for a failed frame step begins
@@ -170,7 +171,7 @@ def answer_missing(rec: dict) -> dict | None:
     under way at the end, reply_cut_off says so. Then {"last_word_end", "stt_final_latency",
     "llm_ttft"} (the latest of each, None if none; the oracle's LLM, not a routed reply's) and
     "llm_empty": the oracle's predictions that ended with no text (its LLM answered with no text:
-    EMPTY_ANSWER among the errors) since the STT sent that word (then the LLM, not --tail, is
+    EMPTY_ERROR's errors) since the STT sent that word (then the LLM, not --tail, is
     why), else None. Not for a cascade (``unanswered``) nor without an LLM or without words heard."""
     comps = rec.get("components", {})
     words = user_words(rec)
@@ -192,10 +193,11 @@ def answer_missing(rec: dict) -> dict | None:
 
 def empty_answers(rec: dict, since: float) -> int:
     """The oracle's predictions that ended with no text at ``since`` or later: the session's errors
-    the producer reported them by (kame.backend.oracle: "... LLM NAME answered with no text")."""
+    the producer reported them by (kame.runtime.backend.EMPTY_ERROR: "back-end llm gave the
+    oracle no answer ...: LLM NAME answered with no text"; no "back-end llm failed": the LLM is
+    not down for it)."""
     return sum(1 for e in rec.get("errors", ()) if e.get("t", -math.inf) >= since
-               and str(e.get("message", "")).startswith("back-end llm failed")
-               and EMPTY_ANSWER in str(e.get("message", "")))
+               and str(e.get("message", "")).startswith(EMPTY_ERROR))
 
 
 # A transcript word that ends no more than this after the start of the user's last word is the word

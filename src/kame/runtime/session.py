@@ -491,6 +491,12 @@ class TandemSession(Session):
             self.stats.backend_failures += 1
         self.health.report(component, ok, t, error, f"back-end {component} failed (front-end continues): {error}")
 
+    def on_backend_problem(self, message: str, public: str) -> None:
+        """An ErrorEvent for a back-end problem that leaves its component's status as it is (an
+        oracle prediction with no text: kame.runtime.backend.producer_factory); ``public``: what a
+        client is told."""
+        self._put(ErrorEvent(message, self.clock.now(), public))
+
     # ----------------------------------------------------------------- helpers
     def metric(self, name: str, value: float, t: float, labels: dict | None = None, sink: bool = True) -> None:
         m = Metric(name, float(value), t, session=self.id, labels=labels or {})

@@ -12,7 +12,7 @@ A stream that raises, ends by itself, yields something that is not a Transcript,
 has taken no audio for ``stall_s`` while frames wait for it) is stopped (STOP_WAIT_S of wall time
 to unwind) and started again after ``retry_s``, doubled for each failure in a row up to
 MAX_RETRY_S until a transcript comes, and at least as long as a BackendError's ``retry_after``
-(an HTTP 429's Retry-After; capped as the oracle caps it, RestartGate.MAX_RETRY_AFTER), so a
+(an HTTP 429's Retry-After; capped as everywhere, kame.backend.policy.honoured), so a
 rate-limited server is not called again before it asked. ``on_failure(exc, wait)`` hears of
 each failure (``wait``: the seconds before the restart), ``on_transcript(tr)`` gets each
 transcript (awaited; its first after a failure is the sign the STT is up again). While the STT
@@ -28,7 +28,7 @@ import logging
 from typing import AsyncIterator, Awaitable, Callable
 
 from ..backend.llm.base import component_name
-from ..backend.policy import RestartGate, backoff
+from ..backend.policy import backoff, honoured
 from ..backend.stt.base import check_transcript, open_stream
 from ..backend.types import FRAME_S, AudioFrame, Transcript
 from ..errors import BackendError
@@ -125,9 +125,8 @@ class STTSupervisor:
                 self.dropped_frames += q.qsize()  # the audio it left waiting is lost with it
                 self._failures += 1
                 wait = backoff(self.retry_s, self._failures, max(self.retry_s, MAX_RETRY_S))
-                asked = getattr(exc, "retry_after", None)  # (the server's Retry-After: its message says so)
-                if isinstance(asked, (int, float)) and asked > wait:
-                    wait = min(float(asked), max(wait, RestartGate.MAX_RETRY_AFTER))
+                # (the server's Retry-After, honoured as everywhere: policy.honoured; its message says so)
+                wait = max(wait, honoured(getattr(exc, "retry_after", None)))
                 self.on_failure(exc, wait)
             finally:
                 self._stall = None

@@ -16,7 +16,10 @@ A chunk's text is its ``delta.content`` (or a legacy completions-style ``text``)
 A spec sets options after a ';': ``openai:MODEL;first_token_timeout=60,chunk_timeout=20``
 (``SPEC_OPTIONS``; others are a ConfigError naming the spec). Timeouts given so (``stall_timeouts``)
 also hold for the oracle's and the cascade's own stall timers, which wait at least that long
-(kame.backend.policy.stall_limits); unset, those timers (10 s / 5 s) end a stall first.
+(kame.backend.policy.stall_limits); unset, those timers (backend.llm_first_token_timeout_s /
+llm_chunk_timeout_s, cascade.first_timeout / chunk_timeout) decide: the adapter's own 15 s / 10 s
+are raised to them when they are longer (``follow_watchdog``; was: a key set to 30 still failed
+at 15 s with the adapter's error).
 
 Errors raise kame.errors.BackendError with the HTTP status and an excerpt of the body: HTTP
 errors, connection failures, a 200 response that is not an event stream (its Content-Type and
@@ -63,6 +66,7 @@ DEFAULT_CHUNK_TIMEOUT = 10.0
 class OpenAIChat(OpenAIHTTP, LLM):
     name = "openai"
     what = "LLM"
+    first_timeout_attr = "first_token_timeout"  # (follow_watchdog)
 
     def __init__(
         self,
@@ -71,8 +75,8 @@ class OpenAIChat(OpenAIHTTP, LLM):
         base_url: str | None = None,
         api_key: str | None = None,
         connect_timeout: float = 5.0,  # TCP/TLS connect
-        first_token_timeout: float | None = None,  # request sent -> first content (incl. headers); None: 15 s
-        chunk_timeout: float | None = None,  # between two data lines once streaming (comments do not count); None: 10 s
+        first_token_timeout: float | None = None,  # request sent -> first content (incl. headers); None: 15 s or a watchdog's
+        chunk_timeout: float | None = None,  # between two data lines once streaming (comments do not count); None: 10 s or a watchdog's
         extra_body: dict | None = None,  # merged into the request JSON (e.g. {"top_p": 0.9})
     ) -> None:
         if not model or not isinstance(model, str):

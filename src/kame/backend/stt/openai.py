@@ -25,10 +25,12 @@ Failures: a failed partial request is logged and skipped (the next one retries);
 or timed-out final ends ``stream`` with BackendError, or, with ``on_error=callback``, is
 reported to the callback while the stream goes on (the utterance is committed with its last
 partial, if any). An HTTP 429 with ``Retry-After`` (kame.backend.openai_http.retry_after_seconds,
-honoured up to the oracle's cap, RestartGate.MAX_RETRY_AFTER) stops its requests for that long
-on the STT's clock, and the log says so: partials are skipped, a final in that time fails at
-once, without a request, with a BackendError whose ``retry_after`` is the time left (the
-restarting kame.runtime.sttloop waits it out; its streams share the STT's wait).
+honoured up to kame.backend.policy.MAX_RETRY_AFTER) stops its requests for that long on the
+STT's clock, and the log says so (once: again only when the wait grows by over a second, as
+several streams' requests in flight come back 429 one after another): partials are skipped, a
+final in that time fails at once, without a request, with a BackendError whose ``retry_after``
+is the time left (the restarting kame.runtime.sttloop waits it out). The wait is the adapter's
+``rate_gate`` (kame.backend.policy.RetryAfterGate): every stream and session of this STT share it.
 HTTP runs on the stream's event loop (aiohttp); the worker thread only waits for it.
 """
 
@@ -50,7 +52,7 @@ from ...errors import BackendError, ConfigError
 from ...registry import spec_kwargs
 from ..openai_http import MiB, OpenAIHTTP, content_type, within
 from ..options import number
-from ..policy import RestartGate
+from ..policy import MAX_RETRY_AFTER, honoured
 from ..types import Word
 from .base import owner_prefix
 from .streaming import BufferedRecognizer, Recognizer, SegmentedSTT
@@ -158,11 +160,8 @@ class OpenAIRecognizer(BufferedRecognizer):
         if self.pending is not None:
             self.pending.cancel()
         n = self.n if speech_end is None else int((speech_end + 0.25) * 16000)
-        if (left := self.stt.wait_left()) > 0:
-            exc = BackendError(f"STT {self.stt.base_url}: final transcription not sent: the server rate-limited "
-                               f"kame (HTTP 429) and asked it to wait {left:.1f} s more (Retry-After)")
-            exc.retry_after = left  # (a restarting stream waits it out)
-            raise exc
+        # (a restarting stream waits out the error's retry_after: the time left)
+        self.stt.rate_gate.refuse(self.stt.clock.now(), f"STT {self.stt.base_url}: final transcription not sent")
         return self.stt.result(self.stt.submit(self.audio(n), speech_end))
 
 
@@ -189,24 +188,19 @@ class OpenAITranscriptionSTT(OpenAIHTTP, SegmentedSTT):
         self.timeout = number("openai STT", "timeout", timeout, above=0)
         self._init_http(base_url, api_key, connect_timeout)  # (after the values: those errors first)
         self._users = 0  # open streams (they share one session, closed after the last)
-        self._quiet_until: float | None = None  # no request before this (self.clock): an HTTP 429's Retry-After
 
     def wait_left(self) -> float:
         """Seconds (on the STT's clock) before the server's Retry-After allows a request; 0 if none."""
-        until = self._quiet_until
-        return 0.0 if until is None else max(0.0, until - self.clock.now())
+        return self.rate_gate.left(self.clock.now())
 
     def _rate_limited(self, exc: BackendError) -> None:
-        """After a failed request: a Retry-After it carries (seconds, capped as the oracle caps
-        it) holds back the next requests, and the log says for how long."""
+        """After a failed request: a Retry-After it carries (seconds, capped: policy.honoured)
+        holds back the next requests (``rate_gate``), and the log says for how long, once (was:
+        again for each stream's request in flight that came back 429 a few ms later)."""
         after = getattr(exc, "retry_after", None)
-        if after is None or after <= 0:
-            return
-        wait = min(after, RestartGate.MAX_RETRY_AFTER)
-        if wait > self.wait_left():
-            self._quiet_until = self.clock.now() + wait
-            cap = RestartGate.MAX_RETRY_AFTER
-            capped = f" (it asked {after:g} s; kame waits at most {cap:g} s)" if after > wait else ""
+        if self.rate_gate.note(self.clock.now(), after):
+            wait = honoured(after)
+            capped = f" (it asked {after:g} s; kame waits at most {MAX_RETRY_AFTER:g} s)" if after > wait else ""
             log.warning("%sSTT %s rate-limited kame (HTTP 429): no transcription request for %.1f s, "
                         "as its Retry-After says%s", owner_prefix(), self.base_url, wait, capped)
 

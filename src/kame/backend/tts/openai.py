@@ -25,7 +25,7 @@ A spec sets options after a ';': ``openai:tts-1:nova;speed=1.2,response_format=w
 (``SPEC_OPTIONS``; others are a ConfigError naming the spec). Timeouts given so (``stall_timeouts``)
 also hold for the cascade's own stall timer, which waits at least that long
 (kame.backend.policy.stall_limits); unset, that timer (cascade.first_timeout / chunk_timeout)
-ends a stall first.
+decides: the adapter's own 15 s / 10 s are raised to it when it is longer (``follow_watchdog``).
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ class OpenAITTS(OpenAIHTTP, TTS):
     name = "openai"
     what = "TTS"
     service = "TTS"  # its own server and key if OPENAI_TTS_BASE_URL / OPENAI_TTS_API_KEY say so
+    first_timeout_attr = "first_chunk_timeout"  # (follow_watchdog)
 
     def __init__(
         self,
@@ -81,8 +82,8 @@ class OpenAITTS(OpenAIHTTP, TTS):
         base_url: str | None = None,
         api_key: str | None = None,
         connect_timeout: float = 5.0,
-        first_chunk_timeout: float | None = None,  # request sent -> first audio bytes; None: 15 s
-        chunk_timeout: float | None = None,  # between two body chunks; None: 10 s
+        first_chunk_timeout: float | None = None,  # request sent -> first audio bytes; None: 15 s or the watchdog's
+        chunk_timeout: float | None = None,  # between two body chunks; None: 10 s or the watchdog's
     ) -> None:
         if not model:
             raise ConfigError("tts spec 'openai' needs a model: openai:MODEL[:VOICE] (e.g. openai:tts-1:alloy)")
