@@ -11,48 +11,23 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 
 import pytest
 
-SLOW_LOAD_S = 60  # the stand-in restart's model load: the stop must not wait for it
+from tests.backend.reloading_child import ROOT, SLOW_LOAD_S, gone
+
 SIGNALS = [(signal.SIGINT, 130), (signal.SIGTERM, 0)]
 
 SCRIPT = textwrap.dedent(f"""
-    import os, signal, sys, threading, time
+    import sys, time
     from pathlib import Path
+    sys.path.insert(0, {ROOT!r})
     from kame import cli
-    from kame.backend import childproc
-    from kame.backend.llm import embedded
-
-    def child(conn, gguf, cancel, nice):  # the first child loads at once, its restart takes a minute
-        marker = Path(gguf + ".started")
-        if marker.exists():
-            time.sleep({SLOW_LOAD_S})
-        marker.touch()
-        conn.send(("loaded", 0, None))
-        while True:
-            try:
-                conn.recv()
-            except EOFError:
-                return
+    from tests.backend.reloading_child import start_reloading
 
     if __name__ == "__main__":
-        start_child = embedded.start_child
-        embedded.start_child = lambda target, args, **kw: start_child(child, args, **kw)
-        gguf = Path(sys.argv[1])
-        worker = embedded._ChildWorker(gguf)  # the process's shared child, as shared_worker() makes it
-        worker.start()
-        embedded._shared[str(gguf)] = worker
-        childproc.shared_child(worker.close)
-        first = worker.proc.pid
-        os.kill(first, signal.SIGKILL)  # (an operator's kill, the OOM killer)
-        worker.proc.join(10)
-        worker.submit(None, 1, ([{{"role": "user", "content": "Hi"}}], 10, 0.0, 1.0), threading.Event(),
-                      lambda *a: None)  # a session's next request restarts it
-        while not [p for p in childproc.CTX.active_children() if p.pid != first]:
-            time.sleep(0.05)
-        print("loading pid", [p for p in childproc.CTX.active_children() if p.pid != first][0].pid, flush=True)
+        worker, loading = start_reloading(Path(sys.argv[1]), shared=True)
+        print("loading pid", loading, flush=True)
         status = cli.main(["serve", "--agent", "echo", "--port", "0"])
         for _ in range(100):  # (the dispatcher sees the end of the load it was waiting for)
             if worker.state != "loading":
@@ -63,23 +38,9 @@ SCRIPT = textwrap.dedent(f"""
 """)
 
 
-def _gone(pid: int, within: float = 10.0) -> bool:
-    end = time.monotonic() + within
-    while True:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":  # (a zombie init has yet to reap)
-                    return True
-        except FileNotFoundError:
-            return True
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.1)
-
-
 @pytest.mark.parametrize("sig, status", SIGNALS, ids=["SIGINT", "SIGTERM"])
 def test_a_stop_during_the_llm_childs_reload_terminates_it_and_exits_at_once(tmp_path, sig, status):
-    script = tmp_path / "serve_while_reloading.py"  # (a file: the spawned child imports its target from it)
+    script = tmp_path / "serve_while_reloading.py"
     script.write_text(SCRIPT)
     # SIGINT at its default (a test run from a background job would pass it on ignored)
     proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "stand-in.gguf")], stdout=subprocess.PIPE,
@@ -107,9 +68,9 @@ def test_a_stop_during_the_llm_childs_reload_terminates_it_and_exits_at_once(tmp
         assert any("after serve: the LLM child is stopped" in x for x in out), out  # (by the stop, not at exit)
         assert f"stopping the embedded LLM child while it loads the model (pid {pid})" in err, err
         assert "Traceback" not in err
-        assert _gone(pid), "the loading child outlived kame serve"
+        assert gone(pid), "the loading child outlived kame serve"
     finally:
         proc.kill()
         proc.wait()
-        if pid is not None and not _gone(pid, 0):
+        if pid is not None and not gone(pid, 0):
             proc = subprocess.run(["kill", "-9", str(pid)])
