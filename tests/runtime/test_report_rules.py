@@ -47,6 +47,17 @@ def test_a_front_end_word_sent_in_the_route_s_step_keeps_its_place_and_the_reply
     assert [w for _, w in words[2:]] == ["The", "answer", "is", "14."] and words[2][0] == 6.0
 
 
+def test_a_front_end_word_that_spells_all_of_a_one_piece_reply_stays_the_front_ends():
+    # (was: a tie, the first run kept: the front-end's " Yes" at 3.0 s taken as the reply, the reply's
+    # own "Yes" drawn as the front-end's at 3.5 s)
+    rec, agent = _routed("Yes", "Yes", False, 7.04, ["Yes"])
+    rec["agent_text"].insert(1, {"t": 3.0, "text": " Yes"})
+    assert _words(rec, agent) == [(1.0, "hello"), (3.0, "Yes"), (6.0, "Yes")]
+    rec, agent = _routed("Yes", "Yes", False, 7.04, ["Yes"])  # (one sent in the step of the cut: not the later run)
+    rec["agent_text"].append({"t": 7.04, "text": " Yes"})
+    assert _words(rec, agent) == [(1.0, "hello"), (6.0, "Yes"), (7.04, "Yes")]
+
+
 def test_a_routed_reply_cut_before_its_first_word_leaves_its_words_not_heard_at_the_cut():
     # (was: no trace of it: only the front-end's "hello" drawn)
     rec, agent = _routed("", "The answer is 14.", True, 6.08, [" The", " answer", " is", " 14", "."])

@@ -118,3 +118,34 @@ def test_file_agent_takes_sigterm_as_ctrl_c_and_records_which_ended_the_run(monk
     finally:
         player.close()
         close_runner(runner)
+
+
+def test_a_second_sigterm_after_the_conversations_block_quits_at_once(guard):
+    """(was: held.again was set only after run_to_end returned: a SIGTERM while it ended the
+    leftover tasks was only noted, though the hint said "SIGTERM again ... to quit at once")"""
+    async def conversation():
+        async with first_ctrl_c("testing", sigterm=True) as stop:
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.wait_for(stop.wait(), 5)
+
+    with sigterm_held() as held:
+        asyncio.run(conversation())
+        with pytest.raises(KeyboardInterrupt):  # (still inside run_to_end, before held.again = ...)
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert held.signal is None
+
+
+def test_a_sigterm_handler_set_outside_python_is_left_alone(monkeypatch):
+    """(was: signal.getsignal's None for it was given back to signal.signal at the end: TypeError)"""
+    getsignal = signal.getsignal
+    monkeypatch.setattr(signal, "getsignal", lambda sig: None if sig == signal.SIGTERM else getsignal(sig))
+    before = getsignal(signal.SIGTERM)
+
+    async def conversation():
+        async with first_ctrl_c("testing", sigterm=True):
+            assert getsignal(signal.SIGTERM) is before  # (not taken over)
+
+    with sigterm_held():
+        assert getsignal(signal.SIGTERM) is before
+        asyncio.run(conversation())
+    assert getsignal(signal.SIGTERM) is before

@@ -9,13 +9,15 @@ import json
 import os
 import shutil
 
+import pytest
 import torch
 
 from kame import registry
 from kame.backend.tokenizer import DEFAULT_MODEL
 from kame.codec.mimi import build_random, save_mimi
 from kame.config import load_config
-from kame.model.loaders import load_frontend
+from kame.errors import CheckpointError, ConfigError
+from kame.model.loaders import load_frontend, save_frontend
 from kame.paths import file_sha256
 from kame.runtime.frontend import load_frame_models
 from kame.train.checkpoint import save_checkpoint
@@ -110,3 +112,79 @@ def test_an_embedded_codecs_own_fit_goes_into_the_checkpoint(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path / "elsewhere")
     cfg = load_config(None, [f"frontend.spec={folder}", "backend.stt=none", "backend.llm=none"])
     assert load_frame_models(cfg)[1]["codec"] == f"embedded:{folder / 'fit.safetensors'}"
+
+
+def _decoy_fit(path, codebooks=4):
+    """A fit of the shipped one's tensors whose header says ``codebooks`` codebooks (not the model's 8)."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    from kame.codec.embedded.model import DEFAULT_PATH
+
+    with safe_open(str(DEFAULT_PATH), "np") as f:
+        kame = json.loads(f.metadata()["kame"])
+    kame["config"]["num_codebooks"] = codebooks
+    save_file(load_file(str(DEFAULT_PATH)), str(path), metadata={"kame": json.dumps(kame)})
+
+
+def test_a_carried_fit_is_checked_in_the_checkpoint_not_the_working_directory(tmp_path, monkeypatch):
+    """(was: save_frontend checked embedded:NAME against a file NAME in the working directory: a
+    different fit of that name there refused the step after training; none there, nothing checked)"""
+    from kame.codec.embedded.model import DEFAULT_PATH
+
+    fit = tmp_path / "fits" / "fit.safetensors"
+    fit.parent.mkdir()
+    shutil.copy(DEFAULT_PATH, fit)
+    _decoy_fit(tmp_path / "fit.safetensors")  # (the working directory's: another fit of that name)
+    man = tmp_path / "train.jsonl"
+    man.write_text("")
+    monkeypatch.chdir(tmp_path)
+    codec = registry.create("codec", "embedded:fits/fit.safetensors")
+    model, _ = load_frontend("random:tiny", card=codec.cardinality, text_card=4000)
+    folder = save_checkpoint(model, model.state_dict(), {}, tmp_path / "out", 1, TrainConfig(), man, "0" * 64,
+                             codec_spec="embedded:fits/fit.safetensors", tokenizer_spec="default", codec=codec)
+    raw = json.loads((folder / "config.json").read_text())
+    assert raw["kame"] == {**raw["kame"], "codec": "embedded:fit.safetensors", "codec_sha256": file_sha256(fit)}
+    _decoy_fit(folder / "fit.safetensors")  # the checkpoint's own fit is the one checked
+    with pytest.raises(ConfigError, match=r"codec 'embedded:fit.safetensors' holds 4 codebooks"):
+        save_checkpoint(model, model.state_dict(), {}, tmp_path / "out", 1, TrainConfig(), man, "0" * 64,
+                        codec_spec="embedded:fit.safetensors", tokenizer_spec="default", codec=codec)
+
+
+def test_a_carried_fit_missing_from_the_checkpoint_is_not_taken_from_the_working_directory(tmp_path, monkeypatch):
+    """(was: codec.spec=auto loaded embedded:NAME from the working directory when the checkpoint
+    folder had no such file)"""
+    from kame.codec.embedded.model import DEFAULT_PATH
+
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    shutil.copy(DEFAULT_PATH, folder / "fit.safetensors")
+    model, _ = load_frontend("random:tiny", card=registry.create("codec", "embedded").cardinality, text_card=4000)
+    save_frontend(model, folder, codec="embedded:fit.safetensors", tokenizer="default")
+    (folder / "fit.safetensors").rename(tmp_path / "fit.safetensors")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, [f"frontend.spec={folder}", "backend.stt=none", "backend.llm=none"])
+    with pytest.raises(CheckpointError, match=rf"not found: {folder / 'fit.safetensors'}"):
+        load_frame_models(cfg)
+
+
+def test_a_step_saved_again_does_not_copy_its_mimi_again(tmp_path, monkeypatch):
+    """(was: saving step N again, OUT/latest being step-N, copied the Mimi from a source on another
+    file system once more)"""
+    src = tmp_path / "src" / MIMI
+    src.parent.mkdir()
+    save_mimi(build_random("tiny"), src)
+    copies = []
+    link, copyfile = os.link, shutil.copyfile
+
+    def cross_device(a, b, *args, **kw):
+        if os.path.samefile(a, src):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return link(a, b, *args, **kw)
+
+    monkeypatch.setattr(os, "link", cross_device)
+    monkeypatch.setattr(shutil, "copyfile", lambda a, b, *x, **k: copies.append(a) or copyfile(a, b, *x, **k))
+    first = _save(tmp_path, src, 1)
+    again = _save(tmp_path, src, 1)
+    assert [c for c in copies if os.path.samefile(c, src)] == [src], copies  # one copy, at the first save
+    assert file_sha256(again / MIMI) == file_sha256(src) and first == again

@@ -152,13 +152,17 @@ def _check_codec(cfg: LMConfig, spec: str, folder: Path, fingerprint: bool) -> s
     to the model checked (ConfigError "save_frontend: ..."). One that cannot be read or created is
     the caller's error (its own type), unless ``fingerprint`` is False (its sha256 given: it need
     not be at hand, and is not checked then)."""
+    from .. import registry
     from ..codec.base import fit_codec  # (lazily: torch)
+    from ..paths import relative_local
 
     try:
-        found, layout = codec_identity(spec, fingerprint)
+        found, layout = codec_identity(spec, fingerprint, folder)
     except KameError as exc:  # (a missing file, ...): the error's own type
+        where = " (a relative path is read from the checkpoint folder, as the runtime reads it: put the file there first)" \
+            if relative_local(registry.parse_spec(spec)[1]) is not None else ""
         raise type(exc)(f"save_frontend: codec {spec!r} (created for its sha256; give codec_sha256 to record it "
-                        f"without it): {exc}") from exc
+                        f"without it){where}: {exc}") from exc
     if layout is not None:  # (was: written, then refused by `kame run`: another card, too few codebooks)
         try:
             fit_codec(layout, spec, cfg, str(folder), "save it with the codec it was trained with (codec=...)")
@@ -167,21 +171,31 @@ def _check_codec(cfg: LMConfig, spec: str, folder: Path, fingerprint: bool) -> s
     return found
 
 
-def codec_identity(spec: str, fingerprint: bool = True) -> tuple[str | None, Any]:
+def codec_identity(spec: str, fingerprint: bool = True, folder: Path | None = None) -> tuple[str | None, Any]:
     """(fingerprint, layout) of the codec ``spec`` names (kame.codec.base.Codec.fingerprint, and
     what fit_codec reads), with at most one codec created: kame's embedded codec's both from its
     fitted file's header (kame.codec.embedded.layout: checked as loading it checks it, nothing
     built); any other codec's from the codec, created once (its own layout). ``fingerprint``
     False (its sha256 is known): only a layout that is cheap, the embedded codec's header (None if
-    it cannot be read: such a codec need not be at hand), and no codec is created."""
+    it cannot be read: such a codec need not be at hand), and no codec is created. ``folder``: the
+    checkpoint folder a relative local path in ``spec`` is read from, as the runtime reads the
+    record (kame.runtime.loading.recorded_codec), not the working directory: an embedded codec's
+    fit named by a plain file name (embedded:NAME, the file kame train carries) only there; any
+    other relative path there if it is there, else as given."""
     from .. import registry
     from ..codec.embedded import model as embedded
+    from ..paths import relative_local
 
     try:
         factory, arg = registry.resolve("codec", spec)
+        rel = relative_local(arg) if folder is not None else None
+        place = Path(folder) / rel if rel is not None else None
         if factory is embedded.create:  # (not a plugin registered in its place)
-            layout = embedded.layout(arg)
+            own = place is not None and (len(rel.parts) == 1 or place.exists())
+            layout = embedded.layout(place if own else arg)
             return layout.fingerprint, layout
+        if place is not None and place.exists():
+            spec = f"{registry.parse_spec(spec)[0]}:{place.absolute()}"
     except KameError:
         if fingerprint:
             raise

@@ -504,7 +504,9 @@ def main(args) -> int:
     # was: killed mid-write, partial files)
     with sigterm_held() as held:
         rec = run_to_end(converse())
-        held.again = rec.get("interrupted_by") == "SIGTERM"  # (its hint said "SIGTERM again ... to quit at once")
+        # (a SIGTERM that ended the conversation set held.again at once: its hint said "SIGTERM again ... to
+        # quit at once", also while run_to_end ended the leftover tasks)
+        held.again = held.again or rec.get("interrupted_by") == "SIGTERM"
         rc = write_run(args, cfg, run, rec)
     if held.signal and rc != TERMINATED_STATUS:
         print(f"terminated ({held.signal}) after the conversation: the files were written whole first",

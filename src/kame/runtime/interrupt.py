@@ -74,8 +74,11 @@ async def first_ctrl_c(what: str, *, sigterm: bool = False):
     the loop is busy. ``sigterm``: SIGTERM too (kame run: was killed at once, nothing written),
     the first printing "terminated (SIGTERM): ``what``", a second of either quitting at once
     (KeyboardInterrupt); the hint printed is worded by the signal received (interrupt.again).
-    Not installed where the signal is ignored (``cmd &`` in a script ignores SIGINT) nor outside
-    the main thread; the previous handlers are restored at the end."""
+    Inside a sigterm_held block, its SIGTERM sets the HeldSigterm's ``again`` at once, so a
+    second SIGTERM after this block (kame run ending its leftover tasks) quits as the hint said.
+    Not installed where the signal is ignored (``cmd &`` in a script ignores SIGINT) or handled
+    outside Python (getsignal's None: it could not be restored) nor outside the main thread; the
+    previous handlers are restored at the end."""
     loop, stop = asyncio.get_running_loop(), Stop()
     pressed = []
 
@@ -89,12 +92,16 @@ async def first_ctrl_c(what: str, *, sigterm: bool = False):
         if pressed:
             raise KeyboardInterrupt
         pressed.append(True)
+        held = getattr(installed.get(signum), "held", None)  # (sigterm_held's handler: its state)
+        if held is not None:  # (was: set only after run_to_end returned; a SIGTERM before was only noted)
+            held.again = True
         loop.call_soon_threadsafe(announce, signal.Signals(signum).name)
 
     installed = {}
     for sig in (signal.SIGINT, signal.SIGTERM) if sigterm else (signal.SIGINT,):
         previous = signal.getsignal(sig)
-        if previous is signal.SIG_IGN:  # (inside asyncio.run: the Runner's own SIGINT handler, restored after)
+        if previous is signal.SIG_IGN or previous is None:  # (inside asyncio.run: the Runner's own SIGINT
+            # handler, restored after; None: a handler set outside Python, which signal.signal cannot restore)
             continue
         try:
             signal.signal(sig, interrupted)
@@ -121,7 +128,8 @@ def again(name: str) -> str:
 
 class HeldSigterm:
     """sigterm_held's state: ``signal`` "SIGTERM" once one came within the block (None until then);
-    ``again``: the next SIGTERM quits at once (KeyboardInterrupt), as after a first one."""
+    ``again``: the next SIGTERM quits at once (KeyboardInterrupt), as after a first one (set by a
+    first_ctrl_c inside the block when a SIGTERM reaches it)."""
 
     def __init__(self) -> None:
         self.signal: str | None = None
@@ -135,8 +143,8 @@ def sigterm_held():
     the caller then exits with TERMINATED_STATUS. A second one (or the first, once ``.again`` is
     set: a SIGTERM ended the conversation and said "again ... to quit at once") raises
     KeyboardInterrupt: quit at once. A first_ctrl_c inside the block takes SIGTERM over for its
-    own and gives it back. Not installed where SIGTERM is ignored nor outside the main thread; the
-    previous handler is restored at the end. (The handler only records: it runs between
+    own and gives it back. Not installed where SIGTERM is ignored or handled outside Python nor
+    outside the main thread; the previous handler is restored at the end. (The handler only records: it runs between
     bytecodes, possibly inside a write to stderr.)"""
     held = HeldSigterm()
 
@@ -145,9 +153,10 @@ def sigterm_held():
             raise KeyboardInterrupt
         held.signal = signal.Signals(signum).name
 
+    noted.held = held  # (first_ctrl_c sets .again through it)
     previous = signal.getsignal(signal.SIGTERM)
     installed = False
-    if previous is not signal.SIG_IGN:
+    if previous is not signal.SIG_IGN and previous is not None:  # (None: set outside Python, cannot be restored)
         try:
             signal.signal(signal.SIGTERM, noted)
             installed = True

@@ -222,8 +222,9 @@ def recorded_codec(codec_spec: str, spec: str, form=None, finfo=None):
     codec -> (codec, the spec it was created from). A relative local path in the spec is where the
     checkpoint is: kame train's record of the Mimi it carries (mimi:NAME, NAME its mimi_name) is
     the checkpoint's own Mimi (``finfo.mimi``, its folder's or its repo's), never the working
-    directory's; another relative path (embedded:NAME, or an older record) the checkpoint folder's
-    or repo's first (made absolute), then as given (relative to where it was trained). A recorded
+    directory's; so is the embedded codec's fit it carries (embedded:NAME, NAME a plain file name);
+    another relative path (an older record) the checkpoint folder's or repo's first (made
+    absolute), then as given (relative to where it was trained). A recorded
     Mimi that cannot be loaded (moved, deleted, another machine's), or that loads but is not of the
     recorded kame.codec_sha256, gives way to the checkpoint's own Mimi (mimi_name) when that
     file's sha256 is the recorded one."""
@@ -251,7 +252,8 @@ def recorded_codec(codec_spec: str, spec: str, form=None, finfo=None):
         log.info("front-end %s: its recorded codec %r has sha256 %s, not the recorded kame.codec_sha256: running "
                  "its own Mimi %s, of that sha256", spec, cspec, got, own)
         return mine
-    exc = failed or CheckpointError(f"{codec_spec!r} is not where the checkpoint is (its mimi_name)")
+    exc = failed or CheckpointError(f"{codec_spec!r} is not where the checkpoint is "
+                                    f"({'its mimi_name' if scheme == 'mimi' else 'its folder or repo'})")
     if scheme == "mimi" and own is not None and want:
         try:
             codec, own_spec = _own_mimi(own)
@@ -288,6 +290,10 @@ def _recorded_places(scheme: str, arg: str | None, codec_spec: str, form, finfo)
         places.append(f"{scheme}:{(folder / rel).absolute()}")
     elif form is not None and form[0] == "hf" and (got := _repo_file(form[1], rel.as_posix())) is not None:
         places.append(f"{scheme}:{got}")  # (from the cache: the embedded codec reads local files only)
+    if scheme == "embedded" and len(rel.parts) == 1 and form is not None:
+        # kame train's record of the fit it carries (embedded:NAME): the checkpoint's own, as its
+        # Mimi; not there: nowhere else (a fit of that name in the working directory is another)
+        return places or ([f"{scheme}:{(folder / rel).absolute()}"] if folder is not None else [])
     return places + [codec_spec]  # then as given: an older record, relative to where it was trained
 
 

@@ -86,7 +86,8 @@ def final_missing(rec: dict) -> dict | None:
         return None
     began, end = spans[-1]
     trs = rec.get("transcripts", ())
-    # (a final without word times, e.g. kame client's: one sent since the speech began, as before)
+    # (a final without word times, e.g. kame client's: one sent since the speech began, as before; ==
+    # is the region's identity: final_speech_end returns the recorded VAD "end" time itself, not a sum)
     mine = [t["t"] for t in trs if t["final"]
             and (final_speech_end(rec, t) == end if t.get("words") else t["t"] >= began)]
     if any(t >= end for t in mine):

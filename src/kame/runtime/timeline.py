@@ -219,23 +219,25 @@ def _replies(rec: dict) -> list[tuple]:
         t1 = end["t"] if end is not None else float("inf")
         idx = [i for i, a in enumerate(pieces) if d["t"] <= a["t"] <= t1]
         if end is not None:
-            idx = _spelling(pieces, idx, str(end.get("reply") or ""))
+            idx = _spelling(pieces, idx, str(end.get("reply") or ""), edges=(d["t"], t1))
         else:  # (under way when the file ended: everything since; the front-end is muted)
             idx = [i for i in idx if pieces[i]["t"] > d["t"]]
         out.append((tid, float("inf"), end, idx))
     return out
 
 
-def _spelling(pieces, idx: list[int], reply: str) -> list[int]:
+def _spelling(pieces, idx: list[int], reply: str, edges: tuple[float, float] = (float("nan"),) * 2) -> list[int]:
     """Those of the pieces ``idx`` (in order) that spell ``reply`` or its start (spaces aside):
     a run of them that begins it and goes on spelling it, the one that spells the most of it
-    (then of the most pieces; the first on a tie). A routed reply's window may hold a
-    front-end word at each end, sent in the same step as the route or the cut: one that begins
-    the reply too (" The" before "The answer ...") starts a run that stops at the reply's own
-    first piece, so that run is not the one kept (was: taken, and the reply's pieces left as the
-    front-end's)."""
+    (then of the most pieces; then of the fewest sent at ``edges``, the times of the route and of
+    the cut; the first on a tie). A routed reply's window may hold a front-end word at each end,
+    sent in the same step as the route or the cut: one that begins the reply too (" The" before
+    "The answer ...") starts a run that stops at the reply's own first piece, so that run is not
+    the one kept (was: taken, and the reply's pieces left as the front-end's); one that spells
+    all of a one-piece reply (" Yes" for "Yes") is the front-end's, sent at an edge (was: kept,
+    being the first)."""
     want = " ".join(reply.split())
-    best, key = [], (0, 0)
+    best, key = [], (0, 0, 0)
     for k in range(len(idx)):
         text, mine = "", []
         for i in idx[k:]:
@@ -244,8 +246,9 @@ def _spelling(pieces, idx: list[int], reply: str) -> list[int]:
                 break
             text = more
             mine.append(i)
-        if (len(" ".join(text.split())), len(mine)) > key:
-            best, key = mine, (len(" ".join(text.split())), len(mine))
+        at_edges = sum(1 for i in mine if pieces[i]["t"] in edges)
+        if (len(" ".join(text.split())), len(mine), -at_edges) > key:
+            best, key = mine, (len(" ".join(text.split())), len(mine), -at_edges)
     return best
 
 

@@ -142,7 +142,8 @@ def _sha256(path: Path) -> str:
 
 def _place(src: Path, dst: Path, *, placed: Path | None = None, sha256: str | None = None) -> None:
     """``src`` at ``dst``: hard-linked (no second copy of a large file), else copied; written whole
-    or not at all (kame.paths.write_replacing). Nothing is done if ``dst`` is that file already.
+    or not at all (kame.paths.write_replacing). Nothing is done if ``dst`` is that file already, or
+    a file of ``sha256`` (the codec's: the same step saved again).
     ``placed``: the run's own earlier copy (OUT/latest's), linked from when it is that file (the
     same inode, or ``sha256``'s): a source on another file system is copied once a run, not once a
     save."""
@@ -152,6 +153,8 @@ def _place(src: Path, dst: Path, *, placed: Path | None = None, sha256: str | No
     src = src.resolve()  # (a Hugging Face snapshot's link: its blob)
     if dst.exists() and os.path.samefile(src, dst):
         return
+    if sha256 and dst.is_file() and dst.stat().st_size == src.stat().st_size and _sha256(dst) == sha256:
+        return  # (the same step saved again: its file is the codec's already, not copied again)
     origin = src
     if placed is not None and placed.is_file() and not (dst.exists() and os.path.samefile(placed, dst)):
         placed = placed.resolve()
