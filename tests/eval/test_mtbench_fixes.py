@@ -152,3 +152,44 @@ def test_five_judge_failures_name_the_saved_runs_not_a_missing_results_file(tmp_
     err = refused(capsys, qf, out, judge="test_flaky_judge")
     assert f"stopped. No result is saved in {out / 'results.jsonl'} yet; the answers of 0, 1, 2, 3, 4 are saved in " \
         f"{out / 'runs'}/ (a rerun rates them, the agent not run); fix it and rerun to resume" in err
+
+
+def test_a_silent_turn_an_older_kame_sent_to_the_judge_is_rated_again(tmp_path, capsys, fake_components, judges):
+    qf = write(tmp_path / "question.jsonl", [QUESTIONS[2]])
+    out = tmp_path / "out"
+    assert eval_(qf, out) == 0
+    results = out / "results.jsonl"
+    (r,) = [json.loads(x) for x in results.read_text().splitlines()]
+    # as an older kame left it: the empty answer sent to the judge, which rated silence 10
+    results.write_text(json.dumps({**r, "answer": "", "rating": 10.0, "judge_reply": "Rating: [[10]]"}) + "\n")
+    capsys.readouterr()
+    assert eval_(qf, out) == 0  # a plain resume keeps it, and says so (was: silently)
+    captured = capsys.readouterr()
+    said = "1 question(s) hold a turn with no answer that the judge rated (an older kame sent silence to it; now " \
+        "rated 1 without asking the judge): 131; give --rejudge to rate them again"
+    assert said in " ".join(captured.err.split()) and said in (out / "results.md").read_text()
+    judges["n"] = 0
+    assert eval_(qf, out, "--rejudge") == 0  # the same judge: re-rated all the same (was: "nothing to re-rate")
+    (r,) = [json.loads(x) for x in results.read_text().splitlines()]
+    assert r["rating"] == 1.0 and r["said_nothing"] is True and r["judge_reply"] is None and judges["n"] == 0
+    md = (out / "results.md").read_text()
+    assert "1 turn(s) the agent said nothing in, rated 1 without asking the judge: 131" in md
+    assert "no answer that the judge rated" not in md
+
+
+def test_the_summary_notes_say_no_words_heard_for_heard_answers():
+    import argparse
+
+    from kame.eval.summary import notes
+
+    args = argparse.Namespace(turns=1, mode="tandem", judge="j", asr=True, answer="heard", fast=False, rejudge=False)
+    q = argparse.Namespace(id="131", category="stem")
+    recs = [{"question_id": "131", "category": "stem", "turn": 1, "answer": "", "rating": 1.0, "said_nothing": True}]
+    lines = notes(args, [q], recs, {"131"}, ref_file=None, failed=[], judge_failed=[], todo=[q], stored=set(),
+                  not_run=[], out="out")
+    # (was: "the agent said nothing in", though a babbling tandem made sound whisper heard no word in)
+    assert "1 turn(s) whisper heard no words of the agent in (--answer heard), rated 1 without asking the judge: " \
+        "131" in lines
+    lines = notes(argparse.Namespace(**{**vars(args), "answer": "text"}), [q], recs, {"131"}, ref_file=None,
+                  failed=[], judge_failed=[], todo=[q], stored=set(), not_run=[], out="out")
+    assert "1 turn(s) the agent said nothing in, rated 1 without asking the judge: 131" in lines

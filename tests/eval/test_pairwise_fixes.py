@@ -43,3 +43,33 @@ def test_a_pairwise_folder_given_for_mtbench_ones_and_the_other_way_round(tmp_pa
     assert "run kame eval mtbench" not in err  # (was: advice that fails: mtbench refuses that folder)
     err = refused(capsys, a, b, tmp_path / "b")  # (-o: an mtbench folder)
     assert f"{tmp_path / 'b'} is a kame eval mtbench folder (eval.json), not a kame eval pairwise one" in err
+
+
+def test_an_empty_answer_is_decided_without_the_judge(tmp_path, capsys, judges):
+    answers_a = {("101", 1): "", ("102", 1): "A cat.", ("103", 1): "", ("104", 1): "GOOD"}
+    answers_b = {("101", 1): "A dog.", ("102", 1): " ", ("103", 1): "", ("104", 1): "fine"}
+    a = folder(tmp_path / "a", "tandem", answers_a, settings={"answer": "heard"})
+    b = folder(tmp_path / "b", "cascade", answers_b, settings={"answer": "heard"})
+    out = tmp_path / "pair"
+    assert test_pairwise.pairwise(a, b, out, judge="test_biased_judge") == 0  # (it would make A win everything)
+    got = {r["question_id"]: r for r in test_pairwise.lines(out)}
+    assert [(got[q]["outcome"], got[q].get("said_nothing")) for q in ("101", "102", "103")] == \
+        [("B", "A"), ("A", "B"), ("tie", "both")]
+    assert all(got[q]["orders"] == [] for q in ("101", "102", "103")) and judges["n"] == 2  # (104 alone, both orders)
+    md = " ".join((out / "results.md").read_text().split())
+    # (--answer heard: whisper heard no words, which says less than "the agent said nothing")
+    assert "3 pair(s) with an empty answer, decided without the judge (the other answer wins; both empty: a tie): " \
+        "101 (A: no words heard), 102 (B: no words heard), 103 (A: no words heard; B: no words heard)" in md
+    # pairs an older kame sent to the judge: --rejudge decides them again (was: kept as judged)
+    stored = test_pairwise.lines(out)
+    old = [{**r, "outcome": "A", "orders": [{"first": "A", "verdict": "A"}, {"first": "B", "verdict": "A"}]}
+           if r["question_id"] == "101" else r for r in stored]
+    for r in old:
+        r.pop("said_nothing", None) if r["question_id"] == "101" else None
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    assert test_pairwise.pairwise(a, b, out, judge="test_biased_judge") == 0
+    assert "warning: 1 pair(s) with an empty answer were judged (an older kame sent them to the judge; now decided " \
+        "without it): 101; give --rejudge" in " ".join((out / "results.md").read_text().split())
+    assert test_pairwise.pairwise(a, b, out, "--rejudge", judge="test_biased_judge") == 0
+    r101 = {r["question_id"]: r for r in test_pairwise.lines(out)}["101"]
+    assert (r101["outcome"], r101["said_nothing"]) == ("B", "A")

@@ -32,7 +32,8 @@ already rated; one run but not rated (OUT/runs/ID.rec.json) is only rated. Befor
 short judge request (a dead judge stops everything at once) and one untimed warm-up run of the
 agent (which loads it). A question whose agent or judge fails is reported and skipped (a rerun
 retries it; an agent left unsound is built again for the next question); five failures in a row
-stop the evaluation. A table per category (n, mean rating, median latency and content latency,
+stop the evaluation. Ctrl-C ends it (exit 130), SIGTERM too, wherever it comes (exit 143:
+kame.eval.stopping). A table per category (n, mean rating, median latency and content latency,
 unparsed), the mean of the category means (KAME's avg) and overall is printed and written to
 OUT/results.md.
 """
@@ -44,7 +45,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,17 +60,14 @@ from .heard import (ASR, add_asr_arguments, asr_settings, check_asr_options, che
 from .judge import (add_judge_arguments, check_judge_spec, close_judge, embedded_judge_note, open_judge,
                     why_failed)
 from .reference import (NEED_REF_CATS, apply_references, check_references, fastchat_lines, first_changed,
-                        read_reference_answers, read_text, record_reference, reference_warning, turns_ok,
-                        unreferenced)
+                        read_reference_answers, read_text, record_reference, reference_warning, turns_ok)
 from .results import (PAIRWISE_SETTINGS, check_questions, failure, has_results, load_done, read_records,
                       read_settings, write_all, write_records)
+from .stopping import Terminated, settle, stop_on_sigterm
+from .summary import FAST_CASCADE, SAID_NOTHING, judged_silence, no_answer, notes, secs, silence_warning, table
 
 DEFAULT_CATEGORIES = ("reasoning", "stem", "humanities")
 LEAD_S = 0.5  # silence before the first question
-SAID_NOTHING = 1.0  # the rating of a turn the agent said nothing in (MT-Bench's lowest; the judge is not asked)
-FAST_CASCADE = ("--fast with --mode cascade: no wall-clock pacing leaves its STT, LLM and TTS no time (virtual time "
-                "runs ahead of them), so turns go unanswered (rated 1, the judge not asked) and the latencies mean "
-                "nothing; leave --fast out to evaluate a cascade")
 
 
 @dataclass
@@ -146,12 +143,14 @@ def warm_up(tts, agent, fast: bool) -> None:
     pcm, _ = speak(tts, ["Hello."], 0.0)
     agent.runner.run(warm_up_llm(agent.cfg.backend.llm, agent.cfg.backend.nice))
     rec = agent.play(np.concatenate([pcm, np.zeros(2 * SR, np.float32)]), fast=fast)
-    if rec.get("interrupted"):  # (Ctrl-C: the evaluation ends here, as in a question)
+    if rec.get("interrupted"):  # (Ctrl-C, SIGTERM: the evaluation ends here, as in a question)
+        term = rec.get("interrupted_by") == "SIGTERM"
         if not rec.get("frames"):
             from ..backend.childproc import exit_if_loading
+            from ..runtime.interrupt import TERMINATED_STATUS
 
-            exit_if_loading(130)  # (a front-end still loading in a thread would hold the exit to its end)
-        raise KeyboardInterrupt
+            exit_if_loading(TERMINATED_STATUS if term else 130)  # (a front-end still loading would hold the exit)
+        raise Terminated if term else KeyboardInterrupt
 
 
 # ---------------------------------------------------------------------------- one question
@@ -178,7 +177,9 @@ def run_question(args, q: Question, tts, runs: Path, thr: float, agent) -> list[
                 raise
             print(f"error     {exc}", file=f)
             rc = 0
-    if rc in (130, TERMINATED_STATUS):  # (Ctrl-C, or SIGTERM, which FileAgent takes as Ctrl-C: the run stops here)
+    if rc == TERMINATED_STATUS:  # (SIGTERM, which FileAgent takes as Ctrl-C: the run stops here, exit 143)
+        raise Terminated
+    if rc == 130:  # (Ctrl-C)
         raise KeyboardInterrupt
     doc = json.loads(wav_out.with_suffix(".json").read_text())
     agent = read_agent_track(wav_out)
@@ -259,7 +260,7 @@ def grade(judge, runner, recs: list[dict], timeout_s: float, judge_spec: str, wh
             continue
         if refs is not None:  # (records run earlier: rated with today's reference answers)
             r["reference"] = refs[k] if k < len(refs) else None
-        if not str(r.get("answer") or "").strip():  # (was: sent to the judge, which may rate silence 10)
+        if no_answer(r):  # (was: sent to the judge, which may rate silence 10)
             r["rating"], r["judge_reply"], r["judge_followup"] = SAID_NOTHING, None, None
             r["said_nothing"] = True
         else:
@@ -316,52 +317,6 @@ def check_settings(out: Path, args, agent: dict) -> dict:
     return have
 
 
-def _med(rs: list[dict], key: str) -> str:
-    from ..bench.latency import pct_never
-
-    med = pct_never([r.get(key) for r in rs], 0.5)  # (a turn without sound counts as +inf, as kame bench latency)
-    return "never" if med == math.inf else ("–" if med != med else f"{med:.2f}")
-
-
-def _secs(recs: list[dict], key: str) -> str:
-    return ", ".join("never" if r.get(key) is None else f"{r[key]:.2f} s" for r in recs)
-
-
-def _row(name: str, rs: list[dict], mean: float | None = None, content: bool = False) -> str:
-    rated = [r["rating"] for r in rs if r["rating"] is not None]
-    if mean is None and rated:
-        mean = sum(rated) / len(rated)
-    med = _med(rs, "latency_s") + (f" | {_med(rs, 'content_latency_s')}" if content else "")
-    return f"| {name} | {len(rs)} | {'–' if mean is None else f'{mean:.2f}'} | {med} | {len(rs) - len(rated)} |"
-
-
-def table(records: list[dict], categories, by_turn: bool = False, content: bool = False) -> str:
-    """Per category (n, mean rating, median latency, ``content``: median content latency, unparsed),
-    then "avg of categories" (the mean of the category means: KAME's avg) and "overall" (the mean
-    of all ratings); ``by_turn``: the rows of each turn apart, then overall for all turns."""
-    cats = [c for c in categories if any(r["category"] == c for r in records)] + \
-        sorted({r["category"] for r in records} - set(categories))
-    cols = "| median latency (s) " + "| median content latency (s) " * content
-    lines = [f"| category | n | mean score (1-10) {cols}| unparsed |", "|---" * (5 + content) + "|"]
-    groups = [(f", turn {t}", [r for r in records if r.get("turn", 1) == t])
-              for t in sorted({r.get("turn", 1) for r in records})] if by_turn else [("", records)]
-    for suffix, recs in groups:
-        means = []
-        for c in cats:
-            rs = [r for r in recs if r["category"] == c]
-            if rs:
-                lines.append(_row(c + suffix, rs, content=content))
-                rated = [r["rating"] for r in rs if r["rating"] is not None]
-                if rated:
-                    means.append(sum(rated) / len(rated))
-        avg = sum(means) / len(means) if means else None
-        lines.append(_row(f"*avg of categories{suffix}*", recs, avg, content))
-        lines.append(_row(f"**overall{suffix}**", recs, content=content))
-    if by_turn:
-        lines.append(_row("**overall, all turns**", records, content=content))
-    return "\n".join(lines)
-
-
 # ---------------------------------------------------------------------------- CLI
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..config import add_config_arguments
@@ -390,7 +345,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "its turns go unanswered, rated 1: leave it out for a cascade)")
     p.add_argument("--rejudge", action="store_true",
                    help="re-rate the answers stored in OUT with --judge (another judge's ratings, those made "
-                        "with other reference answers, and the unparsed ones); the agent is not run")
+                        "with other reference answers, the unparsed ones, and empty answers an older kame sent to "
+                        "the judge); the agent is not run")
     p.add_argument("--reference", metavar="FILE", default=None,
                    help="FastChat's reference answers (data/mt_bench/reference_answer/gpt-4.jsonl), used for "
                         f"{', '.join(NEED_REF_CATS)} before a question's own \"reference\"")
@@ -402,7 +358,7 @@ def main(args) -> int:
     from ..config import config_from_args
     from ..runtime.filemode import check_tail
     from ..runtime.filerun import FileAgent
-    from ..runtime.interrupt import close_runner
+    from ..runtime.interrupt import TERMINATED_STATUS, close_runner
 
     cats = None if args.categories.strip() == "all" else \
         tuple(dict.fromkeys(c.strip() for c in args.categories.split(",") if c.strip()))
@@ -443,10 +399,10 @@ def main(args) -> int:
         check_references(questions, by_q, ref_file, settings.get("reference_answers"), results)
     record_reference(out / SETTINGS, ref_file)
 
-    def stale(q: Question) -> set[int]:  # the answers --rejudge rates: another judge's or reference's, or unparsed
-        recs, k0 = by_q[q.id], first_changed(by_q[q.id], q.reference)
+    def stale(q: Question) -> set[int]:  # the answers --rejudge rates: another judge's or reference's, unparsed,
+        recs, k0 = by_q[q.id], first_changed(by_q[q.id], q.reference)  # or silence an older kame sent to the judge
         return {k for k, r in enumerate(recs) if r.get("judge") != args.judge or r.get("rating") is None
-                or (k0 is not None and k >= k0)}
+                or (k0 is not None and k >= k0) or judged_silence(r)}
 
     if args.rejudge:
         todo = [q for q in questions if (q.id in by_q and stale(q)) or (q.id not in by_q and saved(q).exists())]
@@ -459,6 +415,9 @@ def main(args) -> int:
           + (f"; --rejudge: {len(todo)} to re-rate" if args.rejudge else ""), flush=True)
     if no_ref:
         print(reference_warning(no_ref, ref_file), file=sys.stderr, flush=True)
+    judged = [q.id for q in questions if any(judged_silence(r) for r in by_q.get(q.id, ()))]
+    if judged and not args.rejudge:  # (kept as rated: said again above the table)
+        print(silence_warning(judged), file=sys.stderr, flush=True)
     embedded_judge_note(args.judge, "ratings")
     if args.mode == "cascade" and args.fast and todo and not args.rejudge:  # (kame run says it in ID.log alone)
         print(f"warning: {FAST_CASCADE}", file=sys.stderr, flush=True)
@@ -474,6 +433,7 @@ def main(args) -> int:
         return failure(failed, in_a_row, key, tag, who, why_failed(exc), results, kept=kept * bool(waiting))
 
     wrote = set()  # what this run wrote of results.jsonl and runs/ (the "wrote" line names no older files)
+    terminated, restore = False, stop_on_sigterm()
     try:
         if todo:  # made as the agents make their LLM: at the back-end's CPU priority, in a thread
             judge = open_judge(args.judge, runner, cfg.backend.nice, args.judge_timeout)
@@ -527,57 +487,33 @@ def main(args) -> int:
                 new += [{**r, "turns_asked": args.turns} for r in recs]
             print(f"{tag}: rating "
                   + ", ".join("unparsed" if r["rating"] is None else f"{r['rating']:g}" for r in recs)
-                  + ", latency " + _secs(recs, "latency_s")
-                  + (", content latency " + _secs(recs, "content_latency_s")) * args.asr, flush=True)
+                  + ", latency " + secs(recs, "latency_s")
+                  + (", content latency " + secs(recs, "content_latency_s")) * args.asr, flush=True)
+    except Terminated:  # (was: killed at once, or exit 130 when FileAgent took it as Ctrl-C)
+        terminated = True
+        settle(runner)
     finally:
         try:
             if agent is not None:
                 agent.close()
         finally:
+            if terminated:
+                settle(runner, cancel=True)
             close_judge(judge, runner)  # (logged, never raised)
             close_runner(runner)  # (a task that ignores its cancellation is left, named, not waited for)
+            restore()
+    if terminated:  # as kame run: 128 + 15 (a script must not take the evaluation cut short for complete)
+        print(f"terminated (SIGTERM): the evaluation ends here; the questions rated are kept in {results} "
+              f"(a rerun resumes)", file=sys.stderr, flush=True)
+        return TERMINATED_STATUS
     records = [r for r in done + new if r["question_id"] in ids]
     text = table(records, cats or (), by_turn=args.turns == 2, content=args.asr)
-    rated = sum(r["rating"] is not None for r in records)
     # run: rated, or run and saved but not rated (was: those left out, "0 run" after the judge failed)
     ran = {r["question_id"] for r in records} | {q.id for q in questions if saved(q).exists()}
-    unjudged = [q.id for q in questions if q.id in ran and not any(r["question_id"] == q.id for r in records)]
-    notes = [f"kame eval mtbench: {len(questions)} question(s): {len(ran)} run, "
-             f"{rated} rated, {len(records) - rated} unparsed" + (" (answers: 2 turns each)" if args.turns == 2 else "")
-             + (f", {len(unjudged)} not rated yet ({', '.join(unjudged)}: a rerun rates them)" if unjudged else "")
-             + f"; mode {args.mode}, judge {args.judge}" + (f", reference answers {ref_file.path}" if ref_file else "")
-             + (f"; --asr: content latency by whisper tiny.en, the judge rated the {args.answer} answers" if args.asr
-                else "")]
-    unref = unreferenced((q.id, q.category, [r.get("reference") for r in records if r["question_id"] == q.id])
-                         for q in questions)
-    if unref:
-        notes.append(f"judged without a reference answer (FastChat's MT-Bench has one): {', '.join(unref)}")
-    if any(r.get("frontend_random") for r in records):
-        notes.append("NOTE: the tandem front-end has RANDOM WEIGHTS: its answers are babble and their ratings "
-                     "mean nothing until a trained front-end exists (the cascade's are real)")
-    silent = [f"{r['question_id']}" + (f" turn {r['turn']}" if args.turns == 2 else "") for r in records
-              if r.get("said_nothing")]
-    if silent:
-        notes.append(f"{len(silent)} turn(s) the agent said nothing in, rated {SAID_NOTHING:g} without asking the judge: "
-                     f"{', '.join(silent)}")
-    if args.mode == "cascade" and args.fast and not args.rejudge:
-        notes.append(f"warning: {FAST_CASCADE}")
-    if failed and args.rejudge:
-        notes.append(f"{len(failed)} question(s) could not be re-rated, kept with their earlier rating: "
-                     f"{', '.join(failed)} (rerun with --rejudge to retry)")
-    elif failed:
-        why = f"; the judge failed on {', '.join(judge_failed)}, run but not rated" if judge_failed else ""
-        notes.append(f"{len(failed)} question(s) failed, not in the table: {', '.join(failed)}{why} (rerun to retry)")
-    if args.rejudge and not todo:  # (of the selected questions: results.jsonl may hold others')
-        why = (f"the selected questions' stored answers all have a rating of {args.judge}"
-               if any(q.id in by_q for q in questions)
-               else f"none of the {len(questions)} selected question(s) has an answer stored in {out}")
-        notes.append(f"--rejudge: nothing to re-rate ({why})")
-    if not_run:
-        notes.append(f"--rejudge: {len(not_run)} question(s) never run, not in the table: {', '.join(not_run)} "
-                     f"(rerun without --rejudge to run them)")
-    print("\n" + "\n".join(notes) + "\n\n" + text)
-    (out / "results.md").write_text("\n".join(notes) + "\n\n" + text + "\n")
+    lines = notes(args, questions, records, ran, ref_file=ref_file, failed=failed, judge_failed=judge_failed,
+                  todo=todo, stored=set(by_q), not_run=not_run, out=out)
+    print("\n" + "\n".join(lines) + "\n\n" + text)
+    (out / "results.md").write_text("\n".join(lines) + "\n\n" + text + "\n")
     # (only what this run wrote: a --rejudge with nothing to re-rate writes no results.jsonl and runs nothing)
     files = [str(results)] * ("results" in wrote) + [str(out / "results.md")] + [f"{runs}/"] * ("runs" in wrote)
     print(f"\nwrote {', '.join(files)}")

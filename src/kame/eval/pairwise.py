@@ -107,7 +107,14 @@ def combine(ab: str | None, ba: str | None) -> str:
 
 def judge_pair(judge, runner, pair: dict, timeout_s: float) -> dict:
     """Ask ``judge`` about ``pair`` (a record being made: question, answer_a, answer_b, reference,
-    context) in both orders; the record completed. Raises what the judge raises."""
+    context) in both orders; the record completed. A pair with an empty answer is decided without
+    the judge (silence is no answer: a judge that favours a position could make it win or tie, as
+    kame eval mtbench rates such a turn 1 unasked): the other answer wins, both empty is a tie;
+    "said_nothing" says whose ("A", "B" or "both"), "orders" is empty. Raises what the judge raises."""
+    silent = [x for x in ("A", "B") if not pair[f"answer_{x.lower()}"].strip()]
+    if silent:
+        outcome = "tie" if len(silent) == 2 else {"A": "B", "B": "A"}[silent[0]]
+        return {**pair, "orders": [], "outcome": outcome, "said_nothing": "both" if len(silent) == 2 else silent[0]}
     hist = [(c["question"], c["answer_a"], c["answer_b"], c.get("reference")) for c in pair["context"]]
     swapped = [(q, b, a, ref) for q, a, b, ref in hist]
     orders = []
@@ -203,6 +210,20 @@ def make_pairs(a: list[dict], b: list[dict], name_a: str, name_b: str) -> tuple[
         raise ConfigError(f"{name_a} and {name_b}: no pair left to compare ({'; '.join(warnings)}); give two "
                           f"folders of `kame eval mtbench` run on the same questions and turns")
     return pairs, warnings
+
+
+def said_nothing(r: dict, answer_a: str, answer_b: str) -> str:
+    """Whose answer of pair ``r`` was empty, worded by what the folders' answers are (``answer_a``,
+    ``answer_b``: their --answer): "heard" ones are what whisper heard, so "no words heard" (the
+    agent may have made sound, e.g. babble), not "said nothing"."""
+    who = {"A": ["A"], "B": ["B"], "both": ["A", "B"]}[r["said_nothing"]]
+    kind = {x: answer_a if x == "A" else answer_b for x in who}
+    return "; ".join(f"{x}: no words heard" if kind[x] == "heard" else f"{x} said nothing" for x in who)
+
+
+def judged_silence(r: dict) -> bool:
+    """A stored pair with an empty answer that the judge was asked about (an older kame's)."""
+    return bool(r.get("orders")) and not (str(r.get("answer_a") or "").strip() and str(r.get("answer_b") or "").strip())
 
 
 def _k(r: dict) -> tuple:
@@ -323,7 +344,7 @@ def main(args) -> int:
             return "todo"
         if _content(r) != _content(p) or r.get("judge") != args.judge:
             return "stale"
-        return "stale" if args.rejudge and r.get("outcome") == "unparsed" else "done"
+        return "stale" if args.rejudge and (r.get("outcome") == "unparsed" or judged_silence(r)) else "done"
 
     stale = [p for p in pairs if state(p) == "stale"]
     other = [p for p in stale if by_key[_k(p)].get("judge") != args.judge]
@@ -370,8 +391,11 @@ def main(args) -> int:
                     f.write(json.dumps(rec) + "\n")
                 stored.append(rec)
             by_key[k] = rec
-            print(f"{tag}: {rec['outcome']} (A first: {rec['orders'][0]['verdict'] or 'unparsed'}, B first: "
-                  f"{rec['orders'][1]['verdict'] or 'unparsed'})", flush=True)
+            if rec.get("said_nothing"):
+                print(f"{tag}: {rec['outcome']} (not asked: {said_nothing(rec, answer_a, answer_b)})", flush=True)
+            else:
+                print(f"{tag}: {rec['outcome']} (A first: {rec['orders'][0]['verdict'] or 'unparsed'}, B first: "
+                      f"{rec['orders'][1]['verdict'] or 'unparsed'})", flush=True)
     finally:
         close_judge(judge, runner)  # (logged, never raised)
         close_runner(runner)
@@ -386,6 +410,14 @@ def main(args) -> int:
     notes += warnings
     if failed:
         notes.append(f"{len(failed)} pair(s) failed, not in the table: {', '.join(failed)} (rerun to retry)")
+    silent = [f"{_key(_k(r))} ({said_nothing(r, answer_a, answer_b)})" for r in records if r.get("said_nothing")]
+    if silent:
+        notes.append(f"{len(silent)} pair(s) with an empty answer, decided without the judge (the other answer wins; "
+                     f"both empty: a tie): {', '.join(silent)}")
+    judged = [_key(_k(r)) for r in records if judged_silence(r)]
+    if judged:  # (a plain resume of pairs an older kame judged; --rejudge decides them again)
+        notes.append(f"warning: {len(judged)} pair(s) with an empty answer were judged (an older kame sent them to "
+                     f"the judge; now decided without it): {', '.join(judged)}; give --rejudge to decide them again")
     if any(r.get("frontend_random") for r in recs_a + recs_b):
         notes.append("NOTE: a tandem front-end has RANDOM WEIGHTS: its answers are babble until a trained "
                      "front-end exists")

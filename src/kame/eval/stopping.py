@@ -1,0 +1,62 @@
+"""SIGTERM in ``kame eval mtbench`` (kame.runtime.interrupt has kame run's rules; these take them
+over for a whole evaluation): ``stop_on_sigterm`` makes SIGTERM end it as Ctrl-C does, wherever it
+comes (the judge, the TTS, whisper, between questions; while a question is played FileAgent takes
+it over and gives it back), as ``Terminated``; main closes what it opened (``settle`` first: the
+tasks the signal cut) and exits TERMINATED_STATUS (143), as kame run does."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM ended the evaluation (stop_on_sigterm; a question or the warm-up that FileAgent
+    ended for it): main closes what it opened, as after Ctrl-C, and exits TERMINATED_STATUS (143)."""
+
+
+def stop_on_sigterm():
+    """From now on SIGTERM raises Terminated (a KeyboardInterrupt), as Ctrl-C ends the evaluation,
+    wherever it comes: the judge, the TTS, whisper, between questions (was: killed at once, no
+    exit hook run: an embedded judge's or LLM's child left); the function returned restores the
+    previous handler. While a question is played FileAgent takes SIGTERM over (the question's
+    files written, then Terminated) and gives it back. Not installed where SIGTERM is ignored nor
+    outside the main thread. (The handler only raises: it runs between bytecodes.)"""
+    import signal
+
+    def stopped(signum, frame) -> None:
+        raise Terminated
+
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_IGN or previous is None:  # (None: a handler installed outside Python)
+        return lambda: None
+    try:
+        signal.signal(signal.SIGTERM, stopped)
+    except ValueError:  # not the main thread
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def settle(runner: asyncio.Runner, cancel: bool = False, tries: int = 10) -> None:
+    """After a Terminated: let ``runner``'s loop run the tasks it cut short to their end (raised in
+    a task, it leaves the task awaiting that one, e.g. the judge's rate() around its wait_for, to
+    raise it again out of the loop the next time the loop runs, which would cut the closing that
+    follows); ``cancel`` (the agent closed): also cancel what is left (a judge's request under way,
+    which closing the judge would otherwise fail, logged as "never retrieved"), given 5 s."""
+    async def left_cancelled() -> None:
+        left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in left:
+            t.cancel()
+        if left:
+            await asyncio.wait(left, timeout=5.0)
+
+    for _ in range(tries):
+        cut = asyncio.all_tasks(runner.get_loop())
+        try:
+            runner.run(left_cancelled() if cancel else asyncio.sleep(0))
+            return
+        except Terminated:
+            pass
+        finally:
+            for t in cut:  # (their errors taken: not logged as "never retrieved")
+                if t.done() and not t.cancelled():
+                    t.exception()
