@@ -138,3 +138,20 @@ def test_an_upper_case_scheme_and_a_base_url_with_a_newline_are_read(clean_env):
     assert resolve_endpoint("LLM", "HTTP://127.0.0.1:9/v1", None).url == "http://127.0.0.1:9/v1"
     assert resolve_endpoint("LLM", "Https://h/v1", None).url == "https://h/v1"
     assert resolve_endpoint("LLM", "http://127.0.0.1:9/v1/\n", None).url == "http://127.0.0.1:9/v1"
+
+
+@pytest.mark.parametrize("url", ["https://gw.example.com/v1/@acme/llm", "https://h/v1?x=a@b",
+                                 "http://[::1]:8000/v1/@acme"])
+def test_an_at_in_the_path_or_query_of_a_url_without_credentials_is_kept(clean_env, url):
+    """review238 finding 1: any '@' after the host was refused as a broken password, and the
+    message hid the host ("https://***@acme/llm"); RFC 3986 allows '@' in a path and a query."""
+    from kame.backend.openai_http import hide_userinfo
+
+    endpoint = resolve_endpoint("LLM", url, "k")
+    assert endpoint.url == url and not endpoint.basic
+    assert hide_userinfo(url) == url
+    assert hide_userinfo("https://u:p@gw/v1/acme") == "https://***@gw/v1/acme"
+    # after a user:password@ it still is refused: "alice:p@h/zzq@127.0.0.1" may be a password
+    # "p@h/zzq" (test_a_password_with_an_unencoded_delimiter_is_a_config_error_that_hides_it)
+    with pytest.raises(ConfigError, match=r"\(https://\*\*\*@acme\) has an '@' after its host.*%40 too"):
+        resolve_endpoint("LLM", "https://u:p@gw/v1/@acme", None)

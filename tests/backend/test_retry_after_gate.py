@@ -118,3 +118,25 @@ async def test_the_oracles_429_holds_back_its_llms_other_users():
     assert llm.rate_gate.left(clock.now()) == 7.0  # (the cascade, other sessions read it)
     assert p._gate.retry_at == 7.0
     await p.aclose()
+
+
+def test_a_first_wait_of_a_second_or_less_is_news():
+    """review238 finding 3: with no wait running, a Retry-After of 1 s (the most common value)
+    or less said False, so the STT never logged it; extending a running wait by that is still none."""
+    gate = RetryAfterGate()
+    assert gate.note(100.0, 1.0) is True and gate.left(100.0) == 1.0
+    assert gate.note(100.5, 1.0) is False  # (a running wait extended by 0.5 s: no news)
+    assert gate.note(200.0, 0.5) is True  # (the first wait ended long ago: a new one)
+
+
+def test_the_time_left_is_capped_when_the_gate_is_fed_by_two_clocks():
+    """review238 finding 4: an adapter shared by two agents (components=), one on a FakeClock
+    and one on a MonotonicClock, noted a wait on one clock and read it on the other: hours."""
+    gate = RetryAfterGate()
+    gate.note(90_000.0, 30.0)  # (a monotonic clock: a day of uptime)
+    assert gate.left(0.0) == MAX_RETRY_AFTER  # (a FakeClock at 0: was 90 030 s)
+    try:
+        gate.refuse(0.0)
+        raise AssertionError("not refused")
+    except BackendError as exc:
+        assert exc.retry_after == MAX_RETRY_AFTER and "wait 60.0 s more" in str(exc)

@@ -73,3 +73,27 @@ def test_an_empty_answer_is_decided_without_the_judge(tmp_path, capsys, judges):
     assert test_pairwise.pairwise(a, b, out, "--rejudge", judge="test_biased_judge") == 0
     r101 = {r["question_id"]: r for r in test_pairwise.lines(out)}["101"]
     assert (r101["outcome"], r101["said_nothing"]) == ("B", "A")
+
+
+def test_pairs_with_an_empty_answer_alone_need_no_judge_nor_count_as_judged(tmp_path, capsys, judges):
+    """review238 finding 7: the judge was opened and probed (a judge down failed the run) for pairs
+    that all had an empty answer; those pairs, stored with the judge's name, were stale for another
+    --judge; results.md counted them as "judged"."""
+    a = folder(tmp_path / "a", "tandem", {("101", 1): "", ("102", 1): "A cat.", ("103", 1): "x"})
+    b = folder(tmp_path / "b", "cascade", {("101", 1): "A dog.", ("102", 1): "", ("103", 1): "y"})
+    out = tmp_path / "pair"
+    assert test_pairwise.pairwise(a, b, out, judge="test_pair_judge") == 0
+    md = " ".join((out / "results.md").read_text().split())
+    assert "1 pair(s) judged, 2 with an empty answer decided without the judge; " in md  # (was: 3 pair(s) judged)
+    capsys.readouterr()
+    # --rejudge with a judge that is down: only 103 is judged again (was: 101 and 102 too, and the probe failed)
+    assert test_pairwise.pairwise(a, b, out, "--rejudge", judge="test_dead_pair_judge") == 1
+    out_text = " ".join(capsys.readouterr().out.split())
+    assert "--rejudge: 1 to judge again" in out_text
+    got = {r["question_id"]: r for r in test_pairwise.lines(out)}
+    assert (got["101"]["outcome"], got["102"]["outcome"]) == ("B", "A")
+    # a folder of empty answers alone: no judge opened (a dead one does not fail it)
+    c = folder(tmp_path / "c", "tandem", {("101", 1): ""})
+    d = folder(tmp_path / "d", "cascade", {("101", 1): "A dog."})
+    assert test_pairwise.pairwise(c, d, tmp_path / "pair2", judge="test_dead_pair_judge") == 0
+    assert [r["outcome"] for r in test_pairwise.lines(tmp_path / "pair2")] == ["B"]

@@ -145,10 +145,14 @@ def test_a_carried_fit_is_checked_in_the_checkpoint_not_the_working_directory(tm
                              codec_spec="embedded:fits/fit.safetensors", tokenizer_spec="default", codec=codec)
     raw = json.loads((folder / "config.json").read_text())
     assert raw["kame"] == {**raw["kame"], "codec": "embedded:fit.safetensors", "codec_sha256": file_sha256(fit)}
-    _decoy_fit(folder / "fit.safetensors")  # the checkpoint's own fit is the one checked
+    # the checkpoint's own fit is the one checked: a good one of that name in the working
+    # directory, a decoy only in the folder (review238 finding 6: through save_checkpoint the
+    # working directory's decoy was copied into the folder, so the old code refused it too)
+    shutil.copy(fit, tmp_path / "fit.safetensors")
+    _decoy_fit(folder / "fit.safetensors")
     with pytest.raises(ConfigError, match=r"codec 'embedded:fit.safetensors' holds 4 codebooks"):
-        save_checkpoint(model, model.state_dict(), {}, tmp_path / "out", 1, TrainConfig(), man, "0" * 64,
-                        codec_spec="embedded:fit.safetensors", tokenizer_spec="default", codec=codec)
+        save_frontend(model, folder, codec="embedded:fit.safetensors", codec_sha256=file_sha256(fit),
+                      tokenizer="default")
 
 
 def test_a_carried_fit_missing_from_the_checkpoint_is_not_taken_from_the_working_directory(tmp_path, monkeypatch):

@@ -27,8 +27,10 @@ has no user:password@ (``hide_userinfo`` for a URL that is not used); they are s
 basic auth when no API key is set. With a key too (a request carries one Authorization) it is a
 ConfigError naming both sources (was: every request failed at run time with aiohttp's "Cannot
 combine AUTHORIZATION header with AUTH argument or credentials encoded in URL"). An "@" after the
-host (a password with an unencoded "/", "#" or "?" ends the host part early) is a ConfigError
-asking to percent-encode the password (was: no userinfo found, the URL kept and shown whole).
+host of a URL whose userinfo cannot be read (``broken_userinfo``: a password with an unencoded
+"/", "#" or "?" ends the host part early) is a ConfigError asking to percent-encode the password
+(was: no userinfo found, the URL kept and shown whole); one in the path or query of a URL without
+credentials is kept ("https://gw/v1/@acme/llm").
 The base URL is stripped of surrounding whitespace and its scheme is read case-insensitively.
 
 An adapter's spec "openai:MODEL;NAME=VALUE,..." is split by kame.registry.spec_kwargs (the
@@ -93,29 +95,52 @@ class Endpoint:
     basic: str = field(default="", repr=False)  # "Basic ..." from the URL's user:password ("" = none)
 
 
-def split_userinfo(url: str) -> tuple[str, str | None]:
-    """(``url`` without its "user:password@", that userinfo or None): the authority is what
-    follows "//" up to the first "/", "?" or "#" (as urllib and yarl read it); the userinfo
-    is what it holds before its last "@". A URL without a scheme is read the same way."""
+def _authority(url: str) -> tuple[str, str, str]:
+    """(what precedes the authority, the authority, the rest): the authority is what follows
+    "//" up to the first "/", "?" or "#" (as urllib and yarl read it); a URL without a scheme is
+    read the same way."""
     head, sep, rest = url.partition("//")
     if not sep:
         head, rest = "", url
     end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    userinfo, at, host = rest[:end].rpartition("@")
+    return head + sep, rest[:end], rest[end:]
+
+
+def split_userinfo(url: str) -> tuple[str, str | None]:
+    """(``url`` without its "user:password@", that userinfo or None): the userinfo is what the
+    authority (``_authority``) holds before its last "@"."""
+    head, authority, tail = _authority(url)
+    userinfo, at, host = authority.rpartition("@")
     if not at:
         return url, None
-    return head + sep + host + rest[end:], userinfo
+    return head + host + tail, userinfo
+
+
+def broken_userinfo(url: str) -> bool:
+    """True if ``url``'s user:password@ cannot be read: an "@" after the authority with either a
+    host whose port is not digits ("alice:pa/ss@h": a password's unencoded "/", "#" or "?" ended
+    the authority at "alice:pa") or a userinfo before it ("alice:p@h/ss@h2": a password's unencoded
+    "@" and "/"; its rest would be sent, and shown, as the path). An "@" in the path or query of a
+    URL without userinfo is kept (RFC 3986 allows it: "https://gw/v1/@acme/llm", "?x=a@b")."""
+    _, authority, tail = _authority(url)
+    if "@" not in tail:
+        return False
+    userinfo, at, host = authority.rpartition("@")
+    hostport = host.rpartition("]")[2] if host.startswith("[") else host  # ([::1]:8000: IPv6)
+    port_sep, port = hostport.partition(":")[1:]
+    return bool(at) or bool(port_sep and not port.isdigit())
 
 
 def hide_userinfo(url: str) -> str:
-    """``url`` for a message: everything after "//" up to its last "@" shown as "***@" (a
-    "user:password@"; also a password with an unencoded "/", "#" or "?", which ends the authority
-    early so split_userinfo finds no userinfo: was shown whole)."""
-    head, sep, rest = url.partition("//")
-    if not sep:
-        head, rest = "", url
-    _, at, after = rest.rpartition("@")
-    return head + sep + "***@" + after if at else url
+    """``url`` for a message: its authority's "user:password@" shown as "***@"; a URL whose
+    userinfo cannot be read (``broken_userinfo``: e.g. a password with an unencoded "/", "#" or
+    "?", which ends the authority early) shown as "***@" up to its last "@" (was: every URL with
+    an "@" anywhere, hiding the host of "https://gw/v1/@acme/llm")."""
+    head, authority, tail = _authority(url)
+    if broken_userinfo(url):
+        return head + "***@" + (authority + tail).rpartition("@")[2]
+    _, at, host = authority.rpartition("@")
+    return head + "***@" + host + tail if at else url
 
 
 def resolve_endpoint(what: str, base_url: str | None, api_key: str | None,
@@ -149,13 +174,13 @@ def resolve_endpoint(what: str, base_url: str | None, api_key: str | None,
         raise ConfigError(f"openai {what}: base URL must start with http:// or https://, got "
                           f"{hide_userinfo(url)!r} (from {url_from})")
     shown = hide_userinfo(url)
-    url, userinfo = split_userinfo(url)  # (never kept in the URL: it names the server in messages)
-    if "@" in url.partition("//")[2]:  # (past the authority: a password's unencoded / # ? ended it early)
+    if broken_userinfo(url):  # (a password's unencoded / # ? ended the authority early)
         raise ConfigError(
             f"openai {what}: the base URL from {url_from} ({shown}) has an '@' after its host, so its "
             "user:password@ cannot be read (a password holding '/', '#' or '?' ends the host part there, "
             "and the rest would be sent as the path); percent-encode the password: / -> %2F, # -> %23, "
-            "? -> %3F, @ -> %40")
+            "? -> %3F, @ -> %40 (an '@' of the path itself, after a user:password@: %40 too)")
+    url, userinfo = split_userinfo(url)  # (never kept in the URL: it names the server in messages)
     basic = ""
     if userinfo and key:
         unset = ('pass api_key=""' if key_from == "api_key=" else

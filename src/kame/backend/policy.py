@@ -193,20 +193,25 @@ class RetryAfterGate:
 
     def note(self, now: float, after: object) -> bool:
         """A failure's Retry-After (``after``, s; honoured) holds back requests until ``now`` +
-        it; True if that moved the end of the wait by more than NEWS_S (the caller logs it)."""
+        it; True if it started a wait, or moved the end of a running one by more than NEWS_S
+        (the caller logs it; was: only a wait of more than NEWS_S, so "Retry-After: 1" was
+        never logged)."""
         wait = honoured(after)
         if not wait:
             return False
         with self._lock:
-            old = self._until if self._until is not None and self._until > now else now
-            if now + wait <= old:
+            running = self._until is not None and self._until > now
+            if running and now + wait <= self._until:
                 return False
+            news = not running or now + wait - self._until > self.NEWS_S
             self._until = now + wait
-            return now + wait - old > self.NEWS_S
+            return news
 
     def left(self, now: float) -> float:
+        """s before the server may be asked again (0: now), at most MAX_RETRY_AFTER (the gate's
+        wait may have been noted on another clock: an adapter shared by two agents' components=)."""
         until = self._until
-        return 0.0 if until is None else max(0.0, until - now)
+        return 0.0 if until is None else min(max(0.0, until - now), MAX_RETRY_AFTER)
 
     def refuse(self, now: float, what: str = "not asked") -> None:
         """BackendError "``what``: it rate-limited kame (HTTP 429) and asked it to wait N s more

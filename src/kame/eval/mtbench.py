@@ -63,7 +63,7 @@ from .reference import (NEED_REF_CATS, apply_references, check_references, fastc
                         read_reference_answers, read_text, record_reference, reference_warning, turns_ok)
 from .results import (PAIRWISE_SETTINGS, check_questions, failure, has_results, load_done, read_records,
                       read_settings, write_all, write_records)
-from .stopping import Terminated, settle, stop_on_sigterm
+from .stopping import Terminated, held, settle, stop_on_sigterm
 from .summary import FAST_CASCADE, SAID_NOTHING, judged_silence, no_answer, notes, secs, silence_warning, table
 
 DEFAULT_CATEGORIES = ("reasoning", "stem", "humanities")
@@ -171,7 +171,8 @@ def run_question(args, q: Question, tts, runs: Path, thr: float, agent) -> list[
         run = prepare_run(ns)  # (it clamps --max-tail to at least --tail itself)
         rec = agent.play(run.user, fast=args.fast, extend_s=run.extend_s)
         try:
-            rc = write_run(ns, agent.cfg, run, rec)
+            with held():  # (a SIGTERM now: the files written whole, then Terminated)
+                rc = write_run(ns, agent.cfg, run, rec)
         except KameError as exc:  # the front-end failed: the files are written, the answer is what it is
             if not wav_out.with_suffix(".json").exists():  # (no run at all)
                 raise
@@ -458,7 +459,8 @@ def main(args) -> int:
                 except Exception as exc:  # noqa: BLE001 - the agent failed on this question: skipped
                     in_a_row = fail(q.id, tag, "the agent", exc)
                     continue
-                write_records(saved(q), recs)  # (a whisper or judge failure: no rerun of it)
+                with held():
+                    write_records(saved(q), recs)  # (a whisper or judge failure: no rerun of it)
             if args.asr and any("heard_answer" not in r for r in recs):  # (new, or whisper failed on it before)
                 try:  # (whisper loaded here if not yet: a --rejudge checks no install, and a missing one skips this)
                     asr = asr or load_asr()
@@ -478,13 +480,14 @@ def main(args) -> int:
                 continue
             in_a_row = 0
             wrote.add("results")
-            if q.id in by_q:
-                write_all(results, done)  # (the records rated again, in place)
-            else:
-                with open(results, "a") as f:
-                    for r in recs:
-                        f.write(json.dumps({**r, "turns_asked": args.turns}) + "\n")
-                new += [{**r, "turns_asked": args.turns} for r in recs]
+            with held():  # (a SIGTERM now: the question's lines written whole, then Terminated)
+                if q.id in by_q:
+                    write_all(results, done)  # (the records rated again, in place)
+                else:
+                    lines = [{**r, "turns_asked": args.turns} for r in recs]
+                    with open(results, "a") as f:  # (one write: was a line each, a SIGTERM between them
+                        f.write("".join(json.dumps(r) + "\n" for r in lines))  # left half a question)
+                    new += lines
             print(f"{tag}: rating "
                   + ", ".join("unparsed" if r["rating"] is None else f"{r['rating']:g}" for r in recs)
                   + ", latency " + secs(recs, "latency_s")

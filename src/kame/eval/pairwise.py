@@ -221,9 +221,15 @@ def said_nothing(r: dict, answer_a: str, answer_b: str) -> str:
     return "; ".join(f"{x}: no words heard" if kind[x] == "heard" else f"{x} said nothing" for x in who)
 
 
+def empty_answer(p: dict) -> bool:
+    """Pair ``p`` has an empty answer: judge_pair decides it without the judge (no judge opened for
+    it, and a stored one is no judge's: another --judge leaves it done)."""
+    return not (str(p.get("answer_a") or "").strip() and str(p.get("answer_b") or "").strip())
+
+
 def judged_silence(r: dict) -> bool:
     """A stored pair with an empty answer that the judge was asked about (an older kame's)."""
-    return bool(r.get("orders")) and not (str(r.get("answer_a") or "").strip() and str(r.get("answer_b") or "").strip())
+    return bool(r.get("orders")) and empty_answer(r)
 
 
 def _k(r: dict) -> tuple:
@@ -342,9 +348,12 @@ def main(args) -> int:
         r = by_key.get(_k(p))
         if r is None:
             return "todo"
-        if _content(r) != _content(p) or r.get("judge") != args.judge:
+        if _content(r) != _content(p) or not (r.get("judge") == args.judge or decided(r)):
             return "stale"
         return "stale" if args.rejudge and (r.get("outcome") == "unparsed" or judged_silence(r)) else "done"
+
+    def decided(r: dict) -> bool:  # decided without a judge: any --judge's (was: stale for another judge)
+        return bool(r.get("said_nothing")) and not r.get("orders")
 
     stale = [p for p in pairs if state(p) == "stale"]
     other = [p for p in stale if by_key[_k(p)].get("judge") != args.judge]
@@ -367,7 +376,9 @@ def main(args) -> int:
     runner = asyncio.Runner()
     failed, in_a_row, judge = [], 0, None
     try:
-        if todo:  # made as kame eval mtbench makes its judge (at the back-end's CPU priority, in a thread)
+        # made as kame eval mtbench makes its judge (at the back-end's CPU priority, in a thread); not
+        # for pairs with an empty answer alone (was: opened and probed, a judge down failing them)
+        if any(not empty_answer(p) for p in todo):
             judge = open_judge(args.judge, runner, KameConfig().backend.nice, args.judge_timeout)
         for i, p in enumerate(todo, 1):
             key = _key(_k(p))
@@ -400,12 +411,15 @@ def main(args) -> int:
         close_judge(judge, runner)  # (logged, never raised)
         close_runner(runner)
     # (of today's pairs, those judged by this judge with today's answers: a stale one not judged again is left out)
-    records = [r for p in pairs if (r := by_key.get(_k(p))) is not None and r.get("judge") == args.judge
-               and _content(r) == _content(p)]
+    records = [r for p in pairs if (r := by_key.get(_k(p))) is not None
+               and (r.get("judge") == args.judge or decided(r)) and _content(r) == _content(p)]
     text = table(records, mode_a, mode_b) if records else "(no pair judged)"
     n = {o: sum(r["outcome"] == o for r in records) for o in OUTCOMES}
+    unasked = sum(decided(r) for r in records)  # (was: counted as judged)
     notes = [f"kame eval pairwise: A = {name_a}, B = {name_b}; judge {args.judge}, both orders (a win only when "
-             f"both agree, else a tie): {len(records)} pair(s) judged, {n['A']} A wins, {n['B']} B wins, "
+             f"both agree, else a tie): {len(records) - unasked} pair(s) judged"
+             + (f", {unasked} with an empty answer decided without the judge" if unasked else "")
+             + f"; {n['A']} A wins, {n['B']} B wins, "
              f"{n['tie']} ties, {n['unparsed']} unparsed"]
     notes += warnings
     if failed:

@@ -2,11 +2,13 @@
 over for a whole evaluation): ``stop_on_sigterm`` makes SIGTERM end it as Ctrl-C does, wherever it
 comes (the judge, the TTS, whisper, between questions; while a question is played FileAgent takes
 it over and gives it back), as ``Terminated``; main closes what it opened (``settle`` first: the
-tasks the signal cut) and exits TERMINATED_STATUS (143), as kame run does."""
+tasks the signal cut) and exits TERMINATED_STATUS (143), as kame run does. ``held`` defers it
+over a file write (runs/ID.*, results.jsonl), as kame run's sigterm_held does over its files."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 
 class Terminated(KeyboardInterrupt):
@@ -34,6 +36,22 @@ def stop_on_sigterm():
     except ValueError:  # not the main thread
         return lambda: None
     return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def held():
+    """Within the block a SIGTERM is only noted (kame.runtime.interrupt.sigterm_held: a second one
+    quits at once), so the files written in it are written whole; Terminated at its end if one
+    came (was: raised wherever it came, e.g. between a question's two lines of results.jsonl)."""
+    from ..runtime.interrupt import sigterm_held
+
+    sigterm = None
+    try:
+        with sigterm_held() as sigterm:
+            yield
+    finally:
+        if sigterm is not None and sigterm.signal:
+            raise Terminated
 
 
 def settle(runner: asyncio.Runner, cancel: bool = False, tries: int = 10) -> None:
