@@ -1,5 +1,6 @@
 """kame.cli: the command line's own behaviour (the commands are tested in their areas)."""
 
+from kame import cli
 from kame.cli import main
 
 
@@ -23,3 +24,17 @@ def test_help_names_the_environment_variables(capsys):
     for name in ("KAME_AUTH_TOKEN", "KAME_PLUGINS", "KAME_CACHE", "HF_HUB_OFFLINE", "OPENAI_API_KEY",
                  "OPENAI_BASE_URL"):
         assert name in out, name
+
+
+def test_ctrl_c_while_kame_starts_exits_130_without_a_traceback(monkeypatch):
+    # (building the parser imports the command's module, a second or more on a busy machine; a Ctrl-C
+    # then printed a 30-line traceback: the KeyboardInterrupt was outside main's try)
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_build_parser", interrupted)
+    try:
+        status = cli.main(["run", "in.wav", "-o", "out.wav"])
+    except KeyboardInterrupt:  # (caught here: left alone it would stop the whole test run)
+        raise AssertionError("the Ctrl-C went past kame's main (a traceback for the user)") from None
+    assert status == 130

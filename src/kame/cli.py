@@ -99,8 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser, _ = _build_parser(argv)
-    args = parser.parse_args(argv)
+    try:  # (building the parser imports the command's module: a second or more at start-up)
+        parser, _ = _build_parser(argv)
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C while kame starts: exit 130 as later on (was: a 30-line traceback)
+        return 130
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
