@@ -85,3 +85,47 @@ async def test_a_loading_component_is_degraded_and_a_failing_health_is_logged_on
             assert status == 200 and h["backend"] == {"stt": "up", "llm": "up"} and h["frames"] == 0
     said = [r for r in caplog.records if "health() failed" in r.getMessage()]
     assert len(said) == 1 and said[0].levelno == logging.WARNING
+
+
+async def test_a_killed_pocketsphinx_child_is_stt_down_in_health_and_metrics(monkeypatch):
+    """The STT's pocketsphinx child killed (as `kill -KILL` on `kame serve`'s): health says stt
+    "down" (degraded) and kame_component_up{component="stt"} 0 before any utterance, "up" again
+    once the next utterance has restarted it (was: "up" all along)."""
+    import asyncio
+    import os
+    import signal
+
+    import pytest
+
+    pytest.importorskip("pocketsphinx")
+    from kame.backend import childproc
+    from kame.backend.stt import pocketsphinx
+
+    from .test_metrics_endpoint import scrape
+
+    monkeypatch.setattr(childproc, "_shared_stops", [])  # this test's child only, and its own:
+    monkeypatch.setattr(pocketsphinx, "_shared", {})  # killing it touches no other test's
+    stt = pocketsphinx.PocketsphinxSTT()
+    cfg = load_config(None, {"runtime.max_sessions": 2, "runtime.vad": "energy", "backend.stt": "none",
+                             "backend.llm": "none"})
+    agent = TandemAgent(cfg, clock=FakeClock(), frame_models=FakeFrameModel, components={"stt": stt, "llm": StatefulLLM()})
+    app = make_app(agent, ServerConfig(), manage_agent=True)
+    try:
+        async with serving(app) as (url, _), aiohttp.ClientSession() as http:
+            status, h = await _health(http, url)
+            assert status == 200 and h["status"] == "ok" and h["backend"]["stt"] == "up"
+            os.kill(stt.server.proc.pid, signal.SIGKILL)
+            for _ in range(250):  # (a bounded wait for the kill to land)
+                status, h = await _health(http, url)
+                if h["backend"]["stt"] != "up":
+                    break
+                await asyncio.sleep(0.02)
+            assert status == 200 and h["status"] == "degraded" and h["backend"] == {"stt": "down", "llm": "up"}
+            assert (await scrape(http, url))[("kame_component_up", "stt")] == 0
+            rec = await asyncio.to_thread(pocketsphinx.PocketsphinxRecognizer, stt.server)  # the next utterance
+            status, h = await _health(http, url)
+            assert status == 200 and h["status"] == "ok" and h["backend"]["stt"] == "up"
+            assert (await scrape(http, url))[("kame_component_up", "stt")] == 1
+            rec.close()
+    finally:
+        stt.server.close()

@@ -121,6 +121,12 @@ class EmbeddedSTT(SegmentedSTT):
         # Its decoders run in a child process (see pocketsphinx.py: its binding holds the GIL)
         self.ps_server = shared_process(self.nice, fwdflat=False)  # fails now if the model is missing
 
+    @property
+    def state(self) -> str:
+        """Its pocketsphinx child's state, for the agents' health() (DecoderProcess.state: "down"
+        from the child's death until the next utterance restarts it; whisper runs in-process)."""
+        return self.ps_server.state
+
     def new_recognizer(self) -> Recognizer:
         return HybridRecognizer(self)
 

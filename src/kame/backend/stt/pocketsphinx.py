@@ -17,7 +17,9 @@ A stream stopped by its consumer (its session closed) gives up waiting for the c
 (streaming.stream_stop_event): under CPU overload the closed sessions' threads do not queue
 behind the live ones.
 If the child dies (or does not answer for 30 s), the call raises BackendError (the STT's
-stream ends with it) and the next utterance starts a new child (logged). As with every
+stream ends with it) and the next utterance starts a new child (logged). A watcher thread reaps
+a dead child at once (no zombie until the next utterance), and ``state`` (the STT's, for the
+agents' health) says "down" from its death until the next utterance's child runs. As with every
 multiprocessing "spawn" child, a script that creates this STT must do so under
 ``if __name__ == "__main__":`` (the child re-imports the script).
 
@@ -35,6 +37,7 @@ import ctypes
 import ctypes.util
 import itertools
 import logging
+import multiprocessing.connection
 import re
 import threading
 import time
@@ -185,6 +188,9 @@ class DecoderProcess:
         self.released = False  # close() stopped it on purpose; the next agent (ensure_started) or utterance starts it
         self._ids = itertools.count(1)
         self._lock = threading.Lock()  # one message (or request + reply) on the pipe at a time
+        # one waitpid at a time (the watcher's, _died's, close's, state's, the liveness checks'): a
+        # second one racing it would find no child (ECHILD) and take the dead child for alive
+        self._reaping = threading.Lock()
         # utterances whose recognizer was dropped before its final: a weakref finalizer (which
         # the garbage collector may run in any thread, even one holding _lock) only queues
         # them here; the next message sends their "drop"
@@ -199,13 +205,45 @@ class DecoderProcess:
                 self._start()
                 self.released = False
 
+    @property
+    def state(self) -> str:
+        """For the agents' health(): "up" while the child runs, "down" once it has died (until
+        the next utterance's restart runs it), "stopped" when close() stopped it on purpose (the
+        next agent or utterance starts it). Never waits (a health probe reads it on the event
+        loop): while the child is being reaped or stopped it is "down"."""
+        proc, released = self.proc, self.released
+        if proc is None:
+            return "stopped" if released else "down"
+        if not self._reaping.acquire(blocking=False):  # being reaped or stopped: not running
+            return "down"
+        try:
+            return "up" if proc.is_alive() else "down"
+        finally:
+            self._reaping.release()
+
+    def _alive(self) -> bool:
+        with self._reaping:
+            return self.proc is not None and self.proc.is_alive()
+
     def _start(self) -> None:
         self.proc, self.conn = start_child(_child_main, (self.options, self.nice, self.max_idle),
                                            name="kame-pocketsphinx", what="the pocketsphinx child process")
         self.generation += 1
+        threading.Thread(target=self._watch, args=(self.proc,), name="kame-pocketsphinx-reaper", daemon=True).start()
+
+    def _watch(self, proc) -> None:
+        """(The watcher thread of one child) reap it as soon as it exits: a killed child must not
+        stay a zombie until the next utterance notices it (its exit code stays readable)."""
+        try:
+            multiprocessing.connection.wait([proc.sentinel])
+            with self._reaping:
+                proc.join(1)
+        except (OSError, ValueError):  # (closed meanwhile: reaped by whoever closed it)
+            pass
 
     def _died(self, why: str = "died", *, hung: bool = False) -> BackendError:
-        code = reap_child(self.proc, self.conn, hung=hung)
+        with self._reaping:
+            code = reap_child(self.proc, self.conn, hung=hung)
         self.proc = self.conn = None
         log.error("the pocketsphinx child process %s (exit code %s); the next utterance restarts it", why, code)
         return BackendError(f"the pocketsphinx child process {why} (exit code {code})")
@@ -232,7 +270,7 @@ class DecoderProcess:
         """Start an utterance -> its handle (generation, id); (re)starts the child if needed.
         ``stop``: the calling stream's stop event (see _locked), for this method and the others."""
         with self._locked(stop):
-            if self.proc is None or not self.proc.is_alive():
+            if not self._alive():
                 if self.proc is not None:
                     self._died()
                 if self.released:  # closed on purpose (release_children): not a failure
@@ -277,7 +315,7 @@ class DecoderProcess:
             try:
                 while not self.conn.poll(POLL_S):
                     waited += POLL_S
-                    if not self.proc.is_alive():
+                    if not self._alive():
                         raise self._died()
                     if waited >= REPLY_TIMEOUT_S:
                         raise self._died(f"did not answer for {REPLY_TIMEOUT_S:.0f} s", hung=True)
@@ -294,7 +332,8 @@ class DecoderProcess:
         whether one ran."""
         with self._lock:
             proc = self.proc
-            stop_child(self.proc, self.conn)
+            with self._reaping:
+                stop_child(self.proc, self.conn)
             self.proc = self.conn = None
             self.released = True
         return proc is not None
@@ -350,6 +389,11 @@ class PocketsphinxSTT(SegmentedSTT):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.server = shared_process(self.nice)  # fails now (not mid-stream) if the model is missing
+
+    @property
+    def state(self) -> str:
+        """Its child's state, for the agents' health() (DecoderProcess.state)."""
+        return self.server.state
 
     def new_recognizer(self) -> Recognizer:
         return PocketsphinxRecognizer(self.server)
