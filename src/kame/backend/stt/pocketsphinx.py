@@ -174,6 +174,17 @@ def _child_main(conn, options: dict, nice: int, max_idle: int = MAX_IDLE_DECODER
 
 
 # --- the parent side ---
+def _running(proc) -> bool:
+    """Whether child ``proc`` still runs: its sentinel is not readable yet (it is once the child
+    has exited, whoever reaps it). Never blocks, takes no lock, calls no waitpid (a health probe
+    reads it on the event loop, and a reaper racing a waitpid makes it see ECHILD: a dead child
+    taken for alive)."""
+    try:
+        return not multiprocessing.connection.wait([proc.sentinel], 0)
+    except (OSError, ValueError):  # (its handle closed: it was stopped)
+        return False
+
+
 class DecoderProcess:
     """A child process with pocketsphinx decoders built with ``options`` (see _load_decoder),
     running ``nice`` steps below normal CPU priority; its methods may be called from any thread.
@@ -188,8 +199,9 @@ class DecoderProcess:
         self.released = False  # close() stopped it on purpose; the next agent (ensure_started) or utterance starts it
         self._ids = itertools.count(1)
         self._lock = threading.Lock()  # one message (or request + reply) on the pipe at a time
-        # one waitpid at a time (the watcher's, _died's, close's, state's, the liveness checks'): a
-        # second one racing it would find no child (ECHILD) and take the dead child for alive
+        # the reaping joins take turns (the watcher's, _died's, close's); whether the child runs is
+        # read from its sentinel instead (_running: no waitpid, which a racing reaper makes see ECHILD
+        # and take a dead child for alive, and no lock, which a health probe would find held)
         self._reaping = threading.Lock()
         # utterances whose recognizer was dropped before its final: a weakref finalizer (which
         # the garbage collector may run in any thread, even one holding _lock) only queues
@@ -210,20 +222,15 @@ class DecoderProcess:
         """For the agents' health(): "up" while the child runs, "down" once it has died (until
         the next utterance's restart runs it), "stopped" when close() stopped it on purpose (the
         next agent or utterance starts it). Never waits (a health probe reads it on the event
-        loop): while the child is being reaped or stopped it is "down"."""
+        loop): read from the child's sentinel (_running), not a lock or a waitpid."""
         proc, released = self.proc, self.released
         if proc is None:
             return "stopped" if released else "down"
-        if not self._reaping.acquire(blocking=False):  # being reaped or stopped: not running
-            return "down"
-        try:
-            return "up" if proc.is_alive() else "down"
-        finally:
-            self._reaping.release()
+        return "up" if _running(proc) else "down"
 
     def _alive(self) -> bool:
-        with self._reaping:
-            return self.proc is not None and self.proc.is_alive()
+        proc = self.proc
+        return proc is not None and _running(proc)
 
     def _start(self) -> None:
         self.proc, self.conn = start_child(_child_main, (self.options, self.nice, self.max_idle),
