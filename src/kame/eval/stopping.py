@@ -28,14 +28,11 @@ def stop_on_sigterm():
     def stopped(signum, frame) -> None:
         raise Terminated
 
-    previous = signal.getsignal(signal.SIGTERM)
-    if previous is signal.SIG_IGN or previous is None:  # (None: a handler installed outside Python)
-        return lambda: None
-    try:
-        signal.signal(signal.SIGTERM, stopped)
-    except ValueError:  # not the main thread
-        return lambda: None
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    from ..runtime.interrupt import handling
+
+    handlers = contextlib.ExitStack()
+    handlers.enter_context(handling(signal.SIGTERM, stopped))
+    return handlers.close
 
 
 @contextlib.contextmanager

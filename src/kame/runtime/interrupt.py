@@ -97,21 +97,34 @@ async def first_ctrl_c(what: str, *, sigterm: bool = False):
             held.again = True
         loop.call_soon_threadsafe(announce, signal.Signals(signum).name)
 
-    installed = {}
-    for sig in (signal.SIGINT, signal.SIGTERM) if sigterm else (signal.SIGINT,):
-        previous = signal.getsignal(sig)
-        if previous is signal.SIG_IGN or previous is None:  # (inside asyncio.run: the Runner's own SIGINT
-            # handler, restored after; None: a handler set outside Python, which signal.signal cannot restore)
-            continue
-        try:
-            signal.signal(sig, interrupted)
-            installed[sig] = previous
-        except ValueError:  # not the main thread
-            break
-    try:
+    installed = {}  # signal -> the handler it had
+    with contextlib.ExitStack() as handlers:
+        for sig in (signal.SIGINT, signal.SIGTERM) if sigterm else (signal.SIGINT,):
+            previous = handlers.enter_context(handling(sig, interrupted))
+            if previous is not None:
+                installed[sig] = previous
         yield stop
+
+
+@contextlib.contextmanager
+def handling(sig: int, handler):
+    """``handler`` for signal ``sig`` within the block, the previous one restored at its end;
+    yields that previous handler, or None where none was installed: the signal is ignored (``cmd &``
+    in a script ignores SIGINT), handled outside Python (getsignal's None: signal.signal could not
+    restore it), or this is not the main thread. (first_ctrl_c's, sigterm_held's and kame eval
+    mtbench's handlers: kame.eval.stopping.)"""
+    previous = signal.getsignal(sig)
+    installed = False
+    if previous is not signal.SIG_IGN and previous is not None:
+        try:
+            signal.signal(sig, handler)
+            installed = True
+        except ValueError:  # not the main thread
+            pass
+    try:
+        yield previous if installed else None
     finally:
-        for sig, previous in installed.items():
+        if installed:
             signal.signal(sig, previous)
 
 
@@ -154,19 +167,8 @@ def sigterm_held():
         held.signal = signal.Signals(signum).name
 
     noted.held = held  # (first_ctrl_c sets .again through it)
-    previous = signal.getsignal(signal.SIGTERM)
-    installed = False
-    if previous is not signal.SIG_IGN and previous is not None:  # (None: set outside Python, cannot be restored)
-        try:
-            signal.signal(signal.SIGTERM, noted)
-            installed = True
-        except ValueError:  # not the main thread
-            pass
-    try:
+    with handling(signal.SIGTERM, noted):
         yield held
-    finally:
-        if installed:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def run_to_end(main, leave_after: float = LEAVE_AFTER_S):
