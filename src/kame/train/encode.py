@@ -11,7 +11,7 @@ encoded at the machine's width once, and every later run reads the cache. A dial
 codes.npz this codec (fingerprint, codebook count) made from its audio.wav is skipped; one made by
 another codec or from other audio is encoded again. ``--codebooks``: what the front-end reads
 and generates (``max(n_user_q, dep_q)``: 8 for Moshi and KAME), default the codec's own; `kame
-train` re-encodes a cache with another count. ``--jobs``: default the CPUs this process may use.
+train` re-encodes a cache with another count. ``--jobs``: default the CPUs this process may use, at most 8.
 A dialogue that fails (its audio, or a broken dialogue.json beside a codes.npz) is reported and
 the others go on (exit code 1). A worker process that dies (out of memory) stops the command
 with an error; the codes written by then stay, so running it again goes on from there.
