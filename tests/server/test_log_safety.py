@@ -17,7 +17,8 @@ from kame.server import ops
 from kame.server.app import ServerConfig, make_app
 from kame.server.client import chat_url
 from kame.server.echo import EchoAgent
-from kame.server.logsafe import clean, redact
+from kame.server.httplog import RedactQueries
+from kame.server.logsafe import TOO_LONG, clean, redact
 
 FORGED = "2026-12-05 10:00:00,000 WARNING kame.server: session echo99 opened: client 10.6.6.6"
 
@@ -100,6 +101,36 @@ async def test_a_malformed_requests_secret_headers_are_not_logged(caplog):
             assert b" 400 " in await _raw(port, b"GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\n" + header + b"\r\n\r\n")
     bad = [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"]
     assert len(bad) == 3 and all("malformed request (HTTP 400)" in m and ": …" in m for m in bad), bad
+    assert "s3cr3t" not in caplog.text
+
+
+def test_redact_drops_the_quote_of_a_line_too_long():
+    """aiohttp quotes the first 100 bytes of a header too long to read, its value alone at times:
+    none of it is kept (there is no name to tell a secret by), however it is quoted."""
+    from aiohttp.http_exceptions import LineTooLong
+
+    for quoted in (b"Bearer s3cr3t" + b"a" * 90 + b"...", bytearray(b"sid=s3cr3t'\"x"), "s3cr3t", b"X-Api-Key: s3cr3t"):
+        got = redact(str(LineTooLong(quoted, 8190).message))
+        assert got == "Got more than 8190 bytes when reading " + TOO_LONG, got
+        assert redact(got + " (and 2 more)") == got + " (and 2 more)"  # (what follows the quote stays)
+    exc = LineTooLong(b"s3cr3t", 8190)
+    exc.message = "too long: s3cr3t"  # (another aiohttp's wording: the type decides, not the text)
+    record = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "Error handling request", (),
+                               (type(exc), exc, None))
+    assert RedactQueries().filter(record) and "s3cr3t" not in record.getMessage() and "8190" in record.getMessage()
+
+
+async def test_a_secret_header_too_long_to_read_is_not_logged(caplog):
+    """QA fuzz #3: `Authorization: Bearer SECRET…` of 9 KB got 400 and the WARNING `Got more than
+    8190 bytes when reading: b'Bearer SECRET...` (the value without its header's name: not cut)."""
+    caplog.set_level(logging.DEBUG)
+    async with kame_server() as port:
+        for header in (b"Authorization: Bearer ", b"Cookie: kame=", b"X-Api-Key: "):
+            request = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + header + b"s3cr3t" + b"a" * 9000 + b"\r\n\r\n"
+            assert b" 400 " in await _raw(port, request)
+    bad = [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(bad) == 3 and all("Got more than 8190 bytes when reading a request line or header (not logged" in m
+                                 for m in bad), bad
     assert "s3cr3t" not in caplog.text
 
 

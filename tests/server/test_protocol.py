@@ -131,6 +131,74 @@ def test_opus_decoder_bounds_audio_per_message():
         dec.decode(P.OpusEncoder().encode(tone(10.08)))
 
 
+def _page(lacing: list[int], payload: bytes, seq: int, flags: int = 0) -> bytes:
+    """One Ogg page (serial 9) with its checksum."""
+    import struct
+
+    page = b"OggS" + bytes([0, flags]) + struct.pack("<qIII", -1, 9, seq, 0) + bytes([len(lacing)] + lacing) + payload
+    return page[:22] + struct.pack("<I", P.ogg_crc(page)) + page[26:]
+
+
+def test_an_ogg_packet_that_never_ends_is_bad_audio_and_its_bytes_are_dropped():
+    """QA fuzz #1: a packet begun, then only pages going on with it (they hold no packet start, so
+    0 s of audio and nothing charged): was buffered by sphn's reader without bound (+108 MB for
+    1500 messages, no error). Past RFC 7845's 61,440 bytes it is bad_audio and the reader is new."""
+    dec = P.OpusDecoder()
+    dec.decode(P.OpusEncoder().encode(tone(0.08)))  # a stream under way
+    seg = [255] * 40  # 10,200 bytes a page, each ending in 255: the packet goes on
+    msgs = [_page(seg, bytes([0xFC]) + bytes(len(seg) * 255 - 1), 10)]
+    msgs += [_page(seg, bytes(len(seg) * 255), 11 + i, flags=1) for i in range(7)]
+    for m in msgs[:6]:  # 61,200 bytes: a packet can still be that long
+        assert len(dec.decode(m)) == 0
+    reader = dec._reader
+    with pytest.raises(P.ProtocolError, match=r"goes on past 61440 bytes .*decoder reset") as e:
+        dec.decode(msgs[6])
+    assert e.value.code == "bad_audio"
+    assert dec._reader is not reader and dec._open == 0  # (what the old reader held is gone with it)
+    with pytest.raises(P.ProtocolError, match="61440"):  # one page over the bound at once, too
+        dec.decode(_page([255] * 255, bytes(255 * 255), 30, flags=1))
+    assert abs(peak_hz(dec.decode(P.OpusEncoder().encode(tone(0.32, 500)))) - 500) < 40  # the stream goes on
+
+
+def test_an_empty_opus_packet_is_bad_audio_not_seconds_of_concealment():
+    """QA fuzz #2: a 28-byte page holding a 0-byte packet was charged 120 ms and decoded (sphn's
+    packet-loss concealment) to 5 s: 40 x the audio budget. A 0-byte packet is bad_audio, before
+    decoding where the page shows it, else (a page going on with a packet none began) as decoded."""
+    with pytest.raises(P.ProtocolError, match=r"empty \(0-byte\) Opus packet") as e:
+        P.ogg_pages(_page([0], b"", 3))
+    assert e.value.code == "bad_audio"
+    with pytest.raises(P.ProtocolError, match="empty"):  # after a packet that ended in the page
+        P.ogg_pages(_page([1, 0], b"\xfc", 3))
+    dec = P.OpusDecoder()
+    assert len(dec.decode(P.OpusEncoder().encode(tone(0.08)))) == 1920
+    flagged = _page([0], b"", 4, flags=1)  # (a packet of 255 x k bytes may end so: not refused unread)
+    assert P.check_ogg_pages(flagged) == 0
+    with pytest.raises(P.ProtocolError, match=r"empty \(0-byte\) Opus packet.*decoder reset") as e:
+        dec.decode(flagged)  # (was: 120000 samples of made-up audio, charged none)
+    assert e.value.code == "bad_audio"
+
+
+def test_a_message_never_decodes_to_more_audio_than_it_was_charged():
+    """The budget's rule (docs/protocol.md, flow control): what sphn returns for a message is cut
+    to its packets' TOC durations, plus the charge of a packet an earlier message began."""
+
+    class Reader:  # sphn's reader, returning as many samples as it is told
+        def __init__(self, *sizes):
+            self.sizes = list(sizes)
+
+        def append_bytes(self, page):
+            return np.full(self.sizes.pop(0), 0.1, np.float32)
+
+    msgs = list(P.OpusEncoder().frames(tone(0.32)))  # 80 ms each, in two pages of 40 ms
+    dec = P.OpusDecoder()
+    dec._reader = Reader(120000, 0)  # (what an empty packet made: 5 s)
+    assert len(dec.decode(msgs[1])) == 1920
+    dec._reader = Reader(0, 0)  # a packet begun here, ended in the next message
+    assert len(dec.decode(msgs[2])) == 0
+    dec._reader = Reader(3840, 120000)
+    assert len(dec.decode(msgs[3])) == 3840  # its own 80 ms and the 80 ms owed, no more
+
+
 @pytest.mark.parametrize("toc, second, ms", [
     (0b00000_0_00, None, 10), (0b00011_0_00, None, 60),  # SILK NB 10 ms, 60 ms; one frame
     (0b01101_0_01, None, 40),  # hybrid 20 ms, two frames (code 1)

@@ -388,3 +388,55 @@ def test_a_hybrid_tandems_structured_reply_counts_as_a_reply_to_the_last_speech(
     assert replied_last([vad, routed])  # (was: only "turn" metadata counted)
     assert not replied_last([vad, {"type": "route", "route": "frontend", "t": 2.0}])
     assert not replied_last([routed, {**vad, "t": 3.0}])  # (one before the user spoke again)
+
+
+class _ClosingWs:
+    """aiohttp's WebSocketResponse as a too-large message arrives: receive() closes the socket itself
+    (1009: closed, close frame sent, its drain waiting for a client that is busy sending) and returns
+    an ERROR once ``drained`` is set; a send meanwhile fails as aiohttp's does."""
+
+    def __init__(self):
+        self.closed, self.close_code = False, None
+        self.drained, self.send_failed = asyncio.Event(), asyncio.Event()
+
+    async def receive(self):
+        from aiohttp.http_websocket import WebSocketError
+
+        self.closed, self.close_code = True, aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+        await self.drained.wait()
+        self.close_code = aiohttp.WSCloseCode.ABNORMAL_CLOSURE  # (aiohttp's close, the client's close frame unread)
+        return SimpleNamespace(type=aiohttp.WSMsgType.ERROR,
+                               data=WebSocketError(aiohttp.WSCloseCode.MESSAGE_TOO_BIG, "Message size 5001 exceeds limit 2000"))
+
+    async def send_bytes(self, data):
+        self.send_failed.set()
+        raise ConnectionResetError("Cannot write to closing transport")
+
+
+@pytest.mark.parametrize("reader_returns", [True, False])
+async def test_a_send_failing_while_the_server_closes_for_a_too_large_message_is_not_a_lost_connection(
+        monkeypatch, reader_returns):
+    """QA fuzz #4: a 10 MB message was at times logged and counted as `lost` ("Cannot write to
+    closing transport": the writer failed while aiohttp closed the socket with 1009, before the
+    reader returned). It is the server's close: its code (and reason, when the reader says it)."""
+    from kame.runtime.clock import MonotonicClock
+    from kame.server import connection, ops
+    from kame.server.connection import Connection
+
+    from .conftest import FloodSession
+
+    monkeypatch.setattr(connection, "CLOSE_WAIT_S", 0.2)  # (aiohttp's close, for a client that never reads)
+    ws = _ClosingWs()
+    server = SimpleNamespace(cfg=ServerConfig(), clock=MonotonicClock())
+    conn = Connection(server, ws, FloodSession("big1", lambda: AgentText("x", 0.0), 0.01), pcm_out=True)
+    run = asyncio.create_task(conn.run())
+    await asyncio.wait_for(ws.send_failed.wait(), 5)  # the writer failed first ...
+    if reader_returns:
+        for _ in range(20):
+            await asyncio.sleep(0)
+        ws.drained.set()  # ... then aiohttp's close returns and the reader says why
+    await asyncio.wait_for(run, 10)
+    ws.drained.set()
+    assert conn.lost is None and ops.closed_how(conn) == "error"  # (was: "lost")
+    said = "Message size 5001 exceeds limit 2000" if reader_returns else "closed for the client's message (1009)"
+    assert ops.ending(conn) == f"closed by the server (1009 {said})"

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kame.server")
 
+CLOSE_WAIT_S = 3.0  # aiohttp's own close (app.py: the WebSocketResponse's timeout of 2 s, its drain)
+
 
 class Connection:
     """One WebSocket client bound to one agent Session."""
@@ -93,9 +95,8 @@ class Connection:
                     if isinstance(exc, SlowClient):
                         log.warning("connection %s closed: %s", self.session.id, exc)
                         self.close_code, self.close_reason = WSCloseCode.POLICY_VIOLATION, str(exc)
-                    elif isinstance(exc, ConnectionError):  # the client went away mid-send
-                        log.info("connection %s lost: %s", self.session.id, exc)
-                        self.lost = str(exc) or type(exc).__name__
+                    elif isinstance(exc, ConnectionError):  # the client went away mid-send (or the server's
+                        await self._send_failed(exc, reader)  # close is under way)
                     else:
                         log.error("connection %s failed: %r", self.session.id, exc, exc_info=exc)
                         try:
@@ -127,6 +128,25 @@ class Connection:
                 await guard.close_ws(self.ws, self.transport, self.close_code, reason)  # (not read: TCP dropped)
             else:  # (closed by aiohttp, e.g. 1009: what it sent may be unread)
                 guard.drop_unsent(self.transport)
+
+    async def _send_failed(self, exc: ConnectionError, reader: asyncio.Task) -> None:
+        """A send failed: the connection is lost, unless the server had closed it (a slow client,
+        an error...: its reason stays) or aiohttp is closing it for the client's message (1009 for
+        one too large, 1002, 1007: the transport is closing while receive() closes it; was counted
+        as lost): then the reader says why as receive() returns, within the time aiohttp's close
+        takes (else the code alone)."""
+        code = getattr(self.ws, "close_code", None)
+        if (self.close_code == WSCloseCode.OK and self.ended_by is None and self.ws.closed and not self.client_closed
+                and code not in (None, WSCloseCode.OK, WSCloseCode.ABNORMAL_CLOSURE)):  # (1000, 1006: a client gone)
+            await asyncio.wait([reader], timeout=CLOSE_WAIT_S)
+            if self.close_code == WSCloseCode.OK and not self.client_closed:  # (its close waits on a client not reading)
+                self.close_code, self.close_reason = code, f"closed for the client's message ({int(code)})"
+                log.warning("connection %s closed (%s): %s", self.session.id, self.close_code, self.close_reason)
+        if self.close_code != WSCloseCode.OK or self.ended_by is not None:
+            log.debug("connection %s: a send failed after the server's close: %s", self.session.id, exc)
+            return
+        log.info("connection %s lost: %s", self.session.id, exc)
+        self.lost = str(exc) or type(exc).__name__
 
     async def _end_session(self) -> None:
         """The client closed: stop reading the session's outputs first (nobody reads what it would

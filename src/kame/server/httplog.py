@@ -9,9 +9,9 @@ import logging
 import sys
 import time
 
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
-from .logsafe import clean, redact
+from .logsafe import TOO_LONG, clean, redact
 
 MALFORMED_BURST = 5  # malformed requests said at WARNING in a row ...
 MALFORMED_EVERY_S = 12.0  # ... then one per this many seconds (the others at DEBUG, counted)
@@ -22,14 +22,17 @@ class RedactQueries(logging.Filter):
     character in the URL) at ERROR with a traceback whose message quotes the raw request line or
     header, ``?token=SECRET`` or ``Authorization: Bearer SECRET`` included. Such a request is the
     client's fault: it becomes one line (at WARNING, or the lower level HttpLog gave it) without
-    the traceback, secret header values cut and control characters escaped; in every line a query
-    string is cut to ``?…``."""
+    the traceback, secret header values cut and control characters escaped (of a line or header
+    too long to read, LineTooLong, only its length is said: aiohttp quotes a header's value
+    without its name); in every line a query string is cut to ``?…``."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError):
             lines = [redact(x.strip()) for x in str(exc.message).splitlines()]  # (per line: a header's ends it)
             said = " ".join(x for x in lines if x and set(x) != {"^"})  # (no caret lines)
+            if isinstance(exc, LineTooLong) and len(exc.args) > 1:  # (args: line, limit, size; its quote may be a
+                said = f"Got more than {clean(exc.args[1])} bytes when reading {TOO_LONG}"  # header's value alone)
             more = getattr(record, "kame_suppressed", 0)
             record.msg = clean(redact(f"{record.getMessage()}: malformed request (HTTP {exc.code}): {said}"
                                       + (f" (and {more} more since the last of these warnings, at DEBUG)"

@@ -2,7 +2,7 @@
 client's newline must not start a line that looks like the server's own), secrets cut (query
 strings, which may carry ?token=; the values of Authorization, Proxy-Authorization, Cookie and
 headers named like a key, token or secret, that aiohttp quotes when it rejects a malformed
-request).
+request; all of a line or header it quotes as too long to read).
 
     log.info("closed by the client (%s)", clean(reason))
 """
@@ -37,6 +37,14 @@ _SECRET_HEADER = re.compile(r"\b((?:proxy-)?authorization|cookie|[\w-]*(?:api-?k
                             r".*?(?=['\"]?\)?\.?$)", re.I | re.M)
 
 
+# aiohttp's LineTooLong, "Got more than 8190 bytes when reading: b'<the first 100 bytes>...'.":
+# the bytes may be a header's value alone (no name to tell a secret by): all cut, to the end of
+# the line (the quote may itself hold quotes), the length said
+_TOO_LONG = re.compile(r"(Got more than \S+ bytes(?: \([^)]*\))? when reading):? *(?:bytearray\()?b?['\"].*$", re.M)
+TOO_LONG = "a request line or header (not logged: it may be a secret header's value)"
+
+
 def redact(text: str) -> str:
-    """Query strings cut to ``?…``, secret header values to ``…``."""
-    return _SECRET_HEADER.sub(r"\1: …", _QUERY.sub("?…", text))
+    """Query strings cut to ``?…``, secret header values to ``…``, the quote of a request line
+    or header too long to read (it may be a secret's value, without its header's name) dropped."""
+    return _SECRET_HEADER.sub(r"\1: …", _QUERY.sub("?…", _TOO_LONG.sub(r"\1 " + TOO_LONG, text)))

@@ -185,14 +185,21 @@ def ogg_crc(page: bytes) -> int:
 
 
 _MAX_PACKET_48K = 5760  # 120 ms, the longest Opus packet (RFC 6716 section 3.2.5)
+# The longest Ogg packet the decoder is given (its bytes spread over any number of pages):
+# RFC 7845 section 6, "demuxers SHOULD treat audio data packets as invalid ... if they are
+# larger than 61,440 bytes per Opus stream" (120 ms of 2.5 ms frames of at most 1275 bytes,
+# RFC 6716 section 3.2.1, is 61,200; the rest would be padding). A packet that has not ended
+# within it is bad_audio: sphn's reader would buffer it without bound (it holds no samples).
+MAX_PACKET_BYTES = 61440
 
 
 def opus_packet_samples(packet: bytes) -> int:
     """Samples (at 48 kHz) one Opus packet decodes to, from its TOC byte (RFC 6716 section
     3.1): the frame size of its configuration times its frame count; 120 ms (the most a packet
-    holds) when the count byte is missing."""
+    holds) when the count byte is missing. (An empty packet is packet loss to Opus: ``ogg_pages``
+    refuses it; it is counted as the longest packet here.)"""
     if not packet:
-        return _MAX_PACKET_48K  # a lost packet: the decoder may conceal it
+        return _MAX_PACKET_48K
     config, code = packet[0] >> 3, packet[0] & 3
     if config < 12:  # SILK: 10, 20, 40, 60 ms
         frame = (480, 960, 1920, 2880)[config % 4]
@@ -205,11 +212,16 @@ def opus_packet_samples(packet: bytes) -> int:
     return frame * (1 if code == 0 else 2)
 
 
+_EMPTY_PACKET = ("{where} holds an empty (0-byte) Opus packet: Opus takes it for a lost packet and would make up "
+                 "audio for it; dropped (send only the packets an encoder gives)")
+
+
 def ogg_pages(data: bytes) -> list[tuple[bytes, int]]:
     """Split ``data`` into its Ogg pages, checking that it is a whole number of complete pages
-    with good checksums (else ProtocolError "bad_audio"): [(page, samples at 48 kHz that the
-    packets starting in it hold, by their TOC bytes; the OpusHead/OpusTags headers hold none)].
-    (Each 0x01 message carries whole pages, as sphn and the Moshi web client send them.)"""
+    with good checksums and no empty packet (else ProtocolError "bad_audio"): [(page, samples at
+    48 kHz that the packets starting in it hold, by their TOC bytes; the OpusHead/OpusTags
+    headers hold none)]. (Each 0x01 message carries whole pages, as sphn and the Moshi web
+    client send them.)"""
     pages, pos = [], 0
     while pos < len(data):
         if len(data) - pos < 27 or data[pos : pos + 4] != b"OggS" or data[pos + 4] != 0:
@@ -224,6 +236,11 @@ def ogg_pages(data: bytes) -> list[tuple[bytes, int]]:
         page = data[pos : pos + size]
         if ogg_crc(page) != struct.unpack_from("<I", page, 22)[0]:
             raise ProtocolError("bad_audio", f"Ogg page at byte {pos} fails its checksum (corrupt data)")
+        opening = not page[5] & 1  # (flag 0x01: the first segment goes on with the previous page's packet)
+        for v in lacing:
+            if opening and v == 0:
+                raise ProtocolError("bad_audio", _EMPTY_PACKET.format(where=f"the Ogg page at byte {pos}"))
+            opening = v < 255  # (a value under 255 ends a packet: the next segment starts one)
         at = 27 + nseg
         # flag 0x01: the page goes on with the previous page's packet; a page of no segments has none
         starts = [] if page[5] & 1 or not nseg else [at]
@@ -249,11 +266,17 @@ def check_ogg_pages(data: bytes) -> int:
 
 class OpusDecoder:
     """Incremental Ogg/Opus -> float32 PCM. Corrupt data raises ProtocolError("bad_audio") and
-    resets the stream (a fresh reader accepts pages from the middle of a stream)."""
+    resets the stream (a fresh reader accepts pages from the middle of a stream).
+
+    The packet left open between messages (sphn's reader buffers it) is at most MAX_PACKET_BYTES,
+    and a message decodes to no more than its packets were charged for (their TOC durations,
+    ``held``; the server's budget), plus what an earlier message was charged for a packet it only
+    began: sphn conceals an empty packet (e.g. a page flagged as going on with a packet none
+    began) with up to 5 s of made-up audio that no TOC byte says."""
 
     def __init__(self, max_samples_per_message: int = MAX_MESSAGE_SAMPLES) -> None:
         self.max_samples = max_samples_per_message
-        self._reader = sphn.OpusStreamReader(SAMPLE_RATE)
+        self._reset()
 
     def decode(self, data: bytes, pages: list[tuple[bytes, int]] | None = None) -> np.ndarray:
         """``pages``: ``ogg_pages(data)`` when the caller has them already, checked with ``held``
@@ -263,24 +286,45 @@ class OpusDecoder:
         if pages is None:
             pages = ogg_pages(data)
             self.held(pages)  # (past 10 s: audio_too_long, before decoding)
+        out = []
         try:  # page by page: sphn's reader fails on more than ~5 s in one call
-            pcm = np.concatenate([np.asarray(self._reader.append_bytes(page), np.float32).reshape(-1)
-                                  for page, _ in pages])
+            for page, _ in pages:
+                self._follow_packets(page)  # (before sphn buffers the page)
+                out.append(np.asarray(self._reader.append_bytes(page), np.float32).reshape(-1))
+        except ProtocolError:
+            self._reset()
+            raise
         except Exception as exc:  # sphn raises ValueError on a bad capture pattern etc.
             self._reset()
             raise ProtocolError("bad_audio", f"corrupt Ogg/Opus data ({exc}); decoder reset") from None
-        if len(pcm) > self.max_samples:
-            raise ProtocolError(
-                "audio_too_long",
-                f"one message decoded to {len(pcm) / SAMPLE_RATE:.1f} s of audio "
-                f"(max {self.max_samples / SAMPLE_RATE:.1f} s); dropped",
-            )
+        pcm = np.concatenate(out) if out else np.zeros(0, np.float32)
+        # never more audio than the packets were charged for (the budget's rule): a packet begun in
+        # an earlier message is charged there, so that message's unspent charge (up to one packet)
+        # is carried on
+        allowed = self._owed + sum(n for _, n in pages) * SAMPLE_RATE // 48000
+        pcm = pcm[:allowed]
+        self._owed = min(allowed - len(pcm), _MAX_PACKET_48K * SAMPLE_RATE // 48000)
         problem = peak_problem(pcm)  # pages that pass their checksums but hold corrupt packets
         if problem is not None:
             self._reset()
             raise ProtocolError("bad_audio", f"corrupt Ogg/Opus data (decoded: {problem.split(',')[0]}); "
                                              f"dropped, decoder reset")
         return pcm
+
+    def _follow_packets(self, page: bytes) -> None:
+        """Follows the packet boundaries of the pages given to sphn's reader (the bytes of the
+        packet left open, whatever the pages' flags say: all that the reader may hold); bad_audio
+        for an empty packet, or a packet over MAX_PACKET_BYTES (decode resets the decoder)."""
+        for v in page[27 : 27 + page[26]]:
+            if v == 0 and not self._open:  # (also a page flagged as going on with a packet none began)
+                raise ProtocolError("bad_audio", _EMPTY_PACKET.format(where="an Ogg page") + ", decoder reset")
+            self._open += v
+            if self._open > MAX_PACKET_BYTES:
+                raise ProtocolError("bad_audio", f"an Ogg packet goes on past {MAX_PACKET_BYTES} bytes (the most an "
+                                                 "Opus packet holds, RFC 7845 section 6) without ending; "
+                                                 "dropped, decoder reset")
+            if v < 255:
+                self._open = 0
 
     def held(self, pages: list[tuple[bytes, int]]) -> int:
         """The samples (24 kHz) ``pages`` hold by their packets' durations, before decoding;
@@ -295,7 +339,10 @@ class OpusDecoder:
         return held
 
     def _reset(self) -> None:
+        """A new stream: sphn's reader with what it buffered dropped (a new reader), nothing owed."""
         self._reader = sphn.OpusStreamReader(SAMPLE_RATE)
+        self._open = 0  # bytes of the packet open at the end of the pages given to the reader
+        self._owed = 0  # samples (24 kHz) charged for a packet the reader has not ended yet
 
 
 class OpusEncoder:
