@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from fractions import Fraction
 from math import gcd
 from pathlib import Path
 
@@ -19,7 +20,15 @@ from .paths import write_replacing
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 24000
-MIN_FILE_RATE = 4000  # a file that says it has fewer samples per second is not speech audio (a bad header)
+# the sample rates read_wav accepts: a file that says it has fewer samples per second is not speech
+# audio; more than the fastest audio interfaces record (768 kHz; studio rates end at 384 kHz) is a
+# damaged or hand-made header, whose resampling would cost seconds and gigabytes for nothing
+MIN_FILE_RATE, MAX_FILE_RATE = 4000, 768000
+# the largest up/down factor of an exact resampling: scipy's filter has 20 taps per unit of it, so a
+# ratio such as 24000/383999 (coprime) would need 7.7 million taps (and 1999999973 Hz, 298 GiB). Every
+# common rate (8000 ... 384000 Hz, to 24 or 16 kHz) needs 441 at most; a rate beyond this is resampled
+# at the nearest ratio whose factors fit, within 0.013% for the rates read_wav accepts (see _factors)
+MAX_RESAMPLE_FACTOR = 4096
 # the loudest sample accepted where float audio goes in (codecs, write_wav): float audio may go a
 # little over full scale, but +24 dBFS is never audio scaled to [-1, 1] (int16 or uint8 values
 # cast to float are, silently, garbage)
@@ -63,15 +72,33 @@ def check_rate(rate: float, what: str = "sample rate") -> int:
     return int(rate)
 
 
+def _factors(src: int, dst: int) -> tuple[int, int]:
+    """(up, down) of resampling ``src`` Hz to ``dst`` Hz: the exact ratio dst/src in lowest terms
+    when both fit in MAX_RESAMPLE_FACTOR (every common rate: the result is as it always was), else
+    the nearest ratio whose terms fit (an awkward rate such as 383999 Hz: 1/16 for 24 kHz, 2.6 ppm
+    off; the output's length and pitch are off by as much). A ratio beyond MAX_RESAMPLE_FACTOR
+    itself (24 kHz from 5 Hz) is an AudioFormatError."""
+    g = gcd(src, dst)
+    up, down = dst // g, src // g
+    if max(up, down) <= MAX_RESAMPLE_FACTOR:
+        return up, down
+    if max(up, down) > MAX_RESAMPLE_FACTOR * min(up, down):  # (no ratio of bounded terms is near it)
+        raise AudioFormatError(f"cannot resample {src} Hz to {dst} Hz: a ratio of more than {MAX_RESAMPLE_FACTOR} "
+                               f"(is {src} Hz the audio's rate?)")
+    small = Fraction(min(up, down), max(up, down)).limit_denominator(MAX_RESAMPLE_FACTOR)  # both terms fit
+    return (small.numerator, small.denominator) if up < down else (small.denominator, small.numerator)
+
+
 def resample(pcm: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
-    """Polyphase resampling of a float signal [T] or [T, C] (scipy) along its first axis."""
+    """Polyphase resampling of a float signal [T] or [T, C] (scipy) along its first axis (an
+    awkward rate pair at a ratio a little off: ``_factors``)."""
     src_rate, dst_rate = check_rate(src_rate, "source sample rate"), check_rate(dst_rate, "target sample rate")
     if src_rate == dst_rate:
         return np.asarray(pcm, dtype=np.float32)
     from scipy.signal import resample_poly
 
-    g = gcd(src_rate, dst_rate)
-    return resample_poly(np.asarray(pcm, dtype=np.float64), dst_rate // g, src_rate // g, axis=0).astype(np.float32)
+    up, down = _factors(src_rate, dst_rate)
+    return resample_poly(np.asarray(pcm, dtype=np.float64), up, down, axis=0).astype(np.float32)
 
 
 class ChunkResampler:
@@ -90,8 +117,7 @@ class ChunkResampler:
 
     def __init__(self, src: int, dst: int) -> None:
         src, dst = check_rate(src, "source sample rate"), check_rate(dst, "target sample rate")
-        g = gcd(src, dst)
-        self.up, self.down = dst // g, src // g
+        self.up, self.down = _factors(src, dst)  # (as resample's: a bounded filter for any rates)
         half = 10 * max(self.up, self.down)  # scipy's filter design, made once (not per chunk)
         if self.up != self.down:
             from scipy.signal import firwin
@@ -148,7 +174,7 @@ def read_wav(path: str | Path, sample_rate: int | None = SAMPLE_RATE, *, mono: b
         raise AudioFormatError(f"{path} is a folder, not an audio file")
     if path.is_file() and path.stat().st_size == 0:  # (soundfile: "Format not recognised")
         raise AudioFormatError(f"audio file {path} is empty (0 bytes)")
-    _check_wav_length(path)
+    check_wav_length(path)
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises its own LibsndfileError / RuntimeError
@@ -157,6 +183,9 @@ def read_wav(path: str | Path, sample_rate: int | None = SAMPLE_RATE, *, mono: b
         raise AudioFormatError(f"audio file {path} holds no samples")
     if rate < MIN_FILE_RATE:  # resampled, 100 samples "at 1 Hz" would become 100 s of noise
         raise AudioFormatError(f"audio file {path} says its sample rate is {rate} Hz (below {MIN_FILE_RATE}): "
+                               f"a damaged header, or not audio")
+    if rate > MAX_FILE_RATE:  # (2 s of samples "at 2 GHz" would become 1 ms, after seconds of filtering)
+        raise AudioFormatError(f"audio file {path} says its sample rate is {rate} Hz (above {MAX_FILE_RATE}): "
                                f"a damaged header, or not audio")
     # float files only can hold NaN/inf or samples beyond full scale, which would reach the codec or
     # the STT: refused as the codecs refuse them, but naming the file (was: "encode: samples reach ...")
@@ -188,7 +217,7 @@ def mix_to_mono(channels: np.ndarray, path: str | Path) -> np.ndarray:
     return mixed
 
 
-def _check_wav_length(path: Path) -> None:
+def check_wav_length(path: Path) -> None:
     """A WAV file cut short (a copy or a download that stopped) reads without complaint as the
     samples that are left, so compare its data chunk's declared size with the bytes present.
     Sizes of 0 and from 0x7FFF0000 up (placeholders of writers that did not know the length:

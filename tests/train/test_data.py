@@ -147,6 +147,38 @@ def test_bad_files_are_refused_naming_them(tmp_path):
         read_dialogue(tmp_path / "nothing")
 
 
+def test_audio_problems_of_a_read_dialogue_name_its_audio_wav(tmp_path):
+    """(was: "d/dialogue.json: audio peaks at 3, above 1.0 (full scale): 16-bit audio.wav would
+    clip it" of a float file) The wav is named, and what its samples are."""
+    folder = write_dialogue(tmp_path / "d", sample())
+    wav = folder / AUDIO
+    pcm, _ = sf.read(str(wav))
+    sf.write(str(wav), pcm * 3 / np.abs(pcm).max(), 24000, subtype="FLOAT")
+    with pytest.raises(DataError, match=r"d/audio.wav: its FLOAT samples peak at 3, above 1.0 \(full scale\): a "
+                                        r"dialogue's audio is in \[-1, 1\]; scale it down") as e:
+        read_dialogue(folder)
+    assert META not in str(e.value) and "16-bit" not in str(e.value)
+    sf.write(str(wav), pcm[:0], 24000)
+    for with_audio in (True, False):
+        with pytest.raises(DataError, match=r"d/audio.wav: holds no samples"):
+            read_dialogue(folder, audio=with_audio)
+
+
+def test_a_truncated_audio_wav_is_said_to_be_cut(tmp_path):
+    """(was: "N samples, dialogue.json says M: the files do not belong together") A copy that
+    stopped half-way is reported as kame run and codec roundtrip report it, header read or all."""
+    folder = write_dialogue(tmp_path / "d", sample())
+    wav = folder / AUDIO
+    data = wav.read_bytes()
+    wav.write_bytes(data[:len(data) // 2])
+    have = len(data) // 2 - (len(data) - 16 * 1920 * 4)  # (16 frames of 16-bit stereo, after the header)
+    for with_audio in (True, False):
+        with pytest.raises(DataError, match=rf"d/audio.wav is truncated: its header announces 122880 bytes of audio, "
+                                            rf"the file holds {have}\b") as e:
+            read_dialogue(folder, audio=with_audio)
+        assert "belong together" not in str(e.value)
+
+
 def test_manifest(tmp_path):
     from kame.paths import file_sha256
 

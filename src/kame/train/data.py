@@ -345,7 +345,7 @@ def _read_dialogue(folder: str | Path, audio: bool) -> tuple[Dialogue, str]:
 
     import soundfile as sf
 
-    from ..audio import read_wav
+    from ..audio import check_wav_length, read_wav
     from ..errors import AudioFormatError
 
     folder = Path(folder)
@@ -356,6 +356,10 @@ def _read_dialogue(folder: str | Path, audio: bool) -> tuple[Dialogue, str]:
     if doc.get("format") != FORMAT or doc.get("version") != VERSION:
         raise DataError(f"{meta_path}: format {doc.get('format')!r} version {doc.get('version')!r}, expected "
                         f"{FORMAT!r} version {VERSION}")
+    try:  # a cut file is said to be cut (else: "N samples, dialogue.json says M" below, or a wrong blame)
+        check_wav_length(wav)
+    except AudioFormatError as exc:
+        raise DataError(str(exc)) from None
     try:
         info = sf.info(str(wav))
     except Exception as exc:  # missing or unreadable (soundfile's own error types)
@@ -365,6 +369,8 @@ def _read_dialogue(folder: str | Path, audio: bool) -> tuple[Dialogue, str]:
                         f"resample it (kame.audio.resample) and write it again")
     if info.channels != 2:
         raise DataError(f"{wav}: {info.channels} channel(s), a dialogue's audio is stereo: user left, agent right")
+    if info.frames == 0:  # (read with audio=False too: validate_dialogue would blame dialogue.json)
+        raise DataError(f"{wav}: holds no samples (a dialogue's audio is stereo {SAMPLE_RATE} Hz samples)")
     if info.frames != doc.get("samples"):
         raise DataError(f"{wav}: {info.frames} samples, {META} says {doc.get('samples')}: the files do not belong "
                         f"together (write the dialogue again)")
@@ -373,6 +379,13 @@ def _read_dialogue(folder: str | Path, audio: bool) -> tuple[Dialogue, str]:
             pcm, _ = read_wav(wav, None, mono=False)
         except AudioFormatError as exc:
             raise DataError(str(exc)) from None
+        # read_wav refused NaN/inf and samples beyond MAX_PEAK: left are a float file's samples over
+        # full scale, checked here to name the wav (validate_dialogue's checks name dialogue.json)
+        peak = float(np.abs(pcm).max())
+        if peak > 1.0:
+            raise DataError(f"{wav}: its {info.subtype} samples peak at {peak:g}, above 1.0 (full scale): a "
+                            f"dialogue's audio is in [-1, 1]; scale it down (e.g. audio * 0.9 / abs(audio).max()) "
+                            f"and write the dialogue again")
     else:
         pcm = np.zeros((info.frames, 2), np.float32)
     try:
