@@ -1,5 +1,6 @@
 """The stepper: streamed == training forward (with the oracle), batched rows independent
-(reset / pause per row), oracle feed semantics, sampling, STT shape."""
+(reset / pause per row; sampled with per-row seeded streams too), oracle feed semantics, sampling,
+STT shape."""
 
 import threading
 
@@ -239,6 +240,78 @@ def test_sampled_stepping_reproducible(model):
         st = Stepper(model, 2, Sampling(), generator=torch.Generator().manual_seed(4))
         runs.append(torch.stack([st.step(_user(2, 1, seed=t)[:, :, 0]).audio for t in range(6)]))
     assert torch.equal(runs[0], runs[1])
+
+
+def _tokens(out, row):
+    return (int(out.text[row]), tuple(out.audio[row].tolist())) if out.valid[row] else None
+
+
+@torch.no_grad()
+def test_seeded_rows_sample_as_alone(model):
+    """seed=: a row's sampled tokens are the same alone and as row 1 of 3 with other sessions
+    joining, pausing and leaving around it, and with its own pause (was: one [B, V] noise tensor
+    per step from one shared generator, so they depended on the batch size and the row)."""
+    T, samp = 12, Sampling(temp=1.0, temp_text=1.0)
+    user = _user(3, T, seed=8)
+    st = Stepper(model, 3, samp, active=False, seed=5)
+    st.reset([1])
+    got = []
+    for t in range(T):
+        if t == 2:
+            st.reset([0])  # another session joins
+        if t == 4:
+            st.pause([1])
+        if t == 6:
+            st.resume([1])
+            st.reset([2])
+        if t == 9:
+            st.pause([0])  # and leaves
+        got.append(_tokens(st.step(user[:, :, t]), 1))
+    keep = [t for t in range(T) if not 4 <= t < 6]  # row 1's own steps
+    alone = Stepper(model, 1, samp, seed=5)
+    ref = [_tokens(alone.step(user[1:2, :, t]), 0) for t in keep]
+    assert [got[t] for t in keep] == ref and sum(r is not None for r in ref) >= 6
+    other = Stepper(model, 1, samp, seed=6)  # (the samples are random: another seed, other tokens)
+    assert [_tokens(other.step(user[1:2, :, t]), 0) for t in keep] != ref
+
+
+@torch.no_grad()
+def test_seeded_session_joining_later_samples_the_same(model):
+    """seed=: a session joining at step 5 samples, on its own steps, what it samples joining at
+    step 0 (its row's stream is seeded anew when it joins; was: the shared stream went on)."""
+    T, samp = 10, Sampling(temp=1.0, temp_text=1.0)
+    user = _user(2, T, seed=9)
+    runs = []
+    for join in (0, 5):
+        st = Stepper(model, 2, samp, active=False, seed=7)
+        st.reset([0])  # a session in row 0 from step 0
+        out = []
+        for t in range(join + T):
+            if t == join:
+                st.reset([1])
+            o = st.step(user[:, :, max(t - join, 0)])
+            if t >= join:
+                out.append(_tokens(o, 1))
+        runs.append(out)
+    assert runs[0] == runs[1] and sum(r is not None for r in runs[0]) >= 6
+
+
+@torch.no_grad()
+def test_seed_and_shared_generator_forms(model):
+    user = _user(2, 3)
+    a, b = (Stepper(model, 2, Sampling(), seed=3) for _ in range(2))
+    assert a.seed == 3 and a.generator is None
+    assert all(torch.equal(a.step(user[:, :, t]).sampled_text, b.step(user[:, :, t]).sampled_text) for t in range(3))
+    shared = Stepper(model, 2, Sampling(), generator=torch.Generator().manual_seed(3))  # still one shared stream
+    assert shared.seed is None and shared.step(user[:, :, 0]).valid.shape == (2,)
+    with pytest.raises(ValueError, match="seed.*generator.*not both"):
+        Stepper(model, 2, seed=3, generator=torch.Generator())
+    with pytest.raises(ValueError, match="no shared generator"):
+        a.generator = torch.Generator()
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*64\)"):
+        Stepper(model, 2, seed=-1)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        Stepper(model, 2, seed=1.5)
 
 
 @torch.no_grad()

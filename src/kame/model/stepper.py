@@ -19,6 +19,14 @@ a sampling that is not a Sampling) raise at call time and change nothing. Sampli
 checked as they are set, so a step cannot fail in its sampling once it has started changing the
 state.
 
+Random streams: ``Stepper(..., seed=7)`` gives each row its own torch.Generator, seeded with the
+seed whenever a session starts in the row (construction, ``reset``) and drawn from only on the
+row's own steps, so a session's samples depend only on the seed, its inputs and its own steps
+(not on the batch size, its row, when it joined or what the other rows do). A shared
+``generator=`` (or none: torch's global one) is one stream for the whole batch: each sampled
+distribution draws [B, k] noise from it, so a row's samples depend on the batch size, its row and
+every step taken before it joined - reproducible for the same batch and schedule only.
+
 Oracle feed (KAME), per row, one token per 80 ms frame:
     stepper.oracle.reset(row)            # a new back-end prediction: start id (text_card) at the next frame
     stepper.oracle.append(row, [ids])    # its tokens, one per following frame; pad when none
@@ -94,8 +102,10 @@ class Sampling:
 
 
 def sample(logits: torch.Tensor, temp: float, top_k: int, greedy: bool,
-           generator: torch.Generator | None = None) -> torch.Tensor:
-    """logits [B, V] -> tokens [B] (top-k, temperature; argmax if greedy or temp <= 0)."""
+           generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """logits [B, V] -> tokens [B] (top-k, temperature; argmax if greedy or temp <= 0).
+    noise: the Exp(1) draws to sample with, [B, >= sample_draws(V, temp, top_k, greedy)] (e.g. one
+    row each from the rows' own generators); else [B, k] are drawn from `generator`."""
     logits = logits.float()
     if greedy or temp <= 0:
         return logits.argmax(dim=-1)
@@ -104,9 +114,19 @@ def sample(logits: torch.Tensor, temp: float, top_k: int, greedy: bool,
     if 0 < top_k < probs.shape[-1]:
         probs, idx = probs.topk(top_k, dim=-1)
     # Exponential race == sampling from probs (no host sync, works with a generator).
-    noise = torch.empty_like(probs).exponential_(1, generator=generator)
+    if noise is None:
+        noise = torch.empty_like(probs).exponential_(1, generator=generator)
+    else:
+        noise = noise[:, : probs.shape[-1]]
     choice = (probs / noise).argmax(dim=-1, keepdim=True)
     return (idx.gather(-1, choice) if idx is not None else choice)[:, 0]
+
+
+def sample_draws(vocab: int, temp: float, top_k: int, greedy: bool) -> int:
+    """How many noise draws per row ``sample`` uses for a [B, vocab] distribution (0: argmax)."""
+    if greedy or temp <= 0:
+        return 0
+    return top_k if 0 < top_k < vocab else vocab
 
 
 @dataclass
@@ -337,9 +357,11 @@ class Stepper:
     """Batched streaming generation; see the module docstring."""
 
     def __init__(self, model: LMModel, batch_size: int = 1, sampling: Sampling | None = None,
-                 generator: torch.Generator | None = None, active: bool = True):
+                 generator: torch.Generator | None = None, active: bool = True, *, seed: int | None = None):
         """active=False: all rows start paused (a server allocating B slots; ``reset([row])``
-        starts a session in a slot)."""
+        starts a session in a slot). seed (an int in [0, 2**64)): per-row random streams, each
+        row's generator seeded with it when a session starts there; generator: one stream shared
+        by the batch (see the module docstring). Not both; neither: torch's global generator."""
         if not isinstance(model, LMModel):
             hint = (": load_frontend returns (model, info), so unpack it: model, info = load_frontend(...)"
                     if isinstance(model, tuple) else
@@ -351,6 +373,17 @@ class Stepper:
             raise ValueError(f"Stepper batch_size must be at least 1 (one row per session), got {batch_size}")
         self.model, self.cfg, self.batch_size = model, model.cfg, batch_size
         self.sampling = Sampling() if sampling is None else sampling
+        self._seed, self._row_generators = None, []
+        if seed is not None:
+            seed = as_int(seed, "Stepper seed")
+            if not 0 <= seed < 2**64:
+                raise ValueError(f"Stepper seed must be in [0, 2**64) (torch's seeds; None: unseeded), got {seed}")
+            if generator is not None:
+                raise ValueError("Stepper takes a seed (per-row random streams) or a generator (one stream shared "
+                                 "by the batch), not both")
+            self._seed = seed
+            self._row_generators = [torch.Generator(device=model.device).manual_seed(seed)
+                                    for _ in range(batch_size)]
         self.generator = generator
         if model.training:
             model.eval()
@@ -387,10 +420,17 @@ class Stepper:
     def generator(self, generator: torch.Generator | None) -> None:
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"Stepper generator must be a torch.Generator or None, got {type(generator).__name__}")
+        if generator is not None and self._seed is not None:
+            raise ValueError("this Stepper has a seed (per-row random streams): it takes no shared generator")
         if generator is not None and generator.device.type != self.model.device.type:
             raise ValueError(f"Stepper generator is on {generator.device}, the model on {self.model.device}: make it "
                              f"there, torch.Generator(device=...)")
         self._generator = generator
+
+    @property
+    def seed(self) -> int | None:
+        """The per-row streams' seed (None: a shared generator or torch's global one)."""
+        return self._seed
 
     # --- session control (thread-safe, applied at the next step) -------------------------
     def _rows(self, rows: int | Sequence[int]) -> list[int]:
@@ -451,6 +491,8 @@ class Stepper:
             mask = torch.zeros(self.batch_size, dtype=torch.bool, device=s.offsets.device)
             mask[rows] = True
             if op == "reset":
+                for r in rows if self._seed is not None else ():  # a new session: its stream anew
+                    self._row_generators[r].manual_seed(self._seed)
                 s.offsets.masked_fill_(mask, 0)
                 s.tokens.masked_fill_(mask[:, None, None], UNGENERATED)
                 s.lm.reset(mask)
@@ -473,6 +515,21 @@ class Stepper:
             raise ValueError(f"user_codes must be audio codes in [0, {c.card}) (or -1 / {c.card}), got [{lo}, {hi}]")
         return user_codes
 
+    def _row_noise(self, run: list[bool], n_text: int, n_audio: int) -> tuple:
+        """Per-row streams: the Exp(1) noise of this step's samples, [B, n_text] and [B, dep_q,
+        n_audio] (None where nothing is sampled), each running row's drawn from its own generator
+        in one call; paused rows get ones (their samples are dropped) and keep their streams."""
+        dq = self.cfg.dep_q if n_audio else 0
+        n = n_text + dq * n_audio
+        if not n:
+            return None, None
+        noise = torch.ones(self.batch_size, n, device=self.model.device)
+        for row, (go, g) in enumerate(zip(run, self._row_generators)):
+            if go:
+                noise[row].exponential_(1, generator=g)
+        return (noise[:, :n_text] if n_text else None,
+                noise[:, n_text:].view(self.batch_size, dq, n_audio) if dq else None)
+
     # --- the step ------------------------------------------------------------------------
     @torch.no_grad()
     def step(self, user_codes: torch.Tensor | None) -> StepOutput:
@@ -484,6 +541,7 @@ class Stepper:
             user_codes = self._check_user_codes(user_codes)
         frames = self._apply_ops()
         run = s.active.clone()
+        run_rows = run.tolist() if model.has_oracle or self._seed is not None else None  # (one sync)
         if nu:
             # Write the user's codes where their delayed stream will read them.
             user_delays = self.delays[c.dep_q + 1:]
@@ -499,15 +557,22 @@ class Stepper:
         # Oracle token of this frame, per row.
         oracle_in = torch.full((B,), -1, dtype=torch.long, device=inp.device)
         if model.has_oracle:
-            oracle_in = torch.tensor(self.oracle._next(frames, run.tolist()), device=inp.device)
+            oracle_in = torch.tensor(self.oracle._next(frames, run_rows), device=inp.device)
         out, text_logits = model.forward_text(inp[:, :, None], oracle_in[:, None] if model.has_oracle else None,
                                               state=s.lm, exec_mask=run)
         text_logits = text_logits[:, 0]  # [B, V]
-        text = sample(text_logits, sp.temp_text, sp.top_k_text, sp.greedy, self.generator)
+        text_noise = audio_noise = None
+        if self._seed is not None:
+            text_noise, audio_noise = self._row_noise(
+                run_rows, sample_draws(text_logits.shape[-1], sp.temp_text, sp.top_k_text, sp.greedy),
+                sample_draws(c.card, sp.temp, sp.top_k, sp.greedy) if c.dep_q else 0)
+        text = sample(text_logits, sp.temp_text, sp.top_k_text, sp.greedy, self.generator, text_noise)
         audio, audio_logits = None, text_logits.new_zeros(B, 0, c.card)
         if c.dep_q:
-            audio, audio_logits = model.depformer_generate(
-                text, out, lambda lg: sample(lg, sp.temp, sp.top_k, sp.greedy, self.generator))
+            codebook = iter(range(c.dep_q))  # (the depformer samples its codebooks in order)
+            audio, audio_logits = model.depformer_generate(text, out, lambda lg: sample(
+                lg, sp.temp, sp.top_k, sp.greedy, self.generator,
+                None if audio_noise is None else audio_noise[:, next(codebook)]))
         extra = [p[:, 0] for p in model.extra_head_probs(out)]
         # Store the sampled tokens at the next position (only for running rows).
         s.offsets += run.long()

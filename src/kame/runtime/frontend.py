@@ -416,10 +416,10 @@ def load_frame_models(cfg: KameConfig):
     text_skip = {c.existing_text_padding_id, c.existing_text_end_padding_id, c.text_card}
 
     def factory(batch_size: int) -> CodecFrameModel:
-        gen = None
-        if fc.seed >= 0:
-            gen = torch.Generator(device=fc.device).manual_seed(fc.seed)
-        stepper = Stepper(model, batch_size=batch_size, sampling=sampling, generator=gen)
+        # frontend.seed: per-row random streams, each session's seeded afresh when it joins (its
+        # samples depend on the seed and its own input, not on runtime.max_sessions / batched, its
+        # row or the other sessions); -1: torch's global generator, nondeterministic
+        stepper = Stepper(model, batch_size=batch_size, sampling=sampling, seed=fc.seed if fc.seed >= 0 else None)
         return CodecFrameModel(stepper, codec, silence_codes=silence_codes, text_skip=text_skip,
                                codec_spec=codec_spec)
 
