@@ -223,6 +223,7 @@ def test_registry_random_and_path(ckpt):
     assert torch.equal(fe.model.text_linear.weight, fe2.model.text_linear.weight)  # seeded
     st = fe.stepper(batch_size=2)
     assert st.step(torch.zeros(2, 8, dtype=torch.long)).text.shape == (2,)
+    assert st.seed is None and fe.stepper(seed=3).seed == 3  # (per-row streams, kame.model.stepper)
     fe3 = registry.create("frontend", str(folder))
     assert fe3.info.weights == folder / "model.safetensors"
     for spec in (f"path:{folder}", f"file://{folder}"):  # the forms the config's frontend.spec takes too

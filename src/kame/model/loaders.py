@@ -115,8 +115,10 @@ class Frontend:
     info: FrontendInfo
 
     def stepper(self, batch_size: int = 1, sampling: Sampling | None = None,
-                generator: torch.Generator | None = None) -> Stepper:
-        return Stepper(self.model, batch_size, sampling or self.info.sampling, generator)
+                generator: torch.Generator | None = None, *, seed: int | None = None) -> Stepper:
+        """A Stepper of this front-end with its checkpoint's sampling unless given; ``seed``:
+        per-row random streams, ``generator``: one shared by the batch (kame.model.stepper)."""
+        return Stepper(self.model, batch_size, sampling or self.info.sampling, generator, seed=seed)
 
 
 def parse_device(device: Any) -> torch.device:
