@@ -251,6 +251,22 @@ def test_slices_of_a_set_get_what_the_whole_run_gives_and_one_manifest(tmp_path,
     assert "other settings (agent_voice" in caplog.text
 
 
+def test_a_slice_gives_an_item_the_audio_and_word_times_of_the_whole_run(tmp_path):
+    """espeak-ng carried state from one utterance to the next: item 1 said after item 0 came out
+    a few samples and ms apart from item 1 said first (a slice)."""
+    from kame.cli import main
+
+    pytest.importorskip("espeakng_loader")
+    qa = _qa_file(tmp_path, 2)
+    voices = ["--llm", "none", "--user-voice", "espeak:en-us", "--agent-voice", "espeak:en-us+m3"]
+    assert main(["data", "synth", str(qa), "-o", str(tmp_path / "all"), *voices]) == 0
+    assert main(["data", "synth", str(qa), "-o", str(tmp_path / "part"), "--start", "1", "--limit", "1", *voices]) == 0
+    (part,) = [read_dialogue(e.path) for e in read_manifest(tmp_path / "part" / "train.jsonl")]
+    whole = read_dialogue(tmp_path / "all" / part.folder.name)
+    assert part.source["index"] == 1 and part.words == whole.words
+    assert np.array_equal(part.audio, whole.audio)
+
+
 def test_a_bad_voice_or_output_folder_fails_before_any_item(tmp_path, capsys):
     from kame.cli import main
 

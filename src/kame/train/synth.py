@@ -28,9 +28,11 @@ gone down fails every item after it).
 Repeatability: the same seed gives each item the same voice, lead-in and gap (drawn from the seed
 and the item's index in its file, so a slice of the set gets what the whole run gives it).
 ``synth.json`` in the output folder records the settings; resuming with other settings is
-warned about (a set would mix them). espeak-ng's noise is seeded from the clock,
-so its samples differ a little from run to run (the words and their times do not); an LLM that
-samples (temperature > 0) gives other predictions on every run.
+warned about (a set would mix them). The speech is repeatable too: espeak-ng and piper draw
+their noise from the TTS's seed (0) for each utterance, and espeak-ng starts each one afresh (it
+carried state from one to the next), so an item's audio and word times are the same in every
+run and in any slice (kame.backend.tts.espeak, .piper); an LLM that samples (temperature > 0)
+gives other predictions on every run.
 """
 
 from __future__ import annotations

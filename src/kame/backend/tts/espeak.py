@@ -7,6 +7,15 @@
     ipa("Hello there.")                  # 'həlˈoʊ ðˈɛɹ': espeak-ng's phonemes, in IPA
 
 The espeak-ng library is a process-wide singleton; calls are serialised by a lock.
+
+Repeatable: espeak-ng seeds its noise from the clock and carries state from one utterance to
+the next in static variables (the same text comes out a few samples longer or shorter, its word
+times a few ms apart, after other texts), which neither ``espeak_Initialize`` again nor
+``espeak_Cancel`` resets. So with a ``seed`` (``EspeakTTS(seed=...)``, default 0) each
+utterance is made by a freshly loaded library (terminated, unloaded and loaded again, and its
+voice loaded: ~4-9 ms of CPU per utterance) with its noise seeded: the same text in the same voice gives the same samples
+whatever was said before. ``seed=None``: the library as loaded once, unseeded (``kame codec
+fit`` seeds it once in a child process of its own).
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import ctypes
 import difflib
 import functools
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import AsyncIterator
@@ -24,6 +34,7 @@ import numpy as np
 
 from ...audio import SAMPLE_RATE, resample
 from ...errors import ConfigError, MissingPackageError, NotAvailableError, install_hint
+from ..options import number
 from .base import TTS, TimedWord
 from .words import fill_starts, finish, refine, token_spans
 
@@ -36,6 +47,7 @@ _ESPEAK_CHARS_UTF8 = 1
 _PARAM_RATE, _PARAM_PITCH = 1, 3
 _PHONEMES_IPA = 0x02  # espeak_TextToPhonemes' phonememode: IPA as UTF-8, no separators
 _EVENT_END_OF_LIST, _EVENT_WORD = 0, 1
+_C_SEEDS = 2**31  # espeak_ng_SetRandSeed takes a C long
 
 
 class _Event(ctypes.Structure):
@@ -71,7 +83,7 @@ def _on_audio(wav, n, events):  # called by espeak-ng during espeak_Synth
     return 0
 
 
-def _library():
+def _library():  # under _LOCK once a TTS exists (a fresh library replaces it)
     global _LIB, _LIB_RATE
     if _LIB is None:
         try:
@@ -86,6 +98,22 @@ def _library():
         lib.espeak_SetSynthCallback(_on_audio)
         _LIB, _LIB_RATE = lib, rate
     return _LIB
+
+
+def _fresh_library(seed: int):  # under _LOCK
+    """espeak-ng with none of the state earlier utterances left in it (module doc): the library
+    terminated, unloaded and loaded again, its noise seeded with ``seed``."""
+    global _LIB
+    if _LIB is not None:
+        import _ctypes
+
+        _LIB.espeak_Terminate()
+        (_ctypes.FreeLibrary if sys.platform == "win32" else _ctypes.dlclose)(_LIB._handle)
+        _LIB = None
+    lib = _library()
+    if hasattr(lib, "espeak_ng_SetRandSeed"):  # (an older espeak-ng: the clock's noise, still no state)
+        lib.espeak_ng_SetRandSeed(ctypes.c_long(seed % _C_SEEDS))
+    return lib
 
 
 class _Voice(ctypes.Structure):
@@ -104,12 +132,12 @@ class _Voice(ctypes.Structure):
     ]
 
 
-def voice_names(lib=None) -> list[str]:
+def voice_names() -> list[str]:
     """The voices espeak-ng knows, by their first language ("en-us", "fr-fr", "en-gb-scotland"),
     each of which ``EspeakTTS(voice=...)`` takes (as does "NAME+VARIANT", e.g. "en-us+f2")."""
-    lib = lib or _library()
-    lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
     with _LOCK:
+        lib = _library()
+        lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
         voices = lib.espeak_ListVoices(None)
         names, i = [], 0
         while voices and voices[i]:
@@ -161,17 +189,17 @@ def _set_voice(lib, voice: str) -> None:  # under _LOCK
         raise NotAvailableError(f"espeak-ng cannot use voice {voice!r}: {why}")
 
 
-def check_voice(lib, voice: str) -> None:
+def check_voice(voice: str) -> None:
     """ConfigError, naming the closest voices espeak-ng has, if it has no voice ``voice`` (so a
     bad voice fails when the TTS is made, where a cascade falls back to cascade.tts_fallback,
     not at every reply's synthesis); also for a bare variant ("f3": say en-us+f3)."""
     with _LOCK:
-        why = _select(lib, voice)
+        why = _select(_library(), voice)
     if why is None:
         return
     if why != "no such voice":
         raise ConfigError(f"tts spec 'espeak:{voice}': {why}")
-    names = voice_names(lib)
+    names = voice_names()
     base = voice.split("+", 1)[0].lower()
     by_lower = {n.lower(): n for n in names}  # espeak-ng matches names case-insensitively
     close = [by_lower[n] for n in difflib.get_close_matches(base, list(by_lower), n=3, cutoff=0.5)]
@@ -184,12 +212,12 @@ def check_voice(lib, voice: str) -> None:
 def ipa(text: str, voice: str = "en-us") -> str:
     """espeak-ng's phonemes for ``text`` in IPA, with its stress marks; clauses joined by a space
     (the punctuation is dropped)."""
-    lib = _library()
-    lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
     buf = ctypes.create_string_buffer(text.encode("utf-8"))
     ptr = ctypes.c_void_p(ctypes.addressof(buf))  # espeak-ng moves it past each clause; NULL at the end
     out = []
     with _LOCK:
+        lib = _library()
+        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
         _set_voice(lib, voice)
         while ptr.value:
             clause = lib.espeak_TextToPhonemes(ctypes.byref(ptr), _ESPEAK_CHARS_UTF8, _PHONEMES_IPA)
@@ -201,23 +229,27 @@ def ipa(text: str, voice: str = "en-us") -> str:
 class EspeakTTS(TTS):
     name = "espeak"
 
-    def __init__(self, voice: str | None = None, *, rate: int = 165, pitch: int = 50, sample_rate: int = SAMPLE_RATE) -> None:
-        self._lib = _library()
+    def __init__(self, voice: str | None = None, *, rate: int = 165, pitch: int = 50, seed: int | None = 0,
+                 sample_rate: int = SAMPLE_RATE) -> None:
+        with _LOCK:
+            _library()  # (MissingPackageError here)
         self.voice = voice or "en-us"
-        check_voice(self._lib, self.voice)  # a bad voice fails here, not at each synthesis
+        check_voice(self.voice)  # a bad voice fails here, not at each synthesis
         self.rate, self.pitch = rate, pitch
+        self.seed = None if seed is None else number("espeak TTS", "seed", seed, min=0, cast=int)
         self.sample_rate = sample_rate
 
     def _run(self, text: str) -> tuple[np.ndarray, list[tuple[int, int]]]:
         """Audio at espeak-ng's rate and its WORD events (text position, ms)."""
         data = text.encode("utf-8") + b"\0"
         with _LOCK:
-            _set_voice(self._lib, self.voice)
-            self._lib.espeak_SetParameter(_PARAM_RATE, int(self.rate), 0)
-            self._lib.espeak_SetParameter(_PARAM_PITCH, int(self.pitch), 0)
+            lib = _library() if self.seed is None else _fresh_library(self.seed)
+            _set_voice(lib, self.voice)
+            lib.espeak_SetParameter(_PARAM_RATE, int(self.rate), 0)
+            lib.espeak_SetParameter(_PARAM_PITCH, int(self.pitch), 0)
             _buffer.clear()
             _words.clear()
-            err = self._lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _ESPEAK_CHARS_UTF8, None, None)
+            err = lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _ESPEAK_CHARS_UTF8, None, None)
             chunks, words = list(_buffer), list(_words)
             _buffer.clear()
             _words.clear()

@@ -8,6 +8,16 @@
 Speaking rate and generator noise are settable (``length_scale``, ``noise_scale``) so data
 generation can vary the single bundled voice.
 
+Repeatable: the voice's noise (its durations and its sound) is drawn from ``seed``
+(``PiperTTS(seed=...)``, default 0) and the sentence's phonemes, so the same text gives the
+same samples whatever was synthesized before, on any thread. onnxruntime draws a graph's random
+numbers from a generator each session makes once, at load (``onnxruntime.set_seed`` before the
+load seeds it; nothing reseeds it per run), so the noise ops are replaced, in memory, by the
+first values of a noise input each call draws with numpy (``_feed_noise``; needs the ``onnx``
+package of the ``tts`` extra; ~0.7 s more load, no slower synthesis). ``seed=None`` keeps the
+voice's own noise ops, whose samples depend on every earlier call (``kame codec fit`` seeds
+onnxruntime before loading such a voice: its bytes stay as they were).
+
     pcm, words = tts.synth_words("I have 18 cats.")   # and when each word is said
 
 Word timings come from the voice's phoneme durations: piper patches the ONNX model in memory to
@@ -19,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import threading
 import unicodedata
 from pathlib import Path
@@ -28,6 +39,7 @@ import numpy as np
 
 from ...audio import SAMPLE_RATE, resample
 from ...errors import MissingPackageError, NotAvailableError, install_hint
+from ..options import number
 from .base import TTS, TimedWord
 from .words import finish, label_units, refine, token_spans
 
@@ -41,6 +53,7 @@ class PiperTTS(TTS):
         *,
         length_scale: float | None = None,
         noise_scale: float | None = None,
+        seed: int | None = 0,
         sample_rate: int = SAMPLE_RATE,
     ) -> None:
         try:
@@ -59,7 +72,8 @@ class PiperTTS(TTS):
         if not model_path.exists():
             raise NotAvailableError(f"piper voice model not found: {model_path}")
         self.model_path = model_path
-        self._voice = PiperVoice.load(model_path)
+        self.seed = None if seed is None else number("piper TTS", "seed", seed, min=0, cast=int)
+        self._voice = PiperVoice.load(model_path) if self.seed is None else self._load(False)
         self._aligned = None  # the voice with phoneme durations, loaded by synth_words
         self._cfg = SynthesisConfig(length_scale=length_scale, noise_scale=noise_scale)
         self._lock = threading.Lock()  # onnxruntime sessions are safe, but keep order simple
@@ -138,8 +152,36 @@ class PiperTTS(TTS):
                     raise MissingPackageError("piper word timings need the onnx package: " + install_hint("tts")) from exc
                 from piper import PiperVoice
 
-                self._aligned = PiperVoice.load(self.model_path, include_alignments=True)
+                if self.seed is None:
+                    self._aligned = PiperVoice.load(self.model_path, include_alignments=True)
+                else:
+                    self._aligned = self._load(True)
             return self._aligned
+
+    def _load(self, alignments: bool):
+        """The voice with its noise fed from the seed (``_SeededSession``), patched to output
+        phoneme durations if ``alignments`` (what ``PiperVoice.load`` does, on one copy)."""
+        try:
+            import onnx
+        except ImportError as exc:
+            raise MissingPackageError("piper's seeded noise needs the onnx package (or seed=None): "
+                                      + install_hint("tts")) from exc
+        import onnxruntime
+        from piper import PiperConfig, PiperVoice
+        from piper.patch_voice_with_alignment import add_alignment_output
+
+        model = onnx.load(str(self.model_path))
+        if alignments:
+            try:
+                add_alignment_output(model)
+            except ValueError:  # (already patched, or no duration tensor: synth_words says so)
+                pass
+        noise = _feed_noise(model)
+        session = onnxruntime.InferenceSession(model.SerializeToString(), sess_options=onnxruntime.SessionOptions(),
+                                               providers=["CPUExecutionProvider"])
+        with open(f"{self.model_path}.json", encoding="utf-8") as f:
+            config = PiperConfig.from_dict(json.load(f))
+        return PiperVoice(config=config, session=_SeededSession(session, noise, self.seed))
 
     async def synthesize(self, text: str) -> AsyncIterator[np.ndarray]:
         loop = asyncio.get_running_loop()
@@ -151,6 +193,84 @@ class PiperTTS(TTS):
             pcm = await loop.run_in_executor(None, self.synth, sentence)
             if pcm.size:
                 yield pcm
+
+
+class _SeededSession:
+    """An onnxruntime session whose noise inputs (``_feed_noise``) each ``run`` fills from numpy,
+    seeded with the TTS's seed, the input's number and the sentence's phoneme ids: the same
+    sentence gets the same noise on every call and thread (no shared state). A buffer holds
+    ``_NOISE_PER_ID`` values per phoneme id at first; the graph also outputs how many it
+    needed, and a run that needed more is run again with that many (normal draws are a prefix
+    of a longer draw, so the result is the same as with a buffer big enough from the start;
+    the counts learnt make that rare)."""
+
+    def __init__(self, session, noise: list[tuple[str, str]], seed: int) -> None:
+        self._session, self._noise, self.seed = session, noise, seed
+        self._outputs = [o.name for o in session.get_outputs() if o.name not in {n for _, n in noise}]
+        self._per_id = [_NOISE_PER_ID] * len(noise)
+
+    def get_outputs(self):
+        return [o for o in self._session.get_outputs() if o.name in self._outputs]
+
+    def get_inputs(self):
+        return [i for i in self._session.get_inputs() if i.name not in {n for n, _ in self._noise}]
+
+    def run(self, output_names, feed: dict, run_options=None):
+        ids = [int(i) for i in np.asarray(feed["input"]).ravel()]
+        sizes = [max(1, self._per_id[k] * len(ids)) for k in range(len(self._noise))]
+        names = list(output_names or self._outputs)
+        while True:
+            noise = {name: np.random.default_rng([self.seed, k, *ids]).standard_normal(sizes[k], dtype=np.float32)
+                     for k, (name, _) in enumerate(self._noise)}
+            result = self._session.run(names + [n for _, n in self._noise], {**feed, **noise}, run_options)
+            needed = [int(r) for r in result[len(names):]]
+            for k, n in enumerate(needed):
+                self._per_id[k] = max(self._per_id[k], -(-n // max(1, len(ids))))
+            if all(n <= size for n, size in zip(needed, sizes)):
+                return result[:len(names)]
+            sizes = [max(n, size) for n, size in zip(needed, sizes)]
+
+
+_NOISE_PER_ID = 1024  # noise values per phoneme id at first (a voice: its hidden size, 192, per frame; ~2.5 frames an id)
+
+
+def _feed_noise(model) -> list[tuple[str, str]]:
+    """Replace each RandomNormalLike node of the ONNX ``model`` (in place) by the first values of
+    a new 1-D float input, shaped like the node's input (with the node's mean and scale), and
+    add an output with how many values it took (wrapping round if the input is shorter). Returns
+    [(input name, count output name)] in node order."""
+    from onnx import TensorProto, helper
+
+    graph, nodes, noise = model.graph, [], []
+    for node in graph.node:
+        if node.op_type != "RandomNormalLike":
+            nodes.append(node)
+            continue
+        k = len(noise)
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if attrs.get("dtype", TensorProto.FLOAT) != TensorProto.FLOAT:
+            raise NotAvailableError(f"piper voice: noise node {node.name} is not float32; use seed=None")
+        name, count, p = f"kame_noise_{k}", f"kame_noise_{k}_count", f"kame_noise_{k}_"
+        graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [None]))
+        graph.output.append(helper.make_tensor_value_info(count, TensorProto.INT64, []))
+        graph.initializer.extend([helper.make_tensor(p + "zero", TensorProto.INT64, [], [0]),
+                                  helper.make_tensor(p + "one", TensorProto.INT64, [], [1]),
+                                  helper.make_tensor(p + "mean", TensorProto.FLOAT, [], [attrs.get("mean", 0.0)]),
+                                  helper.make_tensor(p + "scale", TensorProto.FLOAT, [], [attrs.get("scale", 1.0)])])
+        x, y = node.input[0], node.output[0]
+        nodes += [helper.make_node("Shape", [x], [p + "shape"]),
+                  helper.make_node("Size", [x], [count]),
+                  helper.make_node("Size", [name], [p + "have"]),
+                  helper.make_node("Range", [p + "zero", count, p + "one"], [p + "range"]),
+                  helper.make_node("Mod", [p + "range", p + "have"], [p + "index"]),
+                  helper.make_node("Gather", [name, p + "index"], [p + "flat"], axis=0),
+                  helper.make_node("Reshape", [p + "flat", p + "shape"], [p + "normal"]),
+                  helper.make_node("Mul", [p + "normal", p + "scale"], [p + "scaled"]),
+                  helper.make_node("Add", [p + "scaled", p + "mean"], [y])]
+        noise.append((name, count))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return noise
 
 
 def _split_sentences(text: str) -> list[str]:

@@ -106,7 +106,8 @@ class Synth:
         if voice.engine == "espeak":
             from ...backend.tts.espeak import EspeakTTS
 
-            return EspeakTTS(voice.name, rate=voice.rate, pitch=voice.pitch).synth(text)
+            # (seed=None: the library as loaded once, seeded by _child; a fresh one per text would change the fit's bytes)
+            return EspeakTTS(voice.name, rate=voice.rate, pitch=voice.pitch, seed=None).synth(text)
         if voice.engine == "kokoro":
             if self._kokoro is None:
                 from .kokoro import KokoroSpeaker
@@ -121,7 +122,8 @@ class Synth:
             from ...backend.tts.piper import PiperTTS
 
             onnxruntime.set_seed((self.seed + len(self._piper)) % _C_SEEDS)
-            self._piper[key] = PiperTTS(length_scale=voice.length_scale, noise_scale=voice.noise_scale)
+            # (seed=None: the voice's own noise ops, seeded just above, as the shipped fit was made)
+            self._piper[key] = PiperTTS(length_scale=voice.length_scale, noise_scale=voice.noise_scale, seed=None)
         return self._piper[key].synth(text)
 
 
