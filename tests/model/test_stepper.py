@@ -276,6 +276,27 @@ def test_seeded_rows_sample_as_alone(model):
 
 
 @torch.no_grad()
+def test_sampling_set_during_a_seeded_step_waits_for_the_next(model, monkeypatch):
+    """A Sampling field set while a step runs (another thread; here between the text and the
+    audio samples) applies from the next step: the step completes (was: the per-row noise, sized
+    before the text sample, did not fit the audio's new top-k: RuntimeError half-way, the model's
+    cache moved and the offsets not)."""
+    st = Stepper(model, 2, Sampling(top_k=4), seed=1)  # (4 < the model's card: top-k 0 draws more)
+    user = _user(2, 2, seed=3)
+    generate = model.depformer_generate
+
+    def racing(*a, **k):
+        st.sampling.top_k = 0
+        return generate(*a, **k)
+
+    monkeypatch.setattr(model, "depformer_generate", racing)
+    st.step(user[:, :, 0])
+    monkeypatch.setattr(model, "depformer_generate", generate)
+    assert st.state.offsets.tolist() == [1, 1] and st.sampling.top_k == 0
+    st.step(user[:, :, 1])  # (the new top-k: noise of the vocabulary's size)
+
+
+@torch.no_grad()
 def test_seeded_session_joining_later_samples_the_same(model):
     """seed=: a session joining at step 5 samples, on its own steps, what it samples joining at
     step 0 (its row's stream is seeded anew when it joins; was: the shared stream went on)."""

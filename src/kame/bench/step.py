@@ -45,7 +45,7 @@ def bench_pair(plain, with_oracle, batch: int, frames: int, warmup: int) -> tupl
 
     from ..model.stepper import Sampling, Stepper
 
-    steppers = [Stepper(m, batch, Sampling(), seed=0) for m in (plain, with_oracle)]  # (per-row streams, as kame serve's)
+    steppers = [Stepper(m, batch, Sampling(), seed=0) for m in (plain, with_oracle)]  # (per-row streams, as kame serve's when frontend.seed is set)
     g = torch.Generator().manual_seed(1)
     cfg = plain.cfg
     times: list[list[float]] = [[], []]

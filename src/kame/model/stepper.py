@@ -44,6 +44,7 @@ before step f). OracleFeed and oracle_timeline share their rules (``_OracleRow``
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 import operator
@@ -534,7 +535,9 @@ class Stepper:
     @torch.no_grad()
     def step(self, user_codes: torch.Tensor | None) -> StepOutput:
         """user_codes [B, >= n_user_q] int (or None when n_user_q == 0) -> StepOutput."""
-        model, c, s, sp = self.model, self.cfg, self.state, self.sampling
+        # (the sampling as it is now, for the whole step: a field set meanwhile, from another thread,
+        # cannot change the noise's size between the text and the audio samples)
+        model, c, s, sp = self.model, self.cfg, self.state, copy.copy(self.sampling)
         B, K, CT = self.batch_size, c.num_codebooks, s.tokens.shape[2]
         nu = c.n_user_q
         if nu:  # checked before anything changes: a bad call leaves the stepper as it was
