@@ -38,7 +38,7 @@ from typing import AsyncIterator, Awaitable, Callable
 import aiohttp
 import numpy as np
 
-from ...audio import SAMPLE_RATE, ChunkResampler, resample
+from ...audio import MAX_FILE_RATE, MIN_FILE_RATE, SAMPLE_RATE, ChunkResampler, resample
 from ...errors import BackendError, ConfigError
 from ...registry import spec_kwargs
 from ..openai_http import MiB, OpenAIHTTP, content_type, read_excerpt, within
@@ -93,7 +93,11 @@ class OpenAITTS(OpenAIHTTP, TTS):
             raise ConfigError(f"openai TTS voice must be a voice name (e.g. alloy), got {voice!r}")
         self.model, self.voice, self.response_format = model, voice, response_format
         self.speed = None if speed is None else number("openai TTS", "speed", speed, above=0)
-        self.pcm_rate = number("openai TTS", "pcm_rate", pcm_rate, min=1, cast=int)
+        # (the rates an audio file may have, kame.audio.read_wav's: else resampling it is refused at
+        # the first reply, or costs gigabytes)
+        self.pcm_rate = number("openai TTS", "pcm_rate", pcm_rate, min=MIN_FILE_RATE, cast=int)
+        if self.pcm_rate > MAX_FILE_RATE:
+            raise ConfigError(f"openai TTS: pcm_rate must be at most {MAX_FILE_RATE} (Hz), got {pcm_rate!r}")
         own = tuple(None if v is None else number("openai TTS", k, v, above=0)
                     for k, v in (("first_chunk_timeout", first_chunk_timeout), ("chunk_timeout", chunk_timeout)))
         # the timeouts given (a spec's ;first_chunk_timeout=30): the cascade's watchdog waits at
