@@ -135,3 +135,10 @@ def test_backend_history_chars_is_a_config_key():
     assert load_config(None, ["backend.history_chars=0"]).backend.history_chars == 0  # (0: no limit)
     with pytest.raises(ConfigError, match=r"backend.history_chars: must be >= 0, got -1"):
         load_config(None, ["backend.history_chars=-1"])
+
+
+def test_a_config_file_with_a_utf8_bom_is_read(tmp_path):
+    """(was: "not valid TOML: Invalid statement (at line 1, column 1)"; the QA reader skips a BOM too)"""
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf[backend]\nllm = \"none\"\n")
+    assert load_config(bom).backend.llm == "none"

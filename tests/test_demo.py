@@ -46,3 +46,17 @@ def test_demo_headings_name_the_configured_components():
                                     "yet) + its own codec; back-end STT none -> LLM none")
     cfg = load_config(None, ["backend.stt=none"])  # its LLM is not loaded then (was: "LLM embedded")
     assert _heading(cfg).endswith("back-end STT none -> LLM not loaded (STT none) -> oracle stream")
+
+
+def test_a_question_that_is_not_utf8_is_refused_before_the_tts(tmp_path, capsys):
+    """A latin-1 byte in argv arrives as a surrogate escape (was: a traceback from piper,
+    "UnicodeEncodeError ... surrogates not allowed"); --set backend.system_prompt too."""
+    import os
+
+    question = os.fsdecode(b"Was ist zwei plus zwei \xe4?")  # (as Python decodes a latin-1 terminal's argv)
+    assert main(["demo", "--question", question, "--out", str(tmp_path / "d")]) == 1
+    err = capsys.readouterr().err
+    assert "--question: not valid UTF-8 text (byte 0xe4 at character 24" in err and "Traceback" not in err
+    assert not (tmp_path / "d" / "question.wav").exists()
+    assert main(["demo", "--out", str(tmp_path / "d"), "--set", f"backend.system_prompt={question}"]) == 1
+    assert "backend.system_prompt: not valid UTF-8 text (byte 0xe4" in capsys.readouterr().err

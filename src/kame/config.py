@@ -74,6 +74,20 @@ def frontend_spec_form(spec: Any) -> tuple[str, str | None, Path | None]:
     return "path", None, local_path(spec.removeprefix("path:"))
 
 
+def check_text(value: str, name: str) -> str:
+    """``value`` if UTF-8 can encode it, else ConfigError naming ``name`` and where. A byte that is
+    not UTF-8 in a command-line argument (typed in a latin-1 terminal or script) arrives as a
+    surrogate escape (U+DC80-U+DCFF), which TTSs and LLMs refuse (was: a traceback from piper)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        ch = value[exc.start]
+        what = f"byte 0x{ord(ch) - 0xDC00:02x}" if "\udc80" <= ch <= "\udcff" else f"a lone surrogate U+{ord(ch):04X}"
+        raise ConfigError(f"{name}: not valid UTF-8 text ({what} at character {exc.start + 1}: from a terminal or "
+                          "script in another encoding, e.g. latin-1?); give it as UTF-8") from None
+    return value
+
+
 def _opt(default: Any, *, choices: Iterable[Any] | None = None, min: float | None = None, max: float | None = None):
     """A dataclass field with validation metadata (allowed choices / numeric range)."""
     meta = {"choices": tuple(choices) if choices is not None else None, "min": min, "max": max}
@@ -204,6 +218,8 @@ class BackendConfig:
                 setattr(self, kind, spec)
             if spec != "none":
                 registry.check_key_spec(f"backend.{kind}", kind, spec, also=("none",))
+        if isinstance(self.system_prompt, str):  # (--set backend.system_prompt=... from a latin-1 terminal)
+            check_text(self.system_prompt, "backend.system_prompt")
         if self.knowledge_dir:  # the check KnowledgeBase.from_folder makes
             from .backend.knowledge import check_knowledge_dir  # lazily: it imports numpy
 
@@ -410,7 +426,7 @@ def load_config(
         if not p.exists():  # a pipe (--config <(...)) or /dev/null is read like a file
             raise ConfigError(f"config file not found: {p}")
         try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
+            data = tomllib.loads(p.read_text(encoding="utf-8-sig"))  # (a BOM, as Notepad writes: skipped)
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
         except OSError as exc:  # e.g. no permission to read it

@@ -22,7 +22,7 @@ import argparse
 import time
 
 from .audio import write_wav
-from .config import add_config_arguments, config_from_args
+from .config import add_config_arguments, check_text, config_from_args
 from .errors import ConfigError
 from .paths import check_output_folder, check_replaceable
 
@@ -58,6 +58,7 @@ def main(args) -> int:
     from .backend.tts.piper import PiperTTS
     from .runtime import filemode
 
+    check_text(args.question, "--question")  # (before the TTS: piper failed on it with a traceback)
     if not any(ch.isalnum() for ch in args.question):
         raise ConfigError(f"--question has nothing to say: {args.question!r}")
     out = check_output_folder(args.out)

@@ -577,3 +577,17 @@ def test_reference_per_turn_and_an_edited_question_file(tmp_path, capsys, fake_c
     assert judges["n"] == 1 and agent_runs["main"] == runs
     assert [r["reference"] for r in lines] == ["Four, from the file.", "Six."]
     assert "judged without a reference" not in (out / "results.md").read_text()
+
+
+def test_a_question_file_with_a_lone_surrogate_escape_is_refused_before_anything_runs(tmp_path):
+    """(was: read, then the question's TTS failed: "the agent failed (UnicodeEncodeError ...)"); an
+    escaped pair is one character, and fine."""
+    pair = write(tmp_path / "pair.jsonl", ['{"question_id": 1, "category": "stem", "turns": ["Why \\ud83d\\ude00?"]}'])
+    assert read_questions(pair)[0].turns == ["Why \U0001F600?"]
+    for line in ('{"question_id": 1, "category": "stem", "turns": ["What is two plus \\ud800 two?"]}',
+                 '{"question_id": 1, "category": "stem", "turns": ["Why?"], "reference": ["Because \\udfff."]}',
+                 '{"question_id": "q\\ud800", "category": "humanities", "turns": ["Why?"]}'):
+        bad = write(tmp_path / "surr.jsonl", [QUESTIONS[1], line])
+        with pytest.raises(ConfigError, match=r"surr\.jsonl:2: a lone surrogate \\u(d800|dfff) .*fix or remove the "
+                                              r"escape"):
+            read_questions(bad)

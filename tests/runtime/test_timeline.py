@@ -199,3 +199,19 @@ def test_a_cut_cascade_reply_draws_the_words_heard_and_the_next_reply_keeps_its_
     pos = agent_word_positions(rec, agent)
     assert [w for _, _, w in pos] == ["A", "tale", "of", "old.", "(+4 not heard)", "The", "end."]
     assert all(7.04 <= t <= 7.6 for t, _, _ in pos[:5]) and all(11.0 <= t < 13.0 for t, _, _ in pos[5:])
+
+
+def test_text_the_font_cannot_draw_gives_no_warning_per_glyph(tmp_path):
+    """(was: one matplotlib "Glyph 12399 (...) missing from font(s) DejaVu Sans." UserWarning per
+    character on stderr: CJK, emoji, an ESC in the LLM's text); other warnings still show."""
+    import warnings
+
+    rec, agent = _cascade_rec()
+    rec["agent_text"] = [{"t": 3.0, "text": "你好世界"}, {"t": 3.1, "text": " こんにちは"}, {"t": 3.2, "text": " 🎉\x1b[31m"}]
+    rec.update(transcripts=[{"t": 2.0, "text": "什么是 🎉", "final": True}], oracle=[])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plot_timeline(tmp_path / "t.png", np.zeros_like(agent), agent, rec, "cascade 你好")
+        warnings.warn("another warning", UserWarning)
+    assert [str(w.message) for w in caught] == ["another warning"]
+    assert (tmp_path / "t.png").stat().st_size > 0

@@ -5,6 +5,8 @@ pictures, and the spoken turns (no annotations, markup or LaTeX, the final answe
 from __future__ import annotations
 
 import json
+import logging
+import re
 import sys
 import types
 import warnings
@@ -162,11 +164,12 @@ def test_mmlu_pro_is_read_with_letters_and_spoken_with_the_options(tmp_path):
     assert all(no_markup(t) for item in items for t in spoken_turns(item))
 
 
-def test_hssbench_leaves_out_items_that_need_their_picture_and_says_so(tmp_path):
+def test_hssbench_leaves_out_items_that_need_their_picture_and_says_so(tmp_path, caplog):
     path = jsonl(tmp_path / "data-open.jsonl", HSSBENCH)
-    with pytest.warns(UserWarning, match=r"3 HSSBench item\(s\) left out .* needs its picture .*e7aa8d31.*"
-                                         r"images='keep' \(kame data synth: --images keep\)"):
+    with caplog.at_level(logging.WARNING, logger="kame.train.qa"):
         items = read_qa(path)
+    assert re.search(r"3 HSSBench item\(s\) left out .* needs its picture .*e7aa8d31.*; to keep them use --images keep "
+                     r"\(read_qa: images='keep'\)", caplog.text)
     assert [i.id for i in items] == ["hssbench/4c97cd84-a7c9-458e-bc78-e1a1f717633b"]  # the one a listener can answer
     item = items[0]
     assert (item.correct, item.answer, item.choices[1][:26]) == ("B", "B", "The French Communist Party")
@@ -194,8 +197,7 @@ def test_hssbench_leaves_out_items_that_need_their_picture_and_says_so(tmp_path)
     with pytest.raises(DataError, match="no item is left"):  # every item needs its picture
         read_qa(jsonl(tmp_path / "b.jsonl", HSSBENCH[1:]))
     raw = [dict(HSSBENCH[0], image_necessity="需要"), dict(HSSBENCH[2], image_necessity="不需要")]  # raw files say it
-    with pytest.warns(UserWarning):
-        assert [i.source["original_id"] for i in read_qa(jsonl(tmp_path / "raw.jsonl", raw))] == ["81f3642c"]
+    assert [i.source["original_id"] for i in read_qa(jsonl(tmp_path / "raw.jsonl", raw))] == ["81f3642c"]
 
 
 def test_json_lists_json_lines_and_plain_qa(tmp_path):
@@ -271,6 +273,25 @@ def test_errors_name_the_file_the_line_and_what_to_do(tmp_path):
         read_qa(tmp_path / "qa.csv")
 
 
+LATIN1 = '{"question": "What is the café name?", "answer": "Café."}\n'.encode("latin-1")  # é: byte 0xe9, at 29
+
+
+@pytest.mark.parametrize("name, data, byte", [
+    ("latin1.jsonl", LATIN1, 29),
+    ("utf16.jsonl", '{"question": "Why?", "answer": "Because."}\n'.encode("utf-16"), 0),  # its BOM, 0xff 0xfe
+    ("latin1.json", b"[" + LATIN1.strip() + b"]", 30),
+    ("late.jsonl", b'{"question": "Why?", "answer": "Because."}\n' * 300 + LATIN1, 43 * 300 + 29),  # past a chunk
+])
+def test_a_file_that_is_not_utf8_is_one_error_naming_it_and_the_byte(tmp_path, name, data, byte):
+    """(was: a traceback, UnicodeDecodeError from the line loop) said as kame eval mtbench says it
+    (kame.eval.reference.read_text); a BOM is fine."""
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(DataError, match=rf"{name}: not UTF-8 text \(byte {byte}\); save it as UTF-8 "):
+        read_qa(tmp_path / name, language=None)
+    (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + LATIN1.decode("latin-1").encode("utf-8"))
+    assert read_qa(tmp_path / "bom.jsonl")[0].answer == "Café."
+
+
 def test_parquet_needs_pyarrow_or_pandas_and_says_so(tmp_path, monkeypatch):
     path = tmp_path / "test-00000-of-00001.parquet"
     path.write_bytes(b"PAR1")
@@ -301,6 +322,10 @@ def test_parquet_needs_pyarrow_or_pandas_and_says_so(tmp_path, monkeypatch):
     ("the ball-\npoint pen \nwas red", "the ball-point pen was red"),
     ("x^2 when 5^3 and y^{2} or", "x squared when 5 cubed and y squared or"),  # the space after stays
     ("It is x^2. Then 2^3.5 and x^23", "It is x squared. Then 2 to the power of 3.5 and x to the power of 23"),
+    # control characters and terminal escapes are not spoken (was: "is\x01", "\x1b[31mred\x1b[0m" in the dialogues)
+    ("What is\x01 the \x1b[31mred\x1b[0m color?\r\nTell me.", "What is the red color? Tell me."),
+    ("Red is\x07 a\x00 color.\x1b]0;title\x07\x7f\x9f", "Red is a color."),
+    ("one\x0btwo\x0cthree\x1ffour\x85five", "one two three four five"),
 ])
 def test_speakable_text(text, said):
     assert speakable(text) == said
@@ -317,25 +342,25 @@ def test_spoken_turns_refuse_what_cannot_be_spoken():
     assert spoken_turns(QAItem("qa/x/2", "Hi?", "A long answer here.", {}), max_answer_words=2)[1] == "A long."
 
 
-def test_hssbench_items_with_nothing_to_see_are_read_without_a_warning(tmp_path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+def test_hssbench_items_with_nothing_to_see_are_read_without_a_warning(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="kame.train.qa"):
         assert len(read_qa(jsonl(tmp_path / "text.jsonl", HSSBENCH[:1]))) == 1
+    assert caplog.records == []
 
 
-def test_items_in_other_languages_are_left_out_and_counted(tmp_path):
+def test_items_in_other_languages_are_left_out_and_counted(tmp_path, caplog):
+    """The count is a log line in the CLI's terms (was: a Python UserWarning with kame's source line, telling a
+    CLI user to "pass language=None")."""
     path = jsonl(tmp_path / "un.jsonl", HSSBENCH_UN + HSSBENCH[:1])
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING, logger="kame.train.qa"):
         warnings.simplefilter("always")
         items = read_qa(path)
     assert [i.id for i in items] == ["hssbench/" + HSSBENCH[0]["id"]]
-    assert len(caught) == 1 and str(caught[0].message) == (
-        f"{path}: 8 item(s) left out as not in English (e.g. hssbench/zh-1); to keep them pass language=None "
-        "(kame data synth: --language any)")
+    assert caught == [] and [r.getMessage() for r in caplog.records] == [
+        f"{path}: 8 item(s) left out as not in English (e.g. hssbench/zh-1); to keep them use --language any "
+        "(read_qa: language=None)"]
     assert len(read_qa(path, language=None)) == len(read_qa(path, language="any")) == 9
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        by_language = {lang: [i.id for i in read_qa(path, language=lang)] for lang in LANGUAGES if lang != "en"}
+    by_language = {lang: [i.id for i in read_qa(path, language=lang)] for lang in LANGUAGES if lang != "en"}
     # kept only when neither the record nor the text says another language: zh-1's "en" (wrong) loses it for
     # Chinese too, zh-2 is half Latin (its options), zh-3's text is English
     assert by_language == {"fr": ["hssbench/fr-1"], "es": ["hssbench/es-1"], "zh": ["hssbench/zh-4"],
@@ -343,11 +368,11 @@ def test_items_in_other_languages_are_left_out_and_counted(tmp_path):
     # any format: a plain QA file too; items of numbers only, and English with ① or P₂, are English
     plain = [{"question": "中国的首都是哪里?", "answer": "北京"}, {"question": "2 + 2?", "answer": 4},
              {"question": "Order ①②③ in time; is P₂ above P₁?", "answer": "①③②; yes"}]
-    with pytest.warns(UserWarning, match=r"1 item\(s\) left out as not in English \(e.g. qa/plain/0\)"):
-        assert [i.id for i in read_qa(jsonl(tmp_path / "plain.jsonl", plain))] == ["qa/plain/1", "qa/plain/2"]
-    with pytest.warns(UserWarning):
-        assert read_qa(tmp_path / "plain.jsonl", language="English-US", limit=1)[0].id == "qa/plain/1"
-    with pytest.raises(DataError, match=r"8 item\(s\) left out as not in English.*--language any\); no item is left"):
+    caplog.clear()
+    assert [i.id for i in read_qa(jsonl(tmp_path / "plain.jsonl", plain))] == ["qa/plain/1", "qa/plain/2"]
+    assert "1 item(s) left out as not in English (e.g. qa/plain/0)" in caplog.text
+    assert read_qa(tmp_path / "plain.jsonl", language="English-US", limit=1)[0].id == "qa/plain/1"
+    with pytest.raises(DataError, match=r"8 item\(s\) left out as not in English.*language=None\); no item is left"):
         read_qa(jsonl(tmp_path / "none.jsonl", HSSBENCH_UN))
     with pytest.raises(DataError, match=r"unknown language 'klingon'; known: en, fr, es, zh, ru, ar, or None .*"
                                         r"--language any") as e:
@@ -365,3 +390,42 @@ def test_hssbench_questions_with_two_right_options_are_read_and_said(tmp_path):
     assert agent.startswith(f"It's A, {speakable(opts[0]).rstrip('.;, ')} and D, {speakable(opts[3]).rstrip('.;, ')}.")
     with pytest.raises(DataError, match="correct_answer 'Q'"):
         read_qa(jsonl(tmp_path / "bad.jsonl", [dict(rec, correct_answer="A,Q")]))
+
+
+# Latin-script languages besides French and Spanish (was: an item without French or Spanish small words counted
+# as English, so these were kept and spoken by the English voices)
+OTHER_LATIN = {
+    "de": ("Wie viele Beine hat eine Spinne? Und welcher Fluss fließt durch Berlin?",
+           "Eine Spinne hat acht Beine, und die Spree fließt durch die Hauptstadt."),
+    "it": ("Quante zampe ha un ragno?", "Un ragno ha otto zampe, e non sei."),
+    "pt": ("Quantas pernas tem uma aranha?", "Uma aranha tem oito pernas."),
+    "nl": ("Hoeveel poten heeft een spin?", "Een spin heeft acht poten."),
+    "tr": ("Bir örümceğin kaç bacağı var?", "Örümceğin sekiz bacağı var."),
+    "vi": ("Con nhện có bao nhiêu chân?", "Một con nhện có tám chân."),
+    "id": ("Berapa kaki yang dimiliki seekor laba-laba?", "Laba-laba memiliki delapan kaki."),
+}
+# English questions that name a foreign title, phrase or person stay English
+ENGLISH_WITH_FOREIGN = [
+    ("What does the German phrase 'Wie geht es dir?' mean?", "It means 'How are you?'."),
+    ("Who wrote the novel 'Il nome della rosa'?", "Umberto Eco wrote it in 1980."),
+    ("Who painted 'De Nachtwacht', and where is it now?",
+     "Rembrandt van Rijn painted it; it is in the Rijksmuseum in Amsterdam."),
+    ("Who was Leonardo da Vinci?", "Leonardo da Vinci was an Italian painter of the Renaissance."),
+    ("Is 'Die Zauberflöte' an opera by Mozart?", "Yes, Mozart wrote Die Zauberflöte in 1791."),
+    ("How do you say 'thank you' in Turkish?", "You say 'teşekkür ederim', or 'sağ ol' among friends."),
+    ("Which river flows through Porto, the city famous for its port wine?", "The Douro flows through Porto."),
+    ("What is the capital of Côte d'Ivoire, and who was Gödel?", "The capital is Yamoussoukro. Gödel was a logician."),
+]
+
+
+def test_items_in_other_latin_script_languages_are_left_out_and_english_with_foreign_names_is_kept(tmp_path, caplog):
+    records = [{"id": lang, "question": q, "answer": a} for lang, (q, a) in OTHER_LATIN.items()]
+    records += [{"id": f"en{i}", "question": q, "answer": a} for i, (q, a) in enumerate(ENGLISH_WITH_FOREIGN)]
+    path = jsonl(tmp_path / "lang.jsonl", records)
+    with caplog.at_level(logging.WARNING, logger="kame.train.qa"):
+        kept = [i.id for i in read_qa(path)]
+    assert kept == [f"qa/lang/en{i}" for i in range(len(ENGLISH_WITH_FOREIGN))]
+    assert f"{len(OTHER_LATIN)} item(s) left out as not in English (e.g. qa/lang/de)" in caplog.text
+    for lang in ("fr", "es"):  # nor are they French or Spanish
+        with pytest.raises(DataError, match="no item is left"):
+            read_qa(jsonl(tmp_path / "other.jsonl", records[:len(OTHER_LATIN)]), language=lang)

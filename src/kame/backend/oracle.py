@@ -304,7 +304,9 @@ class OracleProducer:
                     piece = await self._next(agen, timeout)
                     if piece is END:
                         break
-                    check_piece(piece, self.llm, _LLMFault)  # (None or an int is a broken LLM, not an end)
+                    # (None or an int is a broken LLM, not an end; the text cleaned: a lone surrogate
+                    # failed SentencePiece on every prediction)
+                    piece = check_piece(piece, self.llm, _LLMFault)
                     if not piece:  # an empty piece (a keep-alive) is not the first token
                         continue
                     if first is None:

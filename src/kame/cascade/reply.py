@@ -328,7 +328,8 @@ class ReplyPipeline:
                 stream = aiter(self.llm.stream_chat(messages, **kwargs))
                 try:
                     while (piece := await self._next(stream, "LLM", t_req, first)) is not END:
-                        if not check_piece(piece, self.llm):  # text, else BackendError naming the LLM
+                        # text, cleaned (a NUL failed the TTS), else BackendError naming the LLM
+                        if not (piece := check_piece(piece, self.llm)):
                             continue
                         if first:
                             first = False

@@ -45,6 +45,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,10 @@ def read_questions(path: str | Path, categories=DEFAULT_CATEGORIES, turns: int =
         ref, qid = d.get("reference"), str(d["question_id"])
         if ref is not None and not (isinstance(ref, list) and all(isinstance(r, str) for r in ref)):
             raise ConfigError(f"{where}: reference must be a list of strings (one per turn)")
+        half = _lone_surrogate([qid, d["category"], *d["turns"], *(ref or [])])
+        if half:  # (was: run, then "the agent failed (UnicodeEncodeError ...)" when the TTS could not say it)
+            raise ConfigError(f"{where}: a lone surrogate {half} (half of a character's JSON escape): text no "
+                              "TTS or judge can take; fix or remove the escape")
         found.add(d["category"])
         if categories is not None and d["category"] not in categories:
             continue
@@ -112,6 +117,16 @@ def read_questions(path: str | Path, categories=DEFAULT_CATEGORIES, turns: int =
         raise ConfigError(f"{path}: no question left in categories {', '.join(categories or ())} (the file has "
                           f"{', '.join(sorted(found)) or 'none'}); see --categories")
     return out
+
+
+def _lone_surrogate(texts: list[str]) -> str | None:
+    """The first surrogate in ``texts`` ("\\ud800"), if any: json.loads joins an escaped pair into
+    its character, so one left is alone (UTF-8 cannot encode it)."""
+    found = next((m for m in map(_SURROGATE.search, texts) if m), None)
+    return f"\\u{ord(found.group()):04x}" if found else None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _question_ok(d: dict) -> bool:

@@ -262,7 +262,7 @@ class WatchedLLM:
         try:
             first = True
             async for piece in self.llm.stream_chat(messages, **kwargs):
-                check_piece(piece, self)  # (before "up": a broken LLM is not working; named as we name it)
+                piece = check_piece(piece, self)  # (before "up": a broken LLM is not working; named as we name it)
                 if first:
                     self.on_status(True, None)
                     first = False

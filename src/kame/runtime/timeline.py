@@ -7,6 +7,7 @@ it reset the stream, and the agent's audio with its words and the first response
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,17 +22,25 @@ WIDTH_IN = 14.0  # the figure's width (inches) up to WIDE_AFTER_S of conversatio
 WIDE_AFTER_S = 60.0
 MAX_WIDTH_IN = 40.0  # ... up to this (4400 px at the PNG's 110 dpi)
 WORDS_PER_IN = 30  # the agent's words the plot shows per inch of its width; beyond, evenly chosen (was: the first 400)
+# matplotlib's warning for each character the font has no glyph for ("Glyph 12399 (\N{HIRAGANA LETTER HA})
+# missing from font(s) DejaVu Sans."): not shown (plot_timeline)
+_MISSING_GLYPH = r"Glyph \d+ .*missing from"
 
 
 def plot_timeline(path: Path, user: np.ndarray, agent: np.ndarray, rec: dict, title: str) -> None:
-    """Write the conversation's timeline plot to ``path`` (PNG)."""
+    """Write the conversation's timeline plot to ``path`` (PNG). Text the font has no glyph for
+    (CJK, emoji, a control character) is drawn as a box, without matplotlib's "Glyph N missing
+    from font(s)" warning for each character (was: a flood of them on stderr); other warnings
+    are shown."""
     import matplotlib.pyplot as plt
 
-    fig = timeline_figure(user, agent, rec, title)
-    try:  # (as write_wav: whole or not at all, and KameError naming the file it could not write)
-        write_replacing(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), "timeline plot")
-    finally:
-        plt.close(fig)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_MISSING_GLYPH, category=UserWarning)
+        fig = timeline_figure(user, agent, rec, title)
+        try:  # (as write_wav: whole or not at all, and KameError naming the file it could not write)
+            write_replacing(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), "timeline plot")
+        finally:
+            plt.close(fig)
 
 
 def figure_width(duration_s: float) -> float:

@@ -17,43 +17,51 @@ Formats (`FORMATS`; "auto" picks the first that fits the first record, then ever
     gsm8k     question, answer whose last line is "#### N"                     (openai/gsm8k)
     qa        question, answer (text or number), [id]                 (anything else, as given)
 
-Strict by default, as a training set should be: a line that is not JSON, a record of another shape,
-an empty question or answer, a correct letter that is not among the options, or an id seen twice is
-a `DataError` naming the file, the line (or record/row) and what to do; nothing is skipped silently.
+Strict by default, as a training set should be: a file that is not UTF-8 (its first bad byte named;
+a BOM is fine), a line that is not JSON, a record of another shape, an empty question or answer, a
+correct letter that is not among the options, or an id seen twice is a `DataError` naming the file,
+the line (or record/row) and what to do; nothing is skipped silently.
 
 HSSBench is multimodal: every published item comes with a picture (`pic_path`) that a spoken
 dialogue cannot show. `images="skip"` (default) leaves out the items that need it - the record says
 so (`image_necessity`), or the question refers to it ("the image", "Refer to Figure 6-4", "the
-table below", "the following information", ...) - with a warning counting them; `images="keep"`
+table below", "the following information", ...) - with a logged warning counting them; `images="keep"`
 keeps them all (the picture's path in `source["image"]`).
 
 Items not in `language` (default "en": the voices speak English) are left out too, in every
-format, with a warning counting them; `language=None` keeps all. HSSBench's raw files have the six UN
-languages, and their `language` field, where there is one, is sometimes wrong ("en" on Chinese
-questions), so an item is in a language when its record does not say another one and its text fits:
-its letters are (nearly) all of the language's script, and for the Latin-script languages (en, fr,
-es) its commonest small words ("the", "of", "el", "les", ...) are not outnumbered by another's.
+format, with a logged warning counting them (in `kame data synth`'s terms); `language=None` keeps
+all. HSSBench's raw files have the six UN languages, and their `language` field, where there is one,
+is sometimes wrong ("en" on Chinese questions), so an item is in a language when its record does
+not say another one and its text fits: its letters are (nearly) all of the language's script, and
+for the Latin-script languages (en, fr, es) its commonest small words ("the", "of", "el", "les",
+...) are not outnumbered by another's - those of French, Spanish, German, Italian, Portuguese,
+Dutch, Turkish, Vietnamese or Indonesian (`_SMALL_WORDS`). An item in another Latin-script language
+(Polish, Swedish, ...) has none of them, so it counts as English; English naming a foreign title or
+phrase stays English.
 
 `spoken_turns` writes no markdown, no LaTeX (\\frac{a}{b} -> "a over b", x^2 -> "x squared"), no
-calculator annotations (<<48/2=24>>), no "####", and says simple symbols: "48 / 2 = 24" -> "48
-divided by 2 is 24", "$5" -> "5 dollars", "20%" -> "20 percent". Numbers stay digits (the TTS reads
-them). Questions are kept whole; the agent's turn is capped at `max_answer_words` whole sentences.
+calculator annotations (<<48/2=24>>), no "####", no control characters or terminal escapes, and
+says simple symbols: "48 / 2 = 24" -> "48 divided by 2 is 24", "$5" -> "5 dollars", "20%" -> "20
+percent". Numbers stay digits (the TTS reads them). Questions are kept whole; the agent's turn is
+capped at `max_answer_words` whole sentences.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import unicodedata
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..errors import KameError
 from .data import DataError
 
 FORMATS = ("gsm8k", "mmlu-pro", "hssbench", "qa")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+log = logging.getLogger(__name__)
 _SHAPES = ("gsm8k (question, answer ending '#### N'), mmlu-pro (question, options list, answer letter), "
            "hssbench (question, options, correct_answer), qa (question, answer)")
 
@@ -123,15 +131,15 @@ def read_qa(path, fmt: str = "auto", *, limit: int | None = None, language: str 
     said = []
     if foreign:
         said.append(f"{len(foreign)} item(s) left out as not in {_NAMES[lang]} (e.g. {foreign[0]}); to keep them "
-                    "pass language=None (kame data synth: --language any)")
+                    "use --language any (read_qa: language=None)")
     if pictured:
         said.append(f"{len(pictured)} HSSBench item(s) left out as their question needs its picture (e.g. "
-                    f"{pictured[0]}); to keep them pass images='keep' (kame data synth: --images keep)")
+                    f"{pictured[0]}); to keep them use --images keep (read_qa: images='keep')")
     if said:
         msg = f"{path}: " + "; ".join(said)
         if not items:
             raise DataError(f"{msg}; no item is left")
-        warnings.warn(msg, UserWarning, stacklevel=2)
+        log.warning("%s", msg)  # (was: a Python UserWarning, shown with kame's source line)
     return items
 
 
@@ -141,6 +149,20 @@ def _records(path: Path) -> Iterator[tuple[str, dict, Any]]:
         for i, rec in enumerate(_parquet_rows(path)):
             yield f"{path} row {i}", {"row": i}, rec
         return
+    try:
+        yield from _text_records(path)
+    except UnicodeDecodeError:  # (was: a traceback) said as kame eval mtbench says it, with the file's byte
+        from ..eval.reference import read_text
+
+        try:
+            read_text(path, str(path), "save it as UTF-8 (iconv -f ITS-ENCODING -t utf-8, e.g. -f latin1 or "
+                      "-f utf-16) or re-download it")
+        except KameError as exc:
+            raise DataError(str(exc)) from None
+        raise
+
+
+def _text_records(path: Path) -> Iterator[tuple[str, dict, Any]]:
     with open(path, encoding="utf-8-sig") as f:
         if path.suffix.lower() == ".json":  # a list of records; one of JSON lines (the hub has some) falls through
             try:
@@ -324,11 +346,30 @@ _SCRIPT = {"latin": re.compile(r"[A-Za-z\u00C0-\u024F\u1E00-\u1EFF]"),
            "han": re.compile(r"[\u3400-\u4DBF\u4E00-\u9FFF\uF900-\uFAFF]"),
            "cyrillic": re.compile(r"[\u0400-\u052F]"),
            "arabic": re.compile(r"[\u0600-\u06FF\u0750-\u077F\u08A0-\u08FF\uFB50-\uFDFF\uFE70-\uFEFF]")}
-# a Latin-script item is in English unless its small words say French or Spanish more often ("la", "en" count for both)
-_SMALL_WORDS = {"en": frozenset("the of and to is are was were what which who how this that with for from by".split()),
+# a Latin-script item is in English unless its small words say another language more often (a word may count
+# for several: "la", "en"); German, Italian, Portuguese, Dutch, Turkish, Vietnamese and Indonesian are told
+# apart, not chosen (was: an item with no French or Spanish word was English). Words English has too ("do",
+# "no", "in", "hat", "come") count for English only, so an English question naming a foreign title stays English.
+_SMALL_WORDS = {"en": frozenset("the of and to is are was were what which who how this that with for from by does did "
+                                "not can will would there their its it into about you your".split()),
                 "fr": frozenset("le la les des du est une et dans sur pour qui quel quelle quels au aux ce cette "
                                 "sont en".split()),
-                "es": frozenset("el la los las del es una y en por para con qué cuál cuáles son se su al".split())}
+                "es": frozenset("el la los las del es una y en por para con qué cuál cuáles son se su al".split()),
+                # (detection only)
+                "de": frozenset("der die das und ist nicht ein eine einen einem einer den dem des mit von zu auf für "
+                                "wie sind im auch sich haben wird welche welcher welches wer warum viele".split()),
+                "it": frozenset("il lo gli di della delle dei degli del che è e non un una per con sono ha nel nella "
+                                "alla quanti quante quale quali cosa perché anche questo questa".split()),
+                "pt": frozenset("o os da dos das em um uma é e não que com são tem ao pelo pela qual quais quantos "
+                                "quantas".split()),
+                "nl": frozenset("de het een en van dat die op te met voor zijn niet wat hoe wie waar hoeveel heeft "
+                                "hebben er ook aan bij naar dit deze worden".split()),
+                "tr": frozenset("bir ve bu ne için ile mi mı mu mü kaç nedir hangi hangisi olan çok daha gibi var yok "
+                                "değil kadar olarak".split()),
+                "vi": frozenset("là của và có không những các một được trong cho với này người gì nào bao "
+                                "nhiêu".split()),
+                "id": frozenset("yang dan di ini itu dengan untuk dari tidak ada apa berapa adalah akan pada "
+                                "juga".split())}
 _LETTER = re.compile(r"[^\W\d_]")
 _WORD = re.compile(r"[^\W\d_]+")
 
@@ -442,6 +483,11 @@ def _fit(sentences: list[str], budget: int, *, last: bool = False) -> list[str]:
 # -- text a TTS can read ------------------------------------------------------------------------
 
 _CALC = re.compile(r"<<[^<>]*>>")  # GSM8K's calculator annotations
+# terminal escapes (colours: "\x1b[31m") whole, then control characters: the separating ones are spaces, the
+# others nothing (was: "is\x07" and "\x1b[31mred" went into the training dialogues as they were)
+_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])|\x9b[0-?]*[ -/]*[@-~]")
+_SPACING_CONTROL = re.compile("[\x0b\x0c\x1c-\x1f\x85]")
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 _NUM = r"\$?\d+(?:,\d{3})*(?:\.\d+)?%?"
 _OP = r"\s*(?:[-+*/×÷]|(?<=\s)x(?=\s))\s*"
 _EQUATION = re.compile(rf"{_NUM}(?:{_OP}{_NUM})+\s*=\s*{_NUM}")
@@ -510,9 +556,11 @@ def _markdown(s: str) -> str:
 
 
 def speakable(text: str, *, lines: bool = False) -> str:
-    """`text` as one line a TTS can speak (module docstring). `lines=True`: each line is a
-    sentence (GSM8K's solutions); otherwise a line break inside a sentence is a space."""
-    s = _CALC.sub("", text)
+    """`text` as one line a TTS can speak (module docstring), without control characters or
+    terminal escapes. `lines=True`: each line is a sentence (GSM8K's solutions); otherwise a line
+    break inside a sentence is a space."""
+    s = _CONTROL.sub("", _SPACING_CONTROL.sub(" ", _ESCAPE.sub("", text)))
+    s = _CALC.sub("", s)
     s = s.replace("²", "^2").replace("³", "^3")
     s = re.sub("[\u2460-\u2473]", lambda m: f" {ord(m.group()) - 0x245F},", s)  # ①② (statements) -> "1, 2,"
     s = re.sub(r"_{3,}|\(\s*\)|（\s*）", " blank ", s)                  # fill-in blanks: "encourage ____"

@@ -9,7 +9,9 @@ Cancelling the consuming task cancels the request. Errors raise kame.errors.Back
 each stream_chat) raises TypeError / ValueError before any request is made.
 Every piece must be a ``str`` (possibly empty); a stream that yields anything else (None, an
 int, a dict) has broken the interface, and its consumers treat that as the LLM failing:
-``check_piece`` raises a BackendError that says what it yielded.
+``check_piece`` raises a BackendError that says what it yielded. Every consumer uses the text
+``check_piece`` returns: the piece cleaned of what a tokenizer or TTS cannot take (a lone
+surrogate, a control character).
 ``collect_reply`` gathers a whole reply (checked pieces, a timeout, the stream closed either way).
 Implementations: kame.backend.llm.openai (OpenAI-compatible HTTP), kame.backend.llm.embedded
 (SmolLM2 offline). ``await llm.aclose()`` releases connections.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import reprlib
 from abc import ABC, abstractmethod
 from typing import Any, AsyncIterator, Sequence
@@ -78,11 +81,25 @@ def check_messages(messages: Any) -> list[ChatMessage]:
     return list(messages)
 
 
+# what check_piece takes out of a piece: C0 controls but tab, LF and CR; DEL and the C1 controls;
+# surrogates (a lone one: an openai stream's "\ud83d" escape split from its pair)
+_UNCLEAN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 def check_piece(piece: Any, llm: Any, error: type[Exception] = BackendError) -> str:
-    """``piece`` if it is text, else ``error`` (BackendError) "LLM NAME broke its interface:
-    yielded int 42, expected str (a text piece)"."""
+    """The text of ``piece``, cleaned, if it is text, else ``error`` (BackendError) "LLM NAME
+    broke its interface: yielded int 42, expected str (a text piece)". Cleaned: a lone surrogate
+    (which SentencePiece and UTF-8 refuse: the tandem's oracle failed on every prediction) is
+    U+FFFD, a surrogate pair the character it encodes; control characters (C0 but tab, newline,
+    carriage return; DEL; C1) are removed (a NUL failed piper, losing the rest of the cascade's
+    reply). Callers use the returned text, which may be empty. A plain piece is returned as is
+    (one regex search)."""
     if isinstance(piece, str):
-        return piece
+        if _UNCLEAN.search(piece) is None:
+            return piece
+        piece = _CONTROL.sub("", piece)
+        return piece.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     raise error(f"LLM {describe(llm)} broke its interface: yielded {yielded(piece)}, "
                        "expected str (a text piece)")
 

@@ -1,0 +1,66 @@
+"""LLM text a tokenizer or TTS cannot take, cleaned at the one gate every piece passes
+(kame.backend.llm.base.check_piece): a lone surrogate (an openai stream's "\\ud83d" escape split
+from its pair) failed every tandem oracle prediction with SentencePiece's "TypeError: List
+elements must be str or bytes"; a NUL failed piper ("embedded null character")."""
+
+import asyncio
+
+import pytest
+
+from kame.backend.llm.base import check_piece, collect_reply
+from kame.backend.oracle import OracleProducer
+from kame.backend.policy import OraclePolicy
+from kame.backend.tokenizer import default_tokenizer
+from kame.backend.types import ChatMessage, OracleAppend
+from kame.runtime.backend import WatchedLLM
+from kame.runtime.clock import FakeClock
+from kame.runtime.metrics import MetricsLog
+
+from .test_oracle import settle, tr
+
+ODD = ["Paris ", "\ud83d", "\ude00 is ", "the\x00 capital\x01\x1b[0m ", "\ud800 of\x85 France.\r\n"]
+
+
+class OddLLM:
+    """A plugin's LLM (no base class) whose pieces hold lone surrogates and control characters."""
+
+    name = "odd"
+
+    async def stream_chat(self, messages, *, max_tokens=None, temperature=None):
+        for piece in ODD:
+            yield piece
+
+
+@pytest.mark.parametrize("piece, clean", [
+    ("plain text, ünïcödé 你好 🎉\n\t\r", "plain text, ünïcödé 你好 🎉\n\t\r"),
+    ("ok \ud800 then \udfff fine.", "ok \ufffd then \ufffd fine."),
+    ("a pair \ud83d\ude00 joined", "a pair \U0001F600 joined"),
+    ("ctrl\x00\x01\x07\x1b[31m\x7f\x85\x9f.", "ctrl[31m."),
+    ("\x00", ""),
+])
+def test_check_piece_returns_the_text_cleaned(piece, clean):
+    assert check_piece(piece, OddLLM()) == clean
+    plain = "nothing to clean"
+    assert check_piece(plain, OddLLM()) is plain  # the fast path: the same object
+
+
+async def test_the_oracle_predicts_from_a_reply_with_lone_surrogates_and_control_characters():
+    events = []
+    p = OracleProducer(OddLLM(), default_tokenizer(), OraclePolicy(), clock=FakeClock(), metrics=MetricsLog(),
+                       on_event=events.append, session="s")
+    await p.on_transcript(tr(2))
+    await settle()
+    assert p.stats["failed"] == 0 and p.stats["completed"] == 1
+    text = "".join(e.text for e in events if isinstance(e, OracleAppend))
+    assert "Paris" in text and "capital" in text and "France." in text
+    await p.aclose()
+
+
+async def test_the_health_watcher_and_collect_reply_hand_on_the_cleaned_text():
+    statuses = []
+    watched = WatchedLLM(OddLLM(), lambda ok, err: statuses.append((ok, err)))
+    pieces = [x async for x in watched.stream_chat([ChatMessage("user", "hi")])]
+    assert pieces == [check_piece(x, None) for x in ODD] and statuses == [(True, None)]
+    reply = await asyncio.wait_for(collect_reply(OddLLM(), [ChatMessage("user", "hi")], timeout_s=5), 5)
+    assert reply == "Paris \ufffd\ufffd is the capital[0m \ufffd of France.\r\n"
+    reply.encode("utf-8")  # (was: UnicodeEncodeError, surrogates not allowed)
