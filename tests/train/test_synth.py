@@ -267,6 +267,20 @@ def test_a_slice_gives_an_item_the_audio_and_word_times_of_the_whole_run(tmp_pat
     assert np.array_equal(part.audio, whole.audio)
 
 
+def test_voices_are_made_with_the_seed_if_the_tts_takes_one(monkeypatch):
+    """kame data synth asks for repeatable speech: its seed goes to a TTS that takes one (espeak's
+    default, seed=None, is the live TTS's: unseeded); a TTS without a seed keyword still works."""
+    from kame import registry
+    from kame.train.synth import _Voices
+
+    pytest.importorskip("espeakng_loader")
+    registry.check_spec("tts", "espeak")  # (the table loaded)
+    monkeypatch.setitem(registry._ENTRIES["tts"], "_words", registry.Entry(lambda arg=None: WordTTS(), None, ""))
+    voices = _Voices(seed=5)
+    assert voices.get("espeak:en-us").seed == 5 and registry.create("tts", "espeak:en-us").seed is None
+    assert isinstance(voices.get("_words"), WordTTS)
+
+
 def test_a_bad_voice_or_output_folder_fails_before_any_item(tmp_path, capsys):
     from kame.cli import main
 
@@ -467,7 +481,7 @@ def test_a_run_that_writes_no_dialogue_leaves_synth_json_as_it_was(tmp_path, mon
     from kame.cli import main
 
     class Fake(Voices):  # word-timed tones, not espeak: no voice loaded
-        def __init__(self) -> None:
+        def __init__(self, seed: int = 0) -> None:
             super().__init__()
 
         def get(self, spec):

@@ -135,7 +135,7 @@ def make_corpus(n: int) -> list[dict]:
     from ..backend.tts.espeak import EspeakTTS
     from ..backend.tts.piper import PiperTTS
 
-    piper = PiperTTS()
+    piper = PiperTTS(seed=0)
     out = []
     for i in range(n):
         text = SENTENCES[i % len(SENTENCES)]
@@ -145,7 +145,8 @@ def make_corpus(n: int) -> list[dict]:
             out.append(dict(text=text, voice=f"piper x{scale}", group="piper", pcm=piper.synth(text)))
         else:
             voice = ESPEAK_VOICES[(i // 2) % len(ESPEAK_VOICES)]
-            out.append(dict(text=text, voice=f"espeak {voice}", group="espeak", pcm=EspeakTTS(voice).synth(text)))
+            pcm = EspeakTTS(voice, seed=0).synth(text)  # (seeded, as piper: the same corpus every run)
+            out.append(dict(text=text, voice=f"espeak {voice}", group="espeak", pcm=pcm))
     return out
 
 

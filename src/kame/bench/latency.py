@@ -106,7 +106,8 @@ def _voices():
     def synth(engine: str, arg, text: str) -> np.ndarray:
         key = (engine, arg)
         if key not in cache:
-            cache[key] = PiperTTS(length_scale=float(arg)) if engine == "piper" else EspeakTTS(str(arg))
+            # (seed=0: the same speech every run, whatever was said before)
+            cache[key] = PiperTTS(length_scale=float(arg), seed=0) if engine == "piper" else EspeakTTS(str(arg), seed=0)
         return cache[key].synth(text)
 
     return synth

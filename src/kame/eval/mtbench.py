@@ -454,7 +454,7 @@ def main(args) -> int:
         if todo:  # made as the agents make their LLM: at the back-end's CPU priority, in a thread
             judge = open_judge(args.judge, runner, cfg.backend.nice, args.judge_timeout)
         to_run = [] if args.rejudge else [q for q in todo if not saved(q).exists()]
-        tts = registry.create("tts", args.voice) if to_run else None
+        tts = registry.create_with_optional("tts", args.voice, seed=0) if to_run else None  # (seeded, if it takes one)
         asr = load_asr() if to_run and args.asr else None
         if to_run:
             print("warm-up: one untimed run through the agent (loading it: once for all questions)", flush=True)

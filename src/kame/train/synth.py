@@ -28,11 +28,11 @@ gone down fails every item after it).
 Repeatability: the same seed gives each item the same voice, lead-in and gap (drawn from the seed
 and the item's index in its file, so a slice of the set gets what the whole run gives it).
 ``synth.json`` in the output folder records the settings; resuming with other settings is
-warned about (a set would mix them). The speech is repeatable too: espeak-ng and piper draw
-their noise from the TTS's seed (0) for each utterance, and espeak-ng starts each one afresh (it
-carried state from one to the next), so an item's audio and word times are the same in every
-run and in any slice (kame.backend.tts.espeak, .piper); an LLM that samples (temperature > 0)
-gives other predictions on every run.
+warned about (a set would mix them). The speech is repeatable too: the voices are made with the
+seed (``seed=``, for a TTS that takes one), so espeak-ng and piper draw their noise from it for
+each utterance, and espeak-ng starts each one afresh (it carried state from one to the next): an
+item's audio and word times are the same in every run and in any slice (kame.backend.tts.espeak,
+.piper); an LLM that samples (temperature > 0) gives other predictions on every run.
 """
 
 from __future__ import annotations
@@ -170,16 +170,18 @@ async def synth_dialogue(item, *, index: int, user_tts, agent_tts, llm, tokenize
 
 
 class _Voices:
-    """TTS objects made on first use, one per spec (a piper voice takes a second to load)."""
+    """TTS objects made on first use, one per spec (a piper voice takes a second to load), with
+    ``seed`` (repeatable speech) if the TTS takes one (an openai voice does not)."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int = 0) -> None:
         self._made: dict[str, object] = {}
+        self.seed = seed
 
     def get(self, spec: str):
         if spec not in self._made:
             from .. import registry
 
-            tts = registry.create("tts", spec)
+            tts = registry.create_with_optional("tts", spec, seed=self.seed)
             tts.spec = spec
             self._made[spec] = tts
         return self._made[spec]
@@ -208,7 +210,7 @@ async def synth_all(items, out: Path, *, llm, tokenizer, cfg: SynthConfig, oracl
     listing every dialogue in OUT (also when interrupted). One item's failure is logged and
     skipped; MAX_FAILURES_IN_A_ROW in a row raise a DataError (the manifest is written first).
     ``done``: a list the results are added to (also when the run stops or is interrupted)."""
-    voices = voices or _Voices()
+    voices = voices or _Voices(cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
     results: list[ItemResult] = done if done is not None else []
     try:
@@ -517,7 +519,7 @@ def main(args) -> int:
         items = [items[i:i + args.turns] for i in range(0, len(items), args.turns)]
     out = check_output_folder(args.out, flag="-o")
     tokenizer = TextTokenizer(args.tokenizer) if args.tokenizer else default_tokenizer()
-    voices = _Voices()
+    voices = _Voices(cfg.seed)
     for spec in dict.fromkeys((*cfg.user_voices, cfg.agent_voice)):  # each voice tried once, before the run
         _check_voice(voices.get(spec), spec)
     # --llm random's pool: the whole file's replies (a slice draws what the whole run would)

@@ -11,11 +11,14 @@ The espeak-ng library is a process-wide singleton; calls are serialised by a loc
 Repeatable: espeak-ng seeds its noise from the clock and carries state from one utterance to
 the next in static variables (the same text comes out a few samples longer or shorter, its word
 times a few ms apart, after other texts), which neither ``espeak_Initialize`` again nor
-``espeak_Cancel`` resets. So with a ``seed`` (``EspeakTTS(seed=...)``, default 0) each
-utterance is made by a freshly loaded library (terminated, unloaded and loaded again, and its
-voice loaded: ~4-9 ms of CPU per utterance) with its noise seeded: the same text in the same voice gives the same samples
-whatever was said before. ``seed=None``: the library as loaded once, unseeded (``kame codec
-fit`` seeds it once in a child process of its own).
+``espeak_Cancel`` resets. So with a ``seed`` (``EspeakTTS(seed=0)``: what ``kame data synth``
+and the benches that make speech use) each utterance is made by a freshly loaded library
+(terminated, unloaded and loaded again, and its voice loaded: ~4-9 ms of CPU per utterance, and
+~2-3 kB of memory espeak-ng never frees per load, a running total: fine for a data set, not for a
+long-lived server) with its noise seeded: the same text in the same voice gives the same samples
+whatever was said before. ``seed=None`` (the default: a cascade's TTS): the library as loaded
+once, unseeded (``kame codec fit`` seeds it once in a child process of its own); after a seeded
+utterance in the same process that is the freshly loaded, seeded library.
 """
 
 from __future__ import annotations
@@ -107,9 +110,9 @@ def _fresh_library(seed: int):  # under _LOCK
     if _LIB is not None:
         import _ctypes
 
-        _LIB.espeak_Terminate()
-        (_ctypes.FreeLibrary if sys.platform == "win32" else _ctypes.dlclose)(_LIB._handle)
-        _LIB = None
+        lib, _LIB = _LIB, None  # (first: an exception below must not leave _LIB naming unloaded code)
+        lib.espeak_Terminate()
+        (_ctypes.FreeLibrary if sys.platform == "win32" else _ctypes.dlclose)(lib._handle)
     lib = _library()
     if hasattr(lib, "espeak_ng_SetRandSeed"):  # (an older espeak-ng: the clock's noise, still no state)
         lib.espeak_ng_SetRandSeed(ctypes.c_long(seed % _C_SEEDS))
@@ -132,20 +135,47 @@ class _Voice(ctypes.Structure):
     ]
 
 
+_VOICES: list[tuple[str, str]] = []  # (first language, file) of each voice: _voices
+
+
+def _voices(lib) -> list[tuple[str, str]]:  # under _LOCK
+    """(first language, file under espeak-ng-data/lang) of each voice espeak-ng has, e.g.
+    ("en-gb", "gmw/en"), ("en-us", "gmw/en-US"): listed once (the data does not change)."""
+    if not _VOICES:
+        lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
+        voices = lib.espeak_ListVoices(None)
+        rows, i = [], 0
+        while voices and voices[i]:
+            v = voices[i].contents
+            lang = ctypes.string_at(v.languages + 1) if v.languages else b""  # past the priority byte
+            ident = (v.identifier or b"").decode("utf-8", "replace")
+            rows.append((lang.decode("utf-8", "replace") or ident.rsplit("/", 1)[-1], ident))
+            i += 1
+        _VOICES.extend(rows)
+    return _VOICES
+
+
 def voice_names() -> list[str]:
     """The voices espeak-ng knows, by their first language ("en-us", "fr-fr", "en-gb-scotland"),
     each of which ``EspeakTTS(voice=...)`` takes (as does "NAME+VARIANT", e.g. "en-us+f2")."""
     with _LOCK:
-        lib = _library()
-        lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
-        voices = lib.espeak_ListVoices(None)
-        names, i = [], 0
-        while voices and voices[i]:
-            v = voices[i].contents
-            lang = ctypes.string_at(v.languages + 1) if v.languages else b""  # past the priority byte
-            names.append((lang or (v.identifier or b"").rsplit(b"/", 1)[-1]).decode("utf-8", "replace"))
-            i += 1
+        names = [name for name, _ in _voices(_library())]
     return sorted({n for n in names if n})
+
+
+def _loadable(lib, voice: str) -> str | None:  # under _LOCK
+    """The name espeak-ng loads ``voice`` by, having loaded it: ``voice`` itself (a voice's name
+    or file, "en-us", "gmw/en-US", "en-gb-x-rp"), else for a first language ``voice_names``
+    lists that espeak-ng does not take as a name ("en-gb", "fr-fr": their files are gmw/en and
+    roa/fr) its voice's file, keeping a "+VARIANT"; None if neither loads."""
+    if lib.espeak_SetVoiceByName(voice.encode()) == 0:
+        return voice
+    base, plus, variant = voice.partition("+")
+    files = {lang.lower(): ident for lang, ident in reversed(_voices(lib)) if ident}  # (the first voice of a language)
+    name = files.get(base.strip().lower())
+    if name is not None and lib.espeak_SetVoiceByName((name + plus + variant).encode()) == 0:
+        return name + plus + variant
+    return None
 
 
 def _select(lib, voice: str) -> str | None:  # under _LOCK
@@ -156,7 +186,7 @@ def _select(lib, voice: str) -> str | None:  # under _LOCK
                f"e.g. en-us+{voice.rsplit('/', 1)[-1]}")
     if _is_variant(voice):  # (refused before espeak-ng loads it: it prints "Unknown phoneme table" then)
         return variant
-    if lib.espeak_SetVoiceByName(voice.encode()) != 0:
+    if _loadable(lib, voice) is None:
         return "no such voice"
     lib.espeak_GetCurrentVoice.restype = ctypes.POINTER(_Voice)
     current = lib.espeak_GetCurrentVoice()
@@ -229,12 +259,14 @@ def ipa(text: str, voice: str = "en-us") -> str:
 class EspeakTTS(TTS):
     name = "espeak"
 
-    def __init__(self, voice: str | None = None, *, rate: int = 165, pitch: int = 50, seed: int | None = 0,
+    def __init__(self, voice: str | None = None, *, rate: int = 165, pitch: int = 50, seed: int | None = None,
                  sample_rate: int = SAMPLE_RATE) -> None:
         with _LOCK:
             _library()  # (MissingPackageError here)
         self.voice = voice or "en-us"
         check_voice(self.voice)  # a bad voice fails here, not at each synthesis
+        with _LOCK:  # ("en-gb": its file, gmw/en, so no utterance looks the name up again)
+            self._name = _loadable(_library(), self.voice) or self.voice
         self.rate, self.pitch = rate, pitch
         self.seed = None if seed is None else number("espeak TTS", "seed", seed, min=0, cast=int)
         self.sample_rate = sample_rate
@@ -244,7 +276,7 @@ class EspeakTTS(TTS):
         data = text.encode("utf-8") + b"\0"
         with _LOCK:
             lib = _library() if self.seed is None else _fresh_library(self.seed)
-            _set_voice(lib, self.voice)
+            _set_voice(lib, self._name)
             lib.espeak_SetParameter(_PARAM_RATE, int(self.rate), 0)
             lib.espeak_SetParameter(_PARAM_PITCH, int(self.pitch), 0)
             _buffer.clear()

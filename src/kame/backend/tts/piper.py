@@ -8,15 +8,17 @@
 Speaking rate and generator noise are settable (``length_scale``, ``noise_scale``) so data
 generation can vary the single bundled voice.
 
-Repeatable: the voice's noise (its durations and its sound) is drawn from ``seed``
-(``PiperTTS(seed=...)``, default 0) and the sentence's phonemes, so the same text gives the
-same samples whatever was synthesized before, on any thread. onnxruntime draws a graph's random
+Repeatable: with a ``seed`` (``PiperTTS(seed=0)``: what ``kame data synth``, the demo's question
+and the benches that make speech use) the voice's noise (its durations and its sound) is drawn
+from the seed and the sentence's phonemes, so the same text gives the same samples whatever was
+synthesized before, on any thread. onnxruntime draws a graph's random
 numbers from a generator each session makes once, at load (``onnxruntime.set_seed`` before the
 load seeds it; nothing reseeds it per run), so the noise ops are replaced, in memory, by the
 first values of a noise input each call draws with numpy (``_feed_noise``; needs the ``onnx``
-package of the ``tts`` extra; ~0.7 s more load, no slower synthesis). ``seed=None`` keeps the
-voice's own noise ops, whose samples depend on every earlier call (``kame codec fit`` seeds
-onnxruntime before loading such a voice: its bytes stay as they were).
+package of the ``tts`` extra; ~0.4-1 s more load and ~110 MB more memory, no slower synthesis).
+``seed=None`` (the default: a cascade's TTS, which needs no onnx to speak) keeps the voice's own
+noise ops, whose samples depend on every earlier call (``kame codec fit`` seeds onnxruntime
+before loading such a voice: its bytes stay as they were).
 
     pcm, words = tts.synth_words("I have 18 cats.")   # and when each word is said
 
@@ -53,7 +55,7 @@ class PiperTTS(TTS):
         *,
         length_scale: float | None = None,
         noise_scale: float | None = None,
-        seed: int | None = 0,
+        seed: int | None = None,
         sample_rate: int = SAMPLE_RATE,
     ) -> None:
         try:
@@ -164,7 +166,7 @@ class PiperTTS(TTS):
         try:
             import onnx
         except ImportError as exc:
-            raise MissingPackageError("piper's seeded noise needs the onnx package (or seed=None): "
+            raise MissingPackageError(f"piper's seeded noise (seed={self.seed}) needs the onnx package (or seed=None): "
                                       + install_hint("tts")) from exc
         import onnxruntime
         from piper import PiperConfig, PiperVoice
@@ -234,21 +236,61 @@ class _SeededSession:
 _NOISE_PER_ID = 1024  # noise values per phoneme id at first (a voice: its hidden size, 192, per frame; ~2.5 frames an id)
 
 
+_RANDOM_OPS = ("RandomNormal", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli")  # (not fed)
+
+
+def _random_nodes(graph, top: bool = True):
+    """The random nodes ``_feed_noise`` cannot feed: those of _RANDOM_OPS, and any random node
+    in a subgraph (an If's or Loop's body)."""
+    from onnx import AttributeProto
+
+    for node in graph.node:
+        if node.op_type in _RANDOM_OPS or (not top and node.op_type == "RandomNormalLike"):
+            yield node
+        for a in node.attribute:
+            for sub in [a.g] if a.type == AttributeProto.GRAPH else a.graphs if a.type == AttributeProto.GRAPHS else []:
+                yield from _random_nodes(sub, top=False)
+
+
+def _input_type(model, name: str, inferred: list) -> int | None:
+    """The element type of tensor ``name`` of ``model``'s graph (ONNX's shape inference, run once
+    into ``inferred``, if the graph does not say it), or None if unknown."""
+    from onnx import shape_inference
+
+    def said(graph) -> int | None:
+        for v in [*graph.input, *graph.value_info, *graph.output]:
+            if v.name == name and v.type.HasField("tensor_type") and v.type.tensor_type.elem_type:
+                return v.type.tensor_type.elem_type
+        return next((t.data_type for t in graph.initializer if t.name == name), None)
+
+    if (found := said(model.graph)) is None:
+        if not inferred:
+            inferred.append(shape_inference.infer_shapes(model).graph)
+        found = said(inferred[0])
+    return found
+
+
 def _feed_noise(model) -> list[tuple[str, str]]:
     """Replace each RandomNormalLike node of the ONNX ``model`` (in place) by the first values of
     a new 1-D float input, shaped like the node's input (with the node's mean and scale), and
     add an output with how many values it took (wrapping round if the input is shorter). Returns
-    [(input name, count output name)] in node order."""
+    [(input name, count output name)] in node order. NotAvailableError (use seed=None) for a
+    graph it cannot seed: a noise node that is not float32 (its dtype, or without one its
+    input's), or random nodes of another kind (they would stay unseeded)."""
     from onnx import TensorProto, helper
 
-    graph, nodes, noise = model.graph, [], []
+    other = [f"{n.op_type} {n.name}".strip() for n in _random_nodes(model.graph)]
+    if other:
+        raise NotAvailableError(f"piper voice: random nodes kame cannot seed ({', '.join(other)}); use seed=None")
+    graph, nodes, noise, inferred = model.graph, [], [], []
     for node in graph.node:
         if node.op_type != "RandomNormalLike":
             nodes.append(node)
             continue
         k = len(noise)
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if attrs.get("dtype", TensorProto.FLOAT) != TensorProto.FLOAT:
+        dtype = attrs["dtype"] if "dtype" in attrs else _input_type(model, node.input[0], inferred)
+        if dtype != TensorProto.FLOAT:
             raise NotAvailableError(f"piper voice: noise node {node.name} is not float32; use seed=None")
         name, count, p = f"kame_noise_{k}", f"kame_noise_{k}_count", f"kame_noise_{k}_"
         graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [None]))
