@@ -35,7 +35,8 @@ class OddLLM:
     ("plain text, ünïcödé 你好 🎉\n\t\r", "plain text, ünïcödé 你好 🎉\n\t\r"),
     ("ok \ud800 then \udfff fine.", "ok \ufffd then \ufffd fine."),
     ("a pair \ud83d\ude00 joined", "a pair \U0001F600 joined"),
-    ("ctrl\x00\x01\x07\x1b[31m\x7f\x85\x9f.", "ctrl[31m."),
+    ("ctrl\x00\x01\x07\x1b[31m\x7f\x9f.", "ctrl[31m."),
+    ("one\x0btwo\x0cthree\x1cfour\x85five", "one two three four five"),  # (separators: a space, as speakable)
     ("\x00", ""),
 ])
 def test_check_piece_returns_the_text_cleaned(piece, clean):
@@ -62,5 +63,5 @@ async def test_the_health_watcher_and_collect_reply_hand_on_the_cleaned_text():
     pieces = [x async for x in watched.stream_chat([ChatMessage("user", "hi")])]
     assert pieces == [check_piece(x, None) for x in ODD] and statuses == [(True, None)]
     reply = await asyncio.wait_for(collect_reply(OddLLM(), [ChatMessage("user", "hi")], timeout_s=5), 5)
-    assert reply == "Paris \ufffd\ufffd is the capital[0m \ufffd of France.\r\n"
+    assert reply == "Paris \ufffd\ufffd is the capital[0m \ufffd of  France.\r\n"
     reply.encode("utf-8")  # (was: UnicodeEncodeError, surrogates not allowed)

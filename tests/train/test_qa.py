@@ -415,6 +415,14 @@ ENGLISH_WITH_FOREIGN = [
     ("How do you say 'thank you' in Turkish?", "You say 'teşekkür ederim', or 'sağ ol' among friends."),
     ("Which river flows through Porto, the city famous for its port wine?", "The Douro flows through Porto."),
     ("What is the capital of Côte d'Ivoire, and who was Gödel?", "The capital is Yamoussoukro. Gödel was a logician."),
+    # short items with no English small word and one that other languages' lists had ("per", "die", "van", "da",
+    # "dan", "ada", "e"): English all the same (review helper-259: 14 of 50 such English items were left out)
+    ("Calculate 5 km per hour times 3 hours.", "15 km"),
+    ("Dan has 5 apples. Ada gives him 3 more. How many apples does Dan have?", "8"),
+    ("Mr. Van der Berg drives 40 miles per day. Miles in a week?", "280"),
+    ("Leonardo da Vinci painted Mona Lisa. True or false?", "True"),
+    ("Die Zauberflöte: composer?", "Mozart"),
+    ("Find e if 2e + 3 = 9.", "3"),
 ]
 
 

@@ -28,6 +28,7 @@ import sys
 import time
 
 from ..backend.childproc import load_in_thread
+from ..backend.llm.base import check_piece
 from ..backend.openai_http import hide_userinfo
 from ..cliargs import at_least, thread_count
 from ..errors import ConfigError
@@ -95,7 +96,7 @@ async def _bench_llm(llm, args, tok) -> dict:
             now = time.perf_counter()
             first = first or now
             last = now
-            pieces.append(piece)
+            pieces.append(check_piece(piece, llm))  # (text, cleaned, as the agents take it)
         if first is None:
             continue
         text = "".join(pieces)

@@ -370,6 +370,13 @@ _SMALL_WORDS = {"en": frozenset("the of and to is are was were what which who ho
                                 "nhiêu".split()),
                 "id": frozenset("yang dan di ini itu dengan untuk dari tidak ada apa berapa adalah akan pada "
                                 "juga".split())}
+# words of those detection-only lists that short English items have too (units "per", names "Dan", "Ada", "Van",
+# "da Vinci", "die" the cube, a variable "e"): counted for none of them, else one such word outweighed an English
+# item with no English small word ("Calculate 5 km per hour times 3 hours." was left out)
+_ENGLISH_TOO = frozenset("per die van da di dan ada e o um em den dem der im con non ha il lo mi ne bu var er op te aan "
+                         "wat dat hoe wie mit von zu auf wer ao com tem que ook bij".split())
+_SMALL_WORDS.update({k: v - _ENGLISH_TOO for k, v in _SMALL_WORDS.items() if k in ("de", "it", "pt", "nl", "tr", "vi",
+                                                                                   "id")})
 _LETTER = re.compile(r"[^\W\d_]")
 _WORD = re.compile(r"[^\W\d_]+")
 

@@ -84,7 +84,8 @@ def check_messages(messages: Any) -> list[ChatMessage]:
 # what check_piece takes out of a piece: C0 controls but tab, LF and CR; DEL and the C1 controls;
 # surrogates (a lone one: an openai stream's "\ud83d" escape split from its pair)
 _UNCLEAN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
+_SPACING = re.compile("[\x0b\x0c\x1c-\x1f\x85]")  # (vertical tab, form feed, separators, NEL: a space, as speakable)
 
 
 def check_piece(piece: Any, llm: Any, error: type[Exception] = BackendError) -> str:
@@ -93,12 +94,13 @@ def check_piece(piece: Any, llm: Any, error: type[Exception] = BackendError) -> 
     (which SentencePiece and UTF-8 refuse: the tandem's oracle failed on every prediction) is
     U+FFFD, a surrogate pair the character it encodes; control characters (C0 but tab, newline,
     carriage return; DEL; C1) are removed (a NUL failed piper, losing the rest of the cascade's
-    reply). Callers use the returned text, which may be empty. A plain piece is returned as is
+    reply), but those that separate text (vertical tab, form feed, the separators, NEL) are a
+    space. Callers use the returned text, which may be empty. A plain piece is returned as is
     (one regex search)."""
     if isinstance(piece, str):
         if _UNCLEAN.search(piece) is None:
             return piece
-        piece = _CONTROL.sub("", piece)
+        piece = _CONTROL.sub("", _SPACING.sub(" ", piece))
         return piece.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     raise error(f"LLM {describe(llm)} broke its interface: yielded {yielded(piece)}, "
                        "expected str (a text piece)")
