@@ -119,3 +119,27 @@ def test_fit_into_the_shipped_path_says_the_checksum_must_follow(tmp_path, monke
     assert "`--codec embedded` refuses it until DEFAULT_SHA256 in kame/codec/embedded/model.py is set to" in out
     assert fit.main(p.parse_args(["-o", str(tmp_path / "elsewhere.safetensors")])) == 0
     assert "DEFAULT_SHA256" not in capsys.readouterr().out
+
+
+def test_a_save_stopped_midway_leaves_the_previous_fit_whole(tmp_path, monkeypatch):
+    """(was: safetensors wrote over the fit in place, then its .sha256: a stopped `kame codec fit -o`
+    left a cut fit, or the new one beside the old .sha256)"""
+    from kame.model import tensorfiles
+
+    path = tmp_path / "fit.safetensors"
+    digest = save(load(), path, {"seed": 7})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert before[path.name + ".sha256"].decode() == f"{digest}  {path.name}\n"
+    write = tensorfiles.save_tensors
+
+    def stopped(tensors, to, metadata=None):  # killed (here: Ctrl-C) halfway through the write
+        write(tensors, to, metadata)
+        to.write_bytes(to.read_bytes()[:1000])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tensorfiles, "save_tensors", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        save(load(), path, {"seed": 8})
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # (and no temporary file left)
+    monkeypatch.undo()
+    assert save(load(), path, {"seed": 7}) == digest and path.read_bytes() == before[path.name]  # (the same bytes)

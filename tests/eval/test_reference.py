@@ -97,3 +97,33 @@ def test_the_warning_says_what_to_do(tmp_path):
     ref = read_reference_answers(write(tmp_path / "ref.jsonl", [answer(101, "One.")]))
     assert reference_warning(["102"], ref).endswith(": 102; add theirs to that file, or a \"reference\" to the "
                                                      "questions, for comparable scores")
+
+
+def test_eval_json_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A write of eval.json stopped halfway leaves it as it was, not cut (was: written in place; a
+    cut one refuses the folder, whose results would then be thrown away with it)."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from kame.eval.mtbench import check_settings
+    from kame.eval.reference import record_reference
+
+    settings = tmp_path / "eval.json"
+    old = {"mode": "tandem", "turns": 1, "judge": "old", "agent": {}, "asr": False, "answer": "text"}
+    settings.write_text(json.dumps(old))
+    write_text = Path.write_text
+
+    def cut(self, text, *a, **k):  # a write stopped halfway
+        write_text(self, text[:10])
+        raise KeyboardInterrupt
+
+    args = SimpleNamespace(mode="tandem", turns=2, judge="new", asr=False, answer="text", rejudge=False)
+    ref = read_reference_answers(write(tmp_path / "ref.jsonl", [answer(101, "One.")]))
+    for writes in (lambda: check_settings(tmp_path, args, {}), lambda: record_reference(settings, ref)):
+        with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+            m.setattr(Path, "write_text", cut)
+            writes()
+        assert json.loads(settings.read_text()) == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.json", "ref.jsonl"]  # (no temporary left)
+    record_reference(settings, ref)
+    assert json.loads(settings.read_text())["reference_answers"] == ref.record()

@@ -289,3 +289,33 @@ def test_weights_false_builds_on_the_meta_device_and_reads_no_weights(ckpt, monk
     (folder / info.weights.name).unlink()  # (a missing weights file is still said, by every process)
     with pytest.raises(CheckpointError, match="do not exist"):
         load_frontend(folder, weights=False)
+
+
+def test_save_frontends_temporaries_are_named_as_kames_others(tmp_path, monkeypatch):
+    """A save killed midway leaves its temporary files: they are named .NAME.HEX.tmp, as
+    kame.paths' writers name theirs, so kame train recognises (and removes) them (was: mkstemp's
+    .NAME.RANDOM.tmp, recognised by nothing)."""
+    import os
+    import re
+    import time
+
+    from kame.model import loaders
+    from kame.train.checkpoint import remove_stale_temporaries
+
+    model = load_frontend("random:tiny")[0]
+    seen = []
+
+    def killed(state, path):  # the process killed while the weights were written
+        seen.extend(p.name for p in path.parent.iterdir())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loaders, "save_tensors", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_frontend(model, tmp_path / "step-1")
+    assert sorted(re.sub(r"\.[0-9a-f]{12}\.tmp$", ".HEX.tmp", n) for n in seen) == \
+        [".config.json.HEX.tmp", ".model.safetensors.HEX.tmp"], seen
+    (tmp_path / "step-1").mkdir()
+    for name in seen:  # (as a SIGKILL would have left them, an hour ago)
+        (tmp_path / "step-1" / name).write_bytes(b"x")
+        os.utime(tmp_path / "step-1" / name, (time.time() - 3700,) * 2)
+    assert sorted(p.name for p, _ in remove_stale_temporaries(tmp_path)) == sorted(seen)

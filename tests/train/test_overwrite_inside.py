@@ -1,6 +1,7 @@
 """kame train --overwrite refuses a --frontend (or --codec) inside OUT, whose step-N folders it
 removes before the first save copies the front-end's files (kame.train.checkpoint.check_overwrite;
-was: a FileNotFoundError traceback and an empty step-N)."""
+was: a FileNotFoundError traceback and an empty step-N); and an OUT a killed save left: the advice
+given for it, and its temporary files removed by the next run."""
 
 from __future__ import annotations
 
@@ -24,3 +25,49 @@ def test_overwrite_from_a_checkpoint_inside_out_is_refused(tmp_path, monkeypatch
         assert "--resume" in err and "Traceback" not in err, err
     assert (tmp_path / "runs" / "ow" / "step-2" / MIMI).is_file()  # nothing removed
     train(data, "--frontend", "src", "-o", "runs/ow", "--overwrite", *FAST, capsys=capsys)  # from elsewhere: as before
+
+
+def test_out_without_a_complete_checkpoint_sends_to_overwrite_not_resume(tmp_path, capsys):
+    """A run killed in its first save leaves OUT/step-N/.NAME.HEX.tmp and no OUT/latest: the refusal
+    does not send to --resume OUT/latest (was: it did, and that said "holds no train_state.pt"),
+    and a --resume that does not exist says so."""
+    data, out = _data(tmp_path / "data"), tmp_path / "t1"
+    (out / "step-2").mkdir(parents=True)
+    (out / "step-2" / ".model.safetensors.0123456789ab.tmp").write_bytes(b"cut")
+    capsys.readouterr()
+    assert cli_main(["train", str(data), "-o", str(out), *FAST]) == 1
+    err = capsys.readouterr().err
+    assert "holds no complete checkpoint" in err and "--overwrite" in err and "--resume" not in err, err
+    for missing in (out / "latest", tmp_path / "nonexistent" / "latest"):
+        assert cli_main(["train", str(data), "-o", str(out), *FAST, "--resume", str(missing)]) == 1
+        err = capsys.readouterr().err
+        assert f"--resume {missing} does not exist" in err and "holds no" not in err, err
+    train(data, "-o", out, "--overwrite", *FAST, capsys=capsys)  # (what it says to do: it works)
+    assert (out / "latest" / "train_state.pt").is_file()
+
+
+def test_a_stopped_saves_temporaries_are_removed_by_the_next_run(tmp_path, capsys):
+    """A save killed midway leaves hidden temporaries as large as a checkpoint in OUT/step-N: a
+    resume removes those untouched for an hour (kame's names only), and says so (was: never)."""
+    import os
+    import time
+
+    data, out = _data(tmp_path / "data"), tmp_path / "t"
+    train(data, "-o", out, *FAST, capsys=capsys)
+    step = out / "step-2"
+    stale = [step / ".model.safetensors.0123456789ab.tmp", step / ".tmpAbC123", step / ".train_state.pt.ba9876543210.tmp"]
+    (step / ".optimizer.new").mkdir()
+    (step / ".optimizer.new" / "__0_0.distcp").write_bytes(b"x" * 10)
+    kept = [step / ".config.json.fedcba987654.tmp", step / "notes.tmp", step / ".notes.tmp"]  # (a fresh one; not kame's)
+    for p in stale + kept:
+        p.write_bytes(b"x" * 1000)
+    hour_ago = time.time() - 3700
+    for p in [*stale, step / ".optimizer.new" / "__0_0.distcp", step / ".optimizer.new", *kept[1:]]:
+        os.utime(p, (hour_ago, hour_ago))
+    capsys.readouterr()
+    assert cli_main(["train", str(data), "-o", str(out), *FAST[:1], "3", *FAST[2:], "--resume", str(out / "latest")]) == 0
+    said = capsys.readouterr().out
+    for p in [*stale, step / ".optimizer.new"]:
+        assert not p.exists() and f"removed {p} (" in said, said
+    assert all(p.exists() for p in kept) and (step / "model.safetensors").is_file()
+    assert said.count("removed ") == 4 and "a temporary file of a save that was stopped" in said

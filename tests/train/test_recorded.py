@@ -213,3 +213,15 @@ def test_no_agent_audio_is_made_up_at_the_end(tmp_path):
     with pytest.raises(DataError, match=r"no more than the agent's lag \(20 frames = 38400 samples\): the "
                                         r"recording holds none of the agent's output"):
         from_kame_run(out_json, agent_lag=T)
+
+
+@pytest.mark.filterwarnings("ignore:.*does not record its oracle events:UserWarning")  # (an older recording)
+def test_a_wav_of_another_run_beside_the_json_is_refused(tmp_path):
+    """A `kame run` stopped between its writes leaves its new OUT.wav beside the previous run's
+    OUT.json: their lengths differ, and the pair is refused (was: one run's words over the other's audio)."""
+    out_json, _, _ = write_run(tmp_path)
+    from_kame_run(out_json)  # (the run's own pair: as long as it records)
+    write_wav(tmp_path / "answer.wav", np.zeros((1920 * (T + 5), 2), np.float32), 24000)  # another run's
+    with pytest.raises(DataError, match=r"answer.wav is 2.00 s long, but .*answer.json records a run of 1.60 s: "
+                                        r"the two files are from different runs"):
+        from_kame_run(out_json)

@@ -293,3 +293,118 @@ def test_a_new_oracle_is_a_new_manifest_so_a_training_run_does_not_resume_on_it(
     assert [(e.predictions, e.hints) for e in read_manifest(tmp_path / "train.jsonl")] == counts  # the same counts
     assert file_sha256(tmp_path / "train.jsonl") != before
     assert all(e.meta_sha256 == file_sha256(e.path / "dialogue.json") for e in read_manifest(tmp_path / "train.jsonl"))
+
+
+# --- stopped runs: the manifest and synth.json ----------------------------------------------------
+def test_a_cut_synth_json_is_refused_before_any_dialogue_is_rewritten(tmp_path, capsys):
+    """(was: a JSONDecodeError traceback after every dialogue.json was rewritten, the manifest left
+    as it was)"""
+    from kame.cli import main
+
+    make_set(tmp_path)
+    for cut in ("", '{"llm": "none", "se'):
+        (tmp_path / "synth.json").write_text(cut)
+        before = {p: p.read_bytes() for p in tmp_path.rglob("*.json*")}
+        capsys.readouterr()
+        assert main(["data", "oracle", str(tmp_path), "--llm", "none"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("kame: error: ") and "synth.json: not readable JSON" in err and "remove it" in err, err
+        assert {p: p.read_bytes() for p in tmp_path.rglob("*.json*")} == before
+
+
+def test_synth_json_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from kame.train.reoracle import _read_settings, _record_oracle
+
+    path = tmp_path / "synth.json"
+    path.write_text(json.dumps({"llm": "none", "seed": 5}))
+    write_text = Path.write_text
+
+    def cut(self, text, *a, **k):  # a write stopped halfway
+        write_text(self, text[:5])
+        raise KeyboardInterrupt
+
+    args = SimpleNamespace(llm="random", seed=2)
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        m.setattr(Path, "write_text", cut)
+        _record_oracle(path, _read_settings(path), args, SimOracleConfig())
+    assert json.loads(path.read_text()) == {"llm": "none", "seed": 5} and [p.name for p in tmp_path.iterdir()] == [path.name]
+    _record_oracle(path, _read_settings(path), args, SimOracleConfig())
+    assert json.loads(path.read_text())["oracle_seed"] == 2
+
+
+class _Killed(Exception):
+    """SIGTERM's default here (the process killed, no manifest written): the test fails, not pytest."""
+
+
+def test_sigterm_ends_the_run_as_ctrl_c_does_and_the_manifest_says_what_was_written(tmp_path, capsys, monkeypatch):
+    """(was: killed at once, the old manifest left over dialogues with new oracles)"""
+    import os
+    import signal
+
+    from kame.cli import main
+    from kame.paths import file_sha256
+    from kame.train import reoracle
+
+    def killed(signum, frame):
+        raise _Killed
+
+    folders = make_set(tmp_path)
+    written = []
+
+    def write_then_sigterm(d):  # SIGTERM after the second dialogue is rewritten
+        write_meta(d)
+        written.append(d.folder)
+        if len(written) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(reoracle, "write_meta", write_then_sigterm)
+    previous = signal.signal(signal.SIGTERM, killed)
+    try:
+        assert main(["data", "oracle", str(tmp_path), "--llm", "none"]) == 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    io = capsys.readouterr()
+    assert "terminated (SIGTERM)" in io.err and "| 2 | 0 |" in io.out, (io.out, io.err)
+    entries = read_manifest(tmp_path / "train.jsonl")
+    assert [e.meta_sha256 for e in entries] == [file_sha256(f / "dialogue.json") for f in folders]
+    assert [f.name for f in written] == ["d0", "d1"]
+
+
+def test_a_resume_on_dialogues_changed_under_their_manifest_is_refused(tmp_path, capsys, monkeypatch):
+    """A `kame data oracle` killed (SIGKILL) before it wrote the manifest again leaves the old one
+    over the new oracles: its lines' meta_sha256 say so, and kame train's resume is refused (was:
+    it went on training on the mixed set); a new run is warned."""
+    from kame.cli import main
+    from kame.errors import ConfigError
+    from kame.model.loaders import load_frontend
+    from kame.train import reoracle
+    from kame.train.finetune import TrainConfig, train
+
+    from ._fakes import FakeCodec
+    from .test_finetune import FAST, _data, _tiny
+
+    manifest = _data(tmp_path / "data", n=2)
+    tcfg = TrainConfig(steps=2, **dict(FAST, save_every=2))
+    train(_tiny(), FakeCodec(), default_tokenizer(), manifest, tmp_path / "run", tcfg, echo=lambda s: None)
+    monkeypatch.setattr(reoracle, "write_manifest", lambda *a, **k: None)  # killed before it
+    assert main(["data", "oracle", str(tmp_path / "data"), "--llm", "none"]) == 0
+    monkeypatch.undo()
+    ckpt = tmp_path / "run" / "latest"
+    with pytest.raises(ConfigError) as e:
+        train(load_frontend(ckpt)[0], FakeCodec(), default_tokenizer(), manifest, tmp_path / "run",
+              TrainConfig(steps=4, **dict(FAST, save_every=2)), resume=ckpt, echo=lambda s: None)
+    said = str(e.value)
+    assert "2 of the 2 dialogues" in said and "changed since it was written" in said and "d0" in said, said
+    assert "kame data oracle" in said and "new run" in said, said
+    lines = []
+    train(_tiny(), FakeCodec(), default_tokenizer(), manifest, None, TrainConfig(steps=1, **FAST), echo=lines.append)
+    assert any(s.startswith("warning: 2 of the 2 dialogues") and "--resume of this run will be refused" in s
+               for s in lines), lines
+    # its manifest written again: the check passes (and check_resume refuses the resume: another set)
+    write_manifest(manifest, [tmp_path / "data" / "d0", tmp_path / "data" / "d1"])
+    with pytest.raises(ConfigError, match="continues another run: the manifest"):
+        train(load_frontend(ckpt)[0], FakeCodec(), default_tokenizer(), manifest, tmp_path / "run",
+              TrainConfig(steps=4, **dict(FAST, save_every=2)), resume=ckpt, echo=lambda s: None)

@@ -55,7 +55,7 @@ import numpy as np
 from ..audio import SAMPLE_RATE as SR, write_wav
 from ..cliargs import at_least
 from ..errors import ConfigError, KameError
-from ..paths import check_output_folder
+from ..paths import check_output_folder, write_replacing
 from .heard import (ASR, add_asr_arguments, asr_settings, check_asr_options, check_asr_settings, hear_saved, load_asr,
                     read_agent_track)
 from .judge import (add_judge_arguments, check_judge_spec, close_judge, embedded_judge_note, open_judge,
@@ -312,7 +312,7 @@ def check_settings(out: Path, args, agent: dict) -> dict:
         if held:
             raise ConfigError(f"{out} holds results without {SETTINGS} (the settings they were made with: an "
                               f"older kame); give another -o")
-        path.write_text(json.dumps(want, indent=1) + "\n")
+        write_json(path, want)
         return want
     have = read_settings(path, "delete it with results.jsonl and runs/ to start again, or give another -o")
     if (have.get("mode"), have.get("turns")) != (args.mode, args.turns):
@@ -329,8 +329,15 @@ def check_settings(out: Path, args, agent: dict) -> dict:
         raise ConfigError(f"{out} was rated by the judge {have.get('judge')}, not {args.judge}; give --rejudge to "
                           f"re-rate its answers with {args.judge} (the agent is not run again), or another -o")
     if have.get("judge") != args.judge:
-        path.write_text(json.dumps({**have, "judge": args.judge}, indent=1) + "\n")
+        write_json(path, {**have, "judge": args.judge})
     return have
+
+
+def write_json(path: Path, doc: dict) -> None:
+    """eval.json written whole or not at all (a cut one would refuse the folder's results:
+    kame.paths.write_replacing)."""
+    text = json.dumps(doc, indent=1) + "\n"
+    write_replacing(path, lambda tmp: tmp.write_text(text), "settings file")
 
 
 # ---------------------------------------------------------------------------- CLI

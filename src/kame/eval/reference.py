@@ -167,8 +167,12 @@ def first_changed(recs: list[dict], refs: list) -> int | None:
 
 
 def record_reference(settings: Path, ref: ReferenceFile | None) -> None:
-    """Record ``ref`` in eval.json (``settings``) as "reference_answers" (null: no file)."""
+    """Record ``ref`` in eval.json (``settings``) as "reference_answers" (null: no file); written
+    whole or not at all."""
+    from ..paths import write_replacing
+
     have = json.loads(settings.read_text())
     want = ref.record() if ref else None
     if "reference_answers" not in have or have["reference_answers"] != want:
-        settings.write_text(json.dumps({**have, "reference_answers": want}, indent=1) + "\n")
+        text = json.dumps({**have, "reference_answers": want}, indent=1) + "\n"
+        write_replacing(settings, lambda tmp: tmp.write_text(text), "settings file")

@@ -38,7 +38,6 @@ import json
 import logging
 import operator
 import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple
@@ -48,7 +47,7 @@ import torch
 from ..config import frontend_spec_form
 from ..errors import CheckpointError, ConfigError, NotAvailableError
 from ..hub import HubFileNotFound, HubUnreachable, hf_download, split_hf
-from ..paths import default_mode, local_path
+from ..paths import _new_temporary, default_mode, local_path
 from .config import (DEFAULT_TOKENIZER, DTYPE_NAMES, MAX_SEED, LMConfig, config_json, moshi_7b,
                      random_config, random_spec_options)
 from .formats import (KWARGS_NAME, drop_user_stream, finetune_config, folder_kwargs, hf_kwargs, read_json,
@@ -537,10 +536,9 @@ def save_frontend(model: LMModel, folder: str | Path, dtype: Any = None, *, code
     temps: list[Path] = []
     try:
         wpath.parent.mkdir(parents=True, exist_ok=True)
-        for dst in (wpath, folder / "config.json"):
-            fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-            os.close(fd)
-            temps.append(Path(tmp))
+        for dst in (wpath, folder / "config.json"):  # (named as kame.paths' writers name theirs,
+            # .NAME.HEX.tmp: kame train removes those a stopped save left in its OUT)
+            temps.append(_new_temporary(dst))
         save_tensors(state, temps[0])
         temps[1].write_text(text)
         default_mode(temps[1])

@@ -20,9 +20,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import stat
+import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
 from .config import STATE, TrainConfig
 from .parallel import SHARDED_OPTIMIZER, drop_sharded_optimizer
@@ -30,6 +34,50 @@ from .parallel import SHARDED_OPTIMIZER, drop_sharded_optimizer
 
 def step_folder(out: Path, step: int) -> Path:
     return out / f"step-{step}"
+
+
+# A save stopped by SIGKILL (or a crash) leaves its temporary files: kame.paths.write_replacing's and
+# save_frontend's .NAME.HEX.tmp, safetensors' own .tmpXXXXXX (the weights, written there, then renamed
+# onto kame's), a sharded save's .optimizer.new/.optimizer.old folders. Hidden, and as large as the
+# checkpoint. kame train takes no lock on OUT, so only those untouched this long are taken for a
+# stopped save's (a save under way writes its files; a second run into the same OUT is not one's).
+STALE_TEMPORARY_S = 3600.0
+_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{12}\.tmp|\.tmp[0-9A-Za-z]{6}")
+_OPTIMIZER_TEMPORARIES = (f".{SHARDED_OPTIMIZER}.new", f".{SHARDED_OPTIMIZER}.old")
+
+
+def remove_stale_temporaries(out: Path, older_than_s: float = STALE_TEMPORARY_S) -> list[tuple[Path, int]]:
+    """Remove the temporary files a stopped save left in ``out`` (a kame train OUT) and its step-N
+    folders, untouched for ``older_than_s`` seconds: [(path, bytes)] of those removed. Nothing
+    else is looked at (not inside a step-N's subfolders, nor any other folder); one that cannot be
+    removed is left."""
+    out = Path(out)
+    try:
+        folders = [out, *(p for p in out.iterdir() if p.name.startswith("step-") and not p.is_symlink()
+                          and p.is_dir())]
+    except OSError:  # (no OUT yet)
+        return []
+    removed, now = [], time.time()
+    for folder in folders:
+        try:
+            found = list(folder.iterdir())
+        except OSError:
+            continue
+        for p in found:
+            try:
+                st = p.lstat()
+                if _TEMPORARY.fullmatch(p.name) and stat.S_ISREG(st.st_mode):
+                    if now - st.st_mtime >= older_than_s:
+                        p.unlink()
+                        removed.append((p, st.st_size))
+                elif p.name in _OPTIMIZER_TEMPORARIES and folder != out and stat.S_ISDIR(st.st_mode):
+                    inside = [f.lstat() for f in p.rglob("*")]
+                    if now - max([st.st_mtime] + [f.st_mtime for f in inside]) >= older_than_s:
+                        shutil.rmtree(p)
+                        removed.append((p, sum(f.st_size for f in inside if stat.S_ISREG(f.st_mode))))
+            except OSError:  # (gone meanwhile, or not ours to remove: left)
+                continue
+    return removed
 
 
 def frontend_identity(spec: str | None) -> str | None:
@@ -80,6 +128,29 @@ def check_overwrite(out, frontend: str | None, codec_spec: str | None) -> None:
             raise ConfigError(f"train: {flag} {spec} is inside -o {out}, whose step-N folders and latest --overwrite "
                               f"removes before the new run saves: go on from it with --resume {spec}, or copy it "
                               f"out of {out} first and give that copy")
+
+
+def check_listed(manifest: Path, resume, echo: Callable[[str], None]) -> None:
+    """The manifest's dialogues must be those it lists (each line's meta_sha256: a `kame data
+    oracle` stopped before it wrote the manifest again leaves it over dialogues with new oracles,
+    and the manifest's own sha256 that check_resume compares is then the old set's): a resume is
+    refused (ConfigError); a new run is warned, as its resume would be refused."""
+    from ..errors import ConfigError
+    from .data import changed_since_listed, read_manifest
+
+    entries = read_manifest(manifest)
+    changed = changed_since_listed(entries)
+    if not changed:
+        return
+    names = ", ".join(str(e.path) for e in changed[:3]) + (", ..." if len(changed) > 3 else "")
+    what = (f"{len(changed)} of the {len(entries)} dialogues {manifest} lists changed since it was written (their "
+            f"dialogue.json is not the one its meta_sha256 names: {names}; a `kame data oracle` stopped before it "
+            f"wrote the manifest again?)")
+    fix = "run `kame data oracle` (or `kame data synth`) on the set again to write its manifest anew"
+    if resume is not None:
+        raise ConfigError(f"train: --resume {resume}: {what}, so the set is not the one the run trained on: {fix}, "
+                          f"then train a new run on it (another -o, or --overwrite)")
+    echo(f"warning: {what}: a --resume of this run will be refused; {fix} first")
 
 
 def portable_codec(codec, codec_spec: str | None, model_meta: dict,

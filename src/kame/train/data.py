@@ -499,3 +499,22 @@ def read_manifest(path: str | Path, *, check: bool = True) -> list[ManifestEntry
             raise DataError(f"{path}:{n}: {e.path} holds no {META}")
         out.append(e)
     return out
+
+
+def changed_since_listed(entries: Iterable[ManifestEntry]) -> list[ManifestEntry]:
+    """The entries whose dialogue.json is not the one the manifest listed: its sha256 is not the
+    line's ``meta_sha256`` (a `kame data oracle` stopped before it wrote the manifest again, a
+    dialogue edited by hand), or it is gone. A line without one (an older manifest's, or a dialogue
+    that could not be read when it was written) is not checked. Cheap: only the small JSON files
+    are hashed."""
+    changed = []
+    for e in entries:
+        if e.meta_sha256 is None:
+            continue
+        try:
+            sha = file_sha256(e.path / META)
+        except OSError:
+            sha = None
+        if sha != e.meta_sha256:
+            changed.append(e)
+    return changed

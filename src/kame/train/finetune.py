@@ -48,7 +48,8 @@ from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
 from .batching import batches, input_dropouts, load_examples, manifest_path, slot
-from .checkpoint import check_overwrite, frontend_identity, save_checkpoint, step_folder
+from .checkpoint import (check_listed, check_overwrite, frontend_identity, remove_stale_temporaries,
+                         save_checkpoint, step_folder)
 from .config import (STATE, TrainConfig, check_resume, global_batch, load_train_state, lr_at, recorded_config,
                      resume_record)
 from .data import DataError
@@ -154,8 +155,11 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
             raise ConfigError(f"train: {resume} is at step {step} already, so --steps {tcfg.steps} leaves nothing to "
                               f"do: give --steps above {step}")
         rec = {"frontend": state["train"].get("frontend"), "resumed_from": str(Path(resume).resolve())}
+    check_listed(manifest, resume, echo if rank == 0 else (lambda s: None))
     if out is not None and resume is None:
         _check_out(Path(out), overwrite, rank)
+    if out is not None and rank == 0:
+        _sweep(Path(out), echo)
     if tcfg.warmup_steps > tcfg.steps and rank == 0:
         echo(f"warning: --warmup {tcfg.warmup_steps} is more than --steps {tcfg.steps}: the learning rate never "
              f"reaches --lr {tcfg.lr:g} (it ends at {lr_at(tcfg.steps - 1, tcfg):.3g})")
@@ -212,6 +216,7 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
                                            world=world, codec_spec=codec_spec, tokenizer_spec=tokenizer_spec,
                                            extra=rec, codec=codec)
                     echo(f"saved {last}")
+                    _sweep(Path(out), echo)  # (a stopped save's, once untouched long enough)
                 del weights, optim
     except KeyboardInterrupt:
         raise TrainInterrupted(step, last, Path(out) if out is not None else None, rank) from None
@@ -275,14 +280,25 @@ def step_gradients(net, feed, cfg, tcfg: TrainConfig, step: int, rank: int, devi
     return tuple(total), frames
 
 
+def _sweep(out: Path, echo: Callable[[str], None]) -> None:
+    """Remove the temporary files a stopped save left in OUT (checkpoint.remove_stale_temporaries),
+    saying which: they are hidden, and as large as a checkpoint."""
+    for path, size in remove_stale_temporaries(out):
+        echo(f"removed {path} ({size / 1e6:.1f} MB): a temporary file of a save that was stopped")
+
+
 def _check_out(out: Path, overwrite: bool, rank: int) -> None:
     """A fresh run's OUT: empty or new; with ``overwrite``, rank 0 removes what a run wrote there."""
     if not out.is_dir() or not any(out.iterdir()):
         return
     if not overwrite:
+        if (out / "latest" / STATE).is_file():
+            go_on = f"Go on from it with --resume {out}/latest, write elsewhere (another -o)"
+        else:  # (a run killed in its first save: no complete checkpoint, so nothing to resume)
+            go_on = (f"It holds no complete checkpoint ({out}/latest is missing: a run stopped before its first "
+                     f"save ended?), so there is nothing to resume: write elsewhere (another -o)")
         raise ConfigError(f"train: {out} holds files already (another run's?): a new run there would mix its "
-                          f"checkpoints with them. Go on from it with --resume {out}/latest, write elsewhere "
-                          f"(another -o), or --overwrite to remove its step-N folders and latest")
+                          f"checkpoints with them. {go_on}, or --overwrite to remove its step-N folders and latest")
     if rank == 0:
         for p in out.iterdir():
             if p.name in ("latest", ".latest.tmp"):
@@ -527,6 +543,9 @@ def run(args) -> TrainResult:
     cuda = device.type == "cuda"
     record = {}  # (a resumed run's kame.train record, from the config.json save_frontend wrote)
     if args.resume:
+        if not Path(args.resume).exists():  # (a dangling OUT/latest too: was "holds no train_state.pt")
+            raise ConfigError(f"train: --resume {args.resume} does not exist: give a checkpoint kame train wrote "
+                              f"(OUT/step-N, or OUT/latest once a run saved one)")
         if not (Path(args.resume) / STATE).is_file():
             raise ConfigError(f"train: --resume {args.resume} holds no {STATE}: give a checkpoint kame train wrote "
                               f"(OUT/step-N or OUT/latest)")

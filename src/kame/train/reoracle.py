@@ -30,7 +30,10 @@ a ``kame run`` recording too, gets one oracle per answered turn, its prediction 
 ``--llm random`` draws the predictions before each turn's end from the set's other agent turns.
 The seed and each dialogue's index (``source.index`` as `kame data synth` records it, else its
 line in the manifest) draw the replies, so a rerun gives the same oracle. A dialogue that fails
-(an LLM error) keeps its old oracle and is reported; the exit code is then 1.
+(an LLM error) keeps its old oracle and is reported; the exit code is then 1. Ctrl-C, and
+SIGTERM (exit 143), end the run with the manifest written; a run killed outright leaves the old
+manifest, whose lines' meta_sha256 then name other dialogue.json files: kame train refuses to
+resume on it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
+import sys
 import time
 from bisect import bisect_left, bisect_right
 from collections import Counter
@@ -185,6 +190,7 @@ async def reoracle_all(entries, *, llm, tokenizer, cfg, spec: str, seed: int = 0
 
     async def one(position: int, folder: Path) -> None:
         async with gate:
+            await asyncio.sleep(0)  # (where Ctrl-C or SIGTERM ends the run, an LLM that never waits too)
             if len(failed_in_a_row) >= MAX_FAILURES_IN_A_ROW:
                 return
             try:
@@ -258,6 +264,7 @@ def add_arguments(p) -> None:
 
 def main(args) -> int:
     from ..backend.tokenizer import TextTokenizer, default_tokenizer
+    from ..runtime.interrupt import TERMINATED_STATUS, handling, sigterm_held
     from .batching import manifest_entries
     from .synth import SETTINGS, make_simulator, oracle_config, simulator
 
@@ -265,6 +272,7 @@ def main(args) -> int:
         raise DataError(f"--jobs must be >= 1, not {args.jobs}")
     oracle_cfg = oracle_config(args)
     path, entries = manifest_entries(args.manifest, command="data oracle")
+    settings = _read_settings(path.parent / SETTINGS)  # (a bad one refused before any dialogue is rewritten)
     tokenizer = TextTokenizer(args.tokenizer) if args.tokenizer else default_tokenizer()
     random_replies = reply_pool(entries, tokenizer) if args.llm == "random" else None
     results: list = []
@@ -272,31 +280,82 @@ def main(args) -> int:
 
     llm = make_simulator(args.llm)
 
+    stopped: list[str] = []  # "SIGTERM" once one ended the run
+
     async def run():
-        async with simulator(llm, oracle_cfg):
-            print(f"{len(entries)} dialogues in {path} get a new oracle ({args.llm}); their audio stays", flush=True)
-            await reoracle_all(entries, llm=llm, tokenizer=tokenizer, cfg=oracle_cfg, spec=args.llm, seed=args.seed,
-                               random_replies=random_replies, jobs=args.jobs, done=results, past_end=past_end)
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+
+        def terminated(signum, frame) -> None:  # SIGTERM ends the run as Ctrl-C does (asyncio's: the
+            # work is cancelled, a dialogue's write finished), the manifest written; a second quits at once
+            if stopped:
+                raise KeyboardInterrupt
+            stopped.append("SIGTERM")
+            loop.call_soon_threadsafe(task.cancel)
+
+        with handling(signal.SIGTERM, terminated):
+            async with simulator(llm, oracle_cfg):
+                print(f"{len(entries)} dialogues in {path} get a new oracle ({args.llm}); their audio stays",
+                      flush=True)
+                await reoracle_all(entries, llm=llm, tokenizer=tokenizer, cfg=oracle_cfg, spec=args.llm,
+                                   seed=args.seed, random_replies=random_replies, jobs=args.jobs, done=results,
+                                   past_end=past_end)
 
     t0 = time.monotonic()
     try:
-        asyncio.run(run())
-    finally:  # (interrupted or stopped too: what was written is the manifest's)
-        if any(status == "written" for _, status, _ in results):
-            _record_oracle(path.parent / SETTINGS, args, oracle_cfg)
-        # a dialogue that cannot be read keeps its line, without its sha256 (the others' are new, so
-        # the manifest is another one: no resume goes on over the new oracles unnoticed)
-        write_manifest(path, [e.path for e in entries], fallback={e.path: e for e in entries})
+        try:
+            asyncio.run(run())
+        finally:  # (interrupted or stopped too: what was written is the manifest's; a SIGTERM now waits
+            # for it to be written whole, a second one quits at once)
+            with sigterm_held() as held:
+                if any(status == "written" for _, status, _ in results):
+                    _record_oracle(path.parent / SETTINGS, settings, args, oracle_cfg)
+                # a dialogue that cannot be read keeps its line, without its sha256 (the others' are new, so
+                # the manifest is another one: no resume goes on over the new oracles unnoticed)
+                write_manifest(path, [e.path for e in entries], fallback={e.path: e for e in entries})
+            if held.signal and not stopped:
+                stopped.append(held.signal)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        if not stopped:
+            raise
     print(summary(results, time.monotonic() - t0, past_end))
     print(f"manifest: {path} ({len(entries)} dialogues)")
+    if stopped:
+        written = sum(status == "written" for _, status, _ in results)
+        rest = ": run it again to give the others theirs" if written < len(entries) else ""
+        print(f"kame data oracle: terminated (SIGTERM); the manifest has the {written} dialogues given a new "
+              f"oracle{rest}", file=sys.stderr)
+        return TERMINATED_STATUS
     return 1 if any(status == "failed" for _, status, _ in results) else 0
 
 
-def _record_oracle(settings: Path, args, oracle_cfg) -> None:
-    """kame data synth's record of the set (synth.json, when there) says what its oracle is now:
-    llm, interval and delay are the oracle's (a later synth resume with another --llm warns); the
-    oracle's seed goes apart (synth's seed drew the voices and layout)."""
-    if settings.is_file():
-        new = {**json.loads(settings.read_text()), "llm": args.llm, "interval_s": oracle_cfg.interval_s,
-               "delay_s": oracle_cfg.delay_s, "oracle_seed": args.seed}
-        settings.write_text(json.dumps(new, indent=1) + "\n")
+def _read_settings(settings: Path) -> dict | None:
+    """kame data synth's record of the set (synth.json), None when there is none; a DataError
+    when it is not a JSON object (cut by a stopped write?), before any dialogue is rewritten
+    (was: a JSONDecodeError traceback after all of them were, the manifest left as it was)."""
+    if not settings.is_file():
+        return None
+    try:
+        doc = json.loads(settings.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        doc, why = None, f"not readable JSON ({exc})"
+    else:
+        why = f"a JSON {type(doc).__name__}, not an object"
+    if not isinstance(doc, dict):
+        raise DataError(f"{settings}: {why}: `kame data synth`'s record of the set is damaged (cut short by a "
+                        f"stopped write?); remove it (the set's dialogues do not need it; `kame data synth` writes "
+                        f"it again) or fix it, then run `kame data oracle` again")
+    return doc
+
+
+def _record_oracle(path: Path, settings: dict | None, args, oracle_cfg) -> None:
+    """kame data synth's record of the set (``settings``: synth.json's, read by _read_settings;
+    None: none, nothing written) says what its oracle is now: llm, interval and delay are the
+    oracle's (a later synth resume with another --llm warns); the oracle's seed goes apart
+    (synth's seed drew the voices and layout). Written whole or not at all."""
+    from ..paths import write_replacing
+
+    if settings is not None:
+        new = {**settings, "llm": args.llm, "interval_s": oracle_cfg.interval_s, "delay_s": oracle_cfg.delay_s,
+               "oracle_seed": args.seed}
+        text = json.dumps(new, indent=1) + "\n"
+        write_replacing(path, lambda tmp: tmp.write_text(text), "settings record", error=DataError)

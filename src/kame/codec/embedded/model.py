@@ -190,8 +190,14 @@ class EmbeddedStream(CodecStream):
 
 # --- the fitted file -----------------------------------------------------------------------
 def save(codec: EmbeddedCodec, path: str | Path, meta: dict | None = None) -> str:
-    """Write the fitted codec (codebooks fp16) as safetensors + a ``.sha256`` file; return the sha256."""
+    """Write the fitted codec (codebooks fp16) as safetensors + a ``.sha256`` file; return the sha256.
+    Each is written whole or not at all (a temporary file renamed over it: kame.paths.write_replacing),
+    so a stopped fit over an existing one (the shipped file, say) leaves it as it was, or the new
+    fit beside the old .sha256, which loading refuses by name."""
+    from safetensors import SafetensorError  # (a file that cannot be written: its I/O error)
+
     from ...model.tensorfiles import save_tensors  # (lazily, as check_finite)
+    from ...paths import write_replacing
 
     r = codec.rvq
     tensors = {"mean": r.mean.float(), "scale": r.scale.float(), "proj": r.proj.float(),
@@ -202,10 +208,16 @@ def save(codec: EmbeddedCodec, path: str | Path, meta: dict | None = None) -> st
     metadata = {"kame": json.dumps(header, sort_keys=True)}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_tensors({k: v.contiguous() for k, v in tensors.items()}, path, metadata=metadata)
-    digest = file_sha256(path)
-    path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")
-    return digest
+    digest = []
+
+    def write(tmp: Path) -> None:
+        save_tensors({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        digest.append(file_sha256(tmp))
+
+    write_replacing(path, write, "codec fit", errors=(SafetensorError,), error=CheckpointError)
+    write_replacing(path.with_name(path.name + ".sha256"), lambda tmp: tmp.write_text(f"{digest[0]}  {path.name}\n"),
+                    "codec fit checksum", error=CheckpointError)
+    return digest[0]
 
 
 def _kame_meta(raw: dict) -> object:
