@@ -267,6 +267,38 @@ def test_a_slice_gives_an_item_the_audio_and_word_times_of_the_whole_run(tmp_pat
     assert np.array_equal(part.audio, whole.audio)
 
 
+def test_sigterm_ends_the_run_as_ctrl_c_does_with_its_manifest_and_settings_written(tmp_path, capsys, monkeypatch):
+    """(was: killed at once, neither train.jsonl nor synth.json written: a rerun with another --seed
+    mixed the set without the warning)"""
+    import os
+    import signal
+
+    from kame.cli import main
+    from kame.train import synth
+
+    pytest.importorskip("espeakng_loader")
+    qa = _qa_file(tmp_path, 4)
+    written = []
+
+    def write_then_sigterm(folder, d, **kw):  # SIGTERM once the second dialogue is written
+        write(folder, d, **kw)
+        written.append(folder)
+        if len(written) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    write = synth.write_dialogue
+    monkeypatch.setattr(synth, "write_dialogue", write_then_sigterm)
+    previous = signal.signal(signal.SIGTERM, lambda *a: pytest.fail("SIGTERM reached the test's handler"))
+    try:
+        args = ["--llm", "none", "--user-voice", "espeak:en-us", "--agent-voice", "espeak:en-us+m3", "--seed", "5"]
+        assert main(["data", "synth", str(qa), "-o", str(tmp_path / "o"), *args]) == 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert "terminated (SIGTERM): 2 dialogues" in capsys.readouterr().out
+    assert len(read_manifest(tmp_path / "o" / "train.jsonl")) == 2
+    assert json.loads((tmp_path / "o" / "synth.json").read_text())["seed"] == 5
+
+
 def test_voices_are_made_with_the_seed_if_the_tts_takes_one(monkeypatch):
     """kame data synth asks for repeatable speech: its seed goes to a TTS that takes one (espeak's
     default, seed=None, is the live TTS's: unseeded); a TTS without a seed keyword still works."""

@@ -171,6 +171,33 @@ def sigterm_held():
         yield held
 
 
+def run_ended_by_sigterm(main) -> str | None:
+    """``asyncio.run(main())`` where a SIGTERM ends the run as Ctrl-C does (its task cancelled:
+    the work in flight finishes what it must, ``finally`` blocks run) and returns "SIGTERM"; a
+    second SIGTERM raises KeyboardInterrupt (quit at once). None when ``main`` ended by itself;
+    Ctrl-C raises KeyboardInterrupt as ever. (The kame data commands: their manifest written.)"""
+    stopped: list[str] = []
+
+    async def run():
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+
+        def terminated(signum, frame) -> None:
+            if stopped:
+                raise KeyboardInterrupt
+            stopped.append("SIGTERM")
+            loop.call_soon_threadsafe(task.cancel)
+
+        with handling(signal.SIGTERM, terminated):
+            await main()
+
+    try:
+        asyncio.run(run())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        if not stopped:
+            raise
+    return stopped[0] if stopped else None
+
+
 def run_to_end(main, leave_after: float = LEAVE_AFTER_S):
     """``asyncio.run(main)``, except at the end: the tasks ``main`` leaves running (a plugin's
     stream that catches its cancellation, an ``aclose()`` that never returns) are cancelled and

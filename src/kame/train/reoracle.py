@@ -41,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import signal
 import sys
 import time
 from bisect import bisect_left, bisect_right
@@ -264,7 +263,7 @@ def add_arguments(p) -> None:
 
 def main(args) -> int:
     from ..backend.tokenizer import TextTokenizer, default_tokenizer
-    from ..runtime.interrupt import TERMINATED_STATUS, handling, sigterm_held
+    from ..runtime.interrupt import TERMINATED_STATUS, run_ended_by_sigterm, sigterm_held
     from .batching import manifest_entries
     from .synth import SETTINGS, make_simulator, oracle_config, simulator
 
@@ -283,27 +282,18 @@ def main(args) -> int:
     stopped: list[str] = []  # "SIGTERM" once one ended the run
 
     async def run():
-        loop, task = asyncio.get_running_loop(), asyncio.current_task()
-
-        def terminated(signum, frame) -> None:  # SIGTERM ends the run as Ctrl-C does (asyncio's: the
-            # work is cancelled, a dialogue's write finished), the manifest written; a second quits at once
-            if stopped:
-                raise KeyboardInterrupt
-            stopped.append("SIGTERM")
-            loop.call_soon_threadsafe(task.cancel)
-
-        with handling(signal.SIGTERM, terminated):
-            async with simulator(llm, oracle_cfg):
-                print(f"{len(entries)} dialogues in {path} get a new oracle ({args.llm}); their audio stays",
-                      flush=True)
-                await reoracle_all(entries, llm=llm, tokenizer=tokenizer, cfg=oracle_cfg, spec=args.llm,
-                                   seed=args.seed, random_replies=random_replies, jobs=args.jobs, done=results,
-                                   past_end=past_end)
+        async with simulator(llm, oracle_cfg):
+            print(f"{len(entries)} dialogues in {path} get a new oracle ({args.llm}); their audio stays",
+                  flush=True)
+            await reoracle_all(entries, llm=llm, tokenizer=tokenizer, cfg=oracle_cfg, spec=args.llm,
+                               seed=args.seed, random_replies=random_replies, jobs=args.jobs, done=results,
+                               past_end=past_end)
 
     t0 = time.monotonic()
     try:
-        try:
-            asyncio.run(run())
+        try:  # (SIGTERM ends the run as Ctrl-C does: the work cancelled, a dialogue's write finished)
+            if ended := run_ended_by_sigterm(run):
+                stopped.append(ended)
         finally:  # (interrupted or stopped too: what was written is the manifest's; a SIGTERM now waits
             # for it to be written whole, a second one quits at once)
             with sigterm_held() as held:

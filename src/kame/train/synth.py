@@ -433,7 +433,10 @@ def _record_settings(out: Path, settings: dict) -> None:
     and a rerun with its true settings was warned of mixed ones)."""
     import json
 
-    (out / SETTINGS).write_text(json.dumps(settings, indent=1) + "\n")
+    from ..paths import write_replacing
+
+    write_replacing(out / SETTINGS, lambda tmp: tmp.write_text(json.dumps(settings, indent=1) + "\n"),
+                    "settings record", error=DataError)
 
 
 def reply_pool(args, cfg: SynthConfig, tokenizer):
@@ -501,6 +504,7 @@ async def simulator(llm, oracle_cfg):
 def main(args) -> int:
     from ..backend.tokenizer import TextTokenizer, default_tokenizer
     from ..paths import check_output_folder
+    from ..runtime.interrupt import TERMINATED_STATUS, run_ended_by_sigterm, sigterm_held, stopped_by
     from .qa import read_qa
 
     for name in ("start", "limit", "max_answer_words", "jobs", "turns"):
@@ -539,16 +543,23 @@ def main(args) -> int:
                             done=results)
 
     t0 = time.monotonic()
-    try:
-        asyncio.run(run())
+    try:  # (SIGTERM ends the run as Ctrl-C does: the work cancelled, the manifest written; was: killed
+        # at once, neither the manifest nor synth.json written, so a rerun with other settings mixed the set
+        # unwarned)
+        stopped = run_ended_by_sigterm(run)
     except KeyboardInterrupt:
-        listed = len(list(out.glob(f"*/{META}")))
-        print(f"\ninterrupted: {listed} dialogues in {out}/ (listed in {out / MANIFEST}); "
-              "run the same command again to go on", flush=True)
-        raise
+        stopped = "SIGINT"
     finally:  # (stopped or interrupted too: what was written was made with these settings)
-        if any(r.status == "written" for r in results):
-            _record_settings(out, settings)
+        with sigterm_held():
+            if any(r.status == "written" for r in results):
+                _record_settings(out, settings)
+    if stopped:
+        listed = len(list(out.glob(f"*/{META}")))
+        print(f"\n{stopped_by(stopped)}: {listed} dialogues in {out}/ (listed in {out / MANIFEST}); "
+              "run the same command again to go on", flush=True)
+        if stopped == "SIGINT":
+            raise KeyboardInterrupt
+        return TERMINATED_STATUS
     print(summary(results, time.monotonic() - t0))
     print(f"manifest: {out / MANIFEST} ({len(list(out.glob(f'*/{META}')))} dialogues)")
     return 1 if any(r.status == "failed" for r in results) else 0
