@@ -1,5 +1,7 @@
 """kame.cli: the command line's own behaviour (the commands are tested in their areas)."""
 
+import pytest
+
 from kame import cli
 from kame.cli import main
 
@@ -38,3 +40,75 @@ def test_ctrl_c_while_kame_starts_exits_130_without_a_traceback(monkeypatch):
     except KeyboardInterrupt:  # (caught here: left alone it would stop the whole test run)
         raise AssertionError("the Ctrl-C went past kame's main (a traceback for the user)") from None
     assert status == 130
+
+
+def _roundtrip(tmp_path, out_name="r.wav", stdout=None, **env):
+    """`python -m kame codec roundtrip` of a 0.1 s wav (the quickest command that prints)."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(tmp_path / "t.wav", np.zeros(2400, dtype="float32"), 24000)
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONUNBUFFERED", "PYTHONIOENCODING")}
+    proc = subprocess.run([sys.executable, "-m", "kame", "codec", "roundtrip", "t.wav", "-o", out_name],
+                          cwd=tmp_path, env={**environ, **env}, stdout=stdout, stderr=subprocess.PIPE,
+                          timeout=60)
+    return proc.returncode, proc.stderr.decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+def test_a_full_stdout_is_one_line_and_status_1(tmp_path, unbuffered):
+    """`kame ... > /dev/full` (was: an OSError traceback from the command's print, or Python's
+    "Exception ignored" at its last flush); the output file is written whole."""
+    import soundfile as sf
+
+    with open("/dev/full", "w") as full:
+        status, err = _roundtrip(tmp_path, stdout=full, PYTHONUNBUFFERED=unbuffered)
+    assert status == 1 and "Traceback" not in err and "Exception ignored" not in err
+    assert err.strip().splitlines()[-1] == "kame: error: cannot write to standard output: No space left on device"
+    assert sf.info(tmp_path / "r.wav").frames > 0
+
+
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+def test_a_closed_pipe_on_stdout_is_a_quiet_exit(tmp_path, unbuffered):
+    """`kame ... | head -n 0` (was: a BrokenPipeError traceback): status 141, as a shell gives a
+    program SIGPIPE ended, nothing on stderr."""
+    import os
+
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone
+    try:
+        status, err = _roundtrip(tmp_path, stdout=w, PYTHONUNBUFFERED=unbuffered)
+    finally:
+        os.close(w)
+    assert status == 141 and err == ""
+    assert (tmp_path / "r.wav").is_file()
+
+
+def test_an_ascii_stdout_does_not_fail_on_unicode(tmp_path):
+    """PYTHONIOENCODING=ascii and a Unicode file name (was: a UnicodeEncodeError after the work)."""
+    import subprocess
+
+    status, err = _roundtrip(tmp_path, out_name="ré✓.wav", stdout=subprocess.DEVNULL, PYTHONIOENCODING="ascii")
+    assert status == 0 and "Traceback" not in err
+    assert (tmp_path / "ré✓.wav").is_file()
+
+
+def test_an_ascii_stdout_gets_backslash_escapes(capsys, monkeypatch):
+    """(in-process: what main makes of a strict stream)"""
+    import io
+    import sys
+
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="ascii", errors="strict")
+    monkeypatch.setattr(sys, "stdout", stream)
+    saved = cli._mark_streams()
+    try:
+        print("café ✓")
+        sys.stdout.flush()
+    finally:
+        sys.stdout, sys.stderr = saved
+    assert raw.getvalue() == b"caf\\xe9 \\u2713\n"

@@ -4,6 +4,7 @@ import errno
 import os
 import stat
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -239,3 +240,68 @@ def test_a_write_failure_is_the_error_asked_for(tmp_path):
         write_replacing(tmp_path / "c.npz", lambda tmp: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left")),
                         "codes cache", error=DataError)
     assert sorted(os.listdir(tmp_path)) == ["file"]
+
+
+def _no_home(monkeypatch):
+    """HOME unset and a uid without a passwd entry (docker run -u 4242, OpenShift)."""
+    import pwd
+
+    def no_entry(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+
+
+def test_a_tilde_without_a_home_directory_is_a_config_error_naming_the_option(monkeypatch):
+    from kame.paths import expand_user, local_path
+
+    _no_home(monkeypatch)
+    with pytest.raises(ConfigError, match=r"^--config: cannot expand ~ in ~/k.toml: no home directory "
+                                          r"\(HOME is not set.*; set HOME or give the full path"):
+        expand_user("~/k.toml", "--config")
+    with pytest.raises(ConfigError, match=r"^frontend.spec: cannot expand ~ in ~/fe"):
+        local_path("file://~/fe", "frontend.spec")
+    with pytest.raises(ConfigError, match=r"^cannot expand ~ in ~/fe: no home directory"):
+        local_path("~/fe")
+    with pytest.raises(ConfigError, match=r"cannot expand ~no_such_user_kame in ~no_such_user_kame/x: there is no user"):
+        expand_user("~no_such_user_kame/x", "--out")
+    assert expand_user("/abs/~x", "--out") == Path("/abs/~x")  # only a leading ~ is expanded
+
+
+def test_a_tilde_frontend_spec_without_a_home_directory_names_the_setting(monkeypatch):
+    from kame.config import load_config
+
+    _no_home(monkeypatch)
+    with pytest.raises(ConfigError, match=r"frontend.spec: cannot expand ~ in ~/fe: no home directory"):
+        load_config(None, ["frontend.spec=~/fe"])
+
+
+def test_a_name_the_system_allows_is_written_though_its_temporary_name_is_longer(tmp_path):
+    """A 250-byte name: `.NAME.RANDOM.tmp` would be 268 (was: "File name too long" after the whole run)."""
+    from kame.paths import name_max
+
+    limit = name_max(tmp_path)
+    out = check_output_file(tmp_path / ("a" * (limit - 4) + ".wav"))
+    write_replacing(out, lambda tmp: tmp.write_bytes(b"x"))
+    assert out.read_bytes() == b"x" and os.listdir(tmp_path) == [out.name]
+
+
+def test_a_name_longer_than_the_system_allows_is_refused_before_the_work(tmp_path):
+    """Not pathlib's OSError "File name too long" traceback (-o, --out), nor a failure after the
+    run for a file written next to it (OUT.json)."""
+    from kame.paths import name_max
+
+    limit = name_max(tmp_path)
+    long = "b" * (limit + 5)
+    with pytest.raises(ConfigError, match=rf"^-o .*: file name too long: b+\.\.\.b+\.wav is {limit + 9} bytes, "
+                                          rf"more than the {limit} bytes"):
+        check_output_file(tmp_path / (long + ".wav"))
+    with pytest.raises(ConfigError, match=rf"^--out .*: file name too long: .* is {limit + 5} bytes"):
+        check_output_folder(tmp_path / long)
+    with pytest.raises(ConfigError, match="^--json .*: file name too long"):
+        check_output_file(tmp_path / long / "x.json", flag="--json")
+    fits = "c" * (limit - 4) + ".wav"
+    with pytest.raises(ConfigError, match=r"file name too long: c+\.\.\.c+\.json \(the \.json file written next to it\)"):
+        check_output_file(tmp_path / fits, sidecars=(".json",))
+    assert os.listdir(tmp_path) == []

@@ -204,3 +204,55 @@ def test_a_broken_plugin_is_not_blamed_on_the_key_whose_check_loaded_it(tmp_path
                          capture_output=True, text=True, timeout=60)
     assert out.stdout.startswith(f"plugin '{bad}' (from KAME_PLUGINS) could not be loaded: ") \
         and error in out.stdout, out
+
+
+def test_an_installed_package_that_fails_to_import_is_not_called_missing(scratch, monkeypatch):
+    """Any ImportError but a missing module (a shared library that cannot be mapped under
+    `ulimit -v`) is reported with its own message, not "needs a package that is not installed";
+    for a component's module, a package its factory imports, and a component's own
+    MissingPackageError raised from such an error."""
+    from kame.errors import MissingPackageError, NotAvailableError
+
+    mapped = ImportError("libfoo.so: failed to map segment from shared object")
+    monkeypatch.setitem(sys.modules, "kame_broken_component", None)  # (a missing module, as before)
+    registry.register("stt", "gone2", "kame_broken_component:create", extra="stt")
+    with pytest.raises(MissingPackageError, match="not installed"):
+        registry.create("stt", "gone2")
+
+    def fails_on_import(name, *a, **kw):
+        raise mapped
+
+    registry.register("stt", "brk", "kame.backend.no_such_thing:create", extra="stt")
+    real_import = registry.importlib.import_module
+    monkeypatch.setattr(registry.importlib, "import_module",
+                        lambda name, *a: fails_on_import(name) if name == "kame.backend.no_such_thing"
+                        else real_import(name, *a))
+    with pytest.raises(NotAvailableError, match="stt 'brk': a package it needs is installed but failed to import: "
+                                                "ImportError: libfoo.so: failed to map segment") as e:
+        registry.create("stt", "brk")
+    assert "not installed" not in str(e.value)
+
+    def lazy(arg=None, **kw):
+        raise mapped
+
+    def own_check(arg=None, **kw):
+        raise MissingPackageError("foo STT needs foo: pip install foo") from mapped
+
+    for scheme, factory in (("lazy", lazy), ("own", own_check)):
+        registry.register("stt", scheme, factory)
+        with pytest.raises(NotAvailableError, match="failed to import: ImportError: libfoo.so") as e:
+            registry.create("stt", scheme)
+        assert not isinstance(e.value, MissingPackageError) and "pip install" not in str(e.value)
+
+
+def test_a_plugin_file_under_a_missing_home_is_a_config_error(scratch, monkeypatch):
+    """`--plugin=~/mycomps.py` with HOME unset and a uid without a passwd entry (was: RuntimeError)."""
+    import pwd
+
+    def no_entry(uid):
+        raise KeyError(uid)
+
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    with pytest.raises(ConfigError, match=r"^--plugin: cannot expand ~ in ~/mycomps.py: no home directory"):
+        registry.load_plugins(["~/mycomps.py"])

@@ -21,7 +21,10 @@ Each subcommand lives in its own module, which exposes ``add_arguments(parser)``
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
+import os
 import sys
 
 from .errors import KameError
@@ -95,7 +98,93 @@ def _build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict]:
     return parser, leaves
 
 
+class _Marked:
+    """A standard stream (sys.stdout, sys.stderr) whose failed writes are marked as its own
+    (``exc.kame_stream``: "stdout" or "stderr"), so that main tells a full disk or a closed pipe
+    there from any other OSError of a command; all else is the stream's."""
+
+    def __init__(self, stream, name: str) -> None:
+        self._stream, self._name = stream, name
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            exc.kame_stream = self._name
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            exc.kame_stream = self._name
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _mark_streams() -> tuple:
+    """sys.stdout and sys.stderr as they were, after making them ``_Marked`` and unable to raise
+    UnicodeEncodeError: a character the encoding lacks (PYTHONIOENCODING=ascii, a Unicode file
+    name or question) is written as a backslash escape (was: a traceback after the whole run)."""
+    saved = (sys.stdout, sys.stderr)
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None or isinstance(stream, _Marked):  # (None: closed, e.g. `>&-`)
+            continue
+        if getattr(stream, "errors", None) == "strict":
+            with contextlib.suppress(AttributeError, ValueError, OSError):  # (not a TextIOWrapper, closed)
+                stream.reconfigure(errors="backslashreplace")
+        setattr(sys, name, _Marked(stream, name))
+    return saved
+
+
+def _output_failed(exc: OSError, stream) -> int:
+    """The exit status when writing a standard stream failed. Python's docs (signal, "Note on
+    SIGPIPE") say: point the stream's descriptor at devnull, so the interpreter's last flush of
+    what is still buffered does not fail again ("Exception ignored ... BrokenPipeError", exit
+    120). A closed pipe (`kame run ... | head -1`: the reader has all it wanted) is a quiet exit
+    with 141, the status a shell gives a program SIGPIPE ended (`yes | head -1`; scripts under
+    `set -o pipefail` test for it), not 1, kame's error status; any other error (a full disk:
+    `> /dev/full`, a quota) is one line on stderr and status 1. The files the command wrote
+    before are whole (kame's writers write a file whole or not at all)."""
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        fd = stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    if exc.errno == errno.EPIPE:
+        return 141
+    if exc.kame_stream == "stdout":
+        _error(f"cannot write to standard output: {exc.strerror or exc}")
+    return 1
+
+
+def _error(message: str) -> None:
+    """``kame: error: message`` on stderr, if it can be written."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        print(f"kame: error: {message}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
+    saved = _mark_streams()
+    try:
+        try:
+            return _main(argv)
+        finally:  # (what is still buffered: its failure said as any other)
+            for stream in (sys.stdout, sys.stderr):
+                if stream is not None:
+                    stream.flush()
+    except OSError as exc:
+        if getattr(exc, "kame_stream", None) is None:
+            raise
+        return _output_failed(exc, saved[0] if exc.kame_stream == "stdout" else saved[1])
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def _main(argv: list[str] | None) -> int:
     import logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -123,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             registry.load_plugins(args.plugin)
         return int(importlib.import_module(args._module).main(args) or 0)
     except KameError as exc:
-        print(f"kame: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return 1
     except KeyboardInterrupt:
         return 130

@@ -3,6 +3,7 @@ made before its work (minutes of fitting, a whole conversation), not after it: e
 ConfigError naming the option.
 
     path = local_path("file://~/ck")                                # a spec's or config's local name
+    path = expand_user(name, "backend.knowledge_dir")               # ~ expanded, or a ConfigError naming it
     out = check_output_file(args.output, input=args.input)         # -o FILE
     out = check_output_file(args.output, suffix=".wav")             # ... of one type
     folder = check_output_folder(args.out)                          # --out FOLDER
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import secrets
 import stat
@@ -24,10 +26,29 @@ from typing import Callable
 from .errors import ConfigError, KameError
 
 
-def local_path(name: str | Path) -> Path:
+def expand_user(path: str | Path, what: str = "") -> Path:
+    """``Path(path)`` with a leading ``~`` or ``~user`` expanded, or a ConfigError naming ``what``
+    (the option or setting, e.g. "--config") where there is none to expand it to: HOME unset and a
+    uid without a passwd entry (a container run with an arbitrary uid: docker run -u 4242,
+    OpenShift), or no such user (was: pathlib's RuntimeError "Could not determine home directory")."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        head = Path(path).parts[0]
+        if head == "~":
+            uid = os.getuid() if hasattr(os, "getuid") else "?"
+            why = f"no home directory (HOME is not set, and uid {uid} has no entry in the user database)"
+            fix = "set HOME or give the full path"
+        else:
+            why, fix = f"there is no user {head[1:]!r}", "give the full path"
+        raise ConfigError(f"{what + ': ' if what else ''}cannot expand {head} in {path}: {why}; {fix}") from None
+
+
+def local_path(name: str | Path, what: str = "") -> Path:
     """A local file or folder as specs (``embedded:``, ``mimi:``, a front-end) and config.json's file
-    names give it: PATH or file://PATH, ~ expanded. The one reading of such a name."""
-    return Path(str(name).removeprefix("file://")).expanduser()
+    names give it: PATH or file://PATH, ~ expanded (``expand_user``: ``what`` names the setting
+    in its error). The one reading of such a name."""
+    return expand_user(str(name).removeprefix("file://"), what)
 
 
 def spec_local(arg: str | None) -> Path | None:
@@ -73,8 +94,42 @@ def lfs_pointer(path: str | Path) -> str | None:
 _TELLING_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE}
 
 
+def name_max(folder: str | Path) -> int:
+    """The longest file name (in bytes) the file system of ``folder`` (or of its nearest existing
+    parent) allows: PC_NAME_MAX, usually 255 (143 under eCryptfs); 255 where it cannot be asked."""
+    for f in (Path(folder), *Path(folder).parents):
+        try:
+            limit = int(os.pathconf(f, "PC_NAME_MAX"))
+            return limit if limit > 0 else 255  # (-1: none told)
+        except OSError:  # (not there yet, or a name too long itself: its parent's file system)
+            continue
+        except (ValueError, AttributeError, TypeError):  # (no pathconf: Windows; an unknown limit)
+            break
+    return 255
+
+
+def _check_name_lengths(path: Path, label: str, extra: tuple[str, ...] = ()) -> None:
+    """ConfigError naming ``label`` if a part of ``path`` (or its name with one of the suffixes
+    ``extra`` instead of its own: the files written next to it) is longer than its file system
+    allows, found before the work (was: pathlib's OSError "File name too long" traceback, or the
+    write failing after the whole run)."""
+    parts = [(p, "") for p in path.parts if p not in (os.sep, "/")]
+    parts += [(path.with_suffix(x).name, f" (the {x} file written next to it)") for x in extra if path.name]
+    limit = name_max(path.parent)
+    for part, note in parts:
+        size = len(os.fsencode(part))
+        if size > limit:
+            short = part if len(part) <= 40 else part[:20] + "..." + part[-12:]
+            raise ConfigError(f"{label}: file name too long: {short}{note} is {size} bytes, more than the "
+                              f"{limit} bytes a name may have there; give a shorter name")
+
+
 def _writable_folder(folder: Path, label: str, what: str) -> None:
-    blocker = next((f for f in (folder, *folder.parents) if f.exists() and not f.is_dir()), None)
+    _check_name_lengths(folder, label)
+    try:
+        blocker = next((f for f in (folder, *folder.parents) if f.exists() and not f.is_dir()), None)
+    except OSError as exc:  # (a path longer than the system allows: ENAMETOOLONG)
+        raise ConfigError(f"{label}: cannot create {what}: {exc.strerror or exc}") from None
     if blocker is not None:  # mkdir would say only "[Errno 17] File exists"
         raise ConfigError(f"{label}: cannot create {what}: {blocker} is a file, not a folder")
     try:
@@ -159,9 +214,15 @@ def write_replacing(path: str | Path, write: Callable[[Path], object], what: str
 
 def _new_temporary(path: Path) -> Path:
     """An empty file of a name of its own beside ``path``, made with a new file's permissions (the
-    kernel applies the umask, as to any file a program creates; mkstemp's are 0600)."""
+    kernel applies the umask, as to any file a program creates; mkstemp's are 0600). Its name is
+    ``.NAME.RANDOM.tmp``, 18 bytes longer than ``path``'s: where that is longer than the file
+    system allows (a name of 238 to 255 bytes), a hash of NAME stands for it, so a name ``path``
+    may have never fails for its temporary file's (was: "File name too long" after the whole run)."""
+    name = path.name
+    if len(os.fsencode(name)) + 18 > name_max(path.parent):
+        name = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
     while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        tmp = path.with_name(f".{name}.{secrets.token_hex(6)}.tmp")
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             return tmp
@@ -186,15 +247,23 @@ def _umask() -> int:
 
 
 def check_output_file(path: str | Path, *, flag: str = "-o", suffix: str | None = None, why: str = "",
-                      input: str | Path | None = None, file_type: Callable[[Path], object] | None = None) -> Path:
+                      input: str | Path | None = None, file_type: Callable[[Path], object] | None = None,
+                      sidecars: tuple[str, ...] = ()) -> Path:
     """A file to write: with the ``suffix`` asked for (``why`` says why), not a folder, not the
     ``input`` file, of a type ``file_type`` accepts (it raises otherwise, e.g.
-    kame.audio.output_format), in a folder that can be made and written into."""
+    kame.audio.output_format), in a folder that can be made and written into, each part of its
+    name no longer than the file system allows (nor its name with the suffixes ``sidecars``, e.g.
+    (".json",): the files written next to it)."""
     if not str(path).strip():
         example = f"answer{suffix}" if suffix else {"-o": "answer.wav", "--json": "answer.json"}.get(flag)
         raise ConfigError(f"{flag} is empty; give the file to write" + (f", e.g. {flag} {example}" if example else ""))
     out = Path(path)
-    if out.is_dir() or str(path).endswith(("/", os.sep)):  # (before the suffix: "must be a .wav file" would
+    _check_name_lengths(out, f"{flag} {path}", sidecars)
+    try:
+        is_dir = out.is_dir()
+    except OSError as exc:  # (a path longer than the system allows: ENAMETOOLONG)
+        raise ConfigError(f"{flag} {path}: {exc.strerror or exc}") from None
+    if is_dir or str(path).endswith(("/", os.sep)):  # (before the suffix: "must be a .wav file" would
         # hide that it is a folder; a name ending in / is one, made or not)
         example = f"such as {out / ('answer' + suffix)}" if suffix else "inside it"
         raise ConfigError(f"{flag} {path} is a folder, cannot write a file there; give a file name {example}")

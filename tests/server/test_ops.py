@@ -433,3 +433,81 @@ async def test_a_plugin_session_whose_outputs_has_no_aclose_is_served(caplog):
         assert b"session_ended" in bytes(kinds[-1][1])
         await ws.close()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_an_empty_or_blank_token_is_not_silently_no_auth():
+    """--token "" (a unit's `--token ${UNSET}`) is refused (was: served without auth); an empty
+    KAME_AUTH_TOKEN is unset, a blank one an error; tokens are stripped as the token file's."""
+    for given in ("", "   "):
+        with pytest.raises(ConfigError, match=r"--token '\s*': an empty token .*omit --token to serve without one"):
+            ops.cli_token(given, None, {})
+        with pytest.raises(ConfigError, match="an empty token"):
+            ops.cli_token(given, None, {"KAME_AUTH_TOKEN": "from-env"})
+    assert ops.cli_token(None, None, {"KAME_AUTH_TOKEN": ""}) is None
+    assert ops.cli_token(None, None, {}) is None
+    with pytest.raises(ConfigError, match="KAME_AUTH_TOKEN holds only whitespace"):
+        ops.cli_token(None, None, {"KAME_AUTH_TOKEN": "  "})
+    assert ops.cli_token(None, None, {"KAME_AUTH_TOKEN": " s3cret\n"}) == "s3cret"
+    assert ops.cli_token(" s3cret ", None, {"KAME_AUTH_TOKEN": "other"}) == "s3cret"
+
+
+def test_serve_with_a_full_stdout_goes_on_serving(tmp_path):
+    """`kame serve > /dev/full`: its start-up lines are logged instead and it serves (was: a
+    traceback that ended it, or with --agent echo an asyncio "Task exception was never
+    retrieved" at its stop)."""
+    import os
+    import queue
+    import re
+    import signal
+    import threading
+    import urllib.request
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    with open("/dev/full", "w") as full:
+        proc = subprocess.Popen([sys.executable, "-m", "kame", "serve", "--agent", "echo", "--port", "0"],
+                                stdout=full, stderr=subprocess.PIPE, text=True, env=env)
+    lines: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr] and None, daemon=True)
+    reader.start()
+    try:
+        seen, m = [], None
+        while m is None:
+            try:
+                seen.append(lines.get(timeout=30))
+            except queue.Empty:
+                raise AssertionError("no 'cannot write to standard output' line: " + "".join(seen)) from None
+            m = re.search(r"cannot write to standard output \(No space left on device\): serving on "
+                          r"(http://127\.0\.0\.1:\d+/)", seen[-1])
+        with urllib.request.urlopen(m[1] + "api/health", timeout=10) as r:
+            assert json.load(r)["status"] == "ok"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(10)
+    proc.stderr.close()
+    rest = "".join(lines.queue)
+    assert "Traceback" not in rest and "never retrieved" not in rest and "kame: error" not in rest
+
+
+def test_a_failing_ready_hook_is_logged_not_left_in_the_load_task(caplog):
+    """(was: the task's exception "never retrieved", shown by asyncio only at the server's stop)"""
+    class Started:
+        async def start(self):
+            pass
+
+    def full():
+        raise OSError(28, "No space left on device")
+
+    async def go():
+        health = ops.Health()
+        health.on_ready = full
+        health.begin_loading(Started())
+        await health.wait_loaded()
+        return health._task
+
+    with caplog.at_level(logging.ERROR, "kame.server"):
+        task = asyncio.run(go())
+    assert task.exception() is None and "after the agent's start" in caplog.text and "No space left" in caplog.text

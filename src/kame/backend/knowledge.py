@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..paths import expand_user
 
 NOTE_SUFFIXES = (".txt", ".md")  # the files a knowledge folder's notes are read from
 _WORD = re.compile(r"[^\W_]+")  # letters and digits of any script ("café", "東京")
@@ -52,7 +53,7 @@ def check_knowledge_dir(path: str | Path, name: str = "knowledge_dir") -> Path:
 def _note_files(path: str | Path, name: str) -> tuple[Path, list[Path]]:
     """(the folder, its note files in name order): check_knowledge_dir's check, walking the folder
     once, so that from_folder reads the files it found (was: a second walk of the whole tree)."""
-    root = Path(path).expanduser()
+    root = expand_user(path, name)  # (no home directory to expand ~ to: a ConfigError naming the setting)
     if not root.is_dir():
         why = "it is a file" if root.exists() else "nothing is there"
         raise ConfigError(f"{name}: {path} is not a folder ({why})")

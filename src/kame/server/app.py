@@ -286,17 +286,17 @@ def main(args) -> int:
         sock.listen(128)
         stopping.install()  # (Ctrl-C: exit status 130)
         if args.agent != "echo":
-            print(f"kame: loading the agent ({guard.loads(agent)}: can take half a minute); meanwhile "
-                  f"http://{host}:{port}/api/health answers 503 \"loading\" ...", flush=True)
+            _say(f"kame: loading the agent ({guard.loads(agent)}: can take half a minute); meanwhile "
+                 f"http://{host}:{port}/api/health answers 503 \"loading\" ...")
 
     def announce() -> None:  # once the agent has started
         comps = getattr(agent, "components", {})
         what = ", ".join(f"{k} {comps[k]}" for k in ("mode", "frontend", "codec", "stt", "llm", "tts") if comps.get(k))
         if what:
-            print(f"kame: agent ready: {what}", flush=True)
+            _say(f"kame: agent ready: {what}")
         if comps.get("frontend_note"):
-            print(f"kame: note: {comps['frontend_note']}", flush=True)
-        print(f"kame: serving on http://{host}:{port}/ (WebSocket /api/chat)", flush=True)
+            _say(f"kame: note: {comps['frontend_note']}")
+        _say(f"kame: serving on http://{host}:{port}/ (WebSocket /api/chat)")
 
     def failed(_exc) -> None:  # the agent could not start: stop serving (as a signal would); raised below
         asyncio.get_running_loop().call_soon(_graceful_exit)
@@ -312,6 +312,28 @@ def main(args) -> int:
         raise state.load_error
     ops.leave_if_loading(state, stopping.status)  # (a signal during start-up: not after the model's load)
     return stopping.status
+
+
+def _say(line: str) -> None:
+    """One of main's start-up lines on stdout. One that cannot be written (a full disk: `kame serve
+    > /dev/full`, a closed pipe) is logged instead (on stderr), and the server goes on serving
+    (was: a traceback that ended it at start, or, once the agent had started, an asyncio "Task
+    exception was never retrieved" at its stop). stdout then points at devnull, as Python's docs
+    advise for a closed pipe: the line still buffered, and the next ones, are not written again
+    at each line and at the exit (where kame's main would end with "cannot write to standard output")."""
+    import os
+    import sys
+
+    try:
+        print(line, flush=True)
+    except OSError as exc:
+        log.warning("cannot write to standard output (%s): %s", exc.strerror or exc, line.removeprefix("kame: "))
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (AttributeError, ValueError, OSError):  # (no descriptor: a replaced stream)
+            pass
 
 
 def _release_children(stopping: ops.Stopping) -> None:

