@@ -277,6 +277,30 @@ def test_a_tilde_frontend_spec_without_a_home_directory_names_the_setting(monkey
         load_config(None, ["frontend.spec=~/fe"])
 
 
+def test_a_tilde_config_file_or_tokenizer_without_a_home_directory_names_it(monkeypatch):
+    """--config ~/k.toml and a tokenizer at ~/x.model (was: pathlib's RuntimeError traceback)."""
+    from kame.backend.tokenizer import TextTokenizer
+    from kame.config import load_config
+
+    _no_home(monkeypatch)
+    with pytest.raises(ConfigError, match=r"^--config: cannot expand ~ in ~/k.toml: no home directory"):
+        load_config("~/k.toml", [])
+    with pytest.raises(ConfigError, match=r"^tokenizer: cannot expand ~ in ~/x.model: no home directory"):
+        TextTokenizer("~/x.model")
+
+
+def test_kame_run_checks_the_length_of_the_names_written_next_to_its_output(tmp_path, capsys):
+    """OUT.json is a byte longer than OUT.wav: a 255-byte OUT.wav is refused before the run (was:
+    the whole run, then 'File name too long' for OUT.json)."""
+    from kame.audio import write_wav
+    from kame.cli import main
+
+    write_wav(tmp_path / "in.wav", np.zeros(2400, np.float32))
+    out = tmp_path / ("a" * 251 + ".wav")
+    assert main(["run", str(tmp_path / "in.wav"), "-o", str(out), "--fast"]) == 1
+    assert "(the .json file written next to it) is 256 bytes" in capsys.readouterr().err
+
+
 def test_a_name_the_system_allows_is_written_though_its_temporary_name_is_longer(tmp_path):
     """A 250-byte name: `.NAME.RANDOM.tmp` would be 268 (was: "File name too long" after the whole run)."""
     from kame.paths import name_max

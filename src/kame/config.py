@@ -33,7 +33,7 @@ from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
 from .hub import split_hf
-from .paths import local_path
+from .paths import expand_user, local_path
 from .model.config import PRESETS as MODEL_PRESETS  # (torch-free: kame.model imports torch lazily)
 from .model.config import MAX_SEED, random_spec_options
 
@@ -420,7 +420,7 @@ def load_config(
     cfg = KameConfig()
     sources: dict[str, str] = {}  # dotted key -> the file that set it (key_source)
     if path is not None:
-        p = Path(path).expanduser()
+        p = expand_user(path, "--config")
         if p.is_dir():
             raise ConfigError(f"config file {p} is a folder; give a TOML file")
         if not p.exists():  # a pipe (--config <(...)) or /dev/null is read like a file

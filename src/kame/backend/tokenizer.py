@@ -44,7 +44,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from ..errors import CheckpointError
-from ..paths import lfs_pointer
+from ..paths import expand_user, lfs_pointer
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL = ASSETS / "text_tokenizer_4k.model"
@@ -63,7 +63,7 @@ class TextTokenizer:
                 self.sp.LoadFromSerializedProto(model)
                 self.path = None
             else:
-                path = Path(model).expanduser()
+                path = expand_user(model, "tokenizer")
                 if not path.is_file():
                     raise CheckpointError(f"SentencePiece model not found: {path}")
                 self.sp.Load(str(path))

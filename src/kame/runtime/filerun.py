@@ -60,7 +60,7 @@ def prepare_run(args) -> FileRun:
     check_tail(args.tail, max_tail)
     max_tail = max(args.tail, max_tail)  # never below --tail
     out = check_output_file(args.output, suffix=".wav", why=" (OUT.json and OUT.png are written next to it)",
-                            input=args.input)
+                            input=args.input, sidecars=(".json", ".png"))
     sides = [out.with_suffix(".json")] + ([] if args.no_png else [out.with_suffix(".png")])
     for side in sides:
         if side.resolve() == Path(args.input).resolve():  # (was: the input, talk.json, overwritten)
