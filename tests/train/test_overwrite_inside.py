@@ -67,7 +67,34 @@ def test_a_stopped_saves_temporaries_are_removed_by_the_next_run(tmp_path, capsy
     capsys.readouterr()
     assert cli_main(["train", str(data), "-o", str(out), *FAST[:1], "3", *FAST[2:], "--resume", str(out / "latest")]) == 0
     said = capsys.readouterr().out
-    for p in [*stale, step / ".optimizer.new"]:
+    for p in stale:
         assert not p.exists() and f"removed {p} (" in said, said
     assert all(p.exists() for p in kept) and (step / "model.safetensors").is_file()
-    assert said.count("removed ") == 4 and "a temporary file of a save that was stopped" in said
+    # (no optimizer/ beside it: a sharded re-save stopped between its renames, the state it holds kept)
+    assert (step / ".optimizer.new" / "__0_0.distcp").is_file()
+    assert said.count("removed ") == 3 and "a temporary file of a save that was stopped" in said
+
+
+def test_only_kames_temporaries_are_removed_and_a_sharded_optimizer_that_may_be_the_only_one_is_kept(tmp_path):
+    """(review helper-261) safetensors' .tmpXXXXXX names are taken for a save's only in step-N (a
+    user's .tmpconfig in OUT was removed); .optimizer.old/.new are removed only beside an optimizer/
+    (without it a re-save stopped between its two renames: they hold the state)."""
+    import os
+    import time
+
+    from kame.train.checkpoint import remove_stale_temporaries
+
+    out = tmp_path / "t"
+    whole, cut = out / "step-2", out / "step-4"
+    for step in (whole, cut):
+        (step / ".optimizer.old").mkdir(parents=True)
+        (step / ".optimizer.old" / "__0_0.distcp").write_bytes(b"x")
+        (step / ".tmpAbC123").write_bytes(b"x")
+    (whole / "optimizer").mkdir()
+    (out / ".tmpconfig").write_bytes(b"mine")
+    hour_ago = time.time() - 3700
+    for p in out.rglob("*"):
+        os.utime(p, (hour_ago, hour_ago))
+    removed = {p for p, _ in remove_stale_temporaries(out)}
+    assert removed == {whole / ".optimizer.old", whole / ".tmpAbC123", cut / ".tmpAbC123"}
+    assert (out / ".tmpconfig").exists() and (cut / ".optimizer.old" / "__0_0.distcp").exists()

@@ -26,7 +26,6 @@ import stat
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
 from .config import STATE, TrainConfig
 from .parallel import SHARDED_OPTIMIZER, drop_sharded_optimizer
@@ -42,7 +41,8 @@ def step_folder(out: Path, step: int) -> Path:
 # checkpoint. kame train takes no lock on OUT, so only those untouched this long are taken for a
 # stopped save's (a save under way writes its files; a second run into the same OUT is not one's).
 STALE_TEMPORARY_S = 3600.0
-_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{12}\.tmp|\.tmp[0-9A-Za-z]{6}")
+_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")
+_SAFETENSORS_TEMPORARY = re.compile(r"\.tmp[0-9A-Za-z]{6}")  # (only in step-N: a user's .tmpconfig may be in OUT)
 _OPTIMIZER_TEMPORARIES = (f".{SHARDED_OPTIMIZER}.new", f".{SHARDED_OPTIMIZER}.old")
 
 
@@ -66,11 +66,14 @@ def remove_stale_temporaries(out: Path, older_than_s: float = STALE_TEMPORARY_S)
         for p in found:
             try:
                 st = p.lstat()
-                if _TEMPORARY.fullmatch(p.name) and stat.S_ISREG(st.st_mode):
+                ours = _TEMPORARY.fullmatch(p.name) or (folder != out and _SAFETENSORS_TEMPORARY.fullmatch(p.name))
+                if ours and stat.S_ISREG(st.st_mode):
                     if now - st.st_mtime >= older_than_s:
                         p.unlink()
                         removed.append((p, st.st_size))
-                elif p.name in _OPTIMIZER_TEMPORARIES and folder != out and stat.S_ISDIR(st.st_mode):
+                elif (p.name in _OPTIMIZER_TEMPORARIES and folder != out and stat.S_ISDIR(st.st_mode)
+                      and (folder / SHARDED_OPTIMIZER).is_dir()):  # (none: a re-save stopped between its
+                    # two renames, and these hold the optimizer state: left to be put back by hand)
                     inside = [f.lstat() for f in p.rglob("*")]
                     if now - max([st.st_mtime] + [f.st_mtime for f in inside]) >= older_than_s:
                         shutil.rmtree(p)
@@ -130,11 +133,12 @@ def check_overwrite(out, frontend: str | None, codec_spec: str | None) -> None:
                               f"out of {out} first and give that copy")
 
 
-def check_listed(manifest: Path, resume, echo: Callable[[str], None]) -> None:
+def check_listed(manifest: Path, resume) -> None:
     """The manifest's dialogues must be those it lists (each line's meta_sha256: a `kame data
     oracle` stopped before it wrote the manifest again leaves it over dialogues with new oracles,
-    and the manifest's own sha256 that check_resume compares is then the old set's): a resume is
-    refused (ConfigError); a new run is warned, as its resume would be refused."""
+    and the manifest's own sha256 that check_resume compares is then the old set's): a resume and
+    a new run are refused (ConfigError; a new run too, before any compute: it could never be resumed,
+    its manifest being what it is)."""
     from ..errors import ConfigError
     from .data import changed_since_listed, read_manifest
 
@@ -146,11 +150,13 @@ def check_listed(manifest: Path, resume, echo: Callable[[str], None]) -> None:
     what = (f"{len(changed)} of the {len(entries)} dialogues {manifest} lists changed since it was written (their "
             f"dialogue.json is not the one its meta_sha256 names: {names}; a `kame data oracle` stopped before it "
             f"wrote the manifest again?)")
-    fix = "run `kame data oracle` (or `kame data synth`) on the set again to write its manifest anew"
+    fix = ("write its manifest anew: run the command that made the set again (`kame data oracle` or `kame data "
+           "synth`: dialogues already done are rewritten or skipped), or kame.train.data.write_manifest(PATH, "
+           "folders) for a list of your own")
     if resume is not None:
         raise ConfigError(f"train: --resume {resume}: {what}, so the set is not the one the run trained on: {fix}, "
                           f"then train a new run on it (another -o, or --overwrite)")
-    echo(f"warning: {what}: a --resume of this run will be refused; {fix} first")
+    raise ConfigError(f"train: {what}: {fix}, then train on it (a run on it now could never be resumed)")
 
 
 def portable_codec(codec, codec_spec: str | None, model_meta: dict,

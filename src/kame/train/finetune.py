@@ -155,7 +155,7 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
             raise ConfigError(f"train: {resume} is at step {step} already, so --steps {tcfg.steps} leaves nothing to "
                               f"do: give --steps above {step}")
         rec = {"frontend": state["train"].get("frontend"), "resumed_from": str(Path(resume).resolve())}
-    check_listed(manifest, resume, echo if rank == 0 else (lambda s: None))
+    check_listed(manifest, resume)
     if out is not None and resume is None:
         _check_out(Path(out), overwrite, rank)
     if out is not None and rank == 0:

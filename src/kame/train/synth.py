@@ -550,9 +550,12 @@ def main(args) -> int:
     except KeyboardInterrupt:
         stopped = "SIGINT"
     finally:  # (stopped or interrupted too: what was written was made with these settings)
-        with sigterm_held():
+        with sigterm_held() as held:
+            if results:  # (again: a second SIGTERM may have cut synth_all's)
+                write_folder_manifest(out)
             if any(r.status == "written" for r in results):
                 _record_settings(out, settings)
+    stopped = stopped or held.signal  # (a SIGTERM during those writes: the run is said stopped, as data oracle's)
     if stopped:
         listed = len(list(out.glob(f"*/{META}")))
         print(f"\n{stopped_by(stopped)}: {listed} dialogues in {out}/ (listed in {out / MANIFEST}); "
