@@ -296,3 +296,18 @@ def file_sha256(path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def read_text(path: Path, name: str, hint: str, error: type[KameError] = ConfigError) -> tuple[bytes, str]:
+    """``path``'s bytes and UTF-8 text; refused (``error``) as ``name`` (e.g. "--reference
+    x.jsonl"), saying why (not readable, a folder, "not UTF-8 text (byte N)"), then ``hint``
+    (what to give). (kame eval's question and reference files, kame data's QA file.)"""
+    try:
+        data = path.read_bytes()
+    except (OSError, ValueError) as exc:
+        why = "is a folder" if path.is_dir() else (exc.strerror or str(exc)).lower()
+        raise error(f"{name}: cannot read it ({why}); {hint}") from None
+    try:
+        return data, data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{name}: not UTF-8 text (byte {exc.start}); {hint}") from None

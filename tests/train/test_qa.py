@@ -284,7 +284,7 @@ LATIN1 = '{"question": "What is the café name?", "answer": "Café."}\n'.encode(
 ])
 def test_a_file_that_is_not_utf8_is_one_error_naming_it_and_the_byte(tmp_path, name, data, byte):
     """(was: a traceback, UnicodeDecodeError from the line loop) said as kame eval mtbench says it
-    (kame.eval.reference.read_text); a BOM is fine."""
+    (kame.paths.read_text); a BOM is fine."""
     (tmp_path / name).write_bytes(data)
     with pytest.raises(DataError, match=rf"{name}: not UTF-8 text \(byte {byte}\); save it as UTF-8 "):
         read_qa(tmp_path / name, language=None)

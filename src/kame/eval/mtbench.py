@@ -55,13 +55,13 @@ import numpy as np
 from ..audio import SAMPLE_RATE as SR, write_wav
 from ..cliargs import at_least
 from ..errors import ConfigError, KameError
-from ..paths import check_output_folder, write_replacing
+from ..paths import check_output_folder, read_text, write_replacing
 from .heard import (ASR, add_asr_arguments, asr_settings, check_asr_options, check_asr_settings, hear_saved, load_asr,
                     read_agent_track)
 from .judge import (add_judge_arguments, check_judge_spec, close_judge, embedded_judge_note, open_judge,
                     why_failed)
 from .reference import (NEED_REF_CATS, apply_references, check_references, fastchat_lines, first_changed,
-                        read_reference_answers, read_text, record_reference, reference_warning, turns_ok)
+                        read_reference_answers, record_reference, reference_warning, turns_ok)
 from .results import (PAIRWISE_SETTINGS, check_questions, failure, has_results, load_done, read_records,
                       read_settings, write_all, write_records)
 from .stopping import Terminated, held, settle, stop_on_sigterm

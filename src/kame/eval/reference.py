@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..paths import read_text
 
 NEED_REF_CATS = ("math", "reasoning", "coding")  # FastChat's (without its arena-hard-200)
 
@@ -77,20 +78,6 @@ def _answer_ok(d: dict) -> bool:
     choices = d.get("choices")
     return isinstance(choices, list) and bool(choices) and isinstance(choices[0], dict) \
         and turns_ok(choices[0].get("turns"))
-
-
-def read_text(path: Path, name: str, hint: str) -> tuple[bytes, str]:
-    """``path``'s bytes and UTF-8 text; refused as ``name`` (e.g. "--reference x.jsonl"), saying
-    why, then ``hint`` (what to give)."""
-    try:
-        data = path.read_bytes()
-    except (OSError, ValueError) as exc:
-        why = "is a folder" if path.is_dir() else (exc.strerror or str(exc)).lower()
-        raise ConfigError(f"{name}: cannot read it ({why}); {hint}") from None
-    try:
-        return data, data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{name}: not UTF-8 text (byte {exc.start}); {hint}") from None
 
 
 def read_reference_answers(path: str | Path) -> ReferenceFile:

@@ -56,7 +56,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import KameError
 from .data import DataError
 
 FORMATS = ("gsm8k", "mmlu-pro", "hssbench", "qa")
@@ -152,13 +151,10 @@ def _records(path: Path) -> Iterator[tuple[str, dict, Any]]:
     try:
         yield from _text_records(path)
     except UnicodeDecodeError:  # (was: a traceback) said as kame eval mtbench says it, with the file's byte
-        from ..eval.reference import read_text
+        from ..paths import read_text
 
-        try:
-            read_text(path, str(path), "save it as UTF-8 (iconv -f ITS-ENCODING -t utf-8, e.g. -f latin1 or "
-                      "-f utf-16) or re-download it")
-        except KameError as exc:
-            raise DataError(str(exc)) from None
+        read_text(path, str(path), "save it as UTF-8 (iconv -f ITS-ENCODING -t utf-8, e.g. -f latin1 or -f utf-16) "
+                  "or re-download it", error=DataError)
         raise
 
 
