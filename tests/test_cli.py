@@ -1,5 +1,9 @@
 """kame.cli: the command line's own behaviour (the commands are tested in their areas)."""
 
+import errno
+import io
+import sys
+
 import pytest
 
 from kame import cli
@@ -112,3 +116,30 @@ def test_an_ascii_stdout_gets_backslash_escapes(capsys, monkeypatch):
     finally:
         sys.stdout, sys.stderr = saved
     assert raw.getvalue() == b"caf\\xe9 \\u2713\n"
+
+
+class _BrokenOnFlush(io.StringIO):
+    """stdout as a closed pipe shows it: the write is buffered, the flush fails."""
+
+    errors = "strict"
+
+    def flush(self):
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+
+def test_a_failing_flush_does_not_hide_the_commands_own_error_or_status(monkeypatch):
+    """(review helper-262) main's last flush of a closed stdout replaced a command's own exception
+    (a kame bug's traceback never shown: 141) and its status (130 became 141)."""
+    import kame.cli as cli
+
+    def bug(argv):
+        raise RuntimeError("a kame bug")
+
+    monkeypatch.setattr(sys, "stdout", _BrokenOnFlush())
+    monkeypatch.setattr(cli, "_main", bug)
+    with pytest.raises(RuntimeError, match="a kame bug"):
+        cli.main([])
+    monkeypatch.setattr(cli, "_main", lambda argv: 130)
+    assert cli.main([]) == 130
+    monkeypatch.setattr(cli, "_main", lambda argv: 0)
+    assert cli.main([]) == 141  # (a command that went well: the closed pipe is said as ever)

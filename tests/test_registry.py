@@ -256,3 +256,16 @@ def test_a_plugin_file_under_a_missing_home_is_a_config_error(scratch, monkeypat
     monkeypatch.setattr(pwd, "getpwuid", no_entry)
     with pytest.raises(ConfigError, match=r"^--plugin: cannot expand ~ in ~/mycomps.py: no home directory"):
         registry.load_plugins(["~/mycomps.py"])
+
+
+def test_an_import_error_of_kames_own_is_a_bug_said_where_not_a_broken_install(scratch):
+    """(review helper-262) "cannot import name X from kame" in a factory is kame's (or a plugin's)
+    bug: the spot is named, not "installed but failed to import ... out of memory?"."""
+    def buggy(arg=None, **kw):
+        from kame import no_such_name_here  # noqa: F401
+
+    registry.register("tts", "buggy", buggy, extra="tts")
+    with pytest.raises(KameError, match="could not be created") as e:
+        registry.create("tts", "buggy")
+    said = str(e.value)
+    assert "no_such_name_here" in said and "out of memory" not in said and "test_registry.py" in said, said

@@ -171,11 +171,17 @@ def main(argv: list[str] | None = None) -> int:
     saved = _mark_streams()
     try:
         try:
-            return _main(argv)
-        finally:  # (what is still buffered: its failure said as any other)
+            status = _main(argv)
+        except BaseException:  # (its own error goes on: a flush failing now must not replace it)
             for stream in (sys.stdout, sys.stderr):
-                if stream is not None:
+                with contextlib.suppress(OSError, ValueError, AttributeError):
                     stream.flush()
+            raise
+        for stream in (sys.stdout, sys.stderr):  # (what is still buffered: its failure said as any other,
+            if stream is not None:  # unless the command failed already: its own status stays)
+                with contextlib.suppress(*(() if status == 0 else (OSError,))):
+                    stream.flush()
+        return status
     except OSError as exc:
         if getattr(exc, "kame_stream", None) is None:
             raise

@@ -318,6 +318,8 @@ def resolve(kind: str, spec: str) -> tuple[Callable[..., Any], str | None]:
         if not entry.extra and module_name.split(".")[0] != "kame":  # a plugin's module, no extra to install
             raise ConfigError(f"{kind} {spec!r}: cannot import {module_name!r}, registered for it: "
                               f"{type(exc).__name__}: {exc}") from exc
+        if _kames(exc):  # (kame's own import failing: a bug, said where, not a broken install)
+            raise _failed(kind, spec, exc) from exc
         if not not_installed(exc):
             raise _broken(kind, spec, exc) from exc
         raise _missing(kind, spec, entry, exc) from exc
@@ -352,11 +354,11 @@ def create(kind: str, spec: str, **kwargs: Any) -> Any:
         raise
     except (KameError, KeyboardInterrupt, SystemExit):
         raise
-    except ModuleNotFoundError as exc:  # a package the factory imports lazily
-        if not exc.name or exc.name.split(".")[0] == "kame":
+    except ImportError as exc:  # a package the factory imports lazily: missing, or failing to load
+        if _kames(exc) or (not exc.name and isinstance(exc, ModuleNotFoundError)):  # (a bug: said where)
             raise _failed(kind, spec, exc) from exc
-        raise _missing(kind, spec, check_spec(kind, spec)[0], exc) from exc
-    except ImportError as exc:  # one it imports lazily that is installed but fails to load
+        if not_installed(exc):
+            raise _missing(kind, spec, check_spec(kind, spec)[0], exc) from exc
         raise _broken(kind, spec, exc) from exc
     except TypeError as exc:  # factories pass their options on to the component's constructor
         m = _UNEXPECTED.search(str(exc))
@@ -473,6 +475,13 @@ def not_installed(exc: ImportError) -> bool:
     import name"), to be reported with its own message (``import_failed``), not as "not installed".
     A MissingPackageError has said so after its own check."""
     return isinstance(exc, (ModuleNotFoundError, MissingPackageError))
+
+
+def _kames(exc: ImportError) -> bool:
+    """An import error of kame's own modules ("cannot import name X from kame...", no module
+    kame.x): a bug (a renamed name, a circular import), not a package to install or a broken
+    install. (An extension module that fails to load names itself: ctranslate2._ext.)"""
+    return bool(exc.name) and exc.name.split(".")[0] == "kame"
 
 
 def import_failed(what: str, exc: ImportError) -> NotAvailableError:

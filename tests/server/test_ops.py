@@ -451,6 +451,19 @@ def test_an_empty_or_blank_token_is_not_silently_no_auth():
     assert ops.cli_token(" s3cret ", None, {"KAME_AUTH_TOKEN": "other"}) == "s3cret"
 
 
+def test_the_configs_token_is_stripped_and_kame_client_sends_it_stripped():
+    """(review helper-262) [server] auth_token: stripped, a blank one refused (was: auth on with a
+    token of blanks); kame client strips its --token as the server strips the one it serves with."""
+    from kame.server.client import chat_url
+    from kame.server.settings import server_config_from
+
+    assert server_config_from({"auth_token": " s3cret\n"}).auth_token == "s3cret"
+    assert server_config_from({"auth_token": ""}).auth_token is None
+    with pytest.raises(ConfigError, match="server.auth_token holds only whitespace"):
+        server_config_from({"auth_token": "  "})
+    assert chat_url("http://h:1", " s3cret ").endswith("?token=s3cret")
+
+
 def test_serve_with_a_full_stdout_goes_on_serving(tmp_path):
     """`kame serve > /dev/full`: its start-up lines are logged instead and it serves (was: a
     traceback that ended it, or with --agent echo an asyncio "Task exception was never

@@ -156,8 +156,8 @@ def chat_url(url: str, token: str | None = None, pcm: bool = False) -> str:
     if not path.endswith("/api/chat"):
         path += "/api/chat"
     query = parse_qsl(parts.query, keep_blank_values=True)
-    if token:
-        query = [(k, v) for k, v in query if k != "token"] + [("token", token)]
+    if token and token.strip():  # (stripped, as kame serve strips the token it serves with)
+        query = [(k, v) for k, v in query if k != "token"] + [("token", token.strip())]
     if pcm:
         query = [(k, v) for k, v in query if k != "pcm"] + [("pcm", "1")]
     return urlunsplit(("wss" if scheme in ("https", "wss") else "ws", parts.netloc, path,
