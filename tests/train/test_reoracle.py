@@ -373,6 +373,32 @@ def test_sigterm_ends_the_run_as_ctrl_c_does_and_the_manifest_says_what_was_writ
     assert [f.name for f in written] == ["d0", "d1"]
 
 
+def test_ctrl_c_says_what_was_written_and_exits_130(tmp_path, capsys, monkeypatch):
+    """(review helper-261: a Ctrl-C printed nothing, though the manifest was written)"""
+    import os
+    import signal
+
+    from kame.cli import main
+    from kame.paths import file_sha256
+    from kame.train import reoracle
+
+    folders = make_set(tmp_path)
+    written = []
+
+    def write_then_ctrl_c(d):  # Ctrl-C once the first dialogue is rewritten
+        write_meta(d)
+        written.append(d.folder)
+        if len(written) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(reoracle, "write_meta", write_then_ctrl_c)
+    assert main(["data", "oracle", str(tmp_path), "--llm", "none"]) == 130
+    io = capsys.readouterr()
+    assert "kame data oracle: interrupted; the manifest has the 1 dialogues" in io.err and "manifest:" in io.out, io
+    entries = read_manifest(tmp_path / "train.jsonl")
+    assert [e.meta_sha256 for e in entries] == [file_sha256(f / "dialogue.json") for f in folders]
+
+
 def test_a_resume_on_dialogues_changed_under_their_manifest_is_refused(tmp_path, capsys, monkeypatch):
     """A `kame data oracle` killed (SIGKILL) before it wrote the manifest again leaves the old one
     over the new oracles: its lines' meta_sha256 say so, and kame train's resume is refused (was:

@@ -263,7 +263,7 @@ def add_arguments(p) -> None:
 
 def main(args) -> int:
     from ..backend.tokenizer import TextTokenizer, default_tokenizer
-    from ..runtime.interrupt import TERMINATED_STATUS, run_ended_by_sigterm, sigterm_held
+    from ..runtime.interrupt import TERMINATED_STATUS, run_ended_by_sigterm, sigterm_held, stopped_by
     from .batching import manifest_entries
     from .synth import SETTINGS, make_simulator, oracle_config, simulator
 
@@ -305,15 +305,17 @@ def main(args) -> int:
             if held.signal and not stopped:
                 stopped.append(held.signal)
     except (KeyboardInterrupt, asyncio.CancelledError):
-        if not stopped:
-            raise
+        if not stopped:  # Ctrl-C: said as SIGTERM is (was: nothing printed), then exit 130
+            stopped.append("SIGINT")
     print(summary(results, time.monotonic() - t0, past_end))
     print(f"manifest: {path} ({len(entries)} dialogues)")
     if stopped:
         written = sum(status == "written" for _, status, _ in results)
         rest = ": run it again to give the others theirs" if written < len(entries) else ""
-        print(f"kame data oracle: terminated (SIGTERM); the manifest has the {written} dialogues given a new "
+        print(f"kame data oracle: {stopped_by(stopped[0])}; the manifest has the {written} dialogues given a new "
               f"oracle{rest}", file=sys.stderr)
+        if stopped[0] == "SIGINT":
+            raise KeyboardInterrupt
         return TERMINATED_STATUS
     return 1 if any(status == "failed" for _, status, _ in results) else 0
 
