@@ -262,7 +262,9 @@ def test_an_import_error_of_kames_own_is_a_bug_said_where_not_a_broken_install(s
     """(review helper-262) "cannot import name X from kame" in a factory is kame's (or a plugin's)
     bug: the spot is named, not "installed but failed to import ... out of memory?"."""
     def buggy(arg=None, **kw):
-        from kame import no_such_name_here  # noqa: F401
+        from kame import no_such_name_here
+
+        return no_such_name_here
 
     registry.register("tts", "buggy", buggy, extra="tts")
     with pytest.raises(KameError, match="could not be created") as e:
