@@ -395,33 +395,43 @@ def test_agent_failures_are_skipped_then_stop(tmp_path, capsys, fake_components,
     assert "[5/7] 7 (stem)" in err and "[6/7]" not in err
 
 
-def test_ctrl_c_ends_the_question_keeps_the_finished_ones_and_exits_130(tmp_path, capsys, fake_components, judges,
-                                                                        agent_runs, monkeypatch):
+def signal_while_playing(monkeypatch, agent_runs, sig: int, after: int) -> dict:
+    """Send ``sig`` to this process 10 frames into the conversation that comes after ``after``
+    ones (the warm-up is one), counted in the played session's clock sets; the dict returned
+    ({"sets": clock sets left, None: not armed}) disarms it with "sets" = None."""
     import os
-    import signal
 
     from kame.runtime import filerun
     from kame.runtime.clock import FakeClock
 
-    armed = {"sets": None}  # clock sets left before Ctrl-C (None: not armed)
+    armed = {"sets": None}
 
-    class InterruptingClock(FakeClock):
+    class SignallingClock(FakeClock):
         def set(self, t):
             super().set(t)
             if armed["sets"] is not None:
                 armed["sets"] -= 1
                 if armed["sets"] == 0:
-                    os.kill(os.getpid(), signal.SIGINT)
+                    os.kill(os.getpid(), sig)
 
     real = filerun.play_session
 
     async def arming(agent, pcm, **kw):
-        if len(agent_runs["conversations"]) == 2:  # (after the warm-up and question 1: 10 frames into question 2)
+        if len(agent_runs["conversations"]) == after:
             armed["sets"] = 10
         return await real(agent, pcm, **kw)
 
-    monkeypatch.setattr(filerun, "FakeClock", InterruptingClock)
+    monkeypatch.setattr(filerun, "FakeClock", SignallingClock)
     monkeypatch.setattr(filerun, "play_session", arming)
+    return armed
+
+
+def test_ctrl_c_ends_the_question_keeps_the_finished_ones_and_exits_130(tmp_path, capsys, fake_components, judges,
+                                                                        agent_runs, monkeypatch):
+    import signal
+
+    # (after the warm-up and question 1: 10 frames into question 2)
+    armed = signal_while_playing(monkeypatch, agent_runs, signal.SIGINT, after=2)
     qf = write(tmp_path / "question.jsonl", QUESTIONS[1:3])
     out = tmp_path / "out"
     assert eval_(qf, out) == 130

@@ -14,7 +14,7 @@ import pytest
 from kame import registry
 
 from . import test_mtbench
-from .test_mtbench import JUDGE, QUESTIONS, Judges, eval_, write
+from .test_mtbench import JUDGE, QUESTIONS, Judges, eval_, signal_while_playing, write
 
 judges = test_mtbench.judges  # (test_mtbench's scripted judges and agent counter: fixtures, used by name)
 agent_runs = test_mtbench.agent_runs
@@ -74,28 +74,7 @@ def test_sigterm_while_the_judge_rates_ends_the_evaluation_with_143(tmp_path, ca
 
 def test_sigterm_while_a_question_is_played_exits_143(tmp_path, capsys, fake_components, judges, agent_runs,
                                                       monkeypatch, sigterm_guard):
-    from kame.runtime import filerun
-    from kame.runtime.clock import FakeClock
-
-    armed = {"sets": None}
-
-    class TerminatingClock(FakeClock):
-        def set(self, t):
-            super().set(t)
-            if armed["sets"] is not None:
-                armed["sets"] -= 1
-                if armed["sets"] == 0:
-                    os.kill(os.getpid(), signal.SIGTERM)
-
-    real = filerun.play_session
-
-    async def arming(agent, pcm, **kw):
-        if len(agent_runs["conversations"]) == 1:  # (after the warm-up: 10 frames into the question)
-            armed["sets"] = 10
-        return await real(agent, pcm, **kw)
-
-    monkeypatch.setattr(filerun, "FakeClock", TerminatingClock)
-    monkeypatch.setattr(filerun, "play_session", arming)
+    signal_while_playing(monkeypatch, agent_runs, signal.SIGTERM, after=1)  # (after the warm-up: into the question)
     qf = write(tmp_path / "question.jsonl", [QUESTIONS[2]])
     out = tmp_path / "out"
     assert eval_(qf, out) == 143  # (was: 130, as for Ctrl-C)
