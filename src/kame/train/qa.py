@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..backend.llm.base import without_controls
 from .data import DataError
 
 FORMATS = ("gsm8k", "mmlu-pro", "hssbench", "qa")
@@ -486,11 +487,10 @@ def _fit(sentences: list[str], budget: int, *, last: bool = False) -> list[str]:
 # -- text a TTS can read ------------------------------------------------------------------------
 
 _CALC = re.compile(r"<<[^<>]*>>")  # GSM8K's calculator annotations
-# terminal escapes (colours: "\x1b[31m") whole, then control characters: the separating ones are spaces, the
-# others nothing (was: "is\x07" and "\x1b[31mred" went into the training dialogues as they were)
+# terminal escapes (colours: "\x1b[31m") whole, then control characters (kame.backend.llm.base.without_controls:
+# the separating ones are spaces, the others nothing; was: "is\x07" and "\x1b[31mred" went into the training
+# dialogues as they were)
 _ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])|\x9b[0-?]*[ -/]*[@-~]")
-_SPACING_CONTROL = re.compile("[\x0b\x0c\x1c-\x1f\x85]")
-_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 _NUM = r"\$?\d+(?:,\d{3})*(?:\.\d+)?%?"
 _OP = r"\s*(?:[-+*/×÷]|(?<=\s)x(?=\s))\s*"
 _EQUATION = re.compile(rf"{_NUM}(?:{_OP}{_NUM})+\s*=\s*{_NUM}")
@@ -562,7 +562,7 @@ def speakable(text: str, *, lines: bool = False) -> str:
     """`text` as one line a TTS can speak (module docstring), without control characters or
     terminal escapes. `lines=True`: each line is a sentence (GSM8K's solutions); otherwise a line
     break inside a sentence is a space."""
-    s = _CONTROL.sub("", _SPACING_CONTROL.sub(" ", _ESCAPE.sub("", text)))
+    s = without_controls(_ESCAPE.sub("", text))
     s = _CALC.sub("", s)
     s = s.replace("²", "^2").replace("³", "^3")
     s = re.sub("[\u2460-\u2473]", lambda m: f" {ord(m.group()) - 0x245F},", s)  # ①② (statements) -> "1, 2,"

@@ -85,7 +85,14 @@ def check_messages(messages: Any) -> list[ChatMessage]:
 # surrogates (a lone one: an openai stream's "\ud83d" escape split from its pair)
 _UNCLEAN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
-_SPACING = re.compile("[\x0b\x0c\x1c-\x1f\x85]")  # (vertical tab, form feed, separators, NEL: a space, as speakable)
+_SPACING = re.compile("[\x0b\x0c\x1c-\x1f\x85]")  # (vertical tab, form feed, separators, NEL)
+
+
+def without_controls(text: str) -> str:
+    """``text`` without control characters (C0 but tab, newline, carriage return; DEL; C1), those
+    that separate text (vertical tab, form feed, the separators, NEL) a space: LLM pieces
+    (check_piece) and QA text (kame.train.qa.speakable)."""
+    return _CONTROL.sub("", _SPACING.sub(" ", text))
 
 
 def check_piece(piece: Any, llm: Any, error: type[Exception] = BackendError) -> str:
@@ -100,8 +107,7 @@ def check_piece(piece: Any, llm: Any, error: type[Exception] = BackendError) -> 
     if isinstance(piece, str):
         if _UNCLEAN.search(piece) is None:
             return piece
-        piece = _CONTROL.sub("", _SPACING.sub(" ", piece))
-        return piece.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        return without_controls(piece).encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     raise error(f"LLM {describe(llm)} broke its interface: yielded {yielded(piece)}, "
                        "expected str (a text piece)")
 
