@@ -329,3 +329,48 @@ def test_a_name_longer_than_the_system_allows_is_refused_before_the_work(tmp_pat
     with pytest.raises(ConfigError, match=r"file name too long: c+\.\.\.c+\.json \(the \.json file written next to it\)"):
         check_output_file(tmp_path / fits, sidecars=(".json",))
     assert os.listdir(tmp_path) == []
+
+
+def test_stale_temporaries_are_kames_of_the_files_named_an_hour_old_and_only_in_the_folder(tmp_path):
+    """remove_stale_temporaries (what each command removes where it writes, as it starts): kame's
+    .NAME.RANDOM.tmp of the files named (a name too long for one: its hash, as write_replacing
+    names it), an hour old, regular files, not in subfolders; ``names`` None: any of kame's."""
+    import time
+
+    from kame.paths import _new_temporary, name_max, remove_stale_temporaries
+
+    long_name = "x" * (name_max(tmp_path) - 10) + ".wav"  # (its temporary's name: a hash of it)
+    hashed = _new_temporary(tmp_path / long_name)
+    ours = [tmp_path / ".out.wav.0123456789ab.tmp", hashed]
+    others = [tmp_path / ".other.wav.0123456789ab.tmp", tmp_path / ".out.wav.0123456789ab.tmp~"]
+    (tmp_path / "sub").mkdir()
+    inside, folder, link = tmp_path / "sub" / ours[0].name, tmp_path / ".out.wav.ba9876543210.tmp", ours[0]
+    for p in [ours[0], *others, inside]:
+        p.write_bytes(b"x" * 10)
+    folder.mkdir()
+    hour_ago = time.time() - 3700
+    for p in [*ours, *others, inside, folder]:
+        os.utime(p, (hour_ago, hour_ago))
+    assert remove_stale_temporaries(tmp_path, ("out.wav", long_name), older_than_s=7200) == []  # (not that old)
+    assert sorted(remove_stale_temporaries(tmp_path, ("out.wav", long_name))) == sorted([(ours[0], 10), (hashed, 0)])
+    assert all(p.exists() for p in [*others, inside, folder])
+    link.symlink_to(others[0])  # (a link of that name, an hour old: not a file of kame's)
+    os.utime(link, (hour_ago, hour_ago), follow_symlinks=False)
+    assert remove_stale_temporaries(tmp_path) == [(others[0], 10)] and link.is_symlink() and inside.exists()
+
+
+def test_what_a_command_removed_is_said_in_one_line_on_stderr(tmp_path, capsys):
+    import time
+
+    from kame.paths import sweep_temporaries
+
+    stale = [tmp_path / f".out.wav.{n:012x}.tmp" for n in range(5)]
+    for p in stale:
+        p.write_bytes(b"x" * 300_000)
+        os.utime(p, (time.time() - 3700,) * 2)
+    assert len(sweep_temporaries("kame x", [(tmp_path, ("out.wav",)), (tmp_path / "none", None)])) == 5
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1, captured
+    assert captured.err.startswith("kame x: removed 5 temporary files of a write that was stopped, untouched for an "
+                                   "hour (1.5 MB): ") and f"{stale[0]}, " in captured.err and ", ..." in captured.err
+    assert sweep_temporaries("kame x", [(tmp_path, None)]) == [] and capsys.readouterr().err == ""

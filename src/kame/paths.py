@@ -9,6 +9,7 @@ ConfigError naming the option.
     folder = check_output_folder(args.out)                          # --out FOLDER
     check_replaceable(out.with_suffix(".json"), f"-o {args.output}")  # an existing file it replaces
     write_replacing(out.with_suffix(".json"), lambda tmp: tmp.write_text(text))  # whole, or not at all
+    sweep_temporaries("kame data synth", [(out, ("train.jsonl", "synth.json"))])  # what a killed one left
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import secrets
 import stat
+import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection, Iterable
 
 from .errors import ConfigError, KameError
 
@@ -218,9 +222,7 @@ def _new_temporary(path: Path) -> Path:
     ``.NAME.RANDOM.tmp``, 18 bytes longer than ``path``'s: where that is longer than the file
     system allows (a name of 238 to 255 bytes), a hash of NAME stands for it, so a name ``path``
     may have never fails for its temporary file's (was: "File name too long" after the whole run)."""
-    name = path.name
-    if len(os.fsencode(name)) + 18 > name_max(path.parent):
-        name = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    name = _temporary_stem(path.name, path.parent)
     while True:
         tmp = path.with_name(f".{name}.{secrets.token_hex(6)}.tmp")
         try:
@@ -228,6 +230,66 @@ def _new_temporary(path: Path) -> Path:
             return tmp
         except FileExistsError:
             continue
+
+
+def _temporary_stem(name: str, folder: Path) -> str:
+    """The NAME of the temporary files (.NAME.RANDOM.tmp) of a file ``name`` in ``folder``: the
+    name itself, or a hash of it where the temporary's name would be too long there."""
+    if len(os.fsencode(name)) + 18 > name_max(folder):
+        return hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    return name
+
+
+# A writer stopped outright (SIGKILL, a crash, a power cut) leaves its temporary file (_new_temporary's
+# .NAME.RANDOM.tmp), hidden, and as large as what it wrote. No command takes a lock on what it writes,
+# so only those untouched this long are taken for a stopped writer's (a write under way writes its
+# file; a second run writing the same place is not one's).
+STALE_TEMPORARY_S = 3600.0
+_TEMPORARY = re.compile(r"\.(.+)\.[0-9a-f]{12}\.tmp")
+
+
+def remove_stale_temporaries(folder: str | Path, names: Collection[str] | None = None, *,
+                             also: Callable[[str], object] | None = None,
+                             older_than_s: float = STALE_TEMPORARY_S) -> list[tuple[Path, int]]:
+    """Remove the temporary files stopped writers left in ``folder`` (not in its subfolders),
+    untouched for ``older_than_s`` seconds: [(path, bytes)] of those removed. Kame's own
+    (write_replacing's .NAME.RANDOM.tmp): with ``names``, only those of files of these names (a
+    command's outputs, in a folder of the user's), else any; and those whose name ``also`` accepts
+    (another writer's, in a folder of kame's own: safetensors'). Regular files only; one that
+    cannot be removed is left."""
+    folder = Path(folder)
+    try:
+        found = [(entry.name, _TEMPORARY.fullmatch(entry.name)) for entry in os.scandir(folder)]
+    except OSError:  # (no folder yet)
+        return []
+    # (the names' own only where there is one of kame's: name_max asks the file system, in every folder)
+    stems = {_temporary_stem(n, folder) for n in names} if names is not None and any(m for _, m in found) else None
+    removed, now = [], time.time()
+    for name, m in found:
+        if not ((m and (names is None or m.group(1) in stems)) or (also is not None and also(name))):
+            continue
+        path = folder / name
+        try:
+            st = path.lstat()
+            if stat.S_ISREG(st.st_mode) and now - st.st_mtime >= older_than_s:
+                path.unlink()
+                removed.append((path, st.st_size))
+        except OSError:  # (gone meanwhile, or not ours to remove: left)
+            continue
+    return removed
+
+
+def sweep_temporaries(command: str, places: Iterable[tuple[Path, Collection[str] | None]]) -> list[tuple[Path, int]]:
+    """remove_stale_temporaries at each (folder, names) of ``places`` (where ``command``, e.g.
+    "kame data encode", writes: called as it starts), what it removed said in one line on stderr
+    (they are hidden, and may be large). [(path, bytes)] of those removed."""
+    removed = [r for folder, names in places for r in remove_stale_temporaries(folder, names)]
+    if removed:
+        listed = ", ".join(str(path) for path, _ in removed[:3]) + (", ..." if len(removed) > 3 else "")
+        print(f"{command}: removed {len(removed)} temporary file{'s' * (len(removed) != 1)} of a write that was "
+              f"stopped, untouched for an hour ({sum(n for _, n in removed) / 1e6:.1f} MB): {listed}",
+              file=sys.stderr, flush=True)
+    return removed
 
 
 def default_mode(path: str | Path) -> None:

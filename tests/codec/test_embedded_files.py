@@ -103,15 +103,19 @@ def test_fit_warns_when_it_has_fewer_vectors_than_codebook_entries(monkeypatch, 
     assert "entries per codebook" not in caplog.text
 
 
+def _fitted(monkeypatch, codec) -> None:
+    """`fit` gives ``codec`` at once (the command's writing, not its minutes of fitting)."""
+    monkeypatch.setattr(fit, "fit", lambda cfg, **kw: (codec, {"seed": 1, "sentences": 1, "clips": 1, "audio_minutes": 0.1,
+                                                                "voices": [], "vectors": 1, "synth_s": 0, "vq_s": 0,
+                                                                "total_s": 0}))
+
+
 def test_fit_into_the_shipped_path_says_the_checksum_must_follow(tmp_path, monkeypatch, capsys):
     shipped = tmp_path / "assets" / "embedded_codec.safetensors"
     shipped.parent.mkdir()
     shutil.copy(model.DEFAULT_PATH, shipped)
-    codec = load()
     monkeypatch.setattr(model, "DEFAULT_PATH", shipped)
-    monkeypatch.setattr(fit, "fit", lambda cfg, **kw: (codec, {"seed": 1, "sentences": 1, "clips": 1, "audio_minutes": 0.1,
-                                                                "voices": [], "vectors": 1, "synth_s": 0, "vq_s": 0,
-                                                                "total_s": 0}))
+    _fitted(monkeypatch, load())
     p = argparse.ArgumentParser()
     fit.add_arguments(p)
     assert fit.main(p.parse_args(["-o", str(shipped)])) == 0
@@ -143,3 +147,19 @@ def test_a_save_stopped_midway_leaves_the_previous_fit_whole(tmp_path, monkeypat
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # (and no temporary file left)
     monkeypatch.undo()
     assert save(load(), path, {"seed": 7}) == digest and path.read_bytes() == before[path.name]  # (the same bytes)
+
+
+def test_the_temporaries_a_killed_fit_left_beside_its_output_are_removed(tmp_path, monkeypatch, capsys):
+    """A fit killed outright (SIGKILL) as it saved leaves .NAME.RANDOM.tmp beside -o (of the fit and
+    its .sha256): the next fit writing it removes those an hour old, and says so on stderr; a fresh
+    one, a user's look-alikes and another file's temporary are left (was: never removed)."""
+    from tests.train._stale import check_swept, plant
+
+    _fitted(monkeypatch, load())
+    out = tmp_path / "fits" / "mine.safetensors"
+    stale, kept = plant(out.parent, out.name)
+    more, keep = plant(out.parent, out.name + ".sha256")
+    p = argparse.ArgumentParser()
+    fit.add_arguments(p)
+    assert fit.main(p.parse_args(["-o", str(out)])) == 0 and load(out) is not None
+    check_swept("kame codec fit", stale + more, kept + keep, capsys.readouterr().err)

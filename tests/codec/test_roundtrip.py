@@ -163,3 +163,16 @@ def test_roundtrip_says_one_frame_and_sets_its_threads(tmp_path, capsys):
     finally:
         torch.set_num_threads(before)
     assert "-> 1 frame x 8 codebooks" in capsys.readouterr().out
+
+
+def test_the_temporary_a_killed_run_left_beside_its_output_is_removed(tmp_path, capsys):
+    """A run killed outright (SIGKILL) as it wrote -o leaves .NAME.RANDOM.tmp beside it: the next
+    run writing it removes that one when an hour old, and says so on stderr; a fresh one, a user's
+    look-alikes and another file's temporary are left (was: never removed)."""
+    from tests.train._stale import check_swept, plant
+
+    src, out = tmp_path / "in.wav", tmp_path / "music" / "out.wav"
+    sf.write(src, np.zeros(2400, np.float32), 24000)
+    stale, kept = plant(out.parent, out.name)
+    assert main(["codec", "roundtrip", str(src), "-o", str(out)]) == 0 and out.is_file()
+    check_swept("kame codec roundtrip", stale, kept, capsys.readouterr().err)

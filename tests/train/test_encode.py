@@ -147,3 +147,19 @@ def test_bad_input_is_refused_before_any_work(tmp_path, plugin, capsys):
         assert main(["--plugin", plugin, "data", "encode", str(root), "--codec", "level", "--codebooks", n]) == 1
         assert f"--codebooks {n}: codec 'level' refuses it (num_codebooks must be an int in [1, 8]" in capsys.readouterr().err
     assert not (root / "d0" / CODES).exists()
+
+
+def test_the_temporaries_a_killed_run_left_in_the_dialogue_folders_are_removed(tmp_path, plugin, capsys):
+    """A run killed outright (SIGKILL) leaves .codes.npz.RANDOM.tmp in the folders it was encoding:
+    the next run removes those an hour old there, and says so on stderr; a fresh one, a user's
+    look-alikes, and the manifest's folder (encode writes nothing there) are left (was: never)."""
+    from ._stale import check_swept, plant
+
+    root = tmp_path / "set"
+    folders = [write_dialogue(root / f"d{i}", dialogue(i)) for i in range(2)]
+    write_manifest(root / "train.jsonl", folders)
+    stale, kept = plant(folders[0], CODES)
+    more, keep = plant(folders[1], "dialogue.json")  # (kame data synth's, killed: a dialogue folder's too)
+    old, others = plant(root, "train.jsonl")  # (all kept: not where encode writes)
+    assert main(["--plugin", plugin, "data", "encode", str(root), "--codec", "level", "--jobs", "1"]) == 0
+    check_swept("kame data encode", stale + more, kept + keep + old + others, capsys.readouterr().err)

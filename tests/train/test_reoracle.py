@@ -433,3 +433,19 @@ def test_a_resume_on_dialogues_changed_under_their_manifest_is_refused(tmp_path,
     with pytest.raises(ConfigError, match="continues another run: the manifest"):
         train(load_frontend(ckpt)[0], FakeCodec(), default_tokenizer(), manifest, tmp_path / "run",
               TrainConfig(steps=4, **dict(FAST, save_every=2)), resume=ckpt, echo=lambda s: None)
+
+
+def test_the_temporaries_a_killed_run_left_where_it_writes_are_removed(tmp_path, capsys):
+    """A run killed outright (SIGKILL) leaves .NAME.RANDOM.tmp files: the next run removes those an
+    hour old of the manifest and synth.json in its folder and in the dialogues' folders, and says
+    so on stderr; a fresh one, a user's look-alikes and other folders are left (was: never)."""
+    from kame.cli import main
+
+    from ._stale import check_swept, plant
+
+    folders = make_set(tmp_path)
+    stale, kept = plant(tmp_path, "train.jsonl")
+    more, keep = plant(folders[3], "dialogue.json")
+    mine, _ = plant(tmp_path / "notes", "dialogue.json")  # (no dialogue of the set's: not looked into)
+    assert main(["data", "oracle", str(tmp_path), "--llm", "none"]) == 0
+    check_swept("kame data oracle", stale + more, kept + keep + mine, capsys.readouterr().err)

@@ -57,6 +57,16 @@ class Voices:
         return self.made[spec]
 
 
+class ToneVoices(Voices):
+    """kame.train.synth._Voices for a command's run: word-timed tones, not espeak (no voice loaded)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+
+    def get(self, spec):
+        return self.made.setdefault(spec, WordTTS(500.0 if "m3" in spec else 200.0))
+
+
 def item(i: int, q: str = "What is the capital of France?", a: str = "The capital of France is Paris.") -> QAItem:
     return QAItem(id=f"qa-{i}", question=q, answer=a, source={"dataset": "qa"})
 
@@ -512,14 +522,7 @@ def test_a_run_that_writes_no_dialogue_leaves_synth_json_as_it_was(tmp_path, mon
     import kame.train.synth as synth_mod
     from kame.cli import main
 
-    class Fake(Voices):  # word-timed tones, not espeak: no voice loaded
-        def __init__(self, seed: int = 0) -> None:
-            super().__init__()
-
-        def get(self, spec):
-            return self.made.setdefault(spec, WordTTS(500.0 if "m3" in spec else 200.0))
-
-    monkeypatch.setattr(synth_mod, "_Voices", Fake)
+    monkeypatch.setattr(synth_mod, "_Voices", ToneVoices)
     qa, out = _qa_file(tmp_path, 3), tmp_path / "sj"
     base = ["data", "synth", str(qa), "-o", str(out), "--limit", "2"]
     assert main([*base, "--llm", "none"]) == 0
@@ -534,3 +537,27 @@ def test_a_run_that_writes_no_dialogue_leaves_synth_json_as_it_was(tmp_path, mon
     assert "other settings" not in caplog.text
     assert main(["data", "synth", str(qa), "-o", str(out), "--llm", "random", "--seed", "7"]) == 0  # writes item 2
     assert json.loads((out / "synth.json").read_text())["llm"] == "random"
+
+
+def test_a_rerun_removes_the_temporaries_a_killed_run_left_where_it_writes(tmp_path, monkeypatch, capsys):
+    """A run killed outright (SIGKILL) leaves its hidden .NAME.RANDOM.tmp files: the next run removes
+    those an hour old in OUT (of train.jsonl, synth.json) and in its dialogues' folders, and says so
+    on stderr; a fresh one (a run under way), a user's look-alikes and other folders are left
+    (was: never removed)."""
+    import kame.train.synth as synth_mod
+    from kame.cli import main
+
+    from ._stale import check_swept, plant
+
+    monkeypatch.setattr(synth_mod, "_Voices", ToneVoices)
+    qa, out = _qa_file(tmp_path, 2), tmp_path / "set"
+    argv = ["data", "synth", str(qa), "-o", str(out), "--llm", "none"]
+    assert main(argv) == 0
+    first = sorted(out.glob("*/dialogue.json"))[0].parent
+    stale, kept = plant(out, "train.jsonl")
+    more, keep = plant(first, "audio.wav")  # (a dialogue there: skipped, its folder swept all the same)
+    mine, _ = plant(out / "mine", "audio.wav")  # (not a dialogue of this run's: not looked into)
+    capsys.readouterr()
+    assert main(argv) == 0
+    check_swept("kame data synth", stale + more, kept + keep + mine, capsys.readouterr().err)
+    assert main(argv) == 0 and "temporary file" not in capsys.readouterr().err  # (nothing more to remove)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,7 +25,7 @@ from .. import registry
 from ..audio import output_format, read_wav, resample, write_wav
 from ..cliargs import at_least, thread_count
 from ..errors import ConfigError
-from ..paths import check_output_file
+from ..paths import check_output_file, sweep_temporaries
 
 if TYPE_CHECKING:
     import torch
@@ -85,7 +86,9 @@ def main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     out, codes = roundtrip(codec, pcm, streaming=args.streaming)
     dt = time.perf_counter() - t0
-    write_wav(args.output, out, codec.sample_rate)
+    out_path = Path(args.output)  # (what a run killed outright as it wrote it left beside it)
+    sweep_temporaries("kame codec roundtrip", [(out_path.parent, (out_path.name,))])
+    write_wav(out_path, out, codec.sample_rate)
     k = codes.shape[1]
     kbps = codec.frame_rate * k * math.log2(codec.cardinality) / 1000
     dur = len(pcm) / codec.sample_rate

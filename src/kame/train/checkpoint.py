@@ -27,6 +27,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from .. import paths
+from ..paths import STALE_TEMPORARY_S
 from .config import STATE, TrainConfig
 from .parallel import SHARDED_OPTIMIZER, drop_sharded_optimizer
 
@@ -38,46 +40,36 @@ def step_folder(out: Path, step: int) -> Path:
 # A save stopped by SIGKILL (or a crash) leaves its temporary files: kame.paths.write_replacing's and
 # save_frontend's .NAME.HEX.tmp, safetensors' own .tmpXXXXXX (the weights, written there, then renamed
 # onto kame's), a sharded save's .optimizer.new/.optimizer.old folders. Hidden, and as large as the
-# checkpoint. kame train takes no lock on OUT, so only those untouched this long are taken for a
-# stopped save's (a save under way writes its files; a second run into the same OUT is not one's).
-STALE_TEMPORARY_S = 3600.0
-_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")
+# checkpoint. Only those untouched for an hour are taken for a stopped save's (kame.paths.STALE_TEMPORARY_S).
 _SAFETENSORS_TEMPORARY = re.compile(r"\.tmp[0-9A-Za-z]{6}")  # (only in step-N: a user's .tmpconfig may be in OUT)
 _OPTIMIZER_TEMPORARIES = (f".{SHARDED_OPTIMIZER}.new", f".{SHARDED_OPTIMIZER}.old")
 
 
 def remove_stale_temporaries(out: Path, older_than_s: float = STALE_TEMPORARY_S) -> list[tuple[Path, int]]:
     """Remove the temporary files a stopped save left in ``out`` (a kame train OUT) and its step-N
-    folders, untouched for ``older_than_s`` seconds: [(path, bytes)] of those removed. Nothing
-    else is looked at (not inside a step-N's subfolders, nor any other folder); one that cannot be
-    removed is left."""
+    folders, untouched for ``older_than_s`` seconds (kame.paths.remove_stale_temporaries; in
+    step-N safetensors' too, and a sharded save's optimizer folders): [(path, bytes)] of those
+    removed. Nothing else is looked at (not inside a step-N's subfolders, nor any other folder);
+    one that cannot be removed is left."""
     out = Path(out)
     try:
-        folders = [out, *(p for p in out.iterdir() if p.name.startswith("step-") and not p.is_symlink()
-                          and p.is_dir())]
+        steps = [p for p in out.iterdir() if p.name.startswith("step-") and not p.is_symlink() and p.is_dir()]
     except OSError:  # (no OUT yet)
         return []
-    removed, now = [], time.time()
-    for folder in folders:
-        try:
-            found = list(folder.iterdir())
-        except OSError:
-            continue
-        for p in found:
+    removed = paths.remove_stale_temporaries(out, older_than_s=older_than_s)
+    now = time.time()
+    for folder in steps:
+        removed += paths.remove_stale_temporaries(folder, also=_SAFETENSORS_TEMPORARY.fullmatch,
+                                                  older_than_s=older_than_s)
+        for p in (folder / name for name in _OPTIMIZER_TEMPORARIES):
             try:
-                st = p.lstat()
-                ours = _TEMPORARY.fullmatch(p.name) or (folder != out and _SAFETENSORS_TEMPORARY.fullmatch(p.name))
-                if ours and stat.S_ISREG(st.st_mode):
-                    if now - st.st_mtime >= older_than_s:
-                        p.unlink()
-                        removed.append((p, st.st_size))
-                elif (p.name in _OPTIMIZER_TEMPORARIES and folder != out and stat.S_ISDIR(st.st_mode)
-                      and (folder / SHARDED_OPTIMIZER).is_dir()):  # (none: a re-save stopped between its
-                    # two renames, and these hold the optimizer state: left to be put back by hand)
-                    inside = [f.lstat() for f in p.rglob("*")]
-                    if now - max([st.st_mtime] + [f.st_mtime for f in inside]) >= older_than_s:
-                        shutil.rmtree(p)
-                        removed.append((p, sum(f.st_size for f in inside if stat.S_ISREG(f.st_mode))))
+                if not (p.is_dir() and not p.is_symlink() and (folder / SHARDED_OPTIMIZER).is_dir()):
+                    continue  # (none beside it: a re-save stopped between its two renames, and these hold
+                    # the optimizer state: left to be put back by hand)
+                inside = [f.lstat() for f in p.rglob("*")]
+                if now - max([p.lstat().st_mtime] + [f.st_mtime for f in inside]) >= older_than_s:
+                    shutil.rmtree(p)
+                    removed.append((p, sum(f.st_size for f in inside if stat.S_ISREG(f.st_mode))))
             except OSError:  # (gone meanwhile, or not ours to remove: left)
                 continue
     return removed

@@ -37,6 +37,7 @@ from ..paths import file_sha256, write_replacing
 FRAME_RATE = SAMPLE_RATE / FRAME_SIZE  # 12.5 Hz
 FORMAT, VERSION = "kame-dialogue", 1
 AUDIO, META, CODES = "audio.wav", "dialogue.json", "codes.npz"
+DIALOGUE_FILES = (AUDIO, META, CODES)  # what kame writes into a dialogue folder
 SPEAKERS = ("user", "agent")  # audio channels 0 (left) and 1 (right)
 EVENTS = ("reset", "append")
 TIME_SLACK = 1e-6  # seconds a word may end past the audio (float rounding of a writer)

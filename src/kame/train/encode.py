@@ -144,13 +144,17 @@ def add_arguments(p) -> None:
 def main(args) -> int:
     import torch
 
+    from ..paths import sweep_temporaries
     from .batching import cached_dialogue, manifest_entries
+    from .data import DIALOGUE_FILES
 
     if args.jobs < 1:
         raise DataError(f"--jobs must be >= 1, not {args.jobs}")
     path, entries = manifest_entries(args.manifest, command="data encode")
     torch.set_num_threads(1)
     codec = make_codec(args.codec, args.codebooks)  # (a bad spec or count fails here, before any worker)
+    # (what a run killed outright left where this one writes: the dialogue folders)
+    sweep_temporaries("kame data encode", [(e.path, DIALOGUE_FILES) for e in entries])
     todo, broken = [], []
     for e in entries:
         try:

@@ -263,8 +263,10 @@ def add_arguments(p) -> None:
 
 def main(args) -> int:
     from ..backend.tokenizer import TextTokenizer, default_tokenizer
+    from ..paths import sweep_temporaries
     from ..runtime.interrupt import TERMINATED_STATUS, run_ended_by_sigterm, sigterm_held, stopped_by
     from .batching import manifest_entries
+    from .data import DIALOGUE_FILES
     from .synth import SETTINGS, make_simulator, oracle_config, simulator
 
     if args.jobs < 1:
@@ -282,7 +284,10 @@ def main(args) -> int:
     stopped: list[str] = []  # "SIGTERM" once one ended the run
 
     async def run():
-        async with simulator(llm, oracle_cfg):
+        async with simulator(llm, oracle_cfg):  # (the simulator tried: a run now writes)
+            # what a run killed outright left where this one writes: the manifest's folder, the dialogues'
+            sweep_temporaries("kame data oracle", [(path.parent, (path.name, SETTINGS)),
+                                                   *((e.path, DIALOGUE_FILES) for e in entries)])
             print(f"{len(entries)} dialogues in {path} get a new oracle ({args.llm}); their audio stays",
                   flush=True)
             await reoracle_all(entries, llm=llm, tokenizer=tokenizer, cfg=oracle_cfg, spec=args.llm,

@@ -50,7 +50,8 @@ import numpy as np
 
 from ..backend.types import SAMPLE_RATE
 from ..cliargs import at_least, more_than
-from .data import META, DataError, Dialogue, Word, write_dialogue, write_manifest
+from ..paths import sweep_temporaries
+from .data import DIALOGUE_FILES, META, DataError, Dialogue, Word, write_dialogue, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +230,7 @@ async def _synth_items(items, out: Path, results: list[ItemResult], *, llm, toke
 
     names: Counter = Counter()
     slots: list[ItemResult | None] = []
+    folders: list[Path] = []
     todo = []
     for position, item in enumerate(items):
         first = item[0] if isinstance(item, (list, tuple)) else item  # (a list: the turns of one dialogue)
@@ -237,10 +239,13 @@ async def _synth_items(items, out: Path, results: list[ItemResult], *, llm, toke
         if names[name] > 1:  # two records with one id would overwrite each other
             name = f"{name}-{names[name]}"
         folder = out / name
+        folders.append(folder)
         skipped = (folder / META).exists() and not overwrite
         slots.append(ItemResult(folder, "skipped") if skipped else None)
         if not skipped:
             todo.append((position, item, item_index(first, position), folder))
+    # what a run killed outright left where this one writes (skipped dialogues' folders too: a killed --overwrite)
+    sweep_temporaries("kame data synth", [(out, (MANIFEST, SETTINGS)), *((f, DIALOGUE_FILES) for f in folders)])
     gate = asyncio.Semaphore(jobs)
     failed_in_a_row: list[tuple[str, BaseException]] = []  # the latest failures, cleared by a success
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import CheckpointError, ConfigError
-from ...paths import check_output_file
+from ...paths import check_output_file, sweep_temporaries
 from .config import EmbeddedCodecConfig
 from .data import KOKORO_VOICES, TRAIN_VOICES, Voice, require, synthesize
 from .sentences import train_sentences
@@ -187,6 +187,8 @@ def main(args: argparse.Namespace) -> int:
     codec, stats = fit(cfg, seed=args.seed, sentences=args.sentences, kokoro=args.kokoro)
     meta = {k: stats[k] for k in ("seed", "sentences", "clips", "audio_minutes", "voices", "vectors",
                                   "kokoro_sentences") if k in stats}
+    # what a fit killed outright as it saved left beside its -o (the file, its .sha256)
+    sweep_temporaries("kame codec fit", [(out.parent, (out.name, out.name + ".sha256"))])
     try:
         digest = model.save(codec, out, meta)
     except Exception as exc:  # safetensors' SafetensorError, OSError
