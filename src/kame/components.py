@@ -13,17 +13,21 @@ from .registry import register
 # kind "tts": speech synthesis (kame.backend.tts.base.TTS)
 #
 # options=True: the scheme takes NAME=VALUE options after ';' (its factory checks their names);
+# options="module:callable": it takes them, and that light function checks them at the config check;
 # a built-in without it is refused them at the config check.
 # Entries are added by each component's owner, e.g.:
 # register("llm", "openai", "kame.backend.llm.openai:create", extra=None, needs="MODEL", needs_env="OPENAI_MODEL",
 #          help="OpenAI-compatible chat completions: openai:MODEL (env OPENAI_BASE_URL, OPENAI_API_KEY)")
 
 # --- tts (lead) ---
-register("tts", "piper", "kame.backend.tts.piper:create", extra="tts",
-         help="piper voice; default the bundled en_US joe voice, or piper:/path/voice.onnx")
-register("tts", "espeak", "kame.backend.tts.espeak:create", extra="tts",
-         help="espeak-ng (robotic, fast): espeak or espeak:VOICE (e.g. en-us+f2)")
-register("tts", "embedded", "kame.backend.tts.piper:create", extra="tts", help="= piper")
+register("tts", "piper", "kame.backend.tts.piper:create", extra="tts", options="kame.backend.tts.spec:check_piper",
+         help="piper voice; default the bundled en_US joe voice, or piper:/path/voice.onnx; "
+              "options piper;seed=0,length_scale=1.1,noise_scale=0.5")
+register("tts", "espeak", "kame.backend.tts.espeak:create", extra="tts", options="kame.backend.tts.spec:check_espeak",
+         help="espeak-ng (robotic, fast): espeak or espeak:VOICE (e.g. en-us+f2); "
+              "options espeak:VOICE;seed=0,rate=165,pitch=50")
+register("tts", "embedded", "kame.backend.tts.piper:create", extra="tts", options="kame.backend.tts.spec:check_piper",
+         help="= piper")
 
 # --- stt (H4: src/kame/backend/stt) ---
 register("stt", "pocketsphinx", "kame.backend.stt.pocketsphinx:create", extra="stt",

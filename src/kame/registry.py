@@ -81,7 +81,9 @@ class Entry:
     help: str = ""
     needs: str | None = None  # what the part after "scheme:" names when the spec must have one, e.g. "MODEL"
     needs_env: str | None = None  # ... unless this environment variable gives it (the factory reads it)
-    options: bool | None = None  # takes NAME=VALUE options after ';' (None: a plugin's, its factory decides)
+    # takes NAME=VALUE options after ';' (None: a plugin's, its factory decides; a "module:callable" or
+    # callable: takes them, and check_spec calls it as f(arg, where) to check them)
+    options: bool | str | Callable | None = None
     # the plugin whose loading registered it (its file, else its name; None: registered outside plugin
     # loading); another plugin's registration of the scheme is refused without replace
     origin: str | None = None
@@ -93,14 +95,16 @@ _OWN: dict[tuple[str, str], Entry] = {}  # ... and their entries (one replaced b
 
 
 def register(kind: str, scheme: str, target: str | Callable, *, extra: str | None = None, help: str = "",
-             needs: str | None = None, needs_env: str | None = None, options: bool | None = None,
+             needs: str | None = None, needs_env: str | None = None, options: bool | str | Callable | None = None,
              replace: bool = False) -> None:
     """Register ``scheme`` for component ``kind`` (one of KINDS); ``target`` is "module:callable"
     or a callable, called as target(arg, **kwargs); ``needs``: the spec must name this after the
     scheme (``openai:MODEL``), unless env ``needs_env`` is set; ``options``: it takes NAME=VALUE
     options after ';' (False: a spec with them is refused at the config check; None: the factory
-    decides, as a plugin's does unless it says). A built-in scheme, or one another plugin registered, is
-    replaced by a plugin only with ``replace=True``; the same plugin registering it again (its module
+    decides, as a plugin's does unless it says; a "module:callable" or a callable: takes them, and
+    the config check calls it as f(arg, where), to raise a ConfigError starting with ``where`` for
+    an unknown option or a bad value before anything loads). A built-in scheme, or one another
+    plugin registered, is replaced by a plugin only with ``replace=True``; the same plugin registering it again (its module
     loaded twice, by file and by name) replaces it, as does any register() outside plugin loading (a
     program's, a notebook cell run again). Which plugin registers is the one load_plugins (or an entry
     point) is loading, not the file of the register() call: two plugins registering through a shared
@@ -234,8 +238,8 @@ def schemes(kind: str) -> dict[str, Entry]:
 def check_spec(kind: str, spec: str, also: tuple[str, ...] = ()) -> tuple[Entry, str | None]:
     """(entry, arg) of a spec whose scheme is registered for ``kind``, else ConfigError (``also``:
     other values the caller takes, e.g. "none", named beside the schemes where the error is which
-    spec to give: an unknown scheme or no spec at all). Imports nothing, so
-    config checks can call it before any component loads."""
+    spec to give: an unknown scheme or no spec at all). Imports nothing (but a scheme's light
+    check of its options, Entry.options), so config checks can call it before any component loads."""
     _load_builtin()
     if kind not in KINDS:
         raise ConfigError(f"unknown component kind {kind!r}; the kinds are {', '.join(KINDS)}")
@@ -258,6 +262,10 @@ def check_spec(kind: str, spec: str, also: tuple[str, ...] = ()) -> tuple[Entry,
     # (the scheme is right from here: ``also``'s values are no answer to what is wrong after it)
     if entry.options is False and (arg or "").partition(";")[2].strip():
         raise ConfigError(f"{kind} spec {spec!r}: {scheme} takes no options after ';'")
+    if (check := entry.options) is not None and not isinstance(check, bool):  # (its own check of them)
+        if isinstance(check, str):  # "module:callable", imported
+            check = getattr(importlib.import_module(check.partition(":")[0]), check.partition(":")[2])
+        check(arg, f"{kind} spec {spec!r}")
     if entry.needs and not (arg or "").partition(";")[0].strip(": ") and not (entry.needs_env and os.environ.get(entry.needs_env)):
         raise ConfigError(f"{kind} spec {spec!r} names no {entry.needs}: give {scheme}:{entry.needs}"
                           + (f" (or set {entry.needs_env})" if entry.needs_env else ""))

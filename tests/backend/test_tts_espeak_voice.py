@@ -70,3 +70,14 @@ def test_a_bare_variant_is_refused_not_a_crash():
     # refused before espeak-ng loads the variant (was: its own "Unknown phoneme table: ''" and "Cannot
     # set stressAmp" on stderr above kame's error)
     assert "phoneme table" not in out.stderr and "stressAmp" not in out.stderr, out.stderr
+
+
+def test_making_an_espeak_tts_looks_its_voice_up_once(monkeypatch):
+    """check_voice gives the name the voice loads by (was: looked up again to keep it)."""
+    from kame.backend.tts import espeak
+
+    calls = []
+    real = espeak._loadable
+    monkeypatch.setattr(espeak, "_loadable", lambda lib, voice: calls.append(voice) or real(lib, voice))
+    tts = espeak.EspeakTTS("en-gb+f3")
+    assert calls == ["en-gb+f3"] and tts._name == "gmw/en+f3"

@@ -11,8 +11,9 @@ The espeak-ng library is a process-wide singleton; calls are serialised by a loc
 Repeatable: espeak-ng seeds its noise from the clock and carries state from one utterance to
 the next in static variables (the same text comes out a few samples longer or shorter, its word
 times a few ms apart, after other texts), which neither ``espeak_Initialize`` again nor
-``espeak_Cancel`` resets. So with a ``seed`` (``EspeakTTS(seed=0)``: what ``kame data synth``
-and the benches that make speech use) each utterance is made by a freshly loaded library
+``espeak_Cancel`` resets. So with a ``seed`` (``EspeakTTS(seed=0)``, a spec's
+``espeak:en-us;seed=0``: what ``kame data synth`` and the benches that make speech use) each
+utterance is made by a freshly loaded library
 (terminated, unloaded and loaded again, and its voice loaded: ~4-9 ms of CPU per utterance, and
 ~2-3 kB of memory espeak-ng never frees per load, a running total: fine for a data set, not for a
 long-lived server) with its noise seeded: the same text in the same voice gives the same samples
@@ -37,8 +38,9 @@ import numpy as np
 
 from ...audio import SAMPLE_RATE, resample
 from ...errors import ConfigError, MissingPackageError, NotAvailableError, install_hint
-from ..options import number
+from ...registry import spec_kwargs
 from .base import TTS, TimedWord
+from .spec import ESPEAK_EXAMPLE, ESPEAK_OPTIONS, option
 from .words import fill_starts, finish, refine, token_spans
 
 _LIB = None
@@ -178,22 +180,23 @@ def _loadable(lib, voice: str) -> str | None:  # under _LOCK
     return None
 
 
-def _select(lib, voice: str) -> str | None:  # under _LOCK
-    """Make ``voice`` espeak-ng's current voice: None if done, else why not. A bare variant
-    ("f3", "m3", "Alex", "klatt") is refused: espeak-ng accepts it but loads it with no
-    language (an empty phoneme table), and the next synthesis crashes the process."""
+def _select(lib, voice: str) -> tuple[str | None, str | None]:  # under _LOCK
+    """Make ``voice`` espeak-ng's current voice: (the name it loads by, ``_loadable``, None) if
+    done, else (None, why not). A bare variant ("f3", "m3", "Alex", "klatt") is refused:
+    espeak-ng accepts it but loads it with no language (an empty phoneme table), and the next
+    synthesis crashes the process."""
     variant = (f"{voice!r} is a voice variant, not a voice: give it after a language voice, "
                f"e.g. en-us+{voice.rsplit('/', 1)[-1]}")
     if _is_variant(voice):  # (refused before espeak-ng loads it: it prints "Unknown phoneme table" then)
-        return variant
-    if _loadable(lib, voice) is None:
-        return "no such voice"
+        return None, variant
+    if (name := _loadable(lib, voice)) is None:
+        return None, "no such voice"
     lib.espeak_GetCurrentVoice.restype = ctypes.POINTER(_Voice)
     current = lib.espeak_GetCurrentVoice()
     if current and (current.contents.identifier or b"").startswith(b"!v/"):  # espeak-ng-data/voices/!v
         lib.espeak_SetVoiceByName(b"en-us")  # not left on the language-less variant
-        return variant
-    return None
+        return None, variant
+    return name, None
 
 
 def _is_variant(voice: str) -> bool:
@@ -215,18 +218,19 @@ def _variant_names() -> frozenset[str]:
 
 
 def _set_voice(lib, voice: str) -> None:  # under _LOCK
-    if (why := _select(lib, voice)) is not None:
+    if (why := _select(lib, voice)[1]) is not None:
         raise NotAvailableError(f"espeak-ng cannot use voice {voice!r}: {why}")
 
 
-def check_voice(voice: str) -> None:
-    """ConfigError, naming the closest voices espeak-ng has, if it has no voice ``voice`` (so a
+def check_voice(voice: str) -> str:
+    """The name espeak-ng loads ``voice`` by (``_loadable``: "en-gb" -> its file, gmw/en); a
+    ConfigError, naming the closest voices espeak-ng has, if it has no voice ``voice`` (so a
     bad voice fails when the TTS is made, where a cascade falls back to cascade.tts_fallback,
     not at every reply's synthesis); also for a bare variant ("f3": say en-us+f3)."""
     with _LOCK:
-        why = _select(_library(), voice)
-    if why is None:
-        return
+        name, why = _select(_library(), voice)
+    if name is not None:
+        return name
     if why != "no such voice":
         raise ConfigError(f"tts spec 'espeak:{voice}': {why}")
     names = voice_names()
@@ -261,14 +265,13 @@ class EspeakTTS(TTS):
 
     def __init__(self, voice: str | None = None, *, rate: int = 165, pitch: int = 50, seed: int | None = None,
                  sample_rate: int = SAMPLE_RATE) -> None:
-        with _LOCK:
-            _library()  # (MissingPackageError here)
+        self.rate = option("espeak TTS", "rate", rate, ESPEAK_OPTIONS)
+        self.pitch = option("espeak TTS", "pitch", pitch, ESPEAK_OPTIONS)
+        self.seed = None if seed is None else option("espeak TTS", "seed", seed, ESPEAK_OPTIONS)
         self.voice = voice or "en-us"
-        check_voice(self.voice)  # a bad voice fails here, not at each synthesis
-        with _LOCK:  # ("en-gb": its file, gmw/en, so no utterance looks the name up again)
-            self._name = _loadable(_library(), self.voice) or self.voice
-        self.rate, self.pitch = rate, pitch
-        self.seed = None if seed is None else number("espeak TTS", "seed", seed, min=0, cast=int)
+        # a bad voice fails here, not at each synthesis (MissingPackageError first); "en-gb": its
+        # file, gmw/en, so no utterance looks the name up again
+        self._name = check_voice(self.voice)
         self.sample_rate = sample_rate
 
     def _run(self, text: str) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -327,4 +330,7 @@ class EspeakTTS(TTS):
 
 
 def create(arg: str | None = None, **kwargs) -> EspeakTTS:
-    return EspeakTTS(arg, **kwargs)
+    """Registry factory: ``espeak[:VOICE][;NAME=VALUE,...]``, NAME one of seed, rate, pitch
+    (kame.backend.tts.spec: checked at the config check); unseeded unless given a seed."""
+    voice, kwargs = spec_kwargs("tts", "espeak", arg, kwargs, tuple(ESPEAK_OPTIONS), ESPEAK_EXAMPLE)
+    return EspeakTTS(voice, **kwargs)

@@ -8,11 +8,11 @@
 Speaking rate and generator noise are settable (``length_scale``, ``noise_scale``) so data
 generation can vary the single bundled voice.
 
-Repeatable: with a ``seed`` (``PiperTTS(seed=0)``: what ``kame data synth``, the demo's question
-and the benches that make speech use) the voice's noise (its durations and its sound) is drawn
-from the seed and the sentence's phonemes, so the same text gives the same samples whatever was
-synthesized before, on any thread. onnxruntime draws a graph's random
-numbers from a generator each session makes once, at load (``onnxruntime.set_seed`` before the
+Repeatable: with a ``seed`` (``PiperTTS(seed=0)``, a spec's ``piper;seed=0``: what ``kame data
+synth``, the demo's question and the benches that make speech use) the voice's noise (its
+durations and its sound) is drawn from the seed and the sentence's phonemes, so the same text
+gives the same samples whatever was synthesized before, on any thread. onnxruntime draws a
+graph's random numbers from a generator each session makes once, at load (``onnxruntime.set_seed`` before the
 load seeds it; nothing reseeds it per run), so the noise ops are replaced, in memory, by the
 first values of a noise input each call draws with numpy (``_feed_noise``; needs the ``onnx``
 package of the ``tts`` extra; ~0.4-1 s more load and ~110 MB more memory, no slower synthesis).
@@ -41,8 +41,9 @@ import numpy as np
 
 from ...audio import SAMPLE_RATE, resample
 from ...errors import MissingPackageError, NotAvailableError, install_hint
-from ..options import number
+from ...registry import spec_kwargs
 from .base import TTS, TimedWord
+from .spec import PIPER_EXAMPLE, PIPER_OPTIONS, option
 from .words import finish, label_units, refine, token_spans
 
 
@@ -58,6 +59,10 @@ class PiperTTS(TTS):
         seed: int | None = None,
         sample_rate: int = SAMPLE_RATE,
     ) -> None:
+        given = {"seed": seed, "length_scale": length_scale, "noise_scale": noise_scale}
+        seed, length_scale, noise_scale = (None if v is None else option("piper TTS", k, v, PIPER_OPTIONS)
+                                           for k, v in given.items())  # (a bad value fails before piper loads)
+        self.seed = seed
         try:
             from piper import PiperVoice, SynthesisConfig
         except ImportError as exc:
@@ -74,7 +79,6 @@ class PiperTTS(TTS):
         if not model_path.exists():
             raise NotAvailableError(f"piper voice model not found: {model_path}")
         self.model_path = model_path
-        self.seed = None if seed is None else number("piper TTS", "seed", seed, min=0, cast=int)
         self._voice = PiperVoice.load(model_path) if self.seed is None else self._load(False)
         self._aligned = None  # the voice with phoneme durations, loaded by synth_words
         self._cfg = SynthesisConfig(length_scale=length_scale, noise_scale=noise_scale)
@@ -356,4 +360,8 @@ def _phoneme_samples(chunk, id_map, model_path) -> list[tuple[str, int]]:
 
 
 def create(arg: str | None = None, **kwargs) -> PiperTTS:
-    return PiperTTS(arg, **kwargs)
+    """Registry factory: ``piper[:VOICE.onnx][;NAME=VALUE,...]`` (and ``embedded``), NAME one of
+    seed, length_scale, noise_scale (kame.backend.tts.spec: checked at the config check);
+    unseeded unless given a seed."""
+    model_path, kwargs = spec_kwargs("tts", "piper", arg, kwargs, tuple(PIPER_OPTIONS), PIPER_EXAMPLE)
+    return PiperTTS(model_path, **kwargs)
