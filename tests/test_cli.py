@@ -143,3 +143,50 @@ def test_a_failing_flush_does_not_hide_the_commands_own_error_or_status(monkeypa
     assert cli.main([]) == 130
     monkeypatch.setattr(cli, "_main", lambda argv: 0)
     assert cli.main([]) == 141  # (a command that went well: the closed pipe is said as ever)
+
+
+def _kame(*argv, stdout):
+    """`python -m kame ARGV` with ``stdout``: its status and stderr."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "kame", *argv], stdout=stdout, stderr=subprocess.PIPE, timeout=60)
+    return proc.returncode, proc.stderr.decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["--version"]])
+def test_help_and_version_to_a_full_stdout_are_one_line_and_status_1(argv):
+    """`kame --help > /dev/full` (was: status 0, argparse swallowed the write error), as any command's output."""
+    with open("/dev/full", "w") as full:
+        status, err = _kame(*argv, stdout=full)
+    assert (status, err) == (1, "kame: error: cannot write to standard output: No space left on device\n")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"]])
+def test_help_and_version_to_a_closed_pipe_are_a_quiet_exit(argv):
+    """`kame --help | head -n 0`: 141, nothing on stderr, as any command's output."""
+    import os
+
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        status, err = _kame(*argv, stdout=w)
+    finally:
+        os.close(w)
+    assert (status, err) == (141, "")
+
+
+class _FullOnWrite(io.StringIO):
+    """stdout as a full disk shows it when the write itself reaches the file (a long help)."""
+
+    errors = "strict"
+
+    def write(self, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_help_whose_write_fails_at_once_is_said(monkeypatch, capsys):
+    """(in-process: argparse's _print_message swallowed the OSError; only the flush was left to fail)"""
+    monkeypatch.setattr(sys, "stdout", _FullOnWrite())
+    assert cli.main(["--help"]) == 1
+    assert capsys.readouterr().err == "kame: error: cannot write to standard output: No space left on device\n"
+    assert cli.main([]) == 2  # (no command: a usage error, its status stays)

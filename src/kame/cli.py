@@ -55,8 +55,21 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, except that a failed write of its help or version to standard output is
+    not swallowed (was: `kame --help > /dev/full` exited 0, the help lost): main says it as any
+    command's (one line, status 1; a closed pipe: 141). Its usage errors on stderr stay argparse's
+    (status 2; a full stderr cannot be told anyway). Its subparsers are of this class too."""
+
+    def _print_message(self, message, file=None):
+        if message and file is not None and file is sys.stdout:  # (a _Marked stream under main)
+            file.write(message)
+        else:
+            super()._print_message(message, file)
+
+
 def _build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict]:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="kame", description="kame: real-time tandem voice agents",
         epilog="environment: KAME_AUTH_TOKEN (kame serve's bearer token), KAME_PLUGINS (plugin modules), "
                "KAME_CACHE (the bench recordings cache), HF_HUB_OFFLINE=1 (hf:// from the local cache only), "
@@ -172,15 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             status = _main(argv)
-        except BaseException:  # (its own error goes on: a flush failing now must not replace it)
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(OSError, ValueError, AttributeError):
-                    stream.flush()
+        except SystemExit as exc:  # (argparse's --help and --version: 0, its usage errors: 2)
+            _flush_streams(failed=exc.code not in (0, None))
             raise
-        for stream in (sys.stdout, sys.stderr):  # (what is still buffered: its failure said as any other,
-            if stream is not None:  # unless the command failed already: its own status stays)
-                with contextlib.suppress(*(() if status == 0 else (OSError,))):
-                    stream.flush()
+        except BaseException:  # (its own error goes on: a flush failing now must not replace it)
+            _flush_streams(failed=True)
+            raise
+        _flush_streams(failed=status != 0)
         return status
     except OSError as exc:
         if getattr(exc, "kame_stream", None) is None:
@@ -188,6 +199,18 @@ def main(argv: list[str] | None = None) -> int:
         return _output_failed(exc, saved[0] if exc.kame_stream == "stdout" else saved[1])
     finally:
         sys.stdout, sys.stderr = saved
+
+
+def _flush_streams(failed: bool) -> None:
+    """Flush what stdout and stderr still buffer. Its failure is raised (main says it as any
+    other output error), unless the command failed already (``failed``: an exception, a status
+    other than 0): then its own error or status stays, and a flush failing now is ignored."""
+    for stream in (sys.stdout, sys.stderr):
+        if failed:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                stream.flush()
+        elif stream is not None:
+            stream.flush()
 
 
 def _main(argv: list[str] | None) -> int:
@@ -206,7 +229,8 @@ def _main(argv: list[str] | None) -> int:
     if not args.verbose:  # faster-whisper logs every decode ("Processing audio with duration ...") at INFO
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)
     if not getattr(args, "_module", None):
-        getattr(args, "_group", parser).print_help()
+        with contextlib.suppress(OSError):  # (a usage error: its status 2 stays, as a failed command's)
+            getattr(args, "_group", parser).print_help()
         return 2
     if getattr(args, "_missing", None):
         print(f"kame: {args._missing}", file=sys.stderr)

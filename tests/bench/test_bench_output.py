@@ -62,7 +62,7 @@ def test_command_line_gives_what_differs_from_the_defaults_with_secrets_hidden()
     args.plugin = ["./mine.py"]
     assert command_line(args, backend.add_arguments, "backend") == (  # (was: --word-s 0.123457)
         "kame --plugin ./mine.py bench backend --no-stt --llm 'openai:my model' --llm embedded "
-        "--base-url 'http://me:***@host:8000/v1' --word-s 0.12345678")  # --prompts 6 is the default
+        "--base-url 'http://***@host:8000/v1' --word-s 0.12345678")  # --prompts 6 is the default
     args.word_s = 8.0
     assert command_line(args, backend.add_arguments, "backend").endswith("--word-s 8")
     p = argparse.ArgumentParser()
@@ -71,6 +71,25 @@ def test_command_line_gives_what_differs_from_the_defaults_with_secrets_hidden()
                          "--client-url", "http://x"])  # (the internal option is not shown)
     assert command_line(args, soak.add_arguments, "soak") == (
         "kame bench soak --agent config --set 'server.auth_token=***' --set backend.llm=none")
+
+
+def test_the_header_shows_no_url_password(monkeypatch):
+    """(one way to hide a URL's user:password@, openai_http.hide_userinfo: bench.machine's own regex
+    showed a password holding "/" whole, "http://me:zz/q@host")"""
+    from kame.bench import backend, soak
+    from kame.bench.machine import header
+
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://me:zzq@127.0.0.1:9/v1")
+    p = argparse.ArgumentParser()
+    backend.add_arguments(p)
+    args = p.parse_args(["--no-stt", "--llm", "openai:m", "--base-url", "http://me:zz/q@127.0.0.1:9/v1"])
+    shown = header(args, backend.add_arguments, "backend")
+    assert "--base-url 'http://***@127.0.0.1:9/v1'" in shown and "zz" not in shown and "me:" not in shown
+    p = argparse.ArgumentParser()
+    soak.add_arguments(p)
+    args = p.parse_args(["--set", "backend.llm=openai:m;base_url=https://me:zz/q@h/v1,x=http://me:zzq@h2/v1"])
+    shown = header(args, soak.add_arguments, "soak")
+    assert "base_url=https://***@h/v1,x=http://***@h2/v1" in shown and "zz" not in shown
 
 
 @pytest.mark.parametrize("argv, message", [

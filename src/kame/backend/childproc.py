@@ -5,8 +5,10 @@ loops (transformers' generate) would stall the front-end's step and the event lo
 process they have their own interpreter. Children are started with multiprocessing's "spawn"
 (a fresh interpreter: no copied threads or locks; it re-imports the main script, so a script
 must start them under ``if __name__ == "__main__":``), as daemons, and get the child end of a pipe
-as their first argument. A child says it is ready with a first message whose kind (element 0)
-is "loaded"; "unavailable" means a missing model or package; its last element is the message.
+as their first argument. A child ends at once when its parent process ends, however it ends (a
+signal's default action too), and quietly when its pipe is closed at the parent's end. A child
+says it is ready with a first message whose kind (element 0) is "loaded"; "unavailable" means a
+missing model or package; its last element is the message.
 
     proc, conn = start_child(_child_main, (model_path, nice), name="kame-x", what="the x child")
     ...
@@ -34,6 +36,7 @@ import os
 import signal
 import sys
 import threading
+from multiprocessing import connection as mp_connection
 from typing import Any, Callable, Iterator
 
 from ..errors import BackendError, NotAvailableError
@@ -183,9 +186,17 @@ def _child(target: Callable, conn, *args) -> None:
     with a KeyboardInterrupt traceback mid-message. Once ``target`` returns (its pipe closed)
     the child leaves at once: a spawned child would otherwise tear its interpreter down, torch
     and transformers included, which takes seconds (more at a high nice) that the parent's exit
-    and Ctrl-C wait for. An exception still ends it the usual way, with its traceback."""
+    and Ctrl-C wait for. It also leaves at once when its parent process ends (_leave_with_parent),
+    and quietly when its pipe was closed at the parent's end (a send or receive of ``target``
+    failing: nobody is there to read its traceback). Any other exception still ends it the usual
+    way, with its traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    target(conn, *args)
+    _leave_with_parent()
+    try:
+        target(conn, *args)
+    except (EOFError, BrokenPipeError, ConnectionResetError) as exc:
+        if not _from_the_pipe(exc):
+            raise
     try:  # what multiprocessing does after a child's target, e.g. releasing tqdm's semaphore
         mp.util._exit_function()  # (without it the resource tracker warns of a "leaked semaphore")
     except Exception:  # noqa: BLE001 - leaving anyway
@@ -196,6 +207,35 @@ def _child(target: Callable, conn, *args) -> None:
         except (AttributeError, OSError, ValueError):  # (closed or replaced streams)
             pass
     os._exit(0)
+
+
+def _leave_with_parent() -> None:
+    """A thread of the child that ends it at once, quietly, when its parent process ends, however
+    it ends (was: a SIGTERM that killed `kame data synth` while its LLM child loaded left the child
+    loading ~15 s more, then dying on a BrokenPipeError traceback; a parent killed by a signal runs
+    no exit hook that could terminate it). The parent's end is seen on spawn's sentinel (a pipe
+    only the parent holds open: it reads EOF when the parent is gone); a change of the parent's
+    pid is checked each second too, in case another process keeps that pipe open. No exit hooks
+    are run: they could wait for a lock the child's own work holds, and nobody waits for it."""
+    parent, ppid = mp.parent_process(), os.getppid()
+    if parent is None:  # (not started by multiprocessing)
+        return
+
+    def watch() -> None:
+        while not mp_connection.wait([parent.sentinel], timeout=1.0) and os.getppid() == ppid:
+            pass
+        os._exit(0)
+
+    threading.Thread(target=watch, name="kame-leave-with-parent", daemon=True).start()
+
+
+def _from_the_pipe(exc: BaseException) -> bool:
+    """Whether ``exc`` (EOFError, BrokenPipeError, ...) was raised by a multiprocessing pipe (the
+    child's pipe to its parent: the other end is closed), not by other work of the target."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_globals.get("__name__") == "multiprocessing.connection"
 
 
 def stop_child(proc, conn) -> None:

@@ -58,11 +58,16 @@ def machine_line() -> str:
 
 
 def _mask(value: str) -> str:
-    """A value as shown: a secret --set value (…token=, …key=) and a URL's password hidden."""
+    """A value as shown: a secret --set value (…token=, …key=) hidden, and the "user:password@"
+    of every URL in it shown as "***@" as the openai adapters show theirs (was: a second take on
+    it here, which showed a password holding "/": "http://alice:pa/ss@host")."""
+    from ..backend.openai_http import hide_userinfo  # (here: aiohttp is not for every bench's --help)
+
     key, eq, rest = value.partition("=")
     if eq and _SECRET_KEY.search(key.strip()):
         return f"{key}=***"
-    return re.sub(r"(://[^/:@\s]+):[^/@\s]*@", r"\1:***@", value)
+    first, *urls = value.split("://")  # (each part after a "://" starts at a URL's authority)
+    return "://".join([first, *(hide_userinfo("//" + url)[2:] for url in urls)])
 
 
 def plugin_words(args: argparse.Namespace) -> list[str]:
