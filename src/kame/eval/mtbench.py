@@ -62,8 +62,8 @@ from .judge import (add_judge_arguments, check_judge_spec, close_judge, embedded
                     why_failed)
 from .reference import (NEED_REF_CATS, apply_references, check_references, fastchat_lines, first_changed,
                         read_reference_answers, record_reference, reference_warning, turns_ok)
-from .results import (PAIRWISE_SETTINGS, check_questions, failure, has_results, load_done, read_records,
-                      read_settings, write_all, write_records)
+from .results import (PAIRWISE_SETTINGS, check_questions, failure, has_results, load_done, rated_problem,
+                      read_records, read_settings, write_all, write_records)
 from .stopping import Terminated, held, settle, stop_on_sigterm
 from .summary import FAST_CASCADE, SAID_NOTHING, judged_silence, no_answer, notes, secs, silence_warning, table
 
@@ -298,6 +298,31 @@ def agent_fingerprint(args, cfg) -> dict:
             "set": list(getattr(args, "overrides", None) or [])}
 
 
+# agent_fingerprint's keys added after the first kame that wrote eval.json, each with the value a folder
+# made before (without it) implicitly had: its default then (kame.eval.heard.asr_settings does so for
+# --asr, --answer). Such a folder resumes when the value now is that one (else the key is named).
+IMPLIED_AGENT: dict[str, object] = {}
+
+
+def agent_differences(there: dict, now: dict) -> list[str]:
+    """What differs between the agent a folder's eval.json records (``there``) and this run's
+    (``now``), one entry per key: a value of its own on each side; a key missing there (an older
+    kame's folder) unless IMPLIED_AGENT gives it the value it has now; a key this kame does not
+    record (a newer kame's folder: its answers may depend on a setting this kame cannot match)
+    (was: the whole dicts compared and only the keys of this kame listed, so "another agent ()")."""
+    diffs = []
+    for k, v in now.items():
+        if k not in there and k in IMPLIED_AGENT and IMPLIED_AGENT[k] != v:
+            diffs.append(f"{k} not recorded there (a folder of an older kame: {IMPLIED_AGENT[k]!r}), {v!r} now")
+        elif k not in there and k not in IMPLIED_AGENT:
+            diffs.append(f"{k} not recorded there, {v!r} now")
+        elif k in there and there[k] != v:
+            diffs.append(f"{k} {there[k]!r} there, {v!r} now")
+    diffs += [f"{k} {there[k]!r} there, a setting this kame does not record (a folder of a newer kame: upgrade kame "
+              f"to resume it)" for k in there if k not in now]
+    return diffs
+
+
 def check_settings(out: Path, args, agent: dict) -> dict:
     """The folder's settings (written when it holds no result yet): a folder of another mode,
     --turns, --asr, --answer or agent is refused (give another -o); another judge too, unless
@@ -319,9 +344,8 @@ def check_settings(out: Path, args, agent: dict) -> dict:
         raise ConfigError(f"{out} holds results of --mode {have.get('mode')} --turns {have.get('turns')}, not of "
                           f"--mode {args.mode} --turns {args.turns}; give another -o")
     check_asr_settings(have, args, out)
-    if not args.rejudge and have.get("agent") != agent:
-        diff = [f"{k} {have.get('agent', {}).get(k)!r} there, {v!r} now" for k, v in agent.items()
-                if have.get("agent", {}).get(k) != v]
+    diff = agent_differences(have["agent"] if isinstance(have.get("agent"), dict) else {}, agent)
+    if not args.rejudge and diff:
         raise ConfigError(f"{out} holds the answers of another agent ({'; '.join(diff)}); give another -o "
                           f"(or the same settings to resume)")
     rated = has_results(results)  # (runs not rated yet: any judge may rate them)
@@ -402,7 +426,7 @@ def main(args) -> int:
     runs.mkdir(exist_ok=True)
     results = out / "results.jsonl"
     settings = check_settings(out, args, agent_fingerprint(args, cfg))
-    done = load_done(results, args.mode, args.turns)
+    done = load_done(results, args.mode, args.turns, problem=rated_problem)  # (a field of the wrong type: refused)
     by_q: dict[str, list[dict]] = {}
     for r in done:
         by_q.setdefault(r["question_id"], []).append(r)

@@ -1,7 +1,7 @@
 """The output folders' files of ``kame eval mtbench`` and ``kame eval pairwise``, shared by both:
 their settings file (read_settings: eval.json, pairwise.json), their results.jsonl (read_jsonl,
-load_done: resume; has_results: anything in it yet; write_all: rewritten in place, whole or not at
-all), a question's or pair's failure (failure: reported, MAX_FAILURES in a row stop),
+load_done: resume; rated_problem: what is wrong with a line of mtbench's; has_results: anything in
+it yet; write_all: rewritten in place, whole or not at all), a question's or pair's failure (failure: reported, MAX_FAILURES in a row stop),
 mtbench's saved runs (runs/ID.rec.json: write_records, read_records) and answers stored for other
 questions than the question file has now (check_questions; differ: where two texts differ).
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -35,9 +36,10 @@ def read_settings(path: Path, fix: str) -> dict:
     raise ConfigError(f"{path}: not valid settings (a JSON object; a file cut while writing?); {fix}")
 
 
-def read_jsonl(path: Path, fix: str, ok=None, needs: str = "") -> list[dict]:
+def read_jsonl(path: Path, fix: str, ok=None, needs: str = "", problem=None) -> list[dict]:
     """The records of a results.jsonl (none when it is missing); refused, by file:line, a line that
-    is not JSON, not an object or one ``ok(record)`` rejects (``needs``: what one needs)."""
+    is not JSON, not an object or one ``ok(record)`` rejects (``needs``: what one needs), or one in
+    which ``problem(record)`` finds a field of the wrong type or value (it says which, else None)."""
     done = []
     for n, line in enumerate(path.read_text().splitlines() if path.exists() else [], 1):
         try:
@@ -46,13 +48,44 @@ def read_jsonl(path: Path, fix: str, ok=None, needs: str = "") -> list[dict]:
             raise ConfigError(f"{path}:{n}: not valid JSON (cut while writing?); delete that line, or {fix}") from None
         if line.strip() and not (isinstance(done[-1], dict) and (ok is None or ok(done[-1]))):
             raise ConfigError(f"{path}:{n}: not a record ({needs or 'a JSON object'}); delete that line, or {fix}")
+        why = problem(done[-1]) if line.strip() and problem is not None else None
+        if why:
+            raise ConfigError(f"{path}:{n}: {why}; fix or delete that line (a rerun runs its question again), or {fix}")
     return done
 
 
-def load_done(path: Path, mode: str, turns: int, fix: str = "give another -o", ok=None, needs: str = "") -> list[dict]:
-    """The records already in results.jsonl (resume; ``ok``, ``needs``: as read_jsonl's); refused
-    if they are of another mode/--turns (``fix``: what to do)."""
-    done = read_jsonl(path, fix, ok, needs)
+def _non_negative(v) -> bool:  # (a finite number >= 0, not a bool)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+
+def rated_problem(r: dict) -> str | None:
+    """What is wrong with a record of `kame eval mtbench`'s results.jsonl (a rated turn), naming the
+    field, or None: what its resume and table read must be of their type (was: "rating": "7" a
+    TypeError, "latency_s": "x" a ValueError, "rating": 70 averaged on the 1-10 scale)."""
+    for key in ("question_id", "category"):
+        if not isinstance(r.get(key), str):
+            return f"{key} {r[key]!r} is not a string" if key in r else f"no {key}"
+    if type(r.get("turn", 1)) is not int or r.get("turn", 1) < 1:
+        return f"turn {r['turn']!r} is not a whole number >= 1"
+    if "rating" not in r:
+        return "no rating (null when the judge's reply had none)"
+    rating = r["rating"]
+    if rating is not None and not (_non_negative(rating) and 1 <= rating <= 10):
+        return f"rating {rating!r} is not a number from 1 to 10 (or null: unparsed)"
+    for key in ("latency_s", "content_latency_s"):
+        if r.get(key) is not None and not _non_negative(r[key]):
+            return f"{key} {r[key]!r} is not seconds (a number >= 0, or null: no sound)"
+    for key in ("question", "answer"):
+        if r.get(key) is not None and not isinstance(r[key], str):
+            return f"{key} {r[key]!r} is not a string"
+    return None
+
+
+def load_done(path: Path, mode: str, turns: int, fix: str = "give another -o", ok=None, needs: str = "",
+              problem=None) -> list[dict]:
+    """The records already in results.jsonl (resume; ``ok``, ``needs``, ``problem``: as read_jsonl's);
+    refused if they are of another mode/--turns (``fix``: what to do)."""
+    done = read_jsonl(path, fix, ok, needs, problem)
     for r in done:
         if r.get("mode") != mode or r.get("turns_asked", 1) != turns:
             raise ConfigError(f"{path} holds results of --mode {r.get('mode')} --turns {r.get('turns_asked', 1)}, "

@@ -23,6 +23,7 @@ import contextlib
 import errno
 import html
 import json
+import math
 import os
 import re
 import sys
@@ -51,6 +52,45 @@ CLOSE_CODES = {  # why a connection closed, for failure()
 }
 
 
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _words(v) -> bool:
+    return isinstance(v, list) and all(isinstance(w, dict) and _number(w.get("start")) and _number(w.get("end"))
+                                       for w in v)
+
+
+def _turn_id(v) -> bool:  # (a set member: open_turns)
+    return v is None or isinstance(v, (str, int, float))
+
+
+READ_FIELDS = {  # the fields of the server's metadata this client reads (its checks, its summary), and their types
+    "stats": {"frames": _count, "missed_deadlines": _count, "dropped_input_s": _number},
+    "info": {"t0": _number},
+    "vad": {"event": lambda v: isinstance(v, str), "detected_at": _number},
+    "transcript": {"final": lambda v: isinstance(v, bool), "text": lambda v: isinstance(v, str), "words": _words},
+    "turn": {"turn": _turn_id}, "agent_turn": {"turn": _turn_id}, "route": {"turn": _turn_id},
+}
+
+
+def readable(d: dict) -> tuple[dict, list[str]]:
+    """Metadata ``d`` less the fields this client reads (READ_FIELDS; "t" of every type: a finite
+    number) that are of another type, and their names ("stats.dropped_input_s"; not those that
+    are null, left out as well): a client needs no field but "type" (docs/protocol.md), so one
+    of the wrong type is ignored as if absent (was: a "dropped_input_s" of "n/a" ended kame
+    client with a traceback and an empty --json)."""
+    kind = d.get("type")
+    checks = {"t": _number, **(READ_FIELDS.get(kind, {}) if isinstance(kind, str) else {})}
+    out = [k for k, ok in checks.items() if k in d and not ok(d[k])]
+    return ({k: v for k, v in d.items() if k not in out} if out else d), \
+        [f"{kind}.{k}" for k in out if d[k] is not None]
+
+
 class NoAnswer(KameError):
     """Connected, but the server did not answer (the WebSocket upgrade, or the handshake)."""
 
@@ -76,23 +116,40 @@ class ChatResult:
     input_s: float = 0.0  # seconds of audio to stream before the tail
     sent_s: float = 0.0  # seconds of audio streamed (the input, then its tail)
     interrupted: bool = False  # the stream was ended early by ``stop`` (kame client: Ctrl-C)
+    skipped_kinds: dict[int, int] = field(default_factory=dict)  # messages of a kind this client does not
+    # know (its first byte: how many), skipped: a newer server's, or Moshi's 0x07
 
     @property
     def text(self) -> str:
         return "".join(self.texts)
 
     @property
+    def read_metas(self) -> list[dict]:
+        """The metadata as this client reads it: each less its fields of a wrong type (readable)."""
+        return [readable(m)[0] for m in self.metas]
+
+    @property
+    def unreadable_fields(self) -> dict[str, int]:
+        """The fields ``read_metas`` left out ("stats.dropped_input_s"), with how many messages had each."""
+        names: dict[str, int] = {}
+        for m in self.metas:
+            for name in readable(m)[1]:
+                names[name] = names.get(name, 0) + 1
+        return names
+
+    @property
     def dropped_input_s(self) -> float:
         """Seconds of the user's audio the server dropped (its input backlog is bounded), as its
         latest "stats" metadata says (a per-session total; 0 when it sends none)."""
-        return max([float(m.get("dropped_input_s") or 0.0) for m in self.metas if m.get("type") == "stats"] + [0.0])
+        return max([float(m.get("dropped_input_s") or 0.0) for m in self.read_metas if m.get("type") == "stats"]
+                   + [0.0])
 
     @property
     def stats_totals(self) -> list[tuple[int, int]]:
         """(frames that missed their 80 ms deadline, frames) of each of the server's "stats"
         metadata, in order (running per-session totals; none from the cascade)."""
-        return [(m["missed_deadlines"], m["frames"]) for m in self.metas if m.get("type") == "stats"
-                and isinstance(m.get("frames"), int) and isinstance(m.get("missed_deadlines"), int)]
+        return [(m["missed_deadlines"], m["frames"]) for m in self.read_metas if m.get("type") == "stats"
+                and "frames" in m and "missed_deadlines" in m]
 
     @property
     def missed_deadlines(self) -> tuple[int, int]:
@@ -103,8 +160,9 @@ class ChatResult:
         """The session as `kame run`'s record has it, for its checks (kame.runtime.runreport's
         final_missing, filemode's unanswered): "components" (the "info" metadata merged), "vad",
         "transcripts" (with a time and a final flag), "other" (the turn events) and "agent_text"."""
-        info = {k: v for m in self.metas if m.get("type") == "info" for k, v in m.items()}
-        timed = [m for m in self.metas if isinstance(m.get("t"), (int, float))]
+        metas = self.read_metas
+        info = {k: v for m in metas if m.get("type") == "info" for k, v in m.items()}
+        timed = [m for m in metas if "t" in m]
         return {"components": info, "vad": [m for m in timed if m.get("type") == "vad"],
                 "transcripts": [{**m, "final": bool(m.get("final")), "text": str(m.get("text") or "")}
                                 for m in timed if m.get("type") == "transcript"],
@@ -181,12 +239,17 @@ class Receiver:
         return reply_pending(self.turn_metas, self.sent_s, at="sent_s")
 
     def feed(self, data: bytes) -> None:
-        """One server message into the result. One the client cannot read (an unknown kind such as
-        Moshi's 0x07, bad JSON, bad Ogg, ...) is kept as a non-fatal error and skipped: the session
-        goes on (was: it ended the client, with nothing written)."""
+        """One server message into the result. One of a kind the client does not know (Moshi's
+        0x07, a newer server's) is counted in ``skipped_kinds`` (said once, at the end: was one
+        "server error" each) and skipped; one it cannot read (bad JSON, bad Ogg, ...) is kept as
+        a non-fatal error and skipped: the session goes on (was: it ended the client, with
+        nothing written)."""
         try:
             self._feed(data)
         except P.ProtocolError as exc:
+            if exc.code == "unknown_kind":
+                self.res.skipped_kinds[data[0]] = self.res.skipped_kinds.get(data[0], 0) + 1
+                return
             self.res.errors.append({"code": "unreadable_message", "fatal": False,
                                     "message": f"kame client skipped a server message it cannot read: {exc}"})
 
@@ -208,7 +271,8 @@ class Receiver:
         elif kind == P.Kind.METADATA:
             d = P.parse_json(payload)
             r.metas.append(d)
-            if d.get("type") in REPLY_METAS:
+            d = readable(d)[0]  # (a field of the wrong type left out)
+            if d.get("type") in REPLY_METAS and (d.get("type") != "vad" or "t" in d):  # (reply_pending reads it)
                 # the server's "t" is on its clock: the session time it arrived at, for waits (a
                 # little after the event, so a wait measured from it is a little longer)
                 self.turn_metas.append({**d, "sent_s": self.sent_s})
@@ -389,6 +453,13 @@ stderr:
                                    the session with it; all of them are in --json (with the
                                    client's own non-fatal unreadable_message: a server message
                                    it could not read, skipped)
+  warning: the server speaks ...   its protocol version (the handshake's) is not this client's:
+                                   the session goes on, what the client does not know is
+                                   skipped (docs/protocol.md, "Versions")
+  warning: skipped N server ...    messages of a kind (first byte) this client does not know,
+                                   each skipped (--json: skipped_kinds)
+  warning: ignored ... metadata    metadata fields of another type than docs/protocol.md gives
+                                   (a "dropped_input_s" that is no number): read as absent
   warning: the server dropped ...  the server dropped part of the input: it takes a client's
                                    audio at real time plus about 3 s and drops the rest undecoded
                                    (--fast, or audio a network stall held back and then sent at
@@ -500,7 +571,9 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
                            "close_reason": res.close_reason, "tail_extended_s": res.tail_extended_s,
                            "reply_cut_off": res.reply_cut_off, "interrupted": res.interrupted,
                            "sent_s": res.sent_s, "dropped_input_s": res.dropped_input_s,
-                           "missed_deadlines": res.missed_deadlines[0], "frames": res.missed_deadlines[1]},
+                           "missed_deadlines": res.missed_deadlines[0], "frames": res.missed_deadlines[1],
+                           "protocol": res.handshake[0] if res.handshake else None,
+                           "skipped_kinds": {f"0x{k:02x}": n for k, n in sorted(res.skipped_kinds.items())}},
                           f, indent=1)
     except KameError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -27,6 +27,7 @@ TEXT_SHOWN = 200  # characters of the agent's text in main's summary (all of it 
 
 def report(res: ChatResult, a: argparse.Namespace) -> int:
     """Print the session's errors, summary and warnings; main's exit status (see client.EPILOG)."""
+    warn_unknown(res)
     for e in res.errors[:SHOWN_ERRORS]:
         print(f"server error{' (fatal)' if e.get('fatal') else ''}: {e.get('code')}: {e.get('message')}",
               file=sys.stderr)
@@ -42,8 +43,9 @@ def report(res: ChatResult, a: argparse.Namespace) -> int:
     behind = worst is not None or behind_real_time(late, frames)
     text = res.text if len(res.text) <= TEXT_SHOWN else res.text[:TEXT_SHOWN] + "..."
     rec = res.run_record()
-    still = bool(open_turns(res.metas))  # (a turn without its agent_turn: the reply was under way at the end)
-    turned = still or replied_last(res.metas)  # (else the final was awaited)
+    metas = res.read_metas  # (less the fields of a wrong type: warn_unknown)
+    still = bool(open_turns(metas))  # (a turn without its agent_turn: the reply was under way at the end)
+    turned = still or replied_last(metas)  # (else the final was awaited)
     print(f"audio {len(res.audio) / P.SAMPLE_RATE:.2f} s, text {text!r}, {len(res.metas)} metadata, "
           f"{len(res.errors)} errors, close {res.close_code}"
           + (f", tail extended {extended:.2f} s (" + ("a cascade reply was under way" if turned else "the STT's "
@@ -80,6 +82,30 @@ def report(res: ChatResult, a: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+def warn_unknown(res: ChatResult) -> None:
+    """One warning each (not one a message) for what of the server's this client does not know:
+    another protocol version (the handshake's), messages of a kind it does not know (skipped,
+    by the client: was one "server error: unreadable_message" each), metadata fields of another
+    type than the protocol's (read as absent)."""
+    if res.handshake and res.handshake[0] != P.PROTOCOL_VERSION:
+        theirs = res.handshake[0]
+        what = ("newer than this client: upgrade kame here" if theirs > P.PROTOCOL_VERSION
+                else "older than this client: use a kame client of the server's version")
+        print(f"warning: the server speaks protocol version {theirs}, this client version {P.PROTOCOL_VERSION}: "
+              f"the session goes on, and what this client does not know is skipped, but messages may be misread "
+              f"(the server is {what} if the session misbehaves)", file=sys.stderr)
+    if res.skipped_kinds:
+        kinds = ", ".join(f"0x{k:02x}" + (f" x{n}" if len(res.skipped_kinds) > 1 else "")
+                          for k, n in sorted(res.skipped_kinds.items()))
+        n = sum(res.skipped_kinds.values())
+        print(f"warning: skipped {n} server message{'s' * (n != 1)} of a type this client does not know ({kinds}): "
+              f"a newer or another server's; the session went on", file=sys.stderr)
+    bad = res.unreadable_fields
+    if bad:
+        print(f"warning: ignored {sum(bad.values())} metadata field(s) of another type than docs/protocol.md gives "
+              f"({', '.join(sorted(bad))}): read as absent", file=sys.stderr)
 
 
 def replied_last(metas) -> bool:
