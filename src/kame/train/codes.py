@@ -72,7 +72,8 @@ def write_codes(d: Dialogue, codec, *, spec: str) -> Path:
 
 def load_codes(d: Dialogue, codec) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The cached (user, agent) codes of ``d`` for ``codec``, None without a cache; a DataError when
-    the cache is another codec's (fingerprint, codebooks) or another audio's (sha256)."""
+    the cache is another codec's (fingerprint, codebooks) or another audio's (sha256), or its codes
+    are not integers in [0, the codec's cardinality) (a damaged or hand-made file)."""
     if d.folder is None or not (d.folder / CODES).is_file():
         return None
     path = d.folder / CODES
@@ -94,13 +95,20 @@ def load_codes(d: Dialogue, codec) -> tuple[torch.Tensor, torch.Tensor] | None:
     if meta.get("codec_sha256") != fp:
         raise DataError(f"{path}: cached with codec {meta.get('codec')!r} sha256 {meta.get('codec_sha256')}, this "
                         f"codec's fingerprint is {fp}: {fix}")
-    if meta.get("num_codebooks") != int(codec.num_codebooks):
-        raise DataError(f"{path}: cached with {meta.get('num_codebooks')} codebooks, the codec codes with "
-                        f"{codec.num_codebooks}: {fix}")
+    if meta.get("num_codebooks") != int(codec.num_codebooks):  # (a JSON int: "8" is not one, shown quoted)
+        raise DataError(f"{path}: cached with {meta.get('num_codebooks')!r} codebooks, the codec codes with "
+                        f"{int(codec.num_codebooks)}: {fix}")
     sha = d.audio_sha256()  # (hashed once per version of the file, not every epoch)
     if meta.get("audio_sha256") != sha:
         raise DataError(f"{path}: made from another {AUDIO} (sha256 {meta.get('audio_sha256')}, now {sha}): {fix}")
     shape = (int(codec.num_codebooks), d.frames)
     if user.shape != shape or agent.shape != shape:
         raise DataError(f"{path}: codes of shape {user.shape}/{agent.shape}, expected {shape}: {fix}")
+    card = int(codec.cardinality)
+    for name, codes in (("user", user), ("agent", agent)):
+        if codes.dtype.kind not in "iu":  # (a float code would be cut to an int silently)
+            raise DataError(f"{path}: its {name} codes are {codes.dtype}, not integers: {fix}")
+        if codes.size and not (0 <= int(codes.min()) and int(codes.max()) < card):
+            raise DataError(f"{path}: its {name} codes span [{int(codes.min())}, {int(codes.max())}], outside the "
+                            f"codec's [0, {card}): {fix}")
     return torch.from_numpy(user.astype(np.int64)), torch.from_numpy(agent.astype(np.int64))

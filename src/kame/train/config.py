@@ -5,6 +5,7 @@ tie a resumed run to the run it continues.
     check_resume(record, tcfg, manifest_sha, world, "runs/x/latest")   # ConfigError naming each change
     lr_at(step, tcfg)                                                   # warmup, then constant or cosine
     resume_record(ckpt), load_train_state(ckpt)                         # config.json's kame.train record; train_state.pt
+    check_known(record, path)                                           # ConfigError: a setting of a newer kame
 
 A checkpoint records its TrainConfig in config.json (``kame.train.config``, kame.train.finetune);
 ``recorded_config`` reads one back, knobs added since taking the behaviour that run had.
@@ -130,13 +131,30 @@ LEGACY = {"window_offsets": False}
 def recorded_config(rec: dict) -> dict:
     """The TrainConfig (as JSON) a checkpoint's ``kame.train`` record ``rec`` ran with, every knob in
     it: one the record lacks was added since, and takes the behaviour that run had (LEGACY, else
-    the knob's default)."""
+    the knob's default). A knob this kame does not know is kept (check_known refuses it)."""
     return {**json.loads(json.dumps(asdict(TrainConfig()))), **LEGACY, **rec.get("config", {})}
+
+
+def check_known(rec: dict, path) -> None:
+    """ConfigError when a ``kame.train`` record ``rec`` (read from ``path``) holds a training
+    setting this kame has no knob for: a newer kame (or another tool) wrote it, and resuming
+    without that setting would silently train another way."""
+    config = rec.get("config", {})
+    if not isinstance(config, dict):
+        raise ConfigError(f"train: {path}: its kame.train config is not a JSON object of settings: resume from a "
+                          f"checkpoint kame train wrote (OUT/step-N or OUT/latest)")
+    unknown = sorted(set(config) - set(TrainConfig.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"train: {path} records training settings this kame does not know "
+                          f"({', '.join(unknown)}): it was made by a newer kame (or another tool); upgrade kame "
+                          f"to resume it")
 
 
 def check_resume(rec: dict, tcfg: TrainConfig, manifest_sha: str, world: int, where) -> None:
     """ConfigError naming every difference between the run a checkpoint's ``kame.train`` record
-    ``rec`` describes and this one, but those that leave the steps as they were (RESUMABLE)."""
+    ``rec`` describes and this one, but those that leave the steps as they were (RESUMABLE); first
+    a setting this kame does not know (check_known: ``where``'s train_state.pt holds ``rec``)."""
+    check_known(rec, Path(where) / STATE)
     new = json.loads(json.dumps(asdict(tcfg)))
     old = recorded_config(rec)
     diffs = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in new.items()
@@ -176,7 +194,8 @@ def lr_at(step: int, tcfg: TrainConfig) -> float:
 # --- a checkpoint to resume (kame.train.finetune wrote it) -------------------------------------
 def resume_record(folder: Path) -> dict:
     """The kame.train record in a checkpoint's config.json ({} when it has none); CheckpointError
-    when config.json is missing or not a JSON object."""
+    when config.json is missing or not a JSON object; ConfigError when the record holds a setting
+    this kame does not know (check_known)."""
     path = folder / "config.json"
     try:
         config = json.loads(path.read_text())
@@ -191,7 +210,9 @@ def resume_record(folder: Path) -> dict:
         raise CheckpointError(f"train: --resume {folder}: its config.json is not a front-end's config (a JSON "
                               f"object): give a checkpoint kame train wrote (OUT/step-N or OUT/latest)")
     record = (kame or {}).get("train", {})
-    return record if isinstance(record, dict) else {}
+    record = record if isinstance(record, dict) else {}
+    check_known(record, path)
+    return record
 
 
 def load_train_state(folder: Path) -> dict:

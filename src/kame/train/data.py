@@ -41,6 +41,7 @@ DIALOGUE_FILES = (AUDIO, META, CODES)  # what kame writes into a dialogue folder
 SPEAKERS = ("user", "agent")  # audio channels 0 (left) and 1 (right)
 EVENTS = ("reset", "append")
 TIME_SLACK = 1e-6  # seconds a word may end past the audio (float rounding of a writer)
+DURATION_SLACK = 1 / SAMPLE_RATE  # seconds dialogue.json's duration_s may differ from its samples' (a writer's rounding)
 
 
 class DataError(KameError, ValueError):
@@ -354,9 +355,7 @@ def _read_dialogue(folder: str | Path, audio: bool) -> tuple[Dialogue, str]:
     if not meta_path.is_file():
         raise DataError(f"{folder}: no {META} (a dialogue folder holds {AUDIO} and {META}; see docs/data.md)")
     doc, raw = _read_json(meta_path)
-    if doc.get("format") != FORMAT or doc.get("version") != VERSION:
-        raise DataError(f"{meta_path}: format {doc.get('format')!r} version {doc.get('version')!r}, expected "
-                        f"{FORMAT!r} version {VERSION}")
+    check_version(doc, meta_path)
     try:  # a cut file is said to be cut (else: "N samples, dialogue.json says M" below, or a wrong blame)
         check_wav_length(wav)
     except AudioFormatError as exc:
@@ -389,10 +388,15 @@ def _read_dialogue(folder: str | Path, audio: bool) -> tuple[Dialogue, str]:
                             f"and write the dialogue again")
     else:
         pcm = np.zeros((info.frames, 2), np.float32)
+    for key in ("words", "oracle"):  # (required, [] when none: a missing or renamed list is not "no words")
+        if not isinstance(doc.get(key), list):
+            got = "missing" if key not in doc else f"a {type(doc[key]).__name__}, not a list"
+            raise DataError(f"{meta_path}: {key!r} is {got} (a dialogue.json lists its {key}, [] when it has none; "
+                            f"see docs/data.md)")
     try:
-        words = [Word(w["speaker"], w["word"], w["start"], w["end"]) for w in doc.get("words", [])]
+        words = [Word(w["speaker"], w["word"], w["start"], w["end"]) for w in doc["words"]]
         oracle = [OracleEvent(e["frame"], e["event"], list(e.get("ids", [])), e.get("text"), e.get("prediction"),
-                              e.get("hint"), e.get("use_hint")) for e in doc.get("oracle", [])]
+                              e.get("hint"), e.get("use_hint")) for e in doc["oracle"]]
     except (KeyError, TypeError) as exc:
         raise DataError(f"{meta_path}: a word or oracle event lacks a field or is not an object ({exc!r}); "
                         f"see docs/data.md") from None
@@ -400,7 +404,33 @@ def _read_dialogue(folder: str | Path, audio: bool) -> tuple[Dialogue, str]:
     validate_dialogue(d, str(meta_path))
     if doc.get("frames") != d.frames:
         raise DataError(f"{meta_path}: frames {doc.get('frames')!r}, its {doc.get('samples')} samples make {d.frames}")
+    if doc.get("sample_rate") != SAMPLE_RATE or isinstance(doc.get("sample_rate"), bool):
+        raise DataError(f"{meta_path}: sample_rate {doc.get('sample_rate')!r}, a dialogue's audio is {SAMPLE_RATE} Hz "
+                        f"(as its {AUDIO} is): write the dialogue again")
+    dur = doc.get("duration_s")
+    if not (isinstance(dur, numbers.Real) and not isinstance(dur, bool) and abs(dur - d.duration_s) <= DURATION_SLACK):
+        raise DataError(f"{meta_path}: duration_s {dur!r}, its {doc.get('samples')} samples last {d.duration_s:g} s: "
+                        f"the files do not belong together (write the dialogue again)")
     return d, hashlib.sha256(raw).hexdigest()
+
+
+def check_version(doc: dict, path: Path) -> None:
+    """DataError unless dialogue.json ``doc`` (read from ``path``) is a kame dialogue of the
+    version this kame reads, saying which side is newer: a higher version needs a newer kame."""
+    fmt, version = doc.get("format"), doc.get("version")
+    if fmt != FORMAT:
+        raise DataError(f"{path}: format {fmt!r}, not a {FORMAT!r} file: a dialogue folder's {META} is the one "
+                        f"kame writes (write_dialogue; see docs/data.md)")
+    if version == VERSION and is_int(version):
+        return
+    if is_int(version) and version > VERSION:
+        raise DataError(f"{path}: {FORMAT} version {version}, this kame reads version {VERSION}: it was made by a "
+                        f"newer kame; upgrade kame")
+    if is_int(version):
+        raise DataError(f"{path}: {FORMAT} version {version}, this kame reads version {VERSION}: it was made by an "
+                        f"older kame; make the dialogue again (kame data synth, or write_dialogue from what it holds)")
+    raise DataError(f"{path}: {FORMAT} version {version!r}, expected the int {VERSION}: write the dialogue again "
+                    f"(write_dialogue; see docs/data.md)")
 
 
 def _read_json(path: Path) -> tuple[dict, bytes]:

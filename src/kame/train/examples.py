@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 import torch
 
 from .codes import encode_dialogue, load_codes
-from .data import FRAME_RATE, DataError, Dialogue, OracleEvent, Word, frame_of, is_int
+from .data import FRAME_RATE, META, DataError, Dialogue, OracleEvent, Word, frame_of, is_int
 
 DRIFT_WARNING_S = 0.5  # training_example warns when a word's tokens start later than this after it
 TEXT_CARD_FIX = ("use a front-end whose text_card >= the tokenizer's vocab_size (e.g. load_frontend('random:tiny', "
@@ -174,6 +174,14 @@ def _check_oracle(d: Dialogue, tokenizer, ids: StreamIds, where: str = "dialogue
         raise DataError(f"{where}: its oracle ids were made with tokenizer sha256 {d.tokenizer_sha256}, this "
                         f"tokenizer's is {tokenizer.sha256}: re-encode them "
                         f"(kame.train.examples.retokenize_oracle) or use that tokenizer")
+    vocab = int(tokenizer.vocab_size)
+    for i, ev in enumerate(d.oracle):  # (an id no piece of its tokenizer has: the file is damaged, not the front-end)
+        corrupt = sorted({t for t in ev.ids if t >= vocab}) if ev.event == "append" else []
+        if corrupt:
+            file = d.folder / META if d.folder is not None else where
+            raise DataError(f"{file}: oracle event {i} (frame {ev.frame}) has ids {corrupt[:8]}, not ids of its "
+                            f"tokenizer (its {vocab} pieces are ids [0, {vocab})): the file is "
+                            f"damaged or hand-edited; make its oracle again (kame data oracle) or leave the dialogue out")
     bad = sorted({t for t in appended if t >= ids.text_card})
     if bad:
         raise DataError(f"{where}: oracle ids {bad[:8]} outside the front-end's text vocabulary [0, {ids.text_card}): "

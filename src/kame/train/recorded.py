@@ -32,6 +32,8 @@ A cascade's recording is refused: its agent text is not timed to its speech.
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import warnings
 from pathlib import Path
 
@@ -98,13 +100,13 @@ def from_kame_run(out_json: str | Path, out_wav: str | Path | None = None, *, ag
     duration = n / SAMPLE_RATE
     frames = -(-n // FRAME_SIZE)
 
-    words = sorted(_user_words(doc["user_words"], duration), key=lambda w: w.start)
-    words += _agent_words(doc["agent_text"], agent_lag, duration)
+    words = sorted(_user_words(_records(doc, "user_words", out_json), duration, out_json), key=lambda w: w.start)
+    words += _agent_words(_records(doc, "agent_text", out_json), agent_lag, duration, out_json)
 
     if unheard := feed.get("unstepped_inputs"):
         raise DataError(f"{out_json}: a failed front-end step took input frame(s) {unheard[:5]} without stepping, so "
                         f"the front-end's steps after it heard the input one frame late: it cannot be converted exactly")
-    events = [o for o in doc.get("oracle", []) if isinstance(o, dict)]
+    events = _records(doc, "oracle", out_json) if "oracle" in doc else []
     recorded = bool(feed.get("oracle_frames")) and all("frame" in o for o in events)
     oracle = _oracle_events(events, frames, recorded, out_json)
     if recorded:
@@ -156,15 +158,40 @@ def _oracle_events(items, frames: int, recorded: bool, where: Path) -> list[Orac
                 raise DataError(f"{where}: oracle event {n} has frame {f!r}: frames are ints >= 0 that do not "
                                 f"decrease (is the JSON edited?)")
         else:
-            f = max(prev, frame_of(float(o["t"])))
+            f = max(prev, frame_of(_seconds(o.get("t"), f"oracle event {n}'s t", where)))
         if f >= frames:
             continue  # fed after the dialogue's end (the recording's, less the agent's lag)
         prev = f
         if o.get("event") == "reset":
             out.append(OracleEvent(f, "reset", prediction=o.get("prediction_id")))
         elif o.get("event") == "append" and o.get("token_ids"):
-            out.append(OracleEvent(f, "append", [int(t) for t in o["token_ids"]], o.get("text")))
+            ids = o["token_ids"]
+            if not (isinstance(ids, list) and all(is_int(t) for t in ids)):
+                raise DataError(f"{where}: oracle event {n} has token_ids {ids!r}, not a list of ints (is the JSON "
+                                f"edited?)")
+            out.append(OracleEvent(f, "append", [int(t) for t in ids], o.get("text")))
     return out
+
+
+def _records(doc: dict, key: str, where: Path) -> list[dict]:
+    """OUT.json's list ``key`` (user_words, agent_text, oracle): a DataError naming the file when it
+    is not a list of JSON objects (a renamed or retyped field is not read as "none")."""
+    items = doc[key]
+    if not isinstance(items, list):
+        raise DataError(f"{where}: {key} is a {type(items).__name__}, not the list `kame run` writes (is the JSON "
+                        f"edited, or from another tool?)")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise DataError(f"{where}: {key}[{i}] is {item!r}, not an object as `kame run` writes (is the JSON "
+                            f"edited?)")
+    return items
+
+
+def _seconds(x, what: str, where: Path) -> float:
+    """``x`` as a finite number of seconds, else a DataError naming the file and the field."""
+    if isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x):
+        return float(x)
+    raise DataError(f"{where}: {what} is {x!r}, not a number of seconds (is the JSON edited?)")
 
 
 def _check_fed(oracle: list[OracleEvent], feed: dict, frames: int, where: Path) -> None:
@@ -193,27 +220,35 @@ def _check_fed(oracle: list[OracleEvent], feed: dict, frames: int, where: Path) 
                         f"cannot be converted exactly")
 
 
-def _user_words(items, duration: float) -> list[Word]:
-    """The user's words within [0, duration]: those starting at its end or later are left out."""
+def _user_words(items, duration: float, where: Path) -> list[Word]:
+    """The user's words within [0, duration]: those starting at its end or later are left out;
+    a DataError naming ``where`` (OUT.json) for a field of the wrong type."""
     out = []
-    for w in items:
-        if float(w["start"]) >= duration:
+    for i, w in enumerate(items):
+        start, end = (_seconds(w.get(k), f"user_words[{i}].{k}", where) for k in ("start", "end"))
+        word = w.get("word", "")
+        if not isinstance(word, str):
+            raise DataError(f"{where}: user_words[{i}].word is {word!r}, not a string (is the JSON edited?)")
+        if start >= duration:
             continue
-        for part in str(w.get("word", "")).split():  # (an STT word is one; split any that is not)
-            start = max(0.0, float(w["start"]))
-            out.append(Word("user", part, start, min(max(start, float(w["end"])), duration)))
+        for part in word.split():  # (an STT word is one; split any that is not)
+            start = max(0.0, start)
+            out.append(Word("user", part, start, min(max(start, end), duration)))
     return out
 
 
-def _agent_words(pieces, lag: int, duration: float) -> list[Word]:
+def _agent_words(pieces, lag: int, duration: float, where: Path) -> list[Word]:
     """The agent's text pieces ({"t", "text"}, one per output frame) -> words on the layout's
     clock: a word starts at its first piece's frame and ends with its last piece's frame (or the
-    dialogue's end); one starting at the end or later is left out."""
+    dialogue's end); one starting at the end or later is left out. A DataError naming ``where``
+    (OUT.json) for a field of the wrong type."""
     words: list[list] = []  # [text, first frame, last frame]
     open_word = False  # the last piece ended inside a word
-    for p in pieces:
-        text = str(p.get("text", ""))
-        f = frame_of(float(p["t"])) - lag
+    for i, p in enumerate(pieces):
+        text = p.get("text", "")
+        if not isinstance(text, str):
+            raise DataError(f"{where}: agent_text[{i}].text is {text!r}, not a string (is the JSON edited?)")
+        f = frame_of(_seconds(p.get("t"), f"agent_text[{i}].t", where)) - lag
         if f < 0 or not text.strip():  # (a space ends a word; nothing is before the agent's frame 0)
             open_word = open_word and f >= 0 and not text
             continue

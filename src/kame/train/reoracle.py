@@ -267,10 +267,11 @@ def main(args) -> int:
     from ..runtime.interrupt import TERMINATED_STATUS, run_ended_by_sigterm, sigterm_held, stopped_by
     from .batching import manifest_entries
     from .data import DIALOGUE_FILES
-    from .synth import SETTINGS, make_simulator, oracle_config, simulator
+    from .synth import SETTINGS, check_simulator, make_simulator, oracle_config, simulator
 
     if args.jobs < 1:
         raise DataError(f"--jobs must be >= 1, not {args.jobs}")
+    check_simulator(args.llm)  # (before the manifest and the reply pool are read)
     oracle_cfg = oracle_config(args)
     path, entries = manifest_entries(args.manifest, command="data oracle")
     settings = _read_settings(path.parent / SETTINGS)  # (a bad one refused before any dialogue is rewritten)

@@ -474,12 +474,22 @@ def oracle_config(args):
     return oracle_cfg
 
 
+def check_simulator(spec: str) -> None:
+    """ConfigError naming --llm unless SPEC is 'none', 'random' or an LLM spec of a known scheme
+    (nothing loaded: kame data synth checks it before making its output folder)."""
+    from .. import registry
+
+    if spec not in ("none", "random"):
+        registry.check_key_spec("--llm", "llm", spec, also=("random", "none"))
+
+
 def make_simulator(spec: str):
-    """The simulator LLM of --llm SPEC (a bad spec fails here, before anything is written); None
-    for 'none' and 'random' (no LLM)."""
+    """The simulator LLM of --llm SPEC (a bad spec fails here, before anything is written:
+    check_simulator); None for 'none' and 'random' (no LLM)."""
     from .. import registry
     from ..backend.llm.base import is_embedded
 
+    check_simulator(spec)
     if spec in ("none", "random"):
         return None
     print(f"loading the simulator LLM {spec} ...", flush=True)
@@ -516,6 +526,7 @@ def main(args) -> int:
         value = getattr(args, name)
         if value is not None and value < (1 if name != "start" else 0):
             raise DataError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'start' else '>= 1'}, not {value}")
+    check_simulator(args.llm)  # (before -o is made: a mistyped --llm leaves no empty folder)
     cfg = SynthConfig(user_voices=tuple(args.user_voice or DEFAULT_USER_VOICES), agent_voice=args.agent_voice,
                       max_answer_words=args.max_answer_words, seed=args.seed)
     oracle_cfg = oracle_config(args)
