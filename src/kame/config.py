@@ -274,11 +274,23 @@ class ServerConfig:  # the fields of kame.server.settings.ServerConfig (kept in 
     # and this machine's names) ("*": any): DNS rebinding
     allowed_hosts: list = field(default_factory=list)
     max_sessions_per_client: int = _opt(0, min=0)  # live sessions from one client address; 0: no cap
+    # a connection that has not sent a whole request's headers this long after it opened (or after its
+    # last answer: an idle keep-alive) is closed (half-sent requests must not hold the server's files);
+    # a WebSocket session is not (idle_timeout_s is its)
+    header_timeout_s: float = _opt(20.0, min=1.0)
+    # open TCP connections in all, and per peer address (its TCP address, a trusted_proxy's not counted;
+    # 0: no cap): more are refused at once (503 / 429); keep max_connections well below `ulimit -n`
+    max_connections: int = _opt(256, min=1)
+    max_connections_per_client: int = _opt(32, min=0)
 
     def validate(self) -> None:
         if not self.host.strip():  # (was: accepted, then `kame serve` failed to resolve the name '')
             raise ConfigError("server.host: empty; give the address to listen on, e.g. 127.0.0.1 (this machine "
                               "only, the default) or 0.0.0.0 (every interface)")
+        if 0 < self.max_connections_per_client < self.max_sessions_per_client:
+            raise ConfigError(f"server.max_connections_per_client ({self.max_connections_per_client}) is below "
+                              f"server.max_sessions_per_client ({self.max_sessions_per_client}): each session is "
+                              f"a connection; raise the first or lower the second")
         if self.allowed_origins or self.allowed_hosts:  # (the server's own check; aiohttp only then)
             from .server.guard import parse_hosts, parse_origins
 

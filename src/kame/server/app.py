@@ -10,16 +10,23 @@ Routes: GET / (the page), GET /<file> (src/kame/server/static only), GET /api/he
 
 Per connection: a Connection (kame.server.connection) runs the client's session: its tasks read the
 socket, pump the session's outputs into a bounded send queue and write it, and watch for idleness.
-Limits (max sessions, message size, idle timeout, auth) are in ServerConfig.
+Limits (max sessions, message size, idle timeout, auth) are in ServerConfig; so are those on
+connections: a request's headers must arrive within header_timeout_s (aiohttp's keep-alive timer,
+which also runs from a connection's start), and the listening socket (LimitedSocket) refuses
+connections over max_connections, or max_connections_per_client from one address, as it accepts
+them, before aiohttp sees them.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import hmac
+import json
 import logging
 import mimetypes
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -186,8 +193,10 @@ def make_app(agent: Agent, cfg: ServerConfig | None = None, clock: Clock | None 
     ``load_in_background`` too, it serves while the agent starts (503 "loading" until then)."""
     server = Server(agent, cfg or ServerConfig(), clock)
     httplog.install_log_filters()
+    # (malformed requests: a WARNING). keepalive_timeout: aiohttp closes a connection still waiting for a
+    # request's headers this long after it opened or after its last answer, never one in a handler (a WebSocket)
     app = web.Application(client_max_size=1 << 16, middlewares=[guard.host_guard],
-                           handler_args={"logger": httplog.HttpLog()})  # (malformed requests: a WARNING)
+                          handler_args={"logger": httplog.HttpLog(), "keepalive_timeout": server.cfg.header_timeout_s})
     app[SERVER_KEY] = server
     app.router.add_get("/api/chat", server.chat)
     app.router.add_get("/api/health", server.health)
@@ -209,6 +218,100 @@ def make_app(agent: Agent, cfg: ServerConfig | None = None, clock: Clock | None 
         app.on_startup.append(_start)
         app.on_cleanup.append(_stop)
     return app
+
+
+# ---- connections --------------------------------------------------------------------------------
+
+FD_SPARE = 64  # files kame serve needs besides its connections (its modules, models, logs, children's pipes)
+REFUSE_BURST = 64  # connections refused in one accept() at most (then the loop's next turn)
+
+
+class LimitedSocket(socket.socket):
+    """`kame serve`'s listening socket: ``accept()`` refuses a connection beyond ``cap`` open ones,
+    or beyond ``per_client`` (0: no cap) from one peer address (a trusted proxy's: not capped,
+    its clients are not told apart before a request), with a short 503 / 429 and a close, before
+    asyncio and aiohttp build anything for it (was: no cap, and half-sent requests from one client
+    used up the process's file descriptors: nobody else was answered). A connection counts until
+    its socket is closed."""
+
+    def __init__(self, sock: socket.socket, cap: int, per_client: int = 0, trusted: tuple = ()) -> None:
+        super().__init__(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        self.cap, self.per_client, self.trusted = cap, per_client, trusted
+        self.open: list[tuple[socket.socket, str]] = []
+        self.per_address: collections.Counter[str] = collections.Counter()
+        self.said = httplog.Throttle(httplog.ACCEPT_ERROR_EVERY_S)
+
+    def accept(self):
+        for _ in range(REFUSE_BURST):
+            conn, addr = super().accept()  # (BlockingIOError when none is waiting: asyncio's loop stops there)
+            ip = str(addr[0] if isinstance(addr, tuple) else addr)
+            why = self._over(ip)
+            if why is None:
+                self.open.append((conn, ip))
+                self.per_address[ip] += 1
+                return conn, addr
+            _refuse(conn, *why)
+            if (more := self.said.due()) is not None:
+                log.warning("refused a connection from %s: %s%s", ip, why[2],
+                            f" ({more} more refused since the last of these)" if more else "")
+        raise BlockingIOError  # (the others: at the loop's next turn)
+
+    def _over(self, ip: str) -> tuple[int, str, str] | None:
+        """(status, error, message) if a connection from ``ip`` is over a cap now, else None."""
+        if len(self.open) >= self.cap or (self.per_client and self.per_address[ip] >= self.per_client):
+            self._prune()
+        if len(self.open) >= self.cap:
+            return 503, "too_many_connections", (f"the server has {len(self.open)} connections open, its limit "
+                                                 f"(server.max_connections); try again in a few seconds")
+        if self.per_client and self.per_address[ip] >= self.per_client and not ops.is_trusted(ip, self.trusted):
+            return 429, "too_many_connections", (f"this client ({ip}) has {self.per_address[ip]} connections open, "
+                                                 f"the server's limit per client (server.max_connections_per_"
+                                                 f"client); close some first")
+        return None
+
+    def _prune(self) -> None:
+        """Forget the connections closed since (a closed socket's fileno() is -1)."""
+        still = []
+        for conn, ip in self.open:
+            if conn.fileno() == -1:
+                self.per_address[ip] -= 1
+                if self.per_address[ip] <= 0:
+                    del self.per_address[ip]
+            else:
+                still.append((conn, ip))
+        self.open = still
+
+
+def _refuse(conn: socket.socket, status: int, error: str, message: str) -> None:
+    """Answer a connection refused at accept with ``status`` and close it, never waiting: what
+    the client already sent is read first (closing over unread data would reset the connection
+    before the client reads the answer)."""
+    body = json.dumps({"error": error, "message": message}).encode()
+    head = (f"HTTP/1.1 {status} {'Too Many Requests' if status == 429 else 'Service Unavailable'}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nRetry-After: 5\r\n"
+            f"Connection: close\r\n\r\n")
+    try:
+        conn.setblocking(False)
+        try:
+            conn.recv(1 << 16)
+        except BlockingIOError:
+            pass
+        conn.send(head.encode() + body)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def limited_socket(sock: socket.socket, cfg: ServerConfig) -> LimitedSocket:
+    """``sock`` (listen_socket's) as a LimitedSocket with ``cfg``'s caps; logs a warning when
+    max_connections leaves too few of the process's open-file limit for the rest."""
+    limit = httplog.open_files_limit()
+    if limit is not None and cfg.max_connections + FD_SPARE > limit:
+        log.warning("server.max_connections (%d) leaves fewer than %d of the open-file limit (ulimit -n %d) for the "
+                    "rest of kame serve: raise the limit (ulimit -n %d) or lower server.max_connections",
+                    cfg.max_connections, FD_SPARE, limit, cfg.max_connections + FD_SPARE)
+    return LimitedSocket(sock, cfg.max_connections, cfg.max_connections_per_client, ops.parse_trusted(cfg.trusted_proxy))
 
 
 # ---- CLI ------------------------------------------------------------------------------------
@@ -273,7 +376,7 @@ def _build(args) -> tuple[Agent, ServerConfig]:
 
 def main(args) -> int:
     agent, cfg = _build(args)
-    sock = listen_socket(cfg.host, cfg.port)
+    sock = limited_socket(listen_socket(cfg.host, cfg.port), cfg)
     port = sock.getsockname()[1]  # the one bound (--port 0: chosen by the system)
     app = make_app(agent, cfg, manage_agent=True, load_in_background=True)
     state, stopping = app[SERVER_KEY].health_state, ops.Stopping()
@@ -284,6 +387,8 @@ def main(args) -> int:
     async def listen(_app) -> None:  # (first hook: before the agent's start begins)
         # listen now, while the agent loads: health probes get 503 "loading", not "connection refused"
         sock.listen(128)
+        loop = asyncio.get_running_loop()  # (out of file descriptors: one line a minute, no traceback)
+        loop.set_exception_handler(httplog.accept_errors(cfg, loop.get_exception_handler()))
         stopping.install()  # (Ctrl-C: exit status 130)
         if args.agent != "echo":
             _say(f"kame: loading the agent ({guard.loads(agent)}: can take half a minute); meanwhile "

@@ -1,6 +1,8 @@
 """aiohttp's own log lines in `kame serve`: tokens kept out of them (RedactQueries, on aiohttp's
 loggers), and a malformed request said in one WARNING, not a flood of them (HttpLog, the logger
-kame.server.app gives aiohttp's request handler). aiohttp's loggers keep the levels their user
+kame.server.app gives aiohttp's request handler); asyncio's "out of file descriptors" when it
+accepts a connection, and kame's refusals of connections over its caps, said once in a while
+(accept_errors, Throttle). aiohttp's loggers keep the levels their user
 gave them: nothing here sets one."""
 
 from __future__ import annotations
@@ -89,3 +91,68 @@ class HttpLog(logging.LoggerAdapter):
             kwargs["extra"] = {**(kwargs.get("extra") or {}), "kame_suppressed": more}
         if self.logger.isEnabledFor(level):
             self.logger.log(level, msg, *args, exc_info=exc_info, **kwargs)
+
+
+# ---- connections: out of file descriptors, refused ---------------------------------------------
+
+ACCEPT_ERROR_EVERY_S = 60.0  # "out of file descriptors" said at most once per this many seconds
+
+
+class Throttle:
+    """At most one line per ``every_s``: ``due()`` is the number of lines left out since the
+    last one said (0 or more) when one may be said now, else None (and it is counted)."""
+
+    def __init__(self, every_s: float, clock=time.monotonic) -> None:
+        self.every_s, self.clock = every_s, clock
+        self.at: float | None = None
+        self.suppressed = 0
+
+    def due(self) -> int | None:
+        now = self.clock()
+        if self.at is not None and now - self.at < self.every_s:
+            self.suppressed += 1
+            return None
+        self.at, more, self.suppressed = now, self.suppressed, 0
+        return more
+
+
+def accept_errors(cfg, previous=None, every_s: float = ACCEPT_ERROR_EVERY_S, clock=time.monotonic):
+    """An asyncio exception handler (loop.set_exception_handler) for `kame serve`: asyncio's
+    "socket.accept() out of system resource" (the process is out of file descriptors: EMFILE,
+    or the system's) becomes one ERROR line without a traceback, at most one per ``every_s``,
+    saying what to do (was: an ERROR with a traceback per attempt, asyncio 3.11 retrying up to
+    the backlog at once each time: over 100 MB of log a minute). Anything else goes to
+    ``previous`` (or the loop's default handler)."""
+    throttle = Throttle(every_s, clock)
+    log = logging.getLogger("kame.server")
+
+    def handle(loop, context: dict) -> None:
+        if not str(context.get("message", "")).startswith("socket.accept() out of system resource"):
+            if previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+            return
+        more = throttle.due()
+        if more is None:
+            return
+        exc = context.get("exception")
+        why = f"{type(exc).__name__}: {exc}" if exc is not None else "out of system resource"
+        log.error("cannot accept new connections (%s): they wait until some close. Raise the open-file limit "
+                  "(ulimit -n, now %s) or lower server.max_connections (%d) and server.max_connections_per_client "
+                  "(%d)%s", clean(why), open_files_limit() or "unknown", cfg.max_connections,
+                  cfg.max_connections_per_client,
+                  f" ({more} more of these since the last)" if more else "")
+
+    return handle
+
+
+def open_files_limit() -> int | None:
+    """The process's soft limit on open files (``ulimit -n``), None if unlimited or unknown."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return None
+    return None if soft == resource.RLIM_INFINITY else soft

@@ -373,7 +373,11 @@ def add_arguments(p) -> None:
                    help="a random: front-end's text vocabulary (default: the tokenizer's size when the preset's "
                         "is smaller)")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
-                   help="go on from OUT/step-N or OUT/latest (its weights, optimizer and settings)")
+                   help="go on from OUT/step-N or OUT/latest (its weights, optimizer and settings). Resume only "
+                        "checkpoints you trust: a sharded run's optimizer/.metadata is a pickle (kame reads it "
+                        "with an unpickler that builds only torch's checkpoint metadata, and refuses a "
+                        "train_state.pt that points elsewhere, but torch's format is not meant for untrusted "
+                        "files)")
     p.add_argument("--overwrite", action="store_true", help="start afresh in an OUT that holds a run (removes it)")
     p.add_argument("--steps", type=int, default=d.steps,
                    help=f"optimizer steps in all (default {d.steps}; a resumed run goes on up to it)")

@@ -34,7 +34,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -182,18 +182,24 @@ def load_optimizer(model, opt, saved: dict, folder=None) -> None:
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.api import CheckpointException
 
-        where = Path(folder) / saved["sharded"]
+        where = sharded_folder(folder, saved["sharded"])
         if not (where / ".metadata").is_file():
             raise ConfigError(f"train: {where} holds no optimizer state (a checkpoint of a sharded run whose "
                               f"optimizer files are missing): resume from another checkpoint")
+        reader = _safe_reader(where)
+        reader.read_metadata()  # (checked here first: dcp.load logs a failed read's traceback, then goes on)
         state = get_optimizer_state_dict(model, opt)
         with warnings.catch_warnings():  # (its note that one process without a group reads it all)
             warnings.filterwarnings("ignore", message="torch.distributed is disabled")
             try:
-                dcp.load(state, checkpoint_id=where)
+                dcp.load(state, checkpoint_id=where, storage_reader=reader)
+            except CheckpointError:
+                raise
             except (Exception, CheckpointException) as exc:  # (a file missing or cut; CheckpointException is
                 # a BaseException whose str is each rank's traceback: its causes, said by which)
                 causes = [e for e, _ in exc.failures.values()] if isinstance(exc, CheckpointException) else [exc]
+                if refused := next((e for e in causes if isinstance(e, CheckpointError)), None):
+                    raise refused from None  # (another process's refusal of the metadata)
                 why = "; ".join(f"{type(e).__name__}: {str(e)[:200]}" for e in causes)
                 files = sorted(p.name for p in where.glob("*.distcp"))
                 raise ConfigError(f"train: cannot read the optimizer state in {where} ({len(files)} file(s): "
@@ -209,3 +215,96 @@ def load_optimizer(model, opt, saved: dict, folder=None) -> None:
         opt.load_state_dict(saved)
         return
     set_optimizer_state_dict(model, opt, saved, options=StateDictOptions(full_state_dict=is_sharded(model)))
+
+
+# ---- a sharded optimizer's files, read without running code -------------------------------------
+
+
+def sharded_folder(folder, name) -> Path:
+    """The folder of a sharded checkpoint's optimizer state, as train_state.pt names it: only the
+    one name kame writes (SHARDED_OPTIMIZER), a real folder inside the checkpoint's (was: any
+    name, an absolute path or ``../..`` included, so a downloaded train_state.pt could send
+    ``--resume`` to unpickle a file anywhere on disk). CheckpointError otherwise."""
+    folder = Path(folder)
+    where = folder / SHARDED_OPTIMIZER
+    if name != SHARDED_OPTIMIZER:
+        raise CheckpointError(f"train: {folder / 'train_state.pt'} names its sharded optimizer state {name!r}; kame "
+                              f"writes it to {SHARDED_OPTIMIZER!r} in the checkpoint's folder only: this "
+                              f"train_state.pt was not written by kame train (resume only checkpoints you trust)")
+    if where.is_symlink() or not where.resolve().is_relative_to(folder.resolve()):
+        raise CheckpointError(f"train: {where} is a symlink (or leads out of the checkpoint's folder); kame train "
+                              f"writes a folder there: resume only checkpoints you trust")
+    meta = where / ".metadata"
+    if meta.is_symlink():
+        raise CheckpointError(f"train: {meta} is a symlink; kame train writes a file there: resume only "
+                              f"checkpoints you trust")
+    return where
+
+
+_METADATA_MODULE = "torch.distributed.checkpoint.metadata"
+_METADATA_GLOBALS = {  # besides the classes of torch.distributed.checkpoint.metadata
+    ("torch", "Size"), ("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
+    ("torch.serialization", "_get_layout"), ("pathlib", "PosixPath"), ("pathlib", "WindowsPath"),
+    ("pathlib", "PurePosixPath"), ("pathlib", "PureWindowsPath"),
+}
+
+
+def _metadata_unpickler(file, path):
+    """An Unpickler of a .metadata that builds only torch.distributed.checkpoint's metadata
+    classes (and the torch.Size, dtypes, layouts and paths they hold): torch's FileSystemReader
+    runs a plain pickle.load, which runs whatever code the file names (torch has no restricted
+    reader of its own for it)."""
+    import pickle
+
+    import torch
+
+    class Restricted(pickle.Unpickler):
+        def find_class(self, module, name):
+            if (module, name) in _METADATA_GLOBALS or (
+                    module == "torch" and isinstance(getattr(torch, name, None), torch.dtype)):
+                return super().find_class(module, name)
+            if module == _METADATA_MODULE and not name.startswith("__"):
+                found = super().find_class(module, name)
+                if isinstance(found, type) and found.__module__ == _METADATA_MODULE:
+                    return found
+            raise CheckpointError(f"train: {path} names {module}.{name}, which is not part of "
+                                  f"torch.distributed.checkpoint's metadata (a file kame train did not write: it "
+                                  f"could run code when loaded); resume only checkpoints you trust")
+
+    return Restricted(file)
+
+
+def _safe_reader(where: Path):
+    """torch.distributed.checkpoint's FileSystemReader for ``where``, reading its .metadata with
+    _metadata_unpickler, and refusing one whose data files are not plain names in ``where``
+    (their tensors themselves are read by torch.load(weights_only=True))."""
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint.metadata import Metadata, StorageMeta
+
+    class SafeReader(FileSystemReader):
+        def read_metadata(self, *args, **kwargs) -> Metadata:
+            path = self._get_metadata_path(kwargs.get("rank"))
+            try:
+                with self.fs.create_stream(path, "rb") as file:
+                    metadata = _metadata_unpickler(file, path).load()
+            except CheckpointError:
+                raise
+            except FileNotFoundError:  # (torch then tries the rank's own)
+                raise
+            except Exception as exc:  # (cut or not a pickle: UnpicklingError, EOFError, ...)
+                raise CheckpointError(f"train: cannot read {path} ({type(exc).__name__}: {str(exc)[:200]}): "
+                                      f"resume from another checkpoint") from None
+            if not isinstance(metadata, Metadata):
+                raise CheckpointError(f"train: {path} holds no torch.distributed.checkpoint metadata "
+                                      f"({type(metadata).__name__}): resume from another checkpoint")
+            for info in (metadata.storage_data or {}).values():
+                name = getattr(info, "relative_path", None)
+                if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+                    raise CheckpointError(f"train: {path} names a data file {name!r} outside {where}; kame train "
+                                          f"writes them there: resume only checkpoints you trust")
+            if getattr(metadata, "storage_meta", None) is None:  # (as FileSystemReader.read_metadata does)
+                metadata.storage_meta = StorageMeta()
+            metadata.storage_meta.load_id = self.load_id
+            return metadata
+
+    return SafeReader(where)

@@ -1,0 +1,86 @@
+"""--resume of an untrusted checkpoint: train_state.pt's {"sharded": NAME} may name only the
+checkpoint's own optimizer folder, and its .metadata pickle is read by an unpickler that builds
+only torch.distributed.checkpoint's metadata (kame.train.parallel.load_optimizer)."""
+
+import pickle
+import warnings
+
+import pytest
+import torch
+
+from kame.errors import CheckpointError
+from kame.train.parallel import SHARDED_OPTIMIZER, load_optimizer
+
+
+class _Payload:
+    """A pickle that, loaded by a plain pickle.load, creates the file ``marker`` (harmless here)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _model():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 2)
+    return model, torch.optim.AdamW(model.parameters())
+
+
+def _hostile(folder, marker):
+    folder.mkdir(parents=True)
+    (folder / ".metadata").write_bytes(pickle.dumps(_Payload(marker)))
+
+
+@pytest.mark.parametrize("name", ["elsewhere", "../elsewhere", "ABS"])
+def test_a_sharded_name_other_than_kames_is_refused_before_any_file_is_read(tmp_path, name):
+    marker = tmp_path / "ran"
+    _hostile(tmp_path / "elsewhere", marker)
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    name = str(tmp_path / "elsewhere") if name == "ABS" else name
+    model, opt = _model()
+    with pytest.raises(CheckpointError, match=r"train_state.pt names its sharded optimizer state .*elsewhere.*"
+                                              r"'optimizer'.*trust"):
+        load_optimizer(model, opt, {"sharded": name}, ckpt)
+    assert not marker.exists()
+
+
+def test_a_metadata_pickle_naming_other_code_is_refused_unrun(tmp_path):
+    marker = tmp_path / "ran"
+    _hostile(tmp_path / "ckpt" / SHARDED_OPTIMIZER, marker)
+    model, opt = _model()
+    with pytest.raises(CheckpointError, match=r"optimizer/.metadata names io.open, which is not part of "
+                                              r"torch.distributed.checkpoint's metadata"):
+        load_optimizer(model, opt, {"sharded": SHARDED_OPTIMIZER}, tmp_path / "ckpt")
+    assert not marker.exists()
+
+
+def test_a_symlinked_optimizer_folder_is_refused(tmp_path):
+    marker = tmp_path / "ran"
+    _hostile(tmp_path / "elsewhere", marker)
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / SHARDED_OPTIMIZER).symlink_to(tmp_path / "elsewhere")
+    model, opt = _model()
+    with pytest.raises(CheckpointError, match=r"ckpt/optimizer is a symlink"):
+        load_optimizer(model, opt, {"sharded": SHARDED_OPTIMIZER}, tmp_path / "ckpt")
+    assert not marker.exists()
+
+
+def test_a_sharded_optimizer_state_torch_wrote_still_loads(tmp_path):
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    model, opt = _model()
+    model(torch.randn(3, 2)).sum().backward()
+    opt.step()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore")
+        dcp.save(get_optimizer_state_dict(model, opt), checkpoint_id=tmp_path / "ckpt" / SHARDED_OPTIMIZER)
+    fresh, fresh_opt = _model()
+    load_optimizer(fresh, fresh_opt, {"sharded": SHARDED_OPTIMIZER}, tmp_path / "ckpt")
+    saved, got = opt.state_dict()["state"], fresh_opt.state_dict()["state"]
+    assert set(saved) == set(got)
+    for k in saved:
+        assert torch.equal(saved[k]["exp_avg"], got[k]["exp_avg"]) and int(got[k]["step"]) == 1
