@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from kame.cliargs import at_least
+from kame.cliargs import at_least, tail_seconds
 
 
 def test_at_least_parses_and_refuses():
@@ -20,6 +20,15 @@ def test_at_least_parses_and_refuses():
         with pytest.raises(argparse.ArgumentTypeError, match=said):
             parse(text)
     assert at_least(1, maximum=256)("256") == 256
+
+
+def test_tail_seconds_parses_and_refuses():
+    """--tail/--max-tail's bounds (kame.runtime.filemode.check_tail's), said as an argparse error."""
+    assert tail_seconds("0") == 0.0 and tail_seconds("2.5") == 2.5 and tail_seconds("3599.9") == 3599.9
+    for text, said in [("-1", r"must be seconds in \[0, 3600\), got -1"), ("3600", "got 3600"),
+                       ("nan", "expected a finite number, got 'nan'"), ("x", "expected a number, got 'x'")]:
+        with pytest.raises(argparse.ArgumentTypeError, match=said):
+            tail_seconds(text)
 
 
 def test_bench_sessions_names_its_own_option_for_too_many_sessions(capsys):

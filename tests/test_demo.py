@@ -1,6 +1,8 @@
 """`kame demo` refuses what it cannot do before it loads anything (the full run is the README's
 first command)."""
 
+import pytest
+
 from kame.cli import main
 
 
@@ -12,7 +14,7 @@ def test_demo_argument_errors(tmp_path, capsys):
     assert main(["demo", "--out", str(blocker / "d")]) == 1
     assert "cannot create the folder" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
-    for bad, message in ((["--set", "runtime.nope=1"], "runtime.nope"), (["--tail", "-1"], "--tail must be seconds"),
+    for bad, message in ((["--set", "runtime.nope=1"], "runtime.nope"),
                          (["--config", str(tmp_path / "missing.toml")], "config file not found"),
                          (["--set", "backend.stt=none"], "backend.stt = 'none' cannot be used with mode = 'cascade'"),
                          (["--mode", "cascade", "--set", "backend.llm=none"], "backend.llm = 'none' cannot be used")):
@@ -20,6 +22,9 @@ def test_demo_argument_errors(tmp_path, capsys):
         assert main(["demo", "--out", str(out), *bad]) == 1  # before the question is synthesized
         assert message in capsys.readouterr().err
         assert not (out / "question.wav").exists()
+    with pytest.raises(SystemExit) as e:  # (a usage error: argparse's status 2, naming the option)
+        main(["demo", "--out", str(tmp_path / "o"), "--tail", "-1"])
+    assert e.value.code == 2 and "argument --tail: must be seconds" in capsys.readouterr().err
 
 
 def test_demo_default_tail_holds_the_cascade_answer():

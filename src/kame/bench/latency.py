@@ -396,8 +396,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p)
     p.add_argument("--turns", type=at_least(1), default=30, help="user turns to run (default 30 = all dialogues)")
     p.add_argument("--modes", default="tandem,cascade",
-                   help="comma-separated modes: tandem, cascade, both (= tandem,cascade; the default)")
-    p.add_argument("--window", type=at_least(0.5, float), default=8.0, help="seconds after each user turn for the agent (default 8)")
+                   help="comma-separated modes: tandem, cascade, both (= tandem,cascade; the default); each "
+                        "is run whatever the config's mode")
+    p.add_argument("--window", type=at_least(0.5, float), default=8.0,
+                   help="seconds (not frames) after each user turn for the agent (default 8)")
     p.add_argument("-o", "--out", default="out/bench/latency",
                    help="folder for latency.json/.png/.md and wavs (default out/bench/latency; the results "
                         "BENCHMARKS.md shows are in bench/results/latency)")

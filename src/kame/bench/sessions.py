@@ -38,7 +38,10 @@ SUSTAINED = 0.05  # missed-deadline ratio under which N sessions count as sustai
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frontend", action="append", metavar="SPEC", help=f"repeatable; default {', '.join(DEFAULT_FRONTENDS)}")
     p.add_argument("--sessions", type=at_least(1, maximum=MAX_SESSIONS), action="append", help=f"repeatable; default {', '.join(map(str, DEFAULT_SESSIONS))}")
-    p.add_argument("--mode", choices=("both", "batched", "per-session"), default="both")
+    p.add_argument("--mode", choices=("both", "batched", "per-session"), default="both",
+                   help="how the sessions are stepped (not tandem/cascade: this bench is the tandem's front-end "
+                        "alone): batched (one step for all sessions per frame), per-session (one batch-1 step "
+                        "per session), or both (the default)")
     p.add_argument("--codec", default="auto", help="codec spec (default: the front-end's own: embedded)")
     p.add_argument("--seconds", type=at_least(0.1, float), default=4.0, help="measured seconds per case (default 4)")
     p.add_argument("--warmup", type=at_least(0, float), default=0.8, help="unmeasured seconds first (default 0.8)")

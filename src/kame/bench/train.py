@@ -54,9 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"repeatable (default: {' '.join(DEFAULT_LAYOUTS)}); single = one process")
     p.add_argument("--nproc", type=at_least(2), default=2, help="torchrun processes (default 2)")
     p.add_argument("--steps", type=at_least(4), default=6,
-                   help="steps per layout (the first two and the last are not timed)")
-    p.add_argument("--window", type=at_least(2), default=64, help="frames per window (default 64)")
-    p.add_argument("--batch-size", type=at_least(1), default=1, help="windows per process per step")
+                   help="steps per layout (the first two and the last are not timed; default 6)")
+    p.add_argument("--window", type=at_least(2), default=64, help="frames (80 ms each) per window (default 64: 5.1 s)")
+    p.add_argument("--batch-size", type=at_least(1), default=1, help="windows per process per step (default 1)")
     p.add_argument("--data", default=None, help="a manifest or `kame data synth` folder (default: made here)")
 
 

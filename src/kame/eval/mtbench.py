@@ -49,11 +49,12 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..audio import SAMPLE_RATE as SR, write_wav
-from ..cliargs import at_least
+from ..cliargs import at_least, tail_seconds
 from ..errors import ConfigError, KameError
 from ..paths import check_output_folder, read_text, write_replacing
 from .heard import (ASR, add_asr_arguments, asr_settings, check_asr_options, check_asr_settings, hear_saved, load_asr,
@@ -66,6 +67,9 @@ from .results import (PAIRWISE_SETTINGS, check_questions, failure, has_results, 
                       read_records, read_settings, write_all, write_records)
 from .stopping import Terminated, held, settle, stop_on_sigterm
 from .summary import FAST_CASCADE, SAID_NOTHING, judged_silence, no_answer, notes, secs, silence_warning, table
+
+if TYPE_CHECKING:
+    from ..config import KameConfig
 
 DEFAULT_CATEGORIES = ("reasoning", "stem", "humanities")
 LEAD_S = 0.5  # silence before the first question
@@ -373,7 +377,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder for results.jsonl, results.md and runs/ (a rerun resumes)")
     add_judge_arguments(p, "ratings")
     add_config_arguments(p)
-    p.add_argument("--mode", choices=("tandem", "cascade"), default="tandem", help="the agent (default tandem)")
+    p.add_argument("--mode", choices=("tandem", "cascade"), default=None,
+                   help="the agent: override the config's mode (default: the config's, tandem unless --config or "
+                        "--set mode= says cascade)")
     p.add_argument("--categories", default=",".join(DEFAULT_CATEGORIES),
                    help=f"comma-separated categories, or 'all' (default {','.join(DEFAULT_CATEGORIES)})")
     p.add_argument("--turns", type=int, choices=(1, 2), default=1,
@@ -383,9 +389,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=at_least(1), default=None, help="only the first N questions (after filtering)")
     p.add_argument("--voice", default="piper", metavar="SPEC",
                    help="TTS speaking the questions (default piper: the bundled voice; espeak:VOICE is faster)")
-    p.add_argument("--tail", type=float, default=30.0,
+    p.add_argument("--tail", type=tail_seconds, default=30.0,
                    help="seconds of silence after the (last) question for the answer (default 30)")
-    p.add_argument("--max-tail", type=float, default=90.0,
+    p.add_argument("--max-tail", type=tail_seconds, default=90.0,
                    help="a cascade still answering after --tail gets more silence, up to this in all (default 90)")
     p.add_argument("--fast", action="store_true",
                    help="no wall-clock pacing (latencies then mean little; a cascade's STT, LLM and TTS get no time: "
@@ -400,9 +406,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_asr_arguments(p)
 
 
+def agent_config(args) -> KameConfig:
+    """The agent's config (--config, --set, --mode over them), and ``args.mode`` set to its mode:
+    the one run, recorded in eval.json and results (was: --mode's default tandem, applied over the
+    config, so `--set mode=cascade` or a cascade config ran and recorded the tandem)."""
+    from ..config import config_from_args
+
+    cfg = config_from_args(args)
+    args.mode = cfg.mode
+    return cfg
+
+
 def main(args) -> int:
     from .. import registry
-    from ..config import config_from_args
     from ..runtime.filemode import check_tail
     from ..runtime.filerun import FileAgent
     from ..runtime.interrupt import TERMINATED_STATUS, close_runner
@@ -419,7 +435,7 @@ def main(args) -> int:
         questions = questions[: args.limit]
     ref_file = read_reference_answers(args.reference) if args.reference else None
     no_ref = apply_references(questions, ref_file)
-    cfg = config_from_args(args)  # (checked before anything runs)
+    cfg = agent_config(args)  # (checked before anything runs)
     thr = 10 ** (cfg.runtime.silence_db / 20)
     out = check_output_folder(args.output, flag="-o")
     runs = out / "runs"

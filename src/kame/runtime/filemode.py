@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import mix_to_mono, read_wav, resample
+from ..cliargs import tail_seconds
 from ..config import add_config_arguments, config_from_args, KameConfig
 from ..errors import ConfigError, KameError
 from .base import AgentAudio, AgentText, ErrorEvent, Meta
@@ -68,8 +69,8 @@ def add_arguments(p) -> None:
     add_config_arguments(p)
     p.add_argument("--mode", choices=("tandem", "cascade"), default=None, help="override config mode")
     p.add_argument("--fast", action="store_true", help="no wall-clock pacing (as fast as possible)")
-    p.add_argument("--tail", type=float, default=3.0, help="seconds of silence appended (default 3)")
-    p.add_argument("--max-tail", type=float, default=DEFAULT_MAX_TAIL_S,
+    p.add_argument("--tail", type=tail_seconds, default=3.0, help="seconds of silence appended (default 3)")
+    p.add_argument("--max-tail", type=tail_seconds, default=DEFAULT_MAX_TAIL_S,
                    help=f"a cascade still answering after --tail gets more silence until its reply is over, "
                         f"up to this many seconds of silence in all (default {DEFAULT_MAX_TAIL_S:g}; never less "
                         f"than --tail)")
@@ -478,7 +479,9 @@ def read_input(path: str) -> tuple[np.ndarray, str]:
 
 def check_tail(tail: float, max_tail: float | None = None) -> None:
     """``--tail``: seconds of silence after the input, in [0, 3600) (NaN too is refused);
-    ``--max-tail`` too (main takes a --max-tail below --tail as --tail)."""
+    ``--max-tail`` too (main takes a --max-tail below --tail as --tail). The commands' own options
+    are checked as they are parsed (kame.cliargs.tail_seconds: exit status 2); this is for the runs
+    a command builds itself (kame demo's, kame eval mtbench's)."""
     if not 0 <= tail < 3600:
         raise ConfigError(f"--tail must be seconds in [0, 3600), got {tail}")
     if max_tail is not None and not 0 <= max_tail < 3600:

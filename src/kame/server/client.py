@@ -490,8 +490,9 @@ exit status:
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("url", help="server URL, e.g. ws://127.0.0.1:8998/api/chat or http://127.0.0.1:8998")
-    ap.add_argument("input", help="wav file (any rate, resampled to 24 kHz)")
-    ap.add_argument("-o", "--output", help="write the agent's audio here (24 kHz wav)")
+    ap.add_argument("input", help="input audio: wav, flac, ogg/opus or mp3 (any rate/channels; mixed to mono 24 kHz)")
+    ap.add_argument("-o", "--output",
+                    help="write the agent's audio here (24 kHz; .wav, .flac, .ogg, .opus or .mp3, by its suffix)")
     ap.add_argument("--json", help="write text/metadata/errors here")
     ap.add_argument("--token", default=None,
                     help="the server's token (sent URL-encoded as ?token=); default: a token in URL's query")

@@ -156,16 +156,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seeds the training sentences, the synthesized voices (piper's and espeak-ng's noise), "
                         "the recording channels and k-means: 0 to 2**64 - 1 (default 0)")
     p.add_argument("--sentences", type=at_least(1), default=3000,
-                   help="training sentences (15%% piper, the rest espeak voices)")
+                   help="training sentences (15%% piper, the rest espeak voices; default 3000)")
     p.add_argument("--kokoro", type=at_least(0), default=0, metavar="N",
                    help="N more sentences spoken by Kokoro voices (needs the fit extra: pip install -e '.[fit]' in a "
                         "kame checkout; the measured mix is 600: better on real recordings, worse on espeak voices; "
-                        "not the shipped fit)")
-    p.add_argument("--iters", type=at_least(1), default=None, help="k-means iterations per stage (default: config)")
-    p.add_argument("--cardinality", type=int, default=None, help="entries per codebook (default 2048)")
-    p.add_argument("--augment", type=float, default=None,
+                        "not the shipped fit; default 0)")
+    p.add_argument("--iters", type=at_least(1), default=None,
+                   help=f"k-means iterations per stage (default {EmbeddedCodecConfig.kmeans_iters})")
+    p.add_argument("--cardinality", type=at_least(2, maximum=2048), default=None,
+                   help=f"entries per codebook, 2 to 2048 (Mimi's layout; default {EmbeddedCodecConfig.cardinality})")
+    p.add_argument("--augment", type=at_least(0.0, float, maximum=1.0), default=None,
                    help="share of training clips passed through a random recording channel: room, noise, "
-                        "pass band, level (channel.py; default: config)")
+                        f"pass band, level (channel.py), 0 to 1 (default {EmbeddedCodecConfig.augment:g})")
 
 
 def main(args: argparse.Namespace) -> int:
