@@ -37,8 +37,8 @@ def test_a_mimi_checkpoint_given_as_the_embedded_codec_says_where_it_goes(tmp_pa
         load(other)
     newer = tmp_path / "newer.safetensors"  # was: "is not a kame-embedded-codec/2 file (format 'kame-embedded-codec/3')"
     newer.write_bytes(model.DEFAULT_PATH.read_bytes().replace(model.FORMAT.encode(), b"kame-embedded-codec/3"))
-    with pytest.raises(CheckpointError, match=r"format 'kame-embedded-codec/3', written by another kame version; "
-                                              r"this one reads 'kame-embedded-codec/2'"):
+    with pytest.raises(CheckpointError, match=r"format 'kame-embedded-codec/3', made by a newer kame; "
+                                              r"this one reads up to 'kame-embedded-codec/2': upgrade kame"):
         load(newer)
 
 

@@ -14,9 +14,12 @@ from kame.codec.embedded.model import DEFAULT_SHA256
 from kame.codec.embedded.model import load as load_embedded
 from kame.codec.embedded.model import save as save_embedded
 from kame.errors import CheckpointError, ConfigError
+from kame import __version__
+from kame.model.config import KAME_FORMAT
 from kame.model.loaders import load_frontend, save_frontend
 
 TOK_SHA = hashlib.sha256(DEFAULT_MODEL.read_bytes()).hexdigest()
+STAMP = {"format": KAME_FORMAT, "written_by": __version__}  # every save's (kame.model.meta.stamped)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +32,7 @@ def test_save_writes_and_load_reads_what_it_was_trained_with(model, tmp_path):
     folder = save_frontend(model, tmp_path / "ck", codec="embedded", tokenizer="default", model_type="kame",
                            train={"steps": 100, "data": ["a", "b"]})
     kame = json.loads((folder / "config.json").read_text())["kame"]
-    assert kame == {"codec": "embedded", "codec_sha256": DEFAULT_SHA256, "tokenizer": "default",
+    assert kame == {**STAMP, "codec": "embedded", "codec_sha256": DEFAULT_SHA256, "tokenizer": "default",
                     "tokenizer_sha256": TOK_SHA, "train": {"steps": 100, "data": ["a", "b"]}}
     loaded, info = load_frontend(folder)
     assert info.kame == kame and info.config.meta["kame"] == kame
@@ -46,7 +49,7 @@ def test_save_writes_and_load_reads_what_it_was_trained_with(model, tmp_path):
     # given sha256 values are written as they are (no codec is created then)
     fourth = save_frontend(model, tmp_path / "fourth", codec="mimi:/nowhere/mimi.safetensors",
                            codec_sha256="ab" * 32, tokenizer="default", tokenizer_sha256="cd" * 32)
-    assert load_frontend(fourth)[1].kame == {"codec": "mimi:/nowhere/mimi.safetensors", "codec_sha256": "ab" * 32,
+    assert load_frontend(fourth)[1].kame == {**STAMP, "codec": "mimi:/nowhere/mimi.safetensors", "codec_sha256": "ab" * 32,
                                              "tokenizer": "default", "tokenizer_sha256": "cd" * 32}
 
 
@@ -61,7 +64,7 @@ def test_a_tokenizer_file_is_named_as_tokenizer_name_and_its_sha256_taken(model,
     save_frontend(model, folder, tokenizer="spm.model")
     raw = json.loads((folder / "config.json").read_text())
     assert raw["tokenizer_name"] == "spm.model"  # where moshi's reader looks for it too
-    assert raw["kame"] == {"tokenizer": "spm.model", "tokenizer_sha256": TOK_SHA}
+    assert raw["kame"] == {**STAMP, "tokenizer": "spm.model", "tokenizer_sha256": TOK_SHA}
     assert load_frontend(folder)[1].tokenizer == folder / "spm.model"
     # only kame.tokenizer (a hand-written config.json): the loader takes the file from it
     del raw["tokenizer_name"]
@@ -72,13 +75,13 @@ def test_a_tokenizer_file_is_named_as_tokenizer_name_and_its_sha256_taken(model,
 def test_a_codec_without_a_fingerprint_is_recorded_by_its_spec_only(tmp_path, caplog):
     model, _ = load_frontend("random:tiny", text_card=4000, card=128)  # (mimi:random-tiny's codes: save checks the fit)
     folder = save_frontend(model, tmp_path / "ck", codec="mimi:random-tiny")
-    assert json.loads((folder / "config.json").read_text())["kame"] == {"codec": "mimi:random-tiny"}
+    assert json.loads((folder / "config.json").read_text())["kame"] == {**STAMP, "codec": "mimi:random-tiny"}
     assert "codec mimi:random-tiny has no fingerprint" in caplog.text
 
 
 @pytest.mark.parametrize("kame, message", [
-    ([1], r"config key kame=\[1\]: expected an object \(codec, codec_sha256, tokenizer, tokenizer_sha256, train\)"),
-    ({"codecs": "embedded"}, r"unknown kame key\(s\): codecs \(known: codec, .*; free-form notes go under kame.train\)"),
+    ([1], r"config key kame=\[1\]: expected an object \(format, written_by, codec, codec_sha256, tokenizer, tokenizer_sha256, train\)"),
+    ({"codecs": "embedded"}, r"unknown kame key\(s\): codecs \(known: format, written_by, codec, .*; free-form notes go under kame.train\)"),
     ({"codec": ""}, r"config key kame.codec='': expected a non-empty string"),
     ({"tokenizer": 4}, r"config key kame.tokenizer=4: expected a non-empty string"),
     ({"codec_sha256": "4ad1"}, r"config key kame.codec_sha256='4ad1': expected a sha256 \(64 lowercase hex digits\)"),

@@ -119,6 +119,7 @@ class CodecLayout:
     num_codebooks: int  # what it codes with (set_num_codebooks)
     total_codebooks: int  # the most it can code with
     fingerprint: str | None = None
+    sample_rate: int = 24000
 
     def set_num_codebooks(self, n: int) -> None:  # (as the codec's: 1..total_codebooks)
         self.num_codebooks = check_num_codebooks(n, 1, self.total_codebooks)
@@ -135,6 +136,9 @@ def fit_codec(codec: Any, codec_spec: str, cfg: Any, spec: str, fix: str | None 
     fix = fix or "use the codec it was trained with (codec.spec)"
     if getattr(codec, "frame_size", 1920) != 1920:
         raise ConfigError(f"codec {codec_spec!r} has frame_size {codec.frame_size}, the runtime needs 1920 (80 ms)")
+    if getattr(codec, "sample_rate", 24000) != 24000:  # (was: 1920 samples at 16 kHz taken for 80 ms)
+        raise ConfigError(f"codec {codec_spec!r} has sample rate {codec.sample_rate} Hz, the runtime needs 24000 Hz "
+                          f"(frames of 1920 samples = 80 ms): {fix}")
     if codec.cardinality != cfg.card:
         raise ConfigError(f"codec {codec_spec!r} has {codec.cardinality} codes per codebook, the front-end "
                           f"{spec!r} expects {cfg.card} (its config's card): {fix}")

@@ -182,6 +182,9 @@ class LMConfig:
         for key in list(d):
             if key in META_KEYS:
                 meta[key] = d.pop(key)
+        newer = newer_kame(meta)  # (first: a newer kame's keys are not this one's to judge)
+        if newer:
+            raise ConfigError(newer)
         for key in IGNORED_KEYS:
             d.pop(key, None)
         if "demux_second_stream" in d:  # moved key (the moshi loader renames it the same way)
@@ -194,7 +197,7 @@ class LMConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(k for k in d if k not in names)
         if unknown:
-            raise ConfigError(f"unknown front-end config key(s): {', '.join(unknown)}")
+            raise ConfigError(newer_kame(meta, unknown) or f"unknown front-end config key(s): {', '.join(unknown)}")
         # (a null depformer_gating is gating's value, as LMModel reads it and moshi reads its absence;
         # was: dropped here, so the default silu)
         _check_types(cls, d)
@@ -271,18 +274,64 @@ def _check_object(key: str, value: Any, known, shape: str, note: str = "") -> No
 
 # kame's own provenance key of config.json: what a front-end was trained with. Unknown sub-keys
 # are refused (a newer kame may add one that changes how the checkpoint must run); "train" is free.
-KAME_KEYS = ("codec", "codec_sha256", "tokenizer", "tokenizer_sha256", "train")
+# "format": the checkpoint format (KAME_FORMAT when this kame wrote it; absent: written before
+# formats were numbered, read as format 1), "written_by": the kame version that wrote it.
+KAME_KEYS = ("format", "written_by", "codec", "codec_sha256", "tokenizer", "tokenizer_sha256", "train")
+# The checkpoint format this kame writes and reads. Raised only by a change an older kame would
+# read wrongly (a new key it must not ignore, a key whose meaning changes): an older kame then
+# refuses the checkpoint with newer_kame's "upgrade kame" (a key merely added need not raise it:
+# an older kame that finds a key it does not know in a checkpoint from a newer version says so too).
+KAME_FORMAT = 1
+UPGRADE = "upgrade kame (pip install -U kame-tandem)"
 MAX_SEED = 2**64 - 1  # the largest sampling seed torch takes (torch.manual_seed): frontend.seed's, load_frontend's
 DEFAULT_TOKENIZER = "default"  # kame.tokenizer: kame's shipped vocabulary (kame/assets/text_tokenizer_4k.model)
 
 
+def _release(version: Any) -> tuple[int, ...] | None:
+    """The release numbers of a version string ("0.2.1rc1" -> (0, 2, 1)), None if it has none."""
+    m = re.match(r"\s*v?(\d+(?:\.\d+)*)", version) if isinstance(version, str) else None
+    return tuple(int(x) for x in m.group(1).split(".")) if m else None
+
+
+def newer_kame(meta: Mapping[str, Any], unknown: Any = ()) -> str | None:
+    """Why config.json's kame record says a newer kame wrote it (the ConfigError's text: "made by
+    a newer kame ...: upgrade kame"), else None: its kame.format above KAME_FORMAT; or, when this
+    kame finds ``unknown`` keys in it, its kame.written_by a later version than this kame's. A
+    checkpoint without a kame record or a format (Moshi's, KAME's, one written before formats were
+    numbered) is not newer."""
+    from .. import __version__
+
+    kame = meta.get("kame")
+    if not isinstance(kame, Mapping):
+        return None
+    fmt, by = kame.get("format"), kame.get("written_by")
+    by = by.strip() if isinstance(by, str) and by.strip() else None
+    if type(fmt) is int and fmt > KAME_FORMAT:
+        wrote = f"; it was written by kame {by}" if by else ""
+        return f"made by a newer kame (format {fmt}, this kame reads up to {KAME_FORMAT}{wrote}): {UPGRADE}"
+    if unknown and by and (_release(by) or ()) > (_release(__version__) or ()):
+        return (f"made by a newer kame (kame {by}, this is kame {__version__}), with key(s) this kame does not "
+                f"know: {', '.join(map(str, unknown))}: {UPGRADE}")
+    return None
+
+
 def check_kame(meta: dict[str, Any]) -> None:
-    """config.json's "kame" object: codec / tokenizer (non-empty strings), their sha256 (64 hex
+    """config.json's "kame" object: format (an int >= 1, at most KAME_FORMAT: newer_kame),
+    written_by (a non-empty string), codec / tokenizer (non-empty strings), their sha256 (64 hex
     digits), train (an object of anything)."""
     kame = meta.get("kame")
     if kame is None:
         return
+    newer = newer_kame(meta, sorted(str(k) for k in kame if k not in KAME_KEYS) if isinstance(kame, dict) else ())
+    if newer:
+        raise ConfigError(newer)
     _check_object("kame", kame, KAME_KEYS, ", ".join(KAME_KEYS), "; free-form notes go under kame.train")
+    if "format" in kame and not (type(kame["format"]) is int and kame["format"] >= 1):
+        raise ConfigError(f"config key kame.format={kame['format']!r}: expected an integer >= 1 (the checkpoint "
+                          f"format; this kame writes {KAME_FORMAT})")
+    if "written_by" in kame and not (isinstance(kame["written_by"], str) and kame["written_by"].strip()):
+        raise ConfigError(f"config key kame.written_by={kame['written_by']!r}: expected a non-empty string (the "
+                          f"kame version that wrote the checkpoint)")
     for key in ("codec", "tokenizer"):
         if key in kame and not (isinstance(kame[key], str) and kame[key].strip()):
             raise ConfigError(f"config key kame.{key}={kame[key]!r}: expected a non-empty string")

@@ -58,7 +58,10 @@ def read_json(path: Path, where: str | None = None, what: str = "config keys") -
     """A JSON file holding one object (config.json, moshi_lm_kwargs.json) as a dict; ConfigError
     naming the file (or ``where``) if it is unreadable or not an object."""
     try:
-        raw = json.loads(Path(path).read_text())
+        text = Path(path).read_text()
+        if not text.strip():  # (was: "not a readable JSON file: Expecting value: line 1 column 1")
+            raise ConfigError(f"{where or path} is empty ({len(text)} bytes): expected a JSON object of {what}")
+        raw = json.loads(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{where or path} is not a readable JSON file: {exc}") from exc
     if not isinstance(raw, dict):

@@ -53,7 +53,7 @@ from .config import (DEFAULT_TOKENIZER, DTYPE_NAMES, MAX_SEED, LMConfig, config_
 from .formats import (KWARGS_NAME, drop_user_stream, finetune_config, folder_kwargs, hf_kwargs, read_json,
                       read_kwargs)
 from .lm import LMModel
-from .meta import kame_record, mimi_trained, named_tokenizer, tokenizer_name
+from .meta import kame_record, mimi_trained, named_tokenizer, stamped, tokenizer_name
 from .mismatch import mismatch, no_weights
 from .modules import NEEDS_CONTEXT
 from .moshiform import lift_kame_lm, moshi_form
@@ -435,6 +435,10 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
             torch.random.set_rng_state(gen_state)
         return model, info
     found = _find_config(spec, form)
+    if found.raw == {} and found.layout != KWARGS_NAME:  # (was: taken for a repo without config.json)
+        raise ConfigError(f"{found.where} is empty (a JSON object without keys): it gives none of the model's "
+                          f"config (n_q, dim, num_layers, ...) nor its files (moshi_name, ...); write the "
+                          f"checkpoint's config.json (save_frontend writes one)")
     if found.raw is not None and found.layout != KWARGS_NAME:  # (kame's keys moshi refuses: kame.model.moshiform)
         found = found._replace(raw=lift_kame_lm(found.raw, found.where))
     raw, folder, repo, revision = found.raw, found.folder, found.repo, found.revision
@@ -516,6 +520,8 @@ def save_frontend(model: LMModel, folder: str | Path, dtype: Any = None, *, code
              "tokenizer_sha256": tokenizer_sha256, "train": train}
     if any(v is not None for v in given.values()):
         meta = kame_record(model.cfg, meta, folder, given)
+    else:
+        meta = stamped(model.cfg, meta)  # (a kame record it was loaded with: rewritten by this kame)
     raw = config_json(model.cfg, meta, MOSHI_NAME)
     if not model.cfg.oracle:  # the moshi package can load it (kame.model.moshiform)
         raw = moshi_form(raw)

@@ -1,9 +1,12 @@
 """config.json's "kame" object: what kame trained a front-end with.
 
-    "kame": {"codec": "embedded", "codec_sha256": "4ad1...", "tokenizer": "default",
-             "tokenizer_sha256": "f580...", "train": {...anything...}}
+    "kame": {"format": 1, "written_by": "0.1.0", "codec": "embedded", "codec_sha256": "4ad1...",
+             "tokenizer": "default", "tokenizer_sha256": "f580...", "train": {...anything...}}
 
-``codec``: the codec spec the front-end was trained on (codec.spec=auto runs it with that one);
+``format``: the checkpoint format (kame.model.config.KAME_FORMAT; a kame refuses a higher one with
+"made by a newer kame ...: upgrade kame", and reads a record without one, written before formats
+were numbered, as before); ``written_by``: the kame version that wrote it (both stamped on every
+save: ``stamped``); ``codec``: the codec spec the front-end was trained on (codec.spec=auto runs it with that one);
 ``codec_sha256``: that codec's fingerprint (kame.codec.base.Codec.fingerprint: the embedded
 codec's fitted file, Mimi's weights file); ``tokenizer``: "default" (kame's shipped vocabulary)
 or a file name as tokenizer_name takes it; ``tokenizer_sha256``: that file's sha256; ``train``:
@@ -19,7 +22,7 @@ from pathlib import Path, PurePath
 from typing import Any, Mapping
 
 from ..errors import ConfigError, KameError
-from .config import DEFAULT_TOKENIZER, KAME_KEYS, LMConfig, check_kame
+from .config import DEFAULT_TOKENIZER, KAME_FORMAT, KAME_KEYS, LMConfig, check_kame
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +112,21 @@ def kame_record(cfg: LMConfig, meta: dict[str, Any], folder: Path, given: dict[s
                               f"there first, or give tokenizer_sha256")
         kame["tokenizer_sha256"] = file_sha256(path)
     meta["kame"] = {k: kame[k] for k in KAME_KEYS if k in kame}  # (check_kame refused any other key)
-    return meta
+    return stamped(cfg, meta)
+
+
+def stamped(cfg: LMConfig, meta: dict[str, Any]) -> dict[str, Any]:
+    """save_frontend's meta with its "kame" object (meta's, else the model's: one it was loaded
+    with) stamped with this kame's checkpoint format and version (kame.format, kame.written_by):
+    the file is written by this kame, in its format. Unchanged without a kame object (Moshi's
+    form: a published checkpoint saved back is not made kame's)."""
+    from .. import __version__
+
+    kame = meta.get("kame", cfg.meta.get("kame"))
+    if not isinstance(kame, Mapping):
+        return meta  # (none; or not an object: config_json's check names it)
+    rest = {k: v for k, v in kame.items() if k not in ("format", "written_by")}
+    return {**meta, "kame": {"format": KAME_FORMAT, "written_by": __version__, **rest}}
 
 
 def check_tokenizer_fits(cfg: LMConfig, meta: Mapping[str, Any], folder: Path) -> None:

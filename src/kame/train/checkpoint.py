@@ -10,7 +10,8 @@ file and its Mimi are copied in (the Mimi hard-linked where it can be, under the
 gives as ``mimi_name``, written there too), and kame.codec records the Mimi as ``mimi:NAME``, a
 path relative to the checkpoint folder (kame.runtime.loading.recorded_codec resolves it there, or
 in the hf repo the checkpoint is published in); an embedded codec's own fit likewise, as
-``embedded:NAME``. Such a checkpoint (it has config.json's ``kame`` object) is kame's alone: the
+``embedded:NAME``, and the shipped fit, recorded as ``embedded`` (a later kame may ship
+another). Such a checkpoint (it has config.json's ``kame`` object) is kame's alone: the
 moshi package's loader refuses it (docs/frontend.md). ``frontend_identity`` is how a run records
 the front-end it started from and compares it on --resume: a checkpoint folder by its resolved
 path.
@@ -159,7 +160,9 @@ def portable_codec(codec, codec_spec: str | None, model_meta: dict,
     recorded as ``mimi:NAME`` (relative to the folder); a name that is another of the folder's
     files (``taken``: its weights, tokenizer, config.json, training state) becomes
     mimi-SHA8.safetensors. An embedded codec's own fit (embedded:PATH) goes in too, as
-    ``embedded:NAME`` (the shipped fit: ``embedded``). Another codec spec naming a local file or
+    ``embedded:NAME``; the shipped fit too (embedded_codec.safetensors), recorded as ``embedded``
+    (the runtime runs it with the shipped fit while its sha256 is the recorded one; a later kame's
+    other fit leaves the copy to run it with). Another codec spec naming a local file or
     folder by a relative path is recorded by its absolute path; any other spec as it is."""
     from .. import registry
     from ..paths import relative_local, spec_local
@@ -179,16 +182,19 @@ def portable_codec(codec, codec_spec: str | None, model_meta: dict,
         if Path(name).as_posix() in {Path(t).as_posix() for t in taken}:  # (was: overwritten by the LM weights)
             name = f"mimi-{(codec.fingerprint or '0' * 8)[:8]}.safetensors"
         return f"mimi:{name}", Path(source), name
-    path = spec_local(arg) if scheme == "embedded" else None
-    if path is not None and path.is_file():
-        from ..codec.embedded.model import DEFAULT_PATH
+    from ..codec.embedded.model import DEFAULT_PATH, DEFAULT_SHA256
 
-        if path.resolve() == DEFAULT_PATH:  # the shipped fit: every kame has it
-            return "embedded", None, None
-        name = path.name  # a fit of one's own (~2 MB) goes with the checkpoint, as its Mimi does
+    path = spec_local(arg) if scheme == "embedded" else None
+    if scheme == "embedded" and not arg and getattr(codec, "fingerprint", None) == DEFAULT_SHA256:
+        path = DEFAULT_PATH  # (the shipped fit by the plain spec; not a plugin's codec in its place)
+    if path is not None and path.is_file():
+        name = path.name  # a fit (~2 MB) goes with the checkpoint, as its Mimi does
         if Path(name).as_posix() in {Path(t).as_posix() for t in taken}:
             name = f"embedded-{(getattr(codec, 'fingerprint', None) or '0' * 8)[:8]}.safetensors"
-        return f"embedded:{name}", path, name
+        # the shipped fit is recorded as `embedded` (this kame's, by its sha256), and carried too: a
+        # later kame that ships another fit refuses the checkpoint by its sha256, and the fit it
+        # was trained with is still at hand (codec.spec=embedded:CHECKPOINT/embedded_codec.safetensors)
+        return ("embedded" if path.resolve() == DEFAULT_PATH else f"embedded:{name}"), path, name
     rel = relative_local(arg)
     if rel is not None and rel.exists():
         return f"{scheme}:{rel.resolve()}", None, None

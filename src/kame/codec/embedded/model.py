@@ -220,6 +220,12 @@ def save(codec: EmbeddedCodec, path: str | Path, meta: dict | None = None) -> st
     return digest[0]
 
 
+def _format_number(fmt: object) -> int | None:
+    """N of a format "kame-embedded-codec/N" (FORMAT's name), else None."""
+    name, _, number = fmt.partition("/") if isinstance(fmt, str) else ("", "", "")
+    return int(number) if name == FORMAT.split("/")[0] and number.isdigit() else None
+
+
 def _kame_meta(raw: dict) -> object:
     """A fitted file's metadata: its one "kame" JSON entry, parsed ({} without one; None if it is
     not JSON). ``raw``: the safetensors header's metadata."""
@@ -266,7 +272,8 @@ def layout(path: str | Path | None = None, *, sha256: str | None = None) -> Code
     is built: save_frontend's fit check and record, kame.model.meta.codec_identity)."""
     path, meta, got = _fitted_file(path, sha256)
     cfg = _config(path, meta.get("config", {}))
-    return CodecLayout(cfg.frame_size, cfg.cardinality, cfg.num_codebooks, cfg.num_codebooks, fingerprint=got)
+    return CodecLayout(cfg.frame_size, cfg.cardinality, cfg.num_codebooks, cfg.num_codebooks, fingerprint=got,
+                       sample_rate=cfg.sample_rate)
 
 
 def _fitted_file(path: str | Path | None, sha256: str | None) -> tuple[Path, dict, str]:
@@ -312,9 +319,13 @@ def _fitted_file(path: str | Path | None, sha256: str | None) -> tuple[Path, dic
             raise CheckpointError(f"embedded codec file {path} has sha256 {got}, expected {expected} "
                                   "(corrupt or from another fit; re-run `kame codec fit`)")
     if fmt != FORMAT:
-        if isinstance(fmt, str) and fmt.startswith(FORMAT.split("/")[0] + "/"):
-            raise CheckpointError(f"{path} is an embedded codec file of format {fmt!r}, written by another kame "
-                                  f"version; this one reads {FORMAT!r}: refit it with `kame codec fit -o FILE`")
+        number = _format_number(fmt)
+        if number is not None and number > _format_number(FORMAT):  # (was: "refit it" for a newer file too)
+            raise CheckpointError(f"{path} is an embedded codec file of format {fmt!r}, made by a newer kame; "
+                                  f"this one reads up to {FORMAT!r}: upgrade kame (pip install -U kame-tandem)")
+        if number is not None:
+            raise CheckpointError(f"{path} is an embedded codec file of format {fmt!r}, written by an older kame; "
+                                  f"this one reads {FORMAT!r}: refit it with `kame codec fit -o FILE`")
         what = ("its 'kame' metadata is not JSON" if meta is None else "it has no 'kame' metadata" if not meta
                 else f"its metadata has format {fmt!r}, not {FORMAT!r}")
         raise CheckpointError(f"{path} is not a fitted embedded codec ({what}); make one with `kame codec fit -o FILE`")
