@@ -15,6 +15,9 @@ Two ways to run a codec:
                                                                K' codebooks, coarse to fine; the runtime
                                                                decodes the dep_q a front-end generates)
                    ``s.reset(rows)`` clears the state of some rows (a session left / joined)
+                   ``s.encode_rows(pcm, rows)`` / ``s.decode_rows(codes, rows)``: the same for
+                   some rows only (streams with ``rows_subset``: the embedded codec's), the
+                   others' state untouched; the runtime codes only the rows in use with them
 Streaming and whole-signal results must agree (tests check it per codec).
 
 Both codecs check their input with the functions below, so bad input gets the same
@@ -27,6 +30,7 @@ serves a front-end: the runtime's, training's and save_frontend's.
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -167,8 +171,9 @@ def check_batch_size(batch_size: int) -> int:
     return n
 
 
-def rows_mask(rows: Sequence[int] | torch.Tensor | None, batch_size: int) -> torch.Tensor:
-    """The rows a ``reset`` names (None: all; indices; or a bool mask [batch_size]) -> bool mask."""
+def rows_mask(rows: Sequence[int] | torch.Tensor | None, batch_size: int, what: str = "reset") -> torch.Tensor:
+    """The rows a ``reset`` names (None: all; indices; or a bool mask [batch_size]) -> bool mask.
+    ``what``: the errors' word for them ("reset rows ...")."""
     mask = torch.zeros(batch_size, dtype=torch.bool)
     if rows is None:
         mask[:] = True
@@ -176,26 +181,83 @@ def rows_mask(rows: Sequence[int] | torch.Tensor | None, batch_size: int) -> tor
     try:
         idx = torch.as_tensor(rows)
     except (TypeError, ValueError, RuntimeError):  # strings, sets, ragged lists, ...
-        raise ConfigError(f"reset rows must be integers, got {rows!r}") from None
+        raise ConfigError(f"{what} rows must be integers, got {rows!r}") from None
     if idx.numel() == 0:  # no rows: nothing to reset
         return mask
     if idx.dtype == torch.bool:
         if tuple(idx.shape) != (batch_size,):
-            raise ConfigError(f"reset mask must have shape [{batch_size}], got {tuple(idx.shape)}")
+            raise ConfigError(f"{what} mask must have shape [{batch_size}], got {tuple(idx.shape)}")
         return idx.clone()
     if idx.is_floating_point() or idx.is_complex():
-        raise ConfigError(f"reset rows must be integers, got {idx.tolist()}")
+        raise ConfigError(f"{what} rows must be integers, got {idx.tolist()}")
     idx = idx.long().flatten()
     if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= batch_size):
-        raise ConfigError(f"reset rows {idx.tolist()} out of range for batch size {batch_size}")
+        raise ConfigError(f"{what} rows {idx.tolist()} out of range for batch size {batch_size}")
     mask[idx] = True
     return mask
 
 
+def rows_index(rows: Sequence[int] | torch.Tensor, batch_size: int) -> torch.Tensor:
+    """The rows ``encode_rows`` / ``decode_rows`` code (indices in ascending order, no repeats, or a
+    bool mask [batch_size]) -> int64 indices, ascending; else ConfigError (rows_mask's for a bad row)."""
+    idx = rows_mask(rows, batch_size, "coded").nonzero()[:, 0]
+    given = torch.as_tensor(rows)
+    if given.dtype != torch.bool and not torch.equal(given.long().flatten().cpu(), idx):
+        raise ConfigError(f"coded rows must be distinct indices in ascending order, got {given.tolist()}")
+    return idx
+
+
+def take_rows(state: Any, idx: torch.Tensor) -> Any:
+    """A copy of rows ``idx`` of a stream's per-row state: a tensor [B, ...], or a dataclass, list or
+    tuple of such states (other values are shared as they are). See put_rows."""
+    if isinstance(state, torch.Tensor):
+        return state[idx.to(state.device)]
+    if dataclasses.is_dataclass(state) and not isinstance(state, type):
+        return dataclasses.replace(state, **{f.name: take_rows(getattr(state, f.name), idx)
+                                             for f in dataclasses.fields(state) if f.init})
+    if isinstance(state, (list, tuple)):
+        return type(state)(take_rows(s, idx) for s in state)
+    return state
+
+
+def put_rows(state: Any, part: Any, idx: torch.Tensor) -> Any:
+    """Write ``part`` (take_rows(state, idx), moved on) back into rows ``idx`` of ``state``; returns
+    the state (a tensor is written in place, a dataclass's fields are set)."""
+    if isinstance(state, torch.Tensor):
+        state[idx.to(state.device)] = part
+        return state
+    if dataclasses.is_dataclass(state) and not isinstance(state, type):
+        for f in dataclasses.fields(state):
+            if f.init:
+                setattr(state, f.name, put_rows(getattr(state, f.name), getattr(part, f.name), idx))
+        return state
+    if isinstance(state, list):
+        state[:] = [put_rows(s, p, idx) for s, p in zip(state, part)]
+        return state
+    if isinstance(state, tuple):
+        return type(state)(put_rows(s, p, idx) for s, p in zip(state, part))
+    return state
+
+
 class CodecStream(ABC):
-    """Per-batch streaming state of a codec: one row per session."""
+    """Per-batch streaming state of a codec: one row per session.
+
+    A stream whose rows are independent may also code a subset of its rows (``rows_subset``
+    True: ``encode_rows`` / ``decode_rows``); the runtime then codes only the rows that have a
+    session, and the others' state stays as it is until a session takes the row (``reset``)."""
 
     batch_size: int
+    rows_subset: bool = False  # True: encode_rows / decode_rows work (else the runtime codes every row)
+
+    def encode_rows(self, pcm: torch.Tensor, rows: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """pcm [n, frame_size] of ``rows`` (rows_index: n of them, ascending) -> codes [n, K]; only
+        those rows' state moves on, as encode_frame would move it (``rows_subset`` streams)."""
+        raise NotImplementedError(f"{type(self).__name__} codes whole batches only (rows_subset is False)")
+
+    def decode_rows(self, codes: torch.Tensor, rows: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """codes [n, K'] of ``rows`` (rows_index) -> pcm [n, frame_size]; only those rows' state
+        moves on (``rows_subset`` streams)."""
+        raise NotImplementedError(f"{type(self).__name__} codes whole batches only (rows_subset is False)")
 
     @abstractmethod
     def encode_frame(self, pcm: torch.Tensor) -> torch.Tensor:

@@ -5,11 +5,13 @@
     out = fm.step(pcm [B, 1920], active [B])      # FrameOut(pcm, text, oracle)
 
 Rows that are not active (no session) are paused in the stepper (their LM state does not
-advance) while the codec stream still runs on silence for them; a row is reset (LM, codec,
-oracle feed) when a session takes it. The codec codes with the codebooks the front-end needs
-(max(n_user_q, dep_q)); the decoder gets the dep_q codebooks the model generates. The first
-``max_delay`` frames of a row have no model audio yet: the decoder gets the codec's silence
-codes there and the output is zeros.
+advance); a codec stream that can code some rows only (``rows_subset``: the embedded codec's)
+codes the active rows alone, the idle ones get its silence codes and zero audio (their codec
+state stays as it was), while another stream (Mimi's, a plugin's) still runs on silence for
+them; a row is reset (LM, codec, oracle feed) when a session takes it. The codec codes with
+the codebooks the front-end needs (max(n_user_q, dep_q)); the decoder gets the dep_q codebooks
+the model generates. The first ``max_delay`` frames of a row have no model audio yet: the
+decoder gets the codec's silence codes there and the output is zeros.
 
 ``info`` names what was loaded (front-end spec, whether its weights are random, codec,
 parameter count, ``oracle_stream``: "trained" (KAME's oracle_emb), "text_emb-copy" (a Moshi
@@ -111,12 +113,11 @@ class CodecFrameModel:
             self.stepper.resume(resume)
         self.paused = ~active
         broken: list[str] = []
-        codes = self._codec("encode_frame", torch.from_numpy(pcm))  # [B, K]
-        try:
-            codes = _check_codes(codes, self.codec, self.n_user_q, self.batch_size, "encode_frame returned")
-        except AudioFormatError as exc:  # the front-end hears a silent frame instead
-            broken.append(str(exc))
-            codes = self.silence_codes[None].expand(self.batch_size, -1)
+        # a stream that can (rows_subset) codes the rows in use only; idle rows get the silence codes
+        # (paused: the stepper ignores them) and zero audio, their codec state left until a reset
+        live = torch.from_numpy(np.flatnonzero(active)) \
+            if getattr(self.stream, "rows_subset", False) is True and not active.all() else None
+        codes = self._encode(pcm, live, broken)  # [B, >= n_user_q]
         dev = self.stepper.model.device  # the LM may live elsewhere (frontend.device) than the codec
         self.doing = "the front-end's step"
         out = self.stepper.step(codes[:, : self.n_user_q].to(dev) if self.n_user_q else None)
@@ -131,13 +132,7 @@ class CodecFrameModel:
         if n:
             dec_in = self.silence_codes[None, :n].expand(self.batch_size, n).clone()  # [B, dep_q]
             dec_in[valid] = audio[valid, :n].to(dec_in)
-            pcm_out = self._codec("decode_frame", dec_in)  # [B, 1920]
-            try:
-                pcm_out = check_frame(pcm_out, "decode_frame returned", self.batch_size, pcm.shape[-1],
-                                      self.codec.sample_rate).float()
-            except AudioFormatError as exc:  # silence instead (only the broken rows' if it is a tensor)
-                broken.append(str(exc))
-                pcm_out = _silence_broken_rows(pcm_out, self.batch_size, pcm.shape[-1])
+            pcm_out = self._decode(dec_in, pcm.shape[-1], live, broken)  # [B, 1920]
             pcm_out = torch.where(valid[:, None], pcm_out, torch.zeros_like(pcm_out))
         else:  # no audio generated (dep_q 0: load_frame_models refuses such a front-end; a stepper given by hand)
             pcm_out = torch.zeros(self.batch_size, pcm.shape[-1])
@@ -148,6 +143,49 @@ class CodecFrameModel:
         oracle = [(-1 if int(t) == self.pad_id else int(t)) for t in out.oracle_in.tolist()]
         return FrameOut(pcm=pcm_out.cpu().numpy(), text=np.array(text, np.int64), oracle=np.array(oracle, np.int64),
                         step=steps)
+
+    def _encode(self, pcm: np.ndarray, live: torch.Tensor | None, broken: list[str]) -> torch.Tensor:
+        """The user's codes [B, K] of every row (``live`` None), else of the ``live`` rows (the
+        others get the silence codes): a broken output is said in ``broken`` and replaced by them."""
+        silence = self.silence_codes[None].expand(self.batch_size, -1)
+        if live is not None and not len(live):
+            return silence
+        what = "encode_frame returned" if live is None else "encode_rows returned"
+        rows = self.batch_size if live is None else len(live)
+        x = torch.from_numpy(pcm)
+        codes = self._codec("encode_frame", x) if live is None else self._codec("encode_rows", x[live], live)
+        try:
+            codes = _check_codes(codes, self.codec, self.n_user_q, rows, what)
+        except AudioFormatError as exc:  # the front-end hears a silent frame instead
+            broken.append(str(exc))
+            return silence
+        if live is None:
+            return codes
+        out = silence[:, : self.n_user_q].clone()  # (the front-end reads the first n_user_q)
+        out[live] = codes[:, : self.n_user_q]
+        return out
+
+    def _decode(self, dec_in: torch.Tensor, frame_size: int, live: torch.Tensor | None,
+                broken: list[str]) -> torch.Tensor:
+        """Audio [B, frame_size] of every row's codes (``live`` None), else of the ``live`` rows'
+        (the others' is zeros): a broken output is said in ``broken`` and its rows silenced."""
+        if live is None:
+            rows, out = self.batch_size, self._codec("decode_frame", dec_in)
+        elif not len(live):
+            return torch.zeros(self.batch_size, frame_size)
+        else:
+            rows, out = len(live), self._codec("decode_rows", dec_in[live], live)
+        what = "decode_frame returned" if live is None else "decode_rows returned"
+        try:
+            out = check_frame(out, what, rows, frame_size, self.codec.sample_rate).float()
+        except AudioFormatError as exc:  # silence instead (only the broken rows' if it is a tensor)
+            broken.append(str(exc))
+            out = _silence_broken_rows(out, rows, frame_size)
+        if live is None:
+            return out
+        full = torch.zeros(self.batch_size, frame_size, dtype=out.dtype, device=out.device)
+        full[live.to(out.device)] = out
+        return full
 
     def _codec(self, method: str, *args):
         """The codec stream's ``method``; its exception re-raised naming the codec."""

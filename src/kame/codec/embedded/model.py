@@ -11,6 +11,7 @@ kame/assets and is made by `kame codec fit` (see docs/codecs.md).
     codes = s.encode_frame(frame)               # [B, 1920] -> [B, 8]
     out = s.decode_frame(codes)                 # [B, 8] -> [B, 1920]
     s.reset([2])                                # row 2 starts a new session
+    s.encode_rows(frames, [0, 2])               # rows 0 and 2 only ([2, 1920] -> [2, 8]; decode_rows too)
     layout(PATH)                                # its token layout and sha256, from the file's header alone
 
 Encoding and decoding are causal (no look-ahead): streaming and whole-signal results are equal
@@ -33,7 +34,7 @@ import torch
 from ...errors import CheckpointError, ConfigError, NotAvailableError
 from ...paths import file_sha256, local_path
 from ..base import (Codec, CodecLayout, CodecStream, check_batch_size, check_codes, check_frame, check_num_codebooks,
-                    check_pcm, rows_mask)
+                    check_pcm, put_rows, rows_index, rows_mask, take_rows)
 from .config import EmbeddedCodecConfig
 from .features import Analyzer, LevelState, agc_gain, frame_windows
 from .rvq import RVQ
@@ -177,6 +178,36 @@ class EmbeddedStream(CodecStream):
         codes = self.codec._check_codes(codes, 2, "decode_frame", self.batch_size)
         feats, self.dec_ref = self.codec._features(codes[:, :, None], self.dec_ref)
         return self.codec.vocoder.render(self.voc, feats)
+
+    # --- some rows only (the runtime codes the rows in use): each row's state is its own, so a
+    # stream of those rows (their state taken out, moved on, put back) codes them exactly as a
+    # stream of that many rows would
+    rows_subset = True
+    _ENCODER, _DECODER = ("history", "level", "last_f0", "enc_ref"), ("dec_ref", "voc")
+
+    @torch.no_grad()
+    def encode_rows(self, pcm: torch.Tensor, rows: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        idx = rows_index(rows, self.batch_size)
+        c = self.codec
+        pcm = check_frame(pcm, "encode_rows", len(idx), c.frame_size, c.sample_rate).float().cpu()
+        return self._on_rows(idx, self._ENCODER, lambda part: part._encode(pcm)[:, :, 0])
+
+    @torch.no_grad()
+    def decode_rows(self, codes: torch.Tensor, rows: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        idx = rows_index(rows, self.batch_size)
+        codes = self.codec._check_codes(codes, 2, "decode_rows", len(idx))
+        return self._on_rows(idx, self._DECODER, lambda part: part.decode_frame(codes))
+
+    def _on_rows(self, idx: torch.Tensor, names: tuple[str, ...], run):
+        """run(a stream of rows ``idx`` with their state ``names``) -> its result; their state moved on."""
+        part = EmbeddedStream.__new__(EmbeddedStream)
+        part.codec, part.batch_size = self.codec, len(idx)
+        for name in names:
+            setattr(part, name, take_rows(getattr(self, name), idx))
+        out = run(part)
+        for name in names:
+            setattr(self, name, put_rows(getattr(self, name), getattr(part, name), idx))
+        return out
 
     def reset(self, rows: Sequence[int] | torch.Tensor | None = None) -> None:
         idx = rows_mask(rows, self.batch_size).nonzero()[:, 0]

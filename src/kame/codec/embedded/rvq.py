@@ -42,9 +42,21 @@ class RVQ:
     def encode(self, x: torch.Tensor, num_codebooks: int | None = None, beam: int = 1) -> torch.Tensor:
         """x [N, D] -> codes [N, K]. ``beam`` > 1 keeps that many best partial code sequences
         from stage to stage instead of the greedy nearest entry (lower error, more compute)."""
-        books = self.codebooks[: num_codebooks or self.codebooks.shape[0]]
+        k = num_codebooks or self.codebooks.shape[0]
+        books, norms = self.codebooks[:k], self.norms()[:k]
         r = self.project(x)  # beam 1: the nearest entry stage by stage
-        return torch.cat([_beam_encode(r[s : s + 2048], books, max(1, beam)) for s in range(0, len(r), 2048)])
+        return torch.cat([_beam_encode(r[s : s + 2048], books, max(1, beam), norms)
+                          for s in range(0, len(r), 2048)])
+
+    def norms(self) -> list[torch.Tensor]:
+        """|c|^2 of each codebook's entries ([card] per stage): computed once for the codebooks
+        tensor (again when it is replaced or changed in place: keyed on it and its version)."""
+        cb = self.codebooks
+        key = (cb, _version(cb))
+        cached = self.__dict__.get("_norms")
+        if cached is None or cached[0][0] is not key[0] or cached[0][1] != key[1] or key[1] is None:
+            cached = self.__dict__["_norms"] = (key, [c.square().sum(1) for c in cb])
+        return cached[1]
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [N, k] (k <= K) -> x [N, D]."""
@@ -54,14 +66,25 @@ class RVQ:
         return self.unproject(z)
 
 
-def _beam_encode(r: torch.Tensor, books: torch.Tensor, beam: int) -> torch.Tensor:
-    """Beam search over the residual stages: r [N, P] -> codes [N, K] of the best sequence."""
+def _version(t: torch.Tensor) -> int | None:
+    """A tensor's in-place change counter (None for an inference tensor, which keeps none)."""
+    try:
+        return t._version
+    except RuntimeError:
+        return None
+
+
+def _beam_encode(r: torch.Tensor, books: torch.Tensor, beam: int,
+                 norms: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """Beam search over the residual stages: r [N, P] -> codes [N, K] of the best sequence.
+    ``norms``: |c|^2 of each book's entries (RVQ.norms), else computed here."""
     n, p = r.shape
     card = books.shape[1]
     res, hist = r[:, None], torch.zeros(n, 1, 0, dtype=torch.long)  # [N, w, P], [N, w, stage]
-    for cb in books:
+    for i, cb in enumerate(books):
+        c2 = norms[i] if norms is not None else cb.square().sum(1)
         # |res - c|^2 for every kept candidate and entry: [N, w, card]
-        d = res.square().sum(-1, keepdim=True) - 2.0 * res @ cb.T + cb.square().sum(1)
+        d = res.square().sum(-1, keepdim=True) - 2.0 * res @ cb.T + c2
         top = d.reshape(n, -1).topk(min(beam, d.shape[1] * card), largest=False).indices
         src, idx = top // card, top % card
         res = torch.gather(res, 1, src[..., None].expand(-1, -1, p)) - cb[idx]
