@@ -16,6 +16,12 @@ Metrics (all on the agent's one clock):
   missed_deadline         per-session count in every "stats" Meta (the engine reports lateness); a
                           session that falls behind real time logs it once, with the likely cause
                           (frame_timing); so does the first drop of user audio (push_audio)
+  input_delay_s           (stats) how much longer than one frame the user audio fed last waited in
+                          the input backlog (0 while the agent keeps up); input_delay_max_s its worst
+
+User audio time: a frame fed at tick s is stamped s - 80 ms, or, if its last sample arrived
+(push_audio) earlier than that (a backlog: the agent slower than real time, a burst), that
+arrival time (take_input), so every time derived from user audio counts from when it came.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 _CLOSED = object()
 MAX_PENDING_OUTPUTS = 4000  # unread outputs kept per session (~2-3 min of audio frames + text)
+STAMP_EPS_S = 1e-6  # a frame's audio counts as waiting in the backlog when it arrived this much before its stamp
 HEAVY_STEP = 0.75  # a step taking this share of the 80 ms (median of the late frames) is the cause
 LAYOUT_KEYS = ("max_delay", "delays", "oracle", "start_id", "pad_id", "text_card")  # TandemSession.frontend_layout
 
@@ -53,7 +60,9 @@ class SessionStats:
     frames: int = 0  # frames stepped
     input_frames: int = 0  # frames that carried user audio (the rest was fed silence)
     missed_deadlines: int = 0
-    max_lateness: float = 0.0
+    max_lateness: float = 0.0  # of one frame past its deadline (the schedule re-anchors after a miss)
+    input_delay_s: float = 0.0  # the user audio fed last waited this much longer than a frame (backlog)
+    input_delay_max_s: float = 0.0  # the most it did
     dropped_input_s: float = 0.0  # user audio dropped because the backlog exceeded the limit
     bad_audio: int = 0  # push_audio chunks rejected (NaN, wrong dtype/shape)
     oracle_tokens_fed: int = 0
@@ -143,6 +152,11 @@ class TandemSession(Session):
         self._reader = SingleReader(self._queue, _CLOSED, self.id)  # outputs(): one reader at a time
         self._buf: deque[np.ndarray] = deque()  # pushed user audio chunks (not yet framed)
         self._buf_len = 0
+        self._head = 0  # stream index (samples pushed before it) of the oldest buffered sample
+        self._arrivals: deque[tuple[int, float, float]] = deque()  # per chunk: (end index, arrival, previous's)
+        self._arrived = self.clock.now()  # when the newest chunk of user audio arrived (none yet: the opening)
+        self._last_t: float | None = None  # the audio time of the frame fed last
+        self._fed_at = 0.0  # the tick of the frame fed last (its oracle token's time)
         self._max_backlog = int(cfg.runtime.max_input_backlog_s * 24000)
         self._oracle_inbox: list[OracleEvent] = []
         self._received = 0  # samples of user audio pushed (kept or dropped)
@@ -174,11 +188,14 @@ class TandemSession(Session):
         pcm = np.array(pcm, np.float32).reshape(-1)
         if pcm.size == 0:
             return
+        now = self.clock.now()
         self._buf.append(pcm)
         self._buf_len += pcm.size
         if self._first_audio is None:
-            self._first_audio = (self.clock.now(), self._taken)
+            self._first_audio = (now, self._taken)
         self._received += pcm.size
+        self._arrivals.append((self._received, now, self._arrived))  # (frame_time)
+        self._arrived = now
         if self._buf_len > self._max_backlog and not self.stats.dropped_input_s:
             self._warn_dropping()
         while self._buf_len > self._max_backlog:  # bound latency: drop the oldest audio, counted
@@ -187,10 +204,12 @@ class TandemSession(Session):
             if head.size <= over:
                 self._buf.popleft()
                 self._buf_len -= head.size
+                self._head += head.size
                 self.stats.dropped_input_s += head.size / 24000
             else:
                 self._buf[0] = head[over:]
                 self._buf_len -= over
+                self._head += over
                 self.stats.dropped_input_s += over / 24000
 
     def outputs(self) -> OutputReader:
@@ -239,11 +258,17 @@ class TandemSession(Session):
     # ----------------------------------------------------------------- engine-facing API
     def take_input(self, tick: float) -> RowInput:
         """The next 80 ms of user audio (silence if less than a frame is buffered) and the
-        oracle events that arrived since the last frame. The frame fed at ``tick`` was captured
-        during the 80 ms before it: its audio time (RowInput.t, AudioFrame.t) is tick - 80 ms."""
+        oracle events that arrived since the last frame. The frame fed at ``tick`` counts as
+        captured during the 80 ms before it: its audio time (RowInput.t, AudioFrame.t) is
+        tick - 80 ms; unless its last sample arrived before that (it waited in the backlog
+        longer than a frame): then that arrival time (frame_time), its wait in stats input_delay_s."""
         t = tick - FRAME_S
+        self._fed_at = t + FRAME_S  # (the tick, as rin.t + FRAME_S always gave it)
         self._taken += 1
+        delay = 0.0
         if self._buf_len >= FRAME_SIZE:
+            t = self.frame_time(t)
+            delay = tick - FRAME_S - t
             parts, need = [], FRAME_SIZE
             while need:
                 head = self._buf[0]
@@ -259,6 +284,9 @@ class TandemSession(Session):
             self.stats.input_frames += 1
         else:
             pcm = np.zeros(FRAME_SIZE, np.float32)
+        self._last_t = t
+        self.stats.input_delay_s = delay
+        self.stats.input_delay_max_s = max(self.stats.input_delay_max_s, delay)
         events, self._oracle_inbox = self._oracle_inbox, []
         if self.feed_log is not None:
             self.feed_log.handed(len(events))
@@ -272,6 +300,24 @@ class TandemSession(Session):
         if self.backend is not None:
             self.backend.push_user_frame(AudioFrame(pcm, t))
         return RowInput(row=self.row, pcm=pcm, t=t, reset=reset, oracle=events)
+
+    def frame_time(self, t: float) -> float:
+        """The audio time of the buffered frame about to be fed, ``t`` that of one without a
+        backlog (its tick - 80 ms): when its last sample arrived, if that is earlier by more than
+        STAMP_EPS_S, but never less than a frame after the previous frame's time (times never
+        overlap). In a chunk of several frames the last sample of each counts as arriving the
+        chunk's audio after it earlier (spoken in real time before the chunk came), yet not before
+        the previous chunk came (or the session opened). Advances the stream index past the frame."""
+        end = self._head + FRAME_SIZE
+        arrivals = self._arrivals
+        while arrivals[0][0] < end:  # (chunks all before the frame's last sample: consumed or dropped)
+            arrivals.popleft()
+        chunk_end, came, floor = arrivals[0]
+        self._head = end
+        arrived = max(came - (chunk_end - end) / 24000, floor)
+        if self._last_t is not None:
+            arrived = max(arrived, self._last_t + FRAME_S)  # (after the frames fed before it, silence too)
+        return t if arrived >= t - STAMP_EPS_S else arrived  # (no backlog: as ever, float sums aside)
 
     def deliver(self, rin: RowInput, rout: RowOutput, t: float, step_s: float = 0.0) -> None:
         """Outputs of one step for this session (t = when the step finished; step_s = the
@@ -328,7 +374,7 @@ class TandemSession(Session):
             if lat.pending_lag is not None:
                 pid, word_end = lat.pending_lag
                 lat.pending_lag = None
-                fed = rin.t + FRAME_S  # the tick at which the token went into the step
+                fed = self._fed_at  # the tick at which the token went into the step (this frame's)
                 self.metric("oracle_lag", max(0.0, fed - word_end), fed, labels={"prediction_id": pid, "stage": "fed"})
         if self._stats_every and t >= self._next_stats:
             self._next_stats = t + self._stats_every
