@@ -271,3 +271,19 @@ def test_an_import_error_of_kames_own_is_a_bug_said_where_not_a_broken_install(s
         registry.create("tts", "buggy")
     said = str(e.value)
     assert "no_such_name_here" in said and "out of memory" not in said and "test_registry.py" in said, said
+
+
+@pytest.mark.parametrize("spec", [r"C:\models\ckpt", "d:/models/ckpt"])
+def test_a_windows_drive_path_is_told_to_take_path_first(spec):
+    """A drive path reads as scheme "C": the error says how to write it (was: no hint, as for any
+    spec with a ':')."""
+    with pytest.raises(ConfigError, match=f"scheme '{spec[0]}' is not one of") as e:
+        registry.check_spec("frontend", spec)
+    assert str(e.value).endswith(f"looks like a path: write path:{spec}"), e.value
+    with pytest.raises(ConfigError) as e:  # a kind without path: (a codec's file is mimi:PATH)
+        registry.check_spec("codec", spec)
+    assert f"put a scheme first, e.g. mimi:{spec}" in str(e.value), e.value
+    registry.check_spec("frontend", f"path:{spec}")  # (what the hint says works)
+    with pytest.raises(ConfigError) as e:  # a scheme's typo is no path
+        registry.check_spec("frontend", "rnd:tiny")
+    assert "looks like a path" not in str(e.value)

@@ -285,15 +285,15 @@ def check_key_spec(key: str, kind: str, spec: str, also: tuple[str, ...] = (), n
 
 
 def _path_hint(kind: str, spec: str) -> str:
-    """For a spec that looks like a relative path ("ck/mimi-full"): how to write it as one."""
+    """For a spec that looks like a path ("ck/mimi-full"; Windows' "C:\\models", no scheme C): how to write it."""
     spec = spec.strip()
-    if ":" in spec or not ("/" in spec or os.path.exists(spec)):
+    drive = spec[:1].isalpha() and spec[1:3] in (":\\", ":/")
+    if not drive and (":" in spec or not ("/" in spec or os.path.exists(spec))):
         return ""
     if "path" in _ENTRIES[kind]:
-        return f"; {spec!r} looks like a path: write ./{spec} or path:{spec}"
-    takes = [s for s, e in _ENTRIES[kind].items() if "PATH" in e.help]
-    return (f"; {spec!r} looks like a path: put a scheme first, e.g. " + " or ".join(f"{s}:{spec}" for s in takes)
-            if takes else "")
+        return f"; {spec!r} looks like a path: write {'' if drive else f'./{spec} or '}path:{spec}"
+    takes = " or ".join(f"{s}:{spec}" for s, e in _ENTRIES[kind].items() if "PATH" in e.help)
+    return f"; {spec!r} looks like a path: put a scheme first, e.g. {takes}" if takes else ""
 
 
 def _scheme_hint(kind: str, scheme: str, spec: str) -> str:

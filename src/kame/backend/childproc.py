@@ -286,18 +286,23 @@ def release_children() -> int:
     return sum(bool(stop()) for stop in list(_shared_stops))
 
 
+PROC = "/proc"  # (Linux's; a test points it elsewhere to play a system without one)
+
+
 def children_cpu_seconds() -> float:
     """CPU seconds (user + system) used so far by this process's live multiprocessing children
     (the back-end's compute: benchmarks add it to their own process's CPU time). Linux (/proc);
-    NaN elsewhere."""
+    NaN elsewhere when a child lives (0.0 without children, on any system)."""
     total = 0.0
     for child in mp.active_children():
         try:
-            with open(f"/proc/{child.pid}/stat") as f:
+            with open(f"{PROC}/{child.pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-        except FileNotFoundError:  # it just ended
-            continue
-        except OSError:  # no /proc
+        except FileNotFoundError:  # it just ended, or there is no /proc at all (macOS, Windows)
+            with contextlib.suppress(OSError), open(f"{PROC}/self/stat"):
+                continue  # (this process's own entry is there: the child's alone is gone)
+            return float("nan")
+        except OSError:  # /proc unreadable
             return float("nan")
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total

@@ -37,6 +37,30 @@ def cpu_name() -> str:
     return f"{name} ({cores} cores)"
 
 
+PROC_STATUS = "/proc/self/status"  # (Linux's; a test points it elsewhere to play another system)
+
+
+def rss_mb() -> tuple[float, float]:
+    """This process's resident memory now and its peak, in MB (the one reading every bench
+    uses): Linux's /proc (VmRSS, VmHWM). Without /proc (macOS, Windows) the peak is
+    ``resource``'s ru_maxrss (bytes on macOS, KiB elsewhere) and now is nan; nan for what cannot be
+    measured at all (Windows has no ``resource``): a table shows it as "n/a" (figure)."""
+    import sys
+
+    try:
+        with open(PROC_STATUS) as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+    except (OSError, KeyError, ValueError, IndexError):  # (no /proc, or not Linux's fields)
+        pass
+    try:
+        import resource
+    except ImportError:  # Windows
+        return float("nan"), float("nan")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return float("nan"), peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
 def _version(dist: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -108,10 +132,10 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, max(0, math.ceil(q * len(xs)) - 1))]
 
 
-def figure(x: float, spec: str) -> str:
+def figure(x: float, spec: str, none: str = "–") -> str:
     """A figure of a bench's table, or "–" where there is none (no speech frames, a one-piece
-    reply's stream rate): never "nan"."""
-    return format(x, spec) if math.isfinite(x) else "–"
+    reply's stream rate), ``none`` as given (e.g. "n/a": not measured on this system): never "nan"."""
+    return format(x, spec) if math.isfinite(x) else none
 
 
 def _number(v: float) -> str:

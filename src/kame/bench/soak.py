@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import random
-import resource
 import time
 from collections import Counter
 
@@ -43,7 +43,8 @@ from ..runtime.metrics import MetricsLog
 from ..server import protocol as P
 from ..server.app import SERVER_KEY, Server, echo_server_config, make_app, server_config_from
 from ..server.client import chat, chat_url
-from .machine import pct
+from .machine import figure, pct
+from .machine import rss_mb as _rss_now_and_peak
 
 
 def speechlike(seconds: float, seed: int = 0) -> np.ndarray:
@@ -58,11 +59,10 @@ def speechlike(seconds: float, seed: int = 0) -> np.ndarray:
 
 
 def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's resident memory in MB (machine.rss_mb); without /proc (macOS) its peak so
+    far, which a leak raises too; nan where neither can be measured (Windows: shown as "n/a")."""
+    now, peak = _rss_now_and_peak()
+    return peak if math.isnan(now) else now
 
 
 class LoopLag:
@@ -484,7 +484,7 @@ def tables(r: dict) -> str:
                   f"{s['audio_back_mean_s']:.1f} (of {s['expected_s']:.1f}) | {s['errors']} | {s['refused']} "
                   f"| {s['clean_closes']} | {1e3 * s['loop_lag']['p99']:.1f} / {1e3 * s['loop_lag']['max']:.1f} "
                   f"| {1e3 * s['loop_lag']['busy_p99']:.1f} / {1e3 * s['loop_lag']['busy_max']:.1f} "
-                  f"| {100 * s.get('server_cpu_s', float('nan')) / s['wall_s']:.0f} "
+                  f"| {figure(100 * s.get('server_cpu_s', float('nan')) / s['wall_s'], '.0f', 'n/a')} "
                   f"| {s.get('steps', '-')} | " + (f"{s['step_p50_ms']:.1f} / {s['step_p99_ms']:.1f} | {s['missed_ratio']:.3f} "
                                                     f"| {s['llm_calls']} | {_num(s.get('stt_final_p50_s'))} |"
                                                     if "steps" in s else "- | - | - | - |"), ""]
@@ -508,8 +508,9 @@ def tables(r: dict) -> str:
                   "|---|---|---|---|---|---|---|---|",
                   f"| {c['cycles']} | {c['wall_s']:.1f} | {c['connections_left']} | {c['agent_sessions_left']} "
                   f"| {c.get('rows') or '-'} "
-                  f"| {c['tasks_before']} → {c['tasks_after']} | {c['rss_before_mb']:.1f} → {c['rss_after_mb']:.1f} "
-                  f"| {' → '.join(str(x) for x in c.get('rss_trace_mb', []))} |", "",
+                  f"| {c['tasks_before']} → {c['tasks_after']} | {figure(c['rss_before_mb'], '.1f', 'n/a')} → "
+                  f"{figure(c['rss_after_mb'], '.1f', 'n/a')} "
+                  f"| {' → '.join(figure(x, '', 'n/a') for x in c.get('rss_trace_mb', []))} |", "",
                   f"capacity retries (a 503 before the server saw an earlier client go): {c.get('capacity_retries', 0)}", ""]
     lines.append(f"server health after: {r.get('health')}")
     return "\n".join(lines)

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from ..cliargs import at_least
 from ..errors import CheckpointError, ConfigError, KameError
+from .machine import rss_mb as _rss_mb  # (resident now, peak), nan off Linux where not measured
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +86,6 @@ def _tensor_mb(tensors) -> float:
         t = t.to_local() if isinstance(t, DTensor) else t
         total += t.numel() * t.element_size()
     return total / 2**20
-
-
-def _rss_mb() -> tuple[float, float]:
-    """(resident now, peak resident) of this process in MB (Linux /proc)."""
-    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
 def _reset_peak() -> None:
@@ -148,8 +143,10 @@ def worker(out: str, argv: list[str]) -> None:
 
 def _split(ranks: list[dict], key: str) -> str:
     """Rank 0's figure / the largest of the others' ("rank 0's" alone for one process)."""
-    rest = [r[key] for r in ranks[1:]]
-    return f"{ranks[0][key]:.0f}" + (f" / {max(rest):.0f}" if rest else "")
+    from .machine import figure
+
+    rest = [r[key] for r in ranks[1:]]  # (nan: not measured on this system, "n/a")
+    return figure(ranks[0][key], ".0f", "n/a") + (f" / {figure(max(rest), '.0f', 'n/a')}" if rest else "")
 
 
 def run_layout(layout: str, manifest: Path, args, tmp: Path) -> list[dict]:
@@ -286,8 +283,8 @@ def main(args) -> int:
             step = max(r["step_s"] for r in ranks)
             frames = args.window * args.batch_size * len(ranks) / step
             print(f"| {layout} | {len(ranks)} | {r0['params_mb']:.0f} | {r0['grads_mb']:.0f} | {r0['optim_mb']:.0f} "
-                  f"| {state:.0f} | {max(r['rss_mb'] for r in ranks):.0f} | "
-                  f"{max(r['peak_rss_mb'] for r in ranks):.0f} | {_split(ranks, 'load_peak_mb')} | "
+                  f"| {state:.0f} | {figure(max(r['rss_mb'] for r in ranks), '.0f', 'n/a')} | "
+                  f"{figure(max(r['peak_rss_mb'] for r in ranks), '.0f', 'n/a')} | {_split(ranks, 'load_peak_mb')} | "
                   f"{_split(ranks, 'save_peak_mb')} | {figure(step, '.2f')} | {figure(frames, '.0f')} |",
                   flush=True)
     return 0

@@ -26,6 +26,7 @@ import asyncio
 import errno
 import ipaddress
 import logging
+import os
 import signal
 import time
 
@@ -497,7 +498,10 @@ def listen_socket(host: str, port: int):
     except socket.gaierror as exc:
         raise ConfigError(f"host {host!r}: {exc.strerror}") from None
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
+    if os.name == "posix":  # as asyncio does (a restart binds while the old connections close)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    elif hasattr(socket, "SO_EXCLUSIVEADDRUSE"):  # Windows, where SO_REUSEADDR shares a port in use
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
     try:
         sock.bind(addr)
     except OSError as exc:

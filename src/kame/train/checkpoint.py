@@ -19,7 +19,9 @@ path.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -256,7 +258,7 @@ def save_checkpoint(model, weights: dict, optim: dict, out: Path, step: int, tcf
     codec it was trained with), that Mimi (portable_codec), and train_state.pt (``optim``, the
     optimizer's state keyed by parameter name, or where a sharded run wrote it:
     parallel.checkpoint_state; and the step); then OUT/latest -> step-N (a symlink, replaced
-    atomically)."""
+    atomically; none where the system makes none: _link_latest)."""
     import torch
 
     from ..model.loaders import MOSHI_NAME, save_frontend
@@ -286,8 +288,34 @@ def save_checkpoint(model, weights: dict, optim: dict, out: Path, step: int, tcf
                     "training state", errors=(RuntimeError,))  # (torch's writer: a full disk is a RuntimeError)
     if "sharded" not in optim:  # (an earlier sharded save of this step's files: not this one's)
         drop_sharded_optimizer(folder)
-    link, tmp_link = out / "latest", out / ".latest.tmp"
-    tmp_link.unlink(missing_ok=True)
-    os.symlink(folder.name, tmp_link)
-    os.replace(tmp_link, link)
+    _link_latest(out, folder)
     return folder
+
+
+_UNLINKED: set[Path] = set()  # the OUT folders whose latest could not be linked (warned once each)
+
+
+def _link_latest(out: Path, folder: Path) -> None:
+    """OUT/latest -> ``folder`` (a link to a directory, replaced atomically where the system can).
+    Where no link can be made (Windows without the symlink privilege: OSError), the step is saved
+    all the same: one warning a run says to resume from OUT/step-N, and no latest is left pointing
+    at an older step."""
+    link, tmp_link = out / "latest", out / ".latest.tmp"
+    try:
+        tmp_link.unlink(missing_ok=True)
+        os.symlink(folder.name, tmp_link, target_is_directory=True)  # (Windows: a file link else, unresolved)
+        try:
+            os.replace(tmp_link, link)
+        except OSError:  # (Windows: a link to a folder is not replaced over: removed first)
+            link.unlink(missing_ok=True)
+            os.replace(tmp_link, link)
+    except OSError as exc:
+        for stale in (tmp_link, link):
+            with contextlib.suppress(OSError):
+                stale.unlink(missing_ok=True)
+        if out.resolve() not in _UNLINKED:
+            _UNLINKED.add(out.resolve())
+            logging.getLogger(__name__).warning(
+                "train: cannot make %s, a link to %s (%s): the checkpoints are saved without it; resume with "
+                "--resume %s (the last one saved), not --resume %s", link, folder.name, exc.strerror or exc,
+                out / "step-N", link)
