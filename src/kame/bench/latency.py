@@ -23,9 +23,16 @@ Measured per user turn, from the recorded audio (not from the agents' own metric
                           audible and no earlier than the first response (ASR word starts are
                           approximate; see audible_words and content_latency, which kame eval
                           mtbench --asr shares). "never" if none is.
-  oracle lag (tandem)     the runtime's oracle_lag metric (user's last word -> first oracle token fed)
-and p50 / p90 per mode (nearest rank: a measured value; a turn with none counts as +inf), the
-ratio cascade / tandem, a PNG of both distributions and a JSON of every turn. The tandem's
+and p50 / p90 per mode (nearest rank: a measured value; a turn with none counts as +inf), a PNG
+of both distributions and a JSON of every turn. Apart from the table, for the tandem, the runtime's
+oracle_lag metric ("fed" stage): from the end of the STT's last word a prediction was based on (not
+the script's end of speech) to its first token fed to the front-end, twice:
+  end of turn             each turn's last prediction (restarted on the STT's final transcript): when
+                          the answer to the whole turn reaches the front-end (none: +inf)
+  every prediction        all of them, most restarted on partial transcripts while the user still
+                          talks, each from the newest partial word then (so shorter)
+``kame bench latency --reanalyse`` rewrites latency.md and the JSON's summary from a run's
+latency.json, without running anything. The tandem's
 default front-end is a random-weight tiny checkpoint: its audio is babble, not an answer, so its
 content latency is "never" on (almost) every turn and its first-response latency only says when
 it makes noise. This is printed with the results.
@@ -317,7 +324,10 @@ def _fmt(x):
 def summary(results: list[TurnResult]) -> dict:
     fr = [r.first_response for r in results]  # None = never (inf in the percentiles)
     ct = [r.content for r in results]
-    ol = [v for r in results for v in r.oracle_lag]
+    ol = [v for r in results for v in r.oracle_lag]  # every prediction
+    # each turn's last prediction: restarted on the STT's final, it answers the whole turn (a tandem
+    # turn with none never got an answer: +inf); the cascade has no oracle
+    oe = [r.oracle_lag[-1] if r.oracle_lag else None for r in results if r.mode == "tandem"]
     tt = [v for r in results for v in r.llm_ttft]
     rd = [r.request_delay for r in results if r.request_delay is not None]
     tf = [r.tts_first_chunk for r in results if r.tts_first_chunk is not None]
@@ -326,33 +336,100 @@ def summary(results: list[TurnResult]) -> dict:
             "first_response_p50": pct_never(fr, 0.5), "first_response_p90": pct_never(fr, 0.9),
             "content_p50": pct_never(ct, 0.5), "content_p90": pct_never(ct, 0.9),
             "oracle_lag_p50": pct_never(ol, 0.5), "oracle_lag_p90": pct_never(ol, 0.9), "oracle_lag_n": len(ol),
+            "oracle_lag_end_p50": pct_never(oe, 0.5), "oracle_lag_end_p90": pct_never(oe, 0.9),
+            "oracle_lag_end_n": sum(x is not None for x in oe),
             "llm_ttft_p50": pct_never(tt, 0.5), "request_delay_p50": pct_never(rd, 0.5), "tts_first_chunk_p50": pct_never(tf, 0.5)}
 
 
+TABLE_CAPTION = ("Latency from the user's end of speech (the script's: the last sample of the turn above "
+                 f"{SPEECH_DB:g} dBFS) to the agent's recorded audio; p50 / p90 (nearest rank; 'never': the turn "
+                 "had none). First response: the first 10 ms above runtime.silence_db. Content latency: the "
+                 "first audible word of the LLM's answer. LLM TTFT: request -> first token.")
+
+
 def table(sums: dict[str, dict], slowdown: dict[str, float]) -> str:
+    """The per-mode table (TABLE_CAPTION says what it measures; the oracle lag, measured from
+    another point, is oracle_lines')."""
     lines = ["| mode | turns | first response p50 / p90 (s) | content latency p50 / p90 (s) | answer audible | "
-             "oracle lag p50 / p90 (s) | LLM TTFT p50 (s) | slowdown |",
-             "|---|---|---|---|---|---|---|---|"]
+             "LLM TTFT p50 (s) | slowdown |",
+             "|---|---|---|---|---|---|---|"]
     for mode, s in sums.items():
         lines.append(
             f"| {mode} | {s['turns']} | {_fmt(s['first_response_p50'])} / {_fmt(s['first_response_p90'])}"
             f" ({s['first_response_n']} sounded, {s['already_sounding_n']} already at end of speech) | "
             f"{_fmt(s['content_p50'])} / {_fmt(s['content_p90'])} | "
-            f"{s['content_n']}/{s['turns']} | "
-            + (f"{_fmt(s['oracle_lag_p50'])} / {_fmt(s['oracle_lag_p90'])}" if mode == "tandem" else "-")
-            + f" | {_fmt(s['llm_ttft_p50'])} | x{slowdown.get(mode, float('nan')):.2f} |")
-    if "tandem" in sums and "cascade" in sums:
-        c, t = sums["cascade"], sums["tandem"]
-
-        def ratio(k):
-            if not (c[k] == c[k] and t[k] == t[k]) or math.inf in (c[k], t[k]):
-                return "n/a"
-            # below the 10 ms analysis window a value is "at once": a ratio to it means nothing
-            return f"{c[k] / t[k]:.2f}" if t[k] >= 0.01 else "n/a (tandem < 10 ms)"
-
-        lines.append(f"| cascade / tandem | | {ratio('first_response_p50')} / {ratio('first_response_p90')} | "
-                     f"{ratio('content_p50')} / {ratio('content_p90')} | | | | |")
+            f"{s['content_n']}/{s['turns']} | {_fmt(s['llm_ttft_p50'])} | x{slowdown.get(mode, float('nan')):.2f} |")
     return "\n".join(lines)
+
+
+def oracle_lines(s: dict) -> list[str]:
+    """The tandem's oracle lag (summary ``s``), both figures, with their reference point."""
+    return ["tandem oracle lag (the runtime's oracle_lag, \"fed\" stage: from the end of the STT's last word "
+            "the prediction was based on, not the script's end of speech, to its first token fed to the front-end):",
+            f"- oracle lag, end of turn (final transcript): {_fmt(s['oracle_lag_end_p50'])} / "
+            f"{_fmt(s['oracle_lag_end_p90'])} s (p50 / p90; each turn's last prediction, restarted on the STT's "
+            f"final: the answer to the whole turn; {s['oracle_lag_end_n']}/{s['turns']} turns)",
+            f"- oracle lag, every prediction: {_fmt(s['oracle_lag_p50'])} / {_fmt(s['oracle_lag_p90'])} s "
+            f"({s['oracle_lag_n']} predictions, most restarted on partial transcripts while the user still talks, "
+            "each from the newest partial word then)"]
+
+
+def report_md(started: str, n_turns: int, n_dialogues: int, window: float, total_s: float, desc: dict[str, str],
+              random_fe: bool, sums: dict[str, dict], slowdown: dict[str, float]) -> str:
+    """latency.md's text (``started``: kame.bench.machine.header's lines)."""
+    md = [started, "", f"kame bench latency: {n_turns} user turn{'s' * (n_turns != 1)}, {n_dialogues} "
+          f"dialogue{'s' * (n_dialogues != 1)}, window {window:g} s, simulated real time; {total_s:.0f} s total", ""]
+    md += [f"- {m}: {d}" for m, d in desc.items()]
+    if random_fe:
+        md.append("- NOTE: the tandem front-end has RANDOM WEIGHTS (no trained embedded front-end exists): its audio "
+                  "is babble, not an answer; its first-response latency only says when it makes sound, and its "
+                  "content latency is 'never' unless a word of the LLM's answer happens to be recognized in it.")
+    md += ["", TABLE_CAPTION, "", table(sums, slowdown)]
+    if "tandem" in sums:
+        md += [""] + oracle_lines(sums["tandem"])
+    if "cascade" in sums:
+        c = sums["cascade"]
+        md += ["", f"cascade breakdown (p50): end of speech -> LLM request (VAD + STT final) "
+                   f"{_fmt(c['request_delay_p50'])} s, LLM TTFT {_fmt(c['llm_ttft_p50'])} s, "
+                   f"TTS first chunk {_fmt(c['tts_first_chunk_p50'])} s (the rest: waiting for the first "
+                   f"complete clause/sentence of the LLM stream, and playback pacing)"]
+    return "\n".join(md)
+
+
+def _describe(comps: dict) -> dict[str, str]:
+    return {m: ", ".join(f"{k}={v}" for k, v in c.items() if k in ("frontend", "codec", "stt", "llm", "tts", "vad"))
+            for m, c in comps.items()}
+
+
+def reanalyse(folder) -> str:
+    """Rewrite ``folder``'s latency.md and its latency.json's summary from the per-turn results in
+    that latency.json (nothing is run: for a change in the summary). The header lines (command,
+    machine, total time) are kept from the old latency.md. Returns the new latency.md text."""
+    folder = Path(folder)
+    path = folder / "latency.json"
+    try:
+        data = json.loads(path.read_text())
+        results = {m: [TurnResult(**{**r, "turn": UserTurn(**r["turn"])}) for r in rs]
+                   for m, rs in data["turns"].items()}
+    except FileNotFoundError:
+        raise ConfigError(f"--reanalyse: {path} does not exist (give --out the folder of a kame bench latency run)") \
+            from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"--reanalyse: {path} is not a kame bench latency result ({type(exc).__name__}: {exc})") \
+            from None
+    old = (folder / "latency.md").read_text().splitlines() if (folder / "latency.md").exists() else []
+    started = "\n".join(old[:2]) if len(old) >= 2 else f"(re-analysed from {path})"
+    total = next((float(m.group(1)) for line in old if (m := re.search(r"; (\d+) s total$", line))), math.nan)
+    sums = {m: summary(rs) for m, rs in results.items()}
+    comps = data.get("components", {})
+    n_dialogues = len({r.turn.dialogue for rs in results.values() for r in rs})
+    n_turns = max((len(rs) for rs in results.values()), default=0)
+    text = report_md(started, n_turns, n_dialogues, float(data.get("window_s", math.nan)), total, _describe(comps),
+                     any(c.get("frontend_random") for c in comps.values()), sums, data.get("slowdown", {}))
+    (folder / "latency.md").write_text(text + "\n")
+    data["summary"] = {m: {k: _json_num(v) for k, v in d.items()} for m, d in sums.items()}
+    path.write_text(json.dumps(data, indent=1, default=str))
+    return text
 
 
 def plot(path: Path, results: dict[str, list[TurnResult]], title: str) -> None:
@@ -404,6 +481,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder for latency.json/.png/.md and wavs (default out/bench/latency; the results "
                         "BENCHMARKS.md shows are in bench/results/latency)")
     p.add_argument("--save-wavs", action="store_true", help="also write each dialogue's stereo wav")
+    p.add_argument("--reanalyse", action="store_true",
+                   help="run nothing: rewrite latency.md and latency.json's summary in --out from the per-turn "
+                        "results in its latency.json (e.g. bench/results/latency)")
 
 
 MODES_HELP = "give tandem, cascade, or both (= tandem,cascade), comma-separated, e.g. --modes cascade,tandem"
@@ -425,6 +505,10 @@ def main(args) -> int:
     from ..config import config_from_args
     from .machine import cpu_name, header
 
+    if getattr(args, "reanalyse", False):
+        print(reanalyse(args.out))
+        print(f"\nrewrote {Path(args.out) / 'latency.md'} and the summary in {Path(args.out) / 'latency.json'}")
+        return 0
     modes = parse_modes(args.modes)
     # each mode's config (and what the mode needs of it) before minutes of synthesis, not after; the
     # mode set last, so a cascade config's checks do not refuse its tandem run (was: backend.stt=none)
@@ -455,24 +539,9 @@ def main(args) -> int:
     sums = {m: summary(rs) for m, rs in results.items()}
     random_fe = any(c.get("frontend_random") for c in comps.values())
     cpu = cpu_name()
-    desc = {m: ", ".join(f"{k}={v}" for k, v in c.items() if k in ("frontend", "codec", "stt", "llm", "tts", "vad"))
-            for m, c in comps.items()}
-    md = [started, "", f"kame bench latency: {n_turns} user turn{'s' * (n_turns != 1)}, {len(dialogues)} "
-          f"dialogue{'s' * (len(dialogues) != 1)}, window {args.window:g} s, simulated real time; "
-          f"{time.perf_counter() - t_start:.0f} s total", ""]
-    md += [f"- {m}: {d}" for m, d in desc.items()]
-    if random_fe:
-        md.append("- NOTE: the tandem front-end has RANDOM WEIGHTS (no trained embedded front-end exists): its audio "
-                  "is babble, not an answer; its first-response latency only says when it makes sound, and its "
-                  "content latency is 'never' unless a word of the LLM's answer happens to be recognized in it.")
-    md += ["", table(sums, slowdown)]
-    if "cascade" in sums:
-        c = sums["cascade"]
-        md += ["", f"cascade breakdown (p50): end of speech -> LLM request (VAD + STT final) "
-                   f"{_fmt(c['request_delay_p50'])} s, LLM TTFT {_fmt(c['llm_ttft_p50'])} s, "
-                   f"TTS first chunk {_fmt(c['tts_first_chunk_p50'])} s (the rest: waiting for the first "
-                   f"complete clause/sentence of the LLM stream, and playback pacing)"]
-    text = "\n".join(md)
+    desc = _describe(comps)
+    text = report_md(started, n_turns, len(dialogues), args.window, time.perf_counter() - t_start, desc, random_fe,
+                     sums, slowdown)
     print("\n" + text)
     (out / "latency.md").write_text(text + "\n")
     (out / "latency.json").write_text(json.dumps({

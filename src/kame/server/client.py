@@ -44,6 +44,7 @@ from .clientreport import SHOWN_ERRORS, report
 URL_SCHEMES = ("ws", "wss", "http", "https")
 REPLY_METAS = ("info", "turn", "agent_turn", "vad", "transcript")  # what reply_pending reads (partials too, as
 # `kame run`: words heard since the speech began say the STT is at work on a final that may come late)
+END_WAIT_S = 10.0  # after END_INPUT: wait this long for the server to end the session (its final stats), then close
 UPGRADE_TIMEOUT_S = 30.0  # connected, no answer to the WebSocket upgrade (or no handshake) this long: give up
 CLOSE_CODES = {  # why a connection closed, for failure()
     1001: "the server is shutting down", 1006: "the connection was lost without a close from the server "
@@ -138,9 +139,17 @@ class ChatResult:
         return names
 
     @property
+    def ends_input(self) -> bool:
+        """The server takes control 4, END_INPUT (its "info" says ``"end_input": true``): the client
+        ends the session with it and gets the session's final "stats" (a Moshi or older kame server:
+        the client just closes, and the totals are those of the latest periodic "stats")."""
+        return any(m.get("type") == "info" and m.get("end_input") is True for m in self.metas)
+
+    @property
     def dropped_input_s(self) -> float:
         """Seconds of the user's audio the server dropped (its input backlog is bounded), as its
-        latest "stats" metadata says (a per-session total; 0 when it sends none)."""
+        latest "stats" metadata says (a per-session total, the session's final one when the server
+        ends it on END_INPUT: ends_input; 0 when it sends none)."""
         return max([float(m.get("dropped_input_s") or 0.0) for m in self.read_metas if m.get("type") == "stats"]
                    + [0.0])
 
@@ -341,7 +350,8 @@ async def chat(
     http: aiohttp.ClientSession | None = None,
     stop: asyncio.Event | None = None,
 ) -> ChatResult:
-    """Stream ``pcm`` (float32 24 kHz) to the server, then ``tail_s`` of silence, then close.
+    """Stream ``pcm`` (float32 24 kHz) to the server, then ``tail_s`` of silence, then end the
+    session (control END_INPUT, when the server takes it: its final "stats" comes) and close.
 
     With ``realtime=False`` the file is sent as fast as possible (the server drops what it cannot
     keep: ``res.dropped_input_s``); the tail is always paced in real time (the agent answers in
@@ -421,6 +431,12 @@ async def chat(
                 rx.sent_s = res.sent_s = i / P.SAMPLE_RATE
             res.tail_extended_s = (i - n_asked if i > n_tail else 0) / P.SAMPLE_RATE  # (the padding is not)
             res.reply_cut_off = i >= n_max and not rx_task.done() and rx.replying()  # (not a lost connection)
+            if not rx_task.done() and res.ends_input:
+                # the server ends the session and sends what it still has, the final "stats" (the
+                # session's totals: the periodic ones miss up to their last second), then closes
+                with contextlib.suppress(ConnectionError):
+                    await ws.send_bytes(P.encode(P.Kind.CONTROL, bytes([P.Control.END_INPUT])))
+                    await done_or_stopped(rx_task, stop, END_WAIT_S)
             if not rx_task.done():
                 await ws.close()  # (waits up to 10 s for the server's close, then drops the connection)
             try:

@@ -60,6 +60,7 @@ class Connection:
         self.errors = 0
         self.send_started: float | None = None  # clock time of the send in progress
         self.client_closed = False
+        self.ending = False  # the client sent END_INPUT: the session is closing, its outputs still forwarded
         self.session_closing: asyncio.Future | None = None  # the session's close(), started when the client closed
         self.pump: asyncio.Task | None = None  # run()'s task reading the session's outputs
         self.client_close: tuple[int, str] | None = None  # the client's close code and reason
@@ -78,6 +79,7 @@ class Connection:
             "max_message_bytes": self.cfg.max_message_bytes, "idle_timeout_s": self.cfg.idle_timeout_s,
             "idle_audio_share": self.cfg.idle_audio_share, "max_session_s": self.cfg.max_session_s,
             "t0": self.opened,  # the session's start on the clock of every "t": a client's anchor for offsets
+            "end_input": True,  # the server takes control 4, END_INPUT (docs/protocol.md)
         }))
         reader = asyncio.create_task(self._read(), name=f"ws-read-{self.session.id}")
         self.pump = asyncio.create_task(self._pump(), name=f"ws-pump-{self.session.id}")
@@ -174,7 +176,10 @@ class Connection:
                 # the session is closed before the close is answered (run() answers it: autoclose is
                 # off), so a client that reconnects as soon as its close completes finds its place
                 # free; in a task of its own (run() cancels this reader once the pump has ended)
-                self.session_closing = asyncio.ensure_future(self._end_session())
+                if self.session_closing is None:
+                    self.session_closing = asyncio.ensure_future(self._end_session())
+                elif self.pump is not None:  # (ending after END_INPUT: nobody reads the rest)
+                    self.pump.cancel()
                 return
             if msg.type == WSMsgType.ERROR:  # e.g. message beyond the hard size limit (aiohttp closed 1009)
                 code = getattr(msg.data, "code", None) or self.ws.close_code  # (ws says 1006 after aiohttp's 1009)
@@ -196,9 +201,22 @@ class Connection:
                     return
                 await self.queue.put_when_room(P.error(exc.code, str(exc), False))
 
+    def _end_input(self) -> None:
+        """The client sent all its audio (control END_INPUT): close the session while the pump still
+        forwards its outputs, so the client gets what the close flushes, the final "stats" last (was:
+        only the client's close ended the session, and nobody read those); the pump's end then closes
+        the connection normally (1000). The session's end counts as the client's."""
+        if self.session_closing is not None:
+            return
+        self.ending = True
+        self.client_close = (WSCloseCode.OK, "end of input")
+        self.session_closing = asyncio.ensure_future(self.session.close())
+
     async def _handle(self, kind: P.Kind, payload: bytes) -> None:
         # a message is checked (whole, at most 10 s) before it is charged to the budget: a bad one
         # is a protocol error even past the budget, and costs none of it
+        if self.ending and kind in (P.Kind.AUDIO, P.Kind.PCM):
+            return  # (after END_INPUT: the session is closing)
         if kind == P.Kind.AUDIO:
             pages = P.ogg_pages(payload) if payload else []  # (empty: decode's bad_audio)
             if not self._budget(self.decoder.held(pages) / P.SAMPLE_RATE):
@@ -214,7 +232,9 @@ class Connection:
             await self.queue.put_when_room(P.encode(P.Kind.PING, P.parse_ping(payload)))  # an over-long one: bad_ping
             return
         elif kind == P.Kind.CONTROL:
-            P.parse_control(payload)  # validated; full-duplex streaming has no turns to control
+            # validated; full-duplex streaming has no turns to control, only the end of the input
+            if P.parse_control(payload) == P.Control.END_INPUT:
+                self._end_input()
             return
         else:
             raise P.ProtocolError("unexpected_kind", f"kind 0x{int(kind):02x} ({kind.name}) is not sent by clients")
@@ -244,6 +264,8 @@ class Connection:
         finally:  # (a plain async iterator of a plugin's session may have no aclose)
             if hasattr(outputs, "aclose"):
                 await outputs.aclose()
+        if self.ending:  # the client asked for the end (END_INPUT): a normal close, no error
+            return
         self._fatal("session_ended", "the agent ended the session", WSCloseCode.OK)
 
     async def _forward(self, outputs) -> None:

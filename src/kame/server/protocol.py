@@ -52,6 +52,7 @@ class Control(IntEnum):
     END_TURN = 1
     PAUSE = 2
     RESTART = 3
+    END_INPUT = 4  # kame: the client has sent all its audio; the session ends, its last outputs sent (protocol.md)
 
 
 class ProtocolError(KameError):

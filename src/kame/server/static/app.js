@@ -138,6 +138,7 @@ function onMeta(d) {
   } else if (type === "agent_turn" || type === "turn" || type === "barge_in") {
     log(type + " " + JSON.stringify(d).slice(0, 160));
   } else if (type === "metric") {
+    if (!shownMetric(d)) return;
     kame.metrics[d.name] = d.value;
     if (!SHOWN_ELSEWHERE.has(d.name)) renderMetrics();
     else if (d.name === "step_time" && !kame.stats) $("frames").textContent = "step " + (1000 * d.value).toFixed(0) + " ms of the 80 ms budget";
@@ -160,6 +161,13 @@ function limits(d) {
   const idle = d.idle_timeout_s > 0 ? "idle timeout " + d.idle_timeout_s + " s" +
     (d.idle_audio_share ? " (under " + 100 * d.idle_audio_share + " % of it in audio)" : "") : "no idle timeout";
   return idle + (d.max_session_s > 0 ? ", sessions end after " + d.max_session_s + " s" : "");
+}
+
+// Whether the page shows a "metric": oracle_lag comes twice per prediction (labels.stage "emitted"
+// when the back-end has its first token, then "fed" when that token went into a front-end step):
+// only the fed one, what the tooltip says (one without a stage, from another server, is shown).
+function shownMetric(d) {
+  return d.name !== "oracle_lag" || !d.labels || d.labels.stage === undefined || d.labels.stage === "fed";
 }
 
 // Metrics measured in seconds (kame.runtime.metrics); others are plain numbers. The newest value
