@@ -6,6 +6,7 @@ on an agent with few sessions and fails clearly where it cannot."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import math
 import os
 import re
@@ -220,3 +221,15 @@ def test_bench_percentiles_are_measured_values_and_nan_for_none():
     assert pct(xs, 0.5) == 0.2 and pct(xs, 0.99) == 0.4 and pct(xs, 0.0) == 0.1  # nearest rank, not interpolated
     assert pct([0.7], 0.9) == 0.7
     assert math.isnan(pct([], 0.5))
+
+
+def test_sessions_rows_measures_a_part_filled_batch(capsys):
+    """--rows N: the sessions run in a batch of N rows, as a server's with fewer users than rows
+    (the default runtime's 4 rows and one user), named in the table; without it, one row per session."""
+    from kame.bench.sessions import run_case, table
+
+    r = asyncio.run(run_case("random:tiny", "auto", 1, True, 0.16, 0.0, 1, rows=3))
+    assert (r["sessions"], r["rows"]) == (1, 3) and r["frames"] > 0
+    assert "| 1 of 3 rows |" in table([r])
+    alone = asyncio.run(run_case("random:tiny", "auto", 1, True, 0.16, 0.0, 1))
+    assert alone["rows"] == 1 and "| 1 |" in table([alone])

@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how the sessions are stepped (not tandem/cascade: this bench is the tandem's front-end "
                         "alone): batched (one step for all sessions per frame), per-session (one batch-1 step "
                         "per session), or both (the default)")
+    p.add_argument("--rows", type=at_least(1, maximum=MAX_SESSIONS), metavar="N",
+                   help="rows of the batch (runtime.max_sessions), for a part-filled batch as a server's with "
+                        "fewer users than rows (default: as many as the case's sessions)")
     p.add_argument("--codec", default="auto", help="codec spec (default: the front-end's own: embedded)")
     p.add_argument("--seconds", type=at_least(0.1, float), default=4.0, help="measured seconds per case (default 4)")
     p.add_argument("--warmup", type=at_least(0, float), default=0.8, help="unmeasured seconds first (default 0.8)")
@@ -50,15 +53,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 async def run_case(frontend: str, codec: str, n: int, batched: bool, seconds: float, warmup: float,
-                   threads: int) -> dict:
-    """N live sessions on the wall clock; returns step times and missed deadlines."""
+                   threads: int, rows: int | None = None) -> dict:
+    """N live sessions on the wall clock, in a batch of ``rows`` rows (None: N); returns step
+    times and missed deadlines."""
     from ..config import load_config
     from ..runtime.clock import MonotonicClock
     from ..runtime.engine import TandemAgent
     from ..runtime.metrics import MetricsLog
 
     cfg = load_config(None, {"frontend.spec": frontend, "codec.spec": codec, "backend.stt": "none",
-                             "backend.llm": "none", "runtime.max_sessions": n, "runtime.batched": batched,
+                             "backend.llm": "none", "runtime.max_sessions": max(n, rows or n), "runtime.batched": batched,
                              "runtime.vad": "energy", "runtime.torch_threads": threads,
                              "runtime.stats_interval_s": 0.0})
     clock = MonotonicClock()
@@ -95,7 +99,7 @@ async def run_case(frontend: str, codec: str, n: int, batched: bool, seconds: fl
     steps = [m.value for m in events if m.name == "step_time"]
     missed = [m.value for m in events if m.name == "missed_deadline"]
     return {"frontend": frontend, "codec": comps.get("codec"), "params": comps.get("frontend_params"),
-            "batched": batched, "sessions": n, "frames": len(steps), "step_p50": pct(steps, 0.5),
+            "batched": batched, "sessions": n, "rows": max(n, rows or n), "frames": len(steps), "step_p50": pct(steps, 0.5),
             "step_p99": pct(steps, 0.99), "missed": len(missed), "missed_ratio": len(missed) / max(1, len(steps)),
             "max_late": max(missed, default=0.0), "cpu_per_frame": cpu / max(1, len(steps)),
             "cpu_share": cpu / max(wall, 1e-9)}
@@ -109,7 +113,8 @@ def table(rows: list[dict]) -> str:
         load = r["step_p50"] / 0.08  # share of each 80 ms frame the worker is busy (>= 1: cannot keep up)
         out.append(
             f"| `{r['frontend']}` | {r['params'] / 1e6:.1f} M | `{r['codec']}` | "
-            f"{'batched' if r['batched'] else 'per-session'} | {r['sessions']} | {r['frames']} | "
+            f"{'batched' if r['batched'] else 'per-session'} | {r['sessions']}"
+            f"{f' of {rows} rows' if (rows := r.get('rows', r['sessions'])) != r['sessions'] else ''} | {r['frames']} | "
             f"{r['step_p50'] * 1e3:.1f} / {r['step_p99'] * 1e3:.1f} | {load:.2f} | "
             f"{r['missed']} ({100 * r['missed_ratio']:.0f} %) | {'yes' if r['missed_ratio'] < SUSTAINED else 'no'} | "
             f"{r['cpu_per_frame'] * 1e3:.1f} | {r['sessions'] * 0.08 / max(r['cpu_per_frame'], 1e-9):.1f} |")
@@ -152,7 +157,8 @@ def main(args) -> int:
         for fe in frontends:
             for batched in modes:
                 for n in ns:
-                    r = asyncio.run(run_case(fe, args.codec, n, batched, args.seconds, args.warmup, args.threads))
+                    r = asyncio.run(run_case(fe, args.codec, n, batched, args.seconds, args.warmup, args.threads,
+                                             args.rows))
                     rows.append(r)
                     print(f"  {fe} {'batched' if batched else 'per-session'} N={n}: p50 {r['step_p50'] * 1e3:.1f} ms, "
                           f"missed {100 * r['missed_ratio']:.0f} %", flush=True)
