@@ -1,6 +1,7 @@
 """--resume of an untrusted checkpoint: train_state.pt's {"sharded": NAME} may name only the
-checkpoint's own optimizer folder, and its .metadata pickle is read by an unpickler that builds
-only torch.distributed.checkpoint's metadata (kame.train.parallel.load_optimizer)."""
+checkpoint's own optimizer folder, its .metadata pickle is read by an unpickler that builds
+only torch.distributed.checkpoint's metadata, and the values its data files hold as pickles by
+torch.load(weights_only=True) (kame.train.parallel.load_optimizer)."""
 
 import pickle
 import warnings
@@ -85,3 +86,38 @@ def test_a_sharded_optimizer_state_torch_wrote_still_loads(tmp_path):
     assert set(saved) == set(got)
     for k in saved:
         assert torch.equal(saved[k]["exp_avg"], got[k]["exp_avg"]) and int(got[k]["step"]) == 1
+
+
+def _saved_with(folder, model, opt, edit):
+    """A sharded optimizer state torch wrote for ``opt`` to folder/optimizer, after ``edit(state)``
+    (as a crafted checkpoint's: torch itself writes any value that is not a tensor as a pickle)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    state = get_optimizer_state_dict(model, opt)
+    edit(state)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore")
+        dcp.save(state, checkpoint_id=folder / SHARDED_OPTIMIZER)
+
+
+def test_a_value_pickled_in_a_data_file_naming_code_is_refused_unrun(tmp_path):
+    marker = tmp_path / "ran"
+    model, opt = _model()
+    _saved_with(tmp_path / "ckpt", model, opt, lambda s: s["param_groups"][0].update(lr=_Payload(marker)))
+    fresh, fresh_opt = _model()
+    with pytest.raises(CheckpointError, match=r"optimizer/__0_0.distcp holds param_groups.*lr as a pickle that "
+                                              r"names [\w.]*open.*trust"):
+        load_optimizer(fresh, fresh_opt, {"sharded": SHARDED_OPTIMIZER}, tmp_path / "ckpt")
+    assert not marker.exists()
+
+
+def test_a_tensor_saved_as_a_pickle_is_refused(tmp_path):
+    model, opt = _model()
+    model(torch.randn(3, 2)).sum().backward()
+    opt.step()
+    _saved_with(tmp_path / "ckpt", model, opt, lambda s: s["state"]["weight"].update(exp_avg=[0.0] * 4))
+    fresh, fresh_opt = _model()
+    with pytest.raises(CheckpointError, match=r"optimizer/__0_0.distcp holds state.weight.exp_avg as a pickle, "
+                                              r"not a tensor.*trust"):
+        load_optimizer(fresh, fresh_opt, {"sharded": SHARDED_OPTIMIZER}, tmp_path / "ckpt")

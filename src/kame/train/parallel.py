@@ -192,7 +192,7 @@ def load_optimizer(model, opt, saved: dict, folder=None) -> None:
         with warnings.catch_warnings():  # (its note that one process without a group reads it all)
             warnings.filterwarnings("ignore", message="torch.distributed is disabled")
             try:
-                dcp.load(state, checkpoint_id=where, storage_reader=reader)
+                dcp.load(state, checkpoint_id=where, storage_reader=reader, planner=_safe_planner(where))
             except CheckpointError:
                 raise
             except (Exception, CheckpointException) as exc:  # (a file missing or cut; CheckpointException is
@@ -277,7 +277,7 @@ def _metadata_unpickler(file, path):
 def _safe_reader(where: Path):
     """torch.distributed.checkpoint's FileSystemReader for ``where``, reading its .metadata with
     _metadata_unpickler, and refusing one whose data files are not plain names in ``where``
-    (their tensors themselves are read by torch.load(weights_only=True))."""
+    (its tensors are read by torch.load(weights_only=True), its other values by _safe_planner)."""
     from torch.distributed.checkpoint import FileSystemReader
     from torch.distributed.checkpoint.metadata import Metadata, StorageMeta
 
@@ -308,3 +308,36 @@ def _safe_reader(where: Path):
             return metadata
 
     return SafeReader(where)
+
+
+def _safe_planner(where: Path):
+    """torch.distributed.checkpoint's DefaultLoadPlanner, reading the values saved as pickles (all
+    that is not a tensor: param_groups' lr, betas, ...) with torch.load(weights_only=True): torch's
+    own reads them with weights_only=False, which runs whatever code the file names. A value the
+    live state holds as a tensor is refused as a pickle (only crafted metadata marks one so)."""
+    import pickle
+    import re
+
+    import torch
+    from torch.distributed.checkpoint import DefaultLoadPlanner
+    from torch.distributed.checkpoint._traverse import set_element
+
+    class SafePlanner(DefaultLoadPlanner):
+        def load_bytes(self, read_item, value) -> None:
+            key = read_item.dest_index.fqn
+            info = (self.metadata.storage_data or {}).get(read_item.storage_index)
+            file = where / getattr(info, "relative_path", "?")
+            if isinstance(self.state_dict.get(key), torch.Tensor):
+                raise CheckpointError(f"train: {file} holds {key} as a pickle, not a tensor (a file kame train did "
+                                      f"not write); resume only checkpoints you trust")
+            try:
+                loaded = torch.load(value, weights_only=True)
+            except pickle.UnpicklingError as exc:
+                named = re.search(r"GLOBAL ([\w.]+)", str(exc))
+                raise CheckpointError(f"train: {file} holds {key} as a pickle that names "
+                                      f"{named[1] if named else 'more than plain data'}, which an optimizer's "
+                                      f"state does not (a file kame train did not write: it could run code when "
+                                      f"loaded); resume only checkpoints you trust") from None
+            set_element(self.original_state_dict, self.mappings[key], loaded)  # (as DefaultLoadPlanner's)
+
+    return SafePlanner()
