@@ -174,7 +174,9 @@ def test_offline_uncached_config_json_is_not_a_repo_without_one(tmp_path, monkey
     with pytest.raises(CheckpointError) as e:
         load_frontend("hf://acme/weights-only")
     msg = str(e.value)
-    assert msg.startswith("hf://acme/weights-only: its weights do not fit Moshi 7B (checkpoint lacks ")
+    # (the config's sizes checked against the file's header before the model is built: was "(checkpoint lacks ...")
+    assert msg.startswith("hf://acme/weights-only: its weights do not fit Moshi 7B (the assumed config has dim=4096, "
+                          "but the file's text_emb.weight has shape (1001, 64): dim=64)")
     assert ("Moshi 7B was assumed because the config.json of hf://acme/weights-only is not in the local Hugging Face "
             "cache (offline") in msg and "that assumption is the likely cause: download it once with network" in msg
     assert "whether the repo has one is unknown; assuming Moshi 7B" in caplog.text

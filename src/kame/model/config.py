@@ -127,6 +127,7 @@ class LMConfig:
             v = getattr(self, name)
             if v is not None and not (math.isfinite(v) and v > 0):
                 raise ConfigError(f"{name}={v} must be a finite number > 0")
+        self._check_upper_bounds()
         from .modules import ACTIVATIONS  # (lazily: torch)
 
         for name in ("gating", "depformer_gating"):
@@ -168,6 +169,29 @@ class LMConfig:
                 raise ConfigError(f"{name}={getattr(self, name)} outside the text vocabulary [0, {self.text_card})")
         _check_meta(self.meta)
         return self
+
+    def _check_upper_bounds(self) -> None:
+        """Sizes far above any published checkpoint's (_MAX_INT) are a ConfigError naming the key: a
+        damaged or hostile config.json would otherwise hang or crash building the model (num_layers
+        1e5: minutes of module building; dim 1e9: a torch overflow) or allocate a huge KV cache
+        (context). Checked before the weights are read."""
+        ff = self.depformer_dim_feedforward
+        values = {**{k: getattr(self, k) for k in _MAX_INT}, "hidden_scale": self.hidden_scale,
+                  "delays": max(self.delays, default=0),
+                  "depformer_dim_feedforward": max(ff, default=1) if isinstance(ff, list) else ff}
+        for name, v in values.items():
+            if v is not None and v > _MAX_INT[name]:
+                seven = _MOSHI_7B_SIZES.get(name, getattr(LMConfig(), name))
+                shown = f"{name} entry {v}" if isinstance(getattr(self, name), list) else f"{name}={v}"
+                raise ConfigError(f"{shown} is above kame's limit of {_MAX_INT[name]} for it (published checkpoints "
+                                  f"stay far below it; Moshi 7B's: {seven}): a damaged or mistaken config.json? "
+                                  f"give the values the weights were saved with")
+        if isinstance(ff, list) and ff and min(ff) < 1:
+            raise ConfigError(f"depformer_dim_feedforward={ff} must be >= 1")
+        sched = self.depformer_weights_per_step_schedule
+        if sched and not all(0 <= i < self.dep_q for i in sched):
+            raise ConfigError(f"depformer_weights_per_step_schedule={sched}: each entry (a depformer weight set) must "
+                              f"be within [0, dep_q={self.dep_q})")
 
     # ------------------------------------------------------------------------------------
     @classmethod
@@ -221,6 +245,19 @@ class LMConfig:
 _MIN_INT = {"n_q": 1, "dep_q": 0, "card": 1, "text_card": 1, "dim": 1, "num_heads": 1, "num_layers": 1,
             "depformer_dim": 1, "depformer_num_heads": 1, "depformer_num_layers": 0, "kv_repeat": 1,
             "extra_heads_num_heads": 0, "extra_heads_dim": 1}
+# Sizes above these are ConfigErrors naming the key (LMConfig._check_upper_bounds): 8-60x the
+# largest published values (Moshi 7B / KAME: dim 4096, 32 layers, 32 heads, context 3000, card
+# 2048, text_card 32000, n_q 16, depformer 1024 x 6; Kyutai STT 2.6B: 48 layers, n_q 32; Hibiki:
+# text_card 48000, n_q 32), so no real checkpoint reaches them. context sets the KV cache (per
+# session and layer: 2 * context * dim values), delays the stepper's token buffer.
+_MAX_INT = {"n_q": 256, "card": 65536, "text_card": 1_000_000, "text_card_out": 1_000_000, "dim": 65536,
+            "num_heads": 1024, "num_layers": 512, "depformer_dim": 65536, "depformer_num_heads": 1024,
+            "depformer_num_layers": 512, "depformer_low_rank_embeddings": 65536, "extra_heads_num_heads": 256,
+            "extra_heads_dim": 65536, "context": 65536, "depformer_context": 65536,
+            "hidden_scale": 64, "depformer_dim_feedforward": 1 << 20, "delays": 1024}
+_MOSHI_7B_SIZES = {"text_card_out": "none (text_card's 32000)", "depformer_low_rank_embeddings": "none",
+                   "extra_heads_num_heads": "0 (Kyutai STT: 4)", "extra_heads_dim": "6",
+                   "delays": "at most 1", "depformer_dim_feedforward": "4224"}
 # The keys that set the weights' shapes: a config.json without one gets Moshi 7B's value, and a
 # shape mismatch then names them (kame.model.loaders).
 SHAPE_KEYS = ("n_q", "dep_q", "card", "text_card", "dim", "num_heads", "num_layers", "hidden_scale", "kv_repeat",

@@ -59,7 +59,8 @@ from .modules import NEEDS_CONTEXT
 from .moshiform import lift_kame_lm, moshi_form
 from .statedict import convert_state
 from .stepper import Sampling, Stepper
-from .tensorfiles import SAFETENSORS_SUFFIXES, file_kind, kind_hint, read_safetensors, save_tensors
+from .tensorfiles import (SAFETENSORS_SUFFIXES, config_conflict, file_kind, kind_hint, read_safetensors,
+                          safetensors_header, save_tensors)
 
 log = logging.getLogger(__name__)
 
@@ -380,6 +381,19 @@ def _check_seed(seed: Any) -> int:
     return n
 
 
+def check_fits(cfg: LMConfig, wpath: Path, found: _Found, user_q: int = 0) -> None:
+    """CheckpointError (naming the config.json, the key and both values) if the config's sizes disagree
+    with the weights file's header (config_conflict), before the model is built: a config.json sized
+    far above its weights fails at once, not after minutes of building. (An unreadable header: read_state's.)"""
+    try:
+        header, _ = safetensors_header(wpath)
+    except CheckpointError:
+        return
+    why = config_conflict(cfg, header, found.where if found.raw is not None else "the assumed config", user_q)
+    if why is not None:
+        raise mismatch(CheckpointError(why), wpath, header, cfg, found)
+
+
 def build_meta(cfg: LMConfig) -> LMModel:
     with torch.device("meta"):
         return LMModel(cfg)
@@ -479,6 +493,7 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
                         (found.assumed or "no config.json") if found.raw is None else "")
     if before_weights is not None:
         before_weights(info)
+    check_fits(cfg, wpath, found, user_q)
     model = build_meta(cfg)
     if not weights:
         return model.to(dtype=dt).eval(), info

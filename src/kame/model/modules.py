@@ -13,6 +13,7 @@ Without a state the forward is the whole-sequence (training) pass.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -328,3 +329,18 @@ class ScaledEmbedding(nn.Embedding):
         if self.low_rank is not None:
             y = self.low_rank(y)
         return y
+
+
+def check_cache_memory(model: nn.Module, batch_size: int) -> None:
+    """ConfigError naming context if the KV cache (TransformerState's) of ``batch_size`` sessions of
+    ``model`` (an LMModel: 2 * num_layers * context * dim / kv_repeat numbers) exceeds the device's whole memory, the machine's RAM or a GPU's (was:
+    torch's raw "can't allocate memory" error, or the OOM killer while it was filled)."""
+    c, p = model.cfg, next(model.parameters())
+    dev = p.device
+    total = (torch.cuda.get_device_properties(dev).total_memory if dev.type == "cuda" else os.sysconf("SC_PAGE_SIZE")
+             * os.sysconf("SC_PHYS_PAGES") if dev.type == "cpu" and hasattr(os, "sysconf") else 0)
+    need = 2 * c.num_layers * batch_size * (c.context or 0) * (c.dim // c.kv_repeat) * p.element_size()
+    if 0 < total < need:
+        raise ConfigError(f"context={c.context}: the KV cache of {batch_size} session(s) needs {need / 2**30:.1f} GiB, "
+                          f"more than the {total / 2**30:.1f} GiB of {dev.type} memory: lower the front-end's "
+                          f"context (its config.json) or the number of sessions (runtime.max_sessions)")

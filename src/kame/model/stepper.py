@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from .lm import LMModel, not_ids
-from .modules import TransformerState
+from .modules import TransformerState, check_cache_memory
 
 UNGENERATED = -2
 
@@ -372,6 +372,7 @@ class Stepper:
         batch_size = as_int(batch_size, "Stepper batch_size")
         if batch_size < 1:
             raise ValueError(f"Stepper batch_size must be at least 1 (one row per session), got {batch_size}")
+        check_cache_memory(model, batch_size)  # (before any per-row allocation)
         self.model, self.cfg, self.batch_size = model, model.cfg, batch_size
         self.sampling = Sampling() if sampling is None else sampling
         self._seed, self._row_generators = None, []

@@ -1,20 +1,23 @@
 """Checkpoint files in the safetensors format: their header read without loading them (a
 truncated download told apart from a wrong file), their tensors read with a clear error, a
 training wrapper's key prefix stripped, and what kind of checkpoint a file is (Mimi, kame's
-embedded codec, a Moshi/KAME front-end LM, a Kyutai STT LM) with where it goes in kame's config.
+embedded codec, a Moshi/KAME front-end LM, a Kyutai STT LM) with where it goes in kame's config,
+and whether a front-end config fits a file's tensors (from the header, before a model is built).
 Shared by the front-end loader (kame.model.loaders) and the Mimi loader (kame.codec.mimi), as is
 ``save_tensors`` (the writer of the front-end, Mimi and embedded codec files).
 
     header, meta = safetensors_header(path)            # no tensors read, no torch needed
     state, meta = read_safetensors(path, "cpu", "LM weights")
     kind = checkpoint_kind(state, meta)                # "mimi" | "embedded" | "frontend" | "stt" | None
+    why = config_conflict(cfg, header, "config.json")  # a front-end config against the header, or None
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import torch
 from safetensors import safe_open
@@ -22,6 +25,9 @@ from safetensors.torch import save_file
 
 from ..errors import CheckpointError
 from ..paths import default_mode, lfs_pointer
+
+if TYPE_CHECKING:
+    from .config import LMConfig
 
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft", ".sfts")
 _MAX_HEADER = 100_000_000  # safetensors' own limit on its JSON header
@@ -95,6 +101,55 @@ def strip_wrapper_prefix(state: dict[str, torch.Tensor], anchor: str) -> dict[st
     if pre is None:
         return state
     return {(k[len(pre):] if k.startswith(pre) else k): v for k, v in state.items()}
+
+
+def config_conflict(cfg: LMConfig, header: Mapping[str, dict], where: str, extra_steps: int = 0) -> str | None:
+    """Why a front-end config does not fit its weights file, from the file's header alone (tensor
+    names and shapes: safetensors_header), else None: the first of dim, text_card, card, n_q,
+    num_layers, text_card_out, dep_q, depformer_dim, depformer_num_layers whose value
+    disagrees with the file's tensors, naming ``where`` (the config.json), the key and both values.
+    Checked before the model is built, so a config.json sizing it far above its weights (num_layers
+    1e5: minutes of module building) fails at once. Tensors the file lacks are not judged here
+    (convert_state names them); ``extra_steps``: the depformer steps of the user's stream a
+    kame_finetune file holds beyond dep_q (dropped on load)."""
+    header = strip_wrapper_prefix(dict(header), "text_emb.weight")
+
+    def shape(name: str) -> tuple[int, ...] | None:
+        s = header.get(name, {}).get("shape") if isinstance(header.get(name), dict) else None
+        return tuple(s) if isinstance(s, list) and len(s) == 2 and all(type(x) is int for x in s) else None
+
+    def count(stem: str) -> int:
+        n = {int(m.group(1)) for k in header if (m := re.match(re.escape(stem) + r"\.(\d+)\.", k))}
+        return len(n)
+
+    def sized(key: str, want: Any, tensor: str, axis: int, to_key: Callable[[int], Any]) -> str | None:
+        s = shape(tensor)
+        if s is None or to_key(s[axis]) == want:
+            return None
+        return f"{where} has {key}={want}, but the file's {tensor} has shape {s}: {key}={to_key(s[axis])}"
+
+    def counted(key: str, want: int, stem: str, what: str) -> str | None:
+        n = count(stem)
+        if not n or n == want:
+            return None
+        return f"{where} has {key}={want}, but the file holds {n} {what} ({stem}.0. to {stem}.{n - 1}.): {key}={n}"
+
+    text_out = "text_card_out" if cfg.text_card_out is not None else "text_card"
+    checks = [
+        lambda: sized("dim", cfg.dim, "text_emb.weight", 1, int),
+        lambda: sized("text_card", cfg.text_card, "text_emb.weight", 0, lambda n: n - 1),
+        lambda: sized("card", cfg.card, "emb.0.weight", 0, lambda n: n - 1),
+        lambda: counted("n_q", cfg.n_q, "emb", "audio embeddings"),
+        lambda: counted("num_layers", cfg.num_layers, "transformer.layers", "layers"),
+        lambda: sized(text_out, getattr(cfg, text_out), "text_linear.weight", 0, int),
+    ]
+    if cfg.dep_q:
+        checks += [
+            lambda: counted("dep_q", cfg.dep_q + extra_steps, "linears", "audio output heads"),
+            lambda: sized("depformer_dim", cfg.depformer_dim, "depformer_in.0.weight", 0, int),
+            lambda: counted("depformer_num_layers", cfg.depformer_num_layers, "depformer.layers", "depformer layers"),
+        ]
+    return next((msg for check in checks if (msg := check()) is not None), None)
 
 
 def checkpoint_kind(keys: Iterable[str], metadata: Mapping[str, str] | None = None) -> str | None:
