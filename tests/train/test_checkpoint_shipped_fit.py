@@ -1,7 +1,7 @@
 """A checkpoint trained on the shipped embedded codec fit carries a copy of it (recorded as
-`embedded`): a later kame that ships another fit refuses the checkpoint by its sha256, and the fit
-it was trained with is still at hand to run it with (was: recorded as `embedded` + sha256 only, so
-no file to go back to)."""
+`embedded`): a later kame that ships another fit runs the checkpoint with that copy (codec.spec
+auto: kame.runtime.loading.recorded_codec; embedded:COPY), and refuses it by its sha256 without
+one (was: recorded as `embedded` + sha256 only, so no file to go back to)."""
 
 from __future__ import annotations
 
@@ -33,14 +33,18 @@ def test_the_shipped_fit_goes_with_the_checkpoint(tmp_path, monkeypatch):
     carried = folder / model.DEFAULT_PATH.name
     assert kame["codec"] == "embedded" and kame["codec_sha256"] == model.DEFAULT_SHA256 == file_sha256(carried)
     assert carried.stat().st_ino == (out / "step-1" / carried.name).stat().st_ino
-    # a later kame ships another fit: the record refuses it, and the copy runs the checkpoint
+    # a later kame ships another fit: the copy runs the checkpoint (auto, or named)
     other = tmp_path / "later" / model.DEFAULT_PATH.name
     other.parent.mkdir()
     later = save(load(), other, meta={"note": "a later kame's fit"})
     monkeypatch.setattr(model, "DEFAULT_PATH", other)
     monkeypatch.setattr(model, "DEFAULT_SHA256", later)
-    with pytest.raises(CheckpointError, match=rf"trained with the codec 'embedded' of sha256 {kame['codec_sha256']}"):
-        load_frontend_checked(str(folder), "float32", "cpu", 0, "auto", weights=False)
     shutil.rmtree(out / "step-1")
+    got = load_frontend_checked(str(folder), "float32", "cpu", 0, "auto", weights=False)
+    assert got[1].fingerprint == kame["codec_sha256"] and got[2] == f"embedded:{carried.absolute()}"
     got = load_frontend_checked(str(folder), "float32", "cpu", 0, f"embedded:{carried}", weights=False)
     assert got[1].fingerprint == kame["codec_sha256"]
+    # without the copy, the record refuses the later kame's fit
+    carried.unlink()
+    with pytest.raises(CheckpointError, match=rf"trained with the codec 'embedded' of sha256 {kame['codec_sha256']}"):
+        load_frontend_checked(str(folder), "float32", "cpu", 0, "auto", weights=False)

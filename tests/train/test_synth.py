@@ -201,8 +201,10 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path, capsys):
 
     qa = tmp_path / "qa.jsonl"
     qa.write_text(json.dumps({"question": "Why?", "answer": "Because."}) + "\n")
-    assert main(["data", "synth", str(qa), "-o", str(tmp_path / "o"), "--limit", "0", "--llm", "none"]) == 1
-    assert "--limit must be >= 1" in capsys.readouterr().err
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:  # argparse's error naming the option (was: exit status 1)
+        main(["data", "synth", str(qa), "-o", str(tmp_path / "o"), "--limit", "0", "--llm", "none"])
+    assert exit_.value.code == 2 and "argument --limit: must be >= 1, got 0" in capsys.readouterr().err
     assert main(["data", "synth", str(qa), "-o", str(tmp_path / "o"), "--start", "5", "--llm", "none"]) == 1
     assert "no items" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
@@ -492,8 +494,10 @@ def test_kame_data_synth_turns_end_to_end(tmp_path, capsys):
     model, _ = load_frontend("random:tiny", text_card=4000)
     codes, oracle = training_example(d, FakeCodec(), default_tokenizer(), model.cfg)
     assert codes.shape[-1] == d.frames and int((oracle == model.cfg.text_card).sum()) == 2  # a prediction a turn
-    assert main(["data", "synth", str(qa), "-o", str(tmp_path / "x"), "--turns", "0", "--llm", "none"]) == 1
-    assert "--turns must be >= 1" in capsys.readouterr().err
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:  # argparse's error naming the option (was: exit status 1)
+        main(["data", "synth", str(qa), "-o", str(tmp_path / "x"), "--turns", "0", "--llm", "none"])
+    assert exit_.value.code == 2 and "argument --turns: must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_random_guidance_never_shows_a_later_turns_answer_early():

@@ -227,7 +227,9 @@ def recorded_codec(codec_spec: str, spec: str, form=None, finfo=None):
     absolute), then as given (relative to where it was trained). A recorded
     Mimi that cannot be loaded (moved, deleted, another machine's), or that loads but is not of the
     recorded kame.codec_sha256, gives way to the checkpoint's own Mimi (mimi_name) when that
-    file's sha256 is the recorded one."""
+    file's sha256 is the recorded one. So does the shipped embedded fit (a plain ``embedded``)
+    when this kame ships another one than the recorded sha256: to the copy kame train put in the
+    checkpoint (CARRIED_FITS) when that is of the recorded sha256."""
     from .. import registry
 
     scheme, arg = registry.parse_spec(codec_spec)
@@ -241,6 +243,15 @@ def recorded_codec(codec_spec: str, spec: str, form=None, finfo=None):
                 failed, codec_spec = exc, cspec
             continue
         got = getattr(codec, "fingerprint", None)
+        if scheme == "embedded" and not arg and want and got not in (None, want):
+            # another kame's shipped fit: the one it was trained with, if it carries that
+            carried = _carried_fit(form, want)
+            if carried is not None:
+                log.info("front-end %s was trained with the embedded codec fit of sha256 %s (its config.json "
+                         "kame.codec_sha256), and this kame ships another (sha256 %s): running the copy its folder "
+                         "carries, %s", spec, want, got, carried[1].partition(":")[2])
+                return carried
+            return codec, cspec  # (check_fingerprint names both)
         if scheme != "mimi" or not want or got in (None, want) or own is None or _names(cspec, own):
             return codec, cspec
         try:  # another Mimi where the record points: the checkpoint's own, if that is the recorded one
@@ -273,6 +284,35 @@ def recorded_codec(codec_spec: str, spec: str, form=None, finfo=None):
                if want and form is not None else "")
     raise type(exc)(f"codec.spec 'auto' for the front-end {spec!r}: the codec it was trained with, {codec_spec!r} "
                     f"(its config.json kame.codec), cannot be loaded: {exc}{why}") from exc
+
+
+# the copy of the shipped embedded fit kame train puts in a checkpoint it records as `embedded`
+# (kame.train.checkpoint.portable_codec: the shipped file's name, or embedded-SHA8 when that is taken)
+CARRIED_FITS = ("embedded_codec.safetensors", "embedded-{sha8}.safetensors")
+
+
+def _carried_fit(form, want: str):
+    """The copy of the shipped embedded fit in the checkpoint's folder or repo (CARRIED_FITS) whose
+    sha256 is ``want`` -> (codec, its spec); None when it carries none, or another, or one that
+    cannot be loaded."""
+    from .. import registry
+
+    folder = form_folder(form)
+    for name in (n.format(sha8=want[:8]) for n in CARRIED_FITS):
+        if folder is not None:
+            path = folder / name if (folder / name).is_file() else None
+        else:
+            path = _repo_file(form[1], name) if form is not None and form[0] == "hf" else None
+        if path is None:
+            continue
+        cspec = f"embedded:{path.absolute()}"
+        try:
+            codec = registry.create("codec", cspec)
+        except (ConfigError, CheckpointError, NotAvailableError):
+            continue
+        if getattr(codec, "fingerprint", None) == want:
+            return codec, cspec
+    return None
 
 
 def _recorded_places(scheme: str, arg: str | None, codec_spec: str, form, finfo) -> list[str]:

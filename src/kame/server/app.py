@@ -326,7 +326,8 @@ def add_arguments(parser) -> None:
                         help="'config': the agent the config builds (tandem/cascade); 'echo': diagnostic echo, no model")
     parser.add_argument("--mode", default=None, choices=["tandem", "cascade"], help="override the config's mode")
     parser.add_argument("--host", default=None, help="address to bind, default: [server] host, 127.0.0.1 (0.0.0.0: all)")
-    parser.add_argument("--port", type=int, default=None, help="default: [server] port, 8998; 0: any free port")
+    parser.add_argument("--port", type=at_least(0, maximum=65535), default=None,
+                        help="default: [server] port, 8998; 0: any free port")
     parser.add_argument("--token", default=None, help="require this bearer token (also KAME_AUTH_TOKEN)")
     parser.add_argument("--token-file", default=None, metavar="PATH", action=Once,
                         help="require the bearer token in this file (kept out of `ps`; [server] auth_token_file)")

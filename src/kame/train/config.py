@@ -5,6 +5,7 @@ tie a resumed run to the run it continues.
     check_resume(record, tcfg, manifest_sha, world, "runs/x/latest")   # ConfigError naming each change
     lr_at(step, tcfg)                                                   # warmup, then constant or cosine
     resume_record(ckpt), load_train_state(ckpt)                         # config.json's kame.train record; train_state.pt
+                                                                        # (a newer kame's: "upgrade kame" first)
     check_known(record, path)                                           # ConfigError: a setting of a newer kame
 
 A checkpoint records its TrainConfig in config.json (``kame.train.config``, kame.train.finetune);
@@ -135,6 +136,11 @@ def recorded_config(rec: dict) -> dict:
     return {**json.loads(json.dumps(asdict(TrainConfig()))), **LEGACY, **rec.get("config", {})}
 
 
+def unknown_settings(config: dict) -> list[str]:
+    """The keys of a ``kame.train`` record's config that this kame has no TrainConfig knob for, sorted."""
+    return sorted(set(config) - set(TrainConfig.__dataclass_fields__))
+
+
 def check_known(rec: dict, path) -> None:
     """ConfigError when a ``kame.train`` record ``rec`` (read from ``path``) holds a training
     setting this kame has no knob for: a newer kame (or another tool) wrote it, and resuming
@@ -143,7 +149,7 @@ def check_known(rec: dict, path) -> None:
     if not isinstance(config, dict):
         raise ConfigError(f"train: {path}: its kame.train config is not a JSON object of settings: resume from a "
                           f"checkpoint kame train wrote (OUT/step-N or OUT/latest)")
-    unknown = sorted(set(config) - set(TrainConfig.__dataclass_fields__))
+    unknown = unknown_settings(config)
     if unknown:
         raise ConfigError(f"train: {path} records training settings this kame does not know "
                           f"({', '.join(unknown)}): it was made by a newer kame (or another tool); upgrade kame "
@@ -194,8 +200,12 @@ def lr_at(step: int, tcfg: TrainConfig) -> float:
 # --- a checkpoint to resume (kame.train.finetune wrote it) -------------------------------------
 def resume_record(folder: Path) -> dict:
     """The kame.train record in a checkpoint's config.json ({} when it has none); CheckpointError
-    when config.json is missing or not a JSON object; ConfigError when the record holds a setting
-    this kame does not know (check_known)."""
+    when config.json is missing or not a JSON object; ConfigError when a newer kame wrote it
+    (kame.model.config.newer_kame: its format is higher, or its kame.written_by is later and the
+    record holds a setting this kame does not know), checked first, as loading the checkpoint
+    would; ConfigError when the record holds a setting this kame does not know (check_known)."""
+    from ..model.config import newer_kame
+
     path = folder / "config.json"
     try:
         config = json.loads(path.read_text())
@@ -211,6 +221,13 @@ def resume_record(folder: Path) -> dict:
                               f"object): give a checkpoint kame train wrote (OUT/step-N or OUT/latest)")
     record = (kame or {}).get("train", {})
     record = record if isinstance(record, dict) else {}
+    # (first: a newer kame's settings are not this one's to judge; was: check_known's "settings this kame does
+    # not know" for a checkpoint of a newer format, and the format's "upgrade kame" only once it was loaded)
+    settings = record.get("config")
+    unknown = [f"kame.train.config.{k}" for k in unknown_settings(settings)] if isinstance(settings, dict) else []
+    newer = newer_kame(config, unknown)
+    if newer:
+        raise ConfigError(f"train: --resume {folder}: its config.json was {newer}")
     check_known(record, path)
     return record
 

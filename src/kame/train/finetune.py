@@ -360,6 +360,9 @@ def knobs_from(args, rec: dict | None, world: int) -> dict:
 
 
 def add_arguments(p) -> None:
+    from ..cliargs import at_least  # (a bad value: argparse's error naming the option, exit status 2)
+    from .config import SEED_LIMIT
+
     d = TrainConfig()
     p.add_argument("manifest", help="the JSONL manifest of the dialogues (kame data synth's OUT/train.jsonl, or OUT)")
     p.add_argument("-o", "--out", required=True, help="folder for the checkpoints (OUT/step-N, OUT/latest)")
@@ -379,7 +382,7 @@ def add_arguments(p) -> None:
                         "train_state.pt that points elsewhere, but torch's format is not meant for untrusted "
                         "files)")
     p.add_argument("--overwrite", action="store_true", help="start afresh in an OUT that holds a run (removes it)")
-    p.add_argument("--steps", type=int, default=d.steps,
+    p.add_argument("--steps", type=at_least(1), default=d.steps,
                    help=f"optimizer steps in all (default {d.steps}; a resumed run goes on up to it)")
     knob = _knob_adder(p)
     knob("--batch-size", type=int, help="windows per process per forward",
@@ -387,7 +390,7 @@ def add_arguments(p) -> None:
     knob("--grad-accum", type=int, metavar="N", help="forwards per process per step, their gradients summed: a "
          "global batch of batch-size x processes x N windows in the memory of batch-size (kame_finetune's "
          "gradient_accumulation_steps)")
-    knob("--window", type=int, help="frames per window, KAME: 128-512",
+    knob("--window", type=at_least(2), help="frames of 80 ms per window, KAME: 128-512 (10-41 s)",
          note=", or the front-end's attention context when shorter")
     p.add_argument("--window-offsets", choices=("on", "off"), default=None,
                    help="on (default): a long dialogue's windows start at a frame drawn per epoch, so the cuts "
@@ -438,7 +441,8 @@ def add_arguments(p) -> None:
     knob("--acoustic-weight", type=float, metavar="W",
          help="the weight of each codebook after the first in the audio loss's weighted mean")
     p.add_argument("--no-cache", action="store_true", help="encode the audio even where codes.npz exists")
-    knob("--seed", type=int, help="seeds the batches and the augmentation: 0 to 2**32 - 1")
+    knob("--seed", type=at_least(0, maximum=SEED_LIMIT - 1),
+         help="seeds the batches and the augmentation: 0 to 2**32 - 1")
     knob("--log-every", type=int, help="steps between log rows")
     knob("--save-every", type=int, help="steps between checkpoints, 0: only at the end")
     p.add_argument("--device", default="auto", help="auto (cuda when there is one; default), cpu, cuda, or "

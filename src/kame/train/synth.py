@@ -350,8 +350,8 @@ def add_arguments(p) -> None:
                         "simulator: only the true reply at the end of the user's turn)")
     p.add_argument("--format", default="auto", choices=("auto", *FORMATS),
                    help="the QA set's format (default: from its first record)")
-    p.add_argument("--start", type=int, default=0, help="skip the set's first N items")
-    p.add_argument("--limit", type=int, default=None, help="at most N items (after --start)")
+    p.add_argument("--start", type=at_least(0), default=0, help="skip the set's first N items")
+    p.add_argument("--limit", type=at_least(1), default=None, help="at most N items (after --start)")
     p.add_argument("--language", default="en",
                    help="keep only items in this language (default en: the voices speak English); 'any' keeps all")
     p.add_argument("--images", choices=("skip", "keep"), default="skip",
@@ -362,14 +362,16 @@ def add_arguments(p) -> None:
                    help="the agent's TTS spec (default: piper, the embedded voice)")
     p.add_argument("--tokenizer", default=None, metavar="PATH",
                    help="SentencePiece model of the oracle ids (default: kame's default tokenizer)")
-    p.add_argument("--max-answer-words", type=int, default=SynthConfig.max_answer_words)
+    p.add_argument("--max-answer-words", type=at_least(1), default=SynthConfig.max_answer_words, metavar="N",
+                   help=f"the agent's reply is cut to whole sentences within N words (default "
+                        f"{SynthConfig.max_answer_words})")
     p.add_argument("--interval", type=more_than(0), default=None, help="seconds between predictions (default 0.5)")
     p.add_argument("--delay", type=at_least(0, float), default=None,
                    help="seconds each prediction arrives after its words were heard (default 0, as KAME's data)")
-    p.add_argument("--jobs", type=int, default=1,
+    p.add_argument("--jobs", type=at_least(1), default=1,
                    help="dialogues made at once (default 1): their simulator requests overlap, for a hosted LLM "
                         "that serves several at a time (the embedded one answers one at a time)")
-    p.add_argument("--turns", type=int, default=1,
+    p.add_argument("--turns", type=at_least(1), default=1,
                    help="items per dialogue (default 1): a dialogue asks the next N items of the set one after "
                         "another, each turn's oracle seeing the turns before (--start/--limit count items)")
     p.add_argument("--seed", type=at_least(0, maximum=MAX_SEED), default=0,
