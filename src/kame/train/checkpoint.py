@@ -6,7 +6,7 @@
 
 A checkpoint folder holds what it runs with, so it loads from any working directory, moved or
 copied elsewhere, after the folder or Hugging Face cache it started from is gone: its tokenizer
-file and its Mimi are copied in (the Mimi hard-linked where it can be, under the name config.json
+file (kame's default tokenizer is recorded by name and sha256, not copied) and its Mimi are copied in (the Mimi hard-linked where it can be, under the name config.json
 gives as ``mimi_name``, written there too), and kame.codec records the Mimi as ``mimi:NAME``, a
 path relative to the checkpoint folder (kame.runtime.loading.recorded_codec resolves it there, or
 in the hf repo the checkpoint is published in); an embedded codec's own fit likewise, as

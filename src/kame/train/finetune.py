@@ -12,26 +12,21 @@ The loop: manifest -> dialogues -> ``training_example`` (codes from each dialogu
 written on the first encode) -> fixed-length windows (cut from a frame drawn per epoch) -> shuffled, seeded batches (``collate``)
 -> the forward -> ``frontend_loss`` (kame.train.loss) -> AdamW with a linear warmup, then a
 constant or cosine learning rate, gradients clipped. OUT/step-N is a front-end checkpoint (``save_frontend``, its
-config.json's ``kame.train`` records the step, this config, the manifest's sha256, the front-end
-it started from and what it was resumed from) plus train_state.pt (the optimizer's state, for
+config.json's ``kame.train``: the step, this config, the manifest's sha256, the front-end it
+started from, what it was resumed from) plus train_state.pt (the optimizer's state, for
 ``--resume``, which refuses another config, manifest or global batch; a sharded run's is in
 step-N/optimizer, one file per process); OUT/latest points at the newest. A checkpoint holds
-the tokenizer and Mimi it runs with, and records the front-end it started from by its resolved
-path (kame.train.checkpoint).
+the codec and tokenizer it runs with (kame's default tokenizer by name and sha256), and the
+front-end it started from by its resolved path (kame.train.checkpoint).
 
-The knobs are kame.train.config's TrainConfig; the data side (examples, codes cache,
-augmentation, batches) is kame.train.batching.
-The oracle augmentation (KAME's) is drawn per dialogue and epoch from (seed, epoch, dialogue):
-each prediction (a reset and its appends) is skipped with a probability drawn from U[0.1, 0.7],
-never the last one, and the whole stream is shifted right 1-10 or left 1-15 frames. The
-batches depend only on the seed and the step, so a resumed run sees the batches the straight run
-would have seen.
+The knobs are kame.train.config's TrainConfig; the data side (examples, codes cache, KAME's
+oracle augmentation drawn per dialogue and epoch, batches) is kame.train.batching. The batches
+depend only on the seed and the step, so a resumed run sees those the straight run would have.
 
 Under torchrun (WORLD_SIZE > 1) each process takes its share of every global batch
 (batch_size windows per forward, grad_accum forwards per step), gradients are averaged by
 DistributedDataParallel (or the model is sharded over the processes, --shard), and rank 0 alone
-logs and saves. bf16 compute, sharding
-and recomputed activations for large front-ends: kame.train.parallel.
+logs and saves. bf16 compute, sharding and recomputed activations: kame.train.parallel.
 """
 
 from __future__ import annotations
