@@ -190,3 +190,23 @@ def test_a_help_whose_write_fails_at_once_is_said(monkeypatch, capsys):
     assert cli.main(["--help"]) == 1
     assert capsys.readouterr().err == "kame: error: cannot write to standard output: No space left on device\n"
     assert cli.main([]) == 2  # (no command: a usage error, its status stays)
+
+
+def test_torch_logs_below_warning_are_quiet_without_v():
+    """torch's exit hook logs "FakeTensor cache stats: ..." at INFO; its import sets its loggers to
+    WARNING, but one cut short (Ctrl-C during the front-end's load) left them at the root's INFO, and
+    those lines came after kame's last one. kame's logging set-up quiets them itself (unless -v)."""
+    import logging
+
+    names = ("torch", "torch._subclasses.fake_tensor")
+    saved = {n: logging.getLogger(n).level for n in ("", *names)}
+    try:
+        logging.getLogger().setLevel(logging.INFO)  # (main's basicConfig: a no-op here, pytest's handlers are set)
+        for n in names:
+            logging.getLogger(n).setLevel(logging.NOTSET)  # (as an interrupted torch import leaves them)
+        assert main([]) == 2
+        for n in names:
+            assert logging.getLogger(n).getEffectiveLevel() >= logging.WARNING, n
+    finally:
+        for n, level in saved.items():
+            logging.getLogger(n).setLevel(level)

@@ -287,6 +287,9 @@ def _main(argv: list[str] | None) -> int:
     )
     if not args.verbose:  # faster-whisper logs every decode ("Processing audio with duration ...") at INFO
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+        # torch sets its own loggers to WARNING when its import ends; one cut short (Ctrl-C during a load)
+        # left them at the root's INFO, and its exit hook printed "FakeTensor cache stats: ..." (TORCH_LOGS still rules)
+        logging.getLogger("torch").setLevel(logging.WARNING)
     if not getattr(args, "_module", None):
         with contextlib.suppress(OSError):  # (a usage error: its status 2 stays, as a failed command's)
             getattr(args, "_group", parser).print_help()

@@ -386,13 +386,16 @@ class _ChildWorker:
     def close(self) -> bool:
         """Stop the child: close its pipe so it exits on its own (at interpreter exit too, and at
         release_children: the next agent (ensure_started) or request starts it again). Returns
-        whether one ran."""
+        whether one ran. Idempotent: a second call (the agent's stop(), then release_children, then
+        the exit's) stops nothing more and says nothing (was: the loading child's line twice)."""
         with self._lock:
             proc, conn = self.proc, self.conn
             self.proc = self.conn = self.cancel = None
             self.released = True
             load = self._load_now
-            if load is not None:  # (under the lock: start() checks it there)
+            if load is not None and getattr(load, "by_close", False):
+                load = None  # a close() before already stopped that load (the dispatcher clears _load_now later)
+            elif load is not None:  # (under the lock: start() checks it there)
                 load.by_close = True
         if load is not None:  # a (re)start under way: its loading child is terminated, not waited for (a
             with load.lock:  # server's shutdown waited out the whole model load, a second signal orphaned it)

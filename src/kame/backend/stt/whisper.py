@@ -12,14 +12,25 @@ newest decode already covers all the speech).
 Also exports ``WhisperModelHandle`` (load once, thread-safe ``transcribe``) for the hybrid
 "embedded" STT, and ``decode_repeatable`` (the decoding rule both use, and the codec bench's
 judge): no temperature sampling, so the same audio always gives the same words.
+
+Stopping: a stream stopped by its consumer (its session closed) does not wait for a decode in
+flight and starts none after it; the decode gives up before its fallback attempt. A CTranslate2
+call cannot be interrupted, and the decode thread cannot be left running at the process's exit (a
+daemon thread inside CTranslate2 crashes the interpreter's teardown: SIGSEGV), so the exit waits
+for the one call under way, says so in the log, and drops the decodes not started.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -29,7 +40,9 @@ from ...registry import import_failed, not_installed, spec_kwargs
 from ..options import number
 from ..priority import run_in_lowered_thread
 from ..types import Word
-from .streaming import BufferedRecognizer, Recognizer, SegmentedSTT
+from .streaming import BufferedRecognizer, Recognizer, SegmentedSTT, StreamStopped, stream_stop_event
+
+log = logging.getLogger(__name__)
 
 _PUNCT_ONLY = set(".,!?;:-–—…\"'")
 TAIL = 0.2  # s of audio kept after the VAD's end of speech (the rest is silence)
@@ -54,7 +67,7 @@ def whisper_attempt(model, pcm16k: np.ndarray, *, fallback: bool = False, beam_s
     return segments, not (looping or unlikely), looping, logp
 
 
-def decode_repeatable(model, pcm16k: np.ndarray, **options) -> list:
+def decode_repeatable(model, pcm16k: np.ndarray, *, stop: Callable[[], bool] | None = None, **options) -> list:
     """faster-whisper's ``transcribe`` (a WhisperModel, options passed on) without its temperature
     sampling: the given search at temperature 0, and where its text fails faster-whisper's tests
     (too repetitive, or too unlikely while there is speech) the fallback search of
@@ -63,9 +76,14 @@ def decode_repeatable(model, pcm16k: np.ndarray, **options) -> list:
 
     Why not sample: CTranslate2 seeds its sampler once per worker thread (a thread_local
     generator; ``ctranslate2.set_random_seed`` later does not reset it), so a sampled transcript
-    depends on every decode the model ran before it."""
+    depends on every decode the model ran before it.
+
+    ``stop()`` true after the first attempt (nobody wants the words any more): StreamStopped
+    instead of the fallback attempt (a beam search: the slow one)."""
     tries = [whisper_attempt(model, pcm16k, **options)]
     if not tries[0][1]:
+        if stop is not None and stop():
+            raise StreamStopped("whisper decode dropped before its fallback attempt: its stream was stopped")
         tries.append(whisper_attempt(model, pcm16k, fallback=True, **options))
     for segments, ok, _, _ in tries:
         if ok:
@@ -147,20 +165,41 @@ class WhisperModelHandle:
         self.model = run_in_lowered_thread(
             lambda: WhisperModel(str(path), device="cpu", compute_type=compute_type, cpu_threads=threads), nice)
         self.language = language or None  # None: detect (multilingual models)
+        self._init_decoding()
+
+    def _init_decoding(self) -> None:
+        """The decode lock and thread (background decodes). Its thread is a ThreadPoolExecutor's, not
+        a daemon: the exit waits for a decode under way (see the module's docstring: _at_exit)."""
         self.lock = threading.Lock()  # one decode at a time per model (CPU bound anyway)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="kame-whisper")  # background decodes
+        self.decoding_since: float | None = None  # time.monotonic() when the decode under way began
+        _HANDLES.add(self)
 
-    def transcribe(self, pcm16k: np.ndarray, *, beam_size: int = 1) -> list[Word]:
-        """Blocking: words of a 16 kHz float32 clip (times in s from its start)."""
+    def transcribe(self, pcm16k: np.ndarray, *, beam_size: int = 1,
+                   stop: Callable[[], bool] | None = None) -> list[Word]:
+        """Blocking: words of a 16 kHz float32 clip (times in s from its start). ``stop()`` true
+        (its stream was stopped), or the process exiting: StreamStopped instead of a decode not
+        begun, or of its fallback attempt."""
         if pcm16k.shape[0] < 1600:  # < 0.1 s: nothing to say
             return []
+
+        def dropped() -> bool:
+            return _EXITING.is_set() or (stop is not None and stop())
+
         with self.lock:
-            # without_timestamps=True makes tiny.en hallucinate "Thank you." after the speech
-            segments = decode_repeatable(
-                self.model, pcm16k, language=self.language, beam_size=beam_size, word_timestamps=True,
-                condition_on_previous_text=False, vad_filter=False, without_timestamps=False,
-            )
-            words = [w for seg in segments for w in (seg.words or [])]
+            if dropped():  # (it waited for the lock meanwhile)
+                raise StreamStopped("whisper decode dropped before it began: its stream was stopped")
+            self.decoding_since = time.monotonic()
+            try:
+                # without_timestamps=True makes tiny.en hallucinate "Thank you." after the speech
+                segments = decode_repeatable(
+                    self.model, pcm16k, stop=dropped, language=self.language, beam_size=beam_size,
+                    word_timestamps=True, condition_on_previous_text=False, vad_filter=False,
+                    without_timestamps=False,
+                )
+                words = [w for seg in segments for w in (seg.words or [])]
+            finally:
+                self.decoding_since = None
         out = []
         for w in words:
             text = w.word.strip()
@@ -168,6 +207,29 @@ class WhisperModelHandle:
                 continue
             out.append(Word(text, float(w.start), max(float(w.end), float(w.start))))
         return out
+
+
+_HANDLES: weakref.WeakSet = weakref.WeakSet()  # the loaded models, for _at_exit
+_EXITING = threading.Event()  # set at the process's exit: decodes not begun are dropped
+WAIT_POLL_S = 0.1  # a recognizer waiting for a decode looks at its stream's stop this often
+
+
+def _at_exit() -> None:
+    """At the interpreter's exit, before concurrent.futures joins the decode threads: the decodes
+    not started are dropped, and a decode under way (one CTranslate2 call cannot be interrupted,
+    nor left running: see the module's docstring) is named in the log, as what the exit waits for."""
+    _EXITING.set()
+    for handle in list(_HANDLES):
+        handle.executor.shutdown(wait=False, cancel_futures=True)
+        since = handle.decoding_since
+        if since is not None:
+            log.info("exiting: waiting for the whisper decode under way (running for %.1f s) to end; a "
+                     "CTranslate2 call cannot be interrupted", time.monotonic() - since)
+
+
+# (threading's atexit hooks run before its threads are joined; concurrent.futures joins its threads
+# from one registered at its import, before this one: they run last first)
+getattr(threading, "_register_atexit", lambda fn: None)(_at_exit)
 
 
 class WhisperRecognizer(BufferedRecognizer):
@@ -186,6 +248,31 @@ class WhisperRecognizer(BufferedRecognizer):
         self.pending_len = 0  # samples it covers
         self.words: list[Word] = []  # newest finished decode
         self.words_len = 0  # samples it covered
+        self.stop = stream_stop_event()  # its stream's (None outside one): the waits give up when set
+
+    def _submit(self, pcm16k: np.ndarray, **kw) -> Future:
+        """A decode on the handle's thread; StreamStopped once the stream is stopped or the process exits."""
+        if self.stop is not None and self.stop.is_set():
+            raise StreamStopped("the whisper utterance's stream was stopped")
+        try:
+            return self.handle.executor.submit(self.handle.transcribe, pcm16k,
+                                               stop=None if self.stop is None else self.stop.is_set, **kw)
+        except RuntimeError:  # shut down: the process is exiting
+            if not _EXITING.is_set():
+                raise
+            raise StreamStopped("the process is exiting: no more whisper decodes") from None
+
+    def _wait(self, fut: Future) -> list[Word]:
+        """``fut.result()``; StreamStopped once the stream is stopped: nobody waits for its words any
+        more (the decode ends on its own on the decode thread; one not begun is dropped)."""
+        while True:
+            try:
+                return fut.result(timeout=None if self.stop is None else WAIT_POLL_S)
+            except FutureTimeout:
+                if self.stop.is_set():  # type: ignore[union-attr]
+                    fut.cancel()
+                    raise StreamStopped("the whisper utterance's stream was stopped while it waited for a decode") \
+                        from None
 
     def poll(self) -> bool:
         """Collect a finished decode, start the next one if due; True if new words arrived."""
@@ -197,7 +284,7 @@ class WhisperRecognizer(BufferedRecognizer):
                 and self.n >= 8000):
             self.pending_len = self.n
             if self.background:
-                self.pending = self.handle.executor.submit(self.handle.transcribe, self.audio())
+                self.pending = self._submit(self.audio())
             else:
                 self.words, self.words_len, changed = self.handle.transcribe(self.audio()), self.n, True
         return changed
@@ -216,19 +303,27 @@ class WhisperRecognizer(BufferedRecognizer):
             self.poll()  # collect it
         if self.words_len != n:
             self.pending_len = n
-            self.pending = self.handle.executor.submit(self.handle.transcribe, self.audio(n))
+            self.pending = self._submit(self.audio(n))
 
     def final(self, speech_end: float | None = None) -> list[Word]:
         n = self.n if speech_end is None else min(self.n, int((speech_end + TAIL) * 16000))
         if self.pending is not None:
             if self.pending_len >= n and self.final_beam == 1:
-                return self.pending.result()  # already decoding all the speech: use it
+                return self._wait(self.pending)  # already decoding all the speech: use it
             self.pending.cancel()
             if not self.pending.cancelled():
-                self.pending.result()  # running: let it finish (one decode at a time)
+                self._wait(self.pending)  # running: let it finish (one decode at a time)
         elif self.words_len >= n and self.final_beam == 1 and self.words_len:
             return self.words
-        return self.handle.executor.submit(self.handle.transcribe, self.audio(n), beam_size=self.final_beam).result()
+        self.pending, self.pending_len = self._submit(self.audio(n), beam_size=self.final_beam), n
+        words = self._wait(self.pending)
+        self.pending = None
+        return words
+
+    def close(self) -> None:
+        """Stopped before the final: a decode not started yet is dropped (a running one ends on its own)."""
+        if self.pending is not None:
+            self.pending.cancel()
 
 
 class WhisperSTT(SegmentedSTT):
