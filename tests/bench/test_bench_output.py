@@ -233,3 +233,13 @@ def test_sessions_rows_measures_a_part_filled_batch(capsys):
     assert "| 1 of 3 rows |" in table([r])
     alone = asyncio.run(run_case("random:tiny", "auto", 1, True, 0.16, 0.0, 1))
     assert alone["rows"] == 1 and "| 1 |" in table([alone])
+
+
+def test_sessions_rows_below_the_sessions_or_without_a_batch_is_refused(capsys):
+    """(was: --rows 2 with --sessions 4 silently ignored; per-session cases labelled '1 of 3 rows')"""
+    assert main(["bench", "sessions", "--frontend", "random:tiny", "--sessions", "4", "--rows", "2",
+                 "--mode", "batched"]) == 1
+    assert "--rows 2: below --sessions 4" in capsys.readouterr().err
+    assert main(["bench", "sessions", "--frontend", "random:tiny", "--sessions", "1", "--rows", "4",
+                 "--mode", "per-session"]) == 1
+    assert "per-session stepping has no shared batch" in capsys.readouterr().err

@@ -165,3 +165,20 @@ async def test_real_time_stamps_are_tick_minus_80_ms_bit_for_bit():
     assert s.stats.missed_deadlines == 0 and s.stats.input_frames >= 28
     assert [t for _, t, _ in stamps] == [tick - FRAME_S for tick, _, _ in stamps]
     assert s.stats.input_delay_max_s == 0.0
+
+
+async def test_audio_dropped_from_the_backlog_is_forgotten_in_the_arrival_times():
+    """A client pushing faster than frames are taken: the backlog drops its oldest audio, and the
+    per-chunk arrival times of the dropped chunks go with it (they grew without bound: 200,000
+    pushes kept 200,002 entries while the audio stayed bounded)."""
+    agent, clock = make_agent()
+    await agent.start()
+    s = await agent.open_session()
+    try:
+        for _ in range(400):  # 400 frames in no time against a 5 s (62.5-frame) backlog
+            await s.push_audio(user_frame(0))
+        assert s.stats.dropped_input_s > 20
+        assert len(s._arrivals) <= 64  # (the chunks still buffered, and the one the next frame may need)
+    finally:
+        await s.close()
+        await agent.stop()

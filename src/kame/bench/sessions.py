@@ -28,6 +28,7 @@ import numpy as np
 
 from ..cliargs import at_least, thread_count, usable_cores
 from ..config import MAX_SESSIONS
+from ..errors import ConfigError
 from .machine import pct
 
 DEFAULT_FRONTENDS = ["random:tiny", "random:small"]
@@ -44,7 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "per session), or both (the default)")
     p.add_argument("--rows", type=at_least(1, maximum=MAX_SESSIONS), metavar="N",
                    help="rows of the batch (runtime.max_sessions), for a part-filled batch as a server's with "
-                        "fewer users than rows (default: as many as the case's sessions)")
+                        "fewer users than rows: batched stepping only, at least the largest --sessions "
+                        "(default: as many as the case's sessions)")
     p.add_argument("--codec", default="auto", help="codec spec (default: the front-end's own: embedded)")
     p.add_argument("--seconds", type=at_least(0.1, float), default=4.0, help="measured seconds per case (default 4)")
     p.add_argument("--warmup", type=at_least(0, float), default=0.8, help="unmeasured seconds first (default 0.8)")
@@ -62,7 +64,8 @@ async def run_case(frontend: str, codec: str, n: int, batched: bool, seconds: fl
     from ..runtime.metrics import MetricsLog
 
     cfg = load_config(None, {"frontend.spec": frontend, "codec.spec": codec, "backend.stt": "none",
-                             "backend.llm": "none", "runtime.max_sessions": max(n, rows or n), "runtime.batched": batched,
+                             "backend.llm": "none", "runtime.max_sessions": rows if batched and rows else n,
+                             "runtime.batched": batched,
                              "runtime.vad": "energy", "runtime.torch_threads": threads,
                              "runtime.stats_interval_s": 0.0})
     clock = MonotonicClock()
@@ -99,7 +102,7 @@ async def run_case(frontend: str, codec: str, n: int, batched: bool, seconds: fl
     steps = [m.value for m in events if m.name == "step_time"]
     missed = [m.value for m in events if m.name == "missed_deadline"]
     return {"frontend": frontend, "codec": comps.get("codec"), "params": comps.get("frontend_params"),
-            "batched": batched, "sessions": n, "rows": max(n, rows or n), "frames": len(steps), "step_p50": pct(steps, 0.5),
+            "batched": batched, "sessions": n, "rows": rows if batched and rows else n, "frames": len(steps), "step_p50": pct(steps, 0.5),
             "step_p99": pct(steps, 0.99), "missed": len(missed), "missed_ratio": len(missed) / max(1, len(steps)),
             "max_late": max(missed, default=0.0), "cpu_per_frame": cpu / max(1, len(steps)),
             "cpu_share": cpu / max(wall, 1e-9)}
@@ -150,6 +153,10 @@ def main(args) -> int:
         frontend_form(fe)  # (a plugin's: its factory reads it, as kame run's does)
     print(command, flush=True)
     ns = sorted(set(args.sessions or DEFAULT_SESSIONS))
+    if args.rows is not None and (args.rows < ns[-1] or args.mode == "per-session"):
+        raise ConfigError(f"--rows {args.rows}: " + ("per-session stepping has no shared batch (give --mode batched)"
+                          if args.mode == "per-session" else f"below --sessions {ns[-1]}: a batch holds at least "
+                          "its sessions"))
     modes = {"both": [True, False], "batched": [True], "per-session": [False]}[args.mode]
     rows = []
     interrupted = False

@@ -559,8 +559,8 @@ def print_summary(s: dict, out: Path, no_png: bool) -> None:
               f"{late_share(s['slow_steps'], s['frames'])}, {st * 1000:.0f} ms per step (median): it runs slower "
               f"than real time, so live (kame serve) it would miss those deadlines and its audio stutter; "
               f"{SLOW_CAUSE}: try "
-              + (f"--set runtime.max_sessions=1 (each step codes all its {s['step_rows']} rows, and this run uses "
-                 f"one), " if s.get("step_rows", 1) > 1 else "")
+              + (f"--set runtime.max_sessions=1 (each step runs all its {s['step_rows']} rows through the front-end, "
+                 f"and this run uses one), " if s.get("step_rows", 1) > 1 else "")
               + "a smaller front-end or codec, a GPU (frontend.device), or a faster machine")
     if s.get("agent_clipped_fraction", 0.0) >= 1e-4:  # a handful of clipped samples is inaudible
         print(f"warning   {100 * s['agent_clipped_fraction']:.2f} % of the agent's samples exceeded full scale "

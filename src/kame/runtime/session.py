@@ -211,6 +211,8 @@ class TandemSession(Session):
                 self._buf_len -= over
                 self._head += over
                 self.stats.dropped_input_s += over / 24000
+        while len(self._arrivals) > 1 and self._arrivals[0][0] <= self._head:  # (chunks dropped whole: forgotten,
+            self._arrivals.popleft()  # or a client pushing faster than frames are taken grows this without bound)
 
     def outputs(self) -> OutputReader:
         """The outputs, in order, until the end marker (which stays queued: a later outputs() ends
@@ -433,7 +435,7 @@ class TandemSession(Session):
             cause = (f"each step, codec and front-end for {rows}, takes {step * 1000:.0f} ms (median) per "
                      f"80 ms of audio: {model} is too slow for this CPU"
                      + (" at this batch size" if rt.batched and rt.max_sessions > 1 else ""))
-            fix = ((f"runtime.max_sessions = {live} (each step codes all its rows, used or not), "
+            fix = ((f"runtime.max_sessions = {live} (each step runs all its rows through the front-end, used or not), "
                     if rt.batched and rt.max_sessions > live else "fewer sessions, " if live > 1 else "")
                    + "a smaller front-end or codec, a GPU (frontend.device), or a faster machine")
         else:
