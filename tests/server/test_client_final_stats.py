@@ -87,3 +87,38 @@ async def test_a_client_that_just_closes_still_ends_normally():
                 break
             await asyncio.sleep(0.01)
     assert agent.sessions[0].closed
+
+
+class NeverEndingSession(TotalsSession):
+    """A session whose close() never ends its outputs (a plugin agent's bug)."""
+
+    async def close(self):
+        self.closed = True
+
+
+class NeverEndingAgent(TotalsAgent):
+    async def open_session(self, session_id=None):
+        self.sessions.append(NeverEndingSession(f"n{len(self.sessions) + 1}"))
+        return self.sessions[-1]
+
+
+async def test_after_end_input_an_agent_that_never_ends_the_session_is_closed_on_time(monkeypatch):
+    """(was: no bound of the server's own: the idle watchdog closed it with 1008 blaming the client,
+    or with idle_timeout_s = 0 it stayed open)"""
+    import aiohttp
+
+    import kame.server.connection as connection
+
+    monkeypatch.setattr(connection, "END_INPUT_GRACE_S", 0.3, raising=False)
+    agent = NeverEndingAgent()
+    async with running_server(agent, idle_timeout_s=0) as (url, _), aiohttp.ClientSession() as http:
+        async with http.ws_connect(url.replace("http", "ws") + "/api/chat") as ws:
+            assert (await ws.receive()).data[:1] == b"\x00"  # the handshake
+            await ws.send_bytes(P.encode(P.Kind.PCM, P.pcm16_encode(tone(0.08))))
+            await ws.send_bytes(P.encode(P.Kind.CONTROL, bytes([int(P.Control.END_INPUT)])))
+            errors = []
+            while (msg := await asyncio.wait_for(ws.receive(), 10)).type == aiohttp.WSMsgType.BINARY:
+                if msg.data[:1] == b"\x05":
+                    errors.append(P.parse_json(msg.data[1:])["code"])
+            assert errors == ["end_timeout"] and ws.close_code == 1000
+    assert agent.sessions[0].closed

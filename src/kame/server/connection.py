@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kame.server")
 
+# after END_INPUT, how long the agent's close may take to end the session's outputs (kame's own end at
+# once; the cascade's flush takes at most 5 s; kame client waits 10 s), then the server closes anyway
+END_INPUT_GRACE_S = 8.0
 CLOSE_WAIT_S = 3.0  # aiohttp's own close (app.py: the WebSocketResponse's timeout of 2 s, its drain)
 
 
@@ -61,6 +64,7 @@ class Connection:
         self.send_started: float | None = None  # clock time of the send in progress
         self.client_closed = False
         self.ending = False  # the client sent END_INPUT: the session is closing, its outputs still forwarded
+        self.ending_since: float | None = None  # clock time of the END_INPUT (END_INPUT_GRACE_S from then)
         self.session_closing: asyncio.Future | None = None  # the session's close(), started when the client closed
         self.pump: asyncio.Task | None = None  # run()'s task reading the session's outputs
         self.client_close: tuple[int, str] | None = None  # the client's close code and reason
@@ -208,7 +212,7 @@ class Connection:
         the connection normally (1000). The session's end counts as the client's."""
         if self.session_closing is not None:
             return
-        self.ending = True
+        self.ending, self.ending_since = True, self.server.clock.now()
         self.client_close = (WSCloseCode.OK, "end of input")
         self.session_closing = asyncio.ensure_future(self.session.close())
 
@@ -341,8 +345,12 @@ class Connection:
         period = max(0.05, min(timeout / 4, self.cfg.send_timeout_s / 4, 1.0))
         while True:
             now = clock.now()
-            idle = self.activity.idle()
-            if idle:
+            if self.ending:  # (no audio is expected now: no idle check; the agent's close gets a bound)
+                if now - self.ending_since >= END_INPUT_GRACE_S:
+                    self._fatal("end_timeout", f"the agent did not end the session within {END_INPUT_GRACE_S:g} s "
+                                "of the end of input", WSCloseCode.OK)
+                    return
+            elif idle := self.activity.idle():
                 self._fatal("idle_timeout", idle, WSCloseCode.POLICY_VIOLATION)
                 return
             if now - self.opened >= limit:
