@@ -4,6 +4,7 @@ not begun and names the one it waits for. The model is a fake whose decode block
 path is the real one: WhisperModelHandle.transcribe on the handle's decode thread); threads sync on
 events, not on time."""
 
+import contextvars
 import subprocess
 import sys
 import textwrap
@@ -102,7 +103,7 @@ def test_a_live_stream_still_gets_its_final():
     for k, pcm in enumerate([SILENCE] * 5 + [SPEECH] * 15 + [SILENCE] * 15):
         worker.put(pcm, 100.0 + 0.08 * k)
     worker.close()
-    worker.run()
+    contextvars.copy_context().run(worker.run)  # (as a stream runs it: its stop context stays its own)
     handle.executor.shutdown(wait=True)
     assert [item[0] for item in posted][-2:] == ["final", "done"]
     assert [w.text for w in posted[-2][1]] == ["hi"]
@@ -162,3 +163,40 @@ def test_the_exit_drops_queued_decodes_and_names_the_one_it_waits_for(tmp_path):
     assert "waiting for the whisper decode under way" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr, r.stderr
 
+
+
+def test_a_decode_dropped_at_exit_behind_another_streams_is_a_stop_not_a_crash(monkeypatch, caplog):
+    """Two streams share one whisper model; the process exits while one decode runs and the other
+    stream's waits behind it: the dropped one is a stopped stream ("done"), not "STT worker
+    crashed" with a CancelledError traceback."""
+    import kame.backend.stt.whisper as whisper
+
+    monkeypatch.setattr(whisper, "_EXITING", threading.Event())
+    model = _BlockingModel()
+    handle = _handle(model)
+    monkeypatch.setattr(whisper, "_HANDLES", {handle})
+    stt = WhisperSTT(handle=handle, max_lag=float("inf"), whisper_interval=100.0)
+    posts: dict[str, list] = {"A": [], "B": []}
+    threads = []
+    for name, posted in posts.items():
+        worker = _Worker(stt, posted.append, f"session {name}: ")
+        for k, pcm in enumerate([SILENCE] * 5 + [SPEECH] * 15 + [SILENCE] * 15):
+            worker.put(pcm, 100.0 + 0.08 * k)
+        worker.close()
+        th = threading.Thread(target=contextvars.copy_context().run, args=(worker.run,), daemon=True)
+        th.start()
+        threads.append(th)
+        assert model.entered.wait(30)  # (A's decode runs before B queues its own)
+    try:
+        for _ in range(200):  # (B's decode queued behind A's)
+            if handle.executor._work_queue.qsize():
+                break
+            threading.Event().wait(0.01)
+        whisper._at_exit()  # the interpreter's exit
+    finally:
+        model.release.set()
+        for th in threads:
+            th.join(10)
+        handle.executor.shutdown(wait=True)
+    assert [item[0] for item in posts["B"]] == ["done"], posts["B"]
+    assert "crashed" not in caplog.text

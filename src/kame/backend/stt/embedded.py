@@ -97,8 +97,7 @@ class HybridRecognizer(Recognizer):
         """Stopped before the final: pocketsphinx's decoder goes back now, a whisper decode not
         started yet is dropped (a running one finishes on its own)."""
         self.ps.close()
-        if self.wh.pending is not None:
-            self.wh.pending.cancel()
+        self.wh.close()
 
 
 class EmbeddedSTT(SegmentedSTT):

@@ -27,7 +27,7 @@ import os
 import threading
 import time
 import weakref
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Callable
@@ -268,6 +268,8 @@ class WhisperRecognizer(BufferedRecognizer):
         while True:
             try:
                 return fut.result(timeout=None if self.stop is None else WAIT_POLL_S)
+            except CancelledError:  # (dropped at the process's exit, queued behind another stream's decode)
+                raise StreamStopped("the whisper decode was dropped: the process is exiting") from None
             except FutureTimeout:
                 if self.stop.is_set():  # type: ignore[union-attr]
                     fut.cancel()
@@ -278,6 +280,8 @@ class WhisperRecognizer(BufferedRecognizer):
         """Collect a finished decode, start the next one if due; True if new words arrived."""
         changed = False
         if self.pending is not None and self.pending.done():
+            if self.pending.cancelled():  # (dropped at the process's exit: no words, as a stopped stream's)
+                raise StreamStopped("the whisper decode was dropped: the process is exiting")
             self.words, self.words_len = self.pending.result(), self.pending_len  # re-raises a crash
             self.pending, changed = None, True
         if (self.pending is None and self.interval is not None and self.n - self.pending_len >= self.interval
