@@ -348,6 +348,9 @@ def test_the_embedded_recognizer_closes_its_pocketsphinx_utterance():
     rec = HybridRecognizer.__new__(HybridRecognizer)  # (no models: only close() is under test)
     closed: list = []
     rec.ps = SimpleNamespace(close=lambda: closed.append("pocketsphinx"))
-    rec.wh = SimpleNamespace(pending=Future())
+    from kame.backend.stt.whisper import WhisperRecognizer
+
+    rec.wh = WhisperRecognizer.__new__(WhisperRecognizer)  # (its close() drops a queued decode)
+    rec.wh.pending = Future()
     rec.close()
     assert closed == ["pocketsphinx"] and rec.wh.pending.cancelled()
