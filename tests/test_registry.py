@@ -287,3 +287,72 @@ def test_a_windows_drive_path_is_told_to_take_path_first(spec):
     with pytest.raises(ConfigError) as e:  # a scheme's typo is no path
         registry.check_spec("frontend", "rnd:tiny")
     assert "looks like a path" not in str(e.value)
+
+
+MISSING_SDK_PLUGIN = textwrap.dedent("""
+    from kame import registry
+
+    def create(arg=None, **kw):
+        import kame_test_no_such_sdk  # the plugin's own dependency, not installed
+
+    registry.register("llm", "mine", create)
+""")
+
+
+def test_a_plugin_component_missing_its_package_is_told_to_install_it_not_to_reinstall_kame(tmp_path, scratch):
+    """(lifecycle QA) a plugin factory importing a package that is not installed names the plugin and
+    the package (was: "run: reinstall kame", which cannot help); a program's factory is named too."""
+    from kame.errors import MissingPackageError
+
+    plugin = tmp_path / "mycomp.py"
+    plugin.write_text(MISSING_SDK_PLUGIN)
+    registry.load_plugins([str(plugin)])
+    with pytest.raises(MissingPackageError) as e:
+        registry.create("llm", "mine")
+    said = str(e.value)
+    assert said.startswith("llm 'mine' needs a package that is not installed (kame_test_no_such_sdk); install the "
+                           "package the plugin ") and "mycomp.py needs (kame_test_no_such_sdk)" in said, said
+    assert "reinstall kame" not in said
+
+    def programs(arg=None, **kw):
+        import kame_test_no_such_sdk
+
+        return kame_test_no_such_sdk
+
+    registry.register("llm", "progs", programs)
+    with pytest.raises(MissingPackageError, match=r"install the package its factory .*programs .*needs "
+                                                  r"\(kame_test_no_such_sdk\)") as e:
+        registry.create("llm", "progs")
+    assert "reinstall kame" not in str(e.value)
+
+
+class _Voice:
+    def __init__(self, head, **options):
+        self.head, self.options = head, options
+
+    async def synthesize(self, text):
+        yield text
+
+
+def _voice(arg=None, **kwargs):
+    head, options = registry.spec_kwargs("tts", "voice", arg, kwargs, ("seed",))
+    return _Voice(head, **options)
+
+
+def test_a_spec_s_own_option_wins_over_a_caller_s_optional_default(scratch):
+    """(review1 #4) `kame data synth --user-voice "espeak:en-us;seed=5"` passes seed=0 as an optional
+    default: the spec's seed is used (was: "option 'seed' is also given as a keyword argument");
+    a spec without it takes the caller's, and create() given both still refuses."""
+    registry.register("tts", "voice", _voice)
+    made = registry.create_with_optional("tts", "voice:en-us;seed=5", seed=0)
+    assert (made.head, made.options) == ("en-us", {"seed": "5"})
+    assert registry.create_with_optional("tts", "voice:en-us", seed=0).options == {"seed": 0}
+    with pytest.raises(ConfigError, match="option 'seed' is also given as a keyword argument"):
+        registry.create("tts", "voice:en-us;seed=5", seed=0)
+
+
+def test_a_synth_voice_with_its_own_seed_uses_it():
+    """The espeak TTS that `kame data synth` / `kame eval mtbench` create with their seed=0."""
+    pytest.importorskip("espeakng_loader")
+    tts = registry.create_with_optional("tts", "espeak:en-us;seed=5", seed=0)
+    assert tts.seed == 5

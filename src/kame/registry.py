@@ -10,10 +10,8 @@ A component that takes options reads them after a ';' (``split_options``):
 
 Factories are registered as dotted strings ("module:callable") so that nothing heavy is
 imported until a component is created; a missing optional dependency becomes a
-kame.errors.MissingPackageError (an ImportError and a NotAvailableError) naming the extra to install,
-and one that is installed but fails to import (a shared library that cannot be mapped under a
-memory limit, a broken install: any ImportError but a ModuleNotFoundError) a NotAvailableError
-with that error's own message (``not_installed``, ``import_failed``).
+kame.errors.MissingPackageError naming the extra to install (a plugin's: the package it needs), and
+one installed but failing to import a NotAvailableError with its own message (``not_installed``).
 
     from kame import registry
     llm = registry.create("llm", "openai:gpt-4.1", base_url=...)
@@ -25,14 +23,10 @@ command line (``--set backend.llm=mine``), from any of
     KAME_PLUGINS=mycomps,./other.py kame serve
     [project.entry-points."kame.components"] mycomps = "mycomps"   # in an installed package ("mycomps:setup":
                                                                    # imported, then setup() called)
-A factory that raises, or returns an object without the kind's methods (``stt``: stream,
-``llm``: stream_chat, ``tts``: synthesize, ``codec``: encode/decode/stream/set_num_codebooks and
-the numbers sample_rate, frame_rate, frame_size, num_codebooks, cardinality: the whole of
-kame.codec.base.Codec), is a KameError naming the spec and where it failed (or what it lacks);
-one that cannot be called as factory(arg, **options) is a ConfigError naming it and the signature
-it needs. A plugin replaces a built-in scheme, or one another plugin registered, only with
-register(..., replace=True); a scheme registered outside plugin loading (by a program, a notebook
-cell, a test) is replaced by registering it again.
+A factory that raises, or returns an object without the kind's methods and numbers
+(REQUIRED_METHODS, REQUIRED_ATTRIBUTES: a codec's are all of kame.codec.base.Codec), is a KameError
+naming the spec and where it failed (or what it lacks); one kame cannot call as factory(arg,
+**options), a ConfigError naming it and the signature it needs. Replacing a scheme: ``register``.
 """
 
 from __future__ import annotations
@@ -84,8 +78,7 @@ class Entry:
     # takes NAME=VALUE options after ';' (None: a plugin's, its factory decides; a "module:callable" or
     # callable: takes them, and check_spec calls it as f(arg, where) to check them)
     options: bool | str | Callable | None = None
-    # the plugin whose loading registered it (its file, else its name; None: registered outside plugin
-    # loading); another plugin's registration of the scheme is refused without replace
+    # the plugin whose loading registered it (its file, else its name; None: outside plugin loading)
     origin: str | None = None
 
 
@@ -97,18 +90,17 @@ _OWN: dict[tuple[str, str], Entry] = {}  # ... and their entries (one replaced b
 def register(kind: str, scheme: str, target: str | Callable, *, extra: str | None = None, help: str = "",
              needs: str | None = None, needs_env: str | None = None, options: bool | str | Callable | None = None,
              replace: bool = False) -> None:
-    """Register ``scheme`` for component ``kind`` (one of KINDS); ``target`` is "module:callable"
-    or a callable, called as target(arg, **kwargs); ``needs``: the spec must name this after the
-    scheme (``openai:MODEL``), unless env ``needs_env`` is set; ``options``: it takes NAME=VALUE
-    options after ';' (False: a spec with them is refused at the config check; None: the factory
-    decides, as a plugin's does unless it says; a "module:callable" or a callable: takes them, and
-    the config check calls it as f(arg, where), to raise a ConfigError starting with ``where`` for
-    an unknown option or a bad value before anything loads). A built-in scheme, or one another
-    plugin registered, is replaced by a plugin only with ``replace=True``; the same plugin registering it again (its module
-    loaded twice, by file and by name) replaces it, as does any register() outside plugin loading (a
-    program's, a notebook cell run again). Which plugin registers is the one load_plugins (or an entry
-    point) is loading, not the file of the register() call: two plugins registering through a shared
-    helper or decorator clash too."""
+    """Register ``scheme`` for component ``kind`` (one of KINDS); ``target``: "module:callable" or a
+    callable, called as target(arg, **kwargs); ``needs``: the spec must name this after the scheme
+    (``openai:MODEL``), unless env ``needs_env`` is set; ``options``: it takes NAME=VALUE options after
+    ';' (False: a spec with them is refused at the config check; None: the factory decides, as a
+    plugin's does unless it says; a "module:callable" or a callable: takes them, and the config check
+    calls it as f(arg, where) to raise a ConfigError starting with ``where`` for an unknown option or
+    a bad value before anything loads). A plugin replaces a built-in scheme, or another plugin's, only
+    with ``replace=True``; the same plugin registering it again (its module loaded by file and by
+    name) replaces it, as does any register() outside plugin loading (a program's, a notebook cell).
+    The registering plugin is the one being loaded (load_plugins, an entry point), not the file of
+    the register() call: two plugins registering through a shared helper or decorator clash too."""
     if kind not in KINDS:  # (a typo would register a scheme nobody looks up)
         raise ConfigError(f"register({kind!r}, {scheme!r}, ...): unknown component kind {kind!r}; "
                           f"the kinds are {', '.join(KINDS)}")
@@ -220,13 +212,13 @@ def spec_kwargs(kind: str, scheme: str, arg: str | None, kwargs: dict, allowed: 
                 example: str = "") -> tuple[str | None, dict]:
     """A factory's spec argument "HEAD;NAME=VALUE,..." -> (HEAD or None, the constructor's keyword
     arguments: ``kwargs`` plus the spec's options, values as text for the constructor to check).
-    ConfigError for an option not in ``allowed``, a malformed or repeated one, or one also given
-    as a keyword argument."""
+    ConfigError for an option not in ``allowed``, a malformed or repeated one, or (an
+    OptionGivenTwiceError) one also in ``kwargs``."""
     sep = "" if not arg or arg.startswith(";") else ":"
     where = f"{kind} spec '{scheme}{sep}{arg or ''}'"
     head, options = split_options(arg, where, allowed, example)
     if twice := sorted(options.keys() & kwargs.keys()):
-        raise ConfigError(f"{where}: option {twice[0]!r} is also given as a keyword argument")
+        raise OptionGivenTwiceError(f"{where}: option {twice[0]!r} is also given as a keyword argument", twice[0])
     return head or None, {**kwargs, **options}
 
 
@@ -345,6 +337,14 @@ class UnknownOptionError(ConfigError):
         self.option = option
 
 
+class OptionGivenTwiceError(ConfigError):
+    """create() was given a keyword option the spec also sets after ';' (``option`` names it)."""
+
+    def __init__(self, message: str, option: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
 _UNEXPECTED = re.compile(r"unexpected keyword argument '(\w+)'")
 
 
@@ -375,8 +375,10 @@ def create(kind: str, spec: str, **kwargs: Any) -> Any:
         raise UnknownOptionError(f"{kind} {spec!r} has no option {m[1]!r}", m[1]) from None
     except Exception as exc:  # noqa: BLE001 - a factory's own bug or failure: named, with where
         raise _failed(kind, spec, exc) from exc
+    from .backend.options import is_real_number  # (a codec's numbers: numpy's too, not a bool)
+
     lacks = [m + "()" for m in REQUIRED_METHODS.get(kind, ()) if not callable(getattr(made, m, None))]
-    lacks += [a for a in REQUIRED_ATTRIBUTES.get(kind, ()) if not _is_number(getattr(made, a, None))]
+    lacks += [a for a in REQUIRED_ATTRIBUTES.get(kind, ()) if not is_real_number(getattr(made, a, None))]
     if lacks:
         how = f"; {_INTERFACE[kind]}" if kind in _INTERFACE else ""
         raise ConfigError(f"{kind} {spec!r}: its factory returned {type(made).__name__}, which has no "
@@ -449,13 +451,6 @@ def _describe(factory: Callable) -> str:
     return name + where
 
 
-def _is_number(value: Any) -> bool:
-    """An int or float (numpy's too), not a bool: a codec's sample_rate, frame_size, ..."""
-    import numbers
-
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _failed(kind: str, spec: str, exc: BaseException) -> KameError:
     """A factory's unexpected exception, as one line naming the spec and where it was raised."""
     frames = traceback.extract_tb(exc.__traceback__)
@@ -464,31 +459,30 @@ def _failed(kind: str, spec: str, exc: BaseException) -> KameError:
 
 
 def create_with_optional(kind: str, spec: str, **optional: Any) -> Any:
-    """create() passing each of the ``optional`` keyword arguments (shared context such as the
-    agent's clock) that the component takes, and leaving out those it does not."""
+    """create() passing each ``optional`` keyword (shared context such as the agent's clock, a default
+    seed) that the component takes and its spec does not set (``;seed=5`` wins over seed=0)."""
     while True:
         try:
             return create(kind, spec, **optional)
-        except UnknownOptionError as exc:
+        except (UnknownOptionError, OptionGivenTwiceError) as exc:
             if exc.option not in optional:
                 raise
             optional.pop(exc.option)
 
 
 def not_installed(exc: ImportError) -> bool:
-    """Whether a failed import means a package is not installed: a ModuleNotFoundError (the
-    package, or one of its own dependencies that pip would install). Any other ImportError is an
-    installed package that failed to load (a shared library that cannot be mapped under a memory
-    limit: "failed to map segment from shared object"; a broken or mismatched install: "cannot
-    import name"), to be reported with its own message (``import_failed``), not as "not installed".
-    A MissingPackageError has said so after its own check."""
+    """Whether a failed import means a package is not installed: a ModuleNotFoundError (the package,
+    or one of its own dependencies that pip would install), or a MissingPackageError (said after its
+    own check). Any other ImportError is an installed package that failed to load (a shared library
+    unmappable under a memory limit: "failed to map segment from shared object"; a broken install:
+    "cannot import name"), reported with its own message (``import_failed``)."""
     return isinstance(exc, (ModuleNotFoundError, MissingPackageError))
 
 
 def _kames(exc: ImportError) -> bool:
-    """An import error of kame's own modules ("cannot import name X from kame...", no module
-    kame.x): a bug (a renamed name, a circular import), not a package to install or a broken
-    install. (An extension module that fails to load names itself: ctranslate2._ext.)"""
+    """An import error of kame's own modules ("cannot import name X from kame...", no module kame.x):
+    a bug (a renamed name, a circular import), not a package to install or a broken install. (An
+    extension module that fails to load names itself: ctranslate2._ext.)"""
     return bool(exc.name) and exc.name.split(".")[0] == "kame"
 
 
@@ -505,8 +499,13 @@ def _broken(kind: str, spec: str, exc: ImportError) -> NotAvailableError:
 
 
 def _missing(kind: str, spec: str, entry: Entry, exc: ImportError) -> MissingPackageError:
-    hint = install_hint(entry.extra) if entry.extra else "reinstall kame"
-    return MissingPackageError(f"{kind} {spec!r} needs a package that is not installed ({exc.name or exc}); run: {hint}")
+    """kame's extra to install; for a plugin's (or a program's) component, the package it needs."""
+    if entry.extra or not plugin_scheme(kind, spec):
+        hint = f"run: {install_hint(entry.extra) if entry.extra else 'reinstall kame'}"
+    else:
+        by = f"the plugin {entry.origin}" if entry.origin else f"its factory {_target_name(entry.target)}"
+        hint = f"install the package {by} needs ({exc.name or exc})"
+    return MissingPackageError(f"{kind} {spec!r} needs a package that is not installed ({exc.name or exc}); {hint}")
 
 
 _LOADED = False
@@ -558,16 +557,17 @@ def _load_entry_point(ep) -> None:
                 hook()
     except (PluginError, KeyboardInterrupt):
         raise
-    except KameError as exc:  # e.g. a bad register() call: the plugin's, not the config key's
+    except Exception as exc:  # noqa: BLE001 - the plugin's failure (a bad register() call: not the config key's)
         raise PluginError(f"plugin {ep.value!r} (entry point {ep.name!r} of {ENTRY_POINT_GROUP!r}) could not be "
-                          f"loaded: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - the plugin's failure, named
-        raise PluginError(f"plugin {ep.value!r} (entry point {ep.name!r} of {ENTRY_POINT_GROUP!r}) could not be "
-                          f"loaded: {type(exc).__name__}: {exc}") from exc
+                          f"loaded: {_why(exc)}") from exc
     _PLUGINS.add(ep.value)
 
 
 _PLUGINS: set[str] = set()
+
+
+def _why(exc: Exception) -> str:  # a plugin's failure: a KameError's own message, else the exception's
+    return str(exc) if isinstance(exc, KameError) else f"{type(exc).__name__}: {exc}"
 
 
 def load_plugins(names, source: str = "--plugin") -> None:
@@ -592,12 +592,9 @@ def load_plugins(names, source: str = "--plugin") -> None:
                     importlib.import_module(name)
         except (PluginError, KeyboardInterrupt):
             raise
-        except KameError as exc:  # e.g. a bad register() call: the plugin's, not the config key's
-            raise PluginError(f"plugin {name!r} (from {source}) could not be loaded: {exc}") from exc
-        except Exception as exc:  # noqa: BLE001 - any failure of the plugin's import, named
+        except Exception as exc:  # noqa: BLE001 - any failure of the plugin's import (a bad register() call), named
             hint = (f" (a module on the Python path, or the file's path: ./{name}.py)"
                     if isinstance(exc, ModuleNotFoundError) and exc.name == name and Path(f"{name}.py").is_file()
                     else "")
-            raise PluginError(f"plugin {name!r} (from {source}) could not be loaded: "
-                              f"{type(exc).__name__}: {exc}{hint}") from exc
+            raise PluginError(f"plugin {name!r} (from {source}) could not be loaded: {_why(exc)}{hint}") from exc
         _PLUGINS.add(name)

@@ -154,7 +154,7 @@ async def test_a_session_whose_vad_is_being_built_holds_its_place_and_id():
     agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock), vad=factory, **{"runtime.max_sessions": 1})
     first = asyncio.create_task(agent.open_session("alice"))
     await asyncio.to_thread(entered.wait, 30)
-    with pytest.raises(CapacityError):
+    with pytest.raises(CapacityError, match=r"^the only session is in use \(runtime.max_sessions\)$"):
         await agent.open_session()
     go.set()
     s = await first

@@ -52,13 +52,38 @@ async def test_client_writes_audio_and_json(wav, tmp_path, capsys):
     assert "audio" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("tail", ["-5", "nan", "inf", "-inf", "3600"])
-def test_client_bad_tail_is_an_error_before_connecting(wav, tail, capsys):
-    assert main([DEAD, str(wav), f"--tail={tail}"]) == 1  # the check kame run makes; DEAD is never tried
-    assert "--tail must be seconds in [0, 3600)" in capsys.readouterr().err
+@pytest.mark.parametrize("option", ["--tail", "--max-tail"])
+@pytest.mark.parametrize("tail", ["-5", "nan", "inf", "-inf", "3600", "x"])
+def test_client_bad_tail_is_an_error_before_connecting(wav, option, tail, capsys):
+    """Checked as parsed, as `kame run --tail` is (kame.cliargs.tail_seconds): exit 2 naming the
+    option (was: exit 1 after parsing); DEAD is never tried."""
     with pytest.raises(SystemExit) as e:
-        main([DEAD, str(wav), "--tail=x"])
-    assert e.value.code == 2 and "--tail" in capsys.readouterr().err
+        main([DEAD, str(wav), f"{option}={tail}"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"argument {option}: " in err, err
+    if tail != "x":
+        assert "must be seconds in [0, 3600)" in err or "expected a finite number" in err, err
+
+
+def test_a_program_s_own_bad_tail_is_still_an_error_before_connecting(wav, capsys):
+    import argparse
+
+    a = argparse.Namespace(url=DEAD, input=str(wav), output=None, json=None, token=None, pcm=False, tail=-5.0,
+                           max_tail=10.0, fast=False)
+    assert main(a) == 1 and "--tail must be seconds in [0, 3600)" in capsys.readouterr().err
+
+
+def test_python_m_client_takes_the_out_alias_as_kame_client_does(wav, tmp_path, capsys):
+    """(review1 #6) `python -m kame.server.client` parses with kame.cli's parser: --out is -o's alias
+    there, not only an abbreviation of --output (which another --out... option would end)."""
+    from kame.server.client import build_parser
+
+    ap = build_parser()
+    ap.allow_abbrev = False
+    assert ap.parse_args([DEAD, str(wav), "--out", "x.wav"]).output == "x.wav"
+    assert "--out " not in ap.format_help()  # (hidden, as in `kame client --help`)
+    assert main([DEAD, str(wav), "--out", str(tmp_path / "x.txt")]) == 1  # (checked, so taken as -o)
+    assert "x.txt" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("url, said", [
@@ -270,11 +295,6 @@ async def test_client_does_not_extend_the_tail_of_other_agents(wav, tmp_path):
         assert await _main([url, wav, "--json", js, "--fast", "--tail", "0.3", "--max-tail", "20"]) == 0
     doc = json.loads(js.read_text())
     assert doc["tail_extended_s"] == 0 and doc["reply_cut_off"] is False
-
-
-def test_client_bad_max_tail_is_an_error_before_connecting(wav, capsys):
-    assert main([DEAD, str(wav), "--max-tail", "nan"]) == 1
-    assert "--max-tail must be seconds in [0, 3600)" in capsys.readouterr().err
 
 
 # ---- errors, closes, dropped input --------------------------------------------------------------

@@ -15,17 +15,24 @@ import threading
 
 import pytest
 
-SIGNALS = [(signal.SIGINT, 130), (signal.SIGTERM, 0)]
+# SIGHUP (a closed terminal or ssh session, `kill -HUP`) as SIGTERM (was: the process died at once)
+SIGNALS = [(signal.SIGINT, 130), (signal.SIGTERM, 0)] + ([(signal.SIGHUP, 0)] if hasattr(signal, "SIGHUP") else [])
+NAMES = [s.name for s, _ in SIGNALS]
 
 
 def _serve(args: list[str], stdin=None) -> subprocess.Popen:
-    # SIGINT at its default (a test run from a background job would pass it on ignored)
+    # the signals at their default (a test run from a background job would pass SIGINT on ignored)
     return subprocess.Popen([sys.executable, *args], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            text=True, preexec_fn=_default_signals)
 
 
-def _wait_for(proc: subprocess.Popen, text: str) -> None:
-    """Until a stdout line holds ``text`` (read in a thread: a server that never says it fails, not hangs)."""
+def _default_signals() -> None:
+    for sig in SIGNALS:
+        signal.signal(sig[0], signal.SIG_DFL)
+
+
+def _wait_for(proc: subprocess.Popen, text: str) -> str:
+    """Until a stdout line holds ``text``, that line (read in a thread: a server that never says it fails, not hangs)."""
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in iter(proc.stdout.readline, "")] + [lines.put("")],
                      daemon=True).start()
@@ -33,10 +40,10 @@ def _wait_for(proc: subprocess.Popen, text: str) -> None:
         line = lines.get(timeout=60)
         assert line, f"kame serve ended before it said {text!r}: {proc.stderr.read()}"
         if text in line:
-            return
+            return line
 
 
-@pytest.mark.parametrize("sig, status", SIGNALS, ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("sig, status", SIGNALS, ids=NAMES)
 def test_the_exit_status_says_which_signal_stopped_it(sig, status):
     proc = _serve(["-c", "import sys; from kame.cli import main; sys.exit(main())", "serve", "--agent", "echo",
                    "--port", "0"])
@@ -46,6 +53,42 @@ def test_the_exit_status_says_which_signal_stopped_it(sig, status):
         assert proc.wait(timeout=60) == status
         err = proc.stderr.read()
         assert "shutting down: closing 0 session(s)" in err and "Traceback" not in err
+        if sig == getattr(signal, "SIGHUP", None):
+            assert "hang-up (SIGHUP): stopping as for SIGTERM" in err
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP here")
+def test_a_hang_up_closes_the_sessions_as_sigterm_does_and_a_second_one_is_ignored():
+    """(lifecycle QA) a closed terminal sends SIGHUP, perhaps twice (the terminal's and its shell's):
+    the session gets 1001 "server shutting down" and the exit is SIGTERM's 0 (was: 1006, exit 129)."""
+    import asyncio
+
+    import aiohttp
+
+    from kame.server.client import chat_url
+
+    proc = _serve(["-c", "import sys; from kame.cli import main; sys.exit(main())", "serve", "--agent", "echo",
+                   "--port", "0"])
+
+    async def hang_up_with_a_session(url: str):
+        async with aiohttp.ClientSession() as http, http.ws_connect(chat_url(url)) as ws:
+            await ws.receive(timeout=30)  # (the handshake: the session is open)
+            proc.send_signal(signal.SIGHUP)
+            proc.send_signal(signal.SIGHUP)
+            while (msg := await ws.receive(timeout=30)).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                pass
+            return ws.close_code, msg.extra
+
+    try:
+        url = _wait_for(proc, "serving on http://").split("serving on ")[1].split()[0]
+        code, reason = asyncio.run(hang_up_with_a_session(url))
+        assert (code, reason) == (1001, "server shutting down")
+        assert proc.wait(timeout=60) == 0
+        err = proc.stderr.read()
+        assert "hang-up (SIGHUP)" in err and "closing 1 session(s)" in err and "Traceback" not in err
     finally:
         proc.kill()
         proc.wait()
@@ -71,7 +114,7 @@ LOADING_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("sig, status", SIGNALS, ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("sig, status", SIGNALS, ids=NAMES)
 def test_a_signal_while_the_agent_loads_exits_without_waiting_for_the_load(sig, status):
     proc = _serve(["-c", LOADING_SCRIPT], stdin=subprocess.PIPE)
     try:

@@ -5,6 +5,8 @@ loop or a crash in a worker thread later.
     self.timeout = number("openai STT", "timeout", timeout, above=0)          # a finite float > 0
     self.final_beam = number("embedded STT", "final_beam", final_beam, min=1, cast=int)
     self.max_lag = number("STT", "max_lag", max_lag, min=0, allow_inf=True)   # inf: never skip
+
+and the predicates for values read from a file or a message (``is_finite_number``: a time, a count).
 """
 
 from __future__ import annotations
@@ -39,3 +41,13 @@ def number(owner: str, name: str, value, *, min: float | None = None, above: flo
     if (min is not None and x < min) or (above is not None and x <= above):
         raise bad
     return x
+
+
+def is_real_number(x) -> bool:
+    """An int or float (numpy's too), not a bool (which Python counts as an int)."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def is_finite_number(x) -> bool:
+    """A finite real number (numpy's too), not a bool: not NaN, not infinite."""
+    return is_real_number(x) and math.isfinite(x)

@@ -45,9 +45,9 @@ from ..errors import ConfigError, KameError
 from ..config import KameConfig
 from ..runtime.backend import create_llm, create_stt
 from ..runtime.sttloop import STALL_S
-from ..runtime.base import Agent, CapacityError, Meta, Session, close_components, room_to_unwind, session_id_for
+from ..runtime.base import Agent, Meta, Session, close_components, room_to_unwind, session_id_for
 from ..runtime.clock import STOP_WAIT_S, Clock
-from ..runtime.engine import StartOnce, check_clock, component_state
+from ..runtime.engine import StartOnce, check_clock, component_state, sessions_full
 from ..runtime.loading import config_key, config_keys
 from ..runtime.metrics import MetricsSink, guard_sink
 from ..runtime.worker import StepThread, StepWorker
@@ -257,7 +257,7 @@ class CascadeAgent(Agent):
         if not self._started:
             await self.start()
         if len(self.sessions.keys() | self._opening) >= self.max_sessions:
-            raise CapacityError(f"all {self.max_sessions} sessions are in use (runtime.max_sessions)")
+            raise sessions_full(self.max_sessions)
         # (a bounded number of closed ones still unwinding their STT streams)
         await room_to_unwind(lambda: self._stopping, self.max_sessions, STOP_WAIT_S)
         if self._stopping_now or self._stops != stops:  # (stop() did not see it: it would outlive the agent)
@@ -266,7 +266,7 @@ class CascadeAgent(Agent):
         taken = self.sessions.keys() | self._opening
         sid = session_id_for(session_id, taken, lambda: f"c{next(_ids)}")
         if len(taken) >= self.max_sessions:
-            raise CapacityError(f"all {self.max_sessions} sessions are in use (runtime.max_sessions)")
+            raise sessions_full(self.max_sessions)
         # the VAD is built in the VAD thread: a silero VAD (an onnxruntime session) takes ~75-170 ms
         # of compute that would stall every other session on the event loop (was: built on it)
         self._opening.add(sid)  # (its id and place are taken meanwhile)

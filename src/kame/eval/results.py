@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import sys
 from pathlib import Path
 
+from ..backend.options import is_finite_number
 from ..errors import ConfigError, KameError
 from ..paths import write_replacing
 from .judge import why_failed
@@ -55,7 +55,7 @@ def read_jsonl(path: Path, fix: str, ok=None, needs: str = "", problem=None) -> 
 
 
 def _non_negative(v) -> bool:  # (a finite number >= 0, not a bool)
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+    return is_finite_number(v) and v >= 0
 
 
 def rated_problem(r: dict) -> str | None:

@@ -9,7 +9,7 @@
 Frame pacing (on the injectable clock): frame k is scheduled at ``s_k``; the ticker waits
 until then, takes 80 ms of input from every live session (silence if a session sent none:
 full duplex, the agent keeps listening and talking), runs ONE worker job (codec encode ->
-LM step -> codec decode for all rows), and delivers the outputs. The frame's deadline is
+LM step over all rows -> codec decode; a codec with rows_subset codes the rows in use), and delivers the outputs. The frame's deadline is
 ``s_k + 80 ms``; finishing later is a missed deadline: a Metric("missed_deadline", lateness)
 plus a per-session counter (in the "stats" Meta) - never silently absorbed; a session whose
 frames keep missing (kame.runtime.metrics.behind_real_time) logs it once, with the numbers and
@@ -153,6 +153,12 @@ def shared_states(parts) -> dict:
         if kind is not None:
             states[kind] = component_state(part)
     return states
+
+
+def sessions_full(max_sessions: int) -> CapacityError:
+    """The refusal of a session past runtime.max_sessions (the tandem's and the cascade's)."""
+    used = "the only session is" if max_sessions == 1 else f"all {max_sessions} sessions are"
+    return CapacityError(f"{used} in use (runtime.max_sessions)")
 
 
 def check_clock(clock) -> Clock:
@@ -378,16 +384,15 @@ class TandemAgent(Agent):
             raise KameError("the agent is stopping; no new session (open one once stop() has returned)")
         stops = self._stops  # (a whole stop() may run while this waits below: _stopping is False again)
         await self.start()  # (at once when it runs; else this caller waits for the one start)
-        full = f"all {self.max_sessions} sessions are in use (runtime.max_sessions)"
         if not self._free:
-            raise CapacityError(full)
+            raise sessions_full(self.max_sessions)
         # (a bounded number of closed ones still unwinding their STT streams)
         await room_to_unwind(lambda: self._unwinding, self.max_sessions, STOP_WAIT_S)
         if self._stopping or self._stops != stops:  # (stop() would not see it: it would outlive the agent)
             raise KameError("the agent was stopped while a session was opening; open one again (once "
                             "stop() has returned)")
         if not self._free:  # (taken while this waited)
-            raise CapacityError(full)
+            raise sessions_full(self.max_sessions)
         sid = session_id_for(session_id, {s.id for s in self.sessions.values()}, lambda: f"s{next(_session_ids)}")
         row = self._free.pop()
         s = TandemSession(self, row, sid)

@@ -23,7 +23,6 @@ import contextlib
 import errno
 import html
 import json
-import math
 import os
 import re
 import sys
@@ -35,11 +34,13 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import aiohttp
 import numpy as np
 
+from ..backend.options import is_finite_number
+from ..cliargs import tail_seconds
 from ..errors import ConfigError, KameError
 from ..runtime.filemode import DEFAULT_MAX_TAIL_S, check_tail, read_input, reply_pending
 from ..runtime.interrupt import done_or_stopped, first_ctrl_c, run_to_end
 from . import protocol as P
-from .clientreport import SHOWN_ERRORS, report
+from .clientreport import EPILOG, json_record, report
 
 URL_SCHEMES = ("ws", "wss", "http", "https")
 REPLY_METAS = ("info", "turn", "agent_turn", "vad", "transcript")  # what reply_pending reads (partials too, as
@@ -53,16 +54,12 @@ CLOSE_CODES = {  # why a connection closed, for failure()
 }
 
 
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _count(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _words(v) -> bool:
-    return isinstance(v, list) and all(isinstance(w, dict) and _number(w.get("start")) and _number(w.get("end"))
+    return isinstance(v, list) and all(isinstance(w, dict) and all(is_finite_number(w.get(k)) for k in ("start", "end"))
                                        for w in v)
 
 
@@ -71,9 +68,9 @@ def _turn_id(v) -> bool:  # (a set member: open_turns)
 
 
 READ_FIELDS = {  # the fields of the server's metadata this client reads (its checks, its summary), and their types
-    "stats": {"frames": _count, "missed_deadlines": _count, "dropped_input_s": _number},
-    "info": {"t0": _number},
-    "vad": {"event": lambda v: isinstance(v, str), "detected_at": _number},
+    "stats": {"frames": _count, "missed_deadlines": _count, "dropped_input_s": is_finite_number},
+    "info": {"t0": is_finite_number},
+    "vad": {"event": lambda v: isinstance(v, str), "detected_at": is_finite_number},
     "transcript": {"final": lambda v: isinstance(v, bool), "text": lambda v: isinstance(v, str), "words": _words},
     "turn": {"turn": _turn_id}, "agent_turn": {"turn": _turn_id}, "route": {"turn": _turn_id},
 }
@@ -86,7 +83,7 @@ def readable(d: dict) -> tuple[dict, list[str]]:
     of the wrong type is ignored as if absent (was: a "dropped_input_s" of "n/a" ended kame
     client with a traceback and an empty --json)."""
     kind = d.get("type")
-    checks = {"t": _number, **(READ_FIELDS.get(kind, {}) if isinstance(kind, str) else {})}
+    checks = {"t": is_finite_number, **(READ_FIELDS.get(kind, {}) if isinstance(kind, str) else {})}
     out = [k for k, ok in checks.items() if k in d and not ok(d[k])]
     return ({k: v for k, v in d.items() if k not in out} if out else d), \
         [f"{kind}.{k}" for k in out if d[k] is not None]
@@ -458,52 +455,6 @@ async def _chat_until_interrupted(a: argparse.Namespace, pcm: np.ndarray) -> Cha
                           max_tail_s=max(a.tail, a.max_tail), stop=stop)
 
 
-EPILOG = """\
-The agent's audio (-o), text, metadata and errors (--json) are written whenever a session took
-place, also one that failed. Against a cascade whose reply is still under way (or still to
-come: the user's speech ended and the STT's final has not come yet) when --tail ends, more
-silence is streamed, up to --max-tail in all; the summary says how much ("tail extended").
-
-stderr:
-  server error: CODE: MESSAGE      the server's first %d errors (0x05); "(fatal)" when it closed
-                                   the session with it; all of them are in --json (with the
-                                   client's own non-fatal unreadable_message: a server message
-                                   it could not read, skipped)
-  warning: the server speaks ...   its protocol version (the handshake's) is not this client's:
-                                   the session goes on, what the client does not know is
-                                   skipped (docs/protocol.md, "Versions")
-  warning: skipped N server ...    messages of a kind (first byte) this client does not know,
-                                   each skipped (--json: skipped_kinds)
-  warning: ignored ... metadata    metadata fields of another type than docs/protocol.md gives
-                                   (a "dropped_input_s" that is no number): read as absent
-  warning: the server dropped ...  the server dropped part of the input: it takes a client's
-                                   audio at real time plus about 3 s and drops the rest undecoded
-                                   (--fast, or audio a network stall held back and then sent at
-                                   once), and the agent keeps about 1 s of backlog
-                                   (runtime.max_input_backlog_s: a tandem slower than real time
-                                   takes audio slower than it comes)
-  warning: the agent missed ...    more than 5 %% of the recent frames (~5 s; and at least 3) missed
-                                   their 80 ms deadline (the server's "stats"): the agent ran slower than real
-                                   time (the server's CPU is too slow for its model, or too busy)
-  warning: ... --max-tail ...      the cascade was still answering when --max-tail ran out
-  warning: the STT's final ...     the user's last speech got no final transcript (which starts a
-                                   cascade's reply) within the session: the STT is slow, heard
-                                   nothing, or failed (the back-end's errors are named then);
-                                   "the cascade heard the user but did not answer": why
-  interrupted ...                  Ctrl-C: the stream ended there, the session was closed and
-                                   what came was written; a second Ctrl-C quits at once
-  error: ...                       why the exit status is 1
-
-exit status:
-  0  the session ran and ended with a normal close (1000); non-fatal server errors and
-     warnings are printed but do not change it
-  1  bad arguments or files, cannot connect, upgrade refused (HTTP 401/503 ...), a fatal server
-     error, or a close other than 1000 (e.g. 1001: the server stopped mid-upload)
-  2  command-line syntax
-  130  interrupted (Ctrl-C)
-""" % SHOWN_ERRORS
-
-
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("url", help="server URL, e.g. ws://127.0.0.1:8998/api/chat or http://127.0.0.1:8998")
     ap.add_argument("input", help="input audio: wav, flac, ogg/opus or mp3 (any rate/channels; mixed to mono 24 kHz)")
@@ -513,9 +464,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--token", default=None,
                     help="the server's token (sent URL-encoded as ?token=); default: a token in URL's query")
     ap.add_argument("--pcm", action="store_true", help="use raw PCM (0x08) both ways instead of Ogg/Opus")
-    ap.add_argument("--tail", type=float, default=2.0,
+    ap.add_argument("--tail", type=tail_seconds, default=2.0,
                     help="seconds of silence streamed after the file (default 2, below 3600)")
-    ap.add_argument("--max-tail", type=float, default=DEFAULT_MAX_TAIL_S,
+    ap.add_argument("--max-tail", type=tail_seconds, default=DEFAULT_MAX_TAIL_S,
                     help=f"a cascade still answering after --tail gets more silence until its reply is over, "
                          f"up to this many seconds of silence in all (default {DEFAULT_MAX_TAIL_S:g})")
     ap.add_argument("--fast", action="store_true",
@@ -523,6 +474,15 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "time and drops the rest undecoded (a warning says how much), so most of a longer input "
                          "is lost: for checking a connection, not for asking")
     ap.epilog, ap.formatter_class = EPILOG, argparse.RawDescriptionHelpFormatter
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """`python -m kame.server.client`'s parser: kame.cli's kind, so -o takes --out too, as in `kame client`."""
+    from ..cli import _Parser
+
+    ap = _Parser(prog="python -m kame.server.client", description=__doc__.split("\n")[0])
+    add_arguments(ap)
+    return ap
 
 
 def main(argv: list[str] | argparse.Namespace | None = None) -> int:
@@ -533,11 +493,9 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
     if isinstance(argv, argparse.Namespace):
         a = argv
     else:
-        ap = argparse.ArgumentParser(prog="python -m kame.server.client", description=__doc__.split("\n")[0])
-        add_arguments(ap)
-        a = ap.parse_args(argv)
+        a = build_parser().parse_args(argv)
     try:  # everything that can be wrong before the session, not after it
-        check_tail(a.tail, a.max_tail)  # the bounds `kame run --tail/--max-tail` have
+        check_tail(a.tail, a.max_tail)  # (checked as parsed too: this is for a program's own Namespace)
         chat_url(a.url)
         if a.output is not None:  # ("" too: check_output_file says it is empty)
             check_output_file(a.output, input=a.input, file_type=output_format)
@@ -584,14 +542,7 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
             write_wav(a.output, res.audio, P.SAMPLE_RATE)
         if a.json:
             with open(a.json, "w") as f:
-                json.dump({"text": res.text, "metas": res.metas, "errors": res.errors, "close_code": res.close_code,
-                           "close_reason": res.close_reason, "tail_extended_s": res.tail_extended_s,
-                           "reply_cut_off": res.reply_cut_off, "interrupted": res.interrupted,
-                           "sent_s": res.sent_s, "dropped_input_s": res.dropped_input_s,
-                           "missed_deadlines": res.missed_deadlines[0], "frames": res.missed_deadlines[1],
-                           "protocol": res.handshake[0] if res.handshake else None,
-                           "skipped_kinds": {f"0x{k:02x}": n for k, n in sorted(res.skipped_kinds.items())}},
-                          f, indent=1)
+                json.dump(json_record(res), f, indent=1)
     except KameError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

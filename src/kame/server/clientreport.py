@@ -2,7 +2,8 @@
 files): the server's errors, a one-line summary, the warnings `kame run` gives for the same
 session (the agent ran slower than real time, the server dropped input, no audio, the STT's
 final never came, the cascade did not answer, its reply cut off by --max-tail) and the exit
-status (client.EPILOG says what each line means).
+status (EPILOG, the end of its --help, says what each line means); what its --json holds
+(json_record).
 """
 
 from __future__ import annotations
@@ -24,9 +25,55 @@ if TYPE_CHECKING:
 SHOWN_ERRORS = 5  # server errors printed by main (all are in --json)
 TEXT_SHOWN = 200  # characters of the agent's text in main's summary (all of it is in --json)
 
+# `kame client --help`'s epilog: what the files hold, each line ``report`` prints, the exit status
+EPILOG = """\
+The agent's audio (-o), text, metadata and errors (--json) are written whenever a session took
+place, also one that failed. Against a cascade whose reply is still under way (or still to
+come: the user's speech ended and the STT's final has not come yet) when --tail ends, more
+silence is streamed, up to --max-tail in all; the summary says how much ("tail extended").
+
+stderr:
+  server error: CODE: MESSAGE      the server's first %d errors (0x05); "(fatal)" when it closed
+                                   the session with it; all of them are in --json (with the
+                                   client's own non-fatal unreadable_message: a server message
+                                   it could not read, skipped)
+  warning: the server speaks ...   its protocol version (the handshake's) is not this client's:
+                                   the session goes on, what the client does not know is
+                                   skipped (docs/protocol.md, "Versions")
+  warning: skipped N server ...    messages of a kind (first byte) this client does not know,
+                                   each skipped (--json: skipped_kinds)
+  warning: ignored ... metadata    metadata fields of another type than docs/protocol.md gives
+                                   (a "dropped_input_s" that is no number): read as absent
+  warning: the server dropped ...  the server dropped part of the input: it takes a client's
+                                   audio at real time plus about 3 s and drops the rest undecoded
+                                   (--fast, or audio a network stall held back and then sent at
+                                   once), and the agent keeps about 1 s of backlog
+                                   (runtime.max_input_backlog_s: a tandem slower than real time
+                                   takes audio slower than it comes)
+  warning: the agent missed ...    more than 5 %% of the recent frames (~5 s; and at least 3) missed
+                                   their 80 ms deadline (the server's "stats"): the agent ran slower than real
+                                   time (the server's CPU is too slow for its model, or too busy)
+  warning: ... --max-tail ...      the cascade was still answering when --max-tail ran out
+  warning: the STT's final ...     the user's last speech got no final transcript (which starts a
+                                   cascade's reply) within the session: the STT is slow, heard
+                                   nothing, or failed (the back-end's errors are named then);
+                                   "the cascade heard the user but did not answer": why
+  interrupted ...                  Ctrl-C: the stream ended there, the session was closed and
+                                   what came was written; a second Ctrl-C quits at once
+  error: ...                       why the exit status is 1
+
+exit status:
+  0  the session ran and ended with a normal close (1000); non-fatal server errors and
+     warnings are printed but do not change it
+  1  bad arguments or files, cannot connect, upgrade refused (HTTP 401/503 ...), a fatal server
+     error, or a close other than 1000 (e.g. 1001: the server stopped mid-upload)
+  2  command-line syntax
+  130  interrupted (Ctrl-C)
+""" % SHOWN_ERRORS
+
 
 def report(res: ChatResult, a: argparse.Namespace) -> int:
-    """Print the session's errors, summary and warnings; main's exit status (see client.EPILOG)."""
+    """Print the session's errors, summary and warnings; main's exit status (see EPILOG)."""
     warn_unknown(res)
     for e in res.errors[:SHOWN_ERRORS]:
         print(f"server error{' (fatal)' if e.get('fatal') else ''}: {e.get('code')}: {e.get('message')}",
@@ -84,6 +131,18 @@ def report(res: ChatResult, a: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+def json_record(res: ChatResult) -> dict:
+    """The session as `kame client --json` writes it: the agent's text, the server's metadata and
+    errors, how the session closed, and the client's own counts."""
+    return {"text": res.text, "metas": res.metas, "errors": res.errors, "close_code": res.close_code,
+            "close_reason": res.close_reason, "tail_extended_s": res.tail_extended_s,
+            "reply_cut_off": res.reply_cut_off, "interrupted": res.interrupted,
+            "sent_s": res.sent_s, "dropped_input_s": res.dropped_input_s,
+            "missed_deadlines": res.missed_deadlines[0], "frames": res.missed_deadlines[1],
+            "protocol": res.handshake[0] if res.handshake else None,
+            "skipped_kinds": {f"0x{k:02x}": n for k, n in sorted(res.skipped_kinds.items())}}
 
 
 def warn_unknown(res: ChatResult) -> None:

@@ -2,7 +2,7 @@
 loggers), and a malformed request said in one WARNING, not a flood of them (HttpLog, the logger
 kame.server.app gives aiohttp's request handler); asyncio's "out of file descriptors" when it
 accepts a connection, and kame's refusals of connections over its caps, said once in a while
-(accept_errors, Throttle). aiohttp's loggers keep the levels their user
+(accept_errors); each of these through one Throttle. aiohttp's loggers keep the levels their user
 gave them: nothing here sets one."""
 
 from __future__ import annotations
@@ -63,6 +63,27 @@ def install_log_filters() -> None:
         logging.getLogger(name).addFilter(REDACT)
 
 
+class Throttle:
+    """Log lines said ``burst`` in a row at most, then one per ``every_s`` (a bucket of ``burst``
+    lines, refilled by one per ``every_s``; burst 1: one per ``every_s``): ``due()`` is the number
+    of lines left out since the last one said (0 or more) when one may be said now, else None (and
+    it is counted)."""
+
+    def __init__(self, every_s: float, clock=time.monotonic, *, burst: int = 1) -> None:
+        self.every_s, self.burst, self.clock = every_s, burst, clock
+        self.full_at: float | None = None  # when the bucket is full again (None: it is)
+        self.suppressed = 0
+
+    def due(self) -> int | None:
+        now = self.clock()
+        full_at = now if self.full_at is None else max(self.full_at, now)
+        if full_at - now > (self.burst - 1) * self.every_s:  # (less than one line left in the bucket)
+            self.suppressed += 1
+            return None
+        self.full_at, more, self.suppressed = full_at + self.every_s, self.suppressed, 0
+        return more
+
+
 class HttpLog(logging.LoggerAdapter):
     """The logger of aiohttp's request handler (web.Application's handler_args): aiohttp.server,
     except for a malformed request (an HttpProcessingError), which is logged at WARNING (a
@@ -73,22 +94,14 @@ class HttpLog(logging.LoggerAdapter):
 
     def __init__(self, clock=time.monotonic) -> None:
         super().__init__(logging.getLogger("aiohttp.server"), {})
-        self.clock = clock
-        self.credit, self.at, self.suppressed = float(MALFORMED_BURST), clock(), 0
+        self.throttle = Throttle(MALFORMED_EVERY_S, clock, burst=MALFORMED_BURST)
 
     def log(self, level, msg, *args, exc_info=None, **kwargs) -> None:
         exc = sys.exc_info()[1] if exc_info is True else exc_info
         if isinstance(exc, HttpProcessingError):
-            now = self.clock()
-            self.credit = min(float(MALFORMED_BURST), self.credit + (now - self.at) / MALFORMED_EVERY_S)
-            self.at = now
-            if self.credit >= 1:
-                self.credit -= 1
-                level, more, self.suppressed = logging.WARNING, self.suppressed, 0
-            else:
-                level, more = logging.DEBUG, 0
-                self.suppressed += 1
-            kwargs["extra"] = {**(kwargs.get("extra") or {}), "kame_suppressed": more}
+            more = self.throttle.due()
+            level = logging.DEBUG if more is None else logging.WARNING
+            kwargs["extra"] = {**(kwargs.get("extra") or {}), "kame_suppressed": more or 0}
         if self.logger.isEnabledFor(level):
             self.logger.log(level, msg, *args, exc_info=exc_info, **kwargs)
 
@@ -96,24 +109,6 @@ class HttpLog(logging.LoggerAdapter):
 # ---- connections: out of file descriptors, refused ---------------------------------------------
 
 ACCEPT_ERROR_EVERY_S = 60.0  # "out of file descriptors" said at most once per this many seconds
-
-
-class Throttle:
-    """At most one line per ``every_s``: ``due()`` is the number of lines left out since the
-    last one said (0 or more) when one may be said now, else None (and it is counted)."""
-
-    def __init__(self, every_s: float, clock=time.monotonic) -> None:
-        self.every_s, self.clock = every_s, clock
-        self.at: float | None = None
-        self.suppressed = 0
-
-    def due(self) -> int | None:
-        now = self.clock()
-        if self.at is not None and now - self.at < self.every_s:
-            self.suppressed += 1
-            return None
-        self.at, more, self.suppressed = now, self.suppressed, 0
-        return more
 
 
 def accept_errors(cfg, previous=None, every_s: float = ACCEPT_ERROR_EVERY_S, clock=time.monotonic):

@@ -65,12 +65,14 @@ def parse_trusted(spec: str | None) -> tuple:
 
 
 def is_trusted(addr: str | None, nets: tuple) -> bool:
-    """Whether ``addr`` (a peer's address, or an X-Forwarded-For hop) is in the trusted networks."""
+    """Whether ``addr`` (a peer's address, or an X-Forwarded-For hop) is in the trusted networks; an
+    IPv4-mapped IPv6 address (an IPv4 peer of a dual-stack "::" bind: ::ffff:127.0.0.1) as its IPv4."""
     try:
         ip = ipaddress.ip_address((addr or "").strip())
     except ValueError:
         return False
-    return any(ip.version == n.version and ip in n for n in nets)
+    ips = (ip, ip.ipv4_mapped) if getattr(ip, "ipv4_mapped", None) else (ip,)
+    return any(a.version == n.version and a in n for a in ips for n in nets)
 
 
 def from_trusted_proxy(request: web.BaseRequest, trusted: tuple) -> bool:
@@ -541,16 +543,31 @@ class Stopping:
     """Which signal stopped `kame serve`, for its exit status: aiohttp stops the server on SIGINT
     and SIGTERM alike (exit 0); ``install`` (on the running loop, after aiohttp's handlers, so
     it replaces its SIGINT's) remembers a Ctrl-C, so `kame serve` exits 130 then, as every kame
-    command does. SIGTERM stays 0: a service manager's normal stop is no failure."""
+    command does. SIGTERM stays 0: a service manager's normal stop is no failure. SIGHUP (where
+    there is one: its terminal or ssh session closed, a `kill -HUP`) stops it as SIGTERM does (was:
+    the process died at once, its sessions cut without a close); a later one (a hang-up can come
+    from the terminal and from its shell) is ignored."""
 
     def __init__(self) -> None:
-        self.interrupted = False
+        self.interrupted = self.hung_up = False
 
     def install(self) -> None:
         try:
-            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._sigint)
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGINT, self._sigint)
+            if hasattr(signal, "SIGHUP"):
+                loop.add_signal_handler(signal.SIGHUP, self._sighup, loop)
         except (NotImplementedError, RuntimeError):  # no signal handlers there (Windows, not the main thread)
             pass
+
+    def _sighup(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.hung_up:  # (a second one, queued with the first)
+            return
+        self.hung_up = True
+        loop.remove_signal_handler(signal.SIGHUP)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # (up to the exit: the stop under way is not cut short)
+        log.info("hang-up (SIGHUP): stopping as for SIGTERM")
+        raise web.GracefulExit()
 
     def _sigint(self) -> None:
         if self.interrupted:  # a second Ctrl-C during the shutdown: quit at once

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
+from ..backend.options import is_finite_number
 from ..backend.types import FRAME_SIZE, SAMPLE_RATE  # (kame's audio: 24 kHz, 80 ms frames)
 from ..errors import KameError
 from ..paths import file_sha256, write_replacing
@@ -212,7 +212,7 @@ def validate_dialogue(d: Dialogue, where: str = "dialogue") -> None:
         if not isinstance(w.word, str) or not w.word or any(c.isspace() for c in w.word):
             raise DataError(f"{what}: {w.word!r} must be one word, non-empty, without whitespace (split it)")
         times = (w.start, w.end)
-        if not all(isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x) for x in times):
+        if not all(is_finite_number(x) for x in times):
             raise DataError(f"{what} ({w.word!r}): start and end must be finite numbers of seconds, got {times}")
         if not 0 <= w.start <= w.end <= duration + TIME_SLACK:
             raise DataError(f"{what} ({w.word!r}): times {w.start:g}-{w.end:g} s outside the audio [0, "
@@ -408,7 +408,7 @@ def _read_dialogue(folder: str | Path, audio: bool) -> tuple[Dialogue, str]:
         raise DataError(f"{meta_path}: sample_rate {doc.get('sample_rate')!r}, a dialogue's audio is {SAMPLE_RATE} Hz "
                         f"(as its {AUDIO} is): write the dialogue again")
     dur = doc.get("duration_s")
-    if not (isinstance(dur, numbers.Real) and not isinstance(dur, bool) and abs(dur - d.duration_s) <= DURATION_SLACK):
+    if not (is_finite_number(dur) and abs(dur - d.duration_s) <= DURATION_SLACK):
         raise DataError(f"{meta_path}: duration_s {dur!r}, its {doc.get('samples')} samples last {d.duration_s:g} s: "
                         f"the files do not belong together (write the dialogue again)")
     return d, hashlib.sha256(raw).hexdigest()

@@ -32,13 +32,12 @@ A cascade's recording is refused: its agent text is not timed to its speech.
 from __future__ import annotations
 
 import json
-import math
-import numbers
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from ..backend.options import is_finite_number
 from ..backend.types import FRAME_S, FRAME_SIZE, SAMPLE_RATE
 from .data import DataError, Dialogue, OracleEvent, Word, frame_of, is_int
 
@@ -189,7 +188,7 @@ def _records(doc: dict, key: str, where: Path) -> list[dict]:
 
 def _seconds(x, what: str, where: Path) -> float:
     """``x`` as a finite number of seconds, else a DataError naming the file and the field."""
-    if isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x):
+    if is_finite_number(x):
         return float(x)
     raise DataError(f"{where}: {what} is {x!r}, not a number of seconds (is the JSON edited?)")
 

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import contextvars
 import inspect
-import math
-import numbers
 from abc import ABC, abstractmethod
 from typing import Any, AsyncIterable, AsyncIterator
 
 from ...errors import BackendError
 from ..llm.base import component_name, yielded
+from ..options import is_finite_number
 from ..types import AudioFrame, Transcript, Word
 
 
@@ -83,11 +82,7 @@ def check_transcript(item: Any, stt: Any) -> Transcript:
     for w in words:
         if not isinstance(w, Word):
             raise BackendError(f"{broke}: a transcript word is {yielded(w)}, expected Word(text, start, end)")
-        if not (_finite(w.start) and _finite(w.end)):  # (not start <= end: a real STT's rounding may cross them)
+        if not (is_finite_number(w.start) and is_finite_number(w.end)):  # (not start <= end: a real STT's rounding may cross them)
             raise BackendError(f"{broke}: word {w.text!r} has times {w.start!r}..{w.end!r}: expected finite "
                                f"seconds on the clock of the frames' t (AudioFrame.t)")
     return item
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)  # (numpy floats too)

@@ -1,0 +1,40 @@
+"""kame.backend.options.is_finite_number: the one "finite real number, not a bool" check that the
+client's message checks, the STT's word times, mtbench's results, the training data's dialogues
+and recorded runs share (review1 #7: five copies before)."""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from kame.backend.options import is_finite_number, is_real_number
+
+
+@pytest.mark.parametrize("x", [0, -3, 2.5, np.float32(1.5), np.float64(-0.0), np.int64(7), Fraction(1, 3)])
+def test_finite_real_numbers_are_numbers(x):
+    assert is_finite_number(x) and is_real_number(x)
+
+
+@pytest.mark.parametrize("x", [True, False, float("nan"), float("inf"), -np.inf, np.float32("nan"), "1", None,
+                               [1.0], 1j])
+def test_bools_nan_infinities_and_non_numbers_are_not(x):
+    assert not is_finite_number(x)
+
+
+def test_an_infinity_is_real_but_not_finite_and_a_bool_is_neither():
+    assert is_real_number(float("inf")) and not is_finite_number(float("inf"))
+    assert not is_real_number(True) and not is_real_number("2")
+
+
+def test_the_copies_use_it():
+    """The checks that had their own copy give the same answers through it."""
+    from kame.backend.stt import base
+    from kame.eval.results import rated_problem
+    from kame.server import client
+
+    assert client.READ_FIELDS["info"]["t0"] is is_finite_number and base.is_finite_number is is_finite_number
+    good = {"question_id": "81", "category": "writing", "turn": 1, "rating": 7, "latency_s": 1.5}
+    assert rated_problem(good) is None
+    assert "latency_s" in rated_problem({**good, "latency_s": float("nan")})
+    assert "latency_s" in rated_problem({**good, "latency_s": True})
+    assert "rating" in rated_problem({**good, "rating": np.float64("inf")})
