@@ -17,20 +17,7 @@ from kame.backend import vad as vad_mod
 from kame.backend.stt.streaming import StreamStopped, _Worker
 from kame.backend.stt.whisper import WhisperModelHandle, WhisperSTT, decode_repeatable
 
-SPEECH = np.full(1920, 0.3, np.float32)
-SILENCE = np.zeros(1920, np.float32)
-
-
-class _EnergyModel:
-    """Stands for silero: speech when the chunk is loud."""
-
-    chunk = 512
-
-    def reset(self) -> None:
-        pass
-
-    def prob(self, chunk: np.ndarray) -> float:
-        return 1.0 if float(np.abs(chunk).mean()) > 0.05 else 0.0
+from .test_stt_stop import SILENCE, SPEECH, _EnergyModel
 
 
 @pytest.fixture(autouse=True)

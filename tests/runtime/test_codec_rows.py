@@ -10,28 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from kame.codec.base import CodecStream
 from kame.runtime.frontend import load_frame_models
 
 from .test_frontend_real import real_cfg
+from .wrapped_codec import WrappedStream as EveryRow  # (no rows_subset: the runtime's every-row path)
 
 F = 1920
-
-
-class EveryRow(CodecStream):
-    """A stream behind a wrapper without rows_subset: the runtime's every-row path (as before)."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.batch_size = inner, inner.batch_size
-
-    def encode_frame(self, pcm):
-        return self.inner.encode_frame(pcm)
-
-    def decode_frame(self, codes):
-        return self.inner.decode_frame(codes)
-
-    def reset(self, rows=None):
-        self.inner.reset(rows)
 
 
 @pytest.fixture(scope="module")
