@@ -38,3 +38,11 @@ def test_the_copies_use_it():
     assert "latency_s" in rated_problem({**good, "latency_s": float("nan")})
     assert "latency_s" in rated_problem({**good, "latency_s": True})
     assert "rating" in rated_problem({**good, "rating": np.float64("inf")})
+
+
+def test_an_int_too_large_for_a_float_is_not_a_finite_number():
+    """(JSON's 400-digit numbers parse to such ints: math.isfinite raised OverflowError, a traceback
+    in kame client's reading of server metadata and in the eval and training file checks)"""
+    from kame.backend.options import is_finite_number
+
+    assert not is_finite_number(10**400) and is_finite_number(10**300)

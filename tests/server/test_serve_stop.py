@@ -94,6 +94,30 @@ def test_a_hang_up_closes_the_sessions_as_sigterm_does_and_a_second_one_is_ignor
         proc.wait()
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP here")
+def test_under_nohup_a_hang_up_is_left_ignored():
+    """`nohup kame serve` (SIGHUP ignored, so the server outlives its terminal) keeps serving after
+    a hang-up, as before SIGHUP was handled (review: the handler replaced nohup's ignore)."""
+    def nohup() -> None:
+        _default_signals()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from kame.cli import main; sys.exit(main())", "serve",
+                             "--agent", "echo", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=nohup)
+    try:
+        _wait_for(proc, "serving on http://")
+        proc.send_signal(signal.SIGHUP)
+        with pytest.raises(subprocess.TimeoutExpired):  # (still serving)
+            proc.wait(timeout=2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert "hang-up" not in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 LOADING_SCRIPT = textwrap.dedent("""
     import sys
     from kame import cli

@@ -49,5 +49,9 @@ def is_real_number(x) -> bool:
 
 
 def is_finite_number(x) -> bool:
-    """A finite real number (numpy's too), not a bool: not NaN, not infinite."""
-    return is_real_number(x) and math.isfinite(x)
+    """A finite real number (numpy's too), not a bool: not NaN, not infinite (nor an int too large
+    for a float: JSON's 1e400 written out as digits)."""
+    try:
+        return is_real_number(x) and math.isfinite(x)
+    except OverflowError:
+        return False

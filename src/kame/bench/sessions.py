@@ -154,9 +154,10 @@ def main(args) -> int:
     print(command, flush=True)
     ns = sorted(set(args.sessions or DEFAULT_SESSIONS))
     if args.rows is not None and (args.rows < ns[-1] or args.mode == "per-session"):
-        raise ConfigError(f"--rows {args.rows}: " + ("per-session stepping has no shared batch (give --mode batched)"
-                          if args.mode == "per-session" else f"below --sessions {ns[-1]}: a batch holds at least "
-                          "its sessions"))
+        raise ConfigError(f"--rows {args.rows}: " + (
+            "per-session stepping has no shared batch (give --mode batched or both)" if args.mode == "per-session"
+            else f"below --sessions {ns[-1]}" + ("" if args.sessions else " (the default list's largest)")
+            + ": a batch holds at least its sessions"))
     modes = {"both": [True, False], "batched": [True], "per-session": [False]}[args.mode]
     rows = []
     interrupted = False

@@ -17,7 +17,8 @@ Metrics (all on the agent's one clock):
                           session that falls behind real time logs it once, with the likely cause
                           (frame_timing); so does the first drop of user audio (push_audio)
   input_delay_s           (stats) how much longer than one frame the user audio fed last waited in
-                          the input backlog (0 while the agent keeps up); input_delay_max_s its worst
+                          the input backlog (0 while the agent keeps up and audio comes 80 ms at a time; up to a
+                          chunk's length for longer chunks); input_delay_max_s its worst
 
 User audio time: a frame fed at tick s is stamped s - 80 ms, or, if its last sample arrived
 (push_audio) earlier than that (a backlog: the agent slower than real time, a burst), that

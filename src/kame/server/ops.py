@@ -529,9 +529,10 @@ stopping:
                                agent and exits; a second Ctrl-C quits at once. During start-up
                                it cancels the agent's load and exits without waiting for a
                                model still loading in the process
+  SIGHUP                       as SIGTERM (a closed terminal), unless ignored (nohup)
 
 exit status:
-  0    stopped by SIGTERM (a service manager's normal stop)
+  0    stopped by SIGTERM (a service manager's normal stop) or SIGHUP
   1    an error before serving (config, token file, address in use), or the agent could
        not start
   2    command-line syntax
@@ -545,7 +546,8 @@ class Stopping:
     it replaces its SIGINT's) remembers a Ctrl-C, so `kame serve` exits 130 then, as every kame
     command does. SIGTERM stays 0: a service manager's normal stop is no failure. SIGHUP (where
     there is one: its terminal or ssh session closed, a `kill -HUP`) stops it as SIGTERM does (was:
-    the process died at once, its sessions cut without a close); a later one (a hang-up can come
+    the process died at once, its sessions cut without a close), unless the process was started
+    with it ignored (nohup: then it is left ignored, as kame.runtime.interrupt does); a later one (a hang-up can come
     from the terminal and from its shell) is ignored."""
 
     def __init__(self) -> None:
@@ -555,7 +557,8 @@ class Stopping:
         try:
             loop = asyncio.get_running_loop()
             loop.add_signal_handler(signal.SIGINT, self._sigint)
-            if hasattr(signal, "SIGHUP"):
+            # (not where it is ignored: nohup's, so the server outlives its terminal, as before)
+            if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
                 loop.add_signal_handler(signal.SIGHUP, self._sighup, loop)
         except (NotImplementedError, RuntimeError):  # no signal handlers there (Windows, not the main thread)
             pass
