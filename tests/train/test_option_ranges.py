@@ -9,16 +9,9 @@ import argparse
 
 import pytest
 
-from kame.cli import main
 from kame.train import finetune, synth
 
-
-def _refused(capsys, argv) -> str:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_:
-        main(argv)
-    assert exit_.value.code == 2
-    return capsys.readouterr().err
+from .test_bad_input_sweep import refused_by_argparse
 
 
 def _parser(add_arguments) -> argparse.ArgumentParser:
@@ -35,7 +28,7 @@ def _parser(add_arguments) -> argparse.ArgumentParser:
     ("--seed", "x", "expected an integer, got 'x'"),
 ])
 def test_train_options_out_of_range_are_usage_errors(tmp_path, capsys, option, value, said):
-    err = _refused(capsys, ["train", str(tmp_path / "m.jsonl"), "-o", str(tmp_path / "o"), option, value])
+    err = refused_by_argparse(capsys, ["train", str(tmp_path / "m.jsonl"), "-o", str(tmp_path / "o"), option, value])
     assert f"argument {option}: {said}" in err, err
     assert not (tmp_path / "o").exists()
 
@@ -59,7 +52,7 @@ def test_train_options_at_their_limits_are_taken_and_the_window_says_its_unit():
 def test_synth_options_out_of_range_are_usage_errors(tmp_path, capsys, option, value, said):
     qa = tmp_path / "qa.jsonl"
     qa.write_text('{"question": "Why?", "answer": "Because."}\n')
-    err = _refused(capsys, ["data", "synth", str(qa), "-o", str(tmp_path / "o"), "--llm", "none", option, value])
+    err = refused_by_argparse(capsys, ["data", "synth", str(qa), "-o", str(tmp_path / "o"), "--llm", "none", option, value])
     assert f"argument {option}: {said}" in err, err
     assert not (tmp_path / "o").exists()
 

@@ -71,15 +71,10 @@ def test_a_symlinked_optimizer_folder_is_refused(tmp_path):
 
 
 def test_a_sharded_optimizer_state_torch_wrote_still_loads(tmp_path):
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
-
     model, opt = _model()
     model(torch.randn(3, 2)).sum().backward()
     opt.step()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore")
-        dcp.save(get_optimizer_state_dict(model, opt), checkpoint_id=tmp_path / "ckpt" / SHARDED_OPTIMIZER)
+    _saved_with(tmp_path / "ckpt", model, opt, lambda state: None)
     fresh, fresh_opt = _model()
     load_optimizer(fresh, fresh_opt, {"sharded": SHARDED_OPTIMIZER}, tmp_path / "ckpt")
     saved, got = opt.state_dict()["state"], fresh_opt.state_dict()["state"]
