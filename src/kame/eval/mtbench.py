@@ -56,14 +56,14 @@ import numpy as np
 from ..audio import SAMPLE_RATE as SR, write_wav
 from ..cliargs import at_least, tail_seconds
 from ..errors import ConfigError, KameError
-from ..paths import check_output_folder, read_text, write_replacing
+from ..paths import check_output_folder, read_text
 from .heard import (ASR, add_asr_arguments, asr_settings, check_asr_options, check_asr_settings, hear_saved, load_asr,
                     read_agent_track)
 from .judge import (add_judge_arguments, check_judge_spec, close_judge, embedded_judge_note, open_judge,
                     why_failed)
 from .reference import (NEED_REF_CATS, apply_references, check_references, fastchat_lines, first_changed,
                         read_reference_answers, record_reference, reference_warning, turns_ok)
-from .results import (PAIRWISE_SETTINGS, check_questions, failure, has_results, load_done, rated_problem,
+from .results import (PAIRWISE_SETTINGS, write_settings, check_questions, failure, has_results, load_done, rated_problem,
                       read_records, read_settings, write_all, write_records)
 from .stopping import Terminated, held, settle, stop_on_sigterm
 from .summary import FAST_CASCADE, SAID_NOTHING, judged_silence, no_answer, notes, secs, silence_warning, table
@@ -341,7 +341,7 @@ def check_settings(out: Path, args, agent: dict) -> dict:
         if held:
             raise ConfigError(f"{out} holds results without {SETTINGS} (the settings they were made with: an "
                               f"older kame); give another -o")
-        write_json(path, want)
+        write_settings(path, want)
         return want
     have = read_settings(path, "delete it with results.jsonl and runs/ to start again, or give another -o")
     if (have.get("mode"), have.get("turns")) != (args.mode, args.turns):
@@ -357,15 +357,8 @@ def check_settings(out: Path, args, agent: dict) -> dict:
         raise ConfigError(f"{out} was rated by the judge {have.get('judge')}, not {args.judge}; give --rejudge to "
                           f"re-rate its answers with {args.judge} (the agent is not run again), or another -o")
     if have.get("judge") != args.judge:
-        write_json(path, {**have, "judge": args.judge})
+        write_settings(path, {**have, "judge": args.judge})
     return have
-
-
-def write_json(path: Path, doc: dict) -> None:
-    """eval.json written whole or not at all (a cut one would refuse the folder's results:
-    kame.paths.write_replacing)."""
-    text = json.dumps(doc, indent=1) + "\n"
-    write_replacing(path, lambda tmp: tmp.write_text(text), "settings file")
 
 
 # ---------------------------------------------------------------------------- CLI

@@ -156,10 +156,9 @@ def first_changed(recs: list[dict], refs: list) -> int | None:
 def record_reference(settings: Path, ref: ReferenceFile | None) -> None:
     """Record ``ref`` in eval.json (``settings``) as "reference_answers" (null: no file); written
     whole or not at all."""
-    from ..paths import write_replacing
+    from .results import write_settings
 
     have = json.loads(settings.read_text())
     want = ref.record() if ref else None
     if "reference_answers" not in have or have["reference_answers"] != want:
-        text = json.dumps({**have, "reference_answers": want}, indent=1) + "\n"
-        write_replacing(settings, lambda tmp: tmp.write_text(text), "settings file")
+        write_settings(settings, {**have, "reference_answers": want})

@@ -36,6 +36,13 @@ def read_settings(path: Path, fix: str) -> dict:
     raise ConfigError(f"{path}: not valid settings (a JSON object; a file cut while writing?); {fix}")
 
 
+def write_settings(path: Path, doc: dict) -> None:
+    """eval.json written whole or not at all (a cut one would refuse the folder's results:
+    kame.paths.write_replacing)."""
+    text = json.dumps(doc, indent=1) + "\n"
+    write_replacing(path, lambda tmp: tmp.write_text(text), "settings file")
+
+
 def read_jsonl(path: Path, fix: str, ok=None, needs: str = "", problem=None) -> list[dict]:
     """The records of a results.jsonl (none when it is missing); refused, by file:line, a line that
     is not JSON, not an object or one ``ok(record)`` rejects (``needs``: what one needs), or one in
