@@ -63,8 +63,9 @@ async def run_case(frontend: str, codec: str, n: int, batched: bool, seconds: fl
     from ..runtime.engine import TandemAgent
     from ..runtime.metrics import MetricsLog
 
+    batch_rows = rows if batched and rows else n  # (per-session stepping: one-row models)
     cfg = load_config(None, {"frontend.spec": frontend, "codec.spec": codec, "backend.stt": "none",
-                             "backend.llm": "none", "runtime.max_sessions": rows if batched and rows else n,
+                             "backend.llm": "none", "runtime.max_sessions": batch_rows,
                              "runtime.batched": batched,
                              "runtime.vad": "energy", "runtime.torch_threads": threads,
                              "runtime.stats_interval_s": 0.0})
@@ -102,7 +103,7 @@ async def run_case(frontend: str, codec: str, n: int, batched: bool, seconds: fl
     steps = [m.value for m in events if m.name == "step_time"]
     missed = [m.value for m in events if m.name == "missed_deadline"]
     return {"frontend": frontend, "codec": comps.get("codec"), "params": comps.get("frontend_params"),
-            "batched": batched, "sessions": n, "rows": rows if batched and rows else n, "frames": len(steps), "step_p50": pct(steps, 0.5),
+            "batched": batched, "sessions": n, "rows": batch_rows, "frames": len(steps), "step_p50": pct(steps, 0.5),
             "step_p99": pct(steps, 0.99), "missed": len(missed), "missed_ratio": len(missed) / max(1, len(steps)),
             "max_late": max(missed, default=0.0), "cpu_per_frame": cpu / max(1, len(steps)),
             "cpu_share": cpu / max(wall, 1e-9)}

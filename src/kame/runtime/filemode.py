@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import mix_to_mono, read_wav, resample
-from ..cliargs import tail_seconds
+from ..cliargs import MAX_TAIL_S, tail_seconds
 from ..config import add_config_arguments, config_from_args, KameConfig
 from ..errors import ConfigError, KameError
 from .base import AgentAudio, AgentText, ErrorEvent, Meta
@@ -482,10 +482,10 @@ def check_tail(tail: float, max_tail: float | None = None) -> None:
     ``--max-tail`` too (main takes a --max-tail below --tail as --tail). The commands' own options
     are checked as they are parsed (kame.cliargs.tail_seconds: exit status 2); this is for the runs
     a command builds itself (kame demo's, kame eval mtbench's)."""
-    if not 0 <= tail < 3600:
-        raise ConfigError(f"--tail must be seconds in [0, 3600), got {tail}")
-    if max_tail is not None and not 0 <= max_tail < 3600:
-        raise ConfigError(f"--max-tail must be seconds in [0, 3600), got {max_tail}")
+    if not 0 <= tail < MAX_TAIL_S:
+        raise ConfigError(f"--tail must be seconds in [0, {MAX_TAIL_S}), got {tail}")
+    if max_tail is not None and not 0 <= max_tail < MAX_TAIL_S:
+        raise ConfigError(f"--max-tail must be seconds in [0, {MAX_TAIL_S}), got {max_tail}")
 
 
 def main(args) -> int:

@@ -153,7 +153,6 @@ class TandemSession(Session):
         self._reader = SingleReader(self._queue, _CLOSED, self.id)  # outputs(): one reader at a time
         self._buf: deque[np.ndarray] = deque()  # pushed user audio chunks (not yet framed)
         self._buf_len = 0
-        self._head = 0  # stream index (samples pushed before it) of the oldest buffered sample
         self._arrivals: deque[tuple[int, float, float]] = deque()  # per chunk: (end index, arrival, previous's)
         self._arrived = self.clock.now()  # when the newest chunk of user audio arrived (none yet: the opening)
         self._last_t: float | None = None  # the audio time of the frame fed last
@@ -205,15 +204,14 @@ class TandemSession(Session):
             if head.size <= over:
                 self._buf.popleft()
                 self._buf_len -= head.size
-                self._head += head.size
                 self.stats.dropped_input_s += head.size / 24000
             else:
                 self._buf[0] = head[over:]
                 self._buf_len -= over
-                self._head += over
                 self.stats.dropped_input_s += over / 24000
-        while len(self._arrivals) > 1 and self._arrivals[0][0] <= self._head:  # (chunks dropped whole: forgotten,
-            self._arrivals.popleft()  # or a client pushing faster than frames are taken grows this without bound)
+        # chunks dropped whole are forgotten (or a client pushing faster than frames are taken grows this without bound)
+        while len(self._arrivals) > 1 and self._arrivals[0][0] <= self._received - self._buf_len:
+            self._arrivals.popleft()
 
     def outputs(self) -> OutputReader:
         """The outputs, in order, until the end marker (which stays queued: a later outputs() ends
@@ -310,13 +308,12 @@ class TandemSession(Session):
         STAMP_EPS_S, but never less than a frame after the previous frame's time (times never
         overlap). In a chunk of several frames the last sample of each counts as arriving the
         chunk's audio after it earlier (spoken in real time before the chunk came), yet not before
-        the previous chunk came (or the session opened). Advances the stream index past the frame."""
-        end = self._head + FRAME_SIZE
+        the previous chunk came (or the session opened). Called before the frame leaves the buffer."""
+        end = self._received - self._buf_len + FRAME_SIZE  # (the stream index past the frame's last sample)
         arrivals = self._arrivals
         while arrivals[0][0] < end:  # (chunks all before the frame's last sample: consumed or dropped)
             arrivals.popleft()
         chunk_end, came, floor = arrivals[0]
-        self._head = end
         arrived = max(came - (chunk_end - end) / 24000, floor)
         if self._last_t is not None:
             arrived = max(arrived, self._last_t + FRAME_S)  # (after the frames fed before it, silence too)

@@ -404,7 +404,7 @@ def _read_dialogue(folder: str | Path, audio: bool) -> tuple[Dialogue, str]:
     validate_dialogue(d, str(meta_path))
     if doc.get("frames") != d.frames:
         raise DataError(f"{meta_path}: frames {doc.get('frames')!r}, its {doc.get('samples')} samples make {d.frames}")
-    if doc.get("sample_rate") != SAMPLE_RATE or isinstance(doc.get("sample_rate"), bool):
+    if doc.get("sample_rate") != SAMPLE_RATE:  # (True, False != 24000 too)
         raise DataError(f"{meta_path}: sample_rate {doc.get('sample_rate')!r}, a dialogue's audio is {SAMPLE_RATE} Hz "
                         f"(as its {AUDIO} is): write the dialogue again")
     dur = doc.get("duration_s")

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backend.options import is_finite_number
+from ..backend.options import is_finite_number, is_real_number
 from ..backend.types import FRAME_S, FRAME_SIZE, SAMPLE_RATE
 from .data import DataError, Dialogue, OracleEvent, Word, frame_of, is_int
 
@@ -85,8 +85,7 @@ def from_kame_run(out_json: str | Path, out_wav: str | Path | None = None, *, ag
         raise DataError(f"{out_wav}: {rate} Hz, {pcm.shape[1]} channel(s); `kame run` writes stereo {SAMPLE_RATE} Hz "
                         f"(user left, agent right): is it this run's OUT.wav?")
     recorded_s = doc.get("duration_s")  # (the frames played: OUT.wav holds as many, to the sample)
-    if isinstance(recorded_s, (int, float)) and not isinstance(recorded_s, bool) \
-            and abs(pcm.shape[0] / SAMPLE_RATE - recorded_s) > FRAME_S / 2:
+    if is_real_number(recorded_s) and abs(pcm.shape[0] / SAMPLE_RATE - recorded_s) > FRAME_S / 2:
         raise DataError(f"{out_wav} is {pcm.shape[0] / SAMPLE_RATE:.2f} s long, but {out_json} records a run of "
                         f"{recorded_s:.2f} s: the two files are from different runs (a `kame run` stopped between "
                         f"its writes?); run it again, or give the OUT.wav of that OUT.json")

@@ -349,11 +349,9 @@ def _record_oracle(path: Path, settings: dict | None, args, oracle_cfg) -> None:
     """kame data synth's record of the set (``settings``: synth.json's, read by _read_settings;
     None: none, nothing written) says what its oracle is now: llm, interval and delay are the
     oracle's (a later synth resume with another --llm warns); the oracle's seed goes apart
-    (synth's seed drew the voices and layout). Written whole or not at all."""
-    from ..paths import write_replacing
+    (synth's seed drew the voices and layout). Written whole or not at all (synth's _record_settings)."""
+    from .synth import _record_settings
 
     if settings is not None:
-        new = {**settings, "llm": args.llm, "interval_s": oracle_cfg.interval_s, "delay_s": oracle_cfg.delay_s,
-               "oracle_seed": args.seed}
-        text = json.dumps(new, indent=1) + "\n"
-        write_replacing(path, lambda tmp: tmp.write_text(text), "settings record", error=DataError)
+        _record_settings(path.parent, {**settings, "llm": args.llm, "interval_s": oracle_cfg.interval_s,
+                                       "delay_s": oracle_cfg.delay_s, "oracle_seed": args.seed})

@@ -561,6 +561,7 @@ def main(args) -> int:
                             done=results)
 
     t0 = time.monotonic()
+    stopped = None
     try:  # (SIGTERM ends the run as Ctrl-C does: the work cancelled, the manifest written; was: killed
         # at once, neither the manifest nor synth.json written, so a rerun with other settings mixed the set
         # unwarned)
@@ -569,8 +570,8 @@ def main(args) -> int:
         stopped = "SIGINT"
     finally:  # (stopped or interrupted too: what was written was made with these settings)
         with sigterm_held() as held:
-            if results:  # (again: a second SIGTERM may have cut synth_all's)
-                write_folder_manifest(out)
+            if results and stopped:  # (again: a second signal may have cut synth_all's; a run that ended
+                write_folder_manifest(out)  # by itself wrote it whole, and this reads the whole set again)
             if any(r.status == "written" for r in results):
                 _record_settings(out, settings)
     stopped = stopped or held.signal  # (a SIGTERM during those writes: the run is said stopped, as data oracle's)
