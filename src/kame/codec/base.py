@@ -16,7 +16,7 @@ Two ways to run a codec:
                                                                decodes the dep_q a front-end generates)
                    ``s.reset(rows)`` clears the state of some rows (a session left / joined)
                    ``s.encode_rows(pcm, rows)`` / ``s.decode_rows(codes, rows)``: the same for
-                   some rows only (streams with ``rows_subset``: the embedded codec's), the
+                   some rows only (streams with ``rows_subset``: Mimi's and the embedded codec's), the
                    others' state untouched; the runtime codes only the rows in use with them
 Streaming and whole-signal results must agree (tests check it per codec).
 

@@ -5,9 +5,9 @@
     out = fm.step(pcm [B, 1920], active [B])      # FrameOut(pcm, text, oracle)
 
 Rows that are not active (no session) are paused in the stepper (their LM state does not
-advance); a codec stream that can code some rows only (``rows_subset``: the embedded codec's)
-codes the active rows alone, the idle ones get its silence codes and zero audio (their codec
-state stays as it was), while another stream (Mimi's, a plugin's) still runs on silence for
+advance); a codec stream that can code some rows only (``rows_subset``: the embedded codec's,
+Mimi's) codes the active rows alone, the idle ones get its silence codes and zero audio (their
+codec state stays as it was), while another stream (a plugin's) still runs on silence for
 them; a row is reset (LM, codec, oracle feed) when a session takes it. The codec codes with
 the codebooks the front-end needs (max(n_user_q, dep_q)); the decoder gets the dep_q codebooks
 the model generates. The first ``max_delay`` frames of a row have no model audio yet: the

@@ -6,8 +6,9 @@
     pcm [B, 1, F * 1920]
 
 Everything is causal; ``MimiStream`` runs it 80 ms at a time with per-row state (sessions join
-and leave: ``reset(rows)`` clears only those rows). ``python -m kame.codec.mimi`` runs a quick
-round trip.
+and leave: ``reset(rows)`` clears only those rows; ``encode_rows`` / ``decode_rows`` code some rows
+only, the others' state untouched: the runtime codes the rows in use). ``python -m kame.codec.mimi``
+runs a quick round trip.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch import nn
 
 from ...paths import file_sha256
 from ..base import (Codec, CodecStream, check_batch_size, check_codes, check_frame, check_num_codebooks, check_pcm,
-                    rows_mask)
+                    put_rows, rows_index, rows_mask, take_rows)
 from .config import MimiConfig
 from .quantizer import SplitResidualVQ
 from .seanet import ConvDownsample, ConvState, ConvTrState, ConvTrUpsample, SEANetDecoder, SEANetEncoder, SeqState
@@ -184,7 +185,8 @@ class MimiCodec(Codec):
 
 class MimiStream(CodecStream):
     """Batched streaming state: encode and decode states are independent (user audio in,
-    agent audio out); ``reset(rows)`` clears both for those rows only."""
+    agent audio out); ``reset(rows)`` clears both for those rows only; ``encode_rows`` /
+    ``decode_rows`` step those rows only."""
 
     def __init__(self, codec: MimiCodec, batch_size: int):
         self.codec = codec
@@ -210,3 +212,27 @@ class MimiStream(CodecStream):
         codes = c._check_codes(codes, 2, "decode_frame", self.batch_size)
         return c.model.decode(codes[:, :, None], self.dec)[:, 0].float()  # [B, frame_size]
 
+    # --- some rows only (the runtime codes the rows in use): every module's state is per row, so
+    # the rows' state taken out (take_rows), stepped as a stream of that many rows and written back
+    # (put_rows) codes them as the whole batch would; the other rows' state is not touched
+    rows_subset = True
+
+    @torch.inference_mode()
+    def encode_rows(self, pcm: torch.Tensor, rows: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        c = self.codec
+        idx = rows_index(rows, self.batch_size)
+        pcm = check_frame(pcm, "encode_rows", len(idx), c.frame_size, c.sample_rate).to(c.device, c.dtype)
+        part = take_rows(self.enc, idx)
+        codes = c.model.encode(pcm[:, None], part, c.num_codebooks)[:, :, 0]  # [n, K]
+        put_rows(self.enc, part, idx)
+        return codes
+
+    @torch.inference_mode()
+    def decode_rows(self, codes: torch.Tensor, rows: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        c = self.codec
+        idx = rows_index(rows, self.batch_size)
+        codes = c._check_codes(codes, 2, "decode_rows", len(idx))
+        part = take_rows(self.dec, idx)
+        out = c.model.decode(codes[:, :, None], part)[:, 0].float()  # [n, frame_size]
+        put_rows(self.dec, part, idx)
+        return out
