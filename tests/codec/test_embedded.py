@@ -96,6 +96,10 @@ BAD_FILES = [  # (a change to the shipped file's header and tensors, what the er
     (lambda h, t: h["config"].update(pca_dim="x"), "config key 'pca_dim' is 'x', want an int"),
     (lambda h, t: h["config"].update(hop=0), "config key 'hop' is 0"),
     (lambda h, t: h["config"].update(f0_delta=1), "config key 'f0_delta'"),
+    # (a JSON number no float holds: were OverflowError tracebacks; an int key's is an int, refused by its use)
+    (lambda h, t: h["config"].update(agc_rise=10**400), r"config key 'agc_rise' is 10{400}, want a finite number"),
+    (lambda h, t: h["config"].update(w_f0=True), "config key 'w_f0' is True, want a finite number"),
+    (lambda h, t: h["config"].update(hop=10**400), r"tensor 'mean' has shape \[208\], config says \[0\]"),
     (lambda h, t: h["config"].update(yin_win=240), "yin_win .* must cover"),
     (lambda h, t: t.update(correction=torch.zeros(3)), r"tensor 'correction' has shape \[3\], config says \[64\]"),
     (lambda h, t: t.update(mean=t["mean"][:-1].clone()), "tensor 'mean' has shape"),

@@ -69,16 +69,20 @@ def test_bad_rows_are_refused_before_any_state_changes(codec):
         CodecStream.encode_rows(s, x, [0, 1])
 
 
+def fresh_norms(books: torch.Tensor) -> list[torch.Tensor]:  # |c|^2 per entry, computed now
+    return [cb.square().sum(1) for cb in books]
+
+
 def test_codebook_norms_are_computed_once_bit_identical_and_follow_a_new_codebook(codec):
     r = codec.rvq
     q = RVQ(mean=r.mean, scale=r.scale, proj=r.proj, codebooks=r.codebooks.clone())
     x = torch.randn(40, r.proj.shape[0], generator=torch.Generator().manual_seed(0)) * r.scale.reciprocal()
     z = q.project(x)
     assert q.norms() is q.norms()  # cached: not recomputed per call (per frame)
-    assert all(torch.equal(n, cb.square().sum(1)) for n, cb in zip(q.norms(), q.codebooks))
-    assert torch.equal(q.encode(x, beam=16), _beam_encode(z, q.codebooks, 16))  # (norms computed as before)
+    assert all(torch.equal(n, c2) for n, c2 in zip(q.norms(), fresh_norms(q.codebooks)))
+    assert torch.equal(q.encode(x, beam=16), _beam_encode(z, q.codebooks, 16, fresh_norms(q.codebooks)))
     q.codebooks[0, 5] += 1.0  # changed in place
-    assert torch.equal(q.norms()[0], q.codebooks[0].square().sum(1))
+    assert torch.equal(q.norms()[0], fresh_norms(q.codebooks)[0])
     q.codebooks = q.codebooks[:, torch.randperm(q.codebooks.shape[1], generator=torch.Generator().manual_seed(1))]
-    assert torch.equal(q.norms()[3], q.codebooks[3].square().sum(1))  # replaced
-    assert torch.equal(q.encode(x, 4, beam=16), _beam_encode(z, q.codebooks[:4], 16))
+    assert torch.equal(q.norms()[3], fresh_norms(q.codebooks)[3])  # replaced
+    assert torch.equal(q.encode(x, 4, beam=16), _beam_encode(z, q.codebooks[:4], 16, fresh_norms(q.codebooks[:4])))

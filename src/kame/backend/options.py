@@ -6,7 +6,8 @@ loop or a crash in a worker thread later.
     self.final_beam = number("embedded STT", "final_beam", final_beam, min=1, cast=int)
     self.max_lag = number("STT", "max_lag", max_lag, min=0, allow_inf=True)   # inf: never skip
 
-and the predicates for values read from a file or a message (``is_finite_number``: a time, a count).
+and, re-exported from kame.numeric (where they live: the model config and the codecs use them
+too), the predicates for values read from a file or a message (``is_finite_number``: a time, a count).
 """
 
 from __future__ import annotations
@@ -15,16 +16,19 @@ import math
 import numbers
 
 from ..errors import ConfigError
+from ..numeric import is_finite_number, is_real_number
+
+__all__ = ["number", "is_finite_number", "is_real_number"]
 
 
 def number(owner: str, name: str, value, *, min: float | None = None, above: float | None = None,
-           cast=float, allow_inf: bool = False):
+           max: float | None = None, cast=float, allow_inf: bool = False):
     """``value`` as ``cast`` (float or int), checked: a ConfigError "<owner>: <name> must be ...,
     got <value>" if it is not a number (bools are not), is NaN / infinite (unless ``allow_inf``),
-    or is below ``min`` / not above ``above``."""
+    or is below ``min`` / not above ``above`` / above ``max``."""
     kind = "a whole number" if cast is int else "a number"
-    bounds = [f">= {min:g}" if min is not None else "", f"> {above:g}" if above is not None else ""]
-    want = " ".join(x for x in [kind, *bounds] if x)
+    bounds = [f"{sign} {b:g}" for sign, b in ((">=", min), (">", above), ("<=", max)) if b is not None]
+    want = " ".join([kind, " and ".join(bounds)]) if bounds else kind
     bad = ConfigError(f"{owner}: {name} must be {want}, got {value!r}")
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
         raise bad
@@ -38,20 +42,6 @@ def number(owner: str, name: str, value, *, min: float | None = None, above: flo
         if not x.is_integer():
             raise bad
         x = int(x)
-    if (min is not None and x < min) or (above is not None and x <= above):
+    if (min is not None and x < min) or (above is not None and x <= above) or (max is not None and x > max):
         raise bad
     return x
-
-
-def is_real_number(x) -> bool:
-    """An int or float (numpy's too), not a bool (which Python counts as an int)."""
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
-
-
-def is_finite_number(x) -> bool:
-    """A finite real number (numpy's too), not a bool: not NaN, not infinite (nor an int too large
-    for a float: JSON's 1e400 written out as digits)."""
-    try:
-        return is_real_number(x) and math.isfinite(x)
-    except OverflowError:
-        return False

@@ -11,11 +11,12 @@ same components; only the TTS is cascade-specific.
 from __future__ import annotations
 
 import dataclasses
-import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from ..numeric import is_finite_number
 
 
 @dataclass
@@ -70,11 +71,14 @@ class CascadeConfig:
         for key, spec in (("tts", self.tts), ("tts_fallback", self.tts_fallback)):
             if spec:  # (a fallback of None or "" is no fallback)
                 registry.check_key_spec(f"cascade.{key}", "tts", spec)
+        ints = {f.name for f in dataclasses.fields(self) if str(f.type).startswith("int")}  # (a count)
         for key, (lo, hi, lo_open, hi_open, what) in _RANGES.items():
             value = getattr(self, key)
             if value is None and key in _OPTIONAL:
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if key in ints and not (isinstance(value, numbers.Integral) and not isinstance(value, bool)):
+                raise ConfigError(f"cascade.{key}: expected an integer, got {value!r}")  # (as [cascade] in TOML)
+            if key not in ints and not is_finite_number(value):  # (true/false: not a number)
                 raise ConfigError(f"cascade.{key}: expected a finite number, got {value!r}")
             if (lo is not None and (value <= lo if lo_open else value < lo)) or \
                     (hi is not None and (value >= hi if hi_open else value > hi)):

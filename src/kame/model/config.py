@@ -16,7 +16,6 @@ An unknown key raises ``kame.errors.ConfigError`` naming it.
 from __future__ import annotations
 
 import dataclasses
-import math
 import numbers
 import re
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from pathlib import PurePath
 from typing import Any, Mapping
 
 from ..errors import ConfigError, NotAvailableError
+from ..numeric import is_finite_number
 
 
 @dataclass
@@ -125,8 +125,9 @@ class LMConfig:
         for name in ("hidden_scale", "max_period", "depformer_max_period", "positional_scale",
                      "layer_scale", "depformer_layer_scale"):
             v = getattr(self, name)
-            if v is not None and not (math.isfinite(v) and v > 0):
-                raise ConfigError(f"{name}={v} must be a finite number > 0")
+            if v is not None and not (is_finite_number(v) and v > 0):  # (replace() takes any value: true too)
+                why = " (true/false is not a number)" if isinstance(v, bool) else ""
+                raise ConfigError(f"{name}={v} must be a finite number > 0{why}")
         self._check_upper_bounds()
         from .modules import ACTIVATIONS  # (lazily: torch)
 
@@ -293,9 +294,10 @@ def _check_meta(meta: dict[str, Any]) -> None:
             ok, want = isinstance(v, bool), "true or false"
         elif types[0] is list:
             ok, want = v is None or (isinstance(v, list) and all(type(x) is int for x in v)), "a list of integers or null"
+        elif types == _INT:  # (an int is exact: any size samples, a top-k past the vocabulary is none)
+            ok, want = isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"
         else:
-            ok = not isinstance(v, bool) and isinstance(v, types) and math.isfinite(v) and v >= 0
-            want = f"a{'n integer' if types == _INT else ' number'} >= 0"
+            ok, want = is_finite_number(v) and v >= 0, "a number >= 0"
         if not ok:
             raise ConfigError(f"config key lm_gen_config.{key}={v!r}: expected {want}")
 
@@ -417,7 +419,7 @@ def _jsonable(value: Any, where: str) -> Any:
         return str(value)
     if isinstance(value, numbers.Integral):
         return int(value)
-    if isinstance(value, numbers.Real) and math.isfinite(value):
+    if is_finite_number(value):  # (a bool or an int: above)
         return float(value)
     if isinstance(value, (list, tuple)):
         return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]

@@ -32,6 +32,7 @@ from typing import Sequence
 import torch
 
 from ...errors import CheckpointError, ConfigError, NotAvailableError
+from ...numeric import is_finite_number
 from ...paths import file_sha256, local_path
 from ..base import (Codec, CodecLayout, CodecStream, check_batch_size, check_codes, check_frame, check_num_codebooks,
                     check_pcm, put_rows, rows_index, rows_mask, take_rows)
@@ -175,7 +176,10 @@ class EmbeddedStream(CodecStream):
 
     @torch.no_grad()
     def decode_frame(self, codes: torch.Tensor) -> torch.Tensor:
-        codes = self.codec._check_codes(codes, 2, "decode_frame", self.batch_size)
+        return self._decode(self.codec._check_codes(codes, 2, "decode_frame", self.batch_size))
+
+    def _decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [B, k] (checked) -> pcm [B, frame_size]; the decoder's state moves on one frame."""
         feats, self.dec_ref = self.codec._features(codes[:, :, None], self.dec_ref)
         return self.codec.vocoder.render(self.voc, feats)
 
@@ -196,7 +200,7 @@ class EmbeddedStream(CodecStream):
     def decode_rows(self, codes: torch.Tensor, rows: Sequence[int] | torch.Tensor) -> torch.Tensor:
         idx = rows_index(rows, self.batch_size)
         codes = self.codec._check_codes(codes, 2, "decode_rows", len(idx))
-        return self._on_rows(idx, self._DECODER, lambda part: part.decode_frame(codes))
+        return self._on_rows(idx, self._DECODER, lambda part: part._decode(codes))
 
     def _on_rows(self, idx: torch.Tensor, names: tuple[str, ...], run):
         """run(a stream of rows ``idx`` with their state ``names``) -> its result; their state moved on."""
@@ -271,16 +275,16 @@ _ZERO_OK = {"kmeans_points", "agc_startup_frames", "agc_speech_hangover"}  # int
 
 def _config(path: Path, conf: object) -> EmbeddedCodecConfig:
     """The fitted file's config: a dict of known keys, each of its field's type (ints >= 1 except
-    _ZERO_OK, finite floats), else CheckpointError naming the file and the key."""
+    _ZERO_OK, finite numbers for the floats: kame.numeric.is_finite_number), else CheckpointError
+    naming the file and the key."""
     if not isinstance(conf, dict):
         raise CheckpointError(f"{path}: metadata 'config' must be a dict, got {type(conf).__name__}")
     conf = {"f0_delta": False, **conf}  # files fitted before F0 was coded as a change
     types = {f.name: f.type for f in fields(EmbeddedCodecConfig)}  # "int", "float" or "bool"
     for key, v in conf.items():
         kind = types.get(key)  # None: an unknown key, which from_dict names
-        ok = kind is None or (isinstance(v, bool) if kind == "bool" else (
-            not isinstance(v, bool) and isinstance(v, int if kind == "int" else (int, float)) and math.isfinite(v)
-            and (kind != "int" or v >= (key not in _ZERO_OK))))
+        ok = kind is None or (isinstance(v, bool) if kind == "bool" else is_finite_number(v) if kind == "float" else
+                              type(v) is int and v >= (key not in _ZERO_OK))  # (an int is exact: no NaN, no inf)
         if not ok:
             want = {"int": f"an int >= {int(key not in _ZERO_OK)}", "float": "a finite number", "bool": "true/false"}
             raise CheckpointError(f"{path}: config key {key!r} is {v!r}, want {want[kind]}")

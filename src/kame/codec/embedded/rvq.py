@@ -74,17 +74,15 @@ def _version(t: torch.Tensor) -> int | None:
         return None
 
 
-def _beam_encode(r: torch.Tensor, books: torch.Tensor, beam: int,
-                 norms: list[torch.Tensor] | None = None) -> torch.Tensor:
+def _beam_encode(r: torch.Tensor, books: torch.Tensor, beam: int, norms: list[torch.Tensor]) -> torch.Tensor:
     """Beam search over the residual stages: r [N, P] -> codes [N, K] of the best sequence.
-    ``norms``: |c|^2 of each book's entries (RVQ.norms), else computed here."""
+    ``norms``: |c|^2 of each book's entries (RVQ.norms)."""
     n, p = r.shape
     card = books.shape[1]
     res, hist = r[:, None], torch.zeros(n, 1, 0, dtype=torch.long)  # [N, w, P], [N, w, stage]
     for i, cb in enumerate(books):
-        c2 = norms[i] if norms is not None else cb.square().sum(1)
         # |res - c|^2 for every kept candidate and entry: [N, w, card]
-        d = res.square().sum(-1, keepdim=True) - 2.0 * res @ cb.T + c2
+        d = res.square().sum(-1, keepdim=True) - 2.0 * res @ cb.T + norms[i]
         top = d.reshape(n, -1).topk(min(beam, d.shape[1] * card), largest=False).indices
         src, idx = top // card, top % card
         res = torch.gather(res, 1, src[..., None].expand(-1, -1, p)) - cb[idx]

@@ -1,0 +1,50 @@
+"""The front-end config's numbers are checked with kame.numeric.is_finite_number: a number too
+large for a float (JSON's 400-digit ones) in a config.json is a ConfigError naming the key (was:
+an OverflowError traceback from math.isfinite), and true/false given for a float key through
+replace() / load_frontend's keyword overrides is refused (was: taken as 1 / 0)."""
+
+import json
+from fractions import Fraction
+
+import pytest
+
+from kame.errors import ConfigError
+from kame.model.config import LMConfig, config_json, preset
+from kame.model.stepper import Sampling
+
+HUGE = "1" + "0" * 400  # a JSON number Python reads as an int no float holds
+
+
+def _from_json(**changes: str) -> LMConfig:
+    """LMConfig.from_dict of the tiny preset's config.json text with ``changes`` (key: JSON text)."""
+    text = json.dumps(preset("tiny").to_dict())[:-1] + "".join(f', "{k}": {v}' for k, v in changes.items()) + "}"
+    return LMConfig.from_dict(json.loads(text))
+
+
+@pytest.mark.parametrize("key", ["hidden_scale", "max_period", "layer_scale"])
+def test_a_float_key_too_large_for_a_float_is_a_config_error_naming_it(key):
+    with pytest.raises(ConfigError, match=rf"^{key}={HUGE} must be a finite number > 0$"):
+        _from_json(**{key: HUGE})
+
+
+def test_a_temperature_too_large_for_a_float_is_a_config_error_and_a_huge_top_k_is_no_top_k():
+    with pytest.raises(ConfigError, match=rf"^config key lm_gen_config.temp={HUGE}: expected a number >= 0$"):
+        _from_json(lm_gen_config=f'{{"temp": {HUGE}}}')
+    cfg = _from_json(lm_gen_config=f'{{"top_k": {HUGE}, "temp": 0.5}}')  # (an int is exact: a top-k past the vocabulary)
+    assert Sampling.from_lm_gen_config(cfg.meta["lm_gen_config"]).top_k == int(HUGE)
+
+
+@pytest.mark.parametrize("key", ["hidden_scale", "max_period", "positional_scale", "depformer_layer_scale"])
+def test_true_for_a_float_key_is_refused_saying_it_is_not_a_number(key):
+    with pytest.raises(ConfigError, match=rf"^{key}=True must be a finite number > 0 \(true/false is not a number\)$"):
+        preset("tiny").replace(**{key: True})
+    with pytest.raises(ConfigError, match=rf"^config key {key}=True: expected float"):  # (config.json: its type check)
+        _from_json(**{key: "true"})
+
+
+def test_a_value_save_frontend_cannot_write_as_a_finite_number_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"^save_frontend: kame\.train\.lr=Fraction\(1000.*\) \(Fraction\) cannot "
+                                          r"be written to config\.json"):
+        config_json(preset("tiny"), {"kame": {"train": {"lr": Fraction(int(HUGE))}}}, "model.safetensors")
+    raw = config_json(preset("tiny"), {"kame": {"train": {"lr": Fraction(1, 4)}}}, "model.safetensors")
+    assert raw["kame"]["train"]["lr"] == 0.25
