@@ -92,6 +92,19 @@ def test_a_plugin_module_that_cannot_be_imported_is_not_a_missing_kame_extra(scr
         registry.load_plugins(["./missing.py"])
 
 
+def test_a_check_of_options_that_cannot_be_imported_is_said_as_a_factory_that_cannot_be(scratch):
+    """An entry's options check ("module:callable") is loaded as its factory is (was: a raw
+    ModuleNotFoundError / AttributeError from the config check, no key or spec named)."""
+    registry.register("stt", "chk", _boom, options="no_such_module_here:check")
+    with pytest.raises(ConfigError, match=r"^backend.stt: stt 'chk;x=1': cannot import 'no_such_module_here', "
+                                          r"registered for it: ModuleNotFoundError"):
+        registry.check_key_spec("backend.stt", "stt", "chk;x=1")
+    registry.register("stt", "chk2", _boom, options="kame.registry:no_such_check")
+    with pytest.raises(ConfigError, match=r"^stt 'chk2': module 'kame.registry' has no 'no_such_check', "
+                                          r"registered for it$"):
+        registry.check_spec("stt", "chk2")
+
+
 PLUGIN = textwrap.dedent("""
     from kame import registry
 

@@ -256,7 +256,7 @@ def check_spec(kind: str, spec: str, also: tuple[str, ...] = ()) -> tuple[Entry,
         raise ConfigError(f"{kind} spec {spec!r}: {scheme} takes no options after ';'")
     if (check := entry.options) is not None and not isinstance(check, bool):  # (its own check of them)
         if isinstance(check, str):  # "module:callable", imported
-            check = getattr(importlib.import_module(check.partition(":")[0]), check.partition(":")[2])
+            check = _load_target(kind, spec, entry, check)
         check(arg, f"{kind} spec {spec!r}")
     if entry.needs and not (arg or "").partition(";")[0].strip(": ") and not (entry.needs_env and os.environ.get(entry.needs_env)):
         raise ConfigError(f"{kind} spec {spec!r} names no {entry.needs}: give {scheme}:{entry.needs}"
@@ -309,24 +309,34 @@ def _scheme_hint(kind: str, scheme: str, spec: str) -> str:
 def resolve(kind: str, spec: str) -> tuple[Callable[..., Any], str | None]:
     """Return (factory, arg) for a spec, importing the factory's module lazily."""
     entry, arg = check_spec(kind, spec)
-    if callable(entry.target):
-        return entry.target, arg
-    module_name, _, attr = entry.target.partition(":")
+    return (entry.target if callable(entry.target) else _load_target(kind, spec, entry, entry.target)), arg
+
+
+def _load_target(kind: str, spec: str, entry: Entry, target: str) -> Callable[..., Any]:
+    """The callable ``target`` ("module:callable": ``entry``'s factory or check of options) names,
+    imported; a failed import is a ConfigError for a plugin's module, else ``_import_error``'s."""
+    module_name, _, attr = target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         if not entry.extra and module_name.split(".")[0] != "kame":  # a plugin's module, no extra to install
             raise ConfigError(f"{kind} {spec!r}: cannot import {module_name!r}, registered for it: "
                               f"{type(exc).__name__}: {exc}") from exc
-        if _kames(exc):  # (kame's own import failing: a bug, said where, not a broken install)
-            raise _failed(kind, spec, exc) from exc
-        if not not_installed(exc):
-            raise _broken(kind, spec, exc) from exc
-        raise _missing(kind, spec, entry, exc) from exc
+        raise _import_error(kind, spec, entry, exc) from exc
     try:
-        return getattr(module, attr), arg
+        return getattr(module, attr)
     except AttributeError:
         raise ConfigError(f"{kind} {spec!r}: module {module_name!r} has no {attr!r}, registered for it") from None
+
+
+def _import_error(kind: str, spec: str, entry: Entry, exc: ImportError) -> KameError:
+    """The error of a component whose code (its factory's module, a package the factory imports)
+    failed to import: kame's own (a bug, said where), a package not installed, one failing to load."""
+    if _kames(exc) or (not exc.name and isinstance(exc, ModuleNotFoundError)):
+        return _failed(kind, spec, exc)
+    if not_installed(exc):
+        return _missing(kind, spec, entry, exc)
+    return _broken(kind, spec, exc)
 
 
 class UnknownOptionError(ConfigError):
@@ -363,11 +373,7 @@ def create(kind: str, spec: str, **kwargs: Any) -> Any:
     except (KameError, KeyboardInterrupt, SystemExit):
         raise
     except ImportError as exc:  # a package the factory imports lazily: missing, or failing to load
-        if _kames(exc) or (not exc.name and isinstance(exc, ModuleNotFoundError)):  # (a bug: said where)
-            raise _failed(kind, spec, exc) from exc
-        if not_installed(exc):
-            raise _missing(kind, spec, check_spec(kind, spec)[0], exc) from exc
-        raise _broken(kind, spec, exc) from exc
+        raise _import_error(kind, spec, check_spec(kind, spec)[0], exc) from exc
     except TypeError as exc:  # factories pass their options on to the component's constructor
         m = _UNEXPECTED.search(str(exc))
         if m is None or m[1] not in kwargs:

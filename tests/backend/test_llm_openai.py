@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from kame import registry
+from kame.backend.llm.base import check_piece
 from kame.backend.llm.openai import OpenAIChat
 from kame.backend.types import ChatMessage
 from kame.errors import BackendError, ConfigError
@@ -46,6 +47,16 @@ async def test_streams_pieces_and_sends_request(server, llm):
     assert server.completed == 1 and server.disconnects == 0
     # the connection is reusable for a second request
     assert await _collect(llm) == ["Hello", " there", "."]
+
+
+async def test_a_character_split_between_two_chunks_comes_out_whole(server, llm):
+    """A server escaping non-ASCII (as json.dumps does) that splits an emoji's UTF-16 halves between
+    two chunks (was: each half a lone surrogate, U+FFFD once cleaned); a half never completed is
+    handed on at the end."""
+    server.push(Reply(["a\ud83d", "\ude00b", " \ud83d", "\ude00", " end\ud83d"]))
+    pieces = await _collect(llm)
+    assert pieces == ["a", "\U0001F600b", " ", "\U0001F600", " end", "\ud83d"]
+    assert "".join(check_piece(p, llm) for p in pieces) == "a\U0001F600b \U0001F600 end\ufffd"
 
 
 async def test_env_base_url_and_registry(server, monkeypatch):

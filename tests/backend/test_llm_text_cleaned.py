@@ -1,7 +1,8 @@
 """LLM text a tokenizer or TTS cannot take, cleaned at the one gate every piece passes
 (kame.backend.llm.base.check_piece): a lone surrogate (an openai stream's "\\ud83d" escape split
 from its pair) failed every tandem oracle prediction with SentencePiece's "TypeError: List
-elements must be str or bytes"; a NUL failed piper ("embedded null character")."""
+elements must be str or bytes"; a NUL failed piper ("embedded null character"). A character whose
+halves come in two pieces is joined (kame.backend.llm.base.join_split_char)."""
 
 import asyncio
 
@@ -22,12 +23,16 @@ ODD = ["Paris ", "\ud83d", "\ude00 is ", "the\x00 capital\x01\x1b[0m ", "\ud800 
 
 
 class OddLLM:
-    """A plugin's LLM (no base class) whose pieces hold lone surrogates and control characters."""
+    """A plugin's LLM (no base class) whose pieces (ODD unless given) hold lone surrogates and
+    control characters."""
 
     name = "odd"
 
+    def __init__(self, pieces=ODD):
+        self.pieces = pieces
+
     async def stream_chat(self, messages, *, max_tokens=None, temperature=None):
-        for piece in ODD:
+        for piece in self.pieces:
             yield piece
 
 
@@ -63,5 +68,17 @@ async def test_the_health_watcher_and_collect_reply_hand_on_the_cleaned_text():
     pieces = [x async for x in watched.stream_chat([ChatMessage("user", "hi")])]
     assert pieces == [check_piece(x, None) for x in ODD] and statuses == [(True, None)]
     reply = await asyncio.wait_for(collect_reply(OddLLM(), [ChatMessage("user", "hi")], timeout_s=5), 5)
-    assert reply == "Paris \ufffd\ufffd is the capital[0m \ufffd of  France.\r\n"
+    assert reply == "Paris \U0001F600 is the capital[0m \ufffd of  France.\r\n"  # (the pair split: joined)
     reply.encode("utf-8")  # (was: UnicodeEncodeError, surrogates not allowed)
+
+
+@pytest.mark.parametrize("pieces, reply", [
+    (["a\ud83d", "\ude00b"], "a\U0001F600b"),
+    (["a\ud83d", "", "\ude00"], "a\U0001F600"),  # (an empty piece between the halves)
+    (["a\ud83d", "\ud83d", "\ude00"], "a\ufffd\U0001F600"),  # (a first half without its second)
+    (["end\ud83d"], "end\ufffd"),  # (held to the end: handed on, cleaned)
+    (["\ude00", "b"], "\ufffdb"),
+])
+async def test_collect_reply_joins_a_character_split_between_two_pieces(pieces, reply):
+    """(was: "a\\ud83d" + "\\ude00b" -> "a\\ufffd\\ufffdb")"""
+    assert await asyncio.wait_for(collect_reply(OddLLM(pieces), [ChatMessage("user", "hi")], timeout_s=5), 5) == reply

@@ -17,8 +17,8 @@ BAD = [  # spec -> what the error says after "tts spec '<spec>': "
     ("espeak:en-us;sead=0", "unknown option 'sead'; options after ';' are NAME=VALUE, comma-separated, "
                             "NAME one of seed, rate, pitch"),
     ("espeak;seed=x", "seed must be a whole number >= 0, got 'x'"),
-    ("espeak:en-us+f2;rate=fast", "rate must be a whole number >= 80, got 'fast'"),
-    ("espeak;pitch=101", "pitch must be at most 100, got '101'"),
+    ("espeak:en-us+f2;rate=fast", "rate must be a whole number >= 80 and <= 450, got 'fast'"),
+    ("espeak;pitch=101", "pitch must be a whole number >= 0 and <= 100, got '101'"),
     ("espeak;seed=0,seed=1", "'seed' given twice"),
     ("piper;seed=-1", "seed must be a whole number >= 0, got '-1'"),
     ("piper;rate=2", "unknown option 'rate'; .* NAME one of seed, length_scale, noise_scale"),
@@ -63,5 +63,15 @@ def test_an_option_also_given_as_a_keyword_is_refused_and_values_are_checked_as_
 
     with pytest.raises(ConfigError, match="tts spec 'espeak:en-us;seed=1': option 'seed' is also given as a keyword"):
         registry.create("tts", "espeak:en-us;seed=1", seed=0)
-    with pytest.raises(ConfigError, match="espeak TTS: rate must be at most 450, got 900"):
+    with pytest.raises(ConfigError, match="espeak TTS: rate must be a whole number >= 80 and <= 450, got 900"):
         EspeakTTS(rate=900)
+
+
+def test_the_bounds_are_kame_backend_options_number_s_max_included():
+    from kame.backend.options import number
+
+    assert number("x", "pitch", "100", min=0, max=100, cast=int) == 100
+    with pytest.raises(ConfigError, match=r"^x: pitch must be a whole number >= 0 and <= 100, got 101$"):
+        number("x", "pitch", 101, min=0, max=100, cast=int)
+    with pytest.raises(ConfigError, match=r"^x: gain must be a number <= 2, got inf$"):
+        number("x", "gain", float("inf"), max=2, allow_inf=True)

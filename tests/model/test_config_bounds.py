@@ -3,14 +3,17 @@ any published checkpoint's are a ConfigError naming the key (was: dim 1e9 a torc
 traceback, num_layers 1e5 a hang while building the model, context 1e9 a raw allocation error in
 the stepper); sizes that disagree with the weights file's header are a CheckpointError naming
 config.json, the key and both values, before the model is built; a KV cache larger than the
-machine is refused naming context. Tiny models."""
+machine is refused naming context, one taking more than half of the memory available is warned
+about once. Tiny models."""
 
 import json
+import logging
 
 import pytest
 import torch
 
 import kame.model.loaders as loaders
+import kame.model.modules as modules
 from kame.errors import CheckpointError, ConfigError
 from kame.model.config import LMConfig, preset
 from kame.model.loaders import load_frontend, save_frontend
@@ -93,3 +96,25 @@ def test_a_kv_cache_larger_than_the_machine_is_refused_naming_context():
                                           r"more than the .* GiB of cpu memory: lower the front-end's context"):
         Stepper(model, batch_size=100_000)
     assert Stepper(model, batch_size=1).state.lm.capacity == 65536
+
+
+def test_a_kv_cache_taking_most_of_the_available_memory_is_warned_about_once(monkeypatch, caplog):
+    """(was: allocated without a word, then the machine swapping or the OOM killer). 16 sessions of
+    context 65536: 1 GiB."""
+    model, _ = load_frontend("random:tiny;context=65536")
+    available = [4 * 2**30]
+    monkeypatch.setattr(modules, "device_memory", lambda dev: (64 * 2**30, available[0]))
+    with caplog.at_level(logging.WARNING, logger="kame.model.modules"):
+        modules.check_cache_memory(model, 16)  # a quarter of what is available: silent
+        assert caplog.text == ""
+        available[0] = 3 * 2**30 // 2
+        modules.check_cache_memory(model, 16)
+        modules.check_cache_memory(model, 16)  # (a second stepper of the same model: not again)
+    assert caplog.messages == ["context=65536: the KV cache of 16 session(s) takes 1.0 GiB, 67% of the 1.5 GiB of "
+                               "cpu memory available now: the machine may run short (lower the front-end's context, "
+                               "its config.json, or the number of sessions, runtime.max_sessions)"]
+
+
+def test_the_memory_figures_are_the_machines():
+    total, available = modules.device_memory(torch.device("cpu"))
+    assert 0 < available <= total

@@ -13,7 +13,9 @@ Without a state the forward is the whole-sequence (training) pass.
 
 from __future__ import annotations
 
+import logging
 import os
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +25,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..layers import LayerScale, apply_rope, rope_tables, window_mask
+
+log = logging.getLogger(__name__)
 
 NEEDS_CONTEXT = ("config has context null (no attention limit), but a streamed model needs a finite one, the "
                  "frames its KV cache holds (Moshi's is 3000): set \"context\" in its config.json")
@@ -331,16 +335,42 @@ class ScaledEmbedding(nn.Embedding):
         return y
 
 
+def device_memory(dev: torch.device) -> tuple[int, int]:
+    """(total, available) bytes of ``dev``'s memory: a GPU's (torch.cuda.mem_get_info), or the
+    machine's RAM (available: /proc/meminfo's MemAvailable, else the free pages); 0 where unknown."""
+    if dev.type == "cuda":
+        free, total = torch.cuda.mem_get_info(dev)
+        return total, free
+    if dev.type != "cpu" or not hasattr(os, "sysconf"):
+        return 0, 0
+    page = os.sysconf("SC_PAGE_SIZE")
+    try:
+        with open("/proc/meminfo") as f:
+            available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        available = page * os.sysconf("SC_AVPHYS_PAGES")
+    return page * os.sysconf("SC_PHYS_PAGES"), available
+
+
+_WARNED_CACHE: weakref.WeakSet = weakref.WeakSet()  # the models check_cache_memory has warned about
+
+
 def check_cache_memory(model: nn.Module, batch_size: int) -> None:
     """ConfigError naming context if the KV cache (TransformerState's) of ``batch_size`` sessions of
     ``model`` (an LMModel: 2 * num_layers * context * dim / kv_repeat numbers) exceeds the device's whole memory, the machine's RAM or a GPU's (was:
-    torch's raw "can't allocate memory" error, or the OOM killer while it was filled)."""
+    torch's raw "can't allocate memory" error, or the OOM killer while it was filled); a warning
+    (once per model) if it fits but takes more than half of the memory available now (was: silent)."""
     c, p = model.cfg, next(model.parameters())
     dev = p.device
-    total = (torch.cuda.get_device_properties(dev).total_memory if dev.type == "cuda" else os.sysconf("SC_PAGE_SIZE")
-             * os.sysconf("SC_PHYS_PAGES") if dev.type == "cpu" and hasattr(os, "sysconf") else 0)
+    total, available = device_memory(dev)
     need = 2 * c.num_layers * batch_size * (c.context or 0) * (c.dim // c.kv_repeat) * p.element_size()
     if 0 < total < need:
         raise ConfigError(f"context={c.context}: the KV cache of {batch_size} session(s) needs {need / 2**30:.1f} GiB, "
                           f"more than the {total / 2**30:.1f} GiB of {dev.type} memory: lower the front-end's "
                           f"context (its config.json) or the number of sessions (runtime.max_sessions)")
+    if 0 < available < 2 * need and model not in _WARNED_CACHE:
+        _WARNED_CACHE.add(model)
+        log.warning("context=%s: the KV cache of %d session(s) takes %.1f GiB, %.0f%% of the %.1f GiB of %s memory "
+                    "available now: the machine may run short (lower the front-end's context, its config.json, or "
+                    "the number of sessions, runtime.max_sessions)", c.context, batch_size, need / 2**30,
+                    100 * need / available, available / 2**30, dev.type)

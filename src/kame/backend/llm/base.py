@@ -12,6 +12,8 @@ int, a dict) has broken the interface, and its consumers treat that as the LLM f
 ``check_piece`` raises a BackendError that says what it yielded. Every consumer uses the text
 ``check_piece`` returns: the piece cleaned of what a tokenizer or TTS cannot take (a lone
 surrogate, a control character).
+A character split across two pieces (its UTF-16 halves) is joined (``join_split_char``: its first
+half held back until the second comes) by kame.backend.llm.openai and ``collect_reply``.
 ``collect_reply`` gathers a whole reply (checked pieces, a timeout, the stream closed either way).
 Implementations: kame.backend.llm.openai (OpenAI-compatible HTTP), kame.backend.llm.embedded
 (SmolLM2 offline). ``await llm.aclose()`` releases connections.
@@ -81,11 +83,13 @@ def check_messages(messages: Any) -> list[ChatMessage]:
     return list(messages)
 
 
-# what check_piece takes out of a piece: C0 controls but tab, LF and CR; DEL and the C1 controls;
-# surrogates (a lone one: an openai stream's "\ud83d" escape split from its pair)
-_UNCLEAN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
-_CONTROL = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
-_SPACING = re.compile("[\x0b\x0c\x1c-\x1f\x85]")  # (vertical tab, form feed, separators, NEL)
+# what check_piece takes out of a piece: control characters (C0 but tab, LF and CR; DEL; C1), removed
+# or a space, and surrogates (a lone one: an openai stream's "\ud83d" escape split from its pair)
+_CONTROL_CHARS = "\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f"
+_SPACING_CHARS = "\x0b\x0c\x1c-\x1f\x85"  # (vertical tab, form feed, separators, NEL)
+_CONTROL = re.compile(f"[{_CONTROL_CHARS}]")
+_SPACING = re.compile(f"[{_SPACING_CHARS}]")
+_UNCLEAN = re.compile(f"[{_CONTROL_CHARS}{_SPACING_CHARS}\ud800-\udfff]")
 
 
 def without_controls(text: str) -> str:
@@ -93,6 +97,22 @@ def without_controls(text: str) -> str:
     that separate text (vertical tab, form feed, the separators, NEL) a space: LLM pieces
     (check_piece) and QA text (kame.train.qa.speakable)."""
     return _CONTROL.sub("", _SPACING.sub(" ", text))
+
+
+def join_split_char(held: str, piece: str) -> tuple[str, str]:
+    """(the text to hand on, the text to hold back) of a text piece after ``held`` (what the last
+    call held back, "" at first): the two UTF-16 halves of a character that come in two pieces (an
+    openai stream's "\\ud83d" escape, "\\ude00" in the next chunk) are joined into that character
+    (was: each half a lone surrogate, U+FFFD once cleaned): a piece's trailing first half is held
+    back, and joined to the second half that starts the next piece. Whatever is held when the
+    stream ends is handed on as it is (check_piece: U+FFFD)."""
+    if held and piece and "\udc00" <= piece[0] <= "\udfff":
+        piece = chr(0x10000 + (ord(held) - 0xD800) * 0x400 + ord(piece[0]) - 0xDC00) + piece[1:]
+    else:
+        piece = held + piece
+    if piece and "\ud800" <= piece[-1] <= "\udbff":
+        return piece[:-1], piece[-1]
+    return piece, ""
 
 
 def check_piece(piece: Any, llm: Any, error: type[Exception] = BackendError) -> str:
@@ -120,14 +140,16 @@ async def collect_reply(llm: Any, messages: Sequence[ChatMessage], *, timeout_s:
     (None: no limit) and whatever the LLM raises; the stream is closed either way (its connection
     freed)."""
     async def read() -> str:
-        text = ""
+        text, held = "", ""
         stream = llm.stream_chat(messages, max_tokens=max_tokens, temperature=temperature)
         async with contextlib.aclosing(stream):
             async for piece in stream:
+                if isinstance(piece, str):  # (anything else: check_piece's error)
+                    piece, held = join_split_char(held, piece)
                 text += check_piece(piece, llm)
                 if max_words is not None and len(text.split()) > max_words:
-                    break
-        return text
+                    return text
+        return text + check_piece(held, llm)
 
     return await asyncio.wait_for(read(), timeout_s)
 

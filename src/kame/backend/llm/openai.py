@@ -11,7 +11,11 @@ POSTs ``{base_url}/chat/completions`` with ``"stream": true`` and parses the ser
 base URL and key default to the environment (``OPENAI_BASE_URL``, else the OpenAI API;
 ``OPENAI_API_KEY``, optional for local servers; neither: ConfigError, see kame.backend.openai_http).
 
-A chunk's text is its ``delta.content`` (or a legacy completions-style ``text``).
+A chunk's text is its ``delta.content`` (or a legacy completions-style ``text``). A chunk whose text
+ends in the first half of a UTF-16 surrogate pair (a server escaping an emoji as "\\ud83d\\ude00"
+and splitting it between two chunks) has that half held back and put before the next chunk's text,
+so the character comes out whole (was: two U+FFFD); the stream's UTF-8 is decoded a whole line
+(one event) at a time.
 
 A spec sets options after a ';': ``openai:MODEL;first_token_timeout=60,chunk_timeout=20``
 (``SPEC_OPTIONS``; others are a ConfigError naming the spec). Timeouts given so (``stall_timeouts``)
@@ -50,7 +54,7 @@ from ...registry import spec_kwargs
 from ..openai_http import MiB, OpenAIHTTP, content_type, read_excerpt, within
 from ..options import number
 from ..types import ChatMessage
-from .base import LLM, check_messages
+from .base import LLM, check_messages, join_split_char
 
 log = logging.getLogger(__name__)
 # Cap on one reply's event stream, counted as it arrives: SSE chat chunks take ~150-250 bytes a
@@ -128,6 +132,7 @@ class OpenAIChat(OpenAIHTTP, LLM):
             finish_reason: str | None = None
             reasoning = False  # a chunk held reasoning_content (a reasoning model's thinking, not text)
             pieces = 0
+            held = ""  # the first half of a character split across two chunks (join_split_char)
             last_data = loop.time()  # of the last data line (once got_content)
 
             async def read_line() -> bytes:
@@ -157,6 +162,7 @@ class OpenAIChat(OpenAIHTTP, LLM):
                         finished = True
                         break
                     piece, reason, thinking = self._parse_chunk(data)
+                    piece, held = join_split_char(held, piece)  # (a "\ud83d" escape: its pair comes next)
                     finished = finished or reason is not None
                     finish_reason = reason or finish_reason
                     reasoning = reasoning or thinking
@@ -170,6 +176,9 @@ class OpenAIChat(OpenAIHTTP, LLM):
                         yield piece
             if not finished:  # EOF
                 raise BackendError(f"LLM {self.url}: stream ended before [DONE]")
+            if held:  # a first half whose second never came (check_piece: U+FFFD)
+                got_content = True
+                yield held
             if not got_content and (reasoning or finish_reason == "length"):  # a budget spent on nothing said
                 raise self._no_text(finish_reason, reasoning, max_tokens)  # (an answer of no text is one)
             done = True

@@ -12,11 +12,10 @@ an unseeded TTS (the default, for live speech: docs/backend.md, "Repeatable spee
 
 from __future__ import annotations
 
-from ...errors import ConfigError
 from ...registry import split_options
 from ..options import number
 
-# name -> its bounds, as kame.backend.options.number takes them (and "max": at most this)
+# name -> its bounds, as kame.backend.options.number takes them
 _SEED = {"min": 0, "cast": int}
 ESPEAK_OPTIONS = {
     "seed": _SEED,
@@ -35,12 +34,7 @@ PIPER_EXAMPLE = "piper;seed=0"
 def option(owner: str, name: str, value, rules: dict[str, dict]):
     """``value`` of option ``name`` checked by ``rules[name]`` (ConfigError "<owner>: <name> must
     be ..., got <value>"), as an int or float; text ("165") is read as a number."""
-    rule = dict(rules[name])
-    top = rule.pop("max", None)
-    x = number(owner, name, value, **rule)
-    if top is not None and x > top:
-        raise ConfigError(f"{owner}: {name} must be at most {top:g}, got {value!r}")
-    return x
+    return number(owner, name, value, **rules[name])
 
 
 def _check(arg: str | None, where: str, rules: dict[str, dict], example: str) -> None:
