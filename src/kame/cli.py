@@ -157,7 +157,7 @@ def _build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict]:
         p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
         leaves[path] = p
     # Only import the module of the command actually invoked (to add its arguments).
-    words = [a for i, a in enumerate(argv) if not a.startswith("-") and (i == 0 or argv[i - 1] != "--plugin")]
+    words = _words(argv)
     for path, p in leaves.items():
         if tuple(words[: len(path)]) == path:
             try:
@@ -168,6 +168,11 @@ def _build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict]:
                 else:
                     raise
     return parser, leaves
+
+
+def _words(argv: list[str]) -> list[str]:
+    """The words of ``argv`` that name the command ("serve", "bench step"), and its positionals."""
+    return [a for i, a in enumerate(argv) if not a.startswith("-") and (i == 0 or argv[i - 1] != "--plugin")]
 
 
 class _Marked:
@@ -273,9 +278,25 @@ def _flush_streams(failed: bool) -> None:
 
 
 def _main(argv: list[str] | None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if _words(argv)[:1] != ["serve"]:
+        return _run(argv)
+    import signal
+
+    from .runtime.interrupt import Stopped, stopped_early
+
+    # `kame serve`: a SIGTERM or SIGHUP from its very start, before its server's loop handles them (during
+    # the imports, a second or more), is a normal stop, exit 0 (was: a kill, status 143 or 129)
+    try:
+        with stopped_early(signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])):
+            return _run(argv)
+    except Stopped as exc:
+        return exc.code
+
+
+def _run(argv: list[str]) -> int:
     import logging
 
-    argv = list(sys.argv[1:] if argv is None else argv)
     try:  # (building the parser imports the command's module: a second or more at start-up)
         parser, _ = _build_parser(argv)
         args = parser.parse_args(argv)

@@ -101,3 +101,21 @@ async def test_kame_client_fast_warns_that_the_echo_server_dropped_input(tmp_pat
     assert code == 0
     err = capsys.readouterr().err
     assert "warning: the server dropped" in err and "--fast sent faster than real time" in err
+
+
+async def test_kame_client_json_has_the_echo_sessions_final_totals(tmp_path):
+    """The echo session ends its outputs with a final "stats" (as the tandem's and the cascade's
+    do), so `kame client --json` has its totals after an input shorter than the first periodic
+    stats (was: no stats at all, "frames" 0)."""
+    import json
+
+    short = tmp_path / "short.wav"
+    sf.write(str(short), tone(0.3), 24000)
+    out = tmp_path / "out.json"
+    async with running_server() as (url, _):
+        code = await asyncio.to_thread(main, [url, str(short), "--json", str(out), "--tail", "0.2"])
+    assert code == 0
+    rec = json.loads(out.read_text())
+    stats = [m for m in rec["metas"] if m.get("type") == "stats"]
+    assert stats and stats[-1]["final"] is True and all(m["final"] is False for m in stats[:-1])
+    assert rec["frames"] == stats[-1]["frames"] > 0 and rec["missed_deadlines"] == stats[-1]["missed_deadlines"]

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from kame.runtime.base import AgentAudio, ReaderError
+from kame.runtime.base import AgentAudio, Meta, ReaderError
 from kame.runtime.clock import FakeClock
 from kame.server.echo import EchoAgent
 
@@ -69,7 +69,8 @@ async def test_a_reader_that_ended_leaves_the_outputs_to_the_next_losing_nothing
                 break
         assert s._frames >= 3
         await s.close()
-        assert [o async for o in s.outputs()] == []  # a closed session's outputs end at once
+        rest = [o async for o in s.outputs()]  # a closed session's outputs end at once, its final "stats" last
+        assert [(type(o), o.data["type"], o.data["final"]) for o in rest] == [(Meta, "stats", True)]
     finally:
         first.cancel()
         await asyncio.gather(first, return_exceptions=True)

@@ -451,13 +451,13 @@ def test_an_empty_or_blank_token_is_not_silently_no_auth():
     """--token "" (a unit's `--token ${UNSET}`) is refused (was: served without auth); an empty
     KAME_AUTH_TOKEN is unset, a blank one an error; tokens are stripped as the token file's."""
     for given in ("", "   "):
-        with pytest.raises(ConfigError, match=r"--token '\s*': an empty token .*omit --token to serve without one"):
+        with pytest.raises(ConfigError, match=r"--token '\s*': a blank token .*omit --token to serve without one"):
             ops.cli_token(given, None, {})
-        with pytest.raises(ConfigError, match="an empty token"):
+        with pytest.raises(ConfigError, match="a blank token"):
             ops.cli_token(given, None, {"KAME_AUTH_TOKEN": "from-env"})
     assert ops.cli_token(None, None, {"KAME_AUTH_TOKEN": ""}) is None
     assert ops.cli_token(None, None, {}) is None
-    with pytest.raises(ConfigError, match="KAME_AUTH_TOKEN holds only whitespace"):
+    with pytest.raises(ConfigError, match="KAME_AUTH_TOKEN '  ': a blank token .*unset it"):
         ops.cli_token(None, None, {"KAME_AUTH_TOKEN": "  "})
     assert ops.cli_token(None, None, {"KAME_AUTH_TOKEN": " s3cret\n"}) == "s3cret"
     assert ops.cli_token(" s3cret ", None, {"KAME_AUTH_TOKEN": "other"}) == "s3cret"
@@ -471,7 +471,7 @@ def test_the_configs_token_is_stripped_and_kame_client_sends_it_stripped():
 
     assert server_config_from({"auth_token": " s3cret\n"}).auth_token == "s3cret"
     assert server_config_from({"auth_token": ""}).auth_token is None
-    with pytest.raises(ConfigError, match="server.auth_token holds only whitespace"):
+    with pytest.raises(ConfigError, match=r"server.auth_token '  ': a blank token .*leave it unset \(or empty\) to serve without one"):
         server_config_from({"auth_token": "  "})
     assert chat_url("http://h:1", " s3cret ").endswith("?token=s3cret")
 

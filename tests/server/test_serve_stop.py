@@ -32,10 +32,13 @@ def _default_signals() -> None:
 
 
 def _wait_for(proc: subprocess.Popen, text: str) -> str:
-    """Until a stdout line holds ``text``, that line (read in a thread: a server that never says it fails, not hangs)."""
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in iter(proc.stdout.readline, "")] + [lines.put("")],
-                     daemon=True).start()
+    """Until a stdout line holds ``text``, that line (read in a thread, one per process: a server that
+    never says it fails, not hangs)."""
+    lines: queue.Queue | None = getattr(proc, "lines", None)
+    if lines is None:
+        lines = proc.lines = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(x) for x in iter(proc.stdout.readline, "")] + [lines.put("")],
+                         daemon=True).start()
     while True:
         line = lines.get(timeout=60)
         assert line, f"kame serve ended before it said {text!r}: {proc.stderr.read()}"
@@ -94,25 +97,32 @@ def test_a_hang_up_closes_the_sessions_as_sigterm_does_and_a_second_one_is_ignor
         proc.wait()
 
 
+def _nohup() -> None:
+    """preexec_fn: the signals as nohup leaves them (SIGHUP ignored)."""
+    _default_signals()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def _hang_up_is_ignored(proc) -> None:
+    """A serving `kame serve` under nohup: a SIGHUP leaves it serving, a SIGTERM then stops it (0)."""
+    proc.send_signal(signal.SIGHUP)
+    with pytest.raises(subprocess.TimeoutExpired):  # (still serving)
+        proc.wait(timeout=2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    assert "hang-up" not in proc.stderr.read()
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP here")
 def test_under_nohup_a_hang_up_is_left_ignored():
     """`nohup kame serve` (SIGHUP ignored, so the server outlives its terminal) keeps serving after
     a hang-up, as before SIGHUP was handled (review: the handler replaced nohup's ignore)."""
-    def nohup() -> None:
-        _default_signals()
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
     proc = subprocess.Popen([sys.executable, "-c", "import sys; from kame.cli import main; sys.exit(main())", "serve",
                              "--agent", "echo", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=nohup)
+                            text=True, preexec_fn=_nohup)
     try:
         _wait_for(proc, "serving on http://")
-        proc.send_signal(signal.SIGHUP)
-        with pytest.raises(subprocess.TimeoutExpired):  # (still serving)
-            proc.wait(timeout=2)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
-        assert "hang-up" not in proc.stderr.read()
+        _hang_up_is_ignored(proc)
     finally:
         proc.kill()
         proc.wait()
@@ -150,6 +160,60 @@ def test_a_signal_while_the_agent_loads_exits_without_waiting_for_the_load(sig, 
             pytest.fail("kame serve waited for the agent's load to end after the signal")
         assert got == status
         assert "exiting without waiting for its load to end" in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# `kame serve` held where a signal can come before its server's loop handles them: in its imports
+# (kame.cli builds the parser: kame.server.app, aiohttp; a second or more), or building its agent
+EARLY_SCRIPT = textwrap.dedent("""
+    import sys
+    from kame import cli
+
+    def held(real):
+        def at_start(*args):
+            print("starting", flush=True)
+            sys.stdin.readline()  # (until the test writes a line)
+            return real(*args)
+        return at_start
+
+    if sys.argv[1] == "imports":
+        cli._build_parser = held(cli._build_parser)
+    else:
+        from kame.server import app as A
+        A._build = held(A._build)
+    sys.exit(cli.main(["serve", "--agent", "echo", "--port", "0"]))
+""")
+
+
+@pytest.mark.parametrize("phase", ["imports", "build"])
+@pytest.mark.parametrize("sig, status", SIGNALS, ids=NAMES)
+def test_a_signal_as_it_starts_stops_it_as_a_later_one_does(sig, status, phase):
+    """(last session's note) SIGTERM or SIGHUP in its first second or so, before the server's loop
+    handles them, is a normal stop too: exit 0 (was: killed, 143 / 129); Ctrl-C's 130 as ever."""
+    proc = _serve(["-c", EARLY_SCRIPT, phase], stdin=subprocess.PIPE)
+    try:
+        _wait_for(proc, "starting")
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) == status
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP here")
+def test_under_nohup_a_hang_up_as_it_starts_is_left_ignored():
+    proc = subprocess.Popen([sys.executable, "-c", EARLY_SCRIPT, "imports"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_nohup)
+    try:
+        _wait_for(proc, "starting")
+        proc.send_signal(signal.SIGHUP)
+        proc.stdin.write("go on\n")
+        proc.stdin.flush()
+        _wait_for(proc, "serving on http://")  # (it started: the hang-up was ignored)
+        _hang_up_is_ignored(proc)
     finally:
         proc.kill()
         proc.wait()

@@ -1,6 +1,6 @@
 """Ctrl-C in the commands that play a conversation (kame run, kame client): the first press
 ends the conversation and keeps what came, a second quits at once (kame run, kame eval mtbench: SIGTERM alike;
-kame run's files are then written whole: ``sigterm_held``). And ``run_to_end``, the
+kame run's files are then written whole: ``sigterm_held``; kame serve's start: ``stopped_early``). And ``run_to_end``, the
 asyncio.run of the commands: a component that ignores its cancellation does not hang them.
 
     rec = run_to_end(converse())                                       # asyncio.run, bounded at the end
@@ -169,6 +169,39 @@ def sigterm_held():
     noted.held = held  # (first_ctrl_c sets .again through it)
     with handling(signal.SIGTERM, noted):
         yield held
+
+
+class Stopped(SystemExit):
+    """stopped_early's: a stop signal came before the command's own handlers took it over; exit
+    status 0 (a SystemExit: asyncio lets it out of a running loop, and no ``except Exception``
+    keeps it); ``signal``: its name ("SIGTERM")."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(0)
+        self.signal = name
+
+
+@contextlib.contextmanager
+def stopped_early(*sigs: int):
+    """Within the block, the first of ``sigs`` raises Stopped (exit status 0) where it would have
+    killed the process at once (SIGTERM: status 143, SIGHUP: 129): `kame serve` from its start
+    (kame.cli: before its imports, a second or more), for a service manager's normal stop (was:
+    during those first seconds it was a kill). A handler installed later for one of them (the
+    server's event loop's) takes it over; later ones of ``sigs`` within the block are ignored (the
+    stop under way is not cut short). Not installed where the signal is ignored (nohup's SIGHUP
+    stays ignored) or handled outside Python nor outside the main thread (``handling``); the
+    previous handlers are restored at the end."""
+    stopped: list[str] = []
+
+    def stop(signum, frame) -> None:
+        if not stopped:
+            stopped.append(signal.Signals(signum).name)
+            raise Stopped(stopped[0])
+
+    with contextlib.ExitStack() as handlers:
+        for sig in sigs:
+            handlers.enter_context(handling(sig, stop))
+        yield
 
 
 def run_ended_by_sigterm(main) -> str | None:

@@ -242,10 +242,14 @@ class LimitedSocket(socket.socket):
         self.said = httplog.Throttle(httplog.ACCEPT_ERROR_EVERY_S)
 
     def accept(self):
+        pruned = False
         for _ in range(REFUSE_BURST):
             conn, addr = super().accept()  # (BlockingIOError when none is waiting: asyncio's loop stops there)
             ip = str(addr[0] if isinstance(addr, tuple) else addr)
             why = self._over(ip)
+            if why is not None and not pruned:  # forget the closed ones, once a call (none closes within it)
+                self._prune()
+                pruned, why = True, self._over(ip)
             if why is None:
                 self.open.append((conn, ip))
                 self.per_address[ip] += 1
@@ -258,8 +262,6 @@ class LimitedSocket(socket.socket):
 
     def _over(self, ip: str) -> tuple[int, str, str] | None:
         """(status, error, message) if a connection from ``ip`` is over a cap now, else None."""
-        if len(self.open) >= self.cap or (self.per_client and self.per_address[ip] >= self.per_client):
-            self._prune()
         if len(self.open) >= self.cap:
             return 503, "too_many_connections", (f"the server has {len(self.open)} connections open, its limit "
                                                  f"(server.max_connections); try again in a few seconds")

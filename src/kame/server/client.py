@@ -116,6 +116,7 @@ class ChatResult:
     interrupted: bool = False  # the stream was ended early by ``stop`` (kame client: Ctrl-C)
     skipped_kinds: dict[int, int] = field(default_factory=dict)  # messages of a kind this client does not
     # know (its first byte: how many), skipped: a newer server's, or Moshi's 0x07
+    _read: tuple = field(default=(None, 0, [], {}), init=False, repr=False, compare=False)  # (_readable's)
 
     @property
     def text(self) -> str:
@@ -124,16 +125,26 @@ class ChatResult:
     @property
     def read_metas(self) -> list[dict]:
         """The metadata as this client reads it: each less its fields of a wrong type (readable)."""
-        return [readable(m)[0] for m in self.metas]
+        return list(self._readable()[0])
 
     @property
     def unreadable_fields(self) -> dict[str, int]:
         """The fields ``read_metas`` left out ("stats.dropped_input_s"), with how many messages had each."""
-        names: dict[str, int] = {}
-        for m in self.metas:
-            for name in readable(m)[1]:
-                names[name] = names.get(name, 0) + 1
-        return names
+        return dict(self._readable()[1])
+
+    def _readable(self) -> tuple[list[dict], dict[str, int]]:
+        """read_metas and unreadable_fields, checked once for the metadata so far (a report reads
+        them about nine times: was each time anew); again only when ``metas`` changed (grew, or
+        another list)."""
+        if self._read[0] is not self.metas or self._read[1] != len(self.metas):
+            read, names = [], {}
+            for m in self.metas:
+                d, bad = readable(m)
+                read.append(d)
+                for name in bad:
+                    names[name] = names.get(name, 0) + 1
+            self._read = (self.metas, len(self.metas), read, names)
+        return self._read[2], self._read[3]
 
     @property
     def ends_input(self) -> bool:

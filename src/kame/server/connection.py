@@ -63,7 +63,6 @@ class Connection:
         self.errors = 0
         self.send_started: float | None = None  # clock time of the send in progress
         self.client_closed = False
-        self.ending = False  # the client sent END_INPUT: the session is closing, its outputs still forwarded
         self.ending_since: float | None = None  # clock time of the END_INPUT (END_INPUT_GRACE_S from then)
         self.session_closing: asyncio.Future | None = None  # the session's close(), started when the client closed
         self.pump: asyncio.Task | None = None  # run()'s task reading the session's outputs
@@ -71,6 +70,11 @@ class Connection:
         self.lost: str | None = None  # why the connection broke, if it did
         self.ended_by: str | None = None  # the fatal error's code, if the server sent one
         self.close_code, self.close_reason = WSCloseCode.OK, "bye"
+
+    @property
+    def ending(self) -> bool:
+        """The client sent END_INPUT: the session is closing, its outputs still forwarded."""
+        return self.ending_since is not None
 
     def send_error(self, code: str, message: str, fatal: bool = False) -> None:
         self.queue.put(P.error(code, message, fatal))
@@ -212,7 +216,7 @@ class Connection:
         the connection normally (1000). The session's end counts as the client's."""
         if self.session_closing is not None:
             return
-        self.ending, self.ending_since = True, self.server.clock.now()
+        self.ending_since = self.server.clock.now()
         self.client_close = (WSCloseCode.OK, "end of input")
         self.session_closing = asyncio.ensure_future(self.session.close())
 

@@ -7,7 +7,9 @@ server, the browser page and network setups can be checked without weights:
 
 Each session emits one 80 ms AgentAudio frame per 80 ms (the user's audio delayed by
 ``delay_frames``, silence when none), an AgentText piece and "transcript"/"oracle"/"metric"/"stats"
-Meta once a second, like a real agent would. It is NOT a conversational agent.
+Meta once a second, like a real agent would, and its outputs end with a final "stats" Meta
+(``"final": true``, the session's totals), as the tandem's and the cascade's do. It is NOT a
+conversational agent.
 
 Audio sent faster than real time piles up; the session keeps the newest ``MAX_BACKLOG_S`` of it
 and drops older audio as the tandem does: one warning in the server's log, the seconds dropped
@@ -67,8 +69,8 @@ class EchoSession(Session):
                             "and dropping older audio (counted in stats dropped_input_s)", self.id, MAX_BACKLOG_S)
                 await self._out.put(self._stats(self.agent.clock.now()))
 
-    def _stats(self, t: float) -> Meta:
-        return Meta({"type": "stats", "session": self.id, "t": t, "frames": self._frames,
+    def _stats(self, t: float, final: bool = False) -> Meta:
+        return Meta({"type": "stats", "session": self.id, "final": final, "t": t, "frames": self._frames,
                      "missed_deadlines": self._missed, "dropped_input_s": round(self.dropped_input_s, 3)})
 
     async def _run(self) -> None:
@@ -112,6 +114,8 @@ class EchoSession(Session):
             await self._task
         except asyncio.CancelledError:
             pass
+        # the totals last (was: none, and `kame client` after a short input had no totals at all)
+        self._out.put_nowait(self._stats(self.agent.clock.now(), final=True))
         self._out.put_nowait(_CLOSED)  # (after the task: nothing is queued after the end marker)
         self.agent._sessions.pop(self.id, None)
 

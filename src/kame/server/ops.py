@@ -466,25 +466,28 @@ def config_token(cfg) -> None:
 
 
 def cli_token(token: str | None, token_file: str | None, env: dict) -> str | None:
-    """`kame serve`'s token: --token or --token-file, else KAME_AUTH_TOKEN (None: the config's);
-    surrounding whitespace stripped, as the token file's is. A --token given empty or blank is a
-    ConfigError (a systemd unit's `--token ${UNSET}`: was silently no auth); an empty
-    KAME_AUTH_TOKEN counts as unset (an EnvironmentFile's `KAME_AUTH_TOKEN=`), a blank one is an
-    error (was: the literal blanks as the token)."""
-    if token is not None and not token.strip():
-        raise ConfigError(f"--token {token!r}: an empty token would serve without one (an unset variable in "
-                          f"--token $VAR?); give the token, or omit --token to serve without one")
+    """`kame serve`'s token: --token or --token-file, else KAME_AUTH_TOKEN (None: the config's),
+    cleaned by ``clean_token``. A --token given empty is refused too (a systemd unit's `--token
+    ${UNSET}`: was silently no auth); an empty KAME_AUTH_TOKEN counts as unset (an EnvironmentFile's
+    `KAME_AUTH_TOKEN=`)."""
+    token = clean_token(token, "--token", "give the token (an unset variable in --token $VAR?), or omit --token",
+                        empty_is_unset=False)
     if token and token_file:
         raise ConfigError("--token and --token-file are both given: use one (--token-file keeps the token out of `ps`)")
     if token_file:
         return read_token_file(token_file, "--token-file")
-    if token:
-        return token.strip()
-    from_env = env.get("KAME_AUTH_TOKEN") or ""
-    if from_env and not from_env.strip():
-        raise ConfigError("KAME_AUTH_TOKEN holds only whitespace: set it to the token, or unset it (or set it "
-                          "empty) to serve without one")
-    return from_env.strip() or None
+    return token or clean_token(env.get("KAME_AUTH_TOKEN"), "KAME_AUTH_TOKEN",
+                                "set it to the token, or unset it (or set it empty)")
+
+
+def clean_token(value, where: str, fix: str, empty_is_unset: bool = True) -> str | None:
+    """A bearer token as ``where`` gives it ("--token", "KAME_AUTH_TOKEN", "server.auth_token"),
+    surrounding whitespace stripped, as a token file's is; None when not given, or empty
+    (``empty_is_unset``). A blank one is a ConfigError that says ``fix`` (how to give the token or
+    serve without one there; was: the blanks as the token, or no auth)."""
+    if isinstance(value, str) and not value.strip() and (value or not empty_is_unset):
+        raise ConfigError(f"{where} {value!r}: a blank token would serve without one; {fix} to serve without one")
+    return (value.strip() if isinstance(value, str) else value) or None
 
 
 def listen_socket(host: str, port: int):
@@ -548,7 +551,9 @@ class Stopping:
     there is one: its terminal or ssh session closed, a `kill -HUP`) stops it as SIGTERM does (was:
     the process died at once, its sessions cut without a close), unless the process was started
     with it ignored (nohup: then it is left ignored, as kame.runtime.interrupt does); a later one (a hang-up can come
-    from the terminal and from its shell) is ignored."""
+    from the terminal and from its shell) is ignored. Before these handlers, from the command's
+    start, kame.cli's ``stopped_early`` (kame.runtime.interrupt) makes SIGTERM and SIGHUP the same
+    stop, exit 0."""
 
     def __init__(self) -> None:
         self.interrupted = self.hung_up = False

@@ -50,11 +50,9 @@ def server_config_from(section) -> ServerConfig:
     if isinstance(section, dict) and unknown:
         raise ConfigError(f"unknown [server] keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     cfg = ServerConfig(**{k: v for k, v in items.items() if k in known})
-    if isinstance(cfg.auth_token, str) and cfg.auth_token and not cfg.auth_token.strip():
-        raise ConfigError("server.auth_token holds only whitespace: set it to the token, or leave it unset (or "
-                          "empty) to serve without one")
-    # "" = no auth; surrounding whitespace stripped, as --token's, KAME_AUTH_TOKEN's and a token file's
-    cfg.auth_token = (cfg.auth_token.strip() if isinstance(cfg.auth_token, str) else cfg.auth_token) or None
+    # "" = no auth; stripped, a blank one refused, as --token's and KAME_AUTH_TOKEN's
+    cfg.auth_token = ops.clean_token(cfg.auth_token, "server.auth_token",
+                                     "set it to the token, or leave it unset (or empty)")
     guard.parse_origins(cfg.allowed_origins), guard.parse_hosts(cfg.allowed_hosts)  # (bad ones: before the agent loads)
     guard.parse_share(cfg.idle_audio_share), guard.parse_burst(cfg.audio_burst_s)
     ops.config_token(cfg)  # server.auth_token_file (before the agent loads)
