@@ -331,6 +331,21 @@ def test_a_name_longer_than_the_system_allows_is_refused_before_the_work(tmp_pat
     assert os.listdir(tmp_path) == []
 
 
+def test_each_part_of_a_path_is_held_to_the_name_limit_of_the_file_system_it_is_on(tmp_path, monkeypatch):
+    """A folder with a 30-byte name here, holding a mount whose names may have 20 bytes (as an
+    eCryptfs mount's 143): writing into the mount is allowed (was: the existing 30-byte folder was
+    held to the mount's limit and refused), a 25-byte new name in it is refused."""
+    mount = tmp_path / ("d" * 30) / "mnt"
+    mount.mkdir(parents=True)
+    real = os.pathconf
+    monkeypatch.setattr(os, "pathconf", lambda f, name: 20 if Path(f) == mount else real(f, name))
+    assert check_output_file(mount / "out.wav", sidecars=(".json",)) == mount / "out.wav"
+    with pytest.raises(ConfigError, match=r"file name too long: e+\.wav is 25 bytes, more than the 20 bytes"):
+        check_output_file(mount / ("e" * 21 + ".wav"))
+    with pytest.raises(ConfigError, match=r"file name too long: f+ is 21 bytes, more than the 20 bytes"):
+        check_output_folder(mount / ("f" * 21) / "out")
+
+
 def test_stale_temporaries_are_kames_of_the_files_named_an_hour_old_and_only_in_the_folder(tmp_path):
     """remove_stale_temporaries (what each command removes where it writes, as it starts): kame's
     .NAME.RANDOM.tmp of the files named (a name too long for one: its hash, as write_replacing

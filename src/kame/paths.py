@@ -114,14 +114,16 @@ def name_max(folder: str | Path) -> int:
 
 def _check_name_lengths(path: Path, label: str, extra: tuple[str, ...] = ()) -> None:
     """ConfigError naming ``label`` if a part of ``path`` (or its name with one of the suffixes
-    ``extra`` instead of its own: the files written next to it) is longer than its file system
-    allows, found before the work (was: pathlib's OSError "File name too long" traceback, or the
-    write failing after the whole run)."""
-    parts = [(p, "") for p in path.parts if p not in (os.sep, "/")]
-    parts += [(path.with_suffix(x).name, f" (the {x} file written next to it)") for x in extra if path.name]
-    limit = name_max(path.parent)
-    for part, note in parts:
-        size = len(os.fsencode(part))
+    ``extra`` instead of its own: the files written next to it) is longer than the file system it
+    is (or will be) on allows, found before the work (was: pathlib's OSError "File name too long"
+    traceback, or the write failing after the whole run). Each part is held to the limit of the
+    folder it is in (name_max: of its nearest existing one), so a folder on another file system
+    (an eCryptfs mount's 143 bytes) is not held to the target's."""
+    parts = [(p, "", Path(*path.parts[:i])) for i, p in enumerate(path.parts) if p not in (os.sep, "/")]
+    parts += [(path.with_suffix(x).name, f" (the {x} file written next to it)", path.parent)
+              for x in extra if path.name]
+    for part, note, folder in parts:
+        size, limit = len(os.fsencode(part)), name_max(folder)
         if size > limit:
             short = part if len(part) <= 40 else part[:20] + "..." + part[-12:]
             raise ConfigError(f"{label}: file name too long: {short}{note} is {size} bytes, more than the "

@@ -193,6 +193,10 @@ def test_a_run_diverging_after_a_checkpoint_says_to_start_anew_from_it_not_to_re
 @pytest.mark.parametrize("knob, value, said", [
     ("lr", -1e-4, "--lr must be a finite number > 0"), ("lr", float("nan"), "--lr must be a finite number > 0"),
     ("lr", float("inf"), "--lr must be"), ("lr", 0.0, "--lr must be"),
+    ("lr", True, "--lr must be a finite number > 0, got True"),  # (a bool: was taken as lr 1)
+    pytest.param("lr", 10**400, "--lr must be a finite number > 0", id="lr-int-too-large-for-a-float"),  # (was an
+    # OverflowError traceback)
+    ("weight_decay", False, "--weight-decay must be a finite number >= 0, got False"),
     ("weight_decay", -0.1, "--weight-decay must be a finite number >= 0"),
     ("weight_decay", float("nan"), "--weight-decay must be"),
     ("grad_clip", float("nan"), "--grad-clip must be a finite number >= 0 \\(0: no clipping\\)"),

@@ -86,6 +86,7 @@ def test_loss_matches_a_hand_computation(sem, ac):
 def test_the_audio_weights_are_checked(tmp_path):
     for bad, said in ((dict(semantic_weight=-1.0), "--semantic-weight must be a finite weight >= 0"),
                       (dict(acoustic_weight=float("nan")), "--acoustic-weight must be a finite weight >= 0"),
+                      (dict(semantic_weight=True), "--semantic-weight must be a finite weight >= 0, got True"),
                       (dict(semantic_weight=0.0, acoustic_weight=0.0), "both 0: the audio would not be learned")):
         with pytest.raises(ConfigError, match=said):
             TrainConfig(**bad).check()

@@ -1,6 +1,6 @@
 """Work done once per dialogue, not every epoch: its validation (until a field is set again), its
-audio.wav's sha256 (until the file changes), a tokenizer's sha256; and the one int rule of
-kame.train (numpy ints are ints, bools are not)."""
+audio.wav's sha256 (until the file changes), a tokenizer's sha256, a resume's read of its
+dialogue.json; and the one int rule of kame.train (numpy ints are ints, bools are not)."""
 
 from __future__ import annotations
 
@@ -172,3 +172,28 @@ def test_one_int_rule_numpy_ints_are_ints_bools_are_not(tmp_path):
         assert from_kame_run(out_json, agent_lag=np.int64(2)).source["agent_lag"] == 2
     with pytest.raises(DataError, match=r"agent_lag must be an int >= 0 \(frames\), got True"):
         from_kame_run(out_json, agent_lag=True)
+
+
+def test_a_resume_reads_each_dialogue_json_once(tmp_path, monkeypatch):
+    """The manifest check (each line's meta_sha256) and the cached dialogues' loading share one read
+    (was: hashed by the check, then read again by load_examples)."""
+    from kame.backend.tokenizer import default_tokenizer
+    from kame.model.loaders import load_frontend
+    from kame.paths import file_sha256
+    from kame.train.config import TrainConfig
+    from kame.train.finetune import train
+
+    from .test_finetune import FAST, _data, _tiny
+
+    manifest = _data(tmp_path / "data", n=3)
+    train(_tiny(), FakeCodec(), default_tokenizer(), manifest, tmp_path / "b", TrainConfig(steps=2, **FAST),
+          echo=lambda s: None)  # (encodes and caches every dialogue)
+    reads = []
+    monkeypatch.setattr(data, "_read_json", lambda path, real=data._read_json: reads.append(path) or real(path))
+    monkeypatch.setattr(data, "file_sha256", lambda path: reads.append(path) or file_sha256(path))
+    model = load_frontend(tmp_path / "b" / "latest")[0]
+    resumed = train(model, FakeCodec(), default_tokenizer(), manifest, tmp_path / "b", TrainConfig(steps=3, **FAST),
+                    resume=tmp_path / "b" / "latest", echo=lambda s: None)
+    assert resumed.step == 3
+    metas = sorted(str(p) for p in reads if p.name == data.META)
+    assert len(metas) == 3 and len(set(metas)) == 3, metas

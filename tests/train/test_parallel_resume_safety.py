@@ -70,6 +70,38 @@ def test_a_symlinked_optimizer_folder_is_refused(tmp_path):
     assert not marker.exists()
 
 
+def test_a_link_is_symlink_does_not_see_is_refused_too(tmp_path, monkeypatch):
+    """A Windows junction is no symlink to Path.is_symlink (Python 3.11), but Path.resolve
+    follows it: the optimizer folder's resolved place must be inside the checkpoint's."""
+    from pathlib import Path
+
+    marker = tmp_path / "ran"
+    _hostile(tmp_path / "elsewhere", marker)
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / SHARDED_OPTIMIZER).symlink_to(tmp_path / "elsewhere")
+    monkeypatch.setattr(Path, "is_symlink", lambda self: False)  # (as a junction looks on Windows)
+    model, opt = _model()
+    with pytest.raises(CheckpointError, match=r"ckpt/optimizer is a symlink or a junction, leading out"):
+        load_optimizer(model, opt, {"sharded": SHARDED_OPTIMIZER}, tmp_path / "ckpt")
+    assert not marker.exists()
+
+
+def test_a_sharded_resume_unpickles_the_metadata_once(tmp_path, monkeypatch):
+    """load_optimizer checks the .metadata before dcp.load, which then takes what the check read."""
+    from kame.train import parallel
+
+    model, opt = _model()
+    model(torch.randn(3, 2)).sum().backward()
+    opt.step()
+    _saved_with(tmp_path / "ckpt", model, opt, lambda state: None)
+    reads, real = [], parallel._metadata_unpickler
+    monkeypatch.setattr(parallel, "_metadata_unpickler", lambda file, path: reads.append(path) or real(file, path))
+    fresh, fresh_opt = _model()
+    load_optimizer(fresh, fresh_opt, {"sharded": SHARDED_OPTIMIZER}, tmp_path / "ckpt")
+    assert len(reads) == 1
+    assert fresh_opt.state_dict()["state"][0]["step"] == opt.state_dict()["state"][0]["step"]
+
+
 def test_a_sharded_optimizer_state_torch_wrote_still_loads(tmp_path):
     model, opt = _model()
     model(torch.randn(3, 2)).sum().backward()

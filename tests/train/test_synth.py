@@ -325,6 +325,22 @@ def test_voices_are_made_with_the_seed_if_the_tts_takes_one(monkeypatch):
     assert isinstance(voices.get("_words"), WordTTS)
 
 
+def test_a_voice_spec_s_own_seed_wins_over_the_run_s_seed(capsys):
+    """The documented rule (kame data synth --help, docs/data.md): --seed seeds every voice whose
+    spec sets no seed; `--user-voice "espeak:en-us;seed=3"` speaks with seed 3 whatever --seed is."""
+    from kame.cli import main
+    from kame.train.synth import _Voices
+
+    pytest.importorskip("espeakng_loader")
+    voices = _Voices(seed=7)  # (--seed 7)
+    assert voices.get("espeak:en-us;seed=3").seed == 3 and voices.get("espeak:en-us").seed == 7
+    with pytest.raises(SystemExit):
+        main(["data", "synth", "--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert "a spec's own ';seed=N' seeds that voice's speech in place of --seed" in said
+    assert "except a voice whose spec sets its own (espeak:en-us;seed=3" in said
+
+
 def test_a_bad_voice_or_output_folder_fails_before_any_item(tmp_path, capsys):
     from kame.cli import main
 

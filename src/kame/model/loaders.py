@@ -535,8 +535,7 @@ def save_frontend(model: LMModel, folder: str | Path, dtype: Any = None, *, code
              "tokenizer_sha256": tokenizer_sha256, "train": train}
     if any(v is not None for v in given.values()):
         meta = kame_record(model.cfg, meta, folder, given)
-    else:
-        meta = stamped(model.cfg, meta)  # (a kame record it was loaded with: rewritten by this kame)
+    meta = stamped(model.cfg, meta)  # (this kame's format and version; a record it was loaded with: rewritten)
     raw = config_json(model.cfg, meta, MOSHI_NAME)
     if not model.cfg.oracle:  # the moshi package can load it (kame.model.moshiform)
         raw = moshi_form(raw)

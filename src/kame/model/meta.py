@@ -112,7 +112,7 @@ def kame_record(cfg: LMConfig, meta: dict[str, Any], folder: Path, given: dict[s
                               f"there first, or give tokenizer_sha256")
         kame["tokenizer_sha256"] = file_sha256(path)
     meta["kame"] = {k: kame[k] for k in KAME_KEYS if k in kame}  # (check_kame refused any other key)
-    return stamped(cfg, meta)
+    return meta
 
 
 def stamped(cfg: LMConfig, meta: dict[str, Any]) -> dict[str, Any]:

@@ -297,13 +297,9 @@ def _carried_fit(form, want: str):
     cannot be loaded."""
     from .. import registry
 
-    folder = form_folder(form)
     for name in (n.format(sha8=want[:8]) for n in CARRIED_FITS):
-        if folder is not None:
-            path = folder / name if (folder / name).is_file() else None
-        else:
-            path = _repo_file(form[1], name) if form is not None and form[0] == "hf" else None
-        if path is None:
+        path = _checkpoint_file(form, name)
+        if path is None or not path.is_file():
             continue
         cspec = f"embedded:{path.absolute()}"
         try:
@@ -325,16 +321,27 @@ def _recorded_places(scheme: str, arg: str | None, codec_spec: str, form, finfo)
     own = getattr(finfo, "mimi", None)
     if carried:  # the checkpoint's own Mimi, where its mimi_name is looked for; not there: nowhere else
         return [f"mimi:{own.absolute()}"] if own is not None else []
-    folder, places = form_folder(form), []
-    if folder is not None and (folder / rel).exists():
-        places.append(f"{scheme}:{(folder / rel).absolute()}")
-    elif form is not None and form[0] == "hf" and (got := _repo_file(form[1], rel.as_posix())) is not None:
-        places.append(f"{scheme}:{got}")  # (from the cache: the embedded codec reads local files only)
+    folder, got = form_folder(form), _checkpoint_file(form, rel)
+    places = [f"{scheme}:{got.absolute()}"] if got is not None else []
     if scheme == "embedded" and len(rel.parts) == 1 and form is not None:
         # kame train's record of the fit it carries (embedded:NAME): the checkpoint's own, as its
         # Mimi; not there: nowhere else (a fit of that name in the working directory is another)
         return places or ([f"{scheme}:{(folder / rel).absolute()}"] if folder is not None else [])
     return places + [codec_spec]  # then as given: an older record, relative to where it was trained
+
+
+def _checkpoint_file(form, rel):
+    """The file ``rel`` (a relative path) of the front-end checkpoint of ``form``: in its folder,
+    or (an hf repo) its copy in the Hugging Face cache, fetched if need be (the embedded codec reads
+    local files only); None when it is not there."""
+    from pathlib import PurePath
+
+    folder = form_folder(form)
+    if folder is not None:
+        return folder / rel if (folder / rel).exists() else None
+    if form is not None and form[0] == "hf":
+        return _repo_file(form[1], PurePath(rel).as_posix())
+    return None
 
 
 def _repo_file(repo: str, name: str):

@@ -186,14 +186,15 @@ def manifest_entries(path: str | Path, command: str = "train") -> tuple[Path, li
 
 def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool = True, *,
                   codec_spec: str | None = None, rank: int = 0, world: int = 1,
-                  echo: Callable[[str], None] = lambda s: None) -> list[Example]:
+                  echo: Callable[[str], None] = lambda s: None, listed: dict | None = None) -> list[Example]:
     """Every dialogue of the manifest as an Example (DataError: a missing or empty manifest, a
     dialogue that does not fit the codec, tokenizer or front-end). With ``use_cache``, a dialogue
     without codes.npz, or whose codes.npz another codec or audio made, is encoded and cached there
     (write_codes, as ``codec_spec``; rank r of ``world`` processes encodes every world-th one,
     then all wait and read); without ``use_cache``, or with a codec without a fingerprint (it
     cannot be cached), every dialogue is encoded every time and caches are not read. ``echo``:
-    progress."""
+    progress. ``listed``: {folder: Dialogue} already read without samples (kame.train.checkpoint's
+    check_listed), whose cache is tried without reading their dialogue.json again (emptied)."""
     import torch
     import torch.distributed as dist
 
@@ -207,7 +208,9 @@ def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool =
     cache = use_cache and getattr(codec, "fingerprint", None) is not None
     # the dialogues whose cache is good, read without their samples (the codes come from the cache;
     # the same object again below, so their audio.wav is hashed once)
-    known = {e.path: cached_dialogue(e.path, codec, echo) for e in entries} if cache else {}
+    known = {e.path: cached_dialogue(e.path, codec, echo, (listed or {}).get(e.path)) for e in entries} if cache else {}
+    if listed:
+        listed.clear()  # (taken: not held through the caller's training)
     todo = [e for e in entries if known.get(e.path) is None]
     distributed = world > 1 and dist.is_available() and dist.is_initialized()
     if cache:
@@ -254,15 +257,17 @@ def _any_rank(flag: bool) -> bool:
     return bool(t.item())
 
 
-def cached_dialogue(folder: Path, codec, echo: Callable[[str], None] = lambda s: None):
-    """FOLDER's dialogue (read without its samples) when it holds a codes.npz this codec can use,
-    else None (one made by another codec or from other audio is said, to be encoded again)."""
+def cached_dialogue(folder: Path, codec, echo: Callable[[str], None] = lambda s: None, d=None):
+    """FOLDER's dialogue (read without its samples; ``d``: as read already) when it holds a
+    codes.npz this codec can use, else None (one made by another codec or from other audio is
+    said, to be encoded again)."""
     from .codes import load_codes
     from .data import CODES
 
     if not (folder / CODES).is_file():
         return None
-    d = read_dialogue(folder, audio=False)
+    if d is None:
+        d = read_dialogue(folder, audio=False)
     try:
         load_codes(d, codec)
     except DataError as exc:

@@ -128,19 +128,21 @@ def check_overwrite(out, frontend: str | None, codec_spec: str | None) -> None:
                               f"out of {out} first and give that copy")
 
 
-def check_listed(manifest: Path, resume) -> None:
+def check_listed(manifest: Path, resume) -> dict:
     """The manifest's dialogues must be those it lists (each line's meta_sha256: a `kame data
     oracle` stopped before it wrote the manifest again leaves it over dialogues with new oracles,
     and the manifest's own sha256 that check_resume compares is then the old set's): a resume and
     a new run are refused (ConfigError; a new run too, before any compute: it could never be resumed,
-    its manifest being what it is)."""
+    its manifest being what it is). -> {folder: Dialogue (no samples)} of those checked, for
+    load_examples (``listed``): each dialogue.json is read once."""
     from ..errors import ConfigError
     from .data import changed_since_listed, read_manifest
 
     entries = read_manifest(manifest)
-    changed = changed_since_listed(entries)
+    read: dict = {}
+    changed = changed_since_listed(entries, read)
     if not changed:
-        return
+        return read
     names = ", ".join(str(e.path) for e in changed[:3]) + (", ..." if len(changed) > 3 else "")
     what = (f"{len(changed)} of the {len(entries)} dialogues {manifest} lists changed since it was written (their "
             f"dialogue.json is not the one its meta_sha256 names: {names}; a `kame data oracle` stopped before it "

@@ -19,6 +19,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..backend.options import is_finite_number
 from ..errors import CheckpointError, ConfigError
 from .parallel import PRECISIONS
 
@@ -82,7 +83,7 @@ class TrainConfig:
                               f"{self.steps}, batch_size {self.batch_size}, warmup_steps {self.warmup_steps})")
         for flag, v, least in (("--lr", self.lr, "> 0"), ("--weight-decay", self.weight_decay, ">= 0"),
                                ("--grad-clip", self.grad_clip, ">= 0 (0: no clipping)")):
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and (v > 0 if flag == "--lr" else v >= 0)):
+            if not (is_finite_number(v) and (v > 0 if flag == "--lr" else v >= 0)):  # (a bool is refused)
                 raise ConfigError(f"train: {flag} must be a finite number {least}, got {v!r}")
         for flag, v, least, below in (("--seed", self.seed, 0, SEED_LIMIT), ("--log-every", self.log_every, 1, None),
                                       ("--save-every", self.save_every, 0, None)):
@@ -111,7 +112,7 @@ class TrainConfig:
                 raise ConfigError(f"train: --{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
         for name in ("semantic_weight", "acoustic_weight"):
             w = getattr(self, name)
-            if not (isinstance(w, (int, float)) and math.isfinite(w) and w >= 0):
+            if not (is_finite_number(w) and w >= 0):
                 raise ConfigError(f"train: --{name.replace('_', '-')} must be a finite weight >= 0, got {w!r}")
         if self.semantic_weight == 0 and self.acoustic_weight == 0:
             raise ConfigError("train: --semantic-weight and --acoustic-weight are both 0: the audio would not be "

@@ -532,20 +532,31 @@ def read_manifest(path: str | Path, *, check: bool = True) -> list[ManifestEntry
     return out
 
 
-def changed_since_listed(entries: Iterable[ManifestEntry]) -> list[ManifestEntry]:
+def changed_since_listed(entries: Iterable[ManifestEntry], read: dict | None = None) -> list[ManifestEntry]:
     """The entries whose dialogue.json is not the one the manifest listed: its sha256 is not the
     line's ``meta_sha256`` (a `kame data oracle` stopped before it wrote the manifest again, a
     dialogue edited by hand), or it is gone. A line without one (an older manifest's, or a dialogue
     that could not be read when it was written) is not checked. Cheap: only the small JSON files
-    are hashed."""
+    are read. ``read``: a dict that gets {folder: Dialogue (read without its samples, as
+    read_dialogue does)} of the dialogues found as listed, so that kame train uses what was checked
+    (its dialogue.json read once); without it each file is only hashed."""
     changed = []
     for e in entries:
         if e.meta_sha256 is None:
             continue
+        d = None
         try:
-            sha = file_sha256(e.path / META)
+            if read is not None:
+                try:
+                    d, sha = _read_dialogue(e.path, audio=False)
+                except DataError:  # (not a dialogue now: only its hash is compared; training says what is wrong)
+                    sha = file_sha256(e.path / META)
+            else:
+                sha = file_sha256(e.path / META)
         except OSError:
             sha = None
         if sha != e.meta_sha256:
             changed.append(e)
+        elif d is not None:
+            read[e.path] = d
     return changed

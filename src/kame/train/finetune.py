@@ -150,7 +150,7 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
             raise ConfigError(f"train: {resume} is at step {step} already, so --steps {tcfg.steps} leaves nothing to "
                               f"do: give --steps above {step}")
         rec = {"frontend": state["train"].get("frontend"), "resumed_from": str(Path(resume).resolve())}
-    check_listed(manifest, resume)
+    listed = check_listed(manifest, resume)  # (the dialogues it read: load_examples reads them no more)
     if out is not None and resume is None:
         _check_out(Path(out), overwrite, rank)
     if out is not None and rank == 0:
@@ -159,7 +159,7 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
         echo(f"warning: --warmup {tcfg.warmup_steps} is more than --steps {tcfg.steps}: the learning rate never "
              f"reaches --lr {tcfg.lr:g} (it ends at {lr_at(tcfg.steps - 1, tcfg):.3g})")
     examples = load_examples(manifest, codec, tokenizer, cfg, tcfg.use_cache, codec_spec=codec_spec, rank=rank,
-                             world=world, echo=echo if rank == 0 else (lambda s: None))
+                             world=world, echo=echo if rank == 0 else (lambda s: None), listed=listed)
     net = prepare(model, tcfg, device)  # (DDP, or the sharded front-end that takes model's place)
     if tcfg.shard:
         model = net  # (the optimizer is made on what it holds)

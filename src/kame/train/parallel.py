@@ -187,7 +187,8 @@ def load_optimizer(model, opt, saved: dict, folder=None) -> None:
             raise ConfigError(f"train: {where} holds no optimizer state (a checkpoint of a sharded run whose "
                               f"optimizer files are missing): resume from another checkpoint")
         reader = _safe_reader(where)
-        reader.read_metadata()  # (checked here first: dcp.load logs a failed read's traceback, then goes on)
+        reader.read_metadata()  # (checked here first: dcp.load logs a failed read's traceback, then goes on;
+        # dcp.load then takes the metadata read here: the file is unpickled once)
         state = get_optimizer_state_dict(model, opt)
         with warnings.catch_warnings():  # (its note that one process without a group reads it all)
             warnings.filterwarnings("ignore", message="torch.distributed is disabled")
@@ -231,9 +232,10 @@ def sharded_folder(folder, name) -> Path:
         raise CheckpointError(f"train: {folder / 'train_state.pt'} names its sharded optimizer state {name!r}; kame "
                               f"writes it to {SHARDED_OPTIMIZER!r} in the checkpoint's folder only: this "
                               f"train_state.pt was not written by kame train (resume only checkpoints you trust)")
+    # (resolve: a Windows junction is no symlink to is_symlink, but resolve follows it out of the folder)
     if where.is_symlink() or not where.resolve().is_relative_to(folder.resolve()):
-        raise CheckpointError(f"train: {where} is a symlink (or leads out of the checkpoint's folder); kame train "
-                              f"writes a folder there: resume only checkpoints you trust")
+        raise CheckpointError(f"train: {where} is a symlink or a junction, leading out of the checkpoint's folder; "
+                              f"kame train writes a folder there: resume only checkpoints you trust")
     meta = where / ".metadata"
     if meta.is_symlink():
         raise CheckpointError(f"train: {meta} is a symlink; kame train writes a file there: resume only "
@@ -277,12 +279,19 @@ def _metadata_unpickler(file, path):
 def _safe_reader(where: Path):
     """torch.distributed.checkpoint's FileSystemReader for ``where``, reading its .metadata with
     _metadata_unpickler, and refusing one whose data files are not plain names in ``where``
-    (its tensors are read by torch.load(weights_only=True), its other values by _safe_planner)."""
+    (its tensors are read by torch.load(weights_only=True), its other values by _safe_planner).
+    The .metadata is read once: a later read_metadata (dcp.load's, after load_optimizer's check)
+    returns the same, stamped with the reader's current load_id."""
     from torch.distributed.checkpoint import FileSystemReader
     from torch.distributed.checkpoint.metadata import Metadata, StorageMeta
 
     class SafeReader(FileSystemReader):
+        read: Metadata | None = None  # the .metadata, once read and checked
+
         def read_metadata(self, *args, **kwargs) -> Metadata:
+            if self.read is not None and kwargs.get("rank") is None:
+                self.read.storage_meta.load_id = self.load_id  # (dcp.load's reset gave the reader a new one)
+                return self.read
             path = self._get_metadata_path(kwargs.get("rank"))
             try:
                 with self.fs.create_stream(path, "rb") as file:
@@ -305,6 +314,8 @@ def _safe_reader(where: Path):
             if getattr(metadata, "storage_meta", None) is None:  # (as FileSystemReader.read_metadata does)
                 metadata.storage_meta = StorageMeta()
             metadata.storage_meta.load_id = self.load_id
+            if kwargs.get("rank") is None:
+                self.read = metadata
             return metadata
 
     return SafeReader(where)

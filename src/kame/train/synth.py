@@ -29,7 +29,8 @@ Repeatability: the same seed gives each item the same voice, lead-in and gap (dr
 and the item's index in its file, so a slice of the set gets what the whole run gives it).
 ``synth.json`` in the output folder records the settings; resuming with other settings is
 warned about (a set would mix them). The speech is repeatable too: the voices are made with the
-seed (``seed=``, for a TTS that takes one), so espeak-ng and piper draw their noise from it for
+seed (``seed=``, for a TTS that takes one; a voice spec's own ``;seed=N`` wins over ``--seed``
+for that voice), so espeak-ng and piper draw their noise from it for
 each utterance, and espeak-ng starts each one afresh (it carried state from one to the next): an
 item's audio and word times are the same in every run and in any slice (kame.backend.tts.espeak,
 .piper); an LLM that samples (temperature > 0) gives other predictions on every run.
@@ -172,7 +173,8 @@ async def synth_dialogue(item, *, index: int, user_tts, agent_tts, llm, tokenize
 
 class _Voices:
     """TTS objects made on first use, one per spec (a piper voice takes a second to load), with
-    ``seed`` (repeatable speech) if the TTS takes one (an openai voice does not)."""
+    ``seed`` (repeatable speech) if the TTS takes one (an openai voice does not) and its spec sets
+    none: a spec's own ``;seed=N`` is the more specific, and wins (registry.create_with_optional)."""
 
     def __init__(self, seed: int = 0) -> None:
         self._made: dict[str, object] = {}
@@ -357,9 +359,11 @@ def add_arguments(p) -> None:
     p.add_argument("--images", choices=("skip", "keep"), default="skip",
                    help="HSSBench items whose question needs its picture: skip (default) or keep")
     p.add_argument("--user-voice", action="append", default=None, metavar="SPEC",
-                   help=f"a TTS spec for the user, repeatable; one is drawn per item (default: {', '.join(DEFAULT_USER_VOICES)})")
+                   help=f"a TTS spec for the user, repeatable; one is drawn per item (default: "
+                        f"{', '.join(DEFAULT_USER_VOICES)}); a spec's own ';seed=N' seeds that voice's speech in "
+                        f"place of --seed")
     p.add_argument("--agent-voice", default=SynthConfig.agent_voice, metavar="SPEC",
-                   help="the agent's TTS spec (default: piper, the embedded voice)")
+                   help="the agent's TTS spec (default: piper, the embedded voice; its own ';seed=N' as --user-voice's)")
     p.add_argument("--tokenizer", default=None, metavar="PATH",
                    help="SentencePiece model of the oracle ids (default: kame's default tokenizer)")
     p.add_argument("--max-answer-words", type=at_least(1), default=SynthConfig.max_answer_words, metavar="N",
@@ -375,8 +379,10 @@ def add_arguments(p) -> None:
                    help="items per dialogue (default 1): a dialogue asks the next N items of the set one after "
                         "another, each turn's oracle seeing the turns before (--start/--limit count items)")
     p.add_argument("--seed", type=at_least(0, maximum=MAX_SEED), default=0,
-                   help="seeds each item's voice, lead-in and gaps, and --llm random's predictions "
-                        "(numpy's generators): 0 to 2**64 - 1 (default 0)")
+                   help="seeds each item's voice, lead-in and gaps, --llm random's predictions (numpy's "
+                        "generators) and the voices' speech (a TTS that takes a seed: espeak, piper), except a "
+                        "voice whose spec sets its own (espeak:en-us;seed=3: that voice speaks with seed 3 "
+                        "whatever --seed is): 0 to 2**64 - 1 (default 0)")
     p.add_argument("--overwrite", action="store_true", help="redo dialogues already in the output folder")
 
 
@@ -486,12 +492,11 @@ def check_simulator(spec: str) -> None:
 
 
 def make_simulator(spec: str):
-    """The simulator LLM of --llm SPEC (a bad spec fails here, before anything is written:
-    check_simulator); None for 'none' and 'random' (no LLM)."""
+    """The simulator LLM of --llm SPEC, which the command checked first (check_simulator, before
+    anything is read or written); None for 'none' and 'random' (no LLM)."""
     from .. import registry
     from ..backend.llm.base import is_embedded
 
-    check_simulator(spec)
     if spec in ("none", "random"):
         return None
     print(f"loading the simulator LLM {spec} ...", flush=True)
@@ -524,10 +529,7 @@ def main(args) -> int:
     from ..runtime.interrupt import TERMINATED_STATUS, run_ended_by_sigterm, sigterm_held, stopped_by
     from .qa import read_qa
 
-    for name in ("start", "limit", "max_answer_words", "jobs", "turns"):
-        value = getattr(args, name)
-        if value is not None and value < (1 if name != "start" else 0):
-            raise DataError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'start' else '>= 1'}, not {value}")
+    # (--start, --limit, --jobs, ... were range-checked as parsed: kame.cliargs' types)
     check_simulator(args.llm)  # (before -o is made: a mistyped --llm leaves no empty folder)
     cfg = SynthConfig(user_voices=tuple(args.user_voice or DEFAULT_USER_VOICES), agent_voice=args.agent_voice,
                       max_answer_words=args.max_answer_words, seed=args.seed)
