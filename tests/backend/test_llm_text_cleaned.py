@@ -66,9 +66,11 @@ async def test_the_health_watcher_and_collect_reply_hand_on_the_cleaned_text():
     statuses = []
     watched = WatchedLLM(OddLLM(), lambda ok, err: statuses.append((ok, err)))
     pieces = [x async for x in watched.stream_chat([ChatMessage("user", "hi")])]
-    assert pieces == [check_piece(x, None) for x in ODD] and statuses == [(True, None)]
+    cleaned = "Paris \U0001F600 is the capital[0m \ufffd of  France.\r\n"  # (the pair split: joined)
+    assert pieces == ["Paris ", "\U0001F600 is ", *[check_piece(x, None) for x in ODD[3:]]]
+    assert "".join(pieces) == cleaned and statuses == [(True, None)]
     reply = await asyncio.wait_for(collect_reply(OddLLM(), [ChatMessage("user", "hi")], timeout_s=5), 5)
-    assert reply == "Paris \U0001F600 is the capital[0m \ufffd of  France.\r\n"  # (the pair split: joined)
+    assert reply == cleaned
     reply.encode("utf-8")  # (was: UnicodeEncodeError, surrogates not allowed)
 
 
@@ -82,3 +84,32 @@ async def test_the_health_watcher_and_collect_reply_hand_on_the_cleaned_text():
 async def test_collect_reply_joins_a_character_split_between_two_pieces(pieces, reply):
     """(was: "a\\ud83d" + "\\ude00b" -> "a\\ufffd\\ufffdb")"""
     assert await asyncio.wait_for(collect_reply(OddLLM(pieces), [ChatMessage("user", "hi")], timeout_s=5), 5) == reply
+
+
+SPLIT = ["a\ud83d", "\ude00b"]  # a plugin's LLM yielding an emoji's UTF-16 halves as they come
+
+
+async def test_a_split_character_is_joined_for_the_oracle_and_the_health_watcher():
+    """Was: the oracle and WatchedLLM cleaned each piece alone: "a\\ufffd" + "\\ufffdb" (only the
+    openai adapter and collect_reply joined them; a plugin's LLM does not)."""
+    tok = default_tokenizer()
+    for llm in (OddLLM(SPLIT), WatchedLLM(OddLLM(SPLIT), lambda ok, err: None)):
+        events = []
+        p = OracleProducer(llm, tok, OraclePolicy(), clock=FakeClock(), on_event=events.append, session="s")
+        await p.on_transcript(tr(2))
+        await settle()
+        assert p.stats["completed"] == 1
+        ids = [i for e in events if isinstance(e, OracleAppend) for i in e.token_ids]
+        assert ids == tok.encode("a\U0001F600b") != tok.encode("a\ufffd\ufffdb")
+        await p.aclose()
+
+
+async def test_kame_bench_backend_joins_a_split_character(capsys):
+    import argparse
+
+    from kame.bench.backend import _bench_llm, add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    await _bench_llm(OddLLM(SPLIT), parser.parse_args(["--no-stt", "--prompts", "1"]), default_tokenizer())
+    assert "sample reply: 'a\U0001F600b'" in capsys.readouterr().out

@@ -193,8 +193,10 @@ async def test_garbage_retry_after_is_ignored(server):
     (lambda: OpenAITranscriptionSTT("m", base_url="http://x/v1", request_interval=0), "request_interval"),
     (lambda: OpenAITranscriptionSTT("m", base_url="http://x/v1", max_lag=float("nan")), "max_lag must be"),
     (lambda: OpenAITTS("tts-1", base_url="http://x/v1", pcm_rate=0), "pcm_rate must be a whole number >= 4000"),
-    (lambda: OpenAITTS("tts-1", base_url="http://x/v1", pcm_rate=5), "pcm_rate must be a whole number >= 4000, got 5"),
-    (lambda: OpenAITTS("tts-1", base_url="http://x/v1", pcm_rate=10**9), "pcm_rate must be at most 768000"),
+    (lambda: OpenAITTS("tts-1", base_url="http://x/v1", pcm_rate=5), "pcm_rate must be a whole number >= 4000 and "
+                                                                    "<= 768000, got 5"),
+    (lambda: OpenAITTS("tts-1", base_url="http://x/v1", pcm_rate=10**9),  # (the whole range: was "at most 768000")
+     "pcm_rate must be a whole number >= 4000 and <= 768000, got 1000000000"),
     (lambda: OpenAITTS("tts-1", base_url="http://x/v1", speed=-1), "speed must be a number > 0"),
     (lambda: OpenAITTS("tts-1", base_url="http://x/v1", voice=""), "voice must be a voice name"),
     (lambda: OpenAITTS("tts-1", base_url="http://x/v1", chunk_timeout=True), "chunk_timeout"),

@@ -155,3 +155,23 @@ def test_an_at_in_the_path_or_query_of_a_url_without_credentials_is_kept(clean_e
     # "p@h/zzq" (test_a_password_with_an_unencoded_delimiter_is_a_config_error_that_hides_it)
     with pytest.raises(ConfigError, match=r"\(https://\*\*\*@acme\) has an '@' after its host.*%40 too"):
         resolve_endpoint("LLM", "https://u:p@gw/v1/@acme", None)
+
+
+@pytest.mark.parametrize("kind,spec", [("llm", "openai:m"), ("stt", "openai:whisper-1"), ("tts", "openai:tts-1")])
+async def test_a_refused_basic_auth_names_the_url_credentials(clean_env, server, kind, spec):
+    """QA k41 finding 5: a 401 of a request that carried the base URL's user:password said
+    "(check the API key: ...; no key is set)", pointing at a key instead of what was sent."""
+    async def refuse(request):
+        return web.json_response({"error": {"message": "bad credentials"}}, status=401)
+
+    server.handler = refuse
+    clean_env.setenv("OPENAI_BASE_URL", with_creds(server.url))
+    comp = registry.create(kind, spec)
+    try:
+        with pytest.raises(BackendError, match=r"HTTP 401: bad credentials \(check the user and password of the "
+                                               r"base URL from OPENAI_BASE_URL: they were sent as HTTP basic auth "
+                                               r"\(no API key is set\)\)$") as err:
+            await _use(kind, comp)
+    finally:
+        await comp.aclose()
+    assert SECRET not in str(err.value) and "check the API key" not in str(err.value)

@@ -49,3 +49,26 @@ async def test_a_reply_with_control_characters_and_a_lone_surrogate_is_spoken_wh
     assert "\x00" not in spoken and "\x1b" not in spoken and "the end." in spoken
     await d.close()
     await agent.stop()
+
+
+class SplitLLM(OddLLM):
+    """A plugin's LLM that yields an emoji's UTF-16 halves in two pieces."""
+
+    async def stream_chat(self, messages, *, max_tokens=None, temperature=None):
+        for piece in ["Sure a\ud83d", "\ude00b, done."]:
+            await self.clock.sleep(0.1)
+            yield piece
+
+
+async def test_a_character_split_between_two_pieces_is_spoken_whole():
+    """Was: "Sure a\\ufffd\\ufffdb, done." (each half cleaned alone)."""
+    clock = FakeClock()
+    tts = StrictTTS(clock)
+    agent, _ = await _agent(clock, SplitLLM(clock), tts)
+    d = Driver(clock, await agent.open_session())
+    d.session.stt.say("how are you", clock.now())
+    await d.step(frames=60)
+    assert d.metas("agent_turn")[-1]["text"] == "Sure a\U0001F600b, done."
+    assert "\ufffd" not in " ".join(tts.texts) and "a\U0001F600b" in " ".join(tts.texts)
+    await d.close()
+    await agent.stop()

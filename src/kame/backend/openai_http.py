@@ -312,6 +312,18 @@ class OpenAIHTTP:
             headers["Authorization"] = self.endpoint.basic
         return headers
 
+    def _auth_hint(self) -> str:
+        """What to check after an HTTP 401/403, by what the request carried: the key (and where it
+        came from), the base URL's user:password (HTTP basic auth), or nothing."""
+        ep = self.endpoint
+        keys = ", else ".join(("api_key=", *ep.key_vars))
+        if self.api_key:
+            return f"check the API key: {keys}; the key sent is from {ep.key_from}"
+        if ep.basic:
+            return (f"check the user and password of the base URL from {ep.url_from}: they were sent as "
+                    "HTTP basic auth (no API key is set)")
+        return f"check the API key: {keys}; no key is set"
+
     async def _http_error(self, url: str, resp: aiohttp.ClientResponse) -> BackendError:
         """The BackendError of an HTTP error response: the status, the server's message and,
         for the usual causes, what to check (the key and where it comes from, the base URL)."""
@@ -319,8 +331,7 @@ class OpenAIHTTP:
         msg = f"{self.what} {url}: HTTP {status}: {await read_excerpt(resp)}"
         after = retry_after_seconds(resp.headers.get("Retry-After")) if status == 429 else None
         if status in (401, 403):
-            have = f"the key sent is from {ep.key_from}" if ep.key_from else "no key is set"
-            msg += f" (check the API key: {', else '.join(('api_key=', *ep.key_vars))}; {have})"
+            msg += f" ({self._auth_hint()})"
         elif status == 404:
             msg += (f" (check the model name and the base URL {ep.url}, from {ep.url_from}; "
                     "OpenAI-compatible servers usually serve under /v1)")

@@ -33,7 +33,9 @@ Behaviour:
   starts a new prediction id; events of older predictions are never emitted after that.
 - Failures (BackendError, any exception, no first piece within ``first_token_timeout`` or no
   piece for ``chunk_timeout`` on the session clock (each at least the LLM's own where its spec
-  set it: ``openai:MODEL;first_token_timeout=60``, kame.backend.policy.stall_limits), a piece that
+  set it: ``openai:MODEL;first_token_timeout=60``, kame.backend.policy.stall_limits; a reload of
+  the LLM's model, ``llm.state == "loading"``, is waited for instead, up to RELOAD_WAIT_S: the
+  embedded LLM's child restarting after it died), a piece that
   is not a str: the LLM broke its interface, kame.backend.llm.base.check_piece) are logged and
   counted; the producer waits
   ``policy.backoff(n)`` (at least an HTTP 429's Retry-After) and retries the newest
@@ -57,12 +59,13 @@ Behaviour:
   (text-stream tokens after the first piece, per s), oracle_lag (user's last word end -> first
   oracle token emitted), oracle_restart (value 1, labels.reason). ``stats`` counts decisions:
   start_words / start_final / start_retry, wait_interval / wait_first_token / wait_cap /
-  wait_backoff (wait_rate_limited: a shared Retry-After set it), cancelled (cancelled_unheard: before their first piece),
-  completed, failed, empty (completed with no text), reply_ended (completed predictions cut at an
-  invented next line), routed
-  (finals another path answered: ``on_routed``), routed_unheard (those whose answer none was
-  heard of: ``on_routed_unheard``), blanked (the bare OracleResets ``on_routed``
-  emitted to stop the front-end's feed of tokens still queued: a new prediction id, no appends).
+  wait_backoff (wait_rate_limited: a shared Retry-After set it), wait_llm_loading (a stall timer
+  that ran out while the LLM reloaded its model, and waited for it), cancelled
+  (cancelled_unheard: before their first piece), completed, failed, empty (completed with no
+  text), reply_ended (completed predictions cut at an invented next line), routed (finals another
+  path answered: ``on_routed``), routed_unheard (those whose answer none was heard of:
+  ``on_routed_unheard``), blanked (the bare OracleResets ``on_routed`` emitted to stop the
+  front-end's feed of tokens still queued: a new prediction id, no appends).
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ from typing import Any, Callable
 from ..errors import BackendError
 from ..runtime.clock import END, Clock, MonotonicClock, NothingWithin, next_within
 from ..runtime.metrics import Metric, MetricsSink, null_sink
-from .llm.base import LLM, check_piece, describe
+from .llm.base import LLM, describe, text_stream
 from .policy import OraclePolicy, RestartGate, rate_gate, stall_limits
 from .prompt import Conversation, PromptConfig, ReplyGuard, build_messages
 from .tokenizer import TextTokenizer
@@ -91,6 +94,14 @@ class _LLMFault(BackendError):
 
 class _Stalled(_LLMFault):
     pass
+
+
+# While the LLM (re)loads its model (``llm.state == "loading"``: the embedded one's child restarting
+# after it died; its requests wait for it) a prediction's stall timer waits on, looking again every
+# RELOAD_POLL_S, for at most RELOAD_WAIT_S in all (more than the embedded LLM's own 600 s
+# LOAD_TIMEOUT_S, which ends a hung load itself); then its timeout counts again.
+RELOAD_POLL_S = 1.0
+RELOAD_WAIT_S = 900.0
 
 
 class OracleProducer:
@@ -133,6 +144,7 @@ class OracleProducer:
         self._first_pid = 0  # the newest prediction that has yielded its first piece
         self._unheard = 0  # predictions cancelled before their first piece, in a row
         self._failures = 0
+        self._reload_logged = 0  # the newest prediction whose wait for the LLM's reload was logged
         self._closed = False
         self._runner: asyncio.Task | None = None
 
@@ -296,17 +308,17 @@ class OracleProducer:
         # (at least the timeouts the LLM's spec set: ";first_token_timeout=60" is not cut at 10 s)
         first_limit, chunk_limit = stall_limits(p.first_token_timeout, p.chunk_timeout, self.llm)
         try:
-            agen = self.llm.stream_chat(messages, max_tokens=p.max_tokens, temperature=p.temperature)
+            # (pieces checked and cleaned, split characters joined: a lone surrogate failed
+            # SentencePiece on every prediction; None or an int is a broken LLM, not an end)
+            agen = text_stream(self.llm.stream_chat(messages, max_tokens=p.max_tokens, temperature=p.temperature),
+                               self.llm, _LLMFault)
             try:
                 while True:
-                    now = self.clock.now()
-                    timeout = chunk_limit if first is not None else first_limit - (now - t0)
-                    piece = await self._next(agen, timeout)
+                    limit = chunk_limit if first is not None else first_limit
+                    timeout = limit if first is not None else limit - (self.clock.now() - t0)
+                    piece = await self._next(agen, timeout, pid, limit)
                     if piece is END:
                         break
-                    # (None or an int is a broken LLM, not an end; the text cleaned: a lone surrogate
-                    # failed SentencePiece on every prediction)
-                    piece = check_piece(piece, self.llm, _LLMFault)
                     if not piece:  # an empty piece (a keep-alive) is not the first token
                         continue
                     if first is None:
@@ -367,13 +379,26 @@ class OracleProducer:
         if callable(empty):
             empty(why)
 
-    async def _next(self, agen, timeout: float) -> Any:
-        """The next piece (as yielded: unchecked), END at the end; _Stalled after ``timeout`` s
-        on the session clock."""
+    async def _next(self, agen, timeout: float, pid: int, limit: float) -> Any:
+        """The next piece (text_stream's: checked, cleaned), END at the end; _Stalled after ``timeout`` s
+        on the session clock, not counting a reload of the LLM's model (after one: ``limit`` s,
+        the whole first-piece or between-pieces limit; _StallTimer)."""
+        timer = _StallTimer(self, pid, limit)
         try:
-            return await next_within(agen, self.clock, timeout)
+            return await next_within(agen, timer, timeout)
         except NothingWithin:
+            if timer.reload_waited >= RELOAD_WAIT_S:
+                raise _Stalled(f"LLM {describe(self.llm)} still (re)loading its model after "
+                               f"{timer.reload_waited:.0f} s") from None
+            if timer.reload_waited:
+                raise _Stalled(f"LLM {describe(self.llm)} stalled: nothing for {limit:.2f} s after it "
+                               "reloaded its model") from None
             raise _Stalled(f"LLM {describe(self.llm)} stalled: nothing for {timeout:.2f} s") from None
+
+    def _reloading(self) -> bool:
+        """The LLM is (re)loading its model (``state`` "loading", as /api/health shows it: the
+        embedded LLM's child restarting after it died; WatchedLLM passes it on)."""
+        return getattr(self.llm, "state", None) == "loading"
 
     # --- outputs ------------------------------------------------------------------------------
     def _emit_ids(self, pid: int, ids: list[int], word_end: float | None, sent: int) -> int:
@@ -416,3 +441,36 @@ class OracleProducer:
             self.metrics(Metric(name, float(value), self.clock.now(), self.session, labels))  # type: ignore[arg-type]
         except Exception:  # noqa: BLE001
             log.exception("metrics sink failed")
+
+
+class _StallTimer:
+    """The clock of one ``_next`` wait (next_within times its stall with ``sleep``): the timeout
+    on the session clock, then, while the LLM (re)loads its model, on until the load is over
+    and ``limit`` s more have passed (the reloaded model reads the prompt first), at most
+    RELOAD_WAIT_S of reload in all (``reload_waited``). A reload is no stall (was: "LLM embedded
+    stalled: nothing for 10.00 s", a failed prediction and "llm down" while /api/health said
+    "loading"): each wait for one is counted (stats ``wait_llm_loading``), logged once per prediction."""
+
+    def __init__(self, producer: OracleProducer, pid: int, limit: float) -> None:
+        self.producer, self.clock, self.pid, self.limit = producer, producer.clock, pid, limit
+        self.reload_waited = 0.0
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    async def sleep(self, seconds: float) -> None:
+        p = self.producer
+        await self.clock.sleep(seconds)
+        while p._reloading() and self.reload_waited < RELOAD_WAIT_S:
+            if not self.reload_waited:
+                p.stats["wait_llm_loading"] += 1
+                if p._reload_logged < self.pid:
+                    p._reload_logged = self.pid
+                    log.info("%soracle prediction %d waits for LLM %s, which is (re)loading its model",
+                             f"session {p.session}: " if p.session else "", self.pid, describe(p.llm))
+            while p._reloading() and self.reload_waited < RELOAD_WAIT_S:
+                t = self.clock.now()
+                await self.clock.sleep(RELOAD_POLL_S)
+                self.reload_waited += self.clock.now() - t
+            if self.reload_waited < RELOAD_WAIT_S:
+                await self.clock.sleep(self.limit)  # loaded: the whole limit again

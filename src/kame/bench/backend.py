@@ -28,7 +28,7 @@ import sys
 import time
 
 from ..backend.childproc import load_in_thread
-from ..backend.llm.base import check_piece
+from ..backend.llm.base import text_stream
 from ..backend.openai_http import hide_userinfo
 from ..cliargs import at_least, thread_count
 from ..errors import ConfigError
@@ -92,11 +92,12 @@ async def _bench_llm(llm, args, tok) -> dict:
         t0 = time.perf_counter()
         first = last = None
         pieces: list[str] = []
-        async for piece in llm.stream_chat(msgs, max_tokens=args.max_tokens):
+        # (text, cleaned, split characters joined, as the agents take it)
+        async for piece in text_stream(llm.stream_chat(msgs, max_tokens=args.max_tokens), llm):
             now = time.perf_counter()
             first = first or now
             last = now
-            pieces.append(check_piece(piece, llm))  # (text, cleaned, as the agents take it)
+            pieces.append(piece)
         if first is None:
             continue
         text = "".join(pieces)

@@ -62,7 +62,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..audio import SAMPLE_RATE, audio_problem, resample
-from ..backend.llm.base import check_piece, component_name
+from ..backend.llm.base import component_name, text_stream
 from ..backend.policy import OraclePolicy, rate_gate, stall_limits
 from ..backend.prompt import PromptConfig, ReplyGuard
 from ..backend.types import FRAME_SIZE, ChatMessage
@@ -325,11 +325,11 @@ class ReplyPipeline:
                 kwargs["temperature"] = self.cfg.temperature
             try:
                 self.parts.check_quiet("llm")  # (a 429's Retry-After not over: not asked)
-                stream = aiter(self.llm.stream_chat(messages, **kwargs))
+                # text, cleaned (a NUL failed the TTS), split characters joined, else BackendError naming the LLM
+                stream = text_stream(self.llm.stream_chat(messages, **kwargs), self.llm)
                 try:
                     while (piece := await self._next(stream, "LLM", t_req, first)) is not END:
-                        # text, cleaned (a NUL failed the TTS), else BackendError naming the LLM
-                        if not (piece := check_piece(piece, self.llm)):
+                        if not piece:
                             continue
                         if first:
                             first = False

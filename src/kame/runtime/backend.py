@@ -36,12 +36,13 @@ counted in ``dropped_frames``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import inspect
 import logging
 from typing import TYPE_CHECKING, Callable
 
-from ..backend.llm.base import check_piece, component_name
+from ..backend.llm.base import component_name, text_stream
 from ..backend.types import EMPTY_ANSWER, FRAME_S, AudioFrame, Transcript
 from ..config import KameConfig
 from ..errors import ConfigError
@@ -239,6 +240,12 @@ class WatchedLLM:
         # its HTTP 429 wait, shared with the cascade path and other sessions (kame.backend.policy.rate_gate)
         self.rate_gate = getattr(llm, "rate_gate", None)
 
+    @property
+    def state(self) -> str | None:
+        """The wrapped LLM's state, None if it has none ("loading": it reloads its model, which
+        the producer's stall timers wait for: kame.backend.oracle)."""
+        return getattr(self.llm, "state", None)
+
     def failed(self, message: str) -> None:
         """The producer ended a stream for a fault the LLM did not raise (e.g. its timers, which
         unless the LLM's spec sets longer ones are shorter than the adapter's, found it stalled):
@@ -261,12 +268,13 @@ class WatchedLLM:
     async def stream_chat(self, messages, **kwargs):
         try:
             first = True
-            async for piece in self.llm.stream_chat(messages, **kwargs):
-                piece = check_piece(piece, self)  # (before "up": a broken LLM is not working; named as we name it)
-                if first:
-                    self.on_status(True, None)
-                    first = False
-                yield piece
+            # (checked before "up": a broken LLM is not working; named as we name it)
+            async with contextlib.aclosing(text_stream(self.llm.stream_chat(messages, **kwargs), self)) as pieces:
+                async for piece in pieces:
+                    if first:
+                        self.on_status(True, None)
+                        first = False
+                    yield piece
         except (asyncio.CancelledError, GeneratorExit):
             raise
         except Exception as exc:

@@ -13,7 +13,11 @@ int, a dict) has broken the interface, and its consumers treat that as the LLM f
 ``check_piece`` returns: the piece cleaned of what a tokenizer or TTS cannot take (a lone
 surrogate, a control character).
 A character split across two pieces (its UTF-16 halves) is joined (``join_split_char``: its first
-half held back until the second comes) by kame.backend.llm.openai and ``collect_reply``.
+half held back until the second comes). Every consumer of an LLM (the tandem's oracle and its
+WatchedLLM, the cascade's reply, ``collect_reply``, kame bench backend) reads its stream through
+``text_stream``, which does both (pieces checked and cleaned, split characters joined), for any
+LLM: a plugin's that yields the halves as they come too. kame.backend.llm.openai joins them
+itself as well (for whoever reads its stream_chat directly).
 ``collect_reply`` gathers a whole reply (checked pieces, a timeout, the stream closed either way).
 Implementations: kame.backend.llm.openai (OpenAI-compatible HTTP), kame.backend.llm.embedded
 (SmolLM2 offline). ``await llm.aclose()`` releases connections.
@@ -132,6 +136,28 @@ def check_piece(piece: Any, llm: Any, error: type[Exception] = BackendError) -> 
                        "expected str (a text piece)")
 
 
+async def text_stream(stream: Any, llm: Any, error: type[Exception] = BackendError) -> AsyncIterator[str]:
+    """The pieces of ``stream`` (what ``llm.stream_chat`` returned) as kame's consumers take them:
+    checked and cleaned (``check_piece``: ``error`` naming ``llm`` for one that is not text), a
+    character split across two pieces joined (``join_split_char``; was: two U+FFFD from an LLM
+    that yields the halves as they come). A piece that is only a first half held back is not
+    handed on. Its end, an error or closing it closes ``stream`` (stopping the LLM)."""
+    held = ""
+    try:
+        async for piece in stream:
+            if isinstance(piece, str):  # (anything else: check_piece's error)
+                piece, held = join_split_char(held, piece)
+                if not piece and held:  # all of it held back: nothing to hand on yet
+                    continue
+            yield check_piece(piece, llm, error)
+        if held:  # a first half whose second never came (U+FFFD)
+            yield check_piece(held, llm, error)
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 async def collect_reply(llm: Any, messages: Sequence[ChatMessage], *, timeout_s: float | None,
                         max_tokens: int | None = None, temperature: float | None = None,
                         max_words: int | None = None) -> str:
@@ -140,16 +166,14 @@ async def collect_reply(llm: Any, messages: Sequence[ChatMessage], *, timeout_s:
     (None: no limit) and whatever the LLM raises; the stream is closed either way (its connection
     freed)."""
     async def read() -> str:
-        text, held = "", ""
-        stream = llm.stream_chat(messages, max_tokens=max_tokens, temperature=temperature)
+        text = ""
+        stream = text_stream(llm.stream_chat(messages, max_tokens=max_tokens, temperature=temperature), llm)
         async with contextlib.aclosing(stream):
             async for piece in stream:
-                if isinstance(piece, str):  # (anything else: check_piece's error)
-                    piece, held = join_split_char(held, piece)
-                text += check_piece(piece, llm)
+                text += piece
                 if max_words is not None and len(text.split()) > max_words:
                     return text
-        return text + check_piece(held, llm)
+        return text
 
     return await asyncio.wait_for(read(), timeout_s)
 

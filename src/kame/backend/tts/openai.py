@@ -95,9 +95,7 @@ class OpenAITTS(OpenAIHTTP, TTS):
         self.speed = None if speed is None else number("openai TTS", "speed", speed, above=0)
         # (the rates an audio file may have, kame.audio.read_wav's: else resampling it is refused at
         # the first reply, or costs gigabytes)
-        self.pcm_rate = number("openai TTS", "pcm_rate", pcm_rate, min=MIN_FILE_RATE, cast=int)
-        if self.pcm_rate > MAX_FILE_RATE:
-            raise ConfigError(f"openai TTS: pcm_rate must be at most {MAX_FILE_RATE} (Hz), got {pcm_rate!r}")
+        self.pcm_rate = number("openai TTS", "pcm_rate", pcm_rate, min=MIN_FILE_RATE, max=MAX_FILE_RATE, cast=int)
         own = tuple(None if v is None else number("openai TTS", k, v, above=0)
                     for k, v in (("first_chunk_timeout", first_chunk_timeout), ("chunk_timeout", chunk_timeout)))
         # the timeouts given (a spec's ;first_chunk_timeout=30): the cascade's watchdog waits at
