@@ -12,9 +12,10 @@ The checks of the files and folders a command writes are in kame.paths.
 """
 
 import argparse
-import math
 import numbers
 import os
+
+from .numeric import is_finite_number
 
 
 def _number(text: str, cast):
@@ -24,8 +25,9 @@ def _number(text: str, cast):
     except ValueError:
         kind = "an integer" if cast is int else "a number"
         raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    if not is_finite_number(value):  # nan, inf, or an int too large for a float (was: OverflowError)
+        too_large = " (too large)" if cast is int else ""
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}{too_large}")
     return value
 
 

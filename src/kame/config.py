@@ -23,7 +23,6 @@ Unknown keys and bad values raise kame.errors.ConfigError naming the dotted key
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import tomllib
 import typing
@@ -33,6 +32,7 @@ from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
 from .hub import split_hf
+from .numeric import is_finite_number
 from .paths import expand_user, local_path
 from .model.config import PRESETS as MODEL_PRESETS  # (torch-free: kame.model imports torch lazily)
 from .model.config import MAX_SEED, random_spec_options
@@ -347,7 +347,7 @@ def _check_value(path: str, f: dataclasses.Field, tp: Any, value: Any) -> Any:
     elif tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
-        if not math.isfinite(value):  # TOML has nan/inf; they pass every min/max check
+        if not is_finite_number(value):  # TOML has nan/inf (they pass every min/max check), and 400-digit ints
             raise ConfigError(f"{path}: expected a finite number, got {value!r}")
         value = float(value)
     elif tp is str:

@@ -51,3 +51,28 @@ def test_an_int_too_large_for_a_float_is_not_a_finite_number():
     """(JSON's 400-digit numbers parse to such ints: math.isfinite raised OverflowError, a traceback
     in kame client's reading of server metadata and in the eval and training file checks)"""
     assert not is_finite_number(10**400) and is_finite_number(10**300)
+
+
+@pytest.mark.parametrize("check, message", [
+    ("config", r"^backend.llm_temperature: expected a finite number, got 1000"),
+    ("options", r"^openai STT: timeout must be a number > 0, got 1000"),
+    ("cliargs", r"^expected a finite number, got '1000.*' \(too large\)$"),
+])
+def test_an_int_too_large_for_a_float_is_an_error_naming_the_setting(check, message):
+    """(was an OverflowError traceback from math.isfinite / float(): `--set backend.llm_temperature=`
+    and `kame serve --max-sessions` with 400 digits, a back-end option; Sampling's: test_api_checks)"""
+    import argparse
+
+    from kame.backend.options import number
+    from kame.cliargs import at_least
+    from kame.config import load_config
+    from kame.errors import ConfigError
+
+    huge = 10**400
+    with pytest.raises((ConfigError, argparse.ArgumentTypeError), match=message):
+        if check == "config":
+            load_config(None, [f"backend.llm_temperature={huge}"])
+        elif check == "options":
+            number("openai STT", "timeout", huge, above=0)
+        else:
+            at_least(1)(str(huge))

@@ -34,6 +34,7 @@ def user(i):
     (dict(temp_text=math.nan), ValueError, r"Sampling temp_text must be a finite temperature >= 0 .*got nan"),
     (dict(temp=math.inf), ValueError, r"Sampling temp must be a finite temperature"),
     (dict(temp=-0.5), ValueError, r"Sampling temp must be a finite temperature >= 0"),
+    (dict(temp_text=10**400), ValueError, r"Sampling temp_text must be a finite temperature >= 0 .*got 1000"),  # (was: OverflowError)
     (dict(greedy="yes"), TypeError, r"Sampling greedy must be a bool, got str 'yes'"),
 ])
 def test_sampling_values_are_checked(kw, error, message):

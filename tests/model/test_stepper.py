@@ -234,6 +234,17 @@ def test_sampling():
 
 
 @torch.no_grad()
+def test_a_tiny_temperature_samples_the_greedy_token():
+    """A valid temperature of 1e-40 is near-greedy: the best token (was: logits / temp overflowed to
+    inf, the softmax was NaN, and the token was 0, or an arbitrary one after a top-k)."""
+    logits = torch.randn(6, 50, generator=torch.Generator().manual_seed(2)) * 30
+    logits[:, 0] = -100  # (token 0 is nobody's best)
+    for top_k in (0, 5):
+        got = sample(logits, 1e-40, top_k, False, torch.Generator().manual_seed(0))
+        assert torch.equal(got, logits.argmax(-1)), top_k
+
+
+@torch.no_grad()
 def test_sampled_stepping_reproducible(model):
     runs = []
     for _ in range(2):
@@ -273,6 +284,8 @@ def test_seeded_rows_sample_as_alone(model):
     assert [got[t] for t in keep] == ref and sum(r is not None for r in ref) >= 6
     other = Stepper(model, 1, samp, seed=6)  # (the samples are random: another seed, other tokens)
     assert [_tokens(other.step(user[1:2, :, t]), 0) for t in keep] != ref
+    high = Stepper(model, 1, samp, seed=2**32 + 5)  # (all 64 bits count: was the stream of seed 5)
+    assert [_tokens(high.step(user[1:2, :, t]), 0) for t in keep] != ref
 
 
 @torch.no_grad()

@@ -159,7 +159,7 @@ def test_a_diverging_run_is_a_kame_error_saying_to_lower_the_lr(tmp_path, monkey
 
     monkeypatch.setattr(loss, "frontend_loss", diverged)
     manifest = _data(tmp_path / "data")
-    with pytest.raises(KameError, match=r"the loss is nan at step 0 .*diverged before a checkpoint was saved: run "
+    with pytest.raises(KameError, match=r"the loss is nan at step 1 .*diverged before a checkpoint was saved: run "
                                         r"again with a lower --lr \(or --grad-clip 1.0\)"):
         train(_tiny(), FakeCodec(), default_tokenizer(), manifest, None,
               TrainConfig(steps=2, **dict(FAST, grad_clip=0.0)), echo=lambda s: None)
@@ -172,7 +172,7 @@ def test_a_run_diverging_after_a_checkpoint_says_to_start_anew_from_it_not_to_re
 
     real, calls = loss.frontend_loss, []
 
-    def diverged(*a, **k):  # (finite for steps 0 and 1, then NaN)
+    def diverged(*a, **k):  # (finite for steps 1 and 2, then NaN)
         value, parts = real(*a, **k)
         calls.append(1)
         return (value * float("nan") if len(calls) > 2 else value), parts
@@ -183,7 +183,8 @@ def test_a_run_diverging_after_a_checkpoint_says_to_start_anew_from_it_not_to_re
         train(_tiny(), FakeCodec(), default_tokenizer(), manifest, tmp_path / "run",
               TrainConfig(steps=4, **dict(FAST, save_every=2)), echo=lambda s: None)
     said = str(exc.value)
-    assert "the loss is nan at step 2" in said and "--resume keeps its --lr and --grad-clip" in said, said
+    # step 3, as the log and the step-N checkpoints count (was: 2, the 0-based counter, under the log's finite step 2)
+    assert "the loss is nan at step 3" in said and "--resume keeps its --lr and --grad-clip" in said, said
     assert f"start a new run (another -o) with a lower --lr from its last checkpoint (--frontend " \
            f"{(tmp_path / 'run' / 'step-2').resolve()}) or from the start" in said, said
     assert "(or --grad-clip" not in said  # (it clips already: 1.0)

@@ -34,7 +34,7 @@ def number(owner: str, name: str, value, *, min: float | None = None, above: flo
         raise bad
     try:
         x = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # (OverflowError: an int too large for a float, 400 digits)
         raise bad from None
     if math.isnan(x) or (math.isinf(x) and not allow_inf):
         raise bad

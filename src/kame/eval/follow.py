@@ -126,8 +126,9 @@ def generate(model, d, codes, sampling, seed: int) -> tuple[list[int], "np.ndarr
     import torch
 
     from ..model.stepper import Stepper
+    from ..seeding import seed_generator
 
-    st = Stepper(model, 1, sampling, generator=torch.Generator(device=model.device).manual_seed(seed))
+    st = Stepper(model, 1, sampling, generator=seed_generator(torch.Generator(device=model.device), seed))
     events: dict[int, list] = {}
     for ev in d.oracle if model.has_oracle else ():  # (a model without the stream reads none, as teacher_forced)
         events.setdefault(ev.frame, []).append(ev)

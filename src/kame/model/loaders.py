@@ -20,16 +20,19 @@ config.json's ``kame`` object records what kame trained a front-end with (``code
 (kame.runtime.frontend) runs it with that codec and tokenizer, and refuses others.
 
 The model is built on the meta device and the weights are assigned (no double allocation).
-Errors: CheckpointError (missing file, missing/unknown key, shape or dtype mismatch, NaN/inf
-weights, a truncated file, a checkpoint of another kind: a Mimi codec, Kyutai STT where a
-speech-to-speech front-end is expected), ConfigError (bad config key or value, naming config.json).
+Errors: CheckpointError (missing file, missing/unknown key, shape or dtype mismatch, float8 or
+NaN/inf weights, weights beyond the dtype's range (float16), a truncated file, a checkpoint of
+another kind: a Mimi codec, Kyutai STT where a speech-to-speech front-end is expected),
+ConfigError (bad config key or value, naming config.json; a float8 dtype asked for).
 
 Shared with the Mimi loader (kame.codec.mimi.checkpoint): ``resolve_named`` (a file named by a
 config.json) and ``read_config`` (and kame.model.tensorfiles: ``read_safetensors``,
-``strip_wrapper_prefix``, ``checkpoint_kind`` / ``kind_hint``). A checkpoint's weights are mapped
-onto the model by kame.model.statedict.convert_state; why they do not fit is said by
-kame.model.mismatch. A model without the oracle stream is saved in the form the moshi package
-loads (kame.model.moshiform: kame's keys it refuses go under model_id.kame_lm, read back here).
+``strip_wrapper_prefix``, ``checkpoint_kind`` / ``kind_hint``, ``check_finite``, also the embedded
+codec's, and ``cast_checked``). A checkpoint's weights are cast to the dtype by cast_checked (a
+float16 overflow refused) and mapped onto the model by kame.model.statedict.convert_state; why
+they do not fit is said by kame.model.mismatch. A model without the oracle stream is saved in
+the form the moshi package loads (kame.model.moshiform: kame's keys it refuses go under
+model_id.kame_lm, read back here).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from ..config import frontend_spec_form
 from ..errors import CheckpointError, ConfigError, NotAvailableError
 from ..hub import HubFileNotFound, HubUnreachable, hf_download, split_hf
 from ..paths import _new_temporary, default_mode, local_path
+from ..seeding import manual_seed
 from .config import (DEFAULT_TOKENIZER, DTYPE_NAMES, MAX_SEED, LMConfig, config_json, moshi_7b,
                      random_config, random_spec_options)
 from .formats import (KWARGS_NAME, drop_user_stream, finetune_config, folder_kwargs, hf_kwargs, read_json,
@@ -59,8 +63,8 @@ from .modules import NEEDS_CONTEXT
 from .moshiform import lift_kame_lm, moshi_form
 from .statedict import convert_state
 from .stepper import Sampling, Stepper
-from .tensorfiles import (SAFETENSORS_SUFFIXES, config_conflict, file_kind, kind_hint, read_safetensors,
-                          safetensors_header, save_tensors)
+from .tensorfiles import (SAFETENSORS_SUFFIXES, WEIGHT_DTYPES, cast_checked, check_finite, config_conflict, file_kind,
+                          kind_hint, read_safetensors, safetensors_header, save_tensors)
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +153,9 @@ def parse_dtype(dtype: Any, device: torch.device) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         if not dtype.is_floating_point:
             raise ConfigError(f"dtype must be a floating point type, got {dtype}")
+        if dtype not in WEIGHT_DTYPES:  # (float8: accepted, then the first step failed in torch)
+            raise ConfigError(f"dtype {dtype} is not supported: kame runs in float32, bfloat16, float16 or float64 "
+                              f"(float8 and other quantized formats are not)")
         return dtype
     if str(dtype) not in DTYPES:
         raise ConfigError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)}")
@@ -156,18 +163,6 @@ def parse_dtype(dtype: Any, device: torch.device) -> torch.dtype:
 
 
 SpecForm = tuple[str, str | None, Path | None]  # what check_frontend_spec returns
-
-
-def check_finite(tensors: Mapping[str, torch.Tensor], where: str | Path) -> None:
-    """CheckpointError naming ``where`` (the file) and the first floating-point tensor holding NaN
-    or inf: such weights would load and give NaN audio later. Shared by the front-end, Mimi and
-    embedded codec loaders. One sum per tensor (a 7B load: ~1 s; an element-wise isfinite: ~40 s
-    on 2 CPU cores); only a non-finite sum, which finite values can also give by overflowing, is
-    confirmed element by element."""
-    for key, t in tensors.items():
-        if t.is_floating_point() and not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
-            raise CheckpointError(f"{where}: tensor {key!r} has NaN or infinite values (a corrupt or diverged "
-                                  f"checkpoint)")
 
 
 # ------------------------------------------------------------------------------------------
@@ -442,7 +437,7 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
         if not weights:
             return build_meta(cfg).to(dtype=dt).eval(), info
         gen_state = torch.random.get_rng_state()
-        torch.manual_seed(seed)
+        manual_seed(seed)  # (all 64 bits: kame.seeding)
         try:
             model = LMModel(cfg).to(device=device, dtype=dt).eval()
         finally:
@@ -502,6 +497,7 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
         state = drop_user_stream(state, cfg.dep_q)
         log.info("%s: dropped the depformer steps of the user's %d codebooks (dep_q %d -> %d)", wpath, user_q,
                  cfg.dep_q + user_q, cfg.dep_q)
+    state = cast_checked(state, dt, wpath)  # (convert_state's cast is then none; its dtype check still sees ints)
     try:
         state, upgraded = convert_state(state, model, dt)
     except CheckpointError as exc:
@@ -526,7 +522,8 @@ def save_frontend(model: LMModel, folder: str | Path, dtype: Any = None, *, code
     and of the tokenizer file unless given: the runtime then runs the front-end with them and
     refuses others. state_dict: the weights to write instead of ``model.state_dict()`` (a
     training run's whole weights gathered from a sharded model: kame.train.parallel).
-    Everything is checked as load_frontend checks it before anything is written (ConfigError),
+    Everything is checked as load_frontend checks it before anything is written (ConfigError; a
+    ``dtype`` too narrow for the weights, float16 for one beyond 65504: CheckpointError, cast_checked),
     and the files are written under temporary names and then renamed: a failure leaves the folder
     as it was."""
     folder = Path(folder)
@@ -551,7 +548,9 @@ def save_frontend(model: LMModel, folder: str | Path, dtype: Any = None, *, code
         raise CheckpointError(f"save_frontend: state_dict does not match the model's keys (missing "
                               f"{sorted(ours - theirs)[:5]}, unexpected {sorted(theirs - ours)[:5]})")
     weights = model.state_dict() if state_dict is None else state_dict
-    state = {k: (v if dt is None else v.to(dt)).detach().cpu().contiguous() for k, v in weights.items()}
+    if dt is not None:  # (a cast to float16 that overflows is refused here, not written as inf)
+        weights = cast_checked({k: v.detach() for k, v in weights.items()}, dt, wpath)
+    state = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
     made = [d for d in (wpath.parent, *wpath.parent.parents) if not d.exists()][::-1]  # folders to create
     temps: list[Path] = []
     try:

@@ -20,9 +20,9 @@ checked as they are set, so a step cannot fail in its sampling once it has start
 state.
 
 Random streams: ``Stepper(..., seed=7)`` gives each row its own torch.Generator, seeded with the
-seed whenever a session starts in the row (construction, ``reset``) and drawn from only on the
-row's own steps, so a session's samples depend only on the seed, its inputs and its own steps
-(not on the batch size, its row, when it joined or what the other rows do). A shared
+seed (all 64 bits: kame.seeding) whenever a session starts in the row (construction, ``reset``)
+and drawn from only on the row's own steps, so a session's samples depend only on the seed, its
+inputs and its own steps (not on the batch size, its row, when it joined or what the other rows do). A shared
 ``generator=`` (or none: torch's global one) is one stream for the whole batch: each sampled
 distribution draws [B, k] noise from it, so a row's samples depend on the batch size, its row and
 every step taken before it joined - reproducible for the same batch and schedule only.
@@ -45,8 +45,6 @@ before step f). OracleFeed and oracle_timeline share their rules (``_OracleRow``
 from __future__ import annotations
 
 import copy
-import math
-import numbers
 import operator
 import threading
 from collections.abc import Mapping, Set as AbstractSet
@@ -56,6 +54,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from ..numeric import is_finite_number, is_real_number
+from ..seeding import seed_generator
 from .lm import LMModel, not_ids
 from .modules import TransformerState, check_cache_memory
 
@@ -79,11 +79,13 @@ class Sampling:
         if name in ("temp", "temp_text"):
             if isinstance(value, torch.Tensor) and value.dim() == 0:  # (a 0-d tensor, as top_k takes)
                 value = value.item()
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            if not is_real_number(value):
                 raise TypeError(f"Sampling {name} must be a number (a temperature, 0: argmax), got "
                                 f"{type(value).__name__} {value!r}")
-            value = float(value)
-            if not (math.isfinite(value) and value >= 0):
+            finite = is_finite_number(value)  # (False for an int too large for a float: was an OverflowError)
+            if finite:
+                value = float(value)
+            if not (finite and value >= 0):
                 raise ValueError(f"Sampling {name} must be a finite temperature >= 0 (0: argmax), got {value!r}")
         elif name in ("top_k", "top_k_text"):
             value = as_int(value, f"Sampling {name}")
@@ -110,7 +112,8 @@ def sample(logits: torch.Tensor, temp: float, top_k: int, greedy: bool,
     logits = logits.float()
     if greedy or temp <= 0:
         return logits.argmax(dim=-1)
-    probs = torch.softmax(logits / temp, dim=-1)
+    # (best logit 0 first: a 1e-40 temp is near-greedy; was: logits / temp inf, softmax NaN, token 0)
+    probs = torch.softmax((logits - logits.amax(dim=-1, keepdim=True)) / temp, dim=-1)
     idx = None
     if 0 < top_k < probs.shape[-1]:
         probs, idx = probs.topk(top_k, dim=-1)
@@ -384,7 +387,7 @@ class Stepper:
                 raise ValueError("Stepper takes a seed (per-row random streams) or a generator (one stream shared "
                                  "by the batch), not both")
             self._seed = seed
-            self._row_generators = [torch.Generator(device=model.device).manual_seed(seed)
+            self._row_generators = [seed_generator(torch.Generator(device=model.device), seed)
                                     for _ in range(batch_size)]
         self.generator = generator
         if model.training:
@@ -494,7 +497,7 @@ class Stepper:
             mask[rows] = True
             if op == "reset":
                 for r in rows if self._seed is not None else ():  # a new session: its stream anew
-                    self._row_generators[r].manual_seed(self._seed)
+                    seed_generator(self._row_generators[r], self._seed)
                 s.offsets.masked_fill_(mask, 0)
                 s.tokens.masked_fill_(mask[:, None, None], UNGENERATED)
                 s.lm.reset(mask)

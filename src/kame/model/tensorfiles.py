@@ -3,6 +3,9 @@ truncated download told apart from a wrong file), their tensors read with a clea
 training wrapper's key prefix stripped, and what kind of checkpoint a file is (Mimi, kame's
 embedded codec, a Moshi/KAME front-end LM, a Kyutai STT LM) with where it goes in kame's config,
 and whether a front-end config fits a file's tensors (from the header, before a model is built).
+Weights are float16, bfloat16, float32 or float64 (WEIGHT_DTYPES): a file holding float8 (or
+another sub-16-bit float: quantized) tensors is refused from its header, before they are read;
+``check_finite`` refuses NaN/inf weights, ``cast_checked`` a cast that overflows (float16).
 Shared by the front-end loader (kame.model.loaders) and the Mimi loader (kame.codec.mimi), as is
 ``save_tensors`` (the writer of the front-end, Mimi and embedded codec files).
 
@@ -30,6 +33,8 @@ if TYPE_CHECKING:
     from .config import LMConfig
 
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft", ".sfts")
+WEIGHT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)  # the float dtypes kame loads and runs
+_HEADER_WEIGHTS = ("F16", "BF16", "F32", "F64")  # their names in a safetensors header
 _MAX_HEADER = 100_000_000  # safetensors' own limit on its JSON header
 
 
@@ -73,16 +78,42 @@ def safetensors_header(path: str | Path) -> tuple[dict[str, dict], dict[str, str
     raise CheckpointError(lfs_pointer(path) or f"cannot read {path}: not a readable safetensors file (no safetensors header)")
 
 
+def unsupported_float(dtype: torch.dtype | str) -> bool:
+    """Whether ``dtype`` (a torch dtype, or a safetensors header's name: "F8_E4M3") is a float kame
+    does not load or run: float8, float6, float4 (quantized formats); not WEIGHT_DTYPES."""
+    if isinstance(dtype, str):
+        return dtype.startswith("F") and dtype not in _HEADER_WEIGHTS
+    return dtype.is_floating_point and dtype not in WEIGHT_DTYPES
+
+
+def float8_error(where: str | Path, key: str, dtype: torch.dtype | str) -> CheckpointError:
+    """The error for a tensor of an unsupported_float dtype (was: a NotImplementedError from the
+    first operation on it, e.g. check_finite's sum)."""
+    return CheckpointError(f"{where}: tensor {key!r} has dtype {dtype}: float8 (quantized) weights are not "
+                           f"supported by kame; use a file saved in bfloat16, float16 or float32")
+
+
+def check_header_dtypes(header: Mapping[str, Any], where: str | Path) -> None:
+    """float8_error for the first tensor of a safetensors header (safetensors_header) whose dtype
+    is an unsupported_float: refused before any tensor is read."""
+    for key, entry in header.items():
+        dtype = entry.get("dtype") if isinstance(entry, dict) else None
+        if isinstance(dtype, str) and unsupported_float(dtype):
+            raise float8_error(where, key, dtype)
+
+
 def read_safetensors(path: Path, device: str | torch.device = "cpu", what: str = "weights"
                      ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(tensors, metadata) of a .safetensors file; CheckpointError naming the file if it is
-    missing, not a file, not safetensors or truncated. Shared by the front-end and Mimi loaders."""
+    missing, not a file, not safetensors, truncated or holds float8 tensors (check_header_dtypes,
+    before they are read). Shared by the front-end and Mimi loaders."""
     if path.suffix not in SAFETENSORS_SUFFIXES:
         raise CheckpointError(f"{path}: expected a .safetensors file ({what} in the published format)")
     if not path.exists():
         raise CheckpointError(f"{what} file {path} does not exist")
     if not path.is_file():
         raise CheckpointError(f"{what} file {path} is not a file")
+    check_header_dtypes(safetensors_header(path)[0], path)
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:
             return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
@@ -215,6 +246,48 @@ def _frontend_codec(folder: Path) -> str:
 
         return f" (its Mimi codec is Moshi's {MIMI_NAME} beside it)"
     return ""
+
+
+def check_finite(tensors: Mapping[str, torch.Tensor], where: str | Path) -> None:
+    """CheckpointError naming ``where`` (the file) and the first floating-point tensor holding NaN
+    or inf: such weights would load and give NaN audio later; or one of a float8 dtype
+    (float8_error: kame runs none). Shared by the front-end, Mimi and embedded codec loaders
+    (through kame.model.loaders)."""
+    for key, t in tensors.items():
+        if t.is_floating_point() and unsupported_float(t.dtype):
+            raise float8_error(where, key, t.dtype)
+        if t.is_floating_point() and not _finite(t):
+            raise CheckpointError(f"{where}: tensor {key!r} has NaN or infinite values (a corrupt or diverged "
+                                  f"checkpoint)")
+
+
+def _finite(t: torch.Tensor) -> bool:
+    """Whether a float tensor holds no NaN or inf. One sum (a 7B load: ~1 s; an element-wise
+    isfinite: ~40 s on 2 CPU cores); only a non-finite sum, which finite values can also give by
+    overflowing, is confirmed element by element."""
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
+
+def cast_checked(tensors: Mapping[str, torch.Tensor], dtype: torch.dtype | Mapping[str, torch.dtype],
+                 where: str | Path) -> dict[str, torch.Tensor]:
+    """``tensors`` with the floating ones cast to ``dtype`` (one for all, or per key; the others
+    as they are); CheckpointError naming ``where``, the tensor and the dtype when a cast to a
+    narrower range (float16's: 65504) made a finite weight infinite: it would run as inf and give
+    NaN logits. Only narrowing casts are checked (one sum per tensor, _finite). The front-end
+    loader's and save_frontend's cast, and the Mimi loader's."""
+    out = {}
+    for key, t in tensors.items():
+        to = dtype if isinstance(dtype, torch.dtype) else dtype[key]
+        if not t.is_floating_point() or t.dtype == to:
+            out[key] = t
+            continue
+        out[key] = c = t.to(to)
+        if torch.finfo(to).max < torch.finfo(t.dtype).max and not _finite(c) and _finite(t):
+            name = str(to).removeprefix("torch.")
+            raise CheckpointError(f"{where}: tensor {key!r} has values beyond {name}'s range (largest "
+                                  f"{torch.finfo(to).max:g}), which become infinite in {name}: use bfloat16 or "
+                                  f"float32 instead")
+    return out
 
 
 def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:

@@ -315,7 +315,7 @@ def _fitted_file(path: str | Path | None, sha256: str | None) -> tuple[Path, dic
     """(path, "kame" metadata, sha256) of a fitted codec file (the shipped one for None), checked
     as far as its header goes: where it is, its kind and format, its sha256 against ``sha256``,
     else the shipped checksum (default file) or a ``.sha256`` file beside it (if present)."""
-    from ...model.tensorfiles import checkpoint_kind, kind_hint, safetensors_header
+    from ...model.tensorfiles import check_header_dtypes, checkpoint_kind, kind_hint, safetensors_header
 
     default = path is None
     if str(path).startswith("hf://"):
@@ -335,6 +335,7 @@ def _fitted_file(path: str | Path | None, sha256: str | None) -> tuple[Path, dic
     fmt = meta.get("format") if isinstance(meta, dict) else None
     if fmt != FORMAT and (kind := checkpoint_kind(header, raw)) not in (None, "embedded"):
         raise CheckpointError(f"{path} is not a fitted embedded codec: {kind_hint(kind, path)}")
+    check_header_dtypes(header, path)  # float8 tensors: refused before they are read
     expected = sha256 or (DEFAULT_SHA256 if default else None)
     side = path.with_name(path.name + ".sha256")
     if expected is None and side.is_file():

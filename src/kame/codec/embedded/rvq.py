@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ...seeding import seed_generator
 from .config import EmbeddedCodecConfig
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ def kmeans(x: torch.Tensor, k: int, iters: int, gen: torch.Generator, max_points
 
 def fit_rvq(x: torch.Tensor, cfg: EmbeddedCodecConfig, seed: int = 0) -> RVQ:
     """Fit the weighted PCA and the residual codebooks on stacked features x [N, D]."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = seed_generator(torch.Generator(), seed)
     F = cfg.feat_dim
     w = torch.ones(F)
     w[cfg.n_cep] = cfg.w_f0

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from ...errors import ConfigError
+from ...seeding import manual_seed
 from .checkpoint import check_placement, load_mimi, load_state, resolve_source, save_mimi
 from .config import DEFAULT_REPO, MIMI_NAME, PRESETS, MimiConfig
 from .model import MimiCodec, MimiModel, MimiStream
@@ -35,7 +36,7 @@ def randomize(model: MimiModel, seed: int = 0, calibration_s: float = 0.8) -> Mi
     spread over the codebook instead of all being 0 as with empty EMA statistics)."""
     cfg = model.cfg
     with torch.random.fork_rng():
-        torch.manual_seed(seed)
+        manual_seed(seed)
         for m in model.modules():
             if hasattr(m, "reset_parameters") and m is not model:
                 m.reset_parameters()

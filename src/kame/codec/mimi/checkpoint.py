@@ -138,8 +138,8 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 
 
 def load_state(model: MimiModel, state: dict[str, torch.Tensor], where: str = "checkpoint", note: str = "") -> None:
-    """Strictly load ``state`` into ``model``; any missing/unexpected key, shape mismatch or NaN/inf
-    weight raises (``note`` is added to the key and shape errors: where the config came from)."""
+    """Strictly load ``state`` into ``model``; any missing/unexpected key, shape mismatch, float8 or
+    NaN/inf weight raises (``note`` is added to the key and shape errors: where the config came from)."""
     from ...model.loaders import check_finite  # (lazily, as check_placement)
     from ...model.tensorfiles import checkpoint_kind, kind_hint
 
@@ -199,6 +199,8 @@ def load_mimi(
     coded with, at most what the file holds) defaults to the config's ``num_codebooks``: Moshi's 8,
     or all the file holds when it holds fewer.
     """
+    from ...model.loaders import cast_checked  # (lazily, as check_placement)
+
     device, dtype = check_placement(device, dtype)
     path = resolve_source(source)
     state, meta = _read(path)
@@ -218,6 +220,7 @@ def load_mimi(
         num_codebooks = check_num_codebooks(num_codebooks, config.n_q_semantic, config.n_q)
     except ConfigError as exc:
         raise ConfigError(f"{exc} ({path.name} holds {config.n_q} codebooks: {path})") from None
+    state = cast_checked(state, dtype, path)  # (float16: a weight beyond its range refused, not run as inf)
     model = MimiModel(config)
     load_state(model, state, where=str(path), note=note)
     model.to(device=device, dtype=dtype)
