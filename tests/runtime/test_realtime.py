@@ -80,8 +80,8 @@ async def test_a_session_slower_than_real_time_is_logged_once_with_the_cause(cap
     assert s.stats.missed_deadlines >= 20 and s.stats.dropped_input_s == 0
     w = behind[0]
     assert w.startswith("session slow falls behind real time: 3 of its last 3 frames missed their 80 ms deadline")
-    assert "takes 200 ms (median) per 80 ms of audio" in w and "too slow for this CPU" in w
-    assert "codec and front-end for the batch's 4 rows (runtime.max_sessions; 1 in use)" in w
+    assert "its steps, codec and front-end for the batch's 4 rows (runtime.max_sessions; 1 in use), take 200 ms " \
+           "(median of its last 3 frames) per 80 ms of audio" in w and "too slow for this CPU" in w
     assert "Try runtime.max_sessions = 1" in w  # the one change that helps most here
     assert not any("dropping older audio" in x for x in warned)
 
@@ -144,7 +144,8 @@ async def test_a_ticker_that_wakes_late_is_not_blamed_on_the_model(caplog):
     await agent.stop()
     behind = [r.getMessage() for r in caplog.records if "falls behind real time" in r.getMessage()]
     assert len(behind) == 1 and s.stats.missed_deadlines == 6
-    assert "the steps take 0 ms (median) but wait 220 ms (median) for the event loop" in behind[0]
+    assert "its steps take 0 ms (median of its last " in behind[0]
+    assert "per 80 ms of audio, but the late frames waited 220 ms (median) for the event loop" in behind[0]
     assert "something else holds the CPU" in behind[0] and "too slow for this CPU" not in behind[0]
 
 
@@ -172,7 +173,8 @@ async def test_a_loop_that_takes_the_results_late_is_not_blamed_on_the_model(cap
     await agent.stop()
     behind = [r.getMessage() for r in caplog.records if "falls behind real time" in r.getMessage()]
     assert len(behind) == 1 and s.stats.missed_deadlines >= 3
-    assert "the steps take 0 ms (median) but wait 300 ms (median) for the event loop" in behind[0]
+    assert "its steps take 0 ms (median of its last " in behind[0]
+    assert "per 80 ms of audio, but the late frames waited 300 ms (median) for the event loop" in behind[0]
     assert "too slow for this CPU" not in behind[0]
 
 
@@ -244,5 +246,27 @@ async def test_a_loop_held_longer_than_the_step_is_the_cause_even_with_slow_step
     await s.close()
     await agent.stop()
     behind = [r.getMessage() for r in caplog.records if "falls behind real time" in r.getMessage()]
-    assert len(behind) == 1 and "wait 2950 ms (median) for the event loop" in behind[0]
+    assert len(behind) == 1 and "waited 2950 ms (median) for the event loop" in behind[0]
     assert "too slow for this CPU" not in behind[0]
+
+
+async def test_late_steps_on_a_busy_machine_are_not_blamed_on_the_front_end(caplog):
+    """(QA) Steps that typically take 46 ms, of which a few took 160 ms (preempted: other programs
+    held the CPU): was "each step ... takes 160 ms (median) ...: the front-end is too slow for this
+    CPU ... Try runtime.max_sessions = 1 ... a GPU", the median of the late frames' steps alone,
+    while the session's stats said step_time_p50_s 0.046."""
+    caplog.set_level(logging.WARNING, logger=SESSION_LOG)
+    agent, clock, _ = make_agent()
+    await agent.start()
+    s = await agent.open_session("busy")
+    for lateness, wait, step_s in [(0.0, 0.001, 0.046)] * 20 + [(0.08, 0.001, 0.16)] * 3:
+        s.frame_timing(lateness, wait, step_s, clock.now())
+    await s.close()
+    await agent.stop()
+    behind = [r.getMessage() for r in caplog.records if "falls behind real time" in r.getMessage()]
+    assert len(behind) == 1, behind
+    w = behind[0]
+    assert "3 of its last 23 frames missed" in w
+    assert "its steps take 46 ms (median of its last 23 frames) per 80 ms of audio, within the 80 ms, but the " \
+           "late frames' took 160 ms (median): the machine was busy (CPU contention" in w
+    assert "too slow for this CPU" not in w and "max_sessions = 1" not in w and "GPU" not in w

@@ -122,3 +122,37 @@ async def test_after_end_input_an_agent_that_never_ends_the_session_is_closed_on
                     errors.append(P.parse_json(msg.data[1:])["code"])
             assert errors == ["end_timeout"] and ws.close_code == 1000
     assert agent.sessions[0].closed
+
+
+async def test_a_shutdown_sends_the_sessions_final_stats_before_its_close():
+    """(QA) SIGTERM / Ctrl-C: the server closes each live session as after END_INPUT, so the client
+    gets its final "stats" before the 1001 close (was: closed at once, no final stats: the client's
+    totals were those of the latest periodic stats, up to a second old)."""
+    import json
+
+    import aiohttp
+
+    async def read_to_the_close(ws) -> tuple[list[dict], object]:
+        stats = []
+        while (msg := await ws.receive(timeout=10)).type == aiohttp.WSMsgType.BINARY:
+            kind, payload = P.decode(msg.data)
+            if kind == P.Kind.METADATA and (meta := json.loads(payload)).get("type") == "stats":
+                stats.append(meta)
+            if kind == P.Kind.PING:
+                pong.set()
+        return stats, msg
+
+    agent, pong = TotalsAgent(), asyncio.Event()
+    async with aiohttp.ClientSession() as http:
+        async with running_server(agent) as (url, server):
+            ws = await http.ws_connect(url.replace("http", "ws") + "/api/chat?pcm=1")
+            reading = asyncio.create_task(read_to_the_close(ws))
+            for _ in range(3):
+                await ws.send_bytes(P.encode(P.Kind.PCM, P.pcm16_encode(tone(0.08))))
+            await ws.send_bytes(P.encode(P.Kind.PING, b"x"))
+            await asyncio.wait_for(pong.wait(), 10)  # (the audio was taken) ... then the server shuts down
+        stats, close = await reading
+        assert (ws.close_code, close.extra) == (1001, "server shutting down")
+    (s,) = agent.sessions
+    assert s.frames == 3 and [m["final"] for m in stats] == [False, True] and stats[-1]["frames"] == 3
+    assert server.metrics.closed["shutdown"] == 1

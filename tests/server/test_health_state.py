@@ -129,3 +129,24 @@ async def test_a_killed_pocketsphinx_child_is_stt_down_in_health_and_metrics(mon
             rec.close()
     finally:
         stt.server.close()
+
+
+async def test_a_component_found_down_is_logged_once_per_death(caplog):
+    """(QA) A back-end child that dies with no session live: /api/health (and a scrape) say
+    "degraded" at once, and now the log says so too, once per death, and when it is back (was:
+    nothing until the next session used it)."""
+    from .test_metrics_endpoint import scrape
+
+    caplog.set_level(logging.INFO, logger="kame.server")
+    agent = HealthAgent()
+    async with serving(make_app(agent, ServerConfig(), clock=FakeClock(100.0))) as (url, _), \
+            aiohttp.ClientSession() as http:
+        for states in ({"stt": "up", "llm": "down"}, {"stt": "up", "llm": "down"}, {"stt": "up", "llm": "loading"},
+                       {"stt": "up", "llm": "up"}, {"stt": "up", "llm": "down"}):
+            agent.said["components"] = states
+            await _health(http, url)
+            await scrape(http, url)
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.getMessage().startswith("back-end ")]
+    down = (logging.WARNING, 'back-end llm is down (seen by a health check): /api/health says "degraded" until it is '
+                             'up again (a back-end child process that died is restarted by its next use)')
+    assert said == [down, (logging.INFO, "back-end llm is up again"), down]

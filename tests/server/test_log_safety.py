@@ -73,9 +73,10 @@ def test_redact_cuts_secret_header_values():
 def test_the_closed_line_escapes_the_clients_reason():
     from types import SimpleNamespace as NS
 
-    conn = NS(client_close=(1000, "bye)\n" + FORGED), client_closed=True, lost=None, close_code=1000, close_reason="")
+    conn = NS(client_close=(1000, "bye)\n" + FORGED), client_closed=True, lost=None, close_code=1000, close_reason="",
+              ended_by=None)
     assert ops.ending(conn) == "closed by the client (1000 bye)\\n" + FORGED + ")"
-    conn = NS(client_close=None, client_closed=False, lost=None, close_code=1008, close_reason="x\ny")
+    conn = NS(client_close=None, client_closed=False, lost=None, close_code=1008, close_reason="x\ny", ended_by=None)
     assert ops.ending(conn) == "closed by the server (1008 x\\ny)"
 
 

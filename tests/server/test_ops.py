@@ -391,11 +391,17 @@ def test_the_page_names_no_absolute_path():
 def test_the_closed_line_says_who_closed():
     from types import SimpleNamespace as NS
 
-    conn = NS(client_close=None, client_closed=False, lost=None, close_code=1008, close_reason="no audio for 30 s")
+    conn = NS(client_close=None, client_closed=False, lost=None, close_code=1008, close_reason="no audio for 30 s",
+              ended_by=None)
     assert ops.ending(conn) == "closed by the server (1008 no audio for 30 s)"
     assert ops.ending(NS(**{**vars(conn), "client_close": (1001, "going away")})) == "closed by the client (1001 going away)"
     assert ops.ending(NS(**{**vars(conn), "lost": "Cannot write to closing transport"})) == \
         "the connection was lost (Cannot write to closing transport)"
+    # a client the server reset because it stopped reading: its socket then reads as closed (was: "lost")
+    reset = NS(**{**vars(conn), "client_closed": True, "close_reason": "client stopped reading",
+                  "ended_by": ops.STOPPED_READING})
+    assert ops.ending(reset) == "closed by the server (reset, no close frame: the client stopped reading)"
+    assert ops.closed_how(reset) == "error"
 
 
 def test_trusted_proxy_is_a_config_key():

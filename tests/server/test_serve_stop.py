@@ -18,6 +18,7 @@ import pytest
 # SIGHUP (a closed terminal or ssh session, `kill -HUP`) as SIGTERM (was: the process died at once)
 SIGNALS = [(signal.SIGINT, 130), (signal.SIGTERM, 0)] + ([(signal.SIGHUP, 0)] if hasattr(signal, "SIGHUP") else [])
 NAMES = [s.name for s, _ in SIGNALS]
+CAUSES = {"SIGINT": "Ctrl-C (SIGINT)", "SIGTERM": "SIGTERM", "SIGHUP": "hang-up (SIGHUP), as for SIGTERM"}
 
 
 def _serve(args: list[str], stdin=None) -> subprocess.Popen:
@@ -56,8 +57,9 @@ def test_the_exit_status_says_which_signal_stopped_it(sig, status):
         assert proc.wait(timeout=60) == status
         err = proc.stderr.read()
         assert "shutting down: closing 0 session(s)" in err and "Traceback" not in err
-        if sig == getattr(signal, "SIGHUP", None):
-            assert "hang-up (SIGHUP): stopping as for SIGTERM" in err
+        # the cause, then the end (was: the same lines for all three, and nothing once stopped)
+        assert f"INFO kame.server: stopping: {CAUSES[sig.name]}\n" in err, err
+        assert f" (exit {status})\n" in err.split("INFO kame.server: stopped after ")[1], err
     finally:
         proc.kill()
         proc.wait()
@@ -91,7 +93,7 @@ def test_a_hang_up_closes_the_sessions_as_sigterm_does_and_a_second_one_is_ignor
         assert (code, reason) == (1001, "server shutting down")
         assert proc.wait(timeout=60) == 0
         err = proc.stderr.read()
-        assert "hang-up (SIGHUP)" in err and "closing 1 session(s)" in err and "Traceback" not in err
+        assert "stopping: hang-up (SIGHUP)" in err and "closing 1 session(s)" in err and "Traceback" not in err
     finally:
         proc.kill()
         proc.wait()
@@ -214,6 +216,57 @@ def test_under_nohup_a_hang_up_as_it_starts_is_left_ignored():
         proc.stdin.flush()
         _wait_for(proc, "serving on http://")  # (it started: the hang-up was ignored)
         _hang_up_is_ignored(proc)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# `kame serve` held in its stop: in the agent's stop (on the server's loop), or stopping the back-end's
+# children (after the loop), until the test writes a line
+HELD_STOP_SCRIPT = textwrap.dedent("""
+    import asyncio, sys
+    from kame import cli
+    from kame.backend import childproc
+    from kame.server.echo import EchoAgent
+
+    def held(what):
+        print("holding:", what, flush=True)
+        sys.stdin.readline()
+        return 0
+
+    if sys.argv[1] == "agent":
+        stop = EchoAgent.stop
+
+        async def held_stop(self):
+            await asyncio.to_thread(held, "the agent's stop")
+            print("done: the agent's stop", flush=True)  # (not if the stop was cut short: cancelled)
+            await stop(self)
+        EchoAgent.stop = held_stop
+    else:
+        childproc.release_children = lambda: (held("the children"), print("done: the children", flush=True))[0]
+    sys.exit(cli.main(["serve", "--agent", "echo", "--port", "0"]))
+""")
+
+
+@pytest.mark.parametrize("phase", ["agent", "children"])
+def test_a_second_sigterm_does_not_cut_the_stop_short(phase):
+    """(QA) A second SIGTERM while the agent or the back-end's children are being stopped: was,
+    in the agent's stop, aiohttp's handler ending the stop under way, and after the server's loop
+    the default action, killing the process at once (143) and maybe leaving the children running."""
+    proc = _serve(["-c", HELD_STOP_SCRIPT, phase], stdin=subprocess.PIPE)
+    try:
+        _wait_for(proc, "serving on http://")
+        proc.send_signal(signal.SIGTERM)
+        _wait_for(proc, "holding:")
+        proc.send_signal(signal.SIGTERM)
+        with pytest.raises(subprocess.TimeoutExpired):  # (still stopping)
+            proc.wait(timeout=2)
+        proc.stdin.write("go on\n")
+        proc.stdin.flush()
+        _wait_for(proc, "done:")  # the stop went on to its end
+        assert proc.wait(timeout=60) == 0
+        err = proc.stderr.read()
+        assert err.count("stopping: SIGTERM") == 1 and "stopped after " in err and "Traceback" not in err
     finally:
         proc.kill()
         proc.wait()

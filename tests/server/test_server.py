@@ -476,7 +476,7 @@ async def test_slow_client_is_dropped_then_closed_without_stalling_others(caplog
     import logging
     import socket
 
-    caplog.set_level(logging.WARNING, logger="kame.server.app")
+    caplog.set_level(logging.INFO, logger="kame.server")
 
     # (agent audio ~25x faster than real time: an 80 ms frame every 3 ms)
     flood = FloodAgent(lambda: AgentAudio(np.full(1920, 0.1, np.float32), 0.0), 0.003)
@@ -507,6 +507,10 @@ async def test_slow_client_is_dropped_then_closed_without_stalling_others(caplog
         assert slow.close_reason == "client stopped reading"
         assert "connection flood1 dropped: the client stopped reading (a send waited 0.5 s)" in caplog.text  # (was: no
         # line at all)
+        # the server's close, counted and logged as such (was: how="lost", "the connection was lost")
+        assert server.metrics.closed["error"] == 1 and server.metrics.closed["lost"] == 0
+        assert "session flood1 closed after " in caplog.text
+        assert "closed by the server (reset, no close frame: the client stopped reading)" in caplog.text
         assert got > 50 and fast.queue.dropped < slow.queue.dropped  # the reading client kept being served
         writer.close()
 

@@ -52,7 +52,7 @@ _ids = itertools.count(1)
 _CLOSED = object()
 MAX_PENDING_OUTPUTS = 4000  # unread outputs kept per session (~2-3 min of audio frames + text)
 STAMP_EPS_S = 1e-6  # a frame's audio counts as waiting in the backlog when it arrived this much before its stamp
-HEAVY_STEP = 0.75  # a step taking this share of the 80 ms (median of the late frames) is the cause
+HEAVY_STEP = 0.75  # a step taking this share of the 80 ms is heavy (typically: the front-end; only when late: a busy CPU)
 LAYOUT_KEYS = ("max_delay", "delays", "oracle", "start_id", "pad_id", "text_card")  # TandemSession.frontend_layout
 
 
@@ -414,33 +414,44 @@ class TandemSession(Session):
             self._warn_behind()
 
     def _warn_behind(self) -> None:
-        """Log, once, that this session's frames miss their deadlines: how many, and whether the
-        step itself is too slow (the front-end and codec for this CPU and batch) or waits for the
-        event loop (something else takes the CPU or the loop), and what to do."""
+        """Log, once, that this session's frames miss their deadlines: how many, the typical step
+        (the median of all its recent frames', against the 80 ms) and whether the front-end and
+        codec are too slow for this CPU and batch (the typical step is heavy), the machine was busy
+        (the typical step fits, but the late frames' steps were long: other programs or the
+        back-end took the CPU from it; the step is wall-clock time), or the step waited for the
+        event loop (something else holds the loop or the CPU), and what to do."""
         late = [p for p in self._pace if p[0] > 0]
         if self._behind_warned or not late:
             return
         self._behind_warned = True
         agent, rt = self.agent, self.agent.config.runtime
+        typical = _median([p[2] for p in self._pace])
         step, delay = _median([p[2] for p in late]), _median([p[1] for p in late])
         live = max(1, len(agent.sessions))
         fe, codec = agent.components.get("frontend"), agent.components.get("codec")
         model = f"the front-end {fe}" + (f" with codec {codec}" if codec else "") if fe else "the front-end"
-        if step >= HEAVY_STEP * FRAME_S and step >= delay:  # (a loop held longer than the step: its cause)
+        typ = f"{typical * 1000:.0f} ms (median of its last {len(self._pace)} frames) per 80 ms of audio"
+        long_steps = step >= HEAVY_STEP * FRAME_S and step >= delay  # (a loop held longer than the step: its cause)
+        if long_steps and typical >= HEAVY_STEP * FRAME_S:
             rows = (f"the batch's {rt.max_sessions} rows (runtime.max_sessions; {live} in use)"
                     if rt.batched and rt.max_sessions > 1 else f"{live} session(s), one after the other"
                     if live > 1 else "one session")
-            cause = (f"each step, codec and front-end for {rows}, takes {step * 1000:.0f} ms (median) per "
-                     f"80 ms of audio: {model} is too slow for this CPU"
+            cause = (f"its steps, codec and front-end for {rows}, take {typ}: {model} is too slow for this CPU"
                      + (" at this batch size" if rt.batched and rt.max_sessions > 1 else ""))
             fix = ((f"runtime.max_sessions = {live} (each step runs all its rows through the front-end, used or not), "
                     if rt.batched and rt.max_sessions > live else "fewer sessions, " if live > 1 else "")
                    + "a smaller front-end or codec, a GPU (frontend.device), or a faster machine")
+        elif long_steps:  # (the step is wall-clock time: a preempted one is long too)
+            cause = (f"its steps take {typ}, within the 80 ms, but the late frames' took {step * 1000:.0f} ms "
+                     f"(median): the machine was busy (CPU contention: other programs, or the back-end's STT and "
+                     f"LLM, took the CPU from the step), not {model} too slow")
+            fix = ("less other load on this machine (other programs; the back-end's models on another machine: "
+                   "backend.stt / backend.llm = openai:...), or more CPU cores")
         else:
-            cause = (f"the steps take {step * 1000:.0f} ms (median) but wait {delay * 1000:.0f} ms (median) "
-                     f"for the event loop to start them or take their results: something else holds the CPU or "
-                     f"this process's event loop (the back-end's STT and LLM, the network traffic of many "
-                     f"sessions, other programs)")
+            cause = (f"its steps take {typ}, but the late frames waited {delay * 1000:.0f} ms (median) for the "
+                     f"event loop to start them or take their results: something else holds the CPU or this "
+                     f"process's event loop (the back-end's STT and LLM, the network traffic of many sessions, "
+                     f"other programs)")
             fix = ("fewer sessions (runtime.max_sessions), the back-end's models on another machine "
                    "(backend.stt / backend.llm = openai:...), or more CPU cores")
         log.warning("session %s falls behind real time: %d of its last %d frames missed their 80 ms deadline "

@@ -42,10 +42,12 @@ from . import guard, httplog, ops
 from .connection import Connection
 from .ops import SERVER_KEY, listen_socket  # (SERVER_KEY: also kame.server.app's, as before)
 from .settings import ServerConfig, echo_server_config, server_config_from  # noqa: F401 (also kame.server.app's)
+from .stopping import SERVE_EPILOG, Stopping, leave_if_loading
 
 log = logging.getLogger("kame.server")
 STATIC_DIR = Path(__file__).parent / "static"
 OPUS_THREADS = 4  # Opus decoding and encoding for all sessions (each: one message / one chunk at a time)
+SHUTDOWN_FLUSH_S = 2.0  # at a shutdown, how long the sessions' last outputs (final stats) may take to be sent
 
 
 class Server:
@@ -162,10 +164,21 @@ class Server:
         return web.Response(body=body, content_type=ctype, headers={"Cache-Control": "no-cache"})
 
     async def on_shutdown(self, app: web.Application) -> None:
-        log.info("shutting down: closing %d session(s)", len(self.connections))
-        for conn in list(self.connections):
-            conn.close_code, conn.close_reason = WSCloseCode.GOING_AWAY, ops.SHUTDOWN_REASON
-            await guard.close_ws(conn.ws, conn.transport, WSCloseCode.GOING_AWAY, ops.SHUTDOWN_REASON.encode())
+        """Each live session ends as after END_INPUT, its last outputs and final "stats" sent
+        (Connection.shut_down), then its connection closes with 1001; one that has not closed
+        within SHUTDOWN_FLUSH_S is closed now."""
+        conns = list(self.connections)
+        log.info("shutting down: closing %d session(s)", len(conns))
+        for conn in conns:
+            conn.shut_down()
+        waits = [asyncio.ensure_future(c.finished.wait()) for c in conns]
+        if waits:
+            await asyncio.wait(waits, timeout=SHUTDOWN_FLUSH_S)
+        for w in waits:
+            w.cancel()
+        for conn in conns:
+            if not conn.ws.closed:
+                await guard.close_ws(conn.ws, conn.transport, WSCloseCode.GOING_AWAY, ops.SHUTDOWN_REASON.encode())
 
     async def on_cleanup(self, app: web.Application) -> None:
         # (after on_shutdown and the handlers' end: each connection waited for its own decode and encode)
@@ -340,7 +353,7 @@ def add_arguments(parser) -> None:
                              "forwarded request skips the Host check (docs/protocol.md, reverse proxy)")
     parser.add_argument("--max-sessions", type=at_least(1), default=None,
                         help="echo agent only, default 16 (others: [runtime] max_sessions in the config)")
-    parser.epilog, parser.formatter_class = ops.SERVE_EPILOG, argparse.RawDescriptionHelpFormatter
+    parser.epilog, parser.formatter_class = SERVE_EPILOG, argparse.RawDescriptionHelpFormatter
 
 
 def _build(args) -> tuple[Agent, ServerConfig]:
@@ -382,7 +395,7 @@ def main(args) -> int:
     sock = limited_socket(listen_socket(cfg.host, cfg.port), cfg)
     port = sock.getsockname()[1]  # the one bound (--port 0: chosen by the system)
     app = make_app(agent, cfg, manage_agent=True, load_in_background=True)
-    state, stopping = app[SERVER_KEY].health_state, ops.Stopping()
+    state, stopping = app[SERVER_KEY].health_state, Stopping()
     if (unsafe := guard.bind_warning(cfg)):
         log.warning("%s", unsafe)
     host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host  # an IPv6 address, as a URL writes it
@@ -392,7 +405,7 @@ def main(args) -> int:
         sock.listen(128)
         loop = asyncio.get_running_loop()  # (out of file descriptors: one line a minute, no traceback)
         loop.set_exception_handler(httplog.accept_errors(cfg, loop.get_exception_handler()))
-        stopping.install()  # (Ctrl-C: exit status 130)
+        stopping.install()  # (Ctrl-C: exit status 130; the stop's cause logged)
         if args.agent != "echo":
             _say(f"kame: loading the agent ({guard.loads(agent)}: can take half a minute); meanwhile "
                  f"http://{host}:{port}/api/health answers 503 \"loading\" ...")
@@ -407,7 +420,7 @@ def main(args) -> int:
         _say(f"kame: serving on http://{host}:{port}/ (WebSocket /api/chat)")
 
     def failed(_exc) -> None:  # the agent could not start: stop serving (as a signal would); raised below
-        asyncio.get_running_loop().call_soon(_graceful_exit)
+        asyncio.get_running_loop().call_soon(_graceful_exit, stopping)
 
     state.on_ready, state.on_failed = announce, failed
     app.on_startup.insert(0, listen)
@@ -415,10 +428,12 @@ def main(args) -> int:
         web.run_app(app, sock=sock, print=None, handle_signals=True, access_log_class=ops.AccessLogger)
     except KeyboardInterrupt:  # a second Ctrl-C during the shutdown
         stopping.interrupted = True
+    stopping.begin(None)  # (held from here if no signal began it: the children's stop is not cut short)
     _release_children(stopping)
+    stopping.done()
     if state.load_error is not None:
         raise state.load_error
-    ops.leave_if_loading(state, stopping.status)  # (a signal during start-up: not after the model's load)
+    leave_if_loading(state, stopping.status)  # (a signal during start-up: not after the model's load)
     return stopping.status
 
 
@@ -444,7 +459,7 @@ def _say(line: str) -> None:
             pass
 
 
-def _release_children(stopping: ops.Stopping) -> None:
+def _release_children(stopping: Stopping) -> None:
     """Stop the back-end children the agent's components share (the embedded LLM's,
     pocketsphinx's) with the server, before the interpreter's exit: a (re)load under way is
     terminated, not waited for, and each stop is logged (was: nothing stopped them before the exit
@@ -458,5 +473,6 @@ def _release_children(stopping: ops.Stopping) -> None:
         stopping.interrupted = True
 
 
-def _graceful_exit() -> None:
+def _graceful_exit(stopping: Stopping) -> None:
+    stopping.begin(None)
     raise web.GracefulExit()

@@ -68,12 +68,14 @@ class Connection:
         self.pump: asyncio.Task | None = None  # run()'s task reading the session's outputs
         self.client_close: tuple[int, str] | None = None  # the client's close code and reason
         self.lost: str | None = None  # why the connection broke, if it did
-        self.ended_by: str | None = None  # the fatal error's code, if the server sent one
+        self.ended_by: str | None = None  # the fatal error's code, if the server sent one (STOPPED_READING: reset)
         self.close_code, self.close_reason = WSCloseCode.OK, "bye"
+        self.finished = asyncio.Event()  # run() has ended (the connection closed)
 
     @property
     def ending(self) -> bool:
-        """The client sent END_INPUT: the session is closing, its outputs still forwarded."""
+        """The session is closing, its outputs still forwarded (the client sent END_INPUT, or the
+        server shuts down)."""
         return self.ending_since is not None
 
     def send_error(self, code: str, message: str, fatal: bool = False) -> None:
@@ -138,6 +140,7 @@ class Connection:
                 await guard.close_ws(self.ws, self.transport, self.close_code, reason)  # (not read: TCP dropped)
             else:  # (closed by aiohttp, e.g. 1009: what it sent may be unread)
                 guard.drop_unsent(self.transport)
+            self.finished.set()
 
     async def _send_failed(self, exc: ConnectionError, reader: asyncio.Task) -> None:
         """A send failed: the connection is lost, unless the server had closed it (a slow client,
@@ -210,14 +213,28 @@ class Connection:
                 await self.queue.put_when_room(P.error(exc.code, str(exc), False))
 
     def _end_input(self) -> None:
-        """The client sent all its audio (control END_INPUT): close the session while the pump still
-        forwards its outputs, so the client gets what the close flushes, the final "stats" last (was:
-        only the client's close ended the session, and nobody read those); the pump's end then closes
-        the connection normally (1000). The session's end counts as the client's."""
+        """The client sent all its audio (control END_INPUT): the session's outputs end
+        (_close_session), then the connection closes normally (1000). The session's end counts as
+        the client's."""
+        if self.session_closing is None:
+            self.client_close = (WSCloseCode.OK, "end of input")
+            self._close_session()
+
+    def shut_down(self) -> None:
+        """The server shuts down (app.Server.on_shutdown): the session's outputs end as after
+        END_INPUT (_close_session; was: the connection closed at once, and the client's totals
+        were those of the latest periodic stats), then the connection closes with 1001 "server
+        shutting down"."""
+        self.close_code, self.close_reason = WSCloseCode.GOING_AWAY, ops.SHUTDOWN_REASON
+        self._close_session()
+
+    def _close_session(self) -> None:
+        """Close the session while the pump still forwards its outputs, so the client gets what
+        the close flushes, the final "stats" last (was: only the client's close ended the session,
+        and nobody read those); the pump's end then closes the connection with ``close_code``."""
         if self.session_closing is not None:
             return
         self.ending_since = self.server.clock.now()
-        self.client_close = (WSCloseCode.OK, "end of input")
         self.session_closing = asyncio.ensure_future(self.session.close())
 
     async def _handle(self, kind: P.Kind, payload: bytes) -> None:
@@ -365,6 +382,7 @@ class Connection:
                 log.warning("connection %s dropped: the client stopped reading (a send waited %g s)",
                             self.session.id, self.cfg.send_timeout_s)
                 self.close_code, self.close_reason = WSCloseCode.POLICY_VIOLATION, "client stopped reading"
+                self.ended_by = ops.STOPPED_READING  # (the server's close, not a lost connection: ops.closed_how)
                 if self.transport is not None:
                     self.transport.abort()
                 return

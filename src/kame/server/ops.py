@@ -15,7 +15,8 @@ before the agent loads.
 
 The agent says how it is (``agent.health()``: running, frame counters, each shared component's
 state; kame.runtime.engine.TandemAgent, kame.cascade.agent.CascadeAgent), so a component that
-dies or reloads shows with no session live and before a request fails; the live sessions add
+dies or reloads shows with no session live and before a request fails (one found "down" is
+logged, once per death: Health.note_components); the live sessions add
 what they saw ("backend" Meta events, which the server forwards). An agent without health() (a
 plugin's) is read by its ``components`` names and ``frames`` / ``missed`` counters.
 """
@@ -27,7 +28,6 @@ import errno
 import ipaddress
 import logging
 import os
-import signal
 import time
 
 from aiohttp import web
@@ -173,7 +173,10 @@ def closed(conn) -> None:
 
 def _client_side(conn) -> str | None:
     """"client" when the client closed the connection, "lost" when it broke, None when the
-    server closed it (the one test of both closed_how and ending)."""
+    server closed it (the one test of both closed_how and ending): also when it reset a client
+    that stopped reading (its socket then reads as closed; was counted "lost")."""
+    if conn.ended_by == STOPPED_READING:
+        return None
     if conn.client_close is not None:
         return "client"
     if conn.client_closed or conn.lost:
@@ -202,6 +205,8 @@ def ending(conn) -> str:
         return clean(f"closed by the client ({code}{' ' + reason if reason else ''})")
     if side == "lost":
         return "the connection was lost" + (f" ({clean(conn.lost)})" if conn.lost else "")
+    if conn.ended_by == STOPPED_READING:
+        return "closed by the server (reset, no close frame: the client stopped reading)"
     return clean(f"closed by the server ({int(conn.close_code)} {conn.close_reason})")
 
 
@@ -241,6 +246,7 @@ class Health:
         self._since = 0.0  # (server clock) since when it has not moved
         self._stop_logged = False  # (the agent's stop after its start: logged once)
         self._health_logged = False
+        self._down: set[str] = set()  # the agent's components last seen "down" (note_components)
         self.cut_short = False  # the server stopped while the agent was loading (end_loading cancelled it)
 
     def begin_loading(self, agent) -> None:
@@ -301,6 +307,21 @@ class Health:
             return None
         return got if isinstance(got, dict) else None
 
+    def note_components(self, states: dict) -> None:
+        """Log a shared component of the agent (``states``: agent.health()'s) that a probe finds
+        "down", once per death, and its return to "up" (was: a back-end child that died with no
+        session live showed in /api/health at once, but the log said nothing until the next
+        session used it)."""
+        for name, state in states.items():
+            if state == "down" and name not in self._down:
+                self._down.add(name)
+                log.warning("back-end %s is down (seen by a health check): /api/health says \"degraded\" until it "
+                            "is up again (a back-end child process that died is restarted by its next use)",
+                            clean(str(name)))
+            elif state == "up" and name in self._down:
+                self._down.discard(name)
+                log.info("back-end %s is up again", clean(str(name)))
+
     def failure(self, agent, ah: dict | None) -> str | None:
         """Why the agent no longer runs after its start (None: it runs, or has not started),
         logged once. ``ah``: agent.health() (None: the agent has none)."""
@@ -337,6 +358,7 @@ def health(server) -> tuple[int, dict]:
     backend = {k: "up" for k in BACKEND_PARTS if comps.get(k) and comps.get(k) != "none"}
     states = (ah or {}).get("components")
     if isinstance(states, dict):  # what the agent's components say of themselves
+        h.note_components(states)
         backend.update((k, v) for k, v in states.items() if isinstance(k, str) and isinstance(v, str))
     for conn in conns:  # what the live sessions saw (a state the agent knows better, e.g. loading, stays)
         backend.update((k, "down") for k in conn.view.backend_down if backend.get(k, "up") == "up")
@@ -360,6 +382,7 @@ def health(server) -> tuple[int, dict]:
 # ---- /api/metrics --------------------------------------------------------------------------
 
 SHUTDOWN_REASON = "server shutting down"
+STOPPED_READING = "stopped_reading"  # Connection.ended_by of a client the server reset (a send blocked too long)
 REFUSALS = ("unauthorized", "loading", "capacity", "agent_unavailable")  # /api/chat's HTTP errors
 # how sessions ended: the client closed, the connection broke, one of the server's fatal errors,
 # the server stopped, or the server closed it for anything else (slow client, too many errors, ...)
@@ -522,78 +545,3 @@ LISTEN_HINTS = {  # errno of a failed bind -> what to do
                          "or one of its own addresses with --host",
     errno.EACCES: "ports below 1024 need privileges: choose one above 1023 with --port",
 }
-
-
-# ---- stopping --------------------------------------------------------------------------------
-
-SERVE_EPILOG = """\
-stopping:
-  Ctrl-C (SIGINT) or SIGTERM   closes the sessions (1001 "server shutting down"), stops the
-                               agent and exits; a second Ctrl-C quits at once. During start-up
-                               it cancels the agent's load and exits without waiting for a
-                               model still loading in the process
-  SIGHUP                       as SIGTERM (a closed terminal), unless ignored (nohup)
-
-exit status:
-  0    stopped by SIGTERM (a service manager's normal stop) or SIGHUP
-  1    an error before serving (config, token file, address in use), or the agent could
-       not start
-  2    command-line syntax
-  130  stopped by Ctrl-C (SIGINT), as every kame command
-"""
-
-
-class Stopping:
-    """Which signal stopped `kame serve`, for its exit status: aiohttp stops the server on SIGINT
-    and SIGTERM alike (exit 0); ``install`` (on the running loop, after aiohttp's handlers, so
-    it replaces its SIGINT's) remembers a Ctrl-C, so `kame serve` exits 130 then, as every kame
-    command does. SIGTERM stays 0: a service manager's normal stop is no failure. SIGHUP (where
-    there is one: its terminal or ssh session closed, a `kill -HUP`) stops it as SIGTERM does (was:
-    the process died at once, its sessions cut without a close), unless the process was started
-    with it ignored (nohup: then it is left ignored, as kame.runtime.interrupt does); a later one (a hang-up can come
-    from the terminal and from its shell) is ignored. Before these handlers, from the command's
-    start, kame.cli's ``stopped_early`` (kame.runtime.interrupt) makes SIGTERM and SIGHUP the same
-    stop, exit 0."""
-
-    def __init__(self) -> None:
-        self.interrupted = self.hung_up = False
-
-    def install(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-            loop.add_signal_handler(signal.SIGINT, self._sigint)
-            # (not where it is ignored: nohup's, so the server outlives its terminal, as before)
-            if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
-                loop.add_signal_handler(signal.SIGHUP, self._sighup, loop)
-        except (NotImplementedError, RuntimeError):  # no signal handlers there (Windows, not the main thread)
-            pass
-
-    def _sighup(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self.hung_up:  # (a second one, queued with the first)
-            return
-        self.hung_up = True
-        loop.remove_signal_handler(signal.SIGHUP)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # (up to the exit: the stop under way is not cut short)
-        log.info("hang-up (SIGHUP): stopping as for SIGTERM")
-        raise web.GracefulExit()
-
-    def _sigint(self) -> None:
-        if self.interrupted:  # a second Ctrl-C during the shutdown: quit at once
-            raise KeyboardInterrupt
-        self.interrupted = True
-        raise web.GracefulExit()
-
-    @property
-    def status(self) -> int:
-        return 130 if self.interrupted else 0
-
-
-def leave_if_loading(health: Health, status: int) -> None:
-    """After the server stopped while the agent loaded (``health.cut_short``): the cancelled load
-    has terminated its back-end children, but a model loading in this process (the front-end's:
-    a minute for a large preset) runs on to its end; leave now with ``status`` instead of waiting
-    for it (kame.backend.childproc.exit_if_loading)."""
-    from ..backend.childproc import exit_if_loading
-
-    if health.cut_short:
-        exit_if_loading(status, log.info)
