@@ -85,6 +85,8 @@ class Entry:
 _ENTRIES: dict[str, dict[str, Entry]] = {}
 _BUILTIN: set[tuple[str, str]] = set()  # (kind, scheme) of kame's own table (kame/components.py)
 _OWN: dict[tuple[str, str], Entry] = {}  # ... and their entries (one replaced by a plugin is no longer there)
+_LOADED = _TABLE_LOADED = False  # _load_builtin's (table, plugins) and _load_table's (the table alone) done
+_PLUGINS: set[str] = set()  # the plugins loaded (names, files, entry points' values): each once
 
 
 def register(kind: str, scheme: str, target: str | Callable, *, extra: str | None = None, help: str = "",
@@ -339,20 +341,18 @@ def _import_error(kind: str, spec: str, entry: Entry, exc: ImportError) -> KameE
     return _broken(kind, spec, exc)
 
 
-class UnknownOptionError(ConfigError):
+class _OptionError(ConfigError):
+    def __init__(self, message: str, option: str) -> None:  # (``option``: the keyword option it is about)
+        super().__init__(message)
+        self.option = option
+
+
+class UnknownOptionError(_OptionError):
     """create() was given a keyword option the component does not take (``option`` names it)."""
 
-    def __init__(self, message: str, option: str) -> None:
-        super().__init__(message)
-        self.option = option
 
-
-class OptionGivenTwiceError(ConfigError):
+class OptionGivenTwiceError(_OptionError):
     """create() was given a keyword option the spec also sets after ';' (``option`` names it)."""
-
-    def __init__(self, message: str, option: str) -> None:
-        super().__init__(message)
-        self.option = option
 
 
 _UNEXPECTED = re.compile(r"unexpected keyword argument '(\w+)'")
@@ -514,10 +514,6 @@ def _missing(kind: str, spec: str, entry: Entry, exc: ImportError) -> MissingPac
     return MissingPackageError(f"{kind} {spec!r} needs a package that is not installed ({exc.name or exc}); {hint}")
 
 
-_LOADED = False
-_TABLE_LOADED = False
-
-
 def _load_table() -> None:
     # Built-in entries live in one table (kame/components.py) so they are easy to read.
     global _TABLE_LOADED
@@ -567,9 +563,6 @@ def _load_entry_point(ep) -> None:
         raise PluginError(f"plugin {ep.value!r} (entry point {ep.name!r} of {ENTRY_POINT_GROUP!r}) could not be "
                           f"loaded: {_why(exc)}") from exc
     _PLUGINS.add(ep.value)
-
-
-_PLUGINS: set[str] = set()
 
 
 def _why(exc: Exception) -> str:  # a plugin's failure: a KameError's own message, else the exception's

@@ -3,8 +3,8 @@ any published checkpoint's are a ConfigError naming the key (was: dim 1e9 a torc
 traceback, num_layers 1e5 a hang while building the model, context 1e9 a raw allocation error in
 the stepper); sizes that disagree with the weights file's header are a CheckpointError naming
 config.json, the key and both values, before the model is built; a KV cache larger than the
-machine is refused naming context, one taking more than half of the memory available is warned
-about once. Tiny models."""
+machine (or than its container's memory limit, a fake cgroup folder here) is refused naming
+context, one taking more than half of the memory available is warned about once. Tiny models."""
 
 import json
 import logging
@@ -118,3 +118,67 @@ def test_a_kv_cache_taking_most_of_the_available_memory_is_warned_about_once(mon
 def test_the_memory_figures_are_the_machines():
     total, available = modules.device_memory(torch.device("cpu"))
     assert 0 < available <= total
+
+
+GiB = 2**30
+
+
+def _cgroup(folder, files: dict) -> None:
+    """A fake /sys/fs/cgroup: ``files`` (path under it: text)."""
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+
+
+def _machine() -> tuple[int, int]:
+    """The machine's own figures (no cgroup files)."""
+    return modules.device_memory(torch.device("cpu"))
+
+
+@pytest.mark.parametrize("files", [
+    {"memory.max": f"{2 * GiB}\n", "memory.current": f"{GiB + GiB // 2}\n",
+     "memory.stat": f"anon {GiB}\ninactive_file {GiB // 2}\nactive_file 4096\n"},  # v2
+    {"memory/memory.limit_in_bytes": f"{2 * GiB}\n", "memory/memory.usage_in_bytes": f"{GiB + GiB // 2}\n",
+     "memory/memory.stat": f"inactive_file 4096\ntotal_inactive_file {GiB // 2}\n"}])  # v1
+def test_the_memory_figures_are_held_to_a_containers_limit(tmp_path, monkeypatch, files):
+    """total: the cgroup's limit; available: what its use leaves (the inactive page cache, which the
+    kernel reclaims, counts as available) (was: the host's figures, so a cache filling the container
+    was neither refused nor warned about before the OOM killer came)."""
+    monkeypatch.setattr(modules, "CGROUP", str(tmp_path))
+    host_total, host_available = _machine()
+    assert host_total > 2 * GiB and host_available > GiB  # (this machine's: above the fake limit)
+    _cgroup(tmp_path, files)
+    assert modules.device_memory(torch.device("cpu")) == (2 * GiB, GiB)
+
+
+@pytest.mark.parametrize("files", [{"memory.max": "max\n", "memory.current": f"{GiB}\n"},
+                                   {"memory/memory.limit_in_bytes": "9223372036854771712\n",
+                                    "memory/memory.usage_in_bytes": f"{GiB}\n"}])
+def test_a_cgroup_without_a_limit_leaves_the_machines_figures(tmp_path, monkeypatch, files):
+    """v2's "max"; v1's huge "no limit" figure, which is above the machine's."""
+    monkeypatch.setattr(modules, "CGROUP", str(tmp_path))
+    host_total, _ = _machine()
+    _cgroup(tmp_path, files)
+    total, available = _machine()
+    assert total == host_total and GiB < available <= total
+
+
+def test_a_kv_cache_larger_than_the_containers_limit_is_refused_and_one_filling_it_warned_about(tmp_path, monkeypatch,
+                                                                                              caplog):
+    """16 sessions of context 65536: 1 GiB, refused under a 0.5 GiB limit; under a 4 GiB limit of which
+    3.5 GiB are in use (no cache to reclaim), warned about; a full container has 1 byte available
+    (0 would read as unknown, and say nothing)."""
+    model, _ = load_frontend("random:tiny;context=65536")
+    monkeypatch.setattr(modules, "CGROUP", str(tmp_path))
+    _cgroup(tmp_path, {"memory.max": f"{GiB // 2}\n", "memory.current": "0\n"})
+    with pytest.raises(ConfigError, match=r"^context=65536: the KV cache of 16 session\(s\) needs 1\.0 GiB, more than "
+                                          r"the 0\.5 GiB of cpu memory: lower the front-end's context"):
+        Stepper(model, batch_size=16)
+    _cgroup(tmp_path, {"memory.max": f"{4 * GiB}\n", "memory.current": f"{4 * GiB - GiB // 2}\n"})
+    with caplog.at_level(logging.WARNING, logger="kame.model.modules"):
+        modules.check_cache_memory(model, 16)
+    assert caplog.messages == ["context=65536: the KV cache of 16 session(s) takes 1.0 GiB, 200% of the 0.5 GiB of "
+                               "cpu memory available now: the machine may run short (lower the front-end's context, "
+                               "its config.json, or the number of sessions, runtime.max_sessions)"]
+    _cgroup(tmp_path, {"memory.current": f"{5 * GiB}\n"})  # (over its limit for a moment)
+    assert _machine() == (4 * GiB, 1)

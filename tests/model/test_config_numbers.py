@@ -1,7 +1,8 @@
 """The front-end config's numbers are checked with kame.numeric.is_finite_number: a number too
 large for a float (JSON's 400-digit ones) in a config.json is a ConfigError naming the key (was:
 an OverflowError traceback from math.isfinite), and true/false given for a float key through
-replace() / load_frontend's keyword overrides is refused (was: taken as 1 / 0)."""
+replace() / load_frontend's keyword overrides is refused (was: taken as 1 / 0), as is any value
+of the wrong type there (replace runs config.json's type check: true or 2.5 for a whole-number key)."""
 
 import json
 from fractions import Fraction
@@ -36,10 +37,27 @@ def test_a_temperature_too_large_for_a_float_is_a_config_error_and_a_huge_top_k_
 
 @pytest.mark.parametrize("key", ["hidden_scale", "max_period", "positional_scale", "depformer_layer_scale"])
 def test_true_for_a_float_key_is_refused_saying_it_is_not_a_number(key):
-    with pytest.raises(ConfigError, match=rf"^{key}=True must be a finite number > 0 \(true/false is not a number\)$"):
+    with pytest.raises(ConfigError, match=rf"^config key {key}=True: expected float.* \(true/false is not a number\)$"):
         preset("tiny").replace(**{key: True})
     with pytest.raises(ConfigError, match=rf"^config key {key}=True: expected float"):  # (config.json: its type check)
         _from_json(**{key: "true"})
+    with pytest.raises(ConfigError, match=rf"^{key}=True must be a finite number > 0 \(true/false is not a number\)$"):
+        LMConfig(**{key: True}).validate()  # (built directly: validate's own check)
+
+
+@pytest.mark.parametrize("key, value, expected", [("num_layers", True, r"int \(true/false is not a number\)"),
+                                                   ("dep_q", False, r"int \(true/false is not a number\)"),
+                                                   ("context", 2.5, r"int \| None"), ("dim", 64.0, "int"),
+                                                   ("causal", 1, "bool")])
+def test_replace_and_load_frontend_overrides_check_types_as_config_json_does(key, value, expected):
+    """replace() runs from_dict's type check (was: num_layers=True built a 1-layer model, context=2.5
+    or dim=64.0 was a raw torch TypeError when the model or its stepper was made)."""
+    from kame.model.loaders import load_frontend
+
+    with pytest.raises(ConfigError, match=rf"^config key {key}={value!r}: expected {expected}$"):
+        preset("tiny").replace(**{key: value})
+    with pytest.raises(ConfigError, match=rf"^config key {key}={value!r}: expected {expected}$"):
+        load_frontend("random:tiny", **{key: value})
 
 
 def test_a_value_save_frontend_cannot_write_as_a_finite_number_is_a_config_error():

@@ -287,6 +287,23 @@ def test_summary_fields_are_plain_json_and_cascade_replies_are_spaced():
     assert not unanswered({**rec, "agent_text": [], "transcripts": []})  # nothing heard: nothing to answer
 
 
+def test_the_summary_shows_a_top_k_too_large_for_a_float_as_it_is(tmp_path, capsys):
+    """A config.json's lm_gen_config top_k (or frontend.top_k) of 400 digits is taken (an int is
+    exact); the summary's sampling line writes it whole, temperatures with :g (was: every value
+    with :g, an OverflowError traceback after the run, exit 1 and no OUT.json)."""
+    from kame.runtime.filemode import print_summary, summarize
+
+    comps = {"mode": "tandem", "frontend": "ck", "frontend_random": False, "oracle_stream": "text_emb-copy",
+             "sampling_temp": 0.8, "sampling_top_k": 10 ** 400, "sampling_temp_text": 0.7,
+             "sampling_top_k_text": 25, "sampling_greedy": False}
+    rec = {"agent_text": [], "other": [], "components": comps, "transcripts": [], "oracle": [], "metrics": [],
+           "frames": 1, "late_frames": 0, "wall_s": 1.0, "slowdown": 1.0, "load_s": 0.0, "errors": []}
+    s = summarize(rec)
+    assert s["sampling"] == f"temp=0.8 top_k={10 ** 400} temp_text=0.7 top_k_text=25"
+    print_summary(s, tmp_path / "out.wav", no_png=True)
+    assert f"sampling temp=0.8 top_k={10 ** 400} temp_text=0.7 top_k_text=25" in capsys.readouterr().out
+
+
 def test_reply_pending_counts_routed_turns_and_waits_from_when_the_end_was_detected():
     from kame.runtime.filemode import reply_pending, unanswered
 

@@ -125,7 +125,7 @@ class LMConfig:
         for name in ("hidden_scale", "max_period", "depformer_max_period", "positional_scale",
                      "layer_scale", "depformer_layer_scale"):
             v = getattr(self, name)
-            if v is not None and not (is_finite_number(v) and v > 0):  # (replace() takes any value: true too)
+            if v is not None and not (is_finite_number(v) and v > 0):  # (LMConfig(...) itself takes true too)
                 why = " (true/false is not a number)" if isinstance(v, bool) else ""
                 raise ConfigError(f"{name}={v} must be a finite number > 0{why}")
         self._check_upper_bounds()
@@ -236,9 +236,13 @@ class LMConfig:
         return d
 
     def replace(self, **changes: Any) -> "LMConfig":
+        """A copy with ``changes`` (load_frontend's keyword overrides), checked as from_dict checks
+        config.json: an unknown key, a value of the wrong type (true or 2.5 for a whole-number key)
+        or out of range is a ConfigError naming the key."""
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
             raise ConfigError(f"unknown front-end config key(s): {', '.join(unknown)}")
+        _check_types(type(self), changes)
         return dataclasses.replace(self, **changes).validate()
 
 
@@ -407,7 +411,9 @@ def _check_types(cls, d: dict[str, Any]) -> None:
             if ok:
                 break
         else:
-            raise ConfigError(f"config key {key}={value!r}: expected {ann[key]}")
+            number = {"int", "float"} & {a.strip() for a in ann[key].split("|")}
+            why = " (true/false is not a number)" if isinstance(value, bool) and number else ""
+            raise ConfigError(f"config key {key}={value!r}: expected {ann[key]}{why}")
 
 
 def _jsonable(value: Any, where: str) -> Any:

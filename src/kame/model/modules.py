@@ -335,9 +335,44 @@ class ScaledEmbedding(nn.Embedding):
         return y
 
 
+# The memory cgroup (a container's limit: docker run --memory, a Kubernetes memory limit) is read
+# under CGROUP (a test points it at a folder of its own): per version, the files of its limit, its
+# use, its statistics and the statistic of the page cache the kernel reclaims first.
+CGROUP = "/sys/fs/cgroup"
+_CGROUP_FILES = (("memory.max", "memory.current", "memory.stat", "inactive_file"),  # cgroup v2
+                 ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat",
+                  "total_inactive_file"))  # cgroup v1
+
+
+def cgroup_memory() -> tuple[int, int] | None:
+    """(limit, in use) bytes of the memory cgroup kame runs in (cgroup v2's files, else v1's), or
+    None without one or with no limit ("max"; v1's "no limit" is a huge number, which
+    device_memory's lower-of-the-two leaves out). In use does not count the inactive page cache
+    (as docker stats does), which the kernel reclaims before it runs out."""
+    for limit_file, use_file, stat_file, cache_key in _CGROUP_FILES:
+        try:
+            with open(os.path.join(CGROUP, limit_file)) as f:
+                limit = f.read().strip()
+            if limit == "max":
+                return None
+            with open(os.path.join(CGROUP, use_file)) as f:
+                limit, used = int(limit), int(f.read())
+        except (OSError, ValueError):
+            continue
+        try:
+            with open(os.path.join(CGROUP, stat_file)) as f:
+                cache = next((int(line.split()[1]) for line in f if line.split()[:1] == [cache_key]), 0)
+        except (OSError, ValueError, IndexError):
+            cache = 0
+        return limit, max(used - cache, 0)
+    return None
+
+
 def device_memory(dev: torch.device) -> tuple[int, int]:
     """(total, available) bytes of ``dev``'s memory: a GPU's (torch.cuda.mem_get_info), or the
-    machine's RAM (available: /proc/meminfo's MemAvailable, else the free pages); 0 where unknown."""
+    machine's RAM (available: /proc/meminfo's MemAvailable, else the free pages) held to the
+    container's limit if lower (cgroup_memory: total the limit, available what it leaves unused);
+    0 where unknown."""
     if dev.type == "cuda":
         free, total = torch.cuda.mem_get_info(dev)
         return total, free
@@ -349,7 +384,11 @@ def device_memory(dev: torch.device) -> tuple[int, int]:
             available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
     except (OSError, StopIteration, ValueError, IndexError):
         available = page * os.sysconf("SC_AVPHYS_PAGES")
-    return page * os.sysconf("SC_PHYS_PAGES"), available
+    total, cgroup = page * os.sysconf("SC_PHYS_PAGES"), cgroup_memory()
+    if cgroup:  # (a full container has 1 byte left: 0 would read as unknown, and silence the warning)
+        limit, used = cgroup
+        total, available = min(total, limit), min(available, max(limit - used, 1))
+    return total, available
 
 
 _WARNED_CACHE: weakref.WeakSet = weakref.WeakSet()  # the models check_cache_memory has warned about
@@ -357,7 +396,8 @@ _WARNED_CACHE: weakref.WeakSet = weakref.WeakSet()  # the models check_cache_mem
 
 def check_cache_memory(model: nn.Module, batch_size: int) -> None:
     """ConfigError naming context if the KV cache (TransformerState's) of ``batch_size`` sessions of
-    ``model`` (an LMModel: 2 * num_layers * context * dim / kv_repeat numbers) exceeds the device's whole memory, the machine's RAM or a GPU's (was:
+    ``model`` (an LMModel: 2 * num_layers * context * dim / kv_repeat numbers) exceeds the device's
+    whole memory (device_memory: the machine's RAM or its container's limit, or a GPU's; was:
     torch's raw "can't allocate memory" error, or the OOM killer while it was filled); a warning
     (once per model) if it fits but takes more than half of the memory available now (was: silent)."""
     c, p = model.cfg, next(model.parameters())

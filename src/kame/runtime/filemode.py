@@ -299,6 +299,12 @@ def _metric_values(rec: dict, name: str) -> list[float]:
     return [m["value"] for m in rec["metrics"] if m.get("name") == name]
 
 
+def _sampling_value(v) -> str:
+    """A sampling value as the summary shows it: a temperature with :g, a top-k as the whole
+    number it is (a top-k too large for a float, which config.json may hold, is exact)."""
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
 def summarize(rec: dict) -> dict:
     def vals(name):
         return _metric_values(rec, name)
@@ -315,7 +321,8 @@ def summarize(rec: dict) -> dict:
         "mode": comps.get("mode"), "tts": comps.get("tts"),
         "oracle_stream": comps.get("oracle_stream"), "oracle_note": comps.get("oracle_note"),
         "sampling": ("greedy" if comps.get("sampling_greedy") else
-                     " ".join(f"{k}={comps[f'sampling_{k}']:g}" for k in ("temp", "top_k", "temp_text", "top_k_text")
+                     " ".join(f"{k}={_sampling_value(comps[f'sampling_{k}'])}"
+                              for k in ("temp", "top_k", "temp_text", "top_k_text")
                               if isinstance(comps.get(f"sampling_{k}"), (int, float))) or None),
         "sampling_source": comps.get("sampling_source"),
         "heard": heard, "heard_partial": partial,
