@@ -50,10 +50,6 @@ class CodecInterfaceError(KameError):
     """A codec's stream returned something its interface does not allow (kame.codec.base)."""
 
 
-class NonFiniteLogits(KameError):
-    """The front-end's step gave NaN or infinite logits for a session's row (CodecFrameModel)."""
-
-
 class CodecFrameModel:
     """The codec's stream output is checked every frame (a plugin codec's too): encode_frame's
     codes must be integers [B, K] in [0, cardinality) with the K >= n_user_q the front-end reads,
@@ -63,9 +59,10 @@ class CodecFrameModel:
     codec once per session (the engine sends every live session an ErrorEvent): the rows of the
     sessions it reached are not told again until a new session takes them (``reset``). An
     exception raised inside the codec is re-raised naming it. The front-end's logits are checked
-    the same way: NaN or inf logits (float16 activations that overflow) would be sampled as one
-    fixed token every frame, so a step giving them to an active row raises a NonFiniteLogits once
-    per session (``nonfinite_steps`` counts them all), naming frontend.dtype."""
+    too: NaN or inf logits (float16 activations that overflow) would be sampled as one fixed token
+    every frame. A row's NaN does not reach the other rows, so the step goes on: each active row
+    that got them has a fault in FrameOut.faults, naming frontend.dtype, which the worker tells
+    that session alone, once (``nonfinite_steps`` counts the steps that had any)."""
 
     def __init__(self, stepper, codec, *, silence_codes: torch.Tensor, text_skip: Sequence[int],
                  codec_spec: str | None = None) -> None:
@@ -75,7 +72,6 @@ class CodecFrameModel:
         self.batch_size = stepper.batch_size
         self.told = np.zeros(self.batch_size, bool)  # rows whose session was told the codec broke
         self.codec_faults = 0  # frames with broken codec output (repaired)
-        self.told_logits = np.zeros(self.batch_size, bool)  # rows whose session was told of NaN/inf logits
         self.nonfinite_steps = 0  # steps that gave an active row NaN/inf logits
         cfg = stepper.cfg
         self.n_user_q, self.dep_q = cfg.n_user_q, cfg.dep_q
@@ -93,7 +89,6 @@ class CodecFrameModel:
         self._codec("reset", rows)
         self.paused[rows] = False
         self.told[rows] = False  # a new session: told again if the codec breaks
-        self.told_logits[rows] = False
 
     def oracle_reset(self, row: int) -> None:
         if self.stepper.model.has_oracle:  # (frontend.oracle=off: not fed, as oracle_note says)
@@ -147,14 +142,14 @@ class CodecFrameModel:
             pcm_out = torch.where(valid[:, None], pcm_out, torch.zeros_like(pcm_out))
         else:  # no audio generated (dep_q 0: load_frame_models refuses such a front-end; a stepper given by hand)
             pcm_out = torch.zeros(self.batch_size, pcm.shape[-1])
+        faults = self._check_logits(finite.cpu().numpy(), active)  # (first: counted when _broken raises)
         if broken:
             self._broken(broken, active)
-        self._check_logits(finite.cpu().numpy(), active)
         text = torch.where(valid, out.text.cpu(), torch.full_like(out.text.cpu(), -1))
         text = [(-1 if int(t) in self.text_skip else int(t)) for t in text.tolist()]
         oracle = [(-1 if int(t) == self.pad_id else int(t)) for t in out.oracle_in.tolist()]
         return FrameOut(pcm=pcm_out.cpu().numpy(), text=np.array(text, np.int64), oracle=np.array(oracle, np.int64),
-                        step=steps)
+                        step=steps, faults=faults)
 
     def _encode(self, pcm: np.ndarray, live: torch.Tensor | None, broken: list[str]) -> torch.Tensor:
         """The user's codes [B, K] of every row (``live`` None), else of the ``live`` rows (the
@@ -199,23 +194,20 @@ class CodecFrameModel:
         full[live.to(out.device)] = out
         return full
 
-    def _check_logits(self, finite: np.ndarray, active: np.ndarray) -> None:
-        """NonFiniteLogits for the active rows whose logits were not finite (``finite`` [B]) and
-        whose session was not told yet, else counted only."""
+    def _check_logits(self, finite: np.ndarray, active: np.ndarray) -> dict[int, tuple[str, str]] | None:
+        """FrameOut.faults of the active rows whose logits were not finite (``finite`` [B]): row ->
+        ("logits", message naming frontend.dtype); None when there are none. Counted."""
         bad = active & ~finite
         if not bad.any():
-            return
+            return None
         self.nonfinite_steps += 1
-        if not (bad & ~self.told_logits).any():
-            return
-        self.told_logits |= bad
         dtype = str(self.stepper.model.dtype).removeprefix("torch.")
         why = ("its activations overflow float16's range (65504): run it in bfloat16 or float32 (frontend.dtype)"
-               if dtype == "float16" else f"in {dtype}: a diverged checkpoint, or activations beyond {dtype}'s range "
-               f"(try frontend.dtype=float32)")
-        rows = np.flatnonzero(bad).tolist()
-        raise NonFiniteLogits(f"the front-end's logits are NaN or infinite (batch rows {rows}), its tokens "
-                              f"meaningless: {why} (said once per session)")
+               if dtype == "float16" else f"it runs in {dtype}, so this is no float16 overflow: the checkpoint's "
+               f"weights or activations diverge (a broken checkpoint: check it, or load another)")
+        message = (f"the front-end's logits for this session are NaN or infinite, its text and audio tokens "
+                   f"meaningless: {why} (said once per session)")
+        return {r: ("logits", message) for r in np.flatnonzero(bad).tolist()}
 
     def _codec(self, method: str, *args):
         """The codec stream's ``method``; its exception re-raised naming the codec."""

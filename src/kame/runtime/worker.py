@@ -66,6 +66,9 @@ class FrameOut:
     text: np.ndarray  # [B] int64 inner-monologue text token (-1 = none yet)
     oracle: np.ndarray  # [B] int64 oracle token fed at this step (-1 = none/pad)
     step: np.ndarray | None = None  # [B] int64 each row's step index since its reset (None: not told)
+    # row -> (kind, message): a fault of that row alone (its frame is kept; a front-end's NaN logits), told its
+    # session once (StepWorker); None: none
+    faults: dict[int, tuple[str, str]] | None = None
 
 
 @dataclass
@@ -245,8 +248,10 @@ class StepWorker:
     ErrorEvent when they begin): its audio unusable (not a finite [1920] frame within
     audio.MAX_PEAK: the codecs' own input check would fail the whole batch's step) is replaced by
     silence, its oracle events that the model refuses are dropped, its VAD failing gives it no
-    VAD events. A failure of the batched step itself fails the frame for every row: it cannot be
-    told whose it was without stepping the stateful codec and front-end again."""
+    VAD events, a fault its frame model reports for its row alone (FrameOut.faults: NaN logits)
+    is said once per session, the frame kept. A failure of the batched step itself fails the
+    frame for every row: it cannot be told whose it was without stepping the stateful codec and
+    front-end again."""
 
     STOP_GRACE_S = 5.0  # aclose(): how long a running call may take to end, then the thread is left
 
@@ -343,6 +348,8 @@ class StepWorker:
                 self._stepping = None
             for ri in rows:
                 r = self.row_map[ri.row][1]
+                if fo.faults and r in fo.faults:  # (once per session: no _ok, so NaN logits on and off are told once)
+                    self._fault(problems, new, ri.row, *fo.faults[r])
                 # (a copy: a view would keep the whole batch's [B, 1920] array alive as long as a session keeps
                 # its frame, e.g. file mode's recording: B times the memory)
                 out[ri.row] = RowOutput(pcm=np.array(fo.pcm[r], np.float32), text_token=int(fo.text[r]),
