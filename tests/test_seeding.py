@@ -2,10 +2,11 @@
 generator took the low 32 bits, so frontend.seed 5 and 4294967301 gave identical sessions), and a
 seed below 2**32 exactly manual_seed's stream (seeded runs keep their output)."""
 
+import numpy as np
 import pytest
 import torch
 
-from kame.seeding import _cpu_state, seed_generator
+from kame.seeding import _cpu_state, manual_seed, seed_generator
 
 
 def draws(seed, n=8):
@@ -60,3 +61,38 @@ def test_random_front_end_weights_count_every_bit_of_the_seed():
 
     assert torch.equal(first_weight(5), first_weight(5))
     assert not torch.equal(first_weight(5), first_weight(2**32 + 5))
+
+
+def test_a_negative_seed_is_torchs_seed_plus_2_64():
+    """torch.manual_seed(-1) seeds 2**64 - 1 (its initial_seed()); build_random('tiny', seed=-1) and
+    fit_rvq(seed=-1), which take torch's seeds, used to work and raised a RuntimeError blaming torch's
+    generator layout."""
+    from kame.codec.mimi import build_random
+
+    for seed in (-1, -5, -2**63):
+        g = seed_generator(torch.Generator(), seed)
+        assert g.initial_seed() == seed + 2**64 == torch.Generator().manual_seed(seed).initial_seed()
+        assert torch.equal(g.get_state(), seed_generator(torch.Generator(), seed + 2**64).get_state())
+    saved = torch.random.get_rng_state()
+    try:
+        manual_seed(-1)
+        assert torch.equal(torch.randn(5), draws(2**64 - 1, 5))
+    finally:
+        torch.random.set_rng_state(saved)
+    first = [next(build_random("tiny", seed=s).model.parameters()) for s in (-1, 2**64 - 1)]
+    assert torch.equal(*first)
+
+
+def test_a_numpy_integer_seed_is_its_int():
+    """(torch.manual_seed took np.int64: build_random(seed=np.int64(3)) loaded before kame.seeding)"""
+    assert torch.equal(seed_generator(torch.Generator(), np.int64(3)).get_state(),
+                       torch.Generator().manual_seed(3).get_state())
+    assert seed_generator(torch.Generator(), np.uint64(2**64 - 1)).initial_seed() == 2**64 - 1
+
+
+@pytest.mark.parametrize("seed", [2**64, -2**63 - 1, 10**30, 1.5, True, "3", None])
+def test_a_seed_outside_torchs_range_is_a_value_error_naming_it(seed):
+    """(was: "Overflow when unpacking long long" from torch for 2**64, a RuntimeError or TypeError for the others)"""
+    for seed_it in (lambda: seed_generator(torch.Generator(), seed), lambda: manual_seed(seed)):
+        with pytest.raises(ValueError, match=r"seed must be an integer in \[-2\*\*63, 2\*\*64 - 1\] .*got "):
+            seed_it()

@@ -13,9 +13,16 @@ MPS's Philox generators take all 64 bits). For a seed of 2**32 or more on the CP
 and written in with ``Generator.set_state``. Its ``initial_seed()`` is the whole seed. The state's
 layout is checked against what ``manual_seed`` wrote before it is changed: a torch whose layout
 differs gets a RuntimeError for such a seed, never a silently shared stream.
+
+The seeds taken are torch's: an integer (a numpy one too) in [-2**63, 2**64 - 1], a negative one
+counting as seed + 2**64 as in ``torch.manual_seed`` (so -1 is 2**64 - 1, and gets that seed's
+stream, no longer the low 32 bits' one). Anything else is a ValueError naming that range.
+(Callers that promise [0, 2**64 - 1], as frontend.seed, check first.)
 """
 
 from __future__ import annotations
+
+import operator
 
 import numpy as np
 import torch
@@ -25,8 +32,9 @@ _HEAD = 3  # uint64 fields before the state words in torch's CPU generator state
 
 
 def seed_generator(generator: torch.Generator, seed: int) -> torch.Generator:
-    """Seed ``generator`` with ``seed`` (an int in [0, 2**64 - 1]) and return it (see the module
-    docstring: below 2**32 this is ``generator.manual_seed(seed)``)."""
+    """Seed ``generator`` with ``seed`` (an int in [0, 2**64 - 1], or a negative one as torch takes it)
+    and return it (see the module docstring: below 2**32 this is ``generator.manual_seed(seed)``)."""
+    seed = _torch_seed(seed)
     generator.manual_seed(seed)
     if seed >> 32 and generator.device.type == "cpu":
         generator.set_state(_cpu_state(generator.get_state(), seed))
@@ -36,8 +44,23 @@ def seed_generator(generator: torch.Generator, seed: int) -> torch.Generator:
 def manual_seed(seed: int) -> None:
     """``torch.manual_seed(seed)`` (every device's global generator), with all 64 bits of the seed
     counting on the CPU one as well."""
+    seed = _torch_seed(seed)
     torch.manual_seed(seed)
     seed_generator(torch.default_generator, seed)
+
+
+def _torch_seed(seed: int) -> int:
+    """``seed`` as torch's generators hold it, in [0, 2**64 - 1] (a negative seed + 2**64, as
+    ``torch.manual_seed`` maps it), else a ValueError naming the range (torch's would be a raw
+    "Overflow when unpacking long long", or a layout RuntimeError from _cpu_state)."""
+    try:
+        n = None if isinstance(seed, bool) else operator.index(seed)
+    except TypeError:
+        n = None
+    if n is None or not -2**63 <= n < 2**64:
+        raise ValueError(f"seed must be an integer in [-2**63, 2**64 - 1] (a negative seed counts as seed + 2**64, as in "
+                         f"torch.manual_seed), got {seed!r}")
+    return n % 2**64
 
 
 def _cpu_state(state: torch.Tensor, seed: int) -> torch.Tensor:

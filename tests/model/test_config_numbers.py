@@ -7,6 +7,7 @@ of the wrong type there (replace runs config.json's type check: true or 2.5 for 
 import json
 from fractions import Fraction
 
+import numpy as np
 import pytest
 
 from kame.errors import ConfigError
@@ -66,3 +67,28 @@ def test_a_value_save_frontend_cannot_write_as_a_finite_number_is_a_config_error
         config_json(preset("tiny"), {"kame": {"train": {"lr": Fraction(int(HUGE))}}}, "model.safetensors")
     raw = config_json(preset("tiny"), {"kame": {"train": {"lr": Fraction(1, 4)}}}, "model.safetensors")
     assert raw["kame"]["train"]["lr"] == 0.25
+
+
+def test_numpy_numbers_and_tuples_given_to_replace_and_load_frontend_are_their_json_values():
+    """A caller's np.int64(64) for context, np.int32 for dim, np.float32 for a float key and a tuple for
+    delays loaded before replace() ran config.json's type check, then were refused ("context=np.int64(64):
+    expected int | None"); they are taken as the int, float and list from_dict gives, so config.json
+    stays writable, and a bool, 2.5 or a string for a whole-number key is still refused."""
+    from kame.model.loaders import load_frontend
+
+    base = preset("tiny")
+    cfg = base.replace(context=np.int64(64), dim=np.int32(base.dim), depformer_dim=np.uint16(base.depformer_dim),
+                       hidden_scale=np.float32(2.5), max_period=np.int64(5000), delays=tuple(base.delays))
+    for key, kind, value in [("context", int, 64), ("dim", int, base.dim), ("depformer_dim", int, base.depformer_dim),
+                             ("hidden_scale", float, 2.5), ("max_period", int, 5000), ("delays", list, base.delays)]:
+        assert type(getattr(cfg, key)) is kind and getattr(cfg, key) == value, key
+    assert all(type(d) is int for d in base.replace(delays=tuple(np.int64(d) for d in base.delays)).delays)
+    assert cfg.replace(context=None).context is None
+    json.dumps(cfg.to_dict())  # (np.int64 would be "not JSON serializable")
+    model, _ = load_frontend("random:tiny", context=np.int64(64), delays=tuple(base.delays))
+    assert model.cfg.context == 64 and model.cfg.delays == base.delays
+    for key, value, expected in [("context", np.float64(2.5), r"int \| None"), ("dim", np.float32(64), "int"),
+                                 ("context", "64", r"int \| None"), ("num_layers", np.bool_(True), "int"),
+                                 ("delays", (0, 1.5) + (1,) * 15, r"list\[int\]"), ("delays", (True,) * 17, r"list\[int\]")]:
+        with pytest.raises(ConfigError, match=rf"^config key {key}=.*: expected {expected}"):
+            base.replace(**{key: value})

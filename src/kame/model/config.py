@@ -238,10 +238,12 @@ class LMConfig:
     def replace(self, **changes: Any) -> "LMConfig":
         """A copy with ``changes`` (load_frontend's keyword overrides), checked as from_dict checks
         config.json: an unknown key, a value of the wrong type (true or 2.5 for a whole-number key)
-        or out of range is a ConfigError naming the key."""
+        or out of range is a ConfigError naming the key. A caller's numbers are taken as the JSON ones
+        they stand for: a numpy int as an int, a numpy float as a float, a tuple as a list (_plain)."""
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
             raise ConfigError(f"unknown front-end config key(s): {', '.join(unknown)}")
+        changes = {key: _plain(value) for key, value in changes.items()}
         _check_types(type(self), changes)
         return dataclasses.replace(self, **changes).validate()
 
@@ -414,6 +416,21 @@ def _check_types(cls, d: dict[str, Any]) -> None:
             number = {"int", "float"} & {a.strip() for a in ann[key].split("|")}
             why = " (true/false is not a number)" if isinstance(value, bool) and number else ""
             raise ConfigError(f"config key {key}={value!r}: expected {ann[key]}{why}")
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as from_dict's JSON would give it: an integer that is not a bool (numpy's too) as an
+    int, another finite real number (np.float32) as a float, a tuple or list as a list of such;
+    anything else as it is (for _check_types to judge: a bool, 2.5 for an int key, a string stay refused)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if is_finite_number(value):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _jsonable(value: Any, where: str) -> Any:

@@ -335,32 +335,71 @@ class ScaledEmbedding(nn.Embedding):
         return y
 
 
-# The memory cgroup (a container's limit: docker run --memory, a Kubernetes memory limit) is read
-# under CGROUP (a test points it at a folder of its own): per version, the files of its limit, its
-# use, its statistics and the statistic of the page cache the kernel reclaims first.
+# The memory cgroup (a container's limit: docker run --memory, a Kubernetes memory limit, systemd's
+# MemoryMax=) is read under CGROUP, at the process's own cgroup as PROC_CGROUP names it, and its
+# parents (tests point both at files of their own): per version, the folder the controller is
+# mounted at, the files of a cgroup's limit, its use, its statistics and the statistic of the page
+# cache the kernel reclaims first.
 CGROUP = "/sys/fs/cgroup"
-_CGROUP_FILES = (("memory.max", "memory.current", "memory.stat", "inactive_file"),  # cgroup v2
-                 ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat",
+PROC_CGROUP = "/proc/self/cgroup"
+_CGROUP_FILES = (("", "memory.max", "memory.current", "memory.stat", "inactive_file"),  # cgroup v2
+                 ("memory", "memory.limit_in_bytes", "memory.usage_in_bytes", "memory.stat",
                   "total_inactive_file"))  # cgroup v1
 
 
+def _own_cgroup(v1: bool) -> str:
+    """The path of the process's own memory cgroup, from PROC_CGROUP's "ID:CONTROLLERS:PATH" lines
+    (v2: the "0::PATH" one; v1: the one listing memory), without its leading "/"; "" (the root) if
+    none is readable or it lies outside the process's cgroup namespace ("/../..")."""
+    try:
+        with open(PROC_CGROUP) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        ident, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if ("memory" in controllers.split(",") if v1 else ident == "0" and not controllers):
+            return "" if ".." in path.split("/") else path.strip("/")
+    return ""
+
+
 def cgroup_memory() -> tuple[int, int] | None:
-    """(limit, in use) bytes of the memory cgroup kame runs in (cgroup v2's files, else v1's), or
-    None without one or with no limit ("max"; v1's "no limit" is a huge number, which
-    device_memory's lower-of-the-two leaves out). In use does not count the inactive page cache
-    (as docker stats does), which the kernel reclaims before it runs out."""
-    for limit_file, use_file, stat_file, cache_key in _CGROUP_FILES:
-        try:
-            with open(os.path.join(CGROUP, limit_file)) as f:
-                limit = f.read().strip()
-            if limit == "max":
+    """(limit, in use) bytes of the memory cgroup kame runs in (cgroup v2's files, else v1's): the
+    smallest limit of the process's own cgroup and its parents up to the mount's root (a parent's
+    limit, as a Kubernetes pod's or a systemd slice's, holds its children too), with the use of the
+    cgroup that has it. A cgroup folder that is not there is passed over: in a container with a
+    cgroup namespace, or v1's mount of its own cgroup, the root is the container's. None without a
+    limit ("max"; v1's "no limit" is a huge number, which device_memory's lower-of-the-two leaves
+    out). In use does not count the inactive page cache (as docker stats does), which the kernel
+    reclaims before it runs out."""
+    for mount, limit_file, use_file, stat_file, cache_key in _CGROUP_FILES:
+        path, found, smallest = _own_cgroup(v1=bool(mount)), False, None
+        while True:  # the own cgroup, then each parent up to the root ("")
+            folder = os.path.join(CGROUP, mount, path)
+            try:
+                with open(os.path.join(folder, limit_file)) as f:
+                    text = f.read().strip()
+                found = True
+                if text != "max" and (smallest is None or int(text) < smallest[0]):
+                    smallest = int(text), folder
+            except (OSError, ValueError):
+                pass
+            if not path:
+                break
+            path = os.path.dirname(path)
+        if smallest is None:
+            if found:  # (this version's files, no limit at any level)
                 return None
-            with open(os.path.join(CGROUP, use_file)) as f:
-                limit, used = int(limit), int(f.read())
+            continue
+        limit, folder = smallest
+        try:
+            with open(os.path.join(folder, use_file)) as f:
+                used = int(f.read())
         except (OSError, ValueError):
             continue
         try:
-            with open(os.path.join(CGROUP, stat_file)) as f:
+            with open(os.path.join(folder, stat_file)) as f:
                 cache = next((int(line.split()[1]) for line in f if line.split()[:1] == [cache_key]), 0)
         except (OSError, ValueError, IndexError):
             cache = 0
