@@ -65,8 +65,21 @@ def test_a_symlinked_optimizer_folder_is_refused(tmp_path):
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / SHARDED_OPTIMIZER).symlink_to(tmp_path / "elsewhere")
     model, opt = _model()
-    with pytest.raises(CheckpointError, match=r"ckpt/optimizer is a symlink"):
+    with pytest.raises(CheckpointError, match=r"ckpt/optimizer is a symlink; kame train writes a folder there"):
         load_optimizer(model, opt, {"sharded": SHARDED_OPTIMIZER}, tmp_path / "ckpt")
+    assert not marker.exists()
+
+
+def test_a_symlinked_optimizer_folder_inside_the_checkpoint_is_refused_as_a_symlink(tmp_path):
+    """(review) refused too, but said to be a symlink, not one "leading out of the checkpoint's folder"."""
+    marker = tmp_path / "ran"
+    _hostile(tmp_path / "ckpt" / "real", marker)
+    (tmp_path / "ckpt" / SHARDED_OPTIMIZER).symlink_to(tmp_path / "ckpt" / "real")
+    model, opt = _model()
+    with pytest.raises(CheckpointError) as caught:
+        load_optimizer(model, opt, {"sharded": SHARDED_OPTIMIZER}, tmp_path / "ckpt")
+    assert "ckpt/optimizer is a symlink; kame train writes a folder there" in str(caught.value)
+    assert "leads out" not in str(caught.value) and "junction" not in str(caught.value)
     assert not marker.exists()
 
 
@@ -81,7 +94,8 @@ def test_a_link_is_symlink_does_not_see_is_refused_too(tmp_path, monkeypatch):
     (tmp_path / "ckpt" / SHARDED_OPTIMIZER).symlink_to(tmp_path / "elsewhere")
     monkeypatch.setattr(Path, "is_symlink", lambda self: False)  # (as a junction looks on Windows)
     model, opt = _model()
-    with pytest.raises(CheckpointError, match=r"ckpt/optimizer is a symlink or a junction, leading out"):
+    with pytest.raises(CheckpointError, match=r"ckpt/optimizer leads out of the checkpoint's folder, to "
+                                              r"\S*elsewhere \(a junction\)"):
         load_optimizer(model, opt, {"sharded": SHARDED_OPTIMIZER}, tmp_path / "ckpt")
     assert not marker.exists()
 

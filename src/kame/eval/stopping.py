@@ -28,7 +28,7 @@ def stop_on_sigterm():
     def stopped(signum, frame) -> None:
         raise Terminated
 
-    from ..runtime.interrupt import handling
+    from ..runtime.signals import handling
 
     handlers = contextlib.ExitStack()
     handlers.enter_context(handling(signal.SIGTERM, stopped))

@@ -1,6 +1,7 @@
 """Ctrl-C in the commands that play a conversation (kame run, kame client): the first press
 ends the conversation and keeps what came, a second quits at once (kame run, kame eval mtbench: SIGTERM alike;
-kame run's files are then written whole: ``sigterm_held``; kame serve's start: ``stopped_early``). And ``run_to_end``, the
+kame run's files are then written whole: ``sigterm_held``; kame serve's start: kame.runtime.signals,
+which imports no asyncio). And ``run_to_end``, the
 asyncio.run of the commands: a component that ignores its cancellation does not hang them.
 
     rec = run_to_end(converse())                                       # asyncio.run, bounded at the end
@@ -19,6 +20,7 @@ import signal
 import sys
 
 from .clock import cancel_within, leave
+from .signals import handling
 
 log = logging.getLogger(__name__)
 LEAVE_AFTER_S = 5.0  # a task left running when a command's work is done gets this long to stop
@@ -106,28 +108,6 @@ async def first_ctrl_c(what: str, *, sigterm: bool = False):
         yield stop
 
 
-@contextlib.contextmanager
-def handling(sig: int, handler):
-    """``handler`` for signal ``sig`` within the block, the previous one restored at its end;
-    yields that previous handler, or None where none was installed: the signal is ignored (``cmd &``
-    in a script ignores SIGINT), handled outside Python (getsignal's None: signal.signal could not
-    restore it), or this is not the main thread. (first_ctrl_c's, sigterm_held's and kame eval
-    mtbench's handlers: kame.eval.stopping.)"""
-    previous = signal.getsignal(sig)
-    installed = False
-    if previous is not signal.SIG_IGN and previous is not None:
-        try:
-            signal.signal(sig, handler)
-            installed = True
-        except ValueError:  # not the main thread
-            pass
-    try:
-        yield previous if installed else None
-    finally:
-        if installed:
-            signal.signal(sig, previous)
-
-
 def stopped_by(name: str | None) -> str:
     """How stderr says what ended a run: "interrupted" (Ctrl-C, SIGINT), "terminated (SIGTERM)"."""
     return "interrupted" if name in (None, "SIGINT") else f"terminated ({name})"
@@ -169,39 +149,6 @@ def sigterm_held():
     noted.held = held  # (first_ctrl_c sets .again through it)
     with handling(signal.SIGTERM, noted):
         yield held
-
-
-class Stopped(SystemExit):
-    """stopped_early's: a stop signal came before the command's own handlers took it over; exit
-    status 0 (a SystemExit: asyncio lets it out of a running loop, and no ``except Exception``
-    keeps it); ``signal``: its name ("SIGTERM")."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(0)
-        self.signal = name
-
-
-@contextlib.contextmanager
-def stopped_early(*sigs: int):
-    """Within the block, the first of ``sigs`` raises Stopped (exit status 0) where it would have
-    killed the process at once (SIGTERM: status 143, SIGHUP: 129): `kame serve` from its start
-    (kame.cli: before its imports, a second or more), for a service manager's normal stop (was:
-    during those first seconds it was a kill). A handler installed later for one of them (the
-    server's event loop's) takes it over; later ones of ``sigs`` within the block are ignored (the
-    stop under way is not cut short). Not installed where the signal is ignored (nohup's SIGHUP
-    stays ignored) or handled outside Python nor outside the main thread (``handling``); the
-    previous handlers are restored at the end."""
-    stopped: list[str] = []
-
-    def stop(signum, frame) -> None:
-        if not stopped:
-            stopped.append(signal.Signals(signum).name)
-            raise Stopped(stopped[0])
-
-    with contextlib.ExitStack() as handlers:
-        for sig in sigs:
-            handlers.enter_context(handling(sig, stop))
-        yield
 
 
 def run_ended_by_sigterm(main) -> str | None:

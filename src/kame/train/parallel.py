@@ -232,10 +232,13 @@ def sharded_folder(folder, name) -> Path:
         raise CheckpointError(f"train: {folder / 'train_state.pt'} names its sharded optimizer state {name!r}; kame "
                               f"writes it to {SHARDED_OPTIMIZER!r} in the checkpoint's folder only: this "
                               f"train_state.pt was not written by kame train (resume only checkpoints you trust)")
+    if where.is_symlink():  # (even one to a folder inside the checkpoint's)
+        raise CheckpointError(f"train: {where} is a symlink; kame train writes a folder there: resume only "
+                              f"checkpoints you trust")
     # (resolve: a Windows junction is no symlink to is_symlink, but resolve follows it out of the folder)
-    if where.is_symlink() or not where.resolve().is_relative_to(folder.resolve()):
-        raise CheckpointError(f"train: {where} is a symlink or a junction, leading out of the checkpoint's folder; "
-                              f"kame train writes a folder there: resume only checkpoints you trust")
+    if not where.resolve().is_relative_to(folder.resolve()):
+        raise CheckpointError(f"train: {where} leads out of the checkpoint's folder, to {where.resolve()} (a "
+                              f"junction); kame train writes a folder there: resume only checkpoints you trust")
     meta = where / ".metadata"
     if meta.is_symlink():
         raise CheckpointError(f"train: {meta} is a symlink; kame train writes a file there: resume only "
