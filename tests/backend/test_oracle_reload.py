@@ -1,17 +1,18 @@
 """A reload of the LLM's model (``state`` "loading": the embedded LLM's child restarting after it
 died) is waited for by the oracle's stall timers, not called a stall (QA k41 finding 6: "LLM
 embedded stalled: nothing for 10.00 s", a failed prediction and "llm down" while /api/health
-said "loading"); the wait is bounded (kame.backend.oracle.RELOAD_WAIT_S)."""
+said "loading"); the wait is bounded (kame.runtime.clock.RELOAD_WAIT_S: next_within, the
+cascade's reply's timer too, tests/cascade/test_reply_reload.py)."""
 
 import asyncio
 import logging
 
-from kame.backend.oracle import RELOAD_WAIT_S, OracleProducer
+from kame.backend.oracle import OracleProducer
 from kame.backend.policy import OraclePolicy
 from kame.backend.tokenizer import default_tokenizer
 from kame.backend.types import OracleAppend, Transcript, Word
 from kame.runtime.backend import WatchedLLM
-from kame.runtime.clock import FakeClock
+from kame.runtime.clock import RELOAD_WAIT_S, FakeClock
 
 from .scripted_llm import ScriptedLLM
 

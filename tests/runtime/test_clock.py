@@ -47,3 +47,43 @@ async def test_a_stream_that_ignores_its_cancellation_does_not_hang_its_reader(m
 
     with pytest.raises(NothingWithin):
         await asyncio.wait_for(next_within(stubborn(), MonotonicClock(), 0.05), 5.0)
+
+
+class _Part:
+    """A component with the embedded LLM's ``state``."""
+
+    state = "up"
+
+
+async def test_a_reload_of_the_model_is_waited_for_then_the_whole_limit_again():
+    """``loading=``: the oracle's and the cascade's one wait for an LLM reloading its model."""
+    clock, part, calls = FakeClock(), _Part(), []
+
+    async def answer_at(t):
+        await clock.sleep(t)
+        yield "answer"
+
+    async def run(seconds):
+        for _ in range(int(seconds * 2)):
+            clock.advance(0.5)
+            for _ in range(10):
+                await asyncio.sleep(0)
+
+    waiting = asyncio.ensure_future(next_within(answer_at(33.0), clock, 3.0, loading=part, limit=10.0,
+                                                on_reload=lambda: calls.append(clock.now())))
+    await asyncio.sleep(0)
+    part.state = "loading"
+    await run(25.0)  # the 3 s timer ran out during the load: it waits on
+    part.state = "up"
+    await run(15.0)  # the load ended at 25 s: the whole limit (10 s) again; the answer came at 33 s
+    assert waiting.done() and waiting.result() == "answer" and len(calls) == 1  # (on_reload: once)
+
+    waiting = asyncio.ensure_future(next_within(answer_at(1e9), clock, 3.0, loading=part, limit=10.0))
+    await asyncio.sleep(0)
+    part.state = "loading"
+    await run(20.0)
+    part.state = "up"
+    await run(12.0)  # loaded, then nothing for the whole limit
+    with pytest.raises(NothingWithin) as exc:
+        await waiting
+    assert exc.value.reload_waited > 0  # (it says it waited for a reload: "stalled after it reloaded")

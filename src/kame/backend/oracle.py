@@ -35,8 +35,8 @@ Behaviour:
   piece for ``chunk_timeout`` on the session clock (each at least the LLM's own where its spec
   set it: ``openai:MODEL;first_token_timeout=60``, kame.backend.policy.stall_limits; a reload of
   the LLM's model, ``llm.state == "loading"``, is waited for instead, up to RELOAD_WAIT_S: the
-  embedded LLM's child restarting after it died), a piece that
-  is not a str: the LLM broke its interface, kame.backend.llm.base.check_piece) are logged and
+  embedded LLM's child restarting after it died; kame.runtime.clock.next_within, the cascade's
+  timer too), a piece that is not a str: the LLM broke its interface, kame.backend.llm.base.check_piece) are logged and
   counted; the producer waits
   ``policy.backoff(n)`` (at least an HTTP 429's Retry-After) and retries the newest
   conversation, and meanwhile the session simply has no oracle (the log line names the session:
@@ -77,7 +77,7 @@ from collections import Counter
 from typing import Any, Callable
 
 from ..errors import BackendError
-from ..runtime.clock import END, Clock, MonotonicClock, NothingWithin, next_within
+from ..runtime.clock import END, RELOAD_WAIT_S, Clock, MonotonicClock, NothingWithin, next_within
 from ..runtime.metrics import Metric, MetricsSink, null_sink
 from .llm.base import LLM, describe, text_stream
 from .policy import OraclePolicy, RestartGate, rate_gate, stall_limits
@@ -94,14 +94,6 @@ class _LLMFault(BackendError):
 
 class _Stalled(_LLMFault):
     pass
-
-
-# While the LLM (re)loads its model (``llm.state == "loading"``: the embedded one's child restarting
-# after it died; its requests wait for it) a prediction's stall timer waits on, looking again every
-# RELOAD_POLL_S, for at most RELOAD_WAIT_S in all (more than the embedded LLM's own 600 s
-# LOAD_TIMEOUT_S, which ends a hung load itself); then its timeout counts again.
-RELOAD_POLL_S = 1.0
-RELOAD_WAIT_S = 900.0
 
 
 class OracleProducer:
@@ -381,24 +373,31 @@ class OracleProducer:
 
     async def _next(self, agen, timeout: float, pid: int, limit: float) -> Any:
         """The next piece (text_stream's: checked, cleaned), END at the end; _Stalled after ``timeout`` s
-        on the session clock, not counting a reload of the LLM's model (after one: ``limit`` s,
-        the whole first-piece or between-pieces limit; _StallTimer)."""
-        timer = _StallTimer(self, pid, limit)
+        on the session clock, not counting a reload of the LLM's model (next_within's ``loading``:
+        after one, ``limit`` s, the whole first-piece or between-pieces limit; at most
+        RELOAD_WAIT_S of it)."""
         try:
-            return await next_within(agen, timer, timeout)
-        except NothingWithin:
-            if timer.reload_waited >= RELOAD_WAIT_S:
+            return await next_within(agen, self.clock, timeout, loading=self.llm, limit=limit,
+                                     on_reload=lambda: self._reload_wait(pid))
+        except NothingWithin as exc:
+            if exc.reload_waited >= RELOAD_WAIT_S:
                 raise _Stalled(f"LLM {describe(self.llm)} still (re)loading its model after "
-                               f"{timer.reload_waited:.0f} s") from None
-            if timer.reload_waited:
+                               f"{exc.reload_waited:.0f} s") from None
+            if exc.reload_waited:
                 raise _Stalled(f"LLM {describe(self.llm)} stalled: nothing for {limit:.2f} s after it "
                                "reloaded its model") from None
             raise _Stalled(f"LLM {describe(self.llm)} stalled: nothing for {timeout:.2f} s") from None
 
-    def _reloading(self) -> bool:
-        """The LLM is (re)loading its model (``state`` "loading", as /api/health shows it: the
-        embedded LLM's child restarting after it died; WatchedLLM passes it on)."""
-        return getattr(self.llm, "state", None) == "loading"
+    def _reload_wait(self, pid: int) -> None:
+        """Prediction ``pid``'s stall timer ran out while the LLM (re)loads its model and waits
+        for it (was: "LLM embedded stalled: nothing for 10.00 s", a failed prediction and "llm
+        down" while /api/health said "loading"): counted (stats ``wait_llm_loading``), logged
+        once per prediction."""
+        self.stats["wait_llm_loading"] += 1
+        if self._reload_logged < pid:
+            self._reload_logged = pid
+            log.info("%soracle prediction %d waits for LLM %s, which is (re)loading its model",
+                     f"session {self.session}: " if self.session else "", pid, describe(self.llm))
 
     # --- outputs ------------------------------------------------------------------------------
     def _emit_ids(self, pid: int, ids: list[int], word_end: float | None, sent: int) -> int:
@@ -442,35 +441,3 @@ class OracleProducer:
         except Exception:  # noqa: BLE001
             log.exception("metrics sink failed")
 
-
-class _StallTimer:
-    """The clock of one ``_next`` wait (next_within times its stall with ``sleep``): the timeout
-    on the session clock, then, while the LLM (re)loads its model, on until the load is over
-    and ``limit`` s more have passed (the reloaded model reads the prompt first), at most
-    RELOAD_WAIT_S of reload in all (``reload_waited``). A reload is no stall (was: "LLM embedded
-    stalled: nothing for 10.00 s", a failed prediction and "llm down" while /api/health said
-    "loading"): each wait for one is counted (stats ``wait_llm_loading``), logged once per prediction."""
-
-    def __init__(self, producer: OracleProducer, pid: int, limit: float) -> None:
-        self.producer, self.clock, self.pid, self.limit = producer, producer.clock, pid, limit
-        self.reload_waited = 0.0
-
-    def now(self) -> float:
-        return self.clock.now()
-
-    async def sleep(self, seconds: float) -> None:
-        p = self.producer
-        await self.clock.sleep(seconds)
-        while p._reloading() and self.reload_waited < RELOAD_WAIT_S:
-            if not self.reload_waited:
-                p.stats["wait_llm_loading"] += 1
-                if p._reload_logged < self.pid:
-                    p._reload_logged = self.pid
-                    log.info("%soracle prediction %d waits for LLM %s, which is (re)loading its model",
-                             f"session {p.session}: " if p.session else "", self.pid, describe(p.llm))
-            while p._reloading() and self.reload_waited < RELOAD_WAIT_S:
-                t = self.clock.now()
-                await self.clock.sleep(RELOAD_POLL_S)
-                self.reload_waited += self.clock.now() - t
-            if self.reload_waited < RELOAD_WAIT_S:
-                await self.clock.sleep(self.limit)  # loaded: the whole limit again

@@ -19,7 +19,9 @@ Failures end the reply, never the session: an LLM or TTS that raises, that stall
 piece / chunk within ``first_timeout`` s, or nothing for ``chunk_timeout`` s after one, on the
 session clock: cascade.first_timeout / chunk_timeout, unset the tandem oracle's timeouts
 (backend.llm_first_token_timeout_s / llm_chunk_timeout_s), each raised to the component's own
-where its spec sets them: kame.backend.policy.stall_limits), an LLM piece that
+where its spec sets them: kame.backend.policy.stall_limits; a reload of the LLM's model, its
+``state`` "loading", is waited for instead, as by the tandem's oracle: kame.runtime.clock.next_within,
+counted in ``ReplyParts.stats`` wait_llm_loading, logged once per reply), an LLM piece that
 is not text (kame.backend.llm.base.check_piece, the tandem's WatchedLLM check), TTS audio that is unusable (not a float numpy array, not mono, NaN, int16-scale:
 the check of user audio, kame.audio.audio_problem), or a TTS stream that ends without a
 sample for a segment with words in it (nothing yielded, or only empty arrays). Each is an ErrorEvent naming the
@@ -55,7 +57,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -68,7 +70,7 @@ from ..backend.prompt import PromptConfig, ReplyGuard
 from ..backend.types import FRAME_SIZE, ChatMessage
 from ..errors import BackendError
 from ..runtime.base import AgentText, BackendHealth, Output, _why
-from ..runtime.clock import END, Clock, NothingWithin, next_within
+from ..runtime.clock import END, RELOAD_WAIT_S, Clock, NothingWithin, next_within
 from .config import CascadeConfig
 from .text import SegmentSplitter
 
@@ -160,6 +162,9 @@ class ReplyParts:
     # the last character of the agent text the session sent ("": none yet), so that a reply starts
     # on a new word (``text_sent``; the hybrid router also notes the front-end's text here)
     text_end: str = ""
+    # counts of its replies' waits: wait_llm_loading (stall timers that ran out while the LLM
+    # reloaded its model, and waited for it; the oracle's stats count the same)
+    stats: Counter = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         if self.health is None:
@@ -223,6 +228,7 @@ class ReplyPipeline:
         self._first_audible_done = False
         self.cancelled = False
         self.failed = False
+        self._reload_logged = False  # its wait for a reload of the LLM's model was logged
 
     # ---- control ------------------------------------------------------------------------
     def start(self, messages: Sequence[ChatMessage], *, t_user_end: float, turn_id: int) -> None:
@@ -403,18 +409,35 @@ class ReplyPipeline:
     async def _next(self, stream, what: str, t_req: float, first: bool):
         """The stream's next piece / chunk within the stall timeouts (Stalled else): the first
         within ``first_timeout`` s of the request ``t_req``, each next within ``chunk_timeout`` s
-        (each at least the component's own, ReplyParts.limits)."""
+        (each at least the component's own, ReplyParts.limits). A reload of the LLM's model
+        (its ``state`` "loading": the embedded LLM's child restarting after it died) is waited
+        for, as by the tandem's oracle (kame.runtime.clock.next_within): then the whole limit
+        again, at most RELOAD_WAIT_S of reload (was: "LLM stalled" and a failed turn)."""
         first_limit, chunk_limit = self.parts.limits("llm" if what == "LLM" else "tts")
-        if first:
-            timeout = first_limit - (self.clock.now() - t_req)
-            stalled = f"{what} stalled: nothing within {first_limit:g} s of the request"
-        else:
-            timeout = chunk_limit
-            stalled = f"{what} stalled: nothing for {chunk_limit:g} s after its last output"
+        limit = first_limit if first else chunk_limit
+        timeout = first_limit - (self.clock.now() - t_req) if first else chunk_limit
         try:
-            return await next_within(stream, self.clock, timeout)
-        except NothingWithin:
-            raise Stalled(stalled) from None
+            return await next_within(stream, self.clock, timeout, loading=self.llm if what == "LLM" else None,
+                                     limit=limit, on_reload=self._reload_wait)
+        except NothingWithin as exc:
+            if exc.reload_waited >= RELOAD_WAIT_S:
+                raise Stalled(f"{what} still (re)loading its model after {exc.reload_waited:.0f} s") from None
+            if exc.reload_waited:
+                raise Stalled(f"{what} stalled: nothing for {limit:g} s after it reloaded its model") from None
+            if first:
+                raise Stalled(f"{what} stalled: nothing within {first_limit:g} s of the request") from None
+            raise Stalled(f"{what} stalled: nothing for {chunk_limit:g} s after its last output") from None
+
+    def _reload_wait(self) -> None:
+        """The LLM's stall timer ran out while it (re)loads its model, and waits for it: counted
+        (ReplyParts.stats ``wait_llm_loading``), logged once per reply. The session says nothing
+        meanwhile (silence, as while a slow LLM thinks: no ErrorEvent, the LLM not "down")."""
+        self.parts.stats["wait_llm_loading"] += 1
+        if not self._reload_logged:
+            self._reload_logged = True
+            log.info("%sthe reply to turn %d waits for llm %s, which is (re)loading its model",
+                     f"session {self.parts.session}: " if self.parts.session else "", self.turn_id,
+                     self.parts.name("llm"))
 
     def _fail(self, component: str, exc: BaseException) -> None:
         self.failed = True

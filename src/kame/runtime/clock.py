@@ -6,6 +6,10 @@ file mode use ``FakeClock``, which only moves when told to.
 
     clock = FakeClock()
     await clock.sleep(0.08)   # returns once someone calls clock.advance(>= 0.08)
+
+``next_within`` is the stall timer of the oracle and the cascade's reply on such a clock; given the
+LLM (``loading=``), it waits for a reload of its model (``state`` "loading") instead of calling it
+a stall, bounded by RELOAD_WAIT_S.
 """
 
 from __future__ import annotations
@@ -107,18 +111,77 @@ async def cancel_within(tasks, timeout: float) -> list:
     return [t for t in tasks if t in pending]
 
 
+# While a component reloads its model (``state`` "loading", as /api/health shows it: the embedded
+# LLM's child restarting after it died; its requests wait for it) next_within's timer waits on,
+# looking again every RELOAD_POLL_S, for at most RELOAD_WAIT_S of reload in all (more than the
+# embedded LLM's own 600 s LOAD_TIMEOUT_S, which ends a hung load itself); after the load, the
+# whole limit again.
+RELOAD_POLL_S = 1.0
+RELOAD_WAIT_S = 900.0
+
+
 class NothingWithin(Exception):
-    """next_within's timer ran out (not a TimeoutError: the stream's own may pass through)."""
+    """next_within's timer ran out (not a TimeoutError: the stream's own may pass through).
+    ``reload_waited``: the seconds of it spent waiting for a reload of the model (0.0: none;
+    RELOAD_WAIT_S or more: the load never ended)."""
+
+    def __init__(self, message: str, reload_waited: float = 0.0) -> None:
+        super().__init__(message)
+        self.reload_waited = reload_waited
 
 
-async def next_within(stream, clock: Clock, timeout: float):
+def reloading(part) -> bool:
+    """``part`` (an LLM; kame.runtime.backend.WatchedLLM passes its LLM's on) is (re)loading its
+    model: its ``state`` is "loading"."""
+    return getattr(part, "state", None) == "loading"
+
+
+class _ReloadTimer:
+    """The clock of one next_within wait given ``loading``: the timeout, then, while ``part``
+    reloads its model, on until the load is over and ``limit`` s more have passed (the reloaded
+    model reads the prompt first), at most RELOAD_WAIT_S of reload in all (``reload_waited``).
+    ``on_reload()`` is called once, when the first wait for a reload starts."""
+
+    def __init__(self, clock: Clock, part, limit: float, on_reload) -> None:
+        self.clock, self.part, self.limit, self.on_reload = clock, part, limit, on_reload
+        self.reload_waited = 0.0
+        self.waited = False  # it has waited for a reload
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    async def sleep(self, seconds: float) -> None:
+        await self.clock.sleep(seconds)
+        while reloading(self.part) and self.reload_waited < RELOAD_WAIT_S:
+            if not self.waited and self.on_reload is not None:
+                self.on_reload()
+            self.waited = True
+            while reloading(self.part) and self.reload_waited < RELOAD_WAIT_S:
+                t = self.clock.now()
+                await self.clock.sleep(RELOAD_POLL_S)
+                self.reload_waited += self.clock.now() - t
+            if self.reload_waited < RELOAD_WAIT_S:
+                await self.clock.sleep(self.limit)  # loaded: the whole limit again
+
+
+async def next_within(stream, clock: Clock, timeout: float, *, loading=None, limit: float | None = None,
+                      on_reload=None):
     """The next item of the async iterator ``stream``, END at its end, or NothingWithin after
     ``timeout`` s on ``clock`` (the pending ``__anext__`` is cancelled, and so is a stream whose
-    producer hangs). The oracle's and the cascade's stall timers."""
+    producer hangs). The oracle's and the cascade's stall timers.
+
+    ``loading``: the LLM behind ``stream``. A reload of its model (``reloading``: the embedded
+    LLM's child restarting after it died) is no stall: a timer that runs out during one waits on
+    for the load, then ``limit`` s more (default ``timeout``: the whole first-piece or
+    between-pieces limit), at most RELOAD_WAIT_S of reload in all; ``on_reload()`` is called when
+    it starts waiting for one (count it, log it). NothingWithin's ``reload_waited`` says how long
+    it waited (was: "LLM embedded stalled: nothing for 10.00 s" while /api/health said "loading")."""
+    reload = None if loading is None else _ReloadTimer(clock, loading, timeout if limit is None else limit,
+                                                        on_reload)
     nxt = asyncio.ensure_future(stream.__anext__())
     if hasattr(nxt, "set_name"):  # (named for run_to_end's warning, should it never stop)
         nxt.set_name(f"next item of {getattr(stream, '__qualname__', type(stream).__name__)}")
-    timer = asyncio.ensure_future(clock.sleep(max(0.0, timeout)))
+    timer = asyncio.ensure_future((reload or clock).sleep(max(0.0, timeout)))
     try:
         done, _ = await asyncio.wait({nxt, timer}, return_when=asyncio.FIRST_COMPLETED)
         if nxt in done:
@@ -126,7 +189,6 @@ async def next_within(stream, clock: Clock, timeout: float):
                 return nxt.result()
             except StopAsyncIteration:
                 return END
-        raise NothingWithin(f"nothing within {timeout:g} s")
+        raise NothingWithin(f"nothing within {timeout:g} s", reload.reload_waited if reload else 0.0)
     finally:  # (a stream that ignores its cancellation is left after STOP_WAIT_S, not its reader hung)
         await cancel_within((nxt, timer), STOP_WAIT_S)
-
