@@ -265,10 +265,9 @@ def step_gradients(net, feed, cfg, tcfg: TrainConfig, step: int, rank: int, devi
             with compute(tcfg, device):
                 res = net(codes, oracle=oracle if cfg.oracle else None, inputs=inputs)
             loss, parts = frontend_loss(res, codes, cfg, tcfg)
-            if not torch.isfinite(loss):  # (a ConfigError, in a line from the CLI; train adds what to do)
-                # (step counts from 0 here; the log and the step-N checkpoints count completed steps)
+            if not torch.isfinite(loss):  # (step counts from 0; the log and the step-N checkpoints from 1)
                 raise Diverged(f"train: the loss is {float(loss.detach())} at step {step + 1} (lr {lr:.3g}): the run "
-                               f"diverged")
+                               f"diverged")  # (a ConfigError, in a line from the CLI; train adds what to do)
             (loss / tcfg.grad_accum).backward()
         for i, v in enumerate((float(loss.detach()), parts["text"], parts["audio"])):
             total[i] += v / tcfg.grad_accum
