@@ -47,8 +47,7 @@ def test_v2_a_limit_on_the_processs_own_cgroup_systemd_memorymax(cgroup):
            {"memory.current": f"{40 * GiB}\n", **v2("system.slice", "max", 3 * GiB),
             **v2("system.slice/kame.service", str(2 * GiB), GiB + GiB // 2, GiB // 2)})
     assert modules.cgroup_memory() == (2 * GiB, GiB)
-    total, available = modules.device_memory(torch.device("cpu"))
-    assert (total, available) == (2 * GiB, GiB)
+    assert modules.device_memory(torch.device("cpu")) == (2 * GiB, GiB, modules.CONTAINER, modules.CONTAINER)
 
 
 def test_v2_a_limit_on_a_parent_only_kubernetes_pod_holds_with_the_parents_use(cgroup):
@@ -84,3 +83,18 @@ def test_v2_without_a_limit_at_any_level_is_none(cgroup):
     cgroup("0::/user.slice/session-1.scope\n",
            {**v2("user.slice", "max", GiB), **v2("user.slice/session-1.scope", "max", GiB), **v1("", str(GiB), 0)})
     assert modules.cgroup_memory() is None
+
+
+def test_each_figure_names_whose_it_is_the_containers_limit_only_where_it_is_the_lower(cgroup):
+    """check_cache_memory's refusal names whose total it is, its warning whose available memory (was:
+    "cpu memory" for both, a container's limit as the machine's)."""
+    cgroup(None, {})  # (no cgroup: the machine's)
+    host_total, host_available, *whose = modules.device_memory(torch.device("cpu"))
+    assert whose == [modules.MACHINE] * 2 and host_available > GiB
+    # a limit above the machine's memory, most of it in use: the machine's total, the container's available
+    cgroup("0::/kame\n", v2("kame", str(2 * host_total), 2 * host_total - GiB // 2))
+    assert modules.device_memory(torch.device("cpu")) == (host_total, GiB // 2, modules.MACHINE, modules.CONTAINER)
+    # a limit under the machine's, none of it in use: the container's total, the machine's available
+    cgroup(None, v2("kame", str(host_total - 1), 0))
+    total, available, *whose = modules.device_memory(torch.device("cpu"))
+    assert total == host_total - 1 and available < total and whose == [modules.CONTAINER, modules.MACHINE]

@@ -89,11 +89,15 @@ def test_sizes_are_checked_against_the_weights_header_before_the_model_is_built(
         load_frontend(folder)
 
 
-def test_a_kv_cache_larger_than_the_machine_is_refused_naming_context():
-    """(was: torch's raw "can't allocate memory" RuntimeError from init_state)"""
+def test_a_kv_cache_larger_than_the_machine_is_refused_naming_context(tmp_path, monkeypatch):
+    """(was: torch's raw "can't allocate memory" RuntimeError from init_state) No cgroup files: the
+    machine's memory."""
+    monkeypatch.setattr(modules, "CGROUP", str(tmp_path))
+    monkeypatch.setattr(modules, "PROC_CGROUP", str(tmp_path / "no_proc_self_cgroup"))
     model, _ = load_frontend("random:tiny;context=65536")
     with pytest.raises(ConfigError, match=r"^context=65536: the KV cache of 100000 session\(s\) needs 6250\.0 GiB, "
-                                          r"more than the .* GiB of cpu memory: lower the front-end's context"):
+                                          r"more than the .* GiB of the machine's memory: lower the front-end's "
+                                          r"context"):
         Stepper(model, batch_size=100_000)
     assert Stepper(model, batch_size=1).state.lm.capacity == 65536
 
@@ -103,7 +107,8 @@ def test_a_kv_cache_taking_most_of_the_available_memory_is_warned_about_once(mon
     context 65536: 1 GiB."""
     model, _ = load_frontend("random:tiny;context=65536")
     available = [4 * 2**30]
-    monkeypatch.setattr(modules, "device_memory", lambda dev: (64 * 2**30, available[0]))
+    monkeypatch.setattr(modules, "device_memory", lambda dev: (64 * 2**30, available[0], modules.MACHINE,
+                                                               modules.MACHINE))
     with caplog.at_level(logging.WARNING, logger="kame.model.modules"):
         modules.check_cache_memory(model, 16)  # a quarter of what is available: silent
         assert caplog.text == ""
@@ -111,12 +116,12 @@ def test_a_kv_cache_taking_most_of_the_available_memory_is_warned_about_once(mon
         modules.check_cache_memory(model, 16)
         modules.check_cache_memory(model, 16)  # (a second stepper of the same model: not again)
     assert caplog.messages == ["context=65536: the KV cache of 16 session(s) takes 1.0 GiB, 67% of the 1.5 GiB of "
-                               "cpu memory available now: the machine may run short (lower the front-end's context, "
-                               "its config.json, or the number of sessions, runtime.max_sessions)"]
+                               "the machine's memory available now: memory may run short (lower the front-end's "
+                               "context, its config.json, or the number of sessions, runtime.max_sessions)"]
 
 
 def test_the_memory_figures_are_the_machines():
-    total, available = modules.device_memory(torch.device("cpu"))
+    total, available, *_ = modules.device_memory(torch.device("cpu"))
     assert 0 < available <= total
 
 
@@ -130,8 +135,8 @@ def _cgroup(folder, files: dict) -> None:
         (folder / name).write_text(text)
 
 
-def _machine() -> tuple[int, int]:
-    """The machine's own figures (no cgroup files)."""
+def _machine() -> tuple[int, int, str, str]:
+    """device_memory's figures (the machine's own without cgroup files) and whose each is."""
     return modules.device_memory(torch.device("cpu"))
 
 
@@ -145,10 +150,10 @@ def test_the_memory_figures_are_held_to_a_containers_limit(tmp_path, monkeypatch
     kernel reclaims, counts as available) (was: the host's figures, so a cache filling the container
     was neither refused nor warned about before the OOM killer came)."""
     monkeypatch.setattr(modules, "CGROUP", str(tmp_path))
-    host_total, host_available = _machine()
+    host_total, host_available, *_ = _machine()
     assert host_total > 2 * GiB and host_available > GiB  # (this machine's: above the fake limit)
     _cgroup(tmp_path, files)
-    assert modules.device_memory(torch.device("cpu")) == (2 * GiB, GiB)
+    assert _machine() == (2 * GiB, GiB, modules.CONTAINER, modules.CONTAINER)
 
 
 @pytest.mark.parametrize("files", [{"memory.max": "max\n", "memory.current": f"{GiB}\n"},
@@ -157,28 +162,30 @@ def test_the_memory_figures_are_held_to_a_containers_limit(tmp_path, monkeypatch
 def test_a_cgroup_without_a_limit_leaves_the_machines_figures(tmp_path, monkeypatch, files):
     """v2's "max"; v1's huge "no limit" figure, which is above the machine's."""
     monkeypatch.setattr(modules, "CGROUP", str(tmp_path))
-    host_total, _ = _machine()
+    host_total, *_ = _machine()
     _cgroup(tmp_path, files)
-    total, available = _machine()
-    assert total == host_total and GiB < available <= total
+    total, available, *whose = _machine()
+    assert total == host_total and GiB < available <= total and whose == [modules.MACHINE] * 2
 
 
 def test_a_kv_cache_larger_than_the_containers_limit_is_refused_and_one_filling_it_warned_about(tmp_path, monkeypatch,
                                                                                               caplog):
     """16 sessions of context 65536: 1 GiB, refused under a 0.5 GiB limit; under a 4 GiB limit of which
     3.5 GiB are in use (no cache to reclaim), warned about; a full container has 1 byte available
-    (0 would read as unknown, and say nothing)."""
+    (0 would read as unknown, and say nothing). Both name the container's limit (was: "cpu memory")."""
     model, _ = load_frontend("random:tiny;context=65536")
     monkeypatch.setattr(modules, "CGROUP", str(tmp_path))
     _cgroup(tmp_path, {"memory.max": f"{GiB // 2}\n", "memory.current": "0\n"})
     with pytest.raises(ConfigError, match=r"^context=65536: the KV cache of 16 session\(s\) needs 1\.0 GiB, more than "
-                                          r"the 0\.5 GiB of cpu memory: lower the front-end's context"):
+                                          r"the 0\.5 GiB of the container's memory limit \(its cgroup's\): lower the "
+                                          r"front-end's context"):
         Stepper(model, batch_size=16)
     _cgroup(tmp_path, {"memory.max": f"{4 * GiB}\n", "memory.current": f"{4 * GiB - GiB // 2}\n"})
     with caplog.at_level(logging.WARNING, logger="kame.model.modules"):
         modules.check_cache_memory(model, 16)
     assert caplog.messages == ["context=65536: the KV cache of 16 session(s) takes 1.0 GiB, 200% of the 0.5 GiB of "
-                               "cpu memory available now: the machine may run short (lower the front-end's context, "
-                               "its config.json, or the number of sessions, runtime.max_sessions)"]
+                               "the container's memory limit (its cgroup's) available now: memory may run short "
+                               "(lower the front-end's context, its config.json, or the number of sessions, "
+                               "runtime.max_sessions)"]
     _cgroup(tmp_path, {"memory.current": f"{5 * GiB}\n"})  # (over its limit for a moment)
-    assert _machine() == (4 * GiB, 1)
+    assert _machine() == (4 * GiB, 1, modules.CONTAINER, modules.CONTAINER)

@@ -242,12 +242,14 @@ def test_under_nohup_a_hang_up_as_it_starts_is_left_ignored():
         proc.wait()
 
 
-# `kame serve` held in its stop: in the agent's stop (on the server's loop), or stopping the back-end's
-# children (after the loop), until the test writes a line
+# `kame serve` held in its stop: in the agent's stop (on the server's loop), stopping the back-end's
+# children (after the loop), or once the stop is done (its last step, leave_if_loading), until the test
+# writes a line
 HELD_STOP_SCRIPT = textwrap.dedent("""
     import asyncio, sys
     from kame import cli
     from kame.backend import childproc
+    from kame.server import app
     from kame.server.echo import EchoAgent
 
     def held(what):
@@ -263,8 +265,10 @@ HELD_STOP_SCRIPT = textwrap.dedent("""
             print("done: the agent's stop", flush=True)  # (not if the stop was cut short: cancelled)
             await stop(self)
         EchoAgent.stop = held_stop
-    else:
+    elif sys.argv[1] == "children":
         childproc.release_children = lambda: (held("the children"), print("done: the children", flush=True))[0]
+    else:
+        app.leave_if_loading = lambda health, status: (held("the exit"), print("done: the exit", flush=True))
     sys.exit(cli.main(["serve", "--agent", "echo", "--port", "0"]))
 """)
 
@@ -286,6 +290,30 @@ def test_a_second_sigterm_does_not_cut_the_stop_short(phase):
         proc.stdin.flush()
         _wait_for(proc, "done:")  # the stop went on to its end
         assert proc.wait(timeout=60) == 0
+        err = proc.stderr.read()
+        assert err.count("stopping: SIGTERM") == 1 and "stopped after " in err and "Traceback" not in err
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_once_the_stop_is_done_a_sigterm_ends_the_process():
+    """(review) after "stopped after", a step of the exit that hangs (an exit hook, a thread joined) is
+    ended by a SIGTERM, as before the stop held SIGTERM (was: the held handler was given back as
+    asyncio's, which does nothing: SIGTERM was ignored, only SIGKILL ended it)."""
+    proc = _serve(["-c", HELD_STOP_SCRIPT, "exit"], stdin=subprocess.PIPE)
+    try:
+        _wait_for(proc, "serving on http://")
+        proc.send_signal(signal.SIGTERM)
+        _wait_for(proc, "holding: the exit")
+        proc.send_signal(signal.SIGTERM)
+        try:
+            got = proc.wait(timeout=60)  # (the held step never ends by itself)
+        except subprocess.TimeoutExpired:
+            pytest.fail("a SIGTERM once the stop was done left kame serve running")
+        assert got == 0  # (kame.cli's stopped_early: a SIGTERM is a normal stop)
+        rest = iter(lambda: proc.lines.get(timeout=60), "")  # (_wait_for's reader: stdout's lines to its end)
+        assert not [line for line in rest if "done: the exit" in line]  # (ended in the held step)
         err = proc.stderr.read()
         assert err.count("stopping: SIGTERM") == 1 and "stopped after " in err and "Traceback" not in err
     finally:

@@ -407,16 +407,20 @@ def cgroup_memory() -> tuple[int, int] | None:
     return None
 
 
-def device_memory(dev: torch.device) -> tuple[int, int]:
-    """(total, available) bytes of ``dev``'s memory: a GPU's (torch.cuda.mem_get_info), or the
-    machine's RAM (available: /proc/meminfo's MemAvailable, else the free pages) held to the
-    container's limit if lower (cgroup_memory: total the limit, available what it leaves unused);
-    0 where unknown."""
+MACHINE, CONTAINER = "the machine's memory", "the container's memory limit (its cgroup's)"
+
+
+def device_memory(dev: torch.device) -> tuple[int, int, str, str]:
+    """(total, available, total's, available's): bytes of ``dev``'s memory, 0 where unknown, and
+    whose figure each is, for messages: a GPU's (torch.cuda.mem_get_info; "cuda memory"), or the
+    machine's RAM (available: /proc/meminfo's MemAvailable, else the free pages; MACHINE) held to
+    the container's limit where lower (cgroup_memory: total the limit, available what it leaves
+    unused; CONTAINER, each where it is the lower one)."""
     if dev.type == "cuda":
         free, total = torch.cuda.mem_get_info(dev)
-        return total, free
+        return total, free, "cuda memory", "cuda memory"
     if dev.type != "cpu" or not hasattr(os, "sysconf"):
-        return 0, 0
+        return 0, 0, f"{dev.type} memory", f"{dev.type} memory"
     page = os.sysconf("SC_PAGE_SIZE")
     try:
         with open("/proc/meminfo") as f:
@@ -424,10 +428,14 @@ def device_memory(dev: torch.device) -> tuple[int, int]:
     except (OSError, StopIteration, ValueError, IndexError):
         available = page * os.sysconf("SC_AVPHYS_PAGES")
     total, cgroup = page * os.sysconf("SC_PHYS_PAGES"), cgroup_memory()
+    total_of = available_of = MACHINE
     if cgroup:  # (a full container has 1 byte left: 0 would read as unknown, and silence the warning)
-        limit, used = cgroup
-        total, available = min(total, limit), min(available, max(limit - used, 1))
-    return total, available
+        limit, left = cgroup[0], max(cgroup[0] - cgroup[1], 1)
+        if limit < total:
+            total, total_of = limit, CONTAINER
+        if left < available:
+            available, available_of = left, CONTAINER
+    return total, available, total_of, available_of
 
 
 _WARNED_CACHE: weakref.WeakSet = weakref.WeakSet()  # the models check_cache_memory has warned about
@@ -438,18 +446,20 @@ def check_cache_memory(model: nn.Module, batch_size: int) -> None:
     ``model`` (an LMModel: 2 * num_layers * context * dim / kv_repeat numbers) exceeds the device's
     whole memory (device_memory: the machine's RAM or its container's limit, or a GPU's; was:
     torch's raw "can't allocate memory" error, or the OOM killer while it was filled); a warning
-    (once per model) if it fits but takes more than half of the memory available now (was: silent)."""
+    (once per model) if it fits but takes more than half of the memory available now (was: silent).
+    Each names whose figure it is: the container's limit where that is the lower one (was: "cpu
+    memory" for both)."""
     c, p = model.cfg, next(model.parameters())
     dev = p.device
-    total, available = device_memory(dev)
+    total, available, total_of, available_of = device_memory(dev)
     need = 2 * c.num_layers * batch_size * (c.context or 0) * (c.dim // c.kv_repeat) * p.element_size()
     if 0 < total < need:
         raise ConfigError(f"context={c.context}: the KV cache of {batch_size} session(s) needs {need / 2**30:.1f} GiB, "
-                          f"more than the {total / 2**30:.1f} GiB of {dev.type} memory: lower the front-end's "
+                          f"more than the {total / 2**30:.1f} GiB of {total_of}: lower the front-end's "
                           f"context (its config.json) or the number of sessions (runtime.max_sessions)")
     if 0 < available < 2 * need and model not in _WARNED_CACHE:
         _WARNED_CACHE.add(model)
-        log.warning("context=%s: the KV cache of %d session(s) takes %.1f GiB, %.0f%% of the %.1f GiB of %s memory "
-                    "available now: the machine may run short (lower the front-end's context, its config.json, or "
+        log.warning("context=%s: the KV cache of %d session(s) takes %.1f GiB, %.0f%% of the %.1f GiB of %s "
+                    "available now: memory may run short (lower the front-end's context, its config.json, or "
                     "the number of sessions, runtime.max_sessions)", c.context, batch_size, need / 2**30,
-                    100 * need / available, available / 2**30, dev.type)
+                    100 * need / available, available / 2**30, available_of)

@@ -2,7 +2,7 @@
 (``stopping: SIGTERM`` when the stop begins, ``stopped after S s (exit N)`` when it has ended),
 its exit status, and the help text that lists them.
 
-    stopping = Stopping()
+    stopping = Stopping()      # records the signals' handlers of before the server (done gives them back)
     stopping.install()         # on the running loop, after aiohttp's handlers: replaces them
     web.run_app(...)           # a stop signal: logged, the stop begins (web.GracefulExit)
     ... release the back-end's children ...
@@ -50,13 +50,19 @@ class Stopping:
     kame.runtime.interrupt does). The first logs ``stopping: CAUSE`` and begins the stop
     (web.GracefulExit). From then to ``done`` SIGTERM and SIGHUP are ignored (``begin``); a
     Ctrl-C then quits at once (KeyboardInterrupt). Before these handlers, from the command's
-    start, kame.cli's ``stopped_early`` makes SIGTERM and SIGHUP the same stop, exit 0."""
+    start, kame.cli's ``stopped_early`` makes SIGTERM and SIGHUP the same stop, exit 0; ``done`` gives
+    SIGTERM and SIGHUP back the handlers they had before the server, recorded when the Stopping is
+    created (before web.run_app: not aiohttp's, asyncio's that do nothing), so that a SIGTERM in the
+    rest of the exit ends the process (was: ignored, a hung exit step ended only by SIGKILL)."""
 
     def __init__(self) -> None:
         self.interrupted = False  # a Ctrl-C (exit 130)
         self.cause: str | None = None  # what began the stop, once it has begun ("SIGTERM", ...)
         self.since: float | None = None  # (time.monotonic()) when it began
-        self._before: dict = {}  # the held signals' handlers before install (done gives them back)
+        # SIGTERM's and SIGHUP's handlers before the server's loop, and those of the signals install
+        # handles (begin holds them to done, which gives these back)
+        self._before = {sig: signal.getsignal(sig) for sig in HELD}
+        self._held: dict = {}
 
     def install(self) -> None:
         try:
@@ -64,7 +70,7 @@ class Stopping:
             loop.add_signal_handler(signal.SIGINT, self._sigint)
             for sig in HELD:  # (not where it is ignored: nohup's SIGHUP, so the server outlives its terminal)
                 if signal.getsignal(sig) is not signal.SIG_IGN:
-                    self._before[sig] = signal.getsignal(sig)
+                    self._held[sig] = self._before[sig]
                     loop.add_signal_handler(sig, self._stop_signal, sig)
         except (NotImplementedError, RuntimeError):  # no signal handlers there (Windows, not the main thread)
             pass
@@ -97,7 +103,7 @@ class Stopping:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # (after the server's loop: its handlers are gone already)
             loop = None
-        for sig in self._before:
+        for sig in self._held:
             if loop is not None:  # (then aiohttp's own removal at its end finds none: no SIG_DFL meanwhile)
                 loop.remove_signal_handler(sig)
             signal.signal(sig, _ignored)
@@ -107,8 +113,8 @@ class Stopping:
         long it took and the exit status, and give the held signals their handlers back."""
         if self.cause:
             log.info("stopped after %.1f s (exit %d)", time.monotonic() - self.since, self.status)
-        for sig, handler in self._before.items():
-            signal.signal(sig, handler)
+        for sig, handler in self._held.items():  # (None: set outside Python; SIG_DFL, as asyncio's removal)
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
     @property
     def status(self) -> int:
