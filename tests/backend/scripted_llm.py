@@ -6,6 +6,9 @@
     call.closed  # True once the consumer closed/cancelled the stream
     llm = ScriptedLLM(auto=["Hello", " there."])   # every call streams these at once and ends
 
+``ReloadingLLM``: one with the embedded LLM's ``state`` and ``loaded_at`` (its child reloading
+its model: ``llm.reload()`` ... ``llm.loaded()``).
+
 Also ``cancel_after_first_piece(llm, messages)``: start a stream, cancel its task once a piece
 arrived (any LLM; the cancellation tests of the real ones).
 """
@@ -68,6 +71,24 @@ class ScriptedLLM(LLM):
         finally:
             if not call.finished:
                 call.closed = True
+
+
+class ReloadingLLM(ScriptedLLM):
+    """A scripted LLM with the embedded LLM's ``state`` ("up", "loading") and ``loaded_at`` (it
+    moves when a load of its model ends: kame.runtime.clock.loaded_mark; a count here)."""
+
+    name = "embedded"
+
+    def __init__(self, auto: list[str] | None = None) -> None:
+        super().__init__(auto)
+        self.state, self.loaded_at = "up", 0.0
+
+    def reload(self) -> None:
+        self.state = "loading"
+
+    def loaded(self) -> None:
+        self.loaded_at += 1.0  # (before the state, as the embedded LLM sets them)
+        self.state = "up"
 
 
 async def cancel_after_first_piece(llm: LLM, messages: Sequence[ChatMessage], timeout: float,

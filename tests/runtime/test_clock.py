@@ -6,6 +6,10 @@ import pytest
 
 from kame.runtime.clock import END, FakeClock, MonotonicClock, NothingWithin, next_within
 
+from ..backend.scripted_llm import ReloadingLLM
+from ..backend.test_oracle_reload import run_for
+from ..backend.test_retry_after_gate import settle
+
 
 async def _items(*xs, wait=0.0):
     for x in xs:
@@ -49,41 +53,53 @@ async def test_a_stream_that_ignores_its_cancellation_does_not_hang_its_reader(m
         await asyncio.wait_for(next_within(stubborn(), MonotonicClock(), 0.05), 5.0)
 
 
-class _Part:
-    """A component with the embedded LLM's ``state``."""
-
-    state = "up"
-
-
 async def test_a_reload_of_the_model_is_waited_for_then_the_whole_limit_again():
     """``loading=``: the oracle's and the cascade's one wait for an LLM reloading its model."""
-    clock, part, calls = FakeClock(), _Part(), []
+    clock, part, calls = FakeClock(), ReloadingLLM(), []
 
     async def answer_at(t):
         await clock.sleep(t)
         yield "answer"
 
-    async def run(seconds):
-        for _ in range(int(seconds * 2)):
-            clock.advance(0.5)
-            for _ in range(10):
-                await asyncio.sleep(0)
-
     waiting = asyncio.ensure_future(next_within(answer_at(33.0), clock, 3.0, loading=part, limit=10.0,
                                                 on_reload=lambda: calls.append(clock.now())))
     await asyncio.sleep(0)
-    part.state = "loading"
-    await run(25.0)  # the 3 s timer ran out during the load: it waits on
-    part.state = "up"
-    await run(15.0)  # the load ended at 25 s: the whole limit (10 s) again; the answer came at 33 s
+    part.reload()
+    await run_for(clock, 25.0)  # the 3 s timer ran out during the load: it waits on
+    part.loaded()
+    await run_for(clock, 15.0)  # the load ended at 25 s: the whole limit (10 s) again; the answer came at 33 s
     assert waiting.done() and waiting.result() == "answer" and len(calls) == 1  # (on_reload: once)
 
     waiting = asyncio.ensure_future(next_within(answer_at(1e9), clock, 3.0, loading=part, limit=10.0))
     await asyncio.sleep(0)
-    part.state = "loading"
-    await run(20.0)
-    part.state = "up"
-    await run(12.0)  # loaded, then nothing for the whole limit
+    part.reload()
+    await run_for(clock, 20.0)
+    part.loaded()
+    await run_for(clock, 12.0)  # loaded, then nothing for the whole limit
     with pytest.raises(NothingWithin) as exc:
         await waiting
-    assert exc.value.reload_waited > 0  # (it says it waited for a reload: "stalled after it reloaded")
+    assert exc.value.reload_waited > 0 and exc.value.reloaded  # (it says so: "stalled after it reloaded")
+
+
+async def test_a_reload_that_ends_before_the_timer_runs_out_gets_the_whole_limit_again():
+    """The state said "up" when the timer ran out, but a load had begun and ended within it
+    (``loaded_at`` moved): the whole limit again, from then (was: NothingWithin at once)."""
+    clock, part, calls = FakeClock(), ReloadingLLM(), []
+
+    async def never():
+        await clock.sleep(1e9)
+        yield "never"
+
+    waiting = asyncio.ensure_future(next_within(never(), clock, 10.0, loading=part, limit=4.0,
+                                                on_reload=lambda: calls.append(clock.now())))
+    await settle()  # (its timer sleeps from 0 s)
+    await run_for(clock, 2.0)
+    part.reload()
+    await run_for(clock, 6.0)
+    part.loaded()  # at 8 s
+    await run_for(clock, 5.5)  # 13.5 s: it ran out at 10 s and granted 4 s more
+    assert not waiting.done() and calls == [10.0]
+    await run_for(clock, 0.5)
+    with pytest.raises(NothingWithin) as exc:
+        await asyncio.wait_for(waiting, 5.0)
+    assert exc.value.reloaded and exc.value.reload_waited == 0.0  # (it never saw it loading)

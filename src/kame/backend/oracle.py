@@ -34,7 +34,8 @@ Behaviour:
 - Failures (BackendError, any exception, no first piece within ``first_token_timeout`` or no
   piece for ``chunk_timeout`` on the session clock (each at least the LLM's own where its spec
   set it: ``openai:MODEL;first_token_timeout=60``, kame.backend.policy.stall_limits; a reload of
-  the LLM's model, ``llm.state == "loading"``, is waited for instead, up to RELOAD_WAIT_S: the
+  the LLM's model, ``llm.state == "loading"`` (or one that ended within the timer: its
+  ``loaded_at`` moved), is waited for instead, up to RELOAD_WAIT_S: the
   embedded LLM's child restarting after it died; kame.runtime.clock.next_within, the cascade's
   timer too), a piece that is not a str: the LLM broke its interface, kame.backend.llm.base.check_piece) are logged and
   counted; the producer waits
@@ -60,7 +61,7 @@ Behaviour:
   oracle token emitted), oracle_restart (value 1, labels.reason). ``stats`` counts decisions:
   start_words / start_final / start_retry, wait_interval / wait_first_token / wait_cap /
   wait_backoff (wait_rate_limited: a shared Retry-After set it), wait_llm_loading (a stall timer
-  that ran out while the LLM reloaded its model, and waited for it), cancelled
+  that ran out during or just after a reload of the LLM's model, and waited on), cancelled
   (cancelled_unheard: before their first piece), completed, failed, empty (completed with no
   text), reply_ended (completed predictions cut at an invented next line), routed (finals another
   path answered: ``on_routed``), routed_unheard (those whose answer none was heard of:
@@ -383,7 +384,7 @@ class OracleProducer:
             if exc.reload_waited >= RELOAD_WAIT_S:
                 raise _Stalled(f"LLM {describe(self.llm)} still (re)loading its model after "
                                f"{exc.reload_waited:.0f} s") from None
-            if exc.reload_waited:
+            if exc.reloaded:
                 raise _Stalled(f"LLM {describe(self.llm)} stalled: nothing for {limit:.2f} s after it "
                                "reloaded its model") from None
             raise _Stalled(f"LLM {describe(self.llm)} stalled: nothing for {timeout:.2f} s") from None

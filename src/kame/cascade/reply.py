@@ -162,8 +162,9 @@ class ReplyParts:
     # the last character of the agent text the session sent ("": none yet), so that a reply starts
     # on a new word (``text_sent``; the hybrid router also notes the front-end's text here)
     text_end: str = ""
-    # counts of its replies' waits: wait_llm_loading (stall timers that ran out while the LLM
-    # reloaded its model, and waited for it; the oracle's stats count the same)
+    # counts of its replies' waits: wait_llm_loading (stall timers that ran out during or just after
+    # a reload of the LLM's model, and waited on; the oracle's stats count the same; the cascade
+    # session's "stats" Meta sends it)
     stats: Counter = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
@@ -410,9 +411,10 @@ class ReplyPipeline:
         """The stream's next piece / chunk within the stall timeouts (Stalled else): the first
         within ``first_timeout`` s of the request ``t_req``, each next within ``chunk_timeout`` s
         (each at least the component's own, ReplyParts.limits). A reload of the LLM's model
-        (its ``state`` "loading": the embedded LLM's child restarting after it died) is waited
-        for, as by the tandem's oracle (kame.runtime.clock.next_within): then the whole limit
-        again, at most RELOAD_WAIT_S of reload (was: "LLM stalled" and a failed turn)."""
+        (its ``state`` "loading": the embedded LLM's child restarting after it died; or one that
+        ended within the timer, its ``loaded_at``) is waited for, as by the tandem's oracle
+        (kame.runtime.clock.next_within): then the whole limit again, at most RELOAD_WAIT_S of
+        reload (was: "LLM stalled" and a failed turn)."""
         first_limit, chunk_limit = self.parts.limits("llm" if what == "LLM" else "tts")
         limit = first_limit if first else chunk_limit
         timeout = first_limit - (self.clock.now() - t_req) if first else chunk_limit
@@ -422,7 +424,7 @@ class ReplyPipeline:
         except NothingWithin as exc:
             if exc.reload_waited >= RELOAD_WAIT_S:
                 raise Stalled(f"{what} still (re)loading its model after {exc.reload_waited:.0f} s") from None
-            if exc.reload_waited:
+            if exc.reloaded:
                 raise Stalled(f"{what} stalled: nothing for {limit:g} s after it reloaded its model") from None
             if first:
                 raise Stalled(f"{what} stalled: nothing within {first_limit:g} s of the request") from None

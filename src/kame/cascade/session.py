@@ -79,6 +79,9 @@ class CascadeStats:
     dropped_frames: int = 0  # 80 ms user frames the STT never got (while it was down or took no audio)
     dropped_input_s: float = 0.0  # user audio dropped on arrival: sent faster than real time (max_backlog_s)
     dropped_outputs: int = 0  # outputs nobody read (beyond MAX_PENDING_OUTPUTS)
+    # replies' stall timers that ran out during or just after a reload of the LLM's model and waited
+    # on (ReplyParts.stats; the oracle's producer.stats name it so)
+    wait_llm_loading: int = 0
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -206,14 +209,20 @@ class CascadeSession(Session):
         when, sent = self._stats_sent
         if not self._stats_every:
             return
-        self.stats.dropped_frames = self._stt.dropped_frames
-        counts = self.stats.to_json()
+        counts = self._counts()
         if counts == sent:
             return
         gap = FRAME_S if counts["dropped_input_s"] != sent["dropped_input_s"] else self._stats_every
         if when is None or now - when >= gap - 1e-9:
             self._stats_sent = (now, counts)
             self._emit(Meta({"type": "stats", "session": self.id, "final": False, "t": now, **counts}))
+
+    def _counts(self) -> dict:
+        """The "stats" Meta's counts, with those kept elsewhere brought up to date: the frames the
+        STT never got, the replies' waits for a reload of the LLM's model."""
+        self.stats.dropped_frames = self._stt.dropped_frames
+        self.stats.wait_llm_loading = self._parts.stats["wait_llm_loading"]
+        return self.stats.to_json()
 
     async def _push(self, pcm: np.ndarray) -> None:
         now = self.clock.now()
@@ -285,9 +294,8 @@ class CascadeSession(Session):
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._make_room()  # (first: the final count includes what this Meta pushes out)
         self._stt.drop_queued()  # the audio its stopped stream never read: counted (was: lost uncounted)
-        self.stats.dropped_frames = self._stt.dropped_frames
         self._emit(Meta({"type": "stats", "session": self.id, "final": True, "t": self.clock.now(),
-                         **self.stats.to_json()}))
+                         **self._counts()}))
         self._out.put_nowait(None)
         self._ended = True
         if cancelled:

@@ -246,6 +246,12 @@ class WatchedLLM:
         the producer's stall timers wait for: kame.backend.oracle)."""
         return getattr(self.llm, "state", None)
 
+    @property
+    def loaded_at(self) -> float | None:
+        """When the wrapped LLM's last load of its model ended, None if it does not say: a reload
+        that began and ended within a stall timer moves it (kame.runtime.clock.loaded_mark)."""
+        return getattr(self.llm, "loaded_at", None)
+
     def failed(self, message: str) -> None:
         """The producer ended a stream for a fault the LLM did not raise (e.g. its timers, which
         unless the LLM's spec sets longer ones are shorter than the adapter's, found it stalled):

@@ -8,8 +8,8 @@ file mode use ``FakeClock``, which only moves when told to.
     await clock.sleep(0.08)   # returns once someone calls clock.advance(>= 0.08)
 
 ``next_within`` is the stall timer of the oracle and the cascade's reply on such a clock; given the
-LLM (``loading=``), it waits for a reload of its model (``state`` "loading") instead of calling it
-a stall, bounded by RELOAD_WAIT_S.
+LLM (``loading=``), it waits for a reload of its model (``state`` "loading", or one that began and
+ended within the timer: ``loaded_at`` moved) instead of calling it a stall, bounded by RELOAD_WAIT_S.
 """
 
 from __future__ import annotations
@@ -123,11 +123,12 @@ RELOAD_WAIT_S = 900.0
 class NothingWithin(Exception):
     """next_within's timer ran out (not a TimeoutError: the stream's own may pass through).
     ``reload_waited``: the seconds of it spent waiting for a reload of the model (0.0: none;
-    RELOAD_WAIT_S or more: the load never ended)."""
+    RELOAD_WAIT_S or more: the load never ended); ``reloaded``: a load of the model ended during
+    it (waited for, or begun and ended within the timer), and the whole limit after it passed too."""
 
-    def __init__(self, message: str, reload_waited: float = 0.0) -> None:
+    def __init__(self, message: str, reload_waited: float = 0.0, reloaded: bool = False) -> None:
         super().__init__(message)
-        self.reload_waited = reload_waited
+        self.reload_waited, self.reloaded = reload_waited, reloaded
 
 
 def reloading(part) -> bool:
@@ -136,32 +137,54 @@ def reloading(part) -> bool:
     return getattr(part, "state", None) == "loading"
 
 
+def loaded_mark(part):
+    """When ``part``'s last load of its model ended (its ``loaded_at``, on its own clock: only
+    compared with an earlier one; None: it does not say). A reload that began and ended between two
+    looks at its ``state`` (a short one) moves it."""
+    return getattr(part, "loaded_at", None)
+
+
 class _ReloadTimer:
     """The clock of one next_within wait given ``loading``: the timeout, then, while ``part``
     reloads its model, on until the load is over and ``limit`` s more have passed (the reloaded
     model reads the prompt first), at most RELOAD_WAIT_S of reload in all (``reload_waited``).
+    A load that began and ended within the timeout (or within such a grant: ``loaded_mark``
+    moved) also gets ``limit`` s more, from when the timer ran out (``reloaded``: one did).
     ``on_reload()`` is called once, when the first wait for a reload starts."""
 
     def __init__(self, clock: Clock, part, limit: float, on_reload) -> None:
         self.clock, self.part, self.limit, self.on_reload = clock, part, limit, on_reload
         self.reload_waited = 0.0
-        self.waited = False  # it has waited for a reload
+        self.waited = False  # it has waited for a reload (on_reload was called)
+        self.reloaded = False  # a load ended during the wait: it granted the limit again
+        self.mark = loaded_mark(part)  # (at the wait's start, then at each grant's)
 
     def now(self) -> float:
         return self.clock.now()
 
     async def sleep(self, seconds: float) -> None:
         await self.clock.sleep(seconds)
-        while reloading(self.part) and self.reload_waited < RELOAD_WAIT_S:
-            if not self.waited and self.on_reload is not None:
-                self.on_reload()
-            self.waited = True
-            while reloading(self.part) and self.reload_waited < RELOAD_WAIT_S:
-                t = self.clock.now()
-                await self.clock.sleep(RELOAD_POLL_S)
-                self.reload_waited += self.clock.now() - t
-            if self.reload_waited < RELOAD_WAIT_S:
-                await self.clock.sleep(self.limit)  # loaded: the whole limit again
+        while self.reload_waited < RELOAD_WAIT_S:
+            if reloading(self.part):
+                self._waits()
+                while reloading(self.part) and self.reload_waited < RELOAD_WAIT_S:
+                    t = self.clock.now()
+                    await self.clock.sleep(RELOAD_POLL_S)
+                    self.reload_waited += self.clock.now() - t
+                if self.reload_waited >= RELOAD_WAIT_S:
+                    return
+            elif loaded_mark(self.part) == self.mark:
+                return  # no load since the wait (or the last grant) began: the timer ran out
+            else:
+                self._waits()  # a load began and ended within the timer
+            self.mark = loaded_mark(self.part)  # (the embedded LLM sets it before its state leaves "loading")
+            self.reloaded = True
+            await self.clock.sleep(self.limit)  # loaded: the whole limit again
+
+    def _waits(self) -> None:
+        if not self.waited and self.on_reload is not None:
+            self.on_reload()
+        self.waited = True
 
 
 async def next_within(stream, clock: Clock, timeout: float, *, loading=None, limit: float | None = None,
@@ -173,9 +196,12 @@ async def next_within(stream, clock: Clock, timeout: float, *, loading=None, lim
     ``loading``: the LLM behind ``stream``. A reload of its model (``reloading``: the embedded
     LLM's child restarting after it died) is no stall: a timer that runs out during one waits on
     for the load, then ``limit`` s more (default ``timeout``: the whole first-piece or
-    between-pieces limit), at most RELOAD_WAIT_S of reload in all; ``on_reload()`` is called when
-    it starts waiting for one (count it, log it). NothingWithin's ``reload_waited`` says how long
-    it waited (was: "LLM embedded stalled: nothing for 10.00 s" while /api/health said "loading")."""
+    between-pieces limit), at most RELOAD_WAIT_S of reload in all; a timer that runs out after a
+    load that began and ended within it (its ``loaded_at`` moved, ``loaded_mark``) gets ``limit`` s
+    more too (was: "stalled" when the reloaded model then read the prompt slowly). ``on_reload()``
+    is called when it starts waiting for one (count it, log it). NothingWithin's ``reload_waited``
+    says how long it waited, ``reloaded`` that a load ended (was: "LLM embedded stalled: nothing
+    for 10.00 s" while /api/health said "loading")."""
     reload = None if loading is None else _ReloadTimer(clock, loading, timeout if limit is None else limit,
                                                         on_reload)
     nxt = asyncio.ensure_future(stream.__anext__())
@@ -189,6 +215,7 @@ async def next_within(stream, clock: Clock, timeout: float, *, loading=None, lim
                 return nxt.result()
             except StopAsyncIteration:
                 return END
-        raise NothingWithin(f"nothing within {timeout:g} s", reload.reload_waited if reload else 0.0)
+        raise NothingWithin(f"nothing within {timeout:g} s", *((reload.reload_waited, reload.reloaded)
+                                                               if reload else ()))
     finally:  # (a stream that ignores its cancellation is left after STOP_WAIT_S, not its reader hung)
         await cancel_within((nxt, timer), STOP_WAIT_S)

@@ -535,6 +535,12 @@ class EmbeddedLLM(LLM):
         (_ChildWorker.state; the child is shared by every EmbeddedLLM of the same file)."""
         return self.worker.state
 
+    @property
+    def loaded_at(self) -> float:
+        """time.monotonic() when its child's last (re)start ended: the stall timers of the oracle
+        and the cascade see a reload that began and ended within them (kame.runtime.clock)."""
+        return self.worker.loaded_at
+
     async def stream_chat(self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None,
                           temperature: float | None = None) -> AsyncIterator[str]:
         messages = check_messages(messages)  # (before the child: a bad call is no request)
