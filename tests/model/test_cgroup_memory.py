@@ -1,7 +1,9 @@
 """kame.model.modules.cgroup_memory reads the process's own memory cgroup (/proc/self/cgroup's path)
-and its parents, taking the smallest limit (was: the cgroup mount's root only, so a limit set by
-systemd's MemoryMax=, on a Kubernetes pod's parent cgroup, or on the process's own cgroup under
-docker --cgroupns=host or cgroup v1 was missed, and the root's use, the whole machine's, was read)."""
+and its parents, taking the smallest limit and the least room (limit - use) of any level (was: the
+cgroup mount's root only, so a limit set by systemd's MemoryMax=, on a Kubernetes pod's parent
+cgroup, or on the process's own cgroup under docker --cgroupns=host or cgroup v1 was missed, and the
+root's use, the whole machine's, was read; then the smallest limit's room only, so a fuller parent
+with a larger limit was missed)."""
 
 import pytest
 import torch
@@ -55,7 +57,27 @@ def test_v2_a_limit_on_a_parent_only_kubernetes_pod_holds_with_the_parents_use(c
     cgroup("0::/kubepods/pod1/ctr1\n",
            {**v2("kubepods", str(8 * GiB), 6 * GiB), **v2("kubepods/pod1", str(2 * GiB), GiB + 300 * MiB, 100 * MiB),
             **v2("kubepods/pod1/ctr1", "max", 500 * MiB)})
-    assert modules.cgroup_memory() == (2 * GiB, GiB + 200 * MiB)
+    assert modules.cgroup_memory() == (2 * GiB, 2 * GiB - (GiB + 200 * MiB))
+
+
+def test_v2_the_least_room_is_a_fuller_parents_under_a_larger_limit(cgroup):
+    """A service's MemoryMax=4G with 1 GiB used, in a 6 GiB slice its siblings fill to 5.8 GiB: the
+    total is the service's 4 GiB, free the slice's 0.2 GiB, whose each figure the container's (was:
+    3 GiB free, the service's own room, and the OOM killer acted at the slice first)."""
+    slice_use = 6 * GiB - GiB // 5
+    cgroup("0::/system.slice/kame.service\n",
+           {**v2("system.slice", str(6 * GiB), slice_use + 100 * MiB, 100 * MiB),
+            **v2("system.slice/kame.service", str(4 * GiB), GiB)})
+    assert modules.cgroup_memory() == (4 * GiB, GiB // 5)
+    host_total, host_available, *_ = modules.device_memory(torch.device("cpu"))
+    if host_total > 4 * GiB and host_available > GiB // 5:  # (the container's figures are the lower ones)
+        assert modules.device_memory(torch.device("cpu")) == (4 * GiB, GiB // 5, modules.CONTAINER, modules.CONTAINER)
+    # the service itself the fuller: its own room
+    cgroup(None, v2("system.slice/kame.service", str(4 * GiB), 4 * GiB - GiB // 10))
+    assert modules.cgroup_memory() == (4 * GiB, GiB // 10)
+    # the slice's limit the smaller one and its room the least: both the slice's
+    cgroup(None, {**v2("system.slice", str(3 * GiB), 2 * GiB), **v2("system.slice/kame.service", str(4 * GiB), GiB)})
+    assert modules.cgroup_memory() == (3 * GiB, GiB)
 
 
 def test_v1_with_the_hosts_cgroup_namespace_reads_the_own_cgroup_not_the_roots(cgroup):
@@ -64,9 +86,9 @@ def test_v1_with_the_hosts_cgroup_namespace_reads_the_own_cgroup_not_the_roots(c
     own = "9:name=systemd:/\n5:devices:/\n4:memory:/process_api/af2f\n3:cpuset:/\n0::/\n"
     cgroup(own, {**v1("", HUGE_V1, 1800 * MiB), **v1("process_api", HUGE_V1, 900 * MiB),
                  **v1("process_api/af2f", str(2 * GiB), 79 * MiB, 9 * MiB)})
-    assert modules.cgroup_memory() == (2 * GiB, 70 * MiB)
-    cgroup(None, v1("process_api/af2f", HUGE_V1, 79 * MiB))  # (no limit anywhere: the own cgroup's use)
-    assert modules.cgroup_memory() == (int(HUGE_V1), 79 * MiB)
+    assert modules.cgroup_memory() == (2 * GiB, 2 * GiB - 70 * MiB)
+    cgroup(None, v1("process_api/af2f", HUGE_V1, 79 * MiB))  # (no limit anywhere: huge, the fullest level's room)
+    assert modules.cgroup_memory() == (int(HUGE_V1), int(HUGE_V1) - 1800 * MiB)
 
 
 @pytest.mark.parametrize("own", ["4:memory:/docker/0123abcd\n0::/\n",  # v1 docker: its own cgroup mounted as the root
@@ -74,9 +96,9 @@ def test_v1_with_the_hosts_cgroup_namespace_reads_the_own_cgroup_not_the_roots(c
                                  None])  # no /proc/self/cgroup
 def test_an_own_cgroup_not_under_the_mount_falls_back_to_the_root(cgroup, own, tmp_path):
     cgroup(own, {**v2("", str(4 * GiB), GiB), **v1("", str(3 * GiB), GiB)})
-    assert modules.cgroup_memory() == (4 * GiB, GiB)  # (v2 first, as before)
+    assert modules.cgroup_memory() == (4 * GiB, 3 * GiB)  # (v2 first, as before)
     (tmp_path / "fs" / "memory.max").unlink()
-    assert modules.cgroup_memory() == (3 * GiB, GiB)  # (v1 when v2's files are not there)
+    assert modules.cgroup_memory() == (3 * GiB, 2 * GiB)  # (v1 when v2's files are not there)
 
 
 def test_v2_without_a_limit_at_any_level_is_none(cgroup):

@@ -107,9 +107,14 @@ class TransformerState:
     capacity: int
 
     def reset(self, mask: torch.Tensor) -> None:
-        """Clear rows where mask [B] is True."""
+        """Clear rows where mask [B] is True: their positions, and their keys and values to zeros.
+        (Attention masks the old slots, but a masked NaN still makes NaN: keys or values that
+        overflowed float16 in the row's last session would make every later one's output NaN.)"""
         self.pos.masked_fill_(mask, 0)
         self.slot_pos.masked_fill_(mask[:, None], -1)
+        for c in self.caches:
+            c.k.masked_fill_(mask[:, None, None, None], 0)
+            c.v.masked_fill_(mask[:, None, None, None], 0)
 
 
 def apply_per_step(mods, schedule: list[int] | None, x: torch.Tensor, step: int | None) -> torch.Tensor:
@@ -364,46 +369,56 @@ def _own_cgroup(v1: bool) -> str:
     return ""
 
 
+def _cgroup_used(folder: str, use_file: str, stat_file: str, cache_key: str) -> int | None:
+    """Bytes in use by the cgroup at folder, less its inactive page cache (as docker stats counts
+    it: the kernel reclaims that before it runs out); None if its use is not readable."""
+    try:
+        with open(os.path.join(folder, use_file)) as f:
+            used = int(f.read())
+    except (OSError, ValueError):
+        return None
+    try:
+        with open(os.path.join(folder, stat_file)) as f:
+            cache = next((int(line.split()[1]) for line in f if line.split()[:1] == [cache_key]), 0)
+    except (OSError, ValueError, IndexError):
+        cache = 0
+    return max(used - cache, 0)
+
+
 def cgroup_memory() -> tuple[int, int] | None:
-    """(limit, in use) bytes of the memory cgroup kame runs in (cgroup v2's files, else v1's): the
-    smallest limit of the process's own cgroup and its parents up to the mount's root (a parent's
-    limit, as a Kubernetes pod's or a systemd slice's, holds its children too), with the use of the
-    cgroup that has it. A cgroup folder that is not there is passed over: in a container with a
-    cgroup namespace, or v1's mount of its own cgroup, the root is the container's. None without a
+    """(limit, free) bytes of the memory cgroup kame runs in (cgroup v2's files, else v1's), over the
+    process's own cgroup and its parents up to the mount's root (a parent's limit, as a Kubernetes
+    pod's or a systemd slice's, holds its children too): the smallest limit, and the least room
+    (limit - in use) of any level, which may be another level's, as the OOM killer acts at whichever
+    level runs out first (was: the smallest limit's cgroup's room, so 4 GiB with 1 GiB used under a
+    6 GiB slice with 5.8 GiB used read as 3 GiB free, not 0.2). A cgroup folder that is not there is
+    passed over: in a container with a cgroup namespace, or v1's mount of its own cgroup, the root
+    is the container's; a level whose use is not readable counts as its limit free. None without a
     limit ("max"; v1's "no limit" is a huge number, which device_memory's lower-of-the-two leaves
-    out). In use does not count the inactive page cache (as docker stats does), which the kernel
-    reclaims before it runs out."""
-    for mount, limit_file, use_file, stat_file, cache_key in _CGROUP_FILES:
-        path, found, smallest = _own_cgroup(v1=bool(mount)), False, None
+    out). In use does not count the inactive page cache (_cgroup_used)."""
+    for mount, limit_file, *use_files in _CGROUP_FILES:
+        path, found, limit, free = _own_cgroup(v1=bool(mount)), False, None, None
         while True:  # the own cgroup, then each parent up to the root ("")
             folder = os.path.join(CGROUP, mount, path)
             try:
                 with open(os.path.join(folder, limit_file)) as f:
                     text = f.read().strip()
                 found = True
-                if text != "max" and (smallest is None or int(text) < smallest[0]):
-                    smallest = int(text), folder
+                if text != "max":
+                    level = int(text)
+                    used = _cgroup_used(folder, *use_files)
+                    room = level if used is None else max(level - used, 0)
+                    limit = level if limit is None else min(limit, level)
+                    free = room if free is None else min(free, room)
             except (OSError, ValueError):
                 pass
             if not path:
                 break
             path = os.path.dirname(path)
-        if smallest is None:
-            if found:  # (this version's files, no limit at any level)
-                return None
-            continue
-        limit, folder = smallest
-        try:
-            with open(os.path.join(folder, use_file)) as f:
-                used = int(f.read())
-        except (OSError, ValueError):
-            continue
-        try:
-            with open(os.path.join(folder, stat_file)) as f:
-                cache = next((int(line.split()[1]) for line in f if line.split()[:1] == [cache_key]), 0)
-        except (OSError, ValueError, IndexError):
-            cache = 0
-        return limit, max(used - cache, 0)
+        if limit is not None:
+            return limit, free
+        if found:  # (this version's files, no limit at any level)
+            return None
     return None
 
 
@@ -430,7 +445,7 @@ def device_memory(dev: torch.device) -> tuple[int, int, str, str]:
     total, cgroup = page * os.sysconf("SC_PHYS_PAGES"), cgroup_memory()
     total_of = available_of = MACHINE
     if cgroup:  # (a full container has 1 byte left: 0 would read as unknown, and silence the warning)
-        limit, left = cgroup[0], max(cgroup[0] - cgroup[1], 1)
+        limit, left = cgroup[0], max(cgroup[1], 1)
         if limit < total:
             total, total_of = limit, CONTAINER
         if left < available:
