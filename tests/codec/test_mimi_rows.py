@@ -150,3 +150,28 @@ def test_the_runtime_codes_a_lone_users_row_alone_with_the_output_of_coding_ever
         np.testing.assert_allclose(p, wp, rtol=0, atol=1e-5)
     idle = zip(state_of(fm.stream, [0, 1, 3]), state_of(fm.codec.stream(4), [0, 1, 3]))
     assert all(torch.equal(a, b) for a, b in idle)  # the idle rows' codec state never moved
+
+
+@pytest.mark.parametrize("poison", [float("nan"), float("inf")])
+def test_a_reset_row_forgets_a_non_finite_attention_cache(codec, poison):
+    """A NaN or inf in a row's transformer keys/values (was: kept by reset, and 0 * NaN of the masked
+    slots made every later session of that row NaN) is gone after the row's reset: the row then codes
+    as a fresh stream's, and the other row is left as it was."""
+    x = speechlike(2, 6, seed=3)
+    s, fresh = codec.stream(2), codec.stream(1)
+    stream_encode(s, x[:, :3 * FS])
+    stream_decode(s, codec.encode(x[:, :3 * FS]))
+    for st in (s.enc, s.dec):
+        for layer in st.transformer.layers:
+            layer.k, layer.v = layer.k.clone(), layer.v.clone()  # (inference tensors: not written in place)
+            layer.k[0], layer.v[0] = poison, poison
+    one = torch.tensor([1])
+    other = [t.clone() for t in leaves(take_rows(s.enc, one)) + leaves(take_rows(s.dec, one))]
+    s.reset([0])
+    assert all(torch.equal(a, b) for a, b in
+               zip(other, leaves(take_rows(s.enc, one)) + leaves(take_rows(s.dec, one))))
+    codes = stream_encode(s, x)[:1]
+    assert torch.equal(codes, stream_encode(fresh, x[:1]))
+    audio = stream_decode(s, torch.cat([codes, codes]))[:1]
+    assert torch.isfinite(audio).all()
+    assert torch.allclose(audio, stream_decode(codec.stream(1), codes), atol=1e-5)

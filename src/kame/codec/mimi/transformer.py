@@ -33,6 +33,10 @@ class AttnState:
     offset: torch.Tensor  # [B] long, position of the next step
 
     def reset(self, mask: torch.Tensor) -> None:
+        # (k, v zeroed too: a masked slot's weight is 0, but 0 * NaN is NaN, so a NaN or inf left in
+        # a reset row's cache would reach every later session of that row)
+        self.k = torch.where(mask.view(-1, 1, 1, 1), 0.0, self.k)
+        self.v = torch.where(mask.view(-1, 1, 1, 1), 0.0, self.v)
         self.pos = torch.where(mask.view(-1, 1), -1, self.pos)
         self.offset = torch.where(mask, 0, self.offset)
 
