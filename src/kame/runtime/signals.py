@@ -64,30 +64,40 @@ def stopped_early(*sigs: int):
     A Stopped raised where Python only reports it ("Exception ignored in": a finalizer, a weakref
     callback, as importlib runs one at each import's end: one early signal in a few hundred) is
     raised again, by the same signal sent again to the main thread (was: the signal was lost, the
-    server started, and later ones were ignored until its loop handled them)."""
+    server started, and later ones were ignored until its loop handled them); so is one that came
+    while the main thread ran sys.unraisablehook (the previous hook, for another exception: Python
+    would only have printed "Exception ignored in sys.unraisablehook"), bar the few bytecodes before
+    the hook notes it. The block's end waits for a signal being sent again (so it never comes once
+    the previous handlers are back: SIGTERM's default, a kill, status 143), and a signal handled
+    from then on is ignored (the command has ended)."""
     stopped: list[str] = []
     main = _thread.get_ident()  # (handling installs nothing outside the main thread)
-    reporting = []  # (set while sys.unraisablehook reports a Stopped: one raised there would be lost too)
+    reporting = []  # (set while the main thread runs sys.unraisablehook: a Stopped raised there is lost too)
     ended = []
+    sending = _thread.allocate_lock()  # (held by _send_again's thread across its check and its send)
 
     def wanted() -> bool:
         return not stopped and not ended
 
-    def stop(signum, frame) -> None:
+    def stop(signum, frame) -> None:  # (takes no lock: it runs on the main thread, which may hold one)
         if reporting:
-            _send_again(signum, main, wanted)
-        elif not stopped:
+            _send_again(signum, main, wanted, sending)
+        elif wanted():
             stopped.append(signal.Signals(signum).name)
             raise Stopped(stopped[0])
 
     def report(unraisable) -> None:
-        if not isinstance(unraisable.exc_value, Stopped) or not stopped:
-            return previous_hook(unraisable)
-        reporting.append(True)
+        here = _thread.get_ident() == main
+        if here:
+            reporting.append(True)
         try:
-            _send_again(signal.Signals[stopped.pop()], main, wanted)
+            if isinstance(unraisable.exc_value, Stopped) and stopped:
+                _send_again(signal.Signals[stopped.pop()], main, wanted, sending)
+            else:
+                previous_hook(unraisable)
         finally:
-            reporting.clear()
+            if here:
+                reporting.pop()
 
     previous_hook = sys.unraisablehook
     with contextlib.ExitStack() as handlers:
@@ -97,23 +107,27 @@ def stopped_early(*sigs: int):
         try:
             yield
         finally:
-            ended.append(True)
+            ended.append(True)  # (first: stop ignores a signal sent again that interrupts the wait below)
             if sys.unraisablehook is report:  # (not if something replaced it meanwhile)
                 sys.unraisablehook = previous_hook
+            with sending:  # (a send under way ends before the handlers are given back: none comes after)
+                pass
 
 
-def _send_again(sig: int, main: int, wanted) -> None:
+def _send_again(sig: int, main: int, wanted, sending) -> None:
     """Send ``sig`` again to the thread ``main``, from a thread of its own, once the code that lost its
     Stopped has returned (a hundredth of a second later), if ``wanted()`` still (no other signal
-    raised Stopped meanwhile, the block has not ended)."""
+    raised Stopped meanwhile, the block has not ended), holding the lock ``sending`` across that
+    check and the send: stopped_early's end takes it before it gives the previous handlers back."""
 
     def send() -> None:
         time.sleep(0.01)
-        if not wanted():
-            return
-        if hasattr(signal, "pthread_kill"):
-            signal.pthread_kill(main, sig)  # (interrupts a blocking call of the main thread too)
-        else:
-            _thread.interrupt_main(sig)
+        with sending:
+            if not wanted():
+                return
+            if hasattr(signal, "pthread_kill"):
+                signal.pthread_kill(main, sig)  # (interrupts a blocking call of the main thread too)
+            else:
+                _thread.interrupt_main(sig)
 
     _thread.start_new_thread(send, ())
