@@ -78,7 +78,7 @@ from collections import Counter
 from typing import Any, Callable
 
 from ..errors import BackendError
-from ..runtime.clock import END, RELOAD_WAIT_S, Clock, MonotonicClock, NothingWithin, next_within
+from ..runtime.clock import END, Clock, MonotonicClock, NothingWithin, next_within
 from ..runtime.metrics import Metric, MetricsSink, null_sink
 from .llm.base import LLM, describe, text_stream
 from .policy import OraclePolicy, RestartGate, rate_gate, stall_limits
@@ -381,13 +381,8 @@ class OracleProducer:
             return await next_within(agen, self.clock, timeout, loading=self.llm, limit=limit,
                                      on_reload=lambda: self._reload_wait(pid))
         except NothingWithin as exc:
-            if exc.reload_waited >= RELOAD_WAIT_S:
-                raise _Stalled(f"LLM {describe(self.llm)} still (re)loading its model after "
-                               f"{exc.reload_waited:.0f} s") from None
-            if exc.reloaded:
-                raise _Stalled(f"LLM {describe(self.llm)} stalled: nothing for {limit:.2f} s after it "
-                               "reloaded its model") from None
-            raise _Stalled(f"LLM {describe(self.llm)} stalled: nothing for {timeout:.2f} s") from None
+            what = f"LLM {describe(self.llm)}"
+            raise _Stalled(exc.why(what, f"{limit:.2f}", f"{what} stalled: nothing for {timeout:.2f} s")) from None
 
     def _reload_wait(self, pid: int) -> None:
         """Prediction ``pid``'s stall timer ran out while the LLM (re)loads its model and waits
@@ -441,4 +436,3 @@ class OracleProducer:
             self.metrics(Metric(name, float(value), self.clock.now(), self.session, labels))  # type: ignore[arg-type]
         except Exception:  # noqa: BLE001
             log.exception("metrics sink failed")
-

@@ -70,7 +70,7 @@ from ..backend.prompt import PromptConfig, ReplyGuard
 from ..backend.types import FRAME_SIZE, ChatMessage
 from ..errors import BackendError
 from ..runtime.base import AgentText, BackendHealth, Output, _why
-from ..runtime.clock import END, RELOAD_WAIT_S, Clock, NothingWithin, next_within
+from ..runtime.clock import END, Clock, NothingWithin, next_within
 from .config import CascadeConfig
 from .text import SegmentSplitter
 
@@ -422,13 +422,9 @@ class ReplyPipeline:
             return await next_within(stream, self.clock, timeout, loading=self.llm if what == "LLM" else None,
                                      limit=limit, on_reload=self._reload_wait)
         except NothingWithin as exc:
-            if exc.reload_waited >= RELOAD_WAIT_S:
-                raise Stalled(f"{what} still (re)loading its model after {exc.reload_waited:.0f} s") from None
-            if exc.reloaded:
-                raise Stalled(f"{what} stalled: nothing for {limit:g} s after it reloaded its model") from None
-            if first:
-                raise Stalled(f"{what} stalled: nothing within {first_limit:g} s of the request") from None
-            raise Stalled(f"{what} stalled: nothing for {chunk_limit:g} s after its last output") from None
+            plain = (f"{what} stalled: nothing within {first_limit:g} s of the request" if first else
+                     f"{what} stalled: nothing for {chunk_limit:g} s after its last output")
+            raise Stalled(exc.why(what, f"{limit:g}", plain)) from None
 
     def _reload_wait(self) -> None:
         """The LLM's stall timer ran out while it (re)loads its model, and waits for it: counted

@@ -112,9 +112,10 @@ class TransformerState:
         overflowed float16 in the row's last session would make every later one's output NaN.)"""
         self.pos.masked_fill_(mask, 0)
         self.slot_pos.masked_fill_(mask[:, None], -1)
+        rows = mask.nonzero().flatten().to(self.pos.device)  # (only these rows' caches are written)
         for c in self.caches:
-            c.k.masked_fill_(mask[:, None, None, None], 0)
-            c.v.masked_fill_(mask[:, None, None, None], 0)
+            c.k.index_fill_(0, rows, 0)
+            c.v.index_fill_(0, rows, 0)
 
 
 def apply_per_step(mods, schedule: list[int] | None, x: torch.Tensor, step: int | None) -> torch.Tensor:
@@ -390,8 +391,7 @@ def cgroup_memory() -> tuple[int, int] | None:
     process's own cgroup and its parents up to the mount's root (a parent's limit, as a Kubernetes
     pod's or a systemd slice's, holds its children too): the smallest limit, and the least room
     (limit - in use) of any level, which may be another level's, as the OOM killer acts at whichever
-    level runs out first (was: the smallest limit's cgroup's room, so 4 GiB with 1 GiB used under a
-    6 GiB slice with 5.8 GiB used read as 3 GiB free, not 0.2). A cgroup folder that is not there is
+    level runs out first. A cgroup folder that is not there is
     passed over: in a container with a cgroup namespace, or v1's mount of its own cgroup, the root
     is the container's; a level whose use is not readable counts as its limit free. None without a
     limit ("max"; v1's "no limit" is a huge number, which device_memory's lower-of-the-two leaves
@@ -459,11 +459,9 @@ _WARNED_CACHE: weakref.WeakSet = weakref.WeakSet()  # the models check_cache_mem
 def check_cache_memory(model: nn.Module, batch_size: int) -> None:
     """ConfigError naming context if the KV cache (TransformerState's) of ``batch_size`` sessions of
     ``model`` (an LMModel: 2 * num_layers * context * dim / kv_repeat numbers) exceeds the device's
-    whole memory (device_memory: the machine's RAM or its container's limit, or a GPU's; was:
-    torch's raw "can't allocate memory" error, or the OOM killer while it was filled); a warning
-    (once per model) if it fits but takes more than half of the memory available now (was: silent).
-    Each names whose figure it is: the container's limit where that is the lower one (was: "cpu
-    memory" for both)."""
+    whole memory (device_memory: the machine's RAM or its container's limit, or a GPU's); a warning
+    (once per model) if it fits but takes more than half of the memory available now. Each names
+    whose figure it is: the container's limit where that is the lower one."""
     c, p = model.cfg, next(model.parameters())
     dev = p.device
     total, available, total_of, available_of = device_memory(dev)

@@ -268,26 +268,27 @@ def _finite(t: torch.Tensor) -> bool:
     return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
-def cast_checked(tensors: Mapping[str, torch.Tensor], dtype: torch.dtype | Mapping[str, torch.dtype],
+def cast_checked(tensors: dict[str, torch.Tensor], dtype: torch.dtype | Mapping[str, torch.dtype],
                  where: str | Path) -> dict[str, torch.Tensor]:
-    """``tensors`` with the floating ones cast to ``dtype`` (one for all, or per key; the others
-    as they are); CheckpointError naming ``where``, the tensor and the dtype when a cast to a
-    narrower range (float16's: 65504) made a finite weight infinite: it would run as inf and give
-    NaN logits. Only narrowing casts are checked (one sum per tensor, _finite). The front-end
-    loader's and save_frontend's cast, and the Mimi loader's."""
-    out = {}
-    for key, t in tensors.items():
+    """``tensors``, in place, with the floating ones cast to ``dtype`` (one for all, or per key; the
+    others as they are): each original is freed as its cast replaces it, so a load's peak is one
+    tensor over the weights, not a second copy of them. CheckpointError naming ``where``, the tensor
+    and the dtype when a cast to a narrower range (float16's: 65504) made a finite weight infinite:
+    it would run as inf and give NaN logits. Only narrowing casts are checked (one sum per tensor,
+    _finite). The front-end loader's and save_frontend's cast, and the Mimi loader's."""
+    for key in list(tensors):  # (the keys only: a list of the items would keep every original alive)
+        t = tensors[key]
         to = dtype if isinstance(dtype, torch.dtype) else dtype[key]
         if not t.is_floating_point() or t.dtype == to:
-            out[key] = t
             continue
-        out[key] = c = t.to(to)
+        c = t.to(to)
         if torch.finfo(to).max < torch.finfo(t.dtype).max and not _finite(c) and _finite(t):
             name = str(to).removeprefix("torch.")
+            wider = "float32" if to == torch.bfloat16 else "bfloat16 or float32"
             raise CheckpointError(f"{where}: tensor {key!r} has values beyond {name}'s range (largest "
-                                  f"{torch.finfo(to).max:g}), which become infinite in {name}: use bfloat16 or "
-                                  f"float32 instead")
-    return out
+                                  f"{torch.finfo(to).max:g}), which become infinite in {name}: use {wider} instead")
+        tensors[key] = c
+    return tensors
 
 
 def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:

@@ -130,6 +130,15 @@ class NothingWithin(Exception):
         super().__init__(message)
         self.reload_waited, self.reloaded = reload_waited, reloaded
 
+    def why(self, what: str, limit: str, plain: str) -> str:
+        """The stall's message for ``what`` ("LLM embedded"): ``plain`` unless a reload of its model
+        was waited for (``limit``: the whole limit after it, as it should be written)."""
+        if self.reload_waited >= RELOAD_WAIT_S:
+            return f"{what} still (re)loading its model after {self.reload_waited:.0f} s"
+        if self.reloaded:
+            return f"{what} stalled: nothing for {limit} s after it reloaded its model"
+        return plain
+
 
 def reloading(part) -> bool:
     """``part`` (an LLM; kame.runtime.backend.WatchedLLM passes its LLM's on) is (re)loading its
@@ -198,10 +207,9 @@ async def next_within(stream, clock: Clock, timeout: float, *, loading=None, lim
     for the load, then ``limit`` s more (default ``timeout``: the whole first-piece or
     between-pieces limit), at most RELOAD_WAIT_S of reload in all; a timer that runs out after a
     load that began and ended within it (its ``loaded_at`` moved, ``loaded_mark``) gets ``limit`` s
-    more too (was: "stalled" when the reloaded model then read the prompt slowly). ``on_reload()``
-    is called when it starts waiting for one (count it, log it). NothingWithin's ``reload_waited``
-    says how long it waited, ``reloaded`` that a load ended (was: "LLM embedded stalled: nothing
-    for 10.00 s" while /api/health said "loading")."""
+    more too. ``on_reload()`` is called when it starts waiting for one (count it, log it).
+    NothingWithin's ``reload_waited`` says how long it waited, ``reloaded`` that a load ended, and
+    its ``why`` words the stall."""
     reload = None if loading is None else _ReloadTimer(clock, loading, timeout if limit is None else limit,
                                                         on_reload)
     nxt = asyncio.ensure_future(stream.__anext__())

@@ -19,7 +19,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..backend.options import is_finite_number
+from ..numeric import is_finite_number
 from ..errors import CheckpointError, ConfigError
 from .parallel import PRECISIONS
 

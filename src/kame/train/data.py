@@ -536,10 +536,10 @@ def changed_since_listed(entries: Iterable[ManifestEntry], read: dict | None = N
     """The entries whose dialogue.json is not the one the manifest listed: its sha256 is not the
     line's ``meta_sha256`` (a `kame data oracle` stopped before it wrote the manifest again, a
     dialogue edited by hand), or it is gone. A line without one (an older manifest's, or a dialogue
-    that could not be read when it was written) is not checked. Cheap: only the small JSON files
-    are read. ``read``: a dict that gets {folder: Dialogue (read without its samples, as
+    that could not be read when it was written) is not checked. Without ``read`` cheap: only the
+    small JSON files are hashed. ``read``: a dict that gets {folder: Dialogue (read without its samples, as
     read_dialogue does)} of the dialogues found as listed, so that kame train uses what was checked
-    (its dialogue.json read once); without it each file is only hashed."""
+    (its dialogue.json read once, its audio.wav's header too, as read_dialogue does)."""
     changed = []
     for e in entries:
         if e.meta_sha256 is None:

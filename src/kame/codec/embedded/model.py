@@ -374,7 +374,7 @@ def load(path: str | Path | None = None, *, sha256: str | None = None) -> Embedd
     its contents: the config, every tensor's presence, shape, dtype and values."""
     from safetensors import safe_open
 
-    from ...model.loaders import check_finite  # (lazily, as parse_device in create)
+    from ...model.tensorfiles import check_finite  # (lazily, as parse_device in create)
 
     path, meta, got = _fitted_file(path, sha256)
     try:

@@ -140,7 +140,7 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 def load_state(model: MimiModel, state: dict[str, torch.Tensor], where: str = "checkpoint", note: str = "") -> None:
     """Strictly load ``state`` into ``model``; any missing/unexpected key, shape mismatch, float8 or
     NaN/inf weight raises (``note`` is added to the key and shape errors: where the config came from)."""
-    from ...model.loaders import check_finite  # (lazily, as check_placement)
+    from ...model.tensorfiles import check_finite  # (lazily, as check_placement)
     from ...model.tensorfiles import checkpoint_kind, kind_hint
 
     own = model.state_dict()
@@ -199,7 +199,7 @@ def load_mimi(
     coded with, at most what the file holds) defaults to the config's ``num_codebooks``: Moshi's 8,
     or all the file holds when it holds fewer.
     """
-    from ...model.loaders import cast_checked  # (lazily, as check_placement)
+    from ...model.tensorfiles import cast_checked  # (lazily, as check_placement)
 
     device, dtype = check_placement(device, dtype)
     path = resolve_source(source)
