@@ -63,8 +63,7 @@ def stopped_early(*sigs: int):
 
     A Stopped raised where Python only reports it ("Exception ignored in": a finalizer, a weakref
     callback, as importlib runs one at each import's end: one early signal in a few hundred) is
-    raised again, by the same signal sent again to the main thread (was: the signal was lost, the
-    server started, and later ones were ignored until its loop handled them); so is one that came
+    raised again, by the same signal sent again to the main thread; so is one that came
     while the main thread ran sys.unraisablehook (the previous hook, for another exception: Python
     would only have printed "Exception ignored in sys.unraisablehook"), bar the few bytecodes before
     the hook notes it. The block's end waits for a signal being sent again (so it never comes once

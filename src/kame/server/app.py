@@ -424,6 +424,9 @@ def main(args) -> int:
 
     state.on_ready, state.on_failed = announce, failed
     app.on_startup.insert(0, listen)
+    # (a SIGTERM or SIGHUP inside run_app before it installs its handlers is kame.cli's early stop, a
+    # SystemExit(0) from here: safe, no back-end child has started yet: run_app installs its handlers
+    # before the startup hooks, the first of which is listen, and the agent starts after it)
     try:
         web.run_app(app, sock=sock, print=None, handle_signals=True, access_log_class=ops.AccessLogger)
     except KeyboardInterrupt:  # a second Ctrl-C during the shutdown

@@ -134,8 +134,8 @@ class ChatResult:
 
     def _readable(self) -> tuple[list[dict], dict[str, int]]:
         """read_metas and unreadable_fields, checked once for the metadata so far (a report reads
-        them about nine times: was each time anew); again only when ``metas`` changed (grew, or
-        another list)."""
+        them about nine times); again only when ``metas`` grew or is another list: ``metas`` is
+        append-only (an entry changed in place would not be seen)."""
         if self._read[0] is not self.metas or self._read[1] != len(self.metas):
             read, names = [], {}
             for m in self.metas:

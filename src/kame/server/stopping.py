@@ -53,7 +53,7 @@ class Stopping:
     start, kame.cli's ``stopped_early`` makes SIGTERM and SIGHUP the same stop, exit 0; ``done`` gives
     SIGTERM and SIGHUP back the handlers they had before the server, recorded when the Stopping is
     created (before web.run_app: not aiohttp's, asyncio's that do nothing), so that a SIGTERM in the
-    rest of the exit ends the process (was: ignored, a hung exit step ended only by SIGKILL)."""
+    rest of the exit ends the process."""
 
     def __init__(self) -> None:
         self.interrupted = False  # a Ctrl-C (exit 130)
