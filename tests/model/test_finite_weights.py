@@ -1,5 +1,5 @@
 """NaN / inf weights are refused when a checkpoint loads (they loaded and gave NaN audio later):
-the front-end, Mimi and the embedded codec share kame.model.loaders.check_finite, whose error
+the front-end, Mimi and the embedded codec share kame.model.tensorfiles.check_finite, whose error
 names the file and the first offending tensor."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from kame.errors import CheckpointError
-from kame.model import loaders
+from kame.model import tensorfiles
 from kame.model.loaders import check_finite, load_frontend, save_frontend
 
 
@@ -88,8 +88,8 @@ def test_mimi_and_embedded_codec_use_the_shared_check(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match=_message(emb, "proj")):
         load_embedded(emb)
 
-    seen = []  # one piece of code: both codecs go through loaders.check_finite
-    monkeypatch.setattr(loaders, "check_finite", lambda t, where: seen.append(str(where)))
+    seen = []  # one piece of code: both codecs go through kame.model.tensorfiles.check_finite
+    monkeypatch.setattr(tensorfiles, "check_finite", lambda t, where: seen.append(str(where)))
     load_mimi(mimi)
     load_embedded(emb)
     assert seen == [str(mimi), str(emb)]
