@@ -27,6 +27,14 @@ def nice_of(pid: int) -> int:
 @pytest.fixture(scope="module")
 def llm():
     pytest.importorskip("transformers")
+    from kame.backend.llm import embedded
+
+    # A child an earlier test file of this process started (at nice 0: the test run's order, or
+    # pytest-xdist's share of files) is stopped and forgotten, so the one made here is at nice 3
+    # and stays the shared one for later files, as in a fresh process.
+    earlier = embedded._shared.pop(str(embedded.smollm2_path()), None)
+    if earlier is not None:
+        earlier.close()
     return registry.create("llm", "embedded", nice=3)  # the child runs 3 steps below this process
 
 
@@ -51,7 +59,7 @@ async def test_cancel_stops_generation_and_frees_the_worker(llm):
 def test_shared_model_and_bad_path(llm):
     other = registry.create("llm", "smollm2")
     assert other.worker is llm.worker and other.worker.proc.pid != os.getpid()
-    assert llm.worker.nice == 3  # (no earlier test may have started the shared child)
+    assert llm.worker.nice == 3
     if sys.platform == "linux":  # the child runs below this process's CPU priority
         assert nice_of(llm.worker.proc.pid) == min(19, nice_of(os.getpid()) + 3)
     with pytest.raises(NotAvailableError):
