@@ -127,7 +127,8 @@ def _build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict]:
     parser = _Parser(
         prog="kame", description="kame: real-time tandem voice agents",
         epilog="environment: KAME_AUTH_TOKEN (kame serve's bearer token), KAME_PLUGINS (plugin modules), "
-               "KAME_CACHE (the bench recordings cache), HF_HUB_OFFLINE=1 (hf:// from the local cache only), "
+               "KAME_CACHE (kame's cache: the embedded LLM's converted copy, the bench recordings; default "
+               "~/.cache/kame), HF_HUB_OFFLINE=1 (hf:// from the local cache only), "
                "OPENAI_API_KEY / OPENAI_BASE_URL (the openai: components' key and server; for the STT "
                "OPENAI_STT_API_KEY / OPENAI_STT_BASE_URL and for the TTS OPENAI_TTS_API_KEY / "
                "OPENAI_TTS_BASE_URL come first when set), OPENAI_MODEL (the model of an LLM spec 'openai' "

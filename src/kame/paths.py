@@ -350,6 +350,13 @@ def check_output_folder(path: str | Path, *, flag: str = "--out") -> Path:
     return out
 
 
+def kame_cache(part: str) -> Path:
+    """kame's cache folder for ``part`` ("recordings", "llm"): ``$KAME_CACHE/part``, or
+    ``~/.cache/kame/part`` (a ConfigError from expand_user where there is no home to expand ~ to)."""
+    base = os.environ.get("KAME_CACHE") or expand_user("~/.cache/kame", "the cache folder (or set KAME_CACHE)")
+    return Path(base) / part
+
+
 def file_sha256(path) -> str:
     """The sha256 of a file (hex), read in 1 MB pieces (a codec's fingerprint, a tokenizer's, a
     training dialogue's audio)."""

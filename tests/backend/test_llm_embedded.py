@@ -13,7 +13,7 @@ from kame.errors import BackendError, NotAvailableError
 
 from .scripted_llm import cancel_after_first_piece
 
-pytestmark = pytest.mark.slow  # one ~20 s model load for the module
+pytestmark = pytest.mark.slow  # one model load for the module (~30 s the first time: kame.backend.llm.converted)
 
 MSGS = [ChatMessage("system", "Answer in one short sentence."),
         ChatMessage("user", "What is the capital of France?")]
@@ -77,7 +77,7 @@ async def test_child_death_fails_the_request_and_the_next_one_restarts_it(llm, c
             if len(got) == 1:
                 os.kill(pid, signal.SIGKILL)
     assert len(got) < 100
-    # the next request starts a new child (one more ~20 s load) and answers as before
+    # the next request starts a new child (one more load) and answers as before
     text = "".join([p async for p in llm.stream_chat(MSGS, max_tokens=24)])
     assert "Paris" in text
     assert worker.restarts == restarts + 1 and worker.proc.pid != pid

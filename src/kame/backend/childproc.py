@@ -20,7 +20,7 @@ next use starts them again).
 
 Loads run in a thread (``await load_in_thread(fn, ...)``); cancelling that await (Ctrl-C while an
 agent loads) terminates the children that load is waiting for and makes its later start_child
-calls fail at once, so neither the thread nor the exit waits the ~20 s a child takes to get
+calls fail at once, so neither the thread nor the exit waits the seconds a child takes to get
 ready. Children started elsewhere (e.g. a live session restarting one) are not touched; a load in a
 thread of its own gets the same hold on its children with ``with abortable_load() as load:``. A load
 in the process itself (the front-end's model) cannot be stopped: ``loads_running()`` says one
@@ -279,7 +279,7 @@ def shared_child(stop: Callable[[], bool]) -> None:
 def release_children() -> int:
     """Stop the back-end child processes that the agents of this process share (the embedded
     LLM's, pocketsphinx's), e.g. after ``agent.stop()`` in a long-lived program, to give their
-    memory back. An agent created later starts them again when it loads (the LLM's ~20 s load
+    memory back. An agent created later starts them again when it loads (the LLM's load
     is paid again); a request or utterance it interrupts gets a back-end error. It waits for
     each child to exit (up to ~10 s each): call it from a thread (``asyncio.to_thread``), not
     on an event loop. Returns how many children were stopped."""

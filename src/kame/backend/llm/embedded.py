@@ -5,7 +5,8 @@
         print(piece, end="")
 
 transformers + gguf (+ accelerate) de-quantize the GGUF into a float32 torch model (no compile;
-~20 s load, ~14 tokens/s on 2 cores). The model runs in a separate CHILD PROCESS (multiprocessing
+~14 tokens/s on 2 cores), once: the child loads a converted copy kept in kame's cache after that
+(kame.backend.llm.converted; a child's start: ~30 s the first time, ~4 s after, on 2 cores). The model runs in a separate CHILD PROCESS (multiprocessing
 "spawn" context, daemon), one long-lived child per GGUF file, started on first use and shared by
 all ``EmbeddedLLM`` objects of the process. The child uses one torch thread, so transformers'
 generate loop neither holds the server's GIL nor shares its torch intra-op pool with the
@@ -28,14 +29,14 @@ the reply is cut to what the context leaves); if the system message alone leaves
 at once with BackendError "prompt N tokens > the embedded LLM's context M" (was: its prefill
 outlasted the consumer's ``stall_timeout``, and the child was killed as hung and reloaded).
 If the child dies, the current request raises BackendError and the next request restarts it
-(logged; another ~20 s load, on the dispatcher thread). That load does not count in the
+(logged; another load, on the dispatcher thread). That load does not count in the
 consumers' ``stall_timeout`` (it takes minutes on a busy machine); a child still loading after
 ``LOAD_TIMEOUT_S`` hangs: it is terminated and the request fails, saying so. A child that does
 not stop within ``CANCEL_GRACE_S`` of a cancel (it checks before every token, ~0.1 s apart: so
 it hangs) is terminated and counts as dead, so a hung child holds up the requests behind it for
 at most the consumer's ``stall_timeout`` plus that grace, not forever.
 
-Construction waits for the child's "loaded" message (~20 s on first use): a server should create
+Construction waits for the child's "loaded" message (a few seconds; ~30 s the first time): a server should create
 it in a worker thread at start-up
 (``await loop.run_in_executor(None, registry.create, "llm", "embedded")``). Missing weights or
 packages raise NotAvailableError at construction, and so does a file that is not a whole GGUF
@@ -71,6 +72,7 @@ from ..priority import lower_thread_priority
 from ..types import ChatMessage
 from .base import LLM, check_messages
 from .context import PromptTooLong, fit_context
+from .converted import has_copy, load_model
 from .gguf_file import check_gguf
 
 log = logging.getLogger(__name__)
@@ -101,24 +103,6 @@ def smollm2_path() -> Path:
     if not path.is_file():
         raise NotAvailableError(f"embedded LLM weights not found: {path}")
     return path
-
-
-def load_model(gguf: Path):
-    """Load (model, tokenizer) for a GGUF file in THIS process (the child calls it)."""
-    try:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-    except ImportError as exc:
-        raise MissingPackageError("the embedded LLM needs: " + install_hint("llm")) from exc
-    hf_logging.disable_progress_bar()
-    try:
-        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    except (ImportError, ValueError) as exc:  # e.g. accelerate or gguf missing
-        raise NotAvailableError(f"cannot load the embedded LLM: {exc} ({install_hint('llm')})") from exc
-    model.eval()
-    return model, tok
 
 
 def shared_worker(gguf: Path | None = None, nice: int = 0) -> "_ChildWorker":
@@ -332,9 +316,10 @@ class _ChildWorker:
             return "down"
 
     def start(self) -> None:
-        """Spawn the child and wait (~20 s) for its "loaded" message."""
+        """Spawn the child and wait for its "loaded" message."""
         cancel = CTX.Value("q", 0, lock=False)  # id of the request to stop (one int64 write)
-        log.info("starting the embedded LLM child for %s (about 20 s)", self.gguf.name)
+        log.info("starting the embedded LLM child for %s%s", self.gguf.name, "" if has_copy(self.gguf) else
+                 " (~30 s: a first start converts the file into kame's cache, kame.backend.llm.converted)")
         proc, parent_conn = start_child(_child_main, (str(self.gguf), cancel, self.nice), name="kame-llm-child",
                                         what=f"the embedded LLM child for {self.gguf.name}")
         with self._lock:  # (a close() while it loaded, or the exit's close before: this child must not outlive it)

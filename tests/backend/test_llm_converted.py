@@ -1,0 +1,146 @@
+"""The embedded LLM's converted copy (kame.backend.llm.converted): the first load reads the GGUF
+file and keeps a float32 copy in kame's cache; later loads read the copy and get the same model,
+tokenizer and answers. A broken copy is made again; a cache that cannot be written is a warning.
+One real GGUF load for the module (~30 s on 2 cores)."""
+
+import logging
+import shutil
+
+import pytest
+
+from kame.backend.llm import converted
+from kame.backend.llm.context import fit_context
+from kame.errors import ConfigError
+
+pytestmark = pytest.mark.slow
+
+MSGS = [{"role": "system", "content": "Answer in one short sentence."},
+        {"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture(scope="module")
+def gguf():
+    pytest.importorskip("transformers")
+    from kame.backend.llm.embedded import smollm2_path
+
+    return smollm2_path()
+
+
+@pytest.fixture(scope="module")
+def made(gguf, tmp_path_factory):
+    """(model, tokenizer, cache folder) of a first load into an empty cache: read from the GGUF file."""
+    cache = tmp_path_factory.mktemp("kame_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KAME_CACHE", str(cache))
+        assert not converted.has_copy(gguf)
+        model, tok = converted.load_model(gguf)
+        assert converted.has_copy(gguf)
+    return model, tok, cache
+
+
+@pytest.fixture
+def cache(made, tmp_path, monkeypatch):
+    """A cache of this test's own holding the module's copy; a conversion gives the module's model."""
+    own = tmp_path / "cache"
+    shutil.copytree(made[2], own)
+    monkeypatch.setenv("KAME_CACHE", str(own))
+    calls = []
+
+    def from_gguf(path):
+        calls.append(path)
+        return made[0], made[1]
+
+    monkeypatch.setattr(converted, "_from_gguf", from_gguf)
+    return own, calls
+
+
+def _answer(model, tok, n=12):
+    import torch
+
+    _, inputs, n_in = fit_context(tok, MSGS, n, 8192)
+    with torch.inference_mode():
+        out = model.generate(**inputs, max_new_tokens=n, do_sample=False, temperature=None, top_p=None, top_k=None,
+                             pad_token_id=tok.eos_token_id)
+    return inputs["input_ids"].tolist(), tok.decode(out[0, n_in:], skip_special_tokens=True)
+
+
+def test_the_copy_is_the_same_model_and_tokenizer(made, gguf, cache):
+    model, tok, _ = made
+    again, tok_again = converted.load_model(gguf)
+    assert cache[1] == []  # read from the copy, not the GGUF file
+    assert again is not model
+    first, second = model.state_dict(), again.state_dict()
+    assert first.keys() == second.keys()
+    assert all(first[k].dtype == second[k].dtype and first[k].equal(second[k]) for k in first)
+    ids, text = _answer(model, tok)
+    assert _answer(again, tok_again) == (ids, text) and "Paris" in text
+    assert tok_again.eos_token_id == tok.eos_token_id
+
+
+@pytest.mark.parametrize("fault", ["truncated", "a weight missing", "no config"])
+def test_a_broken_copy_is_logged_and_made_again(made, gguf, cache, caplog, fault):
+    from safetensors.torch import load_file, save_file
+
+    folder = converted.copy_dir(gguf)
+    weights = folder / converted.WEIGHTS
+    if fault == "truncated":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif fault == "a weight missing":
+        tensors = load_file(str(weights))
+        tensors.pop(sorted(tensors)[-1])
+        save_file(tensors, str(weights), metadata={"format": "pt"})
+    else:
+        (folder / "config.json").unlink()
+    with caplog.at_level(logging.WARNING, logger=converted.__name__):
+        model, tok = converted.load_model(gguf)
+    assert model is made[0] and cache[1] == [gguf]  # converted again
+    assert f"converted copy {folder} does not load" in caplog.text
+    again, _ = converted.load_model(gguf)  # the new copy loads, whole
+    assert cache[1] == [gguf] and again.state_dict().keys() == made[0].state_dict().keys()
+
+
+def test_a_cache_that_cannot_be_written_is_a_warning_and_the_load_goes_on(made, gguf, cache, tmp_path,
+                                                                            monkeypatch, caplog):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setenv("KAME_CACHE", str(blocker))
+    with caplog.at_level(logging.WARNING, logger=converted.__name__):
+        model, _ = converted.load_model(gguf)
+    assert model is made[0]
+    assert f"cannot keep a converted copy of the embedded LLM in {blocker / 'llm'}" in caplog.text
+    assert "set KAME_CACHE to a writable folder" in caplog.text
+    assert blocker.read_text() == "" and not list(tmp_path.glob("a_file*/**"))
+
+
+def test_no_home_folder_is_a_warning_and_the_load_goes_on(made, gguf, cache, monkeypatch, caplog):
+    def no_home(part):
+        raise ConfigError("the cache folder (or set KAME_CACHE): cannot expand ~ in ~/.cache/kame: no home directory")
+
+    monkeypatch.setattr(converted, "kame_cache", no_home)
+    with caplog.at_level(logging.WARNING, logger=converted.__name__):
+        model, _ = converted.load_model(gguf)
+    assert model is made[0] and "no converted copy of the embedded LLM: the cache folder" in caplog.text
+    assert not converted.has_copy(gguf)
+
+
+def test_a_new_copy_replaces_the_other_copies_of_that_file_only(made, gguf, cache):
+    own = cache[0] / "llm"
+    folder = converted.copy_dir(gguf)
+    stale = own / f"{gguf.name}-0123456789abcdef-transformers-4.0.0"
+    other = own / "Other-Model.Q8_0.gguf-0123456789abcdef-transformers-4.0.0"
+    for path in (stale, other):
+        shutil.copytree(folder, path)
+    shutil.rmtree(folder)
+    converted.load_model(gguf)
+    assert cache[1] == [gguf]
+    assert sorted(p.name for p in own.iterdir()) == sorted([folder.name, other.name])
+
+
+def test_another_file_of_the_same_name_gets_its_own_copy(made, gguf, cache, tmp_path):
+    changed = tmp_path / gguf.name
+    changed.write_bytes(gguf.read_bytes() + b"\0")  # (never loaded: the conversion is the module's model)
+    assert converted.copy_dir(changed) != converted.copy_dir(gguf)
+    assert converted.copy_dir(changed).name.startswith(gguf.name + "-")
+    assert not converted.has_copy(changed)
+    converted.load_model(changed)
+    assert cache[1] == [changed] and converted.has_copy(changed)
