@@ -84,7 +84,8 @@ async def test_a_reload_that_ends_before_the_timer_runs_out_gets_the_whole_limit
     """A short reload inside the first-token window (from 2 s to 8 s of 10 s), then the reloaded
     model reads the prompt: the timer gives it the whole limit again when it runs out (was: "LLM
     embedded stalled: nothing for 10.00 s" and wait_llm_loading 0: the state was looked at only
-    then, and it said "up")."""
+    then, and it said "up"). The log line says the reload was over (was: "which is (re)loading its
+    model", the load long ended)."""
     p, llm, clock, statuses, events = make()
     with caplog.at_level(logging.INFO, logger="kame.backend.oracle"):
         await p.on_transcript(tr("what is the capital of france"))
@@ -101,4 +102,5 @@ async def test_a_reload_that_ends_before_the_timer_runs_out_gets_the_whole_limit
     assert p.stats["completed"] == 1 and len(llm.calls) == 1 and statuses == [(True, None)]
     assert any(isinstance(e, OracleAppend) for e in events) and "stalled" not in caplog.text
     assert caplog.text.count("oracle prediction 1 waits for LLM embedded") == 1
+    assert "session s3: oracle prediction 1 waits for LLM embedded, which was (re)loading its model" in caplog.text
     await p.aclose()

@@ -82,22 +82,26 @@ async def test_a_stall_after_the_reload_and_a_reload_that_never_ends_still_fail(
     assert parts.stats["wait_llm_loading"] == 2
 
 
-async def test_a_reload_that_ends_before_the_timer_runs_out_gets_the_whole_limit_again():
+async def test_a_reload_that_ends_before_the_timer_runs_out_gets_the_whole_limit_again(caplog):
     """A short reload between two pieces (from 1 s to 4 s of the 5 s limit): when the timer runs
     out, the LLM gets the whole limit again (was: "LLM stalled: nothing for 5 s after its last
     output" at 5 s, wait_llm_loading 0: the state was looked at only then, and it said "up");
-    nothing within it is still a stall."""
+    nothing within it is still a stall. The log line says the reload was over (was: "which is
+    (re)loading its model", the load ended)."""
     clock, out = FakeClock(), []
-    rp, parts, llm = make(clock, out)
-    await settle()
-    llm.calls[0].send("Paris")
-    await settle()
-    await run_for(clock, 1.0)
-    llm.reload()
-    await run_for(clock, 3.0)
-    llm.loaded()
-    await run_for(clock, 5.0)  # 9 s: the 5 s timer ran out 4 s ago
+    with caplog.at_level(logging.INFO, logger="kame.cascade.reply"):
+        rp, parts, llm = make(clock, out)
+        await settle()
+        llm.calls[0].send("Paris")
+        await settle()
+        await run_for(clock, 1.0)
+        llm.reload()
+        await run_for(clock, 3.0)
+        llm.loaded()
+        await run_for(clock, 5.0)  # 9 s: the 5 s timer ran out 4 s ago
     assert not rp.failed and failures(out) == [] and parts.stats["wait_llm_loading"] == 1
+    assert caplog.text.count("session c2: the reply to turn 3 waits for llm embedded, which was (re)loading "
+                             "its model") == 1
     await run_for(clock, 1.5)
     await rp.wait()
     assert rp.failed and failures(out) == [

@@ -61,7 +61,8 @@ Behaviour:
   oracle token emitted), oracle_restart (value 1, labels.reason). ``stats`` counts decisions:
   start_words / start_final / start_retry, wait_interval / wait_first_token / wait_cap /
   wait_backoff (wait_rate_limited: a shared Retry-After set it), wait_llm_loading (a stall timer
-  that ran out during or just after a reload of the LLM's model, and waited on), cancelled
+  that ran out during or just after a reload of the LLM's model, and waited on; the tandem
+  session's "stats" Meta sends it: kame.runtime.backend.BackendBridge.oracle_stats), cancelled
   (cancelled_unheard: before their first piece), completed, failed, empty (completed with no
   text), reply_ended (completed predictions cut at an invented next line), routed (finals another
   path answered: ``on_routed``), routed_unheard (those whose answer none was heard of:
@@ -78,7 +79,7 @@ from collections import Counter
 from typing import Any, Callable
 
 from ..errors import BackendError
-from ..runtime.clock import END, Clock, MonotonicClock, NothingWithin, next_within
+from ..runtime.clock import END, Clock, MonotonicClock, NothingWithin, next_within, waits_for_reload
 from ..runtime.metrics import Metric, MetricsSink, null_sink
 from .llm.base import LLM, describe, text_stream
 from .policy import OraclePolicy, RestartGate, rate_gate, stall_limits
@@ -388,12 +389,13 @@ class OracleProducer:
         """Prediction ``pid``'s stall timer ran out while the LLM (re)loads its model and waits
         for it (was: "LLM embedded stalled: nothing for 10.00 s", a failed prediction and "llm
         down" while /api/health said "loading"): counted (stats ``wait_llm_loading``), logged
-        once per prediction."""
+        once per prediction ("... which is (re)loading its model", or "was" for a reload that
+        ended within the timer: waits_for_reload, the cascade reply's words too)."""
         self.stats["wait_llm_loading"] += 1
         if self._reload_logged < pid:
             self._reload_logged = pid
-            log.info("%soracle prediction %d waits for LLM %s, which is (re)loading its model",
-                     f"session {self.session}: " if self.session else "", pid, describe(self.llm))
+            log.info("%soracle prediction %d %s", f"session {self.session}: " if self.session else "", pid,
+                     waits_for_reload(f"LLM {describe(self.llm)}", self.llm))
 
     # --- outputs ------------------------------------------------------------------------------
     def _emit_ids(self, pid: int, ids: list[int], word_end: float | None, sent: int) -> int:

@@ -23,6 +23,8 @@ final or a barge-in cut it before its first word, or the LLM/TTS failed first, o
 answered nothing; ``interrupted``: cut, rather than ended by itself). The tandem session hands
 it to the oracle producer's conversation: heard text as the agent's answer, which its next
 prediction then sees; nothing heard puts the routed question back into its prompts.
+``router.stats`` counts its replies' waits for a reload of the LLM's model (``wait_llm_loading``,
+as the cascade's), which the tandem session's "stats" Meta sends.
 """
 
 from __future__ import annotations
@@ -135,6 +137,12 @@ class HybridRouter:
     @property
     def active(self) -> bool:
         return self.reply is not None and self.reply.active
+
+    @property
+    def stats(self):
+        """Its replies' counts (ReplyParts.stats: wait_llm_loading), which the tandem session's
+        "stats" Meta carries."""
+        return self.parts.stats
 
     async def aclose(self) -> None:
         self._stop_reply()

@@ -70,7 +70,7 @@ from ..backend.prompt import PromptConfig, ReplyGuard
 from ..backend.types import FRAME_SIZE, ChatMessage
 from ..errors import BackendError
 from ..runtime.base import AgentText, BackendHealth, Output, _why
-from ..runtime.clock import END, Clock, NothingWithin, next_within
+from ..runtime.clock import END, Clock, NothingWithin, next_within, waits_for_reload
 from .config import CascadeConfig
 from .text import SegmentSplitter
 
@@ -164,7 +164,7 @@ class ReplyParts:
     text_end: str = ""
     # counts of its replies' waits: wait_llm_loading (stall timers that ran out during or just after
     # a reload of the LLM's model, and waited on; the oracle's stats count the same; the cascade
-    # session's "stats" Meta sends it)
+    # session's "stats" Meta sends it, and for hybrid routing the tandem session's)
     stats: Counter = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
@@ -428,14 +428,15 @@ class ReplyPipeline:
 
     def _reload_wait(self) -> None:
         """The LLM's stall timer ran out while it (re)loads its model, and waits for it: counted
-        (ReplyParts.stats ``wait_llm_loading``), logged once per reply. The session says nothing
-        meanwhile (silence, as while a slow LLM thinks: no ErrorEvent, the LLM not "down")."""
+        (ReplyParts.stats ``wait_llm_loading``), logged once per reply ("... which is (re)loading
+        its model", or "was" for a reload that ended within the timer: waits_for_reload, the
+        oracle's words too). The session says nothing meanwhile (silence, as while a slow LLM
+        thinks: no ErrorEvent, the LLM not "down")."""
         self.parts.stats["wait_llm_loading"] += 1
         if not self._reload_logged:
             self._reload_logged = True
-            log.info("%sthe reply to turn %d waits for llm %s, which is (re)loading its model",
-                     f"session {self.parts.session}: " if self.parts.session else "", self.turn_id,
-                     self.parts.name("llm"))
+            log.info("%sthe reply to turn %d %s", f"session {self.parts.session}: " if self.parts.session else "",
+                     self.turn_id, waits_for_reload(f"llm {self.parts.name('llm')}", self.llm))
 
     def _fail(self, component: str, exc: BaseException) -> None:
         self.failed = True

@@ -30,7 +30,8 @@ session an ErrorEvent + a {"type": "backend", "status": "down"} Meta, the next t
 {"status": "up"}. The front-end never waits for it (the frame ticker only queues frames).
 Every failure is reported to the session (an ErrorEvent and one count in stats
 backend_failures each); the down/up Meta only on a change. User audio the STT never gets is
-counted in ``dropped_frames``.
+counted in ``dropped_frames``; the producer's counts (OracleProducer.stats) in ``oracle_stats``,
+over the session (a producer that failed and was replaced included).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import contextlib
 import dataclasses
 import inspect
 import logging
+from collections import Counter
 from typing import TYPE_CHECKING, Callable
 
 from ..backend.llm.base import component_name, text_stream
@@ -67,6 +69,7 @@ class BackendBridge:
             stt, clock, who=session.id, retry_s=retry_s, stall_s=stall_s, metrics=self._stt_metric,
             on_transcript=self._on_transcript, on_failure=self._on_stt_failure)
         self._producer = None  # kame.backend.oracle.OracleProducer
+        self._retired: Counter = Counter()  # the stats of the session's producers that ended
         self._tasks: list[asyncio.Task] = []
         self._closed = False
         self._unwinding: asyncio.Future | None = None  # stop()'s unwinding of the cancelled loops
@@ -81,6 +84,18 @@ class BackendBridge:
     def dropped_s(self) -> float:
         """Seconds of user audio the STT never got."""
         return round(self.dropped_frames * FRAME_S, 2)
+
+    @property
+    def oracle_stats(self) -> Counter:
+        """The oracle producer's counts (OracleProducer.stats: wait_llm_loading, wait_backoff, ...)
+        over the session: the running producer's plus those of the ones that ended before it."""
+        return self._retired + Counter(getattr(self._producer, "stats", None) or {})
+
+    def _retire(self):
+        """Take the producer off, its counts kept (oracle_stats); returns it (None: there was none)."""
+        old, self._producer = self._producer, None
+        self._retired.update(getattr(old, "stats", None) or {})
+        return old
 
     async def start(self) -> None:
         if self._stt is not None:  # (its queue takes audio from the first frame on)
@@ -135,7 +150,7 @@ class BackendBridge:
                 await self._producer.aclose()
             except Exception:  # noqa: BLE001
                 pass
-            self._producer = None
+            self._retire()
 
     # ----------------------------------------------------------------- inputs (ticker)
     def push_user_frame(self, frame: AudioFrame) -> None:
@@ -203,7 +218,7 @@ class BackendBridge:
             except Exception as exc:  # noqa: BLE001 - a producer bug: report, restart
                 log.warning("session %s: oracle producer failed: %s", self.session.id, exc)
                 self._status("llm", False, _why(exc))
-                old, self._producer = self._producer, None
+                old = self._retire()
                 if old is not None:
                     try:
                         await old.aclose()

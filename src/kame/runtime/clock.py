@@ -146,6 +146,14 @@ def reloading(part) -> bool:
     return getattr(part, "state", None) == "loading"
 
 
+def waits_for_reload(what: str, part) -> str:
+    """How a log line says that a stall timer waits for ``what`` ("LLM embedded") because of a
+    reload of ``part``'s model, called from next_within's ``on_reload`` (while ``part``'s state
+    still tells which): one still going on ("is (re)loading"), or one that began and ended
+    within the timer ("was (re)loading": its ``loaded_at`` moved)."""
+    return f"waits for {what}, which {'is' if reloading(part) else 'was'} (re)loading its model"
+
+
 def loaded_mark(part):
     """When ``part``'s last load of its model ended (its ``loaded_at``, on its own clock: only
     compared with an earlier one; None: it does not say). A reload that began and ended between two
@@ -159,7 +167,8 @@ class _ReloadTimer:
     model reads the prompt first), at most RELOAD_WAIT_S of reload in all (``reload_waited``).
     A load that began and ended within the timeout (or within such a grant: ``loaded_mark``
     moved) also gets ``limit`` s more, from when the timer ran out (``reloaded``: one did).
-    ``on_reload()`` is called once, when the first wait for a reload starts."""
+    ``on_reload()`` is called once, when the first wait for a reload starts (``part``'s state
+    still says then whether the load is going on: waits_for_reload)."""
 
     def __init__(self, clock: Clock, part, limit: float, on_reload) -> None:
         self.clock, self.part, self.limit, self.on_reload = clock, part, limit, on_reload
@@ -207,7 +216,8 @@ async def next_within(stream, clock: Clock, timeout: float, *, loading=None, lim
     for the load, then ``limit`` s more (default ``timeout``: the whole first-piece or
     between-pieces limit), at most RELOAD_WAIT_S of reload in all; a timer that runs out after a
     load that began and ended within it (its ``loaded_at`` moved, ``loaded_mark``) gets ``limit`` s
-    more too. ``on_reload()`` is called when it starts waiting for one (count it, log it).
+    more too. ``on_reload()`` is called when it starts waiting for one (count it, log it:
+    ``waits_for_reload`` words it, the load going on or ended).
     NothingWithin's ``reload_waited`` says how long it waited, ``reloaded`` that a load ended, and
     its ``why`` words the stall."""
     reload = None if loading is None else _ReloadTimer(clock, loading, timeout if limit is None else limit,

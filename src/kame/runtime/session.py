@@ -72,6 +72,9 @@ class SessionStats:
     transcripts: int = 0
     backend_failures: int = 0
     dropped_outputs: int = 0  # outputs nobody read (beyond MAX_PENDING_OUTPUTS)
+    # stall timers that ran out during or just after a reload of the LLM's model and waited on: the
+    # oracle's (its producer.stats) and hybrid routing's replies' (ReplyParts.stats; the cascade's name)
+    wait_llm_loading: int = 0
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -381,9 +384,13 @@ class TandemSession(Session):
             self._put(Meta({"type": "stats", "session": self.id, "t": t, **self._stats_fields()}))
 
     def _stats_fields(self) -> dict:
-        """A "stats" Meta's counters: the session's, the recent step times, and the seconds of
+        """A "stats" Meta's counters: the session's (with the waits for a reload of the LLM's model
+        its oracle and its hybrid routing counted), the recent step times, and the seconds of
         user audio its STT never got (stalled, down, or its queue full)."""
         dropped = round(self.backend.dropped_s, 3) if self.backend is not None else 0.0
+        oracle = self.backend.oracle_stats["wait_llm_loading"] if self.backend is not None else 0
+        routed = (getattr(self.router, "stats", None) or {}).get("wait_llm_loading", 0)  # (a router may count none)
+        self.stats.wait_llm_loading = oracle + routed
         return {**self.stats.to_json(), **self._step_summary(), "stt_dropped_s": dropped}
 
     def _step_summary(self) -> dict:
