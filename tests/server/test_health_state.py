@@ -147,6 +147,6 @@ async def test_a_component_found_down_is_logged_once_per_death(caplog):
             await _health(http, url)
             await scrape(http, url)
     said = [(r.levelno, r.getMessage()) for r in caplog.records if r.getMessage().startswith("back-end ")]
-    down = (logging.WARNING, 'back-end llm is down (seen by a health check): /api/health says "degraded" until it is '
+    down = (logging.WARNING, 'back-end llm is down (seen by a health probe): /api/health says "degraded" until it is '
                              'up again (a back-end child process that died is restarted by its next use)')
     assert said == [down, (logging.INFO, "back-end llm is up again"), down]

@@ -202,8 +202,9 @@ def _load_static(folder: Path) -> dict[str, tuple[bytes, str]]:
 
 def make_app(agent: Agent, cfg: ServerConfig | None = None, clock: Clock | None = None, manage_agent: bool = False,
              load_in_background: bool = False) -> web.Application:
-    """The aiohttp app. With ``manage_agent`` the app starts/stops the agent with itself; with
-    ``load_in_background`` too, it serves while the agent starts (503 "loading" until then)."""
+    """The aiohttp app. With ``manage_agent`` the app starts/stops the agent with itself, and
+    checks its health every ops.WATCH_S meanwhile (a component's death logged with nobody probing);
+    with ``load_in_background`` too, it serves while the agent starts (503 "loading" until then)."""
     server = Server(agent, cfg or ServerConfig(), clock)
     httplog.install_log_filters()
     # (malformed requests: a WARNING). keepalive_timeout: aiohttp closes a connection still waiting for a
@@ -224,8 +225,10 @@ def make_app(agent: Agent, cfg: ServerConfig | None = None, clock: Clock | None 
                 server.health_state.begin_loading(agent)
             else:
                 await agent.start()
+            server.health_state.begin_watch(server)  # (checks from the end of the start, every ops.WATCH_S)
 
         async def _stop(_):
+            await server.health_state.end_watch()  # (first: no check of an agent stopping)
             await server.health_state.end_loading()
             await agent.stop()
         app.on_startup.append(_start)

@@ -16,7 +16,8 @@ before the agent loads.
 The agent says how it is (``agent.health()``: running, frame counters, each shared component's
 state; kame.runtime.engine.TandemAgent, kame.cascade.agent.CascadeAgent), so a component that
 dies or reloads shows with no session live and before a request fails (one found "down" is
-logged, once per death: Health.note_components); the live sessions add
+logged, once per death: Health.note_components; the server also checks on its own every WATCH_S,
+Health.begin_watch, so that a death is logged with nobody probing); the live sessions add
 what they saw ("backend" Meta events, which the server forwards). An agent without health() (a
 plugin's) is read by its ``components`` names and ``frames`` / ``missed`` counters.
 """
@@ -44,6 +45,8 @@ HEALTH_PATH = "/api/health"
 METRICS_PATH = "/api/metrics"
 BACKEND_PARTS = ("stt", "llm", "tts")
 NOT_UP = ("loading", "down", "stopped")  # component states that make the server "degraded"
+WATCH_S = 5.0  # the server checks its agent's health this often on its own (Health.begin_watch)
+PROBE, SCRAPE = "a health probe", "a metrics scrape"  # what saw a component down, besides the watch
 
 
 # ---- client addresses ----------------------------------------------------------------------
@@ -234,7 +237,7 @@ def session_summary(session, view: SessionView) -> str:
 
 class Health:
     """The server's health state: the agent's start in the background (loading, its failure),
-    the front-end's progress between probes."""
+    the front-end's progress between probes, the server's own watch of the agent."""
 
     def __init__(self) -> None:
         self.loading = False  # make_app(load_in_background=True): until agent.start() returned
@@ -242,6 +245,7 @@ class Health:
         self.on_ready = None  # () -> None, once the background start has ended (main: the banner)
         self.on_failed = None  # (exception) -> None, if it failed (main: stop serving, exit with it)
         self._task: asyncio.Task | None = None
+        self._watch: asyncio.Task | None = None  # (begin_watch)
         self._frames: int | None = None  # the agent's frame count when it last moved
         self._since = 0.0  # (server clock) since when it has not moved
         self._stop_logged = False  # (the agent's stop after its start: logged once)
@@ -285,6 +289,31 @@ class Health:
             task.cancel()
             await asyncio.wait({task})
 
+    def begin_watch(self, server) -> None:
+        """Check the agent every WATCH_S on the server's clock as a probe does (agent_state), so
+        that a component that dies with nobody probing is logged within seconds (was: at the next
+        probe or session), from the end of its start (a start in the background waited for; none
+        after a failed one) until end_watch."""
+        self._watch = asyncio.get_running_loop().create_task(self._watching(server), name="kame-watch-agent")
+
+    async def _watching(self, server) -> None:
+        await self.wait_loaded()
+        seen_by = f"the server's check every {WATCH_S:g} s"
+        while self.load_error is None and not self.loading and not self.cut_short:
+            await server.clock.sleep(WATCH_S)
+            try:
+                agent_state(server, seen_by)
+            except Exception:  # noqa: BLE001 - (agent.health()'s own failure is agent_health's) said once
+                log.exception("the server's check of the agent failed; it checks no more (/api/health still does)")
+                return
+
+    async def end_watch(self) -> None:
+        """Stop the watch (before the agent's stop: it never reads a stopped agent)."""
+        task, self._watch = self._watch, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})
+
     def frontend(self, now: float, frames: int, newest_open: float | None) -> str:
         """"stalled" when sessions are live, none opened in the last STALL_S and the frame
         count has not moved for STALL_S; else "up" (no sessions: the frame loop sleeps)."""
@@ -307,17 +336,17 @@ class Health:
             return None
         return got if isinstance(got, dict) else None
 
-    def note_components(self, states: dict) -> None:
-        """Log a shared component of the agent (``states``: agent.health()'s) that a probe finds
-        "down", once per death, and its return to "up" (was: a back-end child that died with no
-        session live showed in /api/health at once, but the log said nothing until the next
-        session used it)."""
+    def note_components(self, states: dict, seen_by: str) -> None:
+        """Log a shared component of the agent (``states``: agent.health()'s) that ``seen_by`` (a
+        probe, a scrape, the watch) finds "down", once per death whoever sees it, and its return to
+        "up" (was: a back-end child that died with no session live showed in /api/health at once,
+        but the log said nothing until the next session used it)."""
         for name, state in states.items():
             if state == "down" and name not in self._down:
                 self._down.add(name)
-                log.warning("back-end %s is down (seen by a health check): /api/health says \"degraded\" until it "
-                            "is up again (a back-end child process that died is restarted by its next use)",
-                            clean(str(name)))
+                log.warning("back-end %s is down (seen by %s): /api/health says \"degraded\" until it is up again "
+                            "(a back-end child process that died is restarted by its next use)",
+                            clean(str(name)), seen_by)
             elif state == "up" and name in self._down:
                 self._down.discard(name)
                 log.info("back-end %s is up again", clean(str(name)))
@@ -338,8 +367,21 @@ class Health:
         return None  # (an agent without health(): not known)
 
 
-def health(server) -> tuple[int, dict]:
-    """(HTTP status, body) of /api/health."""
+def agent_state(server, seen_by: str) -> tuple[dict | None, str | None]:
+    """(agent.health(), why the agent no longer runs): None, None for an agent without health()
+    that runs; a component found "down" or back "up" logged (Health.note_components). The check
+    of /api/health, /api/metrics and the server's own watch (Health.begin_watch)."""
+    h = server.health_state
+    ah = None if h.load_error else h.agent_health(server.agent)
+    failed = "the agent failed to start (see the server's log)" if h.load_error else h.failure(server.agent, ah)
+    states = (ah or {}).get("components")
+    if not failed and isinstance(states, dict):
+        h.note_components(states, seen_by)
+    return ah, failed
+
+
+def health(server, seen_by: str = PROBE) -> tuple[int, dict]:
+    """(HTTP status, body) of /api/health (``seen_by``: who asks, for the log)."""
     agent, conns = server.agent, list(server.connections)
     body = {
         "ok": True, "status": "ok", "sessions": len(conns), "max_sessions": getattr(agent, "max_sessions", None),
@@ -349,8 +391,7 @@ def health(server) -> tuple[int, dict]:
     h = server.health_state
     if h.loading:
         return 503, {**body, "ok": False, "status": "loading"}
-    ah = None if h.load_error else h.agent_health(agent)
-    failed = "the agent failed to start (see the server's log)" if h.load_error else h.failure(agent, ah)
+    ah, failed = agent_state(server, seen_by)
     if failed:
         return 503, {**body, "ok": False, "status": "failed", "error": failed}
     comps = getattr(agent, "components", None)
@@ -358,7 +399,6 @@ def health(server) -> tuple[int, dict]:
     backend = {k: "up" for k in BACKEND_PARTS if comps.get(k) and comps.get(k) != "none"}
     states = (ah or {}).get("components")
     if isinstance(states, dict):  # what the agent's components say of themselves
-        h.note_components(states)
         backend.update((k, v) for k, v in states.items() if isinstance(k, str) and isinstance(v, str))
     for conn in conns:  # what the live sessions saw (a state the agent knows better, e.g. loading, stays)
         backend.update((k, "down") for k in conn.view.backend_down if backend.get(k, "up") == "up")
@@ -415,7 +455,7 @@ def _label(value) -> str:
 
 def metrics_text(server) -> str:
     """/api/metrics in the Prometheus text format (0.0.4)."""
-    status, body = health(server)
+    status, body = health(server, SCRAPE)
     conns, m = list(server.connections), server.metrics
     out: list[str] = []
 
