@@ -20,6 +20,24 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+MAX_WORKERS = 4  # `-n auto`: each worker holds torch, models and the back-end children its tests start
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """`pytest -n auto` (pytest-xdist, the README's test command): one worker per usable core, at most
+    MAX_WORKERS."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(MAX_WORKERS, cores))
+
+
+def pytest_configure(config):
+    # `-n N` without --dist (xdist's default "load" then): each test file stays in one worker, so its
+    # module fixtures (a model load, a fitted codec) are made once, not once per worker
+    if getattr(config.option, "dist", None) == "load":
+        config.option.dist = "loadfile"
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     random.seed(0)

@@ -305,10 +305,9 @@ def _run(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except KeyboardInterrupt:  # Ctrl-C while kame starts: exit 130 as later on (was: a 30-line traceback)
         return 130
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from .backend.childproc import LOG_FORMAT
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
     if not args.verbose:  # faster-whisper logs every decode ("Processing audio with duration ...") at INFO
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)
         # torch sets its own loggers to WARNING when its import ends; one cut short (Ctrl-C during a load)

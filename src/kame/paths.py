@@ -295,9 +295,10 @@ def sweep_temporaries(command: str, places: Iterable[tuple[Path, Collection[str]
 
 
 def default_mode(path: str | Path) -> None:
-    """Give ``path`` the permissions a new file gets here (0666 less the umask), as a file made
-    by mkstemp (0600) or safetensors is not."""
-    os.chmod(path, 0o666 & ~_umask())
+    """Give ``path`` the permissions a new file gets here (0666 less the umask; a folder: 0777 less
+    the umask), as a file made by mkstemp (0600) or safetensors, or a folder made by mkdtemp
+    (0700), is not."""
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~_umask())
 
 
 def _umask() -> int:

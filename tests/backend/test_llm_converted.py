@@ -4,7 +4,10 @@ tokenizer and answers. A broken copy is made again; a cache that cannot be writt
 One real GGUF load for the module (~30 s on 2 cores)."""
 
 import logging
+import os
 import shutil
+import stat
+import time
 
 import pytest
 
@@ -42,7 +45,7 @@ def made(gguf, tmp_path_factory):
 def cache(made, tmp_path, monkeypatch):
     """A cache of this test's own holding the module's copy; a conversion gives the module's model."""
     own = tmp_path / "cache"
-    shutil.copytree(made[2], own)
+    shutil.copytree(made[2], own, copy_function=os.link)  # (no second 520 MB: a test replaces a file, never writes it)
     monkeypatch.setenv("KAME_CACHE", str(own))
     calls = []
 
@@ -84,10 +87,13 @@ def test_a_broken_copy_is_logged_and_made_again(made, gguf, cache, caplog, fault
     folder = converted.copy_dir(gguf)
     weights = folder / converted.WEIGHTS
     if fault == "truncated":
-        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+        head = weights.read_bytes()[: weights.stat().st_size // 2]
+        weights.unlink()  # (a new file: the module's copy shares this one's bytes)
+        weights.write_bytes(head)
     elif fault == "a weight missing":
         tensors = load_file(str(weights))
         tensors.pop(sorted(tensors)[-1])
+        weights.unlink()
         save_file(tensors, str(weights), metadata={"format": "pt"})
     else:
         (folder / "config.json").unlink()
@@ -108,7 +114,6 @@ def test_a_cache_that_cannot_be_written_is_a_warning_and_the_load_goes_on(made, 
         model, _ = converted.load_model(gguf)
     assert model is made[0]
     assert f"cannot keep a converted copy of the embedded LLM in {blocker / 'llm'}" in caplog.text
-    assert "set KAME_CACHE to a writable folder" in caplog.text
     assert blocker.read_text() == "" and not list(tmp_path.glob("a_file*/**"))
 
 
@@ -123,17 +128,73 @@ def test_no_home_folder_is_a_warning_and_the_load_goes_on(made, gguf, cache, mon
     assert not converted.has_copy(gguf)
 
 
-def test_a_new_copy_replaces_the_other_copies_of_that_file_only(made, gguf, cache):
+def test_a_new_copy_replaces_that_files_copies_for_other_transformers_only(made, gguf, cache):
     own = cache[0] / "llm"
     folder = converted.copy_dir(gguf)
-    stale = own / f"{gguf.name}-0123456789abcdef-transformers-4.0.0"
-    other = own / "Other-Model.Q8_0.gguf-0123456789abcdef-transformers-4.0.0"
-    for path in (stale, other):
-        shutil.copytree(folder, path)
+    digest = folder.name.rsplit("-transformers-", 1)[0]
+    old_version = own / f"{digest}-transformers-4.0.0"
+    killed_old = own / f".{digest}-transformers-4.0.0.x1y2z3"  # a killed writer's, an hour old
+    killed_now = own / f".{folder.name}.a1b2c3"  # a writer's, maybe at work now
+    kept = [own / f"{gguf.name}-0123456789abcdef-transformers-4.0.0",  # another file of that name
+            own / f"{gguf.name}2-{digest.rsplit('-', 1)[1]}-transformers-4.0.0",  # a longer name
+            own / "Other-Model.Q8_0.gguf-0123456789abcdef-transformers-4.0.0", killed_now]
+    for path in (old_version, killed_old, *kept):
+        shutil.copytree(folder, path, copy_function=os.link)
+    os.utime(killed_old, (time.time() - 3 * 3600,) * 2)
     shutil.rmtree(folder)
     converted.load_model(gguf)
     assert cache[1] == [gguf]
-    assert sorted(p.name for p in own.iterdir()) == sorted([folder.name, other.name])
+    assert sorted(p.name for p in own.iterdir()) == sorted([folder.name, *(p.name for p in kept)])
+
+
+def test_a_copy_folder_without_its_weights_is_made_again_whole(made, gguf, cache):
+    folder = converted.copy_dir(gguf)
+    (folder / converted.WEIGHTS).unlink()  # (a removal cut short)
+    converted.load_model(gguf)
+    assert cache[1] == [gguf] and (folder / converted.WEIGHTS).is_file()
+    converted.load_model(gguf)
+    assert cache[1] == [gguf]  # read from the new copy
+
+
+def test_the_copy_has_the_permissions_of_a_new_file(made, gguf, cache):
+    folder = converted.copy_dir(gguf)
+    shutil.rmtree(folder)
+    umask = os.umask(0o022)
+    try:
+        converted.load_model(gguf)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755  # (was mkdtemp's 0700: other users of a shared cache)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {0o644}  # (safetensors' 0600)
+
+
+def test_a_copy_that_cannot_be_read_is_a_warning_and_the_load_goes_on(made, gguf, cache, monkeypatch, caplog):
+    folder = converted.copy_dir(gguf)
+    real = type(folder).is_file
+
+    def unreadable(path):  # (another user's copy, 0700: is_file raises PermissionError)
+        if path == folder / converted.WEIGHTS:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(type(folder), "is_file", unreadable)
+    with caplog.at_level(logging.WARNING, logger=converted.__name__):
+        model, _ = converted.load_model(gguf)
+    assert model is made[0]  # (was: PermissionError, the child failed to start)
+    assert f"no converted copy of the embedded LLM: Permission denied: {folder / converted.WEIGHTS}; " \
+           "set KAME_CACHE to a folder of your own; each start reads the GGUF file" in caplog.text
+
+
+def test_a_disk_without_room_for_the_copy_is_a_warning_and_nothing_is_written(made, gguf, cache, monkeypatch,
+                                                                             caplog):
+    folder = converted.copy_dir(gguf)
+    shutil.rmtree(folder)
+    monkeypatch.setattr(converted.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10 << 30, 0, 900 << 20))
+    with caplog.at_level(logging.WARNING, logger=converted.__name__):
+        model, _ = converted.load_model(gguf)
+    assert model is made[0] and not folder.exists() and list(folder.parent.iterdir()) == []
+    assert (f"no converted copy of the embedded LLM in {folder.parent}: it takes 513 MB and leaves less than "
+            "1024 MB free (900 MB free)") in caplog.text
 
 
 def test_another_file_of_the_same_name_gets_its_own_copy(made, gguf, cache, tmp_path):

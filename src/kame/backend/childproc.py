@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import multiprocessing as mp
 import os
 import signal
@@ -42,6 +43,7 @@ from typing import Any, Callable, Iterator
 from ..errors import BackendError, NotAvailableError
 
 CTX = mp.get_context("spawn")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # kame's log lines (kame.cli), a child's too
 _current = threading.local()  # .load: the _Load running in this thread (load_in_thread), if any
 _running: set = set()  # the _Loads whose fn has not returned yet (cancelled ones too): loads_running
 
@@ -191,6 +193,7 @@ def _child(target: Callable, conn, *args) -> None:
     failing: nobody is there to read its traceback). Any other exception still ends it the usual
     way, with its traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)  # (its warnings read as the parent's lines)
     _leave_with_parent()
     try:
         target(conn, *args)

@@ -5,24 +5,28 @@
 transformers reads a GGUF file slowly: its reader parses the file's metadata (a 49k-entry
 vocabulary) value by value, three times, and maps every tensor's name anew; SmolLM2-135M took
 ~28 s on 2 cores, of which ~3 s is de-quantizing. So the first load saves what it made, the
-de-quantized float32 weights (safetensors, ~520 MB), the model's config and its tokenizer, in
+de-quantized float32 weights (safetensors: 4 bytes per parameter, ~520 MB for SmolLM2-135M), the
+model's config and its tokenizer, in
 
     $KAME_CACHE/llm/<file name>-<sha256 of the file, 16 hex>-transformers-<version>/
     (KAME_CACHE unset: ~/.cache/kame)
 
 and every later load reads that copy (~1 s). The copy gives the same model: the same weights,
 bit for bit, and the same tokenizer and chat template (tests/backend/test_llm_converted.py).
-It is written whole or not at all (a temporary folder, renamed), so two processes converting at
-once leave one copy. A copy that does not load, or loads with a missing or extra weight (a disk
-fault, a transformers that reads it differently), is logged, removed and made again from the
-GGUF file. Where the cache cannot be written (a read-only home), each load reads the GGUF file,
-with one warning. Copies made for another transformers version or an older file of the same
-name are removed when a new one is made. Deleting the folder is always safe.
+It is written whole or not at all (a temporary folder, renamed; one a killed writer left is
+removed an hour later), so two processes converting at once leave one copy, with the
+permissions of any new file (other users of a shared cache can read it). A copy that does not
+load, or loads with a missing or extra weight (a disk fault, a transformers that reads it
+differently), is logged, removed and made again from the GGUF file. Where there is no copy and
+none can be made (a cache folder kame cannot write or read, no home folder, less free space than
+the copy and RESERVE_BYTES), each load reads the GGUF file, with a warning. A new copy removes
+the copies of the same file made for other transformers versions. Deleting the folder is always
+safe.
 """
 
 from __future__ import annotations
 
-import glob
+import errno
 import hashlib
 import importlib.metadata
 import json
@@ -30,13 +34,16 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from ...errors import ConfigError, MissingPackageError, NotAvailableError, install_hint
-from ...paths import kame_cache
+from ...paths import STALE_TEMPORARY_S, default_mode, kame_cache
 
 log = logging.getLogger(__name__)
 WEIGHTS = "model.safetensors"
+RESERVE_BYTES = 1 << 30  # free space a copy leaves on its disk (a copy that would take it is not made)
+_SLOW = "each start reads the GGUF file (~30 s)"
 
 
 def copy_dir(gguf: Path) -> Path:
@@ -49,10 +56,10 @@ def copy_dir(gguf: Path) -> Path:
 
 
 def has_copy(gguf: Path) -> bool:
-    """Whether ``gguf`` has a converted copy (the parent's note before a child's start; no import
-    of transformers)."""
+    """Whether ``gguf`` has a converted copy that can be read (the parent's note before a child's
+    start; no import of transformers)."""
     try:
-        return (copy_dir(gguf) / WEIGHTS).is_file()
+        return os.access(copy_dir(gguf) / WEIGHTS, os.R_OK)
     except (ConfigError, OSError, importlib.metadata.PackageNotFoundError):
         return False
 
@@ -67,10 +74,11 @@ def load_model(gguf: Path):
     hf_logging.disable_progress_bar()
     try:
         folder = copy_dir(gguf)
-    except ConfigError as exc:
-        log.warning("no converted copy of the embedded LLM: %s; each start reads the GGUF file (~30 s)", exc)
+        present = (folder / WEIGHTS).is_file()
+    except (ConfigError, OSError) as exc:  # (no home folder; a cache folder this user cannot read)
+        log.warning("no converted copy of the embedded LLM: %s; %s", _why(exc), _SLOW)
         return _from_gguf(gguf)
-    if (folder / WEIGHTS).is_file():
+    if present:
         try:
             return _from_copy(folder)
         except Exception as exc:  # noqa: BLE001 - any fault of the copy: made again below
@@ -78,7 +86,7 @@ def load_model(gguf: Path):
                         folder, type(exc).__name__, exc, gguf.name)
             shutil.rmtree(folder, ignore_errors=True)
     model, tok = _from_gguf(gguf)
-    _save_copy(model, tok, folder, gguf.name)
+    _save_copy(model, tok, folder)
     return model, tok
 
 
@@ -108,30 +116,59 @@ def _from_copy(folder: Path):
     return model, tok
 
 
-def _save_copy(model, tok, folder: Path, name: str) -> None:
-    """Write the copy whole or not at all, then remove the other copies of the file ``name``; a
-    failure to write is a warning (the GGUF file still works)."""
+def _save_copy(model, tok, folder: Path) -> None:
+    """Write the copy whole or not at all, then remove the copies of the same file made for other
+    transformers versions; a copy that cannot be made is a warning (the GGUF file still works)."""
     from safetensors.torch import save_model
 
-    tmp = None
+    parent, tmp = folder.parent, None
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        parent.mkdir(parents=True, exist_ok=True)
+        _sweep(parent, folder)
+        need = sum({t.data_ptr(): t.numel() * t.element_size() for t in model.state_dict().values()}.values())
+        free = shutil.disk_usage(parent).free
+        if free < need + RESERVE_BYTES:
+            log.warning("no converted copy of the embedded LLM in %s: it takes %d MB and leaves less than %d MB free "
+                        "(%d MB free); %s", parent, need >> 20, RESERVE_BYTES >> 20, free >> 20, _SLOW)
+            return
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=parent))
         config = model.config.to_dict()
         config.pop("quantization_config", None)  # (the GGUF reader's: the copy is plain float32)
         (tmp / "config.json").write_text(json.dumps(config, indent=1))
-        save_model(model, str(tmp / WEIGHTS))  # (tied weights once: the embedding is the output layer)
+        save_model(model, str(tmp / WEIGHTS))  # (a tensor shared by two weights once: SmolLM2's tied embedding)
         tok.save_pretrained(str(tmp))
+        for path in (tmp, *tmp.iterdir()):  # (mkdtemp's 0700, safetensors' 0600: a shared cache's other users read it)
+            default_mode(path)
+        if folder.exists():  # a copy without its weights (its removal was cut short): the rename needs its name
+            shutil.rmtree(folder)
         os.rename(tmp, folder)
-    except Exception as exc:  # noqa: BLE001 - a full disk, a read-only home, ...: the load goes on
+    except Exception as exc:  # noqa: BLE001 - a full disk, a read-only cache, ...: the load goes on
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         if (folder / WEIGHTS).is_file():  # another process made it meanwhile (the rename found it)
             return
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
-        log.warning("cannot keep a converted copy of the embedded LLM in %s (%s): each start reads the GGUF "
-                    "file (~30 s); set KAME_CACHE to a writable folder", folder.parent, why)
-        return
-    for old in folder.parent.glob(f"{glob.escape(name)}-*"):  # (not the temporary ".NAME..." folders)
-        if old != folder:
-            shutil.rmtree(old, ignore_errors=True)
+        log.warning("cannot keep a converted copy of the embedded LLM in %s (%s); %s", parent, _why(exc), _SLOW)
+
+
+def _sweep(parent: Path, folder: Path) -> None:
+    """Remove the temporary folders killed writers of this file's copies left (an hour old), and its
+    copies for other transformers versions (``folder``: ``NAME-DIGEST-transformers-VERSION``)."""
+    stem = folder.name.rsplit("-transformers-", 1)[0] + "-transformers-"
+    for entry in os.scandir(parent):
+        try:
+            if entry.name.startswith(f".{stem}") and time.time() - entry.stat().st_mtime >= STALE_TEMPORARY_S:
+                shutil.rmtree(entry.path)
+            elif entry.name.startswith(stem) and entry.name != folder.name:
+                shutil.rmtree(entry.path)
+        except OSError:  # (gone meanwhile, or another user's: left)
+            continue
+
+
+def _why(exc: BaseException) -> str:
+    """An error in a warning: its reason, and what to do where kame may not write or read."""
+    if isinstance(exc, OSError):
+        why = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc.strerror or exc)
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            why += "; set KAME_CACHE to a folder of your own"
+        return why
+    return str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"

@@ -319,7 +319,7 @@ class _ChildWorker:
         """Spawn the child and wait for its "loaded" message."""
         cancel = CTX.Value("q", 0, lock=False)  # id of the request to stop (one int64 write)
         log.info("starting the embedded LLM child for %s%s", self.gguf.name, "" if has_copy(self.gguf) else
-                 " (~30 s: a first start converts the file into kame's cache, kame.backend.llm.converted)")
+                 " (~30 s: no converted copy of it in kame's cache yet, kame.backend.llm.converted)")
         proc, parent_conn = start_child(_child_main, (str(self.gguf), cancel, self.nice), name="kame-llm-child",
                                         what=f"the embedded LLM child for {self.gguf.name}")
         with self._lock:  # (a close() while it loaded, or the exit's close before: this child must not outlive it)
