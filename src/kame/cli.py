@@ -284,17 +284,14 @@ def _main(argv: list[str] | None) -> int:
         return _run(argv)
     import signal
 
-    from .runtime.signals import Stopped, stopped_early  # (no asyncio: installed before any heavy import)
+    from .runtime.signals import stopped_early  # (no asyncio: installed before any heavy import)
 
     # `kame serve`: a SIGTERM or SIGHUP from here on, before its server's loop handles them (building the
-    # parser imports the command's modules, a second or more), is a normal stop, exit 0 (was: a kill, status
-    # 143 or 129). Python's own start-up and the import of kame.cli (about 0.1 s) come before: a signal then
-    # is still a kill.
-    try:
-        with stopped_early(signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])):
-            return _run(argv)
-    except Stopped as exc:
-        return exc.code
+    # parser imports the command's modules, a second or more), is recorded, and kame.server.app.main stops
+    # at its next checkpoint, a normal stop, exit 0 (was: a kill, status 143 or 129). Python's own start-up
+    # and the import of kame.cli (about 0.1 s) come before: a signal then is still a kill.
+    with stopped_early(signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])):
+        return _run(argv)
 
 
 def _run(argv: list[str]) -> int:

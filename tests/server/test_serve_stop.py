@@ -168,41 +168,96 @@ def test_a_signal_while_the_agent_loads_exits_without_waiting_for_the_load(sig, 
 
 
 # `kame serve` held where a signal can come before its server's loop handles them: in its imports
-# (kame.cli builds the parser: kame.server.app, aiohttp; a second or more), or building its agent
+# (kame.cli builds the parser: kame.server.app, aiohttp; a second or more), building its agent and
+# socket, or making its app (after main's last checkpoint before the loop); each step says it is reached
 EARLY_SCRIPT = textwrap.dedent("""
     import sys
     from kame import cli
+    from kame.server import app as A
 
-    def held(real):
-        def at_start(*args):
-            print("starting", flush=True)
-            sys.stdin.readline()  # (until the test writes a line)
-            return real(*args)
-        return at_start
+    def step(name, real):
+        def reached(*args, **kwargs):
+            print("reached:", name, flush=True)
+            if name == sys.argv[1]:
+                sys.stdin.readline()  # (until the test writes a line)
+            return real(*args, **kwargs)
+        return reached
 
-    if sys.argv[1] == "imports":
-        cli._build_parser = held(cli._build_parser)
-    else:
-        from kame.server import app as A
-        A._build = held(A._build)
+    cli._build_parser = step("imports", cli._build_parser)
+    A._build = step("build", A._build)
+    A.make_app = step("app", A.make_app)
     sys.exit(cli.main(["serve", "--agent", "echo", "--port", "0"]))
 """)
+NEXT_STEP = {"imports": "reached: build", "build": "reached: app"}
 
 
-@pytest.mark.parametrize("phase", ["imports", "build"])
+@pytest.mark.parametrize("phase", ["imports", "build", "app"])
 @pytest.mark.parametrize("sig, status", SIGNALS, ids=NAMES)
 def test_a_signal_as_it_starts_stops_it_as_a_later_one_does(sig, status, phase):
     """(last session's note) SIGTERM or SIGHUP in its first second or so, before the server's loop
-    handles them, is a normal stop too: exit 0 (was: killed, 143 / 129); Ctrl-C's 130 as ever."""
+    handles them, is a normal stop too: exit 0 (was: killed, 143 / 129), logged as a later one's
+    once the step under way has ended (was: nothing logged for one during the imports), the next
+    step not begun; a second one is ignored. Ctrl-C's 130 as ever, at once."""
     proc = _serve(["-c", EARLY_SCRIPT, phase], stdin=subprocess.PIPE)
     try:
-        _wait_for(proc, "starting")
+        _wait_for(proc, f"reached: {phase}")
         proc.send_signal(sig)
+        if sig != signal.SIGINT:  # (recorded: the step under way goes on to its end)
+            proc.send_signal(sig)
+            proc.stdin.write("go on\n")
+            proc.stdin.flush()
         assert proc.wait(timeout=60) == status
-        assert "Traceback" not in proc.stderr.read()
+        rest = list(iter(lambda: proc.lines.get(timeout=60), ""))  # (_wait_for's reader: stdout to its end)
+        if phase in NEXT_STEP:
+            assert not [line for line in rest if NEXT_STEP[phase] in line], rest
+        err = proc.stderr.read()
+        assert "Traceback" not in err
+        if sig != signal.SIGINT:
+            assert err.count(f"INFO kame.server: stopping: {CAUSES[sig.name]}\n") == 1, err
+            assert " (exit 0)\n" in err.split("INFO kame.server: stopped after ")[1], err
+            if phase == "app":  # (the server's own stop: its loop took the recorded signal over; the agent's
+                # start may have begun meanwhile, then cut short, as for a signal right after the loop's start)
+                assert "shutting down: closing 0 session(s)" in err, err
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP here")
+def test_a_recorded_hang_up_the_loop_also_dispatches_begins_one_stop():
+    """A SIGHUP between aiohttp's handlers (the loop's wakeup fd set) and the server's own is both
+    recorded by kame.cli's early stop and dispatched by the loop once Stopping.install has added its
+    handler: one stop (without the guard, the second GracefulExit came in the loop's cleanup, cutting
+    the sessions' and the agent's stop short)."""
+    import asyncio
+
+    from aiohttp import web
+
+    from kame.runtime.signals import stopped_early
+    from kame.server.stopping import Stopping
+
+    async def serve(stopping: Stopping) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGUSR1, lambda: None)  # (as aiohttp's: the loop's wakeup fd set)
+        signal.raise_signal(signal.SIGHUP)  # (recorded, and its byte on the wakeup fd)
+        await asyncio.sleep(0)  # (the next round reads that byte after this task's step: install's handler gets it)
+        stopping.install()
+        await asyncio.sleep(30)
+
+    hup, term = signal.signal(signal.SIGHUP, signal.SIG_DFL), signal.getsignal(signal.SIGTERM)
+    runner = asyncio.Runner()
+    try:
+        with stopped_early(signal.SIGHUP):
+            stopping = Stopping()
+            with pytest.raises(web.GracefulExit):
+                runner.run(serve(stopping))
+            runner.close()  # (the loop's own dispatch of the same SIGHUP runs here)
+            stopping.done()
+        assert stopping.cause == "hang-up (SIGHUP), as for SIGTERM"
+    finally:
+        runner.close()
+        signal.signal(signal.SIGHUP, hup)
+        signal.signal(signal.SIGTERM, term)
 
 
 def test_the_early_stop_is_installed_before_any_heavy_import():
@@ -231,7 +286,7 @@ def test_under_nohup_a_hang_up_as_it_starts_is_left_ignored():
     proc = subprocess.Popen([sys.executable, "-c", EARLY_SCRIPT, "imports"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_nohup)
     try:
-        _wait_for(proc, "starting")
+        _wait_for(proc, "reached: imports")
         proc.send_signal(signal.SIGHUP)
         proc.stdin.write("go on\n")
         proc.stdin.flush()
@@ -311,7 +366,7 @@ def test_once_the_stop_is_done_a_sigterm_ends_the_process():
             got = proc.wait(timeout=60)  # (the held step never ends by itself)
         except subprocess.TimeoutExpired:
             pytest.fail("a SIGTERM once the stop was done left kame serve running")
-        assert got == 0  # (kame.cli's stopped_early: a SIGTERM is a normal stop)
+        assert got == 0  # (the stop's status: SIGTERM's)
         rest = iter(lambda: proc.lines.get(timeout=60), "")  # (_wait_for's reader: stdout's lines to its end)
         assert not [line for line in rest if "done: the exit" in line]  # (ended in the held step)
         err = proc.stderr.read()

@@ -394,11 +394,20 @@ def _build(args) -> tuple[Agent, ServerConfig]:
 
 
 def main(args) -> int:
+    # kame.cli's early stop records a SIGTERM or SIGHUP until the server's loop handles them; read here
+    # once the imports are done, once the agent and socket are built, and as the loop takes them over
+    # (Stopping.install, in listen)
+    stopping = Stopping()
+    if stopping.early():
+        return stopping.status
     agent, cfg = _build(args)
     sock = limited_socket(listen_socket(cfg.host, cfg.port), cfg)
+    if stopping.early():
+        sock.close()
+        return stopping.status
     port = sock.getsockname()[1]  # the one bound (--port 0: chosen by the system)
     app = make_app(agent, cfg, manage_agent=True, load_in_background=True)
-    state, stopping = app[SERVER_KEY].health_state, Stopping()
+    state = app[SERVER_KEY].health_state
     if (unsafe := guard.bind_warning(cfg)):
         log.warning("%s", unsafe)
     host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host  # an IPv6 address, as a URL writes it
@@ -408,7 +417,7 @@ def main(args) -> int:
         sock.listen(128)
         loop = asyncio.get_running_loop()  # (out of file descriptors: one line a minute, no traceback)
         loop.set_exception_handler(httplog.accept_errors(cfg, loop.get_exception_handler()))
-        stopping.install()  # (Ctrl-C: exit status 130; the stop's cause logged)
+        stopping.install()  # (Ctrl-C: exit status 130; the stop's cause logged; an early SIGTERM's stop begins)
         if args.agent != "echo":
             _say(f"kame: loading the agent ({guard.loads(agent)}: can take half a minute); meanwhile "
                  f"http://{host}:{port}/api/health answers 503 \"loading\" ...")
@@ -426,10 +435,7 @@ def main(args) -> int:
         asyncio.get_running_loop().call_soon(_graceful_exit, stopping)
 
     state.on_ready, state.on_failed = announce, failed
-    app.on_startup.insert(0, listen)
-    # (a SIGTERM or SIGHUP inside run_app before it installs its handlers is kame.cli's early stop, a
-    # SystemExit(0) from here: safe, no back-end child has started yet: run_app installs its handlers
-    # before the startup hooks, the first of which is listen, and the agent starts after it)
+    app.on_startup.insert(0, listen)  # (run_app installs its handlers before the startup hooks)
     try:
         web.run_app(app, sock=sock, print=None, handle_signals=True, access_log_class=ops.AccessLogger)
     except KeyboardInterrupt:  # a second Ctrl-C during the shutdown

@@ -3,6 +3,8 @@
 its exit status, and the help text that lists them.
 
     stopping = Stopping()      # records the signals' handlers of before the server (done gives them back)
+    if stopping.early():       # checkpoints before the server's loop: a signal kame.cli recorded (then return)
+        return stopping.status
     stopping.install()         # on the running loop, after aiohttp's handlers: replaces them
     web.run_app(...)           # a stop signal: logged, the stop begins (web.GracefulExit)
     ... release the back-end's children ...
@@ -13,10 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 
 from aiohttp import web
+
+from ..runtime.signals import early_signal, records
 
 log = logging.getLogger("kame.server")
 
@@ -50,10 +55,13 @@ class Stopping:
     kame.runtime.interrupt does). The first logs ``stopping: CAUSE`` and begins the stop
     (web.GracefulExit). From then to ``done`` SIGTERM and SIGHUP are ignored (``begin``); a
     Ctrl-C then quits at once (KeyboardInterrupt). Before these handlers, from the command's
-    start, kame.cli's ``stopped_early`` makes SIGTERM and SIGHUP the same stop, exit 0; ``done`` gives
-    SIGTERM and SIGHUP back the handlers they had before the server, recorded when the Stopping is
-    created (before web.run_app: not aiohttp's, asyncio's that do nothing), so that a SIGTERM in the
-    rest of the exit ends the process."""
+    start, kame.cli's ``stopped_early`` records SIGTERM and SIGHUP: ``early`` (main's checkpoints
+    before the server's loop) and ``install`` (as the loop takes them over) make a recorded one the
+    same stop, exit 0. ``done`` gives SIGTERM and SIGHUP back the handlers they had before the
+    server, recorded when the Stopping is created (before web.run_app: not aiohttp's, asyncio's that
+    do nothing), so that a SIGTERM in the rest of the exit ends the process; stopped_early's, which
+    only records, is not given back: a SIGTERM or SIGHUP then ends the process at once with the
+    stop's status (``_leave``)."""
 
     def __init__(self) -> None:
         self.interrupted = False  # a Ctrl-C (exit 130)
@@ -72,11 +80,27 @@ class Stopping:
                 if signal.getsignal(sig) is not signal.SIG_IGN:
                     self._held[sig] = self._before[sig]
                     loop.add_signal_handler(sig, self._stop_signal, sig)
+            # one kame.cli's early stop recorded before these handlers: the stop begins now, as for
+            # one from now on (checked after the handlers are in: none comes in between unseen)
+            if (sig := early_signal()) is not None:
+                loop.call_soon(self._stop_signal, sig)
         except (NotImplementedError, RuntimeError):  # no signal handlers there (Windows, not the main thread)
             pass
 
+    def early(self) -> bool:
+        """Whether kame.cli's early stop recorded a SIGTERM or SIGHUP (kame.runtime.signals'
+        early_signal): if so the stop begins and ends here, logged as a later one's (main's
+        checkpoints before the server's loop, where nothing is running yet to be stopped)."""
+        sig = early_signal()
+        if sig is not None:
+            self.begin(_cause(sig))
+            self.done()
+        return sig is not None
+
     def _stop_signal(self, sig: int) -> None:
-        self.begin("SIGTERM" if sig == signal.SIGTERM else "hang-up (SIGHUP), as for SIGTERM")
+        if self.since is not None:  # (begun already: the recorded one came through the loop's handler too)
+            return
+        self.begin(_cause(sig))
         raise web.GracefulExit()
 
     def _sigint(self) -> None:
@@ -114,11 +138,22 @@ class Stopping:
         if self.cause:
             log.info("stopped after %.1f s (exit %d)", time.monotonic() - self.since, self.status)
         for sig, handler in self._held.items():  # (None: set outside Python; SIG_DFL, as asyncio's removal)
+            handler = self._leave if records(handler) else handler  # (no checkpoint reads a record any more)
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+    def _leave(self, signum, frame) -> None:
+        """A SIGTERM or SIGHUP once the stop is done (a step of the exit that hangs: an exit hook, a
+        thread joined): the process ends at once, as a kill would, with the stop's status."""
+        os._exit(self.status)
 
     @property
     def status(self) -> int:
         return 130 if self.interrupted else 0
+
+
+def _cause(sig: int) -> str:
+    """The log's name for a stop signal's cause."""
+    return "SIGTERM" if sig == signal.SIGTERM else "hang-up (SIGHUP), as for SIGTERM"
 
 
 def _ignored(signum, frame) -> None:
