@@ -289,7 +289,8 @@ def _main(argv: list[str] | None) -> int:
     # `kame serve`: a SIGTERM or SIGHUP from here on, before its server's loop handles them (building the
     # parser imports the command's modules, a second or more), is recorded, and kame.server.app.main stops
     # at its next checkpoint, a normal stop, exit 0 (was: a kill, status 143 or 129). Python's own start-up
-    # and the import of kame.cli (about 0.1 s) come before: a signal then is still a kill.
+    # and the import of kame.cli (about 0.1 s) come before: a signal then is still a kill (ignored by a
+    # container's PID 1).
     with stopped_early(signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])):
         return _run(argv)
 

@@ -62,18 +62,30 @@ def stopped_early(*sigs: int):
     once its imports are done, once its agent is built, and as its server's loop takes the signals
     over: a stop that waits at most for the imports or the build under way, seconds). Installed by
     kame.cli once kame's command line runs (Python's own start-up and the import of kame.cli,
-    about 0.1 s, come before: a signal then is still a kill). Not installed where the signal is
-    ignored (nohup's SIGHUP stays ignored) or handled outside Python nor outside the main thread
-    (``handling``); the previous handlers are restored at the end."""
+    about 0.1 s, come before: a signal then is still a kill, or ignored where the process is a
+    container's PID 1). Not installed where the signal is
+    ignored (nohup's SIGHUP stays ignored) or handled outside Python nor outside the main thread.
+    At the end a signal's previous handler is restored where the recorder still handles it; one
+    the command installed meanwhile stays (kame.server.stopping's, for the rest of the exit: its
+    hooks and threads' joins come after this block)."""
     record = _Record()
-    with contextlib.ExitStack() as handlers:
-        for sig in sigs:
-            handlers.enter_context(handling(sig, record))
-        _block.append(record)
-        try:
-            yield
-        finally:
-            _block.remove(record)
+    previous = {}
+    for sig in sigs:
+        handler = signal.getsignal(sig)
+        if handler is not signal.SIG_IGN and handler is not None:
+            try:
+                signal.signal(sig, record)
+                previous[sig] = handler
+            except ValueError:  # not the main thread
+                pass
+    _block.append(record)
+    try:
+        yield
+    finally:
+        _block.remove(record)
+        for sig, handler in previous.items():
+            if signal.getsignal(sig) is record:
+                signal.signal(sig, handler)
 
 
 def early_signal() -> int | None:

@@ -395,8 +395,8 @@ def _build(args) -> tuple[Agent, ServerConfig]:
 
 def main(args) -> int:
     # kame.cli's early stop records a SIGTERM or SIGHUP until the server's loop handles them; read here
-    # once the imports are done, once the agent and socket are built, and as the loop takes them over
-    # (Stopping.install, in listen)
+    # once the imports are done, once the agent and socket are built, once the app is made (before
+    # web.run_app), and as the loop takes them over (Stopping.install, in listen)
     stopping = Stopping()
     if stopping.early():
         return stopping.status
@@ -436,6 +436,9 @@ def main(args) -> int:
 
     state.on_ready, state.on_failed = announce, failed
     app.on_startup.insert(0, listen)  # (run_app installs its handlers before the startup hooks)
+    if stopping.early():  # (the last checkpoint before the loop: install's would come after the load began)
+        sock.close()
+        return stopping.status
     try:
         web.run_app(app, sock=sock, print=None, handle_signals=True, access_log_class=ops.AccessLogger)
     except KeyboardInterrupt:  # a second Ctrl-C during the shutdown
