@@ -26,7 +26,9 @@ MAX_WORKERS = 4  # `-n auto`: each worker holds torch, models and the back-end c
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config):
     """`pytest -n auto` (pytest-xdist, the README's test command): one worker per usable core, at most
-    MAX_WORKERS."""
+    MAX_WORKERS (xdist's PYTEST_XDIST_AUTO_NUM_WORKERS, where set, decides instead)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(MAX_WORKERS, cores))
 
@@ -34,7 +36,8 @@ def pytest_xdist_auto_num_workers(config):
 def pytest_configure(config):
     # `-n N` without --dist (xdist's default "load" then): each test file stays in one worker, so its
     # module fixtures (a model load, a fitted codec) are made once, not once per worker
-    if getattr(config.option, "dist", None) == "load":
+    given = [*map(str, config.invocation_params.args), *os.environ.get("PYTEST_ADDOPTS", "").split()]
+    if getattr(config.option, "dist", None) == "load" and not any(a.startswith("--dist") for a in given):
         config.option.dist = "loadfile"
 
 

@@ -58,6 +58,25 @@ def _fails(conn):
     raise RuntimeError("as spawn's bootstrap does when a script starts a child on import")
 
 
+def _warns(conn):
+    import logging
+
+    logging.getLogger("kame.backend.llm.converted").warning("a kame warning")
+    library = logging.getLogger("huggingface_hub")  # (a handler of its own, as huggingface_hub sets)
+    library.addHandler(logging.StreamHandler())
+    library.warning("a library warning")
+    conn.send(("loaded", 0, None))
+    conn.recv()
+
+
+def test_a_childs_kame_warnings_are_kames_log_lines_and_no_line_is_printed_twice(capfd):
+    proc, conn = start_child(_warns, (), name="kame-test-warns", what="a warning child")
+    stop_child(proc, conn)
+    err = capfd.readouterr().err
+    assert " WARNING kame.backend.llm.converted: a kame warning\n" in err  # (was: the bare message)
+    assert err.count("a kame warning") == 1 and err.count("a library warning") == 1
+
+
 def test_start_talk_stop():
     proc, conn = start_child(_echo, ("hi",), name="kame-test-echo", what="the echo child")
     assert proc.is_alive() and proc.daemon

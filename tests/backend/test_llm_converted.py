@@ -147,6 +147,25 @@ def test_a_new_copy_replaces_that_files_copies_for_other_transformers_only(made,
     assert sorted(p.name for p in own.iterdir()) == sorted([folder.name, *(p.name for p in kept)])
 
 
+def test_a_copy_another_process_made_meanwhile_is_kept(made, gguf, cache, monkeypatch):
+    folder = converted.copy_dir(gguf)
+    theirs = folder.parent / "theirs"
+    folder.rename(theirs)
+    real = converted.default_mode
+
+    def meanwhile(path):  # (as this copy's writing ends, another process's rename has come first)
+        if theirs.exists():
+            theirs.rename(folder)
+        real(path)
+
+    monkeypatch.setattr(converted, "default_mode", meanwhile)
+    before = (made[2] / "llm" / folder.name / converted.WEIGHTS).stat().st_ino  # (theirs: a hard link of it)
+    converted.load_model(gguf)
+    assert cache[1] == [gguf]  # (this process converted too)
+    assert (folder / converted.WEIGHTS).stat().st_ino == before  # theirs kept (was: replaced by this one's)
+    assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name]  # (no temporary left)
+
+
 def test_a_copy_folder_without_its_weights_is_made_again_whole(made, gguf, cache):
     folder = converted.copy_dir(gguf)
     (folder / converted.WEIGHTS).unlink()  # (a removal cut short)

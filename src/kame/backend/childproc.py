@@ -193,7 +193,7 @@ def _child(target: Callable, conn, *args) -> None:
     failing: nobody is there to read its traceback). Any other exception still ends it the usual
     way, with its traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)  # (its warnings read as the parent's lines)
+    _log_as_kame()
     _leave_with_parent()
     try:
         target(conn, *args)
@@ -210,6 +210,15 @@ def _child(target: Callable, conn, *args) -> None:
         except (AttributeError, OSError, ValueError):  # (closed or replaced streams)
             pass
     os._exit(0)
+
+
+def _log_as_kame() -> None:
+    """A child's kame warnings read as the parent's lines (LOG_FORMAT on stderr; was: bare lines, from
+    logging's last resort). kame's logger only: a library's with a handler of its own (huggingface_hub's)
+    would print its lines twice through the root's."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.getLogger("kame").addHandler(handler)
 
 
 def _leave_with_parent() -> None:

@@ -21,7 +21,7 @@ differently), is logged, removed and made again from the GGUF file. Where there 
 none can be made (a cache folder kame cannot write or read, no home folder, less free space than
 the copy and RESERVE_BYTES), each load reads the GGUF file, with a warning. A new copy removes
 the copies of the same file made for other transformers versions. Deleting the folder is always
-safe.
+safe; a GGUF file replaced at its path leaves the old file's copy, to delete by hand.
 """
 
 from __future__ import annotations
@@ -139,6 +139,9 @@ def _save_copy(model, tok, folder: Path) -> None:
         tok.save_pretrained(str(tmp))
         for path in (tmp, *tmp.iterdir()):  # (mkdtemp's 0700, safetensors' 0600: a shared cache's other users read it)
             default_mode(path)
+        if (folder / WEIGHTS).is_file():  # another process made it meanwhile: it stays (it may be read now)
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
         if folder.exists():  # a copy without its weights (its removal was cut short): the rename needs its name
             shutil.rmtree(folder)
         os.rename(tmp, folder)
