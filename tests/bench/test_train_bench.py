@@ -5,6 +5,8 @@ import pytest
 
 from kame.cli import main
 
+from ..train.test_finetune import _data
+
 
 @pytest.mark.slow
 def test_sharding_halves_the_state_each_process_holds(capsys):
@@ -26,15 +28,16 @@ def test_sharding_halves_the_state_each_process_holds(capsys):
 
 @pytest.mark.slow
 def test_its_plugin_front_end_is_trained_by_the_processes_it_starts(tmp_path, capsys, scratch):
-    """`kame --plugin F bench train --frontend mine:tiny`: the torchrun processes load F too."""
-    pytest.importorskip("espeakng_loader")
+    """`kame --plugin F bench train --frontend mine:tiny`: the torchrun processes load F too. (--data:
+    kame train's two short test dialogues; the test above trains on the set the bench makes.)"""
+    data = _data(tmp_path / "data")
     plugin = tmp_path / "mine.py"
     plugin.write_text(
         "from kame import registry\n"
         "from kame.model.loaders import Frontend, load_frontend\n"
         "registry.register('frontend', 'mine', lambda arg=None, **kw: Frontend(*load_frontend(f'random:{arg}', text_card=4000, **kw)))\n")
     assert main(["--plugin", str(plugin), "bench", "train", "--frontend", "mine:tiny", "--layout", "single",
-                 "--steps", "4", "--window", "16"]) == 0
+                 "--steps", "4", "--window", "16", "--data", str(data)]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[1].startswith(f"command: kame --plugin {plugin} bench train --frontend mine:tiny")
     assert any(ln.startswith("| single") for ln in out.splitlines())

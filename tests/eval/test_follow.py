@@ -64,9 +64,9 @@ def test_a_front_end_trained_on_dialogues_says_them_back_through_the_stepper(tmp
     assert min(untrained["speaking_codes_nll"]) > 4 * untrained["speaking_codes"][0]  # (nats: random, ~ln 2048)
     # (the agent's words span frames 10-16 of dialogue 0: 0.8-0.95 s, 1.0-1.15 s, 1.2-1.35 s)
     assert speaking_frames(dialogues[0]).nonzero().flatten().tolist() == list(range(10, 17))
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # (60 steps: every check below holds from ~30 on)
     res = train(_tiny(), FakeCodec(), tok, manifest, None,
-                TrainConfig(steps=150, lr=3e-3, warmup_steps=5, batch_size=2, window_frames=24, oracle_aug=False,
+                TrainConfig(steps=60, lr=3e-3, warmup_steps=5, batch_size=2, window_frames=24, oracle_aug=False,
                             save_every=0), echo=lambda s: None)
     bare = []
     for d, said in zip(dialogues, ("Paris is lovely.", "Two plus two.")):

@@ -56,7 +56,7 @@ def test_sigterm_between_a_questions_lines_of_results_writes_them_all(tmp_path, 
     monkeypatch.setattr(mtbench, "json", TerminatingJson)
     qf = write(tmp_path / "question.jsonl", [QUESTIONS[2]])
     out = tmp_path / "out"
-    assert eval_(qf, out, "--turns", "2") == 143
+    assert eval_(qf, out, "--turns", "2", "--gap", "1") == 143  # (--gap 1: 4 s of audio, not its default 33 s)
     assert "terminated (SIGTERM)" in capsys.readouterr().err
     lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     assert [r["turn"] for r in lines] == [1, 2]  # (was: [1], half the question)

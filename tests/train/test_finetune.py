@@ -1,7 +1,8 @@
 """`kame train` (kame.train.finetune, kame.train.loss): the loss against a hand computation,
 training lowering the loss (through the input dropouts too), checkpoints that load and resume,
-errors, and two processes under torchrun ending with the same weights. The oracle augmentation
-and the dropouts themselves: test_augment.py."""
+errors, and a process failing under torchrun stopping the others (torchrun_train runs `kame train`
+in two torchrun processes; test_parallel.py's DDP run shows them ending with the same weights).
+The oracle augmentation and the dropouts themselves: test_augment.py."""
 
 from __future__ import annotations
 
@@ -549,38 +550,6 @@ def test_a_process_failing_to_encode_stops_them_all(tmp_path):
                          *TORCHRUN_ARGS, plugin_text=FAILING_PLUGIN, ok=False)
     assert "rank 1 cannot encode" in out and "another process failed while encoding its share" in out
     assert not (tmp_path / "run").exists()
-
-
-@pytest.mark.slow
-def test_torchrun_two_processes_end_with_the_same_weights(tmp_path):
-    manifest = _data(tmp_path / "data", n=3, T=32)  # (windows of 16 frames each: rows compare as they are)
-    stdout = torchrun_train(tmp_path, str(manifest), "--frontend", "random:tiny", "-o", str(tmp_path / "run"),
-                            *TORCHRUN_ARGS, "--window-offsets", "off")  # (equal windows: the ranks' rows concatenate)
-    assert stdout.count("training on 3 dialogues, 2 process(es)") == 1  # rank 0 alone logs
-    losses = [torch.load(tmp_path / f"losses{r}.pt", weights_only=True) for r in (0, 1)]
-    logged = {int(ln.split()[0]): float(ln.split()[1]) for ln in stdout.splitlines() if ln.split()[:1] in (["2"], ["4"])}
-    assert logged[2] == pytest.approx(np.mean([losses[0][:2], losses[1][:2]]), abs=1e-4)  # both ranks' mean
-    assert losses[0][:2] != losses[1][:2]  # (which differs from rank 0's own)
-    a, b = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    start = load_frontend("random:tiny", text_card=4000)[0].state_dict()
-    assert not torch.equal(a["text_emb.weight"], start["text_emb.weight"])  # it trained
-    saved = load_frontend(tmp_path / "run" / "latest")[0].state_dict()
-    assert all(torch.equal(a[k], saved[k]) for k in a)
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["latest", "step-3", "step-6"]
-    assert all((tmp_path / "data" / f"d{i}" / "codes.npz").is_file() for i in range(3))  # each rank's share cached
-    # each rank took its own share: together, the batches of one process at twice the batch size
-    from kame.train.finetune import batches, load_examples
-
-    cfg = load_frontend(tmp_path / "run" / "latest")[0].cfg
-    examples = load_examples(manifest, FakeCodec(), default_tokenizer(), cfg)
-    one = batches(examples, cfg, TrainConfig(batch_size=2, window_frames=16, window_offsets=False))
-    r0, r1 = (torch.load(tmp_path / f"batches{r}.pt", weights_only=True) for r in (0, 1))
-    assert len(r0) == len(r1) == 6
-    for (c0, o0), (c1, o1) in zip(r0, r1):
-        codes, oracle = next(one)
-        assert torch.equal(torch.cat([c0, c1]), codes) and torch.equal(torch.cat([o0, o1]), oracle)
-    assert _build_parser(["train"])[0] is not None
 
 
 def test_a_cache_of_another_codec_is_encoded_again_and_no_cache_reads_none(tmp_path):

@@ -2,7 +2,8 @@
 processes take (the same windows, oracle augmentation and input dropouts in the same places of
 the global batch; the gradients averaged over the forwards as DistributedDataParallel averages
 them over the processes: kame_finetune's gradient_accumulation_steps, DeepSpeed's). Under DDP
-the gradients are reduced once a step."""
+the gradients are reduced once a step. The runs under torchrun that show it are in test_parallel.py
+(test_accumulated_steps_train_as_more_processes_do: they share its DDP run)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,12 @@ import pytest
 import torch
 
 from kame.backend.tokenizer import default_tokenizer
-from kame.cli import main as cli_main
 from kame.errors import ConfigError
-from kame.model.loaders import load_frontend
 from kame.train.batching import batches, input_dropouts, load_examples, slot
 from kame.train.finetune import TrainConfig
 
 from ._fakes import FakeCodec
-from .test_finetune import TORCHRUN_ARGS, _data, _tiny, torchrun_train
+from .test_finetune import _data, _tiny
 
 
 def test_a_step_of_n_forwards_reads_the_windows_n_processes_read():
@@ -42,30 +41,3 @@ def test_a_step_of_n_forwards_reads_the_windows_n_processes_read():
                                input_dropouts(theirs[0], cfg, procs, step, slot(procs, f, 0)))
     with pytest.raises(ConfigError, match="--grad-accum must be an int >= 1"):
         TrainConfig(grad_accum=0).check()
-
-
-@pytest.mark.slow
-def test_accumulated_steps_train_as_more_processes_do(tmp_path, fake_codec):
-    """One process of 2 forwards == DDP over 2 processes; 2 DDP processes of 2 forwards (their
-    gradients reduced once a step) == one process of 4 forwards."""
-    manifest = str(_data(tmp_path / "data", n=3, T=32))
-    common = list(TORCHRUN_ARGS) + ["--frontend", "random:tiny", "--text-token-dropout", "0.3"]
-
-    def alone(name: str, accum: int) -> dict:
-        out = tmp_path / name / "run"
-        assert cli_main(["train", manifest, "-o", str(out), *common, "--grad-accum", str(accum), "--codec",
-                         "fake", "--device", "cpu"]) == 0
-        return load_frontend(out / "latest")[0].state_dict()
-
-    def ddp(name: str, accum: int) -> dict:
-        (tmp_path / name).mkdir()
-        out = torchrun_train(tmp_path / name, manifest, "-o", str(tmp_path / name / "run"), *common,
-                             "--grad-accum", str(accum))
-        assert "2 process(es)" in out and ("x 2 forwards" in out) == (accum == 2)
-        return torch.load(tmp_path / name / "rank0.pt", weights_only=True)
-
-    for a, b in ((alone("one-x2", 2), ddp("two-x1", 1)), (ddp("two-x2", 2), alone("one-x4", 4))):
-        assert a.keys() == b.keys()
-        for k in a:
-            # (float sums in another order: up to 3.3e-6 apart after 6 AdamW steps, on weights ~0.5)
-            assert torch.allclose(a[k], b[k], atol=1e-5), k

@@ -1,10 +1,15 @@
 """kame train's layouts for large front-ends (kame.train.parallel): bf16 compute over fp32 weights,
 recomputed activations, FSDP sharding under torchrun matching DDP, and checkpoints that resume in
-another layout (sharded -> DDP and DDP -> sharded)."""
+another layout (sharded -> DDP and DDP -> sharded). One DDP run in two torchrun processes, made
+once (each torchrun start-up takes seconds), is checked itself (its processes end with the same
+weights, each having trained on its share) and against the sharded run, the resumed ones and
+--grad-accum's (test_grad_accum.py)."""
 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -111,18 +116,73 @@ def test_a_checkpoint_with_the_older_optimizer_state_resumes(tmp_path):
         assert torch.equal(p, q), name
 
 
+# the options of ddp_run's run and of the runs compared with it: input dropouts on (they must match too)
+RUN_ARGS = ("--frontend", "random:tiny", *TORCHRUN_ARGS, "--text-token-dropout", "0.3")
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory) -> SimpleNamespace:
+    """`kame train RUN_ARGS` under DDP in two torchrun processes on three dialogues, made once for the
+    tests of this module that check it or compare other runs with it: its ``manifest``, ``folder``
+    (torchrun_train's files; ``folder``/run: its checkpoints, which a test copies before it writes
+    there) and stdout (``out``)."""
+    root = tmp_path_factory.mktemp("ddp-run")
+    manifest = str(_data(root / "data", n=3, T=32))
+    (root / "ddp").mkdir()
+    out = torchrun_train(root / "ddp", manifest, "-o", str(root / "ddp" / "run"), *RUN_ARGS)
+    return SimpleNamespace(manifest=manifest, folder=root / "ddp", out=out)
+
+
 @pytest.mark.slow
-def test_sharded_training_matches_ddp_and_checkpoints_resume_across_layouts(tmp_path):
-    manifest = str(_data(tmp_path / "data", n=3, T=32))
-    runs = {}
-    for name, extra in (("ddp", ()), ("shard", ("--shard",))):
-        (tmp_path / name).mkdir()
-        out = torchrun_train(tmp_path / name, manifest, "--frontend", "random:tiny", "-o",
-                             str(tmp_path / name / "run"), *TORCHRUN_ARGS, *extra)
-        runs[name] = torch.load(tmp_path / name / "rank0.pt", weights_only=True)
-        assert out.count("training on 3 dialogues, 2 process(es)") == 1
-    assert "2 process(es), sharded" in out
-    ddp, shard = runs["ddp"], runs["shard"]  # (shard: the checkpoint its rank 0 wrote from the gathered weights)
+def test_torchrun_two_processes_end_with_the_same_weights(ddp_run):
+    """Rank 0 alone logs, the mean of both ranks' losses; both end with the same weights, the ones
+    saved; each trained on its own share of each step's batch. (The first test of ddp_run: the
+    caches in its data are its run's.)"""
+    folder = ddp_run.folder
+    assert ddp_run.out.count("training on 3 dialogues, 2 process(es)") == 1  # rank 0 alone logs
+    losses = [torch.load(folder / f"losses{r}.pt", weights_only=True) for r in (0, 1)]
+    logged = {int(ln.split()[0]): float(ln.split()[1]) for ln in ddp_run.out.splitlines()
+              if ln.split()[:1] in (["2"], ["4"])}
+    assert logged[2] == pytest.approx(np.mean([losses[0][:2], losses[1][:2]]), abs=1e-4)  # both ranks' mean
+    assert losses[0][:2] != losses[1][:2]  # (which differs from rank 0's own)
+    a, b = (torch.load(folder / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    start = load_frontend("random:tiny", text_card=4000)[0].state_dict()
+    assert not torch.equal(a["text_emb.weight"], start["text_emb.weight"])  # it trained
+    saved = load_frontend(folder / "run" / "latest")[0].state_dict()
+    assert all(torch.equal(a[k], saved[k]) for k in a)
+    assert sorted(p.name for p in (folder / "run").iterdir()) == ["latest", "step-3", "step-6"]
+    data = Path(ddp_run.manifest).parent
+    assert all((data / f"d{i}" / "codes.npz").is_file() for i in range(3))  # each rank's share cached
+    # each rank took its own share: rank r's window is row r of one process's batch at twice the
+    # batch size (there padded to the longer window: codes -1, oracle pad)
+    from kame.train.finetune import batches, load_examples
+
+    cfg = load_frontend(folder / "run" / "latest")[0].cfg
+    examples = load_examples(ddp_run.manifest, FakeCodec(), default_tokenizer(), cfg)
+    one = batches(examples, cfg, TrainConfig(batch_size=2, window_frames=16, text_token_dropout=0.3))
+    r0, r1 = (torch.load(folder / f"batches{r}.pt", weights_only=True) for r in (0, 1))
+    assert len(r0) == len(r1) == 6
+    for ranks in zip(r0, r1):
+        codes, oracle = next(one)
+        assert codes.shape[-1] == max(c.shape[-1] for c, _ in ranks)
+        for r, (c, o) in enumerate(ranks):
+            n = c.shape[-1]
+            assert c.shape[0] == 1 and torch.equal(c[0], codes[r, :, :n]) and torch.equal(o[0], oracle[r, :n])
+            assert (codes[r, :, n:] == -1).all() and (oracle[r, n:] == cfg.existing_text_padding_id).all()
+
+
+@pytest.mark.slow
+def test_sharded_training_matches_ddp_and_checkpoints_resume_across_layouts(tmp_path, ddp_run):
+    manifest = ddp_run.manifest
+    shutil.copytree(ddp_run.folder, tmp_path / "ddp", symlinks=True)  # (the resharded run below writes in its run/)
+    (tmp_path / "shard").mkdir()
+    out = torchrun_train(tmp_path / "shard", manifest, "-o", str(tmp_path / "shard" / "run"), *RUN_ARGS, "--shard")
+    for said in (ddp_run.out, out):
+        assert said.count("training on 3 dialogues, 2 process(es)") == 1
+    assert "2 process(es), sharded" in out and "2 process(es), sharded" not in ddp_run.out
+    # (shard: the checkpoint its rank 0 wrote from the gathered weights)
+    ddp, shard = (torch.load(tmp_path / name / "rank0.pt", weights_only=True) for name in ("ddp", "shard"))
     assert ddp.keys() == shard.keys()
     for k in ddp:  # (ATOL: float sums in another order, up to 2.5e-6 apart on weights ~0.5)
         assert torch.allclose(ddp[k], shard[k], atol=ATOL), k
@@ -173,6 +233,31 @@ def test_sharded_training_matches_ddp_and_checkpoints_resume_across_layouts(tmp_
     assert len(torch.load(tmp_path / "resharded" / "reads0.pt")) == 1
     assert torch.load(tmp_path / "resharded" / "reads1.pt") == []
     assert len(torch.load(tmp_path / "resumed" / "reads1.pt")) == 1  # (unsharded: each process reads them)
+
+
+@pytest.mark.slow
+def test_accumulated_steps_train_as_more_processes_do(tmp_path, fake_codec, ddp_run):
+    """kame train --grad-accum (test_grad_accum.py): one process of 2 forwards == DDP over 2
+    processes; 2 DDP processes of 2 forwards (their gradients reduced once a step) == one process of
+    4 forwards."""
+    def alone(name: str, accum: int) -> dict:
+        out = tmp_path / name / "run"
+        assert cli_main(["train", ddp_run.manifest, "-o", str(out), *RUN_ARGS, "--grad-accum", str(accum),
+                         "--codec", "fake", "--device", "cpu"]) == 0
+        return load_frontend(out / "latest")[0].state_dict()
+
+    (tmp_path / "two-x2").mkdir()
+    out = torchrun_train(tmp_path / "two-x2", ddp_run.manifest, "-o", str(tmp_path / "two-x2" / "run"), *RUN_ARGS,
+                         "--grad-accum", "2")
+    assert "2 process(es)" in out and "x 2 forwards" in out
+    assert "2 process(es)" in ddp_run.out and "x 2 forwards" not in ddp_run.out
+    two_x1, two_x2 = (torch.load(folder / "rank0.pt", weights_only=True) for folder in (ddp_run.folder,
+                                                                                         tmp_path / "two-x2"))
+    for a, b in ((alone("one-x2", 2), two_x1), (two_x2, alone("one-x4", 4))):
+        assert a.keys() == b.keys()
+        for k in a:
+            # (float sums in another order: up to 3.3e-6 apart after 6 AdamW steps, on weights ~0.5)
+            assert torch.allclose(a[k], b[k], atol=ATOL), k
 
 
 def test_resume_with_precision_auto_keeps_the_runs_precision(tmp_path, capsys, fake_codec):
