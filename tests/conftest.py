@@ -37,7 +37,7 @@ def pytest_configure(config):
     # `-n N` without --dist (xdist's default "load" then): each test file stays in one worker, so its
     # module fixtures (a model load, a fitted codec) are made once, not once per worker
     given = [*map(str, config.invocation_params.args), *os.environ.get("PYTEST_ADDOPTS", "").split()]
-    if getattr(config.option, "dist", None) == "load" and not any(a.startswith("--dist") for a in given):
+    if getattr(config.option, "dist", None) == "load" and not any(a.startswith(("--dist", "-d")) for a in given):
         config.option.dist = "loadfile"
 
 

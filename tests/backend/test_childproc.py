@@ -77,6 +77,23 @@ def test_a_childs_kame_warnings_are_kames_log_lines_and_no_line_is_printed_twice
     assert err.count("a kame warning") == 1 and err.count("a library warning") == 1
 
 
+def test_a_child_whose_main_script_set_up_logging_keeps_it(monkeypatch):
+    """(a child imports the parent's main script again: one that calls logging.basicConfig gets kame's
+    lines once, in its own format, not twice)"""
+    import logging
+
+    from kame.backend import childproc
+
+    root, kame = logging.getLogger(), logging.getLogger("kame")
+    monkeypatch.setattr(root, "handlers", [logging.StreamHandler()])
+    monkeypatch.setattr(kame, "handlers", [])
+    childproc._log_as_kame()
+    assert kame.handlers == []
+    monkeypatch.setattr(root, "handlers", [])
+    childproc._log_as_kame()
+    assert len(kame.handlers) == 1 and kame.handlers[0].formatter._fmt == childproc.LOG_FORMAT
+
+
 def test_start_talk_stop():
     proc, conn = start_child(_echo, ("hi",), name="kame-test-echo", what="the echo child")
     assert proc.is_alive() and proc.daemon

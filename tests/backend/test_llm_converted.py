@@ -166,6 +166,15 @@ def test_a_copy_another_process_made_meanwhile_is_kept(made, gguf, cache, monkey
     assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name]  # (no temporary left)
 
 
+def test_a_killed_writers_temporary_is_removed_by_a_load_from_the_copy(made, gguf, cache):
+    folder = converted.copy_dir(gguf)
+    killed = folder.parent / f".{folder.name}.k1l2d3"
+    shutil.copytree(folder, killed, copy_function=os.link)
+    os.utime(killed, (time.time() - 3 * 3600,) * 2)
+    converted.load_model(gguf)
+    assert cache[1] == [] and not killed.exists()  # (was: swept only when a copy was made)
+
+
 def test_a_copy_folder_without_its_weights_is_made_again_whole(made, gguf, cache):
     folder = converted.copy_dir(gguf)
     (folder / converted.WEIGHTS).unlink()  # (a removal cut short)

@@ -66,7 +66,7 @@ def test_shared_model_and_bad_path(llm):
         registry.create("llm", "embedded:/nonexistent/model.gguf")
 
 
-async def test_child_death_fails_the_request_and_the_next_one_restarts_it(llm, capfd):
+async def test_child_death_fails_the_request_and_the_next_one_restarts_it(llm, capfd, monkeypatch, tmp_path):
     worker = llm.worker
     pid, restarts = worker.proc.pid, worker.restarts
     long = [ChatMessage("user", "Write a very long story about a dragon and a knight.")]
@@ -77,7 +77,10 @@ async def test_child_death_fails_the_request_and_the_next_one_restarts_it(llm, c
             if len(got) == 1:
                 os.kill(pid, signal.SIGKILL)
     assert len(got) < 100
-    # the next request starts a new child (one more load) and answers as before
+    # the next request starts a new child (one more load) and answers as before; from the GGUF file (a
+    # cache it cannot write: no converted copy), whose reader draws the progress bar checked below
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setenv("KAME_CACHE", str(tmp_path / "a_file"))
     text = "".join([p async for p in llm.stream_chat(MSGS, max_tokens=24)])
     assert "Paris" in text
     assert worker.restarts == restarts + 1 and worker.proc.pid != pid

@@ -8,7 +8,6 @@ weights, each having trained on its share) and against the sharded run, the resu
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -125,19 +124,19 @@ def ddp_run(tmp_path_factory) -> SimpleNamespace:
     """`kame train RUN_ARGS` under DDP in two torchrun processes on three dialogues, made once for the
     tests of this module that check it or compare other runs with it: its ``manifest``, ``folder``
     (torchrun_train's files; ``folder``/run: its checkpoints, which a test copies before it writes
-    there) and stdout (``out``)."""
+    there), stdout (``out``) and which dialogues' codes its run cached (``cached``)."""
     root = tmp_path_factory.mktemp("ddp-run")
     manifest = str(_data(root / "data", n=3, T=32))
     (root / "ddp").mkdir()
     out = torchrun_train(root / "ddp", manifest, "-o", str(root / "ddp" / "run"), *RUN_ARGS)
-    return SimpleNamespace(manifest=manifest, folder=root / "ddp", out=out)
+    cached = [(root / "data" / f"d{i}" / "codes.npz").is_file() for i in range(3)]  # (before other runs cache them)
+    return SimpleNamespace(manifest=manifest, folder=root / "ddp", out=out, cached=cached)
 
 
 @pytest.mark.slow
 def test_torchrun_two_processes_end_with_the_same_weights(ddp_run):
     """Rank 0 alone logs, the mean of both ranks' losses; both end with the same weights, the ones
-    saved; each trained on its own share of each step's batch. (The first test of ddp_run: the
-    caches in its data are its run's.)"""
+    saved; each trained on its own share of each step's batch."""
     folder = ddp_run.folder
     assert ddp_run.out.count("training on 3 dialogues, 2 process(es)") == 1  # rank 0 alone logs
     losses = [torch.load(folder / f"losses{r}.pt", weights_only=True) for r in (0, 1)]
@@ -152,8 +151,7 @@ def test_torchrun_two_processes_end_with_the_same_weights(ddp_run):
     saved = load_frontend(folder / "run" / "latest")[0].state_dict()
     assert all(torch.equal(a[k], saved[k]) for k in a)
     assert sorted(p.name for p in (folder / "run").iterdir()) == ["latest", "step-3", "step-6"]
-    data = Path(ddp_run.manifest).parent
-    assert all((data / f"d{i}" / "codes.npz").is_file() for i in range(3))  # each rank's share cached
+    assert all(ddp_run.cached)  # each rank's share cached
     # each rank took its own share: rank r's window is row r of one process's batch at twice the
     # batch size (there padded to the longer window: codes -1, oracle pad)
     from kame.train.finetune import batches, load_examples

@@ -216,9 +216,12 @@ def _log_as_kame() -> None:
     """A child's kame warnings read as the parent's lines (LOG_FORMAT on stderr; was: bare lines, from
     logging's last resort). kame's logger only: a library's with a handler of its own (huggingface_hub's)
     would print its lines twice through the root's."""
+    kame = logging.getLogger("kame")
+    if kame.hasHandlers():  # (the main script the child imported again set up logging: its lines, once)
+        return
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    logging.getLogger("kame").addHandler(handler)
+    kame.addHandler(handler)
 
 
 def _leave_with_parent() -> None:

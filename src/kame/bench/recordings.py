@@ -74,8 +74,6 @@ class Recording:
     text: str | None = None
 
 
-
-
 def pip_download(package: str, version: str, dest: Path) -> Path:
     """The source archive of package==version, downloaded with pip into dest."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", package, "--quiet",

@@ -11,7 +11,8 @@ model's config and its tokenizer, in
     $KAME_CACHE/llm/<file name>-<sha256 of the file, 16 hex>-transformers-<version>/
     (KAME_CACHE unset: ~/.cache/kame)
 
-and every later load reads that copy (~1 s). The copy gives the same model: the same weights,
+and every later load reads that copy (~1 s; a child's whole start, its imports of torch and
+transformers included, ~6-10 s on 2 cores: BENCHMARKS.md). The copy gives the same model: the same weights,
 bit for bit, and the same tokenizer and chat template (tests/backend/test_llm_converted.py).
 It is written whole or not at all (a temporary folder, renamed; one a killed writer left is
 removed an hour later), so two processes converting at once leave one copy, with the
@@ -20,14 +21,14 @@ load, or loads with a missing or extra weight (a disk fault, a transformers that
 differently), is logged, removed and made again from the GGUF file. Where there is no copy and
 none can be made (a cache folder kame cannot write or read, no home folder, less free space than
 the copy and RESERVE_BYTES), each load reads the GGUF file, with a warning. A new copy removes
-the copies of the same file made for other transformers versions. Deleting the folder is always
+the copies of the same file made for other transformers versions (two environments with other
+transformers versions sharing one cache convert again each time the other ran). Deleting the folder is always
 safe; a GGUF file replaced at its path leaves the old file's copy, to delete by hand.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import importlib.metadata
 import json
 import logging
@@ -38,7 +39,7 @@ import time
 from pathlib import Path
 
 from ...errors import ConfigError, MissingPackageError, NotAvailableError, install_hint
-from ...paths import STALE_TEMPORARY_S, default_mode, kame_cache
+from ...paths import STALE_TEMPORARY_S, default_mode, file_sha256, kame_cache
 
 log = logging.getLogger(__name__)
 WEIGHTS = "model.safetensors"
@@ -50,8 +51,7 @@ def copy_dir(gguf: Path) -> Path:
     """The converted copy's folder for ``gguf`` (kame.paths.kame_cache("llm")): named by the file's
     name, the sha256 of its bytes (a replaced file of the same name gets its own copy) and the
     transformers version (a ConfigError where there is no home folder and KAME_CACHE is unset)."""
-    with open(gguf, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()[:16]
+    digest = file_sha256(gguf)[:16]
     return kame_cache("llm") / f"{gguf.name}-{digest}-transformers-{importlib.metadata.version('transformers')}"
 
 
@@ -78,6 +78,7 @@ def load_model(gguf: Path):
     except (ConfigError, OSError) as exc:  # (no home folder; a cache folder this user cannot read)
         log.warning("no converted copy of the embedded LLM: %s; %s", _why(exc), _SLOW)
         return _from_gguf(gguf)
+    _sweep(folder)  # (what killed writers left: at every load, a restart after a kill finds the copy made)
     if present:
         try:
             return _from_copy(folder)
@@ -124,7 +125,7 @@ def _save_copy(model, tok, folder: Path) -> None:
     parent, tmp = folder.parent, None
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        _sweep(parent, folder)
+        _sweep(folder, versions=True)
         need = sum({t.data_ptr(): t.numel() * t.element_size() for t in model.state_dict().values()}.values())
         free = shutil.disk_usage(parent).free
         if free < need + RESERVE_BYTES:
@@ -153,15 +154,20 @@ def _save_copy(model, tok, folder: Path) -> None:
         log.warning("cannot keep a converted copy of the embedded LLM in %s (%s); %s", parent, _why(exc), _SLOW)
 
 
-def _sweep(parent: Path, folder: Path) -> None:
-    """Remove the temporary folders killed writers of this file's copies left (an hour old), and its
-    copies for other transformers versions (``folder``: ``NAME-DIGEST-transformers-VERSION``)."""
+def _sweep(folder: Path, versions: bool = False) -> None:
+    """Remove the temporary folders killed writers of this file's copies left (an hour old), and with
+    ``versions`` its copies for other transformers versions (``folder``: the copy's,
+    ``NAME-DIGEST-transformers-VERSION``)."""
     stem = folder.name.rsplit("-transformers-", 1)[0] + "-transformers-"
-    for entry in os.scandir(parent):
+    try:
+        entries = list(os.scandir(folder.parent))
+    except OSError:  # (no cache folder yet)
+        return
+    for entry in entries:
         try:
             if entry.name.startswith(f".{stem}") and time.time() - entry.stat().st_mtime >= STALE_TEMPORARY_S:
                 shutil.rmtree(entry.path)
-            elif entry.name.startswith(stem) and entry.name != folder.name:
+            elif versions and entry.name.startswith(stem) and entry.name != folder.name:
                 shutil.rmtree(entry.path)
         except OSError:  # (gone meanwhile, or another user's: left)
             continue

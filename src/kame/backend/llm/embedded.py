@@ -6,7 +6,7 @@
 
 transformers + gguf (+ accelerate) de-quantize the GGUF into a float32 torch model (no compile;
 ~14 tokens/s on 2 cores), once: the child loads a converted copy kept in kame's cache after that
-(kame.backend.llm.converted; a child's start: ~30 s the first time, ~4 s after, on 2 cores). The model runs in a separate CHILD PROCESS (multiprocessing
+(kame.backend.llm.converted; a child's start on 2 cores: ~30-45 s the first time, ~6-10 s after). The model runs in a separate CHILD PROCESS (multiprocessing
 "spawn" context, daemon), one long-lived child per GGUF file, started on first use and shared by
 all ``EmbeddedLLM`` objects of the process. The child uses one torch thread, so transformers'
 generate loop neither holds the server's GIL nor shares its torch intra-op pool with the
