@@ -378,6 +378,51 @@ def test_once_the_stop_is_done_a_sigterm_ends_the_process(phase):
         proc.wait()
 
 
+# an exit hook that holds the exit (after kame.cli's main has returned) until the test writes a line;
+# `early`: kame serve stopped by a signal recorded in its build; `failed`: its agent cannot start
+HELD_EXIT_SCRIPT = textwrap.dedent("""
+    import atexit, sys
+    from kame import cli
+    from kame.errors import KameError
+    from kame.server import app as A
+    from kame.server.echo import EchoAgent
+
+    atexit.register(lambda: (print("holding: the exit hook", flush=True), sys.stdin.readline()))
+    if sys.argv[1] == "early":
+        build = A._build
+        A._build = lambda *a: (print("reached: build", flush=True), sys.stdin.readline(), build(*a))[-1]
+    else:
+        async def fail(self):
+            raise KameError("the agent cannot start")
+        EchoAgent.start = fail
+    sys.exit(cli.main(["serve", "--agent", "echo", "--port", "0"]))
+""")
+
+
+@pytest.mark.parametrize("case, status", [("early", 0), ("failed", 1)])
+def test_a_sigterm_in_a_held_exit_keeps_the_exit_status(case, status):
+    """(final re-read) once a stop at a start-up checkpoint is done, a SIGTERM in an exit hook that
+    hangs ends the process with the stop's status, 0 (was: killed, -15: only the server's own stop held
+    the signals); after a failed start, 1 (was: 0, as if it had started and stopped)."""
+    proc = _serve(["-c", HELD_EXIT_SCRIPT, case], stdin=subprocess.PIPE)
+    try:
+        if case == "early":
+            _wait_for(proc, "reached: build")
+            proc.send_signal(signal.SIGTERM)
+            proc.stdin.write("go on\n")
+            proc.stdin.flush()
+        _wait_for(proc, "holding: the exit hook")
+        proc.send_signal(signal.SIGTERM)
+        try:
+            got = proc.wait(timeout=60)  # (the held hook never ends by itself)
+        except subprocess.TimeoutExpired:
+            pytest.fail("a SIGTERM in the held exit left kame serve running")
+        assert got == status, proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_the_help_lists_the_exit_statuses():
     from kame.server.app import add_arguments
 

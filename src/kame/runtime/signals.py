@@ -59,12 +59,12 @@ def stopped_early(*sigs: int):
     """Within the block, the first of ``sigs`` is recorded (``early_signal``) where it would have
     killed the process at once (SIGTERM: status 143, SIGHUP: 129), and nothing else happens: the
     command checks the record at fixed points and stops there (`kame serve`: kame.server.app.main,
-    once its imports are done, once its agent is built, and as its server's loop takes the signals
-    over: a stop that waits at most for the imports or the build under way, seconds). Installed by
-    kame.cli once kame's command line runs (Python's own start-up and the import of kame.cli,
-    about 0.1 s, come before: a signal then is still a kill, or ignored where the process is a
-    container's PID 1). Not installed where the signal is
-    ignored (nohup's SIGHUP stays ignored) or handled outside Python nor outside the main thread.
+    once its imports are done, once its agent is built, once its app is made, and as its server's
+    loop takes the signals over: a stop that waits at most for the imports or the build under way,
+    seconds). Installed by kame.cli once kame's command line runs (Python's own start-up and the
+    import of kame.cli, about 0.1 s, come before: a signal then is still a kill, or ignored where the
+    process is a container's PID 1). Not installed where the signal is ignored (nohup's SIGHUP
+    stays ignored) or handled outside Python nor outside the main thread.
     At the end a signal's previous handler is restored where the recorder still handles it; one
     the command installed meanwhile stays (kame.server.stopping's, for the rest of the exit: its
     hooks and threads' joins come after this block)."""

@@ -445,7 +445,7 @@ def main(args) -> int:
         stopping.interrupted = True
     stopping.begin(None)  # (held from here if no signal began it: the children's stop is not cut short)
     _release_children(stopping)
-    stopping.done()
+    stopping.done(failed=state.load_error is not None)
     if state.load_error is not None:
         raise state.load_error
     leave_if_loading(state, stopping.status)  # (a signal during start-up: not after the model's load)

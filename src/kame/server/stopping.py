@@ -65,6 +65,7 @@ class Stopping:
 
     def __init__(self) -> None:
         self.interrupted = False  # a Ctrl-C (exit 130)
+        self.failed = False  # (done's: the agent could not start, exit 1)
         self.cause: str | None = None  # what began the stop, once it has begun ("SIGTERM", ...)
         self.since: float | None = None  # (time.monotonic()) when it began
         # SIGTERM's and SIGHUP's handlers before the server's loop, and those of the signals install
@@ -93,6 +94,8 @@ class Stopping:
         checkpoints before the server's loop, where nothing is running yet to be stopped)."""
         sig = early_signal()
         if sig is not None:
+            # (the signals the recorder handles are held, as install's would be: done gives them _leave)
+            self._held = {s: h for s, h in self._before.items() if records(signal.getsignal(s))}
             self.begin(_cause(sig))
             self.done()
         return sig is not None
@@ -132,9 +135,11 @@ class Stopping:
                 loop.remove_signal_handler(sig)
             signal.signal(sig, _ignored)
 
-    def done(self) -> None:
+    def done(self, failed: bool = False) -> None:
         """The stop has ended (the server, the agent, the back-end's children): log it with how
-        long it took and the exit status, and give the held signals their handlers back."""
+        long it took and the exit status, and give the held signals their handlers back
+        (``failed``: the agent could not start, the exit status is 1: _leave's too)."""
+        self.failed = failed
         if self.cause:
             log.info("stopped after %.1f s (exit %d)", time.monotonic() - self.since, self.status)
         for sig, handler in self._held.items():  # (None: set outside Python; SIG_DFL, as asyncio's removal)
@@ -143,8 +148,9 @@ class Stopping:
 
     def _leave(self, signum, frame) -> None:
         """A SIGTERM or SIGHUP once the stop is done (a step of the exit that hangs: an exit hook, a
-        thread joined): the process ends at once, as a kill would, with the stop's status."""
-        os._exit(self.status)
+        thread joined): the process ends at once, as a kill would, with the stop's status (1 after
+        a failed start)."""
+        os._exit(1 if self.failed else self.status)
 
     @property
     def status(self) -> int:
