@@ -352,6 +352,17 @@ def test_a_second_sigterm_does_not_cut_the_stop_short(phase):
         proc.wait()
 
 
+def _sigterm_in_held(proc: subprocess.Popen, held: str) -> int:
+    """Once kame serve says ``held`` (a step of its exit that never ends by itself), a SIGTERM: its
+    exit status."""
+    _wait_for(proc, held)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a SIGTERM once the stop was done left kame serve running")
+
+
 @pytest.mark.parametrize("phase", ["exit", "hook"])
 def test_once_the_stop_is_done_a_sigterm_ends_the_process(phase):
     """(review) after "stopped after", a step of the exit that hangs (kame serve's last step, an exit
@@ -362,13 +373,7 @@ def test_once_the_stop_is_done_a_sigterm_ends_the_process(phase):
     try:
         _wait_for(proc, "serving on http://")
         proc.send_signal(signal.SIGTERM)
-        _wait_for(proc, "holding: the exit")
-        proc.send_signal(signal.SIGTERM)
-        try:
-            got = proc.wait(timeout=60)  # (the held step never ends by itself)
-        except subprocess.TimeoutExpired:
-            pytest.fail("a SIGTERM once the stop was done left kame serve running")
-        assert got == 0  # (the stop's status: SIGTERM's)
+        assert _sigterm_in_held(proc, "holding: the exit") == 0  # (the stop's status: SIGTERM's)
         rest = iter(lambda: proc.lines.get(timeout=60), "")  # (_wait_for's reader: stdout's lines to its end)
         assert not [line for line in rest if "done: the exit" in line]  # (ended in the held step)
         err = proc.stderr.read()
@@ -411,12 +416,7 @@ def test_a_sigterm_in_a_held_exit_keeps_the_exit_status(case, status):
             proc.send_signal(signal.SIGTERM)
             proc.stdin.write("go on\n")
             proc.stdin.flush()
-        _wait_for(proc, "holding: the exit hook")
-        proc.send_signal(signal.SIGTERM)
-        try:
-            got = proc.wait(timeout=60)  # (the held hook never ends by itself)
-        except subprocess.TimeoutExpired:
-            pytest.fail("a SIGTERM in the held exit left kame serve running")
+        got = _sigterm_in_held(proc, "holding: the exit hook")
         assert got == status, proc.stderr.read()
     finally:
         proc.kill()
