@@ -177,9 +177,6 @@ class _ReloadTimer:
         self.reloaded = False  # a load ended during the wait: it granted the limit again
         self.mark = loaded_mark(part)  # (at the wait's start, then at each grant's)
 
-    def now(self) -> float:
-        return self.clock.now()
-
     async def sleep(self, seconds: float) -> None:
         await self.clock.sleep(seconds)
         while self.reload_waited < RELOAD_WAIT_S:

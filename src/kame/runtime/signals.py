@@ -17,12 +17,13 @@ import signal
 
 
 @contextlib.contextmanager
-def handling(sig: int, handler):
-    """``handler`` for signal ``sig`` within the block, the previous one restored at its end;
+def handling(sig: int, handler, *, keep_replaced: bool = False):
+    """``handler`` for signal ``sig`` within the block, the previous one restored at its end (with
+    ``keep_replaced``, only where ``handler`` still handles it: one installed meanwhile stays);
     yields that previous handler, or None where none was installed: the signal is ignored (``cmd &``
     in a script ignores SIGINT), handled outside Python (getsignal's None: signal.signal could not
     restore it), or this is not the main thread. (first_ctrl_c's, sigterm_held's and kame eval
-    mtbench's handlers: kame.runtime.interrupt, kame.eval.stopping.)"""
+    mtbench's handlers: kame.runtime.interrupt, kame.eval.stopping; stopped_early's.)"""
     previous = signal.getsignal(sig)
     installed = False
     if previous is not signal.SIG_IGN and previous is not None:
@@ -34,7 +35,7 @@ def handling(sig: int, handler):
     try:
         yield previous if installed else None
     finally:
-        if installed:
+        if installed and not (keep_replaced and signal.getsignal(sig) is not handler):
             signal.signal(sig, previous)
 
 
@@ -69,23 +70,14 @@ def stopped_early(*sigs: int):
     the command installed meanwhile stays (kame.server.stopping's, for the rest of the exit: its
     hooks and threads' joins come after this block)."""
     record = _Record()
-    previous = {}
-    for sig in sigs:
-        handler = signal.getsignal(sig)
-        if handler is not signal.SIG_IGN and handler is not None:
-            try:
-                signal.signal(sig, record)
-                previous[sig] = handler
-            except ValueError:  # not the main thread
-                pass
-    _block.append(record)
-    try:
-        yield
-    finally:
-        _block.remove(record)
-        for sig, handler in previous.items():
-            if signal.getsignal(sig) is record:
-                signal.signal(sig, handler)
+    with contextlib.ExitStack() as handlers:
+        for sig in sigs:
+            handlers.enter_context(handling(sig, record, keep_replaced=True))
+        _block.append(record)
+        try:
+            yield
+        finally:
+            _block.remove(record)
 
 
 def early_signal() -> int | None:

@@ -140,8 +140,7 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 def load_state(model: MimiModel, state: dict[str, torch.Tensor], where: str = "checkpoint", note: str = "") -> None:
     """Strictly load ``state`` into ``model``; any missing/unexpected key, shape mismatch, float8 or
     NaN/inf weight raises (``note`` is added to the key and shape errors: where the config came from)."""
-    from ...model.tensorfiles import check_finite  # (lazily, as check_placement)
-    from ...model.tensorfiles import checkpoint_kind, kind_hint
+    from ...model.tensorfiles import check_finite, checkpoint_kind, kind_hint  # (lazily, as check_placement)
 
     own = model.state_dict()
     missing = [k for k in own if k not in state]
