@@ -181,6 +181,28 @@ async def test_max_sessions_per_client_caps_one_address():
             assert not {"client_sessions", "max_sessions_per_client"} & set(await r.json())
 
 
+async def test_an_ipv6_clients_addresses_in_one_64_are_one_client():
+    """(was: each IPv6 address its own client, and a host has 2^64 of them to take every slot with)"""
+    async with running_server(max_sessions_per_client=1, trusted_proxy="127.0.0.1") as (url, server), \
+            aiohttp.ClientSession() as http:
+        a = await _open(http, url, headers={"X-Forwarded-For": "2001:db8:1:2::1"})
+        status, body = await _status(http, url, **{"X-Forwarded-For": "2001:db8:1:2:ffff::9"})
+        assert status == 429 and body["error"] == "too_many_sessions" and "2001:db8:1:2::/64" in body["message"]
+        b = await _open(http, url, headers={"X-Forwarded-For": "2001:db8:1:3::1"})  # another /64: another client
+        for ws in (a, b):
+            await ws.close()
+
+
+def test_a_client_is_an_ipv4_address_or_an_ipv6_64():
+    from kame.server.ops import client_key
+
+    assert client_key("203.0.113.7") == "203.0.113.7"
+    assert client_key("::ffff:203.0.113.7") == "203.0.113.7"  # (an IPv4 peer of a dual-stack bind)
+    assert client_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd") == client_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert client_key("::1") == "::/64"
+    assert client_key("not-an-address") == "not-an-address"  # (an X-Forwarded-For hop as a client put it)
+
+
 # ---- client audio: the budget and the idle timeout ----------------------------------------------
 
 

@@ -108,7 +108,7 @@ class Server:
         client = ops.client_address(request, self.trusted)
         if not self.slots.take(client):
             n = self.slots[client]
-            return ops.refuse(self, {"error": "too_many_sessions", "message": f"this client ({client}) already has "
+            return ops.refuse(self, {"error": "too_many_sessions", "message": f"this client ({ops.client_key(client)}) already has "
                                      f"{n} session{'s' if n != 1 else ''} open, the server's limit per client "
                                      f"(server.max_sessions_per_client); close one first"}, status=429,
                               headers={"Retry-After": "5"})
@@ -244,8 +244,8 @@ REFUSE_BURST = 64  # connections refused in one accept() at most (then the loop'
 
 class LimitedSocket(socket.socket):
     """`kame serve`'s listening socket: ``accept()`` refuses a connection beyond ``cap`` open ones,
-    or beyond ``per_client`` (0: no cap) from one peer address (a trusted proxy's: not capped,
-    its clients are not told apart before a request), with a short 503 / 429 and a close, before
+    or beyond ``per_client`` (0: no cap) from one peer (ops.client_key: an IPv6 address's /64; a
+    trusted proxy's: not capped, its clients are not told apart before a request), with a short 503 / 429 and a close, before
     asyncio and aiohttp build anything for it (was: no cap, and half-sent requests from one client
     used up the process's file descriptors: nobody else was answered). A connection counts until
     its socket is closed."""
@@ -262,13 +262,14 @@ class LimitedSocket(socket.socket):
         for _ in range(REFUSE_BURST):
             conn, addr = super().accept()  # (BlockingIOError when none is waiting: asyncio's loop stops there)
             ip = str(addr[0] if isinstance(addr, tuple) else addr)
-            why = self._over(ip)
+            key = ops.client_key(ip)
+            why = self._over(ip, key)
             if why is not None and not pruned:  # forget the closed ones, once a call (none closes within it)
                 self._prune()
-                pruned, why = True, self._over(ip)
+                pruned, why = True, self._over(ip, key)
             if why is None:
-                self.open.append((conn, ip))
-                self.per_address[ip] += 1
+                self.open.append((conn, key))
+                self.per_address[key] += 1
                 return conn, addr
             _refuse(conn, *why)
             if (more := self.said.due()) is not None:
@@ -276,13 +277,14 @@ class LimitedSocket(socket.socket):
                             f" ({more} more refused since the last of these)" if more else "")
         raise BlockingIOError  # (the others: at the loop's next turn)
 
-    def _over(self, ip: str) -> tuple[int, str, str] | None:
-        """(status, error, message) if a connection from ``ip`` is over a cap now, else None."""
+    def _over(self, ip: str, key: str) -> tuple[int, str, str] | None:
+        """(status, error, message) if a connection from ``ip`` (its client: ``key``) is over a cap
+        now, else None."""
         if len(self.open) >= self.cap:
             return 503, "too_many_connections", (f"the server has {len(self.open)} connections open, its limit "
                                                  f"(server.max_connections); try again in a few seconds")
-        if self.per_client and self.per_address[ip] >= self.per_client and not ops.is_trusted(ip, self.trusted):
-            return 429, "too_many_connections", (f"this client ({ip}) has {self.per_address[ip]} connections open, "
+        if self.per_client and self.per_address[key] >= self.per_client and not ops.is_trusted(ip, self.trusted):
+            return 429, "too_many_connections", (f"this client ({key}) has {self.per_address[key]} connections open, "
                                                  f"the server's limit per client (server.max_connections_per_"
                                                  f"client); close some first")
         return None
@@ -290,13 +292,13 @@ class LimitedSocket(socket.socket):
     def _prune(self) -> None:
         """Forget the connections closed since (a closed socket's fileno() is -1)."""
         still = []
-        for conn, ip in self.open:
+        for conn, key in self.open:
             if conn.fileno() == -1:
-                self.per_address[ip] -= 1
-                if self.per_address[ip] <= 0:
-                    del self.per_address[ip]
+                self.per_address[key] -= 1
+                if self.per_address[key] <= 0:
+                    del self.per_address[key]
             else:
-                still.append((conn, ip))
+                still.append((conn, key))
         self.open = still
 
 

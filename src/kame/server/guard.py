@@ -456,25 +456,28 @@ def drop_unsent(transport, grace: float = 2.0) -> None:
 
 
 class ClientSlots:
-    """Live sessions per client address, for ``server.max_sessions_per_client`` (0: no cap)."""
+    """Live sessions per client, for ``server.max_sessions_per_client`` (0: no cap); a client is
+    its address's ops.client_key (an IPv6 address's /64)."""
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
         self._n: collections.Counter[str] = collections.Counter()
 
     def take(self, addr: str) -> bool:
-        if self.cap and self._n[addr] >= self.cap:
+        key = ops.client_key(addr)
+        if self.cap and self._n[key] >= self.cap:
             return False
-        self._n[addr] += 1
+        self._n[key] += 1
         return True
 
     def give_back(self, addr: str) -> None:
-        self._n[addr] -= 1
-        if self._n[addr] <= 0:
-            del self._n[addr]
+        key = ops.client_key(addr)
+        self._n[key] -= 1
+        if self._n[key] <= 0:
+            del self._n[key]
 
     def __getitem__(self, addr: str) -> int:
-        return self._n.get(addr, 0)
+        return self._n.get(ops.client_key(addr), 0)
 
 
 # ---- client audio ------------------------------------------------------------------------------

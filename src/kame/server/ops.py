@@ -78,6 +78,22 @@ def is_trusted(addr: str | None, nets: tuple) -> bool:
     return any(a.version == n.version and a in n for a in ips for n in nets)
 
 
+def client_key(addr: str) -> str:
+    """What the per-client caps count a client by (server.max_connections_per_client,
+    max_sessions_per_client): an IPv4 address (an IPv4-mapped IPv6 one as its IPv4); an IPv6
+    address as its /64 network, which one host or home network is usually given whole (so 2^64
+    addresses are one client, not 2^64 clients); anything else (not an address) as it is."""
+    try:
+        ip = ipaddress.ip_address(addr.strip())
+    except ValueError:
+        return addr
+    if ip.version == 4:
+        return str(ip)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, 64), strict=False))
+
+
 def from_trusted_proxy(request: web.BaseRequest, trusted: tuple) -> bool:
     """Whether the request's peer is one of the trusted reverse proxies (``trusted``: networks)."""
     return bool(trusted) and is_trusted(request.remote, trusted)

@@ -30,12 +30,12 @@ class ServerConfig:
     trusted_proxy: str | None = None  # reverse proxies (addresses/networks) whose X-Forwarded-For is believed
     allowed_origins: list = field(default_factory=list)  # other pages' origins that may open sessions; "*": any
     allowed_hosts: list = field(default_factory=list)  # Host names answered besides localhost's (guard.host_problem)
-    max_sessions_per_client: int = 0  # live sessions from one client address; 0: no cap
+    max_sessions_per_client: int = 0  # live sessions from one client address (IPv6: its /64); 0: no cap
     # a connection that has not sent a whole request's headers this long after it opened (or after its last
     # answer: an idle keep-alive) is closed; a WebSocket session is not (idle_timeout_s is its)
     header_timeout_s: float = 20.0
     max_connections: int = 256  # open TCP connections in all; more are refused at once (503)
-    max_connections_per_client: int = 32  # open TCP connections per peer address (429); 0: no cap
+    max_connections_per_client: int = 32  # open TCP connections per peer address (IPv6: its /64; 429); 0: no cap
 
 
 def server_config_from(section) -> ServerConfig:
