@@ -17,12 +17,15 @@ A file looks like (every key optional; see docs/runtime.md for all of them)::
     max_sessions = 4
 
 Unknown keys and bad values raise kame.errors.ConfigError naming the dotted key
-(``runtime.max_sessions: expected an integer >= 1, got 'x'``).
+(``runtime.max_sessions: expected an integer, got 'x'``). validate_config makes the same checks of
+a config made or changed in code (``KameConfig()``, ``cfg.runtime.max_sessions = 8``):
+kame.runtime.engine.build_agent and the agents call it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import tomllib
 import typing
@@ -326,8 +329,13 @@ class KameConfig:
 
 
 # ----------------------------------------------------------------------------------------
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:  # (typing.get_type_hints evaluates the annotations: ~0.2 ms a call)
+    return typing.get_type_hints(cls)
+
+
 def _type_of(cls: type, name: str) -> Any:
-    return typing.get_type_hints(cls)[name]
+    return _hints(cls)[name]
 
 
 def _check_value(path: str, f: dataclasses.Field, tp: Any, value: Any) -> Any:
@@ -452,13 +460,40 @@ def load_config(
         for key, value, raw in items:
             for k in _override(cfg, key, value, raw):  # (the keys it set: the override's, not the file's)
                 sources.pop(k, None)
-    for f in dataclasses.fields(cfg):  # section-level checks, once the overrides are in
+    validate_config(cfg, keys=False)  # (each key _apply set was checked then; the defaults are valid)
+    cfg._sources = sources
+    return cfg
+
+
+def validate_config(cfg: KameConfig, components: Mapping[str, Any] | None = None, *, keys: bool = True) -> KameConfig:
+    """``cfg``, after the checks load_config makes of the values, for a config made or changed in code:
+    each key's type and range (as a loaded key's, its value converted: 1 -> 1.0, "none" -> None), each
+    section's validate(), and the keys of different sections that only work together; else ConfigError
+    naming the dotted key (``runtime.max_input_backlog_s: must be >= 0.08, got -1.0``). ``components``:
+    an agent's own parts, which stand in for the config's (a cascade's "stt" / "llm"). ``keys=False``:
+    not each key's own check (load_config's: it checks a key as it sets it)."""
+    if keys:
+        _check_fields(cfg)
+    for f in dataclasses.fields(cfg):
         validate = getattr(getattr(cfg, f.name), "validate", None)
         if callable(validate):
             validate()
-    _check_together(cfg)
-    cfg._sources = sources
+    _check_together(cfg, components)
     return cfg
+
+
+def _check_fields(obj: Any, prefix: str = "") -> None:
+    """Every key of dataclass ``obj`` (and of its sections) checked as _apply checks a key it sets,
+    the converted value set back."""
+    for f in dataclasses.fields(obj):
+        path, tp, value = f"{prefix}{f.name}", _type_of(type(obj), f.name), getattr(obj, f.name)
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, tp):
+                raise ConfigError(f"{path}: expected the [{path}] section (a {tp.__module__}.{tp.__name__}), "
+                                  f"got {type(value).__name__} {value!r}")
+            _check_fields(value, f"{path}.")
+        else:
+            setattr(obj, f.name, _check_value(path, f, tp, value))
 
 
 def key_source(cfg: KameConfig, key: str) -> str | None:
@@ -467,13 +502,13 @@ def key_source(cfg: KameConfig, key: str) -> str | None:
     return getattr(cfg, "_sources", {}).get(key)
 
 
-def _check_together(cfg: KameConfig) -> None:
+def _check_together(cfg: KameConfig, components: Mapping[str, Any] | None = None) -> None:
     """Keys of different sections that only work together: checked at load, not after the models
     took seconds to load."""
     if cfg.mode == "cascade":
         from .cascade.agent import check_cascade_backend
 
-        check_cascade_backend(cfg)
+        check_cascade_backend(cfg, components)
     elif getattr(cfg.cascade, "hybrid_routing", False) and "none" in (cfg.backend.stt, cfg.backend.llm):
         raise ConfigError("cascade.hybrid_routing needs backend.stt and backend.llm (not 'none')")
 

@@ -1,10 +1,13 @@
 """build_agent / TandemAgent refuse a clock class and a config that is not a KameConfig at once,
 with a TypeError saying what to pass (was: the FakeClock class passed the clock check and failed
-in open_session with a raw TypeError; a dict or None config was an AttributeError)."""
+in open_session with a raw TypeError; a dict or None config was an AttributeError), and they and
+build_cascade_agent refuse a bad value set in code with load_config's ConfigError."""
 
 import pytest
 
-from kame.config import load_config
+from kame.cascade.agent import CascadeAgent, build_cascade_agent
+from kame.config import BackendConfig, FrontendConfig, KameConfig, RuntimeConfig, load_config
+from kame.errors import ConfigError
 from kame.runtime.clock import FakeClock, MonotonicClock
 from kame.runtime.engine import TandemAgent, build_agent
 
@@ -24,3 +27,54 @@ def test_a_config_that_is_not_a_kame_config_is_refused(config):
         with pytest.raises(TypeError, match=r"needs a kame config \(kame.config.KameConfig\), got .*make one with "
                                             r"kame.load_config\(\)"):
             make(config)
+
+
+def _set(cfg, key: str, value):
+    *sections, name = key.split(".")
+    obj = cfg
+    for s in sections:
+        obj = getattr(obj, s)
+    setattr(obj, name, value)
+    return cfg
+
+
+# (key, value, mode): each key's range or choices, a section's validate(), keys that only work together
+BAD = [("runtime.max_input_backlog_s", -1, "tandem"), ("runtime.max_sessions", 0, "tandem"),
+       ("frontend.dtype", "float64", "tandem"), ("frontend.temp", "hot", "tandem"), ("mode", "duplex", "tandem"),
+       ("frontend.device", "gpu", "tandem"), ("backend.llm", "nonsense:x", "tandem"),
+       ("cascade.hybrid_routing", True, "tandem"), ("cascade.max_segment_words", 1, "cascade"),
+       ("backend.stt", "none", "cascade"), ("runtime.max_input_backlog_s", float("nan"), "cascade")]
+
+
+@pytest.mark.parametrize("key,value,mode", BAD)
+def test_a_bad_value_set_in_code_is_refused_as_load_config_refuses_it(key, value, mode):
+    """A config changed in code (was: accepted; runtime.max_input_backlog_s = -1 then raised an IndexError in
+    push_audio, max_sessions = 0 a ValueError of the Stepper, frontend.dtype an error naming frontend.spec)."""
+    sets = {"mode": mode, "backend.llm": "none"} if key == "cascade.hybrid_routing" else {"mode": mode}
+    with pytest.raises(ConfigError) as loaded:
+        load_config(None, {**sets, key: value})
+    makers = [build_agent, build_cascade_agent] if mode == "cascade" else [build_agent, TandemAgent]
+    for make in makers:
+        cfg = _set(load_config(None, sets), key, value)
+        with pytest.raises(ConfigError) as built:
+            make(cfg)
+        assert str(built.value) == str(loaded.value)
+        assert key in str(built.value)
+
+
+def test_a_config_made_in_code_is_checked_and_its_values_converted():
+    with pytest.raises(ConfigError, match=r"^runtime.max_input_backlog_s: must be >= 0.08, got -1.0$"):
+        build_agent(KameConfig(runtime=RuntimeConfig(max_input_backlog_s=-1)))
+    with pytest.raises(ConfigError, match=r"^runtime: expected the \[runtime\] section \(a kame.config.RuntimeConfig\)"):
+        build_agent(_set(KameConfig(), "runtime", {"max_sessions": 2}))
+    cfg = KameConfig(runtime=RuntimeConfig(max_input_backlog_s=2), frontend=FrontendConfig(temp="none"))
+    assert isinstance(build_agent(cfg), TandemAgent)  # as load_config takes them: 2 -> 2.0, "none" -> None
+    assert cfg.runtime.max_input_backlog_s == 2.0 and isinstance(cfg.runtime.max_input_backlog_s, float)
+    assert cfg.frontend.temp is None
+
+
+def test_a_cascade_s_own_components_stand_in_for_the_config_s():
+    cfg = KameConfig(mode="cascade", backend=BackendConfig(stt="none"))
+    with pytest.raises(ConfigError, match="backend.stt = 'none' cannot be used with mode = 'cascade'"):
+        build_agent(cfg)
+    assert isinstance(build_agent(cfg, components={"stt": object()}), CascadeAgent)

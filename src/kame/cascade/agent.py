@@ -31,7 +31,6 @@ VAD state and STT stream. Tests pass ready-made components with ``components={..
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import itertools
 import logging
@@ -42,16 +41,15 @@ from ..backend.childproc import load_in_thread
 from ..backend.prompt import HISTORY_CHARS
 from ..backend.types import ChatMessage, Turn
 from ..errors import ConfigError, KameError
-from ..config import KameConfig
 from ..runtime.backend import create_llm, create_stt
 from ..runtime.sttloop import STALL_S
 from ..runtime.base import Agent, Meta, Session, close_components, room_to_unwind, session_id_for
 from ..runtime.clock import STOP_WAIT_S, Clock
-from ..runtime.engine import StartOnce, check_clock, component_state, sessions_full
+from ..runtime.engine import StartOnce, check_clock, check_config, component_state, sessions_full
 from ..runtime.loading import config_key, config_keys
 from ..runtime.metrics import MetricsSink, guard_sink
 from ..runtime.worker import StepThread, StepWorker
-from .config import CascadeConfig, resolved_timeouts
+from .config import resolved_timeouts
 from .session import CascadeSession
 
 log = logging.getLogger(__name__)
@@ -106,10 +104,8 @@ class CascadeAgent(Agent):
         metrics: MetricsSink | None = None,
         components: dict | None = None,
     ) -> None:
-        self.config = config
-        cfg = getattr(config, "cascade", None) or CascadeConfig()
-        if not isinstance(cfg, CascadeConfig):
-            raise ConfigError("the [cascade] config section is not a kame.cascade.config.CascadeConfig")
+        self.config = check_config(config, "build_cascade_agent", components)  # (load_config's checks)
+        cfg = config.cascade
         # unset LLM settings follow the tandem's back-end settings (same LLM behaviour in both modes)
         backend = getattr(config, "backend", None)
         self.cfg = dataclasses.replace(
@@ -161,8 +157,7 @@ class CascadeAgent(Agent):
         turn_vad = vad_options(self.cfg.vad_threshold, self.cfg.end_of_turn_silence)
         parts: dict = {}
         # a load error names the config key to change, and the file that set it (kame.runtime.loading)
-        keyed = config_keys(cfg) if isinstance(cfg, KameConfig) else contextlib.nullcontext()
-        with keyed:
+        with config_keys(cfg):
             with config_key("backend.stt"):
                 parts["stt"] = given.get("stt") or create_stt(stt_spec, self.clock, self.metrics, nice, vad=turn_vad)
             with config_key("backend.llm"):

@@ -34,7 +34,7 @@ from typing import Awaitable, Callable
 
 from ..backend.childproc import load_in_thread
 from ..backend.types import FRAME_S
-from ..config import KameConfig
+from ..config import KameConfig, validate_config
 from ..errors import ConfigError, KameError
 from .base import Agent, CapacityError, Session, close_components, internal_error, room_to_unwind, session_id_for
 from .clock import STOP_WAIT_S, Clock, MonotonicClock
@@ -176,9 +176,15 @@ def check_clock(clock) -> Clock:
     return clock
 
 
-def check_config(config, who: str) -> KameConfig:
-    """The agent's config: a KameConfig, else a TypeError saying how to make one (was: an
-    AttributeError on its first key)."""
+def check_config(config, who: str, components: dict | None = None) -> KameConfig:
+    """The agent's config: a KameConfig (else a TypeError saying how to make one; was: an
+    AttributeError on its first key) whose values pass load_config's checks (kame.config.validate_config:
+    a ConfigError naming the key for a bad value set in code; was: accepted, then e.g. an IndexError in
+    push_audio). ``components``: the agent's own parts, which stand in for the config's."""
+    return validate_config(_kame_config(config, who), components)
+
+
+def _kame_config(config, who: str) -> KameConfig:
     if not isinstance(config, KameConfig):
         raise TypeError(f"{who} needs a kame config (kame.config.KameConfig), got {type(config).__name__} {config!r}: "
                         f"make one with kame.load_config() (defaults), load_config('kame.toml', ['mode=tandem', ...]) "
@@ -551,15 +557,14 @@ def _check_keywords(fn: Callable, what: str, kwargs: dict) -> None:
 def build_agent(config: KameConfig, *, clock: Clock | None = None, metrics: MetricsSink | None = None,
                 **kwargs) -> Agent:
     """mode "tandem" -> TandemAgent; "cascade" -> kame.cascade.agent.build_cascade_agent. Other
-    keywords go to the chosen agent (a TypeError for one it does not take)."""
-    check_config(config, "build_agent")
+    keywords go to the chosen agent (a TypeError for one it does not take). The config's values are
+    checked as load_config checks them, by the agent (check_config)."""
+    _kame_config(config, "build_agent")
     if config.mode == "cascade":
         from ..cascade.agent import build_cascade_agent
 
         _check_keywords(build_cascade_agent, "mode = 'cascade' (kame.cascade.agent.build_cascade_agent)", kwargs)
         return build_cascade_agent(config, clock=clock, metrics=metrics, **kwargs)
-    if config.mode != "tandem":
-        raise ConfigError(f"mode: {config.mode!r} is not one of ['tandem', 'cascade']")
     _check_keywords(TandemAgent, "mode = 'tandem' (TandemAgent)", kwargs)
     return TandemAgent(config, clock=clock, metrics=metrics, **kwargs)
 
