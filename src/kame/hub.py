@@ -1,9 +1,10 @@
 """Hugging Face Hub downloads: the one place every ``hf://`` source goes through (Mimi checkpoints,
 front-end checkpoints and the companion files their config.json names).
 
-    from kame.hub import hf_download, split_hf
+    from kame.hub import cache_fix, hf_download, split_hf
     repo, revision, filename = split_hf("hf://kyutai/moshiko-pytorch-bf16@main/model.safetensors")
     path = hf_download(repo, filename, revision)      # a file in the local Hugging Face cache
+    cache_fix(path)    # a damaged file there: what to delete to download it again (else None)
 
 First one quick HEAD request asks the hub about the file (no retries, ``HF_HUB_ETAG_TIMEOUT``
 seconds at most). If the hub answers, huggingface_hub downloads the file or takes it from the
@@ -148,6 +149,21 @@ def hf_download(repo: str, filename: str, revision: str | None = None) -> Path:
         raise HubUnreachable(f"{src}: {filename} is not in the local Hugging Face cache and HF_HUB_OFFLINE "
                              f"is set: unset it to download the file, or pass a local path")
     raise unreachable
+
+
+def cache_fix(path: str | Path) -> str | None:
+    """For a damaged (truncated, corrupt) file ``path`` of the local Hugging Face cache
+    (.../models--ORG--REPO/snapshots/COMMIT/FILE): what to delete so that it is downloaded again
+    (huggingface_hub takes a file its cache holds as it is: downloading again gives the same one);
+    None for a file elsewhere."""
+    path = Path(path).absolute()
+    parts = path.parts
+    if not any(a.startswith(("models--", "datasets--", "spaces--")) and b == "snapshots"
+               for a, b in zip(parts, parts[1:-2])):
+        return None
+    files = [path, path.resolve()] if path.is_symlink() else [path]  # (the snapshot's link and its blob)
+    return (f"it is in the local Hugging Face cache, which keeps a file it holds as it is (downloading again "
+            f"gives this copy): delete {' and '.join(map(str, files))}, then load it again with network access")
 
 
 def _error(src: str, filename: str, exc: Exception, probing: bool = False) -> CheckpointError:

@@ -1,7 +1,8 @@
 """kame.hub: the one Hugging Face download of every hf:// source (Mimi, front-ends, companions).
 No real network: an unused localhost port stands for an unreachable hub, and a tiny local HTTP
-server for a hub that answers 404."""
+server for a hub that answers 404 (or serves files)."""
 
+import hashlib
 import http.server
 import socket
 import subprocess
@@ -186,3 +187,63 @@ def test_offline_uncached_config_json_is_not_a_repo_without_one(tmp_path, monkey
                                               r"recorded in the local Hugging Face cache\); that assumption is the likely cause"):
         load_frontend("hf://acme/legacy")
     assert "hf://acme/legacy has no config.json (as recorded" in caplog.text
+
+
+class _HubServing(http.server.BaseHTTPRequestHandler):
+    """A hub whose repo org/repo (commit "c" * 40) holds FILES."""
+
+    FILES: dict[str, bytes] = {}
+
+    def _head(self) -> bytes:
+        data = self.FILES[self.path.rsplit("/", 1)[-1]]
+        self.send_response(200)
+        self.send_header("X-Repo-Commit", "c" * 40)
+        self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        return data
+
+    def do_HEAD(self):
+        self._head()
+
+    def do_GET(self):
+        self.wfile.write(self._head())
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_damaged_file_of_the_cache_says_what_to_delete_and_that_works(tmp_path, monkeypatch):
+    """huggingface_hub takes a file its cache holds as it is, even online: "download it again"
+    could not be followed (it gave the same truncated copy). The error names the snapshot's link
+    and its blob; once both are deleted, the next load downloads the file whole."""
+    import torch
+    from safetensors.torch import save
+
+    from kame.model.formats import read_json
+    from kame.model.tensorfiles import safetensors_header
+
+    weights = save({"w": torch.zeros(64)})
+    _HubServing.FILES = {"model.safetensors": weights, "config.json": b'{"dim": 64}'}
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HubServing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        _online_against(monkeypatch, tmp_path, f"http://127.0.0.1:{server.server_address[1]}")
+        for name, read in (("model.safetensors", safetensors_header), ("config.json", read_json)):
+            path = hf_download("org/repo", name)
+            blob = path.resolve()
+            assert path.is_symlink() and blob.parent.name == "blobs"
+            blob.write_bytes(_HubServing.FILES[name][:-5])  # cut short (an interrupted copy of the cache)
+            assert hf_download("org/repo", name).stat().st_size == blob.stat().st_size  # online: the same copy
+            with pytest.raises((CheckpointError, ConfigError)) as e:
+                read(hf_download("org/repo", name))
+            # (was: "... download or copy it again")
+            assert (f"it is in the local Hugging Face cache, which keeps a file it holds as it is (downloading again "
+                    f"gives this copy): delete {path} and {blob}, then load it again with network access") in str(e.value)
+            path.unlink()
+            blob.unlink()
+            assert hf_download("org/repo", name).read_bytes() == _HubServing.FILES[name]
+            read(hf_download("org/repo", name))
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -79,3 +79,20 @@ def test_a_depformer_mismatch_names_depformer_keys_only(tmp_path):
                                               r"depformer_dim_feedforward, so Moshi 7B's") as err:
         load_frontend(folder)
     assert "num_heads" not in str(err.value), str(err.value)
+
+
+def test_a_kame_train_output_folder_names_its_checkpoint(tmp_path):
+    """OUT of kame train given as the front-end (was: only "has no config.json"): its latest, else
+    (a system where kame train made no latest link) its newest step-N."""
+    model, _ = load_frontend("random:tiny")
+    out = tmp_path / "run"
+    for step in (9, 10):
+        save_frontend(model, out / f"step-{step}")
+    (out / "step-11").mkdir()  # (a save that did not finish: no config.json)
+    with pytest.raises(CheckpointError, match=rf"^{out} has no config.json \(.*\); it is a kame train output folder: "
+                                              rf"give its checkpoint, {out / 'step-10'}$"):
+        load_frontend(out)
+    (out / "latest").symlink_to("step-9")
+    with pytest.raises(CheckpointError, match=rf"give its checkpoint, {out / 'latest'}$"):
+        load_frontend(out)
+    load_frontend(out / "latest")  # (the path it names loads)

@@ -35,7 +35,7 @@ from typing import Iterable
 import torch
 
 from ..errors import CheckpointError, ConfigError
-from ..hub import HubFileNotFound, HubUnreachable, hf_download
+from ..hub import HubFileNotFound, HubUnreachable, cache_fix, hf_download
 from .tensorfiles import safetensors_header
 
 KWARGS_NAME = "moshi_lm_kwargs.json"
@@ -56,14 +56,16 @@ def _fix(src: str | Path) -> str:
 
 def read_json(path: Path, where: str | None = None, what: str = "config keys") -> dict:
     """A JSON file holding one object (config.json, moshi_lm_kwargs.json) as a dict; ConfigError
-    naming the file (or ``where``) if it is unreadable or not an object."""
+    naming the file (or ``where``) if it is unreadable (one of the Hugging Face cache: what to
+    delete there, kame.hub.cache_fix) or not an object."""
     try:
         text = Path(path).read_text()
         if not text.strip():  # (was: "not a readable JSON file: Expecting value: line 1 column 1")
             raise ConfigError(f"{where or path} is empty ({len(text)} bytes): expected a JSON object of {what}")
         raw = json.loads(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{where or path} is not a readable JSON file: {exc}") from exc
+        fix = cache_fix(path) if not isinstance(exc, OSError) else None  # (damaged there: cut short)
+        raise ConfigError(f"{where or path} is not a readable JSON file: {exc}" + (f"; {fix}" if fix else "")) from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{where or path}: expected a JSON object of {what}, got {type(raw).__name__}")
     return raw

@@ -22,7 +22,8 @@ config.json's ``kame`` object records what kame trained a front-end with (``code
 The model is built on the meta device and the weights are assigned (no double allocation).
 Errors: CheckpointError (missing file, missing/unknown key, shape or dtype mismatch, float8 or
 NaN/inf weights, weights beyond the dtype's range (float16), a truncated file, a checkpoint of
-another kind: a Mimi codec, Kyutai STT where a speech-to-speech front-end is expected),
+another kind: a Mimi codec, Kyutai STT or one that reads no user audio where a speech-to-speech
+front-end is expected),
 ConfigError (bad config key or value, naming config.json; a float8 dtype asked for).
 
 Shared with the Mimi loader (kame.codec.mimi.checkpoint): ``resolve_named`` (a file named by a
@@ -325,8 +326,17 @@ def _find_config(spec: str, form: SpecForm) -> _Found:
                 raise CheckpointError(f"{path / weights if weights else path} has no config.json and is not a "
                                       f"front-end checkpoint: {kind_hint(kind_, f)}")
         raise CheckpointError(f"{path} has no config.json (a front-end checkpoint folder needs one: the weights alone "
-                              f"do not give the model's shapes)")
+                              f"do not give the model's shapes){_run_folder_hint(path)}")
     return _Found(read_json(cfg_path), path, None, None, weights, str(cfg_path))
+
+
+def _run_folder_hint(path: Path) -> str:
+    """For a kame train output folder (OUT), the checkpoint in it to give instead: OUT/latest, else
+    its newest OUT/step-N (where the system made no latest link); "" for any other folder."""
+    steps = sorted((int(p.name[5:]), p) for p in path.glob("step-*")
+                   if p.name[5:].isdigit() and (p / "config.json").is_file())
+    pick = path / "latest" if (path / "latest" / "config.json").is_file() else steps[-1][1] if steps else None
+    return f"; it is a kame train output folder: give its checkpoint, {pick}" if pick else ""
 
 
 # --- safetensors files: reading, truncation, what kind of checkpoint ----------------------
@@ -345,7 +355,8 @@ def check_streamable(cfg: LMConfig, spec: str) -> None:
 
 def check_expected(expect: str | None, cfg: LMConfig, spec: str) -> None:
     """load_frontend's ``expect``: a speech-to-speech front-end ("frontend") or a Kyutai STT LM
-    ("stt"), told apart by dep_q (the audio codebooks it generates; 0 for Kyutai STT)."""
+    ("stt"), told apart by dep_q (the audio codebooks it generates; 0 for Kyutai STT); a
+    "frontend" must also read the user's audio (n_q above dep_q: else it talks whatever is said)."""
     if expect is None:
         return
     if expect not in ("frontend", "stt"):
@@ -359,6 +370,13 @@ def check_expected(expect: str | None, cfg: LMConfig, spec: str) -> None:
         raise CheckpointError(f"{spec} is a Kyutai STT checkpoint (model_type {mt!r}, dep_q 0: it writes text and "
                               f"no audio), not a speech-to-speech front-end; use it as the speech-to-text back-end: "
                               f"backend.stt=kyutai:{spec}, and a Moshi/KAME checkpoint as frontend.spec")
+    if expect == "frontend" and cfg.n_user_q == 0:  # (was: ran, deaf: its agent talked over anything)
+        fix = (f"; leave n_q and delays out of the spec, or give n_q={2 * cfg.dep_q} with n_q + 1 delays"
+               if spec.startswith("random") else "")
+        raise CheckpointError(f"{spec} reads no user audio (n_q {cfg.n_q} = dep_q {cfg.dep_q}: every audio codebook "
+                              f"it reads is one it generates), so a tandem agent on it would talk whatever the user "
+                              f"says; a speech-to-speech front-end has n_q = dep_q + the user's codebooks (Moshi's "
+                              f"layout: n_q {2 * cfg.dep_q} for dep_q {cfg.dep_q}){fix}")
     if expect == "stt" and cfg.dep_q != 0:
         raise CheckpointError(f"{spec} is a speech-to-speech front-end checkpoint (dep_q {cfg.dep_q}), not a Kyutai "
                               f"STT; use it as frontend.spec={spec}")
@@ -406,8 +424,9 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
     oracle: None = config's `oracle` key, else on (KAME) except for model_type "stt"; True / False
     (a bool: another value is a TypeError).
     spec_form: check_frontend_spec(spec), if the caller has checked the spec already.
-    expect: "frontend" refuses a Kyutai STT checkpoint (dep_q 0: no audio out), "stt" a
-    speech-to-speech one, each with a CheckpointError saying where it goes; None takes both.
+    expect: "frontend" refuses a Kyutai STT checkpoint (dep_q 0: no audio out) and one that reads
+    no user audio (n_q = dep_q), "stt" a speech-to-speech one, each with a CheckpointError saying
+    why and where it goes; None takes any.
     before_weights: called with the FrontendInfo (config and companion files resolved) before a
     checkpoint's weights are read, so a caller's checks fail before a 7B load, not after.
     weights: False builds the model on the meta device and reads no weights (its config and

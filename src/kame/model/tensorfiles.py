@@ -27,6 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..errors import CheckpointError
+from ..hub import cache_fix
 from ..paths import default_mode, lfs_pointer
 
 if TYPE_CHECKING:
@@ -64,18 +65,22 @@ def safetensors_header(path: str | Path) -> tuple[dict[str, dict], dict[str, str
         if size > 8 + n + end:  # safetensors refuses it ("file not fully covered")
             extra = size - 8 - n - end
             raise CheckpointError(f"{path} is corrupt: it has {extra} byte{'s' * (extra > 1)} more than the {8 + n + end} "
-                                  f"its header describes (damaged, or written over another file): download or "
-                                  f"copy it again")
+                                  f"its header describes (damaged, or written over another file): {_again(path)}")
         if size == 8 + n + end:
             return header, meta if isinstance(meta, dict) else {}
     if size < 8:  # not even the header's length
         raise CheckpointError(f"{path} has only {size} byte{'s' * (size != 1)}: not a safetensors file (or a copy "
-                              f"cut short: download or copy it again)")
+                              f"cut short: {_again(path)})")
     if header is not None or (text[:1] == b"{" and len(text) < n):
         full = f"the {8 + n + end} bytes its header describes" if header is not None else "its header"
         raise CheckpointError(f"{path} is truncated: it has {size} bytes, fewer than {full} (an incomplete "
-                              f"download or copy): download or copy it again")
+                              f"download or copy): {_again(path)}")
     raise CheckpointError(lfs_pointer(path) or f"cannot read {path}: not a readable safetensors file (no safetensors header)")
+
+
+def _again(path: Path) -> str:
+    """What to do about a damaged file: get it again (from the Hugging Face cache: kame.hub.cache_fix)."""
+    return cache_fix(path) or "download or copy it again"
 
 
 def unsupported_float(dtype: torch.dtype | str) -> bool:
