@@ -201,6 +201,48 @@ def test_a_client_is_an_ipv4_address_or_an_ipv6_64():
     assert client_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd") == client_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
     assert client_key("::1") == "::/64"
     assert client_key("not-an-address") == "not-an-address"  # (an X-Forwarded-For hop as a client put it)
+    # a port a proxy adds (Azure Application Gateway: IP:port) is dropped
+    assert client_key("203.0.113.7:50001") == client_key('"203.0.113.7:50002"') == "203.0.113.7"
+    assert client_key("[2001:db8:1:2::1]:50001") == client_key("[2001:db8:1:2::9]") == "2001:db8:1:2::/64"
+
+
+def test_a_hop_with_a_port_is_trusted_as_its_address_and_a_non_address_is_not():
+    from kame.server.ops import is_trusted, parse_trusted
+
+    nets = parse_trusted("10.0.0.0/8,::1")
+    assert is_trusted("10.0.0.1:1234", nets) and is_trusted("[::1]:443", nets) and is_trusted("::1", nets)
+    for hop in ("203.0.113.7:1234", "10.0.0.1:port", "[10.0.0.1", "[::1]x", "[::1]:", "unknown", "", "x" * 5000):
+        assert not is_trusted(hop, nets), hop
+
+
+async def test_x_forwarded_for_hops_with_ports_are_their_addresses(caplog):
+    """(was: "203.0.113.7:50001" and ":50002" were two clients, so behind a proxy that adds the
+    port the per-client cap never applied; a trusted inner proxy written with its port was taken for
+    the client; a hop that is no address was the client, verbatim, and logged whole)"""
+    import logging
+
+    async with running_server(max_sessions_per_client=1, trusted_proxy="127.0.0.1,10.0.0.0/8") as (url, server), \
+            aiohttp.ClientSession() as http:
+        for first, second in (("203.0.113.7:50001", "203.0.113.7:50002"),
+                              ("[2001:db8::5]:50001", "[2001:db8::6]:50002"),
+                              ("203.0.113.9, 10.0.0.1:1234", "203.0.113.9:7, 10.0.0.2")):  # (10.x: trusted)
+            ws = await _open(http, url, headers={"X-Forwarded-For": first})
+            status, body = await _status(http, url, **{"X-Forwarded-For": second})
+            assert status == 429 and body["error"] == "too_many_sessions", (first, second)
+            await ws.close()
+            await until(lambda: not server.connections, "the session's end")
+        # a hop that is not an address: the trusted proxy that passed it on is the client (one cap for all such)
+        with caplog.at_level(logging.INFO, "kame.server"):
+            a = await _open(http, url, headers={"X-Forwarded-For": "x" * 5000 + ", 10.0.0.3:80"})
+            b = await _open(http, url, headers={"X-Forwarded-For": "unknown"})
+            status, body = await _status(http, url, **{"X-Forwarded-For": "garbage"})
+            assert status == 429 and "this client (127.0.0.1)" in body["message"]
+            for ws in (a, b):
+                await ws.close()
+    opened = [r.getMessage() for r in caplog.records if " opened: client " in r.getMessage()]
+    assert len(opened) == 2 and 'client 10.0.0.3 (the proxy: X-Forwarded-For has "xxx' in opened[0]
+    assert "… (5000 characters)" in opened[0] and len(opened[0]) < 300
+    assert 'client 127.0.0.1 (the proxy: X-Forwarded-For has "unknown", not an address)' in opened[1]
 
 
 # ---- client audio: the budget and the idle timeout ----------------------------------------------

@@ -154,7 +154,7 @@ async def test_a_forwarded_for_from_a_trusted_proxy_cannot_break_the_line(caplog
         assert b" 404 " in await _raw(port, request)
     access = [r for r in caplog.records if r.name == "aiohttp.access"]
     _one_line_each(access)
-    assert len(access) == 1 and access[0].getMessage().startswith("10.0.0.1\\u2028")
+    assert len(access) == 1 and access[0].getMessage().startswith('127.0.0.1 (the proxy: X-Forwarded-For has "10.0.0.1\\u2028')
 
 
 async def test_a_clients_close_reason_cannot_forge_a_line(caplog):

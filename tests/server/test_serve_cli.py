@@ -1,7 +1,8 @@
 """`kame serve`'s command line as a user meets it: an address that cannot be listened on is
 named with the right cause, options that do not apply to the chosen agent are errors rather
-than ignored, the echo agent does not claim to load models, and a bad upgrade says what a
-valid one is."""
+than ignored, a static_dir without a page is refused and what it does not serve is said, a bind
+on all addresses prints the page at localhost, the echo agent does not claim to load models, and
+a bad upgrade says what a valid one is."""
 
 from __future__ import annotations
 
@@ -83,3 +84,61 @@ def test_trusted_proxy_help_says_all_it_drives():
     for what in ("X-Forwarded-For gives the client address (log, max_sessions_per_client)",
                  "X-Forwarded-Host/-Proto the page's origin", "skips the Host check"):
         assert what in said
+
+
+def test_a_static_dir_without_a_regular_index_html_is_refused(tmp_path):
+    """(was: served, / answering 404, with no word at start-up)"""
+    (tmp_path / "app.js").write_text("//")
+    with pytest.raises(ConfigError, match=r"has no index.html \(the page at /\): put the page's in it"):
+        _build(_parse(["--agent", "echo", "--set", f"server.static_dir={tmp_path}"]))
+    (tmp_path / "built.html").write_text("<p>mine</p>")
+    (tmp_path / "index.html").symlink_to(tmp_path / "built.html")  # (a build output's, Nix's layout)
+    with pytest.raises(ConfigError, match=r"index.html \(the page at /\) is a symlink; only regular files at"):
+        _build(_parse(["--agent", "echo", "--set", f"server.static_dir={tmp_path}"]))
+
+
+def test_what_a_static_dir_does_not_serve_is_said_once_at_start(tmp_path, caplog):
+    """(was: symlinks and subfolders skipped with no word)"""
+    import logging
+
+    from kame.server.app import ServerConfig, make_app
+    from kame.server.echo import EchoAgent
+
+    (tmp_path / "index.html").write_text("<p>mine</p>")
+    (tmp_path / "app.js").symlink_to(tmp_path / "index.html")
+    (tmp_path / "assets").mkdir()
+    (tmp_path / ".git").mkdir()  # (hidden: never served, not said)
+    with caplog.at_level(logging.WARNING, "kame.server"):
+        make_app(EchoAgent(), ServerConfig(static_dir=str(tmp_path)))
+        make_app(EchoAgent(), ServerConfig())  # (kame's own page: nothing skipped, nothing said)
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(said) == 1 and "not serving app.js (a symlink), assets (a folder): only regular files" in said[0]
+    assert ".git" not in said[0]
+
+
+def test_a_bind_on_all_addresses_prints_the_page_at_localhost():
+    """`kame serve --host 0.0.0.0` printed http://0.0.0.0:PORT/, where a browser refuses the page's
+    microphone (not a secure context): it prints http://localhost:PORT/, which serves the page, and
+    says that other machines need HTTPS for the microphone."""
+    import queue
+    import re
+    import subprocess
+    import sys
+    import threading
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from kame.cli import main; sys.exit(main())", "serve",
+                             "--agent", "echo", "--port", "0", "--host", "0.0.0.0", "--token", "t"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        lines: queue.Queue = queue.Queue()  # read in a thread: a line that never comes fails, not hangs
+        threading.Thread(target=lambda: [lines.put(x) for x in iter(proc.stdout.readline, "")] + [lines.put("")],
+                         daemon=True).start()
+        line = lines.get(timeout=60)
+        assert "serving on http://localhost:" in line and "other machines" in line and "HTTPS" in line, line
+        port = int(re.search(r"http://localhost:(\d+)/", line).group(1))
+        with urllib.request.urlopen(f"http://localhost:{port}/", timeout=10) as r:
+            assert r.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

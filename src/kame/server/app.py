@@ -5,7 +5,8 @@
     kame serve --token SECRET --host 0.0.0.0   # require "Authorization: Bearer SECRET" or ?token=
     kame serve --token-file /run/secrets/kame  # the same, the token kept out of `ps`
 
-Routes: GET / (the page), GET /<file> (src/kame/server/static only), GET /api/health (JSON) and
+Routes: GET / (the page), GET /<file> (the page's folder only: src/kame/server/static, or [server]
+static_dir), GET /api/health (JSON) and
 /api/metrics (Prometheus; kame.server.ops), GET /api/chat (WebSocket, protocol in docs/protocol.md).
 
 Per connection: a Connection (kame.server.connection) runs the client's session: its tasks read the
@@ -40,8 +41,9 @@ from ..runtime.base import Agent, CapacityError
 from ..runtime.clock import Clock, MonotonicClock
 from . import guard, httplog, ops
 from .connection import Connection
+from .logsafe import clean
 from .ops import SERVER_KEY, listen_socket  # (SERVER_KEY: also kame.server.app's, as before)
-from .settings import ServerConfig, echo_server_config, server_config_from  # noqa: F401 (also kame.server.app's)
+from .settings import ServerConfig, echo_server_config, server_config_from, unserved  # noqa: F401 (also kame.server.app's)
 from .stopping import SERVE_EPILOG, Stopping, leave_if_loading
 
 log = logging.getLogger("kame.server")
@@ -186,17 +188,26 @@ class Server:
 
 
 def _load_static(folder: Path) -> dict[str, tuple[bytes, str]]:
-    """The page's files, read once: regular files directly in ``folder`` (no symlinks, no
-    subfolders), so requests can only ever name one of these, never a path."""
-    files = {}
+    """The page's files, read once: regular files directly in ``folder`` (settings.unserved: no
+    symlinks, no subfolders), so requests can only ever name one of these, never a path. What is
+    skipped is said in one WARNING (was: nothing; a symlinked index.html was a silent 404),
+    but for hidden names (.git, .DS_Store), never served."""
+    files, skipped = {}, []
     if folder.is_dir():
         for p in sorted(folder.iterdir()):
-            if p.is_symlink() or not p.is_file() or p.name.startswith("."):
+            if p.name.startswith("."):
+                continue
+            if (why := unserved(p)) is not None:
+                skipped.append(f"{p.name} ({why})")
                 continue
             ctype = mimetypes.guess_type(p.name)[0] or "application/octet-stream"
             if p.suffix == ".js":
                 ctype = "text/javascript"
             files[p.name] = (p.read_bytes(), ctype)
+    if skipped:
+        more = f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+        log.warning("the page's folder %s: not serving %s%s: only regular files at its top level are served (copy "
+                    "the files in)", folder, ", ".join(clean(s) for s in skipped[:10]), more)
     return files
 
 
@@ -412,7 +423,7 @@ def main(args) -> int:
     state = app[SERVER_KEY].health_state
     if (unsafe := guard.bind_warning(cfg)):
         log.warning("%s", unsafe)
-    host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host  # an IPv6 address, as a URL writes it
+    url = page_url(cfg.host, port)
 
     async def listen(_app) -> None:  # (first hook: before the agent's start begins)
         # listen now, while the agent loads: health probes get 503 "loading", not "connection refused"
@@ -422,7 +433,7 @@ def main(args) -> int:
         stopping.install()  # (Ctrl-C: exit status 130; the stop's cause logged; an early SIGTERM's stop begins)
         if args.agent != "echo":
             _say(f"kame: loading the agent ({guard.loads(agent)}: can take half a minute); meanwhile "
-                 f"http://{host}:{port}/api/health answers 503 \"loading\" ...")
+                 f"{url}api/health answers 503 \"loading\" ...")
 
     def announce() -> None:  # once the agent has started
         comps = getattr(agent, "components", {})
@@ -431,7 +442,7 @@ def main(args) -> int:
             _say(f"kame: agent ready: {what}")
         if comps.get("frontend_note"):
             _say(f"kame: note: {comps['frontend_note']}")
-        _say(f"kame: serving on http://{host}:{port}/ (WebSocket /api/chat)")
+        _say(f"kame: serving on {url} (WebSocket /api/chat{remote_note(cfg.host)})")
 
     def failed(_exc) -> None:  # the agent could not start: stop serving (as a signal would); raised below
         asyncio.get_running_loop().call_soon(_graceful_exit, stopping)
@@ -452,6 +463,22 @@ def main(args) -> int:
         raise state.load_error
     leave_if_loading(state, stopping.status)  # (a signal during start-up: not after the model's load)
     return stopping.status
+
+
+def page_url(host: str, port: int) -> str:
+    """The page's address as main prints it: a bind on all addresses as localhost (a browser
+    allows the microphone only on localhost or over HTTPS: http://0.0.0.0:PORT/ was printed, where
+    the page's microphone is refused), an IPv6 address in brackets."""
+    host = "localhost" if host in guard.WILDCARD_HOSTS else f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}/"
+
+
+def remote_note(host: str) -> str:
+    """What the serving line adds for a bind other machines can reach: their browsers need HTTPS."""
+    if guard.is_loopback_name(host):
+        return ""
+    where = "this machine's address" if host in guard.WILDCARD_HOSTS else "this address"
+    return f"; other machines: {where}, where the page's microphone needs HTTPS: a TLS proxy in front"
 
 
 def _say(line: str) -> None:

@@ -103,12 +103,15 @@ def parse_burst(value) -> float:
     return float(value)
 
 
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # binds on all addresses (loopback included)
+
+
 def bind_warning(cfg) -> str | None:
     """The start-up warning for a server that any host could use: a non-loopback bind without a
     token (web pages, through DNS rebinding, only if server.allowed_hosts has "*")."""
     if cfg.auth_token or is_loopback_name(cfg.host):
         return None
-    also = " (it also listens on 127.0.0.1)" if cfg.host in ("0.0.0.0", "::", "") else ""
+    also = " (it also listens on 127.0.0.1)" if cfg.host in WILDCARD_HOSTS else ""
     if "*" in parse_hosts(cfg.allowed_hosts):
         pages = ("and so can any web page a user of this machine or network visits, through DNS rebinding (a name "
                  "re-pointed at this address: server.allowed_hosts has \"*\", so any Host is answered)")

@@ -22,10 +22,13 @@ def _escape(m: re.Match) -> str:
     return _NAMED.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
 
 
-def clean(value) -> str:
+def clean(value, limit: int | None = None) -> str:
     """``value`` (anything a client chose: a path, a close reason, a header) as text for one log
-    line: control characters as ``\\n``, ``\\x01``, ``\\u2028``; the rest unchanged."""
+    line: control characters as ``\\n``, ``\\x01``, ``\\u2028``; the rest unchanged; with
+    ``limit``, cut to that many characters, then "… (N characters)"."""
     text = value if isinstance(value, str) else str(value)
+    if limit is not None and len(text) > limit:
+        text = f"{text[:limit]}… ({len(text)} characters)"
     return _CONTROL.sub(_escape, text)
 
 

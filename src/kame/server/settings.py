@@ -1,10 +1,11 @@
 """The server's settings: ServerConfig (the fields of a config's [server] section, kame.config
 keeps the declarations in sync) and how kame serve builds it from a config, checked before any
-model loads."""
+model loads; which files of the page's folder are served (``unserved``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 from ..errors import ConfigError
 from ..paths import local_path
@@ -56,10 +57,31 @@ def server_config_from(section) -> ServerConfig:
     guard.parse_origins(cfg.allowed_origins), guard.parse_hosts(cfg.allowed_hosts)  # (bad ones: before the agent loads)
     guard.parse_share(cfg.idle_audio_share), guard.parse_burst(cfg.audio_burst_s)
     ops.config_token(cfg)  # server.auth_token_file (before the agent loads)
-    if cfg.static_dir and not local_path(cfg.static_dir).is_dir():  # (here: a server-only key stops no `kame run`)
-        raise ConfigError(f"server.static_dir: {cfg.static_dir!r} is not a folder (it holds the browser page: "
-                          f"index.html and its files; leave it unset for kame's own page)")
+    if cfg.static_dir:  # (here: a server-only key stops no `kame run`)
+        if not local_path(cfg.static_dir).is_dir():
+            raise ConfigError(f"server.static_dir: {cfg.static_dir!r} is not a folder (it holds the browser page: "
+                              f"index.html and its files; leave it unset for kame's own page)")
+        why = unserved(local_path(cfg.static_dir) / "index.html")
+        if why == "missing":  # (was: served, / answering 404, with no word)
+            raise ConfigError(f"server.static_dir: {cfg.static_dir!r} has no index.html (the page at /): put the "
+                              f"page's in it, or leave static_dir unset for kame's own page")
+        if why is not None:
+            raise ConfigError(f"server.static_dir: {cfg.static_dir!r}: its index.html (the page at /) is {why}; only "
+                              f"regular files at the folder's top level are served (no symlinks, no subfolders: copy "
+                              f"the files in), or leave static_dir unset for kame's own page")
     return cfg
+
+
+def unserved(path: Path) -> str | None:
+    """Why a file of the page's folder is not served ("a symlink", "a folder", ...; None: it is):
+    only the regular files at its top level are, so a request names one of them, never a path."""
+    if path.is_symlink():
+        return "a symlink"
+    if path.is_dir():
+        return "a folder"
+    if not path.exists():
+        return "missing"
+    return None if path.is_file() else "not a regular file"
 
 
 def echo_server_config(config: str | None, overrides: list[str]) -> ServerConfig:
