@@ -263,7 +263,7 @@ class ServerConfig:  # the fields of kame.server.settings.ServerConfig (kept in 
     # per-client outgoing queue (~5 s of 80 ms audio); at least 16: the start of a session and one
     # burst of an agent's text and metadata, which cannot be dropped (below, sessions failed as "not reading")
     send_queue_messages: int = _opt(64, min=16)
-    send_timeout_s: float = _opt(10.0, min=0.0)  # one send blocked this long -> the client is gone
+    send_timeout_s: float = _opt(10.0, min=0.0)  # one send blocked this long -> the client is gone; 0: never
     max_errors: int = _opt(100, min=1)  # protocol errors per connection before it is closed
     static_dir: str | None = None  # default: the package's static/ folder (checked by kame serve)
     # reverse proxies (comma-separated addresses/networks) whose X-Forwarded-For names the client (log, per-client

@@ -77,7 +77,8 @@ async def test_a_session_slower_than_real_time_is_logged_once_with_the_cause(cap
     s, warned = await run_slow(caplog, 20)  # (a 30 s backlog: nothing is dropped)
     behind = [w for w in warned if "falls behind real time" in w]
     assert len(behind) == 1, warned  # once, though every frame missed its deadline
-    assert s.stats.missed_deadlines >= 20 and s.stats.dropped_input_s == 0
+    # (none dropped while it ran; what was still in the backlog at its close is counted then)
+    assert s.stats.missed_deadlines >= 20 and s.stats.dropped_input_s == pytest.approx(s._received / 24000 - s.stats.input_frames * 0.08)
     w = behind[0]
     assert w.startswith("session slow falls behind real time: 3 of its last 3 frames missed their 80 ms deadline")
     assert "its steps, codec and front-end for the batch's 4 rows (runtime.max_sessions; 1 in use), take 200 ms " \

@@ -64,7 +64,7 @@ class SessionStats:
     max_lateness: float = 0.0  # of one frame past its deadline (the schedule re-anchors after a miss)
     input_delay_s: float = 0.0  # the user audio fed last waited this much longer than a frame (backlog)
     input_delay_max_s: float = 0.0  # the most it did
-    dropped_input_s: float = 0.0  # user audio dropped because the backlog exceeded the limit
+    dropped_input_s: float = 0.0  # user audio dropped: the backlog exceeded the limit, or was left at close
     bad_audio: int = 0  # push_audio chunks rejected (NaN, wrong dtype/shape)
     oracle_tokens_fed: int = 0
     predictions: int = 0  # oracle resets received that start a prediction
@@ -216,6 +216,11 @@ class TandemSession(Session):
         while len(self._arrivals) > 1 and self._arrivals[0][0] <= self._received - self._buf_len:
             self._arrivals.popleft()
 
+    @property
+    def input_backlog_s(self) -> float:
+        """User audio pushed and not stepped yet, in seconds (kame serve lets it be stepped after END_INPUT)."""
+        return self._buf_len / 24000
+
     def outputs(self) -> OutputReader:
         """The outputs, in order, until the end marker (which stays queued: a later outputs() ends
         at once too). One reader at a time: ReaderError while another is open (base.SingleReader)."""
@@ -224,7 +229,8 @@ class TandemSession(Session):
     async def close(self) -> None:
         """End the session. Its row and place (runtime.max_sessions) are free at once; its STT
         stream and oracle producer are cancelled and unwind in the background (the agent's stop()
-        waits for them). The outputs end with a final "stats" Meta."""
+        waits for them). The outputs end with a final "stats" Meta; user audio still buffered is
+        counted in its dropped_input_s."""
         if self.closed:
             return
         self.closed = True
@@ -233,6 +239,9 @@ class TandemSession(Session):
         self.agent._release(self)
         if self.router is not None:
             await self.router.aclose()
+        self.stats.dropped_input_s += self.input_backlog_s  # never stepped (was: counted nowhere)
+        self._buf.clear()
+        self._buf_len = 0
         self._put(Meta({"type": "stats", "session": self.id, "final": True, "t": self.clock.now(),
                         **self._stats_fields()}))
         self._queue.put_nowait(_CLOSED)

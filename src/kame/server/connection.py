@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from ..backend.types import FRAME_S
 from ..errors import KameError
 from ..runtime.base import AgentAudio, AgentText, ErrorEvent, Meta, Session
 from ..runtime.clock import cancel_within
@@ -37,7 +38,16 @@ log = logging.getLogger("kame.server")
 # after END_INPUT, how long the agent's close may take to end the session's outputs (kame's own end at
 # once; the cascade's flush takes at most 5 s; kame client waits 10 s), then the server closes anyway
 END_INPUT_GRACE_S = 8.0
+# of which, first: the session steps the input it still buffers (its input_backlog_s: kame's tandem and echo
+# sessions'), at most this long; what it leaves is counted in its final stats' dropped_input_s
+END_INPUT_STEP_S = 3.0
 CLOSE_WAIT_S = 3.0  # aiohttp's own close (app.py: the WebSocketResponse's timeout of 2 s, its drain)
+
+
+def _or_never(seconds: float | None) -> float:
+    """A [server] time limit (idle_timeout_s, max_session_s, send_timeout_s) as _watch checks it: 0
+    (or none) is no limit (was: send_timeout_s = 0 reset a client at its first send that waited)."""
+    return seconds if seconds and seconds > 0 else float("inf")
 
 
 class Connection:
@@ -64,6 +74,7 @@ class Connection:
         self.send_started: float | None = None  # clock time of the send in progress
         self.client_closed = False
         self.ending_since: float | None = None  # clock time of the END_INPUT (END_INPUT_GRACE_S from then)
+        self.stepping_input = False  # after END_INPUT, the session steps its backlog before its close
         self.session_closing: asyncio.Future | None = None  # the session's close(), started when the client closed
         self.pump: asyncio.Task | None = None  # run()'s task reading the session's outputs
         self.client_close: tuple[int, str] | None = None  # the client's close code and reason
@@ -126,6 +137,7 @@ class Connection:
                     and not self.client_closed:
                 await asyncio.sleep(0.01)
         finally:
+            self.stepping_input = False  # (the connection ended while the session stepped its backlog: close it now)
             left = await cancel_within(tasks, 5)  # never hang the handler on a task that ignores cancellation
             if left:
                 log.error("connection %s: tasks did not stop within 5 s of their cancellation: %s", self.session.id,
@@ -213,12 +225,12 @@ class Connection:
                 await self.queue.put_when_room(P.error(exc.code, str(exc), False))
 
     def _end_input(self) -> None:
-        """The client sent all its audio (control END_INPUT): the session's outputs end
-        (_close_session), then the connection closes normally (1000). The session's end counts as
-        the client's."""
+        """The client sent all its audio (control END_INPUT): the session steps what it still
+        buffers (at most END_INPUT_STEP_S), then its outputs end (_close_session), then the
+        connection closes normally (1000). The session's end counts as the client's."""
         if self.session_closing is None:
             self.client_close = (WSCloseCode.OK, "end of input")
-            self._close_session()
+            self._close_session(step_input=True)
 
     def shut_down(self) -> None:
         """The server shuts down (app.Server.on_shutdown): the session's outputs end as after
@@ -228,14 +240,28 @@ class Connection:
         self.close_code, self.close_reason = WSCloseCode.GOING_AWAY, ops.SHUTDOWN_REASON
         self._close_session()
 
-    def _close_session(self) -> None:
+    def _close_session(self, step_input: bool = False) -> None:
         """Close the session while the pump still forwards its outputs, so the client gets what
         the close flushes, the final "stats" last (was: only the client's close ended the session,
-        and nobody read those); the pump's end then closes the connection with ``close_code``."""
+        and nobody read those); the pump's end then closes the connection with ``close_code``.
+        ``step_input`` (END_INPUT): first let it step its input backlog (_step_input_then_close)."""
+        self.stepping_input = step_input  # (False: a shutdown while the session steps its backlog closes it now)
         if self.session_closing is not None:
             return
         self.ending_since = self.server.clock.now()
-        self.session_closing = asyncio.ensure_future(self.session.close())
+        self.session_closing = asyncio.ensure_future(self._step_input_then_close())
+
+    async def _step_input_then_close(self) -> None:
+        """The session's close, once it stepped the user audio it still buffers (its
+        ``input_backlog_s``; was: dropped unheard and counted nowhere) while ``stepping_input``:
+        at most END_INPUT_STEP_S, until the client closes, the server shuts down or the
+        connection ends. What is left, the session counts in its final stats' dropped_input_s."""
+        clock = self.server.clock
+        while (self.stepping_input and getattr(self.session, "input_backlog_s", 0.0) >= FRAME_S
+               and clock.now() - self.ending_since < END_INPUT_STEP_S):
+            await clock.sleep(FRAME_S)
+        self.stepping_input = False
+        await self.session.close()
 
     async def _handle(self, kind: P.Kind, payload: bytes) -> None:
         # a message is checked (whole, at most 10 s) before it is charged to the budget: a bad one
@@ -360,10 +386,10 @@ class Connection:
     async def _watch(self) -> None:
         """Closes idle connections (too little client audio: guard.AudioActivity), sessions open for
         max_session_s, and clients whose socket stopped reading."""
-        timeout = self.cfg.idle_timeout_s if self.cfg.idle_timeout_s and self.cfg.idle_timeout_s > 0 else float("inf")
-        limit = self.cfg.max_session_s if self.cfg.max_session_s and self.cfg.max_session_s > 0 else float("inf")
+        timeout, limit, stalled = (_or_never(self.cfg.idle_timeout_s), _or_never(self.cfg.max_session_s),
+                                   _or_never(self.cfg.send_timeout_s))
         clock = self.server.clock
-        period = max(0.05, min(timeout / 4, self.cfg.send_timeout_s / 4, 1.0))
+        period = max(0.05, min(timeout / 4, stalled / 4, 1.0))
         while True:
             now = clock.now()
             if self.ending:  # (no audio is expected now: no idle check; the agent's close gets a bound)
@@ -378,9 +404,9 @@ class Connection:
                 self._fatal("session_limit", f"the session reached the server's limit of {limit:g} s; "
                             "connect again to go on", WSCloseCode.POLICY_VIOLATION)
                 return
-            if self.send_started is not None and now - self.send_started >= self.cfg.send_timeout_s:
+            if self.send_started is not None and now - self.send_started >= stalled:
                 log.warning("connection %s dropped: the client stopped reading (a send waited %g s)",
-                            self.session.id, self.cfg.send_timeout_s)
+                            self.session.id, stalled)
                 self.close_code, self.close_reason = WSCloseCode.POLICY_VIOLATION, "client stopped reading"
                 self.ended_by = ops.STOPPED_READING  # (the server's close, not a lost connection: ops.closed_how)
                 if self.transport is not None:

@@ -14,7 +14,8 @@ conversational agent.
 Audio sent faster than real time piles up; the session keeps the newest ``MAX_BACKLOG_S`` of it
 and drops older audio as the tandem does: one warning in the server's log, the seconds dropped
 in every "stats" Meta (``dropped_input_s``, which `kame client` warns about), and a "stats" Meta
-at once when dropping starts.
+at once when dropping starts. Audio not played yet when the session closes is counted there too
+(``input_backlog_s``: after END_INPUT, kame serve lets the session play it first, bounded).
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ class EchoSession(Session):
                             "and dropping older audio (counted in stats dropped_input_s)", self.id, MAX_BACKLOG_S)
                 await self._out.put(self._stats(self.agent.clock.now()))
 
+    @property
+    def input_backlog_s(self) -> float:
+        """User audio received and not played yet, in seconds."""
+        return len(self._pending) * FRAME_S + len(self._in) / 24000
+
     def _stats(self, t: float, final: bool = False) -> Meta:
         return Meta({"type": "stats", "session": self.id, "final": final, "t": t, "frames": self._frames,
                      "missed_deadlines": self._missed, "dropped_input_s": round(self.dropped_input_s, 3)})
@@ -114,6 +120,8 @@ class EchoSession(Session):
             await self._task
         except asyncio.CancelledError:
             pass
+        self.dropped_input_s += self.input_backlog_s  # never played (was: counted nowhere)
+        self._pending, self._in = [], self._in[:0]
         # the totals last (was: none, and `kame client` after a short input had no totals at all)
         self._out.put_nowait(self._stats(self.agent.clock.now(), final=True))
         self._out.put_nowait(_CLOSED)  # (after the task: nothing is queued after the end marker)

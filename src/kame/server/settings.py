@@ -25,7 +25,7 @@ class ServerConfig:
     auth_token_file: str | None = None  # a file holding auth_token (read by server_config_from)
     max_session_s: float = 0.0  # a session open this long -> 0x05 session_limit + close; 0: no limit
     send_queue_messages: int = 64  # per-client outgoing queue (~5 s of 80 ms audio; kame.config: at least 16)
-    send_timeout_s: float = 10.0  # one send blocked this long -> the client is gone, close
+    send_timeout_s: float = 10.0  # one send blocked this long -> the client is gone, close; 0: never
     max_errors: int = 100  # protocol errors per connection before it is closed
     static_dir: str | None = None  # default: the package's static/ folder
     trusted_proxy: str | None = None  # reverse proxies (addresses/networks) whose X-Forwarded-For is believed
