@@ -95,17 +95,18 @@ def frontend_identity(spec: str | None) -> str | None:
     return str(path.resolve()) if kind == "path" and path.exists() else str(spec)
 
 
-def check_overwrite(out, frontend: str | None, codec_spec: str | None) -> None:
+def check_overwrite(out, frontend: str | None, codec_spec: str | None, *, resume: str | None = None) -> None:
     """ConfigError for --overwrite when the front-end or codec a run starts from is inside OUT,
     whose step-N folders --overwrite removes before the first save copies their files (was: a
-    FileNotFoundError traceback, and an empty step-N)."""
+    FileNotFoundError traceback, and an empty step-N); with ``resume``, the checkpoint it goes
+    on from stands for the front-end (--frontend is then not read)."""
     from .. import registry
     from ..config import frontend_spec_form
     from ..errors import ConfigError
     from ..paths import spec_local
 
     home = Path(out).resolve()
-    given = [("--frontend", frontend, None)]
+    given = [("--resume", resume, None) if resume is not None else ("--frontend", frontend, None)]
     try:
         path = spec_local(registry.parse_spec(codec_spec)[1]) if codec_spec else None
     except Exception:  # noqa: BLE001 - (a plugin's odd spec: not a local path)
@@ -122,10 +123,15 @@ def check_overwrite(out, frontend: str | None, codec_spec: str | None) -> None:
                 continue
             if kind != "path":
                 continue
-        if path.exists() and path.resolve().is_relative_to(home):
-            raise ConfigError(f"train: {flag} {spec} is inside -o {out}, whose step-N folders and latest --overwrite "
-                              f"removes before the new run saves: go on from it with --resume {spec}, or copy it "
-                              f"out of {out} first and give that copy")
+        if not (path.exists() and path.resolve().is_relative_to(home)):
+            continue
+        if flag == "--resume":
+            raise ConfigError(f"train: --resume {spec} is inside -o {out}, whose step-N folders and latest --overwrite "
+                              f"removes: drop --overwrite to go on in the run's own folder (a step saved again is "
+                              f"replaced), or give another -o")
+        raise ConfigError(f"train: {flag} {spec} is inside -o {out}, whose step-N folders and latest --overwrite "
+                          f"removes before the new run saves: go on from it with --resume {spec}, or copy it "
+                          f"out of {out} first and give that copy")
 
 
 def check_listed(manifest: Path, resume) -> dict:

@@ -113,7 +113,8 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
     """Fine-tune ``model`` (an LMModel, trained in place) on the manifest's dialogues. ``out``:
     where checkpoints go (None: none written; ``codec_spec`` and ``tokenizer_spec`` are recorded
     in them, as save_frontend takes them; ``start``: the front-end it started from); a folder
-    with files is refused unless resuming or ``overwrite`` (its step-N and latest are removed).
+    with files is refused unless it is the resumed checkpoint's own or ``overwrite`` (its step-N
+    and latest are removed: _check_out).
     ``resume``: a checkpoint folder written by this loop (its weights already in ``model``): the
     run it recorded must be this one (check_resume); its optimizer state and step are restored and
     training goes on to ``tcfg.steps``. In a process group (torchrun) the model is wrapped in
@@ -151,8 +152,8 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
                               f"do: give --steps above {step}")
         rec = {"frontend": state["train"].get("frontend"), "resumed_from": str(Path(resume).resolve())}
     listed = check_listed(manifest, resume)  # (the dialogues it read: load_examples reads them no more)
-    if out is not None and resume is None:
-        _check_out(Path(out), overwrite, rank)
+    if out is not None:
+        _check_out(Path(out), overwrite, rank, resume)
     if out is not None and rank == 0:
         _sweep(Path(out), echo)
     if tcfg.warmup_steps > tcfg.steps and rank == 0:
@@ -282,11 +283,22 @@ def _sweep(out: Path, echo: Callable[[str], None]) -> None:
         echo(f"removed {path} ({size / 1e6:.1f} MB): a temporary file of a save that was stopped")
 
 
-def _check_out(out: Path, overwrite: bool, rank: int) -> None:
-    """A fresh run's OUT: empty or new; with ``overwrite``, rank 0 removes what a run wrote there."""
+def _check_out(out: Path, overwrite: bool, rank: int, resume=None) -> None:
+    """A run's OUT: empty or new, or a resumed run's checkpoint's own folder (a step saved again is
+    replaced; was: any OUT on resume, another run's step-N and latest replaced); with ``overwrite``
+    rank 0 removes the step-N and latest a run wrote there (check_overwrite: not the resumed's)."""
     if not out.is_dir() or not any(out.iterdir()):
         return
+    own = Path(resume).resolve().parent if resume is not None else None
+    if own is not None and out.resolve() == own:
+        return
     if not overwrite:
+        if own is not None:
+            raise ConfigError(f"train: -o {out} holds files already (another run's?) and --resume {resume} is not "
+                              f"one of its checkpoints (it is in {own}): this run's saves would replace {out}'s "
+                              f"step-N folders of the same numbers and its latest. Give -o {own} to go on in the "
+                              f"run's own folder, or an empty or new folder, or --overwrite to remove {out}'s step-N "
+                              f"folders and latest first")
         if (out / "latest" / STATE).is_file():
             go_on = f"Go on from it with --resume {out}/latest, write elsewhere (another -o)"
         else:  # (a run killed in its first save: no complete checkpoint, so nothing to resume)
@@ -376,7 +388,8 @@ def add_arguments(p) -> None:
                         "with an unpickler that builds only torch's checkpoint metadata, and refuses a "
                         "train_state.pt that points elsewhere, but torch's format is not meant for untrusted "
                         "files)")
-    p.add_argument("--overwrite", action="store_true", help="start afresh in an OUT that holds a run (removes it)")
+    p.add_argument("--overwrite", action="store_true", help="start afresh in an OUT that holds a run (removes its "
+                   "step-N and latest; with --resume: another run's OUT)")
     p.add_argument("--steps", type=at_least(1), default=d.steps,
                    help=f"optimizer steps in all (default {d.steps}; a resumed run goes on up to it)")
     knob = _knob_adder(p)
@@ -501,15 +514,41 @@ def _config_json(form, spec: str) -> str:
 
 
 def main(args) -> int:
+    """0; 130 after Ctrl-C; TERMINATED_STATUS (143) after SIGTERM (docker stop, a preemption), a
+    KeyboardInterrupt as Ctrl-C's once the torch op under way returns (was: killed at once, nothing
+    said): the step, the last checkpoint and the --resume to give are said. Not under torchrun: it
+    sends SIGTERM to every worker when one fails or it is stopped itself, and one waiting in
+    a collective for another that stopped first would handle it only at torchrun's SIGKILL, 30 s later."""
+    import contextlib
+    import signal
+
+    from ..runtime.interrupt import TERMINATED_STATUS, stopped_by
+    from ..runtime.signals import handling
+
+    by: list[str] = []  # "SIGTERM" once one came
+
+    def terminated(signum, frame) -> None:
+        by.append(signal.Signals(signum).name)
+        raise KeyboardInterrupt
+
     try:
-        run(args)
+        one = int(os.environ.get("WORLD_SIZE", "1")) <= 1
+        with handling(signal.SIGTERM, terminated) if one else contextlib.nullcontext():
+            run(args)
     except TrainInterrupted as exc:
         if exc.rank == 0:
             latest, last = exc.out / "latest" if exc.out is not None else None, last_checkpoint(exc.last, exc.out)
             saved = f"last checkpoint {last}; resume with --resume {latest}" if last else \
                 "no checkpoint written yet (--save-every N saves every N steps)"
-            print(f"kame train: interrupted at step {exc.step}; {saved}", file=sys.stderr, flush=True)
-        return 130
+            print(f"kame train: {stopped_by(by[0] if by else None)} at step {exc.step}; {saved}", file=sys.stderr,
+                  flush=True)
+        return TERMINATED_STATUS if by else 130
+    except KeyboardInterrupt:  # (before the first step: loading, encoding; Ctrl-C: kame.cli's exit 130)
+        if not by:
+            raise
+        print(f"kame train: {stopped_by(by[0])} before training began; nothing saved", file=sys.stderr,
+              flush=True)
+        return TERMINATED_STATUS
     return 0
 
 
@@ -574,8 +613,8 @@ def run(args) -> TrainResult:
             raise ConfigError(f"train: --resume {args.resume} goes on from its own weights (started from "
                               f"{start or 'an unrecorded front-end'}), not from --frontend {args.frontend}: drop "
                               f"--frontend, or start a new run (another -o) with --frontend {args.resume}")
-    if args.overwrite and not args.resume:  # (OUT's step-N are removed before the first save copies from them)
-        check_overwrite(args.out, args.frontend, args.codec)
+    if args.overwrite:  # (OUT's step-N are removed before the first save copies from them)
+        check_overwrite(args.out, args.frontend, args.codec, resume=args.resume)
     if world > 1:
         if cuda:
             torch.cuda.set_device(device)
