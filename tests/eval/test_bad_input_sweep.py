@@ -86,3 +86,44 @@ def test_mtbench_rejudge_names_only_what_it_wrote_and_its_reason_is_of_the_selec
     assert eval_(write(tmp_path / "q101.jsonl", QUESTIONS[1:2]), out, "--rejudge", judge="test_judge2") == 0
     wrote = [line for line in capsys.readouterr().out.splitlines() if line.startswith("wrote ")]
     assert wrote == [f"wrote {out / 'results.jsonl'}, {out / 'results.md'}"], wrote
+
+
+def test_follow_refuses_a_manifest_that_is_not_utf8_text(tmp_path, capsys):
+    """(was: a UnicodeDecodeError traceback, e.g. for the user's wav given as the manifest)"""
+    wav = tmp_path / "short.wav"
+    wav.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\xe4\x5d")
+    assert main(["eval", "follow", str(wav), *FOLLOW]) == 1
+    err = capsys.readouterr().err
+    assert f"kame: error: eval follow: manifest {wav}: not UTF-8 text (byte 24); give a manifest" in err, err
+
+
+def test_mtbench_resume_refuses_a_results_line_cut_inside_a_character(tmp_path, capsys, fake_components, judges):
+    """(was: a UnicodeDecodeError traceback, where a line that is not JSON is refused by file and line)"""
+    out = tmp_path / "out"
+    qf = write(tmp_path / "q.jsonl", QUESTIONS[1:2])
+    assert eval_(qf, out) == 0
+    results = out / "results.jsonl"
+    results.write_bytes(results.read_bytes() + '{"question_id": "déjà'.encode()[:-1])
+    capsys.readouterr()
+    assert eval_(qf, out) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"kame: error: {results}:2: not valid JSON (cut while writing?); delete that line, or give another -o" \
+        in err, err
+
+
+def test_follow_checks_its_output_folder_before_loading_anything(tmp_path, capsys, fake_codec, monkeypatch):
+    """(was: a NotADirectoryError traceback after the front-end's load, which takes minutes for a
+    real checkpoint; only an -o that was itself a file was refused up front)"""
+    import kame.train.finetune
+
+    manifest = _data(tmp_path / "data", n=1, T=24)
+    monkeypatch.setattr(kame.train.finetune, "load_for_training", lambda *a, **kw: pytest.fail("loaded"))
+    (tmp_path / "s44.wav").write_bytes(b"RIFF")
+    out = tmp_path / "s44.wav" / "x"
+    assert main(["eval", "follow", str(manifest), *FOLLOW, "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"kame: error: eval follow: -o {out}: cannot create the folder: {tmp_path / 's44.wav'} is a file, " \
+           f"not a folder" in err, err
+    assert main(["eval", "follow", str(manifest), *FOLLOW, "-o", "/proc/kx"]) == 1
+    err = capsys.readouterr().err
+    assert "kame: error: eval follow: -o /proc/kx: cannot create the folder" in err, err

@@ -97,3 +97,31 @@ def test_pairs_with_an_empty_answer_alone_need_no_judge_nor_count_as_judged(tmp_
     d = folder(tmp_path / "d", "cascade", {("101", 1): "A dog."})
     assert test_pairwise.pairwise(c, d, tmp_path / "pair2", judge="test_dead_pair_judge") == 0
     assert [r["outcome"] for r in test_pairwise.lines(tmp_path / "pair2")] == ["B"]
+
+
+def test_a_results_file_with_bytes_that_are_not_utf8_is_refused_by_file_and_line(tmp_path, capsys, judges):
+    """(was: a UnicodeDecodeError traceback; a line cut inside a character is as cut as one that is not JSON)"""
+    a = folder(tmp_path / "a", "tandem", {("101", 1): "x"})
+    b = folder(tmp_path / "b", "cascade", {("101", 1): "y"})
+    results = tmp_path / "b" / "results.jsonl"
+    results.write_bytes(results.read_bytes() + '{"question_id": "102", "answer": "café'.encode()[:-1])
+    err = refused(capsys, a, b, tmp_path / "p")
+    assert f"{results}:2: not valid JSON (cut while writing?); delete that line, or give another OUT_B" in err, err
+    c = folder(tmp_path / "c", "cascade", {("101", 1): "y"})
+    pair = tmp_path / "pair"  # (OUT_PAIR's own results.jsonl: read by has_results first, then resumed)
+    pair.mkdir()
+    (pair / "pairwise.json").write_text(json.dumps({"folder_a": a, "folder_b": c, "judge": "test_pair_judge"}))
+    (pair / "results.jsonl").write_bytes(b"\xe4\n")
+    err = refused(capsys, a, c, pair)
+    assert f"{pair / 'results.jsonl'}:1: not valid JSON (cut while writing?); delete that line, or give another -o" \
+        in err, err
+
+
+def test_a_file_given_for_a_folder_is_said_to_be_a_file(tmp_path, capsys, judges):
+    b = folder(tmp_path / "b", "cascade", {("101", 1): "y"})
+    (tmp_path / "short.wav").write_bytes(b"RIFF")
+    err = refused(capsys, str(tmp_path / "short.wav"), b, tmp_path / "p")
+    assert f"OUT_A {tmp_path / 'short.wav'}: a file, not a folder; give a `kame eval mtbench` output folder" in err
+    assert "no such folder" not in err  # (was: though it exists)
+    err = refused(capsys, str(tmp_path / "missing"), b, tmp_path / "p")
+    assert f"OUT_A {tmp_path / 'missing'}: no such folder; give a `kame eval mtbench` output folder" in err

@@ -215,3 +215,57 @@ def test_text_the_font_cannot_draw_gives_no_warning_per_glyph(tmp_path):
         warnings.warn("another warning", UserWarning)
     assert [str(w.message) for w in caught] == ["another warning"]
     assert (tmp_path / "t.png").stat().st_size > 0
+
+
+def test_a_long_track_is_drawn_as_each_pixel_column_s_min_and_max():
+    """(was: every sample handed to matplotlib: a 10-minute `kame run` took ~1.2 GB more to draw
+    its PNG; now 2 points per pixel column, whatever the length)"""
+    import matplotlib.pyplot as plt
+
+    from kame.runtime.timeline import DPI, timeline_figure
+
+    rec, agent = _long_tandem(3, 180.0)
+    rng = np.random.default_rng(0)
+    user = rng.uniform(-0.1, 0.1, agent.shape[0]).astype(np.float32)
+    user[1_000_003], user[3_000_001] = 0.9, -0.8  # (one sample each: kept by their columns)
+    agent[2_000_000:2_000_500] = 0.5
+    fig = timeline_figure(user, agent, rec, "tandem")
+    try:
+        columns = int(fig.get_figwidth() * DPI)
+        for panel, track in ((fig.axes[0], user), (fig.axes[3], agent)):
+            (line,) = panel.lines
+            x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+            assert len(x) <= 2 * columns < track.shape[0] // 100
+            assert y.max() == track.max() and y.min() == track.min()
+            assert x[0] == 0 and x[-1] == (track.shape[0] - 1) / SR and np.all(np.diff(x) >= 0)
+    finally:
+        plt.close(fig)
+
+
+def test_the_envelope_keeps_each_column_s_min_and_max_and_a_short_track_as_it_is():
+    from kame.runtime.timeline import envelope
+
+    track = np.random.default_rng(1).normal(size=1000).astype(np.float32)
+    t, y = envelope(track, 100)  # (10 samples a column)
+    cols = track.reshape(100, 10)
+    assert np.array_equal(y[0::2], cols.min(1)) and np.array_equal(y[1::2], cols.max(1))
+    assert np.array_equal(t[0::2], np.arange(0, 1000, 10) / SR) and np.array_equal(t[1::2], np.arange(9, 1000, 10) / SR)
+    t, y = envelope(track[:995], 100)  # (the last column shorter)
+    assert len(y) == 200 and y[-2:].tolist() == [track[990:995].min(), track[990:995].max()]
+    t, y = envelope(track[:200], 100)  # (2 samples a column or fewer: every sample, as before)
+    assert np.array_equal(y, track[:200]) and np.array_equal(t, np.arange(200) / SR)
+
+
+def test_the_audible_samples_are_found_piece_by_piece_as_over_the_whole_track(monkeypatch):
+    from kame.runtime import timeline
+
+    monkeypatch.setattr(timeline, "_SCAN", 7)  # (pieces of 7 samples: the edges are crossed)
+    agent = np.zeros(60, np.float32)
+    agent[[3, 6, 7, 20, 41, 48, 49]] = 0.5
+    loud = np.flatnonzero(np.abs(agent) > 0.01) / SR  # (what the plot took from the whole track at once)
+    for start, stop in [(0, np.inf), (4 / SR, 41 / SR), (7 / SR, 7.5 / SR), (8 / SR, 20 / SR), (21 / SR, 40 / SR),
+                        (49 / SR, np.inf), (50 / SR, np.inf), (-1.0, 3 / SR), (-np.inf, np.inf), (20 / SR, 20 / SR),
+                        (np.nan, np.inf)]:
+        want = loud[(loud >= start) & (loud < stop)]
+        assert timeline._audible(agent, start, stop) == (want[0] if want.size else None), (start, stop)
+        assert timeline._audible(agent, start, stop, last=True) == (want[-1] if want.size else None), (start, stop)

@@ -345,3 +345,19 @@ def test_a_train_state_that_cannot_be_written_is_a_kame_error_naming_it(tmp_path
         save_checkpoint(model, model.state_dict(), {}, tmp_path / "out", 1, TrainConfig(), manifest, "0" * 64,
                         codec_spec="embedded", tokenizer_spec="default")
     assert not [p for p in (tmp_path / "out" / "step-1").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_manifest_that_is_not_utf8_text_is_refused_naming_it(tmp_path, capsys):
+    """(was: a UnicodeDecodeError traceback, e.g. for a wav given as the manifest)"""
+    wav = tmp_path / "short.wav"
+    wav.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\xe4\x5d")
+    utf16 = tmp_path / "bom16.jsonl"
+    utf16.write_bytes(b"\xff\xfe{\x00}\x00\n\x00")
+    with pytest.raises(DataError, match=f"manifest {utf16}: not UTF-8 text \\(byte 0\\); give a manifest"):
+        read_manifest(utf16)
+    for cmd in (["train", str(wav), "-o", str(tmp_path / "run")], ["data", "encode", str(wav)]):
+        capsys.readouterr()
+        assert main(cmd) == 1
+        err = capsys.readouterr().err
+        assert f"kame: error: manifest {wav}: not UTF-8 text (byte 24); give a manifest (kame data synth's " \
+               f"OUT/train.jsonl)" in err and "Traceback" not in err, err

@@ -42,6 +42,7 @@ import numpy as np
 from ..cliargs import at_least
 from ..errors import CheckpointError, ConfigError, NotAvailableError
 from ..model.config import MAX_SEED
+from ..paths import check_output_folder, write_replacing
 from ..train.data import FRAME_RATE, SAMPLE_RATE, DataError
 
 NO_ASR = "; or --no-asr (no audio WER / CER)"  # (the way out a missing whisper's error names)
@@ -253,8 +254,7 @@ def _check_whisper(where: str) -> None:
 
 
 def main(args) -> int:
-    import soundfile as sf
-
+    from ..audio import write_wav
     from ..model.loaders import auto_device, parse_device
     from ..model.stepper import Sampling
     from ..train.batching import manifest_entries
@@ -268,7 +268,9 @@ def main(args) -> int:
     where = "eval follow"
     if not args.no_asr:  # (before the front-end's load, which takes a while: was only after it)
         _check_whisper(where)
-    try:
+    try:  # (-o made and checked first: was a traceback after the front-end's load for one it could not make)
+        if out is not None:
+            check_output_folder(out, flag="-o")
         device = parse_device(auto_device(args.device))
         _, entries = manifest_entries(args.manifest, command=where)
         entries = entries[: args.limit]
@@ -290,8 +292,6 @@ def main(args) -> int:
             asr = Whisper()
         except NotAvailableError as exc:  # (its message names the `stt` extra; was: "the bench extra", none such)
             raise NotAvailableError(f"{where}: {exc}{NO_ASR}") from exc
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
     recs = []
     print(f"# kame eval follow: {args.frontend} ({codec_spec}, on {device}), {len(entries)} dialogues from "
           f"{args.manifest}, "
@@ -309,8 +309,8 @@ def main(args) -> int:
         if out is not None:
             user = np.asarray(d.audio[:, 0], np.float32)
             n = max(len(user), len(pcm))
-            sf.write(out / f"{Path(e.path).name}.wav", np.stack([np.pad(user, (0, n - len(user))),
-                                                                np.pad(pcm, (0, n - len(pcm)))], 1), SAMPLE_RATE)
+            write_wav(out / f"{Path(e.path).name}.wav", np.stack([np.pad(user, (0, n - len(user))),
+                                                                 np.pad(pcm, (0, n - len(pcm)))], 1), SAMPLE_RATE)
         if args.per_dialogue:
             print(f"| {Path(e.path).name} | {_pct(rec['text_words_ok'], rec['text_words'])} | "
                   f"{_bare(rec['text_words_ok_no_oracle'], rec['text_words'])} | "
@@ -320,7 +320,8 @@ def main(args) -> int:
                   f"{_audio([rec], '') if asr else '–'} | {_audio([rec], '_recorded') if asr else '–'} |",
                   flush=True)
     if out is not None:
-        (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+        text = "".join(json.dumps(r) + "\n" for r in recs)
+        write_replacing(out / "results.jsonl", lambda tmp: tmp.write_text(text), "results file")
     tot = {k: sum(r[k] for r in recs) for k in ("text_words_ok", "text_words", "semantic_ok", "semantic",
                                                   "text_errors", "ref_words")}
     onsets = [abs(r["onset_error_s"]) for r in recs if r["onset_error_s"] is not None]

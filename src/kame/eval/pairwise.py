@@ -136,7 +136,8 @@ def read_folder(folder: str, flag: str) -> tuple[str, str, list[dict]]:
     mtbench`` folder."""
     path = Path(folder)
     if not path.is_dir():
-        raise ConfigError(f"{flag} {folder}: no such folder; give a `kame eval mtbench` output folder (its -o)")
+        why = "a file, not a folder" if path.exists() else "no such folder"  # (was: "no such folder" for a file)
+        raise ConfigError(f"{flag} {folder}: {why}; give a `kame eval mtbench` output folder (its -o)")
     settings, results = path / MTBENCH_SETTINGS, path / "results.jsonl"
     if (path / SETTINGS).exists() and not settings.exists():  # (was: "run kame eval mtbench -o it first")
         raise ConfigError(f"{flag} {folder}: a kame eval pairwise folder ({SETTINGS}), not a kame eval mtbench one; "

@@ -24,7 +24,7 @@ MAX_FAILURES = 5  # questions (pairs) failed in a row (agent or judge): somethin
 
 def has_results(path: Path) -> bool:
     """``path`` (a results.jsonl) exists and holds more than white space."""
-    return path.exists() and bool(path.read_text().strip())
+    return path.exists() and bool(path.read_bytes().decode("utf-8", "replace").strip())
 
 
 def read_settings(path: Path, fix: str) -> dict:
@@ -46,12 +46,15 @@ def write_settings(path: Path, doc: dict) -> None:
 def read_jsonl(path: Path, fix: str, ok=None, needs: str = "", problem=None) -> list[dict]:
     """The records of a results.jsonl (none when it is missing); refused, by file:line, a line that
     is not JSON, not an object or one ``ok(record)`` rejects (``needs``: what one needs), or one in
-    which ``problem(record)`` finds a field of the wrong type or value (it says which, else None)."""
+    which ``problem(record)`` finds a field of the wrong type or value (it says which, else None).
+    A line with bytes that are not UTF-8 (a character cut while writing) is not JSON either."""
     done = []
-    for n, line in enumerate(path.read_text().splitlines() if path.exists() else [], 1):
+    text = path.read_bytes().decode("utf-8", "surrogateescape") if path.exists() else ""
+    for n, line in enumerate(text.splitlines(), 1):
         try:
+            line.encode("utf-8")  # (its bytes that are not UTF-8: kept as lone surrogates, which cannot be)
             done += [json.loads(line)] if line.strip() else []
-        except json.JSONDecodeError:
+        except (UnicodeEncodeError, json.JSONDecodeError):
             raise ConfigError(f"{path}:{n}: not valid JSON (cut while writing?); delete that line, or {fix}") from None
         if line.strip() and not (isinstance(done[-1], dict) and (ok is None or ok(done[-1]))):
             raise ConfigError(f"{path}:{n}: not a record ({needs or 'a JSON object'}); delete that line, or {fix}")

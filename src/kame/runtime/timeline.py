@@ -1,12 +1,15 @@
 """The timeline plot of one conversation (OUT.png of ``kame run`` and ``kame demo``): the user's
 audio with its VAD events, the partial and final transcripts, each oracle prediction at the time
-it reset the stream, and the agent's audio with its words and the first response marked.
+it reset the stream, and the agent's audio with its words and the first response marked. A long
+track is drawn as its envelope (the min and max of each pixel column: envelope), so the plot's
+memory does not grow with the conversation's length.
 
     plot_timeline(Path("answer.png"), user, agent, rec, title="tandem, random-weight front-end")
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -20,7 +23,9 @@ from .runreport import turn_started, words_not_heard
 
 WIDTH_IN = 14.0  # the figure's width (inches) up to WIDE_AFTER_S of conversation; it grows with it ...
 WIDE_AFTER_S = 60.0
-MAX_WIDTH_IN = 40.0  # ... up to this (4400 px at the PNG's 110 dpi)
+MAX_WIDTH_IN = 40.0  # ... up to this (4400 px at the PNG's DPI)
+DPI = 110
+_SCAN = 10 * SAMPLE_RATE  # agent samples looked at at once for an audible one (_audible)
 WORDS_PER_IN = 30  # the agent's words the plot shows per inch of its width; beyond, evenly chosen (was: the first 400)
 # matplotlib's warning for each character the font has no glyph for ("Glyph 12399 (\N{HIRAGANA LETTER HA})
 # missing from font(s) DejaVu Sans."): not shown (plot_timeline)
@@ -38,7 +43,7 @@ def plot_timeline(path: Path, user: np.ndarray, agent: np.ndarray, rec: dict, ti
         warnings.filterwarnings("ignore", message=_MISSING_GLYPH, category=UserWarning)
         fig = timeline_figure(user, agent, rec, title)
         try:  # (as write_wav: whole or not at all, and KameError naming the file it could not write)
-            write_replacing(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), "timeline plot")
+            write_replacing(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"), "timeline plot")
         finally:
             plt.close(fig)
 
@@ -47,6 +52,22 @@ def figure_width(duration_s: float) -> float:
     """The figure's width in inches: WIDTH_IN, wider for a conversation longer than WIDE_AFTER_S
     (in proportion), up to MAX_WIDTH_IN."""
     return min(MAX_WIDTH_IN, max(WIDTH_IN, WIDTH_IN * duration_s / WIDE_AFTER_S))
+
+
+def envelope(track: np.ndarray, columns: int) -> tuple[np.ndarray, np.ndarray]:
+    """(times in s, values) that draw ``track`` (samples at SAMPLE_RATE) on ``columns`` pixel
+    columns as its samples would: a track of up to 2 points per column as it is, a longer one as
+    each column's min (at its first sample's time) and max (at its last's), 2 points per column
+    whatever its length (was: every sample drawn, ~2 MB of matplotlib's memory per second of a
+    `kame run`)."""
+    n = track.shape[0]
+    if n <= 2 * columns:
+        return np.arange(n) / SAMPLE_RATE, track
+    per = -(-n // columns)  # (samples per column, rounded up: at most ``columns`` of them)
+    starts = np.arange(0, n, per)
+    ends = np.minimum(starts + per, n) - 1
+    values = np.stack([np.minimum.reduceat(track, starts), np.maximum.reduceat(track, starts)], 1)
+    return np.stack([starts, ends], 1).ravel() / SAMPLE_RATE, values.ravel()
 
 
 def timeline_figure(user: np.ndarray, agent: np.ndarray, rec: dict, title: str):
@@ -59,10 +80,10 @@ def timeline_figure(user: np.ndarray, agent: np.ndarray, rec: dict, title: str):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    t = np.arange(user.shape[0]) / SAMPLE_RATE
     width = figure_width(max(user.shape[0], agent.shape[0]) / SAMPLE_RATE)
     fig, ax = plt.subplots(4, 1, figsize=(width, 9), sharex=True, gridspec_kw={"height_ratios": [2, 2, 2, 2]})
-    ax[0].plot(t, user, lw=0.4, color="tab:blue")
+    columns = int(width * DPI)
+    _track(ax[0], user, columns, "tab:blue")
     ax[0].set_ylabel("user")
     for v in rec["vad"]:
         ax[0].axvline(v["t"], color="green" if v["event"] == "start" else "red", lw=0.8, ls="--",
@@ -89,7 +110,7 @@ def timeline_figure(user: np.ndarray, agent: np.ndarray, rec: dict, title: str):
     ax[2].set_ylim(0, 1)
     ax[2].set_yticks([])
     ax[2].set_ylabel("oracle predictions\n(reset time, text)")
-    ax[3].plot(t, agent, lw=0.4, color="tab:orange")
+    _track(ax[3], agent, columns, "tab:orange")
     ax[3].set_ylabel("agent")
     # (y in axes fractions, clipped: a label never spills out of its panel)
     words = agent_word_positions(rec, agent)
@@ -106,7 +127,7 @@ def timeline_figure(user: np.ndarray, agent: np.ndarray, rec: dict, title: str):
         ax[3].axvline(tr, color="red", lw=0.6, ls=":", label="first response")
     _legend(ax[3])
     ax[3].set_xlabel("time (s)")
-    ax[3].set_xlim(0, t[-1] if t.size else 1.0)
+    ax[3].set_xlim(0, (user.shape[0] - 1) / SAMPLE_RATE if user.shape[0] else 1.0)
     fig.suptitle(title, fontsize=9)
     import warnings
 
@@ -114,6 +135,15 @@ def timeline_figure(user: np.ndarray, agent: np.ndarray, rec: dict, title: str):
         warnings.simplefilter("ignore")
         fig.tight_layout()
     return fig
+
+
+def _track(ax, track: np.ndarray, columns: int, color: str) -> None:
+    """``track`` drawn on ``ax``: its samples, or its envelope with the band between each column's
+    min and max filled (as a column's many samples drew it)."""
+    t, y = envelope(track, columns)
+    ax.plot(t, y, lw=0.4, color=color)
+    if y.shape[0] < track.shape[0]:
+        ax.fill_between(t[0::2], y[0::2], y[1::2], color=color, lw=0)
 
 
 def first_response_times(rec: dict) -> list[float]:
@@ -162,7 +192,6 @@ def agent_word_positions(rec: dict, agent: np.ndarray) -> list[tuple[float, floa
     for m, t in zip([m for m in rec.get("metrics", ()) if m.get("name") == "first_response_latency"],
                     first_response_times(rec)):
         onsets.setdefault((m.get("labels") or {}).get("turn"), t)
-    loud = np.flatnonzero(np.abs(agent) > AUDIBLE) / SAMPLE_RATE
     for r, (tid, t_next, done, idx) in enumerate(replies):
         mine = [pieces[i] for i in idx if owner[i] == r]
         said = None if done is None else done.get("text")  # (the words heard; None: not known)
@@ -176,13 +205,13 @@ def agent_word_positions(rec: dict, agent: np.ndarray) -> list[tuple[float, floa
         stop = min(t_next, float("inf") if ended is None else ended)
         onset = onsets.get(tid)
         if onset is None:  # (no latency metric: the first audible sample after its first text)
-            first = loud[(loud >= mine[0]["t"]) & (loud < stop)] if mine else loud[:0]
-            if not first.size and done is None:
+            first = _audible(agent, mine[0]["t"], stop) if mine else None
+            if first is None and done is None:
                 front += words  # (never heard: left at the time it was written)
                 continue
-            onset = float(first[0]) if first.size else mine[0]["t"] if mine else ended
-        heard = loud[(loud >= onset) & (loud < stop)]
-        end = max(onset, ended if ended is not None else heard[-1] if heard.size else onset)
+            onset = first if first is not None else mine[0]["t"] if mine else ended
+        heard = _audible(agent, onset, stop, last=True) if ended is None else None
+        end = max(onset, ended if ended is not None else heard if heard is not None else onset)
         chars = np.cumsum([0] + [len(w[1]) + 1 for w in words])
         for w, c in zip(words, chars):
             w[0] = onset + (end - onset) * c / max(1, chars[-1])
@@ -193,6 +222,23 @@ def agent_word_positions(rec: dict, agent: np.ndarray) -> list[tuple[float, floa
     # (a reply cut in the step the front-end's next word came in: the reply's words first)
     out = sorted(out + [w + [1] for w in front], key=lambda w: (w[0], w[2:]))
     return [(w[0], 0.85 - 0.22 * (i % 4), w[1].strip()[:20]) for i, w in enumerate(out)]
+
+
+def _audible(agent: np.ndarray, start: float, stop: float, last: bool = False) -> float | None:
+    """The time (s) of the first (``last``: the last) sample of ``agent`` louder than AUDIBLE at
+    ``start`` or later and before ``stop``, or None; looked for a piece of _SCAN samples at a
+    time (was: every audible sample's time at once, 16 bytes a sample of a long run)."""
+    if not start < stop:  # (no time between them, or NaN)
+        return None
+    lo = max(0, math.floor(start * SAMPLE_RATE) - 1) if start > 0 else 0
+    hi = agent.shape[0] if math.isinf(stop) else min(agent.shape[0], math.ceil(stop * SAMPLE_RATE) + 1)
+    pieces = range(lo, hi, _SCAN)
+    for a in reversed(pieces) if last else pieces:
+        t = (a + np.flatnonzero(np.abs(agent[a:min(a + _SCAN, hi)]) > AUDIBLE)) / SAMPLE_RATE
+        t = t[(t >= start) & (t < stop)]
+        if t.size:
+            return float(t[-1] if last else t[0])
+    return None
 
 
 def _words(pieces) -> list[list]:

@@ -32,7 +32,7 @@ import numpy as np
 from ..backend.options import is_finite_number
 from ..backend.types import FRAME_SIZE, SAMPLE_RATE  # (kame's audio: 24 kHz, 80 ms frames)
 from ..errors import KameError
-from ..paths import file_sha256, write_replacing
+from ..paths import file_sha256, read_text, write_replacing
 
 FRAME_RATE = SAMPLE_RATE / FRAME_SIZE  # 12.5 Hz
 FORMAT, VERSION = "kame-dialogue", 1
@@ -508,10 +508,8 @@ def read_manifest(path: str | Path, *, check: bool = True) -> list[ManifestEntry
     """The manifest's entries, paths resolved against its folder. ``check``: every folder must hold
     a dialogue.json (a DataError naming the line otherwise)."""
     path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise DataError(f"cannot read manifest {path}: {exc}") from None
+    _, text = read_text(path, f"manifest {path}", "give a manifest (kame data synth's OUT/train.jsonl)", DataError)
+    lines = text.splitlines()
     out = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
