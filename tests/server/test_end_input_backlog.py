@@ -36,6 +36,15 @@ async def test_end_input_steps_the_buffered_audio_before_the_close():
     assert heard_s(res) > 1.4  # (was: 0, the 1.6 s sent at once dropped unheard)
 
 
+async def test_a_last_part_frame_is_stepped_not_counted_as_dropped():
+    """(was: a PCM client's input that is not whole 80 ms frames, nearly any, left a part-frame
+    counted as dropped at the close: kame client warned that the network held audio back)"""
+    async with running_server() as (url, _):
+        res = await asyncio.wait_for(chat(url, tone(1.03), pcm_mode=True, realtime=False, tail_s=0), 20)
+    (final,) = [m for m in res.metas if m.get("type") == "stats" and m.get("final")]
+    assert res.close_code == 1000 and final["dropped_input_s"] == 0 and res.dropped_input_s == 0
+
+
 async def test_what_is_not_stepped_in_time_is_counted(monkeypatch):
     monkeypatch.setattr(connection, "END_INPUT_STEP_S", 0.4)
     async with running_server() as (url, _):

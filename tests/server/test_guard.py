@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import socket
 
 import aiohttp
 import pytest
@@ -21,6 +23,7 @@ from kame.server import protocol as P
 from kame.server.app import SERVER_KEY, ServerConfig, make_app, server_config_from
 from kame.server.client import chat, chat_url
 from kame.server.echo import EchoAgent
+from kame.server.ops import client_key, parse_trusted
 
 from ..local_http import serving
 from .conftest import running_server, tone
@@ -68,6 +71,17 @@ async def test_allowed_origins_and_a_trusted_proxys_forwarded_host():
         assert (await _status(http, url, Origin="https://kame.example.org", **proxied))[0] == 403
     async with running_server(allowed_origins="*") as (url, _), aiohttp.ClientSession() as http:
         assert (await _status(http, url, Origin="https://anything.example"))[0] == 101
+
+
+async def test_a_refusal_log_line_names_the_forwarded_hop_a_proxy_stands_for(caplog):
+    """(was: the 403 line said only the proxy's address, where the other log lines add the
+    X-Forwarded-For hop that is not an address)"""
+    caplog.set_level(logging.WARNING, "kame.server")
+    async with running_server(trusted_proxy="127.0.0.1") as (url, _), aiohttp.ClientSession() as http:
+        status, _ = await _status(http, url, Origin="https://evil.example", **{"X-Forwarded-For": "unknown"})
+        assert status == 403
+    (line,) = [r.getMessage() for r in caplog.records if "(HTTP 403)" in r.getMessage()]
+    assert 'from 127.0.0.1 (the proxy: X-Forwarded-For has "unknown", not an address)' in line, line
 
 
 async def test_a_loopback_server_refuses_other_host_names_dns_rebinding():
@@ -194,8 +208,6 @@ async def test_an_ipv6_clients_addresses_in_one_64_are_one_client():
 
 
 def test_a_client_is_an_ipv4_address_or_an_ipv6_64():
-    from kame.server.ops import client_key
-
     assert client_key("203.0.113.7") == "203.0.113.7"
     assert client_key("::ffff:203.0.113.7") == "203.0.113.7"  # (an IPv4 peer of a dual-stack bind)
     assert client_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd") == client_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
@@ -204,6 +216,25 @@ def test_a_client_is_an_ipv4_address_or_an_ipv6_64():
     # a port a proxy adds (Azure Application Gateway: IP:port) is dropped
     assert client_key("203.0.113.7:50001") == client_key('"203.0.113.7:50002"') == "203.0.113.7"
     assert client_key("[2001:db8:1:2::1]:50001") == client_key("[2001:db8:1:2::9]") == "2001:db8:1:2::/64"
+    # a link-local address (every host on the link shares fe80::/64) and a trusted proxy's are whole
+    assert client_key("fe80::1%eth0") == "fe80::1%eth0" and client_key("fe80::2") == "fe80::2"
+    proxy = parse_trusted("2001:db8::10")
+    assert client_key("2001:db8::10", proxy) == "2001:db8::10" and client_key("2001:db8::99", proxy) == "2001:db8::/64"
+
+
+def test_a_trusted_proxys_connections_do_not_use_up_its_64_neighbours_cap():
+    """(was: a trusted proxy's connections counted under its /64, so a host beside it with none
+    of its own was refused 429 once the proxy held max_connections_per_client)"""
+    from kame.server.app import LimitedSocket
+
+    ls = LimitedSocket(socket.socket(socket.AF_INET6), 256, 2, parse_trusted("2001:db8::10"))
+    try:
+        key = client_key("2001:db8::10", ls.trusted)
+        ls.per_address[key] += 5  # (the proxy's five connections, as accept counts them)
+        assert ls._over("2001:db8::10", key) is None  # the proxy: not capped
+        assert ls._over("2001:db8::99", client_key("2001:db8::99", ls.trusted)) is None  # its neighbour: none open
+    finally:
+        ls.close()
 
 
 def test_a_hop_with_a_port_is_trusted_as_its_address_and_a_non_address_is_not():

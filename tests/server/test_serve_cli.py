@@ -116,6 +116,17 @@ def test_what_a_static_dir_does_not_serve_is_said_once_at_start(tmp_path, caplog
     assert ".git" not in said[0]
 
 
+def test_a_bind_on_one_address_says_its_microphone_needs_https_here_too():
+    """(was: 'other machines: this address ... needs HTTPS', though localhost is not served then:
+    a browser on this machine needs HTTPS at that address too)"""
+    from kame.server.app import page_url, remote_note
+
+    assert page_url("192.0.2.2", 8998) == "http://192.0.2.2:8998/"
+    note = remote_note("192.0.2.2")
+    assert "needs HTTPS at this address" in note and "other machines" not in note
+    assert "other machines" in remote_note("0.0.0.0") and remote_note("127.0.0.1") == ""
+
+
 def test_a_bind_on_all_addresses_prints_the_page_at_localhost():
     """`kame serve --host 0.0.0.0` printed http://0.0.0.0:PORT/, where a browser refuses the page's
     microphone (not a secure context): it prints http://localhost:PORT/, which serves the page, and

@@ -71,7 +71,7 @@ class Server:
         # another bind without a token: Host is checked too, against IPs and these names (None: not checked)
         self.own_names = None if self.loopback or cfg.auth_token else guard.own_names(cfg.host)
         guard.log_host_names(self.own_names, self.allowed_hosts)
-        self.slots = guard.ClientSlots(cfg.max_sessions_per_client or 0)
+        self.slots = guard.ClientSlots(cfg.max_sessions_per_client or 0, self.trusted)
         self.refusals_logged = 0
         self.opus_pool = ThreadPoolExecutor(OPUS_THREADS, thread_name_prefix="kame-opus")  # (threads: on use)
 
@@ -110,7 +110,8 @@ class Server:
         client = ops.client_address(request, self.trusted)
         if not self.slots.take(client):
             n = self.slots[client]
-            return ops.refuse(self, {"error": "too_many_sessions", "message": f"this client ({ops.client_key(client)}) already has "
+            who = ops.client_key(client, self.trusted)
+            return ops.refuse(self, {"error": "too_many_sessions", "message": f"this client ({who}) already has "
                                      f"{n} session{'s' if n != 1 else ''} open, the server's limit per client "
                                      f"(server.max_sessions_per_client); close one first"}, status=429,
                               headers={"Retry-After": "5"})
@@ -273,7 +274,7 @@ class LimitedSocket(socket.socket):
         for _ in range(REFUSE_BURST):
             conn, addr = super().accept()  # (BlockingIOError when none is waiting: asyncio's loop stops there)
             ip = str(addr[0] if isinstance(addr, tuple) else addr)
-            key = ops.client_key(ip)
+            key = ops.client_key(ip, self.trusted)
             why = self._over(ip, key)
             if why is not None and not pruned:  # forget the closed ones, once a call (none closes within it)
                 self._prune()
@@ -474,11 +475,14 @@ def page_url(host: str, port: int) -> str:
 
 
 def remote_note(host: str) -> str:
-    """What the serving line adds for a bind other machines can reach: their browsers need HTTPS."""
+    """What the serving line adds for a bind other machines can reach: their browsers need HTTPS
+    (and, on one address that is not loopback, this machine's too: localhost is not served)."""
     if guard.is_loopback_name(host):
         return ""
-    where = "this machine's address" if host in guard.WILDCARD_HOSTS else "this address"
-    return f"; other machines: {where}, where the page's microphone needs HTTPS: a TLS proxy in front"
+    if host in guard.WILDCARD_HOSTS:
+        return "; other machines: this machine's address, where the page's microphone needs HTTPS: a TLS proxy in front"
+    return ("; the page's microphone needs HTTPS at this address (a TLS proxy in front), or bind 0.0.0.0 and "
+            "open it at localhost on this machine")
 
 
 def _say(line: str) -> None:

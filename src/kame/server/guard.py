@@ -307,7 +307,7 @@ def _log_refusal(server, request: web.BaseRequest, why: str) -> None:
     server.refusals_logged += 1
     # (the path as sent: a decoded %0A would start a line of its own; ``why`` quotes with repr)
     log.log(level, "refused %s %s from %s (HTTP 403): %s", clean(request.method), clean(request.rel_url.raw_path),
-            ops.client_address(request, server.trusted), why)
+            ops.client_logged(request, server.trusted), why)
 
 
 @web.middleware
@@ -460,27 +460,27 @@ def drop_unsent(transport, grace: float = 2.0) -> None:
 
 class ClientSlots:
     """Live sessions per client, for ``server.max_sessions_per_client`` (0: no cap); a client is
-    its address's ops.client_key (an IPv6 address's /64)."""
+    its address's ops.client_key (an IPv6 address's /64; ``trusted``: the proxies' networks)."""
 
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
+    def __init__(self, cap: int, trusted: tuple = ()) -> None:
+        self.cap, self.trusted = cap, trusted
         self._n: collections.Counter[str] = collections.Counter()
 
     def take(self, addr: str) -> bool:
-        key = ops.client_key(addr)
+        key = ops.client_key(addr, self.trusted)
         if self.cap and self._n[key] >= self.cap:
             return False
         self._n[key] += 1
         return True
 
     def give_back(self, addr: str) -> None:
-        key = ops.client_key(addr)
+        key = ops.client_key(addr, self.trusted)
         self._n[key] -= 1
         if self._n[key] <= 0:
             del self._n[key]
 
     def __getitem__(self, addr: str) -> int:
-        return self._n.get(ops.client_key(addr), 0)
+        return self._n.get(ops.client_key(addr, self.trusted), 0)
 
 
 # ---- client audio ------------------------------------------------------------------------------

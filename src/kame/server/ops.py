@@ -96,12 +96,14 @@ def is_trusted(addr: str | None, nets: tuple) -> bool:
     return any(a.version == n.version and a in n for a in ips for n in nets)
 
 
-def client_key(addr: str) -> str:
+def client_key(addr: str, trusted: tuple = ()) -> str:
     """What the per-client caps count a client by (server.max_connections_per_client,
     max_sessions_per_client): an IPv4 address (an IPv4-mapped IPv6 one as its IPv4); an IPv6
     address as its /64 network, which one host or home network is usually given whole (so 2^64
-    addresses are one client, not 2^64 clients); a port dropped; anything else (not an address:
-    client_address never gives one) as it is."""
+    addresses are one client, not 2^64 clients), but a link-local one (fe80::/10: every host on
+    the link shares its /64) or a trusted proxy's (``trusted``: its connections are not its /64
+    neighbours') as it is; a port dropped; anything else (not an address: client_address never
+    gives one) as it is."""
     if (hop := _hop(addr)) is None:
         return addr
     ip = hop[1]
@@ -109,6 +111,8 @@ def client_key(addr: str) -> str:
         return str(ip)
     if ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)
+    if ip.is_link_local or is_trusted(hop[0], trusted):
+        return str(ip)
     return str(ipaddress.IPv6Network((ip, 64), strict=False))
 
 
