@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import numbers
+import os
 import re
 import tomllib
 import typing
@@ -35,7 +37,7 @@ from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
 from .hub import split_hf
-from .numeric import is_finite_number
+from .numeric import is_finite_number, is_real_number
 from .paths import expand_user, local_path
 from .model.config import PRESETS as MODEL_PRESETS  # (torch-free: kame.model imports torch lazily)
 from .model.config import MAX_SEED, random_spec_options
@@ -339,7 +341,9 @@ def _type_of(cls: type, name: str) -> Any:
 
 
 def _check_value(path: str, f: dataclasses.Field, tp: Any, value: Any) -> Any:
-    """Return ``value`` converted to the field's type, or raise ConfigError naming ``path``."""
+    """Return ``value`` converted to the field's type, or raise ConfigError naming ``path``. A value
+    set in code of a compatible type is converted too (a Path -> str, a numpy integer -> int, a
+    numpy float -> float; never a bool to a number): TOML and --set values give none of those."""
     args = typing.get_args(tp)
     if type(None) in args:  # Optional[X]: TOML has no null, so the string "none" means None
         if value is None or (isinstance(value, str) and value.lower() == "none"):
@@ -350,15 +354,17 @@ def _check_value(path: str, f: dataclasses.Field, tp: Any, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{path}: expected true/false, got {value!r}")
     elif tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        value = int(value)
     elif tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not is_real_number(value):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
         if not is_finite_number(value):  # TOML has nan/inf (they pass every min/max check), and 400-digit ints
             raise ConfigError(f"{path}: expected a finite number, got {value!r}")
         value = float(value)
     elif tp is str:
+        value = os.fspath(value) if isinstance(value, os.PathLike) else value
         if not isinstance(value, str):
             raise ConfigError(f"{path}: expected a string, got {value!r}")
     meta = f.metadata

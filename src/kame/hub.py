@@ -4,7 +4,7 @@ front-end checkpoints and the companion files their config.json names).
     from kame.hub import cache_fix, hf_download, split_hf
     repo, revision, filename = split_hf("hf://kyutai/moshiko-pytorch-bf16@main/model.safetensors")
     path = hf_download(repo, filename, revision)      # a file in the local Hugging Face cache
-    cache_fix(path)    # a damaged file there: what to delete to download it again (else None)
+    cache_fix(path)    # a damaged file there: what to delete and how to get it again (else None)
 
 First one quick HEAD request asks the hub about the file (no retries, ``HF_HUB_ETAG_TIMEOUT``
 seconds at most). If the hub answers, huggingface_hub downloads the file or takes it from the
@@ -151,19 +151,26 @@ def hf_download(repo: str, filename: str, revision: str | None = None) -> Path:
     raise unreachable
 
 
-def cache_fix(path: str | Path) -> str | None:
+def cache_fix(path: str | Path, spec: bool = True) -> str | None:
     """For a damaged (truncated, corrupt) file ``path`` of the local Hugging Face cache
-    (.../models--ORG--REPO/snapshots/COMMIT/FILE): what to delete so that it is downloaded again
-    (huggingface_hub takes a file its cache holds as it is: downloading again gives the same one);
-    None for a file elsewhere."""
+    (.../models--ORG--REPO/snapshots/COMMIT/FILE): what to delete and how to get it again, whatever
+    spec led to it (huggingface_hub takes a file its cache holds as it is: downloading again gives
+    the same one); ``spec``: offer an hf://ORG/REPO spec too (not for a caller that takes local
+    files only). None for a file elsewhere."""
     path = Path(path).absolute()
     parts = path.parts
-    if not any(a.startswith(("models--", "datasets--", "spaces--")) and b == "snapshots"
-               for a, b in zip(parts, parts[1:-2])):
+    at = next((i for i in range(len(parts) - 3) if parts[i + 1] == "snapshots"
+               and parts[i].startswith(("models--", "datasets--", "spaces--"))), None)
+    if at is None:
         return None
+    kind, _, name = parts[at].partition("--")
+    repo, commit, file = name.replace("--", "/"), parts[at + 2], "/".join(parts[at + 3:])
     files = [path, path.resolve()] if path.is_symlink() else [path]  # (the snapshot's link and its blob)
+    typed = "" if kind == "models" else f" --repo-type {kind[:-1]}"
+    hf = f"load it through an hf://{repo} spec, or " if spec and kind == "models" else ""
     return (f"it is in the local Hugging Face cache, which keeps a file it holds as it is (downloading again "
-            f"gives this copy): delete {' and '.join(map(str, files))}, then load it again with network access")
+            f"gives this copy): delete {' and '.join(map(str, files))}, then get it again with network access: "
+            f"{hf}run `hf download {repo} {file} --revision {commit}{typed}` (which puts it back where it was)")
 
 
 def _error(src: str, filename: str, exc: Exception, probing: bool = False) -> CheckpointError:

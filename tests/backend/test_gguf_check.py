@@ -84,3 +84,21 @@ def test_without_gguf_py_the_data_size_is_not_checked(tmp_path, monkeypatch):
     path = tmp_path / "cut.gguf"
     path.write_bytes(tiny_gguf()[:-8])  # (its last tensor's data cut)
     check_gguf(path)
+
+
+@pytest.mark.parametrize("content", [b"", tiny_gguf()[:-1]], ids=["empty", "cut-short"])
+def test_a_damaged_file_of_the_hugging_face_cache_says_what_to_delete(tmp_path, content):
+    """A GGUF in the Hugging Face cache (where `hf download` puts it): "download it again" gave
+    the same damaged copy. The error names the file to delete and the command that gets it again
+    (no hf:// spec: embedded: takes a local file)."""
+    commit = "c" * 40
+    path = tmp_path / "hub" / "models--org--llm" / "snapshots" / commit / "m.gguf"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    with pytest.raises(NotAvailableError) as ei:
+        registry.create("llm", f"embedded:{path}")
+    said = str(ei.value)
+    assert (f"it is in the local Hugging Face cache, which keeps a file it holds as it is (downloading again gives "
+            f"this copy): delete {path}, then get it again with network access: run `hf download org/llm m.gguf "
+            f"--revision {commit}` (which puts it back where it was)").lower() in said.lower(), said
+    assert "hf://" not in said and "download the model again" not in said and "Download it again" not in said

@@ -48,3 +48,35 @@ def test_kame_train_refuses_it_before_reading_data(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1 and "reads no user audio (n_q 8 = dep_q 8" in err, err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("spec, tail", [
+    ("random:tiny;dep_q=16", "n_q 32 for dep_q 16); leave dep_q out of the spec, or give n_q=32 with n_q + 1 delays"),
+    (DEAF, "n_q 16 for dep_q 8); leave n_q and delays out of the spec, or give n_q=16 with n_q + 1 delays"),
+    ("random:tiny;dep_q=16,n_q=16",
+     "n_q 32 for dep_q 16); leave n_q and dep_q out of the spec, or give n_q=32 with n_q + 1 delays"),
+])
+def test_the_hint_names_the_keys_the_spec_set(spec, tail):
+    """(was: "leave n_q and delays out of the spec" for random:tiny;dep_q=16, which sets neither)"""
+    with pytest.raises(CheckpointError) as e:
+        load_frontend(spec, expect="frontend", weights=False)
+    assert str(e.value).endswith(f"(Moshi's layout: {tail}"), str(e.value)
+
+
+def test_a_checkpoint_folder_named_random_gets_no_spec_hint(tmp_path, monkeypatch):
+    """A folder whose name starts with "random" is a checkpoint, not a random: spec (was: told to
+    change its spec's n_q / dep_q)."""
+    monkeypatch.chdir(tmp_path)
+    save_frontend(load_frontend(DEAF)[0], "randomish_ckpt")
+    with pytest.raises(CheckpointError, match=rf"^randomish_ckpt {WHY}$"):
+        load_frontend("randomish_ckpt", expect="frontend")
+    save_frontend(load_frontend("random:tiny;dep_q=0,n_q=8,delays=[0,0,1,1,1,1,1,1,1]")[0], "random_stt")
+    with pytest.raises(CheckpointError, match=r"^random_stt is a Kyutai STT checkpoint \(model_type 'moshi', dep_q 0"):
+        load_frontend("random_stt", expect="frontend")
+
+
+def test_a_random_spec_that_set_dep_q_0_is_told_to_leave_it_out():
+    with pytest.raises(CheckpointError, match=r"^random:tiny;dep_q=0 is shaped like Kyutai STT \(dep_q 0: text out, "
+                                              r"no audio\), not a speech-to-speech front-end; leave dep_q out of the "
+                                              r"spec \(random:tiny's is 8\)$"):
+        load_frontend("random:tiny;dep_q=0", expect="frontend", weights=False)

@@ -4,6 +4,8 @@ server for a hub that answers 404 (or serves files)."""
 
 import hashlib
 import http.server
+import os
+import re
 import socket
 import subprocess
 import sys
@@ -216,7 +218,10 @@ class _HubServing(http.server.BaseHTTPRequestHandler):
 def test_a_damaged_file_of_the_cache_says_what_to_delete_and_that_works(tmp_path, monkeypatch):
     """huggingface_hub takes a file its cache holds as it is, even online: "download it again"
     could not be followed (it gave the same truncated copy). The error names the snapshot's link
-    and its blob; once both are deleted, the next load downloads the file whole."""
+    and its blob; once both are deleted, the next load of the hf:// spec downloads the file whole,
+    and so does the `hf download` command it gives, back into the same snapshot folder (for a
+    snapshot folder given as a local spec: was "load it again with network access", which
+    then found no file)."""
     import torch
     from safetensors.torch import save
 
@@ -239,11 +244,53 @@ def test_a_damaged_file_of_the_cache_says_what_to_delete_and_that_works(tmp_path
                 read(hf_download("org/repo", name))
             # (was: "... download or copy it again")
             assert (f"it is in the local Hugging Face cache, which keeps a file it holds as it is (downloading again "
-                    f"gives this copy): delete {path} and {blob}, then load it again with network access") in str(e.value)
+                    f"gives this copy): delete {path} and {blob}, then get it again with network access: load it "
+                    f"through an hf://org/repo spec, or run `hf download org/repo {name} --revision {'c' * 40}` (which "
+                    f"puts it back where it was)") in str(e.value)
             path.unlink()
             blob.unlink()
-            assert hf_download("org/repo", name).read_bytes() == _HubServing.FILES[name]
+            if name == "config.json":  # the hf:// spec
+                assert hf_download("org/repo", name).read_bytes() == _HubServing.FILES[name]
+            else:  # the command, as given
+                command = re.search(r"`hf (download [^`]+)`", str(e.value))[1].split()
+                env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
+                       "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1"}
+                subprocess.run([sys.executable, "-m", "huggingface_hub.cli.hf", *command], env=env, check=True,
+                               capture_output=True, timeout=120)
+                assert path.read_bytes() == _HubServing.FILES[name]  # where it was
             read(hf_download("org/repo", name))
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("damage", ["zeros", "random", "header-byte", "bad-entry", "empty-json"])
+def test_a_corrupt_or_empty_cached_file_says_what_to_delete(tmp_path, damage):
+    """A cached file corrupt rather than cut short (an interrupted copy's zeros, junk, a flipped
+    byte in its header, a header safetensors refuses) or an empty config.json: the same advice
+    (was: only "no safetensors header" / "is empty", which re-downloading could not fix). The
+    same file elsewhere gets none (it may be a wrong file, not a damaged copy)."""
+    import json
+    import struct
+
+    import torch
+    from safetensors.torch import save
+
+    from kame.model.formats import read_json
+    from kame.model.tensorfiles import read_safetensors
+
+    good = save({"w": torch.zeros(64)})
+    bad_entry = json.dumps({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}).encode()
+    data = {"zeros": bytes(len(good)), "random": bytes(range(256)) * 2, "header-byte": good[:9] + b"X" + good[10:],
+            "bad-entry": struct.pack("<Q", len(bad_entry)) + bad_entry + bytes(8), "empty-json": b""}[damage]
+    name = "config.json" if damage == "empty-json" else "model.safetensors"
+    read = read_json if damage == "empty-json" else read_safetensors
+    for path in (_cache_file(tmp_path / "hub", "org/repo", name, data), tmp_path / name):
+        path.write_bytes(data)
+        with pytest.raises((CheckpointError, ConfigError)) as e:
+            read(path)
+        fix = (f"it is in the local Hugging Face cache, which keeps a file it holds as it is (downloading again "
+               f"gives this copy): delete {path}, then get it again with network access: load it through an "
+               f"hf://org/repo spec, or run `hf download org/repo {name} --revision {path.parent.name}`")
+        cached = path.parent.name != tmp_path.name
+        assert (fix in str(e.value)) == cached and ("Hugging Face" in str(e.value)) == cached, str(e.value)

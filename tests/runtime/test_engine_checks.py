@@ -78,3 +78,34 @@ def test_a_cascade_s_own_components_stand_in_for_the_config_s():
     with pytest.raises(ConfigError, match="backend.stt = 'none' cannot be used with mode = 'cascade'"):
         build_agent(cfg)
     assert isinstance(build_agent(cfg, components={"stt": object()}), CascadeAgent)
+
+
+def test_a_value_of_a_compatible_type_set_in_code_is_converted(tmp_path):
+    """A Path for a string key, a numpy integer for an integer key, a numpy float or integer for a
+    number key (was: refused, "frontend.spec: expected a string, got PosixPath(...)", though
+    load_frontend takes a Path and these worked before build_agent checked the values)."""
+    import numpy as np
+
+    from kame.config import validate_config
+
+    for check in (build_agent, validate_config):
+        cfg = KameConfig()
+        cfg.frontend.spec = tmp_path  # e.g. OUT / "latest" after kame train
+        cfg.runtime.max_sessions = np.int64(2)
+        cfg.frontend.temp = np.float32(0.5)
+        cfg.runtime.max_input_backlog_s = np.int32(3)
+        check(cfg)
+        assert (cfg.frontend.spec, cfg.runtime.max_sessions, cfg.frontend.temp, cfg.runtime.max_input_backlog_s) \
+            == (str(tmp_path), 2, 0.5, 3.0)
+        assert [type(v) for v in (cfg.frontend.spec, cfg.runtime.max_sessions, cfg.frontend.temp,
+                                  cfg.runtime.max_input_backlog_s)] == [str, int, float, float]
+    # not a bool, nor a float for an integer key (as a loaded one)
+    for key, value, said in [("runtime.max_sessions", np.bool_(True), "expected an integer"),
+                             ("runtime.max_sessions", True, "expected an integer"),
+                             ("runtime.max_sessions", np.float64(2.0), "expected an integer"),
+                             ("frontend.temp", True, "expected a number"),
+                             ("frontend.temp", np.float32("nan"), "expected a finite number")]:
+        with pytest.raises(ConfigError, match=rf"^{key}: {said}, got "):
+            validate_config(_set(KameConfig(), key, value))
+    with pytest.raises(ConfigError, match=r"^runtime.max_sessions: expected an integer, got 2.0$"):
+        load_config(None, ["runtime.max_sessions=2.0"])  # (load_config's own values: as before)

@@ -15,7 +15,7 @@ from kame.model.stepper import Sampling, Stepper, oracle_ids, oracle_timeline
 from kame.train.codes import write_codes
 from kame.train.data import DataError, OracleEvent, Word, read_dialogue, write_dialogue
 from kame.train.examples import (
-    StreamIds, collate, retokenize_oracle, stream_ids, text_stream, training_example,
+    StreamIds, collate, retokenize_oracle, stream_ids, text_stream, text_stream_report, training_example,
 )
 
 from ._fakes import FakeCodec, codes_of, dialogue, levels
@@ -42,6 +42,15 @@ def test_text_stream_puts_each_word_at_its_start_frame_with_end_of_padding_befor
     with pytest.raises(DataError, match=r"'capital' has token ids \[3451\] outside the text vocabulary \[0, 1000\)"):
         text_stream(words[2:3], 10, tok, StreamIds(P, E, 1000))
     assert stream_ids(preset("tiny")) == StreamIds(3, 0, 1000)
+
+
+def test_text_stream_given_the_config_says_to_give_stream_ids(tok):
+    """(was: AttributeError 'LMConfig' object has no attribute 'pad')"""
+    words = [Word("agent", "the", 0.0, 0.1)]
+    for call in (text_stream, text_stream_report):
+        with pytest.raises(TypeError, match=r"^text_stream: ids must be a StreamIds, the front-end's special ids: "
+                                            r"give stream_ids\(cfg\) of its config, not the LMConfig itself$"):
+            call(words, 4, tok, preset("tiny"))
 
 
 def _oracle(tok):

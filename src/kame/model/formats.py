@@ -58,14 +58,17 @@ def read_json(path: Path, where: str | None = None, what: str = "config keys") -
     """A JSON file holding one object (config.json, moshi_lm_kwargs.json) as a dict; ConfigError
     naming the file (or ``where``) if it is unreadable (one of the Hugging Face cache: what to
     delete there, kame.hub.cache_fix) or not an object."""
+    text = ""
     try:
         text = Path(path).read_text()
-        if not text.strip():  # (was: "not a readable JSON file: Expecting value: line 1 column 1")
-            raise ConfigError(f"{where or path} is empty ({len(text)} bytes): expected a JSON object of {what}")
-        raw = json.loads(text)
+        raw = json.loads(text) if text.strip() else None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         fix = cache_fix(path) if not isinstance(exc, OSError) else None  # (damaged there: cut short)
         raise ConfigError(f"{where or path} is not a readable JSON file: {exc}" + (f"; {fix}" if fix else "")) from exc
+    if not text.strip():  # (was: "not a readable JSON file: Expecting value: line 1 column 1")
+        fix = cache_fix(path)
+        raise ConfigError(f"{where or path} is empty ({len(text)} bytes): expected a JSON object of {what}"
+                          + (f"; {fix}" if fix else ""))
     if not isinstance(raw, dict):
         raise ConfigError(f"{where or path}: expected a JSON object of {what}, got {type(raw).__name__}")
     return raw

@@ -53,7 +53,7 @@ from ..errors import CheckpointError, ConfigError, NotAvailableError
 from ..hub import HubFileNotFound, HubUnreachable, hf_download, split_hf
 from ..paths import _new_temporary, default_mode, local_path
 from ..seeding import manual_seed
-from .config import (DEFAULT_TOKENIZER, DTYPE_NAMES, MAX_SEED, LMConfig, config_json, moshi_7b,
+from .config import (DEFAULT_TOKENIZER, DTYPE_NAMES, MAX_SEED, LMConfig, config_json, moshi_7b, preset,
                      random_config, random_spec_options)
 from .formats import (KWARGS_NAME, drop_user_stream, finetune_config, folder_kwargs, hf_kwargs, read_json,
                       read_kwargs)
@@ -362,17 +362,28 @@ def check_expected(expect: str | None, cfg: LMConfig, spec: str) -> None:
     if expect not in ("frontend", "stt"):
         raise ConfigError(f"expect={expect!r}: use 'frontend', 'stt' or None")
     check_streamable(cfg, spec)  # both are stepped frame by frame
+    try:  # a random: spec's preset and the keys it sets, for hints (None: a checkpoint, no spec to change)
+        kind, name, _ = frontend_spec_form(spec)
+        random = random_spec_options(name) if kind == "random" else None
+    except ConfigError:
+        random = None
     if expect == "frontend" and cfg.dep_q == 0:
-        if spec.startswith("random"):
+        if random is not None:
+            head, keys = random
+            fix = (f"leave dep_q out of the spec (random:{head}'s is {preset(head).dep_q})"
+                   if "dep_q" in keys and preset(head).dep_q else "use random:tiny, random:small or random:100m")
             raise CheckpointError(f"{spec} is shaped like Kyutai STT (dep_q 0: text out, no audio), not a "
-                                  f"speech-to-speech front-end; use random:tiny, random:small or random:100m")
+                                  f"speech-to-speech front-end; {fix}")
         mt = cfg.meta.get("model_type", "moshi")
         raise CheckpointError(f"{spec} is a Kyutai STT checkpoint (model_type {mt!r}, dep_q 0: it writes text and "
                               f"no audio), not a speech-to-speech front-end; use it as the speech-to-text back-end: "
                               f"backend.stt=kyutai:{spec}, and a Moshi/KAME checkpoint as frontend.spec")
     if expect == "frontend" and cfg.n_user_q == 0:  # (was: ran, deaf: its agent talked over anything)
-        fix = (f"; leave n_q and delays out of the spec, or give n_q={2 * cfg.dep_q} with n_q + 1 delays"
-               if spec.startswith("random") else "")
+        fix = ""
+        if random is not None:  # the keys of the spec that made it so
+            given = [k for k in ("n_q", "dep_q", "delays") if k in random[1]]
+            leave = f" leave {' and '.join(given)} out of the spec, or" if given else ""
+            fix = f";{leave} give n_q={2 * cfg.dep_q} with n_q + 1 delays"
         raise CheckpointError(f"{spec} reads no user audio (n_q {cfg.n_q} = dep_q {cfg.dep_q}: every audio codebook "
                               f"it reads is one it generates), so a tandem agent on it would talk whatever the user "
                               f"says; a speech-to-speech front-end has n_q = dep_q + the user's codebooks (Moshi's "

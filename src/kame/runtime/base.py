@@ -10,6 +10,7 @@ so `kame serve --mode tandem|cascade` and `kame run --mode ...` share one protoc
                                            # time: a backlog over runtime.max_input_backlog_s is dropped
     async for out in session.outputs():    # AgentAudio / AgentText / Meta, in order; ONE reader per
         ...                                # session (a second open one: ReaderError): dispatch by type
+    session.input_backlog_s                # audio pushed and not stepped yet (s); 0.0 if none is buffered
     await session.close()
     await agent.stop()
 
@@ -280,6 +281,13 @@ class Session(ABC):
     @abstractmethod
     async def close(self) -> None:
         """End the session and free its resources (idempotent)."""
+
+    @property
+    def input_backlog_s(self) -> float:
+        """User audio pushed and not stepped yet, in seconds (kame serve lets it be stepped after a
+        client's END_INPUT); 0.0 for a session that does not buffer: the cascade's hands each whole
+        80 ms frame to its STT and VAD within push_audio (a last part-frame waits for more audio)."""
+        return 0.0
 
 
 class Agent(ABC):

@@ -78,6 +78,9 @@ def text_stream_report(words: Sequence[Word | Mapping], T: int, tokenizer, ids: 
                        where: str = "text_stream") -> TextStream:
     """``text_stream`` and what it could not keep: the largest shift of a word behind its start
     (frames), the tokens dropped at the end, the words whose unknown characters were left out."""
+    if not isinstance(ids, StreamIds):  # (was: AttributeError 'LMConfig' object has no attribute 'pad')
+        raise TypeError(f"{where}: ids must be a StreamIds, the front-end's special ids: give stream_ids(cfg) of "
+                        f"its config, not the {type(ids).__name__} itself")
     out = [ids.pad] * T
     rep = TextStream(torch.empty(0))
     free, last = 0, float("-inf")  # first frame not taken; previous word's start

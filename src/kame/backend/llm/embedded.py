@@ -578,6 +578,6 @@ def create(arg: str | None, *, nice: int = 0, **kwargs) -> EmbeddedLLM:
     the child's CPU priority below normal (``backend.nice`` in the config)."""
     if arg and (re.match(r"^[A-Za-z][\w+.-]*://", arg.strip()) or arg.strip().startswith("hf:")):  # not a path
         raise ConfigError(f"llm spec 'embedded:{arg}': embedded takes a local .gguf file, not a URL ({arg.strip()!r}): "
-                          "download the file first (e.g. huggingface-cli download ORG/REPO FILE.gguf) and give "
+                          "download the file first (e.g. hf download ORG/REPO FILE.gguf) and give "
                           "embedded:/path/to/FILE.gguf")
     return EmbeddedLLM(arg or None, nice=nice, **kwargs)

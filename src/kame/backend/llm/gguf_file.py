@@ -17,6 +17,7 @@ import struct
 from pathlib import Path
 
 from ...errors import NotAvailableError
+from ...hub import cache_fix
 
 MAGIC = b"GGUF"
 VERSIONS = (2, 3)  # the versions transformers' reader (gguf-py) reads
@@ -135,7 +136,8 @@ def check_gguf(gguf: Path) -> None:
         with open(gguf, "rb") as f:
             head = f.read(4)
             if not head:
-                raise NotAvailableError(f"embedded LLM weights {gguf} are empty (0 bytes): download the model again")
+                raise NotAvailableError(f"embedded LLM weights {gguf} are empty (0 bytes): "
+                                        + (cache_fix(gguf, spec=False) or "download the model again"))
             if head != MAGIC:
                 raise NotAvailableError(f"embedded LLM weights {gguf} are not a GGUF file (it starts with {head!r}, "
                                         "not b'GGUF'): give embedded:/path/model.gguf")
@@ -143,8 +145,10 @@ def check_gguf(gguf: Path) -> None:
                 try:
                     _layout(buf)
                 except _Bad as exc:
+                    fix = cache_fix(gguf, spec=False)  # (one of the Hugging Face cache: got again as it is)
                     raise NotAvailableError(f"embedded LLM weights {gguf} are not a valid, complete GGUF file: it "
-                                            f"{exc}. Download it again (an interrupted download leaves a partial "
-                                            "file) or check that it is the model you meant") from None
+                                            f"{exc}. " + (fix[0].upper() + fix[1:] if fix else "Download it again (an "
+                                            "interrupted download leaves a partial file) or check that it is the "
+                                            "model you meant")) from None
     except OSError as exc:
         raise NotAvailableError(f"cannot read the embedded LLM weights {gguf}: {exc}") from exc
