@@ -97,18 +97,25 @@ def test_follow_refuses_a_manifest_that_is_not_utf8_text(tmp_path, capsys):
     assert f"kame: error: eval follow: manifest {wav}: not UTF-8 text (byte 24); give a manifest" in err, err
 
 
-def test_mtbench_resume_refuses_a_results_line_cut_inside_a_character(tmp_path, capsys, fake_components, judges):
-    """(was: a UnicodeDecodeError traceback, where a line that is not JSON is refused by file and line)"""
+@pytest.mark.parametrize("where", ["cut", "in a whole line"])
+def test_mtbench_resume_refuses_a_results_line_cut_inside_a_character(tmp_path, capsys, fake_components, judges,
+                                                                       where):
+    """(was: a UnicodeDecodeError traceback, where a line that is not JSON is refused by file and line; a
+    whole line with such a byte in a string is not JSON either: read, it would hold a lone surrogate)"""
     out = tmp_path / "out"
     qf = write(tmp_path / "q.jsonl", QUESTIONS[1:2])
     assert eval_(qf, out) == 0
     results = out / "results.jsonl"
-    results.write_bytes(results.read_bytes() + '{"question_id": "déjà'.encode()[:-1])
+    if where == "cut":
+        results.write_bytes(results.read_bytes() + '{"question_id": "déjà'.encode()[:-1])
+    else:  # (its first line's category "reasoning" with a byte that is not UTF-8 at its end)
+        results.write_bytes(results.read_bytes().replace(b'"reasoning"', b'"reasoning\xe9"', 1))
     capsys.readouterr()
     assert eval_(qf, out) == 1
     err = " ".join(capsys.readouterr().err.split())
-    assert f"kame: error: {results}:2: not valid JSON (cut while writing?); delete that line, or give another -o" \
-        in err, err
+    line = 2 if where == "cut" else 1
+    assert f"kame: error: {results}:{line}: not valid JSON (cut while writing?); delete that line, or give another " \
+        f"-o" in err, err
 
 
 def test_follow_checks_its_output_folder_before_loading_anything(tmp_path, capsys, fake_codec, monkeypatch):

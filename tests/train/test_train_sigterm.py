@@ -1,7 +1,9 @@
 """SIGTERM during `kame train` (docker stop, a scheduler's preemption, `timeout`, torchrun stopping
 its workers) stops it as Ctrl-C does: the step, the last checkpoint and the --resume to give, exit
 143 (was: killed at once, nothing said, a batch log ending mid-table); SIGTERM's handler is given
-back at the end (kame.runtime.signals.handling)."""
+back at the end (kame.runtime.signals.handling). One whose KeyboardInterrupt is lost (it came in a
+finalizer) is recorded and still stops the run; a resumed run stopped before its first save names
+the checkpoint it resumed."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
@@ -28,36 +31,86 @@ def _fallback(signum, frame):
     raise Killed
 
 
-@pytest.mark.parametrize("when", ["training", "loading"])
-def test_sigterm_stops_the_run_as_ctrl_c_with_status_143(tmp_path, capsys, monkeypatch, fake_codec, when):
-    import kame.train.finetune as finetune
-    import kame.train.loss as loss_mod
+class _Dies:
+    """An object whose finalizer sends the SIGTERM."""
 
-    manifest = _data(tmp_path / "data")
-    target, name = (loss_mod, "frontend_loss") if when == "training" else (finetune, "load_examples")
+
+def _sigterm(lost: bool) -> None:
+    """A SIGTERM to this process; ``lost``: sent by a finalizer, in which its handler's KeyboardInterrupt
+    is only reported ("Exception ignored in"), as where one comes while importlib runs one at an import's end."""
+    if lost:
+        weakref.finalize(_Dies(), os.kill, os.getpid(), signal.SIGTERM)  # (the object is gone at once)
+    else:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _train(manifest, out, *options, calls_to=None, at=1, lost=False):
+    """kame train with a SIGTERM at the ``at``-th call of ``calls_to`` ((module, name)), with the test's
+    own SIGTERM handler around it (it must be given back): its exit status."""
+    target, name = calls_to
     real, calls = getattr(target, name), []
 
-    def terminated(*a, **k):  # (the 3rd forward: after step 2's save; or while the examples load)
+    def terminated(*a, **k):
         calls.append(1)
-        if len(calls) == (3 if when == "training" else 1):
-            os.kill(os.getpid(), signal.SIGTERM)
+        if len(calls) == at:
+            _sigterm(lost)
         return real(*a, **k)
 
-    monkeypatch.setattr(target, name, terminated)
     previous = signal.signal(signal.SIGTERM, _fallback)
     try:
-        out = tmp_path / "o"
-        rc = cli_main(["train", str(manifest), "-o", str(out), "--steps", "10", "--save-every", "2", *FAST])
+        setattr(target, name, terminated)
+        try:
+            rc = cli_main(["train", str(manifest), "-o", str(out), *options, *FAST])
+        finally:
+            setattr(target, name, real)
         assert signal.getsignal(signal.SIGTERM) is _fallback  # (given back)
     finally:
         signal.signal(signal.SIGTERM, previous)
+    return rc
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # (lost: "Exception ignored")
+@pytest.mark.parametrize("lost", [False, True], ids=["", "lost"])
+@pytest.mark.parametrize("when", ["training", "loading", "the last step"])
+def test_sigterm_stops_the_run_as_ctrl_c_with_status_143(tmp_path, capsys, fake_codec, when, lost):
+    """(lost: was the run going on to its end, exit 0)"""
+    import kame.train.finetune as finetune
+    import kame.train.loss as loss_mod
+
+    manifest, out = _data(tmp_path / "data"), tmp_path / "o"
+    # (the 3rd forward: after step 2's save; or while the examples load)
+    calls_to = (finetune, "load_examples") if when == "loading" else (loss_mod, "frontend_loss")
+    steps = "3" if when == "the last step" else "10"
+    rc = _train(manifest, out, "--steps", steps, "--save-every", "2", calls_to=calls_to,
+                at=1 if when == "loading" else 3, lost=lost)
     assert rc == 143
     err = capsys.readouterr().err
-    if when == "training":
-        said = f"terminated (SIGTERM) at step 2; last checkpoint {out / 'step-2'}; resume with --resume {out / 'latest'}"
-    else:
+    if when == "loading":
         said = "kame train: terminated (SIGTERM) before training began; nothing saved"
+    elif when == "training":  # (lost: noticed once the step under way is done)
+        said = f"terminated (SIGTERM) at step {3 if lost else 2}; last checkpoint {out / 'step-2'}; resume with " \
+               f"--resume {out / 'latest'}"
+    elif lost:
+        said = f"kame train: terminated (SIGTERM) as training ended at step 3; its last checkpoint {out / 'step-3'} " \
+               f"is saved"
+    else:
+        said = f"terminated (SIGTERM) at step 2; last checkpoint {out / 'step-2'}; resume with --resume {out / 'latest'}"
     assert said in err and "Traceback" not in err, err
+
+
+def test_a_resumed_run_stopped_before_its_first_save_names_the_checkpoint_it_resumed(tmp_path, capsys, fake_codec):
+    """(was: "no checkpoint written yet", though the checkpoint resumed can be resumed again)"""
+    import kame.train.loss as loss_mod
+
+    manifest, a = _data(tmp_path / "data"), tmp_path / "a"
+    assert cli_main(["train", str(manifest), "-o", str(a), "--steps", "2", "--save-every", "1", *FAST]) == 0
+    capsys.readouterr()
+    rc = _train(manifest, tmp_path / "f", "--resume", str(a / "step-1"), "--steps", "10", "--save-every", "5",
+                calls_to=(loss_mod, "frontend_loss"), at=2)
+    assert rc == 143
+    err = capsys.readouterr().err
+    assert f"kame train: terminated (SIGTERM) at step 2; no checkpoint written by this run yet: resume again with " \
+           f"--resume {a / 'step-1'}" in err, err
 
 
 def test_a_sigterm_to_the_kame_train_process(tmp_path):
@@ -94,7 +147,7 @@ def test_under_torchrun_sigterm_keeps_ending_a_process_at_once(monkeypatch, worl
 
     seen = []
     monkeypatch.setenv("WORLD_SIZE", world)
-    monkeypatch.setattr(finetune, "run", lambda args: seen.append(signal.getsignal(signal.SIGTERM)))
+    monkeypatch.setattr(finetune, "run", lambda args, **kw: seen.append(signal.getsignal(signal.SIGTERM)))
     previous = signal.signal(signal.SIGTERM, _fallback)
     try:
         assert finetune.main(None) == 0

@@ -14,7 +14,8 @@ in the hf repo the checkpoint is published in); an embedded codec's own fit like
 another). Such a checkpoint (it has config.json's ``kame`` object) is kame's alone: the
 moshi package's loader refuses it (docs/frontend.md). ``frontend_identity`` is how a run records
 the front-end it started from and compares it on --resume: a checkpoint folder by its resolved
-path.
+path. ``check_out`` (and ``check_overwrite``, ``clear_out``): what a run's OUT may already hold,
+checked before the front-end is loaded.
 """
 
 from __future__ import annotations
@@ -132,6 +133,68 @@ def check_overwrite(out, frontend: str | None, codec_spec: str | None, *, resume
         raise ConfigError(f"train: {flag} {spec} is inside -o {out}, whose step-N folders and latest --overwrite "
                           f"removes before the new run saves: go on from it with --resume {spec}, or copy it "
                           f"out of {out} first and give that copy")
+
+
+def check_out(out, overwrite: bool, resume=None) -> bool:
+    """ConfigError unless a run's OUT is empty or new, or a resumed run's checkpoint's own folder (a
+    step saved again is replaced; was: any OUT on resume, another run's step-N and latest replaced),
+    or ``overwrite``: then True, OUT holds a run whose step-N and latest are to be removed
+    (clear_out; check_overwrite: not the resumed one's). Only the filesystem is read, so kame train
+    checks it before the front-end loads (minutes for a large checkpoint) and train() again."""
+    from ..errors import ConfigError
+
+    out = Path(out)
+    if not out.is_dir() or not any(out.iterdir()):
+        return False
+    own = Path(resume).resolve().parent if resume is not None else None
+    if own is not None and out.resolve() == own:
+        return False
+    if overwrite:
+        return True
+    complete = (out / "latest" / STATE).is_file()
+    if own is not None and complete and goes_on_from(out / "latest", Path(resume).resolve()):
+        raise ConfigError(f"train: -o {out} holds this run's later checkpoints ({out}/latest goes on from --resume "
+                          f"{resume}: the same command run again, e.g. a job requeued after a preemption?): go on "
+                          f"from them with --resume {out}/latest (to redo those steps from {resume} instead, give "
+                          f"another -o)")
+    if own is not None:
+        raise ConfigError(f"train: -o {out} holds files already (another run's?) and --resume {resume} is not "
+                          f"one of its checkpoints (it is in {own}): this run's saves would replace {out}'s "
+                          f"step-N folders of the same numbers and its latest. Give -o {own} to go on in the "
+                          f"run's own folder, or an empty or new folder, or --overwrite to remove {out}'s step-N "
+                          f"folders and latest first")
+    if complete:
+        go_on = f"Go on from it with --resume {out}/latest, write elsewhere (another -o)"
+    else:  # (a run killed in its first save: no complete checkpoint, so nothing to resume)
+        go_on = (f"It holds no complete checkpoint ({out}/latest is missing: a run stopped before its first "
+                 f"save ended?), so there is nothing to resume: write elsewhere (another -o)")
+    raise ConfigError(f"train: {out} holds files already (another run's?): a new run there would mix its "
+                      f"checkpoints with them. {go_on}, or --overwrite to remove its step-N folders and latest")
+
+
+def goes_on_from(folder: Path, checkpoint: Path) -> bool:
+    """Whether the run that saved checkpoint ``folder`` went on from ``checkpoint`` (a resolved
+    path), at once or through earlier resumes: the kame.train.resumed_from its config.json
+    records, followed while those checkpoints are there."""
+    seen, here = set(), Path(folder).resolve()
+    while here not in seen:
+        seen.add(here)
+        try:
+            here = Path(json.loads((here / "config.json").read_text())["kame"]["train"]["resumed_from"])
+        except (OSError, ValueError, TypeError, KeyError):  # (none recorded, or not a checkpoint of ours)
+            return False
+        if here == checkpoint:
+            return True
+    return False
+
+
+def clear_out(out: Path) -> None:
+    """Remove the step-N folders and latest a run wrote in OUT (--overwrite; check_out)."""
+    for p in Path(out).iterdir():
+        if p.name in ("latest", ".latest.tmp"):
+            p.unlink()
+        elif p.name.startswith("step-") and p.is_dir():
+            shutil.rmtree(p)
 
 
 def check_listed(manifest: Path, resume) -> dict:

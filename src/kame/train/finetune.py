@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -43,8 +42,8 @@ from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
 from .batching import batches, input_dropouts, load_examples, manifest_path, slot
-from .checkpoint import (check_listed, check_overwrite, frontend_identity, remove_stale_temporaries,
-                         save_checkpoint, step_folder)
+from .checkpoint import (check_listed, check_out, check_overwrite, clear_out, frontend_identity,
+                         remove_stale_temporaries, save_checkpoint, step_folder)
 from .config import (STATE, TrainConfig, check_resume, global_batch, load_train_state, lr_at, recorded_config,
                      resume_record)
 from .data import DataError
@@ -72,11 +71,12 @@ class Diverged(ConfigError):
 
 
 class TrainInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training, with where it stopped (main says how to resume)."""
+    """Ctrl-C during training, with where it stopped (main says how to resume; ``resumed``: the
+    --resume given, still the one to resume before this run saves)."""
 
-    def __init__(self, step: int, last: Path | None, out: Path | None, rank: int) -> None:
+    def __init__(self, step: int, last: Path | None, out: Path | None, rank: int, resumed=None) -> None:
         super().__init__(step)
-        self.step, self.last, self.out, self.rank = step, last, out, rank
+        self.step, self.last, self.out, self.rank, self.resumed = step, last, out, rank, resumed
 
 
 def make_optimizer(model: torch.nn.Module, tcfg: TrainConfig) -> torch.optim.AdamW:
@@ -109,16 +109,19 @@ def check_fit(cfg, tokenizer, tcfg: TrainConfig) -> None:
 def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None, tcfg: TrainConfig, *,
           codec_spec: str | None = None, tokenizer_spec: str | Path | None = None,
           resume: str | Path | None = None, overwrite: bool = False, start: str | None = None,
-          device: str | torch.device = "cpu", echo: Callable[[str], None] = print) -> TrainResult:
+          device: str | torch.device = "cpu", echo: Callable[[str], None] = print,
+          stopped: Callable[[], bool] = lambda: False) -> TrainResult:
     """Fine-tune ``model`` (an LMModel, trained in place) on the manifest's dialogues. ``out``:
     where checkpoints go (None: none written; ``codec_spec`` and ``tokenizer_spec`` are recorded
     in them, as save_frontend takes them; ``start``: the front-end it started from); a folder
     with files is refused unless it is the resumed checkpoint's own or ``overwrite`` (its step-N
-    and latest are removed: _check_out).
+    and latest are removed: check_out).
     ``resume``: a checkpoint folder written by this loop (its weights already in ``model``): the
     run it recorded must be this one (check_resume); its optimizer state and step are restored and
     training goes on to ``tcfg.steps``. In a process group (torchrun) the model is wrapped in
-    DistributedDataParallel; only rank 0 prints and saves. Ctrl-C: TrainInterrupted."""
+    DistributedDataParallel; only rank 0 prints and saves. Ctrl-C: TrainInterrupted; so too once
+    ``stopped()`` (checked before each step: a signal whose KeyboardInterrupt was lost), before the
+    first step a KeyboardInterrupt."""
     import numpy as np
     import torch
     import torch.distributed as dist
@@ -152,8 +155,8 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
                               f"do: give --steps above {step}")
         rec = {"frontend": state["train"].get("frontend"), "resumed_from": str(Path(resume).resolve())}
     listed = check_listed(manifest, resume)  # (the dialogues it read: load_examples reads them no more)
-    if out is not None:
-        _check_out(Path(out), overwrite, rank, resume)
+    if out is not None and check_out(out, overwrite, resume) and rank == 0:
+        clear_out(Path(out))
     if out is not None and rank == 0:
         _sweep(Path(out), echo)
     if tcfg.warmup_steps > tcfg.steps and rank == 0:
@@ -179,8 +182,12 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
         echo(f"training on {len(examples)} dialogues, {world} process(es){layout}, {tcfg.batch_size} windows of "
              f"<= {tcfg.window_frames} frames each{accum}, {tcfg.precision}, steps {step}..{tcfg.steps}")
         echo(f"{'step':>7} {'loss':>9} {'text':>9} {'audio':>9} {'lr':>10} {'frames/s':>9}")
+    if stopped():
+        raise KeyboardInterrupt
     try:
         while step < tcfg.steps:
+            if stopped():
+                raise KeyboardInterrupt
             lr = lr_at(step, tcfg)
             for g in opt.param_groups:
                 g["lr"] = lr
@@ -215,7 +222,7 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
                     _sweep(Path(out), echo)  # (a stopped save's, once untouched long enough)
                 del weights, optim
     except KeyboardInterrupt:
-        raise TrainInterrupted(step, last, Path(out) if out is not None else None, rank) from None
+        raise TrainInterrupted(step, last, Path(out) if out is not None else None, rank, resume) from None
     except Diverged as exc:  # (any rank: OUT/latest is rank 0's last save, or the checkpoint resumed from)
         saved = last_checkpoint(last, out) or (Path(resume).resolve() if resume is not None else None)
         exc.args = (f"{exc}{restart_hint(saved, tcfg)}",)
@@ -281,37 +288,6 @@ def _sweep(out: Path, echo: Callable[[str], None]) -> None:
     saying which: they are hidden, and as large as a checkpoint."""
     for path, size in remove_stale_temporaries(out):
         echo(f"removed {path} ({size / 1e6:.1f} MB): a temporary file of a save that was stopped")
-
-
-def _check_out(out: Path, overwrite: bool, rank: int, resume=None) -> None:
-    """A run's OUT: empty or new, or a resumed run's checkpoint's own folder (a step saved again is
-    replaced; was: any OUT on resume, another run's step-N and latest replaced); with ``overwrite``
-    rank 0 removes the step-N and latest a run wrote there (check_overwrite: not the resumed's)."""
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    own = Path(resume).resolve().parent if resume is not None else None
-    if own is not None and out.resolve() == own:
-        return
-    if not overwrite:
-        if own is not None:
-            raise ConfigError(f"train: -o {out} holds files already (another run's?) and --resume {resume} is not "
-                              f"one of its checkpoints (it is in {own}): this run's saves would replace {out}'s "
-                              f"step-N folders of the same numbers and its latest. Give -o {own} to go on in the "
-                              f"run's own folder, or an empty or new folder, or --overwrite to remove {out}'s step-N "
-                              f"folders and latest first")
-        if (out / "latest" / STATE).is_file():
-            go_on = f"Go on from it with --resume {out}/latest, write elsewhere (another -o)"
-        else:  # (a run killed in its first save: no complete checkpoint, so nothing to resume)
-            go_on = (f"It holds no complete checkpoint ({out}/latest is missing: a run stopped before its first "
-                     f"save ended?), so there is nothing to resume: write elsewhere (another -o)")
-        raise ConfigError(f"train: {out} holds files already (another run's?): a new run there would mix its "
-                          f"checkpoints with them. {go_on}, or --overwrite to remove its step-N folders and latest")
-    if rank == 0:
-        for p in out.iterdir():
-            if p.name in ("latest", ".latest.tmp"):
-                p.unlink()
-            elif p.name.startswith("step-") and p.is_dir():
-                shutil.rmtree(p)
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -516,9 +492,12 @@ def _config_json(form, spec: str) -> str:
 def main(args) -> int:
     """0; 130 after Ctrl-C; TERMINATED_STATUS (143) after SIGTERM (docker stop, a preemption), a
     KeyboardInterrupt as Ctrl-C's once the torch op under way returns (was: killed at once, nothing
-    said): the step, the last checkpoint and the --resume to give are said. Not under torchrun: it
-    sends SIGTERM to every worker when one fails or it is stopped itself, and one waiting in
-    a collective for another that stopped first would handle it only at torchrun's SIGKILL, 30 s later."""
+    said): the step, the last checkpoint and the --resume to give are said. A SIGTERM is also
+    recorded, and the record checked before each step and at the end, since its KeyboardInterrupt
+    is lost where Python only reports it (a finalizer, a weakref callback: "Exception ignored in";
+    kame.runtime.signals' _Record). Not under torchrun: it sends SIGTERM to every worker when one
+    fails or it is stopped itself, and one waiting in a collective for another that stopped first
+    would handle it only at torchrun's SIGKILL, 30 s later."""
     import contextlib
     import signal
 
@@ -534,12 +513,16 @@ def main(args) -> int:
     try:
         one = int(os.environ.get("WORLD_SIZE", "1")) <= 1
         with handling(signal.SIGTERM, terminated) if one else contextlib.nullcontext():
-            run(args)
+            result = run(args, stopped=lambda: bool(by))
     except TrainInterrupted as exc:
         if exc.rank == 0:
             latest, last = exc.out / "latest" if exc.out is not None else None, last_checkpoint(exc.last, exc.out)
-            saved = f"last checkpoint {last}; resume with --resume {latest}" if last else \
-                "no checkpoint written yet (--save-every N saves every N steps)"
+            if last:
+                saved = f"last checkpoint {last}; resume with --resume {latest}"
+            elif exc.resumed is not None:
+                saved = f"no checkpoint written by this run yet: resume again with --resume {exc.resumed}"
+            else:
+                saved = "no checkpoint written yet (--save-every N saves every N steps)"
             print(f"kame train: {stopped_by(by[0] if by else None)} at step {exc.step}; {saved}", file=sys.stderr,
                   flush=True)
         return TERMINATED_STATUS if by else 130
@@ -548,6 +531,10 @@ def main(args) -> int:
             raise
         print(f"kame train: {stopped_by(by[0])} before training began; nothing saved", file=sys.stderr,
               flush=True)
+        return TERMINATED_STATUS
+    if by:  # (one that came during the last step, its KeyboardInterrupt lost)
+        print(f"kame train: {stopped_by(by[0])} as training ended at step {result.step}; its last checkpoint "
+              f"{result.last_checkpoint} is saved", file=sys.stderr, flush=True)
         return TERMINATED_STATUS
     return 0
 
@@ -575,8 +562,9 @@ def train_device(option: str, world: int) -> torch.device:
     return local if dev.type == "cuda" and dev.index is None else dev
 
 
-def run(args) -> TrainResult:
-    """main's work, returning what train returns (tests/train/test_finetune.py runs it under torchrun)."""
+def run(args, stopped: Callable[[], bool] = lambda: False) -> TrainResult:
+    """main's work, returning what train returns (tests/train/test_finetune.py runs it under
+    torchrun); ``stopped``: train's."""
     import torch
     import torch.distributed as dist
 
@@ -615,6 +603,7 @@ def run(args) -> TrainResult:
                               f"--frontend, or start a new run (another -o) with --frontend {args.resume}")
     if args.overwrite:  # (OUT's step-N are removed before the first save copies from them)
         check_overwrite(args.out, args.frontend, args.codec, resume=args.resume)
+    check_out(args.out, args.overwrite, args.resume)  # (before a front-end is loaded; train removes)
     if world > 1:
         if cuda:
             torch.cuda.set_device(device)
@@ -634,7 +623,7 @@ def run(args) -> TrainResult:
         rank0 = not dist.is_initialized() or dist.get_rank() == 0
         return train(model, codec, tok, manifest, args.out, tcfg, codec_spec=codec_spec, tokenizer_spec=tok_spec,
                      resume=args.resume, overwrite=args.overwrite, start=start, device=device,
-                     echo=(lambda s: print(s, flush=True)) if rank0 else (lambda s: None))
+                     echo=(lambda s: print(s, flush=True)) if rank0 else (lambda s: None), stopped=stopped)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
