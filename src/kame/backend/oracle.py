@@ -32,7 +32,8 @@ Behaviour:
 - A restart cancels the running LLM stream (closing its HTTP request / stopping generation) and
   starts a new prediction id; events of older predictions are never emitted after that.
 - Failures (BackendError, any exception, no first piece within ``first_token_timeout`` or no
-  piece for ``chunk_timeout`` on the session clock (each at least the LLM's own where its spec
+  piece for ``chunk_timeout`` on the session clock (an empty piece, a keep-alive, is progress
+  but no text: kame.backend.llm.base.stall_timeout; each at least the LLM's own where its spec
   set it: ``openai:MODEL;first_token_timeout=60``, kame.backend.policy.stall_limits; a reload of
   the LLM's model, ``llm.state == "loading"`` (or one that ended within the timer: its
   ``loaded_at`` moved), is waited for instead, up to RELOAD_WAIT_S: the
@@ -81,7 +82,7 @@ from typing import Any, Callable
 from ..errors import BackendError
 from ..runtime.clock import END, Clock, MonotonicClock, NothingWithin, next_within, waits_for_reload
 from ..runtime.metrics import Metric, MetricsSink, null_sink
-from .llm.base import LLM, describe, text_stream
+from .llm.base import LLM, describe, stall_timeout, text_stream
 from .policy import OraclePolicy, RestartGate, rate_gate, stall_limits
 from .prompt import Conversation, PromptConfig, ReplyGuard, build_messages
 from .tokenizer import TextTokenizer
@@ -307,13 +308,16 @@ class OracleProducer:
             agen = text_stream(self.llm.stream_chat(messages, max_tokens=p.max_tokens, temperature=p.temperature),
                                self.llm, _LLMFault)
             try:
+                alive = False  # a keep-alive came before the first text
                 while True:
-                    limit = chunk_limit if first is not None else first_limit
-                    timeout = limit if first is not None else limit - (self.clock.now() - t0)
+                    # (a keep-alive, an empty piece: the LLM generates a word it holds back, no stall)
+                    timeout, limit, _ = stall_timeout(first_limit, chunk_limit, self.clock.now() - t0,
+                                                      text=first is not None, alive=alive)
                     piece = await self._next(agen, timeout, pid, limit)
                     if piece is END:
                         break
-                    if not piece:  # an empty piece (a keep-alive) is not the first token
+                    if not piece:  # a keep-alive is progress, not the first token
+                        alive = True
                         continue
                     if first is None:
                         first = self.clock.now()

@@ -94,6 +94,8 @@ async def _bench_llm(llm, args, tok) -> dict:
         pieces: list[str] = []
         # (text, cleaned, split characters joined, as the agents take it)
         async for piece in text_stream(llm.stream_chat(msgs, max_tokens=args.max_tokens), llm):
+            if not piece:  # (a keep-alive: the LLM generates a word it holds back; no text, not the first token)
+                continue
             now = time.perf_counter()
             first = first or now
             last = now

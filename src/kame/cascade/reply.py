@@ -17,7 +17,8 @@ routing, by the tandem runtime (which pulls frames instead of the front-end's ou
 
 Failures end the reply, never the session: an LLM or TTS that raises, that stalls (no first
 piece / chunk within ``first_timeout`` s, or nothing for ``chunk_timeout`` s after one, on the
-session clock: cascade.first_timeout / chunk_timeout, unset the tandem oracle's timeouts
+session clock; an LLM's keep-alive, an empty piece, is progress but no text:
+kame.backend.llm.base.stall_timeout; cascade.first_timeout / chunk_timeout, unset the tandem oracle's timeouts
 (backend.llm_first_token_timeout_s / llm_chunk_timeout_s), each raised to the component's own
 where its spec sets them: kame.backend.policy.stall_limits; a reload of the LLM's model, its
 ``state`` "loading", is waited for instead, as by the tandem's oracle: kame.runtime.clock.next_within,
@@ -64,7 +65,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..audio import SAMPLE_RATE, audio_problem, resample
-from ..backend.llm.base import component_name, text_stream
+from ..backend.llm.base import component_name, stall_timeout, text_stream
 from ..backend.policy import OraclePolicy, rate_gate, stall_limits
 from ..backend.prompt import PromptConfig, ReplyGuard
 from ..backend.types import FRAME_SIZE, ChatMessage
@@ -327,6 +328,7 @@ class ReplyPipeline:
         try:
             t_req = self.clock.now()
             first = True
+            alive = False  # a keep-alive came before its first text (kame.backend.llm.base)
             kwargs = {"max_tokens": self.cfg.max_tokens}
             if self.cfg.temperature is not None:
                 kwargs["temperature"] = self.cfg.temperature
@@ -335,8 +337,9 @@ class ReplyPipeline:
                 # text, cleaned (a NUL failed the TTS), split characters joined, else BackendError naming the LLM
                 stream = text_stream(self.llm.stream_chat(messages, **kwargs), self.llm)
                 try:
-                    while (piece := await self._next(stream, "LLM", t_req, first)) is not END:
-                        if not piece:
+                    while (piece := await self._next(stream, "LLM", t_req, first, alive)) is not END:
+                        if not piece:  # a keep-alive: progress for the timer, not the first piece
+                            alive = True
                             continue
                         if first:
                             first = False
@@ -407,17 +410,19 @@ class ReplyPipeline:
                 return  # the rest of this reply cannot be spoken; the session goes on
             seg.done = seg.complete = True
 
-    async def _next(self, stream, what: str, t_req: float, first: bool):
+    async def _next(self, stream, what: str, t_req: float, first: bool, alive: bool = False):
         """The stream's next piece / chunk within the stall timeouts (Stalled else): the first
         within ``first_timeout`` s of the request ``t_req``, each next within ``chunk_timeout`` s
-        (each at least the component's own, ReplyParts.limits). A reload of the LLM's model
-        (its ``state`` "loading": the embedded LLM's child restarting after it died; or one that
-        ended within the timer, its ``loaded_at``) is waited for, as by the tandem's oracle
-        (kame.runtime.clock.next_within): then the whole limit again, at most RELOAD_WAIT_S of
-        reload (was: "LLM stalled" and a failed turn)."""
+        (each at least the component's own, ReplyParts.limits); an LLM's keep-alive (an empty
+        piece: it generates a word it holds back) restarts the between-pieces timer, and before
+        the first text (``alive``) gives at least ``chunk_timeout`` more (base.stall_timeout).
+        A reload of the LLM's model (its ``state`` "loading": the embedded LLM's child restarting
+        after it died; or one that ended within the timer, its ``loaded_at``) is waited for, as by
+        the tandem's oracle (kame.runtime.clock.next_within): then the whole limit again, at most
+        RELOAD_WAIT_S of reload (was: "LLM stalled" and a failed turn)."""
         first_limit, chunk_limit = self.parts.limits("llm" if what == "LLM" else "tts")
-        limit = first_limit if first else chunk_limit
-        timeout = first_limit - (self.clock.now() - t_req) if first else chunk_limit
+        timeout, limit, first = stall_timeout(first_limit, chunk_limit, self.clock.now() - t_req,
+                                              text=not first, alive=alive)
         try:
             return await next_within(stream, self.clock, timeout, loading=self.llm if what == "LLM" else None,
                                      limit=limit, on_reload=self._reload_wait)

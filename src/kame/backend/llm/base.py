@@ -12,6 +12,10 @@ int, a dict) has broken the interface, and its consumers treat that as the LLM f
 ``check_piece`` raises a BackendError that says what it yielded. Every consumer uses the text
 ``check_piece`` returns: the piece cleaned of what a tokenizer or TTS cannot take (a lone
 surrogate, a control character).
+An empty piece is a keep-alive: the LLM is generating but has no text to give yet (the embedded
+LLM yields one per token of a word it holds back, a URL or code). ``text_stream`` hands it on; the
+stall timers of the oracle and the cascade's reply take it as progress (``stall_timeout``), every
+consumer as no text (not the first token of llm_ttft, nothing sent, spoken or counted).
 A character split across two pieces (its UTF-16 halves) is joined (``join_split_char``: its first
 half held back until the second comes). Every consumer of an LLM (the tandem's oracle and its
 WatchedLLM, the cascade's reply, ``collect_reply``, kame bench backend) reads its stream through
@@ -156,6 +160,22 @@ async def text_stream(stream: Any, llm: Any, error: type[Exception] = BackendErr
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def stall_timeout(first_limit: float, chunk_limit: float, since_request: float, *, text: bool,
+                  alive: bool) -> tuple[float, float, bool]:
+    """(timeout, limit, first) of a stall timer's wait for an LLM's next piece (the oracle's and
+    the cascade reply's): once its first text came (``text``), ``chunk_limit`` from the last piece
+    (a keep-alive too); before, what is left of ``first_limit`` ``since_request`` s after the
+    request, but after a keep-alive (``alive``: an empty piece came, the LLM generates) at least
+    ``chunk_limit``: a first word of many tokens is no stall. ``limit``: the whole limit that
+    applies; ``first``: it is the first-piece one (a stall is "nothing within N s of the request")."""
+    if text:
+        return chunk_limit, chunk_limit, False
+    left = first_limit - since_request
+    if alive and chunk_limit > left:
+        return chunk_limit, chunk_limit, False
+    return left, first_limit, True
 
 
 async def collect_reply(llm: Any, messages: Sequence[ChatMessage], *, timeout_s: float | None,

@@ -18,7 +18,10 @@ the interpreter's exit joins those before the atexit hooks run, so a (re)start u
 exit for its whole model load; the atexit close() terminates that load instead (and logs it).
 The dispatcher sends a request down a pipe and forwards the child's replies to the consumer's
 asyncio queue with ``call_soon_threadsafe``, so the event loop never blocks. Text comes out word
-by word (transformers' TextStreamer in the child); cancelling or closing the consumer writes the
+by word (transformers' TextStreamer in the child, which holds a word back until it ends); a token
+that releases no text yields an empty piece, a keep-alive (kame.backend.llm.base): a long "word"
+(a URL, code) is no stall for the consumers' timers (was: "LLM stalled: nothing for 5 s" while
+tokens came). Cancelling or closing the consumer writes the
 request's id into a shared ``cancel`` value that a StoppingCriteria in the child checks before
 every new token, so the child moves on at once.
 A prompt that leaves less than min(max_tokens, MIN_REPLY_TOKENS = 64) of the model's context
@@ -199,7 +202,9 @@ def _generate(conn, model, tok, cancel, context: int, req_id: int, messages: lis
 
     class _Stream(TextStreamer):
         def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
-            if text:
+            # once per generated token; "" for one whose text it holds back (a word not ended: a
+            # URL, code), sent as a keep-alive: the consumers' stall timers see the progress
+            if text or not stream_end:
                 conn.send(("text", req_id, text))
 
     class _Stop(StoppingCriteria):
