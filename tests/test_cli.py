@@ -210,3 +210,17 @@ def test_torch_logs_below_warning_are_quiet_without_v():
     finally:
         for n, level in saved.items():
             logging.getLogger(n).setLevel(level)
+
+
+def test_plugin_after_the_command_is_taken_as_before_it_in_the_order_given(tmp_path):
+    """`kame run ... --plugin x.py` (was: "unrecognized arguments: --plugin x.py"; -v was taken there)."""
+    seen = tmp_path / "seen.txt"
+    plugins = []
+    for name in ("fx11_first", "fx11_second", "fx11_third"):
+        (tmp_path / f"{name}.py").write_text(f"with open({str(seen)!r}, 'a') as f:\n    f.write('{name} ')\n")
+        plugins.append(str(tmp_path / f"{name}.py"))
+    argv = ["--plugin", plugins[0], "run", str(tmp_path / "missing.wav"), "--plugin", plugins[1], "-o",
+            str(tmp_path / "out.wav"), "--plugin", plugins[2]]
+    assert cli._build_parser(argv)[0].parse_args(argv).plugin == plugins
+    assert main(argv) == 1  # (the missing input, said after the plugins were loaded)
+    assert seen.read_text() == "fx11_first fx11_second fx11_third "

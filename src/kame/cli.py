@@ -116,6 +116,12 @@ class _Parser(argparse.ArgumentParser):
             for action, strings in saved:
                 action.option_strings = strings
 
+    def parse_known_args(self, args=None, namespace=None):
+        ns, rest = super().parse_known_args(args, namespace)
+        if hasattr(ns, "plugin") and hasattr(ns, "_plugin_after"):  # (the top level's parse: _common_options)
+            ns.plugin = [*ns.plugin, *ns.__dict__.pop("_plugin_after")]
+        return ns, rest
+
     def _print_message(self, message, file=None):
         if message and file is not None and file is sys.stdout:  # (a _Marked stream under main)
             file.write(message)
@@ -135,10 +141,7 @@ def _build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict]:
                "without one), OPENAI_TTS_MODEL (the same for a TTS spec 'openai'; an STT spec names its model)")
     parser.add_argument("--version", action="version", version=f"kame {__import__('kame').__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                        help="import MODULE (a module on the Python path, or a .py file) first: its "
-                             "kame.registry.register() calls add component schemes; repeatable "
-                             "(also: env KAME_PLUGINS=a,b; installed packages' 'kame.components' entry points)")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE", help=PLUGIN_HELP)
     subs = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
     leaves: dict = {}
@@ -154,8 +157,7 @@ def _build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict]:
                 groups[path[0]] = g.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
             p = groups[path[0]].add_parser(path[1], help=help_)
         p.set_defaults(_module=module, _path=path)
-        # also after the command (`kame serve -v`); SUPPRESS: absent, it keeps the top level's value
-        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+        _common_options(p)
         leaves[path] = p
     # Only import the module of the command actually invoked (to add its arguments).
     words = _words(argv)
@@ -169,6 +171,21 @@ def _build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict]:
                 else:
                     raise
     return parser, leaves
+
+
+PLUGIN_HELP = ("import MODULE (a module on the Python path, or a .py file) first: its kame.registry.register() "
+               "calls add component schemes; repeatable (also: env KAME_PLUGINS=a,b; installed packages' "
+               "'kame.components' entry points)")
+
+
+def _common_options(p: argparse.ArgumentParser) -> None:
+    """-v and --plugin also after the command (`kame serve -v`, `kame run ... --plugin x.py`).
+    SUPPRESS: absent, -v keeps the top level's value; --plugin's are kept apart (``_plugin_after``:
+    a subparser's own list would replace the top level's), then put after those in
+    ``args.plugin`` (_Parser.parse_known_args)."""
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+    p.add_argument("--plugin", action="append", dest="_plugin_after", default=argparse.SUPPRESS, metavar="MODULE",
+                   help=PLUGIN_HELP)
 
 
 def _words(argv: list[str]) -> list[str]:

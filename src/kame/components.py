@@ -54,7 +54,7 @@ register("llm", "smollm2", "kame.backend.llm.embedded:create", extra="llm", help
 
 # --- tts openai (H7: src/kame/backend/tts/openai.py) ---
 register("tts", "openai", "kame.backend.tts.openai:create", extra=None, needs="MODEL", needs_env="OPENAI_TTS_MODEL",
-         options=True,
+         options="kame.backend.tts.spec:check_openai",
          help="OpenAI-compatible /v1/audio/speech: openai:MODEL[:VOICE] (env OPENAI_TTS_BASE_URL or "
               "OPENAI_BASE_URL, OPENAI_TTS_API_KEY or OPENAI_API_KEY)")
 

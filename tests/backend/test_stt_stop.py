@@ -1,6 +1,7 @@
 """A stopped STT stream lets go at once (kame.backend.stt.streaming): its worker thread makes no
-more recognizer calls, closes the unfinished utterance's recognizer, never opens a new one; the
-worker's time marks stay bounded in continuous speech. The VAD is the real one on an energy
+more recognizer calls, closes the unfinished utterance's recognizer (and those whose final was
+started and not emitted yet), never opens a new one; the worker's time marks stay bounded in
+continuous speech; finals started without waiting (Recognizer.final_future) come in order. The VAD is the real one on an energy
 "model" (speech = a loud frame), the recognizers are fakes; threads sync on events, not on time."""
 
 import asyncio
@@ -354,3 +355,51 @@ def test_the_embedded_recognizer_closes_its_pocketsphinx_utterance():
     rec.wh.pending = Future()
     rec.close()
     assert closed == ["pocketsphinx"] and rec.wh.pending.cancelled()
+
+
+def test_finals_started_without_waiting_come_in_order_and_those_in_flight_are_closed_when_stopped():
+    """A recognizer whose final is a request (the openai STT's): the worker goes on with the next
+    utterances while it is in flight (was: it waited, holding their partials and finals up),
+    emits the finals in order whichever is done first, and closes those still in flight when
+    the stream is stopped."""
+    from concurrent.futures import Future
+
+    later: list = []
+    third_asked, two_posted = threading.Event(), threading.Event()
+    finals: list = []
+
+    class Later(Whole):
+        def __init__(self):
+            super().__init__()
+            self.future, self.closed = Future(), False
+            later.append(self)
+
+        def final_future(self, speech_end=None):
+            if len(later) == 3:
+                third_asked.set()
+            return self.future
+
+        def final(self, speech_end=None):
+            assert self.future.done()  # (never waited for in the worker)
+            return [Word(self.future.result(), 0.0, self.n / 16000)]
+
+        def close(self):
+            self.closed = True
+
+    def post(item):
+        if item[0] == "final":
+            finals.append(item[1][0].text)
+            if len(finals) == 2:
+                two_posted.set()
+
+    worker = _Worker(_STT(Later, preroll=0.0), post)
+    th = _start(worker, [SILENCE] * 5 + ([SPEECH] * 10 + [SILENCE] * 10) * 3)
+    assert third_asked.wait(30)  # all three utterances reached their end, none answered yet
+    later[1].future.set_result("two")
+    later[0].future.set_result("one")
+    assert two_posted.wait(30)
+    assert finals == ["one", "two"]
+    worker.stop()
+    th.join(30)
+    assert not th.is_alive()
+    assert [r.closed for r in later] == [False, False, True]  # the one still in flight

@@ -75,3 +75,36 @@ def test_the_bounds_are_kame_backend_options_number_s_max_included():
         number("x", "pitch", 101, min=0, max=100, cast=int)
     with pytest.raises(ConfigError, match=r"^x: gain must be a number <= 2, got inf$"):
         number("x", "gain", float("inf"), max=2, allow_inf=True)
+
+
+OPENAI_BAD = [  # an openai: TTS spec -> what the error says after "tts spec '<spec>': "
+    ("openai:tts-1;bogus=1", "unknown option 'bogus'; .* NAME one of response_format, speed, pcm_rate"),
+    ("openai:tts-1:nova;speed=fast", "speed must be a number > 0, got 'fast'"),
+    ("openai:tts-1:nova;response_format=mp3", "response_format must be 'pcm' or 'wav', got 'mp3'"),
+    ("openai:tts-1;pcm_rate=5", "pcm_rate must be a whole number >= 4000 and <= 768000, got '5'"),
+    ("openai:tts-1;first_chunk_timeout=0", "first_chunk_timeout must be a number > 0, got '0'"),
+]
+
+
+@pytest.mark.parametrize("spec, says", OPENAI_BAD)
+def test_an_openai_tts_option_is_checked_at_the_config_check_not_left_to_a_fallback(spec, says, monkeypatch):
+    """(was: only the factory checked them, at start-up, and the cascade then spoke espeak instead,
+    with one warning)"""
+    from kame.cascade.agent import load_tts
+    from kame.cascade.config import CascadeConfig
+
+    monkeypatch.setitem(sys.modules, "kame.backend.tts.openai", None)  # the adapter is never imported
+    with pytest.raises(ConfigError, match=rf"^cascade.tts: tts spec '{re.escape(spec)}': {says}"):
+        CascadeConfig.from_dict({"tts": spec})
+    with pytest.raises(ConfigError, match=rf"^tts spec '{re.escape(spec)}': {says}"):
+        load_tts(spec, "espeak")  # a config error, not a TTS that failed to load: no fallback
+
+
+def test_good_openai_tts_options_pass_the_config_check_and_reach_the_adapter(monkeypatch):
+    from kame.cascade.config import CascadeConfig
+
+    monkeypatch.setenv("OPENAI_TTS_BASE_URL", "http://127.0.0.1:9/v1")
+    spec = "openai:tts-1:nova;speed=1.5,response_format=wav,pcm_rate=16000,chunk_timeout=3"
+    assert CascadeConfig.from_dict({"tts": spec}).tts == spec
+    tts = registry.create("tts", spec)
+    assert (tts.voice, tts.speed, tts.response_format, tts.pcm_rate, tts.chunk_timeout) == ("nova", 1.5, "wav", 16000, 3)

@@ -58,7 +58,10 @@ _ids = itertools.count(1)
 
 def load_tts(spec: str, fallback: str | None):
     """(TTS, its name for the components list): the TTS named by ``spec``; if it fails to load, log
-    why and use ``fallback``, named so that a run's summary says so (was: only the log did)."""
+    why and use ``fallback``, named so that a run's summary says so (was: only the log did). A spec
+    the config check refuses (an unknown option, a bad value) is that ConfigError, no fallback
+    (was: an openai: TTS's option typo was spoken by espeak, said in one start-up warning)."""
+    registry.check_spec("tts", spec)
     try:
         return registry.create("tts", spec), spec
     except Exception as exc:  # noqa: BLE001 - any load failure (missing wheel, bad voice file)

@@ -3,8 +3,11 @@
 The utterance (segmented by kame's VAD) is POSTed as a 16 kHz wav to
 ``{base_url}/audio/transcriptions`` (multipart: file, model, language, response_format): the
 growing buffer every ``request_interval`` s of new audio for partials (one request in flight at
-most), the whole utterance at end of speech for the final. Works with OpenAI and with local
-servers exposing the same route (faster-whisper-server / speaches, vLLM, LocalAI ...).
+most), the whole utterance at end of speech for the final. A final is not waited for: the next
+utterance's VAD, partials and final go on while it is in flight (a request within its
+``timeout`` that takes longer than the pause between two utterances delays only its own
+utterance), and the finals come in order (kame.backend.stt.streaming). Works with OpenAI and
+with local servers exposing the same route (faster-whisper-server / speaches, vLLM, LocalAI ...).
 
 ``response_format``: "verbose_json" (with ``timestamp_granularities[]=word``: word times) or
 "json" (text only). OpenAI's gpt-4o-transcribe / gpt-4o-mini-transcribe refuse verbose_json, so a
@@ -134,13 +137,15 @@ def parse_words(body: dict, duration: float) -> list[Word]:
 class OpenAIRecognizer(BufferedRecognizer):
     """Partials: at most one request in flight (non-blocking: the worker keeps running the
     VAD), a new one once it returned and ``request_interval`` s of new audio came.
-    Final: the silence-trimmed utterance, blocking, with the timeout."""
+    Final: the silence-trimmed utterance, sent at once (``final_future``: the worker goes on
+    with the next utterance), its result read by ``final`` when it is there."""
 
     def __init__(self, stt: "OpenAITranscriptionSTT") -> None:
         super().__init__()
         self.stt = stt
         self.pending: Future | None = None
         self.pending_len = 0
+        self.request: Future | None = None  # the final's
 
     def partial(self) -> list[Word] | None:
         words = None
@@ -156,13 +161,24 @@ class OpenAIRecognizer(BufferedRecognizer):
             self.pending = self.stt.submit(self.audio())
         return words
 
-    def final(self, speech_end: float | None = None) -> list[Word]:
+    def final_future(self, speech_end: float | None = None) -> Future:
         if self.pending is not None:
             self.pending.cancel()
         n = self.n if speech_end is None else int((speech_end + 0.25) * 16000)
         # (a restarting stream waits out the error's retry_after: the time left)
         self.stt.rate_gate.refuse(self.stt.clock.now(), f"STT {self.stt.base_url}: final transcription not sent")
-        return self.stt.result(self.stt.submit(self.audio(n), speech_end))
+        self.request = self.stt.submit(self.audio(n), speech_end)
+        return self.request
+
+    def final(self, speech_end: float | None = None) -> list[Word]:
+        if self.request is None:
+            self.final_future(speech_end)
+        return self.stt.result(self.request)
+
+    def close(self) -> None:
+        for request in (self.pending, self.request):  # (the stream stopped: nobody wants them)
+            if request is not None:
+                request.cancel()
 
 
 class OpenAITranscriptionSTT(OpenAIHTTP, SegmentedSTT):

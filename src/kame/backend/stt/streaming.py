@@ -9,7 +9,12 @@ Pipeline of one ``stream`` call:
   worker thread: 24 -> 16 kHz, StreamingVAD, and a ``Recognizer`` (one per utterance) that
     sees the utterance audio (with ~0.3 s pre-roll) and is asked for a partial at most every
     ``partial_interval`` s of audio; when the VAD reports end of speech (``min_silence``) or
-    the utterance reaches ``max_utterance`` s, it is asked for the final.
+    the utterance reaches ``max_utterance`` s, it is asked for the final. A recognizer whose
+    final is a request to a service starts it without waiting (``Recognizer.final_future``):
+    the worker goes on with the next utterance (its VAD, partials and final) while it is in
+    flight, and emits the finals in order as they come (so one may come after the next
+    utterance's first partials; was: a request slower than the gap to the next utterance held
+    that one's partials and final up, a lag growing for the rest of the session).
   Results go back to the loop, which stamps ``Transcript.t`` from the injected clock and
   emits the metrics "stt_partial_latency" (t - end of the newest word) and
   "stt_final_latency" (t - end of speech), labelled with the STT, to ``stream(frames,
@@ -42,6 +47,8 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import AsyncIterable, AsyncIterator, Callable
 
 import numpy as np
@@ -105,6 +112,13 @@ class Recognizer(ABC):
         ``speech_end``: where the VAD saw speech end (s from the utterance start), if known;
         the audio after it is silence (trimming it avoids whisper's silence hallucinations).
         """
+
+    def final_future(self, speech_end: float | None = None) -> Future | None:
+        """Start the final without waiting for it (a recognizer whose final is a request to a
+        service): a Future done when its result is there. The worker then goes on with the next
+        utterances and calls ``final`` (which must not wait any more) once it is done, finals in
+        order. None (the default): ``final`` is called now, and waited for."""
+        return None
 
     def close(self) -> None:
         """The stream was stopped before this utterance's final: give back what the recognizer
@@ -271,6 +285,24 @@ def _newer_partial_waiting(q: asyncio.Queue) -> bool:
     return bool(items) and items[0][0] == "partial"
 
 
+@dataclass
+class _Final:
+    """An utterance whose final was asked for (``future``: started, Recognizer.final_future;
+    ``error``: refused at once), not emitted yet."""
+
+    rec: Recognizer
+    utt_start: int  # 16 kHz sample index of its audio's start
+    last_words: list[Word] | None  # its last partial, on the clock
+    eos: float  # its end of speech, on the clock
+    speech_end: float  # the same, from its start
+    future: Future | None = None
+    error: BackendError | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.future is None or self.future.done()
+
+
 class _Worker:
     """The thread side of one stream: resampling, VAD, recognizers, bounded decoding."""
 
@@ -282,7 +314,8 @@ class _Worker:
         self.closed = False  # no more frames will come
         self.stopped = False  # the consumer went away: exit now
         self.stop_event = threading.Event()  # the same, for recognizers waiting on something shared
-        self.rec: Recognizer | None = None  # the open utterance's, until its final
+        self.rec: Recognizer | None = None  # the open utterance's, until its final is asked for
+        self.finals: deque[_Final] = deque()  # finals asked for, not emitted yet, in order
 
     # called from the loop
     def put(self, pcm: np.ndarray, t: float) -> None:
@@ -299,6 +332,11 @@ class _Worker:
         with self.cond:
             self.stopped = self.closed = True
             self.stop_event.set()
+            self.cond.notify()
+
+    def _wake(self, _future: Future) -> None:
+        """A final's Future is done (any thread): the worker emits it."""
+        with self.cond:
             self.cond.notify()
 
     def _go_on(self) -> None:
@@ -346,14 +384,18 @@ class _Worker:
         paused = False  # the current pause was announced to the recognizer
         while True:
             with self.cond:
-                while not self.inbox and not self.closed:
+                while not self.inbox and not self.closed and not (self.finals and self.finals[0].ready):
                     self.cond.wait()
                 if self.stopped:
                     return
                 if not self.inbox and self.closed:
                     break
-                pcm, t = self.inbox.popleft()
+                item = self.inbox.popleft() if self.inbox else None
                 lag = len(self.inbox) * 0.08
+            self._emit_finals()
+            if item is None:
+                continue
+            pcm, t = item
             x, t16 = vad.to_16k(pcm, t)  # ~[1280] at 16 kHz (1269 for the first frame), x[0] at t16
             self.frame_idx.append(n16)
             self.frame_t.append(t16)
@@ -374,7 +416,9 @@ class _Worker:
             # time marks before the oldest audio a recognizer can still get (the open utterance's
             # start, else the pre-roll's) are never read again: in silence and in continuous speech
             # (utterances cut at max_utterance) the lists stay as short as one utterance
-            self._forget_time_marks(utt_start if rec is not None else n16 - sum(c[0].shape[0] for c in preroll))
+            # (and a final not emitted yet needs its utterance's marks)
+            oldest = utt_start if rec is not None else n16 - sum(c[0].shape[0] for c in preroll)
+            self._forget_time_marks(min(oldest, self.finals[0].utt_start) if self.finals else oldest)
             if rec is None:
                 continue
             rec.lag = lag
@@ -404,12 +448,19 @@ class _Worker:
                         self.post(("partial", words, None))
         if rec is not None:
             self._finalize(rec, utt_start, last_words, self.time_of(n16))
+        self._emit_finals(wait=True)
 
     def _close_unfinished(self) -> None:
-        """Stopped (or failed) before the open utterance's final: its recognizer lets go now."""
-        rec, self.rec = self.rec, None
-        if rec is None:
-            return
+        """Stopped (or failed) before the open utterance's final, or before finals asked for were
+        emitted: their recognizers let go now."""
+        recs = [self.rec, *(job.rec for job in self.finals)]
+        self.rec = None
+        self.finals.clear()
+        for rec in recs:
+            if rec is not None:
+                self._close(rec)
+
+    def _close(self, rec: Recognizer) -> None:
         try:
             rec.close()
         except Exception:  # noqa: BLE001 - the stream is ending anyway; say it, go on
@@ -422,20 +473,42 @@ class _Worker:
             del self.frame_idx[:k], self.frame_t[:k]
 
     def _finalize(self, rec: Recognizer, utt_start: int, last_words, eos: float) -> None:
+        """Ask for the utterance's final (started, not waited for, if the recognizer can:
+        ``final_future``) and emit the finals that are ready."""
+        self._go_on()
+        job = _Final(rec, utt_start, last_words, eos, eos - self.time_of(utt_start))
+        self.finals.append(job)
+        self.rec = None  # (the job holds it until it is emitted)
+        try:
+            job.future = rec.final_future(job.speech_end)
+        except BackendError as exc:  # refused at once (e.g. a server's Retry-After): said in its turn
+            job.error = exc
+        if job.future is not None:
+            job.future.add_done_callback(self._wake)
+        self._emit_finals()
+
+    def _emit_finals(self, wait: bool = False) -> None:
+        """Emit the finals asked for, in order, while the oldest is ready (``wait``: all of them,
+        waiting for each: the input has ended)."""
+        while self.finals and (wait or self.finals[0].ready):
+            self._emit(self.finals[0])
+            self.finals.popleft()
+
+    def _emit(self, job: _Final) -> None:
         self._go_on()
         try:
-            words = self.to_clock(rec.final(eos - self.time_of(utt_start)), utt_start)
+            if job.error is not None:
+                raise job.error
+            words = self.to_clock(job.rec.final(job.speech_end), job.utt_start)
         except BackendError as exc:
             if self.stt.on_error is None or self.stopped:  # (stopped: nobody takes the partial; run() says why)
                 raise
             log.warning("%sfinal transcription failed, committing the last partial: %s", self.who, exc)
-            self._close_unfinished()  # the stream goes on: whatever it still holds goes now
+            self._close(job.rec)  # the stream goes on: whatever it still holds goes now
             self.post(("service_error", exc))
-            words = last_words or []
-        else:
-            self.rec = None  # done: nothing to close
-        if words or last_words:  # an utterance that produced no text at all stays silent
-            self.post(("final", words, eos))
+            words = job.last_words or []
+        if words or job.last_words:  # an utterance that produced no text at all stays silent
+            self.post(("final", words, job.eos))
 
     def time_of(self, idx: float) -> float:
         """Clock time of 16 kHz sample index ``idx`` (interpolated inside its frame)."""

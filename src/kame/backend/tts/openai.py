@@ -22,7 +22,8 @@ failures, timeouts, a body over its cap, an undecodable wav, a JSON/text body wh
 expected, an audio file (wav, mp3, ...) where raw pcm was asked, NaN samples, and an empty response. Bad options
 (``pcm_rate``, ``speed``, timeouts, an empty voice) are ConfigErrors naming them. Cancelling the consumer closes the connection.
 A spec sets options after a ';': ``openai:tts-1:nova;speed=1.2,response_format=wav``
-(``SPEC_OPTIONS``; others are a ConfigError naming the spec). Timeouts given so (``stall_timeouts``)
+(``SPEC_OPTIONS``; others, and bad values, are a ConfigError naming the spec at the config check:
+kame.backend.tts.spec.check_openai). Timeouts given so (``stall_timeouts``)
 also hold for the cascade's own stall timer, which waits at least that long
 (kame.backend.policy.stall_limits); unset, that timer (cascade.first_timeout / chunk_timeout)
 decides: the adapter's own 15 s / 10 s are raised to it when it is longer (``follow_watchdog``).
@@ -38,12 +39,12 @@ from typing import AsyncIterator, Awaitable, Callable
 import aiohttp
 import numpy as np
 
-from ...audio import MAX_FILE_RATE, MIN_FILE_RATE, SAMPLE_RATE, ChunkResampler, resample
+from ...audio import SAMPLE_RATE, ChunkResampler, resample
 from ...errors import BackendError, ConfigError
 from ...registry import spec_kwargs
 from ..openai_http import MiB, OpenAIHTTP, content_type, read_excerpt, within
-from ..options import number
 from .base import TTS
+from .spec import OPENAI_EXAMPLE, OPENAI_OPTIONS, check_format, openai_rules, option
 
 
 # A server that ignores response_format "pcm" sends an audio file: known by its first bytes
@@ -59,8 +60,9 @@ MAX_WAV_BODY = 64 * MiB
 # pcm: passed on chunk by chunk, never held whole, so the cap is generous: one reply of an hour
 # (173 MB at 24 kHz) is a runaway server, not speech.
 MAX_PCM_SECONDS = 3600
-# the constructor options a spec may set after ';' (values are text; the constructor checks them)
-SPEC_OPTIONS = ("response_format", "speed", "pcm_rate", "first_chunk_timeout", "chunk_timeout", "connect_timeout")
+# the constructor options a spec may set after ';' (values are text; the config check and the
+# constructor check them: kame.backend.tts.spec.check_openai)
+SPEC_OPTIONS = OPENAI_OPTIONS
 DEFAULT_FIRST_CHUNK_TIMEOUT = 15.0  # s, when not given
 DEFAULT_CHUNK_TIMEOUT = 10.0
 
@@ -87,16 +89,14 @@ class OpenAITTS(OpenAIHTTP, TTS):
     ) -> None:
         if not model:
             raise ConfigError("tts spec 'openai' needs a model: openai:MODEL[:VOICE] (e.g. openai:tts-1:alloy)")
-        if response_format not in ("pcm", "wav"):
-            raise ConfigError(f"openai TTS response_format must be 'pcm' or 'wav', got {response_format!r}")
+        rules = openai_rules()  # (the config check's: kame.backend.tts.spec)
+        check_format("openai TTS", response_format)
         if not isinstance(voice, str) or not voice.strip():
             raise ConfigError(f"openai TTS voice must be a voice name (e.g. alloy), got {voice!r}")
         self.model, self.voice, self.response_format = model, voice, response_format
-        self.speed = None if speed is None else number("openai TTS", "speed", speed, above=0)
-        # (the rates an audio file may have, kame.audio.read_wav's: else resampling it is refused at
-        # the first reply, or costs gigabytes)
-        self.pcm_rate = number("openai TTS", "pcm_rate", pcm_rate, min=MIN_FILE_RATE, max=MAX_FILE_RATE, cast=int)
-        own = tuple(None if v is None else number("openai TTS", k, v, above=0)
+        self.speed = None if speed is None else option("openai TTS", "speed", speed, rules)
+        self.pcm_rate = option("openai TTS", "pcm_rate", pcm_rate, rules)
+        own = tuple(None if v is None else option("openai TTS", k, v, rules)
                     for k, v in (("first_chunk_timeout", first_chunk_timeout), ("chunk_timeout", chunk_timeout)))
         # the timeouts given (a spec's ;first_chunk_timeout=30): the cascade's watchdog waits at
         # least that long (kame.backend.policy.stall_limits)
@@ -202,7 +202,7 @@ class OpenAITTS(OpenAIHTTP, TTS):
 def create(arg: str | None = None, **kwargs) -> OpenAITTS:
     """Registry factory: ``openai:MODEL[:VOICE][;NAME=VALUE,...]`` (NAME in SPEC_OPTIONS; kwargs:
     the constructor's: response_format, base_url, api_key, ...)."""
-    head, kwargs = spec_kwargs("tts", "openai", arg, kwargs, SPEC_OPTIONS, "openai:tts-1:nova;speed=1.2")
+    head, kwargs = spec_kwargs("tts", "openai", arg, kwargs, SPEC_OPTIONS, OPENAI_EXAMPLE)
     model, _, voice = (head or os.environ.get("OPENAI_TTS_MODEL", "")).partition(":")
     if voice.strip():
         kwargs.setdefault("voice", voice.strip())
