@@ -227,3 +227,25 @@ async def test_the_route_meta_has_the_turn_s_end_of_speech():
     router.on_transcript(_final("what is two plus two", 3.0))  # (its words 2.5-2.9 s: by the region's end)
     (route,) = [e.data for e in events if isinstance(e, Meta) and e.data["type"] == "route"]
     assert route["t_user_end"] == 2.45
+
+
+async def test_a_barge_in_min_speech_of_0_is_not_met_by_the_questions_silent_tail():
+    """cascade.barge_in_min_speech = 0: the routed reply starts while the VAD still reports the
+    question as ongoing; its silent tail (0 s of voice since the reply started) does not cut it
+    (was: 0 >= 0), the user's voice after it does."""
+    clock = FakeClock()
+    llm, events = _digits(clock, 0.05), []
+    router = HybridRouter(llm, FakeTTS(clock), CascadeConfig(hybrid_routing=True, max_tokens=50, barge_in_min_speech=0),
+                          clock, emit=events.append, prompt_fn=default_prompt_fn())
+    t0 = clock.now()
+    router.on_vad([VADEvent("start", t0 - 2.0, t0 - 1.9)], t0, True, t0)  # the question, voiced up to t0
+    router.on_transcript(_final("read back my phone number", t0))
+    for _ in range(6):  # still "in speech", nothing voiced after t0
+        await _frames(clock, router, 1)
+        router.on_vad([], clock.now(), True, t0)
+    assert router.active and llm.cancelled == 0
+    router.on_vad([], clock.now(), True, clock.now())  # voice again, over the reply
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not router.active
+    assert [e.data["type"] for e in events if isinstance(e, Meta)].count("barge_in") == 1

@@ -402,3 +402,24 @@ async def test_a_long_session_keeps_only_the_newest_turns(monkeypatch):
     assert len(seen) == 6 and seen[-1][-1] == "question 5"
     assert max(len(h) for h in seen) <= 4 and len(s.history) <= 4
     await d.close()
+
+
+async def test_a_barge_in_min_speech_of_0_cuts_a_reply_on_voice_only_never_on_silence():
+    """cascade.barge_in_min_speech = 0 (documented valid): any voice over the reply cuts it, the
+    silence after the user's question never does (was: 0 s heard >= 0, so every reply was cut on
+    its first frame and the cascade never answered)."""
+    clock = FakeClock()
+    long_reply = [f"This is sentence number {i} of a long answer. " for i in range(20)]
+    llm, tts = FakeLLM(clock, long_reply, delay=0.05), FakeTTS(clock)
+    agent, _ = await _agent(clock, llm, tts, **{"cascade.barge_in_min_speech": 0})
+    s = await agent.open_session()
+    d = Driver(clock, s)
+    await d.step(speech_frame(), frames=10)
+    await d.step(frames=5)  # the VAD ends the question's speech
+    s.stt.say("tell me a long story", clock.now())
+    await d.step(frames=25)
+    assert not d.metas("barge_in") and d.voiced(), "silence cut the reply"
+    await d.step(speech_frame(), frames=2)  # the user talks over the agent
+    assert len(d.metas("barge_in")) == 1
+    assert d.metas("agent_turn")[-1]["interrupted"]
+    await d.close()

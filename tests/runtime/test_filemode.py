@@ -165,7 +165,7 @@ def test_the_summary_tells_failed_and_empty_replies(tmp_path, capsys):
              {"type": "agent_turn", "turn": 2, "failed": False, "reply": ""},
              {"type": "agent_turn", "turn": 3, "failed": False, "reply": "Fine."},
              {"type": "agent_turn", "turn": 4, "failed": False, "interrupted": True, "reply": ""}]  # not empty
-    assert reply_outcomes({"other": other}) == {"failed": 1, "empty": 1}
+    assert reply_outcomes({"other": other}) == {"failed": 1, "empty": 1, "barged_in": 0}
     print_summary(_summary(mode="cascade", replies={"failed": 1, "empty": 1}, errors=2), tmp_path / "o.wav", True)
     out = capsys.readouterr().out
     assert "warning   1 of the agent's replies had no text: its LLM 'embedded' answered with no text; " \

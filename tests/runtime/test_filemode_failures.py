@@ -120,7 +120,7 @@ def test_fast_is_not_blamed_for_an_llm_that_answered_with_no_text(tmp_path, caps
     assert line == ("warning   the cascade heard the user but did not answer in out.wav; its LLM 'empty' answered "
                     "with no text (not --fast: its STT heard the user); check that LLM's replies, or set another "
                     "backend.llm")
-    assert json.loads(out.with_suffix(".json").read_text())["summary"]["replies"] == {"failed": 0, "empty": 1}
+    assert json.loads(out.with_suffix(".json").read_text())["summary"]["replies"] == {"failed": 0, "empty": 1, "barged_in": 0}
 
 
 def test_an_empty_answer_blames_fast_only_when_the_stt_heard_little(tmp_path, capsys):

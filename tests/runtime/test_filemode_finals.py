@@ -94,3 +94,38 @@ def test_a_final_that_never_came_is_said_plainly_and_a_partial_is_labelled(tmp_p
     assert "ending at 1.02 s" not in out  # the cause is said: not also its consequence
     print_summary(_summary(heard="hello", heard_partial="what is"), tmp_path / "o.wav", True)
     assert "heard     'hello', then partial 'what is' (no final came for it)" in capsys.readouterr().out
+
+
+def test_a_cascade_waits_while_the_users_speech_with_words_heard_has_not_ended():
+    """cascade.end_of_turn_silence longer than --tail (or a VAD that never hears silence): the
+    speech is still open (its last "vad" event a "start") with words heard since: its turn is
+    still to come (was: not pending, so no answer and "the STT is slow")."""
+    cascade = [{"type": "info", "mode": "cascade"}, {"type": "vad", "event": "start", "t": 0.06}]
+    partial = {"type": "transcript", "final": False, "text": "what is the capital of france", "t": 1.4}
+    assert reply_pending(cascade + [partial], 30.0, at="detected_at")  # (as long as --max-tail goes)
+    assert not reply_pending(cascade, 30.0, at="detected_at")  # no words heard in it
+    assert not reply_pending([{**cascade[0], "mode": "tandem"}, cascade[1], partial], 30.0)
+    final = {"type": "transcript", "final": True, "text": "what is the capital of france", "t": 1.6}
+    assert not reply_pending(cascade + [partial, final], 30.0)  # finalised (its turn, if any, is open_turns')
+
+
+class _OpenSpeechAgent(_TurnAgent):
+    """_TurnAgent whose user speech starts at frame 1 and is never ended by the VAD within the
+    input (the partial at frame 5, the final and the reply much later)."""
+
+    async def push_audio(self, pcm):
+        from kame.runtime.base import Meta
+
+        if self.pushed == 1:
+            self.out.put_nowait(Meta({"type": "vad", "event": "start", "t": 0.08}))
+        await super().push_audio(pcm)
+
+
+async def test_the_file_goes_on_while_the_users_speech_has_not_ended():
+    from kame.config import load_config
+
+    cfg, pcm = load_config(None, []), np.zeros(10 * FRAME, np.float32)
+    # (heard=10**6: no VAD "end" within the run) the final and turn at frame 60, the reply ends at 70
+    rec = await run_conversation(cfg, pcm, fast=True, agent=_OpenSpeechAgent(60, 70, heard=10**6, partial=5),
+                                 extend_s=30.0)
+    assert rec["frames"] == 72 and rec["max_tail_reached"] is False  # (was: 10, no answer)

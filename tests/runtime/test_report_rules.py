@@ -148,3 +148,55 @@ def test_a_routed_reply_s_first_response_is_at_its_own_end_of_speech():
            "metrics": [{"name": "first_response_latency", "value": 1.1, "t": 6.0,
                         "labels": {"mode": "hybrid", "turn": 2}}]}
     assert first_response_times(rec) == [4.9 + 1.1]
+
+
+def _unanswered_warnings(rec: dict, capsys, **kw) -> str:
+    """print_warnings for an unanswered cascade run ``rec`` (59 frames: 4.72 s), its fields as kame run sets them."""
+    from pathlib import Path
+
+    from kame.runtime.filemode import reply_outcomes
+    from kame.runtime.runreport import print_warnings, speech_open
+
+    from .test_answer_missing import _summary
+
+    s = _summary(mode="cascade", frontend=None, frames=59, unanswered=True, late_final=late_final(rec),
+                 speech_open=speech_open(rec), replies=reply_outcomes(rec), **kw)
+    print_warnings(s, Path("edge.wav"))
+    return capsys.readouterr().out
+
+
+def test_speech_the_vad_never_ended_is_said_so_not_a_slow_stt(capsys):
+    # kame run q.wav --mode cascade --set cascade.end_of_turn_silence=4 (--tail 3): the speech never
+    # ended by the VAD, the STT's final flushed as the session closed (was: "the STT's final ... came 3.30 s
+    # after it ...; the STT is slow on this machine: give a longer --tail, or see backend.nice")
+    rec = {"components": {"mode": "cascade", "stt": "embedded"}, "vad": [{"event": "start", "t": 0.064}],
+           "transcripts": [{"t": 1.2, "final": False, "text": "what is the capital", "words": []},
+                           {"t": 4.8, "final": True, "text": "What is the capital of France?",
+                            "words": [{"word": "France?", "start": 1.1, "end": 1.5}]}],
+           "other": [], "agent_text": []}
+    said = _unanswered_warnings(rec, capsys)
+    assert ("warning   the user's speech from 0.06 s had not ended by the VAD when edge.wav ended at 4.72 s (it "
+            "had heard 'What is the capital of France?'), so the cascade took no turn for it and did not answer; a "
+            "turn ends after cascade.end_of_turn_silence of silence") in said
+    assert "cascade.vad_threshold" in said and "is slow" not in said and "did not answer in" not in said
+    assert "had not ended" not in _unanswered_warnings(rec, capsys, interrupted=True)  # (a Ctrl-C cut it)
+    rec["vad"].append({"event": "end", "t": 1.6})  # it ended: the late final's warning, as before
+    assert "the STT is slow" in _unanswered_warnings(rec, capsys)
+    assert runreport.speech_open({**rec, "components": {"mode": "tandem"}}) is None
+
+
+def test_an_unanswered_turn_a_barge_in_cut_says_so_not_a_longer_max_tail(capsys):
+    # kame run q.wav --mode cascade --set cascade.barge_in_min_speech=0 (before that fix: every reply cut
+    # on its first frame; the warning said "give a longer --max-tail")
+    rec = {"components": {"mode": "cascade", "stt": "embedded"},
+           "vad": [{"event": "start", "t": 0.064}, {"event": "end", "t": 1.6}],
+           "transcripts": [{"t": 2.1, "final": True, "text": "What is the capital of France?", "words": []}],
+           "other": [{"type": "turn", "turn": 1, "t_user_end": 1.6, "t": 4.08},
+                     {"type": "agent_turn", "text": "", "t": 4.08, "turn": 1, "interrupted": True, "failed": False,
+                      "reply": ""},
+                     {"type": "barge_in", "turn": 1, "t": 4.16, "heard": ""}], "agent_text": []}
+    said = _unanswered_warnings(rec, capsys)
+    assert ("warning   the cascade heard the user but did not answer in edge.wav; a barge-in cut its reply before "
+            "the first word: the VAD heard the user's voice over it (cascade.barge_in_min_speech; see 'barge_in' "
+            "in edge.json)") in said
+    assert "--max-tail" not in said

@@ -42,7 +42,7 @@ from ..runtime.metrics import Metric, MetricsSink, null_sink
 from .config import CascadeConfig
 from .reply import ReplyParts, ReplyPipeline
 from .routing import explain_turn
-from .turns import SpeechRegions, voice_heard_since
+from .turns import SpeechRegions, barges_in, voice_heard_since
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class HybridRouter:
             return
         # only voice heard since the reply started counts (the cascade session's rule)
         heard = voice_heard_since(rp.t_started, self._speech.open_start, self._last_voice)
-        if heard >= self.cfg.barge_in_min_speech:
+        if barges_in(heard, self.cfg.barge_in_min_speech):
             self._emit(Meta({"type": "barge_in", "turn": rp.turn_id, "t": t, "heard": rp.spoken_text}))
             self._stop_reply()
 

@@ -60,7 +60,7 @@ from ..runtime.sttloop import STALL_S, STTSupervisor
 from .config import CascadeConfig
 from .reply import ReplyParts, ReplyPipeline
 from .routing import explain_turn
-from .turns import TurnTracker
+from .turns import TurnTracker, barges_in
 
 log = logging.getLogger(__name__)
 PromptFn = Callable[[Sequence[Turn]], list[ChatMessage]]
@@ -327,7 +327,8 @@ class CascadeSession(Session):
             self._emit(Meta({"type": "vad", "event": ev.kind, "t": ev.t, "detected_at": ev.detected_at}))
         rp = self._reply
         # only voice heard since the reply started counts (not the tail of the user's turn)
-        if rp is not None and rp.active and self._turns.heard_since(rp.t_started) >= self.cfg.barge_in_min_speech:
+        if rp is not None and rp.active and barges_in(self._turns.heard_since(rp.t_started),
+                                                      self.cfg.barge_in_min_speech):
             self._barge_in(t)
 
     def _barge_in(self, t: float) -> None:

@@ -3,7 +3,7 @@
     tracker = TurnTracker(make_vad("auto"))
     events = tracker.update(pcm_80ms, t)   # [VADEvent("start"|"end", t, detected_at)] (off the event loop)
     tracker.note(events)                   # on the event loop: the speech regions they open / close
-    tracker.heard_since(t0)                # seconds of user voice heard after t0 (barge-in)
+    tracker.heard_since(t0)                # seconds of user voice heard after t0 (barge-in: barges_in)
     tracker.end_of(final)                  # end of the speech a final transcript belongs to (latency origin)
 
 The end of a user's *turn* (what starts the reply) is the STT's final transcript; the VAD gives
@@ -122,3 +122,10 @@ def voice_heard_since(t0: float, speech_start: float | None, last_voice: float |
     if speech_start is None or last_voice is None:
         return 0.0
     return max(0.0, last_voice - max(speech_start, t0))
+
+
+def barges_in(heard: float, min_speech: float) -> bool:
+    """The user's voice ``heard`` over a reply (voice_heard_since) cuts it: voice actually heard
+    (more than 0 s), ``min_speech`` (cascade.barge_in_min_speech) of it or more. So 0 means any
+    voice, never silence (was: 0 s heard >= 0, so every reply was cut on its first frame)."""
+    return heard > 0 and heard >= min_speech

@@ -53,7 +53,8 @@ from .base import AgentAudio, AgentText, ErrorEvent, Meta
 from .clock import FakeClock
 from .interrupt import TERMINATED_STATUS, first_ctrl_c, run_to_end, sigterm_held, unless_stopped
 from .metrics import SLOW_CAUSE, MetricsLog, behind_real_time, late_share
-from .runreport import STEP_FAILED, open_turns, print_warnings, shortened, speech_spans, user_words, words_not_heard
+from .runreport import (STEP_FAILED, open_turns, print_warnings, shortened, speech_open, speech_spans, user_words,
+                        words_not_heard)
 
 SR, FRAME = 24000, 1920
 FRAME_S = FRAME / SR
@@ -117,7 +118,9 @@ async def play_session(agent, pcm: np.ndarray, *, clock: FakeClock, metrics: Met
     frame at a time; rec["frames"] counts them all, and rec["max_tail_reached"] says whether the
     run ended with one still under way. Once ``stop`` is set no more frames are played:
     rec["interrupted"]. rec["load_s"]: from ``load_started`` (perf_counter when the caller began
-    the agent's start; default now) until the session was open."""
+    the agent's start; default now) until the session was open. Each frame waits (up to
+    ``frame_timeout_s``) for the agent's audio of it, unless the session sends none for silence
+    (its ``cfg.emit_silence`` false: a cascade's option)."""
     load0 = time.perf_counter() if load_started is None else load_started
     n = math.ceil(pcm.shape[0] / FRAME)
     pcm = np.pad(pcm, (0, n * FRAME - pcm.shape[0]))
@@ -162,6 +165,9 @@ async def play_session(agent, pcm: np.ndarray, *, clock: FakeClock, metrics: Met
                     rec["other"].append(d)
 
     session = await agent.open_session("file")
+    # a cascade with cascade.emit_silence off sends no audio for a silent frame: not waited for (was: each
+    # waited frame_timeout_s, then 0.1 s, so the run went ~1.8x slower than real time); paced by the clock
+    per_frame = getattr(getattr(session, "cfg", None), "emit_silence", True) is not False
     # (before any step: open_session returns without yielding to the ticker)
     feed = session.record_feed() if hasattr(session, "record_feed") else None
     task = asyncio.create_task(collect(session))
@@ -193,13 +199,15 @@ async def play_session(agent, pcm: np.ndarray, *, clock: FakeClock, metrics: Met
                 clock.set(max(clock.now(), t0 + (k + 1) * FRAME_S + 1e-9))
             # wait (wall time) until the agent produced the output of this frame
             deadline = time.perf_counter() + frame_timeout_s
-            while frames_out() < k + 1 and time.perf_counter() < deadline and not task.done():
+            while per_frame and frames_out() < k + 1 and time.perf_counter() < deadline and not task.done():
                 got_audio.clear()
                 try:
                     await asyncio.wait_for(got_audio.wait(), timeout=0.05)
                 except asyncio.TimeoutError:
                     pass
-            if frames_out() < k + 1:
+            if not per_frame:
+                await asyncio.sleep(0)  # (its tick of this frame runs)
+            elif frames_out() < k + 1:
                 late_frames += 1
                 frame_timeout_s = min(frame_timeout_s, 0.1)  # an agent that skips frames: don't stall
             if not fast:  # virtual time never runs ahead of wall time
@@ -255,7 +263,10 @@ def reply_pending(metas, now: float, *, at: str = "t") -> bool:
     the speech began and since the last final (the STT heard words it has not finalised and is
     still working: on a loaded machine a final may take longer; `kame client` passes them too; a
     final the STT's own endpointing sent before the VAD's end leaves FINAL_WAIT_S, for words
-    after it it may not have sent yet). "Since" compares the events' "t" (the
+    after it it may not have sent yet). While the user's speech has not ended (the last "vad"
+    event a "start"), such a partial since it began says its turn is still to come: for as long
+    as the caller goes on (the VAD ends it after cascade.end_of_turn_silence, which may be longer
+    than --tail; runreport.speech_open says so if it never did). "Since" compares the events' "t" (the
     session's clock); the wait counts from the field ``at`` of the "vad" event, on the clock of
     ``now`` (file mode: "detected_at", when the VAD reported the end, end_of_turn_silence after
     it; else "t"). The tandem's front-end speaks all the time, so nothing says when its reply is
@@ -274,11 +285,14 @@ def reply_pending(metas, now: float, *, at: str = "t") -> bool:
             partials.append(d.get("t"))
     if open_turns(metas):  # (also a tandem's: hybrid routing answers some turns the cascade's way)
         return True
-    if mode != "cascade" or not (vad and vad.get("event") == "end") \
-            or any(t is None or t >= vad["t"] for t in finals):
+    if mode != "cascade" or not vad:
         return False
     since = max([t for t in finals if t is not None], default=None)  # (the last final's)
     working = any(t is not None and (start is None or t >= start) and (since is None or t > since) for t in partials)
+    if vad.get("event") == "start":  # the user's speech goes on: a turn is to come if words were heard in it
+        return working  # (was: not pending, so a longer end_of_turn_silence than --tail gave no answer)
+    if vad.get("event") != "end" or any(t is None or t >= vad["t"] for t in finals):
+        return False
     return working or now - vad.get(at, vad["t"]) < FINAL_WAIT_S
 
 
@@ -335,6 +349,7 @@ def summarize(rec: dict) -> dict:
         # the last of those replies was under way at the end: agent_text has its LLM's text as far as it
         # streamed, which can be ahead of its audio (the agent line says so)
         "agent_reply_under_way": comps.get("mode") == "cascade" and _under_way(rec),
+        "speech_open": speech_open(rec),  # (a cascade's user speech the VAD had not ended: no turn taken)
         "first_response_latency_s": vals("first_response_latency"),
         "oracle_lag_s": fed_oracle_lags(rec["metrics"]),
         "step_time_p50_s": float(np.percentile(st, 50)) if st else None,
@@ -441,12 +456,13 @@ def _agent_turns(rec: dict) -> list[dict]:
 
 def reply_outcomes(rec: dict) -> dict:
     """{"failed": replies a failing LLM/TTS ended, "empty": replies that ended without a word (the
-    LLM gave no text, and did not fail)}, from the "agent_turn" metadata (a cascade's, hybrid
-    routing's)."""
+    LLM gave no text, and did not fail), "barged_in": replies a barge-in cut (its "barge_in"
+    metadata)}, from the "agent_turn" metadata (a cascade's, hybrid routing's)."""
     ended = _agent_turns(rec)
     return {"failed": sum(1 for d in ended if d.get("failed")),
             "empty": sum(1 for d in ended if not d.get("failed") and not d.get("interrupted")  # (a barge-in
-                         and not str(d.get("reply", "")).strip())}  # may come before the first word)
+                         and not str(d.get("reply", "")).strip()),  # may come before the first word)
+            "barged_in": sum(1 for d in rec.get("other", ()) if d.get("type") == "barge_in")}
 
 
 def unanswered(rec: dict) -> bool:
@@ -577,6 +593,7 @@ def print_summary(s: dict, out: Path, no_png: bool) -> None:
               f"scale and were clipped in {out.name} (the agent heard them unclipped)")
     if s.get("tail_extended_s"):
         print(f"tail      {s['tail_extended_s']:.2f} s of silence more than --tail: a reply was under way "
-              f"(or the user's final transcript, which starts it, still to come)")
+              f"(or still to come: the user's speech not ended, or its final transcript, which starts it, "
+              f"not yet sent)")
     print_warnings(s, out)  # (kame.runtime.runreport)
     print(f"wrote     {out}, {out.with_suffix('.json')}" + ("" if no_png else f", {out.with_suffix('.png')}"))

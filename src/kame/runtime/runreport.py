@@ -5,7 +5,8 @@ its fields come from the run's record here (``final_missing``, ``late_final``, `
 ``shortened``: a long text as the summary's oracle and agent lines print it. And the rules the
 summary, ``kame client`` and the timeline plot share: which metadata starts a reply turn
 (``turn_started``, ``open_turns``), how many of a reply's words were not heard
-(``words_not_heard``), which speech a final transcript ends (``final_speech_end``)."""
+(``words_not_heard``), which speech a final transcript ends (``final_speech_end``), whether the
+user's last speech had not ended when the run did (``speech_open``)."""
 
 from __future__ import annotations
 
@@ -113,6 +114,28 @@ def late_final(rec: dict) -> dict | None:
     last = finals[-1]
     end = final_speech_end(rec, last)
     return {"speech_end": end, "latency": last["t"] - end}
+
+
+def speech_open(rec: dict) -> dict | None:
+    """A cascade's user speech that the VAD had not ended when the run did (its last "vad" event a
+    "start") and in which the STT heard words (a transcript with text since it began): the
+    cascade takes a turn once the VAD ends the speech (cascade.end_of_turn_silence of silence), so
+    it took none for it, whatever the STT sent as the session closed. Then {"start": when it
+    began, "heard": the words of the last of those transcripts}; else None (a tandem too)."""
+    if rec.get("components", {}).get("mode") != "cascade":
+        return None
+    vad = [v for v in rec.get("vad", ()) if v.get("event") in ("start", "end")]
+    if not vad or vad[-1]["event"] != "start":
+        return None
+    start = vad[-1]["t"]
+    said = [t for t in rec.get("transcripts", ()) if t["t"] >= start and str(t.get("text") or "").strip()]
+    return {"start": start, "heard": str(said[-1]["text"]).strip()} if said else None
+
+
+# why speech_open's speech got no turn, and what would help (kame run's and kame client's warning)
+SPEECH_NOT_ENDED = ("a turn ends after cascade.end_of_turn_silence of silence, as the VAD hears it (speech is what it "
+                    "finds above cascade.vad_threshold): give a longer --max-tail, or a shorter end_of_turn_silence, "
+                    "or check vad_threshold")
 
 
 def final_speech_end(rec: dict, final: dict) -> float:
@@ -287,6 +310,13 @@ def backend_error(e: dict) -> bool:
     return e.get("code", "agent_error") == "agent_error" and not message.startswith((STEP_FAILED, OPUS_FAILED))
 
 
+def barged_in(n: int, where: str) -> str:
+    """Why a cascade that heard the user said nothing when ``n`` barge-ins cut its replies before
+    their first word (``where``: where its "barge_in" metadata is), alike in `kame run` and `kame client`."""
+    return (f"a barge-in cut its {'reply' if n == 1 else f'{n} replies'} before the first word: the VAD heard the "
+            f"user's voice over {'it' if n == 1 else 'them'} (cascade.barge_in_min_speech; see 'barge_in' in {where})")
+
+
 def backend_failed(errors: int, where: str) -> str:
     """The cause of a warning when the back-end reported ``errors`` errors (``where``: where to
     read them), worded alike in `kame run`'s summary and `kame client`'s warnings."""
@@ -329,17 +359,24 @@ def print_warnings(s: dict, out: Path) -> None:
     ended = f"{out.name} ended at {s['frames'] * FRAME_S:.2f} s"
     replies, late = s.get("replies") or {}, s.get("late_final")
     stopped = s.get("interrupted")  # (no advice for a run cut short: it did not run out of --tail)
+    opened = None if stopped else s.get("speech_open")  # (its own warning, below: was "the STT is slow")
     if s.get("unanswered") and stopped and not replies.get("empty"):  # (was: "give a longer --max-tail")
         print(f"warning   the cascade heard the user but had not answered when the run was interrupted "
               f"({ended})" + (f"; {failed}" if errors else ""))
-    elif s.get("unanswered"):  # (was: --fast blamed for an LLM that answered with no text)
+    elif s.get("unanswered") and (replies.get("empty") or not opened):  # (was: --fast blamed for an empty LLM)
         print(f"warning   the cascade heard the user but did not answer in {out.name}; "
               + (why_empty() if replies.get("empty") else
                  why(f"the STT's final transcript for the speech ending at {late['speech_end']:.2f} s came "
                      f"{late['latency']:.2f} s after it, too late for a reply before {ended}; {slow_stt}") if late
+                 # (was: "give a longer --max-tail" for replies a barge-in cut before their first word)
+                 else barged_in(replies["barged_in"], json_name) if replies.get("barged_in")
                  else why("give a longer --max-tail")))  # (was: --max-tail, for a final that came too late)
     elif replies.get("empty"):  # (was: nothing said of them)
         print(f"warning   {replies['empty']} of the agent's replies had no text: {why_empty()}")
+    if opened:
+        print(f"warning   the user's speech from {opened['start']:.2f} s had not ended by the VAD when {ended} (it "
+              f"had heard {opened['heard']!r}), so the cascade took no turn for it"
+              + (" and did not answer" if s.get("unanswered") else "") + f"; {SPEECH_NOT_ENDED}")
     nofinal = s.get("final_missing")
     if nofinal:  # (was: nothing said; a tandem's answer_missing took a partial's last word for the end)
         print(f"warning   the STT's final transcript for the speech ending at {nofinal['speech_end']:.2f} s never "

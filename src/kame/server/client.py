@@ -43,8 +43,9 @@ from . import protocol as P
 from .clientreport import EPILOG, json_record, report
 
 URL_SCHEMES = ("ws", "wss", "http", "https")
-REPLY_METAS = ("info", "turn", "agent_turn", "vad", "transcript")  # what reply_pending reads (partials too, as
-# `kame run`: words heard since the speech began say the STT is at work on a final that may come late)
+# what reply_pending reads: partials too, as `kame run` (words heard since the speech began say the STT is at
+# work on a final that may come late), and "route" (hybrid routing's turn; was left out: its reply was cut off)
+REPLY_METAS = ("info", "turn", "route", "agent_turn", "vad", "transcript")
 END_WAIT_S = 10.0  # after END_INPUT: wait this long for the server to end the session (its final stats), then close
 UPGRADE_TIMEOUT_S = 30.0  # connected, no answer to the WebSocket upgrade (or no handshake) this long: give up
 CLOSE_CODES = {  # why a connection closed, for failure()
@@ -183,7 +184,7 @@ class ChatResult:
         return {"components": info, "vad": [m for m in timed if m.get("type") == "vad"],
                 "transcripts": [{**m, "final": bool(m.get("final")), "text": str(m.get("text") or "")}
                                 for m in timed if m.get("type") == "transcript"],
-                "other": [m for m in timed if m.get("type") in ("turn", "agent_turn")],
+                "other": [m for m in timed if m.get("type") in ("turn", "route", "agent_turn", "barge_in")],
                 "agent_text": [{"t": 0.0, "text": self.text}] if self.text else []}
 
     def failure(self) -> str | None:

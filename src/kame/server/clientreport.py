@@ -1,7 +1,8 @@
 """What `kame client` prints once a session is over (kame.server.client.main, after writing its
 files): the server's errors, a one-line summary, the warnings `kame run` gives for the same
 session (the agent ran slower than real time, the server dropped input, no audio, the STT's
-final never came, the cascade did not answer, its reply cut off by --max-tail) and the exit
+final never came, the user's speech never ended, the cascade did not answer, its reply cut off
+by --max-tail) and the exit
 status (EPILOG, the end of its --help, says what each line means); what its --json holds
 (json_record).
 """
@@ -16,7 +17,8 @@ from ..backend.types import FRAME_S
 from ..runtime.filemode import unanswered
 from ..runtime.runreport import open_turns, turn_started
 from ..runtime.metrics import SLOW_CAUSE, behind_real_time, behind_recently, late_share
-from ..runtime.runreport import backend_error, final_missing, likeliest_cause
+from ..runtime.runreport import (SPEECH_NOT_ENDED, backend_error, barged_in, final_missing, likeliest_cause,
+                                speech_open)
 from . import protocol as P
 
 if TYPE_CHECKING:
@@ -58,6 +60,9 @@ stderr:
                                    cascade's reply) within the session: the STT is slow, heard
                                    nothing, or failed (the back-end's errors are named then);
                                    "the cascade heard the user but did not answer": why
+  warning: the user's speech ...   a cascade's VAD had not ended the user's last speech (words
+                                   heard in it) when the session ended: no turn was taken for it
+                                   (cascade.end_of_turn_silence, cascade.vad_threshold)
   interrupted ...                  Ctrl-C: the stream ended there, the session was closed and
                                    what came was written; a second Ctrl-C quits at once
   error: ...                       why the exit status is 1
@@ -95,7 +100,8 @@ def report(res: ChatResult, a: argparse.Namespace) -> int:
     turned = still or replied_last(metas)  # (else the final was awaited)
     print(f"audio {len(res.audio) / P.SAMPLE_RATE:.2f} s, text {text!r}, {len(res.metas)} metadata, "
           f"{len(res.errors)} errors, close {res.close_code}"
-          + (f", tail extended {extended:.2f} s (" + ("a cascade reply was under way" if turned else "the STT's "
+          + (f", tail extended {extended:.2f} s (" + ("a cascade reply was under way" if turned else
+             "the user's speech had not ended, by the VAD" if speech_open(rec) else "the STT's "
              "final transcript, which starts the cascade's reply, was still to come") + ")" if extended else "")
           + (f", input dropped by the server {dropped:.2f} s" if dropped else "")
           + (f", missed deadlines {late} of {frames} frames" if late else ""))
@@ -180,7 +186,8 @@ def replied_last(metas) -> bool:
 
 def warn_unanswered(res: ChatResult, rec: dict, a: argparse.Namespace) -> bool:
     """Warns, as `kame run` does, when the STT's final transcript for the user's last speech never
-    came (so no reply could start), or a cascade heard the user and said nothing; whether it did.
+    came (so no reply could start), the user's last speech had not ended by the VAD when the
+    session did (a cascade: speech_open), or a cascade heard the user and said nothing; whether it did.
     The cause is worded as there (runreport.likeliest_cause): the back-end's errors, if any (was:
     a slow STT blamed for a failed one)."""
     nofinal = final_missing(rec)  # (kame.runtime.runreport)
@@ -203,10 +210,20 @@ def warn_unanswered(res: ChatResult, rec: dict, a: argparse.Namespace) -> bool:
                                 + f": give a longer {longer}, or see backend.nice", errors=errors, where=where),
               file=sys.stderr)
         return True
+    opened = speech_open(rec)  # (was: nothing said, exit 0, an empty answer)
+    if opened:
+        t0 = rec["components"].get("t0")
+        at = f" from {max(0.0, opened['start'] - t0):.2f} s into the session" if isinstance(t0, (int, float)) else ""
+        print(f"warning: the user's speech{at} had not ended by the VAD when the session ended (it had heard "
+              f"{opened['heard']!r}), so the cascade took no turn for it; {SPEECH_NOT_ENDED}", file=sys.stderr)
+        return True
     if not unanswered(rec) or (res.reply_cut_off and open_turns(res.metas)):  # (cut off: said by report)
         return False
     ended = [d for d in rec["other"] if d.get("type") == "agent_turn"]
+    cuts = sum(1 for d in rec["other"] if d.get("type") == "barge_in")
     why = ("its reply failed (the server's log says why)" if any(d.get("failed") for d in ended) else
+           # (was: "its LLM answered with no text" for a reply a barge-in cut before its first word)
+           barged_in(cuts, a.json or "the session's metadata (--json keeps it)") if cuts else
            "its LLM answered with no text" if ended else
            likeliest_cause(f"the STT's final transcript came too late for a reply before the session ended: give a "
                            f"longer {longer}", errors=errors, where=where))
