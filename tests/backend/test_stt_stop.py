@@ -403,3 +403,68 @@ def test_finals_started_without_waiting_come_in_order_and_those_in_flight_are_cl
     th.join(30)
     assert not th.is_alive()
     assert [r.closed for r in later] == [False, False, True]  # the one still in flight
+
+
+class _Asked(Whole):
+    """A final that is a request (final_future), answered by the test; a partial of one word,
+    "uttN", the same each time (a one-word utterance: posted once)."""
+
+    made: list = []
+
+    def __init__(self):
+        super().__init__()
+        from concurrent.futures import Future
+
+        self.k, self.future = len(_Asked.made), Future()
+        _Asked.made.append(self)
+
+    def partial(self):
+        return [Word(f"utt{self.k}", 0.0, self.n / 16000)]
+
+    def final_future(self, speech_end=None):
+        return self.future
+
+    def final(self, speech_end=None):
+        assert self.future.done()  # (final() is never called to wait)
+        return [Word(self.future.result(), 0.0, self.n / 16000)]
+
+
+def test_a_late_final_is_followed_by_the_open_utterances_partial_again():
+    """(was: a final that came after the next utterance's partial cleared that partial in every
+    consumer, the oracle's prompt among them, and it was never posted again)"""
+    _Asked.made = []
+    posted: list = []
+    next_partial, first_final = threading.Event(), threading.Event()
+
+    def post(item):
+        if item[0] in ("partial", "final"):
+            posted.append((item[0], item[1][0].text))
+            if ("partial", "utt1") in posted:
+                next_partial.set()
+            if ("final", "utt0") in posted:
+                first_final.set()
+
+    worker = _Worker(_STT(_Asked, preroll=0.0, partial_interval=0.16), post)
+    th = _start(worker, [SILENCE] * 5 + [SPEECH] * 10 + [SILENCE] * 10 + [SPEECH] * 30)
+    assert next_partial.wait(30)  # the second utterance's partial, the first's final not answered yet
+    _Asked.made[0].future.set_result("utt0")
+    assert first_final.wait(30)  # (emitted while the second utterance is open)
+    worker.close()  # (the input ends: the second's final is asked for and answered)
+    _Asked.made[1].future.set_result("utt1")
+    th.join(30)
+    i = posted.index(("final", "utt0"))
+    assert ("partial", "utt1") in posted[:i] and posted[i + 1] == ("partial", "utt1"), posted
+    assert posted[-1] == ("final", "utt1")
+
+
+def test_at_the_inputs_end_a_final_in_flight_is_waited_for_before_final_is_called():
+    """(was: final() called at once, before its request was answered: a recognizer reading its
+    result without waiting failed, "STT worker crashed", and no final came)"""
+    _Asked.made = []
+    posted: list = []
+    worker = _Worker(_STT(_Asked, preroll=0.0), lambda item: posted.append(item))
+    th = _start(worker, [SILENCE] * 5 + [SPEECH] * 10 + [SILENCE] * 10)
+    worker.close()
+    threading.Timer(0.5, lambda: _Asked.made[0].future.set_result("late")).start()
+    th.join(30)
+    assert [(p[0], p[1][0].text) for p in posted if p[0] == "final"] == [("final", "late")], posted

@@ -185,6 +185,19 @@ def test_speech_the_vad_never_ended_is_said_so_not_a_slow_stt(capsys):
     assert runreport.speech_open({**rec, "components": {"mode": "tandem"}}) is None
 
 
+def test_speech_whose_words_a_turn_took_is_not_said_to_have_had_no_turn():
+    """(was: a final that started a turn while the VAD still heard speech, the STT's max_utterance
+    cut, then an answer: 'so the cascade took no turn for it')"""
+    rec = {"components": {"mode": "cascade", "stt": "embedded"}, "vad": [{"event": "start", "t": 1.0}],
+           "transcripts": [{"t": 1.5, "final": False, "text": "hello", "words": []},
+                           {"t": 2.0, "final": True, "text": "hello there", "words": []}],
+           "other": [{"type": "turn", "turn": 1, "t": 2.0},
+                     {"type": "agent_turn", "turn": 1, "t": 4.0, "text": "Hi! How can I help?"}]}
+    assert runreport.speech_open(rec) is None
+    rec["transcripts"].append({"t": 5.0, "final": False, "text": "and then", "words": []})  # words after it: open
+    assert runreport.speech_open(rec) == {"start": 1.0, "heard": "and then"}
+
+
 def test_an_unanswered_turn_a_barge_in_cut_says_so_not_a_longer_max_tail(capsys):
     # kame run q.wav --mode cascade --set cascade.barge_in_min_speech=0 (before that fix: every reply cut
     # on its first frame; the warning said "give a longer --max-tail")

@@ -120,15 +120,20 @@ def speech_open(rec: dict) -> dict | None:
     """A cascade's user speech that the VAD had not ended when the run did (its last "vad" event a
     "start") and in which the STT heard words (a transcript with text since it began): the
     cascade takes a turn once the VAD ends the speech (cascade.end_of_turn_silence of silence), so
-    it took none for it, whatever the STT sent as the session closed. Then {"start": when it
-    began, "heard": the words of the last of those transcripts}; else None (a tandem too)."""
+    it took none for it, whatever the STT sent as the session closed. Words a turn already took
+    (a final that started one while the VAD still heard speech: the STT's own endpoint, its
+    max_utterance cut) do not count. Then {"start": when it began, "heard": the words of the last
+    of those transcripts}; else None (a tandem too)."""
     if rec.get("components", {}).get("mode") != "cascade":
         return None
     vad = [v for v in rec.get("vad", ()) if v.get("event") in ("start", "end")]
     if not vad or vad[-1]["event"] != "start":
         return None
     start = vad[-1]["t"]
-    said = [t for t in rec.get("transcripts", ()) if t["t"] >= start and str(t.get("text") or "").strip()]
+    turns = [d["t"] for d in rec.get("other", ()) if turn_started(d) and d.get("t", -1) >= start]
+    start_words = max([start, *turns])  # (words up to a turn's start: that turn took them)
+    said = [t for t in rec.get("transcripts", ()) if t["t"] >= start and (not turns or t["t"] > start_words)
+            and str(t.get("text") or "").strip()]
     return {"start": start, "heard": str(said[-1]["text"]).strip()} if said else None
 
 

@@ -512,7 +512,8 @@ class TandemSession(Session):
         once, and the front-end be fed a second answer)."""
         self.stats.transcripts += 1
         if tr.words:
-            self._lat.last_word_end = max(w.end for w in tr.words)
+            # (max: a late final of the utterance before, kame.backend.stt.streaming, is older)
+            self._lat.last_word_end = max(self._lat.last_word_end or 0.0, *(w.end for w in tr.words))
         self._put(Meta({"type": "transcript", "speaker": "user", "final": tr.final, "text": tr.text, "t": tr.t,
                         "words": [{"word": w.text, "start": w.start, "end": w.end} for w in tr.words]}))
         if self.router is not None:

@@ -316,6 +316,7 @@ class _Worker:
         self.stop_event = threading.Event()  # the same, for recognizers waiting on something shared
         self.rec: Recognizer | None = None  # the open utterance's, until its final is asked for
         self.finals: deque[_Final] = deque()  # finals asked for, not emitted yet, in order
+        self.open_words: list[Word] | None = None  # the open utterance's newest partial posted
 
     # called from the loop
     def put(self, pcm: np.ndarray, t: float) -> None:
@@ -409,6 +410,7 @@ class _Worker:
                     self._go_on()
                     rec.accept(chunk[0] if rec.sample_rate == VAD_RATE else chunk[1])
                 last_partial_at, last_words, paused = 0, None, False
+                self.open_words = None
                 preroll.clear()
             n16 += x.shape[0]
             if rec is None:
@@ -444,7 +446,7 @@ class _Worker:
                 if words is not None:
                     words = self.to_clock(words, utt_start)
                     if last_words is None or _text(words) != _text(last_words):
-                        last_words = words
+                        last_words = self.open_words = words
                         self.post(("partial", words, None))
         if rec is not None:
             self._finalize(rec, utt_start, last_words, self.time_of(n16))
@@ -489,10 +491,21 @@ class _Worker:
 
     def _emit_finals(self, wait: bool = False) -> None:
         """Emit the finals asked for, in order, while the oldest is ready (``wait``: all of them,
-        waiting for each: the input has ended)."""
+        waiting for each to be ready, or the stream's stop: the input has ended). A final emitted
+        while the next utterance is open is followed by that one's newest partial again: every
+        consumer takes a final as the end of the current utterance and clears its partial (the
+        oracle's prompt, the page's partial line, kame run's wait for a reply)."""
+        emitted = False
         while self.finals and (wait or self.finals[0].ready):
+            if not self.finals[0].ready:  # (final() is called once its result is there, never to wait)
+                with self.cond:
+                    while not (self.finals[0].ready or self.stopped):
+                        self.cond.wait()
             self._emit(self.finals[0])
             self.finals.popleft()
+            emitted = True
+        if emitted and self.rec is not None and self.open_words:
+            self.post(("partial", self.open_words, None))
 
     def _emit(self, job: _Final) -> None:
         self._go_on()
