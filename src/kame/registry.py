@@ -457,11 +457,15 @@ def _describe(factory: Callable) -> str:
     return name + where
 
 
+def raised_at(exc: BaseException) -> str:
+    """Where ``exc`` was raised, its innermost frame: " (at mycomps.py:12)", "" without a traceback."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+
+
 def _failed(kind: str, spec: str, exc: BaseException) -> KameError:
     """A factory's unexpected exception, as one line naming the spec and where it was raised."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
-    return KameError(f"{kind} {spec!r} could not be created: {type(exc).__name__}: {exc}{where}")
+    return KameError(f"{kind} {spec!r} could not be created: {type(exc).__name__}: {exc}{raised_at(exc)}")
 
 
 def create_with_optional(kind: str, spec: str, **optional: Any) -> Any:

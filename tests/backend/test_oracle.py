@@ -237,6 +237,37 @@ async def test_a_failed_prediction_is_logged_with_its_session(tok, caplog):
     await p.aclose()
 
 
+@pytest.mark.parametrize("debug", [False, True])
+async def test_an_llm_s_own_bug_is_logged_naming_it_and_where_it_was_raised(tok, caplog, debug):
+    """An exception that is not kame's (the LLM's bug: a plugin's KeyError) names the LLM and its
+    innermost frame, and carries its traceback when the log shows DEBUG (`kame -v`); was only
+    "(KeyError: 'choices')", no LLM, no place, no traceback. A BackendError stays one line."""
+    from .scripted_llm import __file__ as where
+
+    line = open(where).read().splitlines().index("                    raise item") + 1
+    p, llm, clock, _, _ = make(tok, retry_backoff=1.0, poll_interval=0.5)
+    runner = asyncio.create_task(p.run())  # (its poll retries)
+    bug = KeyError("choices")
+    with caplog.at_level(logging.DEBUG if debug else logging.WARNING, logger="kame.backend.oracle"):
+        await p.on_transcript(tr(2))
+        await settle()
+        llm.calls[0].fail(bug)
+        await settle()
+        for _ in range(2):
+            clock.advance(0.5)
+            await settle()
+        llm.calls[1].fail(BackendError("HTTP 500: boom"))
+        await settle()
+    said = [r for r in caplog.records if r.name == "kame.backend.oracle" and r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in said] == [
+        f"session s: oracle prediction 1 failed (LLM scripted: KeyError: 'choices' (at scripted_llm.py:{line})); "
+        "retry in 1.00 s",
+        "session s: oracle prediction 2 failed (BackendError: HTTP 500: boom); retry in 2.00 s"]
+    assert [r.exc_info and r.exc_info[1] for r in said] == [bug if debug else None, None]
+    await p.aclose()
+    await asyncio.wait_for(runner, 1)
+
+
 async def test_exceptions_never_escape(tok):
     class Boom(ScriptedLLM):
         def stream_chat(self, messages, **kw):

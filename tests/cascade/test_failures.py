@@ -192,6 +192,34 @@ async def test_a_failure_that_is_not_kames_names_its_type_in_the_backend_meta():
     await agent.stop()
 
 
+@pytest.mark.parametrize("debug", [False, True])
+async def test_a_component_s_own_bug_is_logged_with_where_it_was_raised(caplog, debug):
+    """A TTS's exception that is not kame's (a plugin's bug) is logged with its innermost frame,
+    and its traceback when the log shows DEBUG (`kame -v`); was the message alone. The session's
+    ErrorEvent stays as it was (test above)."""
+    import logging
+
+    clock = FakeClock()
+
+    class BrokenTTS(FakeTTS):
+        async def synthesize(self, text):
+            raise RuntimeError("no voice")
+            yield
+
+    line = BrokenTTS.synthesize.__code__.co_firstlineno + 1
+    agent, _ = await _agent(clock, FakeLLM(clock, ["Fine."], delay=0.1), BrokenTTS(clock))
+    d = Driver(clock, await agent.open_session())
+    with caplog.at_level(logging.DEBUG if debug else logging.WARNING, logger="kame.cascade.reply"):
+        await _ask(d, "how are you", 30)
+    said = [r for r in caplog.records if r.name == "kame.cascade.reply" and r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in said] == [
+        f"session {d.session.id}: tts fake-tts failed during the reply to turn 1: RuntimeError: no voice "
+        f"(at test_failures.py:{line})"]
+    assert (said[0].exc_info is not None) is debug and (not debug or "no voice" in str(said[0].exc_info[1]))
+    await d.close()
+    await agent.stop()
+
+
 # ---- 2. the STT is restarted for good, with back-off (r3_cascade_stt_gives_up.py) -----------
 class FlakySTT(FakeSTT):
     """Streams 1..``fail`` fail at once; the others work (stream ``fail_again`` fails after its

@@ -42,7 +42,9 @@ Behaviour:
   counted; the producer waits
   ``policy.backoff(n)`` (at least an HTTP 429's Retry-After) and retries the newest
   conversation, and meanwhile the session simply has no oracle (the log line names the session:
-  "session s1: oracle prediction 3 failed ..."). The Retry-After wait is the LLM's shared one
+  "session s1: oracle prediction 3 failed ..."; an exception not kame's own, the LLM's bug, also
+  names the LLM and where it was raised, "(LLM mine: KeyError: 'x' (at mine.py:12))", its
+  traceback with `kame -v`: kame.backend.llm.base.bug_at). The Retry-After wait is the LLM's shared one
   (kame.backend.policy.rate_gate: the openai adapter's ``rate_gate``): a 429 another session,
   or hybrid routing's reply, got from the same LLM holds this producer's next prediction back
   too (counted ``wait_rate_limited``; was: each asked the server again by itself).
@@ -82,7 +84,7 @@ from typing import Any, Callable
 from ..errors import BackendError
 from ..runtime.clock import END, Clock, MonotonicClock, NothingWithin, next_within, waits_for_reload
 from ..runtime.metrics import Metric, MetricsSink, null_sink
-from .llm.base import LLM, describe, stall_timeout, text_stream
+from .llm.base import LLM, bug_at, describe, stall_timeout, text_stream
 from .policy import OraclePolicy, RestartGate, rate_gate, stall_limits
 from .prompt import Conversation, PromptConfig, ReplyGuard, build_messages
 from .tokenizer import TextTokenizer
@@ -353,10 +355,13 @@ class OracleProducer:
             self._retry_owed = True
             # (named by its session: with several, "prediction 3 failed" alone says not whose)
             # (a fault found here reads by its message alone, "LLM x stalled: ...": its class is private)
-            why = str(exc) if isinstance(exc, _LLMFault) else f"{type(exc).__name__}: {exc}"
+            # (the LLM's own bug, not a BackendError: named, where it was raised, traceback at DEBUG)
+            at, trace = bug_at(exc, log)
+            why = (str(exc) if isinstance(exc, _LLMFault) else
+                   f"{f'LLM {describe(self.llm)}: ' if at else ''}{type(exc).__name__}: {exc}{at}")
             log.warning("%soracle prediction %d failed (%s); retry in %.2f s",
                         f"session {self.session}: " if self.session else "", pid, why,
-                        self._gate.retry_at - now)
+                        self._gate.retry_at - now, exc_info=trace)
             failed = getattr(self.llm, "failed", None)  # (a health watcher: kame.runtime.backend.WatchedLLM)
             if isinstance(exc, _LLMFault) and callable(failed):  # we, not the LLM, ended the stream
                 failed(str(exc))

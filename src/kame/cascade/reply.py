@@ -46,7 +46,8 @@ capital of Paris is ...", not "the capital ofParis is ..."; the very first reply
 space.
 
 Failures are logged naming the session (``ReplyParts.session``): "session c2: llm NAME failed
-during the reply to turn 1: ...".
+during the reply to turn 1: ..."; an exception not kame's own (the component's bug) with where it
+was raised, "(at mine.py:12)", and its traceback with `kame -v` (kame.backend.llm.base.bug_at).
 
 Metrics (via ``metric(name, value, labels)``): llm_ttft, tts_first_chunk, first_response_latency
 (user's end of speech -> first audible agent sample), content_latency (same point: in the cascade
@@ -65,7 +66,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..audio import SAMPLE_RATE, audio_problem, resample
-from ..backend.llm.base import component_name, stall_timeout, text_stream
+from ..backend.llm.base import bug_at, component_name, stall_timeout, text_stream
 from ..backend.policy import OraclePolicy, rate_gate, stall_limits
 from ..backend.prompt import PromptConfig, ReplyGuard
 from ..backend.types import FRAME_SIZE, ChatMessage
@@ -449,5 +450,6 @@ class ReplyPipeline:
         why = _why(exc)
         msg = f"{component} {self.parts.name(component)} failed during the reply to turn {self.turn_id}: {why}"
         # (the log names the session: every session has a "turn 1"; the ErrorEvent is the session's own)
-        log.warning("%s%s", f"session {self.parts.session}: " if self.parts.session else "", msg)
+        at, trace = bug_at(exc, log)  # (the component's own bug: where it was raised, its traceback at DEBUG)
+        log.warning("%s%s%s", f"session {self.parts.session}: " if self.parts.session else "", msg, at, exc_info=trace)
         self._health.report(component, False, self.clock.now(), why, msg)

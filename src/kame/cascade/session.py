@@ -48,7 +48,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..audio import SAMPLE_RATE, audio_problem
-from ..backend.llm.base import component_name
+from ..backend.llm.base import bug_at, component_name
 from ..backend.prompt import KEEP_TURNS, remember
 from ..backend.types import FRAME_S, FRAME_SIZE, AudioFrame, ChatMessage, Transcript, Turn
 from ..runtime.base import (AgentAudio, BackendHealth, ErrorEvent, Meta, Output, OutputReader, Session, SingleReader,
@@ -346,7 +346,8 @@ class CascadeSession(Session):
 
     def _stt_failure(self, exc: BaseException, wait: float) -> None:
         msg = f"stt {self._names.get('stt') or component_name(self.stt)} failed: {_why(exc)}; restarting the stream in {wait:g} s"
-        log.warning("session %s: %s", self.id, msg)
+        at, trace = bug_at(exc, log)  # (the STT's own bug: where it was raised, its traceback at DEBUG)
+        log.warning("session %s: %s%s", self.id, msg, at, exc_info=trace)
         self._parts.health.report("stt", False, self.clock.now(), _why(exc), msg)
 
     def _on_transcript(self, tr: Transcript) -> None:

@@ -44,7 +44,7 @@ import logging
 from collections import Counter
 from typing import TYPE_CHECKING, Callable
 
-from ..backend.llm.base import component_name, text_stream
+from ..backend.llm.base import bug_at, component_name, text_stream
 from ..backend.types import EMPTY_ANSWER, FRAME_S, AudioFrame, Transcript
 from ..config import KameConfig
 from ..errors import ConfigError
@@ -202,7 +202,9 @@ class BackendBridge:
                 await self._producer.on_transcript(tr)
 
     def _on_stt_failure(self, exc: BaseException, wait: float) -> None:
-        log.warning("session %s: stt %s failed: %s (restart in %g s)", self.session.id, self.stt_name, _why(exc), wait)
+        at, trace = bug_at(exc, log)  # (the STT's own bug: where it was raised, its traceback at DEBUG)
+        log.warning("session %s: stt %s failed: %s (restart in %g s)%s", self.session.id, self.stt_name, _why(exc), wait,
+                    at, exc_info=trace)
         self._status("stt", False, f"{_why(exc)}; restarting the stream in {wait:g} s")
 
     async def _producer_loop(self) -> None:

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import signal
 import sys
+from collections import Counter
 
 from .clock import cancel_within, leave
 from .signals import handling
@@ -194,7 +195,8 @@ def run_to_end(main, leave_after: float = LEAVE_AFTER_S):
 def close_runner(runner: asyncio.Runner, leave_after: float = LEAVE_AFTER_S) -> None:
     """Close ``runner`` (asyncio.Runner) as run_to_end closes its own: the tasks still running are
     cancelled and get ``leave_after`` s, then are left behind, named (a component that ignores its
-    cancellation must not hang the command's end)."""
+    cancellation must not hang the command's end; its tasks are named after it: "next item of LLM
+    NAME's reply", "STT NAME's stream (session s1)"), each name once with its count."""
     try:
         left = runner.run(_end_leftovers(leave_after))
         within = f"within {leave_after:.0f} s of their cancellation"
@@ -205,8 +207,10 @@ def close_runner(runner: asyncio.Runner, leave_after: float = LEAVE_AFTER_S) -> 
     from ..backend.childproc import loads_running
 
     if left:
+        # (each name once, counted: "next item of LLM x's reply (7 tasks)", not seven times over)
+        named = ", ".join(n if k == 1 else f"{n} ({k} tasks)" for n, k in Counter(left).items())
         log.warning("%d task(s) did not stop %s and are left behind (a component that ignores "
-                    "cancellation or never finishes closing): %s", len(left), within, ", ".join(left))
+                    "cancellation or never finishes closing): %s", len(left), within, named)
         runner.get_loop().close()
     elif loads_running():  # a cancelled model load still in the executor: closing that would join it
         runner.get_loop().close()  # (the caller leaves without waiting: childproc.exit_if_loading)

@@ -18,6 +18,8 @@ each failure (``wait``: the seconds before the restart), ``on_transcript(tr)`` g
 transcript (awaited; its first after a failure is the sign the STT is up again). While the STT
 is down its audio is dropped, not queued (its stream restarts on live audio); at most
 MAX_QUEUED_FRAMES wait for a running stream (the oldest dropped). Both are counted in ``dropped_frames``.
+The stream's task is named after the STT ("STT NAME's stream (session s1)"): a stream that ignores
+its cancellation is left behind by that name (kame.runtime.interrupt.run_to_end).
 """
 
 from __future__ import annotations
@@ -102,7 +104,9 @@ class STTSupervisor:
             q = self._frames
             self._progress_at = self.clock.now()
             stall = self._stall = asyncio.get_running_loop().create_future()
-            run = asyncio.create_task(self._transcribe(q), name=f"stt-stream-{self.who}")
+            # (named after the STT: the task run_to_end leaves behind if it ignores its cancellation)
+            run = asyncio.create_task(self._transcribe(q), name=f"STT {component_name(self.stt)}'s stream "
+                                                               f"(session {self.who})")
             try:
                 try:
                     await asyncio.wait({run, stall}, return_when=asyncio.FIRST_COMPLETED)
@@ -158,5 +162,5 @@ class STTSupervisor:
         """Cancel a stream's task, giving it STOP_WAIT_S (wall time) to unwind: an STT that
         ignores the cancellation must not hold up its restart or the session's close."""
         if await cancel_within([task], STOP_WAIT_S):
-            log.warning("session %s: the STT stream did not stop within %.0f s of its cancellation",
-                        self.who, STOP_WAIT_S)
+            log.warning("session %s: STT %s's stream did not stop within %.0f s of its cancellation",
+                        self.who, component_name(self.stt), STOP_WAIT_S)

@@ -23,6 +23,10 @@ WatchedLLM, the cascade's reply, ``collect_reply``, kame bench backend) reads it
 LLM: a plugin's that yields the halves as they come too. kame.backend.llm.openai joins them
 itself as well (for whoever reads its stream_chat directly).
 ``collect_reply`` gathers a whole reply (checked pieces, a timeout, the stream closed either way).
+``text_stream``'s stream is named after its LLM ("LLM stubborn's reply"): a task reading it that
+ignores its cancellation is left behind with that name (kame.runtime.interrupt.run_to_end).
+``bug_at`` says where a component's own exception (its bug, not a service's fault) was raised, for
+the failure lines of the oracle, the tandem's STT (kame.runtime.backend) and the cascade's reply.
 Implementations: kame.backend.llm.openai (OpenAI-compatible HTTP), kame.backend.llm.embedded
 (SmolLM2 offline). ``await llm.aclose()`` releases connections.
 """
@@ -31,12 +35,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import reprlib
 from abc import ABC, abstractmethod
 from typing import Any, AsyncIterator, Sequence
 
-from ...errors import BackendError
+from ...errors import BackendError, KameError
+from ...registry import raised_at
 from ..types import ChatMessage
 
 
@@ -65,6 +71,16 @@ def component_name(part: Any) -> str:
 def describe(llm: Any) -> str:
     """How errors name an LLM: its endpoint if it has one, else its name (else its class)."""
     return str(getattr(llm, "url", None) or component_name(llm))
+
+
+def bug_at(exc: BaseException, log: logging.Logger) -> tuple[str, BaseException | None]:
+    """(where, exc_info) for a log line about a component's exception ``exc``: kame's own errors (a
+    BackendError: a service's fault, its message worded) ("", None); anything else, the component's
+    bug (a plugin's KeyError), " (at mycomps.py:12)" (its innermost frame, registry.raised_at, as a
+    factory's failure says it) and, when ``log`` shows DEBUG (`kame -v`), ``exc``: its traceback."""
+    if isinstance(exc, KameError):
+        return "", None
+    return raised_at(exc), exc if log.isEnabledFor(logging.DEBUG) else None
 
 
 def yielded(item: Any) -> str:
@@ -140,12 +156,20 @@ def check_piece(piece: Any, llm: Any, error: type[Exception] = BackendError) -> 
                        "expected str (a text piece)")
 
 
-async def text_stream(stream: Any, llm: Any, error: type[Exception] = BackendError) -> AsyncIterator[str]:
+def text_stream(stream: Any, llm: Any, error: type[Exception] = BackendError) -> AsyncIterator[str]:
     """The pieces of ``stream`` (what ``llm.stream_chat`` returned) as kame's consumers take them:
     checked and cleaned (``check_piece``: ``error`` naming ``llm`` for one that is not text), a
     character split across two pieces joined (``join_split_char``; was: two U+FFFD from an LLM
     that yields the halves as they come). A piece that is only a first half held back is not
-    handed on. Its end, an error or closing it closes ``stream`` (stopping the LLM)."""
+    handed on. Its end, an error or closing it closes ``stream`` (stopping the LLM). Named after
+    ``llm`` ("LLM NAME's reply": next_within's task, "next item of LLM NAME's reply", was "next
+    item of text_stream", which said not whose stream ignored its cancellation)."""
+    pieces = _text_stream(stream, llm, error)
+    pieces.__qualname__ = f"LLM {describe(llm)}'s reply"
+    return pieces
+
+
+async def _text_stream(stream: Any, llm: Any, error: type[Exception]) -> AsyncIterator[str]:
     held = ""
     try:
         async for piece in stream:
