@@ -468,3 +468,35 @@ def test_at_the_inputs_end_a_final_in_flight_is_waited_for_before_final_is_calle
     threading.Timer(0.5, lambda: _Asked.made[0].future.set_result("late")).start()
     th.join(30)
     assert [(p[0], p[1][0].text) for p in posted if p[0] == "final"] == [("final", "late")], posted
+
+
+def test_a_late_final_is_followed_by_the_partial_of_a_later_utterance_whose_final_is_in_flight():
+    """(was: posted again only for an utterance still open: one that had ended, its own final in
+    flight, lost its partial in every consumer until that final came)"""
+    _Asked.made = []
+    posted: list = []
+    both_asked, first_final = threading.Event(), threading.Event()
+
+    def post(item):
+        if item[0] in ("partial", "final"):
+            posted.append((item[0], item[1][0].text))
+            if ("final", "utt0") in posted:
+                first_final.set()
+
+    class Told(_Asked):
+        def final_future(self, speech_end=None):
+            if self.k == 1:
+                both_asked.set()
+            return self.future
+
+    worker = _Worker(_STT(Told, preroll=0.0, partial_interval=0.16, max_lag=float("inf")), post)
+    th = _start(worker, [SILENCE] * 5 + [SPEECH] * 10 + [SILENCE] * 10 + [SPEECH] * 10 + [SILENCE] * 10)
+    assert both_asked.wait(30)  # both utterances ended, neither final answered
+    assert ("partial", "utt1") in posted
+    _Asked.made[0].future.set_result("utt0")
+    assert first_final.wait(30)
+    worker.close()
+    _Asked.made[1].future.set_result("utt1")
+    th.join(30)
+    i = posted.index(("final", "utt0"))
+    assert posted[i + 1] == ("partial", "utt1") and posted[-1] == ("final", "utt1"), posted

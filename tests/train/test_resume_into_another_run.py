@@ -79,3 +79,15 @@ def test_the_same_resume_run_again_is_told_to_go_on_from_its_own_later_checkpoin
         assert cli_main(["train", manifest, "--resume", str(c / "latest"), "-o", str(c), "--steps", steps,
                          *FAST]) == 0
         capsys.readouterr()
+
+
+def test_an_out_that_is_a_file_is_refused_before_anything_loads(tmp_path):
+    """(was: the front-end loaded, the data encoded and steps trained before the first save
+    failed on it)"""
+    from kame.errors import ConfigError
+    from kame.train.checkpoint import check_out
+
+    f = tmp_path / "afile"
+    f.write_text("x")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        check_out(f, False)

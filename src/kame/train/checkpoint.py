@@ -144,6 +144,8 @@ def check_out(out, overwrite: bool, resume=None) -> bool:
     from ..errors import ConfigError
 
     out = Path(out)
+    if out.exists() and not out.is_dir():  # (was: refused only at the first save, steps later)
+        raise ConfigError(f"train: -o {out} is a file, not a folder: give a folder for the checkpoints")
     if not out.is_dir() or not any(out.iterdir()):
         return False
     own = Path(resume).resolve().parent if resume is not None else None

@@ -492,20 +492,32 @@ class _Worker:
     def _emit_finals(self, wait: bool = False) -> None:
         """Emit the finals asked for, in order, while the oldest is ready (``wait``: all of them,
         waiting for each to be ready, or the stream's stop: the input has ended). A final emitted
-        while the next utterance is open is followed by that one's newest partial again: every
+        while a later utterance has no final yet is followed by its newest partial again: every
         consumer takes a final as the end of the current utterance and clears its partial (the
-        oracle's prompt, the page's partial line, kame run's wait for a reply)."""
+        oracle's prompt, the page's partial line, kame run's wait for a reply): _post_newest_partial."""
         emitted = False
         while self.finals and (wait or self.finals[0].ready):
             if not self.finals[0].ready:  # (final() is called once its result is there, never to wait)
+                if emitted:
+                    self._post_newest_partial()
+                    emitted = False
                 with self.cond:
                     while not (self.finals[0].ready or self.stopped):
                         self.cond.wait()
             self._emit(self.finals[0])
             self.finals.popleft()
             emitted = True
-        if emitted and self.rec is not None and self.open_words:
-            self.post(("partial", self.open_words, None))
+        if emitted:
+            self._post_newest_partial()
+
+    def _post_newest_partial(self) -> None:
+        """After a final: the newest partial of an utterance whose final has not come yet, posted
+        again (the open one's, else that of the newest one whose final is in flight), if any."""
+        words = self.open_words if self.rec is not None and self.open_words else None
+        if words is None and self.finals:
+            words = self.finals[-1].last_words
+        if words:
+            self.post(("partial", words, None))
 
     def _emit(self, job: _Final) -> None:
         self._go_on()
