@@ -243,3 +243,27 @@ def test_sessions_rows_below_the_sessions_or_without_a_batch_is_refused(capsys):
     assert main(["bench", "sessions", "--frontend", "random:tiny", "--sessions", "1", "--rows", "4",
                  "--mode", "per-session"]) == 1
     assert "per-session stepping has no shared batch" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_a_sessions_case_runs_stops_its_agent(monkeypatch):
+    """Ctrl-C while `kame bench sessions` runs a case cancels it: its sessions are closed and its
+    agent stopped, so no step thread is left inside torch as the interpreter ends (was: left running,
+    the process aborted, "terminate called without an active exception", exit 134 for 130)."""
+    import signal
+    import threading
+
+    from kame.bench.sessions import run_case
+    from kame.runtime import clock
+
+    real, calls = clock.MonotonicClock.sleep, []
+
+    async def sleep(self, seconds):
+        calls.append(seconds)
+        if len(calls) == 3:  # (the case running: its sessions have pushed audio twice)
+            signal.raise_signal(signal.SIGINT)
+        await real(self, seconds)
+
+    monkeypatch.setattr(clock.MonotonicClock, "sleep", sleep)
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(run_case("random:tiny", "auto", 2, True, 60.0, 0.0, 1))
+    assert len(calls) >= 3 and not [t.name for t in threading.enumerate() if t.name == "kame-step" and t.is_alive()]

@@ -39,3 +39,17 @@ def test_modes_both_runs_the_cascade_too(tmp_path, capsys):
 def test_out_is_also_dash_o(argv, tmp_path):
     argv = [*argv, "-o", str(tmp_path / "x")]
     assert _build_parser(argv)[0].parse_args(argv).out == str(tmp_path / "x")
+
+
+def test_reanalyse_of_a_file_or_a_folder_named_latency_json_is_one_line(tmp_path, capsys):
+    """`kame bench latency --reanalyse -o FILE`, or a folder whose latency.json is a folder: a clear
+    "kame: error: --reanalyse: cannot read ..." (was: a NotADirectoryError / IsADirectoryError traceback)."""
+    from kame.cli import main
+
+    (tmp_path / "qa.jsonl").write_text("{}\n")
+    (tmp_path / "r1" / "latency.json").mkdir(parents=True)
+    for out, why in (("qa.jsonl", "Not a directory"), ("r1", "Is a directory")):
+        assert main(["bench", "latency", "--reanalyse", "-o", str(tmp_path / out)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err == (f"kame: error: --reanalyse: cannot read {tmp_path / out / 'latency.json'}: {why} (give --out "
+                       f"the folder of a kame bench latency run)"), err

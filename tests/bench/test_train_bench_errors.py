@@ -18,7 +18,7 @@ def nothing_started(monkeypatch):
         raise AssertionError("reached past the argument checks")
 
     monkeypatch.setattr(bench_train, "make_data", reached)
-    monkeypatch.setattr(bench_train.subprocess, "run", reached)
+    monkeypatch.setattr(bench_train, "_run", reached)
 
 
 @pytest.mark.parametrize("argv, said", [
@@ -51,8 +51,7 @@ kame.bench.train FAILED
 
 
 def test_a_failed_layout_says_its_processes_kame_error_in_one_line(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(bench_train.subprocess, "run",
-                        lambda cmd, **k: subprocess.CompletedProcess(cmd, 1, "", STDERR))
+    monkeypatch.setattr(bench_train, "_run", lambda cmd, **k: subprocess.CompletedProcess(cmd, 1, "", STDERR))
     args = bench_train.argparse.Namespace(nproc=2, frontend="random:tiny", steps=4, window=16, batch_size=1,
                                           plugin=[])
     with caplog.at_level(logging.DEBUG, logger="kame.bench.train"), \

@@ -14,6 +14,9 @@ from kame.train.data import CODES, Dialogue, Word, read_dialogue, write_dialogue
 
 PLUGIN = '''
 import os
+import pathlib
+import time
+from multiprocessing import parent_process
 
 from kame import registry
 from tests.train._fakes import FakeCodec
@@ -24,10 +27,22 @@ class LevelCodec(FakeCodec):
         super().__init__()
         self.fingerprint = None if arg == "nofp" else "cd" * 32
         self.die = arg == "die"  # (its process dies at dialogue(2), as one killed for memory would)
+        self.gate = arg == "gate"  # (a worker says it began encoding, then waits for the test's go)
+        if arg == "gate-init" and parent_process() is not None:  # (the same, in a worker's initializer)
+            self._wait()
+
+    @staticmethod
+    def _wait():
+        gate = pathlib.Path(os.environ["KAME_TEST_GATE"])
+        (gate / f"started-{os.getpid()}").touch()
+        while not (gate / "go").exists():
+            time.sleep(0.02)
 
     def encode(self, pcm):
         if self.die and pcm.shape[-1] == 14 * 1920:
             os._exit(1)
+        if self.gate:
+            self._wait()
         return super().encode(pcm)
 
 
@@ -49,7 +64,7 @@ def plugin(tmp_path):
     path = tmp_path / "levelcodec.py"
     path.write_text(PLUGIN)
     yield str(path)
-    registry._ENTRIES["codec"].pop("level", None)  # (the later tests list the known schemes)
+    registry._ENTRIES.get("codec", {}).pop("level", None)  # (the later tests list the known schemes)
 
 
 def test_two_processes_cache_what_kame_train_would(tmp_path, plugin, capsys):
@@ -163,3 +178,111 @@ def test_the_temporaries_a_killed_run_left_in_the_dialogue_folders_are_removed(t
     old, others = plant(root, "train.jsonl")  # (all kept: not where encode writes)
     assert main(["--plugin", plugin, "data", "encode", str(root), "--codec", "level", "--jobs", "1"]) == 0
     check_swept("kame data encode", stale + more, kept + keep + old + others, capsys.readouterr().err)
+
+
+def _gated_run(tmp_path, plugin, codec: str):
+    """`kame data encode --jobs 2` of 8 dialogues in its own session, the codec ``codec`` (gate,
+    gate-init) holding each worker until the test's go: (process, gate folder, the workers' pids); its
+    stdout and stderr go to files in tmp_path (workers left running would hold a pipe open)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = tmp_path / "set"
+    write_manifest(root / "train.jsonl", [write_dialogue(root / f"d{i}", dialogue(i)) for i in range(8)])
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "KAME_TEST_GATE": str(gate), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "kame", "--plugin", plugin, "data", "encode", str(root),
+                                 "--codec", codec, "--jobs", "2"], cwd=repo, env=env, stdout=out, stderr=err,
+                                start_new_session=True,
+                                preexec_fn=lambda: [signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT,
+                                                                                              signal.SIGTERM)])
+    deadline = time.monotonic() + 300  # (a bound for a stuck run, not a timing check)
+    while len(list(gate.glob("started-*"))) < 2:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the workers did not start: {(tmp_path / 'err').read_text()}")
+        time.sleep(0.05)
+    return proc, gate, [int(f.name.split("-")[1]) for f in gate.glob("started-*")]
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _end(pids) -> None:
+    import os
+    import signal
+
+    for pid in pids:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_sigterm_stops_the_pool_as_ctrl_c_does_and_exits_143(tmp_path, plugin):
+    """`kill PID` of a `kame data encode --jobs N`: the dialogues not begun dropped, those in
+    progress finished, the workers ended with it, exit 143 and a line saying so (was: killed by the
+    signal, its workers left running and encoding, ~265 MB each)."""
+    import signal
+
+    proc, gate, workers = _gated_run(tmp_path, plugin, "level:gate")
+    try:
+        proc.send_signal(signal.SIGTERM)
+        (gate / "go").touch()
+        proc.wait(timeout=300)
+        err = (tmp_path / "err").read_text()
+        assert proc.returncode == 143, err
+        assert "terminated (SIGTERM): " in err and " of 8 dialogues encoded; run the same command again" in err, err
+        assert "Traceback" not in err and not any(map(_alive, workers))
+        assert sum((tmp_path / "set" / f"d{i}" / CODES).is_file() for i in range(8)) < 8
+    finally:
+        _end(workers)
+
+
+def test_the_workers_end_with_a_command_killed_outright(tmp_path, plugin):
+    """SIGKILL to the command (no handler runs): its workers see it gone and end (was: they kept
+    running, waiting on their queue forever)."""
+    import time
+
+    proc, gate, workers = _gated_run(tmp_path, plugin, "level:gate")
+    try:
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 120  # (a bound for the check, not a timing check)
+        while any(map(_alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(map(_alive, workers))
+    finally:
+        _end(workers)
+
+
+def test_ctrl_c_while_the_workers_start_is_one_line_not_a_traceback_per_worker(tmp_path, plugin):
+    """The terminal's Ctrl-C reaches the whole process group: the workers ignore it (the command
+    stops the pool), so it ends with exit 130 and "interrupted: K of N dialogues encoded" (was: an
+    "Exception in initializer" traceback per worker, and no line saying the run was cut short)."""
+    import os
+    import signal
+
+    proc, gate, workers = _gated_run(tmp_path, plugin, "level:gate-init")
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        (gate / "go").touch()
+        proc.wait(timeout=300)
+        err = (tmp_path / "err").read_text()
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err and "interrupted: " in err and " of 8 dialogues encoded" in err, err
+    finally:
+        _end(workers)

@@ -339,3 +339,24 @@ def test_use_hint_is_checked_on_resets_only(tok):
                          tokenizer_sha256=tok.sha256)
     with pytest.raises(DataError, match="an append with use_hint=True"):
         validate_dialogue(on_append)
+
+
+@pytest.mark.parametrize("command", ["synth", "oracle"])
+def test_an_interval_under_a_frame_is_an_argument_error(command, tmp_path, capsys):
+    """(was: --interval 1e-6 ran for minutes and took GBs for three items; two predictions on one
+    frame keep only the later anyway)"""
+    from kame.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["data", command, str(tmp_path / "x"), *(["-o", str(tmp_path / "o")] if command == "synth" else []),
+              "--llm", "none", "--interval", "1e-6"])
+    assert exit_.value.code == 2 and "argument --interval: must be >= 0.08 (a frame), got 1e-6" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+async def test_a_delay_past_any_end_leaves_the_points_out_not_an_overflow(tok):
+    """--delay 1e308: each prediction point is past the dialogue's end, left out and counted (was:
+    an OverflowError in every item, "0 dialogues")."""
+    events = await simulate_oracle(user_words=TURN, reference=REF, llm=None, tokenizer=tok,
+                                   cfg=SimOracleConfig(delay_s=1e308), frames=500)
+    assert list(events) == [] and events.stats.past_end == events.stats.points > 0

@@ -348,7 +348,9 @@ def test_a_bad_voice_or_output_folder_fails_before_any_item(tmp_path, capsys):
     qa = _qa_file(tmp_path, 2)
     out = tmp_path / "o"
     assert main(["data", "synth", str(qa), "-o", str(out), *ESPEAK, "--user-voice", "espeak:no-such-voice"]) == 1
-    assert "espeak:no-such-voice" in capsys.readouterr().err and not list(out.glob("*/dialogue.json"))
+    assert "espeak:no-such-voice" in capsys.readouterr().err and not out.exists()  # (was: an empty folder left)
+    assert main(["data", "synth", str(qa), "-o", str(out), *ESPEAK, "--tokenizer", str(tmp_path / "none")]) == 1
+    assert "kame: error: " in capsys.readouterr().err and not out.exists()
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert main(["data", "synth", str(qa), "-o", str(blocker / "sub"), *ESPEAK]) == 1
@@ -581,3 +583,56 @@ def test_a_rerun_removes_the_temporaries_a_killed_run_left_where_it_writes(tmp_p
     assert main(argv) == 0
     check_swept("kame data synth", stale + more, kept + keep + mine, capsys.readouterr().err)
     assert main(argv) == 0 and "temporary file" not in capsys.readouterr().err  # (nothing more to remove)
+
+
+def test_data_oracle_random_redraws_what_data_synth_random_drew(tmp_path, monkeypatch, capsys):
+    """`kame data oracle --llm random --seed S` on a `kame data synth --llm random --seed S` set
+    gives each dialogue the oracle synth gave it, for a set of more than 10 items too, whose manifest
+    (folder-name order: qa_0, qa_1, qa_10, ...) is not in the QA file's order (was: every oracle
+    redrawn otherwise: the pool's order was the order its replies came in)."""
+    from kame.cli import main
+    from kame.train import synth
+    from kame.train.data import read_dialogue, read_manifest
+
+    monkeypatch.setattr(synth, "_Voices", ToneVoices)
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("".join(json.dumps({"question": f"Please tell me what {i} plus {i} makes today?",
+                                      "answer": f"It is {2 * i}, since {i} plus {i} makes {2 * i}."}) + "\n"
+                          for i in range(12)))
+    out = tmp_path / "o"
+    assert main(["data", "synth", str(qa), "-o", str(out), "--llm", "random", "--seed", "3"]) == 0
+    folders = [e.path for e in read_manifest(out / "train.jsonl")]
+    assert [f.name for f in folders][:3] == ["qa_qa_0", "qa_qa_1", "qa_qa_10"]  # (not the file's order)
+    drawn = {f.name: read_dialogue(f, audio=False).oracle for f in folders}
+    assert sum(ev.event == "append" for o in drawn.values() for ev in o) > 2 * len(folders)  # (other replies too)
+    assert main(["data", "oracle", str(out), "--llm", "random", "--seed", "3"]) == 0
+    capsys.readouterr()
+    assert {f.name: read_dialogue(f, audio=False).oracle for f in folders} == drawn
+
+
+def test_a_sigterm_while_the_run_is_set_up_exits_143_with_nothing_written(tmp_path, monkeypatch, capsys):
+    """SIGTERM before the first item (the QA file read, the voices tried): noted, then the command
+    ends with exit 143 and a line saying so, and makes no -o folder (was: killed by the signal,
+    nothing said; docs/data.md promises 143)."""
+    import os
+    import signal
+
+    from kame.cli import main
+    from kame.train import synth
+
+    monkeypatch.setattr(synth, "_Voices", ToneVoices)
+    check, tried = synth._check_voice, []
+
+    def check_then_sigterm(*a):  # (one SIGTERM, as the first voice is tried: a second quits at once)
+        tried.append(check(*a))
+        if len(tried) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(synth, "_check_voice", check_then_sigterm)
+    previous = signal.signal(signal.SIGTERM, lambda *a: pytest.fail("SIGTERM reached the test's handler"))
+    try:
+        assert main(["data", "synth", str(_qa_file(tmp_path, 2)), "-o", str(tmp_path / "o"), "--llm", "none"]) == 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert "terminated (SIGTERM): before the first item; nothing written" in capsys.readouterr().out
+    assert not (tmp_path / "o").exists() and len(tried) > 1  # (the set-up went on: the signal only noted)

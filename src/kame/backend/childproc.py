@@ -188,13 +188,13 @@ def _child(target: Callable, conn, *args) -> None:
     with a KeyboardInterrupt traceback mid-message. Once ``target`` returns (its pipe closed)
     the child leaves at once: a spawned child would otherwise tear its interpreter down, torch
     and transformers included, which takes seconds (more at a high nice) that the parent's exit
-    and Ctrl-C wait for. It also leaves at once when its parent process ends (_leave_with_parent),
+    and Ctrl-C wait for. It also leaves at once when its parent process ends (leave_with_parent),
     and quietly when its pipe was closed at the parent's end (a send or receive of ``target``
     failing: nobody is there to read its traceback). Any other exception still ends it the usual
     way, with its traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _log_as_kame()
-    _leave_with_parent()
+    leave_with_parent()
     try:
         target(conn, *args)
     except (EOFError, BrokenPipeError, ConnectionResetError) as exc:
@@ -224,7 +224,7 @@ def _log_as_kame() -> None:
     kame.addHandler(handler)
 
 
-def _leave_with_parent() -> None:
+def leave_with_parent() -> None:
     """A thread of the child that ends it at once, quietly, when its parent process ends, however
     it ends (was: a SIGTERM that killed `kame data synth` while its LLM child loaded left the child
     loading ~15 s more, then dying on a BrokenPipeError traceback; a parent killed by a signal runs

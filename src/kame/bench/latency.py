@@ -414,10 +414,13 @@ def reanalyse(folder) -> str:
     except FileNotFoundError:
         raise ConfigError(f"--reanalyse: {path} does not exist (give --out the folder of a kame bench latency run)") \
             from None
+    except OSError as exc:  # (a file as --out, a folder as latency.json; was: a traceback)
+        raise ConfigError(f"--reanalyse: cannot read {path}: {exc.strerror} (give --out the folder of a kame bench "
+                          f"latency run)") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"--reanalyse: {path} is not a kame bench latency result ({type(exc).__name__}: {exc})") \
             from None
-    old = (folder / "latency.md").read_text().splitlines() if (folder / "latency.md").exists() else []
+    old = (folder / "latency.md").read_text().splitlines() if (folder / "latency.md").is_file() else []
     started = "\n".join(old[:2]) if len(old) >= 2 else f"(re-analysed from {path})"
     total = next((float(m.group(1)) for line in old if (m := re.search(r"; (\d+) s total$", line))), math.nan)
     sums = {m: summary(rs) for m, rs in results.items()}

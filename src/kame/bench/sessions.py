@@ -73,7 +73,8 @@ async def run_case(frontend: str, codec: str, n: int, batched: bool, seconds: fl
     log = MetricsLog()
     agent = TandemAgent(cfg, clock=clock, metrics=log)
     await agent.start()
-    sessions = [await agent.open_session(f"b{i}") for i in range(n)]
+    comps = dict(agent.components)
+    sessions, drains = [], []
     rng = np.random.default_rng(0)
     frame = (rng.standard_normal(1920) * 0.1).astype(np.float32)
 
@@ -81,25 +82,29 @@ async def run_case(frontend: str, codec: str, n: int, batched: bool, seconds: fl
         async for _ in s.outputs():
             pass
 
-    drains = [asyncio.create_task(drain(s)) for s in sessions]
-    t0 = clock.now()
-    k = 0
-    measure_from = None
-    while clock.now() - t0 < warmup + seconds:
-        for s in sessions:  # the "clients": 80 ms of audio every 80 ms
-            await s.push_audio(frame)
-        if measure_from is None and clock.now() - t0 >= warmup:
-            measure_from, cpu0, wall0 = len(log.events), time.process_time(), clock.now()
-        k += 1
-        await clock.sleep(t0 + k * 0.08 - clock.now())
-    cpu = time.process_time() - cpu0  # CPU seconds of the whole process (all threads) while measuring
-    wall = clock.now() - wall0
-    events = log.events[measure_from or 0:]
-    for s in sessions:
-        await s.close()
-    await asyncio.gather(*drains)
-    comps = dict(agent.components)
-    await agent.stop()
+    try:  # (the agent stopped when Ctrl-C cancels the case too: was, its step thread left inside torch's
+        # C++ code as the interpreter ended, an abort "terminate called without an active exception")
+        for i in range(n):
+            sessions.append(await agent.open_session(f"b{i}"))
+        drains = [asyncio.create_task(drain(s)) for s in sessions]
+        t0 = clock.now()
+        k = 0
+        measure_from = None
+        while clock.now() - t0 < warmup + seconds:
+            for s in sessions:  # the "clients": 80 ms of audio every 80 ms
+                await s.push_audio(frame)
+            if measure_from is None and clock.now() - t0 >= warmup:
+                measure_from, cpu0, wall0 = len(log.events), time.process_time(), clock.now()
+            k += 1
+            await clock.sleep(t0 + k * 0.08 - clock.now())
+        cpu = time.process_time() - cpu0  # CPU seconds of the whole process (all threads) while measuring
+        wall = clock.now() - wall0
+        events = log.events[measure_from or 0:]
+    finally:
+        for s in sessions:
+            await s.close()
+        await asyncio.gather(*drains, return_exceptions=True)
+        await agent.stop()
     steps = [m.value for m in events if m.name == "step_time"]
     missed = [m.value for m in events if m.name == "missed_deadline"]
     return {"frontend": frontend, "codec": comps.get("codec"), "params": comps.get("frontend_params"),

@@ -17,7 +17,8 @@ processes; loading and saving show rank 0 / the largest of the others.
     python bench/train.py ...
 
 The set is made once with `kame data synth --llm none` (espeak voices, the embedded codec) in a
-temporary folder, or given with --data (a manifest or a synth folder).
+temporary folder, or given with --data (a manifest or a synth folder). Ctrl-C or SIGTERM stops the
+layout's torchrun (which stops its processes) and removes the temporary folder: exit 130 (143).
 """
 
 from __future__ import annotations
@@ -164,11 +165,32 @@ def run_layout(layout: str, manifest: Path, args, tmp: Path) -> list[dict]:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
            "-m", "kame.bench.train", "--worker", str(out), *train]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    p = _run(cmd, env=env)
     if p.returncode != 0:
         log.debug("kame bench train: layout %s: its processes' stderr:\n%s", layout, p.stderr)
         raise KameError(f"bench train: layout {layout} failed: {child_error(p.stderr, p.returncode)}")
     return [json.loads((tmp / f"{layout}.rank{r}.json").read_text()) for r in range(nproc)]
+
+
+STOP_S = 60.0  # torchrun's time to stop its processes (it gives them 30 s, then kills them) before it is killed
+
+
+def _run(cmd: list[str], env: dict) -> subprocess.CompletedProcess:
+    """subprocess.run(cmd, capture_output=True, text=True), except that when Ctrl-C or SIGTERM (main's
+    KeyboardInterrupt) cuts it short, torchrun gets SIGTERM, which it passes to its processes, and up to
+    STOP_S to end (was: subprocess.run's SIGKILL, which left the processes running, ppid 1)."""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as proc:
+        try:
+            out, err = proc.communicate()
+        except BaseException:
+            proc.terminate()
+            try:
+                proc.communicate(timeout=STOP_S)
+            finally:  # (a second Ctrl-C, or torchrun still running: killed)
+                if proc.poll() is None:
+                    proc.kill()
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 _EXCEPTION = re.compile(r"(\w+\.)*\w+(Error|Exception|Interrupt|Exit)(:|$)")
@@ -260,6 +282,21 @@ def check_arguments(args) -> Path | None:
 
 
 def main(args) -> int:
+    from ..runtime.interrupt import TERMINATED_STATUS, sigterm_as_ctrl_c, stopped_by
+
+    stopped: list[str] = []
+    try:  # (SIGTERM: as Ctrl-C; was: the default, torchrun's processes left running)
+        with sigterm_as_ctrl_c() as stopped:
+            return _bench(args)
+    except KeyboardInterrupt:
+        name = stopped[0] if stopped else "SIGINT"
+        print(f"\nkame bench train: {stopped_by(name)}", file=sys.stderr, flush=True)
+        if name == "SIGINT":
+            raise
+        return TERMINATED_STATUS
+
+
+def _bench(args) -> int:
     from .machine import figure, header
 
     layouts = args.layout or DEFAULT_LAYOUTS

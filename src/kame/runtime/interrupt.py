@@ -152,6 +152,22 @@ def sigterm_held():
         yield held
 
 
+@contextlib.contextmanager
+def sigterm_as_ctrl_c(on: bool = True):
+    """Within the block a SIGTERM raises KeyboardInterrupt, as Ctrl-C does, after noting
+    "SIGTERM" in the list yielded (the commands that run without an event loop: kame train, kame
+    data encode, kame bench train; their Ctrl-C path then says how it stopped, exit
+    TERMINATED_STATUS). ``on`` False: nothing installed (the list stays empty)."""
+    by: list[str] = []
+
+    def terminated(signum, frame) -> None:
+        by.append(signal.Signals(signum).name)
+        raise KeyboardInterrupt
+
+    with handling(signal.SIGTERM, terminated) if on else contextlib.nullcontext():
+        yield by
+
+
 def run_ended_by_sigterm(main) -> str | None:
     """``asyncio.run(main())`` where a SIGTERM ends the run as Ctrl-C does (its task cancelled:
     the work in flight finishes what it must, ``finally`` blocks run) and returns "SIGTERM"; a

@@ -259,14 +259,16 @@ class Connection:
         last part-frame (a PCM client's input is rarely whole 80 ms frames) is filled with silence
         first, so it is stepped too (was: counted as dropped, and kame client blamed the network)."""
         clock = self.server.clock
-        part = round(getattr(self.session, "input_backlog_s", 0.0) * SAMPLE_RATE) % FRAME_SIZE
-        if self.stepping_input and part:
-            await self.session.push_audio(np.zeros(FRAME_SIZE - part, np.float32))
-        while (self.stepping_input and getattr(self.session, "input_backlog_s", 0.0) >= FRAME_S
-               and clock.now() - self.ending_since < END_INPUT_STEP_S):
-            await clock.sleep(FRAME_S)
-        self.stepping_input = False
-        await self.session.close()
+        try:  # (the close whatever happens: a plugin session's push_audio that raises must not keep its place)
+            part = round(getattr(self.session, "input_backlog_s", 0.0) * SAMPLE_RATE) % FRAME_SIZE
+            if self.stepping_input and part:
+                await self.session.push_audio(np.zeros(FRAME_SIZE - part, np.float32))
+            while (self.stepping_input and getattr(self.session, "input_backlog_s", 0.0) >= FRAME_S
+                   and clock.now() - self.ending_since < END_INPUT_STEP_S):
+                await clock.sleep(FRAME_S)
+        finally:
+            self.stepping_input = False
+            await self.session.close()
 
     async def _handle(self, kind: P.Kind, payload: bytes) -> None:
         # a message is checked (whole, at most 10 s) before it is charged to the budget: a bad one

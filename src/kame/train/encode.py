@@ -14,12 +14,16 @@ and generates (``max(n_user_q, dep_q)``: 8 for Moshi and KAME), default the code
 train` re-encodes a cache with another count. ``--jobs``: default the CPUs this process may use, at most 8.
 A dialogue that fails (its audio, or a broken dialogue.json beside a codes.npz) is reported and
 the others go on (exit code 1). A worker process that dies (out of memory) stops the command
-with an error; the codes written by then stay, so running it again goes on from there.
+with an error; the codes written by then stay, so running it again goes on from there. Ctrl-C
+or SIGTERM: the dialogues not begun are dropped, those in progress finished, then exit 130 (143);
+the workers ignore the terminal's Ctrl-C (the command stops them) and end with the command.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -50,6 +54,16 @@ def make_codec(spec: str, codebooks: int | None):
     return codec
 
 
+def _start_worker(*args) -> None:
+    """A worker process's start: it ends when the command's process does, however that ended (was: a
+    SIGTERM or SIGKILL to the command left its workers running, ~265 MB each, encoding what was queued,
+    then waiting forever), then makes its codec."""
+    from ..backend.childproc import leave_with_parent
+
+    leave_with_parent()
+    _init(*args)
+
+
 def _init(spec: str, codebooks: int | None, plugins: list[str]) -> None:
     import torch
 
@@ -75,16 +89,19 @@ def encode_one(folder: str) -> tuple[str, float, str]:
 
 
 def encode_set(folders: list[Path], spec: str, codebooks: int | None, jobs: int = 1, plugins: list[str] = (),
-               echo=print, codec=None) -> list[tuple[str, float, str]]:
+               echo=print, codec=None, done: list | None = None) -> list[tuple[str, float, str]]:
     """Every folder's codes.npz, ``jobs`` processes at a time (1: in this process, with ``codec``
-    when given, else one made here); a result per folder, in the order they finished. A worker
-    process that dies is a DataError (the codes written by then stay)."""
+    when given, else one made here); a result per folder, in the order they finished (also
+    appended to ``done``, which keeps them when Ctrl-C ends the run). A worker process that dies
+    is a DataError (the codes written by then stay)."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
     from multiprocessing import get_context
 
+    from ..runtime.signals import handling
+
     args = (spec, codebooks, list(plugins))
-    results: list[tuple[str, float, str]] = []
+    results: list[tuple[str, float, str]] = [] if done is None else done
 
     def said(r) -> None:
         results.append(r)
@@ -106,8 +123,11 @@ def encode_set(folders: list[Path], spec: str, codebooks: int | None, jobs: int 
             _worker.clear()
         return results
     lost = 0
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_init, initargs=args) as pool:
-        futures = [pool.submit(encode_one, str(f)) for f in folders]
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_start_worker, initargs=args) as pool:
+        # (the workers, started by submit, inherit an ignored SIGINT: the terminal's Ctrl-C reaches the
+        # whole group, and this process stops the pool; was: a traceback per worker importing torch)
+        with handling(signal.SIGINT, signal.SIG_IGN):
+            futures = [pool.submit(encode_one, str(f)) for f in folders]
         try:
             for fut in as_completed(futures):
                 try:
@@ -145,6 +165,7 @@ def main(args) -> int:
     import torch
 
     from ..paths import sweep_temporaries
+    from ..runtime.interrupt import TERMINATED_STATUS, sigterm_as_ctrl_c, stopped_by
     from .batching import cached_dialogue, manifest_entries
     from .data import DIALOGUE_FILES
 
@@ -168,10 +189,23 @@ def main(args) -> int:
     print(f"{len(entries)} dialogues in {path}: {cached} cached already, {len(todo)} to encode "
           f"with {args.codec} ({codec.num_codebooks} codebooks), {jobs} process(es)", flush=True)
     t0 = time.monotonic()
-    # (the workers import the --plugin modules too: a plugin's codec scheme is theirs as well; KAME_PLUGINS
-    # and entry points they find themselves)
-    results = encode_set(todo, args.codec, args.codebooks, jobs, getattr(args, "plugin", []),
-                         echo=lambda s: print(s, flush=True), codec=codec) if todo else []
+    results: list = []
+    stopped: list[str] = []
+    try:  # (SIGTERM: as Ctrl-C; was: the default, the workers left running)
+        with sigterm_as_ctrl_c() as stopped:
+            # (the workers import the --plugin modules too: a plugin's codec scheme is theirs as well;
+            # KAME_PLUGINS and entry points they find themselves)
+            if todo:
+                encode_set(todo, args.codec, args.codebooks, jobs, getattr(args, "plugin", []),
+                           echo=lambda s: print(s, flush=True), codec=codec, done=results)
+    except KeyboardInterrupt:
+        name = stopped[0] if stopped else "SIGINT"
+        encoded = sum(1 for r in results if not r[2])
+        print(f"\n{stopped_by(name)}: {encoded} of {len(todo)} dialogues encoded; run the same command again "
+              f"to go on", file=sys.stderr, flush=True)
+        if name == "SIGINT":
+            raise
+        return TERMINATED_STATUS
     wall = time.monotonic() - t0
     failed = [r for r in results if r[2]]
     audio = sum(r[1] for r in results)

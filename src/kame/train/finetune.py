@@ -498,21 +498,11 @@ def main(args) -> int:
     kame.runtime.signals' _Record). Not under torchrun: it sends SIGTERM to every worker when one
     fails or it is stopped itself, and one waiting in a collective for another that stopped first
     would handle it only at torchrun's SIGKILL, 30 s later."""
-    import contextlib
-    import signal
-
-    from ..runtime.interrupt import TERMINATED_STATUS, stopped_by
-    from ..runtime.signals import handling
+    from ..runtime.interrupt import TERMINATED_STATUS, sigterm_as_ctrl_c, stopped_by
 
     by: list[str] = []  # "SIGTERM" once one came
-
-    def terminated(signum, frame) -> None:
-        by.append(signal.Signals(signum).name)
-        raise KeyboardInterrupt
-
     try:
-        one = int(os.environ.get("WORLD_SIZE", "1")) <= 1
-        with handling(signal.SIGTERM, terminated) if one else contextlib.nullcontext():
+        with sigterm_as_ctrl_c(int(os.environ.get("WORLD_SIZE", "1")) <= 1) as by:
             result = run(args, stopped=lambda: bool(by))
     except TrainInterrupted as exc:
         if exc.rank == 0:

@@ -101,6 +101,30 @@ def instruction(level: int) -> str:
     raise ValueError(f"hint level {level!r} is not one of {[lv for _, lv, _ in HINT_LEVELS]}")
 
 
+LATEST_S = 1e12  # a prediction's time is cut to this: past any dialogue's end (was: --delay 1e308, an OverflowError)
+
+
+def add_timing_arguments(p) -> None:
+    """--interval and --delay, kame data synth's and kame data oracle's: at least a frame between two
+    predictions (two on one frame keep only the later; was: 1e-6 ran for minutes, 700 MB)."""
+    import argparse
+
+    from ..backend.types import FRAME_S
+    from ..cliargs import at_least, more_than
+
+    def interval(text: str) -> float:
+        value = more_than(0)(text)  # ("must be > 0, got 0", as before)
+        if value < FRAME_S:
+            raise argparse.ArgumentTypeError(f"must be >= {FRAME_S:g} (a frame), got {text}")
+        return value
+
+    p.add_argument("--interval", type=interval, default=None,
+                   help=f"seconds between predictions: {FRAME_S:g} (a frame) or more (default "
+                        f"{SimOracleConfig.interval_s:g})")
+    p.add_argument("--delay", type=at_least(0, float), default=None,
+                   help="seconds each prediction arrives after its words were heard (default 0, as KAME's data)")
+
+
 @dataclass
 class SimOracleConfig:
     interval_s: float = 0.5  # a prediction every this much of the user's turn (from its first word's start)
@@ -177,8 +201,10 @@ class SimOracleError(BackendError):
 class RandomReplies:
     """The pool of KAME's randomized guidance: true replies of a set's items, drawn as the
     predictions before a turn's end. ``replies``: the texts (duplicates by token ids, empty ones
-    dropped); ``draw`` picks, without replacement, replies whose token count is within
-    [min_ratio, max_ratio] x the true reply's, never the true reply nor a text in ``exclude``.
+    dropped), kept sorted, so the same replies in any order draw the same (kame data oracle's pool,
+    in manifest order, draws what kame data synth's, in QA-file order, drew); ``draw`` picks,
+    without replacement, replies whose token count is within [min_ratio, max_ratio] x the true
+    reply's, never the true reply nor a text in ``exclude``.
     The pool must hold training replies only (a held-out set's replies would leak into training
     as oracle text)."""
 
@@ -191,8 +217,7 @@ class RandomReplies:
         seen: set[tuple[int, ...]] = set()
         self.texts: list[str] = []
         lengths: list[int] = []
-        for text in replies:
-            text = " ".join(str(text).split())
+        for text in sorted({" ".join(str(text).split()) for text in replies}):  # (was: in the order given)
             ids = tuple(tokenizer.encode(text)) if text else ()
             if ids and ids not in seen:
                 seen.add(ids)
@@ -368,7 +393,7 @@ async def simulate_oracle(*, user_words: list[Word], reference: str, llm, tokeni
     # (frame, [points at it]) in time order, past-the-end points dropped before any LLM call
     groups: list[tuple[int, list[tuple[float, int]]]] = []
     for t, heard in points:
-        f = frame_of(t + cfg.delay_s)
+        f = frame_of(min(t + cfg.delay_s, LATEST_S))
         if frames is not None and f >= frames:
             stats.past_end += 1
         elif groups and groups[-1][0] == f:

@@ -50,7 +50,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..cliargs import at_least, more_than
+from ..cliargs import at_least
 from .data import DataError, Word, read_dialogue, write_manifest, write_meta
 
 log = logging.getLogger(__name__)
@@ -252,9 +252,9 @@ def add_arguments(p) -> None:
                         "simulator LLM (openai:MODEL; 'embedded' runs offline but is mostly off-topic)")
     p.add_argument("--tokenizer", default=None, metavar="PATH",
                    help="SentencePiece model of the oracle ids (default: kame's default tokenizer)")
-    p.add_argument("--interval", type=more_than(0), default=None, help="seconds between predictions (default 0.5)")
-    p.add_argument("--delay", type=at_least(0, float), default=None,
-                   help="seconds each prediction arrives after its words were heard (default 0, as KAME's data)")
+    from .oracle_sim import add_timing_arguments
+
+    add_timing_arguments(p)  # --interval, --delay
     p.add_argument("--jobs", type=int, default=1, help="dialogues at once (a hosted LLM's requests overlap)")
     p.add_argument("--seed", type=at_least(0, maximum=MAX_SEED), default=0,
                    help="seeds --llm random's predictions (numpy's generators; kame data synth's --seed draws the "

@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backend.types import SAMPLE_RATE
-from ..cliargs import at_least, more_than
+from ..cliargs import at_least
 from ..paths import sweep_temporaries
 from .data import DIALOGUE_FILES, META, DataError, Dialogue, Word, write_dialogue, write_manifest
 
@@ -369,9 +369,9 @@ def add_arguments(p) -> None:
     p.add_argument("--max-answer-words", type=at_least(1), default=SynthConfig.max_answer_words, metavar="N",
                    help=f"the agent's reply is cut to whole sentences within N words (default "
                         f"{SynthConfig.max_answer_words})")
-    p.add_argument("--interval", type=more_than(0), default=None, help="seconds between predictions (default 0.5)")
-    p.add_argument("--delay", type=at_least(0, float), default=None,
-                   help="seconds each prediction arrives after its words were heard (default 0, as KAME's data)")
+    from .oracle_sim import add_timing_arguments
+
+    add_timing_arguments(p)  # --interval, --delay
     p.add_argument("--jobs", type=at_least(1), default=1,
                    help="dialogues made at once (default 1): their simulator requests overlap, for a hosted LLM "
                         "that serves several at a time (the embedded one answers one at a time)")
@@ -530,24 +530,30 @@ def main(args) -> int:
     from .qa import read_qa
 
     # (--start, --limit, --jobs, ... were range-checked as parsed: kame.cliargs' types)
-    check_simulator(args.llm)  # (before -o is made: a mistyped --llm leaves no empty folder)
-    cfg = SynthConfig(user_voices=tuple(args.user_voice or DEFAULT_USER_VOICES), agent_voice=args.agent_voice,
-                      max_answer_words=args.max_answer_words, seed=args.seed)
-    oracle_cfg = oracle_config(args)
-    language = None if args.language == "any" else args.language
-    limit = None if args.limit is None else args.start + args.limit
-    items = read_qa(args.qa, args.format, limit=limit, language=language, images=args.images)[args.start:]
-    if not items:
-        raise DataError(f"{args.qa}: no items to synthesize (after --start {args.start})")
-    if args.turns > 1:  # each dialogue: the next --turns items, asked one after another
-        items = [items[i:i + args.turns] for i in range(0, len(items), args.turns)]
+    # everything is checked before -o is made (was: a refused voice or tokenizer left an empty folder); a
+    # SIGTERM meanwhile is noted, and ends the command before anything is written (was: killed, no exit 143)
+    with sigterm_held() as early:
+        check_simulator(args.llm)
+        cfg = SynthConfig(user_voices=tuple(args.user_voice or DEFAULT_USER_VOICES), agent_voice=args.agent_voice,
+                          max_answer_words=args.max_answer_words, seed=args.seed)
+        oracle_cfg = oracle_config(args)
+        language = None if args.language == "any" else args.language
+        limit = None if args.limit is None else args.start + args.limit
+        items = read_qa(args.qa, args.format, limit=limit, language=language, images=args.images)[args.start:]
+        if not items:
+            raise DataError(f"{args.qa}: no items to synthesize (after --start {args.start})")
+        if args.turns > 1:  # each dialogue: the next --turns items, asked one after another
+            items = [items[i:i + args.turns] for i in range(0, len(items), args.turns)]
+        tokenizer = TextTokenizer(args.tokenizer) if args.tokenizer else default_tokenizer()
+        voices = _Voices(cfg.seed)
+        for spec in dict.fromkeys((*cfg.user_voices, cfg.agent_voice)):  # each voice tried once, before the run
+            _check_voice(voices.get(spec), spec)
+        # --llm random's pool: the whole file's replies (a slice draws what the whole run would)
+        random_replies = reply_pool(args, cfg, tokenizer) if args.llm == "random" else None
+    if early.signal:
+        print(f"{stopped_by(early.signal)}: before the first item; nothing written", flush=True)
+        return TERMINATED_STATUS
     out = check_output_folder(args.out, flag="-o")
-    tokenizer = TextTokenizer(args.tokenizer) if args.tokenizer else default_tokenizer()
-    voices = _Voices(cfg.seed)
-    for spec in dict.fromkeys((*cfg.user_voices, cfg.agent_voice)):  # each voice tried once, before the run
-        _check_voice(voices.get(spec), spec)
-    # --llm random's pool: the whole file's replies (a slice draws what the whole run would)
-    random_replies = reply_pool(args, cfg, tokenizer) if args.llm == "random" else None
     llm = make_simulator(args.llm)
     settings = settings_of(args, cfg, oracle_cfg)
     _check_settings(out, settings)
