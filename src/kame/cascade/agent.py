@@ -42,7 +42,6 @@ from ..backend.prompt import HISTORY_CHARS
 from ..backend.types import ChatMessage, Turn
 from ..errors import ConfigError, KameError
 from ..runtime.backend import create_llm, create_stt
-from ..runtime.sttloop import STALL_S
 from ..runtime.base import Agent, Meta, Session, close_components, room_to_unwind, session_id_for
 from ..runtime.clock import STOP_WAIT_S, Clock
 from ..runtime.engine import StartOnce, check_clock, check_config, component_state, sessions_full
@@ -110,17 +109,16 @@ class CascadeAgent(Agent):
         self.config = check_config(config, "build_cascade_agent", components)  # (load_config's checks)
         cfg = config.cascade
         # unset LLM settings follow the tandem's back-end settings (same LLM behaviour in both modes)
-        backend = getattr(config, "backend", None)
+        backend = config.backend
         self.cfg = dataclasses.replace(
             cfg,
-            max_tokens=cfg.max_tokens if cfg.max_tokens is not None else getattr(backend, "llm_max_tokens", 80),
-            temperature=cfg.temperature if cfg.temperature is not None else getattr(backend, "llm_temperature", None),
+            max_tokens=cfg.max_tokens if cfg.max_tokens is not None else backend.llm_max_tokens,
+            temperature=cfg.temperature if cfg.temperature is not None else backend.llm_temperature,
             **resolved_timeouts(cfg, backend),
         )
         self.clock = check_clock(clock)
         self.metrics = guard_sink(metrics)  # (every caller gets the guarded one: sessions, STT, replies)
-        runtime = getattr(config, "runtime", None)
-        self.max_sessions = int(getattr(runtime, "max_sessions", 4))
+        self.max_sessions = config.runtime.max_sessions
         self._given = dict(components or {})
         self.components: dict = {}
         self.stt = self.llm = self.tts = None
@@ -147,12 +145,11 @@ class CascadeAgent(Agent):
         """Blocking component loading (run in a worker thread) -> the parts and the info. The agent
         takes them when the load has ended (a load whose start was cancelled changes nothing)."""
         cfg, given = self.config, self._given
-        backend = getattr(cfg, "backend", None)
+        backend = cfg.backend
         info: dict = {"mode": "cascade"}
-        stt_spec = getattr(backend, "stt", "embedded")
-        llm_spec = getattr(backend, "llm", "embedded")
+        stt_spec, llm_spec = backend.stt, backend.llm
         check_cascade_backend(cfg, given)
-        nice = getattr(backend, "nice", 0)  # the back-end below the frame loop's CPU priority
+        nice = backend.nice  # the back-end below the frame loop's CPU priority
         # the turn-taking settings: the STT's own VAD decides when an utterance's final comes,
         # which is what ends the turn (an STT without a VAD of its own is created without them)
         from ..backend.vad import vad_options
@@ -176,14 +173,13 @@ class CascadeAgent(Agent):
             else:
                 from ..runtime.worker import make_vad_factory
 
-                vad_kind = getattr(getattr(cfg, "runtime", None), "vad", "auto")
+                vad_kind = cfg.runtime.vad
                 with config_key("runtime.vad"):
                     parts["_vad_factory"] = make_vad_factory(vad_kind, threshold=self.cfg.vad_threshold,
                                                              min_silence=self.cfg.end_of_turn_silence)
             with config_key("backend.knowledge_dir"):  # (its notes are read here)
                 parts["_prompt_fn"] = given.get("prompt_fn") or default_prompt_fn(
-                    getattr(backend, "system_prompt", ""), int(getattr(backend, "max_reply_words", 30)),
-                    getattr(backend, "knowledge_dir", ""), int(getattr(backend, "history_chars", HISTORY_CHARS)))
+                    backend.system_prompt, backend.max_reply_words, backend.knowledge_dir, backend.history_chars)
         info.update(stt=stt_spec if "stt" not in given else getattr(parts["stt"], "name", "custom"),
                     llm=llm_spec if "llm" not in given else getattr(parts["llm"], "name", "custom"),
                     tts=tts_spec, vad=vad_kind, cascade=self.cfg.to_dict())
@@ -284,15 +280,15 @@ class CascadeAgent(Agent):
             self._opening.discard(sid)
         if self._stops != stops:  # stop() ran meanwhile (it did not see this session)
             raise KameError(f"cascade: the agent stopped while session {sid} was opening")
-        backend, runtime = getattr(self.config, "backend", None), getattr(self.config, "runtime", None)
+        backend, runtime = self.config.backend, self.config.runtime
         s = CascadeSession(
             sid, stt=self.stt, llm=self.llm, tts=self.tts, vad=vad, prompt_fn=self._prompt_fn,
             cfg=self.cfg, clock=self.clock, metrics=self.metrics, on_close=self._closed_session,
-            vad_pool=self._vad_pool, retry_s=float(getattr(backend, "retry_s", 1.0)),
-            stall_s=float(getattr(backend, "stt_stall_s", STALL_S)),
+            vad_pool=self._vad_pool, retry_s=backend.retry_s,
+            stall_s=backend.stt_stall_s,
             names={k: self.components.get(k) for k in ("stt", "llm", "tts")},
-            max_backlog_s=float(getattr(runtime, "max_input_backlog_s", 1.0)),
-            stats_interval_s=float(getattr(runtime, "stats_interval_s", 1.0)),
+            max_backlog_s=runtime.max_input_backlog_s,
+            stats_interval_s=runtime.stats_interval_s,
         )
         self.sessions[sid] = s
         # (reusable: back to the pool once s has stopped; not once a reset failed)

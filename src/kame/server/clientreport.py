@@ -14,7 +14,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from ..backend.types import FRAME_S
-from ..runtime.filemode import unanswered
+from ..runtime.filemode import reply_outcomes, unanswered
 from ..runtime.runreport import open_turns, turn_started
 from ..runtime.metrics import SLOW_CAUSE, behind_real_time, behind_recently, late_share
 from ..runtime.runreport import (SPEECH_NOT_ENDED, backend_error, barged_in, final_missing, likeliest_cause,
@@ -219,11 +219,11 @@ def warn_unanswered(res: ChatResult, rec: dict, a: argparse.Namespace) -> bool:
         return True
     if not unanswered(rec) or (res.reply_cut_off and open_turns(res.metas)):  # (cut off: said by report)
         return False
-    ended = [d for d in rec["other"] if d.get("type") == "agent_turn"]
-    cuts = sum(1 for d in rec["other"] if d.get("type") == "barge_in")
-    why = ("its reply failed (the server's log says why)" if any(d.get("failed") for d in ended) else
+    outcomes, ended = reply_outcomes(rec), any(d.get("type") == "agent_turn" for d in rec["other"])  # (as kame run)
+    why = ("its reply failed (the server's log says why)" if outcomes["failed"] else
            # (was: "its LLM answered with no text" for a reply a barge-in cut before its first word)
-           barged_in(cuts, a.json or "the session's metadata (--json keeps it)") if cuts else
+           barged_in(outcomes["barged_in"], a.json or "the session's metadata (--json keeps it)")
+           if outcomes["barged_in"] else
            "its LLM answered with no text" if ended else
            likeliest_cause(f"the STT's final transcript came too late for a reply before the session ended: give a "
                            f"longer {longer}", errors=errors, where=where))
