@@ -5,6 +5,7 @@ front-end checkpoints and the companion files their config.json names).
     repo, revision, filename = split_hf("hf://kyutai/moshiko-pytorch-bf16@main/model.safetensors")
     path = hf_download(repo, filename, revision)      # a file in the local Hugging Face cache
     cache_fix(path)    # a damaged file there: what to delete and how to get it again (else None)
+    cache_hint(path)   # the same as an error message's end, "; ..." (else "")
 
 First one quick HEAD request asks the hub about the file (no retries, ``HF_HUB_ETAG_TIMEOUT``
 seconds at most). If the hub answers, huggingface_hub downloads the file or takes it from the
@@ -171,6 +172,13 @@ def cache_fix(path: str | Path, spec: bool = True) -> str | None:
     return (f"it is in the local Hugging Face cache, which keeps a file it holds as it is (downloading again "
             f"gives this copy): delete {' and '.join(map(str, files))}, then get it again with network access: "
             f"{hf}run `hf download {repo} {file} --revision {commit}{typed}` (which puts it back where it was)")
+
+
+def cache_hint(path: str | Path) -> str:
+    """"; " + cache_fix for a file of the Hugging Face cache, to end an error message with (a
+    wrong file elsewhere may be no damaged copy: no advice), else ""."""
+    fix = cache_fix(path)
+    return f"; {fix}" if fix else ""
 
 
 def _error(src: str, filename: str, exc: Exception, probing: bool = False) -> CheckpointError:

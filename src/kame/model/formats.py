@@ -35,7 +35,7 @@ from typing import Iterable
 import torch
 
 from ..errors import CheckpointError, ConfigError
-from ..hub import HubFileNotFound, HubUnreachable, cache_fix, hf_download
+from ..hub import HubFileNotFound, HubUnreachable, cache_hint, hf_download
 from .tensorfiles import safetensors_header
 
 KWARGS_NAME = "moshi_lm_kwargs.json"
@@ -63,12 +63,11 @@ def read_json(path: Path, where: str | None = None, what: str = "config keys") -
         text = Path(path).read_text()
         raw = json.loads(text) if text.strip() else None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        fix = cache_fix(path) if not isinstance(exc, OSError) else None  # (damaged there: cut short)
-        raise ConfigError(f"{where or path} is not a readable JSON file: {exc}" + (f"; {fix}" if fix else "")) from exc
+        fix = cache_hint(path) if not isinstance(exc, OSError) else ""  # (damaged there: cut short)
+        raise ConfigError(f"{where or path} is not a readable JSON file: {exc}{fix}") from exc
     if not text.strip():  # (was: "not a readable JSON file: Expecting value: line 1 column 1")
-        fix = cache_fix(path)
         raise ConfigError(f"{where or path} is empty ({len(text)} bytes): expected a JSON object of {what}"
-                          + (f"; {fix}" if fix else ""))
+                          f"{cache_hint(path)}")
     if not isinstance(raw, dict):
         raise ConfigError(f"{where or path}: expected a JSON object of {what}, got {type(raw).__name__}")
     return raw

@@ -353,6 +353,16 @@ def check_streamable(cfg: LMConfig, spec: str) -> None:
         raise ConfigError(f"{spec}: its {NEEDS_CONTEXT}")
 
 
+def _random_spec(spec: str) -> tuple | None:
+    """A random: spec's (preset, keys it sets), for check_expected's hints; None for a checkpoint
+    (no spec to change)."""
+    try:
+        kind, name, _ = frontend_spec_form(spec)
+        return random_spec_options(name) if kind == "random" else None
+    except ConfigError:
+        return None
+
+
 def check_expected(expect: str | None, cfg: LMConfig, spec: str) -> None:
     """load_frontend's ``expect``: a speech-to-speech front-end ("frontend") or a Kyutai STT LM
     ("stt"), told apart by dep_q (the audio codebooks it generates; 0 for Kyutai STT); a
@@ -362,13 +372,8 @@ def check_expected(expect: str | None, cfg: LMConfig, spec: str) -> None:
     if expect not in ("frontend", "stt"):
         raise ConfigError(f"expect={expect!r}: use 'frontend', 'stt' or None")
     check_streamable(cfg, spec)  # both are stepped frame by frame
-    try:  # a random: spec's preset and the keys it sets, for hints (None: a checkpoint, no spec to change)
-        kind, name, _ = frontend_spec_form(spec)
-        random = random_spec_options(name) if kind == "random" else None
-    except ConfigError:
-        random = None
     if expect == "frontend" and cfg.dep_q == 0:
-        if random is not None:
+        if (random := _random_spec(spec)) is not None:
             head, keys = random
             fix = (f"leave dep_q out of the spec (random:{head}'s is {preset(head).dep_q})"
                    if "dep_q" in keys and preset(head).dep_q else "use random:tiny, random:small or random:100m")
@@ -380,7 +385,7 @@ def check_expected(expect: str | None, cfg: LMConfig, spec: str) -> None:
                               f"backend.stt=kyutai:{spec}, and a Moshi/KAME checkpoint as frontend.spec")
     if expect == "frontend" and cfg.n_user_q == 0:  # (was: ran, deaf: its agent talked over anything)
         fix = ""
-        if random is not None:  # the keys of the spec that made it so
+        if (random := _random_spec(spec)) is not None:  # the keys of the spec that made it so
             given = [k for k in ("n_q", "dep_q", "delays") if k in random[1]]
             leave = f" leave {' and '.join(given)} out of the spec, or" if given else ""
             fix = f";{leave} give n_q={2 * cfg.dep_q} with n_q + 1 delays"

@@ -27,7 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..errors import CheckpointError
-from ..hub import cache_fix
+from ..hub import cache_fix, cache_hint
 from ..paths import default_mode, lfs_pointer
 
 if TYPE_CHECKING:
@@ -76,19 +76,12 @@ def safetensors_header(path: str | Path) -> tuple[dict[str, dict], dict[str, str
         raise CheckpointError(f"{path} is truncated: it has {size} bytes, fewer than {full} (an incomplete "
                               f"download or copy): {_again(path)}")
     raise CheckpointError(lfs_pointer(path) or f"cannot read {path}: not a readable safetensors file (no safetensors "
-                          f"header){_cached(path)}")
+                          f"header){cache_hint(path)}")
 
 
 def _again(path: Path) -> str:
     """What to do about a damaged file: get it again (from the Hugging Face cache: kame.hub.cache_fix)."""
     return cache_fix(path) or "download or copy it again"
-
-
-def _cached(path: Path) -> str:
-    """"; " + kame.hub.cache_fix for a file of the Hugging Face cache (a wrong file elsewhere may
-    be no damaged copy: no advice), else ""."""
-    fix = cache_fix(path)
-    return f"; {fix}" if fix else ""
 
 
 def unsupported_float(dtype: torch.dtype | str) -> bool:
@@ -132,7 +125,7 @@ def read_safetensors(path: Path, device: str | torch.device = "cpu", what: str =
             return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
     except Exception as exc:
         safetensors_header(path)  # a truncated file (or no safetensors header) says so
-        raise CheckpointError(f"cannot read {path}: not a readable safetensors file ({exc}){_cached(path)}") from exc
+        raise CheckpointError(f"cannot read {path}: not a readable safetensors file ({exc}){cache_hint(path)}") from exc
 
 
 def strip_wrapper_prefix(state: dict[str, torch.Tensor], anchor: str) -> dict[str, torch.Tensor]:
