@@ -381,7 +381,6 @@ class _Worker:
         utt_start = 0  # 16 kHz sample index where the current utterance's audio starts
         utt_len = 0
         last_partial_at = 0
-        last_words: list[Word] | None = None
         paused = False  # the current pause was announced to the recognizer
         while True:
             with self.cond:
@@ -409,8 +408,7 @@ class _Worker:
                 for chunk in preroll:
                     self._go_on()
                     rec.accept(chunk[0] if rec.sample_rate == VAD_RATE else chunk[1])
-                last_partial_at, last_words, paused = 0, None, False
-                self.open_words = None
+                last_partial_at, self.open_words, paused = 0, None, False
                 preroll.clear()
             n16 += x.shape[0]
             if rec is None:
@@ -430,7 +428,7 @@ class _Worker:
             ended = [e for e in events if e.kind == "end"]
             if ended or utt_len >= stt.max_utterance * VAD_RATE:
                 eos = ended[0].t if ended else self.time_of(n16)
-                self._finalize(rec, utt_start, last_words, eos)
+                self._finalize(rec, utt_start, self.open_words, eos)
                 rec = None
                 continue
             due = (utt_len - last_partial_at) >= stt.partial_interval * VAD_RATE - 1
@@ -445,11 +443,11 @@ class _Worker:
                 words = rec.partial()
                 if words is not None:
                     words = self.to_clock(words, utt_start)
-                    if last_words is None or _text(words) != _text(last_words):
-                        last_words = self.open_words = words
+                    if self.open_words is None or _text(words) != _text(self.open_words):
+                        self.open_words = words
                         self.post(("partial", words, None))
         if rec is not None:
-            self._finalize(rec, utt_start, last_words, self.time_of(n16))
+            self._finalize(rec, utt_start, self.open_words, self.time_of(n16))
         self._emit_finals(wait=True)
 
     def _close_unfinished(self) -> None:
