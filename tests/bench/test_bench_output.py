@@ -266,4 +266,7 @@ def test_ctrl_c_while_a_sessions_case_runs_stops_its_agent(monkeypatch):
     monkeypatch.setattr(clock.MonotonicClock, "sleep", sleep)
     with pytest.raises(KeyboardInterrupt):
         asyncio.run(run_case("random:tiny", "auto", 2, True, 60.0, 0.0, 1))
-    assert len(calls) >= 3 and not [t.name for t in threading.enumerate() if t.name == "kame-step" and t.is_alive()]
+    steps = [t for t in threading.enumerate() if t.name == "kame-step"]
+    for t in steps:  # (its loop has ended when stop() returns; the thread's own last lines may still run)
+        t.join(5)
+    assert len(calls) >= 3 and not [t.name for t in steps if t.is_alive()]
