@@ -38,7 +38,7 @@ from kame.eval.follow import cer, speaking_frames, teacher_forced, wer
 from kame.train.batching import manifest_path
 from kame.train.data import SAMPLE_RATE, read_dialogue, read_manifest
 from kame.train.examples import training_example
-from kame.train.finetune import load_for_training
+from kame.train.loading import load_for_training
 
 
 def codes_table(frontend: str, dialogues) -> tuple[list[float], list[float], int]:

@@ -29,7 +29,8 @@ from kame.train.data import DataError, read_manifest
 from kame.eval.follow import teacher_forced
 from kame.train.config import TrainConfig, lr_at
 from kame.train.examples import stream_ids
-from kame.train.finetune import load_for_training, make_optimizer
+from kame.train.finetune import make_optimizer
+from kame.train.loading import load_for_training
 from kame.train.loss import frontend_loss
 
 HELD_OUT = 16  # windows (the set's last dialogues), never trained on

@@ -11,7 +11,7 @@ A component that takes options reads them after a ';' (``split_options``):
 Factories are registered as dotted strings ("module:callable") so that nothing heavy is
 imported until a component is created; a missing optional dependency becomes a
 kame.errors.MissingPackageError naming the extra to install (a plugin's: the package it needs), and
-one installed but failing to import a NotAvailableError with its own message (``not_installed``).
+one installed but failing to import a NotAvailableError with its own message (kame.failures.not_installed).
 
     from kame import registry
     llm = registry.create("llm", "openai:gpt-4.1", base_url=...)
@@ -40,13 +40,13 @@ import inspect
 import os
 import re
 import sys
-import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import ConfigError, KameError, MissingPackageError, NotAvailableError, PluginError, install_hint
+from .errors import ConfigError, KameError, MissingPackageError, PluginError, install_hint
+from .failures import _broken, _failed, _kames, not_installed
 from .paths import expand_user
 
 PLUGINS_ENV = "KAME_PLUGINS"  # comma-separated plugin modules or .py files
@@ -457,17 +457,6 @@ def _describe(factory: Callable) -> str:
     return name + where
 
 
-def raised_at(exc: BaseException) -> str:
-    """Where ``exc`` was raised, its innermost frame: " (at mycomps.py:12)", "" without a traceback."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    return f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
-
-
-def _failed(kind: str, spec: str, exc: BaseException) -> KameError:
-    """A factory's unexpected exception, as one line naming the spec and where it was raised."""
-    return KameError(f"{kind} {spec!r} could not be created: {type(exc).__name__}: {exc}{raised_at(exc)}")
-
-
 def create_with_optional(kind: str, spec: str, **optional: Any) -> Any:
     """create() passing each ``optional`` keyword (shared context such as the agent's clock, a default
     seed) that the component takes and its spec does not set (``;seed=5`` wins over seed=0)."""
@@ -478,34 +467,6 @@ def create_with_optional(kind: str, spec: str, **optional: Any) -> Any:
             if exc.option not in optional:
                 raise
             optional.pop(exc.option)
-
-
-def not_installed(exc: ImportError) -> bool:
-    """Whether a failed import means a package is not installed: a ModuleNotFoundError (the package,
-    or one of its own dependencies that pip would install), or a MissingPackageError (said after its
-    own check). Any other ImportError is an installed package that failed to load (a shared library
-    unmappable under a memory limit: "failed to map segment from shared object"; a broken install:
-    "cannot import name"), reported with its own message (``import_failed``)."""
-    return isinstance(exc, (ModuleNotFoundError, MissingPackageError))
-
-
-def _kames(exc: ImportError) -> bool:
-    """An import error of kame's own modules ("cannot import name X from kame...", no module kame.x):
-    a bug (a renamed name, a circular import), not a package to install or a broken install. (An
-    extension module that fails to load names itself: ctranslate2._ext.)"""
-    return bool(exc.name) and exc.name.split(".")[0] == "kame"
-
-
-def import_failed(what: str, exc: ImportError) -> NotAvailableError:
-    """The error for an installed package ``what`` (e.g. "faster-whisper") whose import failed
-    with ``exc``, not a missing module (``not_installed``): its own message, and the likely causes."""
-    return NotAvailableError(f"{what} is installed but failed to import: {type(exc).__name__}: {exc} "
-                             "(out of memory, e.g. under ulimit -v? a broken install?)")
-
-
-def _broken(kind: str, spec: str, exc: ImportError) -> NotAvailableError:
-    mod = getattr(exc, "name", None)
-    return import_failed(f"{kind} {spec!r}: a package it needs" + (f" ({mod})" if mod else ""), exc)
 
 
 def _missing(kind: str, spec: str, entry: Entry, exc: ImportError) -> MissingPackageError:

@@ -8,7 +8,7 @@ import pytest
 from kame.backend.types import OracleAppend, OracleReset
 from kame.errors import KameError
 from kame.runtime.filemode import feed_record
-from kame.runtime.session import FeedLog
+from kame.runtime.feedlog import FeedLog
 
 from .fakes import START, Recorder, step
 from .test_engine import make_agent
@@ -64,7 +64,7 @@ def test_frames_are_set_only_when_the_events_match_the_log_one_to_one():
 def test_the_feed_log_tells_a_lost_output_from_an_unheard_input():
     """With the model's own step count (RowOutput.step), a failed step that ran is a lost output,
     one that did not is an input frame the model never heard."""
-    from kame.runtime.session import FeedLog
+    from kame.runtime.feedlog import FeedLog
 
     ran = FeedLog()
     for k in (0, 2):  # step 1 ran but failed (its input frame 1 was heard)

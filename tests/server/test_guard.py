@@ -23,7 +23,7 @@ from kame.server import protocol as P
 from kame.server.app import SERVER_KEY, ServerConfig, make_app, server_config_from
 from kame.server.client import chat, chat_url
 from kame.server.echo import EchoAgent
-from kame.server.ops import client_key, parse_trusted
+from kame.server.clientaddr import client_key, parse_trusted
 
 from ..local_http import serving
 from .conftest import running_server, tone
@@ -238,7 +238,7 @@ def test_a_trusted_proxys_connections_do_not_use_up_its_64_neighbours_cap():
 
 
 def test_a_hop_with_a_port_is_trusted_as_its_address_and_a_non_address_is_not():
-    from kame.server.ops import is_trusted, parse_trusted
+    from kame.server.clientaddr import is_trusted, parse_trusted
 
     nets = parse_trusted("10.0.0.0/8,::1")
     assert is_trusted("10.0.0.1:1234", nets) and is_trusted("[::1]:443", nets) and is_trusted("::1", nets)

@@ -67,7 +67,8 @@ def bench_pair(plain, with_oracle, batch: int, frames: int, warmup: int) -> tupl
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from ..model.loaders import check_streamable, load_frontend
+    from ..model.expected import check_streamable
+    from ..model.loaders import load_frontend
     from ..runtime.frontend import frontend_form, plugin_frontend
     from .machine import header
 

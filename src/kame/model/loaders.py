@@ -23,7 +23,7 @@ The model is built on the meta device and the weights are assigned (no double al
 Errors: CheckpointError (missing file, missing/unknown key, shape or dtype mismatch, float8 or
 NaN/inf weights, weights beyond the dtype's range (float16), a truncated file, a checkpoint of
 another kind: a Mimi codec, Kyutai STT or one that reads no user audio where a speech-to-speech
-front-end is expected),
+front-end is expected: kame.model.expected),
 ConfigError (bad config key or value, naming config.json; a float8 dtype asked for).
 
 Shared with the Mimi loader (kame.codec.mimi.checkpoint): ``resolve_named`` (a file named by a
@@ -53,14 +53,14 @@ from ..errors import CheckpointError, ConfigError, NotAvailableError
 from ..hub import HubFileNotFound, HubUnreachable, hf_download, split_hf
 from ..paths import _new_temporary, default_mode, local_path
 from ..seeding import manual_seed
-from .config import (DEFAULT_TOKENIZER, DTYPE_NAMES, MAX_SEED, LMConfig, config_json, moshi_7b, preset,
-                     random_config, random_spec_options)
+from .config import (DEFAULT_TOKENIZER, DTYPE_NAMES, MAX_SEED, LMConfig, config_json, moshi_7b, random_config,
+                     random_spec_options)
+from .expected import check_expected
 from .formats import (KWARGS_NAME, drop_user_stream, finetune_config, folder_kwargs, hf_kwargs, read_json,
                       read_kwargs)
 from .lm import LMModel
 from .meta import kame_record, mimi_trained, named_tokenizer, stamped, tokenizer_name
 from .mismatch import mismatch, no_weights
-from .modules import NEEDS_CONTEXT
 from .moshiform import lift_kame_lm, moshi_form
 from .statedict import convert_state
 from .stepper import Sampling, Stepper
@@ -344,58 +344,6 @@ def read_state(path: Path, device: torch.device) -> dict[str, torch.Tensor]:
     state, _ = read_safetensors(path, device, "LM weights")
     check_finite(state, path)
     return state
-
-
-def check_streamable(cfg: LMConfig, spec: str) -> None:
-    """ConfigError unless a model of this config can be stepped frame by frame (a finite context):
-    checked before the weights (the stepper would refuse it after them)."""
-    if cfg.context is None:
-        raise ConfigError(f"{spec}: its {NEEDS_CONTEXT}")
-
-
-def _random_spec(spec: str) -> tuple | None:
-    """A random: spec's (preset, keys it sets), for check_expected's hints; None for a checkpoint
-    (no spec to change)."""
-    try:
-        kind, name, _ = frontend_spec_form(spec)
-        return random_spec_options(name) if kind == "random" else None
-    except ConfigError:
-        return None
-
-
-def check_expected(expect: str | None, cfg: LMConfig, spec: str) -> None:
-    """load_frontend's ``expect``: a speech-to-speech front-end ("frontend") or a Kyutai STT LM
-    ("stt"), told apart by dep_q (the audio codebooks it generates; 0 for Kyutai STT); a
-    "frontend" must also read the user's audio (n_q above dep_q: else it talks whatever is said)."""
-    if expect is None:
-        return
-    if expect not in ("frontend", "stt"):
-        raise ConfigError(f"expect={expect!r}: use 'frontend', 'stt' or None")
-    check_streamable(cfg, spec)  # both are stepped frame by frame
-    if expect == "frontend" and cfg.dep_q == 0:
-        if (random := _random_spec(spec)) is not None:
-            head, keys = random
-            fix = (f"leave dep_q out of the spec (random:{head}'s is {preset(head).dep_q})"
-                   if "dep_q" in keys and preset(head).dep_q else "use random:tiny, random:small or random:100m")
-            raise CheckpointError(f"{spec} is shaped like Kyutai STT (dep_q 0: text out, no audio), not a "
-                                  f"speech-to-speech front-end; {fix}")
-        mt = cfg.meta.get("model_type", "moshi")
-        raise CheckpointError(f"{spec} is a Kyutai STT checkpoint (model_type {mt!r}, dep_q 0: it writes text and "
-                              f"no audio), not a speech-to-speech front-end; use it as the speech-to-text back-end: "
-                              f"backend.stt=kyutai:{spec}, and a Moshi/KAME checkpoint as frontend.spec")
-    if expect == "frontend" and cfg.n_user_q == 0:  # (was: ran, deaf: its agent talked over anything)
-        fix = ""
-        if (random := _random_spec(spec)) is not None:  # the keys of the spec that made it so
-            given = [k for k in ("n_q", "dep_q", "delays") if k in random[1]]
-            leave = f" leave {' and '.join(given)} out of the spec, or" if given else ""
-            fix = f";{leave} give n_q={2 * cfg.dep_q} with n_q + 1 delays"
-        raise CheckpointError(f"{spec} reads no user audio (n_q {cfg.n_q} = dep_q {cfg.dep_q}: every audio codebook "
-                              f"it reads is one it generates), so a tandem agent on it would talk whatever the user "
-                              f"says; a speech-to-speech front-end has n_q = dep_q + the user's codebooks (Moshi's "
-                              f"layout: n_q {2 * cfg.dep_q} for dep_q {cfg.dep_q}){fix}")
-    if expect == "stt" and cfg.dep_q != 0:
-        raise CheckpointError(f"{spec} is a speech-to-speech front-end checkpoint (dep_q {cfg.dep_q}), not a Kyutai "
-                              f"STT; use it as frontend.spec={spec}")
 
 
 def _check_seed(seed: Any) -> int:

@@ -281,7 +281,8 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
     for codec.spec auto, fitted after)."""
     from .. import registry
     from ..model.config import random_config
-    from ..model.loaders import check_expected, load_frontend, parse_device
+    from ..model.expected import check_expected
+    from ..model.loaders import load_frontend, parse_device
 
     with config_key("frontend.device"):
         parse_device(device)  # (was: said by the loader, as if the checkpoint's fault)

@@ -42,7 +42,7 @@ from abc import ABC, abstractmethod
 from typing import Any, AsyncIterator, Sequence
 
 from ...errors import BackendError, KameError
-from ...registry import raised_at
+from ...failures import raised_at
 from ..types import ChatMessage
 
 
@@ -76,7 +76,7 @@ def describe(llm: Any) -> str:
 def bug_at(exc: BaseException, log: logging.Logger) -> tuple[str, BaseException | None]:
     """(where, exc_info) for a log line about a component's exception ``exc``: kame's own errors (a
     BackendError: a service's fault, its message worded) ("", None); anything else, the component's
-    bug (a plugin's KeyError), " (at mycomps.py:12)" (its innermost frame, registry.raised_at, as a
+    bug (a plugin's KeyError), " (at mycomps.py:12)" (its innermost frame, failures.raised_at, as a
     factory's failure says it) and, when ``log`` shows DEBUG (`kame -v`), ``exc``: its traceback."""
     if isinstance(exc, KameError):
         return "", None

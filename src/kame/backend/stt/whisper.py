@@ -35,8 +35,9 @@ from typing import Callable
 import numpy as np
 
 from ...errors import MissingPackageError, NotAvailableError, install_hint, missing_modules
+from ...failures import import_failed, not_installed
 from ...paths import expand_user
-from ...registry import import_failed, not_installed, spec_kwargs
+from ...registry import spec_kwargs
 from ..options import number
 from ..priority import run_in_lowered_thread
 from ..types import Word
