@@ -49,6 +49,22 @@ def test_verbose_between_a_group_and_its_command():
     assert _build_parser(argv)[0].parse_args(argv).verbose is False
 
 
+def test_plugin_between_a_group_and_its_command():
+    """(was: `kame bench --plugin x.py step`: "invalid choice: 'x.py'"; `kame --plugin x.py bench step`
+    and `kame bench step --plugin x.py` worked). Every grouped command; the order given is kept."""
+    grouped = [path for path in COMMANDS if len(path) == 2]
+    assert {path[0] for path in grouped} >= {"bench", "codec", "data", "eval"}
+    for path in grouped:
+        needed = []  # (its required arguments, any value: the parse is what is tested)
+        for action in leaf(path)._actions:
+            if action.required:
+                needed += [*action.option_strings[:1], "x"]
+        argv = ["--plugin", "a.py", path[0], "--plugin", "b.py", path[1], *needed, "--plugin", "c.py"]
+        assert _build_parser(argv)[0].parse_args(argv).plugin == ["a.py", "b.py", "c.py"], argv
+        argv = [path[0], "--plugin", "b.py", path[1], *needed]
+        assert _build_parser(argv)[0].parse_args(argv).plugin == ["b.py"], argv
+
+
 def test_help_lines_do_not_break_inside_a_word(monkeypatch):
     """(was: `kame train --help` at 80 columns broke its --frontend example inside the quotes:
     ...depformer_num_la / yers=2')"""

@@ -118,8 +118,8 @@ class _Parser(argparse.ArgumentParser):
 
     def parse_known_args(self, args=None, namespace=None):
         ns, rest = super().parse_known_args(args, namespace)
-        if hasattr(ns, "plugin") and hasattr(ns, "_plugin_after"):  # (the top level's parse: _common_options)
-            ns.plugin = [*ns.plugin, *ns.__dict__.pop("_plugin_after")]
+        if hasattr(ns, "plugin"):  # (the top level's parse: _common_options, in the order given)
+            ns.plugin = [*ns.plugin, *(m for dest in PLUGIN_DESTS for m in ns.__dict__.pop(dest, []))]
         return ns, rest
 
     def _print_message(self, message, file=None):
@@ -152,8 +152,7 @@ def _build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict]:
             if path[0] not in groups:
                 g = subs.add_parser(path[0], help=f"{path[0]} commands")
                 g.set_defaults(_group=g)  # `kame codec` alone: this group's help, not the top level's
-                # also between the group and the command (`kame bench -v step`), as after the command
-                g.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+                _common_options(g, "_plugin_group")  # also between the group and the command (`kame bench -v step`)
                 groups[path[0]] = g.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
             p = groups[path[0]].add_parser(path[1], help=help_)
         p.set_defaults(_module=module, _path=path)
@@ -178,13 +177,18 @@ PLUGIN_HELP = ("import MODULE (a module on the Python path, or a .py file) first
                "'kame.components' entry points)")
 
 
-def _common_options(p: argparse.ArgumentParser) -> None:
-    """-v and --plugin also after the command (`kame serve -v`, `kame run ... --plugin x.py`).
-    SUPPRESS: absent, -v keeps the top level's value; --plugin's are kept apart (``_plugin_after``:
-    a subparser's own list would replace the top level's), then put after those in
-    ``args.plugin`` (_Parser.parse_known_args)."""
+# Where a subparser keeps its --plugin values: a command group's (`kame bench --plugin x.py step`), then
+# the command's (`kame run ... --plugin x.py`); the top level's parse puts them after its own, in this order.
+PLUGIN_DESTS = ("_plugin_group", "_plugin_after")
+
+
+def _common_options(p: argparse.ArgumentParser, plugin_dest: str = "_plugin_after") -> None:
+    """-v and --plugin also after the command (`kame serve -v`, `kame run ... --plugin x.py`), or
+    between a group and its command (``plugin_dest`` "_plugin_group"). SUPPRESS: absent, -v keeps
+    the top level's value; --plugin's are kept apart (PLUGIN_DESTS: a subparser's own list would
+    replace the top level's), then put after those in ``args.plugin`` (_Parser.parse_known_args)."""
     p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
-    p.add_argument("--plugin", action="append", dest="_plugin_after", default=argparse.SUPPRESS, metavar="MODULE",
+    p.add_argument("--plugin", action="append", dest=plugin_dest, default=argparse.SUPPRESS, metavar="MODULE",
                    help=PLUGIN_HELP)
 
 

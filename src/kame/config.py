@@ -29,6 +29,7 @@ import functools
 import numbers
 import os
 import re
+import sys
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -343,7 +344,8 @@ def _type_of(cls: type, name: str) -> Any:
 def _check_value(path: str, f: dataclasses.Field, tp: Any, value: Any) -> Any:
     """Return ``value`` converted to the field's type, or raise ConfigError naming ``path``. A value
     set in code of a compatible type is converted too (a Path -> str, a numpy integer -> int, a
-    numpy float -> float; never a bool to a number): TOML and --set values give none of those."""
+    numpy float -> float, a numpy bool -> bool; never a bool to a number): TOML and --set values
+    give none of those."""
     args = typing.get_args(tp)
     if type(None) in args:  # Optional[X]: TOML has no null, so the string "none" means None
         if value is None or (isinstance(value, str) and value.lower() == "none"):
@@ -351,6 +353,7 @@ def _check_value(path: str, f: dataclasses.Field, tp: Any, value: Any) -> Any:
         inner = [a for a in args if a is not type(None)]
         tp = inner[0] if len(inner) == 1 else Any
     if tp is bool:
+        value = bool(value) if _is_numpy_bool(value) else value  # (was refused: np.bool_ is no bool subclass)
         if not isinstance(value, bool):
             raise ConfigError(f"{path}: expected true/false, got {value!r}")
     elif tp is int:
@@ -375,6 +378,13 @@ def _check_value(path: str, f: dataclasses.Field, tp: Any, value: Any) -> Any:
     if meta.get("max") is not None and value > meta["max"]:
         raise ConfigError(f"{path}: must be <= {meta['max']}, got {value!r}")
     return value
+
+
+def _is_numpy_bool(value: Any) -> bool:
+    """``value`` is numpy's bool (``np.bool_(True)``, an element of a bool array); never while
+    numpy is not imported (this module does not import it)."""
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(value, np.bool_)
 
 
 def _apply(obj: Any, data: Mapping[str, Any], prefix: str = "") -> list[str]:

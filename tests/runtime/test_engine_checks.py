@@ -109,3 +109,22 @@ def test_a_value_of_a_compatible_type_set_in_code_is_converted(tmp_path):
             validate_config(_set(KameConfig(), key, value))
     with pytest.raises(ConfigError, match=r"^runtime.max_sessions: expected an integer, got 2.0$"):
         load_config(None, ["runtime.max_sessions=2.0"])  # (load_config's own values: as before)
+
+
+def test_a_numpy_bool_set_in_code_for_a_bool_key_is_converted():
+    """(was: "runtime.batched: expected true/false, got np.True_", though numpy integers and floats
+    were converted); still not a number for a number key (above), nor a number for a bool key."""
+    import numpy as np
+
+    from kame.config import validate_config
+
+    for check in (build_agent, validate_config):
+        cfg = KameConfig()
+        cfg.runtime.batched = np.bool_(False)
+        cfg.cascade.emit_silence = (np.arange(3) > 5)[0]  # (an item of an array's comparison)
+        check(cfg)
+        assert (cfg.runtime.batched, cfg.cascade.emit_silence) == (False, False)
+        assert type(cfg.runtime.batched) is bool and type(cfg.cascade.emit_silence) is bool
+    for value in (np.int64(1), 1, "true"):
+        with pytest.raises(ConfigError, match=r"^runtime.batched: expected true/false, got "):
+            validate_config(_set(KameConfig(), "runtime.batched", value))

@@ -4,7 +4,9 @@ sentence-by-sentence TTS -> agent audio paced at 80 ms on the clock.
 Implements kame.runtime.base.Session, so the server and file mode drive it like the tandem:
 
     session = await agent.open_session()
-    await session.push_audio(pcm)                # float32 24 kHz, any length
+    await session.push_audio(pcm)                # float32 24 kHz, any length (each whole 80 ms frame
+                                                 # to the STT and VAD at once; a part-frame waits:
+                                                 # input_backlog_s; kame serve pads it at END_INPUT)
     async for out in session.outputs(): ...      # AgentAudio every 80 ms, AgentText, Meta, ErrorEvent
                                                  # (one reader at a time: ReaderError, as the tandem)
 
@@ -77,7 +79,9 @@ class CascadeStats:
     bad_audio: int = 0  # push_audio chunks refused (not a float numpy array, not mono, NaN, int16-scale)
     backend_failures: int = 0  # STT / LLM / TTS failures reported (ErrorEvent)
     dropped_frames: int = 0  # 80 ms user frames the STT never got (while it was down or took no audio)
-    dropped_input_s: float = 0.0  # user audio dropped on arrival: sent faster than real time (max_backlog_s)
+    # user audio dropped on arrival: sent faster than real time (max_backlog_s); and a last part-frame
+    # still waiting at close (never stepped; after END_INPUT kame serve fills it with silence first)
+    dropped_input_s: float = 0.0
     dropped_outputs: int = 0  # outputs nobody read (beyond MAX_PENDING_OUTPUTS)
     # replies' stall timers that ran out during or just after a reload of the LLM's model and waited
     # on (ReplyParts.stats; the oracle's producer.stats name it so)
@@ -201,6 +205,15 @@ class CascadeSession(Session):
         self._end = start + keep / SAMPLE_RATE
         return pcm
 
+    @property
+    def input_backlog_s(self) -> float:
+        """User audio pushed and not handed to the STT and VAD yet, in seconds: a last part-frame
+        (each whole 80 ms frame goes to them within push_audio). After a client's END_INPUT kame
+        serve fills it with silence so it is stepped (as the tandem's backlog; was: 0 always, the
+        part-frame dropped at close and counted nowhere); at close what is left is counted in
+        dropped_input_s."""
+        return self._buf.shape[0] / SAMPLE_RATE
+
     def _live_stats(self, now: float) -> None:
         """A non-final "stats" Meta if a count changed since the last one and stats_interval_s has
         passed since it (the first at once), or one frame if input was dropped (a client sending a
@@ -294,6 +307,9 @@ class CascadeSession(Session):
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._make_room()  # (first: the final count includes what this Meta pushes out)
         self._stt.drop_queued()  # the audio its stopped stream never read: counted (was: lost uncounted)
+        self._dropped += self._buf.shape[0]  # a last part-frame never stepped (was: counted nowhere)
+        self._buf = self._buf[:0]
+        self.stats.dropped_input_s = round(self._dropped / SAMPLE_RATE, 3)
         self._emit(Meta({"type": "stats", "session": self.id, "final": True, "t": self.clock.now(),
                          **self._counts()}))
         self._out.put_nowait(None)

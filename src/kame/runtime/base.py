@@ -285,8 +285,8 @@ class Session(ABC):
     @property
     def input_backlog_s(self) -> float:
         """User audio pushed and not stepped yet, in seconds (kame serve lets it be stepped after a
-        client's END_INPUT); 0.0 for a session that does not buffer: the cascade's hands each whole
-        80 ms frame to its STT and VAD within push_audio (a last part-frame waits for more audio)."""
+        client's END_INPUT); 0.0 for a session that does not buffer (the cascade's is only a last
+        part-frame waiting for more audio: it hands each whole 80 ms frame to its STT and VAD within push_audio)."""
         return 0.0
 
 

@@ -39,7 +39,7 @@ log = logging.getLogger("kame.server")
 # once; the cascade's flush takes at most 5 s; kame client waits 10 s), then the server closes anyway
 END_INPUT_GRACE_S = 8.0
 # of which, first: the session steps the input it still buffers (its input_backlog_s: kame's tandem and echo
-# sessions'), at most this long; what it leaves is counted in its final stats' dropped_input_s
+# sessions', a cascade's last part-frame), at most this long; what it leaves is counted in its final stats' dropped_input_s
 END_INPUT_STEP_S = 3.0
 CLOSE_WAIT_S = 3.0  # aiohttp's own close (app.py: the WebSocketResponse's timeout of 2 s, its drain)
 
