@@ -189,7 +189,9 @@ def test_cli_writes_the_table_the_audio_and_the_results(tmp_path, capsys, fake_c
 
 
 def test_cli_refusals_name_this_command(tmp_path, capsys, fake_codec):
-    """kame train's loaders' errors are said as kame eval follow's; -o a file is refused up front."""
+    """kame train's loaders' errors are said as kame eval follow's; -o a file is refused up front, in
+    the words of every command's output folder check (kame.paths.check_output_folder; was its own
+    check beside it, worded otherwise), with what to give."""
     manifest = _data(tmp_path / "data", n=1, T=24)
     assert main(["eval", "follow", str(tmp_path / "nope"), "--frontend", "random:tiny", "--no-asr"]) == 1
     err = capsys.readouterr().err
@@ -197,7 +199,9 @@ def test_cli_refusals_name_this_command(tmp_path, capsys, fake_codec):
     (tmp_path / "file").write_text("")
     assert main(["eval", "follow", str(manifest), "--frontend", "random:tiny", "--codec", "fake", "--no-asr",
                  "-o", str(tmp_path / "file")]) == 1
-    assert "-o " + str(tmp_path / "file") + " is a file" in capsys.readouterr().err
+    afile = tmp_path / "file"
+    assert f"kame: error: eval follow: -o {afile}: cannot create the folder: {afile} is a file, not a folder; " \
+           f"give -o a folder for the audio and results.jsonl\n" in capsys.readouterr().err
 
 
 def test_cli_device(tmp_path, capsys, fake_codec):

@@ -138,7 +138,7 @@ def test_bad_files_are_refused_naming_them(tmp_path):
         read_dialogue(folder)
     del doc["words"][1]["start"]
     (folder / META).write_text(json.dumps(doc))
-    with pytest.raises(DataError, match=r"lacks a field"):
+    with pytest.raises(DataError, match=r"dialogue.json: word 1 lacks 'start' \(each word has speaker, word, "):
         read_dialogue(folder)
     (folder / META).write_text(json.dumps({**doc, "format": "other"}))
     with pytest.raises(DataError, match=r"format 'other'"):

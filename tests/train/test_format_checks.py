@@ -92,7 +92,11 @@ def _edited(tmp_path, edit) -> str:
     d = dialogue(16, words=[Word("agent", "hello", 0.1, 0.4)],
                  oracle=[OracleEvent(2, "reset", hint=0), OracleEvent(2, "append", tok.encode_words(["hello"]))],
                  tokenizer_sha256=tok.sha256)
-    folder = write_dialogue(tmp_path / "d", d, overwrite=True)
+    return edited_folder(write_dialogue(tmp_path / "d", d, overwrite=True), edit)
+
+
+def edited_folder(folder, edit) -> str:
+    """read_dialogue's DataError (naming dialogue.json) after ``edit`` of FOLDER's dialogue.json ("" when none)."""
     doc = json.loads((folder / META).read_text())
     edit(doc)
     (folder / META).write_text(json.dumps(doc))
@@ -112,7 +116,8 @@ def _edited(tmp_path, edit) -> str:
     (lambda d: d.__setitem__("events", d.pop("oracle")), r"'oracle' is missing"),
     (lambda d: d.__setitem__("sample_rate", 16000), r"sample_rate 16000, a dialogue's audio is 24000 Hz"),
     (lambda d: d.__setitem__("sample_rate", "24000"), r"sample_rate '24000'"),
-    (lambda d: d.__setitem__("duration_s", 99.0), r"duration_s 99\.0, its 30720 samples last 1\.28 s"),
+    (lambda d: d.__setitem__("duration_s", 99.0),
+     r"duration_s 99\.0, but its 30720 samples last 1\.280000 s .*set duration_s to 1\.28"),
     (lambda d: d.__setitem__("duration_s", "x"), r"duration_s 'x'"),
     (lambda d: d.__setitem__("version", 2), r"version 2, this kame reads version 1: it was made by a newer kame; "
                                             r"upgrade kame"),

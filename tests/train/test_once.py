@@ -164,7 +164,7 @@ def test_one_int_rule_numpy_ints_are_ints_bools_are_not(tmp_path):
     # a dialogue's frames, ids, hints: the same rule
     dialogue(16, oracle=[OracleEvent(np.int64(3), "reset", hint=np.int32(1)),
                          OracleEvent(3, "append", [np.int64(5)])], tokenizer_sha256="ab" * 32).validate()
-    with pytest.raises(DataError, match=r"oracle event 0: frame True outside"):
+    with pytest.raises(DataError, match=r"oracle event 0: frame must be an int .*, got True"):
         dialogue(16, oracle=[OracleEvent(True, "reset")]).validate()
     # and a recorded run's agent_lag
     out_json, _, _ = write_run(tmp_path)

@@ -238,6 +238,35 @@ def _speaking(recs: list[dict]) -> str:
     return f"{_pct(ok[0], n[0])} / {_pct(ok[1:].sum(), n[1:].sum()) if len(n) > 1 else '–'}"
 
 
+def _wer_cell(rec: dict) -> str:
+    """A dialogue's text WER %; with no reference words, the words it said (errors in the total)."""
+    if not rec["ref_words"] and rec["text_errors"]:
+        return f"– ({rec['text_errors']} words said, no reference)"
+    return _pct(rec["text_errors"], rec["ref_words"])
+
+
+def _onset_cell(rec: dict) -> str:
+    return "–" if rec["onset_error_s"] is None else f"{rec['onset_error_s']}"
+
+
+def _onset_total(recs: list[dict]) -> str:
+    """The median |onset error| over the dialogues that have one, or why there is none."""
+    onsets = [abs(r["onset_error_s"]) for r in recs if r["onset_error_s"] is not None]
+    if onsets:
+        return f"{np.median(onsets):.2f} (of {len(onsets)})"
+    return "– (no word said)" if any(r["ref_words"] for r in recs) else "– (no reference words)"
+
+
+def _unreferenced_note(recs: list[dict]) -> str | None:
+    """What the total text WER counts that no row's WER shows: words said in dialogues with no
+    reference words, each an error."""
+    said = [r for r in recs if not r["ref_words"] and r["text_errors"]]
+    if not said or not any(r["ref_words"] for r in recs):  # (no total WER then: "–")
+        return None
+    return (f"(the text WER counts as errors the {sum(r['text_errors'] for r in said)} words said in "
+            f"{len(said)} dialogue(s) whose agent says no word in the reference)")
+
+
 def _bare(num, den: float) -> str:
     return "– (no oracle stream)" if num is None else _pct(num, den)
 
@@ -262,15 +291,15 @@ def main(args) -> int:
     from ..train.finetune import load_for_training
 
     out = Path(args.out) if args.out else None
-    if out is not None and out.exists() and not out.is_dir():
-        raise ConfigError(f"eval follow: -o {out} is a file, not a folder: give a folder for the audio and "
-                          f"results.jsonl")
     where = "eval follow"
     if not args.no_asr:  # (before the front-end's load, which takes a while: was only after it)
         _check_whisper(where)
     try:  # (-o made and checked first: was a traceback after the front-end's load for one it could not make)
         if out is not None:
-            check_output_folder(out, flag="-o")
+            try:
+                check_output_folder(out, flag="-o")
+            except ConfigError as exc:  # (a file, a folder it cannot make or write into: the shared words)
+                raise ConfigError(f"{where}: {exc}; give -o a folder for the audio and results.jsonl") from None
         device = parse_device(auto_device(args.device))
         _, entries = manifest_entries(args.manifest, command=where)
         entries = entries[: args.limit]
@@ -315,8 +344,7 @@ def main(args) -> int:
             print(f"| {Path(e.path).name} | {_pct(rec['text_words_ok'], rec['text_words'])} | "
                   f"{_bare(rec['text_words_ok_no_oracle'], rec['text_words'])} | "
                   f"{_pct(rec['semantic_ok'], rec['semantic'])} | {_speaking([rec])} | "
-                  f"{_pct(rec['text_errors'], rec['ref_words'])} | "
-                  f"{rec['onset_error_s']} | "
+                  f"{_wer_cell(rec)} | {_onset_cell(rec)} | "
                   f"{_audio([rec], '') if asr else '–'} | {_audio([rec], '_recorded') if asr else '–'} |",
                   flush=True)
     if out is not None:
@@ -324,17 +352,19 @@ def main(args) -> int:
         write_replacing(out / "results.jsonl", lambda tmp: tmp.write_text(text), "results file")
     tot = {k: sum(r[k] for r in recs) for k in ("text_words_ok", "text_words", "semantic_ok", "semantic",
                                                   "text_errors", "ref_words")}
-    onsets = [abs(r["onset_error_s"]) for r in recs if r["onset_error_s"] is not None]
     audio = " | ".join(_audio(recs, k) if asr else "–" for k in ("", "_recorded"))
     print(head.replace("| dialogue |", "| dialogues |").replace("onset error (s)", "onset error (s), median |x|")
           + rule)
     bare = None if not recs or recs[0]["text_words_ok_no_oracle"] is None else \
         sum(r["text_words_ok_no_oracle"] for r in recs)
-    onset = f"{np.median(onsets):.2f} (of {len(onsets)})" if onsets else "– (no word said)"
+    onset = _onset_total(recs)
     print(f"| {len(recs)} | {_pct(tot['text_words_ok'], tot['text_words'])} | {_bare(bare, tot['text_words'])} | "
           f"{_pct(tot['semantic_ok'], tot['semantic'])} | {_speaking(recs)} | "
           f"{_pct(tot['text_errors'], tot['ref_words'])} | {onset} "
           f"| {audio} |")
+    note = _unreferenced_note(recs)
+    if note:
+        print(note)
     if asr is not None and len(recs) > 1:
         print(f"(chance: the generated audio's CER against the next dialogue's reply, not its own: "
               f"{_pct(*chance_cer(recs))} %; the audio says its own reply as far as its CER is below that)")

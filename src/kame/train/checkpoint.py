@@ -199,17 +199,20 @@ def clear_out(out: Path) -> None:
             shutil.rmtree(p)
 
 
-def check_listed(manifest: Path, resume) -> dict:
+def check_listed(manifest: Path, resume, warn=None) -> dict:
     """The manifest's dialogues must be those it lists (each line's meta_sha256: a `kame data
     oracle` stopped before it wrote the manifest again leaves it over dialogues with new oracles,
     and the manifest's own sha256 that check_resume compares is then the old set's): a resume and
     a new run are refused (ConfigError; a new run too, before any compute: it could never be resumed,
     its manifest being what it is). -> {folder: Dialogue (no samples)} of those checked, for
-    load_examples (``listed``): each dialogue.json is read once."""
+    load_examples (``listed``): each dialogue.json is read once. ``warn(line)`` (a resume's, on rank
+    0): told when lines have no meta_sha256, whose dialogues' edits cannot be seen (unhashed_note)."""
     from ..errors import ConfigError
-    from .data import changed_since_listed, read_manifest
+    from .data import changed_since_listed, read_manifest, unhashed_note
 
     entries = read_manifest(manifest)
+    if resume is not None and warn is not None and (note := unhashed_note(entries, manifest)):
+        warn(f"warning: {note}")
     read: dict = {}
     changed = changed_since_listed(entries, read)
     if not changed:

@@ -41,7 +41,9 @@ DIALOGUE_FILES = (AUDIO, META, CODES)  # what kame writes into a dialogue folder
 SPEAKERS = ("user", "agent")  # audio channels 0 (left) and 1 (right)
 EVENTS = ("reset", "append")
 TIME_SLACK = 1e-6  # seconds a word may end past the audio (float rounding of a writer)
-DURATION_SLACK = 1 / SAMPLE_RATE  # seconds dialogue.json's duration_s may differ from its samples' (a writer's rounding)
+DURATION_SLACK = 0.01  # seconds dialogue.json's duration_s may differ from samples / 24000 (rounded to 0.01 s)
+META_KEYS = ("sample_rate", "samples", "frames", "duration_s")  # dialogue.json's numbers (all required)
+WORD_KEYS = ("speaker", "word", "start", "end")
 
 
 class DataError(KameError, ValueError):
@@ -209,7 +211,9 @@ def validate_dialogue(d: Dialogue, where: str = "dialogue") -> None:
             raise DataError(f"{what}: expected a Word, got {type(w).__name__}")
         if w.speaker not in SPEAKERS:
             raise DataError(f"{what} ({w.word!r}): speaker {w.speaker!r} is not one of {', '.join(SPEAKERS)}")
-        if not isinstance(w.word, str) or not w.word or any(c.isspace() for c in w.word):
+        if not isinstance(w.word, str):
+            raise DataError(f"{what}: word must be a string, got {w.word!r}")
+        if not w.word or any(c.isspace() for c in w.word):
             raise DataError(f"{what}: {w.word!r} must be one word, non-empty, without whitespace (split it)")
         times = (w.start, w.end)
         if not all(is_finite_number(x) for x in times):
@@ -228,7 +232,9 @@ def validate_dialogue(d: Dialogue, where: str = "dialogue") -> None:
             raise DataError(f"{what}: expected an OracleEvent, got {type(ev).__name__}")
         if ev.event not in EVENTS:
             raise DataError(f"{what}: event {ev.event!r} is not one of {', '.join(EVENTS)}")
-        if not is_int(ev.frame) or not 0 <= ev.frame < d.frames:
+        if not is_int(ev.frame):
+            raise DataError(f"{what}: frame must be an int (the index of an 80 ms frame), got {ev.frame!r}")
+        if not 0 <= ev.frame < d.frames:
             raise DataError(f"{what}: frame {ev.frame!r} outside the dialogue's frames [0, {d.frames})")
         if ev.frame < prev:
             raise DataError(f"{what}: frame {ev.frame} comes after an event at frame {prev}: give the events in "
@@ -356,6 +362,9 @@ def _read_dialogue(folder: str | Path, audio: bool) -> tuple[Dialogue, str]:
         raise DataError(f"{folder}: no {META} (a dialogue folder holds {AUDIO} and {META}; see docs/data.md)")
     doc, raw = _read_json(meta_path)
     check_version(doc, meta_path)
+    _check_keys(doc, meta_path)
+    if not wav.is_file():  # (was: libsndfile's "System error.")
+        raise DataError(f"{folder}: no {AUDIO} (a dialogue folder holds {AUDIO} and {META}; see docs/data.md)")
     try:  # a cut file is said to be cut (else: "N samples, dialogue.json says M" below, or a wrong blame)
         check_wav_length(wav)
     except AudioFormatError as exc:
@@ -371,9 +380,9 @@ def _read_dialogue(folder: str | Path, audio: bool) -> tuple[Dialogue, str]:
         raise DataError(f"{wav}: {info.channels} channel(s), a dialogue's audio is stereo: user left, agent right")
     if info.frames == 0:  # (read with audio=False too: validate_dialogue would blame dialogue.json)
         raise DataError(f"{wav}: holds no samples (a dialogue's audio is stereo {SAMPLE_RATE} Hz samples)")
-    if info.frames != doc.get("samples"):
-        raise DataError(f"{wav}: {info.frames} samples, {META} says {doc.get('samples')}: the files do not belong "
-                        f"together (write the dialogue again)")
+    if info.frames != doc["samples"]:
+        raise DataError(f"{wav}: {info.frames} samples, {META} says {doc['samples']}: the files do not belong "
+                        f"together (write the dialogue again; if this {AUDIO} is the right one, set samples to its)")
     if audio:
         try:
             pcm, _ = read_wav(wav, None, mono=False)
@@ -388,30 +397,54 @@ def _read_dialogue(folder: str | Path, audio: bool) -> tuple[Dialogue, str]:
                             f"and write the dialogue again")
     else:
         pcm = np.zeros((info.frames, 2), np.float32)
+    words = [Word(*_fields(w, "word", i, WORD_KEYS, meta_path)) for i, w in enumerate(doc["words"])]
+    oracle = [OracleEvent(*_fields(e, "oracle event", i, ("frame", "event"), meta_path), _ids(e.get("ids", [])),
+                          e.get("text"), e.get("prediction"), e.get("hint"), e.get("use_hint"))
+              for i, e in enumerate(doc["oracle"])]
+    d = Dialogue(pcm, words, oracle, doc.get("tokenizer_sha256"), doc.get("source") or {}, folder)
+    validate_dialogue(d, str(meta_path))
+    if doc["frames"] != d.frames:
+        raise DataError(f"{meta_path}: frames {doc['frames']!r}, but its {doc['samples']} samples make {d.frames} "
+                        f"frames of 80 ms (samples / {FRAME_SIZE}, rounded up): set frames to {d.frames}")
+    if doc["sample_rate"] != SAMPLE_RATE:  # (True, False != 24000 too)
+        raise DataError(f"{meta_path}: sample_rate {doc['sample_rate']!r}, a dialogue's audio is {SAMPLE_RATE} Hz "
+                        f"(as its {AUDIO} is): set sample_rate to {SAMPLE_RATE}")
+    dur = doc["duration_s"]
+    if not (is_finite_number(dur) and abs(dur - d.duration_s) <= DURATION_SLACK):
+        raise DataError(f"{meta_path}: duration_s {dur!r}, but its {doc['samples']} samples last {d.duration_s:.6f} "
+                        f"s (duration_s is samples / {SAMPLE_RATE}, to within {DURATION_SLACK:g} s): set duration_s to "
+                        f"{d.duration_s!r}")
+    return d, hashlib.sha256(raw).hexdigest()
+
+
+def _check_keys(doc: dict, path: Path) -> None:
+    """DataError naming a required key of dialogue.json ``doc`` that is missing (was: blamed on the audio)."""
+    for key in META_KEYS:
+        if key not in doc:
+            raise DataError(f"{path}: required key {key!r} is missing (a {META} has {', '.join(META_KEYS)}, words "
+                            f"and oracle; see docs/data.md, Keys)")
+    if not is_int(doc["samples"]):
+        raise DataError(f"{path}: samples {doc['samples']!r} must be an int: the number of samples of its {AUDIO}")
     for key in ("words", "oracle"):  # (required, [] when none: a missing or renamed list is not "no words")
         if not isinstance(doc.get(key), list):
             got = "missing" if key not in doc else f"a {type(doc[key]).__name__}, not a list"
-            raise DataError(f"{meta_path}: {key!r} is {got} (a dialogue.json lists its {key}, [] when it has none; "
+            raise DataError(f"{path}: {key!r} is {got} (a dialogue.json lists its {key}, [] when it has none; "
                             f"see docs/data.md)")
-    try:
-        words = [Word(w["speaker"], w["word"], w["start"], w["end"]) for w in doc["words"]]
-        oracle = [OracleEvent(e["frame"], e["event"], list(e.get("ids", [])), e.get("text"), e.get("prediction"),
-                              e.get("hint"), e.get("use_hint")) for e in doc["oracle"]]
-    except (KeyError, TypeError) as exc:
-        raise DataError(f"{meta_path}: a word or oracle event lacks a field or is not an object ({exc!r}); "
-                        f"see docs/data.md") from None
-    d = Dialogue(pcm, words, oracle, doc.get("tokenizer_sha256"), doc.get("source") or {}, folder)
-    validate_dialogue(d, str(meta_path))
-    if doc.get("frames") != d.frames:
-        raise DataError(f"{meta_path}: frames {doc.get('frames')!r}, its {doc.get('samples')} samples make {d.frames}")
-    if doc.get("sample_rate") != SAMPLE_RATE:  # (True, False != 24000 too)
-        raise DataError(f"{meta_path}: sample_rate {doc.get('sample_rate')!r}, a dialogue's audio is {SAMPLE_RATE} Hz "
-                        f"(as its {AUDIO} is): write the dialogue again")
-    dur = doc.get("duration_s")
-    if not (is_finite_number(dur) and abs(dur - d.duration_s) <= DURATION_SLACK):
-        raise DataError(f"{meta_path}: duration_s {dur!r}, its {doc.get('samples')} samples last {d.duration_s:g} s: "
-                        f"the files do not belong together (write the dialogue again)")
-    return d, hashlib.sha256(raw).hexdigest()
+
+
+def _ids(ids):  # (as given when not a list: validate_dialogue says what it is; was: a string split into digits)
+    return list(ids) if isinstance(ids, (list, tuple)) else ids
+
+
+def _fields(item, what: str, i: int, keys: tuple[str, ...], path: Path) -> list:
+    """The values of ``keys`` in ``item``, the i-th word or oracle event of ``path`` (else a DataError naming it)."""
+    if not isinstance(item, dict):
+        raise DataError(f"{path}: {what} {i} is not an object: {item!r} (see docs/data.md)")
+    missing = [k for k in keys if k not in item]
+    if missing:
+        raise DataError(f"{path}: {what} {i} lacks {', '.join(map(repr, missing))} (each {what} has "
+                        f"{', '.join(keys)}; see docs/data.md)")
+    return [item[k] for k in keys]
 
 
 def check_version(doc: dict, path: Path) -> None:
@@ -558,3 +591,16 @@ def changed_since_listed(entries: Iterable[ManifestEntry], read: dict | None = N
         elif d is not None:
             read[e.path] = d
     return changed
+
+
+def unhashed_note(entries: list[ManifestEntry], manifest: str | Path) -> str | None:
+    """None when every line of ``manifest`` (its ``entries``) has a meta_sha256; else what that costs,
+    for kame train --resume to say (changed_since_listed cannot see an edit of such a line's dialogue)."""
+    missing = [e for e in entries if e.meta_sha256 is None]
+    if not missing:
+        return None
+    some = "its lines have" if len(missing) == len(entries) else f"{len(missing)} of its {len(entries)} lines have"
+    return (f"manifest {manifest}: {some} no meta_sha256, so a dialogue.json edited since the run "
+            f"began is not seen: the resumed run trains on the dialogues as they are now. To have edits caught, "
+            f"write the manifest with kame.train.data.write_manifest(PATH, folders) (kame data synth and kame data "
+            f"oracle do) before a run starts")

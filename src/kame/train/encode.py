@@ -13,7 +13,10 @@ another codec or from other audio is encoded again. ``--codebooks``: what the fr
 and generates (``max(n_user_q, dep_q)``: 8 for Moshi and KAME), default the codec's own; `kame
 train` re-encodes a cache with another count. ``--jobs``: default the CPUs this process may use, at most 8.
 A dialogue that fails (its audio, or a broken dialogue.json beside a codes.npz) is reported and
-the others go on (exit code 1). A worker process that dies (out of memory) stops the command
+the others go on (exit code 1). So is every dialogue whose oracle `kame train` would refuse with
+``--tokenizer`` (default kame's default tokenizer): ids of another tokenizer or outside its
+vocabulary, a prediction with text but no ids (kame.train.examples.check_oracle_tokens); its codes
+are made all the same (the audio is fine). A worker process that dies (out of memory) stops the command
 with an error; the codes written by then stay, so running it again goes on from there. Ctrl-C
 or SIGTERM: the dialogues not begun are dropped, those in progress finished, then exit 130 (143);
 the workers ignore the terminal's Ctrl-C (the command stops them) and end with the command.
@@ -156,6 +159,9 @@ def add_arguments(p) -> None:
     from ..cliargs import usable_cores
 
     n = min(usable_cores(), MAX_DEFAULT_JOBS)  # (each worker holds its own codec: Mimi's weights too)
+    p.add_argument("--tokenizer", default=None, metavar="PATH",
+                   help="SentencePiece model the front-end to train uses, to check each dialogue's oracle ids "
+                        "against (default: kame's default tokenizer)")
     p.add_argument("--jobs", type=int, default=n,
                    help=f"worker processes, one torch thread each (default: the CPUs this process may use, at most "
                         f"{MAX_DEFAULT_JOBS}: {n} here)")
@@ -164,6 +170,7 @@ def add_arguments(p) -> None:
 def main(args) -> int:
     import torch
 
+    from ..backend.tokenizer import TextTokenizer, default_tokenizer
     from ..paths import sweep_temporaries
     from ..runtime.interrupt import TERMINATED_STATUS, sigterm_as_ctrl_c, stopped_by
     from .batching import cached_dialogue, manifest_entries
@@ -176,14 +183,21 @@ def main(args) -> int:
     codec = make_codec(args.codec, args.codebooks)  # (a bad spec or count fails here, before any worker)
     # (what a run killed outright left where this one writes: the dialogue folders)
     sweep_temporaries("kame data encode", [(e.path, DIALOGUE_FILES) for e in entries])
-    todo, broken = [], []
+    tok = TextTokenizer(args.tokenizer) if args.tokenizer else default_tokenizer()
+    todo, broken, refused = [], [], 0
     for e in entries:
         try:
-            if not cached_dialogue(e.path, codec, lambda s: log.info("%s", s)):
+            d = cached_dialogue(e.path, codec, lambda s: log.info("%s", s))
+            if not d:
                 todo.append(e.path)
         except Exception as exc:  # noqa: BLE001 -- e.g. a broken dialogue.json beside a codes.npz: reported
             broken.append((str(e.path), 0.0, f"{type(exc).__name__}: {exc}"))
             print(f"failed: {e.path}: {broken[-1][2]}", flush=True)
+            continue
+        problem = oracle_problem(e.path, d, tok)
+        if problem:
+            refused += 1
+            print(f"oracle: {e.path}: {problem}", flush=True)
     cached = len(entries) - len(todo) - len(broken)
     jobs = max(1, min(args.jobs, len(todo)))  # (no worker, for Mimi no weights load, beyond the work)
     print(f"{len(entries)} dialogues in {path}: {cached} cached already, {len(todo)} to encode "
@@ -213,4 +227,25 @@ def main(args) -> int:
     print("|---|---|---|---|---|---|---|")
     print(f"| {len(entries)} | {cached} | {len(results) - len(failed)} | {len(failed) + len(broken)} | "
           f"{audio / 3600:.3f} | {wall:.0f} | {audio / wall if results else 0:.1f} |")
-    return 1 if failed or broken else 0
+    if refused:
+        print(f"{refused} of the {len(entries)} dialogues have an oracle kame train refuses with this tokenizer "
+              f"(the lines 'oracle: ...' above say what to do): fix them before training")
+    return 1 if failed or broken or refused else 0
+
+
+def oracle_problem(folder: Path, d, tokenizer) -> str | None:
+    """What `kame train` would refuse in the oracle of the dialogue in ``folder`` (``d``: it read
+    already, or None) with ``tokenizer`` (check_oracle_tokens), else None; None too for a dialogue
+    that cannot be read (the encoding reports that)."""
+    from .data import read_dialogue
+    from .examples import check_oracle_tokens
+
+    try:
+        d = d if d is not None else read_dialogue(folder, audio=False)
+    except DataError:
+        return None
+    try:
+        check_oracle_tokens(d, tokenizer, f"dialogue {folder}")
+    except DataError as exc:
+        return str(exc)
+    return None

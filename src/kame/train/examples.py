@@ -170,6 +170,30 @@ def _warn_text(rep: TextStream, T: int, where: str, drift_warning_s: float) -> N
 
 
 def _check_oracle(d: Dialogue, tokenizer, ids: StreamIds, where: str = "dialogue") -> None:
+    check_oracle_tokens(d, tokenizer, where)
+    appended = [t for ev in d.oracle if ev.event == "append" for t in ev.ids]
+    bad = sorted({t for t in appended if t >= ids.text_card})
+    if bad:
+        raise DataError(f"{where}: oracle ids {bad[:8]} outside the front-end's text vocabulary [0, {ids.text_card}): "
+                        f"its text_card is below the tokenizer's {tokenizer.vocab_size} pieces: {TEXT_CARD_FIX}")
+
+
+def check_oracle_tokens(d: Dialogue, tokenizer, where: str = "dialogue") -> None:
+    """DataError unless ``d``'s oracle can be fed with ``tokenizer`` (training_example's checks but
+    the front-end's; `kame data encode` runs them on a whole set): no prediction with text but no
+    ids (it would feed nothing), ids of this tokenizer (its sha256), each id one of its pieces."""
+    file = d.folder / META if d.folder is not None else where
+    unfed = _text_only(d.oracle)
+    if unfed:
+        i, ev = unfed[0]
+        more = f" (and {len(unfed) - 1} more such prediction(s))" if len(unfed) > 1 else ""
+        fix = ("d = kame.train.examples.retokenize_oracle(d, tokenizer)" if d.folder is None else
+               "kame.train.data.write_meta(kame.train.examples.retokenize_oracle(read_dialogue(FOLDER, audio=False), "
+               "tokenizer)), then write the manifest again")
+        raise DataError(f"{file}: oracle event {i} (append at frame {ev.frame}) has text {ev.text!r} but its "
+                        f"prediction has no ids{more}: the front-end is fed token ids, not text, so it would get "
+                        f"nothing. Encode the text with the tokenizer you train with: {fix}; or make a new oracle "
+                        f"with `kame data oracle` (docs/data.md)")
     appended = [t for ev in d.oracle if ev.event == "append" for t in ev.ids]
     if not appended:
         return
@@ -185,10 +209,24 @@ def _check_oracle(d: Dialogue, tokenizer, ids: StreamIds, where: str = "dialogue
             raise DataError(f"{file}: oracle event {i} (frame {ev.frame}) has ids {corrupt[:8]}, not ids of its "
                             f"tokenizer (its {vocab} pieces are ids [0, {vocab})): the file is "
                             f"damaged or hand-edited; make its oracle again (kame data oracle) or leave the dialogue out")
-    bad = sorted({t for t in appended if t >= ids.text_card})
-    if bad:
-        raise DataError(f"{where}: oracle ids {bad[:8]} outside the front-end's text vocabulary [0, {ids.text_card}): "
-                        f"its text_card is below the tokenizer's {tokenizer.vocab_size} pieces: {TEXT_CARD_FIX}")
+
+
+def _text_only(oracle: Sequence[OracleEvent]) -> list[tuple[int, OracleEvent]]:
+    """(index, event) of the first append of each prediction (a reset and the appends after it)
+    whose appends carry text but no ids at all: it feeds nothing. (retokenize_oracle leaves an
+    append without ids only when a later one of its prediction gets the held-back word's.)"""
+    out: list[tuple[int, OracleEvent]] = []
+    first, fed = None, False  # the open prediction's first append with text; whether it has ids
+    for i, ev in enumerate(list(oracle) + [OracleEvent(0, "reset")]):  # (a reset closes the last one)
+        if ev.event == "reset":
+            if first is not None and not fed:
+                out.append(first)
+            first, fed = None, False
+            continue
+        fed = fed or bool(ev.ids)
+        if first is None and isinstance(ev.text, str) and ev.text.strip():
+            first = (i, ev)
+    return out
 
 
 def collate(examples: Sequence[tuple[torch.Tensor, torch.Tensor]], cfg) -> tuple[torch.Tensor, torch.Tensor]:

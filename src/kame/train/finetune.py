@@ -155,7 +155,7 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
             raise ConfigError(f"train: {resume} is at step {step} already, so --steps {tcfg.steps} leaves nothing to "
                               f"do: give --steps above {step}")
         rec = {"frontend": state["train"].get("frontend"), "resumed_from": str(Path(resume).resolve())}
-    listed = check_listed(manifest, resume)  # (the dialogues it read: load_examples reads them no more)
+    listed = check_listed(manifest, resume, echo if rank == 0 else None)  # (the dialogues it read: load_examples reads them no more)
     if out is not None and check_out(out, overwrite, resume) and rank == 0:
         clear_out(Path(out))
     if out is not None and rank == 0:
