@@ -197,6 +197,17 @@ def _words(argv: list[str]) -> list[str]:
     return [a for i, a in enumerate(argv) if not a.startswith("-") and (i == 0 or argv[i - 1] != "--plugin")]
 
 
+def _owner(parser: argparse.ArgumentParser, leaves: dict, args, argv: list[str], first: str):
+    """The parser whose part of ``argv`` holds the unrecognized argument ``first``: the command's
+    (`kame run x.wav --tial 3`), its group's (`kame bench --bogus step`) or the top level's."""
+    path = getattr(args, "_path", None) or ()
+    levels = [parser, *([args._group] if len(path) == 2 else []), leaves[path]] if path \
+        else [parser, *([args._group] if hasattr(args, "_group") else [])]
+    at = argv.index(first) if first in argv else len(argv)
+    starts = [i for i, a in enumerate(argv) if not a.startswith("-") and (i == 0 or argv[i - 1] != "--plugin")]
+    return levels[sum(1 for i in starts[: len(levels) - 1] if i < at)]
+
+
 class _Marked:
     """A standard stream (sys.stdout, sys.stderr) whose failed writes are marked as its own
     (``exc.kame_stream``: "stdout" or "stderr"), so that main tells a full disk or a closed pipe
@@ -320,8 +331,10 @@ def _run(argv: list[str]) -> int:
     import logging
 
     try:  # (building the parser imports the command's module: a second or more at start-up)
-        parser, _ = _build_parser(argv)
-        args = parser.parse_args(argv)
+        parser, leaves = _build_parser(argv)
+        args, rest = parser.parse_known_args(argv)
+        if rest:  # said by the command's parser, with its usage (was: the top level's, `kame: error: ...`)
+            _owner(parser, leaves, args, argv, rest[0]).error(f"unrecognized arguments: {' '.join(rest)}")
     except KeyboardInterrupt:  # Ctrl-C while kame starts: exit 130 as later on (was: a 30-line traceback)
         return 130
     from .backend.childproc import LOG_FORMAT

@@ -246,6 +246,16 @@ class RuntimeConfig:
     torch_threads: int = _opt(0, min=0, max=MAX_TORCH_THREADS)  # intra-op threads of the worker (0 = torch default)
 
 
+def check_host(host: str, where: str) -> str:
+    """``host``, the address to listen on as ``where`` gives it (server.host, kame serve's --host),
+    unless it is blank (was: accepted, then `kame serve` failed to resolve the name ''; --host "":
+    127.0.0.1 served, with no word)."""
+    if not host.strip():
+        raise ConfigError(f"{where}: empty; give the address to listen on, e.g. 127.0.0.1 (this machine only, "
+                          f"the default) or 0.0.0.0 (every interface)")
+    return host
+
+
 @dataclass
 class ServerConfig:  # the fields of kame.server.settings.ServerConfig (kept in sync)
     host: str = "127.0.0.1"
@@ -290,9 +300,7 @@ class ServerConfig:  # the fields of kame.server.settings.ServerConfig (kept in 
     max_connections_per_client: int = _opt(32, min=0)
 
     def validate(self) -> None:
-        if not self.host.strip():  # (was: accepted, then `kame serve` failed to resolve the name '')
-            raise ConfigError("server.host: empty; give the address to listen on, e.g. 127.0.0.1 (this machine "
-                              "only, the default) or 0.0.0.0 (every interface)")
+        check_host(self.host, "server.host")
         if 0 < self.max_connections_per_client < self.max_sessions_per_client:
             raise ConfigError(f"server.max_connections_per_client ({self.max_connections_per_client}) is below "
                               f"server.max_sessions_per_client ({self.max_sessions_per_client}): each session is "
@@ -395,8 +403,7 @@ def _apply(obj: Any, data: Mapping[str, Any], prefix: str = "") -> list[str]:
     for key, value in data.items():
         path = f"{prefix}{key}"
         if key not in fields:
-            known = ", ".join(sorted(fields))
-            raise ConfigError(f"unknown config key {path!r} (known here: {known})")
+            raise unknown_key(path, fields)
         f = fields[key]
         tp = _type_of(type(obj), key)
         if dataclasses.is_dataclass(tp):
@@ -407,6 +414,18 @@ def _apply(obj: Any, data: Mapping[str, Any], prefix: str = "") -> list[str]:
             setattr(obj, key, _check_value(path, f, tp, value))
             keys.append(path)
     return keys
+
+
+def unknown_key(path: str, known: Iterable[str]) -> ConfigError:
+    """The error of a key ``path`` ("runtime.max_sesions") its section does not have (``known``:
+    the section's keys), in a file, a --set or set in code: the known keys, and the one meant."""
+    import difflib
+
+    known = sorted(known)
+    name = path.rpartition(".")[2]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    meant = f"; did you mean {path[: len(path) - len(name)]}{close[0]}?" if close else ""
+    return ConfigError(f"unknown config key {path!r} (known here: {', '.join(known)}){meant}")
 
 
 def parse_override(item: str) -> tuple[str, Any, str]:
@@ -431,9 +450,9 @@ def _override(cfg: KameConfig, key: str, value: Any, raw: str | None = None) -> 
     obj: Any = cfg
     for i, part in enumerate(parts[:-1]):
         if not dataclasses.is_dataclass(obj) or part not in {f.name for f in dataclasses.fields(obj)}:
-            known = sorted(f.name for f in dataclasses.fields(obj)) if dataclasses.is_dataclass(obj) else []
-            raise ConfigError(f"unknown config key {'.'.join(parts[: i + 1])!r}"
-                              + (f" (known here: {', '.join(known)})" if known else ""))
+            if dataclasses.is_dataclass(obj):
+                raise unknown_key(".".join(parts[: i + 1]), (f.name for f in dataclasses.fields(obj)))
+            raise ConfigError(f"unknown config key {'.'.join(parts[: i + 1])!r}")
         obj = getattr(obj, part)
         if not dataclasses.is_dataclass(obj):
             raise ConfigError(f"unknown config key {key!r} ({'.'.join(parts[: i + 1])} is not a table)")
@@ -500,7 +519,13 @@ def validate_config(cfg: KameConfig, components: Mapping[str, Any] | None = None
 
 def _check_fields(obj: Any, prefix: str = "") -> None:
     """Every key of dataclass ``obj`` (and of its sections) checked as _apply checks a key it sets,
-    the converted value set back."""
+    the converted value set back; an attribute set in code that is no key (``cfg.runtime.max_sesions
+    = 8``, a typo: was ignored, the default kept) is unknown_key's error, as in a file. Names
+    starting with "_" are not keys (load_config's ``_sources``)."""
+    declared = {f.name for f in dataclasses.fields(obj)}
+    for name in vars(obj):
+        if name not in declared and not name.startswith("_"):
+            raise unknown_key(f"{prefix}{name}", declared)
     for f in dataclasses.fields(obj):
         path, tp, value = f"{prefix}{f.name}", _type_of(type(obj), f.name), getattr(obj, f.name)
         if dataclasses.is_dataclass(tp):

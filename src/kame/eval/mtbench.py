@@ -423,6 +423,7 @@ def main(args) -> int:
     check_tail(args.tail, args.max_tail)
     check_asr_options(args)  # (a missing whisper: said now, before anything loads)
     check_judge_spec(args.judge)
+    registry.check_key_spec("--voice", "tts", args.voice)  # (was: after the judge loaded, naming no option)
     questions = read_questions(args.questions, cats, args.turns, strict=cats not in (None, DEFAULT_CATEGORIES))
     if args.limit:
         questions = questions[: args.limit]

@@ -376,14 +376,20 @@ def add_arguments(parser) -> None:
 def _build(args) -> tuple[Agent, ServerConfig]:
     import os
 
+    from ..config import check_host
+
     token = ops.cli_token(args.token, getattr(args, "token_file", None), os.environ)  # (a bad file: before all else)
+    # --host "": refused as server.host="" is (was: 127.0.0.1 served, with no word)
+    host = None if args.host is None else check_host(args.host, "--host")
     if args.agent == "echo":
         from .echo import EchoAgent
 
         if args.mode:  # (the echo agent has no modes)
             raise ConfigError(f"--mode {args.mode} is for the configured agent; --agent echo only echoes")
 
-        cfg, agent = echo_server_config(args.config, args.overrides), EchoAgent(max_sessions=args.max_sessions or 16)
+        cfg = echo_server_config(args.config, args.overrides, "give --agent config to serve the configured agent "
+                                 "(the echo agent's sessions: --max-sessions)")
+        agent = EchoAgent(max_sessions=args.max_sessions or 16)
     else:
         if args.max_sessions is not None:  # the tandem/cascade agents size their batch from the config
             raise ConfigError("--max-sessions is for --agent echo; give the agent's with "
@@ -397,8 +403,8 @@ def _build(args) -> tuple[Agent, ServerConfig]:
             ) from None
         config = config_from_args(args)  # (--mode applied last: it wins over --set mode=)
         cfg, agent = server_config_from(getattr(config, "server", None)), build_agent(config)
-    if args.host:
-        cfg.host = args.host
+    if host is not None:
+        cfg.host = host
     if args.port is not None:  # 0: any free port
         cfg.port = args.port
     cfg.auth_token = token or cfg.auth_token

@@ -84,11 +84,31 @@ def unserved(path: Path) -> str | None:
     return None if path.is_file() else "not a regular file"
 
 
-def echo_server_config(config: str | None, overrides: list[str]) -> ServerConfig:
+ECHO_KEYS_FIX = "give --agent config for the configured agent"
+
+
+def echo_server_config(config: str | None, overrides: list[str], fix: str = ECHO_KEYS_FIX) -> ServerConfig:
     """The echo agent's server settings: the [server] section of the config and ``--set``
-    overrides when given (checked like any config: unknown keys are errors), else the defaults."""
+    overrides when given (checked like any config: unknown keys are errors; then check_echo_keys),
+    else the defaults. The config file's other keys are not used: a warning names them."""
     if not config and not overrides:
         return ServerConfig()
+    import sys
+
     from ..config import load_config
 
-    return server_config_from(getattr(load_config(config, overrides), "server", None))
+    loaded = load_config(config, overrides)  # (a typo's "unknown config key ..., did you mean": said first)
+    check_echo_keys(overrides, fix)
+    if (unused := sorted(k for k in getattr(loaded, "_sources", {}) if not k.startswith("server."))):
+        print(f"warning: the echo agent (no model) uses only the [server] section of {config}; not used: "
+              f"{', '.join(unused)}", file=sys.stderr, flush=True)
+    return server_config_from(loaded.server)
+
+
+def check_echo_keys(overrides: list[str], fix: str = ECHO_KEYS_FIX) -> None:
+    """The echo agent's ``--set`` overrides are server.* keys alone: another (runtime.max_sessions,
+    backend.llm) is a ConfigError ending with ``fix`` (was ignored by kame serve --agent echo: its
+    /api/health showed the defaults); kame serve and kame bench soak."""
+    others = [kv for kv in overrides if kv.partition("=")[0].strip().split(".")[0] != "server"]
+    if others:
+        raise ConfigError(f"--set {others[0]}: the echo agent takes only server.* keys; {fix}")

@@ -1,0 +1,24 @@
+"""kame eval mtbench checks its --voice spec with its other arguments: before the judge loads and
+before -o is made, the error naming --voice (was: after the judge had loaded, about 7 s with the
+embedded one, naming no option, OUT/ left behind)."""
+
+from __future__ import annotations
+
+from . import test_mtbench
+from .test_mtbench import QUESTIONS, refused, write
+
+judges = test_mtbench.judges  # (the scripted judges: a fixture, used by name)
+
+
+def test_a_bad_voice_is_refused_before_the_judge_loads(tmp_path, capsys, judges, monkeypatch):
+    from kame.eval import mtbench
+
+    opened = []
+    monkeypatch.setattr(mtbench, "open_judge", lambda *a, **kw: opened.append(a) or None)
+    qf = write(tmp_path / "question.jsonl", [QUESTIONS[2]])
+    out = tmp_path / "out"
+    err = refused(capsys, qf, out, "--voice", "bogus")  # (the last --voice wins over test_mtbench's)
+    assert err.startswith("kame: error: --voice: unknown tts spec 'bogus': scheme 'bogus' is not one of")
+    assert opened == [] and judges["probes"] == 0
+    assert not out.exists()  # (was: out/eval.json and out/runs/ left behind)
+    assert "--voice: " in refused(capsys, qf, out, "--voice", "espeak;bogus=1")  # (an option it does not take)
