@@ -18,7 +18,7 @@ from .fakes import FakeLLM, FakeTTS, speech_frame
 from .test_session import _agent
 
 
-async def test_a_cascade_session_has_no_input_backlog():
+async def test_whole_frames_pushed_to_a_cascade_session_do_not_wait():
     clock = FakeClock()
     agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock))
     s = await agent.open_session()

@@ -121,10 +121,10 @@ def test_mtbench_resume_refuses_a_results_line_cut_inside_a_character(tmp_path, 
 def test_follow_checks_its_output_folder_before_loading_anything(tmp_path, capsys, fake_codec, monkeypatch):
     """(was: a NotADirectoryError traceback after the front-end's load, which takes minutes for a
     real checkpoint; only an -o that was itself a file was refused up front)"""
-    import kame.train.finetune
+    import kame.train.loading
 
     manifest = _data(tmp_path / "data", n=1, T=24)
-    monkeypatch.setattr(kame.train.finetune, "load_for_training", lambda *a, **kw: pytest.fail("loaded"))
+    monkeypatch.setattr(kame.train.loading, "load_for_training", lambda *a, **kw: pytest.fail("loaded"))
     (tmp_path / "s44.wav").write_bytes(b"RIFF")
     out = tmp_path / "s44.wav" / "x"
     assert main(["eval", "follow", str(manifest), *FOLLOW, "-o", str(out)]) == 1

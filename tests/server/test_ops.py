@@ -20,7 +20,7 @@ from aiohttp.test_utils import make_mocked_request
 from kame.errors import ConfigError, KameError
 from kame.runtime.base import Agent, Meta, Session
 from kame.runtime.clock import FakeClock
-from kame.server import ops
+from kame.server import clientaddr, ops
 from kame.server import protocol as P
 from kame.server.app import SERVER_KEY, STATIC_DIR, ServerConfig, _build, make_app
 from kame.server.client import chat_url
@@ -275,19 +275,19 @@ async def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(caplog):
             await ws.close()
         assert f"opened: client {shown}, " in caplog.text, (trusted, caplog.text)
     with pytest.raises(ConfigError, match="server.trusted_proxy: 'proxy.local' is not an IP address"):
-        ops.parse_trusted("127.0.0.1, proxy.local")
+        clientaddr.parse_trusted("127.0.0.1, proxy.local")
 
 
 def test_a_proxy_seen_as_an_ipv4_mapped_address_on_a_dual_stack_bind_is_trusted():
     """(review1 #5) behind `host = "::"`, an IPv4 proxy's connections come from ::ffff:127.0.0.1: it
     is the trusted 127.0.0.1 (was: a client, its users capped at 32 connections and refused 429)."""
-    nets = ops.parse_trusted("127.0.0.1,10.0.0.0/8")
-    assert ops.is_trusted("::ffff:127.0.0.1", nets) and ops.is_trusted("::FFFF:10.1.2.3", nets)
-    assert not ops.is_trusted("::ffff:192.0.2.1", nets) and not ops.is_trusted("::1", nets)
-    assert ops.is_trusted("::ffff:127.0.0.1", ops.parse_trusted("::ffff:0:0/96"))  # (a mapped network: as before)
+    nets = clientaddr.parse_trusted("127.0.0.1,10.0.0.0/8")
+    assert clientaddr.is_trusted("::ffff:127.0.0.1", nets) and clientaddr.is_trusted("::FFFF:10.1.2.3", nets)
+    assert not clientaddr.is_trusted("::ffff:192.0.2.1", nets) and not clientaddr.is_trusted("::1", nets)
+    assert clientaddr.is_trusted("::ffff:127.0.0.1", clientaddr.parse_trusted("::ffff:0:0/96"))  # (a mapped network: as before)
     forwarded = make_mocked_request("GET", "/", headers={"X-Forwarded-For": "203.0.113.9"})
     forwarded._transport_peername = ("::ffff:127.0.0.1", 5000, 0, 0)
-    assert ops.client_address(forwarded, nets) == "203.0.113.9"
+    assert clientaddr.client_address(forwarded, nets) == "203.0.113.9"
 
 
 def test_health_probes_are_not_in_the_access_log_at_info(caplog):

@@ -288,7 +288,7 @@ def main(args) -> int:
     from ..model.stepper import Sampling
     from ..train.batching import manifest_entries
     from ..train.data import read_dialogue
-    from ..train.finetune import load_for_training
+    from ..train.loading import load_for_training
 
     out = Path(args.out) if args.out else None
     where = "eval follow"

@@ -39,7 +39,7 @@ from ..errors import ConfigError, KameError, NotAvailableError
 from ..paths import local_path
 from ..runtime.base import Agent, CapacityError
 from ..runtime.clock import Clock, MonotonicClock
-from . import guard, httplog, ops
+from . import clientaddr, guard, httplog, ops
 from .connection import Connection
 from .logsafe import clean
 from .ops import SERVER_KEY, listen_socket  # (SERVER_KEY: also kame.server.app's, as before)
@@ -63,7 +63,7 @@ class Server:
         self.total_sessions = 0
         self.metrics = ops.Metrics()  # (/api/metrics)
         self.static = _load_static(local_path(cfg.static_dir) if cfg.static_dir else STATIC_DIR)
-        self.trusted = ops.parse_trusted(cfg.trusted_proxy)
+        self.trusted = clientaddr.parse_trusted(cfg.trusted_proxy)
         self.health_state = ops.Health()  # (also the agent's start in the background)
         self.allowed_origins = guard.parse_origins(cfg.allowed_origins)
         self.allowed_hosts = guard.parse_hosts(cfg.allowed_hosts)
@@ -107,10 +107,10 @@ class Server:
             return web.json_response({"error": "not_websocket", "message": "/api/chat needs a WebSocket upgrade (GET with "
                                       "Upgrade: websocket, Sec-WebSocket-Version: 13 and a valid Sec-WebSocket-Key)"},
                                      status=400)
-        client = ops.client_address(request, self.trusted)
+        client = clientaddr.client_address(request, self.trusted)
         if not self.slots.take(client):
             n = self.slots[client]
-            who = ops.client_key(client, self.trusted)
+            who = clientaddr.client_key(client, self.trusted)
             return ops.refuse(self, {"error": "too_many_sessions", "message": f"this client ({who}) already has "
                                      f"{n} session{'s' if n != 1 else ''} open, the server's limit per client "
                                      f"(server.max_sessions_per_client); close one first"}, status=429,
@@ -155,7 +155,7 @@ class Server:
     async def health(self, request: web.Request) -> web.Response:
         status, body = ops.health(self)
         if self.slots.cap:  # the asking client's own sessions and its cap (the page explains a 429 upgrade with them)
-            body["client_sessions"] = self.slots[ops.client_address(request, self.trusted)]
+            body["client_sessions"] = self.slots[clientaddr.client_address(request, self.trusted)]
             body["max_sessions_per_client"] = self.slots.cap
         return web.json_response(body, status=status, headers={"Cache-Control": "no-store"})
 
@@ -256,7 +256,7 @@ REFUSE_BURST = 64  # connections refused in one accept() at most (then the loop'
 
 class LimitedSocket(socket.socket):
     """`kame serve`'s listening socket: ``accept()`` refuses a connection beyond ``cap`` open ones,
-    or beyond ``per_client`` (0: no cap) from one peer (ops.client_key: an IPv6 address's /64; a
+    or beyond ``per_client`` (0: no cap) from one peer (clientaddr.client_key: an IPv6 address's /64; a
     trusted proxy's: not capped, its clients are not told apart before a request), with a short 503 / 429 and a close, before
     asyncio and aiohttp build anything for it (was: no cap, and half-sent requests from one client
     used up the process's file descriptors: nobody else was answered). A connection counts until
@@ -274,7 +274,7 @@ class LimitedSocket(socket.socket):
         for _ in range(REFUSE_BURST):
             conn, addr = super().accept()  # (BlockingIOError when none is waiting: asyncio's loop stops there)
             ip = str(addr[0] if isinstance(addr, tuple) else addr)
-            key = ops.client_key(ip, self.trusted)
+            key = clientaddr.client_key(ip, self.trusted)
             why = self._over(ip, key)
             if why is not None and not pruned:  # forget the closed ones, once a call (none closes within it)
                 self._prune()
@@ -295,7 +295,7 @@ class LimitedSocket(socket.socket):
         if len(self.open) >= self.cap:
             return 503, "too_many_connections", (f"the server has {len(self.open)} connections open, its limit "
                                                  f"(server.max_connections); try again in a few seconds")
-        if self.per_client and self.per_address[key] >= self.per_client and not ops.is_trusted(ip, self.trusted):
+        if self.per_client and self.per_address[key] >= self.per_client and not clientaddr.is_trusted(ip, self.trusted):
             return 429, "too_many_connections", (f"this client ({key}) has {self.per_address[key]} connections open, "
                                                  f"the server's limit per client (server.max_connections_per_"
                                                  f"client); close some first")
@@ -343,7 +343,7 @@ def limited_socket(sock: socket.socket, cfg: ServerConfig) -> LimitedSocket:
         log.warning("server.max_connections (%d) leaves fewer than %d of the open-file limit (ulimit -n %d) for the "
                     "rest of kame serve: raise the limit (ulimit -n %d) or lower server.max_connections",
                     cfg.max_connections, FD_SPARE, limit, cfg.max_connections + FD_SPARE)
-    return LimitedSocket(sock, cfg.max_connections, cfg.max_connections_per_client, ops.parse_trusted(cfg.trusted_proxy))
+    return LimitedSocket(sock, cfg.max_connections, cfg.max_connections_per_client, clientaddr.parse_trusted(cfg.trusted_proxy))
 
 
 # ---- CLI ------------------------------------------------------------------------------------
@@ -409,7 +409,7 @@ def _build(args) -> tuple[Agent, ServerConfig]:
         cfg.port = args.port
     cfg.auth_token = token or cfg.auth_token
     cfg.trusted_proxy = getattr(args, "trusted_proxy", None) or cfg.trusted_proxy
-    ops.parse_trusted(cfg.trusted_proxy)  # (a bad one is named before the agent loads)
+    clientaddr.parse_trusted(cfg.trusted_proxy)  # (a bad one is named before the agent loads)
     return agent, cfg
 
 

@@ -1,8 +1,7 @@
 """Who a `kame serve` client is: the peer's address, or, behind the reverse proxies the operator
 trusts (``server.trusted_proxy`` / ``--trusted-proxy``), the nearest X-Forwarded-For address that
 is not one of them; what the per-client caps count it by (``client_key``: an IPv6 address's /64),
-and how the log shows it. kame.server.ops gives these names too (kame.server.app and .guard call
-them as ops.X).
+and how the log shows it.
 """
 
 from __future__ import annotations

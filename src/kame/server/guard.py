@@ -29,7 +29,7 @@ import socket
 from aiohttp import web
 
 from ..errors import ConfigError
-from . import ops
+from . import clientaddr, ops
 from .logsafe import clean
 
 log = logging.getLogger("kame.server")
@@ -212,9 +212,9 @@ def log_host_names(own: frozenset[str] | None, allowed) -> None:
 
 def _from_proxy(request: web.BaseRequest, trusted: tuple, name: str) -> str | None:
     """Header ``name`` as the nearest proxy set it (its last value), only from a trusted proxy."""
-    if not ops.from_trusted_proxy(request, trusted):
+    if not clientaddr.from_trusted_proxy(request, trusted):
         return None
-    values = ops.header_values(request, name)
+    values = clientaddr.header_values(request, name)
     return values[-1] if values else None
 
 
@@ -222,7 +222,7 @@ def _forwarded(request: web.BaseRequest, server) -> bool:
     """Whether the request came through a trusted proxy: its peer is one, and it carries the
     X-Forwarded-For or -Host a proxy adds (a browser's WebSocket cannot send them; this keeps a
     DNS-rebinding page, whose peer is 127.0.0.1 too, from passing for the proxy)."""
-    return ops.from_trusted_proxy(request, server.trusted) and \
+    return clientaddr.from_trusted_proxy(request, server.trusted) and \
         any(h in request.headers for h in ("X-Forwarded-For", "X-Forwarded-Host"))
 
 
@@ -237,7 +237,7 @@ def _proxy_hint(request: web.BaseRequest, server, need: str) -> str:
     """What to set when a request through a reverse proxy is refused for want of header ``need``
     (docs/protocol.md, "Behind a reverse proxy")."""
     peer = (request.remote or "?")[:60]
-    if ops.from_trusted_proxy(request, server.trusted):
+    if clientaddr.from_trusted_proxy(request, server.trusted):
         if need not in request.headers:
             return f"the reverse proxy at {peer} sent no {need}: have it send it ({_RECIPE[need]})"
         return "the reverse proxy's X-Forwarded-Host and -Proto do not name the page's origin"
@@ -460,27 +460,27 @@ def drop_unsent(transport, grace: float = 2.0) -> None:
 
 class ClientSlots:
     """Live sessions per client, for ``server.max_sessions_per_client`` (0: no cap); a client is
-    its address's ops.client_key (an IPv6 address's /64; ``trusted``: the proxies' networks)."""
+    its address's clientaddr.client_key (an IPv6 address's /64; ``trusted``: the proxies' networks)."""
 
     def __init__(self, cap: int, trusted: tuple = ()) -> None:
         self.cap, self.trusted = cap, trusted
         self._n: collections.Counter[str] = collections.Counter()
 
     def take(self, addr: str) -> bool:
-        key = ops.client_key(addr, self.trusted)
+        key = clientaddr.client_key(addr, self.trusted)
         if self.cap and self._n[key] >= self.cap:
             return False
         self._n[key] += 1
         return True
 
     def give_back(self, addr: str) -> None:
-        key = ops.client_key(addr, self.trusted)
+        key = clientaddr.client_key(addr, self.trusted)
         self._n[key] -= 1
         if self._n[key] <= 0:
             del self._n[key]
 
     def __getitem__(self, addr: str) -> int:
-        return self._n.get(ops.client_key(addr, self.trusted), 0)
+        return self._n.get(clientaddr.client_key(addr, self.trusted), 0)
 
 
 # ---- client audio ------------------------------------------------------------------------------

@@ -36,7 +36,6 @@ from aiohttp.abc import AbstractAccessLogger
 from ..errors import ConfigError, KameError
 from ..paths import local_path
 from ..runtime.base import ErrorEvent, client_form
-from . import clientaddr
 from .clientaddr import client_logged
 from .logsafe import clean
 
@@ -48,12 +47,6 @@ BACKEND_PARTS = ("stt", "llm", "tts")
 NOT_UP = ("loading", "down", "stopped")  # component states that make the server "degraded"
 WATCH_S = 5.0  # the server checks its agent's health this often on its own (Health.begin_watch)
 PROBE, SCRAPE = "a health probe", "a metrics scrape"  # what saw a component down, besides the watch
-
-
-# ---- client addresses: kame.server.clientaddr (kame.server.app and .guard call them as ops.X) ----
-client_address, client_key, from_trusted_proxy = (clientaddr.client_address, clientaddr.client_key,
-                                                  clientaddr.from_trusted_proxy)
-header_values, is_trusted, parse_trusted = clientaddr.header_values, clientaddr.is_trusted, clientaddr.parse_trusted
 
 
 # the app's kame.server.app.Server, for the code that has the request only (guard.host_guard,

@@ -23,6 +23,7 @@ docs/data.md describes the data, docs/training.md the fine-tuning. What exists n
 - ``kame.train.reoracle``: `kame data oracle`, a new simulated oracle for a set's dialogues (any
   dialogue in the layout, multi-turn too), their audio and codes cache kept;
 - ``kame.train.encode``: `kame data encode`, a set's codes cache in several worker processes;
+- ``kame.train.loading``: the front-end `kame train` trains, with its codec and tokenizer;
 - ``kame.train.finetune`` / ``kame.train.loss``: `kame train`, fine-tuning a front-end on a manifest
   (KAME's optimizer, loss weights and oracle augmentation; one process or torchrun/DDP;
   checkpoints in the published format with their config, so ``load_frontend``, ``kame run`` and

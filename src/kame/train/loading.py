@@ -1,6 +1,5 @@
 """The front-end `kame train` trains, with its codec and tokenizer, loaded by kame run's rule
-(``load_for_training``; kame eval follow and the benches load theirs with it too: kame eval follow
-through kame.train.finetune's name, which its tests replace to see that nothing loads).
+(``load_for_training``; kame eval follow and the benches load theirs with it too).
 """
 
 from __future__ import annotations
