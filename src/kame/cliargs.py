@@ -7,14 +7,20 @@
     p.add_argument("--interval", type=more_than(0, float), default=0.5)  # a finite float > 0
     p.add_argument("--tail", type=tail_seconds, default=3.0)            # seconds in [0, 3600)
     p.add_argument("--config", action=Once)                             # given at most once
+    p.add_argument("--hint-only", type=at_least(0), nargs=2, action=Ordered)   # A B, A <= B
+
+    with naming("--tokenizer"):                                         # a KameError inside says
+        tokenizer = TextTokenizer(args.tokenizer)                       # "--tokenizer: ..."
 
 The checks of the files and folders a command writes are in kame.paths.
 """
 
 import argparse
+import contextlib
 import numbers
 import os
 
+from .errors import KameError, PluginError
 from .numeric import is_finite_number
 
 
@@ -89,6 +95,37 @@ def thread_count(text: str) -> int:
         return at_least(1, int, cores)(text)
     except argparse.ArgumentTypeError as exc:
         raise argparse.ArgumentTypeError(f"{exc} (this machine has {cores} core{'s' * (cores != 1)})") from None
+
+
+class Ordered(argparse.Action):
+    """A two-value option A B (nargs=2, each value checked by its ``type``) whose A may not be
+    above B: else argparse's error naming the option ("argument --hint-only: A must be <= B, got
+    5 2"; was: checked after parsing, exit status 1)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values[0] > values[1]:
+            parser.error(f"argument {option_string}: A must be <= B, got {' '.join(map(_bound, values))}")
+        setattr(namespace, self.dest, values)
+
+
+@contextlib.contextmanager
+def naming(flag: str, key: str | None = None):
+    """kame's errors (KameError) raised inside name the option ``flag`` they are about: "--codec:
+    unknown codec spec 'x' ..." (was: the spec's or file's error alone, or, checked as the config key
+    ``key``, "codec.spec: ...", a key the user never typed: its name is replaced). A PluginError
+    is said as it is (the plugin's fault, not the option's: as registry.check_key_spec does); one
+    that names ``flag`` already is left as it is."""
+    try:
+        yield
+    except PluginError:
+        raise
+    except KameError as exc:
+        text = str(exc)
+        if key is not None and text.startswith(f"{key}: "):
+            text = text[len(key) + 2:]
+        if not text.startswith((f"{flag}:", f"{flag} ")):
+            exc.args = (f"{flag}: {text}",)
+        raise
 
 
 class Once(argparse.Action):

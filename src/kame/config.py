@@ -554,11 +554,12 @@ def _check_together(cfg: KameConfig, components: Mapping[str, Any] | None = None
         raise ConfigError("cascade.hybrid_routing needs backend.stt and backend.llm (not 'none')")
 
 
-def add_config_arguments(parser) -> None:
-    """The shared ``--config FILE`` / ``--set key=value`` options (run, serve, benches)."""
+def add_config_arguments(parser, note: str = "") -> None:
+    """The shared ``--config FILE`` / ``--set key=value`` options (run, serve, benches); ``note``
+    ends --config's help (serve's: what its [server] section sets)."""
     from .cliargs import Once
 
-    parser.add_argument("--config", metavar="FILE", default=None, action=Once, help="TOML config file")
+    parser.add_argument("--config", metavar="FILE", default=None, action=Once, help=f"TOML config file{note}")
     parser.add_argument(
         "--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
         help="override one config key, e.g. --set backend.llm=openai:gpt-4.1 (repeatable)",

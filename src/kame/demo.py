@@ -19,6 +19,7 @@ per-frame stepping and the latency metrics are all real.
 from __future__ import annotations
 
 import argparse
+import textwrap
 import time
 
 from .audio import write_wav
@@ -32,7 +33,8 @@ DEFAULT_TAIL_S = 12.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--question", default=DEFAULT_QUESTION, help="the question the user speaks")
+    shown = textwrap.shorten(DEFAULT_QUESTION, 60, placeholder=" ...").replace("%", "%%")  # (argparse's %)
+    p.add_argument("--question", default=DEFAULT_QUESTION, help=f"the question the user speaks (default {shown!r})")
     p.add_argument("-o", "--out", default="out/demo", help="output folder (default out/demo)")
     p.add_argument("--mode", choices=("both", "cascade", "tandem"), default="both",
                    help="the runs: both (the default: the cascade, then the tandem), or one of them; it decides "

@@ -156,8 +156,13 @@ def test_bad_input_is_refused_before_any_work(tmp_path, plugin, capsys):
     write_manifest(root / "train.jsonl", [write_dialogue(root / "d0", dialogue(0))])
     assert main(["--plugin", plugin, "data", "encode", str(root), "--codec", "level:nofp"]) == 1
     assert "has no fingerprint" in capsys.readouterr().err
-    assert main(["data", "encode", str(root), "--jobs", "0"]) == 1
-    assert "--jobs must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["data", "encode", str(root), "--jobs", "0"])
+    assert stop.value.code == 2 and "argument --jobs: must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["data", "encode", str(root), "--codec", "bogus"]) == 1  # (the option the user typed, named)
+    assert "--codec: unknown codec spec 'bogus'" in capsys.readouterr().err
+    assert main(["data", "encode", str(root), "--tokenizer", str(tmp_path / "no.model")]) == 1
+    assert "--tokenizer: " in capsys.readouterr().err
     for n in ("99", "0"):
         assert main(["--plugin", plugin, "data", "encode", str(root), "--codec", "level", "--codebooks", n]) == 1
         assert f"--codebooks {n}: codec 'level' refuses it (num_codebooks must be an int in [1, 8]" in capsys.readouterr().err

@@ -30,7 +30,7 @@ import time
 from ..backend.childproc import load_in_thread
 from ..backend.llm.base import text_stream
 from ..backend.openai_http import hide_userinfo
-from ..cliargs import at_least, thread_count
+from ..cliargs import at_least, naming, thread_count
 from ..errors import ConfigError
 from ..runtime.interrupt import run_to_end
 from .backend_stt import add_stt_arguments, run_stt_bench, stt_specs, stt_table
@@ -71,7 +71,8 @@ def _make_llm(spec: str, args):
     from .. import registry
 
     kw = {"base_url": args.base_url} if spec.startswith("openai") and args.base_url else {}
-    return registry.create("llm", spec, **kw)
+    with naming("--llm"):
+        return registry.create("llm", spec, **kw)
 
 
 def _prompt_for(i: int):
@@ -184,7 +185,7 @@ def main(args: argparse.Namespace) -> int:
     if args.no_stt and not specs:
         raise ConfigError("--no-stt with --llm none leaves nothing to measure")
     for spec in specs:  # a bad spec fails now, not after the STT table's minutes
-        registry.check_spec("llm", spec)
+        registry.check_key_spec("--llm", "llm", spec, also=("none",))
     stt = [] if args.no_stt else stt_specs(args)
     if args.base_url and any(s.startswith("openai:") for s in stt):
         print(f"note: --base-url {hide_userinfo(args.base_url)} is for --llm only; an --stt openai: spec is built as backend.stt "

@@ -18,7 +18,7 @@ import statistics
 import time
 from typing import TYPE_CHECKING
 
-from ..cliargs import at_least, thread_count
+from ..cliargs import at_least, naming, thread_count
 from ..config import MAX_SESSIONS
 from .machine import pct
 
@@ -117,13 +117,14 @@ def main(args: argparse.Namespace) -> int:
 
     specs = args.codec or DEFAULT_CODECS
     for spec in specs:  # a spec that cannot work: said at once, before torch loads
-        registry.check_spec("codec", spec)
+        registry.check_key_spec("--codec", "codec", spec)
     import torch
 
     from .machine import header
 
     torch.set_num_threads(args.threads)
-    loaded = [load_codec(s, args.dtype) for s in specs]  # every one, before the first is measured
+    with naming("--codec"):
+        loaded = [load_codec(s, args.dtype) for s in specs]  # every one, before the first is measured
     print(header(args, add_arguments, "codec"), flush=True)
     rows = [bench_one(s, codec, load_s, args.frames, args.warmup, args.batch) for s, (codec, load_s) in zip(specs, loaded)]
     dt = f", {args.dtype}" if args.dtype else ""

@@ -49,7 +49,7 @@ import time
 
 import numpy as np
 
-from ..cliargs import at_least, thread_count
+from ..cliargs import at_least, naming, thread_count
 from .machine import figure
 from .textmetrics import edit_distance, normalize
 
@@ -239,7 +239,7 @@ def run_recordings(args: argparse.Namespace, codec, asr: Whisper, recs: list) ->
 def main(args: argparse.Namespace) -> int:
     from .. import registry
 
-    registry.check_spec("codec", args.codec)  # a spec that cannot work: said at once, before torch loads
+    registry.check_key_spec("--codec", "codec", args.codec)  # a spec that cannot work: said at once, before torch loads
     import torch
 
     from ..codec.embedded.channel import CHANNELS, apply_channel
@@ -263,7 +263,8 @@ def main(args: argparse.Namespace) -> int:
         args.sentences = len(HELD_OUT)
     recs = load_recordings(args.recordings) if args.recordings else None  # its errors before the models load
     torch.set_num_threads(args.threads)
-    codec = registry.create("codec", args.codec)
+    with naming("--codec"):
+        codec = registry.create("codec", args.codec)
     print(command + "\n", flush=True)
     asr = Whisper()
     if recs is not None:

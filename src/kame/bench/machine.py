@@ -147,3 +147,10 @@ def _number(v: float) -> str:
 def header(args: argparse.Namespace, add_arguments: Callable[[argparse.ArgumentParser], None], name: str) -> str:
     """Two lines: ``command: kame bench NAME ...`` and ``machine: ...``."""
     return f"command: {command_line(args, add_arguments, name)}\n{machine_line()}"
+
+
+def said_interrupted(cases: int) -> None:
+    """Ctrl-C during a bench's cases: one line saying what its table holds, the ``cases`` measured
+    so far (kame bench step's, sessions'; was, with none yet: exit 130, nothing said)."""
+    print("\ninterrupted: " + (f"the table holds the {cases} case(s) measured before Ctrl-C" if cases
+                               else "Ctrl-C before the first case was measured; no table"), flush=True)

@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from ..cliargs import at_least, thread_count, usable_cores
+from ..cliargs import at_least, naming, thread_count, usable_cores
 from ..config import MAX_SESSIONS
 from ..errors import ConfigError
 from .machine import pct
@@ -149,14 +149,17 @@ def _codec(spec: str) -> str:
 def main(args) -> int:
     from ..config import load_config
     from ..runtime.frontend import frontend_form
-    from .machine import header
+    from .machine import header, said_interrupted
 
     command = header(args, add_arguments, "sessions")  # as given (--codec auto may become mimi:random-tiny below)
     args.codec = _codec(args.codec)
     frontends = args.frontend or DEFAULT_FRONTENDS
+    with naming("--codec", key="codec.spec"):  # (as the options, not the config keys they set: was "codec.spec: ...")
+        load_config(None, {"codec.spec": args.codec})
     for fe in frontends:  # every spec, before the first is measured (a typo would throw those runs away)
-        load_config(None, {"frontend.spec": fe, "codec.spec": args.codec})
-        frontend_form(fe)  # (a plugin's: its factory reads it, as kame run's does)
+        with naming("--frontend", key="frontend.spec"):
+            load_config(None, {"frontend.spec": fe})
+            frontend_form(fe)  # (a plugin's: its factory reads it, as kame run's does)
     print(command, flush=True)
     ns = sorted(set(args.sessions or DEFAULT_SESSIONS))
     if args.rows is not None and (args.rows < ns[-1] or args.mode == "per-session"):
@@ -179,10 +182,10 @@ def main(args) -> int:
                     if r["missed_ratio"] > 0.5:  # hopeless beyond: skip larger N
                         break
     except KeyboardInterrupt:  # Ctrl-C: the cases measured so far are still a table
+        said_interrupted(len(rows))
         if not rows:
-            raise
+            return 130
         interrupted = True
-        print(f"\ninterrupted: the table holds the {len(rows)} case(s) measured before Ctrl-C", flush=True)
     print()
     print(f"torch threads {args.threads}; {args.seconds:g} s per case after {args.warmup:g} s warm-up; "
           f"sustained = < {SUSTAINED:.0%} missed")

@@ -562,10 +562,10 @@ def main(args) -> int:
         print(json.dumps(r))
         return 0
     parse_parts(args.parts)  # the arguments before minutes of soaking, not after them
-    agent_keys = [kv for kv in args.set if not kv.strip().startswith("server.")]
-    if args.agent != "config" and agent_keys:  # (the echo agent's server takes [server] keys)
-        raise ConfigError(f"--set {agent_keys[0]}: the echo agent takes only server.* keys; give --agent config "
-                          "to soak the config's agent")
+    if args.agent != "config":  # (the echo agent's server takes [server] keys)
+        from ..server.settings import check_echo_keys
+
+        check_echo_keys(args.set, "give --agent config to soak the config's agent")
     if args.agent == "config":  # its batch has the sessions' rows (was: "runtime.max_sessions: must be <= 256")
         from ..config import MAX_SESSIONS
 

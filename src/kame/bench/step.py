@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..cliargs import at_least, thread_count
+from ..cliargs import at_least, naming, thread_count
 from ..config import MAX_SESSIONS
 from ..model.config import DTYPE_NAMES
 from .machine import pct
@@ -65,6 +65,25 @@ def bench_pair(plain, with_oracle, batch: int, frames: int, warmup: int) -> tupl
 
 
 def main(args: argparse.Namespace) -> int:
+    from .machine import said_interrupted
+
+    rows: list[dict] = []
+    stopped = False
+    try:
+        measure(args, rows)
+    except KeyboardInterrupt:  # (was: exit 130, nothing said)
+        said_interrupted(len(rows))  # (the cases measured so far are still a table, as kame bench sessions')
+        if not rows:
+            return 130
+        stopped = True
+    print(f"\nfront-end step (temporal + depformer + sampling), batch step times, {args.frames} steps after "
+          f"{args.warmup} warm-up, {args.dtype or 'float32'} weights, torch threads {args.threads}\n")
+    print(table(rows))
+    return 130 if stopped else 0
+
+
+def measure(args: argparse.Namespace, rows: list[dict]) -> None:
+    """main's cases, each appended to ``rows`` as it is measured."""
     import torch
 
     from ..model.expected import check_streamable
@@ -76,10 +95,10 @@ def main(args: argparse.Namespace) -> int:
     specs = args.frontend or DEFAULT_FRONTENDS
     # every spec, before the first is benched; a plugin's (or a built-in one a plugin replaced) is
     # its factory's to read, as kame run reads it (was: refused here, or the replacement ignored)
-    forms = [frontend_form(spec) for spec in specs]
+    with naming("--frontend"):
+        forms = [frontend_form(spec) for spec in specs]
     print(header(args, add_arguments, "step"), flush=True)
     batches = args.batch or [1, 4]
-    rows = []
     for spec, form in zip(specs, forms):
         if form[0] == "plugin":  # (created through the registry, as the runtime creates it)
             with_oracle, _ = plugin_frontend(spec, dtype=args.dtype, oracle=True, fetch_companions=False,
@@ -100,10 +119,6 @@ def main(args: argparse.Namespace) -> int:
             r_plain, r_orc = bench_pair(plain, with_oracle, b, args.frames, args.warmup)
             rows.append(dict(spec=spec, params=params, oracle_params=oracle_params, batch=b, plain=r_plain,
                              oracle=r_orc, same_model=plain is with_oracle))
-    print(f"\nfront-end step (temporal + depformer + sampling), batch step times, {args.frames} steps after "
-          f"{args.warmup} warm-up, {args.dtype or 'float32'} weights, torch threads {args.threads}\n")
-    print(table(rows))
-    return 0
 
 
 def table(rows: list[dict]) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import registry
 from ..audio import output_format, read_wav, resample, write_wav
-from ..cliargs import at_least, thread_count
+from ..cliargs import at_least, naming, thread_count
 from ..errors import ConfigError
 from ..paths import check_output_file, sweep_temporaries
 
@@ -73,9 +73,10 @@ def main(args: argparse.Namespace) -> int:
     check_output_file(args.output, input=args.input, file_type=output_format)
     # and the codec spec's form, and the input is read (at its own rate), before the codec loads:
     # Mimi takes seconds, or a download
-    registry.check_spec("codec", args.codec)
+    registry.check_key_spec("--codec", "codec", args.codec)
     pcm, rate = read_wav(args.input, None)
-    codec = registry.create("codec", args.codec)
+    with naming("--codec"):
+        codec = registry.create("codec", args.codec)
     if args.codebooks is not None:  # the codec says how many it can code with (Mimi: up to 32)
         try:
             codec.set_num_codebooks(args.codebooks)

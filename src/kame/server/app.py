@@ -35,6 +35,7 @@ from pathlib import Path
 from aiohttp import WSCloseCode, web
 
 from ..cliargs import Once, at_least
+from ..config import add_config_arguments
 from ..errors import ConfigError, KameError, NotAvailableError
 from ..paths import local_path
 from ..runtime.base import Agent, CapacityError
@@ -350,10 +351,7 @@ def limited_socket(sock: socket.socket, cfg: ServerConfig) -> LimitedSocket:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--config", default=None, action=Once,
-                        help="kame TOML config (its [server] section sets the defaults below)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                        help="config override, repeatable")
+    add_config_arguments(parser, note=" (its [server] section sets the defaults below)")
     parser.add_argument("--agent", default="config", choices=["config", "echo"],
                         help="'config': the agent the config builds (tandem/cascade); 'echo': diagnostic echo, no model")
     parser.add_argument("--mode", default=None, choices=["tandem", "cascade"], help="override the config's mode")

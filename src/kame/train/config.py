@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -78,9 +79,15 @@ class TrainConfig:
     save_every: int = 500  # steps between checkpoints (0: only at the end)
 
     def check(self) -> "TrainConfig":
-        if self.steps < 1 or self.batch_size < 1 or self.warmup_steps < 0:
-            raise ConfigError(f"train: steps and batch_size must be >= 1 and warmup_steps >= 0 (got steps "
-                              f"{self.steps}, batch_size {self.batch_size}, warmup_steps {self.warmup_steps})")
+        # (kame train range-checks its options as they are parsed: what is refused here is a TrainConfig made
+        # in code, so its keys are named, only the wrong ones; was: "steps and batch_size must be >= 1 and
+        # warmup_steps >= 0 (got steps 1000, batch_size 0, ...)", also said to `kame train --batch-size 0`)
+        bad = [f"TrainConfig.{key} must be an int >= {least}, got {getattr(self, key)!r}"
+               for key, least in (("steps", 1), ("batch_size", 1), ("warmup_steps", 0))
+               if not (isinstance(getattr(self, key), numbers.Integral) and not isinstance(getattr(self, key), bool)
+                       and getattr(self, key) >= least)]
+        if bad:
+            raise ConfigError(f"train: {'; '.join(bad)}")
         for flag, v, least in (("--lr", self.lr, "> 0"), ("--weight-decay", self.weight_decay, ">= 0"),
                                ("--grad-clip", self.grad_clip, ">= 0 (0: no clipping)")):
             if not (is_finite_number(v) and (v > 0 if flag == "--lr" else v >= 0)):  # (a bool is refused)

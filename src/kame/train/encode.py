@@ -42,9 +42,11 @@ def make_codec(spec: str, codebooks: int | None):
     """The codec of ``spec`` coding with ``codebooks`` (None: its own count); it must have a
     fingerprint, or its cache could not be checked."""
     from .. import registry
+    from ..cliargs import naming
     from ..errors import ConfigError
 
-    codec = registry.create("codec", spec)
+    with naming("--codec"):  # (the option kame data encode's user typed)
+        codec = registry.create("codec", spec)
     if codebooks is not None and codebooks != codec.num_codebooks:
         try:
             codec.set_num_codebooks(codebooks)
@@ -156,13 +158,13 @@ def add_arguments(p) -> None:
     p.add_argument("--codebooks", type=int, default=None,
                    help="codebooks to code with: the front-end's max(n_user_q, dep_q) (8 for Moshi/KAME); "
                         "default the codec's own")
-    from ..cliargs import usable_cores
+    from ..cliargs import at_least, usable_cores
 
     n = min(usable_cores(), MAX_DEFAULT_JOBS)  # (each worker holds its own codec: Mimi's weights too)
     p.add_argument("--tokenizer", default=None, metavar="PATH",
                    help="SentencePiece model the front-end to train uses, to check each dialogue's oracle ids "
                         "against (default: kame's default tokenizer)")
-    p.add_argument("--jobs", type=int, default=n,
+    p.add_argument("--jobs", type=at_least(1), default=n,
                    help=f"worker processes, one torch thread each (default: the CPUs this process may use, at most "
                         f"{MAX_DEFAULT_JOBS}: {n} here)")
 
@@ -170,20 +172,18 @@ def add_arguments(p) -> None:
 def main(args) -> int:
     import torch
 
-    from ..backend.tokenizer import TextTokenizer, default_tokenizer
     from ..paths import sweep_temporaries
     from ..runtime.interrupt import TERMINATED_STATUS, sigterm_as_ctrl_c, stopped_by
     from .batching import cached_dialogue, manifest_entries
     from .data import DIALOGUE_FILES
+    from .reoracle import tokenizer_of
 
-    if args.jobs < 1:
-        raise DataError(f"--jobs must be >= 1, not {args.jobs}")
     path, entries = manifest_entries(args.manifest, command="data encode")
     torch.set_num_threads(1)
     codec = make_codec(args.codec, args.codebooks)  # (a bad spec or count fails here, before any worker)
     # (what a run killed outright left where this one writes: the dialogue folders)
     sweep_temporaries("kame data encode", [(e.path, DIALOGUE_FILES) for e in entries])
-    tok = TextTokenizer(args.tokenizer) if args.tokenizer else default_tokenizer()
+    tok = tokenizer_of(args.tokenizer)
     todo, broken, refused = [], [], 0
     for e in entries:
         try:

@@ -344,7 +344,9 @@ def knobs_from(args, rec: dict | None, world: int) -> dict:
 
 
 def add_arguments(p) -> None:
-    from ..cliargs import at_least  # (a bad value: argparse's error naming the option, exit status 2)
+    # every number is checked as it is parsed: a bad value is argparse's error naming the option, exit
+    # status 2, before any import (was: --batch-size 0, --lr -1 ... exit status 1, after the imports)
+    from ..cliargs import Ordered, at_least, more_than
     from .config import SEED_LIMIT
 
     d = TrainConfig()
@@ -356,7 +358,7 @@ def add_arguments(p) -> None:
                         "(default random:tiny; with --resume: the checkpoint)")
     p.add_argument("--codec", default="auto",
                    help="the codec whose codes it learns (default auto: the checkpoint's own, embedded for random:)")
-    p.add_argument("--text-card", type=int, default=None,
+    p.add_argument("--text-card", type=at_least(1), default=None,
                    help="a random: front-end's text vocabulary (default: the tokenizer's size when the preset's "
                         "is smaller)")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
@@ -370,9 +372,9 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=at_least(1), default=d.steps,
                    help=f"optimizer steps in all (default {d.steps}; a resumed run goes on up to it)")
     knob = _knob_adder(p)
-    knob("--batch-size", type=int, help="windows per process per forward",
+    knob("--batch-size", type=at_least(1), help="windows per process per forward",
          resume="the run's global batch over this run's processes and --grad-accum")
-    knob("--grad-accum", type=int, metavar="N", help="forwards per process per step, their gradients summed: a "
+    knob("--grad-accum", type=at_least(1), metavar="N", help="forwards per process per step, their gradients summed: a "
          "global batch of batch-size x processes x N windows in the memory of batch-size (kame_finetune's "
          "gradient_accumulation_steps)")
     knob("--window", type=at_least(2), help="frames of 80 ms per window, KAME: 128-512 (10-41 s)",
@@ -380,11 +382,11 @@ def add_arguments(p) -> None:
     p.add_argument("--window-offsets", choices=("on", "off"), default=None,
                    help="on (default): a long dialogue's windows start at a frame drawn per epoch, so the cuts "
                         "move; off: at frame 0 every epoch (with --resume: the run's own)")
-    knob("--lr", type=float, help="peak learning rate (AdamW)")
-    knob("--warmup", type=int, help="steps of linear warmup to --lr")
+    knob("--lr", type=more_than(0), help="peak learning rate (AdamW)")
+    knob("--warmup", type=at_least(0), help="steps of linear warmup to --lr")
     knob("--schedule", choices=("constant", "cosine"), help="after the warmup: constant, or cosine down to 0.1 x --lr")
-    knob("--weight-decay", type=float, help="AdamW's, on every parameter")
-    knob("--grad-clip", type=float, help="max global gradient norm, 0: no clipping")
+    knob("--weight-decay", type=at_least(0, float), help="AdamW's, on every parameter")
+    knob("--grad-clip", type=at_least(0, float), help="max global gradient norm, 0: no clipping")
     p.add_argument("--precision", choices=("auto",) + PRECISIONS, default="auto",
                    help="bf16: fp32 weights and optimizer, bf16 forward and backward (KAME's); auto: bf16 on "
                         "CUDA, fp32 on the CPU, the run's own with --resume (default)")
@@ -395,41 +397,44 @@ def add_arguments(p) -> None:
                    help="recompute each layer's activations in the backward: less memory for long windows, "
                         "about a third more compute")
     p.add_argument("--no-oracle-aug", action="store_true", help="train on the oracle events as recorded")
-    knob("--skip-prob", type=float, nargs=2, metavar=("A", "B"),
+    knob("--skip-prob", type=at_least(0, float, maximum=1), nargs=2, action=Ordered, metavar=("A", "B"),
          help="each prediction is skipped with a per-dialogue probability ~ U[A, B]")
-    knob("--shift-prob", type=float, help="chance of shifting a dialogue's oracle stream", note=", KAME's")
-    knob("--shift-right", type=int, nargs=2, metavar=("A", "B"), help="a right shift's frames, A..B")
-    knob("--shift-left", type=int, nargs=2, metavar=("A", "B"), help="a left shift's frames, A..B")
-    knob("--hint-only", type=int, nargs=2, metavar=("A", "B"),
+    knob("--shift-prob", type=at_least(0, float, maximum=1), help="chance of shifting a dialogue's oracle stream",
+         note=", KAME's")
+    knob("--shift-right", type=at_least(0), nargs=2, action=Ordered, metavar=("A", "B"),
+         help="a right shift's frames, A..B")
+    knob("--shift-left", type=at_least(0), nargs=2, action=Ordered, metavar=("A", "B"),
+         help="a left shift's frames, A..B")
+    knob("--hint-only", type=at_least(0), nargs=2, action=Ordered, metavar=("A", "B"),
          help="KAME's hint-only curriculum: every window shows only its true replies (the predictions marked "
               "use_hint: each turn's true reply) until step A, fewer and fewer until none from step B", note=": off")
-    knob("--oracle-echo", type=int, nargs=2, metavar=("A", "B"),
+    knob("--oracle-echo", type=at_least(0), nargs=2, action=Ordered, metavar=("A", "B"),
          help="a curriculum for a front-end trained from scratch: until step A every window's oracle gives the "
               "agent's own words at the frames it says them (copying it is then the easy thing to learn), then "
               "closer and closer to where a prediction streams them, and its oracle as recorded from step B",
          note=": off")
-    knob("--jitter", type=int, metavar="FRAMES",
+    knob("--jitter", type=at_least(0), metavar="FRAMES",
          help="each prediction arrives 0..FRAMES frames later, drawn per prediction (KAME's optional time "
               "jitter, e.g. 4 = 0.32 s)", note=": off")
-    knob("--text-token-dropout", type=float, metavar="P",
+    knob("--text-token-dropout", type=at_least(0, float, maximum=1), metavar="P",
          help="KAME's input dropout: each text token the model reads (its inner monologue; not pad) is "
               "read as pad with probability P; the targets stay")
-    knob("--text-emb-dropout", type=float, metavar="P",
+    knob("--text-emb-dropout", type=at_least(0, float, maximum=1), metavar="P",
          help="KAME's: with probability P per window, the model reads none of its own text stream "
               "(the oracle still added)")
-    knob("--semantic-emb-dropout", type=float, metavar="P",
+    knob("--semantic-emb-dropout", type=at_least(0, float, maximum=1), metavar="P",
          help="KAME's: with probability P per window, the model reads none of its own semantic audio "
               "codes (codebook 0), so it leans on its text and oracle")
-    knob("--semantic-weight", type=float, metavar="W",
+    knob("--semantic-weight", type=at_least(0, float), metavar="W",
          help="the weight of codebook 0 in the audio loss's weighted mean, relative to --acoustic-weight (only "
               "their ratio matters; KAME's 100:1 was made for Mimi, whose first codebook carries the words)")
-    knob("--acoustic-weight", type=float, metavar="W",
+    knob("--acoustic-weight", type=at_least(0, float), metavar="W",
          help="the weight of each codebook after the first in the audio loss's weighted mean")
     p.add_argument("--no-cache", action="store_true", help="encode the audio even where codes.npz exists")
     knob("--seed", type=at_least(0, maximum=SEED_LIMIT - 1),
          help="seeds the batches and the augmentation: 0 to 2**32 - 1")
-    knob("--log-every", type=int, help="steps between log rows")
-    knob("--save-every", type=int, help="steps between checkpoints, 0: only at the end")
+    knob("--log-every", type=at_least(1), help="steps between log rows")
+    knob("--save-every", type=at_least(0), help="steps between checkpoints, 0: only at the end")
     p.add_argument("--device", default="auto", help="auto (cuda when there is one; default), cpu, cuda, or "
                    "cuda:N in one process (under torchrun: cuda, each process on its LOCAL_RANK's GPU); not mps yet")
 
@@ -461,12 +466,11 @@ def main(args) -> int:
             print(f"kame train: {stopped_by(by[0] if by else None)} at step {exc.step}; {saved}", file=sys.stderr,
                   flush=True)
         return TERMINATED_STATUS if by else 130
-    except KeyboardInterrupt:  # (before the first step: loading, encoding; Ctrl-C: kame.cli's exit 130)
-        if not by:
-            raise
-        print(f"kame train: {stopped_by(by[0])} before training began; nothing saved", file=sys.stderr,
-              flush=True)
-        return TERMINATED_STATUS
+    except KeyboardInterrupt:  # (before the first step: loading, encoding; said as a SIGTERM is, was: nothing)
+        if os.environ.get("RANK", "0") == "0":
+            what = stopped_by(by[0]) if by else "interrupted (Ctrl-C)"
+            print(f"kame train: {what} before training began; nothing saved", file=sys.stderr, flush=True)
+        return TERMINATED_STATUS if by else 130
     if by:  # (one that came during the last step, its KeyboardInterrupt lost)
         print(f"kame train: {stopped_by(by[0])} as training ended at step {result.step}; its last checkpoint "
               f"{result.last_checkpoint} is saved", file=sys.stderr, flush=True)

@@ -21,16 +21,19 @@ def load_for_training(spec: str, codec_spec: str, text_card: int | None, device,
     front-end on the meta device, no weights read (a sharded run's processes but rank 0)."""
     from .. import registry
     from ..backend.tokenizer import DEFAULT_MODEL, default_tokenizer
+    from ..cliargs import naming
     from ..errors import CheckpointError
     from ..codec.base import fit_codec
     from ..model.config import random_config
     from ..model.loaders import load_frontend
     from ..runtime.frontend import frontend_form, load_frontend_checked, random_overrides
 
-    form = frontend_form(spec)  # (a plugin's front-end: load_frontend_checked's, as kame run's)
+    with naming("--frontend"):  # (--resume's checkpoint exists: its form is no error; was: no option named)
+        form = frontend_form(spec)  # (a plugin's front-end: load_frontend_checked's, as kame run's)
     if form[0] == "random":
         codec_spec = "embedded" if codec_spec == "auto" else codec_spec
-        codec = registry.create("codec", codec_spec)
+        with naming("--codec"):
+            codec = registry.create("codec", codec_spec)
         tok = default_tokenizer()
         card = text_card if text_card is not None else max(random_config(form[1]).text_card, tok.vocab_size)
         model, _ = load_frontend(spec, device=device, dtype="fp32", text_card=card, expect="frontend",

@@ -50,7 +50,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..cliargs import at_least
+from ..cliargs import at_least, naming
 from .data import DataError, Word, read_dialogue, write_manifest, write_meta
 
 log = logging.getLogger(__name__)
@@ -255,27 +255,38 @@ def add_arguments(p) -> None:
     from .oracle_sim import add_timing_arguments
 
     add_timing_arguments(p)  # --interval, --delay
-    p.add_argument("--jobs", type=int, default=1, help="dialogues at once (a hosted LLM's requests overlap)")
+    p.add_argument("--jobs", type=at_least(1), default=1,
+                   help="dialogues at once (default 1): their simulator requests overlap, for a hosted LLM that "
+                        "serves several at a time")
     p.add_argument("--seed", type=at_least(0, maximum=MAX_SEED), default=0,
                    help="seeds --llm random's predictions (numpy's generators; kame data synth's --seed draws the "
                         "same ones): 0 to 2**64 - 1 (default 0)")
 
 
-def main(args) -> int:
+def tokenizer_of(path: str | None):
+    """The tokenizer of --tokenizer PATH, its errors naming --tokenizer (was: "SentencePiece model
+    not found: PATH" alone), else kame's default (kame data oracle's and data synth's)."""
     from ..backend.tokenizer import TextTokenizer, default_tokenizer
+
+    if not path:
+        return default_tokenizer()
+    with naming("--tokenizer"):
+        return TextTokenizer(path)
+
+
+def main(args) -> int:
     from ..paths import sweep_temporaries
     from ..runtime.interrupt import TERMINATED_STATUS, run_ended_by_sigterm, sigterm_held, stopped_by
     from .batching import manifest_entries
     from .data import DIALOGUE_FILES
     from .synth import SETTINGS, check_simulator, make_simulator, oracle_config, simulator
 
-    if args.jobs < 1:
-        raise DataError(f"--jobs must be >= 1, not {args.jobs}")
+    # (--jobs, --seed, --interval, --delay were range-checked as parsed: kame.cliargs' types)
     check_simulator(args.llm)  # (before the manifest and the reply pool are read)
     oracle_cfg = oracle_config(args)
     path, entries = manifest_entries(args.manifest, command="data oracle")
     settings = _read_settings(path.parent / SETTINGS)  # (a bad one refused before any dialogue is rewritten)
-    tokenizer = TextTokenizer(args.tokenizer) if args.tokenizer else default_tokenizer()
+    tokenizer = tokenizer_of(args.tokenizer)
     random_replies = reply_pool(entries, tokenizer) if args.llm == "random" else None
     results: list = []
     past_end: Counter = Counter()

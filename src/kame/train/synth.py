@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backend.types import SAMPLE_RATE
-from ..cliargs import at_least
+from ..cliargs import at_least, naming
 from ..paths import sweep_temporaries
 from .data import DIALOGUE_FILES, META, DataError, Dialogue, Word, write_dialogue, write_manifest
 
@@ -524,10 +524,11 @@ async def simulator(llm, oracle_cfg):
 
 
 def main(args) -> int:
-    from ..backend.tokenizer import TextTokenizer, default_tokenizer
+    from .. import registry
     from ..paths import check_output_folder
     from ..runtime.interrupt import TERMINATED_STATUS, run_ended_by_sigterm, sigterm_held, stopped_by
     from .qa import read_qa
+    from .reoracle import tokenizer_of
 
     # (--start, --limit, --jobs, ... were range-checked as parsed: kame.cliargs' types)
     # everything is checked before -o is made (was: a refused voice or tokenizer left an empty folder); a
@@ -536,6 +537,11 @@ def main(args) -> int:
         check_simulator(args.llm)
         cfg = SynthConfig(user_voices=tuple(args.user_voice or DEFAULT_USER_VOICES), agent_voice=args.agent_voice,
                           max_answer_words=args.max_answer_words, seed=args.seed)
+        # each voice named by its option (was: "unknown tts spec 'x'"); every form checked before one loads
+        flags = {**dict.fromkeys(cfg.user_voices, "--user-voice"), cfg.agent_voice: "--agent-voice",
+                 **dict.fromkeys(args.user_voice or (), "--user-voice")}
+        for spec, flag in flags.items():
+            registry.check_key_spec(flag, "tts", spec)
         oracle_cfg = oracle_config(args)
         language = None if args.language == "any" else args.language
         limit = None if args.limit is None else args.start + args.limit
@@ -544,10 +550,11 @@ def main(args) -> int:
             raise DataError(f"{args.qa}: no items to synthesize (after --start {args.start})")
         if args.turns > 1:  # each dialogue: the next --turns items, asked one after another
             items = [items[i:i + args.turns] for i in range(0, len(items), args.turns)]
-        tokenizer = TextTokenizer(args.tokenizer) if args.tokenizer else default_tokenizer()
+        tokenizer = tokenizer_of(args.tokenizer)
         voices = _Voices(cfg.seed)
-        for spec in dict.fromkeys((*cfg.user_voices, cfg.agent_voice)):  # each voice tried once, before the run
-            _check_voice(voices.get(spec), spec)
+        for spec, flag in flags.items():  # each voice tried once, before the run
+            with naming(flag):
+                _check_voice(voices.get(spec), spec)
         # --llm random's pool: the whole file's replies (a slice draws what the whole run would)
         random_replies = reply_pool(args, cfg, tokenizer) if args.llm == "random" else None
     if early.signal:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -171,8 +172,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from . import model
-
     cfg = EmbeddedCodecConfig()
     if args.iters is not None:
         cfg = replace(cfg, kmeans_iters=args.iters)
@@ -186,7 +185,14 @@ def main(args: argparse.Namespace) -> int:
         cfg = replace(cfg, augment=args.augment)
     out = check_output_file(args.output, suffix=".safetensors",  # before minutes of fitting, not after
                             why=" (the fitted codec, read back with --codec embedded:FILE)")
-    codec, stats = fit(cfg, seed=args.seed, sentences=args.sentences, kokoro=args.kokoro)
+    try:
+        from . import model  # (torch: a second or two)
+
+        codec, stats = fit(cfg, seed=args.seed, sentences=args.sentences, kokoro=args.kokoro)
+    except KeyboardInterrupt:  # (was: exit 130, nothing said)
+        print(f"kame codec fit: interrupted (Ctrl-C) before the fit ended; {out} not written", file=sys.stderr,
+              flush=True)
+        return 130
     meta = {k: stats[k] for k in ("seed", "sentences", "clips", "audio_minutes", "voices", "vectors",
                                   "kokoro_sentences") if k in stats}
     # what a fit killed outright as it saved left beside its -o (the file, its .sha256)
