@@ -52,8 +52,9 @@ def peak_problem(samples) -> str | None:
 def audio_problem(pcm) -> str | None:
     """Why a chunk of audio is unusable (None if fine): the check of user audio pushed to either
     agent and of a TTS's output. Integer PCM is refused, not guessed; so is a list."""
-    if not isinstance(pcm, np.ndarray):
-        return f"expected a float32 numpy array (mono, 24 kHz, in [-1, 1]), got {type(pcm).__name__}"
+    if not isinstance(pcm, np.ndarray):  # (a numpy scalar's type name alone read as a dtype: "got float32")
+        what = f"a numpy scalar ({pcm.dtype})" if isinstance(pcm, np.generic) else type(pcm).__name__
+        return f"expected a float32 numpy array (mono, 24 kHz, in [-1, 1]), got {what}"
     if not np.issubdtype(pcm.dtype, np.floating):
         return f"expected float32 samples in [-1, 1], got dtype {pcm.dtype}"
     if pcm.ndim != 1 and not (pcm.ndim == 2 and 1 in pcm.shape):

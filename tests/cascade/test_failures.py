@@ -534,6 +534,7 @@ def test_a_bad_cascade_value_names_its_key_and_value(setting, message):
 @pytest.mark.parametrize("pcm, why", [
     ([0.0] * 1920, "expected a float32 numpy array (mono, 24 kHz, in [-1, 1]), got list"),
     ("hello", "expected a float32 numpy array (mono, 24 kHz, in [-1, 1]), got str"),
+    (np.float32(0.5), "expected a float32 numpy array (mono, 24 kHz, in [-1, 1]), got a numpy scalar (float32)"),
     (np.zeros((1920, 2), np.float32), "expected mono audio (1-D), got shape (1920, 2)")])
 async def test_pushed_audio_must_be_a_float_numpy_array(pcm, why):
     clock = FakeClock()

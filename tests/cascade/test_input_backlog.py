@@ -83,3 +83,33 @@ async def test_a_last_part_frame_left_at_close_is_counted_as_dropped():
         assert s.stt.frames == 2 and _final_stats(outs)["dropped_input_s"] == 0.04  # (was: 0)
     finally:
         await agent.stop()
+
+
+async def test_the_part_frame_of_a_client_at_the_real_time_cap_is_stepped_and_its_pad_not_counted():
+    """(review r1 #1; was: kame serve's silence went through push_audio's real-time cap, so for a
+    client at the cap (kame client --fast, a burst) it was dropped and counted as the client's, and
+    the part-frame was never stepped, counted at close as dropped too)"""
+    clock = FakeClock()
+    agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock), **{"runtime.max_input_backlog_s": 0.43})
+    s = await agent.open_session()
+    outs: list = []
+
+    async def read():
+        async for o in s.outputs():
+            outs.append(o)
+
+    reader = asyncio.ensure_future(read())
+    try:
+        await s.push_audio(np.zeros(24000 * 3, np.float32))  # at once: 0.51 s kept (6 frames and a part)
+        await s.push_audio(np.zeros(24000 * 2, np.float32))  # 2 s more at once: at the cap, all dropped
+        lost, frames = s.stats.dropped_input_s, s.stt.frames
+        assert lost > 1 and s.input_backlog_s > 0  # (a part-frame waits)
+        server = types.SimpleNamespace(cfg=ServerConfig(), clock=FakeClock(100.0))
+        conn = connection.Connection(server, ws=None, session=s, pcm_out=True)
+        conn.stepping_input, conn.ending_since = True, server.clock.now()
+        await asyncio.wait_for(conn._step_input_then_close(), 10)
+        await asyncio.wait_for(reader, 10)
+        assert s.stt.frames == frames + 1  # (was: + 0)
+        assert _final_stats(outs)["dropped_input_s"] == lost  # (was: + the pad and the part-frame)
+    finally:
+        await agent.stop()

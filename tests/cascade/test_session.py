@@ -244,6 +244,7 @@ async def test_an_empty_chunk_takes_no_credit_from_the_next():
     agent, _ = await _agent(clock, FakeLLM(clock, ["Hi."]), FakeTTS(clock), **{"runtime.max_input_backlog_s": 1.0})
     s = await agent.open_session()
     d = Driver(clock, s)
+    clock.advance(1.0)  # (a second after the opening: the first chunk may have begun then)
     await s.push_audio(np.zeros(0, np.float32))
     clock.advance(0.01)
     await s.push_audio(np.zeros(48000, np.float32))  # 2 s, arriving as it ends: 1 s ahead at most

@@ -2,6 +2,7 @@
 and ``cascade.vad_threshold`` set the STT's utterance VAD (its final transcript starts the reply)
 and the turn VAD (end of speech, barge-in). Was: accepted, documented, and never read."""
 
+import numpy as np
 import pytest
 
 from kame import registry
@@ -42,6 +43,9 @@ class NoLLM:
 
 class NoTTS:
     name = "none"
+
+    async def synthesize(self, text):
+        yield np.zeros(0, np.float32)
 
 
 def test_vad_factory_takes_the_threshold_and_the_silence():

@@ -357,8 +357,10 @@ def test_tandem_components_it_cannot_use_are_refused_with_what_to_do():
         TandemAgent(config(), components={"llm": NotAnLLM()})
     with pytest.raises(TypeError, match="either backend= .* or own STT / LLM objects"):
         TandemAgent(config(), components={"stt": FakeSTT()}, backend=lambda s: None)
-    agent = TandemAgent(config(), components={"frontend": "fake", "stt": "none"})  # names: the info Meta's
-    assert agent.components == {"frontend": "fake", "stt": "none"} and not agent._own
+    with pytest.raises(TypeError, match=r"'none' is a name, not an STT: .* backend.stt = 'none'"):
+        TandemAgent(config(), components={"stt": "none"})  # (tests/runtime/test_own_components.py)
+    agent = TandemAgent(config(), components={"frontend": "fake"})  # names: the info Meta's
+    assert agent.components == {"frontend": "fake"} and not agent._own
 
 
 def test_build_agent_refuses_keywords_the_chosen_agent_does_not_take():

@@ -470,6 +470,8 @@ async def test_the_stt_stall_time_is_a_config_key(fake_components):
     from kame.cascade.agent import build_cascade_agent
     from kame.runtime.backend import load_backend
 
+    from ..cascade.fakes import FakeTTS
+
     with pytest.raises(ConfigError, match="backend.stt_stall_s"):
         load_config(None, {"backend.stt_stall_s": 0.1})
     cfg = load_config(None, {"backend.stt": "fake", "backend.llm": "fake", "backend.stt_stall_s": 30.0})
@@ -481,7 +483,7 @@ async def test_the_stt_stall_time_is_a_config_key(fake_components):
     await agent.stop()
     cascade = build_cascade_agent(load_config(None, {"mode": "cascade", "backend.stt": "fake", "backend.llm": "fake",
                                                      "backend.stt_stall_s": 30.0, "runtime.vad": "energy"}),
-                                  clock=FakeClock(), components={"tts": object()})
+                                  clock=FakeClock(), components={"tts": FakeTTS(FakeClock())})
     await cascade.start()
     c = await cascade.open_session()
     assert c._stt.stall_s == 30.0

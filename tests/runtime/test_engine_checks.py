@@ -77,7 +77,9 @@ def test_a_cascade_s_own_components_stand_in_for_the_config_s():
     cfg = KameConfig(mode="cascade", backend=BackendConfig(stt="none"))
     with pytest.raises(ConfigError, match="backend.stt = 'none' cannot be used with mode = 'cascade'"):
         build_agent(cfg)
-    assert isinstance(build_agent(cfg, components={"stt": object()}), CascadeAgent)
+    from ..cascade.fakes import FakeSTT
+
+    assert isinstance(build_agent(cfg, components={"stt": FakeSTT()}), CascadeAgent)
 
 
 def test_a_value_of_a_compatible_type_set_in_code_is_converted(tmp_path):

@@ -42,7 +42,8 @@ from ..backend.prompt import HISTORY_CHARS
 from ..backend.types import ChatMessage, Turn
 from ..errors import ConfigError, KameError
 from ..runtime.backend import create_llm, create_stt
-from ..runtime.base import Agent, Meta, Session, close_components, room_to_unwind, session_id_for
+from ..runtime.base import (OWN_PARTS, Agent, Meta, Session, close_components, own_components, room_to_unwind,
+                            session_id_for)
 from ..runtime.clock import STOP_WAIT_S, Clock
 from ..runtime.engine import StartOnce, check_clock, check_config, component_state, sessions_full
 from ..runtime.loading import config_key, config_keys
@@ -98,6 +99,15 @@ def default_prompt_fn(system_prompt: str = "", max_words: int = 30, knowledge_di
 
 
 class CascadeAgent(Agent):
+    """The cascade (mode = "cascade"; made by kame.build_agent): VAD + streaming STT -> LLM ->
+    sentence-by-sentence TTS, serving up to runtime.max_sessions sessions (CascadeSession) from
+    one set of loaded parts. ``components``: your own parts, used instead of the config's:
+    "stt" / "llm" / "tts" objects (with async generator methods stream / stream_chat /
+    synthesize), a "vad_factory" (() -> a VAD per session), a "prompt_fn" (turns -> chat
+    messages); checked at once as the tandem's (kame.runtime.base.own_components: a TypeError
+    for a string or an object without its method); other keys are names for the info Meta.
+    ``clock``, ``metrics``: as build_agent's. Lifecycle: kame.runtime.base.Agent, docs/cascade.md."""
+
     def __init__(
         self,
         config,
@@ -106,7 +116,9 @@ class CascadeAgent(Agent):
         metrics: MetricsSink | None = None,
         components: dict | None = None,
     ) -> None:
-        self.config = check_config(config, "build_cascade_agent", components)  # (load_config's checks)
+        # own parts checked at once, as the tandem's (was: any object taken; each turn then failed)
+        self._names, self._given = own_components("CascadeAgent", components, tuple(OWN_PARTS))
+        self.config = check_config(config, "build_cascade_agent", self._given)  # (load_config's checks)
         cfg = config.cascade
         # unset LLM settings follow the tandem's back-end settings (same LLM behaviour in both modes)
         backend = config.backend
@@ -119,7 +131,6 @@ class CascadeAgent(Agent):
         self.clock = check_clock(clock)
         self.metrics = guard_sink(metrics)  # (every caller gets the guarded one: sessions, STT, replies)
         self.max_sessions = config.runtime.max_sessions
-        self._given = dict(components or {})
         self.components: dict = {}
         self.stt = self.llm = self.tts = None
         self._vad_factory: Callable[[], object] | None = None
@@ -146,7 +157,7 @@ class CascadeAgent(Agent):
         takes them when the load has ended (a load whose start was cancelled changes nothing)."""
         cfg, given = self.config, self._given
         backend = cfg.backend
-        info: dict = {"mode": "cascade"}
+        info: dict = {**self._names, "mode": "cascade"}
         stt_spec, llm_spec = backend.stt, backend.llm
         check_cascade_backend(cfg, given)
         nice = backend.nice  # the back-end below the frame loop's CPU priority
@@ -159,9 +170,9 @@ class CascadeAgent(Agent):
         # a load error names the config key to change, and the file that set it (kame.runtime.loading)
         with config_keys(cfg):
             with config_key("backend.stt"):
-                parts["stt"] = given.get("stt") or create_stt(stt_spec, self.clock, self.metrics, nice, vad=turn_vad)
+                parts["stt"] = given["stt"] if "stt" in given else create_stt(stt_spec, self.clock, self.metrics, nice, vad=turn_vad)
             with config_key("backend.llm"):
-                parts["llm"] = given.get("llm") or create_llm(llm_spec, nice)
+                parts["llm"] = given["llm"] if "llm" in given else create_llm(llm_spec, nice)
             if "tts" in given:
                 parts["tts"], tts_spec = given["tts"], getattr(given["tts"], "name", "custom")
             else:
@@ -178,7 +189,7 @@ class CascadeAgent(Agent):
                     parts["_vad_factory"] = make_vad_factory(vad_kind, threshold=self.cfg.vad_threshold,
                                                              min_silence=self.cfg.end_of_turn_silence)
             with config_key("backend.knowledge_dir"):  # (its notes are read here)
-                parts["_prompt_fn"] = given.get("prompt_fn") or default_prompt_fn(
+                parts["_prompt_fn"] = given["prompt_fn"] if "prompt_fn" in given else default_prompt_fn(
                     backend.system_prompt, backend.max_reply_words, backend.knowledge_dir, backend.history_chars)
         info.update(stt=stt_spec if "stt" not in given else getattr(parts["stt"], "name", "custom"),
                     llm=llm_spec if "llm" not in given else getattr(parts["llm"], "name", "custom"),
@@ -245,6 +256,11 @@ class CascadeAgent(Agent):
         self._started = False
 
     async def open_session(self, session_id: str | None = None) -> Session:
+        """A new CascadeSession, starting the agent first if needed (its load errors are raised
+        here). ``session_id``: a str (None or "": the agent makes one, "c1", "c2", ...);
+        SessionIdError for the id of an open session, TypeError for one that is not a str;
+        CapacityError when runtime.max_sessions are open (or too many closed ones still unwind);
+        KameError when stop() runs meanwhile. Its VAD is made ready in the VAD thread."""
         if self._stopping_now:  # (stop() would not see it: it would outlive the agent)
             raise KameError("cascade: the agent is stopping; no new session")
         stops = self._stops  # (a whole stop() may run while this waits below: _stopping_now is False again)
@@ -275,7 +291,13 @@ class CascadeAgent(Agent):
             # stop() meanwhile emptied the pool.)
             if reuse is not None and not isinstance(exc, Exception) and self._stops == stops:
                 self._idle_vads.append(reuse)
-            raise
+            me = asyncio.current_task()
+            # a stop() meanwhile closed the VAD thread, which cancelled the call, not this caller: the
+            # KameError below (was: a bare CancelledError its caller could take for its own cancellation)
+            if not (isinstance(exc, asyncio.CancelledError) and self._stops != stops
+                    and me is not None and not me.cancelling()):
+                raise
+            vad = None
         finally:
             self._opening.discard(sid)
         if self._stops != stops:  # stop() ran meanwhile (it did not see this session)

@@ -148,7 +148,11 @@ class CascadeSession(Session):
         # input backlog, runtime.max_input_backlog_s): a client flooding faster than real time cannot
         # make the STT and VAD work through minutes of audio while other sessions wait
         self._max_ahead = int(max_backlog_s * SAMPLE_RATE)
-        self._end = float("-inf")  # clock time at which the audio taken so far ends, played in real time
+        # clock time at which the audio taken so far ends, played in real time: from the session's
+        # opening, less a frame (a client's first frame was recorded before it was sent; file mode
+        # pushes frame 0 at its start time), so the first chunk is bounded too (was: -inf, the first
+        # push_audio took any amount: 30 s at once kept whole; the tandem's kept 1 s)
+        self._end = clock.now() - FRAME_S
         self._dropped = 0  # samples dropped
         # a "stats" Meta while the session runs: when a count changed, at most every stats_interval_s
         # (runtime.stats_interval_s; 0 = only the final one), checked on each playback tick and drop
@@ -213,6 +217,14 @@ class CascadeSession(Session):
         part-frame dropped at close and counted nowhere); at close what is left is counted in
         dropped_input_s."""
         return self._buf.shape[0] / SAMPLE_RATE
+
+    async def pad_input(self) -> None:
+        """The last part-frame filled with silence and handed on (kame serve after END_INPUT), past
+        the real-time cap: the silence is the server's, not the client's audio (was: through
+        push_audio, so a client at the cap had it dropped, counted as its own, and its part-frame too)."""
+        async with self._push_lock:
+            if len(self._buf) and not self._closed:
+                await self._push(np.zeros(FRAME_SIZE - len(self._buf), np.float32))
 
     def _live_stats(self, now: float) -> None:
         """A non-final "stats" Meta if a count changed since the last one and stats_interval_s has
@@ -279,9 +291,14 @@ class CascadeSession(Session):
         self._closed = True
         if self._on_close:  # (was: after the STT's flush and stop, up to 7 s: a reconnect got "capacity")
             self._on_close(self)
-        if self._reply is not None:
-            self._reply.cancel()
-            self._closing_reply = self._reply  # (its task unwinds: wait_stopped waits for it)
+        rp, self._reply = self._reply, None
+        if rp is not None:
+            if not rp.active:  # over (all it had played): its "agent_turn" (was: none when close() came
+                self._commit_agent(rp, interrupted=False)  # before the playback tick that gives it)
+            # (cut short: no "agent_turn"; a turn without one is how `kame run`, `kame client` and the
+            # timeline tell a reply that was under way when the session ended: runreport.open_turns)
+            rp.cancel()
+            self._closing_reply = rp  # (its task unwinds: wait_stopped waits for it)
         stt_task, play_task = self._tasks
         play_task.cancel()
         flush, cancelled = self._stt.running and self._readers > 0, False

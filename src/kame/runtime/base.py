@@ -84,14 +84,65 @@ async def room_to_unwind(unwinding: Callable[[], set], max_sessions: int, wait_s
 
 def session_id_for(session_id: str | None, open_ids, make: Callable[[], str]) -> str:
     """The id of a new session (both agents' rule): ``session_id`` unless an open session has it
-    (SessionIdError); without one, the first of make(), make(), ... that no open session has."""
-    if session_id is not None and session_id in open_ids:
+    (SessionIdError); without one (None or ""), the first of make(), make(), ... that no open
+    session has (was: "" was taken as given, and the tandem's session then made an id it never
+    checked: two open sessions could share one). An id that is not a str is a TypeError, one
+    with a control character (a newline) a SessionIdError: ids go into logs and JSON messages."""
+    if session_id is not None and not isinstance(session_id, str):
+        raise TypeError(f"open_session(session_id): expected a str or None, got {type(session_id).__name__} "
+                        f"{session_id!r}; pass str({session_id!r}), or nothing for an id the agent makes")
+    if session_id and re.search(r"[\x00-\x1f\x7f]", session_id):
+        raise SessionIdError(f"session id {session_id!r} has a control character (a newline, a tab, ...); give "
+                             f"one without (or none: the agent makes one)")
+    if session_id and session_id in open_ids:
         raise SessionIdError(f"session id {session_id!r} is in use by an open session; close it first or "
                              f"give another id (or none: the agent makes one)")
     sid = session_id
-    while sid is None or sid in open_ids:
+    while not sid or sid in open_ids:
         sid = make()
     return sid
+
+
+# components= keys an agent may take as objects, with what each must have (checked by own_components)
+OWN_PARTS = {"stt": "stream", "llm": "stream_chat", "tts": "synthesize", "vad_factory": None, "prompt_fn": None}
+
+
+def own_components(who: str, components: dict | None, takes: tuple[str, ...]) -> tuple[dict, dict]:
+    """An agent's ``components=`` -> (names for its info Meta, the caller's own objects), checked
+    the same way by both agents (was: the cascade took anything, and every turn then failed with
+    Python's error; the tandem took a string under "llm" as a name, and ran backend.llm instead).
+    Under a key in ``takes`` (those of OWN_PARTS the agent uses): an STT / LLM / TTS object with
+    its async generator method (kame.registry.async_method_problem), a callable vad_factory /
+    prompt_fn; a string there is a TypeError (name a registered part in the config instead); None
+    is as if it were not given. Other keys are names for the info Meta. A TypeError names ``who``
+    (e.g. "TandemAgent"), the key and what to do."""
+    from .. import registry
+
+    info, own = {}, {}
+    for key, value in (components or {}).items():
+        if key not in takes:
+            info[key] = value
+            continue
+        if value is None:
+            continue
+        where = f"{who}(components={{{key!r}: {type(value).__name__}}})"
+        if isinstance(value, str):
+            spec = {"stt": "backend.stt", "llm": "backend.llm", "tts": "cascade.tts", "vad_factory": "runtime.vad"}.get(key)
+            use = (f"to use a registered one by its name, set it in the config: {spec} = {value!r} (load_config(None, "
+                   f"['{spec}={value}']))" if spec else "the default one is made from the config (backend.*)")
+            what = {"stt": "an STT", "llm": "an LLM", "tts": "a TTS"}.get(key, f"a {key}")
+            raise TypeError(f"{where}: {value!r} is a name, not {what}: pass your own {key} object there, or leave "
+                            f"the key out; {use}")
+        method = OWN_PARTS.get(key)
+        if method is None:
+            if not callable(value):
+                made = "a VAD (one per session)" if key == "vad_factory" else "the chat messages from the turns so far"
+                raise TypeError(f"{where}: a {key} is a callable that returns {made}")
+        elif registry.async_method_problem(key, value):
+            raise TypeError(f"{where}: an own {key} needs an async generator method {method}(...) ('async def "
+                            f"{method}(...)' that yields; kame reads it with 'async for'; docs/backend.md)")
+        own[key] = value
+    return info, own
 
 
 @dataclass(frozen=True)
@@ -268,11 +319,22 @@ class BackendHealth:
 
 
 class Session(ABC):
+    """One conversation with an agent (``await agent.open_session()``): push the user's audio in
+    (``push_audio``), read the agent's outputs (``outputs()``: AgentAudio, AgentText, Meta,
+    ErrorEvent, in order, one reader at a time), ``close()`` it when done. A failing part (STT,
+    LLM, TTS) or unusable audio is an ErrorEvent in the outputs, never an exception: the session
+    goes on. ``id``: its id (given to open_session, or made by the agent). docs/runtime.md."""
+
     id: str
 
     @abstractmethod
     async def push_audio(self, pcm: np.ndarray) -> None:
-        """Feed user audio (float32 mono 24 kHz, any length)."""
+        """Feed user audio: a numpy float array, mono, 24 kHz, in [-1, 1], any length (buffered
+        into 80 ms frames), in real time (audio more than runtime.max_input_backlog_s ahead is
+        dropped, counted in "stats" dropped_input_s). Unusable audio (a list, int16 samples, more
+        than one channel, NaN/inf, samples beyond +-16) is not raised: it is dropped, with an
+        ErrorEvent("bad audio dropped: ...") in the outputs and one count in "stats" bad_audio.
+        After close(): ignored."""
 
     @abstractmethod
     def outputs(self) -> AsyncIterator[Output]:
@@ -286,21 +348,50 @@ class Session(ABC):
     def input_backlog_s(self) -> float:
         """User audio pushed and not stepped yet, in seconds (kame serve lets it be stepped after a
         client's END_INPUT); 0.0 for a session that does not buffer (the cascade's is only a last
-        part-frame waiting for more audio: it hands each whole 80 ms frame to its STT and VAD within push_audio)."""
+        part-frame waiting for more audio: it hands each whole 80 ms frame to its STT and VAD within push_audio:
+        its own input_backlog_s)."""
         return 0.0
+
+    async def pad_input(self) -> None:
+        """Fill a last part-frame of ``input_backlog_s`` with silence, so that it is stepped too (kame
+        serve after a client's END_INPUT: a PCM client's input is rarely whole 80 ms frames)."""
+        from ..backend.types import FRAME_SIZE, SAMPLE_RATE
+
+        part = round(self.input_backlog_s * SAMPLE_RATE) % FRAME_SIZE
+        if part:
+            await self.push_audio(np.zeros(FRAME_SIZE - part, np.float32))
 
 
 class Agent(ABC):
+    """Serves up to ``max_sessions`` (runtime.max_sessions) sessions at once from one set of
+    loaded parts; made by ``kame.build_agent(config)`` (mode "tandem": TandemAgent, "cascade":
+    kame.cascade.agent.CascadeAgent). ``await open_session()`` gives a Session (it starts the
+    agent if needed), ``await stop()`` closes them all and what start() loaded. docs/runtime.md."""
+
     max_sessions: int
 
     @abstractmethod
-    async def start(self) -> None: ...
+    async def start(self) -> None:
+        """Load the agent's parts (in a worker thread: the event loop goes on). Any number of
+        callers may start it at once: it loads once, the others wait for that load and get its
+        error (a ConfigError naming the key, a load failure); the next start() tries again. A
+        KameError while stop() runs. open_session() calls it, so calling it first is optional
+        (it moves the load out of the first session's wait)."""
 
     @abstractmethod
-    async def stop(self) -> None: ...
+    async def stop(self) -> None:
+        """Close every open session (their outputs end), wait for their STT streams to unwind,
+        close the shared STT / LLM / TTS and the agent's threads. Idempotent; a later start()
+        (or open_session()) loads the parts again. A start() under way is cancelled (its callers
+        get a KameError); an open_session() meanwhile is refused (KameError)."""
 
     @abstractmethod
-    async def open_session(self, session_id: str | None = None) -> Session: ...
+    async def open_session(self, session_id: str | None = None) -> Session:
+        """A new Session, starting the agent first if needed (its load errors are raised here).
+        ``session_id``: a str (None or "": the agent makes one); the id of a session still open
+        is a SessionIdError (a closed one's may be used again at once), one that is not a str a
+        TypeError. CapacityError when max_sessions (runtime.max_sessions) are open; KameError
+        when stop() runs meanwhile."""
 
 
 CLOSE_COMPONENT_S = 5.0  # one component's aclose() at most, then the agent stops without it

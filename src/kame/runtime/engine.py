@@ -36,7 +36,8 @@ from ..backend.childproc import load_in_thread
 from ..backend.types import FRAME_S
 from ..config import KameConfig, validate_config
 from ..errors import ConfigError, KameError
-from .base import Agent, CapacityError, Session, close_components, internal_error, room_to_unwind, session_id_for
+from .base import (OWN_PARTS, Agent, CapacityError, Session, close_components, internal_error, own_components,
+                   room_to_unwind, session_id_for)
 from .clock import STOP_WAIT_S, Clock, MonotonicClock
 from .metrics import Metric, MetricsSink, guard_sink
 from .session import TandemSession, _ids as _session_ids
@@ -199,7 +200,9 @@ class TandemAgent(Agent):
     named by the config, kame.runtime.frontend). ``backend``: a factory ``(session) ->
     BackendBridge | None`` (default: the config's STT + LLM, kame.runtime.backend).
     ``components``: names for the info Meta, and the caller's own STT / LLM objects under "stt" /
-    "llm" (used instead of backend.stt / backend.llm; stop() closes them as it closes its own).
+    "llm" (used instead of backend.stt / backend.llm; stop() closes them as it closes its own),
+    checked at once as the cascade's (base.own_components: a TypeError for a string there, or an
+    object without its async generator method).
 
     start() runs once however many callers ask at once (open_session starts the agent); in an
     event loop after the one it ran in has ended, it starts again there (that loop's sessions
@@ -275,6 +278,10 @@ class TandemAgent(Agent):
         return t is not None and not t.done() and t.get_loop() is asyncio.get_running_loop()
 
     async def start(self) -> None:
+        """Load the front-end, codec, STT and LLM (in a thread) and start the frame loop; once
+        however many callers ask at once (the others wait and get its error). Again in a new event
+        loop if the one it ran in has ended (models kept). KameError while stop() runs, or when
+        the agent runs in another thread's loop."""
         if self._stopping:
             raise KameError("the agent is stopping; start it again once stop() has returned")
         if self._ticking():
@@ -359,6 +366,10 @@ class TandemAgent(Agent):
         self._release(s)  # (its row is free even if its close failed)
 
     async def stop(self) -> None:
+        """Close every session, stop the frame loop and the stepping thread, wait for the closed
+        sessions' back-ends to unwind and close the shared STT / LLM (own ones given in
+        components= too). A start() under way is cancelled (its callers get a KameError). A
+        later start() loads the parts again."""
         self._check_loop()
         self._stops += 1
         self._stopping = True
@@ -386,6 +397,10 @@ class TandemAgent(Agent):
             self._stopping = False
 
     async def open_session(self, session_id: str | None = None) -> Session:
+        """A new TandemSession on a free row, starting the agent first if needed. ``session_id``:
+        a str (None or "": the agent makes one, "s1", "s2", ...); SessionIdError for the id of an
+        open session, TypeError for one that is not a str; CapacityError when
+        runtime.max_sessions are open; KameError when stop() runs meanwhile."""
         if self._stopping:  # (stop() would not see it: it would outlive the agent)
             raise KameError("the agent is stopping; no new session (open one once stop() has returned)")
         stops = self._stops  # (a whole stop() may run while this waits below: _stopping is False again)
@@ -502,32 +517,17 @@ def _cancel_elsewhere(task: asyncio.Task) -> None:
             pass
 
 
-_CASCADE_PARTS = ("tts", "vad_factory", "prompt_fn")  # components only the cascade takes as objects
-
-
 def _split_components(components: dict | None) -> tuple[dict, dict]:
-    """TandemAgent(components=...) -> (names for the info Meta, the caller's own STT / LLM objects)."""
-    from .. import registry
-
-    info, own = {}, {}
-    for key, value in (components or {}).items():
-        if value is None or isinstance(value, str) or not (key in ("stt", "llm") or key in _CASCADE_PARTS):
-            info[key] = value
-        elif key in _CASCADE_PARTS:
+    """TandemAgent(components=...) -> (names for the info Meta, the caller's own STT / LLM objects),
+    checked as the cascade checks its own (base.own_components); a cascade part is a TypeError."""
+    for key in OWN_PARTS.keys() - {"stt", "llm"}:
+        if (components or {}).get(key) is not None:
             raise TypeError(
-                f"TandemAgent(components={{{key!r}: {type(value).__name__}}}): a tandem takes its own 'stt' and "
-                f"'llm' objects there, not a {key}; a {key} object is the cascade's (mode = 'cascade'). For a "
+                f"TandemAgent(components={{{key!r}: {type(components[key]).__name__}}}): a tandem takes its own 'stt' "
+                f"and 'llm' objects there, not a {key}; a {key} object is the cascade's (mode = 'cascade'). For a "
                 f"tandem's hybrid-routing TTS, register it (kame.registry.register('tts', 'mine', factory)) and set "
                 f"cascade.tts = 'mine' (docs/backend.md, \"Your own components\")")
-        else:
-            if registry.async_method_problem(key, value):
-                method = registry.ASYNC_ITERATORS[key]
-                raise TypeError(
-                    f"TandemAgent(components={{{key!r}: {type(value).__name__}}}): an own {key} needs an async "
-                    f"generator method {method}(...) ('async def {method}(...)' that yields; kame reads it with "
-                    f"'async for'; docs/backend.md)")
-            own[key] = value
-    return info, own
+    return own_components("TandemAgent", components, ("stt", "llm"))
 
 
 def _load_frontend(cfg: KameConfig):

@@ -9,7 +9,8 @@ kame.runtime.backend.BackendBridge, the cascade's kame.cascade.session.CascadeSe
     sup.drop_queued()                       # at close, once its stream is stopped: what it never read, counted
 
 A stream that raises, ends by itself, yields something that is not a Transcript, or stalls (it
-has taken no audio for ``stall_s`` while frames wait for it) is stopped (STOP_WAIT_S of wall time
+has taken no audio for ``stall_s`` while frames wait for it: checked at each push and by a timer
+on the clock, so also once no more audio comes) is stopped (STOP_WAIT_S of wall time
 to unwind) and started again after ``retry_s``, doubled for each failure in a row up to
 MAX_RETRY_S until a transcript comes, and at least as long as a BackendError's ``retry_after``
 (an HTTP 429's Retry-After; capped as everywhere, kame.backend.policy.honoured), so a
@@ -69,16 +70,37 @@ class STTSupervisor:
         if q is None:  # the STT is down: its stream restarts on live audio
             self.dropped_frames += 1
             return
-        now = self.clock.now()
         if q.empty():
-            self._progress_at = now  # it had all the audio so far
-        elif now - self._progress_at >= self.stall_s and self._stall is not None and not self._stall.done():
-            self._stall.set_result(f"STT {component_name(self.stt)} stalled: it has taken no audio for {now - self._progress_at:.1f} s "
-                                   f"({q.qsize() * FRAME_S:.1f} s of audio waiting for it)")
+            self._progress_at = self.clock.now()  # it had all the audio so far
+        else:
+            self._check_stall(q)
         if q.qsize() >= MAX_QUEUED_FRAMES:
             q.get_nowait()
             self.dropped_frames += 1
         q.put_nowait(frame)
+
+    def _check_stall(self, q: asyncio.Queue) -> float:
+        """The stall check (at each push, and by the running stream's timer, _watch): frames wait in
+        ``q`` and the STT has taken none for stall_s -> the running stream's stall is set. Returns
+        the clock seconds left before it would have stalled (stall_s when no frame waits)."""
+        now = self.clock.now()
+        if q.empty():
+            return self.stall_s
+        left = self._progress_at + self.stall_s - now
+        if left <= 0 and self._stall is not None and not self._stall.done():
+            self._stall.set_result(f"STT {component_name(self.stt)} stalled: it has taken no audio for {now - self._progress_at:.1f} s "
+                                   f"({q.qsize() * FRAME_S:.1f} s of audio waiting for it)")
+        return left
+
+    async def _watch(self, q: asyncio.Queue, stall: asyncio.Future) -> None:
+        """The running stream's stall timer, on the clock: the check at each push alone missed an
+        STT that stopped reading once the caller had stopped pushing (a program that pushed one
+        utterance and waited for its reply never heard of it; the tandem pushes silence always)."""
+        while not stall.done():
+            left = self._check_stall(q)
+            if left <= 0:  # (stalled: set)
+                return
+            await self.clock.sleep(max(left, FRAME_S))  # (at least a frame: a float sum just short wakes once)
 
     def end(self) -> None:
         """No more audio: the running stream gets the end of its frames (it flushes a last final)."""
@@ -107,12 +129,16 @@ class STTSupervisor:
             # (named after the STT: the task run_to_end leaves behind if it ignores its cancellation)
             run = asyncio.create_task(self._transcribe(q), name=f"STT {component_name(self.stt)}'s stream "
                                                                f"(session {self.who})")
+            watch = asyncio.create_task(self._watch(q, stall), name=f"STT {component_name(self.stt)}'s stall "
+                                                                    f"timer (session {self.who})")
             try:
                 try:
                     await asyncio.wait({run, stall}, return_when=asyncio.FIRST_COMPLETED)
                 except asyncio.CancelledError:
+                    watch.cancel()
                     await self._stop(run)
                     raise
+                watch.cancel()
                 if not run.done():  # stalled: it no longer reads the audio
                     await self._stop(run)
                     raise BackendError(stall.result())

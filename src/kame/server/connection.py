@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from ..backend.types import FRAME_S, FRAME_SIZE, SAMPLE_RATE
+from ..backend.types import FRAME_S
 from ..errors import KameError
 from ..runtime.base import AgentAudio, AgentText, ErrorEvent, Meta, Session
 from ..runtime.clock import cancel_within
@@ -260,9 +260,9 @@ class Connection:
         first, so it is stepped too (was: counted as dropped, and kame client blamed the network)."""
         clock = self.server.clock
         try:  # (the close whatever happens: a plugin session's push_audio that raises must not keep its place)
-            part = round(getattr(self.session, "input_backlog_s", 0.0) * SAMPLE_RATE) % FRAME_SIZE
-            if self.stepping_input and part:
-                await self.session.push_audio(np.zeros(FRAME_SIZE - part, np.float32))
+            pad = getattr(self.session, "pad_input", None)  # (a session of kame's Session: see its pad_input)
+            if self.stepping_input and pad is not None:
+                await pad()
             while (self.stepping_input and getattr(self.session, "input_backlog_s", 0.0) >= FRAME_S
                    and clock.now() - self.ending_since < END_INPUT_STEP_S):
                 await clock.sleep(FRAME_S)
