@@ -105,7 +105,7 @@ class FrontendConfig:
     # which front-end LM: "random:tiny" | "random:small" | "random:100m" (random weights, for
     # tests/benches), "hf://SakanaAI/kame" (published checkpoint), or a local folder
     spec: str = "random:tiny"
-    dtype: str = _opt("float32", choices=("float32", "bfloat16", "float16"))
+    dtype: str = "float32"  # float32 | bfloat16 | float16, or a short name load_frontend takes (bf16, fp16, ...)
     device: str = "cpu"  # "cpu", "cuda", "cuda:N", "mps" (availability is checked when the model loads)
     # sampling; None (unset, or "none") = the checkpoint's config.json lm_gen_config value, else
     # kame's default (KAME/Moshi's: temp 0.8, temp_text 0.7, top_k 250, top_k_text 25); a value
@@ -121,6 +121,12 @@ class FrontendConfig:
     oracle: str = _opt("auto", choices=("auto", "on", "off"))
 
     def validate(self) -> None:  # the forms only (no torch import); availability, files: at model load
+        from .model.config import DTYPE_NAMES  # (torch-free: the names load_frontend and kame bench take)
+
+        if self.dtype not in DTYPE_NAMES:  # (was: float32, bfloat16, float16 only, "bf16" refused)
+            raise ConfigError(f"frontend.dtype: {self.dtype!r} is not one of {sorted(set(DTYPE_NAMES.values()))} "
+                              f"(or their short names {sorted(k for k, v in DTYPE_NAMES.items() if k != v)})")
+        self.dtype = DTYPE_NAMES[self.dtype]  # (its full name: in the run's records)
         if not _DEVICE.fullmatch(self.device):
             raise ConfigError(f"frontend.device {self.device!r} is not a torch device (e.g. 'cpu', 'cuda', "
                               f"'cuda:1', 'mps')")

@@ -141,12 +141,15 @@ def test_bad_specs_fail_before_the_frontend_loads(tmp_path, monkeypatch):
 
     # (trained on Mimi codes, it needs its own tokenizer too: Moshi's when config.json names none)
     model, _ = loaders.load_frontend("random:tiny", text_card=TextTokenizer(DEFAULT_MODEL).vocab_size)
-    loaders.save_frontend(model, tmp_path / "ck", mimi_name="gone.safetensors", tokenizer_name="spm.model")
+    # (Moshi's file name: the published Mimi may stand in for it, a Mimi of its own may not,
+    # test_frontend_named_mimi.py)
+    loaders.save_frontend(model, tmp_path / "ck", mimi_name=loaders.MIMI_NAME, tokenizer_name="spm.model")
     shutil.copy(DEFAULT_MODEL, tmp_path / "ck" / "spm.model")
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)  # the published Mimi: not cached here
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(CheckpointError, match=r"codec.spec 'auto' for the front-end .*ck': its config.json mimi_name "
-                                              r"'gone.safetensors' was not found \(looked for .*ck/gone.safetensors\), "
+                                              r"'tokenizer-e351c8d8-checkpoint125.safetensors' was not found \(looked "
+                                              r"for .*ck/tokenizer-e351c8d8-checkpoint125.safetensors\), "
                                               r"and the published Mimi .* set codec.spec") as err:
         frontend.load_frame_models(real_cfg(**{"frontend.spec": str(tmp_path / "ck"), "codec.spec": "auto"}))
     # trained on Mimi codes (it names a Mimi file): the hint is Mimi, never the embedded codec

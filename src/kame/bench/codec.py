@@ -37,8 +37,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"rows streamed together (default 1; at most {MAX_SESSIONS}, runtime.max_sessions' ceiling); "
                         "times are per batch step")
     p.add_argument("--threads", type=thread_count, default=1, help="torch threads (default 1)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
-                   help="weights dtype (mimi; the embedded codec runs in float32 only); default: the codec's own")
+    from ..model.config import DTYPE_NAMES  # (the names load_frontend, frontend.dtype and bench step take)
+
+    p.add_argument("--dtype", type=lambda s: DTYPE_NAMES.get(s, s), choices=sorted(set(DTYPE_NAMES.values())),
+                   default=None, help="weights dtype: float32, bfloat16 or float16 (or bf16, fp16, half, fp32; "
+                   "mimi: the embedded codec runs in float32 only); default: the codec's own")
 
 
 def _signal(n: int, batch: int, sample_rate: int) -> torch.Tensor:

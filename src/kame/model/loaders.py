@@ -484,12 +484,26 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
     try:
         state, upgraded = convert_state(state, model, dt)
     except CheckpointError as exc:
-        raise mismatch(exc, wpath, state, cfg, found) from exc
+        err = mismatch(exc, wpath, state, cfg, found)
+        # (for the runtime's frontend.oracle hint: a KAME file whose config.json says "oracle": false)
+        err.needs_oracle = (not cfg.oracle and any(k.endswith("oracle_emb.weight") for k in state)
+                            and _fits(state, cfg.replace(oracle=True), dt))
+        raise err from exc
     model.load_state_dict(state, assign=True)
     model.eval()
     if upgraded:
         log.info("%s has no oracle_emb: initialised it as a copy of text_emb", wpath)
     return model, replace(info, oracle_upgraded=upgraded)
+
+
+def _fits(state: Mapping[str, torch.Tensor], cfg: LMConfig, dtype: torch.dtype) -> bool:
+    """Whether the weights would load into a model of ``cfg`` (its keys and shapes: no weights are
+    copied; a load's failure, e.g. ``needs_oracle``)."""
+    try:
+        convert_state(state, build_meta(cfg), dtype)
+    except CheckpointError:
+        return False
+    return True
 
 
 def save_frontend(model: LMModel, folder: str | Path, dtype: Any = None, *, codec: str | None = None,

@@ -364,10 +364,12 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
             elif "checked" not in chosen:  # a plugin's factory that did not call before_weights
                 check(finfo)
         except CheckpointError as exc:
-            if want is not None or "oracle_emb" not in str(exc) or "shape" in str(exc):
+            if want is not None or not getattr(exc, "needs_oracle", False):
                 raise
             # an oracle_emb the config does not define: a KAME file whose config.json says "oracle":
-            # false (the loader's hint names load_frontend's argument; here it is a config key)
+            # false (the loader's hint names load_frontend's argument; here it is a config key). Told
+            # by the loader (was: "oracle_emb" in the message, also in a kame_finetune training
+            # folder's refusal, "--oracle_embedding_mode", whose fix is no frontend.oracle)
             fix = oracle_fix or ("in kame's config: frontend.oracle=on (run it with its oracle stream) or "
                                  "frontend.oracle=off (run it as plain Moshi)")
             with config_key("frontend.oracle"):

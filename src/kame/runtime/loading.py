@@ -404,20 +404,29 @@ def check_fingerprint(codec, codec_spec: str, finfo, spec: str) -> None:
 
 
 def auto_codec(codec_spec: str, spec: str, form, finfo):
-    """codec.spec "auto" for a checkpoint: the Mimi its config.json names, else the published one."""
+    """codec.spec "auto" for a checkpoint: the Mimi its config.json names, else the published one:
+    for a missing mimi_name only if it is Moshi's file name (a published repo without its own copy;
+    said in the log), else a CheckpointError (was: silently the published one, as --codec
+    mimi:FOLDER refuses: a front-end fine-tuned with its own Mimi would hear other codes)."""
     from .. import registry
+    from ..model.loaders import MIMI_NAME
 
+    named = finfo.config.meta.get("mimi_name")
+    stand_in = finfo.mimi is None and bool(named) and codec_spec == "mimi"  # (the published Mimi for a missing one)
+    if stand_in and named.rstrip("/").rsplit("/", 1)[-1] != MIMI_NAME:
+        raise CheckpointError(
+            f"codec.spec 'auto' for the front-end {spec!r}: its config.json mimi_name {named!r} was not found (looked "
+            f"for {_where(named, form, finfo)}), and that is not Moshi's published Mimi ({MIMI_NAME}), so kame does "
+            f"not run the published one in its place (a front-end trained with its own Mimi would hear other codes): "
+            f"add the file, fix mimi_name, or set codec.spec=mimi:PATH (the Mimi it was trained with)")
     try:
-        return registry.create("codec", codec_spec)
+        codec = registry.create("codec", codec_spec)
     except CheckpointError as exc:
         if finfo.mimi is not None:
             raise
-        named = finfo.config.meta.get("mimi_name")
         why = (f"its config.json mimi_name {named!r} was not found (looked for {_where(named, form, finfo)})"
                if named else "its config.json names no mimi_name")
         if _finetune(finfo):
-            from ..model.loaders import MIMI_NAME
-
             why = (f"{_finetune(finfo)}, which names no Mimi, and Moshi's Mimi is not in its folder (looked for "
                    f"{_where(MIMI_NAME, form, finfo)}; copy the Mimi it was trained with there, Moshi's: "
                    f"{_MOSHI_REPO}/{MIMI_NAME})")
@@ -425,3 +434,7 @@ def auto_codec(codec_spec: str, spec: str, form, finfo):
         hint = "mimi:PATH, the Mimi it was trained with" if _mimi_trained(finfo) else "mimi:PATH or embedded"
         raise CheckpointError(f"codec.spec 'auto' for the front-end {spec!r}: {why}, and the published Mimi is not "
                               f"available either ({exc}); set codec.spec ({hint})") from exc
+    if stand_in:
+        log.info("front-end %s: its Mimi %s (mimi_name) was not found (looked for %s); running with the published "
+                 "one of that name, %s/%s", spec, named, _where(named, form, finfo), _MOSHI_REPO, MIMI_NAME)
+    return codec

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 SHOWN_ERRORS = 5  # server errors printed by main (all are in --json)
 TEXT_SHOWN = 200  # characters of the agent's text in main's summary (all of it is in --json)
+SHUTDOWN_CLOSE = 1001  # (WebSocket "going away": kame serve's close as it shuts down, docs/protocol.md)
 
 # `kame client --help`'s epilog: what the files hold, each line ``report`` prints, the exit status
 EPILOG = """\
@@ -51,7 +52,8 @@ stderr:
                                    (--fast, or audio a network stall held back and then sent at
                                    once), and the agent keeps about 1 s of backlog
                                    (runtime.max_input_backlog_s: a tandem slower than real time
-                                   takes audio slower than it comes)
+                                   takes audio slower than it comes); not what a server's
+                                   shutdown left unheard (close 1001: the summary says it)
   warning: the agent missed ...    more than 5 %% of the recent frames (~5 s; and at least 3) missed
                                    their 80 ms deadline (the server's "stats"): the agent ran slower than real
                                    time (the server's CPU is too slow for its model, or too busy)
@@ -87,6 +89,7 @@ def report(res: ChatResult, a: argparse.Namespace) -> int:
         print(f"server error: ... and {len(res.errors) - SHOWN_ERRORS} more"
               + (f" (all in {a.json})" if a.json else " (give --json to keep them all)"), file=sys.stderr)
     dropped, extended = res.dropped_input_s, res.tail_extended_s
+    at_stop = dropped_at_shutdown(res)
     late, frames = res.missed_deadlines
     # the worst stretch of ~5 s behind real time (the server's rule over its recent frames, as its log
     # judges): a long session's totals can stay under the rule's 5 % while it fell behind for a while and
@@ -104,6 +107,7 @@ def report(res: ChatResult, a: argparse.Namespace) -> int:
              "the user's speech had not ended, by the VAD" if speech_open(rec) else "the STT's "
              "final transcript, which starts the cascade's reply, was still to come") + ")" if extended else "")
           + (f", input dropped by the server {dropped:.2f} s" if dropped else "")
+          + (f" ({at_stop:.2f} s of it unheard at its shutdown)" if at_stop else "")
           + (f", missed deadlines {late} of {frames} frames" if late else ""))
     if behind:  # (the wording `kame run` uses for a front-end slower than real time)
         # (a stretch no worse than the whole session is not named: with the final stats, 18 of 18
@@ -113,12 +117,14 @@ def report(res: ChatResult, a: argparse.Namespace) -> int:
         print(f"warning: the agent missed its 80 ms deadline on {at}: it ran slower than "
               f"real time, so its audio came late and stuttered; {SLOW_CAUSE} (kame serve's log says which)",
               file=sys.stderr)
-    if dropped:
+    early = round(dropped - at_stop, 3)  # (what a shutdown left unheard: the summary names it, no warning)
+    if early:
         why = ("--fast sent faster than real time; leave --fast out" if a.fast else
                "the agent ran slower than real time (see above)" if behind else
                "the audio reached it faster than real time at times (held back by the network, then sent at once)")
-        print(f"warning: the server dropped {dropped:.2f} s of the input: it keeps only a short backlog and {why}",
-              file=sys.stderr)
+        print(f"warning: the server dropped {early:.2f} s of the input"
+              + (f" (and {at_stop:.2f} s it still held when it shut down)" if at_stop else "")
+              + f": it keeps only a short backlog and {why}", file=sys.stderr)
     told = not res.failure() and not res.interrupted and warn_unanswered(res, rec, a)  # (as `kame run` warns)
     if not len(res.audio) and not res.failure() and not res.interrupted and not told:
         why = (f"the session ended {a.tail:g} s after the input was sent (--tail): give the agent time to answer"
@@ -137,6 +143,21 @@ def report(res: ChatResult, a: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+def dropped_at_shutdown(res: ChatResult) -> float:
+    """Of the input the server dropped, what its shutdown left unheard: on a close 1001 (the server
+    shutting down), the final "stats"'s dropped_input_s beyond the periodic ones'. A shutdown closes
+    the session without stepping the audio it still buffers, which the final stats counts (was:
+    blamed on the network; after END_INPUT the server steps it). 0.0 otherwise."""
+    if res.close_code != SHUTDOWN_CLOSE:
+        return 0.0
+    stats = [m for m in res.read_metas if m.get("type") == "stats"]
+    final = [float(m.get("dropped_input_s") or 0.0) for m in stats if m.get("final") is True]
+    if not final:  # (no final stats came: the periodic ones count nothing the shutdown dropped)
+        return 0.0
+    before = max([float(m.get("dropped_input_s") or 0.0) for m in stats if m.get("final") is not True], default=0.0)
+    return round(max(0.0, max(final) - before), 3)
 
 
 def json_record(res: ChatResult) -> dict:

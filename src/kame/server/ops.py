@@ -106,7 +106,7 @@ def log_opened(server, request: web.BaseRequest, session_id: str) -> None:
 
 
 def log_closed(conn) -> None:
-    stats = session_summary(conn.session, conn.view)
+    stats = session_summary(conn.session, conn.view, conn.budget.dropped_s)
     log.info("session %s closed after %.1f s: %s%s; messages dropped for a slow client %d, protocol errors %d",
              clean(conn.session.id), time.monotonic() - conn.started, ending(conn), f"; {stats}" if stats else "",
              conn.queue.dropped, conn.errors)
@@ -160,14 +160,18 @@ def ending(conn) -> str:
     return clean(f"closed by the server ({int(conn.close_code)} {conn.close_reason})")
 
 
-def session_summary(session, view: SessionView) -> str:
+def session_summary(session, view: SessionView, server_dropped_s: float = 0.0) -> str:
     """The stats part of the "session closed" line: the session's own counters when it has
-    them (kame's sessions), else its last "stats" Meta."""
+    them (kame's sessions), with ``server_dropped_s`` (the input the server dropped undecoded, past
+    the client's budget) added to its dropped input, as the client's stats have it
+    (guard.AudioBudget.merged; was: left out of the log); else its last "stats" Meta (merged already)."""
     stats = dict(view.stats)
     own = getattr(getattr(session, "stats", None), "to_json", None)
     if callable(own):
         try:
             stats.update(own())
+            if server_dropped_s:
+                stats["dropped_input_s"] = round(float(stats.get("dropped_input_s") or 0.0) + server_dropped_s, 3)
         except Exception:  # noqa: BLE001 - a log line must not fail a close
             pass
     parts = []
