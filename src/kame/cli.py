@@ -192,9 +192,13 @@ def _common_options(p: argparse.ArgumentParser, plugin_dest: str = "_plugin_afte
                    help=PLUGIN_HELP)
 
 
+def _word_positions(argv: list[str]) -> list[int]:
+    """Where in ``argv`` the words are that name the command ("serve", "bench step"), and its positionals."""
+    return [i for i, a in enumerate(argv) if not a.startswith("-") and (i == 0 or argv[i - 1] != "--plugin")]
+
+
 def _words(argv: list[str]) -> list[str]:
-    """The words of ``argv`` that name the command ("serve", "bench step"), and its positionals."""
-    return [a for i, a in enumerate(argv) if not a.startswith("-") and (i == 0 or argv[i - 1] != "--plugin")]
+    return [argv[i] for i in _word_positions(argv)]
 
 
 def _owner(parser: argparse.ArgumentParser, leaves: dict, args, argv: list[str], first: str):
@@ -204,8 +208,7 @@ def _owner(parser: argparse.ArgumentParser, leaves: dict, args, argv: list[str],
     levels = [parser, *([args._group] if len(path) == 2 else []), leaves[path]] if path \
         else [parser, *([args._group] if hasattr(args, "_group") else [])]
     at = argv.index(first) if first in argv else len(argv)
-    starts = [i for i, a in enumerate(argv) if not a.startswith("-") and (i == 0 or argv[i - 1] != "--plugin")]
-    return levels[sum(1 for i in starts[: len(levels) - 1] if i < at)]
+    return levels[sum(1 for i in _word_positions(argv)[: len(levels) - 1] if i < at)]
 
 
 class _Marked:

@@ -22,3 +22,18 @@ def test_a_bad_voice_is_refused_before_the_judge_loads(tmp_path, capsys, judges,
     assert opened == [] and judges["probes"] == 0
     assert not out.exists()  # (was: out/eval.json and out/runs/ left behind)
     assert "--voice: " in refused(capsys, qf, out, "--voice", "espeak;bogus=1")  # (an option it does not take)
+
+
+def test_a_voice_that_cannot_be_made_is_named(tmp_path, capsys, fake_components, judges, scratch):
+    """(review r2 #5) a spec of the right form whose TTS cannot be made (piper not installed, an
+    espeak voice missing) names --voice too (was: the TTS's error alone)."""
+    from kame import registry
+    from kame.errors import NotAvailableError
+
+    def missing(arg=None, **kw):
+        raise NotAvailableError("voice 'x' is not installed")
+
+    registry.register("tts", "missingvoice", missing)
+    qf = write(tmp_path / "question.jsonl", [QUESTIONS[2]])
+    err = refused(capsys, qf, tmp_path / "out", "--voice", "missingvoice")
+    assert "--voice: " in err and "voice 'x' is not installed" in err, err

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..cliargs import at_least, naming, thread_count
 from ..config import MAX_SESSIONS
-from .machine import pct
+from .machine import add_dtype_argument, pct
 
 if TYPE_CHECKING:
     import torch
@@ -37,11 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"rows streamed together (default 1; at most {MAX_SESSIONS}, runtime.max_sessions' ceiling); "
                         "times are per batch step")
     p.add_argument("--threads", type=thread_count, default=1, help="torch threads (default 1)")
-    from ..model.config import DTYPE_NAMES  # (the names load_frontend, frontend.dtype and bench step take)
-
-    p.add_argument("--dtype", type=lambda s: DTYPE_NAMES.get(s, s), choices=sorted(set(DTYPE_NAMES.values())),
-                   default=None, help="weights dtype: float32, bfloat16 or float16 (or bf16, fp16, half, fp32; "
-                   "mimi: the embedded codec runs in float32 only); default: the codec's own")
+    add_dtype_argument(p, "the codec's own", note="; mimi: the embedded codec runs in float32 only")
 
 
 def _signal(n: int, batch: int, sample_rate: int) -> torch.Tensor:

@@ -123,6 +123,16 @@ def command_line(args: argparse.Namespace, add_arguments: Callable[[argparse.Arg
     return " ".join(shlex.quote(w) for w in words)
 
 
+def add_dtype_argument(p, default: str, note: str = "") -> None:
+    """--dtype of kame bench step and codec: the names load_frontend and frontend.dtype take (bf16,
+    fp16, half, fp32, float), stored as the full name (float32, bfloat16, float16)."""
+    from ..model.config import DTYPE_NAMES
+
+    p.add_argument("--dtype", type=lambda s: DTYPE_NAMES.get(s, s), choices=sorted(set(DTYPE_NAMES.values())),
+                   default=None, help=f"weights dtype: float32, bfloat16 or float16 (or bf16, fp16, half, fp32{note}); "
+                                      f"default: {default}")
+
+
 def pct(xs: list[float], q: float) -> float:
     """The nearest-rank q-quantile (q in 0..1) of a bench's timings: a value that was measured,
     never one interpolated between two; nan for no values (a table prints it as "–")."""

@@ -4,8 +4,12 @@ For each config (default the random-weight presets tiny, small, 100m), batch siz
 with and without the oracle stream, it steps the batched Stepper for a number of frames on one
 CPU thread and reports p50 / p99 time per batched step, the real-time factor of the batched
 step (mean step time / 80 ms frame: < 1 keeps up with all the batch's sessions), the parameter
-count, and the oracle overhead (ratio of p50 times with / without the oracle stream; random
-presets only, a checkpoint is loaded once, with it), as a markdown table.
+count, and the oracle overhead (ratio of p50 times with / without the oracle stream), as a
+markdown table. Each front-end is loaded with its own oracle setting, as kame run's
+frontend.oracle=auto loads it (a Kyutai STT checkpoint, or a config.json with "oracle": false,
+has none). "no oracle" times the same weights without the oracle stream, as frontend.oracle=off
+runs them; "oracle" with it, fed a prediction every 2 s; a front-end without one gets its
+"no oracle" time only (the others n/a, with the reason under the table).
 
     kame bench step                                   # tiny, small, 100m; batch 1 and 4
     kame bench step --frontend random:tiny --batch 1 --frames 50
@@ -20,8 +24,7 @@ import time
 
 from ..cliargs import at_least, naming, thread_count
 from ..config import MAX_SESSIONS
-from ..model.config import DTYPE_NAMES
-from .machine import pct
+from .machine import add_dtype_argument, pct
 
 DEFAULT_FRONTENDS = ["random:tiny", "random:small", "random:100m"]
 
@@ -34,24 +37,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=at_least(1), default=40, help="timed steps per case (default 40)")
     p.add_argument("--warmup", type=at_least(0), default=5, help="untimed steps first (default 5)")
     p.add_argument("--threads", type=thread_count, default=1, help="torch threads (default 1)")
-    p.add_argument("--dtype", default=None, choices=sorted(DTYPE_NAMES), help="weights dtype (default float32 on CPU)")
+    add_dtype_argument(p, "float32 on CPU")
 
 
 
-def bench_pair(plain, with_oracle, batch: int, frames: int, warmup: int) -> tuple[dict, dict]:
+def bench_pair(plain, with_oracle, batch: int, frames: int, warmup: int) -> tuple[dict, dict | None]:
     """Step a Moshi-style model and the same model with the oracle stream alternately (so that
-    CPU contention hits both alike); the oracle gets a new 20-token prediction every 2 s."""
+    CPU contention hits both alike); the oracle gets a new 20-token prediction every 2 s.
+    with_oracle None (a front-end without an oracle stream): ``plain`` alone, (times, None)."""
     import torch
 
     from ..model.stepper import Sampling, Stepper
 
-    steppers = [Stepper(m, batch, Sampling(), seed=0) for m in (plain, with_oracle)]  # (per-row streams, as kame serve's when frontend.seed is set)
+    models = [m for m in (plain, with_oracle) if m is not None]
+    # (per-row streams, as kame serve's when frontend.seed is set)
+    steppers = [Stepper(m, batch, Sampling(), seed=0) for m in models]
     g = torch.Generator().manual_seed(1)
     cfg = plain.cfg
-    times: list[list[float]] = [[], []]
+    times: list[list[float]] = [[] for _ in steppers]
     with torch.no_grad():
         for i in range(frames + warmup):
-            if i % 25 == 0:
+            if i % 25 == 0 and with_oracle is not None:
                 for b in range(batch):
                     steppers[1].oracle.reset(b)
                     steppers[1].oracle.append(b, torch.randint(4, cfg.text_card, (20,), generator=g).tolist())
@@ -61,7 +67,21 @@ def bench_pair(plain, with_oracle, batch: int, frames: int, warmup: int) -> tupl
                 st.step(user)
                 if i >= warmup:
                     times[j].append(time.perf_counter() - t0)
-    return tuple(dict(p50=pct(t, 0.5), p99=pct(t, 0.99), mean=sum(t) / len(t)) for t in times)
+    r = [dict(p50=pct(t, 0.5), p99=pct(t, 0.99), mean=sum(t) / len(t)) for t in times]
+    return r[0], (r[1] if with_oracle is not None else None)
+
+
+def without_oracle(model):
+    """The same weights without the oracle stream, as frontend.oracle=off runs a checkpoint: a
+    shallow copy sharing every other module (a checkpoint is not loaded twice; the steppers keep
+    their state, not the model), and the model keeps its own oracle_emb."""
+    import copy
+
+    plain = copy.copy(model)
+    plain._modules = dict(model._modules)  # (its own table: the oracle_emb set to None below is the copy's)
+    plain.oracle_emb = None
+    plain.cfg = model.cfg.replace(oracle=False)
+    return plain
 
 
 def main(args: argparse.Namespace) -> int:
@@ -86,9 +106,7 @@ def measure(args: argparse.Namespace, rows: list[dict]) -> None:
     """main's cases, each appended to ``rows`` as it is measured."""
     import torch
 
-    from ..model.expected import check_streamable
-    from ..model.loaders import load_frontend
-    from ..runtime.frontend import frontend_form, plugin_frontend
+    from ..runtime.frontend import frontend_form
     from .machine import header
 
     torch.set_num_threads(args.threads)
@@ -100,25 +118,54 @@ def measure(args: argparse.Namespace, rows: list[dict]) -> None:
     print(header(args, add_arguments, "step"), flush=True)
     batches = args.batch or [1, 4]
     for spec, form in zip(specs, forms):
-        if form[0] == "plugin":  # (created through the registry, as the runtime creates it)
-            with_oracle, _ = plugin_frontend(spec, dtype=args.dtype, oracle=True, fetch_companions=False,
-                                             before_weights=lambda info: check_streamable(info.config, spec))
-            check_streamable(with_oracle.cfg, spec)  # (a factory may not have passed before_weights on)
-        else:
-            with_oracle, _ = load_frontend(spec, dtype=args.dtype, oracle=True, fetch_companions=False,
-                                           spec_form=form,
-                                           before_weights=lambda info: check_streamable(info.config, info.source))
-        # The same weights without the oracle table (a Moshi model).
-        plain, _ = load_frontend(spec, dtype=args.dtype, oracle=False, fetch_companions=False, spec_form=form) \
-            if form[0] == "random" else (None, None)
-        if plain is None:
-            plain = with_oracle
-        oracle_params = sum(p.numel() for p in with_oracle.oracle_emb.parameters()) if with_oracle.has_oracle else 0
-        params = with_oracle.num_params() - oracle_params  # the Moshi-architecture part
+        model, note = load_own_oracle(spec, form, args.dtype)
+        # (was: every front-end with an oracle table, and a checkpoint's "no oracle" column the
+        # same model again, fed pad; a Kyutai STT one or an "oracle": false one was timed with a
+        # table it never runs with)
+        plain = without_oracle(model) if model.has_oracle else model
+        params = plain.num_params()  # the Moshi-architecture part
         for b in batches:
-            r_plain, r_orc = bench_pair(plain, with_oracle, b, args.frames, args.warmup)
-            rows.append(dict(spec=spec, params=params, oracle_params=oracle_params, batch=b, plain=r_plain,
-                             oracle=r_orc, same_model=plain is with_oracle))
+            r_plain, r_orc = bench_pair(plain, model if model.has_oracle else None, b, args.frames, args.warmup)
+            rows.append(dict(spec=spec, params=params, oracle_params=model.num_params() - params, batch=b,
+                             plain=r_plain, oracle=r_orc, note=note))
+
+
+def load_own_oracle(spec: str, form, dtype) -> tuple:
+    """-> (model, note): the front-end with its own oracle stream or none, as kame run's
+    frontend.oracle=auto loads it, and what its table row needs said ("" nothing)."""
+    from ..errors import CheckpointError
+    from ..model.expected import check_streamable
+    from ..model.loaders import load_frontend
+    from ..runtime.frontend import _oracle_stream, plugin_frontend
+
+    kind = form[0]
+    if kind == "plugin":  # (created through the registry, as the runtime creates it; asked for an oracle stream)
+        model, info = plugin_frontend(spec, dtype=dtype, oracle=True, fetch_companions=False,
+                                      before_weights=lambda info: check_streamable(info.config, spec))
+        check_streamable(model.cfg, spec)  # (a factory may not have passed before_weights on)
+    else:
+        def load(oracle):
+            return load_frontend(spec, dtype=dtype, oracle=oracle, fetch_companions=False, spec_form=form,
+                                 before_weights=lambda info: check_streamable(info.config, info.source))
+        try:
+            model, info = load(None)
+        except CheckpointError as exc:
+            if not getattr(exc, "needs_oracle", False):
+                raise
+            # a KAME file whose config.json says "oracle": false: kame run refuses it with frontend.oracle
+            # auto, and runs it with frontend.oracle=on (its oracle stream) or off (none): both are timed
+            model, info = load(True)
+            return model, ('its config.json says "oracle": false but its weights hold oracle_emb: kame run '
+                           'needs frontend.oracle=on ("oracle") or off ("no oracle")')
+    if not model.has_oracle:
+        why = ("a Kyutai STT model, model_type stt" if info.model_type == "stt" else
+               "its factory made none" if kind == "plugin" else
+               "random weights built without one" if kind == "random" else 'its config says "oracle": false')
+        return model, f"no oracle stream ({why}): timed without one only (oracle n/a)"
+    if _oracle_stream(model, info, kind) == "text_emb-copy":
+        return model, ("no oracle_emb in the checkpoint (a Moshi one): its oracle stream is a copy of "
+                       "text_emb, as kame run initialises it")
+    return model, ""
 
 
 def table(rows: list[dict]) -> str:
@@ -126,12 +173,22 @@ def table(rows: list[dict]) -> str:
              "| step p50 / p99 (ms), oracle | oracle overhead (p50 ratio) | per session (ms, p50 / batch) "
              "| RTF (mean step / 80 ms) |",
              "|---|---|---|---|---|---|---|---|---|"]
+    notes: dict[str, str] = {}
     for r in rows:
         p, o = r["plain"], r["oracle"]
-        # A checkpoint is loaded once (with the oracle): there is no oracle-free model to compare.
-        overhead = "n/a" if r.get("same_model") else f"{o['p50'] / p['p50']:.3f}"
+        run = p if o is None else o  # the model as kame run runs it (frontend.oracle=auto)
+        orc = "n/a" if o is None else f"{1e3 * o['p50']:.1f} / {1e3 * o['p99']:.1f}"
+        overhead = "n/a" if o is None else f"{o['p50'] / p['p50']:.3f}"
+        size = "-" if o is None else f"{r['oracle_params'] / 1e6:.2f}"
         lines.append(
-            f"| `{r['spec']}` | {r['params'] / 1e6:.1f} | {r['oracle_params'] / 1e6:.2f} | {r['batch']} "
-            f"| {1e3 * p['p50']:.1f} / {1e3 * p['p99']:.1f} | {1e3 * o['p50']:.1f} / {1e3 * o['p99']:.1f} "
-            f"| {overhead} | {1e3 * o['p50'] / r['batch']:.1f} | {o['mean'] / 0.08:.2f} |")
+            f"| `{r['spec']}` | {r['params'] / 1e6:.1f} | {size} | {r['batch']} "
+            f"| {1e3 * p['p50']:.1f} / {1e3 * p['p99']:.1f} | {orc} "
+            f"| {overhead} | {1e3 * run['p50'] / r['batch']:.1f} | {run['mean'] / 0.08:.2f} |")
+        if r.get("note"):
+            notes[r["spec"]] = r["note"]
+    below = [f"`{spec}`: {note}" for spec, note in notes.items()]
+    if any(r["oracle"] is not None for r in rows):
+        below.insert(0, "no oracle: the weights without the oracle stream (as frontend.oracle=off runs them); oracle: "
+                        "with it, fed a 20-token prediction every 2 s; per session and RTF: the oracle's when it has one")
+    lines += [""] + below if below else []
     return "\n".join(lines)

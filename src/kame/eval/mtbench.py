@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..audio import SAMPLE_RATE as SR, write_wav
-from ..cliargs import at_least, tail_seconds
+from ..cliargs import at_least, naming, tail_seconds
 from ..errors import ConfigError, KameError
 from ..paths import check_output_folder, read_text
 from .heard import (ASR, add_asr_arguments, asr_settings, check_asr_options, check_asr_settings, hear_saved, load_asr,
@@ -495,7 +495,8 @@ def main(args) -> int:
         if todo:  # made as the agents make their LLM: at the back-end's CPU priority, in a thread
             judge = open_judge(args.judge, runner, cfg.backend.nice, args.judge_timeout)
         to_run = [] if args.rejudge else [q for q in todo if not saved(q).exists()]
-        tts = registry.create_with_optional("tts", args.voice, seed=0) if to_run else None  # (seeded, if it takes one)
+        with naming("--voice"):  # (a spec of the right form that cannot be made: piper or an espeak voice missing)
+            tts = registry.create_with_optional("tts", args.voice, seed=0) if to_run else None  # (seeded, if it takes one)
         asr = load_asr() if to_run and args.asr else None
         if to_run:
             print("warm-up: one untimed run through the agent (loading it: once for all questions)", flush=True)

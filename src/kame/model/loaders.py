@@ -487,7 +487,7 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
         err = mismatch(exc, wpath, state, cfg, found)
         # (for the runtime's frontend.oracle hint: a KAME file whose config.json says "oracle": false)
         err.needs_oracle = (not cfg.oracle and any(k.endswith("oracle_emb.weight") for k in state)
-                            and _fits(state, cfg.replace(oracle=True), dt))
+                            and _fits(state, cfg.replace(oracle=True)))
         raise err from exc
     model.load_state_dict(state, assign=True)
     model.eval()
@@ -496,11 +496,11 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
     return model, replace(info, oracle_upgraded=upgraded)
 
 
-def _fits(state: Mapping[str, torch.Tensor], cfg: LMConfig, dtype: torch.dtype) -> bool:
-    """Whether the weights would load into a model of ``cfg`` (its keys and shapes: no weights are
-    copied; a load's failure, e.g. ``needs_oracle``)."""
+def _fits(state: Mapping[str, torch.Tensor], cfg: LMConfig) -> bool:
+    """Whether the weights would load into a model of ``cfg`` (its keys and shapes: no weight is
+    copied, none cast; a load's failure, e.g. ``needs_oracle``)."""
     try:
-        convert_state(state, build_meta(cfg), dtype)
+        convert_state(state, build_meta(cfg), None)
     except CheckpointError:
         return False
     return True

@@ -12,10 +12,10 @@ from .lm import LMModel
 from .tensorfiles import strip_wrapper_prefix
 
 
-def convert_state(state: dict[str, torch.Tensor], model: LMModel, dtype: torch.dtype,
+def convert_state(state: dict[str, torch.Tensor], model: LMModel, dtype: torch.dtype | None,
                   upgrade_oracle: bool = True) -> tuple[dict[str, torch.Tensor], bool]:
-    """Map a published state dict onto `model`'s names, check keys/shapes/dtypes, cast.
-    Returns (state, oracle_upgraded)."""
+    """Map a published state dict onto `model`'s names, check keys/shapes/dtypes, cast (``dtype``
+    None: not cast, the check alone, no weight copied). Returns (state, oracle_upgraded)."""
     state = dict(state)
     expected = model.state_dict()  # meta tensors: names and shapes only
     state = strip_wrapper_prefix(state, "text_emb.weight")  # a training wrapper's "model." / "lm."
@@ -50,5 +50,6 @@ def convert_state(state: dict[str, torch.Tensor], model: LMModel, dtype: torch.d
             raise CheckpointError(f"shape mismatch for {k}: checkpoint {tuple(v.shape)}, config expects {tuple(want.shape)}")
         if not v.dtype.is_floating_point:
             raise CheckpointError(f"{k} has dtype {v.dtype} (quantized?); expected floating point weights")
-        state[k] = v.to(dtype)
+        if dtype is not None:
+            state[k] = v.to(dtype)
     return state, upgraded
