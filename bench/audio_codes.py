@@ -36,9 +36,10 @@ from kame.bench.machine import machine_line
 from kame.errors import KameError
 from kame.eval.follow import cer, speaking_frames, teacher_forced, wer
 from kame.train.batching import manifest_path
-from kame.train.data import SAMPLE_RATE, read_dialogue, read_manifest
+from kame.train.data import SAMPLE_RATE, read_dialogue
 from kame.train.examples import training_example
 from kame.train.loading import load_for_training
+from kame.train.manifest import read_manifest
 
 
 def codes_table(frontend: str, dialogues) -> tuple[list[float], list[float], int]:

@@ -25,7 +25,8 @@ import torch
 
 from kame.bench.machine import machine_line
 from kame.train.batching import batches, echo_oracle, load_examples, manifest_path
-from kame.train.data import DataError, read_manifest
+from kame.train.data import DataError
+from kame.train.manifest import read_manifest
 from kame.eval.follow import teacher_forced
 from kame.train.config import TrainConfig, lr_at
 from kame.train.examples import stream_ids

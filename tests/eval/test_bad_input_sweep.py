@@ -7,7 +7,8 @@ import pytest
 
 from kame.cli import main
 from kame.train.codes import write_codes
-from kame.train.data import CODES, read_dialogue, read_manifest
+from kame.train.data import CODES, read_dialogue
+from kame.train.manifest import read_manifest
 
 from ..train._fakes import FakeCodec
 from ..train.test_finetune import _data

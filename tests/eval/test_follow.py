@@ -18,9 +18,9 @@ from kame.backend.tokenizer import default_tokenizer
 from kame.cli import main
 from kame.eval.follow import cer, chance_cer, follow_one, speaking_frames, wer, words_of_stream
 from kame.model.stepper import Sampling
-from kame.train.data import (FRAME_SIZE, Dialogue, OracleEvent, Word, read_dialogue, read_manifest, write_dialogue,
-                             write_manifest)
+from kame.train.data import FRAME_SIZE, Dialogue, OracleEvent, Word, read_dialogue, write_dialogue
 from kame.train.finetune import TrainConfig, train
+from kame.train.manifest import read_manifest, write_manifest
 
 from ..train._fakes import FakeCodec, audio, levels
 from ..train.test_finetune import _data, _tiny

@@ -17,8 +17,9 @@ from kame.cli import main
 from kame.errors import CheckpointError, ConfigError, KameError
 from kame.model.loaders import load_frontend
 from kame.train.codes import load_codes, write_codes
-from kame.train.data import CODES, DataError, read_dialogue, read_manifest
+from kame.train.data import CODES, DataError, read_dialogue
 from kame.train.finetune import STATE, TrainConfig, train
+from kame.train.manifest import read_manifest
 from kame.train.oracle_sim import SimOracleConfig
 from kame.train.synth import SynthConfig, summary, synth_all
 
@@ -316,7 +317,7 @@ def test_predictions_a_delay_puts_past_the_end_are_warned_about(tmp_path, capsys
 
 
 def test_the_past_end_warning_counts_in_the_singular_too():
-    from kame.train.synth import past_end_warning
+    from kame.train.datacmd import past_end_warning
 
     assert past_end_warning(0, 0) == []
     assert past_end_warning(1, 1) == ["warning: 1 prediction point of 1 dialogue would arrive at or past the "

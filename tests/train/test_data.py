@@ -11,10 +11,8 @@ import soundfile as sf
 import torch
 
 from kame.train.codes import encode_dialogue, load_codes, write_codes
-from kame.train.data import (
-    AUDIO, CODES, META, DataError, Dialogue, OracleEvent, Word, read_dialogue, read_manifest, write_dialogue,
-    write_manifest,
-)
+from kame.train.data import AUDIO, CODES, META, DataError, Dialogue, OracleEvent, Word, read_dialogue, write_dialogue
+from kame.train.manifest import read_manifest, write_manifest
 
 from ._fakes import FakeCodec, audio, dialogue
 
@@ -206,6 +204,7 @@ def test_a_manifest_line_hashes_the_dialogue_json_it_read(tmp_path, monkeypatch)
     import hashlib
 
     import kame.train.data as data
+    from kame.train.manifest import manifest_entry
 
     a = write_dialogue(tmp_path / "a", sample())
     first = (a / META).read_bytes()
@@ -218,7 +217,7 @@ def test_a_manifest_line_hashes_the_dialogue_json_it_read(tmp_path, monkeypatch)
             write_dialogue(a, sample(T=20, seed=3), overwrite=True)
 
     monkeypatch.setattr(data, "validate_dialogue", rewritten_meanwhile)
-    entry = data.manifest_entry(a)
+    entry = manifest_entry(a)
     assert entry.frames == 16 and entry.meta_sha256 == hashlib.sha256(first).hexdigest()
     assert (a / META).read_bytes() != first
 

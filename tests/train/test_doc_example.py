@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kame.train.data import Dialogue, Word, write_dialogue, write_manifest
+from kame.train.data import Dialogue, Word, write_dialogue
+from kame.train.manifest import write_manifest
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "data.md"
 

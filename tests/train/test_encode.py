@@ -10,7 +10,8 @@ import pytest
 
 from kame.cli import main
 from kame.train.codes import encode_dialogue
-from kame.train.data import CODES, Dialogue, Word, read_dialogue, write_dialogue, write_manifest
+from kame.train.data import CODES, Dialogue, Word, read_dialogue, write_dialogue
+from kame.train.manifest import write_manifest
 
 PLUGIN = '''
 import os

@@ -25,10 +25,11 @@ from kame.errors import ConfigError
 from kame.model.config import preset
 from kame.model.lm import LMOutput
 from kame.model.loaders import load_frontend
-from kame.train.data import DataError, OracleEvent, Word, write_dialogue, write_manifest
+from kame.train.data import DataError, OracleEvent, Word, write_dialogue
 from kame.train.examples import collate, training_example
 from kame.train.finetune import STATE, TrainConfig, train
 from kame.train.loss import frontend_loss
+from kame.train.manifest import write_manifest
 
 from ._fakes import FakeCodec, dialogue
 

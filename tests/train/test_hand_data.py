@@ -11,9 +11,9 @@ from dataclasses import replace
 
 import pytest
 
-from kame.train.data import (AUDIO, CODES, META, DataError, OracleEvent, Word, read_dialogue, read_manifest,
-                             write_dialogue, write_manifest, write_meta)
-from kame.train.examples import retokenize_oracle, training_example
+from kame.train.data import AUDIO, CODES, META, DataError, OracleEvent, Word, read_dialogue, write_dialogue, write_meta
+from kame.train.examples import check_oracle_tokens, retokenize_oracle, training_example
+from kame.train.manifest import read_manifest, write_manifest
 
 from ._fakes import FakeCodec, dialogue
 from .test_format_checks import edited_folder
@@ -53,9 +53,28 @@ def test_an_append_whose_word_is_held_back_for_the_next_is_still_accepted(tok, c
     training_example(d, FakeCodec(), tok, cfg, use_cache=False)
     d.oracle = [OracleEvent(1, "reset"), OracleEvent(1, "append", [5]), *TEXT_ONLY]  # (the second one feeds nothing)
     d.tokenizer_sha256 = tok.sha256
-    with pytest.raises(DataError, match=r"^dialogue: oracle event 3 .* has text 'Hello there' but its prediction "
-                                        r"has no ids.*d = kame\.train\.examples\.retokenize_oracle\(d, tokenizer\)"):
+    with pytest.raises(DataError, match=r"^dialogue: oracle event 3 .* has text 'Hello there' but no ids, nor has "
+                                        r"a later append.*d = kame\.train\.examples\.retokenize_oracle\(d, tokenizer\)"):
         training_example(d, FakeCodec(), tok, cfg, use_cache=False)
+
+
+def test_text_appended_after_a_predictions_last_ids_is_refused(tok, cfg):
+    """Review r2 #1: a prediction with ids whose later append has text alone was accepted, that text
+    never fed (only a prediction with no ids at all was refused)."""
+    d = dialogue(16, oracle=[OracleEvent(2, "reset"), OracleEvent(2, "append", tok.encode("Hello"), text="Hello"),
+                             OracleEvent(4, "append", text=" there, the answer is 42")])
+    d.tokenizer_sha256 = tok.sha256
+    with pytest.raises(DataError, match=r"^dialogue: oracle event 2 \(append at frame 4\) has text ' there, the "
+                                        r"answer is 42' but no ids, nor has a later append of its prediction"):
+        check_oracle_tokens(d, tok)
+    # retokenize_oracle's own output passes, also when the held-back word went to a blank last append
+    for texts in (["Hello wor", "ld", " "], ["Hello", " there, the answer is 42"]):
+        d = retokenize_oracle(dialogue(16, oracle=[OracleEvent(2, "reset"),
+                                                   *(OracleEvent(2 + i, "append", text=t) for i, t in enumerate(texts))]),
+                              tok)
+        check_oracle_tokens(d, tok)
+        if texts[-1] == " ":  # ("ld", its last append with text, has none: "world" went to the blank one)
+            assert d.oracle[2].ids == [] and d.oracle[3].ids, d.oracle
 
 
 # --- 3, 4: dialogue.json's numbers: missing keys named, a rounded duration_s accepted ------------
@@ -107,7 +126,7 @@ def test_a_missing_audio_wav_is_said_so(tmp_path):
 
 # --- 2: a manifest without meta_sha256 cannot catch edits: said ---------------------------------
 def test_a_manifest_without_meta_sha256_gets_a_note_saying_what_it_costs(tmp_path):
-    from kame.train.data import unhashed_note
+    from kame.train.manifest import unhashed_note
 
     folders = [_written(tmp_path, f"d{i}") for i in range(2)]
     path = tmp_path / "train.jsonl"
@@ -149,11 +168,42 @@ def test_data_encode_reports_every_oracle_kame_train_would_refuse(tmp_path, tok,
                _written(tmp_path, "text", oracle=TEXT_ONLY)]
     write_manifest(tmp_path / "train.jsonl", folders)
     (folders[1] / CODES).write_bytes(b"")  # (one with a cache, stale: checked as well)
-    rc = main(["data", "encode", str(tmp_path), "--codec", fake_codec, "--jobs", "1"])
+    rc = main(["data", "encode", str(tmp_path), "--codec", fake_codec, "--jobs", "1", "--tokenizer", str(tok.path)])
     out = capsys.readouterr().out
     assert rc == 1, out
     said = {line.split(": ")[1] for line in out.splitlines() if line.startswith("oracle: ")}
     assert said == {str(f) for f in folders[1:]}, out
     assert "has ids [99999]" in out and "tokenizer sha256 " + "0" * 64 in out and "has text 'Hello there'" in out
-    assert "3 of the 4 dialogues have an oracle kame train refuses" in out, out
+    assert "3 of the 4 dialogues have an oracle kame train refuses with this tokenizer" in out, out
     assert all((f / CODES).stat().st_size for f in folders), out  # (their audio is fine: encoded all the same)
+
+
+def test_data_encode_without_tokenizer_checks_only_text_without_ids(tmp_path, tok, fake_codec, capsys):
+    """Review r2 #2: without --tokenizer, a set made with another front-end's tokenizer (Moshi's) was
+    refused against kame's default one (exit 1); now only what needs no tokenizer is checked."""
+    from kame.cli import main
+
+    moshi = [OracleEvent(2, "reset"), OracleEvent(2, "append", [5, 31999])]  # (ids past kame's 4000 pieces)
+    folders = [_written(tmp_path, "moshi", oracle=moshi, tokenizer_sha256="0" * 64)]
+    write_manifest(tmp_path / "train.jsonl", folders)
+    assert main(["data", "encode", str(tmp_path), "--codec", fake_codec, "--jobs", "1"]) == 0, capsys.readouterr()
+    assert "oracle: " not in capsys.readouterr().out
+    folders.append(_written(tmp_path, "text", oracle=TEXT_ONLY))
+    write_manifest(tmp_path / "train.jsonl", folders)
+    assert main(["data", "encode", str(tmp_path), "--codec", fake_codec, "--jobs", "1"]) == 1
+    out = capsys.readouterr().out
+    assert [line.split(": ")[1] for line in out.splitlines() if line.startswith("oracle: ")] == [str(folders[1])], out
+    assert "1 of the 2 dialogues have an oracle kame train refuses (text without ids)" in out, out
+
+
+def test_data_encode_loads_the_tokenizer_before_the_codec(tmp_path, fake_codec, monkeypatch, capsys):
+    """Review r2 #3: a mistyped --tokenizer was said only after the codec was made (Mimi: its weights)."""
+    from kame.cli import main
+    from kame.train import encode
+
+    write_manifest(tmp_path / "train.jsonl", [_written(tmp_path)])
+    made = []
+    monkeypatch.setattr(encode, "make_codec", lambda *a: made.append(a))
+    rc = main(["data", "encode", str(tmp_path), "--codec", fake_codec, "--tokenizer", str(tmp_path / "nope.model")])
+    assert rc != 0 and made == [], (rc, made)
+    assert "--tokenizer" in capsys.readouterr().err

@@ -11,8 +11,8 @@ import pytest
 
 from kame.backend.tokenizer import default_tokenizer
 from kame.errors import BackendError
-from kame.train.data import (CODES, DataError, Dialogue, OracleEvent, Word, read_dialogue, read_manifest, write_dialogue,
-                             write_manifest, write_meta)
+from kame.train.data import CODES, DataError, Dialogue, OracleEvent, Word, read_dialogue, write_dialogue, write_meta
+from kame.train.manifest import read_manifest, write_manifest
 from kame.train.oracle_sim import SimOracleConfig
 from kame.train.reoracle import answered_turns, dialogue_oracle, reoracle_all, turns
 from tests.backend.scripted_llm import ScriptedLLM

@@ -10,11 +10,12 @@ import pytest
 
 from kame.backend.tokenizer import default_tokenizer
 from kame.backend.tts.base import TTS, TimedWord
-from kame.train.data import DataError, read_dialogue, read_manifest
+from kame.train.data import DataError, read_dialogue
+from kame.train.manifest import read_manifest
 from kame.train.qa import QAItem
 from kame.errors import BackendError
-from kame.train.synth import (MAX_FAILURES_IN_A_ROW, SynthConfig, _check_llm, _check_voice, folder_name, synth_all,
-                              synth_dialogue)
+from kame.train.datacmd import MAX_FAILURES_IN_A_ROW, _check_llm
+from kame.train.synth import SynthConfig, _check_voice, folder_name, synth_all, synth_dialogue
 from tests.backend.scripted_llm import ScriptedLLM
 
 SR = 24000
@@ -592,7 +593,8 @@ def test_data_oracle_random_redraws_what_data_synth_random_drew(tmp_path, monkey
     redrawn otherwise: the pool's order was the order its replies came in)."""
     from kame.cli import main
     from kame.train import synth
-    from kame.train.data import read_dialogue, read_manifest
+    from kame.train.data import read_dialogue
+    from kame.train.manifest import read_manifest
 
     monkeypatch.setattr(synth, "_Voices", ToneVoices)
     qa = tmp_path / "qa.jsonl"

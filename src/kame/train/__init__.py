@@ -5,7 +5,9 @@ docs/data.md describes the data, docs/training.md the fine-tuning. What exists n
 - ``kame.train.data``: the on-disk layout of one training dialogue (a folder: stereo 24 kHz
   audio.wav, user left / agent right as `kame run` writes it; dialogue.json with both speakers'
   words and times, the oracle events at their frames with their hint levels, the tokenizer's
-  sha256), its checks (``DataError``), and a JSONL manifest;
+  sha256) and its checks (``DataError``);
+- ``kame.train.manifest``: the JSONL manifest of a set (one line per dialogue, with its
+  dialogue.json's sha256, which kame train's resume checks);
 - ``kame.train.codes``: the optional cache of a dialogue's codec codes (codes.npz, checked
   against the codec's fingerprint and the audio's sha256);
 - ``kame.train.examples``: a dialogue -> ``(codes [K, T], oracle [T])`` laid out as
@@ -22,6 +24,8 @@ docs/data.md describes the data, docs/training.md the fine-tuning. What exists n
 - ``kame.train.synth``: `kame data synth`, QA items -> spoken dialogue folders + a manifest;
 - ``kame.train.reoracle``: `kame data oracle`, a new simulated oracle for a set's dialogues (any
   dialogue in the layout, multi-turn too), their audio and codes cache kept;
+- ``kame.train.datacmd``: what `kame data synth` and `kame data oracle` share (the simulator, the
+  tokenizer of --tokenizer, the settings record synth.json, their report lines);
 - ``kame.train.encode``: `kame data encode`, a set's codes cache in several worker processes;
 - ``kame.train.loading``: the front-end `kame train` trains, with its codec and tokenizer;
 - ``kame.train.finetune`` / ``kame.train.loss``: `kame train`, fine-tuning a front-end on a manifest

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Collection, Iterator, Sequence
 
-from .data import DataError, read_dialogue, read_manifest
+from .data import DataError, read_dialogue
+from .manifest import read_manifest
 
 if TYPE_CHECKING:  # (torch is imported where it is used: `kame train --help` stays fast)
     import torch
@@ -170,7 +171,7 @@ def manifest_path(path: str | Path, command: str = "train") -> Path:
                         f"writes OUT/train.jsonl)")
     if not p.is_file():
         raise DataError(f"{command}: no manifest at {p}: make one with `kame data synth` (OUT/train.jsonl) or "
-                        f"kame.train.data.write_manifest")
+                        f"kame.train.manifest.write_manifest")
     return p
 
 

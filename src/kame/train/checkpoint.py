@@ -208,7 +208,7 @@ def check_listed(manifest: Path, resume, warn=None) -> dict:
     load_examples (``listed``): each dialogue.json is read once. ``warn(line)`` (a resume's, on rank
     0): told when lines have no meta_sha256, whose dialogues' edits cannot be seen (unhashed_note)."""
     from ..errors import ConfigError
-    from .data import changed_since_listed, read_manifest, unhashed_note
+    from .manifest import changed_since_listed, read_manifest, unhashed_note
 
     entries = read_manifest(manifest)
     if resume is not None and warn is not None and (note := unhashed_note(entries, manifest)):
@@ -222,7 +222,7 @@ def check_listed(manifest: Path, resume, warn=None) -> dict:
             f"dialogue.json is not the one its meta_sha256 names: {names}; a `kame data oracle` stopped before it "
             f"wrote the manifest again?)")
     fix = ("write its manifest anew: run the command that made the set again (`kame data oracle` or `kame data "
-           "synth`: dialogues already done are rewritten or skipped), or kame.train.data.write_manifest(PATH, "
+           "synth`: dialogues already done are rewritten or skipped), or kame.train.manifest.write_manifest(PATH, "
            "folders) for a list of your own")
     if resume is not None:
         raise ConfigError(f"train: --resume {resume}: {what}, so the set is not the one the run trained on: {fix}, "

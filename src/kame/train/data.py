@@ -1,5 +1,5 @@
-"""The on-disk layout of training dialogues (docs/data.md): one folder per dialogue, a JSONL
-manifest over many, and an optional cache of the dialogue's codec codes.
+"""The on-disk layout of training dialogues (docs/data.md): one folder per dialogue, and an
+optional cache of the dialogue's codec codes (a JSONL manifest over many: kame.train.manifest).
 
     DIALOGUE/audio.wav      stereo 24 kHz: user left, agent right (as `kame run` writes OUT.wav)
     DIALOGUE/dialogue.json  words of both speakers with times, the oracle events, provenance
@@ -9,8 +9,6 @@ manifest over many, and an optional cache of the dialogue's codec codes.
     d = Dialogue(audio, words=[Word("user", "hi", 0.1, 0.3), ...], oracle=[OracleEvent(5, "reset", hint=0), ...])
     write_dialogue("data/d0001", d)
     d = read_dialogue("data/d0001")          # DataError saying what is wrong (rate, mono, words, ...)
-    write_manifest("data/train.jsonl", ["data/d0001", ...])
-    for entry in read_manifest("data/train.jsonl"): read_dialogue(entry.path)
 
 Both channels are on one 80 ms clock: frame f of either is samples [f*1920, (f+1)*1920), and the
 agent's frame f is the front-end's output frame f (what it says at step f, having heard the user's
@@ -23,16 +21,16 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from ..backend.options import is_finite_number
 from ..backend.types import FRAME_SIZE, SAMPLE_RATE  # (kame's audio: 24 kHz, 80 ms frames)
 from ..errors import KameError
-from ..paths import file_sha256, read_text, write_replacing
+from ..paths import file_sha256, write_replacing
 
 FRAME_RATE = SAMPLE_RATE / FRAME_SIZE  # 12.5 Hz
 FORMAT, VERSION = "kame-dialogue", 1
@@ -343,10 +341,10 @@ def read_dialogue(folder: str | Path, *, audio: bool = True) -> Dialogue:
     """Read and validate FOLDER (a DataError naming the file and what is wrong). ``audio=False``
     checks the wav's header only (rate, channels, length) and leaves ``audio`` all zeros: for
     manifests and statistics."""
-    return _read_dialogue(folder, audio)[0]
+    return read_dialogue_and_sha256(folder, audio)[0]
 
 
-def _read_dialogue(folder: str | Path, audio: bool) -> tuple[Dialogue, str]:
+def read_dialogue_and_sha256(folder: str | Path, audio: bool) -> tuple[Dialogue, str]:
     """read_dialogue's work, and the sha256 of the dialogue.json bytes it parsed (one read: the
     manifest's hash is of what was read, not of a file that may have changed since)."""
     import hashlib
@@ -482,125 +480,3 @@ def _write_text(path: Path, text: str) -> None:
     """Write through a temporary file renamed into place (write_replacing): a reader never sees
     half a file; one that cannot be written is a DataError naming it."""
     write_replacing(path, lambda tmp: tmp.write_text(text), error=DataError)
-
-
-# ---------------------------------------------------------------------------------------------
-# manifest
-
-
-@dataclass
-class ManifestEntry:
-    path: Path  # the dialogue's folder (resolved against the manifest's folder)
-    duration: float  # seconds
-    frames: int
-    user_words: int
-    agent_words: int
-    predictions: int  # oracle resets
-    hints: list[int]  # the hint levels of its predictions (sorted, unique; real back-ends: none)
-    meta_sha256: str | None = None  # of its dialogue.json: the manifest's own sha256 changes with any dialogue's oracle
-
-
-def manifest_entry(folder: str | Path) -> ManifestEntry:
-    d, meta_sha256 = _read_dialogue(folder, audio=False)
-    return ManifestEntry(Path(folder), d.duration_s, d.frames, len(d.words_of("user")), len(d.words_of("agent")),
-                         sum(ev.event == "reset" for ev in d.oracle),
-                         sorted({ev.hint for ev in d.oracle if ev.hint is not None}), meta_sha256)
-
-
-def write_manifest(path: str | Path, folders: Iterable[str | Path],
-                   fallback: dict[Path, ManifestEntry] | None = None) -> list[ManifestEntry]:
-    """A JSONL manifest, one dialogue a line: {"path" (relative to the manifest's folder when
-    inside it), "duration", "frames", "user_words", "agent_words", "predictions", "hints",
-    "meta_sha256" (of its dialogue.json: a new oracle changes the manifest's own sha256, which
-    kame train's resume checks)}. Each folder is checked (read_dialogue without the samples) first;
-    one that cannot be read is a DataError, unless ``fallback`` holds an entry for it (its line as
-    it was, kame data oracle's): that entry is listed with no meta_sha256."""
-    path = Path(path)
-    entries = []
-    for f in folders:
-        try:
-            entries.append(manifest_entry(f))
-        except DataError:
-            if fallback is None or Path(f) not in fallback:
-                raise
-            entries.append(replace(fallback[Path(f)], meta_sha256=None))
-    base = path.parent.resolve()
-    lines = []
-    for e in entries:
-        p = e.path.resolve()
-        rel = p.relative_to(base) if p.is_relative_to(base) else p
-        lines.append(json.dumps({"path": rel.as_posix(), "duration": e.duration, "frames": e.frames,
-                                 "user_words": e.user_words, "agent_words": e.agent_words,
-                                 "predictions": e.predictions, "hints": e.hints, "meta_sha256": e.meta_sha256}))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_text(path, "".join(line + "\n" for line in lines))
-    return entries
-
-
-def read_manifest(path: str | Path, *, check: bool = True) -> list[ManifestEntry]:
-    """The manifest's entries, paths resolved against its folder. ``check``: every folder must hold
-    a dialogue.json (a DataError naming the line otherwise)."""
-    path = Path(path)
-    _, text = read_text(path, f"manifest {path}", "give a manifest (kame data synth's OUT/train.jsonl)", DataError)
-    lines = text.splitlines()
-    out = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-            p = Path(d["path"])
-            e = ManifestEntry(p if p.is_absolute() else path.parent / p, float(d["duration"]), int(d["frames"]),
-                              int(d.get("user_words", 0)), int(d.get("agent_words", 0)),
-                              int(d.get("predictions", 0)), [int(h) for h in d.get("hints", [])],
-                              d.get("meta_sha256"))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"{path}:{n}: not a manifest line ({{\"path\": ..., \"duration\": ..., \"frames\": ...}}): "
-                            f"{exc!r}") from None
-        if check and not (e.path / META).is_file():
-            raise DataError(f"{path}:{n}: {e.path} holds no {META}")
-        out.append(e)
-    return out
-
-
-def changed_since_listed(entries: Iterable[ManifestEntry], read: dict | None = None) -> list[ManifestEntry]:
-    """The entries whose dialogue.json is not the one the manifest listed: its sha256 is not the
-    line's ``meta_sha256`` (a `kame data oracle` stopped before it wrote the manifest again, a
-    dialogue edited by hand), or it is gone. A line without one (an older manifest's, or a dialogue
-    that could not be read when it was written) is not checked. Without ``read`` cheap: only the
-    small JSON files are hashed. ``read``: a dict that gets {folder: Dialogue (read without its samples, as
-    read_dialogue does)} of the dialogues found as listed, so that kame train uses what was checked
-    (its dialogue.json read once, its audio.wav's header too, as read_dialogue does)."""
-    changed = []
-    for e in entries:
-        if e.meta_sha256 is None:
-            continue
-        d = None
-        try:
-            if read is not None:
-                try:
-                    d, sha = _read_dialogue(e.path, audio=False)
-                except DataError:  # (not a dialogue now: only its hash is compared; training says what is wrong)
-                    sha = file_sha256(e.path / META)
-            else:
-                sha = file_sha256(e.path / META)
-        except OSError:
-            sha = None
-        if sha != e.meta_sha256:
-            changed.append(e)
-        elif d is not None:
-            read[e.path] = d
-    return changed
-
-
-def unhashed_note(entries: list[ManifestEntry], manifest: str | Path) -> str | None:
-    """None when every line of ``manifest`` (its ``entries``) has a meta_sha256; else what that costs,
-    for kame train --resume to say (changed_since_listed cannot see an edit of such a line's dialogue)."""
-    missing = [e for e in entries if e.meta_sha256 is None]
-    if not missing:
-        return None
-    some = "its lines have" if len(missing) == len(entries) else f"{len(missing)} of its {len(entries)} lines have"
-    return (f"manifest {manifest}: {some} no meta_sha256, so a dialogue.json edited since the run "
-            f"began is not seen: the resumed run trains on the dialogues as they are now. To have edits caught, "
-            f"write the manifest with kame.train.data.write_manifest(PATH, folders) (kame data synth and kame data "
-            f"oracle do) before a run starts")

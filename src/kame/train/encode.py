@@ -1,7 +1,7 @@
 """`kame data encode`: the codes cache of a whole set, made once, in several processes.
 
     kame data encode data/gsm8k                               # the embedded codec, a process per CPU
-    kame data encode data/gsm8k --codec mimi --codebooks 8    # a Moshi/KAME front-end's codec
+    kame data encode data/gsm8k --codec mimi --codebooks 8 --tokenizer tokenizer_spm_32k_3.model  # Moshi/KAME's
 
 Encoding the audio is the costly part of a training set (the embedded codec: ~1.3 s per 7.5 s
 dialogue on one core) and `kame train` otherwise does it at its start, in its own processes. This
@@ -13,10 +13,11 @@ another codec or from other audio is encoded again. ``--codebooks``: what the fr
 and generates (``max(n_user_q, dep_q)``: 8 for Moshi and KAME), default the codec's own; `kame
 train` re-encodes a cache with another count. ``--jobs``: default the CPUs this process may use, at most 8.
 A dialogue that fails (its audio, or a broken dialogue.json beside a codes.npz) is reported and
-the others go on (exit code 1). So is every dialogue whose oracle `kame train` would refuse with
-``--tokenizer`` (default kame's default tokenizer): ids of another tokenizer or outside its
-vocabulary, a prediction with text but no ids (kame.train.examples.check_oracle_tokens); its codes
-are made all the same (the audio is fine). A worker process that dies (out of memory) stops the command
+the others go on (exit code 1). So is every dialogue whose oracle `kame train` would refuse
+(kame.train.examples.check_oracle_tokens): a prediction with text that no ids follow; with
+``--tokenizer PATH`` (the front-end's SentencePiece model) also ids of another tokenizer or outside
+its vocabulary (without it these are not checked: a set made for another front-end's tokenizer is
+fine). Its codes are made all the same (the audio is fine). A worker process that dies (out of memory) stops the command
 with an error; the codes written by then stay, so running it again goes on from there. Ctrl-C
 or SIGTERM: the dialogues not begun are dropped, those in progress finished, then exit 130 (143);
 the workers ignore the terminal's Ctrl-C (the command stops them) and end with the command.
@@ -162,8 +163,9 @@ def add_arguments(p) -> None:
 
     n = min(usable_cores(), MAX_DEFAULT_JOBS)  # (each worker holds its own codec: Mimi's weights too)
     p.add_argument("--tokenizer", default=None, metavar="PATH",
-                   help="SentencePiece model the front-end to train uses, to check each dialogue's oracle ids "
-                        "against (default: kame's default tokenizer)")
+                   help="SentencePiece model the front-end to train uses (Moshi/KAME: its tokenizer .model): each "
+                        "dialogue's oracle ids are checked against it (its sha256, its vocabulary); without it only "
+                        "text without ids is checked")
     p.add_argument("--jobs", type=at_least(1), default=n,
                    help=f"worker processes, one torch thread each (default: the CPUs this process may use, at most "
                         f"{MAX_DEFAULT_JOBS}: {n} here)")
@@ -176,14 +178,16 @@ def main(args) -> int:
     from ..runtime.interrupt import TERMINATED_STATUS, sigterm_as_ctrl_c, stopped_by
     from .batching import cached_dialogue, manifest_entries
     from .data import DIALOGUE_FILES
-    from .reoracle import tokenizer_of
+    from .datacmd import tokenizer_of
 
     path, entries = manifest_entries(args.manifest, command="data encode")
     torch.set_num_threads(1)
+    # (no --tokenizer: only what needs none is checked; was: kame's default, refusing every set made for
+    # another front-end's tokenizer. Loaded before the codec: a bad PATH said before Mimi's weights load)
+    tok = tokenizer_of(args.tokenizer) if args.tokenizer else None
     codec = make_codec(args.codec, args.codebooks)  # (a bad spec or count fails here, before any worker)
     # (what a run killed outright left where this one writes: the dialogue folders)
     sweep_temporaries("kame data encode", [(e.path, DIALOGUE_FILES) for e in entries])
-    tok = tokenizer_of(args.tokenizer)
     todo, broken, refused = [], [], 0
     for e in entries:
         try:
@@ -228,15 +232,16 @@ def main(args) -> int:
     print(f"| {len(entries)} | {cached} | {len(results) - len(failed)} | {len(failed) + len(broken)} | "
           f"{audio / 3600:.3f} | {wall:.0f} | {audio / wall if results else 0:.1f} |")
     if refused:
-        print(f"{refused} of the {len(entries)} dialogues have an oracle kame train refuses with this tokenizer "
+        which = "with this tokenizer" if tok is not None else "(text without ids)"
+        print(f"{refused} of the {len(entries)} dialogues have an oracle kame train refuses {which} "
               f"(the lines 'oracle: ...' above say what to do): fix them before training")
     return 1 if failed or broken or refused else 0
 
 
 def oracle_problem(folder: Path, d, tokenizer) -> str | None:
     """What `kame train` would refuse in the oracle of the dialogue in ``folder`` (``d``: it read
-    already, or None) with ``tokenizer`` (check_oracle_tokens), else None; None too for a dialogue
-    that cannot be read (the encoding reports that)."""
+    already, or None) with ``tokenizer`` (check_oracle_tokens; None: text without ids only), else
+    None; None too for a dialogue that cannot be read (the encoding reports that)."""
     from .data import read_dialogue
     from .examples import check_oracle_tokens
 

@@ -180,8 +180,9 @@ def _check_oracle(d: Dialogue, tokenizer, ids: StreamIds, where: str = "dialogue
 
 def check_oracle_tokens(d: Dialogue, tokenizer, where: str = "dialogue") -> None:
     """DataError unless ``d``'s oracle can be fed with ``tokenizer`` (training_example's checks but
-    the front-end's; `kame data encode` runs them on a whole set): no prediction with text but no
-    ids (it would feed nothing), ids of this tokenizer (its sha256), each id one of its pieces."""
+    the front-end's; `kame data encode` runs them on a whole set): no prediction with text that no
+    ids follow (that text would never be fed), ids of this tokenizer (its sha256), each id one of
+    its pieces. ``tokenizer`` None: only the first (the one that needs no tokenizer)."""
     file = d.folder / META if d.folder is not None else where
     unfed = _text_only(d.oracle)
     if unfed:
@@ -190,12 +191,12 @@ def check_oracle_tokens(d: Dialogue, tokenizer, where: str = "dialogue") -> None
         fix = ("d = kame.train.examples.retokenize_oracle(d, tokenizer)" if d.folder is None else
                "kame.train.data.write_meta(kame.train.examples.retokenize_oracle(read_dialogue(FOLDER, audio=False), "
                "tokenizer)), then write the manifest again")
-        raise DataError(f"{file}: oracle event {i} (append at frame {ev.frame}) has text {ev.text!r} but its "
-                        f"prediction has no ids{more}: the front-end is fed token ids, not text, so it would get "
-                        f"nothing. Encode the text with the tokenizer you train with: {fix}; or make a new oracle "
+        raise DataError(f"{file}: oracle event {i} (append at frame {ev.frame}) has text {ev.text!r} but no ids, "
+                        f"nor has a later append of its prediction{more}: the front-end is fed token ids, not text, "
+                        f"so that text would never reach it. Encode the text with the tokenizer you train with: {fix}; or make a new oracle "
                         f"with `kame data oracle` (docs/data.md)")
     appended = [t for ev in d.oracle if ev.event == "append" for t in ev.ids]
-    if not appended:
+    if not appended or tokenizer is None:
         return
     if d.tokenizer_sha256 != tokenizer.sha256:
         raise DataError(f"{where}: its oracle ids were made with tokenizer sha256 {d.tokenizer_sha256}, this "
@@ -212,20 +213,22 @@ def check_oracle_tokens(d: Dialogue, tokenizer, where: str = "dialogue") -> None
 
 
 def _text_only(oracle: Sequence[OracleEvent]) -> list[tuple[int, OracleEvent]]:
-    """(index, event) of the first append of each prediction (a reset and the appends after it)
-    whose appends carry text but no ids at all: it feeds nothing. (retokenize_oracle leaves an
-    append without ids only when a later one of its prediction gets the held-back word's.)"""
+    """(index, event) of each prediction (a reset and the appends after it) whose text is not all
+    fed: its first append with text after its last append with ids (all of them when none has
+    ids). Only the ids are fed, so that text never reaches the front-end. (retokenize_oracle
+    leaves an append without ids only when a later one of its prediction gets the held-back
+    word's: its last append, which may be blank.)"""
     out: list[tuple[int, OracleEvent]] = []
-    first, fed = None, False  # the open prediction's first append with text; whether it has ids
+    unfed = None  # the open prediction's first append with text after its last append with ids
     for i, ev in enumerate(list(oracle) + [OracleEvent(0, "reset")]):  # (a reset closes the last one)
         if ev.event == "reset":
-            if first is not None and not fed:
-                out.append(first)
-            first, fed = None, False
-            continue
-        fed = fed or bool(ev.ids)
-        if first is None and isinstance(ev.text, str) and ev.text.strip():
-            first = (i, ev)
+            if unfed is not None:
+                out.append(unfed)
+            unfed = None
+        elif ev.ids:
+            unfed = None
+        elif unfed is None and isinstance(ev.text, str) and ev.text.strip():
+            unfed = (i, ev)
     return out
 
 

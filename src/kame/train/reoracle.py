@@ -50,8 +50,11 @@ from typing import Callable
 
 import numpy as np
 
-from ..cliargs import at_least, naming
-from .data import DataError, Word, read_dialogue, write_manifest, write_meta
+from ..cliargs import at_least
+from .data import DataError, Word, read_dialogue, write_meta
+from .datacmd import (MAX_FAILURES_IN_A_ROW, SETTINGS, check_simulator, failures, item_index, levels_table,
+                      make_simulator, oracle_config, past_end_warning, record_settings, simulator, tokenizer_of)
+from .manifest import write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +184,6 @@ async def reoracle_all(entries, *, llm, tokenizer, cfg, spec: str, seed: int = 0
     past its end, left out). MAX_FAILURES_IN_A_ROW failures in a row stop the run with a
     DataError."""
     from .oracle_sim import points_past_end
-    from .synth import MAX_FAILURES_IN_A_ROW, item_index
 
     results: list = [None] * len(entries)
     gate = asyncio.Semaphore(jobs)
@@ -226,8 +228,6 @@ async def reoracle_all(entries, *, llm, tokenizer, cfg, spec: str, seed: int = 0
 
 
 def summary(results, wall_s: float, past_end: Counter | None = None) -> str:
-    from .synth import failures, levels_table, past_end_warning
-
     by = Counter(status for _, status, _ in results)
     levels = Counter(h for _, status, hints in results if status == "written" for h in hints if h is not None)
     lines = ["| written | failed | predictions | wall (s) |", "|---|---|---|---|",
@@ -263,23 +263,11 @@ def add_arguments(p) -> None:
                         "same ones): 0 to 2**64 - 1 (default 0)")
 
 
-def tokenizer_of(path: str | None):
-    """The tokenizer of --tokenizer PATH, its errors naming --tokenizer (was: "SentencePiece model
-    not found: PATH" alone), else kame's default (kame data oracle's and data synth's)."""
-    from ..backend.tokenizer import TextTokenizer, default_tokenizer
-
-    if not path:
-        return default_tokenizer()
-    with naming("--tokenizer"):
-        return TextTokenizer(path)
-
-
 def main(args) -> int:
     from ..paths import sweep_temporaries
     from ..runtime.interrupt import TERMINATED_STATUS, run_ended_by_sigterm, sigterm_held, stopped_by
     from .batching import manifest_entries
     from .data import DIALOGUE_FILES
-    from .synth import SETTINGS, check_simulator, make_simulator, oracle_config, simulator
 
     # (--jobs, --seed, --interval, --delay were range-checked as parsed: kame.cliargs' types)
     check_simulator(args.llm)  # (before the manifest and the reply pool are read)
@@ -360,9 +348,7 @@ def _record_oracle(path: Path, settings: dict | None, args, oracle_cfg) -> None:
     """kame data synth's record of the set (``settings``: synth.json's, read by _read_settings;
     None: none, nothing written) says what its oracle is now: llm, interval and delay are the
     oracle's (a later synth resume with another --llm warns); the oracle's seed goes apart
-    (synth's seed drew the voices and layout). Written whole or not at all (synth's _record_settings)."""
-    from .synth import _record_settings
-
+    (synth's seed drew the voices and layout). Written whole or not at all (record_settings)."""
     if settings is not None:
-        _record_settings(path.parent, {**settings, "llm": args.llm, "interval_s": oracle_cfg.interval_s,
+        record_settings(path.parent, {**settings, "llm": args.llm, "interval_s": oracle_cfg.interval_s,
                                        "delay_s": oracle_cfg.delay_s, "oracle_seed": args.seed})

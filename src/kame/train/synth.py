@@ -39,7 +39,6 @@ item's audio and word times are the same in every run and in any slice (kame.bac
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -52,15 +51,16 @@ import numpy as np
 from ..backend.types import SAMPLE_RATE
 from ..cliargs import at_least, naming
 from ..paths import sweep_temporaries
-from .data import DIALOGUE_FILES, META, DataError, Dialogue, Word, write_dialogue, write_manifest
+from .data import DIALOGUE_FILES, META, DataError, Dialogue, Word, write_dialogue
+from .datacmd import (MAX_FAILURES_IN_A_ROW, SETTINGS, check_simulator, failures, item_index, levels_table,
+                      make_simulator, oracle_config, past_end_warning, record_settings, simulator, tokenizer_of)
+from .manifest import write_manifest
 
 log = logging.getLogger(__name__)
 
 DEFAULT_USER_VOICES = ("espeak:en-us", "espeak:en-us+f2", "espeak:en-gb-x-rp", "espeak:en-029",
                        "espeak:en-us+m3", "espeak:en+f4")
 MANIFEST = "train.jsonl"
-SETTINGS = "synth.json"  # the run's settings, beside the manifest
-MAX_FAILURES_IN_A_ROW = 5
 
 
 @dataclass
@@ -190,14 +190,6 @@ class _Voices:
         return self._made[spec]
 
 
-def item_index(item, position: int) -> int:
-    """What draws an item's voice and layout: its record's index in its file (kame.train.qa puts
-    it in ``source``, and a synthesized Dialogue's ``source`` keeps it), else its position in the
-    list given."""
-    index = item.source.get("index") if isinstance(item.source, dict) else None
-    return index if isinstance(index, int) and not isinstance(index, bool) and index >= 0 else position
-
-
 def write_folder_manifest(out: Path) -> int:
     """OUT/train.jsonl listing every dialogue folder in OUT (sorted by name): those of earlier runs
     and slices too. The number of dialogues listed."""
@@ -306,34 +298,6 @@ def summary(results: list[ItemResult], wall_s: float | None = None) -> str:
     return "\n".join(lines)
 
 
-def past_end_warning(points: int, dialogues: int) -> list[str]:
-    """A warning line when prediction points fell at or past their dialogue's end (a --delay
-    longer than what follows them): left out, so those dialogues have fewer predictions (none:
-    not even the true reply)."""
-    if not points:
-        return []
-    return [f"warning: {points} prediction point{'s' * (points != 1)} of {dialogues} dialogue{'s' * (dialogues != 1)} "
-            f"would arrive at or past the dialogue's end (--delay too long?) and "
-            f"{'were' if points != 1 else 'was'} left out"]
-
-
-def levels_table(levels: Counter) -> list[str]:
-    """Predictions per hint level as table lines (none: no lines)."""
-    if not levels:
-        return []
-    return ["", "| hint level | " + " | ".join(str(k) for k in sorted(levels)) + " |",
-            "|---|" + "---|" * len(levels),
-            "| predictions | " + " | ".join(str(levels[k]) for k in sorted(levels)) + " |"]
-
-
-def failures(failed: list[tuple[str, str]]) -> list[str]:
-    """(name, error) of what failed as lines: the first ten, then how many more."""
-    lines = [f"failed: {name}: {error}" for name, error in failed[:10]]
-    if len(failed) > 10:
-        lines.append(f"... and {len(failed) - 10} more failures (see the log)")
-    return lines
-
-
 # ---------------------------------------------------------------------------------------------
 # kame data synth
 
@@ -401,19 +365,6 @@ def _check_voice(tts, spec: str) -> None:
         raise DataError(f"TTS {spec!r} cannot speak: {type(exc).__name__}: {exc}") from exc
 
 
-async def _check_llm(llm, spec: str, timeout_s: float) -> None:
-    """One short request, so a server that is down or a wrong model name fails before the run."""
-    from ..backend.llm.base import collect_reply
-    from ..backend.types import ChatMessage
-
-    try:
-        await collect_reply(llm, [ChatMessage("user", "Say OK.")], timeout_s=timeout_s, max_tokens=4, max_words=0)
-    except asyncio.TimeoutError:
-        raise DataError(f"the simulator LLM {spec!r} gave no answer to a trial request within {timeout_s:g} s") from None
-    except Exception as exc:  # noqa: BLE001
-        raise DataError(f"the simulator LLM {spec!r} failed a trial request: {type(exc).__name__}: {exc}") from exc
-
-
 def settings_of(args, cfg: SynthConfig, oracle_cfg) -> dict:
     """What makes a set's dialogues alike (synth.json): a resume with others is warned about."""
     return {"qa": str(Path(args.qa).resolve()), "format": args.format, "language": args.language,
@@ -440,18 +391,6 @@ def _check_settings(out: Path, settings: dict) -> None:
                         "; ".join(f"{k} was {old[k]!r}" for k in changed))
 
 
-def _record_settings(out: Path, settings: dict) -> None:
-    """synth.json says ``settings``: called once a dialogue was written with them (as kame data
-    oracle's record; was: also by a run that wrote none, so synth.json stopped describing the set
-    and a rerun with its true settings was warned of mixed ones)."""
-    import json
-
-    from ..paths import write_replacing
-
-    write_replacing(out / SETTINGS, lambda tmp: tmp.write_text(json.dumps(settings, indent=1) + "\n"),
-                    "settings record", error=DataError)
-
-
 def reply_pool(args, cfg: SynthConfig, tokenizer):
     """`--llm random`'s pool: the agent's reply of every item of the QA file (its language and
     image filters, not --start/--limit: a slice draws from what the whole run draws from)."""
@@ -468,67 +407,11 @@ def reply_pool(args, cfg: SynthConfig, tokenizer):
     return reply_pool(replies, tokenizer, args.qa)
 
 
-def oracle_config(args):
-    """The SimOracleConfig of --interval and --delay (argparse checked them: cliargs' types)."""
-    from dataclasses import replace
-
-    from .oracle_sim import SimOracleConfig
-
-    oracle_cfg = SimOracleConfig()
-    if args.interval is not None:
-        oracle_cfg = replace(oracle_cfg, interval_s=args.interval)
-    if args.delay is not None:
-        oracle_cfg = replace(oracle_cfg, delay_s=args.delay)
-    return oracle_cfg
-
-
-def check_simulator(spec: str) -> None:
-    """ConfigError naming --llm unless SPEC is 'none', 'random' or an LLM spec of a known scheme
-    (nothing loaded: kame data synth checks it before making its output folder)."""
-    from .. import registry
-
-    if spec not in ("none", "random"):
-        registry.check_key_spec("--llm", "llm", spec, also=("random", "none"))
-
-
-def make_simulator(spec: str):
-    """The simulator LLM of --llm SPEC, which the command checked first (check_simulator, before
-    anything is read or written); None for 'none' and 'random' (no LLM)."""
-    from .. import registry
-    from ..backend.llm.base import is_embedded
-
-    if spec in ("none", "random"):
-        return None
-    print(f"loading the simulator LLM {spec} ...", flush=True)
-    llm = registry.create("llm", spec)
-    llm.spec = spec
-    if is_embedded(spec):
-        log.warning("the embedded SmolLM2-135M writes mostly off-topic predictions: fine to try the pipeline, "
-                    "use a capable LLM (--llm openai:MODEL) for data to train on")
-    return llm
-
-
-@contextlib.asynccontextmanager
-async def simulator(llm, oracle_cfg):
-    """``llm`` (make_simulator's) tried with one short request first and closed at the end."""
-    if llm is None:
-        yield None
-        return
-    try:
-        await _check_llm(llm, llm.spec, oracle_cfg.timeout_s or 60.0)
-        yield llm
-    finally:
-        from ..runtime.base import close_components
-
-        await close_components([llm], "kame data: ")
-
-
 def main(args) -> int:
     from .. import registry
     from ..paths import check_output_folder
     from ..runtime.interrupt import TERMINATED_STATUS, run_ended_by_sigterm, sigterm_held, stopped_by
     from .qa import read_qa
-    from .reoracle import tokenizer_of
 
     # (--start, --limit, --jobs, ... were range-checked as parsed: kame.cliargs' types)
     # everything is checked before -o is made (was: a refused voice or tokenizer left an empty folder); a
@@ -588,7 +471,7 @@ def main(args) -> int:
             if results and stopped:  # (again: a second signal may have cut synth_all's; a run that ended
                 write_folder_manifest(out)  # by itself wrote it whole, and this reads the whole set again)
             if any(r.status == "written" for r in results):
-                _record_settings(out, settings)
+                record_settings(out, settings)
     stopped = stopped or held.signal  # (a SIGTERM during those writes: the run is said stopped, as data oracle's)
     if stopped:
         listed = len(list(out.glob(f"*/{META}")))
