@@ -109,8 +109,11 @@ def test_options_straight_after_the_scheme(scratch):
     registry.check_spec("frontend", "random:tiny;seed=1")
     with pytest.raises(ConfigError, match="config key 'seed' is not a front-end config key"):
         registry.create("frontend", "random:tiny;seed=1")
-    for kind, spec in (("stt", "whisper;final_beam=2"), ("llm", "openai:m;timeout=3"), ("tts", "openai:t;speed=1")):
-        registry.check_spec(kind, spec)  # (their factories check the names)
+    for kind, spec in (("stt", "whisper;final_beam=2"), ("llm", "openai:m;chunk_timeout=3"),
+                       ("tts", "openai:t;speed=1")):
+        registry.check_spec(kind, spec)  # (their config checks take their names: kame.backend.*.spec)
+    with pytest.raises(ConfigError, match="llm spec 'openai:m;timeout=3': unknown option 'timeout'"):
+        registry.check_spec("llm", "openai:m;timeout=3")  # (was: only when it was created)
 
 
 @pytest.mark.parametrize("spec", ["file:ck", "file:/abs/ck", "file:", "file://ck", "file:///abs/ck", "path:ck",

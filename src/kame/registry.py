@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import ConfigError, KameError, MissingPackageError, PluginError, install_hint
-from .failures import _broken, _failed, _kames, not_installed
+from .failures import broken_import, creation_failed, defined_at, kames_own, not_installed, plain_return
 from .paths import expand_user
 
 PLUGINS_ENV = "KAME_PLUGINS"  # comma-separated plugin modules or .py files
@@ -334,11 +334,11 @@ def _load_target(kind: str, spec: str, entry: Entry, target: str) -> Callable[..
 def _import_error(kind: str, spec: str, entry: Entry, exc: ImportError) -> KameError:
     """The error of a component whose code (its factory's module, a package the factory imports)
     failed to import: kame's own (a bug, said where), a package not installed, one failing to load."""
-    if _kames(exc) or (not exc.name and isinstance(exc, ModuleNotFoundError)):
-        return _failed(kind, spec, exc)
+    if kames_own(exc) or (not exc.name and isinstance(exc, ModuleNotFoundError)):
+        return creation_failed(kind, spec, exc)
     if not_installed(exc):
         return _missing(kind, spec, entry, exc)
-    return _broken(kind, spec, exc)
+    return broken_import(kind, spec, exc)
 
 
 class _OptionError(ConfigError):
@@ -368,7 +368,7 @@ def create(kind: str, spec: str, **kwargs: Any) -> Any:
     except MissingPackageError as exc:  # a component's own "not installed": so only if it is not
         cause = exc.__cause__  # (raised from an ImportError that is not a missing module)
         if isinstance(cause, ImportError) and not not_installed(cause):
-            raise _broken(kind, spec, cause) from cause
+            raise broken_import(kind, spec, cause) from cause
         raise
     except (KameError, KeyboardInterrupt, SystemExit):
         raise
@@ -377,12 +377,15 @@ def create(kind: str, spec: str, **kwargs: Any) -> Any:
     except TypeError as exc:  # factories pass their options on to the component's constructor
         m = _UNEXPECTED.search(str(exc))
         if m is None or m[1] not in kwargs:
-            raise _failed(kind, spec, exc) from exc
+            raise creation_failed(kind, spec, exc) from exc
         raise UnknownOptionError(f"{kind} {spec!r} has no option {m[1]!r}", m[1]) from None
     except Exception as exc:  # noqa: BLE001 - a factory's own bug or failure: named, with where
-        raise _failed(kind, spec, exc) from exc
+        raise creation_failed(kind, spec, exc) from exc
     from .backend.options import is_real_number  # (a codec's numbers: numpy's too, not a bool)
 
+    if inspect.isclass(made):  # (its methods unbound: it failed at the first call)
+        raise ConfigError(f"{kind} {spec!r}: its factory returned the class {made.__name__}, not an instance "
+                          f"of it: return {made.__name__}(...)")
     lacks = [m + "()" for m in REQUIRED_METHODS.get(kind, ()) if not callable(getattr(made, m, None))]
     lacks += [a for a in REQUIRED_ATTRIBUTES.get(kind, ()) if not is_real_number(getattr(made, a, None))]
     if lacks:
@@ -399,7 +402,11 @@ def create(kind: str, spec: str, **kwargs: Any) -> Any:
 
 def async_method_problem(kind: str, obj: Any) -> str | None:
     """What is wrong with ``obj``'s method that kame reads with ``async for`` (ASYNC_ITERATORS[kind]):
-    "missing", "a plain generator ...", "a coroutine function ...", or None (also for other kinds)."""
+    "missing", "a plain generator ...", "a coroutine function ...", "a plain function (def) that
+    returns str 'hi' (mycomps.py:14) ..." (its source shows it never returns an async iterator:
+    kame.failures.plain_return; it is not called), or None (also for other kinds). A plain ``def``
+    that returns an async iterator (a wrapper: ``return self._reply(...)``) is right: what it
+    returns is checked when kame calls it (kame.backend.llm.base.check_stream)."""
     name = ASYNC_ITERATORS.get(kind)
     if name is None:
         return None
@@ -410,6 +417,8 @@ def async_method_problem(kind: str, obj: Any) -> str | None:
         return "a plain generator (def ... yield)"
     if inspect.iscoroutinefunction(method):
         return "a coroutine function (async def without yield)"
+    if (gives := plain_return(method)) is not None:
+        return f"a plain function (def) that returns {gives}, not an async iterator"
     return None
 
 
@@ -450,11 +459,7 @@ def _binds(sig: inspect.Signature, arg: Any, kwargs: dict[str, Any]) -> bool:
 def _describe(factory: Callable) -> str:
     """module:qualname of a factory, and its file and line where they can be found."""
     name = f"{getattr(factory, '__module__', None) or '?'}:{getattr(factory, '__qualname__', None) or repr(factory)}"
-    try:
-        where = f" ({Path(inspect.getsourcefile(factory)).name}:{inspect.getsourcelines(factory)[1]})"
-    except (TypeError, OSError):
-        where = ""
-    return name + where
+    return name + defined_at(factory)
 
 
 def create_with_optional(kind: str, spec: str, **optional: Any) -> Any:

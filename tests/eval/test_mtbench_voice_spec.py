@@ -37,3 +37,20 @@ def test_a_voice_that_cannot_be_made_is_named(tmp_path, capsys, fake_components,
     qf = write(tmp_path / "question.jsonl", [QUESTIONS[2]])
     err = refused(capsys, qf, tmp_path / "out", "--voice", "missingvoice")
     assert "--voice: " in err and "voice 'x' is not installed" in err, err
+
+
+def test_a_voice_whose_synthesize_is_no_async_iterator_is_named_when_the_question_is_spoken():
+    """(review r4 #6; was: Python's "'async for' requires an object with __aiter__ method", at a
+    line of kame)"""
+    import numpy as np
+    import pytest
+
+    from kame.errors import BackendError
+    from kame.eval.mtbench import speak
+
+    class Returns:
+        def synthesize(self, text):
+            return np.zeros(240, np.float32)
+
+    with pytest.raises(BackendError, match=r"TTS .* broke its interface: its Returns.synthesize\(\).* returned "):
+        speak(Returns(), ["Hi."], 1.0)

@@ -96,3 +96,20 @@ def test_a_kame_train_output_folder_names_its_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match=rf"give its checkpoint, {out / 'latest'}$"):
         load_frontend(out)
     load_frontend(out / "latest")  # (the path it names loads)
+
+
+def test_a_bare_random_spec_beside_a_folder_named_random_says_which_it_means(tmp_path, monkeypatch, caplog):
+    """(QA3 #5) `random` is the random-weight spec even where ./random is a checkpoint folder: said,
+    with the spelling that loads the folder (was: random weights, unsaid)."""
+    import logging
+
+    from kame.model.loaders import check_frontend_spec
+
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.WARNING, logger="kame.model.loaders")
+    assert check_frontend_spec("random")[0] == "random" and caplog.text == ""
+    (tmp_path / "random").mkdir()
+    assert check_frontend_spec("random")[0] == "random"
+    assert "not the folder ./random here: for the folder write ./random" in caplog.text
+    caplog.clear()
+    assert check_frontend_spec("./random")[0] == "path" and caplog.text == ""

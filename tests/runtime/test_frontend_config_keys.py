@@ -66,16 +66,35 @@ def test_a_message_that_names_its_key_gets_the_file_only(tmp_path):
     assert str(e.value).startswith(f"backend.knowledge_dir (from {toml}): {notes} holds no notes")  # (key said once)
 
 
-@pytest.mark.usefixtures("fake_components")
+def _refusing(kind):
+    """A component whose creation refuses its spec (a load-time ConfigError, past the config's check)."""
+    def make(arg=None, **kw):
+        raise ConfigError(f"{kind} spec 'refusing:{arg}': unknown option 'nope'")
+
+    return make
+
+
+@pytest.fixture
+def refusing(scratch):
+    from kame import registry
+
+    registry.register("stt", "refusing", _refusing("stt"))
+    registry.register("llm", "refusing", _refusing("llm"))
+
+
+@pytest.mark.usefixtures("fake_components", "refusing")
 def test_backend_load_errors_name_backend_stt_and_backend_llm(tmp_path):
-    toml = _toml(tmp_path, '[backend]\nstt = "openai:whisper-1;nope=1"\nllm = "fake"\n')
-    with pytest.raises(ConfigError, match=rf"^backend.stt = 'openai:whisper-1;nope=1' \(from {toml}\): stt spec "
-                                          r"'openai:whisper-1;nope=1': unknown option 'nope'"):
+    toml = _toml(tmp_path, '[backend]\nstt = "refusing:x"\nllm = "fake"\n')
+    with pytest.raises(ConfigError, match=rf"^backend.stt = 'refusing:x' \(from {toml}\): stt spec "
+                                          r"'refusing:x': unknown option 'nope'"):
         load_backend(load_config(toml), FakeClock())
     # --set wins over the file: no file is named for it
-    with pytest.raises(ConfigError, match=r"^backend.llm = 'openai:m;nope=1': llm spec 'openai:m;nope=1': unknown "
+    with pytest.raises(ConfigError, match=r"^backend.llm = 'refusing:m': llm spec 'refusing:m': unknown "
                                           r"option 'nope'"):
-        load_backend(load_config(toml, ["backend.stt=fake", "backend.llm=openai:m;nope=1"]), FakeClock())
+        load_backend(load_config(toml, ["backend.stt=fake", "backend.llm=refusing:m"]), FakeClock())
+    # (an option kame's own spec does not take is refused earlier, by the config's check)
+    with pytest.raises(ConfigError, match=r"^backend.stt: stt spec 'openai:whisper-1;nope=1': unknown option 'nope'"):
+        load_config(None, ["backend.stt=openai:whisper-1;nope=1"])
 
 
 def test_key_source():
@@ -92,16 +111,16 @@ def test_kame_run_says_which_key_to_change(tmp_path, capsys):
     assert f"kame: error: frontend.spec = '{ck}' (from {toml}): front-end '{ck}'" in capsys.readouterr().err
 
 
-def test_the_cascade_names_its_keys_too(tmp_path, fake_components):
+def test_the_cascade_names_its_keys_too(tmp_path, fake_components, refusing):
     from kame.cascade.agent import CascadeAgent
 
-    toml = _toml(tmp_path, 'mode = "cascade"\n[backend]\nstt = "openai:whisper-1;nope=1"\nllm = "fake"\n')
-    with pytest.raises(ConfigError, match=rf"^backend.stt = 'openai:whisper-1;nope=1' \(from {toml}\): stt spec "
-                                          r"'openai:whisper-1;nope=1': unknown option 'nope'"):
+    toml = _toml(tmp_path, 'mode = "cascade"\n[backend]\nstt = "refusing:x"\nllm = "fake"\n')
+    with pytest.raises(ConfigError, match=rf"^backend.stt = 'refusing:x' \(from {toml}\): stt spec "
+                                          r"'refusing:x': unknown option 'nope'"):
         CascadeAgent(load_config(toml), clock=FakeClock())._load()
-    with pytest.raises(ConfigError, match=r"^backend.llm = 'openai:m;nope=1': llm spec 'openai:m;nope=1': unknown "
+    with pytest.raises(ConfigError, match=r"^backend.llm = 'refusing:m': llm spec 'refusing:m': unknown "
                                           r"option 'nope'"):
-        CascadeAgent(load_config(toml, ["backend.stt=fake", "backend.llm=openai:m;nope=1"]), clock=FakeClock())._load()
+        CascadeAgent(load_config(toml, ["backend.stt=fake", "backend.llm=refusing:m"]), clock=FakeClock())._load()
 
 
 def test_key_source_forgets_a_file_key_a_table_override_set(tmp_path):

@@ -45,3 +45,18 @@ def number(owner: str, name: str, value, *, min: float | None = None, above: flo
     if (min is not None and x < min) or (above is not None and x <= above) or (max is not None and x > max):
         raise bad
     return x
+
+
+def check_options(arg: str | None, where: str, allowed: tuple[str, ...], rules: dict[str, dict],
+                  example: str = "") -> dict[str, str]:
+    """The config check of a spec's options after ';' (``arg``: the part after 'scheme:'): a
+    ConfigError starting with ``where`` for a malformed or repeated option, one not in
+    ``allowed``, or a value ``number`` refuses by ``rules[name]`` (the bounds the constructor checks
+    it by); returns the options given, values as text."""
+    from ..registry import split_options  # (the registry imports this module lazily too)
+
+    _, given = split_options(arg, where, allowed, example)
+    for name, value in given.items():
+        if name in rules:
+            number(where, name, value, **rules[name])
+    return given

@@ -66,7 +66,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..audio import SAMPLE_RATE, audio_problem, resample
-from ..backend.llm.base import bug_at, component_name, stall_timeout, text_stream
+from ..backend.llm.base import bug_at, check_stream, component_name, stall_timeout, text_stream
 from ..backend.policy import OraclePolicy, rate_gate, stall_limits
 from ..backend.prompt import PromptConfig, ReplyGuard
 from ..backend.types import FRAME_SIZE, ChatMessage
@@ -381,7 +381,7 @@ class ReplyPipeline:
             got = False
             try:
                 self.parts.check_quiet("tts")  # (a 429's Retry-After not over: not asked)
-                stream = aiter(self.tts.synthesize(text))
+                stream = aiter(check_stream("tts", self.tts, self.tts.synthesize(text)))
                 try:
                     while (pcm := await self._next(stream, "TTS", t_req, not got)) is not END:
                         got = True

@@ -142,11 +142,13 @@ def speak(tts, texts: list[str], gap: float) -> tuple[np.ndarray, list]:
     """The user's side: LEAD_S of silence, then each text spoken, ``gap`` seconds between them;
     with a kame.bench.latency.UserTurn per text (start/end of its speech; window_end is the next
     turn's start, or the end of the speech: the caller sets the last one)."""
+    from ..backend.llm.base import check_stream
     from ..bench.latency import lay_out_turns
     from ..runtime.interrupt import run_to_end
 
     async def synth(text: str) -> np.ndarray:
-        return np.concatenate([c async for c in tts.synthesize(text)] or [np.zeros(0, np.float32)])
+        chunks = check_stream("tts", tts, tts.synthesize(text))  # (a plugin's that is no async iterator: named)
+        return np.concatenate([c async for c in chunks] or [np.zeros(0, np.float32)])
 
     pcms = [run_to_end(synth(text)) for text in texts]
     return lay_out_turns(pcms, texts, gap, lead=LEAD_S, audible=True)

@@ -271,6 +271,9 @@ def check_frontend_spec(spec: str) -> SpecForm:
     CheckpointError for a path that does not exist): ("random", "PRESET[;KEY=VALUE,...]", None), ("hf", repo@rev, None)
     or ("path", None, path). load_frontend takes it as ``spec_form`` (checked once per load)."""
     kind, name, path = frontend_spec_form(spec)  # the form (kame.config checks it too, at config load)
+    if kind == "random" and isinstance(spec, str) and spec.strip() == "random" and Path("random").is_dir():
+        log.warning("front-end spec 'random' means random weights (random:tiny), not the folder ./random here: "
+                    "for the folder write ./random")
     if kind != "path":
         return kind, name, path
     if not path.exists():

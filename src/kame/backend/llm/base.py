@@ -22,6 +22,8 @@ WatchedLLM, the cascade's reply, ``collect_reply``, kame bench backend) reads it
 ``text_stream``, which does both (pieces checked and cleaned, split characters joined), for any
 LLM: a plugin's that yields the halves as they come too. kame.backend.llm.openai joins them
 itself as well (for whoever reads its stream_chat directly).
+What ``stream_chat`` returned must be an async iterator (``check_stream``, at the first read: a
+BackendError naming the LLM's method, as for an STT's ``stream`` and a TTS's ``synthesize``).
 ``collect_reply`` gathers a whole reply (checked pieces, a timeout, the stream closed either way).
 ``text_stream``'s stream is named after its LLM ("LLM stubborn's reply"): a task reading it that
 ignores its cancellation is left behind with that name (kame.runtime.interrupt.run_to_end).
@@ -42,7 +44,7 @@ from abc import ABC, abstractmethod
 from typing import Any, AsyncIterator, Sequence
 
 from ...errors import BackendError, KameError
-from ...failures import raised_at
+from ...failures import defined_at, raised_at
 from ..types import ChatMessage
 
 
@@ -156,6 +158,30 @@ def check_piece(piece: Any, llm: Any, error: type[Exception] = BackendError) -> 
                        "expected str (a text piece)")
 
 
+def check_stream(kind: str, part: Any, returned: Any, error: type[Exception] = BackendError) -> Any:
+    """``returned`` (what ``part``'s streaming method gave: an LLM's stream_chat, an STT's stream,
+    a TTS's synthesize: kame.registry.ASYNC_ITERATORS[kind]) if kame can read it with ``async
+    for``, else ``error`` (BackendError) "LLM NAME broke its interface: its Mine.stream_chat()
+    (mycomps.py:8) returned str 'hi', expected an async iterator ..." (was: Python's "'async for'
+    requires an object with __aiter__ method", at a line of kame). A plain ``def`` method that
+    returns an async iterator is right; one whose source shows it never does is refused when the
+    component is created (kame.registry.async_method_problem). A coroutine it returned is closed."""
+    if hasattr(type(returned), "__aiter__"):
+        return returned
+    from ...registry import ASYNC_ITERATORS
+
+    if asyncio.iscoroutine(returned):
+        returned.close()  # (no "coroutine ... was never awaited" warning besides the error)
+    method = ASYNC_ITERATORS[kind]
+    inner = getattr(part, kind, None)  # a wrapper's component (kame.runtime.backend.WatchedLLM's .llm): its method
+    owner = inner if callable(getattr(inner, method, None)) else part
+    func = getattr(owner, method, None)
+    where = defined_at(getattr(func, "__func__", func))
+    raise error(f"{kind.upper()} {describe(part) if kind == 'llm' else component_name(part)} broke its interface: "
+                f"its {type(owner).__name__}.{method}(){where} returned {yielded(returned)}, expected an async "
+                f"iterator (kame reads it with 'async for': write it as 'async def {method}(...)' that yields)")
+
+
 def text_stream(stream: Any, llm: Any, error: type[Exception] = BackendError) -> AsyncIterator[str]:
     """The pieces of ``stream`` (what ``llm.stream_chat`` returned) as kame's consumers take them:
     checked and cleaned (``check_piece``: ``error`` naming ``llm`` for one that is not text), a
@@ -170,6 +196,7 @@ def text_stream(stream: Any, llm: Any, error: type[Exception] = BackendError) ->
 
 
 async def _text_stream(stream: Any, llm: Any, error: type[Exception]) -> AsyncIterator[str]:
+    check_stream("llm", llm, stream, error)  # (here, where the first ``async for`` failed)
     held = ""
     try:
         async for piece in stream:

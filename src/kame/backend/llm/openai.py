@@ -55,14 +55,16 @@ from ..openai_http import MiB, OpenAIHTTP, content_type, read_excerpt, within
 from ..options import number
 from ..types import ChatMessage
 from .base import LLM, check_messages, join_split_char
+from .spec import OPENAI_EXAMPLE, OPENAI_RULES
 
 log = logging.getLogger(__name__)
 # Cap on one reply's event stream, counted as it arrives: SSE chat chunks take ~150-250 bytes a
 # token, so 16 MiB is ~80 000 tokens, far beyond any reply kame asks for; a server that never
 # ends its stream (e.g. keep-alive comments forever, or no max_tokens) is cut there.
 MAX_STREAM_BYTES = 16 * MiB
-# the constructor options a spec may set after ';' (values are text; the constructor checks them)
-SPEC_OPTIONS = ("first_token_timeout", "chunk_timeout", "connect_timeout")
+# the constructor options a spec may set after ';' (values are text; the config check and the constructor
+# check them: kame.backend.llm.spec)
+SPEC_OPTIONS = tuple(OPENAI_RULES)
 DEFAULT_FIRST_TOKEN_TIMEOUT = 15.0  # s, when not given
 DEFAULT_CHUNK_TIMEOUT = 10.0
 
@@ -86,7 +88,7 @@ class OpenAIChat(OpenAIHTTP, LLM):
         if not model or not isinstance(model, str):
             raise ConfigError(f"openai LLM needs a model name: openai:MODEL (e.g. openai:gpt-4.1), got {model!r}")
         self.model = model
-        own = tuple(None if v is None else number("openai LLM", k, v, above=0)
+        own = tuple(None if v is None else number("openai LLM", k, v, **OPENAI_RULES[k])
                     for k, v in (("first_token_timeout", first_token_timeout), ("chunk_timeout", chunk_timeout)))
         # the timeouts given (a spec's ;first_token_timeout=60): the oracle's and the cascade's
         # watchdogs wait at least that long (kame.backend.policy.stall_limits)
@@ -243,5 +245,5 @@ def create(arg: str | None, **kwargs) -> OpenAIChat:
     """Registry factory: ``openai:MODEL[;NAME=VALUE,...]`` (NAME in SPEC_OPTIONS; kwargs: the
     constructor's: base_url, api_key, timeouts...)."""
     # (a spec without a model, and no OPENAI_MODEL, is refused by the registry: components.py's needs=)
-    model, kwargs = spec_kwargs("llm", "openai", arg, kwargs, SPEC_OPTIONS, "openai:gpt-4.1;first_token_timeout=30")
+    model, kwargs = spec_kwargs("llm", "openai", arg, kwargs, SPEC_OPTIONS, OPENAI_EXAMPLE)
     return OpenAIChat(model or os.environ.get("OPENAI_MODEL", "").strip(), **kwargs)

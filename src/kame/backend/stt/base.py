@@ -14,7 +14,8 @@ Per-stream metrics: an STT created with a metrics sink (the agent's) may also ac
 ``stream(frames, metrics=sink)``, a sink for that one stream's metrics (the session's, which
 tags them with the session and forwards them to the agent's sink) used instead of its own.
 ``open_stream(stt, frames, metrics)`` passes it to STTs that take it (kame's own do:
-kame.backend.stt.streaming.SegmentedSTT) and leaves it out for the others.
+kame.backend.stt.streaming.SegmentedSTT) and leaves it out for the others; what ``stream``
+returned that is no async iterator is a BackendError naming the STT's method (``check_stream``).
 
 ``open_stream(..., owner=SESSION_ID)`` also sets ``STREAM_OWNER`` for the task that iterates the
 stream (kame.runtime.sttloop does): an STT's log lines can name the session ("session c2: ...").
@@ -28,7 +29,7 @@ from abc import ABC, abstractmethod
 from typing import Any, AsyncIterable, AsyncIterator
 
 from ...errors import BackendError
-from ..llm.base import component_name, yielded
+from ..llm.base import check_stream, component_name, yielded
 from ..options import is_finite_number
 from ..types import AudioFrame, Transcript, Word
 
@@ -62,12 +63,14 @@ def owner_prefix() -> str:
 
 def open_stream(stt: Any, frames: AsyncIterable[AudioFrame], metrics=None, owner: str = "") -> AsyncIterator[Transcript]:
     """``stt.stream(frames)``, with ``metrics=`` (this stream's metrics sink) if given and the STT
-    takes it; ``owner`` (the session) is STREAM_OWNER in the calling task from here on."""
+    takes it, checked (kame.backend.llm.base.check_stream: a BackendError naming the STT's method
+    if it is no async iterator); ``owner`` (the session) is STREAM_OWNER in the calling task from
+    here on."""
     if owner:
         STREAM_OWNER.set(owner)
     if metrics is not None and takes_stream_metrics(stt):
-        return stt.stream(frames, metrics=metrics)
-    return stt.stream(frames)
+        return check_stream("stt", stt, stt.stream(frames, metrics=metrics))
+    return check_stream("stt", stt, stt.stream(frames))
 
 
 def check_transcript(item: Any, stt: Any) -> Transcript:

@@ -31,8 +31,9 @@ from ..options import number
 from ..types import Word
 from .pocketsphinx import PocketsphinxRecognizer, shared_process
 from .base import owner_prefix
+from .spec import EMBEDDED_EXAMPLE, EMBEDDED_RULES
 from .streaming import Recognizer, SegmentedSTT, StreamStopped
-from .whisper import SPEC_OPTIONS as WHISPER_OPTIONS, WhisperModelHandle, WhisperRecognizer, check_whisper_options
+from .whisper import WhisperModelHandle, WhisperRecognizer, check_whisper_options
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +111,11 @@ class EmbeddedSTT(SegmentedSTT):
         super().__init__(**kwargs)
         cpu_threads, final_beam = check_whisper_options(self.name, cpu_threads, final_beam)  # before loading
         self.whisper_interval = (None if whisper_interval is None
-                                 else number("embedded STT", "whisper_interval", whisper_interval, above=0))
+                                 else number("embedded STT", "whisper_interval", whisper_interval,
+                                            **EMBEDDED_RULES["whisper_interval"]))
         self.final_beam = int(final_beam)
         # pocketsphinx skips audio while this far behind
-        self.max_ps_lag = number("embedded STT", "max_ps_lag", max_ps_lag, min=0, allow_inf=True)
+        self.max_ps_lag = number("embedded STT", "max_ps_lag", max_ps_lag, **EMBEDDED_RULES["max_ps_lag"])
         self.handle = handle or WhisperModelHandle(model_path, cpu_threads=cpu_threads, nice=self.nice)
         # pocketsphinx gives the partials; its final is only a fallback for an empty whisper
         # final, so its decoders skip the fwdflat pass (end of utterance ~3 ms instead of ~60-130 ms).
@@ -130,11 +132,11 @@ class EmbeddedSTT(SegmentedSTT):
         return HybridRecognizer(self)
 
 
-SPEC_OPTIONS = (*WHISPER_OPTIONS, "max_ps_lag")  # the constructor options a spec may set after ';'
+SPEC_OPTIONS = tuple(EMBEDDED_RULES)  # the constructor options a spec may set after ';' (kame.backend.stt.spec)
 
 
 def create(arg: str | None = None, **kwargs) -> EmbeddedSTT:
     """Registry factory: ``embedded[:MODEL_DIR][;NAME=VALUE,...]``, NAME in SPEC_OPTIONS (e.g.
     ``embedded;whisper_interval=1.0``: whisper also re-decodes every second for the partials)."""
-    model, kwargs = spec_kwargs("stt", "embedded", arg, kwargs, SPEC_OPTIONS, "embedded;whisper_interval=1.0")
+    model, kwargs = spec_kwargs("stt", "embedded", arg, kwargs, SPEC_OPTIONS, EMBEDDED_EXAMPLE)
     return EmbeddedSTT(model, **kwargs)

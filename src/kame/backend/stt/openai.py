@@ -58,6 +58,7 @@ from ..options import number
 from ..policy import MAX_RETRY_AFTER, honoured
 from ..types import Word
 from .base import owner_prefix
+from .spec import OPENAI_EXAMPLE, OPENAI_FORMATS, OPENAI_OPTIONS, OPENAI_RULES, check_format
 from .streaming import BufferedRecognizer, Recognizer, SegmentedSTT
 
 log = logging.getLogger(__name__)
@@ -67,9 +68,10 @@ log = logging.getLogger(__name__)
 # the 13 min of 16 kHz wav the 25 MB upload limit of OpenAI allows; 8 MiB is 25x that, and an
 # endless or runaway body stops there.
 MAX_JSON_BODY = 8 * MiB
-RESPONSE_FORMATS = ("verbose_json", "json")
-# the constructor options a spec may set after ';' (values are strings; the constructor checks them)
-SPEC_OPTIONS = ("response_format", "language", "request_interval", "timeout", "connect_timeout")
+RESPONSE_FORMATS = OPENAI_FORMATS
+# the constructor options a spec may set after ';' (values are strings; the config check and the constructor
+# check them: kame.backend.stt.spec)
+SPEC_OPTIONS = OPENAI_OPTIONS
 
 
 def wav_bytes(pcm16k: np.ndarray, rate: int = 16000) -> bytes:
@@ -192,16 +194,14 @@ class OpenAITranscriptionSTT(OpenAIHTTP, SegmentedSTT):
                  request_interval: float = 1.0, connect_timeout: float = 5.0, **kwargs) -> None:
         super().__init__(**kwargs)
         # s of new audio between partial requests
-        self.request_interval = number("openai STT", "request_interval", request_interval, above=0, allow_inf=True)
+        self.request_interval = number("openai STT", "request_interval", request_interval,
+                                       **OPENAI_RULES["request_interval"])
         self.model = model or "whisper-1"
         if response_format is None:  # OpenAI's gpt-*transcribe* models refuse verbose_json (whisper-1 takes it)
             gpt_transcribe = self.model.startswith("gpt-") and "transcribe" in self.model
             response_format = "json" if gpt_transcribe else "verbose_json"
-        if response_format not in RESPONSE_FORMATS:
-            raise ConfigError(f"openai STT: response_format must be one of {', '.join(RESPONSE_FORMATS)} "
-                              f"(verbose_json: with word times), got {response_format!r}")
-        self.language, self.response_format = language, response_format
-        self.timeout = number("openai STT", "timeout", timeout, above=0)
+        self.language, self.response_format = language, check_format("openai STT", response_format)
+        self.timeout = number("openai STT", "timeout", timeout, **OPENAI_RULES["timeout"])
         self._init_http(base_url, api_key, connect_timeout)  # (after the values: those errors first)
         self._users = 0  # open streams (they share one session, closed after the last)
 
@@ -308,8 +308,7 @@ class OpenAITranscriptionSTT(OpenAIHTTP, SegmentedSTT):
 def create(arg: str | None = None, **kwargs) -> OpenAITranscriptionSTT:
     """Registry factory: ``openai:MODEL[;NAME=VALUE,...]`` (NAME in SPEC_OPTIONS; kwargs: the
     constructor's, including those)."""
-    model, kwargs = spec_kwargs("stt", "openai", arg, kwargs, SPEC_OPTIONS,
-                                "openai:gpt-4o-transcribe;response_format=json")
+    model, kwargs = spec_kwargs("stt", "openai", arg, kwargs, SPEC_OPTIONS, OPENAI_EXAMPLE)
     if ";" in (arg or "") and not model:
         raise ConfigError(f"stt spec 'openai:{arg}' names no MODEL before ';': "
                           f"give openai:MODEL;{arg.partition(';')[2]}")

@@ -62,6 +62,7 @@ from ..priority import lower_thread_priority
 from ..types import FRAME_SIZE, AudioFrame, Transcript, Word
 from ..vad import VAD_RATE, StreamingVAD, VADConfig, check_vad
 from .base import STT, owner_prefix
+from .spec import STREAMING_RULES
 
 log = logging.getLogger(__name__)
 
@@ -168,11 +169,12 @@ class SegmentedSTT(STT, ABC):
         self.vad_config = vad if isinstance(vad, VADConfig) else VADConfig(**(vad or {}))
         check_vad(self.vad_config)  # a missing VAD package fails here, not in every stream's worker
         if partial_interval is not None:
-            self.partial_interval = number(who, "partial_interval", partial_interval, above=0)
+            self.partial_interval = number(who, "partial_interval", partial_interval,
+                                           **STREAMING_RULES["partial_interval"])
         # skip partial decodes while more audio than this waits (inf: never)
-        self.max_lag = number(who, "max_lag", max_lag, min=0, allow_inf=True)
-        self.max_utterance = number(who, "max_utterance", max_utterance, above=0)
-        self.preroll = number(who, "preroll", preroll, min=0)
+        self.max_lag = number(who, "max_lag", max_lag, **STREAMING_RULES["max_lag"])
+        self.max_utterance = number(who, "max_utterance", max_utterance, **STREAMING_RULES["max_utterance"])
+        self.preroll = number(who, "preroll", preroll, **STREAMING_RULES["preroll"])
         if on_error is not None and not callable(on_error):
             raise ConfigError(f"{who}: on_error must be a function taking the BackendError, got {on_error!r}")
         self.on_error = on_error  # recoverable service errors go here instead of ending stream
@@ -446,8 +448,11 @@ class _Worker:
                     if self.open_words is None or _text(words) != _text(self.open_words):
                         self.open_words = words
                         self.post(("partial", words, None))
-        if rec is not None:
-            self._finalize(rec, utt_start, self.open_words, self.time_of(n16))
+        if rec is not None:  # the input ended in an utterance: its speech ends where the VAD last heard voice
+            # if it was already in the silence that would end it (was: the input's end, so the final decoded
+            # that silence too, and again after a decode begun at the pause: a close after END_INPUT waited twice)
+            pending = vad.st.last_speech_end if vad.in_speech and vad.st.silence > 0 else None
+            self._finalize(rec, utt_start, self.open_words, self.time_of(n16) if pending is None else pending)
         self._emit_finals(wait=True)
 
     def _close_unfinished(self) -> None:

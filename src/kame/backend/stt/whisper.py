@@ -40,6 +40,7 @@ from ...paths import expand_user
 from ...registry import spec_kwargs
 from ..options import number
 from ..priority import run_in_lowered_thread
+from .spec import WHISPER_EXAMPLE, WHISPER_RULES
 from ..types import Word
 from .streaming import BufferedRecognizer, Recognizer, SegmentedSTT, StreamStopped, stream_stop_event
 
@@ -141,8 +142,8 @@ def check_whisper_options(stt: str, cpu_threads: int | None, final_beam: int) ->
     """(cpu_threads, final_beam) as ints (a spec's options come as text), or a ConfigError naming
     the STT and the option."""
     if cpu_threads is not None:
-        cpu_threads = number(f"{stt} STT", "cpu_threads", cpu_threads, min=1, cast=int)
-    return cpu_threads, number(f"{stt} STT", "final_beam", final_beam, min=1, cast=int)
+        cpu_threads = number(f"{stt} STT", "cpu_threads", cpu_threads, **WHISPER_RULES["cpu_threads"])
+    return cpu_threads, number(f"{stt} STT", "final_beam", final_beam, **WHISPER_RULES["final_beam"])
 
 
 class WhisperModelHandle:
@@ -340,7 +341,8 @@ class WhisperSTT(SegmentedSTT):
                  handle: WhisperModelHandle | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         cpu_threads, final_beam = check_whisper_options(self.name, cpu_threads, final_beam)  # before loading
-        self.whisper_interval = number("whisper STT", "whisper_interval", whisper_interval, above=0)
+        self.whisper_interval = number("whisper STT", "whisper_interval", whisper_interval,
+                                       **WHISPER_RULES["whisper_interval"])
         self.final_beam, self.background = int(final_beam), background
         self.handle = handle or WhisperModelHandle(model_path, cpu_threads=cpu_threads, nice=self.nice)
 
@@ -349,12 +351,12 @@ class WhisperSTT(SegmentedSTT):
                                  background=self.background)
 
 
-# the constructor options a spec may set after ';' (values are text; the constructor checks them)
-SPEC_OPTIONS = ("whisper_interval", "final_beam", "cpu_threads", "partial_interval", "max_lag", "max_utterance",
-                "preroll")
+# the constructor options a spec may set after ';' (values are text; the config check and the constructor
+# check them: kame.backend.stt.spec)
+SPEC_OPTIONS = tuple(WHISPER_RULES)
 
 
 def create(arg: str | None = None, **kwargs) -> WhisperSTT:
     """Registry factory: ``whisper[:MODEL_DIR][;NAME=VALUE,...]``, NAME in SPEC_OPTIONS."""
-    model, kwargs = spec_kwargs("stt", "whisper", arg, kwargs, SPEC_OPTIONS, "whisper;whisper_interval=1.0")
+    model, kwargs = spec_kwargs("stt", "whisper", arg, kwargs, SPEC_OPTIONS, WHISPER_EXAMPLE)
     return WhisperSTT(model, **kwargs)

@@ -16,8 +16,7 @@ same rules (``option``, ``openai_rules``, ``check_format``). A spec alone gives 
 from __future__ import annotations
 
 from ...errors import ConfigError
-from ...registry import split_options
-from ..options import number
+from ..options import check_options, number
 
 # name -> its bounds, as kame.backend.options.number takes them
 _SEED = {"min": 0, "cast": int}
@@ -63,9 +62,7 @@ def option(owner: str, name: str, value, rules: dict[str, dict]):
 
 
 def _check(arg: str | None, where: str, rules: dict[str, dict], example: str) -> None:
-    _, given = split_options(arg, where, tuple(rules), example)
-    for name, value in given.items():
-        option(where, name, value, rules)
+    check_options(arg, where, tuple(rules), rules, example)
 
 
 def check_espeak(arg: str | None, where: str) -> None:
@@ -80,10 +77,6 @@ def check_piper(arg: str | None, where: str) -> None:
 
 def check_openai(arg: str | None, where: str) -> None:
     """The config check of an openai spec's options (``arg``: the part after 'openai:')."""
-    _, given = split_options(arg, where, OPENAI_OPTIONS, OPENAI_EXAMPLE)
-    rules = openai_rules()
-    for name, value in given.items():
-        if name == "response_format":
-            check_format(where, value)
-        else:
-            option(where, name, value, rules)
+    given = check_options(arg, where, OPENAI_OPTIONS, openai_rules(), OPENAI_EXAMPLE)
+    if "response_format" in given:
+        check_format(where, given["response_format"])
