@@ -284,8 +284,10 @@ async def test_a_reader_that_awaits_between_items_still_gets_the_last_final(monk
 async def test_stop_leaves_a_cancelled_reply_whose_stream_never_closes(monkeypatch):
     """An LLM stream that swallows its cancellation while closing: stop() waits for the cancelled
     reply at most STOP_WAIT_S (was: for ever, and kame run wrote nothing)."""
+    from kame.runtime import interrupt
 
     monkeypatch.setattr(cascade_session, "STOP_WAIT_S", 0.05)
+    monkeypatch.setattr(interrupt, "LEAVE_AFTER_S", 0.05)  # (then stop() names it and detaches it)
     clock = FakeClock()
     llm = CleanupLLM(clock)  # its cleanup waits for llm.done, never set here ...
 

@@ -33,7 +33,7 @@ def _failing_front_end(monkeypatch, fails) -> None:
     def build_agent(cfg, *, clock=None, metrics=None, **kwargs):
         return TandemAgent(cfg, clock=clock, metrics=metrics, frame_models=lambda b: FakeFrameModel(b, hook=hook),
                            backend=lambda s: None, token_text=lambda t: "",
-                           components={"frontend": "fake", "codec": "fake"})  # (no stt / llm: none ran)
+                           components={"frontend": "fake", "codec": "fake", "stt": "none", "llm": "none"})  # (names: backend= given)
 
     monkeypatch.setattr(engine, "build_agent", build_agent)
 

@@ -112,3 +112,83 @@ async def test_open_session_with_an_empty_id_beside_a_given_one(mode):
             await agent.open_session(5)
     finally:
         await agent.stop()
+
+
+class MySTT:
+    async def stream(self, frames):
+        yield None
+
+
+class Returns:
+    def stream_chat(self, messages, **kw):
+        return "hi"
+
+
+def test_a_class_given_for_an_instance_is_refused():
+    """(r3 finding 7: its unbound method passed the check, and the first turn failed)"""
+    for make, who in ((_cascade, "CascadeAgent"), (_tandem, "TandemAgent")):
+        with pytest.raises(TypeError, match=rf"^{who}\(components={{'stt': MySTT}}\): MySTT is a class; pass an "
+                                            rf"instance: MySTT\(\.\.\.\)"):
+            make(stt=MySTT)
+
+
+@pytest.mark.parametrize("obj, why", [(NoMethod(), "it has no stream_chat"),
+                                      (PlainGenerator(), r"its stream_chat is a plain generator \(def \.\.\. yield\)"),
+                                      (Returns(), "its stream_chat is a plain function \\(def\\) that returns str")])
+def test_the_refusal_says_what_is_wrong_with_the_method(obj, why):
+    """(r3 finding 7: the reason async_method_problem gives was thrown away)"""
+    with pytest.raises(TypeError, match=rf"an own llm needs an async generator method stream_chat\(\.\.\.\), and {why}"):
+        _tandem(llm=obj)
+
+
+async def test_a_tandem_given_backend_names_its_stt_and_llm():
+    """(r3 finding 3: with backend= given, strings under "stt" / "llm" are the only way to name them
+    for the info Meta (file mode's and runreport's STT checks read components["stt"]); b0fcd25 refused
+    them. Without backend= they are refused as before: test_a_string_under_a_part_s_key_...)"""
+    agent = TandemAgent(load_config(None, {"backend.stt": "none", "backend.llm": "none", "runtime.vad": "energy"}),
+                        clock=FakeClock(), frame_models=FakeFrameModel, backend=lambda s: None,
+                        components={"stt": "whisper", "llm": "echo", "frontend": "fake"})
+    try:
+        s = await agent.open_session()
+        info = await anext(aiter(s.outputs()))
+        assert info.data["type"] == "info" and (info.data["stt"], info.data["llm"]) == ("whisper", "echo")
+        await s.close()
+    finally:
+        await agent.stop()
+    with pytest.raises(TypeError, match=r"give either backend= .* or own STT / LLM objects"):
+        TandemAgent(load_config(None, {}), clock=FakeClock(), frame_models=FakeFrameModel, backend=lambda s: None,
+                    components={"stt": MySTT()})
+
+
+def test_a_name_under_the_tandems_tts_is_said_as_a_name():
+    """(r3 finding 3: {"tts": "piper"} was told "a tts object is the cascade's")"""
+    with pytest.raises(TypeError, match=r"^TandemAgent\(components={'tts': str}\): 'piper' is a name, and a tandem "
+                                        r"takes no tts in components= .*; set cascade.tts = 'piper' for a tandem's "
+                                        r"hybrid-routing TTS"):
+        _tandem(tts="piper")
+
+
+@pytest.mark.parametrize("mode", ["cascade", "tandem"])
+@pytest.mark.parametrize("bad, error", [(7, TypeError), ("a\nb", SessionIdError)])
+async def test_a_bad_session_id_is_refused_before_the_agent_starts_or_waits(mode, bad, error):
+    """(r3 finding 2: checked after start() and the capacity check: the models were loaded first,
+    and on a full agent the caller was told CapacityError)"""
+    clock = FakeClock()
+    cfg = {"runtime.max_sessions": 1}
+    if mode == "cascade":
+        agent = build_cascade_agent(load_config(None, {"mode": "cascade", "runtime.vad": "energy", **cfg}), clock=clock,
+                                    components={"stt": FakeSTT(), "llm": FakeLLM(clock, ["Hi."]), "tts": FakeTTS(clock),
+                                                "vad_factory": FakeVAD})
+    else:
+        agent = TandemAgent(load_config(None, {"backend.stt": "none", "backend.llm": "none", "runtime.vad": "energy",
+                                               **cfg}), clock=clock, frame_models=FakeFrameModel)
+    try:
+        with pytest.raises(error):
+            await agent.open_session(bad)
+        assert not agent.health()["started"]  # (was: started, every model loaded, by the refused call)
+        s = await agent.open_session()
+        with pytest.raises(error):  # (was: CapacityError)
+            await agent.open_session(bad)
+        await s.close()
+    finally:
+        await agent.stop()

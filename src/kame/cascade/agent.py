@@ -42,10 +42,11 @@ from ..backend.prompt import HISTORY_CHARS
 from ..backend.types import ChatMessage, Turn
 from ..errors import ConfigError, KameError
 from ..runtime.backend import create_llm, create_stt
-from ..runtime.base import (OWN_PARTS, Agent, Meta, Session, close_components, own_components, room_to_unwind,
-                            session_id_for)
+from ..runtime.base import (OWN_PARTS, Agent, Meta, Session, check_session_id, close_components, own_components,
+                            room_to_unwind, session_id_for)
 from ..runtime.clock import STOP_WAIT_S, Clock
 from ..runtime.engine import StartOnce, check_clock, check_config, component_state, sessions_full
+from ..runtime.interrupt import end_left_behind
 from ..runtime.loading import config_key, config_keys
 from ..runtime.metrics import MetricsSink, guard_sink
 from ..runtime.worker import StepThread, StepWorker
@@ -254,6 +255,9 @@ class CascadeAgent(Agent):
         # (after the VAD thread has ended: a reset still queued there that fails would turn reuse off again)
         self._reuse_vads = True
         self._started = False
+        # tasks its parts left running after their cancellation: 5 s more, then named and detached from the
+        # loop (a program's plain asyncio.run(main()) ends: kame.runtime.interrupt.end_left_behind)
+        await end_left_behind("cascade")
 
     async def open_session(self, session_id: str | None = None) -> Session:
         """A new CascadeSession, starting the agent first if needed (its load errors are raised
@@ -261,6 +265,7 @@ class CascadeAgent(Agent):
         SessionIdError for the id of an open session, TypeError for one that is not a str;
         CapacityError when runtime.max_sessions are open (or too many closed ones still unwind);
         KameError when stop() runs meanwhile. Its VAD is made ready in the VAD thread."""
+        check_session_id(session_id)  # (before the load and the wait for a place: a caller's wrong argument)
         if self._stopping_now:  # (stop() would not see it: it would outlive the agent)
             raise KameError("cascade: the agent is stopping; no new session")
         stops = self._stops  # (a whole stop() may run while this waits below: _stopping_now is False again)

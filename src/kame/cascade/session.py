@@ -34,8 +34,8 @@ something that is not a Transcript or stalls; "up" at its next transcript; the a
 got counted in dropped_frames). close() frees the session's place in its agent at once
 (``on_close``); while someone reads its outputs (file mode's reader) a running stream may
 flush its last transcript first (CLOSE_GRACE_S), else (a server whose client left: nobody would
-get it) the stream is cancelled at once and unwinds in the background (``wait_stopped``), as a
-down one is. LLM and TTS failures and stalls end the reply
+get it; a server shutting down: ``skip_flush``) the stream is cancelled at once and unwinds in
+the background (``wait_stopped``), as a down one is. LLM and TTS failures and stalls end the reply
 (kame.cascade.reply), never the session. Unread outputs are
 kept up to MAX_PENDING_OUTPUTS (the tandem's), then the oldest are dropped (``dropped_outputs``).
 """
@@ -55,7 +55,7 @@ from ..backend.prompt import KEEP_TURNS, remember
 from ..backend.types import FRAME_S, FRAME_SIZE, AudioFrame, ChatMessage, Transcript, Turn
 from ..runtime.base import (AgentAudio, BackendHealth, ErrorEvent, Meta, Output, OutputReader, Session, SingleReader,
                             _why, internal_error)
-from ..runtime.clock import STOP_WAIT_S, Clock
+from ..runtime.clock import STOP_WAIT_S, Clock, leave
 from ..runtime.metrics import Metric, MetricsSink, null_sink
 from ..runtime.session import MAX_PENDING_OUTPUTS
 from ..runtime.sttloop import STALL_S, STTSupervisor
@@ -165,6 +165,7 @@ class CascadeSession(Session):
         self._turn_id = 0
         self._user_start: float | None = None  # first speech of the pending user turn
         self._closed = False
+        self._skip_flush = asyncio.Event()  # close() waits for no last transcript (kame serve's shutdown)
         self._reader = SingleReader(self._out, None, session_id)  # outputs(): one reader at a time
         self._tasks = [
             asyncio.create_task(self._stt.run(), name=f"cascade-stt-{session_id}"),
@@ -284,7 +285,8 @@ class CascadeSession(Session):
         its last transcript (up to CLOSE_GRACE_S) and close() returns once the session is over.
         With no reader (a server closes its reader when its client leaves) nobody would get that
         transcript: the stream is cancelled, close() returns at once and the stream unwinds in the
-        background (``wait_stopped``; the agent's stop() waits for it). The outputs end with a
+        background (``wait_stopped``; the agent's stop() waits for it); so too after ``skip_flush``
+        (a server's shutdown), which also ends a flush under way. The outputs end with a
         final "stats" Meta either way."""
         if self._closed:
             return
@@ -301,38 +303,46 @@ class CascadeSession(Session):
             self._closing_reply = rp  # (its task unwinds: wait_stopped waits for it)
         stt_task, play_task = self._tasks
         play_task.cancel()
-        flush, cancelled = self._stt.running and self._readers > 0, False
-        if not flush:  # the STT is down (waiting to restart) or nobody would read what it flushes:
+        flush, cancelled = self._stt.running and self._readers > 0 and not self._skip_flush.is_set(), False
+        if not flush:  # the STT is down (waiting to restart), nobody would read what it flushes, or a shutdown:
             stt_task.cancel()  # (no end() first: its stream would start decoding a last final)
         else:
             self._stt.end()  # no more audio: the running stream flushes and ends
+            skip = asyncio.ensure_future(self._skip_flush.wait())  # (a shutdown meanwhile: skip_flush)
             try:
-                await asyncio.wait_for(stt_task, timeout=CLOSE_GRACE_S)
-            except asyncio.TimeoutError:
-                stt_task.cancel()
+                await asyncio.wait([stt_task, skip], timeout=CLOSE_GRACE_S, return_when=asyncio.FIRST_COMPLETED)
             except asyncio.CancelledError:
-                stt_task.cancel()
                 me = asyncio.current_task()
                 # our caller cancelled close(): finish closing, then let the cancellation go on
                 cancelled = me is not None and bool(getattr(me, "cancelling", lambda: 1)())
-            except Exception:  # noqa: BLE001 - already reported by the loop
-                pass
+            finally:
+                skip.cancel()
         for task in self._tasks:
             if not task.done():
                 task.cancel()
-        if flush:  # (else they end in the background: wait_stopped)
+        if flush and not self._skip_flush.is_set():  # (else they end in the background: wait_stopped)
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._make_room()  # (first: the final count includes what this Meta pushes out)
         self._stt.drop_queued()  # the audio its stopped stream never read: counted (was: lost uncounted)
-        self._dropped += self._buf.shape[0]  # a last part-frame never stepped (was: counted nowhere)
+        left = self._buf.shape[0]  # a last part-frame never stepped (was: counted nowhere); said apart too
+        self._dropped += left
         self._buf = self._buf[:0]
         self.stats.dropped_input_s = round(self._dropped / SAMPLE_RATE, 3)
         self._emit(Meta({"type": "stats", "session": self.id, "final": True, "t": self.clock.now(),
-                         **self._counts()}))
+                         **self._counts(), "unstepped_at_close_s": round(left / SAMPLE_RATE, 3)}))
         self._out.put_nowait(None)
         self._ended = True
         if cancelled:
             raise asyncio.CancelledError
+
+    def skip_flush(self) -> None:
+        """close() does not wait for the STT's last transcript, or waits no longer if it does: kame
+        serve's shutdown (its Connection.shut_down), whose clients get the session's final "stats"
+        within its SHUTDOWN_FLUSH_S (2 s). Was: its close waited up to CLOSE_GRACE_S for the STT to
+        decode the speech the client was cut off in, and the server closed the socket (1001) first:
+        no final "stats". The STT stream is cancelled and unwinds in the background
+        (``wait_stopped``), as at a close nobody reads."""
+        self._skip_flush.set()
 
     @property
     def stopped(self) -> bool:
@@ -348,8 +358,12 @@ class CascadeSession(Session):
         pending = [t for t in self._tasks if not t.done()]
         if pending:
             await asyncio.wait(pending)
-        if self._closing_reply is not None:  # (at most STOP_WAIT_S: a stream that swallows its cancellation is left)
-            await asyncio.wait([asyncio.ensure_future(self._closing_reply.wait())], timeout=STOP_WAIT_S)
+        rp = self._closing_reply
+        if rp is not None:  # (at most STOP_WAIT_S: a stream that swallows its cancellation is left)
+            waiter = asyncio.ensure_future(rp.wait())
+            if not (await asyncio.wait([waiter], timeout=STOP_WAIT_S))[0]:
+                waiter.cancel()
+                leave([rp._task])  # (the agent's stop() ends it or names it: kame.runtime.interrupt.end_left_behind)
 
     # ---- input side ---------------------------------------------------------------------
     def _on_vad(self, events: list, t: float) -> None:

@@ -20,6 +20,7 @@ _EXPORTS = {
     "load_config": "..config", "KameConfig": "..config",
     "build_agent": ".engine", "TandemAgent": ".engine",
     "run_conversation": ".filemode",  # file mode (kame run) as a function
+    "run_to_end": ".interrupt",  # asyncio.run whose end leaves a task that ignores its cancellation after 5 s
     # the agent/session interface and what a session outputs
     "Agent": ".base", "Session": ".base", "Output": ".base",
     "AgentAudio": ".base", "AgentText": ".base", "Meta": ".base", "ErrorEvent": ".base",

@@ -82,11 +82,10 @@ async def room_to_unwind(unwinding: Callable[[], set], max_sessions: int, wait_s
                             f"try again in a moment")
 
 
-def session_id_for(session_id: str | None, open_ids, make: Callable[[], str]) -> str:
-    """The id of a new session (both agents' rule): ``session_id`` unless an open session has it
-    (SessionIdError); without one (None or ""), the first of make(), make(), ... that no open
-    session has (was: "" was taken as given, and the tandem's session then made an id it never
-    checked: two open sessions could share one). An id that is not a str is a TypeError, one
+def check_session_id(session_id) -> None:
+    """The form of open_session's ``session_id`` (both agents check it first thing, before they
+    start or wait for a place: was after, so a caller's wrong argument first loaded every model,
+    and on a full agent was a CapacityError): one that is not a str or None is a TypeError, one
     with a control character (a newline) a SessionIdError: ids go into logs and JSON messages."""
     if session_id is not None and not isinstance(session_id, str):
         raise TypeError(f"open_session(session_id): expected a str or None, got {type(session_id).__name__} "
@@ -94,6 +93,14 @@ def session_id_for(session_id: str | None, open_ids, make: Callable[[], str]) ->
     if session_id and re.search(r"[\x00-\x1f\x7f]", session_id):
         raise SessionIdError(f"session id {session_id!r} has a control character (a newline, a tab, ...); give "
                              f"one without (or none: the agent makes one)")
+
+
+def session_id_for(session_id: str | None, open_ids, make: Callable[[], str]) -> str:
+    """The id of a new session (both agents' rule): ``session_id`` unless an open session has it
+    (SessionIdError); without one (None or ""), the first of make(), make(), ... that no open
+    session has (was: "" was taken as given, and the tandem's session then made an id it never
+    checked: two open sessions could share one). Its form is check_session_id's."""
+    check_session_id(session_id)
     if session_id and session_id in open_ids:
         raise SessionIdError(f"session id {session_id!r} is in use by an open session; close it first or "
                              f"give another id (or none: the agent makes one)")
@@ -107,20 +114,25 @@ def session_id_for(session_id: str | None, open_ids, make: Callable[[], str]) ->
 OWN_PARTS = {"stt": "stream", "llm": "stream_chat", "tts": "synthesize", "vad_factory": None, "prompt_fn": None}
 
 
-def own_components(who: str, components: dict | None, takes: tuple[str, ...]) -> tuple[dict, dict]:
+def own_components(who: str, components: dict | None, takes: tuple[str, ...],
+                   names: tuple[str, ...] = ()) -> tuple[dict, dict]:
     """An agent's ``components=`` -> (names for its info Meta, the caller's own objects), checked
     the same way by both agents (was: the cascade took anything, and every turn then failed with
     Python's error; the tandem took a string under "llm" as a name, and ran backend.llm instead).
-    Under a key in ``takes`` (those of OWN_PARTS the agent uses): an STT / LLM / TTS object with
-    its async generator method (kame.registry.async_method_problem), a callable vad_factory /
-    prompt_fn; a string there is a TypeError (name a registered part in the config instead); None
-    is as if it were not given. Other keys are names for the info Meta. A TypeError names ``who``
-    (e.g. "TandemAgent"), the key and what to do."""
+    Under a key in ``takes`` (those of OWN_PARTS the agent uses): an STT / LLM / TTS instance with
+    its async generator method (kame.registry.async_method_problem: its reason is said; a class
+    is refused: pass an instance), a callable vad_factory / prompt_fn; a string there is a
+    TypeError (name a registered part in the config instead), unless the key is in ``names``
+    (the tandem given backend=: nothing else names its STT / LLM): then a name for the info
+    Meta; None is as if it were not given. Other keys are names for the info Meta. A TypeError
+    names ``who`` (e.g. "TandemAgent"), the key and what to do."""
+    import inspect
+
     from .. import registry
 
     info, own = {}, {}
     for key, value in (components or {}).items():
-        if key not in takes:
+        if key not in takes or (key in names and isinstance(value, str)):
             info[key] = value
             continue
         if value is None:
@@ -138,9 +150,14 @@ def own_components(who: str, components: dict | None, takes: tuple[str, ...]) ->
             if not callable(value):
                 made = "a VAD (one per session)" if key == "vad_factory" else "the chat messages from the turns so far"
                 raise TypeError(f"{where}: a {key} is a callable that returns {made}")
-        elif registry.async_method_problem(key, value):
-            raise TypeError(f"{where}: an own {key} needs an async generator method {method}(...) ('async def "
-                            f"{method}(...)' that yields; kame reads it with 'async for'; docs/backend.md)")
+        elif inspect.isclass(value):  # (its method is there, unbound: it passed, then failed at the first turn)
+            raise TypeError(f"{who}(components={{{key!r}: {value.__name__}}}): {value.__name__} is a class; pass an "
+                            f"instance: {value.__name__}(...)")
+        elif problem := registry.async_method_problem(key, value):
+            has = f"it has no {method}" if problem == "missing" else f"its {method} is {problem}"
+            raise TypeError(f"{where}: an own {key} needs an async generator method {method}(...), and {has}: "
+                            f"make it 'async def {method}(...)' that yields (kame reads it with 'async for'; "
+                            f"docs/backend.md)")
         own[key] = value
     return info, own
 

@@ -18,6 +18,7 @@ import asyncio
 import heapq
 import itertools
 import time
+import weakref
 from typing import Protocol
 
 
@@ -86,25 +87,40 @@ END = object()  # next_within: the stream ended
 STOP_WAIT_S = 2.0  # wall time a cancelled __anext__ gets to unwind
 
 
+# the tasks ``leave`` let run on (a component's that ignored its cancellation), while they run: an
+# agent's stop() gives them a last chance and then detaches them (kame.runtime.interrupt.end_left_behind).
+# One for the whole process, not one per agent: a stop() also ends those that other kame code (another
+# agent, a session of its own) left on the same event loop, and names them under its own "tandem"/"cascade".
+LEFT_BEHIND: "weakref.WeakSet[asyncio.Future]" = weakref.WeakSet()
+
+
 def leave(tasks) -> None:
     """Let ``tasks`` run on unwatched: their outcome is taken when they end (no "exception was
-    never retrieved") and they are not reported again as "destroyed but pending" at exit."""
+    never retrieved") and they are not reported again as "destroyed but pending" at exit; they
+    are added to LEFT_BEHIND (the process's, held weakly; an agent's stop() looks at those of its
+    loop still running, whoever left them)."""
     for t in tasks:
         t.add_done_callback(lambda t: t.cancelled() or t.exception())
         t._log_destroy_pending = False
+        LEFT_BEHIND.add(t)
 
 
 async def cancel_within(tasks, timeout: float) -> list:
     """Cancel ``tasks`` (futures) and wait at most ``timeout`` s (wall time) for them to unwind;
     those still running are left (``leave``) and returned: a component that swallows its
     cancellation must not hang whoever stops it. Outcomes of the ended ones are taken, never
-    raised (a cancellation of the caller itself still propagates)."""
+    raised (a cancellation of the caller itself still propagates: those still running are left
+    then too)."""
     tasks = list(tasks)
     for t in tasks:
         t.cancel()
     if not tasks:
         return []
-    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    try:
+        done, pending = await asyncio.wait(tasks, timeout=timeout)
+    except BaseException:  # (the caller cancelled while it waited: they run on unwatched, as below)
+        leave([t for t in tasks if not t.done()])
+        raise
     for t in done:
         t.cancelled() or t.exception()
     leave(pending)

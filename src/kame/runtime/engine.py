@@ -37,8 +37,9 @@ from ..backend.types import FRAME_S
 from ..config import KameConfig, validate_config
 from ..errors import ConfigError, KameError
 from .base import (OWN_PARTS, Agent, CapacityError, Session, close_components, internal_error, own_components,
-                   room_to_unwind, session_id_for)
+                   check_session_id, room_to_unwind, session_id_for)
 from .clock import STOP_WAIT_S, Clock, MonotonicClock
+from .interrupt import end_left_behind
 from .metrics import Metric, MetricsSink, guard_sink
 from .session import TandemSession, _ids as _session_ids
 from .worker import FrameModel, StepJob, StepWorker, make_vad_factory
@@ -202,7 +203,8 @@ class TandemAgent(Agent):
     ``components``: names for the info Meta, and the caller's own STT / LLM objects under "stt" /
     "llm" (used instead of backend.stt / backend.llm; stop() closes them as it closes its own),
     checked at once as the cascade's (base.own_components: a TypeError for a string there, or an
-    object without its async generator method).
+    object without its async generator method); with ``backend=`` given, strings there are the
+    names of its STT / LLM for the info Meta.
 
     start() runs once however many callers ask at once (open_session starts the agent); in an
     event loop after the one it ran in has ended, it starts again there (that loop's sessions
@@ -225,7 +227,7 @@ class TandemAgent(Agent):
         self.clock = check_clock(clock)
         self.metrics = guard_sink(metrics)  # (every caller gets the guarded one: sessions, STT, producer)
         self.max_sessions = config.runtime.max_sessions
-        info, self._own = _split_components(components)
+        info, self._own = _split_components(components, backend is not None)
         if self._own and backend is not None:
             raise TypeError("TandemAgent: give either backend= (a bridge factory) or own STT / LLM objects in "
                             "components=, not both")
@@ -393,6 +395,9 @@ class TandemAgent(Agent):
             if not self._backend_given:
                 self._backend = None  # closed below: the next start loads (or wraps) them again
             await close_components(getattr(backend, "shared", ()))  # the STT / LLM / TTS all sessions share
+            # tasks its parts left running after their cancellation: 5 s more, then named and detached from
+            # the loop (a program's plain asyncio.run(main()) ends: kame.runtime.interrupt.end_left_behind)
+            await end_left_behind("tandem")
         finally:
             self._stopping = False
 
@@ -401,6 +406,7 @@ class TandemAgent(Agent):
         a str (None or "": the agent makes one, "s1", "s2", ...); SessionIdError for the id of an
         open session, TypeError for one that is not a str; CapacityError when
         runtime.max_sessions are open; KameError when stop() runs meanwhile."""
+        check_session_id(session_id)  # (before the load and the wait for a place: a caller's wrong argument)
         if self._stopping:  # (stop() would not see it: it would outlive the agent)
             raise KameError("the agent is stopping; no new session (open one once stop() has returned)")
         stops = self._stops  # (a whole stop() may run while this waits below: _stopping is False again)
@@ -517,17 +523,27 @@ def _cancel_elsewhere(task: asyncio.Task) -> None:
             pass
 
 
-def _split_components(components: dict | None) -> tuple[dict, dict]:
+def _split_components(components: dict | None, backend_given: bool = False) -> tuple[dict, dict]:
     """TandemAgent(components=...) -> (names for the info Meta, the caller's own STT / LLM objects),
-    checked as the cascade checks its own (base.own_components); a cascade part is a TypeError."""
+    checked as the cascade checks its own (base.own_components); a cascade part is a TypeError.
+    With backend= given, strings under "stt" / "llm" are names for the info Meta (the only way to
+    name them then; file mode's and runreport's STT checks read components["stt"])."""
     for key in OWN_PARTS.keys() - {"stt", "llm"}:
-        if (components or {}).get(key) is not None:
-            raise TypeError(
-                f"TandemAgent(components={{{key!r}: {type(components[key]).__name__}}}): a tandem takes its own 'stt' "
-                f"and 'llm' objects there, not a {key}; a {key} object is the cascade's (mode = 'cascade'). For a "
-                f"tandem's hybrid-routing TTS, register it (kame.registry.register('tts', 'mine', factory)) and set "
-                f"cascade.tts = 'mine' (docs/backend.md, \"Your own components\")")
-    return own_components("TandemAgent", components, ("stt", "llm"))
+        value = (components or {}).get(key)
+        if value is None:
+            continue
+        where = f"TandemAgent(components={{{key!r}: {type(value).__name__}}})"
+        if isinstance(value, str):
+            use = ("set cascade.tts = " + repr(value) + " for a tandem's hybrid-routing TTS" if key == "tts" else
+                   "runtime.vad in the config names the tandem's VAD" if key == "vad_factory" else
+                   "the tandem builds no prompt")
+            raise TypeError(f"{where}: {value!r} is a name, and a tandem takes no {key} in components= (only its own "
+                            f"'stt' and 'llm' objects); {use} (docs/backend.md, \"Your own components\")")
+        raise TypeError(
+            f"{where}: a tandem takes its own 'stt' and 'llm' objects there, not a {key}; a {key} object is the "
+            f"cascade's (mode = 'cascade'). For a tandem's hybrid-routing TTS, register it (kame.registry.register("
+            f"'tts', 'mine', factory)) and set cascade.tts = 'mine' (docs/backend.md, \"Your own components\")")
+    return own_components("TandemAgent", components, ("stt", "llm"), ("stt", "llm") if backend_given else ())
 
 
 def _load_frontend(cfg: KameConfig):

@@ -2,7 +2,9 @@
 ends the conversation and keeps what came, a second quits at once (kame run, kame eval mtbench: SIGTERM alike;
 kame run's files are then written whole: ``sigterm_held``; kame serve's start: kame.runtime.signals,
 which imports no asyncio). And ``run_to_end``, the
-asyncio.run of the commands: a component that ignores its cancellation does not hang them.
+asyncio.run of the commands: a component that ignores its cancellation does not hang them; an
+agent's ``stop()`` ends with ``end_left_behind``, so a program's plain ``asyncio.run(main())``
+is not hung by one either (the tasks it left: warned about, named, and detached from the loop).
 
     rec = run_to_end(converse())                                       # asyncio.run, bounded at the end
 
@@ -15,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import inspect
 import logging
 import signal
 import sys
 from collections import Counter
 
-from .clock import cancel_within, leave
+from .clock import LEFT_BEHIND, cancel_within, leave
 from .signals import handling
 
 log = logging.getLogger(__name__)
@@ -212,7 +216,8 @@ def close_runner(runner: asyncio.Runner, leave_after: float = LEAVE_AFTER_S) -> 
     """Close ``runner`` (asyncio.Runner) as run_to_end closes its own: the tasks still running are
     cancelled and get ``leave_after`` s, then are left behind, named (a component that ignores its
     cancellation must not hang the command's end; its tasks are named after it: "next item of LLM
-    NAME's reply", "STT NAME's stream (session s1)"), each name once with its count."""
+    NAME's reply", "STT NAME's stream (session s1)"), each name once with its count. Tasks an
+    agent's stop() already detached and warned about (end_left_behind) are left too, unsaid."""
     try:
         left = runner.run(_end_leftovers(leave_after))
         within = f"within {leave_after:.0f} s of their cancellation"
@@ -223,15 +228,94 @@ def close_runner(runner: asyncio.Runner, leave_after: float = LEAVE_AFTER_S) -> 
     from ..backend.childproc import loads_running
 
     if left:
-        # (each name once, counted: "next item of LLM x's reply (7 tasks)", not seven times over)
-        named = ", ".join(n if k == 1 else f"{n} ({k} tasks)" for n, k in Counter(left).items())
         log.warning("%d task(s) did not stop %s and are left behind (a component that ignores "
-                    "cancellation or never finishes closing): %s", len(left), within, named)
+                    "cancellation or never finishes closing): %s", len(left), within, _named(left))
         runner.get_loop().close()
+    elif _still_left(runner.get_loop()):  # detached by an agent's stop(), which warned: closing the runner
+        runner.get_loop().close()  # would aclose() their running async generators (asyncio's ERROR lines)
     elif loads_running():  # a cancelled model load still in the executor: closing that would join it
         runner.get_loop().close()  # (the caller leaves without waiting: childproc.exit_if_loading)
     else:
         runner.close()
+
+
+def _named(names: list[str]) -> str:
+    """Each name once, counted: "next item of LLM x's reply (7 tasks)", not seven times over."""
+    return ", ".join(n if k == 1 else f"{n} ({k} tasks)" for n, k in Counter(names).items())
+
+
+async def end_left_behind(who: str, leave_after: float | None = None) -> list[str]:
+    """The end of an agent's ``stop()`` (``who``: "tandem", "cascade"): the tasks left running after
+    their cancellation on this loop (kame.runtime.clock.leave: a plugin's stream that catches
+    CancelledError, an ``aclose()`` that never returns) are cancelled again and get ``leave_after``
+    s in all (None: LEAVE_AFTER_S); those still running then are named in a warning and detached
+    from the loop (``_detach``), so that a program's plain ``asyncio.run(main())``, whose end
+    cancels and awaits every task of the loop, ends (was: it waited for them forever, silently).
+    Their names, sorted. LEFT_BEHIND is the process's, not the agent's: this also ends (and names
+    under ``who``) the tasks other kame code, another agent on the same loop, left there."""
+    leave_after = LEAVE_AFTER_S if leave_after is None else leave_after
+    loop, seen = asyncio.get_running_loop(), set()
+    deadline = loop.time() + leave_after  # (one for all rounds: stop() takes at most leave_after more)
+    for _ in range(3):  # (one that ends may leave another: a reply cancelled in its stall timer leaves the
+        # stream's __anext__ it waited for)
+        tasks = [t for t in _still_left(loop) if t not in seen]
+        if not tasks:
+            break
+        seen.update(tasks)
+        await cancel_within(tasks, max(0.0, deadline - loop.time()))
+    left = [t for t in seen if not t.done()]
+    names = sorted(t.get_name() for t in left)
+    if names:
+        kept = [t for t in left if not _detach(t)]
+        log.warning("%s: %d task(s) did not stop within %g s of their cancellation and are left behind (a "
+                    "component that ignores cancellation or never finishes closing): %s%s", who, len(names),
+                    leave_after, _named(names), "" if not kept else
+                    "; this Python cannot detach them from the event loop, so asyncio.run(main()) would wait for "
+                    "them at its end: run main() with kame.runtime.run_to_end(main()) instead")
+    return names
+
+
+def _detach(task: asyncio.Future) -> bool:
+    """Take ``task`` out of its loop's set of tasks (``asyncio.all_tasks``) where this Python lets
+    us (asyncio.tasks._unregister_task, the hook for other task implementations): it runs on, but
+    the end of asyncio.run no longer waits for it. Its running async generators (the plugin's
+    stream_chat, kame's reply stream reading it) are taken out of the loop's own set where it has
+    one (``_asyncgens``; else nothing is): the end of asyncio.run no longer calls their
+    ``aclose()``, which fails on a running one (asyncio's "ERROR ... aclose(): asynchronous
+    generator is already running"). Whether the task is out."""
+    unregister = getattr(asyncio.tasks, "_unregister_task", None)
+    if unregister is not None:
+        unregister(task)
+    gens = getattr(task.get_loop(), "_asyncgens", None)
+    if hasattr(gens, "discard"):
+        for gen in _running_generators(task):
+            gens.discard(gen)
+    return task not in asyncio.all_tasks(task.get_loop())
+
+
+def _running_generators(task: asyncio.Future) -> list:
+    """The async generators running in ``task``: down its chain of awaits (a coroutine's
+    ``cr_await``, a generator's ``ag_await``; a ``__anext__()`` or ``athrow()`` holds its generator,
+    found by gc.get_referents), to a future (another task's is not followed)."""
+    found, what = [], getattr(task, "get_coro", lambda: None)()
+    for _ in range(100):  # (bounded: a chain is never that deep)
+        if inspect.isasyncgen(what):
+            if what.ag_running:
+                found.append(what)
+            what = what.ag_await
+        elif inspect.iscoroutine(what) or inspect.isgenerator(what):
+            what = getattr(what, "cr_await", None) or getattr(what, "gi_yieldfrom", None)
+        elif type(what).__name__ in ("async_generator_asend", "async_generator_athrow"):
+            what = next((g for g in gc.get_referents(what) if inspect.isasyncgen(g)), None)
+        else:
+            break
+    return found
+
+
+def _still_left(loop) -> list:
+    """The tasks left behind on ``loop`` (kame.runtime.clock.LEFT_BEHIND) still running: those an
+    agent's stop() detached from it (end_left_behind) among them."""
+    return [t for t in list(LEFT_BEHIND) if not t.done() and t.get_loop() is loop]
 
 
 async def _end_leftovers(leave_after: float) -> list[str]:

@@ -111,7 +111,8 @@ class TandemSession(Session):
         self._fed_at = 0.0  # the tick of the frame fed last (its oracle token's time)
         self._max_backlog = int(cfg.runtime.max_input_backlog_s * 24000)
         self._oracle_inbox: list[OracleEvent] = []
-        self._received = 0  # samples of user audio pushed (kept or dropped)
+        self._received = 0  # samples of user audio pushed (kept or dropped), and pad_input's silence
+        self._pad = (0, 0)  # the stream's samples [a, b) that are pad_input's silence (the last pad), not the client's
         self._taken = 0  # frames of input taken by the ticker (take_input)
         self._first_audio: tuple[float, int] | None = None  # (clock time, frames taken) at the first audio
         self._pace: deque[tuple[float, float, float]] = deque(maxlen=RECENT_FRAMES)  # frame_timing's, recent
@@ -150,20 +151,43 @@ class TandemSession(Session):
         self._arrived = now
         if self._buf_len > self._max_backlog and not self.stats.dropped_input_s:
             self._warn_dropping()
-        while self._buf_len > self._max_backlog:  # bound latency: drop the oldest audio, counted
+        if self._buf_len > self._max_backlog:  # bound latency: drop the oldest audio, counted
+            lo = self._received - self._buf_len
+            self.stats.dropped_input_s += self._clients(lo, lo + self._buf_len - self._max_backlog) / 24000
+        while self._buf_len > self._max_backlog:
             over = self._buf_len - self._max_backlog
             head = self._buf[0]
             if head.size <= over:
                 self._buf.popleft()
                 self._buf_len -= head.size
-                self.stats.dropped_input_s += head.size / 24000
             else:
                 self._buf[0] = head[over:]
                 self._buf_len -= over
-                self.stats.dropped_input_s += over / 24000
         # chunks dropped whole are forgotten (or a client pushing faster than frames are taken grows this without bound)
         while len(self._arrivals) > 1 and self._arrivals[0][0] <= self._received - self._buf_len:
             self._arrivals.popleft()
+
+    async def pad_input(self) -> None:
+        """A last part-frame of the backlog filled with silence (kame serve after END_INPUT), past
+        the real-time cap: the silence is the server's, so none of the client's audio is dropped
+        for it and it is not counted as the client's (was: base Session.pad_input's push_audio: for
+        a client at the cap 40 ms of its oldest audio was dropped, counted in its dropped_input_s,
+        and the part-frame stayed a part-frame)."""
+        part = self._buf_len % FRAME_SIZE
+        if self.closed or not part:
+            return
+        n = FRAME_SIZE - part
+        self._buf.append(np.zeros(n, np.float32))
+        self._buf_len += n
+        self._received += n
+        self._pad = (self._received - n, self._received)
+        # (its frame's audio time: when the client's last audio arrived, as its own part's; frame_time)
+        self._arrivals.append((self._received, self._arrived, self._arrived))
+
+    def _clients(self, lo: int, hi: int) -> int:
+        """Of the stream's samples [lo, hi), those the client pushed (not pad_input's silence)."""
+        a, b = self._pad
+        return hi - lo - max(0, min(hi, b) - max(lo, a))
 
     @property
     def input_backlog_s(self) -> float:
@@ -179,7 +203,7 @@ class TandemSession(Session):
         """End the session. Its row and place (runtime.max_sessions) are free at once; its STT
         stream and oracle producer are cancelled and unwind in the background (the agent's stop()
         waits for them). The outputs end with a final "stats" Meta; user audio still buffered is
-        counted in its dropped_input_s."""
+        counted in its dropped_input_s, and said apart as its unstepped_at_close_s."""
         if self.closed:
             return
         self.closed = True
@@ -188,11 +212,13 @@ class TandemSession(Session):
         self.agent._release(self)
         if self.router is not None:
             await self.router.aclose()
-        self.stats.dropped_input_s += self.input_backlog_s  # never stepped (was: counted nowhere)
+        left = self._clients(self._received - self._buf_len, self._received) / 24000  # (the client's, not a pad)
+        self.stats.dropped_input_s += left  # never stepped (was: counted nowhere)
         self._buf.clear()
         self._buf_len = 0
+        # what close left unstepped, said apart (kame client: what a server's shutdown left unheard)
         self._put(Meta({"type": "stats", "session": self.id, "final": True, "t": self.clock.now(),
-                        **self._stats_fields()}))
+                        **self._stats_fields(), "unstepped_at_close_s": round(left, 3)}))
         self._queue.put_nowait(_CLOSED)
         self._ended = True  # nothing is queued after the end marker
 

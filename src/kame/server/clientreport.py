@@ -147,17 +147,16 @@ def report(res: ChatResult, a: argparse.Namespace) -> int:
 
 def dropped_at_shutdown(res: ChatResult) -> float:
     """Of the input the server dropped, what its shutdown left unheard: on a close 1001 (the server
-    shutting down), the final "stats"'s dropped_input_s beyond the periodic ones'. A shutdown closes
-    the session without stepping the audio it still buffers, which the final stats counts (was:
-    blamed on the network; after END_INPUT the server steps it). 0.0 otherwise."""
+    shutting down), the final "stats"'s unstepped_at_close_s, the audio the session still buffered
+    when it was closed (a shutdown closes it without stepping that; after END_INPUT the server
+    steps it). Was: every drop since the last periodic stats, so a --fast client's drops were all
+    said as the shutdown's, with no warning. 0.0 otherwise, and from a server whose final stats
+    has no such field (an older one): no share is claimed for the shutdown."""
     if res.close_code != SHUTDOWN_CLOSE:
         return 0.0
-    stats = [m for m in res.read_metas if m.get("type") == "stats"]
-    final = [float(m.get("dropped_input_s") or 0.0) for m in stats if m.get("final") is True]
-    if not final:  # (no final stats came: the periodic ones count nothing the shutdown dropped)
-        return 0.0
-    before = max([float(m.get("dropped_input_s") or 0.0) for m in stats if m.get("final") is not True], default=0.0)
-    return round(max(0.0, max(final) - before), 3)
+    left = [m.get("unstepped_at_close_s") for m in res.read_metas if m.get("type") == "stats" and m.get("final") is True]
+    left = [float(x) for x in left if isinstance(x, (int, float)) and not isinstance(x, bool) and x == x and x >= 0]
+    return round(min(max(left, default=0.0), res.dropped_input_s), 3)
 
 
 def json_record(res: ChatResult) -> dict:

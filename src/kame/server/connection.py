@@ -236,8 +236,14 @@ class Connection:
         """The server shuts down (app.Server.on_shutdown): the session's outputs end as after
         END_INPUT (_close_session; was: the connection closed at once, and the client's totals
         were those of the latest periodic stats), then the connection closes with 1001 "server
-        shutting down"."""
+        shutting down". A cascade session's close then waits for no last transcript of its STT
+        (its skip_flush; also cut short if its close after END_INPUT waits for one): its final
+        "stats" come within the server's SHUTDOWN_FLUSH_S (was: after up to 5 s, once the socket was
+        closed: the client got 1001 without them)."""
         self.close_code, self.close_reason = WSCloseCode.GOING_AWAY, ops.SHUTDOWN_REASON
+        skip = getattr(self.session, "skip_flush", None)  # (a cascade session's: see its skip_flush)
+        if skip is not None:
+            skip()
         self._close_session()
 
     def _close_session(self, step_input: bool = False) -> None:

@@ -14,8 +14,10 @@ conversational agent.
 Audio sent faster than real time piles up; the session keeps the newest ``MAX_BACKLOG_S`` of it
 and drops older audio as the tandem does: one warning in the server's log, the seconds dropped
 in every "stats" Meta (``dropped_input_s``, which `kame client` warns about), and a "stats" Meta
-at once when dropping starts. Audio not played yet when the session closes is counted there too
-(``input_backlog_s``: after END_INPUT, kame serve lets the session play it first, bounded).
+at once when dropping starts. Audio not played yet when the session closes is counted there
+too, and said apart in the final one (``unstepped_at_close_s``; ``input_backlog_s``: after
+END_INPUT, kame serve lets the session play it first, bounded, its last part-frame filled with
+silence: ``pad_input``).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class EchoSession(Session):
         self._frames = 0  # frames played
         self._missed = 0  # frames played more than a frame late
         self.dropped_input_s = 0.0  # user audio dropped: it came faster than real time
+        self._pad: tuple[np.ndarray | None, int] = (None, 0)  # pad_input's frame, and the samples of silence in it
         self._task = asyncio.create_task(self._run(), name=f"echo-session-{session_id}")
 
     async def push_audio(self, pcm: np.ndarray) -> None:
@@ -63,21 +66,38 @@ class EchoSession(Session):
         over = len(self._pending) - round(MAX_BACKLOG_S / FRAME_S)
         if over > 0:  # a client sending faster than real time: keep the newest audio, count the rest
             first = not self.dropped_input_s
+            self.dropped_input_s += over * FRAME_S - self._pad_s(self._pending[:over])
             del self._pending[:over]
-            self.dropped_input_s += over * FRAME_S
             if first:  # warn once; the client learns of it at once, not only with the next second's stats
                 log.warning("echo session %s: user audio comes faster than real time; keeping the newest %g s "
                             "and dropping older audio (counted in stats dropped_input_s)", self.id, MAX_BACKLOG_S)
                 await self._out.put(self._stats(self.agent.clock.now()))
+
+    async def pad_input(self) -> None:
+        """A last part-frame filled with silence and queued to be played (kame serve after
+        END_INPUT), past MAX_BACKLOG_S: the silence is the server's (was: pushed as the client's
+        audio, so for a client at the cap its oldest frame was dropped and counted as its own)."""
+        if self._closed.is_set() or not len(self._in):
+            return
+        n = FRAME - len(self._in)
+        frame = np.concatenate([self._in, np.zeros(n, np.float32)])
+        self._pending.append(frame)
+        self._in = self._in[:0]
+        self._pad = (frame, n)
+
+    def _pad_s(self, frames: list[np.ndarray]) -> float:
+        """The seconds of pad_input's silence among ``frames`` (not the client's audio)."""
+        frame, n = self._pad
+        return n / 24000 if frame is not None and any(f is frame for f in frames) else 0.0
 
     @property
     def input_backlog_s(self) -> float:
         """User audio received and not played yet, in seconds."""
         return len(self._pending) * FRAME_S + len(self._in) / 24000
 
-    def _stats(self, t: float, final: bool = False) -> Meta:
+    def _stats(self, t: float, final: bool = False, **more) -> Meta:
         return Meta({"type": "stats", "session": self.id, "final": final, "t": t, "frames": self._frames,
-                     "missed_deadlines": self._missed, "dropped_input_s": round(self.dropped_input_s, 3)})
+                     "missed_deadlines": self._missed, "dropped_input_s": round(self.dropped_input_s, 3), **more})
 
     async def _run(self) -> None:
         clock, step = self.agent.clock, FRAME_S
@@ -120,10 +140,12 @@ class EchoSession(Session):
             await self._task
         except asyncio.CancelledError:
             pass
-        self.dropped_input_s += self.input_backlog_s  # never played (was: counted nowhere)
+        left = self.input_backlog_s - self._pad_s(self._pending)  # (the client's audio, not a pad)
+        self.dropped_input_s += left  # never played (was: counted nowhere)
         self._pending, self._in = [], self._in[:0]
-        # the totals last (was: none, and `kame client` after a short input had no totals at all)
-        self._out.put_nowait(self._stats(self.agent.clock.now(), final=True))
+        # the totals last (was: none, and `kame client` after a short input had no totals at all); what
+        # close left unplayed said apart (kame client: what a server's shutdown left unheard)
+        self._out.put_nowait(self._stats(self.agent.clock.now(), final=True, unstepped_at_close_s=round(left, 3)))
         self._out.put_nowait(_CLOSED)  # (after the task: nothing is queued after the end marker)
         self.agent._sessions.pop(self.id, None)
 
