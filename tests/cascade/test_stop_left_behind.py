@@ -1,8 +1,8 @@
 """An LLM stream that swallows its cancellation in a loop (a plugin catching CancelledError): the
 cascade agent's stop() gives it LEAVE_AFTER_S more, then names it in a warning and detaches it from
 the loop, so the program's asyncio.run(main()) ends (was: stop() returned and asyncio.run's end
-waited for the task for ever, silently), and its running async generators from the loop's, so that
-end does not log asyncio's ERROR lines for them."""
+waited for the task for ever, silently). (asyncio.run's end may still log an ERROR for the async
+generators it runs: the warning says so.)"""
 
 import asyncio
 import logging
@@ -39,10 +39,6 @@ async def test_stop_detaches_a_stream_that_swallows_its_cancellation(monkeypatch
             await asyncio.wait_for(agent.stop(), 30)
         others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         assert not [t.get_name() for t in others if "reply" in t.get_name()]  # (asyncio.run's end would wait)
-        # nor its running generators (the LLM's stream_chat, kame's reply stream): asyncio.run's end would
-        # aclose() them and log "ERROR ... aclose(): asynchronous generator is already running", twice
-        gens = getattr(asyncio.get_running_loop(), "_asyncgens", ())
-        assert not [g.__qualname__ for g in gens if g.ag_running], [g.__qualname__ for g in gens]
         assert any(r.getMessage().startswith("cascade: ") and "did not stop within 0.05 s" in r.getMessage()
                    and "left behind" in r.getMessage() for r in caplog.records), caplog.text
     finally:

@@ -5,7 +5,7 @@ import pytest
 
 from kame.cascade.agent import build_cascade_agent
 from kame.config import load_config
-from kame.runtime.base import SessionIdError, session_id_for
+from kame.runtime.base import SessionIdError, check_session_id, session_id_for
 from kame.runtime.clock import FakeClock
 from kame.runtime.engine import TandemAgent
 
@@ -88,9 +88,9 @@ def test_an_empty_id_is_made_by_the_agent_and_never_one_in_use():
 
 def test_a_session_id_that_is_not_a_printable_str_is_refused():
     with pytest.raises(TypeError, match=r"open_session\(session_id\): expected a str or None, got int 5; pass str\(5\)"):
-        session_id_for(5, set(), lambda: "s1")
+        check_session_id(5)
     with pytest.raises(SessionIdError, match="has a control character"):
-        session_id_for("a\nb", set(), lambda: "s1")
+        check_session_id("a\nb")
     with pytest.raises(SessionIdError, match="is in use by an open session"):
         session_id_for("a", {"a"}, lambda: "s1")
 

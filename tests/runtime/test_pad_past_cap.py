@@ -87,3 +87,33 @@ async def test_the_echo_agents_pad_drops_none_of_the_clients_audio():
         assert final["unstepped_at_close_s"] == pytest.approx(cap * 0.08 + 0.04)
     finally:
         await agent.stop()
+
+
+async def test_the_base_sessions_pad_pushes_nothing_through_the_cap():
+    """A plugin's Session subclass that does not override pad_input: the base pushes nothing through
+    its push_audio (was: FRAME_SIZE - part samples of silence, for which a session at its cap
+    dropped the client's oldest audio, counted as the client's: the bug the three overrides
+    mend). Its skip_flush (kame serve's shutdown) is a no-op too."""
+    from kame.runtime.base import Session
+
+    class Plugin(Session):
+        id = "p1"
+        pushed: list = []
+
+        async def push_audio(self, pcm):
+            self.pushed.append(len(pcm))
+
+        def outputs(self):
+            raise NotImplementedError
+
+        async def close(self):
+            pass
+
+        @property
+        def input_backlog_s(self):
+            return (FRAME_SIZE // 2) / 24000  # (half a frame waiting)
+
+    s = Plugin()
+    await s.pad_input()
+    s.skip_flush()
+    assert s.pushed == []

@@ -118,7 +118,7 @@ class CascadeAgent(Agent):
         components: dict | None = None,
     ) -> None:
         # own parts checked at once, as the tandem's (was: any object taken; each turn then failed)
-        self._names, self._given = own_components("CascadeAgent", components, tuple(OWN_PARTS))
+        self._names, self._given = own_components("CascadeAgent", components, OWN_PARTS)
         self.config = check_config(config, "build_cascade_agent", self._given)  # (load_config's checks)
         cfg = config.cascade
         # unset LLM settings follow the tandem's back-end settings (same LLM behaviour in both modes)
@@ -297,12 +297,12 @@ class CascadeAgent(Agent):
             if reuse is not None and not isinstance(exc, Exception) and self._stops == stops:
                 self._idle_vads.append(reuse)
             me = asyncio.current_task()
-            # a stop() meanwhile closed the VAD thread, which cancelled the call, not this caller: the
-            # KameError below (was: a bare CancelledError its caller could take for its own cancellation)
+            # a stop() meanwhile closed the VAD thread, which cancelled the call, not this caller: a
+            # KameError (was: a bare CancelledError its caller could take for its own cancellation)
             if not (isinstance(exc, asyncio.CancelledError) and self._stops != stops
                     and me is not None and not me.cancelling()):
                 raise
-            vad = None
+            raise KameError(f"cascade: the agent stopped while session {sid} was opening") from None
         finally:
             self._opening.discard(sid)
         if self._stops != stops:  # stop() ran meanwhile (it did not see this session)

@@ -99,8 +99,8 @@ def session_id_for(session_id: str | None, open_ids, make: Callable[[], str]) ->
     """The id of a new session (both agents' rule): ``session_id`` unless an open session has it
     (SessionIdError); without one (None or ""), the first of make(), make(), ... that no open
     session has (was: "" was taken as given, and the tandem's session then made an id it never
-    checked: two open sessions could share one). Its form is check_session_id's."""
-    check_session_id(session_id)
+    checked: two open sessions could share one). Its form: check_session_id, which open_session
+    calls first."""
     if session_id and session_id in open_ids:
         raise SessionIdError(f"session id {session_id!r} is in use by an open session; close it first or "
                              f"give another id (or none: the agent makes one)")
@@ -110,8 +110,9 @@ def session_id_for(session_id: str | None, open_ids, make: Callable[[], str]) ->
     return sid
 
 
-# components= keys an agent may take as objects, with what each must have (checked by own_components)
-OWN_PARTS = {"stt": "stream", "llm": "stream_chat", "tts": "synthesize", "vad_factory": None, "prompt_fn": None}
+# components= keys an agent may take as objects (checked by own_components; an STT / LLM / TTS's
+# method: kame.registry.ASYNC_ITERATORS)
+OWN_PARTS = ("stt", "llm", "tts", "vad_factory", "prompt_fn")
 
 
 def own_components(who: str, components: dict | None, takes: tuple[str, ...],
@@ -145,7 +146,7 @@ def own_components(who: str, components: dict | None, takes: tuple[str, ...],
             what = {"stt": "an STT", "llm": "an LLM", "tts": "a TTS"}.get(key, f"a {key}")
             raise TypeError(f"{where}: {value!r} is a name, not {what}: pass your own {key} object there, or leave "
                             f"the key out; {use}")
-        method = OWN_PARTS.get(key)
+        method = registry.ASYNC_ITERATORS.get(key)
         if method is None:
             if not callable(value):
                 made = "a VAD (one per session)" if key == "vad_factory" else "the chat messages from the turns so far"
@@ -370,13 +371,15 @@ class Session(ABC):
         return 0.0
 
     async def pad_input(self) -> None:
-        """Fill a last part-frame of ``input_backlog_s`` with silence, so that it is stepped too (kame
-        serve after a client's END_INPUT: a PCM client's input is rarely whole 80 ms frames)."""
-        from ..backend.types import FRAME_SIZE, SAMPLE_RATE
+        """Fill a last part-frame of ``input_backlog_s`` with silence, past the real-time cap, so that
+        it is stepped too (kame serve after a client's END_INPUT: a PCM client's input is rarely
+        whole 80 ms frames). Nothing here: a session that buffers a part-frame overrides this (was:
+        the silence went through push_audio, whose cap dropped the client's oldest audio for it)."""
 
-        part = round(self.input_backlog_s * SAMPLE_RATE) % FRAME_SIZE
-        if part:
-            await self.push_audio(np.zeros(FRAME_SIZE - part, np.float32))
+    def skip_flush(self) -> None:
+        """Let close() wait for nothing more from the session's parts (kame serve's shutdown: its
+        final stats are due at once). Nothing here: a session whose close waits (the cascade's, for
+        a last transcript) overrides this."""
 
 
 class Agent(ABC):

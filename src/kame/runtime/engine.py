@@ -528,7 +528,7 @@ def _split_components(components: dict | None, backend_given: bool = False) -> t
     checked as the cascade checks its own (base.own_components); a cascade part is a TypeError.
     With backend= given, strings under "stt" / "llm" are names for the info Meta (the only way to
     name them then; file mode's and runreport's STT checks read components["stt"])."""
-    for key in OWN_PARTS.keys() - {"stt", "llm"}:
+    for key in (k for k in OWN_PARTS if k not in ("stt", "llm")):  # (in order: the same error each run)
         value = (components or {}).get(key)
         if value is None:
             continue

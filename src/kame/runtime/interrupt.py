@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-import inspect
 import logging
 import signal
 import sys
@@ -29,6 +27,10 @@ from .signals import handling
 
 log = logging.getLogger(__name__)
 LEAVE_AFTER_S = 5.0  # a task left running when a command's work is done gets this long to stop
+# (end_left_behind's warning, for tasks it detached: under a plain asyncio.run(main()), whose end
+# tries to close the async generators they are running)
+ASYNCIO_MAY_SAY = ("; asyncio may also log an ERROR for each async generator they run at its loop's end "
+                   "(\"aclose(): asynchronous generator is already running\"): the same tasks, left behind")
 
 
 async def done_or_stopped(what, stop: asyncio.Event, timeout: float | None = None) -> bool:
@@ -228,8 +230,7 @@ def close_runner(runner: asyncio.Runner, leave_after: float = LEAVE_AFTER_S) -> 
     from ..backend.childproc import loads_running
 
     if left:
-        log.warning("%d task(s) did not stop %s and are left behind (a component that ignores "
-                    "cancellation or never finishes closing): %s", len(left), within, _named(left))
+        _warn_left("", left, within)
         runner.get_loop().close()
     elif _still_left(runner.get_loop()):  # detached by an agent's stop(), which warned: closing the runner
         runner.get_loop().close()  # would aclose() their running async generators (asyncio's ERROR lines)
@@ -237,6 +238,12 @@ def close_runner(runner: asyncio.Runner, leave_after: float = LEAVE_AFTER_S) -> 
         runner.get_loop().close()  # (the caller leaves without waiting: childproc.exit_if_loading)
     else:
         runner.close()
+
+
+def _warn_left(prefix: str, names: list[str], within: str, more: str = "") -> None:
+    """The warning naming the tasks left behind (close_runner's, end_left_behind's)."""
+    log.warning("%s%d task(s) did not stop %s and are left behind (a component that ignores cancellation "
+                "or never finishes closing): %s%s", prefix, len(names), within, _named(names), more)
 
 
 def _named(names: list[str]) -> str:
@@ -267,49 +274,22 @@ async def end_left_behind(who: str, leave_after: float | None = None) -> list[st
     names = sorted(t.get_name() for t in left)
     if names:
         kept = [t for t in left if not _detach(t)]
-        log.warning("%s: %d task(s) did not stop within %g s of their cancellation and are left behind (a "
-                    "component that ignores cancellation or never finishes closing): %s%s", who, len(names),
-                    leave_after, _named(names), "" if not kept else
-                    "; this Python cannot detach them from the event loop, so asyncio.run(main()) would wait for "
-                    "them at its end: run main() with kame.runtime.run_to_end(main()) instead")
+        _warn_left(f"{who}: ", names, f"within {leave_after:g} s of their cancellation", ASYNCIO_MAY_SAY if not kept else
+                   "; this Python cannot detach them from the event loop, so asyncio.run(main()) would wait for "
+                   "them at its end: run main() with kame.runtime.run_to_end(main()) instead")
     return names
 
 
 def _detach(task: asyncio.Future) -> bool:
     """Take ``task`` out of its loop's set of tasks (``asyncio.all_tasks``) where this Python lets
     us (asyncio.tasks._unregister_task, the hook for other task implementations): it runs on, but
-    the end of asyncio.run no longer waits for it. Its running async generators (the plugin's
-    stream_chat, kame's reply stream reading it) are taken out of the loop's own set where it has
-    one (``_asyncgens``; else nothing is): the end of asyncio.run no longer calls their
-    ``aclose()``, which fails on a running one (asyncio's "ERROR ... aclose(): asynchronous
-    generator is already running"). Whether the task is out."""
+    the end of asyncio.run no longer waits for it. Whether the task is out. (The async generators
+    it runs stay the loop's: asyncio.run's end calls their ``aclose()``, which fails on a running
+    one: ASYNCIO_MAY_SAY.)"""
     unregister = getattr(asyncio.tasks, "_unregister_task", None)
     if unregister is not None:
         unregister(task)
-    gens = getattr(task.get_loop(), "_asyncgens", None)
-    if hasattr(gens, "discard"):
-        for gen in _running_generators(task):
-            gens.discard(gen)
     return task not in asyncio.all_tasks(task.get_loop())
-
-
-def _running_generators(task: asyncio.Future) -> list:
-    """The async generators running in ``task``: down its chain of awaits (a coroutine's
-    ``cr_await``, a generator's ``ag_await``; a ``__anext__()`` or ``athrow()`` holds its generator,
-    found by gc.get_referents), to a future (another task's is not followed)."""
-    found, what = [], getattr(task, "get_coro", lambda: None)()
-    for _ in range(100):  # (bounded: a chain is never that deep)
-        if inspect.isasyncgen(what):
-            if what.ag_running:
-                found.append(what)
-            what = what.ag_await
-        elif inspect.iscoroutine(what) or inspect.isgenerator(what):
-            what = getattr(what, "cr_await", None) or getattr(what, "gi_yieldfrom", None)
-        elif type(what).__name__ in ("async_generator_asend", "async_generator_athrow"):
-            what = next((g for g in gc.get_referents(what) if inspect.isasyncgen(g)), None)
-        else:
-            break
-    return found
 
 
 def _still_left(loop) -> list:

@@ -112,7 +112,7 @@ class TandemSession(Session):
         self._max_backlog = int(cfg.runtime.max_input_backlog_s * 24000)
         self._oracle_inbox: list[OracleEvent] = []
         self._received = 0  # samples of user audio pushed (kept or dropped), and pad_input's silence
-        self._pad = (0, 0)  # the stream's samples [a, b) that are pad_input's silence (the last pad), not the client's
+        self._padded = 0  # samples of pad_input's silence (at the backlog's tail: no audio comes after END_INPUT)
         self._taken = 0  # frames of input taken by the ticker (take_input)
         self._first_audio: tuple[float, int] | None = None  # (clock time, frames taken) at the first audio
         self._pace: deque[tuple[float, float, float]] = deque(maxlen=RECENT_FRAMES)  # frame_timing's, recent
@@ -151,18 +151,17 @@ class TandemSession(Session):
         self._arrived = now
         if self._buf_len > self._max_backlog and not self.stats.dropped_input_s:
             self._warn_dropping()
-        if self._buf_len > self._max_backlog:  # bound latency: drop the oldest audio, counted
-            lo = self._received - self._buf_len
-            self.stats.dropped_input_s += self._clients(lo, lo + self._buf_len - self._max_backlog) / 24000
-        while self._buf_len > self._max_backlog:
+        while self._buf_len > self._max_backlog:  # bound latency: drop the oldest audio, counted
             over = self._buf_len - self._max_backlog
             head = self._buf[0]
             if head.size <= over:
                 self._buf.popleft()
                 self._buf_len -= head.size
+                self.stats.dropped_input_s += head.size / 24000
             else:
                 self._buf[0] = head[over:]
                 self._buf_len -= over
+                self.stats.dropped_input_s += over / 24000
         # chunks dropped whole are forgotten (or a client pushing faster than frames are taken grows this without bound)
         while len(self._arrivals) > 1 and self._arrivals[0][0] <= self._received - self._buf_len:
             self._arrivals.popleft()
@@ -180,14 +179,9 @@ class TandemSession(Session):
         self._buf.append(np.zeros(n, np.float32))
         self._buf_len += n
         self._received += n
-        self._pad = (self._received - n, self._received)
+        self._padded = n
         # (its frame's audio time: when the client's last audio arrived, as its own part's; frame_time)
         self._arrivals.append((self._received, self._arrived, self._arrived))
-
-    def _clients(self, lo: int, hi: int) -> int:
-        """Of the stream's samples [lo, hi), those the client pushed (not pad_input's silence)."""
-        a, b = self._pad
-        return hi - lo - max(0, min(hi, b) - max(lo, a))
 
     @property
     def input_backlog_s(self) -> float:
@@ -212,7 +206,7 @@ class TandemSession(Session):
         self.agent._release(self)
         if self.router is not None:
             await self.router.aclose()
-        left = self._clients(self._received - self._buf_len, self._received) / 24000  # (the client's, not a pad)
+        left = (self._buf_len - min(self._padded, self._buf_len)) / 24000  # (the client's: the pad is at the tail)
         self.stats.dropped_input_s += left  # never stepped (was: counted nowhere)
         self._buf.clear()
         self._buf_len = 0

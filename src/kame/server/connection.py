@@ -241,7 +241,8 @@ class Connection:
         "stats" come within the server's SHUTDOWN_FLUSH_S (was: after up to 5 s, once the socket was
         closed: the client got 1001 without them)."""
         self.close_code, self.close_reason = WSCloseCode.GOING_AWAY, ops.SHUTDOWN_REASON
-        skip = getattr(self.session, "skip_flush", None)  # (a cascade session's: see its skip_flush)
+        # (Session.skip_flush; getattr: make_app takes any agent, whose sessions need not subclass Session)
+        skip = getattr(self.session, "skip_flush", None)
         if skip is not None:
             skip()
         self._close_session()
@@ -265,8 +266,8 @@ class Connection:
         last part-frame (a PCM client's input is rarely whole 80 ms frames) is filled with silence
         first, so it is stepped too (was: counted as dropped, and kame client blamed the network)."""
         clock = self.server.clock
-        try:  # (the close whatever happens: a plugin session's push_audio that raises must not keep its place)
-            pad = getattr(self.session, "pad_input", None)  # (a session of kame's Session: see its pad_input)
+        try:  # (the close whatever happens: a plugin session's pad_input that raises must not keep its place)
+            pad = getattr(self.session, "pad_input", None)  # (Session.pad_input; getattr: as skip_flush's)
             if self.stepping_input and pad is not None:
                 await pad()
             while (self.stepping_input and getattr(self.session, "input_backlog_s", 0.0) >= FRAME_S

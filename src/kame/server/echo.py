@@ -66,7 +66,7 @@ class EchoSession(Session):
         over = len(self._pending) - round(MAX_BACKLOG_S / FRAME_S)
         if over > 0:  # a client sending faster than real time: keep the newest audio, count the rest
             first = not self.dropped_input_s
-            self.dropped_input_s += over * FRAME_S - self._pad_s(self._pending[:over])
+            self.dropped_input_s += over * FRAME_S
             del self._pending[:over]
             if first:  # warn once; the client learns of it at once, not only with the next second's stats
                 log.warning("echo session %s: user audio comes faster than real time; keeping the newest %g s "
