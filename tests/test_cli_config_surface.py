@@ -25,6 +25,8 @@ from kame.errors import ConfigError
     (["bench", "--bogus", "step"], "kame bench", "--bogus"),  # (before the command: its group's)
     (["--bogus", "run", "x.wav", "-o", "y.wav"], "kame", "--bogus"),  # (before the group: the top level's)
     (["--plugin", "m.py", "--bogus"], "kame", "--bogus"),
+    (["run", "-o", "y.wav", "x.wav", "run"], "kame run", "run"),  # (a stray word that is the command's name:
+    (["bench", "step", "step"], "kame bench step", "step"),       # was the top level's or the group's)
 ])
 def test_an_unrecognized_option_is_said_by_the_parser_it_was_given_to(capsys, argv, prog, rest):
     with pytest.raises(SystemExit) as e:
@@ -103,3 +105,12 @@ def test_a_loaded_config_and_its_copies_still_pass():
     for c in (cfg, copy.copy(cfg), copy.deepcopy(cfg), pickle.loads(pickle.dumps(cfg)),
               dataclasses.replace(cfg, mode="tandem")):
         assert validate_config(c).runtime.max_sessions == 3
+
+
+@pytest.mark.parametrize("path, meant", [
+    ("server.max_sessions", "runtime.max_sessions"),  # (was: server.max_session_s, seconds a session may last)
+    ("max_sessions", "runtime.max_sessions"), ("runtime.host", "server.host")])
+def test_a_key_of_another_section_is_named_before_a_near_spelling(path, meant):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [f"{path}=2"])
+    assert str(e.value).endswith(f"; did you mean {meant}?")

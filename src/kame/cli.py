@@ -207,7 +207,9 @@ def _owner(parser: argparse.ArgumentParser, leaves: dict, args, argv: list[str],
     path = getattr(args, "_path", None) or ()
     levels = [parser, *([args._group] if len(path) == 2 else []), leaves[path]] if path \
         else [parser, *([args._group] if hasattr(args, "_group") else [])]
-    at = argv.index(first) if first in argv else len(argv)
+    # its last place (was: its first, so a stray word that is also the command's name, as the
+    # "run" of `kame run -o y x.wav run`, was said by the top level's parser)
+    at = len(argv) - 1 - argv[::-1].index(first) if first in argv else len(argv)
     return levels[sum(1 for i in _word_positions(argv)[: len(levels) - 1] if i < at)]
 
 

@@ -267,15 +267,18 @@ def check_spec(kind: str, spec: str, also: tuple[str, ...] = ()) -> tuple[Entry,
 
 
 def check_key_spec(key: str, kind: str, spec: str, also: tuple[str, ...] = (), note: str = ""):
-    """check_spec for a config key: its ConfigError names ``key`` ("backend.llm: unknown llm spec
-    ...", then ``note``); a plugin that cannot be loaded is said as it is (PluginError: not the
-    key's fault, though its check loaded the plugins)."""
-    try:
-        return check_spec(kind, spec, also)
-    except PluginError:
-        raise
-    except ConfigError as exc:
-        raise ConfigError(f"{key}: {exc}{note}") from None
+    """check_spec for a config key or option: its error names ``key`` ("backend.llm: unknown llm
+    spec ...", then ``note``), by kame.cliargs.naming's one rule (a plugin that cannot be loaded is
+    said as it is: a PluginError is not the key's fault, though its check loaded the plugins)."""
+    from .cliargs import naming
+
+    with naming(key):
+        try:
+            return check_spec(kind, spec, also)
+        except ConfigError as exc:
+            if note and not isinstance(exc, PluginError):
+                exc.args = (f"{exc}{note}",)
+            raise
 
 
 def _path_hint(kind: str, spec: str) -> str:

@@ -122,3 +122,17 @@ def test_backend_bench_base_url_help_says_it_is_for_the_llm_and_how_to_point_the
     # an --stt spec is backend.stt's, which takes no base_url option (was: 'openai:MODEL;base_url=URL',
     # which only the bench took)
     assert "OPENAI_STT_BASE_URL" in out and "base_url=URL" not in out
+
+
+def test_dtype_help_lists_every_name_and_says_a_note_after_them():
+    """--dtype's help names every dtype name frontend.dtype takes (was: float left out), and a
+    command's note after the parenthesis of names (was: inside it: "(or ..., fp32; mimi: ...)")."""
+    import argparse
+
+    from kame.bench.machine import add_dtype_argument
+
+    p = argparse.ArgumentParser()
+    add_dtype_argument(p, "the codec's own", note="; a note")
+    help_text = next(a.help for a in p._actions if a.dest == "dtype")
+    assert help_text == ("weights dtype: float32, bfloat16 or float16 (or bf16, fp32, float, fp16, half); a note; "
+                         "default: the codec's own")

@@ -11,6 +11,7 @@ import pytest
 
 from kame.bench import step
 from kame.model import loaders
+from kame.model.lm import without_oracle
 
 TIMES = dict(p50=0.010, p99=0.020, mean=0.008)
 ORACLE_TIMES = dict(p50=0.012, p99=0.024, mean=0.008)
@@ -49,7 +50,7 @@ def test_a_kame_checkpoint_is_timed_with_and_without_its_oracle_stream(tmp_path,
 
 def test_the_plain_copy_leaves_the_model_its_oracle_stream():
     model, _ = loaders.load_frontend("random:tiny")
-    plain = step.without_oracle(model)
+    plain = without_oracle(model)
     assert model.has_oracle and model.cfg.oracle and "oracle_emb" in dict(model.named_children())
     assert plain.num_params() == model.num_params() - model.oracle_emb.weight.numel()
 

@@ -47,3 +47,12 @@ def test_bench_codec_runs_mimi_in_float16_and_refuses_it_for_the_embedded_codec(
     assert next(codec.model.parameters()).dtype == torch.float16
     with pytest.raises(ConfigError, match="the embedded codec runs in float32 only"):
         bench_codec.load_codec("embedded", "float16")
+
+
+def test_kame_bench_codec_names_dtype_when_the_embedded_codec_cannot_take_it(capsys):
+    """(QA6 #1; was: "--codec: the embedded codec runs in float32 only, got dtype torch.bfloat16")"""
+    from kame.cli import main
+
+    assert main(["bench", "codec", "--codec", "embedded", "--dtype", "bf16", "--frames", "1", "--warmup", "0"]) == 1
+    assert ("--dtype bfloat16: the embedded codec (embedded) runs in float32 only; leave --dtype out to bench it"
+            in capsys.readouterr().err)

@@ -186,6 +186,23 @@ def test_frontend_oracle_auto_on_off(tmp_path):
     assert [int(o.oracle[0]) for o in outs] == [4000, 5, 6, 7]  # start id (text_card), then the tokens
 
 
+def test_frontend_oracle_off_removes_the_stream_as_kame_bench_step_does(tmp_path, monkeypatch):
+    """One way to run weights without their oracle stream: kame.model.lm.without_oracle, which
+    kame bench step's "no oracle" column uses too (was: the runtime set oracle_emb to None itself)."""
+    from kame.model import lm
+
+    made, real = [], lm.without_oracle
+
+    def spy(model):
+        made.append(real(model))
+        return made[-1]
+
+    monkeypatch.setattr(lm, "without_oracle", spy)
+    factory, info = load_frame_models(cfg(make_ck(tmp_path / "kame"), "frontend.oracle=off"))
+    assert info["oracle_stream"] == "off" and len(made) == 1
+    assert factory(1).stepper.model is made[0] and not made[0].has_oracle
+
+
 def test_kame_run_json_shows_the_oracle_stream_and_the_sampling_used(tmp_path, capsys):
     ck = make_ck(tmp_path / "ck", oracle_emb=False, lm_gen_config={"temp": 0.5, "top_k_text": 9})
     wav = tmp_path / "in.wav"

@@ -142,7 +142,7 @@ def test_jitter_delays_each_prediction_whole_and_keeps_the_frames_in_order():
     close = [(5, "reset"), (5, "append", [1]), (6, "reset"), (6, "append", [2])]
     outs = [augment_oracle(close, np.random.default_rng([s, 0, 0]), tcfg) for s in range(40)]
     assert all(o[2][0] >= o[0][0] for o in outs) and any(o[2][0] == o[0][0] for o in outs)
-    with pytest.raises(ConfigError, match="--jitter must be an int >= 0"):
+    with pytest.raises(ConfigError, match=r"--jitter \(jitter_frames\) must be an int >= 0"):
         TrainConfig(jitter_frames=-1).check()
 
 

@@ -292,3 +292,25 @@ def test_ctrl_c_while_the_workers_start_is_one_line_not_a_traceback_per_worker(t
         assert "Traceback" not in err and "interrupted: " in err and " of 8 dialogues encoded" in err, err
     finally:
         _end(workers)
+
+
+def test_each_dialogue_is_read_once_before_the_encoding(tmp_path, plugin, monkeypatch, capsys):
+    """The cache check and the oracle check share one read of a dialogue (was: a stale cache's
+    dialogue read twice, then again by the worker, which reads its samples)."""
+    from kame.train import batching, data
+
+    root = tmp_path / "set"
+    write_manifest(root / "train.jsonl", [write_dialogue(root / f"d{i}", dialogue(i)) for i in range(2)])
+    args = ["--plugin", plugin, "data", "encode", str(root), "--codec", "level", "--jobs", "1"]
+    assert main(args + ["--codebooks", "4"]) == 0
+    reads, real = [], data.read_dialogue
+
+    def counted(folder, *a, **kw):
+        reads.append((str(folder), kw.get("audio", True)))
+        return real(folder, *a, **kw)
+
+    monkeypatch.setattr(data, "read_dialogue", counted)
+    monkeypatch.setattr(batching, "read_dialogue", counted)
+    assert main(args) == 0  # (another codebook count: every cache stale, each dialogue encoded again)
+    assert "| 2 | 0 | 2 | 0 |" in capsys.readouterr().out
+    assert sorted(reads) == sorted((str(root / f"d{i}"), audio) for i in range(2) for audio in (False, True))

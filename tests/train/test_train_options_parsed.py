@@ -68,12 +68,30 @@ def test_their_limits_are_taken():
 def test_a_config_made_in_code_is_told_only_its_wrong_keys():
     with pytest.raises(ConfigError) as exc:
         TrainConfig(batch_size=0).check()
-    assert str(exc.value) == "train: TrainConfig.batch_size must be an int >= 1, got 0"  # (no "steps 1000")
+    assert str(exc.value) == "train: --batch-size must be an int >= 1, got 0"  # (no "steps 1000")
     with pytest.raises(ConfigError) as exc:
         TrainConfig(steps=0, warmup_steps=-1).check()
-    assert str(exc.value) == ("train: TrainConfig.steps must be an int >= 1, got 0; TrainConfig.warmup_steps must "
+    assert str(exc.value) == ("train: --steps must be an int >= 1, got 0; --warmup (warmup_steps) must "
                               "be an int >= 0, got -1")
     TrainConfig(steps=1, batch_size=1, warmup_steps=0).check()
+
+
+def test_every_check_names_the_option_and_the_field_where_they_differ():
+    """One way for every knob (was: "TrainConfig.batch_size" for three, "the window", "precision"
+    and "schedule" bare, --FLAG for the rest, and only the first wrong one)."""
+    with pytest.raises(ConfigError) as exc:
+        TrainConfig(lr=-1, window_frames=1, precision="fp16", schedule="step", jitter_frames=-1).check()
+    assert str(exc.value) == ("train: --lr must be a finite number > 0, got -1; --window (window_frames) must be an "
+                              "int >= 2 frames, got 1; --precision must be one of fp32, bf16, got 'fp16'; --schedule "
+                              "must be 'constant' or 'cosine', got 'step'; --jitter (jitter_frames) must be an int "
+                              ">= 0 frames, got -1")
+
+
+def test_the_fields_named_otherwise_are_those_of_the_options():
+    """config.OTHER_OPTIONS (the message's names) agrees with kame train's options (OPTION_KNOBS)."""
+    from kame.train.config import OTHER_OPTIONS
+
+    assert {knob: opt for opt, knob in finetune.OPTION_KNOBS.items() if opt != knob} == OTHER_OPTIONS
 
 
 def test_data_oracle_jobs_is_checked_as_parsed_and_its_help_says_the_default(tmp_path, capsys):

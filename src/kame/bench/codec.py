@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"rows streamed together (default 1; at most {MAX_SESSIONS}, runtime.max_sessions' ceiling); "
                         "times are per batch step")
     p.add_argument("--threads", type=thread_count, default=1, help="torch threads (default 1)")
-    add_dtype_argument(p, "the codec's own", note="; mimi: the embedded codec runs in float32 only")
+    add_dtype_argument(p, "the codec's own", note="; mimi only: the embedded codec runs in float32")
 
 
 def _signal(n: int, batch: int, sample_rate: int) -> torch.Tensor:
@@ -113,10 +113,15 @@ def table(rows: list[dict]) -> str:
 
 def main(args: argparse.Namespace) -> int:
     from .. import registry
+    from ..errors import ConfigError
 
     specs = args.codec or DEFAULT_CODECS
     for spec in specs:  # a spec that cannot work: said at once, before torch loads
         registry.check_key_spec("--codec", "codec", spec)
+        if args.dtype not in (None, "float32") and registry.parse_spec(spec)[0] == "embedded":
+            # (before the load, naming --dtype: was said as --codec's error, after torch loaded)
+            raise ConfigError(f"--dtype {args.dtype}: the embedded codec ({spec}) runs in float32 only; leave --dtype "
+                              f"out to bench it")
     import torch
 
     from .machine import header

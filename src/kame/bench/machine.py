@@ -128,8 +128,10 @@ def add_dtype_argument(p, default: str, note: str = "") -> None:
     fp16, half, fp32, float), stored as the full name (float32, bfloat16, float16)."""
     from ..model.config import DTYPE_NAMES
 
+    # (``note`` after the parenthesis, which holds names only; was: inside it, "(or ..., fp32; mimi: ...)")
+    also = ", ".join(k for k in DTYPE_NAMES if k not in DTYPE_NAMES.values())  # (was: float left out)
     p.add_argument("--dtype", type=lambda s: DTYPE_NAMES.get(s, s), choices=sorted(set(DTYPE_NAMES.values())),
-                   default=None, help=f"weights dtype: float32, bfloat16 or float16 (or bf16, fp16, half, fp32{note}); "
+                   default=None, help=f"weights dtype: float32, bfloat16 or float16 (or {also}){note}; "
                                       f"default: {default}")
 
 

@@ -71,19 +71,6 @@ def bench_pair(plain, with_oracle, batch: int, frames: int, warmup: int) -> tupl
     return r[0], (r[1] if with_oracle is not None else None)
 
 
-def without_oracle(model):
-    """The same weights without the oracle stream, as frontend.oracle=off runs a checkpoint: a
-    shallow copy sharing every other module (a checkpoint is not loaded twice; the steppers keep
-    their state, not the model), and the model keeps its own oracle_emb."""
-    import copy
-
-    plain = copy.copy(model)
-    plain._modules = dict(model._modules)  # (its own table: the oracle_emb set to None below is the copy's)
-    plain.oracle_emb = None
-    plain.cfg = model.cfg.replace(oracle=False)
-    return plain
-
-
 def main(args: argparse.Namespace) -> int:
     from .machine import said_interrupted
 
@@ -106,6 +93,7 @@ def measure(args: argparse.Namespace, rows: list[dict]) -> None:
     """main's cases, each appended to ``rows`` as it is measured."""
     import torch
 
+    from ..model.lm import without_oracle
     from ..runtime.frontend import frontend_form
     from .machine import header
 
@@ -136,7 +124,7 @@ def load_own_oracle(spec: str, form, dtype) -> tuple:
     from ..errors import CheckpointError
     from ..model.expected import check_streamable
     from ..model.loaders import load_frontend
-    from ..runtime.frontend import _oracle_stream, plugin_frontend
+    from ..runtime.frontend import oracle_stream, plugin_frontend
 
     kind = form[0]
     if kind == "plugin":  # (created through the registry, as the runtime creates it; asked for an oracle stream)
@@ -162,7 +150,7 @@ def load_own_oracle(spec: str, form, dtype) -> tuple:
                "its factory made none" if kind == "plugin" else
                "random weights built without one" if kind == "random" else 'its config says "oracle": false')
         return model, f"no oracle stream ({why}): timed without one only (oracle n/a)"
-    if _oracle_stream(model, info, kind) == "text_emb-copy":
+    if oracle_stream(model, info, kind) == "text_emb-copy":
         return model, ("no oracle_emb in the checkpoint (a Moshi one): its oracle stream is a copy of "
                        "text_emb, as kame run initialises it")
     return model, ""

@@ -333,3 +333,17 @@ class LMModel(nn.Module):
     def extra_head_probs(self, out: torch.Tensor) -> list[torch.Tensor]:
         """out [B, T, D] -> per extra head, softmax probabilities [B, T, extra_heads_dim]."""
         return [torch.softmax(h(out), dim=-1) for h in self.extra_heads]
+
+
+def without_oracle(model: LMModel) -> LMModel:
+    """The same weights without the oracle stream (plain Moshi), as kame run's frontend.oracle=off
+    runs a front-end and kame bench step times its "no oracle" column: a shallow copy sharing every
+    other module (nothing is loaded twice; a Stepper keeps its state, not the model), and ``model``
+    keeps its own oracle_emb."""
+    import copy
+
+    plain = copy.copy(model)
+    plain._modules = dict(model._modules)  # (its own table: the oracle_emb set to None below is the copy's)
+    plain.oracle_emb = None
+    plain.cfg = model.cfg.replace(oracle=False)
+    return plain

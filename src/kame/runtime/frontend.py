@@ -375,10 +375,11 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
             with config_key("frontend.oracle"):
                 raise CheckpointError(f"front-end {spec!r}: {exc}; {fix}") from exc
         codec, codec_spec = chosen["codec"], chosen["spec"]
-    stream = _oracle_stream(model, finfo, kind)
+    stream = oracle_stream(model, finfo, kind)
     if oracle == "off" and model.has_oracle:  # run it as plain Moshi: the stepper feeds no oracle
-        model.oracle_emb = None
-        model.cfg = model.cfg.replace(oracle=False)
+        from ..model.lm import without_oracle
+
+        model = without_oracle(model)  # (one way for kame run and kame bench step's "no oracle" column)
         stream = "off"
         log.info("front-end %s: frontend.oracle=off: its oracle stream removed (run as plain Moshi)", spec)
     tokenizer = None
@@ -452,7 +453,7 @@ def _loaded_form(finfo):
     return "plugin", None, None
 
 
-def _oracle_stream(model, finfo, kind: str) -> str:
+def oracle_stream(model, finfo, kind: str) -> str:
     """What the front-end's oracle input is: "trained" (the checkpoint's oracle_emb, KAME),
     "text_emb-copy" (a checkpoint without one, e.g. Moshi: cloned from text_emb on load),
     "random" (random weights) or "off"."""

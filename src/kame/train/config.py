@@ -27,6 +27,9 @@ from .parallel import PRECISIONS
 # TrainConfig.seed is below this (a 32-bit seed): the batch order's torch generator is seeded with
 # seed * 100_003 + epoch (kame.train.batching.batches), which torch takes only below 2**64
 SEED_LIMIT = 2**32
+# the TrainConfig fields whose kame train option is named otherwise (kame.train.finetune.OPTION_KNOBS);
+# every other field's option is --FIELD, "_" written "-"
+OTHER_OPTIONS = {"warmup_steps": "warmup", "window_frames": "window", "jitter_frames": "jitter"}
 STATE = "train_state.pt"  # beside a checkpoint's config.json: the optimizer's state and the step
 
 
@@ -79,54 +82,54 @@ class TrainConfig:
     save_every: int = 500  # steps between checkpoints (0: only at the end)
 
     def check(self) -> "TrainConfig":
-        # (kame train range-checks its options as they are parsed: what is refused here is a TrainConfig made
-        # in code, so its keys are named, only the wrong ones; was: "steps and batch_size must be >= 1 and
-        # warmup_steps >= 0 (got steps 1000, batch_size 0, ...)", also said to `kame train --batch-size 0`)
-        bad = [f"TrainConfig.{key} must be an int >= {least}, got {getattr(self, key)!r}"
-               for key, least in (("steps", 1), ("batch_size", 1), ("warmup_steps", 0))
-               if not (isinstance(getattr(self, key), numbers.Integral) and not isinstance(getattr(self, key), bool)
-                       and getattr(self, key) >= least)]
+        """ConfigError naming every wrong knob, only those, by its kame train option (and the
+        TrainConfig field where the two differ): "train: --window (window_frames) must be an int >= 2
+        frames, got 1; --lr must be ..." (kame train range-checks its options as they are parsed: what
+        is refused here is mostly a TrainConfig made in code; was: "TrainConfig.batch_size" for three
+        knobs, an option or a bare word for the rest, and the first wrong one only)."""
+        bad = []
+
+        def need(ok, field: str, what: str) -> None:
+            if not ok:
+                flag = "--" + OTHER_OPTIONS.get(field, field).replace("_", "-")
+                name = f"{flag} ({field})" if field in OTHER_OPTIONS else flag
+                bad.append(f"{name} {what}")
+
+        def whole(v, least: int) -> bool:
+            return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= least
+
+        for field, least in (("steps", 1), ("batch_size", 1), ("warmup_steps", 0), ("log_every", 1)):
+            need(whole(getattr(self, field), least), field, f"must be an int >= {least}, got {getattr(self, field)!r}")
+        need(whole(self.save_every, 0), "save_every", f"must be an int >= 0 (0: only at the end), got {self.save_every!r}")
+        need(whole(self.seed, 0) and self.seed < SEED_LIMIT, "seed", f"must be an int >= 0 and < 2**32, got {self.seed!r}")
+        for field, least in (("lr", "> 0"), ("weight_decay", ">= 0"), ("grad_clip", ">= 0 (0: no clipping)")):
+            v = getattr(self, field)  # (a bool is refused)
+            need(is_finite_number(v) and (v > 0 if field == "lr" else v >= 0), field,
+                 f"must be a finite number {least}, got {v!r}")
+        need(whole(self.grad_accum, 1), "grad_accum", f"must be an int >= 1 forwards per step, got {self.grad_accum!r}")
+        need(whole(self.window_frames, 2), "window_frames", f"must be an int >= 2 frames, got {self.window_frames!r}")
+        need(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        need(self.schedule in ("constant", "cosine"), "schedule", f"must be 'constant' or 'cosine', got {self.schedule!r}")
+        need(0 <= self.skip_prob[0] <= self.skip_prob[1] <= 1, "skip_prob",
+             f"A B must be 0 <= A <= B <= 1, got {self.skip_prob}")
+        need(0 <= self.shift_prob <= 1, "shift_prob", f"must be in [0, 1], got {self.shift_prob}")
+        for field in ("hint_only", "oracle_echo"):
+            v = getattr(self, field)
+            need(len(v) == 2 and 0 <= v[0] <= v[1], field, f"A B must be steps 0 <= A <= B, got {v}")
+        need(whole(self.jitter_frames, 0), "jitter_frames", f"must be an int >= 0 frames, got {self.jitter_frames!r}")
+        for field in ("text_token_dropout", "text_emb_dropout", "semantic_emb_dropout"):
+            need(0 <= getattr(self, field) <= 1, field, f"must be in [0, 1], got {getattr(self, field)}")
+        for field in ("semantic_weight", "acoustic_weight"):
+            w = getattr(self, field)
+            need(is_finite_number(w) and w >= 0, field, f"must be a finite weight >= 0, got {w!r}")
+        if self.semantic_weight == 0 and self.acoustic_weight == 0:
+            bad.append("--semantic-weight and --acoustic-weight are both 0: the audio would not be learned at all; "
+                       "give one of them a weight > 0")
+        for field in ("shift_right", "shift_left"):
+            a, b = getattr(self, field)
+            need(0 <= a <= b, field, f"A B must be 0 <= A <= B frames, got {a} {b}")
         if bad:
             raise ConfigError(f"train: {'; '.join(bad)}")
-        for flag, v, least in (("--lr", self.lr, "> 0"), ("--weight-decay", self.weight_decay, ">= 0"),
-                               ("--grad-clip", self.grad_clip, ">= 0 (0: no clipping)")):
-            if not (is_finite_number(v) and (v > 0 if flag == "--lr" else v >= 0)):  # (a bool is refused)
-                raise ConfigError(f"train: {flag} must be a finite number {least}, got {v!r}")
-        for flag, v, least, below in (("--seed", self.seed, 0, SEED_LIMIT), ("--log-every", self.log_every, 1, None),
-                                      ("--save-every", self.save_every, 0, None)):
-            if not (isinstance(v, int) and not isinstance(v, bool) and least <= v < (below or math.inf)):
-                what = " (0: only at the end)" if flag == "--save-every" else " and < 2**32" if below else ""
-                raise ConfigError(f"train: {flag} must be an int >= {least}{what}, got {v!r}")
-        if not (isinstance(self.grad_accum, int) and self.grad_accum >= 1):
-            raise ConfigError(f"train: --grad-accum must be an int >= 1 forwards per step, got {self.grad_accum!r}")
-        if self.window_frames < 2:
-            raise ConfigError(f"train: the window must be >= 2 frames, got {self.window_frames}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"train: precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.schedule not in ("constant", "cosine"):
-            raise ConfigError(f"train: schedule must be 'constant' or 'cosine', got {self.schedule!r}")
-        if not 0 <= self.skip_prob[0] <= self.skip_prob[1] <= 1:
-            raise ConfigError(f"train: --skip-prob A B must be 0 <= A <= B <= 1, got {self.skip_prob}")
-        if not 0 <= self.shift_prob <= 1:
-            raise ConfigError(f"train: --shift-prob must be in [0, 1], got {self.shift_prob}")
-        for flag, v in (("--hint-only", self.hint_only), ("--oracle-echo", self.oracle_echo)):
-            if not (len(v) == 2 and 0 <= v[0] <= v[1]):
-                raise ConfigError(f"train: {flag} A B must be steps 0 <= A <= B, got {v}")
-        if not (isinstance(self.jitter_frames, int) and self.jitter_frames >= 0):
-            raise ConfigError(f"train: --jitter must be an int >= 0 frames, got {self.jitter_frames!r}")
-        for name in ("text_token_dropout", "text_emb_dropout", "semantic_emb_dropout"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"train: --{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("semantic_weight", "acoustic_weight"):
-            w = getattr(self, name)
-            if not (is_finite_number(w) and w >= 0):
-                raise ConfigError(f"train: --{name.replace('_', '-')} must be a finite weight >= 0, got {w!r}")
-        if self.semantic_weight == 0 and self.acoustic_weight == 0:
-            raise ConfigError("train: --semantic-weight and --acoustic-weight are both 0: the audio would not be "
-                              "learned at all; give one of them a weight > 0")
-        for name, (a, b) in (("--shift-right", self.shift_right), ("--shift-left", self.shift_left)):
-            if not 0 <= a <= b:
-                raise ConfigError(f"train: {name} A B must be 0 <= A <= B frames, got {a} {b}")
         return self
 
 

@@ -25,6 +25,7 @@ the workers ignore the terminal's Ctrl-C (the command stops them) and end with t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
@@ -177,7 +178,7 @@ def main(args) -> int:
     from ..paths import sweep_temporaries
     from ..runtime.interrupt import TERMINATED_STATUS, sigterm_as_ctrl_c, stopped_by
     from .batching import cached_dialogue, manifest_entries
-    from .data import DIALOGUE_FILES
+    from .data import DIALOGUE_FILES, read_dialogue
     from .datacmd import tokenizer_of
 
     path, entries = manifest_entries(args.manifest, command="data encode")
@@ -190,15 +191,17 @@ def main(args) -> int:
     sweep_temporaries("kame data encode", [(e.path, DIALOGUE_FILES) for e in entries])
     todo, broken, refused = [], [], 0
     for e in entries:
+        d = None  # (read once here for the cache and the oracle checks; was: up to twice more)
         try:
-            d = cached_dialogue(e.path, codec, lambda s: log.info("%s", s))
-            if not d:
+            with contextlib.suppress(DataError):  # (said below beside a codes.npz, else by the encoding)
+                d = read_dialogue(e.path, audio=False)
+            if not cached_dialogue(e.path, codec, lambda s: log.info("%s", s), d=d):
                 todo.append(e.path)
         except Exception as exc:  # noqa: BLE001 -- e.g. a broken dialogue.json beside a codes.npz: reported
             broken.append((str(e.path), 0.0, f"{type(exc).__name__}: {exc}"))
             print(f"failed: {e.path}: {broken[-1][2]}", flush=True)
             continue
-        problem = oracle_problem(e.path, d, tok)
+        problem = oracle_problem(e.path, d, tok) if d is not None else None
         if problem:
             refused += 1
             print(f"oracle: {e.path}: {problem}", flush=True)
@@ -239,16 +242,10 @@ def main(args) -> int:
 
 
 def oracle_problem(folder: Path, d, tokenizer) -> str | None:
-    """What `kame train` would refuse in the oracle of the dialogue in ``folder`` (``d``: it read
-    already, or None) with ``tokenizer`` (check_oracle_tokens; None: text without ids only), else
-    None; None too for a dialogue that cannot be read (the encoding reports that)."""
-    from .data import read_dialogue
+    """What `kame train` would refuse in the oracle of ``d``, the dialogue read from ``folder``, with
+    ``tokenizer`` (check_oracle_tokens; None: text without ids only), else None."""
     from .examples import check_oracle_tokens
 
-    try:
-        d = d if d is not None else read_dialogue(folder, audio=False)
-    except DataError:
-        return None
     try:
         check_oracle_tokens(d, tokenizer, f"dialogue {folder}")
     except DataError as exc:

@@ -170,19 +170,19 @@ def _warn_text(rep: TextStream, T: int, where: str, drift_warning_s: float) -> N
 
 
 def _check_oracle(d: Dialogue, tokenizer, ids: StreamIds, where: str = "dialogue") -> None:
-    check_oracle_tokens(d, tokenizer, where)
-    appended = [t for ev in d.oracle if ev.event == "append" for t in ev.ids]
+    appended = check_oracle_tokens(d, tokenizer, where)
     bad = sorted({t for t in appended if t >= ids.text_card})
     if bad:
         raise DataError(f"{where}: oracle ids {bad[:8]} outside the front-end's text vocabulary [0, {ids.text_card}): "
                         f"its text_card is below the tokenizer's {tokenizer.vocab_size} pieces: {TEXT_CARD_FIX}")
 
 
-def check_oracle_tokens(d: Dialogue, tokenizer, where: str = "dialogue") -> None:
+def check_oracle_tokens(d: Dialogue, tokenizer, where: str = "dialogue") -> list[int]:
     """DataError unless ``d``'s oracle can be fed with ``tokenizer`` (training_example's checks but
     the front-end's; `kame data encode` runs them on a whole set): no prediction with text that no
     ids follow (that text would never be fed), ids of this tokenizer (its sha256), each id one of
-    its pieces. ``tokenizer`` None: only the first (the one that needs no tokenizer)."""
+    its pieces. ``tokenizer`` None: only the first (the one that needs no tokenizer). Returns the
+    ids its appends feed, in order."""
     file = d.folder / META if d.folder is not None else where
     unfed = _text_only(d.oracle)
     if unfed:
@@ -197,7 +197,7 @@ def check_oracle_tokens(d: Dialogue, tokenizer, where: str = "dialogue") -> None
                         f"with `kame data oracle` (docs/data.md)")
     appended = [t for ev in d.oracle if ev.event == "append" for t in ev.ids]
     if not appended or tokenizer is None:
-        return
+        return appended
     if d.tokenizer_sha256 != tokenizer.sha256:
         raise DataError(f"{where}: its oracle ids were made with tokenizer sha256 {d.tokenizer_sha256}, this "
                         f"tokenizer's is {tokenizer.sha256}: re-encode them "
@@ -206,10 +206,10 @@ def check_oracle_tokens(d: Dialogue, tokenizer, where: str = "dialogue") -> None
     for i, ev in enumerate(d.oracle):  # (an id no piece of its tokenizer has: the file is damaged, not the front-end)
         corrupt = sorted({t for t in ev.ids if t >= vocab}) if ev.event == "append" else []
         if corrupt:
-            file = d.folder / META if d.folder is not None else where
             raise DataError(f"{file}: oracle event {i} (frame {ev.frame}) has ids {corrupt[:8]}, not ids of its "
                             f"tokenizer (its {vocab} pieces are ids [0, {vocab})): the file is "
                             f"damaged or hand-edited; make its oracle again (kame data oracle) or leave the dialogue out")
+    return appended
 
 
 def _text_only(oracle: Sequence[OracleEvent]) -> list[tuple[int, OracleEvent]]:
