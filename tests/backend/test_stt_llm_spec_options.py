@@ -70,15 +70,46 @@ def test_load_config_refuses_them_before_anything_loads(monkeypatch):
     assert cfg.backend.stt == "embedded;whisper_interval=1.0"
 
 
-def test_the_constructors_check_by_the_same_rules():
-    from kame.backend.llm import spec as llm_spec
-    from kame.backend.llm.openai import SPEC_OPTIONS as LLM_OPTIONS
-    from kame.backend.stt import spec as stt_spec
-    from kame.backend.stt.embedded import SPEC_OPTIONS as EMBEDDED_OPTIONS
-    from kame.backend.stt.openai import OpenAITranscriptionSTT, SPEC_OPTIONS as OPENAI_OPTIONS
-    from kame.backend.stt.whisper import SPEC_OPTIONS as WHISPER_OPTIONS
+URL = {"base_url": "http://127.0.0.1:9/v1", "api_key": "k"}  # (nothing is sent: the values fail first)
 
-    assert WHISPER_OPTIONS == tuple(stt_spec.WHISPER_RULES) and EMBEDDED_OPTIONS == tuple(stt_spec.EMBEDDED_RULES)
-    assert OPENAI_OPTIONS == stt_spec.OPENAI_OPTIONS and LLM_OPTIONS == tuple(llm_spec.OPENAI_RULES)
+
+def _constructors():
+    """(kind, spec, the constructor call with the same value, its owner): one refusal per table."""
+    from kame.backend.llm.openai import OpenAIChat
+    from kame.backend.stt.embedded import EmbeddedSTT
+    from kame.backend.stt.openai import OpenAITranscriptionSTT
+    from kame.backend.stt.whisper import WhisperSTT, check_whisper_options
+    from kame.backend.tts.openai import OpenAITTS
+
+    return [  # WHISPER_RULES, EMBEDDED_RULES, STREAMING_RULES, stt OPENAI_RULES, llm OPENAI_RULES
+        ("stt", "whisper;final_beam=0", lambda: check_whisper_options("whisper", None, "0"), "whisper STT"),
+        ("stt", "embedded;max_ps_lag=-1", lambda: EmbeddedSTT(max_ps_lag="-1"), "embedded STT"),
+        ("stt", "whisper;max_utterance=0", lambda: WhisperSTT(max_utterance="0"), "whisper STT"),
+        ("stt", "openai:x;timeout=0", lambda: OpenAITranscriptionSTT("x", timeout="0", **URL), "openai STT"),
+        ("llm", "openai:x;chunk_timeout=-1", lambda: OpenAIChat("x", chunk_timeout="-1", **URL), "openai LLM"),
+        # connect_timeout: one rule (kame.backend.options.CONNECT_TIMEOUT) for the three spec tables
+        # and the adapters' shared constructor part (openai_http._init_http)
+        ("stt", "openai:x;connect_timeout=0", lambda: OpenAITranscriptionSTT("x", connect_timeout="0", **URL),
+         "openai STT"),
+        ("llm", "openai:x;connect_timeout=0", lambda: OpenAIChat("x", connect_timeout="0", **URL), "openai LLM"),
+        ("tts", "openai:x;connect_timeout=0", lambda: OpenAITTS("x", connect_timeout="0", **URL), "openai TTS"),
+    ]
+
+
+def test_the_constructors_check_by_the_same_rules():
+    """A value the config check refuses, given to the constructor, is refused with the same
+    "<option> must be ..., got <value>" (was: only the tables' names were compared, which are
+    defined as each other)."""
+    pytest.importorskip("aiohttp")
+    from kame.backend.stt.openai import OpenAITranscriptionSTT
+
+    for kind, spec, construct, owner in _constructors():
+        with pytest.raises(ConfigError) as checked:
+            registry.check_spec(kind, spec)
+        said = str(checked.value).removeprefix(f"{kind} spec '{spec}': ")
+        assert said != str(checked.value) and " must be " in said, said
+        with pytest.raises(ConfigError) as made:
+            construct()
+        assert str(made.value) == f"{owner}: {said}", (spec, str(made.value))
     with pytest.raises(ConfigError, match=r"^openai STT: response_format must be one of verbose_json, json"):
-        OpenAITranscriptionSTT("x", response_format="text", base_url="http://127.0.0.1:9/v1", api_key="k")
+        OpenAITranscriptionSTT("x", response_format="text", **URL)

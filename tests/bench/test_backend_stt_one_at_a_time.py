@@ -12,7 +12,7 @@ import pytest
 from kame import registry
 from kame.backend.types import Transcript, Word
 from kame.bench import backend_stt
-from kame.errors import ConfigError
+from kame.errors import BackendError, ConfigError
 
 EVENTS: list[str] = []
 
@@ -34,9 +34,23 @@ class FakeSTT:
         EVENTS.append(f"closed {self.name}")
 
 
+class PlainDefSTT(FakeSTT):
+    """A plugin STT whose plain ``def stream`` returns a call (allowed when it is created) that is
+    a coroutine, not an async iterator."""
+
+    def stream(self, frames):
+        return self._transcripts(frames)
+
+    async def _transcripts(self, frames):
+        return []
+
+
 def create(arg: str | None = None, **kwargs) -> FakeSTT:
     if arg == "broken":
         raise ConfigError("stt spec 'onebyone:broken': no such model")
+    if arg == "plaindef":
+        EVENTS.append("built plaindef")
+        return PlainDefSTT(arg)
     EVENTS.append(f"built {arg}")
     return FakeSTT(arg)
 
@@ -98,3 +112,13 @@ def test_a_first_stt_that_cannot_be_built_fails_before_any_output(fake_stts, cap
     assert main(["bench", "backend", "--stt", "onebyone:broken", "--llm", "none", "--sentences", "1"]) == 1
     out, err = capsys.readouterr()
     assert out == "" and "no such model" in err and EVENTS == []
+
+
+def test_an_stt_whose_stream_is_no_async_iterator_is_named_and_closed(fake_stts):
+    """(was: Python's "'async for' requires an object with __aiter__ method, got coroutine", at a
+    line of the bench: the bench read stt.stream without kame.backend.stt.base.open_stream)"""
+    args = _args("plaindef")
+    with pytest.raises(BackendError, match=r"^STT .*broke its interface: its PlainDefSTT\.stream\(\) .*returned "
+                                           r"coroutine.*expected an async iterator"):
+        backend_stt.run_stt_bench(args, backend_stt.stt_specs(args))
+    assert EVENTS == ["built plaindef", "synthesized", "closed plaindef"]

@@ -62,7 +62,7 @@ from typing import AsyncIterator, Awaitable, Callable, Sequence
 import aiohttp
 
 from ..errors import BackendError, ConfigError
-from .options import number
+from .options import CONNECT_TIMEOUT, number
 from .policy import RetryAfterGate
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -279,7 +279,7 @@ class OpenAIHTTP:
         """Resolve the endpoint (ConfigError if none is configured); adapters check their own
         option values before calling it, so that a bad value is reported as such."""
         # (a bad option value is named before "no server configured", which may come first)
-        self.connect_timeout = number(f"openai {self.what}", "connect_timeout", connect_timeout, above=0)
+        self.connect_timeout = number(f"openai {self.what}", "connect_timeout", connect_timeout, **CONNECT_TIMEOUT)
         self.endpoint = resolve_endpoint(self.what, base_url, api_key, self.service)
         self.base_url, self.api_key = self.endpoint.url, self.endpoint.key
         self._session: aiohttp.ClientSession | None = None

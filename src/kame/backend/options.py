@@ -18,7 +18,11 @@ import numbers
 from ..errors import ConfigError
 from ..numeric import is_finite_number, is_real_number
 
-__all__ = ["number", "is_finite_number", "is_real_number"]
+__all__ = ["number", "check_options", "CONNECT_TIMEOUT", "is_finite_number", "is_real_number"]
+
+# the bounds of every OpenAI-compatible adapter's connect_timeout (s), as ``number`` takes them: the
+# spec tables' (stt/llm/tts spec) and the constructors' (kame.backend.openai_http._init_http)
+CONNECT_TIMEOUT = {"above": 0}
 
 
 def number(owner: str, name: str, value, *, min: float | None = None, above: float | None = None,
@@ -47,15 +51,16 @@ def number(owner: str, name: str, value, *, min: float | None = None, above: flo
     return x
 
 
-def check_options(arg: str | None, where: str, allowed: tuple[str, ...], rules: dict[str, dict],
-                  example: str = "") -> dict[str, str]:
+def check_options(arg: str | None, where: str, rules: dict[str, dict], example: str = "",
+                  allowed: tuple[str, ...] | None = None) -> dict[str, str]:
     """The config check of a spec's options after ';' (``arg``: the part after 'scheme:'): a
     ConfigError starting with ``where`` for a malformed or repeated option, one not in
-    ``allowed``, or a value ``number`` refuses by ``rules[name]`` (the bounds the constructor checks
-    it by); returns the options given, values as text."""
+    ``allowed`` (default: the names in ``rules``), or a value ``number`` refuses by
+    ``rules[name]`` (the bounds the constructor checks it by, ``number(..., **rules[name])``);
+    returns the options given, values as text."""
     from ..registry import split_options  # (the registry imports this module lazily too)
 
-    _, given = split_options(arg, where, allowed, example)
+    _, given = split_options(arg, where, tuple(rules) if allowed is None else allowed, example)
     for name, value in given.items():
         if name in rules:
             number(where, name, value, **rules[name])

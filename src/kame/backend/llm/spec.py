@@ -11,13 +11,13 @@ same rules (``OPENAI_RULES``). The embedded LLM takes no options (the config che
 
 from __future__ import annotations
 
-from ..options import check_options
+from ..options import CONNECT_TIMEOUT, check_options
 
 # name -> its bounds, as kame.backend.options.number takes them (seconds)
-OPENAI_RULES = {"first_token_timeout": {"above": 0}, "chunk_timeout": {"above": 0}, "connect_timeout": {"above": 0}}
+OPENAI_RULES = {"first_token_timeout": {"above": 0}, "chunk_timeout": {"above": 0}, "connect_timeout": CONNECT_TIMEOUT}
 OPENAI_EXAMPLE = "openai:gpt-4.1;first_token_timeout=30"
 
 
 def check_openai(arg: str | None, where: str) -> None:
     """The config check of an openai LLM spec's options (``arg``: the part after 'openai:')."""
-    check_options(arg, where, tuple(OPENAI_RULES), OPENAI_RULES, OPENAI_EXAMPLE)
+    check_options(arg, where, OPENAI_RULES, OPENAI_EXAMPLE)

@@ -15,7 +15,7 @@ loaded); the constructors check their keyword arguments by the same rules (``STR
 from __future__ import annotations
 
 from ...errors import ConfigError
-from ..options import check_options
+from ..options import CONNECT_TIMEOUT, check_options
 
 # name -> its bounds, as kame.backend.options.number takes them
 # every VAD-segmented STT's (kame.backend.stt.streaming.SegmentedSTT)
@@ -37,7 +37,7 @@ EMBEDDED_EXAMPLE = "embedded;whisper_interval=1.0"
 # openai: its numbers' bounds, the response format (check_format) and the language (any text; empty:
 # the server detects it)
 OPENAI_RULES = {"request_interval": {"above": 0, "allow_inf": True}, "timeout": {"above": 0},
-                "connect_timeout": {"above": 0}}
+                "connect_timeout": CONNECT_TIMEOUT}
 OPENAI_OPTIONS = ("response_format", "language", "request_interval", "timeout", "connect_timeout")
 OPENAI_FORMATS = ("verbose_json", "json")  # verbose_json: with word times
 OPENAI_EXAMPLE = "openai:gpt-4o-transcribe;response_format=json"
@@ -53,16 +53,16 @@ def check_format(owner: str, value) -> str:
 
 def check_whisper(arg: str | None, where: str) -> None:
     """The config check of a whisper spec's options (``arg``: the part after 'whisper:')."""
-    check_options(arg, where, tuple(WHISPER_RULES), WHISPER_RULES, WHISPER_EXAMPLE)
+    check_options(arg, where, WHISPER_RULES, WHISPER_EXAMPLE)
 
 
 def check_embedded(arg: str | None, where: str) -> None:
     """The config check of an embedded STT spec's options."""
-    check_options(arg, where, tuple(EMBEDDED_RULES), EMBEDDED_RULES, EMBEDDED_EXAMPLE)
+    check_options(arg, where, EMBEDDED_RULES, EMBEDDED_EXAMPLE)
 
 
 def check_openai(arg: str | None, where: str) -> None:
     """The config check of an openai STT spec's options (``arg``: the part after 'openai:')."""
-    given = check_options(arg, where, OPENAI_OPTIONS, OPENAI_RULES, OPENAI_EXAMPLE)
+    given = check_options(arg, where, OPENAI_RULES, OPENAI_EXAMPLE, OPENAI_OPTIONS)
     if "response_format" in given:
         check_format(where, given["response_format"])

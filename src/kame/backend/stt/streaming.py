@@ -451,7 +451,7 @@ class _Worker:
         if rec is not None:  # the input ended in an utterance: its speech ends where the VAD last heard voice
             # if it was already in the silence that would end it (was: the input's end, so the final decoded
             # that silence too, and again after a decode begun at the pause: a close after END_INPUT waited twice)
-            pending = vad.st.last_speech_end if vad.in_speech and vad.st.silence > 0 else None
+            pending = vad.last_voice if vad.in_speech and vad.st.silence > 0 else None
             self._finalize(rec, utt_start, self.open_words, self.time_of(n16) if pending is None else pending)
         self._emit_finals(wait=True)
 

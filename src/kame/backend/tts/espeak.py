@@ -39,8 +39,9 @@ import numpy as np
 from ...audio import SAMPLE_RATE, resample
 from ...errors import ConfigError, MissingPackageError, NotAvailableError, install_hint
 from ...registry import spec_kwargs
+from ..options import number
 from .base import TTS, TimedWord
-from .spec import ESPEAK_EXAMPLE, ESPEAK_OPTIONS, option
+from .spec import ESPEAK_EXAMPLE, ESPEAK_OPTIONS
 from .words import fill_starts, finish, refine, token_spans
 
 _LIB = None
@@ -265,9 +266,9 @@ class EspeakTTS(TTS):
 
     def __init__(self, voice: str | None = None, *, rate: int = 165, pitch: int = 50, seed: int | None = None,
                  sample_rate: int = SAMPLE_RATE) -> None:
-        self.rate = option("espeak TTS", "rate", rate, ESPEAK_OPTIONS)
-        self.pitch = option("espeak TTS", "pitch", pitch, ESPEAK_OPTIONS)
-        self.seed = None if seed is None else option("espeak TTS", "seed", seed, ESPEAK_OPTIONS)
+        self.rate = number("espeak TTS", "rate", rate, **ESPEAK_OPTIONS["rate"])
+        self.pitch = number("espeak TTS", "pitch", pitch, **ESPEAK_OPTIONS["pitch"])
+        self.seed = None if seed is None else number("espeak TTS", "seed", seed, **ESPEAK_OPTIONS["seed"])
         self.voice = voice or "en-us"
         # a bad voice fails here, not at each synthesis (MissingPackageError first); "en-gb": its
         # file, gmw/en, so no utterance looks the name up again

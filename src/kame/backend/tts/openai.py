@@ -43,8 +43,9 @@ from ...audio import SAMPLE_RATE, ChunkResampler, resample
 from ...errors import BackendError, ConfigError
 from ...registry import spec_kwargs
 from ..openai_http import MiB, OpenAIHTTP, content_type, read_excerpt, within
+from ..options import number
 from .base import TTS
-from .spec import OPENAI_EXAMPLE, OPENAI_OPTIONS, check_format, openai_rules, option
+from .spec import OPENAI_EXAMPLE, OPENAI_OPTIONS, check_format, openai_rules
 
 
 # A server that ignores response_format "pcm" sends an audio file: known by its first bytes
@@ -94,9 +95,9 @@ class OpenAITTS(OpenAIHTTP, TTS):
         if not isinstance(voice, str) or not voice.strip():
             raise ConfigError(f"openai TTS voice must be a voice name (e.g. alloy), got {voice!r}")
         self.model, self.voice, self.response_format = model, voice, response_format
-        self.speed = None if speed is None else option("openai TTS", "speed", speed, rules)
-        self.pcm_rate = option("openai TTS", "pcm_rate", pcm_rate, rules)
-        own = tuple(None if v is None else option("openai TTS", k, v, rules)
+        self.speed = None if speed is None else number("openai TTS", "speed", speed, **rules["speed"])
+        self.pcm_rate = number("openai TTS", "pcm_rate", pcm_rate, **rules["pcm_rate"])
+        own = tuple(None if v is None else number("openai TTS", k, v, **rules[k])
                     for k, v in (("first_chunk_timeout", first_chunk_timeout), ("chunk_timeout", chunk_timeout)))
         # the timeouts given (a spec's ;first_chunk_timeout=30): the cascade's watchdog waits at
         # least that long (kame.backend.policy.stall_limits)

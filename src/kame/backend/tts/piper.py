@@ -42,8 +42,9 @@ import numpy as np
 from ...audio import SAMPLE_RATE, resample
 from ...errors import MissingPackageError, NotAvailableError, install_hint
 from ...registry import spec_kwargs
+from ..options import number
 from .base import TTS, TimedWord
-from .spec import PIPER_EXAMPLE, PIPER_OPTIONS, option
+from .spec import PIPER_EXAMPLE, PIPER_OPTIONS
 from .words import finish, label_units, refine, token_spans
 
 
@@ -60,7 +61,7 @@ class PiperTTS(TTS):
         sample_rate: int = SAMPLE_RATE,
     ) -> None:
         given = {"seed": seed, "length_scale": length_scale, "noise_scale": noise_scale}
-        seed, length_scale, noise_scale = (None if v is None else option("piper TTS", k, v, PIPER_OPTIONS)
+        seed, length_scale, noise_scale = (None if v is None else number("piper TTS", k, v, **PIPER_OPTIONS[k])
                                            for k, v in given.items())  # (a bad value fails before piper loads)
         self.seed = seed
         try:

@@ -9,14 +9,14 @@ the registry calls ``check_espeak`` / ``check_piper`` / ``check_openai`` at the 
 (kame.registry.check_spec, as the schemes' ``options``), so an unknown option or a bad value is
 a ConfigError naming the spec and the option before any voice loads (was, for openai: the
 cascade fell back to espeak at start-up); the constructors check their keyword arguments by the
-same rules (``option``, ``openai_rules``, ``check_format``). A spec alone gives an unseeded TTS
-(the default, for live speech: docs/backend.md, "Repeatable speech").
+same rules (``ESPEAK_OPTIONS``, ``PIPER_OPTIONS``, ``openai_rules``, ``check_format``). A spec
+alone gives an unseeded TTS (the default, for live speech: docs/backend.md, "Repeatable speech").
 """
 
 from __future__ import annotations
 
 from ...errors import ConfigError
-from ..options import check_options, number
+from ..options import CONNECT_TIMEOUT, check_options
 
 # name -> its bounds, as kame.backend.options.number takes them
 _SEED = {"min": 0, "cast": int}
@@ -45,7 +45,7 @@ def openai_rules() -> dict[str, dict]:
     from ...audio import MAX_FILE_RATE, MIN_FILE_RATE
 
     return {"speed": {"above": 0}, "pcm_rate": {"min": MIN_FILE_RATE, "max": MAX_FILE_RATE, "cast": int},
-            "first_chunk_timeout": {"above": 0}, "chunk_timeout": {"above": 0}, "connect_timeout": {"above": 0}}
+            "first_chunk_timeout": {"above": 0}, "chunk_timeout": {"above": 0}, "connect_timeout": CONNECT_TIMEOUT}
 
 
 def check_format(owner: str, value) -> str:
@@ -55,28 +55,18 @@ def check_format(owner: str, value) -> str:
     return value
 
 
-def option(owner: str, name: str, value, rules: dict[str, dict]):
-    """``value`` of option ``name`` checked by ``rules[name]`` (ConfigError "<owner>: <name> must
-    be ..., got <value>"), as an int or float; text ("165") is read as a number."""
-    return number(owner, name, value, **rules[name])
-
-
-def _check(arg: str | None, where: str, rules: dict[str, dict], example: str) -> None:
-    check_options(arg, where, tuple(rules), rules, example)
-
-
 def check_espeak(arg: str | None, where: str) -> None:
     """The config check of an espeak spec's options (``arg``: the part after 'espeak:')."""
-    _check(arg, where, ESPEAK_OPTIONS, ESPEAK_EXAMPLE)
+    check_options(arg, where, ESPEAK_OPTIONS, ESPEAK_EXAMPLE)
 
 
 def check_piper(arg: str | None, where: str) -> None:
     """The config check of a piper (or embedded) spec's options."""
-    _check(arg, where, PIPER_OPTIONS, PIPER_EXAMPLE)
+    check_options(arg, where, PIPER_OPTIONS, PIPER_EXAMPLE)
 
 
 def check_openai(arg: str | None, where: str) -> None:
     """The config check of an openai spec's options (``arg``: the part after 'openai:')."""
-    given = check_options(arg, where, OPENAI_OPTIONS, openai_rules(), OPENAI_EXAMPLE)
+    given = check_options(arg, where, openai_rules(), OPENAI_EXAMPLE, OPENAI_OPTIONS)
     if "response_format" in given:
         check_format(where, given["response_format"])
