@@ -16,7 +16,11 @@ class PluginError(ConfigError):
 
 
 class CheckpointError(KameError):
-    """A checkpoint is missing, incomplete, or does not match the config."""
+    """A checkpoint is missing, incomplete, or does not match the config. ``needs_oracle``: the
+    weights are a KAME file's that load with the oracle stream on (load_frontend's oracle=True,
+    kame run's frontend.oracle=on), though its config says none."""
+
+    needs_oracle: bool = False
 
 
 class AudioFormatError(KameError, ValueError):

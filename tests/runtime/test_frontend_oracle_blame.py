@@ -44,7 +44,7 @@ def test_a_kame_file_saying_oracle_false_is_still_put_on_frontend_oracle(tmp_pat
     assert exc.config_key == "frontend.oracle" and "frontend.oracle=on" in str(exc)
     with pytest.raises(CheckpointError) as e:
         load_frontend(off)
-    assert e.value.needs_oracle is True
+    assert e.value.needs_oracle is True and "(a KAME checkpoint: load it with oracle=True)" in str(e.value)
     # its oracle_emb of the wrong shape: oracle=on would not load it either (the shape is said, no hint)
     weights = off / "model.safetensors"
     state = load_file(str(weights))
@@ -52,3 +52,4 @@ def test_a_kame_file_saying_oracle_false_is_still_put_on_frontend_oracle(tmp_pat
     write_state(off, state, None)
     exc = _refused(off)
     assert exc.config_key == "frontend.spec" and "frontend.oracle" not in str(exc)
+    assert "oracle=True" not in str(exc) and exc.needs_oracle is False  # (l3: was the library's hint, wrong here)

@@ -192,3 +192,18 @@ async def test_a_bad_session_id_is_refused_before_the_agent_starts_or_waits(mode
         await s.close()
     finally:
         await agent.stop()
+
+
+def test_an_object_under_a_misspelled_key_is_refused_naming_the_key_meant():
+    """(QA6 #3; was: taken as a name for the info Meta, and the default LLM ran in place of the
+    caller's)"""
+    from kame.runtime.base import own_components
+
+    class LLM:
+        async def stream_chat(self, messages, **kw):
+            yield "hi"
+
+    with pytest.raises(TypeError, match=r"^CascadeAgent\(components=\{'lmm': LLM\}\): no part is called 'lmm' "
+                                        r"\(it takes stt, llm, tts.*; did you mean 'llm'\?"):
+        own_components("CascadeAgent", {"lmm": LLM()}, ("stt", "llm", "tts", "vad_factory", "prompt_fn"))
+    assert own_components("CascadeAgent", {"label": "mine"}, ("stt", "llm", "tts"))[0] == {"label": "mine"}

@@ -207,3 +207,19 @@ def test_data_encode_loads_the_tokenizer_before_the_codec(tmp_path, fake_codec, 
     rc = main(["data", "encode", str(tmp_path), "--codec", fake_codec, "--tokenizer", str(tmp_path / "nope.model")])
     assert rc != 0 and made == [], (rc, made)
     assert "--tokenizer" in capsys.readouterr().err
+
+
+def test_data_encode_lists_a_problem_shared_by_a_whole_set_three_times(tmp_path, tok, fake_codec, capsys):
+    """(QA6 #4; was: one ~300-character line per dialogue, 500 for a set of 500 made with another
+    tokenizer)"""
+    from kame.cli import main
+    from kame.train.encode import SAME_PROBLEM_SHOWN
+
+    other = [OracleEvent(2, "reset"), OracleEvent(2, "append", [5])]
+    folders = [_written(tmp_path, f"d{i}", oracle=other, tokenizer_sha256="0" * 64) for i in range(5)]
+    write_manifest(tmp_path / "train.jsonl", folders)
+    assert main(["data", "encode", str(tmp_path), "--codec", fake_codec, "--jobs", "1", "--tokenizer", str(tok.path)]) == 1
+    out = capsys.readouterr().out
+    assert sum(line.startswith("oracle: ") for line in out.splitlines()) == SAME_PROBLEM_SHOWN == 3, out
+    assert "5 of the 5 dialogues have an oracle kame train refuses with this tokenizer" in out
+    assert "; 2 more with the same problem as one shown, not listed" in out, out

@@ -138,7 +138,7 @@ def load_own_oracle(spec: str, form, dtype) -> tuple:
         try:
             model, info = load(None)
         except CheckpointError as exc:
-            if not getattr(exc, "needs_oracle", False):
+            if not exc.needs_oracle:
                 raise
             # a KAME file whose config.json says "oracle": false: kame run refuses it with frontend.oracle
             # auto, and runs it with frontend.oracle=on (its oracle stream) or off (none): both are timed

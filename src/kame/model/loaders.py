@@ -491,6 +491,8 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
         # (for the runtime's frontend.oracle hint: a KAME file whose config.json says "oracle": false)
         err.needs_oracle = (not cfg.oracle and any(k.endswith("oracle_emb.weight") for k in state)
                             and _fits(state, cfg.replace(oracle=True)))
+        if err.needs_oracle:  # (said only when it would load so: was said of any oracle_emb key, a wrong-shape one too)
+            err.args = (f"{err} (a KAME checkpoint: load it with oracle=True)",)
         raise err from exc
     model.load_state_dict(state, assign=True)
     model.eval()

@@ -38,8 +38,7 @@ def convert_state(state: dict[str, torch.Tensor], model: LMModel, dtype: torch.d
     missing = [k for k in expected if k not in state]
     unknown = [k for k in state if k not in expected]
     if unknown:
-        hint = " (a KAME checkpoint: load it with oracle=True)" if any(k.startswith("oracle_emb.") for k in unknown) else ""
-        raise CheckpointError(f"checkpoint has {len(unknown)} key(s) the config does not define{hint}: "
+        raise CheckpointError(f"checkpoint has {len(unknown)} key(s) the config does not define: "
                               f"{', '.join(unknown[:8])}{' ...' if len(unknown) > 8 else ''}")
     if missing:
         raise CheckpointError(f"checkpoint lacks {len(missing)} key(s): {', '.join(missing[:8])}"

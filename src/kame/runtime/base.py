@@ -125,7 +125,8 @@ def own_components(who: str, components: dict | None, takes: tuple[str, ...],
     is refused: pass an instance), a callable vad_factory / prompt_fn; a string there is a
     TypeError (name a registered part in the config instead), unless the key is in ``names``
     (the tandem given backend=: nothing else names its STT / LLM): then a name for the info
-    Meta; None is as if it were not given. Other keys are names for the info Meta. A TypeError
+    Meta; None is as if it were not given. Other keys are names for the info Meta (strings: an
+    object under one is a misspelled key, refused with the key meant). A TypeError
     names ``who`` (e.g. "TandemAgent"), the key and what to do."""
     import inspect
 
@@ -133,6 +134,13 @@ def own_components(who: str, components: dict | None, takes: tuple[str, ...],
 
     info, own = {}, {}
     for key, value in (components or {}).items():
+        if key not in OWN_PARTS and value is not None and not isinstance(value, str):
+            import difflib  # (an object under a misspelled key: was taken as a name, the default part used)
+
+            close = difflib.get_close_matches(str(key), takes, n=1, cutoff=0.6)
+            raise TypeError(f"{who}(components={{{key!r}: {type(value).__name__}}}): no part is called {key!r} (it "
+                            f"takes {', '.join(takes)}; other keys are names for the info Meta, strings)"
+                            + (f"; did you mean {close[0]!r}?" if close else ""))
         if key not in takes or (key in names and isinstance(value, str)):
             info[key] = value
             continue

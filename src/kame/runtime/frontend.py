@@ -364,7 +364,7 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
             elif "checked" not in chosen:  # a plugin's factory that did not call before_weights
                 check(finfo)
         except CheckpointError as exc:
-            if want is not None or not getattr(exc, "needs_oracle", False):
+            if want is not None or not exc.needs_oracle:
                 raise
             # an oracle_emb the config does not define: a KAME file whose config.json says "oracle":
             # false (the loader's hint names load_frontend's argument; here it is a config key). Told

@@ -37,6 +37,7 @@ from .data import DataError
 log = logging.getLogger(__name__)
 
 MAX_DEFAULT_JOBS = 8  # each worker holds its own codec (for Mimi, its weights)
+SAME_PROBLEM_SHOWN = 3  # kame data encode: dialogues listed per oracle problem (a set made with another tokenizer: all)
 _worker: dict = {}  # the codec each worker process made once
 
 
@@ -190,6 +191,7 @@ def main(args) -> int:
     # (what a run killed outright left where this one writes: the dialogue folders)
     sweep_temporaries("kame data encode", [(e.path, DIALOGUE_FILES) for e in entries])
     todo, broken, refused = [], [], 0
+    kinds: dict[str, int] = {}  # an oracle problem, its dialogue left out -> how many have it
     for e in entries:
         d = None  # (read once here for the cache and the oracle checks; was: up to twice more)
         try:
@@ -204,7 +206,10 @@ def main(args) -> int:
         problem = oracle_problem(e.path, d, tok) if d is not None else None
         if problem:
             refused += 1
-            print(f"oracle: {e.path}: {problem}", flush=True)
+            kind = problem.replace(str(e.path), "")  # (a whole set of another tokenizer: its line said 3 times)
+            kinds[kind] = kinds.get(kind, 0) + 1
+            if kinds[kind] <= SAME_PROBLEM_SHOWN:
+                print(f"oracle: {e.path}: {problem}", flush=True)
     cached = len(entries) - len(todo) - len(broken)
     jobs = max(1, min(args.jobs, len(todo)))  # (no worker, for Mimi no weights load, beyond the work)
     print(f"{len(entries)} dialogues in {path}: {cached} cached already, {len(todo)} to encode "
@@ -236,8 +241,10 @@ def main(args) -> int:
           f"{audio / 3600:.3f} | {wall:.0f} | {audio / wall if results else 0:.1f} |")
     if refused:
         which = "with this tokenizer" if tok is not None else "(text without ids)"
+        unshown = sum(max(0, n - SAME_PROBLEM_SHOWN) for n in kinds.values())
+        more = f"; {unshown} more with the same problem as one shown, not listed" if unshown else ""
         print(f"{refused} of the {len(entries)} dialogues have an oracle kame train refuses {which} "
-              f"(the lines 'oracle: ...' above say what to do): fix them before training")
+              f"(the lines 'oracle: ...' above say what to do{more}): fix them before training")
     return 1 if failed or broken or refused else 0
 
 
