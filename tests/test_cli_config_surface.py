@@ -108,9 +108,10 @@ def test_a_loaded_config_and_its_copies_still_pass():
 
 
 @pytest.mark.parametrize("path, meant", [
-    ("server.max_sessions", "runtime.max_sessions"),  # (was: server.max_session_s, seconds a session may last)
-    ("max_sessions", "runtime.max_sessions"), ("runtime.host", "server.host")])
-def test_a_key_of_another_section_is_named_before_a_near_spelling(path, meant):
+    ("server.max_sessions", "server.max_session_s or runtime.max_sessions"),  # (was: server.max_session_s alone,
+    ("max_sessions", "runtime.max_sessions"), ("runtime.host", "server.host"),  # seconds a session may last)
+    ("backend.temperature", "backend.llm_temperature or cascade.temperature")])  # (r5: not cascade's alone)
+def test_a_key_of_another_section_is_named_besides_a_near_spelling(path, meant):
     with pytest.raises(ConfigError) as e:
         load_config(None, [f"{path}=2"])
     assert str(e.value).endswith(f"; did you mean {meant}?")

@@ -424,9 +424,9 @@ def _apply(obj: Any, data: Mapping[str, Any], prefix: str = "") -> list[str]:
 
 def unknown_key(path: str, known: Iterable[str]) -> ConfigError:
     """The error of a key ``path`` ("runtime.max_sesions") its section does not have (``known``:
-    the section's keys), in a file, a --set or set in code: the known keys, and the one meant: that
-    name in another section first (server.max_sessions -> runtime.max_sessions; was: the near
-    spelling here, server.max_session_s, a key of another meaning), else a near spelling here."""
+    the section's keys), in a file, a --set or set in code: the known keys, and the ones meant: a near
+    spelling here and that name in another section (server.max_sessions -> server.max_session_s or
+    runtime.max_sessions; was: the near spelling alone, a key of another meaning)."""
     import difflib
 
     known = sorted(known)
@@ -434,8 +434,9 @@ def unknown_key(path: str, known: Iterable[str]) -> ConfigError:
     there = [f.name for f in dataclasses.fields(KameConfig) if dataclasses.is_dataclass(f.default_factory)
              and f.name != path.partition(".")[0] and name in {g.name for g in dataclasses.fields(f.default_factory)}]
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
-    meant = (f"; did you mean {there[0]}.{name}?" if there
-             else f"; did you mean {path[: len(path) - len(name)]}{close[0]}?" if close else "")
+    # (both when both: backend.temperature -> backend.llm_temperature or cascade.temperature, a cascade-only key)
+    options = [f"{path[: len(path) - len(name)]}{c}" for c in close] + [f"{s}.{name}" for s in there[:1]]
+    meant = f"; did you mean {' or '.join(options)}?" if options else ""
     return ConfigError(f"unknown config key {path!r} (known here: {', '.join(known)}){meant}")
 
 

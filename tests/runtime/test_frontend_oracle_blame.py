@@ -42,6 +42,7 @@ def test_a_kame_file_saying_oracle_false_is_still_put_on_frontend_oracle(tmp_pat
     off = make_ck(tmp_path / "off", config_oracle=False)  # (its weights hold oracle_emb)
     exc = _refused(off)
     assert exc.config_key == "frontend.oracle" and "frontend.oracle=on" in str(exc)
+    assert "oracle=True" not in str(exc)  # (r5: load_frontend's argument, not kame run's; its config key is said)
     with pytest.raises(CheckpointError) as e:
         load_frontend(off)
     assert e.value.needs_oracle is True and "(a KAME checkpoint: load it with oracle=True)" in str(e.value)

@@ -492,13 +492,16 @@ def load_frontend(spec: str | Path, device: str | torch.device = "cpu", dtype: A
         err.needs_oracle = (not cfg.oracle and any(k.endswith("oracle_emb.weight") for k in state)
                             and _fits(state, cfg.replace(oracle=True)))
         if err.needs_oracle:  # (said only when it would load so: was said of any oracle_emb key, a wrong-shape one too)
-            err.args = (f"{err} (a KAME checkpoint: load it with oracle=True)",)
+            err.args = (f"{err}{ORACLE_HINT}",)
         raise err from exc
     model.load_state_dict(state, assign=True)
     model.eval()
     if upgraded:
         log.info("%s has no oracle_emb: initialised it as a copy of text_emb", wpath)
     return model, replace(info, oracle_upgraded=upgraded)
+
+
+ORACLE_HINT = " (a KAME checkpoint: load it with oracle=True)"  # load_frontend's own (kame run names its config key)
 
 
 def _fits(state: Mapping[str, torch.Tensor], cfg: LMConfig) -> bool:

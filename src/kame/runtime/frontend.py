@@ -372,8 +372,11 @@ def load_frontend_checked(spec: str, dtype: str, device: str, seed: int, codec_s
             # folder's refusal, "--oracle_embedding_mode", whose fix is no frontend.oracle)
             fix = oracle_fix or ("in kame's config: frontend.oracle=on (run it with its oracle stream) or "
                                  "frontend.oracle=off (run it as plain Moshi)")
+            from ..model.loaders import ORACLE_HINT
+
+            said = str(exc).removesuffix(ORACLE_HINT)  # (load_frontend's argument: here its config key is said)
             with config_key("frontend.oracle"):
-                raise CheckpointError(f"front-end {spec!r}: {exc}; {fix}") from exc
+                raise CheckpointError(f"front-end {spec!r}: {said}; {fix}") from exc
         codec, codec_spec = chosen["codec"], chosen["spec"]
     stream = oracle_stream(model, finfo, kind)
     if oracle == "off" and model.has_oracle:  # run it as plain Moshi: the stepper feeds no oracle

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 LEAVE_AFTER_S = 5.0  # a task left running when a command's work is done gets this long to stop
 # (end_left_behind's warning, for tasks it detached: under a plain asyncio.run(main()), whose end
 # tries to close the async generators they are running)
-ASYNCIO_MAY_SAY = ("; asyncio may also log an ERROR for each async generator they run at its loop's end "
+ASYNCIO_MAY_SAY = ("; under a plain asyncio.run(main()), asyncio may also log an ERROR for each async generator "
+                   "they run at its loop's end "
                    "(\"aclose(): asynchronous generator is already running\"): the same tasks, left behind")
 
 
