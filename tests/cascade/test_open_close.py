@@ -281,16 +281,16 @@ async def test_a_reader_that_awaits_between_items_still_gets_the_last_final(monk
     await agent.stop()
 
 
-async def test_stop_leaves_a_cancelled_reply_whose_stream_never_closes(monkeypatch):
-    """An LLM stream that swallows its cancellation while closing: stop() waits for the cancelled
-    reply at most STOP_WAIT_S (was: for ever, and kame run wrote nothing)."""
+async def stubborn_reply(monkeypatch):
+    """A cascade agent whose session was closed mid-reply, its LLM stream swallowing its cancellation
+    while closing (till ``released`` is set: the test's loop would wait for it); STOP_WAIT_S and
+    LEAVE_AFTER_S cut to 0.05 s. -> (agent, llm, released)."""
     from kame.runtime import interrupt
 
     monkeypatch.setattr(cascade_session, "STOP_WAIT_S", 0.05)
     monkeypatch.setattr(interrupt, "LEAVE_AFTER_S", 0.05)  # (then stop() names it and detaches it)
     clock = FakeClock()
     llm = CleanupLLM(clock)  # its cleanup waits for llm.done, never set here ...
-
     released = asyncio.Event()
 
     async def never(self=llm):
@@ -298,11 +298,18 @@ async def test_stop_leaves_a_cancelled_reply_whose_stream_never_closes(monkeypat
             try:
                 await released.wait()
             except asyncio.CancelledError:
-                pass  # ... and swallows the cancellation (till the test ends: its loop would wait for it)
+                pass  # ... and swallows the cancellation, every time
 
     llm.done.wait = never
     agent, _ = await _agent(clock, llm, FakeTTS(clock))
     await _closed_mid_reply(agent, clock)
+    return agent, llm, released
+
+
+async def test_stop_leaves_a_cancelled_reply_whose_stream_never_closes(monkeypatch):
+    """An LLM stream that swallows its cancellation while closing: stop() waits for the cancelled
+    reply at most STOP_WAIT_S (was: for ever, and kame run wrote nothing)."""
+    agent, llm, released = await stubborn_reply(monkeypatch)
     await asyncio.wait_for(agent.stop(), 30)  # (returns: the stuck stream is left behind)
     assert llm.order == ["component closed"]
     released.set()

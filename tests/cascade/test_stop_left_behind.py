@@ -7,33 +7,11 @@ generators it runs: the warning says so.)"""
 import asyncio
 import logging
 
-from kame.runtime import interrupt
-from kame.runtime.clock import FakeClock
-
-from .fakes import FakeTTS
-from .test_open_close import CleanupLLM, _closed_mid_reply
-from .test_session import _agent
+from .test_open_close import stubborn_reply
 
 
 async def test_stop_detaches_a_stream_that_swallows_its_cancellation(monkeypatch, caplog):
-    from kame.cascade import session as cascade_session
-
-    monkeypatch.setattr(cascade_session, "STOP_WAIT_S", 0.05)
-    monkeypatch.setattr(interrupt, "LEAVE_AFTER_S", 0.05)
-    clock = FakeClock()
-    llm = CleanupLLM(clock)
-    released = asyncio.Event()
-
-    async def never(self=llm):
-        while not released.is_set():
-            try:
-                await released.wait()
-            except asyncio.CancelledError:
-                pass  # swallowed, every time
-
-    llm.done.wait = never
-    agent, _ = await _agent(clock, llm, FakeTTS(clock))
-    await _closed_mid_reply(agent, clock)
+    agent, _, released = await stubborn_reply(monkeypatch)
     try:
         with caplog.at_level(logging.WARNING, logger="kame.runtime.interrupt"):
             await asyncio.wait_for(agent.stop(), 30)

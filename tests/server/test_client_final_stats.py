@@ -21,14 +21,14 @@ class TotalsSession:
     def __init__(self, sid):
         self.id, self.frames, self.closed, self.queue = sid, 0, False, asyncio.Queue()
 
-    def stats(self, final):
+    def meta(self, final):
         return Meta({"type": "stats", "session": self.id, "final": final, "frames": self.frames,
                      "missed_deadlines": self.frames - 1, "dropped_input_s": 0.04 * self.frames})
 
     async def push_audio(self, pcm):
         self.frames += 1
         if self.frames == 1:
-            self.queue.put_nowait(self.stats(False))
+            self.queue.put_nowait(self.meta(False))
 
     async def outputs(self):
         while (item := await self.queue.get()) is not None:
@@ -37,7 +37,7 @@ class TotalsSession:
     async def close(self):
         if not self.closed:
             self.closed = True
-            self.queue.put_nowait(self.stats(True))
+            self.queue.put_nowait(self.meta(True))
             self.queue.put_nowait(None)
 
 

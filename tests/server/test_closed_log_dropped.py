@@ -14,53 +14,33 @@ from kame.server import ops
 from kame.server.client import chat
 
 from .conftest import running_server, tone
+from .test_client_final_stats import TotalsAgent, TotalsSession
 
 
 class OwnStats:
     """A kame session's counters (``session.stats.to_json()``): its own drops only."""
 
-    def __init__(self):
-        self.frames = 0
+    def __init__(self, session):
+        self.session = session
 
     def to_json(self):
-        return {"frames": self.frames, "missed_deadlines": 0, "dropped_input_s": round(0.01 * self.frames, 3)}
+        frames = self.session.frames
+        return {"frames": frames, "missed_deadlines": 0, "dropped_input_s": round(0.01 * frames, 3)}
 
 
-class CountingSession:
+class CountingSession(TotalsSession):
+    """test_client_final_stats' session, with counters of its own as kame's sessions have (what the
+    server's "session closed" line reads), its "stats" Meta made of them."""
+
     def __init__(self, sid):
-        self.id, self.stats, self.closed, self.queue = sid, OwnStats(), False, asyncio.Queue()
+        super().__init__(sid)
+        self.stats = OwnStats(self)
 
     def meta(self, final):
         return Meta({"type": "stats", "session": self.id, "final": final, **self.stats.to_json()})
 
-    async def push_audio(self, pcm):
-        self.stats.frames += 1
-        if self.stats.frames == 1:
-            self.queue.put_nowait(self.meta(False))
 
-    async def outputs(self):
-        while (item := await self.queue.get()) is not None:
-            yield item
-
-    async def close(self):
-        if not self.closed:
-            self.closed = True
-            self.queue.put_nowait(self.meta(True))
-            self.queue.put_nowait(None)
-
-
-class CountingAgent:
-    max_sessions = 2
-
-    def __init__(self):
-        self.sessions = []
-
-    async def start(self):
-        pass
-
-    async def stop(self):
-        pass
-
+class CountingAgent(TotalsAgent):
     async def open_session(self, session_id=None):
         self.sessions.append(CountingSession(f"d{len(self.sessions) + 1}"))
         return self.sessions[-1]
@@ -87,7 +67,7 @@ def test_session_summary_adds_the_input_the_server_dropped_to_the_sessions_own()
     view = ops.SessionView()
     view.note({"type": "stats", "frames": 5, "dropped_input_s": 8.913})  # (merged: with the server's drops)
     s = CountingSession("x")
-    s.stats.frames = 13
+    s.frames = 13
     assert ops.session_summary(s, view) == "frames 13, missed deadlines 0, input dropped 0.13 s"  # (its own)
     assert ops.session_summary(s, view, 8.78) == "frames 13, missed deadlines 0, input dropped 8.91 s"
     assert ops.session_summary(object(), view, 8.78).endswith("input dropped 8.91 s")  # (no own stats: the Meta's)
