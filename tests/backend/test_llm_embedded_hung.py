@@ -271,9 +271,11 @@ async def test_state_says_up_down_loading_and_stopped():
         worker.proc.join(10)
         assert llm.state == "down"
         _gate_start(worker, loading, gate)
-        reply = asyncio.create_task(_text(llm))  # the next request restarts it
-        await _until(loading.is_set)
+        with pytest.raises(BackendError, match="died .* between requests"):  # the next request is told
+            await _text(llm)
+        await _until(loading.is_set)  # and the restart it began goes on
         assert llm.state == "loading"
+        reply = asyncio.create_task(_text(llm))  # (waits for that load)
         gate.set()
         assert await reply == "hello" and llm.state == "up"
         worker.close()

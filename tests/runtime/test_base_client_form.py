@@ -42,6 +42,23 @@ def test_backend_brief_names_the_cause_class():
     assert backend_brief("llm", None) == f"llm back-end failed; {SEE_LOG}"
 
 
+def test_backend_brief_says_an_embedded_back_end_s_child_process_died_or_hung():
+    """(QA k45 chaos finding 4: a remote client was told no cause when a child process died)"""
+    cases = {
+        ("stt", "the pocketsphinx child process died (exit code -9)"): "its process died; restarting",
+        ("llm", "embedded LLM failed: the LLM child process died (exit code -9) between requests; restarting "
+                "it"): "its process died; restarting",
+        ("llm", "embedded LLM failed: BackendError: the embedded LLM child for SmolLM2.gguf failed to start: "
+                "the child exited while loading (exit code -9)"): "its process died; restarting",
+        ("stt", "the pocketsphinx child process did not answer for 30 s (exit code -15)"):
+            "its process hung; restarting",
+        ("llm", "embedded LLM failed: the LLM child process hung (no stop 10 s after a cancel) and was terminated "
+                "(exit code -15)"): "its process hung; restarting",
+    }
+    for (component, error), cause in cases.items():
+        assert backend_brief(component, error) == f"{component} back-end failed ({cause}); {SEE_LOG}", error
+
+
 def test_kame_s_internal_errors_are_cut_others_pass_as_they_are():
     step = internal_error("front-end step failed", RuntimeError("CUDA error at /opt/kame/x.cu:12"), 1.0)
     assert step.message == "front-end step failed: CUDA error at /opt/kame/x.cu:12"  # (kame run, the log)

@@ -129,3 +129,51 @@ async def test_the_file_goes_on_while_the_users_speech_has_not_ended():
     rec = await run_conversation(cfg, pcm, fast=True, agent=_OpenSpeechAgent(60, 70, heard=10**6, partial=5),
                                  extend_s=30.0)
     assert rec["frames"] == 72 and rec["max_tail_reached"] is False  # (was: 10, no answer)
+
+
+STT_DOWN = {"type": "backend", "component": "stt", "status": "down",
+            "error": "the pocketsphinx child process died (exit code -9)"}
+
+
+def test_no_final_is_waited_for_from_an_stt_that_failed():
+    """(QA k45 chaos: the STT's stream failed mid-utterance; `kame run` and `kame client` played
+    --max-tail of silence waiting for a final it could no longer give)"""
+    cascade = [{"type": "info", "mode": "cascade"}, {"type": "vad", "event": "start", "t": 0.5},
+               {"type": "vad", "event": "end", "t": 2.0, "detected_at": 2.5}]
+    partial = {"type": "transcript", "final": False, "text": "what is", "t": 1.2}
+    assert reply_pending(cascade + [partial], 20.0, at="detected_at")  # (the STT at work: waited for)
+    assert not reply_pending(cascade + [partial, {**STT_DOWN, "t": 2.2}], 3.0, at="detected_at")  # failed after the end
+    # failed during the speech: what it heard before gets no final; FINAL_WAIT_S for its restarted stream
+    down_early = [partial, {**STT_DOWN, "t": 1.5}]
+    assert reply_pending(cascade + down_early, 3.0, at="detected_at")
+    assert not reply_pending(cascade + down_early, 20.0, at="detected_at")
+    # ... unless the restarted stream heard words after it
+    assert reply_pending(cascade + down_early + [{**partial, "t": 1.8}], 20.0, at="detected_at")
+    # a final, then the failure (the embedded STT's pocketsphinx dying mid-utterance): the final counts
+    assert not reply_pending(cascade + [partial, {**partial, "final": True, "t": 2.9}, {**STT_DOWN, "t": 3.0}],
+                             3.0, at="detected_at")
+
+
+class _FailingSTTAgent(_TurnAgent):
+    """_TurnAgent whose STT fails (a "backend" stt "down" Meta) at frame ``down``."""
+
+    def __init__(self, *args, down: int, **kw):
+        super().__init__(*args, **kw)
+        self.down_at = down
+
+    async def push_audio(self, pcm):
+        from kame.runtime.base import Meta
+
+        if self.pushed == self.down_at:
+            self.out.put_nowait(Meta({**STT_DOWN, "t": self.pushed * 0.08}))
+        await super().push_audio(pcm)
+
+
+async def test_the_file_does_not_wait_for_a_final_from_an_stt_that_failed():
+    from kame.config import load_config
+
+    cfg, pcm = load_config(None, []), np.zeros(10 * FRAME, np.float32)
+    # words heard at frame 5, the speech ended at frame 8, the STT failed at frame 9: no final comes
+    rec = await run_conversation(cfg, pcm, fast=True, agent=_FailingSTTAgent(10_000, 10_000, heard=8, partial=5,
+                                                                             down=9), extend_s=30.0)
+    assert rec["frames"] == 11 and rec["max_tail_reached"] is False  # (was: 10 + 375, --max-tail)

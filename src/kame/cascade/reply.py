@@ -428,6 +428,8 @@ class ReplyPipeline:
             return await next_within(stream, self.clock, timeout, loading=self.llm if what == "LLM" else None,
                                      limit=limit, on_reload=self._reload_wait)
         except NothingWithin as exc:
+            url = getattr(self.llm if what == "LLM" else self.tts, "url", None)
+            what = f"{what} {url}" if isinstance(url, str) and url else what  # its server, as its other errors say
             plain = (f"{what} stalled: nothing within {first_limit:g} s of the request" if first else
                      f"{what} stalled: nothing for {chunk_limit:g} s after its last output")
             raise Stalled(exc.why(what, f"{limit:g}", plain)) from None

@@ -209,6 +209,9 @@ _CAUSES = (  # (a pattern in kame's back-end errors, the short cause; {c}: the c
     (re.compile(r"\bstalled\b", re.I), "stalled"),
     (re.compile(r"\btimed out\b|\bTimeoutError\b", re.I), "timed out"),
     (re.compile(r"\bover the .* limit\b"), "its answer was too large"),
+    # an embedded back-end's child process (pocketsphinx's, the embedded LLM's): its next use restarts it
+    (re.compile(r"\bchild process\b.*\b(?:died|exited)\b|\bchild exited\b"), "its process died; restarting"),
+    (re.compile(r"\bchild process\b.*\b(?:hung|did not answer)\b"), "its process hung; restarting"),
 )
 
 

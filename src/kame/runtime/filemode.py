@@ -179,7 +179,7 @@ async def play_session(agent, pcm: np.ndarray, *, clock: FakeClock, metrics: Met
     k = 0
 
     def metas() -> list[dict]:  # what reply_pending reads (their "t" already on the file's time, as k's)
-        return [rec["info"], *rec["other"], *rec["vad"], *rec["transcripts"]]
+        return [rec["info"], *rec["other"], *rec["vad"], *rec["transcripts"], *rec["backend"]]
 
     was_pending = False
     try:
@@ -266,12 +266,14 @@ def reply_pending(metas, now: float, *, at: str = "t") -> bool:
     after it it may not have sent yet). While the user's speech has not ended (the last "vad"
     event a "start"), such a partial since it began says its turn is still to come: for as long
     as the caller goes on (the VAD ends it after cascade.end_of_turn_silence, which may be longer
-    than --tail; runreport.speech_open says so if it never did). "Since" compares the events' "t" (the
-    session's clock); the wait counts from the field ``at`` of the "vad" event, on the clock of
-    ``now`` (file mode: "detected_at", when the VAD reported the end, end_of_turn_silence after
-    it; else "t"). The tandem's front-end speaks all the time, so nothing says when its reply is
-    over: it gets --tail only."""
-    mode, vad, start, finals, partials = None, None, None, [], []
+    than --tail; runreport.speech_open says so if it never did). An STT that failed ("backend" Meta,
+    "stt" "down") gives no final for what it heard before: partials before it do not count, and one
+    after the speech ended means no final is coming (was: --max-tail of silence waited for it).
+    "Since" compares the events' "t" (the session's clock); the wait counts from the field ``at`` of
+    the "vad" event, on the clock of ``now`` (file mode: "detected_at", when the VAD reported the
+    end, end_of_turn_silence after it; else "t"). The tandem's front-end speaks all the time, so
+    nothing says when its reply is over: it gets --tail only."""
+    mode, vad, start, finals, partials, stt_down = None, None, None, [], [], None
     for d in metas:
         kind = d.get("type")
         if kind == "info" and "mode" in d:
@@ -283,15 +285,18 @@ def reply_pending(metas, now: float, *, at: str = "t") -> bool:
             finals.append(d.get("t"))
         elif kind == "transcript" and str(d.get("text") or "").strip():
             partials.append(d.get("t"))
+        elif kind == "backend" and d.get("component") == "stt" and d.get("status") == "down":
+            stt_down = d.get("t")  # (its stream, and what it heard, ended there)
     if open_turns(metas):  # (also a tandem's: hybrid routing answers some turns the cascade's way)
         return True
     if mode != "cascade" or not vad:
         return False
-    since = max([t for t in finals if t is not None], default=None)  # (the last final's)
+    since = max([t for t in [*finals, stt_down] if t is not None], default=None)  # (words before: no final)
     working = any(t is not None and (start is None or t >= start) and (since is None or t > since) for t in partials)
     if vad.get("event") == "start":  # the user's speech goes on: a turn is to come if words were heard in it
         return working  # (was: not pending, so a longer end_of_turn_silence than --tail gave no answer)
-    if vad.get("event") != "end" or any(t is None or t >= vad["t"] for t in finals):
+    if vad.get("event") != "end" or any(t is None or t >= vad["t"] for t in finals) \
+            or (stt_down is not None and stt_down >= vad["t"]):
         return False
     return working or now - vad.get(at, vad["t"]) < FINAL_WAIT_S
 

@@ -32,7 +32,12 @@ the reply is cut to what the context leaves); if the system message alone leaves
 at once with BackendError "prompt N tokens > the embedded LLM's context M" (was: its prefill
 outlasted the consumer's ``stall_timeout``, and the child was killed as hung and reloaded).
 If the child dies, the current request raises BackendError and the next request restarts it
-(logged; another load, on the dispatcher thread). That load does not count in the
+(logged; another load, on the dispatcher thread). A child that died while idle (between
+requests) is found by the next request, which raises BackendError at once too ("... died ...
+between requests; restarting it"), so its consumer reports it as any LLM failure (the session's
+ErrorEvent and "backend" Meta; was: nothing said, the request silently waited out the reload),
+and starts the restart (the request after it waits for that load). A (re)start that fails is
+logged, whether or not a consumer is still there to hear it. That load does not count in the
 consumers' ``stall_timeout`` (it takes minutes on a busy machine); a child still loading after
 ``LOAD_TIMEOUT_S`` hangs: it is terminated and the request fails, saying so. A child that does
 not stop within ``CANCEL_GRACE_S`` of a cancel (it checks before every token, ~0.1 s apart: so
@@ -421,8 +426,9 @@ class _ChildWorker:
             timer.start()
             try:
                 self.start()
-            except BackendError:
-                if not load.aborted:
+            except Exception as exc:
+                if not load.aborted:  # (said here: the request that asked may have gone, e.g. a re-prediction's)
+                    log.error("(re)starting the embedded LLM child failed: %s (the next request tries again)", exc)
                     raise
                 if getattr(load, "by_close", False):  # close() stopped it while it loaded
                     raise BackendError(_STOPPED_WHILE_LOADING) from None
@@ -449,14 +455,18 @@ class _ChildWorker:
             self.current = req_id
         try:
             if not self.alive:
-                if self.proc is not None:  # died between requests
-                    self._died()
+                idle_death = self._died() if self.proc is not None else None  # died between requests
                 if self.released:  # closed on purpose (release_children): not a failure
                     self.released = False
                 else:
                     self.restarts += 1
                     log.warning("restarting the embedded LLM child (restart %d)", self.restarts)
+                if idle_death is not None:  # its consumer hears of it now, as of a death during a request
+                    put("error", f"{idle_death} between requests; restarting it (the next request waits for "
+                                 "its model to load)")
                 self._load()
+                if idle_death is not None:  # (this request was answered: the error)
+                    return
             proc, conn = self.proc, self.conn  # a release_children() meanwhile closes conn: OSError below
             if conn is None:  # (or it ran right after the start above)
                 raise OSError("the child was stopped")

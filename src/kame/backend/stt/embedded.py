@@ -13,6 +13,12 @@ Per utterance:
     the extra decodes slow pocketsphinx down (the worker falls behind and partials get late).
 Bounded work: while the worker is more than ``max_ps_lag`` s behind (a starved CPU),
 pocketsphinx skips audio (partials miss it; the whisper final still gets all of it).
+pocketsphinx failing mid-utterance (its child died, or hung): the utterance goes on with whisper
+alone (no more partials), its whisper final comes as usual, and then the stream ends with
+pocketsphinx's BackendError (EmbeddedSTT.stream): the STT's supervisor reports it as any STT
+failure (the session's "backend" Meta, /api/health's "down") and restarts the stream, whose next
+utterance starts a new child. A final with no words (whisper heard nothing) is that error instead.
+(Was: the error ended the stream at once, and the utterance was lost with whisper's buffer.)
 
     stt = EmbeddedSTT()                        # or registry.create("stt", "embedded")
     async for tr in stt.stream(frames): ...
@@ -20,15 +26,17 @@ pocketsphinx skips audio (partials miss it; the whisper final still gets all of 
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from pathlib import Path
+from typing import AsyncIterable, AsyncIterator
 
 import numpy as np
 
 from ...errors import BackendError
 from ...registry import spec_kwargs
 from ..options import number
-from ..types import Word
+from ..types import AudioFrame, Transcript, Word
 from .pocketsphinx import PocketsphinxRecognizer, shared_process
 from .base import owner_prefix
 from .spec import EMBEDDED_EXAMPLE, EMBEDDED_RULES
@@ -36,6 +44,11 @@ from .streaming import Recognizer, SegmentedSTT, StreamStopped
 from .whisper import WhisperModelHandle, WhisperRecognizer, check_whisper_options
 
 log = logging.getLogger(__name__)
+
+# the pocketsphinx failures of the stream the current worker runs for (set by EmbeddedSTT.stream;
+# the worker thread runs in a copy of its context): (the words of the whisper final that ended the
+# failed utterance, the error), raised by the stream once it has yielded that final
+_PS_FAILED: contextvars.ContextVar[list | None] = contextvars.ContextVar("kame_embedded_ps_failed", default=None)
 
 
 class HybridRecognizer(Recognizer):
@@ -47,15 +60,32 @@ class HybridRecognizer(Recognizer):
         self.gaps = [(0, 0)]  # (pocketsphinx sample, utterance sample) where feeding resumed
         self.wh = WhisperRecognizer(stt.handle, interval=stt.whisper_interval, final_beam=stt.final_beam,
                                     background=True)
+        self.ps_error: BackendError | None = None  # pocketsphinx failed in this utterance: whisper alone goes on
+
+    def _ps_failed(self, exc: BackendError) -> None:
+        """pocketsphinx failed (not a stopped stream's StreamStopped: re-raised): the rest of the
+        utterance is whisper's alone; the error is raised after its final (``final``)."""
+        if isinstance(exc, StreamStopped):
+            raise exc
+        self.ps_error = exc
+        log.warning("%spocketsphinx failed mid-utterance (%s): this utterance's final comes from whisper alone, "
+                    "then the STT stream restarts (its next utterance starts a new pocketsphinx child)",
+                    owner_prefix(), exc)
+        self.ps.close()
 
     def accept(self, pcm16k: np.ndarray) -> None:
         self.wh.accept(pcm16k)
         n = pcm16k.shape[0]
-        if self.lag <= self.max_ps_lag:
+        if self.ps_error is not None:  # pocketsphinx failed: whisper alone hears the rest
+            pass
+        elif self.lag <= self.max_ps_lag:
             if self.skipped:  # resuming after a gap: pocketsphinx time fed -> utterance time
                 self.gaps.append((self.fed, self.real))
                 self.skipped = False
-            self.ps.accept(pcm16k)
+            try:
+                self.ps.accept(pcm16k)
+            except BackendError as exc:
+                self._ps_failed(exc)
             self.fed += n
         else:  # far behind (CPU starved): let the worker catch up; partials miss this audio,
             self.skipped = True  # the whisper final does not
@@ -66,7 +96,14 @@ class HybridRecognizer(Recognizer):
             fed0, real0 = next(g for g in reversed(self.gaps) if g[0] <= t * 16000)
             return (real0 + t * 16000 - fed0) / 16000
 
-        return [Word(w.text, real(w.start), real(w.end)) for w in (self.ps.partial() or [])]
+        if self.ps_error is not None:
+            return []
+        try:
+            words = self.ps.partial() or []
+        except BackendError as exc:
+            self._ps_failed(exc)
+            return []
+        return [Word(w.text, real(w.start), real(w.end)) for w in words]
 
     def partial(self) -> list[Word] | None:
         changed = self.wh.poll()
@@ -83,16 +120,17 @@ class HybridRecognizer(Recognizer):
 
     def final(self, speech_end: float | None = None) -> list[Word]:
         words = self.wh.final(speech_end)  # whisper's final is the one that matters
+        if self.ps_error is not None:  # pocketsphinx failed earlier in the utterance
+            if not words:  # (whisper heard nothing: no final to give first)
+                raise self.ps_error
+            failed = _PS_FAILED.get()
+            if failed is not None:  # the stream raises it once this final is out (EmbeddedSTT.stream)
+                failed.append(([w.text for w in words], self.ps_error))
+            return words
         if words:
             self.ps.close()  # no need to wait for pocketsphinx's
             return words
-        try:
-            return self.ps.final()
-        except StreamStopped:  # nobody wants it any more: not pocketsphinx's failure
-            raise
-        except BackendError as exc:  # its child died: whisper heard nothing either
-            log.warning("%spocketsphinx's fallback final failed: %s", owner_prefix(), exc)
-            return []
+        return self.ps.final()  # (its child dead: the stream ends with that; whisper heard nothing either)
 
     def close(self) -> None:
         """Stopped before the final: pocketsphinx's decoder goes back now, a whisper decode not
@@ -130,6 +168,20 @@ class EmbeddedSTT(SegmentedSTT):
 
     def new_recognizer(self) -> Recognizer:
         return HybridRecognizer(self)
+
+    async def stream(self, frames: AsyncIterable[AudioFrame], *, metrics=None) -> AsyncIterator[Transcript]:
+        """SegmentedSTT.stream; a pocketsphinx failure mid-utterance ends it with that BackendError
+        once the utterance's whisper final is yielded (see the module's doc)."""
+        failed: list = []
+        _PS_FAILED.set(failed)  # (in the caller's task: the worker thread copies its context)
+        inner = super().stream(frames, metrics=metrics)
+        try:
+            async for tr in inner:
+                yield tr
+                if tr.final and failed and [w.text for w in tr.words] == failed[0][0]:
+                    raise failed[0][1]
+        finally:
+            await inner.aclose()
 
 
 SPEC_OPTIONS = tuple(EMBEDDED_RULES)  # the constructor options a spec may set after ';' (kame.backend.stt.spec)
