@@ -24,6 +24,7 @@ from pathlib import Path
 
 from kame.errors import KameError
 from kame.paths import check_output_file, write_replacing
+from kame.train.datacmd import counted
 
 REQUESTS = ("Please repeat after me.", "Say these words back to me.", "Can you repeat this?",
             "Repeat what I say.", "Say this after me.", "Listen and repeat.")
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         write_replacing(args.out, lambda tmp: tmp.write_text(text, encoding="utf-8"), what="QA set")
     except KameError as exc:
         ap.error(str(exc))
-    print(f"{args.out}: {len(recs)} items, {len(words)} words", file=sys.stderr)
+    # (was: "5 items, 1774 words", the vocabulary's size read as the words written)
+    print(f"{args.out}: {counted(len(recs), 'item')}, from a vocabulary of {len(words)} words", file=sys.stderr)
     return 0
 
 

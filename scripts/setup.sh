@@ -7,12 +7,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
+version() { "$1" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null || echo "not found"; }
 if [ ! -x .venv/bin/python ]; then
     "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || {
-        echo "kame needs Python >= 3.11; $PY is $("$PY" -V 2>/dev/null || echo "not found"). Give another: PYTHON=python3.11 bash $0${*:+ $*}" >&2
+        echo "kame needs Python >= 3.11; $PY is $(version "$PY"). Give another: PYTHON=python3.11 bash $0${*:+ $*}" >&2
         exit 1
     }
     "$PY" -m venv .venv
+else  # an existing .venv is reused: its Python is checked, and a PYTHON= it was not made with is said
+    have=$(version .venv/bin/python)
+    .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || {
+        echo "kame needs Python >= 3.11; the existing ./.venv has Python $have. Remove it (rm -rf .venv) and run again, with PYTHON=python3.11 if python3 is older" >&2
+        exit 1
+    }
+    if [ -n "${PYTHON:-}" ] && [ "$(version "$PYTHON")" != "$have" ]; then
+        echo "kame: PYTHON=$PYTHON is $(version "$PYTHON"), but the existing ./.venv has Python $have and is reused as it is; to make it with $PYTHON: rm -rf .venv and run again" >&2
+        exit 1
+    fi
 fi
 PIP=".venv/bin/python -m pip install --disable-pip-version-check -q"
 $PIP "torch==2.13.0"

@@ -131,3 +131,18 @@ def test_last_voice_stops_while_the_end_of_speech_is_awaited(speech, kind):
             seen.append(vad.last_voice)
     assert seen and max(seen) == min(seen) and abs(seen[0] - end_a) < 0.3
     assert vad.last_voice > 10.0 + truth[1][1] - 0.3  # and it moves on with the next sentence
+
+
+def test_running_the_file_ends_speech_that_reaches_the_end_of_the_wav(speech, tmp_path, capsys):
+    """python -m kame.backend.vad IN.wav: speech ending less than min_silence before the end of the
+    file (and a last part-frame) still gets its "end" (was: only "start" printed)."""
+    from kame.audio import write_wav
+    from kame.backend.vad import main
+
+    x, truth = speech
+    cut = int((truth[1][1] + 0.1) * 24000) + 700  # 0.1 s after the last word, not a whole frame
+    write_wav(tmp_path / "q.wav", x[:cut])
+    main([str(tmp_path / "q.wav")])
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split()[0] for ln in lines] == ["start", "end", "start", "end"], lines
+    assert "after the end of the file" in lines[-1] and "after the end of the file" not in lines[1], lines

@@ -41,3 +41,10 @@ def test_it_writes_the_set_making_its_folder(copy_task, tmp_path):
     assert copy_task.main(["-o", str(out), "--items", "3", "--seed", "1"]) == 0
     recs = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(recs) == 3 and all(r["question"] in copy_task.REQUESTS and r["answer"].endswith(".") for r in recs)
+
+
+def test_it_says_the_items_written_and_the_vocabulary_they_come_from(copy_task, tmp_path, capsys):
+    """(was: "qa.jsonl: 1 items, 10 words", the vocabulary's size read as the words written)"""
+    out = tmp_path / "qa.jsonl"
+    assert copy_task.main(["-o", str(out), "--items", "1"]) == 0
+    assert capsys.readouterr().err == f"{out}: 1 item, from a vocabulary of 10 words\n"

@@ -92,3 +92,15 @@ def test_a_reply_a_barge_in_cut_before_its_first_word_is_not_an_empty_llm(capsys
     assert "warning: the cascade heard the user but did not answer; a barge-in cut its reply before the first " \
            "word: the VAD heard the user's voice over it (cascade.barge_in_min_speech" in err
     assert "answered with no text" not in err
+
+
+def test_a_final_too_late_for_a_reply_names_backend_nice_as_kame_run_does(capsys):
+    """The STT's final came but no reply began before the session ended: the advice is kame run's
+    (was: only "give a longer --max-tail", where a niced STT on a busy machine was the cause)."""
+    metas = [{"type": "vad", "event": "start", "t": 0.06},
+             {"type": "transcript", "text": "hi", "final": False, "t": 0.5},
+             {"type": "vad", "event": "end", "t": 1.6},
+             {"type": "transcript", "text": "hi there", "final": True, "t": 29.0}]
+    _, err = _report(metas, capsys, tail_extended_s=28.0, reply_cut_off=True)
+    assert ("warning: the cascade heard the user but did not answer; the STT's final transcript came too late "
+            "for a reply before the session ended: give a longer --max-tail, or see backend.nice") in err

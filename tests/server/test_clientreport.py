@@ -54,3 +54,16 @@ def test_behind_recently_judges_windows_of_recent_frames():
     # a window reaches back at least 63 frames: 12 late in frames 0..39, none up to 130
     assert behind_recently([(12, 39), (12, 65), (12, 130)], window=63) == (12, 39)
     assert behind_recently([(12, 39), (12, 400)], window=63) == (12, 39)
+
+
+def test_docs_protocol_lists_every_key_of_the_json_file():
+    """docs/protocol.md says what each key of `kame client --json`'s file holds (was: close_code and
+    close_reason in no doc, most of the others only in passing)."""
+    from pathlib import Path
+
+    from kame.server.clientreport import json_record
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8")
+    para = next(p for p in doc.split("\n\n") if p.startswith("`kame client --json FILE` writes"))
+    missing = [k for k in json_record(ChatResult()) if f"`{k}`" not in para]
+    assert not missing, missing

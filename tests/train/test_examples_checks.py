@@ -69,14 +69,14 @@ def test_training_example_warns_of_drift_dropped_tokens_and_unknown_characters(t
     said = [str(w.message) for w in got]
     assert any(m.startswith("dialogue data/fast: the agent's text stream lags its words by up to ") and " s; word '"
                in m for m in said), said
-    assert any(m.startswith("dialogue data/fast: ") and "token(s) of the agent's text fall past its end (frame 60)"
+    assert any(m.startswith("dialogue data/fast: the agent's text has ") and " tokens past its end (frame 60), left out"
                in m for m in said), said
     with warnings.catch_warnings():  # a threshold above the drift: only the dropped tokens said
         warnings.simplefilter("error")
-        with pytest.raises(UserWarning, match=r"fall past its end"):
+        with pytest.raises(UserWarning, match=r"tokens past its end"):
             training_example(d, FakeCodec(), tok, cfg, drift_warning_s=100)
     words = [Word("agent", w, 0.3 * i, 0.3 * i + 0.2) for i, w in enumerate(["日本語", "is", "Ωmega", "fine"])]
-    with pytest.warns(UserWarning, match=r"^dialogue: 2 agent word\(s\) have characters the tokenizer does not know, "
+    with pytest.warns(UserWarning, match=r"^dialogue: 2 agent words with characters the tokenizer does not know, "
                                          r"left out of the text stream: e.g. \['日本語', 'Ωmega'\]"):
         training_example(dialogue(16, words=words), FakeCodec(), tok, cfg)
     with warnings.catch_warnings():  # a dialogue the stream holds: nothing said

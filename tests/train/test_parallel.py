@@ -138,7 +138,7 @@ def test_torchrun_two_processes_end_with_the_same_weights(ddp_run):
     """Rank 0 alone logs, the mean of both ranks' losses; both end with the same weights, the ones
     saved; each trained on its own share of each step's batch."""
     folder = ddp_run.folder
-    assert ddp_run.out.count("training on 3 dialogues, 2 process(es)") == 1  # rank 0 alone logs
+    assert ddp_run.out.count("training on 3 dialogues, 2 processes") == 1  # rank 0 alone logs
     losses = [torch.load(folder / f"losses{r}.pt", weights_only=True) for r in (0, 1)]
     logged = {int(ln.split()[0]): float(ln.split()[1]) for ln in ddp_run.out.splitlines()
               if ln.split()[:1] in (["2"], ["4"])}
@@ -177,8 +177,8 @@ def test_sharded_training_matches_ddp_and_checkpoints_resume_across_layouts(tmp_
     (tmp_path / "shard").mkdir()
     out = torchrun_train(tmp_path / "shard", manifest, "-o", str(tmp_path / "shard" / "run"), *RUN_ARGS, "--shard")
     for said in (ddp_run.out, out):
-        assert said.count("training on 3 dialogues, 2 process(es)") == 1
-    assert "2 process(es), sharded" in out and "2 process(es), sharded" not in ddp_run.out
+        assert said.count("training on 3 dialogues, 2 processes") == 1
+    assert "2 processes, sharded" in out and "2 processes, sharded" not in ddp_run.out
     # (shard: the checkpoint its rank 0 wrote from the gathered weights)
     ddp, shard = (torch.load(tmp_path / name / "rank0.pt", weights_only=True) for name in ("ddp", "shard"))
     assert ddp.keys() == shard.keys()
@@ -220,7 +220,7 @@ def test_sharded_training_matches_ddp_and_checkpoints_resume_across_layouts(tmp_
     (tmp_path / "resharded").mkdir()
     out = torchrun_train(tmp_path / "resharded", manifest, "-o", str(tmp_path / "ddp" / "run"), *TORCHRUN_ARGS,
                          "--resume", str(tmp_path / "ddp" / "run" / "step-3"), "--shard")
-    assert "2 process(es), sharded" in out and "resumed from" in out
+    assert "2 processes, sharded" in out and "resumed from" in out
     resharded = torch.load(tmp_path / "resharded" / "rank0.pt", weights_only=True)
     for k in ddp:
         assert torch.allclose(ddp[k], resharded[k], atol=ATOL), k
@@ -247,8 +247,8 @@ def test_accumulated_steps_train_as_more_processes_do(tmp_path, fake_codec, ddp_
     (tmp_path / "two-x2").mkdir()
     out = torchrun_train(tmp_path / "two-x2", ddp_run.manifest, "-o", str(tmp_path / "two-x2" / "run"), *RUN_ARGS,
                          "--grad-accum", "2")
-    assert "2 process(es)" in out and "x 2 forwards" in out
-    assert "2 process(es)" in ddp_run.out and "x 2 forwards" not in ddp_run.out
+    assert "2 processes" in out and "x 2 forwards" in out
+    assert "2 processes" in ddp_run.out and "x 2 forwards" not in ddp_run.out
     two_x1, two_x2 = (torch.load(folder / "rank0.pt", weights_only=True) for folder in (ddp_run.folder,
                                                                                          tmp_path / "two-x2"))
     for a, b in ((alone("one-x2", 2), two_x1), (two_x2, alone("one-x4", 4))):

@@ -95,7 +95,7 @@ def segments(levels: list[list[int]]) -> np.ndarray:
 
 
 @pytest.mark.parametrize("K", [1, 2])  # max_delay 0 and 1 (a random preset on a K-codebook codec)
-@pytest.mark.filterwarnings("ignore:.*fall past its end:UserWarning")  # (a random front-end's last word, re-encoded)
+@pytest.mark.filterwarnings("ignore:.*the agent's text has .* past its end:UserWarning")  # (a random front-end's last word, re-encoded)
 def test_a_recorded_run_gives_exactly_what_the_stepper_was_fed(tmp_path, monkeypatch, components, K):
     seen = []  # per step of the run: (user codes, oracle token, valid, output frame, audio codes)
     step = Stepper.step

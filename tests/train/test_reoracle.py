@@ -394,7 +394,8 @@ def test_ctrl_c_says_what_was_written_and_exits_130(tmp_path, capsys, monkeypatc
     monkeypatch.setattr(reoracle, "write_meta", write_then_ctrl_c)
     assert main(["data", "oracle", str(tmp_path), "--llm", "none"]) == 130
     io = capsys.readouterr()
-    assert "kame data oracle: interrupted; the manifest has the 1 dialogues" in io.err and "manifest:" in io.out, io
+    assert "kame data oracle: interrupted; the manifest has 1 dialogue given a new oracle" in io.err, io
+    assert "manifest:" in io.out, io
     entries = read_manifest(tmp_path / "train.jsonl")
     assert [e.meta_sha256 for e in entries] == [file_sha256(f / "dialogue.json") for f in folders]
 

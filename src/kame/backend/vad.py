@@ -43,8 +43,9 @@ def silero_model_path() -> Path:
     spec = importlib.util.find_spec("silero_vad")
     if spec is None or not spec.submodule_search_locations:
         raise NotAvailableError(
-            "silero VAD needs the silero-vad wheel: pip install --no-deps silero-vad==6.2.3 "
-            "(scripts/setup.sh does it), or use StreamingVAD(backend='webrtc')"
+            "silero VAD (the embedded STT's end-of-utterance detector) needs the silero-vad wheel: "
+            "pip install --no-deps silero-vad==6.2.3 (scripts/setup.sh does it; --no-deps: its declared "
+            "dependencies would pull another torch)"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "silero_vad.onnx"
     if not path.exists():
@@ -279,16 +280,24 @@ class StreamingVAD:
         return []
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Prints the VAD events of a wav, its last part-frame too. Speech that reaches the end of the
+    file is ended by min_silence (+ 0.1 s) of silence added after it, and said so (was: no "end"
+    for speech ending less than min_silence before the end of the file)."""
     import sys
 
     from ..audio import read_wav
 
-    pcm, _ = read_wav(sys.argv[1])
+    pcm, _ = read_wav((sys.argv[1:] if argv is None else argv)[0])
     vad = StreamingVAD()
-    for i in range(0, pcm.shape[0] - 1919, 1920):
+    end_s = pcm.shape[0] / SAMPLE_RATE
+    pcm = np.concatenate([pcm, np.zeros(int((vad.cfg.min_silence + 0.1) * SAMPLE_RATE), np.float32)])
+    for i in range(0, pcm.shape[0], 1920):
         for ev in vad.push(pcm[i:i + 1920], i / SAMPLE_RATE):
-            print(f"{ev.kind:5s} t={ev.t:7.2f}s (detected at {ev.detected_at:.2f}s)")
+            after = f", after the end of the file at {end_s:.2f}s" if ev.detected_at > end_s else ""
+            print(f"{ev.kind:5s} t={ev.t:7.2f}s (detected at {ev.detected_at:.2f}s{after})")
+    if vad.in_speech:  # (not expected after the added silence)
+        print(f"speech still on at the end of the file ({end_s:.2f}s)")
 
 
 if __name__ == "__main__":

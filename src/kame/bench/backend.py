@@ -30,7 +30,7 @@ import time
 from ..backend.childproc import load_in_thread
 from ..backend.llm.base import text_stream
 from ..backend.openai_http import hide_userinfo
-from ..cliargs import at_least, naming, thread_count
+from ..cliargs import at_least, naming
 from ..errors import ConfigError
 from ..runtime.interrupt import run_to_end
 from .backend_stt import add_stt_arguments, run_stt_bench, stt_specs, stt_table
@@ -62,8 +62,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--word-s", type=at_least(0.01, float), default=0.35, help="synthesized seconds per user word (default 0.35)")
     g.add_argument("--stt-delay", type=at_least(0, float), default=0.3, help="simulated partial transcript delay, s (default 0.3)")
     g.add_argument("--max-tokens", type=at_least(1), default=60, help="LLM max tokens (default 60)")
-    g.add_argument("--threads", type=thread_count, default=1, help="torch threads of this process: the STT's models (default 1: far faster than 2 on a busy "
-                        "CPU); the embedded LLM's child process always runs on one")
 
 
 

@@ -37,7 +37,7 @@ from typing import Callable
 import numpy as np
 
 from ..backend.childproc import children_cpu_seconds
-from ..cliargs import at_least
+from ..cliargs import at_least, thread_count
 from ..runtime.interrupt import run_to_end
 from .machine import pct
 from .textmetrics import edit_distance, normalize
@@ -125,6 +125,9 @@ def add_stt_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sentences", type=at_least(1, maximum=len(SENTENCES)), default=40,
                    help=f"synthesized sentences, at most {len(SENTENCES)} (default 40; half piper, half espeak)")
     g.add_argument("--gap", type=at_least(0, float), default=1.2, help="silence between sentences, s (default 1.2)")
+    g.add_argument("--threads", type=thread_count, default=1,
+                   help="torch threads of this process: the STT's models (default 1: far faster than 2 on a busy "
+                        "CPU); the embedded LLM's child process always runs on one")
 
 
 add_arguments = add_stt_arguments

@@ -212,6 +212,7 @@ def warn_unanswered(res: ChatResult, rec: dict, a: argparse.Namespace) -> bool:
     a slow STT blamed for a failed one)."""
     nofinal = final_missing(rec)  # (kame.runtime.runreport)
     longer = "--max-tail" if res.reply_cut_off else "--tail"  # (what would have waited longer)
+    slow_stt = f"give a longer {longer}, or see backend.nice"  # (as kame run's; was: no backend.nice for a late final)
     # the errors of the back-end's parts (runreport.backend_error: as kame run counts them): not a
     # protocol error about the client's own messages, nor the server's own, nor a front-end step's
     errors = sum(1 for e in res.errors if backend_error(e))
@@ -227,7 +228,7 @@ def warn_unanswered(res: ChatResult, rec: dict, a: argparse.Namespace) -> bool:
               + ("cascade" if rec["components"].get("mode") == "cascade" else "back-end") + " could not answer it; "
               + likeliest_cause("the STT is slow on the server's machine"
                                 + ("" if nofinal["partial"] else " (or heard no words in it)")
-                                + f": give a longer {longer}, or see backend.nice", errors=errors, where=where),
+                                + f": {slow_stt}", errors=errors, where=where),
               file=sys.stderr)
         return True
     opened = speech_open(rec)  # (was: nothing said, exit 0, an empty answer)
@@ -245,7 +246,7 @@ def warn_unanswered(res: ChatResult, rec: dict, a: argparse.Namespace) -> bool:
            barged_in(outcomes["barged_in"], a.json or "the session's metadata (--json keeps it)")
            if outcomes["barged_in"] else
            "its LLM answered with no text" if ended else
-           likeliest_cause(f"the STT's final transcript came too late for a reply before the session ended: give a "
-                           f"longer {longer}", errors=errors, where=where))
+           likeliest_cause(f"the STT's final transcript came too late for a reply before the session ended: "
+                           f"{slow_stt}", errors=errors, where=where))
     print(f"warning: the cascade heard the user but did not answer; {why}", file=sys.stderr)
     return True

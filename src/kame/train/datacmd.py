@@ -122,13 +122,19 @@ async def _check_llm(llm, spec: str, timeout_s: float) -> None:
         raise DataError(f"the simulator LLM {spec!r} failed a trial request: {type(exc).__name__}: {exc}") from exc
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1 (``plural``: when not noun + "s"): "1 dialogue",
+    "2 dialogues", "1 process" (was, in the reports: "1 dialogues", "1 windows", "2 process(es)")."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def past_end_warning(points: int, dialogues: int) -> list[str]:
     """A warning line when prediction points fell at or past their dialogue's end (a --delay
     longer than what follows them): left out, so those dialogues have fewer predictions (none:
     not even the true reply)."""
     if not points:
         return []
-    return [f"warning: {points} prediction point{'s' * (points != 1)} of {dialogues} dialogue{'s' * (dialogues != 1)} "
+    return [f"warning: {counted(points, 'prediction point')} of {counted(dialogues, 'dialogue')} "
             f"would arrive at or past the dialogue's end (--delay too long?) and "
             f"{'were' if points != 1 else 'was'} left out"]
 

@@ -180,7 +180,7 @@ def main(args) -> int:
     from ..runtime.interrupt import TERMINATED_STATUS, sigterm_as_ctrl_c, stopped_by
     from .batching import cached_dialogue, manifest_entries
     from .data import DIALOGUE_FILES, read_dialogue
-    from .datacmd import tokenizer_of
+    from .datacmd import counted, tokenizer_of
 
     path, entries = manifest_entries(args.manifest, command="data encode")
     torch.set_num_threads(1)
@@ -212,8 +212,9 @@ def main(args) -> int:
                 print(f"oracle: {e.path}: {problem}", flush=True)
     cached = len(entries) - len(todo) - len(broken)
     jobs = max(1, min(args.jobs, len(todo)))  # (no worker, for Mimi no weights load, beyond the work)
-    print(f"{len(entries)} dialogues in {path}: {cached} cached already, {len(todo)} to encode "
-          f"with {args.codec} ({codec.num_codebooks} codebooks), {jobs} process(es)", flush=True)
+    print(f"{counted(len(entries), 'dialogue')} in {path}: {cached} cached already, {len(todo)} to encode "
+          f"with {args.codec} ({counted(codec.num_codebooks, 'codebook')}), {counted(jobs, 'process', 'processes')}",
+          flush=True)
     t0 = time.monotonic()
     results: list = []
     stopped: list[str] = []

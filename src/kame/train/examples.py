@@ -23,6 +23,7 @@ import torch
 
 from .codes import encode_dialogue, load_codes
 from .data import FRAME_RATE, META, DataError, Dialogue, OracleEvent, Word, frame_of, is_int
+from .datacmd import counted
 
 DRIFT_WARNING_S = 0.5  # training_example warns when a word's tokens start later than this after it
 TEXT_CARD_FIX = ("use a front-end whose text_card >= the tokenizer's vocab_size (e.g. load_frontend('random:tiny', "
@@ -161,12 +162,12 @@ def _warn_text(rep: TextStream, T: int, where: str, drift_warning_s: float) -> N
                       f"words have more tokens than their time holds frames (one token per 80 ms frame); check the "
                       f"word times (docs/data.md, \"The text stream\")", UserWarning, stacklevel=3)
     if rep.dropped:
-        warnings.warn(f"{where}: {rep.dropped} token(s) of the agent's text fall past its end (frame {T}) and are "
+        warnings.warn(f"{where}: the agent's text has {counted(rep.dropped, 'token')} past its end (frame {T}), "
                       f"left out: words {rep.dropped_words[:5]}; end the audio later to keep them", UserWarning,
                       stacklevel=3)
     if rep.lost:
-        warnings.warn(f"{where}: {len(rep.lost)} agent word(s) have characters the tokenizer does not know, left out "
-                      f"of the text stream: e.g. {rep.lost[:3]}", UserWarning, stacklevel=3)
+        warnings.warn(f"{where}: {counted(len(rep.lost), 'agent word')} with characters the tokenizer does not know, "
+                      f"left out of the text stream: e.g. {rep.lost[:3]}", UserWarning, stacklevel=3)
 
 
 def _check_oracle(d: Dialogue, tokenizer, ids: StreamIds, where: str = "dialogue") -> None:

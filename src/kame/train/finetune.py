@@ -47,6 +47,7 @@ from .checkpoint import (check_listed, check_out, check_overwrite, clear_out, fr
 from .config import (STATE, TrainConfig, check_resume, global_batch, load_train_state, lr_at, recorded_config,
                      resume_record)
 from .data import DataError
+from .datacmd import counted
 from .loading import load_for_training
 from .parallel import PRECISIONS, check_shard, resolve_precision
 
@@ -180,8 +181,9 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
     if rank == 0:
         layout = ", sharded" if tcfg.shard else ""
         accum = f" x {tcfg.grad_accum} forwards" if tcfg.grad_accum > 1 else ""
-        echo(f"training on {len(examples)} dialogues, {world} process(es){layout}, {tcfg.batch_size} windows of "
-             f"<= {tcfg.window_frames} frames each{accum}, {tcfg.precision}, steps {step}..{tcfg.steps}")
+        echo(f"training on {counted(len(examples), 'dialogue')}, {counted(world, 'process', 'processes')}{layout}, "
+             f"{counted(tcfg.batch_size, 'window')} of <= {tcfg.window_frames} frames each{accum}, {tcfg.precision}, "
+             f"steps {step}..{tcfg.steps}")
         echo(f"{'step':>7} {'loss':>9} {'text':>9} {'audio':>9} {'lr':>10} {'frames/s':>9}")
     if stopped():
         raise KeyboardInterrupt

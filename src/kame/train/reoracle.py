@@ -52,7 +52,7 @@ import numpy as np
 
 from ..cliargs import at_least
 from .data import DataError, Word, read_dialogue, write_meta
-from .datacmd import (MAX_FAILURES_IN_A_ROW, SETTINGS, check_simulator, failures, item_index, levels_table,
+from .datacmd import (MAX_FAILURES_IN_A_ROW, SETTINGS, check_simulator, counted, failures, item_index, levels_table,
                       make_simulator, oracle_config, past_end_warning, record_settings, simulator, tokenizer_of)
 from .manifest import write_manifest
 
@@ -288,7 +288,7 @@ def main(args) -> int:
             # what a run killed outright left where this one writes: the manifest's folder, the dialogues'
             sweep_temporaries("kame data oracle", [(path.parent, (path.name, SETTINGS)),
                                                    *((e.path, DIALOGUE_FILES) for e in entries)])
-            print(f"{len(entries)} dialogues in {path} get a new oracle ({args.llm}); their audio stays",
+            print(f"new oracles ({args.llm}) for {counted(len(entries), 'dialogue')} in {path}; the audio stays",
                   flush=True)
             await reoracle_all(entries, llm=llm, tokenizer=tokenizer, cfg=oracle_cfg, spec=args.llm,
                                seed=args.seed, random_replies=random_replies, jobs=args.jobs, done=results,
@@ -313,12 +313,12 @@ def main(args) -> int:
         if not stopped:  # Ctrl-C: said as SIGTERM is (was: nothing printed), then exit 130
             stopped.append("SIGINT")
     print(summary(results, time.monotonic() - t0, past_end))
-    print(f"manifest: {path} ({len(entries)} dialogues)")
+    print(f"manifest: {path} ({counted(len(entries), 'dialogue')})")
     if stopped:
         written = sum(status == "written" for _, status, _ in results)
         rest = ": run it again to give the others theirs" if written < len(entries) else ""
-        print(f"kame data oracle: {stopped_by(stopped[0])}; the manifest has the {written} dialogues given a new "
-              f"oracle{rest}", file=sys.stderr)
+        print(f"kame data oracle: {stopped_by(stopped[0])}; the manifest has {counted(written, 'dialogue')} given a "
+              f"new oracle{rest}", file=sys.stderr)
         if stopped[0] == "SIGINT":
             raise KeyboardInterrupt
         return TERMINATED_STATUS

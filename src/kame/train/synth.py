@@ -52,7 +52,7 @@ from ..backend.types import SAMPLE_RATE
 from ..cliargs import at_least, naming
 from ..paths import sweep_temporaries
 from .data import DIALOGUE_FILES, META, DataError, Dialogue, Word, write_dialogue
-from .datacmd import (MAX_FAILURES_IN_A_ROW, SETTINGS, check_simulator, failures, item_index, levels_table,
+from .datacmd import (MAX_FAILURES_IN_A_ROW, SETTINGS, check_simulator, counted, failures, item_index, levels_table,
                       make_simulator, oracle_config, past_end_warning, record_settings, simulator, tokenizer_of)
 from .manifest import write_manifest
 
@@ -447,8 +447,9 @@ def main(args) -> int:
     llm = make_simulator(args.llm)
     settings = settings_of(args, cfg, oracle_cfg)
     _check_settings(out, settings)
-    what = "items" if args.turns == 1 else f"dialogues of up to {args.turns} turns ({sum(map(len, items))} items)"
-    print(f"{len(items)} {what} -> {out}/ (voices: user {', '.join(cfg.user_voices)}; agent {cfg.agent_voice}; "
+    what = (counted(len(items), "item") if args.turns == 1 else
+            f"{counted(len(items), 'dialogue')} of up to {args.turns} turns ({counted(sum(map(len, items)), 'item')})")
+    print(f"{what} -> {out}/ (voices: user {', '.join(cfg.user_voices)}; agent {cfg.agent_voice}; "
           f"oracle: {args.llm})", flush=True)
     results: list[ItemResult] = []
 
@@ -475,11 +476,11 @@ def main(args) -> int:
     stopped = stopped or held.signal  # (a SIGTERM during those writes: the run is said stopped, as data oracle's)
     if stopped:
         listed = len(list(out.glob(f"*/{META}")))
-        print(f"\n{stopped_by(stopped)}: {listed} dialogues in {out}/ (listed in {out / MANIFEST}); "
+        print(f"\n{stopped_by(stopped)}: {counted(listed, 'dialogue')} in {out}/ (listed in {out / MANIFEST}); "
               "run the same command again to go on", flush=True)
         if stopped == "SIGINT":
             raise KeyboardInterrupt
         return TERMINATED_STATUS
     print(summary(results, time.monotonic() - t0))
-    print(f"manifest: {out / MANIFEST} ({len(list(out.glob(f'*/{META}')))} dialogues)")
+    print(f"manifest: {out / MANIFEST} ({counted(len(list(out.glob(f'*/{META}'))), 'dialogue')})")
     return 1 if any(r.status == "failed" for r in results) else 0
