@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shlex
 from fractions import Fraction
 from math import gcd
 from pathlib import Path
@@ -47,6 +48,18 @@ def peak_problem(samples) -> str | None:
     if peak > MAX_PEAK:
         return f"samples reach {peak:.6g}, expected float audio in [-1, 1] (int16 samples? divide them by 32768)"
     return None
+
+
+# the share of samples beyond full scale from which kame run's summary and kame client warn (a
+# handful of clipped samples is inaudible)
+CLIPPED_WARN_SHARE = 1e-4
+
+
+def clipped_share(pcm) -> float:
+    """The share of ``pcm``'s samples beyond full scale (|x| > 1): what a 16-bit file, or kame
+    client's PCM and Opus encoders, clip (0.0 for no samples)."""
+    pcm = np.asarray(pcm)
+    return float(np.mean(np.abs(pcm) > 1.0)) if pcm.size else 0.0
 
 
 def audio_problem(pcm) -> str | None:
@@ -179,7 +192,7 @@ def read_wav(path: str | Path, sample_rate: int | None = SAMPLE_RATE, *, mono: b
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises its own LibsndfileError / RuntimeError
-        raise AudioFormatError(f"cannot read audio file {path}: {exc}") from exc
+        raise AudioFormatError(f"cannot read audio file {path}: {exc}{_read_hint(path, exc)}") from exc
     if data.size == 0:
         raise AudioFormatError(f"audio file {path} holds no samples")
     if rate < MIN_FILE_RATE:  # resampled, 100 samples "at 1 Hz" would become 100 s of noise
@@ -201,6 +214,27 @@ def read_wav(path: str | Path, sample_rate: int | None = SAMPLE_RATE, *, mono: b
     return np.ascontiguousarray(data, dtype=np.float32), rate
 
 
+# what read_wav reads (libsndfile's formats; --help of kame run and kame client lists the first ones)
+READ_FORMATS = "WAV, FLAC, Ogg (Vorbis or Opus), MP3, AIFF"
+
+
+def _read_hint(path: Path, exc: Exception) -> str:
+    """What to do about libsndfile's error ``exc`` reading ``path`` (said after its own words), by
+    its code: a format (1) or an encoding (4) it does not read -> the formats kame reads and how to
+    convert (ffmpeg); a file it knows but cannot decode (3: malformed, and its format-specific codes
+    above 4, e.g. a FLAC decoder that lost sync) -> it may be truncated or damaged; a system error
+    (2: not readable) or another exception -> nothing."""
+    code = getattr(exc, "code", None)
+    if code in (1, 4):
+        out = path.with_name(f"{path.stem}{'-converted' if path.suffix.lower() == '.wav' else ''}.wav")
+        what = "a format" if code == 1 else "an encoding"
+        return (f" (not audio, or {what} kame does not read: it reads {READ_FORMATS}; convert it first, e.g. "
+                f"ffmpeg -i {shlex.quote(str(path))} {shlex.quote(str(out))})")
+    if isinstance(code, int) and (code == 3 or code > 4):
+        return f" ({path} may be truncated or damaged)"
+    return ""
+
+
 def mix_to_mono(channels: np.ndarray, path: str | Path) -> np.ndarray:
     """A file's samples [T, C] mixed to mono [T] (their mean), with a warning naming ``path``
     when the channels cancel out in the mix (one out of phase: the mix is near silence though
@@ -220,12 +254,19 @@ def mix_to_mono(channels: np.ndarray, path: str | Path) -> np.ndarray:
 
 def check_wav_length(path: Path) -> None:
     """A WAV file cut short (a copy or a download that stopped) reads without complaint as the
-    samples that are left, so compare its data chunk's declared size with the bytes present.
-    Sizes of 0 and from 0x7FFF0000 up (placeholders of writers that did not know the length:
-    arecord, sox, streams) are not checked, nor anything but a regular file (a pipe), nor a
+    samples that are left, so compare its data chunk's declared size with the bytes present:
+    fewer is an AudioFormatError ("truncated"). More, where what follows the declared audio is no
+    RIFF chunk (a LIST or id3 chunk after the data is normal), is a recording whose header was
+    never finished (a recorder killed before it closed the file): libsndfile reads the declared
+    part only, so a warning names both lengths. A data size of 0 is libsndfile's placeholder only
+    with a RIFF size of 8 too (its own piped output: read to the end of the file); with any other
+    RIFF size it reads no samples, and the warning comes before read_wav's "holds no samples".
+    Sizes from 0x7FFF0000 up (placeholders of writers that did not know the length: arecord, sox,
+    streams; read to the end) are not checked, nor anything but a regular file (a pipe), nor a
     file that cannot be opened (libsndfile then says why)."""
     if not path.is_file():
         return
+    byte_rate = 0  # the fmt chunk's bytes per second (0: none before the data)
     try:
         with open(path, "rb") as f:
             head = f.read(12)
@@ -234,16 +275,46 @@ def check_wav_length(path: Path) -> None:
             while len(chunk := f.read(8)) == 8:  # (no data chunk: libsndfile says what is wrong)
                 n = int.from_bytes(chunk[4:], "little")
                 if chunk[:4] == b"data":
-                    have = path.stat().st_size - f.tell()
+                    start, size = f.tell(), path.stat().st_size
+                    have = size - start
                     break
+                if chunk[:4] == b"fmt " and n >= 12:
+                    byte_rate = int.from_bytes(f.read(12)[8:], "little")
+                    f.seek(-12, 1)
                 f.seek(n + (n & 1), 1)  # chunks are padded to an even size
             else:
                 return
+            if 0 < n < 0x7FFF0000 and have < n:
+                raise AudioFormatError(f"audio file {path} is truncated: its header announces {n} bytes "
+                                       f"of audio, the file holds {have}")
+            riff_placeholder = n == 0 and int.from_bytes(head[4:8], "little") == 8  # (libsndfile's pipe)
+            if n >= 0x7FFF0000 or riff_placeholder or have - n < 8 or \
+                    any(_chunks_to_end(f, start + end, size) for end in {n + (n & 1), n}):
+                return
     except OSError:
         return
-    if 0 < n < 0x7FFF0000 and have < n:
-        raise AudioFormatError(f"audio file {path} is truncated: its header announces {n} bytes "
-                               f"of audio, the file holds {have}")
+
+    def secs(nbytes: int) -> str:
+        return f" ({nbytes / byte_rate:.2f} s)" if byte_rate else ""
+
+    fixed = path.with_name(f"{path.stem}-fixed.wav")
+    log.warning("audio file %s: its header declares %d bytes of audio%s, yet the file holds %d after the header%s, "
+                "the rest no RIFF chunk: a recording that was never closed? Only the declared %d bytes are read; "
+                "to read all of it, rewrite its header first: sox --ignore-length %s %s", path, n, secs(n), have,
+                secs(have), n, shlex.quote(str(path)), shlex.quote(str(fixed)))
+
+
+def _chunks_to_end(f, at: int, size: int) -> bool:
+    """Whether the bytes of ``f`` from offset ``at`` to ``size`` are whole RIFF chunks (an id of
+    4 printable ASCII characters, a size that fits), up to a few stray pad bytes at the end."""
+    while size - at >= 8:
+        f.seek(at)
+        chunk = f.read(8)
+        m = int.from_bytes(chunk[4:], "little")
+        if not all(0x20 <= c < 0x7F for c in chunk[:4]) or at + 8 + m > size:
+            return False
+        at += 8 + m + (m & 1)
+    return True
 
 
 # what write_wav writes, by the file name's extension: (libsndfile format, subtype)

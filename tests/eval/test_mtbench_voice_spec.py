@@ -4,6 +4,8 @@ embedded one, naming no option, OUT/ left behind)."""
 
 from __future__ import annotations
 
+import importlib.util
+
 from . import test_mtbench
 from .test_mtbench import QUESTIONS, refused, write
 
@@ -37,6 +39,54 @@ def test_a_voice_that_cannot_be_made_is_named(tmp_path, capsys, fake_components,
     qf = write(tmp_path / "question.jsonl", [QUESTIONS[2]])
     err = refused(capsys, qf, tmp_path / "out", "--voice", "missingvoice")
     assert "--voice: " in err and "voice 'x' is not installed" in err, err
+
+
+def test_a_voice_that_cannot_be_made_is_refused_before_the_judge_loads_and_out_is_made(tmp_path, capsys, judges,
+                                                                                      fake_components, monkeypatch):
+    """(QA audio #1; was: refused after the judge had loaded, ~8 s with the embedded one, OUT/eval.json
+    and OUT/runs/ left behind) a piper voice file that is no voice says so (was: onnx's DecodeError)."""
+    from kame import registry
+    from kame.errors import NotAvailableError
+    from kame.eval import mtbench
+
+    opened = []
+    monkeypatch.setattr(mtbench, "open_judge", lambda *a, **kw: opened.append(a) or None)
+
+    def missing(arg=None, **kw):
+        raise NotAvailableError("voice 'x' is not installed")
+
+    registry.register("tts", "missingvoice", missing)
+    qf = write(tmp_path / "question.jsonl", [QUESTIONS[2]])
+    out = tmp_path / "out"
+    assert "--voice: voice 'x' is not installed" in refused(capsys, qf, out, "--voice", "missingvoice")
+    assert opened == [] and judges["probes"] == 0 and not out.exists()
+    if importlib.util.find_spec("piper") is not None:
+        recording = tmp_path / "me.wav"
+        recording.write_bytes(b"RIFF")
+        err = refused(capsys, qf, out, "--voice", f"piper:{recording}")
+        assert f"--voice: {recording} is not a piper voice: a piper voice is a VOICE.onnx model file" in err, err
+        assert opened == [] and not out.exists()
+
+
+def test_no_voice_is_made_when_every_question_s_run_is_saved(tmp_path, capsys, fake_components, judges, scratch):
+    """What making the voice after the judge kept (it was made only for questions to run): a rerun
+    that only rates, and a --rejudge, make no voice (a voice since uninstalled does not stop them)."""
+    from kame import registry
+
+    made = []
+
+    def counted(arg=None, **kw):
+        made.append(kw)
+        return registry.create("tts", "espeak:en-us", **kw)
+
+    registry.register("tts", "countedvoice", counted)
+    qf = write(tmp_path / "question.jsonl", [QUESTIONS[2]])
+    out = tmp_path / "out"
+    assert test_mtbench.eval_(qf, out, "--voice", "countedvoice") == 0
+    assert made == [{"seed": 0}]  # (seeded, as before)
+    assert test_mtbench.eval_(qf, out, "--voice", "countedvoice") == 0  # (all rated: nothing to run)
+    assert test_mtbench.eval_(qf, out, "--voice", "countedvoice", "--rejudge") == 0
+    assert made == [{"seed": 0}], capsys.readouterr()
 
 
 def test_a_voice_whose_synthesize_is_no_async_iterator_is_named_when_the_question_is_spoken():

@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..audio import SAMPLE_RATE as SR, write_wav
-from ..cliargs import at_least, naming, tail_seconds
+from ..cliargs import at_least, tail_seconds
 from ..errors import ConfigError, KameError
 from ..paths import check_output_folder, read_text
 from .heard import (ASR, add_asr_arguments, asr_settings, check_asr_options, check_asr_settings, hear_saved, load_asr,
@@ -67,6 +67,7 @@ from .results import (PAIRWISE_SETTINGS, write_settings, check_questions, failur
                       read_records, read_settings, write_all, write_records)
 from .stopping import Terminated, held, settle, stop_on_sigterm
 from .summary import FAST_CASCADE, SAID_NOTHING, judged_silence, no_answer, notes, secs, silence_warning, table
+from .voice import make_voice
 
 if TYPE_CHECKING:
     from ..config import KameConfig
@@ -268,6 +269,11 @@ def run_name(qid: str) -> str:
     return f"{safe or 'q'}-{hashlib.sha1(qid.encode()).hexdigest()[:8]}"
 
 
+def saved_run(runs: Path, qid: str) -> Path:
+    """Where question ``qid``'s records are saved once run (a rerun rates them, the agent not run)."""
+    return runs / f"{run_name(qid)}.rec.json"
+
+
 def grade(judge, runner, recs: list[dict], timeout_s: float, judge_spec: str, which=None, refs=None) -> None:
     """Judge turn answers (in place: rating, judge_reply, judge_followup, judge, reference);
     ``which``: the indices to judge (default all; the earlier turns are context either way);
@@ -433,6 +439,9 @@ def main(args) -> int:
     no_ref = apply_references(questions, ref_file)
     cfg = agent_config(args)  # (checked before anything runs)
     thr = 10 ** (cfg.runtime.silence_db / 20)
+    # (the voice before OUT is made and the judge loads; none for a rerun that only rates)
+    tts = make_voice(args.voice, [] if args.rejudge else [saved_run(Path(args.output) / "runs", q.id)
+                                                          for q in questions])
     out = check_output_folder(args.output, flag="-o")
     runs = out / "runs"
     runs.mkdir(exist_ok=True)
@@ -450,7 +459,7 @@ def main(args) -> int:
                           f"{', '.join(others)}; give --rejudge to re-rate them with {args.judge}, or another -o")
 
     def saved(q: Question) -> Path:
-        return runs / f"{run_name(q.id)}.rec.json"
+        return saved_run(runs, q.id)
 
     unrated = {q.id: read_records(saved(q)) for q in questions if q.id not in by_q and saved(q).exists()}
     check_questions(questions, {**unrated, **by_q}, args.questions, results)  # (an edited question file)
@@ -496,9 +505,7 @@ def main(args) -> int:
     try:
         if todo:  # made as the agents make their LLM: at the back-end's CPU priority, in a thread
             judge = open_judge(args.judge, runner, cfg.backend.nice, args.judge_timeout)
-        to_run = [] if args.rejudge else [q for q in todo if not saved(q).exists()]
-        with naming("--voice"):  # (a spec of the right form that cannot be made: piper or an espeak voice missing)
-            tts = registry.create_with_optional("tts", args.voice, seed=0) if to_run else None  # (seeded, if it takes one)
+        to_run = [] if args.rejudge else [q for q in todo if not saved(q).exists()]  # (tts: made by make_voice)
         asr = load_asr() if to_run and args.asr else None
         if to_run:
             print("warm-up: one untimed run through the agent (loading it: once for all questions)", flush=True)

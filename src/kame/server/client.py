@@ -25,6 +25,7 @@ import html
 import json
 import os
 import re
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -499,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | argparse.Namespace | None = None) -> int:
     """``kame client ...`` (parsed arguments) or ``python -m kame.server.client ...`` (argv)."""
-    from ..audio import output_format, write_wav
+    from ..audio import CLIPPED_WARN_SHARE, clipped_share, output_format, write_wav
     from ..paths import check_output_file
 
     if isinstance(argv, argparse.Namespace):
@@ -521,6 +522,11 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
         return 1
     if note:
         print(f"input {a.input}: {note}")
+    clipped = clipped_share(pcm)
+    if clipped >= CLIPPED_WARN_SHARE:  # (a float file louder than full scale: sent clipped, as 16-bit PCM or Opus)
+        print(f"warning: {100 * clipped:.2f} % of the input's samples exceeded full scale and are clipped as they are "
+              f"sent (the agent hears them clipped; kame run's agent hears them unclipped): scale {a.input} down, "
+              f"e.g. sox {shlex.quote(str(a.input))} quieter.wav gain -n -1", file=sys.stderr)
     try:
         res = run_to_end(_chat_until_interrupted(a, pcm))
     except KeyboardInterrupt:  # a second Ctrl-C

@@ -79,6 +79,7 @@ class PiperTTS(TTS):
         model_path = Path(model_path)
         if not model_path.exists():
             raise NotAvailableError(f"piper voice model not found: {model_path}")
+        check_voice_files(model_path)  # (was: onnx's "DecodeError: Error parsing message" for a .wav given)
         self.model_path = model_path
         self._voice = PiperVoice.load(model_path) if self.seed is None else self._load(False)
         self._aligned = None  # the voice with phoneme durations, loaded by synth_words
@@ -358,6 +359,18 @@ def _phoneme_samples(chunk, id_map, model_path) -> list[tuple[str, int]]:
         out.append((phoneme, int(np.sum(samples[i : i + n]))))
         i += n
     return out
+
+
+def check_voice_files(model_path: Path) -> None:
+    """A piper voice is a VOICE.onnx model file with its config VOICE.onnx.json beside it: another
+    file (a recording given to clone a voice: piper cannot), or a model without its config, is a
+    NotAvailableError saying so (before onnx tries to parse it)."""
+    if model_path.suffix.lower() != ".onnx" or not model_path.is_file():
+        raise NotAvailableError(f"{model_path} is not a piper voice: a piper voice is a VOICE.onnx model file "
+                                f"(with VOICE.onnx.json beside it; piper cannot copy a voice from a recording)")
+    if not Path(f"{model_path}.json").is_file():
+        raise NotAvailableError(f"piper voice {model_path} has no config beside it ({model_path.name}.json, "
+                                f"which comes with the voice): put it there")
 
 
 def create(arg: str | None = None, **kwargs) -> PiperTTS:
