@@ -104,3 +104,31 @@ def test_a_final_too_late_for_a_reply_names_backend_nice_as_kame_run_does(capsys
     _, err = _report(metas, capsys, tail_extended_s=28.0, reply_cut_off=True)
     assert ("warning: the cascade heard the user but did not answer; the STT's final transcript came too late "
             "for a reply before the session ended: give a longer --max-tail, or see backend.nice") in err
+
+
+async def test_a_cascade_whose_stt_failed_after_the_speech_gets_no_wait_for_its_final():
+    """The STT went down after the user's speech ended (its "backend" Meta): no final is coming,
+    so the client closes at the tail as `kame run` does (was: "backend" was not among the metadata
+    reply_pending read, and the client streamed silence up to --max-tail for that final)."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    async def handler(request):
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_bytes(P.handshake())
+        await ws.send_bytes(_meta({"type": "info", "session": "s", "mode": "cascade", "t0": 0.0}))
+        await ws.send_bytes(_meta({"type": "vad", "event": "start", "t": 0.05}))
+        await ws.send_bytes(_meta({"type": "transcript", "text": "what is", "final": False, "t": 0.2}))
+        await ws.send_bytes(_meta({"type": "vad", "event": "end", "t": 0.3}))
+        await ws.send_bytes(_meta({"type": "backend", "component": "stt", "status": "down", "t": 0.35}))
+        async for _ in ws:
+            pass
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/api/chat", handler)
+    async with TestServer(app) as server:
+        res = await chat(f"http://127.0.0.1:{server.port}", tone(0.3), pcm_mode=True, realtime=False,
+                         tail_s=0.2, max_tail_s=20.0)
+    assert res.tail_extended_s == 0  # (was: ~20 s, the whole --max-tail)

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import mix_to_mono, read_wav, resample
+from ..audio import CLIPPED_WARN_SHARE, mix_to_mono, read_wav, resample
 from ..cliargs import MAX_TAIL_S, tail_seconds
 from ..config import add_config_arguments, config_from_args, KameConfig
 from ..errors import ConfigError, KameError
@@ -590,10 +590,10 @@ def print_summary(s: dict, out: Path, no_png: bool) -> None:
               + (f"--set runtime.max_sessions=1 (each step runs all its {s['step_rows']} rows through the front-end, "
                  f"and this run uses one), " if s.get("step_rows", 1) > 1 else "")
               + "a smaller front-end or codec, a GPU (frontend.device), or a faster machine")
-    if s.get("agent_clipped_fraction", 0.0) >= 1e-4:  # a handful of clipped samples is inaudible
+    if s.get("agent_clipped_fraction", 0.0) >= CLIPPED_WARN_SHARE:  # a handful of clipped samples is inaudible
         print(f"warning   {100 * s['agent_clipped_fraction']:.2f} % of the agent's samples exceeded full scale "
               f"and were clipped in {out.name}")
-    if s.get("user_clipped_fraction", 0.0) >= 1e-4:  # (an input louder than full scale)
+    if s.get("user_clipped_fraction", 0.0) >= CLIPPED_WARN_SHARE:  # (an input louder than full scale)
         print(f"warning   {100 * s['user_clipped_fraction']:.2f} % of the user's samples (the input's) exceeded full "
               f"scale and were clipped in {out.name} (the agent heard them unclipped)")
     if s.get("tail_extended_s"):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import write_wav
+from ..audio import clipped_share, write_wav
 from ..config import KameConfig
 from ..errors import ConfigError, KameError
 from ..paths import check_output_file, check_replaceable, write_replacing
@@ -97,8 +97,8 @@ def write_run(args, cfg: KameConfig, run: FileRun, rec: dict) -> int:
     extended_s = max(0, n - math.ceil(user.shape[0] / FRAME) * FRAME) / SR
     user = np.pad(user, (0, max(0, n - user.shape[0])))[:n]
     agent = agent_track(rec, n)
-    clipped = float(np.mean(np.abs(agent) > 1.0))  # the wav holds [-1, 1]: say so if the agent exceeded it
-    user_clipped = float(np.mean(np.abs(user) > 1.0)) if n else 0.0  # (an input louder than full scale)
+    clipped = clipped_share(agent)  # the wav holds [-1, 1]: say so if the agent exceeded it
+    user_clipped = clipped_share(user)  # (an input louder than full scale)
     agent = np.clip(agent, -1.0, 1.0)
     write_wav(out, np.stack([user, agent], axis=1), SR)
     summary = summarize(rec)

@@ -46,7 +46,7 @@ from .clientreport import EPILOG, json_record, report
 URL_SCHEMES = ("ws", "wss", "http", "https")
 # what reply_pending reads: partials too, as `kame run` (words heard since the speech began say the STT is at
 # work on a final that may come late), and "route" (hybrid routing's turn; was left out: its reply was cut off)
-REPLY_METAS = ("info", "turn", "route", "agent_turn", "vad", "transcript")
+REPLY_METAS = ("info", "turn", "route", "agent_turn", "vad", "transcript", "backend")  # (an STT down: no final comes)
 END_WAIT_S = 10.0  # after END_INPUT: wait this long for the server to end the session (its final stats), then close
 UPGRADE_TIMEOUT_S = 30.0  # connected, no answer to the WebSocket upgrade (or no handshake) this long: give up
 CLOSE_CODES = {  # why a connection closed, for failure()
