@@ -20,7 +20,7 @@ into the history as far as it was heard (the words its played audio reached).
 
 Meta dicts sent (all JSON-able): {"type": "transcript", "speaker": "user", "text", "final",
 "t", "words": [{"word", "start", "end"}]}, {"type": "agent_turn", "text" (as heard), "reply"
-(all the LLM said), "interrupted", "failed" (the LLM or TTS failed mid-reply), "turn", "t"}, {"type": "metric", <Metric fields>}, {"type": "turn", "turn", "route",
+(all the LLM said), "interrupted", "failed" (the LLM or TTS failed mid-reply), "turn", "t"}, {"type": "metric", <Metric fields>} (the STT's latencies too), {"type": "turn", "turn", "route",
 "rules", "t_user_end"}, {"type": "barge_in", "turn", "t", "heard"}, {"type": "vad", "event":
 "start"|"end", "t", "detected_at"}, {"type": "backend", "component", "status": "down"|"up", "error", "t"} (as the
 tandem: after an ErrorEvent when a back-end fails, "up" at its next success), at close
@@ -31,8 +31,9 @@ tandem: after an ErrorEvent when a back-end fails, "up" at its next success), at
 Failures: the STT stream is kame.runtime.sttloop.STTSupervisor's, as the tandem's (reported
 with an ErrorEvent + "down" and restarted with back-off after it raises, ends by itself, yields
 something that is not a Transcript or stalls; "up" at its next transcript; the audio it never
-got counted in dropped_frames). close() frees the session's place in its agent at once
-(``on_close``); while someone reads its outputs (file mode's reader) a running stream may
+got, while down, stalled or over 20 s behind, counted in dropped_frames and stt_dropped_s; its
+latency metrics, stt_partial_latency and stt_final_latency, are the session's). close() frees
+the session's place in its agent at once (``on_close``); while someone reads its outputs (file mode's reader) a running stream may
 flush its last transcript first (CLOSE_GRACE_S), else (a server whose client left: nobody would
 get it; a server shutting down: ``skip_flush``) the stream is cancelled at once and unwinds in
 the background (``wait_stopped``), as a down one is. LLM and TTS failures and stalls end the reply
@@ -44,7 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -78,7 +79,8 @@ class CascadeStats:
     turns: int = 0
     bad_audio: int = 0  # push_audio chunks refused (not a float numpy array, not mono, NaN, int16-scale)
     backend_failures: int = 0  # STT / LLM / TTS failures reported (ErrorEvent)
-    dropped_frames: int = 0  # 80 ms user frames the STT never got (while it was down or took no audio)
+    dropped_frames: int = 0  # 80 ms user frames the STT never got (down, stalled, or over 20 s behind)
+    stt_dropped_s: float = 0.0  # the same in seconds of audio (the tandem's stats name)
     # user audio dropped on arrival: sent faster than real time (max_backlog_s); and a last part-frame
     # still waiting at close (never stepped; after END_INPUT kame serve fills it with silence first)
     dropped_input_s: float = 0.0
@@ -136,7 +138,7 @@ class CascadeSession(Session):
         # the STT stream, supervised as the tandem's (restarts with back-off, stall detection)
         self._stt = STTSupervisor(stt, clock, who=session_id, retry_s=retry_s, stall_s=stall_s,
                                   on_transcript=self._stt_transcript,
-                                  on_failure=self._stt_failure)
+                                  on_failure=self._stt_failure, metrics=self._stt_metric)
         self._prompt_fn = prompt_fn
         self._on_close = on_close
         self._turns = TurnTracker(vad)
@@ -247,6 +249,7 @@ class CascadeSession(Session):
         """The "stats" Meta's counts, with those kept elsewhere brought up to date: the frames the
         STT never got, the replies' waits for a reload of the LLM's model."""
         self.stats.dropped_frames = self._stt.dropped_frames
+        self.stats.stt_dropped_s = round(self._stt.dropped_frames * FRAME_S, 2)
         self.stats.wait_llm_loading = self._parts.stats["wait_llm_loading"]
         return self.stats.to_json()
 
@@ -477,7 +480,15 @@ class CascadeSession(Session):
         remember(self.history, turn, KEEP_TURNS)
 
     def _metric(self, name: str, value: float, labels: dict) -> None:
-        m = Metric(name, float(value), self.clock.now(), self.id, {"mode": "cascade", **labels})
+        self._send_metric(Metric(name, float(value), self.clock.now(), self.id, {"mode": "cascade", **labels}))
+
+    def _stt_metric(self, m: Metric) -> None:
+        """A metric of this session's STT stream (stt_partial_latency, stt_final_latency), sent as
+        the session's own, as the tandem's (was: to the agent's sink only: OUT.json and the
+        session's clients had no STT latency, so an STT falling behind showed nowhere)."""
+        self._send_metric(replace(m, session=self.id, labels={"mode": "cascade", **m.labels}))
+
+    def _send_metric(self, m: Metric) -> None:
         self._sink(m)
         self._emit(Meta({"type": "metric", **m.to_json()}))
 

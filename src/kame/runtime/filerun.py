@@ -37,7 +37,7 @@ from .filemode import (DEFAULT_MAX_TAIL_S, FRAME, FRAME_S, SR, agent_track, chec
                        unheard)
 from .interrupt import TERMINATED_STATUS, first_ctrl_c, unless_stopped
 from .metrics import MetricsLog
-from .runreport import answer_missing, final_missing, frontend_failure, late_final, user_words
+from .runreport import answer_missing, final_missing, frontend_failure, late_final, stt_behind, user_words
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,7 @@ def write_run(args, cfg: KameConfig, run: FileRun, rec: dict) -> int:
     summary["late_final"] = late_final(rec) if summary["unanswered"] else None
     summary["max_tail_reached"] = rec["max_tail_reached"]
     summary["unheard"] = None if rec["interrupted"] else unheard(rec)
+    summary["stt_behind"] = None if rec["interrupted"] else stt_behind(rec)  # (said in place of "unheard"'s blame)
     summary["interrupted"] = rec["interrupted"]
     summary["interrupted_by"] = by  # "SIGINT" (Ctrl-C), "SIGTERM", or None
     random_fe = bool(summary["frontend_random"])

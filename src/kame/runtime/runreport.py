@@ -1,7 +1,8 @@
 """What went wrong in a `kame run`, and why: the warnings at the end of its printed summary (each
 names its likeliest cause) and the rule by which a run whose front-end mostly failed exits 1.
-Both read the summary dict kame.runtime.filemode builds (``summarize`` and its ``main``); three of
-its fields come from the run's record here (``final_missing``, ``late_final``, ``answer_missing``).
+Both read the summary dict kame.runtime.filemode builds (``summarize`` and its ``main``); some of
+its fields come from the run's record here (``final_missing``, ``late_final``, ``answer_missing``,
+``stt_behind``).
 ``shortened``: a long text as the summary's oracle and agent lines print it. And the rules the
 summary, ``kame client`` and the timeline plot share: which metadata starts a reply turn
 (``turn_started``, ``open_turns``), how many of a reply's words were not heard
@@ -20,6 +21,7 @@ from ..cascade.turns import SpeechRegions
 from .backend import EMPTY_ERROR
 
 MIN_WORD_SPEECH_S = 0.3  # a stretch of speech the VAD found, shorter than this, need hold no word
+STT_BEHIND_S = 10.0  # a final this long after the end of its speech: the STT runs behind real time
 STEP_FAILED = "front-end step failed"  # how the engine's ErrorEvent for a failed frame step begins
 # how kame serve's own failure to Opus-encode the agent's audio begins (kame.server.connection
 # Connection._encode; sent as an "agent_error" too, but no back-end's)
@@ -114,6 +116,30 @@ def late_final(rec: dict) -> dict | None:
     last = finals[-1]
     end = final_speech_end(rec, last)
     return {"speech_end": end, "latency": last["t"] - end}
+
+
+def stt_behind(rec: dict) -> dict | None:
+    """The STT fell behind real time in the run (a busy or small CPU): it dropped user audio it
+    could not keep up with (the session's last "stats": ``stt_dropped_s``, kame.runtime.sttloop),
+    or its last final with words came STT_BEHIND_S or more after the speech it was for. Then
+    {"dropped_s", "final_t" and "speech_end" (that final's time and its speech's end, None
+    without one), "after": the stretches of speech (speech_spans, one still open at the end
+    too) that began after that speech and got no word: the STT had not reached them, or dropped
+    them}; else None (or there is no STT). Was: those stretches were said to have no words the
+    STT knew (too quiet, another language), a run 400 s behind blamed on its audio."""
+    if rec.get("components", {}).get("stt") in (None, "none"):
+        return None
+    stats = [d for d in rec.get("stats", ()) if isinstance(d.get("stt_dropped_s"), (int, float))]
+    dropped = float(stats[-1]["stt_dropped_s"]) if stats else 0.0
+    finals = [t for t in rec.get("transcripts", ()) if t["final"] and t.get("words")]
+    end = final_speech_end(rec, finals[-1]) if finals else None
+    if not dropped and (end is None or finals[-1]["t"] - end < STT_BEHIND_S):
+        return None
+    words = user_words(rec)
+    after = sum(1 for a, b in speech_spans(rec, open_end=rec.get("duration_s", math.inf))
+                if (end is None or a >= end) and not any(w["end"] > a and w["start"] < b for w in words))
+    return {"dropped_s": round(dropped, 2), "final_t": finals[-1]["t"] if finals else None, "speech_end": end,
+            "after": after}
 
 
 def speech_open(rec: dict) -> dict | None:
@@ -382,19 +408,37 @@ def print_warnings(s: dict, out: Path) -> None:
         print(f"warning   the user's speech from {opened['start']:.2f} s had not ended by the VAD when {ended} (it "
               f"had heard {opened['heard']!r}), so the cascade took no turn for it"
               + (" and did not answer" if s.get("unanswered") else "") + f"; {SPEECH_NOT_ENDED}")
+    behind = s.get("stt_behind")
     nofinal = s.get("final_missing")
     if nofinal:  # (was: nothing said; a tandem's answer_missing took a partial's last word for the end)
         print(f"warning   the STT's final transcript for the speech ending at {nofinal['speech_end']:.2f} s never "
               f"came within the run ({ended}"
               + (f"; it had heard {nofinal['partial']!r} of it" if nofinal.get("partial") else "") + "), so the "
-              + ("cascade" if s.get("mode") == "cascade" else "back-end") + " could not answer it; " + why(slow_stt))
+              + ("cascade" if s.get("mode") == "cascade" else "back-end") + " could not answer it; "
+              + ("the STT was behind (below)" if behind else why(slow_stt)))
     if replies.get("failed"):  # (was: "the agent's reply is cut off ... when the file ended")
         print(f"warning   {replies['failed']} of the agent's replies failed before all of it was spoken; {failed}")
+    if behind:  # (was: only the warning below, which blamed the audio)
+        said, late = [], behind["final_t"] is not None and behind["final_t"] - behind["speech_end"] >= STT_BEHIND_S
+        if behind["dropped_s"]:
+            said.append(f"never got {behind['dropped_s']:.1f} s of the user's audio (stt_dropped_s in {json_name}: "
+                        f"dropped while it was over 20 s behind real time, stalled or down)")
+        if late:
+            said.append(f"fell behind real time: its last final, at {behind['final_t']:.1f} s, was for the speech "
+                        f"ending at {behind['speech_end']:.1f} s ({behind['final_t'] - behind['speech_end']:.1f} s late)")
+        if behind["after"]:
+            said.append(f"transcribed none of the {behind['after']} stretch(es) of speech "
+                        + (f"after {behind['speech_end']:.1f} s" if behind["speech_end"] is not None else "at all"))
+        print(f"warning   the STT {'; it '.join(said)}; "
+              + why("it is too slow for this machine: a faster backend.stt, more CPU (see backend.nice), or a less "
+                    "loaded machine"))
     if s.get("unheard"):
         n, of = s["unheard"]
         print(f"warning   the STT transcribed nothing in {n} of the {of} stretches of speech ({MIN_WORD_SPEECH_S:g} s "
               f"or longer) the VAD found in {out.name}; "
-              + why("the STT heard no words there (too quiet, not speech it knows, or a language it does not)"))
+              + ("the STT never got to them, or dropped them (above), which says nothing of the audio"
+                 if behind and (behind["dropped_s"] or behind["after"] >= n) else
+                 why("the STT heard no words there (too quiet, not speech it knows, or a language it does not)")))
     if s.get("answer_missing") and not nofinal:  # (no final: that is why, said above)
         miss, took = s["answer_missing"], []
         if miss.get("stt_final_latency") is not None:

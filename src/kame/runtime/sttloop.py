@@ -19,6 +19,12 @@ each failure (``wait``: the seconds before the restart), ``on_transcript(tr)`` g
 transcript (awaited; its first after a failure is the sign the STT is up again). While the STT
 is down its audio is dropped, not queued (its stream restarts on live audio); at most
 MAX_QUEUED_FRAMES wait for a running stream (the oldest dropped). Both are counted in ``dropped_frames``.
+A stream takes frames only as it gets to them (kame's own STTs hold at most ~15 s they have not
+processed: kame.backend.stt.streaming.INBOX_FRAMES), so an STT slower than real time fills this
+queue: it stays at most ~35 s behind, the audio dropped is counted, and a warning says so once
+each time the queue fills (was: kame's STTs took every frame at once into a backlog of their own
+with no bound, minutes behind on a busy machine, and nothing was dropped, counted or said).
+One decode that holds such a stream for those ~15 s and then ``stall_s`` while audio waits here is a stall.
 The stream's task is named after the STT ("STT NAME's stream (session s1)"): a stream that ignores
 its cancellation is left behind by that name (kame.runtime.interrupt.run_to_end).
 """
@@ -56,6 +62,7 @@ class STTSupervisor:
         self._progress_at = clock.now()  # when the STT last took a frame, or was last owed none
         self._stall: asyncio.Future | None = None  # resolved (with the reason) when the STT stalls
         self._failures = 0  # in a row (a transcript resets it)
+        self._full = False  # the queue filled (said once) and has not been empty since
         self._ended = False
 
     @property
@@ -72,11 +79,18 @@ class STTSupervisor:
             return
         if q.empty():
             self._progress_at = self.clock.now()  # it had all the audio so far
+            self._full = False
         else:
             self._check_stall(q)
         if q.qsize() >= MAX_QUEUED_FRAMES:
             q.get_nowait()
             self.dropped_frames += 1
+            if not self._full:
+                self._full = True
+                log.warning("session %s: STT %s is more than %.0f s behind real time (it transcribes slower than the "
+                            "audio comes): the oldest audio waiting for it is dropped, counted in the session's stats "
+                            "(stt_dropped_s); use a faster STT (backend.stt) or give it more CPU",
+                            self.who, component_name(self.stt), MAX_QUEUED_FRAMES * FRAME_S)
         q.put_nowait(frame)
 
     def _check_stall(self, q: asyncio.Queue) -> float:

@@ -22,7 +22,16 @@ Pipeline of one ``stream`` call:
   STT's own (``metrics=`` at construction).
 Bounded work: if the worker is behind (more than ``max_lag`` s of audio waiting), or the VAD
 hears a pause (>= ``pause_skip`` s, the end of speech may be coming and the final needs the
-CPU), partial decodes are skipped; audio itself is never dropped.
+CPU), partial decodes are skipped.
+Bounded backlog: the feeder hands the worker at most INBOX_FRAMES (15 s) of audio it has not
+processed yet; while that many wait, the feeder takes no more frames from ``frames``, so a
+recognizer slower than real time holds the audio back in the caller's iterator. This stream
+drops nothing itself: kame's sessions feed it from kame.runtime.sttloop.STTSupervisor's queue,
+which keeps at most 20 s more (the oldest dropped, counted in the session's ``stt_dropped_s``)
+and reports a stream that takes nothing for ``backend.stt_stall_s`` while audio waits as stalled.
+(Was: the feeder moved every frame into an unbounded inbox at once, so an STT slower than real
+time fell minutes behind, its final for a question coming long after the user asked it, and
+the supervisor's bound, stall check and count never applied.)
 Errors: a recognizer crash ends ``stream`` with BackendError (never a hang). A service error
 (a recognizer's final raising BackendError, e.g. an HTTP endpoint down) does the same unless
 ``on_error`` is given: then ``on_error(exc)`` is called on the loop, the utterance is
@@ -65,6 +74,9 @@ from .base import STT, owner_prefix
 from .spec import STREAMING_RULES
 
 log = logging.getLogger(__name__)
+
+INBOX_FRAMES = 188  # ~15 s of 80 ms frames handed to the worker and not processed yet, at most (so one
+# slow decode, e.g. whisper's final on a busy CPU, has 15 s + backend.stt_stall_s before it counts as a stall)
 
 # the stop event of the stream the current worker thread serves (None outside a stream's worker)
 _STREAM_STOP: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("kame_stt_stream_stop",
@@ -199,7 +211,8 @@ class SegmentedSTT(STT, ABC):
         loop = asyncio.get_running_loop()
         await self._open()
         out: asyncio.Queue = asyncio.Queue()
-        worker = _Worker(self, _poster(loop, out), owner_prefix())
+        room = asyncio.Semaphore(INBOX_FRAMES)  # frames the worker's inbox may still take
+        worker = _Worker(self, _poster(loop, out), owner_prefix(), _on_loop(loop, room.release))
         self._loop = loop  # for recognizers that do I/O on the loop (openai)
         # (in a copy of this task's context: the recognizers' log lines name the session too)
         thread = threading.Thread(target=contextvars.copy_context().run, args=(worker.run,),
@@ -208,7 +221,13 @@ class SegmentedSTT(STT, ABC):
 
         async def feed() -> None:
             try:
-                async for frame in frames:
+                source = aiter(frames)
+                while True:
+                    await room.acquire()  # (before the next frame is taken: a slow worker leaves it
+                    try:                  # waiting in the caller's queue, where it is bounded and counted)
+                        frame = await anext(source)
+                    except StopAsyncIteration:
+                        break
                     pcm = _check_frame(frame)
                     worker.put(pcm, float(frame.t))
             except Exception as exc:  # bad input / a failing frame source: re-raised as is
@@ -252,16 +271,22 @@ class SegmentedSTT(STT, ABC):
             await self._close()
 
 
-def _poster(loop: asyncio.AbstractEventLoop, out: asyncio.Queue) -> Callable[[tuple], None]:
-    """The worker's way to hand an item to the stream; a no-op once the loop is closed (a worker
-    still unwinding at interpreter exit has nobody to tell)."""
-    def post(item: tuple) -> None:
+def _on_loop(loop: asyncio.AbstractEventLoop, fn: Callable) -> Callable:
+    """The worker's way to call ``fn`` on the stream's loop (hand it an item, free a place in its
+    inbox); a no-op once the loop is closed (a worker still unwinding at interpreter exit has
+    nobody to tell)."""
+    def call(*args) -> None:
         try:
-            loop.call_soon_threadsafe(out.put_nowait, item)
+            loop.call_soon_threadsafe(fn, *args)
         except RuntimeError:
             if not loop.is_closed():
                 raise
-    return post
+    return call
+
+
+def _poster(loop: asyncio.AbstractEventLoop, out: asyncio.Queue) -> Callable[[tuple], None]:
+    """The worker's way to hand an item to the stream (_on_loop)."""
+    return _on_loop(loop, out.put_nowait)
 
 
 def _check_frame(frame: AudioFrame) -> np.ndarray:
@@ -308,11 +333,13 @@ class _Final:
 class _Worker:
     """The thread side of one stream: resampling, VAD, recognizers, bounded decoding."""
 
-    def __init__(self, stt: SegmentedSTT, post: Callable[[tuple], None], who: str = "") -> None:
-        self.stt, self.post = stt, post
+    def __init__(self, stt: SegmentedSTT, post: Callable[[tuple], None], who: str = "",
+                 freed: Callable[[], None] = lambda: None) -> None:
+        self.stt, self.post, self.freed = stt, post, freed  # freed: a frame left the inbox
         self.who = who  # the log lines' prefix ("session c2: " or "")
         self.cond = threading.Condition()
-        self.inbox: deque[tuple[np.ndarray, float]] = deque()  # frames not yet processed
+        # frames not yet processed (at most INBOX_FRAMES: the feeder waits for ``freed``)
+        self.inbox: deque[tuple[np.ndarray, float]] = deque()
         self.closed = False  # no more frames will come
         self.stopped = False  # the consumer went away: exit now
         self.stop_event = threading.Event()  # the same, for recognizers waiting on something shared
@@ -394,6 +421,8 @@ class _Worker:
                     break
                 item = self.inbox.popleft() if self.inbox else None
                 lag = len(self.inbox) * 0.08
+            if item is not None:
+                self.freed()  # (the feeder may take the next frame)
             self._emit_finals()
             if item is None:
                 continue
