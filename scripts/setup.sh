@@ -14,15 +14,21 @@ if [ ! -x .venv/bin/python ]; then
         exit 1
     }
     "$PY" -m venv .venv
-else  # an existing .venv is reused: its Python is checked, and a PYTHON= it was not made with is said
+else  # an existing .venv is reused: its Python is checked, and a PYTHON= it was not made with is refused
     have=$(version .venv/bin/python)
     .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || {
-        echo "kame needs Python >= 3.11; the existing ./.venv has Python $have. Remove it (rm -rf .venv) and run again, with PYTHON=python3.11 if python3 is older" >&2
+        echo "kame needs Python >= 3.11; the existing ./.venv has Python $have: nothing was done. Remove it (rm -rf .venv) and run again, with PYTHON=python3.11 if python3 is older" >&2
         exit 1
     }
-    if [ -n "${PYTHON:-}" ] && [ "$(version "$PYTHON")" != "$have" ]; then
-        echo "kame: PYTHON=$PYTHON is $(version "$PYTHON"), but the existing ./.venv has Python $have and is reused as it is; to make it with $PYTHON: rm -rf .venv and run again" >&2
-        exit 1
+    if [ -n "${PYTHON:-}" ]; then
+        want=$(version "$PYTHON")
+        if [ "$want" = "not found" ]; then
+            echo "kame: PYTHON=$PYTHON cannot be run: nothing was done (leave PYTHON unset to use the existing ./.venv, Python $have)" >&2
+            exit 1
+        elif [ "${want%.*}" != "${have%.*}" ]; then  # (another 3.11.x is the same Python here)
+            echo "kame: PYTHON=$PYTHON is Python $want, but the existing ./.venv has Python $have: nothing was done; to use $PYTHON: rm -rf .venv and run again (or leave PYTHON unset to keep it)" >&2
+            exit 1
+        fi
     fi
 fi
 PIP=".venv/bin/python -m pip install --disable-pip-version-check -q"
