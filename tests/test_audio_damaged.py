@@ -1,20 +1,28 @@
 """read_wav on damaged or foreign files: a WAV whose header was never finished (a recording not
-closed: its data chunk declares fewer bytes than follow, and those are no RIFF chunk) is read as
-libsndfile reads it but warned of, naming both lengths (was: read as its first 10 ms, silently);
-a cut FLAC or Ogg says it may be truncated or damaged, and a format libsndfile does not know (an
-.m4a voice memo, a text file) says which formats kame reads and how to convert (was: libsndfile's
-words alone)."""
-
+closed: its data chunk declares fewer bytes than follow, and those are no RIFF chunk and at least
+0.1 s of audio) is read as libsndfile reads it but warned of, naming both lengths (was: read as its
+first 10 ms, silently; then also warned of for an ID3v1 tag, padding or a cut chunk after whole
+audio); a cut FLAC or Ogg says it may be truncated or damaged, and a format or an encoding
+libsndfile does not read (an .m4a voice memo, a text file, a WAV of another codec) says which
+formats kame reads and how to convert (was: libsndfile's words alone; then "damaged" for every
+code above 4). A pipe (/dev/stdin, <(...)) is read as the file it carries (was: a piped FLAC
+"damaged", a piped Ogg numpy's "array is too big"). Every command's input --help lists the formats
+read_wav reads (READ_FORMATS; was: its own list, without AIFF)."""
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
 import logging
+import os
 import struct
+import threading
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from kame.audio import read_wav
+from kame.audio import READ_FORMATS, read_wav
 from kame.errors import AudioFormatError
 
 RATE = 24000
@@ -92,3 +100,82 @@ def test_a_format_kame_does_not_read_says_which_it_reads_and_how_to_convert(tmp_
     assert text.startswith(f"cannot read audio file {f}: ") and "Format not recognised" in text, text
     assert "it reads WAV, FLAC, Ogg (Vorbis or Opus), MP3, AIFF" in text, text
     assert text.endswith(f"convert it first, e.g. ffmpeg -i {f} {tmp_path / out})"), text
+
+
+@pytest.mark.parametrize("after", [
+    b"TAG" + b"Some title".ljust(30, b"\0") + b"Artist".ljust(30, b"\0") + bytes(65),  # an ID3v1 tag (128 bytes)
+    bytes(500),  # zero padding
+    struct.pack("<4sI", b"LIST", 4000) + b"INFO" + bytes(100),  # a LIST chunk cut short
+], ids=["id3v1", "zeros", "cut-LIST"])
+def test_a_few_bytes_after_whole_audio_are_no_recording_never_closed(tmp_path, caplog, after):
+    f = wav(tmp_path / "tagged.wav", len(PCM), after=after)
+    with caplog.at_level(logging.WARNING, logger="kame.audio"):
+        pcm, _ = read_wav(f)
+    assert len(pcm) == RATE and warnings(caplog) == []
+
+
+def piped(tmp_path, data: bytes) -> str:
+    """A named pipe that ``data`` is written into once it is opened for reading (as <(...) is)."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    def feed():
+        with contextlib.suppress(BrokenPipeError), open(fifo, "wb") as f:  # (a reader may stop early)
+            f.write(data)
+    threading.Thread(target=feed, daemon=True).start()
+    return str(fifo)
+
+
+@pytest.mark.parametrize("fmt,subtype", [("FLAC", None), ("OGG", "VORBIS"), ("OGG", "OPUS"), ("WAV", None),
+                                         ("MP3", None)], ids=["flac", "ogg", "opus", "wav", "mp3"])
+def test_a_pipe_reads_as_the_file_it_carries(tmp_path, fmt, subtype):
+    buf = io.BytesIO()
+    sf.write(buf, np.frombuffer(PCM, "<i2") / 32768, RATE, format=fmt, subtype=subtype)
+    whole = tmp_path / "whole"
+    whole.write_bytes(buf.getvalue())
+    pcm, rate = read_wav(piped(tmp_path, buf.getvalue()))
+    assert rate == RATE and np.array_equal(pcm, read_wav(whole)[0])
+
+
+def test_an_empty_pipe_is_empty(tmp_path):
+    with pytest.raises(AudioFormatError, match=r"^audio file .*pipe is empty \(0 bytes\)$"):
+        read_wav(piped(tmp_path, b""))
+
+
+def riff(path, fmt_body: bytes) -> str:
+    """A WAV with this fmt chunk and 4000 bytes of (silent) data."""
+    body = b"WAVE" + struct.pack("<4sI", b"fmt ", len(fmt_body)) + fmt_body + struct.pack("<4sI", b"data", 4000)
+    path.write_bytes(struct.pack("<4sI", b"RIFF", len(body) + 4000) + body + bytes(4000))
+    return str(path)
+
+
+@pytest.mark.parametrize("fmt_body,says", [
+    (struct.pack("<HHIIHH", 1, 1, RATE, 2 * RATE, 2, 0), "File contains data in an unimplemented format"),  # 18
+    (struct.pack("<HHIIHHH", 0x161, 1, RATE, 4000, 1, 0, 0), "Malformed 'fmt ' chunk"),  # 64: a WMA codec
+], ids=["unimplemented", "wma"])
+def test_an_encoding_libsndfile_does_not_read_is_not_called_damaged(tmp_path, fmt_body, says):
+    f = riff(tmp_path / "other.wav", fmt_body)
+    with pytest.raises(AudioFormatError) as exc:
+        read_wav(f)
+    text = str(exc.value)
+    assert says in text and "may be truncated or damaged" not in text, text
+    assert text.endswith(f"(an encoding kame does not read, or a damaged file: it reads {READ_FORMATS}; convert it "
+                         f"first, e.g. ffmpeg -i {f} {tmp_path / 'other-converted.wav'})"), text
+
+
+def test_an_error_of_another_kind_gets_libsndfiles_words_alone(tmp_path):
+    f = riff(tmp_path / "rate0.wav", struct.pack("<HHIIHH", 1, 1, 0, 0, 2, 16))  # 24: "SF_INFO struct incomplete"
+    with pytest.raises(AudioFormatError, match=r"^cannot read audio file .*SF_INFO struct incomplete\.$"):
+        read_wav(f)
+
+
+def test_every_input_help_lists_the_formats_read_wav_reads():
+    from kame.codec import roundtrip
+    from kame.runtime import filemode
+    from kame.server import client
+
+    for module in (roundtrip, filemode, client):
+        p = argparse.ArgumentParser()
+        module.add_arguments(p)
+        [action] = [a for a in p._actions if a.dest == "input"]
+        assert READ_FORMATS in action.help, (module.__name__, action.help)

@@ -6,6 +6,7 @@ kame exchanges audio internally as float32 mono at 24 kHz (kame.backend.types.SA
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import shlex
@@ -186,11 +187,20 @@ def read_wav(path: str | Path, sample_rate: int | None = SAMPLE_RATE, *, mono: b
         raise AudioFormatError(f"audio file not found: {path}")
     if path.is_dir():
         raise AudioFormatError(f"{path} is a folder, not an audio file")
-    if path.is_file() and path.stat().st_size == 0:  # (soundfile: "Format not recognised")
+    source: str | io.BytesIO = str(path)
+    if path.is_file():
+        size = path.stat().st_size
+    else:  # a pipe (/dev/stdin, <(...)): read into memory, then read as a file is (libsndfile reads
+        try:  # no FLAC from a pipe, no Ogg of unknown length, and an MP3 without its start trimmed)
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise AudioFormatError(f"cannot read audio file {path}: {exc.strerror or exc}") from exc
+        source, size = io.BytesIO(raw), len(raw)
+    if size == 0:  # (soundfile: "Format not recognised")
         raise AudioFormatError(f"audio file {path} is empty (0 bytes)")
     check_wav_length(path)
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        data, rate = sf.read(source, dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises its own LibsndfileError / RuntimeError
         raise AudioFormatError(f"cannot read audio file {path}: {exc}{_read_hint(path, exc)}") from exc
     if data.size == 0:
@@ -214,23 +224,32 @@ def read_wav(path: str | Path, sample_rate: int | None = SAMPLE_RATE, *, mono: b
     return np.ascontiguousarray(data, dtype=np.float32), rate
 
 
-# what read_wav reads (libsndfile's formats; --help of kame run and kame client lists the first ones)
+# what read_wav reads (libsndfile's formats): said by the --help of every command reading audio and by
+# _read_hint (the one list)
 READ_FORMATS = "WAV, FLAC, Ogg (Vorbis or Opus), MP3, AIFF"
+# libsndfile's error codes (sf_error_number) of a format or an encoding it does not read: not
+# recognised (1), unsupported encoding (4), unimplemented format (18), a WAV's fmt chunk it cannot
+# take (64: an AAC or WMA codec tag; a damaged fmt chunk too); a cut FLAC or Ogg header gives 18 too
+_ENCODING_OR_DAMAGED = "an encoding kame does not read, or a damaged file"
+FOREIGN_CODES = {1: "not audio, or a format kame does not read", 4: "not audio, or an encoding kame does not read",
+                 18: _ENCODING_OR_DAMAGED, 64: _ENCODING_OR_DAMAGED}
+# ... and those seen on files cut short or damaged: malformed (3), an MP3 decoder's failure (7,
+# "not a regular file"), an AIFF header with no channels (32), seeking past the end (39), a WAV
+# without its data chunk (71), a FLAC's bad header, lost sync, changed channels, decoder error
+DAMAGED_CODES = {3, 7, 32, 39, 71, 155, 158, 160, 161}
 
 
 def _read_hint(path: Path, exc: Exception) -> str:
     """What to do about libsndfile's error ``exc`` reading ``path`` (said after its own words), by
-    its code: a format (1) or an encoding (4) it does not read -> the formats kame reads and how to
-    convert (ffmpeg); a file it knows but cannot decode (3: malformed, and its format-specific codes
-    above 4, e.g. a FLAC decoder that lost sync) -> it may be truncated or damaged; a system error
-    (2: not readable) or another exception -> nothing."""
+    its code: a format or an encoding it does not read (FOREIGN_CODES) -> the formats kame reads and
+    how to convert (ffmpeg); a code seen on files cut short or damaged (DAMAGED_CODES) -> it may be
+    truncated or damaged; another code (a system error, memory, ...) or exception -> nothing."""
     code = getattr(exc, "code", None)
-    if code in (1, 4):
+    if code in FOREIGN_CODES:
         out = path.with_name(f"{path.stem}{'-converted' if path.suffix.lower() == '.wav' else ''}.wav")
-        what = "a format" if code == 1 else "an encoding"
-        return (f" (not audio, or {what} kame does not read: it reads {READ_FORMATS}; convert it first, e.g. "
+        return (f" ({FOREIGN_CODES[code]}: it reads {READ_FORMATS}; convert it first, e.g. "
                 f"ffmpeg -i {shlex.quote(str(path))} {shlex.quote(str(out))})")
-    if isinstance(code, int) and (code == 3 or code > 4):
+    if code in DAMAGED_CODES:
         return f" ({path} may be truncated or damaged)"
     return ""
 
@@ -256,11 +275,13 @@ def check_wav_length(path: Path) -> None:
     """A WAV file cut short (a copy or a download that stopped) reads without complaint as the
     samples that are left, so compare its data chunk's declared size with the bytes present:
     fewer is an AudioFormatError ("truncated"). More, where what follows the declared audio is no
-    RIFF chunk (a LIST or id3 chunk after the data is normal), is a recording whose header was
-    never finished (a recorder killed before it closed the file): libsndfile reads the declared
-    part only, so a warning names both lengths. A data size of 0 is libsndfile's placeholder only
-    with a RIFF size of 8 too (its own piped output: read to the end of the file); with any other
-    RIFF size it reads no samples, and the warning comes before read_wav's "holds no samples".
+    RIFF chunk (a LIST or id3 chunk after the data is normal) and at least 0.1 s of audio (4096
+    bytes at least: less is an ID3v1 tag, padding or a cut chunk, not audio), is a recording whose
+    header was never finished (a recorder killed before it closed the file): libsndfile reads the
+    declared part only, so a warning names both lengths. A data size of 0 is libsndfile's
+    placeholder only with a RIFF size of 8 too (its own piped output: read to the end of the
+    file); with any other RIFF size it reads no samples, and the warning comes before read_wav's
+    "holds no samples".
     Sizes from 0x7FFF0000 up (placeholders of writers that did not know the length: arecord, sox,
     streams; read to the end) are not checked, nor anything but a regular file (a pipe), nor a
     file that cannot be opened (libsndfile then says why)."""
@@ -288,7 +309,7 @@ def check_wav_length(path: Path) -> None:
                 raise AudioFormatError(f"audio file {path} is truncated: its header announces {n} bytes "
                                        f"of audio, the file holds {have}")
             riff_placeholder = n == 0 and int.from_bytes(head[4:8], "little") == 8  # (libsndfile's pipe)
-            if n >= 0x7FFF0000 or riff_placeholder or have - n < 8 or \
+            if n >= 0x7FFF0000 or riff_placeholder or have - n < max(4096, byte_rate // 10) or \
                     any(_chunks_to_end(f, start + end, size) for end in {n + (n & 1), n}):
                 return
     except OSError:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import registry
-from ..audio import output_format, read_wav, resample, write_wav
+from ..audio import READ_FORMATS, output_format, read_wav, resample, write_wav
 from ..cliargs import at_least, naming, thread_count
 from ..errors import ConfigError
 from ..paths import check_output_file, sweep_temporaries
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="input audio file (wav/flac/ogg/opus/mp3; any rate, mono or not)")
+    p.add_argument("input", help=f"input audio file ({READ_FORMATS}; any rate, mono or not)")
     p.add_argument("-o", "--output", required=True, help="output audio file at the codec's rate: .wav or .flac (16-bit), .ogg, .opus or .mp3")
     p.add_argument("--codec", default="embedded", help="codec spec, e.g. embedded, embedded:PATH, mimi")
     p.add_argument("--codebooks", type=at_least(1), default=None,

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import CLIPPED_WARN_SHARE, mix_to_mono, read_wav, resample
+from ..audio import CLIPPED_WARN_SHARE, READ_FORMATS, mix_to_mono, read_wav, resample
 from ..cliargs import MAX_TAIL_S, tail_seconds
 from ..config import add_config_arguments, config_from_args, KameConfig
 from ..errors import ConfigError, KameError
@@ -65,7 +65,7 @@ FINAL_WAIT_S = 6.0  # a cascade's final transcript comes this soon after the spe
 
 def add_arguments(p) -> None:
     p.add_argument("input",
-                   help="input audio: wav, flac, ogg/opus or mp3 (any rate/channels; mixed to mono 24 kHz)")
+                   help=f"input audio: {READ_FORMATS} (any rate/channels; mixed to mono 24 kHz)")
     p.add_argument("-o", "--output", required=True, help="output wav (stereo: user left, agent right)")
     add_config_arguments(p)
     p.add_argument("--mode", choices=("tandem", "cascade"), default=None, help="override config mode")

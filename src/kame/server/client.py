@@ -23,6 +23,7 @@ import contextlib
 import errno
 import html
 import json
+import math
 import os
 import re
 import shlex
@@ -35,6 +36,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import aiohttp
 import numpy as np
 
+from ..audio import READ_FORMATS
 from ..backend.options import is_finite_number
 from ..cliargs import tail_seconds
 from ..errors import ConfigError, KameError
@@ -470,7 +472,7 @@ async def _chat_until_interrupted(a: argparse.Namespace, pcm: np.ndarray) -> Cha
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("url", help="server URL, e.g. ws://127.0.0.1:8998/api/chat or http://127.0.0.1:8998")
-    ap.add_argument("input", help="input audio: wav, flac, ogg/opus or mp3 (any rate/channels; mixed to mono 24 kHz)")
+    ap.add_argument("input", help=f"input audio: {READ_FORMATS} (any rate/channels; mixed to mono 24 kHz)")
     ap.add_argument("-o", "--output",
                     help="write the agent's audio here (24 kHz; .wav, .flac, .ogg, .opus or .mp3, by its suffix)")
     ap.add_argument("--json", help="write text/metadata/errors here")
@@ -522,11 +524,13 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
         return 1
     if note:
         print(f"input {a.input}: {note}")
-    clipped = clipped_share(pcm)
-    if clipped >= CLIPPED_WARN_SHARE:  # (a float file louder than full scale: sent clipped, as 16-bit PCM or Opus)
-        print(f"warning: {100 * clipped:.2f} % of the input's samples exceeded full scale and are clipped as they are "
-              f"sent (the agent hears them clipped; kame run's agent hears them unclipped): scale {a.input} down, "
-              f"e.g. sox {shlex.quote(str(a.input))} quieter.wav gain -n -1", file=sys.stderr)
+    clipped = clipped_share(pcm)  # (as sent, 16-bit PCM or Opus: a float file louder than full scale, or a file
+    if clipped >= CLIPPED_WARN_SHARE:  # at full scale whose resampling to 24 kHz overshoots it)
+        over = 20 * math.log10(float(np.abs(pcm).max()))  # (dB above full scale: scaled down by more, none clip)
+        print(f"warning: {100 * clipped:.2f} % of the input's samples (mono, at 24 kHz, as sent) exceed full scale, "
+              f"by up to {over:.1f} dB, and are clipped as they are sent (the agent hears them clipped; kame run's "
+              f"agent hears them unclipped): scale {a.input} down in float (sox clips a float file as it reads it), "
+              f"e.g. ffmpeg -i {shlex.quote(str(a.input))} -af volume=-{over + 0.1:.1f}dB quieter.wav", file=sys.stderr)
     try:
         res = run_to_end(_chat_until_interrupted(a, pcm))
     except KeyboardInterrupt:  # a second Ctrl-C
