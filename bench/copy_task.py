@@ -22,9 +22,9 @@ import random
 import sys
 from pathlib import Path
 
+from kame.cliargs import counted
 from kame.errors import KameError
 from kame.paths import check_output_file, write_replacing
-from kame.train.datacmd import counted
 
 REQUESTS = ("Please repeat after me.", "Say these words back to me.", "Can you repeat this?",
             "Repeat what I say.", "Say this after me.", "Listen and repeat.")

@@ -1,5 +1,6 @@
 """argparse ``type`` functions shared by kame's commands (``kame serve``, ``kame codec fit``,
-``kame bench ...``): a bad value is an argparse error naming the option, exit status 2.
+``kame bench ...``): a bad value is an argparse error naming the option, exit status 2. And what
+their messages share: the option an error is about (``naming``), a count and its noun (``counted``).
 
     p.add_argument("--sessions", type=at_least(1), default=4)           # an int >= 1
     p.add_argument("--seconds", type=at_least(0.1, float), default=4.0)  # a finite float >= 0.1
@@ -11,6 +12,8 @@
 
     with naming("--tokenizer"):                                         # a KameError inside says
         tokenizer = TextTokenizer(args.tokenizer)                       # "--tokenizer: ..."
+
+    print(f"{counted(n, 'dialogue')}, {counted(k, 'process', 'processes')}")  # "1 dialogue, 2 processes"
 
 The checks of the files and folders a command writes are in kame.paths.
 """
@@ -95,6 +98,12 @@ def thread_count(text: str) -> int:
         return at_least(1, int, cores)(text)
     except argparse.ArgumentTypeError as exc:
         raise argparse.ArgumentTypeError(f"{exc} (this machine has {cores} core{'s' * (cores != 1)})") from None
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1 (``plural``: when not noun + "s"): "1 dialogue",
+    "2 dialogues", "1 process" (was, in the reports: "1 dialogues", "1 windows", "2 process(es)")."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 class Ordered(argparse.Action):

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from kame.train.datacmd import counted
+from kame.cliargs import counted
 
 
 def test_counted():

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -43,10 +44,9 @@ def silero_model_path() -> Path:
     spec = importlib.util.find_spec("silero_vad")
     if spec is None or not spec.submodule_search_locations:
         raise NotAvailableError(
-            "silero VAD (the embedded STT's end-of-utterance detector) needs the silero-vad wheel: "
-            "pip install --no-deps silero-vad==6.2.3 (scripts/setup.sh does it; --no-deps: its declared "
-            "dependencies would pull another torch)"
-        )
+            "silero VAD needs the silero-vad wheel: pip install --no-deps silero-vad==6.2.3 (scripts/setup.sh "
+            "does it; --no-deps: its declared dependencies would pull another torch)"
+        )  # (neutral: its callers say what the VAD is for, with vad_used_as)
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "silero_vad.onnx"
     if not path.exists():
         raise NotAvailableError(f"silero VAD model not found at {path}")
@@ -67,6 +67,20 @@ def _import_webrtcvad():
     except ImportError as exc:
         raise MissingPackageError("webrtc VAD needs webrtcvad-wheels: " + install_hint("stt")) from exc
     return webrtcvad
+
+
+@contextmanager
+def vad_used_as(lead: str = "", tail: str = ""):
+    """A VAD's missing package or model file (NotAvailableError) raised inside is said with what
+    the caller uses the VAD for: ``lead`` before its message, ``tail`` after it."""
+    try:
+        yield
+    except NotAvailableError as exc:
+        said = f"{lead}{exc}{tail}"
+        exc.args = (said,)
+        if isinstance(exc, ImportError):  # (its str() is its msg)
+            exc.msg = said
+        raise
 
 
 def check_vad(cfg: VADConfig) -> None:

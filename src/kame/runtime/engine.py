@@ -40,6 +40,7 @@ from .base import (OWN_PARTS, Agent, CapacityError, Session, close_components, i
                    check_session_id, room_to_unwind, session_id_for)
 from .clock import STOP_WAIT_S, Clock, MonotonicClock
 from .interrupt import end_left_behind
+from .loading import config_key, config_keys
 from .metrics import Metric, MetricsSink, guard_sink
 from .session import TandemSession, _ids as _session_ids
 from .worker import FrameModel, StepJob, StepWorker, make_vad_factory
@@ -348,7 +349,8 @@ class TandemAgent(Agent):
         models = [self._frame_models(n)] if cfg.runtime.batched else [self._frame_models(1) for _ in range(n)]
         if sum(m.batch_size for m in models) < n:
             raise ConfigError(f"the frame model has {sum(m.batch_size for m in models)} rows < max_sessions={n}")
-        return models, make_vad_factory(cfg.runtime.vad)
+        with config_keys(cfg), config_key("runtime.vad"):  # (a missing VAD package names the key, as the cascade's)
+            return models, make_vad_factory(cfg.runtime.vad)
 
     async def _leave_old_loop(self) -> None:
         """The loop the agent ran in has ended, its ticker and its sessions' tasks with it: the

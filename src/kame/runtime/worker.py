@@ -146,17 +146,19 @@ def make_vad_factory(kind: str, *, threshold: float | None = None,
     ``threshold``: the speech probability that starts speech (silero/webrtc; the energy VAD has
     its own dB threshold); ``min_silence``: the seconds of silence that end a speech region
     (None: the VADs' defaults, 0.5 and 0.5 s)."""
-    from ..backend.vad import vad_options
+    from ..backend.vad import vad_options, vad_used_as
 
     opts = vad_options(threshold, min_silence)
     energy = {k: v for k, v in opts.items() if k == "min_silence"}
     if kind == "energy":
         return lambda: EnergyVAD(**energy)
+    others = [k for k in ("auto (silero if installed, else energy)", "silero", "webrtc") if k != kind]
     try:
         from ..backend.vad import StreamingVAD
 
         backend = "silero" if kind in ("auto", "silero") else "webrtc"
-        StreamingVAD(backend=backend, **opts)  # fail now (not inside the worker) if unavailable
+        with vad_used_as(tail=f"; or set runtime.vad={', '.join(others)} or energy"):  # (its other choices)
+            StreamingVAD(backend=backend, **opts)  # fail now (not inside the worker) if unavailable
         return lambda: StreamingVAD(backend=backend, **opts)
     except Exception:  # noqa: BLE001 - optional dependency missing
         if kind != "auto":

@@ -13,7 +13,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-from ..cliargs import naming
+from ..cliargs import counted, naming
 from .data import DataError
 
 log = logging.getLogger(__name__)
@@ -120,12 +120,6 @@ async def _check_llm(llm, spec: str, timeout_s: float) -> None:
         raise DataError(f"the simulator LLM {spec!r} gave no answer to a trial request within {timeout_s:g} s") from None
     except Exception as exc:  # noqa: BLE001
         raise DataError(f"the simulator LLM {spec!r} failed a trial request: {type(exc).__name__}: {exc}") from exc
-
-
-def counted(n: int, noun: str, plural: str | None = None) -> str:
-    """``n`` and ``noun``, plural unless ``n`` is 1 (``plural``: when not noun + "s"): "1 dialogue",
-    "2 dialogues", "1 process" (was, in the reports: "1 dialogues", "1 windows", "2 process(es)")."""
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def past_end_warning(points: int, dialogues: int) -> list[str]:

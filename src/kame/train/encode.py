@@ -176,11 +176,12 @@ def add_arguments(p) -> None:
 def main(args) -> int:
     import torch
 
+    from ..cliargs import counted
     from ..paths import sweep_temporaries
     from ..runtime.interrupt import TERMINATED_STATUS, sigterm_as_ctrl_c, stopped_by
     from .batching import cached_dialogue, manifest_entries
     from .data import DIALOGUE_FILES, read_dialogue
-    from .datacmd import counted, tokenizer_of
+    from .datacmd import tokenizer_of
 
     path, entries = manifest_entries(args.manifest, command="data encode")
     torch.set_num_threads(1)

@@ -21,9 +21,9 @@ from typing import Mapping, Sequence
 
 import torch
 
+from ..cliargs import counted
 from .codes import encode_dialogue, load_codes
 from .data import FRAME_RATE, META, DataError, Dialogue, OracleEvent, Word, frame_of, is_int
-from .datacmd import counted
 
 DRIFT_WARNING_S = 0.5  # training_example warns when a word's tokens start later than this after it
 TEXT_CARD_FIX = ("use a front-end whose text_card >= the tokenizer's vocab_size (e.g. load_frontend('random:tiny', "

@@ -40,6 +40,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from ..cliargs import counted
 from ..errors import ConfigError
 from .batching import batches, input_dropouts, load_examples, manifest_path, slot
 from .checkpoint import (check_listed, check_out, check_overwrite, clear_out, frontend_identity,
@@ -47,7 +48,6 @@ from .checkpoint import (check_listed, check_out, check_overwrite, clear_out, fr
 from .config import (STATE, TrainConfig, check_resume, global_batch, load_train_state, lr_at, recorded_config,
                      resume_record)
 from .data import DataError
-from .datacmd import counted
 from .loading import load_for_training
 from .parallel import PRECISIONS, check_shard, resolve_precision
 

@@ -50,9 +50,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..cliargs import at_least
+from ..cliargs import at_least, counted
 from .data import DataError, Word, read_dialogue, write_meta
-from .datacmd import (MAX_FAILURES_IN_A_ROW, SETTINGS, check_simulator, counted, failures, item_index, levels_table,
+from .datacmd import (MAX_FAILURES_IN_A_ROW, SETTINGS, check_simulator, failures, item_index, levels_table,
                       make_simulator, oracle_config, past_end_warning, record_settings, simulator, tokenizer_of)
 from .manifest import write_manifest
 

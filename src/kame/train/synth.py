@@ -49,10 +49,10 @@ from pathlib import Path
 import numpy as np
 
 from ..backend.types import SAMPLE_RATE
-from ..cliargs import at_least, naming
+from ..cliargs import at_least, counted, naming
 from ..paths import sweep_temporaries
 from .data import DIALOGUE_FILES, META, DataError, Dialogue, Word, write_dialogue
-from .datacmd import (MAX_FAILURES_IN_A_ROW, SETTINGS, check_simulator, counted, failures, item_index, levels_table,
+from .datacmd import (MAX_FAILURES_IN_A_ROW, SETTINGS, check_simulator, failures, item_index, levels_table,
                       make_simulator, oracle_config, past_end_warning, record_settings, simulator, tokenizer_of)
 from .manifest import write_manifest
 

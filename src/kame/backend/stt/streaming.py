@@ -69,7 +69,7 @@ from ...runtime.metrics import Metric, MetricsSink, null_sink
 from ..options import number
 from ..priority import lower_thread_priority
 from ..types import FRAME_SIZE, AudioFrame, Transcript, Word
-from ..vad import VAD_RATE, StreamingVAD, VADConfig, check_vad
+from ..vad import VAD_RATE, StreamingVAD, VADConfig, check_vad, vad_used_as
 from .base import STT, owner_prefix
 from .spec import STREAMING_RULES
 
@@ -179,7 +179,8 @@ class SegmentedSTT(STT, ABC):
         self.clock = clock or MonotonicClock()
         self.metrics = metrics or null_sink
         self.vad_config = vad if isinstance(vad, VADConfig) else VADConfig(**(vad or {}))
-        check_vad(self.vad_config)  # a missing VAD package fails here, not in every stream's worker
+        with vad_used_as(f"the {who}'s end-of-utterance detector: "):
+            check_vad(self.vad_config)  # a missing VAD package fails here, not in every stream's worker
         if partial_interval is not None:
             self.partial_interval = number(who, "partial_interval", partial_interval,
                                            **STREAMING_RULES["partial_interval"])
