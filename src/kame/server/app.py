@@ -68,9 +68,10 @@ class Server:
         self.health_state = ops.Health()  # (also the agent's start in the background)
         self.allowed_origins = guard.parse_origins(cfg.allowed_origins)
         self.allowed_hosts = guard.parse_hosts(cfg.allowed_hosts)
-        self.loopback = guard.is_loopback_name(cfg.host)  # (then Host is checked: DNS rebinding)
+        bound = guard.bound_host(cfg.host)  # (--host 0 is 0.0.0.0, 127.1 is 127.0.0.1, as the socket reads them)
+        self.loopback = guard.is_loopback_name(bound)  # (then Host is checked: DNS rebinding)
         # another bind without a token: Host is checked too, against IPs and these names (None: not checked)
-        self.own_names = None if self.loopback or cfg.auth_token else guard.own_names(cfg.host)
+        self.own_names = None if self.loopback or cfg.auth_token else guard.own_names(bound)
         guard.log_host_names(self.own_names, self.allowed_hosts)
         self.slots = guard.ClientSlots(cfg.max_sessions_per_client or 0, self.trusted)
         self.refusals_logged = 0
@@ -189,6 +190,16 @@ class Server:
         self.opus_pool.shutdown(wait=False, cancel_futures=True)
 
 
+# on every response: no other site may frame the page (a framed Start button is clickjacking), no
+# browser may read a file as another type than it is sent as, and the Server header names no versions
+SAFE_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+                "Content-Security-Policy": "frame-ancestors 'none'", "Server": "kame"}
+
+
+async def _safe_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    response.headers.update(SAFE_HEADERS)  # (after aiohttp's defaults: its "Server: Python/3.x aiohttp/3.x" replaced)
+
+
 def _load_static(folder: Path) -> dict[str, tuple[bytes, str]]:
     """The page's files, read once: regular files directly in ``folder`` (settings.unserved: no
     symlinks, no subfolders), so requests can only ever name one of these, never a path. What is
@@ -230,6 +241,7 @@ def make_app(agent: Agent, cfg: ServerConfig | None = None, clock: Clock | None 
     app.router.add_get(ops.METRICS_PATH, ops.metrics_handler(server))
     app.router.add_get("/", server.static_file)
     app.router.add_get("/{name}", server.static_file)
+    app.on_response_prepare.append(_safe_headers)
     app.on_shutdown.append(server.on_shutdown)
     app.on_cleanup.append(server.on_cleanup)
     if manage_agent:
@@ -403,6 +415,7 @@ def _build(args) -> tuple[Agent, ServerConfig]:
         cfg, agent = server_config_from(getattr(config, "server", None)), build_agent(config)
     if host is not None:
         cfg.host = host
+    cfg.host = guard.bound_host(cfg.host)  # (--host 0: said, warned of and checked as the 0.0.0.0 it binds)
     if args.port is not None:  # 0: any free port
         cfg.port = args.port
     cfg.auth_token = token or cfg.auth_token
@@ -426,8 +439,9 @@ def main(args) -> int:
     port = sock.getsockname()[1]  # the one bound (--port 0: chosen by the system)
     app = make_app(agent, cfg, manage_agent=True, load_in_background=True)
     state = app[SERVER_KEY].health_state
-    if (unsafe := guard.bind_warning(cfg)):
-        log.warning("%s", unsafe)
+    for unsafe in (guard.bind_warning(cfg), ops.token_warning(cfg.auth_token)):
+        if unsafe:
+            log.warning("%s", unsafe)
     url = page_url(cfg.host, port)
 
     async def listen(_app) -> None:  # (first hook: before the agent's start begins)

@@ -44,6 +44,8 @@ from ..runtime.filemode import DEFAULT_MAX_TAIL_S, check_tail, read_input, reply
 from ..runtime.interrupt import done_or_stopped, first_ctrl_c, run_to_end
 from . import protocol as P
 from .clientreport import EPILOG, json_record, report
+from .logsafe import cut_query  # (printed URLs: ?token=SECRET is cut, as in the server's log)
+from .ops import read_token_file
 
 URL_SCHEMES = ("ws", "wss", "http", "https")
 # what reply_pending reads: partials too, as `kame run` (words heard since the speech began say the STT is at
@@ -211,7 +213,7 @@ class ChatResult:
         text = f"refused: HTTP {self.status}" + (f" {why['error']}" if why.get("error") else "") \
             + (f": {said}" if said else "")
         if self.status == 404 and not why.get("error"):  # not kame serve's own refusal: a wrong path or server
-            text += f" at {self.url} (no kame server's /api/chat there: check the URL's path and port)"
+            text += f" at {cut_query(self.url)} (no kame server's /api/chat there: check the URL's path and port)"
         return text
 
 
@@ -223,14 +225,14 @@ def chat_url(url: str, token: str | None = None, pcm: bool = False) -> str:
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     if scheme not in URL_SCHEMES:
-        raise ConfigError(f"{url}: the URL must start with ws://, wss://, http:// or https://")
+        raise ConfigError(f"{cut_query(url)}: the URL must start with ws://, wss://, http:// or https://")
     if not parts.netloc:
-        raise ConfigError(f"{url}: the URL has no host")
+        raise ConfigError(f"{cut_query(url)}: the URL has no host")
     try:
         parts.port  # (raises for a port that is not a number in 0..65535)
     except ValueError as exc:
         hint = " (an IPv6 address goes in brackets: http://[::1]:8998/)" if parts.netloc.count(":") > 1 else ""
-        raise ConfigError(f"{url}: {exc}{hint}") from None
+        raise ConfigError(f"{cut_query(url)}: {exc}{hint}") from None
     path = parts.path.rstrip("/")
     if not path.endswith("/api/chat"):
         path += "/api/chat"
@@ -391,7 +393,7 @@ async def chat(
             if stop.is_set():
                 res.interrupted = True
                 return res
-            raise NoAnswer(f"{url}: no answer to the connection or its WebSocket upgrade within {UPGRADE_TIMEOUT_S:g} s "
+            raise NoAnswer(f"{cut_query(url)}: no answer to the connection or its WebSocket upgrade within {UPGRADE_TIMEOUT_S:g} s "
                            f"(is a kame server listening there, and not stuck?)")
         try:
             ws = connect.result()
@@ -403,7 +405,7 @@ async def chat(
             rx_task = asyncio.create_task(rx.run(ws))
             if not await done_or_stopped(rx.ready.wait(), stop, UPGRADE_TIMEOUT_S):
                 rx_task.cancel()
-                raise NoAnswer(f"{url}: the WebSocket opened, but the server sent no handshake (0x00) within "
+                raise NoAnswer(f"{cut_query(url)}: the WebSocket opened, but the server sent no handshake (0x00) within "
                                f"{UPGRADE_TIMEOUT_S:g} s (is it a kame or Moshi server?)")
             enc = P.OpusEncoder()
             pcm = np.asarray(pcm, np.float32)
@@ -477,7 +479,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="write the agent's audio here (24 kHz; .wav, .flac, .ogg, .opus or .mp3, by its suffix)")
     ap.add_argument("--json", help="write text/metadata/errors here")
     ap.add_argument("--token", default=None,
-                    help="the server's token (sent URL-encoded as ?token=); default: a token in URL's query")
+                    help="the server's token (sent URL-encoded as ?token=; shown by `ps`); default: --token-file's, "
+                         "else a token in the URL's query, else the environment variable KAME_AUTH_TOKEN")
+    ap.add_argument("--token-file", default=None, metavar="PATH",
+                    help="the server's token, read from this file (kept out of `ps`, as kame serve's --token-file)")
     ap.add_argument("--pcm", action="store_true", help="use raw PCM (0x08) both ways instead of Ogg/Opus")
     ap.add_argument("--tail", type=tail_seconds, default=2.0,
                     help="seconds of silence streamed after the file (default 2, below 3600)")
@@ -489,6 +494,19 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "time and drops the rest undecoded (a warning says how much), so most of a longer input "
                          "is lost: for checking a connection, not for asking")
     ap.epilog, ap.formatter_class = EPILOG, argparse.RawDescriptionHelpFormatter
+
+
+def client_token(a: argparse.Namespace, env) -> str | None:
+    """The token kame client sends: --token, else --token-file's (read as kame serve reads its own),
+    else none if the URL has one, else KAME_AUTH_TOKEN (was: --token or the URL only; both show in `ps`)."""
+    token_file = getattr(a, "token_file", None)
+    if a.token is not None and token_file:
+        raise ConfigError("--token and --token-file are both given: use one (--token-file keeps the token out of `ps`)")
+    if token_file:
+        return read_token_file(token_file, "--token-file")
+    if a.token is not None or any(k == "token" for k, _ in parse_qsl(urlsplit(a.url.strip()).query)):
+        return a.token
+    return (env.get("KAME_AUTH_TOKEN") or "").strip() or None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -512,6 +530,7 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
     try:  # everything that can be wrong before the session, not after it
         check_tail(a.tail, a.max_tail)  # (checked as parsed too: this is for a program's own Namespace)
         chat_url(a.url)
+        a.token = client_token(a, os.environ)
         if a.output is not None:  # ("" too: check_output_file says it is empty)
             check_output_file(a.output, input=a.input, file_type=output_format)
         if a.json is not None:
@@ -548,10 +567,10 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
             why = os.strerror(err.errno)  # e.g. "Network is unreachable"
         else:  # e.g. the resolver's "Name or service not known"
             why = err.strerror or text or str(exc)
-        print(f"error: cannot connect to {a.url}: {why}", file=sys.stderr)
+        print(f"error: cannot connect to {cut_query(a.url)}: {why}", file=sys.stderr)
         return 1
-    except (aiohttp.ClientError, OSError) as exc:  # e.g. the connection was lost
-        print(f"error: {a.url}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except (aiohttp.ClientError, OSError) as exc:  # e.g. the connection was lost (aiohttp's text may quote the URL)
+        print(f"error: {cut_query(a.url)}: {type(exc).__name__}: {cut_query(str(exc))}", file=sys.stderr)
         return 1
     if res.status is not None:
         print(f"error: {res.refusal_text()}", file=sys.stderr)

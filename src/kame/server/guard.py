@@ -106,20 +106,40 @@ def parse_burst(value) -> float:
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # binds on all addresses (loopback included)
 
 
+def bound_host(host: str) -> str:
+    """The address a bind on ``host`` listens on: a short numeric form the socket takes too ("0",
+    "127.1", "0x7f.1", "2130706433") as the address it is ("0.0.0.0", "127.0.0.1"; was: taken for a
+    LAN name, in the banner, the warnings and the Host rules); a name, an address or "" unchanged."""
+    if not host.strip() or _is_ip(host.strip()):
+        return host
+    try:  # (read as the bind's getaddrinfo reads it; numeric only: no DNS asked)
+        return socket.getaddrinfo(host.strip(), None, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)[0][4][0]
+    except (OSError, UnicodeError, IndexError):
+        return host
+
+
 def bind_warning(cfg) -> str | None:
-    """The start-up warning for a server that any host could use: a non-loopback bind without a
-    token (web pages, through DNS rebinding, only if server.allowed_hosts has "*")."""
-    if cfg.auth_token or is_loopback_name(cfg.host):
+    """The start-up warning for a server without a token that more than this machine's own programs
+    can use: a non-loopback bind (any host that reaches it), or "*" in server.allowed_origins or
+    allowed_hosts (any web page a user visits; was: not said on a loopback bind)."""
+    if cfg.auth_token:
         return None
-    also = " (it also listens on 127.0.0.1)" if cfg.host in WILDCARD_HOSTS else ""
+    host = bound_host(cfg.host)
+    loopback = is_loopback_name(host)
+    who = f"any web page a user of this machine{'' if loopback else ' or network'} visits can open sessions"
+    pages = [f"{who} (server.allowed_origins has \"*\": cross-site WebSocket hijacking); list only your own pages' "
+             f"origins in it, e.g. \"http://localhost:3000\""] if "*" in parse_origins(cfg.allowed_origins) else []
     if "*" in parse_hosts(cfg.allowed_hosts):
-        pages = ("and so can any web page a user of this machine or network visits, through DNS rebinding (a name "
-                 "re-pointed at this address: server.allowed_hosts has \"*\", so any Host is answered)")
-    else:
-        pages = ("web pages cannot through DNS rebinding: it answers only to Host names that are IP addresses, "
-                 "localhost, this machine's names or in server.allowed_hosts")
-    return (f"serving on {cfg.host}{also} without an auth token: anyone who can reach it can open sessions; "
-            f"{pages}; give a token: --token-file PATH")
+        pages.append(f"{who} through DNS rebinding (a name re-pointed at this address: server.allowed_hosts has "
+                     f"\"*\", so any Host is answered); list only the names clients use in it")
+    if loopback:
+        return f"serving on {host} without an auth token: {'; '.join(pages)}; or give a token: --token-file PATH" \
+            if pages else None
+    also = " (it also listens on 127.0.0.1)" if host in WILDCARD_HOSTS else ""
+    pages = pages or ["web pages cannot through DNS rebinding: it answers only to Host names that are IP addresses, "
+                      "localhost, this machine's names or in server.allowed_hosts"]
+    return (f"serving on {host}{also} without an auth token: anyone who can reach it can open sessions; "
+            f"{'; '.join(pages)}; give a token: --token-file PATH")
 
 
 # ---- Host and Origin -------------------------------------------------------------------------

@@ -47,7 +47,12 @@ _TOO_LONG = re.compile(r"(Got more than \S+ bytes(?: \([^)]*\))? when reading):?
 TOO_LONG = "a request line or header (not logged: it may be a secret header's value)"
 
 
+def cut_query(text: str) -> str:
+    """Query strings (which may carry ?token=) cut to ``?…``: the server's log, kame client's errors."""
+    return _QUERY.sub("?…", text)
+
+
 def redact(text: str) -> str:
     """Query strings cut to ``?…``, secret header values to ``…``, the quote of a request line
     or header too long to read (it may be a secret's value, without its header's name) dropped."""
-    return _SECRET_HEADER.sub(r"\1: …", _QUERY.sub("?…", _TOO_LONG.sub(r"\1 " + TOO_LONG, text)))
+    return _SECRET_HEADER.sub(r"\1: …", cut_query(_TOO_LONG.sub(r"\1 " + TOO_LONG, text)))

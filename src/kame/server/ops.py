@@ -28,6 +28,7 @@ import asyncio
 import errno
 import logging
 import os
+import shlex
 import time
 
 from aiohttp import web
@@ -457,9 +458,18 @@ def metrics_handler(server):
 # ---- before the agent loads: the token file, the socket -------------------------------------
 
 
+MIN_TOKEN_CHARS = 16  # a shorter token: token_warning (wrong tokens are not rate-limited: guessing it is cheap)
+
+
 def read_token_file(path: str, what: str) -> str:
-    """The token in the file ``path`` (``what`` names where the path came from), whitespace stripped."""
+    """The token in the file ``path`` (``what`` names where the path came from), whitespace stripped;
+    a file other users may read is warned of (was: accepted without a word)."""
     try:
+        mode = local_path(path).stat().st_mode & 0o777
+        if os.name == "posix" and mode & 0o044:  # (readable by its group or by others)
+            log.warning("%s %s: other users of this machine can read the token (mode %03o: %s may read it); make "
+                        "it the owner's alone: chmod 600 %s", what, path, mode, "its group and others" if mode & 0o044
+                        == 0o044 else "its group" if mode & 0o040 else "others", shlex.quote(path))
         token = local_path(path).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{what} {path}: cannot read the token: {getattr(exc, 'strerror', None) or exc}") from None
@@ -468,6 +478,16 @@ def read_token_file(path: str, what: str) -> str:
     if any(c.isspace() for c in token):
         raise ConfigError(f"{what} {path}: the file holds more than one word; put only the bearer token in it")
     return token
+
+
+def token_warning(token: str | None) -> str | None:
+    """The start-up warning for a token short enough to guess (none for no token: bind_warning's)."""
+    if token and len(token) < MIN_TOKEN_CHARS:
+        return (f"the auth token is only {len(token)} characters long: anyone who can reach the server may guess it "
+                f"(wrong tokens are not rate-limited); use a long random one (at least {MIN_TOKEN_CHARS} characters), "
+                f"e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > FILE; chmod 600 FILE; "
+                f"then --token-file FILE")
+    return None
 
 
 def config_token(cfg) -> None:
