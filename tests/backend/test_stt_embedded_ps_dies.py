@@ -1,7 +1,9 @@
 """The embedded STT whose pocketsphinx child dies mid-utterance (QA k45 chaos finding 1): the
-utterance finishes on whisper alone, its whisper final comes, and then the stream ends with
-pocketsphinx's BackendError (the supervisor reports it and restarts the stream). Was: the error
-ended the stream at once and the utterance was lost (no final: the cascade never answered).
+utterance finishes on whisper alone, its whisper final comes, and then pocketsphinx's BackendError
+goes to the stream's fault handler (STREAM_ON_FAULT: a session's STT supervisor reports it) while
+the stream goes on; with no handler, the stream ends with it. Was: the error ended the stream at
+once and the utterance was lost (no final: the cascade never answered); then (review r1) the
+stream ended after the final, matched by its words, so its restart lost the next utterance.
 Fakes stand for pocketsphinx and whisper (no models, no child); the VAD is the real one on an
 energy "model" (speech = a loud frame), as in tests/backend/test_stt_stop.py."""
 
@@ -10,7 +12,7 @@ import pytest
 
 from kame.backend import vad as vad_mod
 from kame.backend.stt import embedded
-from kame.backend.stt.streaming import SegmentedSTT, StreamStopped
+from kame.backend.stt.streaming import STREAM_ON_FAULT, SegmentedSTT, StreamStopped
 from kame.backend.types import AudioFrame, Word
 from kame.errors import BackendError
 
@@ -91,34 +93,51 @@ async def _frames(pcms):
         yield AudioFrame(pcm, 100.0 + 0.08 * k)
 
 
-async def _run(stt, pcms):
-    """The stream's transcripts (final?, text) and the error that ended it (None: none)."""
+async def _run(stt, pcms, faults: list | None = None):
+    """The stream's transcripts (final?, text) and the error that ended it (None: none), in order;
+    ``faults``: the stream's fault handler appends ("fault", message) to the same list (None: no handler)."""
     got = []
+    token = STREAM_ON_FAULT.set(None if faults is None else (lambda exc: got.append(("fault", str(exc)))))
     try:
         async for tr in stt.stream(_frames(pcms)):
             got.append((tr.final, tr.text))
     except BackendError as exc:
         return got, exc
+    finally:
+        STREAM_ON_FAULT.reset(token)
     return got, None
 
 
 @pytest.mark.parametrize("die_at", ["accept", "partial"])
-async def test_whisper_final_comes_then_the_stream_ends_with_the_failure(monkeypatch, die_at):
+async def test_whisper_final_comes_then_the_failure_is_reported_and_the_stream_goes_on(monkeypatch, die_at):
     log: list = []
     stt = _stt(monkeypatch, die_at, log=log)
-    # an utterance, its end (the VAD's silence), then more silence (the stream would go on)
-    got, exc = await _run(stt, [SILENCE] * 5 + [SPEECH] * 25 + [SILENCE] * 30)
-    assert got[-1] == (True, "what is it")  # the final comes (was: the error at once, no final)
+    # an utterance, its end (the VAD's silence), then more silence (the stream goes on)
+    got, exc = await _run(stt, [SILENCE] * 5 + [SPEECH] * 25 + [SILENCE] * 30, faults=[])
+    assert got[-2:] == [(True, "what is it"), ("fault", DIED)]  # the final comes, then the failure
     assert (False, "what") in got  # (its partial before the death)
-    assert exc is not None and str(exc) == DIED  # then the failure, for the supervisor to report
+    assert exc is None  # the stream went on to the end of its input (was: it ended with the failure)
     assert log == ["ps closed"]  # (its decoder let go at the failure)
 
 
-async def test_a_final_with_no_words_is_the_failure_itself(monkeypatch):
-    """whisper heard nothing in the utterance either: no final to give first, the error ends the stream."""
-    stt = _stt(monkeypatch, "accept", heard=False)
+async def test_with_no_fault_handler_the_stream_ends_with_the_failure_after_the_final(monkeypatch):
+    """A stream nobody supervises: the failure still reaches its reader, after the final."""
+    stt = _stt(monkeypatch, "accept")
     got, exc = await _run(stt, [SILENCE] * 5 + [SPEECH] * 25 + [SILENCE] * 30)
-    assert not [g for g in got if g[0]] and exc is not None and str(exc) == DIED
+    assert got[-1] == (True, "what is it") and exc is not None and str(exc) == DIED
+
+
+@pytest.mark.parametrize("handler", [True, False])
+async def test_a_final_with_no_words_then_the_failure(monkeypatch, handler):
+    """whisper heard nothing in the utterance either: an empty final (it ends the utterance, no
+    turn), then the failure (reported, or ending a stream with no handler)."""
+    stt = _stt(monkeypatch, "accept", heard=False)
+    got, exc = await _run(stt, [SILENCE] * 5 + [SPEECH] * 25 + [SILENCE] * 30, faults=[] if handler else None)
+    assert [g for g in got if g[0] is True] == [(True, "")]
+    if handler:
+        assert got[-1] == ("fault", DIED) and exc is None
+    else:
+        assert exc is not None and str(exc) == DIED
 
 
 async def test_a_healthy_pocketsphinx_ends_nothing(monkeypatch):

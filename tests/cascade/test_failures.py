@@ -118,7 +118,7 @@ async def test_an_llm_that_stalls_mid_reply_ends_it_with_what_was_said():
     turn, ended = _last_turn_pair(d)
     assert ended["turn"] == turn["turn"] and ended["failed"] is True
     assert ended["text"] == "Paris is the capital." and d.voiced()
-    assert any("LLM stalled" in e for e in _errors(d)) and _backend(d) == [("llm", "down")]
+    assert any("LLM fake-llm stalled" in e for e in _errors(d)) and _backend(d) == [("llm", "down")]
     await d.close()
     await agent.stop()
 
@@ -152,7 +152,7 @@ async def test_a_tts_that_hangs_fails_the_turn_and_the_next_one_works(mode):
     turn, ended = _last_turn_pair(d)
     assert ended["turn"] == turn["turn"] and ended["failed"] is True
     assert ended["text"] == ("" if mode == "hang" else "Fine, thanks.")
-    assert any("tts fake-tts failed" in e and "TTS stalled" in e for e in _errors(d))
+    assert any("tts fake-tts failed" in e and "TTS fake-tts stalled" in e for e in _errors(d))
     assert ("tts", "down") in _backend(d)
     await _ask(d, "and now", 30)
     assert d.metas("agent_turn")[-1]["failed"] is False and d.metas("agent_turn")[-1]["text"] == "Fine, thanks."

@@ -69,7 +69,7 @@ async def test_a_silent_llm_still_stalls_the_reply():
     await run_for(clock, 0.5)
     await rp.wait()
     assert rp.failed and failures(out) == [
-        "llm scripted failed during the reply to turn 1: LLM stalled: nothing for 1.5 s after its last output"]
+        "llm scripted failed during the reply to turn 1: LLM scripted stalled: nothing for 1.5 s after its last output"]
 
     out.clear()
     rp = ReplyPipeline(rp.parts, metric=lambda *a: None)
@@ -82,7 +82,7 @@ async def test_a_silent_llm_still_stalls_the_reply():
     await run_for(clock, 1.5)  # after text and keep-alives: 1.5 s of nothing is a stall
     await rp.wait()
     assert rp.failed and failures(out) == [
-        "llm scripted failed during the reply to turn 2: LLM stalled: nothing for 1.5 s after its last output"]
+        "llm scripted failed during the reply to turn 2: LLM scripted stalled: nothing for 1.5 s after its last output"]
     assert rp.text == "See here: "
 
 
@@ -92,4 +92,4 @@ async def test_a_silent_llm_stalls_the_reply_at_its_first_timeout():
     await run_for(clock, 3.5)
     await rp.wait()
     assert rp.failed and failures(out) == [
-        "llm scripted failed during the reply to turn 1: LLM stalled: nothing within 3 s of the request"]
+        "llm scripted failed during the reply to turn 1: LLM scripted stalled: nothing within 3 s of the request"]

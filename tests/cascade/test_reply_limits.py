@@ -91,7 +91,7 @@ async def test_an_llm_past_its_spec_timeout_stalls_there_and_says_so():
     await rp.wait()
     assert rp.failed
     errors = [o.message for o in out if isinstance(o, ErrorEvent)]
-    assert errors and "LLM stalled: nothing within 20 s of the request" in errors[0]
+    assert errors and "LLM slow-llm stalled: nothing within 20 s of the request" in errors[0]
 
 
 async def test_the_cascade_stall_timeout_keys_set_the_timers():

@@ -66,7 +66,7 @@ async def test_a_stall_after_the_reload_and_a_reload_that_never_ends_still_fail(
     await run_for(clock, 2.5)  # loaded (seen within a second), then silent for the whole limit: a stall
     await rp.wait()
     assert rp.failed and failures(out) == [
-        "llm embedded failed during the reply to turn 3: LLM stalled: nothing for 10 s after it reloaded its model"]
+        "llm embedded failed during the reply to turn 3: LLM embedded stalled: nothing for 10 s after it reloaded its model"]
 
     out.clear()
     rp = ReplyPipeline(parts, metric=lambda *a: None)
@@ -78,7 +78,7 @@ async def test_a_stall_after_the_reload_and_a_reload_that_never_ends_still_fail(
     await run_for(clock, RELOAD_WAIT_S + 20.0, step=5.0)
     await rp.wait()
     assert rp.failed and failures(out) == [
-        f"llm embedded failed during the reply to turn 4: LLM still (re)loading its model after {RELOAD_WAIT_S:.0f} s"]
+        f"llm embedded failed during the reply to turn 4: LLM embedded still (re)loading its model after {RELOAD_WAIT_S:.0f} s"]
     assert parts.stats["wait_llm_loading"] == 2
 
 
@@ -105,7 +105,7 @@ async def test_a_reload_that_ends_before_the_timer_runs_out_gets_the_whole_limit
     await run_for(clock, 1.5)
     await rp.wait()
     assert rp.failed and failures(out) == [
-        "llm embedded failed during the reply to turn 3: LLM stalled: nothing for 5 s after it reloaded its model"]
+        "llm embedded failed during the reply to turn 3: LLM embedded stalled: nothing for 5 s after it reloaded its model"]
 
 
 async def test_a_turn_during_a_reload_hears_silence_then_the_answer():

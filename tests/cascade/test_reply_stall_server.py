@@ -1,8 +1,9 @@
 """A cascade reply's stall message names the component's server when it has one (its ``url``: the
 openai adapters'), as that component's other errors do ("LLM http://...: HTTP 500: ..."; QA k45
 chaos finding 6: "LLM stalled: nothing within 10 s of the request" named none). A component
-without one (the embedded LLM) is named as before. A remote client is told "stalled" only
-(kame.runtime.base.backend_brief: no URL). On a FakeClock."""
+without one (the embedded LLM) is named by its name, as the tandem's oracle names it
+(kame.backend.llm.base.describe; review r1: was "LLM stalled" here, "LLM embedded stalled" there).
+A remote client is told "stalled" only (kame.runtime.base.backend_brief: no URL). On a FakeClock."""
 
 from kame.cascade.config import CascadeConfig
 from kame.cascade.reply import ReplyParts, ReplyPipeline
@@ -66,10 +67,28 @@ async def test_a_tts_stall_names_its_server():
     assert f"TTS {TTS_URL} stalled: nothing within 3 s of the request" in ev.message, ev.message
 
 
-async def test_a_component_with_no_server_is_named_as_before():
+async def test_a_component_with_no_server_is_named_by_its_name_as_the_oracle_names_it():
     rp, clock, out = make(ScriptedLLM())
     await settle()
     await run_for(clock, 3.5)
     await rp.wait()
     assert [e.message for e in errors(out)] == [
-        "llm scripted failed during the reply to turn 1: LLM stalled: nothing within 3 s of the request"]
+        "llm scripted failed during the reply to turn 1: LLM scripted stalled: nothing within 3 s of the request"]
+
+
+class _HangingLocalTTS(_HangingTTS):
+    url = None  # (no server: a local TTS)
+
+
+async def test_a_tts_with_no_server_is_named_by_its_name():
+    llm = ScriptedLLM()
+    rp, clock, out = make(llm, _HangingLocalTTS)
+    await settle()
+    llm.calls[0].send("Fine, thanks.")
+    llm.calls[0].end()
+    await settle()
+    await run_for(clock, 3.5)
+    await rp.wait()
+    [ev] = errors(out)
+    assert "TTS fake-tts stalled: nothing within 3 s of the request" in ev.message, ev.message
+

@@ -66,7 +66,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..audio import SAMPLE_RATE, audio_problem, resample
-from ..backend.llm.base import bug_at, check_stream, component_name, stall_timeout, text_stream
+from ..backend.llm.base import bug_at, check_stream, component_name, describe, stall_timeout, text_stream
 from ..backend.policy import OraclePolicy, rate_gate, stall_limits
 from ..backend.prompt import PromptConfig, ReplyGuard
 from ..backend.types import FRAME_SIZE, ChatMessage
@@ -428,8 +428,8 @@ class ReplyPipeline:
             return await next_within(stream, self.clock, timeout, loading=self.llm if what == "LLM" else None,
                                      limit=limit, on_reload=self._reload_wait)
         except NothingWithin as exc:
-            url = getattr(self.llm if what == "LLM" else self.tts, "url", None)
-            what = f"{what} {url}" if isinstance(url, str) and url else what  # its server, as its other errors say
+            # its server if it has one (as its other errors say), else its name: as the tandem's oracle says it
+            what = f"{what} {describe(self.llm if what == 'LLM' else self.tts)}"
             plain = (f"{what} stalled: nothing within {first_limit:g} s of the request" if first else
                      f"{what} stalled: nothing for {chunk_limit:g} s after its last output")
             raise Stalled(exc.why(what, f"{limit:g}", plain)) from None

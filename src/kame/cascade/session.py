@@ -59,7 +59,7 @@ from ..runtime.base import (AgentAudio, BackendHealth, ErrorEvent, Meta, Output,
 from ..runtime.clock import STOP_WAIT_S, Clock, leave
 from ..runtime.metrics import Metric, MetricsSink, null_sink
 from ..runtime.session import MAX_PENDING_OUTPUTS
-from ..runtime.sttloop import STALL_S, STTSupervisor
+from ..runtime.sttloop import STALL_S, STTSupervisor, restart_note
 from .config import CascadeConfig
 from .reply import ReplyParts, ReplyPipeline
 from .routing import explain_turn
@@ -394,8 +394,8 @@ class CascadeSession(Session):
     async def _stt_transcript(self, tr: Transcript) -> None:
         self._on_transcript(tr)
 
-    def _stt_failure(self, exc: BaseException, wait: float) -> None:
-        msg = f"stt {self._names.get('stt') or component_name(self.stt)} failed: {_why(exc)}; restarting the stream in {wait:g} s"
+    def _stt_failure(self, exc: BaseException, wait: float | None) -> None:
+        msg = f"stt {self._names.get('stt') or component_name(self.stt)} failed: {_why(exc)}; {restart_note(wait)}"
         at, trace = bug_at(exc, log)  # (the STT's own bug: where it was raised, its traceback at DEBUG)
         log.warning("session %s: %s%s", self.id, msg, at, exc_info=trace)
         self._parts.health.report("stt", False, self.clock.now(), _why(exc), msg)

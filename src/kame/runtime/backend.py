@@ -51,7 +51,7 @@ from ..errors import ConfigError
 from .base import _why
 from .clock import Clock
 from .loading import config_key, config_keys
-from .sttloop import STALL_S, STTSupervisor
+from .sttloop import STALL_S, STTSupervisor, restart_note
 
 if TYPE_CHECKING:
     from .session import TandemSession
@@ -201,11 +201,11 @@ class BackendBridge:
             else:
                 await self._producer.on_transcript(tr)
 
-    def _on_stt_failure(self, exc: BaseException, wait: float) -> None:
+    def _on_stt_failure(self, exc: BaseException, wait: float | None) -> None:
         at, trace = bug_at(exc, log)  # (the STT's own bug: where it was raised, its traceback at DEBUG)
-        log.warning("session %s: stt %s failed: %s (restart in %g s)%s", self.session.id, self.stt_name, _why(exc), wait,
-                    at, exc_info=trace)
-        self._status("stt", False, f"{_why(exc)}; restarting the stream in {wait:g} s")
+        log.warning("session %s: stt %s failed: %s (%s)%s", self.session.id, self.stt_name, _why(exc),
+                    restart_note(None) if wait is None else f"restart in {wait:g} s", at, exc_info=trace)
+        self._status("stt", False, f"{_why(exc)}; {restart_note(wait)}")
 
     async def _producer_loop(self) -> None:
         while not self._closed:

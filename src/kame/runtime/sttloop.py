@@ -15,10 +15,14 @@ to unwind) and started again after ``retry_s``, doubled for each failure in a ro
 MAX_RETRY_S until a transcript comes, and at least as long as a BackendError's ``retry_after``
 (an HTTP 429's Retry-After; capped as everywhere, kame.backend.policy.honoured), so a
 rate-limited server is not called again before it asked. ``on_failure(exc, wait)`` hears of
-each failure (``wait``: the seconds before the restart), ``on_transcript(tr)`` gets each
-transcript (awaited; its first after a failure is the sign the STT is up again). While the STT
-is down its audio is dropped, not queued (its stream restarts on live audio); at most
-MAX_QUEUED_FRAMES wait for a running stream (the oldest dropped). Both are counted in ``dropped_frames``.
+each failure (``wait``: the seconds before the restart; None for a failure the stream reported
+and went on from, having lost no transcript: kame.backend.stt.streaming.STREAM_ON_FAULT, e.g. the
+embedded STT's pocketsphinx child died mid-utterance, whose final came from whisper; was: the
+stream ended, and its restart lost what the user said next; ``restart_note(wait)`` words it),
+``on_transcript(tr)`` gets each transcript (awaited; its first after a failure is the sign the
+STT is up again). While the STT is down its audio is dropped, not queued (its stream restarts on
+live audio); at most MAX_QUEUED_FRAMES wait for a running stream (the oldest dropped). Both are
+counted in ``dropped_frames``.
 A stream takes frames only as it gets to them (kame's own STTs hold at most ~15 s they have not
 processed: kame.backend.stt.streaming.INBOX_FRAMES), so an STT slower than real time fills this
 queue: it stays at most ~35 s behind, the audio dropped is counted, and a warning says so once
@@ -39,6 +43,7 @@ from typing import AsyncIterator, Awaitable, Callable
 from ..backend.llm.base import component_name
 from ..backend.policy import backoff, honoured
 from ..backend.stt.base import check_transcript, open_stream
+from ..backend.stt.streaming import STREAM_ON_FAULT
 from ..backend.types import FRAME_S, AudioFrame, Transcript
 from ..errors import BackendError
 from .clock import STOP_WAIT_S, Clock, cancel_within
@@ -48,6 +53,12 @@ log = logging.getLogger(__name__)
 STALL_S = 5.0  # an STT that takes no audio for this long while frames wait for it has stalled
 MAX_QUEUED_FRAMES = 250  # 20 s of audio waiting for a running STT stream, then the oldest is dropped
 MAX_RETRY_S = 30.0  # the longest wait between restarts of a failing STT
+
+
+def restart_note(wait: float | None) -> str:
+    """What follows an STT failure, as the sessions say it (``on_failure``'s ``wait``)."""
+    return "the stream goes on and its next utterance tries again" if wait is None else \
+        f"restarting the stream in {wait:g} s"
 
 
 class STTSupervisor:
@@ -185,7 +196,9 @@ class STTSupervisor:
             yield f
 
     async def _transcribe(self, q: asyncio.Queue) -> None:
-        """One STT stream: each transcript, checked, to on_transcript."""
+        """One STT stream: each transcript, checked, to on_transcript; a failure it goes on from,
+        to on_failure (with no wait: nothing restarts)."""
+        STREAM_ON_FAULT.set(lambda exc: self.on_failure(exc, None))  # (this task's streams only)
         stream = open_stream(self.stt, self._frame_iter(q), self.metrics, owner=self.who)
         try:
             async for item in stream:

@@ -14,11 +14,14 @@ Per utterance:
 Bounded work: while the worker is more than ``max_ps_lag`` s behind (a starved CPU),
 pocketsphinx skips audio (partials miss it; the whisper final still gets all of it).
 pocketsphinx failing mid-utterance (its child died, or hung): the utterance goes on with whisper
-alone (no more partials), its whisper final comes as usual, and then the stream ends with
-pocketsphinx's BackendError (EmbeddedSTT.stream): the STT's supervisor reports it as any STT
-failure (the session's "backend" Meta, /api/health's "down") and restarts the stream, whose next
-utterance starts a new child. A final with no words (whisper heard nothing) is that error instead.
-(Was: the error ended the stream at once, and the utterance was lost with whisper's buffer.)
+alone (no more partials), its whisper final comes as usual (whisper heard nothing: an empty
+final, no turn), and then pocketsphinx's BackendError is reported
+(``Recognizer.error_after_final``) while the stream goes on: a session reports it as an STT failure
+(an ErrorEvent, the "backend" stt "down" Meta, /api/health's "down"; "up" at the next transcript)
+and the next utterance starts a new child. (Was: the error ended the stream at once, and the
+utterance was lost with whisper's buffer; then, the stream ended after that final, and its
+restart lost what the user said next.) A stream nobody supervises ends with that error instead
+(kame.backend.stt.streaming).
 
     stt = EmbeddedSTT()                        # or registry.create("stt", "embedded")
     async for tr in stt.stream(frames): ...
@@ -26,17 +29,15 @@ utterance starts a new child. A final with no words (whisper heard nothing) is t
 
 from __future__ import annotations
 
-import contextvars
 import logging
 from pathlib import Path
-from typing import AsyncIterable, AsyncIterator
 
 import numpy as np
 
 from ...errors import BackendError
 from ...registry import spec_kwargs
 from ..options import number
-from ..types import AudioFrame, Transcript, Word
+from ..types import Word
 from .pocketsphinx import PocketsphinxRecognizer, shared_process
 from .base import owner_prefix
 from .spec import EMBEDDED_EXAMPLE, EMBEDDED_RULES
@@ -44,11 +45,6 @@ from .streaming import Recognizer, SegmentedSTT, StreamStopped
 from .whisper import WhisperModelHandle, WhisperRecognizer, check_whisper_options
 
 log = logging.getLogger(__name__)
-
-# the pocketsphinx failures of the stream the current worker runs for (set by EmbeddedSTT.stream;
-# the worker thread runs in a copy of its context): (the words of the whisper final that ended the
-# failed utterance, the error), raised by the stream once it has yielded that final
-_PS_FAILED: contextvars.ContextVar[list | None] = contextvars.ContextVar("kame_embedded_ps_failed", default=None)
 
 
 class HybridRecognizer(Recognizer):
@@ -64,12 +60,12 @@ class HybridRecognizer(Recognizer):
 
     def _ps_failed(self, exc: BackendError) -> None:
         """pocketsphinx failed (not a stopped stream's StreamStopped: re-raised): the rest of the
-        utterance is whisper's alone; the error is raised after its final (``final``)."""
+        utterance is whisper's alone; the error is reported after its final (``final``)."""
         if isinstance(exc, StreamStopped):
             raise exc
         self.ps_error = exc
         log.warning("%spocketsphinx failed mid-utterance (%s): this utterance's final comes from whisper alone, "
-                    "then the STT stream restarts (its next utterance starts a new pocketsphinx child)",
+                    "then the failure is reported (the next utterance starts a new pocketsphinx child)",
                     owner_prefix(), exc)
         self.ps.close()
 
@@ -120,17 +116,16 @@ class HybridRecognizer(Recognizer):
 
     def final(self, speech_end: float | None = None) -> list[Word]:
         words = self.wh.final(speech_end)  # whisper's final is the one that matters
-        if self.ps_error is not None:  # pocketsphinx failed earlier in the utterance
-            if not words:  # (whisper heard nothing: no final to give first)
-                raise self.ps_error
-            failed = _PS_FAILED.get()
-            if failed is not None:  # the stream raises it once this final is out (EmbeddedSTT.stream)
-                failed.append(([w.text for w in words], self.ps_error))
-            return words
-        if words:
-            self.ps.close()  # no need to wait for pocketsphinx's
-            return words
-        return self.ps.final()  # (its child dead: the stream ends with that; whisper heard nothing either)
+        if self.ps_error is None:
+            if words:
+                self.ps.close()  # no need to wait for pocketsphinx's
+            else:  # whisper heard nothing: pocketsphinx's final is the fallback
+                try:
+                    words = self.ps.final()
+                except BackendError as exc:  # (its child died at the end: no words, the failure reported)
+                    self._ps_failed(exc)
+        self.error_after_final = self.ps_error  # pocketsphinx failed: reported after this final
+        return words
 
     def close(self) -> None:
         """Stopped before the final: pocketsphinx's decoder goes back now, a whisper decode not
@@ -168,20 +163,6 @@ class EmbeddedSTT(SegmentedSTT):
 
     def new_recognizer(self) -> Recognizer:
         return HybridRecognizer(self)
-
-    async def stream(self, frames: AsyncIterable[AudioFrame], *, metrics=None) -> AsyncIterator[Transcript]:
-        """SegmentedSTT.stream; a pocketsphinx failure mid-utterance ends it with that BackendError
-        once the utterance's whisper final is yielded (see the module's doc)."""
-        failed: list = []
-        _PS_FAILED.set(failed)  # (in the caller's task: the worker thread copies its context)
-        inner = super().stream(frames, metrics=metrics)
-        try:
-            async for tr in inner:
-                yield tr
-                if tr.final and failed and [w.text for w in tr.words] == failed[0][0]:
-                    raise failed[0][1]
-        finally:
-            await inner.aclose()
 
 
 SPEC_OPTIONS = tuple(EMBEDDED_RULES)  # the constructor options a spec may set after ';' (kame.backend.stt.spec)

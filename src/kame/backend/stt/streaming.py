@@ -36,6 +36,10 @@ Errors: a recognizer crash ends ``stream`` with BackendError (never a hang). A s
 (a recognizer's final raising BackendError, e.g. an HTTP endpoint down) does the same unless
 ``on_error`` is given: then ``on_error(exc)`` is called on the loop, the utterance is
 committed with its last partial (if any) and the stream goes on with the next utterance.
+A failure that cost no transcript (``Recognizer.error_after_final``: the final came, a helper
+failed on the way, e.g. the embedded STT's pocketsphinx child died) is reported after that final
+to the stream's fault handler (``STREAM_ON_FAULT``, which kame.runtime.sttloop sets: the session
+reports the STT down, the stream goes on), else to ``on_error``; with neither it ends the stream.
 Stopping: when the consumer stops the stream (its session closed), the worker gives up at its next
 step (before each recognizer call, not only at the next frame), ``close()``s the recognizer of an
 unfinished utterance and never opens a new one; a recognizer call that waits for a shared
@@ -83,6 +87,11 @@ _STREAM_STOP: contextvars.ContextVar[threading.Event | None] = contextvars.Conte
                                                                                      default=None)
 
 
+# who hears this task's streams' error_after_final (the module's doc; kame.runtime.sttloop sets it)
+STREAM_ON_FAULT: contextvars.ContextVar[Callable[[BackendError], None] | None] = contextvars.ContextVar(
+    "kame_stt_stream_on_fault", default=None)
+
+
 def stream_stop_event() -> threading.Event | None:
     """The event set when the stream this worker thread serves is stopped by its consumer (None
     when not called from a stream's worker): a recognizer that waits for something shared (a
@@ -104,6 +113,8 @@ class Recognizer(ABC):
 
     sample_rate: int = VAD_RATE
     lag: float = 0.0  # s of audio waiting behind this chunk (set by the worker before accept)
+    # set by ``final``: its final is good but a helper failed (reported after it: the module's doc)
+    error_after_final: BackendError | None = None
 
     @abstractmethod
     def accept(self, pcm16k: np.ndarray) -> None:
@@ -213,7 +224,8 @@ class SegmentedSTT(STT, ABC):
         await self._open()
         out: asyncio.Queue = asyncio.Queue()
         room = asyncio.Semaphore(INBOX_FRAMES)  # frames the worker's inbox may still take
-        worker = _Worker(self, _poster(loop, out), owner_prefix(), _on_loop(loop, room.release))
+        worker = _Worker(self, _poster(loop, out), owner_prefix(), _on_loop(loop, room.release),
+                         on_fault=STREAM_ON_FAULT.get() or self.on_error)
         self._loop = loop  # for recognizers that do I/O on the loop (openai)
         # (in a copy of this task's context: the recognizers' log lines name the session too)
         thread = threading.Thread(target=contextvars.copy_context().run, args=(worker.run,),
@@ -243,8 +255,8 @@ class SegmentedSTT(STT, ABC):
                 kind = item[0]
                 if kind == "done":
                     return
-                if kind == "service_error":
-                    self.on_error(item[1])  # type: ignore[misc]
+                if kind == "service_error":  # (the stream goes on)
+                    item[2](item[1])
                     continue
                 if kind == "input_error":
                     raise item[1]
@@ -335,8 +347,10 @@ class _Worker:
     """The thread side of one stream: resampling, VAD, recognizers, bounded decoding."""
 
     def __init__(self, stt: SegmentedSTT, post: Callable[[tuple], None], who: str = "",
-                 freed: Callable[[], None] = lambda: None) -> None:
+                 freed: Callable[[], None] = lambda: None,
+                 on_fault: Callable[[BackendError], None] | None = None) -> None:
         self.stt, self.post, self.freed = stt, post, freed  # freed: a frame left the inbox
+        self.on_fault = on_fault  # hears an error_after_final (None: it ends the stream)
         self.who = who  # the log lines' prefix ("session c2: " or "")
         self.cond = threading.Condition()
         # frames not yet processed (at most INBOX_FRAMES: the feeder waits for ``freed``)
@@ -563,10 +577,15 @@ class _Worker:
                 raise
             log.warning("%sfinal transcription failed, committing the last partial: %s", self.who, exc)
             self._close(job.rec)  # the stream goes on: whatever it still holds goes now
-            self.post(("service_error", exc))
+            self.post(("service_error", exc, self.stt.on_error))
             words = job.last_words or []
         if words or job.last_words:  # an utterance that produced no text at all stays silent
             self.post(("final", words, job.eos))
+        failed = getattr(job.rec, "error_after_final", None)  # (a duck-typed recognizer may lack it)
+        if failed is not None:  # (after its final: in order, whatever the consumer does meanwhile)
+            if self.on_fault is None or self.stopped:  # nobody to tell: the stream ends with it (run())
+                raise failed
+            self.post(("service_error", failed, self.on_fault))
 
     def time_of(self, idx: float) -> float:
         """Clock time of 16 kHz sample index ``idx`` (interpolated inside its frame)."""
