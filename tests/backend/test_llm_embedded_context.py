@@ -113,7 +113,11 @@ def test_the_child_answers_a_prompt_past_its_context_at_once_without_a_prefill()
     assert "prompt 101 tokens > the embedded LLM's context 100" in conn.sent[0][2]
     assert model.calls == [21, 80, 4]  # the oldest user and assistant messages dropped; the long one cut
     assert model.max_new == [20, 20, 96]  # max_tokens 10000: what the context leaves (was: refused)
-    assert [m[:2] for m in conn.sent[1:]] == [("end", 8), ("end", 9), ("end", 10)]
+    # each fitting prompt's reading is announced with its tokens (the parent's allowance for the
+    # prefill, kame.backend.llm.embedded PROMPT_S_PER_TOKEN), the one past the context's is not
+    assert [m[:2] for m in conn.sent[1:]] == [("prompt", 8), ("end", 8), ("prompt", 9), ("end", 9),
+                                              ("prompt", 10), ("end", 10)]
+    assert [m[2] for m in conn.sent if m[0] == "prompt"] == model.calls
 
 
 def _serves_a_fake_model(conn):

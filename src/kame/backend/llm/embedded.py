@@ -13,9 +13,10 @@ generate loop neither holds the server's GIL nor shares its torch intra-op pool 
 front-end worker thread.
 
 Generations run ONE AT A TIME (a single dispatcher thread per child: a second request waits for
-the first to finish or be cancelled). The dispatcher is a daemon thread, not a ThreadPoolExecutor's:
-the interpreter's exit joins those before the atexit hooks run, so a (re)start under way held the
-exit for its whole model load; the atexit close() terminates that load instead (and logs it).
+the first to finish or be cancelled). The dispatcher is a daemon thread, not a ThreadPoolExecutor's
+(kame.backend.llm.dispatcher): the interpreter's exit joins those before the atexit hooks run, so a
+(re)start under way held the exit for its whole model load; the atexit close() terminates that
+load instead (and logs it).
 The dispatcher sends a request down a pipe and forwards the child's replies to the consumer's
 asyncio queue with ``call_soon_threadsafe``, so the event loop never blocks. Text comes out word
 by word (transformers' TextStreamer in the child, which holds a word back until it ends); a token
@@ -23,7 +24,7 @@ that releases no text yields an empty piece, a keep-alive (kame.backend.llm.base
 (a URL, code) is no stall for the consumers' timers (was: "LLM stalled: nothing for 5 s" while
 tokens came). Cancelling or closing the consumer writes the
 request's id into a shared ``cancel`` value that a StoppingCriteria in the child checks before
-every new token, so the child moves on at once.
+every new token, so the child moves on at its next one (not while it reads the prompt: below).
 A prompt that leaves less than min(max_tokens, MIN_REPLY_TOKENS = 64) of the model's context
 (8192 tokens) for the reply loses its oldest messages but the system message and the last user
 message (and any before the first user message left, so roles keep alternating), then the start
@@ -39,10 +40,16 @@ ErrorEvent and "backend" Meta; was: nothing said, the request silently waited ou
 and starts the restart (the request after it waits for that load). A (re)start that fails is
 logged, whether or not a consumer is still there to hear it. That load does not count in the
 consumers' ``stall_timeout`` (it takes minutes on a busy machine); a child still loading after
-``LOAD_TIMEOUT_S`` hangs: it is terminated and the request fails, saying so. A child that does
-not stop within ``CANCEL_GRACE_S`` of a cancel (it checks before every token, ~0.1 s apart: so
-it hangs) is terminated and counts as dead, so a hung child holds up the requests behind it for
-at most the consumer's ``stall_timeout`` plus that grace, not forever.
+``LOAD_TIMEOUT_S`` hangs: it is terminated and the request fails, saying so. The child checks
+for a cancel before every token (~0.1 s apart), but not while it reads the prompt (the prefill,
+before the first token: seconds, a minute for a long prompt on a busy machine or at
+``backend.nice``): it says ("prompt", id, tokens) as it starts reading, and a cancel meanwhile
+waits for the read, up to ``PROMPT_S_PER_TOKEN`` a token of the prompt, and for the first token.
+A child that does not stop within ``CANCEL_GRACE_S`` of a cancel and of the end of that allowance
+(or of its first token) hangs: it is terminated and counts as dead (was: one still reading a long
+prompt 10 s after a cancel was killed as hung, and reloaded), so a hung child holds up the
+requests behind it for at most the consumer's ``stall_timeout`` plus that grace (plus the
+allowance for its prompt), not forever.
 
 Construction waits for the child's "loaded" message (a few seconds; ~30 s the first time): a server should create
 it in a worker thread at start-up
@@ -64,11 +71,9 @@ import importlib.util
 import itertools
 import logging
 import os
-import queue
 import re
 import threading
 import time
-from concurrent.futures import Future
 from pathlib import Path
 from typing import AsyncIterator, Sequence
 
@@ -81,18 +86,19 @@ from ..types import ChatMessage
 from .base import LLM, check_messages
 from .context import PromptTooLong, fit_context
 from .converted import has_copy, load_model
+from .dispatcher import DISPATCHER_CLOSED, Dispatcher
 from .gguf_file import check_gguf
 
 log = logging.getLogger(__name__)
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 POLL_S = 0.05  # how often the dispatcher looks at the consumer's stop flag and the child's health
-CANCEL_GRACE_S = 10.0  # a cancelled request still running after this long: the child is hung
+CANCEL_GRACE_S = 10.0  # a cancelled request still running this long after its child's next stop check: hung
+# the longest the child may take to read (prefill) its prompt, a token: it reads 150-200 tokens/s on one
+# core (a 2-core machine at load 5), ~25/s at nice 10 on one at load 7-12: 0.1 s is 4 times slower than that
+PROMPT_S_PER_TOKEN = 0.1
 LOAD_TIMEOUT_S = 600.0  # a (re)start still loading the model after this long: the child is hung
 _STOPPED_WHILE_LOADING = ("the LLM child process was stopped while it loaded the model "
                           "(kame.backend.childproc.release_children, or shutdown)")
-
-DISPATCHER_CLOSED = ("the embedded LLM was closed at the interpreter's exit (its atexit hook stopped the child for "
-                     "good): a request after that is refused, not run by loading the model again during the shutdown")
 
 _load_lock = threading.Lock()
 _shared: dict[str, "_ChildWorker"] = {}  # gguf path -> its child process (started once)
@@ -228,6 +234,7 @@ def _generate(conn, model, tok, cancel, context: int, req_id: int, messages: lis
         kw.update(do_sample=True, temperature=float(temperature), top_k=50)
     else:
         kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    conn.send(("prompt", req_id, n_in))  # its reading (the prefill) starts: no stop check until its first token
     t0 = time.perf_counter()
     with torch.inference_mode():
         out = model.generate(**inputs, streamer=_Stream(tok, skip_prompt=True, skip_special_tokens=True),
@@ -236,55 +243,6 @@ def _generate(conn, model, tok, cancel, context: int, req_id: int, messages: lis
 
 
 # --- the parent side ---
-class _Dispatcher:
-    """One daemon thread running the submitted calls in order; ``submit`` returns a
-    concurrent.futures.Future. (A ThreadPoolExecutor's thread is no daemon: concurrent.futures'
-    exit hook joins it before atexit's close() could abort a child's (re)start it is blocked in, so
-    `kame serve`'s stop waited out the whole model load and a second Ctrl-C printed a traceback.)
-    A daemon thread is safe here although childproc.exit_if_loading warns against them (at exit
-    Python 3.11 ends a daemon thread with pthread_exit, which can abort inside torch): this one runs
-    no torch, the model is in the child process; it only waits on a queue, a pipe or a child's
-    start, which pthread_exit ends cleanly. ``close()`` (the atexit close, _ChildWorker.close_at_exit)
-    is final: later submits fail with BackendError (DISPATCHER_CLOSED) at once, and the caller's
-    calls check ``closed`` too, so nothing (re)loads a child during the interpreter's shutdown.
-    (Its thread then stays blocked in get() until the exit: one idle daemon thread per GGUF file.)"""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.closed = False  # close() ran: nothing more is run (set only at the interpreter's exit)
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        """Refuse every later submit (final: the process is exiting)."""
-        self.closed = True
-
-    def submit(self, fn, *args) -> Future:
-        future: Future = Future()
-        if self.closed:
-            future.set_exception(BackendError(DISPATCHER_CLOSED))
-            return future
-        self._jobs.put((future, fn, args))
-        with self._lock:  # (started on first use, as a ThreadPoolExecutor's thread is)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
-                self._thread.start()
-        return future
-
-    def _loop(self) -> None:
-        while True:
-            future, fn, args = self._jobs.get()
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                result = fn(*args)
-            except BaseException as exc:  # noqa: BLE001 - the submitter's to see
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
-
-
 class _ChildWorker:
     """Parent-side handle of one child process: start/restart it, run requests one at a time."""
 
@@ -302,7 +260,7 @@ class _ChildWorker:
         self._load_now = None  # the childproc.abortable_load() handle of a (re)start under way (close() aborts it)
         self._atexit = None
         self._lock = threading.Lock()  # guards current/cancel between consumer and dispatcher
-        self._dispatch = _Dispatcher("kame-llm")  # (a daemon thread: the exit does not wait for a load)
+        self._dispatch = Dispatcher("kame-llm")  # (a daemon thread: the exit does not wait for a load)
 
     @property
     def alive(self) -> bool:
@@ -403,11 +361,12 @@ class _ChildWorker:
         stop_child(proc, conn)
         return proc is not None or load is not None
 
-    def _died(self, hung: bool = False) -> str:
+    def _died(self, hung: str = "") -> str:
+        """Reap a child that died, or terminate one that ``hung`` (why it is taken for hung)."""
         if self.proc is None and self.released:  # close() ran during the request
             return "the LLM child process was stopped (kame.backend.childproc.release_children)"
-        code = reap_child(self.proc, self.conn, hung=hung)
-        what = f"hung (no stop {CANCEL_GRACE_S:g} s after a cancel) and was terminated" if hung else "died"
+        code = reap_child(self.proc, self.conn, hung=bool(hung))
+        what = f"hung ({hung}) and was terminated" if hung else "died"
         log.error("the embedded LLM child %s (exit code %s); the next request restarts it", what, code)
         with self._lock:
             self.proc = self.conn = self.cancel = None
@@ -472,12 +431,14 @@ class _ChildWorker:
                 raise OSError("the child was stopped")
             conn.send((req_id, *request))
             stopped_at = None  # monotonic time of the consumer's cancel
+            checks_at = time.monotonic()  # from then on the child looks at the cancel (before every token)
+            reading = 0  # the prompt's tokens while the child reads it (the prefill: no stop check until it ends)
             while True:
                 if stop.is_set():
                     self.stop_request(req_id)
                     stopped_at = stopped_at or time.monotonic()
-                    if time.monotonic() - stopped_at > CANCEL_GRACE_S:
-                        put("error", self._died(hung=True))
+                    if time.monotonic() - max(stopped_at, checks_at) > CANCEL_GRACE_S:
+                        put("error", self._died(hung=_hung_why(reading)))
                         return
                 if not conn.poll(POLL_S):
                     if not proc.is_alive():
@@ -487,7 +448,11 @@ class _ChildWorker:
                 kind, rid, value = conn.recv()
                 if rid != req_id:  # cannot happen: one request at a time
                     log.warning("dropping a reply for request %s (running %s)", rid, req_id)
+                elif kind == "prompt":  # it reads its prompt of ``value`` tokens: allowed time for that
+                    reading, checks_at = value, time.monotonic() + value * PROMPT_S_PER_TOKEN
                 elif kind == "text":
+                    if reading:  # its first token: the prompt is read, it checks the cancel from now on
+                        reading, checks_at = 0, time.monotonic()
                     put("text", value)
                 elif kind == "end":
                     llm.tokens_generated += value[0]
@@ -506,6 +471,16 @@ class _ChildWorker:
         finally:
             with self._lock:
                 self.current = 0
+
+
+def _hung_why(reading: int) -> str:
+    """Why a cancelled request's child is taken for hung (``reading``: its prompt's tokens if it
+    still reads them)."""
+    why = f"no stop {CANCEL_GRACE_S:g} s after a cancel"
+    if reading:  # (the grace counted from the later of the cancel and the end of that allowance)
+        why += (f" and after the {reading * PROMPT_S_PER_TOKEN:.3g} s allowed for reading its prompt of {reading} "
+                f"tokens ({PROMPT_S_PER_TOKEN:g} s a token)")
+    return why
 
 
 class EmbeddedLLM(LLM):
