@@ -367,7 +367,7 @@ class _ChildWorker:
             return "the LLM child process was stopped (kame.backend.childproc.release_children)"
         code = reap_child(self.proc, self.conn, hung=bool(hung))
         what = f"hung ({hung}) and was terminated" if hung else "died"
-        log.error("the embedded LLM child %s (exit code %s); the next request restarts it", what, code)
+        log.error("the embedded LLM child %s (exit code %s); a request restarts it", what, code)
         with self._lock:
             self.proc = self.conn = self.cancel = None
         return f"the LLM child process {what} (exit code {code})"
