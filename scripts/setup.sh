@@ -17,7 +17,11 @@ if [ ! -x .venv/bin/python ]; then
 else  # an existing .venv is reused: its Python is checked, and a PYTHON= it was not made with is refused
     have=$(version .venv/bin/python)
     .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || {
-        echo "kame needs Python >= 3.11; the existing ./.venv has Python $have: nothing was done. Remove it (rm -rf .venv) and run again, with PYTHON=python3.11 if python3 is older" >&2
+        if [ "$have" = "not found" ]; then
+            echo "kame: ./.venv/bin/python cannot be run: nothing was done. Remove it (rm -rf .venv) and run again" >&2
+        else
+            echo "kame needs Python >= 3.11; the existing ./.venv has Python $have: nothing was done. Remove it (rm -rf .venv) and run again, with PYTHON=python3.11 if python3 is older" >&2
+        fi
         exit 1
     }
     if [ -n "${PYTHON:-}" ]; then

@@ -188,6 +188,7 @@ def read_wav(path: str | Path, sample_rate: int | None = SAMPLE_RATE, *, mono: b
     if path.is_dir():
         raise AudioFormatError(f"{path} is a folder, not an audio file")
     source: str | io.BytesIO = str(path)
+    raw = None  # (a pipe's bytes)
     if path.is_file():
         size = path.stat().st_size
     else:  # a pipe (/dev/stdin, <(...)): read into memory, then read as a file is (libsndfile reads
@@ -198,11 +199,12 @@ def read_wav(path: str | Path, sample_rate: int | None = SAMPLE_RATE, *, mono: b
         source, size = io.BytesIO(raw), len(raw)
     if size == 0:  # (soundfile: "Format not recognised")
         raise AudioFormatError(f"audio file {path} is empty (0 bytes)")
-    check_wav_length(path)
+    check_wav_length(path, raw)
     try:
         data, rate = sf.read(source, dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises its own LibsndfileError / RuntimeError
-        raise AudioFormatError(f"cannot read audio file {path}: {exc}{_read_hint(path, exc)}") from exc
+        said = getattr(exc, "error_string", None) or exc  # (libsndfile's words: "Error opening <BytesIO ...>" no more)
+        raise AudioFormatError(f"cannot read audio file {path}: {said}{_read_hint(path, exc)}") from exc
     if data.size == 0:
         raise AudioFormatError(f"audio file {path} holds no samples")
     if rate < MIN_FILE_RATE:  # resampled, 100 samples "at 1 Hz" would become 100 s of noise
@@ -247,8 +249,9 @@ def _read_hint(path: Path, exc: Exception) -> str:
     code = getattr(exc, "code", None)
     if code in FOREIGN_CODES:
         out = path.with_name(f"{path.stem}{'-converted' if path.suffix.lower() == '.wav' else ''}.wav")
-        return (f" ({FOREIGN_CODES[code]}: it reads {READ_FORMATS}; convert it first, e.g. "
-                f"ffmpeg -i {shlex.quote(str(path))} {shlex.quote(str(out))})")
+        how = (f"ffmpeg -i {shlex.quote(str(path))} {shlex.quote(str(out))}" if path.is_file() else
+               "... | ffmpeg -i - converted.wav, then give converted.wav")  # (a pipe: read once, no folder)
+        return f" ({FOREIGN_CODES[code]}: it reads {READ_FORMATS}; convert it first, e.g. {how})"
     if code in DAMAGED_CODES:
         return f" ({path} may be truncated or damaged)"
     return ""
@@ -271,7 +274,7 @@ def mix_to_mono(channels: np.ndarray, path: str | Path) -> np.ndarray:
     return mixed
 
 
-def check_wav_length(path: Path) -> None:
+def check_wav_length(path: Path, raw: bytes | None = None) -> None:
     """A WAV file cut short (a copy or a download that stopped) reads without complaint as the
     samples that are left, so compare its data chunk's declared size with the bytes present:
     fewer is an AudioFormatError ("truncated"). More, where what follows the declared audio is no
@@ -283,20 +286,21 @@ def check_wav_length(path: Path) -> None:
     file); with any other RIFF size it reads no samples, and the warning comes before read_wav's
     "holds no samples".
     Sizes from 0x7FFF0000 up (placeholders of writers that did not know the length: arecord, sox,
-    streams; read to the end) are not checked, nor anything but a regular file (a pipe), nor a
-    file that cannot be opened (libsndfile then says why)."""
-    if not path.is_file():
+    streams; read to the end) are not checked, nor a file that cannot be opened (libsndfile then
+    says why). ``raw``: the bytes of a path that is no regular file (a pipe, read once by read_wav),
+    checked as the file would be; without them such a path is not checked."""
+    if raw is None and not path.is_file():
         return
     byte_rate = 0  # the fmt chunk's bytes per second (0: none before the data)
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb") if raw is None else io.BytesIO(raw) as f:
             head = f.read(12)
             if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
                 return  # not a RIFF/WAVE file: libsndfile judges it
             while len(chunk := f.read(8)) == 8:  # (no data chunk: libsndfile says what is wrong)
                 n = int.from_bytes(chunk[4:], "little")
                 if chunk[:4] == b"data":
-                    start, size = f.tell(), path.stat().st_size
+                    start, size = f.tell(), path.stat().st_size if raw is None else len(raw)
                     have = size - start
                     break
                 if chunk[:4] == b"fmt " and n >= 12:
@@ -318,7 +322,7 @@ def check_wav_length(path: Path) -> None:
     def secs(nbytes: int) -> str:
         return f" ({nbytes / byte_rate:.2f} s)" if byte_rate else ""
 
-    fixed = path.with_name(f"{path.stem}-fixed.wav")
+    fixed = path.with_name(f"{path.stem}-fixed.wav") if raw is None else Path("fixed.wav")  # (a pipe: no folder)
     log.warning("audio file %s: its header declares %d bytes of audio%s, yet the file holds %d after the header%s, "
                 "the rest no RIFF chunk: a recording that was never closed? Only the declared %d bytes are read; "
                 "to read all of it, rewrite its header first: sox --ignore-length %s %s", path, n, secs(n), have,
