@@ -139,5 +139,5 @@ def test_help_states_defaults_and_units(monkeypatch):
     assert "seconds" in helps(("bench", "latency"))["window"]
     assert "both (the default" in helps(("demo",))["mode"]
     client = helps(("client",))
-    assert "flac" in client["input"] and "flac" in client["output"] and "mp3" in client["output"]
+    assert "flac" in client["input"].lower() and "flac" in client["output"] and "mp3" in client["output"]
     assert "the config's" in helps(("eval", "mtbench"))["mode"]

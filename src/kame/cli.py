@@ -132,7 +132,7 @@ class _Parser(argparse.ArgumentParser):
 def _build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict]:
     parser = _Parser(
         prog="kame", description="kame: real-time tandem voice agents",
-        epilog="environment: KAME_AUTH_TOKEN (kame serve's bearer token), KAME_PLUGINS (plugin modules), "
+        epilog="environment: KAME_AUTH_TOKEN (kame serve's bearer token, and kame client's), KAME_PLUGINS (plugin modules), "
                "KAME_CACHE (kame's cache: the embedded LLM's converted copy, the bench recordings; default "
                "~/.cache/kame), HF_HUB_OFFLINE=1 (hf:// from the local cache only), "
                "OPENAI_API_KEY / OPENAI_BASE_URL (the openai: components' key and server; for the STT "

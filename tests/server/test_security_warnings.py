@@ -126,6 +126,7 @@ def test_a_token_file_others_can_read_is_warned_of_not_refused(tmp_path, caplog)
         assert ops.read_token_file(str(path), "--token-file") == LONG
     said = caplog.text
     assert "other users of this machine can read the token" in said and f"chmod 600 {path}" in said
+    assert "set its mode (e.g. 0400) where it is mounted" in said  # (a mounted secret is read-only: chmod fails)
     assert "mode 644" in said and "its group and others" in said
     caplog.clear()
     path.chmod(0o600)
@@ -161,6 +162,55 @@ def test_kame_client_takes_the_token_from_a_file_or_the_environment(tmp_path, ca
     with pytest.raises(SystemExit):
         ap.parse_args(["--help"])
     assert "KAME_AUTH_TOKEN" in " ".join(capsys.readouterr().out.split())
+
+
+def test_kame_client_chooses_its_token_as_kame_serve_does(wav, monkeypatch, capsys, caplog):
+    """(review r5 2: kame client had its own copy of ops.cli_token, without its checks: --token ""
+    (a `--token $UNSET`) or a blank KAME_AUTH_TOKEN sent no token, and a 401 came, said nowhere why)"""
+    ap = client.build_parser()
+    for argv, env, said in ((["--token", ""], "", "--token '': a blank token would connect without one; give the "
+                             "token (an unset variable in --token $VAR?), or omit --token to connect without one"),
+                            ([], "  ", "KAME_AUTH_TOKEN '  ': a blank token would connect without one; set it to the "
+                             "token, or unset it (or set it empty) to connect without one")):
+        with pytest.raises(ConfigError) as info:
+            client_token(ap.parse_args(["http://h", "in.wav", *argv]), {"KAME_AUTH_TOKEN": env})
+        assert str(info.value) == said
+        monkeypatch.setenv("KAME_AUTH_TOKEN", env)
+        assert main(["http://h", str(wav), *argv]) == 1
+        assert capsys.readouterr().err == f"error: {said}\n"
+    # the URL's token before the environment's (a blank KAME_AUTH_TOKEN is then not read), and said at INFO
+    assert client_token(ap.parse_args(["http://h/?token=x", "in.wav"]), {"KAME_AUTH_TOKEN": " "}) is None
+    with caplog.at_level(logging.INFO, logger="kame.server"):
+        assert client_token(ap.parse_args(["http://h", "in.wav"]), {"KAME_AUTH_TOKEN": LONG}) == LONG
+    assert "the bearer token is the one in the environment variable KAME_AUTH_TOKEN" in caplog.text
+
+
+def test_kame_client_main_leaves_a_programs_namespace_as_it_was(tmp_path, wav, monkeypatch):
+    """(review r5 3: main wrote the token into the Namespace: a second call with --token-file failed,
+    "--token and --token-file are both given")"""
+    path = tmp_path / "tok"
+    path.write_text(LONG)
+    path.chmod(0o600)
+    sent = []
+
+    async def fake_chat(url, pcm, *, token=None, **kw):
+        sent.append(token)
+        return ChatResult(status=401)
+    monkeypatch.setattr(client, "chat", fake_chat)
+    a = client.build_parser().parse_args(["http://h", str(wav), "--token-file", str(path)])
+    before = vars(a).copy()
+    assert main(a) == 1 and main(a) == 1
+    assert sent == [LONG, LONG] and vars(a) == before
+
+
+@pytest.mark.parametrize("url", ["http://[::1/?token=" + SECRET, "ws://[::1:8998/api/chat?token=" + SECRET])
+def test_kame_client_says_an_unclosed_ipv6_bracket_without_a_traceback(wav, url, capsys):
+    """(review r5 7: urlsplit's "ValueError: Invalid IPv6 URL" ended kame client with a traceback)"""
+    with pytest.raises(ConfigError, match=r"\?…: Invalid IPv6 URL \(an IPv6 address goes in brackets"):
+        client.chat_url(url)
+    assert main([url, str(wav)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {url.split('?')[0]}?…: Invalid IPv6 URL (an IPv6") and SECRET not in err, err
 
 
 async def test_kame_client_sends_kame_auth_token(wav, monkeypatch):

@@ -45,7 +45,7 @@ from ..runtime.interrupt import done_or_stopped, first_ctrl_c, run_to_end
 from . import protocol as P
 from .clientreport import EPILOG, json_record, report
 from .logsafe import cut_query  # (printed URLs: ?token=SECRET is cut, as in the server's log)
-from .ops import read_token_file
+from .ops import cli_token
 
 URL_SCHEMES = ("ws", "wss", "http", "https")
 # what reply_pending reads: partials too, as `kame run` (words heard since the speech began say the STT is at
@@ -221,8 +221,13 @@ def chat_url(url: str, token: str | None = None, pcm: bool = False) -> str:
     """The /api/chat WebSocket URL of the server at ``url``: http(s) becomes ws(s); a path of ""
     or "/" (the page's URL) becomes /api/chat, any other without it gets it appended (a server
     behind a path prefix), a trailing slash goes; the URL's query is kept, its token too unless
-    ``token`` is given; values are URL-encoded. ConfigError for another scheme or no host."""
-    parts = urlsplit(url.strip())
+    ``token`` is given; values are URL-encoded. ConfigError for another scheme, no host, a bad port or
+    an unclosed IPv6 bracket (was: urlsplit's ValueError, a traceback)."""
+    brackets = " (an IPv6 address goes in brackets: http://[::1]:8998/)"
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:  # "Invalid IPv6 URL"
+        raise ConfigError(f"{cut_query(url)}: {exc}{brackets}") from None
     scheme = parts.scheme.lower()
     if scheme not in URL_SCHEMES:
         raise ConfigError(f"{cut_query(url)}: the URL must start with ws://, wss://, http:// or https://")
@@ -231,8 +236,7 @@ def chat_url(url: str, token: str | None = None, pcm: bool = False) -> str:
     try:
         parts.port  # (raises for a port that is not a number in 0..65535)
     except ValueError as exc:
-        hint = " (an IPv6 address goes in brackets: http://[::1]:8998/)" if parts.netloc.count(":") > 1 else ""
-        raise ConfigError(f"{cut_query(url)}: {exc}{hint}") from None
+        raise ConfigError(f"{cut_query(url)}: {exc}{brackets if parts.netloc.count(':') > 1 else ''}") from None
     path = parts.path.rstrip("/")
     if not path.endswith("/api/chat"):
         path += "/api/chat"
@@ -464,11 +468,11 @@ async def chat(
             await http.close()
 
 
-async def _chat_until_interrupted(a: argparse.Namespace, pcm: np.ndarray) -> ChatResult:
+async def _chat_until_interrupted(a: argparse.Namespace, pcm: np.ndarray, token: str | None) -> ChatResult:
     """``chat`` for main: the first Ctrl-C ends the stream and keeps what came (written as usual,
     exit status 130); a second one quits at once."""
     async with first_ctrl_c("ending the session and saving what came") as stop:
-        return await chat(a.url, pcm, token=a.token, pcm_mode=a.pcm, realtime=not a.fast, tail_s=a.tail,
+        return await chat(a.url, pcm, token=token, pcm_mode=a.pcm, realtime=not a.fast, tail_s=a.tail,
                           max_tail_s=max(a.tail, a.max_tail), stop=stop)
 
 
@@ -497,16 +501,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def client_token(a: argparse.Namespace, env) -> str | None:
-    """The token kame client sends: --token, else --token-file's (read as kame serve reads its own),
-    else none if the URL has one, else KAME_AUTH_TOKEN (was: --token or the URL only; both show in `ps`)."""
-    token_file = getattr(a, "token_file", None)
-    if a.token is not None and token_file:
-        raise ConfigError("--token and --token-file are both given: use one (--token-file keeps the token out of `ps`)")
-    if token_file:
-        return read_token_file(token_file, "--token-file")
-    if a.token is not None or any(k == "token" for k, _ in parse_qsl(urlsplit(a.url.strip()).query)):
-        return a.token
-    return (env.get("KAME_AUTH_TOKEN") or "").strip() or None
+    """The token kame client sends: kame serve's choice (ops.cli_token: --token, else --token-file's,
+    else KAME_AUTH_TOKEN; a blank one refused), but the URL's own ?token= comes before KAME_AUTH_TOKEN."""
+    in_url = any(k == "token" for k, _ in parse_qsl(urlsplit(chat_url(a.url)).query))
+    return cli_token(a.token, getattr(a, "token_file", None), {} if in_url else env, "connect without one")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -529,8 +527,7 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
         a = build_parser().parse_args(argv)
     try:  # everything that can be wrong before the session, not after it
         check_tail(a.tail, a.max_tail)  # (checked as parsed too: this is for a program's own Namespace)
-        chat_url(a.url)
-        a.token = client_token(a, os.environ)
+        token = client_token(a, os.environ)  # (the URL checked first, by chat_url)
         if a.output is not None:  # ("" too: check_output_file says it is empty)
             check_output_file(a.output, input=a.input, file_type=output_format)
         if a.json is not None:
@@ -551,7 +548,7 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
               f"agent hears them unclipped): scale {a.input} down in float (sox clips a float file as it reads it), "
               f"e.g. ffmpeg -i {shlex.quote(str(a.input))} -af volume=-{over + 0.1:.1f}dB quieter.wav", file=sys.stderr)
     try:
-        res = run_to_end(_chat_until_interrupted(a, pcm))
+        res = run_to_end(_chat_until_interrupted(a, pcm, token))
     except KeyboardInterrupt:  # a second Ctrl-C
         return 130
     except KameError as exc:  # NoAnswer: connected, but the server did not answer

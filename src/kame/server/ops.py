@@ -468,8 +468,9 @@ def read_token_file(path: str, what: str) -> str:
         mode = local_path(path).stat().st_mode & 0o777
         if os.name == "posix" and mode & 0o044:  # (readable by its group or by others)
             log.warning("%s %s: other users of this machine can read the token (mode %03o: %s may read it); make "
-                        "it the owner's alone: chmod 600 %s", what, path, mode, "its group and others" if mode & 0o044
-                        == 0o044 else "its group" if mode & 0o040 else "others", shlex.quote(path))
+                        "it the owner's alone: chmod 600 %s, or, for a mounted secret (Docker, Kubernetes), set its "
+                        "mode (e.g. 0400) where it is mounted", what, path, mode, "its group and others" if mode
+                        & 0o044 == 0o044 else "its group" if mode & 0o040 else "others", shlex.quote(path))
         token = local_path(path).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{what} {path}: cannot read the token: {getattr(exc, 'strerror', None) or exc}") from None
@@ -499,28 +500,36 @@ def config_token(cfg) -> None:
         cfg.auth_token = read_token_file(cfg.auth_token_file, "server.auth_token_file")
 
 
-def cli_token(token: str | None, token_file: str | None, env: dict) -> str | None:
-    """`kame serve`'s token: --token or --token-file, else KAME_AUTH_TOKEN (None: the config's),
-    cleaned by ``clean_token``. A --token given empty is refused too (a systemd unit's `--token
-    ${UNSET}`: was silently no auth); an empty KAME_AUTH_TOKEN counts as unset (an EnvironmentFile's
-    `KAME_AUTH_TOKEN=`)."""
+def cli_token(token: str | None, token_file: str | None, env: dict, without: str = "serve without one") -> str | None:
+    """`kame serve`'s token and `kame client`'s: --token or --token-file, else KAME_AUTH_TOKEN (None:
+    the config's, or for kame client the URL's, which passes an empty ``env`` then), cleaned by
+    ``clean_token`` (its errors say ``without``). A --token given empty is refused too (a systemd
+    unit's `--token ${UNSET}`: was silently no auth); an empty KAME_AUTH_TOKEN counts as unset (an
+    EnvironmentFile's `KAME_AUTH_TOKEN=`). A token from KAME_AUTH_TOKEN is said at INFO (kame client
+    sends it to whichever server its URL names: a 401 then points there)."""
     token = clean_token(token, "--token", "give the token (an unset variable in --token $VAR?), or omit --token",
-                        empty_is_unset=False)
+                        empty_is_unset=False, without=without)
     if token and token_file:
         raise ConfigError("--token and --token-file are both given: use one (--token-file keeps the token out of `ps`)")
     if token_file:
         return read_token_file(token_file, "--token-file")
-    return token or clean_token(env.get("KAME_AUTH_TOKEN"), "KAME_AUTH_TOKEN",
-                                "set it to the token, or unset it (or set it empty)")
+    if token:
+        return token
+    token = clean_token(env.get("KAME_AUTH_TOKEN"), "KAME_AUTH_TOKEN", "set it to the token, or unset it (or set it "
+                        "empty)", without=without)
+    if token:
+        log.info("the bearer token is the one in the environment variable KAME_AUTH_TOKEN")
+    return token
 
 
-def clean_token(value, where: str, fix: str, empty_is_unset: bool = True) -> str | None:
+def clean_token(value, where: str, fix: str, empty_is_unset: bool = True, without: str = "serve without one"
+                ) -> str | None:
     """A bearer token as ``where`` gives it ("--token", "KAME_AUTH_TOKEN", "server.auth_token"),
     surrounding whitespace stripped, as a token file's is; None when not given, or empty
     (``empty_is_unset``). A blank one is a ConfigError that says ``fix`` (how to give the token or
-    serve without one there; was: the blanks as the token, or no auth)."""
+    go ``without`` one there; was: the blanks as the token, or no auth)."""
     if isinstance(value, str) and not value.strip() and (value or not empty_is_unset):
-        raise ConfigError(f"{where} {value!r}: a blank token would serve without one; {fix} to serve without one")
+        raise ConfigError(f"{where} {value!r}: a blank token would {without}; {fix} to {without}")
     return (value.strip() if isinstance(value, str) else value) or None
 
 
