@@ -50,9 +50,20 @@ def test_audio_the_stt_dropped_is_said_with_its_figure(capsys):
     print_warnings(_summary(rec, unheard=(3, 6)), Path("out.wav"))
     out = capsys.readouterr().out
     assert ("warning   the STT never got 21.6 s of the user's audio (stt_dropped_s in out.json: dropped while it was "
-            "over 20 s behind real time, stalled or down); it transcribed none of the 3 stretch(es) of speech after "
+            "at least 20 s behind real time, stalled or down); it transcribed none of the 3 stretch(es) of speech after "
             "22.0 s") in out
     assert "too quiet" not in out
+
+
+def test_a_fast_run_names_fast_first(capsys):
+    """(QA review r4 #3) --fast runs virtual time ahead of any STT: that is the cause, before the
+    errors the STT reported meanwhile (was: "its back-end reported 5 error(s)", --fast not named)."""
+    from kame.runtime.runreport import FAST
+
+    rec = _rec([_final(12.0 + 40.0, 0.0)], dropped_s=6.4)
+    print_warnings(_summary(rec, pacing="fast", errors=5), Path("out.wav"))
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("warning   the STT never got"))
+    assert line.endswith(f"; {FAST}")
 
 
 def test_quiet_audio_heard_in_time_is_still_blamed_on_the_audio(capsys):

@@ -31,7 +31,7 @@ tandem: after an ErrorEvent when a back-end fails, "up" at its next success), at
 Failures: the STT stream is kame.runtime.sttloop.STTSupervisor's, as the tandem's (reported
 with an ErrorEvent + "down" and restarted with back-off after it raises, ends by itself, yields
 something that is not a Transcript or stalls; "up" at its next transcript; the audio it never
-got, while down, stalled or over 20 s behind, counted in dropped_frames and stt_dropped_s; its
+got, while down, stalled or at least 20 s behind, counted in dropped_frames and stt_dropped_s; its
 latency metrics, stt_partial_latency and stt_final_latency, are the session's). close() frees
 the session's place in its agent at once (``on_close``); while someone reads its outputs (file mode's reader) a running stream may
 flush its last transcript first (CLOSE_GRACE_S), else (a server whose client left: nobody would
@@ -79,7 +79,7 @@ class CascadeStats:
     turns: int = 0
     bad_audio: int = 0  # push_audio chunks refused (not a float numpy array, not mono, NaN, int16-scale)
     backend_failures: int = 0  # STT / LLM / TTS failures reported (ErrorEvent)
-    dropped_frames: int = 0  # 80 ms user frames the STT never got (down, stalled, or over 20 s behind)
+    dropped_frames: int = 0  # 80 ms user frames the STT never got (down, stalled, or at least 20 s behind)
     stt_dropped_s: float = 0.0  # the same in seconds of audio (the tandem's stats name)
     # user audio dropped on arrival: sent faster than real time (max_backlog_s); and a last part-frame
     # still waiting at close (never stepped; after END_INPUT kame serve fills it with silence first)

@@ -14,8 +14,8 @@ virtual time: virtual time never runs ahead of wall time, so the back-end (STT, 
 run on real threads/sockets) gets at least as much real time as it would live. If the
 front-end is slower than real time, virtual time runs slower than wall time (slow motion)
 and back-end latencies look shorter than live by that factor (reported as "slowdown").
-``--fast`` drops (b): no wall-clock pacing, so back-end results arrive late in virtual time
-(use it to check the front-end path, not back-end latencies).
+``--fast`` drops (b): no wall-clock pacing, so back-end results arrive late in virtual time (use it
+to check the front-end path, not back-end latencies); its STT still gets all the audio (sttloop.unpaced).
 
 The agent's output of the step at virtual time t is placed at t in the right channel (it
 cannot start earlier than the frame that caused it). Trailing silence (--tail, 3 s) lets the
@@ -30,9 +30,8 @@ A random-weight front-end is labelled as such everywhere: its speech is babble, 
 started: kame eval mtbench plays every question into one agent.)
 Exit 0; 130 after Ctrl-C; 143 after SIGTERM, which ends the run as Ctrl-C does (the files hold what
 was played: kame.runtime.interrupt.TERMINATED_STATUS; one while the files are written lets them be
-finished first); 1 (after writing the
-files) when the front-end's step failed on more than half of the frames (kame.runtime.runreport,
-which also words the summary's warnings).
+finished first); 1 (after writing the files) when the front-end's step failed on more than half of
+the frames (kame.runtime.runreport, which also words the summary's warnings).
 """
 
 from __future__ import annotations
@@ -55,6 +54,7 @@ from .interrupt import TERMINATED_STATUS, first_ctrl_c, run_to_end, sigterm_held
 from .metrics import SLOW_CAUSE, MetricsLog, behind_real_time, late_share
 from .runreport import (STEP_FAILED, open_turns, print_warnings, shortened, speech_open, speech_spans, user_words,
                         words_not_heard)
+from .sttloop import unpaced
 
 SR, FRAME = 24000, 1920
 FRAME_S = FRAME / SR
@@ -72,9 +72,8 @@ def add_arguments(p) -> None:
     p.add_argument("--fast", action="store_true", help="no wall-clock pacing (as fast as possible)")
     p.add_argument("--tail", type=tail_seconds, default=3.0, help="seconds of silence appended (default 3)")
     p.add_argument("--max-tail", type=tail_seconds, default=DEFAULT_MAX_TAIL_S,
-                   help=f"a cascade still answering after --tail gets more silence until its reply is over, "
-                        f"up to this many seconds of silence in all (default {DEFAULT_MAX_TAIL_S:g}; never less "
-                        f"than --tail)")
+                   help=f"a cascade still answering after --tail gets more silence until its reply is over, up to "
+                        f"this many seconds of silence in all (default {DEFAULT_MAX_TAIL_S:g}; never less than --tail)")
     p.add_argument("--no-png", action="store_true", help="skip the timeline plot")
 
 
@@ -164,7 +163,8 @@ async def play_session(agent, pcm: np.ndarray, *, clock: FakeClock, metrics: Met
                 else:  # other kinds (e.g. the cascade's turn events): kept as they are
                     rec["other"].append(d)
 
-    session = await agent.open_session("file")
+    with unpaced(fast):  # (--fast: virtual time outruns the STT, which gets all its audio: no queue cap, no stall)
+        session = await agent.open_session("file")
     # a cascade with cascade.emit_silence off sends no audio for a silent frame: not waited for (was: each
     # waited frame_timeout_s, then 0.1 s, so the run went ~1.8x slower than real time); paced by the clock
     per_frame = getattr(getattr(session, "cfg", None), "emit_silence", True) is not False

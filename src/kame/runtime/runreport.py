@@ -422,16 +422,16 @@ def print_warnings(s: dict, out: Path) -> None:
         said, late = [], behind["final_t"] is not None and behind["final_t"] - behind["speech_end"] >= STT_BEHIND_S
         if behind["dropped_s"]:
             said.append(f"never got {behind['dropped_s']:.1f} s of the user's audio (stt_dropped_s in {json_name}: "
-                        f"dropped while it was over 20 s behind real time, stalled or down)")
+                        f"dropped while it was at least 20 s behind real time, stalled or down)")
         if late:
             said.append(f"fell behind real time: its last final, at {behind['final_t']:.1f} s, was for the speech "
                         f"ending at {behind['speech_end']:.1f} s ({behind['final_t'] - behind['speech_end']:.1f} s late)")
         if behind["after"]:
             said.append(f"transcribed none of the {behind['after']} stretch(es) of speech "
                         + (f"after {behind['speech_end']:.1f} s" if behind["speech_end"] is not None else "at all"))
-        print(f"warning   the STT {'; it '.join(said)}; "
-              + why("it is too slow for this machine: a faster backend.stt, more CPU (see backend.nice), or a less "
-                    "loaded machine"))
+        print(f"warning   the STT {'; it '.join(said)}; "  # (--fast first: its virtual time outruns any STT)
+              + (FAST if s.get("pacing") == "fast" else why("it is too slow for this machine: a faster backend.stt, "
+                                                            "more CPU (see backend.nice), or a less loaded machine")))
     if s.get("unheard"):
         n, of = s["unheard"]
         print(f"warning   the STT transcribed nothing in {n} of the {of} stretches of speech ({MIN_WORD_SPEECH_S:g} s "

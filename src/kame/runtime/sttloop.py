@@ -9,10 +9,10 @@ kame.runtime.backend.BackendBridge, the cascade's kame.cascade.session.CascadeSe
     sup.drop_queued()                       # at close, once its stream is stopped: what it never read, counted
 
 A stream that raises, ends by itself, yields something that is not a Transcript, or stalls (it
-has taken no audio for ``stall_s`` while frames wait for it: checked at each push and by a timer
-on the clock, so also once no more audio comes) is stopped (STOP_WAIT_S of wall time
-to unwind) and started again after ``retry_s``, doubled for each failure in a row up to
-MAX_RETRY_S until a transcript comes, and at least as long as a BackendError's ``retry_after``
+has taken no audio for ``stall_s``, a kame STT longer (below), while frames wait for it: checked
+at each push and by a timer on the clock, so also once no more audio comes) is stopped
+(STOP_WAIT_S of wall time to unwind) and started again after ``retry_s``, doubled for each
+failure in a row up to MAX_RETRY_S until a transcript comes, and at least as long as a BackendError's ``retry_after``
 (an HTTP 429's Retry-After; capped as everywhere, kame.backend.policy.honoured), so a
 rate-limited server is not called again before it asked. ``on_failure(exc, wait)`` hears of
 each failure (``wait``: the seconds before the restart; None for a failure the stream reported
@@ -21,14 +21,19 @@ embedded STT's pocketsphinx child died mid-utterance, whose final came from whis
 stream ended, and its restart lost what the user said next; ``restart_note(wait)`` words it),
 ``on_transcript(tr)`` gets each transcript (awaited; its first after a failure is the sign the
 STT is up again). While the STT is down its audio is dropped, not queued (its stream restarts on
-live audio); at most MAX_QUEUED_FRAMES wait for a running stream (the oldest dropped). Both are
-counted in ``dropped_frames``.
+live audio); at most MAX_QUEUED_FRAMES wait for a running stream (the oldest dropped); what a
+stopped stream held and had not processed is lost with it (kame.backend.stt.streaming.STREAM_ON_DISCARD).
+All are counted in ``dropped_frames``.
 A stream takes frames only as it gets to them (kame's own STTs hold at most ~15 s they have not
 processed: kame.backend.stt.streaming.INBOX_FRAMES), so an STT slower than real time fills this
-queue: it stays at most ~35 s behind, the audio dropped is counted, and a warning says so once
-each time the queue fills (was: kame's STTs took every frame at once into a backlog of their own
-with no bound, minutes behind on a busy machine, and nothing was dropped, counted or said).
-One decode that holds such a stream for those ~15 s and then ``stall_s`` while audio waits here is a stall.
+queue: it stays about 35 s behind (plus the decode under way), the audio dropped is counted, and a
+warning says so once each time the queue fills (was: kame's STTs took every frame at once into a
+backlog of their own with no bound, minutes behind on a busy machine, nothing dropped or said).
+Such an STT takes no frame while one decode runs, so the stall is declared only after
+max(``stall_s``, the STT's ``decode_stall_s``: 30 s for kame's, SegmentedSTT) (was: ``stall_s``,
+so a decode over 5 s behind was a stall: a restart and a lost utterance for an STT that works).
+A session opened under ``unpaced()`` (file mode's --fast: its clock runs far ahead of the STT)
+bounds nothing: no queue cap, no stall; its STT gets all the audio.
 The stream's task is named after the STT ("STT NAME's stream (session s1)"): a stream that ignores
 its cancellation is left behind by that name (kame.runtime.interrupt.run_to_end).
 """
@@ -37,13 +42,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
+import math
 from typing import AsyncIterator, Awaitable, Callable
 
 from ..backend.llm.base import component_name
 from ..backend.policy import backoff, honoured
 from ..backend.stt.base import check_transcript, open_stream
-from ..backend.stt.streaming import STREAM_ON_FAULT
+from ..backend.stt.streaming import STREAM_ON_DISCARD, STREAM_ON_FAULT
 from ..backend.types import FRAME_S, AudioFrame, Transcript
 from ..errors import BackendError
 from .clock import STOP_WAIT_S, Clock, cancel_within
@@ -53,6 +60,18 @@ log = logging.getLogger(__name__)
 STALL_S = 5.0  # an STT that takes no audio for this long while frames wait for it has stalled
 MAX_QUEUED_FRAMES = 250  # 20 s of audio waiting for a running STT stream, then the oldest is dropped
 MAX_RETRY_S = 30.0  # the longest wait between restarts of a failing STT
+_UNPACED = contextvars.ContextVar("kame_stt_unpaced", default=False)  # (unpaced())
+
+
+@contextlib.contextmanager
+def unpaced(on: bool = True):
+    """The STT supervisors of the sessions opened meanwhile (in this task) bound nothing: no queue
+    cap, no stall, for a clock that runs ahead of wall time (file mode's --fast; ``on`` False: as usual)."""
+    token = _UNPACED.set(on)
+    try:
+        yield
+    finally:
+        _UNPACED.reset(token)
 
 
 def restart_note(wait: float | None) -> str:
@@ -67,6 +86,9 @@ class STTSupervisor:
                  on_failure: Callable[[BaseException, float], None], metrics=None) -> None:
         self.stt, self.clock, self.who = stt, clock, who  # who: the session, for log lines
         self.retry_s, self.stall_s, self.metrics = retry_s, stall_s, metrics
+        # no frame taken for this long while frames wait: a stall (a kame STT's one decode may hold it longer)
+        self._stall_after = math.inf if _UNPACED.get() else max(stall_s, getattr(stt, "decode_stall_s", 0) or 0)
+        self._max_queued = math.inf if _UNPACED.get() else MAX_QUEUED_FRAMES
         self.on_transcript, self.on_failure = on_transcript, on_failure
         self.dropped_frames = 0  # user frames the STT never got (queue full, stalled, down)
         self._frames: asyncio.Queue | None = asyncio.Queue()  # the stream's input (None: the STT is down)
@@ -93,12 +115,12 @@ class STTSupervisor:
             self._full = False
         else:
             self._check_stall(q)
-        if q.qsize() >= MAX_QUEUED_FRAMES:
+        if q.qsize() >= self._max_queued:
             q.get_nowait()
             self.dropped_frames += 1
             if not self._full:
                 self._full = True
-                log.warning("session %s: STT %s is more than %.0f s behind real time (it transcribes slower than the "
+                log.warning("session %s: STT %s is at least %.0f s behind real time (it transcribes slower than the "
                             "audio comes): the oldest audio waiting for it is dropped, counted in the session's stats "
                             "(stt_dropped_s); use a faster STT (backend.stt) or give it more CPU",
                             self.who, component_name(self.stt), MAX_QUEUED_FRAMES * FRAME_S)
@@ -106,12 +128,12 @@ class STTSupervisor:
 
     def _check_stall(self, q: asyncio.Queue) -> float:
         """The stall check (at each push, and by the running stream's timer, _watch): frames wait in
-        ``q`` and the STT has taken none for stall_s -> the running stream's stall is set. Returns
-        the clock seconds left before it would have stalled (stall_s when no frame waits)."""
+        ``q`` and the STT has taken none for _stall_after -> the running stream's stall is set.
+        Returns the clock seconds left before it would have stalled (_stall_after when none waits)."""
         now = self.clock.now()
         if q.empty():
-            return self.stall_s
-        left = self._progress_at + self.stall_s - now
+            return self._stall_after
+        left = self._progress_at + self._stall_after - now
         if left <= 0 and self._stall is not None and not self._stall.done():
             self._stall.set_result(f"STT {component_name(self.stt)} stalled: it has taken no audio for {now - self._progress_at:.1f} s "
                                    f"({q.qsize() * FRAME_S:.1f} s of audio waiting for it)")
@@ -123,7 +145,7 @@ class STTSupervisor:
         utterance and waited for its reply never heard of it; the tandem pushes silence always)."""
         while not stall.done():
             left = self._check_stall(q)
-            if left <= 0:  # (stalled: set)
+            if left <= 0 or math.isinf(left):  # (stalled: set; or never: unpaced)
                 return
             await self.clock.sleep(max(left, FRAME_S))  # (at least a frame: a float sum just short wakes once)
 
@@ -199,6 +221,7 @@ class STTSupervisor:
         """One STT stream: each transcript, checked, to on_transcript; a failure it goes on from,
         to on_failure (with no wait: nothing restarts)."""
         STREAM_ON_FAULT.set(lambda exc: self.on_failure(exc, None))  # (this task's streams only)
+        STREAM_ON_DISCARD.set(self._discarded)
         stream = open_stream(self.stt, self._frame_iter(q), self.metrics, owner=self.who)
         try:
             async for item in stream:
@@ -210,6 +233,10 @@ class STTSupervisor:
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()
+
+    def _discarded(self, n: int) -> None:
+        """A stopped stream had ``n`` frames it had not processed (restarted or closed): lost, counted."""
+        self.dropped_frames += n
 
     async def _stop(self, task: asyncio.Task) -> None:
         """Cancel a stream's task, giving it STOP_WAIT_S (wall time) to unwind: an STT that

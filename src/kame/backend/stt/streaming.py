@@ -24,14 +24,12 @@ Bounded work: if the worker is behind (more than ``max_lag`` s of audio waiting)
 hears a pause (>= ``pause_skip`` s, the end of speech may be coming and the final needs the
 CPU), partial decodes are skipped.
 Bounded backlog: the feeder hands the worker at most INBOX_FRAMES (15 s) of audio it has not
-processed yet; while that many wait, the feeder takes no more frames from ``frames``, so a
-recognizer slower than real time holds the audio back in the caller's iterator. This stream
-drops nothing itself: kame's sessions feed it from kame.runtime.sttloop.STTSupervisor's queue,
-which keeps at most 20 s more (the oldest dropped, counted in the session's ``stt_dropped_s``)
-and reports a stream that takes nothing for ``backend.stt_stall_s`` while audio waits as stalled.
-(Was: the feeder moved every frame into an unbounded inbox at once, so an STT slower than real
-time fell minutes behind, its final for a question coming long after the user asked it, and
-the supervisor's bound, stall check and count never applied.)
+processed yet; while that many wait, it takes no more frames from ``frames``, so a recognizer
+slower than real time holds the audio back in the caller's iterator (was: an unbounded inbox,
+minutes behind). kame's sessions feed it from kame.runtime.sttloop.STTSupervisor's queue: at most
+20 s more (the oldest dropped, counted in ``stt_dropped_s``); a stream that takes nothing while
+audio waits there is stalled after max(``backend.stt_stall_s``, ``decode_stall_s``), so one slow
+decode is not. The frames a stopped stream had not processed go to ``STREAM_ON_DISCARD`` (counted).
 Errors: a recognizer crash ends ``stream`` with BackendError (never a hang). A service error
 (a recognizer's final raising BackendError, e.g. an HTTP endpoint down) does the same unless
 ``on_error`` is given: then ``on_error(exc)`` is called on the loop, the utterance is
@@ -79,17 +77,19 @@ from .spec import STREAMING_RULES
 
 log = logging.getLogger(__name__)
 
-INBOX_FRAMES = 188  # ~15 s of 80 ms frames handed to the worker and not processed yet, at most (so one
-# slow decode, e.g. whisper's final on a busy CPU, has 15 s + backend.stt_stall_s before it counts as a stall)
+INBOX_FRAMES = 188  # ~15 s of 80 ms frames handed to the worker and not processed yet, at most
 
 # the stop event of the stream the current worker thread serves (None outside a stream's worker)
 _STREAM_STOP: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("kame_stt_stream_stop",
                                                                                      default=None)
 
 
-# who hears this task's streams' error_after_final (the module's doc; kame.runtime.sttloop sets it)
+# who hears this task's streams' error_after_final (the module's doc; kame.runtime.sttloop sets it), and
+# how many frames a stream had not processed when it stopped (restarted or closed: lost; sttloop counts them)
 STREAM_ON_FAULT: contextvars.ContextVar[Callable[[BackendError], None] | None] = contextvars.ContextVar(
     "kame_stt_stream_on_fault", default=None)
+STREAM_ON_DISCARD: contextvars.ContextVar[Callable[[int], None] | None] = contextvars.ContextVar(
+    "kame_stt_stream_on_discard", default=None)
 
 
 def stream_stop_event() -> threading.Event | None:
@@ -172,6 +172,7 @@ class SegmentedSTT(STT, ABC):
     name = "segmented"
     partial_interval = 0.08  # s of audio between partial requests (subclasses override)
     pause_skip = 0.24  # no partial requests once the VAD has heard this much trailing silence
+    decode_stall_s = 30.0  # s one decode may hold the stream (its inbox full) before it is a stall (sttloop)
 
     def __init__(
         self,
@@ -276,7 +277,7 @@ class SegmentedSTT(STT, ABC):
                     sink(Metric("stt_final_latency", now - end_of_speech, now, labels={"stt": self.name}))
                 yield tr
         finally:
-            worker.stop()
+            (STREAM_ON_DISCARD.get() or (lambda n: None))(worker.stop() or 0)  # (its inbox: never processed)
             if not feeder.done():
                 feeder.cancel()
                 await asyncio.gather(feeder, return_exceptions=True)
@@ -373,11 +374,12 @@ class _Worker:
             self.closed = True
             self.cond.notify()
 
-    def stop(self) -> None:
+    def stop(self) -> int:  # (returns how many frames its inbox held: never processed)
         with self.cond:
             self.stopped = self.closed = True
             self.stop_event.set()
             self.cond.notify()
+            return len(self.inbox)
 
     def _wake(self, _future: Future) -> None:
         """A final's Future is done (any thread): the worker emits it."""
