@@ -8,6 +8,9 @@ terminated as hung, saying why."""
 import asyncio
 import logging
 import threading
+import time
+
+import pytest
 
 from kame.backend import childproc
 from kame.backend.llm import embedded
@@ -87,17 +90,19 @@ def _no_restart():
     raise AssertionError("the child was restarted")
 
 
-async def _cancel_during_the_read(llm, worker):
-    """A request, cancelled once the dispatcher has heard that the child reads its prompt."""
+async def _cancel_during_the_read(llm, worker) -> float:
+    """A request, cancelled once the dispatcher has heard that the child reads its prompt; when."""
     stream = llm.stream_chat(MSGS)
     piece = asyncio.ensure_future(stream.__anext__())
     await _until(worker.conn.got_prompt.is_set)
+    cancelled = time.monotonic()
     piece.cancel()  # (the consumer gave up: a barge-in, its stall timer)
     try:
         await piece
     except BaseException:  # noqa: BLE001 - CancelledError
         pass
     await stream.aclose()
+    return cancelled
 
 
 async def test_a_cancel_while_the_child_reads_its_prompt_waits_for_the_read(monkeypatch):
@@ -120,20 +125,28 @@ async def test_a_cancel_while_the_child_reads_its_prompt_waits_for_the_read(monk
         worker.close()
 
 
-async def test_a_child_that_never_finishes_reading_its_prompt_is_still_terminated(monkeypatch, caplog):
+@pytest.mark.parametrize("per_token, load_timeout", [(0.0005, 600.0), (0.1, 0.5)])
+async def test_a_child_that_never_finishes_reading_its_prompt_is_still_terminated(monkeypatch, caplog, per_token,
+                                                                                   load_timeout):
+    """After the allowance for its prompt (0.5 s here: 1000 tokens x 0.0005 s; or 1000 x 0.1 s = 100 s
+    capped at LOAD_TIMEOUT_S, was not capped: a prompt at the full context got 819 s) and the grace."""
     monkeypatch.setattr(embedded, "CANCEL_GRACE_S", 0.2)
-    monkeypatch.setattr(embedded, "PROMPT_S_PER_TOKEN", 0.0005)  # 0.5 s for its prompt
+    monkeypatch.setattr(embedded, "PROMPT_S_PER_TOKEN", per_token)
+    monkeypatch.setattr(embedded, "LOAD_TIMEOUT_S", load_timeout)
     finish = childproc.CTX.Value("b", 0, lock=False)
     worker = _worker(_never_reads, finish)
     hung = worker.proc
     try:
         llm = _llm(worker, stall_timeout=30)
         with caplog.at_level(logging.ERROR, logger="kame.backend.llm.embedded"):
-            await _cancel_during_the_read(llm, worker)
+            cancelled = await _cancel_during_the_read(llm, worker)
             await _until(lambda: worker.current == 0)
+        assert time.monotonic() - cancelled >= 0.5  # (a lower bound: the allowance was waited for)
         assert worker.proc is None and not hung.is_alive() and hung.exitcode == -15
         assert ("the embedded LLM child hung (no stop 0.2 s after a cancel and after the 0.5 s allowed for reading its "
-                "prompt of 1000 tokens (0.0005 s a token)) and was terminated") in caplog.text
+                f"prompt of 1000 tokens ({per_token:g} s a token)) and was terminated") in caplog.text
+        # the requests behind it no longer wait for that read (their timers run again from its end)
+        assert not worker.finishing and worker.finished_at == worker.loaded_at > 0
     finally:
         finish.value = 1
         childproc.reap_child(hung, None, hung=True)

