@@ -211,7 +211,8 @@ def test_resume_continues_as_the_straight_run(tmp_path):
     assert resumed.losses == pytest.approx(straight.losses[10:], rel=1e-4)
     for (name, p), q in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.allclose(p, q, atol=1e-5), name
-    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["latest", "step-10", "step-15", "step-20", "step-5"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [".lock", "latest", "log.jsonl", "step-10", "step-15", "step-20",
+                                                                 "step-5"]
 
 
 def test_batches_from_a_step_are_the_straight_runs_without_cutting_the_ones_before(tmp_path, monkeypatch):
@@ -326,7 +327,7 @@ def test_cli_codec_checks_out_folder_and_records(tmp_path, capsys, fake_codec):
     assert rc == 1 and "holds files already" in io.err and "--resume" in io.err, io.err
     rc, io = kame_train("--codec", "fake", "--steps", "1", "--overwrite")
     assert rc == 0, io.err
-    assert sorted(p.name for p in a.iterdir()) == ["latest", "step-1"]
+    assert sorted(p.name for p in a.iterdir()) == [".lock", "latest", "log.jsonl", "step-1"]
     (tmp_path / "empty").mkdir()
     assert cli_main(["train", str(tmp_path / "empty"), "-o", str(a)]) == 1
     assert "is a folder without a train.jsonl" in capsys.readouterr().err

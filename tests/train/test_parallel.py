@@ -150,7 +150,7 @@ def test_torchrun_two_processes_end_with_the_same_weights(ddp_run):
     assert not torch.equal(a["text_emb.weight"], start["text_emb.weight"])  # it trained
     saved = load_frontend(folder / "run" / "latest")[0].state_dict()
     assert all(torch.equal(a[k], saved[k]) for k in a)
-    assert sorted(p.name for p in (folder / "run").iterdir()) == ["latest", "step-3", "step-6"]
+    assert sorted(p.name for p in (folder / "run").iterdir()) == [".lock", "latest", "log.jsonl", "step-3", "step-6"]
     assert all(ddp_run.cached)  # each rank's share cached
     # each rank took its own share: rank r's window is row r of one process's batch at twice the
     # batch size (there padded to the longer window: codes -1, oracle pad)

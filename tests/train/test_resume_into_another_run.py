@@ -47,7 +47,7 @@ def test_a_resume_into_another_runs_folder_is_refused_unless_overwrite(tmp_path,
                      *FAST]) == 1
     err = capsys.readouterr().err
     assert f"--resume {a / 'latest'} is inside -o {a}" in err and "drop --overwrite" in err, err
-    assert sorted(p.name for p in a.iterdir()) == ["latest", "step-1", "step-2"]
+    assert sorted(p.name for p in a.iterdir()) == [".lock", "latest", "log.jsonl", "step-1", "step-2"]
 
     # its own folder: goes on there (a step saved again is replaced)
     assert cli_main(["train", manifest, "-o", str(a), "--steps", "2", "--resume", str(a / "step-1"), *FAST]) == 0
@@ -58,7 +58,7 @@ def test_a_resume_into_another_runs_folder_is_refused_unless_overwrite(tmp_path,
     # then the resumed run saves there
     assert cli_main(["train", manifest, "-o", str(b), "--steps", "2", "--resume", str(a / "step-1"), "--overwrite",
                      *FAST]) == 0
-    assert sorted(p.name for p in b.iterdir()) == ["latest", "step-2"] and _lr(b / "latest") == _lr(a / "latest")
+    assert sorted(p.name for p in b.iterdir()) == [".lock", "latest", "log.jsonl", "step-2"] and _lr(b / "latest") == _lr(a / "latest")
 
 
 def test_the_same_resume_run_again_is_told_to_go_on_from_its_own_later_checkpoints(tmp_path, capsys, fake_codec):
@@ -75,7 +75,8 @@ def test_the_same_resume_run_again_is_told_to_go_on_from_its_own_later_checkpoin
         err = " ".join(capsys.readouterr().err.split())
         assert f"kame: error: train: -o {c} holds this run's later checkpoints" in err, err
         assert f"go on from them with --resume {c}/latest" in err and "--overwrite" not in err, err
-        assert sorted(p.name for p in c.iterdir()) == ["latest", "step-2", "step-3", "step-4"][:int(steps) - 1]
+        assert sorted(p.name for p in c.iterdir()) == [".lock", "latest", "log.jsonl", "step-2", "step-3",
+                                                         "step-4"][:int(steps) + 1]
         assert cli_main(["train", manifest, "--resume", str(c / "latest"), "-o", str(c), "--steps", steps,
                          *FAST]) == 0
         capsys.readouterr()

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -46,6 +47,11 @@ from ..paths import check_output_folder, write_replacing
 from ..train.data import FRAME_RATE, SAMPLE_RATE, DataError
 
 NO_ASR = "; or --no-asr (no audio WER / CER)"  # (the way out a missing whisper's error names)
+
+
+def _note(line: str) -> None:
+    """A note on stderr (stdout holds the table)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -174,14 +180,16 @@ def cer(ref: str, hyp: str) -> tuple[int, int]:
     return edit_distance(list(r), list("".join(normalize(hyp)))), len(r)
 
 
-def follow_one(model, codec, tokenizer, d, sampling, seed: int, asr) -> tuple[dict, "np.ndarray"]:
-    """One dialogue's measures (see the module docstring) and the generated audio."""
+def follow_one(model, codec, tokenizer, d, sampling, seed: int, asr, *,
+               use_cache: bool = True) -> tuple[dict, "np.ndarray"]:
+    """One dialogue's measures (see the module docstring) and the generated audio; its codes read
+    from its codes.npz when ``use_cache`` and it has one, else encoded from its audio."""
     import torch
 
     from ..train.examples import training_example
 
     cfg = model.cfg
-    codes, oracle = training_example(d, codec, tokenizer, cfg)
+    codes, oracle = training_example(d, codec, tokenizer, cfg, use_cache=use_cache)
     tf = teacher_forced(model, codes, oracle, speaking_frames(d))
     bare = teacher_forced(model, codes, None).words_ok if model.has_oracle else None
     text, audio = generate(model, d, codes, sampling, seed)  # (the codes read or encoded once)
@@ -286,7 +294,7 @@ def main(args) -> int:
     from ..audio import write_wav
     from ..model.loaders import auto_device, parse_device
     from ..model.stepper import Sampling
-    from ..train.batching import manifest_entries
+    from ..train.batching import cached_dialogue, codes_cacheable, manifest_entries
     from ..train.data import read_dialogue
     from ..train.loading import load_for_training
 
@@ -321,6 +329,10 @@ def main(args) -> int:
             asr = Whisper()
         except NotAvailableError as exc:  # (its message names the `stt` extra; was: "the bench extra", none such)
             raise NotAvailableError(f"{where}: {exc}{NO_ASR}") from exc
+    # kame train's rule for a set's caches: a codes.npz another codec or codebook count made (or any,
+    # for a codec without a fingerprint) is said and its dialogue encoded on the fly (was: refused,
+    # naming a Python API); here none is written
+    cache = codes_cacheable(codec, codec_spec, _note)
     recs = []
     print(f"# kame eval follow: {args.frontend} ({codec_spec}, on {device}), {len(entries)} dialogues from "
           f"{args.manifest}, "
@@ -333,7 +345,8 @@ def main(args) -> int:
         print(head + rule)
     for i, e in enumerate(entries):
         d = read_dialogue(e.path)
-        rec, pcm = follow_one(model, codec, tok, d, sampling, (args.seed + i) % (MAX_SEED + 1), asr)
+        rec, pcm = follow_one(model, codec, tok, d, sampling, (args.seed + i) % (MAX_SEED + 1), asr,
+                              use_cache=cache and cached_dialogue(e.path, codec, _note, d=d) is not None)
         recs.append(rec)
         if out is not None:
             user = np.asarray(d.audio[:, 0], np.float32)

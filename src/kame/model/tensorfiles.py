@@ -216,6 +216,12 @@ def kind_hint(kind: str, path: Path) -> str:
     """What a checkpoint of ``kind`` at ``path`` is, and the spec it goes in (the caller's
     message names the path already)."""
     folder = path.parent if path.suffix in SAFETENSORS_SUFFIXES else path
+    if kind in ("mimi", "embedded") and re.fullmatch(r"step-\d+", folder.name) \
+            and not (folder / "config.json").exists():  # (kame train's step-N: a save stopped after its codec file)
+        latest = folder.parent / "latest"
+        pick = latest if (latest / "config.json").is_file() else f"{folder.parent}/latest or an earlier step-N"
+        return (f"it is an unfinished kame train checkpoint (a save that was stopped: its codec file is there, "
+                f"no config.json or weights): give {pick}, the last complete one (and remove {folder})")
     codec = _frontend_codec(folder) if kind == "frontend" else ""
     return {
         "mimi": f"it is a Mimi codec checkpoint; give it as the codec: mimi:{path} (codec.spec, or the "

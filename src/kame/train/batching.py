@@ -206,7 +206,7 @@ def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool =
     _, entries = manifest_entries(manifest)
     spec = codec_spec or type(codec).__name__
     fit_codec(codec, spec, cfg, "the front-end")  # (the codebooks it codes with, before any encode)
-    cache = use_cache and getattr(codec, "fingerprint", None) is not None
+    cache = use_cache and codes_cacheable(codec, spec, echo)
     # the dialogues whose cache is good, read without their samples (the codes come from the cache;
     # the same object again below, so their audio.wav is hashed once)
     known = {e.path: cached_dialogue(e.path, codec, echo, (listed or {}).get(e.path)) for e in entries} if cache else {}
@@ -220,7 +220,8 @@ def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool =
         mine, failed = todo[rank::world], None
         try:
             for i, e in enumerate(mine, 1):
-                _progress(echo, i, len(mine), f"encoding {{}}/{len(mine)} dialogues (cached as codes.npz)")
+                share = f", this process's share of {len(todo)}" if world > 1 else ""  # (rank 0's: it alone says)
+                _progress(echo, i, len(mine), f"encoding {{}}/{len(mine)} dialogues{share} (cached as codes.npz)")
                 write_codes(read_dialogue(e.path), codec, spec=spec)
         except Exception as exc:  # (said to the other ranks first: else they wait for it at the barrier)
             failed = exc
@@ -230,8 +231,6 @@ def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool =
         if failed is not None:
             raise failed
         todo = []
-    elif use_cache:
-        echo(f"codec {spec} has no fingerprint: its codes cannot be cached, every run encodes them")
     encode = {e.path for e in todo}
     out, n = [], 0
     for e in entries:
@@ -258,6 +257,17 @@ def _any_rank(flag: bool) -> bool:
     return bool(t.item())
 
 
+def codes_cacheable(codec, spec: str, echo: Callable[[str], None] = lambda s: None) -> bool:
+    """Whether ``codec``'s codes can be read from and cached in codes.npz (load_codes, write_codes):
+    only a codec with a fingerprint; for one without (random weights), said (``echo``) and False:
+    every run encodes its codes. With cached_dialogue, the rule kame train and kame eval follow
+    read a set's caches by."""
+    if getattr(codec, "fingerprint", None) is not None:
+        return True
+    echo(f"codec {spec} has no fingerprint: its codes cannot be cached, every run encodes them")
+    return False
+
+
 def cached_dialogue(folder: Path, codec, echo: Callable[[str], None] = lambda s: None, d=None):
     """FOLDER's dialogue (read without its samples; ``d``: as read already) when it holds a
     codes.npz this codec can use, else None (one made by another codec or from other audio is
@@ -272,7 +282,7 @@ def cached_dialogue(folder: Path, codec, echo: Callable[[str], None] = lambda s:
     try:
         load_codes(d, codec)
     except DataError as exc:
-        echo(f"{exc}: encoding it again")
+        echo(f"{getattr(exc, 'stale', exc)}: encoding it again")  # (the what, not load_codes' fix: done here)
         return None
     return d
 

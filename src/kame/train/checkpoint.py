@@ -21,24 +21,68 @@ checked before the front-end is loaded.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
 import re
 import shutil
 import stat
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 from .. import paths
+from ..errors import CheckpointError
 from ..paths import STALE_TEMPORARY_S
 from .config import STATE, TrainConfig
 from .parallel import SHARDED_OPTIMIZER, drop_sharded_optimizer
 
 
+LOCK, LOG = ".lock", "log.jsonl"  # OUT/.lock: held by the run writing there (out_lock); OUT/log.jsonl: its log rows
+RUN_FILES = (LOCK, LOG)  # what a run writes in OUT besides its checkpoints: not "files already" (check_out)
+
+
 def step_folder(out: Path, step: int) -> Path:
     return out / f"step-{step}"
+
+
+@contextlib.contextmanager
+def out_lock(out: Path):
+    """OUT/.lock held for the ``with`` (an flock, released by the kernel when the process ends,
+    however it ends: a stale one never blocks): a second run into the same OUT is refused
+    (ConfigError naming the first's pid), not left to replace its checkpoints. OUT is created.
+    No lock where the system has no flock (Windows) or the file system refuses one."""
+    from ..errors import ConfigError
+
+    try:
+        import fcntl
+    except ImportError:  # (Windows)
+        yield
+        return
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = True
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                held = False  # (a file system without locks, e.g. some NFS: run unlocked)
+            else:
+                f.seek(0)
+                pid = f.read().strip() or "?"
+                raise ConfigError(f"train: another kame train (pid {pid}) is writing to -o {out} (it holds "
+                                  f"{out / LOCK}): two runs in one OUT replace each other's checkpoints. Wait for "
+                                  f"it to end or stop it (a torchrun killed with SIGKILL leaves its workers "
+                                  f"running), or give another -o") from None
+        if held:
+            f.seek(0)
+            f.truncate()
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+        yield
 
 
 # A save stopped by SIGKILL (or a crash) leaves its temporary files: kame.paths.write_replacing's and
@@ -146,7 +190,8 @@ def check_out(out, overwrite: bool, resume=None) -> bool:
     out = Path(out)
     if out.exists() and not out.is_dir():  # (was: refused only at the first save, steps later)
         raise ConfigError(f"train: -o {out} is a file, not a folder: give a folder for the checkpoints")
-    if not out.is_dir() or not any(out.iterdir()):
+    check_writable(out)
+    if not out.is_dir() or all(p.name in RUN_FILES for p in out.iterdir()):
         return False
     own = Path(resume).resolve().parent if resume is not None else None
     if own is not None and out.resolve() == own:
@@ -174,6 +219,45 @@ def check_out(out, overwrite: bool, resume=None) -> bool:
                       f"checkpoints with them. {go_on}, or --overwrite to remove its step-N folders and latest")
 
 
+def moved_back_note(out: Path, resume: Path) -> str | None:
+    """For a run resumed in its own folder from a checkpoint older than OUT/latest: that its saves
+    move latest back (the newer step-N stay until one of the same number is saved), else None."""
+    def number(p: Path) -> int:
+        name = p.resolve().name
+        return int(name[5:]) if name.startswith("step-") and name[5:].isdigit() else -1
+
+    latest = Path(out) / "latest"
+    if Path(resume).resolve().parent != Path(out).resolve() or not latest.exists():
+        return None
+    newer, older = number(latest), number(Path(resume))
+    if newer <= older or older < 0:
+        return None
+    return (f"--resume {resume} is older than {latest} (step-{newer}): this run redoes steps {older + 1}-{newer}, "
+            f"its saves replacing the step-N of the same numbers, and latest then points at its last save; to go "
+            f"on from the newest instead, stop it and give --resume {latest}")
+
+
+def check_writable(out: Path) -> None:
+    """ConfigError unless a file can be made in ``out``, or in its nearest existing parent when it
+    is new (a probe file, made and removed): was a read-only -o found only at the first save,
+    every step before it lost."""
+    from ..errors import ConfigError
+
+    here = Path(out)
+    while not (here.exists() or here.is_symlink()) and here.parent != here:
+        here = here.parent
+    if not here.is_dir():
+        raise ConfigError(f"train: -o {out}: {here} is not a folder: give a folder for the checkpoints")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".kame-probe.", dir=here)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"train: -o {out} cannot be written ({here}: {exc.strerror or exc}), so no checkpoint "
+                          f"could be saved: give a folder you can write to (another -o), nothing was "
+                          f"trained") from None
+
+
 def goes_on_from(folder: Path, checkpoint: Path) -> bool:
     """Whether the run that saved checkpoint ``folder`` went on from ``checkpoint`` (a resolved
     path), at once or through earlier resumes: the kame.train.resumed_from its config.json
@@ -191,9 +275,9 @@ def goes_on_from(folder: Path, checkpoint: Path) -> bool:
 
 
 def clear_out(out: Path) -> None:
-    """Remove the step-N folders and latest a run wrote in OUT (--overwrite; check_out)."""
+    """Remove the step-N folders, latest and log.jsonl a run wrote in OUT (--overwrite; check_out)."""
     for p in Path(out).iterdir():
-        if p.name in ("latest", ".latest.tmp"):
+        if p.name in ("latest", ".latest.tmp", LOG):
             p.unlink()
         elif p.name.startswith("step-") and p.is_dir():
             shutil.rmtree(p)
@@ -300,7 +384,6 @@ def _place(src: Path, dst: Path, *, placed: Path | None = None, sha256: str | No
     ``placed``: the run's own earlier copy (OUT/latest's), linked from when it is that file (the
     same inode, or ``sha256``'s): a source on another file system is copied once a run, not once a
     save."""
-    from ..errors import CheckpointError
     from ..paths import write_replacing
 
     src = src.resolve()  # (a Hugging Face snapshot's link: its blob)
@@ -334,13 +417,74 @@ def save_checkpoint(model, weights: dict, optim: dict, out: Path, step: int, tcf
     codec it was trained with), that Mimi (portable_codec), and train_state.pt (``optim``, the
     optimizer's state keyed by parameter name, or where a sharded run wrote it:
     parallel.checkpoint_state; and the step); then OUT/latest -> step-N (a symlink, replaced
-    atomically; none where the system makes none: _link_latest)."""
+    atomically; none where the system makes none: _link_latest). A save that fails (a full
+    disk: SaveFailed) or is stopped (Ctrl-C) removes the step-N it made."""
+    folder = step_folder(out, step)
+    fresh = not folder.exists()
+    try:
+        _save(model, weights, optim, out, folder, step, tcfg, manifest, manifest_sha, world=world,
+              codec_spec=codec_spec, tokenizer_spec=tokenizer_spec, extra=extra, codec=codec)
+    except BaseException as exc:
+        if fresh:  # (a save stopped or failed: no step-N holding only some of its files, e.g. the codec's)
+            shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(exc, (OSError, CheckpointError)) or type(exc).__name__ == "SafetensorError":
+            raise SaveFailed(step, folder, _why(exc, folder, (weights, optim))) from exc
+        raise
+    _link_latest(out, folder)
+    return folder
+
+
+class SaveFailed(CheckpointError):
+    """A checkpoint that could not be written (save_checkpoint; ``full``: the disk is full). Its
+    step-N is removed when the save made it; kame train adds the checkpoint to resume from."""
+
+    def __init__(self, step: int, folder: Path, why: tuple[bool, str]) -> None:
+        self.step, self.folder, (self.full, reason) = step, folder, why
+        what = f"disk full while saving step {step} ({folder}: {reason})" if self.full else \
+            f"cannot save step {step}: {reason}"
+        super().__init__(f"train: {what}; nothing of it is kept")
+
+
+def _why(exc: BaseException, folder: Path, written) -> tuple[bool, str]:
+    """(whether the disk is full, what went wrong) for a save that failed with ``exc``: ENOSPC in
+    its chain, safetensors' "os error 28", or (torch's writer says only "unexpected pos") less
+    free space left than the bytes of ``written`` (the weights and optimizer state)."""
+    import torch
+
+    chain, e = [], exc
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    text = " ".join(str(e) for e in chain)
+    full = any(getattr(e, "errno", None) == errno.ENOSPC for e in chain) or "os error 28" in text \
+        or "No space left" in text
+    if not full:
+        def size(x) -> int:
+            if isinstance(x, torch.Tensor):
+                return x.nelement() * x.element_size()
+            items = x.values() if isinstance(x, dict) else x if isinstance(x, (list, tuple)) else ()
+            return sum(size(v) for v in items)
+        here = folder
+        while not here.exists() and here.parent != here:
+            here = here.parent
+        with contextlib.suppress(OSError):
+            full = shutil.disk_usage(here).free < size(written)
+    if full:
+        return True, "No space left on device"
+    if isinstance(exc, CheckpointError):  # (write_replacing's: names the file, then the error)
+        return False, str(exc)[:400]
+    return False, f"{folder}: {(getattr(exc, 'strerror', None) or str(exc))[:300]}"
+
+
+def _save(model, weights: dict, optim: dict, out: Path, folder: Path, step: int, tcfg: TrainConfig, manifest,
+          manifest_sha: str, *, world: int, codec_spec: str | None, tokenizer_spec, extra: dict | None,
+          codec) -> None:
+    """save_checkpoint's files in step-N ``folder``, all but OUT/latest."""
     import torch
 
     from ..model.loaders import MOSHI_NAME, save_frontend
     from ..paths import write_replacing
 
-    folder = step_folder(out, step)
     tok = tokenizer_spec
     if tok is not None and tok != "default":  # a tokenizer file goes with the checkpoint (save_frontend names it)
         folder.mkdir(parents=True, exist_ok=True)
@@ -361,11 +505,9 @@ def save_checkpoint(model, weights: dict, optim: dict, out: Path, step: int, tcf
                  "manifest": str(Path(manifest).resolve()), "manifest_sha256": manifest_sha, **(extra or {})}
     save_frontend(model, folder, codec=recorded, tokenizer=tok, train=train_rec, state_dict=weights, **meta)
     write_replacing(folder / STATE, lambda tmp: torch.save({"step": step, "optimizer": optim, "train": train_rec}, tmp),
-                    "training state", errors=(RuntimeError,))  # (torch's writer: a full disk is a RuntimeError)
+                    "training state", errors=(RuntimeError,), error=CheckpointError)  # (torch's writer: a full disk is a RuntimeError)
     if "sharded" not in optim:  # (an earlier sharded save of this step's files: not this one's)
         drop_sharded_optimizer(folder)
-    _link_latest(out, folder)
-    return folder
 
 
 _UNLINKED: set[Path] = set()  # the OUT folders whose latest could not be linked (warned once each)

@@ -70,6 +70,14 @@ def write_codes(d: Dialogue, codec, *, spec: str) -> Path:
     return path
 
 
+def _stale(what: str, fix: str) -> DataError:
+    """load_codes' error for a cache made by another codec, from other audio or unreadable: ``what``: "PATH:
+    why" (its ``stale``, what kame train says as it encodes the dialogue again), then ``fix``."""
+    err = DataError(f"{what}: {fix}")
+    err.stale = what
+    return err
+
+
 def load_codes(d: Dialogue, codec) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The cached (user, agent) codes of ``d`` for ``codec``, None without a cache; a DataError when
     the cache is another codec's (fingerprint, codebooks) or another audio's (sha256), or its codes
@@ -81,11 +89,11 @@ def load_codes(d: Dialogue, codec) -> tuple[torch.Tensor, torch.Tensor] | None:
         with np.load(path, allow_pickle=False) as z:
             meta, user, agent = json.loads(str(z["meta"])), z["user"], z["agent"]
     except UNREADABLE as exc:  # (a cut or damaged file too: the caller encodes it again, as one of another codec)
-        raise DataError(f"{path}: not a codes cache ({type(exc).__name__}: {exc}); remove it or write it again "
-                        f"(write_codes)") from None
+        raise _stale(f"{path}: not a codes cache ({type(exc).__name__}: {exc})", "remove it or write it again "
+                     "(write_codes)") from None
     if not isinstance(meta, dict):
-        raise DataError(f"{path}: not a codes cache (its meta is not a JSON object); remove it or write it again "
-                        f"(write_codes)")
+        raise _stale(f"{path}: not a codes cache (its meta is not a JSON object)", "remove it or write it again "
+                     "(write_codes)")
     fix = f"write it again (kame.train.codes.write_codes) or remove {path}"
     fp = getattr(codec, "fingerprint", None)
     if fp is None:  # (write_codes refuses such a codec: writing it again is no fix)
@@ -93,22 +101,22 @@ def load_codes(d: Dialogue, codec) -> tuple[torch.Tensor, torch.Tensor] | None:
                         f"fingerprint (random weights?) to check it against: pass use_cache=False (this codec's "
                         f"codes cannot be cached)")
     if meta.get("codec_sha256") != fp:
-        raise DataError(f"{path}: cached with codec {meta.get('codec')!r} sha256 {meta.get('codec_sha256')}, this "
-                        f"codec's fingerprint is {fp}: {fix}")
+        raise _stale(f"{path}: cached with codec {meta.get('codec')!r} sha256 {meta.get('codec_sha256')}, this "
+                     f"codec's fingerprint is {fp}", fix)
     if meta.get("num_codebooks") != int(codec.num_codebooks):  # (a JSON int: "8" is not one, shown quoted)
-        raise DataError(f"{path}: cached with {meta.get('num_codebooks')!r} codebooks, the codec codes with "
-                        f"{int(codec.num_codebooks)}: {fix}")
+        raise _stale(f"{path}: cached with {meta.get('num_codebooks')!r} codebooks, the codec codes with "
+                     f"{int(codec.num_codebooks)}", fix)
     sha = d.audio_sha256()  # (hashed once per version of the file, not every epoch)
     if meta.get("audio_sha256") != sha:
-        raise DataError(f"{path}: made from another {AUDIO} (sha256 {meta.get('audio_sha256')}, now {sha}): {fix}")
+        raise _stale(f"{path}: made from another {AUDIO} (sha256 {meta.get('audio_sha256')}, now {sha})", fix)
     shape = (int(codec.num_codebooks), d.frames)
     if user.shape != shape or agent.shape != shape:
-        raise DataError(f"{path}: codes of shape {user.shape}/{agent.shape}, expected {shape}: {fix}")
+        raise _stale(f"{path}: codes of shape {user.shape}/{agent.shape}, expected {shape}", fix)
     card = int(codec.cardinality)
     for name, codes in (("user", user), ("agent", agent)):
         if codes.dtype.kind not in "iu":  # (a float code would be cut to an int silently)
-            raise DataError(f"{path}: its {name} codes are {codes.dtype}, not integers: {fix}")
+            raise _stale(f"{path}: its {name} codes are {codes.dtype}, not integers", fix)
         if codes.size and not (0 <= int(codes.min()) and int(codes.max()) < card):
-            raise DataError(f"{path}: its {name} codes span [{int(codes.min())}, {int(codes.max())}], outside the "
-                            f"codec's [0, {card}): {fix}")
+            raise _stale(f"{path}: its {name} codes span [{int(codes.min())}, {int(codes.max())}], outside the "
+                         f"codec's [0, {card})", fix)
     return torch.from_numpy(user.astype(np.int64)), torch.from_numpy(agent.astype(np.int64))

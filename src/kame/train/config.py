@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..numeric import is_finite_number
@@ -206,6 +206,25 @@ def lr_at(step: int, tcfg: TrainConfig) -> float:
     frac = min(1.0, (step - tcfg.warmup_steps) / span)
     floor = tcfg.min_lr_ratio * tcfg.lr
     return floor + (tcfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * frac))
+
+
+def schedule_warnings(tcfg: TrainConfig, step: int = 0, ran: dict | None = None) -> list[str]:
+    """What kame train warns of in the learning rate schedule: a warmup longer than --steps (the
+    peak never reached); a cosine run resumed at ``step`` with another --steps than the run's
+    (``ran``: its config, recorded_config's): the decay is stretched (or squeezed) over the new
+    --steps, so the learning rate jumps."""
+    lines = []
+    if tcfg.warmup_steps > tcfg.steps:
+        lines.append(f"warning: --warmup {tcfg.warmup_steps} is more than --steps {tcfg.steps}: the learning rate "
+                     f"never reaches --lr {tcfg.lr:g} (it ends at {lr_at(tcfg.steps - 1, tcfg):.3g})")
+    before = int((ran or {}).get("steps", tcfg.steps))
+    if ran is not None and tcfg.schedule == "cosine" and before != tcfg.steps:
+        was = lr_at(step, replace(tcfg, steps=before))
+        lines.append(f"warning: --schedule cosine decays over --steps, the run's {before} and now {tcfg.steps}: the "
+                     f"learning rate of step {step + 1} is {lr_at(step, tcfg):.3g} (the run's schedule: {was:.3g}), "
+                     f"and it decays again to {tcfg.min_lr_ratio * tcfg.lr:.3g} by step {tcfg.steps} "
+                     f"(not the run it would have been with --steps {tcfg.steps} from the start)")
+    return lines
 
 
 # --- a checkpoint to resume (kame.train.finetune wrote it) -------------------------------------

@@ -19,8 +19,9 @@ the others go on (exit code 1). So is every dialogue whose oracle `kame train` w
 its vocabulary (without it these are not checked: a set made for another front-end's tokenizer is
 fine). Its codes are made all the same (the audio is fine). A worker process that dies (out of memory) stops the command
 with an error; the codes written by then stay, so running it again goes on from there. Ctrl-C
-or SIGTERM: the dialogues not begun are dropped, those in progress finished, then exit 130 (143);
-the workers ignore the terminal's Ctrl-C (the command stops them) and end with the command.
+or SIGTERM: the dialogues not handed to a worker are dropped, those handed to one finished and
+counted, then exit 130 (143); the workers ignore the terminal's Ctrl-C (the command stops them)
+and end with the command.
 """
 
 from __future__ import annotations
@@ -100,8 +101,9 @@ def encode_set(folders: list[Path], spec: str, codebooks: int | None, jobs: int 
                echo=print, codec=None, done: list | None = None) -> list[tuple[str, float, str]]:
     """Every folder's codes.npz, ``jobs`` processes at a time (1: in this process, with ``codec``
     when given, else one made here); a result per folder, in the order they finished (also
-    appended to ``done``, which keeps them when Ctrl-C ends the run). A worker process that dies
-    is a DataError (the codes written by then stay)."""
+    appended to ``done``, which keeps them when Ctrl-C ends the run: then every one a worker
+    finished, those it was handed before the interrupt and finished after it too, in ``folders``'
+    order). A worker process that dies is a DataError (the codes written by then stay)."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
     from multiprocessing import get_context
@@ -145,7 +147,10 @@ def encode_set(folders: list[Path], spec: str, codebooks: int | None, jobs: int 
                     continue
                 said(r)
         except BaseException:
-            pool.shutdown(cancel_futures=True)
+            pool.shutdown(cancel_futures=True)  # (waits for those begun or already handed to a worker)
+            # every dialogue encoded, those that finished after the interrupt too (was: only those said
+            # by then, so "N of M dialogues encoded" undercounted the codes.npz written)
+            results[:] = [f.result() for f in futures if f.done() and not f.cancelled() and f.exception() is None]
             raise
     if lost:
         done = sum(1 for r in results if not r[2])
@@ -229,8 +234,8 @@ def main(args) -> int:
     except KeyboardInterrupt:
         name = stopped[0] if stopped else "SIGINT"
         encoded = sum(1 for r in results if not r[2])
-        print(f"\n{stopped_by(name)}: {encoded} of {len(todo)} dialogues encoded; run the same command again "
-              f"to go on", file=sys.stderr, flush=True)
+        rest = "; run the same command again to go on" if encoded < len(todo) else " (all of them)"
+        print(f"\n{stopped_by(name)}: {encoded} of {len(todo)} dialogues encoded{rest}", file=sys.stderr, flush=True)
         if name == "SIGINT":
             raise
         return TERMINATED_STATUS

@@ -31,6 +31,7 @@ logs and saves. bf16 compute, sharding and recomputed activations: kame.train.pa
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -43,13 +44,14 @@ from typing import TYPE_CHECKING, Callable
 from ..cliargs import counted
 from ..errors import ConfigError
 from .batching import batches, input_dropouts, load_examples, manifest_path, slot
-from .checkpoint import (check_listed, check_out, check_overwrite, clear_out, frontend_identity,
-                         remove_stale_temporaries, save_checkpoint, step_folder)
+from .checkpoint import (LOCK, SaveFailed, check_listed, check_out, check_overwrite, clear_out, frontend_identity,
+                         moved_back_note, out_lock, remove_stale_temporaries, save_checkpoint, step_folder)
 from .config import (STATE, TrainConfig, check_resume, global_batch, load_train_state, lr_at, recorded_config,
-                     resume_record)
+                     resume_record, schedule_warnings)
 from .data import DataError
 from .loading import load_for_training
 from .parallel import PRECISIONS, check_shard, resolve_precision
+from .runlog import RunLog
 
 # (torch is imported where it is used: `kame train --help` stays fast, tests/test_cliargs.py)
 if TYPE_CHECKING:
@@ -147,7 +149,7 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
     device = torch.device(device)
     manifest = manifest_path(manifest)
     manifest_sha = file_sha256(manifest)
-    step, state, rec = 0, None, {"frontend": frontend_identity(start)}  # (a folder: its absolute path)
+    step, state, rec, ran = 0, None, {"frontend": frontend_identity(start)}, None  # (a folder: its absolute path)
     if resume is not None:
         state = load_train_state(Path(resume))
         check_resume(state["train"], tcfg, manifest_sha, world, resume)
@@ -156,14 +158,11 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
             raise ConfigError(f"train: {resume} is at step {step} already, so --steps {tcfg.steps} leaves nothing to "
                               f"do: give --steps above {step}")
         rec = {"frontend": state["train"].get("frontend"), "resumed_from": str(Path(resume).resolve())}
+        ran = recorded_config(state["train"])
     listed = check_listed(manifest, resume, echo if rank == 0 else None)  # (the dialogues it read: load_examples reads them no more)
-    if out is not None and check_out(out, overwrite, resume) and rank == 0:
-        clear_out(Path(out))
-    if out is not None and rank == 0:
-        _sweep(Path(out), echo)
-    if tcfg.warmup_steps > tcfg.steps and rank == 0:
-        echo(f"warning: --warmup {tcfg.warmup_steps} is more than --steps {tcfg.steps}: the learning rate never "
-             f"reaches --lr {tcfg.lr:g} (it ends at {lr_at(tcfg.steps - 1, tcfg):.3g})")
+    clear = out is not None and check_out(out, overwrite, resume)  # (removed once OUT is locked)
+    for line in schedule_warnings(tcfg, step, ran) if rank == 0 else ():
+        echo(line)
     examples = load_examples(manifest, codec, tokenizer, cfg, tcfg.use_cache, codec_spec=codec_spec, rank=rank,
                              world=world, echo=echo if rank == 0 else (lambda s: None), listed=listed)
     net = prepare(model, tcfg, device)  # (DDP, or the sharded front-end that takes model's place)
@@ -178,15 +177,24 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
             echo(f"resumed from {resume} at step {step}")
     feed = batches(examples, cfg, tcfg, rank, world, skip=step)  # (past the batches the resumed run took)
     losses, last, t0, frames, acc = [], None, time.perf_counter(), 0, []
+    if stopped():
+        raise KeyboardInterrupt
+    held = contextlib.ExitStack()  # (rank 0: OUT/.lock, for the run's life; a second run into OUT is refused)
+    if out is not None and rank == 0:
+        held.enter_context(out_lock(Path(out)))
+        if clear:
+            clear_out(Path(out))
+        if resume is not None and (note := moved_back_note(Path(out), Path(resume))):
+            echo(f"warning: {note}")
+        _sweep(Path(out), echo)
+    rows = RunLog(out if rank == 0 else None, echo, step, tcfg.log_every, resume is not None)
     if rank == 0:
         layout = ", sharded" if tcfg.shard else ""
         accum = f" x {tcfg.grad_accum} forwards" if tcfg.grad_accum > 1 else ""
         echo(f"training on {counted(len(examples), 'dialogue')}, {counted(world, 'process', 'processes')}{layout}, "
              f"{counted(tcfg.batch_size, 'window')} of <= {tcfg.window_frames} frames each{accum}, {tcfg.precision}, "
              f"steps {step}..{tcfg.steps}")
-        echo(f"{'step':>7} {'loss':>9} {'text':>9} {'audio':>9} {'lr':>10} {'frames/s':>9}")
-    if stopped():
-        raise KeyboardInterrupt
+        rows.header()
     try:
         while step < tcfg.steps:
             if stopped():
@@ -211,16 +219,21 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
                     dist.all_reduce(t)
                     m = (t / world).tolist()
                 if rank == 0:
-                    echo(f"{step:>7} {m[0]:>9.4f} {m[1]:>9.4f} {m[2]:>9.4f} {lr:>10.3g} {frames / dt:>9.0f}")
+                    rows.row(step, m, lr, frames / dt, len(acc))
                 t0, frames, acc = time.perf_counter(), 0, []
             due = step == tcfg.steps or (tcfg.save_every and step % tcfg.save_every == 0)
             if out is not None and due:
                 folder = step_folder(Path(out), step)
                 weights, optim = checkpoint_state(model, opt, folder) if rank == 0 or tcfg.shard else (None, None)
                 if rank == 0:  # (sharded: every process took part, rank 0 holds the whole weights)
-                    last = save_checkpoint(model, weights, optim, Path(out), step, tcfg, manifest, manifest_sha,
-                                           world=world, codec_spec=codec_spec, tokenizer_spec=tokenizer_spec,
-                                           extra=rec, codec=codec)
+                    try:
+                        last = save_checkpoint(model, weights, optim, Path(out), step, tcfg, manifest, manifest_sha,
+                                               world=world, codec_spec=codec_spec, tokenizer_spec=tokenizer_spec,
+                                               extra=rec, codec=codec)
+                    except SaveFailed as exc:  # (a full disk: what to resume once space is freed)
+                        free = "free space" if exc.full else "fix what stopped the save"
+                        exc.args = (f"{exc}; {resume_note(last, out, resume, free)}",)
+                        raise
                     echo(f"saved {last}")
                     _sweep(Path(out), echo)  # (a stopped save's, once untouched long enough)
                 del weights, optim
@@ -230,6 +243,8 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
         saved = last_checkpoint(last, out) or (Path(resume).resolve() if resume is not None else None)
         exc.args = (f"{exc}{restart_hint(saved, tcfg)}",)
         raise
+    finally:
+        held.close()
     model.eval()
     if distributed:
         dist.barrier()
@@ -241,6 +256,19 @@ def last_checkpoint(last: Path | None, out) -> Path | None:
     (rank 0's last save, seen from another rank), else None."""
     latest = Path(out) / "latest" if out is not None else None
     return last or (latest.resolve() if latest is not None and latest.exists() else None)
+
+
+def resume_note(last: Path | None, out, resumed, then: str = "") -> str:
+    """Where a stopped run goes on from: its last checkpoint (``last``, else OUT/latest's) and the
+    --resume to give, else the --resume it was given (``resumed``), else none yet; ``then``:
+    what to do first ("free space")."""
+    first = f"{then}, then " if then else ""
+    saved = last_checkpoint(last, Path(out) if out is not None else None)
+    if saved:
+        return f"last checkpoint {saved}; {first}resume with --resume {Path(out) / 'latest'}"
+    if resumed is not None:
+        return f"no checkpoint written by this run yet: {first}resume again with --resume {resumed}"
+    return f"no checkpoint written yet: {first}run the same command again (--save-every N saves every N steps)"
 
 
 def restart_hint(saved: Path | None, tcfg: TrainConfig) -> str:
@@ -458,13 +486,7 @@ def main(args) -> int:
             result = run(args, stopped=lambda: bool(by))
     except TrainInterrupted as exc:
         if exc.rank == 0:
-            latest, last = exc.out / "latest" if exc.out is not None else None, last_checkpoint(exc.last, exc.out)
-            if last:
-                saved = f"last checkpoint {last}; resume with --resume {latest}"
-            elif exc.resumed is not None:
-                saved = f"no checkpoint written by this run yet: resume again with --resume {exc.resumed}"
-            else:
-                saved = "no checkpoint written yet (--save-every N saves every N steps)"
+            saved = resume_note(exc.last, exc.out, exc.resumed)
             print(f"kame train: {stopped_by(by[0] if by else None)} at step {exc.step}; {saved}", file=sys.stderr,
                   flush=True)
         return TERMINATED_STATUS if by else 130
@@ -518,8 +540,10 @@ def run(args, stopped: Callable[[], bool] = lambda: False) -> TrainResult:
             raise ConfigError(f"train: --resume {args.resume} does not exist: give a checkpoint kame train wrote "
                               f"(OUT/step-N, or OUT/latest once a run saved one)")
         if not (Path(args.resume) / STATE).is_file():
-            raise ConfigError(f"train: --resume {args.resume} holds no {STATE}: give a checkpoint kame train wrote "
-                              f"(OUT/step-N or OUT/latest)")
+            run_folder = (Path(args.resume) / "latest" / STATE).is_file()  # (OUT given: its latest meant)
+            raise ConfigError(f"train: --resume {args.resume} holds no {STATE}: " + (
+                f"it is a run's folder: give its checkpoint, --resume {Path(args.resume) / 'latest'}" if run_folder
+                else "give a checkpoint kame train wrote (OUT/step-N or OUT/latest)"))
         record = resume_record(Path(args.resume))
     # unset on --resume: the run's own (they must not change), not this device's or the new default
     ran = recorded_config(record) if args.resume else {}
@@ -545,6 +569,9 @@ def run(args, stopped: Callable[[], bool] = lambda: False) -> TrainResult:
     if args.overwrite:  # (OUT's step-N are removed before the first save copies from them)
         check_overwrite(args.out, args.frontend, args.codec, resume=args.resume)
     check_out(args.out, args.overwrite, args.resume)  # (before a front-end is loaded; train removes)
+    if os.environ.get("RANK", "0") == "0" and (Path(args.out) / LOCK).exists():
+        with out_lock(Path(args.out)):  # (another run writing there: refused now, not once this one's is loaded)
+            pass
     if world > 1:
         if cuda:
             torch.cuda.set_device(device)
