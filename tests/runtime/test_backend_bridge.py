@@ -286,3 +286,34 @@ async def test_a_failed_stt_log_line_names_the_stt_and_the_exception_type(caplog
     await finish(agent, s, rec)
     lines = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
     assert lines and lines[0].startswith(f"session {s.id}: stt mystt:big failed: RuntimeError: no server (restart in")
+
+
+async def test_a_failure_the_stt_stream_goes_on_from_is_reported_not_restarted():
+    """The tandem's side of kame.backend.stt.streaming.STREAM_ON_FAULT (the embedded STT's
+    pocketsphinx child died, whisper's final came): an ErrorEvent saying the stream goes on, the
+    "backend" stt "down" Meta with "goes_on" (file mode and kame client still wait for later
+    finals), counted, and no restart; its next transcript brings it "up" (review r6: untested)."""
+    from kame.backend.stt.streaming import STREAM_ON_FAULT
+    from kame.errors import BackendError
+
+    opened: list[float] = []
+
+    class FaultSTT:
+        async def stream(self, frames):
+            opened.append(clock.now())
+            k = 0
+            async for f in frames:
+                k += 1
+                if k == 3:
+                    STREAM_ON_FAULT.get()(BackendError("the pocketsphinx child process died (exit code -9)"))
+                if k == 6:
+                    yield Transcript([Word("hello", f.t, f.t)], final=True, t=f.t)
+
+    agent, clock, _ = make_agent(lambda s: BackendBridge(s, FaultSTT(), None, s.clock, retry_s=0.08))
+    s, rec = await talk(agent, clock, 10)
+    await finish(agent, s, rec)
+    assert errors(rec) == ["back-end stt failed (front-end continues): the pocketsphinx child process "
+                           "died (exit code -9); the stream goes on and its next utterance tries again"], errors(rec)
+    assert [(m["status"], m.get("goes_on")) for m in rec.meta("backend") if m["component"] == "stt"] == \
+        [("down", True), ("up", None)]
+    assert len(opened) == 1  # not restarted

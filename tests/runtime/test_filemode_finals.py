@@ -154,6 +154,18 @@ def test_no_final_is_waited_for_from_an_stt_that_failed():
                              3.0, at="detected_at")
 
 
+def test_a_final_is_still_waited_for_from_an_stt_whose_stream_went_on():
+    """The down of a failure the stream went on from ("goes_on": the previous utterance's final
+    came, then pocketsphinx's death was reported) says nothing of the next utterance's final,
+    still to come (was: read as "no final is coming", so kame run / kame client stopped waiting)."""
+    cascade = [{"type": "info", "mode": "cascade"}, {"type": "vad", "event": "start", "t": 3.0},
+               {"type": "vad", "event": "end", "t": 4.0, "detected_at": 4.5}]
+    partial = {"type": "transcript", "final": False, "text": "and of italy", "t": 3.5}
+    went_on = {**STT_DOWN, "goes_on": True, "t": 5.0}
+    assert reply_pending(cascade + [partial, went_on, {**partial, "t": 5.3}], 20.0, at="detected_at")
+    assert not reply_pending(cascade + [partial, {**STT_DOWN, "t": 5.0}], 20.0, at="detected_at")
+
+
 class _FailingSTTAgent(_TurnAgent):
     """_TurnAgent whose STT fails (a "backend" stt "down" Meta) at frame ``down``."""
 

@@ -100,10 +100,11 @@ class _CountedHealth(BackendHealth):
         super().__init__(emit)
         self.stats = stats
 
-    def report(self, component: str, ok: bool, t: float, error: str | None = None, message: str | None = None) -> None:
+    def report(self, component: str, ok: bool, t: float, error: str | None = None, message: str | None = None,
+               *, goes_on: bool = False) -> None:
         if not ok:
             self.stats.backend_failures += 1
-        super().report(component, ok, t, error, message)
+        super().report(component, ok, t, error, message, goes_on=goes_on)
 
 
 class CascadeSession(Session):
@@ -398,7 +399,7 @@ class CascadeSession(Session):
         msg = f"stt {self._names.get('stt') or component_name(self.stt)} failed: {_why(exc)}; {restart_note(wait)}"
         at, trace = bug_at(exc, log)  # (the STT's own bug: where it was raised, its traceback at DEBUG)
         log.warning("session %s: %s%s", self.id, msg, at, exc_info=trace)
-        self._parts.health.report("stt", False, self.clock.now(), _why(exc), msg)
+        self._parts.health.report("stt", False, self.clock.now(), _why(exc), msg, goes_on=wait is None)
 
     def _on_transcript(self, tr: Transcript) -> None:
         self._parts.health.report("stt", True, self.clock.now())  # working (again)

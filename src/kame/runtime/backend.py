@@ -174,12 +174,13 @@ class BackendBridge:
                 log.debug("producer rejected an unheard routed reply: %s", exc)
 
     # ----------------------------------------------------------------- supervised loops
-    def _status(self, component: str, ok: bool, error: str | None = None) -> None:
-        """Every failure goes to the session (an ErrorEvent, counted); "up" only after a failure."""
+    def _status(self, component: str, ok: bool, error: str | None = None, *, goes_on: bool = False) -> None:
+        """Every failure goes to the session (an ErrorEvent, counted); "up" only after a failure.
+        ``goes_on``: the failing stream went on (kame.runtime.base.BackendHealth.report)."""
         if ok and self.up[component]:
             return
         self.up[component] = ok
-        self.session.on_backend_status(component, ok, error)
+        self.session.on_backend_status(component, ok, error, goes_on=goes_on)
 
     def _stt_metric(self, m) -> None:
         """A metric of this session's STT stream: tagged with the session, then passed on like
@@ -205,7 +206,7 @@ class BackendBridge:
         at, trace = bug_at(exc, log)  # (the STT's own bug: where it was raised, its traceback at DEBUG)
         log.warning("session %s: stt %s failed: %s (%s)%s", self.session.id, self.stt_name, _why(exc),
                     restart_note(None) if wait is None else f"restart in {wait:g} s", at, exc_info=trace)
-        self._status("stt", False, f"{_why(exc)}; {restart_note(wait)}")
+        self._status("stt", False, f"{_why(exc)}; {restart_note(wait)}", goes_on=wait is None)
 
     async def _producer_loop(self) -> None:
         while not self._closed:

@@ -337,14 +337,16 @@ class BackendHealth:
         self.down: set[str] = set()
 
     def report(self, component: str, ok: bool, t: float, error: str | None = None,
-               message: str | None = None) -> None:
+               message: str | None = None, *, goes_on: bool = False) -> None:
+        """``goes_on``: a failure its stream went on from, losing no transcript (an STT's
+        error_after_final): the "down" Meta says ``"goes_on": true`` (a final may still come)."""
         if not ok:
             self._emit(ErrorEvent(message or f"back-end {component} failed: {error}", t,
                                   backend_brief(component, error)))
         if ok == (component in self.down):  # a change
             (self.down.discard if ok else self.down.add)(component)
             self._emit(Meta({"type": "backend", "component": component, "status": "up" if ok else "down",
-                             "error": error, "t": t}))
+                             "error": error, "t": t, **({"goes_on": True} if goes_on and not ok else {})}))
 
 
 class Session(ABC):

@@ -267,7 +267,7 @@ def reply_pending(metas, now: float, *, at: str = "t") -> bool:
     event a "start"), such a partial since it began says its turn is still to come: for as long
     as the caller goes on (the VAD ends it after cascade.end_of_turn_silence, which may be longer
     than --tail; runreport.speech_open says so if it never did). An STT that failed ("backend" Meta,
-    "stt" "down") gives no final for what it heard before: partials before it do not count, and one
+    "stt" "down", not "goes_on": its stream ended) gives no final for what it heard before: partials before it do not count, and one
     after the speech ended means no final is coming (was: --max-tail of silence waited for it).
     "Since" compares the events' "t" (the session's clock); the wait counts from the field ``at`` of
     the "vad" event, on the clock of ``now`` (file mode: "detected_at", when the VAD reported the
@@ -285,7 +285,7 @@ def reply_pending(metas, now: float, *, at: str = "t") -> bool:
             finals.append(d.get("t"))
         elif kind == "transcript" and str(d.get("text") or "").strip():
             partials.append(d.get("t"))
-        elif kind == "backend" and d.get("component") == "stt" and d.get("status") == "down":
+        elif kind == "backend" and d.get("component") == "stt" and d.get("status") == "down" and not d.get("goes_on"):
             stt_down = d.get("t")  # (its stream, and what it heard, ended there)
     if open_turns(metas):  # (also a tandem's: hybrid routing answers some turns the cascade's way)
         return True

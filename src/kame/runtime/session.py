@@ -528,11 +528,12 @@ class TandemSession(Session):
             self._put(Meta({"type": "oracle", "event": "append", "prediction_id": ev.prediction_id,
                             "text": ev.text, "token_ids": list(ev.token_ids), "t": ev.t}))
 
-    def on_backend_status(self, component: str, ok: bool, error: str | None = None) -> None:
+    def on_backend_status(self, component: str, ok: bool, error: str | None = None, *, goes_on: bool = False) -> None:
         t = self.clock.now()
         if not ok:
             self.stats.backend_failures += 1
-        self.health.report(component, ok, t, error, f"back-end {component} failed (front-end continues): {error}")
+        self.health.report(component, ok, t, error, f"back-end {component} failed (front-end continues): {error}",
+                           goes_on=goes_on)
 
     def on_backend_problem(self, message: str, public: str) -> None:
         """An ErrorEvent for a back-end problem that leaves its component's status as it is (an

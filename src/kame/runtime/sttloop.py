@@ -83,7 +83,7 @@ def restart_note(wait: float | None) -> str:
 class STTSupervisor:
     def __init__(self, stt, clock: Clock, *, who: str, retry_s: float = 1.0, stall_s: float = STALL_S,
                  on_transcript: Callable[[Transcript], Awaitable[None]],
-                 on_failure: Callable[[BaseException, float], None], metrics=None) -> None:
+                 on_failure: Callable[[BaseException, float | None], None], metrics=None) -> None:
         self.stt, self.clock, self.who = stt, clock, who  # who: the session, for log lines
         self.retry_s, self.stall_s, self.metrics = retry_s, stall_s, metrics
         # no frame taken for this long while frames wait: a stall (a kame STT's one decode may hold it longer)

@@ -15,7 +15,7 @@ Bounded work: while the worker is more than ``max_ps_lag`` s behind (a starved C
 pocketsphinx skips audio (partials miss it; the whisper final still gets all of it).
 pocketsphinx failing mid-utterance (its child died, or hung): the utterance goes on with whisper
 alone (no more partials), its whisper final comes as usual (whisper heard nothing: an empty
-final, no turn), and then pocketsphinx's BackendError is reported
+final if it had partials, no turn), and then pocketsphinx's BackendError is reported
 (``Recognizer.error_after_final``) while the stream goes on: a session reports it as an STT failure
 (an ErrorEvent, the "backend" stt "down" Meta, /api/health's "down"; "up" at the next transcript)
 and the next utterance starts a new child. (Was: the error ended the stream at once, and the
