@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from kame.backend import childproc
-from kame.backend.llm import context, embedded
+from kame.backend.llm import context, embedded, embedded_child
 from kame.backend.types import ChatMessage
 from kame.errors import BackendError
 
@@ -108,7 +108,7 @@ def test_the_child_answers_a_prompt_past_its_context_at_once_without_a_prefill()
     long_user = [_msg("system", 10), _msg("user", 200)]
     conn = FakeConn([(7, too_long, 20, 0.0, 1.0), (8, fits, 20, 0.0, 1.0), (9, long_user, 20, 0.0, 1.0),
                      (10, [_msg("user", 1)], 10000, 0.0, 1.0)])
-    embedded._serve(conn, model, FakeTok(), cancel)
+    embedded_child._serve(conn, model, FakeTok(), cancel)
     assert conn.sent[0][:2] == ("error", 7)
     assert "prompt 101 tokens > the embedded LLM's context 100" in conn.sent[0][2]
     assert model.calls == [21, 80, 4]  # the oldest user and assistant messages dropped; the long one cut
@@ -123,7 +123,7 @@ def test_the_child_answers_a_prompt_past_its_context_at_once_without_a_prefill()
 def _serves_a_fake_model(conn):
     """A stand-in child running the real request loop on the stand-in model."""
     conn.send(("loaded", 0, None))
-    embedded._serve(conn, FakeModel(), FakeTok(), childproc.CTX.Value("q", 0, lock=False))
+    embedded_child._serve(conn, FakeModel(), FakeTok(), childproc.CTX.Value("q", 0, lock=False))
 
 
 async def test_a_prompt_past_the_context_is_a_backend_error_and_the_child_lives_on():

@@ -10,7 +10,7 @@ import textwrap
 SCRIPT = textwrap.dedent("""
     import os, signal
     from kame.backend import childproc
-    from kame.backend.llm import embedded
+    from kame.backend.llm import embedded_child
 
     def target(conn, cancel):  # the real child's entry with a stand-in model load
         def load_model(gguf):
@@ -18,8 +18,8 @@ SCRIPT = textwrap.dedent("""
             for _ in tqdm(range(3), desc="de-quantizing"):  # as transformers' GGUF reader does
                 pass
             return None, None
-        embedded.load_model = load_model
-        embedded._child_main(conn, "stand-in.gguf", cancel)
+        embedded_child.load_model = load_model
+        embedded_child._child_main(conn, "stand-in.gguf", cancel)
 
     if __name__ == "__main__":
         cancel = childproc.CTX.Value("q", 0, lock=False)

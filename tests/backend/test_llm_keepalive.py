@@ -12,7 +12,7 @@ from concurrent.futures import Future
 import pytest
 
 from kame.backend import childproc
-from kame.backend.llm import embedded
+from kame.backend.llm import embedded, embedded_child
 from kame.backend.llm.base import text_stream
 from kame.backend.oracle import OracleProducer
 from kame.backend.policy import OraclePolicy
@@ -70,7 +70,7 @@ class Conn:
 def test_the_child_sends_a_keep_alive_for_each_token_of_a_word_it_holds_back():
     pytest.importorskip("transformers")
     conn = Conn()
-    embedded._generate(conn, WordModel(), WordTok(), childproc.CTX.Value("q", 0, lock=False), 1000,
+    embedded_child._generate(conn, WordModel(), WordTok(), childproc.CTX.Value("q", 0, lock=False), 1000,
                        5, [{"role": "user", "content": "hi"}], 200, 0.0, 1.0)
     texts = [v for kind, rid, v in conn.sent if kind == "text" and rid == 5]
     assert "".join(texts) == "".join(TOKENS) and conn.sent[-1][:2] == ("end", 5)
