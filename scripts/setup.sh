@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 version() { "$1" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null || echo "not found"; }
-if [ ! -x .venv/bin/python ]; then
+if [ ! -x .venv/bin/python ] && [ ! -L .venv/bin/python ]; then  # (a dangling link: "cannot be run" below)
     "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || {
         echo "kame needs Python >= 3.11; $PY is $(version "$PY"). Give another: PYTHON=python3.11 bash $0${*:+ $*}" >&2
         exit 1

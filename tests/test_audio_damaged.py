@@ -220,3 +220,12 @@ def test_the_error_codes_kame_sorts_are_the_ones_this_libsndfile_means():
     assert set(expected) == set(FOREIGN_CODES) | DAMAGED_CODES
     for code, words in expected.items():
         assert words in said(code), (code, said(code))
+
+
+def test_a_recording_never_closed_through_a_pipe_is_told_a_fix_that_reads_stdin(tmp_path, caplog):
+    """(sox --ignore-length PIPE fixed.wav named a pipe read once already: kame.audio.command_input)"""
+    whole = tmp_path / "rec.wav"
+    with caplog.at_level(logging.WARNING, logger="kame.audio"):
+        read_wav(piped(tmp_path, open(wav(whole, 480), "rb").read()))
+    [w] = warnings(caplog)
+    assert "never closed" in w and w.endswith("... | sox --ignore-length -t wav - fixed.wav"), w

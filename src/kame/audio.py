@@ -241,6 +241,14 @@ FOREIGN_CODES = {1: "not audio, or a format kame does not read", 4: "not audio, 
 DAMAGED_CODES = {3, 7, 32, 39, 71, 155, 158, 160, 161}
 
 
+def command_input(path, kind: str = "") -> tuple[str, str]:
+    """How advice gives ``path`` to a shell command as its input: ("", the quoted path) for a
+    regular file; for a pipe, read once already (/dev/stdin, <(...)), ("... | ", "-") preceded by
+    ``kind`` (e.g. "-t wav ": sox must be told what it reads from stdin)."""
+    path = Path(path)
+    return ("", shlex.quote(str(path))) if path.is_file() else ("... | ", f"{kind}-")
+
+
 def _read_hint(path: Path, exc: Exception) -> str:
     """What to do about libsndfile's error ``exc`` reading ``path`` (said after its own words), by
     its code: a format or an encoding it does not read (FOREIGN_CODES) -> the formats kame reads and
@@ -248,10 +256,10 @@ def _read_hint(path: Path, exc: Exception) -> str:
     truncated or damaged; another code (a system error, memory, ...) or exception -> nothing."""
     code = getattr(exc, "code", None)
     if code in FOREIGN_CODES:
-        out = path.with_name(f"{path.stem}{'-converted' if path.suffix.lower() == '.wav' else ''}.wav")
-        how = (f"ffmpeg -i {shlex.quote(str(path))} {shlex.quote(str(out))}" if path.is_file() else
-               "... | ffmpeg -i - converted.wav, then give converted.wav")  # (a pipe: read once, no folder)
-        return f" ({FOREIGN_CODES[code]}: it reads {READ_FORMATS}; convert it first, e.g. {how})"
+        pipe, src = command_input(path)
+        out = shlex.quote(str(path.with_name(f"{path.stem}{'-converted' if path.suffix.lower() == '.wav' else ''}.wav"))
+                          ) if not pipe else "converted.wav"  # (a pipe: no folder of its own)
+        return f" ({FOREIGN_CODES[code]}: it reads {READ_FORMATS}; convert it first, e.g. {pipe}ffmpeg -i {src} {out})"
     if code in DAMAGED_CODES:
         return f" ({path} may be truncated or damaged)"
     return ""
@@ -322,11 +330,12 @@ def check_wav_length(path: Path, raw: bytes | None = None) -> None:
     def secs(nbytes: int) -> str:
         return f" ({nbytes / byte_rate:.2f} s)" if byte_rate else ""
 
-    fixed = path.with_name(f"{path.stem}-fixed.wav") if raw is None else Path("fixed.wav")  # (a pipe: no folder)
+    pipe, src = command_input(path, "-t wav ")
+    fixed = shlex.quote(str(path.with_name(f"{path.stem}-fixed.wav"))) if not pipe else "fixed.wav"  # (a pipe: no folder)
     log.warning("audio file %s: its header declares %d bytes of audio%s, yet the file holds %d after the header%s, "
                 "the rest no RIFF chunk: a recording that was never closed? Only the declared %d bytes are read; "
-                "to read all of it, rewrite its header first: sox --ignore-length %s %s", path, n, secs(n), have,
-                secs(have), n, shlex.quote(str(path)), shlex.quote(str(fixed)))
+                "to read all of it, rewrite its header first: %ssox --ignore-length %s %s", path, n, secs(n), have,
+                secs(have), n, pipe, src, fixed)
 
 
 def _chunks_to_end(f, at: int, size: int) -> bool:

@@ -58,12 +58,12 @@ async def test_the_oracles_and_the_cascades_timer_waits_for_a_cancelled_requests
         return await next_within(stream, MonotonicClock(), 0.5, loading=llm, limit=20,
                                  on_reload=lambda: said.append(waits_for_reload("LLM embedded", llm)))
 
-    with caplog.at_level(logging.INFO, logger="kame.backend.llm.embedded"):
+    with caplog.at_level(logging.DEBUG, logger="kame.backend.llm.embedded"):
         assert await _behind_a_cancelled_read(30, wait, lambda: said) == "hello"
     assert said == ["waits for LLM embedded, which finishes reading the prompt of a cancelled request (it cannot "
                     "stop in it)"]
     assert ("the embedded LLM child finishes reading the prompt (1000 tokens) of a cancelled request, which it cannot "
-            "stop before its first token; the requests behind it wait for that read (up to ") in caplog.text
+            "stop before its first token; a request behind it waits for that read (up to ") in caplog.text
 
 
 async def test_stream_chats_own_timer_waits_for_a_cancelled_requests_prompt_read():

@@ -32,7 +32,7 @@ def test_an_input_beyond_full_scale_is_warned_of_with_a_float_scaling_that_fixes
     pcm, _ = read_input(str(loud))  # (as sent: mono, 24 kHz)
     over = 20 * np.log10(np.abs(pcm).max())
     assert f"warning: {100 * clipped_share(pcm):.2f} % of the input's samples (mono, at 24 kHz, as sent) exceed " \
-           f"full scale, by up to {over:.1f} dB, and are clipped as they are sent (the agent hears them clipped; " \
+           f"full scale, by up to {over:.2f} dB, and are clipped as they are sent (the agent hears them clipped; " \
            f"kame run's agent hears them unclipped): scale {loud} down in float" in err, err
     assert "gain -n" not in err, err
     [db] = re.findall(rf"e\.g\. ffmpeg -i {re.escape(str(loud))} -af volume=-(\d+\.\d)dB quieter\.wav$", err, re.M)
@@ -49,3 +49,19 @@ def test_an_input_within_full_scale_is_not_warned_of(tmp_path, capsys):
              subtype="FLOAT")
     assert main([DEAD, str(fine)]) == 1
     assert "full scale" not in capsys.readouterr().err
+
+
+def test_a_piped_input_is_told_a_conversion_that_reads_stdin(tmp_path, capsys):
+    """The advice named the pipe's path (ffmpeg -i /dev/fd/63 ...), read once already: a pipe gets
+    '... | ffmpeg -i -' (kame.audio.command_input, as read_wav's and check_wav_length's hints)."""
+    import os
+    import threading
+
+    buf = tmp_path / "loud.wav"
+    sf.write(buf, np.full(2400, 1.5, np.float32), 24000, subtype="FLOAT")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    threading.Thread(target=lambda: fifo.write_bytes(buf.read_bytes()), daemon=True).start()
+    main(["http://127.0.0.1:1/", str(fifo), "-o", str(tmp_path / "out.wav")])  # (no server: the warning comes first)
+    err = capsys.readouterr().err
+    assert "e.g. ... | ffmpeg -i - -af volume=" in err and f"ffmpeg -i {fifo}" not in err, err

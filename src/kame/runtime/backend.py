@@ -266,8 +266,9 @@ class WatchedLLM:
 
     @property
     def loaded_at(self) -> float | None:
-        """When the wrapped LLM's last load of its model ended, None if it does not say: a reload
-        that began and ended within a stall timer moves it (kame.runtime.clock.loaded_mark)."""
+        """When the wrapped LLM's last load of its model (or its last read of a cancelled request's
+        prompt) ended, None if it does not say: such a wait that began and ended within a stall
+        timer moves it (kame.runtime.clock.loaded_mark)."""
         return getattr(self.llm, "loaded_at", None)
 
     @property

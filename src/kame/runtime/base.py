@@ -330,11 +330,13 @@ class BackendHealth:
     fails) and what it sends about them, in either mode: every failure an ErrorEvent
     (``message``, else a default; its ``brief`` for remote clients: backend_brief); on a change
     only, Meta {"type": "backend", "component", "status": "down"|"up", "error", "t"} (down, then
-    up at the component's next success)."""
+    up at the component's next success; a down with "goes_on" is said again without it when the
+    stream then ends while still down)."""
 
     def __init__(self, emit) -> None:
         self._emit = emit  # Output -> None: the session's output queue
         self.down: set[str] = set()
+        self._went_on: set[str] = set()  # down with "goes_on" (its stream went on) and not up since
 
     def report(self, component: str, ok: bool, t: float, error: str | None = None,
                message: str | None = None, *, goes_on: bool = False) -> None:
@@ -343,8 +345,10 @@ class BackendHealth:
         if not ok:
             self._emit(ErrorEvent(message or f"back-end {component} failed: {error}", t,
                                   backend_brief(component, error)))
-        if ok == (component in self.down):  # a change
+        ended = not ok and not goes_on and component in self._went_on  # (the stream that went on ended after all)
+        if ok == (component in self.down) or ended:  # a change
             (self.down.discard if ok else self.down.add)(component)
+            (self._went_on.add if goes_on and not ok else self._went_on.discard)(component)
             self._emit(Meta({"type": "backend", "component": component, "status": "up" if ok else "down",
                              "error": error, "t": t, **({"goes_on": True} if goes_on and not ok else {})}))
 

@@ -129,12 +129,13 @@ async def cancel_within(tasks, timeout: float) -> list:
 
 
 # While a component reloads its model (``state`` "loading", as /api/health shows it: the embedded
-# LLM's child restarting after it died; its requests wait for it) next_within's timer waits on,
-# looking again every RELOAD_POLL_S, for at most RELOAD_WAIT_S of reload in all (more than the
-# embedded LLM's own 600 s LOAD_TIMEOUT_S, which ends a hung load itself); after the load, the
-# whole limit again.
+# LLM's child restarting after it died; its requests wait for it), or finishes reading a cancelled
+# request's prompt (``finishing``), next_within's timer waits on, looking again every
+# RELOAD_POLL_S, for at most RELOAD_WAIT_S of such waits in all (more than the embedded LLM's own
+# bounds of both together: a read of up to LOAD_TIMEOUT_S (600 s) + its grace, then a kill and a
+# load of up to 600 s, each ended by the LLM itself); after the wait, the whole limit again.
 RELOAD_POLL_S = 1.0
-RELOAD_WAIT_S = 900.0
+RELOAD_WAIT_S = 1300.0
 
 
 class NothingWithin(Exception):

@@ -26,7 +26,6 @@ import json
 import math
 import os
 import re
-import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from ..runtime.interrupt import done_or_stopped, first_ctrl_c, run_to_end
 from . import protocol as P
 from .clientreport import EPILOG, json_record, report
 from .logsafe import cut_query  # (printed URLs: ?token=SECRET is cut, as in the server's log)
+from .guard import is_loopback_name
 from .ops import cli_token
 
 URL_SCHEMES = ("ws", "wss", "http", "https")
@@ -503,8 +503,13 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 def client_token(a: argparse.Namespace, env) -> str | None:
     """The token kame client sends: kame serve's choice (ops.cli_token: --token, else --token-file's,
     else KAME_AUTH_TOKEN; a blank one refused), but the URL's own ?token= comes before KAME_AUTH_TOKEN."""
-    in_url = any(k == "token" for k, _ in parse_qsl(urlsplit(chat_url(a.url)).query))
-    return cli_token(a.token, getattr(a, "token_file", None), {} if in_url else env, "connect without one")
+    url = urlsplit(chat_url(a.url))
+    in_url = any(k == "token" for k, _ in parse_qsl(url.query))
+    token = cli_token(a.token, getattr(a, "token_file", None), {} if in_url else env, "connect without one")
+    if token and not (in_url or a.token or getattr(a, "token_file", None)) and not is_loopback_name(url.hostname or ""):
+        print(f"warning: sending the token in KAME_AUTH_TOKEN to {url.hostname}, another machine (unset it, or give "
+              f"--token / --token-file, if that server is not the one it is for)", file=sys.stderr)
+    return token
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -518,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | argparse.Namespace | None = None) -> int:
     """``kame client ...`` (parsed arguments) or ``python -m kame.server.client ...`` (argv)."""
-    from ..audio import CLIPPED_WARN_SHARE, clipped_share, output_format, write_wav
+    from ..audio import CLIPPED_WARN_SHARE, clipped_share, command_input, output_format, write_wav
     from ..paths import check_output_file
 
     if isinstance(argv, argparse.Namespace):
@@ -543,10 +548,11 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
     clipped = clipped_share(pcm)  # (as sent, 16-bit PCM or Opus: a float file louder than full scale, or a file
     if clipped >= CLIPPED_WARN_SHARE:  # at full scale whose resampling to 24 kHz overshoots it)
         over = 20 * math.log10(float(np.abs(pcm).max()))  # (dB above full scale: scaled down by more, none clip)
+        pipe, src = command_input(a.input)
         print(f"warning: {100 * clipped:.2f} % of the input's samples (mono, at 24 kHz, as sent) exceed full scale, "
-              f"by up to {over:.1f} dB, and are clipped as they are sent (the agent hears them clipped; kame run's "
+              f"by up to {over:.2f} dB, and are clipped as they are sent (the agent hears them clipped; kame run's "
               f"agent hears them unclipped): scale {a.input} down in float (sox clips a float file as it reads it), "
-              f"e.g. ffmpeg -i {shlex.quote(str(a.input))} -af volume=-{over + 0.1:.1f}dB quieter.wav", file=sys.stderr)
+              f"e.g. {pipe}ffmpeg -i {src} -af volume=-{over + 0.1:.1f}dB quieter.wav", file=sys.stderr)
     try:
         res = run_to_end(_chat_until_interrupted(a, pcm, token))
     except KeyboardInterrupt:  # a second Ctrl-C

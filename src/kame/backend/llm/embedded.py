@@ -286,10 +286,10 @@ class _ChildWorker:
     def _finishing(self, reading: int, left: float) -> None:
         """A request was cancelled while the child reads its prompt of ``reading`` tokens."""
         if not self.finishing:
-            log.info("the embedded LLM child finishes reading the prompt (%d tokens) of a cancelled request, which "
-                     "it cannot stop before its first token; the requests behind it wait for that read (up to %.3g s "
-                     "more; a child still reading %g s after that is terminated as hung)", reading, max(left, 0.0),
-                     CANCEL_GRACE_S)
+            log.debug("the embedded LLM child finishes reading the prompt (%d tokens) of a cancelled request, which "
+                      "it cannot stop before its first token; a request behind it waits for that read (up to %.3g s "
+                      "more; a child still reading %g s after that is terminated as hung)", reading, max(left, 0.0),
+                      CANCEL_GRACE_S)  # (DEBUG: the oracle cancels unheard predictions all the time; a waiter says it)
             self.finishing = True
 
     def _finished(self) -> None:
@@ -446,8 +446,9 @@ class EmbeddedLLM(LLM):
 
     @property
     def loaded_at(self) -> float:
-        """time.monotonic() when its child's last (re)start ended: the stall timers of the oracle
-        and the cascade see a reload that began and ended within them (kame.runtime.clock)."""
+        """time.monotonic() when its child's last (re)start, or its last read of a cancelled
+        request's prompt (``finished_at``), ended: the stall timers of the oracle and the cascade
+        see such a wait that began and ended within them (kame.runtime.clock)."""
         return self.worker.loaded_at
 
     @property

@@ -38,7 +38,7 @@ from ...errors import BackendError
 from ...registry import spec_kwargs
 from ..options import number
 from ..types import Word
-from .pocketsphinx import PocketsphinxRecognizer, shared_process
+from .pocketsphinx import REPLY_TIMEOUT_S, PocketsphinxRecognizer, shared_process
 from .base import owner_prefix
 from .spec import EMBEDDED_EXAMPLE, EMBEDDED_RULES
 from .streaming import Recognizer, SegmentedSTT, StreamStopped
@@ -137,6 +137,9 @@ class HybridRecognizer(Recognizer):
 class EmbeddedSTT(SegmentedSTT):
     name = "embedded"
     partial_interval = 0.08  # pocketsphinx: every frame
+    # longer than pocketsphinx's own timeout for a hung child: that fires first, and the utterance
+    # finishes on whisper (error_after_final) instead of the stream restarting as stalled
+    decode_stall_s = REPLY_TIMEOUT_S + 15.0
 
     def __init__(self, model_path: str | Path | None = None, *, cpu_threads: int | None = None,
                  whisper_interval: float | None = None, final_beam: int = 1, max_ps_lag: float = 1.5,
