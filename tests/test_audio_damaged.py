@@ -229,3 +229,4 @@ def test_a_recording_never_closed_through_a_pipe_is_told_a_fix_that_reads_stdin(
         read_wav(piped(tmp_path, open(wav(whole, 480), "rb").read()))
     [w] = warnings(caplog)
     assert "never closed" in w and w.endswith("... | sox --ignore-length -t wav - fixed.wav"), w
+

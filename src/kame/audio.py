@@ -259,7 +259,8 @@ def _read_hint(path: Path, exc: Exception) -> str:
         pipe, src = command_input(path)
         out = shlex.quote(str(path.with_name(f"{path.stem}{'-converted' if path.suffix.lower() == '.wav' else ''}.wav"))
                           ) if not pipe else "converted.wav"  # (a pipe: no folder of its own)
-        return f" ({FOREIGN_CODES[code]}: it reads {READ_FORMATS}; convert it first, e.g. {pipe}ffmpeg -i {src} {out})"
+        return (f" ({FOREIGN_CODES[code]}: it reads {READ_FORMATS}; convert it first, e.g. {pipe}ffmpeg -i {src} {out}"
+                f"{', then give converted.wav' if pipe else ''})")
     if code in DAMAGED_CODES:
         return f" ({path} may be truncated or damaged)"
     return ""

@@ -188,7 +188,7 @@ def test_kame_client_chooses_its_token_as_kame_serve_does(wav, monkeypatch, caps
     assert client_token(ap.parse_args(["http://127.0.0.1:8998", "in.wav"]), {"KAME_AUTH_TOKEN": LONG}) == LONG
     assert capsys.readouterr().err == ""
     assert client_token(ap.parse_args(["http://h", "in.wav"]), {"KAME_AUTH_TOKEN": LONG}) == LONG
-    assert "warning: sending the token in KAME_AUTH_TOKEN to h, another machine" in capsys.readouterr().err
+    assert "warning: sending the token in KAME_AUTH_TOKEN to h, not a loopback address" in capsys.readouterr().err
 
 
 def test_kame_client_main_leaves_a_programs_namespace_as_it_was(tmp_path, wav, monkeypatch):

@@ -30,7 +30,7 @@ queue: it stays about 35 s behind (plus the decode under way), the audio dropped
 warning says so once each time the queue fills (was: kame's STTs took every frame at once into a
 backlog of their own with no bound, minutes behind on a busy machine, nothing dropped or said).
 Such an STT takes no frame while one decode runs, so the stall is declared only after
-max(``stall_s``, the STT's ``decode_stall_s``: 30 s for kame's, SegmentedSTT) (was: ``stall_s``,
+max(``stall_s``, the STT's ``decode_stall_s``: 30 s for kame's, SegmentedSTT; 45 s the embedded STT's) (was: ``stall_s``,
 so a decode over 5 s behind was a stall: a restart and a lost utterance for an STT that works).
 A session opened under ``unpaced()`` (file mode's --fast: its clock runs far ahead of the STT)
 bounds nothing: no queue cap, no stall; its STT gets all the audio.

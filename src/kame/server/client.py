@@ -507,8 +507,8 @@ def client_token(a: argparse.Namespace, env) -> str | None:
     in_url = any(k == "token" for k, _ in parse_qsl(url.query))
     token = cli_token(a.token, getattr(a, "token_file", None), {} if in_url else env, "connect without one")
     if token and not (in_url or a.token or getattr(a, "token_file", None)) and not is_loopback_name(url.hostname or ""):
-        print(f"warning: sending the token in KAME_AUTH_TOKEN to {url.hostname}, another machine (unset it, or give "
-              f"--token / --token-file, if that server is not the one it is for)", file=sys.stderr)
+        print(f"warning: sending the token in KAME_AUTH_TOKEN to {url.hostname}, not a loopback address (unset it, or "
+              f"give --token / --token-file, if that server is not the one it is for)", file=sys.stderr)
     return token
 
 
@@ -550,7 +550,7 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
         over = 20 * math.log10(float(np.abs(pcm).max()))  # (dB above full scale: scaled down by more, none clip)
         pipe, src = command_input(a.input)
         print(f"warning: {100 * clipped:.2f} % of the input's samples (mono, at 24 kHz, as sent) exceed full scale, "
-              f"by up to {over:.2f} dB, and are clipped as they are sent (the agent hears them clipped; kame run's "
+              f"by up to {over:.2g} dB, and are clipped as they are sent (the agent hears them clipped; kame run's "
               f"agent hears them unclipped): scale {a.input} down in float (sox clips a float file as it reads it), "
               f"e.g. {pipe}ffmpeg -i {src} -af volume=-{over + 0.1:.1f}dB quieter.wav", file=sys.stderr)
     try:
