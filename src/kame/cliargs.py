@@ -97,7 +97,7 @@ def thread_count(text: str) -> int:
     try:
         return at_least(1, int, cores)(text)
     except argparse.ArgumentTypeError as exc:
-        raise argparse.ArgumentTypeError(f"{exc} (this machine has {cores} core{'s' * (cores != 1)})") from None
+        raise argparse.ArgumentTypeError(f"{exc} (this machine has {counted(cores, 'core')})") from None
 
 
 def counted(n: int, noun: str, plural: str | None = None) -> str:

@@ -12,6 +12,14 @@ from .test_mtbench import QUESTIONS, refused, write
 judges = test_mtbench.judges  # (the scripted judges: a fixture, used by name)
 
 
+def _tts(monkeypatch, scheme, factory):
+    """``scheme`` a tts for this test alone (as test_synth's: later tests list the known schemes)."""
+    from kame import registry
+
+    registry._load_table()  # (kame's own first, as register() does)
+    monkeypatch.setitem(registry._ENTRIES.setdefault("tts", {}), scheme, registry.Entry(factory, None, ""))
+
+
 def test_a_bad_voice_is_refused_before_the_judge_loads(tmp_path, capsys, judges, monkeypatch):
     from kame.eval import mtbench
 
@@ -26,16 +34,15 @@ def test_a_bad_voice_is_refused_before_the_judge_loads(tmp_path, capsys, judges,
     assert "--voice: " in refused(capsys, qf, out, "--voice", "espeak;bogus=1")  # (an option it does not take)
 
 
-def test_a_voice_that_cannot_be_made_is_named(tmp_path, capsys, fake_components, judges, scratch):
+def test_a_voice_that_cannot_be_made_is_named(tmp_path, capsys, fake_components, judges, scratch, monkeypatch):
     """(review r2 #5) a spec of the right form whose TTS cannot be made (piper not installed, an
     espeak voice missing) names --voice too (was: the TTS's error alone)."""
-    from kame import registry
     from kame.errors import NotAvailableError
 
     def missing(arg=None, **kw):
         raise NotAvailableError("voice 'x' is not installed")
 
-    registry.register("tts", "missingvoice", missing)
+    _tts(monkeypatch, "missingvoice", missing)
     qf = write(tmp_path / "question.jsonl", [QUESTIONS[2]])
     err = refused(capsys, qf, tmp_path / "out", "--voice", "missingvoice")
     assert "--voice: " in err and "voice 'x' is not installed" in err, err
@@ -45,7 +52,6 @@ def test_a_voice_that_cannot_be_made_is_refused_before_the_judge_loads_and_out_i
                                                                                       fake_components, monkeypatch):
     """(QA audio #1; was: refused after the judge had loaded, ~8 s with the embedded one, OUT/eval.json
     and OUT/runs/ left behind) a piper voice file that is no voice says so (was: onnx's DecodeError)."""
-    from kame import registry
     from kame.errors import NotAvailableError
     from kame.eval import mtbench
 
@@ -55,7 +61,7 @@ def test_a_voice_that_cannot_be_made_is_refused_before_the_judge_loads_and_out_i
     def missing(arg=None, **kw):
         raise NotAvailableError("voice 'x' is not installed")
 
-    registry.register("tts", "missingvoice", missing)
+    _tts(monkeypatch, "missingvoice", missing)
     qf = write(tmp_path / "question.jsonl", [QUESTIONS[2]])
     out = tmp_path / "out"
     assert "--voice: voice 'x' is not installed" in refused(capsys, qf, out, "--voice", "missingvoice")
@@ -68,7 +74,8 @@ def test_a_voice_that_cannot_be_made_is_refused_before_the_judge_loads_and_out_i
         assert opened == [] and not out.exists()
 
 
-def test_no_voice_is_made_when_every_question_s_run_is_saved(tmp_path, capsys, fake_components, judges, scratch):
+def test_no_voice_is_made_when_every_question_s_run_is_saved(tmp_path, capsys, fake_components, judges, scratch,
+                                                            monkeypatch):
     """What making the voice after the judge kept (it was made only for questions to run): a rerun
     that only rates, and a --rejudge, make no voice (a voice since uninstalled does not stop them)."""
     from kame import registry
@@ -79,13 +86,19 @@ def test_no_voice_is_made_when_every_question_s_run_is_saved(tmp_path, capsys, f
         made.append(kw)
         return registry.create("tts", "espeak:en-us", **kw)
 
-    registry.register("tts", "countedvoice", counted)
+    _tts(monkeypatch, "countedvoice", counted)
     qf = write(tmp_path / "question.jsonl", [QUESTIONS[2]])
     out = tmp_path / "out"
     assert test_mtbench.eval_(qf, out, "--voice", "countedvoice") == 0
     assert made == [{"seed": 0}]  # (seeded, as before)
     assert test_mtbench.eval_(qf, out, "--voice", "countedvoice") == 0  # (all rated: nothing to run)
     assert test_mtbench.eval_(qf, out, "--voice", "countedvoice", "--rejudge") == 0
+    assert made == [{"seed": 0}], capsys.readouterr()
+    # (review l3 #9) a rated question whose saved run was removed (runs/ cleared to free disk) is not run
+    # again, so it needs no voice either (was: the voice made, or refused when piper was gone)
+    for rec in (out / "runs").glob("*.rec.json"):
+        rec.unlink()
+    assert test_mtbench.eval_(qf, out, "--voice", "countedvoice") == 0
     assert made == [{"seed": 0}], capsys.readouterr()
 
 

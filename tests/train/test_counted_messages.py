@@ -46,3 +46,34 @@ def test_kame_data_synth_and_oracle_say_one_dialogue(tmp_path, capsys):
     said = capsys.readouterr().out
     assert f"new oracles (none) for 1 dialogue in {out / 'train.jsonl'}; the audio stays" in said, said
     assert f"manifest: {out / 'train.jsonl'} (1 dialogue)\n" in said, said
+
+
+def test_an_interrupted_encode_of_one_dialogue_and_a_one_core_limit_read_right(tmp_path, capsys, monkeypatch):
+    """(review l3 #11; was: "0 of 1 dialogues encoded", "this machine has 1 core" by hand)"""
+    import argparse
+
+    from kame import cliargs
+    from kame.cli import main
+    from kame.train import encode
+    from kame.train.data import write_dialogue
+    from kame.train.manifest import write_manifest
+    from tests.train.test_encode import dialogue
+
+    from ._fakes import FakeCodec
+
+    def stopped(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(encode, "make_codec", lambda *a, **kw: FakeCodec())
+    monkeypatch.setattr(encode, "encode_set", stopped)
+    root = tmp_path / "set"
+    write_manifest(root / "train.jsonl", [write_dialogue(root / "d0", dialogue(0))])
+    try:
+        main(["data", "encode", str(root), "--codec", "embedded", "--jobs", "1"])
+    except KeyboardInterrupt:
+        pass
+    err = capsys.readouterr().err
+    assert ": 0 of 1 dialogue encoded; run the same command again to go on" in err, err
+    monkeypatch.setattr(cliargs, "usable_cores", lambda: 1)
+    with pytest.raises(argparse.ArgumentTypeError, match=r"\(this machine has 1 core\)$"):
+        cliargs.thread_count("2")

@@ -439,9 +439,14 @@ def main(args) -> int:
     no_ref = apply_references(questions, ref_file)
     cfg = agent_config(args)  # (checked before anything runs)
     thr = 10 ** (cfg.runtime.silence_db / 20)
-    # (the voice before OUT is made and the judge loads; none for a rerun that only rates)
+    # (the voice before OUT is made and the judge loads; none for a rerun that only rates: the questions not
+    # rated yet have their runs saved. A results.jsonl that cannot be read is refused below, after eval.json)
+    rated = set()
+    with contextlib.suppress(ConfigError, OSError):
+        rated = {r["question_id"] for r in load_done(Path(args.output) / "results.jsonl", args.mode, args.turns,
+                                                     problem=rated_problem)}
     tts = make_voice(args.voice, [] if args.rejudge else [saved_run(Path(args.output) / "runs", q.id)
-                                                          for q in questions])
+                                                          for q in questions if q.id not in rated])
     out = check_output_folder(args.output, flag="-o")
     runs = out / "runs"
     runs.mkdir(exist_ok=True)

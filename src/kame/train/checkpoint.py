@@ -48,12 +48,15 @@ def step_folder(out: Path, step: int) -> Path:
     return out / f"step-{step}"
 
 
+_UNLOCKED: set[Path] = set()  # the OUT folders whose .lock the file system refused (warned once each)
+
+
 @contextlib.contextmanager
 def out_lock(out: Path):
     """OUT/.lock held for the ``with`` (an flock, released by the kernel when the process ends,
     however it ends: a stale one never blocks): a second run into the same OUT is refused
     (ConfigError naming the first's pid), not left to replace its checkpoints. OUT is created.
-    No lock where the system has no flock (Windows) or the file system refuses one."""
+    No lock where the system has no flock (Windows) or the file system refuses one (then warned)."""
     from ..errors import ConfigError
 
     try:
@@ -69,7 +72,13 @@ def out_lock(out: Path):
             held = True
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                held = False  # (a file system without locks, e.g. some NFS: run unlocked)
+                held = False  # (a file system without locks, e.g. some NFS: run unlocked, said once)
+                if out.resolve() not in _UNLOCKED:
+                    _UNLOCKED.add(out.resolve())
+                    logging.getLogger(__name__).warning(
+                        "train: cannot lock %s (%s: its file system refuses locks): a second kame train into -o %s "
+                        "would not be refused; start no other run there until this one ends", out / LOCK,
+                        exc.strerror or exc, out)
             else:
                 f.seek(0)
                 pid = f.read().strip() or "?"
@@ -171,18 +180,18 @@ def check_overwrite(out, frontend: str | None, codec_spec: str | None, *, resume
         if not (path.exists() and path.resolve().is_relative_to(home)):
             continue
         if flag == "--resume":
-            raise ConfigError(f"train: --resume {spec} is inside -o {out}, whose step-N folders and latest --overwrite "
-                              f"removes: drop --overwrite to go on in the run's own folder (a step saved again is "
-                              f"replaced), or give another -o")
-        raise ConfigError(f"train: {flag} {spec} is inside -o {out}, whose step-N folders and latest --overwrite "
-                          f"removes before the new run saves: go on from it with --resume {spec}, or copy it "
-                          f"out of {out} first and give that copy")
+            raise ConfigError(f"train: --resume {spec} is inside -o {out}, whose step-N folders, latest and "
+                              f"log.jsonl --overwrite removes: drop --overwrite to go on in the run's own folder (a "
+                              f"step saved again is replaced), or give another -o")
+        raise ConfigError(f"train: {flag} {spec} is inside -o {out}, whose step-N folders, latest and log.jsonl "
+                          f"--overwrite removes before the new run saves: go on from it with --resume {spec}, or "
+                          f"copy it out of {out} first and give that copy")
 
 
 def check_out(out, overwrite: bool, resume=None) -> bool:
     """ConfigError unless a run's OUT is empty or new, or a resumed run's checkpoint's own folder (a
     step saved again is replaced; was: any OUT on resume, another run's step-N and latest replaced),
-    or ``overwrite``: then True, OUT holds a run whose step-N and latest are to be removed
+    or ``overwrite``: then True, OUT holds a run whose step-N, latest and log.jsonl are to be removed
     (clear_out; check_overwrite: not the resumed one's). Only the filesystem is read, so kame train
     checks it before the front-end loads (minutes for a large checkpoint) and train() again."""
     from ..errors import ConfigError
@@ -209,14 +218,28 @@ def check_out(out, overwrite: bool, resume=None) -> bool:
                           f"one of its checkpoints (it is in {own}): this run's saves would replace {out}'s "
                           f"step-N folders of the same numbers and its latest. Give -o {own} to go on in the "
                           f"run's own folder, or an empty or new folder, or --overwrite to remove {out}'s step-N "
-                          f"folders and latest first")
+                          f"folders, latest and log.jsonl first")
     if complete:
         go_on = f"Go on from it with --resume {out}/latest, write elsewhere (another -o)"
     else:  # (a run killed in its first save: no complete checkpoint, so nothing to resume)
         go_on = (f"It holds no complete checkpoint ({out}/latest is missing: a run stopped before its first "
                  f"save ended?), so there is nothing to resume: write elsewhere (another -o)")
     raise ConfigError(f"train: {out} holds files already (another run's?): a new run there would mix its "
-                      f"checkpoints with them. {go_on}, or --overwrite to remove its step-N folders and latest")
+                      f"checkpoints with them. {go_on}, or --overwrite to remove its step-N folders, latest and "
+                      f"log.jsonl")
+
+
+def unfinished_note(folder: Path) -> str | None:
+    """For --resume of a step-N with no train_state.pt (a save that was stopped, e.g. SIGKILL), what
+    it is and what to give, in kind_hint's words (kame.model.tensorfiles, for loading one); else None."""
+    folder = Path(folder).resolve()
+    if not re.fullmatch(r"step-\d+", folder.name):
+        return None
+    latest = folder.parent / "latest"
+    done = (latest / STATE).is_file() and latest.resolve() != folder
+    pick = latest if done else f"{folder.parent}/latest or an earlier step-N"
+    return (f"it is an unfinished kame train checkpoint (a save that was stopped): give {pick}, the last complete "
+            f"one (and remove {folder})")
 
 
 def moved_back_note(out: Path, resume: Path) -> str | None:
@@ -235,6 +258,37 @@ def moved_back_note(out: Path, resume: Path) -> str | None:
     return (f"--resume {resume} is older than {latest} (step-{newer}): this run redoes steps {older + 1}-{newer}, "
             f"its saves replacing the step-N of the same numbers, and latest then points at its last save; to go "
             f"on from the newest instead, stop it and give --resume {latest}")
+
+
+def last_checkpoint(last: Path | None, out) -> Path | None:
+    """The run's last checkpoint: ``last`` (this process saved it), else what OUT/latest points to
+    (rank 0's last save, seen from another rank), else None."""
+    latest = Path(out) / "latest" if out is not None else None
+    return last or (latest.resolve() if latest is not None and latest.exists() else None)
+
+
+def resume_note(last: Path | None, out, resumed, then: str = "", *, by_latest: bool = True) -> str:
+    """Where a stopped run goes on from: its last checkpoint (``last``, else OUT/latest's) and the
+    --resume to give, else the --resume it was given (``resumed``), else none yet; ``then``:
+    what to do first ("free space"). ``by_latest`` False (OUT/latest may point at a step-N a
+    failed save left mixed): ``last`` alone, named as the --resume, not OUT/latest."""
+    first = f"{then}, then " if then else ""
+    saved = last_checkpoint(last, Path(out) if out is not None else None) if by_latest else last
+    if saved:
+        return f"last checkpoint {saved}; {first}resume with --resume {Path(out) / 'latest' if by_latest else saved}"
+    if resumed is not None:
+        return f"no checkpoint written by this run yet: {first}resume again with --resume {resumed}"
+    return f"no checkpoint written yet: {first}run the same command again (--save-every N saves every N steps)"
+
+
+def restart_hint(saved: Path | None, tcfg: TrainConfig) -> str:
+    """What to do after a diverged run, ``saved`` its last checkpoint (None: none yet): --resume
+    keeps the run's --lr and --grad-clip (check_resume), so a new run with a lower --lr."""
+    clip = "" if tcfg.grad_clip > 0 else " (or --grad-clip 1.0)"
+    if saved is None:
+        return f" before a checkpoint was saved: run again with a lower --lr{clip}"
+    return (f". --resume keeps its --lr and --grad-clip: start a new run (another -o) with a lower --lr{clip} from "
+            f"its last checkpoint (--frontend {saved}) or from the start")
 
 
 def check_writable(out: Path) -> None:
@@ -410,7 +464,8 @@ def _place(src: Path, dst: Path, *, placed: Path | None = None, sha256: str | No
 
 def save_checkpoint(model, weights: dict, optim: dict, out: Path, step: int, tcfg: TrainConfig, manifest,
                     manifest_sha: str, *, world: int = 1, codec_spec: str | None,
-                    tokenizer_spec: str | Path | None, extra: dict | None = None, codec=None) -> Path:
+                    tokenizer_spec: str | Path | None, extra: dict | None = None, codec=None,
+                    fresh: bool | None = None) -> Path:
     """OUT/step-N: the front-end (save_frontend with ``weights``, the model's whole state dict;
     config.json's kame.train says how it was trained, ``extra``: the front-end it started from,
     what it was resumed from), its tokenizer file and, for a Mimi read from a file (``codec``, the
@@ -418,9 +473,10 @@ def save_checkpoint(model, weights: dict, optim: dict, out: Path, step: int, tcf
     optimizer's state keyed by parameter name, or where a sharded run wrote it:
     parallel.checkpoint_state; and the step); then OUT/latest -> step-N (a symlink, replaced
     atomically; none where the system makes none: _link_latest). A save that fails (a full
-    disk: SaveFailed) or is stopped (Ctrl-C) removes the step-N it made."""
+    disk: SaveFailed) or is stopped (Ctrl-C) removes the step-N it made (``fresh``: whether it was
+    new, found out before a sharded run's processes wrote their optimizer shards there; None: now)."""
     folder = step_folder(out, step)
-    fresh = not folder.exists()
+    fresh = not folder.exists() if fresh is None else fresh
     try:
         _save(model, weights, optim, out, folder, step, tcfg, manifest, manifest_sha, world=world,
               codec_spec=codec_spec, tokenizer_spec=tokenizer_spec, extra=extra, codec=codec)
@@ -428,7 +484,7 @@ def save_checkpoint(model, weights: dict, optim: dict, out: Path, step: int, tcf
         if fresh:  # (a save stopped or failed: no step-N holding only some of its files, e.g. the codec's)
             shutil.rmtree(folder, ignore_errors=True)
         if isinstance(exc, (OSError, CheckpointError)) or type(exc).__name__ == "SafetensorError":
-            raise SaveFailed(step, folder, _why(exc, folder, (weights, optim))) from exc
+            raise SaveFailed(step, folder, _why(exc, folder, (weights, optim)), fresh) from exc
         raise
     _link_latest(out, folder)
     return folder
@@ -436,13 +492,18 @@ def save_checkpoint(model, weights: dict, optim: dict, out: Path, step: int, tcf
 
 class SaveFailed(CheckpointError):
     """A checkpoint that could not be written (save_checkpoint; ``full``: the disk is full). Its
-    step-N is removed when the save made it; kame train adds the checkpoint to resume from."""
+    step-N is removed when the save made it (``fresh``); one that was there before (a step saved
+    again) is left holding part of this save beside its earlier files, and the message says to
+    remove it. kame train adds the checkpoint to resume from."""
 
-    def __init__(self, step: int, folder: Path, why: tuple[bool, str]) -> None:
-        self.step, self.folder, (self.full, reason) = step, folder, why
+    def __init__(self, step: int, folder: Path, why: tuple[bool, str], fresh: bool = True) -> None:
+        self.step, self.folder, (self.full, reason), self.fresh = step, folder, why, fresh
         what = f"disk full while saving step {step} ({folder}: {reason})" if self.full else \
             f"cannot save step {step}: {reason}"
-        super().__init__(f"train: {what}; nothing of it is kept")
+        kept = "nothing of it is kept" if fresh else (
+            f"{folder} was there before and now holds part of this save mixed with its earlier files: remove it "
+            f"(its weights and optimizer state are not one run's)")
+        super().__init__(f"train: {what}; {kept}")
 
 
 def _why(exc: BaseException, folder: Path, written) -> tuple[bool, str]:

@@ -235,7 +235,8 @@ def main(args) -> int:
         name = stopped[0] if stopped else "SIGINT"
         encoded = sum(1 for r in results if not r[2])
         rest = "; run the same command again to go on" if encoded < len(todo) else " (all of them)"
-        print(f"\n{stopped_by(name)}: {encoded} of {len(todo)} dialogues encoded{rest}", file=sys.stderr, flush=True)
+        print(f"\n{stopped_by(name)}: {encoded} of {counted(len(todo), 'dialogue')} encoded{rest}", file=sys.stderr,
+              flush=True)
         if name == "SIGINT":
             raise
         return TERMINATED_STATUS

@@ -45,7 +45,8 @@ from ..cliargs import counted
 from ..errors import ConfigError
 from .batching import batches, input_dropouts, load_examples, manifest_path, slot
 from .checkpoint import (LOCK, SaveFailed, check_listed, check_out, check_overwrite, clear_out, frontend_identity,
-                         moved_back_note, out_lock, remove_stale_temporaries, save_checkpoint, step_folder)
+                         last_checkpoint, moved_back_note, out_lock, remove_stale_temporaries, restart_hint,
+                         resume_note, save_checkpoint, step_folder, unfinished_note)
 from .config import (STATE, TrainConfig, check_resume, global_batch, load_train_state, lr_at, recorded_config,
                      resume_record, schedule_warnings)
 from .data import DataError
@@ -179,106 +180,77 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
     losses, last, t0, frames, acc = [], None, time.perf_counter(), 0, []
     if stopped():
         raise KeyboardInterrupt
-    held = contextlib.ExitStack()  # (rank 0: OUT/.lock, for the run's life; a second run into OUT is refused)
-    if out is not None and rank == 0:
-        held.enter_context(out_lock(Path(out)))
-        if clear:
-            clear_out(Path(out))
-        if resume is not None and (note := moved_back_note(Path(out), Path(resume))):
-            echo(f"warning: {note}")
-        _sweep(Path(out), echo)
-    rows = RunLog(out if rank == 0 else None, echo, step, tcfg.log_every, resume is not None)
-    if rank == 0:
-        layout = ", sharded" if tcfg.shard else ""
-        accum = f" x {tcfg.grad_accum} forwards" if tcfg.grad_accum > 1 else ""
-        echo(f"training on {counted(len(examples), 'dialogue')}, {counted(world, 'process', 'processes')}{layout}, "
-             f"{counted(tcfg.batch_size, 'window')} of <= {tcfg.window_frames} frames each{accum}, {tcfg.precision}, "
-             f"steps {step}..{tcfg.steps}")
-        rows.header()
-    try:
-        while step < tcfg.steps:
-            if stopped():
-                raise KeyboardInterrupt
-            lr = lr_at(step, tcfg)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            opt.zero_grad(set_to_none=True)
-            parts, n = step_gradients(net, feed, cfg, tcfg, step, rank, device, lr)
-            if tcfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-            opt.step()
-            step += 1
-            losses.append(parts[0])
-            acc.append(parts)
-            frames += n * world
-            if step % max(1, tcfg.log_every) == 0 or step == tcfg.steps:
-                dt = max(time.perf_counter() - t0, 1e-9)
-                m = np.mean(acc, axis=0)
-                if distributed:  # (the global batch's: the mean over the processes)
-                    t = torch.tensor(m, dtype=torch.float64, device=device)
-                    dist.all_reduce(t)
-                    m = (t / world).tolist()
-                if rank == 0:
-                    rows.row(step, m, lr, frames / dt, len(acc))
-                t0, frames, acc = time.perf_counter(), 0, []
-            due = step == tcfg.steps or (tcfg.save_every and step % tcfg.save_every == 0)
-            if out is not None and due:
-                folder = step_folder(Path(out), step)
-                weights, optim = checkpoint_state(model, opt, folder) if rank == 0 or tcfg.shard else (None, None)
-                if rank == 0:  # (sharded: every process took part, rank 0 holds the whole weights)
-                    try:
-                        last = save_checkpoint(model, weights, optim, Path(out), step, tcfg, manifest, manifest_sha,
-                                               world=world, codec_spec=codec_spec, tokenizer_spec=tokenizer_spec,
-                                               extra=rec, codec=codec)
-                    except SaveFailed as exc:  # (a full disk: what to resume once space is freed)
-                        free = "free space" if exc.full else "fix what stopped the save"
-                        exc.args = (f"{exc}; {resume_note(last, out, resume, free)}",)
-                        raise
-                    echo(f"saved {last}")
-                    _sweep(Path(out), echo)  # (a stopped save's, once untouched long enough)
-                del weights, optim
-    except KeyboardInterrupt:
-        raise TrainInterrupted(step, last, Path(out) if out is not None else None, rank, resume) from None
-    except Diverged as exc:  # (any rank: OUT/latest is rank 0's last save, or the checkpoint resumed from)
-        saved = last_checkpoint(last, out) or (Path(resume).resolve() if resume is not None else None)
-        exc.args = (f"{exc}{restart_hint(saved, tcfg)}",)
-        raise
-    finally:
-        held.close()
+    with contextlib.ExitStack() as held:  # (rank 0: OUT/.lock, for the run's life, released on any error: a second
+        # run into OUT is refused)
+        if out is not None and rank == 0:
+            held.enter_context(out_lock(Path(out)))
+            if clear:
+                clear_out(Path(out))
+            if resume is not None and (note := moved_back_note(Path(out), Path(resume))):
+                echo(f"warning: {note}")
+            _sweep(Path(out), echo)
+        own = resume is not None and out is not None and Path(resume).resolve().parent == Path(out).resolve()
+        rows = RunLog(out if rank == 0 else None, echo, step, tcfg.log_every, own)  # (appended in the run's own OUT)
+        if rank == 0:
+            layout = ", sharded" if tcfg.shard else ""
+            accum = f" x {tcfg.grad_accum} forwards" if tcfg.grad_accum > 1 else ""
+            echo(f"training on {counted(len(examples), 'dialogue')}, {counted(world, 'process', 'processes')}{layout}, "
+                 f"{counted(tcfg.batch_size, 'window')} of <= {tcfg.window_frames} frames each{accum}, "
+                 f"{tcfg.precision}, steps {step}..{tcfg.steps}")
+            rows.header()
+        try:
+            while step < tcfg.steps:
+                if stopped():
+                    raise KeyboardInterrupt
+                lr = lr_at(step, tcfg)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                opt.zero_grad(set_to_none=True)
+                parts, n = step_gradients(net, feed, cfg, tcfg, step, rank, device, lr)
+                if tcfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+                opt.step()
+                step += 1
+                losses.append(parts[0])
+                acc.append(parts)
+                frames += n * world
+                if step % max(1, tcfg.log_every) == 0 or step == tcfg.steps:
+                    dt = max(time.perf_counter() - t0, 1e-9)
+                    m = np.mean(acc, axis=0)
+                    if distributed:  # (the global batch's: the mean over the processes)
+                        t = torch.tensor(m, dtype=torch.float64, device=device)
+                        dist.all_reduce(t)
+                        m = (t / world).tolist()
+                    if rank == 0:
+                        rows.row(step, m, lr, frames / dt, len(acc))
+                    t0, frames, acc = time.perf_counter(), 0, []
+                due = step == tcfg.steps or (tcfg.save_every and step % tcfg.save_every == 0)
+                if out is not None and due:
+                    folder = step_folder(Path(out), step)
+                    fresh = not folder.exists()  # (before a sharded save writes its optimizer shards there)
+                    weights, optim = checkpoint_state(model, opt, folder) if rank == 0 or tcfg.shard else (None, None)
+                    if rank == 0:  # (sharded: every process took part, rank 0 holds the whole weights)
+                        try:
+                            last = save_checkpoint(model, weights, optim, Path(out), step, tcfg, manifest, manifest_sha,
+                                                   world=world, codec_spec=codec_spec, tokenizer_spec=tokenizer_spec,
+                                                   extra=rec, codec=codec, fresh=fresh)
+                        except SaveFailed as exc:  # (a full disk: what to resume once space is freed)
+                            free = "free space" if exc.full else "fix what stopped the save"
+                            exc.args = (f"{exc}; {resume_note(last, out, resume, free, by_latest=exc.fresh)}",)
+                            raise
+                        echo(f"saved {last}")
+                        _sweep(Path(out), echo)  # (a stopped save's, once untouched long enough)
+                    del weights, optim
+        except KeyboardInterrupt:
+            raise TrainInterrupted(step, last, Path(out) if out is not None else None, rank, resume) from None
+        except Diverged as exc:  # (any rank: OUT/latest is rank 0's last save, or the checkpoint resumed from)
+            saved = last_checkpoint(last, out) or (Path(resume).resolve() if resume is not None else None)
+            exc.args = (f"{exc}{restart_hint(saved, tcfg)}",)
+            raise
     model.eval()
     if distributed:
         dist.barrier()
     return TrainResult(model, step, losses, last)
-
-
-def last_checkpoint(last: Path | None, out) -> Path | None:
-    """The run's last checkpoint: ``last`` (this process saved it), else what OUT/latest points to
-    (rank 0's last save, seen from another rank), else None."""
-    latest = Path(out) / "latest" if out is not None else None
-    return last or (latest.resolve() if latest is not None and latest.exists() else None)
-
-
-def resume_note(last: Path | None, out, resumed, then: str = "") -> str:
-    """Where a stopped run goes on from: its last checkpoint (``last``, else OUT/latest's) and the
-    --resume to give, else the --resume it was given (``resumed``), else none yet; ``then``:
-    what to do first ("free space")."""
-    first = f"{then}, then " if then else ""
-    saved = last_checkpoint(last, Path(out) if out is not None else None)
-    if saved:
-        return f"last checkpoint {saved}; {first}resume with --resume {Path(out) / 'latest'}"
-    if resumed is not None:
-        return f"no checkpoint written by this run yet: {first}resume again with --resume {resumed}"
-    return f"no checkpoint written yet: {first}run the same command again (--save-every N saves every N steps)"
-
-
-def restart_hint(saved: Path | None, tcfg: TrainConfig) -> str:
-    """What to do after a diverged run, ``saved`` its last checkpoint (None: none yet): --resume
-    keeps the run's --lr and --grad-clip (check_resume), so a new run with a lower --lr."""
-    clip = "" if tcfg.grad_clip > 0 else " (or --grad-clip 1.0)"
-    if saved is None:
-        return f" before a checkpoint was saved: run again with a lower --lr{clip}"
-    return (f". --resume keeps its --lr and --grad-clip: start a new run (another -o) with a lower --lr{clip} from "
-            f"its last checkpoint (--frontend {saved}) or from the start")
 
 
 def step_gradients(net, feed, cfg, tcfg: TrainConfig, step: int, rank: int, device, lr: float):
@@ -398,7 +370,7 @@ def add_arguments(p) -> None:
                         "train_state.pt that points elsewhere, but torch's format is not meant for untrusted "
                         "files)")
     p.add_argument("--overwrite", action="store_true", help="start afresh in an OUT that holds a run (removes its "
-                   "step-N and latest; with --resume: another run's OUT)")
+                   "step-N, latest and log.jsonl; with --resume: another run's OUT)")
     p.add_argument("--steps", type=at_least(1), default=d.steps,
                    help=f"optimizer steps in all (default {d.steps}; a resumed run goes on up to it)")
     knob = _knob_adder(p)
@@ -543,7 +515,8 @@ def run(args, stopped: Callable[[], bool] = lambda: False) -> TrainResult:
             run_folder = (Path(args.resume) / "latest" / STATE).is_file()  # (OUT given: its latest meant)
             raise ConfigError(f"train: --resume {args.resume} holds no {STATE}: " + (
                 f"it is a run's folder: give its checkpoint, --resume {Path(args.resume) / 'latest'}" if run_folder
-                else "give a checkpoint kame train wrote (OUT/step-N or OUT/latest)"))
+                else unfinished_note(Path(args.resume)) or "give a checkpoint kame train wrote (OUT/step-N or "
+                "OUT/latest)"))
         record = resume_record(Path(args.resume))
     # unset on --resume: the run's own (they must not change), not this device's or the new default
     ran = recorded_config(record) if args.resume else {}
@@ -566,12 +539,14 @@ def run(args, stopped: Callable[[], bool] = lambda: False) -> TrainResult:
             raise ConfigError(f"train: --resume {args.resume} goes on from its own weights (started from "
                               f"{start or 'an unrecorded front-end'}), not from --frontend {args.frontend}: drop "
                               f"--frontend, or start a new run (another -o) with --frontend {args.resume}")
+    # (another run writing there: refused now, not once this one's is loaded; and first, so it is not told to
+    # --resume or --overwrite a live run's checkpoints)
+    if os.environ.get("RANK", "0") == "0" and (Path(args.out) / LOCK).is_file():
+        with contextlib.suppress(OSError), out_lock(Path(args.out)):  # (an OUT not writable: check_out says so)
+            pass
     if args.overwrite:  # (OUT's step-N are removed before the first save copies from them)
         check_overwrite(args.out, args.frontend, args.codec, resume=args.resume)
     check_out(args.out, args.overwrite, args.resume)  # (before a front-end is loaded; train removes)
-    if os.environ.get("RANK", "0") == "0" and (Path(args.out) / LOCK).exists():
-        with out_lock(Path(args.out)):  # (another run writing there: refused now, not once this one's is loaded)
-            pass
     if world > 1:
         if cuda:
             torch.cuda.set_device(device)

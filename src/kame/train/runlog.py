@@ -4,9 +4,9 @@ A row is the mean over the steps since the row before (--log-every). A resumed r
 at the step it resumed from, so its first row may average fewer steps than the uninterrupted run's
 row of the same number: the row says so ("mean of steps 7-8"). OUT/log.jsonl holds one JSON object
 a row (step, loss, text, audio, lr, frames_per_s, time: seconds since the epoch, steps: the first
-and last step it averages); a new run starts it afresh, a resumed run appends to it (a step run
-again after a resume from an older checkpoint appears twice: the later row is the one the
-checkpoints go on from).
+and last step it averages); a new run starts it afresh, as does a run resumed into another OUT; a
+run resumed in its checkpoint's own folder appends to it (a step run again after a resume from an
+older checkpoint appears twice: the later row is the one the checkpoints go on from).
 """
 
 from __future__ import annotations
@@ -20,15 +20,22 @@ from .checkpoint import LOG
 
 
 class RunLog:
-    """The rows of a run that goes on from ``step`` (0: a new run, whose ``out``/log.jsonl is
-    started afresh; ``resumed``: appended to), echoed and, with ``out``, written to OUT/log.jsonl
-    (a file that cannot be written is said once, and the run goes on)."""
+    """The rows of a run that goes on from ``step``, echoed and, with ``out``, written to
+    OUT/log.jsonl, started afresh unless ``resumed`` (a run resumed in its checkpoint's own folder:
+    appended to; a file that cannot be written or removed is said once, and the run goes on)."""
 
     def __init__(self, out, echo: Callable[[str], None], step: int, log_every: int, resumed: bool) -> None:
         self.path = Path(out) / LOG if out is not None else None
         self.echo, self.every, self.start = echo, max(1, log_every), step
         if self.path is not None and not resumed:
-            self.path.unlink(missing_ok=True)  # (a run stopped before its first save: check_out let OUT be)
+            try:
+                self.path.unlink(missing_ok=True)  # (a run stopped before its first save: check_out let OUT be)
+            except OSError as exc:
+                self._cannot(exc)
+
+    def _cannot(self, exc: OSError) -> None:
+        self.echo(f"warning: cannot write {self.path} ({exc.strerror or exc}): the log rows go to stdout only")
+        self.path = None
 
     def header(self) -> None:
         self.echo(f"{'step':>7} {'loss':>9} {'text':>9} {'audio':>9} {'lr':>10} {'frames/s':>9}")
@@ -48,5 +55,4 @@ class RunLog:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(rec) + "\n")
         except OSError as exc:
-            self.echo(f"warning: cannot write {self.path} ({exc.strerror or exc}): the log rows go to stdout only")
-            self.path = None
+            self._cannot(exc)
