@@ -162,6 +162,9 @@ def test_an_input_louder_than_full_scale_is_said_to_be_clipped(tmp_path, capsys,
     assert frac == pytest.approx(np.mean(np.abs(pcm) > 1.0))
     assert f"warning   {100 * frac:.2f} % of the user's samples (the input's) exceeded full scale and were " \
            f"clipped in o.wav" in printed
+    assert _run(wav, out, "--tail", "3") == 0  # (the share is of the input, not of its silent tail too: was 9 %, not 60)
+    assert json.loads(out.with_suffix(".json").read_text())["summary"]["user_clipped_fraction"] == pytest.approx(frac)
+    capsys.readouterr()
     write_wav(wav, pcm / 3.0, 24000)  # within full scale: nothing said
     assert _run(wav, out) == 0
     assert "user's samples" not in capsys.readouterr().out
@@ -207,3 +210,14 @@ def test_demo_refuses_an_output_it_cannot_replace_before_synthesizing(tmp_path, 
     assert not (out / "question.wav").exists()
     assert main(["demo", "--out", str(out), "--mode", "cascade", "--set", "runtime.nope=1"]) == 1
     assert "runtime.nope" in capsys.readouterr().err  # (the cascade's files alone are checked then)
+
+
+def test_a_fast_run_is_not_said_to_have_an_stt_behind_real_time(tmp_path, monkeypatch, tandem):
+    """(QA regress: --fast's virtual time outruns any STT, so "the STT fell behind real time: its
+    last final ... 12.2 s late" repeated the --fast line's advice as if it were a slow machine)"""
+    from kame.runtime import filerun
+
+    monkeypatch.setattr(filerun, "stt_behind", lambda rec: pytest.fail("stt_behind judged a --fast run"))
+    out = tmp_path / "o.wav"
+    assert _run(_quiet(tmp_path), out) == 0  # (--fast)
+    assert json.loads(out.with_suffix(".json").read_text())["summary"]["stt_behind"] is None

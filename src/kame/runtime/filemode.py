@@ -15,7 +15,7 @@ run on real threads/sockets) gets at least as much real time as it would live. I
 front-end is slower than real time, virtual time runs slower than wall time (slow motion)
 and back-end latencies look shorter than live by that factor (reported as "slowdown").
 ``--fast`` drops (b): no wall-clock pacing, so back-end results arrive late in virtual time (use it
-to check the front-end path, not back-end latencies); its STT still gets all the audio (sttloop.unpaced).
+to check the front-end path, not back-end latencies); its STT is not cut off while it runs (sttloop.unpaced).
 
 The agent's output of the step at virtual time t is placed at t in the right channel (it
 cannot start earlier than the frame that caused it). Trailing silence (--tail, 3 s) lets the

@@ -95,10 +95,10 @@ def write_run(args, cfg: KameConfig, run: FileRun, rec: dict) -> int:
         exit_if_loading(status)  # (a front-end still loading in a thread would hold the exit to its end)
         return status
     extended_s = max(0, n - math.ceil(user.shape[0] / FRAME) * FRAME) / SR
+    user_clipped = clipped_share(user[:round(run.input_s * SR)])  # (an input louder than full scale: of it, not its tail)
     user = np.pad(user, (0, max(0, n - user.shape[0])))[:n]
     agent = agent_track(rec, n)
     clipped = clipped_share(agent)  # the wav holds [-1, 1]: say so if the agent exceeded it
-    user_clipped = clipped_share(user)  # (an input louder than full scale)
     agent = np.clip(agent, -1.0, 1.0)
     write_wav(out, np.stack([user, agent], axis=1), SR)
     summary = summarize(rec)
@@ -116,7 +116,8 @@ def write_run(args, cfg: KameConfig, run: FileRun, rec: dict) -> int:
     summary["late_final"] = late_final(rec) if summary["unanswered"] else None
     summary["max_tail_reached"] = rec["max_tail_reached"]
     summary["unheard"] = None if rec["interrupted"] else unheard(rec)
-    summary["stt_behind"] = None if rec["interrupted"] else stt_behind(rec)  # (said in place of "unheard"'s blame)
+    # (said in place of "unheard"'s blame; not of --fast, whose virtual time outruns any STT: FAST says so)
+    summary["stt_behind"] = None if rec["interrupted"] or args.fast else stt_behind(rec)
     summary["interrupted"] = rec["interrupted"]
     summary["interrupted_by"] = by  # "SIGINT" (Ctrl-C), "SIGTERM", or None
     random_fe = bool(summary["frontend_random"])

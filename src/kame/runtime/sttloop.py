@@ -33,7 +33,8 @@ Such an STT takes no frame while one decode runs, so the stall is declared only 
 max(``stall_s``, the STT's ``decode_stall_s``: 30 s for kame's, SegmentedSTT; 45 s the embedded STT's) (was: ``stall_s``,
 so a decode over 5 s behind was a stall: a restart and a lost utterance for an STT that works).
 A session opened under ``unpaced()`` (file mode's --fast: its clock runs far ahead of the STT)
-bounds nothing: no queue cap, no stall; its STT gets all the audio.
+bounds nothing: no queue cap, no stall; its STT gets all the audio it reaches before the session
+closes (what it has not by then is counted as dropped at the close).
 The stream's task is named after the STT ("STT NAME's stream (session s1)"): a stream that ignores
 its cancellation is left behind by that name (kame.runtime.interrupt.run_to_end).
 """
