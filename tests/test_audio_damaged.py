@@ -189,7 +189,7 @@ def test_a_pipe_that_cannot_be_read_is_named_and_told_a_conversion_it_can_run(tm
         read_wav(piped(tmp_path, b"this is no audio at all, just some text\n" * 20))
     text = str(exc.value)
     assert text.startswith(f"cannot read audio file {tmp_path / 'pipe'}: Format not recognised.") and "BytesIO" not in text
-    assert "ffmpeg -i - converted.wav" in text and f"ffmpeg -i {tmp_path / 'pipe'}" not in text, text
+    assert "ffmpeg -i - converted.wav, then give converted.wav" in text and f"ffmpeg -i {tmp_path / 'pipe'}" not in text, text
 
 
 def test_a_cut_wav_through_a_pipe_is_refused_as_the_file_is(tmp_path):
@@ -229,4 +229,3 @@ def test_a_recording_never_closed_through_a_pipe_is_told_a_fix_that_reads_stdin(
         read_wav(piped(tmp_path, open(wav(whole, 480), "rb").read()))
     [w] = warnings(caplog)
     assert "never closed" in w and w.endswith("... | sox --ignore-length -t wav - fixed.wav"), w
-

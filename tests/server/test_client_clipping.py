@@ -32,7 +32,7 @@ def test_an_input_beyond_full_scale_is_warned_of_with_a_float_scaling_that_fixes
     pcm, _ = read_input(str(loud))  # (as sent: mono, 24 kHz)
     over = 20 * np.log10(np.abs(pcm).max())
     assert f"warning: {100 * clipped_share(pcm):.2f} % of the input's samples (mono, at 24 kHz, as sent) exceed " \
-           f"full scale, by up to {over:.2g} dB, and are clipped as they are sent (the agent hears them clipped; " \
+           f"full scale, by up to {over:.3g} dB, and are clipped as they are sent (the agent hears them clipped; " \
            f"kame run's agent hears them unclipped): scale {loud} down in float" in err, err
     assert "gain -n" not in err, err
     [db] = re.findall(rf"e\.g\. ffmpeg -i {re.escape(str(loud))} -af volume=-(\d+\.\d)dB quieter\.wav$", err, re.M)
@@ -73,4 +73,4 @@ def test_an_overshoot_under_a_hundredth_of_a_db_is_not_said_to_be_zero(tmp_path,
     sf.write(f, np.full(2400, 1.0003, np.float32), 24000, subtype="FLOAT")
     main(["http://127.0.0.1:1/", str(f), "-o", str(tmp_path / "out.wav")])  # (no server: the warning comes first)
     err = capsys.readouterr().err
-    assert "by up to 0.0026 dB" in err, err
+    assert "by up to 0.00261 dB" in err, err

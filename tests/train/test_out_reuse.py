@@ -128,6 +128,10 @@ def test_the_overwrite_messages_name_log_jsonl_and_an_unfinished_resume_is_named
     err = " ".join(capsys.readouterr().err.split())
     assert "holds no train_state.pt: it is an unfinished kame train checkpoint (a save that was stopped): give " \
            f"{out / 'latest'}, the last complete one (and remove {out / 'step-2'})" in err, err
+    (out / "step-2" / "config.json").write_text("{}")  # (its weights and config kept: a usable front-end, not removed)
+    assert cli_main(["train", manifest, "-o", str(out), "--steps", "3", "--resume", str(out / "step-2"), *CLI]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "it is an unfinished kame train checkpoint" in err and "and remove" not in err, err
 
 
 def test_a_file_system_that_refuses_locks_is_warned_of(tmp_path, monkeypatch, caplog):

@@ -163,7 +163,7 @@ async def play_session(agent, pcm: np.ndarray, *, clock: FakeClock, metrics: Met
                 else:  # other kinds (e.g. the cascade's turn events): kept as they are
                     rec["other"].append(d)
 
-    with unpaced(fast):  # (--fast: virtual time outruns the STT, which gets all its audio: no queue cap, no stall)
+    with unpaced(fast):  # (--fast: virtual time outruns the STT, not cut off while it runs: no queue cap, no stall)
         session = await agent.open_session("file")
     # a cascade with cascade.emit_silence off sends no audio for a silent frame: not waited for (was: each
     # waited frame_timeout_s, then 0.1 s, so the run went ~1.8x slower than real time); paced by the clock

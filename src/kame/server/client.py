@@ -550,7 +550,7 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
         over = 20 * math.log10(float(np.abs(pcm).max()))  # (dB above full scale: scaled down by more, none clip)
         pipe, src = command_input(a.input)
         print(f"warning: {100 * clipped:.2f} % of the input's samples (mono, at 24 kHz, as sent) exceed full scale, "
-              f"by up to {over:.2g} dB, and are clipped as they are sent (the agent hears them clipped; kame run's "
+              f"by up to {over:.3g} dB, and are clipped as they are sent (the agent hears them clipped; kame run's "
               f"agent hears them unclipped): scale {a.input} down in float (sox clips a float file as it reads it), "
               f"e.g. {pipe}ffmpeg -i {src} -af volume=-{over + 0.1:.1f}dB quieter.wav", file=sys.stderr)
     try:

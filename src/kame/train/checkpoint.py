@@ -238,8 +238,8 @@ def unfinished_note(folder: Path) -> str | None:
     latest = folder.parent / "latest"
     done = (latest / STATE).is_file() and latest.resolve() != folder
     pick = latest if done else f"{folder.parent}/latest or an earlier step-N"
-    return (f"it is an unfinished kame train checkpoint (a save that was stopped): give {pick}, the last complete "
-            f"one (and remove {folder})")
+    gone = "" if (folder / "config.json").is_file() else f" (and remove {folder})"  # (weights kept: not to be removed)
+    return f"it is an unfinished kame train checkpoint (a save that was stopped): give {pick}, the last complete one{gone}"
 
 
 def moved_back_note(out: Path, resume: Path) -> str | None:
