@@ -8,15 +8,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 version() { "$1" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null || echo "not found"; }
+new_enough() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; }  # (false if it cannot run)
 if [ ! -x .venv/bin/python ] && [ ! -L .venv/bin/python ]; then  # (a dangling link: "cannot be run" below)
-    "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || {
+    new_enough "$PY" || {
         echo "kame needs Python >= 3.11; $PY is $(version "$PY"). Give another: PYTHON=python3.11 bash $0${*:+ $*}" >&2
         exit 1
     }
     "$PY" -m venv .venv
 else  # an existing .venv is reused: its Python is checked, and a PYTHON= it was not made with is refused
     have=$(version .venv/bin/python)
-    .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || {
+    new_enough .venv/bin/python || {
         if [ "$have" = "not found" ]; then
             echo "kame: ./.venv/bin/python cannot be run: nothing was done. Remove it (rm -rf .venv) and run again" >&2
         else

@@ -5,6 +5,8 @@ without one (the embedded LLM) is named by its name, as the tandem's oracle name
 (kame.backend.llm.base.describe; review r1: was "LLM stalled" here, "LLM embedded stalled" there).
 A remote client is told "stalled" only (kame.runtime.base.backend_brief: no URL). On a FakeClock."""
 
+import pytest
+
 from kame.cascade.config import CascadeConfig
 from kame.cascade.reply import ReplyParts, ReplyPipeline
 from kame.runtime.base import ErrorEvent, client_form
@@ -54,9 +56,15 @@ async def test_an_llm_stall_names_its_server():
     assert "10.0.0.7" not in client_form(ev).message and "stalled" in client_form(ev).message
 
 
-async def test_a_tts_stall_names_its_server():
+class _HangingLocalTTS(_HangingTTS):
+    url = None  # (no server: a local TTS)
+
+
+@pytest.mark.parametrize("tts, named", [(_HangingTTS, f"TTS {TTS_URL}"), (_HangingLocalTTS, "TTS fake-tts")],
+                         ids=["its-server", "no-server-its-name"])
+async def test_a_tts_stall_names_its_server_or_else_its_name(tts, named):
     llm = ScriptedLLM()
-    rp, clock, out = make(llm, _HangingTTS)
+    rp, clock, out = make(llm, tts)
     await settle()
     llm.calls[0].send("Fine, thanks.")
     llm.calls[0].end()
@@ -64,7 +72,7 @@ async def test_a_tts_stall_names_its_server():
     await run_for(clock, 3.5)
     await rp.wait()
     [ev] = errors(out)
-    assert f"TTS {TTS_URL} stalled: nothing within 3 s of the request" in ev.message, ev.message
+    assert f"{named} stalled: nothing within 3 s of the request" in ev.message, ev.message
 
 
 async def test_a_component_with_no_server_is_named_by_its_name_as_the_oracle_names_it():
@@ -74,21 +82,3 @@ async def test_a_component_with_no_server_is_named_by_its_name_as_the_oracle_nam
     await rp.wait()
     assert [e.message for e in errors(out)] == [
         "llm scripted failed during the reply to turn 1: LLM scripted stalled: nothing within 3 s of the request"]
-
-
-class _HangingLocalTTS(_HangingTTS):
-    url = None  # (no server: a local TTS)
-
-
-async def test_a_tts_with_no_server_is_named_by_its_name():
-    llm = ScriptedLLM()
-    rp, clock, out = make(llm, _HangingLocalTTS)
-    await settle()
-    llm.calls[0].send("Fine, thanks.")
-    llm.calls[0].end()
-    await settle()
-    await run_for(clock, 3.5)
-    await rp.wait()
-    [ev] = errors(out)
-    assert "TTS fake-tts stalled: nothing within 3 s of the request" in ev.message, ev.message
-
