@@ -250,7 +250,7 @@ class CascadeSession(Session):
         """The "stats" Meta's counts, with those kept elsewhere brought up to date: the frames the
         STT never got, the replies' waits for a reload of the LLM's model."""
         self.stats.dropped_frames = self._stt.dropped_frames
-        self.stats.stt_dropped_s = round(self._stt.dropped_frames * FRAME_S, 2)
+        self.stats.stt_dropped_s = self._stt.dropped_s
         self.stats.wait_llm_loading = self._parts.stats["wait_llm_loading"]
         return self.stats.to_json()
 

@@ -45,7 +45,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Callable
 
 from ..backend.llm.base import bug_at, component_name, text_stream
-from ..backend.types import EMPTY_ANSWER, FRAME_S, AudioFrame, Transcript
+from ..backend.types import EMPTY_ANSWER, AudioFrame, Transcript
 from ..config import KameConfig
 from ..errors import ConfigError
 from .base import _why
@@ -83,7 +83,7 @@ class BackendBridge:
     @property
     def dropped_s(self) -> float:
         """Seconds of user audio the STT never got."""
-        return round(self.dropped_frames * FRAME_S, 2)
+        return self._stt.dropped_s if self._stt is not None else 0.0
 
     @property
     def oracle_stats(self) -> Counter:

@@ -100,6 +100,11 @@ class STTSupervisor:
         self._ended = False
 
     @property
+    def dropped_s(self) -> float:
+        """Seconds of user audio the STT never got (``dropped_frames``: a session's stt_dropped_s)."""
+        return round(self.dropped_frames * FRAME_S, 2)
+
+    @property
     def running(self) -> bool:
         """A stream is running (False while the STT is down, waiting to restart)."""
         return self._frames is not None and self._stall is not None
