@@ -47,8 +47,8 @@ from .batching import batches, input_dropouts, load_examples, manifest_path, slo
 from .checkpoint import (LOCK, SaveFailed, check_listed, check_out, check_overwrite, clear_out, frontend_identity,
                          last_checkpoint, moved_back_note, out_lock, remove_stale_temporaries, restart_hint,
                          resume_note, save_checkpoint, step_folder, unfinished_note)
-from .config import (STATE, TrainConfig, check_resume, global_batch, load_train_state, lr_at, recorded_config,
-                     resume_record, schedule_warnings)
+from .config import (OTHER_OPTIONS, STATE, TrainConfig, check_resume, global_batch, load_train_state, lr_at,
+                     recorded_config, resume_record, schedule_warnings)
 from .data import DataError
 from .loading import load_for_training
 from .parallel import PRECISIONS, check_shard, resolve_precision
@@ -296,15 +296,11 @@ def _sweep(out: Path, echo: Callable[[str], None]) -> None:
 # --- the command ------------------------------------------------------------------------------
 # the value options that set a TrainConfig knob (argparse dest -> knob): unset (None), each takes the
 # run's own value on --resume (knobs_from), else the knob's default
-OPTION_KNOBS = {"batch_size": "batch_size", "grad_accum": "grad_accum", "window": "window_frames", "lr": "lr", "warmup": "warmup_steps",
-                "schedule": "schedule", "weight_decay": "weight_decay", "grad_clip": "grad_clip",
-                "skip_prob": "skip_prob", "shift_prob": "shift_prob", "shift_right": "shift_right",
-                "shift_left": "shift_left", "hint_only": "hint_only", "oracle_echo": "oracle_echo",
-                "jitter": "jitter_frames",
-                "text_token_dropout": "text_token_dropout", "text_emb_dropout": "text_emb_dropout",
-                "semantic_emb_dropout": "semantic_emb_dropout", "semantic_weight": "semantic_weight",
-                "acoustic_weight": "acoustic_weight", "seed": "seed", "log_every": "log_every",
-                "save_every": "save_every"}
+OPTION_KNOBS = {OTHER_OPTIONS.get(k, k): k for k in (
+    "batch_size", "grad_accum", "window_frames", "lr", "warmup_steps", "schedule", "weight_decay", "grad_clip",
+    "skip_prob", "shift_prob", "shift_right", "shift_left", "hint_only", "oracle_echo", "jitter_frames",
+    "text_token_dropout", "text_emb_dropout", "semantic_emb_dropout", "semantic_weight", "acoustic_weight", "seed",
+    "log_every", "save_every")}  # (the option names: config.OTHER_OPTIONS, the one table of renamed knobs)
 
 
 def _knob_adder(p):
