@@ -1,6 +1,6 @@
 """The embedded STT whose pocketsphinx child dies mid-utterance (QA k45 chaos finding 1): the
 utterance finishes on whisper alone, its whisper final comes, and then pocketsphinx's BackendError
-goes to the stream's fault handler (STREAM_ON_FAULT: a session's STT supervisor reports it) while
+goes to the stream's fault handler (open_stream's on_fault: a session's STT supervisor reports it) while
 the stream goes on; with no handler, the stream ends with it. Was: the error ended the stream at
 once and the utterance was lost (no final: the cascade never answered); then (review r1) the
 stream ended after the final, matched by its words, so its restart lost the next utterance.
@@ -12,7 +12,8 @@ import pytest
 
 from kame.backend import vad as vad_mod
 from kame.backend.stt import embedded
-from kame.backend.stt.streaming import STREAM_ON_FAULT, SegmentedSTT, StreamStopped
+from kame.backend.stt.base import open_stream
+from kame.backend.stt.streaming import SegmentedSTT, StreamStopped
 from kame.backend.types import AudioFrame, Word
 from kame.errors import BackendError
 
@@ -97,14 +98,12 @@ async def _run(stt, pcms, faults: list | None = None):
     """The stream's transcripts (final?, text) and the error that ended it (None: none), in order;
     ``faults``: the stream's fault handler appends ("fault", message) to the same list (None: no handler)."""
     got = []
-    token = STREAM_ON_FAULT.set(None if faults is None else (lambda exc: got.append(("fault", str(exc)))))
+    on_fault = None if faults is None else (lambda exc: got.append(("fault", str(exc))))
     try:
-        async for tr in stt.stream(_frames(pcms)):
+        async for tr in open_stream(stt, _frames(pcms), on_fault=on_fault):
             got.append((tr.final, tr.text))
     except BackendError as exc:
         return got, exc
-    finally:
-        STREAM_ON_FAULT.reset(token)
     return got, None
 
 

@@ -12,7 +12,8 @@ import pytest
 
 from kame.backend import vad as vad_mod
 from kame.backend.stt import streaming
-from kame.backend.stt.streaming import Recognizer, SegmentedSTT, _Worker
+from kame.backend.stt.streaming import Recognizer, SegmentedSTT
+from kame.backend.stt.streamworker import _Worker
 from kame.backend.types import Word
 
 SPEECH = np.full(1920, 0.3, np.float32)

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from kame.backend.stt import streaming
+from kame.backend.stt import streamworker
 from kame.backend.stt.streaming import Recognizer, SegmentedSTT
 from kame.backend.types import AudioFrame
 from kame.backend.vad import VADEvent
@@ -88,7 +88,7 @@ def _lines(caplog, level=None) -> list[str]:
 
 
 async def test_a_failing_stream_is_logged_with_its_session(monkeypatch, caplog):
-    monkeypatch.setattr(streaming, "StreamingVAD", _LoudVAD)
+    monkeypatch.setattr(streamworker, "StreamingVAD", _LoudVAD)
     clock = FakeClock()
     stt = _HTTPishSTT(clock=clock)
     sup, failures = _supervisor(stt, clock)
@@ -111,15 +111,15 @@ async def test_a_request_dropped_after_the_session_stopped_the_stream_is_no_warn
     """The session closed (its STT task cancelled) while a request was under way; kame dropped it,
     and it failed: not a warning blaming the server ("cannot connect ...; is the server running?"),
     which came after the session had gone. A debug line says what happened."""
-    monkeypatch.setattr(streaming, "StreamingVAD", _LoudVAD)
+    monkeypatch.setattr(streamworker, "StreamingVAD", _LoudVAD)
     stopped = threading.Event()
-    real_stop = streaming._Worker.stop
+    real_stop = streamworker._Worker.stop
 
     def stop(worker):  # kame stops the worker, then drops its request (here: the request fails)
         real_stop(worker)
         stopped.set()
 
-    monkeypatch.setattr(streaming._Worker, "stop", stop)
+    monkeypatch.setattr(streamworker._Worker, "stop", stop)
     clock = FakeClock()
     stt = _HTTPishSTT(wait_for_stop=stopped, clock=clock)
     sup, failures = _supervisor(stt, clock)
@@ -140,7 +140,7 @@ async def test_a_recognizers_own_lines_in_the_worker_thread_name_the_session(mon
     failed (skipped)'): they see the session too (was: the thread did not have the task's context)."""
     from kame.backend.stt.base import owner_prefix
 
-    monkeypatch.setattr(streaming, "StreamingVAD", _LoudVAD)
+    monkeypatch.setattr(streamworker, "StreamingVAD", _LoudVAD)
     said = threading.Event()
 
     class Chatty(_FailingFinal):

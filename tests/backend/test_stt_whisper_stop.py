@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from kame.backend import vad as vad_mod
-from kame.backend.stt.streaming import StreamStopped, _Worker
+from kame.backend.stt.streaming import StreamStopped
+from kame.backend.stt.streamworker import _Worker
 from kame.backend.stt.whisper import WhisperModelHandle, WhisperSTT, decode_repeatable
 
 from .test_stt_stop import SILENCE, SPEECH, _EnergyModel

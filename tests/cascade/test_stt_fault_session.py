@@ -1,10 +1,10 @@
-"""A cascade session whose STT stream reports a failure it goes on from (kame.backend.stt.streaming
-STREAM_ON_FAULT, as the embedded STT does when its pocketsphinx child dies mid-utterance: the
+"""A cascade session whose STT stream reports a failure it goes on from (its on_fault hook,
+kame.backend.stt.base.stream_hooks, as the embedded STT does when its pocketsphinx child dies mid-utterance: the
 utterance's whisper final came first): the session tells it as any STT failure (an ErrorEvent
 saying the stream goes on, the "backend" stt "down" Meta, counted in backend_failures), nothing
 restarts, the final before it is answered, and the next transcript brings "up" and its answer."""
 
-from kame.backend.stt.streaming import STREAM_ON_FAULT
+from kame.backend.stt.base import stream_hooks
 from kame.errors import BackendError
 from kame.runtime.base import ErrorEvent
 from kame.runtime.clock import FakeClock
@@ -22,7 +22,7 @@ class FaultSTT(FakeSTT):
 
     async def stream(self, frames):
         self.streams += 1
-        on_fault = STREAM_ON_FAULT.get()  # (set by the session's STT supervisor, in this task)
+        on_fault = stream_hooks().on_fault  # (given by the session's STT supervisor: open_stream)
         async for tr in super().stream(frames):
             if isinstance(tr, BackendError):
                 on_fault(tr)

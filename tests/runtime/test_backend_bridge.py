@@ -289,11 +289,11 @@ async def test_a_failed_stt_log_line_names_the_stt_and_the_exception_type(caplog
 
 
 async def test_a_failure_the_stt_stream_goes_on_from_is_reported_not_restarted():
-    """The tandem's side of kame.backend.stt.streaming.STREAM_ON_FAULT (the embedded STT's
+    """The tandem's side of a stream's on_fault hook (kame.backend.stt.base.stream_hooks; the embedded STT's
     pocketsphinx child died, whisper's final came): an ErrorEvent saying the stream goes on, the
     "backend" stt "down" Meta with "goes_on" (file mode and kame client still wait for later
     finals), counted, and no restart; its next transcript brings it "up" (review r6: untested)."""
-    from kame.backend.stt.streaming import STREAM_ON_FAULT
+    from kame.backend.stt.base import stream_hooks
     from kame.errors import BackendError
 
     opened: list[float] = []
@@ -305,7 +305,7 @@ async def test_a_failure_the_stt_stream_goes_on_from_is_reported_not_restarted()
             async for f in frames:
                 k += 1
                 if k == 3:
-                    STREAM_ON_FAULT.get()(BackendError("the pocketsphinx child process died (exit code -9)"))
+                    stream_hooks().on_fault(BackendError("the pocketsphinx child process died (exit code -9)"))
                 if k == 6:
                     yield Transcript([Word("hello", f.t, f.t)], final=True, t=f.t)
 

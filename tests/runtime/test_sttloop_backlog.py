@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from kame.backend.stt import streaming
+from kame.backend.stt import streaming, streamworker
 from kame.backend.stt.streaming import (BufferedRecognizer, Recognizer, SegmentedSTT, StreamStopped,
                                         stream_stop_event)
 from kame.backend.types import FRAME_SIZE, AudioFrame, Word
@@ -228,7 +228,7 @@ async def test_the_worker_frees_a_place_for_each_frame_it_takes(monkeypatch):
             raise AssertionError("silence opens no utterance")
 
     seen = []
-    real_put = streaming._Worker.put
+    real_put = streamworker._Worker.put
 
     def put(self, pcm, t):
         real_put(self, pcm, t)
@@ -238,6 +238,6 @@ async def test_the_worker_frees_a_place_for_each_frame_it_takes(monkeypatch):
         for k in range(3 * streaming.INBOX_FRAMES):
             yield AudioFrame(np.zeros(FRAME_SIZE, np.float32), clock.now() + 0.08 * k)
 
-    monkeypatch.setattr(streaming._Worker, "put", put)
+    monkeypatch.setattr(streamworker._Worker, "put", put)
     assert [tr async for tr in _Quiet(clock=clock).stream(frames())] == []
     assert len(seen) == 3 * streaming.INBOX_FRAMES and max(seen) <= streaming.INBOX_FRAMES

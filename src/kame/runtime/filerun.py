@@ -11,7 +11,7 @@ question; a 7B front-end reads ~15 GB of weights each time). Each session's reco
 what kame run makes of the same input (filemode.play_session). A run that fails, or after which
 the agent is not sound (its frame loop ended, a front-end step failed), costs the agent: it is
 stopped, said on stderr, and the next run builds a new one. This module is apart from
-filemode.py so that both stay readable (filemode: the conversation and its summary).
+filemode.py so that both stay readable (filemode: the conversation; runsummary: its summary).
 """
 
 from __future__ import annotations

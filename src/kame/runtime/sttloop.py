@@ -16,13 +16,13 @@ failure in a row up to MAX_RETRY_S until a transcript comes, and at least as lon
 (an HTTP 429's Retry-After; capped as everywhere, kame.backend.policy.honoured), so a
 rate-limited server is not called again before it asked. ``on_failure(exc, wait)`` hears of
 each failure (``wait``: the seconds before the restart; None for a failure the stream reported
-and went on from, having lost no transcript: kame.backend.stt.streaming.STREAM_ON_FAULT, e.g. the
+and went on from, having lost no transcript: the stream's ``on_fault`` hook, e.g. the
 embedded STT's pocketsphinx child died mid-utterance, whose final came from whisper; was: the
 stream ended, and its restart lost what the user said next; ``restart_note(wait)`` words it),
 ``on_transcript(tr)`` gets each transcript (awaited; its first after a failure is the sign the
 STT is up again). While the STT is down its audio is dropped, not queued (its stream restarts on
 live audio); at most MAX_QUEUED_FRAMES wait for a running stream (the oldest dropped); what a
-stopped stream held and had not processed is lost with it (kame.backend.stt.streaming.STREAM_ON_DISCARD).
+stopped stream held and had not processed is lost with it (the stream's ``on_discard`` hook).
 All are counted in ``dropped_frames``.
 A stream takes frames only as it gets to them (kame's own STTs hold at most ~15 s they have not
 processed: kame.backend.stt.streaming.INBOX_FRAMES), so an STT slower than real time fills this
@@ -37,6 +37,8 @@ bounds nothing: no queue cap, no stall; its STT gets all the audio it reaches be
 closes (what it has not by then is counted as dropped at the close).
 The stream's task is named after the STT ("STT NAME's stream (session s1)"): a stream that ignores
 its cancellation is left behind by that name (kame.runtime.interrupt.run_to_end).
+Each stream is opened with its hooks (kame.backend.stt.base.open_stream): ``owner`` the session
+(``who``, named in the STT's log lines), ``on_fault`` and ``on_discard`` the supervisor's.
 """
 
 from __future__ import annotations
@@ -51,7 +53,6 @@ from typing import AsyncIterator, Awaitable, Callable
 from ..backend.llm.base import component_name
 from ..backend.policy import backoff, honoured
 from ..backend.stt.base import check_transcript, open_stream
-from ..backend.stt.streaming import STREAM_ON_DISCARD, STREAM_ON_FAULT
 from ..backend.types import FRAME_S, AudioFrame, Transcript
 from ..errors import BackendError
 from .clock import STOP_WAIT_S, Clock, cancel_within
@@ -226,9 +227,8 @@ class STTSupervisor:
     async def _transcribe(self, q: asyncio.Queue) -> None:
         """One STT stream: each transcript, checked, to on_transcript; a failure it goes on from,
         to on_failure (with no wait: nothing restarts)."""
-        STREAM_ON_FAULT.set(lambda exc: self.on_failure(exc, None))  # (this task's streams only)
-        STREAM_ON_DISCARD.set(self._discarded)
-        stream = open_stream(self.stt, self._frame_iter(q), self.metrics, owner=self.who)
+        stream = open_stream(self.stt, self._frame_iter(q), self.metrics, owner=self.who,
+                             on_fault=lambda exc: self.on_failure(exc, None), on_discard=self._discarded)
         try:
             async for item in stream:
                 tr = check_transcript(item, self.stt)  # before "up": a broken STT is not working

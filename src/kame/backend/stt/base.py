@@ -17,8 +17,16 @@ tags them with the session and forwards them to the agent's sink) used instead o
 kame.backend.stt.streaming.SegmentedSTT) and leaves it out for the others; what ``stream``
 returned that is no async iterator is a BackendError naming the STT's method (``check_stream``).
 
-``open_stream(..., owner=SESSION_ID)`` also sets ``STREAM_OWNER`` for the task that iterates the
-stream (kame.runtime.sttloop does): an STT's log lines can name the session ("session c2: ...").
+The stream's hooks are given where it is opened, as keywords of ``open_stream`` (kame.runtime.sttloop
+passes all three), and an STT reads them with ``stream_hooks()`` (a StreamHooks) in the task that
+iterates the stream, or a thread started in a copy of its context (an STT that does not read them
+works as before: they are this module's concern, not each STT's):
+  ``owner=SESSION_ID``: an STT's log lines name the session ("session c2: ...": ``owner_prefix()``);
+  ``on_fault=fn``: ``fn(exc)`` hears a failure the stream goes on from, having lost no transcript
+    (kame's SegmentedSTT: a Recognizer's ``error_after_final``; without it, its ``on_error`` hears it,
+    and with neither it ends the stream);
+  ``on_discard=fn``: ``fn(n)`` hears how many frames the stream had taken and not processed when it
+    was stopped (restarted or closed: lost; the supervisor counts them).
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ from __future__ import annotations
 import contextvars
 import inspect
 from abc import ABC, abstractmethod
-from typing import Any, AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from typing import Any, AsyncIterable, AsyncIterator, Callable
 
 from ...errors import BackendError
 from ..llm.base import check_stream, component_name, yielded
@@ -51,23 +60,39 @@ def takes_stream_metrics(stt: Any) -> bool:
     return "metrics" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
-STREAM_OWNER: contextvars.ContextVar[str] = contextvars.ContextVar("kame_stt_stream_owner", default="")
+@dataclass(frozen=True)
+class StreamHooks:
+    """What the opener of a stream gives it (``open_stream``'s keywords; the module's doc)."""
+
+    owner: str = ""  # the session the stream runs for ("": none)
+    on_fault: Callable[[BackendError], None] | None = None  # hears a failure the stream goes on from
+    on_discard: Callable[[int], None] | None = None  # hears the frames a stopped stream had not processed
+
+
+_HOOKS: contextvars.ContextVar[StreamHooks] = contextvars.ContextVar("kame_stt_stream_hooks", default=StreamHooks())
+
+
+def stream_hooks() -> StreamHooks:
+    """The hooks of the stream the calling task opened with ``open_stream`` (also in the threads it
+    starts in a copy of its context); StreamHooks() (none) outside one."""
+    return _HOOKS.get()
 
 
 def owner_prefix() -> str:
     """The prefix of an STT's log lines: "session ID: " in a stream a session opened (its task, and
     the threads it starts in a copy of its context), else ""."""
-    owner = STREAM_OWNER.get()
+    owner = _HOOKS.get().owner
     return f"session {owner}: " if owner else ""
 
 
-def open_stream(stt: Any, frames: AsyncIterable[AudioFrame], metrics=None, owner: str = "") -> AsyncIterator[Transcript]:
+def open_stream(stt: Any, frames: AsyncIterable[AudioFrame], metrics=None, owner: str = "", *,
+                on_fault: Callable[[BackendError], None] | None = None,
+                on_discard: Callable[[int], None] | None = None) -> AsyncIterator[Transcript]:
     """``stt.stream(frames)``, with ``metrics=`` (this stream's metrics sink) if given and the STT
     takes it, checked (kame.backend.llm.base.check_stream: a BackendError naming the STT's method
-    if it is no async iterator); ``owner`` (the session) is STREAM_OWNER in the calling task from
-    here on."""
-    if owner:
-        STREAM_OWNER.set(owner)
+    if it is no async iterator); ``owner``, ``on_fault`` and ``on_discard`` are the stream's hooks
+    (``stream_hooks()``, the module's doc) in the calling task from here on."""
+    _HOOKS.set(StreamHooks(owner, on_fault, on_discard))
     if metrics is not None and takes_stream_metrics(stt):
         return check_stream("stt", stt, stt.stream(frames, metrics=metrics))
     return check_stream("stt", stt, stt.stream(frames))
