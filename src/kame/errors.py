@@ -37,9 +37,13 @@ class MissingPackageError(NotAvailableError, ImportError):
 
 class BackendError(KameError):
     """An STT/LLM/TTS service failed (network, protocol, timeout). ``retry_after``: seconds the
-    service asked to wait before the next request (HTTP 429's Retry-After), if it said."""
+    service asked to wait before the next request (HTTP 429's Retry-After), if it said.
+    ``restarting``: the component found itself broken and is restarting, so a new request (which
+    waits for that restart) will work: the embedded LLM's child that died while idle; a consumer
+    may ask again once (the cascade's reply does)."""
 
     retry_after: float | None = None
+    restarting: bool = False
 
 
 def install_hint(extra: str) -> str:

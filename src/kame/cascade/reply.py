@@ -29,7 +29,12 @@ sample for a segment with words in it (nothing yielded, or only empty arrays). E
 component, and a {"type": "backend", "status": "down"} Meta (kame.runtime.base.BackendHealth; its
 "error" is kame.runtime.base._why(exc), as the tandem's);
 ``failed`` is set and the reply ends with what was already spoken; after an LLM failure, the
-segments it completed before are still spoken, its unfinished last words are not.
+segments it completed before are still spoken, its unfinished last words are not. But an LLM
+failure before its first text that says a new request will work (BackendError ``restarting``: the
+embedded LLM's child died while idle and restarts) is reported as above, with "; the reply asks it
+again (once), waiting for that", and the LLM is asked again, once: that request waits for the
+reload as above (within the same limits, from the first request), and its answer is spoken, the
+LLM "up" again (was: the turn failed, unanswered: the user had to ask again).
 A failure that carries a ``retry_after`` (an HTTP 429's Retry-After: the openai adapters) keeps
 that component from being asked again for that long (at most kame.backend.policy.MAX_RETRY_AFTER):
 a reply meanwhile fails at once, without a request ("... not asked: it rate-limited kame (HTTP
@@ -232,6 +237,7 @@ class ReplyPipeline:
         self.cancelled = False
         self.failed = False
         self._reload_logged = False  # its wait for a reload of the LLM's model was logged
+        self._answered = False  # the LLM's first text piece came
 
     # ---- control ------------------------------------------------------------------------
     def start(self, messages: Sequence[ChatMessage], *, t_user_end: float, turn_id: int) -> None:
@@ -328,30 +334,17 @@ class ReplyPipeline:
 
         try:
             t_req = self.clock.now()
-            first = True
-            alive = False  # a keep-alive came before its first text (kame.backend.llm.base)
-            kwargs = {"max_tokens": self.cfg.max_tokens}
-            if self.cfg.temperature is not None:
-                kwargs["temperature"] = self.cfg.temperature
             try:
-                self.parts.check_quiet("llm")  # (a 429's Retry-After not over: not asked)
-                # text, cleaned (a NUL failed the TTS), split characters joined, else BackendError naming the LLM
-                stream = text_stream(self.llm.stream_chat(messages, **kwargs), self.llm)
                 try:
-                    while (piece := await self._next(stream, "LLM", t_req, first, alive)) is not END:
-                        if not piece:  # a keep-alive: progress for the timer, not the first piece
-                            alive = True
-                            continue
-                        if first:
-                            first = False
-                            self._metric("llm_ttft", self.clock.now() - t_req, {})
-                            self._health.report("llm", True, self.clock.now())
-                        take(guard.feed(piece))
-                        if guard.ended:  # the LLM went on with the conversation's next line
-                            self.text = self.text.rstrip()
-                            break  # closing the stream stops the LLM
-                finally:
-                    await _aclose(stream)
+                    await self._ask_llm(messages, t_req, take, guard)
+                except BackendError as exc:
+                    # a failure that says a new request will work (the embedded LLM's child died while
+                    # idle and restarts): reported, then asked again once, that request waiting for the
+                    # reload within the same limits (was: the turn failed unanswered); not after its text
+                    if self._answered or getattr(exc, "restarting", False) is not True:
+                        raise
+                    self._fail("llm", exc, again=True)
+                    await self._ask_llm(messages, t_req, take, guard)
             except Exception as exc:  # noqa: BLE001 - a dead back-end must not end the session
                 self._fail("llm", exc)
             take(guard.flush())
@@ -368,6 +361,32 @@ class ReplyPipeline:
             self._generating = False
             if not tts_task.done():
                 tts_task.cancel()
+
+    async def _ask_llm(self, messages: list[ChatMessage], t_req: float, take, guard: ReplyGuard) -> None:
+        """One request to the LLM (``t_req``: the reply's first, its stall timers count from it):
+        its text to ``take`` until its end, or the guard's; BackendError (Stalled) if it fails."""
+        kwargs = {"max_tokens": self.cfg.max_tokens}
+        if self.cfg.temperature is not None:
+            kwargs["temperature"] = self.cfg.temperature
+        alive = False  # a keep-alive came before its first text (kame.backend.llm.base)
+        self.parts.check_quiet("llm")  # (a 429's Retry-After not over: not asked)
+        # text, cleaned (a NUL failed the TTS), split characters joined, else BackendError naming the LLM
+        stream = text_stream(self.llm.stream_chat(messages, **kwargs), self.llm)
+        try:
+            while (piece := await self._next(stream, "LLM", t_req, not self._answered, alive)) is not END:
+                if not piece:  # a keep-alive: progress for the timer, not the first piece
+                    alive = True
+                    continue
+                if not self._answered:
+                    self._answered = True
+                    self._metric("llm_ttft", self.clock.now() - t_req, {})
+                    self._health.report("llm", True, self.clock.now())
+                take(guard.feed(piece))
+                if guard.ended:  # the LLM went on with the conversation's next line
+                    self.text = self.text.rstrip()
+                    break  # closing the stream stops the LLM
+        finally:
+            await _aclose(stream)
 
     async def _tts_loop(self, segq: asyncio.Queue) -> None:
         first = True
@@ -446,11 +465,15 @@ class ReplyPipeline:
             log.info("%sthe reply to turn %d %s", f"session {self.parts.session}: " if self.parts.session else "",
                      self.turn_id, waits_for_reload(f"llm {self.parts.name('llm')}", self.llm))
 
-    def _fail(self, component: str, exc: BaseException) -> None:
-        self.failed = True
+    def _fail(self, component: str, exc: BaseException, *, again: bool = False) -> None:
+        """``component`` failed: reported (ErrorEvent, "backend" down) and logged; the reply ends,
+        unless it asks ``again`` (the error said a new request works, BackendError.restarting)."""
+        self.failed = self.failed or not again
         self.parts.rate_limited(component, exc)
         why = _why(exc)
         msg = f"{component} {self.parts.name(component)} failed during the reply to turn {self.turn_id}: {why}"
+        if again:
+            msg += "; the reply asks it again (once), waiting for that"
         # (the log names the session: every session has a "turn 1"; the ErrorEvent is the session's own)
         at, trace = bug_at(exc, log)  # (the component's own bug: where it was raised, its traceback at DEBUG)
         log.warning("%s%s%s", f"session {self.parts.session}: " if self.parts.session else "", msg, at, exc_info=trace)

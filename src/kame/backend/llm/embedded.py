@@ -36,7 +36,8 @@ another load, on the dispatcher thread). A child that died while idle (between r
 the next request, which raises BackendError at once too ("... died ... between requests; restarting
 it"), so its consumer reports it as any LLM failure (the session's ErrorEvent and "backend" Meta;
 was: nothing said, the request silently waited out the reload), and starts the restart (the request
-after it waits for that load). A (re)start that fails is logged, whether or not a consumer is still
+after it waits for that load). That error's ``restarting`` is True (kame.errors.BackendError: a new
+request will work), so the cascade's reply asks again once, waiting for the load, and answers. A (re)start that fails is logged, whether or not a consumer is still
 there to hear it. That load does not count in the consumers' ``stall_timeout`` (it takes minutes on
 a busy machine); a child still loading after ``LOAD_TIMEOUT_S`` hangs: it is terminated and the
 request fails, saying so. The child checks for a cancel before every token (~0.1 s apart), but not
@@ -44,7 +45,12 @@ while it reads the prompt (the prefill, before the first token: seconds, a minut
 on a busy machine or at ``backend.nice``): it says ("prompt", id, tokens) as it starts reading, and
 a cancel meanwhile waits for the read, up to ``PROMPT_S_PER_TOKEN`` a token of the prompt (at most
 LOAD_TIMEOUT_S), and for the first token; the requests behind it wait for that as for a load
-(``finishing``: no stall for the consumers' timers; was: "stalled" once it outlasted them). A child
+(``finishing``: no stall for the consumers' timers; was: "stalled" once it outlasted them).
+The read is one forward pass inside transformers' generate, which reports nothing before the first
+token (its streamer and stopping criteria run once per token), so the child cannot say how far it
+is: the dispatcher sends the consumer a keep-alive (an empty piece) every ``KEEPALIVE_S`` while the
+child reads, within that allowance, so a long prompt read is no stall for a consumer's short
+first-token timer (was: "LLM stalled: nothing within N s of the request" while the child read). A child
 that does not stop within ``CANCEL_GRACE_S`` of a cancel and of the end of that allowance (or of its
 first token) hangs: it is terminated and counts as dead (was: one still reading a long prompt 10 s
 after a cancel was killed as hung, and reloaded), so a hung child holds up the requests behind it
@@ -93,6 +99,7 @@ CANCEL_GRACE_S = 10.0  # a cancelled request still running this long after its c
 # reads 150-200 tokens/s on one core (a 2-core machine at load 5); ~25/s is a guess for nice 10 on one at
 # load 7-12 (QA saw ~3k tokens take "well over 10 s"): 0.1 s a token is 2.5 times slower than that guess
 PROMPT_S_PER_TOKEN = 0.1
+KEEPALIVE_S = 1.0  # while the child reads a prompt (within that allowance): a keep-alive to its consumer this often
 LOAD_TIMEOUT_S = 600.0  # a (re)start still loading the model after this long: the child is hung
 _STOPPED_WHILE_LOADING = ("the LLM child process was stopped while it loaded the model "
                           "(kame.backend.childproc.release_children, or shutdown)")
@@ -346,8 +353,9 @@ class _ChildWorker:
                     self.restarts += 1
                     log.warning("restarting the embedded LLM child (restart %d)", self.restarts)
                 if idle_death is not None:  # its consumer hears of it now, as of a death during a request
-                    put("error", f"{idle_death} between requests; restarting it (the next request waits for "
-                                 "its model to load)")
+                    # ("restarting": a BackendError that says a new request will work, the cascade asks again)
+                    put("restarting", f"{idle_death} between requests; restarting it (the next request waits for "
+                                      "its model to load)")
                 self._load()
                 if idle_death is not None:  # (this request was answered: the error)
                     return
@@ -358,7 +366,12 @@ class _ChildWorker:
             stopped_at = None  # monotonic time of the consumer's cancel
             checks_at = time.monotonic()  # from then on the child looks at the cancel (before every token)
             reading = 0  # the prompt's tokens while the child reads it (the prefill: no stop check until it ends)
+            alive_at = 0.0  # monotonic time of the last keep-alive sent for that read
             while True:
+                now = time.monotonic()
+                if reading and not stop.is_set() and now < checks_at and now - alive_at >= KEEPALIVE_S:
+                    alive_at = now  # the read is one call in the child that says nothing until it ends: we say
+                    put("text", "")  # it goes on (a keep-alive), within its allowance (no stall for the consumer)
                 if stop.is_set():
                     self.stop_request(req_id)
                     stopped_at = stopped_at or time.monotonic()
@@ -377,6 +390,7 @@ class _ChildWorker:
                     log.warning("dropping a reply for request %s (running %s)", rid, req_id)
                 elif kind == "prompt":  # it reads its prompt of ``value`` tokens: allowed time for that
                     reading, checks_at = value, time.monotonic() + _allowance(value)
+                    alive_at = time.monotonic()
                 elif kind == "text":
                     if reading:  # its first token: the prompt is read, it checks the cancel from now on
                         reading, checks_at = 0, time.monotonic()
@@ -499,8 +513,10 @@ class EmbeddedLLM(LLM):
                 since = time.monotonic()
                 if kind == "text":
                     yield value
-                elif kind == "error":
-                    raise BackendError(f"embedded LLM failed: {value}")
+                elif kind in ("error", "restarting"):
+                    exc = BackendError(f"embedded LLM failed: {value}")
+                    exc.restarting = kind == "restarting"  # (its child died while idle: a new request works)
+                    raise exc
                 else:  # "end"
                     return
         finally:
