@@ -317,6 +317,14 @@ def _flush_streams(failed: bool) -> None:
 
 def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _start(argv)
+    except KeyboardInterrupt:  # Ctrl-C while kame starts (building the parser imports the command's module: a
+        # second or more): exit 130 as later on (was: a 30-line traceback, then a silent exit)
+        return _interrupted(argv, " (Ctrl-C) before it started; nothing was done")
+
+
+def _start(argv: list[str]) -> int:
     if _words(argv)[:1] != ["serve"]:
         return _run(argv)
     import signal
@@ -335,13 +343,10 @@ def _main(argv: list[str] | None) -> int:
 def _run(argv: list[str]) -> int:
     import logging
 
-    try:  # (building the parser imports the command's module: a second or more at start-up)
-        parser, leaves = _build_parser(argv)
-        args, rest = parser.parse_known_args(argv)
-        if rest:  # said by the command's parser, with its usage (was: the top level's, `kame: error: ...`)
-            _owner(parser, leaves, args, argv, rest[0]).error(f"unrecognized arguments: {' '.join(rest)}")
-    except KeyboardInterrupt:  # Ctrl-C while kame starts: exit 130 as later on (was: a 30-line traceback)
-        return 130
+    parser, leaves = _build_parser(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest:  # said by the command's parser, with its usage (was: the top level's, `kame: error: ...`)
+        _owner(parser, leaves, args, argv, rest[0]).error(f"unrecognized arguments: {' '.join(rest)}")
     from .backend.childproc import LOG_FORMAT
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
@@ -366,8 +371,18 @@ def _run(argv: list[str]) -> int:
     except KameError as exc:
         _error(str(exc))
         return 1
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt:  # (one the command did not take: Ctrl-C before its handler, a second one)
+        return _interrupted(argv)
+
+
+def _interrupted(argv: list[str], when: str = "") -> int:
+    """Exit status 130 after a Ctrl-C that reached kame's main, said on stderr in one line (was: a
+    silent exit): "kame run: interrupted", then ``when`` (how and when, if known)."""
+    words = _words(argv)
+    path = next((p for p in sorted(COMMANDS, key=len, reverse=True) if tuple(words[: len(p)]) == p), ())
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # (a closed stderr: the status says it)
+        print(f"{' '.join(('kame', *path))}: interrupted{when}", file=sys.stderr, flush=True)
+    return 130
 
 
 if __name__ == "__main__":

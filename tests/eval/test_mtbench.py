@@ -334,10 +334,12 @@ def test_dead_judge_stops_before_any_run(tmp_path, capsys, fake_components, judg
     out = tmp_path / "out"
     assert "the judge test_dead_judge failed a first short request (ConnectionError: judge down); nothing was " \
         "run" in refused(capsys, qf, out, judge="test_dead_judge")
-    assert agent_runs["main"] == 0 and not agent_runs["conversations"] and not list((out / "runs").iterdir())
-    # nothing was run, so the folder holds the next run to nothing (a corrupt eval.json with no results
-    # beside it is rewritten likewise): another mode, agent or voice is no
+    assert agent_runs["main"] == 0 and not agent_runs["conversations"] and not out.exists()
+    # nothing was run, so nothing binds the next run (a corrupt eval.json with no results beside it is
+    # rewritten likewise): another mode, agent or voice is no
     # "other results" (was: refused by the settings the dead judge's run had written)
+    out.mkdir()
+    (out / "eval.json").write_text(json.dumps({"mode": "tandem", "turns": 1, "judge": "test_dead_judge"}))
     assert eval_(qf, out, "--mode", "cascade", "--set", "runtime.silence_db=-40") == 0
     settings = json.loads((out / "eval.json").read_text())
     assert settings["mode"] == "cascade" and settings["agent"]["set"][-1] == "runtime.silence_db=-40"

@@ -24,8 +24,9 @@ def test_a_results_field_of_the_wrong_type_is_refused_naming_the_line_and_field(
                                                                                  judges):
     qf = write(tmp_path / "question.jsonl", [QUESTIONS[2]])
     out = tmp_path / "out"
-    dead = "test_dead_judge"  # (its first run writes eval.json and runs nothing: the folder's judge)
-    assert "failed a first short request" in refused(capsys, qf, out, judge=dead)
+    dead = "test_dead_judge"  # (the folder's judge, never asked: the answer is rated)
+    assert eval_(qf, out) == 0  # (eval.json: a dead judge's run leaves none, test_mtbench_first_writes)
+    (out / "eval.json").write_text(json.dumps({**json.loads((out / "eval.json").read_text()), "judge": dead}))
     results = out / "results.jsonl"
     good = {"question_id": "131", "category": "stem", "turn": 1, "mode": "tandem", "question": "What is a cat?",
             "answer": "A cat.", "rating": 7.0, "judge": dead, "latency_s": 1.25, "turns_asked": 1}

@@ -30,7 +30,8 @@ changes a stored answer's reference); ``--rejudge`` re-rates the stored answers 
 or reference (and the unparsed ones) without running the agent. A rerun skips the questions
 already rated; one run but not rated (OUT/runs/ID.rec.json) is only rated. Before question 1: one
 short judge request (a dead judge stops everything at once) and one untimed warm-up run of the
-agent (which loads it). A question whose agent or judge fails is reported and skipped (a rerun
+agent (which loads it); a failure or Ctrl-C before question 1 leaves OUT as it was (a new one
+removed: kame.eval.firstwrites). A question whose agent or judge fails is reported and skipped (a rerun
 retries it; an agent left unsound is built again for the next question); five failures in a row
 stop the evaluation. Ctrl-C ends it (exit 130), SIGTERM too, wherever it comes (exit 143:
 kame.eval.stopping). A table per category (n, mean rating, median latency and content latency,
@@ -57,6 +58,7 @@ from ..audio import SAMPLE_RATE as SR, write_wav
 from ..cliargs import at_least, tail_seconds
 from ..errors import ConfigError, KameError
 from ..paths import check_output_folder, read_text
+from .firstwrites import FirstWrites
 from .heard import (ASR, add_asr_arguments, asr_settings, check_asr_options, check_asr_settings, hear_saved, load_asr,
                     read_agent_track)
 from .judge import (add_judge_arguments, check_judge_spec, close_judge, embedded_judge_note, open_judge,
@@ -65,6 +67,7 @@ from .reference import (NEED_REF_CATS, apply_references, check_references, fastc
                         read_reference_answers, record_reference, reference_warning, turns_ok)
 from .results import (PAIRWISE_SETTINGS, write_settings, check_questions, failure, has_results, load_done, rated_problem,
                       read_records, read_settings, write_all, write_records)
+from .spoken import speak, warm_up
 from .stopping import Terminated, held, settle, stop_on_sigterm
 from .summary import FAST_CASCADE, SAID_NOTHING, judged_silence, no_answer, notes, secs, silence_warning, table
 from .voice import make_voice
@@ -73,7 +76,6 @@ if TYPE_CHECKING:
     from ..config import KameConfig
 
 DEFAULT_CATEGORIES = ("reasoning", "stem", "humanities")
-LEAD_S = 0.5  # silence before the first question
 
 
 @dataclass
@@ -136,43 +138,6 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def _question_ok(d: dict) -> bool:
     return isinstance(d.get("category"), str) and turns_ok(d.get("turns"))
-
-
-# ---------------------------------------------------------------------------- speech
-def speak(tts, texts: list[str], gap: float) -> tuple[np.ndarray, list]:
-    """The user's side: LEAD_S of silence, then each text spoken, ``gap`` seconds between them;
-    with a kame.bench.latency.UserTurn per text (start/end of its speech; window_end is the next
-    turn's start, or the end of the speech: the caller sets the last one)."""
-    from ..backend.llm.base import check_stream
-    from ..bench.latency import lay_out_turns
-    from ..runtime.interrupt import run_to_end
-
-    async def synth(text: str) -> np.ndarray:
-        chunks = check_stream("tts", tts, tts.synthesize(text))  # (a plugin's that is no async iterator: named)
-        return np.concatenate([c async for c in chunks] or [np.zeros(0, np.float32)])
-
-    pcms = [run_to_end(synth(text)) for text in texts]
-    return lay_out_turns(pcms, texts, gap, lead=LEAD_S, audible=True)
-
-
-def warm_up(tts, agent, fast: bool) -> None:
-    """One untimed run before question 1: the back-end LLM warmed as kame bench latency warms it,
-    then a short spoken "Hello." through ``agent`` (a kame.runtime.filerun.FileAgent: built and
-    started now, with every model), so question 1 does not pay the one-off costs (an embedded
-    STT's or LLM's child starting, its first decode)."""
-    from ..bench.latency import warm_up_llm
-
-    pcm, _ = speak(tts, ["Hello."], 0.0)
-    agent.runner.run(warm_up_llm(agent.cfg.backend.llm, agent.cfg.backend.nice))
-    rec = agent.play(np.concatenate([pcm, np.zeros(2 * SR, np.float32)]), fast=fast)
-    if rec.get("interrupted"):  # (Ctrl-C, SIGTERM: the evaluation ends here, as in a question)
-        term = rec.get("interrupted_by") == "SIGTERM"
-        if not rec.get("frames"):
-            from ..backend.childproc import exit_if_loading
-            from ..runtime.interrupt import TERMINATED_STATUS
-
-            exit_if_loading(TERMINATED_STATUS if term else 130)  # (a front-end still loading would hold the exit)
-        raise Terminated if term else KeyboardInterrupt
 
 
 # ---------------------------------------------------------------------------- one question
@@ -419,6 +384,15 @@ def agent_config(args) -> KameConfig:
 
 
 def main(args) -> int:
+    first = FirstWrites(args.output, files=[SETTINGS], folders=["runs"])  # (OUT as it is: nothing written yet)
+    try:
+        return _main(args, first)
+    except BaseException:  # (before question 1: a dead judge, an agent that cannot load, Ctrl-C while it loads)
+        first.undo()  # OUT as it was (was: a fresh OUT left with eval.json and runs/, as if evaluated)
+        raise
+
+
+def _main(args, first: FirstWrites) -> int:
     from .. import registry
     from ..runtime.filemode import check_tail
     from ..runtime.filerun import FileAgent
@@ -515,7 +489,8 @@ def main(args) -> int:
         if to_run:
             print("warm-up: one untimed run through the agent (loading it: once for all questions)", flush=True)
             agent = FileAgent(cfg, runner)
-            warm_up(tts, agent, args.fast)
+            warm_up(tts, agent, args.fast, before_exit=first.undo)
+        first.keep()  # (from here on what this run writes in OUT stays, whatever ends it)
         for i, q in enumerate(todo, 1):
             tag = f"[{i}/{len(todo)}] {q.id} ({q.category})"
             which = None
@@ -577,8 +552,10 @@ def main(args) -> int:
             close_runner(runner)  # (a task that ignores its cancellation is left, named, not waited for)
             restore()
     if terminated:  # as kame run: 128 + 15 (a script must not take the evaluation cut short for complete)
-        print(f"terminated (SIGTERM): the evaluation ends here; the questions rated are kept in {results} "
-              f"(a rerun resumes)", file=sys.stderr, flush=True)
+        kept = f"the questions rated are kept in {results} (a rerun resumes)" if first.kept else \
+            f"{out} is left as it was (no question was run)"
+        first.undo()  # (a SIGTERM before question 1: OUT as it was)
+        print(f"terminated (SIGTERM): the evaluation ends here; {kept}", file=sys.stderr, flush=True)
         return TERMINATED_STATUS
     records = [r for r in done + new if r["question_id"] in ids]
     text = table(records, cats or (), by_turn=args.turns == 2, content=args.asr)

@@ -1,0 +1,63 @@
+"""What a kame eval command makes in its output folder before its first result, undone when it
+fails before one (a dead judge, an agent that cannot load, Ctrl-C while it loads): a fresh OUT is
+removed again (was: OUT/eval.json and an empty OUT/runs/ left, a folder that looked like a started
+evaluation), and an OUT used before gets back the settings file it had, byte for byte.
+
+    first = FirstWrites(out, files=["eval.json"], folders=["runs"])  # before anything is written in OUT
+    ...                                                             # OUT made, eval.json written
+    first.keep()                                                    # the first question starts: kept
+    first.undo()                                                    # (or: failed before it) undone
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from ..errors import KameError
+from ..paths import write_replacing
+
+
+class FirstWrites:
+    """``out``'s state before a run writes into it: which of ``out`` (and its missing parents) and
+    its subfolders ``folders`` are missing, and the bytes of its files ``files`` (None: missing).
+    ``undo`` puts each file back as it was (a new one removed) and removes the folders made, if
+    empty, unless ``keep`` was called; it never raises (a file that cannot be read now is left
+    alone) and is done once."""
+
+    def __init__(self, out: str | Path, files=(), folders=()) -> None:
+        out = Path(out)
+        try:
+            self._made = [d for d in (*reversed(out.parents), out, *(out / f for f in folders)) if not d.exists()]
+        except OSError:  # (an OUT that cannot be looked at: check_output_folder says why; nothing made)
+            self._made = []
+        self._files: dict[Path, bytes | None] = {}
+        for name in files:
+            path = out / name
+            try:
+                self._files[path] = path.read_bytes() if path.is_file() else None
+            except OSError:  # (unreadable now: left alone by undo)
+                pass
+        self.kept = False
+
+    def keep(self) -> None:
+        """The run has begun its work: what it wrote stays, whatever happens next."""
+        self.kept = True
+
+    def undo(self) -> None:
+        if self.kept:
+            return
+        self.kept = True
+        for path, data in self._files.items():
+            with contextlib.suppress(OSError, KameError):
+                if data is None:
+                    path.unlink(missing_ok=True)
+                elif not path.is_file() or path.read_bytes() != data:  # (whole or not at all, as it was written)
+                    write_replacing(path, lambda tmp, data=data: tmp.write_bytes(data))
+        for folder in reversed(self._made):  # (the innermost first; one not empty: it and those above it stay)
+            try:
+                folder.rmdir()
+            except FileNotFoundError:
+                continue
+            except OSError:
+                break
