@@ -1,4 +1,4 @@
-"""OUT/latest off Linux (kame.train.checkpoint): a link to a folder (Windows makes a file link
+"""OUT/latest off Linux (kame.train.saving): a link to a folder (Windows makes a file link
 unless told, which --resume OUT/latest cannot go into), and where no link can be made at all
 (Windows without the symlink privilege) the step is saved all the same, with one warning saying
 to resume from OUT/step-N (was: an uncaught OSError after the step's files were written)."""
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from kame.model.loaders import load_frontend
-from kame.train import checkpoint
+from kame.train import saving
 from kame.train.checkpoint import save_checkpoint
 from kame.train.config import STATE, TrainConfig
 
@@ -51,7 +51,7 @@ def test_no_symlink_privilege_saves_the_step_with_one_warning(net, tmp_path, mon
     out = tmp_path / "out"
     _save(net, tmp_path, 1)  # (linked: an earlier latest must not be left pointing at step-1)
     monkeypatch.setattr(os, "symlink", _no_privilege)
-    with caplog.at_level(logging.WARNING, logger="kame.train.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="kame.train.saving"):
         folders = [_save(net, tmp_path, step) for step in (2, 3)]
     assert all((f / STATE).is_file() and (f / "config.json").is_file() for f in folders)
     assert not os.path.lexists(out / "latest") and not os.path.lexists(out / ".latest.tmp")
@@ -74,4 +74,4 @@ def test_a_link_not_replaced_over_is_replaced_in_two_moves(net, tmp_path, monkey
     folder = _save(net, tmp_path, 2)
     assert (tmp_path / "out" / "latest").resolve() == folder.resolve()
     assert not os.path.lexists(tmp_path / "out" / ".latest.tmp")
-    assert (tmp_path / "out").resolve() not in checkpoint._UNLINKED  # (no warning: it was made)
+    assert (tmp_path / "out").resolve() not in saving._UNLINKED  # (no warning: it was made)

@@ -1,17 +1,18 @@
 """`kame train` into an OUT used before (review l3): a run into an OUT another run is writing to is
 refused by the lock first (was: first told to --resume or --overwrite that live run's checkpoints);
-a failed save into a step-N that was there before says that folder now mixes two saves and names
-this run's own last checkpoint (was: "nothing of it is kept", --resume OUT/latest, which pointed at
-it); log.jsonl is appended to only in the resumed checkpoint's own OUT (was: another run's rows
-too); a log.jsonl that cannot be removed is a warning and the lock is let go on any error (was: a
-traceback, the lock held); --resume of an unfinished step-N says so; a file system that refuses
-locks is warned of."""
+a failed save of a step-N that was there before leaves that folder as it was and names this run's
+own last checkpoint (was: step-N left with this save's weights beside its earlier train_state.pt,
+then a message saying to remove it); log.jsonl is appended to only in the resumed checkpoint's own
+OUT (was: another run's rows too); a log.jsonl that cannot be removed is a warning and the lock is
+let go on any error (was: a traceback, the lock held); --resume of an unfinished step-N says so; a
+file system that refuses locks is warned of."""
 
 from __future__ import annotations
 
 import errno
 import json
 import logging
+import os
 from collections import namedtuple
 from types import SimpleNamespace
 
@@ -45,11 +46,12 @@ def test_a_run_into_an_out_being_written_is_refused_by_the_lock_before_the_out_c
     assert (out / "step-1" / "train_state.pt").is_file()
 
 
-def test_a_failed_save_into_a_step_folder_there_before_says_to_remove_it(tmp_path, capsys, monkeypatch, fake_codec):
+def test_a_failed_save_of_a_step_folder_there_before_leaves_it_as_it_was(tmp_path, capsys, monkeypatch, fake_codec):
     manifest = str(_data(tmp_path / "data"))
     out = tmp_path / "o"
     assert cli_main(["train", manifest, "-o", str(out), "--steps", "3", "--save-every", "1", *CLI]) == 0
     capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in (out / "step-3").iterdir()}
     # resumed from step-1: step-2 saved again, then step-3's training state cannot be written (a full disk)
     cut = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 6857536 vs 6857424")
     monkeypatch.setattr(torch, "save", _fail_on(2, cut)(torch.save))
@@ -57,26 +59,29 @@ def test_a_failed_save_into_a_step_folder_there_before_says_to_remove_it(tmp_pat
     assert cli_main(["train", manifest, "-o", str(out), "--steps", "3", "--save-every", "1",
                      "--resume", str(out / "step-1"), *CLI]) == 1
     err = " ".join(capsys.readouterr().err.split())
-    assert f"disk full while saving step 3 ({out / 'step-3'}: No space left on device); {out / 'step-3'} was there " \
-           f"before and now holds part of this save mixed with its earlier files: remove it" in err, err
-    assert f"last checkpoint {out / 'step-2'}; free space, then resume with --resume {out / 'step-2'}" in err, err
-    assert "nothing of it is kept" not in err and "latest" not in err, err
+    assert f"disk full while saving step 3 ({out / 'step-3'}: No space left on device); nothing of it is kept; last " \
+           f"checkpoint {out / 'step-2'}; free space, then resume with --resume {out / 'latest'}" in err, err
+    # (was: step-3 with this run's weights beside the earlier run's train_state.pt, a resume mixing two runs)
+    assert {p.name: p.read_bytes() for p in (out / "step-3").iterdir()} == before
+    assert (out / "latest").resolve() == (out / "step-2").resolve()
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "latest", "log.jsonl", "step-1", "step-2", "step-3"]
 
 
-def test_a_fresh_step_folder_of_a_failed_save_is_removed_as_told(tmp_path, monkeypatch):
-    """(a sharded save writes its optimizer shards into step-N first: train says it was new)"""
+def test_a_failed_save_removes_its_folder_and_the_optimizer_shards_written_there(tmp_path, monkeypatch):
+    """(a sharded save's processes write their optimizer shards into the step's staging folder first)"""
     import kame.model.loaders as loaders
     from kame.codec.embedded.model import DEFAULT_SHA256
+    from kame.train.saving import begin_save
 
     net, man, out = _tiny(), tmp_path / "train.jsonl", tmp_path / "out"
     man.write_text("")
-    (out / "step-1" / "optimizer").mkdir(parents=True)
+    (begin_save(out, 1) / "optimizer").mkdir(parents=True)
     monkeypatch.setattr(loaders, "save_tensors", _fail_on(1, OSError(errno.EIO, "I/O error"))(loaders.save_tensors))
     with pytest.raises(SaveFailed, match="nothing of it is kept"):
         save_checkpoint(net, net.state_dict(), {"sharded": "optimizer"}, out, 1, TrainConfig(), man, "0" * 64,
                         codec_spec="embedded", tokenizer_spec="default",
-                        codec=SimpleNamespace(fingerprint=DEFAULT_SHA256), fresh=True)
-    assert not (out / "step-1").exists()
+                        codec=SimpleNamespace(fingerprint=DEFAULT_SHA256), staged=True)
+    assert list(out.iterdir()) == []
 
 
 def test_log_jsonl_is_appended_to_only_in_the_resumed_checkpoint_s_own_out(tmp_path):
@@ -147,3 +152,21 @@ def test_a_file_system_that_refuses_locks_is_warned_of(tmp_path, monkeypatch, ca
                 pass
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 1 and "cannot lock" in said[0] and "No locks available" in said[0], said
+
+
+def test_an_out_in_a_folder_that_takes_no_files_cannot_be_created(tmp_path, monkeypatch):
+    """(/proc: mkstemp there fails with ENOENT; was "-o /proc/a/b cannot be written (/proc: No such file or
+    directory)", as if /proc were missing)"""
+    import tempfile
+
+    def no_entry(*a, **kw):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+
+    monkeypatch.setattr(tempfile, "mkstemp", no_entry)
+    with pytest.raises(ConfigError, match=rf"-o {tmp_path / 'a' / 'b'} cannot be created \({tmp_path}: no file or "
+                                          rf"folder can be made there\)"):
+        check_out(tmp_path / "a" / "b", False)
+    if os.path.isdir("/proc/self"):  # (the folder itself, where there is one)
+        monkeypatch.undo()
+        with pytest.raises(ConfigError, match="-o /proc/a/b cannot be created"):
+            check_out("/proc/a/b", False)

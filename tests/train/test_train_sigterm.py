@@ -3,7 +3,7 @@ its workers) stops it as Ctrl-C does: the step, the last checkpoint and the --re
 143 (was: killed at once, nothing said, a batch log ending mid-table); SIGTERM's handler is given
 back at the end (kame.runtime.signals.handling). One whose KeyboardInterrupt is lost (it came in a
 finalizer) is recorded and still stops the run; a resumed run stopped before its first save names
-the checkpoint it resumed."""
+the checkpoint it resumed, also when OUT/latest points at a newer step it went back from."""
 
 from __future__ import annotations
 
@@ -111,6 +111,24 @@ def test_a_resumed_run_stopped_before_its_first_save_names_the_checkpoint_it_res
     err = capsys.readouterr().err
     assert f"kame train: terminated (SIGTERM) at step 2; no checkpoint written by this run yet: resume again with " \
            f"--resume {a / 'step-1'}" in err, err
+
+
+def test_a_run_that_went_back_and_saved_nothing_names_the_checkpoint_it_resumed_not_latest(tmp_path, capsys,
+                                                                                             fake_codec):
+    """Resumed in its own OUT from a step older than OUT/latest, stopped before its first save: OUT/latest
+    still points at the newer step-N it went back from (was: named as the checkpoint to resume)."""
+    import kame.train.loss as loss_mod
+
+    manifest, out = _data(tmp_path / "data"), tmp_path / "o"
+    assert cli_main(["train", str(manifest), "-o", str(out), "--steps", "4", "--save-every", "2", *FAST]) == 0
+    capsys.readouterr()
+    rc = _train(manifest, out, "--resume", str(out / "step-2"), "--steps", "10", "--save-every", "5",
+                calls_to=(loss_mod, "frontend_loss"), at=2)
+    assert rc == 143
+    err = capsys.readouterr().err
+    assert f"kame train: terminated (SIGTERM) at step 3; no checkpoint written by this run yet: resume again with " \
+           f"--resume {out / 'step-2'}" in err, err
+    assert (out / "latest").resolve() == (out / "step-4").resolve()  # (the step it went back from)
 
 
 def test_a_sigterm_to_the_kame_train_process(tmp_path):

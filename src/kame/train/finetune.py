@@ -44,15 +44,16 @@ from typing import TYPE_CHECKING, Callable
 from ..cliargs import counted
 from ..errors import ConfigError
 from .batching import batches, input_dropouts, load_examples, manifest_path, slot
-from .checkpoint import (LOCK, SaveFailed, check_listed, check_out, check_overwrite, clear_out, frontend_identity,
+from .checkpoint import (LOCK, check_listed, check_out, check_overwrite, clear_out, frontend_identity,
                          last_checkpoint, moved_back_note, out_lock, remove_stale_temporaries, restart_hint,
-                         resume_note, save_checkpoint, step_folder, unfinished_note)
+                         resume_note, unfinished_note)
 from .config import (OTHER_OPTIONS, STATE, TrainConfig, check_resume, global_batch, load_train_state, lr_at,
                      recorded_config, resume_record, schedule_warnings)
 from .data import DataError
 from .loading import load_for_training
 from .parallel import PRECISIONS, check_shard, resolve_precision
 from .runlog import RunLog
+from .saving import SaveFailed, put_back_stopped_saves, save_step, staging_folder
 
 # (torch is imported where it is used: `kame train --help` stays fast, tests/test_cliargs.py)
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
     import torch.distributed as dist
 
     from ..paths import file_sha256
-    from .parallel import checkpoint_state, load_optimizer, prepare
+    from .parallel import load_optimizer, prepare
 
     tcfg.check()
     cfg = model.cfg
@@ -225,26 +226,25 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
                         rows.row(step, m, lr, frames / dt, len(acc))
                     t0, frames, acc = time.perf_counter(), 0, []
                 due = step == tcfg.steps or (tcfg.save_every and step % tcfg.save_every == 0)
-                if out is not None and due:
-                    folder = step_folder(Path(out), step)
-                    fresh = not folder.exists()  # (before a sharded save writes its optimizer shards there)
-                    weights, optim = checkpoint_state(model, opt, folder) if rank == 0 or tcfg.shard else (None, None)
-                    if rank == 0:  # (sharded: every process took part, rank 0 holds the whole weights)
-                        try:
-                            last = save_checkpoint(model, weights, optim, Path(out), step, tcfg, manifest, manifest_sha,
-                                                   world=world, codec_spec=codec_spec, tokenizer_spec=tokenizer_spec,
-                                                   extra=rec, codec=codec, fresh=fresh)
-                        except SaveFailed as exc:  # (a full disk: what to resume once space is freed)
-                            free = "free space" if exc.full else "fix what stopped the save"
-                            exc.args = (f"{exc}; {resume_note(last, out, resume, free, by_latest=exc.fresh)}",)
-                            raise
+                if out is not None and due and (rank == 0 or tcfg.shard):  # (sharded: every process writes its
+                    # optimizer shard; rank 0 saves the rest, the whole weights gathered to it)
+                    try:
+                        saved = save_step(model, opt, Path(out), step, rank, tcfg, manifest, manifest_sha,
+                                          world=world, codec_spec=codec_spec, tokenizer_spec=tokenizer_spec,
+                                          extra=rec, codec=codec)
+                    except SaveFailed as exc:  # (a full disk: what to resume once space is freed)
+                        free = "free space" if exc.full else "fix what stopped the save"
+                        exc.args = (f"{exc}; {resume_note(last, out, resume, free)}",)
+                        raise
+                    if saved is not None:
+                        last = saved
                         echo(f"saved {last}")
                         _sweep(Path(out), echo)  # (a stopped save's, once untouched long enough)
-                    del weights, optim
         except KeyboardInterrupt:
             raise TrainInterrupted(step, last, Path(out) if out is not None else None, rank, resume) from None
         except Diverged as exc:  # (any rank: OUT/latest is rank 0's last save, or the checkpoint resumed from)
-            saved = last_checkpoint(last, out) or (Path(resume).resolve() if resume is not None else None)
+            saved = (last_checkpoint(last, out, resume, step) if rank else last) or (
+                Path(resume).resolve() if resume is not None else None)
             exc.args = (f"{exc}{restart_hint(saved, tcfg)}",)
             raise
     model.eval()
@@ -503,6 +503,11 @@ def run(args, stopped: Callable[[], bool] = lambda: False) -> TrainResult:
     device = train_device(args.device, world)
     cuda = device.type == "cuda"
     record = {}  # (a resumed run's kame.train record, from the config.json save_frontend wrote)
+    for folder in put_back_stopped_saves(Path(args.out)):  # (before --resume OUT/latest is looked for; said by
+        # the process that put it back)
+        print(f"warning: put {folder} back as it was: a save of it was killed between its two renames (that "
+              f"save's own files, {staging_folder(folder.parent, int(folder.name[5:]))}, are removed once an hour "
+              f"old)", flush=True)
     if args.resume:
         if not Path(args.resume).exists():  # (a dangling OUT/latest too: was "holds no train_state.pt")
             raise ConfigError(f"train: --resume {args.resume} does not exist: give a checkpoint kame train wrote "

@@ -28,8 +28,6 @@ gathers it). Either resumes in any layout, on any number of processes.
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -132,42 +130,46 @@ def compute(tcfg, device: torch.device):
 
 
 def checkpoint_state(model, opt, folder) -> tuple[dict | None, dict | None]:
-    """(weights, optimizer state) of a checkpoint going to ``folder``: the weights whole, the
-    optimizer's state keyed by parameter name. Sharded: every process must call it: the weights
-    are gathered to rank 0's CPU one tensor at a time, and each process writes its own shard of
-    the optimizer's state to folder/optimizer (torch.distributed.checkpoint), so no process ever
-    holds all of it; rank 0 gets (weights, {"sharded": "optimizer"}) to save, the others (None,
-    None). Unsharded: the live tensors, no collective (rank 0 alone may call it)."""
+    """(weights, optimizer state) of a checkpoint being written in ``folder`` (the step's
+    staging folder, kame.train.saving: rank 0 emptied it first, every process names the same):
+    the weights whole, the optimizer's state keyed by parameter name. Sharded: every process must
+    call it: the weights are gathered to rank 0's CPU one tensor at a time, and each process
+    writes its own shard of the optimizer's state to folder/optimizer
+    (torch.distributed.checkpoint), so no process ever holds all of it; rank 0 gets (weights,
+    {"sharded": "optimizer"}) to save, the others (None, None). One that cannot be written (a
+    full disk on any process): ShardsNotSaved on every process, its cause on rank 0 (the others
+    say nothing more). Unsharded: the live tensors, no collective (rank 0 alone may call it)."""
     import torch.distributed as dist
     import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.api import CheckpointException
     from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
                                                          get_optimizer_state_dict, get_state_dict)
 
     if not is_sharded(model):
         return get_state_dict(model, opt)
     weights = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    # written whole into a new folder, then put in place: a save of a step saved before (a run resumed
-    # from an earlier checkpoint, maybe on another number of processes) never mixes the two
-    folder, rank0 = Path(folder), dist.get_rank() == 0
-    new, old = folder / f".{SHARDED_OPTIMIZER}.new", folder / f".{SHARDED_OPTIMIZER}.old"
-    if rank0:
-        for p in (new, old):
-            shutil.rmtree(p, ignore_errors=True)
-    dist.barrier()
-    dcp.save(get_optimizer_state_dict(model, opt), checkpoint_id=new)  # (returns once every process wrote)
-    if rank0:
-        final = folder / SHARDED_OPTIMIZER
-        if final.exists():
-            os.replace(final, old)
-        os.replace(new, final)
-        shutil.rmtree(old, ignore_errors=True)
+    rank0 = dist.get_rank() == 0
+    dist.barrier()  # (rank 0 has emptied the folder)
+    try:
+        dcp.save(get_optimizer_state_dict(model, opt), checkpoint_id=Path(folder) / SHARDED_OPTIMIZER)
+    except (Exception, CheckpointException) as exc:  # (every process gets each one's failure: a
+        # CheckpointException, a BaseException whose str is their tracebacks)
+        causes = [e for e, _ in exc.failures.values()] if isinstance(exc, CheckpointException) else [exc]
+        if stop := next((e for e in causes if isinstance(e, KeyboardInterrupt)), None):
+            raise stop from None
+        raise ShardsNotSaved(causes[0] if rank0 else None) from (causes[0] if rank0 else None)
     return (weights, {"sharded": SHARDED_OPTIMIZER}) if rank0 else (None, None)
 
 
-def drop_sharded_optimizer(folder) -> None:
-    """Remove a sharded save's optimizer files from ``folder`` (an unsharded save of the same step
-    replaces them with train_state.pt's)."""
-    shutil.rmtree(Path(folder) / SHARDED_OPTIMIZER, ignore_errors=True)
+class ShardsNotSaved(CheckpointError):
+    """A sharded optimizer state that could not be written (checkpoint_state): ``cause``, on rank 0,
+    what failed (kame train says it as any failed save, saving.SaveFailed); None on the others,
+    which exit saying only that rank 0 says why."""
+
+    def __init__(self, cause: BaseException | None) -> None:
+        self.cause = cause
+        super().__init__(f"train: the optimizer state could not be saved: {cause}" if cause is not None else
+                         "train: the checkpoint could not be saved (rank 0 says why): stopped")
 
 
 def load_optimizer(model, opt, saved: dict, folder=None) -> None:
