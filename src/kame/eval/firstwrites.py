@@ -7,6 +7,8 @@ evaluation), and an OUT used before gets back the settings file it had, byte for
     ...                                                             # OUT made, eval.json written
     first.keep()                                                    # the first question starts: kept
     first.undo()                                                    # (or: failed before it) undone
+
+    return FirstWrites(out, files=["eval.json"]).run(main_body, args)  # the same: main_body(args, first)
 """
 
 from __future__ import annotations
@@ -39,6 +41,15 @@ class FirstWrites:
             except OSError:  # (unreadable now: left alone by undo)
                 pass
         self.kept = False
+
+    def run(self, body, *args):
+        """``body(*args, self)``; if it raises anything (a failure, Ctrl-C, SystemExit) before
+        ``keep``, ``undo`` first. A command's main: what it made before its first result goes."""
+        try:
+            return body(*args, self)
+        except BaseException:
+            self.undo()
+            raise
 
     def keep(self) -> None:
         """The run has begun its work: what it wrote stays, whatever happens next."""

@@ -384,12 +384,9 @@ def agent_config(args) -> KameConfig:
 
 
 def main(args) -> int:
-    first = FirstWrites(args.output, files=[SETTINGS], folders=["runs"])  # (OUT as it is: nothing written yet)
-    try:
-        return _main(args, first)
-    except BaseException:  # (before question 1: a dead judge, an agent that cannot load, Ctrl-C while it loads)
-        first.undo()  # OUT as it was (was: a fresh OUT left with eval.json and runs/, as if evaluated)
-        raise
+    # before question 1 (a dead judge, an agent that cannot load, Ctrl-C while it loads), OUT is left as it was
+    # (was: a fresh OUT left with eval.json and runs/, as if evaluated)
+    return FirstWrites(args.output, files=[SETTINGS], folders=["runs"]).run(_main, args)
 
 
 def _main(args, first: FirstWrites) -> int:

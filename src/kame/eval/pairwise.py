@@ -22,6 +22,8 @@ skips the pairs judged (those whose answers and reference are still the folders'
 another judge or other folders (or a folder whose answers changed) is refused unless
 ``--rejudge``, which judges those again (and the unparsed ones). A pair whose judge fails
 (an error, ``--judge-timeout``) is reported and skipped (a rerun retries it); five in a row stop.
+A failure or Ctrl-C before the first pair (a dead judge) leaves OUT_PAIR as it was (a new one
+removed: kame.eval.firstwrites).
 A table per category (A wins, B wins, ties, unparsed, A's win rate with ties as half) is printed
 and written to OUT_PAIR/results.md.
 """
@@ -38,6 +40,7 @@ from pathlib import Path
 from ..backend.types import ChatMessage
 from ..errors import ConfigError
 from ..paths import check_output_folder
+from .firstwrites import FirstWrites
 from .judge import (add_judge_arguments, block, check_judge_spec, close_judge, embedded_judge_note, open_judge, rate,
                     why_failed)
 from .mtbench import SETTINGS as MTBENCH_SETTINGS
@@ -324,6 +327,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
+    # before the first pair (a dead judge, Ctrl-C while it loads), OUT_PAIR is left as it was (was: a fresh one
+    # left with pairwise.json, as if compared)
+    return FirstWrites(args.output, files=[SETTINGS]).run(_main, args)
+
+
+def _main(args, first: FirstWrites) -> int:
     from ..config import KameConfig
     from ..runtime.interrupt import close_runner
 
@@ -381,6 +390,7 @@ def main(args) -> int:
         # for pairs with an empty answer alone (was: opened and probed, a judge down failing them)
         if any(not empty_answer(p) for p in todo):
             judge = open_judge(args.judge, runner, KameConfig().backend.nice, args.judge_timeout)
+        first.keep()  # (from here on what this run writes in OUT_PAIR stays, whatever ends it)
         for i, p in enumerate(todo, 1):
             key = _key(_k(p))
             tag = f"[{i}/{len(todo)}] {key} ({p['category']})"
