@@ -283,7 +283,7 @@ def answer_text(mode: str, rec: dict, ut: UserTurn) -> str:
 
 
 def analyse(mode: str, runs, dialogues, asr, thr: float) -> list[TurnResult]:
-    from ..runtime.filemode import fed_oracle_lags
+    from ..runtime.runsummary import fed_oracle_lags
 
     out = []
     for (rec, agent), (_, turns) in zip(runs, dialogues):

@@ -44,6 +44,7 @@ import time
 import numpy as np
 
 from ..audio import READ_FORMATS, mix_to_mono, read_wav, resample
+from ..backend.types import FRAME_S, FRAME_SIZE as FRAME, SAMPLE_RATE as SR
 from ..cliargs import MAX_TAIL_S, tail_seconds
 from ..config import add_config_arguments, config_from_args, KameConfig
 from ..errors import ConfigError, KameError
@@ -53,6 +54,7 @@ from .interrupt import TERMINATED_STATUS, first_ctrl_c, run_to_end, sigterm_held
 from .metrics import MetricsLog
 from .runreport import STEP_FAILED, open_turns
 # what a played record says, its summary printed too (kame.runtime.runsummary): importable from here as before
+# (by the tests; kame's own modules import them from runsummary)
 from .runsummary import (AUDIBLE, fed_oracle_lags, print_summary, reply_cut_off, reply_outcomes, summarize,
                          unanswered, unheard)
 from .sttloop import unpaced
@@ -62,8 +64,6 @@ __all__ = ["SR", "FRAME", "FRAME_S", "DEFAULT_MAX_TAIL_S", "FINAL_WAIT_S", "add_
            "main", "AUDIBLE", "fed_oracle_lags", "print_summary", "reply_cut_off", "reply_outcomes", "summarize",
            "unanswered", "unheard"]
 
-SR, FRAME = 24000, 1920
-FRAME_S = FRAME / SR
 DEFAULT_MAX_TAIL_S = 30.0
 FINAL_WAIT_S = 6.0  # a cascade's final transcript comes this soon after the speech ends, or never
 # (unless the STT sent words of that speech already: then it is working, slowly, and a final comes)

@@ -28,16 +28,16 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import clipped_share, write_wav
+from ..backend.types import FRAME_S, FRAME_SIZE as FRAME, SAMPLE_RATE as SR
 from ..config import KameConfig
 from ..errors import ConfigError, KameError
 from ..paths import check_output_file, check_replaceable, write_replacing
 from .clock import FakeClock
-from .filemode import (DEFAULT_MAX_TAIL_S, FRAME, FRAME_S, SR, agent_track, check_tail, new_record,
-                       play_session, print_summary, read_input, reply_cut_off, reply_outcomes, summarize, unanswered,
-                       unheard)
+from .filemode import DEFAULT_MAX_TAIL_S, agent_track, check_tail, new_record, play_session, read_input
 from .interrupt import TERMINATED_STATUS, first_ctrl_c, unless_stopped
 from .metrics import MetricsLog
 from .runreport import answer_missing, final_missing, frontend_failure, late_final, stt_behind, user_words
+from .runsummary import print_summary, reply_cut_off, reply_outcomes, summarize, unanswered, unheard
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import numpy as np
 from ..audio import SAMPLE_RATE
 from ..backend.types import FRAME_S
 from ..paths import write_replacing
-from .filemode import AUDIBLE
 from .runreport import turn_started, words_not_heard
+from .runsummary import AUDIBLE
 
 WIDTH_IN = 14.0  # the figure's width (inches) up to WIDE_AFTER_S of conversation; it grows with it ...
 WIDE_AFTER_S = 60.0

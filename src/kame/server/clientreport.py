@@ -14,11 +14,11 @@ import sys
 from typing import TYPE_CHECKING
 
 from ..backend.types import FRAME_S
-from ..runtime.filemode import reply_outcomes, unanswered
 from ..runtime.runreport import open_turns, turn_started
 from ..runtime.metrics import SLOW_CAUSE, behind_real_time, behind_recently, late_share
 from ..runtime.runreport import (SPEECH_NOT_ENDED, backend_error, barged_in, final_missing, likeliest_cause,
                                 speech_open)
+from ..runtime.runsummary import reply_outcomes, unanswered
 from . import protocol as P
 
 if TYPE_CHECKING:

@@ -18,9 +18,11 @@ kame.backend.stt.streaming.SegmentedSTT) and leaves it out for the others; what 
 returned that is no async iterator is a BackendError naming the STT's method (``check_stream``).
 
 The stream's hooks are given where it is opened, as keywords of ``open_stream`` (kame.runtime.sttloop
-passes all three), and an STT reads them with ``stream_hooks()`` (a StreamHooks) in the task that
-iterates the stream, or a thread started in a copy of its context (an STT that does not read them
-works as before: they are this module's concern, not each STT's):
+passes all three), and belong to the stream it returns: they are set around each of its steps and
+its close, in the task reading it, and reset after (two streams read in one task each have their
+own; a bare ``stt.stream(...)`` has none). An STT reads them with ``stream_hooks()`` (a
+StreamHooks) in its ``stream()``, or in a task or thread it starts there in a copy of the context
+(an STT that does not read them works as before: they are this module's concern, not each STT's):
   ``owner=SESSION_ID``: an STT's log lines name the session ("session c2: ...": ``owner_prefix()``);
   ``on_fault=fn``: ``fn(exc)`` hears a failure the stream goes on from, having lost no transcript
     (kame's SegmentedSTT: a Recognizer's ``error_after_final``; without it, its ``on_error`` hears it,
@@ -73,14 +75,14 @@ _HOOKS: contextvars.ContextVar[StreamHooks] = contextvars.ContextVar("kame_stt_s
 
 
 def stream_hooks() -> StreamHooks:
-    """The hooks of the stream the calling task opened with ``open_stream`` (also in the threads it
-    starts in a copy of its context); StreamHooks() (none) outside one."""
+    """The hooks of the stream being read (``open_stream``'s, during each of its steps; also in the
+    tasks and threads its STT starts in a copy of that context); StreamHooks() (none) elsewhere."""
     return _HOOKS.get()
 
 
 def owner_prefix() -> str:
-    """The prefix of an STT's log lines: "session ID: " in a stream a session opened (its task, and
-    the threads it starts in a copy of its context), else ""."""
+    """The prefix of an STT's log lines: "session ID: " in a stream a session opened (its steps, and
+    the tasks and threads the STT starts in a copy of their context), else ""."""
     owner = _HOOKS.get().owner
     return f"session {owner}: " if owner else ""
 
@@ -91,11 +93,43 @@ def open_stream(stt: Any, frames: AsyncIterable[AudioFrame], metrics=None, owner
     """``stt.stream(frames)``, with ``metrics=`` (this stream's metrics sink) if given and the STT
     takes it, checked (kame.backend.llm.base.check_stream: a BackendError naming the STT's method
     if it is no async iterator); ``owner``, ``on_fault`` and ``on_discard`` are the stream's hooks
-    (``stream_hooks()``, the module's doc) in the calling task from here on."""
-    _HOOKS.set(StreamHooks(owner, on_fault, on_discard))
-    if metrics is not None and takes_stream_metrics(stt):
-        return check_stream("stt", stt, stt.stream(frames, metrics=metrics))
-    return check_stream("stt", stt, stt.stream(frames))
+    (``stream_hooks()``, the module's doc), set while ``stt.stream`` is called and while each step
+    or close of the returned stream runs (a _HookedStream; the STT's own iterator is its .iterator)."""
+    hooks = StreamHooks(owner, on_fault, on_discard)
+    token = _HOOKS.set(hooks)  # (an STT whose plain def stream() reads them as it is called)
+    try:
+        kw = {"metrics": metrics} if metrics is not None and takes_stream_metrics(stt) else {}
+        return _HookedStream(aiter(check_stream("stt", stt, stt.stream(frames, **kw))), hooks)
+    finally:
+        _HOOKS.reset(token)
+
+
+class _HookedStream:
+    """What ``open_stream`` returns: the STT's stream, each step and its close run with the stream's
+    hooks, set in the task reading it and reset after (was: set in the opener's task for good, so a
+    later stream read there had them, and of two streams it opened, both had the second's)."""
+
+    def __init__(self, iterator: AsyncIterator[Transcript], hooks: StreamHooks) -> None:
+        self.iterator, self.hooks = iterator, hooks
+
+    def __aiter__(self) -> _HookedStream:
+        return self
+
+    async def __anext__(self) -> Transcript:
+        return await self._hooked(self.iterator.__anext__)
+
+    async def aclose(self) -> None:
+        """The STT's stream's ``aclose()`` (its ``finally`` runs: the worker stops), if it has one."""
+        close = getattr(self.iterator, "aclose", None)
+        if close is not None:
+            await self._hooked(close)
+
+    async def _hooked(self, step: Callable[[], Any]) -> Any:
+        token = _HOOKS.set(self.hooks)
+        try:
+            return await step()
+        finally:
+            _HOOKS.reset(token)
 
 
 def check_transcript(item: Any, stt: Any) -> Transcript:
