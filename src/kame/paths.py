@@ -14,6 +14,7 @@ ConfigError naming the option.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import errno
 import hashlib
@@ -371,15 +372,21 @@ def file_sha256(path) -> str:
 
 
 def read_text(path: Path, name: str, hint: str, error: type[KameError] = ConfigError) -> tuple[bytes, str]:
-    """``path``'s bytes and UTF-8 text; refused (``error``) as ``name`` (e.g. "--reference
-    x.jsonl"), saying why (not readable, a folder, "not UTF-8 text (byte N)"), then ``hint``
-    (what to give). (kame eval's question and reference files, kame data's QA file.)"""
+    """``path``'s bytes and UTF-8 text, a leading BOM skipped (was: kept, so json refused line 1);
+    refused (``error``) as ``name`` (e.g. "--reference x.jsonl"), saying why (not readable, a
+    folder, "not UTF-8 text (byte N)", N counted from the file's start, or a NUL byte: a binary or
+    UTF-16 file), then ``hint`` (what to give). (kame eval's question and reference files,
+    manifests, knowledge notes, kame data's QA file.)"""
     try:
         data = path.read_bytes()
     except (OSError, ValueError) as exc:
         why = "is a folder" if path.is_dir() else (exc.strerror or str(exc)).lower()
         raise error(f"{name}: cannot read it ({why}); {hint}") from None
+    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0  # (as Notepad may write)
     try:
-        return data, data.decode("utf-8")
+        text = data[skip:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise error(f"{name}: not UTF-8 text (byte {exc.start}); {hint}") from None
+        raise error(f"{name}: not UTF-8 text (byte {skip + exc.start}); {hint}") from None
+    if "\0" in text:  # (valid UTF-8, but no text holds one: UTF-16 without a BOM, a binary file)
+        raise error(f"{name}: not text (a NUL byte at byte {data.index(0)}: a binary file, or UTF-16 text); {hint}")
+    return data, text

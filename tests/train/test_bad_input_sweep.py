@@ -333,7 +333,7 @@ def test_a_train_state_that_cannot_be_written_is_a_kame_error_naming_it(tmp_path
     from kame.errors import KameError
     from kame.model.loaders import load_frontend
     from kame.train.config import TrainConfig
-    from kame.train.finetune import save_checkpoint
+    from kame.train.checkpoint import save_checkpoint
 
     model, _ = load_frontend("random:tiny", text_card=4000)
 
@@ -343,10 +343,11 @@ def test_a_train_state_that_cannot_be_written_is_a_kame_error_naming_it(tmp_path
     monkeypatch.setattr(torch, "save", full)
     manifest = tmp_path / "train.jsonl"
     manifest.write_text("")
-    with pytest.raises(KameError, match=r"cannot write training state .*step-1/train_state\.pt: \[enforce fail"):
+    with pytest.raises(KameError, match=r"cannot write training state .*/\.step-1\.new/train_state\.pt: \[enforce fail"):
         save_checkpoint(model, model.state_dict(), {}, tmp_path / "out", 1, TrainConfig(), manifest, "0" * 64,
                         codec_spec="embedded", tokenizer_spec="default")
     assert not (tmp_path / "out" / "step-1").exists()  # (the step-N the failed save made: removed, no temporary left)
+    assert not (tmp_path / "out" / ".step-1.new").exists()
 
 
 def test_a_manifest_that_is_not_utf8_text_is_refused_naming_it(tmp_path, capsys):

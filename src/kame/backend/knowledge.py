@@ -21,9 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from ..paths import expand_user
+from ..paths import expand_user, read_text
 
 NOTE_SUFFIXES = (".txt", ".md")  # the files a knowledge folder's notes are read from
+NOT_TEXT = ("save it as UTF-8 text (iconv -f ITS-ENCODING -t utf-8, e.g. -f latin1 or -f utf-16), or move it out of "
+            "the folder: every .txt and .md file below it is read as a note")
 _WORD = re.compile(r"[^\W_]+")  # letters and digits of any script ("café", "東京")
 STOP = frozenset(
     "a an and are as at be but by do does for from had has have he her his how i if in is it its "
@@ -93,12 +95,14 @@ class KnowledgeBase:
     def from_folder(cls, folder: str | Path, chunk_words: int = 80, overlap: int = 20,
                     name: str = "knowledge_dir") -> "KnowledgeBase":
         """The notes below ``folder``: ConfigError naming the setting ``name`` if it is not a folder
-        or holds no .txt / .md file (check_knowledge_dir)."""
+        or holds no .txt / .md file (check_knowledge_dir), or naming a note that cannot be read or is
+        not UTF-8 text (paths.read_text: a BOM is skipped)."""
         root, notes = _note_files(folder, name)
         chunks: list[Chunk] = []
         step = max(1, chunk_words - overlap)
         for path in notes:
-            words = path.read_text(encoding="utf-8", errors="replace").split()
+            # (was: errors="replace": a latin-1 "café" read as "caf\ufffd", a BOM and binary files used as notes)
+            words = read_text(path, f"{name}: note {path}", NOT_TEXT)[1].split()
             for s in range(0, max(1, len(words) - overlap), step):
                 piece = words[s : s + chunk_words]
                 if piece:

@@ -34,9 +34,9 @@ agent (which loads it); a failure or Ctrl-C before question 1 leaves OUT as it w
 removed: kame.eval.firstwrites). A question whose agent or judge fails is reported and skipped (a rerun
 retries it; an agent left unsound is built again for the next question); five failures in a row
 stop the evaluation. Ctrl-C ends it (exit 130), SIGTERM too, wherever it comes (exit 143:
-kame.eval.stopping). A table per category (n, mean rating, median latency and content latency,
-unparsed), the mean of the category means (KAME's avg) and overall is printed and written to
-OUT/results.md.
+kame.eval.stopping). A table per category (n, mean rating, median latency and content latency:
+a turn said nothing in counts as never, kame.eval.summary.latency; unparsed), the mean of the
+category means (KAME's avg) and overall is printed and written to OUT/results.md.
 """
 
 from __future__ import annotations

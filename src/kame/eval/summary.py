@@ -34,16 +34,24 @@ def silence_warning(qids: list[str]) -> str:
 
 
 # ---------------------------------------------------------------------------- the table
+def latency(r: dict, key: str) -> float | None:
+    """Record ``r``'s ``key`` latency (seconds) as the table and the printout count it: None (never)
+    for a turn the agent said nothing in, whatever sound its record measured (was: a reply begun
+    before the question's end and cut off before its first word, still sounding then, gave such a
+    turn 0.00 s, which pulled the median latency down)."""
+    return None if r.get("said_nothing") else r.get(key)
+
+
 def _med(rs: list[dict], key: str) -> str:
     from ..bench.latency import pct_never
 
-    med = pct_never([r.get(key) for r in rs], 0.5)  # (a turn without sound counts as +inf, as kame bench latency)
+    med = pct_never([latency(r, key) for r in rs], 0.5)  # (a turn without sound counts as +inf, as kame bench latency)
     return "never" if med == math.inf else ("–" if med != med else f"{med:.2f}")
 
 
 def secs(recs: list[dict], key: str) -> str:
     """The ``key`` seconds of each record, for the line printed per question."""
-    return ", ".join("never" if r.get(key) is None else f"{r[key]:.2f} s" for r in recs)
+    return ", ".join("never" if latency(r, key) is None else f"{r[key]:.2f} s" for r in recs)
 
 
 def _row(name: str, rs: list[dict], mean: float | None = None, content: bool = False) -> str:
