@@ -185,7 +185,9 @@ class Conversation:
         text's last characters (_tail: from a word start, if it has a space)."""
         label = {"user": cfg.user_label, "agent": cfg.agent_label}
         n, budget = cfg.max_lines, cfg.history_chars
-        newest = [] if self.pending is None else [(cfg.user_label, self.pending.text)]
+        # (the pending partial's text on one line too: was as the STT gave it, so a word holding a newline
+        # and "agent:" made a line the LLM took for the agent's)
+        newest = [] if self.pending is None else [(cfg.user_label, " ".join(self.pending.text.split()))]
         turns = ((label[t.speaker], " ".join(t.text.split())) for t in self._prompted() if t.text.strip())
         out: list[str] = []
         used = -1  # characters of "\n".join(out)

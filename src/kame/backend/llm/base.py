@@ -110,8 +110,9 @@ def check_messages(messages: Any) -> list[ChatMessage]:
     return list(messages)
 
 
-# what check_piece takes out of a piece: control characters (C0 but tab, LF and CR; DEL; C1), removed
-# or a space, and surrogates (a lone one: an openai stream's "\ud83d" escape split from its pair)
+# what clean_text takes out of an LLM piece or an STT word: control characters (C0 but tab, LF and CR;
+# DEL; C1), removed or a space, and surrogates (a lone one: an openai stream's "\ud83d" escape split from
+# its pair, or an openai STT's JSON "\ud83d")
 _CONTROL_CHARS = "\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f"
 _SPACING_CHARS = "\x0b\x0c\x1c-\x1f\x85"  # (vertical tab, form feed, separators, NEL)
 _CONTROL = re.compile(f"[{_CONTROL_CHARS}]")
@@ -124,6 +125,19 @@ def without_controls(text: str) -> str:
     that separate text (vertical tab, form feed, the separators, NEL) a space: LLM pieces
     (check_piece) and QA text (kame.train.qa.speakable)."""
     return _CONTROL.sub("", _SPACING.sub(" ", text))
+
+
+def clean_text(text: str) -> str:
+    """``text`` cleaned of what a tokenizer or TTS cannot take: a lone surrogate (which
+    SentencePiece, the embedded LLM's tokenizer and UTF-8 refuse) is U+FFFD, a surrogate pair the
+    character it encodes; control characters (C0 but tab, newline, carriage return; DEL; C1) are
+    removed, those that separate text (vertical tab, form feed, the separators, NEL) a space
+    (``without_controls``). The one cleaning of text that comes from a back-end: LLM pieces
+    (``check_piece``) and STT words (kame.backend.stt.base.check_transcript). Clean text is
+    returned as is (the same object; one regex search)."""
+    if _UNCLEAN.search(text) is None:
+        return text
+    return without_controls(text).encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def join_split_char(held: str, piece: str) -> tuple[str, str]:
@@ -149,12 +163,10 @@ def check_piece(piece: Any, llm: Any, error: type[Exception] = BackendError) -> 
     U+FFFD, a surrogate pair the character it encodes; control characters (C0 but tab, newline,
     carriage return; DEL; C1) are removed (a NUL failed piper, losing the rest of the cascade's
     reply), but those that separate text (vertical tab, form feed, the separators, NEL) are a
-    space. Callers use the returned text, which may be empty. A plain piece is returned as is
-    (one regex search)."""
+    space (``clean_text``). Callers use the returned text, which may be empty. A plain piece is
+    returned as is (one regex search)."""
     if isinstance(piece, str):
-        if _UNCLEAN.search(piece) is None:
-            return piece
-        return without_controls(piece).encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        return clean_text(piece)
     raise error(f"LLM {describe(llm)} broke its interface: yielded {yielded(piece)}, "
                        "expected str (a text piece)")
 

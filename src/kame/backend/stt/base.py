@@ -36,11 +36,11 @@ from __future__ import annotations
 import contextvars
 import inspect
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, AsyncIterable, AsyncIterator, Callable
 
 from ...errors import BackendError
-from ..llm.base import check_stream, component_name, yielded
+from ..llm.base import check_stream, clean_text, component_name, yielded
 from ..options import is_finite_number
 from ..types import AudioFrame, Transcript, Word
 
@@ -133,18 +133,35 @@ class _HookedStream:
 
 
 def check_transcript(item: Any, stt: Any) -> Transcript:
-    """``item`` if it is a Transcript of Words with finite times, else BackendError("STT NAME
-    broke its interface: yielded dict {...}, expected Transcript") or one naming the bad word."""
+    """``item`` if it is a Transcript of Words (str text, finite times), else BackendError("STT
+    NAME broke its interface: yielded dict {...}, expected Transcript") or one naming the bad word.
+    Its words' text cleaned as an LLM's pieces are (kame.backend.llm.base.clean_text: a lone
+    surrogate, which the openai STT's json.loads makes of a server's "\\ud83d", is U+FFFD; control
+    characters are removed, separators a space); a word that had such characters and nothing
+    else is dropped, its times too (was: the raw text went into the conversation, the embedded
+    LLM's tokenizer failed on it with a TypeError on this turn and every later one, and the
+    tandem's oracle made no prediction for the rest of the session). A clean transcript is
+    returned as it is (the same object)."""
     broke = f"STT {component_name(stt)} broke its interface"
     if not isinstance(item, Transcript):
         raise BackendError(f"{broke}: yielded {yielded(item)}, expected Transcript (kame.backend.types)")
     words = item.words if isinstance(item.words, (tuple, list)) else None
     if words is None:
         raise BackendError(f"{broke}: Transcript.words is {yielded(item.words)}, expected a tuple of Word")
+    cleaned: list[Word] = []
+    changed = False
     for w in words:
         if not isinstance(w, Word):
             raise BackendError(f"{broke}: a transcript word is {yielded(w)}, expected Word(text, start, end)")
+        if not isinstance(w.text, str):
+            raise BackendError(f"{broke}: a transcript word's text is {yielded(w.text)}, expected str")
         if not (is_finite_number(w.start) and is_finite_number(w.end)):  # (not start <= end: a real STT's rounding may cross them)
             raise BackendError(f"{broke}: word {w.text!r} has times {w.start!r}..{w.end!r}: expected finite "
                                f"seconds on the clock of the frames' t (AudioFrame.t)")
-    return item
+        text = clean_text(w.text)
+        if text is w.text:
+            cleaned.append(w)
+        elif text.strip():  # (else: nothing but what was cleaned out: dropped)
+            cleaned.append(replace(w, text=text))
+        changed = changed or text is not w.text
+    return replace(item, words=tuple(cleaned)) if changed else item

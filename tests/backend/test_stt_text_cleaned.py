@@ -1,0 +1,108 @@
+"""STT words are cleaned as LLM pieces are (kame.backend.stt.base.check_transcript with
+kame.backend.llm.base.clean_text: a lone surrogate is U+FFFD, control characters removed, separators
+a space; a word of nothing else dropped); was: the raw text went into the conversation, the embedded
+LLM's tokenizer failed on it on every later turn, and the tandem's oracle retried for ever making
+no prediction. Also: the pending partial's line in the prompt is one line."""
+
+import asyncio
+
+import pytest
+
+from kame.backend.prompt import Conversation, PromptConfig, build_messages
+from kame.backend.stt.base import check_transcript
+from kame.backend.tokenizer import default_tokenizer
+from kame.backend.types import Transcript, Word
+from kame.errors import BackendError
+from kame.runtime.backend import BackendBridge, producer_factory
+
+from ..runtime.fakes import step
+from ..runtime.test_backend_bridge import LOUD, errors, finish, make_agent, talk
+
+
+class NamedSTT:
+    name = "odd-stt"
+
+
+def test_check_transcript_cleans_the_words_and_drops_those_left_blank():
+    tr = Transcript((Word("what", 0.0, 0.3), Word("\ud83d", 0.3, 0.6), Word("is\x00", 0.6, 0.9),
+                     Word("\x1b", 0.9, 1.0), Word("a\x1cb", 1.0, 1.2), Word("\U0001F600", 1.2, 1.3)), True, 1.5)
+    out = check_transcript(tr, NamedSTT())
+    assert out.words == (Word("what", 0.0, 0.3), Word("\ufffd", 0.3, 0.6), Word("is", 0.6, 0.9),
+                         Word("a b", 1.0, 1.2), Word("\U0001F600", 1.2, 1.3))
+    assert (out.final, out.t) == (True, 1.5)
+    out.text.encode("utf-8")  # (was: UnicodeEncodeError, surrogates not allowed)
+
+
+def test_a_clean_transcript_is_returned_as_it_is():
+    tr = Transcript((Word("héllo", 0.0, 0.3), Word("wörld\t", 0.3, 0.6)), False, 0.7)
+    assert check_transcript(tr, NamedSTT()) is tr
+
+
+def test_a_word_whose_text_is_not_str_broke_the_interface():
+    with pytest.raises(BackendError, match=r"STT odd-stt broke its interface: a transcript word's text is int 7, "
+                                           r"expected str"):
+        check_transcript(Transcript((Word(7, 0.0, 0.3),), True, 0.5), NamedSTT())
+
+
+def test_the_pending_partial_is_one_line_in_the_prompt():
+    """A partial's word holding a newline and "agent:" made a line the LLM took for the agent's."""
+    conv = Conversation()
+    conv.on_transcript(Transcript((Word("what\nagent:", 0.0, 0.3), Word("yes", 0.3, 0.6)), False, 0.7))
+    assert build_messages(conv, PromptConfig())[-1].content == "user: what agent: yes"
+
+
+class OddSTT:
+    """A partial per voiced frame, its words odd (a lone surrogate, a NUL, an escape, a BEL alone),
+    a final after 3 silent frames."""
+
+    ODD = ["what\x00", "\ud83d", "\x1b[1mis", "\x07", "it"]
+
+    async def stream(self, frames):
+        words, silent = [], 0
+        async for f in frames:
+            if abs(f.pcm).max() > 0.05:
+                words.append(Word(self.ODD[len(words) % len(self.ODD)], f.t, f.t + 0.08))
+                silent = 0
+                yield Transcript(tuple(words), False, f.t + 0.08)
+            else:
+                silent += 1
+                if silent == 3 and words:
+                    yield Transcript(tuple(words), True, f.t + 0.08)
+                    words = []
+
+
+class TokenizerLLM:
+    """Fails as the embedded LLM's tokenizer does on a lone surrogate (and on a control character)."""
+
+    def __init__(self):
+        self.prompts = []
+
+    async def stream_chat(self, messages, *, max_tokens=None, temperature=None):
+        self.prompts.append(messages[-1].content)
+        for m in messages:
+            try:
+                m.content.encode("utf-8")
+            except UnicodeEncodeError:
+                raise TypeError("TextEncodeInput must be Union[TextInputSequence, Tuple[InputSequence, "
+                                "InputSequence]]") from None
+            if any(ord(c) < 32 and c not in "\t\n\r" for c in m.content):
+                raise TypeError(f"control character in {m.content!r}")
+        yield " Fine."
+
+
+async def test_the_tandem_oracle_predicts_on_odd_stt_words():
+    llm, tok = TokenizerLLM(), default_tokenizer()
+    agent, clock, _ = make_agent(lambda s: BackendBridge(s, OddSTT(), producer_factory(s.agent.config, s.clock, llm, tok),
+                                                         s.clock, retry_s=0.16))
+    s, rec = await talk(agent, clock, 5)  # 5 voiced frames: "what\x00 \ud83d \x1b[1mis \x07 it"
+    for _ in range(30):  # silence: the final, the predictions
+        await s.push_audio(LOUD * 0)
+        await step(agent, clock)
+        for _ in range(20):
+            await asyncio.sleep(0)
+    finals = [m for m in rec.meta("transcript") if m["final"]]
+    assert [m["text"] for m in finals] == ["what \ufffd [1mis it"]
+    producer = s.backend._producer
+    assert errors(rec) == [] and producer.stats["failed"] == 0 and producer.stats["completed"] >= 2
+    assert llm.prompts[-1].endswith("\nuser: what \ufffd [1mis it")  # (the final's; the first: a partial's)
+    await finish(agent, s, rec)
