@@ -60,8 +60,8 @@ async def test_the_oracles_and_the_cascades_timer_waits_for_a_cancelled_requests
 
     with caplog.at_level(logging.DEBUG, logger="kame.backend.llm.embedded"):
         assert await _behind_a_cancelled_read(30, wait, lambda: said) == "hello"
-    assert said == ["waits for LLM embedded, which finishes reading the prompt of a cancelled request (it cannot "
-                    "stop in it)"]
+    assert said == ["waits for LLM embedded, which reads a prompt (it cannot stop in it, nor say anything before "
+                    "its first token)"]
     [rec] = [r for r in caplog.records if "finishes reading the prompt (1000 tokens)" in r.getMessage()]
     assert rec.levelno == logging.DEBUG and rec.getMessage().startswith(  # (not INFO: the oracle cancels all the time)
         "the embedded LLM child finishes reading the prompt (1000 tokens) of a cancelled request, which it cannot "

@@ -4,6 +4,8 @@ cascade's reply asks the LLM again, once, waiting for the reload as for any "loa
 speaks the answer (was: the turn failed unanswered, the user had to ask again). Any other failure
 (a dead remote server), or a second such one, still fails the turn. On a FakeClock."""
 
+import asyncio
+
 from kame.cascade.config import CascadeConfig
 from kame.cascade.reply import ReplyParts, ReplyPipeline
 from kame.errors import BackendError
@@ -76,7 +78,7 @@ async def test_other_failures_and_a_second_restart_still_fail_the_turn():
     rp, llm = make(clock, out)
     await settle()
     llm.calls[0].fail(died_while_idle(restarting=False))  # (a dead remote server: no ``restarting``)
-    await rp.wait()
+    await asyncio.wait_for(rp.wait(), 5)  # (a regression fails, not hangs: the FakeClock stands still)
     assert rp.failed and len(llm.calls) == 1 and errors(out) == [
         f"llm embedded failed during the reply to turn 3: {DIED}"]
 
@@ -88,7 +90,7 @@ async def test_other_failures_and_a_second_restart_still_fail_the_turn():
     assert not rp.failed and len(llm.calls) == 2
     llm.calls[1].fail(died_while_idle())  # asked again once only
     await run_for(clock, 1.0)
-    await rp.wait()
+    await asyncio.wait_for(rp.wait(), 5)
     assert rp.failed and len(llm.calls) == 2 and len(errors(out)) == 2
     assert errors(out)[1] == f"llm embedded failed during the reply to turn 3: {DIED}"
 
@@ -98,5 +100,5 @@ async def test_other_failures_and_a_second_restart_still_fail_the_turn():
     llm.calls[0].send("Paris")  # its text came: not asked again (the words would be said twice)
     await settle()
     llm.calls[0].fail(died_while_idle())
-    await rp.wait()
+    await asyncio.wait_for(rp.wait(), 5)
     assert rp.failed and len(llm.calls) == 1 and len(errors(out)) == 1

@@ -106,8 +106,8 @@ async def test_a_reload_that_ends_before_the_timer_runs_out_gets_the_whole_limit
 
 
 class _Finishing:
-    """An LLM whose next request waits while its child finishes reading a cancelled request's
-    prompt (the embedded LLM's ``finishing``; its end moves ``loaded_at`` and sets ``finished_at``)."""
+    """An LLM whose child reads a prompt, which it cannot stop in (the embedded LLM's ``finishing``;
+    its end moves ``loaded_at`` and sets ``finished_at``)."""
 
     state, loaded_at, finished_at, finishing = "up", 0.0, None, False
 
@@ -139,10 +139,10 @@ async def test_a_cancelled_requests_prompt_read_is_waited_for_as_a_reload_and_wo
     await run_for(clock, 2.0)
     with pytest.raises(NothingWithin) as exc:
         await asyncio.wait_for(waiting, 5.0)
-    assert said == ["waits for LLM embedded, which finishes reading the prompt of a cancelled request (it cannot stop "
-                    "in it)"]
+    assert said == ["waits for LLM embedded, which reads a prompt (it cannot stop in it, nor say anything before its "
+                    "first token)"]
     assert exc.value.why("LLM embedded", "10.00", "plain") == ("LLM embedded stalled: nothing for 10.00 s after it "
-                                                               "finished reading the prompt of a cancelled request")
+                                                               "finished reading a prompt")
 
     # one that began and ended within the timer: the whole limit again, said as such
     said.clear()
@@ -157,4 +157,4 @@ async def test_a_cancelled_requests_prompt_read_is_waited_for_as_a_reload_and_wo
     await run_for(clock, 1.5)
     with pytest.raises(NothingWithin):
         await asyncio.wait_for(waiting, 5.0)
-    assert said == ["waits for LLM embedded, which was finishing reading the prompt of a cancelled request"]
+    assert said == ["waits for LLM embedded, which was reading a prompt"]

@@ -266,15 +266,15 @@ class WatchedLLM:
 
     @property
     def loaded_at(self) -> float | None:
-        """When the wrapped LLM's last load of its model (or its last read of a cancelled request's
-        prompt) ended, None if it does not say: such a wait that began and ended within a stall
+        """When the wrapped LLM's last load of its model (or its last prompt read) ended, None if it
+        does not say: such a wait that began and ended within a stall
         timer moves it (kame.runtime.clock.loaded_mark)."""
         return getattr(self.llm, "loaded_at", None)
 
     @property
     def finishing(self) -> bool:
-        """The wrapped LLM's next request waits while its child finishes reading a cancelled
-        request's prompt (kame.backend.llm.embedded): a reload for the producer's stall timers."""
+        """The wrapped LLM's child reads a prompt, which it cannot stop in (kame.backend.llm.embedded:
+        this prediction's, or a request's before it): a reload for the producer's stall timers."""
         return getattr(self.llm, "finishing", False) is True
 
     @property

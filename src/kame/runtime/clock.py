@@ -10,7 +10,7 @@ file mode use ``FakeClock``, which only moves when told to.
 ``next_within`` is the stall timer of the oracle and the cascade's reply on such a clock; given the
 LLM (``loading=``), it waits for a reload of its model (``state`` "loading", or one that began and
 ended within the timer: ``loaded_at`` moved) instead of calling it a stall, bounded by RELOAD_WAIT_S;
-and so for the embedded LLM's child finishing a cancelled request's prompt (``finishing``).
+and so while the embedded LLM's child reads a prompt, which it cannot stop in (``finishing``).
 """
 
 from __future__ import annotations
@@ -129,11 +129,11 @@ async def cancel_within(tasks, timeout: float) -> list:
 
 
 # While a component reloads its model (``state`` "loading", as /api/health shows it: the embedded
-# LLM's child restarting after it died; its requests wait for it), or finishes reading a cancelled
-# request's prompt (``finishing``), next_within's timer waits on, looking again every
-# RELOAD_POLL_S, for at most RELOAD_WAIT_S of such waits in all (more than the embedded LLM's own
-# bounds of both together: a read of up to LOAD_TIMEOUT_S (600 s) + its grace, then a kill and a
-# load of up to 600 s, each ended by the LLM itself); after the wait, the whole limit again.
+# LLM's child restarting after it died; its requests wait for it), or reads a prompt (``finishing``:
+# its own request's or one before it, which it cannot stop in), next_within's timer waits on, looking
+# again every RELOAD_POLL_S, for at most RELOAD_WAIT_S of such waits in all (more than the embedded
+# LLM's own bounds of both together: a read of up to LOAD_TIMEOUT_S (600 s) + its grace, then a kill
+# and a load of up to 600 s, each ended by the LLM itself); after the wait, the whole limit again.
 RELOAD_POLL_S = 1.0
 RELOAD_WAIT_S = 1300.0
 
@@ -143,7 +143,7 @@ class NothingWithin(Exception):
     ``reload_waited``: the seconds of it spent waiting for a reload of the model (0.0: none;
     RELOAD_WAIT_S or more: the load never ended); ``reloaded``: a load of the model ended during
     it (waited for, or begun and ended within the timer), and the whole limit after it passed too
-    (``after``: "it reloaded its model", or the end of a cancelled request's prompt read)."""
+    (``after``: "it reloaded its model", or "it finished reading a prompt")."""
 
     def __init__(self, message: str, reload_waited: float = 0.0, reloaded: bool = False,
                  after: str = "it reloaded its model") -> None:
@@ -162,8 +162,9 @@ class NothingWithin(Exception):
 
 def reloading(part) -> bool:
     """``part`` (an LLM; kame.runtime.backend.WatchedLLM passes its LLM's on) is (re)loading its
-    model (its ``state`` is "loading"), or its next request waits while it finishes reading the
-    prompt of a cancelled one (``finishing``: the embedded LLM's child cannot stop in that read)."""
+    model (its ``state`` is "loading"), or it reads a prompt (``finishing``: the embedded LLM's child,
+    which cannot stop in that read nor say how far it is: the request whose prompt it is and those
+    queued behind it wait for it)."""
     return getattr(part, "state", None) == "loading" or _finishing(part)
 
 
@@ -172,7 +173,7 @@ def _finishing(part) -> bool:
 
 
 def _finished_reading(part) -> bool:
-    """The last wait that moved ``part``'s ``loaded_at`` was such a read (its ``finished_at``), not a load."""
+    """The last wait that moved ``part``'s ``loaded_at`` was a prompt read (its ``finished_at``), not a load."""
     mark = loaded_mark(part)
     return mark is not None and getattr(part, "finished_at", None) == mark
 
@@ -181,12 +182,12 @@ def waits_for_reload(what: str, part) -> str:
     """How a log line says that a stall timer waits for ``what`` ("LLM embedded") because of a
     reload of ``part``'s model, called from next_within's ``on_reload`` (while ``part``'s state
     still tells which): one still going on ("is (re)loading"), or one that began and ended
-    within the timer ("was (re)loading": its ``loaded_at`` moved); or the rest of a cancelled
-    request's prompt read (``finishing``; "was finishing" when its ``finished_at`` is that mark)."""
+    within the timer ("was (re)loading": its ``loaded_at`` moved); or a prompt read (``finishing``;
+    "was reading" when its ``finished_at`` is that mark)."""
     if _finishing(part):
-        return f"waits for {what}, which finishes reading the prompt of a cancelled request (it cannot stop in it)"
+        return f"waits for {what}, which reads a prompt (it cannot stop in it, nor say anything before its first token)"
     if not reloading(part) and _finished_reading(part):
-        return f"waits for {what}, which was finishing reading the prompt of a cancelled request"
+        return f"waits for {what}, which was reading a prompt"
     return f"waits for {what}, which {'is' if reloading(part) else 'was'} (re)loading its model"
 
 
@@ -231,7 +232,7 @@ class _ReloadTimer:
                 self._waits()  # a load began and ended within the timer
             self.mark = loaded_mark(self.part)  # (the embedded LLM sets it before its state leaves "loading")
             self.reloaded = True
-            self.after = ("it finished reading the prompt of a cancelled request" if _finished_reading(self.part)
+            self.after = ("it finished reading a prompt" if _finished_reading(self.part)
                           else "it reloaded its model")
             await self.clock.sleep(self.limit)  # loaded: the whole limit again
 
@@ -248,8 +249,8 @@ async def next_within(stream, clock: Clock, timeout: float, *, loading=None, lim
     producer hangs). The oracle's and the cascade's stall timers.
 
     ``loading``: the LLM behind ``stream``. A reload of its model (``reloading``: the embedded
-    LLM's child restarting after it died; or its child finishing a cancelled request's prompt
-    read, ``finishing``) is no stall: a timer that runs out during one waits on
+    LLM's child restarting after it died; or its child reading a prompt, this request's or one
+    before it, ``finishing``) is no stall: a timer that runs out during one waits on
     for the load, then ``limit`` s more (default ``timeout``: the whole first-piece or
     between-pieces limit), at most RELOAD_WAIT_S of reload in all; a timer that runs out after a
     load that began and ended within it (its ``loaded_at`` moved, ``loaded_mark``) gets ``limit`` s

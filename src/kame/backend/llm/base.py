@@ -13,8 +13,7 @@ int, a dict) has broken the interface, and its consumers treat that as the LLM f
 ``check_piece`` returns: the piece cleaned of what a tokenizer or TTS cannot take (a lone
 surrogate, a control character).
 An empty piece is a keep-alive: the LLM is generating but has no text to give yet (the embedded
-LLM yields one per token of a word it holds back, a URL or code, and one a second while its
-child reads a long prompt). ``text_stream`` hands it on; the
+LLM yields one per token of a word it holds back, a URL or code). ``text_stream`` hands it on; the
 stall timers of the oracle and the cascade's reply take it as progress (``stall_timeout``), every
 consumer as no text (not the first token of llm_ttft, nothing sent, spoken or counted).
 A character split across two pieces (its UTF-16 halves) is joined (``join_split_char``: its first

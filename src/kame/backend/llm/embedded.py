@@ -37,24 +37,27 @@ the next request, which raises BackendError at once too ("... died ... between r
 it"), so its consumer reports it as any LLM failure (the session's ErrorEvent and "backend" Meta;
 was: nothing said, the request silently waited out the reload), and starts the restart (the request
 after it waits for that load). That error's ``restarting`` is True (kame.errors.BackendError: a new
-request will work), so the cascade's reply asks again once, waiting for the load, and answers. A (re)start that fails is logged, whether or not a consumer is still
-there to hear it. That load does not count in the consumers' ``stall_timeout`` (it takes minutes on
-a busy machine); a child still loading after ``LOAD_TIMEOUT_S`` hangs: it is terminated and the
-request fails, saying so. The child checks for a cancel before every token (~0.1 s apart), but not
-while it reads the prompt (the prefill, before the first token: seconds, a minute for a long prompt
-on a busy machine or at ``backend.nice``): it says ("prompt", id, tokens) as it starts reading, and
-a cancel meanwhile waits for the read, up to ``PROMPT_S_PER_TOKEN`` a token of the prompt (at most
-LOAD_TIMEOUT_S), and for the first token; the requests behind it wait for that as for a load
-(``finishing``: no stall for the consumers' timers; was: "stalled" once it outlasted them).
-The read is one forward pass inside transformers' generate, which reports nothing before the first
-token (its streamer and stopping criteria run once per token), so the child cannot say how far it
-is: the dispatcher sends the consumer a keep-alive (an empty piece) every ``KEEPALIVE_S`` while the
-child reads, within that allowance, so a long prompt read is no stall for a consumer's short
-first-token timer (was: "LLM stalled: nothing within N s of the request" while the child read). A child
-that does not stop within ``CANCEL_GRACE_S`` of a cancel and of the end of that allowance (or of its
-first token) hangs: it is terminated and counts as dead (was: one still reading a long prompt 10 s
-after a cancel was killed as hung, and reloaded), so a hung child holds up the requests behind it
-for at most the consumer's ``stall_timeout`` plus that grace (plus that allowance).
+request will work), so the cascade's reply asks again once, waiting for the load, and answers. A
+(re)start that fails is logged, whether or not a consumer is still there to hear it. That load does
+not count in the consumers' ``stall_timeout`` (it takes minutes on a busy machine); a child still
+loading after ``LOAD_TIMEOUT_S`` hangs: it is terminated and the request fails, saying so. The child
+checks for a cancel before every token (~0.1 s apart), but not while it reads the prompt (the
+prefill, before the first token: seconds, a minute for a long prompt on a busy machine or at
+``backend.nice``): it says ("prompt", id, tokens) as it starts reading, and a cancel meanwhile waits
+for the read, up to ``PROMPT_S_PER_TOKEN`` a token of the prompt (at most LOAD_TIMEOUT_S), and for
+the first token. The read is one forward pass inside transformers' generate, which reports nothing
+before the first token (its streamer and stopping criteria run once per token), so the child cannot
+say how far it is: while it reads, within that allowance (and while it finishes a cancelled
+request's read), the child is ``finishing``, a pause that every consumer's stall timer waits out as
+it does a load (kame.runtime.clock.reloading; stream_chat's own too): the request whose prompt it is
+and the requests queued behind it alike, then their silence counts from the read's end (was:
+keep-alives to the reading request only, and a request queued behind it "stalled: nothing within N s
+of the request" while the child worked; before that, the reading one did). Past the allowance the
+pause ends: a child still reading may hang, the consumers' timers run again. A child that does not
+stop within ``CANCEL_GRACE_S`` of a cancel and of the end of that allowance (or of its first token)
+hangs: it is terminated and counts as dead (was: one still reading a long prompt 10 s after a cancel
+was killed as hung, and reloaded), so a hung child holds up the requests behind it for at most the
+consumer's ``stall_timeout`` plus that grace (plus that allowance).
 
 Construction waits for the child's "loaded" message (a few seconds; ~30 s the first time): a server
 should create it in a worker thread at start-up (``await loop.run_in_executor(None, registry.create,
@@ -99,7 +102,6 @@ CANCEL_GRACE_S = 10.0  # a cancelled request still running this long after its c
 # reads 150-200 tokens/s on one core (a 2-core machine at load 5); ~25/s is a guess for nice 10 on one at
 # load 7-12 (QA saw ~3k tokens take "well over 10 s"): 0.1 s a token is 2.5 times slower than that guess
 PROMPT_S_PER_TOKEN = 0.1
-KEEPALIVE_S = 1.0  # while the child reads a prompt (within that allowance): a keep-alive to its consumer this often
 LOAD_TIMEOUT_S = 600.0  # a (re)start still loading the model after this long: the child is hung
 _STOPPED_WHILE_LOADING = ("the LLM child process was stopped while it loaded the model "
                           "(kame.backend.childproc.release_children, or shutdown)")
@@ -171,8 +173,9 @@ class _ChildWorker:
         self.restarts = 0  # restarts after the child died (not after close)
         self.released = False  # close() stopped it on purpose; the next agent (ensure_started) or request starts it
         self.loading = False  # the dispatcher is (re)starting the child: consumers do not count it as a stall
-        self.loaded_at = 0.0  # time.monotonic() when the dispatcher's last (re)start (or finishing) ended
-        self.finishing = False  # the child still reads a cancelled request's prompt: no stall, as a load is
+        self.loaded_at = 0.0  # time.monotonic() when the dispatcher's last (re)start (or prompt read) ended
+        self.finishing = False  # the child reads a prompt (within its allowance, or a cancelled request's until it
+        # ends), which it cannot stop in and says nothing of until its first token: no stall, as a load is
         self.finished_at = None  # the loaded_at the end of the last such read set (kame.runtime.clock words it)
         self._load_now = None  # the childproc.abortable_load() handle of a (re)start under way (close() aborts it)
         self._atexit = None
@@ -290,17 +293,20 @@ class _ChildWorker:
         return f"the LLM child process {what} (exit code {code})"
 
     # --- dispatcher thread ---
-    def _finishing(self, reading: int, left: float) -> None:
-        """A request was cancelled while the child reads its prompt of ``reading`` tokens."""
-        if not self.finishing:
+    def _finishing(self, reading: int, left: float, cancelled: bool) -> None:
+        """The child reads a prompt of ``reading`` tokens (``left`` s of its allowance), which it cannot
+        stop in: every consumer's stall timer pauses (``finishing``). ``cancelled``: its request was
+        cancelled meanwhile (said once), and the pause lasts to the read's end, past the allowance too."""
+        if cancelled:
             log.debug("the embedded LLM child finishes reading the prompt (%d tokens) of a cancelled request, which "
                       "it cannot stop before its first token; a request behind it waits for that read (up to %.3g s "
                       "more; a child still reading %g s after that is terminated as hung)", reading, max(left, 0.0),
                       CANCEL_GRACE_S)  # (DEBUG: the oracle cancels unheard predictions all the time; a waiter says it)
-            self.finishing = True
+        self.finishing = True
 
     def _finished(self) -> None:
-        """That read is over (its first token, its end, or the child is gone): silence counts from now."""
+        """That read is over (its first token, its end, the child is gone, or its allowance passed
+        uncancelled): silence counts from now."""
         if self.finishing:  # (loaded_at before finishing: consumers read them in this order)
             self.loaded_at = self.finished_at = time.monotonic()
             self.finishing = False
@@ -366,17 +372,16 @@ class _ChildWorker:
             stopped_at = None  # monotonic time of the consumer's cancel
             checks_at = time.monotonic()  # from then on the child looks at the cancel (before every token)
             reading = 0  # the prompt's tokens while the child reads it (the prefill: no stop check until it ends)
-            alive_at = 0.0  # monotonic time of the last keep-alive sent for that read
+            told = False  # a cancel during that read was passed on as such
             while True:
-                now = time.monotonic()
-                if reading and not stop.is_set() and now < checks_at and now - alive_at >= KEEPALIVE_S:
-                    alive_at = now  # the read is one call in the child that says nothing until it ends: we say
-                    put("text", "")  # it goes on (a keep-alive), within its allowance (no stall for the consumer)
+                if reading and not stop.is_set() and time.monotonic() >= checks_at:
+                    self._finished()  # past its allowance: it may hang, the consumers' timers run again
                 if stop.is_set():
                     self.stop_request(req_id)
+                    if reading and not told:  # (past the allowance too: it pauses again, to the read's end)
+                        told = True
+                        self._finishing(reading, checks_at - time.monotonic(), cancelled=True)
                     stopped_at = stopped_at or time.monotonic()
-                    if reading:
-                        self._finishing(reading, checks_at - time.monotonic())
                     if time.monotonic() - max(stopped_at, checks_at) > CANCEL_GRACE_S:
                         put("error", self._died(hung=_hung_why(reading)))
                         return
@@ -390,7 +395,7 @@ class _ChildWorker:
                     log.warning("dropping a reply for request %s (running %s)", rid, req_id)
                 elif kind == "prompt":  # it reads its prompt of ``value`` tokens: allowed time for that
                     reading, checks_at = value, time.monotonic() + _allowance(value)
-                    alive_at = time.monotonic()
+                    self._finishing(reading, _allowance(value), cancelled=False)
                 elif kind == "text":
                     if reading:  # its first token: the prompt is read, it checks the cancel from now on
                         reading, checks_at = 0, time.monotonic()
@@ -460,14 +465,16 @@ class EmbeddedLLM(LLM):
 
     @property
     def loaded_at(self) -> float:
-        """time.monotonic() when its child's last (re)start, or its last read of a cancelled
-        request's prompt (``finished_at``), ended: the stall timers of the oracle and the cascade
-        see such a wait that began and ended within them (kame.runtime.clock)."""
+        """time.monotonic() when its child's last (re)start, or its last prompt read (``finished_at``),
+        ended: the stall timers of the oracle and the cascade see such a wait that began and ended
+        within them (kame.runtime.clock)."""
         return self.worker.loaded_at
 
     @property
     def finishing(self) -> bool:
-        """Its child finishes reading a cancelled request's prompt: a reload for the stall timers."""
+        """Its child reads a prompt (within the read's allowance, or a cancelled request's to its end),
+        which it cannot stop in and says nothing of until its first token: a reload for the stall
+        timers, those of the request whose prompt it is and of the requests queued behind it."""
         return self.worker.finishing
 
     @property
@@ -501,8 +508,8 @@ class EmbeddedLLM(LLM):
                 except asyncio.TimeoutError:
                     # A (re)start of the child (this request's or one queued before it) is no
                     # stall: its model load takes minutes on a busy machine, and the dispatcher
-                    # ends a hung one (LOAD_TIMEOUT_S); nor the rest of a cancelled request's prompt
-                    # read (``finishing``). Silence counts again from its end.
+                    # ends a hung one (LOAD_TIMEOUT_S); nor a prompt read (this request's or one
+                    # before it, ``finishing``). Silence counts again from its end.
                     worker = self.worker
                     busy = worker.loading or worker.finishing
                     if busy or worker.loaded_at > since:
