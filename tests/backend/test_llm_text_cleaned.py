@@ -93,14 +93,16 @@ async def test_a_split_character_is_joined_for_the_oracle_and_the_health_watcher
     """Was: the oracle and WatchedLLM cleaned each piece alone: "a\\ufffd" + "\\ufffdb" (only the
     openai adapter and collect_reply joined them; a plugin's LLM does not)."""
     tok = default_tokenizer()
-    for llm in (OddLLM(SPLIT), WatchedLLM(OddLLM(SPLIT), lambda ok, err: None)):
+    # (a split ideograph, U+20000: the oracle's text has no emoji, kame.backend.speech_text, nor U+FFFD)
+    split = ["a\ud840", "\udc00b"]
+    for llm in (OddLLM(split), WatchedLLM(OddLLM(split), lambda ok, err: None)):
         events = []
         p = OracleProducer(llm, tok, OraclePolicy(), clock=FakeClock(), on_event=events.append, session="s")
         await p.on_transcript(tr(2))
         await settle()
         assert p.stats["completed"] == 1
         ids = [i for e in events if isinstance(e, OracleAppend) for i in e.token_ids]
-        assert ids == tok.encode("a\U0001F600b") != tok.encode("a\ufffd\ufffdb")
+        assert ids == tok.encode("a\U00020000b") != tok.encode("ab")
         await p.aclose()
 
 

@@ -52,3 +52,20 @@ def test_custom_labels():
 def test_empty_label_is_a_config_error():
     with pytest.raises(ConfigError, match="user_label must not be empty"):
         ReplyGuard(PromptConfig(user_label=" "))
+
+
+@pytest.mark.parametrize("reply, kept", [
+    ("Fine.\n**User:** next", "Fine."),      # (was kept: "Fine.\n**User:** next")
+    ("Fine.\n- user: next", "Fine."),
+    ("Fine.\n> *User*: next", "Fine."),
+    ("Fine.\n**Agent**: more", "Fine."),
+    ("**Agent:** Paris is nice.\n**User**: ok", "Paris is nice."),
+    ("Fine.\n**Note:** a user: here\n- first", "Fine.\n**Note:** a user: here\n- first"),  # (no label)
+])
+def test_markdown_around_a_label(reply, kept):
+    """A label in markdown ("**User:**", "- user:") is a label, as clean_reply takes it in training,
+    for every chunking."""
+    assert run([reply])[:2] == (kept, kept != reply)
+    assert run(list(reply))[:2] == (kept, kept != reply)
+    for cut in range(1, len(reply)):
+        assert run([reply[:cut], reply[cut:]])[0] == kept

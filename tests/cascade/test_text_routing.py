@@ -34,7 +34,7 @@ def test_numbers_abbreviations_and_markdown():
     out, rest = _split(["Pi is 3.", "14 roughly, e.g. in Dr. Smith's notes. **Bold** text"], first_clause_min_words=10)
     assert out == ["Pi is 3.14 roughly, e.g. in Dr. Smith's notes."]
     assert rest == ["Bold text"]
-    assert clean_for_speech("# Title\n* item `x`") == "Title item x"
+    assert clean_for_speech("# Title\n* item `x`") == "Title. item x."  # (headings and bullets: sentences)
     assert clean_for_speech("Find it here: https://example.com/a_b?c=1 or www.x.org/y today.") == "Find it here: or today."
 
 

@@ -29,6 +29,11 @@ Behaviour:
 - The prediction is the LLM's reply up to where it goes on writing the conversation (a new
   ``user:`` or ``agent:`` line, with the PromptConfig's labels; kame.backend.prompt.ReplyGuard):
   there the producer stops reading and closes the stream; the prediction counts as completed.
+  Its text is cleaned as training's simulated oracle cleans the LLM's replies
+  (kame.backend.speech_text.SpokenStream, kame.train.oracle_sim.clean_reply): one spoken line with
+  no markdown, emoji or symbols a person would not say ("3 * 4 = 12" -> "3 times 4 is 12"). A
+  word with letters goes out once a space follows it, as before; a number or symbol waits for the
+  next such word (what follows may change how it is said: "3" + " * 4").
 - A restart cancels the running LLM stream (closing its HTTP request / stopping generation) and
   starts a new prediction id; events of older predictions are never emitted after that.
 - Failures (BackendError, any exception, no first piece within ``first_token_timeout`` or no
@@ -87,6 +92,7 @@ from ..runtime.metrics import Metric, MetricsSink, null_sink
 from .llm.base import LLM, bug_at, describe, stall_timeout, text_stream
 from .policy import OraclePolicy, RestartGate, rate_gate, stall_limits
 from .prompt import Conversation, PromptConfig, ReplyGuard, build_messages
+from .speech_text import SpokenStream
 from .tokenizer import TextTokenizer
 from .types import EMPTY_ANSWER, FRAME_S, OracleAppend, OracleEvent, OracleReset, Transcript
 
@@ -301,6 +307,9 @@ class OracleProducer:
         n_ids = 0
         enc = self.tokenizer.incremental()
         guard = ReplyGuard(self.prompt)
+        # (the text cleaned as training's simulated oracle cleans it, kame.train.oracle_sim.clean_reply:
+        # the front-end gets what it was trained on; was: markdown, and emoji as <unk>)
+        spoken = SpokenStream()
         agen = None
         # (at least the timeouts the LLM's spec set: ";first_token_timeout=60" is not cut at 10 s)
         first_limit, chunk_limit = stall_limits(p.first_token_timeout, p.chunk_timeout, self.llm)
@@ -328,11 +337,12 @@ class OracleProducer:
                         self._metric("llm_ttft", first - t0, prediction_id=pid)
                         self._gate.ok()  # healthy again (the failure count is reset only when a stream
                         # completes: one that breaks after its first piece, time after time, backs off more)
-                    n_ids += self._emit_ids(pid, enc.push(guard.feed(piece)), word_end, n_ids)
+                    n_ids += self._emit_ids(pid, enc.push(spoken.feed(guard.feed(piece))), word_end, n_ids)
                     if guard.ended:  # the LLM went on with the conversation's next line
                         self.stats["reply_ended"] += 1
                         break
-                n_ids += self._emit_ids(pid, enc.push(guard.flush()) + enc.flush(), word_end, n_ids)
+                n_ids += self._emit_ids(pid, enc.push(spoken.feed(guard.flush()) + spoken.flush()) + enc.flush(),
+                                        word_end, n_ids)
             finally:
                 with contextlib.suppress(Exception):
                     await agen.aclose()  # closes the HTTP request / stops generation

@@ -24,6 +24,7 @@ there, for the oracle producer and the cascade alike:
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -220,10 +221,16 @@ def build_messages(conv: Conversation, cfg: PromptConfig, knowledge=None) -> lis
     return [ChatMessage("system", system), ChatMessage("user", "\n".join(conv.lines(cfg)))]
 
 
+_CLOSING = re.compile(r"^[*_]*\s*")  # what closes a label's markdown after its ':' ("**Agent:** Paris")
+_LABEL_DECOR = " \t*_#>-•\"'“‘"  # markdown or quotes before a label at a line's start ("**User:", "- user:")
+
+
 class ReplyGuard:
     """Cuts a streamed LLM reply where the model goes on writing the conversation (module doc).
 
-    Rules (labels from the PromptConfig, compared case-insensitively, spaces allowed before ':'):
+    Rules (labels from the PromptConfig, compared case-insensitively, spaces allowed before ':',
+    markdown around a label too: "**User:**", "- user:", "> *User*:", as clean_reply allows for in
+    training, kame.train.oracle_sim):
     - the reply's first line may start with the agent label ("agent: Paris …"): the label and the
       reply's leading whitespace are removed;
     - a line that starts with the user label or the agent label and ':' ends the reply: ``ended``
@@ -242,6 +249,7 @@ class ReplyGuard:
         self._held = ""  # undecided text; when non-empty and at a line start, it starts there
         self._line_start = True  # the next text fed starts a line (the reply's first at first)
         self._first = True  # nothing kept yet: still on the reply's first line
+        self._labelled = False  # the first line's agent label was dropped
         self.ended = False
         self.dropped = ""
 
@@ -264,11 +272,13 @@ class ReplyGuard:
                 ws = len(buf) - len(buf.lstrip())
                 if label == "agent":  # the reply labelled as the agent's line: drop the label
                     rest = buf[buf.index(":", ws) + 1 :]
-                    buf = rest.lstrip()
+                    buf, self._labelled = _CLOSING.sub("", rest), True  # ("**Agent:** Paris": its "**" too)
                     if not buf:
                         break  # still at the start: leading whitespace is dropped as it comes
                 elif self._first:
-                    buf = buf[ws:]  # the reply's leading whitespace
+                    if self._labelled:  # ("**Agent:" and "** Paris" in two pieces)
+                        buf = _CLOSING.sub("", buf)
+                    buf = buf.lstrip()  # the reply's leading whitespace
                 else:
                     out.append(buf[:ws])  # the newline (and indentation) before an ordinary line
                     buf = buf[ws:]
@@ -291,12 +301,12 @@ class ReplyGuard:
     def _label_at_line_start(self, buf: str) -> str | bool | None:
         """"user"/"agent" if ``buf`` starts (after whitespace) with that label and ':', False if
         it cannot, None if it still may (more text needed)."""
-        s = buf.lstrip().lower()
+        s = buf.lstrip().lower().lstrip(_LABEL_DECOR)
         if not s:
             return None
         for name, label in (("user", self._user), ("agent", self._agent)):
             if s.startswith(label):
-                rest = s[len(label) :].lstrip(" \t")
+                rest = s[len(label) :].lstrip(" \t*_")
                 if not rest:
                     return None
                 if rest[0] == ":":

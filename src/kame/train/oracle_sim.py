@@ -63,11 +63,11 @@ import asyncio
 import logging
 import math
 import re
-import unicodedata
 from dataclasses import dataclass, field, fields
 from typing import Sequence
 
 from ..backend.llm.base import collect_reply, describe
+from ..backend.speech_text import SpokenStream
 from ..backend.types import ChatMessage
 from ..errors import BackendError, ConfigError
 from .data import DataError, OracleEvent, Word, frame_of
@@ -334,17 +334,16 @@ def history_lines(history: Sequence[tuple[str, str]]) -> list[str]:
 
 _AGENT = r"assistant|agent|moshi|kame|ai|bot|response|reply|answer|prediction|predicted reply"
 _USER = r"user|human|customer|caller|system|hint"
-_LABEL = re.compile(rf"^\s*[*_#>\"'“‘\s]*({_AGENT}|{_USER})\s*[*_]*\s*:\s*", re.IGNORECASE)
+_LABEL = re.compile(rf"^\s*[*_#>\"'“‘•\s-]*({_AGENT}|{_USER})\s*[*_]*\s*:\s*[*_]*\s*", re.IGNORECASE)
 _USER_LABEL = re.compile(rf"^({_USER})$", re.IGNORECASE)
-_BULLET = re.compile(r"^\s*(?:[-*•>#]+|\d+[.)])\s+")
-_DROP = str.maketrans("", "", "*_#`~<>[]{}|\\\"“”„«»")
 
 
 def clean_reply(raw: str, max_words: int) -> str:
     """An LLM's reply as one spoken line: the first line's speaker label dropped ("assistant:",
-    "Moshi:"), cut where a new labelled line starts (the model writing the conversation on),
-    bullets, markdown symbols, double quotes, emoji and newlines removed, enclosing single quotes
-    stripped, at most ``max_words`` words. "" if nothing is left."""
+    "Moshi:", "**Assistant:**"), cut where a new labelled line starts (the model writing the
+    conversation on: "User:", "- user:"), then as the live oracle's text is cleaned
+    (kame.backend.speech_text.SpokenStream: speakable, bullets and newlines, double quotes, emoji,
+    a quote around the whole reply, at most ``max_words`` words). "" if nothing is left."""
     kept: list[str] = []
     for line in raw.splitlines():
         m = _LABEL.match(line)
@@ -352,15 +351,10 @@ def clean_reply(raw: str, max_words: int) -> str:
             if kept or _USER_LABEL.match(m.group(1)):  # a further turn, or the user's: the reply is over
                 break
             line = line[m.end():]
-        line = _BULLET.sub("", line)
         if line.strip():
             kept.append(line)
-    text = " ".join(kept).translate(_DROP)
-    text = "".join(c for c in text if unicodedata.category(c) not in ("So", "Cs", "Co"))  # emoji and the like
-    text = " ".join(text.split()[:max_words])
-    if len(text) > 1 and text[0] in "'‘" and text[-1] in "'’":  # quoted whole ('Paris.'), not an apostrophe
-        text = text[1:-1].strip()
-    return text if any(c.isalnum() for c in text) else ""
+    stream = SpokenStream(max_words)
+    return (stream.feed("\n".join(kept)) + stream.flush()).strip()
 
 
 # ---------------------------------------------------------------------------------------------

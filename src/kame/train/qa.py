@@ -19,8 +19,9 @@ Formats (`FORMATS`; "auto" picks the first that fits the first record, then ever
 
 Strict by default, as a training set should be: a file that is not UTF-8 (its first bad byte named;
 a BOM is fine), a line that is not JSON, a record of another shape, an empty question or answer, a
-correct letter that is not among the options, or an id seen twice is a `DataError` naming the file,
-the line (or record/row) and what to do; nothing is skipped silently.
+correct letter that is not among the options, an id seen twice, or a lone surrogate (half of a
+character's JSON escape, "\\ud83d" without its "\\ude00": no TTS can say it) is a `DataError` naming
+the file, the line (or record/row) and what to do; nothing is skipped silently.
 
 HSSBench is multimodal: every published item comes with a picture (`pic_path`) that a spoken
 dialogue cannot show. `images="skip"` (default) leaves out the items that need it - the record says
@@ -39,7 +40,8 @@ Dutch, Turkish, Vietnamese or Indonesian (`_SMALL_WORDS`). An item in another La
 (Polish, Swedish, ...) has none of them, so it counts as English; English naming a foreign title or
 phrase stays English.
 
-`spoken_turns` writes no markdown, no LaTeX (\\frac{a}{b} -> "a over b", x^2 -> "x squared"), no
+`spoken_turns` (kame.backend.speech_text.speakable, which the cascade's TTS and the oracle's text use
+too) writes no markdown, no LaTeX (\\frac{a}{b} -> "a over b", x^2 -> "x squared"), no URLs or emoji, no
 calculator annotations (<<48/2=24>>), no "####", no control characters or terminal escapes, and
 says simple symbols: "48 / 2 = 24" -> "48 divided by 2 is 24", "$5" -> "5 dollars", "20%" -> "20
 percent". Numbers stay digits (the TTS reads them). Questions are kept whole; the agent's turn is
@@ -56,7 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..backend.llm.base import without_controls
+from ..backend.speech_text import speakable  # (moved there: kame.train.qa.speakable still names it)
 from .data import DataError
 
 FORMATS = ("gsm8k", "mmlu-pro", "hssbench", "qa")
@@ -116,6 +118,10 @@ def read_qa(path, fmt: str = "auto", *, limit: int | None = None, language: str 
             fmt = _detect(rec, where)
         source = {"dataset": fmt, "file": str(path), "index": index, **pos}
         item = _PARSERS[fmt](rec, where, source, path.stem)
+        half = _SURROGATE.search("\n".join([item.id, item.question, item.answer, *(item.choices or ())]))
+        if half:  # (was: the item failed later, "UnicodeEncodeError: 'utf-8' codec can't encode ..." from the TTS)
+            raise DataError(f"{where}: a lone surrogate \\u{ord(half.group()):04x} (half of a character's JSON "
+                            "escape): text no TTS can say; fix or remove the escape")
         if lang and not _in_language(rec, item, lang):
             foreign.append(item.id)
             continue
@@ -312,6 +318,7 @@ def _qa(rec, where, source, stem):
     return QAItem(f"qa/{stem}/{own if own else source['index']}", question, answer, source)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _PARSERS = {"gsm8k": _gsm8k, "mmlu-pro": _mmlu_pro, "hssbench": _hssbench, "qa": _qa}
 
 # what a question needing its picture says (English and a few words of HSSBench's other languages)
@@ -482,110 +489,3 @@ def _fit(sentences: list[str], budget: int, *, last: bool = False) -> list[str]:
         kept.append(s)
         budget -= _count(s)
     return kept[::-1] if last else kept
-
-
-# -- text a TTS can read ------------------------------------------------------------------------
-
-_CALC = re.compile(r"<<[^<>]*>>")  # GSM8K's calculator annotations
-# terminal escapes (colours: "\x1b[31m") whole, then control characters (kame.backend.llm.base.without_controls:
-# the separating ones are spaces, the others nothing; was: "is\x07" and "\x1b[31mred" went into the training
-# dialogues as they were)
-_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])|\x9b[0-?]*[ -/]*[@-~]")
-_NUM = r"\$?\d+(?:,\d{3})*(?:\.\d+)?%?"
-_OP = r"\s*(?:[-+*/×÷]|(?<=\s)x(?=\s))\s*"
-_EQUATION = re.compile(rf"{_NUM}(?:{_OP}{_NUM})+\s*=\s*{_NUM}")
-_OP_WORDS = {"+": "plus", "-": "minus", "*": "times", "×": "times", "x": "times", "/": "divided by", "÷": "divided by"}
-_LATEX = {"times": "×", "cdot": "×", "div": "÷", "pm": "±", "leq": "≤", "le": "≤", "geq": "≥", "ge": "≥", "neq": "≠",
-          "ne": "≠", "approx": "≈", "infty": "infinity", "circ": "°", "degree": "°", "ldots": "...", "cdots": "...",
-          "dots": "...", "rightarrow": "→"}
-_SYMBOLS = [(r"\s*(?:<=|=<)\s*", " ≤ "), (r"\s*>=\s*", " ≥ "), (r"\s*(?:->|→|=>)\s*", " to "),
-            (r"−(?=\d)|(?<=\w) - (?=\d)", " minus "), (r"\s*≤\s*", " is at most "), (r"\s*≥\s*", " is at least "),
-            (r"\s*≠\s*", " is not equal to "), (r"\s*≈\s*", " approximately "), (r"\s*±\s*", " plus or minus "),
-            (r"(?<=\d)\s*/\s*(?=\d)", " over "), (r"(?<=\d)\s*\*\s*(?=\d)", " times "), (r"\s*×\s*", " times "),
-            (r"\s*÷\s*", " divided by "), (r"\s*\+\s*", " plus "), (r"\s*=\s*", " is "),
-            (r"\s*%", " percent"), (r"\s*°\s*", " degrees "), (r"\s*<\s*", " is less than "),
-            (r"\s*>\s*", " is greater than "), (r"\s*&\s*", " and "), (r"~(?=\d)", "about "), (r"#(?=\d)", "number ")]
-
-
-def _say_equation(m: re.Match) -> str:  # "48/2 = 24" -> "48 divided by 2 is 24"
-    said = re.sub(_OP, lambda o: f" {_OP_WORDS[o.group().strip()]} ", m.group())
-    return re.sub(r"\s*=\s*", " is ", said)
-
-
-def _money(m: re.Match) -> str:
-    amount, scale = m.group(1), m.group(2)
-    if scale:
-        return f"{amount} {scale} dollars"
-    return f"{amount} dollar" if amount == "1" else f"{amount} dollars"
-
-
-def _latex(s: str) -> str:
-    s = re.sub(r"\$\$(.+?)\$\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", lambda m: next(g for g in m.groups() if g is not None),
-               s, flags=re.DOTALL)
-    # a $...$ span is math when it holds LaTeX or is one symbol ("$x$"); "$5 and $3" is money
-    s = re.sub(r"\$([^$\s](?:[^$\n]*?[^$\s])?)\$", lambda m: m.group(1) if re.search(r"[\\^_{}]", m.group(1))
-               or re.fullmatch(r"[A-Za-z]\w*'?", m.group(1)) else m.group(0), s)
-    s = re.sub(r"\^\s*\{?\\circ\}?", "°", s)
-    for _ in range(4):  # nested fractions and roots, innermost first
-        s = re.sub(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}", r" \1 over \2 ", s)
-        s = re.sub(r"\\sqrt\s*\{([^{}]*)\}", r" the square root of \1 ", s)
-        s = re.sub(r"\\(?:text|mathrm|mathbf|mathit|textbf|textit|operatorname|boxed)\s*\{([^{}]*)\}", r"\1", s)
-    # not x^2.5 nor x^23; and the space after the exponent stays ("x^2 when")
-    s = re.sub(r"\^\s*(?:\{\s*2\s*\}|2)(?!\d|\.\d)", " squared", s)
-    s = re.sub(r"\^\s*(?:\{\s*3\s*\}|3)(?!\d|\.\d)", " cubed", s)
-    s = re.sub(r"\^\s*(?:\{([^{}]*)\}|(-?\w+))", lambda m: f" to the power of {m.group(1) or m.group(2)}", s)
-    s = re.sub(r"(?<=\w)_\s*(?:\{([^{}]*)\}|(\w))", lambda m: m.group(1) or m.group(2), s)
-    s = re.sub(r"\\(left|right|displaystyle|quad|qquad|[,;!: ])", " ", s)
-    s = re.sub(r"\\([%$&#_])", r"\1", s)
-    s = re.sub(r"\\([A-Za-z]+)", lambda m: f" {_LATEX.get(m.group(1), m.group(1))} ", s)
-    return s.replace("{", "").replace("}", "").replace("\\", " ")
-
-
-def _markdown(s: str) -> str:
-    s = re.sub(r"```[^\n]*|`", "", s)
-    s = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", s)
-    s = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", s)
-    s = re.sub(r"</?(?:br|p|div|span|sup|sub|b|i|em|strong|u|img|a|hr|code|pre|li|ul|ol|table|tr|td|th)"
-               r"(?:\s+[^<>]*=[^<>]*)?\s*/?>", " ", s)           # HTML tags (<br>, <sup>)
-    s = re.sub(r"(?m)(?<=[\w)])[ \t]*\n(?=\s*[-*+•]\s)", ".\n", s)   # the line before a list ends
-    s = re.sub(r"(?m)^\s{0,3}#{1,6}\s*$", "", s)                 # GSM8K's "####" (its number stays)
-    s = re.sub(r"(?m)^(?:\s{0,3}#{1,6}|\s*[-*+•])\s+(.*?)\s*$",    # headings and bullets: one sentence each
-               lambda m: m.group(1) + ("" if m.group(1)[-1:] in ".!?:;" else "."), s)
-    s = re.sub(r"#{2,}", " ", s)
-    s = re.sub(r"(?m)^\s*\|?[\s:|-]*-{3,}[\s:|-]*$", "", s)       # table rules
-    s = re.sub(r"\s*\|\s*", ", ", s)
-    s = re.sub(r"(\*\*|__)(.+?)\1", r"\2", s)
-    return re.sub(r"(?<![\w*])\*(?!\s)([^*\n]+?)(?<!\s)\*(?![\w*])", r"\1", s)
-
-
-def speakable(text: str, *, lines: bool = False) -> str:
-    """`text` as one line a TTS can speak (module docstring), without control characters or
-    terminal escapes. `lines=True`: each line is a sentence (GSM8K's solutions); otherwise a line
-    break inside a sentence is a space."""
-    s = without_controls(_ESCAPE.sub("", text))
-    s = _CALC.sub("", s)
-    s = s.replace("²", "^2").replace("³", "^3")
-    s = re.sub("[\u2460-\u2473]", lambda m: f" {ord(m.group()) - 0x245F},", s)  # ①② (statements) -> "1, 2,"
-    s = re.sub(r"_{3,}|\(\s*\)|（\s*）", " blank ", s)                  # fill-in blanks: "encourage ____"
-    s = unicodedata.normalize("NFKC", s).replace("⁄", "/").replace("\r", "")
-    s = _latex(_markdown(s))
-    if lines:
-        s = "\n".join(x if re.search(r"[.!?:;]\s*$", x) or not x.strip() else x.rstrip() + "."
-                      for x in s.split("\n"))
-    s = re.sub(r"(?<=\w)-\n(?=[a-z])", "-", s)                   # "ball-\npoint" -> "ball-point"
-    s = re.sub(r"(?<=[\w)\"'])[ \t]*\n\s*(?=[A-Z])", ". ", s)    # a title line before a sentence
-    s = re.sub(r"\s*\n\s*", " ", s)
-    s = re.sub(r"(?<![\w'])\((\s*[\d.,$%]+(?:\s*[-+*/×÷^]\s*[\d.,$%]+)*\s*)\)", r"\1", s)  # "(215/180) × 100"
-    s = _EQUATION.sub(_say_equation, s)
-    s = re.sub(r"(?<=\d) / (?=\d)", " divided by ", s)
-    for pattern, words in _SYMBOLS:
-        s = re.sub(pattern, words, s)
-    s = re.sub(r"\$\s?(\d+(?:,\d{3})*(?:\.\d+)?)(?:\s+(thousand|million|billion|trillion)\b)?", _money, s)
-    s = re.sub(r"[*_^$#\\{}<>]", " ", s)
-    s = re.sub(r"\s+", " ", s)
-    s = re.sub(r"\s+([,.;:!?])", r"\1", s)
-    s = re.sub(r"([,;:])(?:\s*[,;:])+", r"\1", s)
-    s = re.sub(r"[,;:]\s*([.!?])", r"\1", s)
-    s = re.sub(r"(?<!\.)\.\.(?!\.)", ".", s)
-    return s.strip(" ,;")
-

@@ -1,0 +1,244 @@
+"""Text to be spoken, or fed to the front-end as the oracle's words: one cleaner for all of it.
+
+An LLM (or a QA set) writes markdown, LaTeX, symbols, URLs and emoji that a TTS reads aloud ("grinning
+face", "asterisk") or drops ("3 * 4" -> "3 4"). ``speakable`` turns such text into words a person
+says; every path that makes speech or oracle text from written text uses it:
+
+- the cascade's TTS segments (kame.cascade.text.clean_for_speech: ``speakable(seg, keep_end=True)``);
+- `kame data synth`'s spoken turns (kame.train.qa.spoken_turns);
+- the oracle's text, live (kame.backend.oracle, streamed through ``SpokenStream``) and simulated for
+  training (kame.train.oracle_sim.clean_reply, the same ``SpokenStream`` over the whole reply): what
+  the front-end is trained on is what it gets live.
+
+It lives in kame.backend (beside kame.backend.llm.base.without_controls, which it uses) as the
+cascade, the oracle and kame.train all import from kame.backend, and none of them from each other.
+
+``speakable`` writes no markdown (headings and bullets become sentences, links their text, code
+fences and table rules nothing), no LaTeX (\\frac{a}{b} -> "a over b", x^2 -> "x squared"), no
+URLs, no emoji (with their skin-tone modifiers, zero-width joiners, variation selectors and
+keycaps; ``without_emoji``), no calculator annotations (<<48/2=24>>), no "####", no control
+characters or terminal escapes, and says simple symbols: "48 / 2 = 24" -> "48 divided by 2 is 24",
+"5 > 3" -> "5 is greater than 3", "$5" -> "5 dollars", "20%" -> "20 percent". Numbers stay
+digits (the TTS reads them).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from .llm.base import without_controls
+
+_CALC = re.compile(r"<<[^<>]*>>")  # GSM8K's calculator annotations
+# terminal escapes (colours: "\x1b[31m") whole, then control characters (kame.backend.llm.base.without_controls:
+# the separating ones are spaces, the others nothing; was: "is\x07" and "\x1b[31mred" went into the training
+# dialogues as they were)
+_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])|\x9b[0-?]*[ -/]*[@-~]")
+_NUM = r"\$?\d+(?:,\d{3})*(?:\.\d+)?%?"
+_OP = r"\s*(?:[-+*/×÷]|(?<=\s)x(?=\s))\s*"
+_EQUATION = re.compile(rf"{_NUM}(?:{_OP}{_NUM})+\s*=\s*{_NUM}")
+_OP_WORDS = {"+": "plus", "-": "minus", "*": "times", "×": "times", "x": "times", "/": "divided by", "÷": "divided by"}
+_LATEX = {"times": "×", "cdot": "×", "div": "÷", "pm": "±", "leq": "≤", "le": "≤", "geq": "≥", "ge": "≥", "neq": "≠",
+          "ne": "≠", "approx": "≈", "infty": "infinity", "circ": "°", "degree": "°", "ldots": "...", "cdots": "...",
+          "dots": "...", "rightarrow": "→"}
+_SYMBOLS = [(r"\s*(?:<=|=<)\s*", " ≤ "), (r"\s*>=\s*", " ≥ "), (r"\s*(?:->|→|=>)\s*", " to "),
+            (r"−(?=\d)|(?<=\w) - (?=\d)", " minus "), (r"\s*≤\s*", " is at most "), (r"\s*≥\s*", " is at least "),
+            (r"\s*≠\s*", " is not equal to "), (r"\s*≈\s*", " approximately "), (r"\s*±\s*", " plus or minus "),
+            (r"(?<=\d)\s*/\s*(?=\d)", " over "), (r"(?<=\d)\s*\*\s*(?=\d)", " times "), (r"\s*×\s*", " times "),
+            (r"\s*÷\s*", " divided by "), (r"\s*\+\s*", " plus "), (r"\s*=\s*", " is "),
+            (r"\s*%", " percent"), (r"\s*°\s*", " degrees "), (r"\s*<\s*", " is less than "),
+            (r"\s*>\s*", " is greater than "), (r"\s*&\s*", " and "), (r"(?<!\S)~\s*(?=\d)|~(?=\d)", "about "),
+            (r"#(?=\d)", "number ")]
+# a URL (a TTS spells it out letter by letter), with the "](...)" of a link whose text was cut off
+# before it; its last character is no sentence's end ("see https://x.org." keeps the ".")
+_URL_BODY = r"(?:https?://|www\.)[^\s<>()\[\]]*[^\s<>()\[\].,;:!?'\"]"
+_URL = re.compile(rf"\]?\(\s*{_URL_BODY}\s*\)|{_URL_BODY}", re.I)
+# parts of an emoji that are no symbol themselves: variation selectors, the keycap, skin tones, tags
+_EMOJI_PARTS = re.compile("[\ufe0e\ufe0f\u20e3\U0001f3fb-\U0001f3ff\U000e0020-\U000e007f]")
+
+
+def without_emoji(text: str) -> str:
+    """``text`` without emoji and other pictographs (Unicode category So: "😀", "👍", "❤", "★",
+    "✓", flags), private-use and surrogate characters, with the parts of an emoji sequence:
+    skin-tone modifiers, zero-width joiners between emoji ("👨‍👩‍👧"), variation selectors
+    (U+FE0F), keycaps and tags. A zero-width joiner between letters (Indic, Persian) stays."""
+    out: list[str] = []
+    after_emoji = False
+    text = _EMOJI_PARTS.sub("", text)
+    for i, ch in enumerate(text):
+        if unicodedata.category(ch) in ("So", "Co", "Cs"):
+            after_emoji = True
+            continue
+        if ch == "\u200d" and (after_emoji or unicodedata.category(text[i + 1:i + 2] or " ") == "So"):
+            continue
+        after_emoji = False
+        out.append(ch)
+    return "".join(out)
+
+
+def _say_equation(m: re.Match) -> str:  # "48/2 = 24" -> "48 divided by 2 is 24"
+    said = re.sub(_OP, lambda o: f" {_OP_WORDS[o.group().strip()]} ", m.group())
+    return re.sub(r"\s*=\s*", " is ", said)
+
+
+def _money(m: re.Match) -> str:
+    amount, scale = m.group(1), m.group(2)
+    if scale:
+        return f"{amount} {scale} dollars"
+    return f"{amount} dollar" if amount == "1" else f"{amount} dollars"
+
+
+def _latex(s: str) -> str:
+    s = re.sub(r"\$\$(.+?)\$\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", lambda m: next(g for g in m.groups() if g is not None),
+               s, flags=re.DOTALL)
+    # a $...$ span is math when it holds LaTeX or is one symbol ("$x$"); "$5 and $3" is money
+    s = re.sub(r"\$([^$\s](?:[^$\n]*?[^$\s])?)\$", lambda m: m.group(1) if re.search(r"[\\^_{}]", m.group(1))
+               or re.fullmatch(r"[A-Za-z]\w*'?", m.group(1)) else m.group(0), s)
+    s = re.sub(r"\^\s*\{?\\circ\}?", "°", s)
+    for _ in range(4):  # nested fractions and roots, innermost first
+        s = re.sub(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}", r" \1 over \2 ", s)
+        s = re.sub(r"\\sqrt\s*\{([^{}]*)\}", r" the square root of \1 ", s)
+        s = re.sub(r"\\(?:text|mathrm|mathbf|mathit|textbf|textit|operatorname|boxed)\s*\{([^{}]*)\}", r"\1", s)
+    # not x^2.5 nor x^23; and the space after the exponent stays ("x^2 when")
+    s = re.sub(r"\^\s*(?:\{\s*2\s*\}|2)(?!\d|\.\d)", " squared", s)
+    s = re.sub(r"\^\s*(?:\{\s*3\s*\}|3)(?!\d|\.\d)", " cubed", s)
+    s = re.sub(r"\^\s*(?:\{([^{}]*)\}|(-?\w+))", lambda m: f" to the power of {m.group(1) or m.group(2)}", s)
+    s = re.sub(r"(?<=\w)_\s*(?:\{([^{}]*)\}|(\w))", lambda m: m.group(1) or m.group(2), s)
+    s = re.sub(r"\\(left|right|displaystyle|quad|qquad|[,;!: ])", " ", s)
+    s = re.sub(r"\\([%$&#_])", r"\1", s)
+    s = re.sub(r"\\([A-Za-z]+)", lambda m: f" {_LATEX.get(m.group(1), m.group(1))} ", s)
+    return s.replace("{", "").replace("}", "").replace("\\", " ")
+
+
+def _markdown(s: str) -> str:
+    s = re.sub(r"```[^\n]*|`", "", s)
+    s = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", s)
+    s = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", s)
+    s = re.sub(r"</?(?:br|p|div|span|sup|sub|b|i|em|strong|u|img|a|hr|code|pre|li|ul|ol|table|tr|td|th)"
+               r"(?:\s+[^<>]*=[^<>]*)?\s*/?>", " ", s)           # HTML tags (<br>, <sup>)
+    s = re.sub(r"(?m)(?<=[\w)])[ \t]*\n(?=\s*[-*+•]\s)", ".\n", s)   # the line before a list ends
+    s = re.sub(r"(?m)^\s{0,3}#{1,6}\s*$", "", s)                 # GSM8K's "####" (its number stays)
+    s = re.sub(r"(?m)^(?:\s{0,3}#{1,6}|\s*[-*+•])\s+(.*?)\s*$",    # headings and bullets: one sentence each
+               lambda m: m.group(1) + ("" if m.group(1)[-1:] in ".!?:;" else "."), s)
+    s = re.sub(r"#{2,}", " ", s)
+    s = re.sub(r"(?m)^\s*\|?[\s:|-]*-{3,}[\s:|-]*$", "", s)       # table rules
+    s = re.sub(r"\s*\|\s*", ", ", s)
+    s = re.sub(r"(\*\*|__)(.+?)\1", r"\2", s)
+    return re.sub(r"(?<![\w*])\*(?!\s)([^*\n]+?)(?<!\s)\*(?![\w*])", r"\1", s)
+
+
+def speakable(text: str, *, lines: bool = False, keep_end: bool = False) -> str:
+    """`text` as one line a TTS can speak (module docstring), without control characters or
+    terminal escapes. `lines=True`: each line is a sentence (GSM8K's solutions); otherwise a line
+    break inside a sentence is a space. `keep_end=True`: a trailing "," or ";" stays (a clause's
+    end: the cascade's first segment, a piece of a streamed reply); otherwise it is stripped."""
+    s = without_controls(_ESCAPE.sub("", text))
+    s = _CALC.sub("", s)
+    s = s.replace("²", "^2").replace("³", "^3")
+    s = re.sub("[\u2460-\u2473]", lambda m: f" {ord(m.group()) - 0x245F},", s)  # ①② (statements) -> "1, 2,"
+    s = re.sub(r"_{3,}|(?<![\w)\]])\(\s*\)|（\s*）", " blank ", s)   # fill-in blanks: "encourage ____" (not "len()")
+    s = unicodedata.normalize("NFKC", s).replace("⁄", "/").replace("\r", "")
+    s = _latex(_URL.sub("", _markdown(s)))
+    if lines:
+        s = "\n".join(x if re.search(r"[.!?:;]\s*$", x) or not x.strip() else x.rstrip() + "."
+                      for x in s.split("\n"))
+    s = re.sub(r"(?<=\w)-\n(?=[a-z])", "-", s)                   # "ball-\npoint" -> "ball-point"
+    s = re.sub(r"(?<=[\w)\"'])[ \t]*\n\s*(?=[A-Z])", ". ", s)    # a title line before a sentence
+    s = re.sub(r"\s*\n\s*", " ", s)
+    s = re.sub(r"(?<![\w'])\((\s*[\d.,$%]+(?:\s*[-+*/×÷^]\s*[\d.,$%]+)*\s*)\)", r"\1", s)  # "(215/180) × 100"
+    s = _EQUATION.sub(_say_equation, s)
+    s = re.sub(r"(?<=\d) / (?=\d)", " divided by ", s)
+    for pattern, words in _SYMBOLS:
+        s = re.sub(pattern, words, s)
+    s = re.sub(r"\$\s?(\d+(?:,\d{3})*(?:\.\d+)?)(?:\s+(thousand|million|billion|trillion)\b)?", _money, s)
+    s = without_emoji(s)
+    s = re.sub(r"[*_^$#\\{}<>\[\]~]", " ", s)
+    s = re.sub(r"\s+", " ", s)
+    s = re.sub(r"\s+([,.;:!?])", r"\1", s)
+    s = re.sub(r"([,;:])(?:\s*[,;:])+", r"\1", s)
+    s = re.sub(r"[,;:]\s*([.!?])", r"\1", s)
+    s = re.sub(r"(?<!\.)\.\.(?!\.)", ".", s)
+    s = s.lstrip(" ,;")
+    return s.rstrip() if keep_end else s.rstrip(" ,;")
+
+
+# -- the oracle's text, streamed -----------------------------------------------------------------
+
+# a word a reply can be cut after, once a space follows it: letters and digits with a letter (an
+# apostrophe inside, a mark after), not a number ("3 * 4 = 12", "$5 million" stay whole) nor a lone
+# "x" ("3 x 4 = 12"); what follows is cleaned after it ("x = 3" -> "x" + "is 3")
+_PLAIN = re.compile(r"(?![xX]\Z)(?=[^\W_]*[^\W\d_])[^\W_]+(?:['’][^\W_]+)?[,.;:!?]?")
+_WORD = re.compile(r"\S+(?=\s)")  # a word with a space after it
+_BULLET = re.compile(r"^\s*(?:[-*•>#]+|\d+[.)])\s+")  # a line's bullet, heading mark or number ("1.")
+_QUOTES = str.maketrans("", "", "\"“”„«»")
+
+
+class SpokenStream:
+    """A reply streamed as one spoken line (``speakable``), as the oracle's text: pieces in, text
+    out as soon as it is decided. Each line's bullet, heading mark or number is dropped, lines are
+    joined with a space, double quotes dropped, a quote around the whole reply ('Paris.') removed,
+    at most ``max_words`` words (``done`` then; None: no cap). A line is cleaned in parts, cut
+    after a word with letters (_PLAIN: "the", "that,", not "3", "$5", "**bold") as soon as a space
+    follows it, so a word goes out when the words alone would (the incremental tokenizer's); a
+    part is cleaned after the word before it ("x" + " = 3" -> "is 3"). The parts depend on the text
+    alone, never on how it was streamed: a reply fed in any pieces gives the same text as fed whole
+    (the simulated oracle does: kame.train.oracle_sim.clean_reply), but for whitespace at its end."""
+
+    def __init__(self, max_words: int | None = None) -> None:
+        self.max_words = max_words
+        self.done = False
+        self._buf = ""  # the current line from the last cut on
+        self._before = None  # the word before _buf on its line (None: _buf starts the line)
+        self._words = 0
+        self._started = False  # some text went out
+        self._quoted = False  # the reply started with a single quote (dropped)
+        self._quote = ""  # a closing quote held back: the reply's end (dropped) or not (said)
+
+    def feed(self, piece: str) -> str:
+        if self.done:
+            return ""
+        self._buf += piece
+        out: list[str] = []
+        while not self.done:
+            nl = self._buf.find("\n")
+            line = self._buf if nl < 0 else self._buf[:nl]
+            start = 0
+            for m in _WORD.finditer(line):
+                if _PLAIN.fullmatch(m.group()):
+                    out.append(self._say(line[start:m.end()]))
+                    start, self._before = m.end(), m.group()
+            if nl < 0:
+                self._buf = line[start:]
+                break
+            out.append(self._say(line[start:]))
+            self._buf, self._before = self._buf[nl + 1:], None
+        return "".join(out)
+
+    def flush(self) -> str:
+        """The rest, at the reply's end (a quote closing a quoted reply dropped)."""
+        said = "" if self.done else self._say(self._buf, last=True)
+        self._buf, self._quote, self.done = "", "", True  # (a quote is held only to be dropped here)
+        return said
+
+    def _say(self, part: str, last: bool = False) -> str:
+        if self._before is None:
+            text = speakable(_BULLET.sub("", part), keep_end=True)
+        else:  # (cleaned after the word before it, then that word's own text taken off)
+            before = speakable(self._before, keep_end=True)
+            text = speakable(self._before + part, keep_end=True)
+            text = text[len(before):] if text.startswith(before) else speakable(part, keep_end=True)
+            text = text.lstrip(" ,;:")  # (what went out ended with a space: "a | b" -> "a" + "b", not "a , b")
+        text = text.translate(_QUOTES).strip()
+        if not any(c.isalnum() for c in text):
+            return ""
+        if not self._started and text[0] in "'‘":
+            self._quoted, text = True, text[1:].lstrip()
+        words = text.split()
+        if self.max_words is not None and self._words + len(words) >= self.max_words:
+            words, self.done = words[:self.max_words - self._words], True
+        self._words += len(words)
+        text, held = " ".join(words), self._quote
+        self._started, self._quote = True, ""
+        if self._quoted and text[-1] in "'’":  # (said if more follows: "'here' and" ...)
+            text, self._quote = text[:-1], text[-1] + " "
+        return held + text + ("" if self._quote or last or self.done else " ")
