@@ -206,6 +206,7 @@ def check_out(out, overwrite: bool, resume=None) -> bool:
     own = Path(resume).resolve().parent if resume is not None else None
     if own is not None and out.resolve() == own:
         return False
+    check_restarted(out, resume)
     if overwrite:
         return True
     complete = (out / "latest" / STATE).is_file()
@@ -228,6 +229,29 @@ def check_out(out, overwrite: bool, resume=None) -> bool:
     raise ConfigError(f"train: {out} holds files already (another run's?): a new run there would mix its "
                       f"checkpoints with them. {go_on}, or --overwrite to remove its step-N folders, latest and "
                       f"log.jsonl")
+
+
+def check_restarted(out, resume=None) -> None:
+    """ConfigError when torchrun's --max-restarts started kame train again (TORCHELASTIC_RESTART_COUNT
+    above 0: the same command) and OUT holds a run's files, unless it is the resumed checkpoint's
+    own: the command cannot go on from its first start's checkpoints, and with --overwrite would
+    remove them (was: "holds files already (another run's?)"). Only the filesystem and the
+    environment are read: kame train checks it before its processes join their group (check_out
+    again)."""
+    from ..errors import ConfigError
+
+    out, count = Path(out), os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    if not count.isdigit() or int(count) == 0 or not out.is_dir() or all(p.name in RUN_FILES for p in out.iterdir()):
+        return
+    if resume is not None and Path(resume).resolve().parent == out.resolve():
+        return
+    most = os.environ.get("TORCHELASTIC_MAX_RESTARTS", "")
+    restarted = f"restart {count}" + (f" of {most}" if most.isdigit() else "")
+    then = f"give --resume {out}/latest to go on from its last checkpoint" if (out / "latest" / STATE).is_file() \
+        else "it saved no checkpoint, so run it again with --overwrite"
+    raise ConfigError(f"train: torchrun restarted kame train ({restarted}) with the same command, and -o {out} holds "
+                      f"what its first start wrote: {then}. torchrun cannot add that itself: run with "
+                      f"--max-restarts 0 and restart by hand (docs/training.md)")
 
 
 def unfinished_note(folder: Path) -> str | None:

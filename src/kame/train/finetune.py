@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -44,14 +45,15 @@ from typing import TYPE_CHECKING, Callable
 from ..cliargs import counted
 from ..errors import ConfigError
 from .batching import batches, input_dropouts, load_examples, manifest_path, slot
-from .checkpoint import (LOCK, check_listed, check_out, check_overwrite, clear_out, frontend_identity,
-                         last_checkpoint, moved_back_note, out_lock, remove_stale_temporaries, restart_hint,
-                         resume_note, unfinished_note)
+from .checkpoint import (LOCK, check_listed, check_out, check_overwrite, check_restarted, clear_out,
+                         frontend_identity, last_checkpoint, moved_back_note, out_lock, remove_stale_temporaries,
+                         restart_hint, resume_note, unfinished_note)
 from .config import (OTHER_OPTIONS, STATE, TrainConfig, check_resume, global_batch, load_train_state, lr_at,
                      recorded_config, resume_record, schedule_warnings)
 from .data import DataError
 from .loading import load_for_training
-from .parallel import PRECISIONS, check_shard, resolve_precision
+from .parallel import (PRECISIONS, ProcessLost, agree, check_shard, lost_cause, lost_peer, resolve_precision,
+                       train_device)
 from .runlog import RunLog
 from .saving import SaveFailed, put_back_stopped_saves, save_step, staging_folder
 
@@ -200,46 +202,57 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
                  f"{tcfg.precision}, steps {step}..{tcfg.steps}")
             rows.header()
         try:
-            while step < tcfg.steps:
-                if stopped():
-                    raise KeyboardInterrupt
-                lr = lr_at(step, tcfg)
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                opt.zero_grad(set_to_none=True)
-                parts, n = step_gradients(net, feed, cfg, tcfg, step, rank, device, lr)
-                if tcfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-                opt.step()
-                step += 1
-                losses.append(parts[0])
-                acc.append(parts)
-                frames += n * world
-                if step % max(1, tcfg.log_every) == 0 or step == tcfg.steps:
-                    dt = max(time.perf_counter() - t0, 1e-9)
-                    m = np.mean(acc, axis=0)
-                    if distributed:  # (the global batch's: the mean over the processes)
-                        t = torch.tensor(m, dtype=torch.float64, device=device)
-                        dist.all_reduce(t)
-                        m = (t / world).tolist()
-                    if rank == 0:
-                        rows.row(step, m, lr, frames / dt, len(acc))
-                    t0, frames, acc = time.perf_counter(), 0, []
-                due = step == tcfg.steps or (tcfg.save_every and step % tcfg.save_every == 0)
-                if out is not None and due and (rank == 0 or tcfg.shard):  # (sharded: every process writes its
-                    # optimizer shard; rank 0 saves the rest, the whole weights gathered to it)
-                    try:
-                        saved = save_step(model, opt, Path(out), step, rank, tcfg, manifest, manifest_sha,
-                                          world=world, codec_spec=codec_spec, tokenizer_spec=tokenizer_spec,
-                                          extra=rec, codec=codec)
-                    except SaveFailed as exc:  # (a full disk: what to resume once space is freed)
-                        free = "free space" if exc.full else "fix what stopped the save"
-                        exc.args = (f"{exc}; {resume_note(last, out, resume, free)}",)
-                        raise
-                    if saved is not None:
-                        last = saved
-                        echo(f"saved {last}")
-                        _sweep(Path(out), echo)  # (a stopped save's, once untouched long enough)
+            try:
+                while step < tcfg.steps:
+                    if stopped():
+                        raise KeyboardInterrupt
+                    lr = lr_at(step, tcfg)
+                    for g in opt.param_groups:
+                        g["lr"] = lr
+                    opt.zero_grad(set_to_none=True)
+                    parts, n = step_gradients(net, feed, cfg, tcfg, step, rank, device, lr)
+                    if tcfg.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+                    opt.step()
+                    step += 1
+                    losses.append(parts[0])
+                    acc.append(parts)
+                    frames += n * world
+                    if step % max(1, tcfg.log_every) == 0 or step == tcfg.steps:
+                        dt = max(time.perf_counter() - t0, 1e-9)
+                        m = np.mean(acc, axis=0)
+                        if distributed:  # (the global batch's: the mean over the processes)
+                            t = torch.tensor(m, dtype=torch.float64, device=device)
+                            dist.all_reduce(t)
+                            m = (t / world).tolist()
+                        if rank == 0:
+                            rows.row(step, m, lr, frames / dt, len(acc))
+                        t0, frames, acc = time.perf_counter(), 0, []
+                    due = step == tcfg.steps or (tcfg.save_every and step % tcfg.save_every == 0)
+                    if out is not None and due and (rank == 0 or tcfg.shard):  # (sharded: every process writes its
+                        # optimizer shard; rank 0 saves the rest, the whole weights gathered to it)
+                        try:
+                            saved = save_step(model, opt, Path(out), step, rank, tcfg, manifest, manifest_sha,
+                                              world=world, codec_spec=codec_spec, tokenizer_spec=tokenizer_spec,
+                                              extra=rec, codec=codec)
+                        except SaveFailed as exc:  # (a full disk: what to resume once space is freed)
+                            free = "free space" if exc.full else "fix what stopped the save"
+                            exc.args = (f"{exc}; {resume_note(last, out, resume, free)}",)
+                            raise
+                        if saved is not None:
+                            last = saved
+                            echo(f"saved {last}")
+                            _sweep(Path(out), echo)  # (a stopped save's, once untouched long enough)
+                if distributed:
+                    dist.barrier()  # (every process ends here: none leaves while another still saves)
+            except RuntimeError as exc:  # (inside: a Ctrl-C that comes meanwhile is the outer except's)
+                if not (distributed and lost_peer(exc)):
+                    raise
+                if stopped():  # (a Ctrl-C reached every process: another one stopped for it first)
+                    raise KeyboardInterrupt from None
+                saved = last if rank == 0 else last_checkpoint(last, out, resume, step)
+                raise ProcessLost(f"train: another process of this run stopped at step {step} (a collective failed: "
+                                  f"{lost_cause(exc)}); {resume_note(saved, out, resume)}") from None
         except KeyboardInterrupt:
             raise TrainInterrupted(step, last, Path(out) if out is not None else None, rank, resume) from None
         except Diverged as exc:  # (any rank: OUT/latest is rank 0's last save, or the checkpoint resumed from)
@@ -248,8 +261,6 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
             exc.args = (f"{exc}{restart_hint(saved, tcfg)}",)
             raise
     model.eval()
-    if distributed:
-        dist.barrier()
     return TrainResult(model, step, losses, last)
 
 
@@ -445,63 +456,93 @@ def main(args) -> int:
     is lost where Python only reports it (a finalizer, a weakref callback: "Exception ignored in";
     kame.runtime.signals' _Record). Not under torchrun: it sends SIGTERM to every worker when one
     fails or it is stopped itself, and one waiting in a collective for another that stopped first
-    would handle it only at torchrun's SIGKILL, 30 s later."""
+    would handle it only at torchrun's SIGKILL, 30 s later. Under torchrun a Ctrl-C (SIGINT) is
+    recorded too: a process whose KeyboardInterrupt a collective save took (torch.distributed.
+    checkpoint catches it) or that learnt first that another process stopped for it says it as
+    its own Ctrl-C."""
     from ..runtime.interrupt import TERMINATED_STATUS, sigterm_as_ctrl_c, stopped_by
+    from ..runtime.signals import handling
 
-    by: list[str] = []  # "SIGTERM" once one came
+    def pressed(signum, frame) -> None:
+        by.append("SIGINT")
+        raise KeyboardInterrupt
+
+    torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    by: list[str] = []  # "SIGTERM" once one came (under torchrun: "SIGINT")
+
+    def status() -> int:
+        return TERMINATED_STATUS if "SIGTERM" in by else 130
+
     try:
-        with sigterm_as_ctrl_c(int(os.environ.get("WORLD_SIZE", "1")) <= 1) as by:
+        with sigterm_as_ctrl_c(not torchrun) as by, \
+                handling(signal.SIGINT, pressed) if torchrun else contextlib.nullcontext():
             result = run(args, stopped=lambda: bool(by))
     except TrainInterrupted as exc:
         if exc.rank == 0:
             saved = resume_note(exc.last, exc.out, exc.resumed)
             print(f"kame train: {stopped_by(by[0] if by else None)} at step {exc.step}; {saved}", file=sys.stderr,
                   flush=True)
-        return TERMINATED_STATUS if by else 130
+        return status()
     except KeyboardInterrupt:  # (before the first step: loading, encoding; said as a SIGTERM is, was: nothing)
         if os.environ.get("RANK", "0") == "0":
-            what = stopped_by(by[0]) if by else "interrupted (Ctrl-C)"
+            what = stopped_by("SIGTERM") if "SIGTERM" in by else "interrupted (Ctrl-C)"
             print(f"kame train: {what} before training began; nothing saved", file=sys.stderr, flush=True)
-        return TERMINATED_STATUS if by else 130
+        return status()
     if by:  # (one that came during the last step, its KeyboardInterrupt lost)
         print(f"kame train: {stopped_by(by[0])} as training ended at step {result.step}; its last checkpoint "
               f"{result.last_checkpoint} is saved", file=sys.stderr, flush=True)
-        return TERMINATED_STATUS
+        return status()
     return 0
-
-
-def train_device(option: str, world: int) -> torch.device:
-    """--device as this process's torch.device: auto (cuda when there is one), cpu, cuda (under
-    torchrun: each process its LOCAL_RANK's GPU), cuda:N in one process; else a ConfigError (a
-    device that is not torch's or not here, as kame eval follow says it; mps, not supported yet)."""
-    import torch
-
-    from ..model.loaders import auto_device, parse_device
-
-    option = auto_device(option)
-    if option.split(":")[0] == "mps":
-        raise ConfigError(f"train: --device {option}: mps is not supported by kame train yet; use cpu or cuda")
-    try:
-        dev = parse_device(option)
-    except ConfigError as exc:
-        exc.args = (f"train: --device: {exc}",)
-        raise
-    if dev.type == "cuda" and dev.index is not None and world > 1:
-        raise ConfigError(f"train: --device {option} under torchrun: torchrun picks each process's GPU "
-                          f"(LOCAL_RANK): give --device cuda")
-    local = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
-    return local if dev.type == "cuda" and dev.index is None else dev
 
 
 def run(args, stopped: Callable[[], bool] = lambda: False) -> TrainResult:
     """main's work, returning what train returns (tests/train/test_finetune.py runs it under
-    torchrun); ``stopped``: train's."""
+    torchrun); ``stopped``: train's. Under torchrun the processes join their group first, then
+    check the command (_checked) together (parallel.agree): one that fails, e.g. with a data
+    folder or -o missing on its machine, stops them all at once, said by each (was: the others
+    waited for it to join, silently, up to DIST_TIMEOUT_MIN)."""
     import torch
     import torch.distributed as dist
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = train_device(args.device, world)
     cuda = device.type == "cuda"
+    check_restarted(args.out, args.resume)  # (before the group: a restart's join can fail, on gloo's stale addresses)
+    if world > 1:
+        if cuda:
+            torch.cuda.set_device(device)
+        # (a collective waits this long: with --shard the others wait for rank 0 to read a 7B checkpoint alone)
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(minutes=DIST_TIMEOUT_MIN))
+    try:
+        tcfg, record, start, manifest = agree(lambda: _checked(args, world, device)) if world > 1 else \
+            _checked(args, world, device)
+        spec = str(args.resume) if args.resume else start
+        # (sharded: rank 0 alone reads the weights, on the CPU; the others build on the meta device and
+        # get their shards from it in parallel.prepare)
+        model, codec, codec_spec, tok, tok_spec = load_for_training(
+            spec, args.codec, None if args.resume else args.text_card, torch.device("cpu") if tcfg.shard else device,
+            weights=not tcfg.shard or not dist.is_initialized() or dist.get_rank() == 0)
+        context = model.cfg.context
+        if args.window is None and not args.resume and context is not None and tcfg.window_frames > context:
+            tcfg = replace(tcfg, window_frames=context)  # (e.g. random:tiny's 250 frames)
+        torch.manual_seed(tcfg.seed)
+        rank0 = not dist.is_initialized() or dist.get_rank() == 0
+        return train(model, codec, tok, manifest, args.out, tcfg, codec_spec=codec_spec, tokenizer_spec=tok_spec,
+                     resume=args.resume, overwrite=args.overwrite, start=start, device=device,
+                     echo=(lambda s: print(s, flush=True)) if rank0 else (lambda s: None), stopped=stopped)
+    except RuntimeError as exc:  # (before its loop: loading, encoding; train says the loop's itself)
+        if world > 1 and lost_peer(exc):
+            raise ProcessLost(f"train: another process of this run stopped before training began (a collective "
+                              f"failed: {lost_cause(exc)}): its own error says why; nothing saved") from None
+        raise
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _checked(args, world: int, device) -> tuple[TrainConfig, dict, str | None, Path]:
+    """run's checks of the command, from the files it names (no front-end loaded yet) -> (the
+    TrainConfig, a resumed run's kame.train record, the front-end it starts from, the manifest)."""
     record = {}  # (a resumed run's kame.train record, from the config.json save_frontend wrote)
     for folder in put_back_stopped_saves(Path(args.out)):  # (before --resume OUT/latest is looked for; said by
         # the process that put it back)
@@ -548,26 +589,4 @@ def run(args, stopped: Callable[[], bool] = lambda: False) -> TrainResult:
     if args.overwrite:  # (OUT's step-N are removed before the first save copies from them)
         check_overwrite(args.out, args.frontend, args.codec, resume=args.resume)
     check_out(args.out, args.overwrite, args.resume)  # (before a front-end is loaded; train removes)
-    if world > 1:
-        if cuda:
-            torch.cuda.set_device(device)
-        # (a collective waits this long: with --shard the others wait for rank 0 to read a 7B checkpoint alone)
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(minutes=DIST_TIMEOUT_MIN))
-    try:
-        spec = str(args.resume) if args.resume else start
-        # (sharded: rank 0 alone reads the weights, on the CPU; the others build on the meta device and
-        # get their shards from it in parallel.prepare)
-        model, codec, codec_spec, tok, tok_spec = load_for_training(
-            spec, args.codec, None if args.resume else args.text_card, torch.device("cpu") if tcfg.shard else device,
-            weights=not tcfg.shard or not dist.is_initialized() or dist.get_rank() == 0)
-        context = model.cfg.context
-        if args.window is None and not args.resume and context is not None and tcfg.window_frames > context:
-            tcfg = replace(tcfg, window_frames=context)  # (e.g. random:tiny's 250 frames)
-        torch.manual_seed(tcfg.seed)
-        rank0 = not dist.is_initialized() or dist.get_rank() == 0
-        return train(model, codec, tok, manifest, args.out, tcfg, codec_spec=codec_spec, tokenizer_spec=tok_spec,
-                     resume=args.resume, overwrite=args.overwrite, start=start, device=device,
-                     echo=(lambda s: print(s, flush=True)) if rank0 else (lambda s: None), stopped=stopped)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    return tcfg, record, start, manifest

@@ -28,11 +28,13 @@ gathers it). Either resumes in any layout, on any number of processes.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, KameError
 
 if TYPE_CHECKING:
     import torch
@@ -54,6 +56,41 @@ def check_shard(world: int) -> None:
     if world < 2:
         raise ConfigError("train: --shard splits the front-end's weights over torchrun's processes: run kame train "
                           "under torchrun with --nproc_per_node 2 or more, or drop --shard")
+
+
+def train_device(option: str, world: int) -> torch.device:
+    """--device as this process's torch.device: auto (cuda when there is one), cpu, cuda (under
+    torchrun: each process its LOCAL_RANK's GPU), cuda:N in one process; else a ConfigError (a
+    device that is not torch's or not here, as kame eval follow says it; mps, not supported yet)."""
+    import torch
+
+    from ..model.loaders import auto_device, parse_device
+
+    option = auto_device(option)
+    if option.split(":")[0] == "mps":
+        raise ConfigError(f"train: --device {option}: mps is not supported by kame train yet; use cpu or cuda")
+    try:
+        dev = parse_device(option)
+    except ConfigError as exc:
+        exc.args = (f"train: --device: {exc}",)
+        raise
+    if dev.type == "cuda" and dev.index is not None and world > 1:
+        raise ConfigError(f"train: --device {option} under torchrun: torchrun picks each process's GPU "
+                          f"(LOCAL_RANK): give --device cuda")
+    local = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+    return local if dev.type == "cuda" and dev.index is None else dev
+
+
+class ProcessLost(KameError):
+    """Under torchrun, a collective that failed because another process of the run is gone (it
+    stopped, or its machine did: parallel.lost_peer): where the run stopped and what to resume."""
+
+
+def lost_cause(exc: BaseException) -> str:
+    """A lost process's collective error, short: gloo's "[.../pair.cc:553] Connection closed by
+    peer [10.0.0.2]:50845. This is typically ..." -> "Connection closed by peer [10.0.0.2]:50845"."""
+    text = re.sub(r"^\[[^\]]*\]\s*", "", str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+    return text.split(". ")[0][:200] or type(exc).__name__
 
 
 def is_sharded(model) -> bool:
@@ -150,15 +187,75 @@ def checkpoint_state(model, opt, folder) -> tuple[dict | None, dict | None]:
     weights = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     rank0 = dist.get_rank() == 0
     dist.barrier()  # (rank 0 has emptied the folder)
+    where = Path(folder) / SHARDED_OPTIMIZER
     try:
-        dcp.save(get_optimizer_state_dict(model, opt), checkpoint_id=Path(folder) / SHARDED_OPTIMIZER)
+        metadata = dcp.save(get_optimizer_state_dict(model, opt), checkpoint_id=where)
     except (Exception, CheckpointException) as exc:  # (every process gets each one's failure: a
         # CheckpointException, a BaseException whose str is their tracebacks)
+        if lost_peer(exc):  # (another process stopped: kame train says so, not as a failed save)
+            raise
         causes = [e for e, _ in exc.failures.values()] if isinstance(exc, CheckpointException) else [exc]
         if stop := next((e for e in causes if isinstance(e, KeyboardInterrupt)), None):
             raise stop from None
         raise ShardsNotSaved(causes[0] if rank0 else None) from (causes[0] if rank0 else None)
+    # every process's file must be in rank 0's folder: on several machines whose -o is not one shared
+    # folder, each wrote its own to its own disk (was: "saved", a checkpoint that cannot be resumed)
+    missing = [_missing_shards(metadata, where) if rank0 else None]
+    dist.broadcast_object_list(missing, src=0)
+    if missing[0]:
+        raise ShardsNotSaved(CheckpointError(
+            f"{where} lacks the optimizer shards of the other processes ({', '.join(missing[0][:4])} missing: "
+            f"they were written to their own machine's -o): -o must be a folder every node shares (a shared "
+            f"filesystem)") if rank0 else None)
     return (weights, {"sharded": SHARDED_OPTIMIZER}) if rank0 else (None, None)
+
+
+def _missing_shards(metadata, where: Path) -> list[str]:
+    """The data files a sharded save's ``metadata`` (dcp.save's) names that ``where`` lacks."""
+    named = {getattr(info, "relative_path", None) for info in (metadata.storage_data or {}).values()}
+    return sorted(name for name in named if isinstance(name, str) and not (where / name).is_file())
+
+
+def lost_peer(exc: BaseException) -> bool:
+    """Whether ``exc`` is a collective's failure because another process of the group is gone (it
+    stopped, or its machine did: its connection closed, or no answer in time): torch.distributed's
+    DistError, or the RuntimeError gloo and NCCL raise (torch 2.13's gloo: "[.../gloo/transport/
+    tcp/pair.cc:553] Connection closed by peer ..."); not this process's own error."""
+    import torch.distributed as dist
+
+    if isinstance(exc, getattr(dist, "DistError", ())):
+        return True
+    return isinstance(exc, RuntimeError) and bool(re.search(r"gloo|NCCL|[Cc]onnection (closed|reset) by peer",
+                                                            str(exc)))
+
+
+def agree(check, what: str = "train"):
+    """``check()`` in every process of the group (each calls agree at the same point; a process
+    group formed) -> its result, when it passed in every process. Else every process raises at
+    once (was: the others went on, and waited for the one that stopped up to the group's
+    timeout): the first failed process (the lowest rank) its own error, as does any whose error
+    says the same; the others a ConfigError saying it, "WHAT: rank R (on HOST) failed: ..." (its
+    machine named when it is another). A check's KeyboardInterrupt is not caught."""
+    import socket
+
+    import torch.distributed as dist
+
+    failed, said = None, None
+    try:
+        result = check()
+    except Exception as exc:  # noqa: BLE001 - (any: said to the others first, then raised)
+        failed, said = exc, str(exc) if isinstance(exc, KameError) else f"{type(exc).__name__}: {exc}"
+    host = socket.gethostname()
+    verdicts = [None] * dist.get_world_size()
+    dist.all_gather_object(verdicts, (said, host))
+    first = next((r for r, (s, _) in enumerate(verdicts) if s is not None), None)
+    if first is None:
+        return result
+    said_first, there = verdicts[first]
+    if failed is not None and said == said_first:
+        raise failed
+    where = "" if there == host else f" (on {there})"
+    raise ConfigError(f"{what}: rank {first}{where} failed: {said_first.removeprefix(what + ': ')}")
 
 
 class ShardsNotSaved(CheckpointError):
@@ -332,7 +429,6 @@ def _safe_planner(where: Path):
     own reads them with weights_only=False, which runs whatever code the file names. A value the
     live state holds as a tensor is refused as a pickle (only crafted metadata marks one so)."""
     import pickle
-    import re
 
     import torch
     from torch.distributed.checkpoint import DefaultLoadPlanner

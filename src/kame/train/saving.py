@@ -180,15 +180,15 @@ def save_step(model, opt, out: Path, step: int, rank: int, tcfg: TrainConfig, ma
     process of a sharded run calls this, else rank 0 alone), then rank 0's save_checkpoint (``kw``)
     -> the step-N saved (None on the other ranks). A sharded optimizer state that cannot be
     written is SaveFailed on rank 0, as any failed save (the others: parallel.ShardsNotSaved, one
-    line)."""
+    line); a sharded save that fails or is stopped leaves no staging folder on any machine."""
     from .parallel import ShardsNotSaved, checkpoint_state
 
     staging = begin_save(out, step) if rank == 0 else staging_folder(out, step)
     try:
         weights, optim = checkpoint_state(model, opt, staging)
-    except BaseException as exc:
-        if rank == 0:
-            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException as exc:  # (every process removes it: on machines that do not share -o, each
+        # wrote its shard to its own; checkpoint_state returns on no process once one failed or stopped)
+        shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, ShardsNotSaved) and exc.cause is not None:
             folder = step_folder(out, step)
             raise SaveFailed(step, folder, _why(exc.cause, folder, ())) from exc.cause
