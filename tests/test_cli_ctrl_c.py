@@ -1,8 +1,12 @@
 """A Ctrl-C that reaches kame's main (while kame starts: imports, the parser, the logging set-up;
 or one the command did not take) exits 130 with one line on stderr and no traceback (was: a
-silent exit 130, or a traceback when it came just after the parser was built)."""
+silent exit 130, or a traceback when it came just after the parser was built). A second signal,
+which quits at once, says which: "kame run: terminated (SIGTERM) again: quit at once, nothing more
+written", exit 143 (was: "kame run: interrupted", 130); kame client's second Ctrl-C is said as kame
+run's (was: nothing)."""
 
 import logging
+import signal
 import subprocess
 import sys
 
@@ -60,3 +64,64 @@ def test_a_ctrl_c_the_command_does_not_take(monkeypatch, capsys):
     monkeypatch.setattr(cli, "_build_parser", lambda argv: interrupted(None))
     assert cli.main(["bench", "step"]) == 130
     assert capsys.readouterr().err == "kame bench step: interrupted (Ctrl-C) before it started; nothing was done\n"
+
+
+def test_a_second_signal_says_which_and_exits_by_it(monkeypatch, capsys):
+    from kame.runtime import filemode
+    from kame.runtime.interrupt import QuitAtOnce
+
+    def quit_at_once(signum):
+        def main(args):
+            raise QuitAtOnce(signum)
+        return main
+
+    monkeypatch.setattr(filemode, "main", quit_at_once(signal.SIGTERM))
+    assert cli.main(["run", "in.wav", "-o", "out.wav"]) == 143  # (was: 130)
+    assert capsys.readouterr().err == "kame run: terminated (SIGTERM) again: quit at once, nothing more written\n"
+    monkeypatch.setattr(filemode, "main", quit_at_once(signal.SIGINT))
+    assert cli.main(["run", "in.wav", "-o", "out.wav"]) == 130
+    assert capsys.readouterr().err == "kame run: interrupted again: quit at once, nothing more written\n"
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_kame_run_after_a_second_signal(tmp_path, sig):
+    """(the test_run_stopped stand-in agent, in a process of its own, sent two signals at the third frame)"""
+    import numpy as np
+
+    from kame.audio import write_wav
+    from tests.runtime.test_run_stopped import PROGRAM, ROOT
+
+    twice = f"os.kill(os.getpid(), signal.{sig}); os.kill(os.getpid(), signal.{sig})"
+    program = PROGRAM.replace("os.kill(os.getpid(), signal.SIGTERM)", twice)
+    wav, out = tmp_path / "in.wav", tmp_path / "out.wav"
+    write_wav(wav, np.zeros(24000 * 4, np.float32), 24000)
+    done = subprocess.run([sys.executable, "-c", program, "run", str(wav), "-o", str(out), "--tail", "0", "--no-png",
+                           "--set", "backend.stt=none", "--set", "backend.llm=none"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    said = "terminated (SIGTERM)" if sig == "SIGTERM" else "interrupted"
+    assert done.returncode == (143 if sig == "SIGTERM" else 130), done.stderr  # (was: 130 after SIGTERM too)
+    assert done.stderr.endswith(f"\nkame run: {said} again: quit at once, nothing more written\n"), done.stderr
+    assert "Traceback" not in done.stderr and sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
+
+
+def test_kame_client_after_a_second_ctrl_c(tmp_path, monkeypatch, capsys):
+    import asyncio
+    import os
+
+    import numpy as np
+
+    from kame.audio import write_wav
+    from kame.server import client
+
+    async def chat(*a, stop, **kw):  # (the session streaming: Ctrl-C, then Ctrl-C again before it ended)
+        os.kill(os.getpid(), signal.SIGINT)
+        await asyncio.wait_for(stop.wait(), 10)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(client, "chat", chat)
+    wav = tmp_path / "in.wav"
+    write_wav(wav, np.zeros(24000, np.float32), 24000)
+    assert cli.main(["client", "ws://127.0.0.1:9/api/chat", str(wav), "-o", str(tmp_path / "out.wav")]) == 130
+    err = capsys.readouterr().err  # (was: the first Ctrl-C's line alone; kame run's says the second too)
+    assert err.endswith("\nkame client: interrupted again: quit at once, nothing more written\n"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]

@@ -371,18 +371,26 @@ def _run(argv: list[str]) -> int:
     except KameError as exc:
         _error(str(exc))
         return 1
-    except KeyboardInterrupt:  # (one the command did not take: Ctrl-C before its handler, a second one)
-        return _interrupted(argv)
+    except KeyboardInterrupt as exc:  # (one the command did not take: Ctrl-C before its handler, a second one)
+        return _interrupted(argv, exc=exc)
 
 
-def _interrupted(argv: list[str], when: str = "") -> int:
-    """Exit status 130 after a Ctrl-C that reached kame's main, said on stderr in one line (was: a
-    silent exit): "kame run: interrupted", then ``when`` (how and when, if known)."""
+def _interrupted(argv: list[str], when: str = "", exc: BaseException | None = None) -> int:
+    """said_interrupted for the command ``argv`` names ("kame run")."""
     words = _words(argv)
     path = next((p for p in sorted(COMMANDS, key=len, reverse=True) if tuple(words[: len(p)]) == p), ())
+    return said_interrupted(" ".join(("kame", *path)), exc, when)
+
+
+def said_interrupted(command: str, exc: BaseException | None = None, when: str = "") -> int:
+    """Exit status 130 after a Ctrl-C that reached kame's main, said on stderr in one line (was: a
+    silent exit): "kame run: interrupted", then ``when`` (how and when, if known). A second signal
+    that quit at once (``exc`` a kame.runtime.interrupt.QuitAtOnce) is said by its own words, with
+    its status: "kame run: terminated (SIGTERM) again: quit at once, nothing more written", 143
+    (was: "interrupted", 130)."""
     with contextlib.suppress(OSError, ValueError, AttributeError):  # (a closed stderr: the status says it)
-        print(f"{' '.join(('kame', *path))}: interrupted{when}", file=sys.stderr, flush=True)
-    return 130
+        print(f"{command}: {getattr(exc, 'said', 'interrupted' + when)}", file=sys.stderr, flush=True)
+    return getattr(exc, "status", 130)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,19 @@
 loads) leaves its -o folder as it found it: a fresh one is removed again, with the folders made
 for it (was: OUT/eval.json and an empty OUT/runs/ left, as if an evaluation had started), and one
 with earlier results keeps every file byte for byte (was: a --rejudge's eval.json rewritten to
-the unreachable judge). Scripted judges and the fake agent of test_mtbench."""
+the unreachable judge). A SIGTERM before question 1 (while OUT is made, in the warm-up, also when
+the process leaves at once for a model still loading) says "OUT is left as it was" (was: "kept in
+OUT/results.jsonl" for an OUT removed, or nothing); one while the agent closes at the end is said
+as SIGTERM, exit 143 (was: "interrupted", 130). `-o x/../y` leaves no x behind. Scripted judges
+and the fake agent of test_mtbench."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+
+import pytest
 
 from . import test_mtbench
 from .test_mtbench import QUESTIONS, eval_, refused, write
@@ -50,7 +58,7 @@ def test_a_folder_with_results_is_left_as_it_was(tmp_path, capsys, monkeypatch, 
     assert eval_(qf, out, "--limit", "1") == 0  # 101 rated, 131 not run yet
     before = tree(out)
     dead = closed_judge(monkeypatch)
-    # a resume (131 to run) and a --rejudge (101's answer to re-rate: was eval.json's judge rewritten to it)
+    # a --rejudge (101's answer to re-rate: was eval.json's judge rewritten to it; 131, never run, is not run by it)
     assert "failed a first short request" in refused(capsys, qf, out, "--rejudge", judge=dead)
     assert tree(out) == before
     assert "failed a first short request" in refused(capsys, qf, out, "--reference", write(
@@ -87,3 +95,119 @@ def test_sigterm_while_the_agent_loads_leaves_no_fresh_folder(tmp_path, capsys, 
     assert eval_(qf, out) == 143
     assert f"terminated (SIGTERM): the evaluation ends here; {out} is left as it was (no question was run)" in \
         capsys.readouterr().err and not out.exists()
+
+
+def test_first_writes_undone_is_not_kept():
+    from kame.eval.firstwrites import FirstWrites
+
+    first = FirstWrites("unused")
+    first.undo()
+    assert first.kept is False  # (was: True after an undo, so a SIGTERM line said "kept in OUT/results.jsonl")
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_dot_dot_in_out_leaves_no_folder_behind(tmp_path, existing):
+    from kame.eval.firstwrites import FirstWrites
+    from kame.paths import check_output_folder
+
+    if existing:
+        (tmp_path / "y").mkdir()  # (an empty folder of the user's: stays)
+    for given in ("x/../y", "a/b/../../y/d"):
+        out = tmp_path / given
+        first = FirstWrites(out, files=["eval.json"], folders=["runs"])
+        check_output_folder(out, flag="-o")
+        (out / "runs").mkdir()
+        (out / "eval.json").write_text("{}")
+        first.undo()
+        # (was: x, or a and a/b, left: "x/.." listed as made, its rmdir failed; an empty y removed as "x/../y")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["y"] * existing, given
+
+
+def sigterm_record(monkeypatch):
+    """FileAgent.play as when SIGTERM ended the warm-up before its first frame (the agent's start
+    waited on something else than an in-process load: an LLM child loading its model)."""
+    from kame.runtime import filerun
+
+    monkeypatch.setattr(filerun.FileAgent, "play",
+                        lambda self, pcm, fast=False, **kw: {"interrupted": True, "interrupted_by": "SIGTERM",
+                                                             "frames": 0})
+
+
+def test_sigterm_in_the_warm_up_says_out_is_left_as_it_was(tmp_path, capsys, monkeypatch, fake_components, judges,
+                                                           agent_runs):
+    sigterm_record(monkeypatch)
+    qf = write(tmp_path / "question.jsonl", [QUESTIONS[1]])
+    out = tmp_path / "out"
+    assert eval_(qf, out) == 143
+    err = capsys.readouterr().err  # (was: "the questions rated are kept in OUT/results.jsonl" for an OUT removed)
+    assert f"terminated (SIGTERM): the evaluation ends here; {out} is left as it was (no question was run)" in err, err
+    assert not out.exists()
+
+
+def test_sigterm_in_the_warm_up_while_a_model_loads_says_so_before_leaving(tmp_path, capsys, monkeypatch,
+                                                                          fake_components, judges, agent_runs):
+    from kame.backend import childproc
+
+    def exit_if_loading(status, say=None):  # (a load in a thread still running: the process leaves at once)
+        say("the agent was still loading")
+        raise SystemExit(status)  # (os._exit, in a test)
+
+    sigterm_record(monkeypatch)
+    monkeypatch.setattr(childproc, "exit_if_loading", exit_if_loading)
+    qf = write(tmp_path / "question.jsonl", [QUESTIONS[1]])
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as left:
+        eval_(qf, out)
+    err = capsys.readouterr().err  # (was: nothing said; OUT removed all the same)
+    assert left.value.code == 143 and not out.exists()
+    assert f"terminated (SIGTERM): the evaluation ends here; {out} is left as it was (no question was run)" in err, err
+
+
+@pytest.fixture
+def guard():
+    """A SIGTERM that reaches the handler kame had before fails the test (the process is not killed)."""
+    def reached(signum, frame):
+        raise AssertionError("SIGTERM reached the previous handler")
+
+    before = signal.signal(signal.SIGTERM, reached)
+    yield reached
+    signal.signal(signal.SIGTERM, before)
+
+
+def test_sigterm_while_out_is_made_leaves_it_as_it_was(tmp_path, capsys, monkeypatch, fake_components, judges,
+                                                       agent_runs, guard):
+    from kame.eval import mtbench
+
+    def made_then_sigterm(path, flag):
+        made = check_output_folder(path, flag=flag)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return made
+
+    check_output_folder = mtbench.check_output_folder
+    monkeypatch.setattr(mtbench, "check_output_folder", made_then_sigterm)
+    qf = write(tmp_path / "question.jsonl", [QUESTIONS[1]])
+    out = tmp_path / "new" / "out"
+    assert eval_(qf, out) == 143  # (was: SIGTERM's default, a kill, OUT left with eval.json and runs/)
+    assert f"terminated (SIGTERM): the evaluation ends here; {out} is left as it was (no question was run)" in \
+        capsys.readouterr().err and not (tmp_path / "new").exists()
+
+
+def test_sigterm_while_the_agent_closes_is_said_as_sigterm(tmp_path, capsys, monkeypatch, fake_components, judges,
+                                                           agent_runs, guard):
+    from kame.runtime import filerun
+
+    closed = []
+
+    def close(self):  # (the agent's models stopped at the end: seconds, for an embedded LLM's child)
+        os.kill(os.getpid(), signal.SIGTERM)
+        closed.append(real_close(self))
+
+    real_close = filerun.FileAgent.close
+    monkeypatch.setattr(filerun.FileAgent, "close", close)
+    qf = write(tmp_path / "question.jsonl", [QUESTIONS[1]])
+    out = tmp_path / "out"
+    assert eval_(qf, out) == 143  # (was: 130, "kame eval mtbench: interrupted", the close cut short)
+    err = capsys.readouterr().err
+    assert f"terminated (SIGTERM): the evaluation ends here; the questions rated are kept in {out / 'results.jsonl'}" \
+        in err and "interrupted" not in err, err
+    assert closed and len((out / "results.jsonl").read_text().splitlines()) == 1

@@ -291,9 +291,8 @@ def main(args) -> int:
     except KeyboardInterrupt:
         name = stopped[0] if stopped else "SIGINT"
         print(f"\nkame bench train: {stopped_by(name)}", file=sys.stderr, flush=True)
-        if name == "SIGINT":
-            raise
-        return TERMINATED_STATUS
+        # (said: was raised again for exit 130, and kame's main said "kame bench train: interrupted" too)
+        return 130 if name == "SIGINT" else TERMINATED_STATUS
 
 
 def _bench(args) -> int:

@@ -25,12 +25,12 @@ class FirstWrites:
     its subfolders ``folders`` are missing, and the bytes of its files ``files`` (None: missing).
     ``undo`` puts each file back as it was (a new one removed) and removes the folders made, if
     empty, unless ``keep`` was called; it never raises (a file that cannot be read now is left
-    alone) and is done once."""
+    alone) and is done once. ``kept``: whether ``keep`` was called (an undo leaves it False)."""
 
     def __init__(self, out: str | Path, files=(), folders=()) -> None:
         out = Path(out)
         try:
-            self._made = [d for d in (*reversed(out.parents), out, *(out / f for f in folders)) if not d.exists()]
+            self._made = _to_make(out, folders)
         except OSError:  # (an OUT that cannot be looked at: check_output_folder says why; nothing made)
             self._made = []
         self._files: dict[Path, bytes | None] = {}
@@ -41,6 +41,7 @@ class FirstWrites:
             except OSError:  # (unreadable now: left alone by undo)
                 pass
         self.kept = False
+        self._undone = False
 
     def run(self, body, *args):
         """``body(*args, self)``; if it raises anything (a failure, Ctrl-C, SystemExit) before
@@ -56,9 +57,9 @@ class FirstWrites:
         self.kept = True
 
     def undo(self) -> None:
-        if self.kept:
+        if self.kept or self._undone:  # (was: undo set kept, so a SIGTERM after it said "kept in OUT")
             return
-        self.kept = True
+        self._undone = True
         for path, data in self._files.items():
             with contextlib.suppress(OSError, KameError):
                 if data is None:
@@ -72,3 +73,16 @@ class FirstWrites:
                 continue
             except OSError:
                 break
+
+
+def _to_make(out: Path, folders) -> list[Path]:
+    """The folders a mkdir(parents=True) of ``out`` and then of its subfolders ``folders`` makes,
+    outermost first. A ".." after a folder to be made is that folder's parent (one made is no
+    symlink): `-o x/../y` makes x and y, if missing (was: "x/.." listed, whose rmdir failed, so x
+    stayed; and "x/../y" counted as made while x was missing, so an empty y there before was removed)."""
+    made, cur = [], Path(out.anchor or ".")
+    for part in (*out.parts[bool(out.anchor):], *folders):
+        cur = cur.parent if part == ".." and cur in made else cur / part
+        if part != ".." and cur not in made and not cur.exists():
+            made.append(cur)
+    return made

@@ -384,16 +384,33 @@ def agent_config(args) -> KameConfig:
 
 
 def main(args) -> int:
+    from ..runtime.interrupt import TERMINATED_STATUS
+
     # before question 1 (a dead judge, an agent that cannot load, Ctrl-C while it loads), OUT is left as it was
     # (was: a fresh OUT left with eval.json and runs/, as if evaluated)
-    return FirstWrites(args.output, files=[SETTINGS], folders=["runs"]).run(_main, args)
+    first = FirstWrites(args.output, files=[SETTINGS], folders=["runs"])
+    restore = stop_on_sigterm()  # (before OUT is made: was after eval.json and runs/, a SIGTERM then left them)
+    try:
+        return first.run(_main, args)
+    except Terminated:  # (one outside _main's loop: while OUT is checked and made, or the table written)
+        print(sigterm_line(first, Path(args.output)), file=sys.stderr, flush=True)
+        return TERMINATED_STATUS
+    finally:
+        restore()
+
+
+def sigterm_line(first: FirstWrites, out: Path) -> str:
+    """What stderr says when SIGTERM ended the evaluation (exit 143): whether OUT keeps results."""
+    kept = f"the questions rated are kept in {out / 'results.jsonl'} (a rerun resumes)" if first.kept else \
+        f"{out} is left as it was (no question was run)"
+    return f"terminated (SIGTERM): the evaluation ends here; {kept}"
 
 
 def _main(args, first: FirstWrites) -> int:
     from .. import registry
     from ..runtime.filemode import check_tail
     from ..runtime.filerun import FileAgent
-    from ..runtime.interrupt import TERMINATED_STATUS, close_runner
+    from ..runtime.interrupt import TERMINATED_STATUS, close_runner, sigterm_held
 
     cats = None if args.categories.strip() == "all" else \
         tuple(dict.fromkeys(c.strip() for c in args.categories.split(",") if c.strip()))
@@ -477,7 +494,7 @@ def _main(args, first: FirstWrites) -> int:
         return failure(failed, in_a_row, key, tag, who, why_failed(exc), results, kept=kept * bool(waiting))
 
     wrote = set()  # what this run wrote of results.jsonl and runs/ (the "wrote" line names no older files)
-    terminated, restore = False, stop_on_sigterm()
+    terminated = False  # (SIGTERM raises Terminated from before OUT is made on: main's stop_on_sigterm)
     try:
         if todo:  # made as the agents make their LLM: at the back-end's CPU priority, in a thread
             judge = open_judge(args.judge, runner, cfg.backend.nice, args.judge_timeout)
@@ -486,7 +503,13 @@ def _main(args, first: FirstWrites) -> int:
         if to_run:
             print("warm-up: one untimed run through the agent (loading it: once for all questions)", flush=True)
             agent = FileAgent(cfg, runner)
-            warm_up(tts, agent, args.fast, before_exit=first.undo)
+
+            def leaving(term: bool) -> None:  # (a model still loads: the process leaves at once, after this)
+                first.undo()
+                if term:  # (was: only FileAgent's line; as below)
+                    print(sigterm_line(first, out), file=sys.stderr, flush=True)
+
+            warm_up(tts, agent, args.fast, before_exit=leaving)
         first.keep()  # (from here on what this run writes in OUT stays, whatever ends it)
         for i, q in enumerate(todo, 1):
             tag = f"[{i}/{len(todo)}] {q.id} ({q.category})"
@@ -538,21 +561,22 @@ def _main(args, first: FirstWrites) -> int:
     except Terminated:  # (was: killed at once, or exit 130 when FileAgent took it as Ctrl-C)
         terminated = True
         settle(runner)
-    finally:
-        try:
-            if agent is not None:
-                agent.close()
-        finally:
-            if terminated:
-                settle(runner, cancel=True)
-            close_judge(judge, runner)  # (logged, never raised)
-            close_runner(runner)  # (a task that ignores its cancellation is left, named, not waited for)
-            restore()
+    finally:  # (a SIGTERM while the agent and the judge close: noted, they close, then it ends the evaluation, 143;
+        # was: raised in them, "kame eval mtbench: interrupted", 130. One after a first SIGTERM: quits at once)
+        with sigterm_held() as sigterm:
+            sigterm.again = terminated
+            try:
+                if agent is not None:
+                    agent.close()
+            finally:
+                if terminated:
+                    settle(runner, cancel=True)
+                close_judge(judge, runner)  # (logged, never raised)
+                close_runner(runner)  # (a task that ignores its cancellation is left, named, not waited for)
+        terminated = terminated or sigterm.signal is not None
     if terminated:  # as kame run: 128 + 15 (a script must not take the evaluation cut short for complete)
-        kept = f"the questions rated are kept in {results} (a rerun resumes)" if first.kept else \
-            f"{out} is left as it was (no question was run)"
         first.undo()  # (a SIGTERM before question 1: OUT as it was)
-        print(f"terminated (SIGTERM): the evaluation ends here; {kept}", file=sys.stderr, flush=True)
+        print(sigterm_line(first, out), file=sys.stderr, flush=True)
         return TERMINATED_STATUS
     records = [r for r in done + new if r["question_id"] in ids]
     text = table(records, cats or (), by_turn=args.turns == 2, content=args.asr)

@@ -29,12 +29,13 @@ def speak(tts, texts: list[str], gap: float) -> tuple[np.ndarray, list]:
     return lay_out_turns(pcms, texts, gap, lead=LEAD_S, audible=True)
 
 
-def warm_up(tts, agent, fast: bool, before_exit: Callable[[], None] = lambda: None) -> None:
+def warm_up(tts, agent, fast: bool, before_exit: Callable[[bool], None] = lambda term: None) -> None:
     """One untimed run before question 1: the back-end LLM warmed as kame bench latency warms it,
     then a short spoken "Hello." through ``agent`` (a kame.runtime.filerun.FileAgent: built and
     started now, with every model), so question 1 does not pay the one-off costs (an embedded
     STT's or LLM's child starting, its first decode). Ctrl-C or SIGTERM raises KeyboardInterrupt or
-    Terminated; while a model still loads, the process exits at once (after ``before_exit()``)."""
+    Terminated; while a model still loads, the process exits at once, after ``before_exit(term)``
+    (``term``: SIGTERM ended it; called only then: it says what the exit leaves)."""
     from ..bench.latency import warm_up_llm
 
     pcm, _ = speak(tts, ["Hello."], 0.0)
@@ -46,6 +47,6 @@ def warm_up(tts, agent, fast: bool, before_exit: Callable[[], None] = lambda: No
             from ..backend.childproc import exit_if_loading
             from ..runtime.interrupt import TERMINATED_STATUS
 
-            before_exit()
-            exit_if_loading(TERMINATED_STATUS if term else 130)  # (a front-end still loading would hold the exit)
+            # (a front-end still loading would hold the exit; was: before_exit() called either way, nothing said)
+            exit_if_loading(TERMINATED_STATUS if term else 130, say=lambda _: before_exit(term))
         raise Terminated if term else KeyboardInterrupt

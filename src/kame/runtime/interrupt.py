@@ -69,6 +69,20 @@ async def unless_stopped(work, stop: asyncio.Event | None) -> bool:
 TERMINATED_STATUS = 143
 
 
+class QuitAtOnce(KeyboardInterrupt):
+    """The second signal, after a first one that ended the work and said "... again to quit at
+    once": the command leaves now, writing nothing more. ``signal``: its name ("SIGINT",
+    "SIGTERM"); ``status``: the exit status (130, 143 after SIGTERM); ``said``: kame's main's words
+    for it ("terminated (SIGTERM) again: quit at once, nothing more written"; was: a bare
+    KeyboardInterrupt, said "interrupted", exit 130, after a second SIGTERM too)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signal = signal.Signals(signum).name
+        super().__init__(self.signal)
+        self.status = TERMINATED_STATUS if self.signal == "SIGTERM" else 130
+        self.said = f"{stopped_by(self.signal)} again: quit at once, nothing more written"
+
+
 class Stop(asyncio.Event):
     """first_ctrl_c's event; ``signal``: the name of the signal that set it ("SIGINT",
     "SIGTERM"), None while unset."""
@@ -80,10 +94,10 @@ class Stop(asyncio.Event):
 async def first_ctrl_c(what: str, *, sigterm: bool = False):
     """An asyncio.Event (a Stop) set by the first Ctrl-C (SIGINT) inside the block, which prints
     "interrupted: ``what``": the caller ends its work early and keeps what it has (kame run,
-    kame client). A second Ctrl-C raises KeyboardInterrupt as usual: quit at once, even while
+    kame client). A second Ctrl-C raises KeyboardInterrupt (QuitAtOnce): quit at once, even while
     the loop is busy. ``sigterm``: SIGTERM too (kame run: was killed at once, nothing written),
     the first printing "terminated (SIGTERM): ``what``", a second of either quitting at once
-    (KeyboardInterrupt); the hint printed is worded by the signal received (interrupt.again).
+    (QuitAtOnce); the hint printed is worded by the signal received (interrupt.again).
     Inside a sigterm_held block, its SIGTERM sets the HeldSigterm's ``again`` at once, so a
     second SIGTERM after this block (kame run ending its leftover tasks) quits as the hint said.
     Not installed where the signal is ignored (``cmd &`` in a script ignores SIGINT) or handled
@@ -100,7 +114,7 @@ async def first_ctrl_c(what: str, *, sigterm: bool = False):
     def interrupted(signum, frame) -> None:  # (runs in the main thread, between bytecodes: it may
         # interrupt the loop or a write to stderr, so it only records the press; the loop does the rest)
         if pressed:
-            raise KeyboardInterrupt
+            raise QuitAtOnce(signum)
         pressed.append(True)
         held = getattr(installed.get(signum), "held", None)  # (sigterm_held's handler: its state)
         if held is not None:  # (was: set only after run_to_end returned; a SIGTERM before was only noted)
@@ -129,7 +143,7 @@ def again(name: str) -> str:
 
 class HeldSigterm:
     """sigterm_held's state: ``signal`` "SIGTERM" once one came within the block (None until then);
-    ``again``: the next SIGTERM quits at once (KeyboardInterrupt), as after a first one (set by a
+    ``again``: the next SIGTERM quits at once (QuitAtOnce), as after a first one (set by a
     first_ctrl_c inside the block when a SIGTERM reaches it)."""
 
     def __init__(self) -> None:
@@ -143,7 +157,7 @@ def sigterm_held():
     in it (kame run writing OUT.wav, OUT.json, OUT.png) is finished, not cut into partial files;
     the caller then exits with TERMINATED_STATUS. A second one (or the first, once ``.again`` is
     set: a SIGTERM ended the conversation and said "again ... to quit at once") raises
-    KeyboardInterrupt: quit at once. A first_ctrl_c inside the block takes SIGTERM over for its
+    QuitAtOnce: quit at once. A first_ctrl_c inside the block takes SIGTERM over for its
     own and gives it back. Not installed where SIGTERM is ignored or handled outside Python nor
     outside the main thread; the previous handler is restored at the end. (The handler only records: it runs between
     bytecodes, possibly inside a write to stderr.)"""
@@ -151,7 +165,7 @@ def sigterm_held():
 
     def noted(signum, frame) -> None:
         if held.signal or held.again:
-            raise KeyboardInterrupt
+            raise QuitAtOnce(signum)
         held.signal = signal.Signals(signum).name
 
     noted.held = held  # (first_ctrl_c sets .again through it)
@@ -178,7 +192,7 @@ def sigterm_as_ctrl_c(on: bool = True):
 def run_ended_by_sigterm(main) -> str | None:
     """``asyncio.run(main())`` where a SIGTERM ends the run as Ctrl-C does (its task cancelled:
     the work in flight finishes what it must, ``finally`` blocks run) and returns "SIGTERM"; a
-    second SIGTERM raises KeyboardInterrupt (quit at once). None when ``main`` ended by itself;
+    second SIGTERM raises QuitAtOnce (quit at once). None when ``main`` ended by itself;
     Ctrl-C raises KeyboardInterrupt as ever. (The kame data commands: their manifest written.)"""
     stopped: list[str] = []
 
@@ -187,7 +201,7 @@ def run_ended_by_sigterm(main) -> str | None:
 
         def terminated(signum, frame) -> None:
             if stopped:
-                raise KeyboardInterrupt
+                raise QuitAtOnce(signum)
             stopped.append("SIGTERM")
             loop.call_soon_threadsafe(task.cancel)
 

@@ -526,10 +526,7 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
     from ..audio import CLIPPED_WARN_SHARE, clipped_share, command_input, output_format, write_wav
     from ..paths import check_output_file
 
-    if isinstance(argv, argparse.Namespace):
-        a = argv
-    else:
-        a = build_parser().parse_args(argv)
+    a = argv if isinstance(argv, argparse.Namespace) else build_parser().parse_args(argv)
     try:  # everything that can be wrong before the session, not after it
         check_tail(a.tail, a.max_tail)  # (checked as parsed too: this is for a program's own Namespace)
         token = client_token(a, os.environ)  # (the URL checked first, by chat_url)
@@ -555,8 +552,10 @@ def main(argv: list[str] | argparse.Namespace | None = None) -> int:
               f"e.g. {pipe}ffmpeg -i {src} -af volume=-{over + 0.1:.1f}dB quieter.wav", file=sys.stderr)
     try:
         res = run_to_end(_chat_until_interrupted(a, pcm, token))
-    except KeyboardInterrupt:  # a second Ctrl-C
-        return 130
+    except KeyboardInterrupt as exc:  # a second Ctrl-C: one line, as kame run's (was: exit 130, nothing said)
+        from ..cli import said_interrupted
+
+        return said_interrupted("kame client", exc)
     except KameError as exc:  # NoAnswer: connected, but the server did not answer
         print(f"error: {exc}", file=sys.stderr)
         return 1

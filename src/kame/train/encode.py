@@ -237,9 +237,8 @@ def main(args) -> int:
         rest = "; run the same command again to go on" if encoded < len(todo) else " (all of them)"
         print(f"\n{stopped_by(name)}: {encoded} of {counted(len(todo), 'dialogue')} encoded{rest}", file=sys.stderr,
               flush=True)
-        if name == "SIGINT":
-            raise
-        return TERMINATED_STATUS
+        # (said: was raised again for exit 130, and kame's main said "kame data encode: interrupted" too)
+        return 130 if name == "SIGINT" else TERMINATED_STATUS
     wall = time.monotonic() - t0
     failed = [r for r in results if r[2]]
     audio = sum(r[1] for r in results)

@@ -319,9 +319,8 @@ def main(args) -> int:
         rest = ": run it again to give the others theirs" if written < len(entries) else ""
         print(f"kame data oracle: {stopped_by(stopped[0])}; the manifest has {counted(written, 'dialogue')} given a "
               f"new oracle{rest}", file=sys.stderr)
-        if stopped[0] == "SIGINT":
-            raise KeyboardInterrupt
-        return TERMINATED_STATUS
+        # (said: was raised again for exit 130, and kame's main said "kame data oracle: interrupted" too)
+        return 130 if stopped[0] == "SIGINT" else TERMINATED_STATUS
     return 1 if any(status == "failed" for _, status, _ in results) else 0
 
 

@@ -478,9 +478,8 @@ def main(args) -> int:
         listed = len(list(out.glob(f"*/{META}")))
         print(f"\n{stopped_by(stopped)}: {counted(listed, 'dialogue')} in {out}/ (listed in {out / MANIFEST}); "
               "run the same command again to go on", flush=True)
-        if stopped == "SIGINT":
-            raise KeyboardInterrupt
-        return TERMINATED_STATUS
+        # (said: was raised again for exit 130, and kame's main said "kame data synth: interrupted" too)
+        return 130 if stopped == "SIGINT" else TERMINATED_STATUS
     print(summary(results, time.monotonic() - t0))
     print(f"manifest: {out / MANIFEST} ({counted(len(list(out.glob(f'*/{META}'))), 'dialogue')})")
     return 1 if any(r.status == "failed" for r in results) else 0
