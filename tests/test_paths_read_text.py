@@ -48,3 +48,27 @@ def test_a_manifest_with_a_bom_is_read(tmp_path):
     m.write_bytes(BOM + b'{"path": "d1", "duration": 1.0, "frames": 12}\r\n')
     (e,) = read_manifest(m, check=False)
     assert e.path == tmp_path / "d1" and e.frames == 12
+
+
+def test_lines_are_split_where_an_editor_splits_them(tmp_path):
+    """U+2028, U+2029 and U+0085, which JSON allows raw inside a string (json.dumps with
+    ensure_ascii=False writes them so), do not end a line (was: str.splitlines cut the line there:
+    a valid line refused as "Unterminated string", and the numbers after it not an editor's)."""
+    from kame.errors import ConfigError as Refused
+    from kame.eval.mtbench import read_questions
+    from kame.paths import text_lines
+
+    assert text_lines("a\u2028b\u0085c\r\nd\re\nf\x0c") == ["a\u2028b\u0085c", "d", "e", "f\x0c"]
+    q = tmp_path / "q.jsonl"
+    line = json.dumps({"question_id": 1, "category": "stem", "turns": ["One\u2028two\u2029three\u0085four"]},
+                      ensure_ascii=False)
+    q.write_text(line + "\n" + line + "\n", encoding="utf-8")
+    with pytest.raises(Refused, match=r"q.jsonl:2: question_id 1 again \(first at .*q.jsonl:1\)"):  # (an editor's)
+        read_questions(q, categories=None)
+    q.write_text(line + "\n", encoding="utf-8")
+    (question,) = read_questions(q, categories=None)
+    assert question.turns == ["One\u2028two\u2029three\u0085four"]
+    m = tmp_path / "train.jsonl"
+    m.write_text('{"path": "d\u2028 1", "duration": 1.0, "frames": 12}\n{"path": "d2"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"train.jsonl:2: not a manifest line"):
+        read_manifest(m, check=False)

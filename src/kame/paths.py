@@ -371,22 +371,47 @@ def file_sha256(path) -> str:
     return h.hexdigest()
 
 
-def read_text(path: Path, name: str, hint: str, error: type[KameError] = ConfigError) -> tuple[bytes, str]:
+class NotText(ValueError):
+    """Why a file is no UTF-8 text (file_text): "cannot read it (permission denied)", "not UTF-8
+    text (byte N)", ...; read_text's words without a name or a hint."""
+
+
+def file_text(path: Path) -> tuple[bytes, str]:
     """``path``'s bytes and UTF-8 text, a leading BOM skipped (was: kept, so json refused line 1);
-    refused (``error``) as ``name`` (e.g. "--reference x.jsonl"), saying why (not readable, a
-    folder, "not UTF-8 text (byte N)", N counted from the file's start, or a NUL byte: a binary or
-    UTF-16 file), then ``hint`` (what to give). (kame eval's question and reference files,
-    manifests, knowledge notes, kame data's QA file.)"""
+    NotText saying why not (not readable, a folder, "not UTF-8 text (byte N)", N counted from the
+    file's start, or a NUL byte: a binary or UTF-16 file). For a caller that names several files
+    in one error (knowledge notes); read_text for one file."""
     try:
         data = path.read_bytes()
     except (OSError, ValueError) as exc:
         why = "is a folder" if path.is_dir() else (exc.strerror or str(exc)).lower()
-        raise error(f"{name}: cannot read it ({why}); {hint}") from None
+        raise NotText(f"cannot read it ({why})") from None
     skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0  # (as Notepad may write)
     try:
         text = data[skip:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise error(f"{name}: not UTF-8 text (byte {skip + exc.start}); {hint}") from None
+        raise NotText(f"not UTF-8 text (byte {skip + exc.start})") from None
     if "\0" in text:  # (valid UTF-8, but no text holds one: UTF-16 without a BOM, a binary file)
-        raise error(f"{name}: not text (a NUL byte at byte {data.index(0)}: a binary file, or UTF-16 text); {hint}")
+        raise NotText(f"not text (a NUL byte at byte {data.index(0)}: a binary file, or UTF-16 text)")
     return data, text
+
+
+def read_text(path: Path, name: str, hint: str, error: type[KameError] = ConfigError) -> tuple[bytes, str]:
+    """``path``'s bytes and UTF-8 text (file_text), refused (``error``) as ``name`` (e.g.
+    "--reference x.jsonl"), saying why (file_text's NotText), then ``hint`` (what to give). (kame
+    eval's question and reference files, manifests, kame data's QA file.)"""
+    try:
+        return file_text(path)
+    except NotText as exc:
+        raise error(f"{name}: {exc}; {hint}") from None
+
+
+def text_lines(text: str) -> list[str]:
+    """``text``'s lines as an editor numbers them: split at \\n, \\r\\n and \\r only (was:
+    str.splitlines, which also splits at \\x0b, \\x0c, \\x1c-\\x1e and at U+0085, U+2028 and
+    U+2029, which JSON allows raw inside a string: a valid line refused as "Unterminated string",
+    and the line numbers after one not an editor's). For the JSONL readers that name a line by its number."""
+    return _LINE_BREAK.split(text)
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")

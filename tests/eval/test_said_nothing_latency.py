@@ -41,3 +41,46 @@ def test_said_nothing_turns_count_as_never_in_the_median():
     # (nearest rank of [1.0, 2.0, never]: 2.00; was 1.00, of [0.0, 1.0, 2.0])
     assert lines[2] == "| stem | 3 | 5.33 | 2.00 | never | 0 |"
     assert secs(recs, "latency_s") == "1.00 s, 2.00 s, never"
+
+
+def test_under_answer_heard_a_turn_with_a_text_answer_keeps_its_latency():
+    """--answer heard: said_nothing means whisper heard no words; the agent made sound and had a text
+    answer, so its latency is its sound's, as under --answer text (was: never, a median that
+    changed with --answer)."""
+    heard = {"category": "stem", "rating": 1.0, "latency_s": 0.4, "answer": "", "said_nothing": True,
+             "judged": "heard", "text_answer": "A cat is a small mammal.", "content_latency_s": None}
+    assert table([heard], ("stem",), content=True).splitlines()[2] == "| stem | 1 | 1.00 | 0.40 | never | 0 |"
+    assert secs([heard], "latency_s") == "0.40 s"
+    # no text answer either: never
+    assert secs([{**heard, "text_answer": ""}], "latency_s") == "never"
+    # an older record of silence the judge rated (no said_nothing): no answer, never, as a new one
+    assert secs([{"rating": 9.0, "latency_s": 0.0, "answer": ""}], "latency_s") == "never"
+
+
+def test_the_notes_say_the_said_nothing_turns_count_as_never():
+    """results.md says why its medians are not results.jsonl's latency_s (was: nothing said, so a
+    plain rerun of a folder made before the rule changed its medians silently)."""
+    import argparse
+
+    from kame.eval.summary import notes
+
+    args = argparse.Namespace(turns=1, mode="cascade", judge="j", asr=True, answer="heard", fast=False, rejudge=False)
+    qs = [argparse.Namespace(id=i, category="stem") for i in ("131", "132")]
+    recs = [{"question_id": "131", "category": "stem", "turn": 1, "answer": "", "rating": 1.0, "said_nothing": True,
+             "text_answer": "", "latency_s": 0.0},
+            {"question_id": "132", "category": "stem", "turn": 1, "answer": "", "rating": 1.0, "said_nothing": True,
+             "text_answer": "A cat.", "latency_s": 0.5}]
+
+    def said(recs, answer):
+        return notes(argparse.Namespace(**{**vars(args), "answer": answer}), qs, recs, {"131", "132"}, ref_file=None,
+                     failed=[], judge_failed=[], todo=qs, stored=set(), not_run=[], out="out")
+
+    lines = said(recs, "heard")
+    i = lines.index("2 turn(s) whisper heard no words of the agent in (--answer heard), rated 1 without asking the "
+                    "judge: 131, 132")
+    assert lines[i + 1] == ("the latencies of 1 of them (no text answer either) count as never in the table: they "
+                            "gave no answer (results.jsonl's latency_s keeps the sound measured)")
+    lines = said(recs[:1], "text")
+    i = lines.index("1 turn(s) the agent said nothing in, rated 1 without asking the judge: 131")
+    assert lines[i + 1].startswith("the latencies of these turns count as never in the table")
+    assert not any("count as never" in x for x in said(recs[1:], "heard"))

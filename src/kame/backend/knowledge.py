@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from ..paths import expand_user, read_text
+from ..paths import NotText, expand_user, file_text
 
 NOTE_SUFFIXES = (".txt", ".md")  # the files a knowledge folder's notes are read from
-NOT_TEXT = ("save it as UTF-8 text (iconv -f ITS-ENCODING -t utf-8, e.g. -f latin1 or -f utf-16), or move it out of "
-            "the folder: every .txt and .md file below it is read as a note")
+NAMED = 5  # the bad notes one error names (then: "and N more")
 _WORD = re.compile(r"[^\W_]+")  # letters and digits of any script ("café", "東京")
 STOP = frozenset(
     "a an and are as at be but by do does for from had has have he her his how i if in is it its "
@@ -42,6 +41,14 @@ def terms(text: str) -> list[str]:
 class Chunk:
     source: str  # file path relative to the folder
     text: str
+
+
+def not_text(n: int) -> str:
+    """What to do with ``n`` notes that are not UTF-8 text or cannot be read at all (was: the
+    encoding hint alone, for a note without read permission too)."""
+    it, they = ("it", "it is") if n == 1 else ("them", "they are")
+    return (f"move {it} out of the folder (every .txt and .md file below it is read as a note), or, if {they} text "
+            f"in another encoding, save {it} as UTF-8 (iconv -f ITS-ENCODING -t utf-8, e.g. -f latin1 or -f utf-16)")
 
 
 def check_knowledge_dir(path: str | Path, name: str = "knowledge_dir") -> Path:
@@ -95,18 +102,30 @@ class KnowledgeBase:
     def from_folder(cls, folder: str | Path, chunk_words: int = 80, overlap: int = 20,
                     name: str = "knowledge_dir") -> "KnowledgeBase":
         """The notes below ``folder``: ConfigError naming the setting ``name`` if it is not a folder
-        or holds no .txt / .md file (check_knowledge_dir), or naming a note that cannot be read or is
-        not UTF-8 text (paths.read_text: a BOM is skipped)."""
+        or holds no .txt / .md file (check_knowledge_dir), or naming every note that cannot be read or
+        is not UTF-8 text (paths.file_text: a BOM is skipped) in one error (was: the first alone, so a
+        folder of N such notes took N failed starts)."""
         root, notes = _note_files(folder, name)
         chunks: list[Chunk] = []
+        bad: list[str] = []
         step = max(1, chunk_words - overlap)
         for path in notes:
             # (was: errors="replace": a latin-1 "café" read as "caf\ufffd", a BOM and binary files used as notes)
-            words = read_text(path, f"{name}: note {path}", NOT_TEXT)[1].split()
+            try:
+                words = file_text(path)[1].split()
+            except NotText as exc:
+                bad.append(f"{path}: {exc}")
+                continue
             for s in range(0, max(1, len(words) - overlap), step):
                 piece = words[s : s + chunk_words]
                 if piece:
                     chunks.append(Chunk(str(path.relative_to(root)), " ".join(piece)))
+        if len(bad) == 1:
+            raise ConfigError(f"{name}: note {bad[0]}; {not_text(1)}")
+        if bad:
+            more = f", and {len(bad) - NAMED} more" if len(bad) > NAMED else ""
+            raise ConfigError(f"{name}: {len(bad)} notes are not readable UTF-8 text: {', '.join(bad[:NAMED])}{more}; "
+                              f"{not_text(len(bad))}")
         return cls(chunks)
 
     def search(self, query: str, k: int = 3) -> list[tuple[float, Chunk]]:

@@ -75,17 +75,19 @@ def load_tts(spec: str, fallback: str | None):
 
 
 def default_prompt_fn(system_prompt: str = "", max_words: int = 30, knowledge_dir: str = "",
-                      history_chars: int = HISTORY_CHARS) -> Callable[[Sequence[Turn]], list[ChatMessage]]:
+                      history_chars: int = HISTORY_CHARS,
+                      knowledge=None) -> Callable[[Sequence[Turn]], list[ChatMessage]]:
     """The conversation -> chat messages with the tandem oracle's prompt builder
     (kame.backend.prompt: KAME's system prompt, ``user:``/``agent:`` lines, optional notes), so
     both modes ask the LLM the same question. Its ``prompt_config`` attribute (any prompt_fn may
     have one) gives the reply pipeline the labels that end a reply (ReplyGuard). ``history_chars``:
-    the conversation lines' character budget (``backend.history_chars``)."""
+    the conversation lines' character budget (``backend.history_chars``); ``knowledge``: notes
+    read already (a KnowledgeBase), instead of reading ``knowledge_dir``'s."""
     from ..backend.prompt import Conversation, PromptConfig, build_messages
 
     pcfg = PromptConfig(system_prompt=system_prompt, max_words=max_words, history_chars=int(history_chars))
-    kb = None
-    if knowledge_dir:
+    kb = knowledge
+    if knowledge_dir and kb is None:
         from ..backend.knowledge import KnowledgeBase
 
         kb = KnowledgeBase.from_folder(knowledge_dir, name="backend.knowledge_dir")
@@ -170,6 +172,11 @@ class CascadeAgent(Agent):
         parts: dict = {}
         # a load error names the config key to change, and the file that set it (kame.runtime.loading)
         with config_keys(cfg):
+            # the notes first: a bad one refuses the agent before any model loads (was: read last, so the STT, LLM
+            # and TTS made before were left open, an embedded LLM's child too, on every session's try)
+            with config_key("backend.knowledge_dir"):
+                parts["_prompt_fn"] = given["prompt_fn"] if "prompt_fn" in given else default_prompt_fn(
+                    backend.system_prompt, backend.max_reply_words, backend.knowledge_dir, backend.history_chars)
             with config_key("backend.stt"):
                 parts["stt"] = given["stt"] if "stt" in given else create_stt(stt_spec, self.clock, self.metrics, nice, vad=turn_vad)
             with config_key("backend.llm"):
@@ -189,9 +196,6 @@ class CascadeAgent(Agent):
                 with config_key("runtime.vad"):
                     parts["_vad_factory"] = make_vad_factory(vad_kind, threshold=self.cfg.vad_threshold,
                                                              min_silence=self.cfg.end_of_turn_silence)
-            with config_key("backend.knowledge_dir"):  # (its notes are read here)
-                parts["_prompt_fn"] = given["prompt_fn"] if "prompt_fn" in given else default_prompt_fn(
-                    backend.system_prompt, backend.max_reply_words, backend.knowledge_dir, backend.history_chars)
         info.update(stt=stt_spec if "stt" not in given else getattr(parts["stt"], "name", "custom"),
                     llm=llm_spec if "llm" not in given else getattr(parts["llm"], "name", "custom"),
                     tts=tts_spec, vad=vad_kind, cascade=self.cfg.to_dict())

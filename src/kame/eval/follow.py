@@ -45,6 +45,7 @@ from ..errors import CheckpointError, ConfigError, NotAvailableError
 from ..model.config import MAX_SEED
 from ..paths import check_output_folder, write_replacing
 from ..train.data import FRAME_RATE, SAMPLE_RATE, DataError
+from .firstwrites import FirstWrites
 
 NO_ASR = "; or --no-asr (no audio WER / CER)"  # (the way out a missing whisper's error names)
 
@@ -291,6 +292,14 @@ def _check_whisper(where: str) -> None:
 
 
 def main(args) -> int:
+    # a failure or Ctrl-C before the first dialogue (a manifest missing, a front-end that cannot load) leaves -o as
+    # it was: a new one removed again, with the parents made for it (was: left, empty)
+    if not args.out:
+        return _main(args, None)
+    return FirstWrites(args.out).run(_main, args)
+
+
+def _main(args, first: FirstWrites | None) -> int:
     from ..audio import write_wav
     from ..model.loaders import auto_device, parse_device
     from ..model.stepper import Sampling
@@ -343,6 +352,8 @@ def main(args) -> int:
     rule = "\n|---|---|---|---|---|---|---|---|---|"
     if args.per_dialogue:
         print(head + rule)
+    if first is not None:
+        first.keep()  # (from the first dialogue on, what this run writes in -o stays)
     for i, e in enumerate(entries):
         d = read_dialogue(e.path)
         rec, pcm = follow_one(model, codec, tok, d, sampling, (args.seed + i) % (MAX_SEED + 1), asr,

@@ -35,7 +35,7 @@ removed: kame.eval.firstwrites). A question whose agent or judge fails is report
 retries it; an agent left unsound is built again for the next question); five failures in a row
 stop the evaluation. Ctrl-C ends it (exit 130), SIGTERM too, wherever it comes (exit 143:
 kame.eval.stopping). A table per category (n, mean rating, median latency and content latency:
-a turn said nothing in counts as never, kame.eval.summary.latency; unparsed), the mean of the
+a turn with no text answer counts as never, kame.eval.summary.latency; unparsed), the mean of the
 category means (KAME's avg) and overall is printed and written to OUT/results.md.
 """
 

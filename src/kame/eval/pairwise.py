@@ -22,8 +22,9 @@ skips the pairs judged (those whose answers and reference are still the folders'
 another judge or other folders (or a folder whose answers changed) is refused unless
 ``--rejudge``, which judges those again (and the unparsed ones). A pair whose judge fails
 (an error, ``--judge-timeout``) is reported and skipped (a rerun retries it); five in a row stop.
-A failure or Ctrl-C before the first pair (a dead judge) leaves OUT_PAIR as it was (a new one
-removed: kame.eval.firstwrites).
+A failure, Ctrl-C or SIGTERM before the first pair (a dead judge) leaves OUT_PAIR as it was (a
+new one removed: kame.eval.firstwrites). SIGTERM ends it as Ctrl-C does, wherever it comes, but
+exits 143 (kame.eval.stopping, as kame eval mtbench).
 A table per category (A wins, B wins, ties, unparsed, A's win rate with ties as half) is printed
 and written to OUT_PAIR/results.md.
 """
@@ -45,6 +46,7 @@ from .judge import (add_judge_arguments, block, check_judge_spec, close_judge, e
                     why_failed)
 from .mtbench import SETTINGS as MTBENCH_SETTINGS
 from .results import PAIRWISE_SETTINGS, differ, failure, has_results, load_done, read_jsonl, read_settings, write_all
+from .stopping import Terminated, held, settle, stop_on_sigterm
 
 SETTINGS = PAIRWISE_SETTINGS  # in OUT_PAIR: the folders compared and the judge
 OUTCOMES = ("A", "B", "tie", "unparsed")
@@ -327,9 +329,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    # before the first pair (a dead judge, Ctrl-C while it loads), OUT_PAIR is left as it was (was: a fresh one
-    # left with pairwise.json, as if compared)
-    return FirstWrites(args.output, files=[SETTINGS]).run(_main, args)
+    from ..runtime.interrupt import TERMINATED_STATUS
+
+    # before the first pair (a dead judge, Ctrl-C or SIGTERM while it loads), OUT_PAIR is left as it was (was: a
+    # fresh one left with pairwise.json, as if compared)
+    first = FirstWrites(args.output, files=[SETTINGS])
+    restore = stop_on_sigterm()  # SIGTERM ends it as Ctrl-C does (was: killed at once, an embedded judge's child left)
+    try:
+        return first.run(_main, args)
+    except Terminated:  # as kame eval mtbench: 128 + 15 (a script must not take the comparison cut short for whole)
+        kept = (f"the pairs judged are kept in {Path(args.output) / 'results.jsonl'} (a rerun resumes)" if first.kept
+                else f"{args.output} is left as it was (no pair was judged)")
+        print(f"terminated (SIGTERM): the comparison ends here; {kept}", file=sys.stderr, flush=True)
+        return TERMINATED_STATUS
+    finally:
+        restore()
 
 
 def _main(args, first: FirstWrites) -> int:
@@ -405,19 +419,24 @@ def _main(args, first: FirstWrites) -> int:
                 continue
             in_a_row = 0
             k = _k(p)
-            if k in by_key:  # (--rejudge: in place)
-                stored = [rec if _k(r) == k else r for r in stored]
-                write_all(results, stored)
-            else:
-                with open(results, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
-                stored.append(rec)
+            with held():  # (a SIGTERM now: the line written whole, then Terminated)
+                if k in by_key:  # (--rejudge: in place)
+                    stored = [rec if _k(r) == k else r for r in stored]
+                    write_all(results, stored)
+                else:
+                    with open(results, "a") as f:
+                        f.write(json.dumps(rec) + "\n")
+                    stored.append(rec)
             by_key[k] = rec
             if rec.get("said_nothing"):
                 print(f"{tag}: {rec['outcome']} (not asked: {said_nothing(rec, answer_a, answer_b)})", flush=True)
             else:
                 print(f"{tag}: {rec['outcome']} (A first: {rec['orders'][0]['verdict'] or 'unparsed'}, B first: "
                       f"{rec['orders'][1]['verdict'] or 'unparsed'})", flush=True)
+    except Terminated:  # (the tasks it cut run to their end first: kame.eval.stopping.settle)
+        settle(runner)
+        settle(runner, cancel=True)
+        raise
     finally:
         close_judge(judge, runner)  # (logged, never raised)
         close_runner(runner)

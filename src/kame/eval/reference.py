@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..paths import read_text
+from ..paths import read_text, text_lines
 
 NEED_REF_CATS = ("math", "reasoning", "coding")  # FastChat's (without its arena-hard-200)
 
@@ -42,7 +42,7 @@ def fastchat_lines(path, text: str, what: str, ok, needs: str):
     that ``ok(object)`` rejects (``needs``: what a line needs), a question_id that is not an
     integer or a non-empty string (id_ok), a question_id given twice."""
     seen = {}
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(text_lines(text), 1):  # (an editor's line numbers: paths.text_lines)
         if not line.strip():
             continue
         where = f"{path}:{n}"

@@ -36,10 +36,15 @@ def silence_warning(qids: list[str]) -> str:
 # ---------------------------------------------------------------------------- the table
 def latency(r: dict, key: str) -> float | None:
     """Record ``r``'s ``key`` latency (seconds) as the table and the printout count it: None (never)
-    for a turn the agent said nothing in, whatever sound its record measured (was: a reply begun
+    for a turn the agent gave no answer in, whatever sound its record measured (was: a reply begun
     before the question's end and cut off before its first word, still sounding then, gave such a
-    turn 0.00 s, which pulled the median latency down)."""
-    return None if r.get("said_nothing") else r.get(key)
+    turn 0.00 s, which pulled the median latency down). The answer is the text one: under --answer
+    heard a turn whisper heard no words in (said_nothing) keeps its latency when the agent had a text
+    answer (its sound is what latency measures: kame.eval.heard); an older record of an empty answer,
+    without said_nothing, counts as never too (a record with no answer field at all: by said_nothing)."""
+    text = r.get("text_answer", r.get("answer"))
+    silent = r.get("said_nothing") if text is None else no_answer({"answer": text})
+    return None if silent else r.get(key)
 
 
 def _med(rs: list[dict], key: str) -> str:
@@ -118,6 +123,12 @@ def notes(args, questions: list, records: list[dict], ran: set, *, ref_file, fai
                 else "the agent said nothing in")
         lines.append(f"{len(silent)} turn(s) {what}, rated {SAID_NOTHING:g} without asking the judge: "
                      f"{', '.join(silent)}")
+        # (was: not said, so a rerun of a folder made before this rule changed its medians silently)
+        never = sum(latency(r, "latency_s") is None for r in records if r.get("said_nothing"))
+        which = "these turns" if never == len(silent) else f"{never} of them (no text answer either)"
+        if never:
+            lines.append(f"the latencies of {which} count as never in the table: they gave no answer "
+                         f"(results.jsonl's latency_s keeps the sound measured)")
     judged = list(dict.fromkeys(r["question_id"] for r in records if judged_silence(r)))
     if judged:  # (a plain resume of a folder an older kame rated; --rejudge leaves none)
         lines.append(silence_warning(judged))

@@ -322,9 +322,10 @@ class WatchedLLM:
 EMPTY_ERROR = "back-end llm gave the oracle no answer (front-end continues)"
 
 
-def producer_factory(cfg: KameConfig, clock: Clock, llm, tokenizer, spec: str | None = None):
+def producer_factory(cfg: KameConfig, clock: Clock, llm, tokenizer, spec: str | None = None, knowledge=None):
     """(session, on_llm_status) -> kame.backend.oracle.OracleProducer feeding session.on_oracle;
-    ``spec``: how the producer's log lines name the LLM (WatchedLLM; None: its URL or name)."""
+    ``spec``: how the producer's log lines name the LLM (WatchedLLM; None: its URL or name);
+    ``knowledge``: backend.knowledge_dir's notes already read (read_notes; None: read here)."""
     from ..backend.oracle import OracleProducer
     from ..backend.policy import OraclePolicy
     from ..backend.prompt import PromptConfig
@@ -333,11 +334,8 @@ def producer_factory(cfg: KameConfig, clock: Clock, llm, tokenizer, spec: str | 
     policy = OraclePolicy.from_config(bc)
     prompt = PromptConfig(system_prompt=bc.system_prompt, max_words=bc.max_reply_words,
                           history_chars=bc.history_chars)
-    knowledge = None
-    if bc.knowledge_dir:
-        from ..backend.knowledge import KnowledgeBase
-
-        knowledge = KnowledgeBase.from_folder(bc.knowledge_dir, name="backend.knowledge_dir")
+    if knowledge is None:
+        knowledge = read_notes(cfg)
 
     def make(session: "TandemSession", on_status) -> object:
         def empty(message: str) -> None:  # an ErrorEvent (kame run blames the LLM by it: runreport.empty_answers)
@@ -349,6 +347,15 @@ def producer_factory(cfg: KameConfig, clock: Clock, llm, tokenizer, spec: str | 
                               session=session.id)
 
     return make
+
+
+def read_notes(cfg: KameConfig):
+    """backend.knowledge_dir's notes (kame.backend.knowledge.KnowledgeBase; None when it is unset)."""
+    if not cfg.backend.knowledge_dir:
+        return None
+    from ..backend.knowledge import KnowledgeBase
+
+    return KnowledgeBase.from_folder(cfg.backend.knowledge_dir, name="backend.knowledge_dir")
 
 
 def create_stt(spec: str, clock: Clock, metrics=None, nice: int = 0, vad: dict | None = None):
@@ -401,6 +408,10 @@ def load_backend(cfg: KameConfig, clock: Clock, tokenizer=None, metrics=None, ow
             raise ConfigError("cascade.hybrid_routing needs backend.stt and backend.llm (not 'none')")
         return (lambda session: None), {"stt": "none", "llm": "none"}
     with config_keys(cfg):  # a load error names the config key to change, and the file that set it
+        # the notes first: a bad one refuses the agent before any model loads (was: read after the LLM was made,
+        # which was left open, an embedded LLM's child too, on every session's try)
+        with config_key("backend.knowledge_dir"):
+            notes = read_notes(cfg) if has_llm else None
         with config_key("backend.stt"):
             stt = own.get("stt") or (create_stt(bc.stt, clock, metrics, bc.nice) if has_stt else None)
         make_producer = llm = None
@@ -410,15 +421,14 @@ def load_backend(cfg: KameConfig, clock: Clock, tokenizer=None, metrics=None, ow
             with config_key("backend.llm"):
                 llm = own.get("llm") or create_llm(bc.llm, bc.nice)
             tokenizer = tokenizer or default_tokenizer()
-            with config_key("backend.knowledge_dir"):  # (its notes are read here)
-                make_producer = producer_factory(cfg, clock, llm, tokenizer,
-                                                 None if "llm" in own else bc.llm)  # (an own one: its URL or name)
+            spec = None if "llm" in own else bc.llm  # (an own one: named by its URL or name)
+            make_producer = producer_factory(cfg, clock, llm, tokenizer, spec, notes)
 
     info = {"stt": component_name(stt) if "stt" in own else bc.stt,
             "llm": component_name(llm) if "llm" in own else bc.llm}
     make_router = tts = None
     if hybrid:  # structured turns answered by the cascade path
-        make_router, info["tts"], tts = _router_factory(cfg, clock, metrics, llm)
+        make_router, info["tts"], tts = _router_factory(cfg, clock, metrics, llm, notes)
         info["hybrid_routing"] = True
 
     def factory(session: "TandemSession") -> BackendBridge:
@@ -431,9 +441,10 @@ def load_backend(cfg: KameConfig, clock: Clock, tokenizer=None, metrics=None, ow
     return factory, info
 
 
-def _router_factory(cfg: KameConfig, clock: Clock, metrics, llm):
+def _router_factory(cfg: KameConfig, clock: Clock, metrics, llm, notes=None):
     """cascade.hybrid_routing: per session a kame.cascade.hybrid.HybridRouter (LLM + TTS)
-    -> (factory, TTS spec, the TTS all sessions share)."""
+    -> (factory, TTS spec, the TTS all sessions share); ``notes``: backend.knowledge_dir's, read
+    already (was: read a second time here)."""
     from ..cascade.agent import default_prompt_fn, load_tts
     from ..cascade.config import resolved_timeouts
     from ..cascade.hybrid import HybridRouter
@@ -443,7 +454,7 @@ def _router_factory(cfg: KameConfig, clock: Clock, metrics, llm):
         raise ConfigError("cascade.hybrid_routing needs backend.stt and backend.llm (not 'none')")
     bc = cfg.backend
     tts, tts_spec = load_tts(cfg.cascade.tts, getattr(cfg.cascade, "tts_fallback", None))
-    prompt_fn = default_prompt_fn(bc.system_prompt, bc.max_reply_words, bc.knowledge_dir, bc.history_chars)
+    prompt_fn = default_prompt_fn(bc.system_prompt, bc.max_reply_words, "", bc.history_chars, knowledge=notes)
 
     # (its replies' stall timeouts: cascade.first_timeout / chunk_timeout, else the oracle's keys)
     ccfg = dataclasses.replace(cfg.cascade, **resolved_timeouts(cfg.cascade, bc))

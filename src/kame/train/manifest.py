@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
-from ..paths import file_sha256, read_text, write_replacing
+from ..paths import file_sha256, read_text, text_lines, write_replacing
 from .data import META, DataError, read_dialogue_and_sha256
 
 
@@ -72,7 +72,7 @@ def read_manifest(path: str | Path, *, check: bool = True) -> list[ManifestEntry
     a dialogue.json (a DataError naming the line otherwise)."""
     path = Path(path)
     _, text = read_text(path, f"manifest {path}", "give a manifest (kame data synth's OUT/train.jsonl)", DataError)
-    lines = text.splitlines()
+    lines = text_lines(text)  # (an editor's line numbers: paths.text_lines)
     out = []
     for n, line in enumerate(lines, 1):
         if not line.strip():

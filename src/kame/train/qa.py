@@ -158,11 +158,17 @@ def _records(path: Path) -> Iterator[tuple[str, dict, Any]]:
     try:
         yield from _text_records(path)
     except UnicodeDecodeError:  # (was: a traceback) said as kame eval mtbench says it, with the file's byte
-        from ..paths import read_text
-
-        read_text(path, str(path), "save it as UTF-8 (iconv -f ITS-ENCODING -t utf-8, e.g. -f latin1 or -f utf-16) "
-                  "or re-download it", error=DataError)
+        _not_text(path)
         raise
+
+
+def _not_text(path: Path) -> None:
+    """The DataError of a file that is not UTF-8 text (paths.read_text's words, naming the byte):
+    for a UnicodeDecodeError, or a NUL byte (UTF-16 without a BOM, a binary file: valid UTF-8)."""
+    from ..paths import read_text
+
+    read_text(path, str(path), "save it as UTF-8 (iconv -f ITS-ENCODING -t utf-8, e.g. -f latin1 or -f utf-16) "
+              "or re-download it", error=DataError)
 
 
 def _text_records(path: Path) -> Iterator[tuple[str, dict, Any]]:
@@ -172,7 +178,10 @@ def _text_records(path: Path) -> Iterator[tuple[str, dict, Any]]:
                 doc = json.load(f)
             except json.JSONDecodeError as e:
                 f.seek(0)
-                if f.read(4096).lstrip().startswith("["):
+                head = f.read(4096)
+                if "\0" in head:  # (UTF-16 without a BOM: was "not valid JSON")
+                    _not_text(path)
+                if head.lstrip().startswith("["):
                     raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); fix or re-download it") from None
                 doc = None
             if doc is not None:  # (one object: one record, or a wrapper its keys show)
@@ -181,6 +190,8 @@ def _text_records(path: Path) -> Iterator[tuple[str, dict, Any]]:
                 return
             f.seek(0)
         for n, line in enumerate(f, 1):  # .jsonl, or a .json file of JSON lines
+            if "\0" in line:  # (UTF-16 without a BOM, a binary file: valid UTF-8; was "line 1: not a JSON line")
+                _not_text(path)
             if not line.strip():
                 continue
             try:
