@@ -7,6 +7,8 @@ works as before. They belong to the stream open_stream returns, set while each o
 two streams opened in one task both had the second's)."""
 
 import asyncio
+import gc
+import sys
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from kame.backend.stt.base import StreamHooks, open_stream, owner_prefix, stream
 from kame.backend.stt.streaming import Recognizer, SegmentedSTT
 from kame.backend.types import AudioFrame, Transcript, Word
 from kame.errors import BackendError
+from kame.runtime.clock import leave
 
 from .test_stt_stop import SILENCE, SPEECH, _EnergyModel
 
@@ -130,6 +133,45 @@ async def test_a_task_started_before_the_stream_was_opened_reads_it_with_its_hoo
     handed.put_nowait(open_stream(stt, _frames(), owner="c4"))
     assert await task == ["hi", "hi"]
     assert stt.seen == [(StreamHooks(owner="c4"), "session c4: ")] and stt.owners == [["c4", "c4"]]
+
+
+def test_a_left_behind_stream_task_says_nothing_when_it_is_collected(monkeypatch):
+    """(review r5 of f0cad83, finding 1) A plugin stream that swallows its cancellation is left
+    behind with kame's one warning (kame.runtime.clock.leave); when its task is collected (at the
+    latest at exit), its coroutine is closed outside the task, and the step's reset of the hooks
+    there is nothing to undo (was: "Exception ignored in: <coroutine ...> ... ValueError: <Token
+    ...> was created in a different Context" on stderr after the warning)."""
+
+    class Stubborn:
+        name = "stubborn"
+
+        async def stream(self, frames):
+            while True:
+                try:
+                    await asyncio.get_running_loop().create_future()  # (never done)
+                except asyncio.CancelledError:
+                    pass  # (swallowed)
+            yield
+
+    async def read() -> None:
+        async for _ in open_stream(Stubborn(), _frames(), owner="x"):
+            pass
+
+    unraisable: list[str] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(f"{u.exc_type.__name__}: {u.exc_value}"))
+    loop = asyncio.new_event_loop()
+    try:
+        task = loop.create_task(read(), name="STT stubborn's stream (session x)")
+        loop.run_until_complete(asyncio.sleep(0))  # (it waits in the STT's step, the hooks set in its context)
+        task.cancel()
+        loop.run_until_complete(asyncio.sleep(0))  # (swallowed: it waits again)
+        assert not task.done()
+        leave([task])
+    finally:
+        loop.close()
+    del task
+    gc.collect()
+    assert unraisable == []
 
 
 # ---------------------------------------------------------------- kame's own SegmentedSTT (finding 1a)

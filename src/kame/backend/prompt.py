@@ -145,7 +145,8 @@ class Conversation:
         turns = reversed(list(self._prompted())) if prompted else self.turns
         out = [w.lower() for t in turns if t.speaker == "user" for w in t.text.split()]
         if self.pending is not None:
-            out += [w.text.lower() for w in self.pending.words]
+            # (split as a committed turn's text is: a word "new york", from "new\x1cyork", is two)
+            out += [x.lower() for w in self.pending.words for x in w.text.split()]
         return out
 
     def unroute(self) -> int:

@@ -154,7 +154,7 @@ def make_corpus(n: int) -> list[dict]:
 
 
 async def _run_stream(stt, log, corpus: list[dict], gap: float) -> dict:
-    from ..backend.stt.base import open_stream
+    from ..backend.stt.base import check_transcript, open_stream
     from ..backend.types import AudioFrame
     from ..runtime.base import close_components
     from ..runtime.clock import MonotonicClock
@@ -178,7 +178,9 @@ async def _run_stream(stt, log, corpus: list[dict], gap: float) -> dict:
                 yield AudioFrame(pcm[i:i + 1920], t)
 
         cpu0 = time.process_time() + children_cpu_seconds()  # pocketsphinx decodes in a child process
-        trs = [tr async for tr in open_stream(stt, frames())]  # (a BackendError naming the STT if no async iterator)
+        # (a BackendError naming the STT if no async iterator, or an item no Transcript; words cleaned
+        # as the agent's sessions read them: kame.runtime.sttloop)
+        trs = [check_transcript(tr, stt) async for tr in open_stream(stt, frames())]
         cpu = time.process_time() + children_cpu_seconds() - cpu0
     finally:
         await close_components([stt], "bench: ")  # (an HTTP STT's session, in the loop that opened it)

@@ -33,6 +33,7 @@ StreamHooks) in its ``stream()``, or in a task or thread it starts there in a co
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import inspect
 from abc import ABC, abstractmethod
@@ -129,7 +130,10 @@ class _HookedStream:
         try:
             return await step()
         finally:
-            _HOOKS.reset(token)
+            # (a ValueError: the step was closed outside its task, by the GC of a task left behind,
+            # whose context holds the token: nothing of it to undo here, nor to set in this context)
+            with contextlib.suppress(ValueError):
+                _HOOKS.reset(token)
 
 
 def check_transcript(item: Any, stt: Any) -> Transcript:
@@ -137,11 +141,11 @@ def check_transcript(item: Any, stt: Any) -> Transcript:
     NAME broke its interface: yielded dict {...}, expected Transcript") or one naming the bad word.
     Its words' text cleaned as an LLM's pieces are (kame.backend.llm.base.clean_text: a lone
     surrogate, which the openai STT's json.loads makes of a server's "\\ud83d", is U+FFFD; control
-    characters are removed, separators a space); a word that had such characters and nothing
-    else is dropped, its times too (was: the raw text went into the conversation, the embedded
-    LLM's tokenizer failed on it with a TypeError on this turn and every later one, and the
-    tandem's oracle made no prediction for the rest of the session). A clean transcript is
-    returned as it is (the same object)."""
+    characters are removed, of a terminal escape its ESC only, separators a space); a word that
+    had such characters and nothing else, lone surrogates included, is dropped, its times too
+    (was: the raw text went into the conversation, the embedded LLM's tokenizer failed on it with
+    a TypeError on this turn and every later one, and the tandem's oracle made no prediction for
+    the rest of the session). A clean transcript is returned as it is (the same object)."""
     broke = f"STT {component_name(stt)} broke its interface"
     if not isinstance(item, Transcript):
         raise BackendError(f"{broke}: yielded {yielded(item)}, expected Transcript (kame.backend.types)")
@@ -161,7 +165,8 @@ def check_transcript(item: Any, stt: Any) -> Transcript:
         text = clean_text(w.text)
         if text is w.text:
             cleaned.append(w)
-        elif text.strip():  # (else: nothing but what was cleaned out: dropped)
+        elif text.replace("\ufffd", "").strip():  # (else: nothing but what was cleaned out, a lone
+            # surrogate's U+FFFD included, noise from the STT: dropped)
             cleaned.append(replace(w, text=text))
         changed = changed or text is not w.text
     return replace(item, words=tuple(cleaned)) if changed else item
