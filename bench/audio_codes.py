@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from kame.bench.machine import machine_line
+from kame.cliargs import at_least, naming, thread_count, usable_cores
 from kame.errors import KameError
 from kame.eval.follow import cer, speaking_frames, teacher_forced, wer
 from kame.train.batching import manifest_path
@@ -59,12 +60,25 @@ def codes_table(frontend: str, dialogues) -> tuple[list[float], list[float], int
     return list(100 * ok / np.maximum(n, 1)), list(nll / np.maximum(n, 1)), int(model.cfg.card)
 
 
-def recordings_table(frontend: str, dialogues, ks: list[int]) -> list[tuple[int, float, float]]:
-    """(K, WER %, CER %) of the dialogues' agent audio coded with K codebooks, per K."""
+def frontend_codec(frontend: str):
+    """``frontend``'s codec (no weights of the front-end read)."""
+    return load_for_training(frontend, "auto", None, "cpu", command="audio_codes", options="--frontend",
+                             weights=False)[1]
+
+
+def checked_codebooks(codec, ks: list[int]) -> None:
+    """Each of --codebooks' K is one ``codec`` codes with, else a KameError naming --codebooks: said
+    before the teacher-forced table's minutes (was: after them)."""
+    with naming("--codebooks"):
+        for k in ks:
+            codec.set_num_codebooks(k)
+
+
+def recordings_table(codec, dialogues, ks: list[int]) -> list[tuple[int, float, float]]:
+    """(K, WER %, CER %) of the dialogues' agent audio coded with K codebooks by ``codec`` (the
+    first front-end's: ``frontend_codec``), per K."""
     from kame.bench.codec_quality import Whisper
 
-    _, codec, _, _, _ = load_for_training(frontend, "auto", None, "cpu", command="audio_codes", options="--frontend",
-                                          weights=False)
     asr, rows = Whisper(), []
     for k in ks:
         codec.set_num_codebooks(k)
@@ -82,19 +96,25 @@ def recordings_table(frontend: str, dialogues, ks: list[int]) -> list[tuple[int,
     return rows
 
 
-def repeat_table(frontend: str, data: str, limit: int | None) -> list[tuple[int, int, list[float]]]:
-    """(frame after the word's start, words, mode share % per codebook) over ``data``'s agent words
-    said >= 20 times, with ``frontend``'s codec."""
+def repeat_entries(data: str, limit: int | None) -> list:
+    """--repeat's manifest entries (its first ``limit``), read before any table: a missing manifest is
+    a KameError naming --repeat (was: said after the teacher-forced table's minutes)."""
+    with naming("--repeat"):
+        return read_manifest(manifest_path(data, command="audio_codes"))[:limit]
+
+
+def repeat_table(frontend: str, entries: list) -> list[tuple[int, int, list[float]]]:
+    """(frame after the word's start, words, mode share % per codebook) over the agent words of
+    ``entries`` (``repeat_entries``) said >= 20 times, with ``frontend``'s codec."""
     from collections import defaultdict
 
     from kame.bench.textmetrics import normalize
     from kame.train.codes import encode_dialogue, load_codes
     from kame.train.data import frame_of
 
-    _, codec, _, _, _ = load_for_training(frontend, "auto", None, "cpu", command="audio_codes", options="--frontend",
-                                          weights=False)
+    codec = frontend_codec(frontend)
     said = defaultdict(list)  # (word, frame after its start) -> [codes [K]]
-    for e in read_manifest(manifest_path(data, command="audio_codes"))[:limit]:
+    for e in entries:
         d = read_dialogue(e.path, audio=False)
         got = load_codes(d, codec)
         if got is None:
@@ -118,13 +138,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("data", help="held-out dialogues: a kame data synth folder or its manifest")
     ap.add_argument("--frontend", action="append", required=True, help="a checkpoint (repeat to compare)")
-    ap.add_argument("--limit", type=int, default=None, help="the first N dialogues")
-    ap.add_argument("--codebooks", type=int, nargs="+", default=[], metavar="K",
-                    help="also: the recordings coded with K codebooks, through whisper")
+    # (numbers checked as kame bench checks its own, at parse time; was: plain int, so --threads 0 was a
+    # traceback and --limit -18 measured 2 dialogues, a Python slice)
+    ap.add_argument("--limit", type=at_least(1), default=None, metavar="N",
+                    help="the first N dialogues (default: all)")
+    ap.add_argument("--codebooks", type=at_least(1), nargs="+", default=[], metavar="K",
+                    help="also: the recordings coded with K codebooks, through whisper (default: not measured)")
     ap.add_argument("--repeat", default=None, metavar="TRAIN", help="also: how alike a word's codes are across its "
-                    "sayings in this training set")
-    ap.add_argument("--repeat-limit", type=int, default=None, metavar="N", help="its first N dialogues")
-    ap.add_argument("--threads", type=int, default=2)
+                    "sayings in this training set (default: not measured)")
+    ap.add_argument("--repeat-limit", type=at_least(1), default=None, metavar="N",
+                    help="its first N dialogues (default: all)")
+    ap.add_argument("--threads", type=thread_count, default=min(2, usable_cores()),
+                    help="torch threads (default 2, or 1 on a one-core machine)")
     args = ap.parse_args(argv)
     try:
         return run(args)
@@ -139,6 +164,10 @@ def run(args) -> int:
     dialogues = [read_dialogue(e.path) for e in entries]
     if not dialogues:
         raise SystemExit(f"error: no dialogues in {args.data}")
+    codec = frontend_codec(args.frontend[0]) if args.codebooks else None
+    if codec is not None:
+        checked_codebooks(codec, args.codebooks)
+    repeat = repeat_entries(args.repeat, args.repeat_limit) if args.repeat else None
     print(f"# bench/audio_codes.py: {len(dialogues)} dialogues of {args.data}; {machine_line()}")
     tables = [(f, *codes_table(f, dialogues)) for f in args.frontend]
     dep_q, card = len(tables[0][1]), tables[0][3]
@@ -151,10 +180,10 @@ def run(args) -> int:
     if args.codebooks:
         print("\nThe recordings' agent audio coded with K codebooks, whisper tiny.en: WER / CER %\n")
         print("| K | WER / CER % |\n|---|---|")
-        for k, w, c in recordings_table(args.frontend[0], dialogues, args.codebooks):
+        for k, w, c in recordings_table(codec, dialogues, args.codebooks):
             print(f"| {k} | {w:.1f} / {c:.1f} |", flush=True)
-    if args.repeat:
-        rows = repeat_table(args.frontend[0], args.repeat, args.repeat_limit)
+    if repeat is not None:
+        rows = repeat_table(args.frontend[0], repeat)
         print(f"\nHow alike a word's codes are each time it is said ({args.repeat}): the most common code's share "
               f"%, per codebook\n")
         print("| frame of the word | words | " + " | ".join(f"codebook {k}" for k in range(len(rows[0][2])))

@@ -57,10 +57,10 @@ def items(n: int, words: list[str], seed: int) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-o", "--out", required=True, help="the QA set to write (.jsonl)")
-    ap.add_argument("--items", type=int, default=3200)
+    ap.add_argument("--items", type=int, default=3200, help="question-answer items to write (default 3200)")
     ap.add_argument("--vocab", type=int, default=None, help="keep N of the words (default: all)")
-    ap.add_argument("--vocab-seed", type=int, default=0, help="which N words --vocab keeps")
-    ap.add_argument("--seed", type=int, default=0, help="the replies' draw (another one for a held-out set)")
+    ap.add_argument("--vocab-seed", type=int, default=0, help="which N words --vocab keeps (default 0)")
+    ap.add_argument("--seed", type=int, default=0, help="the replies' draw (another one for a held-out set; default 0)")
     args = ap.parse_args(argv)
     if args.items < 1:
         ap.error("--items must be 1 or more")

@@ -95,9 +95,11 @@ def run(data: str, frontend: str, init: str, steps: int, every: int) -> tuple[li
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("data", help="a kame data synth folder or manifest")
-    p.add_argument("--frontend", default="random:small")
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--every", type=int, default=25)
+    # (each with its default said: was, no help text, so --help hid them)
+    p.add_argument("--frontend", default="random:small",
+                   help="the random front-end built from scratch, random:NAME (default random:small)")
+    p.add_argument("--steps", type=int, default=200, help="training steps (default 200)")
+    p.add_argument("--every", type=int, default=25, help="held-out measure every N steps (default 25)")
     args = p.parse_args()
     if args.steps < 1 or args.every < 1:
         p.error(f"--steps and --every must be >= 1 (got {args.steps}, {args.every})")

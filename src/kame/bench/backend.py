@@ -177,7 +177,7 @@ def main(args: argparse.Namespace) -> int:
 
     from .. import registry
     from ..backend.tokenizer import default_tokenizer
-    from .machine import figure, header
+    from .machine import figure, header, stopped_by_ctrl_c
 
     specs = [s for s in (args.llm or ["embedded"]) if s != "none"]  # --llm none: STT only
     if args.no_stt and not specs:
@@ -189,8 +189,13 @@ def main(args: argparse.Namespace) -> int:
         print(f"note: --base-url {hide_userinfo(args.base_url)} is for --llm only; an --stt openai: spec is built as backend.stt "
               "is: its server from OPENAI_STT_BASE_URL, else OPENAI_BASE_URL", file=sys.stderr)
 
+    # whose the torch threads are: the STT's; an embedded LLM runs in a child with 1 (was: said with --llm none too)
+    whose = ["the STT's"] * (not args.no_stt) + ["the embedded LLM's child: 1"] * any(
+        registry.parse_spec(s)[0] == "embedded" for s in specs)
+
     def start() -> None:  # (once the first STT is built: one that cannot be fails before any output)
-        print(f"{header(args, add_arguments, 'backend')}\ntorch threads {args.threads} (the STT's; the embedded LLM's child: 1)\n",
+        print(f"{header(args, add_arguments, 'backend')}\ntorch threads {args.threads}"
+              + (f" ({'; '.join(whose)})" if whose else "") + "\n",
               flush=True)  # (was: "torch threads N", as if the LLM used them)
         torch.set_num_threads(args.threads)
         if not args.no_stt:
@@ -199,11 +204,18 @@ def main(args: argparse.Namespace) -> int:
     if args.no_stt:
         start()
     else:  # each STT built, measured and closed in turn (was: all built first, all their memory at once)
-        print(stt_table(run_stt_bench(args, stt, ready=start)) + "\n")
+        stt_rows: list[dict] = []
+        stopped = stopped_by_ctrl_c(lambda: run_stt_bench(args, stt, ready=start, rows=stt_rows), stt_rows,
+                                    "STT table")
+        if stt_rows:
+            print("\n" * stopped + stt_table(stt_rows) + "\n")  # (after the "interrupted:" line, a blank one)
+        if stopped:
+            return 130
     tok = default_tokenizer()
+    rows: list[dict] = []
+    oracle: dict = {}
 
-    async def _all():
-        rows, oracle = [], None
+    async def _all():  # (each LLM's row, and the oracle's, kept as it is measured: Ctrl-C keeps the ones before)
         for k, spec in enumerate(specs):
             t0 = time.perf_counter()
             llm = await load_in_thread(_make_llm, spec, args)  # (Ctrl-C while it loads: ends at once)
@@ -212,15 +224,16 @@ def main(args: argparse.Namespace) -> int:
             try:
                 rows.append(dict(spec=spec, load=load, **await _bench_llm(llm, args, tok)))
                 if k == 0 and args.turns > 0:
-                    oracle = dict(spec=spec, **await _bench_oracle(llm, args, tok))
+                    oracle.update(spec=spec, **await _bench_oracle(llm, args, tok))
             finally:
                 if hasattr(llm, "aclose"):
                     await llm.aclose()
-        return rows, oracle
 
     if not specs:
         return 0
-    rows, oracle = run_to_end(_all())
+    stopped = stopped_by_ctrl_c(lambda: run_to_end(_all()), rows, "LLM table")
+    if stopped and not rows:
+        return 130
     print(f"\n(load average {os.getloadavg()[0]:.1f} at the end)")
     print("\n## LLM\n")
     print(llm_table(rows))
@@ -233,4 +246,4 @@ def main(args: argparse.Namespace) -> int:
         print(f"| {o['predictions']} | {o['cancelled']} | {o['failed']} | {figure(o['lag50'], '.2f')} / "
               f"{figure(o['lag90'], '.2f')} | {figure(o['end50'], '.2f')} / {figure(o['end90'], '.2f')} "
               f"| {o['answered']}/{o['turns']} |")
-    return 0
+    return 130 if stopped else 0

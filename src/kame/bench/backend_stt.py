@@ -233,8 +233,10 @@ def stt_specs(args: argparse.Namespace) -> list[str]:
     return specs
 
 
-def run_stt_bench(args: argparse.Namespace, specs: list[str], ready: Callable[[], None] | None = None) -> list[dict]:
-    """Measure each STT spec (checked: ``stt_specs``); returns one dict per spec (see ``stt_table``).
+def run_stt_bench(args: argparse.Namespace, specs: list[str], ready: Callable[[], None] | None = None,
+                  rows: list[dict] | None = None) -> list[dict]:
+    """Measure each STT spec (checked: ``stt_specs``); returns one dict per spec (see ``stt_table``),
+    each added to ``rows`` (if given) as it is measured: a Ctrl-C keeps the ones before in it.
     One STT at a time is built, measured and closed (its models' memory given back before the next
     loads). The first is built before the corpus is synthesized (and before ``ready()``, e.g. the
     caller's header, is called): a first spec that cannot be (an unknown option, a missing model)
@@ -242,7 +244,7 @@ def run_stt_bench(args: argparse.Namespace, specs: list[str], ready: Callable[[]
     from ..runtime.base import close_components
 
     corpus: list[dict] | None = None
-    rows = []
+    rows = [] if rows is None else rows
     for spec in specs:
         stt, log = build_stt(spec)
         if corpus is None:
@@ -278,8 +280,13 @@ def stt_table(rows: list[dict]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    rows = run_stt_bench(args, stt_specs(args))
+    from .machine import stopped_by_ctrl_c
+
+    specs, rows = stt_specs(args), []
+    stopped = stopped_by_ctrl_c(lambda: run_stt_bench(args, specs, rows=rows), rows)
+    if stopped and not rows:
+        return 130
     print(f"STT streaming in real time, {rows[0]['sentences'] if rows else 0} sentences, "
           f"{rows[0]['audio_s'] if rows else 0:.0f} s of audio per STT\n")
     print(stt_table(rows))
-    return 0
+    return 130 if stopped else 0

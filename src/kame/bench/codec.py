@@ -124,15 +124,23 @@ def main(args: argparse.Namespace) -> int:
                               f"out to bench it")
     import torch
 
-    from .machine import header
+    from .machine import header, stopped_by_ctrl_c
 
     torch.set_num_threads(args.threads)
     with naming("--codec"):
         loaded = [load_codec(s, args.dtype) for s in specs]  # every one, before the first is measured
     print(header(args, add_arguments, "codec"), flush=True)
-    rows = [bench_one(s, codec, load_s, args.frames, args.warmup, args.batch) for s, (codec, load_s) in zip(specs, loaded)]
+    rows: list[dict] = []
+
+    def measure() -> None:  # (each codec's row kept as it is measured: Ctrl-C keeps the ones before)
+        for s, (codec, load_s) in zip(specs, loaded):
+            rows.append(bench_one(s, codec, load_s, args.frames, args.warmup, args.batch))
+
+    stopped = stopped_by_ctrl_c(measure, rows)
+    if stopped and not rows:
+        return 130
     dt = f", {args.dtype}" if args.dtype else ""
     print(f"\ncodec streaming, 80 ms frames, batch {args.batch}, {args.frames} frames after {args.warmup} warm-up{dt}, "
           f"torch threads {args.threads}\n")
     print(table(rows))
-    return 0
+    return 130 if stopped else 0

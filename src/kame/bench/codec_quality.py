@@ -170,33 +170,44 @@ def run_recordings(args: argparse.Namespace, codec, asr: Whisper, recs: list) ->
     recognises) has no drift: its row and a line below the table say so, and the **all** row
     covers the recordings with words only."""
     from ..errors import ConfigError
+    from .machine import stopped_by_ctrl_c
     from .recordings import chunks
 
     delay, rate = codec.delay_samples, codec.sample_rate
-    rows, t_start = [], time.perf_counter()
-    for rec in recs:
-        full, te, td = stream_roundtrip(codec, rec.pcm)
-        out = full[delay : delay + len(rec.pcm)]  # aligned with the original
-        words, errs, heard_o, heard_r = [], [], [], []
-        for a, b in chunks(len(rec.pcm), rate):
-            ref, hyp = normalize(asr(rec.pcm[a:b], rate)), normalize(asr(out[a:b], rate))
-            words.append(len(ref))
-            errs.append(edit_distance(ref, hyp))
-            heard_o += ref
-            heard_r += hyp
-        ref_wer = "–"
-        t = normalize(rec.text or "")
-        if t:  # the pieces' transcripts, joined, against the published text
-            eo, er = edit_distance(t, heard_o), edit_distance(t, heard_r)
-            ref_wer = f"{100 * eo / len(t):.1f} → {100 * er / len(t):.1f}"
-        lm, cents, _ = fidelity(rec.pcm, full, delay)
-        rows.append(dict(name=rec.name, sec=len(rec.pcm) / rate, src=rec.source_rate, words=words, errs=errs,
-                         ref=ref_wer, lm=lm, cents=cents, te=te, td=td))
+    rows: list[dict] = []
+    t_start = time.perf_counter()
+
+    def measure() -> None:  # (each recording's row kept as it is measured: Ctrl-C keeps the ones before)
+        for rec in recs:
+            full, te, td = stream_roundtrip(codec, rec.pcm)
+            out = full[delay : delay + len(rec.pcm)]  # aligned with the original
+            words, errs, secs, heard_o, heard_r = [], [], [], [], []
+            for a, b in chunks(len(rec.pcm), rate):
+                ref, hyp = normalize(asr(rec.pcm[a:b], rate)), normalize(asr(out[a:b], rate))
+                words.append(len(ref))
+                errs.append(edit_distance(ref, hyp))
+                secs.append((b - a) / rate)
+                heard_o += ref
+                heard_r += hyp
+            ref_wer = "–"
+            t = normalize(rec.text or "")
+            if t:  # the pieces' transcripts, joined, against the published text
+                eo, er = edit_distance(t, heard_o), edit_distance(t, heard_r)
+                ref_wer = f"{100 * eo / len(t):.1f} → {100 * er / len(t):.1f}"
+            lm, cents, _ = fidelity(rec.pcm, full, delay)
+            rows.append(dict(name=rec.name, sec=len(rec.pcm) / rate, src=rec.source_rate, words=words, errs=errs,
+                             secs=secs, ref=ref_wer, lm=lm, cents=cents, te=te, td=td))
+
+    stopped = stopped_by_ctrl_c(measure, rows)
+    if stopped and not rows:
+        return 130
 
     def drift(rs: list[dict]) -> str:
         w = np.array([x for r in rs for x in r["words"]], dtype=float)
         e = np.array([x for r in rs for x in r["errs"]], dtype=float)
-        return change(*wer_change_interval(w, np.zeros_like(e), e), "", "15 s piece")
+        # the one piece with words, when there is no interval: its length (was: "15 s piece" for a 5 s recording)
+        sec = next(s for r in rs for s, n in zip(r["secs"], r["words"]) if n)
+        return change(*wer_change_interval(w, np.zeros_like(e), e), "", f"{round(sec, 1):g} s piece")
 
     def why_wordless(r: dict) -> str:  # silent: fidelity found no frame above the speech level
         return "silent" if not math.isfinite(r["lm"]) else "no words whisper could hear"
@@ -205,7 +216,7 @@ def run_recordings(args: argparse.Namespace, codec, asr: Whisper, recs: list) ->
         c = np.array([x for r in rs for x in r["cents"]])
         return f"{c.mean():.0f}" if c.size else "–"
 
-    n = len(recs)
+    n = len(rows)  # (all of recs, but after a Ctrl-C)
     print(f"codec `{args.codec}` on {n} real recording{'s' * (n != 1)} ({args.recordings}); streaming encode "
           f"{1000 * np.mean([r['te'] for r in rows]):.1f} ms/frame, decode {1000 * np.mean([r['td'] for r in rows]):.1f} "
           f"ms/frame; {time.perf_counter() - t_start:.0f} s total\n")
@@ -217,6 +228,8 @@ def run_recordings(args: argparse.Namespace, codec, asr: Whisper, recs: list) ->
         print(f"| {r['name']} | {r['sec']:.0f} | {r['src']} | {sum(r['words'])} | "
               f"{drift([r]) if r in heard else 'none: ' + why_wordless(r)} | {r['ref']} | "
               f"{figure(r['lm'], '.3f')} | {f0_err([r])} |")
+    if not heard and stopped:  # (said: interrupted)
+        return 130
     if not heard:  # nothing measured: an error naming why
         silent = sum(why_wordless(r) == "silent" for r in rows)
         why = (f"{rows[0]['name']} is silent (no sound at speech level)" if n == 1 and silent else
@@ -233,7 +246,7 @@ def run_recordings(args: argparse.Namespace, codec, asr: Whisper, recs: list) ->
         what = ("is silent (no sound at speech level)" if why_wordless(r) == "silent"
                 else "has sound but no words whisper could hear (no speech, or none it recognises)")
         print(f"{r['name']} {what}: no transcript drift to measure; left out of the **all with words** row")
-    return 0
+    return 130 if stopped else 0
 
 
 def main(args: argparse.Namespace) -> int:
@@ -246,7 +259,7 @@ def main(args: argparse.Namespace) -> int:
     from ..codec.embedded.data import HELD_OUT_VOICES, speak
     from ..codec.embedded.sentences import HELD_OUT
     from ..errors import ConfigError
-    from .machine import header
+    from .machine import header, stopped_by_ctrl_c
     from .recordings import load_recordings
 
     if args.recordings == "":  # (not a folder: Path("") is the current one)
@@ -276,22 +289,28 @@ def main(args: argparse.Namespace) -> int:
     rows: dict[str, dict] = {}
     enc_t, dec_t = [], []
     t_start = time.perf_counter()
-    for v, (voice, fitted) in enumerate(HELD_OUT_VOICES):
-        r = rows.setdefault(voice.label, {"fitted": fitted, "words": [], "err_o": [], "err_r": [],
-                                          "lm": [], "cents": []})
-        for i, text in enumerate(texts):
-            pcm = apply_channel(args.channel, clips[voice.label, text], codec.sample_rate,
-                                np.random.default_rng([1, v, i]))  # seeded per clip
-            rec, te, td = stream_roundtrip(codec, pcm)
-            enc_t.append(te)
-            dec_t.append(td)
-            ref = normalize(text)
-            r["words"].append(len(ref))  # one entry per sentence, in HELD_OUT order
-            r["err_o"].append(edit_distance(ref, normalize(asr(pcm, codec.sample_rate))))
-            r["err_r"].append(edit_distance(ref, normalize(asr(rec, codec.sample_rate))))
-            lm, cents, _ = fidelity(pcm, rec, delay)
-            r["lm"].append(lm)
-            r["cents"] += cents
+
+    def measure() -> None:  # a voice's row once all its sentences are measured: Ctrl-C keeps the voices before
+        for v, (voice, fitted) in enumerate(HELD_OUT_VOICES):
+            r = {"fitted": fitted, "words": [], "err_o": [], "err_r": [], "lm": [], "cents": []}
+            for i, text in enumerate(texts):
+                pcm = apply_channel(args.channel, clips[voice.label, text], codec.sample_rate,
+                                    np.random.default_rng([1, v, i]))  # seeded per clip
+                rec, te, td = stream_roundtrip(codec, pcm)
+                enc_t.append(te)
+                dec_t.append(td)
+                ref = normalize(text)
+                r["words"].append(len(ref))  # one entry per sentence, in HELD_OUT order
+                r["err_o"].append(edit_distance(ref, normalize(asr(pcm, codec.sample_rate))))
+                r["err_r"].append(edit_distance(ref, normalize(asr(rec, codec.sample_rate))))
+                lm, cents, _ = fidelity(pcm, rec, delay)
+                r["lm"].append(lm)
+                r["cents"] += cents
+            rows[voice.label] = r
+
+    stopped = stopped_by_ctrl_c(measure, rows)
+    if stopped and not rows:
+        return 130
 
     def line(name: str, rs: list[dict]) -> str:
         w, eo, er = (np.sum([r[k] for r in rs], 0) for k in ("words", "err_o", "err_r"))  # [S] each
@@ -318,4 +337,4 @@ def main(args: argparse.Namespace) -> int:
     if held_rows:
         print(line("**voices not fitted on**", held_rows))
     print(line("**all**", list(rows.values())))
-    return 0
+    return 130 if stopped else 0

@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import SAMPLE_RATE, resample, write_wav
-from ..cliargs import at_least
+from ..cliargs import at_least, counted
 from ..errors import ConfigError, KameError
 from ..paths import check_output_folder
 from ..runtime.interrupt import run_to_end
@@ -370,7 +370,7 @@ def oracle_lines(s: dict) -> list[str]:
             f"{_fmt(s['oracle_lag_end_p90'])} s (p50 / p90; each turn's last prediction, restarted on the STT's "
             f"final: the answer to the whole turn; {s['oracle_lag_end_n']}/{s['turns']} turns)",
             f"- oracle lag, every prediction: {_fmt(s['oracle_lag_p50'])} / {_fmt(s['oracle_lag_p90'])} s "
-            f"({s['oracle_lag_n']} predictions, most restarted on partial transcripts while the user still talks, "
+            f"({counted(s['oracle_lag_n'], 'prediction')}, most restarted on partial transcripts while the user still talks, "
             "each from the newest partial word then)"]
 
 
@@ -506,7 +506,6 @@ def parse_modes(text: str) -> list[str]:
 
 def main(args) -> int:
     from ..config import config_from_args
-    from .machine import cpu_name, header
 
     if getattr(args, "reanalyse", False):
         print(reanalyse(args.out))
@@ -520,21 +519,40 @@ def main(args) -> int:
     if args.turns > n_turns:
         raise ConfigError(f"--turns {args.turns}: the benchmark's dialogues have {n_turns} user turns")
     n_turns = args.turns
+    made = not Path(args.out).exists()
     out = check_output_folder(args.out)  # before the runs, not after them
+    try:
+        return _run(args, modes, cfgs, n_turns, out)
+    finally:  # a folder made for the results and left empty (Ctrl-C, an error) is not left behind (was: it was)
+        if made and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+
+
+def _run(args, modes: list[str], cfgs: dict, n_turns: int, out: Path) -> int:
+    """main's runs, analysis and files, into the folder ``out``."""
+    from .machine import cpu_name, header, stopped_by_ctrl_c
+
     started = header(args, add_arguments, "latency")  # the command, and the machine's load at the start
     print(started, flush=True)
     t_start = time.perf_counter()
-    dialogues = build_dialogues(n_turns, args.window)
-    print(f"{n_turns} user turn{'s' * (n_turns != 1)} in {len(dialogues)} dialogue{'s' * (len(dialogues) != 1)} "
-          f"({sum(p.shape[0] for p, _ in dialogues) / SR:.0f} s of audio per mode)", flush=True)
+    dialogues: list = []
     runs, results, slowdown, comps = {}, {}, {}, {}
-    for mode in modes:
-        cfg = cfgs[mode]
-        runs[mode] = run_to_end(run_mode(cfg, dialogues))
-        walls = sum(r["wall_s"] for r, _ in runs[mode])
-        slowdown[mode] = walls / sum(r["duration_s"] for r, _ in runs[mode])
-        comps[mode] = runs[mode][0][0]["components"]
-        thr = 10 ** (cfg.runtime.silence_db / 20)
+
+    def measure() -> None:  # a mode's runs kept once all its dialogues ran: Ctrl-C keeps the modes before
+        dialogues.extend(build_dialogues(n_turns, args.window))
+        print(f"{n_turns} user turn{'s' * (n_turns != 1)} in {len(dialogues)} dialogue{'s' * (len(dialogues) != 1)} "
+              f"({sum(p.shape[0] for p, _ in dialogues) / SR:.0f} s of audio per mode)", flush=True)
+        for mode in modes:
+            got = run_to_end(run_mode(cfgs[mode], dialogues))
+            slowdown[mode] = sum(r["wall_s"] for r, _ in got) / sum(r["duration_s"] for r, _ in got)
+            comps[mode] = got[0][0]["components"]
+            runs[mode] = got
+
+    stopped = stopped_by_ctrl_c(measure, runs)
+    if stopped and not runs:
+        return 130
+    modes = list(runs)  # (those run, but after a Ctrl-C)
+    thr = 10 ** (cfgs[modes[-1]].runtime.silence_db / 20)
     print("transcribing the agents' audio (whisper tiny.en, word timestamps)...", flush=True)
     asr = whisper_asr()
     for mode in modes:
@@ -562,7 +580,7 @@ def main(args) -> int:
     pattern = modes[0] if len(modes) == 1 else "{" + ",".join(modes) + "}"
     wavs = f", {out}/{pattern}_NN.wav ({len(dialogues)} each)" if args.save_wavs else ""  # (was: unsaid)
     print(f"\nwrote {out / 'latency.md'}, {out / 'latency.json'}, {out / 'latency.png'}{wavs}")
-    return 0
+    return 130 if stopped else 0
 
 
 def _json_num(v):

@@ -34,7 +34,9 @@ def cpu_name() -> str:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 0
-    return f"{name} ({cores} cores)"
+    from ..cliargs import counted
+
+    return f"{name} ({counted(cores, 'core')})"  # (was: "(1 cores)" under taskset -c 0)
 
 
 PROC_STATUS = "/proc/self/status"  # (Linux's; a test points it elsewhere to play another system)
@@ -161,8 +163,26 @@ def header(args: argparse.Namespace, add_arguments: Callable[[argparse.ArgumentP
     return f"command: {command_line(args, add_arguments, name)}\n{machine_line()}"
 
 
-def said_interrupted(cases: int) -> None:
-    """Ctrl-C during a bench's cases: one line saying what its table holds, the ``cases`` measured
-    so far (kame bench step's, sessions'; was, with none yet: exit 130, nothing said)."""
-    print("\ninterrupted: " + (f"the table holds the {cases} case(s) measured before Ctrl-C" if cases
-                               else "Ctrl-C before the first case was measured; no table"), flush=True)
+def said_interrupted(cases: int, table: str = "table") -> None:
+    """Ctrl-C during a bench's cases: one line saying what its ``table`` holds, the ``cases``
+    measured so far (kame bench step's, sessions'; was, with none yet: exit 130, nothing said)."""
+    print("\ninterrupted: " + (f"the {table} holds the {cases} case(s) measured before Ctrl-C" if cases
+                               else f"Ctrl-C before the first case was measured; no {table}"), flush=True)
+
+
+def stopped_by_ctrl_c(measure: Callable[[], object], rows, table: str = "table") -> bool:
+    """Run a bench's ``measure()``, which adds each case to ``rows`` as it is measured: whether
+    Ctrl-C cut it short, which is then said (``said_interrupted``); the cases measured before it are
+    still in ``rows``, for the table (kame bench codec's, backend's, codec-quality's, latency's,
+    sessions'; was, in the first four: exit 130, no table, nothing said). A second signal that quits
+    at once (kame.runtime.interrupt.QuitAtOnce) goes on out."""
+    from ..runtime.interrupt import QuitAtOnce
+
+    try:
+        measure()
+    except QuitAtOnce:
+        raise
+    except KeyboardInterrupt:
+        said_interrupted(len(rows), table)
+        return True
+    return False

@@ -132,12 +132,17 @@ def table(rows: list[dict]) -> str:
 
 def _codec(spec: str) -> str:
     """'auto' is the random front-ends' own codec ("embedded"); fall back to a tiny random
-    Mimi (same token layout) if the fitted embedded codec is not installed."""
-    if spec != "auto":
-        return spec
+    Mimi (same token layout) if the fitted embedded codec is not installed. Another spec is
+    built once, as kame bench codec and codec-quality build theirs before any output: one that
+    cannot be (unknown, a missing checkpoint) is said at once, naming --codec (was: "codec.spec =
+    ...: ...", a config key, once the header was out and the first case built its agent)."""
     from .. import registry
     from ..errors import KameError
 
+    if spec != "auto":
+        with naming("--codec"):
+            registry.create("codec", spec)
+        return spec
     try:
         registry.create("codec", "embedded")
         return "auto"
@@ -149,13 +154,13 @@ def _codec(spec: str) -> str:
 def main(args) -> int:
     from ..config import load_config
     from ..runtime.frontend import frontend_form
-    from .machine import header, said_interrupted
+    from .machine import header, stopped_by_ctrl_c
 
     command = header(args, add_arguments, "sessions")  # as given (--codec auto may become mimi:random-tiny below)
-    args.codec = _codec(args.codec)
     frontends = args.frontend or DEFAULT_FRONTENDS
     with naming("--codec", key="codec.spec"):  # (as the options, not the config keys they set: was "codec.spec: ...")
         load_config(None, {"codec.spec": args.codec})
+    args.codec = _codec(args.codec)
     for fe in frontends:  # every spec, before the first is measured (a typo would throw those runs away)
         with naming("--frontend", key="frontend.spec"):
             load_config(None, {"frontend.spec": fe})
@@ -168,9 +173,9 @@ def main(args) -> int:
             else f"below --sessions {ns[-1]}" + ("" if args.sessions else " (the default list's largest)")
             + ": a batch holds at least its sessions"))
     modes = {"both": [True, False], "batched": [True], "per-session": [False]}[args.mode]
-    rows = []
-    interrupted = False
-    try:
+    rows: list[dict] = []
+
+    def measure() -> None:  # (each case kept as it is measured: Ctrl-C keeps the ones before)
         for fe in frontends:
             for batched in modes:
                 for n in ns:
@@ -181,11 +186,10 @@ def main(args) -> int:
                           f"missed {100 * r['missed_ratio']:.0f} %", flush=True)
                     if r["missed_ratio"] > 0.5:  # hopeless beyond: skip larger N
                         break
-    except KeyboardInterrupt:  # Ctrl-C: the cases measured so far are still a table
-        said_interrupted(len(rows))
-        if not rows:
-            return 130
-        interrupted = True
+
+    interrupted = stopped_by_ctrl_c(measure, rows)
+    if interrupted and not rows:
+        return 130
     print()
     print(f"torch threads {args.threads}; {args.seconds:g} s per case after {args.warmup:g} s warm-up; "
           f"sustained = < {SUSTAINED:.0%} missed")

@@ -72,17 +72,12 @@ def bench_pair(plain, with_oracle, batch: int, frames: int, warmup: int) -> tupl
 
 
 def main(args: argparse.Namespace) -> int:
-    from .machine import said_interrupted
+    from .machine import stopped_by_ctrl_c
 
     rows: list[dict] = []
-    stopped = False
-    try:
-        measure(args, rows)
-    except KeyboardInterrupt:  # (was: exit 130, nothing said)
-        said_interrupted(len(rows))  # (the cases measured so far are still a table, as kame bench sessions')
-        if not rows:
-            return 130
-        stopped = True
+    stopped = stopped_by_ctrl_c(lambda: measure(args, rows), rows)  # (the cases measured so far: still a table)
+    if stopped and not rows:
+        return 130
     print(f"\nfront-end step (temporal + depformer + sampling), batch step times, {args.frames} steps after "
           f"{args.warmup} warm-up, {args.dtype or 'float32'} weights, torch threads {args.threads}\n")
     print(table(rows))
