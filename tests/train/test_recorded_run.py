@@ -70,7 +70,7 @@ class SmallIdsLLM:
     """Replies with words whose ids in kame's tokenizer fit the tiny front-end's 1000 pieces."""
 
     async def stream_chat(self, messages, *, max_tokens=None, temperature=None):
-        for piece in (" the", " is", " 1 .", " of the"):
+        for piece in (" the", " is", " one .", " of the"):  # (spoken as "the is one. of the": ids < 1000)
             yield piece
             await asyncio.sleep(0)
 
