@@ -277,9 +277,16 @@ def _output_failed(exc: OSError, stream) -> int:
 
 
 def _error(message: str) -> None:
-    """``kame: error: message`` on stderr, if it can be written."""
+    """``kame: error: message`` on stderr, if it can be written: one write, line and newline (print
+    writes them apart on Python's unbuffered stderr, so the lines of torchrun's processes, which share
+    it, came out joined: "...stoppedkame: error: ...")."""
+    _say(f"kame: error: {message}")
+
+
+def _say(line: str) -> None:
     with contextlib.suppress(OSError, ValueError, AttributeError):
-        print(f"kame: error: {message}", file=sys.stderr, flush=True)
+        sys.stderr.write(f"{line}\n")
+        sys.stderr.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -388,8 +395,7 @@ def said_interrupted(command: str, exc: BaseException | None = None, when: str =
     that quit at once (``exc`` a kame.runtime.interrupt.QuitAtOnce) is said by its own words, with
     its status: "kame run: terminated (SIGTERM) again: quit at once, nothing more written", 143
     (was: "interrupted", 130)."""
-    with contextlib.suppress(OSError, ValueError, AttributeError):  # (a closed stderr: the status says it)
-        print(f"{command}: {getattr(exc, 'said', 'interrupted' + when)}", file=sys.stderr, flush=True)
+    _say(f"{command}: {getattr(exc, 'said', 'interrupted' + when)}")  # (a closed stderr: the status says it)
     return getattr(exc, "status", 130)
 
 
