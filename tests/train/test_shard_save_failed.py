@@ -1,7 +1,7 @@
-"""A --shard run whose optimizer shards cannot be written (a full disk, on any process: each one's
-torch.distributed.checkpoint.save fails) says so as an unsharded save does, in one line on rank 0:
-the step, that nothing of it is kept, the checkpoint to resume and what to do first; the other
-process exits with one line too (was: a CheckpointException traceback, with every rank's own
+"""A --shard run whose optimizer shards cannot be written (a full disk, on any process: rank 0's own,
+or another's that rank 0 learns through torch's CheckpointException) says so as an unsharded save
+does, in one line on rank 0: the step, that nothing of it is kept, the checkpoint to resume and
+what to do first; the other process exits with one line too (was: a CheckpointException traceback, with every rank's own
 traceback inside it, from every process). Its staging folder is removed."""
 
 from __future__ import annotations
@@ -18,9 +18,13 @@ from .test_finetune import PLUGIN, ROOT, TORCHRUN_ARGS, _data
 
 FULL_DISK = PLUGIN + """
 import errno
+import torch.distributed as dist
 from torch.distributed.checkpoint import FileSystemWriter
+_write = FileSystemWriter.write_data
 def full(self, plan, planner):
-    raise OSError(errno.ENOSPC, "No space left on device")
+    if dist.get_rank() == {full_on}:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return _write(self, plan, planner)
 FileSystemWriter.write_data = full
 """
 
@@ -33,10 +37,11 @@ sys.exit(main(sys.argv[1:]))
 
 
 @pytest.mark.slow
-def test_a_full_disk_in_a_sharded_optimizer_save_is_one_line_on_rank_0(tmp_path):
+@pytest.mark.parametrize("full_on", [0, 1])  # (the process whose disk is full)
+def test_a_full_disk_in_a_sharded_optimizer_save_is_one_line_on_rank_0(tmp_path, full_on):
     manifest = _data(tmp_path / "data", n=3, T=32)
     plugin, script, out = tmp_path / "full_disk.py", tmp_path / "run.py", tmp_path / "run"
-    plugin.write_text(FULL_DISK.format(fakes=str(Path(__file__).parent)))
+    plugin.write_text(FULL_DISK.replace("{full_on}", str(full_on)).format(fakes=str(Path(__file__).parent)))
     script.write_text(SCRIPT.format(root=str(ROOT / "src")))
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "src"))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),

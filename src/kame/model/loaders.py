@@ -277,7 +277,9 @@ def check_frontend_spec(spec: str) -> SpecForm:
     if kind != "path":
         return kind, name, path
     if not path.exists():
+        from ..train.saving import stopped_save_note  # (a kame train step-N left aside by a killed save)
         hint = " (a front-end spec is hf://ORG/REPO, a checkpoint folder or random:NAME)" if ":" in str(spec) else ""
+        hint = f": {note}" if (note := stopped_save_note(path)) else hint
         raise CheckpointError(f"front-end checkpoint {str(path)!r} does not exist{hint}")
     return "path", None, path
 

@@ -287,7 +287,7 @@ def recorded_codec(codec_spec: str, spec: str, form=None, finfo=None):
 
 
 # the copy of the shipped embedded fit kame train puts in a checkpoint it records as `embedded`
-# (kame.train.checkpoint.portable_codec: the shipped file's name, or embedded-SHA8 when that is taken)
+# (kame.train.saving.portable_codec: the shipped file's name, or embedded-SHA8 when that is taken)
 CARRIED_FITS = ("embedded_codec.safetensors", "embedded-{sha8}.safetensors")
 
 

@@ -33,13 +33,24 @@ from .. import paths
 from ..paths import STALE_TEMPORARY_S
 from .config import STATE, TrainConfig
 from .parallel import SHARDED_OPTIMIZER
-from .saving import STEP_TEMPORARY, SaveFailed, portable_codec, save_checkpoint, step_folder
+from . import saving
+from .saving import STEP_TEMPORARY
 
-__all__ = ["SaveFailed", "portable_codec", "save_checkpoint", "step_folder"]  # (saving's, importable from here)
+# saving's, importable from here too (as names, not an __all__: that left checkpoint's own out of `import *`)
+SaveFailed, portable_codec, save_checkpoint, step_folder = (saving.SaveFailed, saving.portable_codec,
+                                                            saving.save_checkpoint, saving.step_folder)
 
 
 LOCK, LOG = ".lock", "log.jsonl"  # OUT/.lock: held by the run writing there (out_lock); OUT/log.jsonl: its log rows
 RUN_FILES = (LOCK, LOG)  # what a run writes in OUT besides its checkpoints: not "files already" (check_out)
+
+
+def _run_own(p: Path) -> bool:
+    """Whether ``p`` in OUT is not "files already" (check_out): a run's RUN_FILES, or a stopped
+    save's OUT/.step-N.new (never a checkpoint: the next save of step N empties it, the sweep
+    removes it; was: a requeued job killed in its first save refused for a folder `ls` hides)."""
+    m = STEP_TEMPORARY.fullmatch(p.name)
+    return p.name in RUN_FILES or (m is not None and m[2] == "new")
 
 
 _UNLOCKED: set[Path] = set()  # the OUT folders whose .lock the file system refused (warned once each)
@@ -51,8 +62,6 @@ def out_lock(out: Path):
     however it ends: a stale one never blocks): a second run into the same OUT is refused
     (ConfigError naming the first's pid), not left to replace its checkpoints. OUT is created.
     No lock where the system has no flock (Windows) or the file system refuses one (then warned)."""
-    from ..errors import ConfigError
-
     try:
         import fcntl
     except ImportError:  # (Windows)
@@ -74,18 +83,45 @@ def out_lock(out: Path):
                         "would not be refused; start no other run there until this one ends", out / LOCK,
                         exc.strerror or exc, out)
             else:
-                f.seek(0)
-                pid = f.read().strip() or "?"
-                raise ConfigError(f"train: another kame train (pid {pid}) is writing to -o {out} (it holds "
-                                  f"{out / LOCK}): two runs in one OUT replace each other's checkpoints. Wait for "
-                                  f"it to end or stop it (a torchrun killed with SIGKILL leaves its workers "
-                                  f"running), or give another -o") from None
+                raise _locked(out, f) from None
         if held:
             f.seek(0)
             f.truncate()
             f.write(f"{os.getpid()}\n")
             f.flush()
         yield
+
+
+def _locked(out: Path, f):
+    """out_lock's ConfigError for an OUT whose .lock (``f``, open) another run holds."""
+    from ..errors import ConfigError
+
+    f.seek(0)
+    pid = f.read().strip() or "?"
+    return ConfigError(f"train: another kame train (pid {pid}) is writing to -o {out} (it holds {out / LOCK}): two "
+                       f"runs in one OUT replace each other's checkpoints. Wait for it to end or stop it (a torchrun "
+                       f"killed with SIGKILL leaves its workers running), or give another -o")
+
+
+def check_unlocked(out) -> None:
+    """out_lock's ConfigError when another run holds OUT/.lock, else nothing: a probe that writes
+    nothing (a shared lock, taken and let go: every process of a run may probe at once), so a
+    second run changes nothing in a live run's OUT (not even put_back_stopped_saves) before it
+    is refused. Nothing is checked without flock (Windows) or with no OUT/.lock."""
+    try:
+        import fcntl
+    except ImportError:  # (Windows)
+        return
+    try:
+        f = open(Path(out) / LOCK)
+    except OSError:  # (none yet; or unreadable: out_lock says so)
+        return
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise _locked(Path(out), f) from None
 
 
 # A save stopped by SIGKILL (or a crash) leaves its temporary files: kame.paths.write_replacing's and
@@ -201,7 +237,7 @@ def check_out(out, overwrite: bool, resume=None) -> bool:
     if out.exists() and not out.is_dir():  # (was: refused only at the first save, steps later)
         raise ConfigError(f"train: -o {out} is a file, not a folder: give a folder for the checkpoints")
     check_writable(out)
-    if not out.is_dir() or all(p.name in RUN_FILES for p in out.iterdir()):
+    if not out.is_dir() or all(_run_own(p) for p in out.iterdir()):
         return False
     own = Path(resume).resolve().parent if resume is not None else None
     if own is not None and out.resolve() == own:
@@ -241,7 +277,7 @@ def check_restarted(out, resume=None) -> None:
     from ..errors import ConfigError
 
     out, count = Path(out), os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-    if not count.isdigit() or int(count) == 0 or not out.is_dir() or all(p.name in RUN_FILES for p in out.iterdir()):
+    if not count.isdigit() or int(count) == 0 or not out.is_dir() or all(_run_own(p) for p in out.iterdir()):
         return
     if resume is not None and Path(resume).resolve().parent == out.resolve():
         return
@@ -285,21 +321,15 @@ def moved_back_note(out: Path, resume: Path) -> str | None:
             f"on from the newest instead, stop it and give --resume {latest}")
 
 
-def last_checkpoint(last: Path | None, out, resumed=None, step: int | None = None) -> Path | None:
-    """The run's last checkpoint: ``last`` (this process saved it), else what OUT/latest points to
-    (rank 0's last save, seen from another rank) when this run may have saved it: a step-N no
-    later than ``step`` (the run's step now) and, for a run resumed from ``resumed``, one that goes
-    on from it (not the newer step-N a run resumed from an older one went back from), else None."""
-    latest = Path(out) / "latest" if out is not None else None
-    if last is not None or latest is None or not latest.exists():
+def last_checkpoint(last: Path | None, out, saved_at: int | None) -> Path | None:
+    """The run's last checkpoint: ``last`` (this process saved it), else OUT/step-``saved_at``
+    (``saved_at``: the run's last due save, which every process knows; rank 0's, seen from
+    another) once its train_state.pt is there, else None (was: what OUT/latest pointed at, which
+    could be another run's)."""
+    if last is not None or out is None or saved_at is None:
         return last
-    saved = latest.resolve()
-    number = int(saved.name[5:]) if re.fullmatch(r"step-\d+", saved.name) else None
-    if step is not None and (number is None or number > step):
-        return None
-    if resumed is not None and not goes_on_from(saved, Path(resumed).resolve()):
-        return None
-    return saved
+    folder = step_folder(Path(out), saved_at)
+    return folder if (folder / STATE).is_file() else None
 
 
 def resume_note(last: Path | None, out, resumed, then: str = "") -> str:

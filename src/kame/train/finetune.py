@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Callable
 from ..cliargs import counted
 from ..errors import ConfigError
 from .batching import batches, input_dropouts, load_examples, manifest_path, slot
-from .checkpoint import (LOCK, check_listed, check_out, check_overwrite, check_restarted, clear_out,
+from .checkpoint import (check_listed, check_out, check_overwrite, check_restarted, check_unlocked, clear_out,
                          frontend_identity, last_checkpoint, moved_back_note, out_lock, remove_stale_temporaries,
                          restart_hint, resume_note, unfinished_note)
 from .config import (OTHER_OPTIONS, STATE, TrainConfig, check_resume, global_batch, load_train_state, lr_at,
@@ -55,7 +55,7 @@ from .loading import load_for_training
 from .parallel import (PRECISIONS, ProcessLost, agree, check_shard, lost_cause, lost_peer, resolve_precision,
                        train_device)
 from .runlog import RunLog
-from .saving import SaveFailed, put_back_stopped_saves, save_step, staging_folder
+from .saving import SaveFailed, put_back_stopped_saves, save_step, staging_folder, stopped_save_note
 
 # (torch is imported where it is used: `kame train --help` stays fast, tests/test_cliargs.py)
 if TYPE_CHECKING:
@@ -181,6 +181,8 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
             echo(f"resumed from {resume} at step {step}")
     feed = batches(examples, cfg, tcfg, rank, world, skip=step)  # (past the batches the resumed run took)
     losses, last, t0, frames, acc = [], None, time.perf_counter(), 0, []
+    saved_at, resumed_at = None, Path(resume).resolve() if resume is not None else None  # (every process: the last
+    # due save's step; the checkpoint resumed from, resolved now: OUT/latest later is this run's newest save)
     if stopped():
         raise KeyboardInterrupt
     with contextlib.ExitStack() as held:  # (rank 0: OUT/.lock, for the run's life, released on any error: a second
@@ -243,6 +245,8 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
                             last = saved
                             echo(f"saved {last}")
                             _sweep(Path(out), echo)  # (a stopped save's, once untouched long enough)
+                    if out is not None and due:
+                        saved_at = step
                 if distributed:
                     dist.barrier()  # (every process ends here: none leaves while another still saves)
             except RuntimeError as exc:  # (inside: a Ctrl-C that comes meanwhile is the outer except's)
@@ -250,14 +254,13 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
                     raise
                 if stopped():  # (a Ctrl-C reached every process: another one stopped for it first)
                     raise KeyboardInterrupt from None
-                saved = last if rank == 0 else last_checkpoint(last, out, resume, step)
+                saved = last_checkpoint(last, out, saved_at)
                 raise ProcessLost(f"train: another process of this run stopped at step {step} (a collective failed: "
                                   f"{lost_cause(exc)}); {resume_note(saved, out, resume)}") from None
         except KeyboardInterrupt:
             raise TrainInterrupted(step, last, Path(out) if out is not None else None, rank, resume) from None
-        except Diverged as exc:  # (any rank: OUT/latest is rank 0's last save, or the checkpoint resumed from)
-            saved = (last_checkpoint(last, out, resume, step) if rank else last) or (
-                Path(resume).resolve() if resume is not None else None)
+        except Diverged as exc:  # (any rank: rank 0's last save, or the checkpoint resumed from)
+            saved = last_checkpoint(last, out, saved_at) or resumed_at
             exc.args = (f"{exc}{restart_hint(saved, tcfg)}",)
             raise
     model.eval()
@@ -544,6 +547,9 @@ def _checked(args, world: int, device) -> tuple[TrainConfig, dict, str | None, P
     """run's checks of the command, from the files it names (no front-end loaded yet) -> (the
     TrainConfig, a resumed run's kame.train record, the front-end it starts from, the manifest)."""
     record = {}  # (a resumed run's kame.train record, from the config.json save_frontend wrote)
+    # (another run writing there: refused now, not once this one's is loaded; and first, so nothing of its OUT is
+    # touched nor is it told to --resume or --overwrite a live run's checkpoints)
+    check_unlocked(args.out)
     for folder in put_back_stopped_saves(Path(args.out)):  # (before --resume OUT/latest is looked for; said by
         # the process that put it back)
         print(f"warning: put {folder} back as it was: a save of it was killed between its two renames (that "
@@ -551,8 +557,8 @@ def _checked(args, world: int, device) -> tuple[TrainConfig, dict, str | None, P
               f"old)", flush=True)
     if args.resume:
         if not Path(args.resume).exists():  # (a dangling OUT/latest too: was "holds no train_state.pt")
-            raise ConfigError(f"train: --resume {args.resume} does not exist: give a checkpoint kame train wrote "
-                              f"(OUT/step-N, or OUT/latest once a run saved one)")
+            raise ConfigError(f"train: --resume {args.resume} does not exist: " + (stopped_save_note(
+                args.resume) or "give a checkpoint kame train wrote (OUT/step-N, or OUT/latest once a run saved one)"))
         if not (Path(args.resume) / STATE).is_file():
             run_folder = (Path(args.resume) / "latest" / STATE).is_file()  # (OUT given: its latest meant)
             raise ConfigError(f"train: --resume {args.resume} holds no {STATE}: " + (
@@ -581,11 +587,6 @@ def _checked(args, world: int, device) -> tuple[TrainConfig, dict, str | None, P
             raise ConfigError(f"train: --resume {args.resume} goes on from its own weights (started from "
                               f"{start or 'an unrecorded front-end'}), not from --frontend {args.frontend}: drop "
                               f"--frontend, or start a new run (another -o) with --frontend {args.resume}")
-    # (another run writing there: refused now, not once this one's is loaded; and first, so it is not told to
-    # --resume or --overwrite a live run's checkpoints)
-    if os.environ.get("RANK", "0") == "0" and (Path(args.out) / LOCK).is_file():
-        with contextlib.suppress(OSError), out_lock(Path(args.out)):  # (an OUT not writable: check_out says so)
-            pass
     if args.overwrite:  # (OUT's step-N are removed before the first save copies from them)
         check_overwrite(args.out, args.frontend, args.codec, resume=args.resume)
     check_out(args.out, args.overwrite, args.resume)  # (before a front-end is loaded; train removes)

@@ -11,7 +11,8 @@ a step-N there before (a run resumed in its own OUT from an older step saves tho
 is renamed aside to OUT/.step-N.old, the new one renamed in, the old one removed; only then does
 OUT/latest point at it. A save that fails or is stopped leaves the step-N there before whole (or
 none) and removes its temporary folder; one killed between the two renames leaves OUT/.step-N.old
-alone in step-N's place, which the next run puts back (put_back_stopped_saves).
+alone in step-N's place, which the next run puts back (put_back_stopped_saves; till then --resume
+and load_frontend of it say where it is: stopped_save_note).
 """
 
 from __future__ import annotations
@@ -241,6 +242,20 @@ def put_back_stopped_saves(out: Path) -> list[Path]:
             except OSError:  # (another process put it back first, or it cannot be: said by --resume)
                 continue
     return put
+
+
+def stopped_save_note(path) -> str | None:
+    """For a checkpoint ``path`` that does not exist (OUT/step-N, or a link to it such as
+    OUT/latest) whose step-N a save killed between its two renames left as OUT/.step-N.old: where
+    it is and how to have it back, else None (--resume's and kame.model.loaders' "does not exist")."""
+    path = Path(path)
+    with contextlib.suppress(OSError):
+        path = path.parent / os.readlink(path) if path.is_symlink() else path  # (OUT/latest: its step-N)
+    old = aside_folder(path)
+    if not re.fullmatch(r"step-\d+", path.name) or path.exists() or not old.is_dir():
+        return None
+    return (f"{path} is {old}, left aside by a kame train save killed while it replaced it: the next kame train "
+            f"with -o {path.parent} puts it back, or rename {old} to {path}")
 
 
 class SaveFailed(CheckpointError):
