@@ -3,7 +3,7 @@ no stop check can run then), with stand-in children (no model load; QA k45 long 
 dispatcher waits for that read, up to PROMPT_S_PER_TOKEN a token of the prompt, and for the
 first token (was: the child was killed as "hung (no stop 10 s after a cancel)" and reloaded, and
 the requests behind it waited for that load); a child that never finishes reading is still
-terminated as hung, saying why."""
+terminated as hung, CANCEL_GRACE_S after that allowance, saying why."""
 
 import asyncio
 import logging
@@ -143,10 +143,9 @@ async def test_a_child_that_never_finishes_reading_its_prompt_is_still_terminate
             await _until(lambda: worker.current == 0)
         assert time.monotonic() - cancelled >= 0.5  # (a lower bound: the allowance was waited for)
         assert worker.proc is None and not hung.is_alive() and hung.exitcode == -15
-        assert ("the embedded LLM child hung (no stop 0.2 s after a cancel and after the 0.5 s allowed for reading its "
+        assert ("the embedded LLM child hung (no first token 0.2 s after the 0.5 s allowed for reading its "
                 f"prompt of 1000 tokens ({per_token:g} s a token)) and was terminated") in caplog.text
-        # the requests behind it no longer wait for that read (their timers run again from its end)
-        assert not worker.finishing and worker.finished_at == worker.loaded_at > 0
+        assert not worker.finishing  # (the read ended with the child: the requests behind it wait for a new one)
     finally:
         finish.value = 1
         childproc.reap_child(hung, None, hung=True)

@@ -133,7 +133,10 @@ async def cancel_within(tasks, timeout: float) -> list:
 # its own request's or one before it, which it cannot stop in), next_within's timer waits on, looking
 # again every RELOAD_POLL_S, for at most RELOAD_WAIT_S of such waits in all (more than the embedded
 # LLM's own bounds of both together: a read of up to LOAD_TIMEOUT_S (600 s) + its grace, then a kill
-# and a load of up to 600 s, each ended by the LLM itself); after the wait, the whole limit again.
+# and a load of up to 600 s, each ended by the LLM itself; the reads of the requests queued ahead of a
+# consumer count too, so a long queue of long prompts can reach it: NothingWithin.why says so); after
+# the wait, the whole limit again. (The embedded LLM moves loaded_at at a read's end only for a read of
+# at least RELOAD_POLL_S: a shorter one held no timer up for longer than one poll.)
 RELOAD_POLL_S = 1.0
 RELOAD_WAIT_S = 1300.0
 
@@ -143,18 +146,20 @@ class NothingWithin(Exception):
     ``reload_waited``: the seconds of it spent waiting for a reload of the model (0.0: none;
     RELOAD_WAIT_S or more: the load never ended); ``reloaded``: a load of the model ended during
     it (waited for, or begun and ended within the timer), and the whole limit after it passed too
-    (``after``: "it reloaded its model", or "it finished reading a prompt")."""
+    (``after``: "it reloaded its model", or "it finished reading a prompt"); ``read``: some of
+    ``reload_waited`` was for prompt reads (the embedded LLM's ``finishing``)."""
 
     def __init__(self, message: str, reload_waited: float = 0.0, reloaded: bool = False,
-                 after: str = "it reloaded its model") -> None:
+                 after: str = "it reloaded its model", read: bool = False) -> None:
         super().__init__(message)
-        self.reload_waited, self.reloaded, self.after = reload_waited, reloaded, after
+        self.reload_waited, self.reloaded, self.after, self.read = reload_waited, reloaded, after, read
 
     def why(self, what: str, limit: str, plain: str) -> str:
         """The stall's message for ``what`` ("LLM embedded"): ``plain`` unless a reload of its model
         was waited for (``limit``: the whole limit after it, as it should be written)."""
-        if self.reload_waited >= RELOAD_WAIT_S:
-            return f"{what} still (re)loading its model after {self.reload_waited:.0f} s"
+        if self.reload_waited >= RELOAD_WAIT_S:  # (reads: the prompts of requests queued ahead of it, or its own)
+            doing = "(re)loading its model or reading prompts" if self.read else "(re)loading its model"
+            return f"{what} still {doing} after {self.reload_waited:.0f} s"
         if self.reloaded:
             return f"{what} stalled: nothing for {limit} s after {self.after}"
         return plain
@@ -213,14 +218,18 @@ class _ReloadTimer:
         self.waited = False  # it has waited for a reload (on_reload was called)
         self.reloaded = False  # a load ended during the wait: it granted the limit again
         self.after = ""  # what the last grant followed (NothingWithin.why)
+        self.read = False  # some of the wait was for a prompt read (``finishing``)
         self.mark = loaded_mark(part)  # (at the wait's start, then at each grant's)
 
     async def sleep(self, seconds: float) -> None:
         await self.clock.sleep(seconds)
         while self.reload_waited < RELOAD_WAIT_S:
+            read = False  # the last thing waited for was a prompt read (a short one does not move the mark)
             if reloading(self.part):
                 self._waits()
                 while reloading(self.part) and self.reload_waited < RELOAD_WAIT_S:
+                    read = _finishing(self.part)
+                    self.read = self.read or read
                     t = self.clock.now()
                     await self.clock.sleep(RELOAD_POLL_S)
                     self.reload_waited += self.clock.now() - t
@@ -230,9 +239,10 @@ class _ReloadTimer:
                 return  # no load since the wait (or the last grant) began: the timer ran out
             else:
                 self._waits()  # a load began and ended within the timer
+            moved = loaded_mark(self.part) != self.mark
             self.mark = loaded_mark(self.part)  # (the embedded LLM sets it before its state leaves "loading")
             self.reloaded = True
-            self.after = ("it finished reading a prompt" if _finished_reading(self.part)
+            self.after = ("it finished reading a prompt" if (_finished_reading(self.part) if moved else read)
                           else "it reloaded its model")
             await self.clock.sleep(self.limit)  # loaded: the whole limit again
 
@@ -271,7 +281,7 @@ async def next_within(stream, clock: Clock, timeout: float, *, loading=None, lim
                 return nxt.result()
             except StopAsyncIteration:
                 return END
-        raise NothingWithin(f"nothing within {timeout:g} s", *((reload.reload_waited, reload.reloaded, reload.after)
-                                                               if reload else ()))
+        raise NothingWithin(f"nothing within {timeout:g} s", *((reload.reload_waited, reload.reloaded, reload.after,
+                                                                reload.read) if reload else ()))
     finally:  # (a stream that ignores its cancellation is left after STOP_WAIT_S, not its reader hung)
         await cancel_within((nxt, timer), STOP_WAIT_S)

@@ -43,21 +43,25 @@ not count in the consumers' ``stall_timeout`` (it takes minutes on a busy machin
 loading after ``LOAD_TIMEOUT_S`` hangs: it is terminated and the request fails, saying so. The child
 checks for a cancel before every token (~0.1 s apart), but not while it reads the prompt (the
 prefill, before the first token: seconds, a minute for a long prompt on a busy machine or at
-``backend.nice``): it says ("prompt", id, tokens) as it starts reading, and a cancel meanwhile waits
-for the read, up to ``PROMPT_S_PER_TOKEN`` a token of the prompt (at most LOAD_TIMEOUT_S), and for
-the first token. The read is one forward pass inside transformers' generate, which reports nothing
-before the first token (its streamer and stopping criteria run once per token), so the child cannot
-say how far it is: while it reads, within that allowance (and while it finishes a cancelled
-request's read), the child is ``finishing``, a pause that every consumer's stall timer waits out as
-it does a load (kame.runtime.clock.reloading; stream_chat's own too): the request whose prompt it is
-and the requests queued behind it alike, then their silence counts from the read's end (was:
+``backend.nice``): it says ("prompt", id, tokens) as it starts reading, and it is allowed
+``PROMPT_S_PER_TOKEN`` a token of the prompt (at most LOAD_TIMEOUT_S) for the read; a cancel
+meanwhile waits for the read and the first token. The read is one forward pass inside transformers'
+generate, which reports nothing before the first token (its streamer and stopping criteria run once
+per token), so the child cannot say how far it is: while it reads, the child is ``finishing``, a
+pause that every consumer's stall timer waits out as it does a load (kame.runtime.clock.reloading;
+stream_chat's own too): the request whose prompt it is and the requests queued behind it alike, then
+their silence counts from the read's end if the read lasted at least RELOAD_POLL_S (a shorter one
+held no timer up: a request queued behind many short reads gets no whole limit more for each) (was:
 keep-alives to the reading request only, and a request queued behind it "stalled: nothing within N s
-of the request" while the child worked; before that, the reading one did). Past the allowance the
-pause ends: a child still reading may hang, the consumers' timers run again. A child that does not
-stop within ``CANCEL_GRACE_S`` of a cancel and of the end of that allowance (or of its first token)
-hangs: it is terminated and counts as dead (was: one still reading a long prompt 10 s after a cancel
-was killed as hung, and reloaded), so a hung child holds up the requests behind it for at most the
-consumer's ``stall_timeout`` plus that grace (plus that allowance).
+of the request" while the child worked; before that, the reading one did). A child still reading
+``CANCEL_GRACE_S`` after that allowance hangs, cancelled or not: the dispatcher terminates it, the
+reading request fails saying so ("hung (no first token 10 s after the N s allowed for reading its
+prompt of M tokens ...)"), and the next request starts a new child, its load waited for as any reload
+(was: the pause ended with the allowance, and the request queued behind failed with the reading one,
+"stalled: nothing for N s after it finished reading a prompt"; before that, one still reading a long
+prompt 10 s after a cancel was killed as hung). A child that does not stop within ``CANCEL_GRACE_S``
+of a cancel (after its first token) hangs too. So a hung read holds up the requests behind it for at
+most its allowance plus that grace, and a hung generation for the consumer's ``stall_timeout`` plus it.
 
 Construction waits for the child's "loaded" message (a few seconds; ~30 s the first time): a server
 should create it in a worker thread at start-up (``await loop.run_in_executor(None, registry.create,
@@ -84,6 +88,7 @@ from pathlib import Path
 from typing import AsyncIterator, Sequence
 
 from ...errors import BackendError, ConfigError, MissingPackageError, NotAvailableError, install_hint, missing_modules
+from ...runtime import clock as _clock
 from .. import childproc
 from ..childproc import CTX, reap_child, shared_child, start_child, stop_child
 from ..options import number
@@ -174,8 +179,9 @@ class _ChildWorker:
         self.released = False  # close() stopped it on purpose; the next agent (ensure_started) or request starts it
         self.loading = False  # the dispatcher is (re)starting the child: consumers do not count it as a stall
         self.loaded_at = 0.0  # time.monotonic() when the dispatcher's last (re)start (or prompt read) ended
-        self.finishing = False  # the child reads a prompt (within its allowance, or a cancelled request's until it
-        # ends), which it cannot stop in and says nothing of until its first token: no stall, as a load is
+        self.finishing = False  # the child reads a prompt (until its first token, or its allowance and grace end: then
+        # it is terminated as hung), which it cannot stop in and says nothing of: no stall, as a load is
+        self._read_from = 0.0  # time.monotonic() when that read began
         self.finished_at = None  # the loaded_at the end of the last such read set (kame.runtime.clock words it)
         self._load_now = None  # the childproc.abortable_load() handle of a (re)start under way (close() aborts it)
         self._atexit = None
@@ -295,20 +301,26 @@ class _ChildWorker:
     # --- dispatcher thread ---
     def _finishing(self, reading: int, left: float, cancelled: bool) -> None:
         """The child reads a prompt of ``reading`` tokens (``left`` s of its allowance), which it cannot
-        stop in: every consumer's stall timer pauses (``finishing``). ``cancelled``: its request was
-        cancelled meanwhile (said once), and the pause lasts to the read's end, past the allowance too."""
+        stop in: every consumer's stall timer pauses (``finishing``) to the read's end (or the dispatcher's
+        kill of a child still reading CANCEL_GRACE_S after the allowance). ``cancelled``: its request was
+        cancelled meanwhile (said once; the pause goes on)."""
         if cancelled:
             log.debug("the embedded LLM child finishes reading the prompt (%d tokens) of a cancelled request, which "
                       "it cannot stop before its first token; a request behind it waits for that read (up to %.3g s "
                       "more; a child still reading %g s after that is terminated as hung)", reading, max(left, 0.0),
                       CANCEL_GRACE_S)  # (DEBUG: the oracle cancels unheard predictions all the time; a waiter says it)
+            return
+        self._read_from = time.monotonic()
         self.finishing = True
 
     def _finished(self) -> None:
-        """That read is over (its first token, its end, the child is gone, or its allowance passed
-        uncancelled): silence counts from now."""
+        """That read is over (its first token, its end, or the child is gone): silence counts from now,
+        for a read of at least RELOAD_POLL_S (a timer polls that often; a shorter read held none up: a
+        request queued behind many of them got a whole limit more for each, kame.runtime.clock)."""
         if self.finishing:  # (loaded_at before finishing: consumers read them in this order)
-            self.loaded_at = self.finished_at = time.monotonic()
+            now = time.monotonic()
+            if now - self._read_from >= _clock.RELOAD_POLL_S:
+                self.loaded_at = self.finished_at = now
             self.finishing = False
 
     def _load(self) -> None:
@@ -374,17 +386,18 @@ class _ChildWorker:
             reading = 0  # the prompt's tokens while the child reads it (the prefill: no stop check until it ends)
             told = False  # a cancel during that read was passed on as such
             while True:
-                if reading and not stop.is_set() and time.monotonic() >= checks_at:
-                    self._finished()  # past its allowance: it may hang, the consumers' timers run again
                 if stop.is_set():
                     self.stop_request(req_id)
-                    if reading and not told:  # (past the allowance too: it pauses again, to the read's end)
+                    if reading and not told:  # (said once; the pause goes on, past the allowance too)
                         told = True
                         self._finishing(reading, checks_at - time.monotonic(), cancelled=True)
                     stopped_at = stopped_at or time.monotonic()
-                    if time.monotonic() - max(stopped_at, checks_at) > CANCEL_GRACE_S:
-                        put("error", self._died(hung=_hung_why(reading)))
-                        return
+                # hung: still reading its prompt that long after the allowance, cancelled or not (the dispatcher
+                # ends such a read, the consumers' timers wait for it), or not stopped that long after a cancel
+                hung_from = checks_at if reading else stopped_at and max(stopped_at, checks_at)
+                if hung_from and time.monotonic() - hung_from > CANCEL_GRACE_S:
+                    put("error", self._died(hung=_hung_why(reading)))
+                    return
                 if not conn.poll(POLL_S):
                     if not proc.is_alive():
                         put("error", self._died())
@@ -427,13 +440,12 @@ def _allowance(tokens: int) -> float:
 
 
 def _hung_why(reading: int) -> str:
-    """Why a cancelled request's child is taken for hung (``reading``: its prompt's tokens if it
-    still reads them)."""
-    why = f"no stop {CANCEL_GRACE_S:g} s after a cancel"
-    if reading:  # (the grace counted from the later of the cancel and the end of that allowance)
-        why += (f" and after the {_allowance(reading):.3g} s allowed for reading its prompt of {reading} "
-                f"tokens ({PROMPT_S_PER_TOKEN:g} s a token)")
-    return why
+    """Why a request's child is taken for hung (``reading``: its prompt's tokens if it still reads
+    them, cancelled or not; else it did not stop after a cancel)."""
+    if reading:
+        return (f"no first token {CANCEL_GRACE_S:g} s after the {_allowance(reading):.3g} s allowed for reading "
+                f"its prompt of {reading} tokens ({PROMPT_S_PER_TOKEN:g} s a token)")
+    return f"no stop {CANCEL_GRACE_S:g} s after a cancel"
 
 
 class EmbeddedLLM(LLM):
@@ -465,16 +477,16 @@ class EmbeddedLLM(LLM):
 
     @property
     def loaded_at(self) -> float:
-        """time.monotonic() when its child's last (re)start, or its last prompt read (``finished_at``),
-        ended: the stall timers of the oracle and the cascade see such a wait that began and ended
-        within them (kame.runtime.clock)."""
+        """time.monotonic() when its child's last (re)start, or its last prompt read of at least
+        kame.runtime.clock.RELOAD_POLL_S (``finished_at``), ended: the stall timers of the oracle and
+        the cascade see such a wait that began and ended within them (kame.runtime.clock)."""
         return self.worker.loaded_at
 
     @property
     def finishing(self) -> bool:
-        """Its child reads a prompt (within the read's allowance, or a cancelled request's to its end),
-        which it cannot stop in and says nothing of until its first token: a reload for the stall
-        timers, those of the request whose prompt it is and of the requests queued behind it."""
+        """Its child reads a prompt (to its end, or the kill of a child still reading CANCEL_GRACE_S after
+        the read's allowance), which it cannot stop in and says nothing of until its first token: a
+        reload for the stall timers, those of the request whose prompt it is and of those queued behind."""
         return self.worker.finishing
 
     @property
