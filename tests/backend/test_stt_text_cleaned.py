@@ -37,6 +37,15 @@ def test_check_transcript_cleans_the_words_and_drops_those_left_blank():
     out.text.encode("utf-8")  # (was: UnicodeEncodeError, surrogates not allowed)
 
 
+def test_an_stts_own_replacement_character_alone_is_dropped():
+    """(review r11, finding 5) whisper emits "\ufffd" for a character cut at a token boundary: a
+    word of it alone (or of white space) is noise, dropped as a lone surrogate is (was: kept, cleaning
+    left it unchanged, so a final of just it made a turn)."""
+    tr = Transcript((Word("\ufffd", 0.0, 0.3), Word("hi", 0.3, 0.6), Word(" \ufffd ", 0.6, 0.7)), True, 0.8)
+    assert check_transcript(tr, NamedSTT()).words == (Word("hi", 0.3, 0.6),)
+    assert check_transcript(Transcript((Word("\ufffd", 0.0, 0.3),), True, 0.5), NamedSTT()).words == ()
+
+
 def test_a_clean_transcript_is_returned_as_it_is():
     tr = Transcript((Word("héllo", 0.0, 0.3), Word("wörld\t", 0.3, 0.6)), False, 0.7)
     assert check_transcript(tr, NamedSTT()) is tr

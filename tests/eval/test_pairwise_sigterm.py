@@ -75,3 +75,76 @@ def test_sigterm_while_a_pair_is_judged_keeps_the_pairs_judged(tmp_path, capsys,
         assert [r["question_id"] for r in lines(out)] == ["101", "102"]
     finally:
         registry._ENTRIES.get("llm", {}).pop("test_term_pair_judge", None)
+
+
+class CloseTermJudge(Judge):
+    """Judges as test_pairwise's Judge; SIGTERM comes while it closes at the run's end (docker stop then)."""
+
+    closed = []
+
+    async def aclose(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.sleep(0.2)  # (was: the handler raised here, the close cut)
+        CloseTermJudge.closed.append(True)
+
+
+def test_sigterm_while_the_judge_closes_lets_it_close(tmp_path, capsys, judges, sigterm_guard):
+    registry.register("llm", "test_close_term_judge", lambda arg=None, **kw: CloseTermJudge())
+    try:
+        CloseTermJudge.closed.clear()
+        a, b = two_folders(tmp_path)
+        out = tmp_path / "pair"
+        assert pairwise(a, b, out, judge="test_close_term_judge") == 143
+        err = " ".join(capsys.readouterr().err.split())
+        assert CloseTermJudge.closed  # (was: cut inside aclose, close_runner skipped: an embedded judge's child left)
+        assert f"the pairs judged are kept in {out / 'results.jsonl'} (a rerun resumes)" in err, err
+        assert [r["question_id"] for r in lines(out)] == ["101", "102"] and not (out / "results.md").exists()
+        assert signal.getsignal(signal.SIGTERM).__name__ == "guard"
+    finally:
+        registry._ENTRIES.get("llm", {}).pop("test_close_term_judge", None)
+
+
+class FirstPairTermJudge(Judge):
+    """Judges as test_pairwise's Judge; SIGTERM comes (once) while the first pair is judged."""
+
+    asked = []
+
+    async def stream_chat(self, messages, *, max_tokens=None, temperature=None):
+        FirstPairTermJudge.asked.append(1)
+        if len(FirstPairTermJudge.asked) == 2:  # (the probe, then the first pair's first order)
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.sleep(1)
+        async for x in super().stream_chat(messages, max_tokens=max_tokens, temperature=temperature):
+            yield x
+
+
+def test_sigterm_during_the_first_pair_says_nothing_is_kept(tmp_path, capsys, judges, sigterm_guard):
+    registry.register("llm", "test_first_term_judge", lambda arg=None, **kw: FirstPairTermJudge())
+    try:
+        FirstPairTermJudge.asked.clear()
+        a, b = two_folders(tmp_path)
+        out = tmp_path / "pair"
+        assert pairwise(a, b, out, judge="test_first_term_judge") == 143
+        err = " ".join(capsys.readouterr().err.split())
+        assert sorted(p.name for p in out.iterdir()) == ["pairwise.json"]
+        # (was: "the pairs judged are kept in OUT_PAIR/results.jsonl", a file that does not exist)
+        assert ("terminated (SIGTERM): the comparison ends here; no pair was judged yet "
+                f"({out / 'results.jsonl'} not written)") in err, err
+    finally:
+        registry._ENTRIES.get("llm", {}).pop("test_first_term_judge", None)
+
+
+def test_mtbench_says_kept_only_when_results_jsonl_holds_some(tmp_path):
+    """mtbench's line is the same helper's (kame.eval.stopping.sigterm_line): a SIGTERM during question 1
+    no longer says its results are "kept in OUT/results.jsonl"."""
+    from kame.eval.firstwrites import FirstWrites
+    from kame.eval.mtbench import sigterm_line
+
+    out = tmp_path / "out"
+    first = FirstWrites(out)
+    assert sigterm_line(first, out).endswith(f"{out} is left as it was (no question was run)")
+    first.keep()
+    out.mkdir()
+    assert sigterm_line(first, out).endswith(f"no question was rated yet ({out / 'results.jsonl'} not written)")
+    (out / "results.jsonl").write_text('{"question_id": "81"}\n')
+    assert sigterm_line(first, out).endswith(f"the questions rated are kept in {out / 'results.jsonl'} (a rerun resumes)")

@@ -84,3 +84,21 @@ def test_the_notes_say_the_said_nothing_turns_count_as_never():
     i = lines.index("1 turn(s) the agent said nothing in, rated 1 without asking the judge: 131")
     assert lines[i + 1].startswith("the latencies of these turns count as never in the table")
     assert not any("count as never" in x for x in said(recs[1:], "heard"))
+
+
+def test_the_notes_do_not_blame_a_turn_with_a_text_answer_but_no_sound():
+    """--answer heard, a turn with a text answer whose sound was never made (latency_s None): not
+    counted as "no text answer either" (was: counted, its None latency taken for no answer)."""
+    import argparse
+
+    from kame.eval.summary import notes
+
+    args = argparse.Namespace(turns=1, mode="cascade", judge="j", asr=True, answer="heard", fast=False, rejudge=False)
+    qs = [argparse.Namespace(id="131", category="stem")]
+    recs = [{"question_id": "131", "category": "stem", "turn": 1, "answer": "", "rating": 1.0, "said_nothing": True,
+             "text_answer": "A cat.", "latency_s": None}]
+    lines = notes(args, qs, recs, {"131"}, ref_file=None, failed=[], judge_failed=[], todo=qs, stored=set(),
+                  not_run=[], out="out")
+    assert "1 turn(s) whisper heard no words of the agent in (--answer heard), rated 1 without asking the judge: 131" \
+        in lines
+    assert not any("count as never" in x for x in lines), lines

@@ -60,6 +60,8 @@ def test_good_notes_are_read_once_and_the_models_made(tmp_path, fake_components,
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "a.md").write_text("The museum opens at nine.")
-    cfg = load_config(None, ["backend.stt=fake", "backend.llm=fake", f"backend.knowledge_dir={notes}"])
+    # (hybrid routing: its router's cascade replies were made from the notes read again, a second read)
+    cfg = load_config(None, ["backend.stt=fake", "backend.llm=fake", "cascade.tts=fake", "cascade.hybrid_routing=true",
+                             f"backend.knowledge_dir={notes}"])
     factory, _ = load_backend(cfg, clock=None)
-    assert len(CREATED) == 2 and len(factory.shared) == 2 and len(reads) == 1
+    assert len(CREATED) == 2 and len(factory.shared) == 3 and len(reads) == 1  # (the TTS too; was: 2 reads)

@@ -61,14 +61,15 @@ from ..paths import check_output_folder, read_text
 from .firstwrites import FirstWrites
 from .heard import (ASR, add_asr_arguments, asr_settings, check_asr_options, check_asr_settings, hear_saved, load_asr,
                     read_agent_track)
-from .judge import (add_judge_arguments, check_judge_spec, close_judge, embedded_judge_note, open_judge,
+from .judge import (add_judge_arguments, check_judge_spec, embedded_judge_note, open_judge,
                     why_failed)
 from .reference import (NEED_REF_CATS, apply_references, check_references, fastchat_lines, first_changed,
                         read_reference_answers, record_reference, reference_warning, turns_ok)
 from .results import (PAIRWISE_SETTINGS, write_settings, check_questions, failure, has_results, load_done, rated_problem,
                       read_records, read_settings, write_all, write_records)
 from .spoken import speak, warm_up
-from .stopping import Terminated, held, settle, stop_on_sigterm
+from . import stopping
+from .stopping import Terminated, close_held, held, settle, stop_on_sigterm
 from .summary import FAST_CASCADE, SAID_NOTHING, judged_silence, no_answer, notes, secs, silence_warning, table
 from .voice import make_voice
 
@@ -399,18 +400,16 @@ def main(args) -> int:
         restore()
 
 
-def sigterm_line(first: FirstWrites, out: Path) -> str:
-    """What stderr says when SIGTERM ended the evaluation (exit 143): whether OUT keeps results."""
-    kept = f"the questions rated are kept in {out / 'results.jsonl'} (a rerun resumes)" if first.kept else \
-        f"{out} is left as it was (no question was run)"
-    return f"terminated (SIGTERM): the evaluation ends here; {kept}"
+def sigterm_line(first: FirstWrites, out: Path) -> str:  # (kame.eval.stopping.sigterm_line, in mtbench's words)
+    return stopping.sigterm_line(first, out, "evaluation", "the questions rated", "no question was run",
+                                 "no question was rated yet")
 
 
 def _main(args, first: FirstWrites) -> int:
     from .. import registry
     from ..runtime.filemode import check_tail
     from ..runtime.filerun import FileAgent
-    from ..runtime.interrupt import TERMINATED_STATUS, close_runner, sigterm_held
+    from ..runtime.interrupt import TERMINATED_STATUS
 
     cats = None if args.categories.strip() == "all" else \
         tuple(dict.fromkeys(c.strip() for c in args.categories.split(",") if c.strip()))
@@ -563,17 +562,7 @@ def _main(args, first: FirstWrites) -> int:
         settle(runner)
     finally:  # (a SIGTERM while the agent and the judge close: noted, they close, then it ends the evaluation, 143;
         # was: raised in them, "kame eval mtbench: interrupted", 130. One after a first SIGTERM: quits at once)
-        with sigterm_held() as sigterm:
-            sigterm.again = terminated
-            try:
-                if agent is not None:
-                    agent.close()
-            finally:
-                if terminated:
-                    settle(runner, cancel=True)
-                close_judge(judge, runner)  # (logged, never raised)
-                close_runner(runner)  # (a task that ignores its cancellation is left, named, not waited for)
-        terminated = terminated or sigterm.signal is not None
+        terminated = close_held(runner, judge, terminated, agent)
     if terminated:  # as kame run: 128 + 15 (a script must not take the evaluation cut short for complete)
         first.undo()  # (a SIGTERM before question 1: OUT as it was)
         print(sigterm_line(first, out), file=sys.stderr, flush=True)

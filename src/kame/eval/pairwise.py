@@ -42,11 +42,11 @@ from ..backend.types import ChatMessage
 from ..errors import ConfigError
 from ..paths import check_output_folder
 from .firstwrites import FirstWrites
-from .judge import (add_judge_arguments, block, check_judge_spec, close_judge, embedded_judge_note, open_judge, rate,
+from .judge import (add_judge_arguments, block, check_judge_spec, embedded_judge_note, open_judge, rate,
                     why_failed)
 from .mtbench import SETTINGS as MTBENCH_SETTINGS
 from .results import PAIRWISE_SETTINGS, differ, failure, has_results, load_done, read_jsonl, read_settings, write_all
-from .stopping import Terminated, held, settle, stop_on_sigterm
+from .stopping import Terminated, close_held, held, settle, sigterm_line, stop_on_sigterm
 
 SETTINGS = PAIRWISE_SETTINGS  # in OUT_PAIR: the folders compared and the judge
 OUTCOMES = ("A", "B", "tie", "unparsed")
@@ -338,9 +338,8 @@ def main(args) -> int:
     try:
         return first.run(_main, args)
     except Terminated:  # as kame eval mtbench: 128 + 15 (a script must not take the comparison cut short for whole)
-        kept = (f"the pairs judged are kept in {Path(args.output) / 'results.jsonl'} (a rerun resumes)" if first.kept
-                else f"{args.output} is left as it was (no pair was judged)")
-        print(f"terminated (SIGTERM): the comparison ends here; {kept}", file=sys.stderr, flush=True)
+        print(sigterm_line(first, args.output, "comparison", "the pairs judged", "no pair was judged",
+                           "no pair was judged yet"), file=sys.stderr, flush=True)
         return TERMINATED_STATUS
     finally:
         restore()
@@ -348,7 +347,6 @@ def main(args) -> int:
 
 def _main(args, first: FirstWrites) -> int:
     from ..config import KameConfig
-    from ..runtime.interrupt import close_runner
 
     check_judge_spec(args.judge)
     mode_a, answer_a, recs_a = read_folder(args.folder_a, "OUT_A")
@@ -398,7 +396,7 @@ def _main(args, first: FirstWrites) -> int:
         print(f"warning: {w}", file=sys.stderr, flush=True)
     embedded_judge_note(args.judge, "verdicts")
     runner = asyncio.Runner()
-    failed, in_a_row, judge = [], 0, None
+    failed, in_a_row, judge, terminated = [], 0, None, False
     try:
         # made as kame eval mtbench makes its judge (at the back-end's CPU priority, in a thread); not
         # for pairs with an empty answer alone (was: opened and probed, a judge down failing them)
@@ -434,12 +432,13 @@ def _main(args, first: FirstWrites) -> int:
                 print(f"{tag}: {rec['outcome']} (A first: {rec['orders'][0]['verdict'] or 'unparsed'}, B first: "
                       f"{rec['orders'][1]['verdict'] or 'unparsed'})", flush=True)
     except Terminated:  # (the tasks it cut run to their end first: kame.eval.stopping.settle)
+        terminated = True
         settle(runner)
-        settle(runner, cancel=True)
-        raise
-    finally:
-        close_judge(judge, runner)  # (logged, never raised)
-        close_runner(runner)
+    finally:  # (a SIGTERM while the judge closes: noted, it closes, then 143, as mtbench; was: the close cut, the
+        # runner not closed, an embedded judge's child left)
+        terminated = close_held(runner, judge, terminated)
+    if terminated:
+        raise Terminated
     # (of today's pairs, those judged by this judge with today's answers: a stale one not judged again is left out)
     records = [r for p in pairs if (r := by_key.get(_k(p))) is not None
                and (r.get("judge") == args.judge or decided(r)) and _content(r) == _content(p)]

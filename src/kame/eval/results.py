@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..backend.options import is_finite_number
 from ..errors import ConfigError, KameError
-from ..paths import write_replacing
+from ..paths import text_lines, write_replacing
 from .judge import why_failed
 
 PAIRWISE_SETTINGS = "pairwise.json"  # kame eval pairwise's settings, in its OUT_PAIR (mtbench's: eval.json)
@@ -50,10 +50,11 @@ def read_jsonl(path: Path, fix: str, ok=None, needs: str = "", problem=None) -> 
     A line with bytes that are not UTF-8 (a character cut while writing) is not JSON either."""
     done = []
     text = path.read_bytes().decode("utf-8", "surrogateescape") if path.exists() else ""
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(text_lines(text), 1):  # (an editor's line numbers, as the other JSONL readers')
         try:
             line.encode("utf-8")  # (its bytes that are not UTF-8: kept as lone surrogates, which cannot be)
-            done += [json.loads(line)] if line.strip() else []
+            done += [json.loads(line.strip())] if line.strip() else []  # (stripped: a \x0c or \x1c at its end,
+            # which str.splitlines split off, is no "Extra data")
         except (UnicodeEncodeError, json.JSONDecodeError):
             raise ConfigError(f"{path}:{n}: not valid JSON (cut while writing?); delete that line, or {fix}") from None
         if line.strip() and not (isinstance(done[-1], dict) and (ok is None or ok(done[-1]))):

@@ -3,12 +3,19 @@ over for a whole evaluation): ``stop_on_sigterm`` makes SIGTERM end it as Ctrl-C
 comes (the judge, the TTS, whisper, between questions; while a question is played FileAgent takes
 it over and gives it back), as ``Terminated``; main closes what it opened (``settle`` first: the
 tasks the signal cut) and exits TERMINATED_STATUS (143), as kame run does. ``held`` defers it
-over a file write (runs/ID.*, results.jsonl), as kame run's sigterm_held does over its files."""
+over a file write (runs/ID.*, results.jsonl), as kame run's sigterm_held does over its files;
+``close_held`` over the closing at the end. ``sigterm_line``: what stderr then says. Shared by
+``kame eval mtbench`` and ``kame eval pairwise``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
+
+from .firstwrites import FirstWrites
+from .judge import close_judge
+from .results import has_results
 
 
 class Terminated(KeyboardInterrupt):
@@ -75,3 +82,41 @@ def settle(runner: asyncio.Runner, cancel: bool = False, tries: int = 10) -> Non
             for t in cut:  # (their errors taken: not logged as "never retrieved")
                 if t.done() and not t.cancelled():
                     t.exception()
+
+
+def close_held(runner: asyncio.Runner, judge, terminated: bool, agent=None) -> bool:
+    """Close ``agent`` (FileAgent; None: none), then ``judge`` (None: none) and ``runner``, a
+    SIGTERM meanwhile only noted, so they close whole (was, in pairwise: raised inside the judge's
+    close, which was cut and close_runner skipped: an embedded judge's child left); a second one
+    (or any, once ``terminated``: a SIGTERM already ended the run) quits at once. ``terminated``:
+    the tasks it cut are cancelled first (settle). Whether a SIGTERM ends the command: ``terminated``
+    or one that came while closing (the caller then exits 143)."""
+    from ..runtime.interrupt import close_runner, sigterm_held
+
+    with sigterm_held() as sigterm:
+        sigterm.again = terminated
+        try:
+            if agent is not None:
+                agent.close()
+        finally:
+            if terminated:
+                settle(runner, cancel=True)
+            close_judge(judge, runner)  # (logged, never raised)
+            close_runner(runner)  # (a task that ignores its cancellation is left, named, not waited for)
+    return terminated or sigterm.signal is not None
+
+
+def sigterm_line(first: FirstWrites, out: str | Path, what: str, kept: str, before: str, none: str) -> str:
+    """What stderr says when SIGTERM ended the command (exit 143): whether OUT keeps results.
+    mtbench's: ``what`` "evaluation", ``kept`` "the questions rated", ``before`` (OUT left as it
+    was) "no question was run", ``none`` (begun, nothing rated yet) "no question was rated yet".
+    "Kept" only when OUT/results.jsonl holds some (was: also for a SIGTERM during the first
+    question or pair, no results.jsonl written)."""
+    results = Path(out) / "results.jsonl"
+    if not first.kept:
+        say = f"{out} is left as it was ({before})"
+    elif has_results(results):
+        say = f"{kept} are kept in {results} (a rerun resumes)"
+    else:
+        say = f"{none} ({results} not written)"
+    return f"terminated (SIGTERM): the {what} ends here; {say}"

@@ -42,9 +42,14 @@ def latency(r: dict, key: str) -> float | None:
     heard a turn whisper heard no words in (said_nothing) keeps its latency when the agent had a text
     answer (its sound is what latency measures: kame.eval.heard); an older record of an empty answer,
     without said_nothing, counts as never too (a record with no answer field at all: by said_nothing)."""
+    return None if gave_no_answer(r) else r.get(key)
+
+
+def gave_no_answer(r: dict) -> bool:
+    """Record ``r``'s turn had no text answer (``latency``'s never, whatever its latency_s): under
+    --answer heard its text_answer, else its answer; one with neither field: by said_nothing."""
     text = r.get("text_answer", r.get("answer"))
-    silent = r.get("said_nothing") if text is None else no_answer({"answer": text})
-    return None if silent else r.get(key)
+    return bool(r.get("said_nothing")) if text is None else no_answer({"answer": text})
 
 
 def _med(rs: list[dict], key: str) -> str:
@@ -124,7 +129,8 @@ def notes(args, questions: list, records: list[dict], ran: set, *, ref_file, fai
         lines.append(f"{len(silent)} turn(s) {what}, rated {SAID_NOTHING:g} without asking the judge: "
                      f"{', '.join(silent)}")
         # (was: not said, so a rerun of a folder made before this rule changed its medians silently)
-        never = sum(latency(r, "latency_s") is None for r in records if r.get("said_nothing"))
+        never = sum(gave_no_answer(r) for r in records if r.get("said_nothing"))  # (was: also a text answer made
+        # without sound, latency_s None, said to have "no text answer either")
         which = "these turns" if never == len(silent) else f"{never} of them (no text answer either)"
         if never:
             lines.append(f"the latencies of {which} count as never in the table: they gave no answer "

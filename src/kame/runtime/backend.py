@@ -325,7 +325,9 @@ EMPTY_ERROR = "back-end llm gave the oracle no answer (front-end continues)"
 def producer_factory(cfg: KameConfig, clock: Clock, llm, tokenizer, spec: str | None = None, knowledge=None):
     """(session, on_llm_status) -> kame.backend.oracle.OracleProducer feeding session.on_oracle;
     ``spec``: how the producer's log lines name the LLM (WatchedLLM; None: its URL or name);
-    ``knowledge``: backend.knowledge_dir's notes already read (read_notes; None: read here)."""
+    ``knowledge``: backend.knowledge_dir's notes, read by the caller (load_backend: read_notes, before
+    any model is made, an error naming the config key; None: no notes; was: None read them here, a
+    second path whose error named no config key)."""
     from ..backend.oracle import OracleProducer
     from ..backend.policy import OraclePolicy
     from ..backend.prompt import PromptConfig
@@ -334,8 +336,6 @@ def producer_factory(cfg: KameConfig, clock: Clock, llm, tokenizer, spec: str | 
     policy = OraclePolicy.from_config(bc)
     prompt = PromptConfig(system_prompt=bc.system_prompt, max_words=bc.max_reply_words,
                           history_chars=bc.history_chars)
-    if knowledge is None:
-        knowledge = read_notes(cfg)
 
     def make(session: "TandemSession", on_status) -> object:
         def empty(message: str) -> None:  # an ErrorEvent (kame run blames the LLM by it: runreport.empty_answers)

@@ -141,9 +141,9 @@ def check_transcript(item: Any, stt: Any) -> Transcript:
     NAME broke its interface: yielded dict {...}, expected Transcript") or one naming the bad word.
     Its words' text cleaned as an LLM's pieces are (kame.backend.llm.base.clean_text: a lone
     surrogate, which the openai STT's json.loads makes of a server's "\\ud83d", is U+FFFD; control
-    characters are removed, of a terminal escape its ESC only, separators a space); a word that
-    had such characters and nothing else, lone surrogates included, is dropped, its times too
-    (was: the raw text went into the conversation, the embedded LLM's tokenizer failed on it with
+    characters are removed, of a terminal escape its ESC only, separators a space); a word left
+    with nothing but U+FFFD (the STT's own, or a lone surrogate's) and white space is dropped, its
+    times too (was: the raw text went into the conversation, the embedded LLM's tokenizer failed on it with
     a TypeError on this turn and every later one, and the tandem's oracle made no prediction for
     the rest of the session). A clean transcript is returned as it is (the same object)."""
     broke = f"STT {component_name(stt)} broke its interface"
@@ -163,10 +163,13 @@ def check_transcript(item: Any, stt: Any) -> Transcript:
             raise BackendError(f"{broke}: word {w.text!r} has times {w.start!r}..{w.end!r}: expected finite "
                                f"seconds on the clock of the frames' t (AudioFrame.t)")
         text = clean_text(w.text)
-        if text is w.text:
+        if not text.replace("\ufffd", "").strip():  # (nothing but what was cleaned out, U+FFFD or white space:
+            # noise from the STT, dropped; was: only when cleaning changed it, so an STT's own "\ufffd", as
+            # whisper emits for a character cut at a token boundary, still made a final a turn)
+            changed = True
+        elif text is w.text:
             cleaned.append(w)
-        elif text.replace("\ufffd", "").strip():  # (else: nothing but what was cleaned out, a lone
-            # surrogate's U+FFFD included, noise from the STT: dropped)
+        else:
             cleaned.append(replace(w, text=text))
-        changed = changed or text is not w.text
+            changed = True
     return replace(item, words=tuple(cleaned)) if changed else item
