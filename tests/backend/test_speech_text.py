@@ -11,6 +11,7 @@ import pytest
 
 from kame.backend.oracle import OracleProducer
 from kame.backend.policy import OraclePolicy
+from kame.backend import speech_text
 from kame.backend.speech_text import SpokenStream, speakable, without_emoji
 from kame.backend.tokenizer import default_tokenizer
 from kame.backend.types import OracleAppend, Transcript, Word
@@ -41,6 +42,32 @@ def test_speakable_llm_text(text, said):
     assert speakable(text) == said
 
 
+@pytest.mark.parametrize("text, said", [
+    # "/", "-", "~", "<", ">" are operators only in an equation or between numbers / single letters
+    # (was: "12 over 25 over 2024", "24 over 7", "10:30 minus 11:00", "Settings is greater than Privacy",
+    # "10about 20")
+    ("On 12/25/2024, open 24/7: 1/2 cup, rated 4.5/5, 9/10, 50/50.",
+     "On 12/25/2024, open 24/7: 1/2 cup, rated 4.5/5, 9/10, 50/50."),
+    ("Open 9 - 5, the slot is 2 - 3 pm, 70 - 80 degrees, 10:30 - 11:00, Monday - 5pm.",
+     "Open 9 - 5, the slot is 2 - 3 pm, 70 - 80 degrees, 10:30 - 11:00, Monday - 5pm."),
+    ("Go to Settings > Privacy > Location, then File > Save As.",
+     "Go to Settings, Privacy, Location, then File, Save As."),
+    ("Ranges 10~20 and 10～20, ~5 minutes, it was <3 fun",
+     "Ranges 10 to 20 and 10 to 20, about 5 minutes, it was fun"),
+    ("x - 3 and 5 - x, a - b; 5 > 3, x > 2, a < b, 2<x", "x minus 3 and 5 minus x, a minus b; 5 is greater than 3, "
+                                                        "x is greater than 2, a is less than b, 2 is less than x"),
+    ("48 / 2 = 24 and 16 - 3 - 4 = 9 and 12/60 = 0.2",
+     "48 divided by 2 is 24 and 16 minus 3 minus 4 is 9 and 12 divided by 60 is 0.2"),
+    ("−5°C", "minus 5 degrees C"),
+    # a scaled amount (was: "5 dollarsk", "5 dollarsM deal", "2.5 dollarsB")
+    ("$5k, a $5M deal, $2.5B and $5K or $3 million",
+     "5 thousand dollars, a 5 million dollars deal, 2.5 billion dollars and 5 thousand dollars or 3 million dollars"),
+    ("$5 kilos and $5Mbps", "5 dollars kilos and 5 dollarsMbps"),  # (no scale: not a word on its own)
+])
+def test_symbols_are_said_only_where_they_are_operators(text, said):
+    assert speakable(text) == said
+
+
 def test_without_emoji_keeps_a_joiner_between_letters():
     assert without_emoji("क्\u200dष 👍🏽\u200d ok") == "क्\u200dष  ok"
 
@@ -51,7 +78,9 @@ def _stream(pieces, max_words=None):
 
 
 @pytest.mark.parametrize("text", [MARKDOWN, EMOJI, "'Paris is the capital.'", "The students' books are 'here'",
-                                  "Well, I think that, on balance, 3 x 4 = 12 costs $5 million; 20% more"])
+                                  "Well, I think that, on balance, 3 x 4 = 12 costs $5 million; 20% more",
+                                  "Have a nice day 😊. Done ✅! Ça va ? Go to Settings > Privacy, open 24/7 "
+                                  "from 9 - 5, x - 3 > y and 10~20 for $5k or $2.5B."])
 def test_a_streamed_reply_is_cleaned_as_the_whole_one(text):
     whole = _stream([text]).strip()
     rng = random.Random(0)
@@ -68,6 +97,38 @@ def test_spoken_stream_a_word_goes_out_once_a_space_follows_it_and_words_are_cap
     assert s.feed("x = 3 * 4") == "" and s.feed(" and") == ""  # ("x", "3", "4": what follows may join them)
     assert s.feed(" more") == "x is 3 times 4" and s.done and s.flush() == ""  # (6 words)
     assert _stream(["3 * 4 = 12"]) == "3 times 4 is 12"
+
+
+@pytest.mark.parametrize("text, said", [
+    ("Have a nice day 😊.", "Have a nice day ."), ("Done ✅.", "Done ."), ("I love it 👍!", "I love it !"),
+    ("Ça va ?", "Ça va ?"), ("Great 🎉! See you 👋.", "Great ! See you ."),
+    ("😊.", ""), ("Hi\n👍!", "Hi"),  # (a line with nothing said but a mark: nothing)
+])
+def test_a_sentence_end_after_an_emoji_or_a_space_is_kept(text, said):
+    """(was: "Have a nice day", "Done", "Ça va": the part after the last word, only a mark once the
+    emoji was gone, was dropped; the word before it went out already, with its space)"""
+    assert clean_reply(text, 30) == said
+
+
+def test_the_stream_looks_at_each_word_once():
+    """A reply with no space to cut at (CJK), or with none it can be cut after (numbers), is not
+    rescanned on every piece (was: the whole held line on each, cubic: 10 s of CPU for 2 000 CJK
+    characters fed 2 at a time). The characters the word scan is given are counted."""
+    scanned, word = [], speech_text._WORD
+
+    class Counting:
+        def finditer(self, string, pos=0, endpos=None):
+            endpos = len(string) if endpos is None else min(endpos, len(string))
+            scanned.append(endpos - pos)
+            return word.finditer(string, pos, endpos)
+
+    for text in ("こんにちは元気ですか" * 200, "1, 2, 3, 4, 5, " * 150, "A 5 and 6 b, 7 " * 150):
+        scanned.clear()
+        s = SpokenStream()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(speech_text, "_WORD", Counting())
+            said = "".join(s.feed(text[i:i + 2]) for i in range(0, len(text), 2)) + s.flush()
+        assert said == _stream([text]) and sum(scanned) <= 3 * len(text)
 
 
 def test_clean_reply_drops_every_part_of_an_emoji_and_says_symbols():

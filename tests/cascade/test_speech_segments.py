@@ -63,6 +63,31 @@ def test_whole_sentences_keep_a_full_width_end():
     assert sp.flush(whole_sentences=True) == ["今天天气很好。"]
 
 
+@pytest.mark.parametrize("text, segments", [
+    # a sentence ending in a number ends a segment (was: "12. Anything else I can help with?", the TTS
+    # waiting a whole further sentence: the "." was taken for a list's number, only spaces before it)
+    ("The total you owe is: 12. Anything else I can help with?",
+     ["The total you owe is:", "12.", "Anything else I can help with?"]),
+    ("Sure. 3. Bring your ID card.", ["Sure.", "3.", "Bring your ID card."]),
+    ("42. That is the answer.", ["42. That is the answer."]),  # (the reply's start: a list's number)
+    ("Steps:\n1. one\n \n2. two", ["Steps:", "1. one", "2. two"]),  # (a line's start, after a blank line too)
+])
+def test_a_number_ends_a_sentence_unless_it_starts_a_line(text, segments):
+    assert _split([text]) == segments
+    assert _split(list(text)) == segments
+
+
+def test_a_long_bullet_cut_mid_sentence_gets_no_full_stop():
+    """(was: "one two three four five six." then "seven eight.": a "." in mid-sentence)"""
+    text = "- one two three four five six seven eight.\n- next\n# Heading one two three four five six seven"
+    segments = ["one two three four five six", "seven eight.", "next.", "Heading one two three four", "five six seven"]
+    assert _split([text], max_segment_words=6) == segments
+    assert _split(list(text), max_segment_words=6) == segments
+    sp = SegmentSplitter()
+    sp.feed("- last item")
+    assert sp.flush(whole_sentences=True) == ["last item."]  # (the reply's end is its line's end)
+
+
 def test_plain_segments_do_not_depend_on_the_pieces():
     """The scan goes on where it stopped (each character looked at once): any pieces give the
     segments of the whole reply."""

@@ -18,8 +18,11 @@ fences and table rules nothing), no LaTeX (\\frac{a}{b} -> "a over b", x^2 -> "x
 URLs, no emoji (with their skin-tone modifiers, zero-width joiners, variation selectors and
 keycaps; ``without_emoji``), no calculator annotations (<<48/2=24>>), no "####", no control
 characters or terminal escapes, and says simple symbols: "48 / 2 = 24" -> "48 divided by 2 is 24",
-"5 > 3" -> "5 is greater than 3", "$5" -> "5 dollars", "20%" -> "20 percent". Numbers stay
-digits (the TTS reads them).
+"5 > 3" -> "5 is greater than 3", "$5" -> "5 dollars", "$5M" -> "5 million dollars", "20%" -> "20
+percent". "/", "-", "<", ">" are operators only in an equation ("... = 24") or between numbers or
+single letters ("x - 3", "5 > 3"): a date "12/25/2024", "24/7", "1/2 cup", a range "9 - 5" or
+"10:30 - 11:00" stay as written (the TTS reads them), "Settings > Privacy" is "Settings, Privacy",
+"10~20" is "10 to 20". Numbers stay digits (the TTS reads them).
 """
 
 from __future__ import annotations
@@ -41,14 +44,23 @@ _OP_WORDS = {"+": "plus", "-": "minus", "*": "times", "×": "times", "x": "times
 _LATEX = {"times": "×", "cdot": "×", "div": "÷", "pm": "±", "leq": "≤", "le": "≤", "geq": "≥", "ge": "≥", "neq": "≠",
           "ne": "≠", "approx": "≈", "infty": "infinity", "circ": "°", "degree": "°", "ldots": "...", "cdots": "...",
           "dots": "...", "rightarrow": "→"}
+# an operand either side of "-", "<", ">" said as an operator: a number or a single letter ("x - 3", "5 > 3",
+# "a < b"); between words or ranges of numbers they are no operator: "10:30 - 11:00", "9 - 5", "Monday - 5pm",
+# "Settings > Privacy" (a menu path: a pause), "<3" (dropped); "/" outside an equation stays as written
+# (a date "12/25/2024", "24/7", "1/2 cup", "4.5/5": the TTS reads it), "10~20" is "10 to 20"
+_LEFT = r"((?<![\w.'’])[A-Za-z]|\d)"  # (its last character)
+_LETTER = r"[A-Za-z](?![\w'’])"
 _SYMBOLS = [(r"\s*(?:<=|=<)\s*", " ≤ "), (r"\s*>=\s*", " ≥ "), (r"\s*(?:->|→|=>)\s*", " to "),
-            (r"−(?=\d)|(?<=\w) - (?=\d)", " minus "), (r"\s*≤\s*", " is at most "), (r"\s*≥\s*", " is at least "),
+            (rf"−(?=\d)|(?<![\w.'’])([A-Za-z]) - (?=\d|{_LETTER})|(\d) - (?={_LETTER})", r"\1\2 minus "),
+            (r"\s*≤\s*", " is at most "), (r"\s*≥\s*", " is at least "),
             (r"\s*≠\s*", " is not equal to "), (r"\s*≈\s*", " approximately "), (r"\s*±\s*", " plus or minus "),
-            (r"(?<=\d)\s*/\s*(?=\d)", " over "), (r"(?<=\d)\s*\*\s*(?=\d)", " times "), (r"\s*×\s*", " times "),
+            (r"(?<=\d)\s*\*\s*(?=\d)", " times "), (r"\s*×\s*", " times "),
             (r"\s*÷\s*", " divided by "), (r"\s*\+\s*", " plus "), (r"\s*=\s*", " is "),
-            (r"\s*%", " percent"), (r"\s*°\s*", " degrees "), (r"\s*<\s*", " is less than "),
-            (r"\s*>\s*", " is greater than "), (r"\s*&\s*", " and "), (r"(?<!\S)~\s*(?=\d)|~(?=\d)", "about "),
-            (r"#(?=\d)", "number ")]
+            (r"\s*%", " percent"), (r"\s*°\s*", " degrees "),
+            (rf"{_LEFT}\s*<\s*(?=-?\d|{_LETTER})", r"\1 is less than "),
+            (rf"{_LEFT}\s*>\s*(?=-?\d|{_LETTER})", r"\1 is greater than "), (r"(?<=\w)\s*>\s*(?=\w)", ", "),
+            (r"(?<!\S)<3+(?!\S)", " "), (r"\s*&\s*", " and "),
+            (r"(?<=\d)\s*~\s*(?=\d)", " to "), (r"(?<!\S)~\s*(?=\d)|~(?=\d)", "about "), (r"#(?=\d)", "number ")]
 # a URL (a TTS spells it out letter by letter), with the "](...)" of a link whose text was cut off
 # before it; its last character is no sentence's end ("see https://x.org." keeps the ".")
 _URL_BODY = r"(?:https?://|www\.)[^\s<>()\[\]]*[^\s<>()\[\].,;:!?'\"]"
@@ -81,8 +93,11 @@ def _say_equation(m: re.Match) -> str:  # "48/2 = 24" -> "48 divided by 2 is 24"
     return re.sub(r"\s*=\s*", " is ", said)
 
 
+_SCALES = {"k": "thousand", "K": "thousand", "M": "million", "B": "billion"}  # "$5k", "$5M", "$2.5B"
+
+
 def _money(m: re.Match) -> str:
-    amount, scale = m.group(1), m.group(2)
+    amount, scale = m.group(1), m.group(2) or _SCALES.get(m.group(3))
     if scale:
         return f"{amount} {scale} dollars"
     return f"{amount} dollar" if amount == "1" else f"{amount} dollars"
@@ -110,7 +125,7 @@ def _latex(s: str) -> str:
     return s.replace("{", "").replace("}", "").replace("\\", " ")
 
 
-def _markdown(s: str) -> str:
+def _markdown(s: str, line_end: bool) -> str:
     s = re.sub(r"```[^\n]*|`", "", s)
     s = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", s)
     s = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", s)
@@ -118,8 +133,9 @@ def _markdown(s: str) -> str:
                r"(?:\s+[^<>]*=[^<>]*)?\s*/?>", " ", s)           # HTML tags (<br>, <sup>)
     s = re.sub(r"(?m)(?<=[\w)])[ \t]*\n(?=\s*[-*+•]\s)", ".\n", s)   # the line before a list ends
     s = re.sub(r"(?m)^\s{0,3}#{1,6}\s*$", "", s)                 # GSM8K's "####" (its number stays)
-    s = re.sub(r"(?m)^(?:\s{0,3}#{1,6}|\s*[-*+•])\s+(.*?)\s*$",    # headings and bullets: one sentence each
-               lambda m: m.group(1) + ("" if m.group(1)[-1:] in ".!?:;" else "."), s)
+    # headings and bullets: one sentence each, at their line's end (not line_end: the text stops mid-line)
+    s = re.sub(r"(?m)^(?:\s{0,3}#{1,6}|\s*[-*+•])\s+(.*?)[ \t]*$", lambda m: m.group(1) + (
+        "" if m.group(1)[-1:] in ".!?:;" or (not line_end and m.end() == len(s)) else "."), s)
     s = re.sub(r"#{2,}", " ", s)
     s = re.sub(r"(?m)^\s*\|?[\s:|-]*-{3,}[\s:|-]*$", "", s)       # table rules
     s = re.sub(r"\s*\|\s*", ", ", s)
@@ -127,18 +143,20 @@ def _markdown(s: str) -> str:
     return re.sub(r"(?<![\w*])\*(?!\s)([^*\n]+?)(?<!\s)\*(?![\w*])", r"\1", s)
 
 
-def speakable(text: str, *, lines: bool = False, keep_end: bool = False) -> str:
+def speakable(text: str, *, lines: bool = False, keep_end: bool = False, line_end: bool = True) -> str:
     """`text` as one line a TTS can speak (module docstring), without control characters or
     terminal escapes. `lines=True`: each line is a sentence (GSM8K's solutions); otherwise a line
     break inside a sentence is a space. `keep_end=True`: a trailing "," or ";" stays (a clause's
-    end: the cascade's first segment, a piece of a streamed reply); otherwise it is stripped."""
+    end: the cascade's first segment, a piece of a streamed reply); otherwise it is stripped.
+    `line_end=False`: `text` stops mid-line (a cascade segment cut after its 30th word), so a bullet
+    or heading there is not made a sentence (no "." in mid-sentence)."""
     s = without_controls(_ESCAPE.sub("", text))
     s = _CALC.sub("", s)
     s = s.replace("²", "^2").replace("³", "^3")
     s = re.sub("[\u2460-\u2473]", lambda m: f" {ord(m.group()) - 0x245F},", s)  # ①② (statements) -> "1, 2,"
     s = re.sub(r"_{3,}|(?<![\w)\]])\(\s*\)|（\s*）", " blank ", s)   # fill-in blanks: "encourage ____" (not "len()")
     s = unicodedata.normalize("NFKC", s).replace("⁄", "/").replace("\r", "")
-    s = _latex(_URL.sub("", _markdown(s)))
+    s = _latex(_URL.sub("", _markdown(s, line_end)))
     if lines:
         s = "\n".join(x if re.search(r"[.!?:;]\s*$", x) or not x.strip() else x.rstrip() + "."
                       for x in s.split("\n"))
@@ -147,10 +165,9 @@ def speakable(text: str, *, lines: bool = False, keep_end: bool = False) -> str:
     s = re.sub(r"\s*\n\s*", " ", s)
     s = re.sub(r"(?<![\w'])\((\s*[\d.,$%]+(?:\s*[-+*/×÷^]\s*[\d.,$%]+)*\s*)\)", r"\1", s)  # "(215/180) × 100"
     s = _EQUATION.sub(_say_equation, s)
-    s = re.sub(r"(?<=\d) / (?=\d)", " divided by ", s)
     for pattern, words in _SYMBOLS:
         s = re.sub(pattern, words, s)
-    s = re.sub(r"\$\s?(\d+(?:,\d{3})*(?:\.\d+)?)(?:\s+(thousand|million|billion|trillion)\b)?", _money, s)
+    s = re.sub(r"\$\s?(\d+(?:,\d{3})*(?:\.\d+)?)(?:\s+(thousand|million|billion|trillion)\b|([kKMB])\b)?", _money, s)
     s = without_emoji(s)
     s = re.sub(r"[*_^$#\\{}<>\[\]~]", " ", s)
     s = re.sub(r"\s+", " ", s)
@@ -168,26 +185,30 @@ def speakable(text: str, *, lines: bool = False, keep_end: bool = False) -> str:
 # apostrophe inside, a mark after), not a number ("3 * 4 = 12", "$5 million" stay whole) nor a lone
 # "x" ("3 x 4 = 12"); what follows is cleaned after it ("x = 3" -> "x" + "is 3")
 _PLAIN = re.compile(r"(?![xX]\Z)(?=[^\W_]*[^\W\d_])[^\W_]+(?:['’][^\W_]+)?[,.;:!?]?")
-_WORD = re.compile(r"\S+(?=\s)")  # a word with a space after it
-_BULLET = re.compile(r"^\s*(?:[-*•>#]+|\d+[.)])\s+")  # a line's bullet, heading mark or number ("1.")
+_WORD = re.compile(r"\S+")  # a word; one with a space after it can be cut after
+_BULLET = re.compile(r"^\s*(?:[-*+•>#]+|\d+[.)])\s+")  # a line's bullet, heading mark or number ("1.")
 _QUOTES = str.maketrans("", "", "\"“”„«»")
 
 
 class SpokenStream:
     """A reply streamed as one spoken line (``speakable``), as the oracle's text: pieces in, text
     out as soon as it is decided. Each line's bullet, heading mark or number is dropped, lines are
-    joined with a space, double quotes dropped, a quote around the whole reply ('Paris.') removed,
-    at most ``max_words`` words (``done`` then; None: no cap). A line is cleaned in parts, cut
-    after a word with letters (_PLAIN: "the", "that,", not "3", "$5", "**bold") as soon as a space
-    follows it, so a word goes out when the words alone would (the incremental tokenizer's); a
-    part is cleaned after the word before it ("x" + " = 3" -> "is 3"). The parts depend on the text
-    alone, never on how it was streamed: a reply fed in any pieces gives the same text as fed whole
-    (the simulated oracle does: kame.train.oracle_sim.clean_reply), but for whitespace at its end."""
+    joined with a space, double quotes dropped, a single quote opening the reply dropped (and the
+    one closing it: 'Paris.' -> Paris.), a sentence's end after a dropped emoji kept ("day 😊." ->
+    "day ."; the word before it went out with its space), at most ``max_words`` words (``done``
+    then; None: no cap). A line is cleaned in parts, cut after a word with letters (_PLAIN: "the",
+    "that,", not "3", "$5", "**bold") as soon as a space follows it, so a word goes out when the
+    words alone would (the incremental tokenizer's); a part is cleaned after the word before it
+    ("x" + " = 3" -> "is 3"). The parts depend on the text alone, never on how it was streamed: a
+    reply fed in any pieces gives the same text as fed whole (the simulated oracle does:
+    kame.train.oracle_sim.clean_reply), but for whitespace at its end. Each word is looked at once
+    (a reply with no space, CJK, is not rescanned on every piece)."""
 
     def __init__(self, max_words: int | None = None) -> None:
         self.max_words = max_words
         self.done = False
         self._buf = ""  # the current line from the last cut on
+        self._scan = 0  # where in _buf the words not yet looked at start (each is looked at once)
         self._before = None  # the word before _buf on its line (None: _buf starts the line)
         self._words = 0
         self._started = False  # some text went out
@@ -198,20 +219,27 @@ class SpokenStream:
         if self.done:
             return ""
         self._buf += piece
+        if not any(c.isspace() for c in piece):
+            return ""  # (no word ended, no line: nothing to cut)
         out: list[str] = []
         while not self.done:
-            nl = self._buf.find("\n")
-            line = self._buf if nl < 0 else self._buf[:nl]
+            nl = self._buf.find("\n", self._scan)
+            end = len(self._buf) if nl < 0 else nl  # (the current line is _buf[:end])
             start = 0
-            for m in _WORD.finditer(line):
+            for m in _WORD.finditer(self._buf, self._scan, end):
+                if m.end() == end:
+                    break  # (the line's last word: it may go on, or is said with the line's end)
+                self._scan = m.end()
                 if _PLAIN.fullmatch(m.group()):
-                    out.append(self._say(line[start:m.end()]))
+                    out.append(self._say(self._buf[start:m.end()]))
                     start, self._before = m.end(), m.group()
-            if nl < 0:
-                self._buf = line[start:]
+                    if self.done:
+                        break
+            if nl < 0 or self.done:
+                self._buf, self._scan = self._buf[start:], self._scan - start
                 break
-            out.append(self._say(line[start:]))
-            self._buf, self._before = self._buf[nl + 1:], None
+            out.append(self._say(self._buf[start:nl]))
+            self._buf, self._before, self._scan = self._buf[nl + 1:], None, 0
         return "".join(out)
 
     def flush(self) -> str:
@@ -229,8 +257,12 @@ class SpokenStream:
             text = text[len(before):] if text.startswith(before) else speakable(part, keep_end=True)
             text = text.lstrip(" ,;:")  # (what went out ended with a space: "a | b" -> "a" + "b", not "a , b")
         text = text.translate(_QUOTES).strip()
-        if not any(c.isalnum() for c in text):
-            return ""
+        if not any(c.isalnum() for c in text):  # (a sentence's end after the word before it is kept: "day 😊.")
+            mark = "".join(c for c in text if c in ".!?") if self._started and self._before is not None else ""
+            if not mark:
+                return ""
+            held, self._quote = ("" if last else self._quote.rstrip()), ""  # ("'Paris' 😊." ends "Paris.")
+            return held + mark + ("" if last else " ")
         if not self._started and text[0] in "'‘":
             self._quoted, text = True, text[1:].lstrip()
         words = text.split()

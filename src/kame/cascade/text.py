@@ -33,10 +33,12 @@ _WIDE_END = "。！？｡"  # full-width sentence ends: no space follows them
 _CLOSE = "」』）】〕》〉”’\"')"  # ... and what may close a sentence after one
 
 
-def clean_for_speech(text: str) -> str:
+def clean_for_speech(text: str, line_end: bool = True) -> str:
     """The text a segment sends to the TTS (kame.backend.speech_text.speakable: no markdown, URLs or
-    emoji, symbols said; a clause's trailing "," kept)."""
-    return speakable(text, keep_end=True)
+    emoji, symbols said; a clause's trailing "," kept). ``line_end=False``: the segment stops
+    mid-line (a cut after a sentence, a clause or ``max_segment_words``), so a bullet or heading it
+    ends in gets no "." in mid-sentence."""
+    return speakable(text, keep_end=True, line_end=line_end)
 
 
 class SegmentSplitter:
@@ -45,6 +47,7 @@ class SegmentSplitter:
         self.max_segment_words = max_segment_words
         self._buf = ""
         self._emitted = 0  # segments produced so far
+        self._line_start = True  # _buf starts a line (the reply's start, or after a cut at a newline)
         # the scan of _buf so far (_find_cut goes on from there: each character is looked at once)
         self._pos, self._words, self._in_word, self._text = 0, 0, False, False
 
@@ -56,8 +59,9 @@ class SegmentSplitter:
             if cut is None:
                 break
             seg, self._buf = self._buf[:cut], self._buf[cut:]
+            self._line_start = seg.endswith("\n")
             self._pos, self._words, self._in_word, self._text = 0, 0, False, False
-            self._add(clean_for_speech(seg), out)
+            self._add(clean_for_speech(seg, line_end=self._line_start), out)
         return out
 
     def flush(self, whole_sentences: bool = False) -> list[str]:
@@ -65,7 +69,7 @@ class SegmentSplitter:
         not end a sentence (an LLM that failed mid-sentence: its unfinished words are not said)."""
         out = self.feed("")
         seg = clean_for_speech(self._buf)
-        self._buf = ""
+        self._buf, self._line_start = "", True
         self._pos, self._words, self._in_word, self._text = 0, 0, False, False
         if whole_sentences and not seg.endswith(tuple(_SENT_END + _WIDE_END)):
             return out
@@ -101,7 +105,7 @@ class SegmentSplitter:
             self._pos, self._words, self._in_word, self._text = i + 1, words, in_word, text
             i += 1
             if ch in _SENT_END and nxt.isspace():
-                if ch == "." and _is_abbreviation_or_number(buf, i - 1):
+                if ch == "." and _is_abbreviation_or_number(buf, i - 1, self._line_start):
                     continue
                 return i
             if ch in _WIDE_END and nxt not in _WIDE_END + _SENT_END + _CLOSE:
@@ -121,9 +125,10 @@ class SegmentSplitter:
         return None
 
 
-def _is_abbreviation_or_number(buf: str, i: int) -> bool:
+def _is_abbreviation_or_number(buf: str, i: int, line_start: bool) -> bool:
     """The "." at ``buf[i]`` ends an abbreviation ("e.g.", "Dr.") or a single letter ("A."), or a
-    list's number at the segment's start ("1. First item")."""
+    list's number at a line's start ("1. First item"; ``line_start``: ``buf`` starts a line). A
+    number after a sentence on its line ends a sentence ("The total is: 12. Anything else?")."""
     j = i
     while j > 0 and not buf[j - 1].isspace() and i - j < 12:  # (longer: no abbreviation)
         j -= 1
@@ -131,7 +136,7 @@ def _is_abbreviation_or_number(buf: str, i: int) -> bool:
         return False
     token = buf[j:i].lower().strip("(\"'")
     return (token in _ABBREV or (len(token) == 1 and token.isalpha() and token != "i")
-            or (token.isdigit() and (j == 0 or buf[:j].isspace())))
+            or (token.isdigit() and (j == 0 or buf[:j].isspace()) and (line_start or "\n" in buf[:j])))
 
 
 def _dash_run_end(buf: str, i: int) -> int:

@@ -343,7 +343,8 @@ def clean_reply(raw: str, max_words: int) -> str:
     "Moshi:", "**Assistant:**"), cut where a new labelled line starts (the model writing the
     conversation on: "User:", "- user:"), then as the live oracle's text is cleaned
     (kame.backend.speech_text.SpokenStream: speakable, bullets and newlines, double quotes, emoji,
-    a quote around the whole reply, at most ``max_words`` words). "" if nothing is left."""
+    a single quote opening the reply and the one closing it, at most ``max_words`` words). "" if
+    nothing is left."""
     kept: list[str] = []
     for line in raw.splitlines():
         m = _LABEL.match(line)
