@@ -103,16 +103,17 @@ def repeat_entries(data: str, limit: int | None) -> list:
         return read_manifest(manifest_path(data, command="audio_codes"))[:limit]
 
 
-def repeat_table(frontend: str, entries: list) -> list[tuple[int, int, list[float]]]:
+def repeat_table(frontend: str, entries: list, codec=None) -> list[tuple[int, int, list[float]]]:
     """(frame after the word's start, words, mode share % per codebook) over the agent words of
-    ``entries`` (``repeat_entries``) said >= 20 times, with ``frontend``'s codec."""
+    ``entries`` (``repeat_entries``) said >= 20 times, with ``frontend``'s codec: ``codec``, that
+    codec already built (``frontend_codec``), else built here."""
     from collections import defaultdict
 
     from kame.bench.textmetrics import normalize
     from kame.train.codes import encode_dialogue, load_codes
     from kame.train.data import frame_of
 
-    codec = frontend_codec(frontend)
+    codec = codec if codec is not None else frontend_codec(frontend)
     said = defaultdict(list)  # (word, frame after its start) -> [codes [K]]
     for e in entries:
         d = read_dialogue(e.path, audio=False)
@@ -166,6 +167,7 @@ def run(args) -> int:
         raise SystemExit(f"error: no dialogues in {args.data}")
     codec = frontend_codec(args.frontend[0]) if args.codebooks else None
     if codec is not None:
+        k0 = codec.num_codebooks  # (what it codes with as the front-end's, for --repeat after --codebooks' K)
         checked_codebooks(codec, args.codebooks)
     repeat = repeat_entries(args.repeat, args.repeat_limit) if args.repeat else None
     print(f"# bench/audio_codes.py: {len(dialogues)} dialogues of {args.data}; {machine_line()}")
@@ -183,7 +185,9 @@ def run(args) -> int:
         for k, w, c in recordings_table(codec, dialogues, args.codebooks):
             print(f"| {k} | {w:.1f} / {c:.1f} |", flush=True)
     if repeat is not None:
-        rows = repeat_table(args.frontend[0], repeat)
+        if codec is not None:
+            codec.set_num_codebooks(k0)
+        rows = repeat_table(args.frontend[0], repeat, codec)  # (was: the codec built a second time)
         print(f"\nHow alike a word's codes are each time it is said ({args.repeat}): the most common code's share "
               f"%, per codebook\n")
         print("| frame of the word | words | " + " | ".join(f"codebook {k}" for k in range(len(rows[0][2])))

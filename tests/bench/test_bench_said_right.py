@@ -81,6 +81,42 @@ def test_audio_codes_checks_repeat_before_the_table(tmp_path, monkeypatch, capsy
     assert err.startswith("error: --repeat: ") and str(missing) in err, err
 
 
+def test_audio_codes_builds_the_codec_once_for_codebooks_and_repeat(audio_codes, monkeypatch, capsys):
+    import torch
+
+    from kame.train import codes
+
+    class Codec:
+        num_codebooks, total_codebooks = 8, 8
+
+        def set_num_codebooks(self, k: int) -> None:
+            self.num_codebooks = k
+
+    built, used = [], []
+    monkeypatch.setattr(audio_codes, "frontend_codec", lambda frontend: built.append(Codec()) or built[-1])
+    monkeypatch.setattr(audio_codes, "codes_table", lambda frontend, dialogues: ([50.0], [1.0], 2048))
+    # (the recordings' table leaves the codec at its last K, as the real one does)
+    monkeypatch.setattr(audio_codes, "recordings_table", lambda codec, d, ks: codec.set_num_codebooks(ks[-1]) or [])
+    monkeypatch.setattr(audio_codes, "repeat_entries", lambda data, limit: [SimpleNamespace(path="t0")])
+    monkeypatch.setattr(audio_codes, "read_dialogue", lambda path, audio=True: SimpleNamespace(words_of=lambda who: []))
+    monkeypatch.setattr(codes, "load_codes", lambda d, codec: used.append((codec, codec.num_codebooks)) or
+                        (None, torch.zeros(8, 4, dtype=torch.long)))
+    assert audio_codes.main(["data", "--frontend", "random:tiny", "--codebooks", "2", "--repeat", "train"]) == 0
+    assert len(built) == 1, built  # (was: built again for --repeat)
+    assert used == [(built[0], 8)]  # coding with the front-end's codebooks again, not --codebooks' last K
+    assert "(no word said 20 times)" in capsys.readouterr().out
+
+
+def test_bench_sessions_checks_a_random_mimi_without_building_it(monkeypatch):
+    from kame import registry
+    from kame.bench import sessions
+
+    monkeypatch.setattr(registry, "create", lambda kind, spec, **kw: pytest.fail(f"{kind} {spec} built"))
+    # (was: built up front and dropped, mimi:random's 14 s; each case's agent builds its own)
+    assert sessions._codec("mimi:random") == "mimi:random"
+    assert sessions._codec("mimi:random-tiny") == "mimi:random-tiny"
+
+
 def test_bench_sessions_names_codec_before_the_header(monkeypatch, capsys):
     from kame.bench import sessions
 
@@ -142,7 +178,7 @@ def test_one_core_is_one_core(monkeypatch):
 
 
 def test_one_prediction_is_one_prediction():
-    from kame.bench.latency import oracle_lines
+    from kame.bench.latency_report import oracle_lines
 
     s = dict(oracle_lag_end_p50=1.0, oracle_lag_end_p90=1.0, oracle_lag_end_n=1, turns=1, oracle_lag_p50=0.5,
              oracle_lag_p90=0.5, oracle_lag_n=1)

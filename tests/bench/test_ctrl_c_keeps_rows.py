@@ -1,11 +1,15 @@
 """Ctrl-C in `kame bench codec`, `backend`, `codec-quality` and `latency` prints the rows measured so
 far and one "interrupted:" line, exit 130, as `kame bench step` and `sessions` do (was: exit 130,
-no table, nothing said); latency leaves no empty --out folder it made. Each case: the measuring
+no table, nothing said); latency leaves no empty --out folder it made, nor the parents it made for
+it, and its latency.md, latency.json and a --reanalyse of them say the run was cut (was: read as a
+whole run); codec-quality's header timings are the table's voices'. Each case: the measuring
 function patched to raise KeyboardInterrupt in-process (nothing timed)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 
 import numpy as np
 import pytest
@@ -127,6 +131,8 @@ def test_ctrl_c_in_bench_backend_keeps_the_llms_measured(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "interrupted: the LLM table holds the 1 case(s) measured before Ctrl-C" in out, out
     assert out.count("| `embedded` |") == 1, out
+    # this process's threads are nobody's with --no-stt (was: "(the embedded LLM's child: 1)", as if its)
+    assert re.search(r"\ntorch threads \d+ \(none used here; the embedded LLM's child: 1\)\n", out), out
 
 
 # ---------------------------------------------------------------------------- kame bench codec-quality
@@ -168,6 +174,17 @@ def test_ctrl_c_in_bench_codec_quality_keeps_the_voices_measured(quality, monkey
     assert rows[-1].startswith("| **all** | 2 |"), out
 
 
+def test_ctrl_c_in_bench_codec_quality_times_only_the_voices_in_the_table(quality, monkeypatch, capsys):
+    times = iter([0.001] * 3 + [0.009])  # the first voice's 3 sentences, then the second voice's first
+    roundtrip = interrupted_on(5)  # the second voice's second sentence
+    roundtrip.returning = lambda codec, pcm: (pcm, *[next(times)] * 2)
+    monkeypatch.setattr(quality, "stream_roundtrip", roundtrip)
+    assert main(["bench", "codec-quality", "--codec", "mimi:random-tiny", "--sentences", "3"]) == 130
+    out = capsys.readouterr().out
+    # (was: 3.0 ms, the cut voice's sentence in the mean)
+    assert "streaming encode 1.0 ms/frame, decode 1.0 ms/frame" in out, out
+
+
 def test_ctrl_c_in_bench_codec_quality_recordings_keeps_those_measured(quality, tmp_path, monkeypatch, capsys):
     from kame.audio import write_wav
 
@@ -191,6 +208,11 @@ def latency(monkeypatch):
     return latency
 
 
+LATENCY_KEPT = ("interrupted: analysing the 1 mode run before Ctrl-C for latency.md/.json/.png (Ctrl-C again to "
+                "quit without them)")  # (was: "the table holds the 1 case(s) measured", then minutes of whisper)
+CUT = "- INTERRUPTED (Ctrl-C) during `cascade`: 1 of 2 modes run, `cascade` not (the total time includes the cut run)"
+
+
 def test_ctrl_c_in_bench_latency_before_a_mode_ran_leaves_no_folder(latency, tmp_path, monkeypatch, capsys):
     async def run_mode(cfg, dialogues):
         raise KeyboardInterrupt
@@ -198,8 +220,21 @@ def test_ctrl_c_in_bench_latency_before_a_mode_ran_leaves_no_folder(latency, tmp
     monkeypatch.setattr(latency, "run_mode", run_mode)
     out = tmp_path / "lat"
     assert main(["bench", "latency", "--turns", "1", "--modes", "cascade", "-o", str(out)]) == 130
-    assert NONE in capsys.readouterr().out
+    assert "interrupted: Ctrl-C before the first mode was measured; no report" in capsys.readouterr().out
     assert not out.exists()  # (was: left behind, empty)
+
+
+def test_ctrl_c_in_bench_latency_leaves_no_parent_it_made(latency, tmp_path, monkeypatch):
+    async def run_mode(cfg, dialogues):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(latency, "run_mode", run_mode)
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "mine.txt").write_text("")
+    out = tmp_path / "kept" / "nest" / "a" / "b"
+    assert main(["bench", "latency", "--turns", "1", "--modes", "cascade", "-o", str(out)]) == 130
+    assert not (tmp_path / "kept" / "nest").exists()  # (was: nest/a left behind, empty; only b removed)
+    assert (tmp_path / "kept" / "mine.txt").is_file()  # (a folder there before: kept)
 
 
 def test_ctrl_c_in_bench_latency_keeps_the_modes_run(latency, tmp_path, monkeypatch, capsys):
@@ -218,9 +253,13 @@ def test_ctrl_c_in_bench_latency_keeps_the_modes_run(latency, tmp_path, monkeypa
     out = tmp_path / "lat"
     assert main(["bench", "latency", "--turns", "1", "-o", str(out)]) == 130
     text = capsys.readouterr().out
-    assert KEPT in text, text
+    assert LATENCY_KEPT in text, text
     assert "| tandem | 0 |" in text and "| cascade |" not in text, text
-    assert (out / "latency.md").is_file()
+    # the files say the run was cut, and a --reanalyse of them too (was: read as a whole run's)
+    assert CUT in (out / "latency.md").read_text().splitlines()
+    assert json.loads((out / "latency.json").read_text())["not_run"] == ["cascade"]
+    assert CUT in latency.reanalyse(out).splitlines()
+    assert CUT in (out / "latency.md").read_text().splitlines()
 
 
 def test_an_empty_folder_there_before_is_kept(latency, tmp_path, monkeypatch):

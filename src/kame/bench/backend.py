@@ -189,13 +189,14 @@ def main(args: argparse.Namespace) -> int:
         print(f"note: --base-url {hide_userinfo(args.base_url)} is for --llm only; an --stt openai: spec is built as backend.stt "
               "is: its server from OPENAI_STT_BASE_URL, else OPENAI_BASE_URL", file=sys.stderr)
 
-    # whose the torch threads are: the STT's; an embedded LLM runs in a child with 1 (was: said with --llm none too)
-    whose = ["the STT's"] * (not args.no_stt) + ["the embedded LLM's child: 1"] * any(
+    # whose the torch threads are: the STT's, or none here with --no-stt (was: as if the LLM child's); an
+    # embedded LLM runs in a child with 1 (was: said with --llm none too)
+    whose = ["none used here" if args.no_stt else "the STT's"] + ["the embedded LLM's child: 1"] * any(
         registry.parse_spec(s)[0] == "embedded" for s in specs)
 
     def start() -> None:  # (once the first STT is built: one that cannot be fails before any output)
         print(f"{header(args, add_arguments, 'backend')}\ntorch threads {args.threads}"
-              + (f" ({'; '.join(whose)})" if whose else "") + "\n",
+              + f" ({'; '.join(whose)})\n",
               flush=True)  # (was: "torch threads N", as if the LLM used them)
         torch.set_num_threads(args.threads)
         if not args.no_stt:

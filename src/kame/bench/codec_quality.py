@@ -292,13 +292,13 @@ def main(args: argparse.Namespace) -> int:
 
     def measure() -> None:  # a voice's row once all its sentences are measured: Ctrl-C keeps the voices before
         for v, (voice, fitted) in enumerate(HELD_OUT_VOICES):
-            r = {"fitted": fitted, "words": [], "err_o": [], "err_r": [], "lm": [], "cents": []}
+            r = {"fitted": fitted, "words": [], "err_o": [], "err_r": [], "lm": [], "cents": [], "enc": [], "dec": []}
             for i, text in enumerate(texts):
                 pcm = apply_channel(args.channel, clips[voice.label, text], codec.sample_rate,
                                     np.random.default_rng([1, v, i]))  # seeded per clip
                 rec, te, td = stream_roundtrip(codec, pcm)
-                enc_t.append(te)
-                dec_t.append(td)
+                r["enc"].append(te)
+                r["dec"].append(td)
                 ref = normalize(text)
                 r["words"].append(len(ref))  # one entry per sentence, in HELD_OUT order
                 r["err_o"].append(edit_distance(ref, normalize(asr(pcm, codec.sample_rate))))
@@ -307,6 +307,8 @@ def main(args: argparse.Namespace) -> int:
                 r["lm"].append(lm)
                 r["cents"] += cents
             rows[voice.label] = r
+            enc_t.extend(r["enc"])  # the header's timings: of the voices in the table (was: a voice cut by Ctrl-C too)
+            dec_t.extend(r["dec"])
 
     stopped = stopped_by_ctrl_c(measure, rows)
     if stopped and not rows:

@@ -163,19 +163,29 @@ def header(args: argparse.Namespace, add_arguments: Callable[[argparse.ArgumentP
     return f"command: {command_line(args, add_arguments, name)}\n{machine_line()}"
 
 
-def said_interrupted(cases: int, table: str = "table") -> None:
+def said_interrupted(cases: int, table: str = "table", case: str = "case", kept: str = "") -> None:
     """Ctrl-C during a bench's cases: one line saying what its ``table`` holds, the ``cases``
-    measured so far (kame bench step's, sessions'; was, with none yet: exit 130, nothing said)."""
-    print("\ninterrupted: " + (f"the {table} holds the {cases} case(s) measured before Ctrl-C" if cases
-                               else f"Ctrl-C before the first case was measured; no {table}"), flush=True)
+    measured so far (kame bench step's, sessions'; was, with none yet: exit 130, nothing said), or
+    ``kept``, what is done with them instead, its {} the count of ``case`` (kame bench latency's:
+    "analysing the 1 mode run before Ctrl-C ...")."""
+    from ..cliargs import counted
+
+    if not cases:
+        text = f"Ctrl-C before the first {case} was measured; no {table}"
+    elif kept:
+        text = kept.format(counted(cases, case))
+    else:
+        text = f"the {table} holds the {cases} {case}(s) measured before Ctrl-C"
+    print("\ninterrupted: " + text, flush=True)
 
 
-def stopped_by_ctrl_c(measure: Callable[[], object], rows, table: str = "table") -> bool:
+def stopped_by_ctrl_c(measure: Callable[[], object], rows, table: str = "table", case: str = "case",
+                      kept: str = "") -> bool:
     """Run a bench's ``measure()``, which adds each case to ``rows`` as it is measured: whether
-    Ctrl-C cut it short, which is then said (``said_interrupted``); the cases measured before it are
-    still in ``rows``, for the table (kame bench codec's, backend's, codec-quality's, latency's,
-    sessions'; was, in the first four: exit 130, no table, nothing said). A second signal that quits
-    at once (kame.runtime.interrupt.QuitAtOnce) goes on out."""
+    Ctrl-C cut it short, which is then said (``said_interrupted``, with ``table``, ``case`` and
+    ``kept``); the cases measured before it are still in ``rows``, for the table (kame bench codec's,
+    backend's, codec-quality's, latency's, sessions'; was, in the first four: exit 130, no table,
+    nothing said). A second signal that quits at once (kame.runtime.interrupt.QuitAtOnce) goes on out."""
     from ..runtime.interrupt import QuitAtOnce
 
     try:
@@ -183,6 +193,6 @@ def stopped_by_ctrl_c(measure: Callable[[], object], rows, table: str = "table")
     except QuitAtOnce:
         raise
     except KeyboardInterrupt:
-        said_interrupted(len(rows), table)
+        said_interrupted(len(rows), table, case, kept)
         return True
     return False

@@ -132,16 +132,25 @@ def table(rows: list[dict]) -> str:
 
 def _codec(spec: str) -> str:
     """'auto' is the random front-ends' own codec ("embedded"); fall back to a tiny random
-    Mimi (same token layout) if the fitted embedded codec is not installed. Another spec is
-    built once, as kame bench codec and codec-quality build theirs before any output: one that
-    cannot be (unknown, a missing checkpoint) is said at once, naming --codec (was: "codec.spec =
-    ...: ...", a config key, once the header was out and the first case built its agent)."""
+    Mimi (same token layout) if the fitted embedded codec is not installed. Another spec (the
+    spec itself checked by main's load_config) is checked once, before any output, as cheaply as
+    it can be: a Mimi checkpoint found, not read; a random Mimi not built (nothing is left that can
+    fail); any other codec (embedded:PATH, a plugin's) built once more, up front, and dropped: each
+    case's agent builds its own (was: every codec built and dropped, mimi:random's 14 s too). One that
+    cannot be (a missing checkpoint) is said at once, naming --codec (was: "codec.spec = ...: ...",
+    a config key, once the header was out and the first case built its agent)."""
     from .. import registry
     from ..errors import KameError
 
     if spec != "auto":
+        scheme, arg = registry.parse_spec(spec)
         with naming("--codec"):
-            registry.create("codec", spec)
+            if scheme != "mimi":
+                registry.create("codec", spec)
+            elif arg not in ("random", "random-tiny"):
+                from ..codec.mimi import DEFAULT_SOURCE, resolve_source
+
+                resolve_source(arg or DEFAULT_SOURCE)
         return spec
     try:
         registry.create("codec", "embedded")
