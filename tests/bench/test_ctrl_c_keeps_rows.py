@@ -235,6 +235,9 @@ def test_ctrl_c_in_bench_latency_leaves_no_parent_it_made(latency, tmp_path, mon
     assert main(["bench", "latency", "--turns", "1", "--modes", "cascade", "-o", str(out)]) == 130
     assert not (tmp_path / "kept" / "nest").exists()  # (was: nest/a left behind, empty; only b removed)
     assert (tmp_path / "kept" / "mine.txt").is_file()  # (a folder there before: kept)
+    (tmp_path / "y").mkdir()  # -o x/../y: x is made (to reach y through it), y was there, empty
+    assert main(["bench", "latency", "--turns", "1", "--modes", "cascade", "-o", str(tmp_path / "x" / ".." / "y")]) == 130
+    assert (tmp_path / "y").is_dir() and not (tmp_path / "x").exists()  # (was: the user's empty y removed, x left)
 
 
 def test_ctrl_c_in_bench_latency_keeps_the_modes_run(latency, tmp_path, monkeypatch, capsys):

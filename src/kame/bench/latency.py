@@ -332,35 +332,14 @@ def main(args) -> int:
     if args.turns > n_turns:
         raise ConfigError(f"--turns {args.turns}: the benchmark's dialogues have {n_turns} user turns")
     n_turns = args.turns
-    made = first_missing(Path(args.out))
+    from ..eval.firstwrites import FirstWrites
+
+    made = FirstWrites(args.out)  # (the folders -o makes: kame eval's rule, `-o x/../y` too)
     out = check_output_folder(args.out)  # before the runs, not after them
     try:
         return _run(args, modes, cfgs, n_turns, out)
     finally:  # folders made for the results and left empty (Ctrl-C, an error) are not left behind (was: they
-        remove_empty(out, made)  # were; then the last one only, not the parents it made: -o new/a/b left new/a)
-
-
-def first_missing(path: Path) -> Path | None:
-    """The outermost folder of ``path`` that does not exist yet, which making it makes (None: it exists)."""
-    missing = None
-    for p in (path, *path.parents):
-        if p.exists():
-            break
-        missing = p
-    return missing
-
-
-def remove_empty(path: Path, made: Path | None) -> None:
-    """Remove ``path`` and its parents up to ``made`` (first_missing's, before they were made) while
-    each is an empty folder: never one that was there before (made None: nothing)."""
-    if made is None:
-        return
-    for p in (path, *path.parents):
-        if not p.is_dir() or any(p.iterdir()):
-            return
-        p.rmdir()
-        if p == made:
-            return
+        made.undo()  # were; then the last one only; then, for -o x/../y, an existing empty y removed and x left)
 
 
 def _run(args, modes: list[str], cfgs: dict, n_turns: int, out: Path) -> int:
