@@ -58,7 +58,7 @@ def test_lines_are_split_where_an_editor_splits_them(tmp_path):
     from kame.eval.mtbench import read_questions
     from kame.paths import text_lines
 
-    assert text_lines("a\u2028b\u0085c\r\nd\re\nf\x0c") == ["a\u2028b\u0085c", "d", "e", "f\x0c"]
+    assert text_lines("a\u2028b\u0085c\r\nd\re\nf\x0c") == ["a\u2028b\u0085c", "d", "e", "f"]  # (its end: no white space)
     q = tmp_path / "q.jsonl"
     line = json.dumps({"question_id": 1, "category": "stem", "turns": ["One\u2028two\u2029three\u0085four"]},
                       ensure_ascii=False)

@@ -410,8 +410,10 @@ def text_lines(text: str) -> list[str]:
     """``text``'s lines as an editor numbers them: split at \\n, \\r\\n and \\r only (was:
     str.splitlines, which also splits at \\x0b, \\x0c, \\x1c-\\x1e and at U+0085, U+2028 and
     U+2029, which JSON allows raw inside a string: a valid line refused as "Unterminated string",
-    and the line numbers after one not an editor's). For the JSONL readers that name a line by its number."""
-    return _LINE_BREAK.split(text)
+    and the line numbers after one not an editor's), each without the white space at its end (a form
+    feed there, which splitlines split off: was "Extra data"). For the JSONL readers that name a line
+    by its number."""
+    return [line.rstrip() for line in _LINE_BREAK.split(text)]
 
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")

@@ -47,7 +47,7 @@ def fastchat_lines(path, text: str, what: str, ok, needs: str):
             continue
         where = f"{path}:{n}"
         try:
-            d = json.loads(line.rstrip())  # (a line ending in a form feed: split off by splitlines before text_lines)
+            d = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); each line must be one "
                               f"{what} object") from None

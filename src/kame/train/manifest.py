@@ -78,7 +78,7 @@ def read_manifest(path: str | Path, *, check: bool = True) -> list[ManifestEntry
         if not line.strip():
             continue
         try:
-            d = json.loads(line.rstrip())  # (a line ending in a form feed: split off by splitlines before text_lines)
+            d = json.loads(line)
             p = Path(d["path"])
             e = ManifestEntry(p if p.is_absolute() else path.parent / p, float(d["duration"]), int(d["frames"]),
                               int(d.get("user_words", 0)), int(d.get("agent_words", 0)),
