@@ -206,6 +206,7 @@ def test_a_torchrun_restart_is_told_to_resume(tmp_path, fake_codec, capsys, monk
     manifest, out = str(_data(tmp_path / "data")), tmp_path / "run"
     cmd = ["train", manifest, "-o", str(out), "--frontend", "random:tiny", "--codec", "fake", "--steps", "2",
            "--window", "16", "--batch-size", "2", "--warmup", "1", "--device", "cpu"]
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-a")  # (the first start, of the job: recorded in OUT/.lock)
     assert cli_main(cmd) == 0
     capsys.readouterr()
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")

@@ -84,10 +84,10 @@ def out_lock(out: Path):
                         exc.strerror or exc, out)
             else:
                 raise _locked(out, f) from None
-        if held:
+        if held:  # (its pid; under torchrun its job, torchrun_job: check_restarted refuses only a restart of it)
             f.seek(0)
             f.truncate()
-            f.write(f"{os.getpid()}\n")
+            f.write(f"{os.getpid()}\n" + (f"{job}\n" if (job := torchrun_job()) else ""))
             f.flush()
         yield
 
@@ -97,10 +97,29 @@ def _locked(out: Path, f):
     from ..errors import ConfigError
 
     f.seek(0)
-    pid = f.read().strip() or "?"
+    pid = (f.read().split() or ["?"])[0]
     return ConfigError(f"train: another kame train (pid {pid}) is writing to -o {out} (it holds {out / LOCK}): two "
                        f"runs in one OUT replace each other's checkpoints. Wait for it to end or stop it (a torchrun "
                        f"killed with SIGKILL leaves its workers running), or give another -o")
+
+
+def torchrun_job() -> str | None:
+    """The torchrun job this process is one of, the same across its --max-restarts restarts:
+    TORCHELASTIC_RUN_ID (--rdzv-id; --standalone's uuid), with MASTER_ADDR:MASTER_PORT when it is
+    torchrun's default "none"; None outside torchrun."""
+    job = os.environ.get("TORCHELASTIC_RUN_ID")
+    if job == "none":
+        job += f"@{os.environ.get('MASTER_ADDR', '')}:{os.environ.get('MASTER_PORT', '')}"
+    return job or None
+
+
+def _written_by(out: Path) -> str | None:
+    """The torchrun job recorded in OUT/.lock by the run that wrote there last (out_lock), or None."""
+    try:
+        recorded = (Path(out) / LOCK).read_text().split()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return recorded[1] if len(recorded) > 1 else None
 
 
 def check_unlocked(out) -> None:
@@ -269,17 +288,23 @@ def check_out(out, overwrite: bool, resume=None) -> bool:
 
 def check_restarted(out, resume=None) -> None:
     """ConfigError when torchrun's --max-restarts started kame train again (TORCHELASTIC_RESTART_COUNT
-    above 0: the same command) and OUT holds a run's files, unless it is the resumed checkpoint's
-    own: the command cannot go on from its first start's checkpoints, and with --overwrite would
-    remove them (was: "holds files already (another run's?)"). Only the filesystem and the
-    environment are read: kame train checks it before its processes join their group (check_out
-    again)."""
+    above 0: the same command) and OUT holds a run's files written by this torchrun job (its
+    torchrun_job recorded in OUT/.lock), unless it is the resumed checkpoint's own: the command
+    cannot go on from its first start's checkpoints, and with --overwrite would remove them (was:
+    "holds files already (another run's?)"). Files of another run, or of a first start that failed
+    before it locked OUT, are left to check_out; a run that holds OUT/.lock is said first
+    (check_unlocked; was: "give --resume" / "--overwrite" of a live run's checkpoints). Only the
+    filesystem and the environment are read: kame train checks it before its processes join their
+    group (check_out again)."""
     from ..errors import ConfigError
 
     out, count = Path(out), os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
     if not count.isdigit() or int(count) == 0 or not out.is_dir() or all(_run_own(p) for p in out.iterdir()):
         return
     if resume is not None and Path(resume).resolve().parent == out.resolve():
+        return
+    check_unlocked(out)
+    if torchrun_job() is None or _written_by(out) != torchrun_job():
         return
     most = os.environ.get("TORCHELASTIC_MAX_RESTARTS", "")
     restarted = f"restart {count}" + (f" of {most}" if most.isdigit() else "")

@@ -255,8 +255,11 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
                 if stopped():  # (a Ctrl-C reached every process: another one stopped for it first)
                     raise KeyboardInterrupt from None
                 saved = last_checkpoint(last, out, saved_at)
-                raise ProcessLost(f"train: another process of this run stopped at step {step} (a collective failed: "
-                                  f"{lost_cause(exc)}); {resume_note(saved, out, resume)}") from None
+                lost = f"another process of this run stopped at step {step} (a collective failed: {lost_cause(exc)})"
+                if step < tcfg.steps or out is not None and (saved is None or saved_at != step):  # (else all saved)
+                    raise ProcessLost(f"train: {lost}; {resume_note(saved, out, resume)}") from None
+                print(f"warning: train: {lost} after the last step's save: training ended at step {step}"
+                      + (f", its last checkpoint {saved} is saved" if saved else ""), file=sys.stderr, flush=True)
         except KeyboardInterrupt:
             raise TrainInterrupted(step, last, Path(out) if out is not None else None, rank, resume) from None
         except Diverged as exc:  # (any rank: rank 0's last save, or the checkpoint resumed from)
@@ -491,11 +494,10 @@ def main(args) -> int:
             what = stopped_by("SIGTERM") if "SIGTERM" in by else "interrupted (Ctrl-C)"
             print(f"kame train: {what} before training began; nothing saved", file=sys.stderr, flush=True)
         return status()
-    if by:  # (one that came during the last step, its KeyboardInterrupt lost)
+    if by and os.environ.get("RANK", "0") == "0":  # (one that came in the last step, its KeyboardInterrupt lost)
         print(f"kame train: {stopped_by(by[0])} as training ended at step {result.step}; its last checkpoint "
               f"{result.last_checkpoint} is saved", file=sys.stderr, flush=True)
-        return status()
-    return 0
+    return status() if by else 0
 
 
 def run(args, stopped: Callable[[], bool] = lambda: False) -> TrainResult:
@@ -535,8 +537,11 @@ def run(args, stopped: Callable[[], bool] = lambda: False) -> TrainResult:
                      echo=(lambda s: print(s, flush=True)) if rank0 else (lambda s: None), stopped=stopped)
     except RuntimeError as exc:  # (before its loop: loading, encoding; train says the loop's itself)
         if world > 1 and lost_peer(exc):
+            if stopped():  # (a Ctrl-C reached every process: another one stopped for it first)
+                raise KeyboardInterrupt from None
             raise ProcessLost(f"train: another process of this run stopped before training began (a collective "
-                              f"failed: {lost_cause(exc)}): its own error says why; nothing saved") from None
+                              f"failed: {lost_cause(exc)}; see its own output, if it said anything); nothing "
+                              f"saved") from None
         raise
     finally:
         if dist.is_initialized():

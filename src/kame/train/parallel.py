@@ -87,10 +87,12 @@ class ProcessLost(KameError):
 
 
 def lost_cause(exc: BaseException) -> str:
-    """A lost process's collective error, short: gloo's "[.../pair.cc:553] Connection closed by
-    peer [10.0.0.2]:50845. This is typically ..." -> "Connection closed by peer [10.0.0.2]:50845"."""
-    text = re.sub(r"^\[[^\]]*\]\s*", "", str(exc).strip().splitlines()[0] if str(exc).strip() else "")
-    return text.split(". ")[0][:200] or type(exc).__name__
+    """A lost process's collective error, short: its first line ("[.../pair.cc:553] Connection
+    closed by peer [10.0.0.2]:50845. This is typically ..." -> "Connection closed by peer
+    [10.0.0.2]:50845"), and its last line when it has several (NCCL's reason is there)."""
+    lines = [re.sub(r"^\[[^\]]*\]\s*", "", line.strip()) for line in str(exc).strip().splitlines() if line.strip()]
+    short = [line.split(". ")[0][:200] for line in dict.fromkeys(lines[:1] + lines[-1:])]
+    return "; ".join(s for s in short if s) or type(exc).__name__
 
 
 def is_sharded(model) -> bool:
@@ -216,17 +218,20 @@ def _missing_shards(metadata, where: Path) -> list[str]:
     return sorted(name for name in named if isinstance(name, str) and not (where / name).is_file())
 
 
-def lost_peer(exc: BaseException) -> bool:
-    """Whether ``exc`` is a collective's failure because another process of the group is gone (it
-    stopped, or its machine did: its connection closed, or no answer in time): torch.distributed's
-    DistError, or the RuntimeError gloo and NCCL raise (torch 2.13's gloo: "[.../gloo/transport/
-    tcp/pair.cc:553] Connection closed by peer ..."); not this process's own error."""
-    import torch.distributed as dist
+# what a collective's error says when another process of the group is gone (it stopped, or its machine
+# did): gloo's "Connection closed by peer" / "Connection reset by peer" / "Broken pipe" / "Timed out
+# waiting ...", NCCL's "remote process exited or there was a network error", its watchdog's timeout
+LOST_PEER = re.compile(r"[Cc]onnection (closed|reset) by peer|Broken pipe|remote process exit|Timed out waiting|"
+                       r"Watchdog caught collective operation timeout")
 
-    if isinstance(exc, getattr(dist, "DistError", ())):
-        return True
-    return isinstance(exc, RuntimeError) and bool(re.search(r"gloo|NCCL|[Cc]onnection (closed|reset) by peer",
-                                                            str(exc)))
+
+def lost_peer(exc: BaseException) -> bool:
+    """Whether ``exc`` is a collective's failure because another process of the group is gone
+    (LOST_PEER's words; torch 2.13's gloo: "[.../gloo/transport/tcp/pair.cc:553] Connection closed
+    by peer ..."); not this process's own error (was: any DistError, any error naming gloo or NCCL:
+    NCCL out of memory, "Duplicate GPU detected", a gloo size mismatch were each said as another
+    process's stop, on every process)."""
+    return isinstance(exc, RuntimeError) and LOST_PEER.search(str(exc)) is not None
 
 
 def agree(check, what: str = "train"):

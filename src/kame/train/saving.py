@@ -187,9 +187,12 @@ def save_step(model, opt, out: Path, step: int, rank: int, tcfg: TrainConfig, ma
     staging = begin_save(out, step) if rank == 0 else staging_folder(out, step)
     try:
         weights, optim = checkpoint_state(model, opt, staging)
-    except BaseException as exc:  # (every process removes it: on machines that do not share -o, each
-        # wrote its shard to its own; checkpoint_state returns on no process once one failed or stopped)
-        shutil.rmtree(staging, ignore_errors=True)
+    except BaseException as exc:  # (every process cleans up: on machines that do not share -o, each
+        # wrote its shard to its own)
+        if rank == 0:
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            _remove_own_shards(staging, rank)
         if isinstance(exc, ShardsNotSaved) and exc.cause is not None:
             folder = step_folder(out, step)
             raise SaveFailed(step, folder, _why(exc.cause, folder, ())) from exc.cause
@@ -197,6 +200,19 @@ def save_step(model, opt, out: Path, step: int, rank: int, tcfg: TrainConfig, ma
     if rank != 0:
         return None
     return save_checkpoint(model, weights, optim, out, step, tcfg, manifest, manifest_sha, staged=True, **kw)
+
+
+def _remove_own_shards(staging: Path, rank: int) -> None:
+    """A non-zero rank's part of removing a stopped sharded save's ``staging`` folder: its own
+    optimizer shards (torch.distributed.checkpoint's __RANK_I.distcp), then the folders once empty
+    (was: the whole folder, which a Ctrl-C of this process alone, handled once its collective had
+    returned, took from under rank 0 still writing there). Rank 0 removes the rest."""
+    where = staging / SHARDED_OPTIMIZER
+    for f in where.glob(f"__{rank}_*.distcp"):
+        f.unlink(missing_ok=True)
+    for d in (where, staging):
+        with contextlib.suppress(OSError):
+            d.rmdir()
 
 
 def begin_save(out: Path, step: int) -> Path:
