@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -66,10 +67,20 @@ def frontend_codec(frontend: str):
                              weights=False)[1]
 
 
+@contextmanager
+def codebooks_kept(codec):
+    """``codec`` put back at the codebooks it codes with (the front-end's) however many are set inside."""
+    k0 = codec.num_codebooks
+    try:
+        yield
+    finally:
+        codec.set_num_codebooks(k0)
+
+
 def checked_codebooks(codec, ks: list[int]) -> None:
     """Each of --codebooks' K is one ``codec`` codes with, else a KameError naming --codebooks: said
     before the teacher-forced table's minutes (was: after them)."""
-    with naming("--codebooks"):
+    with naming("--codebooks"), codebooks_kept(codec):
         for k in ks:
             codec.set_num_codebooks(k)
 
@@ -80,19 +91,20 @@ def recordings_table(codec, dialogues, ks: list[int]) -> list[tuple[int, float, 
     from kame.bench.codec_quality import Whisper
 
     asr, rows = Whisper(), []
-    for k in ks:
-        codec.set_num_codebooks(k)
-        we = wn = ce = cn = 0
-        for d in dialogues:
-            ref = " ".join(w.word for w in d.words_of("agent"))
-            pcm = torch.from_numpy(np.ascontiguousarray(d.audio[:, 1]))[None]
-            with torch.no_grad():
-                heard = asr(codec.decode(codec.encode(pcm)).numpy()[0], SAMPLE_RATE)
-            e, r = wer(ref, heard)
-            we, wn = we + e, wn + r
-            e, r = cer(ref, heard)
-            ce, cn = ce + e, cn + r
-        rows.append((k, 100 * we / max(wn, 1), 100 * ce / max(cn, 1)))
+    with codebooks_kept(codec):
+        for k in ks:
+            codec.set_num_codebooks(k)
+            we = wn = ce = cn = 0
+            for d in dialogues:
+                ref = " ".join(w.word for w in d.words_of("agent"))
+                pcm = torch.from_numpy(np.ascontiguousarray(d.audio[:, 1]))[None]
+                with torch.no_grad():
+                    heard = asr(codec.decode(codec.encode(pcm)).numpy()[0], SAMPLE_RATE)
+                e, r = wer(ref, heard)
+                we, wn = we + e, wn + r
+                e, r = cer(ref, heard)
+                ce, cn = ce + e, cn + r
+            rows.append((k, 100 * we / max(wn, 1), 100 * ce / max(cn, 1)))
     return rows
 
 
@@ -167,7 +179,6 @@ def run(args) -> int:
         raise SystemExit(f"error: no dialogues in {args.data}")
     codec = frontend_codec(args.frontend[0]) if args.codebooks else None
     if codec is not None:
-        k0 = codec.num_codebooks  # (what it codes with as the front-end's, for --repeat after --codebooks' K)
         checked_codebooks(codec, args.codebooks)
     repeat = repeat_entries(args.repeat, args.repeat_limit) if args.repeat else None
     print(f"# bench/audio_codes.py: {len(dialogues)} dialogues of {args.data}; {machine_line()}")
@@ -185,8 +196,6 @@ def run(args) -> int:
         for k, w, c in recordings_table(codec, dialogues, args.codebooks):
             print(f"| {k} | {w:.1f} / {c:.1f} |", flush=True)
     if repeat is not None:
-        if codec is not None:
-            codec.set_num_codebooks(k0)
         rows = repeat_table(args.frontend[0], repeat, codec)  # (was: the codec built a second time)
         print(f"\nHow alike a word's codes are each time it is said ({args.repeat}): the most common code's share "
               f"%, per codebook\n")

@@ -9,6 +9,9 @@
 ``ReloadingLLM``: one with the embedded LLM's ``state`` and ``loaded_at`` (its child reloading
 its model: ``llm.reload()`` ... ``llm.loaded()``).
 
+``TokenizerLLM``: refuses what the embedded LLM's tokenizer refuses (a lone surrogate: its
+TypeError; a control character too), else replies "Fine."; ``llm.calls``: each call's contents.
+
 Also ``cancel_after_first_piece(llm, messages)``: start a stream, cancel its task once a piece
 arrived (any LLM; the cancellation tests of the real ones).
 """
@@ -89,6 +92,30 @@ class ReloadingLLM(ScriptedLLM):
     def loaded(self) -> None:
         self.loaded_at += 1.0  # (before the state, as the embedded LLM sets them)
         self.state = "up"
+
+
+class TokenizerLLM:
+    """Fails as the embedded LLM's tokenizer does on a lone surrogate (the same TypeError), and on a
+    control character in any message; else replies "Fine." (after 0.1 s of ``clock``, if given)."""
+
+    name = "strict"
+
+    def __init__(self, clock=None) -> None:
+        self.clock, self.calls = clock, []
+
+    async def stream_chat(self, messages, *, max_tokens=None, temperature=None):
+        self.calls.append([m.content for m in messages])
+        for m in messages:
+            try:
+                m.content.encode("utf-8")
+            except UnicodeEncodeError:
+                raise TypeError("TextEncodeInput must be Union[TextInputSequence, Tuple[InputSequence, "
+                                "InputSequence]]") from None
+            if any(ord(c) < 32 and c not in "\t\n\r" for c in m.content):
+                raise TypeError(f"control character in {m.content!r}")
+        if self.clock is not None:
+            await self.clock.sleep(0.1)
+        yield "Fine."
 
 
 async def cancel_after_first_piece(llm: LLM, messages: Sequence[ChatMessage], timeout: float,

@@ -18,6 +18,7 @@ from kame.runtime.backend import BackendBridge, producer_factory
 
 from ..runtime.fakes import step
 from ..runtime.test_backend_bridge import LOUD, errors, finish, make_agent, talk
+from .scripted_llm import TokenizerLLM
 
 
 class NamedSTT:
@@ -98,25 +99,6 @@ class OddSTT:
                     words = []
 
 
-class TokenizerLLM:
-    """Fails as the embedded LLM's tokenizer does on a lone surrogate (and on a control character)."""
-
-    def __init__(self):
-        self.prompts = []
-
-    async def stream_chat(self, messages, *, max_tokens=None, temperature=None):
-        self.prompts.append(messages[-1].content)
-        for m in messages:
-            try:
-                m.content.encode("utf-8")
-            except UnicodeEncodeError:
-                raise TypeError("TextEncodeInput must be Union[TextInputSequence, Tuple[InputSequence, "
-                                "InputSequence]]") from None
-            if any(ord(c) < 32 and c not in "\t\n\r" for c in m.content):
-                raise TypeError(f"control character in {m.content!r}")
-        yield " Fine."
-
-
 async def test_the_tandem_oracle_predicts_on_odd_stt_words():
     llm, tok = TokenizerLLM(), default_tokenizer()
     agent, clock, _ = make_agent(lambda s: BackendBridge(s, OddSTT(), producer_factory(s.agent.config, s.clock, llm, tok),
@@ -131,5 +113,5 @@ async def test_the_tandem_oracle_predicts_on_odd_stt_words():
     assert [m["text"] for m in finals] == ["what [1mis it\ufffd"]
     producer = s.backend._producer
     assert errors(rec) == [] and producer.stats["failed"] == 0 and producer.stats["completed"] >= 2
-    assert llm.prompts[-1].endswith("\nuser: what [1mis it\ufffd")  # (the final's; the first: a partial's)
+    assert llm.calls[-1][-1].endswith("\nuser: what [1mis it\ufffd")  # (the final's; the first: a partial's)
     await finish(agent, s, rec)

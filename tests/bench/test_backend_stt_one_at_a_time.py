@@ -102,7 +102,7 @@ def test_kame_bench_backend_prints_the_same_header_and_table(fake_stts, capsys):
                  "--sentences", "1", "--gap", "0"]) == 0
     out = capsys.readouterr().out
     # (--llm none: no LLM's thread said; was "(the STT's; the embedded LLM's child: 1)")
-    assert "torch threads 1 (the STT's)\n\n## STT\n\n| STT | sentences (words) |" in out
+    assert "torch threads 1 (the STT's)\n\n## STT\n\n| STT | sentences (words) |" in out and "LLM" not in out, out
     assert out.index("`onebyone:a`") < out.index("`onebyone:b`")
     assert EVENTS == ["built a", "synthesized", "ran a", "closed a", "built b", "ran b", "closed b"]
 

@@ -81,7 +81,7 @@ def test_audio_codes_checks_repeat_before_the_table(tmp_path, monkeypatch, capsy
     assert err.startswith("error: --repeat: ") and str(missing) in err, err
 
 
-def test_audio_codes_builds_the_codec_once_for_codebooks_and_repeat(audio_codes, monkeypatch, capsys):
+def test_audio_codes_builds_the_codec_once_for_codebooks_and_repeat(audio_codes, quality, monkeypatch, capsys):
     import torch
 
     from kame.train import codes
@@ -92,19 +92,51 @@ def test_audio_codes_builds_the_codec_once_for_codebooks_and_repeat(audio_codes,
         def set_num_codebooks(self, k: int) -> None:
             self.num_codebooks = k
 
+        def encode(self, pcm):
+            return pcm
+
+        def decode(self, codes):
+            return codes
+
     built, used = [], []
     monkeypatch.setattr(audio_codes, "frontend_codec", lambda frontend: built.append(Codec()) or built[-1])
     monkeypatch.setattr(audio_codes, "codes_table", lambda frontend, dialogues: ([50.0], [1.0], 2048))
-    # (the recordings' table leaves the codec at its last K, as the real one does)
-    monkeypatch.setattr(audio_codes, "recordings_table", lambda codec, d, ks: codec.set_num_codebooks(ks[-1]) or [])
     monkeypatch.setattr(audio_codes, "repeat_entries", lambda data, limit: [SimpleNamespace(path="t0")])
-    monkeypatch.setattr(audio_codes, "read_dialogue", lambda path, audio=True: SimpleNamespace(words_of=lambda who: []))
+    monkeypatch.setattr(audio_codes, "read_dialogue", lambda path, audio=True: SimpleNamespace(
+        words_of=lambda who: [], audio=np.zeros((1920, 2), np.float32)))
     monkeypatch.setattr(codes, "load_codes", lambda d, codec: used.append((codec, codec.num_codebooks)) or
                         (None, torch.zeros(8, 4, dtype=torch.long)))
     assert audio_codes.main(["data", "--frontend", "random:tiny", "--codebooks", "2", "--repeat", "train"]) == 0
     assert len(built) == 1, built  # (was: built again for --repeat)
-    assert used == [(built[0], 8)]  # coding with the front-end's codebooks again, not --codebooks' last K
-    assert "(no word said 20 times)" in capsys.readouterr().out
+    # coding with the front-end's codebooks again, not --codebooks' last K: the recordings' table puts
+    # them back itself (was: run did, after it)
+    assert used == [(built[0], 8)]
+    out = capsys.readouterr().out
+    assert "\n| 2 | " in out and "(no word said 20 times)" in out, out  # (the recordings table of K 2)
+
+
+def test_audio_codes_recordings_table_puts_the_codebooks_back(quality):
+    module = script("audio_codes")
+
+    class Codec:
+        num_codebooks = 8
+
+        def set_num_codebooks(self, k: int) -> None:
+            self.num_codebooks = k
+
+        def encode(self, pcm):
+            return pcm
+
+        def decode(self, codes):
+            raise KeyboardInterrupt  # (stopped midway: put back too)
+
+    codec = Codec()
+    d = SimpleNamespace(words_of=lambda who: [], audio=np.zeros((1920, 2), np.float32))
+    with pytest.raises(KeyboardInterrupt):
+        module.recordings_table(codec, [d], [2, 4])
+    assert codec.num_codebooks == 8  # (was: 2, --codebooks' K being coded with)
+    module.checked_codebooks(codec, [2, 4])
+    assert codec.num_codebooks == 8  # (was: 4, --codebooks' last K)
 
 
 def test_bench_sessions_checks_a_random_mimi_without_building_it(monkeypatch):
@@ -130,20 +162,23 @@ def test_bench_sessions_names_codec_before_the_header(monkeypatch, capsys):
     assert "machine:" not in captured.out, captured.out
 
 
-def test_one_piece_said_with_its_length(tmp_path, monkeypatch, capsys):
+def test_bench_sessions_says_a_random_mimi_typo_as_the_codec_does(monkeypatch, capsys):
+    from kame import registry
+    from kame.bench import sessions
+
+    monkeypatch.setattr(sessions, "run_case", lambda *a, **k: pytest.fail("a case ran"))
+    with pytest.raises(Exception) as codec_said:
+        registry.create("codec", "mimi:random-typo")
+    assert main(["bench", "sessions", "--frontend", "random:tiny", "--codec", "mimi:random-typo"]) == 1
+    # (was: "Mimi checkpoint not found: random-typo (...)", sessions' own copy of the codec's checks)
+    assert capsys.readouterr().err.startswith(f"kame: error: --codec: {codec_said.value}\n")
+    assert "unknown random Mimi 'random-typo'; use mimi:random" in str(codec_said.value)
+
+
+def test_one_piece_said_with_its_length(quality, tmp_path, monkeypatch, capsys):
     from kame.audio import write_wav
-    from kame.bench import codec_quality
 
-    class Heard:
-        def __init__(self):
-            pass
-
-        def __call__(self, pcm, rate):
-            return "hello there"
-
-    monkeypatch.setattr(codec_quality, "Whisper", Heard)
-    monkeypatch.setattr(codec_quality, "stream_roundtrip", lambda codec, pcm: (pcm, 0.001, 0.001))
-    monkeypatch.setattr(codec_quality, "fidelity", lambda orig, rec, delay: (0.5, [20.0], 1))
+    monkeypatch.setattr(quality, "stream_roundtrip", lambda codec, pcm: (pcm, 0.001, 0.001))
     write_wav(tmp_path / "short.wav", np.zeros(int(5.2 * 16000), np.float32), 16000)
     assert main(["bench", "codec-quality", "--codec", "mimi:random-tiny", "--recordings", str(tmp_path)]) == 0
     out = capsys.readouterr().out

@@ -7,7 +7,6 @@ function patched to raise KeyboardInterrupt in-process (nothing timed)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 
@@ -16,20 +15,7 @@ import pytest
 
 from kame.cli import main
 
-
-def _args(add_arguments, *argv):
-    p = argparse.ArgumentParser()
-    add_arguments(p)
-    return p.parse_args(list(argv))
-
-
-def stopped(command_main, args) -> int:
-    """``command_main(args)``; a KeyboardInterrupt let out is a test failure (was: the rows thrown
-    away, kame.cli's exit 130), not the end of the test run."""
-    try:
-        return command_main(args)
-    except KeyboardInterrupt:
-        pytest.fail("the KeyboardInterrupt went out of the command: the rows measured were thrown away")
+from .test_ctrl_c_said import _args, stopped
 
 
 def interrupted_on(call: int):
@@ -106,13 +92,6 @@ def test_ctrl_c_in_bench_backend_keeps_the_stts_measured(fake_stts, capsys):
     assert "| `pocketsphinx` | 1 (2) | 10.0 % |" in out and "`whisper`" not in out, out
 
 
-def test_bench_backend_llm_none_says_no_llm_thread(fake_stts, capsys):
-    assert main(["bench", "backend", "--llm", "none", "--stt", "pocketsphinx"]) == 0
-    out = capsys.readouterr().out
-    # (was: "torch threads 1 (the STT's; the embedded LLM's child: 1)", with no LLM run)
-    assert "\ntorch threads 1 (the STT's)\n" in out and "LLM" not in out, out
-
-
 def test_ctrl_c_in_bench_backend_keeps_the_llms_measured(monkeypatch, capsys):
     from kame.bench import backend
 
@@ -136,29 +115,6 @@ def test_ctrl_c_in_bench_backend_keeps_the_llms_measured(monkeypatch, capsys):
 
 
 # ---------------------------------------------------------------------------- kame bench codec-quality
-class Heard:
-    """whisper, heard: the text given."""
-
-    def __init__(self, text: str = "hello there") -> None:
-        self.text = text
-
-    def __call__(self, pcm, rate) -> str:
-        return self.text
-
-
-@pytest.fixture
-def quality(monkeypatch):
-    """codec-quality without whisper, synthesis or streaming: its stand-ins (the round trip is
-    interrupted_on(...)'s, set by each test)."""
-    from kame.bench import codec_quality
-    from kame.codec.embedded import data
-
-    monkeypatch.setattr(codec_quality, "Whisper", Heard)
-    monkeypatch.setattr(data, "speak", lambda pairs, seed: [np.zeros(24000, np.float32) for _ in pairs])
-    monkeypatch.setattr(codec_quality, "fidelity", lambda orig, rec, delay: (0.5, [20.0], 1))
-    return codec_quality
-
-
 def test_ctrl_c_in_bench_codec_quality_keeps_the_voices_measured(quality, monkeypatch, capsys):
     roundtrip = interrupted_on(3)  # the second voice's first sentence (2 sentences a voice)
     roundtrip.returning = lambda codec, pcm: (pcm, 0.001, 0.001)

@@ -7,6 +7,7 @@ be Union[...]") on that turn and on every later one, the line staying in the his
 from kame.backend.types import Transcript, Word
 from kame.runtime.clock import FakeClock
 
+from ..backend.scripted_llm import TokenizerLLM
 from .fakes import Driver, FakeTTS
 from .test_session import _agent
 
@@ -14,28 +15,6 @@ ODD = ["what", "is\ud83d", "\ud83d", "the\x00", "\x1b[31mcapital\x1b[0m", "\x07"
 # (the BEL alone and the lone surrogate alone: dropped; of a terminal escape its ESC only is removed,
 # "[31m" stays: no real STT sends one; the separator: a space)
 CLEAN = "what is\ufffd the [31mcapital[0m of france"
-
-
-class TokenizerLLM:
-    """Refuses what the embedded LLM's tokenizer refuses (a lone surrogate: the same TypeError) and
-    a control character in any message; else replies "Fine."."""
-
-    name = "strict"
-
-    def __init__(self, clock):
-        self.clock, self.calls = clock, []
-
-    async def stream_chat(self, messages, *, max_tokens=None, temperature=None):
-        self.calls.append([m.content for m in messages])
-        for m in messages:
-            try:
-                m.content.encode("utf-8")
-            except UnicodeEncodeError:
-                raise TypeError("TextEncodeInput must be Union[TextInputSequence, Tuple[InputSequence, "
-                                "InputSequence]]") from None
-            assert not any(ord(c) < 32 and c not in "\t\n\r" for c in m.content), repr(m.content)
-        await self.clock.sleep(0.1)
-        yield "Fine."
 
 
 def final(words, t):

@@ -329,22 +329,6 @@ def test_a_corrupt_eval_json_or_a_line_not_a_record_is_refused(tmp_path, capsys,
         load_done(results, "tandem", 1)  # (was: AttributeError, 'list' object has no attribute 'get')
 
 
-def test_dead_judge_stops_before_any_run(tmp_path, capsys, fake_components, judges, agent_runs):
-    qf = write(tmp_path / "question.jsonl", [QUESTIONS[1]])
-    out = tmp_path / "out"
-    assert "the judge test_dead_judge failed a first short request (ConnectionError: judge down); nothing was " \
-        "run" in refused(capsys, qf, out, judge="test_dead_judge")
-    assert agent_runs["main"] == 0 and not agent_runs["conversations"] and not out.exists()
-    # nothing was run, so nothing binds the next run (a corrupt eval.json with no results beside it is
-    # rewritten likewise): another mode, agent or voice is no
-    # "other results" (was: refused by the settings the dead judge's run had written)
-    out.mkdir()
-    (out / "eval.json").write_text(json.dumps({"mode": "tandem", "turns": 1, "judge": "test_dead_judge"}))
-    assert eval_(qf, out, "--mode", "cascade", "--set", "runtime.silence_db=-40") == 0
-    settings = json.loads((out / "eval.json").read_text())
-    assert settings["mode"] == "cascade" and settings["agent"]["set"][-1] == "runtime.silence_db=-40"
-
-
 def test_judge_failures_are_skipped_then_stop_and_a_rerun_only_grades(tmp_path, capsys, fake_components, judges,
                                                                       agent_runs):
     qs = [{"question_id": i, "category": "stem", "turns": [f"Question {i}?"]} for i in range(6)]

@@ -10,6 +10,7 @@ and the fake agent of test_mtbench."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -50,6 +51,22 @@ def test_a_judge_that_cannot_be_reached_leaves_no_fresh_folder(tmp_path, capsys,
     out.mkdir(parents=True)
     refused(capsys, qf, out, judge=closed_judge(monkeypatch))
     assert out.is_dir() and tree(out) == {}
+
+
+def test_an_eval_json_without_results_binds_no_next_run(tmp_path, capsys, fake_components, judges, agent_runs):
+    """Nothing was run beside it (a dead judge's OUT once held eval.json alone; a corrupt one with no
+    results beside it is rewritten likewise): another mode, agent or voice is no "other results" (was:
+    refused by the settings the dead judge's run had written). (test_mtbench's dead-judge test: that
+    nothing is run nor left by it, the test above says.)"""
+    qf = write(tmp_path / "question.jsonl", [QUESTIONS[1]])
+    out = tmp_path / "out"
+    assert "the judge test_dead_judge failed a first short request (ConnectionError: judge down); nothing was " \
+        "run" in refused(capsys, qf, out, judge="test_dead_judge")
+    out.mkdir()
+    (out / "eval.json").write_text(json.dumps({"mode": "tandem", "turns": 1, "judge": "test_dead_judge"}))
+    assert eval_(qf, out, "--mode", "cascade", "--set", "runtime.silence_db=-40") == 0
+    settings = json.loads((out / "eval.json").read_text())
+    assert settings["mode"] == "cascade" and settings["agent"]["set"][-1] == "runtime.silence_db=-40"
 
 
 def test_a_folder_with_results_is_left_as_it_was(tmp_path, capsys, monkeypatch, fake_components, judges, agent_runs):

@@ -14,15 +14,11 @@ import time
 from kame import registry
 
 from . import test_mtbench_sigterm, test_pairwise
-from .test_pairwise import Judge, folder, lines, pairwise
+from .test_pairwise import Judge, lines, pairwise
+from .test_pairwise_first_writes import two_folders
 
 judges = test_pairwise.judges  # (fixtures, used by name)
 sigterm_guard = test_mtbench_sigterm.sigterm_guard
-
-
-def two_folders(tmp_path):
-    return (folder(tmp_path / "a", "tandem", {("101", 1): "GOOD", ("102", 1): "x"}),
-            folder(tmp_path / "b", "cascade", {("101", 1): "bad", ("102", 1): "y"}))
 
 
 def test_sigterm_while_the_judge_loads_leaves_no_fresh_folder(tmp_path, capsys, monkeypatch, judges, sigterm_guard):

@@ -17,17 +17,18 @@ from kame.errors import CheckpointError
 from kame.model.loaders import load_frontend
 from kame.train.checkpoint import last_checkpoint, out_lock
 
+from . import test_save_swap
 from .test_finetune import _data
 from .test_out_safety import CLI
 
+saved_run = test_save_swap.run  # (a fixture, used by name)
+
 
 @pytest.fixture
-def run(tmp_path, fake_codec, capsys):
-    """A 3-step run saving each step in OUT, its step-3 then left aside as a save killed between its
-    two renames leaves it: (manifest, OUT)."""
-    manifest, out = str(_data(tmp_path / "data")), tmp_path / "o"
-    assert cli_main(["train", manifest, "-o", str(out), "--steps", "3", "--save-every", "1", *CLI]) == 0
-    capsys.readouterr()
+def run(saved_run):
+    """test_save_swap's 3-step run saving each step in OUT, its step-3 then left aside as a save
+    killed between its two renames leaves it: (manifest, OUT)."""
+    manifest, out, _ = saved_run
     os.rename(out / "step-3", out / ".step-3.old")
     return manifest, out
 

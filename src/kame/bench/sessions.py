@@ -147,10 +147,10 @@ def _codec(spec: str) -> str:
         with naming("--codec"):
             if scheme != "mimi":
                 registry.create("codec", spec)
-            elif arg not in ("random", "random-tiny"):
-                from ..codec.mimi import DEFAULT_SOURCE, resolve_source
+            else:
+                from ..codec.mimi import check_arg
 
-                resolve_source(arg or DEFAULT_SOURCE)
+                check_arg(arg)  # (as the codec checks it: mimi:random-typo said as itself says it)
         return spec
     try:
         registry.create("codec", "embedded")

@@ -79,6 +79,17 @@ def build_random(
     return MimiCodec(model, num_codebooks=num_codebooks)
 
 
+def check_arg(arg: str | None) -> str | Path:
+    """What ``mimi[:ARG]`` names, checked without building or reading it: a random preset ("mimi"
+    for random, "tiny" for random-tiny) or the checkpoint file (a path, a folder or hf://...: found,
+    not read)."""
+    if arg in ("random", "random-tiny"):
+        return "mimi" if arg == "random" else "tiny"
+    if arg and arg.startswith("random") and not Path(arg).expanduser().exists():  # not "checkpoint not found"
+        raise ConfigError(f"unknown random Mimi {arg!r}; use mimi:random (published shapes) or mimi:random-tiny")
+    return resolve_source(arg or DEFAULT_SOURCE)
+
+
 def create(arg: str | None = None, num_codebooks: int | None = None, device: str | torch.device = "cpu",
            dtype: str | torch.dtype = torch.float32, **kwargs) -> MimiCodec:
     """Registry factory for ``mimi[:ARG]``: ARG is random, random-tiny, a path or hf://...
@@ -86,14 +97,13 @@ def create(arg: str | None = None, num_codebooks: int | None = None, device: str
     file holds fewer; the runtime asks for what its front-end reads and generates)."""
     if kwargs:
         raise ConfigError(f"unknown option(s) for codec 'mimi': {sorted(kwargs)}")
-    if arg in ("random", "random-tiny"):
-        return build_random("mimi" if arg == "random" else "tiny", num_codebooks=num_codebooks, device=device, dtype=dtype)
-    if arg and arg.startswith("random") and not Path(arg).expanduser().exists():  # not "checkpoint not found"
-        raise ConfigError(f"unknown random Mimi {arg!r}; use mimi:random (published shapes) or mimi:random-tiny")
-    return load_mimi(arg or DEFAULT_SOURCE, num_codebooks=num_codebooks, device=device, dtype=dtype)
+    source = check_arg(arg)
+    if isinstance(source, str):
+        return build_random(source, num_codebooks=num_codebooks, device=device, dtype=dtype)
+    return load_mimi(source, num_codebooks=num_codebooks, device=device, dtype=dtype)
 
 
 __all__ = [
     "MimiConfig", "PRESETS", "MIMI_NAME", "DEFAULT_REPO", "DEFAULT_SOURCE", "MimiModel", "MimiCodec", "MimiStream",
-    "load_mimi", "save_mimi", "load_state", "resolve_source", "build_random", "randomize", "create",
+    "load_mimi", "save_mimi", "load_state", "resolve_source", "build_random", "randomize", "check_arg", "create",
 ]
