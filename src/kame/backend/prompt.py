@@ -222,8 +222,11 @@ def build_messages(conv: Conversation, cfg: PromptConfig, knowledge=None) -> lis
     return [ChatMessage("system", system), ChatMessage("user", "\n".join(conv.lines(cfg)))]
 
 
-_CLOSING = re.compile(r"^[*_]*\s*")  # what closes a label's markdown after its ':' ("**Agent:** Paris")
-_LABEL_DECOR = " \t*_#>-•\"'“‘"  # markdown or quotes before a label at a line's start ("**User:", "- user:")
+# A speaker label's markup, here and in the training oracle's clean_reply (kame.train.oracle_sim builds
+# its label pattern from these): the front-end is trained on the text it gets live.
+LABEL_DECOR = " \t*_#>-•\"'“‘"  # markdown or quotes before a label at a line's start ("**User:", "- user:")
+LABEL_CLOSE = "*_"  # markdown around a label's ':' ("**Agent:** Paris", "**Agent**:")
+_CLOSING = re.compile(rf"^[{re.escape(LABEL_CLOSE)}]*\s*")  # what closes a label's markdown after its ':'
 
 
 class ReplyGuard:
@@ -302,12 +305,12 @@ class ReplyGuard:
     def _label_at_line_start(self, buf: str) -> str | bool | None:
         """"user"/"agent" if ``buf`` starts (after whitespace) with that label and ':', False if
         it cannot, None if it still may (more text needed)."""
-        s = buf.lstrip().lower().lstrip(_LABEL_DECOR)
+        s = buf.lstrip().lower().lstrip(LABEL_DECOR)
         if not s:
             return None
         for name, label in (("user", self._user), ("agent", self._agent)):
             if s.startswith(label):
-                rest = s[len(label) :].lstrip(" \t*_")
+                rest = s[len(label) :].lstrip(" \t" + LABEL_CLOSE)
                 if not rest:
                     return None
                 if rest[0] == ":":

@@ -4,7 +4,8 @@ An LLM (or a QA set) writes markdown, LaTeX, symbols, URLs and emoji that a TTS 
 face", "asterisk") or drops ("3 * 4" -> "3 4"). ``speakable`` turns such text into words a person
 says; every path that makes speech or oracle text from written text uses it:
 
-- the cascade's TTS segments (kame.cascade.text.clean_for_speech: ``speakable(seg, keep_end=True)``);
+- the cascade's TTS segments (kame.cascade.text.clean_for_speech: ``speakable(seg, keep_end=True,
+  line_end=...)``, ``line_end=False`` for a segment cut mid-line);
 - `kame data synth`'s spoken turns (kame.train.qa.spoken_turns);
 - the oracle's text, live (kame.backend.oracle, streamed through ``SpokenStream``) and simulated for
   training (kame.train.oracle_sim.clean_reply, the same ``SpokenStream`` over the whole reply): what

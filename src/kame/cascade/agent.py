@@ -41,7 +41,7 @@ from ..backend.childproc import load_in_thread
 from ..backend.prompt import HISTORY_CHARS
 from ..backend.types import ChatMessage, Turn
 from ..errors import ConfigError, KameError
-from ..runtime.backend import create_llm, create_stt
+from ..runtime.backend import create_llm, create_stt, read_notes
 from ..runtime.base import (OWN_PARTS, Agent, Meta, Session, check_session_id, close_components, own_components,
                             room_to_unwind, session_id_for)
 from ..runtime.clock import STOP_WAIT_S, Clock
@@ -74,28 +74,22 @@ def load_tts(spec: str, fallback: str | None):
         return registry.create("tts", fallback), f"{fallback} (cascade.tts {spec!r} failed to load: {why})"
 
 
-def default_prompt_fn(system_prompt: str = "", max_words: int = 30, knowledge_dir: str = "",
-                      history_chars: int = HISTORY_CHARS,
+def default_prompt_fn(system_prompt: str = "", max_words: int = 30, history_chars: int = HISTORY_CHARS,
                       knowledge=None) -> Callable[[Sequence[Turn]], list[ChatMessage]]:
     """The conversation -> chat messages with the tandem oracle's prompt builder
     (kame.backend.prompt: KAME's system prompt, ``user:``/``agent:`` lines, optional notes), so
     both modes ask the LLM the same question. Its ``prompt_config`` attribute (any prompt_fn may
     have one) gives the reply pipeline the labels that end a reply (ReplyGuard). ``history_chars``:
-    the conversation lines' character budget (``backend.history_chars``); ``knowledge``: notes
-    read already (a KnowledgeBase), instead of reading ``knowledge_dir``'s."""
+    the conversation lines' character budget (``backend.history_chars``); ``knowledge``: the notes
+    (a KnowledgeBase, read by kame.runtime.backend.read_notes; None: none)."""
     from ..backend.prompt import Conversation, PromptConfig, build_messages
 
     pcfg = PromptConfig(system_prompt=system_prompt, max_words=max_words, history_chars=int(history_chars))
-    kb = knowledge
-    if knowledge_dir and kb is None:
-        from ..backend.knowledge import KnowledgeBase
-
-        kb = KnowledgeBase.from_folder(knowledge_dir, name="backend.knowledge_dir")
 
     def prompt(history: Sequence[Turn]) -> list[ChatMessage]:
         conv = Conversation()
         conv.turns = list(history)
-        return build_messages(conv, pcfg, knowledge=kb)
+        return build_messages(conv, pcfg, knowledge=knowledge)
 
     prompt.prompt_config = pcfg  # type: ignore[attr-defined]  # its labels end a reply (ReplyGuard)
     return prompt
@@ -176,7 +170,8 @@ class CascadeAgent(Agent):
             # and TTS made before were left open, an embedded LLM's child too, on every session's try)
             with config_key("backend.knowledge_dir"):
                 parts["_prompt_fn"] = given["prompt_fn"] if "prompt_fn" in given else default_prompt_fn(
-                    backend.system_prompt, backend.max_reply_words, backend.knowledge_dir, backend.history_chars)
+                    backend.system_prompt, backend.max_reply_words, history_chars=backend.history_chars,
+                    knowledge=read_notes(cfg))
             with config_key("backend.stt"):
                 parts["stt"] = given["stt"] if "stt" in given else create_stt(stt_spec, self.clock, self.metrics, nice, vad=turn_vad)
             with config_key("backend.llm"):

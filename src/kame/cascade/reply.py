@@ -341,7 +341,7 @@ class ReplyPipeline:
                     # a failure that says a new request will work (the embedded LLM's child died while
                     # idle and restarts): reported, then asked again once, that request waiting for the
                     # reload within the same limits (was: the turn failed unanswered); not after its text
-                    if self._answered or getattr(exc, "restarting", False) is not True:
+                    if self._answered or not exc.restarting:
                         raise
                     self._fail("llm", exc, again=True)
                     await self._ask_llm(messages, t_req, take, guard)

@@ -454,7 +454,7 @@ def _router_factory(cfg: KameConfig, clock: Clock, metrics, llm, notes=None):
         raise ConfigError("cascade.hybrid_routing needs backend.stt and backend.llm (not 'none')")
     bc = cfg.backend
     tts, tts_spec = load_tts(cfg.cascade.tts, getattr(cfg.cascade, "tts_fallback", None))
-    prompt_fn = default_prompt_fn(bc.system_prompt, bc.max_reply_words, "", bc.history_chars, knowledge=notes)
+    prompt_fn = default_prompt_fn(bc.system_prompt, bc.max_reply_words, bc.history_chars, knowledge=notes)
 
     # (its replies' stall timeouts: cascade.first_timeout / chunk_timeout, else the oracle's keys)
     ccfg = dataclasses.replace(cfg.cascade, **resolved_timeouts(cfg.cascade, bc))

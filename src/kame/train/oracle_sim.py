@@ -67,6 +67,7 @@ from dataclasses import dataclass, field, fields
 from typing import Sequence
 
 from ..backend.llm.base import collect_reply, describe
+from ..backend.prompt import LABEL_CLOSE, LABEL_DECOR
 from ..backend.speech_text import SpokenStream
 from ..backend.types import ChatMessage
 from ..errors import BackendError, ConfigError
@@ -334,7 +335,8 @@ def history_lines(history: Sequence[tuple[str, str]]) -> list[str]:
 
 _AGENT = r"assistant|agent|moshi|kame|ai|bot|response|reply|answer|prediction|predicted reply"
 _USER = r"user|human|customer|caller|system|hint"
-_LABEL = re.compile(rf"^\s*[*_#>\"'“‘•\s-]*({_AGENT}|{_USER})\s*[*_]*\s*:\s*[*_]*\s*", re.IGNORECASE)
+_DECOR, _CLOSE = re.escape(LABEL_DECOR), re.escape(LABEL_CLOSE)  # (the live ReplyGuard's label markup)
+_LABEL = re.compile(rf"^[{_DECOR}\s]*({_AGENT}|{_USER})\s*[{_CLOSE}]*\s*:\s*[{_CLOSE}]*\s*", re.IGNORECASE)
 _USER_LABEL = re.compile(rf"^({_USER})$", re.IGNORECASE)
 
 

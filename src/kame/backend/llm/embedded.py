@@ -51,17 +51,15 @@ per token), so the child cannot say how far it is: while it reads, the child is 
 pause that every consumer's stall timer waits out as it does a load (kame.runtime.clock.reloading;
 stream_chat's own too): the request whose prompt it is and the requests queued behind it alike, then
 their silence counts from the read's end if the read lasted at least RELOAD_POLL_S (a shorter one
-held no timer up: a request queued behind many short reads gets no whole limit more for each) (was:
-keep-alives to the reading request only, and a request queued behind it "stalled: nothing within N s
-of the request" while the child worked; before that, the reading one did). A child still reading
-``CANCEL_GRACE_S`` after that allowance hangs, cancelled or not: the dispatcher terminates it, the
-reading request fails saying so ("hung (no first token 10 s after the N s allowed for reading its
-prompt of M tokens ...)"), and the next request starts a new child, its load waited for as any reload
-(was: the pause ended with the allowance, and the request queued behind failed with the reading one,
-"stalled: nothing for N s after it finished reading a prompt"; before that, one still reading a long
-prompt 10 s after a cancel was killed as hung). A child that does not stop within ``CANCEL_GRACE_S``
-of a cancel (after its first token) hangs too. So a hung read holds up the requests behind it for at
-most its allowance plus that grace, and a hung generation for the consumer's ``stall_timeout`` plus it.
+holds no timer up, so a request queued behind many short reads gets no whole limit more for each)
+(was: "stalled: nothing within N s of the request" while the child worked). A
+child still reading ``CANCEL_GRACE_S`` after that allowance hangs, cancelled or not: the dispatcher
+terminates it, the reading request fails saying so ("hung (no first token 10 s after the N s allowed
+for reading its prompt of M tokens ...)"), and the next request starts a new child, its load waited
+for as any reload (was: one still reading a long prompt 10 s after a cancel was killed as hung). A
+child that does not stop within ``CANCEL_GRACE_S`` of a cancel (after its first token) hangs too. So a
+hung read holds up the requests behind it for at most its allowance plus that grace, and a hung
+generation for the consumer's ``stall_timeout`` plus it.
 
 Construction waits for the child's "loaded" message (a few seconds; ~30 s the first time): a server
 should create it in a worker thread at start-up (``await loop.run_in_executor(None, registry.create,
@@ -178,7 +176,8 @@ class _ChildWorker:
         self.restarts = 0  # restarts after the child died (not after close)
         self.released = False  # close() stopped it on purpose; the next agent (ensure_started) or request starts it
         self.loading = False  # the dispatcher is (re)starting the child: consumers do not count it as a stall
-        self.loaded_at = 0.0  # time.monotonic() when the dispatcher's last (re)start (or prompt read) ended
+        self.loaded_at = 0.0  # time.monotonic() when the dispatcher's last (re)start, or prompt read of at least
+        # kame.runtime.clock.RELOAD_POLL_S, ended
         self.finishing = False  # the child reads a prompt (until its first token, or its allowance and grace end: then
         # it is terminated as hung), which it cannot stop in and says nothing of: no stall, as a load is
         self._read_from = 0.0  # time.monotonic() when that read began
@@ -299,24 +298,17 @@ class _ChildWorker:
         return f"the LLM child process {what} (exit code {code})"
 
     # --- dispatcher thread ---
-    def _finishing(self, reading: int, left: float, cancelled: bool) -> None:
-        """The child reads a prompt of ``reading`` tokens (``left`` s of its allowance), which it cannot
-        stop in: every consumer's stall timer pauses (``finishing``) to the read's end (or the dispatcher's
-        kill of a child still reading CANCEL_GRACE_S after the allowance). ``cancelled``: its request was
-        cancelled meanwhile (said once; the pause goes on)."""
-        if cancelled:
-            log.debug("the embedded LLM child finishes reading the prompt (%d tokens) of a cancelled request, which "
-                      "it cannot stop before its first token; a request behind it waits for that read (up to %.3g s "
-                      "more; a child still reading %g s after that is terminated as hung)", reading, max(left, 0.0),
-                      CANCEL_GRACE_S)  # (DEBUG: the oracle cancels unheard predictions all the time; a waiter says it)
-            return
+    def _reading(self) -> None:
+        """The child starts reading a prompt, which it cannot stop in: every consumer's stall timer pauses
+        (``finishing``) to the read's end (or the dispatcher's kill of a child still reading CANCEL_GRACE_S
+        after the allowance)."""
         self._read_from = time.monotonic()
         self.finishing = True
 
     def _finished(self) -> None:
         """That read is over (its first token, its end, or the child is gone): silence counts from now,
-        for a read of at least RELOAD_POLL_S (a timer polls that often; a shorter read held none up: a
-        request queued behind many of them got a whole limit more for each, kame.runtime.clock)."""
+        for a read of at least RELOAD_POLL_S (a timer polls that often; a shorter read holds none up, so a
+        request queued behind many of them gets no whole limit more for each, kame.runtime.clock)."""
         if self.finishing:  # (loaded_at before finishing: consumers read them in this order)
             now = time.monotonic()
             if now - self._read_from >= _clock.RELOAD_POLL_S:
@@ -384,13 +376,17 @@ class _ChildWorker:
             stopped_at = None  # monotonic time of the consumer's cancel
             checks_at = time.monotonic()  # from then on the child looks at the cancel (before every token)
             reading = 0  # the prompt's tokens while the child reads it (the prefill: no stop check until it ends)
-            told = False  # a cancel during that read was passed on as such
+            told = False  # a cancel during that read was logged
             while True:
                 if stop.is_set():
                     self.stop_request(req_id)
                     if reading and not told:  # (said once; the pause goes on, past the allowance too)
                         told = True
-                        self._finishing(reading, checks_at - time.monotonic(), cancelled=True)
+                        log.debug("the embedded LLM child finishes reading the prompt (%d tokens) of a cancelled request, "
+                                  "which it cannot stop before its first token; a request behind it waits for that read "
+                                  "(up to %.3g s more; a child still reading %g s after that is terminated as hung)",
+                                  reading, max(checks_at - time.monotonic(), 0.0), CANCEL_GRACE_S)
+                        # (DEBUG: the oracle cancels unheard predictions all the time; a waiter says it)
                     stopped_at = stopped_at or time.monotonic()
                 # hung: still reading its prompt that long after the allowance, cancelled or not (the dispatcher
                 # ends such a read, the consumers' timers wait for it), or not stopped that long after a cancel
@@ -408,7 +404,7 @@ class _ChildWorker:
                     log.warning("dropping a reply for request %s (running %s)", rid, req_id)
                 elif kind == "prompt":  # it reads its prompt of ``value`` tokens: allowed time for that
                     reading, checks_at = value, time.monotonic() + _allowance(value)
-                    self._finishing(reading, _allowance(value), cancelled=False)
+                    self._reading()
                 elif kind == "text":
                     if reading:  # its first token: the prompt is read, it checks the cancel from now on
                         reading, checks_at = 0, time.monotonic()
@@ -521,11 +517,11 @@ class EmbeddedLLM(LLM):
                     # A (re)start of the child (this request's or one queued before it) is no
                     # stall: its model load takes minutes on a busy machine, and the dispatcher
                     # ends a hung one (LOAD_TIMEOUT_S); nor a prompt read (this request's or one
-                    # before it, ``finishing``). Silence counts again from its end.
-                    worker = self.worker
-                    busy = worker.loading or worker.finishing
-                    if busy or worker.loaded_at > since:
-                        since = time.monotonic() if busy else worker.loaded_at
+                    # before it, ``finishing``): kame.runtime.clock.reloading, every timer's rule.
+                    # Silence counts again from its end.
+                    busy = _clock.reloading(self)
+                    if busy or self.worker.loaded_at > since:
+                        since = time.monotonic() if busy else self.worker.loaded_at
                         continue
                     raise BackendError(f"embedded LLM: nothing from its child for {self.stall_timeout:g} s "
                                        f"(hung, or a queue of requests that long)") from None

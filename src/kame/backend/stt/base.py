@@ -164,8 +164,8 @@ def check_transcript(item: Any, stt: Any) -> Transcript:
                                f"seconds on the clock of the frames' t (AudioFrame.t)")
         text = clean_text(w.text)
         if not text.replace("\ufffd", "").strip():  # (nothing but what was cleaned out, U+FFFD or white space:
-            # noise from the STT, dropped; was: only when cleaning changed it, so an STT's own "\ufffd", as
-            # whisper emits for a character cut at a token boundary, still made a final a turn)
+            # noise from the STT, such as the "\ufffd" whisper emits for a character cut at a token boundary,
+            # dropped)
             changed = True
         elif text is w.text:
             cleaned.append(w)
