@@ -6,6 +6,7 @@ written", exit 143 (was: "kame run: interrupted", 130); kame client's second Ctr
 run's (was: nothing)."""
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -125,3 +126,27 @@ def test_kame_client_after_a_second_ctrl_c(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err  # (was: the first Ctrl-C's line alone; kame run's says the second too)
     assert err.endswith("\nkame client: interrupted again: quit at once, nothing more written\n"), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_second_signal_while_the_llm_child_stops(monkeypatch, capsys, sig):
+    """kame run stopped by a first signal (130), then a second while the embedded LLM's child stops:
+    said, not an atexit hook's KeyboardInterrupt traceback (a SIGTERM: killed, nothing said)."""
+    from kame.backend import childproc
+    from kame.runtime import filemode
+
+    stopped = []
+
+    def stop():  # (the child's stop_child waits for it: the second signal comes then)
+        stopped.append(True)
+        os.kill(os.getpid(), getattr(signal, sig))
+        return True
+
+    monkeypatch.setattr(childproc, "_shared_stops", [stop])
+    monkeypatch.setattr(filemode, "main", lambda args: 130)  # (the first Ctrl-C: said by kame run, files kept)
+    assert cli.main(["run", "in.wav", "-o", "out.wav"]) == (130 if sig == "SIGINT" else 143)
+    said = "interrupted" if sig == "SIGINT" else "terminated (SIGTERM)"
+    assert stopped and capsys.readouterr().err == f"kame run: {said} again: quit at once, nothing more written\n"
+    monkeypatch.setattr(filemode, "main", lambda args: 0)  # (a run that ended by itself: the exit hook stops it)
+    stopped.clear()
+    assert cli.main(["run", "in.wav", "-o", "out.wav"]) == 0 and not stopped

@@ -86,3 +86,21 @@ def test_kame_bench_train(capsys, monkeypatch):
     monkeypatch.setattr(train, "_bench", ctrl_c)
     assert main(["bench", "train", "--frontend", "random:tiny", "--steps", "4"]) == 130
     assert interrupted_lines(capsys) == ["kame bench train: interrupted"]
+
+
+def test_stop_lines_are_one_write_each(monkeypatch):
+    """A command's own stop line: one write, line and newline (was print's two: torchrun's processes share
+    stderr, and another's line could come between them)."""
+    import sys
+
+    from kame.bench import train
+    from tests.test_cli_error_line import Writes
+
+    def ctrl_c(args):
+        raise KeyboardInterrupt
+
+    err = Writes()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(train, "_bench", ctrl_c)
+    assert main(["bench", "train", "--frontend", "random:tiny", "--steps", "4"]) == 130
+    assert [w for w in err.writes if "interrupted" in w] == ["\nkame bench train: interrupted\n"], err.writes

@@ -280,13 +280,18 @@ def _error(message: str) -> None:
     """``kame: error: message`` on stderr, if it can be written: one write, line and newline (print
     writes them apart on Python's unbuffered stderr, so the lines of torchrun's processes, which share
     it, came out joined: "...stoppedkame: error: ...")."""
-    _say(f"kame: error: {message}")
+    say(f"kame: error: {message}")
 
 
-def _say(line: str) -> None:
+def say(line: str, file=None) -> None:
+    """``line`` and its newline in one write on ``file`` (None: stderr), flushed; a closed or
+    failing stream is ignored (the exit status says it). The lines a command says as it stops
+    ("interrupted: ...", "terminated (SIGTERM): ...") go through here too (print's two writes let
+    another process's line, sharing the stream, come between them)."""
     with contextlib.suppress(OSError, ValueError, AttributeError):
-        sys.stderr.write(f"{line}\n")
-        sys.stderr.flush()
+        stream = sys.stderr if file is None else file
+        stream.write(f"{line}\n")
+        stream.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -374,12 +379,30 @@ def _run(argv: list[str]) -> int:
             from . import registry
 
             registry.load_plugins(args.plugin)
-        return int(importlib.import_module(args._module).main(args) or 0)
+        return _released(int(importlib.import_module(args._module).main(args) or 0))
     except KameError as exc:
         _error(str(exc))
         return 1
     except KeyboardInterrupt as exc:  # (one the command did not take: Ctrl-C before its handler, a second one)
         return _interrupted(argv, exc=exc)
+
+
+def _released(status: int) -> int:
+    """After a command a signal stopped (``status`` 130, 143), the children its agents share (the
+    embedded LLM's: kame.backend.childproc.release_children) are stopped here, where a second signal
+    (the child's stop waits up to 10 s) quits at once, said by _run's handler ("kame run: interrupted
+    again: quit at once, nothing more written"), not in the interpreter's exit hook (was: "Exception
+    ignored in atexit callback" with a KeyboardInterrupt traceback; a SIGTERM killed it, nothing
+    said). ``status`` is returned."""
+    if status not in (130, 143):
+        return status
+    from .backend.childproc import release_children
+    from .runtime.interrupt import ctrl_c_again, sigterm_held
+
+    with sigterm_held() as held, ctrl_c_again("stopped"):
+        held.again = True  # (the first signal stopped the command: a SIGTERM now is the second)
+        release_children()
+    return status
 
 
 def _interrupted(argv: list[str], when: str = "", exc: BaseException | None = None) -> int:
@@ -395,7 +418,7 @@ def said_interrupted(command: str, exc: BaseException | None = None, when: str =
     that quit at once (``exc`` a kame.runtime.interrupt.QuitAtOnce) is said by its own words, with
     its status: "kame run: terminated (SIGTERM) again: quit at once, nothing more written", 143
     (was: "interrupted", 130)."""
-    _say(f"{command}: {getattr(exc, 'said', 'interrupted' + when)}")  # (a closed stderr: the status says it)
+    say(f"{command}: {getattr(exc, 'said', 'interrupted' + when)}")  # (a closed stderr: the status says it)
     return getattr(exc, "status", 130)
 
 

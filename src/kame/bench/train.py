@@ -282,6 +282,7 @@ def check_arguments(args) -> Path | None:
 
 
 def main(args) -> int:
+    from ..cli import say
     from ..runtime.interrupt import TERMINATED_STATUS, sigterm_as_ctrl_c, stopped_by
 
     stopped: list[str] = []
@@ -290,7 +291,7 @@ def main(args) -> int:
             return _bench(args)
     except KeyboardInterrupt:
         name = stopped[0] if stopped else "SIGINT"
-        print(f"\nkame bench train: {stopped_by(name)}", file=sys.stderr, flush=True)
+        say(f"\nkame bench train: {stopped_by(name)}")  # (one write: was print's two)
         # (said: was raised again for exit 130, and kame's main said "kame bench train: interrupted" too)
         return 130 if name == "SIGINT" else TERMINATED_STATUS
 

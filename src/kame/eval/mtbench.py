@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..audio import SAMPLE_RATE as SR, write_wav
+from ..cli import say
 from ..cliargs import at_least, tail_seconds
 from ..errors import ConfigError, KameError
 from ..paths import check_output_folder, read_text
@@ -394,7 +395,7 @@ def main(args) -> int:
     try:
         return first.run(_main, args)
     except Terminated:  # (one outside _main's loop: while OUT is checked and made, or the table written)
-        print(sigterm_line(first, Path(args.output)), file=sys.stderr, flush=True)
+        say(sigterm_line(first, Path(args.output)))
         return TERMINATED_STATUS
     finally:
         restore()
@@ -506,7 +507,7 @@ def _main(args, first: FirstWrites) -> int:
             def leaving(term: bool) -> None:  # (a model still loads: the process leaves at once, after this)
                 first.undo()
                 if term:  # (was: only FileAgent's line; as below)
-                    print(sigterm_line(first, out), file=sys.stderr, flush=True)
+                    say(sigterm_line(first, out))
 
             warm_up(tts, agent, args.fast, before_exit=leaving)
         first.keep()  # (from here on what this run writes in OUT stays, whatever ends it)
@@ -565,7 +566,7 @@ def _main(args, first: FirstWrites) -> int:
         terminated = close_held(runner, judge, terminated, agent)
     if terminated:  # as kame run: 128 + 15 (a script must not take the evaluation cut short for complete)
         first.undo()  # (a SIGTERM before question 1: OUT as it was)
-        print(sigterm_line(first, out), file=sys.stderr, flush=True)
+        say(sigterm_line(first, out))
         return TERMINATED_STATUS
     records = [r for r in done + new if r["question_id"] in ids]
     text = table(records, cats or (), by_turn=args.turns == 2, content=args.asr)

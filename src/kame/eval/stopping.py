@@ -63,7 +63,11 @@ def settle(runner: asyncio.Runner, cancel: bool = False, tries: int = 10) -> Non
     a task, it leaves the task awaiting that one, e.g. the judge's rate() around its wait_for, to
     raise it again out of the loop the next time the loop runs, which would cut the closing that
     follows); ``cancel`` (the agent closed): also cancel what is left (a judge's request under way,
-    which closing the judge would otherwise fail, logged as "never retrieved"), given 5 s."""
+    which closing the judge would otherwise fail, logged as "never retrieved"), given 5 s. A SIGTERM
+    meanwhile is a second one (sigterm_held, ``again``): QuitAtOnce, raised (was: taken for a cut
+    task's Terminated and lost, so a third was needed to quit at once)."""
+    from ..runtime.interrupt import sigterm_held
+
     async def left_cancelled() -> None:
         left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for t in left:
@@ -71,17 +75,19 @@ def settle(runner: asyncio.Runner, cancel: bool = False, tries: int = 10) -> Non
         if left:
             await asyncio.wait(left, timeout=5.0)
 
-    for _ in range(tries):
-        cut = asyncio.all_tasks(runner.get_loop())
-        try:
-            runner.run(left_cancelled() if cancel else asyncio.sleep(0))
-            return
-        except Terminated:
-            pass
-        finally:
-            for t in cut:  # (their errors taken: not logged as "never retrieved")
-                if t.done() and not t.cancelled():
-                    t.exception()
+    with sigterm_held() as sigterm:
+        sigterm.again = True
+        for _ in range(tries):
+            cut = asyncio.all_tasks(runner.get_loop())
+            try:
+                runner.run(left_cancelled() if cancel else asyncio.sleep(0))
+                return
+            except Terminated:
+                pass
+            finally:
+                for t in cut:  # (their errors taken: not logged as "never retrieved")
+                    if t.done() and not t.cancelled():
+                        t.exception()
 
 
 def close_held(runner: asyncio.Runner, judge, terminated: bool, agent=None) -> bool:
@@ -99,10 +105,14 @@ def close_held(runner: asyncio.Runner, judge, terminated: bool, agent=None) -> b
             if agent is not None:
                 agent.close()
         finally:
-            if terminated:
-                settle(runner, cancel=True)
-            close_judge(judge, runner)  # (logged, never raised)
-            close_runner(runner)  # (a task that ignores its cancellation is left, named, not waited for)
+            try:
+                if terminated:
+                    settle(runner, cancel=True)  # (a SIGTERM in it quits at once: the judge and runner still close)
+            finally:
+                try:
+                    close_judge(judge, runner)  # (logged, never raised)
+                finally:
+                    close_runner(runner)  # (a task that ignores its cancellation is left, named, not waited for)
     return terminated or sigterm.signal is not None
 
 

@@ -190,30 +190,60 @@ def sigterm_as_ctrl_c(on: bool = True):
 
 
 def run_ended_by_sigterm(main) -> str | None:
-    """``asyncio.run(main())`` where a SIGTERM ends the run as Ctrl-C does (its task cancelled:
-    the work in flight finishes what it must, ``finally`` blocks run) and returns "SIGTERM"; a
-    second SIGTERM raises QuitAtOnce (quit at once). None when ``main`` ended by itself;
-    Ctrl-C raises KeyboardInterrupt as ever. (The kame data commands: their manifest written.)"""
-    stopped: list[str] = []
+    """``main()`` run to its end (run_to_end: bounded) where a SIGTERM ends the run as Ctrl-C does
+    (its task cancelled: the work in flight finishes what it must, ``finally`` blocks run) and
+    returns "SIGTERM"; a second signal after the first, SIGTERM or Ctrl-C, also while the tasks
+    left are ended, raises QuitAtOnce (quit at once: was swallowed, the run's line said as after
+    one, or the second SIGTERM killed the process, nothing said). None when ``main`` ended by
+    itself; a first Ctrl-C cancels it too, then raises KeyboardInterrupt, as asyncio.run does. (The
+    kame data commands: their manifest written; after a QuitAtOnce, nothing more.)"""
+    stopped: list[str] = []  # the first signal's name
+    tasks: list[asyncio.Task] = []  # run()'s
+    quits: list[QuitAtOnce] = []
+
+    def signalled(signum, frame) -> None:  # (runs between bytecodes: it only cancels or raises)
+        if stopped:
+            quits.append(QuitAtOnce(signum))  # (raised again below if the runner's end took it for a Ctrl-C)
+            raise quits[-1]
+        stopped.append(signal.Signals(signum).name)
+        if tasks and not tasks[0].done():
+            tasks[0].get_loop().call_soon_threadsafe(tasks[0].cancel)
+        elif signum == signal.SIGINT:  # (before or after the run: as ever)
+            raise KeyboardInterrupt
 
     async def run():
-        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+        tasks.append(asyncio.current_task())
+        await main()
 
-        def terminated(signum, frame) -> None:
-            if stopped:
-                raise QuitAtOnce(signum)
-            stopped.append("SIGTERM")
-            loop.call_soon_threadsafe(task.cancel)
-
-        with handling(signal.SIGTERM, terminated):
-            await main()
-
-    try:
-        asyncio.run(run())
+    try:  # (the handlers over the whole of it: a second SIGTERM while the runner ended the tasks left killed the
+        # process; run_to_end: one raised inside a task that then ignored its cancellation hung asyncio.run's end)
+        with handling(signal.SIGTERM, signalled), handling(signal.SIGINT, signalled):
+            run_to_end(run())
     except (KeyboardInterrupt, asyncio.CancelledError):
         if not stopped:
             raise
+    finally:
+        for task in tasks:  # (a QuitAtOnce raised out of the loop, then again by the task as it was cancelled:
+            if task.done() and not task.cancelled():  # taken here, not "Task exception was never retrieved")
+                task.exception()
+    if quits:
+        raise quits[0]
+    if stopped == ["SIGINT"]:
+        raise KeyboardInterrupt  # (the caller says it, as after a Ctrl-C the runner turned into one)
     return stopped[0] if stopped else None
+
+
+@contextlib.contextmanager
+def ctrl_c_again(stopped: str | None):
+    """Within the block, once a first signal ``stopped`` the work (its name; None: none did), a
+    Ctrl-C is the second: QuitAtOnce("SIGINT"), said "interrupted again: quit at once, nothing more
+    written" (was: a plain KeyboardInterrupt, said "interrupted" as a first Ctrl-C)."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        if stopped and not isinstance(exc, QuitAtOnce):
+            raise QuitAtOnce(signal.SIGINT) from None
+        raise
 
 
 def run_to_end(main, leave_after: float = LEAVE_AFTER_S):
@@ -238,10 +268,11 @@ def close_runner(runner: asyncio.Runner, leave_after: float = LEAVE_AFTER_S) -> 
     try:
         left = runner.run(_end_leftovers(leave_after))
         within = f"within {leave_after:.0f} s of their cancellation"
-    except BaseException:  # noqa: BLE001 - Ctrl-C during that wait: leave what is still running
-        running = [t for t in asyncio.all_tasks(runner.get_loop()) if not t.done()]
-        leave(running)
-        left, within = sorted(t.get_name() for t in running), "before Ctrl-C cut their wait short"
+    except BaseException as exc:  # noqa: BLE001 - Ctrl-C during that wait (or a task raising the second signal's
+        running = [t for t in asyncio.all_tasks(runner.get_loop()) if not t.done()]  # QuitAtOnce again as it is
+        leave(running)  # cancelled): leave what is still running
+        cut = "a second signal" if isinstance(exc, QuitAtOnce) else "Ctrl-C"
+        left, within = sorted(t.get_name() for t in running), f"before {cut} cut their wait short"
     from ..backend.childproc import loads_running
 
     if left:

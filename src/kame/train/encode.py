@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -235,8 +234,9 @@ def main(args) -> int:
         name = stopped[0] if stopped else "SIGINT"
         encoded = sum(1 for r in results if not r[2])
         rest = "; run the same command again to go on" if encoded < len(todo) else " (all of them)"
-        print(f"\n{stopped_by(name)}: {encoded} of {counted(len(todo), 'dialogue')} encoded{rest}", file=sys.stderr,
-              flush=True)
+        from ..cli import say
+
+        say(f"\n{stopped_by(name)}: {encoded} of {counted(len(todo), 'dialogue')} encoded{rest}")  # (one write)
         # (said: was raised again for exit 130, and kame's main said "kame data encode: interrupted" too)
         return 130 if name == "SIGINT" else TERMINATED_STATUS
     wall = time.monotonic() - t0

@@ -41,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sys
 import time
 from bisect import bisect_left, bisect_right
 from collections import Counter
@@ -265,7 +264,9 @@ def add_arguments(p) -> None:
 
 def main(args) -> int:
     from ..paths import sweep_temporaries
-    from ..runtime.interrupt import TERMINATED_STATUS, run_ended_by_sigterm, sigterm_held, stopped_by
+    from ..cli import say
+    from ..runtime.interrupt import (TERMINATED_STATUS, QuitAtOnce, ctrl_c_again, run_ended_by_sigterm, sigterm_held,
+                                     stopped_by)
     from .batching import manifest_entries
     from .data import DIALOGUE_FILES
 
@@ -295,20 +296,30 @@ def main(args) -> int:
                                past_end=past_end)
 
     t0 = time.monotonic()
+    quit_now = False
     try:
         try:  # (SIGTERM ends the run as Ctrl-C does: the work cancelled, a dialogue's write finished)
             if ended := run_ended_by_sigterm(run):
                 stopped.append(ended)
+        except QuitAtOnce:  # a second signal: nothing more written (kame's main says it; was: swallowed)
+            quit_now = True
+            raise
+        except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C: said as SIGTERM is (was: nothing
+            stopped.append("SIGINT")  # printed), then exit 130
         finally:  # (interrupted or stopped too: what was written is the manifest's; a SIGTERM now waits
-            # for it to be written whole, a second one quits at once)
-            with sigterm_held() as held:
-                if any(status == "written" for _, status, _ in results):
-                    _record_oracle(path.parent / SETTINGS, settings, args, oracle_cfg)
-                # a dialogue that cannot be read keeps its line, without its sha256 (the others' are new, so
-                # the manifest is another one: no resume goes on over the new oracles unnoticed)
-                write_manifest(path, [e.path for e in entries], fallback={e.path: e for e in entries})
-            if held.signal and not stopped:
-                stopped.append(held.signal)
+            # for it to be written whole, a second one quits at once, as does a Ctrl-C after a stop)
+            if not quit_now:
+                with sigterm_held() as held, ctrl_c_again(stopped[0] if stopped else None):
+                    held.again = bool(stopped)  # (after a stop, a SIGTERM here is the second: quits at once)
+                    if any(status == "written" for _, status, _ in results):
+                        _record_oracle(path.parent / SETTINGS, settings, args, oracle_cfg)
+                    # a dialogue that cannot be read keeps its line, without its sha256 (the others' are new,
+                    # so the manifest is another one: no resume goes on over the new oracles unnoticed)
+                    write_manifest(path, [e.path for e in entries], fallback={e.path: e for e in entries})
+                if held.signal and not stopped:
+                    stopped.append(held.signal)
+    except QuitAtOnce:
+        raise
     except (KeyboardInterrupt, asyncio.CancelledError):
         if not stopped:  # Ctrl-C: said as SIGTERM is (was: nothing printed), then exit 130
             stopped.append("SIGINT")
@@ -317,8 +328,8 @@ def main(args) -> int:
     if stopped:
         written = sum(status == "written" for _, status, _ in results)
         rest = ": run it again to give the others theirs" if written < len(entries) else ""
-        print(f"kame data oracle: {stopped_by(stopped[0])}; the manifest has {counted(written, 'dialogue')} given a "
-              f"new oracle{rest}", file=sys.stderr)
+        say(f"kame data oracle: {stopped_by(stopped[0])}; the manifest has {counted(written, 'dialogue')} given a "
+            f"new oracle{rest}")  # (one write: was print's two)
         # (said: was raised again for exit 130, and kame's main said "kame data oracle: interrupted" too)
         return 130 if stopped[0] == "SIGINT" else TERMINATED_STATUS
     return 1 if any(status == "failed" for _, status, _ in results) else 0

@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -208,11 +209,18 @@ async def synth_all(items, out: Path, *, llm, tokenizer, cfg: SynthConfig, oracl
     voices = voices or _Voices(cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
     results: list[ItemResult] = done if done is not None else []
+    quit_now = False
     try:
         await _synth_items(items, out, results, llm=llm, tokenizer=tokenizer, cfg=cfg, oracle_cfg=oracle_cfg,
                            overwrite=overwrite, voices=voices, jobs=jobs, random_replies=random_replies)
+    except KeyboardInterrupt as exc:
+        from ..runtime.interrupt import QuitAtOnce
+
+        quit_now = isinstance(exc, QuitAtOnce)  # (a second signal: nothing more written)
+        raise
     finally:
-        write_folder_manifest(out)
+        if not quit_now:
+            write_folder_manifest(out)
     return results
 
 
@@ -410,7 +418,9 @@ def reply_pool(args, cfg: SynthConfig, tokenizer):
 def main(args) -> int:
     from .. import registry
     from ..paths import check_output_folder
-    from ..runtime.interrupt import TERMINATED_STATUS, run_ended_by_sigterm, sigterm_held, stopped_by
+    from ..cli import say
+    from ..runtime.interrupt import (TERMINATED_STATUS, QuitAtOnce, ctrl_c_again, run_ended_by_sigterm, sigterm_held,
+                                     stopped_by)
     from .qa import read_qa
 
     # (--start, --limit, --jobs, ... were range-checked as parsed: kame.cliargs' types)
@@ -441,7 +451,7 @@ def main(args) -> int:
         # --llm random's pool: the whole file's replies (a slice draws what the whole run would)
         random_replies = reply_pool(args, cfg, tokenizer) if args.llm == "random" else None
     if early.signal:
-        print(f"{stopped_by(early.signal)}: before the first item; nothing written", flush=True)
+        say(f"{stopped_by(early.signal)}: before the first item; nothing written", sys.stdout)
         return TERMINATED_STATUS
     out = check_output_folder(args.out, flag="-o")
     llm = make_simulator(args.llm)
@@ -460,24 +470,30 @@ def main(args) -> int:
                             done=results)
 
     t0 = time.monotonic()
-    stopped = None
+    stopped = quit_now = None
     try:  # (SIGTERM ends the run as Ctrl-C does: the work cancelled, the manifest written; was: killed
         # at once, neither the manifest nor synth.json written, so a rerun with other settings mixed the set
         # unwarned)
         stopped = run_ended_by_sigterm(run)
+    except QuitAtOnce as exc:  # a second signal: nothing more written (kame's main says it; was: swallowed)
+        quit_now = exc
+        raise
     except KeyboardInterrupt:
         stopped = "SIGINT"
-    finally:  # (stopped or interrupted too: what was written was made with these settings)
-        with sigterm_held() as held:
-            if results and stopped:  # (again: a second signal may have cut synth_all's; a run that ended
-                write_folder_manifest(out)  # by itself wrote it whole, and this reads the whole set again)
-            if any(r.status == "written" for r in results):
-                record_settings(out, settings)
+    finally:  # (stopped or interrupted too: what was written was made with these settings; a Ctrl-C in
+        # these writes after a stop is a second signal: was "kame data synth: interrupted", no manifest)
+        if quit_now is None:
+            with sigterm_held() as held, ctrl_c_again(stopped):
+                held.again = bool(stopped)  # (after a stop, a SIGTERM here is the second: quits at once)
+                if results and stopped:  # (again: a second signal may have cut synth_all's; a run that ended
+                    write_folder_manifest(out)  # by itself wrote it whole, and this reads the whole set again)
+                if any(r.status == "written" for r in results):
+                    record_settings(out, settings)
     stopped = stopped or held.signal  # (a SIGTERM during those writes: the run is said stopped, as data oracle's)
     if stopped:
         listed = len(list(out.glob(f"*/{META}")))
-        print(f"\n{stopped_by(stopped)}: {counted(listed, 'dialogue')} in {out}/ (listed in {out / MANIFEST}); "
-              "run the same command again to go on", flush=True)
+        say(f"\n{stopped_by(stopped)}: {counted(listed, 'dialogue')} in {out}/ (listed in {out / MANIFEST}); "
+            "run the same command again to go on", sys.stdout)  # (one write: was print's two)
         # (said: was raised again for exit 130, and kame's main said "kame data synth: interrupted" too)
         return 130 if stopped == "SIGINT" else TERMINATED_STATUS
     print(summary(results, time.monotonic() - t0))
