@@ -16,7 +16,7 @@ from kame.backend.types import Transcript, Word
 from kame.errors import BackendError
 from kame.runtime.backend import BackendBridge, producer_factory
 
-from ..runtime.fakes import step
+from ..runtime.fakes import FakeSTT, step
 from ..runtime.test_backend_bridge import LOUD, errors, finish, make_agent, talk
 from .scripted_llm import TokenizerLLM
 
@@ -78,25 +78,15 @@ def test_a_word_cleaned_into_two_is_two_user_words_pending_as_committed():
     assert pending == conv.user_words() == ["new", "york", "please"]
 
 
-class OddSTT:
+class OddSTT(FakeSTT):
     """A partial per voiced frame, its words odd (a NUL, a lone surrogate alone and after a word, an
     escape, a BEL alone),
     a final after 3 silent frames."""
 
     ODD = ["what\x00", "\ud83d", "\x1b[1mis", "\x07", "it\ud83d"]
 
-    async def stream(self, frames):
-        words, silent = [], 0
-        async for f in frames:
-            if abs(f.pcm).max() > 0.05:
-                words.append(Word(self.ODD[len(words) % len(self.ODD)], f.t, f.t + 0.08))
-                silent = 0
-                yield Transcript(tuple(words), False, f.t + 0.08)
-            else:
-                silent += 1
-                if silent == 3 and words:
-                    yield Transcript(tuple(words), True, f.t + 0.08)
-                    words = []
+    def word(self, n: int) -> str:
+        return self.ODD[n % len(self.ODD)]
 
 
 async def test_the_tandem_oracle_predicts_on_odd_stt_words():

@@ -73,6 +73,10 @@ class FakeSTT:
         self.dead = False
         self.streams = 0
 
+    def word(self, n: int) -> str:
+        """The text of the utterance's word ``n`` (from 0)."""
+        return f"w{n}"
+
     async def stream(self, frames):
         self.streams += 1
         words: list[Word] = []
@@ -81,7 +85,7 @@ class FakeSTT:
             if self.dead:
                 raise BackendError("fake STT is down")
             if np.abs(f.pcm).max() > 0.05:
-                words.append(Word(f"w{len(words)}", f.t, f.t + 0.08))
+                words.append(Word(self.word(len(words)), f.t, f.t + 0.08))
                 silent = 0
                 yield Transcript(tuple(words), False, f.t + 0.08)
             else:
