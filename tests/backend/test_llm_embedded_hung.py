@@ -27,14 +27,21 @@ def _hangs(conn):
         time.sleep(1)
 
 
-def _answers(conn):
-    """Loads, answers every request with one piece of text and its end."""
+def requests(conn):
+    """A stand-in child's loop: says it loaded, then yields each request's id until the parent
+    closes the pipe."""
     conn.send(("loaded", 0, None))
     while True:
         try:
             req_id, *_ = conn.recv()
         except EOFError:
             return
+        yield req_id
+
+
+def _answers(conn):
+    """Loads, answers every request with one piece of text and its end."""
+    for req_id in requests(conn):
         conn.send(("text", req_id, "hello"))
         conn.send(("end", req_id, (1, 0.01)))
 

@@ -23,7 +23,7 @@ from kame.errors import BackendError
 from kame.runtime.backend import WatchedLLM
 from kame.runtime.clock import FakeClock, next_within, waits_for_reload
 
-from .test_llm_embedded_hung import MSGS, _answers, _llm, _text, _until, _worker_with
+from .test_llm_embedded_hung import MSGS, _answers, _llm, _text, _until, _worker_with, requests
 from .test_llm_embedded_prefill import TOKENS, _wait_for, _worker
 
 READS = ["waits for LLM embedded, which reads a prompt (it cannot stop in it, nor say anything before its "
@@ -33,12 +33,7 @@ READS = ["waits for LLM embedded, which reads a prompt (it cannot stop in it, no
 def _reads_until_told(conn, cancel, finish):
     """Loads; each request: says it reads a prompt of TOKENS tokens, "reads" until ``finish`` is
     set (by the test), then gives "hello" and ends."""
-    conn.send(("loaded", 0, None))
-    while True:
-        try:
-            req_id, *_ = conn.recv()
-        except EOFError:
-            return
+    for req_id in requests(conn):
         conn.send(("prompt", req_id, TOKENS))
         _wait_for(lambda: finish.value)
         conn.send(("text", req_id, "hello"))
@@ -87,12 +82,7 @@ async def test_the_reading_request_and_one_queued_behind_it_wait_for_the_read(wa
 def _hangs_in_its_first_read(conn, cancel, hung):
     """Loads; each request: says it reads a prompt of TOKENS tokens; the first one of all (``hung``
     unset: then set, shared by the children) never ends that read; the others give "hello" and end."""
-    conn.send(("loaded", 0, None))
-    while True:
-        try:
-            req_id, *_ = conn.recv()
-        except EOFError:
-            return
+    for req_id in requests(conn):
         conn.send(("prompt", req_id, TOKENS))
         if not hung.value:
             hung.value = 1

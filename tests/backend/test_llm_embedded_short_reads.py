@@ -17,7 +17,7 @@ from kame.backend import childproc
 from kame.runtime import clock as clock_mod
 from kame.runtime.clock import RELOAD_WAIT_S, FakeClock, NothingWithin, next_within, waits_for_reload
 
-from .test_llm_embedded_hung import MSGS, _llm, _until
+from .test_llm_embedded_hung import MSGS, _llm, _until, requests
 from .test_llm_embedded_prefill import _wait_for, _worker
 from .test_llm_embedded_read_signals import _close
 
@@ -25,12 +25,7 @@ from .test_llm_embedded_read_signals import _close
 def _reads_when_told(conn, cancel, flags):
     """Loads; each request: says it reads a prompt of 5 tokens, "reads" until flags[0] is set, gives
     "hello", then goes on "generating" until flags[1] is set, and ends."""
-    conn.send(("loaded", 0, None))
-    while True:
-        try:
-            req_id, *_ = conn.recv()
-        except EOFError:
-            return
+    for req_id in requests(conn):
         conn.send(("prompt", req_id, 5))
         _wait_for(lambda: flags[0])
         conn.send(("text", req_id, "hello"))
