@@ -17,7 +17,7 @@ import socket
 
 import pytest
 
-from . import test_mtbench
+from . import test_mtbench, test_mtbench_sigterm
 from .test_mtbench import QUESTIONS, eval_, refused, write
 
 judges = test_mtbench.judges  # (test_mtbench's scripted judges and agent counter: fixtures, used by name)
@@ -180,19 +180,11 @@ def test_sigterm_in_the_warm_up_while_a_model_loads_says_so_before_leaving(tmp_p
     assert f"terminated (SIGTERM): the evaluation ends here; {out} is left as it was (no question was run)" in err, err
 
 
-@pytest.fixture
-def guard():
-    """A SIGTERM that reaches the handler kame had before fails the test (the process is not killed)."""
-    def reached(signum, frame):
-        raise AssertionError("SIGTERM reached the previous handler")
-
-    before = signal.signal(signal.SIGTERM, reached)
-    yield reached
-    signal.signal(signal.SIGTERM, before)
+sigterm_guard = test_mtbench_sigterm.sigterm_guard  # (a SIGTERM kame does not take fails the test, not pytest)
 
 
 def test_sigterm_while_out_is_made_leaves_it_as_it_was(tmp_path, capsys, monkeypatch, fake_components, judges,
-                                                       agent_runs, guard):
+                                                       agent_runs, sigterm_guard):
     from kame.eval import mtbench
 
     def made_then_sigterm(path, flag):
@@ -210,7 +202,7 @@ def test_sigterm_while_out_is_made_leaves_it_as_it_was(tmp_path, capsys, monkeyp
 
 
 def test_sigterm_while_the_agent_closes_is_said_as_sigterm(tmp_path, capsys, monkeypatch, fake_components, judges,
-                                                           agent_runs, guard):
+                                                           agent_runs, sigterm_guard):
     from kame.runtime import filerun
 
     closed = []
