@@ -29,6 +29,7 @@ def test_stt_latencies_are_measured_values_and_nan_without_any():
 
 def test_latency_percentiles_are_measured_values_and_never_stays_never():
     from kame.bench import latency as lb
+    from kame.bench.latency_report import table
 
     ut = lb.UserTurn(0, 0, "What is the capital of France?", "piper", 0.5, 2.0, 8.0)
     rs = [lb.TurnResult("cascade", ut, first_response=x, content=None if x is None else x + 0.1)
@@ -39,7 +40,7 @@ def test_latency_percentiles_are_measured_values_and_never_stays_never():
     assert s["content_p50"] == 2.1 and s["content_p90"] == math.inf  # a turn with none counts as +inf
     assert s["oracle_lag_p50"] == 0.5 and s["oracle_lag_p90"] == 0.7  # (interpolated: 0.6, 0.68)
     assert math.isnan(s["llm_ttft_p50"])  # no value: nan, "n/a" in the table
-    row = lb.table({"cascade": s}, {}).splitlines()[2]
+    row = table({"cascade": s}, {}).splitlines()[2]
     assert "| 2.00 / never (3 sounded" in row and "| 2.10 / never |" in row and "| n/a |" in row
     never = lb.summary([lb.TurnResult("cascade", ut, first_response=x) for x in (1.0, None, None)])
     assert never["first_response_p50"] == math.inf and never["first_response_n"] == 1

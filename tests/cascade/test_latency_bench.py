@@ -5,6 +5,7 @@ import pytest
 
 from kame.backend.types import Word
 from kame.bench import latency as lb
+from kame.bench.latency_report import table
 from kame.errors import KameError
 
 SR = lb.SR
@@ -116,7 +117,7 @@ def test_summary_and_table():
     assert sums["cascade"]["first_response_p50"] == 3.0
     assert sums["cascade"]["content_p50"] == pytest.approx(3.2)
     assert sums["tandem"]["already_sounding_n"] == 3 and sums["tandem"]["content_n"] == 0
-    text = lb.table(sums, {"tandem": 1.0, "cascade": 1.0})
+    text = table(sums, {"tandem": 1.0, "cascade": 1.0})
     rows = {line.split("|")[1].strip(): line for line in text.splitlines()[2:]}
     assert "never" in rows["tandem"] and "0/3" in rows["tandem"]
     assert "3 already at end of speech" in rows["tandem"]
@@ -129,7 +130,7 @@ def test_never_counts_in_the_percentiles():
     rs = [lb.TurnResult("tandem", ut, first_response=0.0, content=0.5 if i == 0 else None) for i in range(5)]
     s = lb.summary(rs)
     assert s["content_n"] == 1 and s["content_p50"] == float("inf") and s["content_p90"] == float("inf")
-    assert "never / never" in lb.table({"tandem": s}, {})
+    assert "never / never" in table({"tandem": s}, {})
     rs = [lb.TurnResult("cascade", ut, first_response=x) for x in (1.0, 2.0, 3.0, None)]
     s = lb.summary(rs)
     assert s["first_response_n"] == 3 and s["first_response_p50"] == 2.0 and s["first_response_p90"] == float("inf")

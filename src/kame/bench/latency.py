@@ -56,8 +56,8 @@ from ..cliargs import at_least
 from ..errors import ConfigError, KameError
 from ..paths import check_output_folder
 from ..runtime.interrupt import run_to_end
-from .latency_report import (SPEECH_DB, TurnResult, UserTurn, _describe, _json_num, interrupted_note, pct_never, plot,
-                             reanalyse, report_md, summary, table)
+from .latency_report import (SPEECH_DB, TurnResult, UserTurn, _describe, _json_num, interrupted_note, plot,
+                             reanalyse, report_md, summary)
 
 log = logging.getLogger(__name__)
 SR = SAMPLE_RATE
@@ -395,9 +395,3 @@ def _run(args, modes: list[str], cfgs: dict, n_turns: int, out: Path) -> int:
     print(f"\nwrote {out / 'latency.md'}, {out / 'latency.json'}, {out / 'latency.png'}{wavs}")
     return 130 if stopped else 0
 
-
-# (with what kame.eval and the tests use from here, the report part's UserTurn, TurnResult, summary,
-# reanalyse, plot, pct_never and table, as before the report part moved to kame.bench.latency_report)
-__all__ = ["DIALOGUES", "VOICES", "SR", "UserTurn", "TurnResult", "summary", "reanalyse", "plot", "pct_never", "table",
-           "build_dialogues", "lay_out_turns", "warm_up_llm", "run_mode", "first_voiced", "whisper_asr", "audible_words",
-           "content_latency", "window_text", "answer_text", "analyse", "add_arguments", "parse_modes", "main"]

@@ -53,7 +53,7 @@ def gave_no_answer(r: dict) -> bool:
 
 
 def _med(rs: list[dict], key: str) -> str:
-    from ..bench.latency import pct_never
+    from ..bench.latency_report import pct_never
 
     med = pct_never([latency(r, key) for r in rs], 0.5)  # (a turn without sound or text answer: +inf, as in kame bench latency)
     return "never" if med == math.inf else ("–" if med != med else f"{med:.2f}")

@@ -304,7 +304,8 @@ def check_restarted(out, resume=None) -> None:
     if resume is not None and Path(resume).resolve().parent == out.resolve():
         return
     check_unlocked(out)
-    if torchrun_job() is None or _written_by(out) != torchrun_job():
+    job = torchrun_job()
+    if job is None or _written_by(out) != job:
         return
     most = os.environ.get("TORCHELASTIC_MAX_RESTARTS", "")
     restarted = f"restart {count}" + (f" of {most}" if most.isdigit() else "")
