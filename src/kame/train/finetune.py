@@ -35,7 +35,6 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
@@ -258,8 +257,10 @@ def train(model, codec, tokenizer, manifest: str | Path, out: str | Path | None,
                 lost = f"another process of this run stopped at step {step} (a collective failed: {lost_cause(exc)})"
                 if step < tcfg.steps or out is not None and (saved is None or saved_at != step):  # (else all saved)
                     raise ProcessLost(f"train: {lost}; {resume_note(saved, out, resume)}") from None
-                print(f"warning: train: {lost} after the last step's save: training ended at step {step}"
-                      + (f", its last checkpoint {saved} is saved" if saved else ""), file=sys.stderr, flush=True)
+                from ..cli import say  # (one write: torchrun's processes share stderr)
+
+                say(f"warning: train: {lost} after the last step's save: training ended at step {step}"
+                    + (f", its last checkpoint {saved} is saved" if saved else ""))
         except KeyboardInterrupt:
             raise TrainInterrupted(step, last, Path(out) if out is not None else None, rank, resume) from None
         except Diverged as exc:  # (any rank: rank 0's last save, or the checkpoint resumed from)
@@ -466,6 +467,7 @@ def main(args) -> int:
     recorded too: a process whose KeyboardInterrupt a collective save took (torch.distributed.
     checkpoint catches it) or that learnt first that another process stopped for it says it as
     its own Ctrl-C."""
+    from ..cli import say
     from ..runtime.interrupt import TERMINATED_STATUS, sigterm_as_ctrl_c, stopped_by
     from ..runtime.signals import handling
 
@@ -486,17 +488,16 @@ def main(args) -> int:
     except TrainInterrupted as exc:
         if exc.rank == 0:
             saved = resume_note(exc.last, exc.out, exc.resumed)
-            print(f"kame train: {stopped_by(by[0] if by else None)} at step {exc.step}; {saved}", file=sys.stderr,
-                  flush=True)
+            say(f"kame train: {stopped_by(by[0] if by else None)} at step {exc.step}; {saved}")
         return status()
     except KeyboardInterrupt:  # (before the first step: loading, encoding; said as a SIGTERM is, was: nothing)
         if os.environ.get("RANK", "0") == "0":
             what = stopped_by("SIGTERM") if "SIGTERM" in by else "interrupted (Ctrl-C)"
-            print(f"kame train: {what} before training began; nothing saved", file=sys.stderr, flush=True)
+            say(f"kame train: {what} before training began; nothing saved")
         return status()
     if by and os.environ.get("RANK", "0") == "0":  # (one that came in the last step, its KeyboardInterrupt lost)
-        print(f"kame train: {stopped_by(by[0])} as training ended at step {result.step}; its last checkpoint "
-              f"{result.last_checkpoint} is saved", file=sys.stderr, flush=True)
+        say(f"kame train: {stopped_by(by[0])} as training ended at step {result.step}; its last checkpoint "
+            f"{result.last_checkpoint} is saved")
     return status() if by else 0
 
 
