@@ -147,6 +147,38 @@ def test_a_second_signal_while_the_llm_child_stops(monkeypatch, capsys, sig):
     assert cli.main(["run", "in.wav", "-o", "out.wav"]) == (130 if sig == "SIGINT" else 143)
     said = "interrupted" if sig == "SIGINT" else "terminated (SIGTERM)"
     assert stopped and capsys.readouterr().err == f"kame run: {said} again: quit at once, nothing more written\n"
-    monkeypatch.setattr(filemode, "main", lambda args: 0)  # (a run that ended by itself: the exit hook stops it)
+    monkeypatch.setattr(filemode, "main", lambda args: 0)  # (a run that ended by itself: a first signal now)
     stopped.clear()
-    assert cli.main(["run", "in.wav", "-o", "out.wav"]) == 0 and not stopped
+    assert cli.main(["run", "in.wav", "-o", "out.wav"]) == (130 if sig == "SIGINT" else 0)  # (SIGTERM: held)
+    assert stopped and capsys.readouterr().err == ("kame run: interrupted\n" if sig == "SIGINT" else "")
+
+
+# kame run that ended by itself, then a Ctrl-C while the embedded LLM's child stops; its stand-in is
+# registered as the embedded LLM registers its child: with release_children and the interpreter's exit hook
+CTRL_C_AS_THE_CHILD_STOPS = """
+import atexit, os, signal, sys
+from kame.backend import childproc
+from kame.cli import main
+from kame.runtime import filemode
+
+stopped = []
+
+def close():  # (idempotent, as the embedded LLM's close(): stops the child once)
+    if not stopped:
+        stopped.append(True)
+        os.kill(os.getpid(), signal.SIGINT)  # (the child's stop waits up to 10 s: the Ctrl-C comes then)
+    return True
+
+childproc.shared_child(close)
+atexit.register(close)
+filemode.main = lambda args: 0
+sys.exit(main(["run", "in.wav", "-o", "out.wav"]))
+"""
+
+
+def test_a_ctrl_c_while_the_llm_child_stops_after_a_run_that_ended_by_itself(tmp_path):
+    """Said in one line, exit 130 (was: exit 0, the exit hook's "Exception ignored in atexit
+    callback" and a KeyboardInterrupt traceback)."""
+    p = subprocess.run([sys.executable, "-c", CTRL_C_AS_THE_CHILD_STOPS], capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path)
+    assert p.returncode == 130 and p.stderr == "kame run: interrupted\n", p.stderr

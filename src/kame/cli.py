@@ -388,20 +388,24 @@ def _run(argv: list[str]) -> int:
 
 
 def _released(status: int) -> int:
-    """After a command a signal stopped (``status`` 130, 143), the children its agents share (the
-    embedded LLM's: kame.backend.childproc.release_children) are stopped here, where a second signal
-    (the child's stop waits up to 10 s) quits at once, said by _run's handler ("kame run: interrupted
-    again: quit at once, nothing more written"), not in the interpreter's exit hook (was: "Exception
-    ignored in atexit callback" with a KeyboardInterrupt traceback; a SIGTERM killed it, nothing
-    said). ``status`` is returned."""
-    if status not in (130, 143):
+    """After any command, the children its agents share (the embedded LLM's: kame.backend.childproc.
+    release_children) are stopped here, not in the interpreter's exit hook, where a Ctrl-C (the
+    child's stop waits up to 10 s) printed "Exception ignored in atexit callback" with a
+    KeyboardInterrupt traceback, and a SIGTERM killed the process, nothing said. Here a Ctrl-C is
+    said by _run's handler: after a command a signal stopped (``status`` 130, 143) as the second
+    signal, which quits at once ("kame run: interrupted again: quit at once, nothing more written"),
+    as is a SIGTERM; after one that ended by itself, as a first ("kame run: interrupted", exit 130;
+    was: that traceback, exit 0 or the command's status), and a SIGTERM waits for the children's
+    stop, the command's status kept (its work was done: `kame serve` exits 0 after a SIGTERM).
+    ``status`` is returned. (Nothing to do where no shared child was registered: a command that
+    started none does not import childproc for it.)"""
+    childproc = sys.modules.get("kame.backend.childproc")
+    if childproc is None or not childproc.has_shared_children():
         return status
-    from .backend.childproc import release_children
-    from .runtime.interrupt import ctrl_c_again, sigterm_held
+    from .runtime.interrupt import after_stop
 
-    with sigterm_held() as held, ctrl_c_again("stopped"):
-        held.again = True  # (the first signal stopped the command: a SIGTERM now is the second)
-        release_children()
+    with after_stop(status in (130, 143)):
+        childproc.release_children()
     return status
 
 

@@ -164,3 +164,37 @@ def test_run_to_end_does_not_wait_for_a_cancelled_model_load():
     finally:
         release.set()
         watchdog.cancel()
+
+
+def test_exit_status_follows_stopped_by():
+    from kame.runtime.interrupt import TERMINATED_STATUS, QuitAtOnce, exit_status, stopped_by
+
+    for name, status in [(None, 130), ("SIGINT", 130), ("SIGTERM", TERMINATED_STATUS)]:
+        assert exit_status(name) == status and (status == 130) == (stopped_by(name) == "interrupted")
+    assert [QuitAtOnce(s).status for s in (signal.SIGINT, signal.SIGTERM)] == [130, TERMINATED_STATUS]
+
+
+@pytest.mark.parametrize("stopped", [False, True])
+def test_after_stop_holds_a_sigterm_and_makes_a_signal_after_a_stop_the_second(stopped):
+    from kame.runtime.interrupt import QuitAtOnce, after_stop
+
+    def guard(signum, frame):  # (were no handler installed, the test process would not be killed)
+        raise AssertionError("SIGTERM reached the previous handler")
+
+    before = signal.signal(signal.SIGTERM, guard)
+    try:
+        if stopped:  # a SIGTERM or a Ctrl-C is the second signal: quits at once
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with pytest.raises(QuitAtOnce) as quit_now, after_stop(True):
+                    os.kill(os.getpid(), sig)
+                assert quit_now.value.signal == sig.name
+        else:  # a SIGTERM is held to the block's end, a Ctrl-C is a first one
+            with after_stop(False) as held:
+                os.kill(os.getpid(), signal.SIGTERM)
+                assert held.signal == "SIGTERM"
+            with pytest.raises(KeyboardInterrupt) as pressed, after_stop(False):
+                os.kill(os.getpid(), signal.SIGINT)
+            assert not isinstance(pressed.value, QuitAtOnce)
+        assert signal.getsignal(signal.SIGTERM) is guard
+    finally:
+        signal.signal(signal.SIGTERM, before)

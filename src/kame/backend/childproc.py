@@ -291,6 +291,11 @@ def shared_child(stop: Callable[[], bool]) -> None:
     _shared_stops.append(stop)
 
 
+def has_shared_children() -> bool:
+    """Whether a shared child's stop was registered (shared_child): release_children has work."""
+    return bool(_shared_stops)
+
+
 def release_children() -> int:
     """Stop the back-end child processes that the agents of this process share (the embedded
     LLM's, pocketsphinx's), e.g. after ``agent.stop()`` in a long-lived program, to give their

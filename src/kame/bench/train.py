@@ -283,7 +283,7 @@ def check_arguments(args) -> Path | None:
 
 def main(args) -> int:
     from ..cli import say
-    from ..runtime.interrupt import TERMINATED_STATUS, sigterm_as_ctrl_c, stopped_by
+    from ..runtime.interrupt import exit_status, sigterm_as_ctrl_c, stopped_by
 
     stopped: list[str] = []
     try:  # (SIGTERM: as Ctrl-C; was: the default, torchrun's processes left running)
@@ -293,7 +293,7 @@ def main(args) -> int:
         name = stopped[0] if stopped else "SIGINT"
         say(f"\nkame bench train: {stopped_by(name)}")  # (one write: was print's two)
         # (said: was raised again for exit 130, and kame's main said "kame bench train: interrupted" too)
-        return 130 if name == "SIGINT" else TERMINATED_STATUS
+        return exit_status(name)
 
 
 def _bench(args) -> int:

@@ -42,11 +42,12 @@ def warm_up(tts, agent, fast: bool, before_exit: Callable[[bool], None] = lambda
     agent.runner.run(warm_up_llm(agent.cfg.backend.llm, agent.cfg.backend.nice))
     rec = agent.play(np.concatenate([pcm, np.zeros(2 * SR, np.float32)]), fast=fast)
     if rec.get("interrupted"):  # (Ctrl-C, SIGTERM: the evaluation ends here, as in a question)
-        term = rec.get("interrupted_by") == "SIGTERM"
+        by = rec.get("interrupted_by")
+        term = by == "SIGTERM"
         if not rec.get("frames"):
             from ..backend.childproc import exit_if_loading
-            from ..runtime.interrupt import TERMINATED_STATUS
+            from ..runtime.interrupt import exit_status
 
             # (a front-end still loading would hold the exit; was: before_exit() called either way, nothing said)
-            exit_if_loading(TERMINATED_STATUS if term else 130, say=lambda _: before_exit(term))
+            exit_if_loading(exit_status(by), say=lambda _: before_exit(term))
         raise Terminated if term else KeyboardInterrupt

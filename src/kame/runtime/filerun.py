@@ -34,7 +34,7 @@ from ..errors import ConfigError, KameError
 from ..paths import check_output_file, check_replaceable, write_replacing
 from .clock import FakeClock
 from .filemode import DEFAULT_MAX_TAIL_S, agent_track, check_tail, new_record, play_session, read_input
-from .interrupt import TERMINATED_STATUS, first_ctrl_c, unless_stopped
+from .interrupt import exit_status, first_ctrl_c, stopped_by, unless_stopped
 from .metrics import MetricsLog
 from .runreport import answer_missing, final_missing, frontend_failure, late_final, stt_behind, user_words
 from .runsummary import print_summary, reply_cut_off, reply_outcomes, summarize, unanswered, unheard
@@ -86,8 +86,7 @@ def write_run(args, cfg: KameConfig, run: FileRun, rec: dict) -> int:
     out, user = run.out, run.user
     n = rec["frames"] * FRAME  # the input, its tail and any extension for a reply under way (all played)
     by = rec.get("interrupted_by") if rec["interrupted"] else None
-    stopped = f"terminated ({by})" if by and by != "SIGINT" else "interrupted"
-    status = TERMINATED_STATUS if by == "SIGTERM" else 130
+    stopped, status = stopped_by(by), exit_status(by)
     if rec["interrupted"] and not n:
         print(f"{stopped} before the conversation started; nothing written", file=sys.stderr)
         from ..backend.childproc import exit_if_loading

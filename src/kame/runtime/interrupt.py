@@ -79,7 +79,7 @@ class QuitAtOnce(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         self.signal = signal.Signals(signum).name
         super().__init__(self.signal)
-        self.status = TERMINATED_STATUS if self.signal == "SIGTERM" else 130
+        self.status = exit_status(self.signal)
         self.said = f"{stopped_by(self.signal)} again: quit at once, nothing more written"
 
 
@@ -133,6 +133,12 @@ async def first_ctrl_c(what: str, *, sigterm: bool = False):
 def stopped_by(name: str | None) -> str:
     """How stderr says what ended a run: "interrupted" (Ctrl-C, SIGINT), "terminated (SIGTERM)"."""
     return "interrupted" if name in (None, "SIGINT") else f"terminated ({name})"
+
+
+def exit_status(name: str | None) -> int:
+    """The exit status of a run the signal ``name`` ended, by stopped_by's rule: 130 (Ctrl-C,
+    SIGINT; None: a Ctrl-C), TERMINATED_STATUS (143) otherwise (SIGTERM)."""
+    return 130 if name in (None, "SIGINT") else TERMINATED_STATUS
 
 
 def again(name: str) -> str:
@@ -234,16 +240,21 @@ def run_ended_by_sigterm(main) -> str | None:
 
 
 @contextlib.contextmanager
-def ctrl_c_again(stopped: str | None):
-    """Within the block, once a first signal ``stopped`` the work (its name; None: none did), a
-    Ctrl-C is the second: QuitAtOnce("SIGINT"), said "interrupted again: quit at once, nothing more
-    written" (was: a plain KeyboardInterrupt, said "interrupted" as a first Ctrl-C)."""
-    try:
-        yield
-    except KeyboardInterrupt as exc:
-        if stopped and not isinstance(exc, QuitAtOnce):
-            raise QuitAtOnce(signal.SIGINT) from None
-        raise
+def after_stop(stopped: bool):
+    """The block after the work (the files a stopped run still writes, the children kame's main
+    stops): a SIGTERM within is held to its end (sigterm_held: the HeldSigterm yielded, ``.signal``
+    once one came). ``stopped``: a first signal stopped the work already; then a SIGTERM or a
+    Ctrl-C within is the second and quits at once: QuitAtOnce, said "interrupted again: quit at
+    once, nothing more written" for a Ctrl-C (was: a plain KeyboardInterrupt, said "interrupted"
+    as a first Ctrl-C). If not, a Ctrl-C raises KeyboardInterrupt, as anywhere."""
+    with sigterm_held() as held:
+        held.again = stopped
+        try:
+            yield held
+        except KeyboardInterrupt as exc:
+            if stopped and not isinstance(exc, QuitAtOnce):
+                raise QuitAtOnce(signal.SIGINT) from None
+            raise
 
 
 def run_to_end(main, leave_after: float = LEAVE_AFTER_S):

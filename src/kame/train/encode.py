@@ -182,7 +182,7 @@ def main(args) -> int:
 
     from ..cliargs import counted
     from ..paths import sweep_temporaries
-    from ..runtime.interrupt import TERMINATED_STATUS, sigterm_as_ctrl_c, stopped_by
+    from ..runtime.interrupt import exit_status, sigterm_as_ctrl_c, stopped_by
     from .batching import cached_dialogue, manifest_entries
     from .data import DIALOGUE_FILES, read_dialogue
     from .datacmd import tokenizer_of
@@ -238,7 +238,7 @@ def main(args) -> int:
 
         say(f"\n{stopped_by(name)}: {encoded} of {counted(len(todo), 'dialogue')} encoded{rest}")  # (one write)
         # (said: was raised again for exit 130, and kame's main said "kame data encode: interrupted" too)
-        return 130 if name == "SIGINT" else TERMINATED_STATUS
+        return exit_status(name)
     wall = time.monotonic() - t0
     failed = [r for r in results if r[2]]
     audio = sum(r[1] for r in results)

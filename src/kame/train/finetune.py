@@ -468,7 +468,7 @@ def main(args) -> int:
     checkpoint catches it) or that learnt first that another process stopped for it says it as
     its own Ctrl-C."""
     from ..cli import say
-    from ..runtime.interrupt import TERMINATED_STATUS, sigterm_as_ctrl_c, stopped_by
+    from ..runtime.interrupt import exit_status, sigterm_as_ctrl_c, stopped_by
     from ..runtime.signals import handling
 
     def pressed(signum, frame) -> None:
@@ -479,7 +479,7 @@ def main(args) -> int:
     by: list[str] = []  # "SIGTERM" once one came (under torchrun: "SIGINT")
 
     def status() -> int:
-        return TERMINATED_STATUS if "SIGTERM" in by else 130
+        return exit_status(by[0] if by else None)
 
     try:
         with sigterm_as_ctrl_c(not torchrun) as by, \

@@ -265,8 +265,7 @@ def add_arguments(p) -> None:
 def main(args) -> int:
     from ..paths import sweep_temporaries
     from ..cli import say
-    from ..runtime.interrupt import (TERMINATED_STATUS, QuitAtOnce, ctrl_c_again, run_ended_by_sigterm, sigterm_held,
-                                     stopped_by)
+    from ..runtime.interrupt import QuitAtOnce, after_stop, exit_status, run_ended_by_sigterm, stopped_by
     from .batching import manifest_entries
     from .data import DIALOGUE_FILES
 
@@ -309,8 +308,7 @@ def main(args) -> int:
         finally:  # (interrupted or stopped too: what was written is the manifest's; a SIGTERM now waits
             # for it to be written whole, a second one quits at once, as does a Ctrl-C after a stop)
             if not quit_now:
-                with sigterm_held() as held, ctrl_c_again(stopped[0] if stopped else None):
-                    held.again = bool(stopped)  # (after a stop, a SIGTERM here is the second: quits at once)
+                with after_stop(bool(stopped)) as held:  # (after a stop, a SIGTERM or Ctrl-C here is the second)
                     if any(status == "written" for _, status, _ in results):
                         _record_oracle(path.parent / SETTINGS, settings, args, oracle_cfg)
                     # a dialogue that cannot be read keeps its line, without its sha256 (the others' are new,
@@ -331,7 +329,7 @@ def main(args) -> int:
         say(f"kame data oracle: {stopped_by(stopped[0])}; the manifest has {counted(written, 'dialogue')} given a "
             f"new oracle{rest}")  # (one write: was print's two)
         # (said: was raised again for exit 130, and kame's main said "kame data oracle: interrupted" too)
-        return 130 if stopped[0] == "SIGINT" else TERMINATED_STATUS
+        return exit_status(stopped[0])
     return 1 if any(status == "failed" for _, status, _ in results) else 0
 
 

@@ -419,8 +419,8 @@ def main(args) -> int:
     from .. import registry
     from ..paths import check_output_folder
     from ..cli import say
-    from ..runtime.interrupt import (TERMINATED_STATUS, QuitAtOnce, ctrl_c_again, run_ended_by_sigterm, sigterm_held,
-                                     stopped_by)
+    from ..runtime.interrupt import (TERMINATED_STATUS, QuitAtOnce, after_stop, exit_status, run_ended_by_sigterm,
+                                     sigterm_held, stopped_by)
     from .qa import read_qa
 
     # (--start, --limit, --jobs, ... were range-checked as parsed: kame.cliargs' types)
@@ -470,21 +470,20 @@ def main(args) -> int:
                             done=results)
 
     t0 = time.monotonic()
-    stopped = quit_now = None
+    stopped, quit_now = None, False
     try:  # (SIGTERM ends the run as Ctrl-C does: the work cancelled, the manifest written; was: killed
         # at once, neither the manifest nor synth.json written, so a rerun with other settings mixed the set
         # unwarned)
         stopped = run_ended_by_sigterm(run)
-    except QuitAtOnce as exc:  # a second signal: nothing more written (kame's main says it; was: swallowed)
-        quit_now = exc
+    except QuitAtOnce:  # a second signal: nothing more written (kame's main says it; was: swallowed)
+        quit_now = True
         raise
     except KeyboardInterrupt:
         stopped = "SIGINT"
     finally:  # (stopped or interrupted too: what was written was made with these settings; a Ctrl-C in
         # these writes after a stop is a second signal: was "kame data synth: interrupted", no manifest)
-        if quit_now is None:
-            with sigterm_held() as held, ctrl_c_again(stopped):
-                held.again = bool(stopped)  # (after a stop, a SIGTERM here is the second: quits at once)
+        if not quit_now:
+            with after_stop(bool(stopped)) as held:  # (after a stop, a SIGTERM or Ctrl-C here is the second)
                 if results and stopped:  # (again: a second signal may have cut synth_all's; a run that ended
                     write_folder_manifest(out)  # by itself wrote it whole, and this reads the whole set again)
                 if any(r.status == "written" for r in results):
@@ -495,7 +494,7 @@ def main(args) -> int:
         say(f"\n{stopped_by(stopped)}: {counted(listed, 'dialogue')} in {out}/ (listed in {out / MANIFEST}); "
             "run the same command again to go on", sys.stdout)  # (one write: was print's two)
         # (said: was raised again for exit 130, and kame's main said "kame data synth: interrupted" too)
-        return 130 if stopped == "SIGINT" else TERMINATED_STATUS
+        return exit_status(stopped)
     print(summary(results, time.monotonic() - t0))
     print(f"manifest: {out / MANIFEST} ({counted(len(list(out.glob(f'*/{META}'))), 'dialogue')})")
     return 1 if any(r.status == "failed" for r in results) else 0
