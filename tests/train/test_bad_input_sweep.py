@@ -17,8 +17,9 @@ from kame.cli import main
 from kame.errors import CheckpointError, ConfigError, KameError
 from kame.model.loaders import load_frontend
 from kame.train.codes import load_codes, write_codes
+from kame.train.config import STATE
 from kame.train.data import CODES, DataError, read_dialogue
-from kame.train.finetune import STATE, TrainConfig, train
+from kame.train.finetune import TrainConfig, train
 from kame.train.manifest import read_manifest
 from kame.train.oracle_sim import SimOracleConfig
 from kame.train.synth import SynthConfig, summary, synth_all
@@ -235,7 +236,8 @@ def test_mps_and_a_numbered_gpu_under_torchrun_are_refused_and_the_help_says_wha
                                                                                          monkeypatch):
     import argparse
 
-    from kame.train.finetune import add_arguments, train_device
+    from kame.train.finetune import add_arguments
+    from kame.train.parallel import train_device
 
     manifest = _data(tmp_path / "data")
     capsys.readouterr()  # (was: accepted where torch has mps, and never tried)

@@ -25,9 +25,10 @@ from kame.errors import ConfigError
 from kame.model.config import preset
 from kame.model.lm import LMOutput
 from kame.model.loaders import load_frontend
+from kame.train.config import STATE
 from kame.train.data import DataError, OracleEvent, Word, write_dialogue
 from kame.train.examples import collate, training_example
-from kame.train.finetune import STATE, TrainConfig, train
+from kame.train.finetune import TrainConfig, train
 from kame.train.loss import frontend_loss
 from kame.train.manifest import write_manifest
 
@@ -544,13 +545,14 @@ registry.register("codec", "fake", lambda arg=None, **kw: Failing(), replace=Tru
 
 @pytest.mark.slow
 def test_a_process_failing_to_encode_stops_them_all(tmp_path):
-    """Rank 1's encoding fails: rank 0 learns it at the barrier and stops saying why. (torchrun on one
+    """Rank 1's encoding fails: rank 0 learns it at the barrier (parallel.agree) and stops saying rank 1's error
+    (was: "another process failed while encoding its share ..."). (torchrun on one
     node also ends the other workers when one fails; a launcher that does not - several nodes, srun -
     would leave them at the barrier until the backend's timeout, 30 minutes for gloo.)"""
     manifest = _data(tmp_path / "data", n=3, T=32)
     out = torchrun_train(tmp_path, str(manifest), "--frontend", "random:tiny", "-o", str(tmp_path / "run"),
                          *TORCHRUN_ARGS, plugin_text=FAILING_PLUGIN, ok=False)
-    assert "rank 1 cannot encode" in out and "another process failed while encoding its share" in out
+    assert "[rank0]: kame.errors.ConfigError: train: rank 1 failed: OSError: rank 1 cannot encode\n" in out, out
     assert not (tmp_path / "run").exists()
 
 

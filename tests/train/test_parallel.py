@@ -19,7 +19,8 @@ from kame.backend.tokenizer import default_tokenizer
 from kame.cli import main as cli_main
 from kame.errors import ConfigError
 from kame.model.loaders import load_frontend
-from kame.train.finetune import STATE, TrainConfig, make_optimizer, train
+from kame.train.config import STATE
+from kame.train.finetune import TrainConfig, make_optimizer, train
 from kame.train.parallel import load_optimizer
 
 from ._fakes import FakeCodec

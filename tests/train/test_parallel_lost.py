@@ -24,7 +24,7 @@ import torch
 from kame.backend.tokenizer import default_tokenizer
 from kame.cli import main as cli_main
 from kame.errors import ConfigError
-from kame.train import finetune
+from kame.train import finetune, launch
 from kame.train.checkpoint import check_restarted, out_lock
 from kame.train.config import TrainConfig
 from kame.train.parallel import ProcessLost, lost_cause, lost_peer
@@ -152,15 +152,15 @@ def test_a_peer_lost_before_training(tmp_path, monkeypatch, ctrl_c):
     def lost(*a, **k):
         raise RuntimeError(GLOO_LOST)
 
-    monkeypatch.setattr(finetune, "agree", lost)
+    monkeypatch.setattr(launch, "agree", lost)
     if ctrl_c:  # (its KeyboardInterrupt lost; another process stopped for the same Ctrl-C first)
         with pytest.raises(KeyboardInterrupt):
-            finetune.run(_args(tmp_path), stopped=lambda: True)
+            launch.run(_args(tmp_path), stopped=lambda: True)
         return
     with pytest.raises(ProcessLost, match=r"before training began \(a collective failed: Connection closed by peer "
                                           r"\[10.0.0.2\]:50845; see its own output, if it said anything\); nothing "
                                           r"saved$"):
-        finetune.run(_args(tmp_path))
+        launch.run(_args(tmp_path))
 
 
 @pytest.mark.parametrize("rank", ["0", "1"])

@@ -202,6 +202,7 @@ def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool =
     from ..codec.base import fit_codec
     from .codes import write_codes
     from .examples import training_example
+    from .parallel import agree
 
     _, entries = manifest_entries(manifest)
     spec = codec_spec or type(codec).__name__
@@ -217,19 +218,20 @@ def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool =
     if cache:
         if distributed:  # every rank has listed what is missing before any writes (else a rank that looks
             dist.barrier()  # late sees another's new files: the shares differ and a dialogue goes unwritten)
-        mine, failed = todo[rank::world], None
-        try:
+        mine = todo[rank::world]
+
+        def encode_share() -> None:
             for i, e in enumerate(mine, 1):
                 share = f", this process's share of {len(todo)}" if world > 1 else ""  # (rank 0's: it alone says)
                 _progress(echo, i, len(mine), f"encoding {{}}/{len(mine)} dialogues{share} (cached as codes.npz)")
                 write_codes(read_dialogue(e.path), codec, spec=spec)
-        except Exception as exc:  # (said to the other ranks first: else they wait for it at the barrier)
-            failed = exc
-        if distributed and _any_rank(failed is not None) and failed is None:
-            raise DataError("train: another process failed while encoding its share of the dialogues (its error is "
-                            "printed by torchrun above or below): nothing was trained")
-        if failed is not None:
-            raise failed
+
+        # (distributed: a failure is said to the other ranks, "train: rank R failed: ...", else they would wait for
+        # it at the next collective; agree is also the barrier after which every share is written)
+        if distributed:
+            agree(encode_share)
+        else:
+            encode_share()
         todo = []
     encode = {e.path for e in todo}
     out, n = [], 0
@@ -243,18 +245,6 @@ def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool =
         out.append(Example(str(e.path), codes.to(torch.int16 if small else torch.int32), oracle, d.timeline_events(),
                            protected_events(d.oracle)))
     return out
-
-
-def _any_rank(flag: bool) -> bool:
-    """True when ``flag`` is true in any process of the group (a collective: each rank calls it
-    once at the same point; it is also the barrier after which every share is written)."""
-    import torch
-    import torch.distributed as dist
-
-    device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
-    t = torch.tensor([int(flag)], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
 
 
 def codes_cacheable(codec, spec: str, echo: Callable[[str], None] = lambda s: None) -> bool:

@@ -4,6 +4,7 @@
     python -m torch.distributed.run --nproc_per_node 2 -m kame.cli train data/train.jsonl ...   # DDP
     kame train data/train.jsonl -o runs/x --steps 400 --resume runs/x/latest
 
+main's work up to the loop (``train``): kame.train.launch's ``run`` (the process group, the command's checks).
 The front-end and its codec are loaded by kame run's rule (kame.train.loading, kame.runtime.frontend):
 --codec auto takes the checkpoint's own codec (kame.codec, else its Mimi; embedded for random:), and
 a named codec or a tokenizer that cannot be the checkpoint's is refused (kame.runtime.loading's checks).
@@ -36,32 +37,28 @@ import logging
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, replace
-from datetime import timedelta
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from ..cliargs import counted
 from ..errors import ConfigError
 from .batching import batches, input_dropouts, load_examples, manifest_path, slot
-from .checkpoint import (check_listed, check_out, check_overwrite, check_restarted, check_unlocked, clear_out,
-                         frontend_identity, last_checkpoint, moved_back_note, out_lock, remove_stale_temporaries,
-                         restart_hint, resume_note, unfinished_note)
-from .config import (OTHER_OPTIONS, STATE, TrainConfig, check_resume, global_batch, load_train_state, lr_at,
-                     recorded_config, resume_record, schedule_warnings)
+from .checkpoint import (check_listed, check_out, clear_out, frontend_identity, last_checkpoint, moved_back_note,
+                         out_lock, remove_stale_temporaries, restart_hint, resume_note)
+from .config import (OTHER_OPTIONS, TrainConfig, check_resume, global_batch, load_train_state, lr_at,
+                     recorded_config, schedule_warnings)
 from .data import DataError
-from .loading import load_for_training
-from .parallel import (PRECISIONS, ProcessLost, agree, check_shard, lost_cause, lost_peer, resolve_precision,
-                       train_device)
+from .launch import run  # (main's work: kame.train.launch, which calls train)
+from .parallel import PRECISIONS, ProcessLost, check_shard, lost_cause, lost_peer
 from .runlog import RunLog
-from .saving import SaveFailed, put_back_stopped_saves, save_step, staging_folder, stopped_save_note
+from .saving import SaveFailed, save_step
 
 # (torch is imported where it is used: `kame train --help` stays fast, tests/test_cliargs.py)
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
-DIST_TIMEOUT_MIN = 60  # under torchrun: how long a process waits for the others (NCCL's default: 10)
 
 
 # --- the loop ---------------------------------------------------------------------------------
@@ -489,111 +486,32 @@ def main(args) -> int:
         if exc.rank == 0:
             saved = resume_note(exc.last, exc.out, exc.resumed)
             say(f"kame train: {stopped_by(by[0] if by else None)} at step {exc.step}; {saved}")
-        return status()
+        return _stopped(status(), torchrun)
     except KeyboardInterrupt:  # (before the first step: loading, encoding; said as a SIGTERM is, was: nothing)
         if os.environ.get("RANK", "0") == "0":
             what = stopped_by("SIGTERM") if "SIGTERM" in by else "interrupted (Ctrl-C)"
             say(f"kame train: {what} before training began; nothing saved")
-        return status()
+        return _stopped(status(), torchrun)
     if by and os.environ.get("RANK", "0") == "0":  # (one that came in the last step, its KeyboardInterrupt lost)
         say(f"kame train: {stopped_by(by[0])} as training ended at step {result.step}; its last checkpoint "
             f"{result.last_checkpoint} is saved")
     return status() if by else 0
 
 
-def run(args, stopped: Callable[[], bool] = lambda: False) -> TrainResult:
-    """main's work, returning what train returns (tests/train/test_finetune.py runs it under
-    torchrun); ``stopped``: train's. Under torchrun the processes join their group first, then
-    check the command (_checked) together (parallel.agree): one that fails, e.g. with a data
-    folder or -o missing on its machine, stops them all at once, said by each (was: the others
-    waited for it to join, silently, up to DIST_TIMEOUT_MIN)."""
-    import torch
-    import torch.distributed as dist
+def _stopped(status: int, torchrun: bool) -> int:
+    """main's ``status`` after a signal stopped the run (its line said, OUT's files closed: OUT/.lock
+    released, the process group left). Under torchrun the process leaves here, at once: the signal
+    interrupted it in a collective (a step's, a --shard save's), which can leave a thread of torch's
+    whose end at the interpreter's exit aborts the process after kame's line (SIGABRT, "terminate
+    called without an active exception", exit -6 instead of 130, about 1 run in 10 on loaded cores).
+    The log's handlers and stdout / stderr are flushed first; the interpreter's exit hooks are not
+    run (torch's among them)."""
+    if not torchrun:
+        return status
+    import sys
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = train_device(args.device, world)
-    cuda = device.type == "cuda"
-    check_restarted(args.out, args.resume)  # (before the group: a restart's join can fail, on gloo's stale addresses)
-    if world > 1:
-        if cuda:
-            torch.cuda.set_device(device)
-        # (a collective waits this long: with --shard the others wait for rank 0 to read a 7B checkpoint alone)
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(minutes=DIST_TIMEOUT_MIN))
-    try:
-        tcfg, record, start, manifest = agree(lambda: _checked(args, world, device)) if world > 1 else \
-            _checked(args, world, device)
-        spec = str(args.resume) if args.resume else start
-        # (sharded: rank 0 alone reads the weights, on the CPU; the others build on the meta device and
-        # get their shards from it in parallel.prepare)
-        model, codec, codec_spec, tok, tok_spec = load_for_training(
-            spec, args.codec, None if args.resume else args.text_card, torch.device("cpu") if tcfg.shard else device,
-            weights=not tcfg.shard or not dist.is_initialized() or dist.get_rank() == 0)
-        context = model.cfg.context
-        if args.window is None and not args.resume and context is not None and tcfg.window_frames > context:
-            tcfg = replace(tcfg, window_frames=context)  # (e.g. random:tiny's 250 frames)
-        torch.manual_seed(tcfg.seed)
-        rank0 = not dist.is_initialized() or dist.get_rank() == 0
-        return train(model, codec, tok, manifest, args.out, tcfg, codec_spec=codec_spec, tokenizer_spec=tok_spec,
-                     resume=args.resume, overwrite=args.overwrite, start=start, device=device,
-                     echo=(lambda s: print(s, flush=True)) if rank0 else (lambda s: None), stopped=stopped)
-    except RuntimeError as exc:  # (before its loop: loading, encoding; train says the loop's itself)
-        if world > 1 and lost_peer(exc):
-            if stopped():  # (a Ctrl-C reached every process: another one stopped for it first)
-                raise KeyboardInterrupt from None
-            raise ProcessLost(f"train: another process of this run stopped before training began (a collective "
-                              f"failed: {lost_cause(exc)}; see its own output, if it said anything); nothing "
-                              f"saved") from None
-        raise
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def _checked(args, world: int, device) -> tuple[TrainConfig, dict, str | None, Path]:
-    """run's checks of the command, from the files it names (no front-end loaded yet) -> (the
-    TrainConfig, a resumed run's kame.train record, the front-end it starts from, the manifest)."""
-    record = {}  # (a resumed run's kame.train record, from the config.json save_frontend wrote)
-    # (another run writing there: refused now, not once this one's is loaded; and first, so nothing of its OUT is
-    # touched nor is it told to --resume or --overwrite a live run's checkpoints)
-    check_unlocked(args.out)
-    for folder in put_back_stopped_saves(Path(args.out)):  # (before --resume OUT/latest is looked for; said by
-        # the process that put it back)
-        print(f"warning: put {folder} back as it was: a save of it was killed between its two renames (that "
-              f"save's own files, {staging_folder(folder.parent, int(folder.name[5:]))}, are removed once an hour "
-              f"old)", flush=True)
-    if args.resume:
-        if not Path(args.resume).exists():  # (a dangling OUT/latest too: was "holds no train_state.pt")
-            raise ConfigError(f"train: --resume {args.resume} does not exist: " + (stopped_save_note(
-                args.resume) or "give a checkpoint kame train wrote (OUT/step-N, or OUT/latest once a run saved one)"))
-        if not (Path(args.resume) / STATE).is_file():
-            run_folder = (Path(args.resume) / "latest" / STATE).is_file()  # (OUT given: its latest meant)
-            raise ConfigError(f"train: --resume {args.resume} holds no {STATE}: " + (
-                f"it is a run's folder: give its checkpoint, --resume {Path(args.resume) / 'latest'}" if run_folder
-                else unfinished_note(Path(args.resume)) or "give a checkpoint kame train wrote (OUT/step-N or "
-                "OUT/latest)"))
-        record = resume_record(Path(args.resume))
-    # unset on --resume: the run's own (they must not change), not this device's or the new default
-    ran = recorded_config(record) if args.resume else {}
-    precision = (ran["precision"] if args.resume and args.precision == "auto"
-                 else resolve_precision(args.precision, device))
-    offsets = args.window_offsets == "on" if args.window_offsets else ran.get("window_offsets", True)
-    # (an unset --window: the run's own on --resume, else the default, cut to the front-end's context once it is loaded)
-    tcfg = TrainConfig(**knobs_from(args, record if args.resume else None, world), steps=args.steps,
-                       window_offsets=offsets, use_cache=not args.no_cache, oracle_aug=not args.no_oracle_aug,
-                       precision=precision, shard=args.shard,
-                       checkpoint_activations=args.checkpoint_activations).check()
-    if tcfg.shard:
-        check_shard(world)  # (before a large front-end is loaded)
-    manifest = manifest_path(args.manifest)  # (before a front-end is built)
-    start = args.frontend or "random:tiny"
-    if args.resume:
-        start = record.get("frontend")  # (the optimizer state is loaded once, by train)
-        # (the same folder under another spelling, or from another working directory, is the same)
-        if args.frontend is not None and frontend_identity(args.frontend) != frontend_identity(start):
-            raise ConfigError(f"train: --resume {args.resume} goes on from its own weights (started from "
-                              f"{start or 'an unrecorded front-end'}), not from --frontend {args.frontend}: drop "
-                              f"--frontend, or start a new run (another -o) with --frontend {args.resume}")
-    if args.overwrite:  # (OUT's step-N are removed before the first save copies from them)
-        check_overwrite(args.out, args.frontend, args.codec, resume=args.resume)
-    check_out(args.out, args.overwrite, args.resume)  # (before a front-end is loaded; train removes)
-    return tcfg, record, start, manifest
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # (closed or replaced streams)
+            stream.flush()
+    os._exit(status)
