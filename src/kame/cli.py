@@ -374,46 +374,63 @@ def _run(argv: list[str]) -> int:
     if getattr(args, "_missing", None):
         print(f"kame: {args._missing}", file=sys.stderr)
         return 2
-    try:
-        if args.plugin:
-            from . import registry
+    from .runtime.interrupt import QuitAtOnce
 
-            registry.load_plugins(args.plugin)
-        return _released(int(importlib.import_module(args._module).main(args) or 0))
-    except KameError as exc:
-        _error(str(exc))
-        return 1
-    except KeyboardInterrupt as exc:  # (one the command did not take: Ctrl-C before its handler, a second one)
+    try:
+        try:
+            if args.plugin:
+                from . import registry
+
+                registry.load_plugins(args.plugin)
+            status = int(importlib.import_module(args._module).main(args) or 0)
+        except KameError as exc:
+            _error(str(exc))
+            status = 1
+        except KeyboardInterrupt as exc:  # (one the command did not take: Ctrl-C before its handler, a second one)
+            status = _interrupted(argv, exc=exc)
+            if isinstance(exc, QuitAtOnce):  # (a second signal: nothing more, the children left to the exit hook)
+                return status
+        return _released(status, _command(argv))  # (a command that raised too: was left to the exit hook)
+    except KeyboardInterrupt as exc:  # (a second signal while the children stop)
         return _interrupted(argv, exc=exc)
 
 
-def _released(status: int) -> int:
-    """After any command, the children its agents share (the embedded LLM's: kame.backend.childproc.
-    release_children) are stopped here, not in the interpreter's exit hook, where a Ctrl-C (the
-    child's stop waits up to 10 s) printed "Exception ignored in atexit callback" with a
-    KeyboardInterrupt traceback, and a SIGTERM killed the process, nothing said. Here a Ctrl-C is
-    said by _run's handler: after a command a signal stopped (``status`` 130, 143) as the second
-    signal, which quits at once ("kame run: interrupted again: quit at once, nothing more written"),
-    as is a SIGTERM; after one that ended by itself, as a first ("kame run: interrupted", exit 130;
-    was: that traceback, exit 0 or the command's status), and a SIGTERM waits for the children's
-    stop, the command's status kept (its work was done: `kame serve` exits 0 after a SIGTERM).
-    ``status`` is returned. (Nothing to do where no shared child was registered: a command that
-    started none does not import childproc for it.)"""
-    childproc = sys.modules.get("kame.backend.childproc")
-    if childproc is None or not childproc.has_shared_children():
-        return status
-    from .runtime.interrupt import after_stop
+def _released(status: int, command: str) -> int:
+    """After any command (``status`` returned, or 1 / 130 for what it raised), the children its
+    agents share (the embedded LLM's: kame.backend.childproc.release_children) are stopped here, not
+    in the interpreter's exit hook, where a Ctrl-C (the child's stop waits up to 10 s) printed
+    "Exception ignored in atexit callback" with a KeyboardInterrupt traceback, and a SIGTERM killed
+    the process, nothing said. After a command a signal stopped (130, 143) a signal here is the
+    second: it quits at once (QuitAtOnce, said by _run's handler: "kame run: interrupted again: quit
+    at once, nothing more written"). After one that ended otherwise (its work done or failed) a
+    SIGTERM waits for the children's stop and a Ctrl-C cuts it short, said in one line ("kame run:
+    interrupted while the back-end's child processes stopped; the command had ended"), and the
+    command's ``status`` is kept either way: the signal did not cut its work. ``status`` is returned."""
+    from .backend.childproc import has_shared_children, release_children
+    from .runtime.interrupt import QuitAtOnce, after_stop
 
-    with after_stop(status in (130, 143)):
-        childproc.release_children()
+    if not has_shared_children():  # (nothing to stop: a command that started no shared child)
+        return status
+    try:
+        with after_stop(status in (130, 143)):
+            release_children()
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, QuitAtOnce):
+            raise
+        said_interrupted(command, when=" while the back-end's child processes stopped; the command had ended")
     return status
+
+
+def _command(argv: list[str]) -> str:
+    """The command ``argv`` names: "kame run", "kame data synth"."""
+    words = _words(argv)
+    path = next((p for p in sorted(COMMANDS, key=len, reverse=True) if tuple(words[: len(p)]) == p), ())
+    return " ".join(("kame", *path))
 
 
 def _interrupted(argv: list[str], when: str = "", exc: BaseException | None = None) -> int:
     """said_interrupted for the command ``argv`` names ("kame run")."""
-    words = _words(argv)
-    path = next((p for p in sorted(COMMANDS, key=len, reverse=True) if tuple(words[: len(p)]) == p), ())
-    return said_interrupted(" ".join(("kame", *path)), exc, when)
+    return said_interrupted(_command(argv), exc, when)
 
 
 def said_interrupted(command: str, exc: BaseException | None = None, when: str = "") -> int:
