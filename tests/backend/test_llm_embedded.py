@@ -94,7 +94,7 @@ class _HungWorker:
     """A worker whose child never answers (hung without dying)."""
 
     loading, loaded_at = False, 0.0  # (not (re)starting its child)
-    finishing, finished_at = False, None  # (nor reading a prompt)
+    reading_prompt, finished_at = False, None  # (nor reading a prompt)
 
     def __init__(self):
         self.stopped = []

@@ -1,7 +1,7 @@
 """A request queued behind one cancelled while the embedded LLM's child reads its prompt (review r7
 finding 1), with stand-in children (no model load): the dispatcher waits for that read (the child
 cannot stop in it), and the stall timers of the request behind it, next_within's (the oracle's and
-the cascade's) and stream_chat's own, wait for it as for a reload (``finishing``), then count from
+the cascade's) and stream_chat's own, wait for it as for a reload (``reading_prompt``), then count from
 its end (was: "LLM embedded stalled: nothing for 10.00 s", or "nothing from its child for 60 s
 (hung, or a queue of requests that long)", each time the rest of the read outlasted them)."""
 

@@ -145,7 +145,7 @@ async def test_a_child_that_never_finishes_reading_its_prompt_is_still_terminate
         assert worker.proc is None and not hung.is_alive() and hung.exitcode == -15
         assert ("the embedded LLM child hung (no first token 0.2 s after the 0.5 s allowed for reading its "
                 f"prompt of 1000 tokens ({per_token:g} s a token)) and was terminated") in caplog.text
-        assert not worker.finishing  # (the read ended with the child: the requests behind it wait for a new one)
+        assert not worker.reading_prompt  # (the read ended with the child: the requests behind it wait for a new one)
     finally:
         finish.value = 1
         childproc.reap_child(hung, None, hung=True)

@@ -1,7 +1,7 @@
 """What the embedded LLM tells its consumers beyond text, with stand-in children (no model load):
 
 - while its child reads a prompt (the prefill: one forward pass that says nothing until the first
-  token), it is ``finishing``: a pause that the stall timers of every consumer wait out as a reload
+  token), it is ``reading_prompt``: a pause that the stall timers of every consumer wait out as a reload
   (kame.runtime.clock.next_within, the oracle's and the cascade's), those of the request whose
   prompt it is and of a request queued behind it alike (review r2 finding 1; was: keep-alives to
   the reading request only, so a request queued behind it "stalled: nothing within N s of the
@@ -60,7 +60,7 @@ async def test_the_reading_request_and_one_queued_behind_it_wait_for_the_read(wa
                 on_reload=lambda: said.append(waits_for_reload("LLM embedded", part))))
 
         a = ask()
-        await _until(lambda: worker.finishing)  # A's child reads (the dispatcher heard so)
+        await _until(lambda: worker.reading_prompt)  # A's child reads (the dispatcher heard so)
         b = ask()
         await _until(lambda: len(clock.sleepers()) == 2)  # (both timers run)
         clock.advance(5.0)  # 5 times their limit, while the child still reads
@@ -71,7 +71,7 @@ async def test_the_reading_request_and_one_queued_behind_it_wait_for_the_read(wa
         assert await asyncio.wait_for(a, 20) == "hello"
         assert await asyncio.wait_for(b, 20) == "hello"
         await _until(lambda: worker.current == 0)  # (the dispatcher is done with B's request)
-        assert not worker.finishing and worker.conn.kinds == ["prompt", "text", "end"] * 2
+        assert not worker.reading_prompt and worker.conn.kinds == ["prompt", "text", "end"] * 2
     finally:
         finish.value = 1
         for stream in streams:
@@ -115,13 +115,13 @@ async def test_past_the_reads_allowance_the_pause_holds_until_the_dispatcher_end
     try:
         llm = _llm(worker, stall_timeout=0.5)  # (stream_chat's own timer waits too)
         a = asyncio.ensure_future(_text(llm))
-        await _until(lambda: worker.finishing)  # A's child reads, past its allowance at once
+        await _until(lambda: worker.reading_prompt)  # A's child reads, past its allowance at once
         b_stream = llm.stream_chat(MSGS)
         b = asyncio.ensure_future(next_within(b_stream, clock, 1.0, loading=llm, limit=1.0,
                                               on_reload=lambda: said.append(waits_for_reload("LLM embedded", llm))))
         await _until(lambda: len(clock.sleepers()) == 1)
         await _past_its_allowance(clock, b)
-        assert not b.done() and not a.done() and worker.finishing and said == READS
+        assert not b.done() and not a.done() and worker.reading_prompt and said == READS
         monkeypatch.setattr(embedded, "CANCEL_GRACE_S", 0.2)  # the grace ends: A's child is ended as hung
         with pytest.raises(BackendError, match=r"hung \(no first token 0.2 s after the 0 s allowed for reading its "
                                                r"prompt of 1000 tokens \(0 s a token\)\) and was terminated"):
@@ -163,7 +163,7 @@ async def test_a_cancel_past_the_reads_allowance_keeps_the_pause(monkeypatch):
         llm = _llm(worker, stall_timeout=30)
         a_stream = llm.stream_chat(MSGS)
         a = asyncio.ensure_future(a_stream.__anext__())
-        await _until(lambda: worker.finishing)
+        await _until(lambda: worker.reading_prompt)
         b_stream = llm.stream_chat(MSGS)
         b = asyncio.ensure_future(next_within(b_stream, clock, 1.0, loading=llm, limit=1.0,
                                               on_reload=lambda: said.append(waits_for_reload("LLM embedded", llm))))
@@ -174,7 +174,7 @@ async def test_a_cancel_past_the_reads_allowance_keeps_the_pause(monkeypatch):
         await a_stream.aclose()
         await _until(lambda: worker.cancel.value != 0)  # the dispatcher passed the cancel on, past the allowance
         await _past_its_allowance(clock, b)
-        assert not b.done() and worker.finishing and said == READS
+        assert not b.done() and worker.reading_prompt and said == READS
         finish.value = 1  # the read ends: A stops at its first token, B runs
         assert await asyncio.wait_for(b, 20) == "hello"
         assert worker.proc is first and worker.restarts == 0

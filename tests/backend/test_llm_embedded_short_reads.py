@@ -46,14 +46,14 @@ async def test_a_read_shorter_than_a_poll_gives_the_request_behind_it_no_more_ti
         llm = _llm(worker, stall_timeout=30)
         streams.append(llm.stream_chat(MSGS))
         a = asyncio.ensure_future(streams[0].__anext__())
-        await _until(lambda: worker.finishing)  # A's child reads
+        await _until(lambda: worker.reading_prompt)  # A's child reads
         streams.append(llm.stream_chat(MSGS))
         b = asyncio.ensure_future(next_within(streams[1], clock, 1.0, loading=llm, limit=1.0,
                                               on_reload=lambda: said.append(waits_for_reload("LLM embedded", llm))))
         await _until(lambda: len(clock.sleepers()) == 1)  # (B's timer runs, from before the read's end)
         flags[0] = 1  # A's read ends: its first piece; its generation goes on
         assert await asyncio.wait_for(a, 20) == "hello"
-        assert (worker.finished_at == worker.loaded_at > 0) is counts and not worker.finishing
+        assert (worker.finished_at == worker.loaded_at > 0) is counts and not worker.reading_prompt
         clock.advance(1.0)  # B's limit runs out
         await _until(lambda: b.done() or any(d > 1.0 for d, _ in clock.sleepers()))
         if counts:  # (as before: the whole limit again after the read)
@@ -73,9 +73,9 @@ async def test_a_read_shorter_than_a_poll_gives_the_request_behind_it_no_more_ti
 
 
 class _Part:
-    """An LLM as the stall timers see it: ``finishing`` while it reads a prompt; ``loaded_at`` set by a
+    """An LLM as the stall timers see it: ``reading_prompt`` while it reads a prompt; ``loaded_at`` set by a
     load at 5.0 (a short read does not move it)."""
-    state, finishing, loaded_at, finished_at = "up", False, 5.0, None
+    state, reading_prompt, loaded_at, finished_at = "up", False, 5.0, None
 
 
 async def _settle(clock, t):
@@ -91,11 +91,11 @@ async def test_a_timer_that_saw_a_short_read_says_it_followed_a_read():
         await clock.sleep(1e9)
         yield "never"
 
-    part.finishing = True
+    part.reading_prompt = True
     waiting = asyncio.ensure_future(next_within(never(), clock, 1.0, loading=part, limit=1.0))
     await _settle(clock, 0.0)
     await _settle(clock, 1.0)  # it runs out during the read: waits on
-    part.finishing = False  # a short read: loaded_at stays the load's
+    part.reading_prompt = False  # a short read: loaded_at stays the load's
     await _settle(clock, 2.0)  # its poll sees the end: the limit again
     await _settle(clock, 3.0)
     with pytest.raises(NothingWithin) as stalled:
@@ -111,7 +111,7 @@ async def test_a_timer_that_waited_its_whole_reload_wait_for_reads_says_so():
         await clock.sleep(1e9)
         yield "never"
 
-    part.finishing = True  # (a queue of long reads, each ended by the next's start)
+    part.reading_prompt = True  # (a queue of long reads, each ended by the next's start)
     waiting = asyncio.ensure_future(next_within(never(), clock, 1.0, loading=part, limit=1.0))
     await _settle(clock, 0.0)
     for t in range(1, int(RELOAD_WAIT_S) + 3):

@@ -122,7 +122,7 @@ def test_sigterm_during_the_first_pair_says_nothing_is_kept(tmp_path, capsys, ju
         out = tmp_path / "pair"
         assert pairwise(a, b, out, judge="test_first_term_judge") == 143
         err = " ".join(capsys.readouterr().err.split())
-        assert sorted(p.name for p in out.iterdir()) == ["pairwise.json"]
+        assert sorted(p.name for p in out.iterdir()) == [".lock", "pairwise.json"]  # (.lock: the run's, let go)
         # (was: "the pairs judged are kept in OUT_PAIR/results.jsonl", a file that does not exist)
         assert ("terminated (SIGTERM): the comparison ends here; no pair was judged yet "
                 f"({out / 'results.jsonl'} not written)") in err, err

@@ -106,17 +106,17 @@ async def test_a_reload_that_ends_before_the_timer_runs_out_gets_the_whole_limit
 
 
 class _Finishing:
-    """An LLM whose child reads a prompt, which it cannot stop in (the embedded LLM's ``finishing``;
+    """An LLM whose child reads a prompt, which it cannot stop in (the embedded LLM's ``reading_prompt``;
     its end moves ``loaded_at`` and sets ``finished_at``)."""
 
-    state, loaded_at, finished_at, finishing = "up", 0.0, None, False
+    state, loaded_at, finished_at, reading_prompt = "up", 0.0, None, False
 
     def begins(self) -> None:
-        self.finishing = True
+        self.reading_prompt = True
 
     def ends(self) -> None:
-        self.loaded_at = self.finished_at = self.loaded_at + 1.0  # (before finishing, as the embedded LLM does)
-        self.finishing = False
+        self.loaded_at = self.finished_at = self.loaded_at + 1.0  # (before reading_prompt, as the embedded LLM does)
+        self.reading_prompt = False
 
 
 async def test_a_cancelled_requests_prompt_read_is_waited_for_as_a_reload_and_worded_so():

@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import SAMPLE_RATE, resample, write_wav
+from ..backend.childproc import release_children
 from ..cliargs import at_least
 from ..errors import ConfigError, KameError
 from ..paths import check_output_folder
@@ -365,6 +366,10 @@ def _run(args, modes: list[str], cfgs: dict, n_turns: int, out: Path) -> int:
         return 130
     cut = [m for m in modes if m not in runs]  # (after a Ctrl-C: the one it cut, and any after it)
     modes = list(runs)
+    # the back-end children the agents shared (the embedded LLM's, pocketsphinx's: kept for the process) stopped
+    # before minutes of whisper (was: left running meanwhile, after a Ctrl-C the cut mode's too, a prompt it read
+    # still taking the CPU the analysis needs)
+    release_children()
     thr = 10 ** (cfgs[modes[-1]].runtime.silence_db / 20)
     print("transcribing the agents' audio (whisper tiny.en, word timestamps)...", flush=True)
     asr = whisper_asr()

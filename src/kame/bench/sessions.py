@@ -134,8 +134,8 @@ def _codec(spec: str) -> str:
     """'auto' is the random front-ends' own codec ("embedded"); fall back to a tiny random
     Mimi (same token layout) if the fitted embedded codec is not installed. Another spec (the
     spec itself checked by main's load_config) is checked once, before any output, as cheaply as
-    it can be: a Mimi checkpoint found, not read; a random Mimi not built (nothing is left that can
-    fail); any other codec (embedded:PATH, a plugin's) built once more, up front, and dropped: each
+    it can be: a Mimi checkpoint found and its header read, not its weights (a truncated or corrupt
+    file said now); a random Mimi not built (nothing is left that can fail); any other codec (embedded:PATH, a plugin's) built once more, up front, and dropped: each
     case's agent builds its own (was: every codec built and dropped, mimi:random's 14 s too). One that
     cannot be (a missing checkpoint) is said at once, naming --codec (was: "codec.spec = ...: ...",
     a config key, once the header was out and the first case built its agent)."""
@@ -149,8 +149,12 @@ def _codec(spec: str) -> str:
                 registry.create("codec", spec)
             else:
                 from ..codec.mimi import check_arg
+                from ..model.tensorfiles import check_header_dtypes, safetensors_header
 
-                check_arg(arg)  # (as the codec checks it: mimi:random-typo said as itself says it)
+                source = check_arg(arg)  # (as the codec checks it: mimi:random-typo said as itself says it)
+                if not isinstance(source, str):  # a checkpoint: its header read, not its weights (a truncated or
+                    check_header_dtypes(safetensors_header(source)[0], source)  # corrupt file said now, not when the
+                    # first case built its agent, after the header was out, as "codec.spec = ...")
         return spec
     try:
         registry.create("codec", "embedded")

@@ -9,6 +9,11 @@ evaluation), and an OUT used before gets back the settings file it had, byte for
     first.undo()                                                    # (or: failed before it) undone
 
     return FirstWrites(out, files=["eval.json"]).run(main_body, args)  # the same: main_body(args, first)
+
+``lock`` (called once OUT is made, before anything is written in it) holds OUT/.lock, kame train's
+(kame.train.checkpoint.out_lock), until ``run`` returns: a second run into the same OUT is refused
+(was: two runs interleaved their lines in OUT/results.jsonl); a lock its process left (gone) is
+taken over. A fresh OUT/.lock goes with the undo.
 """
 
 from __future__ import annotations
@@ -42,6 +47,34 @@ class FirstWrites:
                 pass
         self.kept = False
         self._undone = False
+        from ..train.checkpoint import LOCK
+
+        self._lock = out / LOCK
+        try:
+            self._lock_was = self._lock.exists()
+        except OSError:
+            self._lock_was = True  # (never removed by undo)
+        self._locked = False
+        self._held = contextlib.ExitStack()  # (the lock: let go when run returns)
+
+    def lock(self, command: str) -> None:
+        """Hold OUT/.lock until ``run`` returns (OUT made: check_output_folder); ``command``
+        ("eval mtbench") names the refused one. A ConfigError naming the pid of the run that holds it."""
+        from ..errors import ConfigError
+        from ..train.checkpoint import out_lock
+
+        try:
+            self._held.enter_context(out_lock(self._lock.parent))
+            self._locked = True
+        except ConfigError:  # (out_lock's own words are kame train's: said here in the command's)
+            self._files = {}  # (this run wrote none of them: what is there now is the live run's, left to it)
+            try:
+                pid = (self._lock.read_text().split() or ["?"])[0]
+            except (OSError, UnicodeDecodeError):
+                pid = "?"
+            raise ConfigError(f"{command}: another kame process (pid {pid}) is writing to -o {self._lock.parent} (it "
+                              f"holds {self._lock}): two runs in one folder interleave their results. Wait for it "
+                              f"to end or stop it, or give another -o") from None
 
     def run(self, body, *args):
         """``body(*args, self)``; if it raises anything (a failure, Ctrl-C, SystemExit) before
@@ -51,6 +84,8 @@ class FirstWrites:
         except BaseException:
             self.undo()
             raise
+        finally:
+            self._held.close()
 
     def keep(self) -> None:
         """The run has begun its work: what it wrote stays, whatever happens next."""
@@ -66,6 +101,9 @@ class FirstWrites:
                     path.unlink(missing_ok=True)
                 elif not path.is_file() or path.read_bytes() != data:  # (whole or not at all, as it was written)
                     write_replacing(path, lambda tmp, data=data: tmp.write_bytes(data))
+        if self._locked and not self._lock_was:  # (made by this run: goes, the lock still held till run returns)
+            with contextlib.suppress(OSError):
+                self._lock.unlink(missing_ok=True)
         for folder in reversed(self._made):  # (the innermost first; one not empty: it and those above it stay)
             try:
                 folder.rmdir()

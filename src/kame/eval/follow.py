@@ -317,6 +317,7 @@ def _main(args, first: FirstWrites | None) -> int:
                 check_output_folder(out, flag="-o")
             except ConfigError as exc:  # (a file, a folder it cannot make or write into: the shared words)
                 raise ConfigError(f"{where}: {exc}; give -o a folder for the audio and results.jsonl") from None
+            first.lock(where)  # (before anything is written in -o: a second run into it refused)
         device = parse_device(auto_device(args.device))
         _, entries = manifest_entries(args.manifest, command=where)
         entries = entries[: args.limit]

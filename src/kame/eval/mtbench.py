@@ -31,9 +31,10 @@ or reference (and the unparsed ones) without running the agent. A rerun skips th
 already rated; one run but not rated (OUT/runs/ID.rec.json) is only rated. Before question 1: one
 short judge request (a dead judge stops everything at once) and one untimed warm-up run of the
 agent (which loads it); a failure or Ctrl-C before question 1 leaves OUT as it was (a new one
-removed: kame.eval.firstwrites). A question whose agent or judge fails is reported and skipped (a rerun
-retries it; an agent left unsound is built again for the next question); five failures in a row
-stop the evaluation. Ctrl-C ends it (exit 130), SIGTERM too, wherever it comes (exit 143:
+removed: kame.eval.firstwrites), and a second run into an OUT a live run writes to is refused
+(OUT/.lock, kame train's: kame.eval.firstwrites.FirstWrites.lock). A question whose agent or
+judge fails is reported and skipped (a rerun retries it; an agent left unsound is built again
+for the next question); five failures in a row stop the evaluation. Ctrl-C ends it (exit 130), SIGTERM too, wherever it comes (exit 143:
 kame.eval.stopping). A table per category (n, mean rating, median latency and content latency:
 a turn with no text answer counts as never, kame.eval.summary.latency; unparsed), the mean of the
 category means (KAME's avg) and overall is printed and written to OUT/results.md.
@@ -70,7 +71,7 @@ from .results import (PAIRWISE_SETTINGS, write_settings, check_questions, failur
                       read_records, read_settings, write_all, write_records)
 from .spoken import speak, warm_up
 from . import stopping
-from .stopping import Terminated, close_held, held, settle, stop_on_sigterm
+from .stopping import Terminated, close_held, held, settle
 from .summary import FAST_CASCADE, SAID_NOTHING, judged_silence, no_answer, notes, secs, silence_warning, table
 from .voice import make_voice
 
@@ -385,25 +386,17 @@ def agent_config(args) -> KameConfig:
     return cfg
 
 
-def main(args) -> int:
-    from ..runtime.interrupt import TERMINATED_STATUS
+WORDS = ("evaluation", "the questions rated", "no question was run", "no question was rated yet")  # (sigterm_line's)
 
+
+def main(args) -> int:
     # before question 1 (a dead judge, an agent that cannot load, Ctrl-C while it loads), OUT is left as it was
     # (was: a fresh OUT left with eval.json and runs/, as if evaluated)
-    first = FirstWrites(args.output, files=[SETTINGS], folders=["runs"])
-    restore = stop_on_sigterm()  # (before OUT is made: was after eval.json and runs/, a SIGTERM then left them)
-    try:
-        return first.run(_main, args)
-    except Terminated:  # (one outside _main's loop: while OUT is checked and made, or the table written)
-        say(sigterm_line(first, Path(args.output)))
-        return TERMINATED_STATUS
-    finally:
-        restore()
+    return stopping.main(args, _main, WORDS, files=[SETTINGS], folders=["runs"])
 
 
 def sigterm_line(first: FirstWrites, out: Path) -> str:  # (kame.eval.stopping.sigterm_line, in mtbench's words)
-    return stopping.sigterm_line(first, out, "evaluation", "the questions rated", "no question was run",
-                                 "no question was rated yet")
+    return stopping.sigterm_line(first, out, *WORDS)
 
 
 def _main(args, first: FirstWrites) -> int:
@@ -436,6 +429,7 @@ def _main(args, first: FirstWrites) -> int:
     tts = make_voice(args.voice, [] if args.rejudge else [saved_run(Path(args.output) / "runs", q.id)
                                                           for q in questions if q.id not in rated])
     out = check_output_folder(args.output, flag="-o")
+    first.lock("eval mtbench")  # (before anything is written in OUT: a second run into it refused)
     runs = out / "runs"
     runs.mkdir(exist_ok=True)
     results = out / "results.jsonl"

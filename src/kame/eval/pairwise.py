@@ -46,7 +46,8 @@ from .judge import (add_judge_arguments, block, check_judge_spec, embedded_judge
                     why_failed)
 from .mtbench import SETTINGS as MTBENCH_SETTINGS
 from .results import PAIRWISE_SETTINGS, differ, failure, has_results, load_done, read_jsonl, read_settings, write_all
-from .stopping import Terminated, close_held, held, settle, sigterm_line, stop_on_sigterm
+from . import stopping
+from .stopping import Terminated, close_held, held, settle
 
 SETTINGS = PAIRWISE_SETTINGS  # in OUT_PAIR: the folders compared and the judge
 OUTCOMES = ("A", "B", "tie", "unparsed")
@@ -329,20 +330,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    from ..runtime.interrupt import TERMINATED_STATUS
-
     # before the first pair (a dead judge, Ctrl-C or SIGTERM while it loads), OUT_PAIR is left as it was (was: a
-    # fresh one left with pairwise.json, as if compared)
-    first = FirstWrites(args.output, files=[SETTINGS])
-    restore = stop_on_sigterm()  # SIGTERM ends it as Ctrl-C does (was: killed at once, an embedded judge's child left)
-    try:
-        return first.run(_main, args)
-    except Terminated:  # as kame eval mtbench: 128 + 15 (a script must not take the comparison cut short for whole)
-        print(sigterm_line(first, args.output, "comparison", "the pairs judged", "no pair was judged",
-                           "no pair was judged yet"), file=sys.stderr, flush=True)
-        return TERMINATED_STATUS
-    finally:
-        restore()
+    # fresh one left with pairwise.json, as if compared); SIGTERM ends it as Ctrl-C does (was: killed at once, an
+    # embedded judge's child left), exit 143 as kame eval mtbench (a script must not take it cut short for whole)
+    return stopping.main(args, _main, WORDS, files=[SETTINGS])
+
+
+WORDS = ("comparison", "the pairs judged", "no pair was judged", "no pair was judged yet")  # (sigterm_line's)
 
 
 def _main(args, first: FirstWrites) -> int:
@@ -361,6 +355,7 @@ def _main(args, first: FirstWrites) -> int:
     name_a, name_b = f"{mode_a}: {args.folder_a}", f"{mode_b}: {args.folder_b}"
     pairs, warnings = make_pairs(recs_a, recs_b, name_a, name_b)
     out = check_output_folder(args.output, flag="-o")
+    first.lock("eval pairwise")  # (before anything is written in OUT_PAIR: a second run into it refused)
     results = out / "results.jsonl"
     check_settings(out, folder_a, folder_b, args.judge, args.rejudge)
     stored = load_pairs(results)

@@ -4,8 +4,8 @@ comes (the judge, the TTS, whisper, between questions; while a question is playe
 it over and gives it back), as ``Terminated``; main closes what it opened (``settle`` first: the
 tasks the signal cut) and exits TERMINATED_STATUS (143), as kame run does. ``held`` defers it
 over a file write (runs/ID.*, results.jsonl), as kame run's sigterm_held does over its files;
-``close_held`` over the closing at the end. ``sigterm_line``: what stderr then says. Shared by
-``kame eval mtbench`` and ``kame eval pairwise``."""
+``close_held`` over the closing at the end. ``sigterm_line``: what stderr then says. ``main``:
+the command's main around all that. Shared by ``kame eval mtbench`` and ``kame eval pairwise``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+from ..cli import say
 from .firstwrites import FirstWrites
 from .judge import close_judge
 from .results import has_results
@@ -124,9 +125,29 @@ def sigterm_line(first: FirstWrites, out: str | Path, what: str, kept: str, befo
     question or pair, no results.jsonl written)."""
     results = Path(out) / "results.jsonl"
     if not first.kept:
-        say = f"{out} is left as it was ({before})"
+        said = f"{out} is left as it was ({before})"
     elif has_results(results):
-        say = f"{kept} are kept in {results} (a rerun resumes)"
+        said = f"{kept} are kept in {results} (a rerun resumes)"
     else:
-        say = f"{none} ({results} not written)"
-    return f"terminated (SIGTERM): the {what} ends here; {say}"
+        said = f"{none} ({results} not written)"
+    return f"terminated (SIGTERM): the {what} ends here; {said}"
+
+
+def main(args, body, words: tuple[str, str, str, str], files=(), folders=()) -> int:
+    """kame eval mtbench's and pairwise's main: ``body(args, first)`` (kame.eval.firstwrites: what
+    it makes in ``args.output`` before its first result, its ``files`` and ``folders``, is undone
+    when it fails before one), SIGTERM raising Terminated from before OUT is made on (was: after
+    eval.json and runs/, a SIGTERM then left them); a Terminated out of it (one outside its loop:
+    while OUT is checked and made, or the table written; pairwise's too) said with sigterm_line in
+    ``words`` and ended with TERMINATED_STATUS (143)."""
+    from ..runtime.interrupt import TERMINATED_STATUS
+
+    first = FirstWrites(args.output, files=files, folders=folders)
+    restore = stop_on_sigterm()
+    try:
+        return first.run(body, args)
+    except Terminated:
+        say(sigterm_line(first, args.output, *words))
+        return TERMINATED_STATUS
+    finally:
+        restore()

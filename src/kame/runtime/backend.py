@@ -272,10 +272,10 @@ class WatchedLLM:
         return getattr(self.llm, "loaded_at", None)
 
     @property
-    def finishing(self) -> bool:
+    def reading_prompt(self) -> bool:
         """The wrapped LLM's child reads a prompt, which it cannot stop in (kame.backend.llm.embedded:
         this prediction's, or a request's before it): a reload for the producer's stall timers."""
-        return getattr(self.llm, "finishing", False) is True
+        return getattr(self.llm, "reading_prompt", False) is True
 
     @property
     def finished_at(self) -> float | None:

@@ -10,7 +10,7 @@ file mode use ``FakeClock``, which only moves when told to.
 ``next_within`` is the stall timer of the oracle and the cascade's reply on such a clock; given the
 LLM (``loading=``), it waits for a reload of its model (``state`` "loading", or one that began and
 ended within the timer: ``loaded_at`` moved) instead of calling it a stall, bounded by RELOAD_WAIT_S;
-and so while the embedded LLM's child reads a prompt, which it cannot stop in (``finishing``).
+and so while the embedded LLM's child reads a prompt, which it cannot stop in (``reading_prompt``).
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ async def cancel_within(tasks, timeout: float) -> list:
 
 
 # While a component reloads its model (``state`` "loading", as /api/health shows it: the embedded
-# LLM's child restarting after it died; its requests wait for it), or reads a prompt (``finishing``:
+# LLM's child restarting after it died; its requests wait for it), or reads a prompt (``reading_prompt``:
 # its own request's or one before it, which it cannot stop in), next_within's timer waits on, looking
 # again every RELOAD_POLL_S, for at most RELOAD_WAIT_S of such waits in all (more than the embedded
 # LLM's own bounds of both together: a read of up to LOAD_TIMEOUT_S (600 s) + its grace, then a kill
@@ -147,7 +147,7 @@ class NothingWithin(Exception):
     RELOAD_WAIT_S or more: the load never ended); ``reloaded``: a load of the model ended during
     it (waited for, or begun and ended within the timer), and the whole limit after it passed too
     (``after``: "it reloaded its model", or "it finished reading a prompt"); ``read``: some of
-    ``reload_waited`` was for prompt reads (the embedded LLM's ``finishing``)."""
+    ``reload_waited`` was for prompt reads (the embedded LLM's ``reading_prompt``)."""
 
     def __init__(self, message: str, reload_waited: float = 0.0, reloaded: bool = False,
                  after: str = "it reloaded its model", read: bool = False) -> None:
@@ -167,14 +167,14 @@ class NothingWithin(Exception):
 
 def reloading(part) -> bool:
     """``part`` (an LLM; kame.runtime.backend.WatchedLLM passes its LLM's on) is (re)loading its
-    model (its ``state`` is "loading"), or it reads a prompt (``finishing``: the embedded LLM's child,
+    model (its ``state`` is "loading"), or it reads a prompt (``reading_prompt``: the embedded LLM's child,
     which cannot stop in that read nor say how far it is: the request whose prompt it is and those
     queued behind it wait for it)."""
-    return getattr(part, "state", None) == "loading" or _finishing(part)
+    return getattr(part, "state", None) == "loading" or _reading_prompt(part)
 
 
-def _finishing(part) -> bool:
-    return getattr(part, "finishing", False) is True  # (not a mock's attribute)
+def _reading_prompt(part) -> bool:
+    return getattr(part, "reading_prompt", False) is True  # (not a mock's attribute)
 
 
 def _finished_reading(part) -> bool:
@@ -187,9 +187,9 @@ def waits_for_reload(what: str, part) -> str:
     """How a log line says that a stall timer waits for ``what`` ("LLM embedded") because of a
     reload of ``part``'s model, called from next_within's ``on_reload`` (while ``part``'s state
     still tells which): one still going on ("is (re)loading"), or one that began and ended
-    within the timer ("was (re)loading": its ``loaded_at`` moved); or a prompt read (``finishing``;
+    within the timer ("was (re)loading": its ``loaded_at`` moved); or a prompt read (``reading_prompt``;
     "was reading" when its ``finished_at`` is that mark)."""
-    if _finishing(part):
+    if _reading_prompt(part):
         return f"waits for {what}, which reads a prompt (it cannot stop in it, nor say anything before its first token)"
     if not reloading(part) and _finished_reading(part):
         return f"waits for {what}, which was reading a prompt"
@@ -218,7 +218,7 @@ class _ReloadTimer:
         self.waited = False  # it has waited for a reload (on_reload was called)
         self.reloaded = False  # a load ended during the wait: it granted the limit again
         self.after = ""  # what the last grant followed (NothingWithin.why)
-        self.read = False  # some of the wait was for a prompt read (``finishing``)
+        self.read = False  # some of the wait was for a prompt read (``reading_prompt``)
         self.mark = loaded_mark(part)  # (at the wait's start, then at each grant's)
 
     async def sleep(self, seconds: float) -> None:
@@ -228,7 +228,7 @@ class _ReloadTimer:
             if reloading(self.part):
                 self._waits()
                 while reloading(self.part) and self.reload_waited < RELOAD_WAIT_S:
-                    read = _finishing(self.part)
+                    read = _reading_prompt(self.part)
                     self.read = self.read or read
                     t = self.clock.now()
                     await self.clock.sleep(RELOAD_POLL_S)
@@ -260,7 +260,7 @@ async def next_within(stream, clock: Clock, timeout: float, *, loading=None, lim
 
     ``loading``: the LLM behind ``stream``. A reload of its model (``reloading``: the embedded
     LLM's child restarting after it died; or its child reading a prompt, this request's or one
-    before it, ``finishing``) is no stall: a timer that runs out during one waits on
+    before it, ``reading_prompt``) is no stall: a timer that runs out during one waits on
     for the load, then ``limit`` s more (default ``timeout``: the whole first-piece or
     between-pieces limit), at most RELOAD_WAIT_S of reload in all; a timer that runs out after a
     load that began and ended within it (its ``loaded_at`` moved, ``loaded_mark``) gets ``limit`` s

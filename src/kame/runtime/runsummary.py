@@ -10,6 +10,7 @@ kame.runtime.filemode plays the conversation (and its names here are importable 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,7 @@ def summarize(rec: dict) -> dict:
         "frames": rec["frames"], "late_frames": rec["late_frames"], "wall_s": rec["wall_s"],
         "slowdown": rec["slowdown"], "load_s": rec["load_s"], "errors": len(rec["errors"]),
         "frontend_failed_steps": rec.get("failed_steps", 0),  # (counted in "errors" too)
+        "stalled_replies": stalled_replies(rec),  # (failed replies: under --fast, the clock's, fast_stalls)
     }
 
 
@@ -177,6 +179,31 @@ def reply_outcomes(rec: dict) -> dict:
             "barged_in": sum(1 for d in rec.get("other", ()) if d.get("type") == "barge_in")}
 
 
+# kame.cascade.reply's error for a reply whose LLM or TTS gave nothing within its stall timeout (Stalled:
+# "tts NAME failed during the reply to turn N: TTS NAME stalled: nothing within 10 s of the request")
+_STALLED = re.compile(r"^(?:llm|tts) .* failed during the reply to turn (\d+): (?:LLM|TTS) .* stalled: nothing ")
+
+
+def stalled_replies(rec: dict) -> int:
+    """The failed replies (reply_outcomes' "failed") whose LLM or TTS stalled: gave nothing within
+    its timeout on the session's clock (their error: _STALLED). Under --fast that clock runs ahead
+    of wall time, so a TTS (or LLM) slower than it "stalls" while still at work (piper: every
+    reply): fast_stalls says that as what it is."""
+    turns = {int(m[1]) for e in rec.get("errors", ()) if (m := _STALLED.match(str(e.get("message", ""))))}
+    return sum(1 for d in _agent_turns(rec) if d.get("failed") and d.get("turn") in turns)
+
+
+def fast_stalls(s: dict) -> int:
+    """The failed replies of summary ``s`` that only the --fast clock failed: their LLM or TTS gave
+    nothing within its timeout in virtual time, which outruns wall time (it was still at work),
+    no fault of the back-end's (its "stalled_replies"); 0 when not --fast (its "pacing")."""
+    return s.get("stalled_replies", 0) if s.get("pacing") == "fast" else 0
+
+
+FAST_STALLED = ("the --fast clock outran their LLM or TTS (its stall timeout ran out in virtual time, which runs "
+                "ahead of wall time, while it was still at work: no fault of the back-end's); leave --fast out")
+
+
 def unanswered(rec: dict) -> bool:
     """A cascade heard the user (a final transcript with words) but said nothing before OUT.wav
     ended (e.g. ``--fast``: virtual time runs ahead of its STT, LLM and TTS)."""
@@ -221,12 +248,15 @@ def print_summary(s: dict, out: Path, no_png: bool) -> None:
     if s["frontend"]:  # (a cascade has no front-end, so no oracle)
         print(f"oracle    {shortened(s['oracle_text'], f'summary.oracle_text in {json_name}')}")
     unspoken = (s.get("agent_unspoken_words") or {}) if s["mode"] == "cascade" else {}  # (its agent line: as heard)
+    replies, outrun = s.get("replies") or {}, fast_stalls(s)
+    failed = ("the --fast clock outran the reply's LLM or TTS" if outrun and outrun == replies.get("failed")
+              else "the reply's LLM or TTS failed")
     print(f"agent     {shortened(s['agent_text'], f'summary.agent_text in {json_name}')}"
           + ("  (random front-end babble)" if s["frontend_random"] else "")
           + ("  (reply under way at the end: its text as far as the LLM streamed it, which can be ahead of what "
              "was spoken)" if s.get("agent_reply_under_way") else "")
           + "".join(f"  (+{unspoken[k]} words not spoken: {why})" for k, why in
-                    (("failed", "the reply's LLM or TTS failed"), ("interrupted", "the user barged in"))
+                    (("failed", failed), ("interrupted", "the user barged in"))
                     if unspoken.get(k)))
     print(f"latency   first response [s]: {fmt(s['first_response_latency_s'])}   oracle lag [s]: {fmt(s['oracle_lag_s'])}")
     st = s["step_time_p50_s"]
@@ -252,5 +282,9 @@ def print_summary(s: dict, out: Path, no_png: bool) -> None:
         print(f"tail      {s['tail_extended_s']:.2f} s of silence more than --tail: a reply was under way "
               f"(or still to come: the user's speech not ended, or its final transcript, which starts it, "
               f"not yet sent)")
+    if outrun:  # (was: "N of the agent's replies failed ...; its back-end reported N error(s)": piper, every reply)
+        print(f"warning   {outrun} of the agent's replies ended before all of it was spoken: {FAST_STALLED}")
+        s = {**s, "replies": {**replies, "failed": replies["failed"] - outrun},  # (not said again as the back-end's)
+             "errors": max(0, (s.get("errors") or 0) - outrun)}
     print_warnings(s, out)  # (kame.runtime.runreport)
     print(f"wrote     {out}, {out.with_suffix('.json')}" + ("" if no_png else f", {out.with_suffix('.png')}"))

@@ -47,7 +47,7 @@ prefill, before the first token: seconds, a minute for a long prompt on a busy m
 ``PROMPT_S_PER_TOKEN`` a token of the prompt (at most LOAD_TIMEOUT_S) for the read; a cancel
 meanwhile waits for the read and the first token. The read is one forward pass inside transformers'
 generate, which reports nothing before the first token (its streamer and stopping criteria run once
-per token), so the child cannot say how far it is: while it reads, the child is ``finishing``, a
+per token), so the child cannot say how far it is: while it reads, the child is ``reading_prompt``, a
 pause that every consumer's stall timer waits out as it does a load (kame.runtime.clock.reloading;
 stream_chat's own too): the request whose prompt it is and the requests queued behind it alike, then
 their silence counts from the read's end if the read lasted at least RELOAD_POLL_S (a shorter one
@@ -178,8 +178,9 @@ class _ChildWorker:
         self.loading = False  # the dispatcher is (re)starting the child: consumers do not count it as a stall
         self.loaded_at = 0.0  # time.monotonic() when the dispatcher's last (re)start, or prompt read of at least
         # kame.runtime.clock.RELOAD_POLL_S, ended
-        self.finishing = False  # the child reads a prompt (until its first token, or its allowance and grace end: then
-        # it is terminated as hung), which it cannot stop in and says nothing of: no stall, as a load is
+        self.reading_prompt = False  # the child reads a prompt, any request's (until its first token, or its allowance
+        # and grace end: then it is terminated as hung), which it cannot stop in and says nothing of: no stall, as a
+        # load is (was named "finishing", when only a cancelled request's read counted)
         self._read_from = 0.0  # time.monotonic() when that read began
         self.finished_at = None  # the loaded_at the end of the last such read set (kame.runtime.clock words it)
         self._load_now = None  # the childproc.abortable_load() handle of a (re)start under way (close() aborts it)
@@ -300,20 +301,20 @@ class _ChildWorker:
     # --- dispatcher thread ---
     def _reading(self) -> None:
         """The child starts reading a prompt, which it cannot stop in: every consumer's stall timer pauses
-        (``finishing``) to the read's end (or the dispatcher's kill of a child still reading CANCEL_GRACE_S
+        (``reading_prompt``) to the read's end (or the dispatcher's kill of a child still reading CANCEL_GRACE_S
         after the allowance)."""
         self._read_from = time.monotonic()
-        self.finishing = True
+        self.reading_prompt = True
 
     def _finished(self) -> None:
         """That read is over (its first token, its end, or the child is gone): silence counts from now,
         for a read of at least RELOAD_POLL_S (a timer polls that often; a shorter read holds none up, so a
         request queued behind many of them gets no whole limit more for each, kame.runtime.clock)."""
-        if self.finishing:  # (loaded_at before finishing: consumers read them in this order)
+        if self.reading_prompt:  # (loaded_at set before reading_prompt is cleared: consumers read them in this order)
             now = time.monotonic()
             if now - self._read_from >= _clock.RELOAD_POLL_S:
                 self.loaded_at = self.finished_at = now
-            self.finishing = False
+            self.reading_prompt = False
 
     def _load(self) -> None:
         """start() on the dispatcher thread, flagged as loading (the consumers' stall timers do
@@ -479,11 +480,11 @@ class EmbeddedLLM(LLM):
         return self.worker.loaded_at
 
     @property
-    def finishing(self) -> bool:
+    def reading_prompt(self) -> bool:
         """Its child reads a prompt (to its end, or the kill of a child still reading CANCEL_GRACE_S after
         the read's allowance), which it cannot stop in and says nothing of until its first token: a
         reload for the stall timers, those of the request whose prompt it is and of those queued behind."""
-        return self.worker.finishing
+        return self.worker.reading_prompt
 
     @property
     def finished_at(self) -> float | None:
@@ -517,7 +518,7 @@ class EmbeddedLLM(LLM):
                     # A (re)start of the child (this request's or one queued before it) is no
                     # stall: its model load takes minutes on a busy machine, and the dispatcher
                     # ends a hung one (LOAD_TIMEOUT_S); nor a prompt read (this request's or one
-                    # before it, ``finishing``): kame.runtime.clock.reloading, every timer's rule.
+                    # before it, ``reading_prompt``): kame.runtime.clock.reloading, every timer's rule.
                     # Silence counts again from its end.
                     busy = _clock.reloading(self)
                     if busy or self.worker.loaded_at > since:
