@@ -68,17 +68,17 @@ def test_a_failed_layout_says_its_processes_kame_error_in_one_line(tmp_path, mon
      "RuntimeError: out of memory (kame -v shows their whole output)"),
     ("no exception here\n", "its processes exited with 1 (kame -v shows their whole output)"),
     # several processes (torch prefixes their lines): each kame error once, in order, without the
-    # others' "another process failed" when a process said more
-    ("[rank1]: kame.train.data.DataError: train: another process failed\n"
+    # others' echo of it (kame.train.parallel.agree: "train: rank R failed: ...") when a process said more
+    ("[rank1]: kame.errors.ConfigError: train: rank 0 failed: d0/dialogue.json: format None\n"
      "[rank0]:     raise DataError(f'{meta_path}: format')\n"
      "[rank0]: kame.train.data.DataError: d0/dialogue.json: format None\n"
-     "[rank2]: kame.train.data.DataError: train: another process failed\n",
+     "[rank2]: kame.errors.ConfigError: train: rank 0 failed: d0/dialogue.json: format None\n",
      "kame.train.data.DataError: d0/dialogue.json: format None"),
-    ("[rank1]: kame.train.data.DataError: train: another process failed\n"
-     "[rank2]: kame.train.data.DataError: train: another process failed\n",
-     "kame.train.data.DataError: train: another process failed"),
-    # (was: the others' "another process failed" alone, pointing to output kame does not show)
-    ("[rank1]: kame.train.data.DataError: train: another process failed while encoding\n"
+    ("[rank1]: kame.errors.ConfigError: train: rank 0 (on node2) failed: OSError: disk gone\n"
+     "[rank2]: kame.errors.ConfigError: train: rank 0 (on node2) failed: OSError: disk gone\n",
+     "kame.errors.ConfigError: train: rank 0 (on node2) failed: OSError: disk gone"),
+    # (was: the others' echo alone, as if it were their own error)
+    ("[rank1]: kame.errors.ConfigError: train: rank 0 failed: OSError: [Errno 28] No space left on device\n"
      "[rank0]: OSError: [Errno 28] No space left on device\n",
      "rank 0: OSError: [Errno 28] No space left on device (kame -v shows their whole output)"),
 ])
@@ -163,11 +163,11 @@ Root Cause (first observed failure):
 """
 
 
-# rank 0 raises an ordinary exception; rank 1, told by its all_reduce, kame's "another process failed"
+# rank 0 raises an ordinary exception; rank 1, told by kame.train.parallel.agree, echoes it
 PAIR = """[rank1]: Traceback (most recent call last):
-[rank1]:   File "/tmp/k26/review3/tr/w.py", line 22, in <module>
-[rank1]:     raise DataError("train: another process failed while encoding")
-[rank1]: kame.train.data.DataError: train: another process failed while encoding
+[rank1]:   File "/work/main/src/kame/train/parallel.py", line 263, in agree
+[rank1]:     raise ConfigError(f"{what}: rank {first}{where} failed: {said_first.removeprefix(what + ': ')}")
+[rank1]: kame.errors.ConfigError: train: rank 0 failed: RuntimeError: codec broke on rank 0
 [rank0]: Traceback (most recent call last):
 [rank0]:   File "/tmp/k26/review3/tr/w.py", line 21, in <module>
 [rank0]:     if failed: raise RuntimeError("codec broke on rank 0")
@@ -204,7 +204,7 @@ Root Cause (first observed failure):
 
 
 @pytest.mark.parametrize("stderr, said", [
-    # the root cause's own exception, not the other's kame "another process failed" (was: that alone)
+    # the root cause's own exception, not the other's echo of it (was: that alone)
     (PAIR, "rank 0: RuntimeError: codec broke on rank 0"),
     # torchrun saw the other fail first: still the one that said more
     (PAIR.replace("rank      : 0 (local_rank: 0)", "rank      : 9").replace("rank      : 1 (local_rank: 1)",
@@ -230,8 +230,65 @@ def test_it_names_the_rank_torchrun_saw_fail_first_and_how(stderr, said):
     assert "processes exited with 1" not in got
 
 
+# Real: tests/train/test_finetune.py::test_a_process_failing_to_encode_stops_them_all's stderr (rank 1's codec
+# fails on its encode share; rank 0 learns it in parallel.agree and echoes it), trimmed as above
+ENCODE_FAILS = """[rank0]: Traceback (most recent call last):
+[rank0]:   File "/work/main/src/kame/train/parallel.py", line 263, in agree
+[rank0]:     raise ConfigError(f"{what}: rank {first}{where} failed: {said_first.removeprefix(what + ': ')}")
+[rank0]: kame.errors.ConfigError: train: rank 1 failed: OSError: rank 1 cannot encode
+[rank1]: Traceback (most recent call last):
+[rank1]:   File "/tmp/k47/m1/m1cap2rrvo8bq/fake_codec.py", line 12, in encode
+[rank1]:     raise OSError("rank 1 cannot encode")
+[rank1]: OSError: rank 1 cannot encode
+W1207 19:04:27.378000 15795 .venv/lib/python3.11/site-packages/torch/distributed/elastic/multiprocessing/api.py:1028] \
+Sending process 15821 closing signal SIGTERM
+E1207 19:04:27.493000 15795 .venv/lib/python3.11/site-packages/torch/distributed/elastic/multiprocessing/api.py:1002] \
+failed (exitcode: 1) local_rank: 1 (pid: 15822) of binary: /work/main/.venv/bin/python
+Traceback (most recent call last):
+  File "/work/main/.venv/lib/python3.11/site-packages/torch/distributed/launcher/api.py", line 383, in launch_agent
+    raise ChildFailedError(
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError: 
+============================================================
+/tmp/k47/m1/m1cap2rrvo8bq/run.py FAILED
+------------------------------------------------------------
+Failures:
+[1]:
+  time      : 2026-12-07_19:04:27
+  host      : localhost
+  rank      : 0 (local_rank: 0)
+  exitcode  : -15 (pid: 15821)  (SIGTERM)
+  error_file: <N/A>
+  traceback : Signal 15 (SIGTERM) received by PID 15821
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-12-07_19:04:27
+  host      : localhost
+  rank      : 1 (local_rank: 1)
+  exitcode  : 1 (pid: 15822) 
+  error_file: <N/A>
+  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html
+============================================================
+"""
+
+
+@pytest.mark.parametrize("stderr", [
+    ENCODE_FAILS,
+    # torchrun saw rank 0, the one that echoed it, fail first (was: rank 0's echo, said as its own error)
+    ENCODE_FAILS.replace("rank      : 1 (local_rank: 1)", "rank      : 9").replace(
+        "rank      : 0 (local_rank: 0)", "rank      : 1 (local_rank: 1)").replace("rank      : 9",
+                                                                                 "rank      : 0 (local_rank: 0)"),
+    # no root cause block (was: the echo alone)
+    ENCODE_FAILS.partition("W1207")[0],
+])
+def test_a_failed_encode_share_is_said_by_the_rank_that_failed(stderr):
+    assert bench_train.child_error(stderr, 1) == ("rank 1: OSError: rank 1 cannot encode "
+                                                  "(kame -v shows their whole output)")
+
+
 def test_the_root_causes_kame_error_is_said_as_is():
-    stderr = PAIR.replace("[rank0]: RuntimeError: codec broke on rank 0", "[rank0]: kame.train.data.DataError: d0: bad")
+    stderr = PAIR.replace("[rank0]: RuntimeError: codec broke on rank 0", "[rank0]: kame.train.data.DataError: d0: bad") \
+        .replace("rank 0 failed: RuntimeError: codec broke on rank 0", "rank 0 failed: d0: bad")
     assert bench_train.child_error(stderr, 1) == "rank 0: kame.train.data.DataError: d0: bad"
 
 

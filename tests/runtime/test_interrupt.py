@@ -198,3 +198,22 @@ def test_after_stop_holds_a_sigterm_and_makes_a_signal_after_a_stop_the_second(s
         assert signal.getsignal(signal.SIGTERM) is guard
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+@pytest.mark.parametrize("on,ctrl_c", [(True, False), (False, True), (True, True), (False, False)])
+def test_sigterm_as_ctrl_c_notes_the_signals_it_takes_and_gives_the_handlers_back(on, ctrl_c):
+    from kame.runtime.interrupt import sigterm_as_ctrl_c
+
+    def guard(signum, frame):  # (a signal the block does not take reaches it)
+        raise LookupError(signal.Signals(signum).name)
+
+    before = {sig: signal.signal(sig, guard) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for sig, taken in ((signal.SIGTERM, on), (signal.SIGINT, ctrl_c)):
+            with pytest.raises(KeyboardInterrupt if taken else LookupError), sigterm_as_ctrl_c(on, ctrl_c=ctrl_c) as by:
+                os.kill(os.getpid(), sig)
+            assert by == ([sig.name] if taken else [])
+        assert all(signal.getsignal(sig) is guard for sig in before)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)

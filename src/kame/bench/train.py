@@ -210,19 +210,22 @@ def _root_cause(stderr: str) -> tuple[int, int, str] | None:
 
 
 _KAME_ERROR = re.compile(r"kame(\.\w+)*\.\w+(Error|Exception): ")
-# the others' line when one process fails (kame.train.batching): the failing one's says why
-_ECHO = "another process failed"
+# the others' line when one process fails a check they all make (kame.train.parallel.agree: the command's checks,
+# the encode share): "kame.errors.ConfigError: train: rank 1 (on HOST) failed: <its error>"; the failing one's own
+# line says the same first (was: "another process failed ...", kame's wording before parallel.agree)
+_ECHO = re.compile(_KAME_ERROR.pattern + r"train: rank \d+(?: \(on [^)]*\))? failed: ")
 
 
 def child_error(stderr: str, code: int) -> str:
     """What a layout's failed processes said, in one line. For the rank torchrun's "Root Cause"
     names (the first to fail: the others fail after it, with gloo's "Connection closed by peer" or
-    kame's "another process failed"): its kame error ("kame.train.data.DataError: train: no
-    manifest at ..."), else its last exception line, else that it was killed by a signal ("rank 0
-    was killed by SIGKILL (out of memory?)") or its exit code; when that rank only says "another
-    process failed", the others' own lines. Without that block: the kame errors (each once, in
-    order; "another process failed" left out when a process said more), else each process's last
-    exception line; else torchrun's exit code (the whole stderr is logged at debug level: kame -v)."""
+    kame's echo of its error, "train: rank R failed: ...", _ECHO): its kame error
+    ("kame.train.data.DataError: train: no manifest at ..."), else its last exception line, else
+    that it was killed by a signal ("rank 0 was killed by SIGKILL (out of memory?)") or its exit
+    code; when that rank only echoes another's error, the others' own lines. Without that block:
+    the kame errors (each once, in order; the echoes left out when a process said more), else each
+    process's last exception line; else torchrun's exit code (the whole stderr is logged at debug
+    level: kame -v)."""
     tagged = []  # (the rank of torch's "[rankN]:" prefix or None, the line without it)
     for ln in stderr.splitlines():
         m = _RANK.match(ln)
@@ -235,7 +238,7 @@ def child_error(stderr: str, code: int) -> str:
             last[rank] = ln
         if _KAME_ERROR.match(ln):
             errors.setdefault(rank, {})[ln] = None
-    said = {r for r, ln in last.items() if _ECHO not in ln}  # the ranks that said more than "another ..."
+    said = {r for r, ln in last.items() if not _ECHO.match(ln)}  # the ranks that said more than another's error
 
     def tag(rank, line: str) -> str:
         return line if rank is None else f"rank {rank}: {line}"
@@ -259,7 +262,7 @@ def child_error(stderr: str, code: int) -> str:
         return f"rank {rank} exited with code {exit_code}" + more
     found = list(dict.fromkeys(ln for _, ln in tagged if _KAME_ERROR.match(ln)))
     if said:
-        found = [ln for ln in found if _ECHO not in ln]
+        found = [ln for ln in found if not _ECHO.match(ln)]
     if found:
         return " | ".join(found)
     if last:

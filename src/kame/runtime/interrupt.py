@@ -180,18 +180,24 @@ def sigterm_held():
 
 
 @contextlib.contextmanager
-def sigterm_as_ctrl_c(on: bool = True):
+def sigterm_as_ctrl_c(on: bool = True, *, ctrl_c: bool = False):
     """Within the block a SIGTERM raises KeyboardInterrupt, as Ctrl-C does, after noting
     "SIGTERM" in the list yielded (the commands that run without an event loop: kame train, kame
     data encode, kame bench train; their Ctrl-C path then says how it stopped, exit
-    TERMINATED_STATUS). ``on`` False: nothing installed (the list stays empty)."""
+    TERMINATED_STATUS). ``on`` False: not for SIGTERM. ``ctrl_c``: a Ctrl-C (SIGINT) too is noted,
+    "SIGINT", before its KeyboardInterrupt (kame train under torchrun, whose SIGTERM is left to
+    torchrun: a process whose KeyboardInterrupt a collective took still knows it was stopped).
+    Neither: nothing installed (the list stays empty)."""
     by: list[str] = []
 
     def terminated(signum, frame) -> None:
         by.append(signal.Signals(signum).name)
         raise KeyboardInterrupt
 
-    with handling(signal.SIGTERM, terminated) if on else contextlib.nullcontext():
+    with contextlib.ExitStack() as handlers:
+        for sig, wanted in ((signal.SIGTERM, on), (signal.SIGINT, ctrl_c)):
+            if wanted:
+                handlers.enter_context(handling(sig, terminated))
         yield by
 
 

@@ -32,6 +32,9 @@ docs/data.md describes the data, docs/training.md the fine-tuning. What exists n
   (KAME's optimizer, loss weights and oracle augmentation; one process or torchrun/DDP;
   checkpoints in the published format with their config, so ``load_frontend``, ``kame run`` and
   ``kame serve`` take them as they take KAME's);
+- ``kame.train.launch``: `kame train`'s work up to the loop (finetune.main's ``run``: under
+  torchrun the process group, joined first and left at the end; the command's checks, made by
+  all the processes together);
 - ``kame.train.parallel``: what a 7B fine-tune needs (KAME's was DeepSpeed ZeRO-3 bf16): bf16
   compute over fp32 weights, FSDP2 sharding over torchrun's processes, recomputed activations;
   checkpoints in one layout whatever these are.

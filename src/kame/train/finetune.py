@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -466,11 +465,6 @@ def main(args) -> int:
     its own Ctrl-C."""
     from ..cli import say
     from ..runtime.interrupt import exit_status, sigterm_as_ctrl_c, stopped_by
-    from ..runtime.signals import handling
-
-    def pressed(signum, frame) -> None:
-        by.append("SIGINT")
-        raise KeyboardInterrupt
 
     torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1
     by: list[str] = []  # "SIGTERM" once one came (under torchrun: "SIGINT")
@@ -479,8 +473,7 @@ def main(args) -> int:
         return exit_status(by[0] if by else None)
 
     try:
-        with sigterm_as_ctrl_c(not torchrun) as by, \
-                handling(signal.SIGINT, pressed) if torchrun else contextlib.nullcontext():
+        with sigterm_as_ctrl_c(not torchrun, ctrl_c=torchrun) as by:
             result = run(args, stopped=lambda: bool(by))
     except TrainInterrupted as exc:
         if exc.rank == 0:
