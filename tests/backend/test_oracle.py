@@ -157,10 +157,10 @@ async def test_metrics_on_the_fake_clock(tok):
     llm.calls[0].send("")  # an empty piece (a keep-alive) is not the first token (as in the cascade)
     await settle()
     clock.set(1.4)
-    llm.calls[0].send("Sure, ")
+    llm.calls[0].send("Sure, the")  # ("Sure," goes out once the next word begins: an LLM's pieces begin with it)
     await settle()
     clock.set(1.5)
-    llm.calls[0].send("the answer is ", "Paris.")
+    llm.calls[0].send(" answer is", " Paris.")
     llm.calls[0].end()
     await settle()
     assert log.values("llm_ttft") == [pytest.approx(0.4)]

@@ -21,6 +21,7 @@ from kame.train.oracle_sim import clean_reply
 
 from .scripted_llm import ScriptedLLM
 
+CJK = "在这个问题上，我们需要考虑很多因素，包括成本、时间和质量；此外还有风险"
 EMOJI = "Have fun 👍🏽 and 👨\u200d👩\u200d👧 family time ❤️ ok 1️⃣ 🇫🇷."
 MARKDOWN = ("**Bold answer**: 3 * 4 = 12 and 5 > 3.\n- first item\n- See [the docs](https://example.com/a_b) now\n"
             "```python\nx = 3 * 4\n```\n| col a | col b |\n|---|---|\nDone 😀.")
@@ -80,7 +81,8 @@ def _stream(pieces, max_words=None):
 @pytest.mark.parametrize("text", [MARKDOWN, EMOJI, "'Paris is the capital.'", "The students' books are 'here'",
                                   "Well, I think that, on balance, 3 x 4 = 12 costs $5 million; 20% more",
                                   "Have a nice day 😊. Done ✅! Ça va ? Go to Settings > Privacy, open 24/7 "
-                                  "from 9 - 5, x - 3 > y and 10~20 for $5k or $2.5B."])
+                                  "from 9 - 5, x - 3 > y and 10~20 for $5k or $2.5B.",
+                                  "Hi 😊 🎉. See https://x.org. I love C# 👍! 「はい。」と言った " + CJK + "。好的"])
 def test_a_streamed_reply_is_cleaned_as_the_whole_one(text):
     whole = _stream([text]).strip()
     rng = random.Random(0)
@@ -91,23 +93,56 @@ def test_a_streamed_reply_is_cleaned_as_the_whole_one(text):
     assert whole == clean_reply(text, 1000)
 
 
-def test_spoken_stream_a_word_goes_out_once_a_space_follows_it_and_words_are_capped():
+def test_spoken_stream_a_word_goes_out_once_the_next_one_begins_and_words_are_capped():
+    """A word goes out once a space and a word that says something follow it (an LLM's pieces
+    begin with their space: " day", " 😊"), not before: what follows may be a mark its word needs."""
     s = SpokenStream(6)
-    assert s.feed("Sure,") == "" and s.feed(" ") == "Sure, "  # (as the incremental tokenizer would)
+    assert s.feed("Sure,") == "" and s.feed(" ") == "" and s.feed("I") == "Sure, "
+    assert s.feed(" 😊") == "" and s.feed(" and") == "" and s.feed(" so") == "I and "  # (the emoji says nothing)
+    s = SpokenStream(6)
+    assert s.feed("Sure, ") == "" and s.feed("ht") == "" and s.feed("tp://x.org") == "" and s.feed(" ok") == ""
+    assert s.flush() == "Sure, ok"  # (a URL says nothing: "Sure," waited for what did)
+    s = SpokenStream(6)
     assert s.feed("x = 3 * 4") == "" and s.feed(" and") == ""  # ("x", "3", "4": what follows may join them)
-    assert s.feed(" more") == "x is 3 times 4" and s.done and s.flush() == ""  # (6 words)
+    assert s.feed(" more") == "x is 3 times 4 and" and s.done and s.flush() == ""  # (6 words)
     assert _stream(["3 * 4 = 12"]) == "3 times 4 is 12"
 
 
 @pytest.mark.parametrize("text, said", [
-    ("Have a nice day 😊.", "Have a nice day ."), ("Done ✅.", "Done ."), ("I love it 👍!", "I love it !"),
-    ("Ça va ?", "Ça va ?"), ("Great 🎉! See you 👋.", "Great ! See you ."),
+    ("Have a nice day 😊.", "Have a nice day."), ("Done ✅.", "Done."), ("I love it 👍!", "I love it!"),
+    ("Ça va ?", "Ça va?"), ("Great 🎉! See you 👋.", "Great! See you."), ("Hi 😊 🎉.", "Hi."),
+    ("See https://x.org. Bye", "See. Bye"), ("Nice 😊 see you", "Nice see you"),
     ("😊.", ""), ("Hi\n👍!", "Hi"),  # (a line with nothing said but a mark: nothing)
 ])
-def test_a_sentence_end_after_an_emoji_or_a_space_is_kept(text, said):
-    """(was: "Have a nice day", "Done", "Ça va": the part after the last word, only a mark once the
-    emoji was gone, was dropped; the word before it went out already, with its space)"""
+def test_a_sentence_end_after_an_emoji_or_a_space_is_kept_on_its_word(text, said):
+    """(was: "Have a nice day .", "Done .", "Ça va ?": the word before the emoji went out with its
+    space before the mark came; before that: the mark was dropped)"""
     assert clean_reply(text, 30) == said
+
+
+@pytest.mark.parametrize("text, said", [
+    ("I love C# and F#.", "I love C sharp and F sharp."), ("learn c# today", "learn c sharp today"),
+    ("In C#, use LINQ", "In C sharp, use LINQ"), ("C#/F# or C++", "C sharp/F sharp or C plus plus"),
+    ("play an A# now", "play an A sharp now"), ("We are #1!", "We are number 1!"),
+    ("Use #hashtag here", "Use hashtag here"), ("C++ is fast", "C plus plus is fast"),
+])
+def test_code_names_keep_their_marks(text, said):
+    """(was: "C#" and "F#" said "C" and "F": the "#" was dropped)"""
+    assert speakable(text) == said and clean_reply(text, 30) == said
+
+
+def test_a_cjk_reply_goes_out_at_its_sentence_ends_and_long_clauses():
+    """A CJK reply has no space: it went out whole at its line's end (the oracle's text came all at
+    once). Now a part ends at 。！？ (with a closing quote after it) and at 、，； once it holds 10
+    characters ("在这个问题上，" is 6: said with what follows); the space after a part lets the
+    incremental tokenizer give its ids at once."""
+    s = SpokenStream()
+    out = [s.feed(c) for c in CJK + "。好的"]
+    assert "".join(out) == "在这个问题上,我们需要考虑很多因素, 包括成本、时间和质量; 此外还有风险。 "
+    assert out[CJK.index("包")] == "在这个问题上,我们需要考虑很多因素, "  # (when the next character came)
+    assert s.flush() == "好的"
+    assert clean_reply("你好。我很好！「はい。」と言った", 30) == "你好。 我很好! 「はい。」 と言った"
+    assert clean_reply("成本、时间和质量", 30) == "成本、时间和质量"  # (short: one part)
 
 
 def test_the_stream_looks_at_each_word_once():
@@ -122,7 +157,12 @@ def test_the_stream_looks_at_each_word_once():
             scanned.append(endpos - pos)
             return word.finditer(string, pos, endpos)
 
-    for text in ("こんにちは元気ですか" * 200, "1, 2, 3, 4, 5, " * 150, "A 5 and 6 b, 7 " * 150):
+        def search(self, string, pos, endpos):  # (the next word, looked at once more)
+            m = word.search(string, pos, endpos)
+            scanned.append((m.end() if m else endpos) - pos)
+            return m
+
+    for text in ("こんにちは元気ですか" * 200, CJK * 60, "1, 2, 3, 4, 5, " * 150, "A 5 and 6 b, 7 " * 150):
         scanned.clear()
         s = SpokenStream()
         with pytest.MonkeyPatch.context() as mp:

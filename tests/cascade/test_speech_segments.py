@@ -54,6 +54,15 @@ def test_full_width_sentence_ends_end_a_segment(pieces, segments):
     assert _split(list("".join(pieces))) == segments
 
 
+def test_a_long_cjk_clause_ends_a_segment():
+    """(was: a CJK reply with no 。！？ was one segment, spoken at its end) The first segment ends at
+    、，； once it holds 10 characters, a later one once it holds max_segment_words (30)."""
+    text = "在这个问题上，我们需要考虑很多因素，包括成本、时间和质量；此外还有风险，" + "我们应该仔细地评估每一个方案的优点和缺点，然后再做决定" * 2
+    assert _split([text]) == _split(list(text)) == [
+        "在这个问题上,我们需要考虑很多因素,", "包括成本、时间和质量;此外还有风险,我们应该仔细地评估每一个方案的优点和缺点,",
+        "然后再做决定我们应该仔细地评估每一个方案的优点和缺点,然后再做决定"]  # (27 characters to its ",")
+
+
 def test_whole_sentences_keep_a_full_width_end():
     sp = SegmentSplitter()
     assert sp.feed("你好。今天") == ["你好。"]

@@ -110,7 +110,7 @@ class FakeLLM:
         self.calls += 1
         if self.dead:
             raise BackendError("fake LLM is down")
-        yield "answer "
+        yield f"answer {self.calls}"  # (the oracle's text says "answer" once the next word begins)
         await asyncio.sleep(0)
         while self.hold and not self.dead:
             self.in_reply = True
@@ -118,7 +118,7 @@ class FakeLLM:
         self.in_reply = False
         if self.dead:
             raise BackendError("fake LLM died mid-reply")
-        yield f"{self.calls} ."
+        yield " ."
 
 
 async def wait_for(pred, timeout: float = 10.0) -> None:

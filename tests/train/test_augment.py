@@ -1,8 +1,11 @@
 """kame.train.batching's oracle augmentation (KAME's skips and shifts, the true replies it keeps,
-jitter, the hint-only curriculum), the oracle-echo curriculum and input dropouts, on events and
-batches made by hand."""
+jitter, a slow LLM's stream, the hint-only curriculum), the oracle-echo curriculum and input
+dropouts, on events and batches made by hand."""
 
 from __future__ import annotations
+
+import math
+import re
 
 import numpy as np
 import pytest
@@ -258,3 +261,126 @@ def test_oracle_echo_gives_the_agents_words_at_the_frames_it_says_them_then_slid
     with pytest.raises(ConfigError, match="--oracle-echo teaches a front-end to read its oracle stream, and this one"):
         check_fit(cfg.replace(oracle=False), default_tokenizer(), TrainConfig(oracle_echo=(1, 2), window_frames=T))
     check_fit(cfg, default_tokenizer(), TrainConfig(oracle_echo=(1, 2), window_frames=T))
+
+
+# --- a slow LLM's stream (slow_prob, slow_rate) --------------------------------------------------
+def _live(frame, ids, rate, until=None):
+    """A prediction as the live back-end sends it from an LLM of ``rate`` tokens/s: the reset with
+    its first token, token i ceil(i * 12.5 / rate) frames later, none from frame ``until`` (the next
+    prediction's) on; one append per token."""
+    at = [frame + math.ceil(i * 12.5 / rate) for i in range(len(ids))]
+    return [(frame, "reset")] + [(f, "append", [t]) for f, t in zip(at, ids) if until is None or f < until]
+
+
+def test_a_slow_llm_stream_drops_the_tokens_the_live_feed_drops():
+    """A prediction written whole (kame data synth's) re-timed as from an LLM of r tokens/s: the
+    oracle training sees is the one the live feed gives for those arrivals (oracle_timeline's rule
+    skips a token that comes after its frame, token i at reset + 1 + i), not every token."""
+    from kame.model.stepper import oracle_timeline
+
+    ids = list(range(100, 110))
+    whole = [(13, "reset"), (13, "append", ids)]
+    ids_of = dict(start_id=1000, pad_id=3, vocab=1001)
+
+    def slow(rate, events=whole, seed=0):
+        tcfg = TrainConfig(skip_prob=(0.0, 0.0), shift_prob=0.0, slow_prob=1.0, slow_rate=(rate, rate)).check()
+        return augment_oracle(events, np.random.default_rng([seed, 0, 0]), tcfg)
+
+    for rate in (2.0, 5.0, 7.0, 12.5):
+        assert slow(rate) == _live(13, ids, rate), rate
+        live = oracle_timeline(_live(13, ids, rate), 45, **ids_of)
+        assert torch.equal(oracle_timeline(slow(rate), 45, **ids_of), live)
+    # at 5 tokens/s token 1 arrives at frame 16, after its frame 15: only the first token is fed
+    assert oracle_timeline(slow(5.0), 45, **ids_of).tolist() == [3] * 13 + [1000, 100] + [3] * 30
+    # an LLM as fast as the feed (12.5 tokens/s) or faster: every token fed, as the data was
+    assert oracle_timeline(slow(12.5), 45, **ids_of).tolist() == [3] * 13 + [1000] + ids + [3] * 21
+    assert slow(25.0) == [(13, "reset"), (13, "append", [100]), (14, "append", [101, 102]),
+                          (15, "append", [103, 104]), (16, "append", [105, 106]), (17, "append", [107, 108]),
+                          (18, "append", [109])]
+    assert torch.equal(oracle_timeline(slow(25.0), 45, **ids_of), oracle_timeline(whole, 45, **ids_of))
+    # a prediction's tokens stop at the next one's reset (the back-end sends only the newest prediction's)
+    two = [(5, "reset"), (5, "append", ids[:6]), (9, "reset"), (9, "append", [200, 201, 202, 203])]
+    assert slow(5.0, two) == _live(5, ids[:6], 5.0, until=9) + _live(9, [200, 201, 202, 203], 5.0)
+    # a recorded stream already slower than r keeps its own, later, arrivals
+    recorded = [(3, "reset"), (3, "append", [1]), (10, "append", [2, 3])]
+    assert slow(12.5, recorded) == recorded
+    assert slow(5.0, recorded) == [(3, "reset"), (3, "append", [1]), (10, "append", [2, 3])]
+    # then the shift moves the slow stream whole; skips still go whole
+    shifted = TrainConfig(skip_prob=(0.0, 0.0), shift_right=(4, 4), shift_left=(4, 4), slow_prob=1.0,
+                          slow_rate=(5.0, 5.0))
+    for seed in range(10):
+        ev = augment_oracle(whole, np.random.default_rng([seed, 0, 0]), shifted)
+        s = ev[0][0] - 13
+        assert abs(s) == 4 and ev == [(f + s, *rest) for f, *rest in _live(13, ids, 5.0)]
+    # through a training example's oracle (Example.oracle: augmented, then oracle_timeline)
+    from kame.model.stepper import oracle_ids
+    from kame.train.batching import Example
+
+    cfg = preset("tiny").replace(text_card=4000)
+    codes = torch.zeros(cfg.num_codebooks, 45, dtype=torch.long)
+    ex = Example("d", codes, oracle_timeline(whole, 45, **oracle_ids(cfg)), whole)
+    tcfg = TrainConfig(skip_prob=(0.0, 0.0), shift_prob=0.0, slow_prob=1.0, slow_rate=(5.0, 5.0))
+    assert torch.equal(ex.oracle(cfg, tcfg, 0, 0), oracle_timeline(_live(13, ids, 5.0), 45, **oracle_ids(cfg)))
+    # slow_prob 0.5, r ~ U[2, 5]: some dialogues (seeds) slow, the others as written
+    half = TrainConfig(skip_prob=(0.0, 0.0), shift_prob=0.0, slow_prob=0.5, slow_rate=(2.0, 5.0))
+    fed = [int((oracle_timeline(augment_oracle(whole, np.random.default_rng([s, 0, 0]), half), 45, **ids_of) != 3)
+               .sum()) for s in range(40)]
+    assert set(fed) == {2, 11}  # the start id and one token, or the start id and all 10
+
+
+class _Draws:
+    """A numpy Generator that records the names of the draws made from it."""
+
+    def __init__(self, seed):
+        self.rng, self.names = np.random.default_rng(seed), []
+
+    def __getattr__(self, name):
+        def draw(*args, **kwargs):
+            self.names.append(name)
+            return getattr(self.rng, name)(*args, **kwargs)
+        return draw
+
+
+def test_slow_prob_0_draws_nothing_new_so_earlier_runs_reproduce():
+    assert TrainConfig().slow_prob == 0.0 and TrainConfig().slow_rate == (2.0, 12.5)  # off by default
+    for knobs in ({}, {"jitter_frames": 3}, {"skip_prob": (0.5, 0.5), "shift_prob": 0.0}):
+        for seed in range(5):
+            off, on = _Draws([seed, 0, 0]), _Draws([seed, 0, 0])
+            ev = augment_oracle(EVENTS, off, TrainConfig(**knobs))
+            slow = augment_oracle(EVENTS, on, TrainConfig(**knobs, slow_prob=1.0))
+            assert on.names == off.names + ["random", "uniform"]  # the slow draws come last, and only with slow_prob
+            assert ev == augment_oracle(EVENTS, np.random.default_rng([seed, 0, 0]),
+                                        TrainConfig(**knobs, slow_rate=(3.0, 4.0)))  # (the rate is not read)
+            assert [e for e in slow if e[1] == "reset"] == [e for e in ev if e[1] == "reset"]  # the same predictions
+    # what augment_oracle drew before slow_prob was added: the skip probability, one draw per
+    # prediction, the shift's two (side, frames)
+    off = _Draws([0, 0, 0])
+    augment_oracle(EVENTS, off, TrainConfig())
+    assert off.names == ["uniform"] + ["random"] * 4 + ["random", "random", "integers"]
+
+
+def test_slow_knobs_are_range_checked_and_an_older_run_resumes_without_them(tmp_path):
+    import json
+    from dataclasses import asdict
+
+    from kame.train.config import check_resume, recorded_config
+
+    for bad, said in (({"slow_prob": 1.5}, "--slow-prob must be in [0, 1], got 1.5"),
+                      ({"slow_prob": -0.1}, "--slow-prob must be in [0, 1], got -0.1"),
+                      ({"slow_prob": float("nan")}, "--slow-prob must be in [0, 1], got nan"),
+                      ({"slow_rate": (0.0, 5.0)}, "--slow-rate A B must be tokens/s 0 < A <= B, got (0.0, 5.0)"),
+                      ({"slow_rate": (6.0, 5.0)}, "--slow-rate A B must be tokens/s 0 < A <= B, got (6.0, 5.0)"),
+                      ({"slow_rate": (2.0, float("inf"))}, "--slow-rate A B must be tokens/s 0 < A <= B")):
+        with pytest.raises(ConfigError, match=re.escape(said)):
+            TrainConfig(**bad).check()
+    TrainConfig(slow_prob=1.0, slow_rate=(5.0, 5.0)).check()
+    TrainConfig(slow_prob=0.0, slow_rate=(0.5, 40.0)).check()
+    # a checkpoint's record of a run before the knobs: the run had them off, and resumes so
+    config = json.loads(json.dumps(asdict(TrainConfig())))
+    assert config["slow_prob"] == 0.0 and config["slow_rate"] == [2.0, 12.5]  # recorded as the others are
+    older = {k: v for k, v in config.items() if k not in ("slow_prob", "slow_rate")}
+    rec = {"config": older, "manifest_sha256": "x", "world_size": 1}
+    assert recorded_config(rec)["slow_prob"] == 0.0 and recorded_config(rec)["slow_rate"] == [2.0, 12.5]
+    check_resume(rec, TrainConfig(), "x", 1, tmp_path)
+    with pytest.raises(ConfigError, match=r"slow_prob 0.0 -> 0.5"):
+        check_resume(rec, TrainConfig(slow_prob=0.5), "x", 1, tmp_path)

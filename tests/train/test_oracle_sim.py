@@ -360,3 +360,28 @@ async def test_a_delay_past_any_end_leaves_the_points_out_not_an_overflow(tok):
     events = await simulate_oracle(user_words=TURN, reference=REF, llm=None, tokenizer=tok,
                                    cfg=SimOracleConfig(delay_s=1e308), frames=500)
     assert list(events) == [] and events.stats.past_end == events.stats.points > 0
+
+
+def test_a_set_cleaned_otherwise_is_told_in_one_line_naming_the_run_that_cleans_it_anew(tmp_path):
+    """kame train's warning (kame.train.batching.load_examples): a set whose synth.json records
+    another cleaner version, or none (made before it was recorded), was cleaned otherwise than the
+    live oracle's text (was: nothing said; docs/data.md told users to re-run kame data oracle)."""
+    import json
+
+    from kame.backend.speech_text import CLEANING_VERSION
+    from kame.train.oracle_sim import stale_cleaning
+
+    manifest, record = tmp_path / "set" / "train.jsonl", tmp_path / "set" / "synth.json"
+    record.parent.mkdir()
+    assert stale_cleaning(manifest) is None  # (no record: a set made otherwise, nothing to say)
+    settings = {"llm": "openai:my model", "tokenizer": None, "interval_s": 0.5, "delay_s": 0.0, "seed": 3}
+    record.write_text(json.dumps(settings))
+    note = stale_cleaning(manifest)
+    assert "\n" not in note and "synth.json records no cleaning version" in note, note
+    assert f"`kame data oracle {manifest} --llm 'openai:my model' --interval 0.5 --delay 0.0`" in note, note
+    record.write_text(json.dumps({**settings, "cleaning": CLEANING_VERSION - 1}))
+    assert f"records cleaning version {CLEANING_VERSION - 1};" in stale_cleaning(manifest)
+    record.write_text(json.dumps({**settings, "cleaning": CLEANING_VERSION}))
+    assert stale_cleaning(manifest) is None
+    record.write_text("{ cut")  # (kame data oracle refuses it; training is not stopped for it)
+    assert stale_cleaning(manifest) is None

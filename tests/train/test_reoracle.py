@@ -9,11 +9,12 @@ import json
 import numpy as np
 import pytest
 
+from kame.backend.speech_text import CLEANING_VERSION
 from kame.backend.tokenizer import default_tokenizer
 from kame.errors import BackendError
 from kame.train.data import CODES, DataError, Dialogue, OracleEvent, Word, read_dialogue, write_dialogue, write_meta
 from kame.train.manifest import read_manifest, write_manifest
-from kame.train.oracle_sim import SimOracleConfig
+from kame.train.oracle_sim import SimOracleConfig, stale_cleaning
 from kame.train.reoracle import answered_turns, dialogue_oracle, reoracle_all, turns
 from tests.backend.scripted_llm import ScriptedLLM
 
@@ -250,6 +251,7 @@ def test_an_unreadable_dialogue_fails_alone_and_the_manifest_says_the_new_oracle
 
     folders = make_set(tmp_path)
     (tmp_path / "synth.json").write_text(json.dumps({"llm": "openai:x", "seed": 5, "agent_voice": "piper"}))
+    assert "kame data oracle" in stale_cleaning(tmp_path / "train.jsonl")  # (a set recording no cleaning)
     old = read_manifest(tmp_path / "train.jsonl")
     (folders[2] / "dialogue.json").write_text("{ not json")
     assert main(["data", "oracle", str(tmp_path), "--llm", "none", "--seed", "7"]) == 1
@@ -264,6 +266,8 @@ def test_an_unreadable_dialogue_fails_alone_and_the_manifest_says_the_new_oracle
     # the set's record says what its oracle is now; synth's own seed (voices, layout) stays
     settings = json.loads((tmp_path / "synth.json").read_text())
     assert (settings["llm"], settings["seed"], settings["oracle_seed"], settings["agent_voice"]) == ("none", 5, 7, "piper")
+    # ... and the cleaner its text was cleaned with: kame train warns no more (was: none recorded)
+    assert settings["cleaning"] == CLEANING_VERSION and stale_cleaning(tmp_path / "train.jsonl") is None
 
 
 def test_a_simulator_that_fails_its_trial_changes_nothing(tmp_path, capsys, monkeypatch):

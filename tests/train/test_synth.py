@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from kame.backend.speech_text import CLEANING_VERSION
 from kame.backend.tokenizer import default_tokenizer
 from kame.backend.tts.base import TTS, TimedWord
 from kame.train.data import DataError, read_dialogue
@@ -453,7 +454,9 @@ def test_kame_data_synth_llm_random_end_to_end(tmp_path, capsys):
     texts = [ev.text for ev in d.oracle if ev.event == "append"]
     # a slice draws from the whole file's replies (items 0-2 and 4 are not in the slice)
     assert texts[-1] == ANSWERS[3] and set(texts[:-1]) <= set(ANSWERS) - {ANSWERS[3]} and texts[:-1]
-    assert json.loads((out / "synth.json").read_text())["llm"] == "random"
+    settings = json.loads((out / "synth.json").read_text())
+    # (the cleaner's version: kame train warns of a set another cleaned; was: none recorded)
+    assert settings["llm"] == "random" and settings["cleaning"] == CLEANING_VERSION
     one = tmp_path / "one.jsonl"
     one.write_text(json.dumps({"question": q, "answer": ANSWERS[0]}) + "\n")
     assert main(["data", "synth", str(one), "-o", str(tmp_path / "o"), "--llm", "random"]) == 1
@@ -560,6 +563,26 @@ def test_a_run_that_writes_no_dialogue_leaves_synth_json_as_it_was(tmp_path, mon
     assert "other settings" not in caplog.text
     assert main(["data", "synth", str(qa), "-o", str(out), "--llm", "random", "--seed", "7"]) == 0  # writes item 2
     assert json.loads((out / "synth.json").read_text())["llm"] == "random"
+
+
+def test_a_resume_of_a_set_made_before_the_cleaning_version_warns(tmp_path, monkeypatch, caplog):
+    """A synth.json without "cleaning" (written before kame recorded the cleaner's version) is
+    version 1's: resuming that set with this kame's cleaner warns that it mixes them (was: silent,
+    the key missing from the old record)."""
+    import kame.train.synth as synth_mod
+    from kame.backend.speech_text import CLEANING_VERSION
+    from kame.cli import main
+
+    monkeypatch.setattr(synth_mod, "_Voices", ToneVoices)
+    qa, out = _qa_file(tmp_path, 3), tmp_path / "old"
+    base = ["data", "synth", str(qa), "-o", str(out), "--llm", "none"]
+    assert main([*base, "--limit", "1"]) == 0
+    record = json.loads((out / "synth.json").read_text())
+    assert record.pop("cleaning") == CLEANING_VERSION
+    (out / "synth.json").write_text(json.dumps(record))
+    caplog.clear()
+    assert main([*base, "--limit", "2"]) == 0
+    assert "other settings (cleaning: cleaning was 1)" in caplog.text
 
 
 def test_a_rerun_removes_the_temporaries_a_killed_run_left_where_it_writes(tmp_path, monkeypatch, capsys):

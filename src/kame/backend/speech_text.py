@@ -33,6 +33,12 @@ import unicodedata
 
 from .llm.base import without_controls
 
+# the version of the cleaner's output, bumped whenever the text it makes of some reply changes: a set's
+# synth.json records the one its oracle text was cleaned with ("cleaning"), and kame train warns when it
+# is not this one (kame.train.oracle_sim.stale_cleaning). 1: a set recording none (made before 2);
+# 2: "day 😊." -> "day." (was "day ."), "C#" -> "C sharp" (was "C"), CJK cut at its marks
+CLEANING_VERSION = 2
+
 _CALC = re.compile(r"<<[^<>]*>>")  # GSM8K's calculator annotations
 # terminal escapes (colours: "\x1b[31m") whole, then control characters (kame.backend.llm.base.without_controls:
 # the separating ones are spaces, the others nothing; was: "is\x07" and "\x1b[31mred" went into the training
@@ -61,7 +67,8 @@ _SYMBOLS = [(r"\s*(?:<=|=<)\s*", " ≤ "), (r"\s*>=\s*", " ≥ "), (r"\s*(?:->|�
             (rf"{_LEFT}\s*<\s*(?=-?\d|{_LETTER})", r"\1 is less than "),
             (rf"{_LEFT}\s*>\s*(?=-?\d|{_LETTER})", r"\1 is greater than "), (r"(?<=\w)\s*>\s*(?=\w)", ", "),
             (r"(?<!\S)<3+(?!\S)", " "), (r"\s*&\s*", " and "),
-            (r"(?<=\d)\s*~\s*(?=\d)", " to "), (r"(?<!\S)~\s*(?=\d)|~(?=\d)", "about "), (r"#(?=\d)", "number ")]
+            (r"(?<=\d)\s*~\s*(?=\d)", " to "), (r"(?<!\S)~\s*(?=\d)|~(?=\d)", "about "),
+            (r"(?<![\w#])([A-Za-z])#(?![\w#])", r"\1 sharp"), (r"#(?=\d)", "number ")]  # "C#", "F#", "A#"
 # a URL (a TTS spells it out letter by letter), with the "](...)" of a link whose text was cut off
 # before it; its last character is no sentence's end ("see https://x.org." keeps the ".")
 _URL_BODY = r"(?:https?://|www\.)[^\s<>()\[\]]*[^\s<>()\[\].,;:!?'\"]"
@@ -182,28 +189,53 @@ def speakable(text: str, *, lines: bool = False, keep_end: bool = False, line_en
 
 # -- the oracle's text, streamed -----------------------------------------------------------------
 
-# a word a reply can be cut after, once a space follows it: letters and digits with a letter (an
+# a word a reply can be cut after (once a space and a word that says something follow it): letters and digits with a letter (an
 # apostrophe inside, a mark after), not a number ("3 * 4 = 12", "$5 million" stay whole) nor a lone
 # "x" ("3 x 4 = 12"); what follows is cleaned after it ("x = 3" -> "x" + "is 3")
 _PLAIN = re.compile(r"(?![xX]\Z)(?=[^\W_]*[^\W\d_])[^\W_]+(?:['’][^\W_]+)?[,.;:!?]?")
-_WORD = re.compile(r"\S+")  # a word; one with a space after it can be cut after
+# a word: what lies between spaces, or a CJK run to its mark, "因素，", "はい。」" (CJK has no spaces)
+_WORD = re.compile(r"[^\s、，；。！？]*(?:[、，；]|[。！？]+[」』）】〕》〉”’]*)|[^\s、，；。！？]+")
+CJK_CLAUSE_MARKS = "、，；"
+_CJK_MARKS = CJK_CLAUSE_MARKS + "。！？"
+_CJK_END = re.compile("[。！？]")
+# a CJK part goes out at a clause mark once it holds this many characters (not spaces): a part of 10
+# characters is some 5 words, about the 4 words after which the cascade's first segment may end at a
+# clause; a shorter one is a list's item ("成本、时间") or a lead-in ("但是，"), said with what follows
+CJK_CLAUSE_CHARS = 10
+_URL_START = re.compile(r"[\](]*(?:https?:|www\.)", re.I)
 _BULLET = re.compile(r"^\s*(?:[-*+•>#]+|\d+[.)])\s+")  # a line's bullet, heading mark or number ("1.")
 _QUOTES = str.maketrans("", "", "\"“”„«»")
+
+
+def _says(word: str, whole: bool) -> bool | None:
+    """Whether ``word`` says something: a letter or digit outside a URL (cleaning drops a URL);
+    ``whole``: the word ended (None: not known yet, "http" may go on to a URL)."""
+    url = _URL_START.match(word)
+    if not whole and not url:
+        bare = word.lstrip("](").lower()
+        url = bare and ("https://".startswith(bare) or "www.".startswith(bare))
+    if url:
+        return any(c.isalnum() for c in _URL.sub("", word)) if whole else None
+    return True if any(c.isalnum() for c in word) else (False if whole else None)
 
 
 class SpokenStream:
     """A reply streamed as one spoken line (``speakable``), as the oracle's text: pieces in, text
     out as soon as it is decided. Each line's bullet, heading mark or number is dropped, lines are
     joined with a space, double quotes dropped, a single quote opening the reply dropped (and the
-    one closing it: 'Paris.' -> Paris.), a sentence's end after a dropped emoji kept ("day 😊." ->
-    "day ."; the word before it went out with its space), at most ``max_words`` words (``done``
-    then; None: no cap). A line is cleaned in parts, cut after a word with letters (_PLAIN: "the",
-    "that,", not "3", "$5", "**bold") as soon as a space follows it, so a word goes out when the
-    words alone would (the incremental tokenizer's); a part is cleaned after the word before it
-    ("x" + " = 3" -> "is 3"). The parts depend on the text alone, never on how it was streamed: a
-    reply fed in any pieces gives the same text as fed whole (the simulated oracle does:
-    kame.train.oracle_sim.clean_reply), but for whitespace at its end. Each word is looked at once
-    (a reply with no space, CJK, is not rescanned on every piece)."""
+    one closing it: 'Paris.' -> Paris.), at most ``max_words`` words (``done`` then; None: no cap).
+    A line is cleaned in parts, cut after a word with letters (_PLAIN: "the", "that,", not "3",
+    "$5", "**bold") once a space and a word that says something (a letter or digit outside a URL)
+    follow it: an LLM's piece brings its space with its word (" day"), so a word goes out about
+    when the words alone would (the incremental tokenizer's), and a sentence's end after an emoji
+    or URL stays on its word ("day 😊." -> "day.", was "day ."; "day 😊 see" -> "day see"). A CJK
+    line, with no spaces, is cut after 。！？ (and a closing quote) and after 、，； once its part
+    holds CJK_CLAUSE_CHARS characters, with a space after the part (was: said whole at its line's
+    end). A part is cleaned after the word before it ("x" + " = 3" -> "is 3"). The parts depend on
+    the text alone, never on how it was streamed: a reply fed in any pieces gives the same text as
+    fed whole (the simulated oracle does: kame.train.oracle_sim.clean_reply), but for whitespace at
+    its end. Each word is looked at once (a reply with no space, CJK, is not rescanned on every
+    piece)."""
 
     def __init__(self, max_words: int | None = None) -> None:
         self.max_words = max_words
@@ -215,14 +247,17 @@ class SpokenStream:
         self._started = False  # some text went out
         self._quoted = False  # the reply started with a single quote (dropped)
         self._quote = ""  # a closing quote held back: the reply's end (dropped) or not (said)
+        self._waiting = False  # a word waits for the next to begin (each piece may decide it)
 
     def feed(self, piece: str) -> str:
         if self.done:
             return ""
+        ended = self._buf[-1:] + piece  # (a CJK mark the piece's first character follows ends a word)
         self._buf += piece
-        if not any(c.isspace() for c in piece):
+        if not self._waiting and not any(c.isspace() or c in _CJK_MARKS for c in ended):
             return ""  # (no word ended, no line: nothing to cut)
         out: list[str] = []
+        self._waiting = False
         while not self.done:
             nl = self._buf.find("\n", self._scan)
             end = len(self._buf) if nl < 0 else nl  # (the current line is _buf[:end])
@@ -230,8 +265,12 @@ class SpokenStream:
             for m in _WORD.finditer(self._buf, self._scan, end):
                 if m.end() == end:
                     break  # (the line's last word: it may go on, or is said with the line's end)
+                cut = self._cuts_after(m, start, end, nl >= 0)
+                if cut is None:
+                    self._waiting = True  # (the next word may say something or not: decided with more text)
+                    break
                 self._scan = m.end()
-                if _PLAIN.fullmatch(m.group()):
+                if cut:
                     out.append(self._say(self._buf[start:m.end()]))
                     start, self._before = m.end(), m.group()
                     if self.done:
@@ -242,6 +281,23 @@ class SpokenStream:
             out.append(self._say(self._buf[start:nl]))
             self._buf, self._before, self._scan = self._buf[nl + 1:], None, 0
         return "".join(out)
+
+    def _cuts_after(self, m: re.Match, start: int, end: int, line_ended: bool) -> bool | None:
+        """Whether the part goes out after the word ``m`` (something follows it on its line): after
+        a plain word (_PLAIN) or a CJK run to a sentence end, or to a clause mark once the part is
+        CJK_CLAUSE_CHARS characters long, and only once the next word says something (a letter or digit
+        outside a URL): "day 😊." and "see https://x.org." go out whole, their mark after the word
+        (was: "day ."); None: not known yet (the next word has not begun, or may still)."""
+        word = m.group()
+        if word[-1] in CJK_CLAUSE_MARKS:
+            if len("".join(self._buf[start:m.end()].split())) < CJK_CLAUSE_CHARS:
+                return False
+        elif not (_PLAIN.fullmatch(word) or _CJK_END.search(word)):
+            return False
+        nxt = _WORD.search(self._buf, m.end(), end)
+        if nxt is None:  # (only spaces after it on its line)
+            return True if line_ended else None
+        return _says(nxt.group(), nxt.end() < end or line_ended)
 
     def flush(self) -> str:
         """The rest, at the reply's end (a quote closing a quoted reply dropped)."""
@@ -258,7 +314,7 @@ class SpokenStream:
             text = text[len(before):] if text.startswith(before) else speakable(part, keep_end=True)
             text = text.lstrip(" ,;:")  # (what went out ended with a space: "a | b" -> "a" + "b", not "a , b")
         text = text.translate(_QUOTES).strip()
-        if not any(c.isalnum() for c in text):  # (a sentence's end after the word before it is kept: "day 😊.")
+        if not any(c.isalnum() for c in text):  # (a sentence's end after the word before it is kept: "a <br>.")
             mark = "".join(c for c in text if c in ".!?") if self._started and self._before is not None else ""
             if not mark:
                 return ""

@@ -12,7 +12,10 @@ full-width 。！？ (and a closing quote or bracket after it: "「はい。」"
 The *first* segment may also end at , ; : or a dash (— or –, or a hyphen between spaces: " - ",
 " -- ") once it has ``first_clause_min_words`` words (a dash is no word) — the earliest point
 where a TTS can say something natural. Text with no punctuation is cut after
-``max_segment_words`` words. Decimal points ("3.14"), common abbreviations
+``max_segment_words`` words; CJK text, with no spaces, at a 、，； once the segment holds 10
+characters (the first: some 5 words, as the first clause's 4) or ``max_segment_words`` characters
+(the others: a clause shorter goes with its sentence; was: a CJK reply with no 。！？ was one
+segment, said at its end). Decimal points ("3.14"), common abbreviations
 ("e.g.", "Dr.") and a list's number at a segment's start ("1. First") do not end a sentence. Each segment is cleaned for the TTS by
 kame.backend.speech_text.speakable (clean_for_speech): no markdown, URLs or emoji, symbols said
 ("3 * 4 = 12" -> "3 times 4 is 12"); a segment with no letter or digit left ("!!!", a table rule)
@@ -24,7 +27,7 @@ the splitter, by kame.backend.prompt.ReplyGuard (kame.cascade.reply feeds it wha
 
 from __future__ import annotations
 
-from ..backend.speech_text import speakable
+from ..backend.speech_text import CJK_CLAUSE_CHARS, CJK_CLAUSE_MARKS, speakable
 
 _ABBREV = {"mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "e.g", "i.e", "approx", "no", "fig", "jr", "sr"}
 _CLAUSE_END = ",;:—–"
@@ -122,6 +125,9 @@ class SegmentSplitter:
                 return i
             if words >= self.max_segment_words and ch.isspace() and not in_word:
                 return i
+            if ch in CJK_CLAUSE_MARKS and len("".join(buf[:i].split())) >= (
+                    CJK_CLAUSE_CHARS if self._emitted == 0 else self.max_segment_words):
+                return i  # (CJK has no spaces to count words by: its characters, a first clause's or a long one's)
         return None
 
 

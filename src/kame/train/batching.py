@@ -10,11 +10,12 @@ augmentation, and the seeded batches of fixed-length windows that depend only on
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Collection, Iterator, Sequence
 
-from .data import DataError, read_dialogue
+from .data import FRAME_RATE, DataError, read_dialogue
 from .manifest import read_manifest
 
 if TYPE_CHECKING:  # (torch is imported where it is used: `kame train --help` stays fast)
@@ -32,9 +33,13 @@ def augment_oracle(events: Sequence[tuple], rng, tcfg: TrainConfig, protected: C
     ``events`` is in ``protected`` (a true reply, ``OracleEvent.use_hint``: ``protected_events``
     lists them); then each kept prediction arrives 0..``jitter_frames`` frames later (drawn per
     prediction; no earlier than the one before it, so frames stay in order); then, with
-    probability shift_prob, every event moves right 1-10 or left 1-15 frames. As in KAME, an event moved before frame 0 is
-    dropped (past the end: not fed); but when that would leave no event at all, the last
-    prediction stays, at frame 0, so that every sample keeps an oracle. ``rng``: a numpy Generator."""
+    probability slow_prob, the dialogue's predictions stream as from an LLM of r ~ U[slow_rate]
+    tokens/s (``streamed``; oracle_timeline then skips the tokens that come after their frame, as
+    the live feed does); then, with probability shift_prob, every event moves right 1-10 or left
+    1-15 frames. As in KAME, an event moved before frame 0 is dropped (past the end: not fed); but
+    when that would leave no event at all, the last prediction stays, at frame 0, so that every
+    sample keeps an oracle. ``rng``: a numpy Generator (with slow_prob 0 it draws what it drew
+    before that knob was added)."""
     preds = predictions(events)
     groups = [g for _, g in preds]
     keep = [n in protected for n, _ in preds]  # per group: never skipped
@@ -55,9 +60,37 @@ def augment_oracle(events: Sequence[tuple], rng, tcfg: TrainConfig, protected: C
             floor = moved[-1][0]
             late.append(moved)
         kept = late
+    if tcfg.slow_prob > 0 and rng.random() < tcfg.slow_prob:  # (the last draws: slow_prob 0 draws nothing new)
+        rate = rng.uniform(*tcfg.slow_rate)
+        kept = [streamed(g, rate, kept[n + 1][0][0] if n + 1 < len(kept) else None) for n, g in enumerate(kept)]
     out = [(ev[0] + shift, *ev[1:]) for g in kept for ev in g if ev[0] + shift >= 0]
     if not out and kept:  # all moved before frame 0: the last prediction stays, at frame 0
         out = [(max(0, ev[0] + shift), *ev[1:]) for ev in kept[-1]]
+    return out
+
+
+def streamed(group: Sequence[tuple], rate: float, until: int | None = None) -> list[tuple]:
+    """One prediction's timeline events (a reset and its appends, or appends alone) as an LLM
+    streaming ``rate`` tokens/s sends them: its token i (counted over all its appends) arrives at
+    its first event's frame + ceil(i * 12.5 / rate) (token 0 with the reset, as the back-end
+    resets on the first token by default), or at its recorded frame when that is later; one
+    append per frame that gets tokens. Tokens that would arrive at or after ``until`` (the next
+    prediction's first frame) are not sent: the back-end sends only the newest prediction's
+    tokens (kame.backend.oracle). Which of the rest the front-end is fed is the feed's rule, not
+    decided here: oracle_timeline (as OracleFeed live) feeds token i at the reset's frame + 1 + i
+    and skips one that arrives after that frame. At 12.5 tokens/s or faster a prediction written
+    at once (kame data synth's) arrives in time: every token is fed, as before."""
+    out = [ev for ev in group if ev[1] == "reset"]
+    start = group[0][0]
+    tokens = [(ev[0], t) for ev in group if ev[1] == "append" for t in ev[2]]
+    for i, (frame, token) in enumerate(tokens):
+        at = max(frame, start + math.ceil(i * FRAME_RATE / rate))
+        if until is not None and at >= until:
+            break
+        if out and out[-1][1] == "append" and out[-1][0] == at:
+            out[-1][2].append(token)
+        else:
+            out.append((at, "append", [token]))
     return out
 
 
@@ -202,9 +235,12 @@ def load_examples(manifest: str | Path, codec, tokenizer, cfg, use_cache: bool =
     from ..codec.base import fit_codec
     from .codes import write_codes
     from .examples import training_example
+    from .oracle_sim import stale_cleaning
     from .parallel import agree
 
-    _, entries = manifest_entries(manifest)
+    path, entries = manifest_entries(manifest)
+    if note := stale_cleaning(path):  # (once: echo is rank 0's)
+        echo(f"warning: {note}")
     spec = codec_spec or type(codec).__name__
     fit_codec(codec, spec, cfg, "the front-end")  # (the codebooks it codes with, before any encode)
     cache = use_cache and codes_cacheable(codec, spec, echo)

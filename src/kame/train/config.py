@@ -71,6 +71,11 @@ class TrainConfig:
     # to where a prediction streams them, and as recorded from step B (kame.train.batching.echo_oracle)
     oracle_echo: tuple[int, int] = (0, 0)
     jitter_frames: int = 0  # each prediction arrives 0..this many frames later (KAME's optional time jitter; 0: off)
+    # kame's, for a front-end fed live by an LLM slower than the feed's 12.5 tokens/s: with this chance
+    # per dialogue its predictions stream at r ~ U[slow_rate] tokens/s, and the tokens that come after
+    # their frame are skipped, as live (kame.train.batching.streamed; 0: off, the data's own timing)
+    slow_prob: float = 0.0
+    slow_rate: tuple[float, float] = (2.0, 12.5)  # tokens/s, A <= r <= B (an embedded LLM under load: ~2-5)
     # input dropouts (KAME's fine-tune; 0 = off, its default): what the temporal transformer reads,
     # never the targets (kame.train.batching.input_dropouts)
     text_token_dropout: float = 0.0  # each of the model's text tokens but pad, read as pad
@@ -117,6 +122,11 @@ class TrainConfig:
             v = getattr(self, field)
             need(len(v) == 2 and 0 <= v[0] <= v[1], field, f"A B must be steps 0 <= A <= B, got {v}")
         need(whole(self.jitter_frames, 0), "jitter_frames", f"must be an int >= 0 frames, got {self.jitter_frames!r}")
+        need(is_finite_number(self.slow_prob) and 0 <= self.slow_prob <= 1, "slow_prob",
+             f"must be in [0, 1], got {self.slow_prob!r}")
+        need(len(self.slow_rate) == 2 and all(is_finite_number(r) for r in self.slow_rate)
+             and 0 < self.slow_rate[0] <= self.slow_rate[1], "slow_rate",
+             f"A B must be tokens/s 0 < A <= B, got {self.slow_rate}")
         for field in ("text_token_dropout", "text_emb_dropout", "semantic_emb_dropout"):
             need(0 <= getattr(self, field) <= 1, field, f"must be in [0, 1], got {getattr(self, field)}")
         for field in ("semantic_weight", "acoustic_weight"):

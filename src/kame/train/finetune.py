@@ -313,6 +313,7 @@ def _sweep(out: Path, echo: Callable[[str], None]) -> None:
 OPTION_KNOBS = {OTHER_OPTIONS.get(k, k): k for k in (
     "batch_size", "grad_accum", "window_frames", "lr", "warmup_steps", "schedule", "weight_decay", "grad_clip",
     "skip_prob", "shift_prob", "shift_right", "shift_left", "hint_only", "oracle_echo", "jitter_frames",
+    "slow_prob", "slow_rate",
     "text_token_dropout", "text_emb_dropout", "semantic_emb_dropout", "semantic_weight", "acoustic_weight", "seed",
     "log_every", "save_every")}  # (the option names: config.OTHER_OPTIONS, the one table of renamed knobs)
 
@@ -428,6 +429,12 @@ def add_arguments(p) -> None:
     knob("--jitter", type=at_least(0), metavar="FRAMES",
          help="each prediction arrives 0..FRAMES frames later, drawn per prediction (KAME's optional time "
               "jitter, e.g. 4 = 0.32 s)", note=": off")
+    knob("--slow-prob", type=at_least(0, float, maximum=1), metavar="P",
+         help="with probability P per dialogue, its predictions stream as from an LLM of --slow-rate tokens/s, "
+              "the tokens that come after their frame skipped as the live feed skips them: for a front-end that "
+              "will run behind an LLM slower than the feed's 12.5 tokens/s", note=": off")
+    knob("--slow-rate", type=more_than(0), nargs=2, action=Ordered, metavar=("A", "B"),
+         help="--slow-prob's LLM speed in tokens/s, drawn per dialogue from U[A, B]")
     knob("--text-token-dropout", type=at_least(0, float, maximum=1), metavar="P",
          help="KAME's input dropout: each text token the model reads (its inner monologue; not pad) is "
               "read as pad with probability P; the targets stay")

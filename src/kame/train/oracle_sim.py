@@ -64,11 +64,12 @@ import logging
 import math
 import re
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Sequence
 
 from ..backend.llm.base import collect_reply, describe
 from ..backend.prompt import LABEL_CLOSE, LABEL_DECOR
-from ..backend.speech_text import SpokenStream
+from ..backend.speech_text import CLEANING_VERSION, SpokenStream
 from ..backend.types import ChatMessage
 from ..errors import BackendError, ConfigError
 from .data import DataError, OracleEvent, Word, frame_of
@@ -358,6 +359,35 @@ def clean_reply(raw: str, max_words: int) -> str:
             kept.append(line)
     stream = SpokenStream(max_words)
     return (stream.feed("\n".join(kept)) + stream.flush()).strip()
+
+
+def stale_cleaning(manifest: Path) -> str | None:
+    """What to tell a user whose set (``manifest``; its synth.json, kame data synth's record) was
+    cleaned otherwise than this kame cleans (CLEANING_VERSION, the record's "cleaning"; a record
+    without one was made before it was recorded): its front-end would learn oracle text the live
+    oracle no longer sends. One line naming the `kame data oracle` run that cleans it anew, with
+    the record's oracle settings; None: the same cleaning, or no record (a set made otherwise)."""
+    import json
+    import shlex
+
+    from .datacmd import SETTINGS
+
+    try:
+        doc = json.loads((Path(manifest).parent / SETTINGS).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("cleaning") == CLEANING_VERSION:
+        return None
+    made = ("records no cleaning version (made before kame recorded it)" if "cleaning" not in doc
+            else f"records cleaning version {doc['cleaning']!r}")
+    run = ["kame", "data", "oracle", str(manifest)]
+    for key, flag in (("llm", "--llm"), ("tokenizer", "--tokenizer"), ("interval_s", "--interval"),
+                      ("delay_s", "--delay")):
+        if doc.get(key) is not None:
+            run += [flag, str(doc[key])]
+    return (f"{manifest}: its oracle text is not cleaned as the live oracle's is now (its {SETTINGS} {made}; "
+            f"this kame's is {CLEANING_VERSION}), so the front-end learns text it will not be sent; run "
+            f"`{shlex.join(run)}` to clean it anew")
 
 
 # ---------------------------------------------------------------------------------------------

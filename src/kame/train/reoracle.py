@@ -356,7 +356,11 @@ def _record_oracle(path: Path, settings: dict | None, args, oracle_cfg) -> None:
     """kame data synth's record of the set (``settings``: synth.json's, read by _read_settings;
     None: none, nothing written) says what its oracle is now: llm, interval and delay are the
     oracle's (a later synth resume with another --llm warns); the oracle's seed goes apart
-    (synth's seed drew the voices and layout). Written whole or not at all (record_settings)."""
+    (synth's seed drew the voices and layout), "cleaning" the version of the cleaner of its text
+    (kame train warns of a set of another). Written whole or not at all (record_settings)."""
+    from ..backend.speech_text import CLEANING_VERSION
+
     if settings is not None:
         record_settings(path.parent, {**settings, "llm": args.llm, "interval_s": oracle_cfg.interval_s,
-                                       "delay_s": oracle_cfg.delay_s, "oracle_seed": args.seed})
+                                       "delay_s": oracle_cfg.delay_s, "oracle_seed": args.seed,
+                                       "cleaning": CLEANING_VERSION})

@@ -374,12 +374,15 @@ def _check_voice(tts, spec: str) -> None:
 
 
 def settings_of(args, cfg: SynthConfig, oracle_cfg) -> dict:
-    """What makes a set's dialogues alike (synth.json): a resume with others is warned about."""
+    """What makes a set's dialogues alike (synth.json): a resume with others is warned about.
+    "cleaning": the version of the oracle text's cleaner (kame train warns of a set of another)."""
+    from ..backend.speech_text import CLEANING_VERSION
+
     return {"qa": str(Path(args.qa).resolve()), "format": args.format, "language": args.language,
             "images": args.images, "llm": args.llm, "user_voices": list(cfg.user_voices),
             "agent_voice": cfg.agent_voice, "tokenizer": args.tokenizer, "max_answer_words": cfg.max_answer_words,
             "interval_s": oracle_cfg.interval_s, "delay_s": oracle_cfg.delay_s, "seed": cfg.seed,
-            "turns": args.turns}
+            "turns": args.turns, "cleaning": CLEANING_VERSION}
 
 
 def _check_settings(out: Path, settings: dict) -> None:
@@ -392,6 +395,8 @@ def _check_settings(out: Path, settings: dict) -> None:
             old = json.loads(path.read_text())
         except (OSError, ValueError):
             old = {}
+        if isinstance(old, dict) and old:  # (one written before the cleaner's version was: version 1's)
+            old.setdefault("cleaning", 1)
         changed = sorted(k for k in settings if k in old and old[k] != settings[k])
         if changed:
             log.warning("%s holds dialogues made with other settings (%s: %s); the set will mix them (use another "
