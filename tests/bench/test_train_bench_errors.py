@@ -286,6 +286,18 @@ def test_a_failed_encode_share_is_said_by_the_rank_that_failed(stderr):
                                                   "(kame -v shows their whole output)")
 
 
+@pytest.mark.parametrize("host", [None, "node2"])
+def test_the_echo_left_out_is_the_line_agree_raises(host):
+    """kame.train.parallel.peer_failed (agree's line in the other processes) is what child_error
+    takes for an echo: its wording is written once, in parallel.py."""
+    from kame.train.parallel import peer_failed
+
+    echo = "kame.errors.ConfigError: " + peer_failed("train", 1, host, "train: OSError: rank 1 cannot encode")
+    assert echo == "kame.errors.ConfigError: train: rank 1{} failed: OSError: rank 1 cannot encode".format(
+        f" (on {host})" if host else "")
+    assert bench_train._ECHO.match(echo) and not bench_train._ECHO.match("kame.errors.ConfigError: train: OSError: x")
+
+
 def test_the_root_causes_kame_error_is_said_as_is():
     stderr = PAIR.replace("[rank0]: RuntimeError: codec broke on rank 0", "[rank0]: kame.train.data.DataError: d0: bad") \
         .replace("rank 0 failed: RuntimeError: codec broke on rank 0", "rank 0 failed: d0: bad")

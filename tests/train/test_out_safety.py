@@ -48,7 +48,7 @@ def _fail_on(n, exc):
 
 
 def test_an_out_that_cannot_be_written_is_refused_before_anything_loads(tmp_path, capsys, monkeypatch, fake_codec):
-    import kame.train.finetune
+    import kame.train.launch
 
     manifest = str(_data(tmp_path / "data"))
 
@@ -56,7 +56,7 @@ def test_an_out_that_cannot_be_written_is_refused_before_anything_loads(tmp_path
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(checkpoint.tempfile, "mkstemp", read_only)
-    monkeypatch.setattr(kame.train.finetune, "load_for_training", lambda *a, **kw: pytest.fail("loaded"))
+    monkeypatch.setattr(kame.train.launch, "load_for_training", lambda *a, **kw: pytest.fail("loaded"))
     out = tmp_path / "ro" / "run"
     assert cli_main(["train", manifest, "-o", str(out), "--steps", "2", *CLI]) == 1
     err = capsys.readouterr().err

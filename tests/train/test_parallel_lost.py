@@ -9,7 +9,7 @@
 - a peer lost after the last step's save: a warning, the run ends normally (was: exit 1 and a
   --resume that is refused, "is at step 6 already");
 - a peer lost before training: "see its own output, if it said anything", a Ctrl-C said as one;
-- main's "as training ended" line is rank 0's only."""
+- main's "as training ended" line is rank 0's only; each process then leaves at once."""
 
 from __future__ import annotations
 
@@ -164,7 +164,15 @@ def test_a_peer_lost_before_training(tmp_path, monkeypatch, ctrl_c):
 
 
 @pytest.mark.parametrize("rank", ["0", "1"])
-def test_a_ctrl_c_as_training_ended_is_said_by_rank_0_only(monkeypatch, capsys, rank):
+def test_a_ctrl_c_as_training_ended_is_said_by_rank_0_only_and_each_process_leaves_at_once(monkeypatch, capsys,
+                                                                                            rank):
+    """Said by rank 0 only; then every process leaves at once, as after a stop mid-run
+    (finetune._stopped: childproc.leave_now, os._exit without the exit hooks; was: main returned
+    130, through the interpreter's exit, where torch's hooks can abort the process)."""
+    from kame.backend import childproc
+
+    left = []
+    monkeypatch.setattr(childproc, "leave_now", lambda status, exit_hooks: left.append((status, exit_hooks)))
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", rank)
 
@@ -181,6 +189,7 @@ def test_a_ctrl_c_as_training_ended_is_said_by_rank_0_only(monkeypatch, capsys, 
     err = capsys.readouterr().err
     said = "kame train: interrupted as training ended at step 6; its last checkpoint OUT/step-6 is saved"
     assert (err == "") if rank != "0" else err.startswith(said), err
+    assert left == [(130, False)]
 
 
 @pytest.mark.parametrize("rank", [0, 1])

@@ -23,7 +23,7 @@ def _lr(step):
 
 
 def test_a_resume_into_another_runs_folder_is_refused_unless_overwrite(tmp_path, capsys, fake_codec, monkeypatch):
-    import kame.train.finetune
+    import kame.train.launch
 
     manifest = str(_data(tmp_path / "data"))
     a, b = tmp_path / "a", tmp_path / "b"
@@ -35,7 +35,7 @@ def test_a_resume_into_another_runs_folder_is_refused_unless_overwrite(tmp_path,
 
     # A's step-1 resumed into B's folder: refused before the front-end loads, B's checkpoints untouched
     with monkeypatch.context() as m:
-        m.setattr(kame.train.finetune, "load_for_training", lambda *a, **kw: pytest.fail("loaded"))
+        m.setattr(kame.train.launch, "load_for_training", lambda *a, **kw: pytest.fail("loaded"))
         assert cli_main(["train", manifest, "-o", str(b), "--steps", "2", "--resume", str(a / "step-1"), *FAST]) == 1
     err = capsys.readouterr().err
     assert err.startswith("kame: error: train: ") and "Traceback" not in err, err

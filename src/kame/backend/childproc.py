@@ -38,7 +38,7 @@ import signal
 import sys
 import threading
 from multiprocessing import connection as mp_connection
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NoReturn
 
 from ..errors import BackendError, NotAvailableError
 
@@ -171,14 +171,24 @@ def exit_if_loading(status: int, say: Callable[[str], None] | None = None) -> No
         return
     if say is not None:
         say("the agent was still loading: exiting without waiting for its load to end")
-    import atexit
+    leave_now(status, exit_hooks=True)
 
-    atexit._run_exitfuncs()
+
+def leave_now(status: int, *, exit_hooks: bool) -> NoReturn:
+    """Leave the process at once with ``status`` (os._exit: no thread waited for, nothing raised
+    to the callers): ``exit_hooks``, the interpreter's exit hooks run first (the log's,
+    multiprocessing's, the LLM child's stop: exit_if_loading), else only the log's handlers are
+    flushed (kame train's stop under torchrun, finetune._stopped: torch's hooks can abort there);
+    then stdout and stderr are flushed. Tests patch it (a pytest process must not leave)."""
+    if exit_hooks:
+        import atexit
+
+        atexit._run_exitfuncs()
+    else:
+        logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # (closed or replaced streams)
             stream.flush()
-        except (AttributeError, OSError, ValueError):  # (closed or replaced streams)
-            pass
     os._exit(status)
 
 

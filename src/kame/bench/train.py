@@ -38,6 +38,7 @@ from pathlib import Path
 
 from ..cliargs import at_least
 from ..errors import CheckpointError, ConfigError, KameError
+from ..train.parallel import PEER_FAILED
 from .machine import rss_mb as _rss_mb  # (resident now, peak), nan off Linux where not measured
 
 log = logging.getLogger(__name__)
@@ -211,9 +212,10 @@ def _root_cause(stderr: str) -> tuple[int, int, str] | None:
 
 _KAME_ERROR = re.compile(r"kame(\.\w+)*\.\w+(Error|Exception): ")
 # the others' line when one process fails a check they all make (kame.train.parallel.agree: the command's checks,
-# the encode share): "kame.errors.ConfigError: train: rank 1 (on HOST) failed: <its error>"; the failing one's own
-# line says the same first (was: "another process failed ...", kame's wording before parallel.agree)
-_ECHO = re.compile(_KAME_ERROR.pattern + r"train: rank \d+(?: \(on [^)]*\))? failed: ")
+# the encode share): "kame.errors.ConfigError: train: rank 1 (on HOST) failed: <its error>" (parallel.peer_failed,
+# matched by its PEER_FAILED); the failing one's own line says the same first (was: "another process failed ...",
+# kame's wording before parallel.agree)
+_ECHO = re.compile(_KAME_ERROR.pattern + PEER_FAILED.pattern)
 
 
 def child_error(stderr: str, code: int) -> str:

@@ -469,7 +469,9 @@ def main(args) -> int:
     would handle it only at torchrun's SIGKILL, 30 s later. Under torchrun a Ctrl-C (SIGINT) is
     recorded too: a process whose KeyboardInterrupt a collective save took (torch.distributed.
     checkpoint catches it) or that learnt first that another process stopped for it says it as
-    its own Ctrl-C."""
+    its own Ctrl-C. Under torchrun main does not return after a stop: once its line is said the
+    process leaves with 130 (_stopped), the caller's finally blocks and the interpreter's exit
+    hooks not run (a caller in the same process, kame.cli's main or a test, does not go on)."""
     from ..cli import say
     from ..runtime.interrupt import exit_status, sigterm_as_ctrl_c, stopped_by
 
@@ -495,7 +497,7 @@ def main(args) -> int:
     if by and os.environ.get("RANK", "0") == "0":  # (one that came in the last step, its KeyboardInterrupt lost)
         say(f"kame train: {stopped_by(by[0])} as training ended at step {result.step}; its last checkpoint "
             f"{result.last_checkpoint} is saved")
-    return status() if by else 0
+    return _stopped(status(), torchrun) if by else 0
 
 
 def _stopped(status: int, torchrun: bool) -> int:
@@ -505,13 +507,9 @@ def _stopped(status: int, torchrun: bool) -> int:
     whose end at the interpreter's exit aborts the process after kame's line (SIGABRT, "terminate
     called without an active exception", exit -6 instead of 130, about 1 run in 10 on loaded cores).
     The log's handlers and stdout / stderr are flushed first; the interpreter's exit hooks are not
-    run (torch's among them)."""
-    if not torchrun:
-        return status
-    import sys
+    run (torch's among them): kame.backend.childproc.leave_now, which tests patch."""
+    if torchrun:
+        from ..backend import childproc
 
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(AttributeError, OSError, ValueError):  # (closed or replaced streams)
-            stream.flush()
-    os._exit(status)
+        childproc.leave_now(status, exit_hooks=False)
+    return status

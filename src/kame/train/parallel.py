@@ -259,8 +259,19 @@ def agree(check, what: str = "train"):
     said_first, there = verdicts[first]
     if failed is not None and said == said_first:
         raise failed
-    where = "" if there == host else f" (on {there})"
-    raise ConfigError(f"{what}: rank {first}{where} failed: {said_first.removeprefix(what + ': ')}")
+    raise ConfigError(peer_failed(what, first, None if there == host else there, said_first))
+
+
+def peer_failed(what: str, rank: int, host: str | None, said: str) -> str:
+    """agree's line in the processes that did not fail: "WHAT: rank R (on HOST) failed: <its
+    error>" (``host``: the failed one's machine when it is another, else None; ``said`` without
+    its own "WHAT: "). PEER_FAILED (its regex, beside it) matches its start."""
+    where = "" if host is None else f" (on {host})"
+    return f"{what}: rank {rank}{where} failed: {said.removeprefix(what + ': ')}"
+
+
+# the start of kame train's peer_failed line (kame bench train leaves these echoes out of what it says)
+PEER_FAILED = re.compile(r"train: rank \d+(?: \(on [^)]*\))? failed: ")
 
 
 class ShardsNotSaved(CheckpointError):
