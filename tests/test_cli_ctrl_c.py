@@ -220,3 +220,137 @@ def test_a_ctrl_c_while_the_llm_child_stops_after_a_run_that_ended_by_itself(tmp
     p = subprocess.run([sys.executable, "-c", CTRL_C_AS_THE_CHILD_STOPS], capture_output=True, text=True,
                        timeout=120, cwd=tmp_path)
     assert p.returncode == 0 and p.stderr == CUT_AFTER_THE_END, p.stderr
+
+
+@pytest.mark.parametrize("second", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("ended", ["by itself", "failed"])
+def test_two_signals_while_the_children_stop_keep_the_status_of_a_command_that_ended(monkeypatch, capsys, second,
+                                                                                     ended):
+    """A SIGTERM (held: the stop goes on), then a second signal while the children stop, after a
+    command that ended by itself (0) or failed (1): its status kept, said in one line as a Ctrl-C
+    there is (was, for a second SIGTERM: "terminated (SIGTERM) again: quit at once, nothing more
+    written", exit 143, which told a script the finished work was cut short)."""
+    from kame.backend import childproc
+    from kame.errors import ConfigError
+    from kame.runtime import filemode
+
+    stopped = []
+
+    def stop():
+        stopped.append(True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), getattr(signal, second))
+        return True
+
+    monkeypatch.setattr(childproc, "_shared_stops", [stop])
+    monkeypatch.setattr(filemode, "main", (lambda args: 0) if ended == "by itself" else _raises(ConfigError("no voice")))
+    assert cli.main(["run", "in.wav", "-o", "out.wav"]) == (0 if ended == "by itself" else 1)
+    said = "interrupted" if second == "SIGINT" else "terminated (SIGTERM)"
+    assert stopped == [True] and capsys.readouterr().err == (
+        ("" if ended == "by itself" else "kame: error: no voice\n")
+        + f"kame run: {said} while the back-end's child processes stopped; the command had ended\n")
+
+
+@pytest.mark.parametrize("second", [None, "SIGINT", "SIGTERM"])
+def test_after_a_ctrl_c_cut_a_childs_stop_the_others_are_still_stopped(monkeypatch, capsys, second):
+    """Two shared children (a cascade: pocketsphinx's and the embedded LLM's), a Ctrl-C while the
+    first stops after a run that ended by itself: the second is stopped by kame's main too (was:
+    left to its exit hook, where a second Ctrl-C printed the atexit traceback); a ``second``
+    signal while it stops quits at once, said; the run's status 0 kept either way."""
+    from kame.backend import childproc
+    from kame.runtime import filemode
+
+    calls = []
+
+    def first():
+        calls.append("first")
+        os.kill(os.getpid(), signal.SIGINT)
+        return True
+
+    def other():
+        calls.append("other")
+        if second:
+            os.kill(os.getpid(), getattr(signal, second))
+        return True
+
+    monkeypatch.setattr(childproc, "_shared_stops", [first, other])
+    monkeypatch.setattr(filemode, "main", lambda args: 0)
+    assert cli.main(["run", "in.wav", "-o", "out.wav"]) == 0
+    said = {None: "", "SIGINT": "kame run: interrupted again: quit at once, nothing more written\n",
+            "SIGTERM": "kame run: terminated (SIGTERM) again: quit at once, nothing more written\n"}[second]
+    assert calls == ["first", "other"] and capsys.readouterr().err == (
+        CUT_AFTER_THE_END.rstrip("\n") + " (stopping the others: Ctrl-C again to quit at once)\n" + said)
+
+
+# as CTRL_C_AS_THE_CHILD_STOPS, with two children (a cascade's: pocketsphinx's, the embedded LLM's), each
+# registered with release_children and the exit hook, and idempotent as their close() is: a Ctrl-C while the
+# first stops, a second while the other one does
+TWO_CHILDREN = """
+import atexit, os, signal, sys
+from kame.backend import childproc
+from kame.cli import main
+from kame.runtime import filemode
+
+calls = []
+
+def stand_in(name):
+    def close():
+        if name in calls:
+            return False
+        calls.append(name)
+        os.kill(os.getpid(), signal.SIGINT)
+        return True
+    childproc.shared_child(close)
+    atexit.register(close)
+
+stand_in("llm")
+stand_in("pocketsphinx")
+filemode.main = lambda args: 0
+status = main(["run", "in.wav", "-o", "out.wav"])
+print("stopped by main:", *calls, file=sys.stderr)
+sys.exit(status)
+"""
+
+
+def test_two_ctrl_cs_while_two_children_stop_print_no_traceback(tmp_path):
+    """(was: the second child left to its exit hook: "Exception ignored in atexit callback" and a
+    KeyboardInterrupt traceback)"""
+    from pathlib import Path
+
+    import kame
+
+    env = {**os.environ, "PYTHONPATH": str(Path(kame.__file__).parents[1])}  # (this kame, with cwd elsewhere)
+    p = subprocess.run([sys.executable, "-c", TWO_CHILDREN], capture_output=True, text=True, timeout=120,
+                       cwd=tmp_path, env=env)
+    assert p.returncode == 0 and p.stderr == (
+        CUT_AFTER_THE_END.rstrip("\n") + " (stopping the others: Ctrl-C again to quit at once)\n"
+        "kame run: interrupted again: quit at once, nothing more written\n"
+        "stopped by main: llm pocketsphinx\n"), p.stderr
+
+
+def test_the_children_are_stopped_after_an_output_error_too(monkeypatch, capsys):
+    """A command that failed to write its standard output (a full disk: `> /dev/full`) has its shared
+    children stopped by kame's main too, a Ctrl-C meanwhile said as after any failure, status 1
+    kept (was: left to the interpreter's exit hook)."""
+    import errno
+
+    from kame.backend import childproc
+    from kame.runtime import filemode
+
+    stopped = []
+
+    def stop():
+        stopped.append(True)
+        os.kill(os.getpid(), signal.SIGINT)
+        return True
+
+    def full(args):
+        exc = OSError(errno.ENOSPC, "No space left on device")
+        exc.kame_stream = "stdout"  # (as kame's marked stdout raises it)
+        raise exc
+
+    monkeypatch.setattr(childproc, "_shared_stops", [stop])
+    monkeypatch.setattr(filemode, "main", full)
+    assert cli.main(["run", "in.wav", "-o", "out.wav"]) == 1
+    assert stopped and capsys.readouterr().err == (
+        CUT_AFTER_THE_END + "kame: error: cannot write to standard output: No space left on device\n")

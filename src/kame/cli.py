@@ -390,6 +390,10 @@ def _run(argv: list[str]) -> int:
             status = _interrupted(argv, exc=exc)
             if isinstance(exc, QuitAtOnce):  # (a second signal: nothing more, the children left to the exit hook)
                 return status
+        except OSError as exc:  # an output error, a failure (main says it: "kame: error: cannot write to ..."):
+            if getattr(exc, "kame_stream", None) is not None:  # its children stopped first (was: by the exit hook)
+                _released(1, _command(argv))
+            raise
         return _released(status, _command(argv))  # (a command that raised too: was left to the exit hook)
     except KeyboardInterrupt as exc:  # (a second signal while the children stop)
         return _interrupted(argv, exc=exc)
@@ -397,27 +401,42 @@ def _run(argv: list[str]) -> int:
 
 def _released(status: int, command: str) -> int:
     """After any command (``status`` returned, or 1 / 130 for what it raised), the children its
-    agents share (the embedded LLM's: kame.backend.childproc.release_children) are stopped here, not
-    in the interpreter's exit hook, where a Ctrl-C (the child's stop waits up to 10 s) printed
-    "Exception ignored in atexit callback" with a KeyboardInterrupt traceback, and a SIGTERM killed
-    the process, nothing said. After a command a signal stopped (130, 143) a signal here is the
-    second: it quits at once (QuitAtOnce, said by _run's handler: "kame run: interrupted again: quit
-    at once, nothing more written"). After one that ended otherwise (its work done or failed) a
-    SIGTERM waits for the children's stop and a Ctrl-C cuts it short, said in one line ("kame run:
-    interrupted while the back-end's child processes stopped; the command had ended"), and the
-    command's ``status`` is kept either way: the signal did not cut its work. ``status`` is returned."""
-    from .backend.childproc import has_shared_children, release_children
-    from .runtime.interrupt import QuitAtOnce, after_stop
+    agents share (the embedded LLM's, pocketsphinx's: kame.backend.childproc.release_children) are
+    stopped here, not in the interpreter's exit hooks, where a Ctrl-C (a child's stop waits up to
+    10 s) printed "Exception ignored in atexit callback" with a KeyboardInterrupt traceback, and a
+    SIGTERM killed the process, nothing said; not over again after a command that stopped them
+    itself as its last step (kame serve's stop: childproc.shared_stops). After a command a signal
+    stopped (130, 143) a signal here is the second: it quits at once (QuitAtOnce, said by _run's
+    handler: "kame run: interrupted again: quit at once, nothing more written"). After one that
+    ended otherwise (its work done or failed) no signal here changes ``status``, which is returned:
+    the signal did not cut its work. A SIGTERM waits for the children's stop; a Ctrl-C, or a
+    second SIGTERM, cuts the child's stop under way short, said in one line ("kame run:
+    interrupted while the back-end's child processes stopped; the command had ended"; was for a
+    second SIGTERM: "terminated (SIGTERM) again: quit at once", exit 143), and the children not
+    reached yet are stopped next, where a signal quits at once (said as a second signal's; they are
+    left to their exit hooks; was: all of them were, and a Ctrl-C there printed the traceback)."""
+    from .backend.childproc import release_children, shared_stops
+    from .runtime.interrupt import QuitAtOnce, after_stop, again, stopped_by
 
-    if not has_shared_children():  # (nothing to stop: a command that started no shared child)
+    stops = shared_stops()  # (emptied as they are called: the ones a signal left unreached)
+    if not stops:  # (nothing to stop: a command that started no shared child, or stopped them itself)
         return status
+    stopped = status in (130, 143)
     try:
-        with after_stop(status in (130, 143)):
-            release_children()
+        with after_stop(stopped):
+            release_children(stops)
+        return status
     except KeyboardInterrupt as exc:
-        if isinstance(exc, QuitAtOnce):
+        if stopped:  # (inside after_stop(True) every signal is a QuitAtOnce)
             raise
-        said_interrupted(command, when=" while the back-end's child processes stopped; the command had ended")
+        name = getattr(exc, "signal", "SIGINT")
+    rest = f" (stopping the others: {again(name)})" if stops else ""
+    say(f"{command}: {stopped_by(name)} while the back-end's child processes stopped; the command had ended{rest}")
+    try:
+        with after_stop(True):
+            release_children(stops)
+    except QuitAtOnce as exc:  # (the rest: left to their exit hooks)
+        say(f"{command}: {exc.said}")
     return status
 
 

@@ -318,7 +318,7 @@ HELD_STOP_SCRIPT = textwrap.dedent("""
             await stop(self)
         EchoAgent.stop = held_stop
     elif sys.argv[1] == "children":
-        childproc.release_children = lambda: (held("the children"), print("done: the children", flush=True))[0]
+        childproc.release_children = lambda **kw: (held("the children"), print("done: the children", flush=True))[0]
     elif sys.argv[1] == "exit":
         app.leave_if_loading = lambda health, status: (held("the exit"), print("done: the exit", flush=True))
     else:  # (after kame.cli's main has returned: its early stop's block has ended)

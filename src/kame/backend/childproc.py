@@ -179,7 +179,9 @@ def leave_now(status: int, *, exit_hooks: bool) -> NoReturn:
     to the callers): ``exit_hooks``, the interpreter's exit hooks run first (the log's,
     multiprocessing's, the LLM child's stop: exit_if_loading), else only the log's handlers are
     flushed (kame train's stop under torchrun, finetune._stopped: torch's hooks can abort there);
-    then stdout and stderr are flushed. Tests patch it (a pytest process must not leave)."""
+    then stdout and stderr are flushed. Tests patch it (a pytest process must not leave). Not for
+    a signal handler that ends an exit that hangs (kame.server.stopping's _leave: a bare os._exit),
+    whose hang may hold the log's or a stream's lock, which these would wait for."""
     if exit_hooks:
         import atexit
 
@@ -214,12 +216,7 @@ def _child(target: Callable, conn, *args) -> None:
         mp.util._exit_function()  # (without it the resource tracker warns of a "leaked semaphore")
     except Exception:  # noqa: BLE001 - leaving anyway
         pass
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (AttributeError, OSError, ValueError):  # (closed or replaced streams)
-            pass
-    os._exit(0)
+    leave_now(0, exit_hooks=False)  # (the log's handler, stdout and stderr flushed)
 
 
 def _log_as_kame() -> None:
@@ -301,19 +298,34 @@ def shared_child(stop: Callable[[], bool]) -> None:
     _shared_stops.append(stop)
 
 
-def has_shared_children() -> bool:
-    """Whether a shared child's stop was registered (shared_child): release_children has work."""
-    return bool(_shared_stops)
+_released_for_good = False  # release_children(final=True) began
 
 
-def release_children() -> int:
+def shared_stops() -> list[Callable[[], bool]]:
+    """The registered shared children's stop functions (shared_child), a new list to give
+    release_children; none once the command's own last release began (release_children(final=True):
+    kame serve's stop), so kame's main (kame.cli) does not stop them over again."""
+    return [] if _released_for_good else list(_shared_stops)
+
+
+def release_children(stops: list[Callable[[], bool]] | None = None, *, final: bool = False) -> int:
     """Stop the back-end child processes that the agents of this process share (the embedded
     LLM's, pocketsphinx's), e.g. after ``agent.stop()`` in a long-lived program, to give their
     memory back. An agent created later starts them again when it loads (the LLM's load
     is paid again); a request or utterance it interrupts gets a back-end error. It waits for
     each child to exit (up to ~10 s each): call it from a thread (``asyncio.to_thread``), not
-    on an event loop. Returns how many children were stopped."""
-    return sum(bool(stop()) for stop in list(_shared_stops))
+    on an event loop. Returns how many children were stopped. ``stops``: those to call (from
+    shared_stops(); default: all), each taken off the list before it is called, so after a Ctrl-C
+    cut the release short the list holds the ones not reached (kame's main stops those next).
+    ``final``: the command's own last release (kame serve's stop, which owns its children's end
+    and its second Ctrl-C's rule): kame's main then stops none again, even after a Ctrl-C cut it."""
+    global _released_for_good
+    _released_for_good = _released_for_good or final
+    stops = list(_shared_stops) if stops is None else stops
+    stopped = 0
+    while stops:
+        stopped += bool(stops.pop(0)())
+    return stopped
 
 
 PROC = "/proc"  # (Linux's; a test points it elsewhere to play a system without one)

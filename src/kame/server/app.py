@@ -530,11 +530,12 @@ def _release_children(stopping: Stopping) -> None:
     pocketsphinx's) with the server, before the interpreter's exit: a (re)load under way is
     terminated, not waited for, and each stop is logged (was: nothing stopped them before the exit
     hooks, which waited out a whole LLM reload, ~50 s, in silence). A second Ctrl-C meanwhile
-    leaves the rest to their exit hooks."""
+    leaves the rest to their exit hooks. The one release: kame's main does not stop them again
+    (``final``; was: it started over after a second Ctrl-C, which should quit at once)."""
     from ..backend.childproc import release_children
 
     try:
-        release_children()
+        release_children(final=True)
     except KeyboardInterrupt:
         stopping.interrupted = True
 

@@ -150,6 +150,7 @@ class Stopping:
         """A SIGTERM or SIGHUP once the stop is done (a step of the exit that hangs: an exit hook, a
         thread joined): the process ends at once, as a kill would, with the stop's status (1 after
         a failed start)."""
+        # a bare os._exit, not childproc.leave_now: no flush, no log shutdown (the hang may hold their locks)
         os._exit(1 if self.failed else self.status)
 
     @property

@@ -234,7 +234,10 @@ def lost_peer(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and LOST_PEER.search(str(exc)) is not None
 
 
-def agree(check, what: str = "train"):
+WHAT = "train"  # agree's ``what`` (kame train's errors start "train: "): PEER_FAILED is built from it
+
+
+def agree(check, what: str = WHAT):
     """``check()`` in every process of the group (each calls agree at the same point; a process
     group formed) -> its result, when it passed in every process. Else every process raises at
     once (was: the others went on, and waited for the one that stopped up to the group's
@@ -265,13 +268,13 @@ def agree(check, what: str = "train"):
 def peer_failed(what: str, rank: int, host: str | None, said: str) -> str:
     """agree's line in the processes that did not fail: "WHAT: rank R (on HOST) failed: <its
     error>" (``host``: the failed one's machine when it is another, else None; ``said`` without
-    its own "WHAT: "). PEER_FAILED (its regex, beside it) matches its start."""
+    its own "WHAT: "). PEER_FAILED (its regex, beside it) matches its start for WHAT, agree's default."""
     where = "" if host is None else f" (on {host})"
     return f"{what}: rank {rank}{where} failed: {said.removeprefix(what + ': ')}"
 
 
 # the start of kame train's peer_failed line (kame bench train leaves these echoes out of what it says)
-PEER_FAILED = re.compile(r"train: rank \d+(?: \(on [^)]*\))? failed: ")
+PEER_FAILED = re.compile(re.escape(WHAT) + r": rank \d+(?: \(on [^)]*\))? failed: ")
 
 
 class ShardsNotSaved(CheckpointError):

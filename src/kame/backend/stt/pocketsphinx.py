@@ -336,13 +336,15 @@ class DecoderProcess:
     def close(self) -> bool:
         """Stop the child (it exits when its pipe closes; at interpreter exit, and at
         release_children: the next agent (ensure_started) or utterance starts it again). Returns
-        whether one ran."""
+        whether one ran. Taken off first, as the embedded LLM's close() does: a stop cut short (a
+        Ctrl-C during its wait; its pipe closed first, the child leaves on its own or with this
+        process) is not done again by the next close() (was: the exit hook's, waiting again)."""
         with self._lock:
-            proc = self.proc
-            with self._reaping:
-                stop_child(self.proc, self.conn)
+            proc, conn = self.proc, self.conn
             self.proc = self.conn = None
             self.released = True
+            with self._reaping:
+                stop_child(proc, conn)
         return proc is not None
 
 
