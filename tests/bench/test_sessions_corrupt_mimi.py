@@ -20,7 +20,9 @@ def mimi_files(tmp_path):
     cut.write_bytes(data[: len(data) // 2])  # (an incomplete download)
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\x00" * 64)  # (no safetensors header)
-    return whole, cut, junk
+    misnamed = tmp_path / "mimi.bin"
+    misnamed.write_bytes(data)  # (a whole file, but not named as the loader takes it)
+    return whole, cut, junk, misnamed
 
 
 def test_a_corrupt_mimi_file_is_said_before_any_case(mimi_files, monkeypatch, capsys):
@@ -35,8 +37,9 @@ def test_a_corrupt_mimi_file_is_said_before_any_case(mimi_files, monkeypatch, ca
 
     monkeypatch.setattr(sessions, "run_case", case)
     monkeypatch.setattr(sessions, "table", lambda rows: "")  # (the stand-in case's row: not all the table's figures)
-    whole, cut, junk = mimi_files
-    for bad, said in ((cut, f"{cut} is truncated: it has"), (junk, f"cannot read {junk}: not a readable safetensors")):
+    whole, cut, junk, misnamed = mimi_files
+    for bad, said in ((cut, f"{cut} is truncated: it has"), (junk, f"cannot read {junk}: not a readable safetensors"),
+                      (misnamed, f"{misnamed}: expected a .safetensors file (Mimi checkpoint")):  # (was: at case 1)
         capsys.readouterr()
         assert main(["bench", "sessions", "--frontend", "random:tiny", "--codec", f"mimi:{bad}"]) == 1
         captured = capsys.readouterr()

@@ -133,3 +133,91 @@ def test_follow_into_a_live_runs_folder_is_refused(tmp_path, capsys, fake_codec,
     err = " ".join(capsys.readouterr().err.split())
     assert f"eval follow: another kame process (pid {other.pid}) is writing to -o {out}" in err, err
     assert sorted(p.name for p in out.iterdir()) == [".lock"]
+
+
+def test_a_refused_mtbench_leaves_the_live_runs_runs_folder_alone(tmp_path, capsys, monkeypatch, fake_components,
+                                                                   mtbench_judges, agent_runs, live_run):
+    """The live run made OUT/runs after the refused one started (OUT/runs missing then): the refused
+    one's undo leaves it (was: removed, as made by it, so the live run's first question failed)."""
+    from kame.eval import mtbench
+
+    qf = write(tmp_path / "question.jsonl", [QUESTIONS[1]])
+    out = tmp_path / "out"
+    out.mkdir()
+    live_run(out)
+    real = mtbench.make_voice
+
+    def meanwhile(*args):  # (the live run, just after its lock, makes its runs/)
+        (out / "runs").mkdir()
+        return real(*args)
+
+    monkeypatch.setattr(mtbench, "make_voice", meanwhile)
+    assert "is writing to -o" in refused_mtbench(capsys, qf, out)
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "runs"]
+
+
+def test_a_run_that_took_over_undoes_only_its_own(tmp_path, capsys, monkeypatch, fake_components, mtbench_judges,
+                                                  agent_runs):
+    """-o missing when this run started; meanwhile another run made it, wrote its eval.json and
+    results and ended (its .lock let go). This run takes the lock over and fails before its first
+    question: its undo leaves that run's files (was: its eval.json and .lock removed, as "not there")."""
+    from kame.eval import mtbench
+
+    qf = write(tmp_path / "question.jsonl", [QUESTIONS[1]])
+    out = tmp_path / "out"
+    real = mtbench.make_voice
+
+    def meanwhile(*args):  # (the other run, begun and ended)
+        (out / "runs").mkdir(parents=True)
+        (out / "runs" / "101.rec.json").write_text("{}")
+        (out / "eval.json").write_text('{"the other run": 1}')
+        (out / "results.jsonl").write_text('{"question_id": "101"}\n')
+        (out / ".lock").write_text("999999999\n")
+        return real(*args)
+
+    monkeypatch.setattr(mtbench, "make_voice", meanwhile)
+    refused_mtbench(capsys, qf, out, judge="test_dead_judge")
+    assert (out / "eval.json").read_text() == '{"the other run": 1}'
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "eval.json", "results.jsonl", "runs"]
+
+
+def test_the_refusal_names_the_pid_the_lock_was_refused_on(tmp_path, capsys, judges, monkeypatch):
+    """The live run ended and removed its .lock just after this run's flock was refused: the pid is
+    the one read through the refused file (was: the file read again by its path, "pid ?")."""
+    import fcntl
+
+    from kame.train.checkpoint import out_lock
+
+    a, b = two_folders(tmp_path)
+    out = tmp_path / "pair"
+    real = fcntl.flock
+
+    def then_gone(f, op):
+        try:
+            return real(f, op)
+        except BlockingIOError:
+            (out / ".lock").unlink()  # (the live run's undo, as it ends)
+            raise
+
+    with out_lock(out):  # (the live run: this process, another open file)
+        monkeypatch.setattr(fcntl, "flock", then_gone)
+        err = refused_pairwise(capsys, a, b, out)
+    assert f"eval pairwise: another kame process (pid {os.getpid()}) is writing to -o {out}" in err, err
+
+
+def test_a_file_system_without_locks_is_warned_of_in_evals_words(tmp_path, judges, monkeypatch, caplog):
+    import errno
+    import fcntl
+    import logging
+
+    def refused(*a):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    a, b = two_folders(tmp_path)
+    out = tmp_path / "pair"
+    monkeypatch.setattr(fcntl, "flock", refused)
+    with caplog.at_level(logging.WARNING, logger="kame.train.checkpoint"):
+        assert pairwise(a, b, out) == 0
+    said = [r.getMessage() for r in caplog.records if "cannot lock" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("eval pairwise: cannot lock"), said  # (was: "train: ...")
+    assert f"a second kame eval pairwise into -o {out} would not be refused" in said[0], said

@@ -133,6 +133,7 @@ def test_dot_dot_in_out_leaves_no_folder_behind(tmp_path, existing):
         out = tmp_path / given
         first = FirstWrites(out, files=["eval.json"], folders=["runs"])
         check_output_folder(out, flag="-o")
+        first.lock("eval mtbench")  # (as mtbench's: before anything is written in OUT)
         (out / "runs").mkdir()
         (out / "eval.json").write_text("{}")
         first.undo()

@@ -105,7 +105,7 @@ async def test_a_reload_that_ends_before_the_timer_runs_out_gets_the_whole_limit
     assert exc.value.reloaded and exc.value.reload_waited == 0.0  # (it never saw it loading)
 
 
-class _Finishing:
+class _ReadingPrompt:
     """An LLM whose child reads a prompt, which it cannot stop in (the embedded LLM's ``reading_prompt``;
     its end moves ``loaded_at`` and sets ``finished_at``)."""
 
@@ -121,7 +121,7 @@ class _Finishing:
 
 async def test_a_cancelled_requests_prompt_read_is_waited_for_as_a_reload_and_worded_so():
     """Review r7 finding 1: was NothingWithin when the read outlasted the timer."""
-    clock, part, said = FakeClock(), _Finishing(), []
+    clock, part, said = FakeClock(), _ReadingPrompt(), []
 
     async def never():
         await clock.sleep(1e9)

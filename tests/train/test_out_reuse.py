@@ -42,7 +42,7 @@ def test_a_run_into_an_out_being_written_is_refused_by_the_lock_before_the_out_c
         for more in ([], ["--overwrite"]):
             assert cli_main(["train", manifest, "-o", str(out), "--steps", "2", *CLI, *more]) == 1
             err = capsys.readouterr().err
-            assert "another kame train" in err and "holds files already" not in err, err
+            assert "train: another kame process" in err and "holds files already" not in err, err
     assert (out / "step-1" / "train_state.pt").is_file()
 
 

@@ -131,7 +131,7 @@ def test_a_second_run_into_an_out_being_written_is_refused(tmp_path, capsys, fak
     with out_lock(out):  # (a run writing there: its lock)
         assert cli_main(["train", manifest, "-o", str(out), "--steps", "2", *CLI]) == 1
         err = capsys.readouterr().err
-        assert f"another kame train (pid {os.getpid()}) is writing to -o {out}" in err and "another -o" in err, err
+        assert f"train: another kame process (pid {os.getpid()}) is writing to -o {out}" in err and "another -o" in err, err
         assert sorted(p.name for p in out.iterdir()) == [".lock"]
     # once it ended (its .lock left, holding a pid): no longer blocks, nor counts as files already
     assert cli_main(["train", manifest, "-o", str(out), "--steps", "2", *CLI]) == 0

@@ -71,7 +71,7 @@ def test_a_restart_into_a_live_runs_out_is_told_of_its_lock(tmp_path, restarted)
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         lock.write("4242\njob-a\n")
         lock.flush()
-        with pytest.raises(ConfigError, match=r"another kame train \(pid 4242\) is writing to -o"):
+        with pytest.raises(ConfigError, match=r"another kame process \(pid 4242\) is writing to -o"):
             check_restarted(out)
 
 

@@ -100,7 +100,7 @@ def test_a_second_run_into_a_live_runs_out_is_told_of_its_lock_only(tmp_path):
         said = _machines(tmp_path, [str(manifest), "-o", str(out), *ARGS])
     for rc, err in said:
         errors = _errors(err)
-        assert rc == 1 and len(errors) == 1 and "another kame train (pid 4242) is writing to -o" in errors[0], said
+        assert rc == 1 and len(errors) == 1 and "another kame process (pid 4242) is writing to -o" in errors[0], said
         assert "--overwrite" not in err and "--resume" not in err, err  # (was rank 1's advice)
     assert sorted(p.name for p in out.iterdir()) == [".lock", "step-3"]
 

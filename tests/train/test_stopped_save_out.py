@@ -39,7 +39,7 @@ def test_a_second_run_into_a_live_runs_out_changes_nothing_there(run, capsys):
         assert cli_main(["train", manifest, "-o", str(out), "--steps", "5", "--resume", str(out / "latest"),
                          *CLI]) == 1
     said = capsys.readouterr()
-    assert "another kame train (pid " in said.err and "put " not in said.out, said
+    assert "train: another kame process (pid " in said.err and "put " not in said.out, said
     assert (out / ".step-3.old").is_dir() and not (out / "step-3").exists()  # (was: renamed back to step-3)
 
 

@@ -149,12 +149,12 @@ def _codec(spec: str) -> str:
                 registry.create("codec", spec)
             else:
                 from ..codec.mimi import check_arg
-                from ..model.tensorfiles import check_header_dtypes, safetensors_header
+                from ..model.tensorfiles import check_safetensors
 
                 source = check_arg(arg)  # (as the codec checks it: mimi:random-typo said as itself says it)
-                if not isinstance(source, str):  # a checkpoint: its header read, not its weights (a truncated or
-                    check_header_dtypes(safetensors_header(source)[0], source)  # corrupt file said now, not when the
-                    # first case built its agent, after the header was out, as "codec.spec = ...")
+                if not isinstance(source, str):  # a checkpoint: checked as its loader does, its header read, not its
+                    check_safetensors(source, "Mimi checkpoint")  # weights (a truncated, corrupt or misnamed file said
+                    # now, not when the first case built its agent, after the header was out, as "codec.spec = ...")
         return spec
     try:
         registry.create("codec", "embedded")

@@ -56,7 +56,9 @@ was raised, "(at mine.py:12)", and its traceback with `kame -v` (kame.backend.ll
 
 Metrics (via ``metric(name, value, labels)``): llm_ttft, tts_first_chunk, first_response_latency
 (user's end of speech -> first audible agent sample), content_latency (same point: in the cascade
-the first audible sample is already the LLM's answer; labelled estimate="tts-onset").
+the first audible sample is already the LLM's answer; labelled estimate="tts-onset"), reply_stall
+(a reply its LLM or TTS ended by stalling, Stalled: the wall seconds its stall timer ran; labelled
+component, clock_s: the seconds it ran on the session's clock).
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ from ..backend.prompt import PromptConfig, ReplyGuard
 from ..backend.types import FRAME_SIZE, ChatMessage
 from ..errors import BackendError
 from ..runtime.base import AgentText, BackendHealth, Output, _why
-from ..runtime.clock import END, Clock, NothingWithin, next_within, waits_for_reload
+from ..runtime.clock import END, Clock, MonotonicClock, NothingWithin, next_within, waits_for_reload
 from .config import CascadeConfig
 from .text import SegmentSplitter
 
@@ -85,7 +87,14 @@ log = logging.getLogger(__name__)
 
 
 class Stalled(BackendError):
-    """A component gave nothing within its timeout (our timer ended its stream)."""
+    """A component gave nothing within its timeout (our timer ended its stream): ``clock_s`` the
+    seconds the timer ran on the session's clock, ``wall_s`` the wall seconds that took (fewer
+    under `kame run --fast`, whose clock runs ahead of wall time: the component had less time
+    than its limit). _fail records both (the "reply_stall" metric)."""
+
+    def __init__(self, message: str, clock_s: float = 0.0, wall_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.clock_s, self.wall_s = clock_s, wall_s
 
 
 async def _aclose(stream) -> None:
@@ -173,6 +182,9 @@ class ReplyParts:
     # a reload of the LLM's model, and waited on; the oracle's stats count the same; the cascade
     # session's "stats" Meta sends it, and for hybrid routing the tandem session's)
     stats: Counter = field(default_factory=Counter)
+    # wall time, beside ``clock`` (under `kame run --fast` a virtual one, ahead of wall time): what
+    # a stall's timer ran in it is Stalled.wall_s (tests set this one attribute)
+    wall: Clock = field(default_factory=MonotonicClock)
 
     def __post_init__(self) -> None:
         if self.health is None:
@@ -443,6 +455,7 @@ class ReplyPipeline:
         first_limit, chunk_limit = self.parts.limits("llm" if what == "LLM" else "tts")
         timeout, limit, first = stall_timeout(first_limit, chunk_limit, self.clock.now() - t_req,
                                               text=not first, alive=alive)
+        started, wall = self.clock.now(), self.parts.wall.now()
         try:
             return await next_within(stream, self.clock, timeout, loading=self.llm if what == "LLM" else None,
                                      limit=limit, on_reload=self._reload_wait)
@@ -451,7 +464,8 @@ class ReplyPipeline:
             what = f"{what} {describe(self.llm if what == 'LLM' else self.tts)}"
             plain = (f"{what} stalled: nothing within {first_limit:g} s of the request" if first else
                      f"{what} stalled: nothing for {chunk_limit:g} s after its last output")
-            raise Stalled(exc.why(what, f"{limit:g}", plain)) from None
+            raise Stalled(exc.why(what, f"{limit:g}", plain), clock_s=self.clock.now() - started,
+                          wall_s=self.parts.wall.now() - wall) from None
 
     def _reload_wait(self) -> None:
         """The LLM's stall timer ran out while it (re)loads its model, and waits for it: counted
@@ -478,3 +492,5 @@ class ReplyPipeline:
         at, trace = bug_at(exc, log)  # (the component's own bug: where it was raised, its traceback at DEBUG)
         log.warning("%s%s%s", f"session {self.parts.session}: " if self.parts.session else "", msg, at, exc_info=trace)
         self._health.report(component, False, self.clock.now(), why, msg)
+        if isinstance(exc, Stalled):  # (kame run's summary counts these: was a regex over the message's words)
+            self._metric("reply_stall", exc.wall_s, {"component": component, "clock_s": exc.clock_s})

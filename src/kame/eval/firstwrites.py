@@ -4,7 +4,9 @@ removed again (was: OUT/eval.json and an empty OUT/runs/ left, a folder that loo
 evaluation), and an OUT used before gets back the settings file it had, byte for byte.
 
     first = FirstWrites(out, files=["eval.json"], folders=["runs"])  # before anything is written in OUT
-    ...                                                             # OUT made, eval.json written
+    ...                                                             # OUT made
+    first.lock("eval mtbench")                                      # held: OUT as found, looked at
+    ...                                                             # eval.json written, runs/ made
     first.keep()                                                    # the first question starts: kept
     first.undo()                                                    # (or: failed before it) undone
 
@@ -13,7 +15,9 @@ evaluation), and an OUT used before gets back the settings file it had, byte for
 ``lock`` (called once OUT is made, before anything is written in it) holds OUT/.lock, kame train's
 (kame.train.checkpoint.out_lock), until ``run`` returns: a second run into the same OUT is refused
 (was: two runs interleaved their lines in OUT/results.jsonl); a lock its process left (gone) is
-taken over. A fresh OUT/.lock goes with the undo.
+taken over. A fresh OUT/.lock goes with the undo. ``files`` and ``folders`` are looked at only
+then: without ``lock`` the undo restores none of them, only removes OUT and its parents made, if
+empty (kame bench latency's use: no files).
 """
 
 from __future__ import annotations
@@ -26,55 +30,60 @@ from ..paths import write_replacing
 
 
 class FirstWrites:
-    """``out``'s state before a run writes into it: which of ``out`` (and its missing parents) and
-    its subfolders ``folders`` are missing, and the bytes of its files ``files`` (None: missing).
-    ``undo`` puts each file back as it was (a new one removed) and removes the folders made, if
-    empty, unless ``keep`` was called; it never raises (a file that cannot be read now is left
-    alone) and is done once. ``kept``: whether ``keep`` was called (an undo leaves it False)."""
+    """``out``'s state before a run writes into it: which of ``out`` and its missing parents are
+    missing when the run starts, and, once ``lock`` holds OUT/.lock (nothing is written in OUT
+    before), which of its subfolders ``folders`` are missing and the bytes of its files ``files``
+    (None: missing). ``undo`` puts each file back as it was (a new one removed) and removes the
+    folders made, if empty, unless ``keep`` was called; it never raises (a file that cannot be read
+    now is left alone) and is done once. ``kept``: whether ``keep`` was called (an undo leaves it
+    False). A run ``lock`` refused leaves everything in OUT to the live run."""
 
     def __init__(self, out: str | Path, files=(), folders=()) -> None:
         out = Path(out)
         try:
-            self._made = _to_make(out, folders)
+            self._made = _to_make(out, ())
         except OSError:  # (an OUT that cannot be looked at: check_output_folder says why; nothing made)
             self._made = []
-        self._files: dict[Path, bytes | None] = {}
-        for name in files:
-            path = out / name
-            try:
-                self._files[path] = path.read_bytes() if path.is_file() else None
-            except OSError:  # (unreadable now: left alone by undo)
-                pass
+        self._names, self._folders = files, folders
+        self._files: dict[Path, bytes | None] = {}  # (none before the lock: nothing is written in OUT before it)
         self.kept = False
         self._undone = False
         from ..train.checkpoint import LOCK
 
         self._lock = out / LOCK
-        try:
-            self._lock_was = self._lock.exists()
-        except OSError:
-            self._lock_was = True  # (never removed by undo)
+        self._lock_was = True  # (never removed by undo unless lock made it)
         self._locked = False
         self._held = contextlib.ExitStack()  # (the lock: let go when run returns)
 
     def lock(self, command: str) -> None:
         """Hold OUT/.lock until ``run`` returns (OUT made: check_output_folder); ``command``
-        ("eval mtbench") names the refused one. A ConfigError naming the pid of the run that holds it."""
+        ("eval mtbench") names the refused one. A ConfigError naming the pid of the run that holds it
+        (out_lock's, in ``command``'s words). Held, OUT is looked at as this run finds it (was: when
+        the run started, so a live run's eval.json written and its run ended meanwhile were removed
+        by this run's undo, as "not there before"); refused, nothing in it is this run's (was: a
+        live run's empty OUT/runs, made after this run started, removed by its undo)."""
         from ..errors import ConfigError
         from ..train.checkpoint import out_lock
 
+        out = self._lock.parent
         try:
-            self._held.enter_context(out_lock(self._lock.parent))
-            self._locked = True
-        except ConfigError:  # (out_lock's own words are kame train's: said here in the command's)
-            self._files = {}  # (this run wrote none of them: what is there now is the live run's, left to it)
+            lock_was = self._lock.exists()
+        except OSError:
+            lock_was = True
+        try:
+            self._held.enter_context(out_lock(out, command, "interleave their results", ""))
+        except ConfigError:
+            self._made = []  # (OUT holds the live run's .lock: what is in it is that run's)
+            raise
+        self._locked, self._lock_was = True, lock_was
+        with contextlib.suppress(OSError):
+            self._made += _to_make(out, self._folders)  # (OUT is there now: its subfolders missing)
+        for name in self._names:
+            path = out / name
             try:
-                pid = (self._lock.read_text().split() or ["?"])[0]
-            except (OSError, UnicodeDecodeError):
-                pid = "?"
-            raise ConfigError(f"{command}: another kame process (pid {pid}) is writing to -o {self._lock.parent} (it "
-                              f"holds {self._lock}): two runs in one folder interleave their results. Wait for it "
-                              f"to end or stop it, or give another -o") from None
+                self._files[path] = path.read_bytes() if path.is_file() else None
+            except OSError:  # (unreadable now: left alone by undo)
+                pass
 
     def run(self, body, *args):
         """``body(*args, self)``; if it raises anything (a failure, Ctrl-C, SystemExit) before
@@ -101,7 +110,9 @@ class FirstWrites:
                     path.unlink(missing_ok=True)
                 elif not path.is_file() or path.read_bytes() != data:  # (whole or not at all, as it was written)
                     write_replacing(path, lambda tmp, data=data: tmp.write_bytes(data))
-        if self._locked and not self._lock_was:  # (made by this run: goes, the lock still held till run returns)
+        # (made by this run: goes, the lock still held till run returns. A third run that opened the old file
+        # just before could then hold it beside a fourth on a new .lock: microseconds, three runs at once)
+        if self._locked and not self._lock_was:
             with contextlib.suppress(OSError):
                 self._lock.unlink(missing_ok=True)
         for folder in reversed(self._made):  # (the innermost first; one not empty: it and those above it stay)

@@ -108,11 +108,13 @@ def check_header_dtypes(header: Mapping[str, Any], where: str | Path) -> None:
             raise float8_error(where, key, dtype)
 
 
-def read_safetensors(path: Path, device: str | torch.device = "cpu", what: str = "weights"
-                     ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors, metadata) of a .safetensors file; CheckpointError naming the file if it is
-    missing, not a file, not safetensors, truncated or holds float8 tensors (check_header_dtypes,
-    before they are read). Shared by the front-end and Mimi loaders."""
+def check_safetensors(path: Path, what: str = "weights") -> None:
+    """CheckpointError naming the file ``path`` (``what``: "Mimi checkpoint") if it is not named
+    .safetensors, is missing, not a file, not safetensors, truncated or holds float8 tensors
+    (check_header_dtypes): its header read, not its tensors. read_safetensors' checks, and what a
+    command checks up front (kame bench sessions' --codec mimi:FILE: was its header and dtypes
+    only, so a FILE named .bin failed at its first case)."""
+    path = Path(path)
     if path.suffix not in SAFETENSORS_SUFFIXES:
         raise CheckpointError(f"{path}: expected a .safetensors file ({what} in the published format)")
     if not path.exists():
@@ -120,6 +122,14 @@ def read_safetensors(path: Path, device: str | torch.device = "cpu", what: str =
     if not path.is_file():
         raise CheckpointError(f"{what} file {path} is not a file")
     check_header_dtypes(safetensors_header(path)[0], path)
+
+
+def read_safetensors(path: Path, device: str | torch.device = "cpu", what: str = "weights"
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a .safetensors file; CheckpointError naming the file if it is
+    missing, not a file, not safetensors, truncated or holds float8 tensors (check_safetensors,
+    before they are read). Shared by the front-end and Mimi loaders."""
+    check_safetensors(path, what)
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:
             return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})

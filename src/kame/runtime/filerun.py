@@ -100,13 +100,12 @@ def write_run(args, cfg: KameConfig, run: FileRun, rec: dict) -> int:
     clipped = clipped_share(agent)  # the wav holds [-1, 1]: say so if the agent exceeded it
     agent = np.clip(agent, -1.0, 1.0)
     write_wav(out, np.stack([user, agent], axis=1), SR)
-    summary = summarize(rec)
+    summary = summarize(rec, fast=args.fast)  # (its "pacing")
     summary["agent_clipped_fraction"] = clipped
     summary["user_clipped_fraction"] = user_clipped
     summary["reply_cut_off"] = reply_cut_off(rec, agent)
     summary["unanswered"] = unanswered(rec)
     summary["replies"] = reply_outcomes(rec)
-    summary["pacing"] = "fast" if args.fast else "simulated-realtime"
     summary["tail_extended_s"] = extended_s
     if summary["mode"] != "cascade":  # rows each front-end step codes (a cascade has no front-end)
         summary["step_rows"] = cfg.runtime.max_sessions if cfg.runtime.batched else 1

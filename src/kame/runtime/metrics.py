@@ -26,6 +26,7 @@ MetricName = Literal[
     "step_time",  # one batched front-end step (+ codec), seconds
     "missed_deadline",  # a frame whose deadline passed (value = lateness, s)
     "tts_first_chunk",  # TTS request -> first audio chunk
+    "reply_stall",  # a cascade reply's LLM or TTS stalled (value = wall seconds its timer ran; labels: component, clock_s)
 ]
 
 

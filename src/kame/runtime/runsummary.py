@@ -10,7 +10,6 @@ kame.runtime.filemode plays the conversation (and its names here are importable 
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,9 @@ def _sampling_value(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def summarize(rec: dict) -> dict:
+def summarize(rec: dict, fast: bool = False) -> dict:
+    """The summary of run record ``rec``; ``fast``: a `kame run --fast` run (its "pacing"; the --fast
+    clock's stalls, "outrun_replies", are counted only then: stalls)."""
     def vals(name):
         return _metric_values(rec, name)
 
@@ -42,6 +43,7 @@ def summarize(rec: dict) -> dict:
     last = rec["transcripts"][-1] if rec["transcripts"] else None  # (was: a partial shown as if heard)
     partial = last["text"] if last and not last["final"] else ""  # the words of an utterance with no final
     comps = rec["components"]
+    stalled, outrun, outrun_wall = stalls(rec, fast)
     return {
         "frontend": comps.get("frontend"), "frontend_random": comps.get("frontend_random"),
         "codec": comps.get("codec"), "stt": comps.get("stt"), "llm": comps.get("llm"),
@@ -53,9 +55,11 @@ def summarize(rec: dict) -> dict:
                               if isinstance(comps.get(f"sampling_{k}"), (int, float))) or None),
         "sampling_source": comps.get("sampling_source"),
         "heard": heard, "heard_partial": partial,
+        # the text the back-end SENT (all the LLM said); the front-end was fed what came in time (oracle_tokens_*)
         "oracle_text": " | ".join("".join(o.get("text", "") for o in rec["oracle"] if o.get("prediction_id") == pid
                                           and o["event"] == "append")
-                                  for pid in sorted({o["prediction_id"] for o in rec["oracle"]})),
+                                  # (predictions that sent tokens: not a bare reset's, a stream cancelled first)
+                                  for pid in sorted({o["prediction_id"] for o in rec["oracle"] if o["event"] == "append"})),
         # a cascade's: what was heard (was: all the LLM said, a failed TTS's unspoken text too)
         "agent_text": _heard_text(rec) if comps.get("mode") == "cascade" else _agent_text(rec),
         "agent_unspoken_words": _unspoken_words(rec),
@@ -63,6 +67,7 @@ def summarize(rec: dict) -> dict:
         # streamed, which can be ahead of its audio (the agent line says so)
         "agent_reply_under_way": comps.get("mode") == "cascade" and _under_way(rec),
         "speech_open": speech_open(rec),  # (a cascade's user speech the VAD had not ended: no turn taken)
+        **oracle_feed(rec),
         "first_response_latency_s": vals("first_response_latency"),
         "oracle_lag_s": fed_oracle_lags(rec["metrics"]),
         "step_time_p50_s": float(np.percentile(st, 50)) if st else None,
@@ -74,8 +79,35 @@ def summarize(rec: dict) -> dict:
         "frames": rec["frames"], "late_frames": rec["late_frames"], "wall_s": rec["wall_s"],
         "slowdown": rec["slowdown"], "load_s": rec["load_s"], "errors": len(rec["errors"]),
         "frontend_failed_steps": rec.get("failed_steps", 0),  # (counted in "errors" too)
-        "stalled_replies": stalled_replies(rec),  # (failed replies: under --fast, the clock's, fast_stalls)
+        # (failed replies: those whose stall the --fast clock may have made, fast_stalls)
+        "stalled_replies": stalled, "outrun_replies": outrun, "outrun_wall_s": outrun_wall,
+        "pacing": "fast" if fast else "simulated-realtime",
     }
+
+
+def oracle_feed(rec: dict) -> dict:
+    """What the session's last "stats" says of the oracle: tokens the back-end sent, those fed to the
+    front-end, those that came after their frame (never fed: the feed is time-locked, one token a
+    frame), and the LLM's median text-stream rate (llm_tokens_per_s; None if not measured)."""
+    st = (rec.get("stats") or [{}])[-1]
+    rates = _metric_values(rec, "llm_tokens_per_s")
+    return {"oracle_tokens_sent": st.get("oracle_tokens_sent"), "oracle_tokens_fed": st.get("oracle_tokens_fed"),
+            "oracle_tokens_late": st.get("oracle_tokens_late"),
+            "llm_tokens_per_s": float(np.median(rates)) if rates else None}
+
+
+def oracle_late(s: dict) -> str | None:
+    """The warning when most of the oracle's tokens came too late to be fed (summary ``s``), else None."""
+    sent, late = s.get("oracle_tokens_sent") or 0, s.get("oracle_tokens_late") or 0
+    if not sent or 2 * late <= sent:
+        return None
+    rate = s.get("llm_tokens_per_s")
+    said = (f"streamed {rate:.1f} tokens/s (median)" if rate is not None else "streamed") \
+        + f" where the feed takes one a frame ({1 / FRAME_S:g}/s)"
+    return (f"{late} of the oracle's {sent} tokens came too late to be fed to the front-end (after their 80 ms "
+            f"frame had passed; the oracle line shows all the back-end sent): LLM {s.get('llm')} {said}; use a "
+            f"faster LLM (backend.llm), or train the front-end with kame train --slow-prob P so it learns such a "
+            f"partial oracle")
 
 
 def fed_oracle_lags(metrics) -> list[float]:
@@ -179,29 +211,45 @@ def reply_outcomes(rec: dict) -> dict:
             "barged_in": sum(1 for d in rec.get("other", ()) if d.get("type") == "barge_in")}
 
 
-# kame.cascade.reply's error for a reply whose LLM or TTS gave nothing within its stall timeout (Stalled:
-# "tts NAME failed during the reply to turn N: TTS NAME stalled: nothing within 10 s of the request")
-_STALLED = re.compile(r"^(?:llm|tts) .* failed during the reply to turn (\d+): (?:LLM|TTS) .* stalled: nothing ")
+# A stall is the --fast clock's only when its timer ran less than this share of its seconds on the
+# session's clock in wall time: the back-end got at most half its limit (was: any less, so a paced
+# run, whose clock runs up to a frame ahead of wall time, or a --fast one near x1.0 of real time,
+# blamed the clock for a hung TTS that got 95 % of its limit)
+OUTRUN_SHARE = 0.5
 
 
-def stalled_replies(rec: dict) -> int:
-    """The failed replies (reply_outcomes' "failed") whose LLM or TTS stalled: gave nothing within
-    its timeout on the session's clock (their error: _STALLED). Under --fast that clock runs ahead
-    of wall time, so a TTS (or LLM) slower than it "stalls" while still at work (piper: every
-    reply): fast_stalls says that as what it is."""
-    turns = {int(m[1]) for e in rec.get("errors", ()) if (m := _STALLED.match(str(e.get("message", ""))))}
-    return sum(1 for d in _agent_turns(rec) if d.get("failed") and d.get("turn") in turns)
+def stalls(rec: dict, fast: bool) -> tuple[int, int, float | None]:
+    """(the failed replies, reply_outcomes' "failed", whose LLM or TTS stalled: gave nothing
+    within its timeout on the session's clock; under --fast (``fast``; else 0) those of them whose
+    every stall timer ran less than OUTRUN_SHARE of its clock seconds in wall time; the most wall
+    seconds one of those ran, or None), from kame.cascade.reply's "reply_stall" metric (its value
+    the wall seconds; labels turn, clock_s; was: a regex over its error's words). Under --fast
+    that clock runs ahead of wall time, so a TTS (or LLM) slower than it (piper: every reply)
+    "stalls" while it may still be at work, given less time than its limit: fast_stalls says so."""
+    failed = {d.get("turn") for d in _agent_turns(rec) if d.get("failed")}
+    by_turn: dict = {}
+    for m in rec.get("metrics", ()):
+        labels = m.get("labels") or {}
+        if m.get("name") == "reply_stall" and labels.get("turn") in failed:
+            by_turn.setdefault(labels["turn"], []).append((float(m["value"]), float(labels.get("clock_s", 0.0))))
+    outrun = [max(w for w, _ in seen) for seen in by_turn.values()
+              if fast and all(w < OUTRUN_SHARE * c for w, c in seen)]
+    return len(by_turn), len(outrun), max(outrun, default=None)
 
 
 def fast_stalls(s: dict) -> int:
-    """The failed replies of summary ``s`` that only the --fast clock failed: their LLM or TTS gave
-    nothing within its timeout in virtual time, which outruns wall time (it was still at work),
-    no fault of the back-end's (its "stalled_replies"); 0 when not --fast (its "pacing")."""
-    return s.get("stalled_replies", 0) if s.get("pacing") == "fast" else 0
+    """The failed replies of summary ``s`` whose stall only the --fast clock may have made: their
+    LLM or TTS gave nothing within its timeout in virtual time, which outran wall time, so it had
+    less than OUTRUN_SHARE of its limit (its "outrun_replies"); 0 when not --fast (its "pacing").
+    A stall that got that share of its limit or more in wall time is the back-end's, --fast or not."""
+    return s.get("outrun_replies", 0) if s.get("pacing") == "fast" else 0
 
 
-FAST_STALLED = ("the --fast clock outran their LLM or TTS (its stall timeout ran out in virtual time, which runs "
-                "ahead of wall time, while it was still at work: no fault of the back-end's); leave --fast out")
+def fast_stalled(s: dict) -> str:
+    """What the summary says of fast_stalls' replies (the --fast clock's, not said as the back-end's)."""
+    return (f"the --fast clock outran their LLM or TTS: its stall timeout ran out in virtual time after only "
+            f"{s.get('outrun_wall_s') or 0:.1f} s of wall time, too little to tell a slow back-end from a hung "
+            f"one; leave --fast out")
 
 
 def unanswered(rec: dict) -> bool:
@@ -246,7 +294,11 @@ def print_summary(s: dict, out: Path, no_png: bool) -> None:
     print(f"heard     {heard}")
     json_name = out.with_suffix(".json").name  # (a long oracle or agent text is shortened, saying so)
     if s["frontend"]:  # (a cascade has no front-end, so no oracle)
-        print(f"oracle    {shortened(s['oracle_text'], f'summary.oracle_text in {json_name}')}")
+        sent, fed, late = (s.get(f"oracle_tokens_{k}") for k in ("sent", "fed", "late"))
+        print(f"oracle    sent {shortened(s['oracle_text'], f'summary.oracle_text in {json_name}')}"
+              + (f"  ({fed} of {sent} tokens fed, {late or 0} came after their frame)" if sent else ""))
+        if (warn := oracle_late(s)) is not None:
+            print(f"warning   {warn}")
     unspoken = (s.get("agent_unspoken_words") or {}) if s["mode"] == "cascade" else {}  # (its agent line: as heard)
     replies, outrun = s.get("replies") or {}, fast_stalls(s)
     failed = ("the --fast clock outran the reply's LLM or TTS" if outrun and outrun == replies.get("failed")
@@ -263,7 +315,7 @@ def print_summary(s: dict, out: Path, no_png: bool) -> None:
     steps = f"p50 {st * 1000:.1f} ms  p99 {s['step_time_p99_s'] * 1000:.1f} ms" if st is not None else "-"
     print(f"step      {steps}  missed deadlines {s['missed_deadlines']}  frames {s['frames']}  "
           f"wall {s['wall_s']:.1f} s (+{s['load_s']:.1f} s loading, x{s['slowdown']:.2f} of real time)  "
-          f"errors {s['errors']}")
+          f"errors {s['errors']}" + (f" ({outrun} the --fast clock's stalls)" if outrun else ""))
     if behind_real_time(s.get("slow_steps", 0), s["frames"]):  # (`kame client` says the same of a server)
         print(f"warning   the front-end's step took longer than the 80 ms frame on "
               f"{late_share(s['slow_steps'], s['frames'])}, {st * 1000:.0f} ms per step (median): it runs slower "
@@ -283,7 +335,7 @@ def print_summary(s: dict, out: Path, no_png: bool) -> None:
               f"(or still to come: the user's speech not ended, or its final transcript, which starts it, "
               f"not yet sent)")
     if outrun:  # (was: "N of the agent's replies failed ...; its back-end reported N error(s)": piper, every reply)
-        print(f"warning   {outrun} of the agent's replies ended before all of it was spoken: {FAST_STALLED}")
+        print(f"warning   {outrun} of the agent's replies ended before all of it was spoken: {fast_stalled(s)}")
         s = {**s, "replies": {**replies, "failed": replies["failed"] - outrun},  # (not said again as the back-end's)
              "errors": max(0, (s.get("errors") or 0) - outrun)}
     print_warnings(s, out)  # (kame.runtime.runreport)

@@ -56,12 +56,18 @@ def _run_own(p: Path) -> bool:
 _UNLOCKED: set[Path] = set()  # the OUT folders whose .lock the file system refused (warned once each)
 
 
+# kame train's words for out_lock's refusal (_locked): what two runs in one OUT do, how to stop the live one
+_HARM, _HINT = "replace each other's checkpoints", " (a torchrun killed with SIGKILL leaves its workers running)"
+
+
 @contextlib.contextmanager
-def out_lock(out: Path):
+def out_lock(out: Path, command: str = "train", harm: str = _HARM, hint: str = _HINT):
     """OUT/.lock held for the ``with`` (an flock, released by the kernel when the process ends,
     however it ends: a stale one never blocks): a second run into the same OUT is refused
     (ConfigError naming the first's pid), not left to replace its checkpoints. OUT is created.
-    No lock where the system has no flock (Windows) or the file system refuses one (then warned)."""
+    No lock where the system has no flock (Windows) or the file system refuses one (then warned).
+    ``command`` ("train", "eval mtbench") says both, ``harm`` what two runs in one OUT do, ``hint``
+    (after "stop it") how to stop one (_locked)."""
     try:
         import fcntl
     except ImportError:  # (Windows)
@@ -79,11 +85,11 @@ def out_lock(out: Path):
                 if out.resolve() not in _UNLOCKED:
                     _UNLOCKED.add(out.resolve())
                     logging.getLogger(__name__).warning(
-                        "train: cannot lock %s (%s: its file system refuses locks): a second kame train into -o %s "
-                        "would not be refused; start no other run there until this one ends", out / LOCK,
-                        exc.strerror or exc, out)
+                        "%s: cannot lock %s (%s: its file system refuses locks): a second kame %s into -o %s "
+                        "would not be refused; start no other run there until this one ends", command, out / LOCK,
+                        exc.strerror or exc, command, out)
             else:
-                raise _locked(out, f) from None
+                raise _locked(out, f, command, harm, hint) from None
         if held:  # (its pid; under torchrun its job, torchrun_job: check_restarted refuses only a restart of it)
             f.seek(0)
             f.truncate()
@@ -92,15 +98,16 @@ def out_lock(out: Path):
         yield
 
 
-def _locked(out: Path, f):
-    """out_lock's ConfigError for an OUT whose .lock (``f``, open) another run holds."""
+def _locked(out: Path, f, command: str = "train", harm: str = _HARM, hint: str = _HINT):
+    """out_lock's ConfigError for an OUT whose .lock (``f``, open) another run holds, in ``command``'s
+    words (out_lock's): the pid read through ``f``, the file the flock was refused on (was, for kame
+    eval: the file read again by its path, "pid ?" once the live run had ended and removed it)."""
     from ..errors import ConfigError
 
     f.seek(0)
     pid = (f.read().split() or ["?"])[0]
-    return ConfigError(f"train: another kame train (pid {pid}) is writing to -o {out} (it holds {out / LOCK}): two "
-                       f"runs in one OUT replace each other's checkpoints. Wait for it to end or stop it (a torchrun "
-                       f"killed with SIGKILL leaves its workers running), or give another -o")
+    return ConfigError(f"{command}: another kame process (pid {pid}) is writing to -o {out} (it holds {out / LOCK}): "
+                       f"two runs in one folder {harm}. Wait for it to end or stop it{hint}, or give another -o")
 
 
 def torchrun_job() -> str | None:

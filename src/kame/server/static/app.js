@@ -173,7 +173,7 @@ function shownMetric(d) {
 // Metrics measured in seconds (kame.runtime.metrics); others are plain numbers. The newest value
 // of each is shown, with what it measures as a tooltip.
 const SECONDS = new Set(["stt_partial_latency", "stt_final_latency", "llm_ttft", "oracle_lag", "step_time",
-  "first_response_latency", "content_latency", "missed_deadline", "tts_first_chunk"]);
+  "first_response_latency", "content_latency", "missed_deadline", "tts_first_chunk", "reply_stall"]);
 const SHOWN_ELSEWHERE = new Set(["step_time", "missed_deadline", "oracle_restart"]); // stats line / oracle panel
 const EXPLAIN = {
   first_response_latency: "your end of speech -> the agent's first audible frame (0 ms: it was already talking)",
@@ -184,6 +184,7 @@ const EXPLAIN = {
   stt_final_latency: "your end of speech -> the final transcript",
   content_latency: "your end of speech -> the first audible word of the answer (a cascade: its first audible frame)",
   tts_first_chunk: "back-end TTS: time from its request to its first audio chunk",
+  reply_stall: "back-end LLM/TTS: a reply it ended by stalling: the wall time its stall timer ran",
 };
 
 function renderMetrics() {
