@@ -207,7 +207,9 @@ class BackendConfig:
     llm_first_token_timeout_s: float = _opt(10.0, min=0.1)
     llm_chunk_timeout_s: float = _opt(5.0, min=0.1)
     # the oracle's reset goes with a new prediction's first tokens, so the old one feeds the
-    # front-end until then; false: at the restart (the front-end has no oracle until they come)
+    # front-end until then; false: the old one is cut at the restart (a bare reset: the front-end is fed
+    # its start id, then pad, until the new one's first tokens come, which then go out with its reset as
+    # with true; kame data synth's training sets never hold a bare reset, sets recorded from kame run do)
     reset_on_first_token: bool = True
     # an STT that has taken no audio for this long while frames wait for it has stalled: reported
     # and its stream restarted (raise it for an STT that loads a model inside stream())

@@ -15,6 +15,7 @@ from kame.backend.types import OracleAppend, OracleReset, Transcript, Word
 from kame.errors import BackendError
 from kame.runtime.clock import FakeClock
 from kame.runtime.metrics import MetricsLog
+from kame.train.data import frame_of
 
 from .scripted_llm import ScriptedLLM
 
@@ -170,10 +171,58 @@ async def test_metrics_on_the_fake_clock(tok):
     assert len(log.values("llm_tokens_per_s")) == 1
 
 
+def fed(events, frames=40):
+    """The oracle tokens the stepper's feed gives for producer ``events`` (one frame = FRAME_S on
+    the clock; an event at t applies before step frame_of(t), as training places them)."""
+    from kame.model.stepper import oracle_timeline
+
+    evs = [(frame_of(e.t), "reset") if isinstance(e, OracleReset) else (frame_of(e.t), "append", e.token_ids)
+           for e in events]
+    return oracle_timeline(evs, frames, start_id=9999, pad_id=3, vocab=10000).tolist()
+
+
 async def test_reset_at_restart_option(tok):
+    """reset_on_first_token=False: the old prediction is cut at the restart (a bare reset: its start
+    id, then pad; kame data synth's training sets never hold one, sets recorded from kame run do), and the new one's reset goes with its first tokens, as by default, so an LLM that took
+    1 s to its first token is fed from its start (was: the reset at the restart, and its first
+    12 tokens' frames passed while the LLM thought: skipped)."""
     p, llm, clock, events, _ = make(tok, reset_on_first_token=False)
     await p.on_transcript(tr(2))
-    assert events == [OracleReset(1, 0.0)]
+    await settle()
+    assert events == [OracleReset(1, 0.0, bare=True)] and p.stats["cut"] == 1
+    clock.advance(1.0)
+    text = "Paris is the capital of France and it is famous for the Eiffel Tower."
+    llm.calls[0].send(text)
+    llm.calls[0].end()
+    await settle()
+    assert events[1] == OracleReset(1, 1.0)
+    ids = tok.encode(text)
+    got, f = fed(events), frame_of(1.0)
+    assert got[:f] == [9999] + [3] * (f - 1)  # (the bare reset's start id, then pad while the LLM thinks)
+    assert got[f:f + 1 + len(ids)] == [9999] + ids  # every token fed, from the first
+
+
+async def test_live_reply_is_cut_at_max_words_as_training_cuts_it(tok):
+    """A 45-word reply is fed as its first max_words (30) words, as training's clean_reply cuts
+    it: live ids == training ids, and the LLM's stream is closed there (was: all 45 live)."""
+    from kame.train.oracle_sim import clean_reply
+
+    clock, events, llm = FakeClock(), [], ScriptedLLM()
+    p = OracleProducer(llm, tok, OraclePolicy(), prompt=PromptConfig(max_words=30), clock=clock,
+                       on_event=events.append, session="s")
+    await p.on_transcript(tr(2))
+    await settle()
+    text = " ".join(f"word{i % 7} yes" if i % 3 else "café, naïve" for i in range(22)) + "."
+    rng = random.Random(1)
+    cuts = sorted(rng.sample(range(1, len(text)), 25))
+    for a, b in zip([0] + cuts, cuts + [len(text)]):
+        llm.calls[0].send(text[a:b])
+    llm.calls[0].end()
+    await settle()
+    live = [i for e in events if isinstance(e, OracleAppend) for i in e.token_ids]
+    assert len(text.split()) > 40
+    assert live == tok.encode(clean_reply(text, 30)) and len(clean_reply(text, 30).split()) == 30
+    assert p.stats["reply_capped"] == 1 and llm.calls[0].closed
 
 
 async def test_llm_error_then_recovery(tok):

@@ -125,3 +125,28 @@ def test_the_default_tokenizer_is_loaded_once_and_known_by_its_path(tmp_path):
     copy = tmp_path / DEFAULT_MODEL.name
     copy.write_bytes(DEFAULT_MODEL.read_bytes())
     assert not is_default_model(copy) and not is_default_model(None)
+
+
+def test_latin_accents_fold_when_the_vocabulary_lacks_them(tok, tmp_path):
+    """The embedded 4k tokenizer has no accented letters: they are encoded as their plain letters
+    (was: <unk>, id 0, Moshi's end-of-padding id, in the oracle), streamed or whole; other scripts
+    stay <unk>; a vocabulary that has the letter keeps it."""
+    assert tok.encode("naïve café") == tok.encode("naive cafe") and 0 not in tok.encode("Zürich, Dvořák")
+    assert _chunked(tok, "naïve café Zürich", [2, 3, 8, 12]) == tok.encode("naive cafe Zurich")
+    assert 0 in tok.encode("Привет")  # (not Latin: still <unk>, docs/backend.md says so)
+    lines = ["the café by the quick brown fox jumps over the lazy dog"] * 50 + ["hello world, how are you"] * 50
+    train_default(tmp_path / "t.model", vocab_size=34, seed_text=lines)
+    t = TextTokenizer(tmp_path / "t.model")
+    assert t.fold("é") == "é" and t.encode("café") != t.encode("cafe")  # (its own letter)
+    assert t.fold("ü") == "u" and t.fold("ø") == "o"
+
+
+def test_decomposed_accents_and_latin_letters_nfkd_keeps_whole_fold_too(tok):
+    """A decomposed accent (e + U+0301, as some text has it) is folded as the composed letter, and
+    so are ø æ œ ł đ þ ... (NFKD keeps them whole): was <unk> ("cafe\u0301" -> [.., 0]; "Łódź",
+    "smørrebrød", "Æsir", "œuvre" all held a 0)."""
+    assert tok.encode("cafe\u0301") == tok.encode("café") == tok.encode("cafe")
+    for word, plain in [("Łódź", "Lodz"), ("smørrebrød", "smorrebrod"), ("Æsir", "AEsir"), ("œuvre", "oeuvre"),
+                        ("Đorđe", "Dorde"), ("Þór", "THor"), ("ıi", "ii")]:
+        assert tok.encode(word) == tok.encode(plain), word
+    assert _chunked(tok, "smørrebrød in Łódź cafe\u0301 ", [3, 5, 9, 14]) == tok.encode("smorrebrod in Lodz cafe")

@@ -4,8 +4,9 @@ One producer per session. It keeps the conversation (user transcripts + the agen
 words), decides when to re-predict (kame.backend.policy), streams the LLM's reply, turns it into
 text-stream token ids with the incremental tokenizer (chunking never changes the ids), and emits
 
-    OracleReset(prediction_id, t)                       # a new prediction starts (bare=True: none
-                                                        # follows, the feed only stops: on_routed)
+    OracleReset(prediction_id, t)                       # a new prediction starts, with its first tokens
+                                                        # (bare=True: none follows, the feed only stops:
+                                                        # on_routed; a restart, reset_on_first_token=False)
     OracleAppend(prediction_id, token_ids, text, t)     # more of it (final ids only)
 
 to a callback or its ``events`` queue; the runtime feeds them to the stepper's oracle stream
@@ -72,7 +73,10 @@ Behaviour:
   that ran out during or just after a reload of the LLM's model, and waited on; the tandem
   session's "stats" Meta sends it: kame.runtime.backend.BackendBridge.oracle_stats), cancelled
   (cancelled_unheard: before their first piece), completed, failed, empty (completed with no
-  text), reply_ended (completed predictions cut at an invented next line), routed (finals another
+  text), reply_ended (completed predictions cut at an invented next line), reply_capped
+  (completed predictions cut at the prompt's ``max_words``, backend.max_reply_words, as
+  training's clean_reply cuts its replies; the LLM's stream is closed there), cut
+  (``reset_on_first_token=False``: the bare OracleResets emitted at restarts), routed (finals another
   path answered: ``on_routed``), routed_unheard (those whose answer none was heard of:
   ``on_routed_unheard``), blanked (the bare OracleResets ``on_routed`` emitted to stop the
   front-end's feed of tokens still queued: a new prediction id, no appends).
@@ -295,8 +299,9 @@ class OracleProducer:
         self.last_messages = messages
         word_end = self.conversation.last_user_word_end()
         pid = self.prediction_id
-        if not self.policy.reset_on_first_token:
-            self._emit(OracleReset(pid, now))
+        if not self.policy.reset_on_first_token:  # the old prediction is cut now (pad from here); this one's
+            self._emit(OracleReset(pid, now, bare=True))  # reset goes with its first tokens, as by default
+            self.stats["cut"] += 1
         self._task = asyncio.create_task(self._stream(pid, messages, word_end), name=f"oracle-{pid}")
 
     # --- one prediction -----------------------------------------------------------------------
@@ -309,7 +314,8 @@ class OracleProducer:
         guard = ReplyGuard(self.prompt)
         # (the text cleaned as training's simulated oracle cleans it, kame.train.oracle_sim.clean_reply:
         # the front-end gets what it was trained on; was: markdown, and emoji as <unk>)
-        spoken = SpokenStream()
+        # (cut at the prompt's max_words, backend.max_reply_words, as training's clean_reply cuts its replies)
+        spoken = SpokenStream(self.prompt.max_words)
         agen = None
         # (at least the timeouts the LLM's spec set: ";first_token_timeout=60" is not cut at 10 s)
         first_limit, chunk_limit = stall_limits(p.first_token_timeout, p.chunk_timeout, self.llm)
@@ -340,6 +346,9 @@ class OracleProducer:
                     n_ids += self._emit_ids(pid, enc.push(spoken.feed(guard.feed(piece))), word_end, n_ids)
                     if guard.ended:  # the LLM went on with the conversation's next line
                         self.stats["reply_ended"] += 1
+                        break
+                    if spoken.done:  # max_words said: the rest would not be fed (training's cut)
+                        self.stats["reply_capped"] += 1
                         break
                 n_ids += self._emit_ids(pid, enc.push(spoken.feed(guard.flush()) + spoken.flush()) + enc.flush(),
                                         word_end, n_ids)
@@ -421,9 +430,8 @@ class OracleProducer:
         if not ids or pid != self.prediction_id or self._closed:
             return 0
         now = self.clock.now()
-        if sent == 0:
-            if self.policy.reset_on_first_token:
-                self._emit(OracleReset(pid, now))
+        if sent == 0:  # (reset_on_first_token=False cut the old prediction at the restart already)
+            self._emit(OracleReset(pid, now))
             if word_end is not None:
                 self._metric("oracle_lag", now - word_end, prediction_id=pid)
         text = "".join(self.tokenizer.piece_text(i) for i in ids)

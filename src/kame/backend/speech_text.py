@@ -19,11 +19,11 @@ fences and table rules nothing), no LaTeX (\\frac{a}{b} -> "a over b", x^2 -> "x
 URLs, no emoji (with their skin-tone modifiers, zero-width joiners, variation selectors and
 keycaps; ``without_emoji``), no calculator annotations (<<48/2=24>>), no "####", no control
 characters or terminal escapes, and says simple symbols: "48 / 2 = 24" -> "48 divided by 2 is 24",
-"5 > 3" -> "5 is greater than 3", "$5" -> "5 dollars", "$5M" -> "5 million dollars", "20%" -> "20
-percent". "/", "-", "<", ">" are operators only in an equation ("... = 24") or between numbers or
-single letters ("x - 3", "5 > 3"): a date "12/25/2024", "24/7", "1/2 cup", a range "9 - 5" or
-"10:30 - 11:00" stay as written (the TTS reads them), "Settings > Privacy" is "Settings, Privacy",
-"10~20" is "10 to 20". Numbers stay digits (the TTS reads them).
+"5 > 3" -> "5 is greater than 3", "$5" -> "5 dollars" ("€5", "5€", "10 £": euros, pounds),
+"$5M" -> "5 million dollars", "20%" -> "20 percent". "/", "-", "<", ">" are operators only in an
+equation ("... = 24") or between numbers or single letters ("x - 3", "5 > 3"): a date "12/25/2024",
+"24/7", "1/2 cup", a range "9 - 5" or "10:30 - 11:00" stay as written (the TTS reads them),
+"Settings > Privacy" is "Settings, Privacy", "10~20" is "10 to 20". Numbers stay digits (the TTS reads them).
 """
 
 from __future__ import annotations
@@ -36,10 +36,16 @@ from .llm.base import without_controls
 # the version of the cleaner's output, bumped whenever the text it makes of some reply changes: a set's
 # synth.json records the one its oracle text was cleaned with ("cleaning"), and kame train warns when it
 # is not this one (kame.train.oracle_sim.stale_cleaning). 1: a set recording none (made before 2);
-# 2: "day 😊." -> "day." (was "day ."), "C#" -> "C sharp" (was "C"), CJK cut at its marks
-CLEANING_VERSION = 2
+# 2: "day 😊." -> "day." (was "day ."), "C#" -> "C sharp" (was "C"), CJK cut at its marks; 3: "€5" / "5€" ->
+# "5 euros" (£: pounds) (were "5" after an <unk>), and the embedded tokenizer folds Latin accents ("café" ->
+# the ids of "cafe"; were <unk>, id 0: kame.backend.tokenizer): the ids of such replies changed; also "Bye <br>." ->
+# "Bye." (was "Bye ."), "C#7" / "C#m" -> "C sharp 7" / "C sharp m" (were "Cnumber 7" / "C m"), a CJK part ends at "｡"
+CLEANING_VERSION = 3
 
 _CALC = re.compile(r"<<[^<>]*>>")  # GSM8K's calculator annotations
+_TAG = re.compile(r"</?(?:br|p|div|span|sup|sub|b|i|em|strong|u|img|a|hr|code|pre|li|ul|ol|table|tr|td|th)"
+                  r"(?:\s+[^<>]*=[^<>]*)?\s*/?>")  # HTML tags (<br>, <sup>)
+_OPEN = re.compile(r"<<[^<>]*>?\Z|</?[A-Za-z]*(?:\s[^<>]*)?/?\Z")  # one of them, or an annotation, not yet closed
 # terminal escapes (colours: "\x1b[31m") whole, then control characters (kame.backend.llm.base.without_controls:
 # the separating ones are spaces, the others nothing; was: "is\x07" and "\x1b[31mred" went into the training
 # dialogues as they were)
@@ -68,7 +74,9 @@ _SYMBOLS = [(r"\s*(?:<=|=<)\s*", " ≤ "), (r"\s*>=\s*", " ≥ "), (r"\s*(?:->|�
             (rf"{_LEFT}\s*>\s*(?=-?\d|{_LETTER})", r"\1 is greater than "), (r"(?<=\w)\s*>\s*(?=\w)", ", "),
             (r"(?<!\S)<3+(?!\S)", " "), (r"\s*&\s*", " and "),
             (r"(?<=\d)\s*~\s*(?=\d)", " to "), (r"(?<!\S)~\s*(?=\d)|~(?=\d)", "about "),
-            (r"(?<![\w#])([A-Za-z])#(?![\w#])", r"\1 sharp"), (r"#(?=\d)", "number ")]  # "C#", "F#", "A#"
+            (r"(?<![\w#])([A-Za-z])#(?![\w#])", r"\1 sharp"),
+            (r"(?<![\w#])([A-Za-z])#(?=\d|m(?![A-Za-z]))", r"\1 sharp "),
+            (r"(?<![A-Za-z])#(?=\d)", "number ")]  # "C#", "F#", "A#"; "C#7", "C#m" (chords): "C sharp 7", "C sharp m"
 # a URL (a TTS spells it out letter by letter), with the "](...)" of a link whose text was cut off
 # before it; its last character is no sentence's end ("see https://x.org." keeps the ".")
 _URL_BODY = r"(?:https?://|www\.)[^\s<>()\[\]]*[^\s<>()\[\].,;:!?'\"]"
@@ -104,11 +112,22 @@ def _say_equation(m: re.Match) -> str:  # "48/2 = 24" -> "48 divided by 2 is 24"
 _SCALES = {"k": "thousand", "K": "thousand", "M": "million", "B": "billion"}  # "$5k", "$5M", "$2.5B"
 
 
+_CURRENCIES = {"$": "dollar", "€": "euro", "£": "pound"}  # "$5" -> "5 dollars", "€5" -> "5 euros", "£1" -> "1 pound"
+
+
 def _money(m: re.Match) -> str:
-    amount, scale = m.group(1), m.group(2) or _SCALES.get(m.group(3))
+    return _say_money(_CURRENCIES[m.group(1)], m.group(2), m.group(3) or _SCALES.get(m.group(4)))
+
+
+def _money_after(m: re.Match) -> str:
+    """An amount with its symbol after it ("5€", "10 €"), said as "€5" is."""
+    return _say_money(_CURRENCIES[m.group(3)], m.group(1), _SCALES.get(m.group(2), m.group(2)))
+
+
+def _say_money(unit: str, amount: str, scale: str | None) -> str:
     if scale:
-        return f"{amount} {scale} dollars"
-    return f"{amount} dollar" if amount == "1" else f"{amount} dollars"
+        return f"{amount} {scale} {unit}s"
+    return f"{amount} {unit}" if amount == "1" else f"{amount} {unit}s"
 
 
 def _latex(s: str) -> str:
@@ -137,8 +156,7 @@ def _markdown(s: str, line_end: bool) -> str:
     s = re.sub(r"```[^\n]*|`", "", s)
     s = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", s)
     s = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", s)
-    s = re.sub(r"</?(?:br|p|div|span|sup|sub|b|i|em|strong|u|img|a|hr|code|pre|li|ul|ol|table|tr|td|th)"
-               r"(?:\s+[^<>]*=[^<>]*)?\s*/?>", " ", s)           # HTML tags (<br>, <sup>)
+    s = _TAG.sub(" ", s)
     s = re.sub(r"(?m)(?<=[\w)])[ \t]*\n(?=\s*[-*+•]\s)", ".\n", s)   # the line before a list ends
     s = re.sub(r"(?m)^\s{0,3}#{1,6}\s*$", "", s)                 # GSM8K's "####" (its number stays)
     # headings and bullets: one sentence each, at their line's end (not line_end: the text stops mid-line)
@@ -175,9 +193,12 @@ def speakable(text: str, *, lines: bool = False, keep_end: bool = False, line_en
     s = _EQUATION.sub(_say_equation, s)
     for pattern, words in _SYMBOLS:
         s = re.sub(pattern, words, s)
-    s = re.sub(r"\$\s?(\d+(?:,\d{3})*(?:\.\d+)?)(?:\s+(thousand|million|billion|trillion)\b|([kKMB])\b)?", _money, s)
+    s = re.sub(r"([$€£])\s?(\d+(?:,\d{3})*(?:\.\d+)?)(?:\s+(thousand|million|billion|trillion)\b|([kKMB])\b)?",
+               _money, s)
+    s = re.sub(r"(?<![\d.,])(\d+(?:[.,]\d+)*)(?:\s?(thousand|million|billion|trillion|[kKMB]))?\s?([€£])",
+               _money_after, s)  # "5€", "10 €", "5,50 €", "2 million £" (the usual order in European text)
     s = without_emoji(s)
-    s = re.sub(r"[*_^$#\\{}<>\[\]~]", " ", s)
+    s = re.sub(r"[*_^$€£#\\{}<>\[\]~]", " ", s)
     s = re.sub(r"\s+", " ", s)
     s = re.sub(r"\s+([,.;:!?])", r"\1", s)
     s = re.sub(r"([,;:])(?:\s*[,;:])+", r"\1", s)
@@ -193,11 +214,22 @@ def speakable(text: str, *, lines: bool = False, keep_end: bool = False, line_en
 # apostrophe inside, a mark after), not a number ("3 * 4 = 12", "$5 million" stay whole) nor a lone
 # "x" ("3 x 4 = 12"); what follows is cleaned after it ("x = 3" -> "x" + "is 3")
 _PLAIN = re.compile(r"(?![xX]\Z)(?=[^\W_]*[^\W\d_])[^\W_]+(?:['’][^\W_]+)?[,.;:!?]?")
-# a word: what lies between spaces, or a CJK run to its mark, "因素，", "はい。」" (CJK has no spaces)
-_WORD = re.compile(r"[^\s、，；。！？]*(?:[、，；]|[。！？]+[」』）】〕》〉”’]*)|[^\s、，；。！？]+")
+# CJK's marks (the cascade's segmenter, kame.cascade.text, cuts at the same: one set of each)
 CJK_CLAUSE_MARKS = "、，；"
-_CJK_MARKS = CJK_CLAUSE_MARKS + "。！？"
-_CJK_END = re.compile("[。！？]")
+CJK_SENTENCE_ENDS = "。！？｡"  # (no space follows them; "｡" is the half-width "。")
+CJK_CLOSERS = "」』）】〕》〉”’\"')"  # what may close a sentence after one: "はい。」"
+_CJK_MARKS = CJK_CLAUSE_MARKS + CJK_SENTENCE_ENDS
+# a word: what lies between spaces, or a CJK run to its mark, "因素，", "はい。」" (CJK has no spaces)
+_WORD = re.compile(rf"[^\s{_CJK_MARKS}]*(?:[{CJK_CLAUSE_MARKS}]|[{CJK_SENTENCE_ENDS}]+[{re.escape(CJK_CLOSERS)}]*)"
+                   rf"|[^\s{_CJK_MARKS}]+")
+_CJK_END = re.compile(f"[{CJK_SENTENCE_ENDS}]")
+
+
+def cjk_chars(text: str) -> int:
+    """How many characters ``text`` holds, spaces not counted (CJK has no words to count)."""
+    return len("".join(text.split()))
+
+
 # a CJK part goes out at a clause mark once it holds this many characters (not spaces): a part of 10
 # characters is some 5 words, about the 4 words after which the cascade's first segment may end at a
 # clause; a shorter one is a list's item ("成本、时间") or a lead-in ("但是，"), said with what follows
@@ -208,15 +240,20 @@ _QUOTES = str.maketrans("", "", "\"“”„«»")
 
 
 def _says(word: str, whole: bool) -> bool | None:
-    """Whether ``word`` says something: a letter or digit outside a URL (cleaning drops a URL);
-    ``whole``: the word ended (None: not known yet, "http" may go on to a URL)."""
+    """Whether ``word`` says something: a letter or digit outside a URL, an HTML tag or a calculator
+    annotation (cleaning drops them: "Bye <br>." is "Bye.", was "Bye ."); ``whole``: the
+    word ended (None: not known yet, "http" may go on to a URL, "-<b" to a tag: the answer is the
+    same whatever follows, as the whole reply's)."""
     url = _URL_START.match(word)
     if not whole and not url:
         bare = word.lstrip("](").lower()
         url = bare and ("https://".startswith(bare) or "www.".startswith(bare))
     if url:
         return any(c.isalnum() for c in _URL.sub("", word)) if whole else None
-    return True if any(c.isalnum() for c in word) else (False if whole else None)
+    rest = _TAG.sub("", _CALC.sub("", word))
+    if not whole and (still := _OPEN.search(rest)):  # (what follows may close it: "<b" + "r>")
+        rest = rest[:still.start()]
+    return True if any(c.isalnum() for c in rest) else (False if whole else None)
 
 
 class SpokenStream:
@@ -235,7 +272,7 @@ class SpokenStream:
     the text alone, never on how it was streamed: a reply fed in any pieces gives the same text as
     fed whole (the simulated oracle does: kame.train.oracle_sim.clean_reply), but for whitespace at
     its end. Each word is looked at once (a reply with no space, CJK, is not rescanned on every
-    piece)."""
+    piece, nor is the text after a word that waits on what follows: an emoji run, a URL)."""
 
     def __init__(self, max_words: int | None = None) -> None:
         self.max_words = max_words
@@ -247,17 +284,24 @@ class SpokenStream:
         self._started = False  # some text went out
         self._quoted = False  # the reply started with a single quote (dropped)
         self._quote = ""  # a closing quote held back: the reply's end (dropped) or not (said)
-        self._waiting = False  # a word waits for the next to begin (each piece may decide it)
+        # a word waits for the next to begin or say something: "" not; "url" (a URL's start: decided when it
+        # ends), "silent" (nothing said yet, no "<": decided when it ends or says something), "any" (any
+        # piece may decide it)
+        self._waiting = ""
 
     def feed(self, piece: str) -> str:
         if self.done:
             return ""
         ended = self._buf[-1:] + piece  # (a CJK mark the piece's first character follows ends a word)
         self._buf += piece
-        if not self._waiting and not any(c.isspace() or c in _CJK_MARKS for c in ended):
-            return ""  # (no word ended, no line: nothing to cut)
+        if not any(c.isspace() or c in _CJK_MARKS for c in ended) and not (ended and ended[0] in CJK_CLOSERS) \
+                and (not self._waiting or self._waiting == "url"
+                     or (self._waiting == "silent" and not any(c.isalnum() for c in piece))):
+            # (no word ended, no line: nothing to cut; after a closer, "。」" + "と", one did; nor was what a
+            # word waits on decided: the text after it is not rescanned on every piece of an emoji run)
+            return ""
         out: list[str] = []
-        self._waiting = False
+        self._waiting = ""
         while not self.done:
             nl = self._buf.find("\n", self._scan)
             end = len(self._buf) if nl < 0 else nl  # (the current line is _buf[:end])
@@ -266,8 +310,7 @@ class SpokenStream:
                 if m.end() == end:
                     break  # (the line's last word: it may go on, or is said with the line's end)
                 cut = self._cuts_after(m, start, end, nl >= 0)
-                if cut is None:
-                    self._waiting = True  # (the next word may say something or not: decided with more text)
+                if cut is None:  # (the next word may say something or not: decided with more text)
                     break
                 self._scan = m.end()
                 if cut:
@@ -290,14 +333,20 @@ class SpokenStream:
         (was: "day ."); None: not known yet (the next word has not begun, or may still)."""
         word = m.group()
         if word[-1] in CJK_CLAUSE_MARKS:
-            if len("".join(self._buf[start:m.end()].split())) < CJK_CLAUSE_CHARS:
+            if cjk_chars(self._buf[start:m.end()]) < CJK_CLAUSE_CHARS:
                 return False
         elif not (_PLAIN.fullmatch(word) or _CJK_END.search(word)):
             return False
         nxt = _WORD.search(self._buf, m.end(), end)
         if nxt is None:  # (only spaces after it on its line)
+            self._waiting = "" if line_ended else "any"
             return True if line_ended else None
-        return _says(nxt.group(), nxt.end() < end or line_ended)
+        says = _says(nxt.group(), nxt.end() < end or line_ended)
+        if says is None:  # (what decides it: feed skips the pieces that cannot)
+            word = nxt.group()
+            self._waiting = ("url" if _URL_START.match(word) else
+                             "silent" if not any(c.isalnum() or c == "<" for c in word) else "any")
+        return says
 
     def flush(self) -> str:
         """The rest, at the reply's end (a quote closing a quoted reply dropped)."""

@@ -38,6 +38,7 @@ import argparse
 import hashlib
 import io
 import re
+import unicodedata
 from functools import cached_property, lru_cache
 from pathlib import Path
 
@@ -51,6 +52,10 @@ DEFAULT_MODEL = ASSETS / "text_tokenizer_4k.model"
 # Special ids laid out as in Moshi's text vocabulary: 0 = <unk> (also Moshi's end-of-padding),
 # 1 = <s>, 2 = </s>, 3 = <pad> (Moshi's text padding token).
 UNK_ID, BOS_ID, EOS_ID, PAD_ID = 0, 1, 2, 3
+# Latin letters that NFKD does not take apart, as plain letters (TextTokenizer.fold)
+PLAIN_LATIN = {"ø": "o", "Ø": "O", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ł": "l", "Ł": "L", "đ": "d",
+               "Đ": "D", "ð": "d", "Ð": "D", "þ": "th", "Þ": "TH", "ß": "ss", "ẞ": "SS", "ı": "i", "ħ": "h",
+               "Ħ": "H", "ŧ": "t", "Ŧ": "T", "ŋ": "ng", "Ŋ": "NG"}
 
 
 class TextTokenizer:
@@ -91,8 +96,34 @@ class TextTokenizer:
         return self.encode_words(text.split())
 
     def encode_words(self, words: list[str]) -> list[int]:
-        """Ids of whitespace-free words, each encoded on its own (see the module docstring)."""
-        return [i for ids in self.sp.Encode(words) for i in ids] if words else []
+        """Ids of whitespace-free words, each encoded on its own (see the module docstring). A
+        letter with an accent that the vocabulary lacks is encoded as its plain Latin letter(s)
+        (``fold``: "café" -> "cafe" with the embedded 4k tokenizer; was <unk>, id 0)."""
+        if not words:
+            return []
+        if not all(w.isascii() for w in words):  # (NFC first: a decomposed "e" + U+0301 folds as "é")
+            words = ["".join(c if c.isascii() else self.fold(c) for c in unicodedata.normalize("NFC", w))
+                     for w in words]
+        return [i for ids in self.sp.Encode(words) for i in ids]
+
+    def fold(self, c: str) -> str:
+        """Character ``c`` as encoded: itself when the vocabulary has it, else its Latin letters
+        without their accents (NFKD, combining marks dropped: "é" -> "e"; PLAIN_LATIN for the
+        letters NFKD keeps whole: "ø" -> "o", "æ" -> "ae", "ł" -> "l", "ß" -> "ss") if that gives
+        ASCII letters (a lone accent mark: dropped); other scripts stay (<unk> in a vocabulary
+        without them). Per character, so the incremental encoder's chunking changes nothing."""
+        got = self._folded.get(c)
+        if got is None:
+            plain = PLAIN_LATIN.get(c) or "".join(x for x in unicodedata.normalize("NFKD", c)
+                                                  if not unicodedata.combining(x))
+            known = self.sp.PieceToId(c) != self.sp.unk_id()
+            fits = plain.isascii() and (plain.isalpha() or not plain)
+            got = self._folded[c] = plain if not known and fits else c
+        return got
+
+    @cached_property
+    def _folded(self) -> dict[str, str]:
+        return {}
 
     def decode(self, ids) -> str:
         """The text of ``ids``; ValueError naming the id and the vocabulary size for an id out of

@@ -27,13 +27,12 @@ the splitter, by kame.backend.prompt.ReplyGuard (kame.cascade.reply feeds it wha
 
 from __future__ import annotations
 
-from ..backend.speech_text import CJK_CLAUSE_CHARS, CJK_CLAUSE_MARKS, speakable
+from ..backend.speech_text import CJK_CLAUSE_CHARS, CJK_CLAUSE_MARKS, CJK_CLOSERS, CJK_SENTENCE_ENDS, cjk_chars, speakable
 
 _ABBREV = {"mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "e.g", "i.e", "approx", "no", "fig", "jr", "sr"}
 _CLAUSE_END = ",;:—–"
 _SENT_END = ".!?…"
-_WIDE_END = "。！？｡"  # full-width sentence ends: no space follows them
-_CLOSE = "」』）】〕》〉”’\"')"  # ... and what may close a sentence after one
+_WIDE_END, _CLOSE = CJK_SENTENCE_ENDS, CJK_CLOSERS  # (the oracle's text is cut at the same: one set of each)
 
 
 def clean_for_speech(text: str, line_end: bool = True) -> str:
@@ -125,7 +124,7 @@ class SegmentSplitter:
                 return i
             if words >= self.max_segment_words and ch.isspace() and not in_word:
                 return i
-            if ch in CJK_CLAUSE_MARKS and len("".join(buf[:i].split())) >= (
+            if ch in CJK_CLAUSE_MARKS and cjk_chars(buf[:i]) >= (
                     CJK_CLAUSE_CHARS if self._emitted == 0 else self.max_segment_words):
                 return i  # (CJK has no spaces to count words by: its characters, a first clause's or a long one's)
         return None

@@ -32,9 +32,9 @@ Oracle feed (KAME), per row, one token per 80 ms frame:
     stepper.oracle.append(row, [ids])    # its tokens, one per following frame; pad when none
 A token whose frame has already passed when it arrives is skipped (counted in ``stats``); a
 reset drops the unfed tokens of the previous prediction (counted as superseded): the newest
-prediction wins. ``stepper.oracle.stats(row)`` -> OracleStats. Rows with no prediction yet get
-pad (config existing_text_padding_id); an ``append`` with no prediction open starts one, as if
-``reset`` had been called first.
+prediction wins. ``stepper.oracle.stats(row)`` -> OracleStats (``stats_all()``: every row's).
+Rows with no prediction yet get pad (config existing_text_padding_id); an ``append`` with no
+prediction open starts one, as if ``reset`` had been called first.
 
 The same schedule as a pure function, for training data (``LMModel.forward``'s ``oracle``):
     oracle_timeline([(4, "reset"), (4, "append", ids), (9, "reset"), ...], T, **oracle_ids(cfg))
@@ -140,6 +140,7 @@ class OracleStats:
     superseded: int = 0  # unfed tokens dropped because a newer prediction reset the row
     predictions: int = 0  # resets (back-end predictions started)
     pad_frames: int = 0  # frames fed with pad
+    starts: int = 0  # start ids among fed (fed - starts: the predictions' own tokens fed)
 
 
 @dataclass
@@ -309,6 +310,11 @@ class OracleFeed:
             s = self._rows[row].stats
             return OracleStats(**vars(s))
 
+    def stats_all(self) -> list[OracleStats]:
+        """Every row's stats, read at once (after a step: what that step left)."""
+        with self._lock:
+            return [OracleStats(**vars(r.stats)) for r in self._rows]
+
     # --- called by the stepper (worker thread) -------------------------------------------
     def _apply(self, frames: list[int]) -> None:
         with self._lock:
@@ -329,6 +335,7 @@ class OracleFeed:
                 if go:  # a paused row does not consume its oracle
                     if have:
                         r.stats.fed += 1
+                        r.stats.starts += f == r.start
                     else:
                         r.stats.pad_frames += 1
         return out

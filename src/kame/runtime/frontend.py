@@ -148,8 +148,11 @@ class CodecFrameModel:
         text = torch.where(valid, out.text.cpu(), torch.full_like(out.text.cpu(), -1))
         text = [(-1 if int(t) in self.text_skip else int(t)) for t in text.tolist()]
         oracle = [(-1 if int(t) == self.pad_id else int(t)) for t in out.oracle_in.tolist()]
+        counts = None  # (the feed's own counts: a step that failed before this one is in them too)
+        if self.stepper.model.has_oracle:
+            counts = np.array([(s.fed - s.starts, s.skipped) for s in self.stepper.oracle.stats_all()], np.int64)
         return FrameOut(pcm=pcm_out.cpu().numpy(), text=np.array(text, np.int64), oracle=np.array(oracle, np.int64),
-                        step=steps, faults=faults)
+                        step=steps, faults=faults, oracle_counts=counts)
 
     def _encode(self, pcm: np.ndarray, live: torch.Tensor | None, broken: list[str]) -> torch.Tensor:
         """The user's codes [B, K] of every row (``live`` None), else of the ``live`` rows (the

@@ -66,9 +66,15 @@ class SessionStats:
     input_delay_max_s: float = 0.0  # the most it did
     dropped_input_s: float = 0.0  # user audio dropped: the backlog exceeded the limit, or was left at close
     bad_audio: int = 0  # push_audio chunks rejected (NaN, wrong dtype/shape)
-    oracle_tokens_fed: int = 0
+    oracle_tokens_sent: int = 0  # oracle tokens the back-end sent (its predictions' text, start ids not counted)
+    oracle_tokens_fed: int = 0  # ... of them fed to the front-end (one a frame, time-locked to their reset)
+    # ... that came after their frame had passed: never fed (a back-end slower than one token a frame; the
+    # rest not fed were cut by a newer prediction, or came at the end). Both the stepper's own counts
+    # (RowOutput.oracle_counts); a frame model that does not count them: fed as seen in its outputs, late 0
+    oracle_tokens_late: int = 0
     predictions: int = 0  # oracle resets received that start a prediction
-    blanked: int = 0  # bare oracle resets received: no prediction, they only stop the feed (hybrid routing)
+    blanked: int = 0  # bare oracle resets received: no prediction; the feed gives its start id, then pad (hybrid
+    # routing; a restart with backend.reset_on_first_token=false)
     transcripts: int = 0
     backend_failures: int = 0
     dropped_outputs: int = 0  # outputs nobody read (beyond MAX_PENDING_OUTPUTS)
@@ -310,6 +316,8 @@ class TandemSession(Session):
             self._put(ErrorEvent(message, t, brief))
         if self.feed_log is not None:
             self.feed_log.stepped(rout.oracle_token, rout.step)
+        if rout.oracle_counts is not None:  # the feed's own counts (a step that failed is in them too)
+            self.stats.oracle_tokens_fed, self.stats.oracle_tokens_late = rout.oracle_counts
         self._step_times.append(step_s)
         lat = self._lat
         for ev in rout.vad:  # user voice activity (from the worker)
@@ -351,7 +359,8 @@ class TandemSession(Session):
                     self.metric("first_response_latency", hit - lat.user_end, t)
                     lat.user_end = None
         if rout.oracle_token >= 0 and rout.oracle_token != self.agent.oracle_start_id:
-            self.stats.oracle_tokens_fed += 1
+            if rout.oracle_counts is None:  # (a frame model that does not count: its tokens seen; late not known)
+                self.stats.oracle_tokens_fed += 1
             if lat.pending_lag is not None:
                 pid, word_end = lat.pending_lag
                 lat.pending_lag = None
@@ -518,13 +527,15 @@ class TandemSession(Session):
         if self.feed_log is not None:
             self.feed_log.received += 1
         if isinstance(ev, OracleReset):
-            if ev.bare:  # (no prediction: it only stops the feed of queued tokens, OracleProducer.on_routed)
+            if ev.bare:  # (no prediction: it cuts the queued tokens, the start id then pad is fed; hybrid
+                # routing's OracleProducer.on_routed, a restart with backend.reset_on_first_token=false)
                 self.stats.blanked += 1
             else:
                 self.stats.predictions += 1
             self._put(Meta({"type": "oracle", "event": "reset", "prediction_id": ev.prediction_id, "t": ev.t,
                             **({"bare": True} if ev.bare else {})}))
         elif isinstance(ev, OracleAppend):
+            self.stats.oracle_tokens_sent += len(ev.token_ids)
             self._put(Meta({"type": "oracle", "event": "append", "prediction_id": ev.prediction_id,
                             "text": ev.text, "token_ids": list(ev.token_ids), "t": ev.t}))
 

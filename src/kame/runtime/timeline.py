@@ -98,7 +98,8 @@ def timeline_figure(user: np.ndarray, agent: np.ndarray, rec: dict, title: str):
     ax[1].set_ylabel("transcripts\n(partial gray,\nfinal bold)")
     preds: dict = {}  # prediction id -> [reset time, text]
     for o in rec["oracle"]:
-        if o.get("bare"):  # (hybrid routing's blanking of the queued tokens: no prediction, as the stats count it)
+        if o.get("bare"):  # (a bare reset, hybrid routing's or a reset_on_first_token=false restart: it cuts the
+            # queued tokens, its start id then pad is fed; no prediction, as the stats count it)
             continue
         p = preds.setdefault(o["prediction_id"], [o["t"], ""])
         if o["event"] == "reset":

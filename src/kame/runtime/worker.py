@@ -69,6 +69,9 @@ class FrameOut:
     # row -> (kind, message): a fault of that row alone (its frame is kept; a front-end's NaN logits), told its
     # session once (StepWorker); None: none
     faults: dict[int, tuple[str, str]] | None = None
+    # [B, 2] int64 each row's oracle tokens fed (start ids not counted) and late (came after their frame: never
+    # fed), the feed's own counts since the row's reset, this step's included (None: not counted)
+    oracle_counts: np.ndarray | None = None
 
 
 @dataclass
@@ -92,6 +95,7 @@ class RowOutput:
     text_token: int
     oracle_token: int
     step: int | None = None  # the row's step index since its session joined (FrameOut.step; None: not told)
+    oracle_counts: tuple[int, int] | None = None  # (oracle tokens fed, late) so far (FrameOut.oracle_counts)
     vad: list = field(default_factory=list)  # user VAD events (kame.backend.vad.VADEvent-like)
     last_voice: float | None = None  # end of the latest chunk the user's VAD heard as speech
     problems: list[tuple[str, str | None]] = field(default_factory=list)  # this row's faults: (message, brief)
@@ -356,7 +360,9 @@ class StepWorker:
                 # its frame, e.g. file mode's recording: B times the memory)
                 out[ri.row] = RowOutput(pcm=np.array(fo.pcm[r], np.float32), text_token=int(fo.text[r]),
                                         oracle_token=int(fo.oracle[r]),
-                                        step=None if fo.step is None else int(fo.step[r]), problems=problems[ri.row])
+                                        step=None if fo.step is None else int(fo.step[r]), problems=problems[ri.row],
+                                        oracle_counts=None if fo.oracle_counts is None else
+                                        (int(fo.oracle_counts[r, 0]), int(fo.oracle_counts[r, 1])))
         if self.vad_factory is not None:
             for ri in job.rows:
                 self.doing = ("vad", ri.row)
