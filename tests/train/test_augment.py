@@ -264,43 +264,83 @@ def test_oracle_echo_gives_the_agents_words_at_the_frames_it_says_them_then_slid
 
 
 # --- a slow LLM's stream (slow_prob, slow_rate) --------------------------------------------------
-def _live(frame, ids, rate, until=None):
-    """A prediction as the live back-end sends it from an LLM of ``rate`` tokens/s: the reset with
-    its first token, token i ceil(i * 12.5 / rate) frames later, none from frame ``until`` (the next
-    prediction's) on; one append per token."""
-    at = [frame + math.ceil(i * 12.5 / rate) for i in range(len(ids))]
-    return [(frame, "reset")] + [(f, "append", [t]) for f, t in zip(at, ids) if until is None or f < until]
+# a reply whose every word is one id of the default tokenizer: an LLM sending a word a piece at r pieces/s
+# sends r oracle ids/s (slow_rate's unit: oracle-vocabulary tokens/s, kame's llm_tokens_per_s)
+ONE_ID_WORDS = "I think the answer is that it can be done in a day or two and then we will see how it".split()
+
+
+def _live(rate: float, reset_frame: int = 13) -> list[tuple]:
+    """The timeline events the live back-end (kame.backend.oracle's OracleProducer, on a FakeClock)
+    sends for ONE_ID_WORDS from an LLM streaming a word a piece at ``rate`` pieces/s, its reset (with
+    the first word, which goes out as the second piece begins) at the start of frame
+    ``reset_frame``; an event is fed at the first frame at or after it (ceil)."""
+    import asyncio
+
+    from kame.backend.oracle import OracleProducer
+    from kame.backend.policy import OraclePolicy
+    from kame.backend.tokenizer import default_tokenizer
+    from kame.backend.types import FRAME_S, OracleAppend, OracleReset
+    from kame.runtime.clock import FakeClock
+
+    from ..backend.scripted_llm import ScriptedLLM
+    from ..backend.test_oracle_routed import said, settle
+
+    async def run():
+        clock, events, llm = FakeClock(), [], ScriptedLLM()
+        producer = OracleProducer(llm, default_tokenizer(), OraclePolicy(), clock=clock, on_event=events.append)
+        await producer.on_transcript(said("what is the capital", 0.0, final=False))
+        await settle()
+        base = clock.now()  # (frame 0's start)
+        t0 = base + reset_frame * FRAME_S - 1 / rate  # (piece 1 at the frame's start)
+        pieces = [ONE_ID_WORDS[0]] + [" " + w for w in ONE_ID_WORDS[1:]]
+        for k, piece in enumerate(pieces):
+            clock.set(t0 + k / rate)
+            llm.calls[0].send(piece)
+            await settle()
+        clock.set(t0 + len(pieces) / rate)  # (the reply's end: its last word goes out)
+        llm.calls[0].end()
+        await settle()
+        await producer.aclose()
+        frame = lambda t: math.ceil(round((t - base) / FRAME_S, 6))  # noqa: E731
+        return [(frame(e.t), "reset") if isinstance(e, OracleReset) else (frame(e.t), "append", list(e.token_ids))
+                for e in events if isinstance(e, (OracleReset, OracleAppend))]
+
+    return asyncio.run(run())
 
 
 def test_a_slow_llm_stream_drops_the_tokens_the_live_feed_drops():
     """A prediction written whole (kame data synth's) re-timed as from an LLM of r tokens/s: the
-    oracle training sees is the one the live feed gives for those arrivals (oracle_timeline's rule
-    skips a token that comes after its frame, token i at reset + 1 + i), not every token."""
+    oracle training sees is the one the live feed gives, the live back-end run on a FakeClock
+    (OracleProducer; oracle_timeline's rule skips a token that comes after its frame, token i at
+    reset + 1 + i), not every token. (Was: compared with a copy of streamed's own formula.)"""
+    from kame.backend.tokenizer import default_tokenizer
     from kame.model.stepper import oracle_timeline
 
-    ids = list(range(100, 110))
+    ids = default_tokenizer().encode(" ".join(ONE_ID_WORDS))
+    assert len(ids) == len(ONE_ID_WORDS)
     whole = [(13, "reset"), (13, "append", ids)]
-    ids_of = dict(start_id=1000, pad_id=3, vocab=1001)
+    ids_of = dict(start_id=30000, pad_id=3, vocab=40000)
+    pad = ids_of["pad_id"]
 
     def slow(rate, events=whole, seed=0):
         tcfg = TrainConfig(skip_prob=(0.0, 0.0), shift_prob=0.0, slow_prob=1.0, slow_rate=(rate, rate)).check()
         return augment_oracle(events, np.random.default_rng([seed, 0, 0]), tcfg)
 
-    for rate in (2.0, 5.0, 7.0, 12.5):
-        assert slow(rate) == _live(13, ids, rate), rate
-        live = oracle_timeline(_live(13, ids, rate), 45, **ids_of)
-        assert torch.equal(oracle_timeline(slow(rate), 45, **ids_of), live)
+    n = len(ids)
+    for rate in (2.0, 5.0, 7.0, 10.0, 12.5, 25.0):
+        live = _live(rate)
+        assert [i for ev in live if ev[1] == "append" for i in ev[2]] == ids and live[0] == (13, "reset"), live
+        assert torch.equal(oracle_timeline(slow(rate), 60, **ids_of), oracle_timeline(live, 60, **ids_of)), rate
     # at 5 tokens/s token 1 arrives at frame 16, after its frame 15: only the first token is fed
-    assert oracle_timeline(slow(5.0), 45, **ids_of).tolist() == [3] * 13 + [1000, 100] + [3] * 30
+    assert oracle_timeline(slow(5.0), 60, **ids_of).tolist() == [pad] * 13 + [30000, ids[0]] + [pad] * 45
     # an LLM as fast as the feed (12.5 tokens/s) or faster: every token fed, as the data was
-    assert oracle_timeline(slow(12.5), 45, **ids_of).tolist() == [3] * 13 + [1000] + ids + [3] * 21
-    assert slow(25.0) == [(13, "reset"), (13, "append", [100]), (14, "append", [101, 102]),
-                          (15, "append", [103, 104]), (16, "append", [105, 106]), (17, "append", [107, 108]),
-                          (18, "append", [109])]
-    assert torch.equal(oracle_timeline(slow(25.0), 45, **ids_of), oracle_timeline(whole, 45, **ids_of))
+    assert oracle_timeline(slow(12.5), 60, **ids_of).tolist() == [pad] * 13 + [30000] + ids + [pad] * (46 - n)
+    assert slow(25.0)[:4] == [(13, "reset"), (13, "append", ids[:1]), (14, "append", ids[1:3]),
+                              (15, "append", ids[3:5])]
+    assert torch.equal(oracle_timeline(slow(25.0), 60, **ids_of), oracle_timeline(whole, 60, **ids_of))
     # a prediction's tokens stop at the next one's reset (the back-end sends only the newest prediction's)
-    two = [(5, "reset"), (5, "append", ids[:6]), (9, "reset"), (9, "append", [200, 201, 202, 203])]
-    assert slow(5.0, two) == _live(5, ids[:6], 5.0, until=9) + _live(9, [200, 201, 202, 203], 5.0)
+    first, second = [(5, "reset"), (5, "append", ids[:6])], [(9, "reset"), (9, "append", [200, 201, 202, 203])]
+    assert slow(5.0, first + second) == [ev for ev in slow(5.0, first) if ev[0] < 9] + slow(5.0, second)
     # a recorded stream already slower than r keeps its own, later, arrivals
     recorded = [(3, "reset"), (3, "append", [1]), (10, "append", [2, 3])]
     assert slow(12.5, recorded) == recorded
@@ -311,21 +351,21 @@ def test_a_slow_llm_stream_drops_the_tokens_the_live_feed_drops():
     for seed in range(10):
         ev = augment_oracle(whole, np.random.default_rng([seed, 0, 0]), shifted)
         s = ev[0][0] - 13
-        assert abs(s) == 4 and ev == [(f + s, *rest) for f, *rest in _live(13, ids, 5.0)]
+        assert abs(s) == 4 and ev == [(f + s, *rest) for f, *rest in slow(5.0)]
     # through a training example's oracle (Example.oracle: augmented, then oracle_timeline)
     from kame.model.stepper import oracle_ids
     from kame.train.batching import Example
 
     cfg = preset("tiny").replace(text_card=4000)
-    codes = torch.zeros(cfg.num_codebooks, 45, dtype=torch.long)
-    ex = Example("d", codes, oracle_timeline(whole, 45, **oracle_ids(cfg)), whole)
+    codes = torch.zeros(cfg.num_codebooks, 60, dtype=torch.long)
+    ex = Example("d", codes, oracle_timeline(whole, 60, **oracle_ids(cfg)), whole)
     tcfg = TrainConfig(skip_prob=(0.0, 0.0), shift_prob=0.0, slow_prob=1.0, slow_rate=(5.0, 5.0))
-    assert torch.equal(ex.oracle(cfg, tcfg, 0, 0), oracle_timeline(_live(13, ids, 5.0), 45, **oracle_ids(cfg)))
+    assert torch.equal(ex.oracle(cfg, tcfg, 0, 0), oracle_timeline(_live(5.0), 60, **oracle_ids(cfg)))
     # slow_prob 0.5, r ~ U[2, 5]: some dialogues (seeds) slow, the others as written
     half = TrainConfig(skip_prob=(0.0, 0.0), shift_prob=0.0, slow_prob=0.5, slow_rate=(2.0, 5.0))
-    fed = [int((oracle_timeline(augment_oracle(whole, np.random.default_rng([s, 0, 0]), half), 45, **ids_of) != 3)
+    fed = [int((oracle_timeline(augment_oracle(whole, np.random.default_rng([s, 0, 0]), half), 60, **ids_of) != pad)
                .sum()) for s in range(40)]
-    assert set(fed) == {2, 11}  # the start id and one token, or the start id and all 10
+    assert set(fed) == {2, n + 1}  # the start id and one token, or the start id and all
 
 
 class _Draws:
@@ -374,7 +414,16 @@ def test_slow_knobs_are_range_checked_and_an_older_run_resumes_without_them(tmp_
         with pytest.raises(ConfigError, match=re.escape(said)):
             TrainConfig(**bad).check()
     TrainConfig(slow_prob=1.0, slow_rate=(5.0, 5.0)).check()
-    TrainConfig(slow_prob=0.0, slow_rate=(0.5, 40.0)).check()
+    TrainConfig(slow_prob=0.5, slow_rate=(0.5, 40.0)).check()
+    # what would do nothing is refused (was: --no-oracle-aug silently turned --slow-prob off, and --slow-rate
+    # without --slow-prob did nothing, unsaid)
+    with pytest.raises(ConfigError, match=re.escape("--slow-rate is --slow-prob's speed, and --slow-prob is 0 (off): "
+                                                    "give --slow-prob P too, or drop --slow-rate")):
+        TrainConfig(slow_prob=0.0, slow_rate=(0.5, 40.0)).check()
+    with pytest.raises(ConfigError, match=re.escape("--slow-prob re-times the oracle's augmentation, which "
+                                                    "--no-oracle-aug turns off: drop one of them")):
+        TrainConfig(oracle_aug=False, slow_prob=1.0).check()
+    TrainConfig(oracle_aug=False).check()
     # a checkpoint's record of a run before the knobs: the run had them off, and resumes so
     config = json.loads(json.dumps(asdict(TrainConfig())))
     assert config["slow_prob"] == 0.0 and config["slow_rate"] == [2.0, 12.5]  # recorded as the others are

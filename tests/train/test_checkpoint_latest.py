@@ -75,3 +75,10 @@ def test_a_link_not_replaced_over_is_replaced_in_two_moves(net, tmp_path, monkey
     assert (tmp_path / "out" / "latest").resolve() == folder.resolve()
     assert not os.path.lexists(tmp_path / "out" / ".latest.tmp")
     assert (tmp_path / "out").resolve() not in saving._UNLINKED  # (no warning: it was made)
+
+
+def test_equal_train_states_are_equal_bytes(net, tmp_path):
+    """train_state.pt's zip records were named after the random temporary file it was written to
+    (.train_state.pt.<random>/data.pkl), so two identical runs' states differed by hash."""
+    first = (_save(net, tmp_path, 1) / STATE).read_bytes()
+    assert first == (_save(net, tmp_path, 1) / STATE).read_bytes()  # (the same step again: written anew)

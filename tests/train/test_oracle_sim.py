@@ -268,6 +268,66 @@ async def test_with_the_embedded_llm(tok):
     assert first.text and first.ids == tok.encode(first.text) and len(first.text.split()) <= 30
 
 
+class SeedLLM(LLM):
+    """A seedable LLM (as the embedded one) that replies with the seed it was given."""
+
+    name, seedable = "seeded", True
+
+    def __init__(self):
+        self.seeds = []
+
+    async def stream_chat(self, messages, *, max_tokens=None, temperature=None, seed=None):
+        self.seeds.append(seed)
+        yield f"seed {seed}"
+
+
+async def test_each_point_of_a_seedable_llm_gets_a_seed_of_its_own_from_rng(tok):
+    """kame data synth / oracle --llm embedded gave another oracle every run with the same --seed
+    (the child sampled at 0.7 from an unseeded RNG): each point's request is now seeded from the
+    rng (the seed, the dialogue), the same ones on a rerun."""
+    from kame.train.oracle_sim import simulate_dialogue
+
+    turns = [("user", TURN, "What is the capital of France?"), ("agent", [], REF),
+             ("user", TURN, "What is the capital of France?"), ("agent", [], "Berlin.")]
+
+    async def seeds(key, llm=None):
+        llm = llm or SeedLLM()
+        events = await simulate_dialogue(turns, llm=llm, tokenizer=tok, rng=np.random.default_rng(key))
+        return llm.seeds, [e.text for e in events[1::2]]
+
+    first, texts = await seeds([0, 0, 2])
+    assert len(first) == 6 and None not in first and len(set(first)) == 6  # 3 LLM points a turn, one seed each
+    assert sorted(t for t in texts if t.startswith("seed")) == sorted(f"seed {s}" for s in first)
+    assert await seeds([0, 0, 2]) == (first, texts)  # a rerun: the same requests
+    assert set((await seeds([0, 1, 2]))[0]).isdisjoint(first)  # another dialogue (or --seed): others
+    # an LLM that takes no seed (openai:) is asked without one, as before
+    plain = ListLLM(["Paris."] * 6)
+    await simulate_dialogue(turns, llm=plain, tokenizer=tok, rng=np.random.default_rng([0, 0, 2]))
+    assert len(plain.calls) == 6
+
+
+@pytest.mark.slow
+async def test_the_embedded_llm_samples_the_same_prediction_for_the_same_seed(tok):
+    """SmolLM2-135M at the simulator's temperature (0.7): the same rng, the same prediction (was: the
+    child's unseeded RNG, another one each run)."""
+    pytest.importorskip("transformers")
+    from kame import registry
+
+    llm = registry.create("llm", "embedded")
+    words = turn([("Tell", 0.0, 0.2), ("me", 0.25, 0.4), ("about", 0.45, 0.7), ("Paris", 0.75, 1.1)])
+    cfg = SimOracleConfig(min_words=3, max_tokens=40)  # one LLM point: 1.0 s, 3/4 heard (level 2)
+
+    async def predicted(key):
+        events = await simulate_oracle(user_words=words, reference="Paris is the capital of France.", llm=llm,
+                                       tokenizer=tok, cfg=cfg, rng=np.random.default_rng(key))
+        assert events.stats.llm_calls == 1
+        return events[1].text
+
+    first = await predicted([0, 0, 2])
+    assert [await predicted([0, 0, 2]) for _ in range(2)] == [first, first]
+    assert {await predicted([0, k, 2]) for k in range(1, 4)} != {first}  # (other seeds: not all this one)
+
+
 # --- randomized guidance (no LLM) -------------------------------------------------------------------
 POOL = ["It is Berlin, the capital of Germany.", "Water boils at one hundred degrees.",
         "Mount Everest is the highest mountain on Earth.", "It is Madrid, in the middle of Spain.",
@@ -378,7 +438,11 @@ def test_a_set_cleaned_otherwise_is_told_in_one_line_naming_the_run_that_cleans_
     record.write_text(json.dumps(settings))
     note = stale_cleaning(manifest)
     assert "\n" not in note and "synth.json records no cleaning version" in note, note
-    assert f"`kame data oracle {manifest} --llm 'openai:my model' --interval 0.5 --delay 0.0`" in note, note
+    # with the set's seed (was: none, so --llm random drew other predictions than the set had)
+    assert f"`kame data oracle {manifest} --llm 'openai:my model' --interval 0.5 --delay 0.0 --seed 3`" in note, note
+    assert "makes the predictions anew, asking the LLM again" in note, note
+    record.write_text(json.dumps({**settings, "oracle_seed": 8}))  # (kame data oracle's, over synth's)
+    assert "--delay 0.0 --seed 8`" in stale_cleaning(manifest)
     record.write_text(json.dumps({**settings, "cleaning": CLEANING_VERSION - 1}))
     assert f"records cleaning version {CLEANING_VERSION - 1};" in stale_cleaning(manifest)
     record.write_text(json.dumps({**settings, "cleaning": CLEANING_VERSION}))

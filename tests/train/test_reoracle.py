@@ -253,6 +253,7 @@ def test_an_unreadable_dialogue_fails_alone_and_the_manifest_says_the_new_oracle
     (tmp_path / "synth.json").write_text(json.dumps({"llm": "openai:x", "seed": 5, "agent_voice": "piper"}))
     assert "kame data oracle" in stale_cleaning(tmp_path / "train.jsonl")  # (a set recording no cleaning)
     old = read_manifest(tmp_path / "train.jsonl")
+    old_meta = (folders[2] / "dialogue.json").read_text()
     (folders[2] / "dialogue.json").write_text("{ not json")
     assert main(["data", "oracle", str(tmp_path), "--llm", "none", "--seed", "7"]) == 1
     out = capsys.readouterr().out
@@ -266,7 +267,13 @@ def test_an_unreadable_dialogue_fails_alone_and_the_manifest_says_the_new_oracle
     # the set's record says what its oracle is now; synth's own seed (voices, layout) stays
     settings = json.loads((tmp_path / "synth.json").read_text())
     assert (settings["llm"], settings["seed"], settings["oracle_seed"], settings["agent_voice"]) == ("none", 5, 7, "piper")
-    # ... and the cleaner its text was cleaned with: kame train warns no more (was: none recorded)
+    # ... but not the cleaner: d2 keeps its old oracle, so kame train still warns (was: cleaning recorded
+    # after any dialogue was written, and the warning went)
+    assert "cleaning" not in settings and "kame data oracle" in stale_cleaning(tmp_path / "train.jsonl")
+    (folders[2] / "dialogue.json").write_text(json.dumps(json.loads(old_meta)))  # (d2 readable again)
+    assert main(["data", "oracle", str(tmp_path), "--llm", "none", "--seed", "7"]) == 0
+    settings = json.loads((tmp_path / "synth.json").read_text())
+    # every dialogue cleaned anew: the cleaner its text was cleaned with is recorded, kame train warns no more
     assert settings["cleaning"] == CLEANING_VERSION and stale_cleaning(tmp_path / "train.jsonl") is None
 
 
@@ -333,9 +340,9 @@ def test_synth_json_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     args = SimpleNamespace(llm="random", seed=2)
     with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
         m.setattr(Path, "write_text", cut)
-        _record_oracle(path, _read_settings(path), args, SimOracleConfig())
+        _record_oracle(path, _read_settings(path), args, SimOracleConfig(), whole=True)
     assert json.loads(path.read_text()) == {"llm": "none", "seed": 5} and [p.name for p in tmp_path.iterdir()] == [path.name]
-    _record_oracle(path, _read_settings(path), args, SimOracleConfig())
+    _record_oracle(path, _read_settings(path), args, SimOracleConfig(), whole=True)
     assert json.loads(path.read_text())["oracle_seed"] == 2
 
 
@@ -396,9 +403,13 @@ def test_ctrl_c_says_what_was_written_and_exits_130(tmp_path, capsys, monkeypatc
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(reoracle, "write_meta", write_then_ctrl_c)
+    (tmp_path / "synth.json").write_text(json.dumps({"llm": "openai:x", "cleaning": 1}))
     assert main(["data", "oracle", str(tmp_path), "--llm", "none"]) == 130
     io = capsys.readouterr()
     assert "kame data oracle: interrupted; the manifest has 1 dialogue given a new oracle" in io.err, io
+    # the set's record keeps the old cleaner: the other dialogues were cleaned with it (was: the new one)
+    assert json.loads((tmp_path / "synth.json").read_text()) == {"llm": "none", "cleaning": 1, "interval_s": 0.5,
+                                                                 "delay_s": 0.0, "oracle_seed": 0}
     assert "manifest:" in io.out, io
     entries = read_manifest(tmp_path / "train.jsonl")
     assert [e.meta_sha256 for e in entries] == [file_sha256(f / "dialogue.json") for f in folders]

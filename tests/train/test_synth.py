@@ -583,6 +583,16 @@ def test_a_resume_of_a_set_made_before_the_cleaning_version_warns(tmp_path, monk
     caplog.clear()
     assert main([*base, "--limit", "2"]) == 0
     assert "other settings (cleaning: cleaning was 1)" in caplog.text
+    # the record keeps the older cleaning: the dialogue the resume skipped has it, so kame train warns on
+    # (was: this kame's recorded, and the warning went)
+    from kame.train.oracle_sim import stale_cleaning
+
+    assert "cleaning" not in json.loads((out / "synth.json").read_text())
+    assert "records no cleaning version" in stale_cleaning(out / "train.jsonl")
+    (out / "synth.json").write_text(json.dumps({**record, "cleaning": CLEANING_VERSION - 1}))
+    assert main([*base, "--limit", "3"]) == 0
+    assert json.loads((out / "synth.json").read_text())["cleaning"] == CLEANING_VERSION - 1
+
 
 
 def test_a_rerun_removes_the_temporaries_a_killed_run_left_where_it_writes(tmp_path, monkeypatch, capsys):

@@ -213,9 +213,33 @@ def _tally(bad: int, answered: int) -> tuple[int, int]:
     return max(0, bad - answered), max(0, answered - bad)
 
 
+def fuzz_plan(seed: int, n_messages: int, workers: int, w: int, good: list[bytes], max_bytes: int,
+              hard_bytes: int, max_errors: int):
+    """Worker ``w``'s connections, each a list of (category, message): its fixed share of
+    ``n_messages``, each connection's messages from an RNG and Opus encoder keyed by (seed, w,
+    connection), the same whatever the scheduling (was: one shared budget, and a connection
+    closed early shifted the next one's draws). A connection ends after the message the server
+    closes it on (beyond ``hard_bytes``: 1009; the ``max_errors``-th bad one: 1008)."""
+    left, c = n_messages // workers + (w < n_messages % workers), 0
+    while left > 0:
+        rng, enc = random.Random(f"kame bench soak fuzz {seed} {w} {c}"), P.OpusEncoder()
+        msgs, bad = [], 0
+        for _ in range(min(rng.randint(20, 200), left)):
+            cat, data = _fuzz_message(rng, enc, good, max_bytes)
+            msgs.append((cat, data))
+            bad += _expect_error(cat, data, max_bytes)
+            if len(data.encode() if isinstance(data, str) else data) > hard_bytes or bad >= max_errors:
+                break
+        left -= len(msgs)
+        c += 1
+        yield msgs
+
+
 async def run_fuzz(url: str, n_messages: int, http: aiohttp.ClientSession, server: Server, seed: int = 0,
                    workers: int = 4) -> dict:
-    """``n_messages`` fuzz messages over ``workers`` reconnecting connections + a canary."""
+    """``n_messages`` fuzz messages over ``workers`` reconnecting connections (fuzz_plan) + a canary."""
+    from ..server.guard import hard_limit
+
     max_bytes = server.cfg.max_message_bytes
     src = P.OpusEncoder()
     good = [p for p in (src.encode(speechlike(0.08, i)) for i in range(30)) if p]
@@ -225,15 +249,13 @@ async def run_fuzz(url: str, n_messages: int, http: aiohttp.ClientSession, serve
     unanswered = 0  # bad messages on client-closed connections that got no 0x05
     unexpected = 0  # 0x05 errors beyond the bad messages sent (_expect_error took one for valid)
     retries = Counter()  # 503s: the server had not yet seen a worker's previous connection go
-    left = [n_messages]
     canary_s = max(3.0, n_messages / 1500)
     canary = asyncio.create_task(chat(url, speechlike(canary_s, 99), http=http, tail_s=0.5))
 
     async def worker(w: int) -> None:
         nonlocal unanswered, unexpected
-        rng = random.Random(seed * 100 + w)
-        enc = P.OpusEncoder()
-        while left[0] > 0:
+        for planned in fuzz_plan(seed, n_messages, workers, w, good, max_bytes, hard_limit(server.cfg),
+                                 server.cfg.max_errors):
             ws = await _connect_when_free(http, url, retries, max_msg_size=1 << 24)
             await ws.receive(timeout=10)  # handshake
             st = {"bad": 0, "answered": 0}
@@ -248,11 +270,9 @@ async def run_fuzz(url: str, n_messages: int, http: aiohttp.ClientSession, serve
                     closes[ws.close_code] += 1  # the server closed (1008 too many errors, 1009 too big)
 
             rt = asyncio.create_task(rx())
-            for k in range(rng.randint(20, 200)):  # messages on this connection
-                if left[0] <= 0 or rt.done():
+            for k, (cat, data) in enumerate(planned):  # (closed sooner than planned: the rest is not sent)
+                if rt.done():
                     break
-                left[0] -= 1
-                cat, data = _fuzz_message(rng, enc, good, max_bytes)
                 sent[cat] += 1
                 try:
                     await (ws.send_str(data) if isinstance(data, str) else ws.send_bytes(data))
@@ -535,7 +555,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cycles", type=at_least(0), default=1000,
                    help="cycles part: connect/disconnect cycles (default 1000)")
     p.add_argument("--seed", type=at_least(0, maximum=MAX_SEED), default=0,
-                   help="fuzz part: seeds the random messages, 0 to 2**64 - 1 (default 0)")
+                   help="fuzz part: seeds the random messages (the same seed, --fuzz and server limits: the same "
+                        "messages), 0 to 2**64 - 1 (default 0)")
     p.add_argument("--speech", action="store_true",
                    help="sessions part: clients ask spoken questions (STT and LLM at work) instead of sending tones")
     p.add_argument("--json", default=None, help="also write the raw results here")

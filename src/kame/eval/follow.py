@@ -26,7 +26,8 @@ compared with what the dialogue's agent said:
   (chance: what audio that does not follow its own reply scores).
 
 Prints a table (the totals, and a row per dialogue with --per-dialogue); with -o, OUT/DIALOGUE.wav (stereo: the
-user, the generated agent) and OUT/results.jsonl.
+user, the generated agent), OUT/results.jsonl and OUT/eval.json (the settings: ``settings``). Dialogue i is
+sampled with the seed --seed + i.
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ import numpy as np
 from ..cliargs import at_least
 from ..errors import CheckpointError, ConfigError, NotAvailableError
 from ..model.config import MAX_SEED
-from ..paths import check_output_folder, write_replacing
+from ..paths import check_output_folder, file_sha256, write_replacing
 from ..train.data import FRAME_RATE, SAMPLE_RATE, DataError
 from .firstwrites import FirstWrites
+from .results import write_settings
 
 NO_ASR = "; or --no-asr (no audio WER / CER)"  # (the way out a missing whisper's error names)
 
@@ -64,9 +66,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temp", type=at_least(0, float), default=None,
                    help="sampling temperature of audio and text (default Moshi's 0.8 / 0.7; 0: greedy)")
     p.add_argument("--seed", type=at_least(0, maximum=MAX_SEED), default=0,
-                   help="sampling seed (torch's: 0 to 2**64 - 1)")
+                   help="sampling seed (torch's: 0 to 2**64 - 1; default 0): dialogue i is sampled with seed + i")
     p.add_argument("--no-asr", action="store_true", help="no whisper transcript of the generated audio")
-    p.add_argument("-o", "--out", default=None, help="folder for the generated audio and results.jsonl")
+    p.add_argument("-o", "--out", default=None, help="folder for the generated audio, results.jsonl and eval.json "
+                                                     "(the settings)")
     p.add_argument("--per-dialogue", action="store_true", help="a row per dialogue")
     p.add_argument("--device", default="auto", help="where the front-end runs: auto (cuda when there is one; "
                                                    "default), cpu, cuda, cuda:N (the codec and whisper: the CPU)")
@@ -291,6 +294,18 @@ def _check_whisper(where: str) -> None:
         raise NotAvailableError(f"{where}: {exc}") from None
 
 
+SETTINGS = "eval.json"  # in -o: what the results are of (as kame eval mtbench's)
+
+
+def settings(args, manifest: Path, codec_spec: str, device, sampling, n: int) -> dict:
+    """eval.json's record: what a rerun needs to give the same results (dialogue i sampled with
+    seed + i)."""
+    return {"command": "kame eval follow", "manifest": str(Path(manifest).resolve()),
+            "manifest_sha256": file_sha256(manifest), "dialogues": n, "limit": args.limit,
+            "frontend": str(args.frontend), "codec": codec_spec, "device": str(device), "seed": args.seed,
+            "temp": sampling.temp, "temp_text": sampling.temp_text, "greedy": sampling.greedy, "asr": not args.no_asr}
+
+
 def main(args) -> int:
     # a failure or Ctrl-C before the first dialogue (a manifest missing, a front-end that cannot load) leaves -o as
     # it was: a new one removed again, with the parents made for it (was: left, empty)
@@ -319,7 +334,7 @@ def _main(args, first: FirstWrites | None) -> int:
                 raise ConfigError(f"{where}: {exc}; give -o a folder for the audio and results.jsonl") from None
             first.lock(where)  # (before anything is written in -o: a second run into it refused)
         device = parse_device(auto_device(args.device))
-        _, entries = manifest_entries(args.manifest, command=where)
+        manifest, entries = manifest_entries(args.manifest, command=where)
         entries = entries[: args.limit]
         model, codec, codec_spec, tok, _ = load_for_training(args.frontend, args.codec, None, device,
                                                              command=where,
@@ -346,7 +361,7 @@ def _main(args, first: FirstWrites | None) -> int:
     recs = []
     print(f"# kame eval follow: {args.frontend} ({codec_spec}, on {device}), {len(entries)} dialogues from "
           f"{args.manifest}, "
-          f"sampling temp {sampling.temp}/{sampling.temp_text}{' greedy' if sampling.greedy else ''}")
+          f"sampling temp {sampling.temp}/{sampling.temp_text}{' greedy' if sampling.greedy else ''}, seed {args.seed}")
     head = ("| dialogue | text tokens ok % | ... with no oracle | semantic ok % | codes ok % while it speaks, "
             "codebook 0 / the rest | text WER % | onset error (s) | audio WER / CER % | ... the recording through "
             "the codec |")
@@ -355,6 +370,7 @@ def _main(args, first: FirstWrites | None) -> int:
         print(head + rule)
     if first is not None:
         first.keep()  # (from the first dialogue on, what this run writes in -o stays)
+        write_settings(out / SETTINGS, settings(args, manifest, codec_spec, device, sampling, len(entries)))
     for i, e in enumerate(entries):
         d = read_dialogue(e.path)
         rec, pcm = follow_one(model, codec, tok, d, sampling, (args.seed + i) % (MAX_SEED + 1), asr,

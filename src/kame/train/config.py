@@ -30,6 +30,7 @@ SEED_LIMIT = 2**32
 # the TrainConfig fields whose kame train option is named otherwise (kame.train.finetune.OPTION_KNOBS);
 # every other field's option is --FIELD, "_" written "-"
 OTHER_OPTIONS = {"warmup_steps": "warmup", "window_frames": "window", "jitter_frames": "jitter"}
+SLOW_RATE = (2.0, 12.5)  # slow_rate's default
 STATE = "train_state.pt"  # beside a checkpoint's config.json: the optimizer's state and the step
 
 
@@ -73,9 +74,11 @@ class TrainConfig:
     jitter_frames: int = 0  # each prediction arrives 0..this many frames later (KAME's optional time jitter; 0: off)
     # kame's, for a front-end fed live by an LLM slower than the feed's 12.5 tokens/s: with this chance
     # per dialogue its predictions stream at r ~ U[slow_rate] tokens/s, and the tokens that come after
-    # their frame are skipped, as live (kame.train.batching.streamed; 0: off, the data's own timing)
+    # their frame are skipped, as live (kame.train.batching.streamed; 0: off, the data's own timing; part
+    # of the augmentation: oracle_aug False refuses it). r is in oracle-vocabulary tokens/s (the ids the
+    # front-end is fed: kame's llm_tokens_per_s), some 1.3-1.7 times an LLM's own tokens/s
     slow_prob: float = 0.0
-    slow_rate: tuple[float, float] = (2.0, 12.5)  # tokens/s, A <= r <= B (an embedded LLM under load: ~2-5)
+    slow_rate: tuple[float, float] = SLOW_RATE  # oracle tokens/s, A <= r <= B (only with slow_prob > 0)
     # input dropouts (KAME's fine-tune; 0 = off, its default): what the temporal transformer reads,
     # never the targets (kame.train.batching.input_dropouts)
     text_token_dropout: float = 0.0  # each of the model's text tokens but pad, read as pad
@@ -127,6 +130,11 @@ class TrainConfig:
         need(len(self.slow_rate) == 2 and all(is_finite_number(r) for r in self.slow_rate)
              and 0 < self.slow_rate[0] <= self.slow_rate[1], "slow_rate",
              f"A B must be tokens/s 0 < A <= B, got {self.slow_rate}")
+        # (was: both did nothing, unsaid)
+        need(self.oracle_aug or not self.slow_prob, "slow_prob", "re-times the oracle's augmentation, which "
+             "--no-oracle-aug turns off: drop one of them")
+        need(self.slow_prob or tuple(self.slow_rate) == SLOW_RATE, "slow_rate", "is --slow-prob's speed, and "
+             "--slow-prob is 0 (off): give --slow-prob P too, or drop --slow-rate")
         for field in ("text_token_dropout", "text_emb_dropout", "semantic_emb_dropout"):
             need(0 <= getattr(self, field) <= 1, field, f"must be in [0, 1], got {getattr(self, field)}")
         for field in ("semantic_weight", "acoustic_weight"):

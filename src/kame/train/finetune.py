@@ -432,9 +432,12 @@ def add_arguments(p) -> None:
     knob("--slow-prob", type=at_least(0, float, maximum=1), metavar="P",
          help="with probability P per dialogue, its predictions stream as from an LLM of --slow-rate tokens/s, "
               "the tokens that come after their frame skipped as the live feed skips them: for a front-end that "
-              "will run behind an LLM slower than the feed's 12.5 tokens/s", note=": off")
+              "will run behind an LLM slower than the feed's 12.5 tokens/s (part of the oracle's augmentation: "
+              "not with --no-oracle-aug)", note=": off")
     knob("--slow-rate", type=more_than(0), nargs=2, action=Ordered, metavar=("A", "B"),
-         help="--slow-prob's LLM speed in tokens/s, drawn per dialogue from U[A, B]")
+         help="--slow-prob's LLM speed, drawn per dialogue from U[A, B], in oracle-vocabulary tokens/s (the ids "
+              "the front-end is fed, kame's llm_tokens_per_s: some 1.3-1.7 times an LLM's own tokens/s); only "
+              "with --slow-prob")
     knob("--text-token-dropout", type=at_least(0, float, maximum=1), metavar="P",
          help="KAME's input dropout: each text token the model reads (its inner monologue; not pad) is "
               "read as pad with probability P; the targets stay")

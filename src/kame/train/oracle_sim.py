@@ -366,7 +366,9 @@ def stale_cleaning(manifest: Path) -> str | None:
     cleaned otherwise than this kame cleans (CLEANING_VERSION, the record's "cleaning"; a record
     without one was made before it was recorded): its front-end would learn oracle text the live
     oracle no longer sends. One line naming the `kame data oracle` run that cleans it anew, with
-    the record's oracle settings; None: the same cleaning, or no record (a set made otherwise)."""
+    the record's oracle settings and seed (the oracle's, else synth's: with --llm random, another
+    seed drew other predictions), and saying that it makes the predictions anew (an LLM is asked
+    again); None: the same cleaning, or no record (a set made otherwise)."""
     import json
     import shlex
 
@@ -385,9 +387,12 @@ def stale_cleaning(manifest: Path) -> str | None:
                       ("delay_s", "--delay")):
         if doc.get(key) is not None:
             run += [flag, str(doc[key])]
+    seed = doc.get("oracle_seed", doc.get("seed"))
+    if seed is not None:
+        run += ["--seed", str(seed)]
     return (f"{manifest}: its oracle text is not cleaned as the live oracle's is now (its {SETTINGS} {made}; "
             f"this kame's is {CLEANING_VERSION}), so the front-end learns text it will not be sent; run "
-            f"`{shlex.join(run)}` to clean it anew")
+            f"`{shlex.join(run)}` to clean it anew (it makes the predictions anew, asking the LLM again)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -405,8 +410,11 @@ async def simulate_oracle(*, user_words: list[Word], reference: str, llm, tokeni
     level-5 points (the turn's end: the true reply) make predictions; with ``random_replies``
     (and ``rng``, a numpy Generator) instead of an LLM, the other points get drawn replies
     (randomized guidance), never the history's texts, the turn's own or those in ``exclude``
-    (the dialogue's later turns). Returns a list of OracleEvent with ``stats`` and ``next_prediction``.
-    LLM failures raise SimOracleError naming the point."""
+    (the dialogue's later turns). With ``rng`` and an LLM that takes a seed (``seedable``: the
+    embedded one), each point's request is sampled with a seed of its own drawn from ``rng`` (kame
+    data synth / oracle: the seed and the dialogue's index), so a rerun gives the same predictions;
+    another LLM's (openai:) differ from run to run. Returns a list of OracleEvent with ``stats`` and
+    ``next_prediction``. LLM failures raise SimOracleError naming the point."""
     cfg = cfg or SimOracleConfig()
     if random_replies is not None and (llm is not None or rng is None):
         raise ValueError("simulate_oracle: random_replies replaces the LLM (llm=None) and needs rng")
@@ -417,16 +425,19 @@ async def simulate_oracle(*, user_words: list[Word], reference: str, llm, tokeni
     spoken = [w.word for w in words]
     points = prediction_points(words, cfg)
     stats = SimOracleStats(points=len(points))
+    # each point's request seed (a seedable LLM), drawn for every point first: the same whatever the replies
+    seeds = rng.integers(0, 2**63, len(points)).tolist() if rng is not None and getattr(llm, "seedable", False) \
+        else [None] * len(points)
     # (frame, [points at it]) in time order, past-the-end points dropped before any LLM call
-    groups: list[tuple[int, list[tuple[float, int]]]] = []
-    for t, heard in points:
+    groups: list[tuple[int, list[tuple[float, int, int | None]]]] = []
+    for (t, heard), seed in zip(points, seeds):
         f = frame_of(min(t + cfg.delay_s, LATEST_S))
         if frames is not None and f >= frames:
             stats.past_end += 1
         elif groups and groups[-1][0] == f:
-            groups[-1][1].append((t, heard))
+            groups[-1][1].append((t, heard, seed))
         else:
-            groups.append((f, [(t, heard)]))
+            groups.append((f, [(t, heard, seed)]))
     events = SimOracleEvents(stats=stats, next_prediction=first_prediction)
     drawn: list[str] = []
     if random_replies is not None:  # one reply per frame below level 5, drawn at once: no two alike
@@ -435,7 +446,7 @@ async def simulate_oracle(*, user_words: list[Word], reference: str, llm, tokeni
                                     exclude=[t for _, t in history] + [" ".join(spoken), *exclude])
     for f, group in groups:
         text, level = "", 0
-        for i, (t, heard) in enumerate(reversed(group)):  # the latest first: it supersedes the others
+        for i, (t, heard, seed) in enumerate(reversed(group)):  # the latest first: it supersedes the others
             r = heard / len(words)
             level = hint_level(r)
             if level == REFERENCE_LEVEL:
@@ -447,7 +458,7 @@ async def simulate_oracle(*, user_words: list[Word], reference: str, llm, tokeni
                 continue
             else:
                 messages = simulator_messages(history, spoken[:heard], reference, r, level, cfg)
-                text = await _predict(llm, messages, cfg, t, level, stats)
+                text = await _predict(llm, messages, cfg, t, level, stats, seed)
             if text and tokenizer.encode(text):
                 stats.superseded += len(group) - 1 - i
                 break
@@ -500,7 +511,7 @@ async def simulate_dialogue(turns: Sequence[tuple[str, list[Word], str]], *, llm
 
 
 async def _predict(llm, messages: list[ChatMessage], cfg: SimOracleConfig, t: float, level: int,
-                   stats: SimOracleStats) -> str:
+                   stats: SimOracleStats, seed: int | None = None) -> str:
     """The LLM's cleaned reply; SimOracleError naming the point if it fails or times out."""
     where = f"simulated oracle: the prediction at {t:.2f} s (hint level {level})"
     stats.llm_calls += 1
@@ -508,7 +519,7 @@ async def _predict(llm, messages: list[ChatMessage], cfg: SimOracleConfig, t: fl
         # (reading stops once the reply holds more words than will be kept; +4: room for a label
         # the cleaning drops)
         raw = await collect_reply(llm, messages, timeout_s=cfg.timeout_s, max_tokens=cfg.max_tokens,
-                                  temperature=cfg.temperature, max_words=cfg.max_reply_words + 4)
+                                  temperature=cfg.temperature, max_words=cfg.max_reply_words + 4, seed=seed)
     except asyncio.TimeoutError:
         raise SimOracleError(f"{where}: LLM {describe(llm)} gave no complete reply within {cfg.timeout_s:g} s "
                              f"(SimOracleConfig.timeout_s); retry the dialogue or raise the timeout") from None

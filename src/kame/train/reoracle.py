@@ -258,8 +258,9 @@ def add_arguments(p) -> None:
                    help="dialogues at once (default 1): their simulator requests overlap, for a hosted LLM that "
                         "serves several at a time")
     p.add_argument("--seed", type=at_least(0, maximum=MAX_SEED), default=0,
-                   help="seeds --llm random's predictions (numpy's generators; kame data synth's --seed draws the "
-                        "same ones): 0 to 2**64 - 1 (default 0)")
+                   help="seeds --llm random's predictions and the embedded LLM's sampling (numpy's generators; "
+                        "kame data synth's --seed draws the same ones; an openai: LLM's predictions differ from run "
+                        "to run): 0 to 2**64 - 1 (default 0)")
 
 
 def main(args) -> int:
@@ -310,7 +311,8 @@ def main(args) -> int:
             if not quit_now:
                 with after_stop(bool(stopped)) as held:  # (after a stop, a SIGTERM or Ctrl-C here is the second)
                     if any(status == "written" for _, status, _ in results):
-                        _record_oracle(path.parent / SETTINGS, settings, args, oracle_cfg)
+                        whole = not stopped and sum(status == "written" for _, status, _ in results) == len(entries)
+                        _record_oracle(path.parent / SETTINGS, settings, args, oracle_cfg, whole=whole)
                     # a dialogue that cannot be read keeps its line, without its sha256 (the others' are new,
                     # so the manifest is another one: no resume goes on over the new oracles unnoticed)
                     write_manifest(path, [e.path for e in entries], fallback={e.path: e for e in entries})
@@ -352,15 +354,18 @@ def _read_settings(settings: Path) -> dict | None:
     return doc
 
 
-def _record_oracle(path: Path, settings: dict | None, args, oracle_cfg) -> None:
+def _record_oracle(path: Path, settings: dict | None, args, oracle_cfg, whole: bool) -> None:
     """kame data synth's record of the set (``settings``: synth.json's, read by _read_settings;
     None: none, nothing written) says what its oracle is now: llm, interval and delay are the
     oracle's (a later synth resume with another --llm warns); the oracle's seed goes apart
     (synth's seed drew the voices and layout), "cleaning" the version of the cleaner of its text
-    (kame train warns of a set of another). Written whole or not at all (record_settings)."""
+    (kame train warns of a set of another), only when ``whole``: every dialogue got its new oracle
+    in a run not stopped (was: once one had, so a run where some failed, or a Ctrl-C, silenced the
+    warning over dialogues cleaned the old way; they keep the old value). Written whole or not at
+    all (record_settings)."""
     from ..backend.speech_text import CLEANING_VERSION
 
     if settings is not None:
+        cleaning = {"cleaning": CLEANING_VERSION} if whole else {}
         record_settings(path.parent, {**settings, "llm": args.llm, "interval_s": oracle_cfg.interval_s,
-                                       "delay_s": oracle_cfg.delay_s, "oracle_seed": args.seed,
-                                       "cleaning": CLEANING_VERSION})
+                                       "delay_s": oracle_cfg.delay_s, "oracle_seed": args.seed, **cleaning})

@@ -345,8 +345,12 @@ def _save(model, weights: dict, optim: dict, out: Path, folder: Path, step: int,
     train_rec = {"step": step, "world_size": world, "config": json.loads(json.dumps(asdict(tcfg))),
                  "manifest": str(Path(manifest).resolve()), "manifest_sha256": manifest_sha, **(extra or {})}
     save_frontend(model, folder, codec=recorded, tokenizer=tok, train=train_rec, state_dict=weights, **meta)
-    write_replacing(folder / STATE, lambda tmp: torch.save({"step": step, "optimizer": optim, "train": train_rec}, tmp),
-                    "training state", errors=(RuntimeError,), error=CheckpointError)  # (torch's writer: a full disk is a RuntimeError)
+    def save_state(tmp: Path) -> None:  # (through a handle: torch names the records "archive/", not after the
+        with open(tmp, "wb") as f:      # random temporary file, so equal states give equal bytes)
+            torch.save({"step": step, "optimizer": optim, "train": train_rec}, f)
+
+    write_replacing(folder / STATE, save_state, "training state", errors=(RuntimeError,),
+                    error=CheckpointError)  # (torch's writer: a full disk is a RuntimeError)
 
 
 _UNLINKED: set[Path] = set()  # the OUT folders whose latest could not be linked (warned once each)

@@ -351,8 +351,9 @@ def add_arguments(p) -> None:
                    help="items per dialogue (default 1): a dialogue asks the next N items of the set one after "
                         "another, each turn's oracle seeing the turns before (--start/--limit count items)")
     p.add_argument("--seed", type=at_least(0, maximum=MAX_SEED), default=0,
-                   help="seeds each item's voice, lead-in and gaps, --llm random's predictions (numpy's "
-                        "generators) and the voices' speech (a TTS that takes a seed: espeak, piper), except a "
+                   help="seeds each item's voice, lead-in and gaps, --llm random's predictions and the embedded "
+                        "simulator LLM's sampling (numpy's generators; an openai: LLM's predictions are not "
+                        "repeatable) and the voices' speech (a TTS that takes a seed: espeak, piper), except a "
                         "voice whose spec sets its own (espeak:en-us;seed=3: that voice speaks with seed 3 "
                         "whatever --seed is): 0 to 2**64 - 1 (default 0)")
     p.add_argument("--overwrite", action="store_true", help="redo dialogues already in the output folder")
@@ -375,18 +376,22 @@ def _check_voice(tts, spec: str) -> None:
 
 def settings_of(args, cfg: SynthConfig, oracle_cfg) -> dict:
     """What makes a set's dialogues alike (synth.json): a resume with others is warned about.
-    "cleaning": the version of the oracle text's cleaner (kame train warns of a set of another)."""
+    "cleaning": the version of the oracle text's cleaner (kame train warns of a set of another);
+    "tokenizer" resolved (kame train's warning names it in a command run from anywhere)."""
     from ..backend.speech_text import CLEANING_VERSION
 
     return {"qa": str(Path(args.qa).resolve()), "format": args.format, "language": args.language,
             "images": args.images, "llm": args.llm, "user_voices": list(cfg.user_voices),
-            "agent_voice": cfg.agent_voice, "tokenizer": args.tokenizer, "max_answer_words": cfg.max_answer_words,
+            "agent_voice": cfg.agent_voice, "tokenizer": args.tokenizer and str(Path(args.tokenizer).resolve()), "max_answer_words": cfg.max_answer_words,
             "interval_s": oracle_cfg.interval_s, "delay_s": oracle_cfg.delay_s, "seed": cfg.seed,
             "turns": args.turns, "cleaning": CLEANING_VERSION}
 
 
-def _check_settings(out: Path, settings: dict) -> None:
-    """Warns (before the run) when OUT's synth.json records other settings than ``settings``."""
+def _check_settings(out: Path, settings: dict) -> dict:
+    """Warns (before the run) when OUT's synth.json records other settings than ``settings``;
+    the record to write: ``settings``, with the older cleaning version when OUT's records another
+    (its dialogues a resume skips keep their cleaning: kame train warns on; was: the new one
+    recorded, and the warning went)."""
     import json
 
     path = out / SETTINGS
@@ -395,6 +400,7 @@ def _check_settings(out: Path, settings: dict) -> None:
             old = json.loads(path.read_text())
         except (OSError, ValueError):
             old = {}
+        recorded = isinstance(old, dict) and "cleaning" in old
         if isinstance(old, dict) and old:  # (one written before the cleaner's version was: version 1's)
             old.setdefault("cleaning", 1)
         changed = sorted(k for k in settings if k in old and old[k] != settings[k])
@@ -402,6 +408,10 @@ def _check_settings(out: Path, settings: dict) -> None:
             log.warning("%s holds dialogues made with other settings (%s: %s); the set will mix them (use another "
                         "-o to keep them apart)", out, ", ".join(changed),
                         "; ".join(f"{k} was {old[k]!r}" for k in changed))
+        if "cleaning" in changed:  # (a record without one stays without: "made before kame recorded it")
+            kept = {k: v for k, v in settings.items() if k != "cleaning"}
+            return {**kept, "cleaning": old["cleaning"]} if recorded else kept
+    return settings
 
 
 def reply_pool(args, cfg: SynthConfig, tokenizer):
@@ -460,8 +470,7 @@ def main(args) -> int:
         return TERMINATED_STATUS
     out = check_output_folder(args.out, flag="-o")
     llm = make_simulator(args.llm)
-    settings = settings_of(args, cfg, oracle_cfg)
-    _check_settings(out, settings)
+    settings = _check_settings(out, settings_of(args, cfg, oracle_cfg))
     what = (counted(len(items), "item") if args.turns == 1 else
             f"{counted(len(items), 'dialogue')} of up to {args.turns} turns ({counted(sum(map(len, items)), 'item')})")
     print(f"{what} -> {out}/ (voices: user {', '.join(cfg.user_voices)}; agent {cfg.agent_voice}; "

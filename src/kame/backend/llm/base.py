@@ -50,6 +50,7 @@ from ..types import ChatMessage
 
 class LLM(ABC):
     name: str = "llm"
+    seedable: bool = False  # stream_chat takes seed=N: a sampled reply the same for the same seed and request
 
     @abstractmethod
     def stream_chat(
@@ -243,14 +244,16 @@ def stall_timeout(first_limit: float, chunk_limit: float, since_request: float, 
 
 async def collect_reply(llm: Any, messages: Sequence[ChatMessage], *, timeout_s: float | None,
                         max_tokens: int | None = None, temperature: float | None = None,
-                        max_words: int | None = None) -> str:
+                        max_words: int | None = None, seed: int | None = None) -> str:
     """The reply's text, pieces checked (``check_piece``); reading stops once it holds more than
-    ``max_words`` words (0: at the first word). Raises asyncio.TimeoutError past ``timeout_s``
+    ``max_words`` words (0: at the first word). ``seed``: the sampling seed of an LLM that takes one
+    (``seedable``), passed on when not None. Raises asyncio.TimeoutError past ``timeout_s``
     (None: no limit) and whatever the LLM raises; the stream is closed either way (its connection
     freed)."""
     async def read() -> str:
         text = ""
-        stream = text_stream(llm.stream_chat(messages, max_tokens=max_tokens, temperature=temperature), llm)
+        seeded = {} if seed is None else {"seed": seed}
+        stream = text_stream(llm.stream_chat(messages, max_tokens=max_tokens, temperature=temperature, **seeded), llm)
         async with contextlib.aclosing(stream):
             async for piece in stream:
                 text += piece

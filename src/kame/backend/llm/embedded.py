@@ -447,6 +447,7 @@ def _hung_why(reading: int) -> str:
 
 class EmbeddedLLM(LLM):
     name = "embedded"
+    seedable = True  # stream_chat(seed=N): the child samples that request from torch's RNG seeded N
 
     def __init__(
         self,
@@ -492,7 +493,7 @@ class EmbeddedLLM(LLM):
         return self.worker.finished_at
 
     async def stream_chat(self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None,
-                          temperature: float | None = None) -> AsyncIterator[str]:
+                          temperature: float | None = None, seed: int | None = None) -> AsyncIterator[str]:
         messages = check_messages(messages)  # (before the child: a bad call is no request)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
@@ -506,7 +507,7 @@ class EmbeddedLLM(LLM):
                 stop.set()
 
         request = ([{"role": m.role, "content": m.content} for m in messages], max_tokens or self.max_tokens,
-                   self.temperature if temperature is None else temperature, self.repetition_penalty)
+                   self.temperature if temperature is None else temperature, self.repetition_penalty, seed)
         job = self.worker.submit(self, req_id, request, stop, put)
         try:
             since = time.monotonic()  # the child's silence counts from here

@@ -68,9 +68,11 @@ def _serve(conn, model, tok, cancel) -> None:
 
 
 def _generate(conn, model, tok, cancel, context: int, req_id: int, messages: list[dict], max_tokens: int,
-              temperature: float, repetition_penalty: float) -> None:
+              temperature: float, repetition_penalty: float, seed: int | None = None) -> None:
     """One request in the child: its text pieces, then ("end", id, (tokens, seconds)) down ``conn``
-    (or ("error", id, why) for a prompt longer than the model's ``context``)."""
+    (or ("error", id, why) for a prompt longer than the model's ``context``). Sampled (``temperature``
+    > 0) from the child's torch RNG; with a ``seed``, from one seeded so for this request alone (the
+    same request and seed: the same reply), the child's RNG left as it was for the unseeded ones."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
 
@@ -99,7 +101,9 @@ def _generate(conn, model, tok, cancel, context: int, req_id: int, messages: lis
         kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     conn.send(("prompt", req_id, n_in))  # its reading (the prefill) starts: no stop check until its first token
     t0 = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.random.fork_rng(enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
         out = model.generate(**inputs, streamer=_Stream(tok, skip_prompt=True, skip_special_tokens=True),
                              stopping_criteria=StoppingCriteriaList([_Stop()]), **kw)
     conn.send(("end", req_id, (int(out.shape[1] - n_in), time.perf_counter() - t0)))
