@@ -203,13 +203,17 @@ Root Cause (first observed failure):
 """
 
 
+def _ranks_swapped(stderr: str) -> str:
+    """torchrun's failure block of ``stderr`` with ranks 0 and 1 swapped (the other seen failing first)."""
+    one, zero = "rank      : 1 (local_rank: 1)", "rank      : 0 (local_rank: 0)"
+    return stderr.replace(zero, "\0").replace(one, zero).replace("\0", one)
+
+
 @pytest.mark.parametrize("stderr, said", [
     # the root cause's own exception, not the other's echo of it (was: that alone)
     (PAIR, "rank 0: RuntimeError: codec broke on rank 0"),
     # torchrun saw the other fail first: still the one that said more
-    (PAIR.replace("rank      : 0 (local_rank: 0)", "rank      : 9").replace("rank      : 1 (local_rank: 1)",
-                                                                              "rank      : 0 (local_rank: 0)")
-     .replace("rank      : 9", "rank      : 1 (local_rank: 1)"), "rank 0: RuntimeError: codec broke on rank 0"),
+    (_ranks_swapped(PAIR), "rank 0: RuntimeError: codec broke on rank 0"),
     # the root cause's rank, not the last exception line (the other rank's, failing after it)
     (RANK0_RAISES + TORCHRUN_END + ROOT_CAUSE_RANK0_EXIT1, "rank 0: RuntimeError: real failure on rank 0"),
     # no root cause block: each rank's last exception line
@@ -275,9 +279,7 @@ Root Cause (first observed failure):
 @pytest.mark.parametrize("stderr", [
     ENCODE_FAILS,
     # torchrun saw rank 0, the one that echoed it, fail first (was: rank 0's echo, said as its own error)
-    ENCODE_FAILS.replace("rank      : 1 (local_rank: 1)", "rank      : 9").replace(
-        "rank      : 0 (local_rank: 0)", "rank      : 1 (local_rank: 1)").replace("rank      : 9",
-                                                                                 "rank      : 0 (local_rank: 0)"),
+    _ranks_swapped(ENCODE_FAILS),
     # no root cause block (was: the echo alone)
     ENCODE_FAILS.partition("W1207")[0],
 ])
