@@ -64,3 +64,14 @@ def test_a_seeded_request_samples_the_same_reply_and_leaves_the_childs_rng_as_it
     torch.set_rng_state(state)
     assert reply() == unseeded != first  # without a seed: the child's own RNG, as before
     assert reply(seed=7, temperature=0.0) == reply(temperature=0.0)  # (greedy: no draw at all)
+
+
+def test_a_seeded_request_leaves_the_gpus_alone(monkeypatch):
+    """The child runs on the CPU: a seeded request forks the CPU's RNG alone (was: fork_rng's
+    default, every visible GPU's RNG saved, which starts CUDA on each, with a warning when >1)."""
+    touched = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": touched.append(device))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": touched.append(device))
+    assert reply(seed=7) == reply(seed=7)
+    assert touched == []

@@ -6,7 +6,10 @@ of --seed 0 sent different mixes."""
 
 from __future__ import annotations
 
+import pytest
+
 from kame.bench.soak import fuzz_plan, speechlike
+from kame.cli import main
 from kame.server import protocol as P
 
 MAX, HARD = 4096, 4 * 4096
@@ -68,3 +71,12 @@ def test_soak_sends_its_plan(tmp_path, capsys):
     planned = Counter(cat for w in range(4) for conn in fuzz_plan(3, 120, 4, w, _good(), cfg.max_message_bytes,
                                                                    hard_limit(cfg), cfg.max_errors) for cat, _ in conn)
     assert fuzz["sent"] == dict(planned) and fuzz["messages"] == 120
+
+
+def test_seeds_help_names_what_the_plan_depends_on(capsys):
+    """The plan depends on the workers too, fewer for an agent of fewer than 5 sessions
+    (fuzz_workers): --help says so (was: seed, --fuzz and server limits alone)."""
+    with pytest.raises(SystemExit):
+        main(["bench", "soak", "--help"])
+    assert "the same seed, --fuzz, server limits and the agent's session count: the same messages" in \
+        " ".join(capsys.readouterr().out.split())

@@ -267,7 +267,7 @@ def test_a_front_end_without_an_oracle_stream_is_followed_without_its_oracle(tmp
 
 
 def test_cli_records_its_settings_and_says_the_seeds_default(tmp_path, capsys, fake_codec):
-    """-o's eval.json records what a rerun needs (was: results.jsonl alone, no seed, temperature,
+    """-o's follow.json records what a rerun needs (was: results.jsonl alone, no seed, temperature,
     front-end, codec or manifest), the header line says the seed, --help its default."""
     from kame.paths import file_sha256
 
@@ -276,7 +276,7 @@ def test_cli_records_its_settings_and_says_the_seeds_default(tmp_path, capsys, f
     assert main(["eval", "follow", str(manifest), "--frontend", "random:tiny", "--codec", "fake", "--no-asr",
                  "--temp", "0.5", "--seed", "7", "--limit", "1", "-o", str(out)]) == 0
     assert "sampling temp 0.5/0.5, seed 7" in capsys.readouterr().out
-    rec = json.loads((out / "eval.json").read_text())
+    rec = json.loads((out / "follow.json").read_text())
     assert rec == {"command": "kame eval follow", "manifest": str(manifest.resolve()),
                    "manifest_sha256": file_sha256(manifest), "dialogues": 1, "limit": 1, "frontend": "random:tiny",
                    "codec": "fake", "device": "cpu", "seed": 7, "temp": 0.5, "temp_text": 0.5, "greedy": False,

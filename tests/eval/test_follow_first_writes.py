@@ -40,5 +40,5 @@ def test_a_run_keeps_its_folder(tmp_path, fake_codec):
     out = tmp_path / "new" / "out"
     assert main(["eval", "follow", str(manifest), "--frontend", "random:tiny", "--codec", "fake", "--no-asr",
                  "--temp", "0", "-o", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == [".lock", "d0.wav", "eval.json", "results.jsonl"]  # (.lock: the
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "d0.wav", "follow.json", "results.jsonl"]  # (.lock: the
     # run's, let go)

@@ -43,6 +43,7 @@ from ..runtime.metrics import MetricsLog
 from ..server import protocol as P
 from ..server.app import SERVER_KEY, Server, echo_server_config, make_app, server_config_from
 from ..server.client import chat, chat_url
+from ..server.guard import hard_limit
 from .machine import figure, pct
 from .machine import rss_mb as _rss_now_and_peak
 
@@ -215,11 +216,9 @@ def _tally(bad: int, answered: int) -> tuple[int, int]:
 
 def fuzz_plan(seed: int, n_messages: int, workers: int, w: int, good: list[bytes], max_bytes: int,
               hard_bytes: int, max_errors: int):
-    """Worker ``w``'s connections, each a list of (category, message): its fixed share of
-    ``n_messages``, each connection's messages from an RNG and Opus encoder keyed by (seed, w,
-    connection), the same whatever the scheduling (was: one shared budget, and a connection
-    closed early shifted the next one's draws). A connection ends after the message the server
-    closes it on (beyond ``hard_bytes``: 1009; the ``max_errors``-th bad one: 1008)."""
+    """Worker ``w``'s connections, each a list of (category, message): its fixed share of ``n_messages``, each
+    connection's from an RNG and Opus encoder keyed by (seed, w, connection), whatever the scheduling. A
+    connection ends at the message the server closes it on (beyond ``hard_bytes``: 1009; the ``max_errors``-th bad)."""
     left, c = n_messages // workers + (w < n_messages % workers), 0
     while left > 0:
         rng, enc = random.Random(f"kame bench soak fuzz {seed} {w} {c}"), P.OpusEncoder()
@@ -230,16 +229,13 @@ def fuzz_plan(seed: int, n_messages: int, workers: int, w: int, good: list[bytes
             bad += _expect_error(cat, data, max_bytes)
             if len(data.encode() if isinstance(data, str) else data) > hard_bytes or bad >= max_errors:
                 break
-        left -= len(msgs)
-        c += 1
+        left, c = left - len(msgs), c + 1
         yield msgs
 
 
 async def run_fuzz(url: str, n_messages: int, http: aiohttp.ClientSession, server: Server, seed: int = 0,
                    workers: int = 4) -> dict:
     """``n_messages`` fuzz messages over ``workers`` reconnecting connections (fuzz_plan) + a canary."""
-    from ..server.guard import hard_limit
-
     max_bytes = server.cfg.max_message_bytes
     src = P.OpusEncoder()
     good = [p for p in (src.encode(speechlike(0.08, i)) for i in range(30)) if p]
@@ -352,7 +348,6 @@ async def run_cycles(url: str, n: int, http: aiohttp.ClientSession, server: Serv
     pcm = P.encode(P.Kind.PCM, P.pcm16_encode(speechlike(0.08)))
     enc = P.OpusEncoder()
     opus = P.encode(P.Kind.AUDIO, enc.encode(speechlike(0.16)))
-
     retries = Counter()
 
     async def one(i: int) -> None:
@@ -555,8 +550,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cycles", type=at_least(0), default=1000,
                    help="cycles part: connect/disconnect cycles (default 1000)")
     p.add_argument("--seed", type=at_least(0, maximum=MAX_SEED), default=0,
-                   help="fuzz part: seeds the random messages (the same seed, --fuzz and server limits: the same "
-                        "messages), 0 to 2**64 - 1 (default 0)")
+                   help="fuzz part: seeds the random messages (the same seed, --fuzz, server limits and "
+                        "the agent's session count: the same messages), 0 to 2**64 - 1 (default 0)")
     p.add_argument("--speech", action="store_true",
                    help="sessions part: clients ask spoken questions (STT and LLM at work) instead of sending tones")
     p.add_argument("--json", default=None, help="also write the raw results here")

@@ -26,8 +26,8 @@ compared with what the dialogue's agent said:
   (chance: what audio that does not follow its own reply scores).
 
 Prints a table (the totals, and a row per dialogue with --per-dialogue); with -o, OUT/DIALOGUE.wav (stereo: the
-user, the generated agent), OUT/results.jsonl and OUT/eval.json (the settings: ``settings``). Dialogue i is
-sampled with the seed --seed + i.
+user, the generated agent), OUT/results.jsonl and OUT/follow.json (the settings: ``settings``), the two written
+together at the end. Dialogue i is sampled with the seed --seed + i.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from ..model.config import MAX_SEED
 from ..paths import check_output_folder, file_sha256, write_replacing
 from ..train.data import FRAME_RATE, SAMPLE_RATE, DataError
 from .firstwrites import FirstWrites
-from .results import write_settings
+from .results import FOLLOW_SETTINGS, check_not_other, write_settings
 
 NO_ASR = "; or --no-asr (no audio WER / CER)"  # (the way out a missing whisper's error names)
 
@@ -68,7 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=at_least(0, maximum=MAX_SEED), default=0,
                    help="sampling seed (torch's: 0 to 2**64 - 1; default 0): dialogue i is sampled with seed + i")
     p.add_argument("--no-asr", action="store_true", help="no whisper transcript of the generated audio")
-    p.add_argument("-o", "--out", default=None, help="folder for the generated audio, results.jsonl and eval.json "
+    p.add_argument("-o", "--out", default=None, help="folder for the generated audio, results.jsonl and follow.json "
                                                      "(the settings)")
     p.add_argument("--per-dialogue", action="store_true", help="a row per dialogue")
     p.add_argument("--device", default="auto", help="where the front-end runs: auto (cuda when there is one; "
@@ -294,15 +294,20 @@ def _check_whisper(where: str) -> None:
         raise NotAvailableError(f"{where}: {exc}") from None
 
 
-SETTINGS = "eval.json"  # in -o: what the results are of (as kame eval mtbench's)
+SETTINGS = FOLLOW_SETTINGS  # follow.json, in -o: what the results are of (was eval.json: mtbench's name)
+
+
+def _spec(spec: str) -> str:
+    """A front-end spec as recorded: a path made absolute, a link (OUT/latest) followed (was: as typed)."""
+    return str(Path(spec).resolve()) if Path(spec).exists() else str(spec)
 
 
 def settings(args, manifest: Path, codec_spec: str, device, sampling, n: int) -> dict:
-    """eval.json's record: what a rerun needs to give the same results (dialogue i sampled with
+    """follow.json's record: what a rerun needs to give the same results (dialogue i sampled with
     seed + i)."""
     return {"command": "kame eval follow", "manifest": str(Path(manifest).resolve()),
             "manifest_sha256": file_sha256(manifest), "dialogues": n, "limit": args.limit,
-            "frontend": str(args.frontend), "codec": codec_spec, "device": str(device), "seed": args.seed,
+            "frontend": _spec(args.frontend), "codec": codec_spec, "device": str(device), "seed": args.seed,
             "temp": sampling.temp, "temp_text": sampling.temp_text, "greedy": sampling.greedy, "asr": not args.no_asr}
 
 
@@ -333,6 +338,7 @@ def _main(args, first: FirstWrites | None) -> int:
             except ConfigError as exc:  # (a file, a folder it cannot make or write into: the shared words)
                 raise ConfigError(f"{where}: {exc}; give -o a folder for the audio and results.jsonl") from None
             first.lock(where)  # (before anything is written in -o: a second run into it refused)
+            check_not_other(out, "kame eval follow")  # (an mtbench or pairwise folder: was overwritten)
         device = parse_device(auto_device(args.device))
         manifest, entries = manifest_entries(args.manifest, command=where)
         entries = entries[: args.limit]
@@ -370,7 +376,6 @@ def _main(args, first: FirstWrites | None) -> int:
         print(head + rule)
     if first is not None:
         first.keep()  # (from the first dialogue on, what this run writes in -o stays)
-        write_settings(out / SETTINGS, settings(args, manifest, codec_spec, device, sampling, len(entries)))
     for i, e in enumerate(entries):
         d = read_dialogue(e.path)
         rec, pcm = follow_one(model, codec, tok, d, sampling, (args.seed + i) % (MAX_SEED + 1), asr,
@@ -391,6 +396,8 @@ def _main(args, first: FirstWrites | None) -> int:
     if out is not None:
         text = "".join(json.dumps(r) + "\n" for r in recs)
         write_replacing(out / "results.jsonl", lambda tmp: tmp.write_text(text), "results file")
+        # (beside the results it is of: a run cut midway keeps the last run's pair; was written at its start)
+        write_settings(out / SETTINGS, settings(args, manifest, codec_spec, device, sampling, len(entries)))
     tot = {k: sum(r[k] for r in recs) for k in ("text_words_ok", "text_words", "semantic_ok", "semantic",
                                                   "text_errors", "ref_words")}
     audio = " | ".join(_audio(recs, k) if asr else "–" for k in ("", "_recorded"))

@@ -67,8 +67,8 @@ from .judge import (add_judge_arguments, check_judge_spec, embedded_judge_note, 
                     why_failed)
 from .reference import (NEED_REF_CATS, apply_references, check_references, fastchat_lines, first_changed,
                         read_reference_answers, record_reference, reference_warning, turns_ok)
-from .results import (PAIRWISE_SETTINGS, write_settings, check_questions, failure, has_results, load_done, rated_problem,
-                      read_records, read_settings, write_all, write_records)
+from .results import (SETTINGS_FILES, check_not_other, write_settings, check_questions, failure, has_results,
+                      load_done, rated_problem, read_records, read_settings, write_all, write_records)
 from .spoken import speak, warm_up
 from . import stopping
 from .stopping import Terminated, close_held, held, settle
@@ -268,7 +268,7 @@ def grade(judge, runner, recs: list[dict], timeout_s: float, judge_spec: str, wh
 
 
 # ---------------------------------------------------------------------------- results
-SETTINGS = "eval.json"  # in OUT: the mode, turns, judge and agent the results are of
+SETTINGS = SETTINGS_FILES["kame eval mtbench"]  # eval.json, in OUT: the mode, turns, judge and agent the results are of
 
 
 def agent_fingerprint(args, cfg) -> dict:
@@ -309,9 +309,8 @@ def check_settings(out: Path, args, agent: dict) -> dict:
     --rejudge."""
     path, results = out / SETTINGS, out / "results.jsonl"
     want = {"mode": args.mode, "turns": args.turns, "judge": args.judge, "agent": agent, **asr_settings(args)}
-    if (out / PAIRWISE_SETTINGS).exists() and not path.exists():  # (was: "results without eval.json: an older kame")
-        raise ConfigError(f"{out} is a kame eval pairwise folder ({PAIRWISE_SETTINGS}), not a kame eval mtbench one; "
-                          f"give another -o")
+    check_not_other(out, "kame eval mtbench")  # (was: "results without eval.json: an older kame"; a follow folder's
+    # eval.json: "holds results of --mode None")
     held = has_results(results) or any((out / "runs").glob("*.rec.json"))
     if not path.exists() or not held:  # (settings of a run that left nothing, e.g. a dead judge: not kept)
         if held:

@@ -45,7 +45,8 @@ from .firstwrites import FirstWrites
 from .judge import (add_judge_arguments, block, check_judge_spec, embedded_judge_note, open_judge, rate,
                     why_failed)
 from .mtbench import SETTINGS as MTBENCH_SETTINGS
-from .results import PAIRWISE_SETTINGS, differ, failure, has_results, load_done, read_jsonl, read_settings, write_all
+from .results import (PAIRWISE_SETTINGS, check_not_other, differ, failure, has_results, load_done, read_jsonl,
+                      read_settings, write_all)
 from . import stopping
 from .stopping import Terminated, close_held, held, settle
 
@@ -145,9 +146,8 @@ def read_folder(folder: str, flag: str) -> tuple[str, str, list[dict]]:
         why = "a file, not a folder" if path.exists() else "no such folder"  # (was: "no such folder" for a file)
         raise ConfigError(f"{flag} {folder}: {why}; give a `kame eval mtbench` output folder (its -o)")
     settings, results = path / MTBENCH_SETTINGS, path / "results.jsonl"
-    if (path / SETTINGS).exists() and not settings.exists():  # (was: "run kame eval mtbench -o it first")
-        raise ConfigError(f"{flag} {folder}: a kame eval pairwise folder ({SETTINGS}), not a kame eval mtbench one; "
-                          f"give a `kame eval mtbench` output folder (its -o)")
+    check_not_other(path, "kame eval mtbench", f"{flag} {folder}:",  # (was: "run kame eval mtbench -o it first")
+                    "give a `kame eval mtbench` output folder (its -o)")
     if not settings.exists() or not results.exists():
         missing = " and ".join(str(p.name) for p in (results, settings) if not p.exists())
         raise ConfigError(f"{flag} {folder}: not a `kame eval mtbench` output folder (no {missing}); give one "
@@ -259,9 +259,7 @@ def check_settings(out: Path, folder_a: Path, folder_b: Path, judge: str, rejudg
     path, results = out / SETTINGS, out / "results.jsonl"
     want = {"folder_a": str(folder_a), "folder_b": str(folder_b), "judge": judge}
     judged = has_results(results)  # (none yet: any folders, any judge)
-    if (out / MTBENCH_SETTINGS).exists() and not path.exists():
-        raise ConfigError(f"{out} is a kame eval mtbench folder ({MTBENCH_SETTINGS}), not a kame eval pairwise one; "
-                          f"give another -o")
+    check_not_other(out, "kame eval pairwise")
     if not path.exists():
         if judged:
             raise ConfigError(f"{out} holds results without {SETTINGS}; give another -o")

@@ -1,5 +1,6 @@
 """The output folders' files of ``kame eval mtbench`` and ``kame eval pairwise``, shared by both:
-their settings file (read_settings: eval.json, pairwise.json), their results.jsonl (read_jsonl,
+their settings file (read_settings: eval.json, pairwise.json; kame eval follow's follow.json;
+check_not_other: one command's folder given to another refused), their results.jsonl (read_jsonl,
 load_done: resume; rated_problem: what is wrong with a line of mtbench's; has_results: anything in
 it yet; write_all: rewritten in place, whole or not at all), a question's or pair's failure (failure: reported, MAX_FAILURES in a row stop),
 mtbench's saved runs (runs/ID.rec.json: write_records, read_records) and answers stored for other
@@ -19,6 +20,9 @@ from ..paths import text_lines, write_replacing
 from .judge import why_failed
 
 PAIRWISE_SETTINGS = "pairwise.json"  # kame eval pairwise's settings, in its OUT_PAIR (mtbench's: eval.json)
+FOLLOW_SETTINGS = "follow.json"  # kame eval follow's, in its -o
+SETTINGS_FILES = {"kame eval mtbench": "eval.json", "kame eval pairwise": PAIRWISE_SETTINGS,
+                  "kame eval follow": FOLLOW_SETTINGS}  # each command's settings file in its output folder
 MAX_FAILURES = 5  # questions (pairs) failed in a row (agent or judge): something is down, stop
 
 
@@ -34,6 +38,16 @@ def read_settings(path: Path, fix: str) -> dict:
         if isinstance(have := json.loads(path.read_text()), dict):
             return have
     raise ConfigError(f"{path}: not valid settings (a JSON object; a file cut while writing?); {fix}")
+
+
+def check_not_other(out: Path, command: str, where: str = "", fix: str = "give another -o") -> None:
+    """``out`` holding another command's settings file (SETTINGS_FILES) and not ``command``'s own
+    is refused as that command's folder (``where``: how the message names it; default "OUT is")."""
+    if (out / SETTINGS_FILES[command]).exists():
+        return
+    for other, name in SETTINGS_FILES.items():
+        if other != command and (out / name).exists():
+            raise ConfigError(f"{where or f'{out} is'} a {other} folder ({name}), not a {command} one; {fix}")
 
 
 def write_settings(path: Path, doc: dict) -> None:

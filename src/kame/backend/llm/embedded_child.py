@@ -101,7 +101,8 @@ def _generate(conn, model, tok, cancel, context: int, req_id: int, messages: lis
         kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     conn.send(("prompt", req_id, n_in))  # its reading (the prefill) starts: no stop check until its first token
     t0 = time.perf_counter()
-    with torch.inference_mode(), torch.random.fork_rng(enabled=seed is not None):
+    # (devices=[]: the CPU's RNG alone, the model's; was the default, every GPU's, which started CUDA on each)
+    with torch.inference_mode(), torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
         out = model.generate(**inputs, streamer=_Stream(tok, skip_prompt=True, skip_special_tokens=True),
