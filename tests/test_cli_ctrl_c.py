@@ -282,6 +282,23 @@ def test_after_a_ctrl_c_cut_a_childs_stop_the_others_are_still_stopped(monkeypat
         CUT_AFTER_THE_END.rstrip("\n") + " (stopping the others: Ctrl-C again to quit at once)\n" + said)
 
 
+def test_a_kame_serve_run_before_does_not_keep_the_next_commands_children_running(monkeypatch):
+    """kame serve's own final release (childproc.release_children(final=True)) hides the shared
+    children from kame's main for that command only: a command run after it in the same process
+    (a test worker, a long-lived program) has its children stopped (was: none, ever again)."""
+    from kame.backend import childproc
+    from kame.runtime import filemode
+
+    stopped = []
+    monkeypatch.setattr(childproc, "_shared_stops", [lambda: stopped.append(True) or True])
+    monkeypatch.setattr(childproc, "_released_for_good", False)
+    childproc.release_children(final=True)  # (kame serve's stop, in this process)
+    stopped.clear()
+    monkeypatch.setattr(filemode, "main", lambda args: 0)
+    assert cli.main(["run", "in.wav", "-o", "out.wav"]) == 0
+    assert stopped == [True]
+
+
 # as CTRL_C_AS_THE_CHILD_STOPS, with two children (a cascade's: pocketsphinx's, the embedded LLM's), each
 # registered with release_children and the exit hook, and idempotent as their close() is: a Ctrl-C while the
 # first stops, a second while the other one does

@@ -374,8 +374,10 @@ def _run(argv: list[str]) -> int:
     if getattr(args, "_missing", None):
         print(f"kame: {args._missing}", file=sys.stderr)
         return 2
+    from .backend.childproc import command_starts
     from .runtime.interrupt import QuitAtOnce
 
+    command_starts()  # (a kame serve run before, in this process, had its children's release marked final)
     try:
         try:
             if args.plugin:
@@ -401,30 +403,30 @@ def _run(argv: list[str]) -> int:
 
 def _released(status: int, command: str) -> int:
     """After any command (``status`` returned, or 1 / 130 for what it raised), the children its
-    agents share (the embedded LLM's, pocketsphinx's: kame.backend.childproc.release_children) are
-    stopped here, not in the interpreter's exit hooks, where a Ctrl-C (a child's stop waits up to
-    10 s) printed "Exception ignored in atexit callback" with a KeyboardInterrupt traceback, and a
-    SIGTERM killed the process, nothing said; not over again after a command that stopped them
-    itself as its last step (kame serve's stop: childproc.shared_stops). After a command a signal
-    stopped (130, 143) a signal here is the second: it quits at once (QuitAtOnce, said by _run's
-    handler: "kame run: interrupted again: quit at once, nothing more written"). After one that
-    ended otherwise (its work done or failed) no signal here changes ``status``, which is returned:
-    the signal did not cut its work. A SIGTERM waits for the children's stop; a Ctrl-C, or a
-    second SIGTERM, cuts the child's stop under way short, said in one line ("kame run:
-    interrupted while the back-end's child processes stopped; the command had ended"; was for a
-    second SIGTERM: "terminated (SIGTERM) again: quit at once", exit 143), and the children not
-    reached yet are stopped next, where a signal quits at once (said as a second signal's; they are
-    left to their exit hooks; was: all of them were, and a Ctrl-C there printed the traceback)."""
-    from .backend.childproc import release_children, shared_stops
+    agents share (the embedded LLM's, pocketsphinx's: childproc.shared_stops) are stopped here, not
+    in the interpreter's exit hooks (there a Ctrl-C printed "Exception ignored in atexit callback"
+    with a traceback, a SIGTERM killed the process, nothing said); none after a command that
+    stopped them itself as its last step (kame serve). After a command a signal stopped (130, 143)
+    a signal here is the second: it quits at once (QuitAtOnce, said by _run). After one that ended
+    otherwise, ``status`` is returned whatever comes: a SIGTERM waits for the stops; a Ctrl-C, or a
+    second SIGTERM, cuts the one under way short, said in one line ("kame run: interrupted while the
+    back-end's child processes stopped; the command had ended"), and those not reached yet are
+    stopped next, where a signal quits at once (they are left to their exit hooks)."""
+    from .backend.childproc import shared_stops
     from .runtime.interrupt import QuitAtOnce, after_stop, again, stopped_by
 
-    stops = shared_stops()  # (emptied as they are called: the ones a signal left unreached)
+    stops = shared_stops()
     if not stops:  # (nothing to stop: a command that started no shared child, or stopped them itself)
         return status
     stopped = status in (130, 143)
+
+    def stop_rest():  # (each taken off first: a signal leaves the list holding the ones not reached)
+        while stops:
+            stops.pop(0)()
+
     try:
         with after_stop(stopped):
-            release_children(stops)
+            stop_rest()
         return status
     except KeyboardInterrupt as exc:
         if stopped:  # (inside after_stop(True) every signal is a QuitAtOnce)
@@ -434,7 +436,7 @@ def _released(status: int, command: str) -> int:
     say(f"{command}: {stopped_by(name)} while the back-end's child processes stopped; the command had ended{rest}")
     try:
         with after_stop(True):
-            release_children(stops)
+            stop_rest()
     except QuitAtOnce as exc:  # (the rest: left to their exit hooks)
         say(f"{command}: {exc.said}")
     return status

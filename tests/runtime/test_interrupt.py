@@ -200,8 +200,8 @@ def test_after_stop_holds_a_sigterm_and_makes_a_signal_after_a_stop_the_second(s
         signal.signal(signal.SIGTERM, before)
 
 
-@pytest.mark.parametrize("on,ctrl_c", [(True, False), (False, True), (True, True), (False, False)])
-def test_sigterm_as_ctrl_c_notes_the_signals_it_takes_and_gives_the_handlers_back(on, ctrl_c):
+@pytest.mark.parametrize("sigterm,sigint", [(True, False), (False, True), (True, True), (False, False)])
+def test_sigterm_as_ctrl_c_notes_the_signals_it_takes_and_gives_the_handlers_back(sigterm, sigint):
     from kame.runtime.interrupt import sigterm_as_ctrl_c
 
     def guard(signum, frame):  # (a signal the block does not take reaches it)
@@ -209,8 +209,9 @@ def test_sigterm_as_ctrl_c_notes_the_signals_it_takes_and_gives_the_handlers_bac
 
     before = {sig: signal.signal(sig, guard) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        for sig, taken in ((signal.SIGTERM, on), (signal.SIGINT, ctrl_c)):
-            with pytest.raises(KeyboardInterrupt if taken else LookupError), sigterm_as_ctrl_c(on, ctrl_c=ctrl_c) as by:
+        for sig, taken in ((signal.SIGTERM, sigterm), (signal.SIGINT, sigint)):
+            with pytest.raises(KeyboardInterrupt if taken else LookupError), \
+                    sigterm_as_ctrl_c(sigterm=sigterm, sigint=sigint) as by:
                 os.kill(os.getpid(), sig)
             assert by == ([sig.name] if taken else [])
         assert all(signal.getsignal(sig) is guard for sig in before)

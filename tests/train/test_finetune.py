@@ -395,7 +395,7 @@ def test_a_resume_takes_the_runs_own_options_left_out(tmp_path, capsys, fake_cod
     assert "1 x 1 x 1 -> 1 x 1 x 2" in capsys.readouterr().err
     # unset --batch-size and --grad-accum keep the run's global batch over this run's processes
     # when they can: each forward keeps the run's batch (its memory), the forwards per step change
-    from kame.train.finetune import knobs_from
+    from kame.train.launch import knobs_from
 
     def split(argv, rec, world):
         k = knobs_from(_build_parser(["train"])[0].parse_args(["train", "m", "-o", "o", *argv]), rec, world)
@@ -473,7 +473,7 @@ import os, sys, torch
 sys.path.insert(0, {root!r})
 from kame import registry
 from kame.cli import _build_parser
-from kame.train import finetune, parallel
+from kame.train import finetune, launch, parallel
 registry.load_plugins([{plugin!r}])
 seen, batches = [], finetune.batches
 def spy(*a, **k):  # what this rank trained on, step by step
@@ -489,7 +489,7 @@ def read_spy(path, device):  # the front-end weights files this rank read
 loaders.read_state = read_spy
 argv = sys.argv[1:]
 args = _build_parser(argv)[0].parse_args(argv)
-res = finetune.run(args)
+res = launch.run(args)
 torch.save(reads, os.path.join({out!r}, "reads%s.pt" % os.environ["RANK"]))
 if not parallel.is_sharded(res.model):
     torch.save(res.model.state_dict(), os.path.join({out!r}, "rank%s.pt" % os.environ["RANK"]))

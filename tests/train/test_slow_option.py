@@ -9,7 +9,7 @@ from dataclasses import asdict
 
 import pytest
 
-from kame.train import finetune
+from kame.train import finetune, launch
 from kame.train.config import TrainConfig
 
 
@@ -21,18 +21,18 @@ def _parser():
 
 def test_slow_options_set_the_knobs_and_are_range_checked(capsys):
     p = _parser()
-    knobs = finetune.knobs_from(p.parse_args(["m.jsonl", "-o", "x", "--slow-prob", "0.3", "--slow-rate", "2", "5"]),
+    knobs = launch.knobs_from(p.parse_args(["m.jsonl", "-o", "x", "--slow-prob", "0.3", "--slow-rate", "2", "5"]),
                                 None, 1)
     assert (knobs["slow_prob"], knobs["slow_rate"]) == (0.3, (2.0, 5.0))
     assert TrainConfig(**knobs).check().slow_rate == (2.0, 5.0)
     unset = p.parse_args(["m.jsonl", "-o", "x"])
-    assert (finetune.knobs_from(unset, None, 1)["slow_prob"], finetune.knobs_from(unset, None, 1)["slow_rate"]) \
+    assert (launch.knobs_from(unset, None, 1)["slow_prob"], launch.knobs_from(unset, None, 1)["slow_rate"]) \
         == (0.0, (2.0, 12.5))
     # a run recorded before the knobs resumes with them off; a run's own rate is kept
     config = json.loads(json.dumps(asdict(TrainConfig(slow_prob=0.4, slow_rate=(3.0, 4.0)))))
-    assert finetune.knobs_from(unset, {"config": config}, 1)["slow_rate"] == (3.0, 4.0)
+    assert launch.knobs_from(unset, {"config": config}, 1)["slow_rate"] == (3.0, 4.0)
     older = {k: v for k, v in config.items() if k not in ("slow_prob", "slow_rate")}
-    assert finetune.knobs_from(unset, {"config": older}, 1)["slow_prob"] == 0.0
+    assert launch.knobs_from(unset, {"config": older}, 1)["slow_prob"] == 0.0
     for bad, said in ((["--slow-prob", "1.5"], "argument --slow-prob: must be <= 1, got 1.5"),
                       (["--slow-rate", "0", "5"], "argument --slow-rate: must be > 0, got 0"),
                       (["--slow-rate", "5", "2"], "argument --slow-rate: A must be <= B")):

@@ -14,7 +14,7 @@ import pytest
 
 from kame.cli import main
 from kame.errors import ConfigError
-from kame.train import finetune, reoracle
+from kame.train import finetune, launch, reoracle
 from kame.train.config import TrainConfig
 
 from .test_bad_input_sweep import refused_by_argparse
@@ -91,7 +91,7 @@ def test_the_fields_named_otherwise_are_those_of_the_options():
     """config.OTHER_OPTIONS (the message's names) agrees with kame train's options (OPTION_KNOBS)."""
     from kame.train.config import OTHER_OPTIONS
 
-    assert {knob: opt for opt, knob in finetune.OPTION_KNOBS.items() if opt != knob} == OTHER_OPTIONS
+    assert {knob: opt for opt, knob in launch.OPTION_KNOBS.items() if opt != knob} == OTHER_OPTIONS
 
 
 def test_data_oracle_jobs_is_checked_as_parsed_and_its_help_says_the_default(tmp_path, capsys):

@@ -298,34 +298,36 @@ def shared_child(stop: Callable[[], bool]) -> None:
     _shared_stops.append(stop)
 
 
-_released_for_good = False  # release_children(final=True) began
+_released_for_good = False  # release_children(final=True) began in the command under way
+
+
+def command_starts() -> None:
+    """kame's main (kame.cli), before each command: no final release of it yet (a previous
+    command's, kame serve's run in the same process, no longer hides the shared children from
+    shared_stops)."""
+    global _released_for_good
+    _released_for_good = False
 
 
 def shared_stops() -> list[Callable[[], bool]]:
-    """The registered shared children's stop functions (shared_child), a new list to give
-    release_children; none once the command's own last release began (release_children(final=True):
-    kame serve's stop), so kame's main (kame.cli) does not stop them over again."""
+    """The registered shared children's stop functions (shared_child), a new list; none once the
+    command's own last release began (release_children(final=True): kame serve's stop), so kame's
+    main (kame.cli) does not stop them over again."""
     return [] if _released_for_good else list(_shared_stops)
 
 
-def release_children(stops: list[Callable[[], bool]] | None = None, *, final: bool = False) -> int:
+def release_children(*, final: bool = False) -> int:
     """Stop the back-end child processes that the agents of this process share (the embedded
     LLM's, pocketsphinx's), e.g. after ``agent.stop()`` in a long-lived program, to give their
     memory back. An agent created later starts them again when it loads (the LLM's load
     is paid again); a request or utterance it interrupts gets a back-end error. It waits for
     each child to exit (up to ~10 s each): call it from a thread (``asyncio.to_thread``), not
-    on an event loop. Returns how many children were stopped. ``stops``: those to call (from
-    shared_stops(); default: all), each taken off the list before it is called, so after a Ctrl-C
-    cut the release short the list holds the ones not reached (kame's main stops those next).
-    ``final``: the command's own last release (kame serve's stop, which owns its children's end
-    and its second Ctrl-C's rule): kame's main then stops none again, even after a Ctrl-C cut it."""
+    on an event loop. Returns how many children were stopped. ``final``: the command's own last
+    release (kame serve's stop, which owns its children's end and its second Ctrl-C's rule):
+    kame's main then stops none again, even after a Ctrl-C cut it (till its next command)."""
     global _released_for_good
     _released_for_good = _released_for_good or final
-    stops = list(_shared_stops) if stops is None else stops
-    stopped = 0
-    while stops:
-        stopped += bool(stops.pop(0)())
-    return stopped
+    return sum(bool(stop()) for stop in list(_shared_stops))
 
 
 PROC = "/proc"  # (Linux's; a test points it elsewhere to play a system without one)

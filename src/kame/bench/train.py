@@ -103,7 +103,7 @@ def worker(out: str, argv: list[str]) -> None:
     import torch
 
     from ..cli import _build_parser
-    from ..train import finetune
+    from ..train import finetune, launch
 
     kept, stamps = {}, []
     make, feed = finetune.make_optimizer, finetune.batches
@@ -130,7 +130,7 @@ def worker(out: str, argv: list[str]) -> None:
         from .. import registry
 
         registry.load_plugins(args.plugin)
-    finetune.run(args)
+    launch.run(args)
     save_peak = _rss_mb()[1]
     model, opt = kept["model"], kept["opt"]
     # (the last step is not timed: its end is the final checkpoint's save; nor are the first two, the warm-up)

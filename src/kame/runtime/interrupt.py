@@ -5,6 +5,11 @@ which imports no asyncio). And ``run_to_end``, the
 asyncio.run of the commands: a component that ignores its cancellation does not hang them; an
 agent's ``stop()`` ends with ``end_left_behind``, so a program's plain ``asyncio.run(main())``
 is not hung by one either (the tasks it left: warned about, named, and detached from the loop).
+Also the stop rules that every kame command shares: how a stop is said and its exit status
+(``stopped_by``, ``exit_status``: 130 / 143), a second signal that quits at once (``QuitAtOnce``,
+``after_stop``: kame's main while the back-end children stop), SIGTERM taken as Ctrl-C by the
+commands without an event loop (``sigterm_as_ctrl_c``: kame train, data encode, bench train) and by
+those with one (``run_ended_by_sigterm``: the kame data commands).
 
     rec = run_to_end(converse())                                       # asyncio.run, bounded at the end
 
@@ -180,13 +185,13 @@ def sigterm_held():
 
 
 @contextlib.contextmanager
-def sigterm_as_ctrl_c(on: bool = True, *, ctrl_c: bool = False):
+def sigterm_as_ctrl_c(*, sigterm: bool = True, sigint: bool = False):
     """Within the block a SIGTERM raises KeyboardInterrupt, as Ctrl-C does, after noting
     "SIGTERM" in the list yielded (the commands that run without an event loop: kame train, kame
     data encode, kame bench train; their Ctrl-C path then says how it stopped, exit
-    TERMINATED_STATUS). ``on`` False: not for SIGTERM. ``ctrl_c``: a Ctrl-C (SIGINT) too is noted,
-    "SIGINT", before its KeyboardInterrupt (kame train under torchrun, whose SIGTERM is left to
-    torchrun: a process whose KeyboardInterrupt a collective took still knows it was stopped).
+    TERMINATED_STATUS). ``sigterm`` False: not for SIGTERM. ``sigint``: a Ctrl-C (SIGINT) too is
+    noted, "SIGINT", before its KeyboardInterrupt (kame train under torchrun, whose SIGTERM is left
+    to torchrun: a process whose KeyboardInterrupt a collective took still knows it was stopped).
     Neither: nothing installed (the list stays empty)."""
     by: list[str] = []
 
@@ -195,7 +200,7 @@ def sigterm_as_ctrl_c(on: bool = True, *, ctrl_c: bool = False):
         raise KeyboardInterrupt
 
     with contextlib.ExitStack() as handlers:
-        for sig, wanted in ((signal.SIGTERM, on), (signal.SIGINT, ctrl_c)):
+        for sig, wanted in ((signal.SIGTERM, sigterm), (signal.SIGINT, sigint)):
             if wanted:
                 handlers.enter_context(handling(sig, terminated))
         yield by

@@ -27,7 +27,7 @@ from .parallel import PRECISIONS
 # TrainConfig.seed is below this (a 32-bit seed): the batch order's torch generator is seeded with
 # seed * 100_003 + epoch (kame.train.batching.batches), which torch takes only below 2**64
 SEED_LIMIT = 2**32
-# the TrainConfig fields whose kame train option is named otherwise (kame.train.finetune.OPTION_KNOBS);
+# the TrainConfig fields whose kame train option is named otherwise (kame.train.launch.OPTION_KNOBS);
 # every other field's option is --FIELD, "_" written "-"
 OTHER_OPTIONS = {"warmup_steps": "warmup", "window_frames": "window", "jitter_frames": "jitter"}
 SLOW_RATE = (2.0, 12.5)  # slow_rate's default
@@ -61,7 +61,7 @@ class TrainConfig:
     semantic_weight: float = 100.0  # audio codebook 0
     acoustic_weight: float = 1.0  # audio codebooks 1..dep_q-1
     # oracle augmentation (KAME's), on the dialogue's events before oracle_timeline
-    oracle_aug: bool = True  # off: the events as recorded
+    oracle_aug: bool = True  # off: the events as recorded (skip, shift, jitter ignored; slow_prob refused)
     skip_prob: tuple[float, float] = (0.1, 0.7)  # per-dialogue prediction-skip probability ~ U[a, b]
     shift_prob: float = 1.0  # chance of a whole-stream shift, then right or left at even odds (KAME: 1.0)
     shift_right: tuple[int, int] = (1, 10)  # frames, inclusive

@@ -4,7 +4,8 @@
     python -m torch.distributed.run --nproc_per_node 2 -m kame.cli train data/train.jsonl ...   # DDP
     kame train data/train.jsonl -o runs/x --steps 400 --resume runs/x/latest
 
-main's work up to the loop (``train``): kame.train.launch's ``run`` (the process group, the command's checks).
+main's work up to the loop (``train``): kame.train.launch's ``run`` (the process group, the command's checks,
+the options' knobs: knobs_from, OPTION_KNOBS); here the options (add_arguments), main and the loop.
 The front-end and its codec are loaded by kame run's rule (kame.train.loading, kame.runtime.frontend):
 --codec auto takes the checkpoint's own codec (kame.codec, else its Mimi; embedded for random:), and
 a named codec or a tokenizer that cannot be the checkpoint's is refused (kame.runtime.loading's checks).
@@ -36,7 +37,7 @@ import contextlib
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -45,10 +46,9 @@ from ..errors import ConfigError
 from .batching import batches, input_dropouts, load_examples, manifest_path, slot
 from .checkpoint import (check_listed, check_out, clear_out, frontend_identity, last_checkpoint, moved_back_note,
                          out_lock, remove_stale_temporaries, restart_hint, resume_note)
-from .config import (OTHER_OPTIONS, TrainConfig, check_resume, global_batch, load_train_state, lr_at,
-                     recorded_config, schedule_warnings)
+from .config import TrainConfig, check_resume, load_train_state, lr_at, recorded_config, schedule_warnings
 from .data import DataError
-from .launch import run  # (main's work: kame.train.launch, which calls train)
+from .launch import OPTION_KNOBS, run  # (main's work: kame.train.launch, which calls train)
 from .parallel import PRECISIONS, ProcessLost, check_shard, lost_cause, lost_peer
 from .runlog import RunLog
 from .saving import SaveFailed, save_step
@@ -308,16 +308,6 @@ def _sweep(out: Path, echo: Callable[[str], None]) -> None:
 
 
 # --- the command ------------------------------------------------------------------------------
-# the value options that set a TrainConfig knob (argparse dest -> knob): unset (None), each takes the
-# run's own value on --resume (knobs_from), else the knob's default
-OPTION_KNOBS = {OTHER_OPTIONS.get(k, k): k for k in (
-    "batch_size", "grad_accum", "window_frames", "lr", "warmup_steps", "schedule", "weight_decay", "grad_clip",
-    "skip_prob", "shift_prob", "shift_right", "shift_left", "hint_only", "oracle_echo", "jitter_frames",
-    "slow_prob", "slow_rate",
-    "text_token_dropout", "text_emb_dropout", "semantic_emb_dropout", "semantic_weight", "acoustic_weight", "seed",
-    "log_every", "save_every")}  # (the option names: config.OTHER_OPTIONS, the one table of renamed knobs)
-
-
 def _knob_adder(p):
     """add(FLAG, help=..., note=..., resume=..., **kw): an OPTION_KNOBS option, default None, its
     help saying the knob's default (then ``note``) and what an unset one is on --resume."""
@@ -328,32 +318,6 @@ def _knob_adder(p):
         shown = " ".join(map(str, value)) if isinstance(value, tuple) else value
         p.add_argument(flag, default=None, help=f"{help} (default {shown}{note}; with --resume {resume})", **kw)
     return add
-
-
-def knobs_from(args, rec: dict | None, world: int) -> dict:
-    """The OPTION_KNOBS knobs of ``args`` (argparse's), those left unset the run's own when ``rec``
-    (a resumed run's kame.train record) is given, else their defaults. With --batch-size or
-    --grad-accum unset, the run's global batch is kept over ``world`` processes when it divides
-    evenly: the one given takes the rest; neither given, the batch per forward stays the run's
-    and --grad-accum takes the rest (else the batch, else both are the run's own, and
-    check_resume names the global batch)."""
-    ran = recorded_config(rec) if rec is not None else asdict(TrainConfig())
-    knobs = {}
-    for opt, knob in OPTION_KNOBS.items():
-        value = getattr(args, opt)
-        value = ran[knob] if value is None else value
-        knobs[knob] = tuple(value) if isinstance(value, list) else value  # (nargs=2 and JSON give lists)
-    if rec is not None and (args.batch_size is None or args.grad_accum is None):
-        # the run's global batch over this run's processes: the one of the two given takes the rest;
-        # neither given, each forward keeps the run's batch (its memory) and the forwards per step change
-        total = global_batch(ran, rec.get("world_size", 1))
-        keep = "grad_accum" if args.batch_size is None and args.grad_accum is not None else "batch_size"
-        other = "batch_size" if keep == "grad_accum" else "grad_accum"
-        if total % (world * knobs[keep]) == 0:
-            knobs[other] = total // (world * knobs[keep])
-        elif args.batch_size is None and args.grad_accum is None and total % (world * knobs["grad_accum"]) == 0:
-            knobs["batch_size"] = total // (world * knobs["grad_accum"])
-    return knobs
 
 
 def add_arguments(p) -> None:
@@ -462,7 +426,8 @@ def add_arguments(p) -> None:
 
 
 def main(args) -> int:
-    """0; 130 after Ctrl-C; TERMINATED_STATUS (143) after SIGTERM (docker stop, a preemption), a
+    """0 (also after a signal that came as the last step ended: the run finished and saved);
+    130 after Ctrl-C; TERMINATED_STATUS (143) after SIGTERM (docker stop, a preemption), a
     KeyboardInterrupt as Ctrl-C's once the torch op under way returns (was: killed at once, nothing
     said): the step, the last checkpoint and the --resume to give are said. A SIGTERM is also
     recorded, and the record checked before each step and at the end, since its KeyboardInterrupt
@@ -473,7 +438,7 @@ def main(args) -> int:
     recorded too: a process whose KeyboardInterrupt a collective save took (torch.distributed.
     checkpoint catches it) or that learnt first that another process stopped for it says it as
     its own Ctrl-C. Under torchrun main does not return after a stop: once its line is said the
-    process leaves with 130 (_stopped), the caller's finally blocks and the interpreter's exit
+    process leaves with 130, or 0 after the last step (_stopped), the caller's finally blocks and the interpreter's exit
     hooks not run (a caller in the same process, kame.cli's main or a test, does not go on)."""
     from ..cli import say
     from ..runtime.interrupt import exit_status, sigterm_as_ctrl_c, stopped_by
@@ -485,7 +450,7 @@ def main(args) -> int:
         return exit_status(by[0] if by else None)
 
     try:
-        with sigterm_as_ctrl_c(not torchrun, ctrl_c=torchrun) as by:
+        with sigterm_as_ctrl_c(sigterm=not torchrun, sigint=torchrun) as by:
             result = run(args, stopped=lambda: bool(by))
     except TrainInterrupted as exc:
         if exc.rank == 0:
@@ -500,12 +465,13 @@ def main(args) -> int:
     if by and os.environ.get("RANK", "0") == "0":  # (one that came in the last step, its KeyboardInterrupt lost)
         say(f"kame train: {stopped_by(by[0])} as training ended at step {result.step}; its last checkpoint "
             f"{result.last_checkpoint} is saved")
-    return _stopped(status(), torchrun) if by else 0
+    # 0 all the same: the run finished and saved, as kame's main keeps a finished command's status (was: 130 / 143)
+    return _stopped(0, torchrun) if by else 0
 
 
 def _stopped(status: int, torchrun: bool) -> int:
-    """main's ``status`` after a signal stopped the run (its line said, OUT's files closed: OUT/.lock
-    released, the process group left). Under torchrun the process leaves here, at once: the signal
+    """main's ``status`` after a signal stopped the run or came as it ended (its line said, OUT's
+    files closed: OUT/.lock released, the process group left). Under torchrun the process leaves here, at once: the signal
     interrupted it in a collective (a step's, a --shard save's), which can leave a thread of torch's
     whose end at the interpreter's exit aborts the process after kame's line (SIGABRT, "terminate
     called without an active exception", exit -6 instead of 130, about 1 run in 10 on loaded cores).

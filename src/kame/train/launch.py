@@ -7,7 +7,7 @@ weights) and trained (finetune.train); the group is left at the end, however it 
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from .batching import manifest_path
 from .checkpoint import (check_out, check_overwrite, check_restarted, check_unlocked, frontend_identity,
                          unfinished_note)
-from .config import STATE, TrainConfig, recorded_config, resume_record
+from .config import OTHER_OPTIONS, STATE, TrainConfig, global_batch, recorded_config, resume_record
 from .loading import load_for_training
 from .parallel import ProcessLost, agree, check_shard, lost_cause, lost_peer, resolve_precision, train_device
 from .saving import put_back_stopped_saves, staging_folder, stopped_save_note
@@ -25,6 +25,42 @@ if TYPE_CHECKING:
     from .finetune import TrainResult
 
 DIST_TIMEOUT_MIN = 60  # under torchrun: how long a process waits for the others (NCCL's default: 10)
+
+# kame train's value options that set a TrainConfig knob (argparse dest -> knob; finetune.add_arguments adds
+# them): unset (None), each takes the run's own value on --resume (knobs_from), else the knob's default
+OPTION_KNOBS = {OTHER_OPTIONS.get(k, k): k for k in (
+    "batch_size", "grad_accum", "window_frames", "lr", "warmup_steps", "schedule", "weight_decay", "grad_clip",
+    "skip_prob", "shift_prob", "shift_right", "shift_left", "hint_only", "oracle_echo", "jitter_frames",
+    "slow_prob", "slow_rate",
+    "text_token_dropout", "text_emb_dropout", "semantic_emb_dropout", "semantic_weight", "acoustic_weight", "seed",
+    "log_every", "save_every")}  # (the option names: config.OTHER_OPTIONS, the one table of renamed knobs)
+
+
+
+def knobs_from(args, rec: dict | None, world: int) -> dict:
+    """The OPTION_KNOBS knobs of ``args`` (argparse's), those left unset the run's own when ``rec``
+    (a resumed run's kame.train record) is given, else their defaults. With --batch-size or
+    --grad-accum unset, the run's global batch is kept over ``world`` processes when it divides
+    evenly: the one given takes the rest; neither given, the batch per forward stays the run's
+    and --grad-accum takes the rest (else the batch, else both are the run's own, and
+    check_resume names the global batch)."""
+    ran = recorded_config(rec) if rec is not None else asdict(TrainConfig())
+    knobs = {}
+    for opt, knob in OPTION_KNOBS.items():
+        value = getattr(args, opt)
+        value = ran[knob] if value is None else value
+        knobs[knob] = tuple(value) if isinstance(value, list) else value  # (nargs=2 and JSON give lists)
+    if rec is not None and (args.batch_size is None or args.grad_accum is None):
+        # the run's global batch over this run's processes: the one of the two given takes the rest;
+        # neither given, each forward keeps the run's batch (its memory) and the forwards per step change
+        total = global_batch(ran, rec.get("world_size", 1))
+        keep = "grad_accum" if args.batch_size is None and args.grad_accum is not None else "batch_size"
+        other = "batch_size" if keep == "grad_accum" else "grad_accum"
+        if total % (world * knobs[keep]) == 0:
+            knobs[other] = total // (world * knobs[keep])
+        elif args.batch_size is None and args.grad_accum is None and total % (world * knobs["grad_accum"]) == 0:
+            knobs["batch_size"] = total // (world * knobs["grad_accum"])
+    return knobs
 
 
 def run(args, stopped: Callable[[], bool] = lambda: False) -> TrainResult:
@@ -80,8 +116,6 @@ def run(args, stopped: Callable[[], bool] = lambda: False) -> TrainResult:
 def _checked(args, world: int, device) -> tuple[TrainConfig, dict, str | None, Path]:
     """run's checks of the command, from the files it names (no front-end loaded yet) -> (the
     TrainConfig, a resumed run's kame.train record, the front-end it starts from, the manifest)."""
-    from .finetune import knobs_from  # (kame train's options, beside add_arguments)
-
     record = {}  # (a resumed run's kame.train record, from the config.json save_frontend wrote)
     # (another run writing there: refused now, not once this one's is loaded; and first, so nothing of its OUT is
     # touched nor is it told to --resume or --overwrite a live run's checkpoints)

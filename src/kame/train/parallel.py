@@ -234,16 +234,18 @@ def lost_peer(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and LOST_PEER.search(str(exc)) is not None
 
 
-WHAT = "train"  # agree's ``what`` (kame train's errors start "train: "): PEER_FAILED is built from it
+TRAIN_PREFIX = "train"  # kame train's error prefix ("train: ..."), agree's default ``what``; PEER_FAILED is built on it
 
 
-def agree(check, what: str = WHAT):
+def agree(check, what: str = TRAIN_PREFIX):
     """``check()`` in every process of the group (each calls agree at the same point; a process
     group formed) -> its result, when it passed in every process. Else every process raises at
     once (was: the others went on, and waited for the one that stopped up to the group's
-    timeout): the first failed process (the lowest rank) its own error, as does any whose error
-    says the same; the others a ConfigError saying it, "WHAT: rank R (on HOST) failed: ..." (its
-    machine named when it is another). A check's KeyboardInterrupt is not caught."""
+    timeout): every failed process its own error (was: only those whose error said the same as
+    the lowest failed rank's; the others echoed that one, their own never said); the others a
+    ConfigError saying the first failed process's (the lowest rank's), "<what>: rank R (on HOST)
+    failed: ..." (its machine named when it is another). A check's KeyboardInterrupt is not
+    caught."""
     import socket
 
     import torch.distributed as dist
@@ -259,22 +261,22 @@ def agree(check, what: str = WHAT):
     first = next((r for r, (s, _) in enumerate(verdicts) if s is not None), None)
     if first is None:
         return result
-    said_first, there = verdicts[first]
-    if failed is not None and said == said_first:
+    if failed is not None:
         raise failed
+    said_first, there = verdicts[first]
     raise ConfigError(peer_failed(what, first, None if there == host else there, said_first))
 
 
 def peer_failed(what: str, rank: int, host: str | None, said: str) -> str:
-    """agree's line in the processes that did not fail: "WHAT: rank R (on HOST) failed: <its
+    """agree's line in the processes that did not fail: "<what>: rank R (on HOST) failed: <its
     error>" (``host``: the failed one's machine when it is another, else None; ``said`` without
-    its own "WHAT: "). PEER_FAILED (its regex, beside it) matches its start for WHAT, agree's default."""
+    its own "<what>: "). PEER_FAILED (its regex, beside it) matches its start for TRAIN_PREFIX, agree's default."""
     where = "" if host is None else f" (on {host})"
     return f"{what}: rank {rank}{where} failed: {said.removeprefix(what + ': ')}"
 
 
 # the start of kame train's peer_failed line (kame bench train leaves these echoes out of what it says)
-PEER_FAILED = re.compile(re.escape(WHAT) + r": rank \d+(?: \(on [^)]*\))? failed: ")
+PEER_FAILED = re.compile(re.escape(TRAIN_PREFIX) + r": rank \d+(?: \(on [^)]*\))? failed: ")
 
 
 class ShardsNotSaved(CheckpointError):
