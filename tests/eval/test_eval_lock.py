@@ -132,6 +132,8 @@ def test_follow_into_a_live_runs_folder_is_refused(tmp_path, capsys, fake_codec,
                  "--temp", "0", "-o", str(out)]) != 0
     err = " ".join(capsys.readouterr().err.split())
     assert f"eval follow: another kame process (pid {other.pid}) is writing to -o {out}" in err, err
+    # (follow writes its results in one go: two runs overwrite them; was said to interleave them, mtbench's words)
+    assert "two runs in one folder overwrite each other's audio and results" in err and "interleave" not in err, err
     assert sorted(p.name for p in out.iterdir()) == [".lock"]
 
 

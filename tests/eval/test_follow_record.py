@@ -25,23 +25,40 @@ def follow(manifest, out, *extra):
                  "--temp", "0.5", "-o", str(out), *extra])
 
 
-def test_a_rerun_stopped_after_its_first_dialogue_keeps_the_last_runs_record(tmp_path, fake_codec, monkeypatch):
+def test_a_rerun_stopped_midway_leaves_no_results_beside_its_own_audio(tmp_path, fake_codec, monkeypatch):
+    """A rerun replaces the folder's run: the last run's results.jsonl and follow.json go before its
+    first audio is written, so a rerun cut midway leaves no results that describe other audio (was:
+    its first wavs beside the last run's results and record, seed 3's, over seed 4's audio)."""
     import kame.audio
 
-    manifest = _data(tmp_path / "data", n=2, T=24)
+    manifest = _data(tmp_path / "data", n=3, T=24)
     out = tmp_path / "fo1"
     assert follow(manifest, out, "--seed", "3") == 0
-    assert sorted(p.name for p in out.iterdir()) == [".lock", "d0.wav", "d1.wav", "follow.json", "results.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "d0.wav", "d1.wav", "d2.wav", "follow.json",
+                                                      "results.jsonl"]
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     assert json.loads(before["follow.json"])["seed"] == 3
 
-    def stopped(*args, **kw):  # the first dialogue done, Ctrl-C as its audio is written
-        raise KeyboardInterrupt
+    real, wrote = kame.audio.write_wav, []
+
+    def stopped(path, *args, **kw):  # Ctrl-C as the third dialogue's audio is written
+        if len(wrote) == 2:
+            raise KeyboardInterrupt
+        wrote.append(path)
+        return real(path, *args, **kw)
 
     monkeypatch.setattr(kame.audio, "write_wav", stopped)
     assert follow(manifest, out, "--seed", "4") == 130
-    assert json.loads((out / "follow.json").read_text())["seed"] == 3  # (was: 4, beside seed 3's results)
-    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "d0.wav", "d1.wav", "d2.wav"]
+    now = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert now["d0.wav"] != before["d0.wav"] and now["d2.wav"] == before["d2.wav"]  # (this run's, the last one's)
+
+    # a rerun that fails before its first dialogue (a front-end that cannot load) leaves the last run's whole
+    monkeypatch.setattr(kame.audio, "write_wav", real)
+    assert follow(manifest, out, "--seed", "4") == 0
+    whole = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert follow(manifest, out, "--frontend", str(tmp_path / "missing")) != 0
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == whole
 
 
 def test_each_eval_commands_folder_is_named_as_such_by_the_others(tmp_path, capsys, fake_codec, fake_components,

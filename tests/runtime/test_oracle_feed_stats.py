@@ -165,3 +165,32 @@ def test_summary_counts_come_from_the_session_stats_and_skip_predictions_that_se
     assert s["oracle_text"] == " Paris"
     assert (s["oracle_tokens_sent"], s["oracle_tokens_fed"], s["oracle_tokens_late"], s["llm_tokens_per_s"]) == \
         (9, 2, 7, 5.0)
+
+
+async def test_a_frame_model_that_does_not_count_late_tokens_is_not_said_to_have_none():
+    """A frame model whose FrameOut has no oracle_counts (a plugin's): its fed tokens are counted as
+    seen, its late ones are not known: None in the stats, and kame run's oracle line leaves them out
+    (was: late 0, "0 came after their frame", as if none came late)."""
+    import dataclasses
+
+    agent, clock, _, _ = await _agent()
+    fm = agent.worker.models[0]
+    run = fm.step
+    fm.step = lambda pcm, active: dataclasses.replace(run(pcm, active), oracle_counts=None)
+    s = await agent.open_session()
+    rec = Recorder(s)
+    s.on_oracle(OracleReset(1, clock.now()))
+    await step(agent, clock)
+    s.on_oracle(OracleAppend(1, (5, 6), "a b", clock.now()))
+    await step(agent, clock, 5)
+    assert (s.stats.oracle_tokens_sent, s.stats.oracle_tokens_fed, s.stats.oracle_tokens_late) == (2, 2, None)
+    assert s._stats_fields()["oracle_tokens_late"] is None
+    await s.close()
+    await rec.task
+    await agent.stop()
+
+
+def test_the_oracle_line_leaves_out_late_tokens_not_counted(tmp_path, capsys):
+    print_summary(_summary(oracle_tokens_fed=30, oracle_tokens_late=None), tmp_path / "o.wav", True)
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("oracle "))
+    assert line.endswith("(30 of 40 tokens fed)") and "came after" not in line

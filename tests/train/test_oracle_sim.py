@@ -193,6 +193,37 @@ async def test_the_reply_is_cleaned_and_cut_and_an_empty_one_skipped(tok, caplog
     assert "prediction at 2.50 s (hint level 3, 5/6 words heard) is empty after cleaning: skipped" in caplog.text
 
 
+def _llm_pieces(text):
+    """An LLM's pieces of ``text``: each word's space in front, a word of 5 letters or more in two (" gre" "at")."""
+    out = []
+    for w in text.split(" "):
+        out += [" " + w[:3], w[3:]] if len(w) > 4 else [" " + w]
+    return [out[0].lstrip()] + out[1:]
+
+
+@pytest.mark.parametrize("reply", [
+    # the cleaning drops 7 of the first 35 raw words (emoji, bullets): 30 words live, was 26 ("... boat tour")
+    "Sure! Here are some ideas 😊:\n- Visit the museum 🏛️\n- Walk along the river 🌊\n- Try the local food 🍜\n"
+    "- See the cathedral ⛪\n- Take a boat tour 🚤\n- Relax in a park 🌳 and much more to see",
+    # the 35th raw word's first piece was the 30th kept word: "... is really gre" (live: "great")
+    "Options 😊 😊 😊 😊 😊 " + " ".join(f"w{i}" for i in range(24)) + " London Bridge is really great fun to see",
+])
+async def test_a_long_reply_is_read_and_cut_as_the_live_oracle_cuts_it(tok, reply):
+    """Training's simulated oracle stops reading on the live rule (past max_reply_words cleaned
+    words), so its text is the live SpokenStream's: no half word, no fewer words (was: it stopped
+    at the 35th raw word)."""
+    from kame.backend.speech_text import SpokenStream
+
+    pieces = _llm_pieces(reply)
+    live = SpokenStream(30)
+    said = ("".join(live.feed(p) for p in pieces) + live.flush()).strip()
+    assert len(said.split()) == 30
+    llm = ScriptedLLM(auto=pieces)
+    events = await simulate_oracle(user_words=TURN, reference=REF, llm=llm, tokenizer=tok)
+    assert events[1].text == said
+    assert all(c.closed and not c.finished for c in llm.calls)  # reading stopped before the reply's end
+
+
 async def test_frames_limit_and_delay(tok):
     llm = ScriptedLLM(auto=["Paris, I guess."])
     events = await simulate_oracle(user_words=TURN, reference=REF, llm=llm, tokenizer=tok, frames=31)
@@ -447,5 +478,6 @@ def test_a_set_cleaned_otherwise_is_told_in_one_line_naming_the_run_that_cleans_
     assert f"records cleaning version {CLEANING_VERSION - 1};" in stale_cleaning(manifest)
     record.write_text(json.dumps({**settings, "cleaning": CLEANING_VERSION}))
     assert stale_cleaning(manifest) is None
-    record.write_text("{ cut")  # (kame data oracle refuses it; training is not stopped for it)
-    assert stale_cleaning(manifest) is None
+    record.write_text("{ cut")  # (kame data oracle refuses it; training is not stopped for it, but told: was nothing)
+    note = stale_cleaning(manifest)
+    assert note.startswith(f"{record}: not readable JSON") and "remove it" in note and "\n" not in note, note

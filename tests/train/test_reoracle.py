@@ -270,6 +270,8 @@ def test_an_unreadable_dialogue_fails_alone_and_the_manifest_says_the_new_oracle
     # ... but not the cleaner: d2 keeps its old oracle, so kame train still warns (was: cleaning recorded
     # after any dialogue was written, and the warning went)
     assert "cleaning" not in settings and "kame data oracle" in stale_cleaning(tmp_path / "train.jsonl")
+    # (said as possibly a run that did not finish: was "made before kame recorded it", of a record just written)
+    assert "or a `kame data oracle` run over it did not finish" in stale_cleaning(tmp_path / "train.jsonl")
     (folders[2] / "dialogue.json").write_text(json.dumps(json.loads(old_meta)))  # (d2 readable again)
     assert main(["data", "oracle", str(tmp_path), "--llm", "none", "--seed", "7"]) == 0
     settings = json.loads((tmp_path / "synth.json").read_text())
@@ -327,7 +329,8 @@ def test_synth_json_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     from pathlib import Path
     from types import SimpleNamespace
 
-    from kame.train.reoracle import _read_settings, _record_oracle
+    from kame.train.datacmd import read_record
+    from kame.train.reoracle import _record_oracle
 
     path = tmp_path / "synth.json"
     path.write_text(json.dumps({"llm": "none", "seed": 5}))
@@ -337,12 +340,12 @@ def test_synth_json_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
         write_text(self, text[:5])
         raise KeyboardInterrupt
 
-    args = SimpleNamespace(llm="random", seed=2)
+    args = SimpleNamespace(llm="random", seed=2, tokenizer=None)
     with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
         m.setattr(Path, "write_text", cut)
-        _record_oracle(path, _read_settings(path), args, SimOracleConfig(), whole=True)
+        _record_oracle(path, read_record(tmp_path, ""), args, SimOracleConfig(), whole=True)
     assert json.loads(path.read_text()) == {"llm": "none", "seed": 5} and [p.name for p in tmp_path.iterdir()] == [path.name]
-    _record_oracle(path, _read_settings(path), args, SimOracleConfig(), whole=True)
+    _record_oracle(path, read_record(tmp_path, ""), args, SimOracleConfig(), whole=True)
     assert json.loads(path.read_text())["oracle_seed"] == 2
 
 
@@ -409,7 +412,7 @@ def test_ctrl_c_says_what_was_written_and_exits_130(tmp_path, capsys, monkeypatc
     assert "kame data oracle: interrupted; the manifest has 1 dialogue given a new oracle" in io.err, io
     # the set's record keeps the old cleaner: the other dialogues were cleaned with it (was: the new one)
     assert json.loads((tmp_path / "synth.json").read_text()) == {"llm": "none", "cleaning": 1, "interval_s": 0.5,
-                                                                 "delay_s": 0.0, "oracle_seed": 0}
+                                                                 "delay_s": 0.0, "oracle_seed": 0, "tokenizer": None}
     assert "manifest:" in io.out, io
     entries = read_manifest(tmp_path / "train.jsonl")
     assert [e.meta_sha256 for e in entries] == [file_sha256(f / "dialogue.json") for f in folders]

@@ -565,6 +565,26 @@ def test_a_run_that_writes_no_dialogue_leaves_synth_json_as_it_was(tmp_path, mon
     assert json.loads((out / "synth.json").read_text())["llm"] == "random"
 
 
+def test_a_resume_over_a_damaged_record_is_refused_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    """A cut synth.json: the resume refuses it, naming it, before any item (was: read as none, the run
+    went on and wrote its own record over it, the new cleaning version over the dialogues it skipped)."""
+    import kame.train.synth as synth_mod
+    from kame.cli import main
+
+    monkeypatch.setattr(synth_mod, "_Voices", ToneVoices)
+    qa, out = _qa_file(tmp_path, 2), tmp_path / "cut"
+    base = ["data", "synth", str(qa), "-o", str(out), "--llm", "none"]
+    assert main([*base, "--limit", "1"]) == 0
+    (out / "synth.json").write_text('{"qa": "x", "cleaning": 2, "llm": "ran')
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(base) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"kame: error: {out / 'synth.json'}: not readable JSON" in err and "remove it" in err
+            and "then run `kame data synth` again" in err), err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 def test_a_resume_of_a_set_made_before_the_cleaning_version_warns(tmp_path, monkeypatch, caplog):
     """A synth.json without "cleaning" (written before kame recorded the cleaner's version) is
     version 1's: resuming that set with this kame's cleaner warns that it mixes them (was: silent,

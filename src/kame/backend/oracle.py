@@ -33,7 +33,8 @@ Behaviour:
   Its text is cleaned as training's simulated oracle cleans the LLM's replies
   (kame.backend.speech_text.SpokenStream, kame.train.oracle_sim.clean_reply): one spoken line with
   no markdown, emoji or symbols a person would not say ("3 * 4 = 12" -> "3 times 4 is 12"). A
-  word with letters goes out once a space follows it, as before; a number or symbol waits for the
+  word with letters goes out once a space and the next word that says something (a letter or
+  digit outside a URL) follow it (so "day 😊." stays "day."); a number or symbol waits for the
   next such word (what follows may change how it is said: "3" + " * 4").
 - A restart cancels the running LLM stream (closing its HTTP request / stopping generation) and
   starts a new prediction id; events of older predictions are never emitted after that.
@@ -109,6 +110,16 @@ class _LLMFault(BackendError):
 
 class _Stalled(_LLMFault):
     pass
+
+
+def text_tokens_per_s(n_ids: int, first: float | None, end: float) -> float | None:
+    """The oracle's text-stream rate (llm_tokens_per_s): ``n_ids`` oracle-vocabulary ids of the
+    cleaned reply over the time from its first piece (``first``) to its ``end``, the ids after the
+    first (the time to the first piece is not counted: the reset goes with the first tokens, so it
+    makes no token late). None: not measurable (no text, or one id)."""
+    if first is None or end <= first or n_ids < 2:
+        return None
+    return (n_ids - 1) / (end - first)
 
 
 class OracleProducer:
@@ -355,9 +366,9 @@ class OracleProducer:
             finally:
                 with contextlib.suppress(Exception):
                     await agen.aclose()  # closes the HTTP request / stops generation
-            end = self.clock.now()
-            if first is not None and end > first and n_ids > 1:
-                self._metric("llm_tokens_per_s", (n_ids - 1) / (end - first), unit="text_tokens", prediction_id=pid)
+            rate = text_tokens_per_s(n_ids, first, self.clock.now())
+            if rate is not None:
+                self._metric("llm_tokens_per_s", rate, unit="text_tokens", prediction_id=pid)
             self._failures = 0
             self._gate.ok()
             self.stats["completed"] += 1

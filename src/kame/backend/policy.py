@@ -62,7 +62,8 @@ class OraclePolicy:
     retry_backoff: float = 1.0  # s before retrying after a failure; doubles per failure ...
     max_backoff: float = 8.0  # ... up to this
     reset_on_first_token: bool = True  # emit OracleReset with the first tokens (the old
-    # prediction keeps feeding until the new one has content); False: at the restart
+    # prediction keeps feeding until the new one has content); False: a bare reset at the restart cuts
+    # the old one (its start id, then pad), the new one's reset still goes with its first tokens
 
     @classmethod
     def from_config(cls, backend) -> "OraclePolicy":

@@ -39,8 +39,11 @@ from .llm.base import without_controls
 # 2: "day 😊." -> "day." (was "day ."), "C#" -> "C sharp" (was "C"), CJK cut at its marks; 3: "€5" / "5€" ->
 # "5 euros" (£: pounds) (were "5" after an <unk>), and the embedded tokenizer folds Latin accents ("café" ->
 # the ids of "cafe"; were <unk>, id 0: kame.backend.tokenizer): the ids of such replies changed; also "Bye <br>." ->
-# "Bye." (was "Bye ."), "C#7" / "C#m" -> "C sharp 7" / "C sharp m" (were "Cnumber 7" / "C m"), a CJK part ends at "｡"
-CLEANING_VERSION = 3
+# "Bye." (was "Bye ."), "C#7" / "C#m" -> "C sharp 7" / "C sharp m" (were "Cnumber 7" / "C m"), a CJK part ends at "｡";
+# 4: the simulated oracle stops reading the LLM on the live rule, past max_reply_words cleaned words (was: at
+# the 35th raw word, so a long reply could end in half a word, "really gre", or with fewer words than the live
+# oracle's when the cleaning dropped bullets, emoji or URLs: kame.train.oracle_sim._predict)
+CLEANING_VERSION = 4
 
 _CALC = re.compile(r"<<[^<>]*>>")  # GSM8K's calculator annotations
 _TAG = re.compile(r"</?(?:br|p|div|span|sup|sub|b|i|em|strong|u|img|a|hr|code|pre|li|ul|ol|table|tr|td|th)"
@@ -225,8 +228,9 @@ _WORD = re.compile(rf"[^\s{_CJK_MARKS}]*(?:[{CJK_CLAUSE_MARKS}]|[{CJK_SENTENCE_E
 _CJK_END = re.compile(f"[{CJK_SENTENCE_ENDS}]")
 
 
-def cjk_chars(text: str) -> int:
-    """How many characters ``text`` holds, spaces not counted (CJK has no words to count)."""
+def nonspace_chars(text: str) -> int:
+    """How many characters ``text`` holds, spaces not counted, whatever its script (a CJK part's length:
+    CJK has no words to count)."""
     return len("".join(text.split()))
 
 
@@ -272,7 +276,8 @@ class SpokenStream:
     the text alone, never on how it was streamed: a reply fed in any pieces gives the same text as
     fed whole (the simulated oracle does: kame.train.oracle_sim.clean_reply), but for whitespace at
     its end. Each word is looked at once (a reply with no space, CJK, is not rescanned on every
-    piece, nor is the text after a word that waits on what follows: an emoji run, a URL)."""
+    piece, nor is the text after a word that waits on what follows, an emoji run, a URL, nor a run
+    after a closer that ends no sentence, "a)" "「あ」")."""
 
     def __init__(self, max_words: int | None = None) -> None:
         self.max_words = max_words
@@ -293,12 +298,15 @@ class SpokenStream:
         if self.done:
             return ""
         ended = self._buf[-1:] + piece  # (a CJK mark the piece's first character follows ends a word)
+        # (a closer after a sentence's end, "。」" + "と", ends a word; one after anything else, "a)" + "b", not:
+        # was rescanned on every piece, the run after "a)" too)
+        closed = ended[:1] != "" and ended[0] in CJK_CLOSERS and self._buf.rstrip(CJK_CLOSERS)[-1:] in CJK_SENTENCE_ENDS
         self._buf += piece
-        if not any(c.isspace() or c in _CJK_MARKS for c in ended) and not (ended and ended[0] in CJK_CLOSERS) \
+        if not any(c.isspace() or c in _CJK_MARKS for c in ended) and not closed \
                 and (not self._waiting or self._waiting == "url"
                      or (self._waiting == "silent" and not any(c.isalnum() for c in piece))):
-            # (no word ended, no line: nothing to cut; after a closer, "。」" + "と", one did; nor was what a
-            # word waits on decided: the text after it is not rescanned on every piece of an emoji run)
+            # (no word ended, no line: nothing to cut; nor was what a word waits on decided: the text after
+            # it is not rescanned on every piece of an emoji run)
             return ""
         out: list[str] = []
         self._waiting = ""
@@ -333,7 +341,7 @@ class SpokenStream:
         (was: "day ."); None: not known yet (the next word has not begun, or may still)."""
         word = m.group()
         if word[-1] in CJK_CLAUSE_MARKS:
-            if cjk_chars(self._buf[start:m.end()]) < CJK_CLAUSE_CHARS:
+            if nonspace_chars(self._buf[start:m.end()]) < CJK_CLAUSE_CHARS:
                 return False
         elif not (_PLAIN.fullmatch(word) or _CJK_END.search(word)):
             return False

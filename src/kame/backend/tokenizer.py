@@ -63,6 +63,7 @@ class TextTokenizer:
 
     def __init__(self, model: str | Path | bytes) -> None:
         self.sp = spm.SentencePieceProcessor()
+        self._folded: dict[str, str] = {}  # fold's answers, by character
         try:
             if isinstance(model, bytes):
                 self.sp.LoadFromSerializedProto(model)
@@ -120,10 +121,6 @@ class TextTokenizer:
             fits = plain.isascii() and (plain.isalpha() or not plain)
             got = self._folded[c] = plain if not known and fits else c
         return got
-
-    @cached_property
-    def _folded(self) -> dict[str, str]:
-        return {}
 
     def decode(self, ids) -> str:
         """The text of ``ids``; ValueError naming the id and the vocabulary size for an id out of

@@ -5,8 +5,10 @@ Three markdown tables:
   2. LLM: for each --llm spec (default the embedded SmolLM2), the oracle prompt of N scripted
      conversations: time to first token (request -> first text piece) p50 / p90, the LLM's own
      decode speed (tokens/s; pieces/s for a remote server, ~ tokens), and text-stream tokens/s
-     (oracle-vocabulary tokens of the reply / (request -> last piece); the front-end consumes
-     12.5 per second).
+     (the live oracle's llm_tokens_per_s: oracle-vocabulary tokens of the reply as the oracle
+     cleans and cuts it, after the first, over first piece -> last one fed; the front-end
+     consumes 12.5 per second; kame run's late-token warning and kame train --slow-rate speak of
+     this rate).
   3. Oracle lag on scripted user turns in real time (monotonic clock; synthesized word timing:
      partials as each word ends plus a simulated STT delay, the final after the last word), with
      the real LLM of the first --llm spec through OracleProducer: "all" = every prediction's
@@ -84,6 +86,10 @@ def _prompt_for(i: int):
 
 
 async def _bench_llm(llm, args, tok) -> dict:
+    from ..backend.oracle import text_tokens_per_s
+    from ..backend.prompt import PromptConfig, ReplyGuard
+    from ..backend.speech_text import SpokenStream
+
     ttft, tps, text_tps, words = [], [], [], []
     for i in range(args.prompts):
         msgs = _prompt_for(i)
@@ -91,6 +97,10 @@ async def _bench_llm(llm, args, tok) -> dict:
         t0 = time.perf_counter()
         first = last = None
         pieces: list[str] = []
+        # (the oracle's ids, as the live oracle makes them: the reply guarded, cleaned, cut at max_words,
+        # encoded; ``fed``: when its last id came, the stream's end or the cut)
+        guard, spoken, enc = ReplyGuard(PromptConfig()), SpokenStream(PromptConfig().max_words), tok.incremental()
+        n_ids, fed = 0, None
         # (text, cleaned, split characters joined, as the agents take it)
         async for piece in text_stream(llm.stream_chat(msgs, max_tokens=args.max_tokens), llm):
             if not piece:  # (a keep-alive: the LLM generates a word it holds back; no text, not the first token)
@@ -99,16 +109,21 @@ async def _bench_llm(llm, args, tok) -> dict:
             first = first or now
             last = now
             pieces.append(piece)
+            if not (spoken.done or guard.ended):
+                n_ids, fed = n_ids + len(enc.push(spoken.feed(guard.feed(piece)))), now
         if first is None:
             continue
+        n_ids += len(enc.push(spoken.feed(guard.flush()) + spoken.flush()) + enc.flush())
         text = "".join(pieces)
         ttft.append(first - t0)
         if hasattr(llm, "tokens_generated") and llm.generate_seconds > s0:
             tps.append((llm.tokens_generated - n0) / (llm.generate_seconds - s0))
         elif last > first and len(pieces) > 1:
             tps.append((len(pieces) - 1) / (last - first))
-        if last > first:
-            text_tps.append(len(tok.encode(text)) / (last - t0))
+        # (the live oracle's llm_tokens_per_s, what kame run's late-token warning and kame train --slow-rate
+        # speak of: was the raw reply's ids over request -> last piece, the time to the first one counted)
+        if (rate := text_tokens_per_s(n_ids, first, fed or last)) is not None:
+            text_tps.append(rate)
         words.append(len(text.split()))
         if i == 0:
             print(f"  sample reply: {text.strip()!r}")

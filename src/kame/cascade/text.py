@@ -27,7 +27,9 @@ the splitter, by kame.backend.prompt.ReplyGuard (kame.cascade.reply feeds it wha
 
 from __future__ import annotations
 
-from ..backend.speech_text import CJK_CLAUSE_CHARS, CJK_CLAUSE_MARKS, CJK_CLOSERS, CJK_SENTENCE_ENDS, cjk_chars, speakable
+from ..backend.speech_text import (
+    CJK_CLAUSE_CHARS, CJK_CLAUSE_MARKS, CJK_CLOSERS, CJK_SENTENCE_ENDS, nonspace_chars, speakable,
+)
 
 _ABBREV = {"mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "e.g", "i.e", "approx", "no", "fig", "jr", "sr"}
 _CLAUSE_END = ",;:—–"
@@ -124,7 +126,7 @@ class SegmentSplitter:
                 return i
             if words >= self.max_segment_words and ch.isspace() and not in_word:
                 return i
-            if ch in CJK_CLAUSE_MARKS and cjk_chars(buf[:i]) >= (
+            if ch in CJK_CLAUSE_MARKS and nonspace_chars(buf[:i]) >= (
                     CJK_CLAUSE_CHARS if self._emitted == 0 else self.max_segment_words):
                 return i  # (CJK has no spaces to count words by: its characters, a first clause's or a long one's)
         return None

@@ -55,13 +55,15 @@ class FirstWrites:
         self._locked = False
         self._held = contextlib.ExitStack()  # (the lock: let go when run returns)
 
-    def lock(self, command: str) -> None:
+    def lock(self, command: str, harm: str = "interleave their results") -> None:
         """Hold OUT/.lock until ``run`` returns (OUT made: check_output_folder); ``command``
-        ("eval mtbench") names the refused one. A ConfigError naming the pid of the run that holds it
-        (out_lock's, in ``command``'s words). Held, OUT is looked at as this run finds it (was: when
-        the run started, so a live run's eval.json written and its run ended meanwhile were removed
-        by this run's undo, as "not there before"); refused, nothing in it is this run's (was: a
-        live run's empty OUT/runs, made after this run started, removed by its undo)."""
+        ("eval mtbench") names the refused one, ``harm`` what two runs in one OUT do (kame eval
+        follow's overwrite each other's audio and results: was said to interleave them). A
+        ConfigError naming the pid of the run that holds it (out_lock's, in ``command``'s words).
+        Held, OUT is looked at as this run finds it (was: when the run started, so a live run's
+        eval.json written and its run ended meanwhile were removed by this run's undo, as "not there
+        before"); refused, nothing in it is this run's (was: a live run's empty OUT/runs, made after
+        this run started, removed by its undo)."""
         from ..errors import ConfigError
         from ..train.checkpoint import out_lock
 
@@ -71,7 +73,7 @@ class FirstWrites:
         except OSError:
             lock_was = True
         try:
-            self._held.enter_context(out_lock(out, command, "interleave their results", ""))
+            self._held.enter_context(out_lock(out, command, harm, ""))
         except ConfigError:
             self._made = []  # (OUT holds the live run's .lock: what is in it is that run's)
             raise

@@ -27,7 +27,8 @@ compared with what the dialogue's agent said:
 
 Prints a table (the totals, and a row per dialogue with --per-dialogue); with -o, OUT/DIALOGUE.wav (stereo: the
 user, the generated agent), OUT/results.jsonl and OUT/follow.json (the settings: ``settings``), the two written
-together at the end. Dialogue i is sampled with the seed --seed + i.
+together at the end; a rerun into OUT removes the last run's two before its first wav (stopped midway, it
+leaves no results beside other audio). Dialogue i is sampled with the seed --seed + i.
 """
 
 from __future__ import annotations
@@ -337,7 +338,8 @@ def _main(args, first: FirstWrites | None) -> int:
                 check_output_folder(out, flag="-o")
             except ConfigError as exc:  # (a file, a folder it cannot make or write into: the shared words)
                 raise ConfigError(f"{where}: {exc}; give -o a folder for the audio and results.jsonl") from None
-            first.lock(where)  # (before anything is written in -o: a second run into it refused)
+            # (before anything is written in -o: a second run into it refused; it writes its results in one go)
+            first.lock(where, "overwrite each other's audio and results")
             check_not_other(out, "kame eval follow")  # (an mtbench or pairwise folder: was overwritten)
         device = parse_device(auto_device(args.device))
         manifest, entries = manifest_entries(args.manifest, command=where)
@@ -376,6 +378,9 @@ def _main(args, first: FirstWrites | None) -> int:
         print(head + rule)
     if first is not None:
         first.keep()  # (from the first dialogue on, what this run writes in -o stays)
+        for name in ("results.jsonl", SETTINGS):  # a rerun replaces the folder's run: the last run's results go
+            (out / name).unlink(missing_ok=True)  # before this one's first audio (was: a rerun cut midway left
+            # them beside its own audio, describing dialogues no longer there)
     for i, e in enumerate(entries):
         d = read_dialogue(e.path)
         rec, pcm = follow_one(model, codec, tok, d, sampling, (args.seed + i) % (MAX_SEED + 1), asr,

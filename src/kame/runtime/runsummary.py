@@ -295,8 +295,10 @@ def print_summary(s: dict, out: Path, no_png: bool) -> None:
     json_name = out.with_suffix(".json").name  # (a long oracle or agent text is shortened, saying so)
     if s["frontend"]:  # (a cascade has no front-end, so no oracle)
         sent, fed, late = (s.get(f"oracle_tokens_{k}") for k in ("sent", "fed", "late"))
+        # (late None: a frame model that does not count them, not said; was "0 came after their frame")
+        counts = f"{fed} of {sent} tokens fed" + (f", {late} came after their frame" if late is not None else "")
         print(f"oracle    sent {shortened(s['oracle_text'], f'summary.oracle_text in {json_name}')}"
-              + (f"  ({fed} of {sent} tokens fed, {late or 0} came after their frame)" if sent else ""))
+              + (f"  ({counts})" if sent else ""))
         if (warn := oracle_late(s)) is not None:
             print(f"warning   {warn}")
     unspoken = (s.get("agent_unspoken_words") or {}) if s["mode"] == "cascade" else {}  # (its agent line: as heard)

@@ -70,8 +70,9 @@ class SessionStats:
     oracle_tokens_fed: int = 0  # ... of them fed to the front-end (one a frame, time-locked to their reset)
     # ... that came after their frame had passed: never fed (a back-end slower than one token a frame; the
     # rest not fed were cut by a newer prediction, or came at the end). Both the stepper's own counts
-    # (RowOutput.oracle_counts); a frame model that does not count them: fed as seen in its outputs, late 0
-    oracle_tokens_late: int = 0
+    # (RowOutput.oracle_counts); a frame model that does not count them: fed as seen in its outputs, late None
+    # (not known: was 0, and kame run said none came late)
+    oracle_tokens_late: int | None = None
     predictions: int = 0  # oracle resets received that start a prediction
     blanked: int = 0  # bare oracle resets received: no prediction; the feed gives its start id, then pad (hybrid
     # routing; a restart with backend.reset_on_first_token=false)

@@ -70,7 +70,8 @@ class FrameOut:
     # session once (StepWorker); None: none
     faults: dict[int, tuple[str, str]] | None = None
     # [B, 2] int64 each row's oracle tokens fed (start ids not counted) and late (came after their frame: never
-    # fed), the feed's own counts since the row's reset, this step's included (None: not counted)
+    # fed), the feed's own counts since the row's session joined it (OracleFeed.clear: per session, not per
+    # oracle reset), this step's included (None: not counted)
     oracle_counts: np.ndarray | None = None
 
 

@@ -43,6 +43,47 @@ def record_settings(out: Path, settings: dict) -> None:
                     "settings record", error=DataError)
 
 
+def read_record(out: Path, then: str) -> dict | None:
+    """OUT/synth.json's settings (record_settings'), None when there is none; a DataError when it
+    is not a JSON object (cut by a stopped write?), naming it and what to do (``then``: after
+    "remove it or fix it,"): kame data synth's resume, kame data oracle and kame train's note of a
+    set cleaned otherwise (kame.train.oracle_sim.stale_cleaning) read it so (was: three rules; a
+    synth resume read a damaged record as none and wrote its own over it, the new cleaning version
+    over dialogues it skipped, and kame train said nothing)."""
+    import json
+
+    path = Path(out) / SETTINGS
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        doc, why = None, f"not readable JSON ({exc})"
+    else:
+        why = f"a JSON {type(doc).__name__}, not an object"
+    if not isinstance(doc, dict):
+        raise DataError(f"{path}: {why}: `kame data synth`'s record of the set is damaged (cut short by a stopped "
+                        f"write?); remove it (the set's dialogues do not need it; `kame data synth` writes it again) "
+                        f"or fix it, {then}")
+    return doc
+
+
+def recorded_tokenizer(path: str | None) -> str | None:
+    """--tokenizer as synth.json records it: resolved, so kame train's note names it in a command
+    run from anywhere (None: kame's default). kame data synth and kame data oracle record it; a
+    record made before it was resolved is compared so (was: warned as another tokenizer)."""
+    return str(Path(path).resolve()) if path else None
+
+
+def oracle_rng(seed: int, index: int):
+    """The generator of an item's oracle (--llm random's predictions, the embedded LLM's per-point
+    seeds), from --seed and the item's index (item_index): kame data oracle --seed S draws what
+    kame data synth --seed S drew, for any slice of the set."""
+    import numpy as np
+
+    return np.random.default_rng([seed, index, 2])
+
+
 def tokenizer_of(path: str | None):
     """The tokenizer of --tokenizer PATH, its errors naming --tokenizer (was: "SentencePiece model
     not found: PATH" alone), else kame's default (kame data oracle's, data synth's and data encode's)."""

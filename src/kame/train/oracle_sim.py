@@ -368,20 +368,22 @@ def stale_cleaning(manifest: Path) -> str | None:
     oracle no longer sends. One line naming the `kame data oracle` run that cleans it anew, with
     the record's oracle settings and seed (the oracle's, else synth's: with --llm random, another
     seed drew other predictions), and saying that it makes the predictions anew (an LLM is asked
-    again); None: the same cleaning, or no record (a set made otherwise)."""
-    import json
+    again); None: the same cleaning, or no record (a set made otherwise). A damaged record
+    (datacmd.read_record's rule): what it says, to remove or fix it (was: nothing said, so a set
+    cleaned otherwise trained unwarned)."""
     import shlex
 
-    from .datacmd import SETTINGS
+    from .datacmd import SETTINGS, read_record
 
     try:
-        doc = json.loads((Path(manifest).parent / SETTINGS).read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
+        doc = read_record(Path(manifest).parent, "so kame train can tell whether its oracle text is cleaned as the "
+                                                 "live oracle's is now")
+    except DataError as exc:
+        return str(exc)
+    if doc is None or doc.get("cleaning") == CLEANING_VERSION:
         return None
-    if not isinstance(doc, dict) or doc.get("cleaning") == CLEANING_VERSION:
-        return None
-    made = ("records no cleaning version (made before kame recorded it)" if "cleaning" not in doc
-            else f"records cleaning version {doc['cleaning']!r}")
+    made = ("records no cleaning version (made before kame recorded it, or a `kame data oracle` run over it did "
+            "not finish)" if "cleaning" not in doc else f"records cleaning version {doc['cleaning']!r}")
     run = ["kame", "data", "oracle", str(manifest)]
     for key, flag in (("llm", "--llm"), ("tokenizer", "--tokenizer"), ("interval_s", "--interval"),
                       ("delay_s", "--delay")):
@@ -516,10 +518,13 @@ async def _predict(llm, messages: list[ChatMessage], cfg: SimOracleConfig, t: fl
     where = f"simulated oracle: the prediction at {t:.2f} s (hint level {level})"
     stats.llm_calls += 1
     try:
-        # (reading stops once the reply holds more words than will be kept; +4: room for a label
-        # the cleaning drops)
+        # (reading stops on the live oracle's rule: once the cleaned reply holds more words than are kept,
+        # a word past the last kept one has begun, so the last kept one is whole; was: at the raw
+        # reply's 35th word, which could cut a kept word in half, "gre" of " gre" "at", or keep fewer
+        # words than the live oracle when the cleaning dropped bullets, emoji or URLs)
         raw = await collect_reply(llm, messages, timeout_s=cfg.timeout_s, max_tokens=cfg.max_tokens,
-                                  temperature=cfg.temperature, max_words=cfg.max_reply_words + 4, seed=seed)
+                                  temperature=cfg.temperature, seed=seed,
+                                  enough=lambda text: len(clean_reply(text, 10**6).split()) > cfg.max_reply_words)
     except asyncio.TimeoutError:
         raise SimOracleError(f"{where}: LLM {describe(llm)} gave no complete reply within {cfg.timeout_s:g} s "
                              f"(SimOracleConfig.timeout_s); retry the dialogue or raise the timeout") from None

@@ -39,7 +39,6 @@ resume on it.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from bisect import bisect_left, bisect_right
@@ -47,12 +46,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from ..cliargs import at_least, counted
 from .data import DataError, Word, read_dialogue, write_meta
 from .datacmd import (MAX_FAILURES_IN_A_ROW, SETTINGS, check_simulator, failures, item_index, levels_table,
-                      make_simulator, oracle_config, past_end_warning, record_settings, simulator, tokenizer_of)
+                      make_simulator, oracle_config, oracle_rng, past_end_warning, read_record, recorded_tokenizer,
+                      record_settings, simulator, tokenizer_of)
 from .manifest import write_manifest
 
 log = logging.getLogger(__name__)
@@ -198,7 +196,7 @@ async def reoracle_all(entries, *, llm, tokenizer, cfg, spec: str, seed: int = 0
                 index = item_index(d, position)  # (synth's: a rerun draws what synth --llm random drew)
                 d.oracle = await dialogue_oracle(d, llm=llm, tokenizer=tokenizer, cfg=cfg,
                                                  random_replies=random_replies,
-                                                 rng=np.random.default_rng([seed, index, 2]))
+                                                 rng=oracle_rng(seed, index))
                 d.tokenizer_sha256 = tokenizer.sha256 if d.oracle else None
                 d.source = {**d.source, "llm": spec, "oracle": {"kind": "kame data oracle", "llm": spec, "seed": seed,
                                                                 "interval_s": cfg.interval_s, "delay_s": cfg.delay_s}}
@@ -274,7 +272,7 @@ def main(args) -> int:
     check_simulator(args.llm)  # (before the manifest and the reply pool are read)
     oracle_cfg = oracle_config(args)
     path, entries = manifest_entries(args.manifest, command="data oracle")
-    settings = _read_settings(path.parent / SETTINGS)  # (a bad one refused before any dialogue is rewritten)
+    settings = read_record(path.parent, "then run `kame data oracle` again")  # (a bad one: before any is rewritten)
     tokenizer = tokenizer_of(args.tokenizer)
     random_replies = reply_pool(entries, tokenizer) if args.llm == "random" else None
     results: list = []
@@ -335,29 +333,11 @@ def main(args) -> int:
     return 1 if any(status == "failed" for _, status, _ in results) else 0
 
 
-def _read_settings(settings: Path) -> dict | None:
-    """kame data synth's record of the set (synth.json), None when there is none; a DataError
-    when it is not a JSON object (cut by a stopped write?), before any dialogue is rewritten
-    (was: a JSONDecodeError traceback after all of them were, the manifest left as it was)."""
-    if not settings.is_file():
-        return None
-    try:
-        doc = json.loads(settings.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        doc, why = None, f"not readable JSON ({exc})"
-    else:
-        why = f"a JSON {type(doc).__name__}, not an object"
-    if not isinstance(doc, dict):
-        raise DataError(f"{settings}: {why}: `kame data synth`'s record of the set is damaged (cut short by a "
-                        f"stopped write?); remove it (the set's dialogues do not need it; `kame data synth` writes "
-                        f"it again) or fix it, then run `kame data oracle` again")
-    return doc
-
-
 def _record_oracle(path: Path, settings: dict | None, args, oracle_cfg, whole: bool) -> None:
-    """kame data synth's record of the set (``settings``: synth.json's, read by _read_settings;
-    None: none, nothing written) says what its oracle is now: llm, interval and delay are the
-    oracle's (a later synth resume with another --llm warns); the oracle's seed goes apart
+    """kame data synth's record of the set (``settings``: synth.json's, read by read_record;
+    None: none, nothing written) says what its oracle is now: llm, tokenizer (resolved, as synth
+    records it: was kept as synth's, so kame train's note named a tokenizer the oracle no longer
+    used), interval and delay are the oracle's (a later synth resume with another --llm warns); the oracle's seed goes apart
     (synth's seed drew the voices and layout), "cleaning" the version of the cleaner of its text
     (kame train warns of a set of another), only when ``whole``: every dialogue got its new oracle
     in a run not stopped (was: once one had, so a run where some failed, or a Ctrl-C, silenced the
@@ -367,5 +347,6 @@ def _record_oracle(path: Path, settings: dict | None, args, oracle_cfg, whole: b
 
     if settings is not None:
         cleaning = {"cleaning": CLEANING_VERSION} if whole else {}
-        record_settings(path.parent, {**settings, "llm": args.llm, "interval_s": oracle_cfg.interval_s,
+        record_settings(path.parent, {**settings, "llm": args.llm, "tokenizer": recorded_tokenizer(args.tokenizer),
+                                       "interval_s": oracle_cfg.interval_s,
                                        "delay_s": oracle_cfg.delay_s, "oracle_seed": args.seed, **cleaning})

@@ -33,7 +33,9 @@ seed (``seed=``, for a TTS that takes one; a voice spec's own ``;seed=N`` wins o
 for that voice), so espeak-ng and piper draw their noise from it for
 each utterance, and espeak-ng starts each one afresh (it carried state from one to the next): an
 item's audio and word times are the same in every run and in any slice (kame.backend.tts.espeak,
-.piper); an LLM that samples (temperature > 0) gives other predictions on every run.
+.piper). An `openai:` LLM gives other predictions on every run; the embedded one samples each
+prediction with a seed drawn from --seed and the item's index (datacmd.oracle_rng,
+oracle_sim.simulate_oracle), so its predictions are the same in every run too.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ from ..cliargs import at_least, counted, naming
 from ..paths import sweep_temporaries
 from .data import DIALOGUE_FILES, META, DataError, Dialogue, Word, write_dialogue
 from .datacmd import (MAX_FAILURES_IN_A_ROW, SETTINGS, check_simulator, failures, item_index, levels_table,
-                      make_simulator, oracle_config, past_end_warning, record_settings, simulator, tokenizer_of)
+                      make_simulator, oracle_config, oracle_rng, past_end_warning, read_record, recorded_tokenizer,
+                      record_settings, simulator, tokenizer_of)
 from .manifest import write_manifest
 
 log = logging.getLogger(__name__)
@@ -158,7 +161,7 @@ async def synth_dialogue(item, *, index: int, user_tts, agent_tts, llm, tokenize
     d.oracle = await simulate_dialogue([turn for (u, a), (ut, at) in zip(turns, texts)
                                         for turn in (("user", u, ut), ("agent", a, at))],
                                        llm=llm, tokenizer=tokenizer, cfg=oracle_cfg, frames=d.frames,
-                                       random_replies=random_replies, rng=np.random.default_rng([cfg.seed, index, 2]))
+                                       random_replies=random_replies, rng=oracle_rng(cfg.seed, index))
     d.tokenizer_sha256 = tokenizer.sha256 if d.oracle else None
     d.source = {"kind": "kame data synth", "qa": dict(group[0].source),
                 "user_tts": getattr(user_tts, "spec", user_tts.name), "agent_tts": getattr(agent_tts, "spec", agent_tts.name),
@@ -382,27 +385,25 @@ def settings_of(args, cfg: SynthConfig, oracle_cfg) -> dict:
 
     return {"qa": str(Path(args.qa).resolve()), "format": args.format, "language": args.language,
             "images": args.images, "llm": args.llm, "user_voices": list(cfg.user_voices),
-            "agent_voice": cfg.agent_voice, "tokenizer": args.tokenizer and str(Path(args.tokenizer).resolve()), "max_answer_words": cfg.max_answer_words,
+            "agent_voice": cfg.agent_voice, "tokenizer": recorded_tokenizer(args.tokenizer),
+            "max_answer_words": cfg.max_answer_words,
             "interval_s": oracle_cfg.interval_s, "delay_s": oracle_cfg.delay_s, "seed": cfg.seed,
             "turns": args.turns, "cleaning": CLEANING_VERSION}
 
 
-def _check_settings(out: Path, settings: dict) -> dict:
-    """Warns (before the run) when OUT's synth.json records other settings than ``settings``;
-    the record to write: ``settings``, with the older cleaning version when OUT's records another
-    (its dialogues a resume skips keep their cleaning: kame train warns on; was: the new one
-    recorded, and the warning went)."""
-    import json
-
-    path = out / SETTINGS
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text())
-        except (OSError, ValueError):
-            old = {}
-        recorded = isinstance(old, dict) and "cleaning" in old
-        if isinstance(old, dict) and old:  # (one written before the cleaner's version was: version 1's)
+def _settings_to_record(out: Path, settings: dict) -> dict:
+    """The record to write in OUT's synth.json: ``settings``, with the older cleaning version when
+    OUT's records another (its dialogues a resume skips keep their cleaning: kame train warns on;
+    was: the new one recorded, and the warning went). Warns (before the run) when OUT's records
+    other settings than ``settings`` (a tokenizer recorded as typed, before kame resolved it, is
+    compared resolved: was warned as another one); a damaged record is refused (read_record)."""
+    old = read_record(out, "then run `kame data synth` again")
+    if old is not None:
+        recorded = "cleaning" in old
+        if old:  # (one written before the cleaner's version was: version 1's)
             old.setdefault("cleaning", 1)
+        if isinstance(old.get("tokenizer"), str):
+            old["tokenizer"] = recorded_tokenizer(old["tokenizer"])
         changed = sorted(k for k in settings if k in old and old[k] != settings[k])
         if changed:
             log.warning("%s holds dialogues made with other settings (%s: %s); the set will mix them (use another "
@@ -469,8 +470,8 @@ def main(args) -> int:
         say(f"{stopped_by(early.signal)}: before the first item; nothing written", sys.stdout)
         return TERMINATED_STATUS
     out = check_output_folder(args.out, flag="-o")
+    settings = _settings_to_record(out, settings_of(args, cfg, oracle_cfg))  # (before the LLM loads)
     llm = make_simulator(args.llm)
-    settings = _check_settings(out, settings_of(args, cfg, oracle_cfg))
     what = (counted(len(items), "item") if args.turns == 1 else
             f"{counted(len(items), 'dialogue')} of up to {args.turns} turns ({counted(sum(map(len, items)), 'item')})")
     print(f"{what} -> {out}/ (voices: user {', '.join(cfg.user_voices)}; agent {cfg.agent_voice}; "

@@ -41,7 +41,7 @@ import logging
 import re
 import reprlib
 from abc import ABC, abstractmethod
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Callable, Sequence
 
 from ...errors import BackendError, KameError
 from ...failures import defined_at, raised_at
@@ -244,12 +244,14 @@ def stall_timeout(first_limit: float, chunk_limit: float, since_request: float, 
 
 async def collect_reply(llm: Any, messages: Sequence[ChatMessage], *, timeout_s: float | None,
                         max_tokens: int | None = None, temperature: float | None = None,
-                        max_words: int | None = None, seed: int | None = None) -> str:
+                        max_words: int | None = None, seed: int | None = None,
+                        enough: Callable[[str], bool] | None = None) -> str:
     """The reply's text, pieces checked (``check_piece``); reading stops once it holds more than
-    ``max_words`` words (0: at the first word). ``seed``: the sampling seed of an LLM that takes one
-    (``seedable``), passed on when not None. Raises asyncio.TimeoutError past ``timeout_s``
-    (None: no limit) and whatever the LLM raises; the stream is closed either way (its connection
-    freed)."""
+    ``max_words`` words (0: at the first word), or once ``enough`` of the text so far is true (the
+    simulated oracle's: more cleaned words than it keeps, kame.train.oracle_sim). ``seed``: the
+    sampling seed of an LLM that takes one (``seedable``), passed on when not None. Raises
+    asyncio.TimeoutError past ``timeout_s`` (None: no limit) and whatever the LLM raises; the stream
+    is closed either way (its connection freed)."""
     async def read() -> str:
         text = ""
         seeded = {} if seed is None else {"seed": seed}
@@ -258,6 +260,8 @@ async def collect_reply(llm: Any, messages: Sequence[ChatMessage], *, timeout_s:
             async for piece in stream:
                 text += piece
                 if max_words is not None and len(text.split()) > max_words:
+                    return text
+                if enough is not None and enough(text):
                     return text
         return text
 
