@@ -15,6 +15,8 @@ from kame.train.data import DataError
 from kame.train.oracle_sim import SimOracleConfig, stale_cleaning
 from kame.train.synth import SynthConfig, _settings_to_record, settings_of
 
+from .test_synth import ToneVoices, _qa_file
+
 
 def test_the_tokenizer_is_recorded_as_a_path_from_anywhere(tmp_path, monkeypatch):
     """kame train's warning names the set's `kame data oracle` run with its --tokenizer: a path as
@@ -84,3 +86,76 @@ def test_a_record_of_a_tokenizer_as_typed_is_no_other_tokenizer(tmp_path, monkey
     with caplog.at_level(logging.WARNING):
         _settings_to_record(tmp_path, settings)
     assert f"tokenizer was {str(tmp_path / 'other.model')!r}" in caplog.text, caplog.text
+
+
+def test_a_run_that_writes_no_dialogue_leaves_synth_json_as_it_was(tmp_path, monkeypatch, caplog):
+    """synth.json describes the set: a rerun with other settings that only skips (writes nothing)
+    warns but leaves it (was: rewritten, so a third run with the set's true settings was warned of
+    mixed ones); one that writes a dialogue records its settings."""
+    import kame.train.synth as synth_mod
+    from kame.cli import main
+
+    monkeypatch.setattr(synth_mod, "_Voices", ToneVoices)
+    qa, out = _qa_file(tmp_path, 3), tmp_path / "sj"
+    base = ["data", "synth", str(qa), "-o", str(out), "--limit", "2"]
+    assert main([*base, "--llm", "none"]) == 0
+    settings = (out / "synth.json").read_text()
+    assert json.loads(settings)["llm"] == "none"
+    caplog.clear()
+    assert main([*base, "--llm", "random", "--seed", "7"]) == 0  # both items there: skipped
+    assert "other settings (llm, seed" in caplog.text
+    assert (out / "synth.json").read_text() == settings
+    caplog.clear()
+    assert main([*base, "--llm", "none"]) == 0
+    assert "other settings" not in caplog.text
+    assert main(["data", "synth", str(qa), "-o", str(out), "--llm", "random", "--seed", "7"]) == 0  # writes item 2
+    assert json.loads((out / "synth.json").read_text())["llm"] == "random"
+
+
+def test_a_resume_over_a_damaged_record_is_refused_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    """A cut synth.json: the resume refuses it, naming it, before any item (was: read as none, the run
+    went on and wrote its own record over it, the new cleaning version over the dialogues it skipped)."""
+    import kame.train.synth as synth_mod
+    from kame.cli import main
+
+    monkeypatch.setattr(synth_mod, "_Voices", ToneVoices)
+    qa, out = _qa_file(tmp_path, 2), tmp_path / "cut"
+    base = ["data", "synth", str(qa), "-o", str(out), "--llm", "none"]
+    assert main([*base, "--limit", "1"]) == 0
+    (out / "synth.json").write_text('{"qa": "x", "cleaning": 2, "llm": "ran')
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(base) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"kame: error: {out / 'synth.json'}: not readable JSON" in err and "remove it" in err
+            and "then run `kame data synth` again" in err), err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_a_resume_of_a_set_made_before_the_cleaning_version_warns(tmp_path, monkeypatch, caplog):
+    """A synth.json without "cleaning" (written before kame recorded the cleaner's version) is
+    version 1's: resuming that set with this kame's cleaner warns that it mixes them (was: silent,
+    the key missing from the old record)."""
+    import kame.train.synth as synth_mod
+    from kame.backend.speech_text import CLEANING_VERSION
+    from kame.cli import main
+
+    monkeypatch.setattr(synth_mod, "_Voices", ToneVoices)
+    qa, out = _qa_file(tmp_path, 3), tmp_path / "old"
+    base = ["data", "synth", str(qa), "-o", str(out), "--llm", "none"]
+    assert main([*base, "--limit", "1"]) == 0
+    record = json.loads((out / "synth.json").read_text())
+    assert record.pop("cleaning") == CLEANING_VERSION
+    (out / "synth.json").write_text(json.dumps(record))
+    caplog.clear()
+    assert main([*base, "--limit", "2"]) == 0
+    assert "other settings (cleaning: cleaning was 1)" in caplog.text
+    # the record keeps the older cleaning: the dialogue the resume skipped has it, so kame train warns on
+    # (was: this kame's recorded, and the warning went)
+    from kame.train.oracle_sim import stale_cleaning
+
+    assert "cleaning" not in json.loads((out / "synth.json").read_text())
+    assert "records no cleaning version" in stale_cleaning(out / "train.jsonl")
+    (out / "synth.json").write_text(json.dumps({**record, "cleaning": CLEANING_VERSION - 1}))
+    assert main([*base, "--limit", "3"]) == 0
+    assert json.loads((out / "synth.json").read_text())["cleaning"] == CLEANING_VERSION - 1
