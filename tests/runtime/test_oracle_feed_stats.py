@@ -194,3 +194,16 @@ def test_the_oracle_line_leaves_out_late_tokens_not_counted(tmp_path, capsys):
     print_summary(_summary(oracle_tokens_fed=30, oracle_tokens_late=None), tmp_path / "o.wav", True)
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("oracle "))
     assert line.endswith("(30 of 40 tokens fed)") and "came after" not in line
+
+
+def test_the_oracle_line_says_the_tokens_neither_fed_nor_late(tmp_path, capsys):
+    """The sent tokens neither fed nor late were cut by a newer prediction (or still queued at the
+    end): said, so the counts add up (was: "(29 of 46 tokens fed, 9 came after their frame)")."""
+    print_summary(_summary(oracle_tokens_sent=46, oracle_tokens_fed=29, oracle_tokens_late=9), tmp_path / "o.wav",
+                  True)
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("oracle "))
+    assert line.endswith("(29 of 46 tokens fed, 9 came after their frame, 8 cut by a newer prediction or the "
+                         "run's end)"), line
+    for fed, late in ((12, 28), (30, None)):  # (none cut; late not counted: the rest not known)
+        print_summary(_summary(oracle_tokens_fed=fed, oracle_tokens_late=late), tmp_path / "o.wav", True)
+        assert "cut by" not in capsys.readouterr().out

@@ -481,3 +481,28 @@ def test_a_set_cleaned_otherwise_is_told_in_one_line_naming_the_run_that_cleans_
     record.write_text("{ cut")  # (kame data oracle refuses it; training is not stopped for it, but told: was nothing)
     note = stale_cleaning(manifest)
     assert note.startswith(f"{record}: not readable JSON") and "remove it" in note and "\n" not in note, note
+
+
+def test_the_stale_cleaning_command_says_a_plugins_llm_needs_its_plugin(tmp_path, monkeypatch):
+    """The set's LLM came from a plugin (its scheme not kame's built-in one): the record names no
+    plugin, so the warning says the command needs it (was: the command, run as written, failed
+    with "--llm: unknown llm spec 'fix'")."""
+    import json
+
+    from kame import registry
+    from kame.train.oracle_sim import stale_cleaning
+
+    manifest, record = tmp_path / "set" / "train.jsonl", tmp_path / "set" / "synth.json"
+    record.parent.mkdir()
+    say = "(with the --plugin that provides LLM 'fix')"
+    record.write_text(json.dumps({"llm": "fix", "seed": 1}))  # (the plugin not loaded here: an unknown scheme)
+    assert f"--llm fix --seed 1` {say} to clean it anew" in stale_cleaning(manifest)
+    for llm in ("embedded", "openai:gpt-4.1", "random", "none"):  # kame's own, and no LLM
+        record.write_text(json.dumps({"llm": llm}))
+        assert "--plugin" not in stale_cleaning(manifest), llm
+    registry.schemes("llm")  # (the table loaded)
+    monkeypatch.setitem(registry._ENTRIES["llm"], "fix", registry.Entry("mod:create", None))  # the plugin loaded
+    monkeypatch.setitem(registry._ENTRIES["llm"], "embedded", registry.Entry("mod:create", None))  # one replacing
+    for llm, scheme in (("fix", "fix"), ("embedded;n=1", "embedded")):
+        record.write_text(json.dumps({"llm": llm}))
+        assert f"(with the --plugin that provides LLM {scheme!r})" in stale_cleaning(manifest), llm

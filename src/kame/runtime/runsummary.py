@@ -297,6 +297,8 @@ def print_summary(s: dict, out: Path, no_png: bool) -> None:
         sent, fed, late = (s.get(f"oracle_tokens_{k}") for k in ("sent", "fed", "late"))
         # (late None: a frame model that does not count them, not said; was "0 came after their frame")
         counts = f"{fed} of {sent} tokens fed" + (f", {late} came after their frame" if late is not None else "")
+        if None not in (sent, fed, late) and (cut := sent - fed - late) > 0:  # (was: left out, read as a miscount)
+            counts += f", {cut} cut by a newer prediction or the run's end"
         print(f"oracle    sent {shortened(s['oracle_text'], f'summary.oracle_text in {json_name}')}"
               + (f"  ({counts})" if sent else ""))
         if (warn := oracle_late(s)) is not None:

@@ -373,6 +373,7 @@ def stale_cleaning(manifest: Path) -> str | None:
     cleaned otherwise trained unwarned)."""
     import shlex
 
+    from .. import registry
     from .datacmd import SETTINGS, read_record
 
     try:
@@ -392,9 +393,16 @@ def stale_cleaning(manifest: Path) -> str | None:
     seed = doc.get("oracle_seed", doc.get("seed"))
     if seed is not None:
         run += ["--seed", str(seed)]
+    # An LLM no built-in scheme makes (a plugin's, or a built-in one a plugin replaced): the record
+    # names no plugin, so the command needs the user's --plugin (was: it failed, "unknown llm spec").
+    llm, plugin = doc.get("llm"), ""
+    if isinstance(llm, str) and llm.strip() and llm not in ("none", "random"):
+        scheme = registry.parse_spec(llm)[0]
+        if scheme not in registry.schemes("llm") or registry.plugin_scheme("llm", llm):
+            plugin = f" (with the --plugin that provides LLM {scheme!r})"
     return (f"{manifest}: its oracle text is not cleaned as the live oracle's is now (its {SETTINGS} {made}; "
             f"this kame's is {CLEANING_VERSION}), so the front-end learns text it will not be sent; run "
-            f"`{shlex.join(run)}` to clean it anew (it makes the predictions anew, asking the LLM again)")
+            f"`{shlex.join(run)}`{plugin} to clean it anew (it makes the predictions anew, asking the LLM again)")
 
 
 # ---------------------------------------------------------------------------------------------
