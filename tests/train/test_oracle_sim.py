@@ -207,14 +207,19 @@ def _llm_pieces(text):
     "- See the cathedral ⛪\n- Take a boat tour 🚤\n- Relax in a park 🌳 and much more to see",
     # the 35th raw word's first piece was the 30th kept word: "... is really gre" (live: "great")
     "Options 😊 😊 😊 😊 😊 " + " ".join(f"w{i}" for i in range(24)) + " London Bridge is really great fun to see",
+    # the 30th word's unfinished piece " €1" cleaned as finished, "1 euros", counted past 30: "... costs 1" (live: "12")
+    ["Sure"] + [f" w{i}" for i in range(27)] + [" costs", " €1", "2", " per", " person", " today"],
+    # the unfinished " https" counted as the 31st word: "... visit" (live: "visit.", the mark after a dropped URL)
+    ["Sure"] + [f" w{i}" for i in range(28)] + [" visit", " https", "://", "example", ".com", ".", " Then", " go"],
 ])
 async def test_a_long_reply_is_read_and_cut_as_the_live_oracle_cuts_it(tok, reply):
-    """Training's simulated oracle stops reading on the live rule (past max_reply_words cleaned
-    words), so its text is the live SpokenStream's: no half word, no fewer words (was: it stopped
-    at the 35th raw word)."""
+    """Training's simulated oracle stops reading on the live rule (its streamed SpokenStream done),
+    so its text is the live SpokenStream's: no half word, no fewer words, no unfinished last word
+    (was: it stopped at the 35th raw word, then at more cleaned words than kept, the last piece
+    cleaned as if finished). ``reply``: a text (split as an LLM streams it) or its pieces."""
     from kame.backend.speech_text import SpokenStream
 
-    pieces = _llm_pieces(reply)
+    pieces = reply if isinstance(reply, list) else _llm_pieces(reply)
     live = SpokenStream(30)
     said = ("".join(live.feed(p) for p in pieces) + live.flush()).strip()
     assert len(said.split()) == 30
@@ -222,6 +227,16 @@ async def test_a_long_reply_is_read_and_cut_as_the_live_oracle_cuts_it(tok, repl
     events = await simulate_oracle(user_words=TURN, reference=REF, llm=llm, tokenizer=tok)
     assert events[1].text == said
     assert all(c.closed and not c.finished for c in llm.calls)  # reading stopped before the reply's end
+
+
+async def test_a_labelled_long_reply_is_read_to_its_last_kept_word(tok):
+    """A reply led by the training prompt's agent label ("Assistant:", dropped by clean_reply) is read
+    until its 30th kept word is whole: the label is not counted as a word ("costs 12", not "costs 1")."""
+    pieces = ["Assistant", ":", " Sure"] + [f" w{i}" for i in range(27)] + [" costs", " €1", "2", " per", " person"]
+    llm = ScriptedLLM(auto=pieces)
+    events = await simulate_oracle(user_words=TURN, reference=REF, llm=llm, tokenizer=tok)
+    assert events[1].text == clean_reply("".join(pieces), 30) and events[1].text.endswith(" costs 12")
+    assert all(c.closed and not c.finished for c in llm.calls)
 
 
 async def test_frames_limit_and_delay(tok):

@@ -283,6 +283,7 @@ class SpokenStream:
         self.max_words = max_words
         self.done = False
         self._buf = ""  # the current line from the last cut on
+        self._closers = 0  # how many CJK_CLOSERS end _buf (the closer check looks at its end only)
         self._scan = 0  # where in _buf the words not yet looked at start (each is looked at once)
         self._before = None  # the word before _buf on its line (None: _buf starts the line)
         self._words = 0
@@ -300,8 +301,13 @@ class SpokenStream:
         ended = self._buf[-1:] + piece  # (a CJK mark the piece's first character follows ends a word)
         # (a closer after a sentence's end, "。」" + "と", ends a word; one after anything else, "a)" + "b", not:
         # was rescanned on every piece, the run after "a)" too)
-        closed = ended[:1] != "" and ended[0] in CJK_CLOSERS and self._buf.rstrip(CJK_CLOSERS)[-1:] in CJK_SENTENCE_ENDS
+        # (the character before _buf's closing run, "" if none: was _buf.rstrip(CJK_CLOSERS), the whole
+        # buffer on every piece after a closer, quadratic on a run: "はい。" + "」" * 20 000)
+        k = len(self._buf) - self._closers
+        closed = ended[:1] != "" and ended[0] in CJK_CLOSERS and self._buf[k - 1:k] in CJK_SENTENCE_ENDS
         self._buf += piece
+        body = piece.rstrip(CJK_CLOSERS)
+        self._closers = len(piece) - len(body) + (0 if body else self._closers)
         if not any(c.isspace() or c in _CJK_MARKS for c in ended) and not closed \
                 and (not self._waiting or self._waiting == "url"
                      or (self._waiting == "silent" and not any(c.isalnum() for c in piece))):
@@ -328,9 +334,11 @@ class SpokenStream:
                         break
             if nl < 0 or self.done:
                 self._buf, self._scan = self._buf[start:], self._scan - start
+                self._closers = min(self._closers, len(self._buf))
                 break
             out.append(self._say(self._buf[start:nl]))
             self._buf, self._before, self._scan = self._buf[nl + 1:], None, 0
+            self._closers = min(self._closers, len(self._buf))
         return "".join(out)
 
     def _cuts_after(self, m: re.Match, start: int, end: int, line_ended: bool) -> bool | None:
@@ -359,7 +367,7 @@ class SpokenStream:
     def flush(self) -> str:
         """The rest, at the reply's end (a quote closing a quoted reply dropped)."""
         said = "" if self.done else self._say(self._buf, last=True)
-        self._buf, self._quote, self.done = "", "", True  # (a quote is held only to be dropped here)
+        self._buf, self._quote, self.done, self._closers = "", "", True, 0  # (a quote held only to be dropped)
         return said
 
     def _say(self, part: str, last: bool = False) -> str:

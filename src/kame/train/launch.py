@@ -36,7 +36,6 @@ OPTION_KNOBS = {OTHER_OPTIONS.get(k, k): k for k in (
     "log_every", "save_every")}  # (the option names: config.OTHER_OPTIONS, the one table of renamed knobs)
 
 
-
 def knobs_from(args, rec: dict | None, world: int) -> dict:
     """The OPTION_KNOBS knobs of ``args`` (argparse's), those left unset the run's own when ``rec``
     (a resumed run's kame.train record) is given, else their defaults. With --batch-size or

@@ -348,17 +348,33 @@ def clean_reply(raw: str, max_words: int) -> str:
     (kame.backend.speech_text.SpokenStream: speakable, bullets and newlines, double quotes, emoji,
     a single quote opening the reply and the one closing it, at most ``max_words`` words). "" if
     nothing is left."""
+    stream = SpokenStream(max_words)
+    return (stream.feed(_reply_lines(raw)[0]) + stream.flush()).strip()
+
+
+def _reply_lines(raw: str) -> tuple[str, bool]:
+    """clean_reply's lines of ``raw`` before the spoken cleaning (labels dropped, cut at a further
+    labelled line), and whether such a line came (the reply is over: more text changes nothing)."""
     kept: list[str] = []
     for line in raw.splitlines():
         m = _LABEL.match(line)
         if m:
             if kept or _USER_LABEL.match(m.group(1)):  # a further turn, or the user's: the reply is over
-                break
+                return "\n".join(kept), True
             line = line[m.end():]
         if line.strip():
             kept.append(line)
-    stream = SpokenStream(max_words)
-    return (stream.feed("\n".join(kept)) + stream.flush()).strip()
+    return "\n".join(kept), False
+
+
+def _read_enough(text: str, max_words: int) -> bool:
+    """Whether clean_reply(``text`` + anything, max_words) is clean_reply(``text``, max_words): the
+    reply is over, or the streamed SpokenStream (the live oracle's, not flushed: an unfinished last
+    word is not counted, "€1" of "€1" "2") has said max_words words."""
+    lines, over = _reply_lines(text)
+    spoken = SpokenStream(max_words)
+    spoken.feed(lines)
+    return over or spoken.done
 
 
 def stale_cleaning(manifest: Path) -> str | None:
@@ -526,13 +542,13 @@ async def _predict(llm, messages: list[ChatMessage], cfg: SimOracleConfig, t: fl
     where = f"simulated oracle: the prediction at {t:.2f} s (hint level {level})"
     stats.llm_calls += 1
     try:
-        # (reading stops on the live oracle's rule: once the cleaned reply holds more words than are kept,
-        # a word past the last kept one has begun, so the last kept one is whole; was: at the raw
-        # reply's 35th word, which could cut a kept word in half, "gre" of " gre" "at", or keep fewer
-        # words than the live oracle when the cleaning dropped bullets, emoji or URLs)
+        # (reading stops on the live oracle's rule: once its streamed SpokenStream is done, max_reply_words
+        # words said, or the reply is over; was: at the raw reply's 35th word, which could cut a kept word in
+        # half, "gre" of " gre" "at", then at more cleaned words than kept, the unfinished last piece cleaned
+        # as finished: "costs 1" of " €1" "2", live "costs 12"; "visit" of " visit" " https", live "visit.")
         raw = await collect_reply(llm, messages, timeout_s=cfg.timeout_s, max_tokens=cfg.max_tokens,
                                   temperature=cfg.temperature, seed=seed,
-                                  enough=lambda text: len(clean_reply(text, 10**6).split()) > cfg.max_reply_words)
+                                  enough=lambda text: _read_enough(text, cfg.max_reply_words))
     except asyncio.TimeoutError:
         raise SimOracleError(f"{where}: LLM {describe(llm)} gave no complete reply within {cfg.timeout_s:g} s "
                              f"(SimOracleConfig.timeout_s); retry the dialogue or raise the timeout") from None
