@@ -136,16 +136,22 @@ def test_kame_data_synth_second_signal_in_the_run(tmp_path, capsys, monkeypatch,
     assert not (tmp_path / "syn" / "train.jsonl").exists()
 
 
-def test_kame_data_synth_ctrl_c_while_it_lists(tmp_path, capsys, monkeypatch):
-    from kame.train import synth as module
-
-    qa, real_write, written = qa_file(tmp_path), module.write_dialogue, []
+def _sigterm_after_the_first_dialogue(real_write):
+    """kame data synth's write_dialogue, then a SIGTERM once the first dialogue is written (ends the run)."""
+    written = []
 
     def write_then_sigterm(folder, d, **kw):
         real_write(folder, d, **kw)
         written.append(folder)
         if len(written) == 1:
             os.kill(os.getpid(), signal.SIGTERM)
+    return write_then_sigterm
+
+
+def test_kame_data_synth_ctrl_c_while_it_lists(tmp_path, capsys, monkeypatch):
+    from kame.train import synth as module
+
+    qa, write_then_sigterm = qa_file(tmp_path), _sigterm_after_the_first_dialogue(module.write_dialogue)
 
     def ctrl_c(out):  # (the manifest's write, after the SIGTERM ended the run)
         os.kill(os.getpid(), signal.SIGINT)
@@ -160,13 +166,7 @@ def test_kame_data_synth_ctrl_c_while_it_lists(tmp_path, capsys, monkeypatch):
 def test_kame_data_synth_sigterm_while_it_lists(tmp_path, capsys, monkeypatch):
     from kame.train import synth as module
 
-    qa, real_write, written = qa_file(tmp_path), module.write_dialogue, []
-
-    def write_then_sigterm(folder, d, **kw):
-        real_write(folder, d, **kw)
-        written.append(folder)
-        if len(written) == 1:
-            os.kill(os.getpid(), signal.SIGTERM)
+    qa, write_then_sigterm = qa_file(tmp_path), _sigterm_after_the_first_dialogue(module.write_dialogue)
 
     def sigterm(out):  # (main's write of the manifest, after the run (synth_all's: the first call) ended)
         calls.append(out)

@@ -11,6 +11,8 @@ import os
 import signal
 import time
 
+import pytest
+
 from kame import registry
 
 from . import test_mtbench_sigterm, test_pairwise
@@ -84,20 +86,26 @@ class CloseTermJudge(Judge):
         CloseTermJudge.closed.append(True)
 
 
-def test_sigterm_while_the_judge_closes_lets_it_close(tmp_path, capsys, judges, sigterm_guard):
-    registry.register("llm", "test_close_term_judge", lambda arg=None, **kw: CloseTermJudge())
-    try:
-        CloseTermJudge.closed.clear()
-        a, b = two_folders(tmp_path)
-        out = tmp_path / "pair"
-        assert pairwise(a, b, out, judge="test_close_term_judge") == 143
-        err = " ".join(capsys.readouterr().err.split())
-        assert CloseTermJudge.closed  # (was: cut inside aclose, close_runner skipped: an embedded judge's child left)
-        assert f"the pairs judged are kept in {out / 'results.jsonl'} (a rerun resumes)" in err, err
-        assert [r["question_id"] for r in lines(out)] == ["101", "102"] and not (out / "results.md").exists()
-        assert signal.getsignal(signal.SIGTERM).__name__ == "guard"
-    finally:
-        registry._ENTRIES.get("llm", {}).pop("test_close_term_judge", None)
+@pytest.fixture
+def registered(monkeypatch):
+    """Registers a test judge class as LLM spec NAME for one test (gone after it)."""
+    def register(name, judge):
+        monkeypatch.setitem(registry._ENTRIES, "llm", dict(registry._ENTRIES.get("llm", {})))
+        registry.register("llm", name, lambda arg=None, **kw: judge())
+    return register
+
+
+def test_sigterm_while_the_judge_closes_lets_it_close(tmp_path, capsys, judges, sigterm_guard, registered):
+    registered("test_close_term_judge", CloseTermJudge)
+    CloseTermJudge.closed.clear()
+    a, b = two_folders(tmp_path)
+    out = tmp_path / "pair"
+    assert pairwise(a, b, out, judge="test_close_term_judge") == 143
+    err = " ".join(capsys.readouterr().err.split())
+    assert CloseTermJudge.closed  # (was: cut inside aclose, close_runner skipped: an embedded judge's child left)
+    assert f"the pairs judged are kept in {out / 'results.jsonl'} (a rerun resumes)" in err, err
+    assert [r["question_id"] for r in lines(out)] == ["101", "102"] and not (out / "results.md").exists()
+    assert signal.getsignal(signal.SIGTERM).__name__ == "guard"
 
 
 class FirstPairTermJudge(Judge):
@@ -114,20 +122,17 @@ class FirstPairTermJudge(Judge):
             yield x
 
 
-def test_sigterm_during_the_first_pair_says_nothing_is_kept(tmp_path, capsys, judges, sigterm_guard):
-    registry.register("llm", "test_first_term_judge", lambda arg=None, **kw: FirstPairTermJudge())
-    try:
-        FirstPairTermJudge.asked.clear()
-        a, b = two_folders(tmp_path)
-        out = tmp_path / "pair"
-        assert pairwise(a, b, out, judge="test_first_term_judge") == 143
-        err = " ".join(capsys.readouterr().err.split())
-        assert sorted(p.name for p in out.iterdir()) == [".lock", "pairwise.json"]  # (.lock: the run's, let go)
-        # (was: "the pairs judged are kept in OUT_PAIR/results.jsonl", a file that does not exist)
-        assert ("terminated (SIGTERM): the comparison ends here; no pair was judged yet "
-                f"({out / 'results.jsonl'} not written)") in err, err
-    finally:
-        registry._ENTRIES.get("llm", {}).pop("test_first_term_judge", None)
+def test_sigterm_during_the_first_pair_says_nothing_is_kept(tmp_path, capsys, judges, sigterm_guard, registered):
+    registered("test_first_term_judge", FirstPairTermJudge)
+    FirstPairTermJudge.asked.clear()
+    a, b = two_folders(tmp_path)
+    out = tmp_path / "pair"
+    assert pairwise(a, b, out, judge="test_first_term_judge") == 143
+    err = " ".join(capsys.readouterr().err.split())
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "pairwise.json"]  # (.lock: the run's, let go)
+    # (was: "the pairs judged are kept in OUT_PAIR/results.jsonl", a file that does not exist)
+    assert ("terminated (SIGTERM): the comparison ends here; no pair was judged yet "
+            f"({out / 'results.jsonl'} not written)") in err, err
 
 
 def test_mtbench_says_kept_only_when_results_jsonl_holds_some(tmp_path):
